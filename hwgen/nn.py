@@ -1,0 +1,51 @@
+"""PyTorch modules hwgen understands: a recurrent stack followed by a Linear head.
+
+`RecurrentClassifier` is the container the bundled models use and the frontend accepts.
+Any `nn.LSTM` / `nn.GRU` with a following `nn.Linear` can also be imported directly
+(`hwgen.frontend.from_torch(rnn, head, head_mode=...)`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+HEAD_MODES = ("last", "every")
+
+
+class RecurrentClassifier(nn.Module):
+    """An `nn.LSTM` or `nn.GRU` (batch_first) with a Linear head.
+
+    Parameters
+    ----------
+    cell : "lstm" or "gru"
+    input_size, hidden_size, num_layers, output_size : int
+    head_mode : "last" applies the head to the last step (sequence classification),
+        "every" to every step (sequence labelling, language models).
+    embedding : optional number of tokens; when given, integer token inputs are one-hot
+        encoded (a one-hot input is what the hardware sees).
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, output_size: int,
+                 num_layers: int = 1, head_mode: str = "last"):
+        super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', not {cell!r}")
+        if head_mode not in HEAD_MODES:
+            raise ValueError(f"head_mode must be one of {HEAD_MODES}, not {head_mode!r}")
+        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
+        self.cell = cell
+        self.head_mode = head_mode
+        self.rnn = rnn_cls(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.head = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, T, input_size) float. Returns (batch, out) or (batch, T, out)."""
+        y, _ = self.rnn(x)
+        if self.head_mode == "last":
+            y = y[:, -1]
+        return self.head(y)
+
+    def config(self) -> dict:
+        return dict(cell=self.cell, input_size=self.rnn.input_size,
+                    hidden_size=self.rnn.hidden_size, output_size=self.head.out_features,
+                    num_layers=self.rnn.num_layers, head_mode=self.head_mode)
