@@ -1,0 +1,165 @@
+"""The quantized model: integer weights, every tensor's format, the PWL tables.
+
+This is the contract between `hwgen.quant` (which makes it), `hwgen.ref` (which runs it
+in integers) and `hwgen.rtl` (which builds it). Rows are in accumulator order:
+LSTM (i, f, g, o), each H rows; GRU (r, z, n_x, n_h): n_x holds W_in x + b_in and n_h holds
+W_hn h + b_hn apart, because the reset gate multiplies only the second. `w_x` has zero rows
+for n_h and `w_h` zero rows for n_x.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fixed import QFormat, bits_for
+from .pwl import PWL
+
+GATE_ROWS = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "nx", "nh")}
+
+
+@dataclass
+class QLayer:
+    cell: str
+    x_fmt: QFormat
+    h_fmt: QFormat
+    c_fmt: QFormat | None       # LSTM cell state; None for GRU
+    wx_fmt: QFormat
+    wh_fmt: QFormat
+    b_fmt: QFormat
+    pre_fmt: QFormat            # gate pre-activations (PWL inputs)
+    act_fmt: QFormat            # sigmoid / tanh outputs
+    w_x: np.ndarray             # (R, I) int64
+    w_h: np.ndarray             # (R, H) int64
+    bias: np.ndarray            # (R,) int64 in b_fmt
+    sigmoid: PWL
+    tanh: PWL
+    tanh_c: PWL | None = None   # LSTM: tanh of the cell state (input format c_fmt)
+
+    @property
+    def input_size(self) -> int:
+        return self.w_x.shape[1]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_h.shape[1]
+
+    @property
+    def rows(self) -> int:
+        return self.w_x.shape[0]
+
+    @property
+    def acc_frac(self) -> int:
+        """Fraction bits of the accumulators: the finer of the two product formats."""
+        return max(self.wx_fmt.frac + self.x_fmt.frac, self.wh_fmt.frac + self.h_fmt.frac)
+
+    @property
+    def shift_x(self) -> int:
+        """Exact left shift of an input-column product into the accumulator."""
+        return self.acc_frac - self.wx_fmt.frac - self.x_fmt.frac
+
+    @property
+    def shift_h(self) -> int:
+        return self.acc_frac - self.wh_fmt.frac - self.h_fmt.frac
+
+    @property
+    def bias_shift(self) -> int:
+        return self.acc_frac - self.b_fmt.frac
+
+    @property
+    def acc_width(self) -> int:
+        """Width that no sum b + W_x x + W_h h can overflow, for any inputs in format."""
+        bound = (np.abs(self.bias) << self.bias_shift)
+        bound = bound + (np.abs(self.w_x).sum(1) * (-self.x_fmt.min_int) << self.shift_x)
+        bound = bound + (np.abs(self.w_h).sum(1) * (-self.h_fmt.min_int) << self.shift_h)
+        return bits_for(-int(bound.max()), int(bound.max()))
+
+    def gate_slice(self, name: str) -> slice:
+        k = GATE_ROWS[self.cell].index(name)
+        h = self.hidden_size
+        return slice(k * h, (k + 1) * h)
+
+    def weight_count(self) -> tuple[int, int]:
+        """Number of real (not layout-padding) input and recurrent weights."""
+        gates = 4 if self.cell == "lstm" else 3
+        return gates * self.hidden_size * self.input_size, gates * self.hidden_size ** 2
+
+    def formats(self) -> dict:
+        out = {k: getattr(self, k) for k in
+               ("x_fmt", "h_fmt", "c_fmt", "wx_fmt", "wh_fmt", "b_fmt", "pre_fmt", "act_fmt")}
+        return {k: (v.to_json() if v is not None else None) for k, v in out.items()}
+
+
+@dataclass
+class QHead:
+    in_fmt: QFormat
+    w_fmt: QFormat
+    b_fmt: QFormat
+    out_fmt: QFormat
+    weight: np.ndarray  # (O, H) int64
+    bias: np.ndarray    # (O,) int64
+
+    @property
+    def acc_frac(self) -> int:
+        return self.w_fmt.frac + self.in_fmt.frac
+
+    @property
+    def bias_shift(self) -> int:
+        return self.acc_frac - self.b_fmt.frac
+
+    @property
+    def acc_width(self) -> int:
+        bound = (np.abs(self.bias) << self.bias_shift) + \
+            np.abs(self.weight).sum(1) * (-self.in_fmt.min_int)
+        return bits_for(-int(bound.max()), int(bound.max()))
+
+    def formats(self) -> dict:
+        return {k: getattr(self, k).to_json() for k in ("in_fmt", "w_fmt", "b_fmt", "out_fmt")}
+
+
+@dataclass
+class QModel:
+    layers: list[QLayer]
+    head: QHead
+    head_mode: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def cell(self) -> str:
+        return self.layers[0].cell
+
+    @property
+    def input_fmt(self) -> QFormat:
+        return self.layers[0].x_fmt
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.head.weight.shape[0]
+
+    def quantize_inputs(self, x) -> np.ndarray:
+        return self.input_fmt.quantize(x)
+
+    def decode_outputs(self, y) -> np.ndarray:
+        return self.head.out_fmt.to_float(y)
+
+    def memory_bits(self) -> dict:
+        """Bits of weight and bias storage, and of recurrent state, at their formats."""
+        weights = state = floats_w = floats_s = 0
+        for layer in self.layers:
+            n_x, n_h = layer.weight_count()
+            n_b = layer.rows
+            weights += n_x * layer.wx_fmt.width + n_h * layer.wh_fmt.width \
+                + n_b * layer.b_fmt.width
+            floats_w += n_x + n_h + n_b
+            h = layer.hidden_size
+            state += h * layer.h_fmt.width + (h * layer.c_fmt.width if layer.c_fmt else 0)
+            floats_s += h * (2 if layer.c_fmt else 1)
+        o, hh = self.head.weight.shape
+        weights += o * hh * self.head.w_fmt.width + o * self.head.b_fmt.width
+        floats_w += o * hh + o
+        return {"weight_bits": weights, "weight_bits_float32": 32 * floats_w,
+                "state_bits": state, "state_bits_float32": 32 * floats_s}

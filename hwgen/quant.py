@@ -1,0 +1,202 @@
+"""Post-training quantization: calibrate on sample sequences, choose formats, make a QModel.
+
+Two schemes, at the same word widths:
+
+* "calibrated" (default): a format per tensor (each layer's input/recurrent weights,
+  biases, hidden and cell state, pre-activations; the head's weights, bias and outputs),
+  its fraction chosen from that tensor's calibrated values by least squared quantization
+  error (`method="mse"`, which may clip rare outliers) or by its maximum (`method="max"`).
+* "global": one format for every tensor, its fraction set by the largest value of any
+  tensor — what common HLS flows do with a single ap_fixed type.
+
+Any tensor can be overridden by name (see `tensor_names`), e.g. to keep one path wide:
+``QuantConfig(weight_bits=4, overrides={"l0.wh": 16})``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fixed import QFormat, frac_for_range, frac_min_mse
+from .ir import ModelIR
+from .pwl import DEFAULT_X_MAX, fit_pwl
+from .qmodel import QHead, QLayer, QModel
+from .ref import run_float
+
+SCHEMES = ("calibrated", "global")
+METHODS = ("mse", "max")
+PRE_CLIP = max(DEFAULT_X_MAX.values())  # pre-activations beyond this saturate the PWL anyway
+
+
+class QuantConfigError(ValueError):
+    """A quantization option is out of range or names an unknown tensor."""
+
+
+def tensor_names(n_layers: int, cell: str) -> list[str]:
+    """Names that `QuantConfig.overrides` accepts for a model of this shape."""
+    names = ["input"]
+    for k in range(n_layers):
+        names += [f"l{k}.{t}" for t in ("wx", "wh", "b", "h", "pre", "act")]
+        if cell == "lstm":
+            names.append(f"l{k}.c")
+    return names + ["head.w", "head.b", "out"]
+
+
+@dataclass
+class QuantConfig:
+    """Word widths and options of post-training quantization.
+
+    Parameters
+    ----------
+    weight_bits : width of recurrent and head weights (2-16).
+    act_bits : width of inputs, hidden/cell state, pre-activations, activations (4-16).
+    bias_bits : width of biases (kept wide by default: they are few).
+    out_bits : width of the head's outputs; defaults to max(act_bits, 8).
+    scheme : "calibrated" (format per tensor) or "global" (one format for all).
+    method : "mse" or "max" fraction choice for calibrated formats.
+    overrides : tensor name -> width (int) or QFormat; see `tensor_names`.
+    pwl_segments, pwl_slope_form : PWL sigmoid/tanh table size and slope form.
+    """
+
+    weight_bits: int = 8
+    act_bits: int = 8
+    bias_bits: int = 16
+    out_bits: int | None = None
+    scheme: str = "calibrated"
+    method: str = "mse"
+    overrides: dict = field(default_factory=dict)
+    pwl_segments: int = 16
+    pwl_slope_form: str = "mult"
+
+    def validate(self, n_layers: int, cell: str) -> None:
+        def check(name, value, lo, hi):
+            if not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+                raise QuantConfigError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+        check("weight_bits", self.weight_bits, 2, 16)
+        check("act_bits", self.act_bits, 4, 16)
+        check("bias_bits", self.bias_bits, 2, 32)
+        if self.out_bits is not None:
+            check("out_bits", self.out_bits, 4, 32)
+        if self.scheme not in SCHEMES:
+            raise QuantConfigError(f"scheme must be one of {SCHEMES}, not {self.scheme!r}")
+        if self.method not in METHODS:
+            raise QuantConfigError(f"method must be one of {METHODS}, not {self.method!r}")
+        known = tensor_names(n_layers, cell)
+        for name, value in self.overrides.items():
+            if name not in known:
+                raise QuantConfigError(f"Unknown tensor {name!r} in overrides; "
+                                       f"known: {', '.join(known)}")
+            if not isinstance(value, (int, QFormat)):
+                raise QuantConfigError(f"Override {name!r} must be a width or a QFormat, "
+                                       f"not {value!r}")
+
+
+def calibrate(model: ModelIR, x_calib) -> dict[str, np.ndarray]:
+    """Values of every tensor on calibration sequences, keyed by tensor name."""
+    record: list = []
+    out = run_float(model, x_calib, record)
+    values = {"input": np.asarray(x_calib, dtype=np.float64), "out": out}
+    for k, (layer, rec) in enumerate(zip(model.layers, record)):
+        values[f"l{k}.h"] = rec["h"]
+        values[f"l{k}.pre"] = np.clip(np.stack(rec["pre"]), -PRE_CLIP, PRE_CLIP)
+        if layer.cell == "lstm":
+            values[f"l{k}.c"] = np.stack(rec["c"])
+            values[f"l{k}.b"] = layer.b_ih + layer.b_hh
+        else:
+            hsz = layer.hidden_size
+            values[f"l{k}.b"] = np.concatenate([(layer.b_ih + layer.b_hh)[:2 * hsz],
+                                                layer.b_ih[2 * hsz:], layer.b_hh[2 * hsz:]])
+        values[f"l{k}.wx"] = layer.w_ih
+        values[f"l{k}.wh"] = layer.w_hh
+        values[f"l{k}.act"] = np.array([-1.0, 1.0])
+    values["head.w"] = model.head.weight
+    values["head.b"] = model.head.bias
+    return values
+
+
+class _FormatChooser:
+    """Picks each tensor's format by the config's scheme, method and overrides."""
+
+    def __init__(self, config: QuantConfig, values: dict):
+        self.config = config
+        self.values = values
+        if config.scheme == "global":
+            peak = max(float(np.max(np.abs(v))) for v in values.values())
+            self.global_peak = peak
+
+    def width(self, name: str) -> int:
+        c = self.config
+        kind = name.split(".")[-1]
+        if kind in ("wx", "wh", "w"):
+            return c.weight_bits
+        if kind == "b":
+            return c.bias_bits if c.scheme == "calibrated" else c.weight_bits
+        if kind == "out":
+            return c.out_bits or max(c.act_bits, 8)
+        return c.act_bits
+
+    def __call__(self, name: str, frac_cap: int | None = None) -> QFormat:
+        override = self.config.overrides.get(name)
+        if isinstance(override, QFormat):
+            return override
+        width = override if isinstance(override, int) else self.width(name)
+        if self.config.scheme == "global":
+            frac = frac_for_range(self.global_peak, width)
+        elif name.endswith(".act"):
+            frac = width - 1  # sigmoid/tanh outputs: [-1, 1) is known, not calibrated
+        elif self.config.method == "max" or name.endswith(".b"):
+            frac = frac_for_range(float(np.max(np.abs(self.values[name]))), width)
+        else:
+            frac = frac_min_mse(self.values[name], width)
+        if frac_cap is not None:
+            frac = min(frac, frac_cap)
+        return QFormat(width, frac)
+
+
+def _gate_rows(layer, fmt_x: QFormat, fmt_h: QFormat, bias_fmt_fn, chooser, k):
+    """Integer weights and biases in accumulator row order (see hwgen.qmodel)."""
+    w_x, w_h = fmt_x.quantize(layer.w_ih), fmt_h.quantize(layer.w_hh)
+    hsz = layer.hidden_size
+    if layer.cell == "gru":
+        zx = np.zeros((hsz, layer.input_size), dtype=np.int64)
+        zh = np.zeros((hsz, hsz), dtype=np.int64)
+        w_x = np.concatenate([w_x, zx])
+        w_h = np.concatenate([w_h[:2 * hsz], zh, w_h[2 * hsz:]])
+    bias_float = chooser.values[f"l{k}.b"]
+    b_fmt = bias_fmt_fn(w_x, w_h)
+    return w_x, w_h, b_fmt, b_fmt.quantize(bias_float)
+
+
+def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None) -> QModel:
+    """Calibrate `model` on `x_calib` (N, T, I) floats and return the quantized model."""
+    config = config or QuantConfig()
+    config.validate(len(model.layers), model.cell)
+    values = calibrate(model, x_calib)
+    choose = _FormatChooser(config, values)
+    x_fmt = choose("input")
+    layers = []
+    for k, layer in enumerate(model.layers):
+        wx_fmt, wh_fmt = choose(f"l{k}.wx"), choose(f"l{k}.wh")
+        h_fmt, pre_fmt, act_fmt = choose(f"l{k}.h"), choose(f"l{k}.pre"), choose(f"l{k}.act")
+        c_fmt = choose(f"l{k}.c") if layer.cell == "lstm" else None
+        acc_frac = max(wx_fmt.frac + x_fmt.frac, wh_fmt.frac + h_fmt.frac)
+        w_x, w_h, b_fmt, bias = _gate_rows(
+            layer, wx_fmt, wh_fmt, lambda *_: choose(f"l{k}.b", frac_cap=acc_frac), choose, k)
+        pwl = dict(segments=config.pwl_segments, slope_form=config.pwl_slope_form)
+        layers.append(QLayer(
+            cell=layer.cell, x_fmt=x_fmt, h_fmt=h_fmt, c_fmt=c_fmt, wx_fmt=wx_fmt,
+            wh_fmt=wh_fmt, b_fmt=b_fmt, pre_fmt=pre_fmt, act_fmt=act_fmt, w_x=w_x, w_h=w_h,
+            bias=bias, sigmoid=fit_pwl("sigmoid", pre_fmt, act_fmt, **pwl),
+            tanh=fit_pwl("tanh", pre_fmt, act_fmt, **pwl),
+            tanh_c=fit_pwl("tanh", c_fmt, act_fmt, **pwl) if c_fmt else None))
+        x_fmt = h_fmt
+    w_fmt = choose("head.w")
+    b_fmt = choose("head.b", frac_cap=w_fmt.frac + x_fmt.frac)
+    head = QHead(in_fmt=x_fmt, w_fmt=w_fmt, b_fmt=b_fmt, out_fmt=choose("out"),
+                 weight=w_fmt.quantize(model.head.weight),
+                 bias=b_fmt.quantize(model.head.bias))
+    meta = dict(model.meta, quant=dict(weight_bits=config.weight_bits,
+                                       act_bits=config.act_bits, scheme=config.scheme,
+                                       method=config.method))
+    return QModel(layers, head, model.head_mode, meta)

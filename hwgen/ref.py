@@ -1,0 +1,171 @@
+"""Reference models: the float path of the IR, and the bit-exact integer path of a QModel.
+
+The integer path is the definition the hardware is checked against, bit for bit. It is
+batched over sequences with numpy; every operation is one of `hwgen.fixed`'s rules.
+
+Integer step of one layer (formats from the QLayer, all shifts exact or round-half-up):
+
+    acc  = (bias << bias_shift) + (W_x @ x << shift_x) + (W_h @ h << shift_h)
+    pre  = requantize(acc, acc_frac, pre_fmt)                       per row
+    LSTM: i, f, o = sigmoid(pre); g = tanh(pre)
+          c' = requantize(f*c aligned + i*g aligned, c_fmt); h' = requantize(o * tanh_c(c'), h_fmt)
+    GRU:  r, z = sigmoid(pre); n = tanh(sat(pre_nx + round(r * pre_nh)))
+          h' = requantize((n << fs) + z * (h - n) aligned, h_fmt)
+
+Head: y = requantize((b << bias_shift) + W h, out_fmt), on the last step or every step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .fixed import align, requantize, shift_round
+from .ir import ModelIR, RNNLayer
+from .qmodel import QHead, QLayer, QModel
+
+# float64 holds integers exactly below 2**53: use BLAS when the accumulator bound allows
+_EXACT_FLOAT_BITS = 52
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# ---------------------------------------------------------------- float path
+def float_layer(layer: RNNLayer, x: np.ndarray, record: dict | None = None) -> np.ndarray:
+    """Run one float layer over x (N, T, I) -> h sequence (N, T, H)."""
+    n, t_len, _ = x.shape
+    hsz = layer.hidden_size
+    h = np.zeros((n, hsz))
+    c = np.zeros((n, hsz))
+    xw = x @ layer.w_ih.T + layer.b_ih  # input part of every step at once
+    out = np.empty((n, t_len, hsz))
+    for t in range(t_len):
+        hw = h @ layer.w_hh.T + layer.b_hh
+        if layer.cell == "lstm":
+            pre = xw[:, t] + hw
+            i, f, g, o = np.split(pre, 4, axis=1)
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+            h = _sigmoid(o) * np.tanh(c)
+            if record is not None:
+                record.setdefault("pre", []).append(pre)
+                record.setdefault("c", []).append(c)
+        else:
+            xr, xz, xn = np.split(xw[:, t], 3, axis=1)
+            hr, hz, hn = np.split(hw, 3, axis=1)
+            r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
+            n_pre = xn + r * hn
+            h = (1 - z) * np.tanh(n_pre) + z * h
+            if record is not None:
+                record.setdefault("pre", []).append(
+                    np.concatenate([xr + hr, xz + hz, xn, hn, n_pre], axis=1))
+        out[:, t] = h
+    return out
+
+
+def run_float(model: ModelIR, x, record: list | None = None) -> np.ndarray:
+    """Float forward pass. x: (N, T, I). Returns (N, O) or (N, T, O) by head mode.
+
+    `record`, if a list, receives one dict per layer with its input, h, and pre-activations.
+    """
+    v = np.asarray(x, dtype=np.float64)
+    for layer in model.layers:
+        rec = {"x": v} if record is not None else None
+        v = float_layer(layer, v, rec)
+        if rec is not None:
+            rec["h"] = v
+            record.append(rec)
+    if model.head_mode == "last":
+        v = v[:, -1]
+    return v @ model.head.weight.T + model.head.bias
+
+
+# ---------------------------------------------------------------- integer path
+def _int_matmul(a: np.ndarray, w: np.ndarray, bound_bits: int) -> np.ndarray:
+    """Exact a @ w.T for int64 arrays; float64 BLAS when the result provably fits."""
+    if bound_bits <= _EXACT_FLOAT_BITS:
+        return np.rint(a.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+    return a @ w.T
+
+
+def layer_accumulate(layer: QLayer, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Accumulators b + W_x x + W_h h for a batch: x (N, I), h (N, H) -> (N, R)."""
+    bits = layer.acc_width
+    acc = (layer.bias << layer.bias_shift)[None, :]
+    acc = acc + (_int_matmul(x, layer.w_x, bits) << layer.shift_x)
+    return acc + (_int_matmul(h, layer.w_h, bits) << layer.shift_h)
+
+
+def layer_activate(layer: QLayer, acc: np.ndarray, h: np.ndarray, c: np.ndarray | None,
+                   trace: dict | None = None):
+    """Gates and new state from accumulators: the element-wise half of a step."""
+    pre = requantize(acc, layer.acc_frac, layer.pre_fmt)
+    fs = layer.act_fmt.frac  # sigmoid and tanh outputs share the activation format
+    g = {name: pre[:, layer.gate_slice(name)] for name in
+         (("i", "f", "g", "o") if layer.cell == "lstm" else ("r", "z", "nx", "nh"))}
+    if layer.cell == "lstm":
+        i, f, o = (layer.sigmoid.evaluate(g[k]) for k in "ifo")
+        gg = layer.tanh.evaluate(g["g"])
+        fc_frac = fs + layer.c_fmt.frac
+        prod_frac = max(fc_frac, 2 * fs)
+        c_sum = align(f * c, fc_frac, prod_frac) + align(i * gg, 2 * fs, prod_frac)
+        c_new = requantize(c_sum, prod_frac, layer.c_fmt)
+        tc = layer.tanh_c.evaluate(c_new)
+        h_new = requantize(o * tc, 2 * fs, layer.h_fmt)
+        if trace is not None:
+            trace.update(acc=acc, pre=pre, i=i, f=f, g=gg, o=o, c=c_new, tanh_c=tc, h=h_new)
+        return h_new, c_new
+    r, z = layer.sigmoid.evaluate(g["r"]), layer.sigmoid.evaluate(g["z"])
+    n_pre = layer.pre_fmt.saturate(g["nx"] + shift_round(r * g["nh"], fs))
+    n = layer.tanh.evaluate(n_pre)
+    fm = max(layer.h_fmt.frac, fs)
+    hm, nm = align(h, layer.h_fmt.frac, fm), align(n, fs, fm)
+    h_new = requantize((nm << fs) + z * (hm - nm), fm + fs, layer.h_fmt)
+    if trace is not None:
+        trace.update(acc=acc, pre=pre, r=r, z=z, n_pre=n_pre, n=n, h=h_new)
+    return h_new, None
+
+
+def head_forward(head: QHead, h: np.ndarray) -> np.ndarray:
+    """Integer Linear head: h (..., H) in head.in_fmt -> outputs in head.out_fmt."""
+    flat = h.reshape(-1, h.shape[-1])
+    acc = (head.bias << head.bias_shift)[None, :] + _int_matmul(flat, head.weight, head.acc_width)
+    y = requantize(acc, head.acc_frac, head.out_fmt)
+    return y.reshape(*h.shape[:-1], -1)
+
+
+def run_int(qm: QModel, xq, trace: list | None = None) -> np.ndarray:
+    """Bit-exact integer forward pass.
+
+    Parameters
+    ----------
+    qm : the quantized model.
+    xq : (N, T, I) integers in qm.input_fmt (see `QModel.quantize_inputs`).
+    trace : if a list, receives for every layer a list of per-step dicts of every
+        intermediate tensor (acc, pre, gates, c, h) — for debugging a mismatch.
+
+    Returns (N, O) integers (head on the last step) or (N, T, O) (head on every step).
+    """
+    v = np.asarray(xq, dtype=np.int64)
+    if v.ndim != 3 or v.shape[2] != qm.input_size:
+        raise ValueError(f"Inputs must be (N, T, {qm.input_size}) integers, not shape {v.shape}")
+    if v.min(initial=0) < qm.input_fmt.min_int or v.max(initial=0) > qm.input_fmt.max_int:
+        raise ValueError(f"Inputs fall outside the input format {qm.input_fmt}")
+    n, t_len, _ = v.shape
+    for layer in qm.layers:
+        h = np.zeros((n, layer.hidden_size), dtype=np.int64)
+        c = np.zeros_like(h) if layer.cell == "lstm" else None
+        out = np.empty((n, t_len, layer.hidden_size), dtype=np.int64)
+        steps = [] if trace is not None else None
+        for t in range(t_len):
+            rec = {} if steps is not None else None
+            acc = layer_accumulate(layer, v[:, t], h)
+            h, c = layer_activate(layer, acc, h, c, rec)
+            out[:, t] = h
+            if steps is not None:
+                steps.append(rec)
+        if trace is not None:
+            trace.append(steps)
+        v = out
+    if qm.head_mode == "last":
+        v = v[:, -1]
+    return head_forward(qm.head, v)
