@@ -1,0 +1,1 @@
+"""Amaranth hardware generator: the column-serial, row-parallel recurrent accelerator."""

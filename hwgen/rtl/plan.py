@@ -1,0 +1,147 @@
+"""The hardware plan of a quantized model: memory layouts, word contents, cycle model.
+
+One definition of the layouts, used by the generator, the manifest and the tests.
+
+Weights are stored column-major, one word per (column, row group): a word holds `lanes`
+weights, lane k of group g of a gate block feeding row ``g * lanes + k`` of that gate.
+Every gate block starts on a group boundary (rows past H are zero padding), so all lanes
+of a word write the same accumulator word. GRU input columns visit blocks (r, z, n_x) and
+recurrent columns (r, z, n_h); LSTM columns visit (i, f, g, o).
+
+The vector memory holds the layer-0 input, then each layer's h (and c for LSTM).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import math
+
+import numpy as np
+
+from ..qmodel import QModel
+
+
+@dataclass
+class LayerPlan:
+    index: int
+    cell: str
+    input_size: int
+    hidden_size: int
+    groups_per_gate: int
+    blocks_x: tuple          # gate blocks visited by input columns
+    blocks_h: tuple          # gate blocks visited by recurrent columns
+    w_base: int              # weight-memory address of column 0
+    b_base: int              # bias-memory address of block 0, group 0
+    x_addr: int              # vector-memory address of this layer's input element 0
+    h_addr: int
+    c_addr: int | None
+
+    @property
+    def groups_per_col(self) -> int:
+        return len(self.blocks_x) * self.groups_per_gate
+
+    @property
+    def columns(self) -> int:
+        return self.input_size + self.hidden_size
+
+    @property
+    def matrix_cycles(self) -> int:
+        return self.columns * self.groups_per_col
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one dense step (real rows only, no padding)."""
+        return len(self.blocks_x) * self.hidden_size * self.columns
+
+
+@dataclass
+class HeadPlan:
+    in_size: int
+    out_size: int
+    groups: int
+    w_base: int
+    b_base: int
+    h_addr: int
+
+    @property
+    def matrix_cycles(self) -> int:
+        return self.in_size * self.groups
+
+    @property
+    def macs(self) -> int:
+        return self.in_size * self.out_size
+
+
+@dataclass
+class Plan:
+    lanes: int
+    weight_width: int        # lane width of a weight word (max over all weight formats)
+    value_width: int         # width of the vector memory (max over x, h, c formats)
+    acc_width: int           # accumulator width (max over layers and head)
+    layers: list[LayerPlan]
+    head: HeadPlan
+    weight_words: np.ndarray  # (depth, lanes) int64
+    bias_words: np.ndarray    # (depth, lanes) int64, already shifted to accumulator frac
+    vector_depth: int
+    acc_depth: int
+    meta: dict = field(default_factory=dict)
+
+
+def _blocks(cell: str) -> tuple[tuple, tuple]:
+    return ((0, 1, 2, 3), (0, 1, 2, 3)) if cell == "lstm" else ((0, 1, 2), (0, 1, 3))
+
+
+def make_plan(qm: QModel, lanes: int) -> Plan:
+    """Lay out a quantized model for a `lanes`-wide MAC array."""
+    if not isinstance(lanes, int) or not 1 <= lanes <= 32:
+        raise ValueError(f"lanes must be an integer in 1..32, not {lanes!r}")
+    P = lanes
+    w_words, b_words, layers = [], [], []
+    v_addr = qm.input_size  # the layer-0 input sits at 0..I-1
+    x_addr = 0
+    for k, ql in enumerate(qm.layers):
+        hsz, isz = ql.hidden_size, ql.input_size
+        gpg = math.ceil(hsz / P)
+        bx, bh = _blocks(ql.cell)
+        h_addr = v_addr
+        c_addr = v_addr + hsz if ql.cell == "lstm" else None
+        v_addr += hsz * (2 if ql.cell == "lstm" else 1)
+        lp = LayerPlan(k, ql.cell, isz, hsz, gpg, bx, bh, len(w_words), len(b_words),
+                       x_addr, h_addr, c_addr)
+        for j in range(isz + hsz):
+            w, col, blocks = (ql.w_x, j, bx) if j < isz else (ql.w_h, j - isz, bh)
+            for blk in blocks:
+                for g in range(gpg):
+                    w_words.append(_lane_slice(w[:, col], blk * hsz, g * P, hsz, P))
+        shifted = ql.bias << ql.bias_shift
+        for blk in range(4):
+            for g in range(gpg):
+                b_words.append(_lane_slice(shifted, blk * hsz, g * P, hsz, P))
+        layers.append(lp)
+        x_addr = h_addr
+    out, hin = qm.head.weight.shape
+    groups = math.ceil(out / P)
+    head = HeadPlan(hin, out, groups, len(w_words), len(b_words), layers[-1].h_addr)
+    for j in range(hin):
+        for g in range(groups):
+            w_words.append(_lane_slice(qm.head.weight[:, j], 0, g * P, out, P))
+    shifted = qm.head.bias << qm.head.bias_shift
+    for g in range(groups):
+        b_words.append(_lane_slice(shifted, 0, g * P, out, P))
+    weight_width = max([max(ql.wx_fmt.width, ql.wh_fmt.width) for ql in qm.layers]
+                       + [qm.head.w_fmt.width])
+    value_width = max(max(ql.x_fmt.width, ql.h_fmt.width,
+                          ql.c_fmt.width if ql.c_fmt else 0) for ql in qm.layers)
+    acc_width = max([ql.acc_width for ql in qm.layers] + [qm.head.acc_width])
+    acc_depth = max([4 * lp.groups_per_gate for lp in layers] + [groups])
+    return Plan(P, weight_width, value_width, acc_width, layers, head,
+                np.array(w_words, dtype=np.int64).reshape(-1, P),
+                np.array(b_words, dtype=np.int64).reshape(-1, P), v_addr, acc_depth)
+
+
+def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int) -> list:
+    """Lanes' values for rows row0..row0+P-1 of a block of `rows` rows (zero past the end)."""
+    out = [0] * P
+    for lane in range(P):
+        if row0 + lane < rows:
+            out[lane] = int(vec[block_start + row0 + lane])
+    return out
