@@ -132,12 +132,15 @@ def frac_for_range(max_abs: float, width: int) -> int:
     return frac
 
 
-def frac_min_mse(values, width: int, candidates: int = 4) -> int:
+def frac_min_mse(values, width: int, candidates: int = 4, transform=None) -> int:
     """Choose frac for `values` by least squared quantization error (clipping allowed).
 
     Starts at the no-clipping frac and tries up to `candidates` finer formats, which clip
     rare large values but resolve the bulk better: the histogram decides, not the maximum.
+    `transform` (e.g. np.tanh) measures the error after a function the values feed, so a
+    pre-activation is judged by the activation it produces.
     """
+    transform = transform or (lambda z: z)
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
         return width - 1
@@ -147,5 +150,5 @@ def frac_min_mse(values, width: int, candidates: int = 4) -> int:
     errors = []
     for frac in range(base, base + candidates):
         fmt = QFormat(width, frac)
-        errors.append(np.mean((fmt.to_float(fmt.quantize(v)) - v) ** 2))
+        errors.append(np.mean((transform(fmt.to_float(fmt.quantize(v))) - transform(v)) ** 2))
     return base + int(np.argmin(errors))

@@ -76,7 +76,7 @@ def from_torch(model, head=None, head_mode: str | None = None) -> ModelIR:
             raise UnsupportedModelError(
                 f"Unsupported nn.Sequential ({names}): expected (nn.LSTM|nn.GRU, nn.Linear)")
         rnn, head = parts
-    elif isinstance(model, (nn.LSTM, nn.GRU)):
+    elif isinstance(model, nn.RNNBase):
         rnn = model
         if head is None:
             raise UnsupportedModelError("A recurrent layer needs a Linear head: pass head=")

@@ -147,6 +147,10 @@ class _FormatChooser:
             frac = width - 1  # sigmoid/tanh outputs: [-1, 1) is known, not calibrated
         elif self.config.method == "max" or name.endswith(".b"):
             frac = frac_for_range(float(np.max(np.abs(self.values[name]))), width)
+        elif name.endswith(".pre"):
+            # judged through tanh, the steeper activation: clipping a pre-activation
+            # costs what it changes in the gate, not in the raw value
+            frac = frac_min_mse(self.values[name], width, transform=np.tanh)
         else:
             frac = frac_min_mse(self.values[name], width)
         if frac_cap is not None:

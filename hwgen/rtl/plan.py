@@ -145,3 +145,37 @@ def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int)
         if row0 + lane < rows:
             out[lane] = int(vec[block_start + row0 + lane])
     return out
+
+
+# Cycles of the sequencer's fixed-length states (see hwgen.rtl.top); the cocotb bench
+# checks this model against measured cycles.
+DRAIN_CYCLES = 3        # last issue -> stage 1 -> stage 2 -> next phase
+GATHER_CYCLES = 5       # four gate-block words read per row group
+ELEMENT_CYCLES = {"lstm": 14, "gru": 11}  # read h/c, start, unit states, write h/c, next
+
+
+def layer_cycles(lp: LayerPlan) -> dict:
+    matrix = lp.matrix_cycles
+    activate = DRAIN_CYCLES + lp.groups_per_gate * GATHER_CYCLES \
+        + lp.hidden_size * ELEMENT_CYCLES[lp.cell]
+    return {"matrix": matrix, "activate": activate}
+
+
+def cycle_model(plan: Plan, input_size: int) -> dict:
+    """Cycles of one time step with an always-valid input and an always-ready output."""
+    layers = [layer_cycles(lp) for lp in plan.layers]
+    hp = plan.head
+    head = hp.matrix_cycles + DRAIN_CYCLES + hp.groups + 2 * hp.out_size
+    matrix = sum(c["matrix"] for c in layers)
+    macs = sum(lp.macs for lp in plan.layers)
+    return {
+        "load": input_size,
+        "layers": layers,
+        "per_step": input_size + sum(c["matrix"] + c["activate"] for c in layers),
+        "head": head,
+        "macs_per_step": macs,
+        "ideal_per_step": macs / plan.lanes,
+        "matrix_per_step": matrix,
+        "matrix_utilization": macs / plan.lanes / matrix,
+        "head_macs": hp.macs,
+    }

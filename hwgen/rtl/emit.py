@@ -1,0 +1,125 @@
+"""Write a design folder: Verilog, weight init data, manifest.json, test vectors."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+import shutil
+import tempfile
+
+import numpy as np
+from amaranth.back import verilog
+
+from .. import __version__
+from ..qmodel import QModel
+from ..ref import run_int
+from .plan import cycle_model
+from .top import Accelerator
+
+MANIFEST_VERSION = 1
+
+
+def _hex_words(words: np.ndarray, width: int) -> str:
+    """One line per memory word, lane 0 in the low bits, as hex."""
+    mask = (1 << width) - 1
+    digits = (width * words.shape[1] + 3) // 4
+    lines = []
+    for row in words:
+        value = 0
+        for lane, w in enumerate(row):
+            value |= (int(w) & mask) << (lane * width)
+        lines.append(f"{value:0{digits}x}")
+    return "\n".join(lines) + "\n"
+
+
+def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
+    plan = acc.plan
+    layers = []
+    for ql, lp in zip(qm.layers, plan.layers):
+        layers.append({
+            "cell": ql.cell, "input_size": ql.input_size, "hidden_size": ql.hidden_size,
+            "formats": ql.formats(), "acc_frac": ql.acc_frac, "acc_width": ql.acc_width,
+            "shift_x": ql.shift_x, "shift_h": ql.shift_h,
+            "pwl": {k: {"segments": p.segments, "slope_form": p.slope_form,
+                        "max_error": p.max_error, "mean_error": p.mean_error}
+                    for k, p in (("sigmoid", ql.sigmoid), ("tanh", ql.tanh),
+                                 ("tanh_c", ql.tanh_c)) if p is not None},
+            "groups_per_gate": lp.groups_per_gate, "w_base": lp.w_base,
+        })
+    mem = qm.memory_bits()
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "hwgen_version": __version__,
+        "name": name,
+        "interface": {
+            "top": top, "verilog": [f"{top}.v"], "clock": "clk", "reset": "rst",
+            "in_width": qm.input_fmt.width, "out_width": qm.head.out_fmt.width,
+            "in_payload": {"data": [0, qm.input_fmt.width], "step_end": qm.input_fmt.width,
+                           "seq_end": qm.input_fmt.width + 1},
+            "out_payload": {"data": [0, qm.head.out_fmt.width],
+                            "last": qm.head.out_fmt.width},
+        },
+        "sizes": {"input_size": qm.input_size, "output_size": qm.output_size,
+                  "layers": len(qm.layers),
+                  "hidden_sizes": [ql.hidden_size for ql in qm.layers]},
+        "cell": qm.cell,
+        "head_mode": qm.head_mode,
+        "lanes": plan.lanes,
+        "formats": {"input": qm.input_fmt.to_json(), "layers": layers,
+                    "head": qm.head.formats(), "head_acc_width": qm.head.acc_width},
+        "memories": {
+            "weights": {"depth": len(plan.weight_words), "lane_width": plan.weight_width,
+                        "word_width": plan.weight_width * plan.lanes, "file": "weights.hex"},
+            "biases": {"depth": len(plan.bias_words), "lane_width": plan.acc_width,
+                       "word_width": plan.acc_width * plan.lanes, "file": "biases.hex"},
+            "accumulators": {"depth": plan.acc_depth, "lane_width": plan.acc_width},
+            "vectors": {"depth": plan.vector_depth, "width": plan.value_width},
+        },
+        "memory_bits": mem,
+        "cycles": cycle_model(plan, qm.input_size),
+        "quant": qm.meta.get("quant", {}),
+    }
+
+
+def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
+             inputs: np.ndarray | None = None) -> Path:
+    """Generate the design folder `out_dir` for `qm`; returns its path.
+
+    The folder is written to a temporary sibling first and moved into place whole, so a
+    failure leaves nothing half-written. `inputs` (N, T, I) integers, if given, are stored
+    with the reference outputs in vectors.npz for the testbenches.
+    """
+    out_dir = Path(out_dir)
+    name = name or out_dir.name
+    top = f"hwgen_{name}".replace("-", "_")
+    acc = Accelerator(qm, lanes)
+    text = verilog.convert(acc, name=top, emit_src=False)
+    manifest = manifest_for(qm, acc, name, top)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / f"{top}.v").write_text(text)
+        (tmp / "weights.hex").write_text(_hex_words(acc.plan.weight_words,
+                                                    acc.plan.weight_width))
+        (tmp / "biases.hex").write_text(_hex_words(acc.plan.bias_words, acc.plan.acc_width))
+        if inputs is not None:
+            xq = np.asarray(inputs, dtype=np.int64)
+            np.savez(tmp / "vectors.npz", inputs=xq, outputs=run_int(qm, xq))
+            manifest["vectors"] = {"file": "vectors.npz", "sequences": int(xq.shape[0]),
+                                   "steps": int(xq.shape[1])}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def folder_digest(path) -> dict:
+    """sha256 of every generated file (for the determinism check)."""
+    path = Path(path)
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.iterdir()) if p.is_file()}
