@@ -1,0 +1,92 @@
+"""Each Amaranth block against its reference operation, in Amaranth's simulator."""
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal, signed
+from amaranth.sim import Simulator
+
+from conftest import make_model
+from hwgen.fixed import QFormat, requantize as np_requantize
+from hwgen.frontend import from_torch
+from hwgen.pwl import fit_pwl
+from hwgen.quant import QuantConfig, quantize_model
+from hwgen.ref import layer_activate
+from hwgen.rtl.arith import requantize
+from hwgen.rtl.elementwise import ElementwiseUnit
+from hwgen.rtl.pwl_unit import PWLUnit
+
+
+def comb_eval(dut_inputs, outputs, vectors, module=None):
+    """Set inputs to each vector, read outputs combinationally."""
+    got = []
+
+    async def tb(ctx):
+        for vec in vectors:
+            for sig, v in zip(dut_inputs, vec):
+                ctx.set(sig, int(v))
+            got.append([ctx.get(o) for o in outputs])
+    sim = Simulator(module)
+    sim.add_testbench(tb)
+    sim.run()
+    return np.array(got)
+
+
+@pytest.mark.parametrize("shift,to", [(3, QFormat(6, 0)), (0, QFormat(8, 2)), (-2, QFormat(12, 4))])
+def test_requantize_expression(shift, to, rng):
+    x = Signal(signed(16))
+    y = Signal(signed(to.width))
+    m = Module()
+    m.d.comb += y.eq(requantize(x, to.frac + shift, to))
+    edge = [-32768, 32767, -1, 0, 1, 4, -4, 12, -12, 2**shift if shift > 0 else 3]
+    values = np.concatenate([edge, rng.integers(-32768, 32768, 300)])
+    got = comb_eval([x], [y], [[v] for v in values], m)[:, 0]
+    assert np.array_equal(got, np_requantize(values, to.frac + shift, to))
+
+
+@pytest.mark.parametrize("func", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("form", ["mult", "shift"])
+def test_pwl_unit_every_code(func, form):
+    p = fit_pwl(func, QFormat(9, 5), QFormat(8, 7), 16, form)
+    dut = PWLUnit(p)
+    codes = np.arange(-256, 256)
+    got = comb_eval([dut.x], [dut.y], [[c] for c in codes], dut)[:, 0]
+    assert np.array_equal(got, p.evaluate(codes))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_elementwise_unit_matches_reference(cell, rng):
+    ir = from_torch(make_model(cell, hidden=6))
+    qm = quantize_model(ir, rng.uniform(-1, 1, (16, 5, 5)), QuantConfig(weight_bits=6,
+                                                                       act_bits=7))
+    layer = qm.layers[0]
+    width = layer.acc_width
+    n = 200
+    acc = rng.integers(-(1 << (width - 1)), 1 << (width - 1), (n, 4 * 6))
+    acc[:20] = (1 << (width - 1)) - 1  # saturating pre-activations
+    h = rng.integers(layer.h_fmt.min_int, layer.h_fmt.max_int + 1, (n, 6))
+    c = rng.integers(layer.c_fmt.min_int, layer.c_fmt.max_int + 1, (n, 6)) if layer.c_fmt \
+        else None
+    h_exp, c_exp = layer_activate(layer, acc, h, c)
+    dut = ElementwiseUnit(layer, width)
+    got_h, got_c = [], []
+
+    async def tb(ctx):
+        for s in range(n):
+            for e in range(6):
+                for q in range(4):
+                    ctx.set(getattr(dut, f"acc{q}"), int(acc[s, q * 6 + e]))
+                ctx.set(dut.h_prev, int(h[s, e]))
+                if c is not None:
+                    ctx.set(dut.c_prev, int(c[s, e]))
+                ctx.set(dut.start, 1)
+                await ctx.tick()
+                ctx.set(dut.start, 0)
+                await ctx.tick().until(dut.done)
+                got_h.append(ctx.get(dut.h_new))
+                got_c.append(ctx.get(dut.c_new))
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert np.array_equal(np.array(got_h).reshape(n, 6), h_exp)
+    if c is not None:
+        assert np.array_equal(np.array(got_c).reshape(n, 6), c_exp)
