@@ -16,6 +16,8 @@ Head: y = requantize((b << bias_shift) + W h, out_fmt), on the last step or ever
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from .fixed import align, requantize, shift_round
@@ -133,7 +135,83 @@ def head_forward(head: QHead, h: np.ndarray) -> np.ndarray:
     return y.reshape(*h.shape[:-1], -1)
 
 
-def run_int(qm: QModel, xq, trace: list | None = None) -> np.ndarray:
+@dataclass
+class DeltaStats:
+    """Columns fired and MACs done by a delta run, per layer (summed over the batch)."""
+
+    columns: list = field(default_factory=list)       # per layer: columns examined
+    fired: list = field(default_factory=list)         # per layer: columns fired
+    fired_per_step: list = field(default_factory=list)  # per layer: (T,) fired, all sequences
+    macs_dense: list = field(default_factory=list)    # per layer: MACs of the dense model
+    macs: list = field(default_factory=list)          # per layer: MACs done by fired columns
+
+    @property
+    def fired_fraction(self) -> float:
+        return sum(self.fired) / max(1, sum(self.columns))
+
+    @property
+    def macs_eliminated(self) -> float:
+        """Fraction of the recurrent layers' MACs that skipped columns saved."""
+        return 1.0 - sum(self.macs) / max(1, sum(self.macs_dense))
+
+    def summary(self) -> dict:
+        return {"fired_fraction": self.fired_fraction, "macs_eliminated": self.macs_eliminated,
+                "per_layer": [{"fired_fraction": f / max(1, c), "macs_eliminated":
+                               1 - m / max(1, d)} for f, c, m, d in
+                              zip(self.fired, self.columns, self.macs, self.macs_dense)]}
+
+
+def _delta_update(v, v_hat, theta):
+    """Fire where |v - v_hat| >= max(theta, 1); returns (delta of fired, new v_hat, fired)."""
+    delta = v - v_hat
+    fired = np.abs(delta) >= max(int(theta), 1)
+    return np.where(fired, delta, 0), np.where(fired, v, v_hat), fired
+
+
+def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats | None = None,
+               steps: list | None = None) -> np.ndarray:
+    """One layer over a batch of sequences v (N, T, I); dense, or delta with (theta_x, theta_h).
+
+    Delta: the accumulators start at the bias and persist; a column fires when its change
+    since it last fired reaches the threshold, and adds W[:, j] * delta. With thresholds
+    (0, 0) this is b + W x exactly: bit-identical to the dense step.
+    """
+    n, t_len, _ = v.shape
+    h = np.zeros((n, layer.hidden_size), dtype=np.int64)
+    c = np.zeros_like(h) if layer.cell == "lstm" else None
+    out = np.empty((n, t_len, layer.hidden_size), dtype=np.int64)
+    if thresholds is not None:
+        acc = np.broadcast_to(layer.bias << layer.bias_shift, (n, layer.rows)).copy()
+        x_hat, h_hat = np.zeros((n, layer.input_size), dtype=np.int64), np.zeros_like(h)
+        fired_steps = np.zeros(t_len, dtype=np.int64)
+    for t in range(t_len):
+        if thresholds is None:
+            acc = layer_accumulate(layer, v[:, t], h)
+        else:
+            dx, x_hat, fx = _delta_update(v[:, t], x_hat, thresholds[0])
+            dh, h_hat, fh = _delta_update(h, h_hat, thresholds[1])
+            bits = layer.acc_width + 1  # a delta spans twice its format's range
+            acc = acc + (_int_matmul(dx, layer.w_x, bits) << layer.shift_x) \
+                + (_int_matmul(dh, layer.w_h, bits) << layer.shift_h)
+            fired_steps[t] = fx.sum() + fh.sum()
+        rec = {} if steps is not None else None
+        h, c = layer_activate(layer, acc, h, c, rec)
+        out[:, t] = h
+        if steps is not None:
+            steps.append(rec)
+    if stats is not None and thresholds is not None:
+        rows = layer.rows * 3 // 4 if layer.cell == "gru" else layer.rows  # real rows a column feeds
+        cols = n * t_len * (layer.input_size + layer.hidden_size)
+        stats.columns.append(cols)
+        stats.fired.append(int(fired_steps.sum()))
+        stats.fired_per_step.append(fired_steps)
+        stats.macs_dense.append(cols * rows)
+        stats.macs.append(int(fired_steps.sum()) * rows)
+    return out
+
+
+def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
+            stats: DeltaStats | None = None) -> np.ndarray:
     """Bit-exact integer forward pass.
 
     Parameters
@@ -142,6 +220,9 @@ def run_int(qm: QModel, xq, trace: list | None = None) -> np.ndarray:
     xq : (N, T, I) integers in qm.input_fmt (see `QModel.quantize_inputs`).
     trace : if a list, receives for every layer a list of per-step dicts of every
         intermediate tensor (acc, pre, gates, c, h) — for debugging a mismatch.
+    delta : None (dense) or per-layer integer thresholds [(theta_x, theta_h), ...] in LSBs
+        of the layer's input and hidden formats: the delta network.
+    stats : a DeltaStats that receives the delta run's counts.
 
     Returns (N, O) integers (head on the last step) or (N, T, O) (head on every step).
     """
@@ -150,22 +231,14 @@ def run_int(qm: QModel, xq, trace: list | None = None) -> np.ndarray:
         raise ValueError(f"Inputs must be (N, T, {qm.input_size}) integers, not shape {v.shape}")
     if v.min(initial=0) < qm.input_fmt.min_int or v.max(initial=0) > qm.input_fmt.max_int:
         raise ValueError(f"Inputs fall outside the input format {qm.input_fmt}")
-    n, t_len, _ = v.shape
-    for layer in qm.layers:
-        h = np.zeros((n, layer.hidden_size), dtype=np.int64)
-        c = np.zeros_like(h) if layer.cell == "lstm" else None
-        out = np.empty((n, t_len, layer.hidden_size), dtype=np.int64)
+    if delta is not None and len(delta) != len(qm.layers):
+        raise ValueError(f"delta needs one (theta_x, theta_h) per layer: {len(qm.layers)}, "
+                         f"not {len(delta)}")
+    for k, layer in enumerate(qm.layers):
         steps = [] if trace is not None else None
-        for t in range(t_len):
-            rec = {} if steps is not None else None
-            acc = layer_accumulate(layer, v[:, t], h)
-            h, c = layer_activate(layer, acc, h, c, rec)
-            out[:, t] = h
-            if steps is not None:
-                steps.append(rec)
+        v = _run_layer(layer, v, None if delta is None else delta[k], stats, steps)
         if trace is not None:
             trace.append(steps)
-        v = out
     if qm.head_mode == "last":
         v = v[:, -1]
     return head_forward(qm.head, v)

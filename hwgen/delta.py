@@ -1,0 +1,87 @@
+"""Delta-network thresholds: sweeps and a per-layer choice under an accuracy budget.
+
+Thresholds are integers in LSBs of each layer's input (theta_x) and hidden (theta_h)
+formats. `choose_thresholds` is a greedy search: starting from all zeros, it repeatedly
+raises the one threshold (some layer's theta_x or theta_h, to its next candidate) whose
+step buys the most eliminated MACs per point of metric lost, as long as the total loss
+against the dense model stays within the user's budget. Each layer's input and hidden
+paths are judged separately because their change statistics differ (inputs follow the
+data; hidden states are smoothed by the gates).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .qmodel import QModel
+from .ref import DeltaStats, run_int
+
+CANDIDATES = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+@dataclass
+class DeltaPoint:
+    thresholds: list          # [(theta_x, theta_h)] per layer
+    metric: float             # task metric (higher is better, e.g. accuracy or -bpc)
+    macs_eliminated: float
+    fired_fraction: float
+
+    def as_row(self) -> dict:
+        return {"thresholds": [list(t) for t in self.thresholds], "metric": self.metric,
+                "macs_eliminated": self.macs_eliminated, "fired_fraction": self.fired_fraction}
+
+
+def evaluate_delta(qm: QModel, xq, metric: Callable, thresholds) -> DeltaPoint:
+    """Run the delta reference and score its integer outputs with `metric(y_int)`."""
+    stats = DeltaStats()
+    y = run_int(qm, xq, delta=[tuple(t) for t in thresholds], stats=stats)
+    return DeltaPoint([tuple(t) for t in thresholds], float(metric(y)),
+                      stats.macs_eliminated, stats.fired_fraction)
+
+
+def sweep(qm: QModel, xq, metric: Callable, thetas=(0, 1, 2, 4, 8, 16, 32)) -> list[DeltaPoint]:
+    """One threshold for every path of every layer, for each theta."""
+    return [evaluate_delta(qm, xq, metric, [(t, t)] * len(qm.layers)) for t in thetas]
+
+
+def choose_thresholds(qm: QModel, xq, metric: Callable, budget: float,
+                      candidates=CANDIDATES, progress=None) -> tuple[DeltaPoint, list]:
+    """Largest MAC elimination found whose metric stays within `budget` of Θ = 0.
+
+    Parameters
+    ----------
+    metric : integer outputs -> score, higher is better (accuracy in points, or -bpc).
+    budget : allowed metric loss against the dense (Θ = 0) model, in the metric's units.
+    Returns the chosen point and the path of accepted points.
+    """
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0, not {budget!r}")
+    n_paths = 2 * len(qm.layers)
+    idx = [0] * n_paths
+
+    def thresholds_of(ix):
+        return [(candidates[ix[2 * k]], candidates[ix[2 * k + 1]]) for k in range(len(qm.layers))]
+
+    best = evaluate_delta(qm, xq, metric, thresholds_of(idx))
+    floor = best.metric - budget
+    path = [best]
+    while True:
+        moves = []
+        for p in range(n_paths):
+            if idx[p] + 1 >= len(candidates):
+                continue
+            trial = list(idx)
+            trial[p] += 1
+            point = evaluate_delta(qm, xq, metric, thresholds_of(trial))
+            if point.metric >= floor and point.macs_eliminated > best.macs_eliminated:
+                gain = point.macs_eliminated - best.macs_eliminated
+                loss = max(best.metric - point.metric, 1e-9)
+                moves.append((gain / loss, point, trial))
+        if not moves:
+            return best, path
+        _, best, idx = max(moves, key=lambda m: m[0])
+        path.append(best)
+        if progress:
+            progress(best)
