@@ -161,10 +161,14 @@ class DeltaStats:
                               zip(self.fired, self.columns, self.macs, self.macs_dense)]}
 
 
-def _delta_update(v, v_hat, theta):
-    """Fire where |v - v_hat| >= max(theta, 1); returns (delta of fired, new v_hat, fired)."""
+def _delta_update(v, v_hat, theta, first_step: bool):
+    """Fire where |v - v_hat| >= max(theta, 1), or everywhere on a sequence's first step
+    (which is dense: it sets the accumulators to b + W x exactly and v_hat to v).
+
+    Returns (delta of the fired columns, new v_hat, fired mask).
+    """
     delta = v - v_hat
-    fired = np.abs(delta) >= max(int(theta), 1)
+    fired = np.ones(v.shape, dtype=bool) if first_step else np.abs(delta) >= max(int(theta), 1)
     return np.where(fired, delta, 0), np.where(fired, v, v_hat), fired
 
 
@@ -173,8 +177,9 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
     """One layer over a batch of sequences v (N, T, I); dense, or delta with (theta_x, theta_h).
 
     Delta: the accumulators start at the bias and persist; a column fires when its change
-    since it last fired reaches the threshold, and adds W[:, j] * delta. With thresholds
-    (0, 0) this is b + W x exactly: bit-identical to the dense step.
+    since it last fired reaches the threshold, and adds W[:, j] * delta; the first step of
+    a sequence fires every column. With thresholds (0, 0) the accumulators are b + W x
+    exactly: bit-identical to the dense model.
     """
     n, t_len, _ = v.shape
     h = np.zeros((n, layer.hidden_size), dtype=np.int64)
@@ -188,8 +193,8 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
         if thresholds is None:
             acc = layer_accumulate(layer, v[:, t], h)
         else:
-            dx, x_hat, fx = _delta_update(v[:, t], x_hat, thresholds[0])
-            dh, h_hat, fh = _delta_update(h, h_hat, thresholds[1])
+            dx, x_hat, fx = _delta_update(v[:, t], x_hat, thresholds[0], t == 0)
+            dh, h_hat, fh = _delta_update(h, h_hat, thresholds[1], t == 0)
             bits = layer.acc_width + 1  # a delta spans twice its format's range
             acc = acc + (_int_matmul(dx, layer.w_x, bits) << layer.shift_x) \
                 + (_int_matmul(dh, layer.w_h, bits) << layer.shift_h)

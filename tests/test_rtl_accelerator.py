@@ -41,3 +41,19 @@ def test_plan_rejects_bad_lanes(rng):
     qm, _ = build("gru", 1, "last", 4, rng=rng)
     with pytest.raises(ValueError, match="lanes must be an integer in 1..32, not 0"):
         make_plan(qm, 0)
+
+
+@pytest.mark.parametrize("cell,layers,head_mode,lanes,theta", [
+    ("gru", 1, "every", 3, 0), ("gru", 2, "last", 4, 3), ("lstm", 1, "every", 2, 5),
+    ("lstm", 2, "last", 8, 2),
+])
+def test_delta_bit_exact_under_stalls(cell, layers, head_mode, lanes, theta, rng):
+    ir = from_torch(make_model(cell, input_size=5, hidden=7, out=3, layers=layers,
+                               head_mode=head_mode))
+    x = np.clip(np.cumsum(rng.normal(0, 0.2, (4, 6, 5)), axis=1), -2, 2)
+    qm = quantize_model(ir, x)
+    xq = qm.quantize_inputs(x)
+    delta = [(theta, theta)] * layers
+    got, _ = run_accelerator(Accelerator(qm, lanes, delta=delta), xq, head_mode, 3,
+                             0.3, 0.3, seed=theta)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))

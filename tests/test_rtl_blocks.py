@@ -11,7 +11,7 @@ from hwgen.pwl import fit_pwl
 from hwgen.quant import QuantConfig, quantize_model
 from hwgen.ref import layer_activate
 from hwgen.rtl.arith import requantize
-from hwgen.rtl.elementwise import ElementwiseUnit
+from hwgen.rtl.elementwise import LATENCY, ElementwiseUnit
 from hwgen.rtl.pwl_unit import PWLUnit
 
 
@@ -66,10 +66,11 @@ def test_elementwise_unit_matches_reference(cell, rng):
     c = rng.integers(layer.c_fmt.min_int, layer.c_fmt.max_int + 1, (n, 6)) if layer.c_fmt \
         else None
     h_exp, c_exp = layer_activate(layer, acc, h, c)
-    dut = ElementwiseUnit(layer, width)
-    got_h, got_c = [], []
+    dut = ElementwiseUnit(layer, width, tag_width=12)
+    got_h, got_c = {}, {}
 
-    async def tb(ctx):
+    async def feed(ctx):
+        # one element a cycle, with a gap now and then
         for s in range(n):
             for e in range(6):
                 for q in range(4):
@@ -77,16 +78,27 @@ def test_elementwise_unit_matches_reference(cell, rng):
                 ctx.set(dut.h_prev, int(h[s, e]))
                 if c is not None:
                     ctx.set(dut.c_prev, int(c[s, e]))
-                ctx.set(dut.start, 1)
+                ctx.set(dut.tag, s * 6 + e)
+                ctx.set(dut.valid_in, 1)
                 await ctx.tick()
-                ctx.set(dut.start, 0)
-                await ctx.tick().until(dut.done)
-                got_h.append(ctx.get(dut.h_new))
-                got_c.append(ctx.get(dut.c_new))
+                if (s + e) % 7 == 0:
+                    ctx.set(dut.valid_in, 0)
+                    await ctx.tick()
+        ctx.set(dut.valid_in, 0)
+        await ctx.tick().repeat(LATENCY + 2)
+
+    async def collect(ctx):
+        async for _, _, valid, tag, hn, cn in ctx.tick().sample(
+                dut.valid_out, dut.tag_out, dut.h_new, dut.c_new):
+            if valid:
+                got_h[tag], got_c[tag] = hn, cn
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(tb)
+    sim.add_testbench(feed)
+    sim.add_process(collect)
     sim.run()
+    got_h = [got_h[i] for i in range(n * 6)]
+    got_c = [got_c[i] for i in range(n * 6)]
     assert np.array_equal(np.array(got_h).reshape(n, 6), h_exp)
     if c is not None:
         assert np.array_equal(np.array(got_c).reshape(n, 6), c_exp)

@@ -31,9 +31,11 @@ class LayerPlan:
     blocks_h: tuple          # gate blocks visited by recurrent columns
     w_base: int              # weight-memory address of column 0
     b_base: int              # bias-memory address of block 0, group 0
+    acc_base: int            # accumulator-memory address of block 0, group 0
     x_addr: int              # vector-memory address of this layer's input element 0
-    h_addr: int
-    c_addr: int | None
+    h_addr: int              # vector-memory address of h element 0
+    c_addr: int | None       # cell-memory address of c element 0 (LSTM)
+    hat_addr: int            # delta: last-fired values, inputs then hidden elements
 
     @property
     def groups_per_col(self) -> int:
@@ -60,6 +62,7 @@ class HeadPlan:
     groups: int
     w_base: int
     b_base: int
+    acc_base: int
     h_addr: int
 
     @property
@@ -75,38 +78,50 @@ class HeadPlan:
 class Plan:
     lanes: int
     weight_width: int        # lane width of a weight word (max over all weight formats)
-    value_width: int         # width of the vector memory (max over x, h, c formats)
+    value_width: int         # width of the vector memory (max over x and h formats)
+    cell_width: int          # width of the cell-state memory (LSTM c; 1 for GRU)
     acc_width: int           # accumulator width (max over layers and head)
     layers: list[LayerPlan]
     head: HeadPlan
     weight_words: np.ndarray  # (depth, lanes) int64
     bias_words: np.ndarray    # (depth, lanes) int64, already shifted to accumulator frac
     vector_depth: int
+    cell_depth: int
+    hat_depth: int
     acc_depth: int
-    meta: dict = field(default_factory=dict)
+    delta: list | None = None  # [(theta_x, theta_h)] per layer, or None for dense
 
 
 def _blocks(cell: str) -> tuple[tuple, tuple]:
     return ((0, 1, 2, 3), (0, 1, 2, 3)) if cell == "lstm" else ((0, 1, 2), (0, 1, 3))
 
 
-def make_plan(qm: QModel, lanes: int) -> Plan:
-    """Lay out a quantized model for a `lanes`-wide MAC array."""
+def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
+    """Lay out a quantized model for a `lanes`-wide MAC array (and delta thresholds)."""
     if not isinstance(lanes, int) or not 1 <= lanes <= 32:
         raise ValueError(f"lanes must be an integer in 1..32, not {lanes!r}")
+    if delta is not None:
+        if len(delta) != len(qm.layers):
+            raise ValueError(f"delta needs one (theta_x, theta_h) per layer: "
+                             f"{len(qm.layers)}, not {len(delta)}")
+        delta = [(int(tx), int(th)) for tx, th in delta]
+        if min(min(t) for t in delta) < 0:
+            raise ValueError(f"delta thresholds must be >= 0, not {delta}")
     P = lanes
     w_words, b_words, layers = [], [], []
     v_addr = qm.input_size  # the layer-0 input sits at 0..I-1
-    x_addr = 0
+    x_addr = c_addr = hat_addr = acc_addr = 0
     for k, ql in enumerate(qm.layers):
         hsz, isz = ql.hidden_size, ql.input_size
         gpg = math.ceil(hsz / P)
         bx, bh = _blocks(ql.cell)
-        h_addr = v_addr
-        c_addr = v_addr + hsz if ql.cell == "lstm" else None
-        v_addr += hsz * (2 if ql.cell == "lstm" else 1)
         lp = LayerPlan(k, ql.cell, isz, hsz, gpg, bx, bh, len(w_words), len(b_words),
-                       x_addr, h_addr, c_addr)
+                       acc_addr, x_addr, v_addr, c_addr if ql.cell == "lstm" else None,
+                       hat_addr)
+        v_addr += hsz
+        c_addr += hsz if ql.cell == "lstm" else 0
+        hat_addr += isz + hsz
+        acc_addr += 4 * gpg
         for j in range(isz + hsz):
             w, col, blocks = (ql.w_x, j, bx) if j < isz else (ql.w_h, j - isz, bh)
             for blk in blocks:
@@ -117,10 +132,10 @@ def make_plan(qm: QModel, lanes: int) -> Plan:
             for g in range(gpg):
                 b_words.append(_lane_slice(shifted, blk * hsz, g * P, hsz, P))
         layers.append(lp)
-        x_addr = h_addr
+        x_addr = lp.h_addr
     out, hin = qm.head.weight.shape
     groups = math.ceil(out / P)
-    head = HeadPlan(hin, out, groups, len(w_words), len(b_words), layers[-1].h_addr)
+    head = HeadPlan(hin, out, groups, len(w_words), len(b_words), acc_addr, layers[-1].h_addr)
     for j in range(hin):
         for g in range(groups):
             w_words.append(_lane_slice(qm.head.weight[:, j], 0, g * P, out, P))
@@ -129,13 +144,13 @@ def make_plan(qm: QModel, lanes: int) -> Plan:
         b_words.append(_lane_slice(shifted, 0, g * P, out, P))
     weight_width = max([max(ql.wx_fmt.width, ql.wh_fmt.width) for ql in qm.layers]
                        + [qm.head.w_fmt.width])
-    value_width = max(max(ql.x_fmt.width, ql.h_fmt.width,
-                          ql.c_fmt.width if ql.c_fmt else 0) for ql in qm.layers)
+    value_width = max(max(ql.x_fmt.width, ql.h_fmt.width) for ql in qm.layers)
+    cell_width = max([ql.c_fmt.width for ql in qm.layers if ql.c_fmt] + [1])
     acc_width = max([ql.acc_width for ql in qm.layers] + [qm.head.acc_width])
-    acc_depth = max([4 * lp.groups_per_gate for lp in layers] + [groups])
-    return Plan(P, weight_width, value_width, acc_width, layers, head,
+    return Plan(P, weight_width, value_width, cell_width, acc_width, layers, head,
                 np.array(w_words, dtype=np.int64).reshape(-1, P),
-                np.array(b_words, dtype=np.int64).reshape(-1, P), v_addr, acc_depth)
+                np.array(b_words, dtype=np.int64).reshape(-1, P), v_addr, max(c_addr, 1),
+                max(hat_addr, 1), acc_addr + groups, delta)
 
 
 def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int) -> list:

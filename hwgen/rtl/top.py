@@ -1,26 +1,37 @@
 """The accelerator top level: streams in, sequencer, MAC lanes, memories, streams out.
 
-Per time step: LOAD the I input elements; for each layer, MATRIX (every column, every row
-group: one weight word a cycle into `lanes` MACs) then ACTIVATE (element-wise unit per
-hidden element); then, when the head applies, HEAD (the same MAC lanes over the head's
-weights) and OUTPUT (O requantized results on the out stream).
+Per time step: LOAD the I input elements; for each layer, MATRIX then ACTIVATE; then, when
+the head applies, HEAD (the same MAC lanes over the head's weights) and OUTPUT.
 
-MAC pipeline: stage 0 issues the weight, vector, then stage 1 multiplies the word by the
-column value while the bias and accumulator words are read, and stage 2 shifts the
-products into accumulator alignment and adds (read-modify-write through a read port that
-is transparent for the write port, so consecutive updates of one word are exact).
+MATRIX runs two machines joined by a small FIFO of fired columns:
+
+* the column encoder reads each column's value v_j (and, for delta networks, its
+  last-fired value) one column a cycle, and pushes the columns that fire with their delta
+  (dense designs fire every column with delta = v_j);
+* the MAC issuer pops a fired column and streams its weight words, one a cycle, into the
+  lanes. Skipped columns cost the issuer nothing, so cycles follow the fired count.
+
+MAC pipeline: the issuer reads a weight word; stage 1 multiplies it by the column's delta
+while the bias and accumulator words are read; stage 2 shifts the products into
+accumulator alignment and adds (read-modify-write through a read port transparent for the
+write port, so back-to-back updates of one word are exact).
+
+ACTIVATE gathers the four gate words of a row group, then feeds one element a cycle into
+the pipelined element-wise unit, whose results are written back to h (and c).
 """
 from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..qmodel import QModel
 from .arith import requantize
-from .elementwise import ElementwiseUnit
+from .elementwise import LATENCY, ElementwiseUnit
 from .plan import Plan, make_plan
+
+FIFO_DEPTH = 8
 
 
 def input_layout(width: int) -> data.StructLayout:
@@ -33,8 +44,39 @@ def output_layout(width: int) -> data.StructLayout:
     return data.StructLayout({"data": signed(width), "last": 1})
 
 
-def _bits(n: int) -> int:
-    return max(1, (max(n, 1) - 1).bit_length() + 1)
+class _Pass:
+    """Constants of one MATRIX pass (a layer or the head), as the sequencer needs them."""
+
+    def __init__(self, plan: Plan, k: int | None, qm: QModel):
+        if k is None:  # the head: dense, one block, every column is the last layer's h
+            hp = plan.head
+            self.name, self.cols, self.x_cols, self.gpc = "HEAD", hp.in_size, 0, hp.groups
+            self.w_base, self.b_base, self.acc_base = hp.w_base, hp.b_base, hp.acc_base
+            self.x_addr, self.h_addr, self.hat_addr = 0, hp.h_addr, 0
+            self.recurrent, self.gpg, self.cell = False, hp.groups, "head"
+            self.shift_x = self.shift_h = 0
+            self.theta = None
+        else:
+            lp, ql = plan.layers[k], qm.layers[k]
+            self.name, self.cols, self.x_cols = f"MAT{k}", lp.columns, lp.input_size
+            self.gpc, self.gpg, self.cell = lp.groups_per_col, lp.groups_per_gate, lp.cell
+            self.w_base, self.b_base, self.acc_base = lp.w_base, lp.b_base, lp.acc_base
+            self.x_addr, self.h_addr, self.hat_addr = lp.x_addr, lp.h_addr, lp.hat_addr
+            self.recurrent = True
+            self.shift_x, self.shift_h = ql.shift_x, ql.shift_h
+            self.theta = plan.delta[k] if plan.delta is not None else None
+
+    def acc_offset(self, q, is_h):
+        """Accumulator word of the column's q-th group (GRU h columns skip the n_x block)."""
+        if self.cell == "gru":
+            return Mux(is_h & (q >= 2 * self.gpg), q + self.gpg, q)
+        return q
+
+    def first_touch(self, col, q, is_h):
+        """True where a dense pass first adds into a word: start from the bias there."""
+        if self.cell == "gru":
+            return (col == 0) | ((col == self.x_cols) & (q >= 2 * self.gpg))
+        return col == 0
 
 
 class Accelerator(wiring.Component):
@@ -44,6 +86,7 @@ class Accelerator(wiring.Component):
     ----------
     qm : QModel
     lanes : number of MAC lanes P (1..32).
+    delta : None (dense) or [(theta_x, theta_h)] per layer: a delta network.
 
     Members
     -------
@@ -51,9 +94,9 @@ class Accelerator(wiring.Component):
     o : Out(stream.Signature(output_layout(output width)))
     """
 
-    def __init__(self, qm: QModel, lanes: int):
+    def __init__(self, qm: QModel, lanes: int, delta=None):
         self.qm = qm
-        self.plan: Plan = make_plan(qm, lanes)
+        self.plan: Plan = make_plan(qm, lanes, delta)
         super().__init__({
             "i": In(stream.Signature(input_layout(qm.input_fmt.width))),
             "o": Out(stream.Signature(output_layout(qm.head.out_fmt.width))),
@@ -62,57 +105,85 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         qm, plan = self.qm, self.plan
         P = plan.lanes
+        is_delta = plan.delta is not None
+        has_c = any(lp.c_addr is not None for lp in plan.layers)
         m = Module()
 
         # ---- memories
-        w_mem = Memory(shape=data.ArrayLayout(signed(plan.weight_width), P),
-                       depth=len(plan.weight_words), init=plan.weight_words.tolist())
-        b_mem = Memory(shape=data.ArrayLayout(signed(plan.acc_width), P),
-                       depth=len(plan.bias_words), init=plan.bias_words.tolist())
-        acc_mem = Memory(shape=data.ArrayLayout(signed(plan.acc_width), P),
-                         depth=plan.acc_depth, init=[])
+        lanes_of = lambda width: data.ArrayLayout(signed(width), P)  # noqa: E731
+        w_mem = Memory(shape=lanes_of(plan.weight_width), depth=len(plan.weight_words),
+                       init=plan.weight_words.tolist())
+        b_mem = Memory(shape=lanes_of(plan.acc_width), depth=len(plan.bias_words),
+                       init=plan.bias_words.tolist())
+        acc_mem = Memory(shape=lanes_of(plan.acc_width), depth=plan.acc_depth, init=[])
         v_mem = Memory(shape=signed(plan.value_width), depth=plan.vector_depth, init=[])
-        self.debug_memories = {"v": v_mem, "acc": acc_mem}
         m.submodules.w_mem, m.submodules.b_mem = w_mem, b_mem
         m.submodules.acc_mem, m.submodules.v_mem = acc_mem, v_mem
+        self.debug_memories = {"v": v_mem, "acc": acc_mem}
         w_rd, b_rd = w_mem.read_port(), b_mem.read_port()
         acc_wr = acc_mem.write_port()
         acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))
-        v_wr = v_mem.write_port()
-        v_rd = v_mem.read_port()
+        v_wr, v_rd = v_mem.write_port(), v_mem.read_port()
+        if has_c:
+            m.submodules.c_mem = c_mem = Memory(shape=signed(plan.cell_width),
+                                                depth=plan.cell_depth, init=[])
+            c_wr, c_rd = c_mem.write_port(), c_mem.read_port()
+        if is_delta:
+            m.submodules.hat_mem = hat_mem = Memory(shape=signed(plan.value_width),
+                                                    depth=plan.hat_depth, init=[])
+            hat_wr, hat_rd = hat_mem.write_port(), hat_mem.read_port()
 
-        # ---- shared counters and flags
-        col = Signal(range(max([lp.columns for lp in plan.layers] + [plan.head.in_size]) + 1))
-        grp = Signal(range(max([lp.groups_per_col for lp in plan.layers]
-                               + [plan.head.groups]) + 1))
-        w_addr = Signal(range(len(plan.weight_words) + 1))
+        passes = [_Pass(plan, k, qm) for k in range(len(plan.layers))] + \
+            [_Pass(plan, None, qm)]
+        max_cols = max(p.cols for p in passes)
+        max_gpc = max(p.gpc for p in passes)
+        delta_w = plan.value_width + 1
+        shifts = sorted({0} | {p.shift_x for p in passes} | {p.shift_h for p in passes})
+
         fresh = Signal(init=1)      # first step of a sequence: h and c read as zero
         seq_end = Signal()          # the step being computed ends its sequence
 
-        # ---- MAC pipeline registers (stage 1 and stage 2)
-        shifts = sorted({0} | {ql.shift_x for ql in qm.layers} | {ql.shift_h for ql in qm.layers})
+        # ---- column encoder -> FIFO -> MAC issuer
+        entry = data.StructLayout({"w_addr": range(len(plan.weight_words) + 1),
+                                   "col": range(max_cols + 1), "is_h": 1,
+                                   "delta": signed(delta_w)})
+        m.submodules.fifo = col_fifo = fifo.SyncFIFO(width=entry.size, depth=FIFO_DEPTH)
+        pushed = Signal(entry)
+        popped = data.View(entry, col_fifo.r_data)
+        m.d.comb += col_fifo.w_data.eq(pushed)
+        enc_col = Signal(range(max_cols + 1))
+        enc_w = Signal(range(len(plan.weight_words) + 1))
+        e1 = Signal(data.StructLayout({"valid": 1, "col": range(max_cols + 1), "is_h": 1,
+                                       "w_addr": range(len(plan.weight_words) + 1)}))
+        cur = Signal(entry)
+        cur_active = Signal()
+        grp = Signal(range(max_gpc + 1))
+        m.d.sync += e1.valid.eq(0)
+
+        # ---- MAC pipeline registers
         s1 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(plan.acc_depth),
                                        "b_addr": range(len(plan.bias_words)), "bias": 1,
-                                       "zero": 1, "shift": range(len(shifts))}))
+                                       "delta": signed(delta_w),
+                                       "shift": range(len(shifts))}))
         s2 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(plan.acc_depth),
                                        "bias": 1, "shift": range(len(shifts))}))
-        prod_w = plan.weight_width + plan.value_width
-        prods = [Signal(signed(prod_w), name=f"prod{k}") for k in range(P)]
+        prods = [Signal(signed(plan.weight_width + delta_w), name=f"prod{k}")
+                 for k in range(P)]
         m.d.sync += s1.valid.eq(0)
 
-        # stage 1: multiply; read bias and accumulator words
-        v_val = Mux(s1.zero, 0, v_rd.data)
-        m.d.sync += [prods[k].eq(w_rd.data[k] * v_val) for k in range(P)]
+        # stage 1: multiply; read the bias and accumulator words
+        m.d.sync += [prods[k].eq(w_rd.data[k] * s1.delta) for k in range(P)]
         m.d.sync += [s2.valid.eq(s1.valid), s2.acc_addr.eq(s1.acc_addr), s2.bias.eq(s1.bias),
                      s2.shift.eq(s1.shift)]
         m.d.comb += b_rd.addr.eq(s1.b_addr)
         act_acc_addr = Signal.like(acc_rd.addr)
         m.d.comb += acc_rd.addr.eq(Mux(s1.valid, s1.acc_addr, act_acc_addr))
 
-        # stage 2: align and accumulate
+        # stage 2: align and accumulate (a product with a delta may exceed the
+        # accumulator's range alone; the sum never does)
         m.d.comb += [acc_wr.addr.eq(s2.acc_addr), acc_wr.en.eq(s2.valid)]
         for k in range(P):
-            aligned = Signal(signed(plan.acc_width), name=f"aligned{k}")
+            aligned = Signal(signed(plan.acc_width + 1), name=f"aligned{k}")
             with m.Switch(s2.shift):
                 for idx, sh in enumerate(shifts):
                     with m.Case(idx):
@@ -120,22 +191,78 @@ class Accelerator(wiring.Component):
             base = Mux(s2.bias, b_rd.data[k], acc_rd.data[k])
             m.d.comb += acc_wr.data[k].eq(base + aligned)
 
-        # ---- element-wise units, one per layer
+        def matrix(ps: _Pass, next_state: str):
+            """One cycle of a MATRIX pass: encoder, issuer, and the end-of-pass check."""
+            # encoder stage 0: read the next column's value (and last-fired value)
+            room = col_fifo.level + e1.valid < FIFO_DEPTH - 1
+            is_h0 = enc_col >= ps.x_cols
+            m.d.comb += v_rd.addr.eq(Mux(is_h0, ps.h_addr + enc_col - ps.x_cols,
+                                         ps.x_addr + enc_col))
+            if is_delta and ps.theta is not None:
+                m.d.comb += hat_rd.addr.eq(ps.hat_addr + enc_col)
+            with m.If((enc_col < ps.cols) & room):
+                m.d.sync += [e1.valid.eq(1), e1.col.eq(enc_col), e1.is_h.eq(is_h0),
+                             e1.w_addr.eq(enc_w), enc_col.eq(enc_col + 1),
+                             enc_w.eq(enc_w + ps.gpc)]
+            # encoder stage 1: delta, fire, push
+            value = Mux(e1.is_h & fresh, 0, v_rd.data) if ps.recurrent else v_rd.data
+            if is_delta and ps.theta is not None:
+                tx, th = (max(t, 1) for t in ps.theta)
+                last = Mux(fresh, 0, hat_rd.data)
+                change = Signal(signed(delta_w), name=f"change_{ps.name}")
+                m.d.comb += change.eq(value - last)
+                size = Mux(change < 0, -change, change)
+                fire = fresh | (size >= Mux(e1.is_h, th, tx))
+                m.d.comb += [hat_wr.addr.eq(ps.hat_addr + e1.col), hat_wr.data.eq(value),
+                             hat_wr.en.eq(e1.valid & fire)]
+            else:
+                change, fire = value, 1
+            m.d.comb += [pushed.w_addr.eq(e1.w_addr), pushed.col.eq(e1.col),
+                         pushed.is_h.eq(e1.is_h), pushed.delta.eq(change),
+                         col_fifo.w_en.eq(e1.valid & fire)]
+            # issuer: one weight word of the current fired column a cycle
+            bias_ok = fresh if is_delta and ps.theta is not None else 1
+            with m.If(cur_active):
+                q = grp
+                acc_off = ps.acc_offset(q, cur.is_h)
+                m.d.comb += w_rd.addr.eq(cur.w_addr + q)
+                m.d.sync += [s1.valid.eq(1), s1.acc_addr.eq(ps.acc_base + acc_off),
+                             s1.b_addr.eq(ps.b_base + acc_off), s1.delta.eq(cur.delta),
+                             s1.bias.eq(bias_ok & ps.first_touch(cur.col, q, cur.is_h)),
+                             s1.shift.eq(Mux(cur.is_h, shifts.index(ps.shift_h),
+                                             shifts.index(ps.shift_x)))]
+                with m.If(grp == ps.gpc - 1):
+                    m.d.sync += [grp.eq(0), cur_active.eq(col_fifo.r_rdy), cur.eq(popped)]
+                    m.d.comb += col_fifo.r_en.eq(1)
+                with m.Else():
+                    m.d.sync += grp.eq(grp + 1)
+            with m.Elif(col_fifo.r_rdy):
+                m.d.comb += col_fifo.r_en.eq(1)
+                m.d.sync += [cur.eq(popped), cur_active.eq(1), grp.eq(0)]
+            with m.If((enc_col == ps.cols) & ~e1.valid & ~col_fifo.r_rdy & ~cur_active):
+                m.d.sync += enc_col.eq(0)
+                m.next = next_state
+
+        # ---- ACTIVATE: gather gate words, one element a cycle into the element-wise unit
         units = []
         for k, ql in enumerate(qm.layers):
-            unit = ElementwiseUnit(ql, plan.acc_width)
+            unit = ElementwiseUnit(ql, plan.acc_width, tag_width=ql.hidden_size.bit_length())
             m.submodules[f"elementwise{k}"] = unit
             units.append(unit)
         gate_regs = [[Signal(signed(plan.acc_width), name=f"gate{q}_{k}") for k in range(P)]
                      for q in range(4)]
+        issue_acc = [Signal(signed(plan.acc_width), name=f"issue_acc{q}") for q in range(4)]
+        max_h = max(lp.hidden_size for lp in plan.layers)
+        issue_valid = Signal()
+        issue_tag = Signal(range(max_h + 1))
+        issue_layer = Signal(range(len(units) + 1))
         lane = Signal(range(P + 1))
         act_q = Signal(range(6))
-        h_prev = Signal(signed(plan.value_width))
-        c_prev = Signal(signed(plan.value_width))
+        wait = Signal(range(LATENCY + 4))
+        m.d.sync += issue_valid.eq(0)
         for unit in units:
-            m.d.comb += [getattr(unit, f"acc{q}").eq(Array(gate_regs[q])[lane])
-                         for q in range(4)]
-            m.d.comb += [unit.h_prev.eq(h_prev), unit.c_prev.eq(c_prev)]
+            m.d.comb += [getattr(unit, f"acc{q}").eq(issue_acc[q]) for q in range(4)]
+            m.d.comb += unit.tag.eq(issue_tag)
 
         # ---- output stream registers
         o_valid = Signal()
@@ -144,28 +271,23 @@ class Accelerator(wiring.Component):
         m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(o_payload)]
         in_idx = Signal(range(qm.input_size + 1))
 
-        def issue(lp_cols, x_cols, gpc, acc_of, b_base, w_base, x_addr, h_addr, bias_first,
-                  shift_x, shift_h, next_state, recurrent=True):
-            """One cycle of the MATRIX phase: issue (col, grp) into the pipeline.
+        def start_pass(ps: _Pass):
+            return [enc_col.eq(0), enc_w.eq(ps.w_base), grp.eq(0)]
 
-            `recurrent`: columns past `x_cols` are the layer's own h, zero on a fresh sequence.
-            """
-            is_h = col >= x_cols
-            acc_addr = acc_of(grp, is_h)
-            m.d.comb += [w_rd.addr.eq(w_addr),
-                         v_rd.addr.eq(Mux(is_h, h_addr + col - x_cols, x_addr + col))]
-            m.d.sync += [s1.valid.eq(1), s1.acc_addr.eq(acc_addr),
-                         s1.b_addr.eq(b_base + acc_addr), s1.bias.eq(bias_first(grp, is_h)),
-                         s1.zero.eq(is_h & fresh if recurrent else 0),
-                         s1.shift.eq(Mux(is_h, shifts.index(shift_h), shifts.index(shift_x))),
-                         w_addr.eq(w_addr + 1)]
-            with m.If(grp == gpc - 1):
-                m.d.sync += [grp.eq(0), col.eq(col + 1)]
-                with m.If(col == lp_cols - 1):
-                    m.d.sync += col.eq(0)
-                    m.next = next_state
-            with m.Else():
-                m.d.sync += grp.eq(grp + 1)
+
+
+        # element-wise units' inputs and results, in whatever state the pipeline drains
+        for k, (lp, unit) in enumerate(zip(plan.layers, units)):
+            m.d.comb += [unit.valid_in.eq(issue_valid & (issue_layer == k)),
+                         unit.h_prev.eq(Mux(fresh, 0, v_rd.data))]
+            if lp.c_addr is not None:
+                m.d.comb += unit.c_prev.eq(Mux(fresh, 0, c_rd.data))
+            with m.If(unit.valid_out):
+                m.d.comb += [v_wr.addr.eq(lp.h_addr + unit.tag_out),
+                             v_wr.data.eq(unit.h_new), v_wr.en.eq(1)]
+                if lp.c_addr is not None:
+                    m.d.comb += [c_wr.addr.eq(lp.c_addr + unit.tag_out),
+                                 c_wr.data.eq(unit.c_new), c_wr.en.eq(1)]
 
         with m.FSM(name="seq"):
             with m.State("LOAD"):
@@ -174,33 +296,21 @@ class Accelerator(wiring.Component):
                 with m.If(self.i.valid):
                     m.d.sync += in_idx.eq(in_idx + 1)
                     with m.If(in_idx == qm.input_size - 1):
-                        m.d.sync += [in_idx.eq(0), seq_end.eq(self.i.payload.seq_end),
-                                     w_addr.eq(plan.layers[0].w_base)]
+                        m.d.sync += [in_idx.eq(0), seq_end.eq(self.i.payload.seq_end)]
+                        m.d.sync += start_pass(passes[0])
                         m.next = "MAT0"
             for k, (lp, ql) in enumerate(zip(plan.layers, qm.layers)):
+                ps, unit = passes[k], units[k]
                 gpg = lp.groups_per_gate
-                last = k == len(plan.layers) - 1
-                if lp.cell == "lstm":
-                    def acc_of(g, is_h):
-                        return g
-                    bias_first = (lambda g, is_h: col == 0)
-                else:
-                    def acc_of(g, is_h, gpg=gpg):
-                        return Mux(is_h & (g >= 2 * gpg), g + gpg, g)
-                    bias_first = (lambda g, is_h, lp=lp, gpg=gpg:
-                                  (col == 0) | ((col == lp.input_size) & (g >= 2 * gpg)))
                 with m.State(f"MAT{k}"):
-                    issue(lp.columns, lp.input_size, lp.groups_per_col, acc_of, lp.b_base,
-                          lp.w_base, lp.x_addr, lp.h_addr, bias_first, ql.shift_x, ql.shift_h,
-                          f"DRAIN{k}")
+                    matrix(ps, f"DRAIN{k}")
                 with m.State(f"DRAIN{k}"):
-                    # wait for the last issue to pass stage 2
                     with m.If(~s1.valid & ~s2.valid):
                         m.d.sync += [grp.eq(0), lane.eq(0), act_q.eq(0)]
                         m.next = f"GATHER{k}"
                 with m.State(f"GATHER{k}"):
-                    # read the 4 gate-block words of group `grp` into gate_regs
-                    m.d.comb += act_acc_addr.eq(act_q * gpg + grp)
+                    # read the 4 gate-block words of row group `grp` into gate_regs
+                    m.d.comb += act_acc_addr.eq(lp.acc_base + act_q * gpg + grp)
                     m.d.sync += act_q.eq(act_q + 1)
                     with m.Switch(act_q):
                         for q in range(4):
@@ -209,48 +319,34 @@ class Accelerator(wiring.Component):
                                              for n in range(P)]
                     with m.If(act_q == 4):
                         m.d.sync += act_q.eq(0)
-                        m.next = f"READ_H{k}"
+                        m.next = f"ISSUE{k}"
                 elem = grp * P + lane
-                with m.State(f"READ_H{k}"):
+                with m.State(f"ISSUE{k}"):
+                    # read h (and c) now; the unit sees them with the gate values next cycle
                     m.d.comb += v_rd.addr.eq(lp.h_addr + elem)
-                    m.next = f"READ_C{k}"
-                with m.State(f"READ_C{k}"):
-                    m.d.sync += h_prev.eq(Mux(fresh, 0, v_rd.data))
                     if lp.c_addr is not None:
-                        m.d.comb += v_rd.addr.eq(lp.c_addr + elem)
-                    m.next = f"START{k}"
-                with m.State(f"START{k}"):
-                    m.d.sync += c_prev.eq(Mux(fresh, 0, v_rd.data))
-                    m.d.comb += units[k].start.eq(1)
-                    m.next = f"WAIT{k}"
-                with m.State(f"WAIT{k}"):
-                    with m.If(units[k].done):
-                        m.next = f"WRITE_H{k}"
-                with m.State(f"WRITE_H{k}"):
-                    m.d.comb += [v_wr.addr.eq(lp.h_addr + elem), v_wr.data.eq(units[k].h_new),
-                                 v_wr.en.eq(1)]
-                    m.next = f"WRITE_C{k}" if lp.c_addr is not None else f"NEXT{k}"
-                if lp.c_addr is not None:
-                    with m.State(f"WRITE_C{k}"):
-                        m.d.comb += [v_wr.addr.eq(lp.c_addr + elem),
-                                     v_wr.data.eq(units[k].c_new), v_wr.en.eq(1)]
-                        m.next = f"NEXT{k}"
-                with m.State(f"NEXT{k}"):
-                    # next lane of this group, next group, or the next phase
-                    done_group = (lane == P - 1) | (elem == lp.hidden_size - 1)
-                    with m.If(~done_group):
-                        m.d.sync += lane.eq(lane + 1)
-                        m.next = f"READ_H{k}"
-                    with m.Elif(grp != gpg - 1):
-                        m.d.sync += [lane.eq(0), grp.eq(grp + 1)]
-                        m.next = f"GATHER{k}"
+                        m.d.comb += c_rd.addr.eq(lp.c_addr + elem)
+                    m.d.sync += [issue_acc[q].eq(Array(gate_regs[q])[lane]) for q in range(4)]
+                    m.d.sync += [issue_valid.eq(1), issue_tag.eq(elem), issue_layer.eq(k)]
+                    with m.If((lane == P - 1) | (elem == lp.hidden_size - 1)):
+                        m.d.sync += lane.eq(0)
+                        with m.If(grp == gpg - 1):
+                            m.d.sync += [grp.eq(0), wait.eq(0)]
+                            m.next = f"FLUSH{k}"
+                        with m.Else():
+                            m.d.sync += grp.eq(grp + 1)
+                            m.next = f"GATHER{k}"
                     with m.Else():
-                        m.d.sync += [lane.eq(0), grp.eq(0)]
-                        if not last:
-                            m.d.sync += w_addr.eq(plan.layers[k + 1].w_base)
+                        m.d.sync += lane.eq(lane + 1)
+                with m.State(f"FLUSH{k}"):
+                    # let the last element leave the element-wise pipeline
+                    m.d.sync += wait.eq(wait + 1)
+                    with m.If(wait == LATENCY + 1):
+                        if k + 1 < len(plan.layers):
+                            m.d.sync += start_pass(passes[k + 1])
                             m.next = f"MAT{k + 1}"
                         else:
-                            m.d.sync += w_addr.eq(plan.head.w_base)
+                            m.d.sync += start_pass(passes[-1])
                             if qm.head_mode == "every":
                                 m.next = "HEAD"
                             else:
@@ -261,15 +357,13 @@ class Accelerator(wiring.Component):
                                     m.next = "LOAD"
             hp = plan.head
             with m.State("HEAD"):
-                issue(hp.in_size, 0, hp.groups, lambda g, is_h: g, hp.b_base, hp.w_base,
-                      0, hp.h_addr, lambda g, is_h: col == 0, 0, 0, "HEAD_DRAIN",
-                      recurrent=False)
+                matrix(passes[-1], "HEAD_DRAIN")
             with m.State("HEAD_DRAIN"):
                 with m.If(~s1.valid & ~s2.valid):
                     m.d.sync += [out_idx.eq(0), lane.eq(0), grp.eq(0)]
                     m.next = "OUT_READ"
             with m.State("OUT_READ"):
-                m.d.comb += act_acc_addr.eq(grp)
+                m.d.comb += act_acc_addr.eq(hp.acc_base + grp)
                 m.next = "OUT_LATCH"
             with m.State("OUT_LATCH"):
                 value = Array(acc_rd.data[n] for n in range(P))[lane]
@@ -277,10 +371,10 @@ class Accelerator(wiring.Component):
                                                           qm.head.out_fmt)),
                              o_payload.last.eq(out_idx == qm.output_size - 1),
                              o_valid.eq(1)]
-                m.d.comb += act_acc_addr.eq(grp)
+                m.d.comb += act_acc_addr.eq(hp.acc_base + grp)
                 m.next = "OUT_SEND"
             with m.State("OUT_SEND"):
-                m.d.comb += act_acc_addr.eq(grp)
+                m.d.comb += act_acc_addr.eq(hp.acc_base + grp)
                 with m.If(self.o.ready):
                     m.d.sync += [o_valid.eq(0), out_idx.eq(out_idx + 1)]
                     with m.If(out_idx == qm.output_size - 1):
