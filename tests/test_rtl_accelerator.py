@@ -57,3 +57,20 @@ def test_delta_bit_exact_under_stalls(cell, layers, head_mode, lanes, theta, rng
     got, _ = run_accelerator(Accelerator(qm, lanes, delta=delta), xq, head_mode, 3,
                              0.3, 0.3, seed=theta)
     assert np.array_equal(got, run_int(qm, xq, delta=delta))
+
+
+@pytest.mark.parametrize("cell,layers,head_mode,lanes", [
+    ("gru", 1, "last", 3), ("lstm", 2, "every", 4), ("gru", 2, "every", 1)])
+def test_cycle_model_matches_simulation(cell, layers, head_mode, lanes, rng):
+    from hwgen.rtl.plan import cycle_model
+    ir = from_torch(make_model(cell, input_size=5, hidden=9, out=3, layers=layers,
+                               head_mode=head_mode))
+    x = rng.uniform(-1, 1, (1, 3, 5))
+    qm = quantize_model(ir, x)
+    xq = qm.quantize_inputs(x)
+    acc = Accelerator(qm, lanes)
+    model = cycle_model(acc.plan, 5)
+    per_step = model["per_step"] + (model["head"] if head_mode == "every" else 0)
+    _, c2 = run_accelerator(acc, xq[:, :2], head_mode, 3)
+    _, c3 = run_accelerator(acc, xq[:, :3], head_mode, 3)
+    assert c3 - c2 == per_step
