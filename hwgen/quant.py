@@ -78,6 +78,10 @@ class QuantConfig:
         check("bias_bits", self.bias_bits, 2, 32)
         if self.out_bits is not None:
             check("out_bits", self.out_bits, 4, 32)
+        check("pwl_segments", self.pwl_segments, 1, 1024)
+        if self.pwl_slope_form not in ("mult", "shift"):
+            raise QuantConfigError(f"pwl_slope_form must be 'mult' or 'shift', "
+                                   f"not {self.pwl_slope_form!r}")
         if self.scheme not in SCHEMES:
             raise QuantConfigError(f"scheme must be one of {SCHEMES}, not {self.scheme!r}")
         if self.method not in METHODS:

@@ -13,7 +13,7 @@ from amaranth.back import verilog
 
 from .. import __version__
 from ..qmodel import QModel
-from ..ref import run_int
+from ..ref import DeltaStats, run_int
 from .plan import cycle_model
 from .top import Accelerator
 
@@ -79,21 +79,23 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
         "memory_bits": mem,
         "cycles": cycle_model(plan, qm.input_size),
         "quant": qm.meta.get("quant", {}),
+        "delta": None if plan.delta is None else {"thresholds": [list(t) for t in plan.delta]},
     }
 
 
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
-             inputs: np.ndarray | None = None) -> Path:
+             inputs: np.ndarray | None = None, delta=None) -> Path:
     """Generate the design folder `out_dir` for `qm`; returns its path.
 
     The folder is written to a temporary sibling first and moved into place whole, so a
     failure leaves nothing half-written. `inputs` (N, T, I) integers, if given, are stored
-    with the reference outputs in vectors.npz for the testbenches.
+    with the reference outputs in vectors.npz for the testbenches. `delta`: per-layer
+    (theta_x, theta_h) thresholds for a delta network, or None for a dense design.
     """
     out_dir = Path(out_dir)
     name = name or out_dir.name
     top = f"hwgen_{name}".replace("-", "_")
-    acc = Accelerator(qm, lanes)
+    acc = Accelerator(qm, lanes, delta=delta)
     text = verilog.convert(acc, name=top, emit_src=False)
     manifest = manifest_for(qm, acc, name, top)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -105,9 +107,13 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
         (tmp / "biases.hex").write_text(_hex_words(acc.plan.bias_words, acc.plan.acc_width))
         if inputs is not None:
             xq = np.asarray(inputs, dtype=np.int64)
-            np.savez(tmp / "vectors.npz", inputs=xq, outputs=run_int(qm, xq))
+            stats = DeltaStats()
+            outputs = run_int(qm, xq, delta=acc.plan.delta, stats=stats)
+            np.savez(tmp / "vectors.npz", inputs=xq, outputs=outputs)
             manifest["vectors"] = {"file": "vectors.npz", "sequences": int(xq.shape[0]),
                                    "steps": int(xq.shape[1])}
+            if acc.plan.delta is not None:
+                manifest["delta"]["vectors"] = stats.summary()
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -92,6 +92,10 @@ class Plan:
     delta: list | None = None  # [(theta_x, theta_h)] per layer, or None for dense
 
 
+class PlanError(ValueError):
+    """The hardware options do not fit the model (lanes, thresholds)."""
+
+
 def _blocks(cell: str) -> tuple[tuple, tuple]:
     return ((0, 1, 2, 3), (0, 1, 2, 3)) if cell == "lstm" else ((0, 1, 2), (0, 1, 3))
 
@@ -99,14 +103,14 @@ def _blocks(cell: str) -> tuple[tuple, tuple]:
 def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
     """Lay out a quantized model for a `lanes`-wide MAC array (and delta thresholds)."""
     if not isinstance(lanes, int) or not 1 <= lanes <= 32:
-        raise ValueError(f"lanes must be an integer in 1..32, not {lanes!r}")
+        raise PlanError(f"lanes must be an integer in 1..32, not {lanes!r}")
     if delta is not None:
         if len(delta) != len(qm.layers):
-            raise ValueError(f"delta needs one (theta_x, theta_h) per layer: "
+            raise PlanError(f"delta needs one (theta_x, theta_h) per layer: "
                              f"{len(qm.layers)}, not {len(delta)}")
         delta = [(int(tx), int(th)) for tx, th in delta]
         if min(min(t) for t in delta) < 0:
-            raise ValueError(f"delta thresholds must be >= 0, not {delta}")
+            raise PlanError(f"delta thresholds must be >= 0, not {delta}")
     P = lanes
     w_words, b_words, layers = [], [], []
     v_addr = qm.input_size  # the layer-0 input sits at 0..I-1

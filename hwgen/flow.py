@@ -1,0 +1,157 @@
+"""The flow: model -> quantized model -> design folder -> simulation -> reports.
+
+Each step is a plain function; `hwgen.cli` and the demo chain them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import json
+from pathlib import Path
+import time
+
+import numpy as np
+
+from .frontend import from_torch
+from .ir import ModelIR
+from .quant import QuantConfig, quantize_model
+from .qmodel import QModel
+from .ref import run_float, run_int
+
+DEFAULT_MODEL = "digits_gru"
+CALIBRATION_SEQUENCES = 256
+
+
+class FlowError(RuntimeError):
+    """A flow step cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class Task:
+    """A model with its data and metric."""
+
+    name: str
+    ir: ModelIR
+    meta: dict
+    x_calib: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def kind(self) -> str:
+        return "lm" if self.meta.get("task", "").startswith("char") else "classify"
+
+    @property
+    def metric_name(self) -> str:
+        return "bits/char" if self.kind == "lm" else "accuracy %"
+
+    def metric(self, outputs: np.ndarray) -> float:
+        """Accuracy in percent, or bits per character, of float outputs (logits)."""
+        if self.kind == "lm":
+            z = outputs - outputs.max(axis=-1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+            picked = np.take_along_axis(logp, self.y_test[..., None], axis=-1)
+            return float(-picked.mean() / np.log(2))
+        return float(100.0 * np.mean(outputs.argmax(axis=-1) == self.y_test))
+
+    def higher_is_better(self) -> bool:
+        return self.kind != "lm"
+
+    def score(self, outputs: np.ndarray) -> float:
+        """The metric signed so that higher is better (for threshold searches)."""
+        value = self.metric(outputs)
+        return value if self.higher_is_better() else -value
+
+
+def load_task(name: str = DEFAULT_MODEL) -> Task:
+    """A bundled model (see `hwgen list`) with its calibration and test data."""
+    from .models import list_models, load_model, load_task_data
+
+    if name not in list_models():
+        raise FlowError(f"Unknown model {name!r}; bundled models: {', '.join(list_models())}")
+    model, meta = load_model(name)
+    x_train, _ = load_task_data(meta, "train")
+    x_test, y_test = load_task_data(meta, "test")
+    calib = x_train[np.linspace(0, len(x_train) - 1, min(CALIBRATION_SEQUENCES, len(x_train)))
+                    .astype(int)]
+    return Task(name, from_torch(model), meta, np.asarray(calib, dtype=np.float64),
+                np.asarray(x_test, dtype=np.float64), np.asarray(y_test))
+
+
+def quantize(task: Task, config: QuantConfig) -> QModel:
+    qm = quantize_model(task.ir, task.x_calib, config)
+    qm.meta["task"] = task.name
+    return qm
+
+
+def int_outputs(qm: QModel, x: np.ndarray, delta=None, stats=None) -> np.ndarray:
+    return run_int(qm, qm.quantize_inputs(x), delta=delta, stats=stats)
+
+
+def quantization_table(task: Task, weight_bits=(16, 8, 6, 4), act_bits: int | None = None,
+                       schemes=("calibrated", "global")) -> list[dict]:
+    """Float vs quantized metric, weight memory, and reference-vs-float error per width."""
+    y_float = run_float(task.ir, task.x_test)
+    rows = [{"scheme": "float32", "weight_bits": 32, "act_bits": 32,
+             "metric": task.metric(y_float), "weight_kbit": None, "reduction": 0.0,
+             "rms_error": 0.0}]
+    for bits in weight_bits:
+        for scheme in schemes:
+            a_bits = act_bits or max(bits, 8)
+            qm = quantize(task, QuantConfig(weight_bits=bits, act_bits=a_bits, scheme=scheme))
+            y = qm.decode_outputs(int_outputs(qm, task.x_test))
+            mem = qm.memory_bits()
+            rows.append({
+                "scheme": scheme, "weight_bits": bits, "act_bits": a_bits,
+                "metric": task.metric(y),
+                "weight_kbit": mem["weight_bits"] / 1000,
+                "reduction": 1 - mem["weight_bits"] / mem["weight_bits_float32"],
+                "rms_error": float(np.sqrt(np.mean((y - y_float) ** 2))),
+            })
+    return rows
+
+
+def format_quant_table(task: Task, rows: list[dict]) -> str:
+    head = (f"{'scheme':<11} {'W bits':>6} {'A bits':>6} {task.metric_name:>11} "
+            f"{'weights kbit':>12} {'vs fp32':>8} {'rms err':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        kbit = "" if r["weight_kbit"] is None else f"{r['weight_kbit']:.1f}"
+        lines.append(f"{r['scheme']:<11} {r['weight_bits']:>6} {r['act_bits']:>6} "
+                     f"{r['metric']:>11.3f} {kbit:>12} {100 * r['reduction']:>7.1f}% "
+                     f"{r['rms_error']:>8.4f}")
+    return "\n".join(lines)
+
+
+def design_vectors(task: Task, qm: QModel, sequences: int) -> np.ndarray:
+    """Integer test inputs for a design's testbench: the first `sequences` test sequences."""
+    return qm.quantize_inputs(task.x_test[:sequences])
+
+
+def generate_design(task: Task, qm: QModel, out_dir, lanes: int, delta=None,
+                    sequences: int = 100) -> Path:
+    from .rtl.emit import generate
+    return generate(qm, out_dir, lanes=lanes, delta=delta,
+                    inputs=design_vectors(task, qm, sequences))
+
+
+def write_json(path, obj) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+class Progress:
+    """Prints a step with its elapsed time: `with Progress("simulate"): ...`."""
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream
+
+    def __enter__(self):
+        self.t0 = time.time()
+        print(f"[hwgen] {self.label} ...", flush=True, file=self.stream)
+        return self
+
+    def __exit__(self, *exc):
+        status = "failed" if exc[0] else "done"
+        print(f"[hwgen] {self.label}: {status} in {time.time() - self.t0:.1f} s", flush=True,
+              file=self.stream)
+        return False
