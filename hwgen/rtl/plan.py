@@ -173,17 +173,50 @@ GATHER_CYCLES = 5       # four gate-block words read per row group
 FLUSH_CYCLES = 7        # the element-wise pipeline's latency + 2
 
 
-def layer_cycles(lp: LayerPlan, fired_columns: float | None = None) -> dict:
+def activate_cycles(hidden: int, lanes: int) -> int:
+    """Cycles of ACTIVATE: the gather and issue engines of hwgen.rtl.top, cycle by cycle.
+
+    The gather engine fills one of two banks with a row group's four gate words
+    (GATHER_CYCLES); the issue engine sends one element a cycle from a full bank.
+    """
+    groups = math.ceil(hidden / lanes)
+    full = [False, False]
+    g_grp = g_q = g_bank = i_bank = grp = lane = 0
+    cycles = 0
+    while True:
+        cycles += 1
+        gather = g_grp < groups and not full[g_bank]
+        issue = full[i_bank]
+        set_full = clear_full = None
+        if gather:
+            g_q += 1
+            if g_q == GATHER_CYCLES:
+                g_q, set_full, g_bank, g_grp = 0, g_bank, 1 - g_bank, g_grp + 1
+        if issue:
+            elem = grp * lanes + lane
+            if lane == lanes - 1 or elem == hidden - 1:
+                if grp == groups - 1:
+                    return cycles + FLUSH_CYCLES
+                lane, clear_full, i_bank, grp = 0, i_bank, 1 - i_bank, grp + 1
+            else:
+                lane += 1
+        if set_full is not None:
+            full[set_full] = True
+        if clear_full is not None:
+            full[clear_full] = False
+
+
+def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None) -> dict:
     """Cycles of one layer's step; `fired_columns` (delta) defaults to all columns."""
     cols = lp.columns if fired_columns is None else fired_columns
     matrix = max(cols * lp.groups_per_col, lp.columns)  # the encoder visits every column
-    activate = lp.groups_per_gate * GATHER_CYCLES + lp.hidden_size + FLUSH_CYCLES
-    return {"matrix": matrix + MATRIX_OVERHEAD, "activate": activate}
+    return {"matrix": matrix + MATRIX_OVERHEAD,
+            "activate": activate_cycles(lp.hidden_size, lanes)}
 
 
 def cycle_model(plan: Plan, input_size: int) -> dict:
     """Cycles of one dense time step with an always-valid input and an always-ready output."""
-    layers = [layer_cycles(lp) for lp in plan.layers]
+    layers = [layer_cycles(lp, plan.lanes) for lp in plan.layers]
     hp = plan.head
     head = hp.matrix_cycles + MATRIX_OVERHEAD + hp.groups + 2 * hp.out_size
     matrix = sum(lp.matrix_cycles for lp in plan.layers)

@@ -249,8 +249,11 @@ class Accelerator(wiring.Component):
             unit = ElementwiseUnit(ql, plan.acc_width, tag_width=ql.hidden_size.bit_length())
             m.submodules[f"elementwise{k}"] = unit
             units.append(unit)
-        gate_regs = [[Signal(signed(plan.acc_width), name=f"gate{q}_{k}") for k in range(P)]
-                     for q in range(4)]
+        # two banks of gathered gate words: one is issued while the other is filled
+        gate_regs = [[[Signal(signed(plan.acc_width), name=f"gate{b}_{q}_{k}")
+                       for k in range(P)] for q in range(4)] for b in range(2)]
+        full = [Signal(name="bank0_full"), Signal(name="bank1_full")]
+        g_bank, i_bank = Signal(), Signal()
         issue_acc = [Signal(signed(plan.acc_width), name=f"issue_acc{q}") for q in range(4)]
         max_h = max(lp.hidden_size for lp in plan.layers)
         issue_valid = Signal()
@@ -258,6 +261,7 @@ class Accelerator(wiring.Component):
         issue_layer = Signal(range(len(units) + 1))
         lane = Signal(range(P + 1))
         act_q = Signal(range(6))
+        g_grp = Signal(range(max(lp.groups_per_gate for lp in plan.layers) + 1))
         wait = Signal(range(LATENCY + 4))
         m.d.sync += issue_valid.eq(0)
         for unit in units:
@@ -306,38 +310,44 @@ class Accelerator(wiring.Component):
                     matrix(ps, f"DRAIN{k}")
                 with m.State(f"DRAIN{k}"):
                     with m.If(~s1.valid & ~s2.valid):
-                        m.d.sync += [grp.eq(0), lane.eq(0), act_q.eq(0)]
-                        m.next = f"GATHER{k}"
-                with m.State(f"GATHER{k}"):
-                    # read the 4 gate-block words of row group `grp` into gate_regs
-                    m.d.comb += act_acc_addr.eq(lp.acc_base + act_q * gpg + grp)
-                    m.d.sync += act_q.eq(act_q + 1)
-                    with m.Switch(act_q):
-                        for q in range(4):
-                            with m.Case(q + 1):
-                                m.d.sync += [gate_regs[q][n].eq(acc_rd.data[n])
-                                             for n in range(P)]
-                    with m.If(act_q == 4):
-                        m.d.sync += act_q.eq(0)
-                        m.next = f"ISSUE{k}"
-                elem = grp * P + lane
-                with m.State(f"ISSUE{k}"):
-                    # read h (and c) now; the unit sees them with the gate values next cycle
-                    m.d.comb += v_rd.addr.eq(lp.h_addr + elem)
-                    if lp.c_addr is not None:
-                        m.d.comb += c_rd.addr.eq(lp.c_addr + elem)
-                    m.d.sync += [issue_acc[q].eq(Array(gate_regs[q])[lane]) for q in range(4)]
-                    m.d.sync += [issue_valid.eq(1), issue_tag.eq(elem), issue_layer.eq(k)]
-                    with m.If((lane == P - 1) | (elem == lp.hidden_size - 1)):
-                        m.d.sync += lane.eq(0)
-                        with m.If(grp == gpg - 1):
-                            m.d.sync += [grp.eq(0), wait.eq(0)]
-                            m.next = f"FLUSH{k}"
+                        m.d.sync += [grp.eq(0), lane.eq(0), act_q.eq(0), g_grp.eq(0),
+                                     g_bank.eq(0), i_bank.eq(0), full[0].eq(0), full[1].eq(0)]
+                        m.next = f"ACT{k}"
+                with m.State(f"ACT{k}"):
+                    # gather engine: the 4 gate-block words of row group g_grp into a free bank
+                    with m.If((g_grp < gpg) & ~Array(full)[g_bank]):
+                        m.d.comb += act_acc_addr.eq(lp.acc_base + act_q * gpg + g_grp)
+                        m.d.sync += act_q.eq(act_q + 1)
+                        for b in range(2):
+                            with m.If(g_bank == b):
+                                with m.Switch(act_q):
+                                    for q in range(4):
+                                        with m.Case(q + 1):
+                                            m.d.sync += [gate_regs[b][q][n].eq(acc_rd.data[n])
+                                                         for n in range(P)]
+                        with m.If(act_q == 4):
+                            m.d.sync += [act_q.eq(0), Array(full)[g_bank].eq(1),
+                                         g_bank.eq(~g_bank), g_grp.eq(g_grp + 1)]
+                    # issue engine: one element a cycle from a full bank; h (and c) are read
+                    # now and reach the unit with the gate values next cycle
+                    elem = grp * P + lane
+                    with m.If(Array(full)[i_bank]):
+                        m.d.comb += v_rd.addr.eq(lp.h_addr + elem)
+                        if lp.c_addr is not None:
+                            m.d.comb += c_rd.addr.eq(lp.c_addr + elem)
+                        m.d.sync += [issue_acc[q].eq(Array(Array(gate_regs[b][q])
+                                                           for b in range(2))[i_bank][lane])
+                                     for q in range(4)]
+                        m.d.sync += [issue_valid.eq(1), issue_tag.eq(elem),
+                                     issue_layer.eq(k)]
+                        with m.If((lane == P - 1) | (elem == lp.hidden_size - 1)):
+                            m.d.sync += [lane.eq(0), Array(full)[i_bank].eq(0),
+                                         i_bank.eq(~i_bank), grp.eq(grp + 1)]
+                            with m.If(grp == gpg - 1):
+                                m.d.sync += [grp.eq(0), wait.eq(0)]
+                                m.next = f"FLUSH{k}"
                         with m.Else():
-                            m.d.sync += grp.eq(grp + 1)
-                            m.next = f"GATHER{k}"
-                    with m.Else():
-                        m.d.sync += lane.eq(lane + 1)
+                            m.d.sync += lane.eq(lane + 1)
                 with m.State(f"FLUSH{k}"):
                     # let the last element leave the element-wise pipeline
                     m.d.sync += wait.eq(wait + 1)
