@@ -1,0 +1,103 @@
+"""Train the bundled models (`python -m hwgen.train`): small, deterministic, CPU only."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import data
+from .nn import RecurrentClassifier
+
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+def accuracy(model: RecurrentClassifier, x: np.ndarray, y: np.ndarray) -> float:
+    """Percent of sequences whose argmax output is the label."""
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.asarray(x, dtype=np.float32)))
+    return float(100.0 * (out.argmax(-1).numpy() == y).mean())
+
+
+def bits_per_char(model: RecurrentClassifier, x: np.ndarray, y: np.ndarray) -> float:
+    """Mean next-symbol cross-entropy in bits (perplexity = 2 ** bpc)."""
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.asarray(x, dtype=np.float32)))
+        loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
+                                           torch.from_numpy(y).reshape(-1))
+    return float(loss / np.log(2))
+
+
+def _fit(model, x, y, epochs: int, lr: float, batch: int, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xt), generator=gen).split(batch):
+            out = model(xt[idx])
+            loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
+                                               yt[idx].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        sched.step()
+    model.eval()
+
+
+def train_digits(cell: str, hidden: int, layers: int = 1, epochs: int = 60,
+                 seed: int = 0) -> tuple[RecurrentClassifier, dict]:
+    torch.manual_seed(seed)
+    x, y = data.load_digits_sequences("train")
+    model = RecurrentClassifier(cell, data.DIGITS_FEATURES, hidden, 10, layers, "last")
+    _fit(model, x, y, epochs, 1e-2, 64, seed)
+    xt, yt = data.load_digits_sequences("test")
+    return model, {"task": "digits", "metrics": {"test_accuracy": accuracy(model, xt, yt)}}
+
+
+def train_char_lm(cell: str, hidden: int, layers: int = 1, epochs: int = 8,
+                  seed: int = 0) -> tuple[RecurrentClassifier, dict]:
+    torch.manual_seed(seed)
+    x, y = data.char_lm_sequences("train")
+    vocab = len(data.VOCAB)
+    model = RecurrentClassifier(cell, vocab, hidden, vocab, layers, "every")
+    _fit(model, x, y, epochs, 5e-3, 64, seed)
+    xt, yt = data.char_lm_sequences("test")
+    bpc = bits_per_char(model, xt, yt)
+    return model, {"task": "char_lm", "metrics": {"test_bpc": bpc, "test_perplexity": 2 ** bpc}}
+
+
+BUNDLED = {
+    "digits_gru": lambda: train_digits("gru", 32),
+    "digits_lstm": lambda: train_digits("lstm", 32),
+    "charlm_lstm": lambda: train_char_lm("lstm", 64),
+    "charlm_gru2": lambda: train_char_lm("gru", 32, layers=2),
+}
+
+
+def save(name: str, model: RecurrentClassifier, meta: dict) -> None:
+    MODELS_DIR.mkdir(exist_ok=True)
+    torch.save(model.state_dict(), MODELS_DIR / f"{name}.pt")
+    meta = dict(meta, name=name, config=model.config())
+    (MODELS_DIR / f"{name}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def main(names=None) -> None:
+    torch.set_num_threads(2)
+    for name in names or BUNDLED:
+        t0 = time.time()
+        model, meta = BUNDLED[name]()
+        meta["train_seconds"] = round(time.time() - t0, 1)
+        save(name, model, meta)
+        print(f"{name}: {meta['metrics']} in {meta['train_seconds']} s", flush=True)
+    print(f"unigram entropy of the text: {data.unigram_entropy_bits():.3f} bits/char")
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1:] or None)
