@@ -2,7 +2,8 @@
 
 Thresholds are integers in LSBs of each layer's input (theta_x) and hidden (theta_h)
 formats. `choose_thresholds` is a greedy search: starting from all zeros, it repeatedly
-raises the one threshold (some layer's theta_x or theta_h, to its next candidate) whose
+raises the one threshold (some layer's theta_x or theta_h, to its next candidate that
+eliminates more) whose
 step buys the most eliminated MACs per point of metric lost, as long as the total loss
 against the dense model stays within the user's budget. Each layer's input and hidden
 paths are judged separately because their change statistics differ (inputs follow the
@@ -18,7 +19,7 @@ import numpy as np
 from .qmodel import QModel
 from .ref import DeltaStats, run_int
 
-CANDIDATES = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+CANDIDATES = (0, 2, 3, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64)  # 1 acts as 0
 
 
 @dataclass
@@ -70,15 +71,17 @@ def choose_thresholds(qm: QModel, xq, metric: Callable, budget: float,
     while True:
         moves = []
         for p in range(n_paths):
-            if idx[p] + 1 >= len(candidates):
-                continue
-            trial = list(idx)
-            trial[p] += 1
-            point = evaluate_delta(qm, xq, metric, thresholds_of(trial))
-            if point.metric >= floor and point.macs_eliminated > best.macs_eliminated:
-                gain = point.macs_eliminated - best.macs_eliminated
-                loss = max(best.metric - point.metric, 1e-9)
-                moves.append((gain / loss, point, trial))
+            # the next candidate of this path that eliminates more (equal ones are free)
+            for nxt in range(idx[p] + 1, len(candidates)):
+                trial = list(idx)
+                trial[p] = nxt
+                point = evaluate_delta(qm, xq, metric, thresholds_of(trial))
+                if point.macs_eliminated > best.macs_eliminated:
+                    if point.metric >= floor:
+                        gain = point.macs_eliminated - best.macs_eliminated
+                        loss = max(best.metric - point.metric, 1e-9)
+                        moves.append((gain / loss, point, trial))
+                    break
         if not moves:
             return best, path
         _, best, idx = max(moves, key=lambda m: m[0])
