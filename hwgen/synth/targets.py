@@ -40,7 +40,8 @@ class Target:
     capacity : available units per resource (see the module docstring).
     io_pins : user I/O pins of the package (the bare core needs one per port bit).
     cells : ``(regex, resource, weight)`` rules turning Yosys cell types into resources.
-    bels : nextpnr BEL types of the utilisation report, per resource.
+    bels : per resource, the nextpnr BEL types of the utilisation report that hold it, as
+        ``((bel, weight), ...)``.
     estimate : True when the figures are a synthesis-only estimate (no place and route).
     note : said in every report of the target.
     """
@@ -82,16 +83,16 @@ _ICE40_CELLS = (
     (r"SB_RAM40_4K\w*", "BRAM", 1), (r"SB_SPRAM256KA", "SPRAM", 1),
     (r"SB_CARRY", None, 0), _IO_CELLS,
 )
-_ICE40_BELS = {"LUT": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM",
-               "SPRAM": "ICESTORM_SPRAM", "IO": "SB_IO"}
+_ICE40_BELS = {"LUT": (("ICESTORM_LC", 1),), "DSP": (("ICESTORM_DSP", 1),),
+               "BRAM": (("ICESTORM_RAM", 1),), "SPRAM": (("ICESTORM_SPRAM", 1),)}
 
 _ECP5_CELLS = (
     (r"LUT4", "LUT", 1), (r"CCU2C", "LUT", 2), (r"TRELLIS_DPR16X4", "LUT", 6),
     (r"TRELLIS_FF", "FF", 1), (r"MULT18X18D", "DSP", 1), (r"ALU54B", None, 0),
     (r"(DP16KD|PDPW16KD)", "BRAM", 1), (r"(PFUMX|L6MUX21)", None, 0), _IO_CELLS,
 )
-_ECP5_BELS = {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D",
-              "BRAM": "DP16KD", "IO": "TRELLIS_IO"}
+_ECP5_BELS = {"LUT": (("TRELLIS_COMB", 1),), "FF": (("TRELLIS_FF", 1),),
+              "DSP": (("MULT18X18D", 1),), "BRAM": (("DP16KD", 1),)}
 
 _GOWIN_CELLS = (
     (r"LUT[1-4]", "LUT", 1), (r"ALU", "LUT", 1), (r"RAM16S\w*", "LUT", 4),
@@ -100,7 +101,10 @@ _GOWIN_CELLS = (
     (r"PADD18", "DSP", 1), (r"(SDPB|SDPX9B|DPB|DPX9B|SP|SPX9|pROM|pROMX9)", "BRAM", 1),
     (r"MUX2_LUT[5-8]", None, 0), _IO_CELLS,
 )
-_GOWIN_BELS = {"LUT": "LUT4", "FF": "DFF", "DSP": "MULT18X18", "BRAM": "BSRAM", "IO": "IOB"}
+_GOWIN_BELS = {"LUT": (("LUT4", 1), ("ALU", 1), ("RAM16SDP4", 4)), "FF": (("DFF", 1),),
+               "DSP": (("MULT18X18", 1), ("MULT9X9", 0.5), ("MULT36X36", 4),
+                       ("MULTALU18X18", 1), ("MULTALU36X18", 4), ("MULTADDALU18X18", 2)),
+               "BRAM": (("BSRAM", 1),)}
 
 _XC7_CELLS = (
     (r"LUT[1-6]", "LUT", 1), (r"(SRL16E|SRLC32E|RAM32X1S|RAM64X1S)", "LUT", 1),
@@ -137,8 +141,9 @@ TARGETS = {t.name: t for t in (
            ("--device", "GW1NR-LV9QN88PC6/I5", "--vopt", "family=GW1N-9C"),
            ("GOWIN_PACK", "gowin_pack"), 50.0,
            {"LUT": 8640, "FF": 6480, "DSP": 20, "BRAM": 26}, 48, _GOWIN_CELLS, _GOWIN_BELS,
-           note="Gowin GW1NR-9C (Tang Nano 9K); pins of the bare core are assigned "
-                "automatically to free package pins."),
+           note="Gowin GW1NR-9C (Tang Nano 9K); the bare core's pins go to free package "
+                "pins. nextpnr-himbaechel-gowin reported no timing path through the hard "
+                "multipliers in our checks (ECP5 does): Fmax may be optimistic with DSPs."),
     Target("xc7", "xc7", "xc7a35t (Arty A7-35)", "synth_xilinx -family xc7", None, (), None,
            100.0, {"LUT": 20800, "FF": 41600, "DSP": 90, "BRAM": 50}, 210, _XC7_CELLS,
            estimate=True,

@@ -1,0 +1,15 @@
+"""Build a design folder's bitstream for the 1BitSquared iCEBreaker (iCE40UP5K).
+
+The design sits behind the UART link of docs/board_protocol.md.
+Usage: python boards/icebreaker.py rtl_out/<design> [out_dir]
+"""
+import sys
+
+from hwgen.synth.cli_support import build_command
+
+BOARD = "icebreaker"
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (2, 3):
+        sys.exit(__doc__.strip().splitlines()[-1])
+    sys.exit(build_command(sys.argv[1], BOARD, *sys.argv[2:]))

@@ -1,0 +1,197 @@
+"""Board bitstreams: a design folder behind the UART link, built with amaranth + YoWASP."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import importlib
+import json
+import os
+from pathlib import Path
+import time
+
+from amaranth.build import ResourceError
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
+
+from ..synth.design import Design, load_design
+from ..synth.errors import SynthError
+from ..synth.reports import critical_paths, fmax_of, read_pnr_report
+from ..synth.tools import log_tail, run_tool, tool_env
+from .bridge import UARTBridge
+
+DEFAULT_BAUD = 115200
+MAX_BAUD_ERROR = 0.02
+
+
+class BoardError(ValueError):
+    """An unknown board, or a baud rate the board's clock cannot make."""
+
+
+@dataclass(frozen=True)
+class Board:
+    """A board the flow builds for.
+
+    Attributes
+    ----------
+    name : the name users type.
+    platform : ``"module:Class"`` of the amaranth-boards platform.
+    target : the matching :mod:`hwgen.synth` target (same device).
+    synth_opts : extra options of the board's Yosys synthesis command.
+    bitstream : the file name suffix of the product (``"bin"``, ``"bit"``).
+    description : one line for people.
+    """
+
+    name: str
+    platform: str
+    target: str
+    synth_opts: str
+    bitstream: str
+    description: str
+
+    def make_platform(self):
+        """A fresh amaranth platform object of the board."""
+        module, cls = self.platform.split(":")
+        return getattr(importlib.import_module(module), cls)()
+
+
+BOARDS = {b.name: b for b in (
+    Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40-up5k", "-dsp",
+          "bin", "1BitSquared iCEBreaker: iCE40UP5K-SG48, 12 MHz, FTDI UART on pins 6/9"),
+    Board("ulx3s", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5-85f", "", "bit",
+          "Radiona ULX3S 85F: LFE5U-85F-CABGA381, 25 MHz, FTDI UART on M1/L4"),
+)}
+
+
+def get_board(name) -> Board:
+    """The board called ``name``; :class:`BoardError` lists the known ones otherwise."""
+    if isinstance(name, Board):
+        return name
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise BoardError(f"Unknown board {name!r}; known boards: "
+                         f"{', '.join(sorted(BOARDS))}") from None
+
+
+def uart_divisor(clock_hz: float, baud: int) -> int:
+    """Clock cycles per UART bit; :class:`BoardError` if the rate would be off by > 2 %."""
+    divisor = round(clock_hz / baud)
+    if divisor < 4 or abs(clock_hz / divisor - baud) / baud > MAX_BAUD_ERROR:
+        raise BoardError(f"A {clock_hz / 1e6:g} MHz clock cannot make {baud} baud "
+                         f"within {100 * MAX_BAUD_ERROR:g} %")
+    return divisor
+
+
+class BoardTop(Elaboratable):
+    """The board's top level: the UART pins of the platform around a :class:`UARTBridge`.
+
+    The design runs on the board's default clock, with the platform's power-on reset. The
+    first LED, where the board has one, lights on a receive overrun or framing error.
+
+    Parameters
+    ----------
+    design : the :class:`hwgen.synth.Design` to wrap.
+    baud : the UART rate.
+    fifo_depth : bytes of the receive FIFO.
+    """
+
+    def __init__(self, design: Design, baud: int = DEFAULT_BAUD, fifo_depth: int = 512):
+        self.design, self.baud, self.fifo_depth = design, baud, fifo_depth
+
+    def elaborate(self, platform):
+        m = Module()
+        divisor = uart_divisor(platform.default_clk_frequency, self.baud)
+        m.submodules.bridge = bridge = UARTBridge(self.design, divisor, self.fifo_depth)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]
+        try:
+            led = platform.request("led", 0, dir="-")
+        except ResourceError:  # a board without LEDs: nothing to show the errors on
+            return m
+        m.submodules.led_buffer = led_buffer = io.Buffer("o", led)
+        m.d.comb += led_buffer.o.eq(bridge.overrun | bridge.frame_error)
+        return m
+
+
+def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD,
+                    fifo_depth: int = 512, progress=None) -> dict:
+    """Build the bitstream of a design folder behind the UART link of a board.
+
+    Parameters
+    ----------
+    design_dir : the design folder.
+    board : a name of :data:`BOARDS` (``"icebreaker"``, ``"ulx3s"``).
+    out_dir : the build folder; default ``<design_dir>/board/<board>``.
+    baud : the UART rate.
+    fifo_depth : bytes of the board's receive FIFO.
+    progress : ``progress(stage, event, seconds)`` as in :func:`hwgen.synth.synthesize`,
+        with the one stage ``"build"`` (Yosys, nextpnr and the packer in amaranth's script).
+
+    Returns
+    -------
+    dict
+        ``bitstream`` (path), ``board``, ``clock_hz``, ``baud``, ``divisor``,
+        ``fifo_bytes``, ``fmax`` and ``critical_path`` (nextpnr), ``utilization``,
+        ``seconds``; also written to ``board.json`` beside the bitstream, where
+        :class:`hwgen.host.BoardClient` can read the link settings.
+
+    Raises
+    ------
+    BoardError, DesignFolderError, SynthError
+    """
+    design = load_design(design_dir)
+    spec = get_board(board)
+    out = Path(out_dir) if out_dir is not None else design.path / "board" / spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    platform = spec.make_platform()
+    for path in (*design.verilog, *design.data_files):
+        platform.add_file(path.name, path.read_bytes())
+    os.environ.update(tool_env())  # amaranth's script reads YOSYS, NEXTPNR_ICE40, ...
+    name = "hwgen_board"
+    plan = platform.prepare(BoardTop(design, baud, fifo_depth), name=name,
+                            synth_opts=spec.synth_opts,
+                            nextpnr_opts="--report report_pnr.json")
+    plan.extract(out)
+    if progress:
+        progress("build", "start", 0.0)
+    start = time.monotonic()
+    try:
+        run_tool("build", ["sh", f"{plan.script}.sh"], out, out / "build.log")
+    except SynthError as exc:
+        if progress:
+            progress("build", "failed", time.monotonic() - start)
+        logs = "\n".join(log_tail((out / f).read_text(errors="replace"), 15)
+                         for f in (f"{name}.rpt", f"{name}.tim") if (out / f).exists())
+        raise SynthError("build", f"bitstream build for {spec.name} failed",
+                         logs or exc.log_tail, out / "build.log") from None
+    seconds = time.monotonic() - start
+    if progress:
+        progress("build", "done", seconds)
+    pnr = read_pnr_report(out / "report_pnr.json")
+    paths = critical_paths(pnr)
+    clock_hz = float(platform.default_clk_frequency)
+    result = {
+        "design": design.name, "board": spec.name, "description": spec.description,
+        "bitstream": str(out / f"{name}.{spec.bitstream}"), "clock_hz": clock_hz,
+        "baud": baud, "divisor": uart_divisor(clock_hz, baud), "fifo_bytes": fifo_depth,
+        "fmax": fmax_of(pnr), "critical_path": paths[0] if paths else None,
+        "utilization": {k: v for k, v in pnr.get("utilization", {}).items() if v["used"]},
+        "seconds": round(seconds, 2), "out_dir": str(out),
+    }
+    (out / "board.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_build(result: dict) -> str:
+    """A few lines for people about a :func:`build_bitstream` result."""
+    lines = [f"{result['design']} on {result['board']}: {result['bitstream']}",
+             f"  UART {result['baud']} baud (divisor {result['divisor']} at "
+             f"{result['clock_hz'] / 1e6:g} MHz), receive FIFO {result['fifo_bytes']} bytes"]
+    for clk, f in result["fmax"].items():
+        lines.append(f"  Fmax {f['achieved']:.1f} MHz (needs {f['constraint']:g} MHz) on {clk}")
+    used = ", ".join(f"{k} {v['used']}/{v['available']}"
+                     for k, v in result["utilization"].items())
+    lines.append(f"  placed: {used}")
+    lines.append(f"  built in {result['seconds']:.1f} s")
+    return "\n".join(lines)

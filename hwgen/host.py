@@ -1,0 +1,193 @@
+"""Host side of the board's UART link (docs/board_protocol.md).
+
+:class:`BoardClient` sends a sequence of integer inputs, framed element by element, and
+reads the design's integer outputs back. It talks to a serial port through pyserial, or to
+any object with ``read(n)`` and ``write(data)`` (a loopback fake in tests).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import time
+
+import numpy as np
+
+
+class BoardTimeout(TimeoutError):
+    """The board returned fewer output bytes than the sequence should produce."""
+
+
+class FramingError(ValueError):
+    """A value does not fit its field, or the board returned a malformed element."""
+
+
+def _bytes_for(bits: int) -> int:
+    return (bits + 7) // 8
+
+
+def _load_json(value) -> dict:
+    if value is None or isinstance(value, dict):
+        return value
+    path = Path(value)
+    if path.is_dir():
+        path = path / "manifest.json"
+    return json.loads(path.read_text())
+
+
+class Framing:
+    """Encoding of input elements and decoding of output elements for one design.
+
+    Parameters
+    ----------
+    in_width, out_width : signed data widths of the manifest's ``interface``.
+    """
+
+    def __init__(self, in_width: int, out_width: int):
+        self.in_width, self.out_width = in_width, out_width
+        self.in_bytes = _bytes_for(in_width + 2)
+        self.out_bytes = _bytes_for(out_width + 1)
+
+    def encode(self, value: int, step_end: bool, seq_end: bool) -> bytes:
+        """One input element: data, then ``step_end`` and ``seq_end``, little-endian."""
+        lo, hi = -(1 << (self.in_width - 1)), (1 << (self.in_width - 1)) - 1
+        if not lo <= value <= hi:
+            raise FramingError(f"Input {value} does not fit {self.in_width} signed bits")
+        word = (value & ((1 << self.in_width) - 1)) | (int(step_end) << self.in_width) \
+            | (int(seq_end) << (self.in_width + 1))
+        return word.to_bytes(self.in_bytes, "little")
+
+    def encode_sequence(self, inputs) -> list:
+        """The bytes of each time step of a (T, I) integer sequence."""
+        x = np.asarray(inputs)
+        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+            raise FramingError(f"A sequence must be (T, I) integers, not shape {x.shape}")
+        t_len, i_size = x.shape
+        return [b"".join(self.encode(int(x[t, i]), i == i_size - 1,
+                                     i == i_size - 1 and t == t_len - 1)
+                         for i in range(i_size)) for t in range(t_len)]
+
+    def decode(self, data: bytes) -> tuple[int, bool]:
+        """One output element: ``(signed data, last)``."""
+        word = int.from_bytes(data, "little")
+        if word >> (self.out_width + 1):
+            raise FramingError(f"Output element {data.hex()} has bits set above "
+                               f"the {self.out_width + 1}-bit payload")
+        value = word & ((1 << self.out_width) - 1)
+        if value >> (self.out_width - 1):
+            value -= 1 << self.out_width
+        return value, bool(word >> self.out_width)
+
+
+class BoardClient:
+    """Run sequences on a board built by :func:`hwgen.boards.build_bitstream`.
+
+    Parameters
+    ----------
+    port : a serial device name (opened with pyserial at ``baud``) or any object with
+        ``read(n) -> bytes`` and ``write(data)``.
+    manifest : the design's manifest (dict), its ``manifest.json`` or its design folder.
+    board : the build's ``board.json`` (dict or path), for the link settings: ``baud``,
+        ``clock_hz`` and ``fifo_bytes``. With ``clock_hz``, the client paces the steps it
+        sends so the board's receive FIFO cannot overflow (see docs/board_protocol.md).
+    baud : the UART rate when no ``board`` is given.
+    timeout : seconds to wait for the outputs of a sequence.
+    """
+
+    def __init__(self, port, manifest, board=None, *, baud: int = 115200,
+                 timeout: float = 5.0):
+        self.manifest = _load_json(manifest)
+        self.board = _load_json(board) or {}
+        iface = self.manifest["interface"]
+        self.framing = Framing(iface["in_width"], iface["out_width"])
+        self.input_size = self.manifest["sizes"]["input_size"]
+        self.output_size = self.manifest["sizes"]["output_size"]
+        self.every_step = self.manifest.get("head_mode", "last") == "every"
+        self.baud = self.board.get("baud", baud)
+        self.timeout = timeout
+        if isinstance(port, (str, Path)):
+            import serial
+            self.port = serial.Serial(str(port), self.baud, timeout=0.1)
+            self._owns_port = True
+        else:
+            self.port, self._owns_port = port, False
+
+    def close(self) -> None:
+        """Close the serial port if this client opened it."""
+        if self._owns_port:
+            self.port.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def reset(self, seconds: float = 0.01) -> None:
+        """Send a line break: the board resets the design and the link."""
+        if hasattr(self.port, "send_break"):
+            self.port.send_break(seconds)
+            if hasattr(self.port, "reset_input_buffer"):
+                self.port.reset_input_buffer()
+
+    def _step_seconds(self) -> float | None:
+        """The time the board may need per step, or None when not pacing."""
+        clock_hz = self.board.get("clock_hz")
+        per_step = (self.manifest.get("cycles") or {}).get("per_step")
+        if not clock_hz or not per_step:
+            return None
+        byte_s = 10 / self.baud
+        out_bytes = self.framing.out_bytes * self.output_size * (1 if self.every_step else 0)
+        return max(per_step / clock_hz, out_bytes * byte_s)
+
+    def run_sequence(self, inputs) -> np.ndarray:
+        """Send one (T, I) integer sequence; return the outputs: (T, O) when the head runs
+        every step (``head_mode == "every"``), else (O,).
+
+        Raises
+        ------
+        FramingError
+            For inputs outside the input width or a malformed output element.
+        BoardTimeout
+            When the outputs do not all arrive within ``timeout`` seconds.
+        """
+        x = np.asarray(inputs)
+        if x.ndim != 2 or x.shape[1] != self.input_size:
+            raise FramingError(f"A sequence must be (T, {self.input_size}) integers, "
+                               f"not shape {x.shape}")
+        steps = self.framing.encode_sequence(x)
+        vectors = len(steps) if self.every_step else 1
+        expected = vectors * self.output_size * self.framing.out_bytes
+        step_s = self._step_seconds()
+        slack = max(1, self.board.get("fifo_bytes", 512) // max(1, len(steps[0])) - 1)
+        received = bytearray()
+        start = time.monotonic()
+        for t, chunk in enumerate(steps):
+            if step_s is not None:
+                wait = start + (t - slack) * step_s - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            self.port.write(chunk)
+            waiting = getattr(self.port, "in_waiting", 0)
+            if waiting:
+                received += self.port.read(waiting)
+        deadline = time.monotonic() + self.timeout
+        while len(received) < expected:
+            got = self.port.read(expected - len(received))
+            if got:
+                received += got
+            elif time.monotonic() > deadline:
+                raise BoardTimeout(f"Got {len(received)} of {expected} output bytes "
+                                   f"within {self.timeout} s")
+        return self._decode(bytes(received[:expected]), vectors)
+
+    def _decode(self, data: bytes, vectors: int) -> np.ndarray:
+        nb, o_size = self.framing.out_bytes, self.output_size
+        values = []
+        for k in range(vectors * o_size):
+            value, last = self.framing.decode(data[k * nb:(k + 1) * nb])
+            if last != (k % o_size == o_size - 1):
+                raise FramingError(f"Output element {k} has last={int(last)}; expected "
+                                   f"last only on element {o_size - 1} of each vector")
+            values.append(value)
+        out = np.array(values, dtype=np.int64).reshape(vectors, o_size)
+        return out if self.every_step else out[0]

