@@ -1,4 +1,4 @@
-"""A tiny stand-in accelerator with the real accelerator's stream interface, for testing `hwgen.sim`.
+"""A tiny stand-in accelerator with the real one's stream interface, for testing `hwgen.sim`.
 
 Per step the stand-in reads `input_size` signed elements. In head mode ``"every"`` it then
 emits two values: the step's sum saturated to the output width, and the step's maximum.
@@ -21,6 +21,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 OUTPUT_SIZE = 2
+BUGS = ("off_by_one", "unstable")
 
 
 def _saturate(value, width):
@@ -59,9 +60,12 @@ class StandIn(wiring.Component):
         Emit outputs after every step or once per sequence.
     busy : int
         Idle cycles after each step, during which ``i.ready`` is low.
-    broken : bool
-        Add one to the maximum output whenever a step's first element is the most negative
-        input value, to prove that the testbench catches a wrong output.
+    broken : tuple of str
+        Deliberate bugs, to prove that the testbench catches them. ``"off_by_one"`` adds
+        one to the maximum output whenever a step's first element is the most negative
+        input value. ``"unstable"`` changes the output payload for a cycle after it has
+        waited two cycles for ``o.ready``, which breaks the stream rules (so it shows only
+        under backpressure).
 
     Members
     -------
@@ -71,7 +75,10 @@ class StandIn(wiring.Component):
         Output elements, ``last`` on the second of each pair.
     """
 
-    def __init__(self, in_width=8, out_width=9, head_mode="every", busy=2, broken=False):
+    def __init__(self, in_width=8, out_width=9, head_mode="every", busy=2, broken=()):
+        for bug in broken:
+            if bug not in BUGS:
+                raise ValueError(f"Bug must be one of {BUGS}, not {bug!r}")
         self.in_width, self.out_width = in_width, out_width
         self.head_mode, self.busy, self.broken = head_mode, busy, broken
         in_layout = data.StructLayout({"data": signed(in_width), "step_end": 1, "seq_end": 1})
@@ -95,6 +102,7 @@ class StandIn(wiring.Component):
         flag = Signal()               # the broken variant's trigger
         count = Signal(range(max(self.busy, 1) + 1))
         index = Signal()
+        stalled = Signal(2)
         outs = [Signal(signed(wo)), Signal(signed(wo))]
 
         x = self.i.payload.data
@@ -127,14 +135,18 @@ class StandIn(wiring.Component):
                 with m.If(count == 0):
                     emit = 1 if self.head_mode == "every" else seq_done
                     m.d.sync += state.eq(Mux(emit, _State.OUTPUT, _State.INPUT))
-                    if self.broken:
+                    if "off_by_one" in self.broken:
                         with m.If(flag):
                             m.d.sync += outs[1].eq(outs[1] + 1)
             with m.Case(_State.OUTPUT):
+                out = Mux(index, outs[1], outs[0])
+                if "unstable" in self.broken:
+                    out = out + (stalled == 2)
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.last.eq(index == 1),
-                             self.o.payload.data.eq(Mux(index, outs[1], outs[0]))]
+                             self.o.payload.data.eq(out)]
+                m.d.sync += stalled.eq(stalled + 1)
                 with m.If(self.o.ready):
-                    m.d.sync += index.eq(~index)
+                    m.d.sync += [index.eq(~index), stalled.eq(0)]
                     with m.If(index == 1):
                         m.d.sync += state.eq(_State.INPUT)
         with m.If((state == _State.INPUT) & self.i.valid & self.i.payload.seq_end):
@@ -143,7 +155,7 @@ class StandIn(wiring.Component):
 
 
 def write_standin(out_dir, head_mode="every", sequences=100, steps=6, input_size=3,
-                  in_width=8, out_width=9, busy=2, broken=False, seed=0) -> Path:
+                  in_width=8, out_width=9, busy=2, broken=(), seed=0) -> Path:
     """Write a stand-in design folder to `out_dir` and return its path.
 
     Inputs are random, with one element in ten at the extreme values so that the
@@ -152,7 +164,7 @@ def write_standin(out_dir, head_mode="every", sequences=100, steps=6, input_size
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = out_dir.name
-    top = f"standin_{head_mode}" + ("_broken" if broken else "")
+    top = "_".join(["standin", head_mode, *broken])
     dut = StandIn(in_width, out_width, head_mode, busy, broken)
     (out_dir / f"{top}.v").write_text(verilog.convert(dut, name=top, emit_src=False))
 

@@ -11,8 +11,8 @@ from hwgen.pwl import fit_pwl
 from hwgen.quant import QuantConfig, quantize_model
 from hwgen.ref import layer_activate
 from hwgen.rtl.arith import requantize
-from hwgen.rtl.elementwise import LATENCY, ElementwiseUnit
-from hwgen.rtl.pwl_unit import PWLUnit
+from hwgen.rtl.elementwise import ElementwiseUnit
+from hwgen.rtl.pwl_unit import LATENCY as PWL_LATENCY, PWLUnit
 
 
 def comb_eval(dut_inputs, outputs, vectors, module=None):
@@ -48,8 +48,21 @@ def test_pwl_unit_every_code(func, form):
     p = fit_pwl(func, QFormat(9, 5), QFormat(8, 7), 16, form)
     dut = PWLUnit(p)
     codes = np.arange(-256, 256)
-    got = comb_eval([dut.x], [dut.y], [[c] for c in codes], dut)[:, 0]
-    assert np.array_equal(got, p.evaluate(codes))
+    got = []
+
+    async def tb(ctx):
+        # a new input every cycle; each result appears PWL_LATENCY cycles later
+        for k in range(len(codes) + PWL_LATENCY):
+            if k < len(codes):
+                ctx.set(dut.x, int(codes[k]))
+            await ctx.tick()
+            if k + 1 >= PWL_LATENCY:
+                got.append(ctx.get(dut.y))
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert np.array_equal(np.array(got[:len(codes)]), p.evaluate(codes))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -85,7 +98,7 @@ def test_elementwise_unit_matches_reference(cell, rng):
                     ctx.set(dut.valid_in, 0)
                     await ctx.tick()
         ctx.set(dut.valid_in, 0)
-        await ctx.tick().repeat(LATENCY + 2)
+        await ctx.tick().repeat(dut.latency + 2)
 
     async def collect(ctx):
         async for _, _, valid, tag, hn, cn in ctx.tick().sample(

@@ -1,12 +1,17 @@
 """Element-wise unit: gates and new state of one hidden element per cycle (pipelined).
 
-Computes exactly `hwgen.ref.layer_activate` for one element, in `LATENCY` stages:
+Computes exactly `hwgen.ref.layer_activate` for one element. Every multiplier and every
+PWL stage has a register after it, for Fmax:
 
-    stage 1  pre-activations: requantize the four accumulators
-    stage 2  gate activations (PWL)              LSTM: i, f, g, o       GRU: r, z
-    stage 3  LSTM: c' = f*c + i*g                GRU: n_pre = n_x + r * n_h
-    stage 4  LSTM: tanh(c')                      GRU: n = tanh(n_pre)
-    stage 5  LSTM: h' = o * tanh(c')             GRU: h' = n + z * (h - n)
+    LSTM                                   GRU
+    1   pre = requantize(acc)              1   pre = requantize(acc)
+    2-3 i, f, g, o = PWL(pre)              2-3 r, z = PWL(pre)
+    4   f*c, i*g                           4   r * n_h
+    5   c' = requantize(f*c + i*g)         5   n_pre = sat(n_x + round(r * n_h))
+    6-7 tanh(c')                           6-7 n = tanh(n_pre)
+    8   o * tanh(c')                       8   h - n, n aligned
+    9   h' = requantize(o * tanh(c'))      9   z * (h - n)
+                                           10  h' = requantize(n + z * (h - n))
 
 A new element may enter every cycle; `tag` (the element's index) travels with it.
 """
@@ -18,9 +23,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..qmodel import QLayer
 from .arith import requantize, saturate, shift_round
-from .pwl_unit import PWLUnit
+from .pwl_unit import LATENCY as PWL_LATENCY, PWLUnit
 
-LATENCY = 5
+LATENCY = {"lstm": 5 + 2 * PWL_LATENCY, "gru": 6 + 2 * PWL_LATENCY}
 
 
 class ElementwiseUnit(wiring.Component):
@@ -31,11 +36,12 @@ class ElementwiseUnit(wiring.Component):
     valid_in : In(1)     acc0..acc3, h_prev, c_prev and tag are valid this cycle
     acc0..acc3 : In(signed(acc_width))   the element's accumulators, in gate-block order
     h_prev, c_prev : In  previous state (c_prev is unused for GRU)
-    valid_out : Out(1)   h_new, c_new, tag_out are valid this cycle (LATENCY cycles later)
+    valid_out : Out(1)   h_new, c_new, tag_out are valid this cycle (`latency` cycles later)
     """
 
     def __init__(self, layer: QLayer, acc_width: int, tag_width: int = 8):
         self.layer = layer
+        self.latency = LATENCY[layer.cell]
         c_width = layer.c_fmt.width if layer.c_fmt else 1
         members = {"valid_in": In(1), "valid_out": Out(1),
                    "tag": In(unsigned(tag_width)), "tag_out": Out(unsigned(tag_width)),
@@ -49,27 +55,18 @@ class ElementwiseUnit(wiring.Component):
         L = self.layer
         m = Module()
         fs = L.act_fmt.frac
+        names = iter(range(10_000))
 
-        def stage(name, like, value):
-            """A pipeline register: `like` is a signed width or a signal to copy the shape of."""
-            reg = Signal(signed(like), name=name) if isinstance(like, int) else \
-                Signal.like(like, name=name)
-            m.d.sync += reg.eq(value)
-            return reg
+        def reg(value, shape=None):
+            """One pipeline register holding `value` (shape: `shape` or the value's)."""
+            r = Signal(shape if shape is not None else value.shape(), name=f"p{next(names)}")
+            m.d.sync += r.eq(value)
+            return r
 
-        valid = [self.valid_in]
-        tags = [self.tag]
-        for s in range(LATENCY):
-            valid.append(stage(f"valid{s + 1}", Signal(), valid[-1]))
-            tags.append(stage(f"tag{s + 1}", self.tag, tags[-1]))
-        m.d.comb += [self.valid_out.eq(valid[-1]), self.tag_out.eq(tags[-1])]
-
-        # stage 1: pre-activations; carry the previous state along
-        pre = [stage(f"pre{q}", L.pre_fmt.width,
-                     requantize(getattr(self, f"acc{q}"), L.acc_frac, L.pre_fmt))
-               for q in range(4)]
-        h1 = stage("h1", self.h_prev, self.h_prev)
-        c1 = stage("c1", self.c_prev, self.c_prev)
+        def delay(value, n):
+            for _ in range(n):
+                value = reg(value)
+            return value
 
         def pwl(name, table, x):
             unit = PWLUnit(table)
@@ -77,44 +74,35 @@ class ElementwiseUnit(wiring.Component):
             m.d.comb += unit.x.eq(x)
             return unit.y
 
-        aw = L.act_fmt.width
+        m.d.comb += [self.valid_out.eq(delay(self.valid_in, self.latency)),
+                     self.tag_out.eq(delay(self.tag, self.latency))]
+        pre_shape = signed(L.pre_fmt.width)
+        pre = [reg(requantize(getattr(self, f"acc{q}"), L.acc_frac, L.pre_fmt), pre_shape)
+               for q in range(4)]                                            # 1
         if L.cell == "lstm":
-            # stage 2: i, f, g, o
-            i2 = stage("i2", aw, pwl("sig_i", L.sigmoid, pre[0]))
-            f2 = stage("f2", aw, pwl("sig_f", L.sigmoid, pre[1]))
-            g2 = stage("g2", aw, pwl("tanh_g", L.tanh, pre[2]))
-            o2 = stage("o2", aw, pwl("sig_o", L.sigmoid, pre[3]))
-            c2 = stage("c2", c1, c1)
-            # stage 3: c' = f*c + i*g, aligned to the finer product
+            i, f = pwl("sig_i", L.sigmoid, pre[0]), pwl("sig_f", L.sigmoid, pre[1])
+            g, o = pwl("tanh_g", L.tanh, pre[2]), pwl("sig_o", L.sigmoid, pre[3])  # 2-3
+            c = delay(self.c_prev, 1 + PWL_LATENCY)
+            fc, ig = reg(f * c), reg(i * g)                                  # 4
             fc_frac = fs + L.c_fmt.frac
             prod_frac = max(fc_frac, 2 * fs)
-            total = ((f2 * c2) << (prod_frac - fc_frac)) + ((i2 * g2) << (prod_frac - 2 * fs))
-            c3 = stage("c3", L.c_fmt.width, requantize(total, prod_frac, L.c_fmt))
-            o3 = stage("o3", o2, o2)
-            # stage 4: tanh(c')
-            t4 = stage("t4", aw, pwl("tanh_c", L.tanh_c, c3))
-            o4 = stage("o4", o3, o3)
-            c4 = stage("c4", c3, c3)
-            # stage 5: h' = o * tanh(c')
-            m.d.sync += [self.h_new.eq(requantize(o4 * t4, 2 * fs, L.h_fmt)),
-                         self.c_new.eq(c4)]
+            total = (fc << (prod_frac - fc_frac)) + (ig << (prod_frac - 2 * fs))
+            c_new = reg(requantize(total, prod_frac, L.c_fmt), signed(L.c_fmt.width))  # 5
+            t = pwl("tanh_c", L.tanh_c, c_new)                               # 6-7
+            ot = reg(delay(o, 2 + PWL_LATENCY) * t)                          # 8
+            m.d.sync += [self.h_new.eq(requantize(ot, 2 * fs, L.h_fmt)),     # 9
+                         self.c_new.eq(delay(c_new, PWL_LATENCY + 1))]
         else:
-            # stage 2: r, z; carry the n parts and h
-            r2 = stage("r2", aw, pwl("sig_r", L.sigmoid, pre[0]))
-            z2 = stage("z2", aw, pwl("sig_z", L.sigmoid, pre[1]))
-            nx2, nh2 = stage("nx2", pre[2], pre[2]), stage("nh2", pre[3], pre[3])
-            h2 = stage("h2", h1, h1)
-            # stage 3: n_pre = n_x + r * n_h
-            n3 = stage("n3", L.pre_fmt.width,
-                       saturate(nx2 + shift_round(r2 * nh2, fs), L.pre_fmt))
-            z3, h3 = stage("z3", z2, z2), stage("h3", h2, h2)
-            # stage 4: n = tanh(n_pre)
-            n4 = stage("n4", aw, pwl("tanh_n", L.tanh, n3))
-            z4, h4 = stage("z4", z3, z3), stage("h4", h3, h3)
-            # stage 5: h' = n + z * (h - n), at the finer of the two formats
+            r, z = pwl("sig_r", L.sigmoid, pre[0]), pwl("sig_z", L.sigmoid, pre[1])  # 2-3
+            nx, nh = delay(pre[2], PWL_LATENCY), delay(pre[3], PWL_LATENCY)
+            rn = reg(r * nh)                                                 # 4
+            n_pre = reg(saturate(delay(nx, 1) + shift_round(rn, fs), L.pre_fmt))  # 5
+            n = pwl("tanh_n", L.tanh, n_pre)                                 # 6-7
             fm = max(L.h_fmt.frac, fs)
-            hm = h4 << (fm - L.h_fmt.frac)
-            nm = n4 << (fm - fs)
-            m.d.sync += self.h_new.eq(requantize((nm << fs) + z4 * (hm - nm), fm + fs,
-                                                 L.h_fmt))
+            h = delay(self.h_prev, 3 + 2 * PWL_LATENCY)
+            nm = n << (fm - fs)
+            diff, nm8 = reg((h << (fm - L.h_fmt.frac)) - nm), reg(nm)        # 8
+            zd = reg(delay(z, 3 + PWL_LATENCY) * diff)                       # 9
+            m.d.sync += self.h_new.eq(requantize((delay(nm8, 1) << fs) + zd, fm + fs,
+                                                 L.h_fmt))                   # 10
         return m

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from ..qmodel import QModel
+from .elementwise import LATENCY
 
 
 @dataclass
@@ -170,10 +171,9 @@ def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int)
 # model against cycles measured in simulation.
 MATRIX_OVERHEAD = 6     # encoder -> FIFO -> issuer start (3), last issue -> stage 2 (3)
 GATHER_CYCLES = 5       # four gate-block words read per row group
-FLUSH_CYCLES = 7        # the element-wise pipeline's latency + 2
 
 
-def activate_cycles(hidden: int, lanes: int) -> int:
+def activate_cycles(hidden: int, lanes: int, cell: str) -> int:
     """Cycles of ACTIVATE: the gather and issue engines of hwgen.rtl.top, cycle by cycle.
 
     The gather engine fills one of two banks with a row group's four gate words
@@ -196,7 +196,7 @@ def activate_cycles(hidden: int, lanes: int) -> int:
             elem = grp * lanes + lane
             if lane == lanes - 1 or elem == hidden - 1:
                 if grp == groups - 1:
-                    return cycles + FLUSH_CYCLES
+                    return cycles + LATENCY[cell] + 2  # flush the element-wise pipeline
                 lane, clear_full, i_bank, grp = 0, i_bank, 1 - i_bank, grp + 1
             else:
                 lane += 1
@@ -211,7 +211,7 @@ def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None) 
     cols = lp.columns if fired_columns is None else fired_columns
     matrix = max(cols * lp.groups_per_col, lp.columns)  # the encoder visits every column
     return {"matrix": matrix + MATRIX_OVERHEAD,
-            "activate": activate_cycles(lp.hidden_size, lanes)}
+            "activate": activate_cycles(lp.hidden_size, lanes, lp.cell)}
 
 
 def cycle_model(plan: Plan, input_size: int) -> dict:

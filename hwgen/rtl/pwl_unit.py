@@ -1,7 +1,7 @@
 """Combinational PWL sigmoid/tanh: the integer evaluation of `hwgen.pwl.PWL` in gates."""
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,8 +9,14 @@ from ..pwl import PWL
 from .arith import saturate, shift_round
 
 
+LATENCY = 2  # registered after the table lookup and at the output
+
+
 class PWLUnit(wiring.Component):
-    """Evaluate one PWL table: `x` (in_fmt) -> `y` (out_fmt), combinationally.
+    """Evaluate one PWL table: `x` (in_fmt) -> `y` (out_fmt), `LATENCY` cycles later.
+
+    Stage 1: sign, segment index, offset in the segment, table lookup. Stage 2: slope
+    product, intercept, sign restore, rounding and saturation. A new `x` every cycle.
 
     Members
     -------
@@ -32,20 +38,26 @@ class PWLUnit(wiring.Component):
         idx = Mux(beyond, n_seg - 1, idx_full)[:max(1, (n_seg - 1).bit_length())]
         # offset inside the segment, zero-extended to a non-negative signed value
         dx = Cat((a - (idx << p.seg_shift))[:p.seg_shift], Const(0, 1)).as_signed()
-        c = Array(Const(v, signed(max(v.bit_length() + 1 for v in p.intercepts) + 1))
-                  for v in p.intercepts)[idx]
+        c_w = max(v.bit_length() + 1 for v in p.intercepts) + 1
+        c = Array(Const(v, signed(c_w)) for v in p.intercepts)[idx]
+        neg1, beyond1 = Signal(), Signal()
+        c1, dx1 = Signal(signed(c_w)), Signal(dx.shape())
+        m.d.sync += [neg1.eq(self.x < 0), beyond1.eq(beyond), c1.eq(c), dx1.eq(dx)]
         if p.slope_form == "mult":
             sw = max(abs(s).bit_length() for s in p.slopes) + 1
-            s = Array(Const(v, signed(sw)) for v in p.slopes)[idx]
-            y_seg = c + shift_round(s * dx, p.in_fmt.frac + p.slope_frac - p.work_frac)
+            s1 = Signal(signed(sw))
+            m.d.sync += s1.eq(Array(Const(v, signed(sw)) for v in p.slopes)[idx])
+            y_seg = c1 + shift_round(s1 * dx1, p.in_fmt.frac + p.slope_frac - p.work_frac)
         else:
-            term = Array(shift_round(dx, p.in_fmt.frac + e - p.work_frac) for e in p.slopes)
-            y_seg = c + term[idx]
-        y_pos = Mux(beyond, p.one, y_seg)
+            idx1 = Signal(idx.shape())
+            m.d.sync += idx1.eq(idx)
+            term = Array(shift_round(dx1, p.in_fmt.frac + e - p.work_frac) for e in p.slopes)
+            y_seg = c1 + term[idx1]
+        y_pos = Mux(beyond1, p.one, y_seg)
         if p.func == "tanh":
-            y_all = Mux(self.x < 0, -y_pos, y_pos)
+            y_all = Mux(neg1, -y_pos, y_pos)
         else:
-            y_all = Mux(self.x < 0, p.one - y_pos, y_pos)
-        m.d.comb += self.y.eq(saturate(shift_round(y_all, p.work_frac - p.out_fmt.frac),
+            y_all = Mux(neg1, p.one - y_pos, y_pos)
+        m.d.sync += self.y.eq(saturate(shift_round(y_all, p.work_frac - p.out_fmt.frac),
                                        p.out_fmt))
         return m

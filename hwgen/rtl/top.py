@@ -262,7 +262,7 @@ class Accelerator(wiring.Component):
         lane = Signal(range(P + 1))
         act_q = Signal(range(6))
         g_grp = Signal(range(max(lp.groups_per_gate for lp in plan.layers) + 1))
-        wait = Signal(range(LATENCY + 4))
+        wait = Signal(range(max(LATENCY.values()) + 4))
         m.d.sync += issue_valid.eq(0)
         for unit in units:
             m.d.comb += [getattr(unit, f"acc{q}").eq(issue_acc[q]) for q in range(4)]
@@ -351,7 +351,7 @@ class Accelerator(wiring.Component):
                 with m.State(f"FLUSH{k}"):
                     # let the last element leave the element-wise pipeline
                     m.d.sync += wait.eq(wait + 1)
-                    with m.If(wait == LATENCY + 1):
+                    with m.If(wait == unit.latency + 1):
                         if k + 1 < len(plan.layers):
                             m.d.sync += start_pass(passes[k + 1])
                             m.next = f"MAT{k + 1}"

