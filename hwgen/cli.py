@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_generate)
 
     sp = sub.add_parser("simulate", help="cocotb + Verilator, bit for bit against the reference")
-    sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_gru_p4")
+    sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p4")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--stall-in", type=float, default=0.3)
     sp.add_argument("--stall-out", type=float, default=0.3)

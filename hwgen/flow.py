@@ -17,7 +17,7 @@ from .quant import QuantConfig, quantize_model
 from .qmodel import QModel
 from .ref import run_float, run_int
 
-DEFAULT_MODEL = "digits_gru"
+DEFAULT_MODEL = "digits_lstm"
 CALIBRATION_SEQUENCES = 256
 
 

@@ -77,7 +77,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
             "vectors": {"depth": plan.vector_depth, "width": plan.value_width},
         },
         "memory_bits": mem,
-        "cycles": cycle_model(plan, qm.input_size),
+        "cycles": cycle_model(plan, qm.input_size, qm.head_mode),
         "quant": qm.meta.get("quant", {}),
         "delta": None if plan.delta is None else {"thresholds": [list(t) for t in plan.delta]},
     }

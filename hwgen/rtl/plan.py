@@ -170,7 +170,7 @@ def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int)
 # Cycles of the sequencer's fixed-length states (see hwgen.rtl.top); tests check this
 # model against cycles measured in simulation.
 MATRIX_OVERHEAD = 6     # encoder -> FIFO -> issuer start (3), last issue -> stage 2 (3)
-GATHER_CYCLES = 5       # four gate-block words read per row group
+GATHER_CYCLES = 5       # four gate-block words read per row group (4 when overlapped)
 
 
 def activate_cycles(hidden: int, lanes: int, cell: str) -> int:
@@ -191,7 +191,9 @@ def activate_cycles(hidden: int, lanes: int, cell: str) -> int:
         if gather:
             g_q += 1
             if g_q == GATHER_CYCLES:
-                g_q, set_full, g_bank, g_grp = 0, g_bank, 1 - g_bank, g_grp + 1
+                # the next group's first read overlaps this capture if its bank is free
+                overlap = g_grp + 1 < groups and not full[1 - g_bank]
+                g_q, set_full, g_bank, g_grp = int(overlap), g_bank, 1 - g_bank, g_grp + 1
         if issue:
             elem = grp * lanes + lane
             if lane == lanes - 1 or elem == hidden - 1:
@@ -214,7 +216,7 @@ def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None) 
             "activate": activate_cycles(lp.hidden_size, lanes, lp.cell)}
 
 
-def cycle_model(plan: Plan, input_size: int) -> dict:
+def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     """Cycles of one dense time step with an always-valid input and an always-ready output."""
     layers = [layer_cycles(lp, plan.lanes) for lp in plan.layers]
     hp = plan.head
@@ -233,4 +235,8 @@ def cycle_model(plan: Plan, input_size: int) -> dict:
         "matrix_utilization": macs / plan.lanes / matrix,
         "step_utilization": macs / plan.lanes / per_step,
         "head_macs": hp.macs,
+        # what a testbench measures between steps: the head runs on every step, or once
+        # per sequence after the last one
+        "model_per_step": per_step + (head if head_mode == "every" else 0),
+        "per_sequence_overhead": head if head_mode == "last" else 0,
     }

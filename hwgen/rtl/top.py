@@ -328,6 +328,10 @@ class Accelerator(wiring.Component):
                         with m.If(act_q == 4):
                             m.d.sync += [act_q.eq(0), Array(full)[g_bank].eq(1),
                                          g_bank.eq(~g_bank), g_grp.eq(g_grp + 1)]
+                            # start the next group's first read now if its bank is free
+                            with m.If((g_grp + 1 < gpg) & ~Array(full)[~g_bank]):
+                                m.d.comb += act_acc_addr.eq(lp.acc_base + g_grp + 1)
+                                m.d.sync += act_q.eq(1)
                     # issue engine: one element a cycle from a full bank; h (and c) are read
                     # now and reach the unit with the gate values next cycle
                     elem = grp * P + lane
