@@ -1,8 +1,8 @@
 """`hwgen demo` / `make demo`: the main job on the bundled default model.
 
 quantize (table vs float, and against one global format) -> generate the dense design ->
-simulate it bit for bit -> delta thresholds within a 1-point budget -> generate and
-simulate the delta design -> summary.
+choose delta thresholds within a 1-point budget and generate the delta design -> simulate
+both bit for bit -> summary.
 """
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ import json
 from pathlib import Path
 
 from . import flow
-from .quant import QuantConfig
 
 DEMO_BITS = (16, 8, 6, 4)
-DESIGN_BITS = 8
-DELTA_BUDGET = 1.0  # accuracy points (or bits/char)
 
 
 def run_demo(args) -> int:
@@ -27,24 +24,17 @@ def run_demo(args) -> int:
         rows = flow.quantization_table(task, DEMO_BITS)
     print(flow.format_quant_table(task, rows) + "\n")
 
-    config = QuantConfig(weight_bits=DESIGN_BITS, act_bits=DESIGN_BITS)
-    qm = flow.quantize(task, config)
     out = Path(args.out)
-    dense_dir = out / f"{task.name}_p{args.lanes}"
-    with flow.Progress(f"generate {dense_dir}"):
-        flow.generate_design(task, qm, dense_dir, args.lanes)
-
-    from .delta import choose_thresholds
-    xq = qm.quantize_inputs(task.x_test)
-    score = lambda y: task.score(qm.decode_outputs(y))  # noqa: E731
-    with flow.Progress(f"choose delta thresholds within {DELTA_BUDGET} of dense"):
-        best, path = choose_thresholds(qm, xq, score, DELTA_BUDGET)
-    print(f"  dense {task.metric_name} {abs(path[0].metric):.3f} -> delta "
-          f"{abs(best.metric):.3f} with thresholds {best.thresholds}; "
-          f"MACs eliminated {100 * best.macs_eliminated:.1f}%\n")
-    delta_dir = out / f"{task.name}_p{args.lanes}_delta"
-    with flow.Progress(f"generate {delta_dir}"):
-        flow.generate_design(task, qm, delta_dir, args.lanes, delta=best.thresholds)
+    with flow.Progress(f"quantize at {flow.DESIGN_BITS} bits, choose delta thresholds "
+                       f"within {flow.DELTA_BUDGET} of dense"):
+        designs = flow.bundled_designs(task, args.lanes)
+    (dense_name, qm, _, _), (delta_name, _, thresholds, best) = designs
+    print(f"  delta thresholds {thresholds}: {task.metric_name} {abs(best.metric):.3f}, "
+          f"MACs eliminated {100 * best.macs_eliminated:.1f}% on the test set\n")
+    dense_dir, delta_dir = out / dense_name, out / delta_name
+    for name, qm_, delta, _ in designs:
+        with flow.Progress(f"generate {out / name}"):
+            flow.generate_design(task, qm_, out / name, args.lanes, delta=delta)
 
     if args.no_sim:
         return 0

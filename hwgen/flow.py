@@ -134,6 +134,25 @@ def generate_design(task: Task, qm: QModel, out_dir, lanes: int, delta=None,
                     inputs=design_vectors(task, qm, sequences))
 
 
+DESIGN_BITS = 8
+DELTA_BUDGET = 1.0  # accuracy points (or bits/char) the bundled delta design may lose
+
+
+def bundled_designs(task: Task, lanes: int = 4) -> list[tuple[str, QModel, list | None, object]]:
+    """The designs `make demo` writes to rtl_out/: (name, qmodel, delta, chosen point).
+
+    Dense at 8-bit weights and activations, and the same model as a delta network with
+    thresholds chosen within DELTA_BUDGET of the dense metric on the test set.
+    """
+    from .delta import choose_thresholds
+    qm = quantize(task, QuantConfig(weight_bits=DESIGN_BITS, act_bits=DESIGN_BITS))
+    xq = qm.quantize_inputs(task.x_test)
+    best, _ = choose_thresholds(qm, xq, lambda y: task.score(qm.decode_outputs(y)),
+                                DELTA_BUDGET)
+    base = f"{task.name}_p{lanes}"
+    return [(base, qm, None, None), (f"{base}_delta", qm, best.thresholds, best)]
+
+
 def write_json(path, obj) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
