@@ -1,17 +1,17 @@
 """Element-wise unit: gates and new state of one hidden element per cycle (pipelined).
 
-Computes exactly `hwgen.ref.layer_activate` for one element. Every multiplier and every
-PWL stage has a register after it, for Fmax:
+Computes exactly `hwgen.ref.layer_activate` for one element. Every multiplier, every sum
+of products and every PWL stage has a register after it, for Fmax (P = PWL latency):
 
     LSTM                                   GRU
-    1   pre = requantize(acc)              1   pre = requantize(acc)
-    2-3 i, f, g, o = PWL(pre)              2-3 r, z = PWL(pre)
-    4   f*c, i*g                           4   r * n_h
-    5   c' = requantize(f*c + i*g)         5   n_pre = sat(n_x + round(r * n_h))
-    6-7 tanh(c')                           6-7 n = tanh(n_pre)
-    8   o * tanh(c')                       8   h - n, n aligned
-    9   h' = requantize(o * tanh(c'))      9   z * (h - n)
-                                           10  h' = requantize(n + z * (h - n))
+    1       pre = requantize(acc)          1       pre = requantize(acc)
+    +P      i, f, g, o = PWL(pre)          +P      r, z = PWL(pre)
+    +1      f*c, i*g                       +1      r * n_h
+    +1      f*c + i*g (aligned)            +1      n_pre = sat(n_x + round(r * n_h))
+    +1      c' = requantize(...)           +P      n = tanh(n_pre)
+    +P      tanh(c')                       +1      h - n, n aligned
+    +1      o * tanh(c')                   +1      z * (h - n)
+    +1      h' = requantize(...)           +1      h' = requantize(n + z * (h - n))
 
 A new element may enter every cycle; `tag` (the element's index) travels with it.
 """
@@ -25,7 +25,7 @@ from ..qmodel import QLayer
 from .arith import requantize, saturate, shift_round
 from .pwl_unit import LATENCY as PWL_LATENCY, PWLUnit
 
-LATENCY = {"lstm": 5 + 2 * PWL_LATENCY, "gru": 6 + 2 * PWL_LATENCY}
+LATENCY = {"lstm": 6 + 2 * PWL_LATENCY, "gru": 6 + 2 * PWL_LATENCY}
 
 
 class ElementwiseUnit(wiring.Component):
@@ -81,28 +81,28 @@ class ElementwiseUnit(wiring.Component):
                for q in range(4)]                                            # 1
         if L.cell == "lstm":
             i, f = pwl("sig_i", L.sigmoid, pre[0]), pwl("sig_f", L.sigmoid, pre[1])
-            g, o = pwl("tanh_g", L.tanh, pre[2]), pwl("sig_o", L.sigmoid, pre[3])  # 2-3
+            g, o = pwl("tanh_g", L.tanh, pre[2]), pwl("sig_o", L.sigmoid, pre[3])  # +P
             c = delay(self.c_prev, 1 + PWL_LATENCY)
-            fc, ig = reg(f * c), reg(i * g)                                  # 4
+            fc, ig = reg(f * c), reg(i * g)                                  # +1
             fc_frac = fs + L.c_fmt.frac
             prod_frac = max(fc_frac, 2 * fs)
-            total = (fc << (prod_frac - fc_frac)) + (ig << (prod_frac - 2 * fs))
-            c_new = reg(requantize(total, prod_frac, L.c_fmt), signed(L.c_fmt.width))  # 5
-            t = pwl("tanh_c", L.tanh_c, c_new)                               # 6-7
-            ot = reg(delay(o, 2 + PWL_LATENCY) * t)                          # 8
-            m.d.sync += [self.h_new.eq(requantize(ot, 2 * fs, L.h_fmt)),     # 9
+            total = reg((fc << (prod_frac - fc_frac)) + (ig << (prod_frac - 2 * fs)))  # +1
+            c_new = reg(requantize(total, prod_frac, L.c_fmt), signed(L.c_fmt.width))  # +1
+            t = pwl("tanh_c", L.tanh_c, c_new)                               # +P
+            ot = reg(delay(o, 3 + PWL_LATENCY) * t)                          # +1
+            m.d.sync += [self.h_new.eq(requantize(ot, 2 * fs, L.h_fmt)),     # +1
                          self.c_new.eq(delay(c_new, PWL_LATENCY + 1))]
         else:
-            r, z = pwl("sig_r", L.sigmoid, pre[0]), pwl("sig_z", L.sigmoid, pre[1])  # 2-3
+            r, z = pwl("sig_r", L.sigmoid, pre[0]), pwl("sig_z", L.sigmoid, pre[1])  # +P
             nx, nh = delay(pre[2], PWL_LATENCY), delay(pre[3], PWL_LATENCY)
-            rn = reg(r * nh)                                                 # 4
-            n_pre = reg(saturate(delay(nx, 1) + shift_round(rn, fs), L.pre_fmt))  # 5
-            n = pwl("tanh_n", L.tanh, n_pre)                                 # 6-7
+            rn = reg(r * nh)                                                 # +1
+            n_pre = reg(saturate(delay(nx, 1) + shift_round(rn, fs), L.pre_fmt))  # +1
+            n = pwl("tanh_n", L.tanh, n_pre)                                 # +P
             fm = max(L.h_fmt.frac, fs)
             h = delay(self.h_prev, 3 + 2 * PWL_LATENCY)
             nm = n << (fm - fs)
-            diff, nm8 = reg((h << (fm - L.h_fmt.frac)) - nm), reg(nm)        # 8
-            zd = reg(delay(z, 3 + PWL_LATENCY) * diff)                       # 9
+            diff, nm8 = reg((h << (fm - L.h_fmt.frac)) - nm), reg(nm)        # +1
+            zd = reg(delay(z, 3 + PWL_LATENCY) * diff)                       # +1
             m.d.sync += self.h_new.eq(requantize((delay(nm8, 1) << fs) + zd, fm + fs,
-                                                 L.h_fmt))                   # 10
+                                                 L.h_fmt))                   # +1
         return m

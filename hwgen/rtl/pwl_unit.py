@@ -9,14 +9,15 @@ from ..pwl import PWL
 from .arith import saturate, shift_round
 
 
-LATENCY = 2  # registered after the table lookup and at the output
+LATENCY = 3  # registered after the table lookup, after the slope product, at the output
 
 
 class PWLUnit(wiring.Component):
     """Evaluate one PWL table: `x` (in_fmt) -> `y` (out_fmt), `LATENCY` cycles later.
 
     Stage 1: sign, segment index, offset in the segment, table lookup. Stage 2: slope
-    product, intercept, sign restore, rounding and saturation. A new `x` every cycle.
+    product plus intercept. Stage 3: limit, sign restore, rounding and saturation. A new
+    `x` every cycle.
 
     Members
     -------
@@ -53,11 +54,14 @@ class PWLUnit(wiring.Component):
             m.d.sync += idx1.eq(idx)
             term = Array(shift_round(dx1, p.in_fmt.frac + e - p.work_frac) for e in p.slopes)
             y_seg = c1 + term[idx1]
-        y_pos = Mux(beyond1, p.one, y_seg)
+        neg2, beyond2 = Signal(), Signal()
+        y2 = Signal(y_seg.shape())
+        m.d.sync += [neg2.eq(neg1), beyond2.eq(beyond1), y2.eq(y_seg)]
+        y_pos = Mux(beyond2, p.one, y2)
         if p.func == "tanh":
-            y_all = Mux(neg1, -y_pos, y_pos)
+            y_all = Mux(neg2, -y_pos, y_pos)
         else:
-            y_all = Mux(neg1, p.one - y_pos, y_pos)
+            y_all = Mux(neg2, p.one - y_pos, y_pos)
         m.d.sync += self.y.eq(saturate(shift_round(y_all, p.work_frac - p.out_fmt.frac),
                                        p.out_fmt))
         return m
