@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_generate)
 
     sp = sub.add_parser("simulate", help="cocotb + Verilator, bit for bit against the reference")
-    sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p4")
+    sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p2")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--stall-in", type=float, default=0.3)
     sp.add_argument("--stall-out", type=float, default=0.3)
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("demo", help="the main job on the bundled default model")
     sp.add_argument("--model", default=flow.DEFAULT_MODEL)
-    sp.add_argument("--lanes", type=int, default=4)
+    sp.add_argument("--lanes", type=int, default=flow.DEFAULT_LANES)
     sp.add_argument("--out", default=str(DEFAULT_OUT))
     sp.add_argument("--no-sim", action="store_true", help="skip the RTL simulation")
     sp.set_defaults(func=cmd_demo)

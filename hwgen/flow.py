@@ -18,6 +18,7 @@ from .qmodel import QModel
 from .ref import run_float, run_int
 
 DEFAULT_MODEL = "digits_lstm"
+DEFAULT_LANES = 2  # the demo designs; see docs/hardware.md for the trade-off
 CALIBRATION_SEQUENCES = 256
 
 
@@ -138,7 +139,7 @@ DESIGN_BITS = 8
 DELTA_BUDGET = 1.0  # accuracy points (or bits/char) the bundled delta design may lose
 
 
-def bundled_designs(task: Task, lanes: int = 4) -> list[tuple[str, QModel, list | None, object]]:
+def bundled_designs(task: Task, lanes: int = DEFAULT_LANES) -> list[tuple[str, QModel, list | None, object]]:
     """The designs `make demo` writes to rtl_out/: (name, qmodel, delta, chosen point).
 
     Dense at 8-bit weights and activations, and the same model as a delta network with

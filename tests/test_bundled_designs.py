@@ -18,8 +18,8 @@ def committed_digest(name):
 
 def test_demo_designs_regenerate_identically(tmp_path):
     task = flow.load_task(flow.DEFAULT_MODEL)
-    for name, qm, delta, _ in flow.bundled_designs(task, lanes=4):
-        out = flow.generate_design(task, qm, tmp_path / name, 4, delta=delta)
+    for name, qm, delta, _ in flow.bundled_designs(task):
+        out = flow.generate_design(task, qm, tmp_path / name, flow.DEFAULT_LANES, delta=delta)
         assert folder_digest(out) == committed_digest(name), name
 
 
@@ -32,8 +32,11 @@ def test_lm_design_regenerates_identically(tmp_path):
     assert folder_digest(out) == committed_digest(name)
 
 
+DEMO = f"{flow.DEFAULT_MODEL}_p{flow.DEFAULT_LANES}"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [f"{flow.DEFAULT_MODEL}_p4", f"{flow.DEFAULT_MODEL}_p4_delta",
+@pytest.mark.parametrize("name", [DEMO, f"{DEMO}_delta",
                                   f"{LM_DESIGN[0]}_p{LM_DESIGN[1]}"])
 def test_bundled_design_bit_exact_on_real_data(name, tmp_path):
     result = simulate(RTL_OUT / name, build_dir=tmp_path / "build")

@@ -2722,7 +2722,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$206  = grp == 2'h3;
   assign \$207  = lane + 1'h1;
   assign \$208  = \wait  + 1'h1;
-  assign \$209  = \wait  == 4'hb;
+  assign \$209  = \wait  == 4'hd;
   assign \$210  = enc_col < 7'h40;
   assign \$211  = level + e1[0];
   assign \$212  = \$211  < 3'h7;
@@ -2782,7 +2782,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$284  = grp == 2'h3;
   assign \$285  = lane + 1'h1;
   assign \$286  = \wait  + 1'h1;
-  assign \$287  = \wait  == 4'hb;
+  assign \$287  = \wait  == 4'hd;
   assign \$288  = enc_col < 6'h20;
   assign \$289  = level + e1[0];
   assign \$290  = \$289  < 3'h7;
@@ -3028,8 +3028,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .clk(clk),
     .h_new(h_new),
     .h_prev(h_prev),
-    .p19(tag_out),
-    .p9(valid_out),
+    .p11(valid_out),
+    .p23(tag_out),
     .rst(rst),
     .tag(tag),
     .valid_in(valid_in)
@@ -3042,8 +3042,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .clk(clk),
     .h_new(\h_new$69 ),
     .h_prev(\h_prev$66 ),
-    .p19(\tag_out$68 ),
-    .p9(\valid_out$67 ),
+    .p11(\valid_out$67 ),
+    .p23(\tag_out$68 ),
     .rst(rst),
     .tag(tag),
     .valid_in(\valid_in$65 )
@@ -8349,7 +8349,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p9, p19, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p11, p23, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [21:0] \$1 ;
   wire [21:0] \$10 ;
@@ -8357,29 +8357,38 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$101 ;
   reg [7:0] \$102 ;
   reg [7:0] \$103 ;
-  reg [15:0] \$104 ;
+  reg [7:0] \$104 ;
   reg [7:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
   reg [7:0] \$108 ;
   reg [7:0] \$109 ;
   wire [21:0] \$11 ;
-  reg [7:0] \$110 ;
+  reg [15:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
   reg [7:0] \$113 ;
-  reg [9:0] \$114 ;
-  reg [8:0] \$115 ;
+  reg [7:0] \$114 ;
+  reg [7:0] \$115 ;
   reg [7:0] \$116 ;
   reg [7:0] \$117 ;
   reg [7:0] \$118 ;
   reg [7:0] \$119 ;
   wire [21:0] \$12 ;
   reg [7:0] \$120 ;
-  reg [17:0] \$121 ;
-  reg [8:0] \$122 ;
-  reg [7:0] \$123 ;
+  reg [7:0] \$121 ;
+  reg [9:0] \$122 ;
+  reg [8:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
   wire \$13 ;
+  reg [17:0] \$130 ;
+  reg [8:0] \$131 ;
+  reg [7:0] \$132 ;
   wire [21:0] \$14 ;
   wire [21:0] \$15 ;
   wire \$16 ;
@@ -8459,8 +8468,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg \$83 ;
   reg \$84 ;
   reg \$85 ;
-  reg [5:0] \$86 ;
-  reg [5:0] \$87 ;
+  reg \$86 ;
+  reg \$87 ;
   reg [5:0] \$88 ;
   reg [5:0] \$89 ;
   wire [21:0] \$9 ;
@@ -8470,10 +8479,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] \$93 ;
   reg [5:0] \$94 ;
   reg [5:0] \$95 ;
-  reg [7:0] \$96 ;
-  reg [7:0] \$97 ;
-  reg [7:0] \$98 ;
-  reg [7:0] \$99 ;
+  reg [5:0] \$96 ;
+  reg [5:0] \$97 ;
+  reg [5:0] \$98 ;
+  reg [5:0] \$99 ;
   input [20:0] acc0;
   wire [20:0] acc0;
   input [20:0] acc1;
@@ -8490,8 +8499,9 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   wire [7:0] h_prev;
   reg p0 = 1'h0;
   reg p1 = 1'h0;
-  reg [5:0] p10 = 6'h00;
-  reg [5:0] p11 = 6'h00;
+  reg p10 = 1'h0;
+  output p11;
+  reg p11 = 1'h0;
   reg [5:0] p12 = 6'h00;
   reg [5:0] p13 = 6'h00;
   reg [5:0] p14 = 6'h00;
@@ -8499,43 +8509,51 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] p16 = 6'h00;
   reg [5:0] p17 = 6'h00;
   reg [5:0] p18 = 6'h00;
-  output [5:0] p19;
   reg [5:0] p19 = 6'h00;
   reg p2 = 1'h0;
-  reg [7:0] p20 = 8'h00;
-  reg [7:0] p21 = 8'h00;
-  reg [7:0] p22 = 8'h00;
-  reg [7:0] p23 = 8'h00;
+  reg [5:0] p20 = 6'h00;
+  reg [5:0] p21 = 6'h00;
+  reg [5:0] p22 = 6'h00;
+  output [5:0] p23;
+  reg [5:0] p23 = 6'h00;
   reg [7:0] p24 = 8'h00;
   reg [7:0] p25 = 8'h00;
   reg [7:0] p26 = 8'h00;
   reg [7:0] p27 = 8'h00;
-  reg [15:0] p28 = 16'h0000;
+  reg [7:0] p28 = 8'h00;
   reg [7:0] p29 = 8'h00;
   reg p3 = 1'h0;
   reg [7:0] p30 = 8'h00;
   reg [7:0] p31 = 8'h00;
   reg [7:0] p32 = 8'h00;
   reg [7:0] p33 = 8'h00;
-  reg [7:0] p34 = 8'h00;
+  reg [15:0] p34 = 16'h0000;
   reg [7:0] p35 = 8'h00;
   reg [7:0] p36 = 8'h00;
   reg [7:0] p37 = 8'h00;
-  reg [9:0] p38 = 10'h000;
-  reg [8:0] p39 = 9'h000;
+  reg [7:0] p38 = 8'h00;
+  reg [7:0] p39 = 8'h00;
   reg p4 = 1'h0;
   reg [7:0] p40 = 8'h00;
   reg [7:0] p41 = 8'h00;
   reg [7:0] p42 = 8'h00;
   reg [7:0] p43 = 8'h00;
   reg [7:0] p44 = 8'h00;
-  reg [17:0] p45 = 18'h00000;
-  reg [8:0] p46 = 9'h000;
+  reg [7:0] p45 = 8'h00;
+  reg [9:0] p46 = 10'h000;
+  reg [8:0] p47 = 9'h000;
+  reg [7:0] p48 = 8'h00;
+  reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
+  reg [7:0] p50 = 8'h00;
+  reg [7:0] p51 = 8'h00;
+  reg [7:0] p52 = 8'h00;
+  reg [7:0] p53 = 8'h00;
+  reg [17:0] p54 = 18'h00000;
+  reg [8:0] p55 = 9'h000;
   reg p6 = 1'h0;
   reg p7 = 1'h0;
   reg p8 = 1'h0;
-  output p9;
   reg p9 = 1'h0;
   input rst;
   wire rst;
@@ -8550,12 +8568,12 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$63 ;
+  wire [7:0] \x$72 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$64 ;
+  wire [7:0] \x$73 ;
   wire [7:0] y;
-  wire [7:0] \y$49 ;
-  wire [7:0] \y$52 ;
+  wire [7:0] \y$57 ;
+  wire [7:0] \y$60 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
   assign \$3  = $signed(\$2 ) > $signed(8'h7f);
   assign \$4  = $signed(acc0) + $signed(9'h080);
@@ -8584,26 +8602,26 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   assign \$37  = $signed(acc3) + $signed(9'h080);
   assign \$39  = \$36  ? 22'h3fff80 : \$38 ;
   assign \$40  = \$33  ? 22'h00007f : \$39 ;
-  assign \$41  = $signed(y) * $signed(p27);
-  assign \$42  = $signed(p28) + $signed(8'h40);
-  assign \$44  = $signed(p29) + $signed(\$43 );
+  assign \$41  = $signed(y) * $signed(p33);
+  assign \$42  = $signed(p34) + $signed(8'h40);
+  assign \$44  = $signed(p35) + $signed(\$43 );
   assign \$45  = $signed(\$44 ) > $signed(8'h7f);
-  assign \$46  = $signed(p28) + $signed(8'h40);
-  assign \$48  = $signed(p29) + $signed(\$47 );
+  assign \$46  = $signed(p34) + $signed(8'h40);
+  assign \$48  = $signed(p35) + $signed(\$47 );
   assign \$49  = $signed(\$48 ) < $signed(8'h80);
-  assign \$50  = $signed(p28) + $signed(8'h40);
-  assign \$52  = $signed(p29) + $signed(\$51 );
+  assign \$50  = $signed(p34) + $signed(8'h40);
+  assign \$52  = $signed(p35) + $signed(\$51 );
   assign \$53  = \$49  ? 18'h3ff80 : \$52 ;
   assign \$54  = \$45  ? 18'h0007f : \$53 ;
   assign \$57  = $signed(\$55 ) - $signed(\$56 );
-  assign \$59  = $signed(p44) * $signed(p38);
-  assign \$61  = $signed(\$60 ) + $signed(p45);
+  assign \$59  = $signed(p53) * $signed(p46);
+  assign \$61  = $signed(\$60 ) + $signed(p54);
   assign \$62  = $signed(\$61 ) + $signed(8'h40);
   assign \$64  = $signed(\$63 ) > $signed(8'h7f);
-  assign \$66  = $signed(\$65 ) + $signed(p45);
+  assign \$66  = $signed(\$65 ) + $signed(p54);
   assign \$67  = $signed(\$66 ) + $signed(8'h40);
   assign \$69  = $signed(\$68 ) < $signed(8'h80);
-  assign \$71  = $signed(\$70 ) + $signed(p45);
+  assign \$71  = $signed(\$70 ) + $signed(p54);
   assign \$72  = $signed(\$71 ) + $signed(8'h40);
   assign \$74  = \$69  ? 20'hfff80 : \$73 ;
   assign \$75  = \$64  ? 20'h0007f : \$74 ;
@@ -8702,24 +8720,42 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   always @(posedge clk)
     p46 <= \$122 ;
   always @(posedge clk)
-    h_new <= \$123 ;
+    p47 <= \$123 ;
+  always @(posedge clk)
+    p48 <= \$124 ;
+  always @(posedge clk)
+    p49 <= \$125 ;
+  always @(posedge clk)
+    p50 <= \$126 ;
+  always @(posedge clk)
+    p51 <= \$127 ;
+  always @(posedge clk)
+    p52 <= \$128 ;
+  always @(posedge clk)
+    p53 <= \$129 ;
+  always @(posedge clk)
+    p54 <= \$130 ;
+  always @(posedge clk)
+    p55 <= \$131 ;
+  always @(posedge clk)
+    h_new <= \$132 ;
   \hwgen_charlm_gru2_p8.elementwise0.sig_r  sig_r (
     .clk(clk),
     .rst(rst),
-    .x(p20),
+    .x(p24),
     .y(y)
   );
   \hwgen_charlm_gru2_p8.elementwise0.sig_z  sig_z (
     .clk(clk),
     .rst(rst),
-    .x(p21),
-    .y(\y$52 )
+    .x(p25),
+    .y(\y$60 )
   );
   \hwgen_charlm_gru2_p8.elementwise0.tanh_n  tanh_n (
     .clk(clk),
     .rst(rst),
-    .x(p30),
-    .y(\y$49 )
+    .x(p36),
+    .y(\y$57 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -8793,21 +8829,21 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = tag;
+    \$86  = p9;
     if (rst) begin
-      \$86  = 6'h00;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$87  = p10;
     if (rst) begin
-      \$87  = 6'h00;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = p11;
+    \$88  = tag;
     if (rst) begin
       \$88  = 6'h00;
     end
@@ -8863,84 +8899,84 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = \$10 [7:0];
+    \$96  = p19;
     if (rst) begin
-      \$96  = 8'h00;
+      \$96  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = \$20 [7:0];
+    \$97  = p20;
     if (rst) begin
-      \$97  = 8'h00;
+      \$97  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = \$30 [7:0];
+    \$98  = p21;
     if (rst) begin
-      \$98  = 8'h00;
+      \$98  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = \$40 [7:0];
+    \$99  = p22;
     if (rst) begin
-      \$99  = 8'h00;
+      \$99  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = p22;
+    \$100  = \$10 [7:0];
     if (rst) begin
       \$100  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = p24;
+    \$101  = \$20 [7:0];
     if (rst) begin
       \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = p23;
+    \$102  = \$30 [7:0];
     if (rst) begin
       \$102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = p26;
+    \$103  = \$40 [7:0];
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = \$41 ;
+    \$104  = p26;
     if (rst) begin
-      \$104  = 16'h0000;
+      \$104  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = p25;
+    \$105  = p28;
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = \$54 [7:0];
+    \$106  = p29;
     if (rst) begin
       \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = h_prev;
+    \$107  = p27;
     if (rst) begin
       \$107  = 8'h00;
     end
@@ -8961,49 +8997,49 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = p33;
+    \$110  = \$41 ;
     if (rst) begin
-      \$110  = 8'h00;
+      \$110  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = p34;
+    \$111  = p30;
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = p35;
+    \$112  = \$54 [7:0];
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = p36;
+    \$113  = h_prev;
     if (rst) begin
       \$113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = \$57 ;
+    \$114  = p37;
     if (rst) begin
-      \$114  = 10'h000;
+      \$114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = \$58 ;
+    \$115  = p38;
     if (rst) begin
-      \$115  = 9'h000;
+      \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$116  = \y$52 ;
+    \$116  = p39;
     if (rst) begin
       \$116  = 8'h00;
     end
@@ -9038,30 +9074,93 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$121  = \$59 ;
+    \$121  = p44;
     if (rst) begin
-      \$121  = 18'h00000;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$122  = p39;
+    \$122  = \$57 ;
     if (rst) begin
-      \$122  = 9'h000;
+      \$122  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$123  = \$75 [7:0];
+    \$123  = \$58 ;
     if (rst) begin
-      \$123  = 8'h00;
+      \$123  = 9'h000;
     end
   end
-  assign valid_out = p9;
-  assign tag_out = p19;
-  assign x = p20;
-  assign \x$63  = p21;
-  assign \x$64  = p30;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$124  = \y$60 ;
+    if (rst) begin
+      \$124  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$125  = p48;
+    if (rst) begin
+      \$125  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$126  = p49;
+    if (rst) begin
+      \$126  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$127  = p50;
+    if (rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$128  = p51;
+    if (rst) begin
+      \$128  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$129  = p52;
+    if (rst) begin
+      \$129  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$130  = \$59 ;
+    if (rst) begin
+      \$130  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$131  = p47;
+    if (rst) begin
+      \$131  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$132  = \$75 [7:0];
+    if (rst) begin
+      \$132  = 8'h00;
+    end
+  end
+  assign valid_out = p11;
+  assign tag_out = p23;
+  assign x = p24;
+  assign \x$72  = p25;
+  assign \x$73  = p36;
   assign \$2  = { \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21:8] };
   assign \$5  = { \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21:8] };
   assign \$8  = { \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21:8] };
@@ -9077,14 +9176,14 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   assign \$43  = { \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16:7] };
   assign \$47  = { \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16:7] };
   assign \$51  = { \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16:7] };
-  assign \$55  = { p37[7], p37 };
-  assign \$56  = { \y$49 [7], \y$49  };
-  assign \$58  = { \y$49 [7], \y$49  };
-  assign \$60  = { p46, 7'h00 };
+  assign \$55  = { p45[7], p45 };
+  assign \$56  = { \y$57 [7], \y$57  };
+  assign \$58  = { \y$57 [7], \y$57  };
+  assign \$60  = { p55, 7'h00 };
   assign \$63  = { \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19:7] };
-  assign \$65  = { p46, 7'h00 };
+  assign \$65  = { p55, 7'h00 };
   assign \$68  = { \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19:7] };
-  assign \$70  = { p46, 7'h00 };
+  assign \$70  = { p55, 7'h00 };
   assign \$73  = { \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19:7] };
 endmodule
 
@@ -9136,60 +9235,45 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   wire [17:0] \$48 ;
   wire [18:0] \$49 ;
   wire [8:0] \$5 ;
-  wire [15:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [16:0] \$52 ;
-  wire [17:0] \$53 ;
-  wire [17:0] \$54 ;
-  wire [18:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire [19:0] \$57 ;
-  wire \$58 ;
-  wire [15:0] \$59 ;
+  wire [17:0] \$50 ;
+  wire [18:0] \$51 ;
+  wire [19:0] \$52 ;
+  wire [19:0] \$53 ;
+  wire \$54 ;
+  wire [17:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire [17:0] \$57 ;
+  wire [18:0] \$58 ;
+  wire [19:0] \$59 ;
   wire \$6 ;
-  wire [16:0] \$60 ;
-  wire [16:0] \$61 ;
+  wire [19:0] \$60 ;
+  wire \$61 ;
   wire [17:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [18:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire [16:0] \$66 ;
-  wire [16:0] \$67 ;
-  wire [17:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [18:0] \$63 ;
+  wire [17:0] \$64 ;
+  wire [18:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [19:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
-  wire [18:0] \$70 ;
-  wire [19:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire \$73 ;
-  wire [15:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire [17:0] \$78 ;
-  wire [18:0] \$79 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg [12:0] \$72 ;
+  reg [4:0] \$73 ;
+  reg [10:0] \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg [17:0] \$77 ;
+  reg [7:0] \$78 ;
   wire [8:0] \$8 ;
-  wire [15:0] \$80 ;
-  wire [16:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [17:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [19:0] \$86 ;
-  wire [19:0] \$87 ;
-  wire [19:0] \$88 ;
-  wire [19:0] \$89 ;
   wire [8:0] \$9 ;
-  reg \$90 ;
-  reg \$91 ;
-  reg [12:0] \$92 ;
-  reg [4:0] \$93 ;
-  reg [10:0] \$94 ;
-  reg [7:0] \$95 ;
   reg \$signal  = 1'h0;
   reg [12:0] \$signal$5  = 13'h0000;
   reg [4:0] \$signal$6  = 5'h00;
+  reg \$signal$8  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond2 = 1'h0;
   input clk;
   wire clk;
   input rst;
@@ -9199,19 +9283,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
+  reg [17:0] y2 = 18'h00000;
   assign \$22  = - $signed(x);
   assign \$23  = \$21  ? \$22  : { x[7], x };
   assign \$25  = \$24  >= 4'h8;
@@ -9231,78 +9303,60 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$44  = $signed(s1) * $signed(\$signal$6 );
   assign \$45  = $signed(\$44 ) + $signed(7'h20);
   assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond1 ? 18'h00800 : \$47 ;
+  assign \$48  = beyond2 ? 18'h00800 : y2;
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = $signed(s1) * $signed(\$signal$6 );
-  assign \$51  = $signed(\$50 ) + $signed(7'h20);
-  assign \$53  = $signed(\$signal$5 ) + $signed(\$52 );
-  assign \$54  = beyond1 ? 18'h00800 : \$53 ;
-  assign \$55  = \$signal  ? \$49  : { \$54 [17], \$54  };
-  assign \$56  = $signed(\$55 ) + $signed(5'h08);
-  assign \$58  = $signed(\$57 ) > $signed(8'h7f);
-  assign \$59  = $signed(s1) * $signed(\$signal$6 );
-  assign \$60  = $signed(\$59 ) + $signed(7'h20);
-  assign \$62  = $signed(\$signal$5 ) + $signed(\$61 );
-  assign \$63  = beyond1 ? 18'h00800 : \$62 ;
-  assign \$64  = $signed(13'h0800) - $signed(\$63 );
-  assign \$65  = $signed(s1) * $signed(\$signal$6 );
-  assign \$66  = $signed(\$65 ) + $signed(7'h20);
-  assign \$68  = $signed(\$signal$5 ) + $signed(\$67 );
-  assign \$69  = beyond1 ? 18'h00800 : \$68 ;
-  assign \$70  = \$signal  ? \$64  : { \$69 [17], \$69  };
-  assign \$71  = $signed(\$70 ) + $signed(5'h08);
-  assign \$73  = $signed(\$72 ) < $signed(8'h80);
-  assign \$74  = $signed(s1) * $signed(\$signal$6 );
-  assign \$75  = $signed(\$74 ) + $signed(7'h20);
-  assign \$77  = $signed(\$signal$5 ) + $signed(\$76 );
-  assign \$78  = beyond1 ? 18'h00800 : \$77 ;
-  assign \$79  = $signed(13'h0800) - $signed(\$78 );
-  assign \$80  = $signed(s1) * $signed(\$signal$6 );
-  assign \$81  = $signed(\$80 ) + $signed(7'h20);
-  assign \$83  = $signed(\$signal$5 ) + $signed(\$82 );
-  assign \$84  = beyond1 ? 18'h00800 : \$83 ;
-  assign \$85  = \$signal  ? \$79  : { \$84 [17], \$84  };
-  assign \$86  = $signed(\$85 ) + $signed(5'h08);
-  assign \$88  = \$73  ? 20'hfff80 : \$87 ;
-  assign \$89  = \$58  ? 20'h0007f : \$88 ;
+  assign \$50  = beyond2 ? 18'h00800 : y2;
+  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
+  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
+  assign \$55  = beyond2 ? 18'h00800 : y2;
+  assign \$56  = $signed(13'h0800) - $signed(\$55 );
+  assign \$57  = beyond2 ? 18'h00800 : y2;
+  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
+  assign \$59  = $signed(\$58 ) + $signed(5'h08);
+  assign \$61  = $signed(\$60 ) < $signed(8'h80);
+  assign \$62  = beyond2 ? 18'h00800 : y2;
+  assign \$63  = $signed(13'h0800) - $signed(\$62 );
+  assign \$64  = beyond2 ? 18'h00800 : y2;
+  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
+  assign \$66  = $signed(\$65 ) + $signed(5'h08);
+  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
+  assign \$69  = \$54  ? 20'h0007f : \$68 ;
   always @(posedge clk)
-    \$signal  <= \$90 ;
+    \$signal  <= \$70 ;
   always @(posedge clk)
-    beyond1 <= \$91 ;
+    beyond1 <= \$71 ;
   always @(posedge clk)
-    \$signal$5  <= \$92 ;
+    \$signal$5  <= \$72 ;
   always @(posedge clk)
-    \$signal$6  <= \$93 ;
+    \$signal$6  <= \$73 ;
   always @(posedge clk)
-    s1 <= \$94 ;
+    s1 <= \$74 ;
   always @(posedge clk)
-    y <= \$95 ;
+    \$signal$8  <= \$75 ;
+  always @(posedge clk)
+    beyond2 <= \$76 ;
+  always @(posedge clk)
+    y2 <= \$77 ;
+  always @(posedge clk)
+    y <= \$78 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
   assign \$4  = \$2  ? \$3  : { x[7], x };
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
-      3'h0:
-          \$17  = 13'h0401;
-      3'h1:
-          \$17  = 13'h04fd;
-      3'h2:
-          \$17  = 13'h05dc;
-      3'h3:
-          \$17  = 13'h068d;
-      3'h4:
-          \$17  = 13'h070e;
-      3'h5:
-          \$17  = 13'h0766;
-      3'h6:
-          \$17  = 13'h07a0;
-      3'h7:
-          \$17  = 13'h07c5;
-    endcase
-  end
+  assign \$6  = \$5  >= 4'h8;
+  assign \$7  = $signed(x) < $signed(1'h0);
+  assign \$8  = - $signed(x);
+  assign \$9  = \$7  ? \$8  : { x[7], x };
+  assign \$11  = \$10  >= 4'h8;
+  assign \$12  = $signed(x) < $signed(1'h0);
+  assign \$13  = - $signed(x);
+  assign \$14  = \$12  ? \$13  : { x[7], x };
+  assign \$16  = \$11  ? 9'h007 : \$15 ;
+  assign \$18  = $signed(x) < $signed(1'h0);
+  assign \$19  = - $signed(x);
+  assign \$20  = \$18  ? \$19  : { x[7], x };
+  assign \$21  = $signed(x) < $signed(1'h0);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
@@ -9327,45 +9381,88 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$90  = \$1 ;
+    \$70  = \$1 ;
     if (rst) begin
-      \$90  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$91  = \$6 ;
+    \$71  = \$6 ;
     if (rst) begin
-      \$91  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$92  = \$17 ;
+    \$72  = \$17 ;
     if (rst) begin
-      \$92  = 13'h0000;
+      \$72  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$93  = { 1'h0, \$32 [3:0] };
+    \$73  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$93  = 5'h00;
+      \$73  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$94  = \$43 ;
+    \$74  = \$43 ;
     if (rst) begin
-      \$94  = 11'h000;
+      \$74  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$95  = \$89 [7:0];
+    \$75  = \$signal ;
     if (rst) begin
-      \$95  = 8'h00;
+      \$75  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$76  = beyond1;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$77  = \$47 ;
+    if (rst) begin
+      \$77  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$78  = \$69 [7:0];
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$16 [2:0])
+      3'h0:
+          \$17  = 13'h0401;
+      3'h1:
+          \$17  = 13'h04fd;
+      3'h2:
+          \$17  = 13'h05dc;
+      3'h3:
+          \$17  = 13'h068d;
+      3'h4:
+          \$17  = 13'h070e;
+      3'h5:
+          \$17  = 13'h0766;
+      3'h6:
+          \$17  = 13'h07a0;
+      3'h7:
+          \$17  = 13'h07c5;
+    endcase
   end
   assign \$5  = { 4'h0, \$4 [8:4] };
   assign \$10  = { 4'h0, \$9 [8:4] };
@@ -9376,14 +9473,9 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$36  = { 4'h0, \$35 [8:4] };
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$52  = { \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16:6] };
-  assign \$57  = { \$56 [19], \$56 [19], \$56 [19], \$56 [19], \$56 [19:4] };
-  assign \$61  = { \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16:6] };
-  assign \$67  = { \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16:6] };
-  assign \$72  = { \$71 [19], \$71 [19], \$71 [19], \$71 [19], \$71 [19:4] };
-  assign \$76  = { \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16:6] };
-  assign \$82  = { \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16:6] };
-  assign \$87  = { \$86 [19], \$86 [19], \$86 [19], \$86 [19], \$86 [19:4] };
+  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
+  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
+  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9434,60 +9526,45 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   wire [17:0] \$48 ;
   wire [18:0] \$49 ;
   wire [8:0] \$5 ;
-  wire [15:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [16:0] \$52 ;
-  wire [17:0] \$53 ;
-  wire [17:0] \$54 ;
-  wire [18:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire [19:0] \$57 ;
-  wire \$58 ;
-  wire [15:0] \$59 ;
+  wire [17:0] \$50 ;
+  wire [18:0] \$51 ;
+  wire [19:0] \$52 ;
+  wire [19:0] \$53 ;
+  wire \$54 ;
+  wire [17:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire [17:0] \$57 ;
+  wire [18:0] \$58 ;
+  wire [19:0] \$59 ;
   wire \$6 ;
-  wire [16:0] \$60 ;
-  wire [16:0] \$61 ;
+  wire [19:0] \$60 ;
+  wire \$61 ;
   wire [17:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [18:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire [16:0] \$66 ;
-  wire [16:0] \$67 ;
-  wire [17:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [18:0] \$63 ;
+  wire [17:0] \$64 ;
+  wire [18:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [19:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
-  wire [18:0] \$70 ;
-  wire [19:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire \$73 ;
-  wire [15:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire [17:0] \$78 ;
-  wire [18:0] \$79 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg [12:0] \$72 ;
+  reg [4:0] \$73 ;
+  reg [10:0] \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg [17:0] \$77 ;
+  reg [7:0] \$78 ;
   wire [8:0] \$8 ;
-  wire [15:0] \$80 ;
-  wire [16:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [17:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [19:0] \$86 ;
-  wire [19:0] \$87 ;
-  wire [19:0] \$88 ;
-  wire [19:0] \$89 ;
   wire [8:0] \$9 ;
-  reg \$90 ;
-  reg \$91 ;
-  reg [12:0] \$92 ;
-  reg [4:0] \$93 ;
-  reg [10:0] \$94 ;
-  reg [7:0] \$95 ;
   reg \$signal  = 1'h0;
   reg [12:0] \$signal$5  = 13'h0000;
   reg [4:0] \$signal$6  = 5'h00;
+  reg \$signal$8  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond2 = 1'h0;
   input clk;
   wire clk;
   input rst;
@@ -9497,19 +9574,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
+  reg [17:0] y2 = 18'h00000;
   assign \$22  = - $signed(x);
   assign \$23  = \$21  ? \$22  : { x[7], x };
   assign \$25  = \$24  >= 4'h8;
@@ -9529,78 +9594,60 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$44  = $signed(s1) * $signed(\$signal$6 );
   assign \$45  = $signed(\$44 ) + $signed(7'h20);
   assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond1 ? 18'h00800 : \$47 ;
+  assign \$48  = beyond2 ? 18'h00800 : y2;
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = $signed(s1) * $signed(\$signal$6 );
-  assign \$51  = $signed(\$50 ) + $signed(7'h20);
-  assign \$53  = $signed(\$signal$5 ) + $signed(\$52 );
-  assign \$54  = beyond1 ? 18'h00800 : \$53 ;
-  assign \$55  = \$signal  ? \$49  : { \$54 [17], \$54  };
-  assign \$56  = $signed(\$55 ) + $signed(5'h08);
-  assign \$58  = $signed(\$57 ) > $signed(8'h7f);
-  assign \$59  = $signed(s1) * $signed(\$signal$6 );
-  assign \$60  = $signed(\$59 ) + $signed(7'h20);
-  assign \$62  = $signed(\$signal$5 ) + $signed(\$61 );
-  assign \$63  = beyond1 ? 18'h00800 : \$62 ;
-  assign \$64  = $signed(13'h0800) - $signed(\$63 );
-  assign \$65  = $signed(s1) * $signed(\$signal$6 );
-  assign \$66  = $signed(\$65 ) + $signed(7'h20);
-  assign \$68  = $signed(\$signal$5 ) + $signed(\$67 );
-  assign \$69  = beyond1 ? 18'h00800 : \$68 ;
-  assign \$70  = \$signal  ? \$64  : { \$69 [17], \$69  };
-  assign \$71  = $signed(\$70 ) + $signed(5'h08);
-  assign \$73  = $signed(\$72 ) < $signed(8'h80);
-  assign \$74  = $signed(s1) * $signed(\$signal$6 );
-  assign \$75  = $signed(\$74 ) + $signed(7'h20);
-  assign \$77  = $signed(\$signal$5 ) + $signed(\$76 );
-  assign \$78  = beyond1 ? 18'h00800 : \$77 ;
-  assign \$79  = $signed(13'h0800) - $signed(\$78 );
-  assign \$80  = $signed(s1) * $signed(\$signal$6 );
-  assign \$81  = $signed(\$80 ) + $signed(7'h20);
-  assign \$83  = $signed(\$signal$5 ) + $signed(\$82 );
-  assign \$84  = beyond1 ? 18'h00800 : \$83 ;
-  assign \$85  = \$signal  ? \$79  : { \$84 [17], \$84  };
-  assign \$86  = $signed(\$85 ) + $signed(5'h08);
-  assign \$88  = \$73  ? 20'hfff80 : \$87 ;
-  assign \$89  = \$58  ? 20'h0007f : \$88 ;
+  assign \$50  = beyond2 ? 18'h00800 : y2;
+  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
+  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
+  assign \$55  = beyond2 ? 18'h00800 : y2;
+  assign \$56  = $signed(13'h0800) - $signed(\$55 );
+  assign \$57  = beyond2 ? 18'h00800 : y2;
+  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
+  assign \$59  = $signed(\$58 ) + $signed(5'h08);
+  assign \$61  = $signed(\$60 ) < $signed(8'h80);
+  assign \$62  = beyond2 ? 18'h00800 : y2;
+  assign \$63  = $signed(13'h0800) - $signed(\$62 );
+  assign \$64  = beyond2 ? 18'h00800 : y2;
+  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
+  assign \$66  = $signed(\$65 ) + $signed(5'h08);
+  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
+  assign \$69  = \$54  ? 20'h0007f : \$68 ;
   always @(posedge clk)
-    \$signal  <= \$90 ;
+    \$signal  <= \$70 ;
   always @(posedge clk)
-    beyond1 <= \$91 ;
+    beyond1 <= \$71 ;
   always @(posedge clk)
-    \$signal$5  <= \$92 ;
+    \$signal$5  <= \$72 ;
   always @(posedge clk)
-    \$signal$6  <= \$93 ;
+    \$signal$6  <= \$73 ;
   always @(posedge clk)
-    s1 <= \$94 ;
+    s1 <= \$74 ;
   always @(posedge clk)
-    y <= \$95 ;
+    \$signal$8  <= \$75 ;
+  always @(posedge clk)
+    beyond2 <= \$76 ;
+  always @(posedge clk)
+    y2 <= \$77 ;
+  always @(posedge clk)
+    y <= \$78 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
   assign \$4  = \$2  ? \$3  : { x[7], x };
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
-      3'h0:
-          \$17  = 13'h0401;
-      3'h1:
-          \$17  = 13'h04fd;
-      3'h2:
-          \$17  = 13'h05dc;
-      3'h3:
-          \$17  = 13'h068d;
-      3'h4:
-          \$17  = 13'h070e;
-      3'h5:
-          \$17  = 13'h0766;
-      3'h6:
-          \$17  = 13'h07a0;
-      3'h7:
-          \$17  = 13'h07c5;
-    endcase
-  end
+  assign \$6  = \$5  >= 4'h8;
+  assign \$7  = $signed(x) < $signed(1'h0);
+  assign \$8  = - $signed(x);
+  assign \$9  = \$7  ? \$8  : { x[7], x };
+  assign \$11  = \$10  >= 4'h8;
+  assign \$12  = $signed(x) < $signed(1'h0);
+  assign \$13  = - $signed(x);
+  assign \$14  = \$12  ? \$13  : { x[7], x };
+  assign \$16  = \$11  ? 9'h007 : \$15 ;
+  assign \$18  = $signed(x) < $signed(1'h0);
+  assign \$19  = - $signed(x);
+  assign \$20  = \$18  ? \$19  : { x[7], x };
+  assign \$21  = $signed(x) < $signed(1'h0);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
@@ -9625,45 +9672,88 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$90  = \$1 ;
+    \$70  = \$1 ;
     if (rst) begin
-      \$90  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$91  = \$6 ;
+    \$71  = \$6 ;
     if (rst) begin
-      \$91  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$92  = \$17 ;
+    \$72  = \$17 ;
     if (rst) begin
-      \$92  = 13'h0000;
+      \$72  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$93  = { 1'h0, \$32 [3:0] };
+    \$73  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$93  = 5'h00;
+      \$73  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$94  = \$43 ;
+    \$74  = \$43 ;
     if (rst) begin
-      \$94  = 11'h000;
+      \$74  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$95  = \$89 [7:0];
+    \$75  = \$signal ;
     if (rst) begin
-      \$95  = 8'h00;
+      \$75  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$76  = beyond1;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$77  = \$47 ;
+    if (rst) begin
+      \$77  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$78  = \$69 [7:0];
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$16 [2:0])
+      3'h0:
+          \$17  = 13'h0401;
+      3'h1:
+          \$17  = 13'h04fd;
+      3'h2:
+          \$17  = 13'h05dc;
+      3'h3:
+          \$17  = 13'h068d;
+      3'h4:
+          \$17  = 13'h070e;
+      3'h5:
+          \$17  = 13'h0766;
+      3'h6:
+          \$17  = 13'h07a0;
+      3'h7:
+          \$17  = 13'h07c5;
+    endcase
   end
   assign \$5  = { 4'h0, \$4 [8:4] };
   assign \$10  = { 4'h0, \$9 [8:4] };
@@ -9674,14 +9764,9 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$36  = { 4'h0, \$35 [8:4] };
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$52  = { \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16:6] };
-  assign \$57  = { \$56 [19], \$56 [19], \$56 [19], \$56 [19], \$56 [19:4] };
-  assign \$61  = { \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16:6] };
-  assign \$67  = { \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16:6] };
-  assign \$72  = { \$71 [19], \$71 [19], \$71 [19], \$71 [19], \$71 [19:4] };
-  assign \$76  = { \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16:6] };
-  assign \$82  = { \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16:6] };
-  assign \$87  = { \$86 [19], \$86 [19], \$86 [19], \$86 [19], \$86 [19:4] };
+  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
+  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
+  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9732,60 +9817,45 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   wire [16:0] \$48 ;
   wire [17:0] \$49 ;
   wire [8:0] \$5 ;
-  wire [14:0] \$50 ;
-  wire [15:0] \$51 ;
-  wire [15:0] \$52 ;
-  wire [16:0] \$53 ;
-  wire [16:0] \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [18:0] \$57 ;
-  wire \$58 ;
-  wire [14:0] \$59 ;
+  wire [16:0] \$50 ;
+  wire [17:0] \$51 ;
+  wire [18:0] \$52 ;
+  wire [18:0] \$53 ;
+  wire \$54 ;
+  wire [16:0] \$55 ;
+  wire [17:0] \$56 ;
+  wire [16:0] \$57 ;
+  wire [17:0] \$58 ;
+  wire [18:0] \$59 ;
   wire \$6 ;
-  wire [15:0] \$60 ;
-  wire [15:0] \$61 ;
+  wire [18:0] \$60 ;
+  wire \$61 ;
   wire [16:0] \$62 ;
-  wire [16:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [14:0] \$65 ;
-  wire [15:0] \$66 ;
-  wire [15:0] \$67 ;
-  wire [16:0] \$68 ;
-  wire [16:0] \$69 ;
+  wire [17:0] \$63 ;
+  wire [16:0] \$64 ;
+  wire [17:0] \$65 ;
+  wire [18:0] \$66 ;
+  wire [18:0] \$67 ;
+  wire [18:0] \$68 ;
+  wire [18:0] \$69 ;
   wire \$7 ;
-  wire [17:0] \$70 ;
-  wire [18:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire \$73 ;
-  wire [14:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [15:0] \$76 ;
-  wire [16:0] \$77 ;
-  wire [16:0] \$78 ;
-  wire [17:0] \$79 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg [12:0] \$72 ;
+  reg [3:0] \$73 ;
+  reg [10:0] \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg [16:0] \$77 ;
+  reg [7:0] \$78 ;
   wire [8:0] \$8 ;
-  wire [14:0] \$80 ;
-  wire [15:0] \$81 ;
-  wire [15:0] \$82 ;
-  wire [16:0] \$83 ;
-  wire [16:0] \$84 ;
-  wire [17:0] \$85 ;
-  wire [18:0] \$86 ;
-  wire [18:0] \$87 ;
-  wire [18:0] \$88 ;
-  wire [18:0] \$89 ;
   wire [8:0] \$9 ;
-  reg \$90 ;
-  reg \$91 ;
-  reg [12:0] \$92 ;
-  reg [3:0] \$93 ;
-  reg [10:0] \$94 ;
-  reg [7:0] \$95 ;
   reg \$signal  = 1'h0;
   reg [12:0] \$signal$5  = 13'h0000;
   reg [3:0] \$signal$6  = 4'h0;
+  reg \$signal$8  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond2 = 1'h0;
   input clk;
   wire clk;
   input rst;
@@ -9795,19 +9865,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  assign \$6  = \$5  >= 5'h10;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 5'h10;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h00f : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
+  reg [16:0] y2 = 17'h00000;
   assign \$22  = - $signed(x);
   assign \$23  = \$21  ? \$22  : { x[7], x };
   assign \$25  = \$24  >= 5'h10;
@@ -9827,94 +9885,60 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$44  = $signed(s1) * $signed(\$signal$6 );
   assign \$45  = $signed(\$44 ) + $signed(5'h08);
   assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond1 ? 17'h00800 : \$47 ;
+  assign \$48  = beyond2 ? 17'h00800 : y2;
   assign \$49  = - $signed(\$48 );
-  assign \$50  = $signed(s1) * $signed(\$signal$6 );
-  assign \$51  = $signed(\$50 ) + $signed(5'h08);
-  assign \$53  = $signed(\$signal$5 ) + $signed(\$52 );
-  assign \$54  = beyond1 ? 17'h00800 : \$53 ;
-  assign \$55  = \$signal  ? \$49  : { \$54 [16], \$54  };
-  assign \$56  = $signed(\$55 ) + $signed(5'h08);
-  assign \$58  = $signed(\$57 ) > $signed(8'h7f);
-  assign \$59  = $signed(s1) * $signed(\$signal$6 );
-  assign \$60  = $signed(\$59 ) + $signed(5'h08);
-  assign \$62  = $signed(\$signal$5 ) + $signed(\$61 );
-  assign \$63  = beyond1 ? 17'h00800 : \$62 ;
-  assign \$64  = - $signed(\$63 );
-  assign \$65  = $signed(s1) * $signed(\$signal$6 );
+  assign \$50  = beyond2 ? 17'h00800 : y2;
+  assign \$51  = \$signal$8  ? \$49  : { \$50 [16], \$50  };
+  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
+  assign \$55  = beyond2 ? 17'h00800 : y2;
+  assign \$56  = - $signed(\$55 );
+  assign \$57  = beyond2 ? 17'h00800 : y2;
+  assign \$58  = \$signal$8  ? \$56  : { \$57 [16], \$57  };
+  assign \$59  = $signed(\$58 ) + $signed(5'h08);
+  assign \$61  = $signed(\$60 ) < $signed(8'h80);
+  assign \$62  = beyond2 ? 17'h00800 : y2;
+  assign \$63  = - $signed(\$62 );
+  assign \$64  = beyond2 ? 17'h00800 : y2;
+  assign \$65  = \$signal$8  ? \$63  : { \$64 [16], \$64  };
   assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = $signed(\$signal$5 ) + $signed(\$67 );
-  assign \$69  = beyond1 ? 17'h00800 : \$68 ;
-  assign \$70  = \$signal  ? \$64  : { \$69 [16], \$69  };
-  assign \$71  = $signed(\$70 ) + $signed(5'h08);
-  assign \$73  = $signed(\$72 ) < $signed(8'h80);
-  assign \$74  = $signed(s1) * $signed(\$signal$6 );
-  assign \$75  = $signed(\$74 ) + $signed(5'h08);
-  assign \$77  = $signed(\$signal$5 ) + $signed(\$76 );
-  assign \$78  = beyond1 ? 17'h00800 : \$77 ;
-  assign \$79  = - $signed(\$78 );
-  assign \$80  = $signed(s1) * $signed(\$signal$6 );
-  assign \$81  = $signed(\$80 ) + $signed(5'h08);
-  assign \$83  = $signed(\$signal$5 ) + $signed(\$82 );
-  assign \$84  = beyond1 ? 17'h00800 : \$83 ;
-  assign \$85  = \$signal  ? \$79  : { \$84 [16], \$84  };
-  assign \$86  = $signed(\$85 ) + $signed(5'h08);
-  assign \$88  = \$73  ? 19'h7ff80 : \$87 ;
-  assign \$89  = \$58  ? 19'h0007f : \$88 ;
+  assign \$68  = \$61  ? 19'h7ff80 : \$67 ;
+  assign \$69  = \$54  ? 19'h0007f : \$68 ;
   always @(posedge clk)
-    \$signal  <= \$90 ;
+    \$signal  <= \$70 ;
   always @(posedge clk)
-    beyond1 <= \$91 ;
+    beyond1 <= \$71 ;
   always @(posedge clk)
-    \$signal$5  <= \$92 ;
+    \$signal$5  <= \$72 ;
   always @(posedge clk)
-    \$signal$6  <= \$93 ;
+    \$signal$6  <= \$73 ;
   always @(posedge clk)
-    s1 <= \$94 ;
+    s1 <= \$74 ;
   always @(posedge clk)
-    y <= \$95 ;
+    \$signal$8  <= \$75 ;
+  always @(posedge clk)
+    beyond2 <= \$76 ;
+  always @(posedge clk)
+    y2 <= \$77 ;
+  always @(posedge clk)
+    y <= \$78 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
   assign \$4  = \$2  ? \$3  : { x[7], x };
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$16 [3:0])
-      4'h0:
-          \$17  = 13'h0002;
-      4'h1:
-          \$17  = 13'h01fa;
-      4'h2:
-          \$17  = 13'h03b8;
-      4'h3:
-          \$17  = 13'h051a;
-      4'h4:
-          \$17  = 13'h061c;
-      4'h5:
-          \$17  = 13'h06cc;
-      4'h6:
-          \$17  = 13'h0740;
-      4'h7:
-          \$17  = 13'h0789;
-      4'h8:
-          \$17  = 13'h07b7;
-      4'h9:
-          \$17  = 13'h07d4;
-      4'ha:
-          \$17  = 13'h07e5;
-      4'hb:
-          \$17  = 13'h07f0;
-      4'hc:
-          \$17  = 13'h07f6;
-      4'hd:
-          \$17  = 13'h07fa;
-      4'he:
-          \$17  = 13'h07fc;
-      4'hf:
-          \$17  = 13'h07fe;
-    endcase
-  end
+  assign \$6  = \$5  >= 5'h10;
+  assign \$7  = $signed(x) < $signed(1'h0);
+  assign \$8  = - $signed(x);
+  assign \$9  = \$7  ? \$8  : { x[7], x };
+  assign \$11  = \$10  >= 5'h10;
+  assign \$12  = $signed(x) < $signed(1'h0);
+  assign \$13  = - $signed(x);
+  assign \$14  = \$12  ? \$13  : { x[7], x };
+  assign \$16  = \$11  ? 9'h00f : \$15 ;
+  assign \$18  = $signed(x) < $signed(1'h0);
+  assign \$19  = - $signed(x);
+  assign \$20  = \$18  ? \$19  : { x[7], x };
+  assign \$21  = $signed(x) < $signed(1'h0);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
@@ -9955,45 +9979,104 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$90  = \$1 ;
+    \$70  = \$1 ;
     if (rst) begin
-      \$90  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$91  = \$6 ;
+    \$71  = \$6 ;
     if (rst) begin
-      \$91  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$92  = \$17 ;
+    \$72  = \$17 ;
     if (rst) begin
-      \$92  = 13'h0000;
+      \$72  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$93  = { 1'h0, \$32 [2:0] };
+    \$73  = { 1'h0, \$32 [2:0] };
     if (rst) begin
-      \$93  = 4'h0;
+      \$73  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$94  = \$43 ;
+    \$74  = \$43 ;
     if (rst) begin
-      \$94  = 11'h000;
+      \$74  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$95  = \$89 [7:0];
+    \$75  = \$signal ;
     if (rst) begin
-      \$95  = 8'h00;
+      \$75  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$76  = beyond1;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$77  = \$47 ;
+    if (rst) begin
+      \$77  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$78  = \$69 [7:0];
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$16 [3:0])
+      4'h0:
+          \$17  = 13'h0002;
+      4'h1:
+          \$17  = 13'h01fa;
+      4'h2:
+          \$17  = 13'h03b8;
+      4'h3:
+          \$17  = 13'h051a;
+      4'h4:
+          \$17  = 13'h061c;
+      4'h5:
+          \$17  = 13'h06cc;
+      4'h6:
+          \$17  = 13'h0740;
+      4'h7:
+          \$17  = 13'h0789;
+      4'h8:
+          \$17  = 13'h07b7;
+      4'h9:
+          \$17  = 13'h07d4;
+      4'ha:
+          \$17  = 13'h07e5;
+      4'hb:
+          \$17  = 13'h07f0;
+      4'hc:
+          \$17  = 13'h07f6;
+      4'hd:
+          \$17  = 13'h07fa;
+      4'he:
+          \$17  = 13'h07fc;
+      4'hf:
+          \$17  = 13'h07fe;
+    endcase
   end
   assign \$5  = { 3'h0, \$4 [8:3] };
   assign \$10  = { 3'h0, \$9 [8:3] };
@@ -10004,18 +10087,13 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$36  = { 3'h0, \$35 [8:3] };
   assign \$41  = { 3'h0, \$40 [8:3] };
   assign \$46  = { \$45 [15], \$45 [15], \$45 [15], \$45 [15], \$45 [15:4] };
-  assign \$52  = { \$51 [15], \$51 [15], \$51 [15], \$51 [15], \$51 [15:4] };
-  assign \$57  = { \$56 [18], \$56 [18], \$56 [18], \$56 [18], \$56 [18:4] };
-  assign \$61  = { \$60 [15], \$60 [15], \$60 [15], \$60 [15], \$60 [15:4] };
-  assign \$67  = { \$66 [15], \$66 [15], \$66 [15], \$66 [15], \$66 [15:4] };
-  assign \$72  = { \$71 [18], \$71 [18], \$71 [18], \$71 [18], \$71 [18:4] };
-  assign \$76  = { \$75 [15], \$75 [15], \$75 [15], \$75 [15], \$75 [15:4] };
-  assign \$82  = { \$81 [15], \$81 [15], \$81 [15], \$81 [15], \$81 [15:4] };
-  assign \$87  = { \$86 [18], \$86 [18], \$86 [18], \$86 [18], \$86 [18:4] };
+  assign \$53  = { \$52 [18], \$52 [18], \$52 [18], \$52 [18], \$52 [18:4] };
+  assign \$60  = { \$59 [18], \$59 [18], \$59 [18], \$59 [18], \$59 [18:4] };
+  assign \$67  = { \$66 [18], \$66 [18], \$66 [18], \$66 [18], \$66 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p9, p19, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p11, p23, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [21:0] \$1 ;
   wire [21:0] \$10 ;
@@ -10023,29 +10101,38 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$101 ;
   reg [7:0] \$102 ;
   reg [7:0] \$103 ;
-  reg [15:0] \$104 ;
+  reg [7:0] \$104 ;
   reg [7:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
   reg [7:0] \$108 ;
   reg [7:0] \$109 ;
   wire [21:0] \$11 ;
-  reg [7:0] \$110 ;
+  reg [15:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
   reg [7:0] \$113 ;
-  reg [9:0] \$114 ;
-  reg [8:0] \$115 ;
+  reg [7:0] \$114 ;
+  reg [7:0] \$115 ;
   reg [7:0] \$116 ;
   reg [7:0] \$117 ;
   reg [7:0] \$118 ;
   reg [7:0] \$119 ;
   wire [21:0] \$12 ;
   reg [7:0] \$120 ;
-  reg [17:0] \$121 ;
-  reg [8:0] \$122 ;
-  reg [7:0] \$123 ;
+  reg [7:0] \$121 ;
+  reg [9:0] \$122 ;
+  reg [8:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
   wire \$13 ;
+  reg [17:0] \$130 ;
+  reg [8:0] \$131 ;
+  reg [7:0] \$132 ;
   wire [21:0] \$14 ;
   wire [21:0] \$15 ;
   wire \$16 ;
@@ -10125,8 +10212,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg \$83 ;
   reg \$84 ;
   reg \$85 ;
-  reg [5:0] \$86 ;
-  reg [5:0] \$87 ;
+  reg \$86 ;
+  reg \$87 ;
   reg [5:0] \$88 ;
   reg [5:0] \$89 ;
   wire [21:0] \$9 ;
@@ -10136,10 +10223,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] \$93 ;
   reg [5:0] \$94 ;
   reg [5:0] \$95 ;
-  reg [7:0] \$96 ;
-  reg [7:0] \$97 ;
-  reg [7:0] \$98 ;
-  reg [7:0] \$99 ;
+  reg [5:0] \$96 ;
+  reg [5:0] \$97 ;
+  reg [5:0] \$98 ;
+  reg [5:0] \$99 ;
   input [20:0] acc0;
   wire [20:0] acc0;
   input [20:0] acc1;
@@ -10156,8 +10243,9 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   wire [7:0] h_prev;
   reg p0 = 1'h0;
   reg p1 = 1'h0;
-  reg [5:0] p10 = 6'h00;
-  reg [5:0] p11 = 6'h00;
+  reg p10 = 1'h0;
+  output p11;
+  reg p11 = 1'h0;
   reg [5:0] p12 = 6'h00;
   reg [5:0] p13 = 6'h00;
   reg [5:0] p14 = 6'h00;
@@ -10165,43 +10253,51 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] p16 = 6'h00;
   reg [5:0] p17 = 6'h00;
   reg [5:0] p18 = 6'h00;
-  output [5:0] p19;
   reg [5:0] p19 = 6'h00;
   reg p2 = 1'h0;
-  reg [7:0] p20 = 8'h00;
-  reg [7:0] p21 = 8'h00;
-  reg [7:0] p22 = 8'h00;
-  reg [7:0] p23 = 8'h00;
+  reg [5:0] p20 = 6'h00;
+  reg [5:0] p21 = 6'h00;
+  reg [5:0] p22 = 6'h00;
+  output [5:0] p23;
+  reg [5:0] p23 = 6'h00;
   reg [7:0] p24 = 8'h00;
   reg [7:0] p25 = 8'h00;
   reg [7:0] p26 = 8'h00;
   reg [7:0] p27 = 8'h00;
-  reg [15:0] p28 = 16'h0000;
+  reg [7:0] p28 = 8'h00;
   reg [7:0] p29 = 8'h00;
   reg p3 = 1'h0;
   reg [7:0] p30 = 8'h00;
   reg [7:0] p31 = 8'h00;
   reg [7:0] p32 = 8'h00;
   reg [7:0] p33 = 8'h00;
-  reg [7:0] p34 = 8'h00;
+  reg [15:0] p34 = 16'h0000;
   reg [7:0] p35 = 8'h00;
   reg [7:0] p36 = 8'h00;
   reg [7:0] p37 = 8'h00;
-  reg [9:0] p38 = 10'h000;
-  reg [8:0] p39 = 9'h000;
+  reg [7:0] p38 = 8'h00;
+  reg [7:0] p39 = 8'h00;
   reg p4 = 1'h0;
   reg [7:0] p40 = 8'h00;
   reg [7:0] p41 = 8'h00;
   reg [7:0] p42 = 8'h00;
   reg [7:0] p43 = 8'h00;
   reg [7:0] p44 = 8'h00;
-  reg [17:0] p45 = 18'h00000;
-  reg [8:0] p46 = 9'h000;
+  reg [7:0] p45 = 8'h00;
+  reg [9:0] p46 = 10'h000;
+  reg [8:0] p47 = 9'h000;
+  reg [7:0] p48 = 8'h00;
+  reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
+  reg [7:0] p50 = 8'h00;
+  reg [7:0] p51 = 8'h00;
+  reg [7:0] p52 = 8'h00;
+  reg [7:0] p53 = 8'h00;
+  reg [17:0] p54 = 18'h00000;
+  reg [8:0] p55 = 9'h000;
   reg p6 = 1'h0;
   reg p7 = 1'h0;
   reg p8 = 1'h0;
-  output p9;
   reg p9 = 1'h0;
   input rst;
   wire rst;
@@ -10216,12 +10312,12 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$63 ;
+  wire [7:0] \x$72 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$64 ;
+  wire [7:0] \x$73 ;
   wire [7:0] y;
-  wire [7:0] \y$49 ;
-  wire [7:0] \y$52 ;
+  wire [7:0] \y$57 ;
+  wire [7:0] \y$60 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
   assign \$3  = $signed(\$2 ) > $signed(8'h7f);
   assign \$4  = $signed(acc0) + $signed(9'h080);
@@ -10250,26 +10346,26 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   assign \$37  = $signed(acc3) + $signed(9'h080);
   assign \$39  = \$36  ? 22'h3fff80 : \$38 ;
   assign \$40  = \$33  ? 22'h00007f : \$39 ;
-  assign \$41  = $signed(y) * $signed(p27);
-  assign \$42  = $signed(p28) + $signed(8'h40);
-  assign \$44  = $signed(p29) + $signed(\$43 );
+  assign \$41  = $signed(y) * $signed(p33);
+  assign \$42  = $signed(p34) + $signed(8'h40);
+  assign \$44  = $signed(p35) + $signed(\$43 );
   assign \$45  = $signed(\$44 ) > $signed(8'h7f);
-  assign \$46  = $signed(p28) + $signed(8'h40);
-  assign \$48  = $signed(p29) + $signed(\$47 );
+  assign \$46  = $signed(p34) + $signed(8'h40);
+  assign \$48  = $signed(p35) + $signed(\$47 );
   assign \$49  = $signed(\$48 ) < $signed(8'h80);
-  assign \$50  = $signed(p28) + $signed(8'h40);
-  assign \$52  = $signed(p29) + $signed(\$51 );
+  assign \$50  = $signed(p34) + $signed(8'h40);
+  assign \$52  = $signed(p35) + $signed(\$51 );
   assign \$53  = \$49  ? 18'h3ff80 : \$52 ;
   assign \$54  = \$45  ? 18'h0007f : \$53 ;
   assign \$57  = $signed(\$55 ) - $signed(\$56 );
-  assign \$59  = $signed(p44) * $signed(p38);
-  assign \$61  = $signed(\$60 ) + $signed(p45);
+  assign \$59  = $signed(p53) * $signed(p46);
+  assign \$61  = $signed(\$60 ) + $signed(p54);
   assign \$62  = $signed(\$61 ) + $signed(8'h40);
   assign \$64  = $signed(\$63 ) > $signed(8'h7f);
-  assign \$66  = $signed(\$65 ) + $signed(p45);
+  assign \$66  = $signed(\$65 ) + $signed(p54);
   assign \$67  = $signed(\$66 ) + $signed(8'h40);
   assign \$69  = $signed(\$68 ) < $signed(8'h80);
-  assign \$71  = $signed(\$70 ) + $signed(p45);
+  assign \$71  = $signed(\$70 ) + $signed(p54);
   assign \$72  = $signed(\$71 ) + $signed(8'h40);
   assign \$74  = \$69  ? 20'hfff80 : \$73 ;
   assign \$75  = \$64  ? 20'h0007f : \$74 ;
@@ -10368,24 +10464,42 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   always @(posedge clk)
     p46 <= \$122 ;
   always @(posedge clk)
-    h_new <= \$123 ;
+    p47 <= \$123 ;
+  always @(posedge clk)
+    p48 <= \$124 ;
+  always @(posedge clk)
+    p49 <= \$125 ;
+  always @(posedge clk)
+    p50 <= \$126 ;
+  always @(posedge clk)
+    p51 <= \$127 ;
+  always @(posedge clk)
+    p52 <= \$128 ;
+  always @(posedge clk)
+    p53 <= \$129 ;
+  always @(posedge clk)
+    p54 <= \$130 ;
+  always @(posedge clk)
+    p55 <= \$131 ;
+  always @(posedge clk)
+    h_new <= \$132 ;
   \hwgen_charlm_gru2_p8.elementwise1.sig_r  sig_r (
     .clk(clk),
     .rst(rst),
-    .x(p20),
+    .x(p24),
     .y(y)
   );
   \hwgen_charlm_gru2_p8.elementwise1.sig_z  sig_z (
     .clk(clk),
     .rst(rst),
-    .x(p21),
-    .y(\y$52 )
+    .x(p25),
+    .y(\y$60 )
   );
   \hwgen_charlm_gru2_p8.elementwise1.tanh_n  tanh_n (
     .clk(clk),
     .rst(rst),
-    .x(p30),
-    .y(\y$49 )
+    .x(p36),
+    .y(\y$57 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
@@ -10459,21 +10573,21 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$86  = tag;
+    \$86  = p9;
     if (rst) begin
-      \$86  = 6'h00;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$87  = p10;
     if (rst) begin
-      \$87  = 6'h00;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$88  = p11;
+    \$88  = tag;
     if (rst) begin
       \$88  = 6'h00;
     end
@@ -10529,84 +10643,84 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$96  = \$10 [7:0];
+    \$96  = p19;
     if (rst) begin
-      \$96  = 8'h00;
+      \$96  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$97  = \$20 [7:0];
+    \$97  = p20;
     if (rst) begin
-      \$97  = 8'h00;
+      \$97  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$98  = \$30 [7:0];
+    \$98  = p21;
     if (rst) begin
-      \$98  = 8'h00;
+      \$98  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$99  = \$40 [7:0];
+    \$99  = p22;
     if (rst) begin
-      \$99  = 8'h00;
+      \$99  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$100  = p22;
+    \$100  = \$10 [7:0];
     if (rst) begin
       \$100  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$101  = p24;
+    \$101  = \$20 [7:0];
     if (rst) begin
       \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$102  = p23;
+    \$102  = \$30 [7:0];
     if (rst) begin
       \$102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$103  = p26;
+    \$103  = \$40 [7:0];
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$104  = \$41 ;
+    \$104  = p26;
     if (rst) begin
-      \$104  = 16'h0000;
+      \$104  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$105  = p25;
+    \$105  = p28;
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$106  = \$54 [7:0];
+    \$106  = p29;
     if (rst) begin
       \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$107  = h_prev;
+    \$107  = p27;
     if (rst) begin
       \$107  = 8'h00;
     end
@@ -10627,49 +10741,49 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$110  = p33;
+    \$110  = \$41 ;
     if (rst) begin
-      \$110  = 8'h00;
+      \$110  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$111  = p34;
+    \$111  = p30;
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$112  = p35;
+    \$112  = \$54 [7:0];
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$113  = p36;
+    \$113  = h_prev;
     if (rst) begin
       \$113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$114  = \$57 ;
+    \$114  = p37;
     if (rst) begin
-      \$114  = 10'h000;
+      \$114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$115  = \$58 ;
+    \$115  = p38;
     if (rst) begin
-      \$115  = 9'h000;
+      \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$116  = \y$52 ;
+    \$116  = p39;
     if (rst) begin
       \$116  = 8'h00;
     end
@@ -10704,30 +10818,93 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$121  = \$59 ;
+    \$121  = p44;
     if (rst) begin
-      \$121  = 18'h00000;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$122  = p39;
+    \$122  = \$57 ;
     if (rst) begin
-      \$122  = 9'h000;
+      \$122  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = \$75 [7:0];
+    \$123  = \$58 ;
     if (rst) begin
-      \$123  = 8'h00;
+      \$123  = 9'h000;
     end
   end
-  assign valid_out = p9;
-  assign tag_out = p19;
-  assign x = p20;
-  assign \x$63  = p21;
-  assign \x$64  = p30;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$124  = \y$60 ;
+    if (rst) begin
+      \$124  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$125  = p48;
+    if (rst) begin
+      \$125  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$126  = p49;
+    if (rst) begin
+      \$126  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$127  = p50;
+    if (rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$128  = p51;
+    if (rst) begin
+      \$128  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$129  = p52;
+    if (rst) begin
+      \$129  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$130  = \$59 ;
+    if (rst) begin
+      \$130  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$131  = p47;
+    if (rst) begin
+      \$131  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$132  = \$75 [7:0];
+    if (rst) begin
+      \$132  = 8'h00;
+    end
+  end
+  assign valid_out = p11;
+  assign tag_out = p23;
+  assign x = p24;
+  assign \x$72  = p25;
+  assign \x$73  = p36;
   assign \$2  = { \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21:8] };
   assign \$5  = { \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21:8] };
   assign \$8  = { \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21:8] };
@@ -10743,14 +10920,14 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   assign \$43  = { \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16:7] };
   assign \$47  = { \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16:7] };
   assign \$51  = { \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16:7] };
-  assign \$55  = { p37[7], p37 };
-  assign \$56  = { \y$49 [7], \y$49  };
-  assign \$58  = { \y$49 [7], \y$49  };
-  assign \$60  = { p46, 7'h00 };
+  assign \$55  = { p45[7], p45 };
+  assign \$56  = { \y$57 [7], \y$57  };
+  assign \$58  = { \y$57 [7], \y$57  };
+  assign \$60  = { p55, 7'h00 };
   assign \$63  = { \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19:7] };
-  assign \$65  = { p46, 7'h00 };
+  assign \$65  = { p55, 7'h00 };
   assign \$68  = { \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19:7] };
-  assign \$70  = { p46, 7'h00 };
+  assign \$70  = { p55, 7'h00 };
   assign \$73  = { \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19:7] };
 endmodule
 
@@ -10802,60 +10979,45 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   wire [17:0] \$48 ;
   wire [18:0] \$49 ;
   wire [8:0] \$5 ;
-  wire [15:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [16:0] \$52 ;
-  wire [17:0] \$53 ;
-  wire [17:0] \$54 ;
-  wire [18:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire [19:0] \$57 ;
-  wire \$58 ;
-  wire [15:0] \$59 ;
+  wire [17:0] \$50 ;
+  wire [18:0] \$51 ;
+  wire [19:0] \$52 ;
+  wire [19:0] \$53 ;
+  wire \$54 ;
+  wire [17:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire [17:0] \$57 ;
+  wire [18:0] \$58 ;
+  wire [19:0] \$59 ;
   wire \$6 ;
-  wire [16:0] \$60 ;
-  wire [16:0] \$61 ;
+  wire [19:0] \$60 ;
+  wire \$61 ;
   wire [17:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [18:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire [16:0] \$66 ;
-  wire [16:0] \$67 ;
-  wire [17:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [18:0] \$63 ;
+  wire [17:0] \$64 ;
+  wire [18:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [19:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
-  wire [18:0] \$70 ;
-  wire [19:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire \$73 ;
-  wire [15:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire [17:0] \$78 ;
-  wire [18:0] \$79 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg [12:0] \$72 ;
+  reg [4:0] \$73 ;
+  reg [10:0] \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg [17:0] \$77 ;
+  reg [7:0] \$78 ;
   wire [8:0] \$8 ;
-  wire [15:0] \$80 ;
-  wire [16:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [17:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [19:0] \$86 ;
-  wire [19:0] \$87 ;
-  wire [19:0] \$88 ;
-  wire [19:0] \$89 ;
   wire [8:0] \$9 ;
-  reg \$90 ;
-  reg \$91 ;
-  reg [12:0] \$92 ;
-  reg [4:0] \$93 ;
-  reg [10:0] \$94 ;
-  reg [7:0] \$95 ;
   reg \$signal  = 1'h0;
   reg [12:0] \$signal$5  = 13'h0000;
   reg [4:0] \$signal$6  = 5'h00;
+  reg \$signal$8  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond2 = 1'h0;
   input clk;
   wire clk;
   input rst;
@@ -10865,19 +11027,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
+  reg [17:0] y2 = 18'h00000;
   assign \$22  = - $signed(x);
   assign \$23  = \$21  ? \$22  : { x[7], x };
   assign \$25  = \$24  >= 4'h8;
@@ -10897,78 +11047,60 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$44  = $signed(s1) * $signed(\$signal$6 );
   assign \$45  = $signed(\$44 ) + $signed(7'h20);
   assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond1 ? 18'h00800 : \$47 ;
+  assign \$48  = beyond2 ? 18'h00800 : y2;
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = $signed(s1) * $signed(\$signal$6 );
-  assign \$51  = $signed(\$50 ) + $signed(7'h20);
-  assign \$53  = $signed(\$signal$5 ) + $signed(\$52 );
-  assign \$54  = beyond1 ? 18'h00800 : \$53 ;
-  assign \$55  = \$signal  ? \$49  : { \$54 [17], \$54  };
-  assign \$56  = $signed(\$55 ) + $signed(5'h08);
-  assign \$58  = $signed(\$57 ) > $signed(8'h7f);
-  assign \$59  = $signed(s1) * $signed(\$signal$6 );
-  assign \$60  = $signed(\$59 ) + $signed(7'h20);
-  assign \$62  = $signed(\$signal$5 ) + $signed(\$61 );
-  assign \$63  = beyond1 ? 18'h00800 : \$62 ;
-  assign \$64  = $signed(13'h0800) - $signed(\$63 );
-  assign \$65  = $signed(s1) * $signed(\$signal$6 );
-  assign \$66  = $signed(\$65 ) + $signed(7'h20);
-  assign \$68  = $signed(\$signal$5 ) + $signed(\$67 );
-  assign \$69  = beyond1 ? 18'h00800 : \$68 ;
-  assign \$70  = \$signal  ? \$64  : { \$69 [17], \$69  };
-  assign \$71  = $signed(\$70 ) + $signed(5'h08);
-  assign \$73  = $signed(\$72 ) < $signed(8'h80);
-  assign \$74  = $signed(s1) * $signed(\$signal$6 );
-  assign \$75  = $signed(\$74 ) + $signed(7'h20);
-  assign \$77  = $signed(\$signal$5 ) + $signed(\$76 );
-  assign \$78  = beyond1 ? 18'h00800 : \$77 ;
-  assign \$79  = $signed(13'h0800) - $signed(\$78 );
-  assign \$80  = $signed(s1) * $signed(\$signal$6 );
-  assign \$81  = $signed(\$80 ) + $signed(7'h20);
-  assign \$83  = $signed(\$signal$5 ) + $signed(\$82 );
-  assign \$84  = beyond1 ? 18'h00800 : \$83 ;
-  assign \$85  = \$signal  ? \$79  : { \$84 [17], \$84  };
-  assign \$86  = $signed(\$85 ) + $signed(5'h08);
-  assign \$88  = \$73  ? 20'hfff80 : \$87 ;
-  assign \$89  = \$58  ? 20'h0007f : \$88 ;
+  assign \$50  = beyond2 ? 18'h00800 : y2;
+  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
+  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
+  assign \$55  = beyond2 ? 18'h00800 : y2;
+  assign \$56  = $signed(13'h0800) - $signed(\$55 );
+  assign \$57  = beyond2 ? 18'h00800 : y2;
+  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
+  assign \$59  = $signed(\$58 ) + $signed(5'h08);
+  assign \$61  = $signed(\$60 ) < $signed(8'h80);
+  assign \$62  = beyond2 ? 18'h00800 : y2;
+  assign \$63  = $signed(13'h0800) - $signed(\$62 );
+  assign \$64  = beyond2 ? 18'h00800 : y2;
+  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
+  assign \$66  = $signed(\$65 ) + $signed(5'h08);
+  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
+  assign \$69  = \$54  ? 20'h0007f : \$68 ;
   always @(posedge clk)
-    \$signal  <= \$90 ;
+    \$signal  <= \$70 ;
   always @(posedge clk)
-    beyond1 <= \$91 ;
+    beyond1 <= \$71 ;
   always @(posedge clk)
-    \$signal$5  <= \$92 ;
+    \$signal$5  <= \$72 ;
   always @(posedge clk)
-    \$signal$6  <= \$93 ;
+    \$signal$6  <= \$73 ;
   always @(posedge clk)
-    s1 <= \$94 ;
+    s1 <= \$74 ;
   always @(posedge clk)
-    y <= \$95 ;
+    \$signal$8  <= \$75 ;
+  always @(posedge clk)
+    beyond2 <= \$76 ;
+  always @(posedge clk)
+    y2 <= \$77 ;
+  always @(posedge clk)
+    y <= \$78 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
   assign \$4  = \$2  ? \$3  : { x[7], x };
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
-      3'h0:
-          \$17  = 13'h0401;
-      3'h1:
-          \$17  = 13'h04fd;
-      3'h2:
-          \$17  = 13'h05dc;
-      3'h3:
-          \$17  = 13'h068d;
-      3'h4:
-          \$17  = 13'h070e;
-      3'h5:
-          \$17  = 13'h0766;
-      3'h6:
-          \$17  = 13'h07a0;
-      3'h7:
-          \$17  = 13'h07c5;
-    endcase
-  end
+  assign \$6  = \$5  >= 4'h8;
+  assign \$7  = $signed(x) < $signed(1'h0);
+  assign \$8  = - $signed(x);
+  assign \$9  = \$7  ? \$8  : { x[7], x };
+  assign \$11  = \$10  >= 4'h8;
+  assign \$12  = $signed(x) < $signed(1'h0);
+  assign \$13  = - $signed(x);
+  assign \$14  = \$12  ? \$13  : { x[7], x };
+  assign \$16  = \$11  ? 9'h007 : \$15 ;
+  assign \$18  = $signed(x) < $signed(1'h0);
+  assign \$19  = - $signed(x);
+  assign \$20  = \$18  ? \$19  : { x[7], x };
+  assign \$21  = $signed(x) < $signed(1'h0);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
@@ -10993,45 +11125,88 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$90  = \$1 ;
+    \$70  = \$1 ;
     if (rst) begin
-      \$90  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$91  = \$6 ;
+    \$71  = \$6 ;
     if (rst) begin
-      \$91  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$92  = \$17 ;
+    \$72  = \$17 ;
     if (rst) begin
-      \$92  = 13'h0000;
+      \$72  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$93  = { 1'h0, \$32 [3:0] };
+    \$73  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$93  = 5'h00;
+      \$73  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$94  = \$43 ;
+    \$74  = \$43 ;
     if (rst) begin
-      \$94  = 11'h000;
+      \$74  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$95  = \$89 [7:0];
+    \$75  = \$signal ;
     if (rst) begin
-      \$95  = 8'h00;
+      \$75  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$76  = beyond1;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$77  = \$47 ;
+    if (rst) begin
+      \$77  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$78  = \$69 [7:0];
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$16 [2:0])
+      3'h0:
+          \$17  = 13'h0401;
+      3'h1:
+          \$17  = 13'h04fd;
+      3'h2:
+          \$17  = 13'h05dc;
+      3'h3:
+          \$17  = 13'h068d;
+      3'h4:
+          \$17  = 13'h070e;
+      3'h5:
+          \$17  = 13'h0766;
+      3'h6:
+          \$17  = 13'h07a0;
+      3'h7:
+          \$17  = 13'h07c5;
+    endcase
   end
   assign \$5  = { 4'h0, \$4 [8:4] };
   assign \$10  = { 4'h0, \$9 [8:4] };
@@ -11042,14 +11217,9 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$36  = { 4'h0, \$35 [8:4] };
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$52  = { \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16:6] };
-  assign \$57  = { \$56 [19], \$56 [19], \$56 [19], \$56 [19], \$56 [19:4] };
-  assign \$61  = { \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16:6] };
-  assign \$67  = { \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16:6] };
-  assign \$72  = { \$71 [19], \$71 [19], \$71 [19], \$71 [19], \$71 [19:4] };
-  assign \$76  = { \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16:6] };
-  assign \$82  = { \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16:6] };
-  assign \$87  = { \$86 [19], \$86 [19], \$86 [19], \$86 [19], \$86 [19:4] };
+  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
+  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
+  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11100,60 +11270,45 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   wire [17:0] \$48 ;
   wire [18:0] \$49 ;
   wire [8:0] \$5 ;
-  wire [15:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [16:0] \$52 ;
-  wire [17:0] \$53 ;
-  wire [17:0] \$54 ;
-  wire [18:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire [19:0] \$57 ;
-  wire \$58 ;
-  wire [15:0] \$59 ;
+  wire [17:0] \$50 ;
+  wire [18:0] \$51 ;
+  wire [19:0] \$52 ;
+  wire [19:0] \$53 ;
+  wire \$54 ;
+  wire [17:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire [17:0] \$57 ;
+  wire [18:0] \$58 ;
+  wire [19:0] \$59 ;
   wire \$6 ;
-  wire [16:0] \$60 ;
-  wire [16:0] \$61 ;
+  wire [19:0] \$60 ;
+  wire \$61 ;
   wire [17:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [18:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire [16:0] \$66 ;
-  wire [16:0] \$67 ;
-  wire [17:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [18:0] \$63 ;
+  wire [17:0] \$64 ;
+  wire [18:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [19:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
-  wire [18:0] \$70 ;
-  wire [19:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire \$73 ;
-  wire [15:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire [17:0] \$78 ;
-  wire [18:0] \$79 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg [12:0] \$72 ;
+  reg [4:0] \$73 ;
+  reg [10:0] \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg [17:0] \$77 ;
+  reg [7:0] \$78 ;
   wire [8:0] \$8 ;
-  wire [15:0] \$80 ;
-  wire [16:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [17:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [19:0] \$86 ;
-  wire [19:0] \$87 ;
-  wire [19:0] \$88 ;
-  wire [19:0] \$89 ;
   wire [8:0] \$9 ;
-  reg \$90 ;
-  reg \$91 ;
-  reg [12:0] \$92 ;
-  reg [4:0] \$93 ;
-  reg [10:0] \$94 ;
-  reg [7:0] \$95 ;
   reg \$signal  = 1'h0;
   reg [12:0] \$signal$5  = 13'h0000;
   reg [4:0] \$signal$6  = 5'h00;
+  reg \$signal$8  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond2 = 1'h0;
   input clk;
   wire clk;
   input rst;
@@ -11163,19 +11318,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
+  reg [17:0] y2 = 18'h00000;
   assign \$22  = - $signed(x);
   assign \$23  = \$21  ? \$22  : { x[7], x };
   assign \$25  = \$24  >= 4'h8;
@@ -11195,78 +11338,60 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$44  = $signed(s1) * $signed(\$signal$6 );
   assign \$45  = $signed(\$44 ) + $signed(7'h20);
   assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond1 ? 18'h00800 : \$47 ;
+  assign \$48  = beyond2 ? 18'h00800 : y2;
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = $signed(s1) * $signed(\$signal$6 );
-  assign \$51  = $signed(\$50 ) + $signed(7'h20);
-  assign \$53  = $signed(\$signal$5 ) + $signed(\$52 );
-  assign \$54  = beyond1 ? 18'h00800 : \$53 ;
-  assign \$55  = \$signal  ? \$49  : { \$54 [17], \$54  };
-  assign \$56  = $signed(\$55 ) + $signed(5'h08);
-  assign \$58  = $signed(\$57 ) > $signed(8'h7f);
-  assign \$59  = $signed(s1) * $signed(\$signal$6 );
-  assign \$60  = $signed(\$59 ) + $signed(7'h20);
-  assign \$62  = $signed(\$signal$5 ) + $signed(\$61 );
-  assign \$63  = beyond1 ? 18'h00800 : \$62 ;
-  assign \$64  = $signed(13'h0800) - $signed(\$63 );
-  assign \$65  = $signed(s1) * $signed(\$signal$6 );
-  assign \$66  = $signed(\$65 ) + $signed(7'h20);
-  assign \$68  = $signed(\$signal$5 ) + $signed(\$67 );
-  assign \$69  = beyond1 ? 18'h00800 : \$68 ;
-  assign \$70  = \$signal  ? \$64  : { \$69 [17], \$69  };
-  assign \$71  = $signed(\$70 ) + $signed(5'h08);
-  assign \$73  = $signed(\$72 ) < $signed(8'h80);
-  assign \$74  = $signed(s1) * $signed(\$signal$6 );
-  assign \$75  = $signed(\$74 ) + $signed(7'h20);
-  assign \$77  = $signed(\$signal$5 ) + $signed(\$76 );
-  assign \$78  = beyond1 ? 18'h00800 : \$77 ;
-  assign \$79  = $signed(13'h0800) - $signed(\$78 );
-  assign \$80  = $signed(s1) * $signed(\$signal$6 );
-  assign \$81  = $signed(\$80 ) + $signed(7'h20);
-  assign \$83  = $signed(\$signal$5 ) + $signed(\$82 );
-  assign \$84  = beyond1 ? 18'h00800 : \$83 ;
-  assign \$85  = \$signal  ? \$79  : { \$84 [17], \$84  };
-  assign \$86  = $signed(\$85 ) + $signed(5'h08);
-  assign \$88  = \$73  ? 20'hfff80 : \$87 ;
-  assign \$89  = \$58  ? 20'h0007f : \$88 ;
+  assign \$50  = beyond2 ? 18'h00800 : y2;
+  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
+  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
+  assign \$55  = beyond2 ? 18'h00800 : y2;
+  assign \$56  = $signed(13'h0800) - $signed(\$55 );
+  assign \$57  = beyond2 ? 18'h00800 : y2;
+  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
+  assign \$59  = $signed(\$58 ) + $signed(5'h08);
+  assign \$61  = $signed(\$60 ) < $signed(8'h80);
+  assign \$62  = beyond2 ? 18'h00800 : y2;
+  assign \$63  = $signed(13'h0800) - $signed(\$62 );
+  assign \$64  = beyond2 ? 18'h00800 : y2;
+  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
+  assign \$66  = $signed(\$65 ) + $signed(5'h08);
+  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
+  assign \$69  = \$54  ? 20'h0007f : \$68 ;
   always @(posedge clk)
-    \$signal  <= \$90 ;
+    \$signal  <= \$70 ;
   always @(posedge clk)
-    beyond1 <= \$91 ;
+    beyond1 <= \$71 ;
   always @(posedge clk)
-    \$signal$5  <= \$92 ;
+    \$signal$5  <= \$72 ;
   always @(posedge clk)
-    \$signal$6  <= \$93 ;
+    \$signal$6  <= \$73 ;
   always @(posedge clk)
-    s1 <= \$94 ;
+    s1 <= \$74 ;
   always @(posedge clk)
-    y <= \$95 ;
+    \$signal$8  <= \$75 ;
+  always @(posedge clk)
+    beyond2 <= \$76 ;
+  always @(posedge clk)
+    y2 <= \$77 ;
+  always @(posedge clk)
+    y <= \$78 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
   assign \$4  = \$2  ? \$3  : { x[7], x };
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
-      3'h0:
-          \$17  = 13'h0401;
-      3'h1:
-          \$17  = 13'h04fd;
-      3'h2:
-          \$17  = 13'h05dc;
-      3'h3:
-          \$17  = 13'h068d;
-      3'h4:
-          \$17  = 13'h070e;
-      3'h5:
-          \$17  = 13'h0766;
-      3'h6:
-          \$17  = 13'h07a0;
-      3'h7:
-          \$17  = 13'h07c5;
-    endcase
-  end
+  assign \$6  = \$5  >= 4'h8;
+  assign \$7  = $signed(x) < $signed(1'h0);
+  assign \$8  = - $signed(x);
+  assign \$9  = \$7  ? \$8  : { x[7], x };
+  assign \$11  = \$10  >= 4'h8;
+  assign \$12  = $signed(x) < $signed(1'h0);
+  assign \$13  = - $signed(x);
+  assign \$14  = \$12  ? \$13  : { x[7], x };
+  assign \$16  = \$11  ? 9'h007 : \$15 ;
+  assign \$18  = $signed(x) < $signed(1'h0);
+  assign \$19  = - $signed(x);
+  assign \$20  = \$18  ? \$19  : { x[7], x };
+  assign \$21  = $signed(x) < $signed(1'h0);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
@@ -11291,45 +11416,88 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$90  = \$1 ;
+    \$70  = \$1 ;
     if (rst) begin
-      \$90  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = \$6 ;
+    \$71  = \$6 ;
     if (rst) begin
-      \$91  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = \$17 ;
+    \$72  = \$17 ;
     if (rst) begin
-      \$92  = 13'h0000;
+      \$72  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = { 1'h0, \$32 [3:0] };
+    \$73  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$93  = 5'h00;
+      \$73  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = \$43 ;
+    \$74  = \$43 ;
     if (rst) begin
-      \$94  = 11'h000;
+      \$74  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = \$89 [7:0];
+    \$75  = \$signal ;
     if (rst) begin
-      \$95  = 8'h00;
+      \$75  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$76  = beyond1;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$77  = \$47 ;
+    if (rst) begin
+      \$77  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$78  = \$69 [7:0];
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$16 [2:0])
+      3'h0:
+          \$17  = 13'h0401;
+      3'h1:
+          \$17  = 13'h04fd;
+      3'h2:
+          \$17  = 13'h05dc;
+      3'h3:
+          \$17  = 13'h068d;
+      3'h4:
+          \$17  = 13'h070e;
+      3'h5:
+          \$17  = 13'h0766;
+      3'h6:
+          \$17  = 13'h07a0;
+      3'h7:
+          \$17  = 13'h07c5;
+    endcase
   end
   assign \$5  = { 4'h0, \$4 [8:4] };
   assign \$10  = { 4'h0, \$9 [8:4] };
@@ -11340,14 +11508,9 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$36  = { 4'h0, \$35 [8:4] };
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$52  = { \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16], \$51 [16:6] };
-  assign \$57  = { \$56 [19], \$56 [19], \$56 [19], \$56 [19], \$56 [19:4] };
-  assign \$61  = { \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16:6] };
-  assign \$67  = { \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16], \$66 [16:6] };
-  assign \$72  = { \$71 [19], \$71 [19], \$71 [19], \$71 [19], \$71 [19:4] };
-  assign \$76  = { \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16], \$75 [16:6] };
-  assign \$82  = { \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16], \$81 [16:6] };
-  assign \$87  = { \$86 [19], \$86 [19], \$86 [19], \$86 [19], \$86 [19:4] };
+  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
+  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
+  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11398,60 +11561,45 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   wire [16:0] \$48 ;
   wire [17:0] \$49 ;
   wire [8:0] \$5 ;
-  wire [14:0] \$50 ;
-  wire [15:0] \$51 ;
-  wire [15:0] \$52 ;
-  wire [16:0] \$53 ;
-  wire [16:0] \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [18:0] \$57 ;
-  wire \$58 ;
-  wire [14:0] \$59 ;
+  wire [16:0] \$50 ;
+  wire [17:0] \$51 ;
+  wire [18:0] \$52 ;
+  wire [18:0] \$53 ;
+  wire \$54 ;
+  wire [16:0] \$55 ;
+  wire [17:0] \$56 ;
+  wire [16:0] \$57 ;
+  wire [17:0] \$58 ;
+  wire [18:0] \$59 ;
   wire \$6 ;
-  wire [15:0] \$60 ;
-  wire [15:0] \$61 ;
+  wire [18:0] \$60 ;
+  wire \$61 ;
   wire [16:0] \$62 ;
-  wire [16:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [14:0] \$65 ;
-  wire [15:0] \$66 ;
-  wire [15:0] \$67 ;
-  wire [16:0] \$68 ;
-  wire [16:0] \$69 ;
+  wire [17:0] \$63 ;
+  wire [16:0] \$64 ;
+  wire [17:0] \$65 ;
+  wire [18:0] \$66 ;
+  wire [18:0] \$67 ;
+  wire [18:0] \$68 ;
+  wire [18:0] \$69 ;
   wire \$7 ;
-  wire [17:0] \$70 ;
-  wire [18:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire \$73 ;
-  wire [14:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [15:0] \$76 ;
-  wire [16:0] \$77 ;
-  wire [16:0] \$78 ;
-  wire [17:0] \$79 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg [12:0] \$72 ;
+  reg [3:0] \$73 ;
+  reg [10:0] \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg [16:0] \$77 ;
+  reg [7:0] \$78 ;
   wire [8:0] \$8 ;
-  wire [14:0] \$80 ;
-  wire [15:0] \$81 ;
-  wire [15:0] \$82 ;
-  wire [16:0] \$83 ;
-  wire [16:0] \$84 ;
-  wire [17:0] \$85 ;
-  wire [18:0] \$86 ;
-  wire [18:0] \$87 ;
-  wire [18:0] \$88 ;
-  wire [18:0] \$89 ;
   wire [8:0] \$9 ;
-  reg \$90 ;
-  reg \$91 ;
-  reg [12:0] \$92 ;
-  reg [3:0] \$93 ;
-  reg [10:0] \$94 ;
-  reg [7:0] \$95 ;
   reg \$signal  = 1'h0;
   reg [12:0] \$signal$5  = 13'h0000;
   reg [3:0] \$signal$6  = 4'h0;
+  reg \$signal$8  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond2 = 1'h0;
   input clk;
   wire clk;
   input rst;
@@ -11461,19 +11609,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  assign \$6  = \$5  >= 5'h10;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 5'h10;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h00f : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
+  reg [16:0] y2 = 17'h00000;
   assign \$22  = - $signed(x);
   assign \$23  = \$21  ? \$22  : { x[7], x };
   assign \$25  = \$24  >= 5'h10;
@@ -11493,94 +11629,60 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$44  = $signed(s1) * $signed(\$signal$6 );
   assign \$45  = $signed(\$44 ) + $signed(5'h08);
   assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond1 ? 17'h00800 : \$47 ;
+  assign \$48  = beyond2 ? 17'h00800 : y2;
   assign \$49  = - $signed(\$48 );
-  assign \$50  = $signed(s1) * $signed(\$signal$6 );
-  assign \$51  = $signed(\$50 ) + $signed(5'h08);
-  assign \$53  = $signed(\$signal$5 ) + $signed(\$52 );
-  assign \$54  = beyond1 ? 17'h00800 : \$53 ;
-  assign \$55  = \$signal  ? \$49  : { \$54 [16], \$54  };
-  assign \$56  = $signed(\$55 ) + $signed(5'h08);
-  assign \$58  = $signed(\$57 ) > $signed(8'h7f);
-  assign \$59  = $signed(s1) * $signed(\$signal$6 );
-  assign \$60  = $signed(\$59 ) + $signed(5'h08);
-  assign \$62  = $signed(\$signal$5 ) + $signed(\$61 );
-  assign \$63  = beyond1 ? 17'h00800 : \$62 ;
-  assign \$64  = - $signed(\$63 );
-  assign \$65  = $signed(s1) * $signed(\$signal$6 );
+  assign \$50  = beyond2 ? 17'h00800 : y2;
+  assign \$51  = \$signal$8  ? \$49  : { \$50 [16], \$50  };
+  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
+  assign \$55  = beyond2 ? 17'h00800 : y2;
+  assign \$56  = - $signed(\$55 );
+  assign \$57  = beyond2 ? 17'h00800 : y2;
+  assign \$58  = \$signal$8  ? \$56  : { \$57 [16], \$57  };
+  assign \$59  = $signed(\$58 ) + $signed(5'h08);
+  assign \$61  = $signed(\$60 ) < $signed(8'h80);
+  assign \$62  = beyond2 ? 17'h00800 : y2;
+  assign \$63  = - $signed(\$62 );
+  assign \$64  = beyond2 ? 17'h00800 : y2;
+  assign \$65  = \$signal$8  ? \$63  : { \$64 [16], \$64  };
   assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = $signed(\$signal$5 ) + $signed(\$67 );
-  assign \$69  = beyond1 ? 17'h00800 : \$68 ;
-  assign \$70  = \$signal  ? \$64  : { \$69 [16], \$69  };
-  assign \$71  = $signed(\$70 ) + $signed(5'h08);
-  assign \$73  = $signed(\$72 ) < $signed(8'h80);
-  assign \$74  = $signed(s1) * $signed(\$signal$6 );
-  assign \$75  = $signed(\$74 ) + $signed(5'h08);
-  assign \$77  = $signed(\$signal$5 ) + $signed(\$76 );
-  assign \$78  = beyond1 ? 17'h00800 : \$77 ;
-  assign \$79  = - $signed(\$78 );
-  assign \$80  = $signed(s1) * $signed(\$signal$6 );
-  assign \$81  = $signed(\$80 ) + $signed(5'h08);
-  assign \$83  = $signed(\$signal$5 ) + $signed(\$82 );
-  assign \$84  = beyond1 ? 17'h00800 : \$83 ;
-  assign \$85  = \$signal  ? \$79  : { \$84 [16], \$84  };
-  assign \$86  = $signed(\$85 ) + $signed(5'h08);
-  assign \$88  = \$73  ? 19'h7ff80 : \$87 ;
-  assign \$89  = \$58  ? 19'h0007f : \$88 ;
+  assign \$68  = \$61  ? 19'h7ff80 : \$67 ;
+  assign \$69  = \$54  ? 19'h0007f : \$68 ;
   always @(posedge clk)
-    \$signal  <= \$90 ;
+    \$signal  <= \$70 ;
   always @(posedge clk)
-    beyond1 <= \$91 ;
+    beyond1 <= \$71 ;
   always @(posedge clk)
-    \$signal$5  <= \$92 ;
+    \$signal$5  <= \$72 ;
   always @(posedge clk)
-    \$signal$6  <= \$93 ;
+    \$signal$6  <= \$73 ;
   always @(posedge clk)
-    s1 <= \$94 ;
+    s1 <= \$74 ;
   always @(posedge clk)
-    y <= \$95 ;
+    \$signal$8  <= \$75 ;
+  always @(posedge clk)
+    beyond2 <= \$76 ;
+  always @(posedge clk)
+    y2 <= \$77 ;
+  always @(posedge clk)
+    y <= \$78 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
   assign \$4  = \$2  ? \$3  : { x[7], x };
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$16 [3:0])
-      4'h0:
-          \$17  = 13'h0002;
-      4'h1:
-          \$17  = 13'h01fa;
-      4'h2:
-          \$17  = 13'h03b8;
-      4'h3:
-          \$17  = 13'h051a;
-      4'h4:
-          \$17  = 13'h061c;
-      4'h5:
-          \$17  = 13'h06cc;
-      4'h6:
-          \$17  = 13'h0740;
-      4'h7:
-          \$17  = 13'h0789;
-      4'h8:
-          \$17  = 13'h07b7;
-      4'h9:
-          \$17  = 13'h07d4;
-      4'ha:
-          \$17  = 13'h07e5;
-      4'hb:
-          \$17  = 13'h07f0;
-      4'hc:
-          \$17  = 13'h07f6;
-      4'hd:
-          \$17  = 13'h07fa;
-      4'he:
-          \$17  = 13'h07fc;
-      4'hf:
-          \$17  = 13'h07fe;
-    endcase
-  end
+  assign \$6  = \$5  >= 5'h10;
+  assign \$7  = $signed(x) < $signed(1'h0);
+  assign \$8  = - $signed(x);
+  assign \$9  = \$7  ? \$8  : { x[7], x };
+  assign \$11  = \$10  >= 5'h10;
+  assign \$12  = $signed(x) < $signed(1'h0);
+  assign \$13  = - $signed(x);
+  assign \$14  = \$12  ? \$13  : { x[7], x };
+  assign \$16  = \$11  ? 9'h00f : \$15 ;
+  assign \$18  = $signed(x) < $signed(1'h0);
+  assign \$19  = - $signed(x);
+  assign \$20  = \$18  ? \$19  : { x[7], x };
+  assign \$21  = $signed(x) < $signed(1'h0);
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
@@ -11621,45 +11723,104 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$90  = \$1 ;
+    \$70  = \$1 ;
     if (rst) begin
-      \$90  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$91  = \$6 ;
+    \$71  = \$6 ;
     if (rst) begin
-      \$91  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$92  = \$17 ;
+    \$72  = \$17 ;
     if (rst) begin
-      \$92  = 13'h0000;
+      \$72  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$93  = { 1'h0, \$32 [2:0] };
+    \$73  = { 1'h0, \$32 [2:0] };
     if (rst) begin
-      \$93  = 4'h0;
+      \$73  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$94  = \$43 ;
+    \$74  = \$43 ;
     if (rst) begin
-      \$94  = 11'h000;
+      \$74  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$95  = \$89 [7:0];
+    \$75  = \$signal ;
     if (rst) begin
-      \$95  = 8'h00;
+      \$75  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$76  = beyond1;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$77  = \$47 ;
+    if (rst) begin
+      \$77  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$78  = \$69 [7:0];
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$16 [3:0])
+      4'h0:
+          \$17  = 13'h0002;
+      4'h1:
+          \$17  = 13'h01fa;
+      4'h2:
+          \$17  = 13'h03b8;
+      4'h3:
+          \$17  = 13'h051a;
+      4'h4:
+          \$17  = 13'h061c;
+      4'h5:
+          \$17  = 13'h06cc;
+      4'h6:
+          \$17  = 13'h0740;
+      4'h7:
+          \$17  = 13'h0789;
+      4'h8:
+          \$17  = 13'h07b7;
+      4'h9:
+          \$17  = 13'h07d4;
+      4'ha:
+          \$17  = 13'h07e5;
+      4'hb:
+          \$17  = 13'h07f0;
+      4'hc:
+          \$17  = 13'h07f6;
+      4'hd:
+          \$17  = 13'h07fa;
+      4'he:
+          \$17  = 13'h07fc;
+      4'hf:
+          \$17  = 13'h07fe;
+    endcase
   end
   assign \$5  = { 3'h0, \$4 [8:3] };
   assign \$10  = { 3'h0, \$9 [8:3] };
@@ -11670,14 +11831,9 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$36  = { 3'h0, \$35 [8:3] };
   assign \$41  = { 3'h0, \$40 [8:3] };
   assign \$46  = { \$45 [15], \$45 [15], \$45 [15], \$45 [15], \$45 [15:4] };
-  assign \$52  = { \$51 [15], \$51 [15], \$51 [15], \$51 [15], \$51 [15:4] };
-  assign \$57  = { \$56 [18], \$56 [18], \$56 [18], \$56 [18], \$56 [18:4] };
-  assign \$61  = { \$60 [15], \$60 [15], \$60 [15], \$60 [15], \$60 [15:4] };
-  assign \$67  = { \$66 [15], \$66 [15], \$66 [15], \$66 [15], \$66 [15:4] };
-  assign \$72  = { \$71 [18], \$71 [18], \$71 [18], \$71 [18], \$71 [18:4] };
-  assign \$76  = { \$75 [15], \$75 [15], \$75 [15], \$75 [15], \$75 [15:4] };
-  assign \$82  = { \$81 [15], \$81 [15], \$81 [15], \$81 [15], \$81 [15:4] };
-  assign \$87  = { \$86 [18], \$86 [18], \$86 [18], \$86 [18], \$86 [18:4] };
+  assign \$53  = { \$52 [18], \$52 [18], \$52 [18], \$52 [18], \$52 [18:4] };
+  assign \$60  = { \$59 [18], \$59 [18], \$59 [18], \$59 [18], \$59 [18:4] };
+  assign \$67  = { \$66 [18], \$66 [18], \$66 [18], \$66 [18], \$66 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)
