@@ -310,6 +310,7 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
     ext = "vcd" if simulator == "verilator" else "fst"
     waveform = build_dir / f"run.{ext}" if waves else None
     raw = _run(runner, simulator, design_dir, top, build_dir, build_dir, env, options, waveform)
+    raw["delta"] = manifest.get("delta")
 
     first = raw["first_mismatch"]
     if first is not None and first["sequence"] is not None and not waves:
@@ -362,7 +363,9 @@ def format_sim_report(result: SimResult) -> str:
                         f"{_num(result.cycles_per_step_max)}), ideal "
                         f"{_num(result.ideal_per_step)}, model {_num(result.model_per_step)}"),
         ("utilization", _num(None if result.utilization is None else 100 * result.utilization,
-                             "{:.1f} %")),
+                             "{:.1f} %") + (" of the dense ideal (delta design: skipped "
+                                            "columns take no MAC cycles)"
+                                            if result.raw.get("delta") else "")),
         ("sim speed", f"{result.sim_cycles_per_s:,.0f} cycles/s ({result.sim_cycles:,} cycles; "
                       f"wall {result.wall_time:.1f} s, build {result.build_time:.1f} s)"),
     ]
