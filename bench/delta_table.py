@@ -25,7 +25,7 @@ SIM_SEQUENCES = 20
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=flow.DEFAULT_MODEL)
-    ap.add_argument("--lanes", type=int, default=4)
+    ap.add_argument("--lanes", type=int, default=flow.DEFAULT_LANES)
     ap.add_argument("--budget", type=float, default=1.0)
     args = ap.parse_args()
     task = flow.load_task(args.model)
@@ -35,7 +35,7 @@ def main() -> None:
     score = lambda y: task.score(qm.decode_outputs(y))  # noqa: E731
     chosen, _ = choose_thresholds(qm, xq_all, score, args.budget)
     n = len(qm.layers)
-    settings = [("dense", None)] + [(f"theta={t}", [(t, t)] * n) for t in (0, 1, 2, 4, 8, 16)]
+    settings = [("dense", None)] + [(f"theta={t}", [(t, t)] * n) for t in (0, 4, 8, 16)]
     settings.append((f"chosen {chosen.thresholds}", chosen.thresholds))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,8 @@ from hwgen.sim import simulate
 
 def measure(label: str, qm, xq, lanes: int, workdir: Path) -> dict:
     t0 = time.perf_counter()
-    design = generate(qm, workdir / label, lanes=lanes, inputs=xq)
+    design = generate(qm, workdir / label.replace(" ", "_").replace("=", ""), lanes=lanes,
+                      inputs=xq)
     t_gen = time.perf_counter() - t0
     result = simulate(design, stall_in=0.0, stall_out=0.0)
     import json
@@ -46,10 +47,12 @@ def main() -> None:
             from hwgen import flow
             task = flow.load_task(flow.DEFAULT_MODEL)
             qm = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
-            rows.append(measure(f"{task.name} P=4", qm, flow.design_vectors(task, qm, 20), 4,
-                                work))
+            lanes = flow.DEFAULT_LANES
+            rows.append(measure(f"{task.name} P={lanes}", qm, flow.design_vectors(task, qm, 20),
+                                lanes, work))
         except ImportError as exc:  # bundled models not present
             print(f"(bundled model skipped: {exc})")
+    print("measured = cycles between step ends, the per-sequence head amortized over T")
     print(f"{'design':<22} {'ideal':>7} {'matrix':>7} {'model':>6} {'measured':>8} "
           f"{'util mat':>8} {'util step':>9} {'act ovh':>7} {'gen s':>6} {'build s':>7} "
           f"{'sim s':>6} {'cycles/s':>9} {'mism':>4}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 import shutil
 import tempfile
@@ -94,7 +95,7 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     """
     out_dir = Path(out_dir)
     name = name or out_dir.name
-    top = f"hwgen_{name}".replace("-", "_")
+    top = "hwgen_" + re.sub(r"[^0-9A-Za-z_]", "_", name)  # a legal Verilog identifier
     acc = Accelerator(qm, lanes, delta=delta)
     text = verilog.convert(acc, name=top, emit_src=False)
     manifest = manifest_for(qm, acc, name, top)
