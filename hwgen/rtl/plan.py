@@ -169,7 +169,7 @@ def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int)
 
 # Cycles of the sequencer's fixed-length states (see hwgen.rtl.top); tests check this
 # model against cycles measured in simulation.
-MATRIX_OVERHEAD = 6     # encoder -> FIFO -> issuer start (3), last issue -> stage 2 (3)
+MATRIX_OVERHEAD = 7     # encoder -> FIFO -> issuer start (3), last issue -> stage 2 (4)
 GATHER_CYCLES = 5       # four gate-block words read per row group (4 when overlapped)
 
 

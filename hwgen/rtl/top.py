@@ -171,13 +171,18 @@ class Accelerator(wiring.Component):
                  for k in range(P)]
         m.d.sync += s1.valid.eq(0)
 
-        # stage 1: multiply; read the bias and accumulator words
-        m.d.sync += [prods[k].eq(w_rd.data[k] * s1.delta) for k in range(P)]
-        m.d.sync += [s2.valid.eq(s1.valid), s2.acc_addr.eq(s1.acc_addr), s2.bias.eq(s1.bias),
-                     s2.shift.eq(s1.shift)]
-        m.d.comb += b_rd.addr.eq(s1.b_addr)
+        # stage 1: register the weight word (block RAM output straight into a multiplier
+        # would be the longest path)
+        s1b = Signal.like(s1)
+        w_word = Signal.like(w_rd.data)
+        m.d.sync += [s1b.eq(s1), w_word.eq(w_rd.data)]
+        # stage 1b: multiply; read the bias and accumulator words
+        m.d.sync += [prods[k].eq(w_word[k] * s1b.delta) for k in range(P)]
+        m.d.sync += [s2.valid.eq(s1b.valid), s2.acc_addr.eq(s1b.acc_addr), s2.bias.eq(s1b.bias),
+                     s2.shift.eq(s1b.shift)]
+        m.d.comb += b_rd.addr.eq(s1b.b_addr)
         act_acc_addr = Signal.like(acc_rd.addr)
-        m.d.comb += acc_rd.addr.eq(Mux(s1.valid, s1.acc_addr, act_acc_addr))
+        m.d.comb += acc_rd.addr.eq(Mux(s1b.valid, s1b.acc_addr, act_acc_addr))
 
         # stage 2: align and accumulate (a product with a delta may exceed the
         # accumulator's range alone; the sum never does)
@@ -309,7 +314,7 @@ class Accelerator(wiring.Component):
                 with m.State(f"MAT{k}"):
                     matrix(ps, f"DRAIN{k}")
                 with m.State(f"DRAIN{k}"):
-                    with m.If(~s1.valid & ~s2.valid):
+                    with m.If(~s1.valid & ~s1b.valid & ~s2.valid):
                         m.d.sync += [grp.eq(0), lane.eq(0), act_q.eq(0), g_grp.eq(0),
                                      g_bank.eq(0), i_bank.eq(0), full[0].eq(0), full[1].eq(0)]
                         m.next = f"ACT{k}"
@@ -373,7 +378,7 @@ class Accelerator(wiring.Component):
             with m.State("HEAD"):
                 matrix(passes[-1], "HEAD_DRAIN")
             with m.State("HEAD_DRAIN"):
-                with m.If(~s1.valid & ~s2.valid):
+                with m.If(~s1.valid & ~s1b.valid & ~s2.valid):
                     m.d.sync += [out_idx.eq(0), lane.eq(0), grp.eq(0)]
                     m.next = "OUT_READ"
             with m.State("OUT_READ"):
