@@ -1,21 +1,32 @@
-"""Small real data sets, made locally (nothing is downloaded): numpy only.
+"""Small real data sets, made locally (nothing is downloaded): numpy only, no torch.
 
 * digits: scikit-learn's bundled 8x8 handwritten digits, read as a sequence of T=16 steps
   of I=4 pixels (each image row in two halves), scaled to [0, 1]; 10 classes.
 * char LM: English text that ships with Python itself (the help topics of `pydoc_data`),
-  lower-cased onto a 32-symbol alphabet, one-hot inputs, next-character targets.
+  lower-cased onto a 32-symbol alphabet, one-hot inputs, next-symbol targets.
+
+The help topics change with every Python release, so the encoded corpus is frozen in
+``hwgen/data/charlm_corpus.npz`` (written by ``python -m hwgen.data``); the char LM splits,
+the bundled models' metrics and the generated test vectors do not depend on the Python
+version in use.
 """
 from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
 
 import numpy as np
 
 SPLITS = ("train", "valid", "test")
 DIGITS_STEPS, DIGITS_FEATURES = 16, 4
+DIGITS_CLASSES = 10
 VOCAB = list("abcdefghijklmnopqrstuvwxyz") + [" ", ".", ",", "\n", "0", "?"]
 OTHER = VOCAB.index("?")    # every symbol outside the alphabet
 DIGIT = VOCAB.index("0")    # every decimal digit
 LM_SEQ_LEN = 50
 LM_TEST_SEQUENCES = 300
+CORPUS_FILE = Path(__file__).parent / "data" / "charlm_corpus.npz"
 
 
 def _check_split(split: str) -> None:
@@ -24,7 +35,25 @@ def _check_split(split: str) -> None:
 
 
 def load_digits_sequences(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(X (N, 16, 4) float32 in [0, 1], y (N,) int64); a fixed 70/10/20 split."""
+    """The 8x8 digits as sequences of half-rows, with a fixed 70/10/20 split.
+
+    Parameters
+    ----------
+    split : {"train", "valid", "test"}
+        1257, 179 and 361 of the 1797 images, drawn by a permutation with seed 0.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, 16, 4)
+        Pixel intensities in [0, 1]; step t holds half ``t % 2`` of image row ``t // 2``.
+    y : ndarray of int64, shape (N,)
+        The digit, 0 to 9.
+
+    Raises
+    ------
+    ValueError
+        For an unknown split name.
+    """
     _check_split(split)
     from sklearn.datasets import load_digits
     d = load_digits()
@@ -38,13 +67,31 @@ def load_digits_sequences(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_text_corpus() -> str:
-    """The text of Python's help topics, keys in sorted order."""
+    """The raw text: Python's help topics (`pydoc_data.topics`), values in sorted-key order.
+
+    Returns
+    -------
+    str
+        About 465 000 characters on Python 3.11; it differs between Python versions
+        (see `corpus_codes` for the frozen, encoded copy the char LM uses).
+    """
     from pydoc_data.topics import topics
     return "\n".join(topics[k] for k in sorted(topics))
 
 
 def encode_text(text: str) -> np.ndarray:
-    """Symbols of the 32-letter alphabet (digits fold to '0', the rest to '?')."""
+    """Map text onto the `VOCAB` indices.
+
+    Parameters
+    ----------
+    text : str
+        Any text; it is lower-cased, decimal digits fold to ``"0"``, every other symbol
+        outside the alphabet (including all non-ASCII characters) to ``"?"``.
+
+    Returns
+    -------
+    ndarray of int64, shape (len(text),)
+    """
     table = np.full(128, OTHER, dtype=np.int64)
     for i, ch in enumerate(VOCAB):
         table[ord(ch)] = i
@@ -53,14 +100,62 @@ def encode_text(text: str) -> np.ndarray:
     return table[np.minimum(codes, 127)]
 
 
+def write_corpus_snapshot(path: Path = CORPUS_FILE) -> Path:
+    """Freeze the encoded text of the running Python in `path` (compressed npz).
+
+    The file holds ``codes`` (uint8 `VOCAB` indices), ``sha256`` (of the raw text) and
+    ``python`` (the version it came from).
+    """
+    text = load_text_corpus()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, codes=encode_text(text).astype(np.uint8),
+                        sha256=hashlib.sha256(text.encode()).hexdigest(),
+                        python=sys.version.split()[0])
+    return path
+
+
+def corpus_codes() -> np.ndarray:
+    """The encoded char LM corpus: the frozen snapshot, else the running Python's text.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        `VOCAB` indices.
+    """
+    if CORPUS_FILE.exists():
+        with np.load(CORPUS_FILE) as f:
+            return f["codes"].astype(np.int64)
+    return encode_text(load_text_corpus())
+
+
 def char_lm_sequences(split: str, seq_len: int = LM_SEQ_LEN,
                       max_sequences: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(X (N, T, 32) one-hot float32, Y (N, T) int64 next symbols); split 80/10/10 by position.
+    """Non-overlapping next-symbol sequences of the corpus, split 80/10/10 by position.
 
-    The test split is cut to `LM_TEST_SEQUENCES` sequences by default to keep evaluation fast.
+    Parameters
+    ----------
+    split : {"train", "valid", "test"}
+        The first 80 % of the corpus, the next 10 %, the last 10 %.
+    seq_len : int
+        Steps per sequence.
+    max_sequences : int, optional
+        Keep only the first ones. The test split is cut to `LM_TEST_SEQUENCES` by default
+        to keep evaluation (and simulation) fast; pass a large number for all of it.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, seq_len, len(VOCAB))
+        One-hot symbols.
+    Y : ndarray of int64, shape (N, seq_len)
+        The symbol following each input symbol.
+
+    Raises
+    ------
+    ValueError
+        For an unknown split name.
     """
     _check_split(split)
-    codes = encode_text(load_text_corpus())
+    codes = corpus_codes()
     n = len(codes)
     bounds = {"train": (0, int(0.8 * n)), "valid": (int(0.8 * n), int(0.9 * n)),
               "test": (int(0.9 * n), n)}
@@ -77,8 +172,15 @@ def char_lm_sequences(split: str, seq_len: int = LM_SEQ_LEN,
 
 
 def unigram_entropy_bits(split: str = "train") -> float:
-    """Entropy of the symbol frequencies: the bits/char of a model without context."""
+    """Entropy of the symbol frequencies of a split, in bits.
+
+    The bits per character of the best model without context: a char LM must beat it.
+    """
     _, y = char_lm_sequences(split, max_sequences=10**9)
     p = np.bincount(y.ravel(), minlength=len(VOCAB)) / y.size
     p = p[p > 0]
     return float(-(p * np.log2(p)).sum())
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_corpus_snapshot()}")

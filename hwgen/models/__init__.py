@@ -1,4 +1,8 @@
-"""The bundled trained models: `list_models()`, `load_model(name)`, `load_task_data(meta, split)`."""
+"""The bundled trained models: `list_models()`, `load_model(name)`, `load_task_data(meta, split)`.
+
+Each model is a ``<name>.pt`` state_dict and a ``<name>.json`` with its `RecurrentClassifier`
+config, task and float test metrics, written by ``python -m hwgen.train``.
+"""
 from __future__ import annotations
 
 import json
@@ -8,11 +12,30 @@ HERE = Path(__file__).parent
 
 
 def list_models() -> list[str]:
+    """Names of the bundled models, sorted."""
     return sorted(p.stem for p in HERE.glob("*.json"))
 
 
 def load_model(name: str):
-    """(RecurrentClassifier in eval mode, meta dict) of a bundled model."""
+    """Load a bundled model.
+
+    Parameters
+    ----------
+    name : str
+        One of `list_models()`.
+
+    Returns
+    -------
+    model : RecurrentClassifier
+        In eval mode.
+    meta : dict
+        The json: ``config``, ``task``, ``metrics`` (float, test split), ``name``, training time.
+
+    Raises
+    ------
+    KeyError
+        For an unknown name; the message lists the available ones.
+    """
     import torch
 
     from ..nn import RecurrentClassifier
@@ -25,7 +48,25 @@ def load_model(name: str):
 
 
 def load_task_data(meta: dict, split: str):
-    """(X, y) of the model's task: digits (N, 16, 4) / labels, or char LM one-hot / next symbols."""
+    """The data of a model's task.
+
+    Parameters
+    ----------
+    meta : dict
+        A model's meta (only ``meta["task"]`` is read: "digits" or "char_lm").
+    split : {"train", "valid", "test"}
+
+    Returns
+    -------
+    X, y : ndarray
+        digits: X (N, 16, 4) float32, y (N,) int64 labels. char_lm: X (N, 50, 32) one-hot
+        float32, y (N, 50) int64 next symbols (300 test sequences).
+
+    Raises
+    ------
+    ValueError
+        For an unknown task or split.
+    """
     from .. import data
     if meta["task"] == "digits":
         return data.load_digits_sequences(split)

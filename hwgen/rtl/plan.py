@@ -169,7 +169,7 @@ def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int)
 
 # Cycles of the sequencer's fixed-length states (see hwgen.rtl.top); tests check this
 # model against cycles measured in simulation.
-MATRIX_OVERHEAD = 7     # encoder -> FIFO -> issuer start (3), last issue -> stage 2 (4)
+MATRIX_OVERHEAD = 8     # encoder -> FIFO -> issuer start (4), last issue -> stage 2 (4)
 GATHER_CYCLES = 5       # four gate-block words read per row group (4 when overlapped)
 
 
@@ -220,7 +220,7 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     """Cycles of one dense time step with an always-valid input and an always-ready output."""
     layers = [layer_cycles(lp, plan.lanes) for lp in plan.layers]
     hp = plan.head
-    head = hp.matrix_cycles + MATRIX_OVERHEAD + hp.groups + 2 * hp.out_size
+    head = hp.matrix_cycles + MATRIX_OVERHEAD + hp.groups + 3 * hp.out_size
     matrix = sum(lp.matrix_cycles for lp in plan.layers)
     macs = sum(lp.macs for lp in plan.layers)
     per_step = input_size + sum(c["matrix"] + c["activate"] for c in layers)

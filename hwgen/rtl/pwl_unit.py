@@ -9,15 +9,15 @@ from ..pwl import PWL
 from .arith import saturate, shift_round
 
 
-LATENCY = 3  # registered after the table lookup, after the slope product, at the output
+LATENCY = 4  # registers after: table lookup, slope product, sign restore, output
 
 
 class PWLUnit(wiring.Component):
     """Evaluate one PWL table: `x` (in_fmt) -> `y` (out_fmt), `LATENCY` cycles later.
 
     Stage 1: sign, segment index, offset in the segment, table lookup. Stage 2: slope
-    product plus intercept. Stage 3: limit, sign restore, rounding and saturation. A new
-    `x` every cycle.
+    product plus intercept. Stage 3: limit and sign restore. Stage 4: rounding and
+    saturation. A new `x` every cycle.
 
     Members
     -------
@@ -62,6 +62,8 @@ class PWLUnit(wiring.Component):
             y_all = Mux(neg2, -y_pos, y_pos)
         else:
             y_all = Mux(neg2, p.one - y_pos, y_pos)
-        m.d.sync += self.y.eq(saturate(shift_round(y_all, p.work_frac - p.out_fmt.frac),
+        y3 = Signal(y_all.shape())
+        m.d.sync += y3.eq(y_all)
+        m.d.sync += self.y.eq(saturate(shift_round(y3, p.work_frac - p.out_fmt.frac),
                                        p.out_fmt))
         return m

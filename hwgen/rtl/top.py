@@ -27,7 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..qmodel import QModel
-from .arith import requantize
+from .arith import saturate, shift_round
 from .elementwise import LATENCY, ElementwiseUnit
 from .plan import Plan, make_plan
 
@@ -158,6 +158,10 @@ class Accelerator(wiring.Component):
         cur = Signal(entry)
         cur_active = Signal()
         grp = Signal(range(max_gpc + 1))
+        e2 = Signal(data.StructLayout({"valid": 1, "col": range(max_cols + 1), "is_h": 1,
+                                       "w_addr": range(len(plan.weight_words) + 1),
+                                       "value": signed(plan.value_width),
+                                       "change": signed(delta_w)}))
         m.d.sync += e1.valid.eq(0)
 
         # ---- MAC pipeline registers
@@ -199,7 +203,7 @@ class Accelerator(wiring.Component):
         def matrix(ps: _Pass, next_state: str):
             """One cycle of a MATRIX pass: encoder, issuer, and the end-of-pass check."""
             # encoder stage 0: read the next column's value (and last-fired value)
-            room = col_fifo.level + e1.valid < FIFO_DEPTH - 1
+            room = col_fifo.level + e1.valid + e2.valid < FIFO_DEPTH - 1
             is_h0 = enc_col >= ps.x_cols
             m.d.comb += v_rd.addr.eq(Mux(is_h0, ps.h_addr + enc_col - ps.x_cols,
                                          ps.x_addr + enc_col))
@@ -209,22 +213,25 @@ class Accelerator(wiring.Component):
                 m.d.sync += [e1.valid.eq(1), e1.col.eq(enc_col), e1.is_h.eq(is_h0),
                              e1.w_addr.eq(enc_w), enc_col.eq(enc_col + 1),
                              enc_w.eq(enc_w + ps.gpc)]
-            # encoder stage 1: delta, fire, push
+            # encoder stage 1: the change since the column last fired (delta designs)
             value = Mux(e1.is_h & fresh, 0, v_rd.data) if ps.recurrent else v_rd.data
-            if is_delta and ps.theta is not None:
+            delta_pass = is_delta and ps.theta is not None
+            last = Mux(fresh, 0, hat_rd.data) if delta_pass else 0
+            m.d.sync += [e2.valid.eq(e1.valid), e2.col.eq(e1.col), e2.is_h.eq(e1.is_h),
+                         e2.w_addr.eq(e1.w_addr), e2.value.eq(value),
+                         e2.change.eq(value - last)]
+            # encoder stage 2: fire, push, remember what fired
+            if delta_pass:
                 tx, th = (max(t, 1) for t in ps.theta)
-                last = Mux(fresh, 0, hat_rd.data)
-                change = Signal(signed(delta_w), name=f"change_{ps.name}")
-                m.d.comb += change.eq(value - last)
-                size = Mux(change < 0, -change, change)
-                fire = fresh | (size >= Mux(e1.is_h, th, tx))
-                m.d.comb += [hat_wr.addr.eq(ps.hat_addr + e1.col), hat_wr.data.eq(value),
-                             hat_wr.en.eq(e1.valid & fire)]
+                size = Mux(e2.change < 0, -e2.change, e2.change)
+                fire = fresh | (size >= Mux(e2.is_h, th, tx))
+                m.d.comb += [hat_wr.addr.eq(ps.hat_addr + e2.col), hat_wr.data.eq(e2.value),
+                             hat_wr.en.eq(e2.valid & fire)]
             else:
-                change, fire = value, 1
-            m.d.comb += [pushed.w_addr.eq(e1.w_addr), pushed.col.eq(e1.col),
-                         pushed.is_h.eq(e1.is_h), pushed.delta.eq(change),
-                         col_fifo.w_en.eq(e1.valid & fire)]
+                fire = 1
+            m.d.comb += [pushed.w_addr.eq(e2.w_addr), pushed.col.eq(e2.col),
+                         pushed.is_h.eq(e2.is_h), pushed.delta.eq(e2.change),
+                         col_fifo.w_en.eq(e2.valid & fire)]
             # issuer: one weight word of the current fired column a cycle
             bias_ok = fresh if is_delta and ps.theta is not None else 1
             with m.If(cur_active):
@@ -244,7 +251,8 @@ class Accelerator(wiring.Component):
             with m.Elif(col_fifo.r_rdy):
                 m.d.comb += col_fifo.r_en.eq(1)
                 m.d.sync += [cur.eq(popped), cur_active.eq(1), grp.eq(0)]
-            with m.If((enc_col == ps.cols) & ~e1.valid & ~col_fifo.r_rdy & ~cur_active):
+            with m.If((enc_col == ps.cols) & ~e1.valid & ~e2.valid & ~col_fifo.r_rdy
+                      & ~cur_active):
                 m.d.sync += enc_col.eq(0)
                 m.next = next_state
 
@@ -277,6 +285,7 @@ class Accelerator(wiring.Component):
         o_valid = Signal()
         o_payload = Signal(output_layout(qm.head.out_fmt.width))
         out_idx = Signal(range(qm.output_size + 1))
+        out_rounded = Signal(signed(plan.acc_width + 1))
         m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(o_payload)]
         in_idx = Signal(range(qm.input_size + 1))
 
@@ -386,8 +395,12 @@ class Accelerator(wiring.Component):
                 m.next = "OUT_LATCH"
             with m.State("OUT_LATCH"):
                 value = Array(acc_rd.data[n] for n in range(P))[lane]
-                m.d.sync += [o_payload.data.eq(requantize(value, qm.head.acc_frac,
-                                                          qm.head.out_fmt)),
+                m.d.sync += out_rounded.eq(shift_round(value, qm.head.acc_frac
+                                                       - qm.head.out_fmt.frac))
+                m.d.comb += act_acc_addr.eq(hp.acc_base + grp)
+                m.next = "OUT_SAT"
+            with m.State("OUT_SAT"):
+                m.d.sync += [o_payload.data.eq(saturate(out_rounded, qm.head.out_fmt)),
                              o_payload.last.eq(out_idx == qm.output_size - 1),
                              o_valid.eq(1)]
                 m.d.comb += act_acc_addr.eq(hp.acc_base + grp)

@@ -15,8 +15,10 @@ from .table import format_table
 from .targets import Target, get_target
 from .tools import log_tail, rel, run_tool, tool_path
 
-#: progress(stage, event, seconds): stage is "yosys", "nextpnr" or "pack"; event is
-#: "start" (seconds 0), "done" or "failed" (seconds the stage took).
+#: progress(stage, event, seconds): stage is "yosys", "nextpnr" or "pack", and on an iCE40
+#: whose DSPs the multipliers overflow also "yosys-dsp-probe" and "yosys-dsp-widest" or
+#: "yosys-no-dsp" after "yosys" (see the iCE40 DSP notes below); event is "start"
+#: (seconds 0), "done" or "failed" (seconds the stage took).
 Progress = Callable[[str, str, float], None]
 
 # Per family: place-and-route output arguments, packer arguments, bitstream name.
@@ -49,16 +51,176 @@ def _stage(progress, seconds: dict, stage: str, fn):
             progress(stage, event, seconds[stage])
 
 
-def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Path) -> dict:
+def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Path,
+               body: list | None = None, name: str = "synth") -> dict:
+    """Run one Yosys script ``<name>.ys``: read, ``hierarchy``, ``body`` (default: the
+    target's synthesis command writing ``netlist.json``), ``stat -json``; the cell counts.
+
+    ``body`` lines may hold ``{out}``, the output folder relative to the Yosys run."""
     cwd = design.path  # so a $readmemh with a relative name finds its file
+    if body is None:
+        body = [f"{target.synth} -top {top} -json {{out}}/netlist.json"]
     script = [f"read_verilog {rel(src, cwd)}" for src in sources]
     script += [f"hierarchy -check -top {top}",
-               f"{target.synth} -top {top} -json {rel(out / 'netlist.json', cwd)}",
+               *(line.format(out=rel(out, cwd)) for line in body),
                f"tee -q -o {rel(out / 'stat.json', cwd)} stat -json"]
-    (out / "synth.ys").write_text("\n".join(script) + "\n")
-    run_tool("yosys", [tool_path("YOSYS"), "-s", rel(out / "synth.ys", cwd)], cwd,
-             out / "yosys.log")
+    (out / f"{name}.ys").write_text("\n".join(script) + "\n")
+    run_tool("yosys", [tool_path("YOSYS"), "-s", rel(out / f"{name}.ys", cwd)], cwd,
+             out / f"{name}.log" if name != "synth" else out / "yosys.log")
     return cell_counts(out / "stat.json")
+
+
+# -- iCE40 DSP budget -----------------------------------------------------------------------
+#
+# ``synth_ice40 -dsp`` maps every multiplier of at least 2 x 2 bits with an 11-bit product
+# (mul2dsp's DSP_*_MINWIDTH) to an SB_MAC16, however many the device has (the UP5K has 8),
+# and nextpnr then cannot place the design. The strategies, in order (the report's
+# ``dsp_mapping``):
+#
+# ``dsp``
+#     plain ``synth_ice40 -dsp``, kept when its SB_MAC16s fit (or when another resource
+#     overflows anyway, so that no fallback could make the design fit).
+# ``dsp-widest``
+#     only the widest multipliers (operand widths A x B), up to the device's SB_MAC16s, go to
+#     DSPs and the others to logic. A Yosys probe runs ``synth_ice40``'s ``begin`` and
+#     ``flatten`` steps and the part of its ``coarse`` step before the DSP mapping and
+#     writes the ``$mul`` cells with the widths mul2dsp will see; the run then repeats the
+#     probe's commands (so the cells have the probe's names), turns the multipliers meant
+#     for logic into ``$__soft_mul`` (which mul2dsp leaves alone and ``coarse`` turns back
+#     into ``$mul`` after the DSP mapping) and runs ``synth_ice40 -dsp`` on from ``coarse``.
+# ``no-dsp``
+#     the last resort, when that still overflows: ``synth_ice40`` without ``-dsp``.
+#
+# Plain ``-dsp`` goes first, so a design that fits costs one Yosys run as before; the probe
+# costs about the Verilog front end (large for deep weight memories, whose initial values
+# Amaranth writes out one by one), and so is only paid when the DSPs overflow.
+
+#: ``synth_ice40``'s ``coarse`` step up to mul2dsp (Yosys 0.70, ``help synth_ice40``).
+#: The whole ``coarse`` step run afterwards repeats these harmlessly.
+_ICE40_COARSE_BEFORE_DSP = (
+    "opt_expr", "check", "opt_clean", "opt -nodffe -nosdff", "fsm", "opt", "wreduce",
+    "peepopt", "opt_clean", "share", "techmap -map +/cmp2lut.v -D LUT_WIDTH=4", "opt_expr",
+    "opt_clean", "memory_dff", "alumacc -macc-only", "maccmap -unmap", "opt_clean",
+    "wreduce t:$mul",
+)
+#: mul2dsp's limits in ``synth_ice40 -dsp``: SB_MAC16 takes 16 x 16; narrower operands than
+#: 2 bits or products narrower than 11 bits stay in logic.
+_ICE40_DSP_MAX, _ICE40_DSP_MIN, _ICE40_DSP_Y_MIN = 16, 2, 11
+
+
+def _dsp_enabled(target: Target) -> bool:
+    return target.family == "ice40" and "-dsp" in target.synth.split()
+
+
+def _param(value) -> int:
+    """A Yosys JSON parameter (a binary string, or an int with ``-compat-int``)."""
+    return int(value, 2) if isinstance(value, str) else int(value)
+
+
+def _multipliers(netlist_path) -> list:
+    """The ``$mul`` cells of a Yosys JSON netlist, widest first, with the SB_MAC16s each
+    would take: ``[{module, cell, a_width, b_width, y_width, dsps}]`` (a >= b)."""
+    try:
+        netlist = json.loads(Path(netlist_path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SynthError("yosys", f"no readable netlist {netlist_path}: {exc}") from None
+    muls = []
+    for mod_name, module in netlist.get("modules", {}).items():
+        for cell_name, cell in module.get("cells", {}).items():
+            if cell.get("type") != "$mul":
+                continue
+            p = cell.get("parameters", {})
+            a, b = sorted((_param(p["A_WIDTH"]), _param(p["B_WIDTH"])), reverse=True)
+            y = _param(p["Y_WIDTH"])
+            on_dsp = b >= _ICE40_DSP_MIN and y >= _ICE40_DSP_Y_MIN
+            dsps = (-(-a // _ICE40_DSP_MAX)) * (-(-b // _ICE40_DSP_MAX)) if on_dsp else 0
+            muls.append({"module": mod_name, "cell": cell_name, "a_width": a, "b_width": b,
+                         "y_width": y, "dsps": dsps})
+    return sorted(muls, key=lambda m: (-m["a_width"] * m["b_width"], -m["y_width"],
+                                       m["module"], m["cell"]))
+
+
+def _widest_first(muls: list, capacity: int) -> tuple[list, list]:
+    """Split multipliers into (on DSPs, in logic): the widest first while DSPs remain."""
+    on_dsp, in_logic, left = [], [], capacity
+    for mul in muls:
+        if 0 < mul["dsps"] <= left:
+            on_dsp.append(mul)
+            left -= mul["dsps"]
+        else:
+            in_logic.append(mul)
+    return on_dsp, in_logic
+
+
+def _widths(muls: list) -> list:
+    return [f"{m['a_width']}x{m['b_width']}" for m in muls]
+
+
+def _yosys_ice40_dsp(design, tgt, top, sources, out, progress, seconds) -> tuple[dict, dict]:
+    """Synthesize for an iCE40 with DSPs without overflowing them (see the notes above).
+
+    Returns ``(cell counts, dsp_mapping)``: the counts of the run kept, and the report's
+    ``dsp_mapping``: ``strategy``, ``detail`` (a sentence), ``dsp_available``,
+    ``attempts`` (``[{strategy, dsp}]``, the Yosys runs in order) and, after a probe,
+    ``multipliers``, ``dsp_wanted`` (SB_MAC16s plain ``-dsp`` would take), ``on_dsp`` and
+    ``in_logic`` (operand widths ``"AxB"``)."""
+    cap = tgt.capacity.get("DSP", 0)
+    mapping = {"strategy": None, "detail": None, "dsp_available": cap, "attempts": []}
+
+    def attempt(strategy, stage, body):
+        counts = _stage(progress, seconds, stage, lambda: _run_yosys(
+            design, tgt, top, sources, out, body=body,
+            name="synth" if strategy == "dsp" else strategy.replace("-", "_")))
+        used = tgt.resources_of(counts)[0]
+        mapping["attempts"].append({"strategy": strategy, "dsp": used.get("DSP", 0)})
+        mapping["strategy"] = strategy
+        return counts, used
+
+    counts, used = attempt("dsp", "yosys", None)
+    first = used.get("DSP", 0)
+    if first <= cap:
+        mapping["detail"] = f"synth_ice40 -dsp: {first} SB_MAC16 of {cap}"
+        return counts, mapping
+    others = [f"{r} ({n} > {tgt.capacity[r]})" for r, n in used.items()
+              if r != "DSP" and n > tgt.capacity.get(r, 0)]
+    if others:
+        mapping["detail"] = (f"synth_ice40 -dsp: {first} SB_MAC16 > {cap}; no fallback tried, "
+                             f"as {', '.join(others)} overflows anyway")
+        return counts, mapping
+
+    head = [f"{tgt.synth} -top {top} -run begin:coarse", *_ICE40_COARSE_BEFORE_DSP]
+    _stage(progress, seconds, "yosys-dsp-probe", lambda: _run_yosys(
+        design, tgt, top, sources, out, name="dsp_probe",
+        body=[*head, f"select {top}", "write_json -selected -noscopeinfo {out}/dsp_probe.json",
+              "select -clear"]))
+    muls = _multipliers(out / "dsp_probe.json")
+    (out / "dsp_probe.json").unlink()  # as large as the netlist; soft_muls.txt tells the choice
+    wanted = sum(m["dsps"] for m in muls)
+    mapping.update(multipliers=len(muls), dsp_wanted=wanted)
+    on_dsp, in_logic = _widest_first(muls, cap)
+    if on_dsp and in_logic:
+        (out / "soft_muls.txt").write_text(
+            "".join(f"{m['module']}/{m['cell']}\n" for m in in_logic))
+        counts, used = attempt(
+            "dsp-widest", "yosys-dsp-widest",
+            [*head, "select -set hwgen_soft_muls -read {out}/soft_muls.txt",
+             f"select -assert-count {len(in_logic)} @hwgen_soft_muls",
+             "chtype -set $__soft_mul @hwgen_soft_muls", "select -clear",
+             f"{tgt.synth} -top {top} -json {{out}}/netlist.json -run coarse:"])
+        mapping.update(
+            on_dsp=_widths(on_dsp), in_logic=_widths(in_logic),
+            detail=f"synth_ice40 -dsp wanted {first} SB_MAC16 > {cap}: the {len(on_dsp)} "
+                   f"widest of {len(muls)} multipliers on SB_MAC16, {len(in_logic)} in logic")
+        if used.get("DSP", 0) <= cap:
+            return counts, mapping
+    synth = " ".join(w for w in tgt.synth.split() if w != "-dsp")
+    counts, _ = attempt("no-dsp", "yosys-no-dsp",
+                        [f"{synth} -top {top} -json {{out}}/netlist.json"])
+    mapping.update(on_dsp=[], in_logic=_widths(muls),
+                   detail=f"synth_ice40 -dsp wanted {first} SB_MAC16 > {cap} and no split of "
+                          f"the multipliers fitted: synthesized without -dsp, all "
+                          f"{len(muls)} in logic")
+    return counts, mapping
 
 
 def _gowin_family(target: Target) -> str:
@@ -156,6 +318,13 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         ``performance``
             ``per_step`` and ``per_sequence_overhead`` cycles (manifest), ``steps``,
             ``latency_per_step_us``, ``latency_per_sequence_us``, ``sequences_per_s``.
+        ``dsp_mapping``
+            on an iCE40 with DSPs (else None), how the multipliers were mapped so that
+            they fit the SB_MAC16s: ``strategy`` (``"dsp"``: all on DSPs; ``"dsp-widest"``:
+            the widest on DSPs, the others in logic; ``"no-dsp"``: all in logic),
+            ``detail`` (a sentence), ``dsp_available``, ``attempts`` (the Yosys runs and
+            their SB_MAC16 counts) and, after a fallback, ``multipliers``, ``dsp_wanted``,
+            ``on_dsp`` and ``in_logic`` (operand widths ``"AxB"``).
         ``estimate``, ``note``
             True for a synthesis-only target (xc7), and what to know about the target.
         ``cells``, ``pnr_utilization``, ``pin_shell``, ``bitstream``, ``stage_seconds``,
@@ -175,7 +344,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     freq = float(freq_mhz or tgt.default_freq_mhz)
     out = Path(out_dir) if out_dir is not None else design.path / "synth" / tgt.name
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", "report.txt", "report_pnr.json"):
+    for stale in ("report.json", "report.txt", "report_pnr.json", "soft_muls.txt"):
         (out / stale).unlink(missing_ok=True)
     top, sources = design.top, list(design.verilog)
     shell = tgt.pnr is not None and design.port_bits() > tgt.io_pins
@@ -184,8 +353,13 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         top, sources = SHELL_TOP, sources + [out / "pin_shell.v"]
     seconds = {}
 
-    counts = _stage(progress, seconds, "yosys",
-                    lambda: _run_yosys(design, tgt, top, sources, out))
+    dsp_mapping = None
+    if _dsp_enabled(tgt):
+        counts, dsp_mapping = _yosys_ice40_dsp(design, tgt, top, sources, out, progress,
+                                               seconds)
+    else:
+        counts = _stage(progress, seconds, "yosys",
+                        lambda: _run_yosys(design, tgt, top, sources, out))
     pnr, bel = (None, None)
     if tgt.pnr is not None:
         pnr, bel = _stage(progress, seconds, "nextpnr",
@@ -210,7 +384,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     report = {
         "design": design.name, "design_dir": str(design.path), "target": tgt.name,
         "family": tgt.family, "device": tgt.device, "estimate": tgt.estimate,
-        "note": tgt.note, "synth_command": tgt.synth,
+        "note": tgt.note, "synth_command": tgt.synth, "dsp_mapping": dsp_mapping,
         "place_and_route": tgt.pnr[1] if tgt.pnr else None,
         "freq_constraint_mhz": freq if tgt.pnr else None,
         "resources": resources, "cells": counts, "other_cells": other,

@@ -29,6 +29,10 @@ def format_table(report: dict) -> str:
         what = ", ".join(f"{o['resource']} ({_num(o['used'])} > {_num(o['available'])})"
                          for o in report["overflow"])
         lines.append(f"  fits: NO, overflows {what}")
+    dsp = report.get("dsp_mapping")
+    if dsp and (dsp["strategy"] != "dsp"
+                or any(o["resource"] == "DSP" for o in report["overflow"])):
+        lines.append(f"  DSP mapping: {dsp['strategy']} ({dsp['detail']})")
     if report["fmax_mhz"] is not None:
         met = "met" if report["timing_met"] else "NOT met"
         lines.append(f"  Fmax: {report['fmax_mhz']:.1f} MHz (constraint "

@@ -6,14 +6,14 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [17:0] \$1 ;
   wire [19:0] \$10 ;
-  wire [7:0] \$100 ;
-  wire [8:0] \$101 ;
-  wire \$102 ;
-  wire [11:0] \$103 ;
-  wire \$104 ;
-  wire [6:0] \$105 ;
-  wire [6:0] \$106 ;
-  wire [6:0] \$107 ;
+  wire \$100 ;
+  wire [6:0] \$101 ;
+  wire [6:0] \$102 ;
+  wire [6:0] \$103 ;
+  wire [6:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire [20:0] \$11 ;
@@ -28,52 +28,52 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$118 ;
   wire \$119 ;
   wire [22:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
+  wire [16:0] \$120 ;
+  wire [16:0] \$121 ;
   wire [16:0] \$122 ;
   wire [16:0] \$123 ;
   wire [16:0] \$124 ;
   wire [16:0] \$125 ;
   wire [16:0] \$126 ;
   wire [16:0] \$127 ;
-  wire [16:0] \$128 ;
-  wire [16:0] \$129 ;
+  wire [6:0] \$128 ;
+  wire \$129 ;
   wire [17:0] \$13 ;
-  wire [6:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire [4:0] \$133 ;
+  wire \$130 ;
+  wire [4:0] \$131 ;
+  wire [5:0] \$132 ;
+  wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire \$136 ;
-  wire [7:0] \$137 ;
-  wire [11:0] \$138 ;
-  wire \$139 ;
+  wire [7:0] \$136 ;
+  wire [11:0] \$137 ;
+  wire \$138 ;
+  wire [7:0] \$139 ;
   wire [19:0] \$14 ;
   wire \$140 ;
-  wire [4:0] \$141 ;
-  wire [4:0] \$142 ;
-  wire [5:0] \$143 ;
+  wire [7:0] \$141 ;
+  wire [8:0] \$142 ;
+  wire \$143 ;
   wire \$144 ;
-  wire \$145 ;
+  wire [4:0] \$145 ;
   wire [4:0] \$146 ;
-  wire [4:0] \$147 ;
-  wire [5:0] \$148 ;
+  wire [5:0] \$147 ;
+  wire \$148 ;
   wire \$149 ;
   wire [20:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
+  wire [4:0] \$150 ;
+  wire [4:0] \$151 ;
+  wire [5:0] \$152 ;
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
   wire \$156 ;
-  wire [4:0] \$157 ;
+  wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire [22:0] \$16 ;
   wire \$160 ;
-  wire \$161 ;
+  wire [4:0] \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
@@ -81,149 +81,149 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  reg \$169 ;
+  wire \$169 ;
   wire [17:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire [3:0] \$172 ;
+  wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire [3:0] \$177 ;
-  wire [3:0] \$178 ;
+  reg \$177 ;
+  wire \$178 ;
   wire \$179 ;
   wire [19:0] \$18 ;
-  wire \$180 ;
-  reg \$181 ;
+  wire [3:0] \$180 ;
+  wire \$181 ;
   wire \$182 ;
   wire \$183 ;
-  reg \$184 ;
-  reg [20:0] \$185 ;
-  reg [20:0] \$186 ;
-  reg [20:0] \$187 ;
-  reg [20:0] \$188 ;
-  reg [20:0] \$189 ;
+  wire \$184 ;
+  wire [3:0] \$185 ;
+  wire [3:0] \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  reg \$189 ;
   wire [20:0] \$19 ;
-  reg [20:0] \$190 ;
-  reg [20:0] \$191 ;
-  reg [20:0] \$192 ;
+  wire \$190 ;
+  wire \$191 ;
+  reg \$192 ;
   reg [20:0] \$193 ;
   reg [20:0] \$194 ;
   reg [20:0] \$195 ;
   reg [20:0] \$196 ;
-  wire [7:0] \$197 ;
-  wire [8:0] \$198 ;
-  wire \$199 ;
+  reg [20:0] \$197 ;
+  reg [20:0] \$198 ;
+  reg [20:0] \$199 ;
   wire [19:0] \$2 ;
   wire [22:0] \$20 ;
-  wire [7:0] \$200 ;
-  wire [8:0] \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire [4:0] \$205 ;
-  wire \$206 ;
-  wire [4:0] \$207 ;
-  wire [4:0] \$208 ;
-  wire \$209 ;
+  reg [20:0] \$200 ;
+  reg [20:0] \$201 ;
+  reg [20:0] \$202 ;
+  reg [20:0] \$203 ;
+  reg [20:0] \$204 ;
+  wire [7:0] \$205 ;
+  wire [8:0] \$206 ;
+  wire \$207 ;
+  wire [7:0] \$208 ;
+  wire [8:0] \$209 ;
   wire [17:0] \$21 ;
   wire \$210 ;
-  wire [4:0] \$211 ;
+  wire \$211 ;
   wire \$212 ;
-  wire \$213 ;
+  wire [4:0] \$213 ;
   wire \$214 ;
-  wire [7:0] \$215 ;
-  wire [11:0] \$216 ;
+  wire [4:0] \$215 ;
+  wire [5:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire [4:0] \$219 ;
   wire [19:0] \$22 ;
-  wire [4:0] \$220 ;
-  wire [5:0] \$221 ;
+  wire [5:0] \$220 ;
+  wire \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire [4:0] \$224 ;
-  wire [4:0] \$225 ;
-  wire [5:0] \$226 ;
-  wire \$227 ;
+  wire [7:0] \$224 ;
+  wire [11:0] \$225 ;
+  wire \$226 ;
+  wire [7:0] \$227 ;
   wire \$228 ;
-  wire \$229 ;
+  wire [7:0] \$229 ;
   wire [20:0] \$23 ;
-  wire \$230 ;
+  wire [8:0] \$230 ;
   wire \$231 ;
   wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire [4:0] \$235 ;
+  wire [4:0] \$233 ;
+  wire [4:0] \$234 ;
+  wire [5:0] \$235 ;
   wire \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
+  wire [4:0] \$238 ;
+  wire [4:0] \$239 ;
   wire [22:0] \$24 ;
-  wire \$240 ;
+  wire [5:0] \$240 ;
   wire \$241 ;
   wire \$242 ;
   wire \$243 ;
   wire \$244 ;
   wire \$245 ;
   wire \$246 ;
-  reg \$247 ;
+  wire \$247 ;
   wire \$248 ;
-  wire \$249 ;
+  wire [4:0] \$249 ;
   wire [17:0] \$25 ;
-  wire [3:0] \$250 ;
+  wire \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
   wire \$254 ;
-  wire [3:0] \$255 ;
-  wire [3:0] \$256 ;
+  wire \$255 ;
+  wire \$256 ;
   wire \$257 ;
   wire \$258 ;
-  reg \$259 ;
+  wire \$259 ;
   wire [19:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
-  reg \$262 ;
-  reg [20:0] \$263 ;
-  reg [20:0] \$264 ;
-  reg [20:0] \$265 ;
-  reg [20:0] \$266 ;
-  reg [20:0] \$267 ;
-  reg [20:0] \$268 ;
-  reg [20:0] \$269 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  reg \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire [3:0] \$268 ;
+  wire \$269 ;
   wire [20:0] \$27 ;
-  reg [20:0] \$270 ;
-  reg [20:0] \$271 ;
-  reg [20:0] \$272 ;
-  reg [20:0] \$273 ;
-  reg [20:0] \$274 ;
-  wire [7:0] \$275 ;
-  wire [8:0] \$276 ;
-  wire \$277 ;
-  wire [7:0] \$278 ;
-  wire [8:0] \$279 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire [3:0] \$273 ;
+  wire [3:0] \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  reg \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire [22:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire [4:0] \$283 ;
-  wire \$284 ;
-  wire [4:0] \$285 ;
-  wire [4:0] \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire [4:0] \$289 ;
+  reg \$280 ;
+  reg [20:0] \$281 ;
+  reg [20:0] \$282 ;
+  reg [20:0] \$283 ;
+  reg [20:0] \$284 ;
+  reg [20:0] \$285 ;
+  reg [20:0] \$286 ;
+  reg [20:0] \$287 ;
+  reg [20:0] \$288 ;
+  reg [20:0] \$289 ;
   wire [17:0] \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
+  reg [20:0] \$290 ;
+  reg [20:0] \$291 ;
+  reg [20:0] \$292 ;
   wire [7:0] \$293 ;
-  wire [11:0] \$294 ;
-  wire [6:0] \$295 ;
-  wire [6:0] \$296 ;
-  wire \$297 ;
+  wire [8:0] \$294 ;
+  wire \$295 ;
+  wire [7:0] \$296 ;
+  wire [8:0] \$297 ;
   wire \$298 ;
   wire \$299 ;
   wire [20:0] \$3 ;
@@ -231,89 +231,89 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$300 ;
   wire [4:0] \$301 ;
   wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
+  wire [4:0] \$303 ;
+  wire [5:0] \$304 ;
   wire \$305 ;
   wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
+  wire [4:0] \$307 ;
+  wire [5:0] \$308 ;
   wire \$309 ;
   wire [20:0] \$31 ;
   wire \$310 ;
   wire \$311 ;
-  reg [20:0] \$312 ;
-  wire [21:0] \$313 ;
-  wire [21:0] \$314 ;
-  wire \$315 ;
-  reg [20:0] \$316 ;
-  wire [21:0] \$317 ;
-  wire [21:0] \$318 ;
+  wire [7:0] \$312 ;
+  wire [11:0] \$313 ;
+  wire [8:0] \$314 ;
+  wire [6:0] \$315 ;
+  wire [6:0] \$316 ;
+  wire \$317 ;
+  wire \$318 ;
   wire \$319 ;
   wire [22:0] \$32 ;
-  reg [20:0] \$320 ;
-  wire [21:0] \$321 ;
-  wire [21:0] \$322 ;
-  wire [21:0] \$323 ;
-  wire [21:0] \$324 ;
+  wire \$320 ;
+  wire [4:0] \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
   wire \$325 ;
-  wire [6:0] \$326 ;
+  wire \$326 ;
   wire \$327 ;
   wire \$328 ;
-  wire [4:0] \$329 ;
+  wire \$329 ;
   wire \$33 ;
-  wire [4:0] \$330 ;
-  reg [19:0] \$331 ;
-  reg [23:0] \$332 ;
-  reg [16:0] \$333 ;
-  reg [16:0] \$334 ;
-  reg [16:0] \$335 ;
-  reg [16:0] \$336 ;
-  reg [16:0] \$337 ;
-  reg [16:0] \$338 ;
-  reg [16:0] \$339 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  reg [20:0] \$336 ;
+  wire [21:0] \$337 ;
+  wire [21:0] \$338 ;
+  wire \$339 ;
   wire [6:0] \$34 ;
-  reg [16:0] \$340 ;
-  reg [8:0] \$341 ;
-  reg \$342 ;
-  reg [5:0] \$343 ;
-  reg \$344 ;
-  reg [6:0] \$345 ;
-  reg [10:0] \$346 ;
-  reg [3:0] \$347 ;
-  reg [3:0] \$348 ;
-  reg \$349 ;
+  wire \$340 ;
+  wire [21:0] \$341 ;
+  wire [21:0] \$342 ;
+  wire \$343 ;
+  wire [6:0] \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire [4:0] \$347 ;
+  wire [4:0] \$348 ;
+  reg [19:0] \$349 ;
   wire \$35 ;
-  reg [27:0] \$350 ;
-  reg [3:0] \$351 ;
-  reg [2:0] \$352 ;
-  reg [2:0] \$353 ;
-  reg \$354 ;
-  reg \$355 ;
-  reg \$356 ;
-  reg \$357 ;
-  reg [20:0] \$358 ;
-  reg [20:0] \$359 ;
+  reg [23:0] \$350 ;
+  reg [23:0] \$351 ;
+  reg [63:0] \$352 ;
+  reg [16:0] \$353 ;
+  reg [16:0] \$354 ;
+  reg [16:0] \$355 ;
+  reg [16:0] \$356 ;
+  reg [16:0] \$357 ;
+  reg [16:0] \$358 ;
+  reg [16:0] \$359 ;
   wire [7:0] \$36 ;
-  reg [20:0] \$360 ;
-  reg [20:0] \$361 ;
-  reg [20:0] \$362 ;
-  reg [20:0] \$363 ;
-  reg [20:0] \$364 ;
-  reg [20:0] \$365 ;
-  reg [20:0] \$366 ;
-  reg [20:0] \$367 ;
-  reg [20:0] \$368 ;
-  reg [20:0] \$369 ;
+  reg [16:0] \$360 ;
+  reg [8:0] \$361 ;
+  reg \$362 ;
+  reg [5:0] \$363 ;
+  reg \$364 ;
+  reg [6:0] \$365 ;
+  reg [10:0] \$366 ;
+  reg [3:0] \$367 ;
+  reg [3:0] \$368 ;
+  reg [36:0] \$369 ;
   wire \$37 ;
-  reg [20:0] \$370 ;
-  reg [20:0] \$371 ;
-  reg [20:0] \$372 ;
-  reg [20:0] \$373 ;
-  reg [20:0] \$374 ;
-  reg [20:0] \$375 ;
-  reg [20:0] \$376 ;
-  reg [20:0] \$377 ;
-  reg [20:0] \$378 ;
+  reg \$370 ;
+  reg [27:0] \$371 ;
+  reg [3:0] \$372 ;
+  reg [2:0] \$373 ;
+  reg [2:0] \$374 ;
+  reg \$375 ;
+  reg \$376 ;
+  reg \$377 ;
+  reg \$378 ;
   reg [20:0] \$379 ;
   wire [7:0] \$38 ;
   reg [20:0] \$380 ;
@@ -367,75 +367,97 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$423 ;
   reg [20:0] \$424 ;
   reg [20:0] \$425 ;
-  reg [5:0] \$426 ;
-  reg [1:0] \$427 ;
-  reg [3:0] \$428 ;
-  reg [5:0] \$429 ;
-  wire [7:0] \$43 ;
-  reg [8:0] \$430 ;
-  reg \$431 ;
-  reg \$432 ;
+  reg [20:0] \$426 ;
+  reg [20:0] \$427 ;
+  reg [20:0] \$428 ;
+  reg [20:0] \$429 ;
+  wire [11:0] \$43 ;
+  reg [20:0] \$430 ;
+  reg [20:0] \$431 ;
+  reg [20:0] \$432 ;
+  reg [20:0] \$433 ;
+  reg [20:0] \$434 ;
+  reg [20:0] \$435 ;
+  reg [20:0] \$436 ;
+  reg [20:0] \$437 ;
+  reg [20:0] \$438 ;
+  reg [20:0] \$439 ;
   wire \$44 ;
-  wire [11:0] \$45 ;
-  wire \$46 ;
+  reg [20:0] \$440 ;
+  reg [20:0] \$441 ;
+  reg [20:0] \$442 ;
+  reg [20:0] \$443 ;
+  reg [20:0] \$444 ;
+  reg [20:0] \$445 ;
+  reg [20:0] \$446 ;
+  reg [5:0] \$447 ;
+  reg [1:0] \$448 ;
+  reg [4:0] \$449 ;
+  wire \$45 ;
+  reg [5:0] \$450 ;
+  reg [21:0] \$451 ;
+  reg [8:0] \$452 ;
+  reg \$453 ;
+  reg \$454 ;
+  reg \$46 ;
   wire \$47 ;
-  reg \$48 ;
-  wire \$49 ;
+  wire \$48 ;
+  wire [5:0] \$49 ;
   wire [17:0] \$5 ;
-  wire \$50 ;
-  wire [5:0] \$51 ;
-  wire [6:0] \$52 ;
-  wire [7:0] \$53 ;
+  wire [6:0] \$50 ;
+  wire [7:0] \$51 ;
+  wire \$52 ;
+  wire [3:0] \$53 ;
   wire \$54 ;
-  wire [3:0] \$55 ;
-  wire \$56 ;
+  wire \$55 ;
+  reg \$56 ;
   wire \$57 ;
-  reg \$58 ;
-  wire \$59 ;
+  wire \$58 ;
+  wire [3:0] \$59 ;
   wire [19:0] \$6 ;
-  wire \$60 ;
-  wire [3:0] \$61 ;
-  wire [4:0] \$62 ;
-  reg \$63 ;
-  wire [7:0] \$64 ;
-  wire [8:0] \$65 ;
-  wire [9:0] \$66 ;
-  wire \$67 ;
+  wire [4:0] \$60 ;
+  reg \$61 ;
+  wire [7:0] \$62 ;
+  wire [8:0] \$63 ;
+  wire [9:0] \$64 ;
+  wire \$65 ;
+  wire [7:0] \$66 ;
+  wire [8:0] \$67 ;
   wire [7:0] \$68 ;
   wire [8:0] \$69 ;
   wire [20:0] \$7 ;
-  wire [7:0] \$70 ;
-  wire [8:0] \$71 ;
+  wire \$70 ;
+  wire [11:0] \$71 ;
   wire \$72 ;
-  wire [7:0] \$73 ;
-  wire \$74 ;
-  wire [11:0] \$75 ;
+  wire \$73 ;
+  reg \$74 ;
+  wire \$75 ;
   wire \$76 ;
-  wire \$77 ;
-  reg \$78 ;
-  wire \$79 ;
+  wire [5:0] \$77 ;
+  wire [6:0] \$78 ;
+  wire [7:0] \$79 ;
   wire [22:0] \$8 ;
   wire \$80 ;
-  wire [5:0] \$81 ;
-  wire [6:0] \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [3:0] \$85 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  reg \$84 ;
+  wire \$85 ;
   wire \$86 ;
-  wire \$87 ;
-  reg \$88 ;
-  wire \$89 ;
+  wire [5:0] \$87 ;
+  wire [6:0] \$88 ;
+  reg \$89 ;
   wire [17:0] \$9 ;
-  wire \$90 ;
-  wire [5:0] \$91 ;
-  wire [6:0] \$92 ;
-  reg \$93 ;
+  wire [7:0] \$90 ;
+  wire [8:0] \$91 ;
+  wire [9:0] \$92 ;
+  wire \$93 ;
   wire [7:0] \$94 ;
   wire [8:0] \$95 ;
-  wire [9:0] \$96 ;
-  wire \$97 ;
-  wire [7:0] \$98 ;
-  wire [8:0] \$99 ;
+  wire [7:0] \$96 ;
+  wire [8:0] \$97 ;
+  wire \$98 ;
+  wire [11:0] \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$87  = 1'h0;
   wire [5:0] \$signature__addr ;
@@ -445,15 +467,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [167:0] \$signature__data ;
   wire [7:0] \$signature__data$58 ;
   reg [7:0] \$signature__data$62 ;
-  wire [63:0] \$signature__data$89 ;
-  wire [7:0] \$signature__data$89[0] ;
-  wire [7:0] \$signature__data$89[1] ;
-  wire [7:0] \$signature__data$89[2] ;
-  wire [7:0] \$signature__data$89[3] ;
-  wire [7:0] \$signature__data$89[4] ;
-  wire [7:0] \$signature__data$89[5] ;
-  wire [7:0] \$signature__data$89[6] ;
-  wire [7:0] \$signature__data$89[7] ;
+  wire [63:0] \$signature__data$92 ;
+  wire [7:0] \$signature__data$92[0] ;
+  wire [7:0] \$signature__data$92[1] ;
+  wire [7:0] \$signature__data$92[2] ;
+  wire [7:0] \$signature__data$92[3] ;
+  wire [7:0] \$signature__data$92[4] ;
+  wire [7:0] \$signature__data$92[5] ;
+  wire [7:0] \$signature__data$92[6] ;
+  wire [7:0] \$signature__data$92[7] ;
   wire [20:0] \$signature__data[0] ;
   wire [20:0] \$signature__data[1] ;
   wire [20:0] \$signature__data[2] ;
@@ -521,6 +543,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \e1.is_h ;
   wire \e1.valid ;
   wire [10:0] \e1.w_addr ;
+  reg [36:0] e2 = 37'h0000000000;
+  wire [8:0] \e2.change ;
+  wire [6:0] \e2.col ;
+  wire \e2.is_h ;
+  wire \e2.valid ;
+  wire [7:0] \e2.value ;
+  wire [10:0] \e2.w_addr ;
   reg [6:0] enc_col = 7'h00;
   reg [10:0] enc_w = 11'h000;
   reg fresh = 1'h1;
@@ -633,6 +662,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   (* init = 1'h0 *)
   wire o_valid;
   reg [5:0] out_idx = 6'h00;
+  reg [21:0] out_rounded = 22'h000000;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   reg [16:0] prod2 = 17'h00000;
@@ -658,6 +688,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [8:0] \s1.delta ;
   wire \s1.shift ;
   wire \s1.valid ;
+  reg [23:0] s1b = 24'h000000;
+  wire [5:0] \s1b.acc_addr ;
+  wire [5:0] \s1b.b_addr ;
+  wire \s1b.bias ;
+  wire [8:0] \s1b.delta ;
+  wire \s1b.shift ;
+  wire \s1b.valid ;
   reg [8:0] s2 = 9'h000;
   wire [5:0] \s2.acc_addr ;
   wire \s2.bias ;
@@ -676,7 +713,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \valid_out$67 ;
   reg [27:0] w_data;
   reg w_en;
-  reg [3:0] \wait  = 4'h0;
+  reg [63:0] w_word = 64'h0000000000000000;
+  wire [7:0] \w_word[0] ;
+  wire [7:0] \w_word[1] ;
+  wire [7:0] \w_word[2] ;
+  wire [7:0] \w_word[3] ;
+  wire [7:0] \w_word[4] ;
+  wire [7:0] \w_word[5] ;
+  wire [7:0] \w_word[6] ;
+  wire [7:0] \w_word[7] ;
+  reg [4:0] \wait  = 5'h00;
   reg [167:0] acc_mem [35:0];
   initial begin
     acc_mem[0] = 168'h000000000000000000000000000000000000000000;
@@ -766,7 +812,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   reg [167:0] _1_;
   always @(posedge clk) begin
-    _1_ <= b_mem[s1[12:7]];
+    _1_ <= b_mem[s1b[12:7]];
   end
   assign \$signature__data  = _1_;
   reg [7:0] v_mem [95:0];
@@ -2548,10 +2594,58 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @(posedge clk) begin
     _3_ <= w_mem[\$signature__addr$78 ];
   end
-  assign \$signature__data$89  = _3_;
+  assign \$signature__data$92  = _3_;
   always @(posedge clk)
-    fresh <= \$432 ;
-  assign acc_rd__addr = s1[0] ? s1[6:1] : act_acc_addr;
+    gate1_2_3 <= \$430 ;
+  always @(posedge clk)
+    gate1_2_4 <= \$431 ;
+  always @(posedge clk)
+    gate1_2_5 <= \$432 ;
+  always @(posedge clk)
+    gate1_2_6 <= \$433 ;
+  always @(posedge clk)
+    gate1_2_7 <= \$434 ;
+  always @(posedge clk)
+    gate1_3_0 <= \$435 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$436 ;
+  always @(posedge clk)
+    gate1_3_2 <= \$437 ;
+  always @(posedge clk)
+    gate1_3_3 <= \$438 ;
+  always @(posedge clk)
+    gate1_3_4 <= \$439 ;
+  always @(posedge clk)
+    gate1_3_5 <= \$440 ;
+  always @(posedge clk)
+    gate1_3_6 <= \$441 ;
+  always @(posedge clk)
+    gate1_3_7 <= \$442 ;
+  always @(posedge clk)
+    acc0 <= \$443 ;
+  always @(posedge clk)
+    acc1 <= \$444 ;
+  always @(posedge clk)
+    acc2 <= \$445 ;
+  always @(posedge clk)
+    acc3 <= \$446 ;
+  always @(posedge clk)
+    tag <= \$447 ;
+  always @(posedge clk)
+    issue_layer <= \$448 ;
+  always @(posedge clk)
+    \wait  <= \$449 ;
+  always @(posedge clk)
+    out_idx <= \$450 ;
+  always @(posedge clk)
+    out_rounded <= \$451 ;
+  always @(posedge clk)
+    o__payload <= \$452 ;
+  always @(posedge clk)
+    o__valid <= \$453 ;
+  always @(posedge clk)
+    fresh <= \$454 ;
+  assign acc_rd__addr = s1b[0] ? s1b[6:1] : act_acc_addr;
   assign \$3  = s2[7] ? \$signature__data [20:0] : acc_rd__data[20:0];
   assign \$4  = $signed(\$3 ) + $signed(aligned0);
   assign \$7  = s2[7] ? \$signature__data [41:21] : acc_rd__data[41:21];
@@ -2581,445 +2675,427 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$39  = \$38  - 6'h20;
   assign \$40  = 1'h0 + enc_col;
   assign \$41  = \$37  ? \$39  : { 1'h0, \$40  };
-  assign \$42  = e1[8] & fresh;
-  assign \$43  = \$42  ? 8'h00 : \$signature__data$58 ;
-  assign \$45  = cur[10:0] + grp;
-  assign \$46  = grp == 4'hb;
-  assign \$47  = g_grp < 3'h4;
-  assign \$49  = ~ \$48 ;
-  assign \$50  = \$47  & \$49 ;
-  assign \$51  = act_q * 3'h4;
-  assign \$52  = 1'h0 + \$51 ;
-  assign \$53  = \$52  + g_grp;
-  assign \$54  = act_q == 3'h4;
-  assign \$55  = g_grp + 1'h1;
-  assign \$56  = \$55  < 3'h4;
-  assign \$57  = ~ \$signal ;
-  assign \$59  = ~ \$58 ;
-  assign \$60  = \$56  & \$59 ;
-  assign \$61  = 1'h0 + g_grp;
-  assign \$62  = \$61  + 1'h1;
-  assign \$64  = grp * 4'h8;
-  assign \$65  = \$64  + lane;
-  assign \$66  = 6'h20 + \$65 ;
-  assign \$67  = enc_col >= 6'h20;
-  assign \$68  = 7'h40 + enc_col;
-  assign \$69  = \$68  - 6'h20;
-  assign \$70  = 6'h20 + enc_col;
-  assign \$71  = \$67  ? \$69  : { 1'h0, \$70  };
-  assign \$72  = e1[8] & fresh;
-  assign \$73  = \$72  ? 8'h00 : \$signature__data$58 ;
-  assign \$75  = cur[10:0] + grp;
-  assign \$76  = grp == 4'hb;
-  assign \$77  = g_grp < 3'h4;
-  assign \$79  = ~ \$78 ;
-  assign \$80  = \$77  & \$79 ;
-  assign \$81  = act_q * 3'h4;
-  assign \$82  = 5'h10 + \$81 ;
-  assign \$83  = \$82  + g_grp;
-  assign \$84  = act_q == 3'h4;
-  assign \$85  = g_grp + 1'h1;
-  assign \$86  = \$85  < 3'h4;
-  assign \$87  = ~ \$signal ;
-  assign \$89  = ~ \$88 ;
-  assign \$90  = \$86  & \$89 ;
-  assign \$91  = 5'h10 + g_grp;
-  assign \$92  = \$91  + 1'h1;
-  assign \$94  = grp * 4'h8;
-  assign \$95  = \$94  + lane;
-  assign \$96  = 7'h40 + \$95 ;
-  assign \$97  = enc_col >= 1'h0;
-  assign \$98  = 7'h40 + enc_col;
-  assign \$99  = \$98  - 1'h0;
-  assign \$100  = 1'h0 + enc_col;
-  assign \$101  = \$97  ? \$99  : { 1'h0, \$100  };
-  assign \$103  = cur[10:0] + grp;
-  assign \$104  = grp == 2'h3;
-  assign \$105  = 6'h20 + grp;
-  assign \$106  = 6'h20 + grp;
-  assign \$107  = 6'h20 + grp;
-  assign \$108  = ! seq_state;
-  assign \$109  = seq_state == 1'h1;
-  assign \$110  = seq_state == 2'h2;
-  assign \$111  = seq_state == 2'h3;
-  assign \$112  = seq_state == 3'h4;
-  assign \$113  = seq_state == 3'h5;
-  assign \$114  = seq_state == 3'h6;
-  assign \$115  = seq_state == 3'h7;
-  assign \$116  = seq_state == 4'h8;
-  assign \$117  = seq_state == 4'h9;
-  assign \$118  = seq_state == 4'ha;
-  assign \$119  = seq_state == 4'hb;
-  assign \$120  = seq_state == 4'hc;
-  assign \$121  = seq_state == 4'hd;
-  assign \$122  = $signed(\$signature__data$89 [7:0]) * $signed(s1[22:14]);
-  assign \$123  = $signed(\$signature__data$89 [15:8]) * $signed(s1[22:14]);
-  assign \$124  = $signed(\$signature__data$89 [23:16]) * $signed(s1[22:14]);
-  assign \$125  = $signed(\$signature__data$89 [31:24]) * $signed(s1[22:14]);
-  assign \$126  = $signed(\$signature__data$89 [39:32]) * $signed(s1[22:14]);
-  assign \$127  = $signed(\$signature__data$89 [47:40]) * $signed(s1[22:14]);
-  assign \$128  = $signed(\$signature__data$89 [55:48]) * $signed(s1[22:14]);
-  assign \$129  = $signed(\$signature__data$89 [63:56]) * $signed(s1[22:14]);
-  assign \$130  = in_idx + 1'h1;
-  assign \$131  = in_idx == 5'h1f;
-  assign \$132  = enc_col < 7'h40;
-  assign \$133  = level + e1[0];
-  assign \$134  = \$133  < 3'h7;
-  assign \$135  = \$132  & \$134 ;
-  assign \$136  = enc_col >= 6'h20;
-  assign \$137  = enc_col + 1'h1;
-  assign \$138  = enc_w + 4'hc;
-  assign \$139  = grp >= 4'h8;
-  assign \$140  = cur[18] & \$139 ;
-  assign \$141  = grp + 3'h4;
-  assign \$142  = \$140  ? \$141  : { 1'h0, grp };
-  assign \$143  = 1'h0 + \$142 ;
-  assign \$144  = grp >= 4'h8;
-  assign \$145  = cur[18] & \$144 ;
-  assign \$146  = grp + 3'h4;
-  assign \$147  = \$145  ? \$146  : { 1'h0, grp };
-  assign \$148  = 1'h0 + \$147 ;
-  assign \$149  = ! cur[17:11];
-  assign \$150  = cur[17:11] == 6'h20;
-  assign \$151  = grp >= 4'h8;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = \$149  | \$152 ;
-  assign \$155  = cur[18] ? 1'h0 : 1'h1;
-  assign \$156  = grp == 4'hb;
-  assign \$157  = grp + 1'h1;
-  assign \$158  = enc_col == 7'h40;
-  assign \$159  = ~ e1[0];
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = ~ r_rdy;
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = ~ cur_active;
+  assign \$43  = cur[10:0] + grp;
+  assign \$44  = grp == 4'hb;
+  assign \$45  = g_grp < 3'h4;
+  assign \$47  = ~ \$46 ;
+  assign \$48  = \$45  & \$47 ;
+  assign \$49  = act_q * 3'h4;
+  assign \$50  = 1'h0 + \$49 ;
+  assign \$51  = \$50  + g_grp;
+  assign \$52  = act_q == 3'h4;
+  assign \$53  = g_grp + 1'h1;
+  assign \$54  = \$53  < 3'h4;
+  assign \$55  = ~ \$signal ;
+  assign \$57  = ~ \$56 ;
+  assign \$58  = \$54  & \$57 ;
+  assign \$59  = 1'h0 + g_grp;
+  assign \$60  = \$59  + 1'h1;
+  assign \$62  = grp * 4'h8;
+  assign \$63  = \$62  + lane;
+  assign \$64  = 6'h20 + \$63 ;
+  assign \$65  = enc_col >= 6'h20;
+  assign \$66  = 7'h40 + enc_col;
+  assign \$67  = \$66  - 6'h20;
+  assign \$68  = 6'h20 + enc_col;
+  assign \$69  = \$65  ? \$67  : { 1'h0, \$68  };
+  assign \$71  = cur[10:0] + grp;
+  assign \$72  = grp == 4'hb;
+  assign \$73  = g_grp < 3'h4;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = \$73  & \$75 ;
+  assign \$77  = act_q * 3'h4;
+  assign \$78  = 5'h10 + \$77 ;
+  assign \$79  = \$78  + g_grp;
+  assign \$80  = act_q == 3'h4;
+  assign \$81  = g_grp + 1'h1;
+  assign \$82  = \$81  < 3'h4;
+  assign \$83  = ~ \$signal ;
+  assign \$85  = ~ \$84 ;
+  assign \$86  = \$82  & \$85 ;
+  assign \$87  = 5'h10 + g_grp;
+  assign \$88  = \$87  + 1'h1;
+  assign \$90  = grp * 4'h8;
+  assign \$91  = \$90  + lane;
+  assign \$92  = 7'h40 + \$91 ;
+  assign \$93  = enc_col >= 1'h0;
+  assign \$94  = 7'h40 + enc_col;
+  assign \$95  = \$94  - 1'h0;
+  assign \$96  = 1'h0 + enc_col;
+  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
+  assign \$99  = cur[10:0] + grp;
+  assign \$100  = grp == 2'h3;
+  assign \$101  = 6'h20 + grp;
+  assign \$102  = 6'h20 + grp;
+  assign \$103  = 6'h20 + grp;
+  assign \$104  = 6'h20 + grp;
+  assign \$105  = ! seq_state;
+  assign \$106  = seq_state == 1'h1;
+  assign \$107  = seq_state == 2'h2;
+  assign \$108  = seq_state == 2'h3;
+  assign \$109  = seq_state == 3'h4;
+  assign \$110  = seq_state == 3'h5;
+  assign \$111  = seq_state == 3'h6;
+  assign \$112  = seq_state == 3'h7;
+  assign \$113  = seq_state == 4'h8;
+  assign \$114  = seq_state == 4'h9;
+  assign \$115  = seq_state == 4'ha;
+  assign \$116  = seq_state == 4'hb;
+  assign \$117  = seq_state == 4'hc;
+  assign \$118  = seq_state == 4'hd;
+  assign \$119  = seq_state == 4'he;
+  assign \$120  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
+  assign \$121  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
+  assign \$122  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
+  assign \$123  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
+  assign \$124  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
+  assign \$125  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
+  assign \$126  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
+  assign \$127  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
+  assign \$128  = in_idx + 1'h1;
+  assign \$129  = in_idx == 5'h1f;
+  assign \$130  = enc_col < 7'h40;
+  assign \$131  = level + e1[0];
+  assign \$132  = \$131  + e2[0];
+  assign \$133  = \$132  < 3'h7;
+  assign \$134  = \$130  & \$133 ;
+  assign \$135  = enc_col >= 6'h20;
+  assign \$136  = enc_col + 1'h1;
+  assign \$137  = enc_w + 4'hc;
+  assign \$138  = e1[8] & fresh;
+  assign \$139  = \$138  ? 8'h00 : \$signature__data$58 ;
+  assign \$140  = e1[8] & fresh;
+  assign \$141  = \$140  ? 8'h00 : \$signature__data$58 ;
+  assign \$142  = $signed(\$141 ) - $signed(1'h0);
+  assign \$143  = grp >= 4'h8;
+  assign \$144  = cur[18] & \$143 ;
+  assign \$145  = grp + 3'h4;
+  assign \$146  = \$144  ? \$145  : { 1'h0, grp };
+  assign \$147  = 1'h0 + \$146 ;
+  assign \$148  = grp >= 4'h8;
+  assign \$149  = cur[18] & \$148 ;
+  assign \$150  = grp + 3'h4;
+  assign \$151  = \$149  ? \$150  : { 1'h0, grp };
+  assign \$152  = 1'h0 + \$151 ;
+  assign \$153  = ! cur[17:11];
+  assign \$154  = cur[17:11] == 6'h20;
+  assign \$155  = grp >= 4'h8;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = \$153  | \$156 ;
+  assign \$159  = cur[18] ? 1'h0 : 1'h1;
+  assign \$160  = grp == 4'hb;
+  assign \$161  = grp + 1'h1;
+  assign \$162  = enc_col == 7'h40;
+  assign \$163  = ~ e1[0];
   assign \$164  = \$162  & \$163 ;
-  assign \$165  = ~ s1[0];
-  assign \$166  = ~ s2[0];
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = g_grp < 3'h4;
-  assign \$170  = ~ \$169 ;
-  assign \$171  = \$168  & \$170 ;
-  assign \$172  = act_q + 1'h1;
-  assign \$173  = ! \$signal ;
-  assign \$175  = act_q == 3'h4;
-  assign \$176  = ~ \$signal ;
-  assign \$177  = g_grp + 1'h1;
-  assign \$178  = g_grp + 1'h1;
-  assign \$179  = \$178  < 3'h4;
-  assign \$180  = ~ \$signal ;
-  assign \$182  = ~ \$181 ;
-  assign \$183  = \$179  & \$182 ;
-  assign \$197  = grp * 4'h8;
-  assign \$198  = \$197  + lane;
-  assign \$199  = lane == 3'h7;
-  assign \$200  = grp * 4'h8;
-  assign \$201  = \$200  + lane;
-  assign \$202  = \$201  == 5'h1f;
-  assign \$203  = \$199  | \$202 ;
-  assign \$204  = ~ \$signal$87 ;
-  assign \$205  = grp + 1'h1;
-  assign \$206  = grp == 2'h3;
-  assign \$207  = lane + 1'h1;
-  assign \$208  = \wait  + 1'h1;
-  assign \$209  = \wait  == 4'hd;
-  assign \$210  = enc_col < 7'h40;
-  assign \$211  = level + e1[0];
-  assign \$212  = \$211  < 3'h7;
-  assign \$213  = \$210  & \$212 ;
-  assign \$214  = enc_col >= 6'h20;
-  assign \$215  = enc_col + 1'h1;
-  assign \$216  = enc_w + 4'hc;
-  assign \$217  = grp >= 4'h8;
-  assign \$218  = cur[18] & \$217 ;
-  assign \$219  = grp + 3'h4;
-  assign \$220  = \$218  ? \$219  : { 1'h0, grp };
-  assign \$221  = 5'h10 + \$220 ;
-  assign \$222  = grp >= 4'h8;
-  assign \$223  = cur[18] & \$222 ;
-  assign \$224  = grp + 3'h4;
-  assign \$225  = \$223  ? \$224  : { 1'h0, grp };
-  assign \$226  = 5'h10 + \$225 ;
-  assign \$227  = ! cur[17:11];
-  assign \$228  = cur[17:11] == 6'h20;
-  assign \$229  = grp >= 4'h8;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = \$227  | \$230 ;
-  assign \$234  = grp == 4'hb;
-  assign \$235  = grp + 1'h1;
-  assign \$236  = enc_col == 7'h40;
-  assign \$237  = ~ e1[0];
-  assign \$238  = \$236  & \$237 ;
-  assign \$239  = ~ r_rdy;
-  assign \$240  = \$238  & \$239 ;
-  assign \$241  = ~ cur_active;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = ~ s1[0];
-  assign \$244  = ~ s2[0];
-  assign \$245  = \$243  & \$244 ;
-  assign \$246  = g_grp < 3'h4;
-  assign \$248  = ~ \$247 ;
-  assign \$249  = \$246  & \$248 ;
-  assign \$250  = act_q + 1'h1;
-  assign \$251  = ! \$signal ;
-  assign \$253  = act_q == 3'h4;
-  assign \$254  = ~ \$signal ;
-  assign \$255  = g_grp + 1'h1;
-  assign \$256  = g_grp + 1'h1;
-  assign \$257  = \$256  < 3'h4;
-  assign \$258  = ~ \$signal ;
-  assign \$260  = ~ \$259 ;
-  assign \$261  = \$257  & \$260 ;
-  assign \$275  = grp * 4'h8;
-  assign \$276  = \$275  + lane;
-  assign \$277  = lane == 3'h7;
-  assign \$278  = grp * 4'h8;
-  assign \$279  = \$278  + lane;
-  assign \$280  = \$279  == 5'h1f;
-  assign \$281  = \$277  | \$280 ;
-  assign \$282  = ~ \$signal$87 ;
-  assign \$283  = grp + 1'h1;
-  assign \$284  = grp == 2'h3;
-  assign \$285  = lane + 1'h1;
-  assign \$286  = \wait  + 1'h1;
-  assign \$287  = \wait  == 4'hd;
-  assign \$288  = enc_col < 6'h20;
-  assign \$289  = level + e1[0];
-  assign \$290  = \$289  < 3'h7;
-  assign \$291  = \$288  & \$290 ;
-  assign \$292  = enc_col >= 1'h0;
-  assign \$293  = enc_col + 1'h1;
-  assign \$294  = enc_w + 3'h4;
-  assign \$295  = 6'h20 + grp;
-  assign \$296  = 6'h20 + grp;
-  assign \$297  = ! cur[17:11];
-  assign \$300  = grp == 2'h3;
+  assign \$165  = ~ e2[0];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ~ r_rdy;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = ~ cur_active;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ s1[0];
+  assign \$172  = ~ s1b[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = ~ s2[0];
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = g_grp < 3'h4;
+  assign \$178  = ~ \$177 ;
+  assign \$179  = \$176  & \$178 ;
+  assign \$180  = act_q + 1'h1;
+  assign \$181  = ! \$signal ;
+  assign \$183  = act_q == 3'h4;
+  assign \$184  = ~ \$signal ;
+  assign \$185  = g_grp + 1'h1;
+  assign \$186  = g_grp + 1'h1;
+  assign \$187  = \$186  < 3'h4;
+  assign \$188  = ~ \$signal ;
+  assign \$190  = ~ \$189 ;
+  assign \$191  = \$187  & \$190 ;
+  assign \$205  = grp * 4'h8;
+  assign \$206  = \$205  + lane;
+  assign \$207  = lane == 3'h7;
+  assign \$208  = grp * 4'h8;
+  assign \$209  = \$208  + lane;
+  assign \$210  = \$209  == 5'h1f;
+  assign \$211  = \$207  | \$210 ;
+  assign \$212  = ~ \$signal$87 ;
+  assign \$213  = grp + 1'h1;
+  assign \$214  = grp == 2'h3;
+  assign \$215  = lane + 1'h1;
+  assign \$216  = \wait  + 1'h1;
+  assign \$217  = \wait  == 5'h12;
+  assign \$218  = enc_col < 7'h40;
+  assign \$219  = level + e1[0];
+  assign \$220  = \$219  + e2[0];
+  assign \$221  = \$220  < 3'h7;
+  assign \$222  = \$218  & \$221 ;
+  assign \$223  = enc_col >= 6'h20;
+  assign \$224  = enc_col + 1'h1;
+  assign \$225  = enc_w + 4'hc;
+  assign \$226  = e1[8] & fresh;
+  assign \$227  = \$226  ? 8'h00 : \$signature__data$58 ;
+  assign \$228  = e1[8] & fresh;
+  assign \$229  = \$228  ? 8'h00 : \$signature__data$58 ;
+  assign \$230  = $signed(\$229 ) - $signed(1'h0);
+  assign \$231  = grp >= 4'h8;
+  assign \$232  = cur[18] & \$231 ;
+  assign \$233  = grp + 3'h4;
+  assign \$234  = \$232  ? \$233  : { 1'h0, grp };
+  assign \$235  = 5'h10 + \$234 ;
+  assign \$236  = grp >= 4'h8;
+  assign \$237  = cur[18] & \$236 ;
+  assign \$238  = grp + 3'h4;
+  assign \$239  = \$237  ? \$238  : { 1'h0, grp };
+  assign \$240  = 5'h10 + \$239 ;
+  assign \$241  = ! cur[17:11];
+  assign \$242  = cur[17:11] == 6'h20;
+  assign \$243  = grp >= 4'h8;
+  assign \$244  = \$242  & \$243 ;
+  assign \$245  = \$241  | \$244 ;
+  assign \$248  = grp == 4'hb;
+  assign \$249  = grp + 1'h1;
+  assign \$250  = enc_col == 7'h40;
+  assign \$251  = ~ e1[0];
+  assign \$252  = \$250  & \$251 ;
+  assign \$253  = ~ e2[0];
+  assign \$254  = \$252  & \$253 ;
+  assign \$255  = ~ r_rdy;
+  assign \$256  = \$254  & \$255 ;
+  assign \$257  = ~ cur_active;
+  assign \$258  = \$256  & \$257 ;
+  assign \$259  = ~ s1[0];
+  assign \$260  = ~ s1b[0];
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = ~ s2[0];
+  assign \$263  = \$261  & \$262 ;
+  assign \$264  = g_grp < 3'h4;
+  assign \$266  = ~ \$265 ;
+  assign \$267  = \$264  & \$266 ;
+  assign \$268  = act_q + 1'h1;
+  assign \$269  = ! \$signal ;
+  assign \$271  = act_q == 3'h4;
+  assign \$272  = ~ \$signal ;
+  assign \$273  = g_grp + 1'h1;
+  assign \$274  = g_grp + 1'h1;
+  assign \$275  = \$274  < 3'h4;
+  assign \$276  = ~ \$signal ;
+  assign \$278  = ~ \$277 ;
+  assign \$279  = \$275  & \$278 ;
+  assign \$293  = grp * 4'h8;
+  assign \$294  = \$293  + lane;
+  assign \$295  = lane == 3'h7;
+  assign \$296  = grp * 4'h8;
+  assign \$297  = \$296  + lane;
+  assign \$298  = \$297  == 5'h1f;
+  assign \$299  = \$295  | \$298 ;
+  assign \$300  = ~ \$signal$87 ;
   assign \$301  = grp + 1'h1;
-  assign \$302  = enc_col == 6'h20;
-  assign \$303  = ~ e1[0];
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = ~ r_rdy;
-  assign \$306  = \$304  & \$305 ;
-  assign \$307  = ~ cur_active;
-  assign \$308  = \$306  & \$307 ;
-  assign \$309  = ~ s1[0];
-  assign \$310  = ~ s2[0];
-  assign \$311  = \$309  & \$310 ;
-  assign \$313  = $signed(\$312 ) + $signed(10'h100);
-  assign \$315  = $signed(\$314 ) > $signed(8'h7f);
-  assign \$317  = $signed(\$316 ) + $signed(10'h100);
-  assign \$319  = $signed(\$318 ) < $signed(8'h80);
-  assign \$321  = $signed(\$320 ) + $signed(10'h100);
-  assign \$323  = \$319  ? 22'h3fff80 : \$322 ;
-  assign \$324  = \$315  ? 22'h00007f : \$323 ;
-  assign \$325  = out_idx == 5'h1f;
-  assign \$326  = out_idx + 1'h1;
-  assign \$327  = out_idx == 5'h1f;
-  assign \$328  = lane == 3'h7;
-  assign \$329  = grp + 1'h1;
-  assign \$330  = lane + 1'h1;
+  assign \$302  = grp == 2'h3;
+  assign \$303  = lane + 1'h1;
+  assign \$304  = \wait  + 1'h1;
+  assign \$305  = \wait  == 5'h12;
+  assign \$306  = enc_col < 6'h20;
+  assign \$307  = level + e1[0];
+  assign \$308  = \$307  + e2[0];
+  assign \$309  = \$308  < 3'h7;
+  assign \$310  = \$306  & \$309 ;
+  assign \$311  = enc_col >= 1'h0;
+  assign \$312  = enc_col + 1'h1;
+  assign \$313  = enc_w + 3'h4;
+  assign \$314  = $signed(\$signature__data$58 ) - $signed(1'h0);
+  assign \$315  = 6'h20 + grp;
+  assign \$316  = 6'h20 + grp;
+  assign \$317  = ! cur[17:11];
+  assign \$320  = grp == 2'h3;
+  assign \$321  = grp + 1'h1;
+  assign \$322  = enc_col == 6'h20;
+  assign \$323  = ~ e1[0];
+  assign \$324  = \$322  & \$323 ;
+  assign \$325  = ~ e2[0];
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = ~ r_rdy;
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = ~ cur_active;
+  assign \$330  = \$328  & \$329 ;
+  assign \$331  = ~ s1[0];
+  assign \$332  = ~ s1b[0];
+  assign \$333  = \$331  & \$332 ;
+  assign \$334  = ~ s2[0];
+  assign \$335  = \$333  & \$334 ;
+  assign \$337  = $signed(\$336 ) + $signed(10'h100);
+  assign \$339  = $signed(out_rounded) > $signed(8'h7f);
+  assign \$340  = $signed(out_rounded) < $signed(8'h80);
+  assign \$341  = \$340  ? 22'h3fff80 : out_rounded;
+  assign \$342  = \$339  ? 22'h00007f : \$341 ;
+  assign \$343  = out_idx == 5'h1f;
+  assign \$344  = out_idx + 1'h1;
+  assign \$345  = out_idx == 5'h1f;
+  assign \$346  = lane == 3'h7;
+  assign \$347  = grp + 1'h1;
+  assign \$348  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$331 ;
+    e1 <= \$349 ;
   always @(posedge clk)
-    s1 <= \$332 ;
+    s1 <= \$350 ;
   always @(posedge clk)
-    prod0 <= \$333 ;
+    s1b <= \$351 ;
   always @(posedge clk)
-    prod1 <= \$334 ;
+    w_word <= \$352 ;
   always @(posedge clk)
-    prod2 <= \$335 ;
+    prod0 <= \$353 ;
   always @(posedge clk)
-    prod3 <= \$336 ;
+    prod1 <= \$354 ;
   always @(posedge clk)
-    prod4 <= \$337 ;
+    prod2 <= \$355 ;
   always @(posedge clk)
-    prod5 <= \$338 ;
+    prod3 <= \$356 ;
   always @(posedge clk)
-    prod6 <= \$339 ;
+    prod4 <= \$357 ;
   always @(posedge clk)
-    prod7 <= \$340 ;
+    prod5 <= \$358 ;
   always @(posedge clk)
-    s2 <= \$341 ;
+    prod6 <= \$359 ;
   always @(posedge clk)
-    issue_valid <= \$342 ;
+    prod7 <= \$360 ;
   always @(posedge clk)
-    in_idx <= \$343 ;
+    s2 <= \$361 ;
   always @(posedge clk)
-    seq_end <= \$344 ;
+    issue_valid <= \$362 ;
   always @(posedge clk)
-    enc_col <= \$345 ;
+    in_idx <= \$363 ;
   always @(posedge clk)
-    enc_w <= \$346 ;
+    seq_end <= \$364 ;
   always @(posedge clk)
-    grp <= \$347 ;
+    enc_col <= \$365 ;
   always @(posedge clk)
-    seq_state <= \$348 ;
+    enc_w <= \$366 ;
   always @(posedge clk)
-    cur_active <= \$349 ;
+    grp <= \$367 ;
   always @(posedge clk)
-    cur <= \$350 ;
+    seq_state <= \$368 ;
   always @(posedge clk)
-    lane <= \$351 ;
+    e2 <= \$369 ;
   always @(posedge clk)
-    act_q <= \$352 ;
+    cur_active <= \$370 ;
   always @(posedge clk)
-    g_grp <= \$353 ;
+    cur <= \$371 ;
   always @(posedge clk)
-    \$signal  <= \$354 ;
+    lane <= \$372 ;
   always @(posedge clk)
-    \$signal$87  <= \$355 ;
+    act_q <= \$373 ;
   always @(posedge clk)
-    bank0_full <= \$356 ;
+    g_grp <= \$374 ;
   always @(posedge clk)
-    bank1_full <= \$357 ;
+    \$signal  <= \$375 ;
   always @(posedge clk)
-    gate0_0_0 <= \$358 ;
+    \$signal$87  <= \$376 ;
   always @(posedge clk)
-    gate0_0_1 <= \$359 ;
+    bank0_full <= \$377 ;
   always @(posedge clk)
-    gate0_0_2 <= \$360 ;
+    bank1_full <= \$378 ;
   always @(posedge clk)
-    gate0_0_3 <= \$361 ;
+    gate0_0_0 <= \$379 ;
   always @(posedge clk)
-    gate0_0_4 <= \$362 ;
+    gate0_0_1 <= \$380 ;
   always @(posedge clk)
-    gate0_0_5 <= \$363 ;
+    gate0_0_2 <= \$381 ;
   always @(posedge clk)
-    gate0_0_6 <= \$364 ;
+    gate0_0_3 <= \$382 ;
   always @(posedge clk)
-    gate0_0_7 <= \$365 ;
+    gate0_0_4 <= \$383 ;
   always @(posedge clk)
-    gate0_1_0 <= \$366 ;
+    gate0_0_5 <= \$384 ;
   always @(posedge clk)
-    gate0_1_1 <= \$367 ;
+    gate0_0_6 <= \$385 ;
   always @(posedge clk)
-    gate0_1_2 <= \$368 ;
+    gate0_0_7 <= \$386 ;
   always @(posedge clk)
-    gate0_1_3 <= \$369 ;
+    gate0_1_0 <= \$387 ;
   always @(posedge clk)
-    gate0_1_4 <= \$370 ;
+    gate0_1_1 <= \$388 ;
   always @(posedge clk)
-    gate0_1_5 <= \$371 ;
+    gate0_1_2 <= \$389 ;
   always @(posedge clk)
-    gate0_1_6 <= \$372 ;
+    gate0_1_3 <= \$390 ;
   always @(posedge clk)
-    gate0_1_7 <= \$373 ;
+    gate0_1_4 <= \$391 ;
   always @(posedge clk)
-    gate0_2_0 <= \$374 ;
+    gate0_1_5 <= \$392 ;
   always @(posedge clk)
-    gate0_2_1 <= \$375 ;
+    gate0_1_6 <= \$393 ;
   always @(posedge clk)
-    gate0_2_2 <= \$376 ;
+    gate0_1_7 <= \$394 ;
   always @(posedge clk)
-    gate0_2_3 <= \$377 ;
+    gate0_2_0 <= \$395 ;
   always @(posedge clk)
-    gate0_2_4 <= \$378 ;
+    gate0_2_1 <= \$396 ;
   always @(posedge clk)
-    gate0_2_5 <= \$379 ;
+    gate0_2_2 <= \$397 ;
   always @(posedge clk)
-    gate0_2_6 <= \$380 ;
+    gate0_2_3 <= \$398 ;
   always @(posedge clk)
-    gate0_2_7 <= \$381 ;
+    gate0_2_4 <= \$399 ;
   always @(posedge clk)
-    gate0_3_0 <= \$382 ;
+    gate0_2_5 <= \$400 ;
   always @(posedge clk)
-    gate0_3_1 <= \$383 ;
+    gate0_2_6 <= \$401 ;
   always @(posedge clk)
-    gate0_3_2 <= \$384 ;
+    gate0_2_7 <= \$402 ;
   always @(posedge clk)
-    gate0_3_3 <= \$385 ;
+    gate0_3_0 <= \$403 ;
   always @(posedge clk)
-    gate0_3_4 <= \$386 ;
+    gate0_3_1 <= \$404 ;
   always @(posedge clk)
-    gate0_3_5 <= \$387 ;
+    gate0_3_2 <= \$405 ;
   always @(posedge clk)
-    gate0_3_6 <= \$388 ;
+    gate0_3_3 <= \$406 ;
   always @(posedge clk)
-    gate0_3_7 <= \$389 ;
+    gate0_3_4 <= \$407 ;
   always @(posedge clk)
-    gate1_0_0 <= \$390 ;
+    gate0_3_5 <= \$408 ;
   always @(posedge clk)
-    gate1_0_1 <= \$391 ;
+    gate0_3_6 <= \$409 ;
   always @(posedge clk)
-    gate1_0_2 <= \$392 ;
+    gate0_3_7 <= \$410 ;
   always @(posedge clk)
-    gate1_0_3 <= \$393 ;
+    gate1_0_0 <= \$411 ;
   always @(posedge clk)
-    gate1_0_4 <= \$394 ;
+    gate1_0_1 <= \$412 ;
   always @(posedge clk)
-    gate1_0_5 <= \$395 ;
+    gate1_0_2 <= \$413 ;
   always @(posedge clk)
-    gate1_0_6 <= \$396 ;
+    gate1_0_3 <= \$414 ;
   always @(posedge clk)
-    gate1_0_7 <= \$397 ;
+    gate1_0_4 <= \$415 ;
   always @(posedge clk)
-    gate1_1_0 <= \$398 ;
+    gate1_0_5 <= \$416 ;
   always @(posedge clk)
-    gate1_1_1 <= \$399 ;
+    gate1_0_6 <= \$417 ;
   always @(posedge clk)
-    gate1_1_2 <= \$400 ;
+    gate1_0_7 <= \$418 ;
   always @(posedge clk)
-    gate1_1_3 <= \$401 ;
+    gate1_1_0 <= \$419 ;
   always @(posedge clk)
-    gate1_1_4 <= \$402 ;
+    gate1_1_1 <= \$420 ;
   always @(posedge clk)
-    gate1_1_5 <= \$403 ;
+    gate1_1_2 <= \$421 ;
   always @(posedge clk)
-    gate1_1_6 <= \$404 ;
+    gate1_1_3 <= \$422 ;
   always @(posedge clk)
-    gate1_1_7 <= \$405 ;
+    gate1_1_4 <= \$423 ;
   always @(posedge clk)
-    gate1_2_0 <= \$406 ;
+    gate1_1_5 <= \$424 ;
   always @(posedge clk)
-    gate1_2_1 <= \$407 ;
+    gate1_1_6 <= \$425 ;
   always @(posedge clk)
-    gate1_2_2 <= \$408 ;
+    gate1_1_7 <= \$426 ;
   always @(posedge clk)
-    gate1_2_3 <= \$409 ;
+    gate1_2_0 <= \$427 ;
   always @(posedge clk)
-    gate1_2_4 <= \$410 ;
+    gate1_2_1 <= \$428 ;
   always @(posedge clk)
-    gate1_2_5 <= \$411 ;
-  always @(posedge clk)
-    gate1_2_6 <= \$412 ;
-  always @(posedge clk)
-    gate1_2_7 <= \$413 ;
-  always @(posedge clk)
-    gate1_3_0 <= \$414 ;
-  always @(posedge clk)
-    gate1_3_1 <= \$415 ;
-  always @(posedge clk)
-    gate1_3_2 <= \$416 ;
-  always @(posedge clk)
-    gate1_3_3 <= \$417 ;
-  always @(posedge clk)
-    gate1_3_4 <= \$418 ;
-  always @(posedge clk)
-    gate1_3_5 <= \$419 ;
-  always @(posedge clk)
-    gate1_3_6 <= \$420 ;
-  always @(posedge clk)
-    gate1_3_7 <= \$421 ;
-  always @(posedge clk)
-    acc0 <= \$422 ;
-  always @(posedge clk)
-    acc1 <= \$423 ;
-  always @(posedge clk)
-    acc2 <= \$424 ;
-  always @(posedge clk)
-    acc3 <= \$425 ;
-  always @(posedge clk)
-    tag <= \$426 ;
-  always @(posedge clk)
-    issue_layer <= \$427 ;
-  always @(posedge clk)
-    \wait  <= \$428 ;
-  always @(posedge clk)
-    out_idx <= \$429 ;
-  always @(posedge clk)
-    o__payload <= \$430 ;
-  always @(posedge clk)
-    o__valid <= \$431 ;
+    gate1_2_2 <= \$429 ;
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3028,8 +3104,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .clk(clk),
     .h_new(h_new),
     .h_prev(h_prev),
-    .p11(valid_out),
-    .p23(tag_out),
+    .p16(valid_out),
+    .p33(tag_out),
     .rst(rst),
     .tag(tag),
     .valid_in(valid_in)
@@ -3042,8 +3118,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .clk(clk),
     .h_new(\h_new$69 ),
     .h_prev(\h_prev$66 ),
-    .p11(\valid_out$67 ),
-    .p23(\tag_out$68 ),
+    .p16(\valid_out$67 ),
+    .p33(\tag_out$68 ),
     .rst(rst),
     .tag(tag),
     .valid_in(\valid_in$65 )
@@ -3060,22 +3136,1033 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$431  = gate1_2_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$431  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$431  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$431  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$432  = gate1_2_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$432  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$432  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$432  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$433  = gate1_2_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$433  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$433  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$433  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$434  = gate1_2_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$434  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$434  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$434  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$435  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$435  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$435  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$435  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$436  = gate1_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$436  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$436  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$436  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$437  = gate1_3_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$437  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$437  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$437  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$438  = gate1_3_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$438  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$438  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$438  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$439  = gate1_3_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$439  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$439  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$439  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$440  = gate1_3_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$440  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$440  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$440  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = gate1_3_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$441  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$441  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$441  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = gate1_3_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$442  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$442  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$442  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$443  = acc0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$192 ) begin
+            \$443  = \$195 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$280 ) begin
+            \$443  = \$283 ;
+          end
+    endcase
+    if (rst) begin
+      \$443  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$444  = acc1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$192 ) begin
+            \$444  = \$198 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$280 ) begin
+            \$444  = \$286 ;
+          end
+    endcase
+    if (rst) begin
+      \$444  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$445  = acc2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$192 ) begin
+            \$445  = \$201 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$280 ) begin
+            \$445  = \$289 ;
+          end
+    endcase
+    if (rst) begin
+      \$445  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446  = acc3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$192 ) begin
+            \$446  = \$204 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$280 ) begin
+            \$446  = \$292 ;
+          end
+    endcase
+    if (rst) begin
+      \$446  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$447  = tag;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$192 ) begin
+            \$447  = \$206 [5:0];
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$280 ) begin
+            \$447  = \$294 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$447  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$448  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$192 ) begin
+            \$448  = 2'h0;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$280 ) begin
+            \$448  = 2'h1;
+          end
+    endcase
+    if (rst) begin
+      \$448  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$449  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$192 ) begin
+            if (\$211 ) begin
+              if (\$214 ) begin
+                \$449  = 5'h00;
+              end
+            end
+          end
+      4'h4:
+          \$449  = \$216 [4:0];
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$280 ) begin
+            if (\$299 ) begin
+              if (\$302 ) begin
+                \$449  = 5'h00;
+              end
+            end
+          end
+      4'h8:
+          \$449  = \$304 [4:0];
+    endcase
+    if (rst) begin
+      \$449  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$450  = out_idx;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (\$335 ) begin
+            \$450  = 6'h00;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          if (o__ready) begin
+            \$450  = \$344 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$450  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$451  = out_rounded;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'hc:
+          \$451  = \$338 ;
+    endcase
+    if (rst) begin
+      \$451  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$452  = o__payload;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+        begin
+          \$452 [7:0] = \$342 [7:0];
+          \$452 [8] = \$343 ;
+        end
+    endcase
+    if (rst) begin
+      \$452  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$453  = o__valid;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          \$453  = 1'h1;
+      4'he:
+          if (o__ready) begin
+            \$453  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$453  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$454  = fresh;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          if (o__ready) begin
+            if (\$345 ) begin
+              \$454  = seq_end;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$454  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$48  = bank0_full;
+          \$46  = bank0_full;
       1'h1:
-          \$48  = bank1_full;
+          \$46  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$57 )
+    casez (\$55 )
       1'h0:
-          \$58  = bank0_full;
+          \$56  = bank0_full;
       1'h1:
-          \$58  = bank1_full;
+          \$56  = bank1_full;
     endcase
   end
   always @* begin
@@ -3083,9 +4170,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$63  = bank0_full;
+          \$61  = bank0_full;
       1'h1:
-          \$63  = bank1_full;
+          \$61  = bank1_full;
     endcase
   end
   always @* begin
@@ -3093,19 +4180,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$78  = bank0_full;
+          \$74  = bank0_full;
       1'h1:
-          \$78  = bank1_full;
+          \$74  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$87 )
+    casez (\$83 )
       1'h0:
-          \$88  = bank0_full;
+          \$84  = bank0_full;
       1'h1:
-          \$88  = bank1_full;
+          \$84  = bank1_full;
     endcase
   end
   always @* begin
@@ -3113,9 +4200,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$93  = bank0_full;
+          \$89  = bank0_full;
       1'h1:
-          \$93  = bank1_full;
+          \$89  = bank1_full;
     endcase
   end
   always @* begin
@@ -3123,73 +4210,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$169  = bank0_full;
+          \$177  = bank0_full;
       1'h1:
-          \$169  = bank1_full;
+          \$177  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$180 )
+    casez (\$188 )
       1'h0:
-          \$181  = bank0_full;
+          \$189  = bank0_full;
       1'h1:
-          \$181  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$184  = bank0_full;
-      1'h1:
-          \$184  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$185  = gate0_0_0;
-      4'h1:
-          \$185  = gate0_0_1;
-      4'h2:
-          \$185  = gate0_0_2;
-      4'h3:
-          \$185  = gate0_0_3;
-      4'h4:
-          \$185  = gate0_0_4;
-      4'h5:
-          \$185  = gate0_0_5;
-      4'h6:
-          \$185  = gate0_0_6;
-      4'h7:
-          \$185  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$186  = gate1_0_0;
-      4'h1:
-          \$186  = gate1_0_1;
-      4'h2:
-          \$186  = gate1_0_2;
-      4'h3:
-          \$186  = gate1_0_3;
-      4'h4:
-          \$186  = gate1_0_4;
-      4'h5:
-          \$186  = gate1_0_5;
-      4'h6:
-          \$186  = gate1_0_6;
-      4'h7:
-          \$186  = gate1_0_7;
+          \$189  = bank1_full;
     endcase
   end
   always @* begin
@@ -3197,117 +4230,31 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$187  = \$185 ;
+          \$192  = bank0_full;
       1'h1:
-          \$187  = \$186 ;
+          \$192  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = 21'h000000;
+    \$193  = 21'h000000;
     casez (lane)
       4'h0:
-          \$188  = gate0_1_0;
+          \$193  = gate0_0_0;
       4'h1:
-          \$188  = gate0_1_1;
+          \$193  = gate0_0_1;
       4'h2:
-          \$188  = gate0_1_2;
+          \$193  = gate0_0_2;
       4'h3:
-          \$188  = gate0_1_3;
+          \$193  = gate0_0_3;
       4'h4:
-          \$188  = gate0_1_4;
+          \$193  = gate0_0_4;
       4'h5:
-          \$188  = gate0_1_5;
+          \$193  = gate0_0_5;
       4'h6:
-          \$188  = gate0_1_6;
+          \$193  = gate0_0_6;
       4'h7:
-          \$188  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$189  = gate1_1_0;
-      4'h1:
-          \$189  = gate1_1_1;
-      4'h2:
-          \$189  = gate1_1_2;
-      4'h3:
-          \$189  = gate1_1_3;
-      4'h4:
-          \$189  = gate1_1_4;
-      4'h5:
-          \$189  = gate1_1_5;
-      4'h6:
-          \$189  = gate1_1_6;
-      4'h7:
-          \$189  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$190  = \$188 ;
-      1'h1:
-          \$190  = \$189 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$191  = gate0_2_0;
-      4'h1:
-          \$191  = gate0_2_1;
-      4'h2:
-          \$191  = gate0_2_2;
-      4'h3:
-          \$191  = gate0_2_3;
-      4'h4:
-          \$191  = gate0_2_4;
-      4'h5:
-          \$191  = gate0_2_5;
-      4'h6:
-          \$191  = gate0_2_6;
-      4'h7:
-          \$191  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$192  = gate1_2_0;
-      4'h1:
-          \$192  = gate1_2_1;
-      4'h2:
-          \$192  = gate1_2_2;
-      4'h3:
-          \$192  = gate1_2_3;
-      4'h4:
-          \$192  = gate1_2_4;
-      4'h5:
-          \$192  = gate1_2_5;
-      4'h6:
-          \$192  = gate1_2_6;
-      4'h7:
-          \$192  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$193  = \$191 ;
-      1'h1:
-          \$193  = \$192 ;
+          \$193  = gate0_0_7;
     endcase
   end
   always @* begin
@@ -3315,43 +4262,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$194  = 21'h000000;
     casez (lane)
       4'h0:
-          \$194  = gate0_3_0;
+          \$194  = gate1_0_0;
       4'h1:
-          \$194  = gate0_3_1;
+          \$194  = gate1_0_1;
       4'h2:
-          \$194  = gate0_3_2;
+          \$194  = gate1_0_2;
       4'h3:
-          \$194  = gate0_3_3;
+          \$194  = gate1_0_3;
       4'h4:
-          \$194  = gate0_3_4;
+          \$194  = gate1_0_4;
       4'h5:
-          \$194  = gate0_3_5;
+          \$194  = gate1_0_5;
       4'h6:
-          \$194  = gate0_3_6;
+          \$194  = gate1_0_6;
       4'h7:
-          \$194  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$195  = gate1_3_0;
-      4'h1:
-          \$195  = gate1_3_1;
-      4'h2:
-          \$195  = gate1_3_2;
-      4'h3:
-          \$195  = gate1_3_3;
-      4'h4:
-          \$195  = gate1_3_4;
-      4'h5:
-          \$195  = gate1_3_5;
-      4'h6:
-          \$195  = gate1_3_6;
-      4'h7:
-          \$195  = gate1_3_7;
+          \$194  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -3359,9 +4284,171 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$196  = \$194 ;
+          \$195  = \$193 ;
       1'h1:
-          \$196  = \$195 ;
+          \$195  = \$194 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$196  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$196  = gate0_1_0;
+      4'h1:
+          \$196  = gate0_1_1;
+      4'h2:
+          \$196  = gate0_1_2;
+      4'h3:
+          \$196  = gate0_1_3;
+      4'h4:
+          \$196  = gate0_1_4;
+      4'h5:
+          \$196  = gate0_1_5;
+      4'h6:
+          \$196  = gate0_1_6;
+      4'h7:
+          \$196  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$197  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$197  = gate1_1_0;
+      4'h1:
+          \$197  = gate1_1_1;
+      4'h2:
+          \$197  = gate1_1_2;
+      4'h3:
+          \$197  = gate1_1_3;
+      4'h4:
+          \$197  = gate1_1_4;
+      4'h5:
+          \$197  = gate1_1_5;
+      4'h6:
+          \$197  = gate1_1_6;
+      4'h7:
+          \$197  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$87 )
+      1'h0:
+          \$198  = \$196 ;
+      1'h1:
+          \$198  = \$197 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$199  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$199  = gate0_2_0;
+      4'h1:
+          \$199  = gate0_2_1;
+      4'h2:
+          \$199  = gate0_2_2;
+      4'h3:
+          \$199  = gate0_2_3;
+      4'h4:
+          \$199  = gate0_2_4;
+      4'h5:
+          \$199  = gate0_2_5;
+      4'h6:
+          \$199  = gate0_2_6;
+      4'h7:
+          \$199  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$200  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$200  = gate1_2_0;
+      4'h1:
+          \$200  = gate1_2_1;
+      4'h2:
+          \$200  = gate1_2_2;
+      4'h3:
+          \$200  = gate1_2_3;
+      4'h4:
+          \$200  = gate1_2_4;
+      4'h5:
+          \$200  = gate1_2_5;
+      4'h6:
+          \$200  = gate1_2_6;
+      4'h7:
+          \$200  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$87 )
+      1'h0:
+          \$201  = \$199 ;
+      1'h1:
+          \$201  = \$200 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$202  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$202  = gate0_3_0;
+      4'h1:
+          \$202  = gate0_3_1;
+      4'h2:
+          \$202  = gate0_3_2;
+      4'h3:
+          \$202  = gate0_3_3;
+      4'h4:
+          \$202  = gate0_3_4;
+      4'h5:
+          \$202  = gate0_3_5;
+      4'h6:
+          \$202  = gate0_3_6;
+      4'h7:
+          \$202  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$203  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$203  = gate1_3_0;
+      4'h1:
+          \$203  = gate1_3_1;
+      4'h2:
+          \$203  = gate1_3_2;
+      4'h3:
+          \$203  = gate1_3_3;
+      4'h4:
+          \$203  = gate1_3_4;
+      4'h5:
+          \$203  = gate1_3_5;
+      4'h6:
+          \$203  = gate1_3_6;
+      4'h7:
+          \$203  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$87 )
+      1'h0:
+          \$204  = \$202 ;
+      1'h1:
+          \$204  = \$203 ;
     endcase
   end
   always @* begin
@@ -3369,73 +4456,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$247  = bank0_full;
+          \$265  = bank0_full;
       1'h1:
-          \$247  = bank1_full;
+          \$265  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$258 )
+    casez (\$276 )
       1'h0:
-          \$259  = bank0_full;
+          \$277  = bank0_full;
       1'h1:
-          \$259  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$262  = bank0_full;
-      1'h1:
-          \$262  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$263  = gate0_0_0;
-      4'h1:
-          \$263  = gate0_0_1;
-      4'h2:
-          \$263  = gate0_0_2;
-      4'h3:
-          \$263  = gate0_0_3;
-      4'h4:
-          \$263  = gate0_0_4;
-      4'h5:
-          \$263  = gate0_0_5;
-      4'h6:
-          \$263  = gate0_0_6;
-      4'h7:
-          \$263  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$264  = gate1_0_0;
-      4'h1:
-          \$264  = gate1_0_1;
-      4'h2:
-          \$264  = gate1_0_2;
-      4'h3:
-          \$264  = gate1_0_3;
-      4'h4:
-          \$264  = gate1_0_4;
-      4'h5:
-          \$264  = gate1_0_5;
-      4'h6:
-          \$264  = gate1_0_6;
-      4'h7:
-          \$264  = gate1_0_7;
+          \$277  = bank1_full;
     endcase
   end
   always @* begin
@@ -3443,53 +4476,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$265  = \$263 ;
+          \$280  = bank0_full;
       1'h1:
-          \$265  = \$264 ;
+          \$280  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = 21'h000000;
+    \$281  = 21'h000000;
     casez (lane)
       4'h0:
-          \$266  = gate0_1_0;
+          \$281  = gate0_0_0;
       4'h1:
-          \$266  = gate0_1_1;
+          \$281  = gate0_0_1;
       4'h2:
-          \$266  = gate0_1_2;
+          \$281  = gate0_0_2;
       4'h3:
-          \$266  = gate0_1_3;
+          \$281  = gate0_0_3;
       4'h4:
-          \$266  = gate0_1_4;
+          \$281  = gate0_0_4;
       4'h5:
-          \$266  = gate0_1_5;
+          \$281  = gate0_0_5;
       4'h6:
-          \$266  = gate0_1_6;
+          \$281  = gate0_0_6;
       4'h7:
-          \$266  = gate0_1_7;
+          \$281  = gate0_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = 21'h000000;
+    \$282  = 21'h000000;
     casez (lane)
       4'h0:
-          \$267  = gate1_1_0;
+          \$282  = gate1_0_0;
       4'h1:
-          \$267  = gate1_1_1;
+          \$282  = gate1_0_1;
       4'h2:
-          \$267  = gate1_1_2;
+          \$282  = gate1_0_2;
       4'h3:
-          \$267  = gate1_1_3;
+          \$282  = gate1_0_3;
       4'h4:
-          \$267  = gate1_1_4;
+          \$282  = gate1_0_4;
       4'h5:
-          \$267  = gate1_1_5;
+          \$282  = gate1_0_5;
       4'h6:
-          \$267  = gate1_1_6;
+          \$282  = gate1_0_6;
       4'h7:
-          \$267  = gate1_1_7;
+          \$282  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -3497,53 +4530,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$268  = \$266 ;
+          \$283  = \$281 ;
       1'h1:
-          \$268  = \$267 ;
+          \$283  = \$282 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = 21'h000000;
+    \$284  = 21'h000000;
     casez (lane)
       4'h0:
-          \$269  = gate0_2_0;
+          \$284  = gate0_1_0;
       4'h1:
-          \$269  = gate0_2_1;
+          \$284  = gate0_1_1;
       4'h2:
-          \$269  = gate0_2_2;
+          \$284  = gate0_1_2;
       4'h3:
-          \$269  = gate0_2_3;
+          \$284  = gate0_1_3;
       4'h4:
-          \$269  = gate0_2_4;
+          \$284  = gate0_1_4;
       4'h5:
-          \$269  = gate0_2_5;
+          \$284  = gate0_1_5;
       4'h6:
-          \$269  = gate0_2_6;
+          \$284  = gate0_1_6;
       4'h7:
-          \$269  = gate0_2_7;
+          \$284  = gate0_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = 21'h000000;
+    \$285  = 21'h000000;
     casez (lane)
       4'h0:
-          \$270  = gate1_2_0;
+          \$285  = gate1_1_0;
       4'h1:
-          \$270  = gate1_2_1;
+          \$285  = gate1_1_1;
       4'h2:
-          \$270  = gate1_2_2;
+          \$285  = gate1_1_2;
       4'h3:
-          \$270  = gate1_2_3;
+          \$285  = gate1_1_3;
       4'h4:
-          \$270  = gate1_2_4;
+          \$285  = gate1_1_4;
       4'h5:
-          \$270  = gate1_2_5;
+          \$285  = gate1_1_5;
       4'h6:
-          \$270  = gate1_2_6;
+          \$285  = gate1_1_6;
       4'h7:
-          \$270  = gate1_2_7;
+          \$285  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -3551,53 +4584,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$271  = \$269 ;
+          \$286  = \$284 ;
       1'h1:
-          \$271  = \$270 ;
+          \$286  = \$285 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = 21'h000000;
+    \$287  = 21'h000000;
     casez (lane)
       4'h0:
-          \$272  = gate0_3_0;
+          \$287  = gate0_2_0;
       4'h1:
-          \$272  = gate0_3_1;
+          \$287  = gate0_2_1;
       4'h2:
-          \$272  = gate0_3_2;
+          \$287  = gate0_2_2;
       4'h3:
-          \$272  = gate0_3_3;
+          \$287  = gate0_2_3;
       4'h4:
-          \$272  = gate0_3_4;
+          \$287  = gate0_2_4;
       4'h5:
-          \$272  = gate0_3_5;
+          \$287  = gate0_2_5;
       4'h6:
-          \$272  = gate0_3_6;
+          \$287  = gate0_2_6;
       4'h7:
-          \$272  = gate0_3_7;
+          \$287  = gate0_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = 21'h000000;
+    \$288  = 21'h000000;
     casez (lane)
       4'h0:
-          \$273  = gate1_3_0;
+          \$288  = gate1_2_0;
       4'h1:
-          \$273  = gate1_3_1;
+          \$288  = gate1_2_1;
       4'h2:
-          \$273  = gate1_3_2;
+          \$288  = gate1_2_2;
       4'h3:
-          \$273  = gate1_3_3;
+          \$288  = gate1_2_3;
       4'h4:
-          \$273  = gate1_3_4;
+          \$288  = gate1_2_4;
       4'h5:
-          \$273  = gate1_3_5;
+          \$288  = gate1_2_5;
       4'h6:
-          \$273  = gate1_3_6;
+          \$288  = gate1_2_6;
       4'h7:
-          \$273  = gate1_3_7;
+          \$288  = gate1_2_7;
     endcase
   end
   always @* begin
@@ -3605,75 +4638,85 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$274  = \$272 ;
+          \$289  = \$287 ;
       1'h1:
-          \$274  = \$273 ;
+          \$289  = \$288 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = 21'h000000;
+    \$290  = 21'h000000;
     casez (lane)
       4'h0:
-          \$312  = acc_rd__data[20:0];
+          \$290  = gate0_3_0;
       4'h1:
-          \$312  = acc_rd__data[41:21];
+          \$290  = gate0_3_1;
       4'h2:
-          \$312  = acc_rd__data[62:42];
+          \$290  = gate0_3_2;
       4'h3:
-          \$312  = acc_rd__data[83:63];
+          \$290  = gate0_3_3;
       4'h4:
-          \$312  = acc_rd__data[104:84];
+          \$290  = gate0_3_4;
       4'h5:
-          \$312  = acc_rd__data[125:105];
+          \$290  = gate0_3_5;
       4'h6:
-          \$312  = acc_rd__data[146:126];
+          \$290  = gate0_3_6;
       4'h7:
-          \$312  = acc_rd__data[167:147];
+          \$290  = gate0_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = 21'h000000;
+    \$291  = 21'h000000;
     casez (lane)
       4'h0:
-          \$316  = acc_rd__data[20:0];
+          \$291  = gate1_3_0;
       4'h1:
-          \$316  = acc_rd__data[41:21];
+          \$291  = gate1_3_1;
       4'h2:
-          \$316  = acc_rd__data[62:42];
+          \$291  = gate1_3_2;
       4'h3:
-          \$316  = acc_rd__data[83:63];
+          \$291  = gate1_3_3;
       4'h4:
-          \$316  = acc_rd__data[104:84];
+          \$291  = gate1_3_4;
       4'h5:
-          \$316  = acc_rd__data[125:105];
+          \$291  = gate1_3_5;
       4'h6:
-          \$316  = acc_rd__data[146:126];
+          \$291  = gate1_3_6;
       4'h7:
-          \$316  = acc_rd__data[167:147];
+          \$291  = gate1_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = 21'h000000;
+    (* full_case = 32'd1 *)
+    casez (\$signal$87 )
+      1'h0:
+          \$292  = \$290 ;
+      1'h1:
+          \$292  = \$291 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$336  = 21'h000000;
     casez (lane)
       4'h0:
-          \$320  = acc_rd__data[20:0];
+          \$336  = acc_rd__data[20:0];
       4'h1:
-          \$320  = acc_rd__data[41:21];
+          \$336  = acc_rd__data[41:21];
       4'h2:
-          \$320  = acc_rd__data[62:42];
+          \$336  = acc_rd__data[62:42];
       4'h3:
-          \$320  = acc_rd__data[83:63];
+          \$336  = acc_rd__data[83:63];
       4'h4:
-          \$320  = acc_rd__data[104:84];
+          \$336  = acc_rd__data[104:84];
       4'h5:
-          \$320  = acc_rd__data[125:105];
+          \$336  = acc_rd__data[125:105];
       4'h6:
-          \$320  = acc_rd__data[146:126];
+          \$336  = acc_rd__data[146:126];
       4'h7:
-          \$320  = acc_rd__data[167:147];
+          \$336  = acc_rd__data[167:147];
     endcase
   end
   always @* begin
@@ -3817,23 +4860,23 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$63 ) begin
-            \$signature__addr$72  = \$66 [6:0];
+          if (\$61 ) begin
+            \$signature__addr$72  = \$64 [6:0];
           end
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$72  = \$71 [6:0];
+          \$signature__addr$72  = \$69 [6:0];
       4'h6:
           /* empty */;
       4'h7:
-          if (\$93 ) begin
-            \$signature__addr$72  = \$96 [6:0];
+          if (\$89 ) begin
+            \$signature__addr$72  = \$92 [6:0];
           end
       4'h8:
           /* empty */;
       4'h9:
-          \$signature__addr$72  = \$101 [6:0];
+          \$signature__addr$72  = \$97 [6:0];
     endcase
   end
   always @* begin
@@ -3844,10 +4887,10 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
         begin
-          w_data[10:0] = e1[19:9];
-          w_data[17:11] = e1[7:1];
-          w_data[18] = e1[8];
-          w_data[27:19] = { \$43 [7], \$43  };
+          w_data[10:0] = e2[19:9];
+          w_data[17:11] = e2[7:1];
+          w_data[18] = e2[8];
+          w_data[27:19] = e2[36:28];
         end
       4'h2:
           /* empty */;
@@ -3857,10 +4900,10 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
         begin
-          w_data[10:0] = e1[19:9];
-          w_data[17:11] = e1[7:1];
-          w_data[18] = e1[8];
-          w_data[27:19] = { \$73 [7], \$73  };
+          w_data[10:0] = e2[19:9];
+          w_data[17:11] = e2[7:1];
+          w_data[18] = e2[8];
+          w_data[27:19] = e2[36:28];
         end
       4'h6:
           /* empty */;
@@ -3870,10 +4913,10 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
         begin
-          w_data[10:0] = e1[19:9];
-          w_data[17:11] = e1[7:1];
-          w_data[18] = e1[8];
-          w_data[27:19] = { \$signature__data$58 [7], \$signature__data$58  };
+          w_data[10:0] = e2[19:9];
+          w_data[17:11] = e2[7:1];
+          w_data[18] = e2[8];
+          w_data[27:19] = e2[36:28];
         end
     endcase
   end
@@ -3884,7 +4927,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$44 ;
+          w_en = \$42 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -3892,7 +4935,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$74 ;
+          w_en = \$70 ;
       4'h6:
           /* empty */;
       4'h7:
@@ -3900,7 +4943,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          w_en = \$102 ;
+          w_en = \$98 ;
     endcase
   end
   always @* begin
@@ -3911,7 +4954,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$78  = \$45 [10:0];
+            \$signature__addr$78  = \$43 [10:0];
           end
       4'h2:
           /* empty */;
@@ -3921,7 +4964,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$78  = \$75 [10:0];
+            \$signature__addr$78  = \$71 [10:0];
           end
       4'h6:
           /* empty */;
@@ -3931,7 +4974,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$signature__addr$78  = \$103 [10:0];
+            \$signature__addr$78  = \$99 [10:0];
           end
     endcase
   end
@@ -3943,7 +4986,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$46 ) begin
+            if (\$44 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3957,7 +5000,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$76 ) begin
+            if (\$72 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3971,7 +5014,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            if (\$104 ) begin
+            if (\$100 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3990,11 +5033,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$50 ) begin
-            act_acc_addr = \$53 [5:0];
-            if (\$54 ) begin
-              if (\$60 ) begin
-                act_acc_addr = { 1'h0, \$62  };
+          if (\$48 ) begin
+            act_acc_addr = \$51 [5:0];
+            if (\$52 ) begin
+              if (\$58 ) begin
+                act_acc_addr = { 1'h0, \$60  };
               end
             end
           end
@@ -4005,11 +5048,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$80 ) begin
-            act_acc_addr = \$83 [5:0];
-            if (\$84 ) begin
-              if (\$90 ) begin
-                act_acc_addr = \$92 [5:0];
+          if (\$76 ) begin
+            act_acc_addr = \$79 [5:0];
+            if (\$80 ) begin
+              if (\$86 ) begin
+                act_acc_addr = \$88 [5:0];
               end
             end
           end
@@ -4020,26 +5063,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          act_acc_addr = \$105 [5:0];
+          act_acc_addr = \$101 [5:0];
       4'hc:
-          act_acc_addr = \$106 [5:0];
+          act_acc_addr = \$102 [5:0];
       4'hd:
-          act_acc_addr = \$107 [5:0];
+          act_acc_addr = \$103 [5:0];
+      4'he:
+          act_acc_addr = \$104 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331 [19:1] = e1[19:1];
-    \$331 [0] = 1'h0;
+    \$349 [19:1] = e1[19:1];
+    \$349 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$135 ) begin
-            \$331 [0] = 1'h1;
-            \$331 [7:1] = enc_col;
-            \$331 [8] = \$136 ;
-            \$331 [19:9] = enc_w;
+          if (\$134 ) begin
+            \$349 [0] = 1'h1;
+            \$349 [7:1] = enc_col;
+            \$349 [8] = \$135 ;
+            \$349 [19:9] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -4048,11 +5093,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$213 ) begin
-            \$331 [0] = 1'h1;
-            \$331 [7:1] = enc_col;
-            \$331 [8] = \$214 ;
-            \$331 [19:9] = enc_w;
+          if (\$222 ) begin
+            \$349 [0] = 1'h1;
+            \$349 [7:1] = enc_col;
+            \$349 [8] = \$223 ;
+            \$349 [19:9] = enc_w;
           end
       4'h6:
           /* empty */;
@@ -4061,32 +5106,32 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          if (\$291 ) begin
-            \$331 [0] = 1'h1;
-            \$331 [7:1] = enc_col;
-            \$331 [8] = \$292 ;
-            \$331 [19:9] = enc_w;
+          if (\$310 ) begin
+            \$349 [0] = 1'h1;
+            \$349 [7:1] = enc_col;
+            \$349 [8] = \$311 ;
+            \$349 [19:9] = enc_w;
           end
     endcase
     if (rst) begin
-      \$331  = 20'h00000;
+      \$349  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332 [23:1] = s1[23:1];
-    \$332 [0] = 1'h0;
+    \$350 [23:1] = s1[23:1];
+    \$350 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$332 [0] = 1'h1;
-            \$332 [6:1] = \$143 ;
-            \$332 [12:7] = \$148 ;
-            \$332 [22:14] = cur[27:19];
-            \$332 [13] = \$154 ;
-            \$332 [23] = \$155 ;
+            \$350 [0] = 1'h1;
+            \$350 [6:1] = \$147 ;
+            \$350 [12:7] = \$152 ;
+            \$350 [22:14] = cur[27:19];
+            \$350 [13] = \$158 ;
+            \$350 [23] = \$159 ;
           end
       4'h2:
           /* empty */;
@@ -4096,12 +5141,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$332 [0] = 1'h1;
-            \$332 [6:1] = \$221 ;
-            \$332 [12:7] = \$226 ;
-            \$332 [22:14] = cur[27:19];
-            \$332 [13] = \$232 ;
-            \$332 [23] = \$233 ;
+            \$350 [0] = 1'h1;
+            \$350 [6:1] = \$235 ;
+            \$350 [12:7] = \$240 ;
+            \$350 [22:14] = cur[27:19];
+            \$350 [13] = \$246 ;
+            \$350 [23] = \$247 ;
           end
       4'h6:
           /* empty */;
@@ -4111,87 +5156,101 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$332 [0] = 1'h1;
-            \$332 [6:1] = \$295 [5:0];
-            \$332 [12:7] = \$296 [5:0];
-            \$332 [22:14] = cur[27:19];
-            \$332 [13] = \$298 ;
-            \$332 [23] = \$299 ;
+            \$350 [0] = 1'h1;
+            \$350 [6:1] = \$315 [5:0];
+            \$350 [12:7] = \$316 [5:0];
+            \$350 [22:14] = cur[27:19];
+            \$350 [13] = \$318 ;
+            \$350 [23] = \$319 ;
           end
     endcase
     if (rst) begin
-      \$332  = 24'h000000;
+      \$350  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = \$122 ;
+    \$351  = s1;
     if (rst) begin
-      \$333  = 17'h00000;
+      \$351  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = \$123 ;
+    \$352  = \$signature__data$92 ;
     if (rst) begin
-      \$334  = 17'h00000;
+      \$352  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = \$124 ;
+    \$353  = \$120 ;
     if (rst) begin
-      \$335  = 17'h00000;
+      \$353  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = \$125 ;
+    \$354  = \$121 ;
     if (rst) begin
-      \$336  = 17'h00000;
+      \$354  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = \$126 ;
+    \$355  = \$122 ;
     if (rst) begin
-      \$337  = 17'h00000;
+      \$355  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = \$127 ;
+    \$356  = \$123 ;
     if (rst) begin
-      \$338  = 17'h00000;
+      \$356  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = \$128 ;
+    \$357  = \$124 ;
     if (rst) begin
-      \$339  = 17'h00000;
+      \$357  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = \$129 ;
+    \$358  = \$125 ;
     if (rst) begin
-      \$340  = 17'h00000;
+      \$358  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341 [0] = s1[0];
-    \$341 [6:1] = s1[6:1];
-    \$341 [7] = s1[13];
-    \$341 [8] = s1[23];
+    \$359  = \$126 ;
     if (rst) begin
-      \$341  = 9'h000;
+      \$359  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = 1'h0;
+    \$360  = \$127 ;
+    if (rst) begin
+      \$360  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$361 [0] = s1b[0];
+    \$361 [6:1] = s1b[6:1];
+    \$361 [7] = s1b[13];
+    \$361 [8] = s1b[23];
+    if (rst) begin
+      \$361  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$362  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4200,8 +5259,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$184 ) begin
-            \$342  = 1'h1;
+          if (\$192 ) begin
+            \$362  = 1'h1;
           end
       4'h4:
           /* empty */;
@@ -4210,62 +5269,62 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$262 ) begin
-            \$342  = 1'h1;
+          if (\$280 ) begin
+            \$362  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$342  = 1'h0;
+      \$362  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = in_idx;
+    \$363  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$343  = \$130 [5:0];
-            if (\$131 ) begin
-              \$343  = 6'h00;
+            \$363  = \$128 [5:0];
+            if (\$129 ) begin
+              \$363  = 6'h00;
             end
           end
     endcase
     if (rst) begin
-      \$343  = 6'h00;
+      \$363  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = seq_end;
+    \$364  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$131 ) begin
-              \$344  = i__payload[9];
+            if (\$129 ) begin
+              \$364  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$344  = 1'h0;
+      \$364  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = enc_col;
+    \$365  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$131 ) begin
-              \$345  = 7'h00;
+            if (\$129 ) begin
+              \$365  = 7'h00;
             end
           end
       4'h1:
         begin
-          if (\$135 ) begin
-            \$345  = \$137 [6:0];
+          if (\$134 ) begin
+            \$365  = \$136 [6:0];
           end
-          if (\$164 ) begin
-            \$345  = 7'h00;
+          if (\$170 ) begin
+            \$365  = 7'h00;
           end
         end
       4'h2:
@@ -4273,16 +5332,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$209 ) begin
-            \$345  = 7'h00;
+          if (\$217 ) begin
+            \$365  = 7'h00;
           end
       4'h5:
         begin
-          if (\$213 ) begin
-            \$345  = \$215 [6:0];
+          if (\$222 ) begin
+            \$365  = \$224 [6:0];
           end
-          if (\$242 ) begin
-            \$345  = 7'h00;
+          if (\$258 ) begin
+            \$365  = 7'h00;
           end
         end
       4'h6:
@@ -4290,421 +5349,477 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          if (\$287 ) begin
-            \$345  = 7'h00;
+          if (\$305 ) begin
+            \$365  = 7'h00;
           end
       4'h9:
         begin
-          if (\$291 ) begin
-            \$345  = \$293 [6:0];
+          if (\$310 ) begin
+            \$365  = \$312 [6:0];
           end
-          if (\$308 ) begin
-            \$345  = 7'h00;
+          if (\$330 ) begin
+            \$365  = 7'h00;
           end
         end
     endcase
     if (rst) begin
-      \$345  = 7'h00;
+      \$365  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = enc_w;
+    \$366  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$131 ) begin
-              \$346  = 11'h000;
+            if (\$129 ) begin
+              \$366  = 11'h000;
             end
           end
       4'h1:
-          if (\$135 ) begin
-            \$346  = \$138 [10:0];
+          if (\$134 ) begin
+            \$366  = \$137 [10:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$209 ) begin
-            \$346  = 11'h300;
+          if (\$217 ) begin
+            \$366  = 11'h300;
           end
       4'h5:
-          if (\$213 ) begin
-            \$346  = \$216 [10:0];
+          if (\$222 ) begin
+            \$366  = \$225 [10:0];
           end
       4'h6:
           /* empty */;
       4'h7:
           /* empty */;
       4'h8:
-          if (\$287 ) begin
-            \$346  = 11'h600;
+          if (\$305 ) begin
+            \$366  = 11'h600;
           end
       4'h9:
-          if (\$291 ) begin
-            \$346  = \$294 [10:0];
+          if (\$310 ) begin
+            \$366  = \$313 [10:0];
           end
     endcase
     if (rst) begin
-      \$346  = 11'h000;
+      \$366  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = grp;
+    \$367  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$131 ) begin
-              \$347  = 4'h0;
+            if (\$129 ) begin
+              \$367  = 4'h0;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$156 ) begin
-              \$347  = 4'h0;
+            if (\$160 ) begin
+              \$367  = 4'h0;
             end else begin
-              \$347  = \$157 [3:0];
+              \$367  = \$161 [3:0];
             end
           end else if (r_rdy) begin
-            \$347  = 4'h0;
+            \$367  = 4'h0;
           end
       4'h2:
-          if (\$167 ) begin
-            \$347  = 4'h0;
+          if (\$175 ) begin
+            \$367  = 4'h0;
           end
       4'h3:
-          if (\$184 ) begin
-            if (\$203 ) begin
-              \$347  = \$205 [3:0];
-              if (\$206 ) begin
-                \$347  = 4'h0;
+          if (\$192 ) begin
+            if (\$211 ) begin
+              \$367  = \$213 [3:0];
+              if (\$214 ) begin
+                \$367  = 4'h0;
               end
             end
           end
       4'h4:
-          if (\$209 ) begin
-            \$347  = 4'h0;
+          if (\$217 ) begin
+            \$367  = 4'h0;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$234 ) begin
-              \$347  = 4'h0;
+            if (\$248 ) begin
+              \$367  = 4'h0;
             end else begin
-              \$347  = \$235 [3:0];
+              \$367  = \$249 [3:0];
             end
           end else if (r_rdy) begin
-            \$347  = 4'h0;
+            \$367  = 4'h0;
           end
       4'h6:
-          if (\$245 ) begin
-            \$347  = 4'h0;
+          if (\$263 ) begin
+            \$367  = 4'h0;
           end
       4'h7:
-          if (\$262 ) begin
-            if (\$281 ) begin
-              \$347  = \$283 [3:0];
-              if (\$284 ) begin
-                \$347  = 4'h0;
+          if (\$280 ) begin
+            if (\$299 ) begin
+              \$367  = \$301 [3:0];
+              if (\$302 ) begin
+                \$367  = 4'h0;
               end
             end
           end
       4'h8:
-          if (\$287 ) begin
-            \$347  = 4'h0;
+          if (\$305 ) begin
+            \$367  = 4'h0;
           end
       4'h9:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$300 ) begin
-              \$347  = 4'h0;
+            if (\$320 ) begin
+              \$367  = 4'h0;
             end else begin
-              \$347  = \$301 [3:0];
+              \$367  = \$321 [3:0];
             end
           end else if (r_rdy) begin
-            \$347  = 4'h0;
+            \$367  = 4'h0;
           end
       4'ha:
-          if (\$311 ) begin
-            \$347  = 4'h0;
+          if (\$335 ) begin
+            \$367  = 4'h0;
           end
       4'hb:
           /* empty */;
       4'hc:
           /* empty */;
       4'hd:
+          /* empty */;
+      4'he:
           if (o__ready) begin
-            if (\$327 ) begin
-              \$347  = 4'h0;
-            end else if (\$328 ) begin
-              \$347  = \$329 [3:0];
+            if (\$345 ) begin
+              \$367  = 4'h0;
+            end else if (\$346 ) begin
+              \$367  = \$347 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$347  = 4'h0;
+      \$367  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = seq_state;
+    \$368  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$131 ) begin
-              \$348  = 4'h1;
+            if (\$129 ) begin
+              \$368  = 4'h1;
             end
           end
       4'h1:
-          if (\$164 ) begin
-            \$348  = 4'h2;
+          if (\$170 ) begin
+            \$368  = 4'h2;
           end
       4'h2:
-          if (\$167 ) begin
-            \$348  = 4'h3;
+          if (\$175 ) begin
+            \$368  = 4'h3;
           end
       4'h3:
-          if (\$184 ) begin
-            if (\$203 ) begin
-              if (\$206 ) begin
-                \$348  = 4'h4;
+          if (\$192 ) begin
+            if (\$211 ) begin
+              if (\$214 ) begin
+                \$368  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$209 ) begin
-            \$348  = 4'h5;
+          if (\$217 ) begin
+            \$368  = 4'h5;
           end
       4'h5:
-          if (\$242 ) begin
-            \$348  = 4'h6;
+          if (\$258 ) begin
+            \$368  = 4'h6;
           end
       4'h6:
-          if (\$245 ) begin
-            \$348  = 4'h7;
+          if (\$263 ) begin
+            \$368  = 4'h7;
           end
       4'h7:
-          if (\$262 ) begin
-            if (\$281 ) begin
-              if (\$284 ) begin
-                \$348  = 4'h8;
+          if (\$280 ) begin
+            if (\$299 ) begin
+              if (\$302 ) begin
+                \$368  = 4'h8;
               end
             end
           end
       4'h8:
-          if (\$287 ) begin
-            \$348  = 4'h9;
+          if (\$305 ) begin
+            \$368  = 4'h9;
           end
       4'h9:
-          if (\$308 ) begin
-            \$348  = 4'ha;
+          if (\$330 ) begin
+            \$368  = 4'ha;
           end
       4'ha:
-          if (\$311 ) begin
-            \$348  = 4'hb;
+          if (\$335 ) begin
+            \$368  = 4'hb;
           end
       4'hb:
-          \$348  = 4'hc;
+          \$368  = 4'hc;
       4'hc:
-          \$348  = 4'hd;
+          \$368  = 4'hd;
       4'hd:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$327 ) begin
-              \$348  = 4'h0;
-            end else if (\$328 ) begin
-              \$348  = 4'hb;
-            end else begin
-              \$348  = 4'hc;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$348  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = cur_active;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$156 ) begin
-              \$349  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$349  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$234 ) begin
-              \$349  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$349  = 1'h1;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$300 ) begin
-              \$349  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$349  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$349  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$156 ) begin
-              \$350  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$350  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$234 ) begin
-              \$350  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$350  = r_data;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$300 ) begin
-              \$350  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$350  = r_data;
-          end
-    endcase
-    if (rst) begin
-      \$350  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = lane;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$167 ) begin
-            \$351  = 4'h0;
-          end
-      4'h3:
-          if (\$184 ) begin
-            (* full_case = 32'd1 *)
-            if (\$203 ) begin
-              \$351  = 4'h0;
-            end else begin
-              \$351  = \$207 [3:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$245 ) begin
-            \$351  = 4'h0;
-          end
-      4'h7:
-          if (\$262 ) begin
-            (* full_case = 32'd1 *)
-            if (\$281 ) begin
-              \$351  = 4'h0;
-            end else begin
-              \$351  = \$285 [3:0];
-            end
-          end
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (\$311 ) begin
-            \$351  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
+          \$368  = 4'he;
+      4'he:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$327 ) begin
-              \$351  = 4'h0;
-            end else if (\$328 ) begin
-              \$351  = 4'h0;
+            if (\$345 ) begin
+              \$368  = 4'h0;
+            end else if (\$346 ) begin
+              \$368  = 4'hb;
             end else begin
-              \$351  = \$330 [3:0];
+              \$368  = 4'hc;
             end
           end
     endcase
     if (rst) begin
-      \$351  = 4'h0;
+      \$368  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = act_q;
+    \$369  = e2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+        begin
+          \$369 [0] = e1[0];
+          \$369 [7:1] = e1[7:1];
+          \$369 [8] = e1[8];
+          \$369 [19:9] = e1[19:9];
+          \$369 [27:20] = \$139 ;
+          \$369 [36:28] = \$142 ;
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+        begin
+          \$369 [0] = e1[0];
+          \$369 [7:1] = e1[7:1];
+          \$369 [8] = e1[8];
+          \$369 [19:9] = e1[19:9];
+          \$369 [27:20] = \$227 ;
+          \$369 [36:28] = \$230 ;
+        end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+        begin
+          \$369 [0] = e1[0];
+          \$369 [7:1] = e1[7:1];
+          \$369 [8] = e1[8];
+          \$369 [19:9] = e1[19:9];
+          \$369 [27:20] = \$signature__data$58 ;
+          \$369 [36:28] = \$314 ;
+        end
+    endcase
+    if (rst) begin
+      \$369  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$370  = cur_active;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$160 ) begin
+              \$370  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$370  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$248 ) begin
+              \$370  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$370  = 1'h1;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$320 ) begin
+              \$370  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$370  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$370  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$371  = cur;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$160 ) begin
+              \$371  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$371  = r_data;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$248 ) begin
+              \$371  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$371  = r_data;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$320 ) begin
+              \$371  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$371  = r_data;
+          end
+    endcase
+    if (rst) begin
+      \$371  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$372  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$167 ) begin
-            \$352  = 3'h0;
+          if (\$175 ) begin
+            \$372  = 4'h0;
           end
       4'h3:
-          if (\$171 ) begin
-            \$352  = \$172 [2:0];
-            if (\$175 ) begin
-              \$352  = 3'h0;
-              if (\$183 ) begin
-                \$352  = 3'h1;
+          if (\$192 ) begin
+            (* full_case = 32'd1 *)
+            if (\$211 ) begin
+              \$372  = 4'h0;
+            end else begin
+              \$372  = \$215 [3:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$263 ) begin
+            \$372  = 4'h0;
+          end
+      4'h7:
+          if (\$280 ) begin
+            (* full_case = 32'd1 *)
+            if (\$299 ) begin
+              \$372  = 4'h0;
+            end else begin
+              \$372  = \$303 [3:0];
+            end
+          end
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (\$335 ) begin
+            \$372  = 4'h0;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$345 ) begin
+              \$372  = 4'h0;
+            end else if (\$346 ) begin
+              \$372  = 4'h0;
+            end else begin
+              \$372  = \$348 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$372  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$373  = act_q;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$175 ) begin
+            \$373  = 3'h0;
+          end
+      4'h3:
+          if (\$179 ) begin
+            \$373  = \$180 [2:0];
+            if (\$183 ) begin
+              \$373  = 3'h0;
+              if (\$191 ) begin
+                \$373  = 3'h1;
               end
             end
           end
@@ -4713,40 +5828,40 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$245 ) begin
-            \$352  = 3'h0;
+          if (\$263 ) begin
+            \$373  = 3'h0;
           end
       4'h7:
-          if (\$249 ) begin
-            \$352  = \$250 [2:0];
-            if (\$253 ) begin
-              \$352  = 3'h0;
-              if (\$261 ) begin
-                \$352  = 3'h1;
+          if (\$267 ) begin
+            \$373  = \$268 [2:0];
+            if (\$271 ) begin
+              \$373  = 3'h0;
+              if (\$279 ) begin
+                \$373  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$352  = 3'h0;
+      \$373  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = g_grp;
+    \$374  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$167 ) begin
-            \$353  = 3'h0;
+          if (\$175 ) begin
+            \$374  = 3'h0;
           end
       4'h3:
-          if (\$171 ) begin
-            if (\$175 ) begin
-              \$353  = \$177 [2:0];
+          if (\$179 ) begin
+            if (\$183 ) begin
+              \$374  = \$185 [2:0];
             end
           end
       4'h4:
@@ -4754,36 +5869,36 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$245 ) begin
-            \$353  = 3'h0;
+          if (\$263 ) begin
+            \$374  = 3'h0;
           end
       4'h7:
-          if (\$249 ) begin
-            if (\$253 ) begin
-              \$353  = \$255 [2:0];
+          if (\$267 ) begin
+            if (\$271 ) begin
+              \$374  = \$273 [2:0];
             end
           end
     endcase
     if (rst) begin
-      \$353  = 3'h0;
+      \$374  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = \$signal ;
+    \$375  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$167 ) begin
-            \$354  = 1'h0;
+          if (\$175 ) begin
+            \$375  = 1'h0;
           end
       4'h3:
-          if (\$171 ) begin
-            if (\$175 ) begin
-              \$354  = \$176 ;
+          if (\$179 ) begin
+            if (\$183 ) begin
+              \$375  = \$184 ;
             end
           end
       4'h4:
@@ -4791,36 +5906,36 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$245 ) begin
-            \$354  = 1'h0;
+          if (\$263 ) begin
+            \$375  = 1'h0;
           end
       4'h7:
-          if (\$249 ) begin
-            if (\$253 ) begin
-              \$354  = \$254 ;
+          if (\$267 ) begin
+            if (\$271 ) begin
+              \$375  = \$272 ;
             end
           end
     endcase
     if (rst) begin
-      \$354  = 1'h0;
+      \$375  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = \$signal$87 ;
+    \$376  = \$signal$87 ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$167 ) begin
-            \$355  = 1'h0;
+          if (\$175 ) begin
+            \$376  = 1'h0;
           end
       4'h3:
-          if (\$184 ) begin
-            if (\$203 ) begin
-              \$355  = \$204 ;
+          if (\$192 ) begin
+            if (\$211 ) begin
+              \$376  = \$212 ;
             end
           end
       4'h4:
@@ -4828,47 +5943,47 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$245 ) begin
-            \$355  = 1'h0;
+          if (\$263 ) begin
+            \$376  = 1'h0;
           end
       4'h7:
-          if (\$262 ) begin
-            if (\$281 ) begin
-              \$355  = \$282 ;
+          if (\$280 ) begin
+            if (\$299 ) begin
+              \$376  = \$300 ;
             end
           end
     endcase
     if (rst) begin
-      \$355  = 1'h0;
+      \$376  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = bank0_full;
+    \$377  = bank0_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$167 ) begin
-            \$356  = 1'h0;
+          if (\$175 ) begin
+            \$377  = 1'h0;
           end
       4'h3:
         begin
-          if (\$171 ) begin
-            if (\$175 ) begin
+          if (\$179 ) begin
+            if (\$183 ) begin
               casez (\$signal )
                 1'h0:
-                    \$356  = 1'h1;
+                    \$377  = 1'h1;
               endcase
             end
           end
-          if (\$184 ) begin
-            if (\$203 ) begin
+          if (\$192 ) begin
+            if (\$211 ) begin
               casez (\$signal$87 )
                 1'h0:
-                    \$356  = 1'h0;
+                    \$377  = 1'h0;
               endcase
             end
           end
@@ -4878,66 +5993,66 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$245 ) begin
-            \$356  = 1'h0;
+          if (\$263 ) begin
+            \$377  = 1'h0;
           end
       4'h7:
         begin
-          if (\$249 ) begin
-            if (\$253 ) begin
+          if (\$267 ) begin
+            if (\$271 ) begin
               casez (\$signal )
                 1'h0:
-                    \$356  = 1'h1;
+                    \$377  = 1'h1;
               endcase
             end
           end
-          if (\$262 ) begin
-            if (\$281 ) begin
+          if (\$280 ) begin
+            if (\$299 ) begin
               casez (\$signal$87 )
                 1'h0:
-                    \$356  = 1'h0;
+                    \$377  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$356  = 1'h0;
+      \$377  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = bank1_full;
+    \$378  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$167 ) begin
-            \$357  = 1'h0;
+          if (\$175 ) begin
+            \$378  = 1'h0;
           end
       4'h3:
         begin
-          if (\$171 ) begin
-            if (\$175 ) begin
+          if (\$179 ) begin
+            if (\$183 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$357  = 1'h1;
+                    \$378  = 1'h1;
               endcase
             end
           end
-          if (\$184 ) begin
-            if (\$203 ) begin
+          if (\$192 ) begin
+            if (\$211 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal$87 )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$357  = 1'h0;
+                    \$378  = 1'h0;
               endcase
             end
           end
@@ -4947,42 +6062,42 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$245 ) begin
-            \$357  = 1'h0;
+          if (\$263 ) begin
+            \$378  = 1'h0;
           end
       4'h7:
         begin
-          if (\$249 ) begin
-            if (\$253 ) begin
+          if (\$267 ) begin
+            if (\$271 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$357  = 1'h1;
+                    \$378  = 1'h1;
               endcase
             end
           end
-          if (\$262 ) begin
-            if (\$281 ) begin
+          if (\$280 ) begin
+            if (\$299 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal$87 )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$357  = 1'h0;
+                    \$378  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$357  = 1'h0;
+      \$378  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = gate0_0_0;
+    \$379  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4991,11 +6106,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    \$358  = acc_rd__data[20:0];
+                    \$379  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -5006,910 +6121,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    \$358  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$358  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    \$359  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    \$359  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$359  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = gate0_0_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    \$360  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    \$360  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$360  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = gate0_0_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    \$361  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    \$361  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$361  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = gate0_0_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    \$362  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    \$362  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$362  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = gate0_0_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    \$363  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    \$363  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$363  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = gate0_0_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    \$364  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    \$364  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$364  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = gate0_0_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    \$365  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    \$365  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$365  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$366  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$366  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$366  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$367  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$367  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$367  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = gate0_1_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$368  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$368  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$368  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = gate0_1_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$369  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$369  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$369  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = gate0_1_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$370  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$370  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$370  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = gate0_1_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$371  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$371  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$371  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = gate0_1_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$372  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$372  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$372  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = gate0_1_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$373  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$373  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$373  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$374  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$374  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$374  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$375  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$375  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$375  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = gate0_2_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$376  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$376  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$376  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = gate0_2_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$377  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$377  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$377  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = gate0_2_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$378  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$378  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$378  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = gate0_2_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$379  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$379  = acc_rd__data[125:105];
+                    \$379  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -5920,7 +6136,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = gate0_2_6;
+    \$380  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5929,15 +6145,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$380  = acc_rd__data[146:126];
+                    \$380  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -5948,15 +6160,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$380  = acc_rd__data[146:126];
+                    \$380  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -5967,7 +6175,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = gate0_2_7;
+    \$381  = gate0_0_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5976,15 +6184,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$381  = acc_rd__data[167:147];
+                    \$381  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -5995,15 +6199,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$381  = acc_rd__data[167:147];
+                    \$381  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -6014,7 +6214,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = gate0_3_0;
+    \$382  = gate0_0_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6023,17 +6223,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$382  = acc_rd__data[20:0];
+                    \$382  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -6044,17 +6238,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$382  = acc_rd__data[20:0];
+                    \$382  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -6065,7 +6253,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = gate0_3_1;
+    \$383  = gate0_0_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6074,17 +6262,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$383  = acc_rd__data[41:21];
+                    \$383  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -6095,17 +6277,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$383  = acc_rd__data[41:21];
+                    \$383  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -6116,7 +6292,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = gate0_3_2;
+    \$384  = gate0_0_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6125,17 +6301,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$384  = acc_rd__data[62:42];
+                    \$384  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -6146,17 +6316,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$384  = acc_rd__data[62:42];
+                    \$384  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -6167,7 +6331,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = gate0_3_3;
+    \$385  = gate0_0_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6176,17 +6340,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$385  = acc_rd__data[83:63];
+                    \$385  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -6197,17 +6355,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$385  = acc_rd__data[83:63];
+                    \$385  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -6218,7 +6370,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = gate0_3_4;
+    \$386  = gate0_0_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6227,17 +6379,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$386  = acc_rd__data[104:84];
+                    \$386  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -6248,17 +6394,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$386  = acc_rd__data[104:84];
+                    \$386  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -6269,7 +6409,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = gate0_3_5;
+    \$387  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6278,17 +6418,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$387  = acc_rd__data[125:105];
+                    \$387  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -6299,17 +6435,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$387  = acc_rd__data[125:105];
+                    \$387  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -6320,7 +6452,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = gate0_3_6;
+    \$388  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6329,17 +6461,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$388  = acc_rd__data[146:126];
+                    \$388  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -6350,17 +6478,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$388  = acc_rd__data[146:126];
+                    \$388  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -6371,7 +6495,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = gate0_3_7;
+    \$389  = gate0_1_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6380,17 +6504,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$173 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$389  = acc_rd__data[167:147];
+                    \$389  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -6401,17 +6521,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$251 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$389  = acc_rd__data[167:147];
+                    \$389  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -6422,7 +6538,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = gate1_0_0;
+    \$390  = gate0_1_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6431,11 +6547,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    \$390  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h2:
+                    \$390  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -6446,11 +6564,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    \$390  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h2:
+                    \$390  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -6461,7 +6581,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = gate1_0_1;
+    \$391  = gate0_1_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6470,11 +6590,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    \$391  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$391  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -6485,11 +6607,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    \$391  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$391  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -6500,7 +6624,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = gate1_0_2;
+    \$392  = gate0_1_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6509,11 +6633,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    \$392  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    \$392  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -6524,11 +6650,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    \$392  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    \$392  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -6539,7 +6667,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = gate1_0_3;
+    \$393  = gate0_1_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6548,11 +6676,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    \$393  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    \$393  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -6563,11 +6693,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    \$393  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    \$393  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -6578,7 +6710,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = gate1_0_4;
+    \$394  = gate0_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6587,11 +6719,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    \$394  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    \$394  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -6602,11 +6736,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    \$394  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    \$394  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -6617,7 +6753,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = gate1_0_5;
+    \$395  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6626,11 +6762,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    \$395  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$395  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -6641,11 +6781,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    \$395  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$395  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -6656,7 +6800,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = gate1_0_6;
+    \$396  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6665,11 +6809,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    \$396  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$396  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -6680,11 +6828,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    \$396  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$396  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -6695,7 +6847,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = gate1_0_7;
+    \$397  = gate0_2_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6704,11 +6856,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
-                    \$397  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$397  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -6719,11 +6875,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
-                    \$397  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$397  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -6734,7 +6894,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = gate1_1_0;
+    \$398  = gate0_2_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6743,13 +6903,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$398  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h3:
+                    \$398  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -6760,13 +6922,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$398  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h3:
+                    \$398  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -6777,7 +6941,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = gate1_1_1;
+    \$399  = gate0_2_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6786,13 +6950,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$399  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$399  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -6803,13 +6969,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$399  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$399  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -6820,7 +6988,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = gate1_1_2;
+    \$400  = gate0_2_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6829,13 +6997,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$400  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    \$400  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -6846,13 +7016,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$400  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    \$400  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -6863,7 +7035,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = gate1_1_3;
+    \$401  = gate0_2_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6872,13 +7044,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$401  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    \$401  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -6889,13 +7063,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$401  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    \$401  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -6906,7 +7082,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = gate1_1_4;
+    \$402  = gate0_2_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6915,13 +7091,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$402  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    \$402  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -6932,13 +7110,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$402  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    \$402  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -6949,7 +7129,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = gate1_1_5;
+    \$403  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6958,13 +7138,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$403  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$403  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -6975,13 +7159,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$403  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$403  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -6992,7 +7180,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = gate1_1_6;
+    \$404  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7001,13 +7189,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$404  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$404  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7018,13 +7210,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$404  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$404  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7035,7 +7231,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = gate1_1_7;
+    \$405  = gate0_3_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7044,13 +7240,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$405  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$405  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7061,13 +7261,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$405  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$405  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7078,7 +7282,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = gate1_2_0;
+    \$406  = gate0_3_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7087,15 +7291,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$406  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h4:
+                    \$406  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -7106,15 +7312,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$406  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h4:
+                    \$406  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -7125,7 +7333,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = gate1_2_1;
+    \$407  = gate0_3_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7134,15 +7342,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$407  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$407  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -7153,15 +7363,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$407  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$407  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -7172,7 +7384,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = gate1_2_2;
+    \$408  = gate0_3_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7181,15 +7393,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$408  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h4:
+                    \$408  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -7200,15 +7414,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$408  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h4:
+                    \$408  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -7219,7 +7435,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = gate1_2_3;
+    \$409  = gate0_3_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7228,15 +7444,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$409  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h4:
+                    \$409  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -7247,15 +7465,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$409  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h4:
+                    \$409  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -7266,7 +7486,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = gate1_2_4;
+    \$410  = gate0_3_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7275,15 +7495,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$181 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$410  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h4:
+                    \$410  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -7294,15 +7516,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$269 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$410  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h4:
+                    \$410  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -7313,7 +7537,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = gate1_2_5;
+    \$411  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7322,15 +7546,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$411  = acc_rd__data[125:105];
+                    \$411  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -7341,15 +7561,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$411  = acc_rd__data[125:105];
+                    \$411  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -7360,7 +7576,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = gate1_2_6;
+    \$412  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7369,15 +7585,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$412  = acc_rd__data[146:126];
+                    \$412  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7388,15 +7600,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$412  = acc_rd__data[146:126];
+                    \$412  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7407,7 +7615,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = gate1_2_7;
+    \$413  = gate1_0_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7416,15 +7624,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$413  = acc_rd__data[167:147];
+                    \$413  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7435,15 +7639,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$413  = acc_rd__data[167:147];
+                    \$413  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7454,7 +7654,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = gate1_3_0;
+    \$414  = gate1_0_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7463,17 +7663,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$414  = acc_rd__data[20:0];
+                    \$414  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -7484,17 +7678,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$414  = acc_rd__data[20:0];
+                    \$414  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -7505,7 +7693,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = gate1_3_1;
+    \$415  = gate1_0_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7514,17 +7702,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$415  = acc_rd__data[41:21];
+                    \$415  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -7535,17 +7717,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$415  = acc_rd__data[41:21];
+                    \$415  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -7556,7 +7732,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = gate1_3_2;
+    \$416  = gate1_0_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7565,17 +7741,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$416  = acc_rd__data[62:42];
+                    \$416  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -7586,17 +7756,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$416  = acc_rd__data[62:42];
+                    \$416  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -7607,7 +7771,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = gate1_3_3;
+    \$417  = gate1_0_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7616,17 +7780,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$417  = acc_rd__data[83:63];
+                    \$417  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -7637,17 +7795,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$417  = acc_rd__data[83:63];
+                    \$417  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -7658,7 +7810,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = gate1_3_4;
+    \$418  = gate1_0_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7667,17 +7819,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$418  = acc_rd__data[104:84];
+                    \$418  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -7688,17 +7834,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$418  = acc_rd__data[104:84];
+                    \$418  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -7709,7 +7849,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = gate1_3_5;
+    \$419  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7718,17 +7858,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$419  = acc_rd__data[125:105];
+                    \$419  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -7739,17 +7875,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$419  = acc_rd__data[125:105];
+                    \$419  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -7760,7 +7892,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = gate1_3_6;
+    \$420  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7769,17 +7901,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$420  = acc_rd__data[146:126];
+                    \$420  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7790,17 +7918,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$420  = acc_rd__data[146:126];
+                    \$420  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7811,7 +7935,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = gate1_3_7;
+    \$421  = gate1_1_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7820,17 +7944,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$171 ) begin
-            if (\$174 ) begin
+          if (\$179 ) begin
+            if (\$182 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$421  = acc_rd__data[167:147];
+                    \$421  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7841,17 +7961,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$249 ) begin
-            if (\$252 ) begin
+          if (\$267 ) begin
+            if (\$270 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$421  = acc_rd__data[167:147];
+                    \$421  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7862,7 +7978,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = acc0;
+    \$422  = gate1_1_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7871,8 +7987,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$184 ) begin
-            \$422  = \$187 ;
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$422  = acc_rd__data[83:63];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -7881,8 +8004,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$262 ) begin
-            \$422  = \$265 ;
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$422  = acc_rd__data[83:63];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -7891,7 +8021,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = acc1;
+    \$423  = gate1_1_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7900,8 +8030,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$184 ) begin
-            \$423  = \$190 ;
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$423  = acc_rd__data[104:84];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -7910,8 +8047,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$262 ) begin
-            \$423  = \$268 ;
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$423  = acc_rd__data[104:84];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -7920,7 +8064,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = acc2;
+    \$424  = gate1_1_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7929,8 +8073,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$184 ) begin
-            \$424  = \$193 ;
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$424  = acc_rd__data[125:105];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -7939,8 +8090,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$262 ) begin
-            \$424  = \$271 ;
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$424  = acc_rd__data[125:105];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -7949,7 +8107,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = acc3;
+    \$425  = gate1_1_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7958,8 +8116,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$184 ) begin
-            \$425  = \$196 ;
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$425  = acc_rd__data[146:126];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -7968,8 +8133,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$262 ) begin
-            \$425  = \$274 ;
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$425  = acc_rd__data[146:126];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -7978,7 +8150,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = tag;
+    \$426  = gate1_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7987,253 +8159,228 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$184 ) begin
-            \$426  = \$198 [5:0];
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$262 ) begin
-            \$426  = \$276 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$426  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$184 ) begin
-            \$427  = 2'h0;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$262 ) begin
-            \$427  = 2'h1;
-          end
-    endcase
-    if (rst) begin
-      \$427  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$184 ) begin
-            if (\$203 ) begin
-              if (\$206 ) begin
-                \$428  = 4'h0;
-              end
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$426  = acc_rd__data[167:147];
+              endcase
             end
           end
       4'h4:
-          \$428  = \$208 [3:0];
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$262 ) begin
-            if (\$281 ) begin
-              if (\$284 ) begin
-                \$428  = 4'h0;
-              end
-            end
-          end
-      4'h8:
-          \$428  = \$286 [3:0];
-    endcase
-    if (rst) begin
-      \$428  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = out_idx;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
           /* empty */;
       4'h5:
           /* empty */;
       4'h6:
           /* empty */;
       4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (\$311 ) begin
-            \$429  = 6'h00;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          if (o__ready) begin
-            \$429  = \$326 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$429  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = o__payload;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-        begin
-          \$430 [7:0] = \$324 [7:0];
-          \$430 [8] = \$325 ;
-        end
-    endcase
-    if (rst) begin
-      \$430  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = o__valid;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          \$431  = 1'h1;
-      4'hd:
-          if (o__ready) begin
-            \$431  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$431  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = fresh;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          if (o__ready) begin
-            if (\$327 ) begin
-              \$432  = seq_end;
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$426  = acc_rd__data[167:147];
+              endcase
             end
           end
     endcase
     if (rst) begin
-      \$432  = 1'h1;
+      \$426  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$427  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$427  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$427  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$427  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$428  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$428  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$428  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$428  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$429  = gate1_2_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$429  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$429  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$429  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$430  = gate1_2_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$179 ) begin
+            if (\$182 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$430  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$267 ) begin
+            if (\$270 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$430  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$430  = 21'h000000;
     end
   end
   assign pushed = w_data;
-  assign \$signature__addr  = s1[12:7];
+  assign \$signature__addr  = s1b[12:7];
   assign acc_wr__addr = s2[6:1];
   assign acc_wr__en = s2[0];
   assign issue_acc0 = acc0;
@@ -8257,12 +8404,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \pushed.col  = w_data[17:11];
   assign \pushed.is_h  = w_data[18];
   assign \pushed.delta  = w_data[27:19];
-  assign \s1.valid  = s1[0];
-  assign \s1.acc_addr  = s1[6:1];
-  assign \s1.b_addr  = s1[12:7];
-  assign \s1.bias  = s1[13];
-  assign \s1.delta  = s1[22:14];
-  assign \s1.shift  = s1[23];
+  assign \s1b.valid  = s1b[0];
+  assign \s1b.acc_addr  = s1b[6:1];
+  assign \s1b.b_addr  = s1b[12:7];
+  assign \s1b.bias  = s1b[13];
+  assign \s1b.delta  = s1b[22:14];
+  assign \s1b.shift  = s1b[23];
   assign \s2.valid  = s2[0];
   assign \s2.acc_addr  = s2[6:1];
   assign \s2.bias  = s2[7];
@@ -8293,22 +8440,42 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$signature__data[7]  = \$signature__data [167:147];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
-  assign \e1.valid  = e1[0];
-  assign \e1.col  = e1[7:1];
-  assign \e1.is_h  = e1[8];
-  assign \e1.w_addr  = e1[19:9];
+  assign \e2.valid  = e2[0];
+  assign \e2.col  = e2[7:1];
+  assign \e2.is_h  = e2[8];
+  assign \e2.w_addr  = e2[19:9];
+  assign \e2.value  = e2[27:20];
+  assign \e2.change  = e2[36:28];
   assign \cur.w_addr  = cur[10:0];
   assign \cur.col  = cur[17:11];
   assign \cur.is_h  = cur[18];
   assign \cur.delta  = cur[27:19];
-  assign \$signature__data$89[0]  = \$signature__data$89 [7:0];
-  assign \$signature__data$89[1]  = \$signature__data$89 [15:8];
-  assign \$signature__data$89[2]  = \$signature__data$89 [23:16];
-  assign \$signature__data$89[3]  = \$signature__data$89 [31:24];
-  assign \$signature__data$89[4]  = \$signature__data$89 [39:32];
-  assign \$signature__data$89[5]  = \$signature__data$89 [47:40];
-  assign \$signature__data$89[6]  = \$signature__data$89 [55:48];
-  assign \$signature__data$89[7]  = \$signature__data$89 [63:56];
+  assign \e1.valid  = e1[0];
+  assign \e1.col  = e1[7:1];
+  assign \e1.is_h  = e1[8];
+  assign \e1.w_addr  = e1[19:9];
+  assign \s1.valid  = s1[0];
+  assign \s1.acc_addr  = s1[6:1];
+  assign \s1.b_addr  = s1[12:7];
+  assign \s1.bias  = s1[13];
+  assign \s1.delta  = s1[22:14];
+  assign \s1.shift  = s1[23];
+  assign \w_word[0]  = w_word[7:0];
+  assign \w_word[1]  = w_word[15:8];
+  assign \w_word[2]  = w_word[23:16];
+  assign \w_word[3]  = w_word[31:24];
+  assign \w_word[4]  = w_word[39:32];
+  assign \w_word[5]  = w_word[47:40];
+  assign \w_word[6]  = w_word[55:48];
+  assign \w_word[7]  = w_word[63:56];
+  assign \$signature__data$92[0]  = \$signature__data$92 [7:0];
+  assign \$signature__data$92[1]  = \$signature__data$92 [15:8];
+  assign \$signature__data$92[2]  = \$signature__data$92 [23:16];
+  assign \$signature__data$92[3]  = \$signature__data$92 [31:24];
+  assign \$signature__data$92[4]  = \$signature__data$92 [39:32];
+  assign \$signature__data$92[5]  = \$signature__data$92 [47:40];
+  assign \$signature__data$92[6]  = \$signature__data$92 [55:48];
+  assign \$signature__data$92[7]  = \$signature__data$92 [63:56];
   assign acc_wr__data[167:147] = \$32 [20:0];
   assign acc_wr__data[146:126] = \$28 [20:0];
   assign acc_wr__data[125:105] = \$24 [20:0];
@@ -8333,26 +8500,24 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$26  = { prod6[16], prod6, 2'h0 };
   assign \$29  = { prod7[16], prod7 };
   assign \$30  = { prod7[16], prod7, 2'h0 };
-  assign \$44  = e1[0];
-  assign \$74  = e1[0];
-  assign \$102  = e1[0];
-  assign \$154  = \$153 ;
-  assign \$174  = \$signal ;
-  assign \$232  = \$231 ;
-  assign \$233  = 1'h0;
-  assign \$252  = \$signal ;
-  assign \$298  = \$297 ;
-  assign \$299  = 1'h0;
-  assign \$314  = { \$313 [21], \$313 [21], \$313 [21], \$313 [21], \$313 [21], \$313 [21], \$313 [21], \$313 [21], \$313 [21], \$313 [21:9] };
-  assign \$318  = { \$317 [21], \$317 [21], \$317 [21], \$317 [21], \$317 [21], \$317 [21], \$317 [21], \$317 [21], \$317 [21], \$317 [21:9] };
-  assign \$322  = { \$321 [21], \$321 [21], \$321 [21], \$321 [21], \$321 [21], \$321 [21], \$321 [21], \$321 [21], \$321 [21], \$321 [21:9] };
+  assign \$42  = e2[0];
+  assign \$70  = e2[0];
+  assign \$98  = e2[0];
+  assign \$158  = \$157 ;
+  assign \$182  = \$signal ;
+  assign \$246  = \$245 ;
+  assign \$247  = 1'h0;
+  assign \$270  = \$signal ;
+  assign \$318  = \$317 ;
+  assign \$319  = 1'h0;
+  assign \$338  = { \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p11, p23, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p16, p33, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [21:0] \$1 ;
-  wire [21:0] \$10 ;
+  wire \$10 ;
   reg [7:0] \$100 ;
   reg [7:0] \$101 ;
   reg [7:0] \$102 ;
@@ -8364,11 +8529,11 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$108 ;
   reg [7:0] \$109 ;
   wire [21:0] \$11 ;
-  reg [15:0] \$110 ;
+  reg [7:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
+  reg [9:0] \$113 ;
+  reg [8:0] \$114 ;
   reg [7:0] \$115 ;
   reg [7:0] \$116 ;
   reg [7:0] \$117 ;
@@ -8377,112 +8542,106 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   wire [21:0] \$12 ;
   reg [7:0] \$120 ;
   reg [7:0] \$121 ;
-  reg [9:0] \$122 ;
-  reg [8:0] \$123 ;
-  reg [7:0] \$124 ;
-  reg [7:0] \$125 ;
+  reg [7:0] \$122 ;
+  reg [17:0] \$123 ;
+  reg [8:0] \$124 ;
+  reg [19:0] \$125 ;
   reg [7:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
-  wire \$13 ;
-  reg [17:0] \$130 ;
-  reg [8:0] \$131 ;
-  reg [7:0] \$132 ;
+  wire [21:0] \$13 ;
   wire [21:0] \$14 ;
-  wire [21:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
   wire [21:0] \$17 ;
   wire [21:0] \$18 ;
   wire [21:0] \$19 ;
   wire [21:0] \$2 ;
   wire [21:0] \$20 ;
-  wire [21:0] \$21 ;
-  wire [21:0] \$22 ;
-  wire \$23 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [21:0] \$23 ;
   wire [21:0] \$24 ;
-  wire [21:0] \$25 ;
-  wire \$26 ;
-  wire [21:0] \$27 ;
-  wire [21:0] \$28 ;
-  wire [21:0] \$29 ;
+  wire [15:0] \$25 ;
+  wire [16:0] \$26 ;
+  wire [16:0] \$27 ;
+  wire [17:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire [21:0] \$32 ;
-  wire \$33 ;
-  wire [21:0] \$34 ;
-  wire [21:0] \$35 ;
-  wire \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
-  wire [21:0] \$4 ;
-  wire [21:0] \$40 ;
-  wire [15:0] \$41 ;
-  wire [16:0] \$42 ;
-  wire [16:0] \$43 ;
-  wire [17:0] \$44 ;
-  wire \$45 ;
-  wire [16:0] \$46 ;
-  wire [16:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire \$49 ;
+  wire \$30 ;
+  wire [17:0] \$31 ;
+  wire [17:0] \$32 ;
+  wire [8:0] \$33 ;
+  wire [8:0] \$34 ;
+  wire [9:0] \$35 ;
+  wire [8:0] \$36 ;
+  wire [17:0] \$37 ;
+  wire [15:0] \$38 ;
+  wire [18:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  wire [19:0] \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire [19:0] \$44 ;
+  wire [19:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [21:0] \$5 ;
-  wire [16:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [17:0] \$52 ;
-  wire [17:0] \$53 ;
-  wire [17:0] \$54 ;
-  wire [8:0] \$55 ;
-  wire [8:0] \$56 ;
-  wire [9:0] \$57 ;
-  wire [8:0] \$58 ;
-  wire [17:0] \$59 ;
-  wire \$6 ;
-  wire [15:0] \$60 ;
-  wire [18:0] \$61 ;
-  wire [19:0] \$62 ;
-  wire [19:0] \$63 ;
-  wire \$64 ;
-  wire [15:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire \$69 ;
+  reg \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg \$56 ;
+  reg \$57 ;
+  reg \$58 ;
+  reg \$59 ;
+  wire [21:0] \$6 ;
+  reg \$60 ;
+  reg \$61 ;
+  reg \$62 ;
+  reg [5:0] \$63 ;
+  reg [5:0] \$64 ;
+  reg [5:0] \$65 ;
+  reg [5:0] \$66 ;
+  reg [5:0] \$67 ;
+  reg [5:0] \$68 ;
+  reg [5:0] \$69 ;
   wire [21:0] \$7 ;
-  wire [15:0] \$70 ;
-  wire [18:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire [19:0] \$73 ;
-  wire [19:0] \$74 ;
-  wire [19:0] \$75 ;
-  reg \$76 ;
-  reg \$77 ;
-  reg \$78 ;
-  reg \$79 ;
+  reg [5:0] \$70 ;
+  reg [5:0] \$71 ;
+  reg [5:0] \$72 ;
+  reg [5:0] \$73 ;
+  reg [5:0] \$74 ;
+  reg [5:0] \$75 ;
+  reg [5:0] \$76 ;
+  reg [5:0] \$77 ;
+  reg [5:0] \$78 ;
+  reg [5:0] \$79 ;
   wire [21:0] \$8 ;
-  reg \$80 ;
-  reg \$81 ;
-  reg \$82 ;
-  reg \$83 ;
-  reg \$84 ;
-  reg \$85 ;
-  reg \$86 ;
-  reg \$87 ;
-  reg [5:0] \$88 ;
-  reg [5:0] \$89 ;
-  wire [21:0] \$9 ;
-  reg [5:0] \$90 ;
-  reg [5:0] \$91 ;
-  reg [5:0] \$92 ;
-  reg [5:0] \$93 ;
-  reg [5:0] \$94 ;
-  reg [5:0] \$95 ;
-  reg [5:0] \$96 ;
-  reg [5:0] \$97 ;
-  reg [5:0] \$98 ;
-  reg [5:0] \$99 ;
+  reg [21:0] \$80 ;
+  reg [7:0] \$81 ;
+  reg [21:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg [21:0] \$84 ;
+  reg [7:0] \$85 ;
+  reg [21:0] \$86 ;
+  reg [7:0] \$87 ;
+  reg [7:0] \$88 ;
+  reg [7:0] \$89 ;
+  wire \$9 ;
+  reg [7:0] \$90 ;
+  reg [7:0] \$91 ;
+  reg [7:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg [7:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [15:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg [17:0] \$98 ;
+  reg [7:0] \$99 ;
   input [20:0] acc0;
   wire [20:0] acc0;
   input [20:0] acc1;
@@ -8500,13 +8659,13 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg p0 = 1'h0;
   reg p1 = 1'h0;
   reg p10 = 1'h0;
-  output p11;
   reg p11 = 1'h0;
-  reg [5:0] p12 = 6'h00;
-  reg [5:0] p13 = 6'h00;
-  reg [5:0] p14 = 6'h00;
-  reg [5:0] p15 = 6'h00;
-  reg [5:0] p16 = 6'h00;
+  reg p12 = 1'h0;
+  reg p13 = 1'h0;
+  reg p14 = 1'h0;
+  reg p15 = 1'h0;
+  output p16;
+  reg p16 = 1'h0;
   reg [5:0] p17 = 6'h00;
   reg [5:0] p18 = 6'h00;
   reg [5:0] p19 = 6'h00;
@@ -8514,45 +8673,69 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] p20 = 6'h00;
   reg [5:0] p21 = 6'h00;
   reg [5:0] p22 = 6'h00;
-  output [5:0] p23;
   reg [5:0] p23 = 6'h00;
-  reg [7:0] p24 = 8'h00;
-  reg [7:0] p25 = 8'h00;
-  reg [7:0] p26 = 8'h00;
-  reg [7:0] p27 = 8'h00;
-  reg [7:0] p28 = 8'h00;
-  reg [7:0] p29 = 8'h00;
+  reg [5:0] p24 = 6'h00;
+  reg [5:0] p25 = 6'h00;
+  reg [5:0] p26 = 6'h00;
+  reg [5:0] p27 = 6'h00;
+  reg [5:0] p28 = 6'h00;
+  reg [5:0] p29 = 6'h00;
   reg p3 = 1'h0;
-  reg [7:0] p30 = 8'h00;
-  reg [7:0] p31 = 8'h00;
-  reg [7:0] p32 = 8'h00;
-  reg [7:0] p33 = 8'h00;
-  reg [15:0] p34 = 16'h0000;
+  reg [5:0] p30 = 6'h00;
+  reg [5:0] p31 = 6'h00;
+  reg [5:0] p32 = 6'h00;
+  output [5:0] p33;
+  reg [5:0] p33 = 6'h00;
+  reg [21:0] p34 = 22'h000000;
   reg [7:0] p35 = 8'h00;
-  reg [7:0] p36 = 8'h00;
+  reg [21:0] p36 = 22'h000000;
   reg [7:0] p37 = 8'h00;
-  reg [7:0] p38 = 8'h00;
+  reg [21:0] p38 = 22'h000000;
   reg [7:0] p39 = 8'h00;
   reg p4 = 1'h0;
-  reg [7:0] p40 = 8'h00;
+  reg [21:0] p40 = 22'h000000;
   reg [7:0] p41 = 8'h00;
   reg [7:0] p42 = 8'h00;
   reg [7:0] p43 = 8'h00;
   reg [7:0] p44 = 8'h00;
   reg [7:0] p45 = 8'h00;
-  reg [9:0] p46 = 10'h000;
-  reg [8:0] p47 = 9'h000;
+  reg [7:0] p46 = 8'h00;
+  reg [7:0] p47 = 8'h00;
   reg [7:0] p48 = 8'h00;
   reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
-  reg [7:0] p50 = 8'h00;
+  reg [15:0] p50 = 16'h0000;
   reg [7:0] p51 = 8'h00;
-  reg [7:0] p52 = 8'h00;
+  reg [17:0] p52 = 18'h00000;
   reg [7:0] p53 = 8'h00;
-  reg [17:0] p54 = 18'h00000;
-  reg [8:0] p55 = 9'h000;
+  reg [7:0] p54 = 8'h00;
+  reg [7:0] p55 = 8'h00;
+  reg [7:0] p56 = 8'h00;
+  reg [7:0] p57 = 8'h00;
+  reg [7:0] p58 = 8'h00;
+  reg [7:0] p59 = 8'h00;
   reg p6 = 1'h0;
+  reg [7:0] p60 = 8'h00;
+  reg [7:0] p61 = 8'h00;
+  reg [7:0] p62 = 8'h00;
+  reg [7:0] p63 = 8'h00;
+  reg [7:0] p64 = 8'h00;
+  reg [7:0] p65 = 8'h00;
+  reg [7:0] p66 = 8'h00;
+  reg [9:0] p67 = 10'h000;
+  reg [8:0] p68 = 9'h000;
+  reg [7:0] p69 = 8'h00;
   reg p7 = 1'h0;
+  reg [7:0] p70 = 8'h00;
+  reg [7:0] p71 = 8'h00;
+  reg [7:0] p72 = 8'h00;
+  reg [7:0] p73 = 8'h00;
+  reg [7:0] p74 = 8'h00;
+  reg [7:0] p75 = 8'h00;
+  reg [7:0] p76 = 8'h00;
+  reg [17:0] p77 = 18'h00000;
+  reg [8:0] p78 = 9'h000;
+  reg [19:0] p79 = 20'h00000;
   reg p8 = 1'h0;
   reg p9 = 1'h0;
   input rst;
@@ -8568,623 +8751,809 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$72 ;
+  wire [7:0] \x$96 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$73 ;
+  wire [7:0] \x$97 ;
   wire [7:0] y;
-  wire [7:0] \y$57 ;
-  wire [7:0] \y$60 ;
+  wire [7:0] \y$78 ;
+  wire [7:0] \y$81 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(\$2 ) > $signed(8'h7f);
-  assign \$4  = $signed(acc0) + $signed(9'h080);
-  assign \$6  = $signed(\$5 ) < $signed(8'h80);
-  assign \$7  = $signed(acc0) + $signed(9'h080);
-  assign \$9  = \$6  ? 22'h3fff80 : \$8 ;
-  assign \$10  = \$3  ? 22'h00007f : \$9 ;
-  assign \$11  = $signed(acc1) + $signed(9'h080);
-  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
-  assign \$14  = $signed(acc1) + $signed(9'h080);
-  assign \$16  = $signed(\$15 ) < $signed(8'h80);
-  assign \$17  = $signed(acc1) + $signed(9'h080);
-  assign \$19  = \$16  ? 22'h3fff80 : \$18 ;
-  assign \$20  = \$13  ? 22'h00007f : \$19 ;
-  assign \$21  = $signed(acc2) + $signed(9'h080);
-  assign \$23  = $signed(\$22 ) > $signed(8'h7f);
-  assign \$24  = $signed(acc2) + $signed(9'h080);
-  assign \$26  = $signed(\$25 ) < $signed(8'h80);
-  assign \$27  = $signed(acc2) + $signed(9'h080);
-  assign \$29  = \$26  ? 22'h3fff80 : \$28 ;
-  assign \$30  = \$23  ? 22'h00007f : \$29 ;
-  assign \$31  = $signed(acc3) + $signed(9'h080);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(acc3) + $signed(9'h080);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(acc3) + $signed(9'h080);
-  assign \$39  = \$36  ? 22'h3fff80 : \$38 ;
-  assign \$40  = \$33  ? 22'h00007f : \$39 ;
-  assign \$41  = $signed(y) * $signed(p33);
-  assign \$42  = $signed(p34) + $signed(8'h40);
-  assign \$44  = $signed(p35) + $signed(\$43 );
-  assign \$45  = $signed(\$44 ) > $signed(8'h7f);
-  assign \$46  = $signed(p34) + $signed(8'h40);
-  assign \$48  = $signed(p35) + $signed(\$47 );
-  assign \$49  = $signed(\$48 ) < $signed(8'h80);
-  assign \$50  = $signed(p34) + $signed(8'h40);
-  assign \$52  = $signed(p35) + $signed(\$51 );
-  assign \$53  = \$49  ? 18'h3ff80 : \$52 ;
-  assign \$54  = \$45  ? 18'h0007f : \$53 ;
-  assign \$57  = $signed(\$55 ) - $signed(\$56 );
-  assign \$59  = $signed(p53) * $signed(p46);
-  assign \$61  = $signed(\$60 ) + $signed(p54);
-  assign \$62  = $signed(\$61 ) + $signed(8'h40);
-  assign \$64  = $signed(\$63 ) > $signed(8'h7f);
-  assign \$66  = $signed(\$65 ) + $signed(p54);
-  assign \$67  = $signed(\$66 ) + $signed(8'h40);
-  assign \$69  = $signed(\$68 ) < $signed(8'h80);
-  assign \$71  = $signed(\$70 ) + $signed(p54);
-  assign \$72  = $signed(\$71 ) + $signed(8'h40);
-  assign \$74  = \$69  ? 20'hfff80 : \$73 ;
-  assign \$75  = \$64  ? 20'h0007f : \$74 ;
+  assign \$3  = $signed(p34) > $signed(8'h7f);
+  assign \$4  = $signed(p34) < $signed(8'h80);
+  assign \$5  = \$4  ? 22'h3fff80 : p34;
+  assign \$6  = \$3  ? 22'h00007f : \$5 ;
+  assign \$7  = $signed(acc1) + $signed(9'h080);
+  assign \$9  = $signed(p36) > $signed(8'h7f);
+  assign \$10  = $signed(p36) < $signed(8'h80);
+  assign \$11  = \$10  ? 22'h3fff80 : p36;
+  assign \$12  = \$9  ? 22'h00007f : \$11 ;
+  assign \$13  = $signed(acc2) + $signed(9'h080);
+  assign \$15  = $signed(p38) > $signed(8'h7f);
+  assign \$16  = $signed(p38) < $signed(8'h80);
+  assign \$17  = \$16  ? 22'h3fff80 : p38;
+  assign \$18  = \$15  ? 22'h00007f : \$17 ;
+  assign \$19  = $signed(acc3) + $signed(9'h080);
+  assign \$21  = $signed(p40) > $signed(8'h7f);
+  assign \$22  = $signed(p40) < $signed(8'h80);
+  assign \$23  = \$22  ? 22'h3fff80 : p40;
+  assign \$24  = \$21  ? 22'h00007f : \$23 ;
+  assign \$25  = $signed(y) * $signed(p49);
+  assign \$26  = $signed(p50) + $signed(8'h40);
+  assign \$28  = $signed(p51) + $signed(\$27 );
+  assign \$29  = $signed(p52) > $signed(8'h7f);
+  assign \$30  = $signed(p52) < $signed(8'h80);
+  assign \$31  = \$30  ? 18'h3ff80 : p52;
+  assign \$32  = \$29  ? 18'h0007f : \$31 ;
+  assign \$35  = $signed(\$33 ) - $signed(\$34 );
+  assign \$37  = $signed(p76) * $signed(p67);
+  assign \$39  = $signed(\$38 ) + $signed(p77);
+  assign \$40  = $signed(\$39 ) + $signed(8'h40);
+  assign \$42  = $signed(p79) > $signed(8'h7f);
+  assign \$43  = $signed(p79) < $signed(8'h80);
+  assign \$44  = \$43  ? 20'hfff80 : p79;
+  assign \$45  = \$42  ? 20'h0007f : \$44 ;
   always @(posedge clk)
-    p0 <= \$76 ;
+    p0 <= \$46 ;
   always @(posedge clk)
-    p1 <= \$77 ;
+    p1 <= \$47 ;
   always @(posedge clk)
-    p2 <= \$78 ;
+    p2 <= \$48 ;
   always @(posedge clk)
-    p3 <= \$79 ;
+    p3 <= \$49 ;
   always @(posedge clk)
-    p4 <= \$80 ;
+    p4 <= \$50 ;
   always @(posedge clk)
-    p5 <= \$81 ;
+    p5 <= \$51 ;
   always @(posedge clk)
-    p6 <= \$82 ;
+    p6 <= \$52 ;
   always @(posedge clk)
-    p7 <= \$83 ;
+    p7 <= \$53 ;
   always @(posedge clk)
-    p8 <= \$84 ;
+    p8 <= \$54 ;
   always @(posedge clk)
-    p9 <= \$85 ;
+    p9 <= \$55 ;
   always @(posedge clk)
-    p10 <= \$86 ;
+    p10 <= \$56 ;
   always @(posedge clk)
-    p11 <= \$87 ;
+    p11 <= \$57 ;
   always @(posedge clk)
-    p12 <= \$88 ;
+    p12 <= \$58 ;
   always @(posedge clk)
-    p13 <= \$89 ;
+    p13 <= \$59 ;
   always @(posedge clk)
-    p14 <= \$90 ;
+    p14 <= \$60 ;
   always @(posedge clk)
-    p15 <= \$91 ;
+    p15 <= \$61 ;
   always @(posedge clk)
-    p16 <= \$92 ;
+    p16 <= \$62 ;
   always @(posedge clk)
-    p17 <= \$93 ;
+    p17 <= \$63 ;
   always @(posedge clk)
-    p18 <= \$94 ;
+    p18 <= \$64 ;
   always @(posedge clk)
-    p19 <= \$95 ;
+    p19 <= \$65 ;
   always @(posedge clk)
-    p20 <= \$96 ;
+    p20 <= \$66 ;
   always @(posedge clk)
-    p21 <= \$97 ;
+    p21 <= \$67 ;
   always @(posedge clk)
-    p22 <= \$98 ;
+    p22 <= \$68 ;
   always @(posedge clk)
-    p23 <= \$99 ;
+    p23 <= \$69 ;
   always @(posedge clk)
-    p24 <= \$100 ;
+    p24 <= \$70 ;
   always @(posedge clk)
-    p25 <= \$101 ;
+    p25 <= \$71 ;
   always @(posedge clk)
-    p26 <= \$102 ;
+    p26 <= \$72 ;
   always @(posedge clk)
-    p27 <= \$103 ;
+    p27 <= \$73 ;
   always @(posedge clk)
-    p28 <= \$104 ;
+    p28 <= \$74 ;
   always @(posedge clk)
-    p29 <= \$105 ;
+    p29 <= \$75 ;
   always @(posedge clk)
-    p30 <= \$106 ;
+    p30 <= \$76 ;
   always @(posedge clk)
-    p31 <= \$107 ;
+    p31 <= \$77 ;
   always @(posedge clk)
-    p32 <= \$108 ;
+    p32 <= \$78 ;
   always @(posedge clk)
-    p33 <= \$109 ;
+    p33 <= \$79 ;
   always @(posedge clk)
-    p34 <= \$110 ;
+    p34 <= \$80 ;
   always @(posedge clk)
-    p35 <= \$111 ;
+    p35 <= \$81 ;
   always @(posedge clk)
-    p36 <= \$112 ;
+    p36 <= \$82 ;
   always @(posedge clk)
-    p37 <= \$113 ;
+    p37 <= \$83 ;
   always @(posedge clk)
-    p38 <= \$114 ;
+    p38 <= \$84 ;
   always @(posedge clk)
-    p39 <= \$115 ;
+    p39 <= \$85 ;
   always @(posedge clk)
-    p40 <= \$116 ;
+    p40 <= \$86 ;
   always @(posedge clk)
-    p41 <= \$117 ;
+    p41 <= \$87 ;
   always @(posedge clk)
-    p42 <= \$118 ;
+    p42 <= \$88 ;
   always @(posedge clk)
-    p43 <= \$119 ;
+    p43 <= \$89 ;
   always @(posedge clk)
-    p44 <= \$120 ;
+    p44 <= \$90 ;
   always @(posedge clk)
-    p45 <= \$121 ;
+    p45 <= \$91 ;
   always @(posedge clk)
-    p46 <= \$122 ;
+    p46 <= \$92 ;
   always @(posedge clk)
-    p47 <= \$123 ;
+    p47 <= \$93 ;
   always @(posedge clk)
-    p48 <= \$124 ;
+    p48 <= \$94 ;
   always @(posedge clk)
-    p49 <= \$125 ;
+    p49 <= \$95 ;
   always @(posedge clk)
-    p50 <= \$126 ;
+    p50 <= \$96 ;
   always @(posedge clk)
-    p51 <= \$127 ;
+    p51 <= \$97 ;
   always @(posedge clk)
-    p52 <= \$128 ;
+    p52 <= \$98 ;
   always @(posedge clk)
-    p53 <= \$129 ;
+    p53 <= \$99 ;
   always @(posedge clk)
-    p54 <= \$130 ;
+    p54 <= \$100 ;
   always @(posedge clk)
-    p55 <= \$131 ;
+    p55 <= \$101 ;
   always @(posedge clk)
-    h_new <= \$132 ;
+    p56 <= \$102 ;
+  always @(posedge clk)
+    p57 <= \$103 ;
+  always @(posedge clk)
+    p58 <= \$104 ;
+  always @(posedge clk)
+    p59 <= \$105 ;
+  always @(posedge clk)
+    p60 <= \$106 ;
+  always @(posedge clk)
+    p61 <= \$107 ;
+  always @(posedge clk)
+    p62 <= \$108 ;
+  always @(posedge clk)
+    p63 <= \$109 ;
+  always @(posedge clk)
+    p64 <= \$110 ;
+  always @(posedge clk)
+    p65 <= \$111 ;
+  always @(posedge clk)
+    p66 <= \$112 ;
+  always @(posedge clk)
+    p67 <= \$113 ;
+  always @(posedge clk)
+    p68 <= \$114 ;
+  always @(posedge clk)
+    p69 <= \$115 ;
+  always @(posedge clk)
+    p70 <= \$116 ;
+  always @(posedge clk)
+    p71 <= \$117 ;
+  always @(posedge clk)
+    p72 <= \$118 ;
+  always @(posedge clk)
+    p73 <= \$119 ;
+  always @(posedge clk)
+    p74 <= \$120 ;
+  always @(posedge clk)
+    p75 <= \$121 ;
+  always @(posedge clk)
+    p76 <= \$122 ;
+  always @(posedge clk)
+    p77 <= \$123 ;
+  always @(posedge clk)
+    p78 <= \$124 ;
+  always @(posedge clk)
+    p79 <= \$125 ;
+  always @(posedge clk)
+    h_new <= \$126 ;
   \hwgen_charlm_gru2_p8.elementwise0.sig_r  sig_r (
     .clk(clk),
     .rst(rst),
-    .x(p24),
+    .x(p35),
     .y(y)
   );
   \hwgen_charlm_gru2_p8.elementwise0.sig_z  sig_z (
     .clk(clk),
     .rst(rst),
-    .x(p25),
-    .y(\y$60 )
+    .x(p37),
+    .y(\y$81 )
   );
   \hwgen_charlm_gru2_p8.elementwise0.tanh_n  tanh_n (
     .clk(clk),
     .rst(rst),
-    .x(p36),
-    .y(\y$57 )
+    .x(p53),
+    .y(\y$78 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$76  = valid_in;
+    \$46  = valid_in;
     if (rst) begin
-      \$76  = 1'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$77  = p0;
+    \$47  = p0;
     if (rst) begin
-      \$77  = 1'h0;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$78  = p1;
+    \$48  = p1;
     if (rst) begin
-      \$78  = 1'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$79  = p2;
+    \$49  = p2;
     if (rst) begin
-      \$79  = 1'h0;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$80  = p3;
+    \$50  = p3;
     if (rst) begin
-      \$80  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = p4;
+    \$51  = p4;
     if (rst) begin
-      \$81  = 1'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$82  = p5;
+    \$52  = p5;
     if (rst) begin
-      \$82  = 1'h0;
+      \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$83  = p6;
+    \$53  = p6;
     if (rst) begin
-      \$83  = 1'h0;
+      \$53  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = p7;
+    \$54  = p7;
     if (rst) begin
-      \$84  = 1'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = p8;
+    \$55  = p8;
     if (rst) begin
-      \$85  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = p9;
+    \$56  = p9;
     if (rst) begin
-      \$86  = 1'h0;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = p10;
+    \$57  = p10;
     if (rst) begin
-      \$87  = 1'h0;
+      \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = tag;
+    \$58  = p11;
     if (rst) begin
-      \$88  = 6'h00;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = p12;
+    \$59  = p12;
     if (rst) begin
-      \$89  = 6'h00;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = p13;
+    \$60  = p13;
     if (rst) begin
-      \$90  = 6'h00;
+      \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = p14;
+    \$61  = p14;
     if (rst) begin
-      \$91  = 6'h00;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = p15;
+    \$62  = p15;
     if (rst) begin
-      \$92  = 6'h00;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = p16;
+    \$63  = tag;
     if (rst) begin
-      \$93  = 6'h00;
+      \$63  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = p17;
+    \$64  = p17;
     if (rst) begin
-      \$94  = 6'h00;
+      \$64  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = p18;
+    \$65  = p18;
     if (rst) begin
-      \$95  = 6'h00;
+      \$65  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = p19;
+    \$66  = p19;
     if (rst) begin
-      \$96  = 6'h00;
+      \$66  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = p20;
+    \$67  = p20;
     if (rst) begin
-      \$97  = 6'h00;
+      \$67  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = p21;
+    \$68  = p21;
     if (rst) begin
-      \$98  = 6'h00;
+      \$68  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = p22;
+    \$69  = p22;
     if (rst) begin
-      \$99  = 6'h00;
+      \$69  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = \$10 [7:0];
+    \$70  = p23;
+    if (rst) begin
+      \$70  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$71  = p24;
+    if (rst) begin
+      \$71  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$72  = p25;
+    if (rst) begin
+      \$72  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$73  = p26;
+    if (rst) begin
+      \$73  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$74  = p27;
+    if (rst) begin
+      \$74  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$75  = p28;
+    if (rst) begin
+      \$75  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$76  = p29;
+    if (rst) begin
+      \$76  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$77  = p30;
+    if (rst) begin
+      \$77  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$78  = p31;
+    if (rst) begin
+      \$78  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$79  = p32;
+    if (rst) begin
+      \$79  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$80  = \$2 ;
+    if (rst) begin
+      \$80  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$81  = \$6 [7:0];
+    if (rst) begin
+      \$81  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$82  = \$8 ;
+    if (rst) begin
+      \$82  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$83  = \$12 [7:0];
+    if (rst) begin
+      \$83  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$84  = \$14 ;
+    if (rst) begin
+      \$84  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = \$18 [7:0];
+    if (rst) begin
+      \$85  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = \$20 ;
+    if (rst) begin
+      \$86  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = \$24 [7:0];
+    if (rst) begin
+      \$87  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$88  = p39;
+    if (rst) begin
+      \$88  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$89  = p42;
+    if (rst) begin
+      \$89  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = p43;
+    if (rst) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = p44;
+    if (rst) begin
+      \$91  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = p41;
+    if (rst) begin
+      \$92  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = p46;
+    if (rst) begin
+      \$93  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = p47;
+    if (rst) begin
+      \$94  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = p48;
+    if (rst) begin
+      \$95  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$96  = \$25 ;
+    if (rst) begin
+      \$96  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$97  = p45;
+    if (rst) begin
+      \$97  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = \$28 ;
+    if (rst) begin
+      \$98  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$99  = \$32 [7:0];
+    if (rst) begin
+      \$99  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$100  = h_prev;
     if (rst) begin
       \$100  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = \$20 [7:0];
+    \$101  = p54;
     if (rst) begin
       \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = \$30 [7:0];
+    \$102  = p55;
     if (rst) begin
       \$102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = \$40 [7:0];
+    \$103  = p56;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = p26;
+    \$104  = p57;
     if (rst) begin
       \$104  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = p28;
+    \$105  = p58;
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = p29;
+    \$106  = p59;
     if (rst) begin
       \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = p27;
+    \$107  = p60;
     if (rst) begin
       \$107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = p31;
+    \$108  = p61;
     if (rst) begin
       \$108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = p32;
+    \$109  = p62;
     if (rst) begin
       \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = \$41 ;
+    \$110  = p63;
     if (rst) begin
-      \$110  = 16'h0000;
+      \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = p30;
+    \$111  = p64;
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = \$54 [7:0];
+    \$112  = p65;
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = h_prev;
+    \$113  = \$35 ;
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = p37;
+    \$114  = \$36 ;
     if (rst) begin
-      \$114  = 8'h00;
+      \$114  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = p38;
+    \$115  = \y$81 ;
     if (rst) begin
       \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$116  = p39;
+    \$116  = p69;
     if (rst) begin
       \$116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$117  = p40;
+    \$117  = p70;
     if (rst) begin
       \$117  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$118  = p41;
+    \$118  = p71;
     if (rst) begin
       \$118  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$119  = p42;
+    \$119  = p72;
     if (rst) begin
       \$119  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$120  = p43;
+    \$120  = p73;
     if (rst) begin
       \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$121  = p44;
+    \$121  = p74;
     if (rst) begin
       \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$122  = \$57 ;
+    \$122  = p75;
     if (rst) begin
-      \$122  = 10'h000;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$123  = \$58 ;
+    \$123  = \$37 ;
     if (rst) begin
-      \$123  = 9'h000;
+      \$123  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$124  = \y$60 ;
+    \$124  = p68;
     if (rst) begin
-      \$124  = 8'h00;
+      \$124  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$125  = p48;
+    \$125  = \$41 ;
     if (rst) begin
-      \$125  = 8'h00;
+      \$125  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$126  = p49;
+    \$126  = \$45 [7:0];
     if (rst) begin
       \$126  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$127  = p50;
-    if (rst) begin
-      \$127  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$128  = p51;
-    if (rst) begin
-      \$128  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$129  = p52;
-    if (rst) begin
-      \$129  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$130  = \$59 ;
-    if (rst) begin
-      \$130  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$131  = p47;
-    if (rst) begin
-      \$131  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$132  = \$75 [7:0];
-    if (rst) begin
-      \$132  = 8'h00;
-    end
-  end
-  assign valid_out = p11;
-  assign tag_out = p23;
-  assign x = p24;
-  assign \x$72  = p25;
-  assign \x$73  = p36;
+  assign valid_out = p16;
+  assign tag_out = p33;
+  assign x = p35;
+  assign \x$96  = p37;
+  assign \x$97  = p53;
   assign \$2  = { \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21:8] };
-  assign \$5  = { \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21:8] };
   assign \$8  = { \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21:8] };
-  assign \$12  = { \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21:8] };
-  assign \$15  = { \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21:8] };
-  assign \$18  = { \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21:8] };
-  assign \$22  = { \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21:8] };
-  assign \$25  = { \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21:8] };
-  assign \$28  = { \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21:8] };
-  assign \$32  = { \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21:8] };
-  assign \$35  = { \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21:8] };
-  assign \$38  = { \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21:8] };
-  assign \$43  = { \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16:7] };
-  assign \$47  = { \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16:7] };
-  assign \$51  = { \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16:7] };
-  assign \$55  = { p45[7], p45 };
-  assign \$56  = { \y$57 [7], \y$57  };
-  assign \$58  = { \y$57 [7], \y$57  };
-  assign \$60  = { p55, 7'h00 };
-  assign \$63  = { \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19:7] };
-  assign \$65  = { p55, 7'h00 };
-  assign \$68  = { \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19:7] };
-  assign \$70  = { p55, 7'h00 };
-  assign \$73  = { \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19:7] };
+  assign \$14  = { \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21:8] };
+  assign \$20  = { \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21:8] };
+  assign \$27  = { \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16:7] };
+  assign \$33  = { p66[7], p66 };
+  assign \$34  = { \y$78 [7], \y$78  };
+  assign \$36  = { \y$78 [7], \y$78  };
+  assign \$38  = { p78, 7'h00 };
+  assign \$41  = { \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19:7] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9240,32 +9609,25 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -9284,12 +9646,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -9307,39 +9664,33 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -9357,6 +9708,12 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
@@ -9381,65 +9738,72 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -9474,8 +9838,8 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9531,32 +9895,25 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -9575,12 +9932,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -9598,39 +9950,33 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -9648,6 +9994,12 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
@@ -9672,65 +10024,72 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -9765,8 +10124,8 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9822,32 +10181,25 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   wire [18:0] \$52 ;
   wire [18:0] \$53 ;
   wire \$54 ;
-  wire [16:0] \$55 ;
-  wire [17:0] \$56 ;
-  wire [16:0] \$57 ;
-  wire [17:0] \$58 ;
+  wire [18:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire \$57 ;
+  wire [18:0] \$58 ;
   wire [18:0] \$59 ;
   wire \$6 ;
   wire [18:0] \$60 ;
-  wire \$61 ;
-  wire [16:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [17:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [18:0] \$67 ;
-  wire [18:0] \$68 ;
-  wire [18:0] \$69 ;
+  wire [18:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [3:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [16:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [3:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [16:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [17:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -9866,12 +10218,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [16:0] y2 = 17'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [17:0] y3 = 18'h00000;
   assign \$30  = \$25  ? 9'h00f : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -9889,39 +10236,33 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$49  = - $signed(\$48 );
   assign \$50  = beyond2 ? 17'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [16], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 17'h00800 : y2;
-  assign \$56  = - $signed(\$55 );
-  assign \$57  = beyond2 ? 17'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [16], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 17'h00800 : y2;
-  assign \$63  = - $signed(\$62 );
-  assign \$64  = beyond2 ? 17'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [16], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 19'h7ff80 : \$67 ;
-  assign \$69  = \$54  ? 19'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 19'h7ff80 : \$59 ;
+  assign \$61  = \$54  ? 19'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -9939,6 +10280,12 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 5'h10;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
@@ -9979,65 +10326,72 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$73  = { 1'h0, \$32 [2:0] };
+    \$65  = { 1'h0, \$32 [2:0] };
     if (rst) begin
-      \$73  = 4'h0;
+      \$65  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 17'h00000;
+      \$69  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -10088,15 +10442,15 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$41  = { 3'h0, \$40 [8:3] };
   assign \$46  = { \$45 [15], \$45 [15], \$45 [15], \$45 [15], \$45 [15:4] };
   assign \$53  = { \$52 [18], \$52 [18], \$52 [18], \$52 [18], \$52 [18:4] };
-  assign \$60  = { \$59 [18], \$59 [18], \$59 [18], \$59 [18], \$59 [18:4] };
-  assign \$67  = { \$66 [18], \$66 [18], \$66 [18], \$66 [18], \$66 [18:4] };
+  assign \$56  = { \$55 [18], \$55 [18], \$55 [18], \$55 [18], \$55 [18:4] };
+  assign \$59  = { \$58 [18], \$58 [18], \$58 [18], \$58 [18], \$58 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p11, p23, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p16, p33, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [21:0] \$1 ;
-  wire [21:0] \$10 ;
+  wire \$10 ;
   reg [7:0] \$100 ;
   reg [7:0] \$101 ;
   reg [7:0] \$102 ;
@@ -10108,11 +10462,11 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$108 ;
   reg [7:0] \$109 ;
   wire [21:0] \$11 ;
-  reg [15:0] \$110 ;
+  reg [7:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
+  reg [9:0] \$113 ;
+  reg [8:0] \$114 ;
   reg [7:0] \$115 ;
   reg [7:0] \$116 ;
   reg [7:0] \$117 ;
@@ -10121,112 +10475,106 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   wire [21:0] \$12 ;
   reg [7:0] \$120 ;
   reg [7:0] \$121 ;
-  reg [9:0] \$122 ;
-  reg [8:0] \$123 ;
-  reg [7:0] \$124 ;
-  reg [7:0] \$125 ;
+  reg [7:0] \$122 ;
+  reg [17:0] \$123 ;
+  reg [8:0] \$124 ;
+  reg [19:0] \$125 ;
   reg [7:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
-  wire \$13 ;
-  reg [17:0] \$130 ;
-  reg [8:0] \$131 ;
-  reg [7:0] \$132 ;
+  wire [21:0] \$13 ;
   wire [21:0] \$14 ;
-  wire [21:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
   wire [21:0] \$17 ;
   wire [21:0] \$18 ;
   wire [21:0] \$19 ;
   wire [21:0] \$2 ;
   wire [21:0] \$20 ;
-  wire [21:0] \$21 ;
-  wire [21:0] \$22 ;
-  wire \$23 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [21:0] \$23 ;
   wire [21:0] \$24 ;
-  wire [21:0] \$25 ;
-  wire \$26 ;
-  wire [21:0] \$27 ;
-  wire [21:0] \$28 ;
-  wire [21:0] \$29 ;
+  wire [15:0] \$25 ;
+  wire [16:0] \$26 ;
+  wire [16:0] \$27 ;
+  wire [17:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire [21:0] \$32 ;
-  wire \$33 ;
-  wire [21:0] \$34 ;
-  wire [21:0] \$35 ;
-  wire \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
-  wire [21:0] \$4 ;
-  wire [21:0] \$40 ;
-  wire [15:0] \$41 ;
-  wire [16:0] \$42 ;
-  wire [16:0] \$43 ;
-  wire [17:0] \$44 ;
-  wire \$45 ;
-  wire [16:0] \$46 ;
-  wire [16:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire \$49 ;
+  wire \$30 ;
+  wire [17:0] \$31 ;
+  wire [17:0] \$32 ;
+  wire [8:0] \$33 ;
+  wire [8:0] \$34 ;
+  wire [9:0] \$35 ;
+  wire [8:0] \$36 ;
+  wire [17:0] \$37 ;
+  wire [15:0] \$38 ;
+  wire [18:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  wire [19:0] \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire [19:0] \$44 ;
+  wire [19:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [21:0] \$5 ;
-  wire [16:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [17:0] \$52 ;
-  wire [17:0] \$53 ;
-  wire [17:0] \$54 ;
-  wire [8:0] \$55 ;
-  wire [8:0] \$56 ;
-  wire [9:0] \$57 ;
-  wire [8:0] \$58 ;
-  wire [17:0] \$59 ;
-  wire \$6 ;
-  wire [15:0] \$60 ;
-  wire [18:0] \$61 ;
-  wire [19:0] \$62 ;
-  wire [19:0] \$63 ;
-  wire \$64 ;
-  wire [15:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire \$69 ;
+  reg \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg \$56 ;
+  reg \$57 ;
+  reg \$58 ;
+  reg \$59 ;
+  wire [21:0] \$6 ;
+  reg \$60 ;
+  reg \$61 ;
+  reg \$62 ;
+  reg [5:0] \$63 ;
+  reg [5:0] \$64 ;
+  reg [5:0] \$65 ;
+  reg [5:0] \$66 ;
+  reg [5:0] \$67 ;
+  reg [5:0] \$68 ;
+  reg [5:0] \$69 ;
   wire [21:0] \$7 ;
-  wire [15:0] \$70 ;
-  wire [18:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire [19:0] \$73 ;
-  wire [19:0] \$74 ;
-  wire [19:0] \$75 ;
-  reg \$76 ;
-  reg \$77 ;
-  reg \$78 ;
-  reg \$79 ;
+  reg [5:0] \$70 ;
+  reg [5:0] \$71 ;
+  reg [5:0] \$72 ;
+  reg [5:0] \$73 ;
+  reg [5:0] \$74 ;
+  reg [5:0] \$75 ;
+  reg [5:0] \$76 ;
+  reg [5:0] \$77 ;
+  reg [5:0] \$78 ;
+  reg [5:0] \$79 ;
   wire [21:0] \$8 ;
-  reg \$80 ;
-  reg \$81 ;
-  reg \$82 ;
-  reg \$83 ;
-  reg \$84 ;
-  reg \$85 ;
-  reg \$86 ;
-  reg \$87 ;
-  reg [5:0] \$88 ;
-  reg [5:0] \$89 ;
-  wire [21:0] \$9 ;
-  reg [5:0] \$90 ;
-  reg [5:0] \$91 ;
-  reg [5:0] \$92 ;
-  reg [5:0] \$93 ;
-  reg [5:0] \$94 ;
-  reg [5:0] \$95 ;
-  reg [5:0] \$96 ;
-  reg [5:0] \$97 ;
-  reg [5:0] \$98 ;
-  reg [5:0] \$99 ;
+  reg [21:0] \$80 ;
+  reg [7:0] \$81 ;
+  reg [21:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg [21:0] \$84 ;
+  reg [7:0] \$85 ;
+  reg [21:0] \$86 ;
+  reg [7:0] \$87 ;
+  reg [7:0] \$88 ;
+  reg [7:0] \$89 ;
+  wire \$9 ;
+  reg [7:0] \$90 ;
+  reg [7:0] \$91 ;
+  reg [7:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg [7:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [15:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg [17:0] \$98 ;
+  reg [7:0] \$99 ;
   input [20:0] acc0;
   wire [20:0] acc0;
   input [20:0] acc1;
@@ -10244,13 +10592,13 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg p0 = 1'h0;
   reg p1 = 1'h0;
   reg p10 = 1'h0;
-  output p11;
   reg p11 = 1'h0;
-  reg [5:0] p12 = 6'h00;
-  reg [5:0] p13 = 6'h00;
-  reg [5:0] p14 = 6'h00;
-  reg [5:0] p15 = 6'h00;
-  reg [5:0] p16 = 6'h00;
+  reg p12 = 1'h0;
+  reg p13 = 1'h0;
+  reg p14 = 1'h0;
+  reg p15 = 1'h0;
+  output p16;
+  reg p16 = 1'h0;
   reg [5:0] p17 = 6'h00;
   reg [5:0] p18 = 6'h00;
   reg [5:0] p19 = 6'h00;
@@ -10258,45 +10606,69 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] p20 = 6'h00;
   reg [5:0] p21 = 6'h00;
   reg [5:0] p22 = 6'h00;
-  output [5:0] p23;
   reg [5:0] p23 = 6'h00;
-  reg [7:0] p24 = 8'h00;
-  reg [7:0] p25 = 8'h00;
-  reg [7:0] p26 = 8'h00;
-  reg [7:0] p27 = 8'h00;
-  reg [7:0] p28 = 8'h00;
-  reg [7:0] p29 = 8'h00;
+  reg [5:0] p24 = 6'h00;
+  reg [5:0] p25 = 6'h00;
+  reg [5:0] p26 = 6'h00;
+  reg [5:0] p27 = 6'h00;
+  reg [5:0] p28 = 6'h00;
+  reg [5:0] p29 = 6'h00;
   reg p3 = 1'h0;
-  reg [7:0] p30 = 8'h00;
-  reg [7:0] p31 = 8'h00;
-  reg [7:0] p32 = 8'h00;
-  reg [7:0] p33 = 8'h00;
-  reg [15:0] p34 = 16'h0000;
+  reg [5:0] p30 = 6'h00;
+  reg [5:0] p31 = 6'h00;
+  reg [5:0] p32 = 6'h00;
+  output [5:0] p33;
+  reg [5:0] p33 = 6'h00;
+  reg [21:0] p34 = 22'h000000;
   reg [7:0] p35 = 8'h00;
-  reg [7:0] p36 = 8'h00;
+  reg [21:0] p36 = 22'h000000;
   reg [7:0] p37 = 8'h00;
-  reg [7:0] p38 = 8'h00;
+  reg [21:0] p38 = 22'h000000;
   reg [7:0] p39 = 8'h00;
   reg p4 = 1'h0;
-  reg [7:0] p40 = 8'h00;
+  reg [21:0] p40 = 22'h000000;
   reg [7:0] p41 = 8'h00;
   reg [7:0] p42 = 8'h00;
   reg [7:0] p43 = 8'h00;
   reg [7:0] p44 = 8'h00;
   reg [7:0] p45 = 8'h00;
-  reg [9:0] p46 = 10'h000;
-  reg [8:0] p47 = 9'h000;
+  reg [7:0] p46 = 8'h00;
+  reg [7:0] p47 = 8'h00;
   reg [7:0] p48 = 8'h00;
   reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
-  reg [7:0] p50 = 8'h00;
+  reg [15:0] p50 = 16'h0000;
   reg [7:0] p51 = 8'h00;
-  reg [7:0] p52 = 8'h00;
+  reg [17:0] p52 = 18'h00000;
   reg [7:0] p53 = 8'h00;
-  reg [17:0] p54 = 18'h00000;
-  reg [8:0] p55 = 9'h000;
+  reg [7:0] p54 = 8'h00;
+  reg [7:0] p55 = 8'h00;
+  reg [7:0] p56 = 8'h00;
+  reg [7:0] p57 = 8'h00;
+  reg [7:0] p58 = 8'h00;
+  reg [7:0] p59 = 8'h00;
   reg p6 = 1'h0;
+  reg [7:0] p60 = 8'h00;
+  reg [7:0] p61 = 8'h00;
+  reg [7:0] p62 = 8'h00;
+  reg [7:0] p63 = 8'h00;
+  reg [7:0] p64 = 8'h00;
+  reg [7:0] p65 = 8'h00;
+  reg [7:0] p66 = 8'h00;
+  reg [9:0] p67 = 10'h000;
+  reg [8:0] p68 = 9'h000;
+  reg [7:0] p69 = 8'h00;
   reg p7 = 1'h0;
+  reg [7:0] p70 = 8'h00;
+  reg [7:0] p71 = 8'h00;
+  reg [7:0] p72 = 8'h00;
+  reg [7:0] p73 = 8'h00;
+  reg [7:0] p74 = 8'h00;
+  reg [7:0] p75 = 8'h00;
+  reg [7:0] p76 = 8'h00;
+  reg [17:0] p77 = 18'h00000;
+  reg [8:0] p78 = 9'h000;
+  reg [19:0] p79 = 20'h00000;
   reg p8 = 1'h0;
   reg p9 = 1'h0;
   input rst;
@@ -10312,623 +10684,809 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$72 ;
+  wire [7:0] \x$96 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$73 ;
+  wire [7:0] \x$97 ;
   wire [7:0] y;
-  wire [7:0] \y$57 ;
-  wire [7:0] \y$60 ;
+  wire [7:0] \y$78 ;
+  wire [7:0] \y$81 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(\$2 ) > $signed(8'h7f);
-  assign \$4  = $signed(acc0) + $signed(9'h080);
-  assign \$6  = $signed(\$5 ) < $signed(8'h80);
-  assign \$7  = $signed(acc0) + $signed(9'h080);
-  assign \$9  = \$6  ? 22'h3fff80 : \$8 ;
-  assign \$10  = \$3  ? 22'h00007f : \$9 ;
-  assign \$11  = $signed(acc1) + $signed(9'h080);
-  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
-  assign \$14  = $signed(acc1) + $signed(9'h080);
-  assign \$16  = $signed(\$15 ) < $signed(8'h80);
-  assign \$17  = $signed(acc1) + $signed(9'h080);
-  assign \$19  = \$16  ? 22'h3fff80 : \$18 ;
-  assign \$20  = \$13  ? 22'h00007f : \$19 ;
-  assign \$21  = $signed(acc2) + $signed(9'h080);
-  assign \$23  = $signed(\$22 ) > $signed(8'h7f);
-  assign \$24  = $signed(acc2) + $signed(9'h080);
-  assign \$26  = $signed(\$25 ) < $signed(8'h80);
-  assign \$27  = $signed(acc2) + $signed(9'h080);
-  assign \$29  = \$26  ? 22'h3fff80 : \$28 ;
-  assign \$30  = \$23  ? 22'h00007f : \$29 ;
-  assign \$31  = $signed(acc3) + $signed(9'h080);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(acc3) + $signed(9'h080);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(acc3) + $signed(9'h080);
-  assign \$39  = \$36  ? 22'h3fff80 : \$38 ;
-  assign \$40  = \$33  ? 22'h00007f : \$39 ;
-  assign \$41  = $signed(y) * $signed(p33);
-  assign \$42  = $signed(p34) + $signed(8'h40);
-  assign \$44  = $signed(p35) + $signed(\$43 );
-  assign \$45  = $signed(\$44 ) > $signed(8'h7f);
-  assign \$46  = $signed(p34) + $signed(8'h40);
-  assign \$48  = $signed(p35) + $signed(\$47 );
-  assign \$49  = $signed(\$48 ) < $signed(8'h80);
-  assign \$50  = $signed(p34) + $signed(8'h40);
-  assign \$52  = $signed(p35) + $signed(\$51 );
-  assign \$53  = \$49  ? 18'h3ff80 : \$52 ;
-  assign \$54  = \$45  ? 18'h0007f : \$53 ;
-  assign \$57  = $signed(\$55 ) - $signed(\$56 );
-  assign \$59  = $signed(p53) * $signed(p46);
-  assign \$61  = $signed(\$60 ) + $signed(p54);
-  assign \$62  = $signed(\$61 ) + $signed(8'h40);
-  assign \$64  = $signed(\$63 ) > $signed(8'h7f);
-  assign \$66  = $signed(\$65 ) + $signed(p54);
-  assign \$67  = $signed(\$66 ) + $signed(8'h40);
-  assign \$69  = $signed(\$68 ) < $signed(8'h80);
-  assign \$71  = $signed(\$70 ) + $signed(p54);
-  assign \$72  = $signed(\$71 ) + $signed(8'h40);
-  assign \$74  = \$69  ? 20'hfff80 : \$73 ;
-  assign \$75  = \$64  ? 20'h0007f : \$74 ;
+  assign \$3  = $signed(p34) > $signed(8'h7f);
+  assign \$4  = $signed(p34) < $signed(8'h80);
+  assign \$5  = \$4  ? 22'h3fff80 : p34;
+  assign \$6  = \$3  ? 22'h00007f : \$5 ;
+  assign \$7  = $signed(acc1) + $signed(9'h080);
+  assign \$9  = $signed(p36) > $signed(8'h7f);
+  assign \$10  = $signed(p36) < $signed(8'h80);
+  assign \$11  = \$10  ? 22'h3fff80 : p36;
+  assign \$12  = \$9  ? 22'h00007f : \$11 ;
+  assign \$13  = $signed(acc2) + $signed(9'h080);
+  assign \$15  = $signed(p38) > $signed(8'h7f);
+  assign \$16  = $signed(p38) < $signed(8'h80);
+  assign \$17  = \$16  ? 22'h3fff80 : p38;
+  assign \$18  = \$15  ? 22'h00007f : \$17 ;
+  assign \$19  = $signed(acc3) + $signed(9'h080);
+  assign \$21  = $signed(p40) > $signed(8'h7f);
+  assign \$22  = $signed(p40) < $signed(8'h80);
+  assign \$23  = \$22  ? 22'h3fff80 : p40;
+  assign \$24  = \$21  ? 22'h00007f : \$23 ;
+  assign \$25  = $signed(y) * $signed(p49);
+  assign \$26  = $signed(p50) + $signed(8'h40);
+  assign \$28  = $signed(p51) + $signed(\$27 );
+  assign \$29  = $signed(p52) > $signed(8'h7f);
+  assign \$30  = $signed(p52) < $signed(8'h80);
+  assign \$31  = \$30  ? 18'h3ff80 : p52;
+  assign \$32  = \$29  ? 18'h0007f : \$31 ;
+  assign \$35  = $signed(\$33 ) - $signed(\$34 );
+  assign \$37  = $signed(p76) * $signed(p67);
+  assign \$39  = $signed(\$38 ) + $signed(p77);
+  assign \$40  = $signed(\$39 ) + $signed(8'h40);
+  assign \$42  = $signed(p79) > $signed(8'h7f);
+  assign \$43  = $signed(p79) < $signed(8'h80);
+  assign \$44  = \$43  ? 20'hfff80 : p79;
+  assign \$45  = \$42  ? 20'h0007f : \$44 ;
   always @(posedge clk)
-    p0 <= \$76 ;
+    p0 <= \$46 ;
   always @(posedge clk)
-    p1 <= \$77 ;
+    p1 <= \$47 ;
   always @(posedge clk)
-    p2 <= \$78 ;
+    p2 <= \$48 ;
   always @(posedge clk)
-    p3 <= \$79 ;
+    p3 <= \$49 ;
   always @(posedge clk)
-    p4 <= \$80 ;
+    p4 <= \$50 ;
   always @(posedge clk)
-    p5 <= \$81 ;
+    p5 <= \$51 ;
   always @(posedge clk)
-    p6 <= \$82 ;
+    p6 <= \$52 ;
   always @(posedge clk)
-    p7 <= \$83 ;
+    p7 <= \$53 ;
   always @(posedge clk)
-    p8 <= \$84 ;
+    p8 <= \$54 ;
   always @(posedge clk)
-    p9 <= \$85 ;
+    p9 <= \$55 ;
   always @(posedge clk)
-    p10 <= \$86 ;
+    p10 <= \$56 ;
   always @(posedge clk)
-    p11 <= \$87 ;
+    p11 <= \$57 ;
   always @(posedge clk)
-    p12 <= \$88 ;
+    p12 <= \$58 ;
   always @(posedge clk)
-    p13 <= \$89 ;
+    p13 <= \$59 ;
   always @(posedge clk)
-    p14 <= \$90 ;
+    p14 <= \$60 ;
   always @(posedge clk)
-    p15 <= \$91 ;
+    p15 <= \$61 ;
   always @(posedge clk)
-    p16 <= \$92 ;
+    p16 <= \$62 ;
   always @(posedge clk)
-    p17 <= \$93 ;
+    p17 <= \$63 ;
   always @(posedge clk)
-    p18 <= \$94 ;
+    p18 <= \$64 ;
   always @(posedge clk)
-    p19 <= \$95 ;
+    p19 <= \$65 ;
   always @(posedge clk)
-    p20 <= \$96 ;
+    p20 <= \$66 ;
   always @(posedge clk)
-    p21 <= \$97 ;
+    p21 <= \$67 ;
   always @(posedge clk)
-    p22 <= \$98 ;
+    p22 <= \$68 ;
   always @(posedge clk)
-    p23 <= \$99 ;
+    p23 <= \$69 ;
   always @(posedge clk)
-    p24 <= \$100 ;
+    p24 <= \$70 ;
   always @(posedge clk)
-    p25 <= \$101 ;
+    p25 <= \$71 ;
   always @(posedge clk)
-    p26 <= \$102 ;
+    p26 <= \$72 ;
   always @(posedge clk)
-    p27 <= \$103 ;
+    p27 <= \$73 ;
   always @(posedge clk)
-    p28 <= \$104 ;
+    p28 <= \$74 ;
   always @(posedge clk)
-    p29 <= \$105 ;
+    p29 <= \$75 ;
   always @(posedge clk)
-    p30 <= \$106 ;
+    p30 <= \$76 ;
   always @(posedge clk)
-    p31 <= \$107 ;
+    p31 <= \$77 ;
   always @(posedge clk)
-    p32 <= \$108 ;
+    p32 <= \$78 ;
   always @(posedge clk)
-    p33 <= \$109 ;
+    p33 <= \$79 ;
   always @(posedge clk)
-    p34 <= \$110 ;
+    p34 <= \$80 ;
   always @(posedge clk)
-    p35 <= \$111 ;
+    p35 <= \$81 ;
   always @(posedge clk)
-    p36 <= \$112 ;
+    p36 <= \$82 ;
   always @(posedge clk)
-    p37 <= \$113 ;
+    p37 <= \$83 ;
   always @(posedge clk)
-    p38 <= \$114 ;
+    p38 <= \$84 ;
   always @(posedge clk)
-    p39 <= \$115 ;
+    p39 <= \$85 ;
   always @(posedge clk)
-    p40 <= \$116 ;
+    p40 <= \$86 ;
   always @(posedge clk)
-    p41 <= \$117 ;
+    p41 <= \$87 ;
   always @(posedge clk)
-    p42 <= \$118 ;
+    p42 <= \$88 ;
   always @(posedge clk)
-    p43 <= \$119 ;
+    p43 <= \$89 ;
   always @(posedge clk)
-    p44 <= \$120 ;
+    p44 <= \$90 ;
   always @(posedge clk)
-    p45 <= \$121 ;
+    p45 <= \$91 ;
   always @(posedge clk)
-    p46 <= \$122 ;
+    p46 <= \$92 ;
   always @(posedge clk)
-    p47 <= \$123 ;
+    p47 <= \$93 ;
   always @(posedge clk)
-    p48 <= \$124 ;
+    p48 <= \$94 ;
   always @(posedge clk)
-    p49 <= \$125 ;
+    p49 <= \$95 ;
   always @(posedge clk)
-    p50 <= \$126 ;
+    p50 <= \$96 ;
   always @(posedge clk)
-    p51 <= \$127 ;
+    p51 <= \$97 ;
   always @(posedge clk)
-    p52 <= \$128 ;
+    p52 <= \$98 ;
   always @(posedge clk)
-    p53 <= \$129 ;
+    p53 <= \$99 ;
   always @(posedge clk)
-    p54 <= \$130 ;
+    p54 <= \$100 ;
   always @(posedge clk)
-    p55 <= \$131 ;
+    p55 <= \$101 ;
   always @(posedge clk)
-    h_new <= \$132 ;
+    p56 <= \$102 ;
+  always @(posedge clk)
+    p57 <= \$103 ;
+  always @(posedge clk)
+    p58 <= \$104 ;
+  always @(posedge clk)
+    p59 <= \$105 ;
+  always @(posedge clk)
+    p60 <= \$106 ;
+  always @(posedge clk)
+    p61 <= \$107 ;
+  always @(posedge clk)
+    p62 <= \$108 ;
+  always @(posedge clk)
+    p63 <= \$109 ;
+  always @(posedge clk)
+    p64 <= \$110 ;
+  always @(posedge clk)
+    p65 <= \$111 ;
+  always @(posedge clk)
+    p66 <= \$112 ;
+  always @(posedge clk)
+    p67 <= \$113 ;
+  always @(posedge clk)
+    p68 <= \$114 ;
+  always @(posedge clk)
+    p69 <= \$115 ;
+  always @(posedge clk)
+    p70 <= \$116 ;
+  always @(posedge clk)
+    p71 <= \$117 ;
+  always @(posedge clk)
+    p72 <= \$118 ;
+  always @(posedge clk)
+    p73 <= \$119 ;
+  always @(posedge clk)
+    p74 <= \$120 ;
+  always @(posedge clk)
+    p75 <= \$121 ;
+  always @(posedge clk)
+    p76 <= \$122 ;
+  always @(posedge clk)
+    p77 <= \$123 ;
+  always @(posedge clk)
+    p78 <= \$124 ;
+  always @(posedge clk)
+    p79 <= \$125 ;
+  always @(posedge clk)
+    h_new <= \$126 ;
   \hwgen_charlm_gru2_p8.elementwise1.sig_r  sig_r (
     .clk(clk),
     .rst(rst),
-    .x(p24),
+    .x(p35),
     .y(y)
   );
   \hwgen_charlm_gru2_p8.elementwise1.sig_z  sig_z (
     .clk(clk),
     .rst(rst),
-    .x(p25),
-    .y(\y$60 )
+    .x(p37),
+    .y(\y$81 )
   );
   \hwgen_charlm_gru2_p8.elementwise1.tanh_n  tanh_n (
     .clk(clk),
     .rst(rst),
-    .x(p36),
-    .y(\y$57 )
+    .x(p53),
+    .y(\y$78 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$76  = valid_in;
+    \$46  = valid_in;
     if (rst) begin
-      \$76  = 1'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$77  = p0;
+    \$47  = p0;
     if (rst) begin
-      \$77  = 1'h0;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$78  = p1;
+    \$48  = p1;
     if (rst) begin
-      \$78  = 1'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$79  = p2;
+    \$49  = p2;
     if (rst) begin
-      \$79  = 1'h0;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$80  = p3;
+    \$50  = p3;
     if (rst) begin
-      \$80  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$81  = p4;
+    \$51  = p4;
     if (rst) begin
-      \$81  = 1'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$82  = p5;
+    \$52  = p5;
     if (rst) begin
-      \$82  = 1'h0;
+      \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$83  = p6;
+    \$53  = p6;
     if (rst) begin
-      \$83  = 1'h0;
+      \$53  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$84  = p7;
+    \$54  = p7;
     if (rst) begin
-      \$84  = 1'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$85  = p8;
+    \$55  = p8;
     if (rst) begin
-      \$85  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$86  = p9;
+    \$56  = p9;
     if (rst) begin
-      \$86  = 1'h0;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$87  = p10;
+    \$57  = p10;
     if (rst) begin
-      \$87  = 1'h0;
+      \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$88  = tag;
+    \$58  = p11;
     if (rst) begin
-      \$88  = 6'h00;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$89  = p12;
+    \$59  = p12;
     if (rst) begin
-      \$89  = 6'h00;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$90  = p13;
+    \$60  = p13;
     if (rst) begin
-      \$90  = 6'h00;
+      \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$91  = p14;
+    \$61  = p14;
     if (rst) begin
-      \$91  = 6'h00;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$92  = p15;
+    \$62  = p15;
     if (rst) begin
-      \$92  = 6'h00;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$93  = p16;
+    \$63  = tag;
     if (rst) begin
-      \$93  = 6'h00;
+      \$63  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$94  = p17;
+    \$64  = p17;
     if (rst) begin
-      \$94  = 6'h00;
+      \$64  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$95  = p18;
+    \$65  = p18;
     if (rst) begin
-      \$95  = 6'h00;
+      \$65  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$96  = p19;
+    \$66  = p19;
     if (rst) begin
-      \$96  = 6'h00;
+      \$66  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$97  = p20;
+    \$67  = p20;
     if (rst) begin
-      \$97  = 6'h00;
+      \$67  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$98  = p21;
+    \$68  = p21;
     if (rst) begin
-      \$98  = 6'h00;
+      \$68  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$99  = p22;
+    \$69  = p22;
     if (rst) begin
-      \$99  = 6'h00;
+      \$69  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$100  = \$10 [7:0];
+    \$70  = p23;
+    if (rst) begin
+      \$70  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$71  = p24;
+    if (rst) begin
+      \$71  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$72  = p25;
+    if (rst) begin
+      \$72  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$73  = p26;
+    if (rst) begin
+      \$73  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$74  = p27;
+    if (rst) begin
+      \$74  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$75  = p28;
+    if (rst) begin
+      \$75  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$76  = p29;
+    if (rst) begin
+      \$76  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$77  = p30;
+    if (rst) begin
+      \$77  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$78  = p31;
+    if (rst) begin
+      \$78  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$79  = p32;
+    if (rst) begin
+      \$79  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$80  = \$2 ;
+    if (rst) begin
+      \$80  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$81  = \$6 [7:0];
+    if (rst) begin
+      \$81  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$82  = \$8 ;
+    if (rst) begin
+      \$82  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$83  = \$12 [7:0];
+    if (rst) begin
+      \$83  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$84  = \$14 ;
+    if (rst) begin
+      \$84  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$85  = \$18 [7:0];
+    if (rst) begin
+      \$85  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$86  = \$20 ;
+    if (rst) begin
+      \$86  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$87  = \$24 [7:0];
+    if (rst) begin
+      \$87  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$88  = p39;
+    if (rst) begin
+      \$88  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$89  = p42;
+    if (rst) begin
+      \$89  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$90  = p43;
+    if (rst) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$91  = p44;
+    if (rst) begin
+      \$91  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$92  = p41;
+    if (rst) begin
+      \$92  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$93  = p46;
+    if (rst) begin
+      \$93  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$94  = p47;
+    if (rst) begin
+      \$94  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$95  = p48;
+    if (rst) begin
+      \$95  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$96  = \$25 ;
+    if (rst) begin
+      \$96  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$97  = p45;
+    if (rst) begin
+      \$97  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$98  = \$28 ;
+    if (rst) begin
+      \$98  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$99  = \$32 [7:0];
+    if (rst) begin
+      \$99  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$100  = h_prev;
     if (rst) begin
       \$100  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$101  = \$20 [7:0];
+    \$101  = p54;
     if (rst) begin
       \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$102  = \$30 [7:0];
+    \$102  = p55;
     if (rst) begin
       \$102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$103  = \$40 [7:0];
+    \$103  = p56;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$104  = p26;
+    \$104  = p57;
     if (rst) begin
       \$104  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$105  = p28;
+    \$105  = p58;
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$106  = p29;
+    \$106  = p59;
     if (rst) begin
       \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$107  = p27;
+    \$107  = p60;
     if (rst) begin
       \$107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$108  = p31;
+    \$108  = p61;
     if (rst) begin
       \$108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$109  = p32;
+    \$109  = p62;
     if (rst) begin
       \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$110  = \$41 ;
+    \$110  = p63;
     if (rst) begin
-      \$110  = 16'h0000;
+      \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$111  = p30;
+    \$111  = p64;
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$112  = \$54 [7:0];
+    \$112  = p65;
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$113  = h_prev;
+    \$113  = \$35 ;
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$114  = p37;
+    \$114  = \$36 ;
     if (rst) begin
-      \$114  = 8'h00;
+      \$114  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$115  = p38;
+    \$115  = \y$81 ;
     if (rst) begin
       \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$116  = p39;
+    \$116  = p69;
     if (rst) begin
       \$116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$117  = p40;
+    \$117  = p70;
     if (rst) begin
       \$117  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$118  = p41;
+    \$118  = p71;
     if (rst) begin
       \$118  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$119  = p42;
+    \$119  = p72;
     if (rst) begin
       \$119  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$120  = p43;
+    \$120  = p73;
     if (rst) begin
       \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$121  = p44;
+    \$121  = p74;
     if (rst) begin
       \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$122  = \$57 ;
+    \$122  = p75;
     if (rst) begin
-      \$122  = 10'h000;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = \$58 ;
+    \$123  = \$37 ;
     if (rst) begin
-      \$123  = 9'h000;
+      \$123  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = \y$60 ;
+    \$124  = p68;
     if (rst) begin
-      \$124  = 8'h00;
+      \$124  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = p48;
+    \$125  = \$41 ;
     if (rst) begin
-      \$125  = 8'h00;
+      \$125  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = p49;
+    \$126  = \$45 [7:0];
     if (rst) begin
       \$126  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$127  = p50;
-    if (rst) begin
-      \$127  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$128  = p51;
-    if (rst) begin
-      \$128  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$129  = p52;
-    if (rst) begin
-      \$129  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$130  = \$59 ;
-    if (rst) begin
-      \$130  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$131  = p47;
-    if (rst) begin
-      \$131  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$132  = \$75 [7:0];
-    if (rst) begin
-      \$132  = 8'h00;
-    end
-  end
-  assign valid_out = p11;
-  assign tag_out = p23;
-  assign x = p24;
-  assign \x$72  = p25;
-  assign \x$73  = p36;
+  assign valid_out = p16;
+  assign tag_out = p33;
+  assign x = p35;
+  assign \x$96  = p37;
+  assign \x$97  = p53;
   assign \$2  = { \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21:8] };
-  assign \$5  = { \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21], \$4 [21:8] };
   assign \$8  = { \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21:8] };
-  assign \$12  = { \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21], \$11 [21:8] };
-  assign \$15  = { \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21], \$14 [21:8] };
-  assign \$18  = { \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21], \$17 [21:8] };
-  assign \$22  = { \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21], \$21 [21:8] };
-  assign \$25  = { \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21], \$24 [21:8] };
-  assign \$28  = { \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21], \$27 [21:8] };
-  assign \$32  = { \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21], \$31 [21:8] };
-  assign \$35  = { \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21], \$34 [21:8] };
-  assign \$38  = { \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21], \$37 [21:8] };
-  assign \$43  = { \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16], \$42 [16:7] };
-  assign \$47  = { \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16], \$46 [16:7] };
-  assign \$51  = { \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16], \$50 [16:7] };
-  assign \$55  = { p45[7], p45 };
-  assign \$56  = { \y$57 [7], \y$57  };
-  assign \$58  = { \y$57 [7], \y$57  };
-  assign \$60  = { p55, 7'h00 };
-  assign \$63  = { \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19], \$62 [19:7] };
-  assign \$65  = { p55, 7'h00 };
-  assign \$68  = { \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19], \$67 [19:7] };
-  assign \$70  = { p55, 7'h00 };
-  assign \$73  = { \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19], \$72 [19:7] };
+  assign \$14  = { \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21:8] };
+  assign \$20  = { \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21:8] };
+  assign \$27  = { \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16:7] };
+  assign \$33  = { p66[7], p66 };
+  assign \$34  = { \y$78 [7], \y$78  };
+  assign \$36  = { \y$78 [7], \y$78  };
+  assign \$38  = { p78, 7'h00 };
+  assign \$41  = { \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19:7] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10984,32 +11542,25 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -11028,12 +11579,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -11051,39 +11597,33 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -11101,6 +11641,12 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
@@ -11125,65 +11671,72 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -11218,8 +11771,8 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11275,32 +11828,25 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -11319,12 +11865,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -11342,39 +11883,33 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -11392,6 +11927,12 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
@@ -11416,65 +11957,72 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -11509,8 +12057,8 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11566,32 +12114,25 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   wire [18:0] \$52 ;
   wire [18:0] \$53 ;
   wire \$54 ;
-  wire [16:0] \$55 ;
-  wire [17:0] \$56 ;
-  wire [16:0] \$57 ;
-  wire [17:0] \$58 ;
+  wire [18:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire \$57 ;
+  wire [18:0] \$58 ;
   wire [18:0] \$59 ;
   wire \$6 ;
   wire [18:0] \$60 ;
-  wire \$61 ;
-  wire [16:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [17:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [18:0] \$67 ;
-  wire [18:0] \$68 ;
-  wire [18:0] \$69 ;
+  wire [18:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [3:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [16:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [3:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [16:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [17:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -11610,12 +12151,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [16:0] y2 = 17'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [17:0] y3 = 18'h00000;
   assign \$30  = \$25  ? 9'h00f : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -11633,39 +12169,33 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$49  = - $signed(\$48 );
   assign \$50  = beyond2 ? 17'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [16], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 17'h00800 : y2;
-  assign \$56  = - $signed(\$55 );
-  assign \$57  = beyond2 ? 17'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [16], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 17'h00800 : y2;
-  assign \$63  = - $signed(\$62 );
-  assign \$64  = beyond2 ? 17'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [16], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 19'h7ff80 : \$67 ;
-  assign \$69  = \$54  ? 19'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 19'h7ff80 : \$59 ;
+  assign \$61  = \$54  ? 19'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -11683,6 +12213,12 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 5'h10;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
@@ -11723,65 +12259,72 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$73  = { 1'h0, \$32 [2:0] };
+    \$65  = { 1'h0, \$32 [2:0] };
     if (rst) begin
-      \$73  = 4'h0;
+      \$65  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 17'h00000;
+      \$69  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -11832,8 +12375,8 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$41  = { 3'h0, \$40 [8:3] };
   assign \$46  = { \$45 [15], \$45 [15], \$45 [15], \$45 [15], \$45 [15:4] };
   assign \$53  = { \$52 [18], \$52 [18], \$52 [18], \$52 [18], \$52 [18:4] };
-  assign \$60  = { \$59 [18], \$59 [18], \$59 [18], \$59 [18], \$59 [18:4] };
-  assign \$67  = { \$66 [18], \$66 [18], \$66 [18], \$66 [18], \$66 [18:4] };
+  assign \$56  = { \$55 [18], \$55 [18], \$55 [18], \$55 [18], \$55 [18:4] };
+  assign \$59  = { \$58 [18], \$58 [18], \$58 [18], \$58 [18], \$58 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)

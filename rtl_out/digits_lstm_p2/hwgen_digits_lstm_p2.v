@@ -9,128 +9,128 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire [5:0] \$103 ;
-  wire [5:0] \$104 ;
-  wire \$105 ;
+  wire \$103 ;
+  wire \$104 ;
+  reg \$105 ;
   wire \$106 ;
-  reg \$107 ;
-  wire \$108 ;
+  wire \$107 ;
+  wire [3:0] \$108 ;
   wire \$109 ;
   wire [6:0] \$11 ;
-  reg \$110 ;
-  reg [18:0] \$111 ;
-  reg [18:0] \$112 ;
-  reg [18:0] \$113 ;
-  reg [18:0] \$114 ;
-  reg [18:0] \$115 ;
-  reg [18:0] \$116 ;
-  reg [18:0] \$117 ;
-  reg [18:0] \$118 ;
-  reg [18:0] \$119 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire [5:0] \$113 ;
+  wire [5:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  reg \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg [18:0] \$120 ;
+  reg \$120 ;
   reg [18:0] \$121 ;
   reg [18:0] \$122 ;
-  wire [8:0] \$123 ;
-  wire [9:0] \$124 ;
-  wire \$125 ;
-  wire [8:0] \$126 ;
-  wire [9:0] \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  reg [18:0] \$123 ;
+  reg [18:0] \$124 ;
+  reg [18:0] \$125 ;
+  reg [18:0] \$126 ;
+  reg [18:0] \$127 ;
+  reg [18:0] \$128 ;
+  reg [18:0] \$129 ;
   wire [6:0] \$13 ;
-  wire \$130 ;
-  wire [7:0] \$131 ;
-  wire \$132 ;
-  wire [2:0] \$133 ;
-  wire [4:0] \$134 ;
+  reg [18:0] \$130 ;
+  reg [18:0] \$131 ;
+  reg [18:0] \$132 ;
+  wire [8:0] \$133 ;
+  wire [9:0] \$134 ;
   wire \$135 ;
-  wire \$136 ;
-  wire [4:0] \$137 ;
+  wire [8:0] \$136 ;
+  wire [9:0] \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire [7:0] \$14 ;
   wire \$140 ;
-  wire [6:0] \$141 ;
-  wire [12:0] \$142 ;
-  wire [7:0] \$143 ;
-  wire [7:0] \$144 ;
+  wire [7:0] \$141 ;
+  wire \$142 ;
+  wire [2:0] \$143 ;
+  wire [5:0] \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire [7:0] \$149 ;
+  wire [4:0] \$147 ;
+  wire [5:0] \$148 ;
+  wire \$149 ;
   wire [6:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
+  wire [6:0] \$152 ;
+  wire [12:0] \$153 ;
+  wire [8:0] \$154 ;
+  wire [7:0] \$155 ;
+  wire [7:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire [7:0] \$16 ;
-  reg [18:0] \$160 ;
-  wire [19:0] \$161 ;
-  wire [19:0] \$162 ;
+  wire \$160 ;
+  wire [7:0] \$161 ;
+  wire \$162 ;
   wire \$163 ;
-  reg [18:0] \$164 ;
-  wire [19:0] \$165 ;
-  wire [19:0] \$166 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
   wire \$167 ;
-  reg [18:0] \$168 ;
-  wire [19:0] \$169 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [19:0] \$170 ;
-  wire [19:0] \$171 ;
-  wire [19:0] \$172 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
   wire \$173 ;
-  wire [4:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
-  wire [7:0] \$177 ;
-  wire [2:0] \$178 ;
-  reg [19:0] \$179 ;
-  wire [7:0] \$18 ;
-  reg [25:0] \$180 ;
-  reg [16:0] \$181 ;
-  reg [16:0] \$182 ;
-  reg [9:0] \$183 ;
-  reg \$184 ;
-  reg [2:0] \$185 ;
-  reg \$186 ;
-  reg [5:0] \$187 ;
-  reg [11:0] \$188 ;
-  reg [6:0] \$189 ;
+  reg [18:0] \$176 ;
+  wire [19:0] \$177 ;
+  wire [19:0] \$178 ;
+  wire \$179 ;
+  wire [12:0] \$18 ;
+  wire \$180 ;
+  wire [19:0] \$181 ;
+  wire [19:0] \$182 ;
+  wire \$183 ;
+  wire [4:0] \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire [7:0] \$187 ;
+  wire [2:0] \$188 ;
+  reg [19:0] \$189 ;
   wire \$19 ;
-  reg [3:0] \$190 ;
-  reg \$191 ;
-  reg [27:0] \$192 ;
-  reg [1:0] \$193 ;
-  reg [2:0] \$194 ;
-  reg [4:0] \$195 ;
+  reg [25:0] \$190 ;
+  reg [25:0] \$191 ;
+  reg [15:0] \$192 ;
+  reg [16:0] \$193 ;
+  reg [16:0] \$194 ;
+  reg [9:0] \$195 ;
   reg \$196 ;
-  reg \$197 ;
+  reg [2:0] \$197 ;
   reg \$198 ;
-  reg \$199 ;
+  reg [5:0] \$199 ;
   wire [17:0] \$2 ;
-  wire [12:0] \$20 ;
-  reg [18:0] \$200 ;
-  reg [18:0] \$201 ;
-  reg [18:0] \$202 ;
-  reg [18:0] \$203 ;
-  reg [18:0] \$204 ;
-  reg [18:0] \$205 ;
-  reg [18:0] \$206 ;
-  reg [18:0] \$207 ;
-  reg [18:0] \$208 ;
-  reg [18:0] \$209 ;
-  wire \$21 ;
-  reg [18:0] \$210 ;
-  reg [18:0] \$211 ;
-  reg [18:0] \$212 ;
+  wire \$20 ;
+  reg [11:0] \$200 ;
+  reg [6:0] \$201 ;
+  reg [3:0] \$202 ;
+  reg [36:0] \$203 ;
+  reg \$204 ;
+  reg [27:0] \$205 ;
+  reg [1:0] \$206 ;
+  reg [2:0] \$207 ;
+  reg [4:0] \$208 ;
+  reg \$209 ;
+  reg \$21 ;
+  reg \$210 ;
+  reg \$211 ;
+  reg \$212 ;
   reg [18:0] \$213 ;
   reg [18:0] \$214 ;
   reg [18:0] \$215 ;
@@ -139,49 +139,63 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [18:0] \$218 ;
   reg [18:0] \$219 ;
   wire \$22 ;
-  reg [5:0] \$220 ;
-  reg \$221 ;
-  reg [3:0] \$222 ;
-  reg \$223 ;
-  reg [3:0] \$224 ;
-  reg [8:0] \$225 ;
-  reg \$226 ;
-  reg \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [7:0] \$26 ;
-  wire [8:0] \$27 ;
-  wire [9:0] \$28 ;
+  reg [18:0] \$220 ;
+  reg [18:0] \$221 ;
+  reg [18:0] \$222 ;
+  reg [18:0] \$223 ;
+  reg [18:0] \$224 ;
+  reg [18:0] \$225 ;
+  reg [18:0] \$226 ;
+  reg [18:0] \$227 ;
+  reg [18:0] \$228 ;
+  reg [18:0] \$229 ;
+  wire \$23 ;
+  reg [18:0] \$230 ;
+  reg [18:0] \$231 ;
+  reg [18:0] \$232 ;
+  reg [5:0] \$233 ;
+  reg \$234 ;
+  reg [4:0] \$235 ;
+  reg \$236 ;
+  reg [3:0] \$237 ;
+  reg [19:0] \$238 ;
+  reg [8:0] \$239 ;
+  wire [7:0] \$24 ;
+  reg \$240 ;
+  wire [8:0] \$25 ;
+  wire [9:0] \$26 ;
+  wire \$27 ;
+  wire [5:0] \$28 ;
   wire \$29 ;
   wire [18:0] \$3 ;
-  wire [5:0] \$30 ;
-  wire \$31 ;
+  wire \$30 ;
+  reg \$31 ;
   wire \$32 ;
-  reg \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire [5:0] \$36 ;
-  wire [6:0] \$37 ;
-  reg \$38 ;
-  wire [8:0] \$39 ;
+  wire \$33 ;
+  wire [5:0] \$34 ;
+  wire [6:0] \$35 ;
+  reg \$36 ;
+  wire [8:0] \$37 ;
+  wire [9:0] \$38 ;
+  wire [10:0] \$39 ;
   wire [20:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [10:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [9:0] \$43 ;
-  wire [10:0] \$44 ;
-  wire \$45 ;
+  wire [8:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [10:0] \$42 ;
+  wire \$43 ;
+  wire [6:0] \$44 ;
+  wire [7:0] \$45 ;
   wire [6:0] \$46 ;
   wire [7:0] \$47 ;
-  wire [6:0] \$48 ;
-  wire [7:0] \$49 ;
+  wire \$48 ;
+  wire [12:0] \$49 ;
   wire [17:0] \$5 ;
   wire \$50 ;
-  wire [12:0] \$51 ;
-  wire \$52 ;
+  wire [7:0] \$51 ;
+  wire [7:0] \$52 ;
   wire [7:0] \$53 ;
   wire [7:0] \$54 ;
-  wire [7:0] \$55 ;
+  wire \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
@@ -200,35 +214,35 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [18:0] \$7 ;
   wire \$70 ;
   wire [4:0] \$71 ;
-  wire \$72 ;
+  wire [5:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire [6:0] \$75 ;
-  wire [12:0] \$76 ;
-  wire [7:0] \$77 ;
-  wire [7:0] \$78 ;
-  wire \$79 ;
+  wire \$75 ;
+  wire [6:0] \$76 ;
+  wire [12:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
   wire [20:0] \$8 ;
   wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
+  wire [7:0] \$81 ;
+  wire [8:0] \$82 ;
   wire [7:0] \$83 ;
-  wire \$84 ;
+  wire [7:0] \$84 ;
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
   wire \$88 ;
-  wire \$89 ;
+  wire [7:0] \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
-  reg \$95 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire [3:0] \$98 ;
+  wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$71  = 1'h0;
@@ -241,9 +255,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [7:0] \$signature__data$41 ;
   reg [7:0] \$signature__data$47 ;
   reg [7:0] \$signature__data$51 ;
-  wire [15:0] \$signature__data$74 ;
-  wire [7:0] \$signature__data$74[0] ;
-  wire [7:0] \$signature__data$74[1] ;
+  wire [15:0] \$signature__data$77 ;
+  wire [7:0] \$signature__data$77[0] ;
+  wire [7:0] \$signature__data$77[1] ;
   wire [18:0] \$signature__data[0] ;
   wire [18:0] \$signature__data[1] ;
   reg \$signature__en ;
@@ -284,6 +298,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \e1.is_h ;
   wire \e1.valid ;
   wire [11:0] \e1.w_addr ;
+  reg [36:0] e2 = 37'h0000000000;
+  wire [8:0] \e2.change ;
+  wire [5:0] \e2.col ;
+  wire \e2.is_h ;
+  wire \e2.valid ;
+  wire [7:0] \e2.value ;
+  wire [11:0] \e2.w_addr ;
   reg [5:0] enc_col = 6'h00;
   reg [11:0] enc_w = 12'h000;
   reg fresh = 1'h1;
@@ -346,6 +367,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   (* init = 1'h0 *)
   wire o_valid;
   reg [3:0] out_idx = 4'h0;
+  reg [19:0] out_rounded = 20'h00000;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   wire [27:0] pushed;
@@ -365,6 +387,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [8:0] \s1.delta ;
   wire \s1.shift ;
   wire \s1.valid ;
+  reg [25:0] s1b = 26'h0000000;
+  wire [6:0] \s1b.acc_addr ;
+  wire [6:0] \s1b.b_addr ;
+  wire \s1b.bias ;
+  wire [8:0] \s1b.delta ;
+  wire \s1b.shift ;
+  wire \s1b.valid ;
   reg [9:0] s2 = 10'h000;
   wire [6:0] \s2.acc_addr ;
   wire \s2.bias ;
@@ -378,7 +407,10 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire valid_out;
   reg [27:0] w_data;
   reg w_en;
-  reg [3:0] \wait  = 4'h0;
+  reg [15:0] w_word = 16'h0000;
+  wire [7:0] \w_word[0] ;
+  wire [7:0] \w_word[1] ;
+  reg [4:0] \wait  = 5'h00;
   reg [37:0] acc_mem [68:0];
   initial begin
     acc_mem[0] = 38'h0000000000;
@@ -534,7 +566,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   reg [37:0] _1_;
   always @(posedge clk) begin
-    _1_ <= b_mem[s1[14:8]];
+    _1_ <= b_mem[s1b[14:8]];
   end
   assign \$signature__data  = _1_;
   reg [7:0] c_mem [31:0];
@@ -3100,8 +3132,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @(posedge clk) begin
     _4_ <= w_mem[\$signature__addr$62 ];
   end
-  assign \$signature__data$74  = _4_;
-  assign acc_rd__addr = s1[0] ? s1[7:1] : act_acc_addr;
+  assign \$signature__data$77  = _4_;
+  assign acc_rd__addr = s1b[0] ? s1b[7:1] : act_acc_addr;
   assign \$3  = s2[8] ? \$signature__data [18:0] : acc_rd__data[18:0];
   assign \$4  = $signed(\$3 ) + $signed(aligned0);
   assign \$7  = s2[8] ? \$signature__data [37:19] : acc_rd__data[37:19];
@@ -3117,234 +3149,256 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$14  = \$13  - 3'h4;
   assign \$15  = 1'h0 + enc_col;
   assign \$16  = \$12  ? \$14  : { 1'h0, \$15  };
-  assign \$17  = e1[7] & fresh;
-  assign \$18  = \$17  ? 8'h00 : \$signature__data$41 ;
-  assign \$20  = cur[11:0] + grp;
-  assign \$21  = grp == 6'h3f;
-  assign \$22  = g_grp < 5'h10;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = act_q * 5'h10;
-  assign \$27  = 1'h0 + \$26 ;
-  assign \$28  = \$27  + g_grp;
-  assign \$29  = act_q == 3'h4;
-  assign \$30  = g_grp + 1'h1;
-  assign \$31  = \$30  < 5'h10;
-  assign \$32  = ~ \$signal ;
-  assign \$34  = ~ \$33 ;
-  assign \$35  = \$31  & \$34 ;
-  assign \$36  = 1'h0 + g_grp;
-  assign \$37  = \$36  + 1'h1;
-  assign \$39  = grp * 2'h2;
-  assign \$40  = \$39  + lane;
-  assign \$41  = 3'h4 + \$40 ;
-  assign \$42  = grp * 2'h2;
-  assign \$43  = \$42  + lane;
-  assign \$44  = 1'h0 + \$43 ;
-  assign \$45  = enc_col >= 1'h0;
-  assign \$46  = 3'h4 + enc_col;
-  assign \$47  = \$46  - 1'h0;
-  assign \$48  = 1'h0 + enc_col;
-  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
-  assign \$51  = cur[11:0] + grp;
-  assign \$52  = grp == 3'h4;
+  assign \$18  = cur[11:0] + grp;
+  assign \$19  = grp == 6'h3f;
+  assign \$20  = g_grp < 5'h10;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = \$20  & \$22 ;
+  assign \$24  = act_q * 5'h10;
+  assign \$25  = 1'h0 + \$24 ;
+  assign \$26  = \$25  + g_grp;
+  assign \$27  = act_q == 3'h4;
+  assign \$28  = g_grp + 1'h1;
+  assign \$29  = \$28  < 5'h10;
+  assign \$30  = ~ \$signal ;
+  assign \$32  = ~ \$31 ;
+  assign \$33  = \$29  & \$32 ;
+  assign \$34  = 1'h0 + g_grp;
+  assign \$35  = \$34  + 1'h1;
+  assign \$37  = grp * 2'h2;
+  assign \$38  = \$37  + lane;
+  assign \$39  = 3'h4 + \$38 ;
+  assign \$40  = grp * 2'h2;
+  assign \$41  = \$40  + lane;
+  assign \$42  = 1'h0 + \$41 ;
+  assign \$43  = enc_col >= 1'h0;
+  assign \$44  = 3'h4 + enc_col;
+  assign \$45  = \$44  - 1'h0;
+  assign \$46  = 1'h0 + enc_col;
+  assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
+  assign \$49  = cur[11:0] + grp;
+  assign \$50  = grp == 3'h4;
+  assign \$51  = 7'h40 + grp;
+  assign \$52  = 7'h40 + grp;
   assign \$53  = 7'h40 + grp;
   assign \$54  = 7'h40 + grp;
-  assign \$55  = 7'h40 + grp;
-  assign \$56  = ! seq_state;
-  assign \$57  = seq_state == 1'h1;
-  assign \$58  = seq_state == 2'h2;
-  assign \$59  = seq_state == 2'h3;
-  assign \$60  = seq_state == 3'h4;
-  assign \$61  = seq_state == 3'h5;
-  assign \$62  = seq_state == 3'h6;
-  assign \$63  = seq_state == 3'h7;
-  assign \$64  = seq_state == 4'h8;
-  assign \$65  = seq_state == 4'h9;
-  assign \$66  = $signed(\$signature__data$74 [7:0]) * $signed(s1[24:16]);
-  assign \$67  = $signed(\$signature__data$74 [15:8]) * $signed(s1[24:16]);
+  assign \$55  = ! seq_state;
+  assign \$56  = seq_state == 1'h1;
+  assign \$57  = seq_state == 2'h2;
+  assign \$58  = seq_state == 2'h3;
+  assign \$59  = seq_state == 3'h4;
+  assign \$60  = seq_state == 3'h5;
+  assign \$61  = seq_state == 3'h6;
+  assign \$62  = seq_state == 3'h7;
+  assign \$63  = seq_state == 4'h8;
+  assign \$64  = seq_state == 4'h9;
+  assign \$65  = seq_state == 4'ha;
+  assign \$66  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$67  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
   assign \$68  = in_idx + 1'h1;
   assign \$69  = in_idx == 2'h3;
   assign \$70  = enc_col < 6'h24;
   assign \$71  = level + e1[0];
-  assign \$72  = \$71  < 3'h7;
-  assign \$73  = \$70  & \$72 ;
-  assign \$74  = enc_col >= 3'h4;
-  assign \$75  = enc_col + 1'h1;
-  assign \$76  = enc_w + 7'h40;
-  assign \$77  = 1'h0 + grp;
-  assign \$78  = 1'h0 + grp;
-  assign \$79  = ! cur[17:12];
-  assign \$81  = cur[18] ? 1'h0 : 1'h1;
-  assign \$82  = grp == 6'h3f;
-  assign \$83  = grp + 1'h1;
-  assign \$84  = enc_col == 6'h24;
-  assign \$85  = ~ e1[0];
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = ~ r_rdy;
-  assign \$88  = \$86  & \$87 ;
-  assign \$89  = ~ cur_active;
-  assign \$90  = \$88  & \$89 ;
-  assign \$91  = ~ s1[0];
-  assign \$92  = ~ s2[0];
-  assign \$93  = \$91  & \$92 ;
-  assign \$94  = g_grp < 5'h10;
-  assign \$96  = ~ \$95 ;
-  assign \$97  = \$94  & \$96 ;
-  assign \$98  = act_q + 1'h1;
-  assign \$99  = ! \$signal ;
-  assign \$101  = act_q == 3'h4;
-  assign \$102  = ~ \$signal ;
-  assign \$103  = g_grp + 1'h1;
-  assign \$104  = g_grp + 1'h1;
-  assign \$105  = \$104  < 5'h10;
-  assign \$106  = ~ \$signal ;
-  assign \$108  = ~ \$107 ;
-  assign \$109  = \$105  & \$108 ;
-  assign \$123  = grp * 2'h2;
-  assign \$124  = \$123  + lane;
-  assign \$125  = lane == 1'h1;
-  assign \$126  = grp * 2'h2;
-  assign \$127  = \$126  + lane;
-  assign \$128  = \$127  == 5'h1f;
-  assign \$129  = \$125  | \$128 ;
-  assign \$130  = ~ \$signal$71 ;
-  assign \$131  = grp + 1'h1;
-  assign \$132  = grp == 4'hf;
-  assign \$133  = lane + 1'h1;
-  assign \$134  = \wait  + 1'h1;
-  assign \$135  = \wait  == 4'hd;
-  assign \$136  = enc_col < 6'h20;
-  assign \$137  = level + e1[0];
-  assign \$138  = \$137  < 3'h7;
-  assign \$139  = \$136  & \$138 ;
-  assign \$140  = enc_col >= 1'h0;
-  assign \$141  = enc_col + 1'h1;
-  assign \$142  = enc_w + 3'h5;
-  assign \$143  = 7'h40 + grp;
-  assign \$144  = 7'h40 + grp;
-  assign \$145  = ! cur[17:12];
-  assign \$148  = grp == 3'h4;
-  assign \$149  = grp + 1'h1;
-  assign \$150  = enc_col == 6'h20;
-  assign \$151  = ~ e1[0];
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ~ r_rdy;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = ~ cur_active;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = ~ s1[0];
-  assign \$158  = ~ s2[0];
-  assign \$159  = \$157  & \$158 ;
-  assign \$161  = $signed(\$160 ) + $signed(11'h200);
-  assign \$163  = $signed(\$162 ) > $signed(8'h7f);
-  assign \$165  = $signed(\$164 ) + $signed(11'h200);
-  assign \$167  = $signed(\$166 ) < $signed(8'h80);
-  assign \$169  = $signed(\$168 ) + $signed(11'h200);
-  assign \$171  = \$167  ? 20'hfff80 : \$170 ;
-  assign \$172  = \$163  ? 20'h0007f : \$171 ;
-  assign \$173  = out_idx == 4'h9;
-  assign \$174  = out_idx + 1'h1;
-  assign \$175  = out_idx == 4'h9;
-  assign \$176  = lane == 1'h1;
-  assign \$177  = grp + 1'h1;
-  assign \$178  = lane + 1'h1;
+  assign \$72  = \$71  + e2[0];
+  assign \$73  = \$72  < 3'h7;
+  assign \$74  = \$70  & \$73 ;
+  assign \$75  = enc_col >= 3'h4;
+  assign \$76  = enc_col + 1'h1;
+  assign \$77  = enc_w + 7'h40;
+  assign \$78  = e1[7] & fresh;
+  assign \$79  = \$78  ? 8'h00 : \$signature__data$41 ;
+  assign \$80  = e1[7] & fresh;
+  assign \$81  = \$80  ? 8'h00 : \$signature__data$41 ;
+  assign \$82  = $signed(\$81 ) - $signed(1'h0);
+  assign \$83  = 1'h0 + grp;
+  assign \$84  = 1'h0 + grp;
+  assign \$85  = ! cur[17:12];
+  assign \$87  = cur[18] ? 1'h0 : 1'h1;
+  assign \$88  = grp == 6'h3f;
+  assign \$89  = grp + 1'h1;
+  assign \$90  = enc_col == 6'h24;
+  assign \$91  = ~ e1[0];
+  assign \$92  = \$90  & \$91 ;
+  assign \$93  = ~ e2[0];
+  assign \$94  = \$92  & \$93 ;
+  assign \$95  = ~ r_rdy;
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = ~ cur_active;
+  assign \$98  = \$96  & \$97 ;
+  assign \$99  = ~ s1[0];
+  assign \$100  = ~ s1b[0];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ s2[0];
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = g_grp < 5'h10;
+  assign \$106  = ~ \$105 ;
+  assign \$107  = \$104  & \$106 ;
+  assign \$108  = act_q + 1'h1;
+  assign \$109  = ! \$signal ;
+  assign \$111  = act_q == 3'h4;
+  assign \$112  = ~ \$signal ;
+  assign \$113  = g_grp + 1'h1;
+  assign \$114  = g_grp + 1'h1;
+  assign \$115  = \$114  < 5'h10;
+  assign \$116  = ~ \$signal ;
+  assign \$118  = ~ \$117 ;
+  assign \$119  = \$115  & \$118 ;
+  assign \$133  = grp * 2'h2;
+  assign \$134  = \$133  + lane;
+  assign \$135  = lane == 1'h1;
+  assign \$136  = grp * 2'h2;
+  assign \$137  = \$136  + lane;
+  assign \$138  = \$137  == 5'h1f;
+  assign \$139  = \$135  | \$138 ;
+  assign \$140  = ~ \$signal$71 ;
+  assign \$141  = grp + 1'h1;
+  assign \$142  = grp == 4'hf;
+  assign \$143  = lane + 1'h1;
+  assign \$144  = \wait  + 1'h1;
+  assign \$145  = \wait  == 5'h12;
+  assign \$146  = enc_col < 6'h20;
+  assign \$147  = level + e1[0];
+  assign \$148  = \$147  + e2[0];
+  assign \$149  = \$148  < 3'h7;
+  assign \$150  = \$146  & \$149 ;
+  assign \$151  = enc_col >= 1'h0;
+  assign \$152  = enc_col + 1'h1;
+  assign \$153  = enc_w + 3'h5;
+  assign \$154  = $signed(\$signature__data$41 ) - $signed(1'h0);
+  assign \$155  = 7'h40 + grp;
+  assign \$156  = 7'h40 + grp;
+  assign \$157  = ! cur[17:12];
+  assign \$160  = grp == 3'h4;
+  assign \$161  = grp + 1'h1;
+  assign \$162  = enc_col == 6'h20;
+  assign \$163  = ~ e1[0];
+  assign \$164  = \$162  & \$163 ;
+  assign \$165  = ~ e2[0];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ~ r_rdy;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = ~ cur_active;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ s1[0];
+  assign \$172  = ~ s1b[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = ~ s2[0];
+  assign \$175  = \$173  & \$174 ;
+  assign \$177  = $signed(\$176 ) + $signed(11'h200);
+  assign \$179  = $signed(out_rounded) > $signed(8'h7f);
+  assign \$180  = $signed(out_rounded) < $signed(8'h80);
+  assign \$181  = \$180  ? 20'hfff80 : out_rounded;
+  assign \$182  = \$179  ? 20'h0007f : \$181 ;
+  assign \$183  = out_idx == 4'h9;
+  assign \$184  = out_idx + 1'h1;
+  assign \$185  = out_idx == 4'h9;
+  assign \$186  = lane == 1'h1;
+  assign \$187  = grp + 1'h1;
+  assign \$188  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$179 ;
+    e1 <= \$189 ;
   always @(posedge clk)
-    s1 <= \$180 ;
+    s1 <= \$190 ;
   always @(posedge clk)
-    prod0 <= \$181 ;
+    s1b <= \$191 ;
   always @(posedge clk)
-    prod1 <= \$182 ;
+    w_word <= \$192 ;
   always @(posedge clk)
-    s2 <= \$183 ;
+    prod0 <= \$193 ;
   always @(posedge clk)
-    issue_valid <= \$184 ;
+    prod1 <= \$194 ;
   always @(posedge clk)
-    in_idx <= \$185 ;
+    s2 <= \$195 ;
   always @(posedge clk)
-    seq_end <= \$186 ;
+    issue_valid <= \$196 ;
   always @(posedge clk)
-    enc_col <= \$187 ;
+    in_idx <= \$197 ;
   always @(posedge clk)
-    enc_w <= \$188 ;
+    seq_end <= \$198 ;
   always @(posedge clk)
-    grp <= \$189 ;
+    enc_col <= \$199 ;
   always @(posedge clk)
-    seq_state <= \$190 ;
+    enc_w <= \$200 ;
   always @(posedge clk)
-    cur_active <= \$191 ;
+    grp <= \$201 ;
   always @(posedge clk)
-    cur <= \$192 ;
+    seq_state <= \$202 ;
   always @(posedge clk)
-    lane <= \$193 ;
+    e2 <= \$203 ;
   always @(posedge clk)
-    act_q <= \$194 ;
+    cur_active <= \$204 ;
   always @(posedge clk)
-    g_grp <= \$195 ;
+    cur <= \$205 ;
   always @(posedge clk)
-    \$signal  <= \$196 ;
+    lane <= \$206 ;
   always @(posedge clk)
-    \$signal$71  <= \$197 ;
+    act_q <= \$207 ;
   always @(posedge clk)
-    bank0_full <= \$198 ;
+    g_grp <= \$208 ;
   always @(posedge clk)
-    bank1_full <= \$199 ;
+    \$signal  <= \$209 ;
   always @(posedge clk)
-    gate0_0_0 <= \$200 ;
+    \$signal$71  <= \$210 ;
   always @(posedge clk)
-    gate0_0_1 <= \$201 ;
+    bank0_full <= \$211 ;
   always @(posedge clk)
-    gate0_1_0 <= \$202 ;
+    bank1_full <= \$212 ;
   always @(posedge clk)
-    gate0_1_1 <= \$203 ;
+    gate0_0_0 <= \$213 ;
   always @(posedge clk)
-    gate0_2_0 <= \$204 ;
+    gate0_0_1 <= \$214 ;
   always @(posedge clk)
-    gate0_2_1 <= \$205 ;
+    gate0_1_0 <= \$215 ;
   always @(posedge clk)
-    gate0_3_0 <= \$206 ;
+    gate0_1_1 <= \$216 ;
   always @(posedge clk)
-    gate0_3_1 <= \$207 ;
+    gate0_2_0 <= \$217 ;
   always @(posedge clk)
-    gate1_0_0 <= \$208 ;
+    gate0_2_1 <= \$218 ;
   always @(posedge clk)
-    gate1_0_1 <= \$209 ;
+    gate0_3_0 <= \$219 ;
   always @(posedge clk)
-    gate1_1_0 <= \$210 ;
+    gate0_3_1 <= \$220 ;
   always @(posedge clk)
-    gate1_1_1 <= \$211 ;
+    gate1_0_0 <= \$221 ;
   always @(posedge clk)
-    gate1_2_0 <= \$212 ;
+    gate1_0_1 <= \$222 ;
   always @(posedge clk)
-    gate1_2_1 <= \$213 ;
+    gate1_1_0 <= \$223 ;
   always @(posedge clk)
-    gate1_3_0 <= \$214 ;
+    gate1_1_1 <= \$224 ;
   always @(posedge clk)
-    gate1_3_1 <= \$215 ;
+    gate1_2_0 <= \$225 ;
   always @(posedge clk)
-    acc0 <= \$216 ;
+    gate1_2_1 <= \$226 ;
   always @(posedge clk)
-    acc1 <= \$217 ;
+    gate1_3_0 <= \$227 ;
   always @(posedge clk)
-    acc2 <= \$218 ;
+    gate1_3_1 <= \$228 ;
   always @(posedge clk)
-    acc3 <= \$219 ;
+    acc0 <= \$229 ;
   always @(posedge clk)
-    tag <= \$220 ;
+    acc1 <= \$230 ;
   always @(posedge clk)
-    issue_layer <= \$221 ;
+    acc2 <= \$231 ;
   always @(posedge clk)
-    \wait  <= \$222 ;
+    acc3 <= \$232 ;
   always @(posedge clk)
-    fresh <= \$223 ;
+    tag <= \$233 ;
   always @(posedge clk)
-    out_idx <= \$224 ;
+    issue_layer <= \$234 ;
   always @(posedge clk)
-    o__payload <= \$225 ;
+    \wait  <= \$235 ;
   always @(posedge clk)
-    o__valid <= \$226 ;
+    fresh <= \$236 ;
+  always @(posedge clk)
+    out_idx <= \$237 ;
+  always @(posedge clk)
+    out_rounded <= \$238 ;
+  always @(posedge clk)
+    o__payload <= \$239 ;
+  always @(posedge clk)
+    o__valid <= \$240 ;
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3354,8 +3408,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .c_prev(c_prev),
     .clk(clk),
     .h_new(h_new),
-    .p11(valid_out),
-    .p23(tag_out),
+    .p16(valid_out),
+    .p33(tag_out),
     .rst(rst),
     .tag(tag),
     .valid_in(valid_in)
@@ -3375,19 +3429,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$23  = bank0_full;
+          \$21  = bank0_full;
       1'h1:
-          \$23  = bank1_full;
+          \$21  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$32 )
+    casez (\$30 )
       1'h0:
-          \$33  = bank0_full;
+          \$31  = bank0_full;
       1'h1:
-          \$33  = bank1_full;
+          \$31  = bank1_full;
     endcase
   end
   always @* begin
@@ -3395,9 +3449,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$71 )
       1'h0:
-          \$38  = bank0_full;
+          \$36  = bank0_full;
       1'h1:
-          \$38  = bank1_full;
+          \$36  = bank1_full;
     endcase
   end
   always @* begin
@@ -3405,49 +3459,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$95  = bank0_full;
+          \$105  = bank0_full;
       1'h1:
-          \$95  = bank1_full;
+          \$105  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$106 )
+    casez (\$116 )
       1'h0:
-          \$107  = bank0_full;
+          \$117  = bank0_full;
       1'h1:
-          \$107  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$110  = bank0_full;
-      1'h1:
-          \$110  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$111  = gate0_0_0;
-      2'h1:
-          \$111  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$112  = gate1_0_0;
-      2'h1:
-          \$112  = gate1_0_1;
+          \$117  = bank1_full;
     endcase
   end
   always @* begin
@@ -3455,79 +3479,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$71 )
       1'h0:
-          \$113  = \$111 ;
+          \$120  = bank0_full;
       1'h1:
-          \$113  = \$112 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$114  = gate0_1_0;
-      2'h1:
-          \$114  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$115  = gate1_1_0;
-      2'h1:
-          \$115  = gate1_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$116  = \$114 ;
-      1'h1:
-          \$116  = \$115 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$117  = gate0_2_0;
-      2'h1:
-          \$117  = gate0_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$118  = gate1_2_0;
-      2'h1:
-          \$118  = gate1_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$119  = \$117 ;
-      1'h1:
-          \$119  = \$118 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$120  = gate0_3_0;
-      2'h1:
-          \$120  = gate0_3_1;
+          \$120  = bank1_full;
     endcase
   end
   always @* begin
@@ -3535,9 +3489,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$121  = 19'h00000;
     casez (lane)
       2'h0:
-          \$121  = gate1_3_0;
+          \$121  = gate0_0_0;
       2'h1:
-          \$121  = gate1_3_1;
+          \$121  = gate0_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$122  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$122  = gate1_0_0;
+      2'h1:
+          \$122  = gate1_0_1;
     endcase
   end
   always @* begin
@@ -3545,39 +3509,109 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$71 )
       1'h0:
-          \$122  = \$120 ;
+          \$123  = \$121 ;
       1'h1:
-          \$122  = \$121 ;
+          \$123  = \$122 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = 19'h00000;
+    \$124  = 19'h00000;
     casez (lane)
       2'h0:
-          \$160  = acc_rd__data[18:0];
+          \$124  = gate0_1_0;
       2'h1:
-          \$160  = acc_rd__data[37:19];
+          \$124  = gate0_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$164  = 19'h00000;
+    \$125  = 19'h00000;
     casez (lane)
       2'h0:
-          \$164  = acc_rd__data[18:0];
+          \$125  = gate1_1_0;
       2'h1:
-          \$164  = acc_rd__data[37:19];
+          \$125  = gate1_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$168  = 19'h00000;
+    (* full_case = 32'd1 *)
+    casez (\$signal$71 )
+      1'h0:
+          \$126  = \$124 ;
+      1'h1:
+          \$126  = \$125 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$127  = 19'h00000;
     casez (lane)
       2'h0:
-          \$168  = acc_rd__data[18:0];
+          \$127  = gate0_2_0;
       2'h1:
-          \$168  = acc_rd__data[37:19];
+          \$127  = gate0_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$128  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$128  = gate1_2_0;
+      2'h1:
+          \$128  = gate1_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$71 )
+      1'h0:
+          \$129  = \$127 ;
+      1'h1:
+          \$129  = \$128 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$130  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$130  = gate0_3_0;
+      2'h1:
+          \$130  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$131  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$131  = gate1_3_0;
+      2'h1:
+          \$131  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$71 )
+      1'h0:
+          \$132  = \$130 ;
+      1'h1:
+          \$132  = \$131 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$176  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$176  = acc_rd__data[18:0];
+      2'h1:
+          \$176  = acc_rd__data[37:19];
     endcase
   end
   always @* begin
@@ -3673,13 +3707,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$38 ) begin
-            \$signature__addr$56  = \$41 [5:0];
+          if (\$36 ) begin
+            \$signature__addr$56  = \$39 [5:0];
           end
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$56  = \$49 [5:0];
+          \$signature__addr$56  = \$47 [5:0];
     endcase
   end
   always @* begin
@@ -3690,10 +3724,10 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
         begin
-          w_data[11:0] = e1[19:8];
-          w_data[17:12] = e1[6:1];
-          w_data[18] = e1[7];
-          w_data[27:19] = { \$18 [7], \$18  };
+          w_data[11:0] = e2[19:8];
+          w_data[17:12] = e2[6:1];
+          w_data[18] = e2[7];
+          w_data[27:19] = e2[36:28];
         end
       4'h2:
           /* empty */;
@@ -3703,10 +3737,10 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
         begin
-          w_data[11:0] = e1[19:8];
-          w_data[17:12] = e1[6:1];
-          w_data[18] = e1[7];
-          w_data[27:19] = { \$signature__data$41 [7], \$signature__data$41  };
+          w_data[11:0] = e2[19:8];
+          w_data[17:12] = e2[6:1];
+          w_data[18] = e2[7];
+          w_data[27:19] = e2[36:28];
         end
     endcase
   end
@@ -3717,7 +3751,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$19 ;
+          w_en = \$17 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -3725,7 +3759,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$50 ;
+          w_en = \$48 ;
     endcase
   end
   always @* begin
@@ -3736,7 +3770,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$62  = \$20 [11:0];
+            \$signature__addr$62  = \$18 [11:0];
           end
       4'h2:
           /* empty */;
@@ -3746,7 +3780,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$62  = \$51 [11:0];
+            \$signature__addr$62  = \$49 [11:0];
           end
     endcase
   end
@@ -3758,7 +3792,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$21 ) begin
+            if (\$19 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3772,7 +3806,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$52 ) begin
+            if (\$50 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3791,11 +3825,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$25 ) begin
-            act_acc_addr = \$28 [6:0];
-            if (\$29 ) begin
-              if (\$35 ) begin
-                act_acc_addr = \$37 ;
+          if (\$23 ) begin
+            act_acc_addr = \$26 [6:0];
+            if (\$27 ) begin
+              if (\$33 ) begin
+                act_acc_addr = \$35 ;
               end
             end
           end
@@ -3806,11 +3840,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          act_acc_addr = \$53 [6:0];
+          act_acc_addr = \$51 [6:0];
       4'h8:
-          act_acc_addr = \$54 [6:0];
+          act_acc_addr = \$52 [6:0];
       4'h9:
-          act_acc_addr = \$55 [6:0];
+          act_acc_addr = \$53 [6:0];
+      4'ha:
+          act_acc_addr = \$54 [6:0];
     endcase
   end
   always @* begin
@@ -3824,24 +3860,24 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$38 ) begin
-            c_rd__addr = \$44 [4:0];
+          if (\$36 ) begin
+            c_rd__addr = \$42 [4:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$179 [19:1] = e1[19:1];
-    \$179 [0] = 1'h0;
+    \$189 [19:1] = e1[19:1];
+    \$189 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$73 ) begin
-            \$179 [0] = 1'h1;
-            \$179 [6:1] = enc_col;
-            \$179 [7] = \$74 ;
-            \$179 [19:8] = enc_w;
+          if (\$74 ) begin
+            \$189 [0] = 1'h1;
+            \$189 [6:1] = enc_col;
+            \$189 [7] = \$75 ;
+            \$189 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -3850,345 +3886,32 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$139 ) begin
-            \$179 [0] = 1'h1;
-            \$179 [6:1] = enc_col;
-            \$179 [7] = \$140 ;
-            \$179 [19:8] = enc_w;
+          if (\$150 ) begin
+            \$189 [0] = 1'h1;
+            \$189 [6:1] = enc_col;
+            \$189 [7] = \$151 ;
+            \$189 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$179  = 20'h00000;
+      \$189  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$180 [25:1] = s1[25:1];
-    \$180 [0] = 1'h0;
+    \$190 [25:1] = s1[25:1];
+    \$190 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$180 [0] = 1'h1;
-            \$180 [7:1] = \$77 [6:0];
-            \$180 [14:8] = \$78 [6:0];
-            \$180 [24:16] = cur[27:19];
-            \$180 [15] = \$80 ;
-            \$180 [25] = \$81 ;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            \$180 [0] = 1'h1;
-            \$180 [7:1] = \$143 [6:0];
-            \$180 [14:8] = \$144 [6:0];
-            \$180 [24:16] = cur[27:19];
-            \$180 [15] = \$146 ;
-            \$180 [25] = \$147 ;
-          end
-    endcase
-    if (rst) begin
-      \$180  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$181  = \$66 ;
-    if (rst) begin
-      \$181  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$182  = \$67 ;
-    if (rst) begin
-      \$182  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$183 [0] = s1[0];
-    \$183 [7:1] = s1[7:1];
-    \$183 [8] = s1[15];
-    \$183 [9] = s1[25];
-    if (rst) begin
-      \$183  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$184  = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$110 ) begin
-            \$184  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = in_idx;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            \$185  = \$68 [2:0];
-            if (\$69 ) begin
-              \$185  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$185  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$69 ) begin
-              \$186  = i__payload[9];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = enc_col;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$69 ) begin
-              \$187  = 6'h00;
-            end
-          end
-      4'h1:
-        begin
-          if (\$73 ) begin
-            \$187  = \$75 [5:0];
-          end
-          if (\$90 ) begin
-            \$187  = 6'h00;
-          end
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$135 ) begin
-            \$187  = 6'h00;
-          end
-      4'h5:
-        begin
-          if (\$139 ) begin
-            \$187  = \$141 [5:0];
-          end
-          if (\$156 ) begin
-            \$187  = 6'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$187  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = enc_w;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$69 ) begin
-              \$188  = 12'h000;
-            end
-          end
-      4'h1:
-          if (\$73 ) begin
-            \$188  = \$76 [11:0];
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$135 ) begin
-            \$188  = 12'h900;
-          end
-      4'h5:
-          if (\$139 ) begin
-            \$188  = \$142 [11:0];
-          end
-    endcase
-    if (rst) begin
-      \$188  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = grp;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$69 ) begin
-              \$189  = 7'h00;
-            end
-          end
-      4'h1:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$82 ) begin
-              \$189  = 7'h00;
-            end else begin
-              \$189  = \$83 [6:0];
-            end
-          end else if (r_rdy) begin
-            \$189  = 7'h00;
-          end
-      4'h2:
-          if (\$93 ) begin
-            \$189  = 7'h00;
-          end
-      4'h3:
-          if (\$110 ) begin
-            if (\$129 ) begin
-              \$189  = \$131 [6:0];
-              if (\$132 ) begin
-                \$189  = 7'h00;
-              end
-            end
-          end
-      4'h4:
-          if (\$135 ) begin
-            \$189  = 7'h00;
-          end
-      4'h5:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$148 ) begin
-              \$189  = 7'h00;
-            end else begin
-              \$189  = \$149 [6:0];
-            end
-          end else if (r_rdy) begin
-            \$189  = 7'h00;
-          end
-      4'h6:
-          if (\$159 ) begin
-            \$189  = 7'h00;
-          end
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (o__ready) begin
-            if (\$175 ) begin
-              \$189  = 7'h00;
-            end else if (\$176 ) begin
-              \$189  = \$177 [6:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$189  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = seq_state;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$69 ) begin
-              \$190  = 4'h1;
-            end
-          end
-      4'h1:
-          if (\$90 ) begin
-            \$190  = 4'h2;
-          end
-      4'h2:
-          if (\$93 ) begin
-            \$190  = 4'h3;
-          end
-      4'h3:
-          if (\$110 ) begin
-            if (\$129 ) begin
-              if (\$132 ) begin
-                \$190  = 4'h4;
-              end
-            end
-          end
-      4'h4:
-          if (\$135 ) begin
-            (* full_case = 32'd1 *)
-            if (seq_end) begin
-              \$190  = 4'h5;
-            end else begin
-              \$190  = 4'h0;
-            end
-          end
-      4'h5:
-          if (\$156 ) begin
-            \$190  = 4'h6;
-          end
-      4'h6:
-          if (\$159 ) begin
-            \$190  = 4'h7;
-          end
-      4'h7:
-          \$190  = 4'h8;
-      4'h8:
-          \$190  = 4'h9;
-      4'h9:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$175 ) begin
-              \$190  = 4'h0;
-            end else if (\$176 ) begin
-              \$190  = 4'h7;
-            end else begin
-              \$190  = 4'h8;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$190  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = cur_active;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$82 ) begin
-              \$191  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$191  = 1'h1;
+            \$190 [0] = 1'h1;
+            \$190 [7:1] = \$83 [6:0];
+            \$190 [14:8] = \$84 [6:0];
+            \$190 [24:16] = cur[27:19];
+            \$190 [15] = \$86 ;
+            \$190 [25] = \$87 ;
           end
       4'h2:
           /* empty */;
@@ -4198,166 +3921,69 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$148 ) begin
-              \$191  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$191  = 1'h1;
+            \$190 [0] = 1'h1;
+            \$190 [7:1] = \$155 [6:0];
+            \$190 [14:8] = \$156 [6:0];
+            \$190 [24:16] = cur[27:19];
+            \$190 [15] = \$158 ;
+            \$190 [25] = \$159 ;
           end
     endcase
     if (rst) begin
-      \$191  = 1'h0;
+      \$190  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$82 ) begin
-              \$192  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$192  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$148 ) begin
-              \$192  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$192  = r_data;
-          end
-    endcase
+    \$191  = s1;
     if (rst) begin
-      \$192  = 28'h0000000;
+      \$191  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = lane;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$93 ) begin
-            \$193  = 2'h0;
-          end
-      4'h3:
-          if (\$110 ) begin
-            (* full_case = 32'd1 *)
-            if (\$129 ) begin
-              \$193  = 2'h0;
-            end else begin
-              \$193  = \$133 [1:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$159 ) begin
-            \$193  = 2'h0;
-          end
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$175 ) begin
-              \$193  = 2'h0;
-            end else if (\$176 ) begin
-              \$193  = 2'h0;
-            end else begin
-              \$193  = \$178 [1:0];
-            end
-          end
-    endcase
+    \$192  = \$signature__data$77 ;
     if (rst) begin
-      \$193  = 2'h0;
+      \$192  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = act_q;
+    \$193  = \$66 ;
+    if (rst) begin
+      \$193  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$194  = \$67 ;
+    if (rst) begin
+      \$194  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$195 [0] = s1b[0];
+    \$195 [7:1] = s1b[7:1];
+    \$195 [8] = s1b[15];
+    \$195 [9] = s1b[25];
+    if (rst) begin
+      \$195  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$196  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$93 ) begin
-            \$194  = 3'h0;
-          end
+          /* empty */;
       4'h3:
-          if (\$97 ) begin
-            \$194  = \$98 [2:0];
-            if (\$101 ) begin
-              \$194  = 3'h0;
-              if (\$109 ) begin
-                \$194  = 3'h1;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$194  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = g_grp;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$93 ) begin
-            \$195  = 5'h00;
-          end
-      4'h3:
-          if (\$97 ) begin
-            if (\$101 ) begin
-              \$195  = \$103 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$195  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = \$signal ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$93 ) begin
-            \$196  = 1'h0;
-          end
-      4'h3:
-          if (\$97 ) begin
-            if (\$101 ) begin
-              \$196  = \$102 ;
-            end
+          if (\$120 ) begin
+            \$196  = 1'h1;
           end
     endcase
     if (rst) begin
@@ -4366,58 +3992,30 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = \$signal$71 ;
+    \$197  = in_idx;
     casez (seq_state)
       4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$93 ) begin
-            \$197  = 1'h0;
-          end
-      4'h3:
-          if (\$110 ) begin
-            if (\$129 ) begin
-              \$197  = \$130 ;
+          if (i__valid) begin
+            \$197  = \$68 [2:0];
+            if (\$69 ) begin
+              \$197  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$197  = 1'h0;
+      \$197  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = bank0_full;
+    \$198  = seq_end;
     casez (seq_state)
       4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$93 ) begin
-            \$198  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$97 ) begin
-            if (\$101 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$198  = 1'h1;
-              endcase
+          if (i__valid) begin
+            if (\$69 ) begin
+              \$198  = i__payload[9];
             end
           end
-          if (\$110 ) begin
-            if (\$129 ) begin
-              casez (\$signal$71 )
-                1'h0:
-                    \$198  = 1'h0;
-              endcase
-            end
-          end
-        end
     endcase
     if (rst) begin
       \$198  = 1'h0;
@@ -4425,97 +4023,542 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = bank1_full;
+    \$199  = enc_col;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$69 ) begin
+              \$199  = 6'h00;
+            end
+          end
+      4'h1:
+        begin
+          if (\$74 ) begin
+            \$199  = \$76 [5:0];
+          end
+          if (\$98 ) begin
+            \$199  = 6'h00;
+          end
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$145 ) begin
+            \$199  = 6'h00;
+          end
+      4'h5:
+        begin
+          if (\$150 ) begin
+            \$199  = \$152 [5:0];
+          end
+          if (\$170 ) begin
+            \$199  = 6'h00;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$199  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$200  = enc_w;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$69 ) begin
+              \$200  = 12'h000;
+            end
+          end
+      4'h1:
+          if (\$74 ) begin
+            \$200  = \$77 [11:0];
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$145 ) begin
+            \$200  = 12'h900;
+          end
+      4'h5:
+          if (\$150 ) begin
+            \$200  = \$153 [11:0];
+          end
+    endcase
+    if (rst) begin
+      \$200  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$201  = grp;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$69 ) begin
+              \$201  = 7'h00;
+            end
+          end
+      4'h1:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$88 ) begin
+              \$201  = 7'h00;
+            end else begin
+              \$201  = \$89 [6:0];
+            end
+          end else if (r_rdy) begin
+            \$201  = 7'h00;
+          end
+      4'h2:
+          if (\$103 ) begin
+            \$201  = 7'h00;
+          end
+      4'h3:
+          if (\$120 ) begin
+            if (\$139 ) begin
+              \$201  = \$141 [6:0];
+              if (\$142 ) begin
+                \$201  = 7'h00;
+              end
+            end
+          end
+      4'h4:
+          if (\$145 ) begin
+            \$201  = 7'h00;
+          end
+      4'h5:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$160 ) begin
+              \$201  = 7'h00;
+            end else begin
+              \$201  = \$161 [6:0];
+            end
+          end else if (r_rdy) begin
+            \$201  = 7'h00;
+          end
+      4'h6:
+          if (\$175 ) begin
+            \$201  = 7'h00;
+          end
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (o__ready) begin
+            if (\$185 ) begin
+              \$201  = 7'h00;
+            end else if (\$186 ) begin
+              \$201  = \$187 [6:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$201  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$202  = seq_state;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$69 ) begin
+              \$202  = 4'h1;
+            end
+          end
+      4'h1:
+          if (\$98 ) begin
+            \$202  = 4'h2;
+          end
+      4'h2:
+          if (\$103 ) begin
+            \$202  = 4'h3;
+          end
+      4'h3:
+          if (\$120 ) begin
+            if (\$139 ) begin
+              if (\$142 ) begin
+                \$202  = 4'h4;
+              end
+            end
+          end
+      4'h4:
+          if (\$145 ) begin
+            (* full_case = 32'd1 *)
+            if (seq_end) begin
+              \$202  = 4'h5;
+            end else begin
+              \$202  = 4'h0;
+            end
+          end
+      4'h5:
+          if (\$170 ) begin
+            \$202  = 4'h6;
+          end
+      4'h6:
+          if (\$175 ) begin
+            \$202  = 4'h7;
+          end
+      4'h7:
+          \$202  = 4'h8;
+      4'h8:
+          \$202  = 4'h9;
+      4'h9:
+          \$202  = 4'ha;
+      4'ha:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$185 ) begin
+              \$202  = 4'h0;
+            end else if (\$186 ) begin
+              \$202  = 4'h7;
+            end else begin
+              \$202  = 4'h8;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$202  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$203  = e2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+        begin
+          \$203 [0] = e1[0];
+          \$203 [6:1] = e1[6:1];
+          \$203 [7] = e1[7];
+          \$203 [19:8] = e1[19:8];
+          \$203 [27:20] = \$79 ;
+          \$203 [36:28] = \$82 ;
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+        begin
+          \$203 [0] = e1[0];
+          \$203 [6:1] = e1[6:1];
+          \$203 [7] = e1[7];
+          \$203 [19:8] = e1[19:8];
+          \$203 [27:20] = \$signature__data$41 ;
+          \$203 [36:28] = \$154 ;
+        end
+    endcase
+    if (rst) begin
+      \$203  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$204  = cur_active;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$88 ) begin
+              \$204  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$204  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$160 ) begin
+              \$204  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$204  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$205  = cur;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$88 ) begin
+              \$205  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$205  = r_data;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$160 ) begin
+              \$205  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$205  = r_data;
+          end
+    endcase
+    if (rst) begin
+      \$205  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$206  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$93 ) begin
-            \$199  = 1'h0;
+          if (\$103 ) begin
+            \$206  = 2'h0;
+          end
+      4'h3:
+          if (\$120 ) begin
+            (* full_case = 32'd1 *)
+            if (\$139 ) begin
+              \$206  = 2'h0;
+            end else begin
+              \$206  = \$143 [1:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$175 ) begin
+            \$206  = 2'h0;
+          end
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$185 ) begin
+              \$206  = 2'h0;
+            end else if (\$186 ) begin
+              \$206  = 2'h0;
+            end else begin
+              \$206  = \$188 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$206  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$207  = act_q;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$103 ) begin
+            \$207  = 3'h0;
+          end
+      4'h3:
+          if (\$107 ) begin
+            \$207  = \$108 [2:0];
+            if (\$111 ) begin
+              \$207  = 3'h0;
+              if (\$119 ) begin
+                \$207  = 3'h1;
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$207  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = g_grp;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$103 ) begin
+            \$208  = 5'h00;
+          end
+      4'h3:
+          if (\$107 ) begin
+            if (\$111 ) begin
+              \$208  = \$113 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$208  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209  = \$signal ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$103 ) begin
+            \$209  = 1'h0;
+          end
+      4'h3:
+          if (\$107 ) begin
+            if (\$111 ) begin
+              \$209  = \$112 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$209  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$210  = \$signal$71 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$103 ) begin
+            \$210  = 1'h0;
+          end
+      4'h3:
+          if (\$120 ) begin
+            if (\$139 ) begin
+              \$210  = \$140 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$210  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$211  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$103 ) begin
+            \$211  = 1'h0;
           end
       4'h3:
         begin
-          if (\$97 ) begin
-            if (\$101 ) begin
-              (* full_case = 32'd1 *)
+          if (\$107 ) begin
+            if (\$111 ) begin
               casez (\$signal )
                 1'h0:
-                    /* empty */;
-                1'h1:
-                    \$199  = 1'h1;
+                    \$211  = 1'h1;
               endcase
             end
           end
-          if (\$110 ) begin
-            if (\$129 ) begin
-              (* full_case = 32'd1 *)
+          if (\$120 ) begin
+            if (\$139 ) begin
               casez (\$signal$71 )
                 1'h0:
-                    /* empty */;
-                1'h1:
-                    \$199  = 1'h0;
+                    \$211  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$199  = 1'h0;
+      \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = gate0_0_0;
+    \$212  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          /* empty */;
+          if (\$103 ) begin
+            \$212  = 1'h0;
+          end
       4'h3:
-          if (\$97 ) begin
-            if (\$99 ) begin
-              casez (act_q)
-                3'h1:
-                    \$200  = acc_rd__data[18:0];
+        begin
+          if (\$107 ) begin
+            if (\$111 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$212  = 1'h1;
               endcase
             end
           end
-    endcase
-    if (rst) begin
-      \$200  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$99 ) begin
-              casez (act_q)
-                3'h1:
-                    \$201  = acc_rd__data[37:19];
+          if (\$120 ) begin
+            if (\$139 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$71 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$212  = 1'h0;
               endcase
             end
           end
+        end
     endcase
     if (rst) begin
-      \$201  = 19'h00000;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = gate0_1_0;
+    \$213  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4524,311 +4567,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$97 ) begin
-            if (\$99 ) begin
+          if (\$107 ) begin
+            if (\$109 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$202  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$202  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$99 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$203  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$203  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$99 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$204  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$204  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$99 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$205  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$205  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$99 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$206  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$206  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = gate0_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$99 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$207  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$207  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$100 ) begin
-              casez (act_q)
-                3'h1:
-                    \$208  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$208  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$100 ) begin
-              casez (act_q)
-                3'h1:
-                    \$209  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$209  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$100 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$210  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$210  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$100 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$211  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$211  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = gate1_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$100 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$212  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$212  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$97 ) begin
-            if (\$100 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$213  = acc_rd__data[37:19];
+                    \$213  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4839,7 +4582,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = gate1_3_0;
+    \$214  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4848,17 +4591,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$97 ) begin
-            if (\$100 ) begin
+          if (\$107 ) begin
+            if (\$109 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$214  = acc_rd__data[18:0];
+                    \$214  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4869,7 +4606,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = gate1_3_1;
+    \$215  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4878,17 +4615,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$97 ) begin
-            if (\$100 ) begin
+          if (\$107 ) begin
+            if (\$109 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$215  = acc_rd__data[37:19];
+                    \$215  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4899,7 +4632,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = acc0;
+    \$216  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4908,8 +4641,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            \$216  = \$113 ;
+          if (\$107 ) begin
+            if (\$109 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$216  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -4918,7 +4658,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = acc1;
+    \$217  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4927,8 +4667,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            \$217  = \$116 ;
+          if (\$107 ) begin
+            if (\$109 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$217  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -4937,7 +4686,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = acc2;
+    \$218  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4946,8 +4695,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            \$218  = \$119 ;
+          if (\$107 ) begin
+            if (\$109 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$218  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -4956,7 +4714,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = acc3;
+    \$219  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4965,8 +4723,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            \$219  = \$122 ;
+          if (\$107 ) begin
+            if (\$109 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$219  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -4975,7 +4744,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = tag;
+    \$220  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4984,17 +4753,28 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            \$220  = \$124 [5:0];
+          if (\$107 ) begin
+            if (\$109 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$220  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$220  = 6'h00;
+      \$220  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = issue_layer;
+    \$221  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5003,17 +4783,22 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            \$221  = 1'h0;
+          if (\$107 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    \$221  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$221  = 1'h0;
+      \$221  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = \wait ;
+    \$222  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5022,23 +4807,329 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$129 ) begin
-              if (\$132 ) begin
-                \$222  = 4'h0;
+          if (\$107 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    \$222  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$222  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = gate1_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$107 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$223  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$223  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = gate1_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$107 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$224  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$224  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$107 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$225  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$225  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$107 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$226  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$226  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$107 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$227  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$227  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = gate1_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$107 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$228  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$228  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = acc0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$120 ) begin
+            \$229  = \$123 ;
+          end
+    endcase
+    if (rst) begin
+      \$229  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = acc1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$120 ) begin
+            \$230  = \$126 ;
+          end
+    endcase
+    if (rst) begin
+      \$230  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$231  = acc2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$120 ) begin
+            \$231  = \$129 ;
+          end
+    endcase
+    if (rst) begin
+      \$231  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$232  = acc3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$120 ) begin
+            \$232  = \$132 ;
+          end
+    endcase
+    if (rst) begin
+      \$232  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = tag;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$120 ) begin
+            \$233  = \$134 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$233  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$120 ) begin
+            \$234  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$235  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$120 ) begin
+            if (\$139 ) begin
+              if (\$142 ) begin
+                \$235  = 5'h00;
               end
             end
           end
       4'h4:
-          \$222  = \$134 [3:0];
+          \$235  = \$144 [4:0];
     endcase
     if (rst) begin
-      \$222  = 4'h0;
+      \$235  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = fresh;
+    \$236  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5049,11 +5140,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$135 ) begin
+          if (\$145 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$223  = 1'h0;
+              \$236  = 1'h0;
             end
           end
       4'h5:
@@ -5065,19 +5156,21 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
+          /* empty */;
+      4'ha:
           if (o__ready) begin
-            if (\$175 ) begin
-              \$223  = seq_end;
+            if (\$185 ) begin
+              \$236  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$223  = 1'h1;
+      \$236  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = out_idx;
+    \$237  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5092,25 +5185,27 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$159 ) begin
-            \$224  = 4'h0;
+          if (\$175 ) begin
+            \$237  = 4'h0;
           end
       4'h7:
           /* empty */;
       4'h8:
           /* empty */;
       4'h9:
+          /* empty */;
+      4'ha:
           if (o__ready) begin
-            \$224  = \$174 [3:0];
+            \$237  = \$184 [3:0];
           end
     endcase
     if (rst) begin
-      \$224  = 4'h0;
+      \$237  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = o__payload;
+    \$238  = out_rounded;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5129,18 +5224,47 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
+          \$238  = \$178 ;
+    endcase
+    if (rst) begin
+      \$238  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = o__payload;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
         begin
-          \$225 [7:0] = \$172 [7:0];
-          \$225 [8] = \$173 ;
+          \$239 [7:0] = \$182 [7:0];
+          \$239 [8] = \$183 ;
         end
     endcase
     if (rst) begin
-      \$225  = 9'h000;
+      \$239  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = o__valid;
+    \$240  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5159,18 +5283,20 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          \$226  = 1'h1;
+          /* empty */;
       4'h9:
+          \$240  = 1'h1;
+      4'ha:
           if (o__ready) begin
-            \$226  = 1'h0;
+            \$240  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$226  = 1'h0;
+      \$240  = 1'h0;
     end
   end
   assign pushed = w_data;
-  assign \$signature__addr  = s1[14:8];
+  assign \$signature__addr  = s1b[14:8];
   assign acc_wr__addr = s2[7:1];
   assign acc_wr__en = s2[0];
   assign issue_acc0 = acc0;
@@ -5189,12 +5315,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \pushed.col  = w_data[17:12];
   assign \pushed.is_h  = w_data[18];
   assign \pushed.delta  = w_data[27:19];
-  assign \s1.valid  = s1[0];
-  assign \s1.acc_addr  = s1[7:1];
-  assign \s1.b_addr  = s1[14:8];
-  assign \s1.bias  = s1[15];
-  assign \s1.delta  = s1[24:16];
-  assign \s1.shift  = s1[25];
+  assign \s1b.valid  = s1b[0];
+  assign \s1b.acc_addr  = s1b[7:1];
+  assign \s1b.b_addr  = s1b[14:8];
+  assign \s1b.bias  = s1b[15];
+  assign \s1b.delta  = s1b[24:16];
+  assign \s1b.shift  = s1b[25];
   assign \s2.valid  = s2[0];
   assign \s2.acc_addr  = s2[7:1];
   assign \s2.bias  = s2[8];
@@ -5207,151 +5333,161 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$signature__data[1]  = \$signature__data [37:19];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
-  assign \e1.valid  = e1[0];
-  assign \e1.col  = e1[6:1];
-  assign \e1.is_h  = e1[7];
-  assign \e1.w_addr  = e1[19:8];
+  assign \e2.valid  = e2[0];
+  assign \e2.col  = e2[6:1];
+  assign \e2.is_h  = e2[7];
+  assign \e2.w_addr  = e2[19:8];
+  assign \e2.value  = e2[27:20];
+  assign \e2.change  = e2[36:28];
   assign \cur.w_addr  = cur[11:0];
   assign \cur.col  = cur[17:12];
   assign \cur.is_h  = cur[18];
   assign \cur.delta  = cur[27:19];
-  assign \$signature__data$74[0]  = \$signature__data$74 [7:0];
-  assign \$signature__data$74[1]  = \$signature__data$74 [15:8];
+  assign \e1.valid  = e1[0];
+  assign \e1.col  = e1[6:1];
+  assign \e1.is_h  = e1[7];
+  assign \e1.w_addr  = e1[19:8];
+  assign \s1.valid  = s1[0];
+  assign \s1.acc_addr  = s1[7:1];
+  assign \s1.b_addr  = s1[14:8];
+  assign \s1.bias  = s1[15];
+  assign \s1.delta  = s1[24:16];
+  assign \s1.shift  = s1[25];
+  assign \w_word[0]  = w_word[7:0];
+  assign \w_word[1]  = w_word[15:8];
+  assign \$signature__data$77[0]  = \$signature__data$77 [7:0];
+  assign \$signature__data$77[1]  = \$signature__data$77 [15:8];
   assign acc_wr__data[37:19] = \$8 [18:0];
   assign acc_wr__data[18:0] = \$4 [18:0];
   assign \$1  = { prod0[16], prod0 };
   assign \$2  = { prod0, 1'h0 };
   assign \$5  = { prod1[16], prod1 };
   assign \$6  = { prod1, 1'h0 };
-  assign \$19  = e1[0];
-  assign \$50  = e1[0];
-  assign \$80  = \$79 ;
-  assign \$100  = \$signal ;
-  assign \$146  = \$145 ;
-  assign \$147  = 1'h0;
-  assign \$162  = { \$161 [19], \$161 [19], \$161 [19], \$161 [19], \$161 [19], \$161 [19], \$161 [19], \$161 [19], \$161 [19], \$161 [19], \$161 [19:10] };
-  assign \$166  = { \$165 [19], \$165 [19], \$165 [19], \$165 [19], \$165 [19], \$165 [19], \$165 [19], \$165 [19], \$165 [19], \$165 [19], \$165 [19:10] };
-  assign \$170  = { \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19:10] };
+  assign \$17  = e2[0];
+  assign \$48  = e2[0];
+  assign \$86  = \$85 ;
+  assign \$110  = \$signal ;
+  assign \$158  = \$157 ;
+  assign \$159  = 1'h0;
+  assign \$178  = { \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, acc2, acc3, tag, p11, p23, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, acc2, acc3, tag, p16, p33, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [19:0] \$1 ;
-  wire [19:0] \$10 ;
-  reg [15:0] \$100 ;
-  reg [19:0] \$101 ;
+  wire \$10 ;
+  reg [7:0] \$100 ;
+  reg [7:0] \$101 ;
   reg [7:0] \$102 ;
   reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
+  reg [15:0] \$104 ;
+  reg [16:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
   reg [7:0] \$108 ;
-  reg [15:0] \$109 ;
+  reg [7:0] \$109 ;
   wire [19:0] \$11 ;
   reg [7:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
   reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
-  reg [7:0] \$115 ;
   wire [19:0] \$12 ;
-  wire \$13 ;
+  wire [19:0] \$13 ;
   wire [19:0] \$14 ;
-  wire [19:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
   wire [19:0] \$17 ;
   wire [19:0] \$18 ;
   wire [19:0] \$19 ;
   wire [19:0] \$2 ;
   wire [19:0] \$20 ;
-  wire [19:0] \$21 ;
-  wire [19:0] \$22 ;
-  wire \$23 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [19:0] \$23 ;
   wire [19:0] \$24 ;
-  wire [19:0] \$25 ;
-  wire \$26 ;
-  wire [19:0] \$27 ;
-  wire [19:0] \$28 ;
+  wire [15:0] \$25 ;
+  wire [15:0] \$26 ;
+  wire [18:0] \$27 ;
+  wire [16:0] \$28 ;
   wire [19:0] \$29 ;
   wire \$3 ;
-  wire [19:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
+  wire [20:0] \$30 ;
+  wire [20:0] \$31 ;
+  wire \$32 ;
   wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
-  wire [19:0] \$4 ;
-  wire [19:0] \$40 ;
-  wire [15:0] \$41 ;
-  wire [15:0] \$42 ;
-  wire [18:0] \$43 ;
-  wire [16:0] \$44 ;
-  wire [19:0] \$45 ;
-  wire [20:0] \$46 ;
-  wire [20:0] \$47 ;
-  wire \$48 ;
-  wire [20:0] \$49 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [15:0] \$36 ;
+  wire [16:0] \$37 ;
+  wire [16:0] \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire [16:0] \$41 ;
+  wire [16:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [19:0] \$5 ;
-  wire [20:0] \$50 ;
-  wire \$51 ;
-  wire [20:0] \$52 ;
-  wire [20:0] \$53 ;
-  wire [20:0] \$54 ;
-  wire [20:0] \$55 ;
-  wire [15:0] \$56 ;
-  wire [16:0] \$57 ;
-  wire [16:0] \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire [16:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire \$62 ;
-  wire [16:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire [16:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg \$69 ;
+  reg \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg \$56 ;
+  reg \$57 ;
+  reg \$58 ;
+  reg \$59 ;
+  wire [19:0] \$6 ;
+  reg [5:0] \$60 ;
+  reg [5:0] \$61 ;
+  reg [5:0] \$62 ;
+  reg [5:0] \$63 ;
+  reg [5:0] \$64 ;
+  reg [5:0] \$65 ;
+  reg [5:0] \$66 ;
+  reg [5:0] \$67 ;
+  reg [5:0] \$68 ;
+  reg [5:0] \$69 ;
   wire [19:0] \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg \$72 ;
-  reg \$73 ;
-  reg \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg \$77 ;
-  reg \$78 ;
-  reg [5:0] \$79 ;
+  reg [5:0] \$70 ;
+  reg [5:0] \$71 ;
+  reg [5:0] \$72 ;
+  reg [5:0] \$73 ;
+  reg [5:0] \$74 ;
+  reg [5:0] \$75 ;
+  reg [5:0] \$76 ;
+  reg [19:0] \$77 ;
+  reg [7:0] \$78 ;
+  reg [19:0] \$79 ;
   wire [19:0] \$8 ;
-  reg [5:0] \$80 ;
-  reg [5:0] \$81 ;
-  reg [5:0] \$82 ;
-  reg [5:0] \$83 ;
-  reg [5:0] \$84 ;
-  reg [5:0] \$85 ;
-  reg [5:0] \$86 ;
-  reg [5:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [5:0] \$89 ;
-  wire [19:0] \$9 ;
-  reg [5:0] \$90 ;
-  reg [7:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [7:0] \$94 ;
+  reg [7:0] \$80 ;
+  reg [19:0] \$81 ;
+  reg [7:0] \$82 ;
+  reg [19:0] \$83 ;
+  reg [7:0] \$84 ;
+  reg [7:0] \$85 ;
+  reg [7:0] \$86 ;
+  reg [7:0] \$87 ;
+  reg [7:0] \$88 ;
+  reg [7:0] \$89 ;
+  wire \$9 ;
+  reg [7:0] \$90 ;
+  reg [15:0] \$91 ;
+  reg [15:0] \$92 ;
+  reg [19:0] \$93 ;
+  reg [20:0] \$94 ;
   reg [7:0] \$95 ;
   reg [7:0] \$96 ;
   reg [7:0] \$97 ;
   reg [7:0] \$98 ;
-  reg [15:0] \$99 ;
+  reg [7:0] \$99 ;
   input [18:0] acc0;
   wire [18:0] acc0;
   input [18:0] acc1;
@@ -5371,13 +5507,13 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   reg p0 = 1'h0;
   reg p1 = 1'h0;
   reg p10 = 1'h0;
-  output p11;
   reg p11 = 1'h0;
-  reg [5:0] p12 = 6'h00;
-  reg [5:0] p13 = 6'h00;
-  reg [5:0] p14 = 6'h00;
-  reg [5:0] p15 = 6'h00;
-  reg [5:0] p16 = 6'h00;
+  reg p12 = 1'h0;
+  reg p13 = 1'h0;
+  reg p14 = 1'h0;
+  reg p15 = 1'h0;
+  output p16;
+  reg p16 = 1'h0;
   reg [5:0] p17 = 6'h00;
   reg [5:0] p18 = 6'h00;
   reg [5:0] p19 = 6'h00;
@@ -5385,35 +5521,57 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   reg [5:0] p20 = 6'h00;
   reg [5:0] p21 = 6'h00;
   reg [5:0] p22 = 6'h00;
-  output [5:0] p23;
   reg [5:0] p23 = 6'h00;
-  reg [7:0] p24 = 8'h00;
-  reg [7:0] p25 = 8'h00;
-  reg [7:0] p26 = 8'h00;
-  reg [7:0] p27 = 8'h00;
-  reg [7:0] p28 = 8'h00;
-  reg [7:0] p29 = 8'h00;
+  reg [5:0] p24 = 6'h00;
+  reg [5:0] p25 = 6'h00;
+  reg [5:0] p26 = 6'h00;
+  reg [5:0] p27 = 6'h00;
+  reg [5:0] p28 = 6'h00;
+  reg [5:0] p29 = 6'h00;
   reg p3 = 1'h0;
-  reg [7:0] p30 = 8'h00;
-  reg [7:0] p31 = 8'h00;
-  reg [15:0] p32 = 16'h0000;
-  reg [15:0] p33 = 16'h0000;
+  reg [5:0] p30 = 6'h00;
+  reg [5:0] p31 = 6'h00;
+  reg [5:0] p32 = 6'h00;
+  output [5:0] p33;
+  reg [5:0] p33 = 6'h00;
   reg [19:0] p34 = 20'h00000;
   reg [7:0] p35 = 8'h00;
-  reg [7:0] p36 = 8'h00;
+  reg [19:0] p36 = 20'h00000;
   reg [7:0] p37 = 8'h00;
-  reg [7:0] p38 = 8'h00;
+  reg [19:0] p38 = 20'h00000;
   reg [7:0] p39 = 8'h00;
   reg p4 = 1'h0;
-  reg [7:0] p40 = 8'h00;
+  reg [19:0] p40 = 20'h00000;
   reg [7:0] p41 = 8'h00;
-  reg [15:0] p42 = 16'h0000;
+  reg [7:0] p42 = 8'h00;
   reg [7:0] p43 = 8'h00;
   reg [7:0] p44 = 8'h00;
   reg [7:0] p45 = 8'h00;
   reg [7:0] p46 = 8'h00;
+  reg [7:0] p47 = 8'h00;
+  reg [15:0] p48 = 16'h0000;
+  reg [15:0] p49 = 16'h0000;
   reg p5 = 1'h0;
+  reg [19:0] p50 = 20'h00000;
+  reg [20:0] p51 = 21'h000000;
+  reg [7:0] p52 = 8'h00;
+  reg [7:0] p53 = 8'h00;
+  reg [7:0] p54 = 8'h00;
+  reg [7:0] p55 = 8'h00;
+  reg [7:0] p56 = 8'h00;
+  reg [7:0] p57 = 8'h00;
+  reg [7:0] p58 = 8'h00;
+  reg [7:0] p59 = 8'h00;
   reg p6 = 1'h0;
+  reg [7:0] p60 = 8'h00;
+  reg [15:0] p61 = 16'h0000;
+  reg [16:0] p62 = 17'h00000;
+  reg [7:0] p63 = 8'h00;
+  reg [7:0] p64 = 8'h00;
+  reg [7:0] p65 = 8'h00;
+  reg [7:0] p66 = 8'h00;
+  reg [7:0] p67 = 8'h00;
+  reg [7:0] p68 = 8'h00;
   reg p7 = 1'h0;
   reg p8 = 1'h0;
   reg p9 = 1'h0;
@@ -5430,562 +5588,736 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$66 ;
+  wire [7:0] \x$88 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$67 ;
+  wire [7:0] \x$89 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$68 ;
+  wire [7:0] \x$90 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$69 ;
+  wire [7:0] \x$91 ;
   wire [7:0] y;
-  wire [7:0] \y$44 ;
-  wire [7:0] \y$45 ;
-  wire [7:0] \y$49 ;
-  wire [7:0] \y$56 ;
+  wire [7:0] \y$60 ;
+  wire [7:0] \y$61 ;
+  wire [7:0] \y$66 ;
+  wire [7:0] \y$75 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(\$2 ) > $signed(8'h7f);
-  assign \$4  = $signed(acc0) + $signed(9'h080);
-  assign \$6  = $signed(\$5 ) < $signed(8'h80);
-  assign \$7  = $signed(acc0) + $signed(9'h080);
-  assign \$9  = \$6  ? 20'hfff80 : \$8 ;
-  assign \$10  = \$3  ? 20'h0007f : \$9 ;
-  assign \$11  = $signed(acc1) + $signed(9'h080);
-  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
-  assign \$14  = $signed(acc1) + $signed(9'h080);
-  assign \$16  = $signed(\$15 ) < $signed(8'h80);
-  assign \$17  = $signed(acc1) + $signed(9'h080);
-  assign \$19  = \$16  ? 20'hfff80 : \$18 ;
-  assign \$20  = \$13  ? 20'h0007f : \$19 ;
-  assign \$21  = $signed(acc2) + $signed(9'h080);
-  assign \$23  = $signed(\$22 ) > $signed(8'h7f);
-  assign \$24  = $signed(acc2) + $signed(9'h080);
-  assign \$26  = $signed(\$25 ) < $signed(8'h80);
-  assign \$27  = $signed(acc2) + $signed(9'h080);
-  assign \$29  = \$26  ? 20'hfff80 : \$28 ;
-  assign \$30  = \$23  ? 20'h0007f : \$29 ;
-  assign \$31  = $signed(acc3) + $signed(9'h080);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(acc3) + $signed(9'h080);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(acc3) + $signed(9'h080);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
-  assign \$41  = $signed(y) * $signed(p31);
-  assign \$42  = $signed(\y$44 ) * $signed(\y$45 );
-  assign \$45  = $signed(\$43 ) + $signed(\$44 );
-  assign \$46  = $signed(p34) + $signed(11'h200);
-  assign \$48  = $signed(\$47 ) > $signed(8'h7f);
-  assign \$49  = $signed(p34) + $signed(11'h200);
-  assign \$51  = $signed(\$50 ) < $signed(8'h80);
-  assign \$52  = $signed(p34) + $signed(11'h200);
-  assign \$54  = \$51  ? 21'h1fff80 : \$53 ;
-  assign \$55  = \$48  ? 21'h00007f : \$54 ;
-  assign \$56  = $signed(p41) * $signed(\y$56 );
-  assign \$57  = $signed(p42) + $signed(8'h40);
-  assign \$59  = $signed(\$58 ) > $signed(8'h7f);
-  assign \$60  = $signed(p42) + $signed(8'h40);
-  assign \$62  = $signed(\$61 ) < $signed(8'h80);
-  assign \$63  = $signed(p42) + $signed(8'h40);
-  assign \$65  = \$62  ? 17'h1ff80 : \$64 ;
-  assign \$66  = \$59  ? 17'h0007f : \$65 ;
+  assign \$3  = $signed(p34) > $signed(8'h7f);
+  assign \$4  = $signed(p34) < $signed(8'h80);
+  assign \$5  = \$4  ? 20'hfff80 : p34;
+  assign \$6  = \$3  ? 20'h0007f : \$5 ;
+  assign \$7  = $signed(acc1) + $signed(9'h080);
+  assign \$9  = $signed(p36) > $signed(8'h7f);
+  assign \$10  = $signed(p36) < $signed(8'h80);
+  assign \$11  = \$10  ? 20'hfff80 : p36;
+  assign \$12  = \$9  ? 20'h0007f : \$11 ;
+  assign \$13  = $signed(acc2) + $signed(9'h080);
+  assign \$15  = $signed(p38) > $signed(8'h7f);
+  assign \$16  = $signed(p38) < $signed(8'h80);
+  assign \$17  = \$16  ? 20'hfff80 : p38;
+  assign \$18  = \$15  ? 20'h0007f : \$17 ;
+  assign \$19  = $signed(acc3) + $signed(9'h080);
+  assign \$21  = $signed(p40) > $signed(8'h7f);
+  assign \$22  = $signed(p40) < $signed(8'h80);
+  assign \$23  = \$22  ? 20'hfff80 : p40;
+  assign \$24  = \$21  ? 20'h0007f : \$23 ;
+  assign \$25  = $signed(y) * $signed(p47);
+  assign \$26  = $signed(\y$60 ) * $signed(\y$61 );
+  assign \$29  = $signed(\$27 ) + $signed(\$28 );
+  assign \$30  = $signed(p50) + $signed(11'h200);
+  assign \$32  = $signed(p51) > $signed(8'h7f);
+  assign \$33  = $signed(p51) < $signed(8'h80);
+  assign \$34  = \$33  ? 21'h1fff80 : p51;
+  assign \$35  = \$32  ? 21'h00007f : \$34 ;
+  assign \$36  = $signed(p60) * $signed(\y$75 );
+  assign \$37  = $signed(p61) + $signed(8'h40);
+  assign \$39  = $signed(p62) > $signed(8'h7f);
+  assign \$40  = $signed(p62) < $signed(8'h80);
+  assign \$41  = \$40  ? 17'h1ff80 : p62;
+  assign \$42  = \$39  ? 17'h0007f : \$41 ;
   always @(posedge clk)
-    p0 <= \$67 ;
+    p0 <= \$43 ;
   always @(posedge clk)
-    p1 <= \$68 ;
+    p1 <= \$44 ;
   always @(posedge clk)
-    p2 <= \$69 ;
+    p2 <= \$45 ;
   always @(posedge clk)
-    p3 <= \$70 ;
+    p3 <= \$46 ;
   always @(posedge clk)
-    p4 <= \$71 ;
+    p4 <= \$47 ;
   always @(posedge clk)
-    p5 <= \$72 ;
+    p5 <= \$48 ;
   always @(posedge clk)
-    p6 <= \$73 ;
+    p6 <= \$49 ;
   always @(posedge clk)
-    p7 <= \$74 ;
+    p7 <= \$50 ;
   always @(posedge clk)
-    p8 <= \$75 ;
+    p8 <= \$51 ;
   always @(posedge clk)
-    p9 <= \$76 ;
+    p9 <= \$52 ;
   always @(posedge clk)
-    p10 <= \$77 ;
+    p10 <= \$53 ;
   always @(posedge clk)
-    p11 <= \$78 ;
+    p11 <= \$54 ;
   always @(posedge clk)
-    p12 <= \$79 ;
+    p12 <= \$55 ;
   always @(posedge clk)
-    p13 <= \$80 ;
+    p13 <= \$56 ;
   always @(posedge clk)
-    p14 <= \$81 ;
+    p14 <= \$57 ;
   always @(posedge clk)
-    p15 <= \$82 ;
+    p15 <= \$58 ;
   always @(posedge clk)
-    p16 <= \$83 ;
+    p16 <= \$59 ;
   always @(posedge clk)
-    p17 <= \$84 ;
+    p17 <= \$60 ;
   always @(posedge clk)
-    p18 <= \$85 ;
+    p18 <= \$61 ;
   always @(posedge clk)
-    p19 <= \$86 ;
+    p19 <= \$62 ;
   always @(posedge clk)
-    p20 <= \$87 ;
+    p20 <= \$63 ;
   always @(posedge clk)
-    p21 <= \$88 ;
+    p21 <= \$64 ;
   always @(posedge clk)
-    p22 <= \$89 ;
+    p22 <= \$65 ;
   always @(posedge clk)
-    p23 <= \$90 ;
+    p23 <= \$66 ;
   always @(posedge clk)
-    p24 <= \$91 ;
+    p24 <= \$67 ;
   always @(posedge clk)
-    p25 <= \$92 ;
+    p25 <= \$68 ;
   always @(posedge clk)
-    p26 <= \$93 ;
+    p26 <= \$69 ;
   always @(posedge clk)
-    p27 <= \$94 ;
+    p27 <= \$70 ;
   always @(posedge clk)
-    p28 <= \$95 ;
+    p28 <= \$71 ;
   always @(posedge clk)
-    p29 <= \$96 ;
+    p29 <= \$72 ;
   always @(posedge clk)
-    p30 <= \$97 ;
+    p30 <= \$73 ;
   always @(posedge clk)
-    p31 <= \$98 ;
+    p31 <= \$74 ;
   always @(posedge clk)
-    p32 <= \$99 ;
+    p32 <= \$75 ;
   always @(posedge clk)
-    p33 <= \$100 ;
+    p33 <= \$76 ;
   always @(posedge clk)
-    p34 <= \$101 ;
+    p34 <= \$77 ;
   always @(posedge clk)
-    p35 <= \$102 ;
+    p35 <= \$78 ;
   always @(posedge clk)
-    p36 <= \$103 ;
+    p36 <= \$79 ;
   always @(posedge clk)
-    p37 <= \$104 ;
+    p37 <= \$80 ;
   always @(posedge clk)
-    p38 <= \$105 ;
+    p38 <= \$81 ;
   always @(posedge clk)
-    p39 <= \$106 ;
+    p39 <= \$82 ;
   always @(posedge clk)
-    p40 <= \$107 ;
+    p40 <= \$83 ;
   always @(posedge clk)
-    p41 <= \$108 ;
+    p41 <= \$84 ;
   always @(posedge clk)
-    p42 <= \$109 ;
+    p42 <= \$85 ;
   always @(posedge clk)
-    p43 <= \$110 ;
+    p43 <= \$86 ;
   always @(posedge clk)
-    p44 <= \$111 ;
+    p44 <= \$87 ;
   always @(posedge clk)
-    p45 <= \$112 ;
+    p45 <= \$88 ;
   always @(posedge clk)
-    p46 <= \$113 ;
+    p46 <= \$89 ;
   always @(posedge clk)
-    h_new <= \$114 ;
+    p47 <= \$90 ;
   always @(posedge clk)
-    c_new <= \$115 ;
+    p48 <= \$91 ;
+  always @(posedge clk)
+    p49 <= \$92 ;
+  always @(posedge clk)
+    p50 <= \$93 ;
+  always @(posedge clk)
+    p51 <= \$94 ;
+  always @(posedge clk)
+    p52 <= \$95 ;
+  always @(posedge clk)
+    p53 <= \$96 ;
+  always @(posedge clk)
+    p54 <= \$97 ;
+  always @(posedge clk)
+    p55 <= \$98 ;
+  always @(posedge clk)
+    p56 <= \$99 ;
+  always @(posedge clk)
+    p57 <= \$100 ;
+  always @(posedge clk)
+    p58 <= \$101 ;
+  always @(posedge clk)
+    p59 <= \$102 ;
+  always @(posedge clk)
+    p60 <= \$103 ;
+  always @(posedge clk)
+    p61 <= \$104 ;
+  always @(posedge clk)
+    p62 <= \$105 ;
+  always @(posedge clk)
+    p63 <= \$106 ;
+  always @(posedge clk)
+    p64 <= \$107 ;
+  always @(posedge clk)
+    p65 <= \$108 ;
+  always @(posedge clk)
+    p66 <= \$109 ;
+  always @(posedge clk)
+    p67 <= \$110 ;
+  always @(posedge clk)
+    p68 <= \$111 ;
+  always @(posedge clk)
+    h_new <= \$112 ;
+  always @(posedge clk)
+    c_new <= \$113 ;
   \hwgen_digits_lstm_p2.elementwise0.sig_f  sig_f (
     .clk(clk),
     .rst(rst),
-    .x(p25),
+    .x(p37),
     .y(y)
   );
   \hwgen_digits_lstm_p2.elementwise0.sig_i  sig_i (
     .clk(clk),
     .rst(rst),
-    .x(p24),
-    .y(\y$44 )
+    .x(p35),
+    .y(\y$60 )
   );
   \hwgen_digits_lstm_p2.elementwise0.sig_o  sig_o (
     .clk(clk),
     .rst(rst),
-    .x(p27),
-    .y(\y$49 )
+    .x(p41),
+    .y(\y$66 )
   );
   \hwgen_digits_lstm_p2.elementwise0.tanh_c  tanh_c (
     .clk(clk),
     .rst(rst),
-    .x(p35),
-    .y(\y$56 )
+    .x(p52),
+    .y(\y$75 )
   );
   \hwgen_digits_lstm_p2.elementwise0.tanh_g  tanh_g (
     .clk(clk),
     .rst(rst),
-    .x(p26),
-    .y(\y$45 )
+    .x(p39),
+    .y(\y$61 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$67  = valid_in;
+    \$43  = valid_in;
     if (rst) begin
-      \$67  = 1'h0;
+      \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$68  = p0;
+    \$44  = p0;
     if (rst) begin
-      \$68  = 1'h0;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$69  = p1;
+    \$45  = p1;
     if (rst) begin
-      \$69  = 1'h0;
+      \$45  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$70  = p2;
+    \$46  = p2;
     if (rst) begin
-      \$70  = 1'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$71  = p3;
+    \$47  = p3;
     if (rst) begin
-      \$71  = 1'h0;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$72  = p4;
+    \$48  = p4;
     if (rst) begin
-      \$72  = 1'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$73  = p5;
+    \$49  = p5;
     if (rst) begin
-      \$73  = 1'h0;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$74  = p6;
+    \$50  = p6;
     if (rst) begin
-      \$74  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$75  = p7;
+    \$51  = p7;
     if (rst) begin
-      \$75  = 1'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$76  = p8;
+    \$52  = p8;
     if (rst) begin
-      \$76  = 1'h0;
+      \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$77  = p9;
+    \$53  = p9;
     if (rst) begin
-      \$77  = 1'h0;
+      \$53  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$78  = p10;
+    \$54  = p10;
     if (rst) begin
-      \$78  = 1'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$79  = tag;
+    \$55  = p11;
     if (rst) begin
-      \$79  = 6'h00;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$80  = p12;
+    \$56  = p12;
     if (rst) begin
-      \$80  = 6'h00;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = p13;
+    \$57  = p13;
     if (rst) begin
-      \$81  = 6'h00;
+      \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$82  = p14;
+    \$58  = p14;
     if (rst) begin
-      \$82  = 6'h00;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$83  = p15;
+    \$59  = p15;
     if (rst) begin
-      \$83  = 6'h00;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = p16;
+    \$60  = tag;
     if (rst) begin
-      \$84  = 6'h00;
+      \$60  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = p17;
+    \$61  = p17;
     if (rst) begin
-      \$85  = 6'h00;
+      \$61  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = p18;
+    \$62  = p18;
     if (rst) begin
-      \$86  = 6'h00;
+      \$62  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = p19;
+    \$63  = p19;
     if (rst) begin
-      \$87  = 6'h00;
+      \$63  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = p20;
+    \$64  = p20;
     if (rst) begin
-      \$88  = 6'h00;
+      \$64  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = p21;
+    \$65  = p21;
     if (rst) begin
-      \$89  = 6'h00;
+      \$65  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = p22;
+    \$66  = p22;
     if (rst) begin
-      \$90  = 6'h00;
+      \$66  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = \$10 [7:0];
+    \$67  = p23;
     if (rst) begin
-      \$91  = 8'h00;
+      \$67  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = \$20 [7:0];
+    \$68  = p24;
     if (rst) begin
-      \$92  = 8'h00;
+      \$68  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = \$30 [7:0];
+    \$69  = p25;
     if (rst) begin
-      \$93  = 8'h00;
+      \$69  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = \$40 [7:0];
+    \$70  = p26;
     if (rst) begin
-      \$94  = 8'h00;
+      \$70  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = c_prev;
+    \$71  = p27;
+    if (rst) begin
+      \$71  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$72  = p28;
+    if (rst) begin
+      \$72  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$73  = p29;
+    if (rst) begin
+      \$73  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$74  = p30;
+    if (rst) begin
+      \$74  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$75  = p31;
+    if (rst) begin
+      \$75  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$76  = p32;
+    if (rst) begin
+      \$76  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$77  = \$2 ;
+    if (rst) begin
+      \$77  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$78  = \$6 [7:0];
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$79  = \$8 ;
+    if (rst) begin
+      \$79  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$80  = \$12 [7:0];
+    if (rst) begin
+      \$80  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$81  = \$14 ;
+    if (rst) begin
+      \$81  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$82  = \$18 [7:0];
+    if (rst) begin
+      \$82  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$83  = \$20 ;
+    if (rst) begin
+      \$83  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$84  = \$24 [7:0];
+    if (rst) begin
+      \$84  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = c_prev;
+    if (rst) begin
+      \$85  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = p42;
+    if (rst) begin
+      \$86  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = p43;
+    if (rst) begin
+      \$87  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$88  = p44;
+    if (rst) begin
+      \$88  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$89  = p45;
+    if (rst) begin
+      \$89  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = p46;
+    if (rst) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = \$25 ;
+    if (rst) begin
+      \$91  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = \$26 ;
+    if (rst) begin
+      \$92  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = \$29 ;
+    if (rst) begin
+      \$93  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = \$31 ;
+    if (rst) begin
+      \$94  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = \$35 [7:0];
     if (rst) begin
       \$95  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = p28;
+    \$96  = \y$66 ;
     if (rst) begin
       \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = p29;
+    \$97  = p53;
     if (rst) begin
       \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = p30;
+    \$98  = p54;
     if (rst) begin
       \$98  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = \$41 ;
+    \$99  = p55;
     if (rst) begin
-      \$99  = 16'h0000;
+      \$99  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = \$42 ;
+    \$100  = p56;
     if (rst) begin
-      \$100  = 16'h0000;
+      \$100  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = \$45 ;
+    \$101  = p57;
     if (rst) begin
-      \$101  = 20'h00000;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = \$55 [7:0];
+    \$102  = p58;
     if (rst) begin
       \$102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = \y$49 ;
+    \$103  = p59;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = p36;
+    \$104  = \$36 ;
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = p37;
+    \$105  = \$38 ;
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = p38;
+    \$106  = p52;
     if (rst) begin
       \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = p39;
+    \$107  = p63;
     if (rst) begin
       \$107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = p40;
+    \$108  = p64;
     if (rst) begin
       \$108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = \$56 ;
+    \$109  = p65;
     if (rst) begin
-      \$109  = 16'h0000;
+      \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = p35;
+    \$110  = p66;
     if (rst) begin
       \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = p43;
+    \$111  = p67;
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = p44;
+    \$112  = \$42 [7:0];
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = p45;
+    \$113  = p68;
     if (rst) begin
       \$113  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = \$66 [7:0];
-    if (rst) begin
-      \$114  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = p46;
-    if (rst) begin
-      \$115  = 8'h00;
-    end
-  end
-  assign valid_out = p11;
-  assign tag_out = p23;
-  assign x = p24;
-  assign \x$66  = p25;
-  assign \x$67  = p26;
-  assign \x$68  = p27;
-  assign \x$69  = p35;
+  assign valid_out = p16;
+  assign tag_out = p33;
+  assign x = p35;
+  assign \x$88  = p37;
+  assign \x$89  = p39;
+  assign \x$90  = p41;
+  assign \x$91  = p52;
   assign \$2  = { \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19:8] };
-  assign \$5  = { \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19:8] };
   assign \$8  = { \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19:8] };
-  assign \$12  = { \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19:8] };
-  assign \$15  = { \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19:8] };
-  assign \$18  = { \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19:8] };
-  assign \$22  = { \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19:8] };
-  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:8] };
-  assign \$28  = { \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19:8] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:8] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:8] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:8] };
-  assign \$43  = { p32, 3'h0 };
-  assign \$44  = { p33[15], p33 };
-  assign \$47  = { \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20:10] };
-  assign \$50  = { \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20:10] };
-  assign \$53  = { \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20:10] };
-  assign \$58  = { \$57 [16], \$57 [16], \$57 [16], \$57 [16], \$57 [16], \$57 [16], \$57 [16], \$57 [16:7] };
-  assign \$61  = { \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16:7] };
-  assign \$64  = { \$63 [16], \$63 [16], \$63 [16], \$63 [16], \$63 [16], \$63 [16], \$63 [16], \$63 [16:7] };
+  assign \$14  = { \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19:8] };
+  assign \$20  = { \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19:8] };
+  assign \$27  = { p48, 3'h0 };
+  assign \$28  = { p49[15], p49 };
+  assign \$31  = { \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20:10] };
+  assign \$38  = { \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16:7] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6041,32 +6373,25 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -6085,12 +6410,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -6108,39 +6428,33 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -6158,6 +6472,12 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
@@ -6182,65 +6502,72 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -6275,8 +6602,8 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6332,32 +6659,25 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -6376,12 +6696,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -6399,39 +6714,33 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -6449,6 +6758,12 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
@@ -6473,65 +6788,72 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -6566,8 +6888,8 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6623,32 +6945,25 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -6667,12 +6982,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -6690,39 +7000,33 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -6740,6 +7044,12 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
@@ -6764,65 +7074,72 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -6857,8 +7174,8 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6914,32 +7231,25 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   wire [17:0] \$52 ;
   wire [17:0] \$53 ;
   wire \$54 ;
-  wire [15:0] \$55 ;
-  wire [16:0] \$56 ;
-  wire [15:0] \$57 ;
-  wire [16:0] \$58 ;
+  wire [17:0] \$55 ;
+  wire [17:0] \$56 ;
+  wire \$57 ;
+  wire [17:0] \$58 ;
   wire [17:0] \$59 ;
   wire \$6 ;
   wire [17:0] \$60 ;
-  wire \$61 ;
-  wire [15:0] \$62 ;
-  wire [16:0] \$63 ;
-  wire [15:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire [17:0] \$66 ;
-  wire [17:0] \$67 ;
-  wire [17:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [17:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [2:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [15:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [2:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [15:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [16:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -6958,12 +7268,7 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [15:0] y2 = 16'h0000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [16:0] y3 = 17'h00000;
   assign \$30  = \$25  ? 9'h00f : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -6981,39 +7286,33 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   assign \$49  = - $signed(\$48 );
   assign \$50  = beyond2 ? 16'h0800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [15], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 16'h0800 : y2;
-  assign \$56  = - $signed(\$55 );
-  assign \$57  = beyond2 ? 16'h0800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [15], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 16'h0800 : y2;
-  assign \$63  = - $signed(\$62 );
-  assign \$64  = beyond2 ? 16'h0800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [15], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 18'h3ff80 : \$67 ;
-  assign \$69  = \$54  ? 18'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 18'h3ff80 : \$59 ;
+  assign \$61  = \$54  ? 18'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -7031,6 +7330,12 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 5'h10;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
@@ -7071,65 +7376,72 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$73  = { 1'h0, \$32 [1:0] };
+    \$65  = { 1'h0, \$32 [1:0] };
     if (rst) begin
-      \$73  = 3'h0;
+      \$65  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 16'h0000;
+      \$69  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -7180,8 +7492,8 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   assign \$41  = { 2'h0, \$40 [8:2] };
   assign \$46  = { \$45 [14], \$45 [14], \$45 [14], \$45 [14:3] };
   assign \$53  = { \$52 [17], \$52 [17], \$52 [17], \$52 [17], \$52 [17:4] };
-  assign \$60  = { \$59 [17], \$59 [17], \$59 [17], \$59 [17], \$59 [17:4] };
-  assign \$67  = { \$66 [17], \$66 [17], \$66 [17], \$66 [17], \$66 [17:4] };
+  assign \$56  = { \$55 [17], \$55 [17], \$55 [17], \$55 [17], \$55 [17:4] };
+  assign \$59  = { \$58 [17], \$58 [17], \$58 [17], \$58 [17], \$58 [17:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7237,32 +7549,25 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   wire [18:0] \$52 ;
   wire [18:0] \$53 ;
   wire \$54 ;
-  wire [16:0] \$55 ;
-  wire [17:0] \$56 ;
-  wire [16:0] \$57 ;
-  wire [17:0] \$58 ;
+  wire [18:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire \$57 ;
+  wire [18:0] \$58 ;
   wire [18:0] \$59 ;
   wire \$6 ;
   wire [18:0] \$60 ;
-  wire \$61 ;
-  wire [16:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [17:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [18:0] \$67 ;
-  wire [18:0] \$68 ;
-  wire [18:0] \$69 ;
+  wire [18:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [3:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [16:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [3:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [16:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [17:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -7281,12 +7586,7 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [16:0] y2 = 17'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [17:0] y3 = 18'h00000;
   assign \$30  = \$25  ? 9'h00f : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -7304,39 +7604,33 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   assign \$49  = - $signed(\$48 );
   assign \$50  = beyond2 ? 17'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [16], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 17'h00800 : y2;
-  assign \$56  = - $signed(\$55 );
-  assign \$57  = beyond2 ? 17'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [16], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 17'h00800 : y2;
-  assign \$63  = - $signed(\$62 );
-  assign \$64  = beyond2 ? 17'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [16], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 19'h7ff80 : \$67 ;
-  assign \$69  = \$54  ? 19'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 19'h7ff80 : \$59 ;
+  assign \$61  = \$54  ? 19'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -7354,6 +7648,12 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 5'h10;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
@@ -7394,65 +7694,72 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$73  = { 1'h0, \$32 [2:0] };
+    \$65  = { 1'h0, \$32 [2:0] };
     if (rst) begin
-      \$73  = 4'h0;
+      \$65  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 17'h00000;
+      \$69  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -7503,8 +7810,8 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   assign \$41  = { 3'h0, \$40 [8:3] };
   assign \$46  = { \$45 [15], \$45 [15], \$45 [15], \$45 [15], \$45 [15:4] };
   assign \$53  = { \$52 [18], \$52 [18], \$52 [18], \$52 [18], \$52 [18:4] };
-  assign \$60  = { \$59 [18], \$59 [18], \$59 [18], \$59 [18], \$59 [18:4] };
-  assign \$67  = { \$66 [18], \$66 [18], \$66 [18], \$66 [18], \$66 [18:4] };
+  assign \$56  = { \$55 [18], \$55 [18], \$55 [18], \$55 [18], \$55 [18:4] };
+  assign \$59  = { \$58 [18], \$58 [18], \$58 [18], \$58 [18], \$58 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)

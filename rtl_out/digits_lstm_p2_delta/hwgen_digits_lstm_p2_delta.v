@@ -6,12 +6,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [17:0] \$1 ;
   wire [6:0] \$10 ;
-  wire \$100 ;
+  wire [7:0] \$100 ;
   wire \$101 ;
-  wire [7:0] \$102 ;
+  wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  wire \$105 ;
+  wire [7:0] \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
@@ -21,133 +21,133 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  reg \$114 ;
+  wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire [3:0] \$117 ;
+  wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
-  wire [5:0] \$122 ;
-  wire [5:0] \$123 ;
-  wire \$124 ;
+  reg \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [3:0] \$124 ;
   wire \$125 ;
-  reg \$126 ;
+  wire \$126 ;
   wire \$127 ;
   wire \$128 ;
-  reg \$129 ;
+  wire [5:0] \$129 ;
   wire [6:0] \$13 ;
-  reg [18:0] \$130 ;
-  reg [18:0] \$131 ;
-  reg [18:0] \$132 ;
-  reg [18:0] \$133 ;
-  reg [18:0] \$134 ;
-  reg [18:0] \$135 ;
-  reg [18:0] \$136 ;
+  wire [5:0] \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  reg \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  reg \$136 ;
   reg [18:0] \$137 ;
   reg [18:0] \$138 ;
   reg [18:0] \$139 ;
   wire [7:0] \$14 ;
   reg [18:0] \$140 ;
   reg [18:0] \$141 ;
-  wire [8:0] \$142 ;
-  wire [9:0] \$143 ;
-  wire \$144 ;
-  wire [8:0] \$145 ;
-  wire [9:0] \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  reg [18:0] \$142 ;
+  reg [18:0] \$143 ;
+  reg [18:0] \$144 ;
+  reg [18:0] \$145 ;
+  reg [18:0] \$146 ;
+  reg [18:0] \$147 ;
+  reg [18:0] \$148 ;
+  wire [8:0] \$149 ;
   wire [6:0] \$15 ;
-  wire [7:0] \$150 ;
+  wire [9:0] \$150 ;
   wire \$151 ;
-  wire [2:0] \$152 ;
-  wire [4:0] \$153 ;
+  wire [8:0] \$152 ;
+  wire [9:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [4:0] \$156 ;
-  wire \$157 ;
+  wire \$156 ;
+  wire [7:0] \$157 ;
   wire \$158 ;
-  wire \$159 ;
+  wire [2:0] \$159 ;
   wire [7:0] \$16 ;
-  wire [6:0] \$160 ;
-  wire [12:0] \$161 ;
-  wire [7:0] \$162 ;
-  wire [7:0] \$163 ;
-  wire \$164 ;
+  wire [5:0] \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire [4:0] \$163 ;
+  wire [5:0] \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
-  wire [7:0] \$168 ;
-  wire \$169 ;
+  wire [6:0] \$168 ;
+  wire [12:0] \$169 ;
   wire [6:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
+  wire [8:0] \$170 ;
+  wire [7:0] \$171 ;
+  wire [7:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
+  wire [7:0] \$177 ;
   wire \$178 ;
-  reg [18:0] \$179 ;
-  wire \$18 ;
-  wire [19:0] \$180 ;
-  wire [19:0] \$181 ;
+  wire \$179 ;
+  wire [6:0] \$18 ;
+  wire \$180 ;
+  wire \$181 ;
   wire \$182 ;
-  reg [18:0] \$183 ;
-  wire [19:0] \$184 ;
-  wire [19:0] \$185 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
   wire \$186 ;
-  reg [18:0] \$187 ;
-  wire [19:0] \$188 ;
-  wire [19:0] \$189 ;
-  wire [7:0] \$19 ;
-  wire [19:0] \$190 ;
-  wire [19:0] \$191 ;
-  wire \$192 ;
-  wire [4:0] \$193 ;
-  wire \$194 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  reg [18:0] \$192 ;
+  wire [19:0] \$193 ;
+  wire [19:0] \$194 ;
   wire \$195 ;
-  wire [7:0] \$196 ;
-  wire [2:0] \$197 ;
-  reg [19:0] \$198 ;
-  reg [25:0] \$199 ;
+  wire \$196 ;
+  wire [19:0] \$197 ;
+  wire [19:0] \$198 ;
+  wire \$199 ;
   wire [17:0] \$2 ;
-  wire [7:0] \$20 ;
-  reg [16:0] \$200 ;
-  reg [16:0] \$201 ;
-  reg [9:0] \$202 ;
-  reg \$203 ;
-  reg [2:0] \$204 ;
-  reg \$205 ;
-  reg [5:0] \$206 ;
-  reg [11:0] \$207 ;
-  reg [6:0] \$208 ;
-  reg [3:0] \$209 ;
-  wire [8:0] \$21 ;
-  reg \$210 ;
-  reg [27:0] \$211 ;
-  reg [1:0] \$212 ;
+  wire [9:0] \$20 ;
+  wire [4:0] \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire [7:0] \$203 ;
+  wire [2:0] \$204 ;
+  reg [19:0] \$205 ;
+  reg [25:0] \$206 ;
+  reg [25:0] \$207 ;
+  reg [15:0] \$208 ;
+  reg [16:0] \$209 ;
+  wire [9:0] \$21 ;
+  reg [16:0] \$210 ;
+  reg [9:0] \$211 ;
+  reg \$212 ;
   reg [2:0] \$213 ;
-  reg [4:0] \$214 ;
-  reg \$215 ;
-  reg \$216 ;
-  reg \$217 ;
-  reg \$218 ;
-  reg [18:0] \$219 ;
-  wire [6:0] \$22 ;
-  reg [18:0] \$220 ;
-  reg [18:0] \$221 ;
-  reg [18:0] \$222 ;
-  reg [18:0] \$223 ;
-  reg [18:0] \$224 ;
-  reg [18:0] \$225 ;
-  reg [18:0] \$226 ;
-  reg [18:0] \$227 ;
-  reg [18:0] \$228 ;
+  reg \$214 ;
+  reg [5:0] \$215 ;
+  reg [11:0] \$216 ;
+  reg [6:0] \$217 ;
+  reg [3:0] \$218 ;
+  reg [36:0] \$219 ;
+  wire [4:0] \$22 ;
+  reg \$220 ;
+  reg [27:0] \$221 ;
+  reg [1:0] \$222 ;
+  reg [2:0] \$223 ;
+  reg [4:0] \$224 ;
+  reg \$225 ;
+  reg \$226 ;
+  reg \$227 ;
+  reg \$228 ;
   reg [18:0] \$229 ;
   wire \$23 ;
   reg [18:0] \$230 ;
@@ -159,69 +159,80 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [18:0] \$236 ;
   reg [18:0] \$237 ;
   reg [18:0] \$238 ;
-  reg [5:0] \$239 ;
-  wire [7:0] \$24 ;
-  reg \$240 ;
-  reg [3:0] \$241 ;
-  reg \$242 ;
-  reg [3:0] \$243 ;
-  reg [8:0] \$244 ;
-  reg \$245 ;
+  reg [18:0] \$239 ;
+  wire \$24 ;
+  reg [18:0] \$240 ;
+  reg [18:0] \$241 ;
+  reg [18:0] \$242 ;
+  reg [18:0] \$243 ;
+  reg [18:0] \$244 ;
+  reg [18:0] \$245 ;
+  reg [18:0] \$246 ;
+  reg [18:0] \$247 ;
+  reg [18:0] \$248 ;
+  reg [5:0] \$249 ;
   wire \$25 ;
-  wire [9:0] \$26 ;
+  reg \$250 ;
+  reg [4:0] \$251 ;
+  reg \$252 ;
+  reg [3:0] \$253 ;
+  reg [19:0] \$254 ;
+  reg [8:0] \$255 ;
+  reg \$256 ;
+  wire \$26 ;
   wire [9:0] \$27 ;
-  wire [4:0] \$28 ;
-  wire \$29 ;
+  wire [9:0] \$28 ;
+  wire [4:0] \$29 ;
   wire [18:0] \$3 ;
   wire \$30 ;
   wire \$31 ;
   wire \$32 ;
-  wire [9:0] \$33 ;
-  wire [9:0] \$34 ;
-  wire [4:0] \$35 ;
-  wire \$36 ;
+  wire [12:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  reg \$36 ;
   wire \$37 ;
   wire \$38 ;
-  wire [12:0] \$39 ;
+  wire [7:0] \$39 ;
   wire [20:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  reg \$42 ;
-  wire \$43 ;
+  wire [8:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire \$42 ;
+  wire [5:0] \$43 ;
   wire \$44 ;
-  wire [7:0] \$45 ;
-  wire [8:0] \$46 ;
-  wire [9:0] \$47 ;
+  wire \$45 ;
+  reg \$46 ;
+  wire \$47 ;
   wire \$48 ;
   wire [5:0] \$49 ;
   wire [17:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  reg \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire [5:0] \$55 ;
-  wire [6:0] \$56 ;
-  reg \$57 ;
-  wire [8:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire [6:0] \$50 ;
+  reg \$51 ;
+  wire [8:0] \$52 ;
+  wire [9:0] \$53 ;
+  wire [10:0] \$54 ;
+  wire [8:0] \$55 ;
+  wire [9:0] \$56 ;
+  wire [10:0] \$57 ;
+  wire \$58 ;
+  wire [6:0] \$59 ;
   wire [17:0] \$6 ;
-  wire [10:0] \$60 ;
-  wire [8:0] \$61 ;
-  wire [9:0] \$62 ;
-  wire [10:0] \$63 ;
-  wire \$64 ;
-  wire [6:0] \$65 ;
+  wire [7:0] \$60 ;
+  wire [6:0] \$61 ;
+  wire [7:0] \$62 ;
+  wire \$63 ;
+  wire [12:0] \$64 ;
+  wire \$65 ;
   wire [7:0] \$66 ;
-  wire [6:0] \$67 ;
+  wire [7:0] \$67 ;
   wire [7:0] \$68 ;
-  wire \$69 ;
+  wire [7:0] \$69 ;
   wire [18:0] \$7 ;
-  wire [12:0] \$70 ;
+  wire \$70 ;
   wire \$71 ;
-  wire [7:0] \$72 ;
-  wire [7:0] \$73 ;
-  wire [7:0] \$74 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
@@ -229,49 +240,49 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$79 ;
   wire [20:0] \$8 ;
   wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
+  wire [16:0] \$81 ;
+  wire [16:0] \$82 ;
+  wire [3:0] \$83 ;
   wire \$84 ;
-  wire [16:0] \$85 ;
-  wire [16:0] \$86 ;
-  wire [3:0] \$87 ;
+  wire \$85 ;
+  wire [4:0] \$86 ;
+  wire [5:0] \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire [4:0] \$90 ;
-  wire \$91 ;
-  wire \$92 ;
+  wire \$90 ;
+  wire [6:0] \$91 ;
+  wire [12:0] \$92 ;
   wire \$93 ;
-  wire [6:0] \$94 ;
-  wire [12:0] \$95 ;
+  wire [7:0] \$94 ;
+  wire \$95 ;
   wire [7:0] \$96 ;
   wire [7:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire [8:0] \$98 ;
+  wire [7:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$77  = 1'h0;
+  reg \$signal$75  = 1'h0;
   wire [6:0] \$signature__addr ;
   reg [5:0] \$signature__addr$45 ;
   reg [4:0] \$signature__addr$50 ;
   reg [5:0] \$signature__addr$56 ;
   reg [5:0] \$signature__addr$58 ;
-  reg [5:0] \$signature__addr$62 ;
-  reg [11:0] \$signature__addr$68 ;
+  reg [5:0] \$signature__addr$59 ;
+  reg [11:0] \$signature__addr$66 ;
   wire [37:0] \$signature__data ;
   wire [7:0] \$signature__data$41 ;
   reg [7:0] \$signature__data$47 ;
   reg [7:0] \$signature__data$51 ;
-  wire [7:0] \$signature__data$61 ;
-  reg [7:0] \$signature__data$63 ;
-  wire [15:0] \$signature__data$80 ;
-  wire [7:0] \$signature__data$80[0] ;
-  wire [7:0] \$signature__data$80[1] ;
+  reg [7:0] \$signature__data$61 ;
+  wire [15:0] \$signature__data$81 ;
+  wire [7:0] \$signature__data$81[0] ;
+  wire [7:0] \$signature__data$81[1] ;
+  wire [7:0] \$signature__data$85 ;
   wire [18:0] \$signature__data[0] ;
   wire [18:0] \$signature__data[1] ;
   reg \$signature__en ;
   reg \$signature__en$53 ;
-  reg \$signature__en$64 ;
+  reg \$signature__en$62 ;
   reg [18:0] acc0 = 19'h00000;
   reg [18:0] acc1 = 19'h00000;
   reg [18:0] acc2 = 19'h00000;
@@ -295,7 +306,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [7:0] c_prev;
   reg [4:0] c_rd__addr;
   wire [7:0] c_rd__data;
-  reg [8:0] change_MAT0;
   input clk;
   wire clk;
   reg [27:0] cur = 28'h0000000;
@@ -309,6 +319,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \e1.is_h ;
   wire \e1.valid ;
   wire [11:0] \e1.w_addr ;
+  reg [36:0] e2 = 37'h0000000000;
+  wire [8:0] \e2.change ;
+  wire [5:0] \e2.col ;
+  wire \e2.is_h ;
+  wire \e2.valid ;
+  wire [7:0] \e2.value ;
+  wire [11:0] \e2.w_addr ;
   reg [5:0] enc_col = 6'h00;
   reg [11:0] enc_w = 12'h000;
   reg fresh = 1'h1;
@@ -371,6 +388,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   (* init = 1'h0 *)
   wire o_valid;
   reg [3:0] out_idx = 4'h0;
+  reg [19:0] out_rounded = 20'h00000;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   wire [27:0] pushed;
@@ -390,6 +408,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [8:0] \s1.delta ;
   wire \s1.shift ;
   wire \s1.valid ;
+  reg [25:0] s1b = 26'h0000000;
+  wire [6:0] \s1b.acc_addr ;
+  wire [6:0] \s1b.b_addr ;
+  wire \s1b.bias ;
+  wire [8:0] \s1b.delta ;
+  wire \s1b.shift ;
+  wire \s1b.valid ;
   reg [9:0] s2 = 10'h000;
   wire [6:0] \s2.acc_addr ;
   wire \s2.bias ;
@@ -403,7 +428,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire valid_out;
   reg [27:0] w_data;
   reg w_en;
-  reg [3:0] \wait  = 4'h0;
+  reg [15:0] w_word = 16'h0000;
+  wire [7:0] \w_word[0] ;
+  wire [7:0] \w_word[1] ;
+  reg [4:0] \wait  = 5'h00;
   reg [37:0] acc_mem [68:0];
   initial begin
     acc_mem[0] = 38'h0000000000;
@@ -559,7 +587,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   reg [37:0] _1_;
   always @(posedge clk) begin
-    _1_ <= b_mem[s1[14:8]];
+    _1_ <= b_mem[s1b[14:8]];
   end
   assign \$signature__data  = _1_;
   reg [7:0] c_mem [31:0];
@@ -646,14 +674,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     hat_mem[35] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$64 )
-      hat_mem[\$signature__addr$62 ] <= \$signature__data$63 ;
+    if (\$signature__en$62 )
+      hat_mem[\$signature__addr$59 ] <= \$signature__data$61 ;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
     _3_ <= hat_mem[\$signature__addr$58 ];
   end
-  assign \$signature__data$61  = _3_;
+  assign \$signature__data$85  = _3_;
   reg [7:0] v_mem [35:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -3171,10 +3199,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   reg [15:0] _5_;
   always @(posedge clk) begin
-    _5_ <= w_mem[\$signature__addr$68 ];
+    _5_ <= w_mem[\$signature__addr$66 ];
   end
-  assign \$signature__data$80  = _5_;
-  assign acc_rd__addr = s1[0] ? s1[7:1] : act_acc_addr;
+  assign \$signature__data$81  = _5_;
+  assign acc_rd__addr = s1b[0] ? s1b[7:1] : act_acc_addr;
   assign \$3  = s2[8] ? \$signature__data [18:0] : acc_rd__data[18:0];
   assign \$4  = $signed(\$3 ) + $signed(aligned0);
   assign \$7  = s2[8] ? \$signature__data [37:19] : acc_rd__data[37:19];
@@ -3191,254 +3219,273 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \$15  = 1'h0 + enc_col;
   assign \$16  = \$12  ? \$14  : { 1'h0, \$15  };
   assign \$17  = 1'h0 + enc_col;
-  assign \$18  = e1[7] & fresh;
-  assign \$19  = \$18  ? 8'h00 : \$signature__data$41 ;
-  assign \$20  = fresh ? 8'h00 : \$signature__data$61 ;
-  assign \$21  = $signed(\$19 ) - $signed(\$20 );
-  assign \$22  = 1'h0 + e1[6:1];
-  assign \$23  = e1[7] & fresh;
-  assign \$24  = \$23  ? 8'h00 : \$signature__data$41 ;
-  assign \$25  = $signed(change_MAT0) < $signed(1'h0);
-  assign \$26  = - $signed(change_MAT0);
-  assign \$27  = \$25  ? \$26  : { change_MAT0[8], change_MAT0 };
-  assign \$28  = e1[7] ? 5'h18 : 5'h14;
-  assign \$29  = $signed(\$27 ) >= $signed({ 1'h0, \$28  });
-  assign \$30  = fresh | \$29 ;
-  assign \$31  = e1[0] & \$30 ;
-  assign \$32  = $signed(change_MAT0) < $signed(1'h0);
-  assign \$33  = - $signed(change_MAT0);
-  assign \$34  = \$32  ? \$33  : { change_MAT0[8], change_MAT0 };
-  assign \$35  = e1[7] ? 5'h18 : 5'h14;
-  assign \$36  = $signed(\$34 ) >= $signed({ 1'h0, \$35  });
-  assign \$37  = fresh | \$36 ;
-  assign \$38  = e1[0] & \$37 ;
-  assign \$39  = cur[11:0] + grp;
-  assign \$40  = grp == 6'h3f;
-  assign \$41  = g_grp < 5'h10;
-  assign \$43  = ~ \$42 ;
-  assign \$44  = \$41  & \$43 ;
-  assign \$45  = act_q * 5'h10;
-  assign \$46  = 1'h0 + \$45 ;
-  assign \$47  = \$46  + g_grp;
-  assign \$48  = act_q == 3'h4;
-  assign \$49  = g_grp + 1'h1;
-  assign \$50  = \$49  < 5'h10;
-  assign \$51  = ~ \$signal ;
-  assign \$53  = ~ \$52 ;
-  assign \$54  = \$50  & \$53 ;
-  assign \$55  = 1'h0 + g_grp;
-  assign \$56  = \$55  + 1'h1;
-  assign \$58  = grp * 2'h2;
-  assign \$59  = \$58  + lane;
-  assign \$60  = 3'h4 + \$59 ;
-  assign \$61  = grp * 2'h2;
-  assign \$62  = \$61  + lane;
-  assign \$63  = 1'h0 + \$62 ;
-  assign \$64  = enc_col >= 1'h0;
-  assign \$65  = 3'h4 + enc_col;
-  assign \$66  = \$65  - 1'h0;
-  assign \$67  = 1'h0 + enc_col;
-  assign \$68  = \$64  ? \$66  : { 1'h0, \$67  };
-  assign \$70  = cur[11:0] + grp;
-  assign \$71  = grp == 3'h4;
-  assign \$72  = 7'h40 + grp;
-  assign \$73  = 7'h40 + grp;
-  assign \$74  = 7'h40 + grp;
-  assign \$75  = ! seq_state;
-  assign \$76  = seq_state == 1'h1;
-  assign \$77  = seq_state == 2'h2;
-  assign \$78  = seq_state == 2'h3;
-  assign \$79  = seq_state == 3'h4;
-  assign \$80  = seq_state == 3'h5;
-  assign \$81  = seq_state == 3'h6;
-  assign \$82  = seq_state == 3'h7;
-  assign \$83  = seq_state == 4'h8;
-  assign \$84  = seq_state == 4'h9;
-  assign \$85  = $signed(\$signature__data$80 [7:0]) * $signed(s1[24:16]);
-  assign \$86  = $signed(\$signature__data$80 [15:8]) * $signed(s1[24:16]);
-  assign \$87  = in_idx + 1'h1;
-  assign \$88  = in_idx == 2'h3;
-  assign \$89  = enc_col < 6'h24;
-  assign \$90  = level + e1[0];
-  assign \$91  = \$90  < 3'h7;
-  assign \$92  = \$89  & \$91 ;
-  assign \$93  = enc_col >= 3'h4;
-  assign \$94  = enc_col + 1'h1;
-  assign \$95  = enc_w + 7'h40;
-  assign \$96  = 1'h0 + grp;
-  assign \$97  = 1'h0 + grp;
-  assign \$98  = ! cur[17:12];
-  assign \$99  = fresh & \$98 ;
-  assign \$100  = cur[18] ? 1'h0 : 1'h1;
-  assign \$101  = grp == 6'h3f;
-  assign \$102  = grp + 1'h1;
-  assign \$103  = enc_col == 6'h24;
-  assign \$104  = ~ e1[0];
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = ~ r_rdy;
-  assign \$107  = \$105  & \$106 ;
-  assign \$108  = ~ cur_active;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = ~ s1[0];
-  assign \$111  = ~ s2[0];
+  assign \$18  = 1'h0 + e2[6:1];
+  assign \$19  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$20  = - $signed(e2[36:28]);
+  assign \$21  = \$19  ? \$20  : { e2[36], e2[36:28] };
+  assign \$22  = e2[7] ? 5'h18 : 5'h14;
+  assign \$23  = $signed(\$21 ) >= $signed({ 1'h0, \$22  });
+  assign \$24  = fresh | \$23 ;
+  assign \$25  = e2[0] & \$24 ;
+  assign \$26  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$27  = - $signed(e2[36:28]);
+  assign \$28  = \$26  ? \$27  : { e2[36], e2[36:28] };
+  assign \$29  = e2[7] ? 5'h18 : 5'h14;
+  assign \$30  = $signed(\$28 ) >= $signed({ 1'h0, \$29  });
+  assign \$31  = fresh | \$30 ;
+  assign \$32  = e2[0] & \$31 ;
+  assign \$33  = cur[11:0] + grp;
+  assign \$34  = grp == 6'h3f;
+  assign \$35  = g_grp < 5'h10;
+  assign \$37  = ~ \$36 ;
+  assign \$38  = \$35  & \$37 ;
+  assign \$39  = act_q * 5'h10;
+  assign \$40  = 1'h0 + \$39 ;
+  assign \$41  = \$40  + g_grp;
+  assign \$42  = act_q == 3'h4;
+  assign \$43  = g_grp + 1'h1;
+  assign \$44  = \$43  < 5'h10;
+  assign \$45  = ~ \$signal ;
+  assign \$47  = ~ \$46 ;
+  assign \$48  = \$44  & \$47 ;
+  assign \$49  = 1'h0 + g_grp;
+  assign \$50  = \$49  + 1'h1;
+  assign \$52  = grp * 2'h2;
+  assign \$53  = \$52  + lane;
+  assign \$54  = 3'h4 + \$53 ;
+  assign \$55  = grp * 2'h2;
+  assign \$56  = \$55  + lane;
+  assign \$57  = 1'h0 + \$56 ;
+  assign \$58  = enc_col >= 1'h0;
+  assign \$59  = 3'h4 + enc_col;
+  assign \$60  = \$59  - 1'h0;
+  assign \$61  = 1'h0 + enc_col;
+  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
+  assign \$64  = cur[11:0] + grp;
+  assign \$65  = grp == 3'h4;
+  assign \$66  = 7'h40 + grp;
+  assign \$67  = 7'h40 + grp;
+  assign \$68  = 7'h40 + grp;
+  assign \$69  = 7'h40 + grp;
+  assign \$70  = ! seq_state;
+  assign \$71  = seq_state == 1'h1;
+  assign \$72  = seq_state == 2'h2;
+  assign \$73  = seq_state == 2'h3;
+  assign \$74  = seq_state == 3'h4;
+  assign \$75  = seq_state == 3'h5;
+  assign \$76  = seq_state == 3'h6;
+  assign \$77  = seq_state == 3'h7;
+  assign \$78  = seq_state == 4'h8;
+  assign \$79  = seq_state == 4'h9;
+  assign \$80  = seq_state == 4'ha;
+  assign \$81  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$82  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
+  assign \$83  = in_idx + 1'h1;
+  assign \$84  = in_idx == 2'h3;
+  assign \$85  = enc_col < 6'h24;
+  assign \$86  = level + e1[0];
+  assign \$87  = \$86  + e2[0];
+  assign \$88  = \$87  < 3'h7;
+  assign \$89  = \$85  & \$88 ;
+  assign \$90  = enc_col >= 3'h4;
+  assign \$91  = enc_col + 1'h1;
+  assign \$92  = enc_w + 7'h40;
+  assign \$93  = e1[7] & fresh;
+  assign \$94  = \$93  ? 8'h00 : \$signature__data$41 ;
+  assign \$95  = e1[7] & fresh;
+  assign \$96  = \$95  ? 8'h00 : \$signature__data$41 ;
+  assign \$97  = fresh ? 8'h00 : \$signature__data$85 ;
+  assign \$98  = $signed(\$96 ) - $signed(\$97 );
+  assign \$99  = 1'h0 + grp;
+  assign \$100  = 1'h0 + grp;
+  assign \$101  = ! cur[17:12];
+  assign \$102  = fresh & \$101 ;
+  assign \$103  = cur[18] ? 1'h0 : 1'h1;
+  assign \$104  = grp == 6'h3f;
+  assign \$105  = grp + 1'h1;
+  assign \$106  = enc_col == 6'h24;
+  assign \$107  = ~ e1[0];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ e2[0];
+  assign \$110  = \$108  & \$109 ;
+  assign \$111  = ~ r_rdy;
   assign \$112  = \$110  & \$111 ;
-  assign \$113  = g_grp < 5'h10;
-  assign \$115  = ~ \$114 ;
-  assign \$116  = \$113  & \$115 ;
-  assign \$117  = act_q + 1'h1;
-  assign \$118  = ! \$signal ;
-  assign \$120  = act_q == 3'h4;
-  assign \$121  = ~ \$signal ;
-  assign \$122  = g_grp + 1'h1;
-  assign \$123  = g_grp + 1'h1;
-  assign \$124  = \$123  < 5'h10;
-  assign \$125  = ~ \$signal ;
-  assign \$127  = ~ \$126 ;
-  assign \$128  = \$124  & \$127 ;
-  assign \$142  = grp * 2'h2;
-  assign \$143  = \$142  + lane;
-  assign \$144  = lane == 1'h1;
-  assign \$145  = grp * 2'h2;
-  assign \$146  = \$145  + lane;
-  assign \$147  = \$146  == 5'h1f;
-  assign \$148  = \$144  | \$147 ;
-  assign \$149  = ~ \$signal$77 ;
-  assign \$150  = grp + 1'h1;
-  assign \$151  = grp == 4'hf;
-  assign \$152  = lane + 1'h1;
-  assign \$153  = \wait  + 1'h1;
-  assign \$154  = \wait  == 4'hd;
-  assign \$155  = enc_col < 6'h20;
-  assign \$156  = level + e1[0];
-  assign \$157  = \$156  < 3'h7;
-  assign \$158  = \$155  & \$157 ;
-  assign \$159  = enc_col >= 1'h0;
-  assign \$160  = enc_col + 1'h1;
-  assign \$161  = enc_w + 3'h5;
-  assign \$162  = 7'h40 + grp;
-  assign \$163  = 7'h40 + grp;
-  assign \$164  = ! cur[17:12];
-  assign \$167  = grp == 3'h4;
-  assign \$168  = grp + 1'h1;
-  assign \$169  = enc_col == 6'h20;
-  assign \$170  = ~ e1[0];
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = ~ r_rdy;
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = ~ cur_active;
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = ~ s1[0];
-  assign \$177  = ~ s2[0];
-  assign \$178  = \$176  & \$177 ;
-  assign \$180  = $signed(\$179 ) + $signed(11'h200);
-  assign \$182  = $signed(\$181 ) > $signed(8'h7f);
-  assign \$184  = $signed(\$183 ) + $signed(11'h200);
-  assign \$186  = $signed(\$185 ) < $signed(8'h80);
-  assign \$188  = $signed(\$187 ) + $signed(11'h200);
-  assign \$190  = \$186  ? 20'hfff80 : \$189 ;
-  assign \$191  = \$182  ? 20'h0007f : \$190 ;
-  assign \$192  = out_idx == 4'h9;
-  assign \$193  = out_idx + 1'h1;
-  assign \$194  = out_idx == 4'h9;
-  assign \$195  = lane == 1'h1;
-  assign \$196  = grp + 1'h1;
-  assign \$197  = lane + 1'h1;
+  assign \$113  = ~ cur_active;
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = ~ s1[0];
+  assign \$116  = ~ s1b[0];
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = ~ s2[0];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = g_grp < 5'h10;
+  assign \$122  = ~ \$121 ;
+  assign \$123  = \$120  & \$122 ;
+  assign \$124  = act_q + 1'h1;
+  assign \$125  = ! \$signal ;
+  assign \$127  = act_q == 3'h4;
+  assign \$128  = ~ \$signal ;
+  assign \$129  = g_grp + 1'h1;
+  assign \$130  = g_grp + 1'h1;
+  assign \$131  = \$130  < 5'h10;
+  assign \$132  = ~ \$signal ;
+  assign \$134  = ~ \$133 ;
+  assign \$135  = \$131  & \$134 ;
+  assign \$149  = grp * 2'h2;
+  assign \$150  = \$149  + lane;
+  assign \$151  = lane == 1'h1;
+  assign \$152  = grp * 2'h2;
+  assign \$153  = \$152  + lane;
+  assign \$154  = \$153  == 5'h1f;
+  assign \$155  = \$151  | \$154 ;
+  assign \$156  = ~ \$signal$75 ;
+  assign \$157  = grp + 1'h1;
+  assign \$158  = grp == 4'hf;
+  assign \$159  = lane + 1'h1;
+  assign \$160  = \wait  + 1'h1;
+  assign \$161  = \wait  == 5'h12;
+  assign \$162  = enc_col < 6'h20;
+  assign \$163  = level + e1[0];
+  assign \$164  = \$163  + e2[0];
+  assign \$165  = \$164  < 3'h7;
+  assign \$166  = \$162  & \$165 ;
+  assign \$167  = enc_col >= 1'h0;
+  assign \$168  = enc_col + 1'h1;
+  assign \$169  = enc_w + 3'h5;
+  assign \$170  = $signed(\$signature__data$41 ) - $signed(1'h0);
+  assign \$171  = 7'h40 + grp;
+  assign \$172  = 7'h40 + grp;
+  assign \$173  = ! cur[17:12];
+  assign \$176  = grp == 3'h4;
+  assign \$177  = grp + 1'h1;
+  assign \$178  = enc_col == 6'h20;
+  assign \$179  = ~ e1[0];
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = ~ e2[0];
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = ~ r_rdy;
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = ~ cur_active;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = ~ s1[0];
+  assign \$188  = ~ s1b[0];
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = ~ s2[0];
+  assign \$191  = \$189  & \$190 ;
+  assign \$193  = $signed(\$192 ) + $signed(11'h200);
+  assign \$195  = $signed(out_rounded) > $signed(8'h7f);
+  assign \$196  = $signed(out_rounded) < $signed(8'h80);
+  assign \$197  = \$196  ? 20'hfff80 : out_rounded;
+  assign \$198  = \$195  ? 20'h0007f : \$197 ;
+  assign \$199  = out_idx == 4'h9;
+  assign \$200  = out_idx + 1'h1;
+  assign \$201  = out_idx == 4'h9;
+  assign \$202  = lane == 1'h1;
+  assign \$203  = grp + 1'h1;
+  assign \$204  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$198 ;
+    e1 <= \$205 ;
   always @(posedge clk)
-    s1 <= \$199 ;
+    s1 <= \$206 ;
   always @(posedge clk)
-    prod0 <= \$200 ;
+    s1b <= \$207 ;
   always @(posedge clk)
-    prod1 <= \$201 ;
+    w_word <= \$208 ;
   always @(posedge clk)
-    s2 <= \$202 ;
+    prod0 <= \$209 ;
   always @(posedge clk)
-    issue_valid <= \$203 ;
+    prod1 <= \$210 ;
   always @(posedge clk)
-    in_idx <= \$204 ;
+    s2 <= \$211 ;
   always @(posedge clk)
-    seq_end <= \$205 ;
+    issue_valid <= \$212 ;
   always @(posedge clk)
-    enc_col <= \$206 ;
+    in_idx <= \$213 ;
   always @(posedge clk)
-    enc_w <= \$207 ;
+    seq_end <= \$214 ;
   always @(posedge clk)
-    grp <= \$208 ;
+    enc_col <= \$215 ;
   always @(posedge clk)
-    seq_state <= \$209 ;
+    enc_w <= \$216 ;
   always @(posedge clk)
-    cur_active <= \$210 ;
+    grp <= \$217 ;
   always @(posedge clk)
-    cur <= \$211 ;
+    seq_state <= \$218 ;
   always @(posedge clk)
-    lane <= \$212 ;
+    e2 <= \$219 ;
   always @(posedge clk)
-    act_q <= \$213 ;
+    cur_active <= \$220 ;
   always @(posedge clk)
-    g_grp <= \$214 ;
+    cur <= \$221 ;
   always @(posedge clk)
-    \$signal  <= \$215 ;
+    lane <= \$222 ;
   always @(posedge clk)
-    \$signal$77  <= \$216 ;
+    act_q <= \$223 ;
   always @(posedge clk)
-    bank0_full <= \$217 ;
+    g_grp <= \$224 ;
   always @(posedge clk)
-    bank1_full <= \$218 ;
+    \$signal  <= \$225 ;
   always @(posedge clk)
-    gate0_0_0 <= \$219 ;
+    \$signal$75  <= \$226 ;
   always @(posedge clk)
-    gate0_0_1 <= \$220 ;
+    bank0_full <= \$227 ;
   always @(posedge clk)
-    gate0_1_0 <= \$221 ;
+    bank1_full <= \$228 ;
   always @(posedge clk)
-    gate0_1_1 <= \$222 ;
+    gate0_0_0 <= \$229 ;
   always @(posedge clk)
-    gate0_2_0 <= \$223 ;
+    gate0_0_1 <= \$230 ;
   always @(posedge clk)
-    gate0_2_1 <= \$224 ;
+    gate0_1_0 <= \$231 ;
   always @(posedge clk)
-    gate0_3_0 <= \$225 ;
+    gate0_1_1 <= \$232 ;
   always @(posedge clk)
-    gate0_3_1 <= \$226 ;
+    gate0_2_0 <= \$233 ;
   always @(posedge clk)
-    gate1_0_0 <= \$227 ;
+    gate0_2_1 <= \$234 ;
   always @(posedge clk)
-    gate1_0_1 <= \$228 ;
+    gate0_3_0 <= \$235 ;
   always @(posedge clk)
-    gate1_1_0 <= \$229 ;
+    gate0_3_1 <= \$236 ;
   always @(posedge clk)
-    gate1_1_1 <= \$230 ;
+    gate1_0_0 <= \$237 ;
   always @(posedge clk)
-    gate1_2_0 <= \$231 ;
+    gate1_0_1 <= \$238 ;
   always @(posedge clk)
-    gate1_2_1 <= \$232 ;
+    gate1_1_0 <= \$239 ;
   always @(posedge clk)
-    gate1_3_0 <= \$233 ;
+    gate1_1_1 <= \$240 ;
   always @(posedge clk)
-    gate1_3_1 <= \$234 ;
+    gate1_2_0 <= \$241 ;
   always @(posedge clk)
-    acc0 <= \$235 ;
+    gate1_2_1 <= \$242 ;
   always @(posedge clk)
-    acc1 <= \$236 ;
+    gate1_3_0 <= \$243 ;
   always @(posedge clk)
-    acc2 <= \$237 ;
+    gate1_3_1 <= \$244 ;
   always @(posedge clk)
-    acc3 <= \$238 ;
+    acc0 <= \$245 ;
   always @(posedge clk)
-    tag <= \$239 ;
+    acc1 <= \$246 ;
   always @(posedge clk)
-    issue_layer <= \$240 ;
+    acc2 <= \$247 ;
   always @(posedge clk)
-    \wait  <= \$241 ;
+    acc3 <= \$248 ;
   always @(posedge clk)
-    fresh <= \$242 ;
+    tag <= \$249 ;
   always @(posedge clk)
-    out_idx <= \$243 ;
+    issue_layer <= \$250 ;
   always @(posedge clk)
-    o__payload <= \$244 ;
+    \wait  <= \$251 ;
   always @(posedge clk)
-    o__valid <= \$245 ;
+    fresh <= \$252 ;
+  always @(posedge clk)
+    out_idx <= \$253 ;
+  always @(posedge clk)
+    out_rounded <= \$254 ;
+  always @(posedge clk)
+    o__payload <= \$255 ;
+  always @(posedge clk)
+    o__valid <= \$256 ;
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3448,8 +3495,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .c_prev(c_prev),
     .clk(clk),
     .h_new(h_new),
-    .p11(valid_out),
-    .p23(tag_out),
+    .p16(valid_out),
+    .p33(tag_out),
     .rst(rst),
     .tag(tag),
     .valid_in(valid_in)
@@ -3469,29 +3516,29 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$42  = bank0_full;
+          \$36  = bank0_full;
       1'h1:
-          \$42  = bank1_full;
+          \$36  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$51 )
+    casez (\$45 )
       1'h0:
-          \$52  = bank0_full;
+          \$46  = bank0_full;
       1'h1:
-          \$52  = bank1_full;
+          \$46  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$77 )
+    casez (\$signal$75 )
       1'h0:
-          \$57  = bank0_full;
+          \$51  = bank0_full;
       1'h1:
-          \$57  = bank1_full;
+          \$51  = bank1_full;
     endcase
   end
   always @* begin
@@ -3499,99 +3546,29 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$114  = bank0_full;
+          \$121  = bank0_full;
       1'h1:
-          \$114  = bank1_full;
+          \$121  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$125 )
+    casez (\$132 )
       1'h0:
-          \$126  = bank0_full;
+          \$133  = bank0_full;
       1'h1:
-          \$126  = bank1_full;
+          \$133  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$77 )
+    casez (\$signal$75 )
       1'h0:
-          \$129  = bank0_full;
+          \$136  = bank0_full;
       1'h1:
-          \$129  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$130  = gate0_0_0;
-      2'h1:
-          \$130  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$131  = gate1_0_0;
-      2'h1:
-          \$131  = gate1_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$77 )
-      1'h0:
-          \$132  = \$130 ;
-      1'h1:
-          \$132  = \$131 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$133  = gate0_1_0;
-      2'h1:
-          \$133  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$134  = gate1_1_0;
-      2'h1:
-          \$134  = gate1_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$77 )
-      1'h0:
-          \$135  = \$133 ;
-      1'h1:
-          \$135  = \$134 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$136  = gate0_2_0;
-      2'h1:
-          \$136  = gate0_2_1;
+          \$136  = bank1_full;
     endcase
   end
   always @* begin
@@ -3599,29 +3576,29 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$137  = 19'h00000;
     casez (lane)
       2'h0:
-          \$137  = gate1_2_0;
+          \$137  = gate0_0_0;
       2'h1:
-          \$137  = gate1_2_1;
+          \$137  = gate0_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$138  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$138  = gate1_0_0;
+      2'h1:
+          \$138  = gate1_0_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$77 )
+    casez (\$signal$75 )
       1'h0:
-          \$138  = \$136 ;
+          \$139  = \$137 ;
       1'h1:
-          \$138  = \$137 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$139  = gate0_3_0;
-      2'h1:
-          \$139  = gate0_3_1;
+          \$139  = \$138 ;
     endcase
   end
   always @* begin
@@ -3629,49 +3606,99 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$140  = 19'h00000;
     casez (lane)
       2'h0:
-          \$140  = gate1_3_0;
+          \$140  = gate0_1_0;
       2'h1:
-          \$140  = gate1_3_1;
+          \$140  = gate0_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$141  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$141  = gate1_1_0;
+      2'h1:
+          \$141  = gate1_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$77 )
+    casez (\$signal$75 )
       1'h0:
-          \$141  = \$139 ;
+          \$142  = \$140 ;
       1'h1:
-          \$141  = \$140 ;
+          \$142  = \$141 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$179  = 19'h00000;
+    \$143  = 19'h00000;
     casez (lane)
       2'h0:
-          \$179  = acc_rd__data[18:0];
+          \$143  = gate0_2_0;
       2'h1:
-          \$179  = acc_rd__data[37:19];
+          \$143  = gate0_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$183  = 19'h00000;
+    \$144  = 19'h00000;
     casez (lane)
       2'h0:
-          \$183  = acc_rd__data[18:0];
+          \$144  = gate1_2_0;
       2'h1:
-          \$183  = acc_rd__data[37:19];
+          \$144  = gate1_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = 19'h00000;
+    (* full_case = 32'd1 *)
+    casez (\$signal$75 )
+      1'h0:
+          \$145  = \$143 ;
+      1'h1:
+          \$145  = \$144 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$146  = 19'h00000;
     casez (lane)
       2'h0:
-          \$187  = acc_rd__data[18:0];
+          \$146  = gate0_3_0;
       2'h1:
-          \$187  = acc_rd__data[37:19];
+          \$146  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$147  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$147  = gate1_3_0;
+      2'h1:
+          \$147  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$75 )
+      1'h0:
+          \$148  = \$146 ;
+      1'h1:
+          \$148  = \$147 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$192  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$192  = acc_rd__data[18:0];
+      2'h1:
+          \$192  = acc_rd__data[37:19];
     endcase
   end
   always @* begin
@@ -3767,13 +3794,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$57 ) begin
-            \$signature__addr$56  = \$60 [5:0];
+          if (\$51 ) begin
+            \$signature__addr$56  = \$54 [5:0];
           end
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$56  = \$68 [5:0];
+          \$signature__addr$56  = \$62 [5:0];
     endcase
   end
   always @* begin
@@ -3788,42 +3815,32 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    change_MAT0 = 9'h000;
+    \$signature__addr$59  = 6'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          change_MAT0 = \$21 ;
+          \$signature__addr$59  = \$18 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$62  = 6'h00;
+    \$signature__data$61  = 8'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$62  = \$22 [5:0];
+          \$signature__data$61  = e2[27:20];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$63  = 8'h00;
+    \$signature__en$62  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__data$63  = \$24 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$64  = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$signature__en$64  = \$31 ;
+          \$signature__en$62  = \$25 ;
     endcase
   end
   always @* begin
@@ -3834,10 +3851,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h1:
         begin
-          w_data[11:0] = e1[19:8];
-          w_data[17:12] = e1[6:1];
-          w_data[18] = e1[7];
-          w_data[27:19] = change_MAT0;
+          w_data[11:0] = e2[19:8];
+          w_data[17:12] = e2[6:1];
+          w_data[18] = e2[7];
+          w_data[27:19] = e2[36:28];
         end
       4'h2:
           /* empty */;
@@ -3847,10 +3864,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
         begin
-          w_data[11:0] = e1[19:8];
-          w_data[17:12] = e1[6:1];
-          w_data[18] = e1[7];
-          w_data[27:19] = { \$signature__data$41 [7], \$signature__data$41  };
+          w_data[11:0] = e2[19:8];
+          w_data[17:12] = e2[6:1];
+          w_data[18] = e2[7];
+          w_data[27:19] = e2[36:28];
         end
     endcase
   end
@@ -3861,7 +3878,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$38 ;
+          w_en = \$32 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -3869,18 +3886,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$69 ;
+          w_en = \$63 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$68  = 12'h000;
+    \$signature__addr$66  = 12'h000;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$68  = \$39 [11:0];
+            \$signature__addr$66  = \$33 [11:0];
           end
       4'h2:
           /* empty */;
@@ -3890,7 +3907,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$68  = \$70 [11:0];
+            \$signature__addr$66  = \$64 [11:0];
           end
     endcase
   end
@@ -3902,7 +3919,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$40 ) begin
+            if (\$34 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3916,7 +3933,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$71 ) begin
+            if (\$65 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3935,11 +3952,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$44 ) begin
-            act_acc_addr = \$47 [6:0];
-            if (\$48 ) begin
-              if (\$54 ) begin
-                act_acc_addr = \$56 ;
+          if (\$38 ) begin
+            act_acc_addr = \$41 [6:0];
+            if (\$42 ) begin
+              if (\$48 ) begin
+                act_acc_addr = \$50 ;
               end
             end
           end
@@ -3950,11 +3967,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h6:
           /* empty */;
       4'h7:
-          act_acc_addr = \$72 [6:0];
+          act_acc_addr = \$66 [6:0];
       4'h8:
-          act_acc_addr = \$73 [6:0];
+          act_acc_addr = \$67 [6:0];
       4'h9:
-          act_acc_addr = \$74 [6:0];
+          act_acc_addr = \$68 [6:0];
+      4'ha:
+          act_acc_addr = \$69 [6:0];
     endcase
   end
   always @* begin
@@ -3968,24 +3987,24 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$57 ) begin
-            c_rd__addr = \$63 [4:0];
+          if (\$51 ) begin
+            c_rd__addr = \$57 [4:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198 [19:1] = e1[19:1];
-    \$198 [0] = 1'h0;
+    \$205 [19:1] = e1[19:1];
+    \$205 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$92 ) begin
-            \$198 [0] = 1'h1;
-            \$198 [6:1] = enc_col;
-            \$198 [7] = \$93 ;
-            \$198 [19:8] = enc_w;
+          if (\$89 ) begin
+            \$205 [0] = 1'h1;
+            \$205 [6:1] = enc_col;
+            \$205 [7] = \$90 ;
+            \$205 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -3994,32 +4013,32 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          if (\$158 ) begin
-            \$198 [0] = 1'h1;
-            \$198 [6:1] = enc_col;
-            \$198 [7] = \$159 ;
-            \$198 [19:8] = enc_w;
+          if (\$166 ) begin
+            \$205 [0] = 1'h1;
+            \$205 [6:1] = enc_col;
+            \$205 [7] = \$167 ;
+            \$205 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$198  = 20'h00000;
+      \$205  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199 [25:1] = s1[25:1];
-    \$199 [0] = 1'h0;
+    \$206 [25:1] = s1[25:1];
+    \$206 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$199 [0] = 1'h1;
-            \$199 [7:1] = \$96 [6:0];
-            \$199 [14:8] = \$97 [6:0];
-            \$199 [24:16] = cur[27:19];
-            \$199 [15] = \$99 ;
-            \$199 [25] = \$100 ;
+            \$206 [0] = 1'h1;
+            \$206 [7:1] = \$99 [6:0];
+            \$206 [14:8] = \$100 [6:0];
+            \$206 [24:16] = cur[27:19];
+            \$206 [15] = \$102 ;
+            \$206 [25] = \$103 ;
           end
       4'h2:
           /* empty */;
@@ -4029,45 +4048,59 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$199 [0] = 1'h1;
-            \$199 [7:1] = \$162 [6:0];
-            \$199 [14:8] = \$163 [6:0];
-            \$199 [24:16] = cur[27:19];
-            \$199 [15] = \$165 ;
-            \$199 [25] = \$166 ;
+            \$206 [0] = 1'h1;
+            \$206 [7:1] = \$171 [6:0];
+            \$206 [14:8] = \$172 [6:0];
+            \$206 [24:16] = cur[27:19];
+            \$206 [15] = \$174 ;
+            \$206 [25] = \$175 ;
           end
     endcase
     if (rst) begin
-      \$199  = 26'h0000000;
+      \$206  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = \$85 ;
+    \$207  = s1;
     if (rst) begin
-      \$200  = 17'h00000;
+      \$207  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = \$86 ;
+    \$208  = \$signature__data$81 ;
     if (rst) begin
-      \$201  = 17'h00000;
+      \$208  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202 [0] = s1[0];
-    \$202 [7:1] = s1[7:1];
-    \$202 [8] = s1[15];
-    \$202 [9] = s1[25];
+    \$209  = \$81 ;
     if (rst) begin
-      \$202  = 10'h000;
+      \$209  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = 1'h0;
+    \$210  = \$82 ;
+    if (rst) begin
+      \$210  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$211 [0] = s1b[0];
+    \$211 [7:1] = s1b[7:1];
+    \$211 [8] = s1b[15];
+    \$211 [9] = s1b[25];
+    if (rst) begin
+      \$211  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$212  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4076,385 +4109,23 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$129 ) begin
-            \$203  = 1'h1;
+          if (\$136 ) begin
+            \$212  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$203  = 1'h0;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = in_idx;
+    \$213  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$204  = \$87 [2:0];
-            if (\$88 ) begin
-              \$204  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$204  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$88 ) begin
-              \$205  = i__payload[9];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$205  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = enc_col;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$88 ) begin
-              \$206  = 6'h00;
-            end
-          end
-      4'h1:
-        begin
-          if (\$92 ) begin
-            \$206  = \$94 [5:0];
-          end
-          if (\$109 ) begin
-            \$206  = 6'h00;
-          end
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$154 ) begin
-            \$206  = 6'h00;
-          end
-      4'h5:
-        begin
-          if (\$158 ) begin
-            \$206  = \$160 [5:0];
-          end
-          if (\$175 ) begin
-            \$206  = 6'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$206  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = enc_w;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$88 ) begin
-              \$207  = 12'h000;
-            end
-          end
-      4'h1:
-          if (\$92 ) begin
-            \$207  = \$95 [11:0];
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$154 ) begin
-            \$207  = 12'h900;
-          end
-      4'h5:
-          if (\$158 ) begin
-            \$207  = \$161 [11:0];
-          end
-    endcase
-    if (rst) begin
-      \$207  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = grp;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$88 ) begin
-              \$208  = 7'h00;
-            end
-          end
-      4'h1:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$101 ) begin
-              \$208  = 7'h00;
-            end else begin
-              \$208  = \$102 [6:0];
-            end
-          end else if (r_rdy) begin
-            \$208  = 7'h00;
-          end
-      4'h2:
-          if (\$112 ) begin
-            \$208  = 7'h00;
-          end
-      4'h3:
-          if (\$129 ) begin
-            if (\$148 ) begin
-              \$208  = \$150 [6:0];
-              if (\$151 ) begin
-                \$208  = 7'h00;
-              end
-            end
-          end
-      4'h4:
-          if (\$154 ) begin
-            \$208  = 7'h00;
-          end
-      4'h5:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$167 ) begin
-              \$208  = 7'h00;
-            end else begin
-              \$208  = \$168 [6:0];
-            end
-          end else if (r_rdy) begin
-            \$208  = 7'h00;
-          end
-      4'h6:
-          if (\$178 ) begin
-            \$208  = 7'h00;
-          end
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (o__ready) begin
-            if (\$194 ) begin
-              \$208  = 7'h00;
-            end else if (\$195 ) begin
-              \$208  = \$196 [6:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$208  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = seq_state;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$88 ) begin
-              \$209  = 4'h1;
-            end
-          end
-      4'h1:
-          if (\$109 ) begin
-            \$209  = 4'h2;
-          end
-      4'h2:
-          if (\$112 ) begin
-            \$209  = 4'h3;
-          end
-      4'h3:
-          if (\$129 ) begin
-            if (\$148 ) begin
-              if (\$151 ) begin
-                \$209  = 4'h4;
-              end
-            end
-          end
-      4'h4:
-          if (\$154 ) begin
-            (* full_case = 32'd1 *)
-            if (seq_end) begin
-              \$209  = 4'h5;
-            end else begin
-              \$209  = 4'h0;
-            end
-          end
-      4'h5:
-          if (\$175 ) begin
-            \$209  = 4'h6;
-          end
-      4'h6:
-          if (\$178 ) begin
-            \$209  = 4'h7;
-          end
-      4'h7:
-          \$209  = 4'h8;
-      4'h8:
-          \$209  = 4'h9;
-      4'h9:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$194 ) begin
-              \$209  = 4'h0;
-            end else if (\$195 ) begin
-              \$209  = 4'h7;
-            end else begin
-              \$209  = 4'h8;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$209  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = cur_active;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$101 ) begin
-              \$210  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$210  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$167 ) begin
-              \$210  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$210  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$210  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$101 ) begin
-              \$211  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$211  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$167 ) begin
-              \$211  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$211  = r_data;
-          end
-    endcase
-    if (rst) begin
-      \$211  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = lane;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$112 ) begin
-            \$212  = 2'h0;
-          end
-      4'h3:
-          if (\$129 ) begin
-            (* full_case = 32'd1 *)
-            if (\$148 ) begin
-              \$212  = 2'h0;
-            end else begin
-              \$212  = \$152 [1:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$178 ) begin
-            \$212  = 2'h0;
-          end
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$194 ) begin
-              \$212  = 2'h0;
-            end else if (\$195 ) begin
-              \$212  = 2'h0;
-            end else begin
-              \$212  = \$197 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$212  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = act_q;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$112 ) begin
-            \$213  = 3'h0;
-          end
-      4'h3:
-          if (\$116 ) begin
-            \$213  = \$117 [2:0];
-            if (\$120 ) begin
+            \$213  = \$83 [2:0];
+            if (\$84 ) begin
               \$213  = 3'h0;
-              if (\$128 ) begin
-                \$213  = 3'h1;
-              end
             end
           end
     endcase
@@ -4464,154 +4135,557 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = g_grp;
+    \$214  = seq_end;
     casez (seq_state)
       4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$112 ) begin
-            \$214  = 5'h00;
-          end
-      4'h3:
-          if (\$116 ) begin
-            if (\$120 ) begin
-              \$214  = \$122 [4:0];
+          if (i__valid) begin
+            if (\$84 ) begin
+              \$214  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$214  = 5'h00;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = \$signal ;
+    \$215  = enc_col;
     casez (seq_state)
       4'h0:
-          /* empty */;
+          if (i__valid) begin
+            if (\$84 ) begin
+              \$215  = 6'h00;
+            end
+          end
       4'h1:
-          /* empty */;
+        begin
+          if (\$89 ) begin
+            \$215  = \$91 [5:0];
+          end
+          if (\$114 ) begin
+            \$215  = 6'h00;
+          end
+        end
       4'h2:
-          if (\$112 ) begin
-            \$215  = 1'h0;
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$161 ) begin
+            \$215  = 6'h00;
+          end
+      4'h5:
+        begin
+          if (\$166 ) begin
+            \$215  = \$168 [5:0];
+          end
+          if (\$186 ) begin
+            \$215  = 6'h00;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$215  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$216  = enc_w;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$84 ) begin
+              \$216  = 12'h000;
+            end
+          end
+      4'h1:
+          if (\$89 ) begin
+            \$216  = \$92 [11:0];
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$161 ) begin
+            \$216  = 12'h900;
+          end
+      4'h5:
+          if (\$166 ) begin
+            \$216  = \$169 [11:0];
+          end
+    endcase
+    if (rst) begin
+      \$216  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$217  = grp;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$84 ) begin
+              \$217  = 7'h00;
+            end
+          end
+      4'h1:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$104 ) begin
+              \$217  = 7'h00;
+            end else begin
+              \$217  = \$105 [6:0];
+            end
+          end else if (r_rdy) begin
+            \$217  = 7'h00;
+          end
+      4'h2:
+          if (\$119 ) begin
+            \$217  = 7'h00;
           end
       4'h3:
-          if (\$116 ) begin
-            if (\$120 ) begin
-              \$215  = \$121 ;
+          if (\$136 ) begin
+            if (\$155 ) begin
+              \$217  = \$157 [6:0];
+              if (\$158 ) begin
+                \$217  = 7'h00;
+              end
+            end
+          end
+      4'h4:
+          if (\$161 ) begin
+            \$217  = 7'h00;
+          end
+      4'h5:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$176 ) begin
+              \$217  = 7'h00;
+            end else begin
+              \$217  = \$177 [6:0];
+            end
+          end else if (r_rdy) begin
+            \$217  = 7'h00;
+          end
+      4'h6:
+          if (\$191 ) begin
+            \$217  = 7'h00;
+          end
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (o__ready) begin
+            if (\$201 ) begin
+              \$217  = 7'h00;
+            end else if (\$202 ) begin
+              \$217  = \$203 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$215  = 1'h0;
+      \$217  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = \$signal$77 ;
+    \$218  = seq_state;
     casez (seq_state)
       4'h0:
-          /* empty */;
+          if (i__valid) begin
+            if (\$84 ) begin
+              \$218  = 4'h1;
+            end
+          end
       4'h1:
-          /* empty */;
+          if (\$114 ) begin
+            \$218  = 4'h2;
+          end
       4'h2:
-          if (\$112 ) begin
-            \$216  = 1'h0;
+          if (\$119 ) begin
+            \$218  = 4'h3;
           end
       4'h3:
-          if (\$129 ) begin
-            if (\$148 ) begin
-              \$216  = \$149 ;
+          if (\$136 ) begin
+            if (\$155 ) begin
+              if (\$158 ) begin
+                \$218  = 4'h4;
+              end
+            end
+          end
+      4'h4:
+          if (\$161 ) begin
+            (* full_case = 32'd1 *)
+            if (seq_end) begin
+              \$218  = 4'h5;
+            end else begin
+              \$218  = 4'h0;
+            end
+          end
+      4'h5:
+          if (\$186 ) begin
+            \$218  = 4'h6;
+          end
+      4'h6:
+          if (\$191 ) begin
+            \$218  = 4'h7;
+          end
+      4'h7:
+          \$218  = 4'h8;
+      4'h8:
+          \$218  = 4'h9;
+      4'h9:
+          \$218  = 4'ha;
+      4'ha:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$201 ) begin
+              \$218  = 4'h0;
+            end else if (\$202 ) begin
+              \$218  = 4'h7;
+            end else begin
+              \$218  = 4'h8;
             end
           end
     endcase
     if (rst) begin
-      \$216  = 1'h0;
+      \$218  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = bank0_full;
+    \$219  = e2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+        begin
+          \$219 [0] = e1[0];
+          \$219 [6:1] = e1[6:1];
+          \$219 [7] = e1[7];
+          \$219 [19:8] = e1[19:8];
+          \$219 [27:20] = \$94 ;
+          \$219 [36:28] = \$98 ;
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+        begin
+          \$219 [0] = e1[0];
+          \$219 [6:1] = e1[6:1];
+          \$219 [7] = e1[7];
+          \$219 [19:8] = e1[19:8];
+          \$219 [27:20] = \$signature__data$41 ;
+          \$219 [36:28] = \$170 ;
+        end
+    endcase
+    if (rst) begin
+      \$219  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = cur_active;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$104 ) begin
+              \$220  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$220  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$176 ) begin
+              \$220  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$220  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = cur;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$104 ) begin
+              \$221  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$221  = r_data;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$176 ) begin
+              \$221  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$221  = r_data;
+          end
+    endcase
+    if (rst) begin
+      \$221  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$112 ) begin
-            \$217  = 1'h0;
+          if (\$119 ) begin
+            \$222  = 2'h0;
+          end
+      4'h3:
+          if (\$136 ) begin
+            (* full_case = 32'd1 *)
+            if (\$155 ) begin
+              \$222  = 2'h0;
+            end else begin
+              \$222  = \$159 [1:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$191 ) begin
+            \$222  = 2'h0;
+          end
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$201 ) begin
+              \$222  = 2'h0;
+            end else if (\$202 ) begin
+              \$222  = 2'h0;
+            end else begin
+              \$222  = \$204 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$222  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = act_q;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$119 ) begin
+            \$223  = 3'h0;
+          end
+      4'h3:
+          if (\$123 ) begin
+            \$223  = \$124 [2:0];
+            if (\$127 ) begin
+              \$223  = 3'h0;
+              if (\$135 ) begin
+                \$223  = 3'h1;
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$223  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = g_grp;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$119 ) begin
+            \$224  = 5'h00;
+          end
+      4'h3:
+          if (\$123 ) begin
+            if (\$127 ) begin
+              \$224  = \$129 [4:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$224  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = \$signal ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$119 ) begin
+            \$225  = 1'h0;
+          end
+      4'h3:
+          if (\$123 ) begin
+            if (\$127 ) begin
+              \$225  = \$128 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = \$signal$75 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$119 ) begin
+            \$226  = 1'h0;
+          end
+      4'h3:
+          if (\$136 ) begin
+            if (\$155 ) begin
+              \$226  = \$156 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$226  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$119 ) begin
+            \$227  = 1'h0;
           end
       4'h3:
         begin
-          if (\$116 ) begin
-            if (\$120 ) begin
+          if (\$123 ) begin
+            if (\$127 ) begin
               casez (\$signal )
                 1'h0:
-                    \$217  = 1'h1;
+                    \$227  = 1'h1;
               endcase
             end
           end
-          if (\$129 ) begin
-            if (\$148 ) begin
-              casez (\$signal$77 )
+          if (\$136 ) begin
+            if (\$155 ) begin
+              casez (\$signal$75 )
                 1'h0:
-                    \$217  = 1'h0;
+                    \$227  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$217  = 1'h0;
+      \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = bank1_full;
+    \$228  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$112 ) begin
-            \$218  = 1'h0;
+          if (\$119 ) begin
+            \$228  = 1'h0;
           end
       4'h3:
         begin
-          if (\$116 ) begin
-            if (\$120 ) begin
+          if (\$123 ) begin
+            if (\$127 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$218  = 1'h1;
+                    \$228  = 1'h1;
               endcase
             end
           end
-          if (\$129 ) begin
-            if (\$148 ) begin
+          if (\$136 ) begin
+            if (\$155 ) begin
               (* full_case = 32'd1 *)
-              casez (\$signal$77 )
+              casez (\$signal$75 )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$218  = 1'h0;
+                    \$228  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$218  = 1'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = gate0_0_0;
+    \$229  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4620,276 +4694,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$116 ) begin
-            if (\$118 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h1:
-                    \$219  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$219  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    \$220  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$220  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$221  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$221  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$222  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$222  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$223  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$223  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$224  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$224  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$225  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$225  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = gate0_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$226  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$226  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$119 ) begin
-              casez (act_q)
-                3'h1:
-                    \$227  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$227  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$119 ) begin
-              casez (act_q)
-                3'h1:
-                    \$228  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$228  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$116 ) begin
-            if (\$119 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
                     \$229  = acc_rd__data[18:0];
               endcase
             end
@@ -4901,7 +4709,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = gate1_1_1;
+    \$230  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4910,12 +4718,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$116 ) begin
-            if (\$119 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
                     \$230  = acc_rd__data[37:19];
               endcase
             end
@@ -4927,7 +4733,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = gate1_2_0;
+    \$231  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4936,14 +4742,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$116 ) begin
-            if (\$119 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$231  = acc_rd__data[18:0];
               endcase
             end
@@ -4955,7 +4759,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = gate1_2_1;
+    \$232  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4964,14 +4768,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$116 ) begin
-            if (\$119 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$232  = acc_rd__data[37:19];
               endcase
             end
@@ -4983,7 +4785,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = gate1_3_0;
+    \$233  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4992,16 +4794,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$116 ) begin
-            if (\$119 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$233  = acc_rd__data[18:0];
               endcase
             end
@@ -5013,7 +4813,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = gate1_3_1;
+    \$234  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5022,16 +4822,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$116 ) begin
-            if (\$119 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$234  = acc_rd__data[37:19];
               endcase
             end
@@ -5043,7 +4841,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = acc0;
+    \$235  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5052,8 +4850,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$129 ) begin
-            \$235  = \$132 ;
+          if (\$123 ) begin
+            if (\$125 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$235  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5062,7 +4871,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = acc1;
+    \$236  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5071,8 +4880,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$129 ) begin
-            \$236  = \$135 ;
+          if (\$123 ) begin
+            if (\$125 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$236  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5081,7 +4901,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = acc2;
+    \$237  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5090,8 +4910,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$129 ) begin
-            \$237  = \$138 ;
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    \$237  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5100,7 +4925,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = acc3;
+    \$238  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5109,8 +4934,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$129 ) begin
-            \$238  = \$141 ;
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    \$238  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5119,7 +4949,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = tag;
+    \$239  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5128,17 +4958,24 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$129 ) begin
-            \$239  = \$143 [5:0];
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$239  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$239  = 6'h00;
+      \$239  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = issue_layer;
+    \$240  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5147,17 +4984,24 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$129 ) begin
-            \$240  = 1'h0;
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$240  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$240  = 1'h0;
+      \$240  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = \wait ;
+    \$241  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5166,23 +5010,253 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$129 ) begin
-            if (\$148 ) begin
-              if (\$151 ) begin
-                \$241  = 4'h0;
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$241  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$241  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$242  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$242  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$243  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$243  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = gate1_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$244  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$244  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = acc0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$136 ) begin
+            \$245  = \$139 ;
+          end
+    endcase
+    if (rst) begin
+      \$245  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = acc1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$136 ) begin
+            \$246  = \$142 ;
+          end
+    endcase
+    if (rst) begin
+      \$246  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = acc2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$136 ) begin
+            \$247  = \$145 ;
+          end
+    endcase
+    if (rst) begin
+      \$247  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = acc3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$136 ) begin
+            \$248  = \$148 ;
+          end
+    endcase
+    if (rst) begin
+      \$248  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = tag;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$136 ) begin
+            \$249  = \$150 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$249  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$136 ) begin
+            \$250  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$136 ) begin
+            if (\$155 ) begin
+              if (\$158 ) begin
+                \$251  = 5'h00;
               end
             end
           end
       4'h4:
-          \$241  = \$153 [3:0];
+          \$251  = \$160 [4:0];
     endcase
     if (rst) begin
-      \$241  = 4'h0;
+      \$251  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = fresh;
+    \$252  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5193,11 +5267,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$154 ) begin
+          if (\$161 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$242  = 1'h0;
+              \$252  = 1'h0;
             end
           end
       4'h5:
@@ -5209,19 +5283,21 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h8:
           /* empty */;
       4'h9:
+          /* empty */;
+      4'ha:
           if (o__ready) begin
-            if (\$194 ) begin
-              \$242  = seq_end;
+            if (\$201 ) begin
+              \$252  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$242  = 1'h1;
+      \$252  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = out_idx;
+    \$253  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5236,25 +5312,27 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$178 ) begin
-            \$243  = 4'h0;
+          if (\$191 ) begin
+            \$253  = 4'h0;
           end
       4'h7:
           /* empty */;
       4'h8:
           /* empty */;
       4'h9:
+          /* empty */;
+      4'ha:
           if (o__ready) begin
-            \$243  = \$193 [3:0];
+            \$253  = \$200 [3:0];
           end
     endcase
     if (rst) begin
-      \$243  = 4'h0;
+      \$253  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = o__payload;
+    \$254  = out_rounded;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5273,18 +5351,47 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h7:
           /* empty */;
       4'h8:
+          \$254  = \$194 ;
+    endcase
+    if (rst) begin
+      \$254  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$255  = o__payload;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
         begin
-          \$244 [7:0] = \$191 [7:0];
-          \$244 [8] = \$192 ;
+          \$255 [7:0] = \$198 [7:0];
+          \$255 [8] = \$199 ;
         end
     endcase
     if (rst) begin
-      \$244  = 9'h000;
+      \$255  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = o__valid;
+    \$256  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5303,18 +5410,20 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h7:
           /* empty */;
       4'h8:
-          \$245  = 1'h1;
+          /* empty */;
       4'h9:
+          \$256  = 1'h1;
+      4'ha:
           if (o__ready) begin
-            \$245  = 1'h0;
+            \$256  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$245  = 1'h0;
+      \$256  = 1'h0;
     end
   end
   assign pushed = w_data;
-  assign \$signature__addr  = s1[14:8];
+  assign \$signature__addr  = s1b[14:8];
   assign acc_wr__addr = s2[7:1];
   assign acc_wr__en = s2[0];
   assign issue_acc0 = acc0;
@@ -5333,12 +5442,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \pushed.col  = w_data[17:12];
   assign \pushed.is_h  = w_data[18];
   assign \pushed.delta  = w_data[27:19];
-  assign \s1.valid  = s1[0];
-  assign \s1.acc_addr  = s1[7:1];
-  assign \s1.b_addr  = s1[14:8];
-  assign \s1.bias  = s1[15];
-  assign \s1.delta  = s1[24:16];
-  assign \s1.shift  = s1[25];
+  assign \s1b.valid  = s1b[0];
+  assign \s1b.acc_addr  = s1b[7:1];
+  assign \s1b.b_addr  = s1b[14:8];
+  assign \s1b.bias  = s1b[15];
+  assign \s1b.delta  = s1b[24:16];
+  assign \s1b.shift  = s1b[25];
   assign \s2.valid  = s2[0];
   assign \s2.acc_addr  = s2[7:1];
   assign \s2.bias  = s2[8];
@@ -5351,149 +5460,159 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \$signature__data[1]  = \$signature__data [37:19];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
-  assign \e1.valid  = e1[0];
-  assign \e1.col  = e1[6:1];
-  assign \e1.is_h  = e1[7];
-  assign \e1.w_addr  = e1[19:8];
+  assign \e2.valid  = e2[0];
+  assign \e2.col  = e2[6:1];
+  assign \e2.is_h  = e2[7];
+  assign \e2.w_addr  = e2[19:8];
+  assign \e2.value  = e2[27:20];
+  assign \e2.change  = e2[36:28];
   assign \cur.w_addr  = cur[11:0];
   assign \cur.col  = cur[17:12];
   assign \cur.is_h  = cur[18];
   assign \cur.delta  = cur[27:19];
-  assign \$signature__data$80[0]  = \$signature__data$80 [7:0];
-  assign \$signature__data$80[1]  = \$signature__data$80 [15:8];
+  assign \e1.valid  = e1[0];
+  assign \e1.col  = e1[6:1];
+  assign \e1.is_h  = e1[7];
+  assign \e1.w_addr  = e1[19:8];
+  assign \s1.valid  = s1[0];
+  assign \s1.acc_addr  = s1[7:1];
+  assign \s1.b_addr  = s1[14:8];
+  assign \s1.bias  = s1[15];
+  assign \s1.delta  = s1[24:16];
+  assign \s1.shift  = s1[25];
+  assign \w_word[0]  = w_word[7:0];
+  assign \w_word[1]  = w_word[15:8];
+  assign \$signature__data$81[0]  = \$signature__data$81 [7:0];
+  assign \$signature__data$81[1]  = \$signature__data$81 [15:8];
   assign acc_wr__data[37:19] = \$8 [18:0];
   assign acc_wr__data[18:0] = \$4 [18:0];
   assign \$1  = { prod0[16], prod0 };
   assign \$2  = { prod0, 1'h0 };
   assign \$5  = { prod1[16], prod1 };
   assign \$6  = { prod1, 1'h0 };
-  assign \$69  = e1[0];
-  assign \$119  = \$signal ;
-  assign \$165  = \$164 ;
-  assign \$166  = 1'h0;
-  assign \$181  = { \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19:10] };
-  assign \$185  = { \$184 [19], \$184 [19], \$184 [19], \$184 [19], \$184 [19], \$184 [19], \$184 [19], \$184 [19], \$184 [19], \$184 [19], \$184 [19:10] };
-  assign \$189  = { \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19:10] };
+  assign \$63  = e2[0];
+  assign \$126  = \$signal ;
+  assign \$174  = \$173 ;
+  assign \$175  = 1'h0;
+  assign \$194  = { \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, acc1, acc2, acc3, tag, p11, p23, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, acc1, acc2, acc3, tag, p16, p33, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [19:0] \$1 ;
-  wire [19:0] \$10 ;
-  reg [15:0] \$100 ;
-  reg [19:0] \$101 ;
+  wire \$10 ;
+  reg [7:0] \$100 ;
+  reg [7:0] \$101 ;
   reg [7:0] \$102 ;
   reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
+  reg [15:0] \$104 ;
+  reg [16:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
   reg [7:0] \$108 ;
-  reg [15:0] \$109 ;
+  reg [7:0] \$109 ;
   wire [19:0] \$11 ;
   reg [7:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
   reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
-  reg [7:0] \$115 ;
   wire [19:0] \$12 ;
-  wire \$13 ;
+  wire [19:0] \$13 ;
   wire [19:0] \$14 ;
-  wire [19:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
   wire [19:0] \$17 ;
   wire [19:0] \$18 ;
   wire [19:0] \$19 ;
   wire [19:0] \$2 ;
   wire [19:0] \$20 ;
-  wire [19:0] \$21 ;
-  wire [19:0] \$22 ;
-  wire \$23 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [19:0] \$23 ;
   wire [19:0] \$24 ;
-  wire [19:0] \$25 ;
-  wire \$26 ;
-  wire [19:0] \$27 ;
-  wire [19:0] \$28 ;
+  wire [15:0] \$25 ;
+  wire [15:0] \$26 ;
+  wire [18:0] \$27 ;
+  wire [16:0] \$28 ;
   wire [19:0] \$29 ;
   wire \$3 ;
-  wire [19:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
+  wire [20:0] \$30 ;
+  wire [20:0] \$31 ;
+  wire \$32 ;
   wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
-  wire [19:0] \$4 ;
-  wire [19:0] \$40 ;
-  wire [15:0] \$41 ;
-  wire [15:0] \$42 ;
-  wire [18:0] \$43 ;
-  wire [16:0] \$44 ;
-  wire [19:0] \$45 ;
-  wire [20:0] \$46 ;
-  wire [20:0] \$47 ;
-  wire \$48 ;
-  wire [20:0] \$49 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [15:0] \$36 ;
+  wire [16:0] \$37 ;
+  wire [16:0] \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire [16:0] \$41 ;
+  wire [16:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [19:0] \$5 ;
-  wire [20:0] \$50 ;
-  wire \$51 ;
-  wire [20:0] \$52 ;
-  wire [20:0] \$53 ;
-  wire [20:0] \$54 ;
-  wire [20:0] \$55 ;
-  wire [15:0] \$56 ;
-  wire [16:0] \$57 ;
-  wire [16:0] \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire [16:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire \$62 ;
-  wire [16:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire [16:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg \$69 ;
+  reg \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg \$56 ;
+  reg \$57 ;
+  reg \$58 ;
+  reg \$59 ;
+  wire [19:0] \$6 ;
+  reg [5:0] \$60 ;
+  reg [5:0] \$61 ;
+  reg [5:0] \$62 ;
+  reg [5:0] \$63 ;
+  reg [5:0] \$64 ;
+  reg [5:0] \$65 ;
+  reg [5:0] \$66 ;
+  reg [5:0] \$67 ;
+  reg [5:0] \$68 ;
+  reg [5:0] \$69 ;
   wire [19:0] \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg \$72 ;
-  reg \$73 ;
-  reg \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg \$77 ;
-  reg \$78 ;
-  reg [5:0] \$79 ;
+  reg [5:0] \$70 ;
+  reg [5:0] \$71 ;
+  reg [5:0] \$72 ;
+  reg [5:0] \$73 ;
+  reg [5:0] \$74 ;
+  reg [5:0] \$75 ;
+  reg [5:0] \$76 ;
+  reg [19:0] \$77 ;
+  reg [7:0] \$78 ;
+  reg [19:0] \$79 ;
   wire [19:0] \$8 ;
-  reg [5:0] \$80 ;
-  reg [5:0] \$81 ;
-  reg [5:0] \$82 ;
-  reg [5:0] \$83 ;
-  reg [5:0] \$84 ;
-  reg [5:0] \$85 ;
-  reg [5:0] \$86 ;
-  reg [5:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [5:0] \$89 ;
-  wire [19:0] \$9 ;
-  reg [5:0] \$90 ;
-  reg [7:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [7:0] \$94 ;
+  reg [7:0] \$80 ;
+  reg [19:0] \$81 ;
+  reg [7:0] \$82 ;
+  reg [19:0] \$83 ;
+  reg [7:0] \$84 ;
+  reg [7:0] \$85 ;
+  reg [7:0] \$86 ;
+  reg [7:0] \$87 ;
+  reg [7:0] \$88 ;
+  reg [7:0] \$89 ;
+  wire \$9 ;
+  reg [7:0] \$90 ;
+  reg [15:0] \$91 ;
+  reg [15:0] \$92 ;
+  reg [19:0] \$93 ;
+  reg [20:0] \$94 ;
   reg [7:0] \$95 ;
   reg [7:0] \$96 ;
   reg [7:0] \$97 ;
   reg [7:0] \$98 ;
-  reg [15:0] \$99 ;
+  reg [7:0] \$99 ;
   input [18:0] acc0;
   wire [18:0] acc0;
   input [18:0] acc1;
@@ -5513,13 +5632,13 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   reg p0 = 1'h0;
   reg p1 = 1'h0;
   reg p10 = 1'h0;
-  output p11;
   reg p11 = 1'h0;
-  reg [5:0] p12 = 6'h00;
-  reg [5:0] p13 = 6'h00;
-  reg [5:0] p14 = 6'h00;
-  reg [5:0] p15 = 6'h00;
-  reg [5:0] p16 = 6'h00;
+  reg p12 = 1'h0;
+  reg p13 = 1'h0;
+  reg p14 = 1'h0;
+  reg p15 = 1'h0;
+  output p16;
+  reg p16 = 1'h0;
   reg [5:0] p17 = 6'h00;
   reg [5:0] p18 = 6'h00;
   reg [5:0] p19 = 6'h00;
@@ -5527,35 +5646,57 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   reg [5:0] p20 = 6'h00;
   reg [5:0] p21 = 6'h00;
   reg [5:0] p22 = 6'h00;
-  output [5:0] p23;
   reg [5:0] p23 = 6'h00;
-  reg [7:0] p24 = 8'h00;
-  reg [7:0] p25 = 8'h00;
-  reg [7:0] p26 = 8'h00;
-  reg [7:0] p27 = 8'h00;
-  reg [7:0] p28 = 8'h00;
-  reg [7:0] p29 = 8'h00;
+  reg [5:0] p24 = 6'h00;
+  reg [5:0] p25 = 6'h00;
+  reg [5:0] p26 = 6'h00;
+  reg [5:0] p27 = 6'h00;
+  reg [5:0] p28 = 6'h00;
+  reg [5:0] p29 = 6'h00;
   reg p3 = 1'h0;
-  reg [7:0] p30 = 8'h00;
-  reg [7:0] p31 = 8'h00;
-  reg [15:0] p32 = 16'h0000;
-  reg [15:0] p33 = 16'h0000;
+  reg [5:0] p30 = 6'h00;
+  reg [5:0] p31 = 6'h00;
+  reg [5:0] p32 = 6'h00;
+  output [5:0] p33;
+  reg [5:0] p33 = 6'h00;
   reg [19:0] p34 = 20'h00000;
   reg [7:0] p35 = 8'h00;
-  reg [7:0] p36 = 8'h00;
+  reg [19:0] p36 = 20'h00000;
   reg [7:0] p37 = 8'h00;
-  reg [7:0] p38 = 8'h00;
+  reg [19:0] p38 = 20'h00000;
   reg [7:0] p39 = 8'h00;
   reg p4 = 1'h0;
-  reg [7:0] p40 = 8'h00;
+  reg [19:0] p40 = 20'h00000;
   reg [7:0] p41 = 8'h00;
-  reg [15:0] p42 = 16'h0000;
+  reg [7:0] p42 = 8'h00;
   reg [7:0] p43 = 8'h00;
   reg [7:0] p44 = 8'h00;
   reg [7:0] p45 = 8'h00;
   reg [7:0] p46 = 8'h00;
+  reg [7:0] p47 = 8'h00;
+  reg [15:0] p48 = 16'h0000;
+  reg [15:0] p49 = 16'h0000;
   reg p5 = 1'h0;
+  reg [19:0] p50 = 20'h00000;
+  reg [20:0] p51 = 21'h000000;
+  reg [7:0] p52 = 8'h00;
+  reg [7:0] p53 = 8'h00;
+  reg [7:0] p54 = 8'h00;
+  reg [7:0] p55 = 8'h00;
+  reg [7:0] p56 = 8'h00;
+  reg [7:0] p57 = 8'h00;
+  reg [7:0] p58 = 8'h00;
+  reg [7:0] p59 = 8'h00;
   reg p6 = 1'h0;
+  reg [7:0] p60 = 8'h00;
+  reg [15:0] p61 = 16'h0000;
+  reg [16:0] p62 = 17'h00000;
+  reg [7:0] p63 = 8'h00;
+  reg [7:0] p64 = 8'h00;
+  reg [7:0] p65 = 8'h00;
+  reg [7:0] p66 = 8'h00;
+  reg [7:0] p67 = 8'h00;
+  reg [7:0] p68 = 8'h00;
   reg p7 = 1'h0;
   reg p8 = 1'h0;
   reg p9 = 1'h0;
@@ -5572,562 +5713,736 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$66 ;
+  wire [7:0] \x$88 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$67 ;
+  wire [7:0] \x$89 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$68 ;
+  wire [7:0] \x$90 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$69 ;
+  wire [7:0] \x$91 ;
   wire [7:0] y;
-  wire [7:0] \y$44 ;
-  wire [7:0] \y$45 ;
-  wire [7:0] \y$49 ;
-  wire [7:0] \y$56 ;
+  wire [7:0] \y$60 ;
+  wire [7:0] \y$61 ;
+  wire [7:0] \y$66 ;
+  wire [7:0] \y$75 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(\$2 ) > $signed(8'h7f);
-  assign \$4  = $signed(acc0) + $signed(9'h080);
-  assign \$6  = $signed(\$5 ) < $signed(8'h80);
-  assign \$7  = $signed(acc0) + $signed(9'h080);
-  assign \$9  = \$6  ? 20'hfff80 : \$8 ;
-  assign \$10  = \$3  ? 20'h0007f : \$9 ;
-  assign \$11  = $signed(acc1) + $signed(9'h080);
-  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
-  assign \$14  = $signed(acc1) + $signed(9'h080);
-  assign \$16  = $signed(\$15 ) < $signed(8'h80);
-  assign \$17  = $signed(acc1) + $signed(9'h080);
-  assign \$19  = \$16  ? 20'hfff80 : \$18 ;
-  assign \$20  = \$13  ? 20'h0007f : \$19 ;
-  assign \$21  = $signed(acc2) + $signed(9'h080);
-  assign \$23  = $signed(\$22 ) > $signed(8'h7f);
-  assign \$24  = $signed(acc2) + $signed(9'h080);
-  assign \$26  = $signed(\$25 ) < $signed(8'h80);
-  assign \$27  = $signed(acc2) + $signed(9'h080);
-  assign \$29  = \$26  ? 20'hfff80 : \$28 ;
-  assign \$30  = \$23  ? 20'h0007f : \$29 ;
-  assign \$31  = $signed(acc3) + $signed(9'h080);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(acc3) + $signed(9'h080);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(acc3) + $signed(9'h080);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
-  assign \$41  = $signed(y) * $signed(p31);
-  assign \$42  = $signed(\y$44 ) * $signed(\y$45 );
-  assign \$45  = $signed(\$43 ) + $signed(\$44 );
-  assign \$46  = $signed(p34) + $signed(11'h200);
-  assign \$48  = $signed(\$47 ) > $signed(8'h7f);
-  assign \$49  = $signed(p34) + $signed(11'h200);
-  assign \$51  = $signed(\$50 ) < $signed(8'h80);
-  assign \$52  = $signed(p34) + $signed(11'h200);
-  assign \$54  = \$51  ? 21'h1fff80 : \$53 ;
-  assign \$55  = \$48  ? 21'h00007f : \$54 ;
-  assign \$56  = $signed(p41) * $signed(\y$56 );
-  assign \$57  = $signed(p42) + $signed(8'h40);
-  assign \$59  = $signed(\$58 ) > $signed(8'h7f);
-  assign \$60  = $signed(p42) + $signed(8'h40);
-  assign \$62  = $signed(\$61 ) < $signed(8'h80);
-  assign \$63  = $signed(p42) + $signed(8'h40);
-  assign \$65  = \$62  ? 17'h1ff80 : \$64 ;
-  assign \$66  = \$59  ? 17'h0007f : \$65 ;
+  assign \$3  = $signed(p34) > $signed(8'h7f);
+  assign \$4  = $signed(p34) < $signed(8'h80);
+  assign \$5  = \$4  ? 20'hfff80 : p34;
+  assign \$6  = \$3  ? 20'h0007f : \$5 ;
+  assign \$7  = $signed(acc1) + $signed(9'h080);
+  assign \$9  = $signed(p36) > $signed(8'h7f);
+  assign \$10  = $signed(p36) < $signed(8'h80);
+  assign \$11  = \$10  ? 20'hfff80 : p36;
+  assign \$12  = \$9  ? 20'h0007f : \$11 ;
+  assign \$13  = $signed(acc2) + $signed(9'h080);
+  assign \$15  = $signed(p38) > $signed(8'h7f);
+  assign \$16  = $signed(p38) < $signed(8'h80);
+  assign \$17  = \$16  ? 20'hfff80 : p38;
+  assign \$18  = \$15  ? 20'h0007f : \$17 ;
+  assign \$19  = $signed(acc3) + $signed(9'h080);
+  assign \$21  = $signed(p40) > $signed(8'h7f);
+  assign \$22  = $signed(p40) < $signed(8'h80);
+  assign \$23  = \$22  ? 20'hfff80 : p40;
+  assign \$24  = \$21  ? 20'h0007f : \$23 ;
+  assign \$25  = $signed(y) * $signed(p47);
+  assign \$26  = $signed(\y$60 ) * $signed(\y$61 );
+  assign \$29  = $signed(\$27 ) + $signed(\$28 );
+  assign \$30  = $signed(p50) + $signed(11'h200);
+  assign \$32  = $signed(p51) > $signed(8'h7f);
+  assign \$33  = $signed(p51) < $signed(8'h80);
+  assign \$34  = \$33  ? 21'h1fff80 : p51;
+  assign \$35  = \$32  ? 21'h00007f : \$34 ;
+  assign \$36  = $signed(p60) * $signed(\y$75 );
+  assign \$37  = $signed(p61) + $signed(8'h40);
+  assign \$39  = $signed(p62) > $signed(8'h7f);
+  assign \$40  = $signed(p62) < $signed(8'h80);
+  assign \$41  = \$40  ? 17'h1ff80 : p62;
+  assign \$42  = \$39  ? 17'h0007f : \$41 ;
   always @(posedge clk)
-    p0 <= \$67 ;
+    p0 <= \$43 ;
   always @(posedge clk)
-    p1 <= \$68 ;
+    p1 <= \$44 ;
   always @(posedge clk)
-    p2 <= \$69 ;
+    p2 <= \$45 ;
   always @(posedge clk)
-    p3 <= \$70 ;
+    p3 <= \$46 ;
   always @(posedge clk)
-    p4 <= \$71 ;
+    p4 <= \$47 ;
   always @(posedge clk)
-    p5 <= \$72 ;
+    p5 <= \$48 ;
   always @(posedge clk)
-    p6 <= \$73 ;
+    p6 <= \$49 ;
   always @(posedge clk)
-    p7 <= \$74 ;
+    p7 <= \$50 ;
   always @(posedge clk)
-    p8 <= \$75 ;
+    p8 <= \$51 ;
   always @(posedge clk)
-    p9 <= \$76 ;
+    p9 <= \$52 ;
   always @(posedge clk)
-    p10 <= \$77 ;
+    p10 <= \$53 ;
   always @(posedge clk)
-    p11 <= \$78 ;
+    p11 <= \$54 ;
   always @(posedge clk)
-    p12 <= \$79 ;
+    p12 <= \$55 ;
   always @(posedge clk)
-    p13 <= \$80 ;
+    p13 <= \$56 ;
   always @(posedge clk)
-    p14 <= \$81 ;
+    p14 <= \$57 ;
   always @(posedge clk)
-    p15 <= \$82 ;
+    p15 <= \$58 ;
   always @(posedge clk)
-    p16 <= \$83 ;
+    p16 <= \$59 ;
   always @(posedge clk)
-    p17 <= \$84 ;
+    p17 <= \$60 ;
   always @(posedge clk)
-    p18 <= \$85 ;
+    p18 <= \$61 ;
   always @(posedge clk)
-    p19 <= \$86 ;
+    p19 <= \$62 ;
   always @(posedge clk)
-    p20 <= \$87 ;
+    p20 <= \$63 ;
   always @(posedge clk)
-    p21 <= \$88 ;
+    p21 <= \$64 ;
   always @(posedge clk)
-    p22 <= \$89 ;
+    p22 <= \$65 ;
   always @(posedge clk)
-    p23 <= \$90 ;
+    p23 <= \$66 ;
   always @(posedge clk)
-    p24 <= \$91 ;
+    p24 <= \$67 ;
   always @(posedge clk)
-    p25 <= \$92 ;
+    p25 <= \$68 ;
   always @(posedge clk)
-    p26 <= \$93 ;
+    p26 <= \$69 ;
   always @(posedge clk)
-    p27 <= \$94 ;
+    p27 <= \$70 ;
   always @(posedge clk)
-    p28 <= \$95 ;
+    p28 <= \$71 ;
   always @(posedge clk)
-    p29 <= \$96 ;
+    p29 <= \$72 ;
   always @(posedge clk)
-    p30 <= \$97 ;
+    p30 <= \$73 ;
   always @(posedge clk)
-    p31 <= \$98 ;
+    p31 <= \$74 ;
   always @(posedge clk)
-    p32 <= \$99 ;
+    p32 <= \$75 ;
   always @(posedge clk)
-    p33 <= \$100 ;
+    p33 <= \$76 ;
   always @(posedge clk)
-    p34 <= \$101 ;
+    p34 <= \$77 ;
   always @(posedge clk)
-    p35 <= \$102 ;
+    p35 <= \$78 ;
   always @(posedge clk)
-    p36 <= \$103 ;
+    p36 <= \$79 ;
   always @(posedge clk)
-    p37 <= \$104 ;
+    p37 <= \$80 ;
   always @(posedge clk)
-    p38 <= \$105 ;
+    p38 <= \$81 ;
   always @(posedge clk)
-    p39 <= \$106 ;
+    p39 <= \$82 ;
   always @(posedge clk)
-    p40 <= \$107 ;
+    p40 <= \$83 ;
   always @(posedge clk)
-    p41 <= \$108 ;
+    p41 <= \$84 ;
   always @(posedge clk)
-    p42 <= \$109 ;
+    p42 <= \$85 ;
   always @(posedge clk)
-    p43 <= \$110 ;
+    p43 <= \$86 ;
   always @(posedge clk)
-    p44 <= \$111 ;
+    p44 <= \$87 ;
   always @(posedge clk)
-    p45 <= \$112 ;
+    p45 <= \$88 ;
   always @(posedge clk)
-    p46 <= \$113 ;
+    p46 <= \$89 ;
   always @(posedge clk)
-    h_new <= \$114 ;
+    p47 <= \$90 ;
   always @(posedge clk)
-    c_new <= \$115 ;
+    p48 <= \$91 ;
+  always @(posedge clk)
+    p49 <= \$92 ;
+  always @(posedge clk)
+    p50 <= \$93 ;
+  always @(posedge clk)
+    p51 <= \$94 ;
+  always @(posedge clk)
+    p52 <= \$95 ;
+  always @(posedge clk)
+    p53 <= \$96 ;
+  always @(posedge clk)
+    p54 <= \$97 ;
+  always @(posedge clk)
+    p55 <= \$98 ;
+  always @(posedge clk)
+    p56 <= \$99 ;
+  always @(posedge clk)
+    p57 <= \$100 ;
+  always @(posedge clk)
+    p58 <= \$101 ;
+  always @(posedge clk)
+    p59 <= \$102 ;
+  always @(posedge clk)
+    p60 <= \$103 ;
+  always @(posedge clk)
+    p61 <= \$104 ;
+  always @(posedge clk)
+    p62 <= \$105 ;
+  always @(posedge clk)
+    p63 <= \$106 ;
+  always @(posedge clk)
+    p64 <= \$107 ;
+  always @(posedge clk)
+    p65 <= \$108 ;
+  always @(posedge clk)
+    p66 <= \$109 ;
+  always @(posedge clk)
+    p67 <= \$110 ;
+  always @(posedge clk)
+    p68 <= \$111 ;
+  always @(posedge clk)
+    h_new <= \$112 ;
+  always @(posedge clk)
+    c_new <= \$113 ;
   \hwgen_digits_lstm_p2_delta.elementwise0.sig_f  sig_f (
     .clk(clk),
     .rst(rst),
-    .x(p25),
+    .x(p37),
     .y(y)
   );
   \hwgen_digits_lstm_p2_delta.elementwise0.sig_i  sig_i (
     .clk(clk),
     .rst(rst),
-    .x(p24),
-    .y(\y$44 )
+    .x(p35),
+    .y(\y$60 )
   );
   \hwgen_digits_lstm_p2_delta.elementwise0.sig_o  sig_o (
     .clk(clk),
     .rst(rst),
-    .x(p27),
-    .y(\y$49 )
+    .x(p41),
+    .y(\y$66 )
   );
   \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c  tanh_c (
     .clk(clk),
     .rst(rst),
-    .x(p35),
-    .y(\y$56 )
+    .x(p52),
+    .y(\y$75 )
   );
   \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g  tanh_g (
     .clk(clk),
     .rst(rst),
-    .x(p26),
-    .y(\y$45 )
+    .x(p39),
+    .y(\y$61 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$67  = valid_in;
+    \$43  = valid_in;
     if (rst) begin
-      \$67  = 1'h0;
+      \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$68  = p0;
+    \$44  = p0;
     if (rst) begin
-      \$68  = 1'h0;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$69  = p1;
+    \$45  = p1;
     if (rst) begin
-      \$69  = 1'h0;
+      \$45  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$70  = p2;
+    \$46  = p2;
     if (rst) begin
-      \$70  = 1'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$71  = p3;
+    \$47  = p3;
     if (rst) begin
-      \$71  = 1'h0;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$72  = p4;
+    \$48  = p4;
     if (rst) begin
-      \$72  = 1'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$73  = p5;
+    \$49  = p5;
     if (rst) begin
-      \$73  = 1'h0;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$74  = p6;
+    \$50  = p6;
     if (rst) begin
-      \$74  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$75  = p7;
+    \$51  = p7;
     if (rst) begin
-      \$75  = 1'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$76  = p8;
+    \$52  = p8;
     if (rst) begin
-      \$76  = 1'h0;
+      \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$77  = p9;
+    \$53  = p9;
     if (rst) begin
-      \$77  = 1'h0;
+      \$53  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$78  = p10;
+    \$54  = p10;
     if (rst) begin
-      \$78  = 1'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$79  = tag;
+    \$55  = p11;
     if (rst) begin
-      \$79  = 6'h00;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$80  = p12;
+    \$56  = p12;
     if (rst) begin
-      \$80  = 6'h00;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = p13;
+    \$57  = p13;
     if (rst) begin
-      \$81  = 6'h00;
+      \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$82  = p14;
+    \$58  = p14;
     if (rst) begin
-      \$82  = 6'h00;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$83  = p15;
+    \$59  = p15;
     if (rst) begin
-      \$83  = 6'h00;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = p16;
+    \$60  = tag;
     if (rst) begin
-      \$84  = 6'h00;
+      \$60  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = p17;
+    \$61  = p17;
     if (rst) begin
-      \$85  = 6'h00;
+      \$61  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = p18;
+    \$62  = p18;
     if (rst) begin
-      \$86  = 6'h00;
+      \$62  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = p19;
+    \$63  = p19;
     if (rst) begin
-      \$87  = 6'h00;
+      \$63  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = p20;
+    \$64  = p20;
     if (rst) begin
-      \$88  = 6'h00;
+      \$64  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = p21;
+    \$65  = p21;
     if (rst) begin
-      \$89  = 6'h00;
+      \$65  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = p22;
+    \$66  = p22;
     if (rst) begin
-      \$90  = 6'h00;
+      \$66  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = \$10 [7:0];
+    \$67  = p23;
     if (rst) begin
-      \$91  = 8'h00;
+      \$67  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = \$20 [7:0];
+    \$68  = p24;
     if (rst) begin
-      \$92  = 8'h00;
+      \$68  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = \$30 [7:0];
+    \$69  = p25;
     if (rst) begin
-      \$93  = 8'h00;
+      \$69  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = \$40 [7:0];
+    \$70  = p26;
     if (rst) begin
-      \$94  = 8'h00;
+      \$70  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = c_prev;
+    \$71  = p27;
+    if (rst) begin
+      \$71  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$72  = p28;
+    if (rst) begin
+      \$72  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$73  = p29;
+    if (rst) begin
+      \$73  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$74  = p30;
+    if (rst) begin
+      \$74  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$75  = p31;
+    if (rst) begin
+      \$75  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$76  = p32;
+    if (rst) begin
+      \$76  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$77  = \$2 ;
+    if (rst) begin
+      \$77  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$78  = \$6 [7:0];
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$79  = \$8 ;
+    if (rst) begin
+      \$79  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$80  = \$12 [7:0];
+    if (rst) begin
+      \$80  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$81  = \$14 ;
+    if (rst) begin
+      \$81  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$82  = \$18 [7:0];
+    if (rst) begin
+      \$82  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$83  = \$20 ;
+    if (rst) begin
+      \$83  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$84  = \$24 [7:0];
+    if (rst) begin
+      \$84  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = c_prev;
+    if (rst) begin
+      \$85  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = p42;
+    if (rst) begin
+      \$86  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = p43;
+    if (rst) begin
+      \$87  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$88  = p44;
+    if (rst) begin
+      \$88  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$89  = p45;
+    if (rst) begin
+      \$89  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = p46;
+    if (rst) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = \$25 ;
+    if (rst) begin
+      \$91  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = \$26 ;
+    if (rst) begin
+      \$92  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = \$29 ;
+    if (rst) begin
+      \$93  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = \$31 ;
+    if (rst) begin
+      \$94  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = \$35 [7:0];
     if (rst) begin
       \$95  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = p28;
+    \$96  = \y$66 ;
     if (rst) begin
       \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = p29;
+    \$97  = p53;
     if (rst) begin
       \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = p30;
+    \$98  = p54;
     if (rst) begin
       \$98  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = \$41 ;
+    \$99  = p55;
     if (rst) begin
-      \$99  = 16'h0000;
+      \$99  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = \$42 ;
+    \$100  = p56;
     if (rst) begin
-      \$100  = 16'h0000;
+      \$100  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = \$45 ;
+    \$101  = p57;
     if (rst) begin
-      \$101  = 20'h00000;
+      \$101  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = \$55 [7:0];
+    \$102  = p58;
     if (rst) begin
       \$102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = \y$49 ;
+    \$103  = p59;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = p36;
+    \$104  = \$36 ;
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = p37;
+    \$105  = \$38 ;
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = p38;
+    \$106  = p52;
     if (rst) begin
       \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = p39;
+    \$107  = p63;
     if (rst) begin
       \$107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = p40;
+    \$108  = p64;
     if (rst) begin
       \$108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = \$56 ;
+    \$109  = p65;
     if (rst) begin
-      \$109  = 16'h0000;
+      \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = p35;
+    \$110  = p66;
     if (rst) begin
       \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = p43;
+    \$111  = p67;
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = p44;
+    \$112  = \$42 [7:0];
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = p45;
+    \$113  = p68;
     if (rst) begin
       \$113  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = \$66 [7:0];
-    if (rst) begin
-      \$114  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = p46;
-    if (rst) begin
-      \$115  = 8'h00;
-    end
-  end
-  assign valid_out = p11;
-  assign tag_out = p23;
-  assign x = p24;
-  assign \x$66  = p25;
-  assign \x$67  = p26;
-  assign \x$68  = p27;
-  assign \x$69  = p35;
+  assign valid_out = p16;
+  assign tag_out = p33;
+  assign x = p35;
+  assign \x$88  = p37;
+  assign \x$89  = p39;
+  assign \x$90  = p41;
+  assign \x$91  = p52;
   assign \$2  = { \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19:8] };
-  assign \$5  = { \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19], \$4 [19:8] };
   assign \$8  = { \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19:8] };
-  assign \$12  = { \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19], \$11 [19:8] };
-  assign \$15  = { \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19], \$14 [19:8] };
-  assign \$18  = { \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19], \$17 [19:8] };
-  assign \$22  = { \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19], \$21 [19:8] };
-  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:8] };
-  assign \$28  = { \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19], \$27 [19:8] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:8] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:8] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:8] };
-  assign \$43  = { p32, 3'h0 };
-  assign \$44  = { p33[15], p33 };
-  assign \$47  = { \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20], \$46 [20:10] };
-  assign \$50  = { \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20], \$49 [20:10] };
-  assign \$53  = { \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20], \$52 [20:10] };
-  assign \$58  = { \$57 [16], \$57 [16], \$57 [16], \$57 [16], \$57 [16], \$57 [16], \$57 [16], \$57 [16:7] };
-  assign \$61  = { \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16], \$60 [16:7] };
-  assign \$64  = { \$63 [16], \$63 [16], \$63 [16], \$63 [16], \$63 [16], \$63 [16], \$63 [16], \$63 [16:7] };
+  assign \$14  = { \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19:8] };
+  assign \$20  = { \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19:8] };
+  assign \$27  = { p48, 3'h0 };
+  assign \$28  = { p49[15], p49 };
+  assign \$31  = { \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20:10] };
+  assign \$38  = { \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16:7] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6183,32 +6498,25 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -6227,12 +6535,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -6250,39 +6553,33 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -6300,6 +6597,12 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
@@ -6324,65 +6627,72 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -6417,8 +6727,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6474,32 +6784,25 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -6518,12 +6821,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -6541,39 +6839,33 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -6591,6 +6883,12 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
@@ -6615,65 +6913,72 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -6708,8 +7013,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6765,32 +7070,25 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   wire [19:0] \$52 ;
   wire [19:0] \$53 ;
   wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire [19:0] \$55 ;
+  wire [19:0] \$56 ;
+  wire \$57 ;
+  wire [19:0] \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
   wire [19:0] \$60 ;
-  wire \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [19:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [17:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [17:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [18:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -6809,12 +7107,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [18:0] y3 = 19'h00000;
   assign \$30  = \$25  ? 9'h007 : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -6832,39 +7125,33 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   assign \$49  = $signed(13'h0800) - $signed(\$48 );
   assign \$50  = beyond2 ? 18'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 18'h00800 : y2;
-  assign \$56  = $signed(13'h0800) - $signed(\$55 );
-  assign \$57  = beyond2 ? 18'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [17], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 18'h00800 : y2;
-  assign \$63  = $signed(13'h0800) - $signed(\$62 );
-  assign \$64  = beyond2 ? 18'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [17], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 20'hfff80 : \$67 ;
-  assign \$69  = \$54  ? 20'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
+  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -6882,6 +7169,12 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 4'h8;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
@@ -6906,65 +7199,72 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$73  = { 1'h0, \$32 [3:0] };
+    \$65  = { 1'h0, \$32 [3:0] };
     if (rst) begin
-      \$73  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 18'h00000;
+      \$69  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -6999,8 +7299,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   assign \$41  = { 4'h0, \$40 [8:4] };
   assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
   assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$60  = { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19:4] };
-  assign \$67  = { \$66 [19], \$66 [19], \$66 [19], \$66 [19], \$66 [19:4] };
+  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
+  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7056,32 +7356,25 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   wire [17:0] \$52 ;
   wire [17:0] \$53 ;
   wire \$54 ;
-  wire [15:0] \$55 ;
-  wire [16:0] \$56 ;
-  wire [15:0] \$57 ;
-  wire [16:0] \$58 ;
+  wire [17:0] \$55 ;
+  wire [17:0] \$56 ;
+  wire \$57 ;
+  wire [17:0] \$58 ;
   wire [17:0] \$59 ;
   wire \$6 ;
   wire [17:0] \$60 ;
-  wire \$61 ;
-  wire [15:0] \$62 ;
-  wire [16:0] \$63 ;
-  wire [15:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire [17:0] \$66 ;
-  wire [17:0] \$67 ;
-  wire [17:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [17:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [2:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [15:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [2:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [15:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [16:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -7100,12 +7393,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [15:0] y2 = 16'h0000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [16:0] y3 = 17'h00000;
   assign \$30  = \$25  ? 9'h00f : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -7123,39 +7411,33 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   assign \$49  = - $signed(\$48 );
   assign \$50  = beyond2 ? 16'h0800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [15], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 16'h0800 : y2;
-  assign \$56  = - $signed(\$55 );
-  assign \$57  = beyond2 ? 16'h0800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [15], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 16'h0800 : y2;
-  assign \$63  = - $signed(\$62 );
-  assign \$64  = beyond2 ? 16'h0800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [15], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 18'h3ff80 : \$67 ;
-  assign \$69  = \$54  ? 18'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 18'h3ff80 : \$59 ;
+  assign \$61  = \$54  ? 18'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -7173,6 +7455,12 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 5'h10;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
@@ -7213,65 +7501,72 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$73  = { 1'h0, \$32 [1:0] };
+    \$65  = { 1'h0, \$32 [1:0] };
     if (rst) begin
-      \$73  = 3'h0;
+      \$65  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 16'h0000;
+      \$69  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -7322,8 +7617,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   assign \$41  = { 2'h0, \$40 [8:2] };
   assign \$46  = { \$45 [14], \$45 [14], \$45 [14], \$45 [14:3] };
   assign \$53  = { \$52 [17], \$52 [17], \$52 [17], \$52 [17], \$52 [17:4] };
-  assign \$60  = { \$59 [17], \$59 [17], \$59 [17], \$59 [17], \$59 [17:4] };
-  assign \$67  = { \$66 [17], \$66 [17], \$66 [17], \$66 [17], \$66 [17:4] };
+  assign \$56  = { \$55 [17], \$55 [17], \$55 [17], \$55 [17], \$55 [17:4] };
+  assign \$59  = { \$58 [17], \$58 [17], \$58 [17], \$58 [17], \$58 [17:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7379,32 +7674,25 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   wire [18:0] \$52 ;
   wire [18:0] \$53 ;
   wire \$54 ;
-  wire [16:0] \$55 ;
-  wire [17:0] \$56 ;
-  wire [16:0] \$57 ;
-  wire [17:0] \$58 ;
+  wire [18:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire \$57 ;
+  wire [18:0] \$58 ;
   wire [18:0] \$59 ;
   wire \$6 ;
   wire [18:0] \$60 ;
-  wire \$61 ;
-  wire [16:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [17:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [18:0] \$67 ;
-  wire [18:0] \$68 ;
-  wire [18:0] \$69 ;
+  wire [18:0] \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg [3:0] \$65 ;
+  reg [10:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg [16:0] \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg [12:0] \$72 ;
-  reg [3:0] \$73 ;
-  reg [10:0] \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg [16:0] \$77 ;
-  reg [7:0] \$78 ;
+  reg [17:0] \$70 ;
+  reg [7:0] \$71 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
   reg \$signal  = 1'h0;
@@ -7423,12 +7711,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   output [7:0] y;
   reg [7:0] y = 8'h00;
   reg [16:0] y2 = 17'h00000;
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  reg [17:0] y3 = 18'h00000;
   assign \$30  = \$25  ? 9'h00f : \$29 ;
   assign \$32  = \$20  - \$31 ;
   assign \$33  = $signed(x) < $signed(1'h0);
@@ -7446,39 +7729,33 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   assign \$49  = - $signed(\$48 );
   assign \$50  = beyond2 ? 17'h00800 : y2;
   assign \$51  = \$signal$8  ? \$49  : { \$50 [16], \$50  };
-  assign \$52  = $signed(\$51 ) + $signed(5'h08);
+  assign \$52  = $signed(y3) + $signed(5'h08);
   assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = beyond2 ? 17'h00800 : y2;
-  assign \$56  = - $signed(\$55 );
-  assign \$57  = beyond2 ? 17'h00800 : y2;
-  assign \$58  = \$signal$8  ? \$56  : { \$57 [16], \$57  };
-  assign \$59  = $signed(\$58 ) + $signed(5'h08);
-  assign \$61  = $signed(\$60 ) < $signed(8'h80);
-  assign \$62  = beyond2 ? 17'h00800 : y2;
-  assign \$63  = - $signed(\$62 );
-  assign \$64  = beyond2 ? 17'h00800 : y2;
-  assign \$65  = \$signal$8  ? \$63  : { \$64 [16], \$64  };
-  assign \$66  = $signed(\$65 ) + $signed(5'h08);
-  assign \$68  = \$61  ? 19'h7ff80 : \$67 ;
-  assign \$69  = \$54  ? 19'h0007f : \$68 ;
+  assign \$55  = $signed(y3) + $signed(5'h08);
+  assign \$57  = $signed(\$56 ) < $signed(8'h80);
+  assign \$58  = $signed(y3) + $signed(5'h08);
+  assign \$60  = \$57  ? 19'h7ff80 : \$59 ;
+  assign \$61  = \$54  ? 19'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$70 ;
+    \$signal  <= \$62 ;
   always @(posedge clk)
-    beyond1 <= \$71 ;
+    beyond1 <= \$63 ;
   always @(posedge clk)
-    \$signal$5  <= \$72 ;
+    \$signal$5  <= \$64 ;
   always @(posedge clk)
-    \$signal$6  <= \$73 ;
+    \$signal$6  <= \$65 ;
   always @(posedge clk)
-    s1 <= \$74 ;
+    s1 <= \$66 ;
   always @(posedge clk)
-    \$signal$8  <= \$75 ;
+    \$signal$8  <= \$67 ;
   always @(posedge clk)
-    beyond2 <= \$76 ;
+    beyond2 <= \$68 ;
   always @(posedge clk)
-    y2 <= \$77 ;
+    y2 <= \$69 ;
   always @(posedge clk)
-    y <= \$78 ;
+    y3 <= \$70 ;
+  always @(posedge clk)
+    y <= \$71 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = $signed(x) < $signed(1'h0);
   assign \$3  = - $signed(x);
@@ -7496,6 +7773,12 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   assign \$19  = - $signed(x);
   assign \$20  = \$18  ? \$19  : { x[7], x };
   assign \$21  = $signed(x) < $signed(1'h0);
+  assign \$22  = - $signed(x);
+  assign \$23  = \$21  ? \$22  : { x[7], x };
+  assign \$25  = \$24  >= 5'h10;
+  assign \$26  = $signed(x) < $signed(1'h0);
+  assign \$27  = - $signed(x);
+  assign \$28  = \$26  ? \$27  : { x[7], x };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
@@ -7536,65 +7819,72 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$70  = \$1 ;
+    \$62  = \$1 ;
     if (rst) begin
-      \$70  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$71  = \$6 ;
+    \$63  = \$6 ;
     if (rst) begin
-      \$71  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$72  = \$17 ;
+    \$64  = \$17 ;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$73  = { 1'h0, \$32 [2:0] };
+    \$65  = { 1'h0, \$32 [2:0] };
     if (rst) begin
-      \$73  = 4'h0;
+      \$65  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$74  = \$43 ;
+    \$66  = \$43 ;
     if (rst) begin
-      \$74  = 11'h000;
+      \$66  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$75  = \$signal ;
+    \$67  = \$signal ;
     if (rst) begin
-      \$75  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$76  = beyond1;
+    \$68  = beyond1;
     if (rst) begin
-      \$76  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$77  = \$47 ;
+    \$69  = \$47 ;
     if (rst) begin
-      \$77  = 17'h00000;
+      \$69  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$78  = \$69 [7:0];
+    \$70  = \$51 ;
     if (rst) begin
-      \$78  = 8'h00;
+      \$70  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$71  = \$61 [7:0];
+    if (rst) begin
+      \$71  = 8'h00;
     end
   end
   always @* begin
@@ -7645,8 +7935,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   assign \$41  = { 3'h0, \$40 [8:3] };
   assign \$46  = { \$45 [15], \$45 [15], \$45 [15], \$45 [15], \$45 [15:4] };
   assign \$53  = { \$52 [18], \$52 [18], \$52 [18], \$52 [18], \$52 [18:4] };
-  assign \$60  = { \$59 [18], \$59 [18], \$59 [18], \$59 [18], \$59 [18:4] };
-  assign \$67  = { \$66 [18], \$66 [18], \$66 [18], \$66 [18], \$66 [18:4] };
+  assign \$56  = { \$55 [18], \$55 [18], \$55 [18], \$55 [18], \$55 [18:4] };
+  assign \$59  = { \$58 [18], \$58 [18], \$58 [18], \$58 [18], \$58 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)
