@@ -169,7 +169,7 @@ def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int)
 
 # Cycles of the sequencer's fixed-length states (see hwgen.rtl.top); tests check this
 # model against cycles measured in simulation.
-MATRIX_OVERHEAD = 8     # encoder -> FIFO -> issuer start (4), last issue -> stage 2 (4)
+MATRIX_OVERHEAD = 9     # encoder -> FIFO -> issuer start (4), last issue -> stage 3 (5)
 GATHER_CYCLES = 5       # four gate-block words read per row group (4 when overlapped)
 
 

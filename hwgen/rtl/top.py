@@ -188,16 +188,30 @@ class Accelerator(wiring.Component):
         act_acc_addr = Signal.like(acc_rd.addr)
         m.d.comb += acc_rd.addr.eq(Mux(s1b.valid, s1b.acc_addr, act_acc_addr))
 
-        # stage 2: align and accumulate (a product with a delta may exceed the
-        # accumulator's range alone; the sum never does)
-        m.d.comb += [acc_wr.addr.eq(s2.acc_addr), acc_wr.en.eq(s2.valid)]
+        # stage 2: register the accumulator and bias words and align the products (block
+        # RAM output straight into the adder would be the longest path)
+        s3 = Signal.like(s2)
+        m.d.sync += s3.eq(s2)
+        acc_q = Signal.like(acc_rd.data)
+        bias_q = Signal.like(b_rd.data)
+        m.d.sync += [acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data)]
+        # stage 3: accumulate (a product with a delta may exceed the accumulator's range
+        # alone; the sum never does). The word read for this update missed the write of
+        # the update just before it: forward that sum when both hit the same word.
+        last = Signal(data.StructLayout({"valid": 1, "acc_addr": range(plan.acc_depth)}))
+        last_sum = Signal.like(acc_wr.data)
+        m.d.comb += [acc_wr.addr.eq(s3.acc_addr), acc_wr.en.eq(s3.valid)]
+        m.d.sync += [last.valid.eq(s3.valid), last.acc_addr.eq(s3.acc_addr),
+                     last_sum.eq(acc_wr.data)]
+        forward = last.valid & (last.acc_addr == s3.acc_addr)
         for k in range(P):
             aligned = Signal(signed(plan.acc_width + 1), name=f"aligned{k}")
             with m.Switch(s2.shift):
                 for idx, sh in enumerate(shifts):
                     with m.Case(idx):
-                        m.d.comb += aligned.eq(prods[k] << sh)
-            base = Mux(s2.bias, b_rd.data[k], acc_rd.data[k])
+                        m.d.sync += aligned.eq(prods[k] << sh)
+            stored = Mux(forward, last_sum[k], acc_q[k])
+            base = Mux(s3.bias, bias_q[k], stored)
             m.d.comb += acc_wr.data[k].eq(base + aligned)
 
         def matrix(ps: _Pass, next_state: str):
@@ -323,7 +337,7 @@ class Accelerator(wiring.Component):
                 with m.State(f"MAT{k}"):
                     matrix(ps, f"DRAIN{k}")
                 with m.State(f"DRAIN{k}"):
-                    with m.If(~s1.valid & ~s1b.valid & ~s2.valid):
+                    with m.If(~s1.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
                         m.d.sync += [grp.eq(0), lane.eq(0), act_q.eq(0), g_grp.eq(0),
                                      g_bank.eq(0), i_bank.eq(0), full[0].eq(0), full[1].eq(0)]
                         m.next = f"ACT{k}"
@@ -387,7 +401,7 @@ class Accelerator(wiring.Component):
             with m.State("HEAD"):
                 matrix(passes[-1], "HEAD_DRAIN")
             with m.State("HEAD_DRAIN"):
-                with m.If(~s1.valid & ~s1b.valid & ~s2.valid):
+                with m.If(~s1.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
                     m.d.sync += [out_idx.eq(0), lane.eq(0), grp.eq(0)]
                     m.next = "OUT_READ"
             with m.State("OUT_READ"):

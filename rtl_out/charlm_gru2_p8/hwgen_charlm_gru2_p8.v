@@ -4,22 +4,22 @@
 (* generator = "Amaranth" *)
 module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [17:0] \$1 ;
-  wire [19:0] \$10 ;
-  wire \$100 ;
-  wire [6:0] \$101 ;
-  wire [6:0] \$102 ;
-  wire [6:0] \$103 ;
-  wire [6:0] \$104 ;
-  wire \$105 ;
+  wire \$1 ;
+  wire [22:0] \$10 ;
+  wire [9:0] \$100 ;
+  wire \$101 ;
+  wire [7:0] \$102 ;
+  wire [8:0] \$103 ;
+  wire [7:0] \$104 ;
+  wire [8:0] \$105 ;
   wire \$106 ;
-  wire \$107 ;
+  wire [11:0] \$107 ;
   wire \$108 ;
-  wire \$109 ;
-  wire [20:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
+  wire [6:0] \$109 ;
+  wire \$11 ;
+  wire [6:0] \$110 ;
+  wire [6:0] \$111 ;
+  wire [6:0] \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
@@ -27,342 +27,342 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire [22:0] \$12 ;
-  wire [16:0] \$120 ;
-  wire [16:0] \$121 ;
-  wire [16:0] \$122 ;
-  wire [16:0] \$123 ;
-  wire [16:0] \$124 ;
-  wire [16:0] \$125 ;
-  wire [16:0] \$126 ;
-  wire [16:0] \$127 ;
-  wire [6:0] \$128 ;
-  wire \$129 ;
-  wire [17:0] \$13 ;
-  wire \$130 ;
-  wire [4:0] \$131 ;
-  wire [5:0] \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [7:0] \$136 ;
-  wire [11:0] \$137 ;
-  wire \$138 ;
-  wire [7:0] \$139 ;
-  wire [19:0] \$14 ;
-  wire \$140 ;
-  wire [7:0] \$141 ;
-  wire [8:0] \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire [4:0] \$145 ;
-  wire [4:0] \$146 ;
-  wire [5:0] \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [20:0] \$15 ;
-  wire [4:0] \$150 ;
-  wire [4:0] \$151 ;
-  wire [5:0] \$152 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire [16:0] \$128 ;
+  wire [16:0] \$129 ;
+  wire [20:0] \$13 ;
+  wire [16:0] \$130 ;
+  wire [16:0] \$131 ;
+  wire [16:0] \$132 ;
+  wire [16:0] \$133 ;
+  wire [16:0] \$134 ;
+  wire [16:0] \$135 ;
+  wire [17:0] \$136 ;
+  wire [19:0] \$137 ;
+  wire [17:0] \$138 ;
+  wire [19:0] \$139 ;
+  wire [20:0] \$14 ;
+  wire [17:0] \$140 ;
+  wire [19:0] \$141 ;
+  wire [17:0] \$142 ;
+  wire [19:0] \$143 ;
+  wire [17:0] \$144 ;
+  wire [19:0] \$145 ;
+  wire [17:0] \$146 ;
+  wire [19:0] \$147 ;
+  wire [17:0] \$148 ;
+  wire [19:0] \$149 ;
+  wire [22:0] \$15 ;
+  wire [17:0] \$150 ;
+  wire [19:0] \$151 ;
+  wire [6:0] \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
+  wire [4:0] \$155 ;
+  wire [5:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [22:0] \$16 ;
-  wire \$160 ;
-  wire [4:0] \$161 ;
+  wire \$16 ;
+  wire [7:0] \$160 ;
+  wire [11:0] \$161 ;
   wire \$162 ;
-  wire \$163 ;
+  wire [7:0] \$163 ;
   wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
+  wire [7:0] \$165 ;
+  wire [8:0] \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire \$169 ;
-  wire [17:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
+  wire [4:0] \$169 ;
+  wire \$17 ;
+  wire [4:0] \$170 ;
+  wire [5:0] \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  reg \$177 ;
+  wire [4:0] \$174 ;
+  wire [4:0] \$175 ;
+  wire [5:0] \$176 ;
+  wire \$177 ;
   wire \$178 ;
   wire \$179 ;
-  wire [19:0] \$18 ;
-  wire [3:0] \$180 ;
+  wire [20:0] \$18 ;
+  wire \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire [3:0] \$185 ;
-  wire [3:0] \$186 ;
+  wire [4:0] \$185 ;
+  wire \$186 ;
   wire \$187 ;
   wire \$188 ;
-  reg \$189 ;
+  wire \$189 ;
   wire [20:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
-  reg \$192 ;
-  reg [20:0] \$193 ;
-  reg [20:0] \$194 ;
-  reg [20:0] \$195 ;
-  reg [20:0] \$196 ;
-  reg [20:0] \$197 ;
-  reg [20:0] \$198 ;
-  reg [20:0] \$199 ;
-  wire [19:0] \$2 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
+  wire \$2 ;
   wire [22:0] \$20 ;
-  reg [20:0] \$200 ;
-  reg [20:0] \$201 ;
-  reg [20:0] \$202 ;
-  reg [20:0] \$203 ;
-  reg [20:0] \$204 ;
-  wire [7:0] \$205 ;
-  wire [8:0] \$206 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  reg \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [3:0] \$206 ;
   wire \$207 ;
-  wire [7:0] \$208 ;
-  wire [8:0] \$209 ;
-  wire [17:0] \$21 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
   wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire [4:0] \$213 ;
+  wire [3:0] \$211 ;
+  wire [3:0] \$212 ;
+  wire \$213 ;
   wire \$214 ;
-  wire [4:0] \$215 ;
-  wire [5:0] \$216 ;
+  reg \$215 ;
+  wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire [4:0] \$219 ;
-  wire [19:0] \$22 ;
-  wire [5:0] \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire [7:0] \$224 ;
-  wire [11:0] \$225 ;
-  wire \$226 ;
-  wire [7:0] \$227 ;
-  wire \$228 ;
-  wire [7:0] \$229 ;
+  reg \$218 ;
+  reg [20:0] \$219 ;
+  wire \$22 ;
+  reg [20:0] \$220 ;
+  reg [20:0] \$221 ;
+  reg [20:0] \$222 ;
+  reg [20:0] \$223 ;
+  reg [20:0] \$224 ;
+  reg [20:0] \$225 ;
+  reg [20:0] \$226 ;
+  reg [20:0] \$227 ;
+  reg [20:0] \$228 ;
+  reg [20:0] \$229 ;
   wire [20:0] \$23 ;
-  wire [8:0] \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire [4:0] \$233 ;
-  wire [4:0] \$234 ;
-  wire [5:0] \$235 ;
+  reg [20:0] \$230 ;
+  wire [7:0] \$231 ;
+  wire [8:0] \$232 ;
+  wire \$233 ;
+  wire [7:0] \$234 ;
+  wire [8:0] \$235 ;
   wire \$236 ;
   wire \$237 ;
-  wire [4:0] \$238 ;
+  wire \$238 ;
   wire [4:0] \$239 ;
-  wire [22:0] \$24 ;
-  wire [5:0] \$240 ;
-  wire \$241 ;
-  wire \$242 ;
+  wire [20:0] \$24 ;
+  wire \$240 ;
+  wire [4:0] \$241 ;
+  wire [5:0] \$242 ;
   wire \$243 ;
   wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
+  wire [4:0] \$245 ;
+  wire [5:0] \$246 ;
   wire \$247 ;
   wire \$248 ;
-  wire [4:0] \$249 ;
-  wire [17:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
+  wire \$249 ;
+  wire [22:0] \$25 ;
+  wire [7:0] \$250 ;
+  wire [11:0] \$251 ;
   wire \$252 ;
-  wire \$253 ;
+  wire [7:0] \$253 ;
   wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
+  wire [7:0] \$255 ;
+  wire [8:0] \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire \$259 ;
-  wire [19:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
+  wire [4:0] \$259 ;
+  wire \$26 ;
+  wire [4:0] \$260 ;
+  wire [5:0] \$261 ;
   wire \$262 ;
   wire \$263 ;
-  wire \$264 ;
-  reg \$265 ;
-  wire \$266 ;
+  wire [4:0] \$264 ;
+  wire [4:0] \$265 ;
+  wire [5:0] \$266 ;
   wire \$267 ;
-  wire [3:0] \$268 ;
+  wire \$268 ;
   wire \$269 ;
-  wire [20:0] \$27 ;
+  wire \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
-  wire [3:0] \$273 ;
-  wire [3:0] \$274 ;
-  wire \$275 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire [4:0] \$275 ;
   wire \$276 ;
-  reg \$277 ;
+  wire \$277 ;
   wire \$278 ;
   wire \$279 ;
-  wire [22:0] \$28 ;
-  reg \$280 ;
-  reg [20:0] \$281 ;
-  reg [20:0] \$282 ;
-  reg [20:0] \$283 ;
-  reg [20:0] \$284 ;
-  reg [20:0] \$285 ;
-  reg [20:0] \$286 ;
-  reg [20:0] \$287 ;
-  reg [20:0] \$288 ;
-  reg [20:0] \$289 ;
-  wire [17:0] \$29 ;
-  reg [20:0] \$290 ;
-  reg [20:0] \$291 ;
-  reg [20:0] \$292 ;
-  wire [7:0] \$293 ;
-  wire [8:0] \$294 ;
+  wire [20:0] \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  wire [20:0] \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  reg \$293 ;
+  wire \$294 ;
   wire \$295 ;
-  wire [7:0] \$296 ;
-  wire [8:0] \$297 ;
+  wire [3:0] \$296 ;
+  wire \$297 ;
   wire \$298 ;
   wire \$299 ;
   wire [20:0] \$3 ;
-  wire [19:0] \$30 ;
+  wire [22:0] \$30 ;
   wire \$300 ;
-  wire [4:0] \$301 ;
-  wire \$302 ;
-  wire [4:0] \$303 ;
-  wire [5:0] \$304 ;
-  wire \$305 ;
+  wire [3:0] \$301 ;
+  wire [3:0] \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  reg \$305 ;
   wire \$306 ;
-  wire [4:0] \$307 ;
-  wire [5:0] \$308 ;
-  wire \$309 ;
-  wire [20:0] \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire [7:0] \$312 ;
-  wire [11:0] \$313 ;
-  wire [8:0] \$314 ;
-  wire [6:0] \$315 ;
-  wire [6:0] \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire [22:0] \$32 ;
-  wire \$320 ;
-  wire [4:0] \$321 ;
-  wire \$322 ;
+  wire \$307 ;
+  reg \$308 ;
+  reg [20:0] \$309 ;
+  wire \$31 ;
+  reg [20:0] \$310 ;
+  reg [20:0] \$311 ;
+  reg [20:0] \$312 ;
+  reg [20:0] \$313 ;
+  reg [20:0] \$314 ;
+  reg [20:0] \$315 ;
+  reg [20:0] \$316 ;
+  reg [20:0] \$317 ;
+  reg [20:0] \$318 ;
+  reg [20:0] \$319 ;
+  wire \$32 ;
+  reg [20:0] \$320 ;
+  wire [7:0] \$321 ;
+  wire [8:0] \$322 ;
   wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
+  wire [7:0] \$324 ;
+  wire [8:0] \$325 ;
   wire \$326 ;
   wire \$327 ;
   wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
+  wire [4:0] \$329 ;
+  wire [20:0] \$33 ;
   wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
+  wire [4:0] \$331 ;
+  wire [5:0] \$332 ;
   wire \$333 ;
   wire \$334 ;
-  wire \$335 ;
-  reg [20:0] \$336 ;
-  wire [21:0] \$337 ;
-  wire [21:0] \$338 ;
+  wire [4:0] \$335 ;
+  wire [5:0] \$336 ;
+  wire \$337 ;
+  wire \$338 ;
   wire \$339 ;
-  wire [6:0] \$34 ;
-  wire \$340 ;
-  wire [21:0] \$341 ;
-  wire [21:0] \$342 ;
-  wire \$343 ;
+  wire [20:0] \$34 ;
+  wire [7:0] \$340 ;
+  wire [11:0] \$341 ;
+  wire [8:0] \$342 ;
+  wire [6:0] \$343 ;
   wire [6:0] \$344 ;
   wire \$345 ;
   wire \$346 ;
-  wire [4:0] \$347 ;
-  wire [4:0] \$348 ;
-  reg [19:0] \$349 ;
-  wire \$35 ;
-  reg [23:0] \$350 ;
-  reg [23:0] \$351 ;
-  reg [63:0] \$352 ;
-  reg [16:0] \$353 ;
-  reg [16:0] \$354 ;
-  reg [16:0] \$355 ;
-  reg [16:0] \$356 ;
-  reg [16:0] \$357 ;
-  reg [16:0] \$358 ;
-  reg [16:0] \$359 ;
-  wire [7:0] \$36 ;
-  reg [16:0] \$360 ;
-  reg [8:0] \$361 ;
-  reg \$362 ;
-  reg [5:0] \$363 ;
-  reg \$364 ;
-  reg [6:0] \$365 ;
-  reg [10:0] \$366 ;
-  reg [3:0] \$367 ;
-  reg [3:0] \$368 ;
-  reg [36:0] \$369 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire [4:0] \$349 ;
+  wire [22:0] \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  reg [20:0] \$366 ;
+  wire [21:0] \$367 ;
+  wire [21:0] \$368 ;
+  wire \$369 ;
   wire \$37 ;
-  reg \$370 ;
-  reg [27:0] \$371 ;
-  reg [3:0] \$372 ;
-  reg [2:0] \$373 ;
-  reg [2:0] \$374 ;
-  reg \$375 ;
-  reg \$376 ;
-  reg \$377 ;
-  reg \$378 ;
-  reg [20:0] \$379 ;
-  wire [7:0] \$38 ;
-  reg [20:0] \$380 ;
-  reg [20:0] \$381 ;
-  reg [20:0] \$382 ;
-  reg [20:0] \$383 ;
-  reg [20:0] \$384 ;
-  reg [20:0] \$385 ;
-  reg [20:0] \$386 ;
-  reg [20:0] \$387 ;
-  reg [20:0] \$388 ;
-  reg [20:0] \$389 ;
-  wire [8:0] \$39 ;
-  reg [20:0] \$390 ;
-  reg [20:0] \$391 ;
-  reg [20:0] \$392 ;
-  reg [20:0] \$393 ;
-  reg [20:0] \$394 ;
-  reg [20:0] \$395 ;
-  reg [20:0] \$396 ;
-  reg [20:0] \$397 ;
-  reg [20:0] \$398 ;
-  reg [20:0] \$399 ;
-  wire [22:0] \$4 ;
-  wire [7:0] \$40 ;
-  reg [20:0] \$400 ;
-  reg [20:0] \$401 ;
-  reg [20:0] \$402 ;
-  reg [20:0] \$403 ;
-  reg [20:0] \$404 ;
-  reg [20:0] \$405 ;
-  reg [20:0] \$406 ;
-  reg [20:0] \$407 ;
-  reg [20:0] \$408 ;
-  reg [20:0] \$409 ;
-  wire [8:0] \$41 ;
-  reg [20:0] \$410 ;
-  reg [20:0] \$411 ;
-  reg [20:0] \$412 ;
-  reg [20:0] \$413 ;
-  reg [20:0] \$414 ;
-  reg [20:0] \$415 ;
-  reg [20:0] \$416 ;
-  reg [20:0] \$417 ;
-  reg [20:0] \$418 ;
-  reg [20:0] \$419 ;
-  wire \$42 ;
-  reg [20:0] \$420 ;
-  reg [20:0] \$421 ;
+  wire \$370 ;
+  wire [21:0] \$371 ;
+  wire [21:0] \$372 ;
+  wire \$373 ;
+  wire [6:0] \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire [4:0] \$377 ;
+  wire [4:0] \$378 ;
+  reg [19:0] \$379 ;
+  wire [20:0] \$38 ;
+  reg [23:0] \$380 ;
+  reg [23:0] \$381 ;
+  reg [63:0] \$382 ;
+  reg [16:0] \$383 ;
+  reg [16:0] \$384 ;
+  reg [16:0] \$385 ;
+  reg [16:0] \$386 ;
+  reg [16:0] \$387 ;
+  reg [16:0] \$388 ;
+  reg [16:0] \$389 ;
+  wire [20:0] \$39 ;
+  reg [16:0] \$390 ;
+  reg [8:0] \$391 ;
+  reg [8:0] \$392 ;
+  reg [167:0] \$393 ;
+  reg [167:0] \$394 ;
+  reg [6:0] \$395 ;
+  reg [167:0] \$396 ;
+  reg [21:0] \$397 ;
+  reg [21:0] \$398 ;
+  reg [21:0] \$399 ;
+  wire [20:0] \$4 ;
+  wire [22:0] \$40 ;
+  reg [21:0] \$400 ;
+  reg [21:0] \$401 ;
+  reg [21:0] \$402 ;
+  reg [21:0] \$403 ;
+  reg [21:0] \$404 ;
+  reg \$405 ;
+  reg [5:0] \$406 ;
+  reg \$407 ;
+  reg [6:0] \$408 ;
+  reg [10:0] \$409 ;
+  wire \$41 ;
+  reg [3:0] \$410 ;
+  reg [3:0] \$411 ;
+  reg [36:0] \$412 ;
+  reg \$413 ;
+  reg [27:0] \$414 ;
+  reg [3:0] \$415 ;
+  reg [2:0] \$416 ;
+  reg [2:0] \$417 ;
+  reg \$418 ;
+  reg \$419 ;
+  wire [6:0] \$42 ;
+  reg \$420 ;
+  reg \$421 ;
   reg [20:0] \$422 ;
   reg [20:0] \$423 ;
   reg [20:0] \$424 ;
@@ -371,7 +371,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$427 ;
   reg [20:0] \$428 ;
   reg [20:0] \$429 ;
-  wire [11:0] \$43 ;
+  wire \$43 ;
   reg [20:0] \$430 ;
   reg [20:0] \$431 ;
   reg [20:0] \$432 ;
@@ -382,7 +382,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$437 ;
   reg [20:0] \$438 ;
   reg [20:0] \$439 ;
-  wire \$44 ;
+  wire [7:0] \$44 ;
   reg [20:0] \$440 ;
   reg [20:0] \$441 ;
   reg [20:0] \$442 ;
@@ -390,113 +390,165 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$444 ;
   reg [20:0] \$445 ;
   reg [20:0] \$446 ;
-  reg [5:0] \$447 ;
-  reg [1:0] \$448 ;
-  reg [4:0] \$449 ;
+  reg [20:0] \$447 ;
+  reg [20:0] \$448 ;
+  reg [20:0] \$449 ;
   wire \$45 ;
-  reg [5:0] \$450 ;
-  reg [21:0] \$451 ;
-  reg [8:0] \$452 ;
-  reg \$453 ;
-  reg \$454 ;
-  reg \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire [5:0] \$49 ;
-  wire [17:0] \$5 ;
-  wire [6:0] \$50 ;
-  wire [7:0] \$51 ;
+  reg [20:0] \$450 ;
+  reg [20:0] \$451 ;
+  reg [20:0] \$452 ;
+  reg [20:0] \$453 ;
+  reg [20:0] \$454 ;
+  reg [20:0] \$455 ;
+  reg [20:0] \$456 ;
+  reg [20:0] \$457 ;
+  reg [20:0] \$458 ;
+  reg [20:0] \$459 ;
+  wire [7:0] \$46 ;
+  reg [20:0] \$460 ;
+  reg [20:0] \$461 ;
+  reg [20:0] \$462 ;
+  reg [20:0] \$463 ;
+  reg [20:0] \$464 ;
+  reg [20:0] \$465 ;
+  reg [20:0] \$466 ;
+  reg [20:0] \$467 ;
+  reg [20:0] \$468 ;
+  reg [20:0] \$469 ;
+  wire [8:0] \$47 ;
+  reg [20:0] \$470 ;
+  reg [20:0] \$471 ;
+  reg [20:0] \$472 ;
+  reg [20:0] \$473 ;
+  reg [20:0] \$474 ;
+  reg [20:0] \$475 ;
+  reg [20:0] \$476 ;
+  reg [20:0] \$477 ;
+  reg [20:0] \$478 ;
+  reg [20:0] \$479 ;
+  wire [7:0] \$48 ;
+  reg [20:0] \$480 ;
+  reg [20:0] \$481 ;
+  reg [20:0] \$482 ;
+  reg [20:0] \$483 ;
+  reg [20:0] \$484 ;
+  reg [20:0] \$485 ;
+  reg [20:0] \$486 ;
+  reg [20:0] \$487 ;
+  reg [20:0] \$488 ;
+  reg [20:0] \$489 ;
+  wire [8:0] \$49 ;
+  reg [5:0] \$490 ;
+  reg [1:0] \$491 ;
+  reg [4:0] \$492 ;
+  reg [5:0] \$493 ;
+  reg [21:0] \$494 ;
+  reg [8:0] \$495 ;
+  reg \$496 ;
+  reg \$497 ;
+  wire [22:0] \$5 ;
+  wire \$50 ;
+  wire [11:0] \$51 ;
   wire \$52 ;
-  wire [3:0] \$53 ;
-  wire \$54 ;
+  wire \$53 ;
+  reg \$54 ;
   wire \$55 ;
-  reg \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire [3:0] \$59 ;
-  wire [19:0] \$6 ;
-  wire [4:0] \$60 ;
-  reg \$61 ;
-  wire [7:0] \$62 ;
-  wire [8:0] \$63 ;
-  wire [9:0] \$64 ;
+  wire \$56 ;
+  wire [5:0] \$57 ;
+  wire [6:0] \$58 ;
+  wire [7:0] \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire [3:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  reg \$64 ;
   wire \$65 ;
-  wire [7:0] \$66 ;
-  wire [8:0] \$67 ;
-  wire [7:0] \$68 ;
-  wire [8:0] \$69 ;
-  wire [20:0] \$7 ;
-  wire \$70 ;
-  wire [11:0] \$71 ;
-  wire \$72 ;
+  wire \$66 ;
+  wire [3:0] \$67 ;
+  wire [4:0] \$68 ;
+  reg \$69 ;
+  wire \$7 ;
+  wire [7:0] \$70 ;
+  wire [8:0] \$71 ;
+  wire [9:0] \$72 ;
   wire \$73 ;
-  reg \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire [5:0] \$77 ;
-  wire [6:0] \$78 ;
-  wire [7:0] \$79 ;
-  wire [22:0] \$8 ;
+  wire [7:0] \$74 ;
+  wire [8:0] \$75 ;
+  wire [7:0] \$76 ;
+  wire [8:0] \$77 ;
+  wire \$78 ;
+  wire [11:0] \$79 ;
+  wire [20:0] \$8 ;
   wire \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
+  wire \$81 ;
+  reg \$82 ;
   wire \$83 ;
-  reg \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [5:0] \$87 ;
-  wire [6:0] \$88 ;
-  reg \$89 ;
-  wire [17:0] \$9 ;
-  wire [7:0] \$90 ;
-  wire [8:0] \$91 ;
-  wire [9:0] \$92 ;
+  wire \$84 ;
+  wire [5:0] \$85 ;
+  wire [6:0] \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
+  wire [3:0] \$89 ;
+  wire [20:0] \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  reg \$92 ;
   wire \$93 ;
-  wire [7:0] \$94 ;
-  wire [8:0] \$95 ;
-  wire [7:0] \$96 ;
-  wire [8:0] \$97 ;
-  wire \$98 ;
-  wire [11:0] \$99 ;
+  wire \$94 ;
+  wire [5:0] \$95 ;
+  wire [6:0] \$96 ;
+  reg \$97 ;
+  wire [7:0] \$98 ;
+  wire [8:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$87  = 1'h0;
+  reg \$signal$81  = 1'h0;
   wire [5:0] \$signature__addr ;
-  reg [6:0] \$signature__addr$60 ;
-  reg [6:0] \$signature__addr$72 ;
-  reg [10:0] \$signature__addr$78 ;
-  wire [167:0] \$signature__data ;
-  wire [7:0] \$signature__data$58 ;
-  reg [7:0] \$signature__data$62 ;
-  wire [63:0] \$signature__data$92 ;
-  wire [7:0] \$signature__data$92[0] ;
-  wire [7:0] \$signature__data$92[1] ;
-  wire [7:0] \$signature__data$92[2] ;
-  wire [7:0] \$signature__data$92[3] ;
-  wire [7:0] \$signature__data$92[4] ;
-  wire [7:0] \$signature__data$92[5] ;
-  wire [7:0] \$signature__data$92[6] ;
-  wire [7:0] \$signature__data$92[7] ;
-  wire [20:0] \$signature__data[0] ;
-  wire [20:0] \$signature__data[1] ;
-  wire [20:0] \$signature__data[2] ;
-  wire [20:0] \$signature__data[3] ;
-  wire [20:0] \$signature__data[4] ;
-  wire [20:0] \$signature__data[5] ;
-  wire [20:0] \$signature__data[6] ;
-  wire [20:0] \$signature__data[7] ;
+  reg [6:0] \$signature__addr$54 ;
+  reg [6:0] \$signature__addr$66 ;
+  reg [10:0] \$signature__addr$72 ;
+  wire [7:0] \$signature__data ;
+  reg [7:0] \$signature__data$56 ;
+  wire [63:0] \$signature__data$86 ;
+  wire [7:0] \$signature__data$86[0] ;
+  wire [7:0] \$signature__data$86[1] ;
+  wire [7:0] \$signature__data$86[2] ;
+  wire [7:0] \$signature__data$86[3] ;
+  wire [7:0] \$signature__data$86[4] ;
+  wire [7:0] \$signature__data$86[5] ;
+  wire [7:0] \$signature__data$86[6] ;
+  wire [7:0] \$signature__data$86[7] ;
+  wire [167:0] \$signature__data$97 ;
+  wire [20:0] \$signature__data$97[0] ;
+  wire [20:0] \$signature__data$97[1] ;
+  wire [20:0] \$signature__data$97[2] ;
+  wire [20:0] \$signature__data$97[3] ;
+  wire [20:0] \$signature__data$97[4] ;
+  wire [20:0] \$signature__data$97[5] ;
+  wire [20:0] \$signature__data$97[6] ;
+  wire [20:0] \$signature__data$97[7] ;
   reg \$signature__en ;
   reg [20:0] acc0 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc0$46 ;
+  wire [20:0] \acc0$40 ;
   reg [20:0] acc1 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc1$47 ;
+  wire [20:0] \acc1$41 ;
   reg [20:0] acc2 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc2$48 ;
+  wire [20:0] \acc2$42 ;
   reg [20:0] acc3 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc3$49 ;
+  wire [20:0] \acc3$43 ;
+  reg [167:0] acc_q = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \acc_q[0] ;
+  wire [20:0] \acc_q[1] ;
+  wire [20:0] \acc_q[2] ;
+  wire [20:0] \acc_q[3] ;
+  wire [20:0] \acc_q[4] ;
+  wire [20:0] \acc_q[5] ;
+  wire [20:0] \acc_q[6] ;
+  wire [20:0] \acc_q[7] ;
   wire [5:0] acc_rd__addr;
   wire [167:0] acc_rd__data;
   wire [20:0] \acc_rd__data[0] ;
@@ -520,16 +572,25 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire acc_wr__en;
   reg [5:0] act_acc_addr;
   reg [2:0] act_q = 3'h0;
-  reg [21:0] aligned0;
-  reg [21:0] aligned1;
-  reg [21:0] aligned2;
-  reg [21:0] aligned3;
-  reg [21:0] aligned4;
-  reg [21:0] aligned5;
-  reg [21:0] aligned6;
-  reg [21:0] aligned7;
+  reg [21:0] aligned0 = 22'h000000;
+  reg [21:0] aligned1 = 22'h000000;
+  reg [21:0] aligned2 = 22'h000000;
+  reg [21:0] aligned3 = 22'h000000;
+  reg [21:0] aligned4 = 22'h000000;
+  reg [21:0] aligned5 = 22'h000000;
+  reg [21:0] aligned6 = 22'h000000;
+  reg [21:0] aligned7 = 22'h000000;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
+  reg [167:0] bias_q = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \bias_q[0] ;
+  wire [20:0] \bias_q[1] ;
+  wire [20:0] \bias_q[2] ;
+  wire [20:0] \bias_q[3] ;
+  wire [20:0] \bias_q[4] ;
+  wire [20:0] \bias_q[5] ;
+  wire [20:0] \bias_q[6] ;
+  wire [20:0] \bias_q[7] ;
   input clk;
   wire clk;
   reg [27:0] cur = 28'h0000000;
@@ -620,9 +681,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] gate1_3_7 = 21'h000000;
   reg [3:0] grp = 4'h0;
   wire [7:0] h_new;
-  wire [7:0] \h_new$69 ;
+  wire [7:0] \h_new$63 ;
   wire [7:0] h_prev;
-  wire [7:0] \h_prev$66 ;
+  wire [7:0] \h_prev$60 ;
   input [9:0] i__payload;
   wire [9:0] i__payload;
   wire [7:0] \i__payload.data ;
@@ -646,6 +707,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [3:0] lane = 4'h0;
+  reg [6:0] last = 7'h00;
+  wire [5:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [167:0] last_sum = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \last_sum[0] ;
+  wire [20:0] \last_sum[1] ;
+  wire [20:0] \last_sum[2] ;
+  wire [20:0] \last_sum[3] ;
+  wire [20:0] \last_sum[4] ;
+  wire [20:0] \last_sum[5] ;
+  wire [20:0] \last_sum[6] ;
+  wire [20:0] \last_sum[7] ;
   wire [3:0] level;
   output [8:0] o__payload;
   reg [8:0] o__payload = 9'h000;
@@ -700,17 +773,22 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \s2.bias ;
   wire \s2.shift ;
   wire \s2.valid ;
+  reg [8:0] s3 = 9'h000;
+  wire [5:0] \s3.acc_addr ;
+  wire \s3.bias ;
+  wire \s3.shift ;
+  wire \s3.valid ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg [5:0] tag = 6'h00;
   (* init = 6'h00 *)
-  wire [5:0] \tag$50 ;
+  wire [5:0] \tag$44 ;
   wire [5:0] tag_out;
-  wire [5:0] \tag_out$68 ;
+  wire [5:0] \tag_out$62 ;
   wire valid_in;
-  wire \valid_in$65 ;
+  wire \valid_in$59 ;
   wire valid_out;
-  wire \valid_out$67 ;
+  wire \valid_out$61 ;
   reg [27:0] w_data;
   reg w_en;
   reg [63:0] w_word = 64'h0000000000000000;
@@ -763,8 +841,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     acc_mem[35] = 168'h000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (s2[0])
-      acc_mem[s2[6:1]] <= acc_wr__data;
+    if (s3[0])
+      acc_mem[s3[6:1]] <= acc_wr__data;
   end
   reg [5:0] _0_;
   always @(posedge clk) begin
@@ -814,7 +892,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @(posedge clk) begin
     _1_ <= b_mem[s1b[12:7]];
   end
-  assign \$signature__data  = _1_;
+  assign \$signature__data$97  = _1_;
   reg [7:0] v_mem [95:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -916,13 +994,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr$60 ] <= \$signature__data$62 ;
+      v_mem[\$signature__addr$54 ] <= \$signature__data$56 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    _2_ <= v_mem[\$signature__addr$72 ];
+    _2_ <= v_mem[\$signature__addr$66 ];
   end
-  assign \$signature__data$58  = _2_;
+  assign \$signature__data  = _2_;
   reg [63:0] w_mem [1663:0];
   initial begin
     w_mem[0] = 64'hfdddfff7e1ea0ee9;
@@ -2592,510 +2670,566 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= w_mem[\$signature__addr$78 ];
+    _3_ <= w_mem[\$signature__addr$72 ];
   end
-  assign \$signature__data$92  = _3_;
+  assign \$signature__data$86  = _3_;
   always @(posedge clk)
-    gate1_2_3 <= \$430 ;
+    gate0_0_6 <= \$428 ;
   always @(posedge clk)
-    gate1_2_4 <= \$431 ;
+    gate0_0_7 <= \$429 ;
   always @(posedge clk)
-    gate1_2_5 <= \$432 ;
+    gate0_1_0 <= \$430 ;
   always @(posedge clk)
-    gate1_2_6 <= \$433 ;
+    gate0_1_1 <= \$431 ;
   always @(posedge clk)
-    gate1_2_7 <= \$434 ;
+    gate0_1_2 <= \$432 ;
   always @(posedge clk)
-    gate1_3_0 <= \$435 ;
+    gate0_1_3 <= \$433 ;
   always @(posedge clk)
-    gate1_3_1 <= \$436 ;
+    gate0_1_4 <= \$434 ;
   always @(posedge clk)
-    gate1_3_2 <= \$437 ;
+    gate0_1_5 <= \$435 ;
   always @(posedge clk)
-    gate1_3_3 <= \$438 ;
+    gate0_1_6 <= \$436 ;
   always @(posedge clk)
-    gate1_3_4 <= \$439 ;
+    gate0_1_7 <= \$437 ;
   always @(posedge clk)
-    gate1_3_5 <= \$440 ;
+    gate0_2_0 <= \$438 ;
   always @(posedge clk)
-    gate1_3_6 <= \$441 ;
+    gate0_2_1 <= \$439 ;
   always @(posedge clk)
-    gate1_3_7 <= \$442 ;
+    gate0_2_2 <= \$440 ;
   always @(posedge clk)
-    acc0 <= \$443 ;
+    gate0_2_3 <= \$441 ;
   always @(posedge clk)
-    acc1 <= \$444 ;
+    gate0_2_4 <= \$442 ;
   always @(posedge clk)
-    acc2 <= \$445 ;
+    gate0_2_5 <= \$443 ;
   always @(posedge clk)
-    acc3 <= \$446 ;
+    gate0_2_6 <= \$444 ;
   always @(posedge clk)
-    tag <= \$447 ;
+    gate0_2_7 <= \$445 ;
   always @(posedge clk)
-    issue_layer <= \$448 ;
+    gate0_3_0 <= \$446 ;
   always @(posedge clk)
-    \wait  <= \$449 ;
+    gate0_3_1 <= \$447 ;
   always @(posedge clk)
-    out_idx <= \$450 ;
+    gate0_3_2 <= \$448 ;
   always @(posedge clk)
-    out_rounded <= \$451 ;
+    gate0_3_3 <= \$449 ;
   always @(posedge clk)
-    o__payload <= \$452 ;
+    gate0_3_4 <= \$450 ;
   always @(posedge clk)
-    o__valid <= \$453 ;
+    gate0_3_5 <= \$451 ;
   always @(posedge clk)
-    fresh <= \$454 ;
+    gate0_3_6 <= \$452 ;
+  always @(posedge clk)
+    gate0_3_7 <= \$453 ;
+  always @(posedge clk)
+    gate1_0_0 <= \$454 ;
+  always @(posedge clk)
+    gate1_0_1 <= \$455 ;
+  always @(posedge clk)
+    gate1_0_2 <= \$456 ;
+  always @(posedge clk)
+    gate1_0_3 <= \$457 ;
+  always @(posedge clk)
+    gate1_0_4 <= \$458 ;
+  always @(posedge clk)
+    gate1_0_5 <= \$459 ;
+  always @(posedge clk)
+    gate1_0_6 <= \$460 ;
+  always @(posedge clk)
+    gate1_0_7 <= \$461 ;
+  always @(posedge clk)
+    gate1_1_0 <= \$462 ;
+  always @(posedge clk)
+    gate1_1_1 <= \$463 ;
+  always @(posedge clk)
+    gate1_1_2 <= \$464 ;
+  always @(posedge clk)
+    gate1_1_3 <= \$465 ;
+  always @(posedge clk)
+    gate1_1_4 <= \$466 ;
+  always @(posedge clk)
+    gate1_1_5 <= \$467 ;
+  always @(posedge clk)
+    gate1_1_6 <= \$468 ;
+  always @(posedge clk)
+    gate1_1_7 <= \$469 ;
+  always @(posedge clk)
+    gate1_2_0 <= \$470 ;
+  always @(posedge clk)
+    gate1_2_1 <= \$471 ;
+  always @(posedge clk)
+    gate1_2_2 <= \$472 ;
+  always @(posedge clk)
+    gate1_2_3 <= \$473 ;
+  always @(posedge clk)
+    gate1_2_4 <= \$474 ;
+  always @(posedge clk)
+    gate1_2_5 <= \$475 ;
+  always @(posedge clk)
+    gate1_2_6 <= \$476 ;
+  always @(posedge clk)
+    gate1_2_7 <= \$477 ;
+  always @(posedge clk)
+    gate1_3_0 <= \$478 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$479 ;
+  always @(posedge clk)
+    gate1_3_2 <= \$480 ;
+  always @(posedge clk)
+    gate1_3_3 <= \$481 ;
+  always @(posedge clk)
+    gate1_3_4 <= \$482 ;
+  always @(posedge clk)
+    gate1_3_5 <= \$483 ;
+  always @(posedge clk)
+    gate1_3_6 <= \$484 ;
+  always @(posedge clk)
+    gate1_3_7 <= \$485 ;
+  always @(posedge clk)
+    acc0 <= \$486 ;
+  always @(posedge clk)
+    acc1 <= \$487 ;
+  always @(posedge clk)
+    acc2 <= \$488 ;
+  always @(posedge clk)
+    acc3 <= \$489 ;
+  always @(posedge clk)
+    tag <= \$490 ;
+  always @(posedge clk)
+    issue_layer <= \$491 ;
+  always @(posedge clk)
+    \wait  <= \$492 ;
+  always @(posedge clk)
+    out_idx <= \$493 ;
+  always @(posedge clk)
+    out_rounded <= \$494 ;
+  always @(posedge clk)
+    o__payload <= \$495 ;
+  always @(posedge clk)
+    o__valid <= \$496 ;
+  always @(posedge clk)
+    fresh <= \$497 ;
   assign acc_rd__addr = s1b[0] ? s1b[6:1] : act_acc_addr;
-  assign \$3  = s2[7] ? \$signature__data [20:0] : acc_rd__data[20:0];
-  assign \$4  = $signed(\$3 ) + $signed(aligned0);
-  assign \$7  = s2[7] ? \$signature__data [41:21] : acc_rd__data[41:21];
-  assign \$8  = $signed(\$7 ) + $signed(aligned1);
-  assign \$11  = s2[7] ? \$signature__data [62:42] : acc_rd__data[62:42];
-  assign \$12  = $signed(\$11 ) + $signed(aligned2);
-  assign \$15  = s2[7] ? \$signature__data [83:63] : acc_rd__data[83:63];
-  assign \$16  = $signed(\$15 ) + $signed(aligned3);
-  assign \$19  = s2[7] ? \$signature__data [104:84] : acc_rd__data[104:84];
-  assign \$20  = $signed(\$19 ) + $signed(aligned4);
-  assign \$23  = s2[7] ? \$signature__data [125:105] : acc_rd__data[125:105];
-  assign \$24  = $signed(\$23 ) + $signed(aligned5);
-  assign \$27  = s2[7] ? \$signature__data [146:126] : acc_rd__data[146:126];
-  assign \$28  = $signed(\$27 ) + $signed(aligned6);
-  assign \$31  = s2[7] ? \$signature__data [167:147] : acc_rd__data[167:147];
-  assign \$32  = $signed(\$31 ) + $signed(aligned7);
-  assign \$33  = ! issue_layer;
-  assign valid_in = issue_valid & \$33 ;
-  assign h_prev = fresh ? 8'h00 : \$signature__data$58 ;
-  assign \$34  = 6'h20 + tag_out;
-  assign \$35  = issue_layer == 1'h1;
-  assign \valid_in$65  = issue_valid & \$35 ;
-  assign \h_prev$66  = fresh ? 8'h00 : \$signature__data$58 ;
-  assign \$36  = 7'h40 + \tag_out$68 ;
-  assign \$37  = enc_col >= 6'h20;
-  assign \$38  = 6'h20 + enc_col;
-  assign \$39  = \$38  - 6'h20;
-  assign \$40  = 1'h0 + enc_col;
-  assign \$41  = \$37  ? \$39  : { 1'h0, \$40  };
-  assign \$43  = cur[10:0] + grp;
-  assign \$44  = grp == 4'hb;
-  assign \$45  = g_grp < 3'h4;
-  assign \$47  = ~ \$46 ;
-  assign \$48  = \$45  & \$47 ;
-  assign \$49  = act_q * 3'h4;
-  assign \$50  = 1'h0 + \$49 ;
-  assign \$51  = \$50  + g_grp;
-  assign \$52  = act_q == 3'h4;
-  assign \$53  = g_grp + 1'h1;
-  assign \$54  = \$53  < 3'h4;
-  assign \$55  = ~ \$signal ;
-  assign \$57  = ~ \$56 ;
-  assign \$58  = \$54  & \$57 ;
-  assign \$59  = 1'h0 + g_grp;
-  assign \$60  = \$59  + 1'h1;
-  assign \$62  = grp * 4'h8;
-  assign \$63  = \$62  + lane;
-  assign \$64  = 6'h20 + \$63 ;
-  assign \$65  = enc_col >= 6'h20;
-  assign \$66  = 7'h40 + enc_col;
-  assign \$67  = \$66  - 6'h20;
-  assign \$68  = 6'h20 + enc_col;
-  assign \$69  = \$65  ? \$67  : { 1'h0, \$68  };
-  assign \$71  = cur[10:0] + grp;
-  assign \$72  = grp == 4'hb;
-  assign \$73  = g_grp < 3'h4;
-  assign \$75  = ~ \$74 ;
-  assign \$76  = \$73  & \$75 ;
-  assign \$77  = act_q * 3'h4;
-  assign \$78  = 5'h10 + \$77 ;
-  assign \$79  = \$78  + g_grp;
-  assign \$80  = act_q == 3'h4;
-  assign \$81  = g_grp + 1'h1;
-  assign \$82  = \$81  < 3'h4;
-  assign \$83  = ~ \$signal ;
-  assign \$85  = ~ \$84 ;
-  assign \$86  = \$82  & \$85 ;
-  assign \$87  = 5'h10 + g_grp;
-  assign \$88  = \$87  + 1'h1;
-  assign \$90  = grp * 4'h8;
-  assign \$91  = \$90  + lane;
-  assign \$92  = 7'h40 + \$91 ;
-  assign \$93  = enc_col >= 1'h0;
-  assign \$94  = 7'h40 + enc_col;
-  assign \$95  = \$94  - 1'h0;
-  assign \$96  = 1'h0 + enc_col;
-  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
-  assign \$99  = cur[10:0] + grp;
-  assign \$100  = grp == 2'h3;
-  assign \$101  = 6'h20 + grp;
-  assign \$102  = 6'h20 + grp;
-  assign \$103  = 6'h20 + grp;
-  assign \$104  = 6'h20 + grp;
-  assign \$105  = ! seq_state;
-  assign \$106  = seq_state == 1'h1;
-  assign \$107  = seq_state == 2'h2;
-  assign \$108  = seq_state == 2'h3;
-  assign \$109  = seq_state == 3'h4;
-  assign \$110  = seq_state == 3'h5;
-  assign \$111  = seq_state == 3'h6;
-  assign \$112  = seq_state == 3'h7;
-  assign \$113  = seq_state == 4'h8;
-  assign \$114  = seq_state == 4'h9;
-  assign \$115  = seq_state == 4'ha;
-  assign \$116  = seq_state == 4'hb;
-  assign \$117  = seq_state == 4'hc;
-  assign \$118  = seq_state == 4'hd;
-  assign \$119  = seq_state == 4'he;
-  assign \$120  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
-  assign \$121  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
-  assign \$122  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
-  assign \$123  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
-  assign \$124  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
-  assign \$125  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
-  assign \$126  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
-  assign \$127  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
-  assign \$128  = in_idx + 1'h1;
-  assign \$129  = in_idx == 5'h1f;
-  assign \$130  = enc_col < 7'h40;
-  assign \$131  = level + e1[0];
-  assign \$132  = \$131  + e2[0];
-  assign \$133  = \$132  < 3'h7;
-  assign \$134  = \$130  & \$133 ;
-  assign \$135  = enc_col >= 6'h20;
-  assign \$136  = enc_col + 1'h1;
-  assign \$137  = enc_w + 4'hc;
-  assign \$138  = e1[8] & fresh;
-  assign \$139  = \$138  ? 8'h00 : \$signature__data$58 ;
-  assign \$140  = e1[8] & fresh;
-  assign \$141  = \$140  ? 8'h00 : \$signature__data$58 ;
-  assign \$142  = $signed(\$141 ) - $signed(1'h0);
-  assign \$143  = grp >= 4'h8;
-  assign \$144  = cur[18] & \$143 ;
-  assign \$145  = grp + 3'h4;
-  assign \$146  = \$144  ? \$145  : { 1'h0, grp };
-  assign \$147  = 1'h0 + \$146 ;
-  assign \$148  = grp >= 4'h8;
-  assign \$149  = cur[18] & \$148 ;
-  assign \$150  = grp + 3'h4;
-  assign \$151  = \$149  ? \$150  : { 1'h0, grp };
-  assign \$152  = 1'h0 + \$151 ;
-  assign \$153  = ! cur[17:11];
-  assign \$154  = cur[17:11] == 6'h20;
-  assign \$155  = grp >= 4'h8;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = \$153  | \$156 ;
-  assign \$159  = cur[18] ? 1'h0 : 1'h1;
-  assign \$160  = grp == 4'hb;
-  assign \$161  = grp + 1'h1;
-  assign \$162  = enc_col == 7'h40;
-  assign \$163  = ~ e1[0];
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = ~ e2[0];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ~ r_rdy;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = ~ cur_active;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ~ s1[0];
-  assign \$172  = ~ s1b[0];
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = ~ s2[0];
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = g_grp < 3'h4;
-  assign \$178  = ~ \$177 ;
-  assign \$179  = \$176  & \$178 ;
-  assign \$180  = act_q + 1'h1;
-  assign \$181  = ! \$signal ;
-  assign \$183  = act_q == 3'h4;
-  assign \$184  = ~ \$signal ;
-  assign \$185  = g_grp + 1'h1;
-  assign \$186  = g_grp + 1'h1;
-  assign \$187  = \$186  < 3'h4;
-  assign \$188  = ~ \$signal ;
-  assign \$190  = ~ \$189 ;
-  assign \$191  = \$187  & \$190 ;
-  assign \$205  = grp * 4'h8;
-  assign \$206  = \$205  + lane;
-  assign \$207  = lane == 3'h7;
-  assign \$208  = grp * 4'h8;
-  assign \$209  = \$208  + lane;
-  assign \$210  = \$209  == 5'h1f;
-  assign \$211  = \$207  | \$210 ;
-  assign \$212  = ~ \$signal$87 ;
-  assign \$213  = grp + 1'h1;
-  assign \$214  = grp == 2'h3;
-  assign \$215  = lane + 1'h1;
-  assign \$216  = \wait  + 1'h1;
-  assign \$217  = \wait  == 5'h12;
-  assign \$218  = enc_col < 7'h40;
-  assign \$219  = level + e1[0];
-  assign \$220  = \$219  + e2[0];
-  assign \$221  = \$220  < 3'h7;
-  assign \$222  = \$218  & \$221 ;
-  assign \$223  = enc_col >= 6'h20;
-  assign \$224  = enc_col + 1'h1;
-  assign \$225  = enc_w + 4'hc;
-  assign \$226  = e1[8] & fresh;
-  assign \$227  = \$226  ? 8'h00 : \$signature__data$58 ;
-  assign \$228  = e1[8] & fresh;
-  assign \$229  = \$228  ? 8'h00 : \$signature__data$58 ;
-  assign \$230  = $signed(\$229 ) - $signed(1'h0);
-  assign \$231  = grp >= 4'h8;
-  assign \$232  = cur[18] & \$231 ;
-  assign \$233  = grp + 3'h4;
-  assign \$234  = \$232  ? \$233  : { 1'h0, grp };
-  assign \$235  = 5'h10 + \$234 ;
-  assign \$236  = grp >= 4'h8;
-  assign \$237  = cur[18] & \$236 ;
-  assign \$238  = grp + 3'h4;
-  assign \$239  = \$237  ? \$238  : { 1'h0, grp };
-  assign \$240  = 5'h10 + \$239 ;
-  assign \$241  = ! cur[17:11];
-  assign \$242  = cur[17:11] == 6'h20;
-  assign \$243  = grp >= 4'h8;
-  assign \$244  = \$242  & \$243 ;
-  assign \$245  = \$241  | \$244 ;
-  assign \$248  = grp == 4'hb;
-  assign \$249  = grp + 1'h1;
-  assign \$250  = enc_col == 7'h40;
-  assign \$251  = ~ e1[0];
-  assign \$252  = \$250  & \$251 ;
-  assign \$253  = ~ e2[0];
-  assign \$254  = \$252  & \$253 ;
-  assign \$255  = ~ r_rdy;
-  assign \$256  = \$254  & \$255 ;
-  assign \$257  = ~ cur_active;
-  assign \$258  = \$256  & \$257 ;
-  assign \$259  = ~ s1[0];
-  assign \$260  = ~ s1b[0];
-  assign \$261  = \$259  & \$260 ;
-  assign \$262  = ~ s2[0];
-  assign \$263  = \$261  & \$262 ;
-  assign \$264  = g_grp < 3'h4;
-  assign \$266  = ~ \$265 ;
-  assign \$267  = \$264  & \$266 ;
-  assign \$268  = act_q + 1'h1;
-  assign \$269  = ! \$signal ;
-  assign \$271  = act_q == 3'h4;
-  assign \$272  = ~ \$signal ;
-  assign \$273  = g_grp + 1'h1;
-  assign \$274  = g_grp + 1'h1;
-  assign \$275  = \$274  < 3'h4;
-  assign \$276  = ~ \$signal ;
-  assign \$278  = ~ \$277 ;
-  assign \$279  = \$275  & \$278 ;
-  assign \$293  = grp * 4'h8;
-  assign \$294  = \$293  + lane;
-  assign \$295  = lane == 3'h7;
-  assign \$296  = grp * 4'h8;
-  assign \$297  = \$296  + lane;
-  assign \$298  = \$297  == 5'h1f;
-  assign \$299  = \$295  | \$298 ;
-  assign \$300  = ~ \$signal$87 ;
-  assign \$301  = grp + 1'h1;
-  assign \$302  = grp == 2'h3;
-  assign \$303  = lane + 1'h1;
-  assign \$304  = \wait  + 1'h1;
-  assign \$305  = \wait  == 5'h12;
-  assign \$306  = enc_col < 6'h20;
-  assign \$307  = level + e1[0];
-  assign \$308  = \$307  + e2[0];
-  assign \$309  = \$308  < 3'h7;
-  assign \$310  = \$306  & \$309 ;
-  assign \$311  = enc_col >= 1'h0;
-  assign \$312  = enc_col + 1'h1;
-  assign \$313  = enc_w + 3'h4;
-  assign \$314  = $signed(\$signature__data$58 ) - $signed(1'h0);
-  assign \$315  = 6'h20 + grp;
-  assign \$316  = 6'h20 + grp;
-  assign \$317  = ! cur[17:11];
-  assign \$320  = grp == 2'h3;
-  assign \$321  = grp + 1'h1;
-  assign \$322  = enc_col == 6'h20;
-  assign \$323  = ~ e1[0];
-  assign \$324  = \$322  & \$323 ;
-  assign \$325  = ~ e2[0];
-  assign \$326  = \$324  & \$325 ;
-  assign \$327  = ~ r_rdy;
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = ~ cur_active;
-  assign \$330  = \$328  & \$329 ;
-  assign \$331  = ~ s1[0];
-  assign \$332  = ~ s1b[0];
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = ~ s2[0];
-  assign \$335  = \$333  & \$334 ;
-  assign \$337  = $signed(\$336 ) + $signed(10'h100);
-  assign \$339  = $signed(out_rounded) > $signed(8'h7f);
-  assign \$340  = $signed(out_rounded) < $signed(8'h80);
-  assign \$341  = \$340  ? 22'h3fff80 : out_rounded;
-  assign \$342  = \$339  ? 22'h00007f : \$341 ;
-  assign \$343  = out_idx == 5'h1f;
-  assign \$344  = out_idx + 1'h1;
-  assign \$345  = out_idx == 5'h1f;
-  assign \$346  = lane == 3'h7;
-  assign \$347  = grp + 1'h1;
-  assign \$348  = lane + 1'h1;
-  always @(posedge clk)
-    e1 <= \$349 ;
-  always @(posedge clk)
-    s1 <= \$350 ;
-  always @(posedge clk)
-    s1b <= \$351 ;
-  always @(posedge clk)
-    w_word <= \$352 ;
-  always @(posedge clk)
-    prod0 <= \$353 ;
-  always @(posedge clk)
-    prod1 <= \$354 ;
-  always @(posedge clk)
-    prod2 <= \$355 ;
-  always @(posedge clk)
-    prod3 <= \$356 ;
-  always @(posedge clk)
-    prod4 <= \$357 ;
-  always @(posedge clk)
-    prod5 <= \$358 ;
-  always @(posedge clk)
-    prod6 <= \$359 ;
-  always @(posedge clk)
-    prod7 <= \$360 ;
-  always @(posedge clk)
-    s2 <= \$361 ;
-  always @(posedge clk)
-    issue_valid <= \$362 ;
-  always @(posedge clk)
-    in_idx <= \$363 ;
-  always @(posedge clk)
-    seq_end <= \$364 ;
-  always @(posedge clk)
-    enc_col <= \$365 ;
-  always @(posedge clk)
-    enc_w <= \$366 ;
-  always @(posedge clk)
-    grp <= \$367 ;
-  always @(posedge clk)
-    seq_state <= \$368 ;
-  always @(posedge clk)
-    e2 <= \$369 ;
-  always @(posedge clk)
-    cur_active <= \$370 ;
-  always @(posedge clk)
-    cur <= \$371 ;
-  always @(posedge clk)
-    lane <= \$372 ;
-  always @(posedge clk)
-    act_q <= \$373 ;
-  always @(posedge clk)
-    g_grp <= \$374 ;
-  always @(posedge clk)
-    \$signal  <= \$375 ;
-  always @(posedge clk)
-    \$signal$87  <= \$376 ;
-  always @(posedge clk)
-    bank0_full <= \$377 ;
-  always @(posedge clk)
-    bank1_full <= \$378 ;
-  always @(posedge clk)
-    gate0_0_0 <= \$379 ;
-  always @(posedge clk)
-    gate0_0_1 <= \$380 ;
-  always @(posedge clk)
-    gate0_0_2 <= \$381 ;
-  always @(posedge clk)
-    gate0_0_3 <= \$382 ;
-  always @(posedge clk)
-    gate0_0_4 <= \$383 ;
-  always @(posedge clk)
-    gate0_0_5 <= \$384 ;
-  always @(posedge clk)
-    gate0_0_6 <= \$385 ;
-  always @(posedge clk)
-    gate0_0_7 <= \$386 ;
-  always @(posedge clk)
-    gate0_1_0 <= \$387 ;
-  always @(posedge clk)
-    gate0_1_1 <= \$388 ;
-  always @(posedge clk)
-    gate0_1_2 <= \$389 ;
-  always @(posedge clk)
-    gate0_1_3 <= \$390 ;
-  always @(posedge clk)
-    gate0_1_4 <= \$391 ;
-  always @(posedge clk)
-    gate0_1_5 <= \$392 ;
-  always @(posedge clk)
-    gate0_1_6 <= \$393 ;
-  always @(posedge clk)
-    gate0_1_7 <= \$394 ;
-  always @(posedge clk)
-    gate0_2_0 <= \$395 ;
-  always @(posedge clk)
-    gate0_2_1 <= \$396 ;
-  always @(posedge clk)
-    gate0_2_2 <= \$397 ;
-  always @(posedge clk)
-    gate0_2_3 <= \$398 ;
-  always @(posedge clk)
-    gate0_2_4 <= \$399 ;
-  always @(posedge clk)
-    gate0_2_5 <= \$400 ;
-  always @(posedge clk)
-    gate0_2_6 <= \$401 ;
-  always @(posedge clk)
-    gate0_2_7 <= \$402 ;
-  always @(posedge clk)
-    gate0_3_0 <= \$403 ;
-  always @(posedge clk)
-    gate0_3_1 <= \$404 ;
-  always @(posedge clk)
-    gate0_3_2 <= \$405 ;
-  always @(posedge clk)
-    gate0_3_3 <= \$406 ;
-  always @(posedge clk)
-    gate0_3_4 <= \$407 ;
-  always @(posedge clk)
-    gate0_3_5 <= \$408 ;
-  always @(posedge clk)
-    gate0_3_6 <= \$409 ;
-  always @(posedge clk)
-    gate0_3_7 <= \$410 ;
-  always @(posedge clk)
-    gate1_0_0 <= \$411 ;
-  always @(posedge clk)
-    gate1_0_1 <= \$412 ;
-  always @(posedge clk)
-    gate1_0_2 <= \$413 ;
-  always @(posedge clk)
-    gate1_0_3 <= \$414 ;
-  always @(posedge clk)
-    gate1_0_4 <= \$415 ;
-  always @(posedge clk)
-    gate1_0_5 <= \$416 ;
-  always @(posedge clk)
-    gate1_0_6 <= \$417 ;
-  always @(posedge clk)
-    gate1_0_7 <= \$418 ;
-  always @(posedge clk)
-    gate1_1_0 <= \$419 ;
-  always @(posedge clk)
-    gate1_1_1 <= \$420 ;
-  always @(posedge clk)
-    gate1_1_2 <= \$421 ;
-  always @(posedge clk)
-    gate1_1_3 <= \$422 ;
-  always @(posedge clk)
-    gate1_1_4 <= \$423 ;
-  always @(posedge clk)
-    gate1_1_5 <= \$424 ;
-  always @(posedge clk)
-    gate1_1_6 <= \$425 ;
-  always @(posedge clk)
-    gate1_1_7 <= \$426 ;
-  always @(posedge clk)
-    gate1_2_0 <= \$427 ;
-  always @(posedge clk)
-    gate1_2_1 <= \$428 ;
-  always @(posedge clk)
-    gate1_2_2 <= \$429 ;
+  assign \$1  = last[6:1] == s3[6:1];
+  assign \$2  = last[0] & \$1 ;
+  assign \$3  = \$2  ? last_sum[20:0] : acc_q[20:0];
+  assign \$4  = s3[7] ? bias_q[20:0] : \$3 ;
+  assign \$5  = $signed(\$4 ) + $signed(aligned0);
+  assign \$6  = last[6:1] == s3[6:1];
+  assign \$7  = last[0] & \$6 ;
+  assign \$8  = \$7  ? last_sum[41:21] : acc_q[41:21];
+  assign \$9  = s3[7] ? bias_q[41:21] : \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed(aligned1);
+  assign \$11  = last[6:1] == s3[6:1];
+  assign \$12  = last[0] & \$11 ;
+  assign \$13  = \$12  ? last_sum[62:42] : acc_q[62:42];
+  assign \$14  = s3[7] ? bias_q[62:42] : \$13 ;
+  assign \$15  = $signed(\$14 ) + $signed(aligned2);
+  assign \$16  = last[6:1] == s3[6:1];
+  assign \$17  = last[0] & \$16 ;
+  assign \$18  = \$17  ? last_sum[83:63] : acc_q[83:63];
+  assign \$19  = s3[7] ? bias_q[83:63] : \$18 ;
+  assign \$20  = $signed(\$19 ) + $signed(aligned3);
+  assign \$21  = last[6:1] == s3[6:1];
+  assign \$22  = last[0] & \$21 ;
+  assign \$23  = \$22  ? last_sum[104:84] : acc_q[104:84];
+  assign \$24  = s3[7] ? bias_q[104:84] : \$23 ;
+  assign \$25  = $signed(\$24 ) + $signed(aligned4);
+  assign \$26  = last[6:1] == s3[6:1];
+  assign \$27  = last[0] & \$26 ;
+  assign \$28  = \$27  ? last_sum[125:105] : acc_q[125:105];
+  assign \$29  = s3[7] ? bias_q[125:105] : \$28 ;
+  assign \$30  = $signed(\$29 ) + $signed(aligned5);
+  assign \$31  = last[6:1] == s3[6:1];
+  assign \$32  = last[0] & \$31 ;
+  assign \$33  = \$32  ? last_sum[146:126] : acc_q[146:126];
+  assign \$34  = s3[7] ? bias_q[146:126] : \$33 ;
+  assign \$35  = $signed(\$34 ) + $signed(aligned6);
+  assign \$36  = last[6:1] == s3[6:1];
+  assign \$37  = last[0] & \$36 ;
+  assign \$38  = \$37  ? last_sum[167:147] : acc_q[167:147];
+  assign \$39  = s3[7] ? bias_q[167:147] : \$38 ;
+  assign \$40  = $signed(\$39 ) + $signed(aligned7);
+  assign \$41  = ! issue_layer;
+  assign valid_in = issue_valid & \$41 ;
+  assign h_prev = fresh ? 8'h00 : \$signature__data ;
+  assign \$42  = 6'h20 + tag_out;
+  assign \$43  = issue_layer == 1'h1;
+  assign \valid_in$59  = issue_valid & \$43 ;
+  assign \h_prev$60  = fresh ? 8'h00 : \$signature__data ;
+  assign \$44  = 7'h40 + \tag_out$62 ;
+  assign \$45  = enc_col >= 6'h20;
+  assign \$46  = 6'h20 + enc_col;
+  assign \$47  = \$46  - 6'h20;
+  assign \$48  = 1'h0 + enc_col;
+  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
+  assign \$51  = cur[10:0] + grp;
+  assign \$52  = grp == 4'hb;
+  assign \$53  = g_grp < 3'h4;
+  assign \$55  = ~ \$54 ;
+  assign \$56  = \$53  & \$55 ;
+  assign \$57  = act_q * 3'h4;
+  assign \$58  = 1'h0 + \$57 ;
+  assign \$59  = \$58  + g_grp;
+  assign \$60  = act_q == 3'h4;
+  assign \$61  = g_grp + 1'h1;
+  assign \$62  = \$61  < 3'h4;
+  assign \$63  = ~ \$signal ;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = \$62  & \$65 ;
+  assign \$67  = 1'h0 + g_grp;
+  assign \$68  = \$67  + 1'h1;
+  assign \$70  = grp * 4'h8;
+  assign \$71  = \$70  + lane;
+  assign \$72  = 6'h20 + \$71 ;
+  assign \$73  = enc_col >= 6'h20;
+  assign \$74  = 7'h40 + enc_col;
+  assign \$75  = \$74  - 6'h20;
+  assign \$76  = 6'h20 + enc_col;
+  assign \$77  = \$73  ? \$75  : { 1'h0, \$76  };
+  assign \$79  = cur[10:0] + grp;
+  assign \$80  = grp == 4'hb;
+  assign \$81  = g_grp < 3'h4;
+  assign \$83  = ~ \$82 ;
+  assign \$84  = \$81  & \$83 ;
+  assign \$85  = act_q * 3'h4;
+  assign \$86  = 5'h10 + \$85 ;
+  assign \$87  = \$86  + g_grp;
+  assign \$88  = act_q == 3'h4;
+  assign \$89  = g_grp + 1'h1;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = ~ \$signal ;
+  assign \$93  = ~ \$92 ;
+  assign \$94  = \$90  & \$93 ;
+  assign \$95  = 5'h10 + g_grp;
+  assign \$96  = \$95  + 1'h1;
+  assign \$98  = grp * 4'h8;
+  assign \$99  = \$98  + lane;
+  assign \$100  = 7'h40 + \$99 ;
+  assign \$101  = enc_col >= 1'h0;
+  assign \$102  = 7'h40 + enc_col;
+  assign \$103  = \$102  - 1'h0;
+  assign \$104  = 1'h0 + enc_col;
+  assign \$105  = \$101  ? \$103  : { 1'h0, \$104  };
+  assign \$107  = cur[10:0] + grp;
+  assign \$108  = grp == 2'h3;
+  assign \$109  = 6'h20 + grp;
+  assign \$110  = 6'h20 + grp;
+  assign \$111  = 6'h20 + grp;
+  assign \$112  = 6'h20 + grp;
+  assign \$113  = ! seq_state;
+  assign \$114  = seq_state == 1'h1;
+  assign \$115  = seq_state == 2'h2;
+  assign \$116  = seq_state == 2'h3;
+  assign \$117  = seq_state == 3'h4;
+  assign \$118  = seq_state == 3'h5;
+  assign \$119  = seq_state == 3'h6;
+  assign \$120  = seq_state == 3'h7;
+  assign \$121  = seq_state == 4'h8;
+  assign \$122  = seq_state == 4'h9;
+  assign \$123  = seq_state == 4'ha;
+  assign \$124  = seq_state == 4'hb;
+  assign \$125  = seq_state == 4'hc;
+  assign \$126  = seq_state == 4'hd;
+  assign \$127  = seq_state == 4'he;
+  assign \$128  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
+  assign \$129  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
+  assign \$130  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
+  assign \$131  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
+  assign \$132  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
+  assign \$133  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
+  assign \$134  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
+  assign \$135  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
+  assign \$152  = in_idx + 1'h1;
+  assign \$153  = in_idx == 5'h1f;
+  assign \$154  = enc_col < 7'h40;
+  assign \$155  = level + e1[0];
+  assign \$156  = \$155  + e2[0];
+  assign \$157  = \$156  < 3'h7;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = enc_col >= 6'h20;
+  assign \$160  = enc_col + 1'h1;
+  assign \$161  = enc_w + 4'hc;
+  assign \$162  = e1[8] & fresh;
+  assign \$163  = \$162  ? 8'h00 : \$signature__data ;
+  assign \$164  = e1[8] & fresh;
+  assign \$165  = \$164  ? 8'h00 : \$signature__data ;
+  assign \$166  = $signed(\$165 ) - $signed(1'h0);
+  assign \$167  = grp >= 4'h8;
+  assign \$168  = cur[18] & \$167 ;
+  assign \$169  = grp + 3'h4;
+  assign \$170  = \$168  ? \$169  : { 1'h0, grp };
+  assign \$171  = 1'h0 + \$170 ;
+  assign \$172  = grp >= 4'h8;
+  assign \$173  = cur[18] & \$172 ;
+  assign \$174  = grp + 3'h4;
+  assign \$175  = \$173  ? \$174  : { 1'h0, grp };
+  assign \$176  = 1'h0 + \$175 ;
+  assign \$177  = ! cur[17:11];
+  assign \$178  = cur[17:11] == 6'h20;
+  assign \$179  = grp >= 4'h8;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = \$177  | \$180 ;
+  assign \$183  = cur[18] ? 1'h0 : 1'h1;
+  assign \$184  = grp == 4'hb;
+  assign \$185  = grp + 1'h1;
+  assign \$186  = enc_col == 7'h40;
+  assign \$187  = ~ e1[0];
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ~ e2[0];
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = ~ r_rdy;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = ~ cur_active;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = ~ s1[0];
+  assign \$196  = ~ s1b[0];
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = ~ s2[0];
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = ~ s3[0];
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = g_grp < 3'h4;
+  assign \$204  = ~ \$203 ;
+  assign \$205  = \$202  & \$204 ;
+  assign \$206  = act_q + 1'h1;
+  assign \$207  = ! \$signal ;
+  assign \$209  = act_q == 3'h4;
+  assign \$210  = ~ \$signal ;
+  assign \$211  = g_grp + 1'h1;
+  assign \$212  = g_grp + 1'h1;
+  assign \$213  = \$212  < 3'h4;
+  assign \$214  = ~ \$signal ;
+  assign \$216  = ~ \$215 ;
+  assign \$217  = \$213  & \$216 ;
+  assign \$231  = grp * 4'h8;
+  assign \$232  = \$231  + lane;
+  assign \$233  = lane == 3'h7;
+  assign \$234  = grp * 4'h8;
+  assign \$235  = \$234  + lane;
+  assign \$236  = \$235  == 5'h1f;
+  assign \$237  = \$233  | \$236 ;
+  assign \$238  = ~ \$signal$81 ;
+  assign \$239  = grp + 1'h1;
+  assign \$240  = grp == 2'h3;
+  assign \$241  = lane + 1'h1;
+  assign \$242  = \wait  + 1'h1;
+  assign \$243  = \wait  == 5'h12;
+  assign \$244  = enc_col < 7'h40;
+  assign \$245  = level + e1[0];
+  assign \$246  = \$245  + e2[0];
+  assign \$247  = \$246  < 3'h7;
+  assign \$248  = \$244  & \$247 ;
+  assign \$249  = enc_col >= 6'h20;
+  assign \$250  = enc_col + 1'h1;
+  assign \$251  = enc_w + 4'hc;
+  assign \$252  = e1[8] & fresh;
+  assign \$253  = \$252  ? 8'h00 : \$signature__data ;
+  assign \$254  = e1[8] & fresh;
+  assign \$255  = \$254  ? 8'h00 : \$signature__data ;
+  assign \$256  = $signed(\$255 ) - $signed(1'h0);
+  assign \$257  = grp >= 4'h8;
+  assign \$258  = cur[18] & \$257 ;
+  assign \$259  = grp + 3'h4;
+  assign \$260  = \$258  ? \$259  : { 1'h0, grp };
+  assign \$261  = 5'h10 + \$260 ;
+  assign \$262  = grp >= 4'h8;
+  assign \$263  = cur[18] & \$262 ;
+  assign \$264  = grp + 3'h4;
+  assign \$265  = \$263  ? \$264  : { 1'h0, grp };
+  assign \$266  = 5'h10 + \$265 ;
+  assign \$267  = ! cur[17:11];
+  assign \$268  = cur[17:11] == 6'h20;
+  assign \$269  = grp >= 4'h8;
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = \$267  | \$270 ;
+  assign \$274  = grp == 4'hb;
+  assign \$275  = grp + 1'h1;
+  assign \$276  = enc_col == 7'h40;
+  assign \$277  = ~ e1[0];
+  assign \$278  = \$276  & \$277 ;
+  assign \$279  = ~ e2[0];
+  assign \$280  = \$278  & \$279 ;
+  assign \$281  = ~ r_rdy;
+  assign \$282  = \$280  & \$281 ;
+  assign \$283  = ~ cur_active;
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = ~ s1[0];
+  assign \$286  = ~ s1b[0];
+  assign \$287  = \$285  & \$286 ;
+  assign \$288  = ~ s2[0];
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = ~ s3[0];
+  assign \$291  = \$289  & \$290 ;
+  assign \$292  = g_grp < 3'h4;
+  assign \$294  = ~ \$293 ;
+  assign \$295  = \$292  & \$294 ;
+  assign \$296  = act_q + 1'h1;
+  assign \$297  = ! \$signal ;
+  assign \$299  = act_q == 3'h4;
+  assign \$300  = ~ \$signal ;
+  assign \$301  = g_grp + 1'h1;
+  assign \$302  = g_grp + 1'h1;
+  assign \$303  = \$302  < 3'h4;
+  assign \$304  = ~ \$signal ;
+  assign \$306  = ~ \$305 ;
+  assign \$307  = \$303  & \$306 ;
+  assign \$321  = grp * 4'h8;
+  assign \$322  = \$321  + lane;
+  assign \$323  = lane == 3'h7;
+  assign \$324  = grp * 4'h8;
+  assign \$325  = \$324  + lane;
+  assign \$326  = \$325  == 5'h1f;
+  assign \$327  = \$323  | \$326 ;
+  assign \$328  = ~ \$signal$81 ;
+  assign \$329  = grp + 1'h1;
+  assign \$330  = grp == 2'h3;
+  assign \$331  = lane + 1'h1;
+  assign \$332  = \wait  + 1'h1;
+  assign \$333  = \wait  == 5'h12;
+  assign \$334  = enc_col < 6'h20;
+  assign \$335  = level + e1[0];
+  assign \$336  = \$335  + e2[0];
+  assign \$337  = \$336  < 3'h7;
+  assign \$338  = \$334  & \$337 ;
+  assign \$339  = enc_col >= 1'h0;
+  assign \$340  = enc_col + 1'h1;
+  assign \$341  = enc_w + 3'h4;
+  assign \$342  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$343  = 6'h20 + grp;
+  assign \$344  = 6'h20 + grp;
+  assign \$345  = ! cur[17:11];
+  assign \$348  = grp == 2'h3;
+  assign \$349  = grp + 1'h1;
+  assign \$350  = enc_col == 6'h20;
+  assign \$351  = ~ e1[0];
+  assign \$352  = \$350  & \$351 ;
+  assign \$353  = ~ e2[0];
+  assign \$354  = \$352  & \$353 ;
+  assign \$355  = ~ r_rdy;
+  assign \$356  = \$354  & \$355 ;
+  assign \$357  = ~ cur_active;
+  assign \$358  = \$356  & \$357 ;
+  assign \$359  = ~ s1[0];
+  assign \$360  = ~ s1b[0];
+  assign \$361  = \$359  & \$360 ;
+  assign \$362  = ~ s2[0];
+  assign \$363  = \$361  & \$362 ;
+  assign \$364  = ~ s3[0];
+  assign \$365  = \$363  & \$364 ;
+  assign \$367  = $signed(\$366 ) + $signed(10'h100);
+  assign \$369  = $signed(out_rounded) > $signed(8'h7f);
+  assign \$370  = $signed(out_rounded) < $signed(8'h80);
+  assign \$371  = \$370  ? 22'h3fff80 : out_rounded;
+  assign \$372  = \$369  ? 22'h00007f : \$371 ;
+  assign \$373  = out_idx == 5'h1f;
+  assign \$374  = out_idx + 1'h1;
+  assign \$375  = out_idx == 5'h1f;
+  assign \$376  = lane == 3'h7;
+  assign \$377  = grp + 1'h1;
+  assign \$378  = lane + 1'h1;
+  always @(posedge clk)
+    e1 <= \$379 ;
+  always @(posedge clk)
+    s1 <= \$380 ;
+  always @(posedge clk)
+    s1b <= \$381 ;
+  always @(posedge clk)
+    w_word <= \$382 ;
+  always @(posedge clk)
+    prod0 <= \$383 ;
+  always @(posedge clk)
+    prod1 <= \$384 ;
+  always @(posedge clk)
+    prod2 <= \$385 ;
+  always @(posedge clk)
+    prod3 <= \$386 ;
+  always @(posedge clk)
+    prod4 <= \$387 ;
+  always @(posedge clk)
+    prod5 <= \$388 ;
+  always @(posedge clk)
+    prod6 <= \$389 ;
+  always @(posedge clk)
+    prod7 <= \$390 ;
+  always @(posedge clk)
+    s2 <= \$391 ;
+  always @(posedge clk)
+    s3 <= \$392 ;
+  always @(posedge clk)
+    acc_q <= \$393 ;
+  always @(posedge clk)
+    bias_q <= \$394 ;
+  always @(posedge clk)
+    last <= \$395 ;
+  always @(posedge clk)
+    last_sum <= \$396 ;
+  always @(posedge clk)
+    aligned0 <= \$397 ;
+  always @(posedge clk)
+    aligned1 <= \$398 ;
+  always @(posedge clk)
+    aligned2 <= \$399 ;
+  always @(posedge clk)
+    aligned3 <= \$400 ;
+  always @(posedge clk)
+    aligned4 <= \$401 ;
+  always @(posedge clk)
+    aligned5 <= \$402 ;
+  always @(posedge clk)
+    aligned6 <= \$403 ;
+  always @(posedge clk)
+    aligned7 <= \$404 ;
+  always @(posedge clk)
+    issue_valid <= \$405 ;
+  always @(posedge clk)
+    in_idx <= \$406 ;
+  always @(posedge clk)
+    seq_end <= \$407 ;
+  always @(posedge clk)
+    enc_col <= \$408 ;
+  always @(posedge clk)
+    enc_w <= \$409 ;
+  always @(posedge clk)
+    grp <= \$410 ;
+  always @(posedge clk)
+    seq_state <= \$411 ;
+  always @(posedge clk)
+    e2 <= \$412 ;
+  always @(posedge clk)
+    cur_active <= \$413 ;
+  always @(posedge clk)
+    cur <= \$414 ;
+  always @(posedge clk)
+    lane <= \$415 ;
+  always @(posedge clk)
+    act_q <= \$416 ;
+  always @(posedge clk)
+    g_grp <= \$417 ;
+  always @(posedge clk)
+    \$signal  <= \$418 ;
+  always @(posedge clk)
+    \$signal$81  <= \$419 ;
+  always @(posedge clk)
+    bank0_full <= \$420 ;
+  always @(posedge clk)
+    bank1_full <= \$421 ;
+  always @(posedge clk)
+    gate0_0_0 <= \$422 ;
+  always @(posedge clk)
+    gate0_0_1 <= \$423 ;
+  always @(posedge clk)
+    gate0_0_2 <= \$424 ;
+  always @(posedge clk)
+    gate0_0_3 <= \$425 ;
+  always @(posedge clk)
+    gate0_0_4 <= \$426 ;
+  always @(posedge clk)
+    gate0_0_5 <= \$427 ;
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3116,13 +3250,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc2(acc2),
     .acc3(acc3),
     .clk(clk),
-    .h_new(\h_new$69 ),
-    .h_prev(\h_prev$66 ),
-    .p16(\valid_out$67 ),
-    .p33(\tag_out$68 ),
+    .h_new(\h_new$63 ),
+    .h_prev(\h_prev$60 ),
+    .p16(\valid_out$61 ),
+    .p33(\tag_out$62 ),
     .rst(rst),
     .tag(tag),
-    .valid_in(\valid_in$65 )
+    .valid_in(\valid_in$59 )
   );
   \hwgen_charlm_gru2_p8.fifo  fifo (
     .clk(clk),
@@ -3136,7 +3270,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = gate1_2_4;
+    \$428  = gate0_0_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3145,15 +3279,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$431  = acc_rd__data[104:84];
+                    \$428  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3164,15 +3294,136 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    \$428  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$428  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$429  = gate0_0_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    \$429  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    \$429  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$429  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$430  = gate0_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
+                    \$430  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
                     /* empty */;
-                3'h3:
-                    \$431  = acc_rd__data[104:84];
+                3'h2:
+                    \$430  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$430  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$431  = gate0_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$431  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$431  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3183,7 +3434,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = gate1_2_5;
+    \$432  = gate0_1_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3192,15 +3443,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$432  = acc_rd__data[125:105];
+                    \$432  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3211,15 +3460,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$432  = acc_rd__data[125:105];
+                    \$432  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3230,7 +3477,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = gate1_2_6;
+    \$433  = gate0_1_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3239,15 +3486,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$433  = acc_rd__data[146:126];
+                    \$433  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3258,15 +3503,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$433  = acc_rd__data[146:126];
+                    \$433  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3277,7 +3520,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = gate1_2_7;
+    \$434  = gate0_1_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3286,15 +3529,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$434  = acc_rd__data[167:147];
+                    \$434  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3305,15 +3546,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$434  = acc_rd__data[167:147];
+                    \$434  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3324,7 +3563,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = gate1_3_0;
+    \$435  = gate0_1_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3333,17 +3572,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$435  = acc_rd__data[20:0];
+                    \$435  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3354,17 +3589,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$435  = acc_rd__data[20:0];
+                    \$435  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3375,7 +3606,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = gate1_3_1;
+    \$436  = gate0_1_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3384,17 +3615,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$436  = acc_rd__data[41:21];
+                    \$436  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3405,17 +3632,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$436  = acc_rd__data[41:21];
+                    \$436  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3426,7 +3649,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = gate1_3_2;
+    \$437  = gate0_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3435,17 +3658,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$437  = acc_rd__data[62:42];
+                    \$437  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3456,17 +3675,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$437  = acc_rd__data[62:42];
+                    \$437  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3477,7 +3692,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = gate1_3_3;
+    \$438  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3486,17 +3701,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$438  = acc_rd__data[83:63];
+                    \$438  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3507,17 +3720,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$438  = acc_rd__data[83:63];
+                    \$438  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3528,7 +3739,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = gate1_3_4;
+    \$439  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3537,17 +3748,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$439  = acc_rd__data[104:84];
+                    \$439  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3558,17 +3767,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$439  = acc_rd__data[104:84];
+                    \$439  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3579,7 +3786,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = gate1_3_5;
+    \$440  = gate0_2_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3588,17 +3795,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$440  = acc_rd__data[125:105];
+                    \$440  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3609,17 +3814,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$440  = acc_rd__data[125:105];
+                    \$440  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3630,7 +3833,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = gate1_3_6;
+    \$441  = gate0_2_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3639,17 +3842,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$441  = acc_rd__data[146:126];
+                    \$441  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3660,17 +3861,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$441  = acc_rd__data[146:126];
+                    \$441  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3681,7 +3880,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = gate1_3_7;
+    \$442  = gate0_2_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3690,17 +3889,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$442  = acc_rd__data[167:147];
+                    \$442  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3711,17 +3908,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$442  = acc_rd__data[167:147];
+                    \$442  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3732,7 +3927,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = acc0;
+    \$443  = gate0_2_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3741,8 +3936,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$192 ) begin
-            \$443  = \$195 ;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$443  = acc_rd__data[125:105];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -3751,8 +3955,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$280 ) begin
-            \$443  = \$283 ;
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$443  = acc_rd__data[125:105];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -3761,7 +3974,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = acc1;
+    \$444  = gate0_2_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3770,8 +3983,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$192 ) begin
-            \$444  = \$198 ;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$444  = acc_rd__data[146:126];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -3780,8 +4002,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$280 ) begin
-            \$444  = \$286 ;
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$444  = acc_rd__data[146:126];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -3790,7 +4021,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = acc2;
+    \$445  = gate0_2_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3799,8 +4030,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$192 ) begin
-            \$445  = \$201 ;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$445  = acc_rd__data[167:147];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -3809,8 +4049,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$280 ) begin
-            \$445  = \$289 ;
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$445  = acc_rd__data[167:147];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -3819,7 +4068,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = acc3;
+    \$446  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3828,8 +4077,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$192 ) begin
-            \$446  = \$204 ;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$446  = acc_rd__data[20:0];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -3838,8 +4098,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$280 ) begin
-            \$446  = \$292 ;
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$446  = acc_rd__data[20:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -3848,7 +4119,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = tag;
+    \$447  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3857,8 +4128,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$192 ) begin
-            \$447  = \$206 [5:0];
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$447  = acc_rd__data[41:21];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -3867,17 +4149,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$280 ) begin
-            \$447  = \$294 [5:0];
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$447  = acc_rd__data[41:21];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$447  = 6'h00;
+      \$447  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = issue_layer;
+    \$448  = gate0_3_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3886,8 +4179,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$192 ) begin
-            \$448  = 2'h0;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$448  = acc_rd__data[62:42];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -3896,17 +4200,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$280 ) begin
-            \$448  = 2'h1;
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$448  = acc_rd__data[62:42];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$448  = 2'h0;
+      \$448  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = \wait ;
+    \$449  = gate0_3_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3915,37 +4230,1906 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$192 ) begin
-            if (\$211 ) begin
-              if (\$214 ) begin
-                \$449  = 5'h00;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$449  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$449  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$449  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$450  = gate0_3_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$450  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$450  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$450  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$451  = gate0_3_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$451  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$451  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$451  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$452  = gate0_3_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$452  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$452  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$452  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$453  = gate0_3_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$453  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$297 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$453  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$453  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$454  = gate1_0_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    \$454  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    \$454  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$454  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$455  = gate1_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    \$455  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    \$455  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$455  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$456  = gate1_0_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    \$456  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    \$456  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$456  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$457  = gate1_0_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    \$457  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    \$457  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$457  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$458  = gate1_0_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    \$458  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    \$458  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$458  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$459  = gate1_0_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    \$459  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    \$459  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$459  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$460  = gate1_0_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    \$460  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    \$460  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$460  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$461  = gate1_0_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    \$461  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    \$461  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$461  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$462  = gate1_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$462  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$462  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$462  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$463  = gate1_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$463  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$463  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$463  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$464  = gate1_1_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$464  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$464  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$464  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$465  = gate1_1_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$465  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$465  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$465  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$466  = gate1_1_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$466  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$466  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$466  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$467  = gate1_1_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$467  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$467  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$467  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$468  = gate1_1_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$468  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$468  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$468  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$469  = gate1_1_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$469  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$469  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$469  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$470  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$470  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$470  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$470  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$471  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$471  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$471  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$471  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$472  = gate1_2_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$472  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$472  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$472  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$473  = gate1_2_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$473  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$473  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$473  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$474  = gate1_2_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$474  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$474  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$474  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$475  = gate1_2_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$475  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$475  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$475  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$476  = gate1_2_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$476  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$476  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$476  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$477  = gate1_2_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$477  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$477  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$477  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$478  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$478  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$478  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$478  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$479  = gate1_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$479  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$479  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$479  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$480  = gate1_3_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$480  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$480  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$480  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$481  = gate1_3_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$481  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$481  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$481  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$482  = gate1_3_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$482  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$482  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$482  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$483  = gate1_3_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$483  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$483  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$483  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$484  = gate1_3_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$484  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$484  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$484  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$485  = gate1_3_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$485  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$295 ) begin
+            if (\$298 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$485  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$485  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$486  = acc0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$218 ) begin
+            \$486  = \$221 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$308 ) begin
+            \$486  = \$311 ;
+          end
+    endcase
+    if (rst) begin
+      \$486  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$487  = acc1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$218 ) begin
+            \$487  = \$224 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$308 ) begin
+            \$487  = \$314 ;
+          end
+    endcase
+    if (rst) begin
+      \$487  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$488  = acc2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$218 ) begin
+            \$488  = \$227 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$308 ) begin
+            \$488  = \$317 ;
+          end
+    endcase
+    if (rst) begin
+      \$488  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$489  = acc3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$218 ) begin
+            \$489  = \$230 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$308 ) begin
+            \$489  = \$320 ;
+          end
+    endcase
+    if (rst) begin
+      \$489  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$490  = tag;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$218 ) begin
+            \$490  = \$232 [5:0];
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$308 ) begin
+            \$490  = \$322 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$490  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$491  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$218 ) begin
+            \$491  = 2'h0;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$308 ) begin
+            \$491  = 2'h1;
+          end
+    endcase
+    if (rst) begin
+      \$491  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$492  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$218 ) begin
+            if (\$237 ) begin
+              if (\$240 ) begin
+                \$492  = 5'h00;
               end
             end
           end
       4'h4:
-          \$449  = \$216 [4:0];
+          \$492  = \$242 [4:0];
       4'h5:
           /* empty */;
       4'h6:
           /* empty */;
       4'h7:
-          if (\$280 ) begin
-            if (\$299 ) begin
-              if (\$302 ) begin
-                \$449  = 5'h00;
+          if (\$308 ) begin
+            if (\$327 ) begin
+              if (\$330 ) begin
+                \$492  = 5'h00;
               end
             end
           end
       4'h8:
-          \$449  = \$304 [4:0];
+          \$492  = \$332 [4:0];
     endcase
     if (rst) begin
-      \$449  = 5'h00;
+      \$492  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = out_idx;
+    \$493  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3968,8 +6152,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
-          if (\$335 ) begin
-            \$450  = 6'h00;
+          if (\$365 ) begin
+            \$493  = 6'h00;
           end
       4'hb:
           /* empty */;
@@ -3979,16 +6163,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'he:
           if (o__ready) begin
-            \$450  = \$344 [5:0];
+            \$493  = \$374 [5:0];
           end
     endcase
     if (rst) begin
-      \$450  = 6'h00;
+      \$493  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = out_rounded;
+    \$494  = out_rounded;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4015,15 +6199,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hb:
           /* empty */;
       4'hc:
-          \$451  = \$338 ;
+          \$494  = \$368 ;
     endcase
     if (rst) begin
-      \$451  = 22'h000000;
+      \$494  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = o__payload;
+    \$495  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4053,17 +6237,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'hd:
         begin
-          \$452 [7:0] = \$342 [7:0];
-          \$452 [8] = \$343 ;
+          \$495 [7:0] = \$372 [7:0];
+          \$495 [8] = \$373 ;
         end
     endcase
     if (rst) begin
-      \$452  = 9'h000;
+      \$495  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = o__valid;
+    \$496  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4092,19 +6276,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hc:
           /* empty */;
       4'hd:
-          \$453  = 1'h1;
+          \$496  = 1'h1;
       4'he:
           if (o__ready) begin
-            \$453  = 1'h0;
+            \$496  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$453  = 1'h0;
+      \$496  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = fresh;
+    \$497  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4136,13 +6320,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'he:
           if (o__ready) begin
-            if (\$345 ) begin
-              \$454  = seq_end;
+            if (\$375 ) begin
+              \$497  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$454  = 1'h1;
+      \$497  = 1'h1;
     end
   end
   always @* begin
@@ -4150,59 +6334,29 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$46  = bank0_full;
+          \$54  = bank0_full;
       1'h1:
-          \$46  = bank1_full;
+          \$54  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$55 )
+    casez (\$63 )
       1'h0:
-          \$56  = bank0_full;
+          \$64  = bank0_full;
       1'h1:
-          \$56  = bank1_full;
+          \$64  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$87 )
+    casez (\$signal$81 )
       1'h0:
-          \$61  = bank0_full;
+          \$69  = bank0_full;
       1'h1:
-          \$61  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$74  = bank0_full;
-      1'h1:
-          \$74  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$83 )
-      1'h0:
-          \$84  = bank0_full;
-      1'h1:
-          \$84  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$89  = bank0_full;
-      1'h1:
-          \$89  = bank1_full;
+          \$69  = bank1_full;
     endcase
   end
   always @* begin
@@ -4210,245 +6364,29 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$177  = bank0_full;
+          \$82  = bank0_full;
       1'h1:
-          \$177  = bank1_full;
+          \$82  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$188 )
+    casez (\$91 )
       1'h0:
-          \$189  = bank0_full;
+          \$92  = bank0_full;
       1'h1:
-          \$189  = bank1_full;
+          \$92  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$87 )
+    casez (\$signal$81 )
       1'h0:
-          \$192  = bank0_full;
+          \$97  = bank0_full;
       1'h1:
-          \$192  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$193  = gate0_0_0;
-      4'h1:
-          \$193  = gate0_0_1;
-      4'h2:
-          \$193  = gate0_0_2;
-      4'h3:
-          \$193  = gate0_0_3;
-      4'h4:
-          \$193  = gate0_0_4;
-      4'h5:
-          \$193  = gate0_0_5;
-      4'h6:
-          \$193  = gate0_0_6;
-      4'h7:
-          \$193  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$194  = gate1_0_0;
-      4'h1:
-          \$194  = gate1_0_1;
-      4'h2:
-          \$194  = gate1_0_2;
-      4'h3:
-          \$194  = gate1_0_3;
-      4'h4:
-          \$194  = gate1_0_4;
-      4'h5:
-          \$194  = gate1_0_5;
-      4'h6:
-          \$194  = gate1_0_6;
-      4'h7:
-          \$194  = gate1_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$195  = \$193 ;
-      1'h1:
-          \$195  = \$194 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$196  = gate0_1_0;
-      4'h1:
-          \$196  = gate0_1_1;
-      4'h2:
-          \$196  = gate0_1_2;
-      4'h3:
-          \$196  = gate0_1_3;
-      4'h4:
-          \$196  = gate0_1_4;
-      4'h5:
-          \$196  = gate0_1_5;
-      4'h6:
-          \$196  = gate0_1_6;
-      4'h7:
-          \$196  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$197  = gate1_1_0;
-      4'h1:
-          \$197  = gate1_1_1;
-      4'h2:
-          \$197  = gate1_1_2;
-      4'h3:
-          \$197  = gate1_1_3;
-      4'h4:
-          \$197  = gate1_1_4;
-      4'h5:
-          \$197  = gate1_1_5;
-      4'h6:
-          \$197  = gate1_1_6;
-      4'h7:
-          \$197  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$198  = \$196 ;
-      1'h1:
-          \$198  = \$197 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$199  = gate0_2_0;
-      4'h1:
-          \$199  = gate0_2_1;
-      4'h2:
-          \$199  = gate0_2_2;
-      4'h3:
-          \$199  = gate0_2_3;
-      4'h4:
-          \$199  = gate0_2_4;
-      4'h5:
-          \$199  = gate0_2_5;
-      4'h6:
-          \$199  = gate0_2_6;
-      4'h7:
-          \$199  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$200  = gate1_2_0;
-      4'h1:
-          \$200  = gate1_2_1;
-      4'h2:
-          \$200  = gate1_2_2;
-      4'h3:
-          \$200  = gate1_2_3;
-      4'h4:
-          \$200  = gate1_2_4;
-      4'h5:
-          \$200  = gate1_2_5;
-      4'h6:
-          \$200  = gate1_2_6;
-      4'h7:
-          \$200  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$201  = \$199 ;
-      1'h1:
-          \$201  = \$200 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$202  = gate0_3_0;
-      4'h1:
-          \$202  = gate0_3_1;
-      4'h2:
-          \$202  = gate0_3_2;
-      4'h3:
-          \$202  = gate0_3_3;
-      4'h4:
-          \$202  = gate0_3_4;
-      4'h5:
-          \$202  = gate0_3_5;
-      4'h6:
-          \$202  = gate0_3_6;
-      4'h7:
-          \$202  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$203  = gate1_3_0;
-      4'h1:
-          \$203  = gate1_3_1;
-      4'h2:
-          \$203  = gate1_3_2;
-      4'h3:
-          \$203  = gate1_3_3;
-      4'h4:
-          \$203  = gate1_3_4;
-      4'h5:
-          \$203  = gate1_3_5;
-      4'h6:
-          \$203  = gate1_3_6;
-      4'h7:
-          \$203  = gate1_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$204  = \$202 ;
-      1'h1:
-          \$204  = \$203 ;
+          \$97  = bank1_full;
     endcase
   end
   always @* begin
@@ -4456,375 +6394,541 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$265  = bank0_full;
+          \$203  = bank0_full;
       1'h1:
-          \$265  = bank1_full;
+          \$203  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$276 )
+    casez (\$214 )
       1'h0:
-          \$277  = bank0_full;
+          \$215  = bank0_full;
       1'h1:
-          \$277  = bank1_full;
+          \$215  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$87 )
+    casez (\$signal$81 )
       1'h0:
-          \$280  = bank0_full;
+          \$218  = bank0_full;
       1'h1:
-          \$280  = bank1_full;
+          \$218  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = 21'h000000;
+    \$219  = 21'h000000;
     casez (lane)
       4'h0:
-          \$281  = gate0_0_0;
+          \$219  = gate0_0_0;
       4'h1:
-          \$281  = gate0_0_1;
+          \$219  = gate0_0_1;
       4'h2:
-          \$281  = gate0_0_2;
+          \$219  = gate0_0_2;
       4'h3:
-          \$281  = gate0_0_3;
+          \$219  = gate0_0_3;
       4'h4:
-          \$281  = gate0_0_4;
+          \$219  = gate0_0_4;
       4'h5:
-          \$281  = gate0_0_5;
+          \$219  = gate0_0_5;
       4'h6:
-          \$281  = gate0_0_6;
+          \$219  = gate0_0_6;
       4'h7:
-          \$281  = gate0_0_7;
+          \$219  = gate0_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = 21'h000000;
+    \$220  = 21'h000000;
     casez (lane)
       4'h0:
-          \$282  = gate1_0_0;
+          \$220  = gate1_0_0;
       4'h1:
-          \$282  = gate1_0_1;
+          \$220  = gate1_0_1;
       4'h2:
-          \$282  = gate1_0_2;
+          \$220  = gate1_0_2;
       4'h3:
-          \$282  = gate1_0_3;
+          \$220  = gate1_0_3;
       4'h4:
-          \$282  = gate1_0_4;
+          \$220  = gate1_0_4;
       4'h5:
-          \$282  = gate1_0_5;
+          \$220  = gate1_0_5;
       4'h6:
-          \$282  = gate1_0_6;
+          \$220  = gate1_0_6;
       4'h7:
-          \$282  = gate1_0_7;
+          \$220  = gate1_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$87 )
+    casez (\$signal$81 )
       1'h0:
-          \$283  = \$281 ;
+          \$221  = \$219 ;
       1'h1:
-          \$283  = \$282 ;
+          \$221  = \$220 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = 21'h000000;
+    \$222  = 21'h000000;
     casez (lane)
       4'h0:
-          \$284  = gate0_1_0;
+          \$222  = gate0_1_0;
       4'h1:
-          \$284  = gate0_1_1;
+          \$222  = gate0_1_1;
       4'h2:
-          \$284  = gate0_1_2;
+          \$222  = gate0_1_2;
       4'h3:
-          \$284  = gate0_1_3;
+          \$222  = gate0_1_3;
       4'h4:
-          \$284  = gate0_1_4;
+          \$222  = gate0_1_4;
       4'h5:
-          \$284  = gate0_1_5;
+          \$222  = gate0_1_5;
       4'h6:
-          \$284  = gate0_1_6;
+          \$222  = gate0_1_6;
       4'h7:
-          \$284  = gate0_1_7;
+          \$222  = gate0_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = 21'h000000;
+    \$223  = 21'h000000;
     casez (lane)
       4'h0:
-          \$285  = gate1_1_0;
+          \$223  = gate1_1_0;
       4'h1:
-          \$285  = gate1_1_1;
+          \$223  = gate1_1_1;
       4'h2:
-          \$285  = gate1_1_2;
+          \$223  = gate1_1_2;
       4'h3:
-          \$285  = gate1_1_3;
+          \$223  = gate1_1_3;
       4'h4:
-          \$285  = gate1_1_4;
+          \$223  = gate1_1_4;
       4'h5:
-          \$285  = gate1_1_5;
+          \$223  = gate1_1_5;
       4'h6:
-          \$285  = gate1_1_6;
+          \$223  = gate1_1_6;
       4'h7:
-          \$285  = gate1_1_7;
+          \$223  = gate1_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$87 )
+    casez (\$signal$81 )
       1'h0:
-          \$286  = \$284 ;
+          \$224  = \$222 ;
       1'h1:
-          \$286  = \$285 ;
+          \$224  = \$223 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = 21'h000000;
+    \$225  = 21'h000000;
     casez (lane)
       4'h0:
-          \$287  = gate0_2_0;
+          \$225  = gate0_2_0;
       4'h1:
-          \$287  = gate0_2_1;
+          \$225  = gate0_2_1;
       4'h2:
-          \$287  = gate0_2_2;
+          \$225  = gate0_2_2;
       4'h3:
-          \$287  = gate0_2_3;
+          \$225  = gate0_2_3;
       4'h4:
-          \$287  = gate0_2_4;
+          \$225  = gate0_2_4;
       4'h5:
-          \$287  = gate0_2_5;
+          \$225  = gate0_2_5;
       4'h6:
-          \$287  = gate0_2_6;
+          \$225  = gate0_2_6;
       4'h7:
-          \$287  = gate0_2_7;
+          \$225  = gate0_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = 21'h000000;
+    \$226  = 21'h000000;
     casez (lane)
       4'h0:
-          \$288  = gate1_2_0;
+          \$226  = gate1_2_0;
       4'h1:
-          \$288  = gate1_2_1;
+          \$226  = gate1_2_1;
       4'h2:
-          \$288  = gate1_2_2;
+          \$226  = gate1_2_2;
       4'h3:
-          \$288  = gate1_2_3;
+          \$226  = gate1_2_3;
       4'h4:
-          \$288  = gate1_2_4;
+          \$226  = gate1_2_4;
       4'h5:
-          \$288  = gate1_2_5;
+          \$226  = gate1_2_5;
       4'h6:
-          \$288  = gate1_2_6;
+          \$226  = gate1_2_6;
       4'h7:
-          \$288  = gate1_2_7;
+          \$226  = gate1_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$87 )
+    casez (\$signal$81 )
       1'h0:
-          \$289  = \$287 ;
+          \$227  = \$225 ;
       1'h1:
-          \$289  = \$288 ;
+          \$227  = \$226 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = 21'h000000;
+    \$228  = 21'h000000;
     casez (lane)
       4'h0:
-          \$290  = gate0_3_0;
+          \$228  = gate0_3_0;
       4'h1:
-          \$290  = gate0_3_1;
+          \$228  = gate0_3_1;
       4'h2:
-          \$290  = gate0_3_2;
+          \$228  = gate0_3_2;
       4'h3:
-          \$290  = gate0_3_3;
+          \$228  = gate0_3_3;
       4'h4:
-          \$290  = gate0_3_4;
+          \$228  = gate0_3_4;
       4'h5:
-          \$290  = gate0_3_5;
+          \$228  = gate0_3_5;
       4'h6:
-          \$290  = gate0_3_6;
+          \$228  = gate0_3_6;
       4'h7:
-          \$290  = gate0_3_7;
+          \$228  = gate0_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = 21'h000000;
+    \$229  = 21'h000000;
     casez (lane)
       4'h0:
-          \$291  = gate1_3_0;
+          \$229  = gate1_3_0;
       4'h1:
-          \$291  = gate1_3_1;
+          \$229  = gate1_3_1;
       4'h2:
-          \$291  = gate1_3_2;
+          \$229  = gate1_3_2;
       4'h3:
-          \$291  = gate1_3_3;
+          \$229  = gate1_3_3;
       4'h4:
-          \$291  = gate1_3_4;
+          \$229  = gate1_3_4;
       4'h5:
-          \$291  = gate1_3_5;
+          \$229  = gate1_3_5;
       4'h6:
-          \$291  = gate1_3_6;
+          \$229  = gate1_3_6;
       4'h7:
-          \$291  = gate1_3_7;
+          \$229  = gate1_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$87 )
+    casez (\$signal$81 )
       1'h0:
-          \$292  = \$290 ;
+          \$230  = \$228 ;
       1'h1:
-          \$292  = \$291 ;
+          \$230  = \$229 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = 21'h000000;
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$293  = bank0_full;
+      1'h1:
+          \$293  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$304 )
+      1'h0:
+          \$305  = bank0_full;
+      1'h1:
+          \$305  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$81 )
+      1'h0:
+          \$308  = bank0_full;
+      1'h1:
+          \$308  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$309  = 21'h000000;
     casez (lane)
       4'h0:
-          \$336  = acc_rd__data[20:0];
+          \$309  = gate0_0_0;
       4'h1:
-          \$336  = acc_rd__data[41:21];
+          \$309  = gate0_0_1;
       4'h2:
-          \$336  = acc_rd__data[62:42];
+          \$309  = gate0_0_2;
       4'h3:
-          \$336  = acc_rd__data[83:63];
+          \$309  = gate0_0_3;
       4'h4:
-          \$336  = acc_rd__data[104:84];
+          \$309  = gate0_0_4;
       4'h5:
-          \$336  = acc_rd__data[125:105];
+          \$309  = gate0_0_5;
       4'h6:
-          \$336  = acc_rd__data[146:126];
+          \$309  = gate0_0_6;
       4'h7:
-          \$336  = acc_rd__data[167:147];
+          \$309  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$310  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$310  = gate1_0_0;
+      4'h1:
+          \$310  = gate1_0_1;
+      4'h2:
+          \$310  = gate1_0_2;
+      4'h3:
+          \$310  = gate1_0_3;
+      4'h4:
+          \$310  = gate1_0_4;
+      4'h5:
+          \$310  = gate1_0_5;
+      4'h6:
+          \$310  = gate1_0_6;
+      4'h7:
+          \$310  = gate1_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[8])
+    casez (\$signal$81 )
       1'h0:
-          aligned0 = { \$1 [17], \$1 [17], \$1 [17], \$1 [17], \$1  };
+          \$311  = \$309 ;
       1'h1:
-          aligned0 = { \$2 [19], \$2 [19], \$2  };
+          \$311  = \$310 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$312  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$312  = gate0_1_0;
+      4'h1:
+          \$312  = gate0_1_1;
+      4'h2:
+          \$312  = gate0_1_2;
+      4'h3:
+          \$312  = gate0_1_3;
+      4'h4:
+          \$312  = gate0_1_4;
+      4'h5:
+          \$312  = gate0_1_5;
+      4'h6:
+          \$312  = gate0_1_6;
+      4'h7:
+          \$312  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$313  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$313  = gate1_1_0;
+      4'h1:
+          \$313  = gate1_1_1;
+      4'h2:
+          \$313  = gate1_1_2;
+      4'h3:
+          \$313  = gate1_1_3;
+      4'h4:
+          \$313  = gate1_1_4;
+      4'h5:
+          \$313  = gate1_1_5;
+      4'h6:
+          \$313  = gate1_1_6;
+      4'h7:
+          \$313  = gate1_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[8])
+    casez (\$signal$81 )
       1'h0:
-          aligned1 = { \$5 [17], \$5 [17], \$5 [17], \$5 [17], \$5  };
+          \$314  = \$312 ;
       1'h1:
-          aligned1 = { \$6 [19], \$6 [19], \$6  };
+          \$314  = \$313 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$315  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$315  = gate0_2_0;
+      4'h1:
+          \$315  = gate0_2_1;
+      4'h2:
+          \$315  = gate0_2_2;
+      4'h3:
+          \$315  = gate0_2_3;
+      4'h4:
+          \$315  = gate0_2_4;
+      4'h5:
+          \$315  = gate0_2_5;
+      4'h6:
+          \$315  = gate0_2_6;
+      4'h7:
+          \$315  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$316  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$316  = gate1_2_0;
+      4'h1:
+          \$316  = gate1_2_1;
+      4'h2:
+          \$316  = gate1_2_2;
+      4'h3:
+          \$316  = gate1_2_3;
+      4'h4:
+          \$316  = gate1_2_4;
+      4'h5:
+          \$316  = gate1_2_5;
+      4'h6:
+          \$316  = gate1_2_6;
+      4'h7:
+          \$316  = gate1_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[8])
+    casez (\$signal$81 )
       1'h0:
-          aligned2 = { \$9 [17], \$9 [17], \$9 [17], \$9 [17], \$9  };
+          \$317  = \$315 ;
       1'h1:
-          aligned2 = { \$10 [19], \$10 [19], \$10  };
+          \$317  = \$316 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$318  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$318  = gate0_3_0;
+      4'h1:
+          \$318  = gate0_3_1;
+      4'h2:
+          \$318  = gate0_3_2;
+      4'h3:
+          \$318  = gate0_3_3;
+      4'h4:
+          \$318  = gate0_3_4;
+      4'h5:
+          \$318  = gate0_3_5;
+      4'h6:
+          \$318  = gate0_3_6;
+      4'h7:
+          \$318  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$319  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$319  = gate1_3_0;
+      4'h1:
+          \$319  = gate1_3_1;
+      4'h2:
+          \$319  = gate1_3_2;
+      4'h3:
+          \$319  = gate1_3_3;
+      4'h4:
+          \$319  = gate1_3_4;
+      4'h5:
+          \$319  = gate1_3_5;
+      4'h6:
+          \$319  = gate1_3_6;
+      4'h7:
+          \$319  = gate1_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[8])
+    casez (\$signal$81 )
       1'h0:
-          aligned3 = { \$13 [17], \$13 [17], \$13 [17], \$13 [17], \$13  };
+          \$320  = \$318 ;
       1'h1:
-          aligned3 = { \$14 [19], \$14 [19], \$14  };
+          \$320  = \$319 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          aligned4 = { \$17 [17], \$17 [17], \$17 [17], \$17 [17], \$17  };
-      1'h1:
-          aligned4 = { \$18 [19], \$18 [19], \$18  };
+    \$366  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$366  = acc_rd__data[20:0];
+      4'h1:
+          \$366  = acc_rd__data[41:21];
+      4'h2:
+          \$366  = acc_rd__data[62:42];
+      4'h3:
+          \$366  = acc_rd__data[83:63];
+      4'h4:
+          \$366  = acc_rd__data[104:84];
+      4'h5:
+          \$366  = acc_rd__data[125:105];
+      4'h6:
+          \$366  = acc_rd__data[146:126];
+      4'h7:
+          \$366  = acc_rd__data[167:147];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          aligned5 = { \$21 [17], \$21 [17], \$21 [17], \$21 [17], \$21  };
-      1'h1:
-          aligned5 = { \$22 [19], \$22 [19], \$22  };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          aligned6 = { \$25 [17], \$25 [17], \$25 [17], \$25 [17], \$25  };
-      1'h1:
-          aligned6 = { \$26 [19], \$26 [19], \$26  };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          aligned7 = { \$29 [17], \$29 [17], \$29 [17], \$29 [17], \$29  };
-      1'h1:
-          aligned7 = { \$30 [19], \$30 [19], \$30  };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$60  = 7'h00;
+    \$signature__addr$54  = 7'h00;
     if (valid_out) begin
-      \$signature__addr$60  = \$34 ;
+      \$signature__addr$54  = \$42 ;
     end
-    if (\valid_out$67 ) begin
-      \$signature__addr$60  = \$36 [6:0];
+    if (\valid_out$61 ) begin
+      \$signature__addr$54  = \$44 [6:0];
     end
     casez (seq_state)
       4'h0:
-          \$signature__addr$60  = { 1'h0, in_idx };
+          \$signature__addr$54  = { 1'h0, in_idx };
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$62  = 8'h00;
+    \$signature__data$56  = 8'h00;
     if (valid_out) begin
-      \$signature__data$62  = h_new;
+      \$signature__data$56  = h_new;
     end
-    if (\valid_out$67 ) begin
-      \$signature__data$62  = \h_new$69 ;
+    if (\valid_out$61 ) begin
+      \$signature__data$56  = \h_new$63 ;
     end
     casez (seq_state)
       4'h0:
-          \$signature__data$62  = i__payload[7:0];
+          \$signature__data$56  = i__payload[7:0];
     endcase
   end
   always @* begin
@@ -4833,7 +6937,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (valid_out) begin
       \$signature__en  = 1'h1;
     end
-    if (\valid_out$67 ) begin
+    if (\valid_out$61 ) begin
       \$signature__en  = 1'h1;
     end
     casez (seq_state)
@@ -4851,32 +6955,32 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$72  = 7'h00;
+    \$signature__addr$66  = 7'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$72  = \$41 [6:0];
+          \$signature__addr$66  = \$49 [6:0];
       4'h2:
           /* empty */;
       4'h3:
-          if (\$61 ) begin
-            \$signature__addr$72  = \$64 [6:0];
+          if (\$69 ) begin
+            \$signature__addr$66  = \$72 [6:0];
           end
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$72  = \$69 [6:0];
+          \$signature__addr$66  = \$77 [6:0];
       4'h6:
           /* empty */;
       4'h7:
-          if (\$89 ) begin
-            \$signature__addr$72  = \$92 [6:0];
+          if (\$97 ) begin
+            \$signature__addr$66  = \$100 [6:0];
           end
       4'h8:
           /* empty */;
       4'h9:
-          \$signature__addr$72  = \$97 [6:0];
+          \$signature__addr$66  = \$105 [6:0];
     endcase
   end
   always @* begin
@@ -4927,7 +7031,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$42 ;
+          w_en = \$50 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -4935,7 +7039,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$70 ;
+          w_en = \$78 ;
       4'h6:
           /* empty */;
       4'h7:
@@ -4943,18 +7047,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          w_en = \$98 ;
+          w_en = \$106 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$78  = 11'h000;
+    \$signature__addr$72  = 11'h000;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$78  = \$43 [10:0];
+            \$signature__addr$72  = \$51 [10:0];
           end
       4'h2:
           /* empty */;
@@ -4964,7 +7068,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$78  = \$71 [10:0];
+            \$signature__addr$72  = \$79 [10:0];
           end
       4'h6:
           /* empty */;
@@ -4974,7 +7078,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$signature__addr$78  = \$99 [10:0];
+            \$signature__addr$72  = \$107 [10:0];
           end
     endcase
   end
@@ -4986,7 +7090,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$44 ) begin
+            if (\$52 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -5000,7 +7104,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$72 ) begin
+            if (\$80 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -5014,7 +7118,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            if (\$100 ) begin
+            if (\$108 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -5033,11 +7137,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$48 ) begin
-            act_acc_addr = \$51 [5:0];
-            if (\$52 ) begin
-              if (\$58 ) begin
-                act_acc_addr = { 1'h0, \$60  };
+          if (\$56 ) begin
+            act_acc_addr = \$59 [5:0];
+            if (\$60 ) begin
+              if (\$66 ) begin
+                act_acc_addr = { 1'h0, \$68  };
               end
             end
           end
@@ -5048,11 +7152,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$76 ) begin
-            act_acc_addr = \$79 [5:0];
-            if (\$80 ) begin
-              if (\$86 ) begin
-                act_acc_addr = \$88 [5:0];
+          if (\$84 ) begin
+            act_acc_addr = \$87 [5:0];
+            if (\$88 ) begin
+              if (\$94 ) begin
+                act_acc_addr = \$96 [5:0];
               end
             end
           end
@@ -5063,28 +7167,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          act_acc_addr = \$101 [5:0];
+          act_acc_addr = \$109 [5:0];
       4'hc:
-          act_acc_addr = \$102 [5:0];
+          act_acc_addr = \$110 [5:0];
       4'hd:
-          act_acc_addr = \$103 [5:0];
+          act_acc_addr = \$111 [5:0];
       4'he:
-          act_acc_addr = \$104 [5:0];
+          act_acc_addr = \$112 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349 [19:1] = e1[19:1];
-    \$349 [0] = 1'h0;
+    \$379 [19:1] = e1[19:1];
+    \$379 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$134 ) begin
-            \$349 [0] = 1'h1;
-            \$349 [7:1] = enc_col;
-            \$349 [8] = \$135 ;
-            \$349 [19:9] = enc_w;
+          if (\$158 ) begin
+            \$379 [0] = 1'h1;
+            \$379 [7:1] = enc_col;
+            \$379 [8] = \$159 ;
+            \$379 [19:9] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -5093,11 +7197,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$222 ) begin
-            \$349 [0] = 1'h1;
-            \$349 [7:1] = enc_col;
-            \$349 [8] = \$223 ;
-            \$349 [19:9] = enc_w;
+          if (\$248 ) begin
+            \$379 [0] = 1'h1;
+            \$379 [7:1] = enc_col;
+            \$379 [8] = \$249 ;
+            \$379 [19:9] = enc_w;
           end
       4'h6:
           /* empty */;
@@ -5106,32 +7210,32 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          if (\$310 ) begin
-            \$349 [0] = 1'h1;
-            \$349 [7:1] = enc_col;
-            \$349 [8] = \$311 ;
-            \$349 [19:9] = enc_w;
+          if (\$338 ) begin
+            \$379 [0] = 1'h1;
+            \$379 [7:1] = enc_col;
+            \$379 [8] = \$339 ;
+            \$379 [19:9] = enc_w;
           end
     endcase
     if (rst) begin
-      \$349  = 20'h00000;
+      \$379  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350 [23:1] = s1[23:1];
-    \$350 [0] = 1'h0;
+    \$380 [23:1] = s1[23:1];
+    \$380 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$350 [0] = 1'h1;
-            \$350 [6:1] = \$147 ;
-            \$350 [12:7] = \$152 ;
-            \$350 [22:14] = cur[27:19];
-            \$350 [13] = \$158 ;
-            \$350 [23] = \$159 ;
+            \$380 [0] = 1'h1;
+            \$380 [6:1] = \$171 ;
+            \$380 [12:7] = \$176 ;
+            \$380 [22:14] = cur[27:19];
+            \$380 [13] = \$182 ;
+            \$380 [23] = \$183 ;
           end
       4'h2:
           /* empty */;
@@ -5141,12 +7245,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$350 [0] = 1'h1;
-            \$350 [6:1] = \$235 ;
-            \$350 [12:7] = \$240 ;
-            \$350 [22:14] = cur[27:19];
-            \$350 [13] = \$246 ;
-            \$350 [23] = \$247 ;
+            \$380 [0] = 1'h1;
+            \$380 [6:1] = \$261 ;
+            \$380 [12:7] = \$266 ;
+            \$380 [22:14] = cur[27:19];
+            \$380 [13] = \$272 ;
+            \$380 [23] = \$273 ;
           end
       4'h6:
           /* empty */;
@@ -5156,101 +7260,241 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$350 [0] = 1'h1;
-            \$350 [6:1] = \$315 [5:0];
-            \$350 [12:7] = \$316 [5:0];
-            \$350 [22:14] = cur[27:19];
-            \$350 [13] = \$318 ;
-            \$350 [23] = \$319 ;
+            \$380 [0] = 1'h1;
+            \$380 [6:1] = \$343 [5:0];
+            \$380 [12:7] = \$344 [5:0];
+            \$380 [22:14] = cur[27:19];
+            \$380 [13] = \$346 ;
+            \$380 [23] = \$347 ;
           end
     endcase
     if (rst) begin
-      \$350  = 24'h000000;
+      \$380  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = s1;
+    \$381  = s1;
     if (rst) begin
-      \$351  = 24'h000000;
+      \$381  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = \$signature__data$92 ;
+    \$382  = \$signature__data$86 ;
     if (rst) begin
-      \$352  = 64'h0000000000000000;
+      \$382  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = \$120 ;
+    \$383  = \$128 ;
     if (rst) begin
-      \$353  = 17'h00000;
+      \$383  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = \$121 ;
+    \$384  = \$129 ;
     if (rst) begin
-      \$354  = 17'h00000;
+      \$384  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = \$122 ;
+    \$385  = \$130 ;
     if (rst) begin
-      \$355  = 17'h00000;
+      \$385  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = \$123 ;
+    \$386  = \$131 ;
     if (rst) begin
-      \$356  = 17'h00000;
+      \$386  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = \$124 ;
+    \$387  = \$132 ;
     if (rst) begin
-      \$357  = 17'h00000;
+      \$387  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = \$125 ;
+    \$388  = \$133 ;
     if (rst) begin
-      \$358  = 17'h00000;
+      \$388  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = \$126 ;
+    \$389  = \$134 ;
     if (rst) begin
-      \$359  = 17'h00000;
+      \$389  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = \$127 ;
+    \$390  = \$135 ;
     if (rst) begin
-      \$360  = 17'h00000;
+      \$390  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361 [0] = s1b[0];
-    \$361 [6:1] = s1b[6:1];
-    \$361 [7] = s1b[13];
-    \$361 [8] = s1b[23];
+    \$391 [0] = s1b[0];
+    \$391 [6:1] = s1b[6:1];
+    \$391 [7] = s1b[13];
+    \$391 [8] = s1b[23];
     if (rst) begin
-      \$361  = 9'h000;
+      \$391  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = 1'h0;
+    \$392  = s2;
+    if (rst) begin
+      \$392  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$393  = acc_rd__data;
+    if (rst) begin
+      \$393  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$394  = \$signature__data$97 ;
+    if (rst) begin
+      \$394  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$395 [0] = s3[0];
+    \$395 [6:1] = s3[6:1];
+    if (rst) begin
+      \$395  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$396  = acc_wr__data;
+    if (rst) begin
+      \$396  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$397  = { \$136 [17], \$136 [17], \$136 [17], \$136 [17], \$136  };
+      1'h1:
+          \$397  = { \$137 [19], \$137 [19], \$137  };
+    endcase
+    if (rst) begin
+      \$397  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$398  = { \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138  };
+      1'h1:
+          \$398  = { \$139 [19], \$139 [19], \$139  };
+    endcase
+    if (rst) begin
+      \$398  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$399  = { \$140 [17], \$140 [17], \$140 [17], \$140 [17], \$140  };
+      1'h1:
+          \$399  = { \$141 [19], \$141 [19], \$141  };
+    endcase
+    if (rst) begin
+      \$399  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$400  = { \$142 [17], \$142 [17], \$142 [17], \$142 [17], \$142  };
+      1'h1:
+          \$400  = { \$143 [19], \$143 [19], \$143  };
+    endcase
+    if (rst) begin
+      \$400  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$401  = { \$144 [17], \$144 [17], \$144 [17], \$144 [17], \$144  };
+      1'h1:
+          \$401  = { \$145 [19], \$145 [19], \$145  };
+    endcase
+    if (rst) begin
+      \$401  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$402  = { \$146 [17], \$146 [17], \$146 [17], \$146 [17], \$146  };
+      1'h1:
+          \$402  = { \$147 [19], \$147 [19], \$147  };
+    endcase
+    if (rst) begin
+      \$402  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$403  = { \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148  };
+      1'h1:
+          \$403  = { \$149 [19], \$149 [19], \$149  };
+    endcase
+    if (rst) begin
+      \$403  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$404  = { \$150 [17], \$150 [17], \$150 [17], \$150 [17], \$150  };
+      1'h1:
+          \$404  = { \$151 [19], \$151 [19], \$151  };
+    endcase
+    if (rst) begin
+      \$404  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$405  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5259,8 +7503,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$192 ) begin
-            \$362  = 1'h1;
+          if (\$218 ) begin
+            \$405  = 1'h1;
           end
       4'h4:
           /* empty */;
@@ -5269,62 +7513,62 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$280 ) begin
-            \$362  = 1'h1;
+          if (\$308 ) begin
+            \$405  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$362  = 1'h0;
+      \$405  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = in_idx;
+    \$406  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$363  = \$128 [5:0];
-            if (\$129 ) begin
-              \$363  = 6'h00;
+            \$406  = \$152 [5:0];
+            if (\$153 ) begin
+              \$406  = 6'h00;
             end
           end
     endcase
     if (rst) begin
-      \$363  = 6'h00;
+      \$406  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = seq_end;
+    \$407  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$129 ) begin
-              \$364  = i__payload[9];
+            if (\$153 ) begin
+              \$407  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$364  = 1'h0;
+      \$407  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = enc_col;
+    \$408  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$129 ) begin
-              \$365  = 7'h00;
+            if (\$153 ) begin
+              \$408  = 7'h00;
             end
           end
       4'h1:
         begin
-          if (\$134 ) begin
-            \$365  = \$136 [6:0];
+          if (\$158 ) begin
+            \$408  = \$160 [6:0];
           end
-          if (\$170 ) begin
-            \$365  = 7'h00;
+          if (\$194 ) begin
+            \$408  = 7'h00;
           end
         end
       4'h2:
@@ -5332,16 +7576,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$217 ) begin
-            \$365  = 7'h00;
+          if (\$243 ) begin
+            \$408  = 7'h00;
           end
       4'h5:
         begin
-          if (\$222 ) begin
-            \$365  = \$224 [6:0];
+          if (\$248 ) begin
+            \$408  = \$250 [6:0];
           end
-          if (\$258 ) begin
-            \$365  = 7'h00;
+          if (\$284 ) begin
+            \$408  = 7'h00;
           end
         end
       4'h6:
@@ -5349,435 +7593,146 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          if (\$305 ) begin
-            \$365  = 7'h00;
+          if (\$333 ) begin
+            \$408  = 7'h00;
           end
       4'h9:
         begin
-          if (\$310 ) begin
-            \$365  = \$312 [6:0];
+          if (\$338 ) begin
+            \$408  = \$340 [6:0];
           end
-          if (\$330 ) begin
-            \$365  = 7'h00;
+          if (\$358 ) begin
+            \$408  = 7'h00;
           end
         end
     endcase
     if (rst) begin
-      \$365  = 7'h00;
+      \$408  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = enc_w;
+    \$409  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$129 ) begin
-              \$366  = 11'h000;
+            if (\$153 ) begin
+              \$409  = 11'h000;
             end
           end
       4'h1:
-          if (\$134 ) begin
-            \$366  = \$137 [10:0];
+          if (\$158 ) begin
+            \$409  = \$161 [10:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$217 ) begin
-            \$366  = 11'h300;
+          if (\$243 ) begin
+            \$409  = 11'h300;
           end
       4'h5:
-          if (\$222 ) begin
-            \$366  = \$225 [10:0];
+          if (\$248 ) begin
+            \$409  = \$251 [10:0];
           end
       4'h6:
           /* empty */;
       4'h7:
           /* empty */;
       4'h8:
-          if (\$305 ) begin
-            \$366  = 11'h600;
+          if (\$333 ) begin
+            \$409  = 11'h600;
           end
       4'h9:
-          if (\$310 ) begin
-            \$366  = \$313 [10:0];
+          if (\$338 ) begin
+            \$409  = \$341 [10:0];
           end
     endcase
     if (rst) begin
-      \$366  = 11'h000;
+      \$409  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = grp;
+    \$410  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$129 ) begin
-              \$367  = 4'h0;
+            if (\$153 ) begin
+              \$410  = 4'h0;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$160 ) begin
-              \$367  = 4'h0;
+            if (\$184 ) begin
+              \$410  = 4'h0;
             end else begin
-              \$367  = \$161 [3:0];
+              \$410  = \$185 [3:0];
             end
           end else if (r_rdy) begin
-            \$367  = 4'h0;
+            \$410  = 4'h0;
           end
       4'h2:
-          if (\$175 ) begin
-            \$367  = 4'h0;
+          if (\$201 ) begin
+            \$410  = 4'h0;
           end
       4'h3:
-          if (\$192 ) begin
-            if (\$211 ) begin
-              \$367  = \$213 [3:0];
-              if (\$214 ) begin
-                \$367  = 4'h0;
+          if (\$218 ) begin
+            if (\$237 ) begin
+              \$410  = \$239 [3:0];
+              if (\$240 ) begin
+                \$410  = 4'h0;
               end
             end
           end
       4'h4:
-          if (\$217 ) begin
-            \$367  = 4'h0;
+          if (\$243 ) begin
+            \$410  = 4'h0;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$248 ) begin
-              \$367  = 4'h0;
+            if (\$274 ) begin
+              \$410  = 4'h0;
             end else begin
-              \$367  = \$249 [3:0];
+              \$410  = \$275 [3:0];
             end
           end else if (r_rdy) begin
-            \$367  = 4'h0;
+            \$410  = 4'h0;
           end
       4'h6:
-          if (\$263 ) begin
-            \$367  = 4'h0;
+          if (\$291 ) begin
+            \$410  = 4'h0;
           end
       4'h7:
-          if (\$280 ) begin
-            if (\$299 ) begin
-              \$367  = \$301 [3:0];
-              if (\$302 ) begin
-                \$367  = 4'h0;
+          if (\$308 ) begin
+            if (\$327 ) begin
+              \$410  = \$329 [3:0];
+              if (\$330 ) begin
+                \$410  = 4'h0;
               end
             end
           end
       4'h8:
-          if (\$305 ) begin
-            \$367  = 4'h0;
+          if (\$333 ) begin
+            \$410  = 4'h0;
           end
       4'h9:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$320 ) begin
-              \$367  = 4'h0;
+            if (\$348 ) begin
+              \$410  = 4'h0;
             end else begin
-              \$367  = \$321 [3:0];
+              \$410  = \$349 [3:0];
             end
           end else if (r_rdy) begin
-            \$367  = 4'h0;
+            \$410  = 4'h0;
           end
       4'ha:
-          if (\$335 ) begin
-            \$367  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          if (o__ready) begin
-            if (\$345 ) begin
-              \$367  = 4'h0;
-            end else if (\$346 ) begin
-              \$367  = \$347 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$367  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = seq_state;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$129 ) begin
-              \$368  = 4'h1;
-            end
-          end
-      4'h1:
-          if (\$170 ) begin
-            \$368  = 4'h2;
-          end
-      4'h2:
-          if (\$175 ) begin
-            \$368  = 4'h3;
-          end
-      4'h3:
-          if (\$192 ) begin
-            if (\$211 ) begin
-              if (\$214 ) begin
-                \$368  = 4'h4;
-              end
-            end
-          end
-      4'h4:
-          if (\$217 ) begin
-            \$368  = 4'h5;
-          end
-      4'h5:
-          if (\$258 ) begin
-            \$368  = 4'h6;
-          end
-      4'h6:
-          if (\$263 ) begin
-            \$368  = 4'h7;
-          end
-      4'h7:
-          if (\$280 ) begin
-            if (\$299 ) begin
-              if (\$302 ) begin
-                \$368  = 4'h8;
-              end
-            end
-          end
-      4'h8:
-          if (\$305 ) begin
-            \$368  = 4'h9;
-          end
-      4'h9:
-          if (\$330 ) begin
-            \$368  = 4'ha;
-          end
-      4'ha:
-          if (\$335 ) begin
-            \$368  = 4'hb;
-          end
-      4'hb:
-          \$368  = 4'hc;
-      4'hc:
-          \$368  = 4'hd;
-      4'hd:
-          \$368  = 4'he;
-      4'he:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$345 ) begin
-              \$368  = 4'h0;
-            end else if (\$346 ) begin
-              \$368  = 4'hb;
-            end else begin
-              \$368  = 4'hc;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$368  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = e2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-        begin
-          \$369 [0] = e1[0];
-          \$369 [7:1] = e1[7:1];
-          \$369 [8] = e1[8];
-          \$369 [19:9] = e1[19:9];
-          \$369 [27:20] = \$139 ;
-          \$369 [36:28] = \$142 ;
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-        begin
-          \$369 [0] = e1[0];
-          \$369 [7:1] = e1[7:1];
-          \$369 [8] = e1[8];
-          \$369 [19:9] = e1[19:9];
-          \$369 [27:20] = \$227 ;
-          \$369 [36:28] = \$230 ;
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-        begin
-          \$369 [0] = e1[0];
-          \$369 [7:1] = e1[7:1];
-          \$369 [8] = e1[8];
-          \$369 [19:9] = e1[19:9];
-          \$369 [27:20] = \$signature__data$58 ;
-          \$369 [36:28] = \$314 ;
-        end
-    endcase
-    if (rst) begin
-      \$369  = 37'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = cur_active;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$160 ) begin
-              \$370  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$370  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$248 ) begin
-              \$370  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$370  = 1'h1;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$320 ) begin
-              \$370  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$370  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$370  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$160 ) begin
-              \$371  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$371  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$248 ) begin
-              \$371  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$371  = r_data;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$320 ) begin
-              \$371  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$371  = r_data;
-          end
-    endcase
-    if (rst) begin
-      \$371  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = lane;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$175 ) begin
-            \$372  = 4'h0;
-          end
-      4'h3:
-          if (\$192 ) begin
-            (* full_case = 32'd1 *)
-            if (\$211 ) begin
-              \$372  = 4'h0;
-            end else begin
-              \$372  = \$215 [3:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$263 ) begin
-            \$372  = 4'h0;
-          end
-      4'h7:
-          if (\$280 ) begin
-            (* full_case = 32'd1 *)
-            if (\$299 ) begin
-              \$372  = 4'h0;
-            end else begin
-              \$372  = \$303 [3:0];
-            end
-          end
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (\$335 ) begin
-            \$372  = 4'h0;
+          if (\$365 ) begin
+            \$410  = 4'h0;
           end
       4'hb:
           /* empty */;
@@ -5787,39 +7742,328 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'he:
           if (o__ready) begin
+            if (\$375 ) begin
+              \$410  = 4'h0;
+            end else if (\$376 ) begin
+              \$410  = \$377 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$410  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$411  = seq_state;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$153 ) begin
+              \$411  = 4'h1;
+            end
+          end
+      4'h1:
+          if (\$194 ) begin
+            \$411  = 4'h2;
+          end
+      4'h2:
+          if (\$201 ) begin
+            \$411  = 4'h3;
+          end
+      4'h3:
+          if (\$218 ) begin
+            if (\$237 ) begin
+              if (\$240 ) begin
+                \$411  = 4'h4;
+              end
+            end
+          end
+      4'h4:
+          if (\$243 ) begin
+            \$411  = 4'h5;
+          end
+      4'h5:
+          if (\$284 ) begin
+            \$411  = 4'h6;
+          end
+      4'h6:
+          if (\$291 ) begin
+            \$411  = 4'h7;
+          end
+      4'h7:
+          if (\$308 ) begin
+            if (\$327 ) begin
+              if (\$330 ) begin
+                \$411  = 4'h8;
+              end
+            end
+          end
+      4'h8:
+          if (\$333 ) begin
+            \$411  = 4'h9;
+          end
+      4'h9:
+          if (\$358 ) begin
+            \$411  = 4'ha;
+          end
+      4'ha:
+          if (\$365 ) begin
+            \$411  = 4'hb;
+          end
+      4'hb:
+          \$411  = 4'hc;
+      4'hc:
+          \$411  = 4'hd;
+      4'hd:
+          \$411  = 4'he;
+      4'he:
+          if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$345 ) begin
-              \$372  = 4'h0;
-            end else if (\$346 ) begin
-              \$372  = 4'h0;
+            if (\$375 ) begin
+              \$411  = 4'h0;
+            end else if (\$376 ) begin
+              \$411  = 4'hb;
             end else begin
-              \$372  = \$348 [3:0];
+              \$411  = 4'hc;
             end
           end
     endcase
     if (rst) begin
-      \$372  = 4'h0;
+      \$411  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = act_q;
+    \$412  = e2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+        begin
+          \$412 [0] = e1[0];
+          \$412 [7:1] = e1[7:1];
+          \$412 [8] = e1[8];
+          \$412 [19:9] = e1[19:9];
+          \$412 [27:20] = \$163 ;
+          \$412 [36:28] = \$166 ;
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+        begin
+          \$412 [0] = e1[0];
+          \$412 [7:1] = e1[7:1];
+          \$412 [8] = e1[8];
+          \$412 [19:9] = e1[19:9];
+          \$412 [27:20] = \$253 ;
+          \$412 [36:28] = \$256 ;
+        end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+        begin
+          \$412 [0] = e1[0];
+          \$412 [7:1] = e1[7:1];
+          \$412 [8] = e1[8];
+          \$412 [19:9] = e1[19:9];
+          \$412 [27:20] = \$signature__data ;
+          \$412 [36:28] = \$342 ;
+        end
+    endcase
+    if (rst) begin
+      \$412  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$413  = cur_active;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$184 ) begin
+              \$413  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$413  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$274 ) begin
+              \$413  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$413  = 1'h1;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$348 ) begin
+              \$413  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$413  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$413  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$414  = cur;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$184 ) begin
+              \$414  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$414  = r_data;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$274 ) begin
+              \$414  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$414  = r_data;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$348 ) begin
+              \$414  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$414  = r_data;
+          end
+    endcase
+    if (rst) begin
+      \$414  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$415  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$175 ) begin
-            \$373  = 3'h0;
+          if (\$201 ) begin
+            \$415  = 4'h0;
           end
       4'h3:
-          if (\$179 ) begin
-            \$373  = \$180 [2:0];
-            if (\$183 ) begin
-              \$373  = 3'h0;
-              if (\$191 ) begin
-                \$373  = 3'h1;
+          if (\$218 ) begin
+            (* full_case = 32'd1 *)
+            if (\$237 ) begin
+              \$415  = 4'h0;
+            end else begin
+              \$415  = \$241 [3:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$291 ) begin
+            \$415  = 4'h0;
+          end
+      4'h7:
+          if (\$308 ) begin
+            (* full_case = 32'd1 *)
+            if (\$327 ) begin
+              \$415  = 4'h0;
+            end else begin
+              \$415  = \$331 [3:0];
+            end
+          end
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (\$365 ) begin
+            \$415  = 4'h0;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$375 ) begin
+              \$415  = 4'h0;
+            end else if (\$376 ) begin
+              \$415  = 4'h0;
+            end else begin
+              \$415  = \$378 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$415  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$416  = act_q;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$416  = 3'h0;
+          end
+      4'h3:
+          if (\$205 ) begin
+            \$416  = \$206 [2:0];
+            if (\$209 ) begin
+              \$416  = 3'h0;
+              if (\$217 ) begin
+                \$416  = 3'h1;
               end
             end
           end
@@ -5828,40 +8072,40 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$263 ) begin
-            \$373  = 3'h0;
+          if (\$291 ) begin
+            \$416  = 3'h0;
           end
       4'h7:
-          if (\$267 ) begin
-            \$373  = \$268 [2:0];
-            if (\$271 ) begin
-              \$373  = 3'h0;
-              if (\$279 ) begin
-                \$373  = 3'h1;
+          if (\$295 ) begin
+            \$416  = \$296 [2:0];
+            if (\$299 ) begin
+              \$416  = 3'h0;
+              if (\$307 ) begin
+                \$416  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$373  = 3'h0;
+      \$416  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = g_grp;
+    \$417  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$175 ) begin
-            \$374  = 3'h0;
+          if (\$201 ) begin
+            \$417  = 3'h0;
           end
       4'h3:
-          if (\$179 ) begin
-            if (\$183 ) begin
-              \$374  = \$185 [2:0];
+          if (\$205 ) begin
+            if (\$209 ) begin
+              \$417  = \$211 [2:0];
             end
           end
       4'h4:
@@ -5869,190 +8113,121 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$263 ) begin
-            \$374  = 3'h0;
+          if (\$291 ) begin
+            \$417  = 3'h0;
           end
       4'h7:
-          if (\$267 ) begin
-            if (\$271 ) begin
-              \$374  = \$273 [2:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$374  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = \$signal ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$175 ) begin
-            \$375  = 1'h0;
-          end
-      4'h3:
-          if (\$179 ) begin
-            if (\$183 ) begin
-              \$375  = \$184 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$263 ) begin
-            \$375  = 1'h0;
-          end
-      4'h7:
-          if (\$267 ) begin
-            if (\$271 ) begin
-              \$375  = \$272 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$375  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = \$signal$87 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$175 ) begin
-            \$376  = 1'h0;
-          end
-      4'h3:
-          if (\$192 ) begin
-            if (\$211 ) begin
-              \$376  = \$212 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$263 ) begin
-            \$376  = 1'h0;
-          end
-      4'h7:
-          if (\$280 ) begin
+          if (\$295 ) begin
             if (\$299 ) begin
-              \$376  = \$300 ;
+              \$417  = \$301 [2:0];
             end
           end
     endcase
     if (rst) begin
-      \$376  = 1'h0;
+      \$417  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = bank0_full;
+    \$418  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$175 ) begin
-            \$377  = 1'h0;
+          if (\$201 ) begin
+            \$418  = 1'h0;
           end
       4'h3:
-        begin
-          if (\$179 ) begin
-            if (\$183 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$377  = 1'h1;
-              endcase
+          if (\$205 ) begin
+            if (\$209 ) begin
+              \$418  = \$210 ;
             end
           end
-          if (\$192 ) begin
-            if (\$211 ) begin
-              casez (\$signal$87 )
-                1'h0:
-                    \$377  = 1'h0;
-              endcase
-            end
-          end
-        end
       4'h4:
           /* empty */;
       4'h5:
           /* empty */;
       4'h6:
-          if (\$263 ) begin
-            \$377  = 1'h0;
+          if (\$291 ) begin
+            \$418  = 1'h0;
           end
       4'h7:
-        begin
-          if (\$267 ) begin
-            if (\$271 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$377  = 1'h1;
-              endcase
-            end
-          end
-          if (\$280 ) begin
+          if (\$295 ) begin
             if (\$299 ) begin
-              casez (\$signal$87 )
-                1'h0:
-                    \$377  = 1'h0;
-              endcase
+              \$418  = \$300 ;
             end
           end
-        end
     endcase
     if (rst) begin
-      \$377  = 1'h0;
+      \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = bank1_full;
+    \$419  = \$signal$81 ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$175 ) begin
-            \$378  = 1'h0;
+          if (\$201 ) begin
+            \$419  = 1'h0;
+          end
+      4'h3:
+          if (\$218 ) begin
+            if (\$237 ) begin
+              \$419  = \$238 ;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$291 ) begin
+            \$419  = 1'h0;
+          end
+      4'h7:
+          if (\$308 ) begin
+            if (\$327 ) begin
+              \$419  = \$328 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$419  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$420  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$420  = 1'h0;
           end
       4'h3:
         begin
-          if (\$179 ) begin
-            if (\$183 ) begin
-              (* full_case = 32'd1 *)
+          if (\$205 ) begin
+            if (\$209 ) begin
               casez (\$signal )
                 1'h0:
-                    /* empty */;
-                1'h1:
-                    \$378  = 1'h1;
+                    \$420  = 1'h1;
               endcase
             end
           end
-          if (\$192 ) begin
-            if (\$211 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$87 )
+          if (\$218 ) begin
+            if (\$237 ) begin
+              casez (\$signal$81 )
                 1'h0:
-                    /* empty */;
-                1'h1:
-                    \$378  = 1'h0;
+                    \$420  = 1'h0;
               endcase
             end
           end
@@ -6062,42 +8237,111 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$263 ) begin
-            \$378  = 1'h0;
+          if (\$291 ) begin
+            \$420  = 1'h0;
           end
       4'h7:
         begin
-          if (\$267 ) begin
-            if (\$271 ) begin
+          if (\$295 ) begin
+            if (\$299 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$420  = 1'h1;
+              endcase
+            end
+          end
+          if (\$308 ) begin
+            if (\$327 ) begin
+              casez (\$signal$81 )
+                1'h0:
+                    \$420  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$421  = bank1_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$421  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$205 ) begin
+            if (\$209 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$378  = 1'h1;
+                    \$421  = 1'h1;
               endcase
             end
           end
-          if (\$280 ) begin
+          if (\$218 ) begin
+            if (\$237 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$81 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$421  = 1'h0;
+              endcase
+            end
+          end
+        end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$291 ) begin
+            \$421  = 1'h0;
+          end
+      4'h7:
+        begin
+          if (\$295 ) begin
             if (\$299 ) begin
               (* full_case = 32'd1 *)
-              casez (\$signal$87 )
+              casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$378  = 1'h0;
+                    \$421  = 1'h1;
+              endcase
+            end
+          end
+          if (\$308 ) begin
+            if (\$327 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$81 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$421  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$378  = 1'h0;
+      \$421  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = gate0_0_0;
+    \$422  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6106,11 +8350,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
-                    \$379  = acc_rd__data[20:0];
+                    \$422  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -6121,1896 +8365,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
-                    \$379  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$379  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    \$380  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    \$380  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$380  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = gate0_0_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    \$381  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    \$381  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$381  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = gate0_0_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    \$382  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    \$382  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$382  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = gate0_0_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    \$383  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    \$383  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$383  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = gate0_0_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    \$384  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    \$384  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$384  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = gate0_0_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    \$385  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    \$385  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$385  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = gate0_0_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    \$386  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    \$386  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$386  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$387  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$387  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$387  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$388  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$388  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$388  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = gate0_1_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$389  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$389  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$389  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = gate0_1_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$390  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$390  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$390  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = gate0_1_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$391  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$391  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$391  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = gate0_1_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$392  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$392  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$392  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = gate0_1_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$393  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$393  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$393  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = gate0_1_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$394  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$394  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$394  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$395  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$395  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$395  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$396  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$396  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$396  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = gate0_2_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$397  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$397  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$397  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = gate0_2_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$398  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$398  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$398  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = gate0_2_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$399  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$399  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$399  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = gate0_2_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$400  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$400  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$400  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = gate0_2_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$401  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$401  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$401  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = gate0_2_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$402  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$402  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$402  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$403  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$403  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$403  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = gate0_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$404  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$404  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$404  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = gate0_3_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$405  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$405  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$405  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = gate0_3_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$406  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$406  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$406  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = gate0_3_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$407  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$407  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$407  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = gate0_3_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$408  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$408  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$408  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = gate0_3_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$409  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$409  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$409  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = gate0_3_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$181 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$410  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$269 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$410  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$410  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    \$411  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    \$411  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$411  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    \$412  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    \$412  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$412  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = gate1_0_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    \$413  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    \$413  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$413  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = gate1_0_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    \$414  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    \$414  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$414  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = gate1_0_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    \$415  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    \$415  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$415  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = gate1_0_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    \$416  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    \$416  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$416  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = gate1_0_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    \$417  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    \$417  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$417  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = gate1_0_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    \$418  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    \$418  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$418  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$419  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$419  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$419  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$420  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$420  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$420  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = gate1_1_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$421  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$421  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$421  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = gate1_1_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$422  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$422  = acc_rd__data[83:63];
+                    \$422  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8021,7 +8380,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = gate1_1_4;
+    \$423  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8030,13 +8389,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$423  = acc_rd__data[104:84];
+                    \$423  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8047,13 +8404,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$423  = acc_rd__data[104:84];
+                    \$423  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8064,7 +8419,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = gate1_1_5;
+    \$424  = gate0_0_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8073,13 +8428,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$424  = acc_rd__data[125:105];
+                    \$424  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8090,13 +8443,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$424  = acc_rd__data[125:105];
+                    \$424  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8107,7 +8458,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = gate1_1_6;
+    \$425  = gate0_0_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8116,13 +8467,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$425  = acc_rd__data[146:126];
+                    \$425  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -8133,13 +8482,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$425  = acc_rd__data[146:126];
+                    \$425  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -8150,7 +8497,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = gate1_1_7;
+    \$426  = gate0_0_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8159,13 +8506,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$426  = acc_rd__data[167:147];
+                    \$426  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -8176,13 +8521,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$426  = acc_rd__data[167:147];
+                    \$426  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -8193,7 +8536,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = gate1_2_0;
+    \$427  = gate0_0_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8202,15 +8545,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$427  = acc_rd__data[20:0];
+                    \$427  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -8221,15 +8560,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
+          if (\$295 ) begin
+            if (\$297 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$427  = acc_rd__data[20:0];
+                    \$427  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -8238,161 +8573,20 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       \$427  = 21'h000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$428  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$428  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$428  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = gate1_2_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$429  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$429  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$429  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = gate1_2_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$179 ) begin
-            if (\$182 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$430  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$267 ) begin
-            if (\$270 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$430  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$430  = 21'h000000;
-    end
-  end
   assign pushed = w_data;
   assign \$signature__addr  = s1b[12:7];
-  assign acc_wr__addr = s2[6:1];
-  assign acc_wr__en = s2[0];
+  assign acc_wr__addr = s3[6:1];
+  assign acc_wr__en = s3[0];
   assign issue_acc0 = acc0;
   assign issue_acc1 = acc1;
   assign issue_acc2 = acc2;
   assign issue_acc3 = acc3;
   assign issue_tag = tag;
-  assign \acc0$46  = acc0;
-  assign \acc1$47  = acc1;
-  assign \acc2$48  = acc2;
-  assign \acc3$49  = acc3;
-  assign \tag$50  = tag;
+  assign \acc0$40  = acc0;
+  assign \acc1$41  = acc1;
+  assign \acc2$42  = acc2;
+  assign \acc3$43  = acc3;
+  assign \tag$44  = tag;
   assign o_valid = o__valid;
   assign o_payload = o__payload;
   assign \i__payload.data  = i__payload[7:0];
@@ -8410,10 +8604,10 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \s1b.bias  = s1b[13];
   assign \s1b.delta  = s1b[22:14];
   assign \s1b.shift  = s1b[23];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[6:1];
-  assign \s2.bias  = s2[7];
-  assign \s2.shift  = s2[8];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[6:1];
+  assign \s3.bias  = s3[7];
+  assign \s3.shift  = s3[8];
   assign \acc_wr__data[0]  = acc_wr__data[20:0];
   assign \acc_wr__data[1]  = acc_wr__data[41:21];
   assign \acc_wr__data[2]  = acc_wr__data[62:42];
@@ -8422,22 +8616,32 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \acc_wr__data[5]  = acc_wr__data[125:105];
   assign \acc_wr__data[6]  = acc_wr__data[146:126];
   assign \acc_wr__data[7]  = acc_wr__data[167:147];
-  assign \acc_rd__data[0]  = acc_rd__data[20:0];
-  assign \acc_rd__data[1]  = acc_rd__data[41:21];
-  assign \acc_rd__data[2]  = acc_rd__data[62:42];
-  assign \acc_rd__data[3]  = acc_rd__data[83:63];
-  assign \acc_rd__data[4]  = acc_rd__data[104:84];
-  assign \acc_rd__data[5]  = acc_rd__data[125:105];
-  assign \acc_rd__data[6]  = acc_rd__data[146:126];
-  assign \acc_rd__data[7]  = acc_rd__data[167:147];
-  assign \$signature__data[0]  = \$signature__data [20:0];
-  assign \$signature__data[1]  = \$signature__data [41:21];
-  assign \$signature__data[2]  = \$signature__data [62:42];
-  assign \$signature__data[3]  = \$signature__data [83:63];
-  assign \$signature__data[4]  = \$signature__data [104:84];
-  assign \$signature__data[5]  = \$signature__data [125:105];
-  assign \$signature__data[6]  = \$signature__data [146:126];
-  assign \$signature__data[7]  = \$signature__data [167:147];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[6:1];
+  assign \acc_q[0]  = acc_q[20:0];
+  assign \acc_q[1]  = acc_q[41:21];
+  assign \acc_q[2]  = acc_q[62:42];
+  assign \acc_q[3]  = acc_q[83:63];
+  assign \acc_q[4]  = acc_q[104:84];
+  assign \acc_q[5]  = acc_q[125:105];
+  assign \acc_q[6]  = acc_q[146:126];
+  assign \acc_q[7]  = acc_q[167:147];
+  assign \last_sum[0]  = last_sum[20:0];
+  assign \last_sum[1]  = last_sum[41:21];
+  assign \last_sum[2]  = last_sum[62:42];
+  assign \last_sum[3]  = last_sum[83:63];
+  assign \last_sum[4]  = last_sum[104:84];
+  assign \last_sum[5]  = last_sum[125:105];
+  assign \last_sum[6]  = last_sum[146:126];
+  assign \last_sum[7]  = last_sum[167:147];
+  assign \bias_q[0]  = bias_q[20:0];
+  assign \bias_q[1]  = bias_q[41:21];
+  assign \bias_q[2]  = bias_q[62:42];
+  assign \bias_q[3]  = bias_q[83:63];
+  assign \bias_q[4]  = bias_q[104:84];
+  assign \bias_q[5]  = bias_q[125:105];
+  assign \bias_q[6]  = bias_q[146:126];
+  assign \bias_q[7]  = bias_q[167:147];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
   assign \e2.valid  = e2[0];
@@ -8468,49 +8672,69 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \w_word[5]  = w_word[47:40];
   assign \w_word[6]  = w_word[55:48];
   assign \w_word[7]  = w_word[63:56];
-  assign \$signature__data$92[0]  = \$signature__data$92 [7:0];
-  assign \$signature__data$92[1]  = \$signature__data$92 [15:8];
-  assign \$signature__data$92[2]  = \$signature__data$92 [23:16];
-  assign \$signature__data$92[3]  = \$signature__data$92 [31:24];
-  assign \$signature__data$92[4]  = \$signature__data$92 [39:32];
-  assign \$signature__data$92[5]  = \$signature__data$92 [47:40];
-  assign \$signature__data$92[6]  = \$signature__data$92 [55:48];
-  assign \$signature__data$92[7]  = \$signature__data$92 [63:56];
-  assign acc_wr__data[167:147] = \$32 [20:0];
-  assign acc_wr__data[146:126] = \$28 [20:0];
-  assign acc_wr__data[125:105] = \$24 [20:0];
-  assign acc_wr__data[104:84] = \$20 [20:0];
-  assign acc_wr__data[83:63] = \$16 [20:0];
-  assign acc_wr__data[62:42] = \$12 [20:0];
-  assign acc_wr__data[41:21] = \$8 [20:0];
-  assign acc_wr__data[20:0] = \$4 [20:0];
-  assign \$1  = { prod0[16], prod0 };
-  assign \$2  = { prod0[16], prod0, 2'h0 };
-  assign \$5  = { prod1[16], prod1 };
-  assign \$6  = { prod1[16], prod1, 2'h0 };
-  assign \$9  = { prod2[16], prod2 };
-  assign \$10  = { prod2[16], prod2, 2'h0 };
-  assign \$13  = { prod3[16], prod3 };
-  assign \$14  = { prod3[16], prod3, 2'h0 };
-  assign \$17  = { prod4[16], prod4 };
-  assign \$18  = { prod4[16], prod4, 2'h0 };
-  assign \$21  = { prod5[16], prod5 };
-  assign \$22  = { prod5[16], prod5, 2'h0 };
-  assign \$25  = { prod6[16], prod6 };
-  assign \$26  = { prod6[16], prod6, 2'h0 };
-  assign \$29  = { prod7[16], prod7 };
-  assign \$30  = { prod7[16], prod7, 2'h0 };
-  assign \$42  = e2[0];
-  assign \$70  = e2[0];
-  assign \$98  = e2[0];
-  assign \$158  = \$157 ;
-  assign \$182  = \$signal ;
-  assign \$246  = \$245 ;
-  assign \$247  = 1'h0;
-  assign \$270  = \$signal ;
-  assign \$318  = \$317 ;
-  assign \$319  = 1'h0;
-  assign \$338  = { \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21], \$337 [21:9] };
+  assign \$signature__data$86[0]  = \$signature__data$86 [7:0];
+  assign \$signature__data$86[1]  = \$signature__data$86 [15:8];
+  assign \$signature__data$86[2]  = \$signature__data$86 [23:16];
+  assign \$signature__data$86[3]  = \$signature__data$86 [31:24];
+  assign \$signature__data$86[4]  = \$signature__data$86 [39:32];
+  assign \$signature__data$86[5]  = \$signature__data$86 [47:40];
+  assign \$signature__data$86[6]  = \$signature__data$86 [55:48];
+  assign \$signature__data$86[7]  = \$signature__data$86 [63:56];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[6:1];
+  assign \s2.bias  = s2[7];
+  assign \s2.shift  = s2[8];
+  assign \acc_rd__data[0]  = acc_rd__data[20:0];
+  assign \acc_rd__data[1]  = acc_rd__data[41:21];
+  assign \acc_rd__data[2]  = acc_rd__data[62:42];
+  assign \acc_rd__data[3]  = acc_rd__data[83:63];
+  assign \acc_rd__data[4]  = acc_rd__data[104:84];
+  assign \acc_rd__data[5]  = acc_rd__data[125:105];
+  assign \acc_rd__data[6]  = acc_rd__data[146:126];
+  assign \acc_rd__data[7]  = acc_rd__data[167:147];
+  assign \$signature__data$97[0]  = \$signature__data$97 [20:0];
+  assign \$signature__data$97[1]  = \$signature__data$97 [41:21];
+  assign \$signature__data$97[2]  = \$signature__data$97 [62:42];
+  assign \$signature__data$97[3]  = \$signature__data$97 [83:63];
+  assign \$signature__data$97[4]  = \$signature__data$97 [104:84];
+  assign \$signature__data$97[5]  = \$signature__data$97 [125:105];
+  assign \$signature__data$97[6]  = \$signature__data$97 [146:126];
+  assign \$signature__data$97[7]  = \$signature__data$97 [167:147];
+  assign acc_wr__data[167:147] = \$40 [20:0];
+  assign acc_wr__data[146:126] = \$35 [20:0];
+  assign acc_wr__data[125:105] = \$30 [20:0];
+  assign acc_wr__data[104:84] = \$25 [20:0];
+  assign acc_wr__data[83:63] = \$20 [20:0];
+  assign acc_wr__data[62:42] = \$15 [20:0];
+  assign acc_wr__data[41:21] = \$10 [20:0];
+  assign acc_wr__data[20:0] = \$5 [20:0];
+  assign \$50  = e2[0];
+  assign \$78  = e2[0];
+  assign \$106  = e2[0];
+  assign \$136  = { prod0[16], prod0 };
+  assign \$137  = { prod0[16], prod0, 2'h0 };
+  assign \$138  = { prod1[16], prod1 };
+  assign \$139  = { prod1[16], prod1, 2'h0 };
+  assign \$140  = { prod2[16], prod2 };
+  assign \$141  = { prod2[16], prod2, 2'h0 };
+  assign \$142  = { prod3[16], prod3 };
+  assign \$143  = { prod3[16], prod3, 2'h0 };
+  assign \$144  = { prod4[16], prod4 };
+  assign \$145  = { prod4[16], prod4, 2'h0 };
+  assign \$146  = { prod5[16], prod5 };
+  assign \$147  = { prod5[16], prod5, 2'h0 };
+  assign \$148  = { prod6[16], prod6 };
+  assign \$149  = { prod6[16], prod6, 2'h0 };
+  assign \$150  = { prod7[16], prod7 };
+  assign \$151  = { prod7[16], prod7, 2'h0 };
+  assign \$182  = \$181 ;
+  assign \$208  = \$signal ;
+  assign \$272  = \$271 ;
+  assign \$273  = 1'h0;
+  assign \$298  = \$signal ;
+  assign \$346  = \$345 ;
+  assign \$347  = 1'h0;
+  assign \$368  = { \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)

@@ -4,242 +4,259 @@
 (* generator = "Amaranth" *)
 module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [17:0] \$1 ;
-  wire [6:0] \$10 ;
+  wire \$1 ;
+  wire [20:0] \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  reg \$105 ;
+  wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [3:0] \$108 ;
+  wire \$108 ;
   wire \$109 ;
-  wire [6:0] \$11 ;
+  wire \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire [5:0] \$113 ;
-  wire [5:0] \$114 ;
+  reg \$113 ;
+  wire \$114 ;
   wire \$115 ;
-  wire \$116 ;
-  reg \$117 ;
+  wire [3:0] \$116 ;
+  wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
-  reg \$120 ;
-  reg [18:0] \$121 ;
-  reg [18:0] \$122 ;
-  reg [18:0] \$123 ;
-  reg [18:0] \$124 ;
-  reg [18:0] \$125 ;
-  reg [18:0] \$126 ;
-  reg [18:0] \$127 ;
-  reg [18:0] \$128 ;
+  wire [6:0] \$12 ;
+  wire \$120 ;
+  wire [5:0] \$121 ;
+  wire [5:0] \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  reg \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  reg \$128 ;
   reg [18:0] \$129 ;
   wire [6:0] \$13 ;
   reg [18:0] \$130 ;
   reg [18:0] \$131 ;
   reg [18:0] \$132 ;
-  wire [8:0] \$133 ;
-  wire [9:0] \$134 ;
-  wire \$135 ;
-  wire [8:0] \$136 ;
-  wire [9:0] \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [7:0] \$14 ;
-  wire \$140 ;
-  wire [7:0] \$141 ;
-  wire \$142 ;
-  wire [2:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire \$145 ;
+  reg [18:0] \$133 ;
+  reg [18:0] \$134 ;
+  reg [18:0] \$135 ;
+  reg [18:0] \$136 ;
+  reg [18:0] \$137 ;
+  reg [18:0] \$138 ;
+  reg [18:0] \$139 ;
+  wire \$14 ;
+  reg [18:0] \$140 ;
+  wire [8:0] \$141 ;
+  wire [9:0] \$142 ;
+  wire \$143 ;
+  wire [8:0] \$144 ;
+  wire [9:0] \$145 ;
   wire \$146 ;
-  wire [4:0] \$147 ;
-  wire [5:0] \$148 ;
-  wire \$149 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [7:0] \$149 ;
   wire [6:0] \$15 ;
   wire \$150 ;
-  wire \$151 ;
-  wire [6:0] \$152 ;
-  wire [12:0] \$153 ;
-  wire [8:0] \$154 ;
-  wire [7:0] \$155 ;
-  wire [7:0] \$156 ;
+  wire [2:0] \$151 ;
+  wire [5:0] \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire [4:0] \$155 ;
+  wire [5:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire [7:0] \$16 ;
-  wire \$160 ;
-  wire [7:0] \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
+  wire [6:0] \$160 ;
+  wire [12:0] \$161 ;
+  wire [8:0] \$162 ;
+  wire [7:0] \$163 ;
+  wire [7:0] \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
+  wire [7:0] \$169 ;
+  wire [6:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  reg [18:0] \$176 ;
-  wire [19:0] \$177 ;
-  wire [19:0] \$178 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
   wire \$179 ;
-  wire [12:0] \$18 ;
+  wire [7:0] \$18 ;
   wire \$180 ;
-  wire [19:0] \$181 ;
-  wire [19:0] \$182 ;
+  wire \$181 ;
+  wire \$182 ;
   wire \$183 ;
-  wire [4:0] \$184 ;
+  wire \$184 ;
   wire \$185 ;
-  wire \$186 ;
-  wire [7:0] \$187 ;
-  wire [2:0] \$188 ;
-  reg [19:0] \$189 ;
+  reg [18:0] \$186 ;
+  wire [19:0] \$187 ;
+  wire [19:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  reg [25:0] \$190 ;
-  reg [25:0] \$191 ;
-  reg [15:0] \$192 ;
-  reg [16:0] \$193 ;
-  reg [16:0] \$194 ;
-  reg [9:0] \$195 ;
-  reg \$196 ;
-  reg [2:0] \$197 ;
-  reg \$198 ;
-  reg [5:0] \$199 ;
-  wire [17:0] \$2 ;
-  wire \$20 ;
-  reg [11:0] \$200 ;
-  reg [6:0] \$201 ;
-  reg [3:0] \$202 ;
-  reg [36:0] \$203 ;
-  reg \$204 ;
-  reg [27:0] \$205 ;
-  reg [1:0] \$206 ;
-  reg [2:0] \$207 ;
-  reg [4:0] \$208 ;
-  reg \$209 ;
-  reg \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg [18:0] \$213 ;
-  reg [18:0] \$214 ;
-  reg [18:0] \$215 ;
-  reg [18:0] \$216 ;
-  reg [18:0] \$217 ;
-  reg [18:0] \$218 ;
-  reg [18:0] \$219 ;
+  wire \$190 ;
+  wire [19:0] \$191 ;
+  wire [19:0] \$192 ;
+  wire \$193 ;
+  wire [4:0] \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire [7:0] \$197 ;
+  wire [2:0] \$198 ;
+  reg [19:0] \$199 ;
+  wire \$2 ;
+  wire [12:0] \$20 ;
+  reg [25:0] \$200 ;
+  reg [25:0] \$201 ;
+  reg [15:0] \$202 ;
+  reg [16:0] \$203 ;
+  reg [16:0] \$204 ;
+  reg [9:0] \$205 ;
+  reg [9:0] \$206 ;
+  reg [37:0] \$207 ;
+  reg [37:0] \$208 ;
+  reg [7:0] \$209 ;
+  wire \$21 ;
+  reg [37:0] \$210 ;
+  reg [19:0] \$211 ;
+  reg [19:0] \$212 ;
+  reg \$213 ;
+  reg [2:0] \$214 ;
+  reg \$215 ;
+  reg [5:0] \$216 ;
+  reg [11:0] \$217 ;
+  reg [6:0] \$218 ;
+  reg [3:0] \$219 ;
   wire \$22 ;
-  reg [18:0] \$220 ;
-  reg [18:0] \$221 ;
-  reg [18:0] \$222 ;
-  reg [18:0] \$223 ;
-  reg [18:0] \$224 ;
-  reg [18:0] \$225 ;
-  reg [18:0] \$226 ;
-  reg [18:0] \$227 ;
-  reg [18:0] \$228 ;
-  reg [18:0] \$229 ;
-  wire \$23 ;
+  reg [36:0] \$220 ;
+  reg \$221 ;
+  reg [27:0] \$222 ;
+  reg [1:0] \$223 ;
+  reg [2:0] \$224 ;
+  reg [4:0] \$225 ;
+  reg \$226 ;
+  reg \$227 ;
+  reg \$228 ;
+  reg \$229 ;
+  reg \$23 ;
   reg [18:0] \$230 ;
   reg [18:0] \$231 ;
   reg [18:0] \$232 ;
-  reg [5:0] \$233 ;
-  reg \$234 ;
-  reg [4:0] \$235 ;
-  reg \$236 ;
-  reg [3:0] \$237 ;
-  reg [19:0] \$238 ;
-  reg [8:0] \$239 ;
-  wire [7:0] \$24 ;
-  reg \$240 ;
-  wire [8:0] \$25 ;
-  wire [9:0] \$26 ;
-  wire \$27 ;
-  wire [5:0] \$28 ;
+  reg [18:0] \$233 ;
+  reg [18:0] \$234 ;
+  reg [18:0] \$235 ;
+  reg [18:0] \$236 ;
+  reg [18:0] \$237 ;
+  reg [18:0] \$238 ;
+  reg [18:0] \$239 ;
+  wire \$24 ;
+  reg [18:0] \$240 ;
+  reg [18:0] \$241 ;
+  reg [18:0] \$242 ;
+  reg [18:0] \$243 ;
+  reg [18:0] \$244 ;
+  reg [18:0] \$245 ;
+  reg [18:0] \$246 ;
+  reg [18:0] \$247 ;
+  reg [18:0] \$248 ;
+  reg [18:0] \$249 ;
+  wire \$25 ;
+  reg [5:0] \$250 ;
+  reg \$251 ;
+  reg [4:0] \$252 ;
+  reg \$253 ;
+  reg [3:0] \$254 ;
+  reg [19:0] \$255 ;
+  reg [8:0] \$256 ;
+  reg \$257 ;
+  wire [7:0] \$26 ;
+  wire [8:0] \$27 ;
+  wire [9:0] \$28 ;
   wire \$29 ;
   wire [18:0] \$3 ;
-  wire \$30 ;
-  reg \$31 ;
+  wire [5:0] \$30 ;
+  wire \$31 ;
   wire \$32 ;
-  wire \$33 ;
-  wire [5:0] \$34 ;
-  wire [6:0] \$35 ;
-  reg \$36 ;
-  wire [8:0] \$37 ;
-  wire [9:0] \$38 ;
-  wire [10:0] \$39 ;
-  wire [20:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [9:0] \$41 ;
-  wire [10:0] \$42 ;
-  wire \$43 ;
-  wire [6:0] \$44 ;
-  wire [7:0] \$45 ;
+  reg \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [5:0] \$36 ;
+  wire [6:0] \$37 ;
+  reg \$38 ;
+  wire [8:0] \$39 ;
+  wire [18:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [10:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [9:0] \$43 ;
+  wire [10:0] \$44 ;
+  wire \$45 ;
   wire [6:0] \$46 ;
   wire [7:0] \$47 ;
-  wire \$48 ;
-  wire [12:0] \$49 ;
-  wire [17:0] \$5 ;
+  wire [6:0] \$48 ;
+  wire [7:0] \$49 ;
+  wire [20:0] \$5 ;
   wire \$50 ;
-  wire [7:0] \$51 ;
-  wire [7:0] \$52 ;
+  wire [12:0] \$51 ;
+  wire \$52 ;
   wire [7:0] \$53 ;
   wire [7:0] \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [7:0] \$55 ;
+  wire [7:0] \$56 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
-  wire [17:0] \$6 ;
+  wire \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [16:0] \$66 ;
-  wire [16:0] \$67 ;
-  wire [3:0] \$68 ;
-  wire \$69 ;
-  wire [18:0] \$7 ;
-  wire \$70 ;
-  wire [4:0] \$71 ;
-  wire [5:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire [16:0] \$68 ;
+  wire [16:0] \$69 ;
+  wire \$7 ;
+  wire [17:0] \$70 ;
+  wire [17:0] \$71 ;
+  wire [17:0] \$72 ;
+  wire [17:0] \$73 ;
+  wire [3:0] \$74 ;
   wire \$75 ;
-  wire [6:0] \$76 ;
-  wire [12:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [20:0] \$8 ;
+  wire \$76 ;
+  wire [4:0] \$77 ;
+  wire [5:0] \$78 ;
+  wire \$79 ;
+  wire [18:0] \$8 ;
   wire \$80 ;
-  wire [7:0] \$81 ;
-  wire [8:0] \$82 ;
-  wire [7:0] \$83 ;
-  wire [7:0] \$84 ;
-  wire \$85 ;
+  wire \$81 ;
+  wire [6:0] \$82 ;
+  wire [12:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
   wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
+  wire [7:0] \$87 ;
+  wire [8:0] \$88 ;
   wire [7:0] \$89 ;
-  wire \$9 ;
-  wire \$90 ;
+  wire [18:0] \$9 ;
+  wire [7:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire \$95 ;
+  wire [7:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
@@ -251,21 +268,24 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [4:0] \$signature__addr$50 ;
   reg [5:0] \$signature__addr$56 ;
   reg [11:0] \$signature__addr$62 ;
-  wire [37:0] \$signature__data ;
-  wire [7:0] \$signature__data$41 ;
+  wire [7:0] \$signature__data ;
   reg [7:0] \$signature__data$47 ;
   reg [7:0] \$signature__data$51 ;
   wire [15:0] \$signature__data$77 ;
   wire [7:0] \$signature__data$77[0] ;
   wire [7:0] \$signature__data$77[1] ;
-  wire [18:0] \$signature__data[0] ;
-  wire [18:0] \$signature__data[1] ;
+  wire [37:0] \$signature__data$82 ;
+  wire [18:0] \$signature__data$82[0] ;
+  wire [18:0] \$signature__data$82[1] ;
   reg \$signature__en ;
   reg \$signature__en$53 ;
   reg [18:0] acc0 = 19'h00000;
   reg [18:0] acc1 = 19'h00000;
   reg [18:0] acc2 = 19'h00000;
   reg [18:0] acc3 = 19'h00000;
+  reg [37:0] acc_q = 38'h0000000000;
+  wire [18:0] \acc_q[0] ;
+  wire [18:0] \acc_q[1] ;
   wire [6:0] acc_rd__addr;
   wire [37:0] acc_rd__data;
   wire [18:0] \acc_rd__data[0] ;
@@ -277,10 +297,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire acc_wr__en;
   reg [6:0] act_acc_addr;
   reg [2:0] act_q = 3'h0;
-  reg [19:0] aligned0;
-  reg [19:0] aligned1;
+  reg [19:0] aligned0 = 20'h00000;
+  reg [19:0] aligned1 = 20'h00000;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
+  reg [37:0] bias_q = 38'h0000000000;
+  wire [18:0] \bias_q[0] ;
+  wire [18:0] \bias_q[1] ;
   wire [7:0] c_new;
   wire [7:0] c_prev;
   reg [4:0] c_rd__addr;
@@ -351,6 +374,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [1:0] lane = 2'h0;
+  reg [7:0] last = 8'h00;
+  wire [6:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [37:0] last_sum = 38'h0000000000;
+  wire [18:0] \last_sum[0] ;
+  wire [18:0] \last_sum[1] ;
   wire [3:0] level;
   output [8:0] o__payload;
   reg [8:0] o__payload = 9'h000;
@@ -399,6 +428,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \s2.bias ;
   wire \s2.shift ;
   wire \s2.valid ;
+  reg [9:0] s3 = 10'h000;
+  wire [6:0] \s3.acc_addr ;
+  wire \s3.bias ;
+  wire \s3.shift ;
+  wire \s3.valid ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg [5:0] tag = 6'h00;
@@ -484,8 +518,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     acc_mem[68] = 38'h0000000000;
   end
   always @(posedge clk) begin
-    if (s2[0])
-      acc_mem[s2[7:1]] <= acc_wr__data;
+    if (s3[0])
+      acc_mem[s3[7:1]] <= acc_wr__data;
   end
   reg [6:0] _0_;
   always @(posedge clk) begin
@@ -568,7 +602,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @(posedge clk) begin
     _1_ <= b_mem[s1b[14:8]];
   end
-  assign \$signature__data  = _1_;
+  assign \$signature__data$82  = _1_;
   reg [7:0] c_mem [31:0];
   initial begin
     c_mem[0] = 8'h00;
@@ -660,7 +694,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @(posedge clk) begin
     _3_ <= v_mem[\$signature__addr$56 ];
   end
-  assign \$signature__data$41  = _3_;
+  assign \$signature__data  = _3_;
   reg [15:0] w_mem [2463:0];
   initial begin
     w_mem[0] = 16'h060f;
@@ -3134,271 +3168,295 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   assign \$signature__data$77  = _4_;
   assign acc_rd__addr = s1b[0] ? s1b[7:1] : act_acc_addr;
-  assign \$3  = s2[8] ? \$signature__data [18:0] : acc_rd__data[18:0];
-  assign \$4  = $signed(\$3 ) + $signed(aligned0);
-  assign \$7  = s2[8] ? \$signature__data [37:19] : acc_rd__data[37:19];
-  assign \$8  = $signed(\$7 ) + $signed(aligned1);
-  assign \$9  = ! issue_layer;
-  assign valid_in = issue_valid & \$9 ;
-  assign h_prev = fresh ? 8'h00 : \$signature__data$41 ;
+  assign \$1  = last[7:1] == s3[7:1];
+  assign \$2  = last[0] & \$1 ;
+  assign \$3  = \$2  ? last_sum[18:0] : acc_q[18:0];
+  assign \$4  = s3[8] ? bias_q[18:0] : \$3 ;
+  assign \$5  = $signed(\$4 ) + $signed(aligned0);
+  assign \$6  = last[7:1] == s3[7:1];
+  assign \$7  = last[0] & \$6 ;
+  assign \$8  = \$7  ? last_sum[37:19] : acc_q[37:19];
+  assign \$9  = s3[8] ? bias_q[37:19] : \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed(aligned1);
+  assign \$11  = ! issue_layer;
+  assign valid_in = issue_valid & \$11 ;
+  assign h_prev = fresh ? 8'h00 : \$signature__data ;
   assign c_prev = fresh ? 8'h00 : c_rd__data;
-  assign \$10  = 3'h4 + tag_out;
-  assign \$11  = 1'h0 + tag_out;
-  assign \$12  = enc_col >= 3'h4;
-  assign \$13  = 3'h4 + enc_col;
-  assign \$14  = \$13  - 3'h4;
-  assign \$15  = 1'h0 + enc_col;
-  assign \$16  = \$12  ? \$14  : { 1'h0, \$15  };
-  assign \$18  = cur[11:0] + grp;
-  assign \$19  = grp == 6'h3f;
-  assign \$20  = g_grp < 5'h10;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = \$20  & \$22 ;
-  assign \$24  = act_q * 5'h10;
-  assign \$25  = 1'h0 + \$24 ;
-  assign \$26  = \$25  + g_grp;
-  assign \$27  = act_q == 3'h4;
-  assign \$28  = g_grp + 1'h1;
-  assign \$29  = \$28  < 5'h10;
-  assign \$30  = ~ \$signal ;
-  assign \$32  = ~ \$31 ;
-  assign \$33  = \$29  & \$32 ;
-  assign \$34  = 1'h0 + g_grp;
-  assign \$35  = \$34  + 1'h1;
-  assign \$37  = grp * 2'h2;
-  assign \$38  = \$37  + lane;
-  assign \$39  = 3'h4 + \$38 ;
-  assign \$40  = grp * 2'h2;
-  assign \$41  = \$40  + lane;
-  assign \$42  = 1'h0 + \$41 ;
-  assign \$43  = enc_col >= 1'h0;
-  assign \$44  = 3'h4 + enc_col;
-  assign \$45  = \$44  - 1'h0;
-  assign \$46  = 1'h0 + enc_col;
-  assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
-  assign \$49  = cur[11:0] + grp;
-  assign \$50  = grp == 3'h4;
-  assign \$51  = 7'h40 + grp;
-  assign \$52  = 7'h40 + grp;
+  assign \$12  = 3'h4 + tag_out;
+  assign \$13  = 1'h0 + tag_out;
+  assign \$14  = enc_col >= 3'h4;
+  assign \$15  = 3'h4 + enc_col;
+  assign \$16  = \$15  - 3'h4;
+  assign \$17  = 1'h0 + enc_col;
+  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
+  assign \$20  = cur[11:0] + grp;
+  assign \$21  = grp == 6'h3f;
+  assign \$22  = g_grp < 5'h10;
+  assign \$24  = ~ \$23 ;
+  assign \$25  = \$22  & \$24 ;
+  assign \$26  = act_q * 5'h10;
+  assign \$27  = 1'h0 + \$26 ;
+  assign \$28  = \$27  + g_grp;
+  assign \$29  = act_q == 3'h4;
+  assign \$30  = g_grp + 1'h1;
+  assign \$31  = \$30  < 5'h10;
+  assign \$32  = ~ \$signal ;
+  assign \$34  = ~ \$33 ;
+  assign \$35  = \$31  & \$34 ;
+  assign \$36  = 1'h0 + g_grp;
+  assign \$37  = \$36  + 1'h1;
+  assign \$39  = grp * 2'h2;
+  assign \$40  = \$39  + lane;
+  assign \$41  = 3'h4 + \$40 ;
+  assign \$42  = grp * 2'h2;
+  assign \$43  = \$42  + lane;
+  assign \$44  = 1'h0 + \$43 ;
+  assign \$45  = enc_col >= 1'h0;
+  assign \$46  = 3'h4 + enc_col;
+  assign \$47  = \$46  - 1'h0;
+  assign \$48  = 1'h0 + enc_col;
+  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
+  assign \$51  = cur[11:0] + grp;
+  assign \$52  = grp == 3'h4;
   assign \$53  = 7'h40 + grp;
   assign \$54  = 7'h40 + grp;
-  assign \$55  = ! seq_state;
-  assign \$56  = seq_state == 1'h1;
-  assign \$57  = seq_state == 2'h2;
-  assign \$58  = seq_state == 2'h3;
-  assign \$59  = seq_state == 3'h4;
-  assign \$60  = seq_state == 3'h5;
-  assign \$61  = seq_state == 3'h6;
-  assign \$62  = seq_state == 3'h7;
-  assign \$63  = seq_state == 4'h8;
-  assign \$64  = seq_state == 4'h9;
-  assign \$65  = seq_state == 4'ha;
-  assign \$66  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
-  assign \$67  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
-  assign \$68  = in_idx + 1'h1;
-  assign \$69  = in_idx == 2'h3;
-  assign \$70  = enc_col < 6'h24;
-  assign \$71  = level + e1[0];
-  assign \$72  = \$71  + e2[0];
-  assign \$73  = \$72  < 3'h7;
-  assign \$74  = \$70  & \$73 ;
-  assign \$75  = enc_col >= 3'h4;
-  assign \$76  = enc_col + 1'h1;
-  assign \$77  = enc_w + 7'h40;
-  assign \$78  = e1[7] & fresh;
-  assign \$79  = \$78  ? 8'h00 : \$signature__data$41 ;
-  assign \$80  = e1[7] & fresh;
-  assign \$81  = \$80  ? 8'h00 : \$signature__data$41 ;
-  assign \$82  = $signed(\$81 ) - $signed(1'h0);
-  assign \$83  = 1'h0 + grp;
-  assign \$84  = 1'h0 + grp;
-  assign \$85  = ! cur[17:12];
-  assign \$87  = cur[18] ? 1'h0 : 1'h1;
-  assign \$88  = grp == 6'h3f;
-  assign \$89  = grp + 1'h1;
-  assign \$90  = enc_col == 6'h24;
-  assign \$91  = ~ e1[0];
-  assign \$92  = \$90  & \$91 ;
-  assign \$93  = ~ e2[0];
-  assign \$94  = \$92  & \$93 ;
-  assign \$95  = ~ r_rdy;
-  assign \$96  = \$94  & \$95 ;
-  assign \$97  = ~ cur_active;
+  assign \$55  = 7'h40 + grp;
+  assign \$56  = 7'h40 + grp;
+  assign \$57  = ! seq_state;
+  assign \$58  = seq_state == 1'h1;
+  assign \$59  = seq_state == 2'h2;
+  assign \$60  = seq_state == 2'h3;
+  assign \$61  = seq_state == 3'h4;
+  assign \$62  = seq_state == 3'h5;
+  assign \$63  = seq_state == 3'h6;
+  assign \$64  = seq_state == 3'h7;
+  assign \$65  = seq_state == 4'h8;
+  assign \$66  = seq_state == 4'h9;
+  assign \$67  = seq_state == 4'ha;
+  assign \$68  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$69  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
+  assign \$74  = in_idx + 1'h1;
+  assign \$75  = in_idx == 2'h3;
+  assign \$76  = enc_col < 6'h24;
+  assign \$77  = level + e1[0];
+  assign \$78  = \$77  + e2[0];
+  assign \$79  = \$78  < 3'h7;
+  assign \$80  = \$76  & \$79 ;
+  assign \$81  = enc_col >= 3'h4;
+  assign \$82  = enc_col + 1'h1;
+  assign \$83  = enc_w + 7'h40;
+  assign \$84  = e1[7] & fresh;
+  assign \$85  = \$84  ? 8'h00 : \$signature__data ;
+  assign \$86  = e1[7] & fresh;
+  assign \$87  = \$86  ? 8'h00 : \$signature__data ;
+  assign \$88  = $signed(\$87 ) - $signed(1'h0);
+  assign \$89  = 1'h0 + grp;
+  assign \$90  = 1'h0 + grp;
+  assign \$91  = ! cur[17:12];
+  assign \$93  = cur[18] ? 1'h0 : 1'h1;
+  assign \$94  = grp == 6'h3f;
+  assign \$95  = grp + 1'h1;
+  assign \$96  = enc_col == 6'h24;
+  assign \$97  = ~ e1[0];
   assign \$98  = \$96  & \$97 ;
-  assign \$99  = ~ s1[0];
-  assign \$100  = ~ s1b[0];
-  assign \$101  = \$99  & \$100 ;
-  assign \$102  = ~ s2[0];
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = g_grp < 5'h10;
-  assign \$106  = ~ \$105 ;
-  assign \$107  = \$104  & \$106 ;
-  assign \$108  = act_q + 1'h1;
-  assign \$109  = ! \$signal ;
-  assign \$111  = act_q == 3'h4;
-  assign \$112  = ~ \$signal ;
-  assign \$113  = g_grp + 1'h1;
-  assign \$114  = g_grp + 1'h1;
-  assign \$115  = \$114  < 5'h10;
-  assign \$116  = ~ \$signal ;
-  assign \$118  = ~ \$117 ;
-  assign \$119  = \$115  & \$118 ;
-  assign \$133  = grp * 2'h2;
-  assign \$134  = \$133  + lane;
-  assign \$135  = lane == 1'h1;
-  assign \$136  = grp * 2'h2;
-  assign \$137  = \$136  + lane;
-  assign \$138  = \$137  == 5'h1f;
-  assign \$139  = \$135  | \$138 ;
-  assign \$140  = ~ \$signal$71 ;
-  assign \$141  = grp + 1'h1;
-  assign \$142  = grp == 4'hf;
-  assign \$143  = lane + 1'h1;
-  assign \$144  = \wait  + 1'h1;
-  assign \$145  = \wait  == 5'h12;
-  assign \$146  = enc_col < 6'h20;
-  assign \$147  = level + e1[0];
-  assign \$148  = \$147  + e2[0];
-  assign \$149  = \$148  < 3'h7;
-  assign \$150  = \$146  & \$149 ;
-  assign \$151  = enc_col >= 1'h0;
-  assign \$152  = enc_col + 1'h1;
-  assign \$153  = enc_w + 3'h5;
-  assign \$154  = $signed(\$signature__data$41 ) - $signed(1'h0);
-  assign \$155  = 7'h40 + grp;
-  assign \$156  = 7'h40 + grp;
-  assign \$157  = ! cur[17:12];
-  assign \$160  = grp == 3'h4;
-  assign \$161  = grp + 1'h1;
-  assign \$162  = enc_col == 6'h20;
-  assign \$163  = ~ e1[0];
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = ~ e2[0];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ~ r_rdy;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = ~ cur_active;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ~ s1[0];
-  assign \$172  = ~ s1b[0];
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = ~ s2[0];
-  assign \$175  = \$173  & \$174 ;
-  assign \$177  = $signed(\$176 ) + $signed(11'h200);
-  assign \$179  = $signed(out_rounded) > $signed(8'h7f);
-  assign \$180  = $signed(out_rounded) < $signed(8'h80);
-  assign \$181  = \$180  ? 20'hfff80 : out_rounded;
-  assign \$182  = \$179  ? 20'h0007f : \$181 ;
-  assign \$183  = out_idx == 4'h9;
-  assign \$184  = out_idx + 1'h1;
-  assign \$185  = out_idx == 4'h9;
-  assign \$186  = lane == 1'h1;
-  assign \$187  = grp + 1'h1;
-  assign \$188  = lane + 1'h1;
+  assign \$99  = ~ e2[0];
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = ~ r_rdy;
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = ~ cur_active;
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = ~ s1[0];
+  assign \$106  = ~ s1b[0];
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = ~ s2[0];
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = ~ s3[0];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = g_grp < 5'h10;
+  assign \$114  = ~ \$113 ;
+  assign \$115  = \$112  & \$114 ;
+  assign \$116  = act_q + 1'h1;
+  assign \$117  = ! \$signal ;
+  assign \$119  = act_q == 3'h4;
+  assign \$120  = ~ \$signal ;
+  assign \$121  = g_grp + 1'h1;
+  assign \$122  = g_grp + 1'h1;
+  assign \$123  = \$122  < 5'h10;
+  assign \$124  = ~ \$signal ;
+  assign \$126  = ~ \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$141  = grp * 2'h2;
+  assign \$142  = \$141  + lane;
+  assign \$143  = lane == 1'h1;
+  assign \$144  = grp * 2'h2;
+  assign \$145  = \$144  + lane;
+  assign \$146  = \$145  == 5'h1f;
+  assign \$147  = \$143  | \$146 ;
+  assign \$148  = ~ \$signal$71 ;
+  assign \$149  = grp + 1'h1;
+  assign \$150  = grp == 4'hf;
+  assign \$151  = lane + 1'h1;
+  assign \$152  = \wait  + 1'h1;
+  assign \$153  = \wait  == 5'h12;
+  assign \$154  = enc_col < 6'h20;
+  assign \$155  = level + e1[0];
+  assign \$156  = \$155  + e2[0];
+  assign \$157  = \$156  < 3'h7;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = enc_col >= 1'h0;
+  assign \$160  = enc_col + 1'h1;
+  assign \$161  = enc_w + 3'h5;
+  assign \$162  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$163  = 7'h40 + grp;
+  assign \$164  = 7'h40 + grp;
+  assign \$165  = ! cur[17:12];
+  assign \$168  = grp == 3'h4;
+  assign \$169  = grp + 1'h1;
+  assign \$170  = enc_col == 6'h20;
+  assign \$171  = ~ e1[0];
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = ~ e2[0];
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = ~ r_rdy;
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = ~ cur_active;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = ~ s1[0];
+  assign \$180  = ~ s1b[0];
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = ~ s2[0];
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = ~ s3[0];
+  assign \$185  = \$183  & \$184 ;
+  assign \$187  = $signed(\$186 ) + $signed(11'h200);
+  assign \$189  = $signed(out_rounded) > $signed(8'h7f);
+  assign \$190  = $signed(out_rounded) < $signed(8'h80);
+  assign \$191  = \$190  ? 20'hfff80 : out_rounded;
+  assign \$192  = \$189  ? 20'h0007f : \$191 ;
+  assign \$193  = out_idx == 4'h9;
+  assign \$194  = out_idx + 1'h1;
+  assign \$195  = out_idx == 4'h9;
+  assign \$196  = lane == 1'h1;
+  assign \$197  = grp + 1'h1;
+  assign \$198  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$189 ;
+    e1 <= \$199 ;
   always @(posedge clk)
-    s1 <= \$190 ;
+    s1 <= \$200 ;
   always @(posedge clk)
-    s1b <= \$191 ;
+    s1b <= \$201 ;
   always @(posedge clk)
-    w_word <= \$192 ;
+    w_word <= \$202 ;
   always @(posedge clk)
-    prod0 <= \$193 ;
+    prod0 <= \$203 ;
   always @(posedge clk)
-    prod1 <= \$194 ;
+    prod1 <= \$204 ;
   always @(posedge clk)
-    s2 <= \$195 ;
+    s2 <= \$205 ;
   always @(posedge clk)
-    issue_valid <= \$196 ;
+    s3 <= \$206 ;
   always @(posedge clk)
-    in_idx <= \$197 ;
+    acc_q <= \$207 ;
   always @(posedge clk)
-    seq_end <= \$198 ;
+    bias_q <= \$208 ;
   always @(posedge clk)
-    enc_col <= \$199 ;
+    last <= \$209 ;
   always @(posedge clk)
-    enc_w <= \$200 ;
+    last_sum <= \$210 ;
   always @(posedge clk)
-    grp <= \$201 ;
+    aligned0 <= \$211 ;
   always @(posedge clk)
-    seq_state <= \$202 ;
+    aligned1 <= \$212 ;
   always @(posedge clk)
-    e2 <= \$203 ;
+    issue_valid <= \$213 ;
   always @(posedge clk)
-    cur_active <= \$204 ;
+    in_idx <= \$214 ;
   always @(posedge clk)
-    cur <= \$205 ;
+    seq_end <= \$215 ;
   always @(posedge clk)
-    lane <= \$206 ;
+    enc_col <= \$216 ;
   always @(posedge clk)
-    act_q <= \$207 ;
+    enc_w <= \$217 ;
   always @(posedge clk)
-    g_grp <= \$208 ;
+    grp <= \$218 ;
   always @(posedge clk)
-    \$signal  <= \$209 ;
+    seq_state <= \$219 ;
   always @(posedge clk)
-    \$signal$71  <= \$210 ;
+    e2 <= \$220 ;
   always @(posedge clk)
-    bank0_full <= \$211 ;
+    cur_active <= \$221 ;
   always @(posedge clk)
-    bank1_full <= \$212 ;
+    cur <= \$222 ;
   always @(posedge clk)
-    gate0_0_0 <= \$213 ;
+    lane <= \$223 ;
   always @(posedge clk)
-    gate0_0_1 <= \$214 ;
+    act_q <= \$224 ;
   always @(posedge clk)
-    gate0_1_0 <= \$215 ;
+    g_grp <= \$225 ;
   always @(posedge clk)
-    gate0_1_1 <= \$216 ;
+    \$signal  <= \$226 ;
   always @(posedge clk)
-    gate0_2_0 <= \$217 ;
+    \$signal$71  <= \$227 ;
   always @(posedge clk)
-    gate0_2_1 <= \$218 ;
+    bank0_full <= \$228 ;
   always @(posedge clk)
-    gate0_3_0 <= \$219 ;
+    bank1_full <= \$229 ;
   always @(posedge clk)
-    gate0_3_1 <= \$220 ;
+    gate0_0_0 <= \$230 ;
   always @(posedge clk)
-    gate1_0_0 <= \$221 ;
+    gate0_0_1 <= \$231 ;
   always @(posedge clk)
-    gate1_0_1 <= \$222 ;
+    gate0_1_0 <= \$232 ;
   always @(posedge clk)
-    gate1_1_0 <= \$223 ;
+    gate0_1_1 <= \$233 ;
   always @(posedge clk)
-    gate1_1_1 <= \$224 ;
+    gate0_2_0 <= \$234 ;
   always @(posedge clk)
-    gate1_2_0 <= \$225 ;
+    gate0_2_1 <= \$235 ;
   always @(posedge clk)
-    gate1_2_1 <= \$226 ;
+    gate0_3_0 <= \$236 ;
   always @(posedge clk)
-    gate1_3_0 <= \$227 ;
+    gate0_3_1 <= \$237 ;
   always @(posedge clk)
-    gate1_3_1 <= \$228 ;
+    gate1_0_0 <= \$238 ;
   always @(posedge clk)
-    acc0 <= \$229 ;
+    gate1_0_1 <= \$239 ;
   always @(posedge clk)
-    acc1 <= \$230 ;
+    gate1_1_0 <= \$240 ;
   always @(posedge clk)
-    acc2 <= \$231 ;
+    gate1_1_1 <= \$241 ;
   always @(posedge clk)
-    acc3 <= \$232 ;
+    gate1_2_0 <= \$242 ;
   always @(posedge clk)
-    tag <= \$233 ;
+    gate1_2_1 <= \$243 ;
   always @(posedge clk)
-    issue_layer <= \$234 ;
+    gate1_3_0 <= \$244 ;
   always @(posedge clk)
-    \wait  <= \$235 ;
+    gate1_3_1 <= \$245 ;
   always @(posedge clk)
-    fresh <= \$236 ;
+    acc0 <= \$246 ;
   always @(posedge clk)
-    out_idx <= \$237 ;
+    acc1 <= \$247 ;
   always @(posedge clk)
-    out_rounded <= \$238 ;
+    acc2 <= \$248 ;
   always @(posedge clk)
-    o__payload <= \$239 ;
+    acc3 <= \$249 ;
   always @(posedge clk)
-    o__valid <= \$240 ;
+    tag <= \$250 ;
+  always @(posedge clk)
+    issue_layer <= \$251 ;
+  always @(posedge clk)
+    \wait  <= \$252 ;
+  always @(posedge clk)
+    fresh <= \$253 ;
+  always @(posedge clk)
+    out_idx <= \$254 ;
+  always @(posedge clk)
+    out_rounded <= \$255 ;
+  always @(posedge clk)
+    o__payload <= \$256 ;
+  always @(posedge clk)
+    o__valid <= \$257 ;
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3429,19 +3487,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$21  = bank0_full;
+          \$23  = bank0_full;
       1'h1:
-          \$21  = bank1_full;
+          \$23  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$30 )
+    casez (\$32 )
       1'h0:
-          \$31  = bank0_full;
+          \$33  = bank0_full;
       1'h1:
-          \$31  = bank1_full;
+          \$33  = bank1_full;
     endcase
   end
   always @* begin
@@ -3449,9 +3507,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$71 )
       1'h0:
-          \$36  = bank0_full;
+          \$38  = bank0_full;
       1'h1:
-          \$36  = bank1_full;
+          \$38  = bank1_full;
     endcase
   end
   always @* begin
@@ -3459,49 +3517,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$105  = bank0_full;
+          \$113  = bank0_full;
       1'h1:
-          \$105  = bank1_full;
+          \$113  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$116 )
+    casez (\$124 )
       1'h0:
-          \$117  = bank0_full;
+          \$125  = bank0_full;
       1'h1:
-          \$117  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$120  = bank0_full;
-      1'h1:
-          \$120  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$121  = gate0_0_0;
-      2'h1:
-          \$121  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$122  = gate1_0_0;
-      2'h1:
-          \$122  = gate1_0_1;
+          \$125  = bank1_full;
     endcase
   end
   always @* begin
@@ -3509,69 +3537,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$71 )
       1'h0:
-          \$123  = \$121 ;
+          \$128  = bank0_full;
       1'h1:
-          \$123  = \$122 ;
+          \$128  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = 19'h00000;
+    \$129  = 19'h00000;
     casez (lane)
       2'h0:
-          \$124  = gate0_1_0;
+          \$129  = gate0_0_0;
       2'h1:
-          \$124  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$125  = gate1_1_0;
-      2'h1:
-          \$125  = gate1_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$126  = \$124 ;
-      1'h1:
-          \$126  = \$125 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$127  = gate0_2_0;
-      2'h1:
-          \$127  = gate0_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$128  = gate1_2_0;
-      2'h1:
-          \$128  = gate1_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$129  = \$127 ;
-      1'h1:
-          \$129  = \$128 ;
+          \$129  = gate0_0_1;
     endcase
   end
   always @* begin
@@ -3579,19 +3557,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$130  = 19'h00000;
     casez (lane)
       2'h0:
-          \$130  = gate0_3_0;
+          \$130  = gate1_0_0;
       2'h1:
-          \$130  = gate0_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$131  = gate1_3_0;
-      2'h1:
-          \$131  = gate1_3_1;
+          \$130  = gate1_0_1;
     endcase
   end
   always @* begin
@@ -3599,46 +3567,116 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$71 )
       1'h0:
-          \$132  = \$130 ;
+          \$131  = \$129 ;
       1'h1:
-          \$132  = \$131 ;
+          \$131  = \$130 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$176  = 19'h00000;
+    \$132  = 19'h00000;
     casez (lane)
       2'h0:
-          \$176  = acc_rd__data[18:0];
+          \$132  = gate0_1_0;
       2'h1:
-          \$176  = acc_rd__data[37:19];
+          \$132  = gate0_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$133  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$133  = gate1_1_0;
+      2'h1:
+          \$133  = gate1_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[9])
+    casez (\$signal$71 )
       1'h0:
-          aligned0 = { \$1 [17], \$1 [17], \$1  };
+          \$134  = \$132 ;
       1'h1:
-          aligned0 = { \$2 [17], \$2 [17], \$2  };
+          \$134  = \$133 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$135  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$135  = gate0_2_0;
+      2'h1:
+          \$135  = gate0_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$136  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$136  = gate1_2_0;
+      2'h1:
+          \$136  = gate1_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[9])
+    casez (\$signal$71 )
       1'h0:
-          aligned1 = { \$5 [17], \$5 [17], \$5  };
+          \$137  = \$135 ;
       1'h1:
-          aligned1 = { \$6 [17], \$6 [17], \$6  };
+          \$137  = \$136 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$138  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$138  = gate0_3_0;
+      2'h1:
+          \$138  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$139  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$139  = gate1_3_0;
+      2'h1:
+          \$139  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$71 )
+      1'h0:
+          \$140  = \$138 ;
+      1'h1:
+          \$140  = \$139 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$186  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$186  = acc_rd__data[18:0];
+      2'h1:
+          \$186  = acc_rd__data[37:19];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$45  = 6'h00;
     if (valid_out) begin
-      \$signature__addr$45  = \$10 [5:0];
+      \$signature__addr$45  = \$12 [5:0];
     end
     casez (seq_state)
       4'h0:
@@ -3671,7 +3709,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$50  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$50  = \$11 [4:0];
+      \$signature__addr$50  = \$13 [4:0];
     end
   end
   always @* begin
@@ -3703,17 +3741,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$56  = \$16 [5:0];
+          \$signature__addr$56  = \$18 [5:0];
       4'h2:
           /* empty */;
       4'h3:
-          if (\$36 ) begin
-            \$signature__addr$56  = \$39 [5:0];
+          if (\$38 ) begin
+            \$signature__addr$56  = \$41 [5:0];
           end
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$56  = \$47 [5:0];
+          \$signature__addr$56  = \$49 [5:0];
     endcase
   end
   always @* begin
@@ -3751,7 +3789,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$17 ;
+          w_en = \$19 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -3759,7 +3797,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$48 ;
+          w_en = \$50 ;
     endcase
   end
   always @* begin
@@ -3770,7 +3808,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$62  = \$18 [11:0];
+            \$signature__addr$62  = \$20 [11:0];
           end
       4'h2:
           /* empty */;
@@ -3780,7 +3818,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$62  = \$49 [11:0];
+            \$signature__addr$62  = \$51 [11:0];
           end
     endcase
   end
@@ -3792,7 +3830,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$19 ) begin
+            if (\$21 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3806,7 +3844,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$50 ) begin
+            if (\$52 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3825,11 +3863,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$23 ) begin
-            act_acc_addr = \$26 [6:0];
-            if (\$27 ) begin
-              if (\$33 ) begin
-                act_acc_addr = \$35 ;
+          if (\$25 ) begin
+            act_acc_addr = \$28 [6:0];
+            if (\$29 ) begin
+              if (\$35 ) begin
+                act_acc_addr = \$37 ;
               end
             end
           end
@@ -3840,13 +3878,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          act_acc_addr = \$51 [6:0];
-      4'h8:
-          act_acc_addr = \$52 [6:0];
-      4'h9:
           act_acc_addr = \$53 [6:0];
-      4'ha:
+      4'h8:
           act_acc_addr = \$54 [6:0];
+      4'h9:
+          act_acc_addr = \$55 [6:0];
+      4'ha:
+          act_acc_addr = \$56 [6:0];
     endcase
   end
   always @* begin
@@ -3860,24 +3898,24 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$36 ) begin
-            c_rd__addr = \$42 [4:0];
+          if (\$38 ) begin
+            c_rd__addr = \$44 [4:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189 [19:1] = e1[19:1];
-    \$189 [0] = 1'h0;
+    \$199 [19:1] = e1[19:1];
+    \$199 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$74 ) begin
-            \$189 [0] = 1'h1;
-            \$189 [6:1] = enc_col;
-            \$189 [7] = \$75 ;
-            \$189 [19:8] = enc_w;
+          if (\$80 ) begin
+            \$199 [0] = 1'h1;
+            \$199 [6:1] = enc_col;
+            \$199 [7] = \$81 ;
+            \$199 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -3886,32 +3924,32 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$150 ) begin
-            \$189 [0] = 1'h1;
-            \$189 [6:1] = enc_col;
-            \$189 [7] = \$151 ;
-            \$189 [19:8] = enc_w;
+          if (\$158 ) begin
+            \$199 [0] = 1'h1;
+            \$199 [6:1] = enc_col;
+            \$199 [7] = \$159 ;
+            \$199 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$189  = 20'h00000;
+      \$199  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190 [25:1] = s1[25:1];
-    \$190 [0] = 1'h0;
+    \$200 [25:1] = s1[25:1];
+    \$200 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$190 [0] = 1'h1;
-            \$190 [7:1] = \$83 [6:0];
-            \$190 [14:8] = \$84 [6:0];
-            \$190 [24:16] = cur[27:19];
-            \$190 [15] = \$86 ;
-            \$190 [25] = \$87 ;
+            \$200 [0] = 1'h1;
+            \$200 [7:1] = \$89 [6:0];
+            \$200 [14:8] = \$90 [6:0];
+            \$200 [24:16] = cur[27:19];
+            \$200 [15] = \$92 ;
+            \$200 [25] = \$93 ;
           end
       4'h2:
           /* empty */;
@@ -3921,59 +3959,121 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$190 [0] = 1'h1;
-            \$190 [7:1] = \$155 [6:0];
-            \$190 [14:8] = \$156 [6:0];
-            \$190 [24:16] = cur[27:19];
-            \$190 [15] = \$158 ;
-            \$190 [25] = \$159 ;
+            \$200 [0] = 1'h1;
+            \$200 [7:1] = \$163 [6:0];
+            \$200 [14:8] = \$164 [6:0];
+            \$200 [24:16] = cur[27:19];
+            \$200 [15] = \$166 ;
+            \$200 [25] = \$167 ;
           end
     endcase
     if (rst) begin
-      \$190  = 26'h0000000;
+      \$200  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = s1;
+    \$201  = s1;
     if (rst) begin
-      \$191  = 26'h0000000;
+      \$201  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = \$signature__data$77 ;
+    \$202  = \$signature__data$77 ;
     if (rst) begin
-      \$192  = 16'h0000;
+      \$202  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = \$66 ;
+    \$203  = \$68 ;
     if (rst) begin
-      \$193  = 17'h00000;
+      \$203  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = \$67 ;
+    \$204  = \$69 ;
     if (rst) begin
-      \$194  = 17'h00000;
+      \$204  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195 [0] = s1b[0];
-    \$195 [7:1] = s1b[7:1];
-    \$195 [8] = s1b[15];
-    \$195 [9] = s1b[25];
+    \$205 [0] = s1b[0];
+    \$205 [7:1] = s1b[7:1];
+    \$205 [8] = s1b[15];
+    \$205 [9] = s1b[25];
     if (rst) begin
-      \$195  = 10'h000;
+      \$205  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = 1'h0;
+    \$206  = s2;
+    if (rst) begin
+      \$206  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$207  = acc_rd__data;
+    if (rst) begin
+      \$207  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = \$signature__data$82 ;
+    if (rst) begin
+      \$208  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209 [0] = s3[0];
+    \$209 [7:1] = s3[7:1];
+    if (rst) begin
+      \$209  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$210  = acc_wr__data;
+    if (rst) begin
+      \$210  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$211  = { \$70 [17], \$70 [17], \$70  };
+      1'h1:
+          \$211  = { \$71 [17], \$71 [17], \$71  };
+    endcase
+    if (rst) begin
+      \$211  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$212  = { \$72 [17], \$72 [17], \$72  };
+      1'h1:
+          \$212  = { \$73 [17], \$73 [17], \$73  };
+    endcase
+    if (rst) begin
+      \$212  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$213  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3982,62 +4082,62 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$120 ) begin
-            \$196  = 1'h1;
+          if (\$128 ) begin
+            \$213  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$196  = 1'h0;
+      \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = in_idx;
+    \$214  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$197  = \$68 [2:0];
-            if (\$69 ) begin
-              \$197  = 3'h0;
+            \$214  = \$74 [2:0];
+            if (\$75 ) begin
+              \$214  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$197  = 3'h0;
+      \$214  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = seq_end;
+    \$215  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$69 ) begin
-              \$198  = i__payload[9];
+            if (\$75 ) begin
+              \$215  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$198  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = enc_col;
+    \$216  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$69 ) begin
-              \$199  = 6'h00;
+            if (\$75 ) begin
+              \$216  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$74 ) begin
-            \$199  = \$76 [5:0];
+          if (\$80 ) begin
+            \$216  = \$82 [5:0];
           end
-          if (\$98 ) begin
-            \$199  = 6'h00;
+          if (\$104 ) begin
+            \$216  = 6'h00;
           end
         end
       4'h2:
@@ -4045,106 +4145,106 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$145 ) begin
-            \$199  = 6'h00;
+          if (\$153 ) begin
+            \$216  = 6'h00;
           end
       4'h5:
         begin
-          if (\$150 ) begin
-            \$199  = \$152 [5:0];
+          if (\$158 ) begin
+            \$216  = \$160 [5:0];
           end
-          if (\$170 ) begin
-            \$199  = 6'h00;
+          if (\$178 ) begin
+            \$216  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$199  = 6'h00;
+      \$216  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = enc_w;
+    \$217  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$69 ) begin
-              \$200  = 12'h000;
+            if (\$75 ) begin
+              \$217  = 12'h000;
             end
           end
       4'h1:
-          if (\$74 ) begin
-            \$200  = \$77 [11:0];
+          if (\$80 ) begin
+            \$217  = \$83 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$145 ) begin
-            \$200  = 12'h900;
+          if (\$153 ) begin
+            \$217  = 12'h900;
           end
       4'h5:
-          if (\$150 ) begin
-            \$200  = \$153 [11:0];
+          if (\$158 ) begin
+            \$217  = \$161 [11:0];
           end
     endcase
     if (rst) begin
-      \$200  = 12'h000;
+      \$217  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = grp;
+    \$218  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$69 ) begin
-              \$201  = 7'h00;
+            if (\$75 ) begin
+              \$218  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$88 ) begin
-              \$201  = 7'h00;
+            if (\$94 ) begin
+              \$218  = 7'h00;
             end else begin
-              \$201  = \$89 [6:0];
+              \$218  = \$95 [6:0];
             end
           end else if (r_rdy) begin
-            \$201  = 7'h00;
+            \$218  = 7'h00;
           end
       4'h2:
-          if (\$103 ) begin
-            \$201  = 7'h00;
+          if (\$111 ) begin
+            \$218  = 7'h00;
           end
       4'h3:
-          if (\$120 ) begin
-            if (\$139 ) begin
-              \$201  = \$141 [6:0];
-              if (\$142 ) begin
-                \$201  = 7'h00;
+          if (\$128 ) begin
+            if (\$147 ) begin
+              \$218  = \$149 [6:0];
+              if (\$150 ) begin
+                \$218  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$145 ) begin
-            \$201  = 7'h00;
+          if (\$153 ) begin
+            \$218  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$160 ) begin
-              \$201  = 7'h00;
+            if (\$168 ) begin
+              \$218  = 7'h00;
             end else begin
-              \$201  = \$161 [6:0];
+              \$218  = \$169 [6:0];
             end
           end else if (r_rdy) begin
-            \$201  = 7'h00;
+            \$218  = 7'h00;
           end
       4'h6:
-          if (\$175 ) begin
-            \$201  = 7'h00;
+          if (\$185 ) begin
+            \$218  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -4154,96 +4254,96 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$185 ) begin
-              \$201  = 7'h00;
-            end else if (\$186 ) begin
-              \$201  = \$187 [6:0];
+            if (\$195 ) begin
+              \$218  = 7'h00;
+            end else if (\$196 ) begin
+              \$218  = \$197 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$201  = 7'h00;
+      \$218  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = seq_state;
+    \$219  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$69 ) begin
-              \$202  = 4'h1;
+            if (\$75 ) begin
+              \$219  = 4'h1;
             end
           end
       4'h1:
-          if (\$98 ) begin
-            \$202  = 4'h2;
+          if (\$104 ) begin
+            \$219  = 4'h2;
           end
       4'h2:
-          if (\$103 ) begin
-            \$202  = 4'h3;
+          if (\$111 ) begin
+            \$219  = 4'h3;
           end
       4'h3:
-          if (\$120 ) begin
-            if (\$139 ) begin
-              if (\$142 ) begin
-                \$202  = 4'h4;
+          if (\$128 ) begin
+            if (\$147 ) begin
+              if (\$150 ) begin
+                \$219  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$145 ) begin
+          if (\$153 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$202  = 4'h5;
+              \$219  = 4'h5;
             end else begin
-              \$202  = 4'h0;
+              \$219  = 4'h0;
             end
           end
       4'h5:
-          if (\$170 ) begin
-            \$202  = 4'h6;
+          if (\$178 ) begin
+            \$219  = 4'h6;
           end
       4'h6:
-          if (\$175 ) begin
-            \$202  = 4'h7;
+          if (\$185 ) begin
+            \$219  = 4'h7;
           end
       4'h7:
-          \$202  = 4'h8;
+          \$219  = 4'h8;
       4'h8:
-          \$202  = 4'h9;
+          \$219  = 4'h9;
       4'h9:
-          \$202  = 4'ha;
+          \$219  = 4'ha;
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$185 ) begin
-              \$202  = 4'h0;
-            end else if (\$186 ) begin
-              \$202  = 4'h7;
+            if (\$195 ) begin
+              \$219  = 4'h0;
+            end else if (\$196 ) begin
+              \$219  = 4'h7;
             end else begin
-              \$202  = 4'h8;
+              \$219  = 4'h8;
             end
           end
     endcase
     if (rst) begin
-      \$202  = 4'h0;
+      \$219  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = e2;
+    \$220  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$203 [0] = e1[0];
-          \$203 [6:1] = e1[6:1];
-          \$203 [7] = e1[7];
-          \$203 [19:8] = e1[19:8];
-          \$203 [27:20] = \$79 ;
-          \$203 [36:28] = \$82 ;
+          \$220 [0] = e1[0];
+          \$220 [6:1] = e1[6:1];
+          \$220 [7] = e1[7];
+          \$220 [19:8] = e1[19:8];
+          \$220 [27:20] = \$85 ;
+          \$220 [36:28] = \$88 ;
         end
       4'h2:
           /* empty */;
@@ -4253,31 +4353,31 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
         begin
-          \$203 [0] = e1[0];
-          \$203 [6:1] = e1[6:1];
-          \$203 [7] = e1[7];
-          \$203 [19:8] = e1[19:8];
-          \$203 [27:20] = \$signature__data$41 ;
-          \$203 [36:28] = \$154 ;
+          \$220 [0] = e1[0];
+          \$220 [6:1] = e1[6:1];
+          \$220 [7] = e1[7];
+          \$220 [19:8] = e1[19:8];
+          \$220 [27:20] = \$signature__data ;
+          \$220 [36:28] = \$162 ;
         end
     endcase
     if (rst) begin
-      \$203  = 37'h0000000000;
+      \$220  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = cur_active;
+    \$221  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$88 ) begin
-              \$204  = r_rdy;
+            if (\$94 ) begin
+              \$221  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$204  = 1'h1;
+            \$221  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -4287,30 +4387,30 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$160 ) begin
-              \$204  = r_rdy;
+            if (\$168 ) begin
+              \$221  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$204  = 1'h1;
+            \$221  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$204  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = cur;
+    \$222  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$88 ) begin
-              \$205  = r_data;
+            if (\$94 ) begin
+              \$222  = r_data;
             end
           end else if (r_rdy) begin
-            \$205  = r_data;
+            \$222  = r_data;
           end
       4'h2:
           /* empty */;
@@ -4320,36 +4420,36 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$160 ) begin
-              \$205  = r_data;
+            if (\$168 ) begin
+              \$222  = r_data;
             end
           end else if (r_rdy) begin
-            \$205  = r_data;
+            \$222  = r_data;
           end
     endcase
     if (rst) begin
-      \$205  = 28'h0000000;
+      \$222  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = lane;
+    \$223  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$103 ) begin
-            \$206  = 2'h0;
+          if (\$111 ) begin
+            \$223  = 2'h0;
           end
       4'h3:
-          if (\$120 ) begin
+          if (\$128 ) begin
             (* full_case = 32'd1 *)
-            if (\$139 ) begin
-              \$206  = 2'h0;
+            if (\$147 ) begin
+              \$223  = 2'h0;
             end else begin
-              \$206  = \$143 [1:0];
+              \$223  = \$151 [1:0];
             end
           end
       4'h4:
@@ -4357,8 +4457,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$175 ) begin
-            \$206  = 2'h0;
+          if (\$185 ) begin
+            \$223  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -4369,196 +4469,196 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$185 ) begin
-              \$206  = 2'h0;
-            end else if (\$186 ) begin
-              \$206  = 2'h0;
+            if (\$195 ) begin
+              \$223  = 2'h0;
+            end else if (\$196 ) begin
+              \$223  = 2'h0;
             end else begin
-              \$206  = \$188 [1:0];
+              \$223  = \$198 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$206  = 2'h0;
+      \$223  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = act_q;
+    \$224  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$103 ) begin
-            \$207  = 3'h0;
+          if (\$111 ) begin
+            \$224  = 3'h0;
           end
       4'h3:
-          if (\$107 ) begin
-            \$207  = \$108 [2:0];
-            if (\$111 ) begin
-              \$207  = 3'h0;
-              if (\$119 ) begin
-                \$207  = 3'h1;
+          if (\$115 ) begin
+            \$224  = \$116 [2:0];
+            if (\$119 ) begin
+              \$224  = 3'h0;
+              if (\$127 ) begin
+                \$224  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$207  = 3'h0;
+      \$224  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = g_grp;
+    \$225  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$103 ) begin
-            \$208  = 5'h00;
+          if (\$111 ) begin
+            \$225  = 5'h00;
           end
       4'h3:
-          if (\$107 ) begin
-            if (\$111 ) begin
-              \$208  = \$113 [4:0];
+          if (\$115 ) begin
+            if (\$119 ) begin
+              \$225  = \$121 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$208  = 5'h00;
+      \$225  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = \$signal ;
+    \$226  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$103 ) begin
-            \$209  = 1'h0;
+          if (\$111 ) begin
+            \$226  = 1'h0;
           end
       4'h3:
-          if (\$107 ) begin
-            if (\$111 ) begin
-              \$209  = \$112 ;
+          if (\$115 ) begin
+            if (\$119 ) begin
+              \$226  = \$120 ;
             end
           end
     endcase
     if (rst) begin
-      \$209  = 1'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = \$signal$71 ;
+    \$227  = \$signal$71 ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$103 ) begin
-            \$210  = 1'h0;
+          if (\$111 ) begin
+            \$227  = 1'h0;
           end
       4'h3:
-          if (\$120 ) begin
-            if (\$139 ) begin
-              \$210  = \$140 ;
+          if (\$128 ) begin
+            if (\$147 ) begin
+              \$227  = \$148 ;
             end
           end
     endcase
     if (rst) begin
-      \$210  = 1'h0;
+      \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = bank0_full;
+    \$228  = bank0_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$103 ) begin
-            \$211  = 1'h0;
+          if (\$111 ) begin
+            \$228  = 1'h0;
           end
       4'h3:
         begin
-          if (\$107 ) begin
-            if (\$111 ) begin
+          if (\$115 ) begin
+            if (\$119 ) begin
               casez (\$signal )
                 1'h0:
-                    \$211  = 1'h1;
+                    \$228  = 1'h1;
               endcase
             end
           end
-          if (\$120 ) begin
-            if (\$139 ) begin
+          if (\$128 ) begin
+            if (\$147 ) begin
               casez (\$signal$71 )
                 1'h0:
-                    \$211  = 1'h0;
+                    \$228  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$211  = 1'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = bank1_full;
+    \$229  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$103 ) begin
-            \$212  = 1'h0;
+          if (\$111 ) begin
+            \$229  = 1'h0;
           end
       4'h3:
         begin
-          if (\$107 ) begin
-            if (\$111 ) begin
+          if (\$115 ) begin
+            if (\$119 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$212  = 1'h1;
+                    \$229  = 1'h1;
               endcase
             end
           end
-          if (\$120 ) begin
-            if (\$139 ) begin
+          if (\$128 ) begin
+            if (\$147 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal$71 )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$212  = 1'h0;
+                    \$229  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$212  = 1'h0;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = gate0_0_0;
+    \$230  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4567,459 +4667,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$107 ) begin
-            if (\$109 ) begin
+          if (\$115 ) begin
+            if (\$117 ) begin
               casez (act_q)
                 3'h1:
-                    \$213  = acc_rd__data[18:0];
+                    \$230  = acc_rd__data[18:0];
               endcase
             end
-          end
-    endcase
-    if (rst) begin
-      \$213  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$109 ) begin
-              casez (act_q)
-                3'h1:
-                    \$214  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$214  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$109 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$215  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$215  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$109 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$216  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$216  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$109 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$217  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$217  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$109 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$218  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$218  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$109 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$219  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$219  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = gate0_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$109 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$220  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$220  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    \$221  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$221  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    \$222  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$222  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$223  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$223  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$224  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$224  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = gate1_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$225  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$225  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$226  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$226  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = gate1_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$227  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$227  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = gate1_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$107 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$228  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$228  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = acc0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$120 ) begin
-            \$229  = \$123 ;
-          end
-    endcase
-    if (rst) begin
-      \$229  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = acc1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$120 ) begin
-            \$230  = \$126 ;
           end
     endcase
     if (rst) begin
@@ -5028,7 +4682,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = acc2;
+    \$231  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5037,8 +4691,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$120 ) begin
-            \$231  = \$129 ;
+          if (\$115 ) begin
+            if (\$117 ) begin
+              casez (act_q)
+                3'h1:
+                    \$231  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5047,7 +4706,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = acc3;
+    \$232  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5056,8 +4715,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$120 ) begin
-            \$232  = \$132 ;
+          if (\$115 ) begin
+            if (\$117 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$232  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5066,7 +4732,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = tag;
+    \$233  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5075,17 +4741,24 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$120 ) begin
-            \$233  = \$134 [5:0];
+          if (\$115 ) begin
+            if (\$117 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$233  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$233  = 6'h00;
+      \$233  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = issue_layer;
+    \$234  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5094,17 +4767,26 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$120 ) begin
-            \$234  = 1'h0;
+          if (\$115 ) begin
+            if (\$117 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$234  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$234  = 1'h0;
+      \$234  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = \wait ;
+    \$235  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5113,23 +4795,441 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$120 ) begin
-            if (\$139 ) begin
-              if (\$142 ) begin
-                \$235  = 5'h00;
+          if (\$115 ) begin
+            if (\$117 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$235  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$235  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$236  = gate0_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$117 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$236  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$236  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = gate0_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$117 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$237  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$237  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = gate1_0_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$118 ) begin
+              casez (act_q)
+                3'h1:
+                    \$238  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$238  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = gate1_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$118 ) begin
+              casez (act_q)
+                3'h1:
+                    \$239  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$239  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = gate1_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$118 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$240  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$240  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = gate1_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$118 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$241  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$241  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$118 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$242  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$242  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$118 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$243  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$243  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$118 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$244  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$244  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = gate1_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$115 ) begin
+            if (\$118 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$245  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$245  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = acc0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$128 ) begin
+            \$246  = \$131 ;
+          end
+    endcase
+    if (rst) begin
+      \$246  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = acc1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$128 ) begin
+            \$247  = \$134 ;
+          end
+    endcase
+    if (rst) begin
+      \$247  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = acc2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$128 ) begin
+            \$248  = \$137 ;
+          end
+    endcase
+    if (rst) begin
+      \$248  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = acc3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$128 ) begin
+            \$249  = \$140 ;
+          end
+    endcase
+    if (rst) begin
+      \$249  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = tag;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$128 ) begin
+            \$250  = \$142 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$250  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$128 ) begin
+            \$251  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$251  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$128 ) begin
+            if (\$147 ) begin
+              if (\$150 ) begin
+                \$252  = 5'h00;
               end
             end
           end
       4'h4:
-          \$235  = \$144 [4:0];
+          \$252  = \$152 [4:0];
     endcase
     if (rst) begin
-      \$235  = 5'h00;
+      \$252  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = fresh;
+    \$253  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5140,11 +5240,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$145 ) begin
+          if (\$153 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$236  = 1'h0;
+              \$253  = 1'h0;
             end
           end
       4'h5:
@@ -5159,18 +5259,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$185 ) begin
-              \$236  = seq_end;
+            if (\$195 ) begin
+              \$253  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$236  = 1'h1;
+      \$253  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = out_idx;
+    \$254  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5185,8 +5285,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$175 ) begin
-            \$237  = 4'h0;
+          if (\$185 ) begin
+            \$254  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -5196,16 +5296,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (o__ready) begin
-            \$237  = \$184 [3:0];
+            \$254  = \$194 [3:0];
           end
     endcase
     if (rst) begin
-      \$237  = 4'h0;
+      \$254  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = out_rounded;
+    \$255  = out_rounded;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5224,15 +5324,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          \$238  = \$178 ;
+          \$255  = \$188 ;
     endcase
     if (rst) begin
-      \$238  = 20'h00000;
+      \$255  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = o__payload;
+    \$256  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5254,17 +5354,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
         begin
-          \$239 [7:0] = \$182 [7:0];
-          \$239 [8] = \$183 ;
+          \$256 [7:0] = \$192 [7:0];
+          \$256 [8] = \$193 ;
         end
     endcase
     if (rst) begin
-      \$239  = 9'h000;
+      \$256  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = o__valid;
+    \$257  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5285,20 +5385,20 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          \$240  = 1'h1;
+          \$257  = 1'h1;
       4'ha:
           if (o__ready) begin
-            \$240  = 1'h0;
+            \$257  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$240  = 1'h0;
+      \$257  = 1'h0;
     end
   end
   assign pushed = w_data;
   assign \$signature__addr  = s1b[14:8];
-  assign acc_wr__addr = s2[7:1];
-  assign acc_wr__en = s2[0];
+  assign acc_wr__addr = s3[7:1];
+  assign acc_wr__en = s3[0];
   assign issue_acc0 = acc0;
   assign issue_acc1 = acc1;
   assign issue_acc2 = acc2;
@@ -5321,16 +5421,20 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \s1b.bias  = s1b[15];
   assign \s1b.delta  = s1b[24:16];
   assign \s1b.shift  = s1b[25];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[7:1];
-  assign \s2.bias  = s2[8];
-  assign \s2.shift  = s2[9];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[7:1];
+  assign \s3.bias  = s3[8];
+  assign \s3.shift  = s3[9];
   assign \acc_wr__data[0]  = acc_wr__data[18:0];
   assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \acc_rd__data[0]  = acc_rd__data[18:0];
-  assign \acc_rd__data[1]  = acc_rd__data[37:19];
-  assign \$signature__data[0]  = \$signature__data [18:0];
-  assign \$signature__data[1]  = \$signature__data [37:19];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[7:1];
+  assign \acc_q[0]  = acc_q[18:0];
+  assign \acc_q[1]  = acc_q[37:19];
+  assign \last_sum[0]  = last_sum[18:0];
+  assign \last_sum[1]  = last_sum[37:19];
+  assign \bias_q[0]  = bias_q[18:0];
+  assign \bias_q[1]  = bias_q[37:19];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
   assign \e2.valid  = e2[0];
@@ -5357,19 +5461,27 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \w_word[1]  = w_word[15:8];
   assign \$signature__data$77[0]  = \$signature__data$77 [7:0];
   assign \$signature__data$77[1]  = \$signature__data$77 [15:8];
-  assign acc_wr__data[37:19] = \$8 [18:0];
-  assign acc_wr__data[18:0] = \$4 [18:0];
-  assign \$1  = { prod0[16], prod0 };
-  assign \$2  = { prod0, 1'h0 };
-  assign \$5  = { prod1[16], prod1 };
-  assign \$6  = { prod1, 1'h0 };
-  assign \$17  = e2[0];
-  assign \$48  = e2[0];
-  assign \$86  = \$85 ;
-  assign \$110  = \$signal ;
-  assign \$158  = \$157 ;
-  assign \$159  = 1'h0;
-  assign \$178  = { \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19:10] };
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[7:1];
+  assign \s2.bias  = s2[8];
+  assign \s2.shift  = s2[9];
+  assign \acc_rd__data[0]  = acc_rd__data[18:0];
+  assign \acc_rd__data[1]  = acc_rd__data[37:19];
+  assign \$signature__data$82[0]  = \$signature__data$82 [18:0];
+  assign \$signature__data$82[1]  = \$signature__data$82 [37:19];
+  assign acc_wr__data[37:19] = \$10 [18:0];
+  assign acc_wr__data[18:0] = \$5 [18:0];
+  assign \$19  = e2[0];
+  assign \$50  = e2[0];
+  assign \$70  = { prod0[16], prod0 };
+  assign \$71  = { prod0, 1'h0 };
+  assign \$72  = { prod1[16], prod1 };
+  assign \$73  = { prod1, 1'h0 };
+  assign \$92  = \$91 ;
+  assign \$118  = \$signal ;
+  assign \$166  = \$165 ;
+  assign \$167  = 1'h0;
+  assign \$188  = { \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)

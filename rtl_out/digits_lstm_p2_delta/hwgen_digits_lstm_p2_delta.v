@@ -4,21 +4,21 @@
 (* generator = "Amaranth" *)
 module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [17:0] \$1 ;
-  wire [6:0] \$10 ;
+  wire \$1 ;
+  wire [20:0] \$10 ;
   wire [7:0] \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
+  wire [7:0] \$102 ;
+  wire [7:0] \$103 ;
+  wire [8:0] \$104 ;
   wire [7:0] \$105 ;
-  wire \$106 ;
+  wire [7:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire [6:0] \$11 ;
+  wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
+  wire [7:0] \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
@@ -27,209 +27,226 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
+  wire [6:0] \$12 ;
   wire \$120 ;
-  reg \$121 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  wire [3:0] \$124 ;
+  wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
-  wire [5:0] \$129 ;
+  reg \$129 ;
   wire [6:0] \$13 ;
-  wire [5:0] \$130 ;
+  wire \$130 ;
   wire \$131 ;
-  wire \$132 ;
-  reg \$133 ;
+  wire [3:0] \$132 ;
+  wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  reg \$136 ;
-  reg [18:0] \$137 ;
-  reg [18:0] \$138 ;
-  reg [18:0] \$139 ;
-  wire [7:0] \$14 ;
-  reg [18:0] \$140 ;
-  reg [18:0] \$141 ;
-  reg [18:0] \$142 ;
-  reg [18:0] \$143 ;
-  reg [18:0] \$144 ;
+  wire \$136 ;
+  wire [5:0] \$137 ;
+  wire [5:0] \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  reg \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  reg \$144 ;
   reg [18:0] \$145 ;
   reg [18:0] \$146 ;
   reg [18:0] \$147 ;
   reg [18:0] \$148 ;
-  wire [8:0] \$149 ;
+  reg [18:0] \$149 ;
   wire [6:0] \$15 ;
-  wire [9:0] \$150 ;
-  wire \$151 ;
-  wire [8:0] \$152 ;
-  wire [9:0] \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire [7:0] \$157 ;
-  wire \$158 ;
-  wire [2:0] \$159 ;
+  reg [18:0] \$150 ;
+  reg [18:0] \$151 ;
+  reg [18:0] \$152 ;
+  reg [18:0] \$153 ;
+  reg [18:0] \$154 ;
+  reg [18:0] \$155 ;
+  reg [18:0] \$156 ;
+  wire [8:0] \$157 ;
+  wire [9:0] \$158 ;
+  wire \$159 ;
   wire [7:0] \$16 ;
-  wire [5:0] \$160 ;
-  wire \$161 ;
+  wire [8:0] \$160 ;
+  wire [9:0] \$161 ;
   wire \$162 ;
-  wire [4:0] \$163 ;
-  wire [5:0] \$164 ;
-  wire \$165 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire [7:0] \$165 ;
   wire \$166 ;
-  wire \$167 ;
-  wire [6:0] \$168 ;
-  wire [12:0] \$169 ;
+  wire [2:0] \$167 ;
+  wire [5:0] \$168 ;
+  wire \$169 ;
   wire [6:0] \$17 ;
-  wire [8:0] \$170 ;
-  wire [7:0] \$171 ;
-  wire [7:0] \$172 ;
+  wire \$170 ;
+  wire [4:0] \$171 ;
+  wire [5:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
-  wire [7:0] \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [6:0] \$18 ;
-  wire \$180 ;
+  wire [6:0] \$176 ;
+  wire [12:0] \$177 ;
+  wire [8:0] \$178 ;
+  wire [7:0] \$179 ;
+  wire [7:0] \$18 ;
+  wire [7:0] \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire \$185 ;
+  wire [7:0] \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
+  wire [6:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
-  reg [18:0] \$192 ;
-  wire [19:0] \$193 ;
-  wire [19:0] \$194 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire [19:0] \$197 ;
-  wire [19:0] \$198 ;
+  wire \$197 ;
+  wire \$198 ;
   wire \$199 ;
-  wire [17:0] \$2 ;
-  wire [9:0] \$20 ;
-  wire [4:0] \$200 ;
+  wire \$2 ;
+  wire [6:0] \$20 ;
+  wire \$200 ;
   wire \$201 ;
-  wire \$202 ;
-  wire [7:0] \$203 ;
-  wire [2:0] \$204 ;
-  reg [19:0] \$205 ;
-  reg [25:0] \$206 ;
-  reg [25:0] \$207 ;
-  reg [15:0] \$208 ;
-  reg [16:0] \$209 ;
-  wire [9:0] \$21 ;
-  reg [16:0] \$210 ;
-  reg [9:0] \$211 ;
-  reg \$212 ;
-  reg [2:0] \$213 ;
-  reg \$214 ;
-  reg [5:0] \$215 ;
-  reg [11:0] \$216 ;
-  reg [6:0] \$217 ;
-  reg [3:0] \$218 ;
-  reg [36:0] \$219 ;
-  wire [4:0] \$22 ;
-  reg \$220 ;
-  reg [27:0] \$221 ;
-  reg [1:0] \$222 ;
-  reg [2:0] \$223 ;
-  reg [4:0] \$224 ;
-  reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg [18:0] \$229 ;
-  wire \$23 ;
-  reg [18:0] \$230 ;
-  reg [18:0] \$231 ;
-  reg [18:0] \$232 ;
-  reg [18:0] \$233 ;
-  reg [18:0] \$234 ;
-  reg [18:0] \$235 ;
-  reg [18:0] \$236 ;
-  reg [18:0] \$237 ;
-  reg [18:0] \$238 ;
-  reg [18:0] \$239 ;
-  wire \$24 ;
-  reg [18:0] \$240 ;
-  reg [18:0] \$241 ;
-  reg [18:0] \$242 ;
-  reg [18:0] \$243 ;
-  reg [18:0] \$244 ;
-  reg [18:0] \$245 ;
+  reg [18:0] \$202 ;
+  wire [19:0] \$203 ;
+  wire [19:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire [19:0] \$207 ;
+  wire [19:0] \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire [4:0] \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire [7:0] \$213 ;
+  wire [2:0] \$214 ;
+  reg [19:0] \$215 ;
+  reg [25:0] \$216 ;
+  reg [25:0] \$217 ;
+  reg [15:0] \$218 ;
+  reg [16:0] \$219 ;
+  wire [9:0] \$22 ;
+  reg [16:0] \$220 ;
+  reg [9:0] \$221 ;
+  reg [9:0] \$222 ;
+  reg [37:0] \$223 ;
+  reg [37:0] \$224 ;
+  reg [7:0] \$225 ;
+  reg [37:0] \$226 ;
+  reg [19:0] \$227 ;
+  reg [19:0] \$228 ;
+  reg \$229 ;
+  wire [9:0] \$23 ;
+  reg [2:0] \$230 ;
+  reg \$231 ;
+  reg [5:0] \$232 ;
+  reg [11:0] \$233 ;
+  reg [6:0] \$234 ;
+  reg [3:0] \$235 ;
+  reg [36:0] \$236 ;
+  reg \$237 ;
+  reg [27:0] \$238 ;
+  reg [1:0] \$239 ;
+  wire [4:0] \$24 ;
+  reg [2:0] \$240 ;
+  reg [4:0] \$241 ;
+  reg \$242 ;
+  reg \$243 ;
+  reg \$244 ;
+  reg \$245 ;
   reg [18:0] \$246 ;
   reg [18:0] \$247 ;
   reg [18:0] \$248 ;
-  reg [5:0] \$249 ;
+  reg [18:0] \$249 ;
   wire \$25 ;
-  reg \$250 ;
-  reg [4:0] \$251 ;
-  reg \$252 ;
-  reg [3:0] \$253 ;
-  reg [19:0] \$254 ;
-  reg [8:0] \$255 ;
-  reg \$256 ;
+  reg [18:0] \$250 ;
+  reg [18:0] \$251 ;
+  reg [18:0] \$252 ;
+  reg [18:0] \$253 ;
+  reg [18:0] \$254 ;
+  reg [18:0] \$255 ;
+  reg [18:0] \$256 ;
+  reg [18:0] \$257 ;
+  reg [18:0] \$258 ;
+  reg [18:0] \$259 ;
   wire \$26 ;
-  wire [9:0] \$27 ;
-  wire [9:0] \$28 ;
-  wire [4:0] \$29 ;
+  reg [18:0] \$260 ;
+  reg [18:0] \$261 ;
+  reg [18:0] \$262 ;
+  reg [18:0] \$263 ;
+  reg [18:0] \$264 ;
+  reg [18:0] \$265 ;
+  reg [5:0] \$266 ;
+  reg \$267 ;
+  reg [4:0] \$268 ;
+  reg \$269 ;
+  wire \$27 ;
+  reg [3:0] \$270 ;
+  reg [19:0] \$271 ;
+  reg [8:0] \$272 ;
+  reg \$273 ;
+  wire \$28 ;
+  wire [9:0] \$29 ;
   wire [18:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
+  wire [9:0] \$30 ;
+  wire [4:0] \$31 ;
   wire \$32 ;
-  wire [12:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  reg \$36 ;
+  wire [12:0] \$35 ;
+  wire \$36 ;
   wire \$37 ;
-  wire \$38 ;
-  wire [7:0] \$39 ;
-  wire [20:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [9:0] \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
+  reg \$38 ;
+  wire \$39 ;
+  wire [18:0] \$4 ;
+  wire \$40 ;
+  wire [7:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [9:0] \$43 ;
   wire \$44 ;
-  wire \$45 ;
-  reg \$46 ;
+  wire [5:0] \$45 ;
+  wire \$46 ;
   wire \$47 ;
-  wire \$48 ;
-  wire [5:0] \$49 ;
-  wire [17:0] \$5 ;
-  wire [6:0] \$50 ;
-  reg \$51 ;
-  wire [8:0] \$52 ;
-  wire [9:0] \$53 ;
-  wire [10:0] \$54 ;
-  wire [8:0] \$55 ;
-  wire [9:0] \$56 ;
-  wire [10:0] \$57 ;
-  wire \$58 ;
-  wire [6:0] \$59 ;
-  wire [17:0] \$6 ;
-  wire [7:0] \$60 ;
+  reg \$48 ;
+  wire \$49 ;
+  wire [20:0] \$5 ;
+  wire \$50 ;
+  wire [5:0] \$51 ;
+  wire [6:0] \$52 ;
+  reg \$53 ;
+  wire [8:0] \$54 ;
+  wire [9:0] \$55 ;
+  wire [10:0] \$56 ;
+  wire [8:0] \$57 ;
+  wire [9:0] \$58 ;
+  wire [10:0] \$59 ;
+  wire \$6 ;
+  wire \$60 ;
   wire [6:0] \$61 ;
   wire [7:0] \$62 ;
-  wire \$63 ;
-  wire [12:0] \$64 ;
+  wire [6:0] \$63 ;
+  wire [7:0] \$64 ;
   wire \$65 ;
-  wire [7:0] \$66 ;
-  wire [7:0] \$67 ;
+  wire [12:0] \$66 ;
+  wire \$67 ;
   wire [7:0] \$68 ;
   wire [7:0] \$69 ;
-  wire [18:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
+  wire \$7 ;
+  wire [7:0] \$70 ;
+  wire [7:0] \$71 ;
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
@@ -238,28 +255,28 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
-  wire [20:0] \$8 ;
+  wire [18:0] \$8 ;
   wire \$80 ;
-  wire [16:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [3:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire [4:0] \$86 ;
-  wire [5:0] \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [16:0] \$83 ;
+  wire [16:0] \$84 ;
+  wire [17:0] \$85 ;
+  wire [17:0] \$86 ;
+  wire [17:0] \$87 ;
+  wire [17:0] \$88 ;
+  wire [3:0] \$89 ;
+  wire [18:0] \$9 ;
   wire \$90 ;
-  wire [6:0] \$91 ;
-  wire [12:0] \$92 ;
-  wire \$93 ;
-  wire [7:0] \$94 ;
+  wire \$91 ;
+  wire [4:0] \$92 ;
+  wire [5:0] \$93 ;
+  wire \$94 ;
   wire \$95 ;
-  wire [7:0] \$96 ;
-  wire [7:0] \$97 ;
-  wire [8:0] \$98 ;
-  wire [7:0] \$99 ;
+  wire \$96 ;
+  wire [6:0] \$97 ;
+  wire [12:0] \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$75  = 1'h0;
   wire [6:0] \$signature__addr ;
@@ -269,17 +286,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [5:0] \$signature__addr$58 ;
   reg [5:0] \$signature__addr$59 ;
   reg [11:0] \$signature__addr$66 ;
-  wire [37:0] \$signature__data ;
-  wire [7:0] \$signature__data$41 ;
+  wire [7:0] \$signature__data ;
   reg [7:0] \$signature__data$47 ;
   reg [7:0] \$signature__data$51 ;
   reg [7:0] \$signature__data$61 ;
   wire [15:0] \$signature__data$81 ;
   wire [7:0] \$signature__data$81[0] ;
   wire [7:0] \$signature__data$81[1] ;
-  wire [7:0] \$signature__data$85 ;
-  wire [18:0] \$signature__data[0] ;
-  wire [18:0] \$signature__data[1] ;
+  wire [37:0] \$signature__data$86 ;
+  wire [18:0] \$signature__data$86[0] ;
+  wire [18:0] \$signature__data$86[1] ;
+  wire [7:0] \$signature__data$90 ;
   reg \$signature__en ;
   reg \$signature__en$53 ;
   reg \$signature__en$62 ;
@@ -287,6 +304,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [18:0] acc1 = 19'h00000;
   reg [18:0] acc2 = 19'h00000;
   reg [18:0] acc3 = 19'h00000;
+  reg [37:0] acc_q = 38'h0000000000;
+  wire [18:0] \acc_q[0] ;
+  wire [18:0] \acc_q[1] ;
   wire [6:0] acc_rd__addr;
   wire [37:0] acc_rd__data;
   wire [18:0] \acc_rd__data[0] ;
@@ -298,10 +318,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire acc_wr__en;
   reg [6:0] act_acc_addr;
   reg [2:0] act_q = 3'h0;
-  reg [19:0] aligned0;
-  reg [19:0] aligned1;
+  reg [19:0] aligned0 = 20'h00000;
+  reg [19:0] aligned1 = 20'h00000;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
+  reg [37:0] bias_q = 38'h0000000000;
+  wire [18:0] \bias_q[0] ;
+  wire [18:0] \bias_q[1] ;
   wire [7:0] c_new;
   wire [7:0] c_prev;
   reg [4:0] c_rd__addr;
@@ -372,6 +395,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [1:0] lane = 2'h0;
+  reg [7:0] last = 8'h00;
+  wire [6:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [37:0] last_sum = 38'h0000000000;
+  wire [18:0] \last_sum[0] ;
+  wire [18:0] \last_sum[1] ;
   wire [3:0] level;
   output [8:0] o__payload;
   reg [8:0] o__payload = 9'h000;
@@ -420,6 +449,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \s2.bias ;
   wire \s2.shift ;
   wire \s2.valid ;
+  reg [9:0] s3 = 10'h000;
+  wire [6:0] \s3.acc_addr ;
+  wire \s3.bias ;
+  wire \s3.shift ;
+  wire \s3.valid ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg [5:0] tag = 6'h00;
@@ -505,8 +539,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     acc_mem[68] = 38'h0000000000;
   end
   always @(posedge clk) begin
-    if (s2[0])
-      acc_mem[s2[7:1]] <= acc_wr__data;
+    if (s3[0])
+      acc_mem[s3[7:1]] <= acc_wr__data;
   end
   reg [6:0] _0_;
   always @(posedge clk) begin
@@ -589,7 +623,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   always @(posedge clk) begin
     _1_ <= b_mem[s1b[14:8]];
   end
-  assign \$signature__data  = _1_;
+  assign \$signature__data$86  = _1_;
   reg [7:0] c_mem [31:0];
   initial begin
     c_mem[0] = 8'h00;
@@ -681,7 +715,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   always @(posedge clk) begin
     _3_ <= hat_mem[\$signature__addr$58 ];
   end
-  assign \$signature__data$85  = _3_;
+  assign \$signature__data$90  = _3_;
   reg [7:0] v_mem [35:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -729,7 +763,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   always @(posedge clk) begin
     _4_ <= v_mem[\$signature__addr$56 ];
   end
-  assign \$signature__data$41  = _4_;
+  assign \$signature__data  = _4_;
   reg [15:0] w_mem [2463:0];
   initial begin
     w_mem[0] = 16'h060f;
@@ -3203,289 +3237,313 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   assign \$signature__data$81  = _5_;
   assign acc_rd__addr = s1b[0] ? s1b[7:1] : act_acc_addr;
-  assign \$3  = s2[8] ? \$signature__data [18:0] : acc_rd__data[18:0];
-  assign \$4  = $signed(\$3 ) + $signed(aligned0);
-  assign \$7  = s2[8] ? \$signature__data [37:19] : acc_rd__data[37:19];
-  assign \$8  = $signed(\$7 ) + $signed(aligned1);
-  assign \$9  = ! issue_layer;
-  assign valid_in = issue_valid & \$9 ;
-  assign h_prev = fresh ? 8'h00 : \$signature__data$41 ;
+  assign \$1  = last[7:1] == s3[7:1];
+  assign \$2  = last[0] & \$1 ;
+  assign \$3  = \$2  ? last_sum[18:0] : acc_q[18:0];
+  assign \$4  = s3[8] ? bias_q[18:0] : \$3 ;
+  assign \$5  = $signed(\$4 ) + $signed(aligned0);
+  assign \$6  = last[7:1] == s3[7:1];
+  assign \$7  = last[0] & \$6 ;
+  assign \$8  = \$7  ? last_sum[37:19] : acc_q[37:19];
+  assign \$9  = s3[8] ? bias_q[37:19] : \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed(aligned1);
+  assign \$11  = ! issue_layer;
+  assign valid_in = issue_valid & \$11 ;
+  assign h_prev = fresh ? 8'h00 : \$signature__data ;
   assign c_prev = fresh ? 8'h00 : c_rd__data;
-  assign \$10  = 3'h4 + tag_out;
-  assign \$11  = 1'h0 + tag_out;
-  assign \$12  = enc_col >= 3'h4;
-  assign \$13  = 3'h4 + enc_col;
-  assign \$14  = \$13  - 3'h4;
-  assign \$15  = 1'h0 + enc_col;
-  assign \$16  = \$12  ? \$14  : { 1'h0, \$15  };
+  assign \$12  = 3'h4 + tag_out;
+  assign \$13  = 1'h0 + tag_out;
+  assign \$14  = enc_col >= 3'h4;
+  assign \$15  = 3'h4 + enc_col;
+  assign \$16  = \$15  - 3'h4;
   assign \$17  = 1'h0 + enc_col;
-  assign \$18  = 1'h0 + e2[6:1];
-  assign \$19  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$20  = - $signed(e2[36:28]);
-  assign \$21  = \$19  ? \$20  : { e2[36], e2[36:28] };
-  assign \$22  = e2[7] ? 5'h18 : 5'h14;
-  assign \$23  = $signed(\$21 ) >= $signed({ 1'h0, \$22  });
-  assign \$24  = fresh | \$23 ;
-  assign \$25  = e2[0] & \$24 ;
-  assign \$26  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$27  = - $signed(e2[36:28]);
-  assign \$28  = \$26  ? \$27  : { e2[36], e2[36:28] };
-  assign \$29  = e2[7] ? 5'h18 : 5'h14;
-  assign \$30  = $signed(\$28 ) >= $signed({ 1'h0, \$29  });
-  assign \$31  = fresh | \$30 ;
-  assign \$32  = e2[0] & \$31 ;
-  assign \$33  = cur[11:0] + grp;
-  assign \$34  = grp == 6'h3f;
-  assign \$35  = g_grp < 5'h10;
-  assign \$37  = ~ \$36 ;
-  assign \$38  = \$35  & \$37 ;
-  assign \$39  = act_q * 5'h10;
-  assign \$40  = 1'h0 + \$39 ;
-  assign \$41  = \$40  + g_grp;
-  assign \$42  = act_q == 3'h4;
-  assign \$43  = g_grp + 1'h1;
-  assign \$44  = \$43  < 5'h10;
-  assign \$45  = ~ \$signal ;
-  assign \$47  = ~ \$46 ;
-  assign \$48  = \$44  & \$47 ;
-  assign \$49  = 1'h0 + g_grp;
-  assign \$50  = \$49  + 1'h1;
-  assign \$52  = grp * 2'h2;
-  assign \$53  = \$52  + lane;
-  assign \$54  = 3'h4 + \$53 ;
-  assign \$55  = grp * 2'h2;
-  assign \$56  = \$55  + lane;
-  assign \$57  = 1'h0 + \$56 ;
-  assign \$58  = enc_col >= 1'h0;
-  assign \$59  = 3'h4 + enc_col;
-  assign \$60  = \$59  - 1'h0;
-  assign \$61  = 1'h0 + enc_col;
-  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
-  assign \$64  = cur[11:0] + grp;
-  assign \$65  = grp == 3'h4;
-  assign \$66  = 7'h40 + grp;
-  assign \$67  = 7'h40 + grp;
+  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
+  assign \$19  = 1'h0 + enc_col;
+  assign \$20  = 1'h0 + e2[6:1];
+  assign \$21  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$22  = - $signed(e2[36:28]);
+  assign \$23  = \$21  ? \$22  : { e2[36], e2[36:28] };
+  assign \$24  = e2[7] ? 5'h18 : 5'h14;
+  assign \$25  = $signed(\$23 ) >= $signed({ 1'h0, \$24  });
+  assign \$26  = fresh | \$25 ;
+  assign \$27  = e2[0] & \$26 ;
+  assign \$28  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$29  = - $signed(e2[36:28]);
+  assign \$30  = \$28  ? \$29  : { e2[36], e2[36:28] };
+  assign \$31  = e2[7] ? 5'h18 : 5'h14;
+  assign \$32  = $signed(\$30 ) >= $signed({ 1'h0, \$31  });
+  assign \$33  = fresh | \$32 ;
+  assign \$34  = e2[0] & \$33 ;
+  assign \$35  = cur[11:0] + grp;
+  assign \$36  = grp == 6'h3f;
+  assign \$37  = g_grp < 5'h10;
+  assign \$39  = ~ \$38 ;
+  assign \$40  = \$37  & \$39 ;
+  assign \$41  = act_q * 5'h10;
+  assign \$42  = 1'h0 + \$41 ;
+  assign \$43  = \$42  + g_grp;
+  assign \$44  = act_q == 3'h4;
+  assign \$45  = g_grp + 1'h1;
+  assign \$46  = \$45  < 5'h10;
+  assign \$47  = ~ \$signal ;
+  assign \$49  = ~ \$48 ;
+  assign \$50  = \$46  & \$49 ;
+  assign \$51  = 1'h0 + g_grp;
+  assign \$52  = \$51  + 1'h1;
+  assign \$54  = grp * 2'h2;
+  assign \$55  = \$54  + lane;
+  assign \$56  = 3'h4 + \$55 ;
+  assign \$57  = grp * 2'h2;
+  assign \$58  = \$57  + lane;
+  assign \$59  = 1'h0 + \$58 ;
+  assign \$60  = enc_col >= 1'h0;
+  assign \$61  = 3'h4 + enc_col;
+  assign \$62  = \$61  - 1'h0;
+  assign \$63  = 1'h0 + enc_col;
+  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
+  assign \$66  = cur[11:0] + grp;
+  assign \$67  = grp == 3'h4;
   assign \$68  = 7'h40 + grp;
   assign \$69  = 7'h40 + grp;
-  assign \$70  = ! seq_state;
-  assign \$71  = seq_state == 1'h1;
-  assign \$72  = seq_state == 2'h2;
-  assign \$73  = seq_state == 2'h3;
-  assign \$74  = seq_state == 3'h4;
-  assign \$75  = seq_state == 3'h5;
-  assign \$76  = seq_state == 3'h6;
-  assign \$77  = seq_state == 3'h7;
-  assign \$78  = seq_state == 4'h8;
-  assign \$79  = seq_state == 4'h9;
-  assign \$80  = seq_state == 4'ha;
-  assign \$81  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
-  assign \$82  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
-  assign \$83  = in_idx + 1'h1;
-  assign \$84  = in_idx == 2'h3;
-  assign \$85  = enc_col < 6'h24;
-  assign \$86  = level + e1[0];
-  assign \$87  = \$86  + e2[0];
-  assign \$88  = \$87  < 3'h7;
-  assign \$89  = \$85  & \$88 ;
-  assign \$90  = enc_col >= 3'h4;
-  assign \$91  = enc_col + 1'h1;
-  assign \$92  = enc_w + 7'h40;
-  assign \$93  = e1[7] & fresh;
-  assign \$94  = \$93  ? 8'h00 : \$signature__data$41 ;
-  assign \$95  = e1[7] & fresh;
-  assign \$96  = \$95  ? 8'h00 : \$signature__data$41 ;
-  assign \$97  = fresh ? 8'h00 : \$signature__data$85 ;
-  assign \$98  = $signed(\$96 ) - $signed(\$97 );
-  assign \$99  = 1'h0 + grp;
-  assign \$100  = 1'h0 + grp;
-  assign \$101  = ! cur[17:12];
-  assign \$102  = fresh & \$101 ;
-  assign \$103  = cur[18] ? 1'h0 : 1'h1;
-  assign \$104  = grp == 6'h3f;
-  assign \$105  = grp + 1'h1;
-  assign \$106  = enc_col == 6'h24;
-  assign \$107  = ~ e1[0];
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ~ e2[0];
-  assign \$110  = \$108  & \$109 ;
-  assign \$111  = ~ r_rdy;
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = ~ cur_active;
+  assign \$70  = 7'h40 + grp;
+  assign \$71  = 7'h40 + grp;
+  assign \$72  = ! seq_state;
+  assign \$73  = seq_state == 1'h1;
+  assign \$74  = seq_state == 2'h2;
+  assign \$75  = seq_state == 2'h3;
+  assign \$76  = seq_state == 3'h4;
+  assign \$77  = seq_state == 3'h5;
+  assign \$78  = seq_state == 3'h6;
+  assign \$79  = seq_state == 3'h7;
+  assign \$80  = seq_state == 4'h8;
+  assign \$81  = seq_state == 4'h9;
+  assign \$82  = seq_state == 4'ha;
+  assign \$83  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$84  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
+  assign \$89  = in_idx + 1'h1;
+  assign \$90  = in_idx == 2'h3;
+  assign \$91  = enc_col < 6'h24;
+  assign \$92  = level + e1[0];
+  assign \$93  = \$92  + e2[0];
+  assign \$94  = \$93  < 3'h7;
+  assign \$95  = \$91  & \$94 ;
+  assign \$96  = enc_col >= 3'h4;
+  assign \$97  = enc_col + 1'h1;
+  assign \$98  = enc_w + 7'h40;
+  assign \$99  = e1[7] & fresh;
+  assign \$100  = \$99  ? 8'h00 : \$signature__data ;
+  assign \$101  = e1[7] & fresh;
+  assign \$102  = \$101  ? 8'h00 : \$signature__data ;
+  assign \$103  = fresh ? 8'h00 : \$signature__data$90 ;
+  assign \$104  = $signed(\$102 ) - $signed(\$103 );
+  assign \$105  = 1'h0 + grp;
+  assign \$106  = 1'h0 + grp;
+  assign \$107  = ! cur[17:12];
+  assign \$108  = fresh & \$107 ;
+  assign \$109  = cur[18] ? 1'h0 : 1'h1;
+  assign \$110  = grp == 6'h3f;
+  assign \$111  = grp + 1'h1;
+  assign \$112  = enc_col == 6'h24;
+  assign \$113  = ~ e1[0];
   assign \$114  = \$112  & \$113 ;
-  assign \$115  = ~ s1[0];
-  assign \$116  = ~ s1b[0];
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = ~ s2[0];
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = g_grp < 5'h10;
-  assign \$122  = ~ \$121 ;
-  assign \$123  = \$120  & \$122 ;
-  assign \$124  = act_q + 1'h1;
-  assign \$125  = ! \$signal ;
-  assign \$127  = act_q == 3'h4;
-  assign \$128  = ~ \$signal ;
-  assign \$129  = g_grp + 1'h1;
-  assign \$130  = g_grp + 1'h1;
-  assign \$131  = \$130  < 5'h10;
-  assign \$132  = ~ \$signal ;
-  assign \$134  = ~ \$133 ;
-  assign \$135  = \$131  & \$134 ;
-  assign \$149  = grp * 2'h2;
-  assign \$150  = \$149  + lane;
-  assign \$151  = lane == 1'h1;
-  assign \$152  = grp * 2'h2;
-  assign \$153  = \$152  + lane;
-  assign \$154  = \$153  == 5'h1f;
-  assign \$155  = \$151  | \$154 ;
-  assign \$156  = ~ \$signal$75 ;
-  assign \$157  = grp + 1'h1;
-  assign \$158  = grp == 4'hf;
-  assign \$159  = lane + 1'h1;
-  assign \$160  = \wait  + 1'h1;
-  assign \$161  = \wait  == 5'h12;
-  assign \$162  = enc_col < 6'h20;
-  assign \$163  = level + e1[0];
-  assign \$164  = \$163  + e2[0];
-  assign \$165  = \$164  < 3'h7;
-  assign \$166  = \$162  & \$165 ;
-  assign \$167  = enc_col >= 1'h0;
-  assign \$168  = enc_col + 1'h1;
-  assign \$169  = enc_w + 3'h5;
-  assign \$170  = $signed(\$signature__data$41 ) - $signed(1'h0);
-  assign \$171  = 7'h40 + grp;
-  assign \$172  = 7'h40 + grp;
-  assign \$173  = ! cur[17:12];
-  assign \$176  = grp == 3'h4;
-  assign \$177  = grp + 1'h1;
-  assign \$178  = enc_col == 6'h20;
-  assign \$179  = ~ e1[0];
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = ~ e2[0];
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = ~ r_rdy;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = ~ cur_active;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = ~ s1[0];
-  assign \$188  = ~ s1b[0];
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = ~ s2[0];
-  assign \$191  = \$189  & \$190 ;
-  assign \$193  = $signed(\$192 ) + $signed(11'h200);
-  assign \$195  = $signed(out_rounded) > $signed(8'h7f);
-  assign \$196  = $signed(out_rounded) < $signed(8'h80);
-  assign \$197  = \$196  ? 20'hfff80 : out_rounded;
-  assign \$198  = \$195  ? 20'h0007f : \$197 ;
-  assign \$199  = out_idx == 4'h9;
-  assign \$200  = out_idx + 1'h1;
-  assign \$201  = out_idx == 4'h9;
-  assign \$202  = lane == 1'h1;
-  assign \$203  = grp + 1'h1;
-  assign \$204  = lane + 1'h1;
+  assign \$115  = ~ e2[0];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ r_rdy;
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = ~ cur_active;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = ~ s1[0];
+  assign \$122  = ~ s1b[0];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ s2[0];
+  assign \$125  = \$123  & \$124 ;
+  assign \$126  = ~ s3[0];
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = g_grp < 5'h10;
+  assign \$130  = ~ \$129 ;
+  assign \$131  = \$128  & \$130 ;
+  assign \$132  = act_q + 1'h1;
+  assign \$133  = ! \$signal ;
+  assign \$135  = act_q == 3'h4;
+  assign \$136  = ~ \$signal ;
+  assign \$137  = g_grp + 1'h1;
+  assign \$138  = g_grp + 1'h1;
+  assign \$139  = \$138  < 5'h10;
+  assign \$140  = ~ \$signal ;
+  assign \$142  = ~ \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$157  = grp * 2'h2;
+  assign \$158  = \$157  + lane;
+  assign \$159  = lane == 1'h1;
+  assign \$160  = grp * 2'h2;
+  assign \$161  = \$160  + lane;
+  assign \$162  = \$161  == 5'h1f;
+  assign \$163  = \$159  | \$162 ;
+  assign \$164  = ~ \$signal$75 ;
+  assign \$165  = grp + 1'h1;
+  assign \$166  = grp == 4'hf;
+  assign \$167  = lane + 1'h1;
+  assign \$168  = \wait  + 1'h1;
+  assign \$169  = \wait  == 5'h12;
+  assign \$170  = enc_col < 6'h20;
+  assign \$171  = level + e1[0];
+  assign \$172  = \$171  + e2[0];
+  assign \$173  = \$172  < 3'h7;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = enc_col >= 1'h0;
+  assign \$176  = enc_col + 1'h1;
+  assign \$177  = enc_w + 3'h5;
+  assign \$178  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$179  = 7'h40 + grp;
+  assign \$180  = 7'h40 + grp;
+  assign \$181  = ! cur[17:12];
+  assign \$184  = grp == 3'h4;
+  assign \$185  = grp + 1'h1;
+  assign \$186  = enc_col == 6'h20;
+  assign \$187  = ~ e1[0];
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ~ e2[0];
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = ~ r_rdy;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = ~ cur_active;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = ~ s1[0];
+  assign \$196  = ~ s1b[0];
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = ~ s2[0];
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = ~ s3[0];
+  assign \$201  = \$199  & \$200 ;
+  assign \$203  = $signed(\$202 ) + $signed(11'h200);
+  assign \$205  = $signed(out_rounded) > $signed(8'h7f);
+  assign \$206  = $signed(out_rounded) < $signed(8'h80);
+  assign \$207  = \$206  ? 20'hfff80 : out_rounded;
+  assign \$208  = \$205  ? 20'h0007f : \$207 ;
+  assign \$209  = out_idx == 4'h9;
+  assign \$210  = out_idx + 1'h1;
+  assign \$211  = out_idx == 4'h9;
+  assign \$212  = lane == 1'h1;
+  assign \$213  = grp + 1'h1;
+  assign \$214  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$205 ;
+    e1 <= \$215 ;
   always @(posedge clk)
-    s1 <= \$206 ;
+    s1 <= \$216 ;
   always @(posedge clk)
-    s1b <= \$207 ;
+    s1b <= \$217 ;
   always @(posedge clk)
-    w_word <= \$208 ;
+    w_word <= \$218 ;
   always @(posedge clk)
-    prod0 <= \$209 ;
+    prod0 <= \$219 ;
   always @(posedge clk)
-    prod1 <= \$210 ;
+    prod1 <= \$220 ;
   always @(posedge clk)
-    s2 <= \$211 ;
+    s2 <= \$221 ;
   always @(posedge clk)
-    issue_valid <= \$212 ;
+    s3 <= \$222 ;
   always @(posedge clk)
-    in_idx <= \$213 ;
+    acc_q <= \$223 ;
   always @(posedge clk)
-    seq_end <= \$214 ;
+    bias_q <= \$224 ;
   always @(posedge clk)
-    enc_col <= \$215 ;
+    last <= \$225 ;
   always @(posedge clk)
-    enc_w <= \$216 ;
+    last_sum <= \$226 ;
   always @(posedge clk)
-    grp <= \$217 ;
+    aligned0 <= \$227 ;
   always @(posedge clk)
-    seq_state <= \$218 ;
+    aligned1 <= \$228 ;
   always @(posedge clk)
-    e2 <= \$219 ;
+    issue_valid <= \$229 ;
   always @(posedge clk)
-    cur_active <= \$220 ;
+    in_idx <= \$230 ;
   always @(posedge clk)
-    cur <= \$221 ;
+    seq_end <= \$231 ;
   always @(posedge clk)
-    lane <= \$222 ;
+    enc_col <= \$232 ;
   always @(posedge clk)
-    act_q <= \$223 ;
+    enc_w <= \$233 ;
   always @(posedge clk)
-    g_grp <= \$224 ;
+    grp <= \$234 ;
   always @(posedge clk)
-    \$signal  <= \$225 ;
+    seq_state <= \$235 ;
   always @(posedge clk)
-    \$signal$75  <= \$226 ;
+    e2 <= \$236 ;
   always @(posedge clk)
-    bank0_full <= \$227 ;
+    cur_active <= \$237 ;
   always @(posedge clk)
-    bank1_full <= \$228 ;
+    cur <= \$238 ;
   always @(posedge clk)
-    gate0_0_0 <= \$229 ;
+    lane <= \$239 ;
   always @(posedge clk)
-    gate0_0_1 <= \$230 ;
+    act_q <= \$240 ;
   always @(posedge clk)
-    gate0_1_0 <= \$231 ;
+    g_grp <= \$241 ;
   always @(posedge clk)
-    gate0_1_1 <= \$232 ;
+    \$signal  <= \$242 ;
   always @(posedge clk)
-    gate0_2_0 <= \$233 ;
+    \$signal$75  <= \$243 ;
   always @(posedge clk)
-    gate0_2_1 <= \$234 ;
+    bank0_full <= \$244 ;
   always @(posedge clk)
-    gate0_3_0 <= \$235 ;
+    bank1_full <= \$245 ;
   always @(posedge clk)
-    gate0_3_1 <= \$236 ;
+    gate0_0_0 <= \$246 ;
   always @(posedge clk)
-    gate1_0_0 <= \$237 ;
+    gate0_0_1 <= \$247 ;
   always @(posedge clk)
-    gate1_0_1 <= \$238 ;
+    gate0_1_0 <= \$248 ;
   always @(posedge clk)
-    gate1_1_0 <= \$239 ;
+    gate0_1_1 <= \$249 ;
   always @(posedge clk)
-    gate1_1_1 <= \$240 ;
+    gate0_2_0 <= \$250 ;
   always @(posedge clk)
-    gate1_2_0 <= \$241 ;
+    gate0_2_1 <= \$251 ;
   always @(posedge clk)
-    gate1_2_1 <= \$242 ;
+    gate0_3_0 <= \$252 ;
   always @(posedge clk)
-    gate1_3_0 <= \$243 ;
+    gate0_3_1 <= \$253 ;
   always @(posedge clk)
-    gate1_3_1 <= \$244 ;
+    gate1_0_0 <= \$254 ;
   always @(posedge clk)
-    acc0 <= \$245 ;
+    gate1_0_1 <= \$255 ;
   always @(posedge clk)
-    acc1 <= \$246 ;
+    gate1_1_0 <= \$256 ;
   always @(posedge clk)
-    acc2 <= \$247 ;
+    gate1_1_1 <= \$257 ;
   always @(posedge clk)
-    acc3 <= \$248 ;
+    gate1_2_0 <= \$258 ;
   always @(posedge clk)
-    tag <= \$249 ;
+    gate1_2_1 <= \$259 ;
   always @(posedge clk)
-    issue_layer <= \$250 ;
+    gate1_3_0 <= \$260 ;
   always @(posedge clk)
-    \wait  <= \$251 ;
+    gate1_3_1 <= \$261 ;
   always @(posedge clk)
-    fresh <= \$252 ;
+    acc0 <= \$262 ;
   always @(posedge clk)
-    out_idx <= \$253 ;
+    acc1 <= \$263 ;
   always @(posedge clk)
-    out_rounded <= \$254 ;
+    acc2 <= \$264 ;
   always @(posedge clk)
-    o__payload <= \$255 ;
+    acc3 <= \$265 ;
   always @(posedge clk)
-    o__valid <= \$256 ;
+    tag <= \$266 ;
+  always @(posedge clk)
+    issue_layer <= \$267 ;
+  always @(posedge clk)
+    \wait  <= \$268 ;
+  always @(posedge clk)
+    fresh <= \$269 ;
+  always @(posedge clk)
+    out_idx <= \$270 ;
+  always @(posedge clk)
+    out_rounded <= \$271 ;
+  always @(posedge clk)
+    o__payload <= \$272 ;
+  always @(posedge clk)
+    o__valid <= \$273 ;
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3516,19 +3574,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$36  = bank0_full;
+          \$38  = bank0_full;
       1'h1:
-          \$36  = bank1_full;
+          \$38  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$45 )
+    casez (\$47 )
       1'h0:
-          \$46  = bank0_full;
+          \$48  = bank0_full;
       1'h1:
-          \$46  = bank1_full;
+          \$48  = bank1_full;
     endcase
   end
   always @* begin
@@ -3536,9 +3594,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$75 )
       1'h0:
-          \$51  = bank0_full;
+          \$53  = bank0_full;
       1'h1:
-          \$51  = bank1_full;
+          \$53  = bank1_full;
     endcase
   end
   always @* begin
@@ -3546,49 +3604,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$121  = bank0_full;
+          \$129  = bank0_full;
       1'h1:
-          \$121  = bank1_full;
+          \$129  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$132 )
+    casez (\$140 )
       1'h0:
-          \$133  = bank0_full;
+          \$141  = bank0_full;
       1'h1:
-          \$133  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$75 )
-      1'h0:
-          \$136  = bank0_full;
-      1'h1:
-          \$136  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$137  = gate0_0_0;
-      2'h1:
-          \$137  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$138  = gate1_0_0;
-      2'h1:
-          \$138  = gate1_0_1;
+          \$141  = bank1_full;
     endcase
   end
   always @* begin
@@ -3596,69 +3624,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$75 )
       1'h0:
-          \$139  = \$137 ;
+          \$144  = bank0_full;
       1'h1:
-          \$139  = \$138 ;
+          \$144  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = 19'h00000;
+    \$145  = 19'h00000;
     casez (lane)
       2'h0:
-          \$140  = gate0_1_0;
+          \$145  = gate0_0_0;
       2'h1:
-          \$140  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$141  = gate1_1_0;
-      2'h1:
-          \$141  = gate1_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$75 )
-      1'h0:
-          \$142  = \$140 ;
-      1'h1:
-          \$142  = \$141 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$143  = gate0_2_0;
-      2'h1:
-          \$143  = gate0_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$144  = gate1_2_0;
-      2'h1:
-          \$144  = gate1_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$75 )
-      1'h0:
-          \$145  = \$143 ;
-      1'h1:
-          \$145  = \$144 ;
+          \$145  = gate0_0_1;
     endcase
   end
   always @* begin
@@ -3666,19 +3644,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$146  = 19'h00000;
     casez (lane)
       2'h0:
-          \$146  = gate0_3_0;
+          \$146  = gate1_0_0;
       2'h1:
-          \$146  = gate0_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$147  = gate1_3_0;
-      2'h1:
-          \$147  = gate1_3_1;
+          \$146  = gate1_0_1;
     endcase
   end
   always @* begin
@@ -3686,46 +3654,116 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$75 )
       1'h0:
-          \$148  = \$146 ;
+          \$147  = \$145 ;
       1'h1:
-          \$148  = \$147 ;
+          \$147  = \$146 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = 19'h00000;
+    \$148  = 19'h00000;
     casez (lane)
       2'h0:
-          \$192  = acc_rd__data[18:0];
+          \$148  = gate0_1_0;
       2'h1:
-          \$192  = acc_rd__data[37:19];
+          \$148  = gate0_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$149  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$149  = gate1_1_0;
+      2'h1:
+          \$149  = gate1_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[9])
+    casez (\$signal$75 )
       1'h0:
-          aligned0 = { \$1 [17], \$1 [17], \$1  };
+          \$150  = \$148 ;
       1'h1:
-          aligned0 = { \$2 [17], \$2 [17], \$2  };
+          \$150  = \$149 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$151  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$151  = gate0_2_0;
+      2'h1:
+          \$151  = gate0_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$152  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$152  = gate1_2_0;
+      2'h1:
+          \$152  = gate1_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[9])
+    casez (\$signal$75 )
       1'h0:
-          aligned1 = { \$5 [17], \$5 [17], \$5  };
+          \$153  = \$151 ;
       1'h1:
-          aligned1 = { \$6 [17], \$6 [17], \$6  };
+          \$153  = \$152 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$154  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$154  = gate0_3_0;
+      2'h1:
+          \$154  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$155  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$155  = gate1_3_0;
+      2'h1:
+          \$155  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$75 )
+      1'h0:
+          \$156  = \$154 ;
+      1'h1:
+          \$156  = \$155 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$202  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$202  = acc_rd__data[18:0];
+      2'h1:
+          \$202  = acc_rd__data[37:19];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$45  = 6'h00;
     if (valid_out) begin
-      \$signature__addr$45  = \$10 [5:0];
+      \$signature__addr$45  = \$12 [5:0];
     end
     casez (seq_state)
       4'h0:
@@ -3758,7 +3796,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$50  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$50  = \$11 [4:0];
+      \$signature__addr$50  = \$13 [4:0];
     end
   end
   always @* begin
@@ -3790,17 +3828,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$56  = \$16 [5:0];
+          \$signature__addr$56  = \$18 [5:0];
       4'h2:
           /* empty */;
       4'h3:
-          if (\$51 ) begin
-            \$signature__addr$56  = \$54 [5:0];
+          if (\$53 ) begin
+            \$signature__addr$56  = \$56 [5:0];
           end
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$56  = \$62 [5:0];
+          \$signature__addr$56  = \$64 [5:0];
     endcase
   end
   always @* begin
@@ -3810,7 +3848,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$58  = \$17 [5:0];
+          \$signature__addr$58  = \$19 [5:0];
     endcase
   end
   always @* begin
@@ -3820,7 +3858,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$59  = \$18 [5:0];
+          \$signature__addr$59  = \$20 [5:0];
     endcase
   end
   always @* begin
@@ -3840,7 +3878,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__en$62  = \$25 ;
+          \$signature__en$62  = \$27 ;
     endcase
   end
   always @* begin
@@ -3878,7 +3916,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$32 ;
+          w_en = \$34 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -3886,7 +3924,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$63 ;
+          w_en = \$65 ;
     endcase
   end
   always @* begin
@@ -3897,7 +3935,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$66  = \$33 [11:0];
+            \$signature__addr$66  = \$35 [11:0];
           end
       4'h2:
           /* empty */;
@@ -3907,7 +3945,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$66  = \$64 [11:0];
+            \$signature__addr$66  = \$66 [11:0];
           end
     endcase
   end
@@ -3919,7 +3957,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$34 ) begin
+            if (\$36 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3933,7 +3971,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$65 ) begin
+            if (\$67 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3952,11 +3990,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$38 ) begin
-            act_acc_addr = \$41 [6:0];
-            if (\$42 ) begin
-              if (\$48 ) begin
-                act_acc_addr = \$50 ;
+          if (\$40 ) begin
+            act_acc_addr = \$43 [6:0];
+            if (\$44 ) begin
+              if (\$50 ) begin
+                act_acc_addr = \$52 ;
               end
             end
           end
@@ -3967,13 +4005,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h6:
           /* empty */;
       4'h7:
-          act_acc_addr = \$66 [6:0];
-      4'h8:
-          act_acc_addr = \$67 [6:0];
-      4'h9:
           act_acc_addr = \$68 [6:0];
-      4'ha:
+      4'h8:
           act_acc_addr = \$69 [6:0];
+      4'h9:
+          act_acc_addr = \$70 [6:0];
+      4'ha:
+          act_acc_addr = \$71 [6:0];
     endcase
   end
   always @* begin
@@ -3987,24 +4025,24 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$51 ) begin
-            c_rd__addr = \$57 [4:0];
+          if (\$53 ) begin
+            c_rd__addr = \$59 [4:0];
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205 [19:1] = e1[19:1];
-    \$205 [0] = 1'h0;
+    \$215 [19:1] = e1[19:1];
+    \$215 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$89 ) begin
-            \$205 [0] = 1'h1;
-            \$205 [6:1] = enc_col;
-            \$205 [7] = \$90 ;
-            \$205 [19:8] = enc_w;
+          if (\$95 ) begin
+            \$215 [0] = 1'h1;
+            \$215 [6:1] = enc_col;
+            \$215 [7] = \$96 ;
+            \$215 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -4013,32 +4051,32 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          if (\$166 ) begin
-            \$205 [0] = 1'h1;
-            \$205 [6:1] = enc_col;
-            \$205 [7] = \$167 ;
-            \$205 [19:8] = enc_w;
+          if (\$174 ) begin
+            \$215 [0] = 1'h1;
+            \$215 [6:1] = enc_col;
+            \$215 [7] = \$175 ;
+            \$215 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$205  = 20'h00000;
+      \$215  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206 [25:1] = s1[25:1];
-    \$206 [0] = 1'h0;
+    \$216 [25:1] = s1[25:1];
+    \$216 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$206 [0] = 1'h1;
-            \$206 [7:1] = \$99 [6:0];
-            \$206 [14:8] = \$100 [6:0];
-            \$206 [24:16] = cur[27:19];
-            \$206 [15] = \$102 ;
-            \$206 [25] = \$103 ;
+            \$216 [0] = 1'h1;
+            \$216 [7:1] = \$105 [6:0];
+            \$216 [14:8] = \$106 [6:0];
+            \$216 [24:16] = cur[27:19];
+            \$216 [15] = \$108 ;
+            \$216 [25] = \$109 ;
           end
       4'h2:
           /* empty */;
@@ -4048,59 +4086,121 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$206 [0] = 1'h1;
-            \$206 [7:1] = \$171 [6:0];
-            \$206 [14:8] = \$172 [6:0];
-            \$206 [24:16] = cur[27:19];
-            \$206 [15] = \$174 ;
-            \$206 [25] = \$175 ;
+            \$216 [0] = 1'h1;
+            \$216 [7:1] = \$179 [6:0];
+            \$216 [14:8] = \$180 [6:0];
+            \$216 [24:16] = cur[27:19];
+            \$216 [15] = \$182 ;
+            \$216 [25] = \$183 ;
           end
     endcase
     if (rst) begin
-      \$206  = 26'h0000000;
+      \$216  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = s1;
+    \$217  = s1;
     if (rst) begin
-      \$207  = 26'h0000000;
+      \$217  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = \$signature__data$81 ;
+    \$218  = \$signature__data$81 ;
     if (rst) begin
-      \$208  = 16'h0000;
+      \$218  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = \$81 ;
+    \$219  = \$83 ;
     if (rst) begin
-      \$209  = 17'h00000;
+      \$219  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = \$82 ;
+    \$220  = \$84 ;
     if (rst) begin
-      \$210  = 17'h00000;
+      \$220  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211 [0] = s1b[0];
-    \$211 [7:1] = s1b[7:1];
-    \$211 [8] = s1b[15];
-    \$211 [9] = s1b[25];
+    \$221 [0] = s1b[0];
+    \$221 [7:1] = s1b[7:1];
+    \$221 [8] = s1b[15];
+    \$221 [9] = s1b[25];
     if (rst) begin
-      \$211  = 10'h000;
+      \$221  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = 1'h0;
+    \$222  = s2;
+    if (rst) begin
+      \$222  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = acc_rd__data;
+    if (rst) begin
+      \$223  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = \$signature__data$86 ;
+    if (rst) begin
+      \$224  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225 [0] = s3[0];
+    \$225 [7:1] = s3[7:1];
+    if (rst) begin
+      \$225  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = acc_wr__data;
+    if (rst) begin
+      \$226  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$227  = { \$85 [17], \$85 [17], \$85  };
+      1'h1:
+          \$227  = { \$86 [17], \$86 [17], \$86  };
+    endcase
+    if (rst) begin
+      \$227  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$228  = { \$87 [17], \$87 [17], \$87  };
+      1'h1:
+          \$228  = { \$88 [17], \$88 [17], \$88  };
+    endcase
+    if (rst) begin
+      \$228  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4109,62 +4209,62 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$136 ) begin
-            \$212  = 1'h1;
+          if (\$144 ) begin
+            \$229  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$212  = 1'h0;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = in_idx;
+    \$230  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$213  = \$83 [2:0];
-            if (\$84 ) begin
-              \$213  = 3'h0;
+            \$230  = \$89 [2:0];
+            if (\$90 ) begin
+              \$230  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$213  = 3'h0;
+      \$230  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = seq_end;
+    \$231  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$84 ) begin
-              \$214  = i__payload[9];
+            if (\$90 ) begin
+              \$231  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$214  = 1'h0;
+      \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = enc_col;
+    \$232  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$84 ) begin
-              \$215  = 6'h00;
+            if (\$90 ) begin
+              \$232  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$89 ) begin
-            \$215  = \$91 [5:0];
+          if (\$95 ) begin
+            \$232  = \$97 [5:0];
           end
-          if (\$114 ) begin
-            \$215  = 6'h00;
+          if (\$120 ) begin
+            \$232  = 6'h00;
           end
         end
       4'h2:
@@ -4172,106 +4272,106 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$161 ) begin
-            \$215  = 6'h00;
+          if (\$169 ) begin
+            \$232  = 6'h00;
           end
       4'h5:
         begin
-          if (\$166 ) begin
-            \$215  = \$168 [5:0];
+          if (\$174 ) begin
+            \$232  = \$176 [5:0];
           end
-          if (\$186 ) begin
-            \$215  = 6'h00;
+          if (\$194 ) begin
+            \$232  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$215  = 6'h00;
+      \$232  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = enc_w;
+    \$233  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$84 ) begin
-              \$216  = 12'h000;
+            if (\$90 ) begin
+              \$233  = 12'h000;
             end
           end
       4'h1:
-          if (\$89 ) begin
-            \$216  = \$92 [11:0];
+          if (\$95 ) begin
+            \$233  = \$98 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$161 ) begin
-            \$216  = 12'h900;
+          if (\$169 ) begin
+            \$233  = 12'h900;
           end
       4'h5:
-          if (\$166 ) begin
-            \$216  = \$169 [11:0];
+          if (\$174 ) begin
+            \$233  = \$177 [11:0];
           end
     endcase
     if (rst) begin
-      \$216  = 12'h000;
+      \$233  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = grp;
+    \$234  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$84 ) begin
-              \$217  = 7'h00;
+            if (\$90 ) begin
+              \$234  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$104 ) begin
-              \$217  = 7'h00;
+            if (\$110 ) begin
+              \$234  = 7'h00;
             end else begin
-              \$217  = \$105 [6:0];
+              \$234  = \$111 [6:0];
             end
           end else if (r_rdy) begin
-            \$217  = 7'h00;
+            \$234  = 7'h00;
           end
       4'h2:
-          if (\$119 ) begin
-            \$217  = 7'h00;
+          if (\$127 ) begin
+            \$234  = 7'h00;
           end
       4'h3:
-          if (\$136 ) begin
-            if (\$155 ) begin
-              \$217  = \$157 [6:0];
-              if (\$158 ) begin
-                \$217  = 7'h00;
+          if (\$144 ) begin
+            if (\$163 ) begin
+              \$234  = \$165 [6:0];
+              if (\$166 ) begin
+                \$234  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$161 ) begin
-            \$217  = 7'h00;
+          if (\$169 ) begin
+            \$234  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$176 ) begin
-              \$217  = 7'h00;
+            if (\$184 ) begin
+              \$234  = 7'h00;
             end else begin
-              \$217  = \$177 [6:0];
+              \$234  = \$185 [6:0];
             end
           end else if (r_rdy) begin
-            \$217  = 7'h00;
+            \$234  = 7'h00;
           end
       4'h6:
-          if (\$191 ) begin
-            \$217  = 7'h00;
+          if (\$201 ) begin
+            \$234  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -4281,96 +4381,96 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$201 ) begin
-              \$217  = 7'h00;
-            end else if (\$202 ) begin
-              \$217  = \$203 [6:0];
+            if (\$211 ) begin
+              \$234  = 7'h00;
+            end else if (\$212 ) begin
+              \$234  = \$213 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$217  = 7'h00;
+      \$234  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = seq_state;
+    \$235  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$84 ) begin
-              \$218  = 4'h1;
+            if (\$90 ) begin
+              \$235  = 4'h1;
             end
           end
       4'h1:
-          if (\$114 ) begin
-            \$218  = 4'h2;
+          if (\$120 ) begin
+            \$235  = 4'h2;
           end
       4'h2:
-          if (\$119 ) begin
-            \$218  = 4'h3;
+          if (\$127 ) begin
+            \$235  = 4'h3;
           end
       4'h3:
-          if (\$136 ) begin
-            if (\$155 ) begin
-              if (\$158 ) begin
-                \$218  = 4'h4;
+          if (\$144 ) begin
+            if (\$163 ) begin
+              if (\$166 ) begin
+                \$235  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$161 ) begin
+          if (\$169 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$218  = 4'h5;
+              \$235  = 4'h5;
             end else begin
-              \$218  = 4'h0;
+              \$235  = 4'h0;
             end
           end
       4'h5:
-          if (\$186 ) begin
-            \$218  = 4'h6;
+          if (\$194 ) begin
+            \$235  = 4'h6;
           end
       4'h6:
-          if (\$191 ) begin
-            \$218  = 4'h7;
+          if (\$201 ) begin
+            \$235  = 4'h7;
           end
       4'h7:
-          \$218  = 4'h8;
+          \$235  = 4'h8;
       4'h8:
-          \$218  = 4'h9;
+          \$235  = 4'h9;
       4'h9:
-          \$218  = 4'ha;
+          \$235  = 4'ha;
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$201 ) begin
-              \$218  = 4'h0;
-            end else if (\$202 ) begin
-              \$218  = 4'h7;
+            if (\$211 ) begin
+              \$235  = 4'h0;
+            end else if (\$212 ) begin
+              \$235  = 4'h7;
             end else begin
-              \$218  = 4'h8;
+              \$235  = 4'h8;
             end
           end
     endcase
     if (rst) begin
-      \$218  = 4'h0;
+      \$235  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = e2;
+    \$236  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$219 [0] = e1[0];
-          \$219 [6:1] = e1[6:1];
-          \$219 [7] = e1[7];
-          \$219 [19:8] = e1[19:8];
-          \$219 [27:20] = \$94 ;
-          \$219 [36:28] = \$98 ;
+          \$236 [0] = e1[0];
+          \$236 [6:1] = e1[6:1];
+          \$236 [7] = e1[7];
+          \$236 [19:8] = e1[19:8];
+          \$236 [27:20] = \$100 ;
+          \$236 [36:28] = \$104 ;
         end
       4'h2:
           /* empty */;
@@ -4380,31 +4480,31 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
         begin
-          \$219 [0] = e1[0];
-          \$219 [6:1] = e1[6:1];
-          \$219 [7] = e1[7];
-          \$219 [19:8] = e1[19:8];
-          \$219 [27:20] = \$signature__data$41 ;
-          \$219 [36:28] = \$170 ;
+          \$236 [0] = e1[0];
+          \$236 [6:1] = e1[6:1];
+          \$236 [7] = e1[7];
+          \$236 [19:8] = e1[19:8];
+          \$236 [27:20] = \$signature__data ;
+          \$236 [36:28] = \$178 ;
         end
     endcase
     if (rst) begin
-      \$219  = 37'h0000000000;
+      \$236  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = cur_active;
+    \$237  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$104 ) begin
-              \$220  = r_rdy;
+            if (\$110 ) begin
+              \$237  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$220  = 1'h1;
+            \$237  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -4414,30 +4514,30 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$176 ) begin
-              \$220  = r_rdy;
+            if (\$184 ) begin
+              \$237  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$220  = 1'h1;
+            \$237  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$220  = 1'h0;
+      \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = cur;
+    \$238  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$104 ) begin
-              \$221  = r_data;
+            if (\$110 ) begin
+              \$238  = r_data;
             end
           end else if (r_rdy) begin
-            \$221  = r_data;
+            \$238  = r_data;
           end
       4'h2:
           /* empty */;
@@ -4447,36 +4547,36 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$176 ) begin
-              \$221  = r_data;
+            if (\$184 ) begin
+              \$238  = r_data;
             end
           end else if (r_rdy) begin
-            \$221  = r_data;
+            \$238  = r_data;
           end
     endcase
     if (rst) begin
-      \$221  = 28'h0000000;
+      \$238  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = lane;
+    \$239  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$119 ) begin
-            \$222  = 2'h0;
+          if (\$127 ) begin
+            \$239  = 2'h0;
           end
       4'h3:
-          if (\$136 ) begin
+          if (\$144 ) begin
             (* full_case = 32'd1 *)
-            if (\$155 ) begin
-              \$222  = 2'h0;
+            if (\$163 ) begin
+              \$239  = 2'h0;
             end else begin
-              \$222  = \$159 [1:0];
+              \$239  = \$167 [1:0];
             end
           end
       4'h4:
@@ -4484,8 +4584,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$191 ) begin
-            \$222  = 2'h0;
+          if (\$201 ) begin
+            \$239  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -4496,196 +4596,196 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$201 ) begin
-              \$222  = 2'h0;
-            end else if (\$202 ) begin
-              \$222  = 2'h0;
+            if (\$211 ) begin
+              \$239  = 2'h0;
+            end else if (\$212 ) begin
+              \$239  = 2'h0;
             end else begin
-              \$222  = \$204 [1:0];
+              \$239  = \$214 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$222  = 2'h0;
+      \$239  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = act_q;
+    \$240  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$119 ) begin
-            \$223  = 3'h0;
+          if (\$127 ) begin
+            \$240  = 3'h0;
           end
       4'h3:
-          if (\$123 ) begin
-            \$223  = \$124 [2:0];
-            if (\$127 ) begin
-              \$223  = 3'h0;
-              if (\$135 ) begin
-                \$223  = 3'h1;
+          if (\$131 ) begin
+            \$240  = \$132 [2:0];
+            if (\$135 ) begin
+              \$240  = 3'h0;
+              if (\$143 ) begin
+                \$240  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$223  = 3'h0;
+      \$240  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = g_grp;
+    \$241  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$119 ) begin
-            \$224  = 5'h00;
+          if (\$127 ) begin
+            \$241  = 5'h00;
           end
       4'h3:
-          if (\$123 ) begin
-            if (\$127 ) begin
-              \$224  = \$129 [4:0];
+          if (\$131 ) begin
+            if (\$135 ) begin
+              \$241  = \$137 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$224  = 5'h00;
+      \$241  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = \$signal ;
+    \$242  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$119 ) begin
-            \$225  = 1'h0;
+          if (\$127 ) begin
+            \$242  = 1'h0;
           end
       4'h3:
-          if (\$123 ) begin
-            if (\$127 ) begin
-              \$225  = \$128 ;
+          if (\$131 ) begin
+            if (\$135 ) begin
+              \$242  = \$136 ;
             end
           end
     endcase
     if (rst) begin
-      \$225  = 1'h0;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = \$signal$75 ;
+    \$243  = \$signal$75 ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$119 ) begin
-            \$226  = 1'h0;
+          if (\$127 ) begin
+            \$243  = 1'h0;
           end
       4'h3:
-          if (\$136 ) begin
-            if (\$155 ) begin
-              \$226  = \$156 ;
+          if (\$144 ) begin
+            if (\$163 ) begin
+              \$243  = \$164 ;
             end
           end
     endcase
     if (rst) begin
-      \$226  = 1'h0;
+      \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = bank0_full;
+    \$244  = bank0_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$119 ) begin
-            \$227  = 1'h0;
+          if (\$127 ) begin
+            \$244  = 1'h0;
           end
       4'h3:
         begin
-          if (\$123 ) begin
-            if (\$127 ) begin
+          if (\$131 ) begin
+            if (\$135 ) begin
               casez (\$signal )
                 1'h0:
-                    \$227  = 1'h1;
+                    \$244  = 1'h1;
               endcase
             end
           end
-          if (\$136 ) begin
-            if (\$155 ) begin
+          if (\$144 ) begin
+            if (\$163 ) begin
               casez (\$signal$75 )
                 1'h0:
-                    \$227  = 1'h0;
+                    \$244  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$227  = 1'h0;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = bank1_full;
+    \$245  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$119 ) begin
-            \$228  = 1'h0;
+          if (\$127 ) begin
+            \$245  = 1'h0;
           end
       4'h3:
         begin
-          if (\$123 ) begin
-            if (\$127 ) begin
+          if (\$131 ) begin
+            if (\$135 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$228  = 1'h1;
+                    \$245  = 1'h1;
               endcase
             end
           end
-          if (\$136 ) begin
-            if (\$155 ) begin
+          if (\$144 ) begin
+            if (\$163 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal$75 )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$228  = 1'h0;
+                    \$245  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$228  = 1'h0;
+      \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = gate0_0_0;
+    \$246  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4694,459 +4794,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
+          if (\$131 ) begin
+            if (\$133 ) begin
               casez (act_q)
                 3'h1:
-                    \$229  = acc_rd__data[18:0];
+                    \$246  = acc_rd__data[18:0];
               endcase
             end
-          end
-    endcase
-    if (rst) begin
-      \$229  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h1:
-                    \$230  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$230  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$231  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$231  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$232  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$232  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$233  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$233  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$234  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$234  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$235  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$235  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = gate0_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$236  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$236  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    \$237  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$237  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    \$238  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$238  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$239  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$239  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$240  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$240  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = gate1_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$241  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$241  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$242  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$242  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = gate1_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$243  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$243  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = gate1_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$244  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$244  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = acc0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$136 ) begin
-            \$245  = \$139 ;
-          end
-    endcase
-    if (rst) begin
-      \$245  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = acc1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$136 ) begin
-            \$246  = \$142 ;
           end
     endcase
     if (rst) begin
@@ -5155,7 +4809,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = acc2;
+    \$247  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5164,8 +4818,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$136 ) begin
-            \$247  = \$145 ;
+          if (\$131 ) begin
+            if (\$133 ) begin
+              casez (act_q)
+                3'h1:
+                    \$247  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5174,7 +4833,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = acc3;
+    \$248  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5183,8 +4842,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$136 ) begin
-            \$248  = \$148 ;
+          if (\$131 ) begin
+            if (\$133 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$248  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5193,7 +4859,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = tag;
+    \$249  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5202,17 +4868,24 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$136 ) begin
-            \$249  = \$150 [5:0];
+          if (\$131 ) begin
+            if (\$133 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$249  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$249  = 6'h00;
+      \$249  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = issue_layer;
+    \$250  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5221,17 +4894,26 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$136 ) begin
-            \$250  = 1'h0;
+          if (\$131 ) begin
+            if (\$133 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$250  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$250  = 1'h0;
+      \$250  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = \wait ;
+    \$251  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5240,23 +4922,441 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$136 ) begin
-            if (\$155 ) begin
-              if (\$158 ) begin
-                \$251  = 5'h00;
+          if (\$131 ) begin
+            if (\$133 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$251  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$251  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = gate0_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$133 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$252  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$252  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = gate0_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$133 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$253  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$253  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$254  = gate1_0_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$134 ) begin
+              casez (act_q)
+                3'h1:
+                    \$254  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$254  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$255  = gate1_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$134 ) begin
+              casez (act_q)
+                3'h1:
+                    \$255  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$255  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$256  = gate1_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$134 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$256  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$256  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$257  = gate1_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$134 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$257  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$257  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$258  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$134 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$258  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$258  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$259  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$134 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$259  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$259  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$260  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$134 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$260  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$260  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$261  = gate1_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$131 ) begin
+            if (\$134 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$261  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$261  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$262  = acc0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$144 ) begin
+            \$262  = \$147 ;
+          end
+    endcase
+    if (rst) begin
+      \$262  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$263  = acc1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$144 ) begin
+            \$263  = \$150 ;
+          end
+    endcase
+    if (rst) begin
+      \$263  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$264  = acc2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$144 ) begin
+            \$264  = \$153 ;
+          end
+    endcase
+    if (rst) begin
+      \$264  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$265  = acc3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$144 ) begin
+            \$265  = \$156 ;
+          end
+    endcase
+    if (rst) begin
+      \$265  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$266  = tag;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$144 ) begin
+            \$266  = \$158 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$266  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$267  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$144 ) begin
+            \$267  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$268  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$144 ) begin
+            if (\$163 ) begin
+              if (\$166 ) begin
+                \$268  = 5'h00;
               end
             end
           end
       4'h4:
-          \$251  = \$160 [4:0];
+          \$268  = \$168 [4:0];
     endcase
     if (rst) begin
-      \$251  = 5'h00;
+      \$268  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = fresh;
+    \$269  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5267,11 +5367,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$161 ) begin
+          if (\$169 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$252  = 1'h0;
+              \$269  = 1'h0;
             end
           end
       4'h5:
@@ -5286,18 +5386,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$201 ) begin
-              \$252  = seq_end;
+            if (\$211 ) begin
+              \$269  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$252  = 1'h1;
+      \$269  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = out_idx;
+    \$270  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5312,8 +5412,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$191 ) begin
-            \$253  = 4'h0;
+          if (\$201 ) begin
+            \$270  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -5323,16 +5423,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
           if (o__ready) begin
-            \$253  = \$200 [3:0];
+            \$270  = \$210 [3:0];
           end
     endcase
     if (rst) begin
-      \$253  = 4'h0;
+      \$270  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = out_rounded;
+    \$271  = out_rounded;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5351,15 +5451,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h7:
           /* empty */;
       4'h8:
-          \$254  = \$194 ;
+          \$271  = \$204 ;
     endcase
     if (rst) begin
-      \$254  = 20'h00000;
+      \$271  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = o__payload;
+    \$272  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5381,17 +5481,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h9:
         begin
-          \$255 [7:0] = \$198 [7:0];
-          \$255 [8] = \$199 ;
+          \$272 [7:0] = \$208 [7:0];
+          \$272 [8] = \$209 ;
         end
     endcase
     if (rst) begin
-      \$255  = 9'h000;
+      \$272  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = o__valid;
+    \$273  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5412,20 +5512,20 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h8:
           /* empty */;
       4'h9:
-          \$256  = 1'h1;
+          \$273  = 1'h1;
       4'ha:
           if (o__ready) begin
-            \$256  = 1'h0;
+            \$273  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$256  = 1'h0;
+      \$273  = 1'h0;
     end
   end
   assign pushed = w_data;
   assign \$signature__addr  = s1b[14:8];
-  assign acc_wr__addr = s2[7:1];
-  assign acc_wr__en = s2[0];
+  assign acc_wr__addr = s3[7:1];
+  assign acc_wr__en = s3[0];
   assign issue_acc0 = acc0;
   assign issue_acc1 = acc1;
   assign issue_acc2 = acc2;
@@ -5448,16 +5548,20 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \s1b.bias  = s1b[15];
   assign \s1b.delta  = s1b[24:16];
   assign \s1b.shift  = s1b[25];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[7:1];
-  assign \s2.bias  = s2[8];
-  assign \s2.shift  = s2[9];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[7:1];
+  assign \s3.bias  = s3[8];
+  assign \s3.shift  = s3[9];
   assign \acc_wr__data[0]  = acc_wr__data[18:0];
   assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \acc_rd__data[0]  = acc_rd__data[18:0];
-  assign \acc_rd__data[1]  = acc_rd__data[37:19];
-  assign \$signature__data[0]  = \$signature__data [18:0];
-  assign \$signature__data[1]  = \$signature__data [37:19];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[7:1];
+  assign \acc_q[0]  = acc_q[18:0];
+  assign \acc_q[1]  = acc_q[37:19];
+  assign \last_sum[0]  = last_sum[18:0];
+  assign \last_sum[1]  = last_sum[37:19];
+  assign \bias_q[0]  = bias_q[18:0];
+  assign \bias_q[1]  = bias_q[37:19];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
   assign \e2.valid  = e2[0];
@@ -5484,17 +5588,25 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \w_word[1]  = w_word[15:8];
   assign \$signature__data$81[0]  = \$signature__data$81 [7:0];
   assign \$signature__data$81[1]  = \$signature__data$81 [15:8];
-  assign acc_wr__data[37:19] = \$8 [18:0];
-  assign acc_wr__data[18:0] = \$4 [18:0];
-  assign \$1  = { prod0[16], prod0 };
-  assign \$2  = { prod0, 1'h0 };
-  assign \$5  = { prod1[16], prod1 };
-  assign \$6  = { prod1, 1'h0 };
-  assign \$63  = e2[0];
-  assign \$126  = \$signal ;
-  assign \$174  = \$173 ;
-  assign \$175  = 1'h0;
-  assign \$194  = { \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19:10] };
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[7:1];
+  assign \s2.bias  = s2[8];
+  assign \s2.shift  = s2[9];
+  assign \acc_rd__data[0]  = acc_rd__data[18:0];
+  assign \acc_rd__data[1]  = acc_rd__data[37:19];
+  assign \$signature__data$86[0]  = \$signature__data$86 [18:0];
+  assign \$signature__data$86[1]  = \$signature__data$86 [37:19];
+  assign acc_wr__data[37:19] = \$10 [18:0];
+  assign acc_wr__data[18:0] = \$5 [18:0];
+  assign \$65  = e2[0];
+  assign \$85  = { prod0[16], prod0 };
+  assign \$86  = { prod0, 1'h0 };
+  assign \$87  = { prod1[16], prod1 };
+  assign \$88  = { prod1, 1'h0 };
+  assign \$134  = \$signal ;
+  assign \$182  = \$181 ;
+  assign \$183  = 1'h0;
+  assign \$204  = { \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
