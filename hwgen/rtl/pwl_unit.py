@@ -9,13 +9,13 @@ from ..pwl import PWL
 from .arith import saturate, shift_round
 
 
-LATENCY = 4  # registers after: table lookup, slope product, sign restore, output
+LATENCY = 5  # registers after: magnitude, table lookup, slope product, sign restore, output
 
 
 class PWLUnit(wiring.Component):
     """Evaluate one PWL table: `x` (in_fmt) -> `y` (out_fmt), `LATENCY` cycles later.
 
-    Stage 1: sign, segment index, offset in the segment, table lookup. Stage 2: slope
+    Stage 0: sign and magnitude. Stage 1: segment index, offset, table lookup. Stage 2: slope
     product plus intercept. Stage 3: limit and sign restore. Stage 4: rounding and
     saturation. A new `x` every cycle.
 
@@ -33,7 +33,10 @@ class PWLUnit(wiring.Component):
         p = self.pwl
         m = Module()
         n_seg = p.segments
-        a = Mux(self.x < 0, -self.x, self.x).as_unsigned()
+        # stage 0: magnitude and sign
+        a_now = Mux(self.x < 0, -self.x, self.x).as_unsigned()
+        a, neg0 = Signal(a_now.shape()), Signal()
+        m.d.sync += [a.eq(a_now), neg0.eq(self.x < 0)]
         idx_full = a >> p.seg_shift
         beyond = idx_full >= n_seg
         idx = Mux(beyond, n_seg - 1, idx_full)[:max(1, (n_seg - 1).bit_length())]
@@ -43,7 +46,7 @@ class PWLUnit(wiring.Component):
         c = Array(Const(v, signed(c_w)) for v in p.intercepts)[idx]
         neg1, beyond1 = Signal(), Signal()
         c1, dx1 = Signal(signed(c_w)), Signal(dx.shape())
-        m.d.sync += [neg1.eq(self.x < 0), beyond1.eq(beyond), c1.eq(c), dx1.eq(dx)]
+        m.d.sync += [neg1.eq(neg0), beyond1.eq(beyond), c1.eq(c), dx1.eq(dx)]
         if p.slope_form == "mult":
             sw = max(abs(s).bit_length() for s in p.slopes) + 1
             s1 = Signal(signed(sw))

@@ -3018,7 +3018,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$240  = grp == 2'h3;
   assign \$241  = lane + 1'h1;
   assign \$242  = \wait  + 1'h1;
-  assign \$243  = \wait  == 5'h12;
+  assign \$243  = \wait  == 5'h14;
   assign \$244  = enc_col < 7'h40;
   assign \$245  = level + e1[0];
   assign \$246  = \$245  + e2[0];
@@ -3090,7 +3090,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$330  = grp == 2'h3;
   assign \$331  = lane + 1'h1;
   assign \$332  = \wait  + 1'h1;
-  assign \$333  = \wait  == 5'h12;
+  assign \$333  = \wait  == 5'h14;
   assign \$334  = enc_col < 6'h20;
   assign \$335  = level + e1[0];
   assign \$336  = \$335  + e2[0];
@@ -3238,8 +3238,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .clk(clk),
     .h_new(h_new),
     .h_prev(h_prev),
-    .p16(valid_out),
-    .p33(tag_out),
+    .p18(valid_out),
+    .p37(tag_out),
     .rst(rst),
     .tag(tag),
     .valid_in(valid_in)
@@ -3252,8 +3252,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .clk(clk),
     .h_new(\h_new$63 ),
     .h_prev(\h_prev$60 ),
-    .p16(\valid_out$61 ),
-    .p33(\tag_out$62 ),
+    .p18(\valid_out$61 ),
+    .p37(\tag_out$62 ),
     .rst(rst),
     .tag(tag),
     .valid_in(\valid_in$59 )
@@ -8738,15 +8738,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p16, p33, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p18, p37, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
   reg [7:0] \$100 ;
   reg [7:0] \$101 ;
-  reg [7:0] \$102 ;
+  reg [15:0] \$102 ;
   reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
+  reg [17:0] \$104 ;
   reg [7:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
@@ -8756,8 +8756,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
-  reg [9:0] \$113 ;
-  reg [8:0] \$114 ;
+  reg [7:0] \$113 ;
+  reg [7:0] \$114 ;
   reg [7:0] \$115 ;
   reg [7:0] \$116 ;
   reg [7:0] \$117 ;
@@ -8765,13 +8765,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$119 ;
   wire [21:0] \$12 ;
   reg [7:0] \$120 ;
-  reg [7:0] \$121 ;
-  reg [7:0] \$122 ;
-  reg [17:0] \$123 ;
-  reg [8:0] \$124 ;
-  reg [19:0] \$125 ;
+  reg [9:0] \$121 ;
+  reg [8:0] \$122 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
   reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
   wire [21:0] \$13 ;
+  reg [7:0] \$130 ;
+  reg [7:0] \$131 ;
+  reg [17:0] \$132 ;
+  reg [8:0] \$133 ;
+  reg [19:0] \$134 ;
+  reg [7:0] \$135 ;
   wire [21:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -8826,8 +8835,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg \$60 ;
   reg \$61 ;
   reg \$62 ;
-  reg [5:0] \$63 ;
-  reg [5:0] \$64 ;
+  reg \$63 ;
+  reg \$64 ;
   reg [5:0] \$65 ;
   reg [5:0] \$66 ;
   reg [5:0] \$67 ;
@@ -8845,26 +8854,26 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] \$78 ;
   reg [5:0] \$79 ;
   wire [21:0] \$8 ;
-  reg [21:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [21:0] \$82 ;
-  reg [7:0] \$83 ;
+  reg [5:0] \$80 ;
+  reg [5:0] \$81 ;
+  reg [5:0] \$82 ;
+  reg [5:0] \$83 ;
   reg [21:0] \$84 ;
   reg [7:0] \$85 ;
   reg [21:0] \$86 ;
   reg [7:0] \$87 ;
-  reg [7:0] \$88 ;
+  reg [21:0] \$88 ;
   reg [7:0] \$89 ;
   wire \$9 ;
-  reg [7:0] \$90 ;
+  reg [21:0] \$90 ;
   reg [7:0] \$91 ;
   reg [7:0] \$92 ;
   reg [7:0] \$93 ;
   reg [7:0] \$94 ;
   reg [7:0] \$95 ;
-  reg [15:0] \$96 ;
+  reg [7:0] \$96 ;
   reg [7:0] \$97 ;
-  reg [17:0] \$98 ;
+  reg [7:0] \$98 ;
   reg [7:0] \$99 ;
   input [20:0] acc0;
   wire [20:0] acc0;
@@ -8888,10 +8897,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg p13 = 1'h0;
   reg p14 = 1'h0;
   reg p15 = 1'h0;
-  output p16;
   reg p16 = 1'h0;
-  reg [5:0] p17 = 6'h00;
-  reg [5:0] p18 = 6'h00;
+  reg p17 = 1'h0;
+  output p18;
+  reg p18 = 1'h0;
   reg [5:0] p19 = 6'h00;
   reg p2 = 1'h0;
   reg [5:0] p20 = 6'h00;
@@ -8908,35 +8917,35 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] p30 = 6'h00;
   reg [5:0] p31 = 6'h00;
   reg [5:0] p32 = 6'h00;
-  output [5:0] p33;
   reg [5:0] p33 = 6'h00;
-  reg [21:0] p34 = 22'h000000;
-  reg [7:0] p35 = 8'h00;
-  reg [21:0] p36 = 22'h000000;
-  reg [7:0] p37 = 8'h00;
+  reg [5:0] p34 = 6'h00;
+  reg [5:0] p35 = 6'h00;
+  reg [5:0] p36 = 6'h00;
+  output [5:0] p37;
+  reg [5:0] p37 = 6'h00;
   reg [21:0] p38 = 22'h000000;
   reg [7:0] p39 = 8'h00;
   reg p4 = 1'h0;
   reg [21:0] p40 = 22'h000000;
   reg [7:0] p41 = 8'h00;
-  reg [7:0] p42 = 8'h00;
+  reg [21:0] p42 = 22'h000000;
   reg [7:0] p43 = 8'h00;
-  reg [7:0] p44 = 8'h00;
+  reg [21:0] p44 = 22'h000000;
   reg [7:0] p45 = 8'h00;
   reg [7:0] p46 = 8'h00;
   reg [7:0] p47 = 8'h00;
   reg [7:0] p48 = 8'h00;
   reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
-  reg [15:0] p50 = 16'h0000;
+  reg [7:0] p50 = 8'h00;
   reg [7:0] p51 = 8'h00;
-  reg [17:0] p52 = 18'h00000;
+  reg [7:0] p52 = 8'h00;
   reg [7:0] p53 = 8'h00;
   reg [7:0] p54 = 8'h00;
   reg [7:0] p55 = 8'h00;
-  reg [7:0] p56 = 8'h00;
+  reg [15:0] p56 = 16'h0000;
   reg [7:0] p57 = 8'h00;
-  reg [7:0] p58 = 8'h00;
+  reg [17:0] p58 = 18'h00000;
   reg [7:0] p59 = 8'h00;
   reg p6 = 1'h0;
   reg [7:0] p60 = 8'h00;
@@ -8946,8 +8955,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p64 = 8'h00;
   reg [7:0] p65 = 8'h00;
   reg [7:0] p66 = 8'h00;
-  reg [9:0] p67 = 10'h000;
-  reg [8:0] p68 = 9'h000;
+  reg [7:0] p67 = 8'h00;
+  reg [7:0] p68 = 8'h00;
   reg [7:0] p69 = 8'h00;
   reg p7 = 1'h0;
   reg [7:0] p70 = 8'h00;
@@ -8955,12 +8964,21 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p72 = 8'h00;
   reg [7:0] p73 = 8'h00;
   reg [7:0] p74 = 8'h00;
-  reg [7:0] p75 = 8'h00;
-  reg [7:0] p76 = 8'h00;
-  reg [17:0] p77 = 18'h00000;
-  reg [8:0] p78 = 9'h000;
-  reg [19:0] p79 = 20'h00000;
+  reg [9:0] p75 = 10'h000;
+  reg [8:0] p76 = 9'h000;
+  reg [7:0] p77 = 8'h00;
+  reg [7:0] p78 = 8'h00;
+  reg [7:0] p79 = 8'h00;
   reg p8 = 1'h0;
+  reg [7:0] p80 = 8'h00;
+  reg [7:0] p81 = 8'h00;
+  reg [7:0] p82 = 8'h00;
+  reg [7:0] p83 = 8'h00;
+  reg [7:0] p84 = 8'h00;
+  reg [7:0] p85 = 8'h00;
+  reg [17:0] p86 = 18'h00000;
+  reg [8:0] p87 = 9'h000;
+  reg [19:0] p88 = 20'h00000;
   reg p9 = 1'h0;
   input rst;
   wire rst;
@@ -8975,46 +8993,46 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$96 ;
+  wire [7:0] \x$105 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$97 ;
+  wire [7:0] \x$106 ;
   wire [7:0] y;
-  wire [7:0] \y$78 ;
-  wire [7:0] \y$81 ;
+  wire [7:0] \y$86 ;
+  wire [7:0] \y$89 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(p34) > $signed(8'h7f);
-  assign \$4  = $signed(p34) < $signed(8'h80);
-  assign \$5  = \$4  ? 22'h3fff80 : p34;
+  assign \$3  = $signed(p38) > $signed(8'h7f);
+  assign \$4  = $signed(p38) < $signed(8'h80);
+  assign \$5  = \$4  ? 22'h3fff80 : p38;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
   assign \$7  = $signed(acc1) + $signed(9'h080);
-  assign \$9  = $signed(p36) > $signed(8'h7f);
-  assign \$10  = $signed(p36) < $signed(8'h80);
-  assign \$11  = \$10  ? 22'h3fff80 : p36;
+  assign \$9  = $signed(p40) > $signed(8'h7f);
+  assign \$10  = $signed(p40) < $signed(8'h80);
+  assign \$11  = \$10  ? 22'h3fff80 : p40;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
   assign \$13  = $signed(acc2) + $signed(9'h080);
-  assign \$15  = $signed(p38) > $signed(8'h7f);
-  assign \$16  = $signed(p38) < $signed(8'h80);
-  assign \$17  = \$16  ? 22'h3fff80 : p38;
+  assign \$15  = $signed(p42) > $signed(8'h7f);
+  assign \$16  = $signed(p42) < $signed(8'h80);
+  assign \$17  = \$16  ? 22'h3fff80 : p42;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
   assign \$19  = $signed(acc3) + $signed(9'h080);
-  assign \$21  = $signed(p40) > $signed(8'h7f);
-  assign \$22  = $signed(p40) < $signed(8'h80);
-  assign \$23  = \$22  ? 22'h3fff80 : p40;
+  assign \$21  = $signed(p44) > $signed(8'h7f);
+  assign \$22  = $signed(p44) < $signed(8'h80);
+  assign \$23  = \$22  ? 22'h3fff80 : p44;
   assign \$24  = \$21  ? 22'h00007f : \$23 ;
-  assign \$25  = $signed(y) * $signed(p49);
-  assign \$26  = $signed(p50) + $signed(8'h40);
-  assign \$28  = $signed(p51) + $signed(\$27 );
-  assign \$29  = $signed(p52) > $signed(8'h7f);
-  assign \$30  = $signed(p52) < $signed(8'h80);
-  assign \$31  = \$30  ? 18'h3ff80 : p52;
+  assign \$25  = $signed(y) * $signed(p55);
+  assign \$26  = $signed(p56) + $signed(8'h40);
+  assign \$28  = $signed(p57) + $signed(\$27 );
+  assign \$29  = $signed(p58) > $signed(8'h7f);
+  assign \$30  = $signed(p58) < $signed(8'h80);
+  assign \$31  = \$30  ? 18'h3ff80 : p58;
   assign \$32  = \$29  ? 18'h0007f : \$31 ;
   assign \$35  = $signed(\$33 ) - $signed(\$34 );
-  assign \$37  = $signed(p76) * $signed(p67);
-  assign \$39  = $signed(\$38 ) + $signed(p77);
+  assign \$37  = $signed(p85) * $signed(p75);
+  assign \$39  = $signed(\$38 ) + $signed(p86);
   assign \$40  = $signed(\$39 ) + $signed(8'h40);
-  assign \$42  = $signed(p79) > $signed(8'h7f);
-  assign \$43  = $signed(p79) < $signed(8'h80);
-  assign \$44  = \$43  ? 20'hfff80 : p79;
+  assign \$42  = $signed(p88) > $signed(8'h7f);
+  assign \$43  = $signed(p88) < $signed(8'h80);
+  assign \$44  = \$43  ? 20'hfff80 : p88;
   assign \$45  = \$42  ? 20'h0007f : \$44 ;
   always @(posedge clk)
     p0 <= \$46 ;
@@ -9177,24 +9195,42 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   always @(posedge clk)
     p79 <= \$125 ;
   always @(posedge clk)
-    h_new <= \$126 ;
+    p80 <= \$126 ;
+  always @(posedge clk)
+    p81 <= \$127 ;
+  always @(posedge clk)
+    p82 <= \$128 ;
+  always @(posedge clk)
+    p83 <= \$129 ;
+  always @(posedge clk)
+    p84 <= \$130 ;
+  always @(posedge clk)
+    p85 <= \$131 ;
+  always @(posedge clk)
+    p86 <= \$132 ;
+  always @(posedge clk)
+    p87 <= \$133 ;
+  always @(posedge clk)
+    p88 <= \$134 ;
+  always @(posedge clk)
+    h_new <= \$135 ;
   \hwgen_charlm_gru2_p8.elementwise0.sig_r  sig_r (
     .clk(clk),
     .rst(rst),
-    .x(p35),
+    .x(p39),
     .y(y)
   );
   \hwgen_charlm_gru2_p8.elementwise0.sig_z  sig_z (
     .clk(clk),
     .rst(rst),
-    .x(p37),
-    .y(\y$81 )
+    .x(p41),
+    .y(\y$89 )
   );
   \hwgen_charlm_gru2_p8.elementwise0.tanh_n  tanh_n (
     .clk(clk),
     .rst(rst),
-    .x(p53),
-    .y(\y$78 )
+    .x(p59),
+    .y(\y$86 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -9317,21 +9353,21 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$63  = tag;
+    \$63  = p16;
     if (rst) begin
-      \$63  = 6'h00;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$64  = p17;
     if (rst) begin
-      \$64  = 6'h00;
+      \$64  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$65  = p18;
+    \$65  = tag;
     if (rst) begin
       \$65  = 6'h00;
     end
@@ -9436,91 +9472,91 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$80  = \$2 ;
+    \$80  = p33;
     if (rst) begin
-      \$80  = 22'h000000;
+      \$80  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = \$6 [7:0];
+    \$81  = p34;
     if (rst) begin
-      \$81  = 8'h00;
+      \$81  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$82  = \$8 ;
+    \$82  = p35;
     if (rst) begin
-      \$82  = 22'h000000;
+      \$82  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$83  = \$12 [7:0];
+    \$83  = p36;
     if (rst) begin
-      \$83  = 8'h00;
+      \$83  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = \$14 ;
+    \$84  = \$2 ;
     if (rst) begin
       \$84  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = \$18 [7:0];
+    \$85  = \$6 [7:0];
     if (rst) begin
       \$85  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = \$20 ;
+    \$86  = \$8 ;
     if (rst) begin
       \$86  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = \$24 [7:0];
+    \$87  = \$12 [7:0];
     if (rst) begin
       \$87  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = p39;
+    \$88  = \$14 ;
     if (rst) begin
-      \$88  = 8'h00;
+      \$88  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = p42;
+    \$89  = \$18 [7:0];
     if (rst) begin
       \$89  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = p43;
+    \$90  = \$20 ;
     if (rst) begin
-      \$90  = 8'h00;
+      \$90  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = p44;
+    \$91  = \$24 [7:0];
     if (rst) begin
       \$91  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = p41;
+    \$92  = p43;
     if (rst) begin
       \$92  = 8'h00;
     end
@@ -9548,9 +9584,9 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = \$25 ;
+    \$96  = p49;
     if (rst) begin
-      \$96  = 16'h0000;
+      \$96  = 8'h00;
     end
   end
   always @* begin
@@ -9562,21 +9598,21 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = \$28 ;
+    \$98  = p51;
     if (rst) begin
-      \$98  = 18'h00000;
+      \$98  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = \$32 [7:0];
+    \$99  = p52;
     if (rst) begin
       \$99  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = h_prev;
+    \$100  = p53;
     if (rst) begin
       \$100  = 8'h00;
     end
@@ -9590,35 +9626,35 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = p55;
+    \$102  = \$25 ;
     if (rst) begin
-      \$102  = 8'h00;
+      \$102  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = p56;
+    \$103  = p50;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = p57;
+    \$104  = \$28 ;
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = p58;
+    \$105  = \$32 [7:0];
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = p59;
+    \$106  = h_prev;
     if (rst) begin
       \$106  = 8'h00;
     end
@@ -9667,21 +9703,21 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = \$35 ;
+    \$113  = p66;
     if (rst) begin
-      \$113  = 10'h000;
+      \$113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = \$36 ;
+    \$114  = p67;
     if (rst) begin
-      \$114  = 9'h000;
+      \$114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = \y$81 ;
+    \$115  = p68;
     if (rst) begin
       \$115  = 8'h00;
     end
@@ -9723,60 +9759,123 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$121  = p74;
+    \$121  = \$35 ;
     if (rst) begin
-      \$121  = 8'h00;
+      \$121  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$122  = p75;
+    \$122  = \$36 ;
     if (rst) begin
-      \$122  = 8'h00;
+      \$122  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$123  = \$37 ;
+    \$123  = \y$89 ;
     if (rst) begin
-      \$123  = 18'h00000;
+      \$123  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$124  = p68;
+    \$124  = p77;
     if (rst) begin
-      \$124  = 9'h000;
+      \$124  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$125  = \$41 ;
+    \$125  = p78;
     if (rst) begin
-      \$125  = 20'h00000;
+      \$125  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$126  = \$45 [7:0];
+    \$126  = p79;
     if (rst) begin
       \$126  = 8'h00;
     end
   end
-  assign valid_out = p16;
-  assign tag_out = p33;
-  assign x = p35;
-  assign \x$96  = p37;
-  assign \x$97  = p53;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$127  = p80;
+    if (rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$128  = p81;
+    if (rst) begin
+      \$128  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$129  = p82;
+    if (rst) begin
+      \$129  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$130  = p83;
+    if (rst) begin
+      \$130  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$131  = p84;
+    if (rst) begin
+      \$131  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$132  = \$37 ;
+    if (rst) begin
+      \$132  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$133  = p76;
+    if (rst) begin
+      \$133  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$134  = \$41 ;
+    if (rst) begin
+      \$134  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$135  = \$45 [7:0];
+    if (rst) begin
+      \$135  = 8'h00;
+    end
+  end
+  assign valid_out = p18;
+  assign tag_out = p37;
+  assign x = p39;
+  assign \x$105  = p41;
+  assign \x$106  = p59;
   assign \$2  = { \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21:8] };
   assign \$8  = { \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21:8] };
   assign \$14  = { \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21:8] };
   assign \$20  = { \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21:8] };
   assign \$27  = { \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16:7] };
-  assign \$33  = { p66[7], p66 };
-  assign \$34  = { \y$78 [7], \y$78  };
-  assign \$36  = { \y$78 [7], \y$78  };
-  assign \$38  = { p78, 7'h00 };
+  assign \$33  = { p74[7], p74 };
+  assign \$34  = { \y$86 [7], \y$86  };
+  assign \$36  = { \y$86 [7], \y$86  };
+  assign \$38  = { p87, 7'h00 };
   assign \$41  = { \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19:7] };
 endmodule
 
@@ -9785,83 +9884,66 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [9:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [17:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [17:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [9:0] \$31 ;
-  wire [10:0] \$32 ;
+  wire [18:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire [19:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [15:0] \$44 ;
-  wire [16:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [17:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [4:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [17:0] \$50 ;
-  wire [18:0] \$51 ;
-  wire [19:0] \$52 ;
-  wire [19:0] \$53 ;
-  wire \$54 ;
-  wire [19:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire \$57 ;
-  wire [19:0] \$58 ;
-  wire [19:0] \$59 ;
+  reg [17:0] \$50 ;
+  reg [18:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [19:0] \$60 ;
-  wire [19:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [4:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [17:0] \$69 ;
-  wire \$7 ;
-  reg [18:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [4:0] \$signal$6  = 5'h00;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [4:0] \$signal$8  = 5'h00;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -9871,199 +9953,196 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
-  assign \$30  = \$25  ? 9'h007 : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 4'h8;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h007 : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(7'h20);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 18'h00800 : y2;
-  assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = beyond2 ? 18'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
-  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 4'h8;
+  assign \$10  = \$8  ? 9'h007 : \$9 ;
+  assign \$13  = \$12  >= 4'h8;
+  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h8;
+  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(7'h20);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 18'h00800 : y2;
+  assign \$28  = $signed(13'h0800) - $signed(\$27 );
+  assign \$29  = beyond2 ? 18'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
+  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [2:0])
-      3'h0:
-          \$43  = 11'h3eb;
-      3'h1:
-          \$43  = 11'h37a;
-      3'h2:
-          \$43  = 11'h2c5;
-      3'h3:
-          \$43  = 11'h206;
-      3'h4:
-          \$43  = 11'h163;
-      3'h5:
-          \$43  = 11'h0e9;
-      3'h6:
-          \$43  = 11'h094;
-      3'h7:
-          \$43  = 11'h05d;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$65  = { 1'h0, \$32 [3:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 5'h00;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
+    casez (\$10 [2:0])
       3'h0:
-          \$17  = 13'h0401;
+          \$11  = 13'h0401;
       3'h1:
-          \$17  = 13'h04fd;
+          \$11  = 13'h04fd;
       3'h2:
-          \$17  = 13'h05dc;
+          \$11  = 13'h05dc;
       3'h3:
-          \$17  = 13'h068d;
+          \$11  = 13'h068d;
       3'h4:
-          \$17  = 13'h070e;
+          \$11  = 13'h070e;
       3'h5:
-          \$17  = 13'h0766;
+          \$11  = 13'h0766;
       3'h6:
-          \$17  = 13'h07a0;
+          \$11  = 13'h07a0;
       3'h7:
-          \$17  = 13'h07c5;
+          \$11  = 13'h07c5;
     endcase
   end
-  assign \$5  = { 4'h0, \$4 [8:4] };
-  assign \$10  = { 4'h0, \$9 [8:4] };
-  assign \$15  = { 4'h0, \$14 [8:4] };
-  assign \$24  = { 4'h0, \$23 [8:4] };
-  assign \$29  = { 4'h0, \$28 [8:4] };
-  assign \$31  = { 3'h0, \$30 [2:0], 4'h0 };
-  assign \$36  = { 4'h0, \$35 [8:4] };
-  assign \$41  = { 4'h0, \$40 [8:4] };
-  assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
-  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [2:0])
+      3'h0:
+          \$22  = 11'h3eb;
+      3'h1:
+          \$22  = 11'h37a;
+      3'h2:
+          \$22  = 11'h2c5;
+      3'h3:
+          \$22  = 11'h206;
+      3'h4:
+          \$22  = 11'h163;
+      3'h5:
+          \$22  = 11'h0e9;
+      3'h6:
+          \$22  = 11'h094;
+      3'h7:
+          \$22  = 11'h05d;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
+  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
+  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
+  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10071,83 +10150,66 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [9:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [17:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [17:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [9:0] \$31 ;
-  wire [10:0] \$32 ;
+  wire [18:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire [19:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [15:0] \$44 ;
-  wire [16:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [17:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [4:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [17:0] \$50 ;
-  wire [18:0] \$51 ;
-  wire [19:0] \$52 ;
-  wire [19:0] \$53 ;
-  wire \$54 ;
-  wire [19:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire \$57 ;
-  wire [19:0] \$58 ;
-  wire [19:0] \$59 ;
+  reg [17:0] \$50 ;
+  reg [18:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [19:0] \$60 ;
-  wire [19:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [4:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [17:0] \$69 ;
-  wire \$7 ;
-  reg [18:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [4:0] \$signal$6  = 5'h00;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [4:0] \$signal$8  = 5'h00;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -10157,199 +10219,196 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
-  assign \$30  = \$25  ? 9'h007 : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 4'h8;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h007 : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(7'h20);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 18'h00800 : y2;
-  assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = beyond2 ? 18'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
-  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 4'h8;
+  assign \$10  = \$8  ? 9'h007 : \$9 ;
+  assign \$13  = \$12  >= 4'h8;
+  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h8;
+  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(7'h20);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 18'h00800 : y2;
+  assign \$28  = $signed(13'h0800) - $signed(\$27 );
+  assign \$29  = beyond2 ? 18'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
+  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [2:0])
-      3'h0:
-          \$43  = 11'h3eb;
-      3'h1:
-          \$43  = 11'h37a;
-      3'h2:
-          \$43  = 11'h2c5;
-      3'h3:
-          \$43  = 11'h206;
-      3'h4:
-          \$43  = 11'h163;
-      3'h5:
-          \$43  = 11'h0e9;
-      3'h6:
-          \$43  = 11'h094;
-      3'h7:
-          \$43  = 11'h05d;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$65  = { 1'h0, \$32 [3:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 5'h00;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
+    casez (\$10 [2:0])
       3'h0:
-          \$17  = 13'h0401;
+          \$11  = 13'h0401;
       3'h1:
-          \$17  = 13'h04fd;
+          \$11  = 13'h04fd;
       3'h2:
-          \$17  = 13'h05dc;
+          \$11  = 13'h05dc;
       3'h3:
-          \$17  = 13'h068d;
+          \$11  = 13'h068d;
       3'h4:
-          \$17  = 13'h070e;
+          \$11  = 13'h070e;
       3'h5:
-          \$17  = 13'h0766;
+          \$11  = 13'h0766;
       3'h6:
-          \$17  = 13'h07a0;
+          \$11  = 13'h07a0;
       3'h7:
-          \$17  = 13'h07c5;
+          \$11  = 13'h07c5;
     endcase
   end
-  assign \$5  = { 4'h0, \$4 [8:4] };
-  assign \$10  = { 4'h0, \$9 [8:4] };
-  assign \$15  = { 4'h0, \$14 [8:4] };
-  assign \$24  = { 4'h0, \$23 [8:4] };
-  assign \$29  = { 4'h0, \$28 [8:4] };
-  assign \$31  = { 3'h0, \$30 [2:0], 4'h0 };
-  assign \$36  = { 4'h0, \$35 [8:4] };
-  assign \$41  = { 4'h0, \$40 [8:4] };
-  assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
-  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [2:0])
+      3'h0:
+          \$22  = 11'h3eb;
+      3'h1:
+          \$22  = 11'h37a;
+      3'h2:
+          \$22  = 11'h2c5;
+      3'h3:
+          \$22  = 11'h206;
+      3'h4:
+          \$22  = 11'h163;
+      3'h5:
+          \$22  = 11'h0e9;
+      3'h6:
+          \$22  = 11'h094;
+      3'h7:
+          \$22  = 11'h05d;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
+  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
+  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
+  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10357,83 +10416,66 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [6:0] \$16 ;
+  wire [9:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [15:0] \$24 ;
+  wire [15:0] \$25 ;
+  wire [16:0] \$26 ;
+  wire [16:0] \$27 ;
+  wire [17:0] \$28 ;
+  wire [16:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [6:0] \$31 ;
-  wire [9:0] \$32 ;
+  wire [17:0] \$30 ;
+  wire [18:0] \$31 ;
+  wire [18:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [14:0] \$44 ;
-  wire [15:0] \$45 ;
-  wire [15:0] \$46 ;
-  wire [16:0] \$47 ;
-  wire [16:0] \$48 ;
-  wire [17:0] \$49 ;
+  wire [18:0] \$34 ;
+  wire [18:0] \$35 ;
+  wire \$36 ;
+  wire [18:0] \$37 ;
+  wire [18:0] \$38 ;
+  wire [18:0] \$39 ;
+  wire \$4 ;
+  wire [18:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [3:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [16:0] \$50 ;
-  wire [17:0] \$51 ;
-  wire [18:0] \$52 ;
-  wire [18:0] \$53 ;
-  wire \$54 ;
-  wire [18:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire \$57 ;
-  wire [18:0] \$58 ;
-  wire [18:0] \$59 ;
+  reg [16:0] \$50 ;
+  reg [17:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [18:0] \$60 ;
-  wire [18:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [3:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [16:0] \$69 ;
-  wire \$7 ;
-  reg [17:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [3:0] \$signal$6  = 4'h0;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [3:0] \$signal$8  = 4'h0;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -10443,243 +10485,240 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [16:0] y2 = 17'h00000;
   reg [17:0] y3 = 18'h00000;
-  assign \$30  = \$25  ? 9'h00f : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 5'h10;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h00f : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(5'h08);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 17'h00800 : y2;
-  assign \$49  = - $signed(\$48 );
-  assign \$50  = beyond2 ? 17'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [16], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 19'h7ff80 : \$59 ;
-  assign \$61  = \$54  ? 19'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 5'h10;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 5'h10;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h00f : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 5'h10;
+  assign \$10  = \$8  ? 9'h00f : \$9 ;
+  assign \$13  = \$12  >= 5'h10;
+  assign \$15  = \$13  ? 9'h00f : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 5'h10;
+  assign \$21  = \$19  ? 9'h00f : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(5'h08);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 17'h00800 : y2;
+  assign \$28  = - $signed(\$27 );
+  assign \$29  = beyond2 ? 17'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [16], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 19'h7ff80 : \$38 ;
+  assign \$40  = \$33  ? 19'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [3:0])
-      4'h0:
-          \$43  = 11'h3eb;
-      4'h1:
-          \$43  = 11'h37a;
-      4'h2:
-          \$43  = 11'h2c5;
-      4'h3:
-          \$43  = 11'h206;
-      4'h4:
-          \$43  = 11'h163;
-      4'h5:
-          \$43  = 11'h0e9;
-      4'h6:
-          \$43  = 11'h094;
-      4'h7:
-          \$43  = 11'h05d;
-      4'h8:
-          \$43  = 11'h039;
-      4'h9:
-          \$43  = 11'h023;
-      4'ha:
-          \$43  = 11'h015;
-      4'hb:
-          \$43  = 11'h00d;
-      4'hc:
-          \$43  = 11'h008;
-      4'hd:
-          \$43  = 11'h005;
-      4'he:
-          \$43  = 11'h003;
-      4'hf:
-          \$43  = 11'h002;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [2:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$65  = { 1'h0, \$32 [2:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 4'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [3:0])
+    casez (\$10 [3:0])
       4'h0:
-          \$17  = 13'h0002;
+          \$11  = 13'h0002;
       4'h1:
-          \$17  = 13'h01fa;
+          \$11  = 13'h01fa;
       4'h2:
-          \$17  = 13'h03b8;
+          \$11  = 13'h03b8;
       4'h3:
-          \$17  = 13'h051a;
+          \$11  = 13'h051a;
       4'h4:
-          \$17  = 13'h061c;
+          \$11  = 13'h061c;
       4'h5:
-          \$17  = 13'h06cc;
+          \$11  = 13'h06cc;
       4'h6:
-          \$17  = 13'h0740;
+          \$11  = 13'h0740;
       4'h7:
-          \$17  = 13'h0789;
+          \$11  = 13'h0789;
       4'h8:
-          \$17  = 13'h07b7;
+          \$11  = 13'h07b7;
       4'h9:
-          \$17  = 13'h07d4;
+          \$11  = 13'h07d4;
       4'ha:
-          \$17  = 13'h07e5;
+          \$11  = 13'h07e5;
       4'hb:
-          \$17  = 13'h07f0;
+          \$11  = 13'h07f0;
       4'hc:
-          \$17  = 13'h07f6;
+          \$11  = 13'h07f6;
       4'hd:
-          \$17  = 13'h07fa;
+          \$11  = 13'h07fa;
       4'he:
-          \$17  = 13'h07fc;
+          \$11  = 13'h07fc;
       4'hf:
-          \$17  = 13'h07fe;
+          \$11  = 13'h07fe;
     endcase
   end
-  assign \$5  = { 3'h0, \$4 [8:3] };
-  assign \$10  = { 3'h0, \$9 [8:3] };
-  assign \$15  = { 3'h0, \$14 [8:3] };
-  assign \$24  = { 3'h0, \$23 [8:3] };
-  assign \$29  = { 3'h0, \$28 [8:3] };
-  assign \$31  = { \$30 [3:0], 3'h0 };
-  assign \$36  = { 3'h0, \$35 [8:3] };
-  assign \$41  = { 3'h0, \$40 [8:3] };
-  assign \$46  = { \$45 [15], \$45 [15], \$45 [15], \$45 [15], \$45 [15:4] };
-  assign \$53  = { \$52 [18], \$52 [18], \$52 [18], \$52 [18], \$52 [18:4] };
-  assign \$56  = { \$55 [18], \$55 [18], \$55 [18], \$55 [18], \$55 [18:4] };
-  assign \$59  = { \$58 [18], \$58 [18], \$58 [18], \$58 [18], \$58 [18:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [3:0])
+      4'h0:
+          \$22  = 11'h3eb;
+      4'h1:
+          \$22  = 11'h37a;
+      4'h2:
+          \$22  = 11'h2c5;
+      4'h3:
+          \$22  = 11'h206;
+      4'h4:
+          \$22  = 11'h163;
+      4'h5:
+          \$22  = 11'h0e9;
+      4'h6:
+          \$22  = 11'h094;
+      4'h7:
+          \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
+      4'h9:
+          \$22  = 11'h023;
+      4'ha:
+          \$22  = 11'h015;
+      4'hb:
+          \$22  = 11'h00d;
+      4'hc:
+          \$22  = 11'h008;
+      4'hd:
+          \$22  = 11'h005;
+      4'he:
+          \$22  = 11'h003;
+      4'hf:
+          \$22  = 11'h002;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 3'h0, \$signal [8:3] };
+  assign \$7  = { 3'h0, \$signal [8:3] };
+  assign \$9  = { 3'h0, \$signal [8:3] };
+  assign \$12  = { 3'h0, \$signal [8:3] };
+  assign \$14  = { 3'h0, \$signal [8:3] };
+  assign \$16  = { \$15 [3:0], 3'h0 };
+  assign \$18  = { 3'h0, \$signal [8:3] };
+  assign \$20  = { 3'h0, \$signal [8:3] };
+  assign \$25  = { \$24 [15], \$24 [15], \$24 [15], \$24 [15], \$24 [15:4] };
+  assign \$32  = { \$31 [18], \$31 [18], \$31 [18], \$31 [18], \$31 [18:4] };
+  assign \$35  = { \$34 [18], \$34 [18], \$34 [18], \$34 [18], \$34 [18:4] };
+  assign \$38  = { \$37 [18], \$37 [18], \$37 [18], \$37 [18], \$37 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p16, p33, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p18, p37, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
   reg [7:0] \$100 ;
   reg [7:0] \$101 ;
-  reg [7:0] \$102 ;
+  reg [15:0] \$102 ;
   reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
+  reg [17:0] \$104 ;
   reg [7:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
@@ -10689,8 +10728,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
-  reg [9:0] \$113 ;
-  reg [8:0] \$114 ;
+  reg [7:0] \$113 ;
+  reg [7:0] \$114 ;
   reg [7:0] \$115 ;
   reg [7:0] \$116 ;
   reg [7:0] \$117 ;
@@ -10698,13 +10737,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$119 ;
   wire [21:0] \$12 ;
   reg [7:0] \$120 ;
-  reg [7:0] \$121 ;
-  reg [7:0] \$122 ;
-  reg [17:0] \$123 ;
-  reg [8:0] \$124 ;
-  reg [19:0] \$125 ;
+  reg [9:0] \$121 ;
+  reg [8:0] \$122 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
   reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
   wire [21:0] \$13 ;
+  reg [7:0] \$130 ;
+  reg [7:0] \$131 ;
+  reg [17:0] \$132 ;
+  reg [8:0] \$133 ;
+  reg [19:0] \$134 ;
+  reg [7:0] \$135 ;
   wire [21:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -10759,8 +10807,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg \$60 ;
   reg \$61 ;
   reg \$62 ;
-  reg [5:0] \$63 ;
-  reg [5:0] \$64 ;
+  reg \$63 ;
+  reg \$64 ;
   reg [5:0] \$65 ;
   reg [5:0] \$66 ;
   reg [5:0] \$67 ;
@@ -10778,26 +10826,26 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] \$78 ;
   reg [5:0] \$79 ;
   wire [21:0] \$8 ;
-  reg [21:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [21:0] \$82 ;
-  reg [7:0] \$83 ;
+  reg [5:0] \$80 ;
+  reg [5:0] \$81 ;
+  reg [5:0] \$82 ;
+  reg [5:0] \$83 ;
   reg [21:0] \$84 ;
   reg [7:0] \$85 ;
   reg [21:0] \$86 ;
   reg [7:0] \$87 ;
-  reg [7:0] \$88 ;
+  reg [21:0] \$88 ;
   reg [7:0] \$89 ;
   wire \$9 ;
-  reg [7:0] \$90 ;
+  reg [21:0] \$90 ;
   reg [7:0] \$91 ;
   reg [7:0] \$92 ;
   reg [7:0] \$93 ;
   reg [7:0] \$94 ;
   reg [7:0] \$95 ;
-  reg [15:0] \$96 ;
+  reg [7:0] \$96 ;
   reg [7:0] \$97 ;
-  reg [17:0] \$98 ;
+  reg [7:0] \$98 ;
   reg [7:0] \$99 ;
   input [20:0] acc0;
   wire [20:0] acc0;
@@ -10821,10 +10869,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg p13 = 1'h0;
   reg p14 = 1'h0;
   reg p15 = 1'h0;
-  output p16;
   reg p16 = 1'h0;
-  reg [5:0] p17 = 6'h00;
-  reg [5:0] p18 = 6'h00;
+  reg p17 = 1'h0;
+  output p18;
+  reg p18 = 1'h0;
   reg [5:0] p19 = 6'h00;
   reg p2 = 1'h0;
   reg [5:0] p20 = 6'h00;
@@ -10841,35 +10889,35 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] p30 = 6'h00;
   reg [5:0] p31 = 6'h00;
   reg [5:0] p32 = 6'h00;
-  output [5:0] p33;
   reg [5:0] p33 = 6'h00;
-  reg [21:0] p34 = 22'h000000;
-  reg [7:0] p35 = 8'h00;
-  reg [21:0] p36 = 22'h000000;
-  reg [7:0] p37 = 8'h00;
+  reg [5:0] p34 = 6'h00;
+  reg [5:0] p35 = 6'h00;
+  reg [5:0] p36 = 6'h00;
+  output [5:0] p37;
+  reg [5:0] p37 = 6'h00;
   reg [21:0] p38 = 22'h000000;
   reg [7:0] p39 = 8'h00;
   reg p4 = 1'h0;
   reg [21:0] p40 = 22'h000000;
   reg [7:0] p41 = 8'h00;
-  reg [7:0] p42 = 8'h00;
+  reg [21:0] p42 = 22'h000000;
   reg [7:0] p43 = 8'h00;
-  reg [7:0] p44 = 8'h00;
+  reg [21:0] p44 = 22'h000000;
   reg [7:0] p45 = 8'h00;
   reg [7:0] p46 = 8'h00;
   reg [7:0] p47 = 8'h00;
   reg [7:0] p48 = 8'h00;
   reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
-  reg [15:0] p50 = 16'h0000;
+  reg [7:0] p50 = 8'h00;
   reg [7:0] p51 = 8'h00;
-  reg [17:0] p52 = 18'h00000;
+  reg [7:0] p52 = 8'h00;
   reg [7:0] p53 = 8'h00;
   reg [7:0] p54 = 8'h00;
   reg [7:0] p55 = 8'h00;
-  reg [7:0] p56 = 8'h00;
+  reg [15:0] p56 = 16'h0000;
   reg [7:0] p57 = 8'h00;
-  reg [7:0] p58 = 8'h00;
+  reg [17:0] p58 = 18'h00000;
   reg [7:0] p59 = 8'h00;
   reg p6 = 1'h0;
   reg [7:0] p60 = 8'h00;
@@ -10879,8 +10927,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p64 = 8'h00;
   reg [7:0] p65 = 8'h00;
   reg [7:0] p66 = 8'h00;
-  reg [9:0] p67 = 10'h000;
-  reg [8:0] p68 = 9'h000;
+  reg [7:0] p67 = 8'h00;
+  reg [7:0] p68 = 8'h00;
   reg [7:0] p69 = 8'h00;
   reg p7 = 1'h0;
   reg [7:0] p70 = 8'h00;
@@ -10888,12 +10936,21 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p72 = 8'h00;
   reg [7:0] p73 = 8'h00;
   reg [7:0] p74 = 8'h00;
-  reg [7:0] p75 = 8'h00;
-  reg [7:0] p76 = 8'h00;
-  reg [17:0] p77 = 18'h00000;
-  reg [8:0] p78 = 9'h000;
-  reg [19:0] p79 = 20'h00000;
+  reg [9:0] p75 = 10'h000;
+  reg [8:0] p76 = 9'h000;
+  reg [7:0] p77 = 8'h00;
+  reg [7:0] p78 = 8'h00;
+  reg [7:0] p79 = 8'h00;
   reg p8 = 1'h0;
+  reg [7:0] p80 = 8'h00;
+  reg [7:0] p81 = 8'h00;
+  reg [7:0] p82 = 8'h00;
+  reg [7:0] p83 = 8'h00;
+  reg [7:0] p84 = 8'h00;
+  reg [7:0] p85 = 8'h00;
+  reg [17:0] p86 = 18'h00000;
+  reg [8:0] p87 = 9'h000;
+  reg [19:0] p88 = 20'h00000;
   reg p9 = 1'h0;
   input rst;
   wire rst;
@@ -10908,46 +10965,46 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$96 ;
+  wire [7:0] \x$105 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$97 ;
+  wire [7:0] \x$106 ;
   wire [7:0] y;
-  wire [7:0] \y$78 ;
-  wire [7:0] \y$81 ;
+  wire [7:0] \y$86 ;
+  wire [7:0] \y$89 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(p34) > $signed(8'h7f);
-  assign \$4  = $signed(p34) < $signed(8'h80);
-  assign \$5  = \$4  ? 22'h3fff80 : p34;
+  assign \$3  = $signed(p38) > $signed(8'h7f);
+  assign \$4  = $signed(p38) < $signed(8'h80);
+  assign \$5  = \$4  ? 22'h3fff80 : p38;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
   assign \$7  = $signed(acc1) + $signed(9'h080);
-  assign \$9  = $signed(p36) > $signed(8'h7f);
-  assign \$10  = $signed(p36) < $signed(8'h80);
-  assign \$11  = \$10  ? 22'h3fff80 : p36;
+  assign \$9  = $signed(p40) > $signed(8'h7f);
+  assign \$10  = $signed(p40) < $signed(8'h80);
+  assign \$11  = \$10  ? 22'h3fff80 : p40;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
   assign \$13  = $signed(acc2) + $signed(9'h080);
-  assign \$15  = $signed(p38) > $signed(8'h7f);
-  assign \$16  = $signed(p38) < $signed(8'h80);
-  assign \$17  = \$16  ? 22'h3fff80 : p38;
+  assign \$15  = $signed(p42) > $signed(8'h7f);
+  assign \$16  = $signed(p42) < $signed(8'h80);
+  assign \$17  = \$16  ? 22'h3fff80 : p42;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
   assign \$19  = $signed(acc3) + $signed(9'h080);
-  assign \$21  = $signed(p40) > $signed(8'h7f);
-  assign \$22  = $signed(p40) < $signed(8'h80);
-  assign \$23  = \$22  ? 22'h3fff80 : p40;
+  assign \$21  = $signed(p44) > $signed(8'h7f);
+  assign \$22  = $signed(p44) < $signed(8'h80);
+  assign \$23  = \$22  ? 22'h3fff80 : p44;
   assign \$24  = \$21  ? 22'h00007f : \$23 ;
-  assign \$25  = $signed(y) * $signed(p49);
-  assign \$26  = $signed(p50) + $signed(8'h40);
-  assign \$28  = $signed(p51) + $signed(\$27 );
-  assign \$29  = $signed(p52) > $signed(8'h7f);
-  assign \$30  = $signed(p52) < $signed(8'h80);
-  assign \$31  = \$30  ? 18'h3ff80 : p52;
+  assign \$25  = $signed(y) * $signed(p55);
+  assign \$26  = $signed(p56) + $signed(8'h40);
+  assign \$28  = $signed(p57) + $signed(\$27 );
+  assign \$29  = $signed(p58) > $signed(8'h7f);
+  assign \$30  = $signed(p58) < $signed(8'h80);
+  assign \$31  = \$30  ? 18'h3ff80 : p58;
   assign \$32  = \$29  ? 18'h0007f : \$31 ;
   assign \$35  = $signed(\$33 ) - $signed(\$34 );
-  assign \$37  = $signed(p76) * $signed(p67);
-  assign \$39  = $signed(\$38 ) + $signed(p77);
+  assign \$37  = $signed(p85) * $signed(p75);
+  assign \$39  = $signed(\$38 ) + $signed(p86);
   assign \$40  = $signed(\$39 ) + $signed(8'h40);
-  assign \$42  = $signed(p79) > $signed(8'h7f);
-  assign \$43  = $signed(p79) < $signed(8'h80);
-  assign \$44  = \$43  ? 20'hfff80 : p79;
+  assign \$42  = $signed(p88) > $signed(8'h7f);
+  assign \$43  = $signed(p88) < $signed(8'h80);
+  assign \$44  = \$43  ? 20'hfff80 : p88;
   assign \$45  = \$42  ? 20'h0007f : \$44 ;
   always @(posedge clk)
     p0 <= \$46 ;
@@ -11110,24 +11167,42 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   always @(posedge clk)
     p79 <= \$125 ;
   always @(posedge clk)
-    h_new <= \$126 ;
+    p80 <= \$126 ;
+  always @(posedge clk)
+    p81 <= \$127 ;
+  always @(posedge clk)
+    p82 <= \$128 ;
+  always @(posedge clk)
+    p83 <= \$129 ;
+  always @(posedge clk)
+    p84 <= \$130 ;
+  always @(posedge clk)
+    p85 <= \$131 ;
+  always @(posedge clk)
+    p86 <= \$132 ;
+  always @(posedge clk)
+    p87 <= \$133 ;
+  always @(posedge clk)
+    p88 <= \$134 ;
+  always @(posedge clk)
+    h_new <= \$135 ;
   \hwgen_charlm_gru2_p8.elementwise1.sig_r  sig_r (
     .clk(clk),
     .rst(rst),
-    .x(p35),
+    .x(p39),
     .y(y)
   );
   \hwgen_charlm_gru2_p8.elementwise1.sig_z  sig_z (
     .clk(clk),
     .rst(rst),
-    .x(p37),
-    .y(\y$81 )
+    .x(p41),
+    .y(\y$89 )
   );
   \hwgen_charlm_gru2_p8.elementwise1.tanh_n  tanh_n (
     .clk(clk),
     .rst(rst),
-    .x(p53),
-    .y(\y$78 )
+    .x(p59),
+    .y(\y$86 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
@@ -11250,21 +11325,21 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$63  = tag;
+    \$63  = p16;
     if (rst) begin
-      \$63  = 6'h00;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$64  = p17;
     if (rst) begin
-      \$64  = 6'h00;
+      \$64  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$65  = p18;
+    \$65  = tag;
     if (rst) begin
       \$65  = 6'h00;
     end
@@ -11369,91 +11444,91 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$80  = \$2 ;
+    \$80  = p33;
     if (rst) begin
-      \$80  = 22'h000000;
+      \$80  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$81  = \$6 [7:0];
+    \$81  = p34;
     if (rst) begin
-      \$81  = 8'h00;
+      \$81  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$82  = \$8 ;
+    \$82  = p35;
     if (rst) begin
-      \$82  = 22'h000000;
+      \$82  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$83  = \$12 [7:0];
+    \$83  = p36;
     if (rst) begin
-      \$83  = 8'h00;
+      \$83  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$84  = \$14 ;
+    \$84  = \$2 ;
     if (rst) begin
       \$84  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$85  = \$18 [7:0];
+    \$85  = \$6 [7:0];
     if (rst) begin
       \$85  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$86  = \$20 ;
+    \$86  = \$8 ;
     if (rst) begin
       \$86  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$87  = \$24 [7:0];
+    \$87  = \$12 [7:0];
     if (rst) begin
       \$87  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$88  = p39;
+    \$88  = \$14 ;
     if (rst) begin
-      \$88  = 8'h00;
+      \$88  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$89  = p42;
+    \$89  = \$18 [7:0];
     if (rst) begin
       \$89  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$90  = p43;
+    \$90  = \$20 ;
     if (rst) begin
-      \$90  = 8'h00;
+      \$90  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$91  = p44;
+    \$91  = \$24 [7:0];
     if (rst) begin
       \$91  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$92  = p41;
+    \$92  = p43;
     if (rst) begin
       \$92  = 8'h00;
     end
@@ -11481,9 +11556,9 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$96  = \$25 ;
+    \$96  = p49;
     if (rst) begin
-      \$96  = 16'h0000;
+      \$96  = 8'h00;
     end
   end
   always @* begin
@@ -11495,21 +11570,21 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$98  = \$28 ;
+    \$98  = p51;
     if (rst) begin
-      \$98  = 18'h00000;
+      \$98  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$99  = \$32 [7:0];
+    \$99  = p52;
     if (rst) begin
       \$99  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$100  = h_prev;
+    \$100  = p53;
     if (rst) begin
       \$100  = 8'h00;
     end
@@ -11523,35 +11598,35 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$102  = p55;
+    \$102  = \$25 ;
     if (rst) begin
-      \$102  = 8'h00;
+      \$102  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$103  = p56;
+    \$103  = p50;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$104  = p57;
+    \$104  = \$28 ;
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$105  = p58;
+    \$105  = \$32 [7:0];
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$106  = p59;
+    \$106  = h_prev;
     if (rst) begin
       \$106  = 8'h00;
     end
@@ -11600,21 +11675,21 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$113  = \$35 ;
+    \$113  = p66;
     if (rst) begin
-      \$113  = 10'h000;
+      \$113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$114  = \$36 ;
+    \$114  = p67;
     if (rst) begin
-      \$114  = 9'h000;
+      \$114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$115  = \y$81 ;
+    \$115  = p68;
     if (rst) begin
       \$115  = 8'h00;
     end
@@ -11656,60 +11731,123 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$121  = p74;
+    \$121  = \$35 ;
     if (rst) begin
-      \$121  = 8'h00;
+      \$121  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$122  = p75;
+    \$122  = \$36 ;
     if (rst) begin
-      \$122  = 8'h00;
+      \$122  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = \$37 ;
+    \$123  = \y$89 ;
     if (rst) begin
-      \$123  = 18'h00000;
+      \$123  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = p68;
+    \$124  = p77;
     if (rst) begin
-      \$124  = 9'h000;
+      \$124  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = \$41 ;
+    \$125  = p78;
     if (rst) begin
-      \$125  = 20'h00000;
+      \$125  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = \$45 [7:0];
+    \$126  = p79;
     if (rst) begin
       \$126  = 8'h00;
     end
   end
-  assign valid_out = p16;
-  assign tag_out = p33;
-  assign x = p35;
-  assign \x$96  = p37;
-  assign \x$97  = p53;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$127  = p80;
+    if (rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$128  = p81;
+    if (rst) begin
+      \$128  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$129  = p82;
+    if (rst) begin
+      \$129  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$130  = p83;
+    if (rst) begin
+      \$130  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$131  = p84;
+    if (rst) begin
+      \$131  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$132  = \$37 ;
+    if (rst) begin
+      \$132  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$133  = p76;
+    if (rst) begin
+      \$133  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$134  = \$41 ;
+    if (rst) begin
+      \$134  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$135  = \$45 [7:0];
+    if (rst) begin
+      \$135  = 8'h00;
+    end
+  end
+  assign valid_out = p18;
+  assign tag_out = p37;
+  assign x = p39;
+  assign \x$105  = p41;
+  assign \x$106  = p59;
   assign \$2  = { \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21:8] };
   assign \$8  = { \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21:8] };
   assign \$14  = { \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21:8] };
   assign \$20  = { \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21:8] };
   assign \$27  = { \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16:7] };
-  assign \$33  = { p66[7], p66 };
-  assign \$34  = { \y$78 [7], \y$78  };
-  assign \$36  = { \y$78 [7], \y$78  };
-  assign \$38  = { p78, 7'h00 };
+  assign \$33  = { p74[7], p74 };
+  assign \$34  = { \y$86 [7], \y$86  };
+  assign \$36  = { \y$86 [7], \y$86  };
+  assign \$38  = { p87, 7'h00 };
   assign \$41  = { \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19:7] };
 endmodule
 
@@ -11718,83 +11856,66 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [9:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [17:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [17:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [9:0] \$31 ;
-  wire [10:0] \$32 ;
+  wire [18:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire [19:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [15:0] \$44 ;
-  wire [16:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [17:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [4:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [17:0] \$50 ;
-  wire [18:0] \$51 ;
-  wire [19:0] \$52 ;
-  wire [19:0] \$53 ;
-  wire \$54 ;
-  wire [19:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire \$57 ;
-  wire [19:0] \$58 ;
-  wire [19:0] \$59 ;
+  reg [17:0] \$50 ;
+  reg [18:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [19:0] \$60 ;
-  wire [19:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [4:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [17:0] \$69 ;
-  wire \$7 ;
-  reg [18:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [4:0] \$signal$6  = 5'h00;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [4:0] \$signal$8  = 5'h00;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -11804,199 +11925,196 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
-  assign \$30  = \$25  ? 9'h007 : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 4'h8;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h007 : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(7'h20);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 18'h00800 : y2;
-  assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = beyond2 ? 18'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
-  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 4'h8;
+  assign \$10  = \$8  ? 9'h007 : \$9 ;
+  assign \$13  = \$12  >= 4'h8;
+  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h8;
+  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(7'h20);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 18'h00800 : y2;
+  assign \$28  = $signed(13'h0800) - $signed(\$27 );
+  assign \$29  = beyond2 ? 18'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
+  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [2:0])
-      3'h0:
-          \$43  = 11'h3eb;
-      3'h1:
-          \$43  = 11'h37a;
-      3'h2:
-          \$43  = 11'h2c5;
-      3'h3:
-          \$43  = 11'h206;
-      3'h4:
-          \$43  = 11'h163;
-      3'h5:
-          \$43  = 11'h0e9;
-      3'h6:
-          \$43  = 11'h094;
-      3'h7:
-          \$43  = 11'h05d;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$65  = { 1'h0, \$32 [3:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 5'h00;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
+    casez (\$10 [2:0])
       3'h0:
-          \$17  = 13'h0401;
+          \$11  = 13'h0401;
       3'h1:
-          \$17  = 13'h04fd;
+          \$11  = 13'h04fd;
       3'h2:
-          \$17  = 13'h05dc;
+          \$11  = 13'h05dc;
       3'h3:
-          \$17  = 13'h068d;
+          \$11  = 13'h068d;
       3'h4:
-          \$17  = 13'h070e;
+          \$11  = 13'h070e;
       3'h5:
-          \$17  = 13'h0766;
+          \$11  = 13'h0766;
       3'h6:
-          \$17  = 13'h07a0;
+          \$11  = 13'h07a0;
       3'h7:
-          \$17  = 13'h07c5;
+          \$11  = 13'h07c5;
     endcase
   end
-  assign \$5  = { 4'h0, \$4 [8:4] };
-  assign \$10  = { 4'h0, \$9 [8:4] };
-  assign \$15  = { 4'h0, \$14 [8:4] };
-  assign \$24  = { 4'h0, \$23 [8:4] };
-  assign \$29  = { 4'h0, \$28 [8:4] };
-  assign \$31  = { 3'h0, \$30 [2:0], 4'h0 };
-  assign \$36  = { 4'h0, \$35 [8:4] };
-  assign \$41  = { 4'h0, \$40 [8:4] };
-  assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
-  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [2:0])
+      3'h0:
+          \$22  = 11'h3eb;
+      3'h1:
+          \$22  = 11'h37a;
+      3'h2:
+          \$22  = 11'h2c5;
+      3'h3:
+          \$22  = 11'h206;
+      3'h4:
+          \$22  = 11'h163;
+      3'h5:
+          \$22  = 11'h0e9;
+      3'h6:
+          \$22  = 11'h094;
+      3'h7:
+          \$22  = 11'h05d;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
+  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
+  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
+  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12004,83 +12122,66 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [9:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [17:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [17:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [9:0] \$31 ;
-  wire [10:0] \$32 ;
+  wire [18:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire [19:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [15:0] \$44 ;
-  wire [16:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [17:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [4:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [17:0] \$50 ;
-  wire [18:0] \$51 ;
-  wire [19:0] \$52 ;
-  wire [19:0] \$53 ;
-  wire \$54 ;
-  wire [19:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire \$57 ;
-  wire [19:0] \$58 ;
-  wire [19:0] \$59 ;
+  reg [17:0] \$50 ;
+  reg [18:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [19:0] \$60 ;
-  wire [19:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [4:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [17:0] \$69 ;
-  wire \$7 ;
-  reg [18:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [4:0] \$signal$6  = 5'h00;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [4:0] \$signal$8  = 5'h00;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -12090,199 +12191,196 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
-  assign \$30  = \$25  ? 9'h007 : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 4'h8;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h007 : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(7'h20);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 18'h00800 : y2;
-  assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = beyond2 ? 18'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
-  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 4'h8;
+  assign \$10  = \$8  ? 9'h007 : \$9 ;
+  assign \$13  = \$12  >= 4'h8;
+  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h8;
+  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(7'h20);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 18'h00800 : y2;
+  assign \$28  = $signed(13'h0800) - $signed(\$27 );
+  assign \$29  = beyond2 ? 18'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
+  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [2:0])
-      3'h0:
-          \$43  = 11'h3eb;
-      3'h1:
-          \$43  = 11'h37a;
-      3'h2:
-          \$43  = 11'h2c5;
-      3'h3:
-          \$43  = 11'h206;
-      3'h4:
-          \$43  = 11'h163;
-      3'h5:
-          \$43  = 11'h0e9;
-      3'h6:
-          \$43  = 11'h094;
-      3'h7:
-          \$43  = 11'h05d;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$65  = { 1'h0, \$32 [3:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 5'h00;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
+    casez (\$10 [2:0])
       3'h0:
-          \$17  = 13'h0401;
+          \$11  = 13'h0401;
       3'h1:
-          \$17  = 13'h04fd;
+          \$11  = 13'h04fd;
       3'h2:
-          \$17  = 13'h05dc;
+          \$11  = 13'h05dc;
       3'h3:
-          \$17  = 13'h068d;
+          \$11  = 13'h068d;
       3'h4:
-          \$17  = 13'h070e;
+          \$11  = 13'h070e;
       3'h5:
-          \$17  = 13'h0766;
+          \$11  = 13'h0766;
       3'h6:
-          \$17  = 13'h07a0;
+          \$11  = 13'h07a0;
       3'h7:
-          \$17  = 13'h07c5;
+          \$11  = 13'h07c5;
     endcase
   end
-  assign \$5  = { 4'h0, \$4 [8:4] };
-  assign \$10  = { 4'h0, \$9 [8:4] };
-  assign \$15  = { 4'h0, \$14 [8:4] };
-  assign \$24  = { 4'h0, \$23 [8:4] };
-  assign \$29  = { 4'h0, \$28 [8:4] };
-  assign \$31  = { 3'h0, \$30 [2:0], 4'h0 };
-  assign \$36  = { 4'h0, \$35 [8:4] };
-  assign \$41  = { 4'h0, \$40 [8:4] };
-  assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
-  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [2:0])
+      3'h0:
+          \$22  = 11'h3eb;
+      3'h1:
+          \$22  = 11'h37a;
+      3'h2:
+          \$22  = 11'h2c5;
+      3'h3:
+          \$22  = 11'h206;
+      3'h4:
+          \$22  = 11'h163;
+      3'h5:
+          \$22  = 11'h0e9;
+      3'h6:
+          \$22  = 11'h094;
+      3'h7:
+          \$22  = 11'h05d;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
+  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
+  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
+  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12290,83 +12388,66 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [6:0] \$16 ;
+  wire [9:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [15:0] \$24 ;
+  wire [15:0] \$25 ;
+  wire [16:0] \$26 ;
+  wire [16:0] \$27 ;
+  wire [17:0] \$28 ;
+  wire [16:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [6:0] \$31 ;
-  wire [9:0] \$32 ;
+  wire [17:0] \$30 ;
+  wire [18:0] \$31 ;
+  wire [18:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [14:0] \$44 ;
-  wire [15:0] \$45 ;
-  wire [15:0] \$46 ;
-  wire [16:0] \$47 ;
-  wire [16:0] \$48 ;
-  wire [17:0] \$49 ;
+  wire [18:0] \$34 ;
+  wire [18:0] \$35 ;
+  wire \$36 ;
+  wire [18:0] \$37 ;
+  wire [18:0] \$38 ;
+  wire [18:0] \$39 ;
+  wire \$4 ;
+  wire [18:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [3:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [16:0] \$50 ;
-  wire [17:0] \$51 ;
-  wire [18:0] \$52 ;
-  wire [18:0] \$53 ;
-  wire \$54 ;
-  wire [18:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire \$57 ;
-  wire [18:0] \$58 ;
-  wire [18:0] \$59 ;
+  reg [16:0] \$50 ;
+  reg [17:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [18:0] \$60 ;
-  wire [18:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [3:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [16:0] \$69 ;
-  wire \$7 ;
-  reg [17:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [3:0] \$signal$6  = 4'h0;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [3:0] \$signal$8  = 4'h0;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -12376,231 +12457,228 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [16:0] y2 = 17'h00000;
   reg [17:0] y3 = 18'h00000;
-  assign \$30  = \$25  ? 9'h00f : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 5'h10;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h00f : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(5'h08);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 17'h00800 : y2;
-  assign \$49  = - $signed(\$48 );
-  assign \$50  = beyond2 ? 17'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [16], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 19'h7ff80 : \$59 ;
-  assign \$61  = \$54  ? 19'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 5'h10;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 5'h10;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h00f : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 5'h10;
+  assign \$10  = \$8  ? 9'h00f : \$9 ;
+  assign \$13  = \$12  >= 5'h10;
+  assign \$15  = \$13  ? 9'h00f : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 5'h10;
+  assign \$21  = \$19  ? 9'h00f : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(5'h08);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 17'h00800 : y2;
+  assign \$28  = - $signed(\$27 );
+  assign \$29  = beyond2 ? 17'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [16], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 19'h7ff80 : \$38 ;
+  assign \$40  = \$33  ? 19'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [3:0])
-      4'h0:
-          \$43  = 11'h3eb;
-      4'h1:
-          \$43  = 11'h37a;
-      4'h2:
-          \$43  = 11'h2c5;
-      4'h3:
-          \$43  = 11'h206;
-      4'h4:
-          \$43  = 11'h163;
-      4'h5:
-          \$43  = 11'h0e9;
-      4'h6:
-          \$43  = 11'h094;
-      4'h7:
-          \$43  = 11'h05d;
-      4'h8:
-          \$43  = 11'h039;
-      4'h9:
-          \$43  = 11'h023;
-      4'ha:
-          \$43  = 11'h015;
-      4'hb:
-          \$43  = 11'h00d;
-      4'hc:
-          \$43  = 11'h008;
-      4'hd:
-          \$43  = 11'h005;
-      4'he:
-          \$43  = 11'h003;
-      4'hf:
-          \$43  = 11'h002;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [2:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$65  = { 1'h0, \$32 [2:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 4'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [3:0])
+    casez (\$10 [3:0])
       4'h0:
-          \$17  = 13'h0002;
+          \$11  = 13'h0002;
       4'h1:
-          \$17  = 13'h01fa;
+          \$11  = 13'h01fa;
       4'h2:
-          \$17  = 13'h03b8;
+          \$11  = 13'h03b8;
       4'h3:
-          \$17  = 13'h051a;
+          \$11  = 13'h051a;
       4'h4:
-          \$17  = 13'h061c;
+          \$11  = 13'h061c;
       4'h5:
-          \$17  = 13'h06cc;
+          \$11  = 13'h06cc;
       4'h6:
-          \$17  = 13'h0740;
+          \$11  = 13'h0740;
       4'h7:
-          \$17  = 13'h0789;
+          \$11  = 13'h0789;
       4'h8:
-          \$17  = 13'h07b7;
+          \$11  = 13'h07b7;
       4'h9:
-          \$17  = 13'h07d4;
+          \$11  = 13'h07d4;
       4'ha:
-          \$17  = 13'h07e5;
+          \$11  = 13'h07e5;
       4'hb:
-          \$17  = 13'h07f0;
+          \$11  = 13'h07f0;
       4'hc:
-          \$17  = 13'h07f6;
+          \$11  = 13'h07f6;
       4'hd:
-          \$17  = 13'h07fa;
+          \$11  = 13'h07fa;
       4'he:
-          \$17  = 13'h07fc;
+          \$11  = 13'h07fc;
       4'hf:
-          \$17  = 13'h07fe;
+          \$11  = 13'h07fe;
     endcase
   end
-  assign \$5  = { 3'h0, \$4 [8:3] };
-  assign \$10  = { 3'h0, \$9 [8:3] };
-  assign \$15  = { 3'h0, \$14 [8:3] };
-  assign \$24  = { 3'h0, \$23 [8:3] };
-  assign \$29  = { 3'h0, \$28 [8:3] };
-  assign \$31  = { \$30 [3:0], 3'h0 };
-  assign \$36  = { 3'h0, \$35 [8:3] };
-  assign \$41  = { 3'h0, \$40 [8:3] };
-  assign \$46  = { \$45 [15], \$45 [15], \$45 [15], \$45 [15], \$45 [15:4] };
-  assign \$53  = { \$52 [18], \$52 [18], \$52 [18], \$52 [18], \$52 [18:4] };
-  assign \$56  = { \$55 [18], \$55 [18], \$55 [18], \$55 [18], \$55 [18:4] };
-  assign \$59  = { \$58 [18], \$58 [18], \$58 [18], \$58 [18], \$58 [18:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [3:0])
+      4'h0:
+          \$22  = 11'h3eb;
+      4'h1:
+          \$22  = 11'h37a;
+      4'h2:
+          \$22  = 11'h2c5;
+      4'h3:
+          \$22  = 11'h206;
+      4'h4:
+          \$22  = 11'h163;
+      4'h5:
+          \$22  = 11'h0e9;
+      4'h6:
+          \$22  = 11'h094;
+      4'h7:
+          \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
+      4'h9:
+          \$22  = 11'h023;
+      4'ha:
+          \$22  = 11'h015;
+      4'hb:
+          \$22  = 11'h00d;
+      4'hc:
+          \$22  = 11'h008;
+      4'hd:
+          \$22  = 11'h005;
+      4'he:
+          \$22  = 11'h003;
+      4'hf:
+          \$22  = 11'h002;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 3'h0, \$signal [8:3] };
+  assign \$7  = { 3'h0, \$signal [8:3] };
+  assign \$9  = { 3'h0, \$signal [8:3] };
+  assign \$12  = { 3'h0, \$signal [8:3] };
+  assign \$14  = { 3'h0, \$signal [8:3] };
+  assign \$16  = { \$15 [3:0], 3'h0 };
+  assign \$18  = { 3'h0, \$signal [8:3] };
+  assign \$20  = { 3'h0, \$signal [8:3] };
+  assign \$25  = { \$24 [15], \$24 [15], \$24 [15], \$24 [15], \$24 [15:4] };
+  assign \$32  = { \$31 [18], \$31 [18], \$31 [18], \$31 [18], \$31 [18:4] };
+  assign \$35  = { \$34 [18], \$34 [18], \$34 [18], \$34 [18], \$34 [18:4] };
+  assign \$38  = { \$37 [18], \$37 [18], \$37 [18], \$37 [18], \$37 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)

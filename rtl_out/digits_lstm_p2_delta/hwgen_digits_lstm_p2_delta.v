@@ -3384,7 +3384,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \$166  = grp == 4'hf;
   assign \$167  = lane + 1'h1;
   assign \$168  = \wait  + 1'h1;
-  assign \$169  = \wait  == 5'h12;
+  assign \$169  = \wait  == 5'h14;
   assign \$170  = enc_col < 6'h20;
   assign \$171  = level + e1[0];
   assign \$172  = \$171  + e2[0];
@@ -3553,8 +3553,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .c_prev(c_prev),
     .clk(clk),
     .h_new(h_new),
-    .p16(valid_out),
-    .p33(tag_out),
+    .p18(valid_out),
+    .p37(tag_out),
     .rst(rst),
     .tag(tag),
     .valid_in(valid_in)
@@ -5610,7 +5610,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, acc1, acc2, acc3, tag, p16, p33, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, acc1, acc2, acc3, tag, p18, p37, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -5618,18 +5618,25 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   reg [7:0] \$101 ;
   reg [7:0] \$102 ;
   reg [7:0] \$103 ;
-  reg [15:0] \$104 ;
-  reg [16:0] \$105 ;
+  reg [7:0] \$104 ;
+  reg [7:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
   reg [7:0] \$108 ;
   reg [7:0] \$109 ;
   wire [19:0] \$11 ;
-  reg [7:0] \$110 ;
-  reg [7:0] \$111 ;
+  reg [15:0] \$110 ;
+  reg [16:0] \$111 ;
   reg [7:0] \$112 ;
   reg [7:0] \$113 ;
+  reg [7:0] \$114 ;
+  reg [7:0] \$115 ;
+  reg [7:0] \$116 ;
+  reg [7:0] \$117 ;
+  reg [7:0] \$118 ;
+  reg [7:0] \$119 ;
   wire [19:0] \$12 ;
+  reg [7:0] \$120 ;
   wire [19:0] \$13 ;
   wire [19:0] \$14 ;
   wire \$15 ;
@@ -5682,8 +5689,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   reg \$58 ;
   reg \$59 ;
   wire [19:0] \$6 ;
-  reg [5:0] \$60 ;
-  reg [5:0] \$61 ;
+  reg \$60 ;
+  reg \$61 ;
   reg [5:0] \$62 ;
   reg [5:0] \$63 ;
   reg [5:0] \$64 ;
@@ -5700,31 +5707,31 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   reg [5:0] \$74 ;
   reg [5:0] \$75 ;
   reg [5:0] \$76 ;
-  reg [19:0] \$77 ;
-  reg [7:0] \$78 ;
-  reg [19:0] \$79 ;
+  reg [5:0] \$77 ;
+  reg [5:0] \$78 ;
+  reg [5:0] \$79 ;
   wire [19:0] \$8 ;
-  reg [7:0] \$80 ;
+  reg [5:0] \$80 ;
   reg [19:0] \$81 ;
   reg [7:0] \$82 ;
   reg [19:0] \$83 ;
   reg [7:0] \$84 ;
-  reg [7:0] \$85 ;
+  reg [19:0] \$85 ;
   reg [7:0] \$86 ;
-  reg [7:0] \$87 ;
+  reg [19:0] \$87 ;
   reg [7:0] \$88 ;
   reg [7:0] \$89 ;
   wire \$9 ;
   reg [7:0] \$90 ;
-  reg [15:0] \$91 ;
-  reg [15:0] \$92 ;
-  reg [19:0] \$93 ;
-  reg [20:0] \$94 ;
+  reg [7:0] \$91 ;
+  reg [7:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg [7:0] \$94 ;
   reg [7:0] \$95 ;
-  reg [7:0] \$96 ;
-  reg [7:0] \$97 ;
-  reg [7:0] \$98 ;
-  reg [7:0] \$99 ;
+  reg [15:0] \$96 ;
+  reg [15:0] \$97 ;
+  reg [19:0] \$98 ;
+  reg [20:0] \$99 ;
   input [18:0] acc0;
   wire [18:0] acc0;
   input [18:0] acc1;
@@ -5749,10 +5756,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   reg p13 = 1'h0;
   reg p14 = 1'h0;
   reg p15 = 1'h0;
-  output p16;
   reg p16 = 1'h0;
-  reg [5:0] p17 = 6'h00;
-  reg [5:0] p18 = 6'h00;
+  reg p17 = 1'h0;
+  output p18;
+  reg p18 = 1'h0;
   reg [5:0] p19 = 6'h00;
   reg p2 = 1'h0;
   reg [5:0] p20 = 6'h00;
@@ -5769,47 +5776,54 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   reg [5:0] p30 = 6'h00;
   reg [5:0] p31 = 6'h00;
   reg [5:0] p32 = 6'h00;
-  output [5:0] p33;
   reg [5:0] p33 = 6'h00;
-  reg [19:0] p34 = 20'h00000;
-  reg [7:0] p35 = 8'h00;
-  reg [19:0] p36 = 20'h00000;
-  reg [7:0] p37 = 8'h00;
+  reg [5:0] p34 = 6'h00;
+  reg [5:0] p35 = 6'h00;
+  reg [5:0] p36 = 6'h00;
+  output [5:0] p37;
+  reg [5:0] p37 = 6'h00;
   reg [19:0] p38 = 20'h00000;
   reg [7:0] p39 = 8'h00;
   reg p4 = 1'h0;
   reg [19:0] p40 = 20'h00000;
   reg [7:0] p41 = 8'h00;
-  reg [7:0] p42 = 8'h00;
+  reg [19:0] p42 = 20'h00000;
   reg [7:0] p43 = 8'h00;
-  reg [7:0] p44 = 8'h00;
+  reg [19:0] p44 = 20'h00000;
   reg [7:0] p45 = 8'h00;
   reg [7:0] p46 = 8'h00;
   reg [7:0] p47 = 8'h00;
-  reg [15:0] p48 = 16'h0000;
-  reg [15:0] p49 = 16'h0000;
+  reg [7:0] p48 = 8'h00;
+  reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
-  reg [19:0] p50 = 20'h00000;
-  reg [20:0] p51 = 21'h000000;
+  reg [7:0] p50 = 8'h00;
+  reg [7:0] p51 = 8'h00;
   reg [7:0] p52 = 8'h00;
-  reg [7:0] p53 = 8'h00;
-  reg [7:0] p54 = 8'h00;
-  reg [7:0] p55 = 8'h00;
-  reg [7:0] p56 = 8'h00;
+  reg [15:0] p53 = 16'h0000;
+  reg [15:0] p54 = 16'h0000;
+  reg [19:0] p55 = 20'h00000;
+  reg [20:0] p56 = 21'h000000;
   reg [7:0] p57 = 8'h00;
   reg [7:0] p58 = 8'h00;
   reg [7:0] p59 = 8'h00;
   reg p6 = 1'h0;
   reg [7:0] p60 = 8'h00;
-  reg [15:0] p61 = 16'h0000;
-  reg [16:0] p62 = 17'h00000;
+  reg [7:0] p61 = 8'h00;
+  reg [7:0] p62 = 8'h00;
   reg [7:0] p63 = 8'h00;
   reg [7:0] p64 = 8'h00;
   reg [7:0] p65 = 8'h00;
   reg [7:0] p66 = 8'h00;
-  reg [7:0] p67 = 8'h00;
-  reg [7:0] p68 = 8'h00;
+  reg [15:0] p67 = 16'h0000;
+  reg [16:0] p68 = 17'h00000;
+  reg [7:0] p69 = 8'h00;
   reg p7 = 1'h0;
+  reg [7:0] p70 = 8'h00;
+  reg [7:0] p71 = 8'h00;
+  reg [7:0] p72 = 8'h00;
+  reg [7:0] p73 = 8'h00;
+  reg [7:0] p74 = 8'h00;
+  reg [7:0] p75 = 8'h00;
   reg p8 = 1'h0;
   reg p9 = 1'h0;
   input rst;
@@ -5825,51 +5839,51 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$88 ;
+  wire [7:0] \x$95 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$89 ;
+  wire [7:0] \x$96 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$90 ;
+  wire [7:0] \x$97 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$91 ;
+  wire [7:0] \x$98 ;
   wire [7:0] y;
-  wire [7:0] \y$60 ;
-  wire [7:0] \y$61 ;
+  wire [7:0] \y$65 ;
   wire [7:0] \y$66 ;
-  wire [7:0] \y$75 ;
+  wire [7:0] \y$71 ;
+  wire [7:0] \y$81 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(p34) > $signed(8'h7f);
-  assign \$4  = $signed(p34) < $signed(8'h80);
-  assign \$5  = \$4  ? 20'hfff80 : p34;
+  assign \$3  = $signed(p38) > $signed(8'h7f);
+  assign \$4  = $signed(p38) < $signed(8'h80);
+  assign \$5  = \$4  ? 20'hfff80 : p38;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
   assign \$7  = $signed(acc1) + $signed(9'h080);
-  assign \$9  = $signed(p36) > $signed(8'h7f);
-  assign \$10  = $signed(p36) < $signed(8'h80);
-  assign \$11  = \$10  ? 20'hfff80 : p36;
+  assign \$9  = $signed(p40) > $signed(8'h7f);
+  assign \$10  = $signed(p40) < $signed(8'h80);
+  assign \$11  = \$10  ? 20'hfff80 : p40;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
   assign \$13  = $signed(acc2) + $signed(9'h080);
-  assign \$15  = $signed(p38) > $signed(8'h7f);
-  assign \$16  = $signed(p38) < $signed(8'h80);
-  assign \$17  = \$16  ? 20'hfff80 : p38;
+  assign \$15  = $signed(p42) > $signed(8'h7f);
+  assign \$16  = $signed(p42) < $signed(8'h80);
+  assign \$17  = \$16  ? 20'hfff80 : p42;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
   assign \$19  = $signed(acc3) + $signed(9'h080);
-  assign \$21  = $signed(p40) > $signed(8'h7f);
-  assign \$22  = $signed(p40) < $signed(8'h80);
-  assign \$23  = \$22  ? 20'hfff80 : p40;
+  assign \$21  = $signed(p44) > $signed(8'h7f);
+  assign \$22  = $signed(p44) < $signed(8'h80);
+  assign \$23  = \$22  ? 20'hfff80 : p44;
   assign \$24  = \$21  ? 20'h0007f : \$23 ;
-  assign \$25  = $signed(y) * $signed(p47);
-  assign \$26  = $signed(\y$60 ) * $signed(\y$61 );
+  assign \$25  = $signed(y) * $signed(p52);
+  assign \$26  = $signed(\y$65 ) * $signed(\y$66 );
   assign \$29  = $signed(\$27 ) + $signed(\$28 );
-  assign \$30  = $signed(p50) + $signed(11'h200);
-  assign \$32  = $signed(p51) > $signed(8'h7f);
-  assign \$33  = $signed(p51) < $signed(8'h80);
-  assign \$34  = \$33  ? 21'h1fff80 : p51;
+  assign \$30  = $signed(p55) + $signed(11'h200);
+  assign \$32  = $signed(p56) > $signed(8'h7f);
+  assign \$33  = $signed(p56) < $signed(8'h80);
+  assign \$34  = \$33  ? 21'h1fff80 : p56;
   assign \$35  = \$32  ? 21'h00007f : \$34 ;
-  assign \$36  = $signed(p60) * $signed(\y$75 );
-  assign \$37  = $signed(p61) + $signed(8'h40);
-  assign \$39  = $signed(p62) > $signed(8'h7f);
-  assign \$40  = $signed(p62) < $signed(8'h80);
-  assign \$41  = \$40  ? 17'h1ff80 : p62;
+  assign \$36  = $signed(p66) * $signed(\y$81 );
+  assign \$37  = $signed(p67) + $signed(8'h40);
+  assign \$39  = $signed(p68) > $signed(8'h7f);
+  assign \$40  = $signed(p68) < $signed(8'h80);
+  assign \$41  = \$40  ? 17'h1ff80 : p68;
   assign \$42  = \$39  ? 17'h0007f : \$41 ;
   always @(posedge clk)
     p0 <= \$43 ;
@@ -6010,38 +6024,52 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   always @(posedge clk)
     p68 <= \$111 ;
   always @(posedge clk)
-    h_new <= \$112 ;
+    p69 <= \$112 ;
   always @(posedge clk)
-    c_new <= \$113 ;
+    p70 <= \$113 ;
+  always @(posedge clk)
+    p71 <= \$114 ;
+  always @(posedge clk)
+    p72 <= \$115 ;
+  always @(posedge clk)
+    p73 <= \$116 ;
+  always @(posedge clk)
+    p74 <= \$117 ;
+  always @(posedge clk)
+    p75 <= \$118 ;
+  always @(posedge clk)
+    h_new <= \$119 ;
+  always @(posedge clk)
+    c_new <= \$120 ;
   \hwgen_digits_lstm_p2_delta.elementwise0.sig_f  sig_f (
     .clk(clk),
     .rst(rst),
-    .x(p37),
+    .x(p41),
     .y(y)
   );
   \hwgen_digits_lstm_p2_delta.elementwise0.sig_i  sig_i (
     .clk(clk),
     .rst(rst),
-    .x(p35),
-    .y(\y$60 )
+    .x(p39),
+    .y(\y$65 )
   );
   \hwgen_digits_lstm_p2_delta.elementwise0.sig_o  sig_o (
     .clk(clk),
     .rst(rst),
-    .x(p41),
-    .y(\y$66 )
+    .x(p45),
+    .y(\y$71 )
   );
   \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c  tanh_c (
     .clk(clk),
     .rst(rst),
-    .x(p52),
-    .y(\y$75 )
+    .x(p57),
+    .y(\y$81 )
   );
   \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g  tanh_g (
     .clk(clk),
     .rst(rst),
-    .x(p39),
-    .y(\y$61 )
+    .x(p43),
+    .y(\y$66 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -6164,21 +6192,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$60  = tag;
+    \$60  = p16;
     if (rst) begin
-      \$60  = 6'h00;
+      \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$61  = p17;
     if (rst) begin
-      \$61  = 6'h00;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$62  = p18;
+    \$62  = tag;
     if (rst) begin
       \$62  = 6'h00;
     end
@@ -6283,91 +6311,91 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$77  = \$2 ;
+    \$77  = p33;
     if (rst) begin
-      \$77  = 20'h00000;
+      \$77  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$78  = \$6 [7:0];
+    \$78  = p34;
     if (rst) begin
-      \$78  = 8'h00;
+      \$78  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$79  = \$8 ;
+    \$79  = p35;
     if (rst) begin
-      \$79  = 20'h00000;
+      \$79  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$80  = \$12 [7:0];
+    \$80  = p36;
     if (rst) begin
-      \$80  = 8'h00;
+      \$80  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = \$14 ;
+    \$81  = \$2 ;
     if (rst) begin
       \$81  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$82  = \$18 [7:0];
+    \$82  = \$6 [7:0];
     if (rst) begin
       \$82  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$83  = \$20 ;
+    \$83  = \$8 ;
     if (rst) begin
       \$83  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = \$24 [7:0];
+    \$84  = \$12 [7:0];
     if (rst) begin
       \$84  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = c_prev;
+    \$85  = \$14 ;
     if (rst) begin
-      \$85  = 8'h00;
+      \$85  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = p42;
+    \$86  = \$18 [7:0];
     if (rst) begin
       \$86  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = p43;
+    \$87  = \$20 ;
     if (rst) begin
-      \$87  = 8'h00;
+      \$87  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = p44;
+    \$88  = \$24 [7:0];
     if (rst) begin
       \$88  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = p45;
+    \$89  = c_prev;
     if (rst) begin
       \$89  = 8'h00;
     end
@@ -6381,77 +6409,77 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = \$25 ;
+    \$91  = p47;
     if (rst) begin
-      \$91  = 16'h0000;
+      \$91  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = \$26 ;
+    \$92  = p48;
     if (rst) begin
-      \$92  = 16'h0000;
+      \$92  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = \$29 ;
+    \$93  = p49;
     if (rst) begin
-      \$93  = 20'h00000;
+      \$93  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = \$31 ;
+    \$94  = p50;
     if (rst) begin
-      \$94  = 21'h000000;
+      \$94  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = \$35 [7:0];
+    \$95  = p51;
     if (rst) begin
       \$95  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = \y$66 ;
+    \$96  = \$25 ;
     if (rst) begin
-      \$96  = 8'h00;
+      \$96  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = p53;
+    \$97  = \$26 ;
     if (rst) begin
-      \$97  = 8'h00;
+      \$97  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = p54;
+    \$98  = \$29 ;
     if (rst) begin
-      \$98  = 8'h00;
+      \$98  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = p55;
+    \$99  = \$31 ;
     if (rst) begin
-      \$99  = 8'h00;
+      \$99  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = p56;
+    \$100  = \$35 [7:0];
     if (rst) begin
       \$100  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = p57;
+    \$101  = \y$71 ;
     if (rst) begin
       \$101  = 8'h00;
     end
@@ -6472,21 +6500,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = \$36 ;
+    \$104  = p60;
     if (rst) begin
-      \$104  = 16'h0000;
+      \$104  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = \$38 ;
+    \$105  = p61;
     if (rst) begin
-      \$105  = 17'h00000;
+      \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = p52;
+    \$106  = p62;
     if (rst) begin
       \$106  = 8'h00;
     end
@@ -6514,45 +6542,94 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, acc0, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = p66;
+    \$110  = \$36 ;
     if (rst) begin
-      \$110  = 8'h00;
+      \$110  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = p67;
+    \$111  = \$38 ;
     if (rst) begin
-      \$111  = 8'h00;
+      \$111  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = \$42 [7:0];
+    \$112  = p57;
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = p68;
+    \$113  = p69;
     if (rst) begin
       \$113  = 8'h00;
     end
   end
-  assign valid_out = p16;
-  assign tag_out = p33;
-  assign x = p35;
-  assign \x$88  = p37;
-  assign \x$89  = p39;
-  assign \x$90  = p41;
-  assign \x$91  = p52;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$114  = p70;
+    if (rst) begin
+      \$114  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$115  = p71;
+    if (rst) begin
+      \$115  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$116  = p72;
+    if (rst) begin
+      \$116  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$117  = p73;
+    if (rst) begin
+      \$117  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$118  = p74;
+    if (rst) begin
+      \$118  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$119  = \$42 [7:0];
+    if (rst) begin
+      \$119  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$120  = p75;
+    if (rst) begin
+      \$120  = 8'h00;
+    end
+  end
+  assign valid_out = p18;
+  assign tag_out = p37;
+  assign x = p39;
+  assign \x$95  = p41;
+  assign \x$96  = p43;
+  assign \x$97  = p45;
+  assign \x$98  = p57;
   assign \$2  = { \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19:8] };
   assign \$8  = { \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19:8] };
   assign \$14  = { \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19:8] };
   assign \$20  = { \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19:8] };
-  assign \$27  = { p48, 3'h0 };
-  assign \$28  = { p49[15], p49 };
+  assign \$27  = { p53, 3'h0 };
+  assign \$28  = { p54[15], p54 };
   assign \$31  = { \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20:10] };
   assign \$38  = { \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16:7] };
 endmodule
@@ -6562,83 +6639,66 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [9:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [17:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [17:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [9:0] \$31 ;
-  wire [10:0] \$32 ;
+  wire [18:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire [19:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [15:0] \$44 ;
-  wire [16:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [17:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [4:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [17:0] \$50 ;
-  wire [18:0] \$51 ;
-  wire [19:0] \$52 ;
-  wire [19:0] \$53 ;
-  wire \$54 ;
-  wire [19:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire \$57 ;
-  wire [19:0] \$58 ;
-  wire [19:0] \$59 ;
+  reg [17:0] \$50 ;
+  reg [18:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [19:0] \$60 ;
-  wire [19:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [4:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [17:0] \$69 ;
-  wire \$7 ;
-  reg [18:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [4:0] \$signal$6  = 5'h00;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [4:0] \$signal$8  = 5'h00;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -6648,199 +6708,196 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
-  assign \$30  = \$25  ? 9'h007 : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 4'h8;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h007 : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(7'h20);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 18'h00800 : y2;
-  assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = beyond2 ? 18'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
-  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 4'h8;
+  assign \$10  = \$8  ? 9'h007 : \$9 ;
+  assign \$13  = \$12  >= 4'h8;
+  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h8;
+  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(7'h20);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 18'h00800 : y2;
+  assign \$28  = $signed(13'h0800) - $signed(\$27 );
+  assign \$29  = beyond2 ? 18'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
+  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [2:0])
-      3'h0:
-          \$43  = 11'h3eb;
-      3'h1:
-          \$43  = 11'h37a;
-      3'h2:
-          \$43  = 11'h2c5;
-      3'h3:
-          \$43  = 11'h206;
-      3'h4:
-          \$43  = 11'h163;
-      3'h5:
-          \$43  = 11'h0e9;
-      3'h6:
-          \$43  = 11'h094;
-      3'h7:
-          \$43  = 11'h05d;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$65  = { 1'h0, \$32 [3:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 5'h00;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
+    casez (\$10 [2:0])
       3'h0:
-          \$17  = 13'h0401;
+          \$11  = 13'h0401;
       3'h1:
-          \$17  = 13'h04fd;
+          \$11  = 13'h04fd;
       3'h2:
-          \$17  = 13'h05dc;
+          \$11  = 13'h05dc;
       3'h3:
-          \$17  = 13'h068d;
+          \$11  = 13'h068d;
       3'h4:
-          \$17  = 13'h070e;
+          \$11  = 13'h070e;
       3'h5:
-          \$17  = 13'h0766;
+          \$11  = 13'h0766;
       3'h6:
-          \$17  = 13'h07a0;
+          \$11  = 13'h07a0;
       3'h7:
-          \$17  = 13'h07c5;
+          \$11  = 13'h07c5;
     endcase
   end
-  assign \$5  = { 4'h0, \$4 [8:4] };
-  assign \$10  = { 4'h0, \$9 [8:4] };
-  assign \$15  = { 4'h0, \$14 [8:4] };
-  assign \$24  = { 4'h0, \$23 [8:4] };
-  assign \$29  = { 4'h0, \$28 [8:4] };
-  assign \$31  = { 3'h0, \$30 [2:0], 4'h0 };
-  assign \$36  = { 4'h0, \$35 [8:4] };
-  assign \$41  = { 4'h0, \$40 [8:4] };
-  assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
-  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [2:0])
+      3'h0:
+          \$22  = 11'h3eb;
+      3'h1:
+          \$22  = 11'h37a;
+      3'h2:
+          \$22  = 11'h2c5;
+      3'h3:
+          \$22  = 11'h206;
+      3'h4:
+          \$22  = 11'h163;
+      3'h5:
+          \$22  = 11'h0e9;
+      3'h6:
+          \$22  = 11'h094;
+      3'h7:
+          \$22  = 11'h05d;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
+  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
+  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
+  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6848,83 +6905,66 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [9:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [17:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [17:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [9:0] \$31 ;
-  wire [10:0] \$32 ;
+  wire [18:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire [19:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [15:0] \$44 ;
-  wire [16:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [17:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [4:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [17:0] \$50 ;
-  wire [18:0] \$51 ;
-  wire [19:0] \$52 ;
-  wire [19:0] \$53 ;
-  wire \$54 ;
-  wire [19:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire \$57 ;
-  wire [19:0] \$58 ;
-  wire [19:0] \$59 ;
+  reg [17:0] \$50 ;
+  reg [18:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [19:0] \$60 ;
-  wire [19:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [4:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [17:0] \$69 ;
-  wire \$7 ;
-  reg [18:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [4:0] \$signal$6  = 5'h00;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [4:0] \$signal$8  = 5'h00;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -6934,199 +6974,196 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
-  assign \$30  = \$25  ? 9'h007 : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 4'h8;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h007 : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(7'h20);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 18'h00800 : y2;
-  assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = beyond2 ? 18'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
-  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 4'h8;
+  assign \$10  = \$8  ? 9'h007 : \$9 ;
+  assign \$13  = \$12  >= 4'h8;
+  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h8;
+  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(7'h20);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 18'h00800 : y2;
+  assign \$28  = $signed(13'h0800) - $signed(\$27 );
+  assign \$29  = beyond2 ? 18'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
+  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [2:0])
-      3'h0:
-          \$43  = 11'h3eb;
-      3'h1:
-          \$43  = 11'h37a;
-      3'h2:
-          \$43  = 11'h2c5;
-      3'h3:
-          \$43  = 11'h206;
-      3'h4:
-          \$43  = 11'h163;
-      3'h5:
-          \$43  = 11'h0e9;
-      3'h6:
-          \$43  = 11'h094;
-      3'h7:
-          \$43  = 11'h05d;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$65  = { 1'h0, \$32 [3:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 5'h00;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
+    casez (\$10 [2:0])
       3'h0:
-          \$17  = 13'h0401;
+          \$11  = 13'h0401;
       3'h1:
-          \$17  = 13'h04fd;
+          \$11  = 13'h04fd;
       3'h2:
-          \$17  = 13'h05dc;
+          \$11  = 13'h05dc;
       3'h3:
-          \$17  = 13'h068d;
+          \$11  = 13'h068d;
       3'h4:
-          \$17  = 13'h070e;
+          \$11  = 13'h070e;
       3'h5:
-          \$17  = 13'h0766;
+          \$11  = 13'h0766;
       3'h6:
-          \$17  = 13'h07a0;
+          \$11  = 13'h07a0;
       3'h7:
-          \$17  = 13'h07c5;
+          \$11  = 13'h07c5;
     endcase
   end
-  assign \$5  = { 4'h0, \$4 [8:4] };
-  assign \$10  = { 4'h0, \$9 [8:4] };
-  assign \$15  = { 4'h0, \$14 [8:4] };
-  assign \$24  = { 4'h0, \$23 [8:4] };
-  assign \$29  = { 4'h0, \$28 [8:4] };
-  assign \$31  = { 3'h0, \$30 [2:0], 4'h0 };
-  assign \$36  = { 4'h0, \$35 [8:4] };
-  assign \$41  = { 4'h0, \$40 [8:4] };
-  assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
-  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [2:0])
+      3'h0:
+          \$22  = 11'h3eb;
+      3'h1:
+          \$22  = 11'h37a;
+      3'h2:
+          \$22  = 11'h2c5;
+      3'h3:
+          \$22  = 11'h206;
+      3'h4:
+          \$22  = 11'h163;
+      3'h5:
+          \$22  = 11'h0e9;
+      3'h6:
+          \$22  = 11'h094;
+      3'h7:
+          \$22  = 11'h05d;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
+  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
+  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
+  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7134,83 +7171,66 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [9:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [17:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [17:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [9:0] \$31 ;
-  wire [10:0] \$32 ;
+  wire [18:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire [19:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [15:0] \$44 ;
-  wire [16:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [17:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [4:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [17:0] \$50 ;
-  wire [18:0] \$51 ;
-  wire [19:0] \$52 ;
-  wire [19:0] \$53 ;
-  wire \$54 ;
-  wire [19:0] \$55 ;
-  wire [19:0] \$56 ;
-  wire \$57 ;
-  wire [19:0] \$58 ;
-  wire [19:0] \$59 ;
+  reg [17:0] \$50 ;
+  reg [18:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [19:0] \$60 ;
-  wire [19:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [4:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [17:0] \$69 ;
-  wire \$7 ;
-  reg [18:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [4:0] \$signal$6  = 5'h00;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [4:0] \$signal$8  = 5'h00;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -7220,199 +7240,196 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
-  assign \$30  = \$25  ? 9'h007 : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 4'h8;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h007 : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(7'h20);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 18'h00800 : y2;
-  assign \$49  = $signed(13'h0800) - $signed(\$48 );
-  assign \$50  = beyond2 ? 18'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [17], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 20'hfff80 : \$59 ;
-  assign \$61  = \$54  ? 20'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 4'h8;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 4'h8;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h007 : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 4'h8;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 4'h8;
+  assign \$10  = \$8  ? 9'h007 : \$9 ;
+  assign \$13  = \$12  >= 4'h8;
+  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h8;
+  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(7'h20);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 18'h00800 : y2;
+  assign \$28  = $signed(13'h0800) - $signed(\$27 );
+  assign \$29  = beyond2 ? 18'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
+  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [2:0])
-      3'h0:
-          \$43  = 11'h3eb;
-      3'h1:
-          \$43  = 11'h37a;
-      3'h2:
-          \$43  = 11'h2c5;
-      3'h3:
-          \$43  = 11'h206;
-      3'h4:
-          \$43  = 11'h163;
-      3'h5:
-          \$43  = 11'h0e9;
-      3'h6:
-          \$43  = 11'h094;
-      3'h7:
-          \$43  = 11'h05d;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$65  = { 1'h0, \$32 [3:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 5'h00;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [2:0])
+    casez (\$10 [2:0])
       3'h0:
-          \$17  = 13'h0401;
+          \$11  = 13'h0401;
       3'h1:
-          \$17  = 13'h04fd;
+          \$11  = 13'h04fd;
       3'h2:
-          \$17  = 13'h05dc;
+          \$11  = 13'h05dc;
       3'h3:
-          \$17  = 13'h068d;
+          \$11  = 13'h068d;
       3'h4:
-          \$17  = 13'h070e;
+          \$11  = 13'h070e;
       3'h5:
-          \$17  = 13'h0766;
+          \$11  = 13'h0766;
       3'h6:
-          \$17  = 13'h07a0;
+          \$11  = 13'h07a0;
       3'h7:
-          \$17  = 13'h07c5;
+          \$11  = 13'h07c5;
     endcase
   end
-  assign \$5  = { 4'h0, \$4 [8:4] };
-  assign \$10  = { 4'h0, \$9 [8:4] };
-  assign \$15  = { 4'h0, \$14 [8:4] };
-  assign \$24  = { 4'h0, \$23 [8:4] };
-  assign \$29  = { 4'h0, \$28 [8:4] };
-  assign \$31  = { 3'h0, \$30 [2:0], 4'h0 };
-  assign \$36  = { 4'h0, \$35 [8:4] };
-  assign \$41  = { 4'h0, \$40 [8:4] };
-  assign \$46  = { \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16], \$45 [16:6] };
-  assign \$53  = { \$52 [19], \$52 [19], \$52 [19], \$52 [19], \$52 [19:4] };
-  assign \$56  = { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19:4] };
-  assign \$59  = { \$58 [19], \$58 [19], \$58 [19], \$58 [19], \$58 [19:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [2:0])
+      3'h0:
+          \$22  = 11'h3eb;
+      3'h1:
+          \$22  = 11'h37a;
+      3'h2:
+          \$22  = 11'h2c5;
+      3'h3:
+          \$22  = 11'h206;
+      3'h4:
+          \$22  = 11'h163;
+      3'h5:
+          \$22  = 11'h0e9;
+      3'h6:
+          \$22  = 11'h094;
+      3'h7:
+          \$22  = 11'h05d;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
+  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
+  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
+  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7420,83 +7437,66 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [6:0] \$16 ;
+  wire [9:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [13:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [14:0] \$25 ;
+  wire [15:0] \$26 ;
+  wire [15:0] \$27 ;
+  wire [16:0] \$28 ;
+  wire [15:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [6:0] \$31 ;
-  wire [9:0] \$32 ;
+  wire [16:0] \$30 ;
+  wire [17:0] \$31 ;
+  wire [17:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [13:0] \$44 ;
-  wire [14:0] \$45 ;
-  wire [14:0] \$46 ;
-  wire [15:0] \$47 ;
-  wire [15:0] \$48 ;
-  wire [16:0] \$49 ;
+  wire [17:0] \$34 ;
+  wire [17:0] \$35 ;
+  wire \$36 ;
+  wire [17:0] \$37 ;
+  wire [17:0] \$38 ;
+  wire [17:0] \$39 ;
+  wire \$4 ;
+  wire [17:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [2:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [15:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [17:0] \$52 ;
-  wire [17:0] \$53 ;
-  wire \$54 ;
-  wire [17:0] \$55 ;
-  wire [17:0] \$56 ;
-  wire \$57 ;
-  wire [17:0] \$58 ;
-  wire [17:0] \$59 ;
+  reg [15:0] \$50 ;
+  reg [16:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [17:0] \$60 ;
-  wire [17:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [2:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [15:0] \$69 ;
-  wire \$7 ;
-  reg [16:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [2:0] \$signal$6  = 3'h0;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [2:0] \$signal$8  = 3'h0;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -7506,231 +7506,228 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [15:0] y2 = 16'h0000;
   reg [16:0] y3 = 17'h00000;
-  assign \$30  = \$25  ? 9'h00f : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 5'h10;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h00f : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(4'h4);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 16'h0800 : y2;
-  assign \$49  = - $signed(\$48 );
-  assign \$50  = beyond2 ? 16'h0800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [15], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 18'h3ff80 : \$59 ;
-  assign \$61  = \$54  ? 18'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 5'h10;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 5'h10;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h00f : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 5'h10;
+  assign \$10  = \$8  ? 9'h00f : \$9 ;
+  assign \$13  = \$12  >= 5'h10;
+  assign \$15  = \$13  ? 9'h00f : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 5'h10;
+  assign \$21  = \$19  ? 9'h00f : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(4'h4);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 16'h0800 : y2;
+  assign \$28  = - $signed(\$27 );
+  assign \$29  = beyond2 ? 16'h0800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [15], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 18'h3ff80 : \$38 ;
+  assign \$40  = \$33  ? 18'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [3:0])
-      4'h0:
-          \$43  = 11'h3eb;
-      4'h1:
-          \$43  = 11'h37a;
-      4'h2:
-          \$43  = 11'h2c5;
-      4'h3:
-          \$43  = 11'h206;
-      4'h4:
-          \$43  = 11'h163;
-      4'h5:
-          \$43  = 11'h0e9;
-      4'h6:
-          \$43  = 11'h094;
-      4'h7:
-          \$43  = 11'h05d;
-      4'h8:
-          \$43  = 11'h039;
-      4'h9:
-          \$43  = 11'h023;
-      4'ha:
-          \$43  = 11'h015;
-      4'hb:
-          \$43  = 11'h00d;
-      4'hc:
-          \$43  = 11'h008;
-      4'hd:
-          \$43  = 11'h005;
-      4'he:
-          \$43  = 11'h003;
-      4'hf:
-          \$43  = 11'h002;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [1:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$65  = { 1'h0, \$32 [1:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 3'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [3:0])
+    casez (\$10 [3:0])
       4'h0:
-          \$17  = 13'h0002;
+          \$11  = 13'h0002;
       4'h1:
-          \$17  = 13'h01fa;
+          \$11  = 13'h01fa;
       4'h2:
-          \$17  = 13'h03b8;
+          \$11  = 13'h03b8;
       4'h3:
-          \$17  = 13'h051a;
+          \$11  = 13'h051a;
       4'h4:
-          \$17  = 13'h061c;
+          \$11  = 13'h061c;
       4'h5:
-          \$17  = 13'h06cc;
+          \$11  = 13'h06cc;
       4'h6:
-          \$17  = 13'h0740;
+          \$11  = 13'h0740;
       4'h7:
-          \$17  = 13'h0789;
+          \$11  = 13'h0789;
       4'h8:
-          \$17  = 13'h07b7;
+          \$11  = 13'h07b7;
       4'h9:
-          \$17  = 13'h07d4;
+          \$11  = 13'h07d4;
       4'ha:
-          \$17  = 13'h07e5;
+          \$11  = 13'h07e5;
       4'hb:
-          \$17  = 13'h07f0;
+          \$11  = 13'h07f0;
       4'hc:
-          \$17  = 13'h07f6;
+          \$11  = 13'h07f6;
       4'hd:
-          \$17  = 13'h07fa;
+          \$11  = 13'h07fa;
       4'he:
-          \$17  = 13'h07fc;
+          \$11  = 13'h07fc;
       4'hf:
-          \$17  = 13'h07fe;
+          \$11  = 13'h07fe;
     endcase
   end
-  assign \$5  = { 2'h0, \$4 [8:2] };
-  assign \$10  = { 2'h0, \$9 [8:2] };
-  assign \$15  = { 2'h0, \$14 [8:2] };
-  assign \$24  = { 2'h0, \$23 [8:2] };
-  assign \$29  = { 2'h0, \$28 [8:2] };
-  assign \$31  = { 1'h0, \$30 [3:0], 2'h0 };
-  assign \$36  = { 2'h0, \$35 [8:2] };
-  assign \$41  = { 2'h0, \$40 [8:2] };
-  assign \$46  = { \$45 [14], \$45 [14], \$45 [14], \$45 [14:3] };
-  assign \$53  = { \$52 [17], \$52 [17], \$52 [17], \$52 [17], \$52 [17:4] };
-  assign \$56  = { \$55 [17], \$55 [17], \$55 [17], \$55 [17], \$55 [17:4] };
-  assign \$59  = { \$58 [17], \$58 [17], \$58 [17], \$58 [17], \$58 [17:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [3:0])
+      4'h0:
+          \$22  = 11'h3eb;
+      4'h1:
+          \$22  = 11'h37a;
+      4'h2:
+          \$22  = 11'h2c5;
+      4'h3:
+          \$22  = 11'h206;
+      4'h4:
+          \$22  = 11'h163;
+      4'h5:
+          \$22  = 11'h0e9;
+      4'h6:
+          \$22  = 11'h094;
+      4'h7:
+          \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
+      4'h9:
+          \$22  = 11'h023;
+      4'ha:
+          \$22  = 11'h015;
+      4'hb:
+          \$22  = 11'h00d;
+      4'hc:
+          \$22  = 11'h008;
+      4'hd:
+          \$22  = 11'h005;
+      4'he:
+          \$22  = 11'h003;
+      4'hf:
+          \$22  = 11'h002;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 2'h0, \$signal [8:2] };
+  assign \$7  = { 2'h0, \$signal [8:2] };
+  assign \$9  = { 2'h0, \$signal [8:2] };
+  assign \$12  = { 2'h0, \$signal [8:2] };
+  assign \$14  = { 2'h0, \$signal [8:2] };
+  assign \$16  = { 1'h0, \$15 [3:0], 2'h0 };
+  assign \$18  = { 2'h0, \$signal [8:2] };
+  assign \$20  = { 2'h0, \$signal [8:2] };
+  assign \$25  = { \$24 [14], \$24 [14], \$24 [14], \$24 [14:3] };
+  assign \$32  = { \$31 [17], \$31 [17], \$31 [17], \$31 [17], \$31 [17:4] };
+  assign \$35  = { \$34 [17], \$34 [17], \$34 [17], \$34 [17], \$34 [17:4] };
+  assign \$38  = { \$37 [17], \$37 [17], \$37 [17], \$37 [17], \$37 [17:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7738,83 +7735,66 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [8:0] \$13 ;
+  reg [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$16 ;
-  reg [12:0] \$17 ;
-  wire \$18 ;
-  wire [8:0] \$19 ;
-  wire \$2 ;
+  wire [6:0] \$16 ;
+  wire [9:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
   wire [8:0] \$20 ;
-  wire \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire [8:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [15:0] \$24 ;
+  wire [15:0] \$25 ;
+  wire [16:0] \$26 ;
+  wire [16:0] \$27 ;
+  wire [17:0] \$28 ;
+  wire [16:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [6:0] \$31 ;
-  wire [9:0] \$32 ;
+  wire [17:0] \$30 ;
+  wire [18:0] \$31 ;
+  wire [18:0] \$32 ;
   wire \$33 ;
-  wire [8:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [8:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  reg [10:0] \$43 ;
-  wire [14:0] \$44 ;
-  wire [15:0] \$45 ;
-  wire [15:0] \$46 ;
-  wire [16:0] \$47 ;
-  wire [16:0] \$48 ;
-  wire [17:0] \$49 ;
+  wire [18:0] \$34 ;
+  wire [18:0] \$35 ;
+  wire \$36 ;
+  wire [18:0] \$37 ;
+  wire [18:0] \$38 ;
+  wire [18:0] \$39 ;
+  wire \$4 ;
+  wire [18:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [12:0] \$45 ;
+  reg [3:0] \$46 ;
+  reg [10:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  wire [16:0] \$50 ;
-  wire [17:0] \$51 ;
-  wire [18:0] \$52 ;
-  wire [18:0] \$53 ;
-  wire \$54 ;
-  wire [18:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire \$57 ;
-  wire [18:0] \$58 ;
-  wire [18:0] \$59 ;
+  reg [16:0] \$50 ;
+  reg [17:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
-  wire [18:0] \$60 ;
-  wire [18:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [12:0] \$64 ;
-  reg [3:0] \$65 ;
-  reg [10:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [16:0] \$69 ;
-  wire \$7 ;
-  reg [17:0] \$70 ;
-  reg [7:0] \$71 ;
-  wire [8:0] \$8 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
   wire [8:0] \$9 ;
-  reg \$signal  = 1'h0;
-  reg [12:0] \$signal$5  = 13'h0000;
-  reg [3:0] \$signal$6  = 4'h0;
-  reg \$signal$8  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$10  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [12:0] \$signal$7  = 13'h0000;
+  reg [3:0] \$signal$8  = 4'h0;
   reg beyond1 = 1'h0;
   reg beyond2 = 1'h0;
   input clk;
   wire clk;
+  reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
@@ -7824,231 +7804,228 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   reg [7:0] y = 8'h00;
   reg [16:0] y2 = 17'h00000;
   reg [17:0] y3 = 18'h00000;
-  assign \$30  = \$25  ? 9'h00f : \$29 ;
-  assign \$32  = \$20  - \$31 ;
-  assign \$33  = $signed(x) < $signed(1'h0);
-  assign \$34  = - $signed(x);
-  assign \$35  = \$33  ? \$34  : { x[7], x };
-  assign \$37  = \$36  >= 5'h10;
-  assign \$38  = $signed(x) < $signed(1'h0);
-  assign \$39  = - $signed(x);
-  assign \$40  = \$38  ? \$39  : { x[7], x };
-  assign \$42  = \$37  ? 9'h00f : \$41 ;
-  assign \$44  = $signed(s1) * $signed(\$signal$6 );
-  assign \$45  = $signed(\$44 ) + $signed(5'h08);
-  assign \$47  = $signed(\$signal$5 ) + $signed(\$46 );
-  assign \$48  = beyond2 ? 17'h00800 : y2;
-  assign \$49  = - $signed(\$48 );
-  assign \$50  = beyond2 ? 17'h00800 : y2;
-  assign \$51  = \$signal$8  ? \$49  : { \$50 [16], \$50  };
-  assign \$52  = $signed(y3) + $signed(5'h08);
-  assign \$54  = $signed(\$53 ) > $signed(8'h7f);
-  assign \$55  = $signed(y3) + $signed(5'h08);
-  assign \$57  = $signed(\$56 ) < $signed(8'h80);
-  assign \$58  = $signed(y3) + $signed(5'h08);
-  assign \$60  = \$57  ? 19'h7ff80 : \$59 ;
-  assign \$61  = \$54  ? 19'h0007f : \$60 ;
   always @(posedge clk)
-    \$signal  <= \$62 ;
+    beyond1 <= \$44 ;
   always @(posedge clk)
-    beyond1 <= \$63 ;
+    \$signal$7  <= \$45 ;
   always @(posedge clk)
-    \$signal$5  <= \$64 ;
+    \$signal$8  <= \$46 ;
   always @(posedge clk)
-    \$signal$6  <= \$65 ;
+    s1 <= \$47 ;
   always @(posedge clk)
-    s1 <= \$66 ;
+    \$signal$10  <= \$48 ;
   always @(posedge clk)
-    \$signal$8  <= \$67 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    beyond2 <= \$68 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    y2 <= \$69 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    y3 <= \$70 ;
-  always @(posedge clk)
-    y <= \$71 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = $signed(x) < $signed(1'h0);
-  assign \$3  = - $signed(x);
-  assign \$4  = \$2  ? \$3  : { x[7], x };
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
   assign \$6  = \$5  >= 5'h10;
-  assign \$7  = $signed(x) < $signed(1'h0);
-  assign \$8  = - $signed(x);
-  assign \$9  = \$7  ? \$8  : { x[7], x };
-  assign \$11  = \$10  >= 5'h10;
-  assign \$12  = $signed(x) < $signed(1'h0);
-  assign \$13  = - $signed(x);
-  assign \$14  = \$12  ? \$13  : { x[7], x };
-  assign \$16  = \$11  ? 9'h00f : \$15 ;
-  assign \$18  = $signed(x) < $signed(1'h0);
-  assign \$19  = - $signed(x);
-  assign \$20  = \$18  ? \$19  : { x[7], x };
-  assign \$21  = $signed(x) < $signed(1'h0);
-  assign \$22  = - $signed(x);
-  assign \$23  = \$21  ? \$22  : { x[7], x };
-  assign \$25  = \$24  >= 5'h10;
-  assign \$26  = $signed(x) < $signed(1'h0);
-  assign \$27  = - $signed(x);
-  assign \$28  = \$26  ? \$27  : { x[7], x };
+  assign \$8  = \$7  >= 5'h10;
+  assign \$10  = \$8  ? 9'h00f : \$9 ;
+  assign \$13  = \$12  >= 5'h10;
+  assign \$15  = \$13  ? 9'h00f : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 5'h10;
+  assign \$21  = \$19  ? 9'h00f : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(\$23 ) + $signed(5'h08);
+  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$27  = beyond2 ? 17'h00800 : y2;
+  assign \$28  = - $signed(\$27 );
+  assign \$29  = beyond2 ? 17'h00800 : y2;
+  assign \$30  = \$signal$10  ? \$28  : { \$29 [16], \$29  };
+  assign \$31  = $signed(y3) + $signed(5'h08);
+  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
+  assign \$34  = $signed(y3) + $signed(5'h08);
+  assign \$36  = $signed(\$35 ) < $signed(8'h80);
+  assign \$37  = $signed(y3) + $signed(5'h08);
+  assign \$39  = \$36  ? 19'h7ff80 : \$38 ;
+  assign \$40  = \$33  ? 19'h0007f : \$39 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$42 [3:0])
-      4'h0:
-          \$43  = 11'h3eb;
-      4'h1:
-          \$43  = 11'h37a;
-      4'h2:
-          \$43  = 11'h2c5;
-      4'h3:
-          \$43  = 11'h206;
-      4'h4:
-          \$43  = 11'h163;
-      4'h5:
-          \$43  = 11'h0e9;
-      4'h6:
-          \$43  = 11'h094;
-      4'h7:
-          \$43  = 11'h05d;
-      4'h8:
-          \$43  = 11'h039;
-      4'h9:
-          \$43  = 11'h023;
-      4'ha:
-          \$43  = 11'h015;
-      4'hb:
-          \$43  = 11'h00d;
-      4'hc:
-          \$43  = 11'h008;
-      4'hd:
-          \$43  = 11'h005;
-      4'he:
-          \$43  = 11'h003;
-      4'hf:
-          \$43  = 11'h002;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$62  = \$1 ;
+    \$45  = \$11 ;
     if (rst) begin
-      \$62  = 1'h0;
+      \$45  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$63  = \$6 ;
+    \$46  = { 1'h0, \$17 [2:0] };
     if (rst) begin
-      \$63  = 1'h0;
+      \$46  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$64  = \$17 ;
+    \$47  = \$22 ;
     if (rst) begin
-      \$64  = 13'h0000;
+      \$47  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$65  = { 1'h0, \$32 [2:0] };
+    \$48  = \$signal$5 ;
     if (rst) begin
-      \$65  = 4'h0;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$66  = \$43 ;
+    \$49  = beyond1;
     if (rst) begin
-      \$66  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$67  = \$signal ;
+    \$50  = \$26 ;
     if (rst) begin
-      \$67  = 1'h0;
+      \$50  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$68  = beyond1;
+    \$51  = \$30 ;
     if (rst) begin
-      \$68  = 1'h0;
+      \$51  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$69  = \$47 ;
+    \$52  = \$40 [7:0];
     if (rst) begin
-      \$69  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$70  = \$51 ;
-    if (rst) begin
-      \$70  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$71  = \$61 [7:0];
-    if (rst) begin
-      \$71  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 [3:0])
+    casez (\$10 [3:0])
       4'h0:
-          \$17  = 13'h0002;
+          \$11  = 13'h0002;
       4'h1:
-          \$17  = 13'h01fa;
+          \$11  = 13'h01fa;
       4'h2:
-          \$17  = 13'h03b8;
+          \$11  = 13'h03b8;
       4'h3:
-          \$17  = 13'h051a;
+          \$11  = 13'h051a;
       4'h4:
-          \$17  = 13'h061c;
+          \$11  = 13'h061c;
       4'h5:
-          \$17  = 13'h06cc;
+          \$11  = 13'h06cc;
       4'h6:
-          \$17  = 13'h0740;
+          \$11  = 13'h0740;
       4'h7:
-          \$17  = 13'h0789;
+          \$11  = 13'h0789;
       4'h8:
-          \$17  = 13'h07b7;
+          \$11  = 13'h07b7;
       4'h9:
-          \$17  = 13'h07d4;
+          \$11  = 13'h07d4;
       4'ha:
-          \$17  = 13'h07e5;
+          \$11  = 13'h07e5;
       4'hb:
-          \$17  = 13'h07f0;
+          \$11  = 13'h07f0;
       4'hc:
-          \$17  = 13'h07f6;
+          \$11  = 13'h07f6;
       4'hd:
-          \$17  = 13'h07fa;
+          \$11  = 13'h07fa;
       4'he:
-          \$17  = 13'h07fc;
+          \$11  = 13'h07fc;
       4'hf:
-          \$17  = 13'h07fe;
+          \$11  = 13'h07fe;
     endcase
   end
-  assign \$5  = { 3'h0, \$4 [8:3] };
-  assign \$10  = { 3'h0, \$9 [8:3] };
-  assign \$15  = { 3'h0, \$14 [8:3] };
-  assign \$24  = { 3'h0, \$23 [8:3] };
-  assign \$29  = { 3'h0, \$28 [8:3] };
-  assign \$31  = { \$30 [3:0], 3'h0 };
-  assign \$36  = { 3'h0, \$35 [8:3] };
-  assign \$41  = { 3'h0, \$40 [8:3] };
-  assign \$46  = { \$45 [15], \$45 [15], \$45 [15], \$45 [15], \$45 [15:4] };
-  assign \$53  = { \$52 [18], \$52 [18], \$52 [18], \$52 [18], \$52 [18:4] };
-  assign \$56  = { \$55 [18], \$55 [18], \$55 [18], \$55 [18], \$55 [18:4] };
-  assign \$59  = { \$58 [18], \$58 [18], \$58 [18], \$58 [18], \$58 [18:4] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [3:0])
+      4'h0:
+          \$22  = 11'h3eb;
+      4'h1:
+          \$22  = 11'h37a;
+      4'h2:
+          \$22  = 11'h2c5;
+      4'h3:
+          \$22  = 11'h206;
+      4'h4:
+          \$22  = 11'h163;
+      4'h5:
+          \$22  = 11'h0e9;
+      4'h6:
+          \$22  = 11'h094;
+      4'h7:
+          \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
+      4'h9:
+          \$22  = 11'h023;
+      4'ha:
+          \$22  = 11'h015;
+      4'hb:
+          \$22  = 11'h00d;
+      4'hc:
+          \$22  = 11'h008;
+      4'hd:
+          \$22  = 11'h005;
+      4'he:
+          \$22  = 11'h003;
+      4'hf:
+          \$22  = 11'h002;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$41  = \$3 ;
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = \$4 ;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  assign \$5  = { 3'h0, \$signal [8:3] };
+  assign \$7  = { 3'h0, \$signal [8:3] };
+  assign \$9  = { 3'h0, \$signal [8:3] };
+  assign \$12  = { 3'h0, \$signal [8:3] };
+  assign \$14  = { 3'h0, \$signal [8:3] };
+  assign \$16  = { \$15 [3:0], 3'h0 };
+  assign \$18  = { 3'h0, \$signal [8:3] };
+  assign \$20  = { 3'h0, \$signal [8:3] };
+  assign \$25  = { \$24 [15], \$24 [15], \$24 [15], \$24 [15], \$24 [15:4] };
+  assign \$32  = { \$31 [18], \$31 [18], \$31 [18], \$31 [18], \$31 [18:4] };
+  assign \$35  = { \$34 [18], \$34 [18], \$34 [18], \$34 [18], \$34 [18:4] };
+  assign \$38  = { \$37 [18], \$37 [18], \$37 [18], \$37 [18], \$37 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)
