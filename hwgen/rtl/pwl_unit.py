@@ -9,14 +9,14 @@ from ..pwl import PWL
 from .arith import saturate, shift_round
 
 
-LATENCY = 5  # registers after: magnitude, table lookup, slope product, sign restore, output
+LATENCY = 6  # registers: magnitude, lookup, slope term, intercept sum, sign restore, output
 
 
 class PWLUnit(wiring.Component):
     """Evaluate one PWL table: `x` (in_fmt) -> `y` (out_fmt), `LATENCY` cycles later.
 
     Stage 0: sign and magnitude. Stage 1: segment index, offset, table lookup. Stage 2: slope
-    product plus intercept. Stage 3: limit and sign restore. Stage 4: rounding and
+    term. Stage 2b: plus intercept. Stage 3: limit and sign restore. Stage 4: rounding and
     saturation. A new `x` every cycle.
 
     Members
@@ -47,16 +47,24 @@ class PWLUnit(wiring.Component):
         neg1, beyond1 = Signal(), Signal()
         c1, dx1 = Signal(signed(c_w)), Signal(dx.shape())
         m.d.sync += [neg1.eq(neg0), beyond1.eq(beyond), c1.eq(c), dx1.eq(dx)]
+        # stage 2: the slope term alone (product, or shifted offset), intercept carried
+        neg1b, beyond1b = Signal(), Signal()
+        c1b = Signal(signed(c_w))
+        m.d.sync += [neg1b.eq(neg1), beyond1b.eq(beyond1), c1b.eq(c1)]
         if p.slope_form == "mult":
             sw = max(abs(s).bit_length() for s in p.slopes) + 1
             s1 = Signal(signed(sw))
             m.d.sync += s1.eq(Array(Const(v, signed(sw)) for v in p.slopes)[idx])
-            y_seg = c1 + shift_round(s1 * dx1, p.in_fmt.frac + p.slope_frac - p.work_frac)
+            term_now = shift_round(s1 * dx1, p.in_fmt.frac + p.slope_frac - p.work_frac)
         else:
             idx1 = Signal(idx.shape())
             m.d.sync += idx1.eq(idx)
-            term = Array(shift_round(dx1, p.in_fmt.frac + e - p.work_frac) for e in p.slopes)
-            y_seg = c1 + term[idx1]
+            terms = Array(shift_round(dx1, p.in_fmt.frac + e - p.work_frac) for e in p.slopes)
+            term_now = terms[idx1]
+        term = Signal(term_now.shape())
+        m.d.sync += term.eq(term_now)
+        y_seg = c1b + term
+        neg1, beyond1 = neg1b, beyond1b
         neg2, beyond2 = Signal(), Signal()
         y2 = Signal(y_seg.shape())
         m.d.sync += [neg2.eq(neg1), beyond2.eq(beyond1), y2.eq(y_seg)]

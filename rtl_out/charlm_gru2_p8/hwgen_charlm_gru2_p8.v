@@ -3018,7 +3018,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$240  = grp == 2'h3;
   assign \$241  = lane + 1'h1;
   assign \$242  = \wait  + 1'h1;
-  assign \$243  = \wait  == 5'h14;
+  assign \$243  = \wait  == 5'h16;
   assign \$244  = enc_col < 7'h40;
   assign \$245  = level + e1[0];
   assign \$246  = \$245  + e2[0];
@@ -3090,7 +3090,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$330  = grp == 2'h3;
   assign \$331  = lane + 1'h1;
   assign \$332  = \wait  + 1'h1;
-  assign \$333  = \wait  == 5'h14;
+  assign \$333  = \wait  == 5'h16;
   assign \$334  = enc_col < 6'h20;
   assign \$335  = level + e1[0];
   assign \$336  = \$335  + e2[0];
@@ -3238,8 +3238,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .clk(clk),
     .h_new(h_new),
     .h_prev(h_prev),
-    .p18(valid_out),
-    .p37(tag_out),
+    .p20(valid_out),
+    .p41(tag_out),
     .rst(rst),
     .tag(tag),
     .valid_in(valid_in)
@@ -3252,8 +3252,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .clk(clk),
     .h_new(\h_new$63 ),
     .h_prev(\h_prev$60 ),
-    .p18(\valid_out$61 ),
-    .p37(\tag_out$62 ),
+    .p20(\valid_out$61 ),
+    .p41(\tag_out$62 ),
     .rst(rst),
     .tag(tag),
     .valid_in(\valid_in$59 )
@@ -8738,22 +8738,22 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p18, p37, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
   reg [7:0] \$100 ;
   reg [7:0] \$101 ;
-  reg [15:0] \$102 ;
+  reg [7:0] \$102 ;
   reg [7:0] \$103 ;
-  reg [17:0] \$104 ;
+  reg [7:0] \$104 ;
   reg [7:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
-  reg [7:0] \$108 ;
+  reg [15:0] \$108 ;
   reg [7:0] \$109 ;
   wire [21:0] \$11 ;
-  reg [7:0] \$110 ;
+  reg [17:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
   reg [7:0] \$113 ;
@@ -8765,23 +8765,32 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$119 ;
   wire [21:0] \$12 ;
   reg [7:0] \$120 ;
-  reg [9:0] \$121 ;
-  reg [8:0] \$122 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
   reg [7:0] \$123 ;
   reg [7:0] \$124 ;
   reg [7:0] \$125 ;
   reg [7:0] \$126 ;
   reg [7:0] \$127 ;
   reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
+  reg [9:0] \$129 ;
   wire [21:0] \$13 ;
-  reg [7:0] \$130 ;
+  reg [8:0] \$130 ;
   reg [7:0] \$131 ;
-  reg [17:0] \$132 ;
-  reg [8:0] \$133 ;
-  reg [19:0] \$134 ;
+  reg [7:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [7:0] \$134 ;
   reg [7:0] \$135 ;
+  reg [7:0] \$136 ;
+  reg [7:0] \$137 ;
+  reg [7:0] \$138 ;
+  reg [7:0] \$139 ;
   wire [21:0] \$14 ;
+  reg [7:0] \$140 ;
+  reg [17:0] \$141 ;
+  reg [8:0] \$142 ;
+  reg [19:0] \$143 ;
+  reg [7:0] \$144 ;
   wire \$15 ;
   wire \$16 ;
   wire [21:0] \$17 ;
@@ -8837,8 +8846,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg \$62 ;
   reg \$63 ;
   reg \$64 ;
-  reg [5:0] \$65 ;
-  reg [5:0] \$66 ;
+  reg \$65 ;
+  reg \$66 ;
   reg [5:0] \$67 ;
   reg [5:0] \$68 ;
   reg [5:0] \$69 ;
@@ -8858,18 +8867,18 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] \$81 ;
   reg [5:0] \$82 ;
   reg [5:0] \$83 ;
-  reg [21:0] \$84 ;
-  reg [7:0] \$85 ;
-  reg [21:0] \$86 ;
-  reg [7:0] \$87 ;
+  reg [5:0] \$84 ;
+  reg [5:0] \$85 ;
+  reg [5:0] \$86 ;
+  reg [5:0] \$87 ;
   reg [21:0] \$88 ;
   reg [7:0] \$89 ;
   wire \$9 ;
   reg [21:0] \$90 ;
   reg [7:0] \$91 ;
-  reg [7:0] \$92 ;
+  reg [21:0] \$92 ;
   reg [7:0] \$93 ;
-  reg [7:0] \$94 ;
+  reg [21:0] \$94 ;
   reg [7:0] \$95 ;
   reg [7:0] \$96 ;
   reg [7:0] \$97 ;
@@ -8899,11 +8908,11 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg p15 = 1'h0;
   reg p16 = 1'h0;
   reg p17 = 1'h0;
-  output p18;
   reg p18 = 1'h0;
-  reg [5:0] p19 = 6'h00;
+  reg p19 = 1'h0;
   reg p2 = 1'h0;
-  reg [5:0] p20 = 6'h00;
+  output p20;
+  reg p20 = 1'h0;
   reg [5:0] p21 = 6'h00;
   reg [5:0] p22 = 6'h00;
   reg [5:0] p23 = 6'h00;
@@ -8921,20 +8930,20 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] p34 = 6'h00;
   reg [5:0] p35 = 6'h00;
   reg [5:0] p36 = 6'h00;
-  output [5:0] p37;
   reg [5:0] p37 = 6'h00;
-  reg [21:0] p38 = 22'h000000;
-  reg [7:0] p39 = 8'h00;
+  reg [5:0] p38 = 6'h00;
+  reg [5:0] p39 = 6'h00;
   reg p4 = 1'h0;
-  reg [21:0] p40 = 22'h000000;
-  reg [7:0] p41 = 8'h00;
+  reg [5:0] p40 = 6'h00;
+  output [5:0] p41;
+  reg [5:0] p41 = 6'h00;
   reg [21:0] p42 = 22'h000000;
   reg [7:0] p43 = 8'h00;
   reg [21:0] p44 = 22'h000000;
   reg [7:0] p45 = 8'h00;
-  reg [7:0] p46 = 8'h00;
+  reg [21:0] p46 = 22'h000000;
   reg [7:0] p47 = 8'h00;
-  reg [7:0] p48 = 8'h00;
+  reg [21:0] p48 = 22'h000000;
   reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
   reg [7:0] p50 = 8'h00;
@@ -8943,16 +8952,16 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p53 = 8'h00;
   reg [7:0] p54 = 8'h00;
   reg [7:0] p55 = 8'h00;
-  reg [15:0] p56 = 16'h0000;
+  reg [7:0] p56 = 8'h00;
   reg [7:0] p57 = 8'h00;
-  reg [17:0] p58 = 18'h00000;
+  reg [7:0] p58 = 8'h00;
   reg [7:0] p59 = 8'h00;
   reg p6 = 1'h0;
   reg [7:0] p60 = 8'h00;
   reg [7:0] p61 = 8'h00;
-  reg [7:0] p62 = 8'h00;
+  reg [15:0] p62 = 16'h0000;
   reg [7:0] p63 = 8'h00;
-  reg [7:0] p64 = 8'h00;
+  reg [17:0] p64 = 18'h00000;
   reg [7:0] p65 = 8'h00;
   reg [7:0] p66 = 8'h00;
   reg [7:0] p67 = 8'h00;
@@ -8964,8 +8973,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p72 = 8'h00;
   reg [7:0] p73 = 8'h00;
   reg [7:0] p74 = 8'h00;
-  reg [9:0] p75 = 10'h000;
-  reg [8:0] p76 = 9'h000;
+  reg [7:0] p75 = 8'h00;
+  reg [7:0] p76 = 8'h00;
   reg [7:0] p77 = 8'h00;
   reg [7:0] p78 = 8'h00;
   reg [7:0] p79 = 8'h00;
@@ -8973,13 +8982,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p80 = 8'h00;
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
-  reg [7:0] p83 = 8'h00;
-  reg [7:0] p84 = 8'h00;
+  reg [9:0] p83 = 10'h000;
+  reg [8:0] p84 = 9'h000;
   reg [7:0] p85 = 8'h00;
-  reg [17:0] p86 = 18'h00000;
-  reg [8:0] p87 = 9'h000;
-  reg [19:0] p88 = 20'h00000;
+  reg [7:0] p86 = 8'h00;
+  reg [7:0] p87 = 8'h00;
+  reg [7:0] p88 = 8'h00;
+  reg [7:0] p89 = 8'h00;
   reg p9 = 1'h0;
+  reg [7:0] p90 = 8'h00;
+  reg [7:0] p91 = 8'h00;
+  reg [7:0] p92 = 8'h00;
+  reg [7:0] p93 = 8'h00;
+  reg [7:0] p94 = 8'h00;
+  reg [17:0] p95 = 18'h00000;
+  reg [8:0] p96 = 9'h000;
+  reg [19:0] p97 = 20'h00000;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -8993,46 +9011,46 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$105 ;
+  wire [7:0] \x$114 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$106 ;
+  wire [7:0] \x$115 ;
   wire [7:0] y;
-  wire [7:0] \y$86 ;
-  wire [7:0] \y$89 ;
+  wire [7:0] \y$94 ;
+  wire [7:0] \y$97 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(p38) > $signed(8'h7f);
-  assign \$4  = $signed(p38) < $signed(8'h80);
-  assign \$5  = \$4  ? 22'h3fff80 : p38;
+  assign \$3  = $signed(p42) > $signed(8'h7f);
+  assign \$4  = $signed(p42) < $signed(8'h80);
+  assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
   assign \$7  = $signed(acc1) + $signed(9'h080);
-  assign \$9  = $signed(p40) > $signed(8'h7f);
-  assign \$10  = $signed(p40) < $signed(8'h80);
-  assign \$11  = \$10  ? 22'h3fff80 : p40;
+  assign \$9  = $signed(p44) > $signed(8'h7f);
+  assign \$10  = $signed(p44) < $signed(8'h80);
+  assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
   assign \$13  = $signed(acc2) + $signed(9'h080);
-  assign \$15  = $signed(p42) > $signed(8'h7f);
-  assign \$16  = $signed(p42) < $signed(8'h80);
-  assign \$17  = \$16  ? 22'h3fff80 : p42;
+  assign \$15  = $signed(p46) > $signed(8'h7f);
+  assign \$16  = $signed(p46) < $signed(8'h80);
+  assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
   assign \$19  = $signed(acc3) + $signed(9'h080);
-  assign \$21  = $signed(p44) > $signed(8'h7f);
-  assign \$22  = $signed(p44) < $signed(8'h80);
-  assign \$23  = \$22  ? 22'h3fff80 : p44;
+  assign \$21  = $signed(p48) > $signed(8'h7f);
+  assign \$22  = $signed(p48) < $signed(8'h80);
+  assign \$23  = \$22  ? 22'h3fff80 : p48;
   assign \$24  = \$21  ? 22'h00007f : \$23 ;
-  assign \$25  = $signed(y) * $signed(p55);
-  assign \$26  = $signed(p56) + $signed(8'h40);
-  assign \$28  = $signed(p57) + $signed(\$27 );
-  assign \$29  = $signed(p58) > $signed(8'h7f);
-  assign \$30  = $signed(p58) < $signed(8'h80);
-  assign \$31  = \$30  ? 18'h3ff80 : p58;
+  assign \$25  = $signed(y) * $signed(p61);
+  assign \$26  = $signed(p62) + $signed(8'h40);
+  assign \$28  = $signed(p63) + $signed(\$27 );
+  assign \$29  = $signed(p64) > $signed(8'h7f);
+  assign \$30  = $signed(p64) < $signed(8'h80);
+  assign \$31  = \$30  ? 18'h3ff80 : p64;
   assign \$32  = \$29  ? 18'h0007f : \$31 ;
   assign \$35  = $signed(\$33 ) - $signed(\$34 );
-  assign \$37  = $signed(p85) * $signed(p75);
-  assign \$39  = $signed(\$38 ) + $signed(p86);
+  assign \$37  = $signed(p94) * $signed(p83);
+  assign \$39  = $signed(\$38 ) + $signed(p95);
   assign \$40  = $signed(\$39 ) + $signed(8'h40);
-  assign \$42  = $signed(p88) > $signed(8'h7f);
-  assign \$43  = $signed(p88) < $signed(8'h80);
-  assign \$44  = \$43  ? 20'hfff80 : p88;
+  assign \$42  = $signed(p97) > $signed(8'h7f);
+  assign \$43  = $signed(p97) < $signed(8'h80);
+  assign \$44  = \$43  ? 20'hfff80 : p97;
   assign \$45  = \$42  ? 20'h0007f : \$44 ;
   always @(posedge clk)
     p0 <= \$46 ;
@@ -9213,24 +9231,42 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   always @(posedge clk)
     p88 <= \$134 ;
   always @(posedge clk)
-    h_new <= \$135 ;
+    p89 <= \$135 ;
+  always @(posedge clk)
+    p90 <= \$136 ;
+  always @(posedge clk)
+    p91 <= \$137 ;
+  always @(posedge clk)
+    p92 <= \$138 ;
+  always @(posedge clk)
+    p93 <= \$139 ;
+  always @(posedge clk)
+    p94 <= \$140 ;
+  always @(posedge clk)
+    p95 <= \$141 ;
+  always @(posedge clk)
+    p96 <= \$142 ;
+  always @(posedge clk)
+    p97 <= \$143 ;
+  always @(posedge clk)
+    h_new <= \$144 ;
   \hwgen_charlm_gru2_p8.elementwise0.sig_r  sig_r (
     .clk(clk),
     .rst(rst),
-    .x(p39),
+    .x(p43),
     .y(y)
   );
   \hwgen_charlm_gru2_p8.elementwise0.sig_z  sig_z (
     .clk(clk),
     .rst(rst),
-    .x(p41),
-    .y(\y$89 )
+    .x(p45),
+    .y(\y$97 )
   );
   \hwgen_charlm_gru2_p8.elementwise0.tanh_n  tanh_n (
     .clk(clk),
     .rst(rst),
-    .x(p59),
-    .y(\y$86 )
+    .x(p65),
+    .y(\y$94 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -9367,21 +9403,21 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$65  = tag;
+    \$65  = p18;
     if (rst) begin
-      \$65  = 6'h00;
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$66  = p19;
     if (rst) begin
-      \$66  = 6'h00;
+      \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$67  = p20;
+    \$67  = tag;
     if (rst) begin
       \$67  = 6'h00;
     end
@@ -9500,98 +9536,98 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = \$2 ;
+    \$84  = p37;
     if (rst) begin
-      \$84  = 22'h000000;
+      \$84  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = \$6 [7:0];
+    \$85  = p38;
     if (rst) begin
-      \$85  = 8'h00;
+      \$85  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = \$8 ;
+    \$86  = p39;
     if (rst) begin
-      \$86  = 22'h000000;
+      \$86  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = \$12 [7:0];
+    \$87  = p40;
     if (rst) begin
-      \$87  = 8'h00;
+      \$87  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = \$14 ;
+    \$88  = \$2 ;
     if (rst) begin
       \$88  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = \$18 [7:0];
+    \$89  = \$6 [7:0];
     if (rst) begin
       \$89  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = \$20 ;
+    \$90  = \$8 ;
     if (rst) begin
       \$90  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = \$24 [7:0];
+    \$91  = \$12 [7:0];
     if (rst) begin
       \$91  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = p43;
+    \$92  = \$14 ;
     if (rst) begin
-      \$92  = 8'h00;
+      \$92  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = p46;
+    \$93  = \$18 [7:0];
     if (rst) begin
       \$93  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = p47;
+    \$94  = \$20 ;
     if (rst) begin
-      \$94  = 8'h00;
+      \$94  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = p48;
+    \$95  = \$24 [7:0];
     if (rst) begin
       \$95  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = p49;
+    \$96  = p47;
     if (rst) begin
       \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = p45;
+    \$97  = p50;
     if (rst) begin
       \$97  = 8'h00;
     end
@@ -9626,35 +9662,35 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = \$25 ;
+    \$102  = p49;
     if (rst) begin
-      \$102  = 16'h0000;
+      \$102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = p50;
+    \$103  = p56;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = \$28 ;
+    \$104  = p57;
     if (rst) begin
-      \$104  = 18'h00000;
+      \$104  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = \$32 [7:0];
+    \$105  = p58;
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = h_prev;
+    \$106  = p59;
     if (rst) begin
       \$106  = 8'h00;
     end
@@ -9668,35 +9704,35 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = p61;
+    \$108  = \$25 ;
     if (rst) begin
-      \$108  = 8'h00;
+      \$108  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = p62;
+    \$109  = p55;
     if (rst) begin
       \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = p63;
+    \$110  = \$28 ;
     if (rst) begin
-      \$110  = 8'h00;
+      \$110  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = p64;
+    \$111  = \$32 [7:0];
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = p65;
+    \$112  = h_prev;
     if (rst) begin
       \$112  = 8'h00;
     end
@@ -9759,21 +9795,21 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$121  = \$35 ;
+    \$121  = p74;
     if (rst) begin
-      \$121  = 10'h000;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$122  = \$36 ;
+    \$122  = p75;
     if (rst) begin
-      \$122  = 9'h000;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$123  = \y$89 ;
+    \$123  = p76;
     if (rst) begin
       \$123  = 8'h00;
     end
@@ -9815,67 +9851,130 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$129  = p82;
+    \$129  = \$35 ;
     if (rst) begin
-      \$129  = 8'h00;
+      \$129  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$130  = p83;
+    \$130  = \$36 ;
     if (rst) begin
-      \$130  = 8'h00;
+      \$130  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$131  = p84;
+    \$131  = \y$97 ;
     if (rst) begin
       \$131  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$132  = \$37 ;
+    \$132  = p85;
     if (rst) begin
-      \$132  = 18'h00000;
+      \$132  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$133  = p76;
+    \$133  = p86;
     if (rst) begin
-      \$133  = 9'h000;
+      \$133  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$134  = \$41 ;
+    \$134  = p87;
     if (rst) begin
-      \$134  = 20'h00000;
+      \$134  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$135  = \$45 [7:0];
+    \$135  = p88;
     if (rst) begin
       \$135  = 8'h00;
     end
   end
-  assign valid_out = p18;
-  assign tag_out = p37;
-  assign x = p39;
-  assign \x$105  = p41;
-  assign \x$106  = p59;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$136  = p89;
+    if (rst) begin
+      \$136  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$137  = p90;
+    if (rst) begin
+      \$137  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$138  = p91;
+    if (rst) begin
+      \$138  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$139  = p92;
+    if (rst) begin
+      \$139  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$140  = p93;
+    if (rst) begin
+      \$140  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$141  = \$37 ;
+    if (rst) begin
+      \$141  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$142  = p84;
+    if (rst) begin
+      \$142  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$143  = \$41 ;
+    if (rst) begin
+      \$143  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$144  = \$45 [7:0];
+    if (rst) begin
+      \$144  = 8'h00;
+    end
+  end
+  assign valid_out = p20;
+  assign tag_out = p41;
+  assign x = p43;
+  assign \x$114  = p45;
+  assign \x$115  = p65;
   assign \$2  = { \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21:8] };
   assign \$8  = { \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21:8] };
   assign \$14  = { \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21:8] };
   assign \$20  = { \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21:8] };
   assign \$27  = { \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16:7] };
-  assign \$33  = { p74[7], p74 };
-  assign \$34  = { \y$86 [7], \y$86  };
-  assign \$36  = { \y$86 [7], \y$86  };
-  assign \$38  = { p87, 7'h00 };
+  assign \$33  = { p82[7], p82 };
+  assign \$34  = { \y$94 [7], \y$94  };
+  assign \$36  = { \y$94 [7], \y$94  };
+  assign \$38  = { p96, 7'h00 };
   assign \$41  = { \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19:7] };
 endmodule
 
@@ -9923,30 +10022,38 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [4:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [17:0] \$50 ;
-  reg [18:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [16:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [17:0] \$54 ;
+  reg [18:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [16:0] term = 17'h00000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -9954,23 +10061,35 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -9985,11 +10104,11 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 18'h00800 : y2;
   assign \$28  = $signed(13'h0800) - $signed(\$27 );
   assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -9999,10 +10118,20 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$40  = \$33  ? 20'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$45  = \$11 ;
@@ -10019,44 +10148,72 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 18'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 19'h00000;
+      \$51  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -10115,20 +10272,6 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
     \$42  = \$4 ;
     if (rst) begin
       \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -10189,30 +10332,38 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [4:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [17:0] \$50 ;
-  reg [18:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [16:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [17:0] \$54 ;
+  reg [18:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [16:0] term = 17'h00000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -10220,23 +10371,35 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -10251,11 +10414,11 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 18'h00800 : y2;
   assign \$28  = $signed(13'h0800) - $signed(\$27 );
   assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -10265,10 +10428,20 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$40  = \$33  ? 20'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$45  = \$11 ;
@@ -10285,44 +10458,72 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 18'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 19'h00000;
+      \$51  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -10383,20 +10584,6 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
       \$42  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
   assign \$5  = { 4'h0, \$signal [8:4] };
   assign \$7  = { 4'h0, \$signal [8:4] };
   assign \$9  = { 4'h0, \$signal [8:4] };
@@ -10455,30 +10642,38 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [3:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [16:0] \$50 ;
-  reg [17:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [15:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [16:0] \$54 ;
+  reg [17:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [3:0] \$signal$8  = 4'h0;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -10486,23 +10681,35 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg [16:0] y2 = 17'h00000;
   reg [17:0] y3 = 18'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -10517,11 +10724,11 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(5'h08);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 17'h00800 : y2;
   assign \$28  = - $signed(\$27 );
   assign \$29  = beyond2 ? 17'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [16], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [16], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -10531,10 +10738,20 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$40  = \$33  ? 19'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$45  = \$11 ;
@@ -10551,44 +10768,72 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 17'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 18'h00000;
+      \$51  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -10681,20 +10926,6 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
       \$42  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
   assign \$5  = { 3'h0, \$signal [8:3] };
   assign \$7  = { 3'h0, \$signal [8:3] };
   assign \$9  = { 3'h0, \$signal [8:3] };
@@ -10710,22 +10941,22 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p18, p37, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
   reg [7:0] \$100 ;
   reg [7:0] \$101 ;
-  reg [15:0] \$102 ;
+  reg [7:0] \$102 ;
   reg [7:0] \$103 ;
-  reg [17:0] \$104 ;
+  reg [7:0] \$104 ;
   reg [7:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
-  reg [7:0] \$108 ;
+  reg [15:0] \$108 ;
   reg [7:0] \$109 ;
   wire [21:0] \$11 ;
-  reg [7:0] \$110 ;
+  reg [17:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
   reg [7:0] \$113 ;
@@ -10737,23 +10968,32 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$119 ;
   wire [21:0] \$12 ;
   reg [7:0] \$120 ;
-  reg [9:0] \$121 ;
-  reg [8:0] \$122 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
   reg [7:0] \$123 ;
   reg [7:0] \$124 ;
   reg [7:0] \$125 ;
   reg [7:0] \$126 ;
   reg [7:0] \$127 ;
   reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
+  reg [9:0] \$129 ;
   wire [21:0] \$13 ;
-  reg [7:0] \$130 ;
+  reg [8:0] \$130 ;
   reg [7:0] \$131 ;
-  reg [17:0] \$132 ;
-  reg [8:0] \$133 ;
-  reg [19:0] \$134 ;
+  reg [7:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [7:0] \$134 ;
   reg [7:0] \$135 ;
+  reg [7:0] \$136 ;
+  reg [7:0] \$137 ;
+  reg [7:0] \$138 ;
+  reg [7:0] \$139 ;
   wire [21:0] \$14 ;
+  reg [7:0] \$140 ;
+  reg [17:0] \$141 ;
+  reg [8:0] \$142 ;
+  reg [19:0] \$143 ;
+  reg [7:0] \$144 ;
   wire \$15 ;
   wire \$16 ;
   wire [21:0] \$17 ;
@@ -10809,8 +11049,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg \$62 ;
   reg \$63 ;
   reg \$64 ;
-  reg [5:0] \$65 ;
-  reg [5:0] \$66 ;
+  reg \$65 ;
+  reg \$66 ;
   reg [5:0] \$67 ;
   reg [5:0] \$68 ;
   reg [5:0] \$69 ;
@@ -10830,18 +11070,18 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] \$81 ;
   reg [5:0] \$82 ;
   reg [5:0] \$83 ;
-  reg [21:0] \$84 ;
-  reg [7:0] \$85 ;
-  reg [21:0] \$86 ;
-  reg [7:0] \$87 ;
+  reg [5:0] \$84 ;
+  reg [5:0] \$85 ;
+  reg [5:0] \$86 ;
+  reg [5:0] \$87 ;
   reg [21:0] \$88 ;
   reg [7:0] \$89 ;
   wire \$9 ;
   reg [21:0] \$90 ;
   reg [7:0] \$91 ;
-  reg [7:0] \$92 ;
+  reg [21:0] \$92 ;
   reg [7:0] \$93 ;
-  reg [7:0] \$94 ;
+  reg [21:0] \$94 ;
   reg [7:0] \$95 ;
   reg [7:0] \$96 ;
   reg [7:0] \$97 ;
@@ -10871,11 +11111,11 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg p15 = 1'h0;
   reg p16 = 1'h0;
   reg p17 = 1'h0;
-  output p18;
   reg p18 = 1'h0;
-  reg [5:0] p19 = 6'h00;
+  reg p19 = 1'h0;
   reg p2 = 1'h0;
-  reg [5:0] p20 = 6'h00;
+  output p20;
+  reg p20 = 1'h0;
   reg [5:0] p21 = 6'h00;
   reg [5:0] p22 = 6'h00;
   reg [5:0] p23 = 6'h00;
@@ -10893,20 +11133,20 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [5:0] p34 = 6'h00;
   reg [5:0] p35 = 6'h00;
   reg [5:0] p36 = 6'h00;
-  output [5:0] p37;
   reg [5:0] p37 = 6'h00;
-  reg [21:0] p38 = 22'h000000;
-  reg [7:0] p39 = 8'h00;
+  reg [5:0] p38 = 6'h00;
+  reg [5:0] p39 = 6'h00;
   reg p4 = 1'h0;
-  reg [21:0] p40 = 22'h000000;
-  reg [7:0] p41 = 8'h00;
+  reg [5:0] p40 = 6'h00;
+  output [5:0] p41;
+  reg [5:0] p41 = 6'h00;
   reg [21:0] p42 = 22'h000000;
   reg [7:0] p43 = 8'h00;
   reg [21:0] p44 = 22'h000000;
   reg [7:0] p45 = 8'h00;
-  reg [7:0] p46 = 8'h00;
+  reg [21:0] p46 = 22'h000000;
   reg [7:0] p47 = 8'h00;
-  reg [7:0] p48 = 8'h00;
+  reg [21:0] p48 = 22'h000000;
   reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
   reg [7:0] p50 = 8'h00;
@@ -10915,16 +11155,16 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p53 = 8'h00;
   reg [7:0] p54 = 8'h00;
   reg [7:0] p55 = 8'h00;
-  reg [15:0] p56 = 16'h0000;
+  reg [7:0] p56 = 8'h00;
   reg [7:0] p57 = 8'h00;
-  reg [17:0] p58 = 18'h00000;
+  reg [7:0] p58 = 8'h00;
   reg [7:0] p59 = 8'h00;
   reg p6 = 1'h0;
   reg [7:0] p60 = 8'h00;
   reg [7:0] p61 = 8'h00;
-  reg [7:0] p62 = 8'h00;
+  reg [15:0] p62 = 16'h0000;
   reg [7:0] p63 = 8'h00;
-  reg [7:0] p64 = 8'h00;
+  reg [17:0] p64 = 18'h00000;
   reg [7:0] p65 = 8'h00;
   reg [7:0] p66 = 8'h00;
   reg [7:0] p67 = 8'h00;
@@ -10936,8 +11176,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p72 = 8'h00;
   reg [7:0] p73 = 8'h00;
   reg [7:0] p74 = 8'h00;
-  reg [9:0] p75 = 10'h000;
-  reg [8:0] p76 = 9'h000;
+  reg [7:0] p75 = 8'h00;
+  reg [7:0] p76 = 8'h00;
   reg [7:0] p77 = 8'h00;
   reg [7:0] p78 = 8'h00;
   reg [7:0] p79 = 8'h00;
@@ -10945,13 +11185,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] p80 = 8'h00;
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
-  reg [7:0] p83 = 8'h00;
-  reg [7:0] p84 = 8'h00;
+  reg [9:0] p83 = 10'h000;
+  reg [8:0] p84 = 9'h000;
   reg [7:0] p85 = 8'h00;
-  reg [17:0] p86 = 18'h00000;
-  reg [8:0] p87 = 9'h000;
-  reg [19:0] p88 = 20'h00000;
+  reg [7:0] p86 = 8'h00;
+  reg [7:0] p87 = 8'h00;
+  reg [7:0] p88 = 8'h00;
+  reg [7:0] p89 = 8'h00;
   reg p9 = 1'h0;
+  reg [7:0] p90 = 8'h00;
+  reg [7:0] p91 = 8'h00;
+  reg [7:0] p92 = 8'h00;
+  reg [7:0] p93 = 8'h00;
+  reg [7:0] p94 = 8'h00;
+  reg [17:0] p95 = 18'h00000;
+  reg [8:0] p96 = 9'h000;
+  reg [19:0] p97 = 20'h00000;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -10965,46 +11214,46 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$105 ;
+  wire [7:0] \x$114 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$106 ;
+  wire [7:0] \x$115 ;
   wire [7:0] y;
-  wire [7:0] \y$86 ;
-  wire [7:0] \y$89 ;
+  wire [7:0] \y$94 ;
+  wire [7:0] \y$97 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(p38) > $signed(8'h7f);
-  assign \$4  = $signed(p38) < $signed(8'h80);
-  assign \$5  = \$4  ? 22'h3fff80 : p38;
+  assign \$3  = $signed(p42) > $signed(8'h7f);
+  assign \$4  = $signed(p42) < $signed(8'h80);
+  assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
   assign \$7  = $signed(acc1) + $signed(9'h080);
-  assign \$9  = $signed(p40) > $signed(8'h7f);
-  assign \$10  = $signed(p40) < $signed(8'h80);
-  assign \$11  = \$10  ? 22'h3fff80 : p40;
+  assign \$9  = $signed(p44) > $signed(8'h7f);
+  assign \$10  = $signed(p44) < $signed(8'h80);
+  assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
   assign \$13  = $signed(acc2) + $signed(9'h080);
-  assign \$15  = $signed(p42) > $signed(8'h7f);
-  assign \$16  = $signed(p42) < $signed(8'h80);
-  assign \$17  = \$16  ? 22'h3fff80 : p42;
+  assign \$15  = $signed(p46) > $signed(8'h7f);
+  assign \$16  = $signed(p46) < $signed(8'h80);
+  assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
   assign \$19  = $signed(acc3) + $signed(9'h080);
-  assign \$21  = $signed(p44) > $signed(8'h7f);
-  assign \$22  = $signed(p44) < $signed(8'h80);
-  assign \$23  = \$22  ? 22'h3fff80 : p44;
+  assign \$21  = $signed(p48) > $signed(8'h7f);
+  assign \$22  = $signed(p48) < $signed(8'h80);
+  assign \$23  = \$22  ? 22'h3fff80 : p48;
   assign \$24  = \$21  ? 22'h00007f : \$23 ;
-  assign \$25  = $signed(y) * $signed(p55);
-  assign \$26  = $signed(p56) + $signed(8'h40);
-  assign \$28  = $signed(p57) + $signed(\$27 );
-  assign \$29  = $signed(p58) > $signed(8'h7f);
-  assign \$30  = $signed(p58) < $signed(8'h80);
-  assign \$31  = \$30  ? 18'h3ff80 : p58;
+  assign \$25  = $signed(y) * $signed(p61);
+  assign \$26  = $signed(p62) + $signed(8'h40);
+  assign \$28  = $signed(p63) + $signed(\$27 );
+  assign \$29  = $signed(p64) > $signed(8'h7f);
+  assign \$30  = $signed(p64) < $signed(8'h80);
+  assign \$31  = \$30  ? 18'h3ff80 : p64;
   assign \$32  = \$29  ? 18'h0007f : \$31 ;
   assign \$35  = $signed(\$33 ) - $signed(\$34 );
-  assign \$37  = $signed(p85) * $signed(p75);
-  assign \$39  = $signed(\$38 ) + $signed(p86);
+  assign \$37  = $signed(p94) * $signed(p83);
+  assign \$39  = $signed(\$38 ) + $signed(p95);
   assign \$40  = $signed(\$39 ) + $signed(8'h40);
-  assign \$42  = $signed(p88) > $signed(8'h7f);
-  assign \$43  = $signed(p88) < $signed(8'h80);
-  assign \$44  = \$43  ? 20'hfff80 : p88;
+  assign \$42  = $signed(p97) > $signed(8'h7f);
+  assign \$43  = $signed(p97) < $signed(8'h80);
+  assign \$44  = \$43  ? 20'hfff80 : p97;
   assign \$45  = \$42  ? 20'h0007f : \$44 ;
   always @(posedge clk)
     p0 <= \$46 ;
@@ -11185,24 +11434,42 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   always @(posedge clk)
     p88 <= \$134 ;
   always @(posedge clk)
-    h_new <= \$135 ;
+    p89 <= \$135 ;
+  always @(posedge clk)
+    p90 <= \$136 ;
+  always @(posedge clk)
+    p91 <= \$137 ;
+  always @(posedge clk)
+    p92 <= \$138 ;
+  always @(posedge clk)
+    p93 <= \$139 ;
+  always @(posedge clk)
+    p94 <= \$140 ;
+  always @(posedge clk)
+    p95 <= \$141 ;
+  always @(posedge clk)
+    p96 <= \$142 ;
+  always @(posedge clk)
+    p97 <= \$143 ;
+  always @(posedge clk)
+    h_new <= \$144 ;
   \hwgen_charlm_gru2_p8.elementwise1.sig_r  sig_r (
     .clk(clk),
     .rst(rst),
-    .x(p39),
+    .x(p43),
     .y(y)
   );
   \hwgen_charlm_gru2_p8.elementwise1.sig_z  sig_z (
     .clk(clk),
     .rst(rst),
-    .x(p41),
-    .y(\y$89 )
+    .x(p45),
+    .y(\y$97 )
   );
   \hwgen_charlm_gru2_p8.elementwise1.tanh_n  tanh_n (
     .clk(clk),
     .rst(rst),
-    .x(p59),
-    .y(\y$86 )
+    .x(p65),
+    .y(\y$94 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
@@ -11339,21 +11606,21 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$65  = tag;
+    \$65  = p18;
     if (rst) begin
-      \$65  = 6'h00;
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$66  = p19;
     if (rst) begin
-      \$66  = 6'h00;
+      \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$67  = p20;
+    \$67  = tag;
     if (rst) begin
       \$67  = 6'h00;
     end
@@ -11472,98 +11739,98 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$84  = \$2 ;
+    \$84  = p37;
     if (rst) begin
-      \$84  = 22'h000000;
+      \$84  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$85  = \$6 [7:0];
+    \$85  = p38;
     if (rst) begin
-      \$85  = 8'h00;
+      \$85  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$86  = \$8 ;
+    \$86  = p39;
     if (rst) begin
-      \$86  = 22'h000000;
+      \$86  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$87  = \$12 [7:0];
+    \$87  = p40;
     if (rst) begin
-      \$87  = 8'h00;
+      \$87  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$88  = \$14 ;
+    \$88  = \$2 ;
     if (rst) begin
       \$88  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$89  = \$18 [7:0];
+    \$89  = \$6 [7:0];
     if (rst) begin
       \$89  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$90  = \$20 ;
+    \$90  = \$8 ;
     if (rst) begin
       \$90  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$91  = \$24 [7:0];
+    \$91  = \$12 [7:0];
     if (rst) begin
       \$91  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$92  = p43;
+    \$92  = \$14 ;
     if (rst) begin
-      \$92  = 8'h00;
+      \$92  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$93  = p46;
+    \$93  = \$18 [7:0];
     if (rst) begin
       \$93  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$94  = p47;
+    \$94  = \$20 ;
     if (rst) begin
-      \$94  = 8'h00;
+      \$94  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$95  = p48;
+    \$95  = \$24 [7:0];
     if (rst) begin
       \$95  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$96  = p49;
+    \$96  = p47;
     if (rst) begin
       \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$97  = p45;
+    \$97  = p50;
     if (rst) begin
       \$97  = 8'h00;
     end
@@ -11598,35 +11865,35 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$102  = \$25 ;
+    \$102  = p49;
     if (rst) begin
-      \$102  = 16'h0000;
+      \$102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$103  = p50;
+    \$103  = p56;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$104  = \$28 ;
+    \$104  = p57;
     if (rst) begin
-      \$104  = 18'h00000;
+      \$104  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$105  = \$32 [7:0];
+    \$105  = p58;
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$106  = h_prev;
+    \$106  = p59;
     if (rst) begin
       \$106  = 8'h00;
     end
@@ -11640,35 +11907,35 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$108  = p61;
+    \$108  = \$25 ;
     if (rst) begin
-      \$108  = 8'h00;
+      \$108  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$109  = p62;
+    \$109  = p55;
     if (rst) begin
       \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$110  = p63;
+    \$110  = \$28 ;
     if (rst) begin
-      \$110  = 8'h00;
+      \$110  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$111  = p64;
+    \$111  = \$32 [7:0];
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$112  = p65;
+    \$112  = h_prev;
     if (rst) begin
       \$112  = 8'h00;
     end
@@ -11731,21 +11998,21 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$121  = \$35 ;
+    \$121  = p74;
     if (rst) begin
-      \$121  = 10'h000;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$122  = \$36 ;
+    \$122  = p75;
     if (rst) begin
-      \$122  = 9'h000;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = \y$89 ;
+    \$123  = p76;
     if (rst) begin
       \$123  = 8'h00;
     end
@@ -11787,67 +12054,130 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$129  = p82;
+    \$129  = \$35 ;
     if (rst) begin
-      \$129  = 8'h00;
+      \$129  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$130  = p83;
+    \$130  = \$36 ;
     if (rst) begin
-      \$130  = 8'h00;
+      \$130  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$131  = p84;
+    \$131  = \y$97 ;
     if (rst) begin
       \$131  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$132  = \$37 ;
+    \$132  = p85;
     if (rst) begin
-      \$132  = 18'h00000;
+      \$132  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$133  = p76;
+    \$133  = p86;
     if (rst) begin
-      \$133  = 9'h000;
+      \$133  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$134  = \$41 ;
+    \$134  = p87;
     if (rst) begin
-      \$134  = 20'h00000;
+      \$134  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$135  = \$45 [7:0];
+    \$135  = p88;
     if (rst) begin
       \$135  = 8'h00;
     end
   end
-  assign valid_out = p18;
-  assign tag_out = p37;
-  assign x = p39;
-  assign \x$105  = p41;
-  assign \x$106  = p59;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$136  = p89;
+    if (rst) begin
+      \$136  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$137  = p90;
+    if (rst) begin
+      \$137  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$138  = p91;
+    if (rst) begin
+      \$138  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$139  = p92;
+    if (rst) begin
+      \$139  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$140  = p93;
+    if (rst) begin
+      \$140  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$141  = \$37 ;
+    if (rst) begin
+      \$141  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$142  = p84;
+    if (rst) begin
+      \$142  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$143  = \$41 ;
+    if (rst) begin
+      \$143  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$144  = \$45 [7:0];
+    if (rst) begin
+      \$144  = 8'h00;
+    end
+  end
+  assign valid_out = p20;
+  assign tag_out = p41;
+  assign x = p43;
+  assign \x$114  = p45;
+  assign \x$115  = p65;
   assign \$2  = { \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21], \$1 [21:8] };
   assign \$8  = { \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21], \$7 [21:8] };
   assign \$14  = { \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21:8] };
   assign \$20  = { \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21], \$19 [21:8] };
   assign \$27  = { \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16], \$26 [16:7] };
-  assign \$33  = { p74[7], p74 };
-  assign \$34  = { \y$86 [7], \y$86  };
-  assign \$36  = { \y$86 [7], \y$86  };
-  assign \$38  = { p87, 7'h00 };
+  assign \$33  = { p82[7], p82 };
+  assign \$34  = { \y$94 [7], \y$94  };
+  assign \$36  = { \y$94 [7], \y$94  };
+  assign \$38  = { p96, 7'h00 };
   assign \$41  = { \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19], \$40 [19:7] };
 endmodule
 
@@ -11895,30 +12225,38 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [4:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [17:0] \$50 ;
-  reg [18:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [16:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [17:0] \$54 ;
+  reg [18:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [16:0] term = 17'h00000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -11926,23 +12264,35 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -11957,11 +12307,11 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 18'h00800 : y2;
   assign \$28  = $signed(13'h0800) - $signed(\$27 );
   assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -11971,10 +12321,20 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$40  = \$33  ? 20'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$45  = \$11 ;
@@ -11991,44 +12351,72 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 18'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 19'h00000;
+      \$51  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -12087,20 +12475,6 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
     \$42  = \$4 ;
     if (rst) begin
       \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -12161,30 +12535,38 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [4:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [17:0] \$50 ;
-  reg [18:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [16:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [17:0] \$54 ;
+  reg [18:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [16:0] term = 17'h00000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -12192,23 +12574,35 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -12223,11 +12617,11 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 18'h00800 : y2;
   assign \$28  = $signed(13'h0800) - $signed(\$27 );
   assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -12237,10 +12631,20 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$40  = \$33  ? 20'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$45  = \$11 ;
@@ -12257,44 +12661,72 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 18'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 19'h00000;
+      \$51  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -12355,20 +12787,6 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
       \$42  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
   assign \$5  = { 4'h0, \$signal [8:4] };
   assign \$7  = { 4'h0, \$signal [8:4] };
   assign \$9  = { 4'h0, \$signal [8:4] };
@@ -12427,30 +12845,38 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [3:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [16:0] \$50 ;
-  reg [17:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [15:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [16:0] \$54 ;
+  reg [17:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [3:0] \$signal$8  = 4'h0;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -12458,23 +12884,35 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg [16:0] y2 = 17'h00000;
   reg [17:0] y3 = 18'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -12489,11 +12927,11 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(5'h08);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 17'h00800 : y2;
   assign \$28  = - $signed(\$27 );
   assign \$29  = beyond2 ? 17'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [16], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [16], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -12503,10 +12941,20 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$40  = \$33  ? 19'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$45  = \$11 ;
@@ -12523,44 +12971,72 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 17'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 18'h00000;
+      \$51  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -12651,20 +13127,6 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
     \$42  = \$4 ;
     if (rst) begin
       \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
     end
   end
   assign \$5  = { 3'h0, \$signal [8:3] };

@@ -3297,7 +3297,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$150  = grp == 4'hf;
   assign \$151  = lane + 1'h1;
   assign \$152  = \wait  + 1'h1;
-  assign \$153  = \wait  == 5'h14;
+  assign \$153  = \wait  == 5'h16;
   assign \$154  = enc_col < 6'h20;
   assign \$155  = level + e1[0];
   assign \$156  = \$155  + e2[0];
@@ -3466,8 +3466,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .c_prev(c_prev),
     .clk(clk),
     .h_new(h_new),
-    .p18(valid_out),
-    .p37(tag_out),
+    .p20(valid_out),
+    .p41(tag_out),
     .rst(rst),
     .tag(tag),
     .valid_in(valid_in)
@@ -5485,33 +5485,40 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, acc2, acc3, tag, p18, p37, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, acc2, acc3, tag, p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
   reg [7:0] \$100 ;
-  reg [7:0] \$101 ;
-  reg [7:0] \$102 ;
-  reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
+  reg [15:0] \$101 ;
+  reg [15:0] \$102 ;
+  reg [19:0] \$103 ;
+  reg [20:0] \$104 ;
   reg [7:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
   reg [7:0] \$108 ;
   reg [7:0] \$109 ;
   wire [19:0] \$11 ;
-  reg [15:0] \$110 ;
-  reg [16:0] \$111 ;
+  reg [7:0] \$110 ;
+  reg [7:0] \$111 ;
   reg [7:0] \$112 ;
   reg [7:0] \$113 ;
   reg [7:0] \$114 ;
   reg [7:0] \$115 ;
-  reg [7:0] \$116 ;
-  reg [7:0] \$117 ;
+  reg [15:0] \$116 ;
+  reg [16:0] \$117 ;
   reg [7:0] \$118 ;
   reg [7:0] \$119 ;
   wire [19:0] \$12 ;
   reg [7:0] \$120 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
   wire [19:0] \$13 ;
   wire [19:0] \$14 ;
   wire \$15 ;
@@ -5566,8 +5573,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   wire [19:0] \$6 ;
   reg \$60 ;
   reg \$61 ;
-  reg [5:0] \$62 ;
-  reg [5:0] \$63 ;
+  reg \$62 ;
+  reg \$63 ;
   reg [5:0] \$64 ;
   reg [5:0] \$65 ;
   reg [5:0] \$66 ;
@@ -5587,26 +5594,26 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   reg [5:0] \$79 ;
   wire [19:0] \$8 ;
   reg [5:0] \$80 ;
-  reg [19:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [19:0] \$83 ;
-  reg [7:0] \$84 ;
+  reg [5:0] \$81 ;
+  reg [5:0] \$82 ;
+  reg [5:0] \$83 ;
+  reg [5:0] \$84 ;
   reg [19:0] \$85 ;
   reg [7:0] \$86 ;
   reg [19:0] \$87 ;
   reg [7:0] \$88 ;
-  reg [7:0] \$89 ;
+  reg [19:0] \$89 ;
   wire \$9 ;
   reg [7:0] \$90 ;
-  reg [7:0] \$91 ;
+  reg [19:0] \$91 ;
   reg [7:0] \$92 ;
   reg [7:0] \$93 ;
   reg [7:0] \$94 ;
   reg [7:0] \$95 ;
-  reg [15:0] \$96 ;
-  reg [15:0] \$97 ;
-  reg [19:0] \$98 ;
-  reg [20:0] \$99 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg [7:0] \$98 ;
+  reg [7:0] \$99 ;
   input [18:0] acc0;
   wire [18:0] acc0;
   input [18:0] acc1;
@@ -5633,11 +5640,11 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   reg p15 = 1'h0;
   reg p16 = 1'h0;
   reg p17 = 1'h0;
-  output p18;
   reg p18 = 1'h0;
-  reg [5:0] p19 = 6'h00;
+  reg p19 = 1'h0;
   reg p2 = 1'h0;
-  reg [5:0] p20 = 6'h00;
+  output p20;
+  reg p20 = 1'h0;
   reg [5:0] p21 = 6'h00;
   reg [5:0] p22 = 6'h00;
   reg [5:0] p23 = 6'h00;
@@ -5655,51 +5662,58 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   reg [5:0] p34 = 6'h00;
   reg [5:0] p35 = 6'h00;
   reg [5:0] p36 = 6'h00;
-  output [5:0] p37;
   reg [5:0] p37 = 6'h00;
-  reg [19:0] p38 = 20'h00000;
-  reg [7:0] p39 = 8'h00;
+  reg [5:0] p38 = 6'h00;
+  reg [5:0] p39 = 6'h00;
   reg p4 = 1'h0;
-  reg [19:0] p40 = 20'h00000;
-  reg [7:0] p41 = 8'h00;
+  reg [5:0] p40 = 6'h00;
+  output [5:0] p41;
+  reg [5:0] p41 = 6'h00;
   reg [19:0] p42 = 20'h00000;
   reg [7:0] p43 = 8'h00;
   reg [19:0] p44 = 20'h00000;
   reg [7:0] p45 = 8'h00;
-  reg [7:0] p46 = 8'h00;
+  reg [19:0] p46 = 20'h00000;
   reg [7:0] p47 = 8'h00;
-  reg [7:0] p48 = 8'h00;
+  reg [19:0] p48 = 20'h00000;
   reg [7:0] p49 = 8'h00;
   reg p5 = 1'h0;
   reg [7:0] p50 = 8'h00;
   reg [7:0] p51 = 8'h00;
   reg [7:0] p52 = 8'h00;
-  reg [15:0] p53 = 16'h0000;
-  reg [15:0] p54 = 16'h0000;
-  reg [19:0] p55 = 20'h00000;
-  reg [20:0] p56 = 21'h000000;
+  reg [7:0] p53 = 8'h00;
+  reg [7:0] p54 = 8'h00;
+  reg [7:0] p55 = 8'h00;
+  reg [7:0] p56 = 8'h00;
   reg [7:0] p57 = 8'h00;
-  reg [7:0] p58 = 8'h00;
-  reg [7:0] p59 = 8'h00;
+  reg [15:0] p58 = 16'h0000;
+  reg [15:0] p59 = 16'h0000;
   reg p6 = 1'h0;
-  reg [7:0] p60 = 8'h00;
-  reg [7:0] p61 = 8'h00;
+  reg [19:0] p60 = 20'h00000;
+  reg [20:0] p61 = 21'h000000;
   reg [7:0] p62 = 8'h00;
   reg [7:0] p63 = 8'h00;
   reg [7:0] p64 = 8'h00;
   reg [7:0] p65 = 8'h00;
   reg [7:0] p66 = 8'h00;
-  reg [15:0] p67 = 16'h0000;
-  reg [16:0] p68 = 17'h00000;
+  reg [7:0] p67 = 8'h00;
+  reg [7:0] p68 = 8'h00;
   reg [7:0] p69 = 8'h00;
   reg p7 = 1'h0;
   reg [7:0] p70 = 8'h00;
   reg [7:0] p71 = 8'h00;
   reg [7:0] p72 = 8'h00;
-  reg [7:0] p73 = 8'h00;
-  reg [7:0] p74 = 8'h00;
+  reg [15:0] p73 = 16'h0000;
+  reg [16:0] p74 = 17'h00000;
   reg [7:0] p75 = 8'h00;
+  reg [7:0] p76 = 8'h00;
+  reg [7:0] p77 = 8'h00;
+  reg [7:0] p78 = 8'h00;
+  reg [7:0] p79 = 8'h00;
   reg p8 = 1'h0;
+  reg [7:0] p80 = 8'h00;
+  reg [7:0] p81 = 8'h00;
+  reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
   input rst;
   wire rst;
@@ -5714,51 +5728,51 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   (* init = 8'h00 *)
   wire [7:0] x;
   (* init = 8'h00 *)
-  wire [7:0] \x$95 ;
+  wire [7:0] \x$102 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$96 ;
+  wire [7:0] \x$103 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$97 ;
+  wire [7:0] \x$104 ;
   (* init = 8'h00 *)
-  wire [7:0] \x$98 ;
+  wire [7:0] \x$105 ;
   wire [7:0] y;
-  wire [7:0] \y$65 ;
-  wire [7:0] \y$66 ;
+  wire [7:0] \y$70 ;
   wire [7:0] \y$71 ;
-  wire [7:0] \y$81 ;
+  wire [7:0] \y$76 ;
+  wire [7:0] \y$87 ;
   assign \$1  = $signed(acc0) + $signed(9'h080);
-  assign \$3  = $signed(p38) > $signed(8'h7f);
-  assign \$4  = $signed(p38) < $signed(8'h80);
-  assign \$5  = \$4  ? 20'hfff80 : p38;
+  assign \$3  = $signed(p42) > $signed(8'h7f);
+  assign \$4  = $signed(p42) < $signed(8'h80);
+  assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
   assign \$7  = $signed(acc1) + $signed(9'h080);
-  assign \$9  = $signed(p40) > $signed(8'h7f);
-  assign \$10  = $signed(p40) < $signed(8'h80);
-  assign \$11  = \$10  ? 20'hfff80 : p40;
+  assign \$9  = $signed(p44) > $signed(8'h7f);
+  assign \$10  = $signed(p44) < $signed(8'h80);
+  assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
   assign \$13  = $signed(acc2) + $signed(9'h080);
-  assign \$15  = $signed(p42) > $signed(8'h7f);
-  assign \$16  = $signed(p42) < $signed(8'h80);
-  assign \$17  = \$16  ? 20'hfff80 : p42;
+  assign \$15  = $signed(p46) > $signed(8'h7f);
+  assign \$16  = $signed(p46) < $signed(8'h80);
+  assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
   assign \$19  = $signed(acc3) + $signed(9'h080);
-  assign \$21  = $signed(p44) > $signed(8'h7f);
-  assign \$22  = $signed(p44) < $signed(8'h80);
-  assign \$23  = \$22  ? 20'hfff80 : p44;
+  assign \$21  = $signed(p48) > $signed(8'h7f);
+  assign \$22  = $signed(p48) < $signed(8'h80);
+  assign \$23  = \$22  ? 20'hfff80 : p48;
   assign \$24  = \$21  ? 20'h0007f : \$23 ;
-  assign \$25  = $signed(y) * $signed(p52);
-  assign \$26  = $signed(\y$65 ) * $signed(\y$66 );
+  assign \$25  = $signed(y) * $signed(p57);
+  assign \$26  = $signed(\y$70 ) * $signed(\y$71 );
   assign \$29  = $signed(\$27 ) + $signed(\$28 );
-  assign \$30  = $signed(p55) + $signed(11'h200);
-  assign \$32  = $signed(p56) > $signed(8'h7f);
-  assign \$33  = $signed(p56) < $signed(8'h80);
-  assign \$34  = \$33  ? 21'h1fff80 : p56;
+  assign \$30  = $signed(p60) + $signed(11'h200);
+  assign \$32  = $signed(p61) > $signed(8'h7f);
+  assign \$33  = $signed(p61) < $signed(8'h80);
+  assign \$34  = \$33  ? 21'h1fff80 : p61;
   assign \$35  = \$32  ? 21'h00007f : \$34 ;
-  assign \$36  = $signed(p66) * $signed(\y$81 );
-  assign \$37  = $signed(p67) + $signed(8'h40);
-  assign \$39  = $signed(p68) > $signed(8'h7f);
-  assign \$40  = $signed(p68) < $signed(8'h80);
-  assign \$41  = \$40  ? 17'h1ff80 : p68;
+  assign \$36  = $signed(p72) * $signed(\y$87 );
+  assign \$37  = $signed(p73) + $signed(8'h40);
+  assign \$39  = $signed(p74) > $signed(8'h7f);
+  assign \$40  = $signed(p74) < $signed(8'h80);
+  assign \$41  = \$40  ? 17'h1ff80 : p74;
   assign \$42  = \$39  ? 17'h0007f : \$41 ;
   always @(posedge clk)
     p0 <= \$43 ;
@@ -5913,38 +5927,52 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   always @(posedge clk)
     p75 <= \$118 ;
   always @(posedge clk)
-    h_new <= \$119 ;
+    p76 <= \$119 ;
   always @(posedge clk)
-    c_new <= \$120 ;
+    p77 <= \$120 ;
+  always @(posedge clk)
+    p78 <= \$121 ;
+  always @(posedge clk)
+    p79 <= \$122 ;
+  always @(posedge clk)
+    p80 <= \$123 ;
+  always @(posedge clk)
+    p81 <= \$124 ;
+  always @(posedge clk)
+    p82 <= \$125 ;
+  always @(posedge clk)
+    h_new <= \$126 ;
+  always @(posedge clk)
+    c_new <= \$127 ;
   \hwgen_digits_lstm_p2.elementwise0.sig_f  sig_f (
     .clk(clk),
     .rst(rst),
-    .x(p41),
+    .x(p45),
     .y(y)
   );
   \hwgen_digits_lstm_p2.elementwise0.sig_i  sig_i (
     .clk(clk),
     .rst(rst),
-    .x(p39),
-    .y(\y$65 )
+    .x(p43),
+    .y(\y$70 )
   );
   \hwgen_digits_lstm_p2.elementwise0.sig_o  sig_o (
     .clk(clk),
     .rst(rst),
-    .x(p45),
-    .y(\y$71 )
+    .x(p49),
+    .y(\y$76 )
   );
   \hwgen_digits_lstm_p2.elementwise0.tanh_c  tanh_c (
     .clk(clk),
     .rst(rst),
-    .x(p57),
-    .y(\y$81 )
+    .x(p62),
+    .y(\y$87 )
   );
   \hwgen_digits_lstm_p2.elementwise0.tanh_g  tanh_g (
     .clk(clk),
     .rst(rst),
-    .x(p43),
-    .y(\y$66 )
+    .x(p47),
+    .y(\y$71 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -6081,21 +6109,21 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$62  = tag;
+    \$62  = p18;
     if (rst) begin
-      \$62  = 6'h00;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$63  = p19;
     if (rst) begin
-      \$63  = 6'h00;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$64  = p20;
+    \$64  = tag;
     if (rst) begin
       \$64  = 6'h00;
     end
@@ -6214,91 +6242,91 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = \$2 ;
+    \$81  = p37;
     if (rst) begin
-      \$81  = 20'h00000;
+      \$81  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$82  = \$6 [7:0];
+    \$82  = p38;
     if (rst) begin
-      \$82  = 8'h00;
+      \$82  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$83  = \$8 ;
+    \$83  = p39;
     if (rst) begin
-      \$83  = 20'h00000;
+      \$83  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = \$12 [7:0];
+    \$84  = p40;
     if (rst) begin
-      \$84  = 8'h00;
+      \$84  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = \$14 ;
+    \$85  = \$2 ;
     if (rst) begin
       \$85  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = \$18 [7:0];
+    \$86  = \$6 [7:0];
     if (rst) begin
       \$86  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = \$20 ;
+    \$87  = \$8 ;
     if (rst) begin
       \$87  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = \$24 [7:0];
+    \$88  = \$12 [7:0];
     if (rst) begin
       \$88  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = c_prev;
+    \$89  = \$14 ;
     if (rst) begin
-      \$89  = 8'h00;
+      \$89  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = p46;
+    \$90  = \$18 [7:0];
     if (rst) begin
       \$90  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = p47;
+    \$91  = \$20 ;
     if (rst) begin
-      \$91  = 8'h00;
+      \$91  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = p48;
+    \$92  = \$24 [7:0];
     if (rst) begin
       \$92  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = p49;
+    \$93  = c_prev;
     if (rst) begin
       \$93  = 8'h00;
     end
@@ -6319,77 +6347,77 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = \$25 ;
+    \$96  = p52;
     if (rst) begin
-      \$96  = 16'h0000;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = \$26 ;
+    \$97  = p53;
     if (rst) begin
-      \$97  = 16'h0000;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = \$29 ;
+    \$98  = p54;
     if (rst) begin
-      \$98  = 20'h00000;
+      \$98  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = \$31 ;
+    \$99  = p55;
     if (rst) begin
-      \$99  = 21'h000000;
+      \$99  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = \$35 [7:0];
+    \$100  = p56;
     if (rst) begin
       \$100  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = \y$71 ;
+    \$101  = \$25 ;
     if (rst) begin
-      \$101  = 8'h00;
+      \$101  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = p58;
+    \$102  = \$26 ;
     if (rst) begin
-      \$102  = 8'h00;
+      \$102  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = p59;
+    \$103  = \$29 ;
     if (rst) begin
-      \$103  = 8'h00;
+      \$103  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = p60;
+    \$104  = \$31 ;
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = p61;
+    \$105  = \$35 [7:0];
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = p62;
+    \$106  = \y$76 ;
     if (rst) begin
       \$106  = 8'h00;
     end
@@ -6417,21 +6445,21 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = \$36 ;
+    \$110  = p66;
     if (rst) begin
-      \$110  = 16'h0000;
+      \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = \$38 ;
+    \$111  = p67;
     if (rst) begin
-      \$111  = 17'h00000;
+      \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = p57;
+    \$112  = p68;
     if (rst) begin
       \$112  = 8'h00;
     end
@@ -6459,52 +6487,101 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$116  = p72;
+    \$116  = \$36 ;
     if (rst) begin
-      \$116  = 8'h00;
+      \$116  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$117  = p73;
+    \$117  = \$38 ;
     if (rst) begin
-      \$117  = 8'h00;
+      \$117  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$118  = p74;
+    \$118  = p62;
     if (rst) begin
       \$118  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$119  = \$42 [7:0];
+    \$119  = p75;
     if (rst) begin
       \$119  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$120  = p75;
+    \$120  = p76;
     if (rst) begin
       \$120  = 8'h00;
     end
   end
-  assign valid_out = p18;
-  assign tag_out = p37;
-  assign x = p39;
-  assign \x$95  = p41;
-  assign \x$96  = p43;
-  assign \x$97  = p45;
-  assign \x$98  = p57;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$121  = p77;
+    if (rst) begin
+      \$121  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$122  = p78;
+    if (rst) begin
+      \$122  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$123  = p79;
+    if (rst) begin
+      \$123  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$124  = p80;
+    if (rst) begin
+      \$124  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$125  = p81;
+    if (rst) begin
+      \$125  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$126  = \$42 [7:0];
+    if (rst) begin
+      \$126  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$127  = p82;
+    if (rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  assign valid_out = p20;
+  assign tag_out = p41;
+  assign x = p43;
+  assign \x$102  = p45;
+  assign \x$103  = p47;
+  assign \x$104  = p49;
+  assign \x$105  = p62;
   assign \$2  = { \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19], \$1 [19:8] };
   assign \$8  = { \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19], \$7 [19:8] };
   assign \$14  = { \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19:8] };
   assign \$20  = { \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19], \$19 [19:8] };
-  assign \$27  = { p53, 3'h0 };
-  assign \$28  = { p54[15], p54 };
+  assign \$27  = { p58, 3'h0 };
+  assign \$28  = { p59[15], p59 };
   assign \$31  = { \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20], \$30 [20:10] };
   assign \$38  = { \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16], \$37 [16:7] };
 endmodule
@@ -6553,30 +6630,38 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [4:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [17:0] \$50 ;
-  reg [18:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [16:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [17:0] \$54 ;
+  reg [18:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [16:0] term = 17'h00000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -6584,23 +6669,35 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6615,11 +6712,11 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 18'h00800 : y2;
   assign \$28  = $signed(13'h0800) - $signed(\$27 );
   assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -6629,10 +6726,20 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   assign \$40  = \$33  ? 20'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$45  = \$11 ;
@@ -6649,44 +6756,72 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 18'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 19'h00000;
+      \$51  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -6745,20 +6880,6 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
     \$42  = \$4 ;
     if (rst) begin
       \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -6819,30 +6940,38 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [4:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [17:0] \$50 ;
-  reg [18:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [16:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [17:0] \$54 ;
+  reg [18:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [16:0] term = 17'h00000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -6850,23 +6979,35 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6881,11 +7022,11 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 18'h00800 : y2;
   assign \$28  = $signed(13'h0800) - $signed(\$27 );
   assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -6895,10 +7036,20 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   assign \$40  = \$33  ? 20'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$45  = \$11 ;
@@ -6915,44 +7066,72 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 18'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 19'h00000;
+      \$51  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -7011,20 +7190,6 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
     \$42  = \$4 ;
     if (rst) begin
       \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -7085,30 +7250,38 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [4:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [17:0] \$50 ;
-  reg [18:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [16:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [17:0] \$54 ;
+  reg [18:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [16:0] term = 17'h00000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -7116,23 +7289,35 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7147,11 +7332,11 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 18'h00800 : y2;
   assign \$28  = $signed(13'h0800) - $signed(\$27 );
   assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [17], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -7161,10 +7346,20 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   assign \$40  = \$33  ? 20'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$45  = \$11 ;
@@ -7181,44 +7376,72 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 18'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 19'h00000;
+      \$51  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -7279,20 +7502,6 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
       \$42  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
   assign \$5  = { 4'h0, \$signal [8:4] };
   assign \$7  = { 4'h0, \$signal [8:4] };
   assign \$9  = { 4'h0, \$signal [8:4] };
@@ -7351,30 +7560,38 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [2:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg [16:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [14:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [15:0] \$54 ;
+  reg [16:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [2:0] \$signal$8  = 3'h0;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [14:0] term = 15'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -7382,23 +7599,35 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   reg [15:0] y2 = 16'h0000;
   reg [16:0] y3 = 17'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7413,11 +7642,11 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(4'h4);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 16'h0800 : y2;
   assign \$28  = - $signed(\$27 );
   assign \$29  = beyond2 ? 16'h0800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [15], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [15], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -7427,10 +7656,20 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   assign \$40  = \$33  ? 18'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$45  = \$11 ;
@@ -7447,44 +7686,72 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -7575,20 +7842,6 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
     \$42  = \$4 ;
     if (rst) begin
       \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
     end
   end
   assign \$5  = { 2'h0, \$signal [8:2] };
@@ -7649,30 +7902,38 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   reg \$44 ;
   reg [12:0] \$45 ;
   reg [3:0] \$46 ;
-  reg [10:0] \$47 ;
+  reg \$47 ;
   reg \$48 ;
-  reg \$49 ;
+  reg [12:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [16:0] \$50 ;
-  reg [17:0] \$51 ;
-  reg [7:0] \$52 ;
+  reg [10:0] \$50 ;
+  reg [15:0] \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg [16:0] \$54 ;
+  reg [17:0] \$55 ;
+  reg [7:0] \$56 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
   wire [8:0] \$9 ;
   reg [8:0] \$signal  = 9'h000;
-  reg \$signal$10  = 1'h0;
+  reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [12:0] \$signal$7  = 13'h0000;
   reg [3:0] \$signal$8  = 4'h0;
+  reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
+  reg [12:0] c1b = 13'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -7680,23 +7941,35 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   reg [16:0] y2 = 17'h00000;
   reg [17:0] y3 = 18'h00000;
   always @(posedge clk)
+    neg0 <= \$42 ;
+  always @(posedge clk)
+    \$signal$5  <= \$43 ;
+  always @(posedge clk)
     beyond1 <= \$44 ;
   always @(posedge clk)
     \$signal$7  <= \$45 ;
   always @(posedge clk)
     \$signal$8  <= \$46 ;
   always @(posedge clk)
-    s1 <= \$47 ;
+    \$signal$9  <= \$47 ;
   always @(posedge clk)
-    \$signal$10  <= \$48 ;
+    beyond1b <= \$48 ;
   always @(posedge clk)
-    beyond2 <= \$49 ;
+    c1b <= \$49 ;
   always @(posedge clk)
-    y2 <= \$50 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    y3 <= \$51 ;
+    term <= \$51 ;
   always @(posedge clk)
-    y <= \$52 ;
+    \$signal$14  <= \$52 ;
+  always @(posedge clk)
+    beyond2 <= \$53 ;
+  always @(posedge clk)
+    y2 <= \$54 ;
+  always @(posedge clk)
+    y3 <= \$55 ;
+  always @(posedge clk)
+    y <= \$56 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7711,11 +7984,11 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(\$23 ) + $signed(5'h08);
-  assign \$26  = $signed(\$signal$7 ) + $signed(\$25 );
+  assign \$26  = $signed(c1b) + $signed(term);
   assign \$27  = beyond2 ? 17'h00800 : y2;
   assign \$28  = - $signed(\$27 );
   assign \$29  = beyond2 ? 17'h00800 : y2;
-  assign \$30  = \$signal$10  ? \$28  : { \$29 [16], \$29  };
+  assign \$30  = \$signal$14  ? \$28  : { \$29 [16], \$29  };
   assign \$31  = $signed(y3) + $signed(5'h08);
   assign \$33  = $signed(\$32 ) > $signed(8'h7f);
   assign \$34  = $signed(y3) + $signed(5'h08);
@@ -7725,10 +7998,20 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   assign \$40  = \$33  ? 19'h0007f : \$39 ;
   always @(posedge clk)
     \$signal  <= \$41 ;
-  always @(posedge clk)
-    neg0 <= \$42 ;
-  always @(posedge clk)
-    \$signal$5  <= \$43 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$43  = neg0;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = \$6 ;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$45  = \$11 ;
@@ -7745,44 +8028,72 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = \$22 ;
+    \$47  = \$signal$5 ;
     if (rst) begin
-      \$47  = 11'h000;
+      \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = \$signal$5 ;
+    \$48  = beyond1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = beyond1;
+    \$49  = \$signal$7 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = \$26 ;
+    \$50  = \$22 ;
     if (rst) begin
-      \$50  = 17'h00000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$30 ;
+    \$51  = \$25 ;
     if (rst) begin
-      \$51  = 18'h00000;
+      \$51  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = \$40 [7:0];
+    \$52  = \$signal$9 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$53  = beyond1b;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$54  = \$26 ;
+    if (rst) begin
+      \$54  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$55  = \$30 ;
+    if (rst) begin
+      \$55  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$56  = \$40 [7:0];
+    if (rst) begin
+      \$56  = 8'h00;
     end
   end
   always @* begin
@@ -7873,20 +8184,6 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
     \$42  = \$4 ;
     if (rst) begin
       \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = neg0;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = \$6 ;
-    if (rst) begin
-      \$44  = 1'h0;
     end
   end
   assign \$5  = { 3'h0, \$signal [8:3] };
