@@ -1,4 +1,5 @@
 """The FPGA flow on the stand-in design: reports, fit, errors, board bitstreams."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,49 @@ from standin_design import write_standin
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
     return write_standin(tmp_path_factory.mktemp("standin") / "standin")
+
+
+# 2048 x 64 bits of RAM: 32 iCE40 EBRs of 4 kbit, the UP5K has 30; and MULS multipliers.
+_BIG_RAM_VERILOG = """
+module hwgen_bigram(input clk, input rst, input [9:0] i__payload, input i__valid,
+                    output i__ready, output reg [12:0] o__payload, output reg o__valid,
+                    input o__ready);
+  parameter MULS = 0;
+  reg [63:0] mem [0:2047];
+  reg [10:0] wa, ra;
+  reg [63:0] shift, q;
+  reg [31:0] mix;
+  integer k;
+  assign i__ready = 1'b1;
+  always @(posedge clk) begin
+    if (i__valid) begin
+      shift <= {shift[55:0], i__payload[7:0]};
+      mem[wa] <= shift;
+      wa <= wa + 11'd1;
+    end
+    ra <= ra + 11'd3;
+    q <= mem[ra];
+    mix = 32'd0;
+    for (k = 0; k < MULS; k = k + 1)
+      mix = mix ^ (shift[15:0] * (q[15:0] + k));
+    o__payload <= q[12:0] ^ q[25:13] ^ q[38:26] ^ q[51:39] ^ {q[63:52], ^mix};
+    o__valid <= ~rst;
+  end
+endmodule
+"""
+
+
+def write_big_ram(out_dir, muls: int = 0) -> Path:
+    """A design folder whose RAM needs more block RAM than the UP5K has."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True)
+    (out_dir / "hwgen_bigram.v").write_text(
+        _BIG_RAM_VERILOG.replace("MULS = 0", f"MULS = {muls}"))
+    manifest = {"name": "bigram", "interface": {
+        "top": "hwgen_bigram", "verilog": ["hwgen_bigram.v"], "clock": "clk", "reset": "rst",
+        "in_width": 8, "out_width": 12}, "cycles": {"per_step": 1, "per_sequence_overhead": 0}}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest))
+    return out_dir
 
 
 def _check_placed(report, target):
@@ -38,6 +82,11 @@ def test_place_and_route(standin, target, freq):
         ("yosys", "start"), ("yosys", "done"), ("nextpnr", "start"), ("nextpnr", "done"),
         ("pack", "start"), ("pack", "done")]
     assert report["performance"]["per_step"] == 4  # input_size 3 + 1 output cycle
+    if target == "ice40-up5k":
+        assert report["dsp_mapping"]["strategy"] == "dsp"
+        assert "DSP mapping" not in Path(report["out_dir"], "report.txt").read_text()
+    else:
+        assert report["dsp_mapping"] is None
 
 
 def test_gowin_place_and_route(standin, tmp_path):
@@ -51,14 +100,56 @@ def test_xc7_is_an_estimate(standin, tmp_path):
     assert "ESTIMATE" in (tmp_path / "report.txt").read_text()
 
 
-def test_too_many_multipliers_do_not_fit(tmp_path):
+def test_too_many_multipliers_fit_with_the_widest_on_dsps(tmp_path):
     design = write_standin(tmp_path / "big", name="big", ballast=12)
     report = synthesize(design, "ice40-up5k", progress=None)
+    dsp = report["dsp_mapping"]
+    assert report["fits"] is True and report["overflow"] == [] and report["fmax_mhz"] > 0
+    assert dsp["strategy"] == "dsp-widest" and dsp["dsp_wanted"] == 12
+    assert len(dsp["on_dsp"]) == 8 and len(dsp["in_logic"]) == 4
+    assert dsp["attempts"] == [{"strategy": "dsp", "dsp": 12}, {"strategy": "dsp-widest", "dsp": 8}]
+    assert report["resources"]["DSP"]["used"] == 8 and report["resources"]["DSP"]["placed"] == 8
+    assert Path(report["bitstream"]).stat().st_size > 0
+    assert list(report["stage_seconds"]) == ["yosys", "yosys-dsp-probe", "yosys-dsp-widest",
+                                             "nextpnr", "pack"]
+    text = (design / "synth/ice40-up5k/report.txt").read_text()
+    assert "DSP mapping: dsp-widest (synth_ice40 -dsp wanted 12 SB_MAC16 > 8: the 8 widest " \
+           "of 12 multipliers on SB_MAC16, 4 in logic)" in text
+    saved = json.loads((design / "synth/ice40-up5k/report.json").read_text())
+    assert saved["dsp_mapping"]["strategy"] == "dsp-widest"
+
+
+def test_no_dsp_budget_puts_every_multiplier_in_logic(tmp_path):
+    design = write_standin(tmp_path / "two", name="two", ballast=2)
+    up5k = get_target("ice40-up5k")
+    no_dsps = dataclasses.replace(up5k, capacity={**up5k.capacity, "DSP": 0})
+    report = synthesize(design, no_dsps, progress=None, pack=False)
+    dsp = report["dsp_mapping"]
+    assert dsp["strategy"] == "no-dsp" and dsp["on_dsp"] == [] and len(dsp["in_logic"]) == 2
+    assert dsp["attempts"] == [{"strategy": "dsp", "dsp": 2}, {"strategy": "no-dsp", "dsp": 0}]
+    assert report["cells"].get("SB_MAC16", 0) == 0 and report["fits"] is True
+    assert "synthesized without -dsp" in (design / "synth/ice40-up5k/report.txt").read_text()
+
+
+def test_too_much_block_ram_does_not_fit(tmp_path):
+    design = write_big_ram(tmp_path / "bigram")
+    report = synthesize(design, "ice40-up5k", progress=None)
     assert report["fits"] is False and report["fmax_mhz"] is None
-    assert report["overflow"][0]["resource"] == "DSP"
-    assert report["overflow"][0]["used"] == 12 and report["overflow"][0]["available"] == 8
+    assert report["overflow"][0]["resource"] == "BRAM"
+    assert report["overflow"][0]["used"] == 32 and report["overflow"][0]["available"] == 30
     assert report["bitstream"] is None
     assert json.loads((design / "synth/ice40-up5k/report.json").read_text())["fits"] is False
+
+
+def test_no_dsp_fallback_when_block_ram_overflows_too(tmp_path):
+    design = write_big_ram(tmp_path / "bigram", muls=12)
+    report = synthesize(design, "ice40-up5k", progress=None)
+    assert report["fits"] is False
+    assert {o["resource"]: o["used"] for o in report["overflow"]} == {"DSP": 12, "BRAM": 32}
+    dsp = report["dsp_mapping"]
+    assert dsp["strategy"] == "dsp" and dsp["attempts"] == [{"strategy": "dsp", "dsp": 12}]
+    assert "no fallback tried, as BRAM (32 > 30) overflows anyway" in dsp["detail"]
+    assert "DSP mapping: dsp (" in (design / "synth/ice40-up5k/report.txt").read_text()
 
 
 def test_wide_core_gets_the_pin_shell(tmp_path):
@@ -83,9 +174,9 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert err.startswith("error: yosys:") and "Traceback" not in err
     assert synth_command(broken, "nope") == 1
     assert "Unknown target 'nope'" in capsys.readouterr().err
-    big = write_standin(tmp_path / "big", name="big", ballast=12)
+    big = write_big_ram(tmp_path / "bigram")
     assert synth_command(big, "ice40-up5k") == 2
-    assert "fits: NO, overflows DSP (12 > 8)" in capsys.readouterr().out
+    assert "fits: NO, overflows BRAM (32 > 30)" in capsys.readouterr().out
 
 
 def test_bad_design_folders(tmp_path):
