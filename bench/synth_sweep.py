@@ -1,12 +1,12 @@
 """FPGA resources, Fmax and throughput of the accelerator over MAC lanes, on two targets.
 
 A GRU with I=16, H=64 (random weights, 8-bit weights and activations) at 1, 2, 4 and 8 MAC
-lanes, and the bundled default design (digits_gru at 4 lanes; also the CLI's default model
-at 4 lanes when that is another one), each through the whole flow (Yosys, nextpnr, packer)
-for the iCE40 UP5K (aim 48 MHz) and the ECP5-85F (aim 125 MHz). Per run: LUT, FF, DSP and
-block RAM (iCE40 EBR/SPRAM, ECP5 DP16KD), whether it fits and what overflows, how the
-multipliers went to DSPs, Fmax, cycles per step (manifest), latency per step and steps/s at
-Fmax, and the flow's wall time; then the critical path of each run.
+lanes, and the committed default design (rtl_out/digits_lstm_p2), each through the whole
+flow (Yosys, nextpnr, packer) for the iCE40 UP5K (aim 48 MHz) and the ECP5-85F (aim
+125 MHz). Per run: LUT, FF, DSP and block RAM (iCE40 EBR/SPRAM, ECP5 DP16KD), whether it
+fits and what overflows, how the multipliers went to DSPs, Fmax, cycles per step
+(manifest), latency per step and steps/s at Fmax, and the flow's wall time; then the
+critical path of each run.
 
     python bench/synth_sweep.py [--lanes 1,2,4,8] [--targets ice40-up5k,ecp5-85f]
                                 [--json bench/results/synth_sweep.json] [--keep DIR]
@@ -31,10 +31,9 @@ from hwgen.rtl.emit import generate
 from hwgen.synth import SynthError, synthesize
 
 AIM_MHZ = {"ice40-up5k": 48.0, "ecp5-85f": 125.0}
-BUNDLED = "digits_gru"
-BUNDLED_LANES = 4
 CONFIG = QuantConfig(weight_bits=8, act_bits=8)
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "synth_sweep.json"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = ROOT / "bench" / "results" / "synth_sweep.json"
 
 # Where a nextpnr cell name stops naming the design's signal and starts naming the packing.
 _PACKING = re.compile(r"(_SB_|_TRELLIS_|_LUT4|_CCU2C|_MULT18X18D|_DP16KD|\$sb_io|\$tr_io|"
@@ -60,24 +59,22 @@ def gru_designs(lanes: list, work: Path) -> list:
                                               inputs=xq)) for p in lanes]
 
 
-def bundled_designs(work: Path) -> list:
-    """(label, design folder) of the bundled default design(s) at 4 lanes."""
-    out = []
-    for name in dict.fromkeys((BUNDLED, flow.DEFAULT_MODEL)):
-        task = flow.load_task(name)
-        qm = flow.quantize(task, CONFIG)
-        folder = flow.generate_design(task, qm, work / f"{name}_p{BUNDLED_LANES}",
-                                      lanes=BUNDLED_LANES, sequences=4)
-        out.append((f"{name} P={BUNDLED_LANES}", folder))
-    return out
+def bundled_design() -> tuple:
+    """(label, folder) of the committed default design (what ``make demo`` generates)."""
+    name = f"{flow.DEFAULT_MODEL}_p{flow.DEFAULT_LANES}"
+    folder = ROOT / "rtl_out" / name
+    if not (folder / "manifest.json").is_file():
+        raise SystemExit(f"synth_sweep: {folder} is missing; run `hwgen demo --no-sim` first")
+    return (f"{name} (default)", folder)
 
 
-def run(label: str, design: Path, target: str) -> dict:
-    """One flow run, as a row of the table."""
+def run(label: str, design: Path, target: str, work: Path) -> dict:
+    """One flow run, as a row of the table (tool files under ``work``)."""
     row = {"design": label, "target": target, "design_dir": str(design)}
     start = time.monotonic()
+    out_dir = work / "synth" / f"{design.name}.{target}"
     try:
-        report = synthesize(design, target, AIM_MHZ[target], progress=None)
+        report = synthesize(design, target, AIM_MHZ[target], out_dir=out_dir, progress=None)
     except SynthError as exc:
         row.update(error=str(exc), wall_s=round(time.monotonic() - start, 1))
         return row
@@ -117,9 +114,15 @@ def _cell(value, fmt="{}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _fits(row: dict) -> str:
+    return "yes" if row["fits"] else "NO " + ",".join(row["overflow"])
+
+
 def format_rows(rows: list) -> str:
+    # The fits column holds the overflow list, so its width follows the longest entry.
+    fits_w = max([4] + [len(_fits(r)) for r in rows if "error" not in r])
     head = (f"{'design':<22} {'target':<10} {'LUT':>5} {'FF':>5} {'DSP':>6} {'BRAM':>5} "
-            f"{'fits':<24} {'DSP map':<10} {'Fmax':>5} {'aim':>4} {'cyc/step':>8} "
+            f"{'fits':<{fits_w}} {'DSP map':<10} {'Fmax':>5} {'aim':>4} {'cyc/step':>8} "
             f"{'us/step':>8} {'steps/s':>8} {'wall s':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -127,10 +130,9 @@ def format_rows(rows: list) -> str:
             lines.append(f"{r['design']:<22} {r['target']:<10} ERROR {r['error']}")
             continue
         bram = (f"{r['bram']}/{r['spram']}" if r["spram"] is not None else f"{r['bram']}")
-        fits = "yes" if r["fits"] else "NO " + ",".join(r["overflow"])
         lines.append(
             f"{r['design']:<22} {r['target']:<10} {r['lut']:>5} {r['ff']:>5} "
-            f"{r['dsp']:>2}/{r['dsp_available']:<3} {bram:>5} {fits:<24} "
+            f"{r['dsp']:>2}/{r['dsp_available']:<3} {bram:>5} {_fits(r):<{fits_w}} "
             f"{_cell(r['dsp_mapping']):<10} {_cell(r['fmax_mhz'], '{:.1f}'):>5} "
             f"{r['aim_mhz']:>4g} {_cell(r['cycles_per_step'], '{:g}'):>8} "
             f"{_cell(r['latency_per_step_us'], '{:.2f}'):>8} "
@@ -174,13 +176,13 @@ def main(argv=None) -> None:
         t0 = time.monotonic()
         designs = gru_designs(lanes, work)
         if not args.no_bundled:
-            designs += bundled_designs(work)
+            designs.append(bundled_design())
         gen_s = time.monotonic() - t0
         print(f"generated {len(designs)} designs in {gen_s:.1f} s", flush=True)
         rows = []
         for label, design in designs:
             for target in targets:
-                row = run(label, design, target)
+                row = run(label, design, target, work)
                 rows.append(row)
                 state = row.get("error") or (f"fits={row['fits']} Fmax={row['fmax_mhz']}")
                 print(f"  {label:<22} {target:<10} {state} ({row['wall_s']:.1f} s)", flush=True)

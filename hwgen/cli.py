@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("generate", help="write rtl_out/<design>/ for a model")
     add_model(sp)
     add_quant(sp)
-    sp.add_argument("--lanes", type=int, default=4, help="MAC lanes P (1..32)")
+    sp.add_argument("--lanes", type=int, default=flow.DEFAULT_LANES,
+                    help=f"MAC lanes P (1..32, default {flow.DEFAULT_LANES})")
     sp.add_argument("--delta", nargs="+", metavar="TX,TH",
                     help="delta network thresholds, one 'tx,th' per layer")
     sp.add_argument("--delta-budget", type=float,
@@ -179,15 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--waves", action="store_true")
     sp.set_defaults(func=cmd_simulate)
 
+    from .synth.targets import TARGETS
     sp = sub.add_parser("synth", help="Yosys + nextpnr: resources, Fmax, throughput")
-    sp.add_argument("design")
-    sp.add_argument("--target", default="ice40-up5k")
-    sp.add_argument("--freq", type=float, help="nextpnr frequency constraint, MHz")
+    sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p2")
+    sp.add_argument("--target", default="ice40-up5k",
+                    help=f"one of {', '.join(TARGETS)} (default ice40-up5k)")
+    sp.add_argument("--freq", type=float,
+                    help="nextpnr frequency constraint, MHz (default: the target's aim)")
     sp.set_defaults(func=cmd_synth)
 
     sp = sub.add_parser("build", help="bitstream for a board (UART host link)")
-    sp.add_argument("design")
-    sp.add_argument("--board", default="icebreaker")
+    sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p2")
+    sp.add_argument("--board", default="icebreaker", help="icebreaker or ulx3s")
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("delta", help="delta threshold sweep and budgeted choice")

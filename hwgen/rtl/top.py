@@ -27,7 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..qmodel import QModel
-from .arith import saturate, shift_round
+from .arith import requantize
 from .elementwise import LATENCY, ElementwiseUnit
 from .plan import Plan, make_plan
 
@@ -287,6 +287,7 @@ class Accelerator(wiring.Component):
         issue_tag = Signal(range(max_h + 1))
         issue_layer = Signal(range(len(units) + 1))
         lane = Signal(range(P + 1))
+        elem = Signal(range(max_h + 1))  # grp * P + lane, counted rather than computed
         act_q = Signal(range(6))
         g_grp = Signal(range(max(lp.groups_per_gate for lp in plan.layers) + 1))
         wait = Signal(range(max(LATENCY.values()) + 4))
@@ -299,7 +300,7 @@ class Accelerator(wiring.Component):
         o_valid = Signal()
         o_payload = Signal(output_layout(qm.head.out_fmt.width))
         out_idx = Signal(range(qm.output_size + 1))
-        out_rounded = Signal(signed(plan.acc_width + 1))
+        out_word = Signal(signed(plan.acc_width))
         m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(o_payload)]
         in_idx = Signal(range(qm.input_size + 1))
 
@@ -338,8 +339,9 @@ class Accelerator(wiring.Component):
                     matrix(ps, f"DRAIN{k}")
                 with m.State(f"DRAIN{k}"):
                     with m.If(~s1.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
-                        m.d.sync += [grp.eq(0), lane.eq(0), act_q.eq(0), g_grp.eq(0),
-                                     g_bank.eq(0), i_bank.eq(0), full[0].eq(0), full[1].eq(0)]
+                        m.d.sync += [grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
+                                     g_grp.eq(0), g_bank.eq(0), i_bank.eq(0),
+                                     full[0].eq(0), full[1].eq(0)]
                         m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
                     # gather engine: the 4 gate-block words of row group g_grp into a free bank
@@ -361,12 +363,13 @@ class Accelerator(wiring.Component):
                                 m.d.comb += act_acc_addr.eq(lp.acc_base + g_grp + 1)
                                 m.d.sync += act_q.eq(1)
                     # issue engine: one element a cycle from a full bank; h (and c) are read
-                    # now and reach the unit with the gate values next cycle
-                    elem = grp * P + lane
+                    # now and reach the unit with the gate values next cycle. The addresses
+                    # do not wait for the bank flag (a read is harmless; Fmax).
+                    m.d.comb += v_rd.addr.eq(lp.h_addr + elem)
+                    if lp.c_addr is not None:
+                        m.d.comb += c_rd.addr.eq(lp.c_addr + elem)
                     with m.If(Array(full)[i_bank]):
-                        m.d.comb += v_rd.addr.eq(lp.h_addr + elem)
-                        if lp.c_addr is not None:
-                            m.d.comb += c_rd.addr.eq(lp.c_addr + elem)
+                        m.d.sync += elem.eq(elem + 1)
                         m.d.sync += [issue_acc[q].eq(Array(Array(gate_regs[b][q])
                                                            for b in range(2))[i_bank][lane])
                                      for q in range(4)]
@@ -408,13 +411,13 @@ class Accelerator(wiring.Component):
                 m.d.comb += act_acc_addr.eq(hp.acc_base + grp)
                 m.next = "OUT_LATCH"
             with m.State("OUT_LATCH"):
-                value = Array(acc_rd.data[n] for n in range(P))[lane]
-                m.d.sync += out_rounded.eq(shift_round(value, qm.head.acc_frac
-                                                       - qm.head.out_fmt.frac))
+                # only the lane select after the block RAM; rounding waits a cycle (Fmax)
+                m.d.sync += out_word.eq(Array(acc_rd.data[n] for n in range(P))[lane])
                 m.d.comb += act_acc_addr.eq(hp.acc_base + grp)
                 m.next = "OUT_SAT"
             with m.State("OUT_SAT"):
-                m.d.sync += [o_payload.data.eq(saturate(out_rounded, qm.head.out_fmt)),
+                m.d.sync += [o_payload.data.eq(requantize(out_word, qm.head.acc_frac,
+                                                          qm.head.out_fmt)),
                              o_payload.last.eq(out_idx == qm.output_size - 1),
                              o_valid.eq(1)]
                 m.d.comb += act_acc_addr.eq(hp.acc_base + grp)

@@ -6,20 +6,20 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire [22:0] \$10 ;
-  wire [9:0] \$100 ;
-  wire \$101 ;
-  wire [7:0] \$102 ;
-  wire [8:0] \$103 ;
-  wire [7:0] \$104 ;
-  wire [8:0] \$105 ;
-  wire \$106 ;
-  wire [11:0] \$107 ;
+  wire \$100 ;
+  wire [11:0] \$101 ;
+  wire \$102 ;
+  wire [6:0] \$103 ;
+  wire [6:0] \$104 ;
+  wire [6:0] \$105 ;
+  wire [6:0] \$106 ;
+  wire \$107 ;
   wire \$108 ;
-  wire [6:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [6:0] \$110 ;
-  wire [6:0] \$111 ;
-  wire [6:0] \$112 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
@@ -30,21 +30,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
+  wire [16:0] \$122 ;
+  wire [16:0] \$123 ;
+  wire [16:0] \$124 ;
+  wire [16:0] \$125 ;
+  wire [16:0] \$126 ;
+  wire [16:0] \$127 ;
   wire [16:0] \$128 ;
   wire [16:0] \$129 ;
   wire [20:0] \$13 ;
-  wire [16:0] \$130 ;
-  wire [16:0] \$131 ;
-  wire [16:0] \$132 ;
-  wire [16:0] \$133 ;
-  wire [16:0] \$134 ;
-  wire [16:0] \$135 ;
+  wire [17:0] \$130 ;
+  wire [19:0] \$131 ;
+  wire [17:0] \$132 ;
+  wire [19:0] \$133 ;
+  wire [17:0] \$134 ;
+  wire [19:0] \$135 ;
   wire [17:0] \$136 ;
   wire [19:0] \$137 ;
   wire [17:0] \$138 ;
@@ -56,50 +56,50 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [19:0] \$143 ;
   wire [17:0] \$144 ;
   wire [19:0] \$145 ;
-  wire [17:0] \$146 ;
-  wire [19:0] \$147 ;
-  wire [17:0] \$148 ;
-  wire [19:0] \$149 ;
+  wire [6:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [4:0] \$149 ;
   wire [22:0] \$15 ;
-  wire [17:0] \$150 ;
-  wire [19:0] \$151 ;
-  wire [6:0] \$152 ;
+  wire [5:0] \$150 ;
+  wire \$151 ;
+  wire \$152 ;
   wire \$153 ;
-  wire \$154 ;
-  wire [4:0] \$155 ;
-  wire [5:0] \$156 ;
-  wire \$157 ;
+  wire [7:0] \$154 ;
+  wire [11:0] \$155 ;
+  wire \$156 ;
+  wire [7:0] \$157 ;
   wire \$158 ;
-  wire \$159 ;
+  wire [7:0] \$159 ;
   wire \$16 ;
-  wire [7:0] \$160 ;
-  wire [11:0] \$161 ;
+  wire [8:0] \$160 ;
+  wire \$161 ;
   wire \$162 ;
-  wire [7:0] \$163 ;
-  wire \$164 ;
-  wire [7:0] \$165 ;
-  wire [8:0] \$166 ;
+  wire [4:0] \$163 ;
+  wire [4:0] \$164 ;
+  wire [5:0] \$165 ;
+  wire \$166 ;
   wire \$167 ;
-  wire \$168 ;
+  wire [4:0] \$168 ;
   wire [4:0] \$169 ;
   wire \$17 ;
-  wire [4:0] \$170 ;
-  wire [5:0] \$171 ;
+  wire [5:0] \$170 ;
+  wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [4:0] \$174 ;
-  wire [4:0] \$175 ;
-  wire [5:0] \$176 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
+  wire [4:0] \$179 ;
   wire [20:0] \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire [4:0] \$185 ;
+  wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
@@ -112,31 +112,31 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire \$197 ;
+  reg \$197 ;
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
   wire [22:0] \$20 ;
-  wire \$200 ;
+  wire [3:0] \$200 ;
   wire \$201 ;
   wire \$202 ;
-  reg \$203 ;
+  wire \$203 ;
   wire \$204 ;
-  wire \$205 ;
+  wire [3:0] \$205 ;
   wire [3:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  reg \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire [3:0] \$211 ;
-  wire [3:0] \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  reg \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  reg \$218 ;
+  wire \$211 ;
+  reg \$212 ;
+  wire [6:0] \$213 ;
+  reg [20:0] \$214 ;
+  reg [20:0] \$215 ;
+  reg [20:0] \$216 ;
+  reg [20:0] \$217 ;
+  reg [20:0] \$218 ;
   reg [20:0] \$219 ;
   wire \$22 ;
   reg [20:0] \$220 ;
@@ -145,51 +145,51 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$223 ;
   reg [20:0] \$224 ;
   reg [20:0] \$225 ;
-  reg [20:0] \$226 ;
-  reg [20:0] \$227 ;
-  reg [20:0] \$228 ;
-  reg [20:0] \$229 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire [20:0] \$23 ;
-  reg [20:0] \$230 ;
-  wire [7:0] \$231 ;
-  wire [8:0] \$232 ;
-  wire \$233 ;
-  wire [7:0] \$234 ;
-  wire [8:0] \$235 ;
-  wire \$236 ;
-  wire \$237 ;
+  wire [4:0] \$230 ;
+  wire \$231 ;
+  wire [4:0] \$232 ;
+  wire [5:0] \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire [4:0] \$236 ;
+  wire [5:0] \$237 ;
   wire \$238 ;
-  wire [4:0] \$239 ;
+  wire \$239 ;
   wire [20:0] \$24 ;
   wire \$240 ;
-  wire [4:0] \$241 ;
-  wire [5:0] \$242 ;
+  wire [7:0] \$241 ;
+  wire [11:0] \$242 ;
   wire \$243 ;
-  wire \$244 ;
-  wire [4:0] \$245 ;
-  wire [5:0] \$246 ;
-  wire \$247 ;
+  wire [7:0] \$244 ;
+  wire \$245 ;
+  wire [7:0] \$246 ;
+  wire [8:0] \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire [22:0] \$25 ;
-  wire [7:0] \$250 ;
-  wire [11:0] \$251 ;
-  wire \$252 ;
-  wire [7:0] \$253 ;
+  wire [4:0] \$250 ;
+  wire [4:0] \$251 ;
+  wire [5:0] \$252 ;
+  wire \$253 ;
   wire \$254 ;
-  wire [7:0] \$255 ;
-  wire [8:0] \$256 ;
-  wire \$257 ;
+  wire [4:0] \$255 ;
+  wire [4:0] \$256 ;
+  wire [5:0] \$257 ;
   wire \$258 ;
-  wire [4:0] \$259 ;
+  wire \$259 ;
   wire \$26 ;
-  wire [4:0] \$260 ;
-  wire [5:0] \$261 ;
+  wire \$260 ;
+  wire \$261 ;
   wire \$262 ;
   wire \$263 ;
-  wire [4:0] \$264 ;
-  wire [4:0] \$265 ;
-  wire [5:0] \$266 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire [4:0] \$266 ;
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
@@ -199,7 +199,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire [4:0] \$275 ;
+  wire \$275 ;
   wire \$276 ;
   wire \$277 ;
   wire \$278 ;
@@ -209,160 +209,160 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$281 ;
   wire \$282 ;
   wire \$283 ;
-  wire \$284 ;
+  reg \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire \$287 ;
+  wire [3:0] \$287 ;
   wire \$288 ;
   wire \$289 ;
   wire [20:0] \$29 ;
   wire \$290 ;
   wire \$291 ;
-  wire \$292 ;
-  reg \$293 ;
+  wire [3:0] \$292 ;
+  wire [3:0] \$293 ;
   wire \$294 ;
   wire \$295 ;
-  wire [3:0] \$296 ;
+  reg \$296 ;
   wire \$297 ;
   wire \$298 ;
-  wire \$299 ;
+  reg \$299 ;
   wire [20:0] \$3 ;
   wire [22:0] \$30 ;
-  wire \$300 ;
-  wire [3:0] \$301 ;
-  wire [3:0] \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  reg \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  reg \$308 ;
+  wire [6:0] \$300 ;
+  reg [20:0] \$301 ;
+  reg [20:0] \$302 ;
+  reg [20:0] \$303 ;
+  reg [20:0] \$304 ;
+  reg [20:0] \$305 ;
+  reg [20:0] \$306 ;
+  reg [20:0] \$307 ;
+  reg [20:0] \$308 ;
   reg [20:0] \$309 ;
   wire \$31 ;
   reg [20:0] \$310 ;
   reg [20:0] \$311 ;
   reg [20:0] \$312 ;
-  reg [20:0] \$313 ;
-  reg [20:0] \$314 ;
-  reg [20:0] \$315 ;
-  reg [20:0] \$316 ;
-  reg [20:0] \$317 ;
-  reg [20:0] \$318 ;
-  reg [20:0] \$319 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire [4:0] \$317 ;
+  wire \$318 ;
+  wire [4:0] \$319 ;
   wire \$32 ;
-  reg [20:0] \$320 ;
-  wire [7:0] \$321 ;
-  wire [8:0] \$322 ;
-  wire \$323 ;
-  wire [7:0] \$324 ;
-  wire [8:0] \$325 ;
+  wire [5:0] \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire [4:0] \$323 ;
+  wire [5:0] \$324 ;
+  wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire \$328 ;
-  wire [4:0] \$329 ;
+  wire [7:0] \$328 ;
+  wire [11:0] \$329 ;
   wire [20:0] \$33 ;
-  wire \$330 ;
-  wire [4:0] \$331 ;
-  wire [5:0] \$332 ;
+  wire [8:0] \$330 ;
+  wire [6:0] \$331 ;
+  wire [6:0] \$332 ;
   wire \$333 ;
   wire \$334 ;
-  wire [4:0] \$335 ;
-  wire [5:0] \$336 ;
-  wire \$337 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire [4:0] \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire [20:0] \$34 ;
-  wire [7:0] \$340 ;
-  wire [11:0] \$341 ;
-  wire [8:0] \$342 ;
-  wire [6:0] \$343 ;
-  wire [6:0] \$344 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
   wire \$345 ;
   wire \$346 ;
   wire \$347 ;
   wire \$348 ;
-  wire [4:0] \$349 ;
+  wire \$349 ;
   wire [22:0] \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
   wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
+  reg [20:0] \$354 ;
+  wire [21:0] \$355 ;
+  wire [21:0] \$356 ;
   wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
+  wire [21:0] \$358 ;
+  wire [21:0] \$359 ;
   wire \$36 ;
   wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
+  wire [21:0] \$361 ;
+  wire [21:0] \$362 ;
+  wire [21:0] \$363 ;
+  wire [21:0] \$364 ;
   wire \$365 ;
-  reg [20:0] \$366 ;
-  wire [21:0] \$367 ;
-  wire [21:0] \$368 ;
-  wire \$369 ;
+  wire [6:0] \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire [4:0] \$369 ;
   wire \$37 ;
-  wire \$370 ;
-  wire [21:0] \$371 ;
-  wire [21:0] \$372 ;
-  wire \$373 ;
-  wire [6:0] \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire [4:0] \$377 ;
-  wire [4:0] \$378 ;
-  reg [19:0] \$379 ;
+  wire [4:0] \$370 ;
+  reg [19:0] \$371 ;
+  reg [23:0] \$372 ;
+  reg [23:0] \$373 ;
+  reg [63:0] \$374 ;
+  reg [16:0] \$375 ;
+  reg [16:0] \$376 ;
+  reg [16:0] \$377 ;
+  reg [16:0] \$378 ;
+  reg [16:0] \$379 ;
   wire [20:0] \$38 ;
-  reg [23:0] \$380 ;
-  reg [23:0] \$381 ;
-  reg [63:0] \$382 ;
-  reg [16:0] \$383 ;
-  reg [16:0] \$384 ;
-  reg [16:0] \$385 ;
-  reg [16:0] \$386 ;
-  reg [16:0] \$387 ;
-  reg [16:0] \$388 ;
-  reg [16:0] \$389 ;
+  reg [16:0] \$380 ;
+  reg [16:0] \$381 ;
+  reg [16:0] \$382 ;
+  reg [8:0] \$383 ;
+  reg [8:0] \$384 ;
+  reg [167:0] \$385 ;
+  reg [167:0] \$386 ;
+  reg [6:0] \$387 ;
+  reg [167:0] \$388 ;
+  reg [21:0] \$389 ;
   wire [20:0] \$39 ;
-  reg [16:0] \$390 ;
-  reg [8:0] \$391 ;
-  reg [8:0] \$392 ;
-  reg [167:0] \$393 ;
-  reg [167:0] \$394 ;
-  reg [6:0] \$395 ;
-  reg [167:0] \$396 ;
-  reg [21:0] \$397 ;
-  reg [21:0] \$398 ;
-  reg [21:0] \$399 ;
+  reg [21:0] \$390 ;
+  reg [21:0] \$391 ;
+  reg [21:0] \$392 ;
+  reg [21:0] \$393 ;
+  reg [21:0] \$394 ;
+  reg [21:0] \$395 ;
+  reg [21:0] \$396 ;
+  reg \$397 ;
+  reg [5:0] \$398 ;
+  reg \$399 ;
   wire [20:0] \$4 ;
   wire [22:0] \$40 ;
-  reg [21:0] \$400 ;
-  reg [21:0] \$401 ;
-  reg [21:0] \$402 ;
-  reg [21:0] \$403 ;
-  reg [21:0] \$404 ;
+  reg [6:0] \$400 ;
+  reg [10:0] \$401 ;
+  reg [3:0] \$402 ;
+  reg [3:0] \$403 ;
+  reg [36:0] \$404 ;
   reg \$405 ;
-  reg [5:0] \$406 ;
-  reg \$407 ;
-  reg [6:0] \$408 ;
-  reg [10:0] \$409 ;
+  reg [27:0] \$406 ;
+  reg [3:0] \$407 ;
+  reg [5:0] \$408 ;
+  reg [2:0] \$409 ;
   wire \$41 ;
-  reg [3:0] \$410 ;
-  reg [3:0] \$411 ;
-  reg [36:0] \$412 ;
+  reg [2:0] \$410 ;
+  reg \$411 ;
+  reg \$412 ;
   reg \$413 ;
-  reg [27:0] \$414 ;
-  reg [3:0] \$415 ;
-  reg [2:0] \$416 ;
-  reg [2:0] \$417 ;
-  reg \$418 ;
-  reg \$419 ;
+  reg \$414 ;
+  reg [20:0] \$415 ;
+  reg [20:0] \$416 ;
+  reg [20:0] \$417 ;
+  reg [20:0] \$418 ;
+  reg [20:0] \$419 ;
   wire [6:0] \$42 ;
-  reg \$420 ;
-  reg \$421 ;
+  reg [20:0] \$420 ;
+  reg [20:0] \$421 ;
   reg [20:0] \$422 ;
   reg [20:0] \$423 ;
   reg [20:0] \$424 ;
@@ -430,22 +430,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$480 ;
   reg [20:0] \$481 ;
   reg [20:0] \$482 ;
-  reg [20:0] \$483 ;
-  reg [20:0] \$484 ;
-  reg [20:0] \$485 ;
-  reg [20:0] \$486 ;
+  reg [5:0] \$483 ;
+  reg [1:0] \$484 ;
+  reg [4:0] \$485 ;
+  reg [5:0] \$486 ;
   reg [20:0] \$487 ;
-  reg [20:0] \$488 ;
-  reg [20:0] \$489 ;
+  reg [8:0] \$488 ;
+  reg \$489 ;
   wire [8:0] \$49 ;
-  reg [5:0] \$490 ;
-  reg [1:0] \$491 ;
-  reg [4:0] \$492 ;
-  reg [5:0] \$493 ;
-  reg [21:0] \$494 ;
-  reg [8:0] \$495 ;
-  reg \$496 ;
-  reg \$497 ;
+  reg \$490 ;
   wire [22:0] \$5 ;
   wire \$50 ;
   wire [11:0] \$51 ;
@@ -467,66 +460,66 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$66 ;
   wire [3:0] \$67 ;
   wire [4:0] \$68 ;
-  reg \$69 ;
+  wire [6:0] \$69 ;
   wire \$7 ;
-  wire [7:0] \$70 ;
-  wire [8:0] \$71 ;
-  wire [9:0] \$72 ;
-  wire \$73 ;
-  wire [7:0] \$74 ;
-  wire [8:0] \$75 ;
-  wire [7:0] \$76 ;
-  wire [8:0] \$77 ;
+  wire \$70 ;
+  wire [7:0] \$71 ;
+  wire [8:0] \$72 ;
+  wire [7:0] \$73 ;
+  wire [8:0] \$74 ;
+  wire \$75 ;
+  wire [11:0] \$76 ;
+  wire \$77 ;
   wire \$78 ;
-  wire [11:0] \$79 ;
+  reg \$79 ;
   wire [20:0] \$8 ;
   wire \$80 ;
   wire \$81 ;
-  reg \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [5:0] \$85 ;
-  wire [6:0] \$86 ;
-  wire [7:0] \$87 ;
+  wire [5:0] \$82 ;
+  wire [6:0] \$83 ;
+  wire [7:0] \$84 ;
+  wire \$85 ;
+  wire [3:0] \$86 ;
+  wire \$87 ;
   wire \$88 ;
-  wire [3:0] \$89 ;
+  reg \$89 ;
   wire [20:0] \$9 ;
   wire \$90 ;
   wire \$91 ;
-  reg \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [5:0] \$95 ;
-  wire [6:0] \$96 ;
-  reg \$97 ;
+  wire [5:0] \$92 ;
+  wire [6:0] \$93 ;
+  wire [7:0] \$94 ;
+  wire \$95 ;
+  wire [7:0] \$96 ;
+  wire [8:0] \$97 ;
   wire [7:0] \$98 ;
   wire [8:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$81  = 1'h0;
+  reg \$signal$102  = 1'h0;
   wire [5:0] \$signature__addr ;
   reg [6:0] \$signature__addr$54 ;
   reg [6:0] \$signature__addr$66 ;
   reg [10:0] \$signature__addr$72 ;
   wire [7:0] \$signature__data ;
   reg [7:0] \$signature__data$56 ;
-  wire [63:0] \$signature__data$86 ;
-  wire [7:0] \$signature__data$86[0] ;
-  wire [7:0] \$signature__data$86[1] ;
-  wire [7:0] \$signature__data$86[2] ;
-  wire [7:0] \$signature__data$86[3] ;
-  wire [7:0] \$signature__data$86[4] ;
-  wire [7:0] \$signature__data$86[5] ;
-  wire [7:0] \$signature__data$86[6] ;
-  wire [7:0] \$signature__data$86[7] ;
-  wire [167:0] \$signature__data$97 ;
-  wire [20:0] \$signature__data$97[0] ;
-  wire [20:0] \$signature__data$97[1] ;
-  wire [20:0] \$signature__data$97[2] ;
-  wire [20:0] \$signature__data$97[3] ;
-  wire [20:0] \$signature__data$97[4] ;
-  wire [20:0] \$signature__data$97[5] ;
-  wire [20:0] \$signature__data$97[6] ;
-  wire [20:0] \$signature__data$97[7] ;
+  wire [63:0] \$signature__data$85 ;
+  wire [7:0] \$signature__data$85[0] ;
+  wire [7:0] \$signature__data$85[1] ;
+  wire [7:0] \$signature__data$85[2] ;
+  wire [7:0] \$signature__data$85[3] ;
+  wire [7:0] \$signature__data$85[4] ;
+  wire [7:0] \$signature__data$85[5] ;
+  wire [7:0] \$signature__data$85[6] ;
+  wire [7:0] \$signature__data$85[7] ;
+  wire [167:0] \$signature__data$96 ;
+  wire [20:0] \$signature__data$96[0] ;
+  wire [20:0] \$signature__data$96[1] ;
+  wire [20:0] \$signature__data$96[2] ;
+  wire [20:0] \$signature__data$96[3] ;
+  wire [20:0] \$signature__data$96[4] ;
+  wire [20:0] \$signature__data$96[5] ;
+  wire [20:0] \$signature__data$96[6] ;
+  wire [20:0] \$signature__data$96[7] ;
   reg \$signature__en ;
   reg [20:0] acc0 = 21'h000000;
   (* init = 21'h000000 *)
@@ -611,6 +604,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \e2.valid ;
   wire [7:0] \e2.value ;
   wire [10:0] \e2.w_addr ;
+  reg [5:0] elem = 6'h00;
   reg [6:0] enc_col = 7'h00;
   reg [10:0] enc_w = 11'h000;
   reg fresh = 1'h1;
@@ -735,7 +729,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   (* init = 1'h0 *)
   wire o_valid;
   reg [5:0] out_idx = 6'h00;
-  reg [21:0] out_rounded = 22'h000000;
+  reg [20:0] out_word = 21'h000000;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   reg [16:0] prod2 = 17'h00000;
@@ -892,7 +886,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @(posedge clk) begin
     _1_ <= b_mem[s1b[12:7]];
   end
-  assign \$signature__data$97  = _1_;
+  assign \$signature__data$96  = _1_;
   reg [7:0] v_mem [95:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -2672,147 +2666,135 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @(posedge clk) begin
     _3_ <= w_mem[\$signature__addr$72 ];
   end
-  assign \$signature__data$86  = _3_;
+  assign \$signature__data$85  = _3_;
   always @(posedge clk)
-    gate0_0_6 <= \$428 ;
+    gate0_1_4 <= \$427 ;
   always @(posedge clk)
-    gate0_0_7 <= \$429 ;
+    gate0_1_5 <= \$428 ;
   always @(posedge clk)
-    gate0_1_0 <= \$430 ;
+    gate0_1_6 <= \$429 ;
   always @(posedge clk)
-    gate0_1_1 <= \$431 ;
+    gate0_1_7 <= \$430 ;
   always @(posedge clk)
-    gate0_1_2 <= \$432 ;
+    gate0_2_0 <= \$431 ;
   always @(posedge clk)
-    gate0_1_3 <= \$433 ;
+    gate0_2_1 <= \$432 ;
   always @(posedge clk)
-    gate0_1_4 <= \$434 ;
+    gate0_2_2 <= \$433 ;
   always @(posedge clk)
-    gate0_1_5 <= \$435 ;
+    gate0_2_3 <= \$434 ;
   always @(posedge clk)
-    gate0_1_6 <= \$436 ;
+    gate0_2_4 <= \$435 ;
   always @(posedge clk)
-    gate0_1_7 <= \$437 ;
+    gate0_2_5 <= \$436 ;
   always @(posedge clk)
-    gate0_2_0 <= \$438 ;
+    gate0_2_6 <= \$437 ;
   always @(posedge clk)
-    gate0_2_1 <= \$439 ;
+    gate0_2_7 <= \$438 ;
   always @(posedge clk)
-    gate0_2_2 <= \$440 ;
+    gate0_3_0 <= \$439 ;
   always @(posedge clk)
-    gate0_2_3 <= \$441 ;
+    gate0_3_1 <= \$440 ;
   always @(posedge clk)
-    gate0_2_4 <= \$442 ;
+    gate0_3_2 <= \$441 ;
   always @(posedge clk)
-    gate0_2_5 <= \$443 ;
+    gate0_3_3 <= \$442 ;
   always @(posedge clk)
-    gate0_2_6 <= \$444 ;
+    gate0_3_4 <= \$443 ;
   always @(posedge clk)
-    gate0_2_7 <= \$445 ;
+    gate0_3_5 <= \$444 ;
   always @(posedge clk)
-    gate0_3_0 <= \$446 ;
+    gate0_3_6 <= \$445 ;
   always @(posedge clk)
-    gate0_3_1 <= \$447 ;
+    gate0_3_7 <= \$446 ;
   always @(posedge clk)
-    gate0_3_2 <= \$448 ;
+    gate1_0_0 <= \$447 ;
   always @(posedge clk)
-    gate0_3_3 <= \$449 ;
+    gate1_0_1 <= \$448 ;
   always @(posedge clk)
-    gate0_3_4 <= \$450 ;
+    gate1_0_2 <= \$449 ;
   always @(posedge clk)
-    gate0_3_5 <= \$451 ;
+    gate1_0_3 <= \$450 ;
   always @(posedge clk)
-    gate0_3_6 <= \$452 ;
+    gate1_0_4 <= \$451 ;
   always @(posedge clk)
-    gate0_3_7 <= \$453 ;
+    gate1_0_5 <= \$452 ;
   always @(posedge clk)
-    gate1_0_0 <= \$454 ;
+    gate1_0_6 <= \$453 ;
   always @(posedge clk)
-    gate1_0_1 <= \$455 ;
+    gate1_0_7 <= \$454 ;
   always @(posedge clk)
-    gate1_0_2 <= \$456 ;
+    gate1_1_0 <= \$455 ;
   always @(posedge clk)
-    gate1_0_3 <= \$457 ;
+    gate1_1_1 <= \$456 ;
   always @(posedge clk)
-    gate1_0_4 <= \$458 ;
+    gate1_1_2 <= \$457 ;
   always @(posedge clk)
-    gate1_0_5 <= \$459 ;
+    gate1_1_3 <= \$458 ;
   always @(posedge clk)
-    gate1_0_6 <= \$460 ;
+    gate1_1_4 <= \$459 ;
   always @(posedge clk)
-    gate1_0_7 <= \$461 ;
+    gate1_1_5 <= \$460 ;
   always @(posedge clk)
-    gate1_1_0 <= \$462 ;
+    gate1_1_6 <= \$461 ;
   always @(posedge clk)
-    gate1_1_1 <= \$463 ;
+    gate1_1_7 <= \$462 ;
   always @(posedge clk)
-    gate1_1_2 <= \$464 ;
+    gate1_2_0 <= \$463 ;
   always @(posedge clk)
-    gate1_1_3 <= \$465 ;
+    gate1_2_1 <= \$464 ;
   always @(posedge clk)
-    gate1_1_4 <= \$466 ;
+    gate1_2_2 <= \$465 ;
   always @(posedge clk)
-    gate1_1_5 <= \$467 ;
+    gate1_2_3 <= \$466 ;
   always @(posedge clk)
-    gate1_1_6 <= \$468 ;
+    gate1_2_4 <= \$467 ;
   always @(posedge clk)
-    gate1_1_7 <= \$469 ;
+    gate1_2_5 <= \$468 ;
   always @(posedge clk)
-    gate1_2_0 <= \$470 ;
+    gate1_2_6 <= \$469 ;
   always @(posedge clk)
-    gate1_2_1 <= \$471 ;
+    gate1_2_7 <= \$470 ;
   always @(posedge clk)
-    gate1_2_2 <= \$472 ;
+    gate1_3_0 <= \$471 ;
   always @(posedge clk)
-    gate1_2_3 <= \$473 ;
+    gate1_3_1 <= \$472 ;
   always @(posedge clk)
-    gate1_2_4 <= \$474 ;
+    gate1_3_2 <= \$473 ;
   always @(posedge clk)
-    gate1_2_5 <= \$475 ;
+    gate1_3_3 <= \$474 ;
   always @(posedge clk)
-    gate1_2_6 <= \$476 ;
+    gate1_3_4 <= \$475 ;
   always @(posedge clk)
-    gate1_2_7 <= \$477 ;
+    gate1_3_5 <= \$476 ;
   always @(posedge clk)
-    gate1_3_0 <= \$478 ;
+    gate1_3_6 <= \$477 ;
   always @(posedge clk)
-    gate1_3_1 <= \$479 ;
+    gate1_3_7 <= \$478 ;
   always @(posedge clk)
-    gate1_3_2 <= \$480 ;
+    acc0 <= \$479 ;
   always @(posedge clk)
-    gate1_3_3 <= \$481 ;
+    acc1 <= \$480 ;
   always @(posedge clk)
-    gate1_3_4 <= \$482 ;
+    acc2 <= \$481 ;
   always @(posedge clk)
-    gate1_3_5 <= \$483 ;
+    acc3 <= \$482 ;
   always @(posedge clk)
-    gate1_3_6 <= \$484 ;
+    tag <= \$483 ;
   always @(posedge clk)
-    gate1_3_7 <= \$485 ;
+    issue_layer <= \$484 ;
   always @(posedge clk)
-    acc0 <= \$486 ;
+    \wait  <= \$485 ;
   always @(posedge clk)
-    acc1 <= \$487 ;
+    out_idx <= \$486 ;
   always @(posedge clk)
-    acc2 <= \$488 ;
+    out_word <= \$487 ;
   always @(posedge clk)
-    acc3 <= \$489 ;
+    o__payload <= \$488 ;
   always @(posedge clk)
-    tag <= \$490 ;
+    o__valid <= \$489 ;
   always @(posedge clk)
-    issue_layer <= \$491 ;
-  always @(posedge clk)
-    \wait  <= \$492 ;
-  always @(posedge clk)
-    out_idx <= \$493 ;
-  always @(posedge clk)
-    out_rounded <= \$494 ;
-  always @(posedge clk)
-    o__payload <= \$495 ;
-  always @(posedge clk)
-    o__valid <= \$496 ;
-  always @(posedge clk)
-    fresh <= \$497 ;
+    fresh <= \$490 ;
   assign acc_rd__addr = s1b[0] ? s1b[6:1] : act_acc_addr;
   assign \$1  = last[6:1] == s3[6:1];
   assign \$2  = last[0] & \$1 ;
@@ -2883,353 +2865,359 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$66  = \$62  & \$65 ;
   assign \$67  = 1'h0 + g_grp;
   assign \$68  = \$67  + 1'h1;
-  assign \$70  = grp * 4'h8;
-  assign \$71  = \$70  + lane;
-  assign \$72  = 6'h20 + \$71 ;
-  assign \$73  = enc_col >= 6'h20;
-  assign \$74  = 7'h40 + enc_col;
-  assign \$75  = \$74  - 6'h20;
-  assign \$76  = 6'h20 + enc_col;
-  assign \$77  = \$73  ? \$75  : { 1'h0, \$76  };
-  assign \$79  = cur[10:0] + grp;
-  assign \$80  = grp == 4'hb;
-  assign \$81  = g_grp < 3'h4;
-  assign \$83  = ~ \$82 ;
-  assign \$84  = \$81  & \$83 ;
-  assign \$85  = act_q * 3'h4;
-  assign \$86  = 5'h10 + \$85 ;
-  assign \$87  = \$86  + g_grp;
-  assign \$88  = act_q == 3'h4;
-  assign \$89  = g_grp + 1'h1;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = ~ \$signal ;
-  assign \$93  = ~ \$92 ;
-  assign \$94  = \$90  & \$93 ;
-  assign \$95  = 5'h10 + g_grp;
-  assign \$96  = \$95  + 1'h1;
-  assign \$98  = grp * 4'h8;
-  assign \$99  = \$98  + lane;
-  assign \$100  = 7'h40 + \$99 ;
-  assign \$101  = enc_col >= 1'h0;
-  assign \$102  = 7'h40 + enc_col;
-  assign \$103  = \$102  - 1'h0;
-  assign \$104  = 1'h0 + enc_col;
-  assign \$105  = \$101  ? \$103  : { 1'h0, \$104  };
-  assign \$107  = cur[10:0] + grp;
-  assign \$108  = grp == 2'h3;
-  assign \$109  = 6'h20 + grp;
-  assign \$110  = 6'h20 + grp;
-  assign \$111  = 6'h20 + grp;
-  assign \$112  = 6'h20 + grp;
-  assign \$113  = ! seq_state;
-  assign \$114  = seq_state == 1'h1;
-  assign \$115  = seq_state == 2'h2;
-  assign \$116  = seq_state == 2'h3;
-  assign \$117  = seq_state == 3'h4;
-  assign \$118  = seq_state == 3'h5;
-  assign \$119  = seq_state == 3'h6;
-  assign \$120  = seq_state == 3'h7;
-  assign \$121  = seq_state == 4'h8;
-  assign \$122  = seq_state == 4'h9;
-  assign \$123  = seq_state == 4'ha;
-  assign \$124  = seq_state == 4'hb;
-  assign \$125  = seq_state == 4'hc;
-  assign \$126  = seq_state == 4'hd;
-  assign \$127  = seq_state == 4'he;
-  assign \$128  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
-  assign \$129  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
-  assign \$130  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
-  assign \$131  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
-  assign \$132  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
-  assign \$133  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
-  assign \$134  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
-  assign \$135  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
-  assign \$152  = in_idx + 1'h1;
-  assign \$153  = in_idx == 5'h1f;
-  assign \$154  = enc_col < 7'h40;
-  assign \$155  = level + e1[0];
-  assign \$156  = \$155  + e2[0];
-  assign \$157  = \$156  < 3'h7;
-  assign \$158  = \$154  & \$157 ;
-  assign \$159  = enc_col >= 6'h20;
-  assign \$160  = enc_col + 1'h1;
-  assign \$161  = enc_w + 4'hc;
-  assign \$162  = e1[8] & fresh;
-  assign \$163  = \$162  ? 8'h00 : \$signature__data ;
-  assign \$164  = e1[8] & fresh;
-  assign \$165  = \$164  ? 8'h00 : \$signature__data ;
-  assign \$166  = $signed(\$165 ) - $signed(1'h0);
-  assign \$167  = grp >= 4'h8;
-  assign \$168  = cur[18] & \$167 ;
-  assign \$169  = grp + 3'h4;
-  assign \$170  = \$168  ? \$169  : { 1'h0, grp };
-  assign \$171  = 1'h0 + \$170 ;
-  assign \$172  = grp >= 4'h8;
-  assign \$173  = cur[18] & \$172 ;
-  assign \$174  = grp + 3'h4;
-  assign \$175  = \$173  ? \$174  : { 1'h0, grp };
-  assign \$176  = 1'h0 + \$175 ;
-  assign \$177  = ! cur[17:11];
-  assign \$178  = cur[17:11] == 6'h20;
-  assign \$179  = grp >= 4'h8;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = \$177  | \$180 ;
-  assign \$183  = cur[18] ? 1'h0 : 1'h1;
-  assign \$184  = grp == 4'hb;
-  assign \$185  = grp + 1'h1;
-  assign \$186  = enc_col == 7'h40;
-  assign \$187  = ~ e1[0];
+  assign \$69  = 6'h20 + elem;
+  assign \$70  = enc_col >= 6'h20;
+  assign \$71  = 7'h40 + enc_col;
+  assign \$72  = \$71  - 6'h20;
+  assign \$73  = 6'h20 + enc_col;
+  assign \$74  = \$70  ? \$72  : { 1'h0, \$73  };
+  assign \$76  = cur[10:0] + grp;
+  assign \$77  = grp == 4'hb;
+  assign \$78  = g_grp < 3'h4;
+  assign \$80  = ~ \$79 ;
+  assign \$81  = \$78  & \$80 ;
+  assign \$82  = act_q * 3'h4;
+  assign \$83  = 5'h10 + \$82 ;
+  assign \$84  = \$83  + g_grp;
+  assign \$85  = act_q == 3'h4;
+  assign \$86  = g_grp + 1'h1;
+  assign \$87  = \$86  < 3'h4;
+  assign \$88  = ~ \$signal ;
+  assign \$90  = ~ \$89 ;
+  assign \$91  = \$87  & \$90 ;
+  assign \$92  = 5'h10 + g_grp;
+  assign \$93  = \$92  + 1'h1;
+  assign \$94  = 7'h40 + elem;
+  assign \$95  = enc_col >= 1'h0;
+  assign \$96  = 7'h40 + enc_col;
+  assign \$97  = \$96  - 1'h0;
+  assign \$98  = 1'h0 + enc_col;
+  assign \$99  = \$95  ? \$97  : { 1'h0, \$98  };
+  assign \$101  = cur[10:0] + grp;
+  assign \$102  = grp == 2'h3;
+  assign \$103  = 6'h20 + grp;
+  assign \$104  = 6'h20 + grp;
+  assign \$105  = 6'h20 + grp;
+  assign \$106  = 6'h20 + grp;
+  assign \$107  = ! seq_state;
+  assign \$108  = seq_state == 1'h1;
+  assign \$109  = seq_state == 2'h2;
+  assign \$110  = seq_state == 2'h3;
+  assign \$111  = seq_state == 3'h4;
+  assign \$112  = seq_state == 3'h5;
+  assign \$113  = seq_state == 3'h6;
+  assign \$114  = seq_state == 3'h7;
+  assign \$115  = seq_state == 4'h8;
+  assign \$116  = seq_state == 4'h9;
+  assign \$117  = seq_state == 4'ha;
+  assign \$118  = seq_state == 4'hb;
+  assign \$119  = seq_state == 4'hc;
+  assign \$120  = seq_state == 4'hd;
+  assign \$121  = seq_state == 4'he;
+  assign \$122  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
+  assign \$123  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
+  assign \$124  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
+  assign \$125  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
+  assign \$126  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
+  assign \$127  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
+  assign \$128  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
+  assign \$129  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
+  assign \$146  = in_idx + 1'h1;
+  assign \$147  = in_idx == 5'h1f;
+  assign \$148  = enc_col < 7'h40;
+  assign \$149  = level + e1[0];
+  assign \$150  = \$149  + e2[0];
+  assign \$151  = \$150  < 3'h7;
+  assign \$152  = \$148  & \$151 ;
+  assign \$153  = enc_col >= 6'h20;
+  assign \$154  = enc_col + 1'h1;
+  assign \$155  = enc_w + 4'hc;
+  assign \$156  = e1[8] & fresh;
+  assign \$157  = \$156  ? 8'h00 : \$signature__data ;
+  assign \$158  = e1[8] & fresh;
+  assign \$159  = \$158  ? 8'h00 : \$signature__data ;
+  assign \$160  = $signed(\$159 ) - $signed(1'h0);
+  assign \$161  = grp >= 4'h8;
+  assign \$162  = cur[18] & \$161 ;
+  assign \$163  = grp + 3'h4;
+  assign \$164  = \$162  ? \$163  : { 1'h0, grp };
+  assign \$165  = 1'h0 + \$164 ;
+  assign \$166  = grp >= 4'h8;
+  assign \$167  = cur[18] & \$166 ;
+  assign \$168  = grp + 3'h4;
+  assign \$169  = \$167  ? \$168  : { 1'h0, grp };
+  assign \$170  = 1'h0 + \$169 ;
+  assign \$171  = ! cur[17:11];
+  assign \$172  = cur[17:11] == 6'h20;
+  assign \$173  = grp >= 4'h8;
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = \$171  | \$174 ;
+  assign \$177  = cur[18] ? 1'h0 : 1'h1;
+  assign \$178  = grp == 4'hb;
+  assign \$179  = grp + 1'h1;
+  assign \$180  = enc_col == 7'h40;
+  assign \$181  = ~ e1[0];
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = ~ e2[0];
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = ~ r_rdy;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = ~ cur_active;
   assign \$188  = \$186  & \$187 ;
-  assign \$189  = ~ e2[0];
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = ~ r_rdy;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = ~ cur_active;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ~ s1[0];
-  assign \$196  = ~ s1b[0];
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = ~ s2[0];
-  assign \$199  = \$197  & \$198 ;
-  assign \$200  = ~ s3[0];
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = g_grp < 3'h4;
-  assign \$204  = ~ \$203 ;
-  assign \$205  = \$202  & \$204 ;
-  assign \$206  = act_q + 1'h1;
-  assign \$207  = ! \$signal ;
-  assign \$209  = act_q == 3'h4;
-  assign \$210  = ~ \$signal ;
-  assign \$211  = g_grp + 1'h1;
-  assign \$212  = g_grp + 1'h1;
-  assign \$213  = \$212  < 3'h4;
-  assign \$214  = ~ \$signal ;
-  assign \$216  = ~ \$215 ;
-  assign \$217  = \$213  & \$216 ;
-  assign \$231  = grp * 4'h8;
-  assign \$232  = \$231  + lane;
-  assign \$233  = lane == 3'h7;
-  assign \$234  = grp * 4'h8;
-  assign \$235  = \$234  + lane;
-  assign \$236  = \$235  == 5'h1f;
-  assign \$237  = \$233  | \$236 ;
-  assign \$238  = ~ \$signal$81 ;
-  assign \$239  = grp + 1'h1;
-  assign \$240  = grp == 2'h3;
-  assign \$241  = lane + 1'h1;
-  assign \$242  = \wait  + 1'h1;
-  assign \$243  = \wait  == 5'h16;
-  assign \$244  = enc_col < 7'h40;
-  assign \$245  = level + e1[0];
-  assign \$246  = \$245  + e2[0];
-  assign \$247  = \$246  < 3'h7;
-  assign \$248  = \$244  & \$247 ;
-  assign \$249  = enc_col >= 6'h20;
-  assign \$250  = enc_col + 1'h1;
-  assign \$251  = enc_w + 4'hc;
-  assign \$252  = e1[8] & fresh;
-  assign \$253  = \$252  ? 8'h00 : \$signature__data ;
-  assign \$254  = e1[8] & fresh;
-  assign \$255  = \$254  ? 8'h00 : \$signature__data ;
-  assign \$256  = $signed(\$255 ) - $signed(1'h0);
-  assign \$257  = grp >= 4'h8;
-  assign \$258  = cur[18] & \$257 ;
-  assign \$259  = grp + 3'h4;
-  assign \$260  = \$258  ? \$259  : { 1'h0, grp };
-  assign \$261  = 5'h10 + \$260 ;
-  assign \$262  = grp >= 4'h8;
-  assign \$263  = cur[18] & \$262 ;
-  assign \$264  = grp + 3'h4;
-  assign \$265  = \$263  ? \$264  : { 1'h0, grp };
-  assign \$266  = 5'h10 + \$265 ;
-  assign \$267  = ! cur[17:11];
-  assign \$268  = cur[17:11] == 6'h20;
-  assign \$269  = grp >= 4'h8;
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = \$267  | \$270 ;
-  assign \$274  = grp == 4'hb;
-  assign \$275  = grp + 1'h1;
-  assign \$276  = enc_col == 7'h40;
-  assign \$277  = ~ e1[0];
+  assign \$189  = ~ s1[0];
+  assign \$190  = ~ s1b[0];
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = ~ s2[0];
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = ~ s3[0];
+  assign \$195  = \$193  & \$194 ;
+  assign \$196  = g_grp < 3'h4;
+  assign \$198  = ~ \$197 ;
+  assign \$199  = \$196  & \$198 ;
+  assign \$200  = act_q + 1'h1;
+  assign \$201  = ! \$signal ;
+  assign \$203  = act_q == 3'h4;
+  assign \$204  = ~ \$signal ;
+  assign \$205  = g_grp + 1'h1;
+  assign \$206  = g_grp + 1'h1;
+  assign \$207  = \$206  < 3'h4;
+  assign \$208  = ~ \$signal ;
+  assign \$210  = ~ \$209 ;
+  assign \$211  = \$207  & \$210 ;
+  assign \$213  = elem + 1'h1;
+  assign \$226  = lane == 3'h7;
+  assign \$227  = elem == 5'h1f;
+  assign \$228  = \$226  | \$227 ;
+  assign \$229  = ~ \$signal$102 ;
+  assign \$230  = grp + 1'h1;
+  assign \$231  = grp == 2'h3;
+  assign \$232  = lane + 1'h1;
+  assign \$233  = \wait  + 1'h1;
+  assign \$234  = \wait  == 5'h16;
+  assign \$235  = enc_col < 7'h40;
+  assign \$236  = level + e1[0];
+  assign \$237  = \$236  + e2[0];
+  assign \$238  = \$237  < 3'h7;
+  assign \$239  = \$235  & \$238 ;
+  assign \$240  = enc_col >= 6'h20;
+  assign \$241  = enc_col + 1'h1;
+  assign \$242  = enc_w + 4'hc;
+  assign \$243  = e1[8] & fresh;
+  assign \$244  = \$243  ? 8'h00 : \$signature__data ;
+  assign \$245  = e1[8] & fresh;
+  assign \$246  = \$245  ? 8'h00 : \$signature__data ;
+  assign \$247  = $signed(\$246 ) - $signed(1'h0);
+  assign \$248  = grp >= 4'h8;
+  assign \$249  = cur[18] & \$248 ;
+  assign \$250  = grp + 3'h4;
+  assign \$251  = \$249  ? \$250  : { 1'h0, grp };
+  assign \$252  = 5'h10 + \$251 ;
+  assign \$253  = grp >= 4'h8;
+  assign \$254  = cur[18] & \$253 ;
+  assign \$255  = grp + 3'h4;
+  assign \$256  = \$254  ? \$255  : { 1'h0, grp };
+  assign \$257  = 5'h10 + \$256 ;
+  assign \$258  = ! cur[17:11];
+  assign \$259  = cur[17:11] == 6'h20;
+  assign \$260  = grp >= 4'h8;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = \$258  | \$261 ;
+  assign \$265  = grp == 4'hb;
+  assign \$266  = grp + 1'h1;
+  assign \$267  = enc_col == 7'h40;
+  assign \$268  = ~ e1[0];
+  assign \$269  = \$267  & \$268 ;
+  assign \$270  = ~ e2[0];
+  assign \$271  = \$269  & \$270 ;
+  assign \$272  = ~ r_rdy;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = ~ cur_active;
+  assign \$275  = \$273  & \$274 ;
+  assign \$276  = ~ s1[0];
+  assign \$277  = ~ s1b[0];
   assign \$278  = \$276  & \$277 ;
-  assign \$279  = ~ e2[0];
+  assign \$279  = ~ s2[0];
   assign \$280  = \$278  & \$279 ;
-  assign \$281  = ~ r_rdy;
+  assign \$281  = ~ s3[0];
   assign \$282  = \$280  & \$281 ;
-  assign \$283  = ~ cur_active;
-  assign \$284  = \$282  & \$283 ;
-  assign \$285  = ~ s1[0];
-  assign \$286  = ~ s1b[0];
-  assign \$287  = \$285  & \$286 ;
-  assign \$288  = ~ s2[0];
-  assign \$289  = \$287  & \$288 ;
-  assign \$290  = ~ s3[0];
-  assign \$291  = \$289  & \$290 ;
-  assign \$292  = g_grp < 3'h4;
-  assign \$294  = ~ \$293 ;
-  assign \$295  = \$292  & \$294 ;
-  assign \$296  = act_q + 1'h1;
-  assign \$297  = ! \$signal ;
-  assign \$299  = act_q == 3'h4;
-  assign \$300  = ~ \$signal ;
-  assign \$301  = g_grp + 1'h1;
-  assign \$302  = g_grp + 1'h1;
-  assign \$303  = \$302  < 3'h4;
-  assign \$304  = ~ \$signal ;
-  assign \$306  = ~ \$305 ;
-  assign \$307  = \$303  & \$306 ;
-  assign \$321  = grp * 4'h8;
-  assign \$322  = \$321  + lane;
-  assign \$323  = lane == 3'h7;
-  assign \$324  = grp * 4'h8;
-  assign \$325  = \$324  + lane;
-  assign \$326  = \$325  == 5'h1f;
-  assign \$327  = \$323  | \$326 ;
-  assign \$328  = ~ \$signal$81 ;
-  assign \$329  = grp + 1'h1;
-  assign \$330  = grp == 2'h3;
-  assign \$331  = lane + 1'h1;
-  assign \$332  = \wait  + 1'h1;
-  assign \$333  = \wait  == 5'h16;
-  assign \$334  = enc_col < 6'h20;
-  assign \$335  = level + e1[0];
-  assign \$336  = \$335  + e2[0];
-  assign \$337  = \$336  < 3'h7;
-  assign \$338  = \$334  & \$337 ;
-  assign \$339  = enc_col >= 1'h0;
-  assign \$340  = enc_col + 1'h1;
-  assign \$341  = enc_w + 3'h4;
-  assign \$342  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$343  = 6'h20 + grp;
-  assign \$344  = 6'h20 + grp;
-  assign \$345  = ! cur[17:11];
-  assign \$348  = grp == 2'h3;
-  assign \$349  = grp + 1'h1;
-  assign \$350  = enc_col == 6'h20;
-  assign \$351  = ~ e1[0];
-  assign \$352  = \$350  & \$351 ;
-  assign \$353  = ~ e2[0];
-  assign \$354  = \$352  & \$353 ;
-  assign \$355  = ~ r_rdy;
-  assign \$356  = \$354  & \$355 ;
-  assign \$357  = ~ cur_active;
-  assign \$358  = \$356  & \$357 ;
-  assign \$359  = ~ s1[0];
-  assign \$360  = ~ s1b[0];
-  assign \$361  = \$359  & \$360 ;
-  assign \$362  = ~ s2[0];
-  assign \$363  = \$361  & \$362 ;
-  assign \$364  = ~ s3[0];
-  assign \$365  = \$363  & \$364 ;
-  assign \$367  = $signed(\$366 ) + $signed(10'h100);
-  assign \$369  = $signed(out_rounded) > $signed(8'h7f);
-  assign \$370  = $signed(out_rounded) < $signed(8'h80);
-  assign \$371  = \$370  ? 22'h3fff80 : out_rounded;
-  assign \$372  = \$369  ? 22'h00007f : \$371 ;
-  assign \$373  = out_idx == 5'h1f;
-  assign \$374  = out_idx + 1'h1;
-  assign \$375  = out_idx == 5'h1f;
-  assign \$376  = lane == 3'h7;
-  assign \$377  = grp + 1'h1;
-  assign \$378  = lane + 1'h1;
+  assign \$283  = g_grp < 3'h4;
+  assign \$285  = ~ \$284 ;
+  assign \$286  = \$283  & \$285 ;
+  assign \$287  = act_q + 1'h1;
+  assign \$288  = ! \$signal ;
+  assign \$290  = act_q == 3'h4;
+  assign \$291  = ~ \$signal ;
+  assign \$292  = g_grp + 1'h1;
+  assign \$293  = g_grp + 1'h1;
+  assign \$294  = \$293  < 3'h4;
+  assign \$295  = ~ \$signal ;
+  assign \$297  = ~ \$296 ;
+  assign \$298  = \$294  & \$297 ;
+  assign \$300  = elem + 1'h1;
+  assign \$313  = lane == 3'h7;
+  assign \$314  = elem == 5'h1f;
+  assign \$315  = \$313  | \$314 ;
+  assign \$316  = ~ \$signal$102 ;
+  assign \$317  = grp + 1'h1;
+  assign \$318  = grp == 2'h3;
+  assign \$319  = lane + 1'h1;
+  assign \$320  = \wait  + 1'h1;
+  assign \$321  = \wait  == 5'h16;
+  assign \$322  = enc_col < 6'h20;
+  assign \$323  = level + e1[0];
+  assign \$324  = \$323  + e2[0];
+  assign \$325  = \$324  < 3'h7;
+  assign \$326  = \$322  & \$325 ;
+  assign \$327  = enc_col >= 1'h0;
+  assign \$328  = enc_col + 1'h1;
+  assign \$329  = enc_w + 3'h4;
+  assign \$330  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$331  = 6'h20 + grp;
+  assign \$332  = 6'h20 + grp;
+  assign \$333  = ! cur[17:11];
+  assign \$336  = grp == 2'h3;
+  assign \$337  = grp + 1'h1;
+  assign \$338  = enc_col == 6'h20;
+  assign \$339  = ~ e1[0];
+  assign \$340  = \$338  & \$339 ;
+  assign \$341  = ~ e2[0];
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = ~ r_rdy;
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = ~ cur_active;
+  assign \$346  = \$344  & \$345 ;
+  assign \$347  = ~ s1[0];
+  assign \$348  = ~ s1b[0];
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = ~ s2[0];
+  assign \$351  = \$349  & \$350 ;
+  assign \$352  = ~ s3[0];
+  assign \$353  = \$351  & \$352 ;
+  assign \$355  = $signed(out_word) + $signed(10'h100);
+  assign \$357  = $signed(\$356 ) > $signed(8'h7f);
+  assign \$358  = $signed(out_word) + $signed(10'h100);
+  assign \$360  = $signed(\$359 ) < $signed(8'h80);
+  assign \$361  = $signed(out_word) + $signed(10'h100);
+  assign \$363  = \$360  ? 22'h3fff80 : \$362 ;
+  assign \$364  = \$357  ? 22'h00007f : \$363 ;
+  assign \$365  = out_idx == 5'h1f;
+  assign \$366  = out_idx + 1'h1;
+  assign \$367  = out_idx == 5'h1f;
+  assign \$368  = lane == 3'h7;
+  assign \$369  = grp + 1'h1;
+  assign \$370  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$379 ;
+    e1 <= \$371 ;
   always @(posedge clk)
-    s1 <= \$380 ;
+    s1 <= \$372 ;
   always @(posedge clk)
-    s1b <= \$381 ;
+    s1b <= \$373 ;
   always @(posedge clk)
-    w_word <= \$382 ;
+    w_word <= \$374 ;
   always @(posedge clk)
-    prod0 <= \$383 ;
+    prod0 <= \$375 ;
   always @(posedge clk)
-    prod1 <= \$384 ;
+    prod1 <= \$376 ;
   always @(posedge clk)
-    prod2 <= \$385 ;
+    prod2 <= \$377 ;
   always @(posedge clk)
-    prod3 <= \$386 ;
+    prod3 <= \$378 ;
   always @(posedge clk)
-    prod4 <= \$387 ;
+    prod4 <= \$379 ;
   always @(posedge clk)
-    prod5 <= \$388 ;
+    prod5 <= \$380 ;
   always @(posedge clk)
-    prod6 <= \$389 ;
+    prod6 <= \$381 ;
   always @(posedge clk)
-    prod7 <= \$390 ;
+    prod7 <= \$382 ;
   always @(posedge clk)
-    s2 <= \$391 ;
+    s2 <= \$383 ;
   always @(posedge clk)
-    s3 <= \$392 ;
+    s3 <= \$384 ;
   always @(posedge clk)
-    acc_q <= \$393 ;
+    acc_q <= \$385 ;
   always @(posedge clk)
-    bias_q <= \$394 ;
+    bias_q <= \$386 ;
   always @(posedge clk)
-    last <= \$395 ;
+    last <= \$387 ;
   always @(posedge clk)
-    last_sum <= \$396 ;
+    last_sum <= \$388 ;
   always @(posedge clk)
-    aligned0 <= \$397 ;
+    aligned0 <= \$389 ;
   always @(posedge clk)
-    aligned1 <= \$398 ;
+    aligned1 <= \$390 ;
   always @(posedge clk)
-    aligned2 <= \$399 ;
+    aligned2 <= \$391 ;
   always @(posedge clk)
-    aligned3 <= \$400 ;
+    aligned3 <= \$392 ;
   always @(posedge clk)
-    aligned4 <= \$401 ;
+    aligned4 <= \$393 ;
   always @(posedge clk)
-    aligned5 <= \$402 ;
+    aligned5 <= \$394 ;
   always @(posedge clk)
-    aligned6 <= \$403 ;
+    aligned6 <= \$395 ;
   always @(posedge clk)
-    aligned7 <= \$404 ;
+    aligned7 <= \$396 ;
   always @(posedge clk)
-    issue_valid <= \$405 ;
+    issue_valid <= \$397 ;
   always @(posedge clk)
-    in_idx <= \$406 ;
+    in_idx <= \$398 ;
   always @(posedge clk)
-    seq_end <= \$407 ;
+    seq_end <= \$399 ;
   always @(posedge clk)
-    enc_col <= \$408 ;
+    enc_col <= \$400 ;
   always @(posedge clk)
-    enc_w <= \$409 ;
+    enc_w <= \$401 ;
   always @(posedge clk)
-    grp <= \$410 ;
+    grp <= \$402 ;
   always @(posedge clk)
-    seq_state <= \$411 ;
+    seq_state <= \$403 ;
   always @(posedge clk)
-    e2 <= \$412 ;
+    e2 <= \$404 ;
   always @(posedge clk)
-    cur_active <= \$413 ;
+    cur_active <= \$405 ;
   always @(posedge clk)
-    cur <= \$414 ;
+    cur <= \$406 ;
   always @(posedge clk)
-    lane <= \$415 ;
+    lane <= \$407 ;
   always @(posedge clk)
-    act_q <= \$416 ;
+    elem <= \$408 ;
   always @(posedge clk)
-    g_grp <= \$417 ;
+    act_q <= \$409 ;
   always @(posedge clk)
-    \$signal  <= \$418 ;
+    g_grp <= \$410 ;
   always @(posedge clk)
-    \$signal$81  <= \$419 ;
+    \$signal  <= \$411 ;
   always @(posedge clk)
-    bank0_full <= \$420 ;
+    \$signal$102  <= \$412 ;
   always @(posedge clk)
-    bank1_full <= \$421 ;
+    bank0_full <= \$413 ;
   always @(posedge clk)
-    gate0_0_0 <= \$422 ;
+    bank1_full <= \$414 ;
   always @(posedge clk)
-    gate0_0_1 <= \$423 ;
+    gate0_0_0 <= \$415 ;
   always @(posedge clk)
-    gate0_0_2 <= \$424 ;
+    gate0_0_1 <= \$416 ;
   always @(posedge clk)
-    gate0_0_3 <= \$425 ;
+    gate0_0_2 <= \$417 ;
   always @(posedge clk)
-    gate0_0_4 <= \$426 ;
+    gate0_0_3 <= \$418 ;
   always @(posedge clk)
-    gate0_0_5 <= \$427 ;
+    gate0_0_4 <= \$419 ;
+  always @(posedge clk)
+    gate0_0_5 <= \$420 ;
+  always @(posedge clk)
+    gate0_0_6 <= \$421 ;
+  always @(posedge clk)
+    gate0_0_7 <= \$422 ;
+  always @(posedge clk)
+    gate0_1_0 <= \$423 ;
+  always @(posedge clk)
+    gate0_1_1 <= \$424 ;
+  always @(posedge clk)
+    gate0_1_2 <= \$425 ;
+  always @(posedge clk)
+    gate0_1_3 <= \$426 ;
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3270,7 +3258,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = gate0_0_6;
+    \$428  = gate0_1_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3279,11 +3267,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
-                    \$428  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    \$428  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3294,11 +3284,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
-                    \$428  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    \$428  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3309,7 +3301,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = gate0_0_7;
+    \$429  = gate0_1_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3318,11 +3310,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
-                    \$429  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    \$429  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3333,11 +3327,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
-                    \$429  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    \$429  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3348,7 +3344,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = gate0_1_0;
+    \$430  = gate0_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3357,13 +3353,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$430  = acc_rd__data[20:0];
+                    \$430  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3374,13 +3370,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$430  = acc_rd__data[20:0];
+                    \$430  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3391,7 +3387,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = gate0_1_1;
+    \$431  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3400,13 +3396,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$431  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$431  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3417,13 +3415,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$431  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$431  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3434,7 +3434,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = gate0_1_2;
+    \$432  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3443,13 +3443,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$432  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    \$432  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3460,13 +3462,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$432  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    \$432  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3477,7 +3481,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = gate0_1_3;
+    \$433  = gate0_2_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3486,13 +3490,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$433  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    \$433  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3503,13 +3509,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$433  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    \$433  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3520,7 +3528,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = gate0_1_4;
+    \$434  = gate0_2_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3529,13 +3537,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$434  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    \$434  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3546,13 +3556,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$434  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    \$434  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3563,7 +3575,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = gate0_1_5;
+    \$435  = gate0_2_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3572,13 +3584,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$435  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    \$435  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3589,13 +3603,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$435  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    \$435  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3606,7 +3622,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = gate0_1_6;
+    \$436  = gate0_2_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3615,13 +3631,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$436  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    \$436  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3632,13 +3650,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$436  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    \$436  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3649,7 +3669,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = gate0_1_7;
+    \$437  = gate0_2_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3658,13 +3678,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$437  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    \$437  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3675,13 +3697,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$437  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    \$437  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3692,7 +3716,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = gate0_2_0;
+    \$438  = gate0_2_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3701,15 +3725,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$438  = acc_rd__data[20:0];
+                    \$438  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3720,15 +3744,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$438  = acc_rd__data[20:0];
+                    \$438  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3739,7 +3763,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = gate0_2_1;
+    \$439  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3748,15 +3772,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$439  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$439  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3767,15 +3793,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$439  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$439  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3786,7 +3814,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = gate0_2_2;
+    \$440  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3795,15 +3823,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$440  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h4:
+                    \$440  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3814,15 +3844,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$440  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h4:
+                    \$440  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3833,7 +3865,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = gate0_2_3;
+    \$441  = gate0_3_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3842,15 +3874,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$441  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h4:
+                    \$441  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3861,15 +3895,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$441  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h4:
+                    \$441  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3880,7 +3916,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = gate0_2_4;
+    \$442  = gate0_3_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3889,15 +3925,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$442  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h4:
+                    \$442  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3908,15 +3946,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$442  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h4:
+                    \$442  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3927,7 +3967,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = gate0_2_5;
+    \$443  = gate0_3_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3936,15 +3976,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$443  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h4:
+                    \$443  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3955,15 +3997,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$443  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h4:
+                    \$443  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3974,7 +4018,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = gate0_2_6;
+    \$444  = gate0_3_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3983,15 +4027,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$444  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h4:
+                    \$444  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4002,15 +4048,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$444  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h4:
+                    \$444  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4021,7 +4069,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = gate0_2_7;
+    \$445  = gate0_3_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4030,15 +4078,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$445  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h4:
+                    \$445  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4049,15 +4099,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$445  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h4:
+                    \$445  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4068,7 +4120,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = gate0_3_0;
+    \$446  = gate0_3_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4077,8 +4129,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4087,7 +4139,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$446  = acc_rd__data[20:0];
+                    \$446  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4098,8 +4150,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4108,7 +4160,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$446  = acc_rd__data[20:0];
+                    \$446  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4119,7 +4171,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = gate0_3_1;
+    \$447  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4128,17 +4180,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$447  = acc_rd__data[41:21];
+                    \$447  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4149,17 +4195,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$447  = acc_rd__data[41:21];
+                    \$447  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4170,7 +4210,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = gate0_3_2;
+    \$448  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4179,17 +4219,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$448  = acc_rd__data[62:42];
+                    \$448  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4200,17 +4234,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$448  = acc_rd__data[62:42];
+                    \$448  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4221,7 +4249,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = gate0_3_3;
+    \$449  = gate1_0_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4230,17 +4258,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$449  = acc_rd__data[83:63];
+                    \$449  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4251,17 +4273,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$449  = acc_rd__data[83:63];
+                    \$449  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4272,7 +4288,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = gate0_3_4;
+    \$450  = gate1_0_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4281,17 +4297,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$450  = acc_rd__data[104:84];
+                    \$450  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4302,17 +4312,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$450  = acc_rd__data[104:84];
+                    \$450  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4323,7 +4327,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = gate0_3_5;
+    \$451  = gate1_0_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4332,17 +4336,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$451  = acc_rd__data[125:105];
+                    \$451  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4353,17 +4351,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$451  = acc_rd__data[125:105];
+                    \$451  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4374,7 +4366,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = gate0_3_6;
+    \$452  = gate1_0_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4383,17 +4375,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$452  = acc_rd__data[146:126];
+                    \$452  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4404,17 +4390,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$452  = acc_rd__data[146:126];
+                    \$452  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4425,7 +4405,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = gate0_3_7;
+    \$453  = gate1_0_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4434,17 +4414,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$453  = acc_rd__data[167:147];
+                    \$453  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4455,17 +4429,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$453  = acc_rd__data[167:147];
+                    \$453  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4476,7 +4444,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = gate1_0_0;
+    \$454  = gate1_0_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4485,11 +4453,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    \$454  = acc_rd__data[20:0];
+                    \$454  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4500,11 +4468,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    \$454  = acc_rd__data[20:0];
+                    \$454  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4515,7 +4483,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = gate1_0_1;
+    \$455  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4524,11 +4492,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    \$455  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$455  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4539,11 +4509,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    \$455  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$455  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4554,7 +4526,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = gate1_0_2;
+    \$456  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4563,11 +4535,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    \$456  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    \$456  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4578,11 +4552,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    \$456  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    \$456  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4593,7 +4569,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = gate1_0_3;
+    \$457  = gate1_1_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4602,11 +4578,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    \$457  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    \$457  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4617,11 +4595,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    \$457  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    \$457  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4632,7 +4612,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = gate1_0_4;
+    \$458  = gate1_1_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4641,11 +4621,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    \$458  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    \$458  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4656,11 +4638,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    \$458  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    \$458  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4671,7 +4655,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = gate1_0_5;
+    \$459  = gate1_1_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4680,11 +4664,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    \$459  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    \$459  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4695,11 +4681,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    \$459  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    \$459  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4710,7 +4698,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = gate1_0_6;
+    \$460  = gate1_1_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4719,11 +4707,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    \$460  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    \$460  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4734,11 +4724,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    \$460  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    \$460  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4749,7 +4741,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = gate1_0_7;
+    \$461  = gate1_1_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4758,11 +4750,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
-                    \$461  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    \$461  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4773,11 +4767,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
-                    \$461  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    \$461  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4788,7 +4784,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = gate1_1_0;
+    \$462  = gate1_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4797,13 +4793,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$462  = acc_rd__data[20:0];
+                    \$462  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4814,13 +4810,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$462  = acc_rd__data[20:0];
+                    \$462  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4831,7 +4827,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = gate1_1_1;
+    \$463  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4840,13 +4836,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$463  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$463  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4857,13 +4855,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$463  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$463  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4874,7 +4874,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = gate1_1_2;
+    \$464  = gate1_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4883,13 +4883,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$464  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    \$464  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4900,13 +4902,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$464  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    \$464  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4917,7 +4921,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = gate1_1_3;
+    \$465  = gate1_2_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4926,13 +4930,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$465  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    \$465  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4943,13 +4949,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$465  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    \$465  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4960,7 +4968,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = gate1_1_4;
+    \$466  = gate1_2_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4969,13 +4977,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$466  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    \$466  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4986,13 +4996,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$466  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    \$466  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -5003,7 +5015,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = gate1_1_5;
+    \$467  = gate1_2_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5012,13 +5024,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$467  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    \$467  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -5029,13 +5043,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$467  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    \$467  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -5046,7 +5062,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = gate1_1_6;
+    \$468  = gate1_2_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5055,13 +5071,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$468  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    \$468  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -5072,13 +5090,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$468  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    \$468  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -5089,7 +5109,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = gate1_1_7;
+    \$469  = gate1_2_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5098,13 +5118,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$469  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    \$469  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -5115,13 +5137,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$469  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    \$469  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -5132,7 +5156,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = gate1_2_0;
+    \$470  = gate1_2_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5141,15 +5165,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$470  = acc_rd__data[20:0];
+                    \$470  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -5160,15 +5184,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$470  = acc_rd__data[20:0];
+                    \$470  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -5179,7 +5203,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = gate1_2_1;
+    \$471  = gate1_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5188,15 +5212,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$471  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$471  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -5207,15 +5233,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$471  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$471  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -5226,7 +5254,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = gate1_2_2;
+    \$472  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5235,15 +5263,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$472  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h4:
+                    \$472  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -5254,15 +5284,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$472  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h4:
+                    \$472  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -5273,7 +5305,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = gate1_2_3;
+    \$473  = gate1_3_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5282,15 +5314,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$473  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h4:
+                    \$473  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -5301,15 +5335,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$473  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h4:
+                    \$473  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -5320,7 +5356,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = gate1_2_4;
+    \$474  = gate1_3_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5329,15 +5365,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$474  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h4:
+                    \$474  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -5348,15 +5386,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$474  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h4:
+                    \$474  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -5367,7 +5407,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = gate1_2_5;
+    \$475  = gate1_3_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5376,15 +5416,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$475  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h4:
+                    \$475  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -5395,15 +5437,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$475  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h4:
+                    \$475  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -5414,7 +5458,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$476  = gate1_2_6;
+    \$476  = gate1_3_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5423,15 +5467,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$476  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h4:
+                    \$476  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -5442,15 +5488,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$476  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h4:
+                    \$476  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -5461,7 +5509,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$477  = gate1_2_7;
+    \$477  = gate1_3_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5470,15 +5518,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$477  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h4:
+                    \$477  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -5489,15 +5539,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$477  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h4:
+                    \$477  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -5508,7 +5560,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$478  = gate1_3_0;
+    \$478  = gate1_3_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5517,8 +5569,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
+          if (\$199 ) begin
+            if (\$202 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -5527,7 +5579,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$478  = acc_rd__data[20:0];
+                    \$478  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -5538,8 +5590,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
+          if (\$286 ) begin
+            if (\$289 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -5548,7 +5600,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$478  = acc_rd__data[20:0];
+                    \$478  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -5559,7 +5611,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$479  = gate1_3_1;
+    \$479  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5568,19 +5620,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$479  = acc_rd__data[41:21];
-              endcase
-            end
+          if (\$212 ) begin
+            \$479  = \$216 ;
           end
       4'h4:
           /* empty */;
@@ -5589,19 +5630,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$479  = acc_rd__data[41:21];
-              endcase
-            end
+          if (\$299 ) begin
+            \$479  = \$303 ;
           end
     endcase
     if (rst) begin
@@ -5610,7 +5640,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$480  = gate1_3_2;
+    \$480  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5619,19 +5649,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$480  = acc_rd__data[62:42];
-              endcase
-            end
+          if (\$212 ) begin
+            \$480  = \$219 ;
           end
       4'h4:
           /* empty */;
@@ -5640,19 +5659,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$480  = acc_rd__data[62:42];
-              endcase
-            end
+          if (\$299 ) begin
+            \$480  = \$306 ;
           end
     endcase
     if (rst) begin
@@ -5661,7 +5669,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$481  = gate1_3_3;
+    \$481  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5670,19 +5678,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$481  = acc_rd__data[83:63];
-              endcase
-            end
+          if (\$212 ) begin
+            \$481  = \$222 ;
           end
       4'h4:
           /* empty */;
@@ -5691,19 +5688,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$481  = acc_rd__data[83:63];
-              endcase
-            end
+          if (\$299 ) begin
+            \$481  = \$309 ;
           end
     endcase
     if (rst) begin
@@ -5712,7 +5698,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$482  = gate1_3_4;
+    \$482  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5721,19 +5707,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$482  = acc_rd__data[104:84];
-              endcase
-            end
+          if (\$212 ) begin
+            \$482  = \$225 ;
           end
       4'h4:
           /* empty */;
@@ -5742,19 +5717,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$482  = acc_rd__data[104:84];
-              endcase
-            end
+          if (\$299 ) begin
+            \$482  = \$312 ;
           end
     endcase
     if (rst) begin
@@ -5763,7 +5727,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$483  = gate1_3_5;
+    \$483  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5772,19 +5736,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$483  = acc_rd__data[125:105];
-              endcase
-            end
+          if (\$212 ) begin
+            \$483  = elem;
           end
       4'h4:
           /* empty */;
@@ -5793,28 +5746,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$483  = acc_rd__data[125:105];
-              endcase
-            end
+          if (\$299 ) begin
+            \$483  = elem;
           end
     endcase
     if (rst) begin
-      \$483  = 21'h000000;
+      \$483  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$484  = gate1_3_6;
+    \$484  = issue_layer;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5823,19 +5765,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$484  = acc_rd__data[146:126];
-              endcase
-            end
+          if (\$212 ) begin
+            \$484  = 2'h0;
           end
       4'h4:
           /* empty */;
@@ -5844,28 +5775,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$484  = acc_rd__data[146:126];
-              endcase
-            end
+          if (\$299 ) begin
+            \$484  = 2'h1;
           end
     endcase
     if (rst) begin
-      \$484  = 21'h000000;
+      \$484  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$485  = gate1_3_7;
+    \$485  = \wait ;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5874,262 +5794,37 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$485  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$295 ) begin
-            if (\$298 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$485  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$485  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$486  = acc0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$218 ) begin
-            \$486  = \$221 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$308 ) begin
-            \$486  = \$311 ;
-          end
-    endcase
-    if (rst) begin
-      \$486  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$487  = acc1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$218 ) begin
-            \$487  = \$224 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$308 ) begin
-            \$487  = \$314 ;
-          end
-    endcase
-    if (rst) begin
-      \$487  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$488  = acc2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$218 ) begin
-            \$488  = \$227 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$308 ) begin
-            \$488  = \$317 ;
-          end
-    endcase
-    if (rst) begin
-      \$488  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$489  = acc3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$218 ) begin
-            \$489  = \$230 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$308 ) begin
-            \$489  = \$320 ;
-          end
-    endcase
-    if (rst) begin
-      \$489  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$490  = tag;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$218 ) begin
-            \$490  = \$232 [5:0];
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$308 ) begin
-            \$490  = \$322 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$490  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$491  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$218 ) begin
-            \$491  = 2'h0;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$308 ) begin
-            \$491  = 2'h1;
-          end
-    endcase
-    if (rst) begin
-      \$491  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$492  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$218 ) begin
-            if (\$237 ) begin
-              if (\$240 ) begin
-                \$492  = 5'h00;
+          if (\$212 ) begin
+            if (\$228 ) begin
+              if (\$231 ) begin
+                \$485  = 5'h00;
               end
             end
           end
       4'h4:
-          \$492  = \$242 [4:0];
+          \$485  = \$233 [4:0];
       4'h5:
           /* empty */;
       4'h6:
           /* empty */;
       4'h7:
-          if (\$308 ) begin
-            if (\$327 ) begin
-              if (\$330 ) begin
-                \$492  = 5'h00;
+          if (\$299 ) begin
+            if (\$315 ) begin
+              if (\$318 ) begin
+                \$485  = 5'h00;
               end
             end
           end
       4'h8:
-          \$492  = \$332 [4:0];
+          \$485  = \$320 [4:0];
     endcase
     if (rst) begin
-      \$492  = 5'h00;
+      \$485  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$493  = out_idx;
+    \$486  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6152,8 +5847,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
-          if (\$365 ) begin
-            \$493  = 6'h00;
+          if (\$353 ) begin
+            \$486  = 6'h00;
           end
       4'hb:
           /* empty */;
@@ -6163,16 +5858,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'he:
           if (o__ready) begin
-            \$493  = \$374 [5:0];
+            \$486  = \$366 [5:0];
           end
     endcase
     if (rst) begin
-      \$493  = 6'h00;
+      \$486  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$494  = out_rounded;
+    \$487  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6199,15 +5894,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hb:
           /* empty */;
       4'hc:
-          \$494  = \$368 ;
+          \$487  = \$354 ;
     endcase
     if (rst) begin
-      \$494  = 22'h000000;
+      \$487  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$495  = o__payload;
+    \$488  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6237,17 +5932,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'hd:
         begin
-          \$495 [7:0] = \$372 [7:0];
-          \$495 [8] = \$373 ;
+          \$488 [7:0] = \$364 [7:0];
+          \$488 [8] = \$365 ;
         end
     endcase
     if (rst) begin
-      \$495  = 9'h000;
+      \$488  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$496  = o__valid;
+    \$489  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6276,19 +5971,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hc:
           /* empty */;
       4'hd:
-          \$496  = 1'h1;
+          \$489  = 1'h1;
       4'he:
           if (o__ready) begin
-            \$496  = 1'h0;
+            \$489  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$496  = 1'h0;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$497  = fresh;
+    \$490  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6320,13 +6015,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'he:
           if (o__ready) begin
-            if (\$375 ) begin
-              \$497  = seq_end;
+            if (\$367 ) begin
+              \$490  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$497  = 1'h1;
+      \$490  = 1'h1;
     end
   end
   always @* begin
@@ -6352,11 +6047,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$81 )
+    casez (\$signal )
       1'h0:
-          \$69  = bank0_full;
+          \$79  = bank0_full;
       1'h1:
-          \$69  = bank1_full;
+          \$79  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$88 )
+      1'h0:
+          \$89  = bank0_full;
+      1'h1:
+          \$89  = bank1_full;
     endcase
   end
   always @* begin
@@ -6364,81 +6069,137 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$82  = bank0_full;
+          \$197  = bank0_full;
       1'h1:
-          \$82  = bank1_full;
+          \$197  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$91 )
+    casez (\$208 )
       1'h0:
-          \$92  = bank0_full;
+          \$209  = bank0_full;
       1'h1:
-          \$92  = bank1_full;
+          \$209  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$81 )
+    casez (\$signal$102 )
       1'h0:
-          \$97  = bank0_full;
+          \$212  = bank0_full;
       1'h1:
-          \$97  = bank1_full;
+          \$212  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$203  = bank0_full;
-      1'h1:
-          \$203  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$214 )
-      1'h0:
-          \$215  = bank0_full;
-      1'h1:
-          \$215  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$81 )
-      1'h0:
-          \$218  = bank0_full;
-      1'h1:
-          \$218  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = 21'h000000;
+    \$214  = 21'h000000;
     casez (lane)
       4'h0:
-          \$219  = gate0_0_0;
+          \$214  = gate0_0_0;
       4'h1:
-          \$219  = gate0_0_1;
+          \$214  = gate0_0_1;
       4'h2:
-          \$219  = gate0_0_2;
+          \$214  = gate0_0_2;
       4'h3:
-          \$219  = gate0_0_3;
+          \$214  = gate0_0_3;
       4'h4:
-          \$219  = gate0_0_4;
+          \$214  = gate0_0_4;
       4'h5:
-          \$219  = gate0_0_5;
+          \$214  = gate0_0_5;
       4'h6:
-          \$219  = gate0_0_6;
+          \$214  = gate0_0_6;
       4'h7:
-          \$219  = gate0_0_7;
+          \$214  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$215  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$215  = gate1_0_0;
+      4'h1:
+          \$215  = gate1_0_1;
+      4'h2:
+          \$215  = gate1_0_2;
+      4'h3:
+          \$215  = gate1_0_3;
+      4'h4:
+          \$215  = gate1_0_4;
+      4'h5:
+          \$215  = gate1_0_5;
+      4'h6:
+          \$215  = gate1_0_6;
+      4'h7:
+          \$215  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$216  = \$214 ;
+      1'h1:
+          \$216  = \$215 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$217  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$217  = gate0_1_0;
+      4'h1:
+          \$217  = gate0_1_1;
+      4'h2:
+          \$217  = gate0_1_2;
+      4'h3:
+          \$217  = gate0_1_3;
+      4'h4:
+          \$217  = gate0_1_4;
+      4'h5:
+          \$217  = gate0_1_5;
+      4'h6:
+          \$217  = gate0_1_6;
+      4'h7:
+          \$217  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$218  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$218  = gate1_1_0;
+      4'h1:
+          \$218  = gate1_1_1;
+      4'h2:
+          \$218  = gate1_1_2;
+      4'h3:
+          \$218  = gate1_1_3;
+      4'h4:
+          \$218  = gate1_1_4;
+      4'h5:
+          \$218  = gate1_1_5;
+      4'h6:
+          \$218  = gate1_1_6;
+      4'h7:
+          \$218  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$219  = \$217 ;
+      1'h1:
+          \$219  = \$218 ;
     endcase
   end
   always @* begin
@@ -6446,53 +6207,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$220  = 21'h000000;
     casez (lane)
       4'h0:
-          \$220  = gate1_0_0;
+          \$220  = gate0_2_0;
       4'h1:
-          \$220  = gate1_0_1;
+          \$220  = gate0_2_1;
       4'h2:
-          \$220  = gate1_0_2;
+          \$220  = gate0_2_2;
       4'h3:
-          \$220  = gate1_0_3;
+          \$220  = gate0_2_3;
       4'h4:
-          \$220  = gate1_0_4;
+          \$220  = gate0_2_4;
       4'h5:
-          \$220  = gate1_0_5;
+          \$220  = gate0_2_5;
       4'h6:
-          \$220  = gate1_0_6;
+          \$220  = gate0_2_6;
       4'h7:
-          \$220  = gate1_0_7;
+          \$220  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$221  = gate1_2_0;
+      4'h1:
+          \$221  = gate1_2_1;
+      4'h2:
+          \$221  = gate1_2_2;
+      4'h3:
+          \$221  = gate1_2_3;
+      4'h4:
+          \$221  = gate1_2_4;
+      4'h5:
+          \$221  = gate1_2_5;
+      4'h6:
+          \$221  = gate1_2_6;
+      4'h7:
+          \$221  = gate1_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$81 )
+    casez (\$signal$102 )
       1'h0:
-          \$221  = \$219 ;
+          \$222  = \$220 ;
       1'h1:
-          \$221  = \$220 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$222  = gate0_1_0;
-      4'h1:
-          \$222  = gate0_1_1;
-      4'h2:
-          \$222  = gate0_1_2;
-      4'h3:
-          \$222  = gate0_1_3;
-      4'h4:
-          \$222  = gate0_1_4;
-      4'h5:
-          \$222  = gate0_1_5;
-      4'h6:
-          \$222  = gate0_1_6;
-      4'h7:
-          \$222  = gate0_1_7;
+          \$222  = \$221 ;
     endcase
   end
   always @* begin
@@ -6500,139 +6261,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$223  = 21'h000000;
     casez (lane)
       4'h0:
-          \$223  = gate1_1_0;
+          \$223  = gate0_3_0;
       4'h1:
-          \$223  = gate1_1_1;
+          \$223  = gate0_3_1;
       4'h2:
-          \$223  = gate1_1_2;
+          \$223  = gate0_3_2;
       4'h3:
-          \$223  = gate1_1_3;
+          \$223  = gate0_3_3;
       4'h4:
-          \$223  = gate1_1_4;
+          \$223  = gate0_3_4;
       4'h5:
-          \$223  = gate1_1_5;
+          \$223  = gate0_3_5;
       4'h6:
-          \$223  = gate1_1_6;
+          \$223  = gate0_3_6;
       4'h7:
-          \$223  = gate1_1_7;
+          \$223  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$224  = gate1_3_0;
+      4'h1:
+          \$224  = gate1_3_1;
+      4'h2:
+          \$224  = gate1_3_2;
+      4'h3:
+          \$224  = gate1_3_3;
+      4'h4:
+          \$224  = gate1_3_4;
+      4'h5:
+          \$224  = gate1_3_5;
+      4'h6:
+          \$224  = gate1_3_6;
+      4'h7:
+          \$224  = gate1_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$81 )
+    casez (\$signal$102 )
       1'h0:
-          \$224  = \$222 ;
+          \$225  = \$223 ;
       1'h1:
-          \$224  = \$223 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$225  = gate0_2_0;
-      4'h1:
-          \$225  = gate0_2_1;
-      4'h2:
-          \$225  = gate0_2_2;
-      4'h3:
-          \$225  = gate0_2_3;
-      4'h4:
-          \$225  = gate0_2_4;
-      4'h5:
-          \$225  = gate0_2_5;
-      4'h6:
-          \$225  = gate0_2_6;
-      4'h7:
-          \$225  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$226  = gate1_2_0;
-      4'h1:
-          \$226  = gate1_2_1;
-      4'h2:
-          \$226  = gate1_2_2;
-      4'h3:
-          \$226  = gate1_2_3;
-      4'h4:
-          \$226  = gate1_2_4;
-      4'h5:
-          \$226  = gate1_2_5;
-      4'h6:
-          \$226  = gate1_2_6;
-      4'h7:
-          \$226  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$81 )
-      1'h0:
-          \$227  = \$225 ;
-      1'h1:
-          \$227  = \$226 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$228  = gate0_3_0;
-      4'h1:
-          \$228  = gate0_3_1;
-      4'h2:
-          \$228  = gate0_3_2;
-      4'h3:
-          \$228  = gate0_3_3;
-      4'h4:
-          \$228  = gate0_3_4;
-      4'h5:
-          \$228  = gate0_3_5;
-      4'h6:
-          \$228  = gate0_3_6;
-      4'h7:
-          \$228  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$229  = gate1_3_0;
-      4'h1:
-          \$229  = gate1_3_1;
-      4'h2:
-          \$229  = gate1_3_2;
-      4'h3:
-          \$229  = gate1_3_3;
-      4'h4:
-          \$229  = gate1_3_4;
-      4'h5:
-          \$229  = gate1_3_5;
-      4'h6:
-          \$229  = gate1_3_6;
-      4'h7:
-          \$229  = gate1_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$81 )
-      1'h0:
-          \$230  = \$228 ;
-      1'h1:
-          \$230  = \$229 ;
+          \$225  = \$224 ;
     endcase
   end
   always @* begin
@@ -6640,51 +6315,191 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$293  = bank0_full;
+          \$284  = bank0_full;
       1'h1:
-          \$293  = bank1_full;
+          \$284  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$304 )
+    casez (\$295 )
       1'h0:
-          \$305  = bank0_full;
+          \$296  = bank0_full;
       1'h1:
-          \$305  = bank1_full;
+          \$296  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$81 )
+    casez (\$signal$102 )
       1'h0:
-          \$308  = bank0_full;
+          \$299  = bank0_full;
       1'h1:
-          \$308  = bank1_full;
+          \$299  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = 21'h000000;
+    \$301  = 21'h000000;
     casez (lane)
       4'h0:
-          \$309  = gate0_0_0;
+          \$301  = gate0_0_0;
       4'h1:
-          \$309  = gate0_0_1;
+          \$301  = gate0_0_1;
       4'h2:
-          \$309  = gate0_0_2;
+          \$301  = gate0_0_2;
       4'h3:
-          \$309  = gate0_0_3;
+          \$301  = gate0_0_3;
       4'h4:
-          \$309  = gate0_0_4;
+          \$301  = gate0_0_4;
       4'h5:
-          \$309  = gate0_0_5;
+          \$301  = gate0_0_5;
       4'h6:
-          \$309  = gate0_0_6;
+          \$301  = gate0_0_6;
       4'h7:
-          \$309  = gate0_0_7;
+          \$301  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$302  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$302  = gate1_0_0;
+      4'h1:
+          \$302  = gate1_0_1;
+      4'h2:
+          \$302  = gate1_0_2;
+      4'h3:
+          \$302  = gate1_0_3;
+      4'h4:
+          \$302  = gate1_0_4;
+      4'h5:
+          \$302  = gate1_0_5;
+      4'h6:
+          \$302  = gate1_0_6;
+      4'h7:
+          \$302  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$303  = \$301 ;
+      1'h1:
+          \$303  = \$302 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$304  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$304  = gate0_1_0;
+      4'h1:
+          \$304  = gate0_1_1;
+      4'h2:
+          \$304  = gate0_1_2;
+      4'h3:
+          \$304  = gate0_1_3;
+      4'h4:
+          \$304  = gate0_1_4;
+      4'h5:
+          \$304  = gate0_1_5;
+      4'h6:
+          \$304  = gate0_1_6;
+      4'h7:
+          \$304  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$305  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$305  = gate1_1_0;
+      4'h1:
+          \$305  = gate1_1_1;
+      4'h2:
+          \$305  = gate1_1_2;
+      4'h3:
+          \$305  = gate1_1_3;
+      4'h4:
+          \$305  = gate1_1_4;
+      4'h5:
+          \$305  = gate1_1_5;
+      4'h6:
+          \$305  = gate1_1_6;
+      4'h7:
+          \$305  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$306  = \$304 ;
+      1'h1:
+          \$306  = \$305 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$307  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$307  = gate0_2_0;
+      4'h1:
+          \$307  = gate0_2_1;
+      4'h2:
+          \$307  = gate0_2_2;
+      4'h3:
+          \$307  = gate0_2_3;
+      4'h4:
+          \$307  = gate0_2_4;
+      4'h5:
+          \$307  = gate0_2_5;
+      4'h6:
+          \$307  = gate0_2_6;
+      4'h7:
+          \$307  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$308  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$308  = gate1_2_0;
+      4'h1:
+          \$308  = gate1_2_1;
+      4'h2:
+          \$308  = gate1_2_2;
+      4'h3:
+          \$308  = gate1_2_3;
+      4'h4:
+          \$308  = gate1_2_4;
+      4'h5:
+          \$308  = gate1_2_5;
+      4'h6:
+          \$308  = gate1_2_6;
+      4'h7:
+          \$308  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$309  = \$307 ;
+      1'h1:
+          \$309  = \$308 ;
     endcase
   end
   always @* begin
@@ -6692,215 +6507,75 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$310  = 21'h000000;
     casez (lane)
       4'h0:
-          \$310  = gate1_0_0;
+          \$310  = gate0_3_0;
       4'h1:
-          \$310  = gate1_0_1;
+          \$310  = gate0_3_1;
       4'h2:
-          \$310  = gate1_0_2;
+          \$310  = gate0_3_2;
       4'h3:
-          \$310  = gate1_0_3;
+          \$310  = gate0_3_3;
       4'h4:
-          \$310  = gate1_0_4;
+          \$310  = gate0_3_4;
       4'h5:
-          \$310  = gate1_0_5;
+          \$310  = gate0_3_5;
       4'h6:
-          \$310  = gate1_0_6;
+          \$310  = gate0_3_6;
       4'h7:
-          \$310  = gate1_0_7;
+          \$310  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$311  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$311  = gate1_3_0;
+      4'h1:
+          \$311  = gate1_3_1;
+      4'h2:
+          \$311  = gate1_3_2;
+      4'h3:
+          \$311  = gate1_3_3;
+      4'h4:
+          \$311  = gate1_3_4;
+      4'h5:
+          \$311  = gate1_3_5;
+      4'h6:
+          \$311  = gate1_3_6;
+      4'h7:
+          \$311  = gate1_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$81 )
+    casez (\$signal$102 )
       1'h0:
-          \$311  = \$309 ;
+          \$312  = \$310 ;
       1'h1:
-          \$311  = \$310 ;
+          \$312  = \$311 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = 21'h000000;
+    \$354  = 21'h000000;
     casez (lane)
       4'h0:
-          \$312  = gate0_1_0;
+          \$354  = acc_rd__data[20:0];
       4'h1:
-          \$312  = gate0_1_1;
+          \$354  = acc_rd__data[41:21];
       4'h2:
-          \$312  = gate0_1_2;
+          \$354  = acc_rd__data[62:42];
       4'h3:
-          \$312  = gate0_1_3;
+          \$354  = acc_rd__data[83:63];
       4'h4:
-          \$312  = gate0_1_4;
+          \$354  = acc_rd__data[104:84];
       4'h5:
-          \$312  = gate0_1_5;
+          \$354  = acc_rd__data[125:105];
       4'h6:
-          \$312  = gate0_1_6;
+          \$354  = acc_rd__data[146:126];
       4'h7:
-          \$312  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$313  = gate1_1_0;
-      4'h1:
-          \$313  = gate1_1_1;
-      4'h2:
-          \$313  = gate1_1_2;
-      4'h3:
-          \$313  = gate1_1_3;
-      4'h4:
-          \$313  = gate1_1_4;
-      4'h5:
-          \$313  = gate1_1_5;
-      4'h6:
-          \$313  = gate1_1_6;
-      4'h7:
-          \$313  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$81 )
-      1'h0:
-          \$314  = \$312 ;
-      1'h1:
-          \$314  = \$313 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$315  = gate0_2_0;
-      4'h1:
-          \$315  = gate0_2_1;
-      4'h2:
-          \$315  = gate0_2_2;
-      4'h3:
-          \$315  = gate0_2_3;
-      4'h4:
-          \$315  = gate0_2_4;
-      4'h5:
-          \$315  = gate0_2_5;
-      4'h6:
-          \$315  = gate0_2_6;
-      4'h7:
-          \$315  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$316  = gate1_2_0;
-      4'h1:
-          \$316  = gate1_2_1;
-      4'h2:
-          \$316  = gate1_2_2;
-      4'h3:
-          \$316  = gate1_2_3;
-      4'h4:
-          \$316  = gate1_2_4;
-      4'h5:
-          \$316  = gate1_2_5;
-      4'h6:
-          \$316  = gate1_2_6;
-      4'h7:
-          \$316  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$81 )
-      1'h0:
-          \$317  = \$315 ;
-      1'h1:
-          \$317  = \$316 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$318  = gate0_3_0;
-      4'h1:
-          \$318  = gate0_3_1;
-      4'h2:
-          \$318  = gate0_3_2;
-      4'h3:
-          \$318  = gate0_3_3;
-      4'h4:
-          \$318  = gate0_3_4;
-      4'h5:
-          \$318  = gate0_3_5;
-      4'h6:
-          \$318  = gate0_3_6;
-      4'h7:
-          \$318  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$319  = gate1_3_0;
-      4'h1:
-          \$319  = gate1_3_1;
-      4'h2:
-          \$319  = gate1_3_2;
-      4'h3:
-          \$319  = gate1_3_3;
-      4'h4:
-          \$319  = gate1_3_4;
-      4'h5:
-          \$319  = gate1_3_5;
-      4'h6:
-          \$319  = gate1_3_6;
-      4'h7:
-          \$319  = gate1_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$81 )
-      1'h0:
-          \$320  = \$318 ;
-      1'h1:
-          \$320  = \$319 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$366  = acc_rd__data[20:0];
-      4'h1:
-          \$366  = acc_rd__data[41:21];
-      4'h2:
-          \$366  = acc_rd__data[62:42];
-      4'h3:
-          \$366  = acc_rd__data[83:63];
-      4'h4:
-          \$366  = acc_rd__data[104:84];
-      4'h5:
-          \$366  = acc_rd__data[125:105];
-      4'h6:
-          \$366  = acc_rd__data[146:126];
-      4'h7:
-          \$366  = acc_rd__data[167:147];
+          \$354  = acc_rd__data[167:147];
     endcase
   end
   always @* begin
@@ -6964,23 +6639,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$69 ) begin
-            \$signature__addr$66  = \$72 [6:0];
-          end
+          \$signature__addr$66  = \$69 ;
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$66  = \$77 [6:0];
+          \$signature__addr$66  = \$74 [6:0];
       4'h6:
           /* empty */;
       4'h7:
-          if (\$97 ) begin
-            \$signature__addr$66  = \$100 [6:0];
-          end
+          \$signature__addr$66  = \$94 [6:0];
       4'h8:
           /* empty */;
       4'h9:
-          \$signature__addr$66  = \$105 [6:0];
+          \$signature__addr$66  = \$99 [6:0];
     endcase
   end
   always @* begin
@@ -7039,7 +6710,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$78 ;
+          w_en = \$75 ;
       4'h6:
           /* empty */;
       4'h7:
@@ -7047,7 +6718,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          w_en = \$106 ;
+          w_en = \$100 ;
     endcase
   end
   always @* begin
@@ -7068,7 +6739,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$72  = \$79 [10:0];
+            \$signature__addr$72  = \$76 [10:0];
           end
       4'h6:
           /* empty */;
@@ -7078,7 +6749,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$signature__addr$72  = \$107 [10:0];
+            \$signature__addr$72  = \$101 [10:0];
           end
     endcase
   end
@@ -7104,7 +6775,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$80 ) begin
+            if (\$77 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -7118,7 +6789,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            if (\$108 ) begin
+            if (\$102 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -7152,11 +6823,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$84 ) begin
-            act_acc_addr = \$87 [5:0];
-            if (\$88 ) begin
-              if (\$94 ) begin
-                act_acc_addr = \$96 [5:0];
+          if (\$81 ) begin
+            act_acc_addr = \$84 [5:0];
+            if (\$85 ) begin
+              if (\$91 ) begin
+                act_acc_addr = \$93 [5:0];
               end
             end
           end
@@ -7167,28 +6838,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          act_acc_addr = \$109 [5:0];
+          act_acc_addr = \$103 [5:0];
       4'hc:
-          act_acc_addr = \$110 [5:0];
+          act_acc_addr = \$104 [5:0];
       4'hd:
-          act_acc_addr = \$111 [5:0];
+          act_acc_addr = \$105 [5:0];
       4'he:
-          act_acc_addr = \$112 [5:0];
+          act_acc_addr = \$106 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379 [19:1] = e1[19:1];
-    \$379 [0] = 1'h0;
+    \$371 [19:1] = e1[19:1];
+    \$371 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$158 ) begin
-            \$379 [0] = 1'h1;
-            \$379 [7:1] = enc_col;
-            \$379 [8] = \$159 ;
-            \$379 [19:9] = enc_w;
+          if (\$152 ) begin
+            \$371 [0] = 1'h1;
+            \$371 [7:1] = enc_col;
+            \$371 [8] = \$153 ;
+            \$371 [19:9] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -7197,11 +6868,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$248 ) begin
-            \$379 [0] = 1'h1;
-            \$379 [7:1] = enc_col;
-            \$379 [8] = \$249 ;
-            \$379 [19:9] = enc_w;
+          if (\$239 ) begin
+            \$371 [0] = 1'h1;
+            \$371 [7:1] = enc_col;
+            \$371 [8] = \$240 ;
+            \$371 [19:9] = enc_w;
           end
       4'h6:
           /* empty */;
@@ -7210,32 +6881,32 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          if (\$338 ) begin
-            \$379 [0] = 1'h1;
-            \$379 [7:1] = enc_col;
-            \$379 [8] = \$339 ;
-            \$379 [19:9] = enc_w;
+          if (\$326 ) begin
+            \$371 [0] = 1'h1;
+            \$371 [7:1] = enc_col;
+            \$371 [8] = \$327 ;
+            \$371 [19:9] = enc_w;
           end
     endcase
     if (rst) begin
-      \$379  = 20'h00000;
+      \$371  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380 [23:1] = s1[23:1];
-    \$380 [0] = 1'h0;
+    \$372 [23:1] = s1[23:1];
+    \$372 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$380 [0] = 1'h1;
-            \$380 [6:1] = \$171 ;
-            \$380 [12:7] = \$176 ;
-            \$380 [22:14] = cur[27:19];
-            \$380 [13] = \$182 ;
-            \$380 [23] = \$183 ;
+            \$372 [0] = 1'h1;
+            \$372 [6:1] = \$165 ;
+            \$372 [12:7] = \$170 ;
+            \$372 [22:14] = cur[27:19];
+            \$372 [13] = \$176 ;
+            \$372 [23] = \$177 ;
           end
       4'h2:
           /* empty */;
@@ -7245,12 +6916,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$380 [0] = 1'h1;
-            \$380 [6:1] = \$261 ;
-            \$380 [12:7] = \$266 ;
-            \$380 [22:14] = cur[27:19];
-            \$380 [13] = \$272 ;
-            \$380 [23] = \$273 ;
+            \$372 [0] = 1'h1;
+            \$372 [6:1] = \$252 ;
+            \$372 [12:7] = \$257 ;
+            \$372 [22:14] = cur[27:19];
+            \$372 [13] = \$263 ;
+            \$372 [23] = \$264 ;
           end
       4'h6:
           /* empty */;
@@ -7260,132 +6931,132 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$380 [0] = 1'h1;
-            \$380 [6:1] = \$343 [5:0];
-            \$380 [12:7] = \$344 [5:0];
-            \$380 [22:14] = cur[27:19];
-            \$380 [13] = \$346 ;
-            \$380 [23] = \$347 ;
+            \$372 [0] = 1'h1;
+            \$372 [6:1] = \$331 [5:0];
+            \$372 [12:7] = \$332 [5:0];
+            \$372 [22:14] = cur[27:19];
+            \$372 [13] = \$334 ;
+            \$372 [23] = \$335 ;
           end
     endcase
     if (rst) begin
-      \$380  = 24'h000000;
+      \$372  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = s1;
+    \$373  = s1;
     if (rst) begin
-      \$381  = 24'h000000;
+      \$373  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = \$signature__data$86 ;
+    \$374  = \$signature__data$85 ;
     if (rst) begin
-      \$382  = 64'h0000000000000000;
+      \$374  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = \$128 ;
+    \$375  = \$122 ;
     if (rst) begin
-      \$383  = 17'h00000;
+      \$375  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = \$129 ;
+    \$376  = \$123 ;
     if (rst) begin
-      \$384  = 17'h00000;
+      \$376  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = \$130 ;
+    \$377  = \$124 ;
     if (rst) begin
-      \$385  = 17'h00000;
+      \$377  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = \$131 ;
+    \$378  = \$125 ;
     if (rst) begin
-      \$386  = 17'h00000;
+      \$378  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = \$132 ;
+    \$379  = \$126 ;
     if (rst) begin
-      \$387  = 17'h00000;
+      \$379  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = \$133 ;
+    \$380  = \$127 ;
     if (rst) begin
-      \$388  = 17'h00000;
+      \$380  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = \$134 ;
+    \$381  = \$128 ;
     if (rst) begin
-      \$389  = 17'h00000;
+      \$381  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = \$135 ;
+    \$382  = \$129 ;
     if (rst) begin
-      \$390  = 17'h00000;
+      \$382  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391 [0] = s1b[0];
-    \$391 [6:1] = s1b[6:1];
-    \$391 [7] = s1b[13];
-    \$391 [8] = s1b[23];
+    \$383 [0] = s1b[0];
+    \$383 [6:1] = s1b[6:1];
+    \$383 [7] = s1b[13];
+    \$383 [8] = s1b[23];
     if (rst) begin
-      \$391  = 9'h000;
+      \$383  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = s2;
+    \$384  = s2;
     if (rst) begin
-      \$392  = 9'h000;
+      \$384  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = acc_rd__data;
+    \$385  = acc_rd__data;
     if (rst) begin
-      \$393  = 168'h000000000000000000000000000000000000000000;
+      \$385  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = \$signature__data$97 ;
+    \$386  = \$signature__data$96 ;
     if (rst) begin
-      \$394  = 168'h000000000000000000000000000000000000000000;
+      \$386  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395 [0] = s3[0];
-    \$395 [6:1] = s3[6:1];
+    \$387 [0] = s3[0];
+    \$387 [6:1] = s3[6:1];
     if (rst) begin
-      \$395  = 7'h00;
+      \$387  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = acc_wr__data;
+    \$388  = acc_wr__data;
     if (rst) begin
-      \$396  = 168'h000000000000000000000000000000000000000000;
+      \$388  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -7393,12 +7064,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$397  = { \$136 [17], \$136 [17], \$136 [17], \$136 [17], \$136  };
+          \$389  = { \$130 [17], \$130 [17], \$130 [17], \$130 [17], \$130  };
       1'h1:
-          \$397  = { \$137 [19], \$137 [19], \$137  };
+          \$389  = { \$131 [19], \$131 [19], \$131  };
     endcase
     if (rst) begin
-      \$397  = 22'h000000;
+      \$389  = 22'h000000;
     end
   end
   always @* begin
@@ -7406,12 +7077,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$398  = { \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138  };
+          \$390  = { \$132 [17], \$132 [17], \$132 [17], \$132 [17], \$132  };
       1'h1:
-          \$398  = { \$139 [19], \$139 [19], \$139  };
+          \$390  = { \$133 [19], \$133 [19], \$133  };
     endcase
     if (rst) begin
-      \$398  = 22'h000000;
+      \$390  = 22'h000000;
     end
   end
   always @* begin
@@ -7419,12 +7090,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$399  = { \$140 [17], \$140 [17], \$140 [17], \$140 [17], \$140  };
+          \$391  = { \$134 [17], \$134 [17], \$134 [17], \$134 [17], \$134  };
       1'h1:
-          \$399  = { \$141 [19], \$141 [19], \$141  };
+          \$391  = { \$135 [19], \$135 [19], \$135  };
     endcase
     if (rst) begin
-      \$399  = 22'h000000;
+      \$391  = 22'h000000;
     end
   end
   always @* begin
@@ -7432,12 +7103,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$400  = { \$142 [17], \$142 [17], \$142 [17], \$142 [17], \$142  };
+          \$392  = { \$136 [17], \$136 [17], \$136 [17], \$136 [17], \$136  };
       1'h1:
-          \$400  = { \$143 [19], \$143 [19], \$143  };
+          \$392  = { \$137 [19], \$137 [19], \$137  };
     endcase
     if (rst) begin
-      \$400  = 22'h000000;
+      \$392  = 22'h000000;
     end
   end
   always @* begin
@@ -7445,12 +7116,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$401  = { \$144 [17], \$144 [17], \$144 [17], \$144 [17], \$144  };
+          \$393  = { \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138  };
       1'h1:
-          \$401  = { \$145 [19], \$145 [19], \$145  };
+          \$393  = { \$139 [19], \$139 [19], \$139  };
     endcase
     if (rst) begin
-      \$401  = 22'h000000;
+      \$393  = 22'h000000;
     end
   end
   always @* begin
@@ -7458,12 +7129,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$402  = { \$146 [17], \$146 [17], \$146 [17], \$146 [17], \$146  };
+          \$394  = { \$140 [17], \$140 [17], \$140 [17], \$140 [17], \$140  };
       1'h1:
-          \$402  = { \$147 [19], \$147 [19], \$147  };
+          \$394  = { \$141 [19], \$141 [19], \$141  };
     endcase
     if (rst) begin
-      \$402  = 22'h000000;
+      \$394  = 22'h000000;
     end
   end
   always @* begin
@@ -7471,12 +7142,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$403  = { \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148  };
+          \$395  = { \$142 [17], \$142 [17], \$142 [17], \$142 [17], \$142  };
       1'h1:
-          \$403  = { \$149 [19], \$149 [19], \$149  };
+          \$395  = { \$143 [19], \$143 [19], \$143  };
     endcase
     if (rst) begin
-      \$403  = 22'h000000;
+      \$395  = 22'h000000;
     end
   end
   always @* begin
@@ -7484,17 +7155,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$404  = { \$150 [17], \$150 [17], \$150 [17], \$150 [17], \$150  };
+          \$396  = { \$144 [17], \$144 [17], \$144 [17], \$144 [17], \$144  };
       1'h1:
-          \$404  = { \$151 [19], \$151 [19], \$151  };
+          \$396  = { \$145 [19], \$145 [19], \$145  };
     endcase
     if (rst) begin
-      \$404  = 22'h000000;
+      \$396  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = 1'h0;
+    \$397  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7503,17 +7174,426 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$218 ) begin
+          if (\$212 ) begin
+            \$397  = 1'h1;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$299 ) begin
+            \$397  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$397  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$398  = in_idx;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            \$398  = \$146 [5:0];
+            if (\$147 ) begin
+              \$398  = 6'h00;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$398  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$399  = seq_end;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$147 ) begin
+              \$399  = i__payload[9];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$399  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$400  = enc_col;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$147 ) begin
+              \$400  = 7'h00;
+            end
+          end
+      4'h1:
+        begin
+          if (\$152 ) begin
+            \$400  = \$154 [6:0];
+          end
+          if (\$188 ) begin
+            \$400  = 7'h00;
+          end
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$234 ) begin
+            \$400  = 7'h00;
+          end
+      4'h5:
+        begin
+          if (\$239 ) begin
+            \$400  = \$241 [6:0];
+          end
+          if (\$275 ) begin
+            \$400  = 7'h00;
+          end
+        end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$321 ) begin
+            \$400  = 7'h00;
+          end
+      4'h9:
+        begin
+          if (\$326 ) begin
+            \$400  = \$328 [6:0];
+          end
+          if (\$346 ) begin
+            \$400  = 7'h00;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$400  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$401  = enc_w;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$147 ) begin
+              \$401  = 11'h000;
+            end
+          end
+      4'h1:
+          if (\$152 ) begin
+            \$401  = \$155 [10:0];
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$234 ) begin
+            \$401  = 11'h300;
+          end
+      4'h5:
+          if (\$239 ) begin
+            \$401  = \$242 [10:0];
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$321 ) begin
+            \$401  = 11'h600;
+          end
+      4'h9:
+          if (\$326 ) begin
+            \$401  = \$329 [10:0];
+          end
+    endcase
+    if (rst) begin
+      \$401  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$402  = grp;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$147 ) begin
+              \$402  = 4'h0;
+            end
+          end
+      4'h1:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$178 ) begin
+              \$402  = 4'h0;
+            end else begin
+              \$402  = \$179 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$402  = 4'h0;
+          end
+      4'h2:
+          if (\$195 ) begin
+            \$402  = 4'h0;
+          end
+      4'h3:
+          if (\$212 ) begin
+            if (\$228 ) begin
+              \$402  = \$230 [3:0];
+              if (\$231 ) begin
+                \$402  = 4'h0;
+              end
+            end
+          end
+      4'h4:
+          if (\$234 ) begin
+            \$402  = 4'h0;
+          end
+      4'h5:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$265 ) begin
+              \$402  = 4'h0;
+            end else begin
+              \$402  = \$266 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$402  = 4'h0;
+          end
+      4'h6:
+          if (\$282 ) begin
+            \$402  = 4'h0;
+          end
+      4'h7:
+          if (\$299 ) begin
+            if (\$315 ) begin
+              \$402  = \$317 [3:0];
+              if (\$318 ) begin
+                \$402  = 4'h0;
+              end
+            end
+          end
+      4'h8:
+          if (\$321 ) begin
+            \$402  = 4'h0;
+          end
+      4'h9:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$336 ) begin
+              \$402  = 4'h0;
+            end else begin
+              \$402  = \$337 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$402  = 4'h0;
+          end
+      4'ha:
+          if (\$353 ) begin
+            \$402  = 4'h0;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          if (o__ready) begin
+            if (\$367 ) begin
+              \$402  = 4'h0;
+            end else if (\$368 ) begin
+              \$402  = \$369 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$402  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$403  = seq_state;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$147 ) begin
+              \$403  = 4'h1;
+            end
+          end
+      4'h1:
+          if (\$188 ) begin
+            \$403  = 4'h2;
+          end
+      4'h2:
+          if (\$195 ) begin
+            \$403  = 4'h3;
+          end
+      4'h3:
+          if (\$212 ) begin
+            if (\$228 ) begin
+              if (\$231 ) begin
+                \$403  = 4'h4;
+              end
+            end
+          end
+      4'h4:
+          if (\$234 ) begin
+            \$403  = 4'h5;
+          end
+      4'h5:
+          if (\$275 ) begin
+            \$403  = 4'h6;
+          end
+      4'h6:
+          if (\$282 ) begin
+            \$403  = 4'h7;
+          end
+      4'h7:
+          if (\$299 ) begin
+            if (\$315 ) begin
+              if (\$318 ) begin
+                \$403  = 4'h8;
+              end
+            end
+          end
+      4'h8:
+          if (\$321 ) begin
+            \$403  = 4'h9;
+          end
+      4'h9:
+          if (\$346 ) begin
+            \$403  = 4'ha;
+          end
+      4'ha:
+          if (\$353 ) begin
+            \$403  = 4'hb;
+          end
+      4'hb:
+          \$403  = 4'hc;
+      4'hc:
+          \$403  = 4'hd;
+      4'hd:
+          \$403  = 4'he;
+      4'he:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$367 ) begin
+              \$403  = 4'h0;
+            end else if (\$368 ) begin
+              \$403  = 4'hb;
+            end else begin
+              \$403  = 4'hc;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$403  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$404  = e2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+        begin
+          \$404 [0] = e1[0];
+          \$404 [7:1] = e1[7:1];
+          \$404 [8] = e1[8];
+          \$404 [19:9] = e1[19:9];
+          \$404 [27:20] = \$157 ;
+          \$404 [36:28] = \$160 ;
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+        begin
+          \$404 [0] = e1[0];
+          \$404 [7:1] = e1[7:1];
+          \$404 [8] = e1[8];
+          \$404 [19:9] = e1[19:9];
+          \$404 [27:20] = \$244 ;
+          \$404 [36:28] = \$247 ;
+        end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+        begin
+          \$404 [0] = e1[0];
+          \$404 [7:1] = e1[7:1];
+          \$404 [8] = e1[8];
+          \$404 [19:9] = e1[19:9];
+          \$404 [27:20] = \$signature__data ;
+          \$404 [36:28] = \$330 ;
+        end
+    endcase
+    if (rst) begin
+      \$404  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$405  = cur_active;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$178 ) begin
+              \$405  = r_rdy;
+            end
+          end else if (r_rdy) begin
             \$405  = 1'h1;
           end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
       4'h4:
           /* empty */;
       4'h5:
-          /* empty */;
+          if (cur_active) begin
+            if (\$265 ) begin
+              \$405  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$405  = 1'h1;
+          end
       4'h6:
           /* empty */;
       4'h7:
-          if (\$308 ) begin
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$336 ) begin
+              \$405  = r_rdy;
+            end
+          end else if (r_rdy) begin
             \$405  = 1'h1;
           end
     endcase
@@ -7523,216 +7603,96 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = in_idx;
+    \$406  = cur;
     casez (seq_state)
       4'h0:
-          if (i__valid) begin
-            \$406  = \$152 [5:0];
-            if (\$153 ) begin
-              \$406  = 6'h00;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$406  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$153 ) begin
-              \$407  = i__payload[9];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$407  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = enc_col;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$153 ) begin
-              \$408  = 7'h00;
-            end
-          end
+          /* empty */;
       4'h1:
-        begin
-          if (\$158 ) begin
-            \$408  = \$160 [6:0];
-          end
-          if (\$194 ) begin
-            \$408  = 7'h00;
-          end
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$243 ) begin
-            \$408  = 7'h00;
-          end
-      4'h5:
-        begin
-          if (\$248 ) begin
-            \$408  = \$250 [6:0];
-          end
-          if (\$284 ) begin
-            \$408  = 7'h00;
-          end
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$333 ) begin
-            \$408  = 7'h00;
-          end
-      4'h9:
-        begin
-          if (\$338 ) begin
-            \$408  = \$340 [6:0];
-          end
-          if (\$358 ) begin
-            \$408  = 7'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$408  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = enc_w;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$153 ) begin
-              \$409  = 11'h000;
+          if (cur_active) begin
+            if (\$178 ) begin
+              \$406  = r_data;
             end
-          end
-      4'h1:
-          if (\$158 ) begin
-            \$409  = \$161 [10:0];
+          end else if (r_rdy) begin
+            \$406  = r_data;
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$243 ) begin
-            \$409  = 11'h300;
-          end
+          /* empty */;
       4'h5:
-          if (\$248 ) begin
-            \$409  = \$251 [10:0];
+          if (cur_active) begin
+            if (\$265 ) begin
+              \$406  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$406  = r_data;
           end
       4'h6:
           /* empty */;
       4'h7:
           /* empty */;
       4'h8:
-          if (\$333 ) begin
-            \$409  = 11'h600;
-          end
+          /* empty */;
       4'h9:
-          if (\$338 ) begin
-            \$409  = \$341 [10:0];
+          if (cur_active) begin
+            if (\$336 ) begin
+              \$406  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$406  = r_data;
           end
     endcase
     if (rst) begin
-      \$409  = 11'h000;
+      \$406  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = grp;
+    \$407  = lane;
     casez (seq_state)
       4'h0:
-          if (i__valid) begin
-            if (\$153 ) begin
-              \$410  = 4'h0;
-            end
-          end
+          /* empty */;
       4'h1:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$184 ) begin
-              \$410  = 4'h0;
-            end else begin
-              \$410  = \$185 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$410  = 4'h0;
-          end
+          /* empty */;
       4'h2:
-          if (\$201 ) begin
-            \$410  = 4'h0;
+          if (\$195 ) begin
+            \$407  = 4'h0;
           end
       4'h3:
-          if (\$218 ) begin
-            if (\$237 ) begin
-              \$410  = \$239 [3:0];
-              if (\$240 ) begin
-                \$410  = 4'h0;
-              end
+          if (\$212 ) begin
+            (* full_case = 32'd1 *)
+            if (\$228 ) begin
+              \$407  = 4'h0;
+            end else begin
+              \$407  = \$232 [3:0];
             end
           end
       4'h4:
-          if (\$243 ) begin
-            \$410  = 4'h0;
-          end
+          /* empty */;
       4'h5:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$274 ) begin
-              \$410  = 4'h0;
-            end else begin
-              \$410  = \$275 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$410  = 4'h0;
-          end
+          /* empty */;
       4'h6:
-          if (\$291 ) begin
-            \$410  = 4'h0;
+          if (\$282 ) begin
+            \$407  = 4'h0;
           end
       4'h7:
-          if (\$308 ) begin
-            if (\$327 ) begin
-              \$410  = \$329 [3:0];
-              if (\$330 ) begin
-                \$410  = 4'h0;
-              end
+          if (\$299 ) begin
+            (* full_case = 32'd1 *)
+            if (\$315 ) begin
+              \$407  = 4'h0;
+            end else begin
+              \$407  = \$319 [3:0];
             end
           end
       4'h8:
-          if (\$333 ) begin
-            \$410  = 4'h0;
-          end
+          /* empty */;
       4'h9:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$348 ) begin
-              \$410  = 4'h0;
-            end else begin
-              \$410  = \$349 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$410  = 4'h0;
-          end
+          /* empty */;
       4'ha:
-          if (\$365 ) begin
-            \$410  = 4'h0;
+          if (\$353 ) begin
+            \$407  = 4'h0;
           end
       4'hb:
           /* empty */;
@@ -7742,189 +7702,267 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'he:
           if (o__ready) begin
-            if (\$375 ) begin
-              \$410  = 4'h0;
-            end else if (\$376 ) begin
-              \$410  = \$377 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$410  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = seq_state;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$153 ) begin
-              \$411  = 4'h1;
-            end
-          end
-      4'h1:
-          if (\$194 ) begin
-            \$411  = 4'h2;
-          end
-      4'h2:
-          if (\$201 ) begin
-            \$411  = 4'h3;
-          end
-      4'h3:
-          if (\$218 ) begin
-            if (\$237 ) begin
-              if (\$240 ) begin
-                \$411  = 4'h4;
-              end
-            end
-          end
-      4'h4:
-          if (\$243 ) begin
-            \$411  = 4'h5;
-          end
-      4'h5:
-          if (\$284 ) begin
-            \$411  = 4'h6;
-          end
-      4'h6:
-          if (\$291 ) begin
-            \$411  = 4'h7;
-          end
-      4'h7:
-          if (\$308 ) begin
-            if (\$327 ) begin
-              if (\$330 ) begin
-                \$411  = 4'h8;
-              end
-            end
-          end
-      4'h8:
-          if (\$333 ) begin
-            \$411  = 4'h9;
-          end
-      4'h9:
-          if (\$358 ) begin
-            \$411  = 4'ha;
-          end
-      4'ha:
-          if (\$365 ) begin
-            \$411  = 4'hb;
-          end
-      4'hb:
-          \$411  = 4'hc;
-      4'hc:
-          \$411  = 4'hd;
-      4'hd:
-          \$411  = 4'he;
-      4'he:
-          if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$375 ) begin
-              \$411  = 4'h0;
-            end else if (\$376 ) begin
-              \$411  = 4'hb;
+            if (\$367 ) begin
+              \$407  = 4'h0;
+            end else if (\$368 ) begin
+              \$407  = 4'h0;
             end else begin
-              \$411  = 4'hc;
+              \$407  = \$370 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$411  = 4'h0;
+      \$407  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = e2;
+    \$408  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-        begin
-          \$412 [0] = e1[0];
-          \$412 [7:1] = e1[7:1];
-          \$412 [8] = e1[8];
-          \$412 [19:9] = e1[19:9];
-          \$412 [27:20] = \$163 ;
-          \$412 [36:28] = \$166 ;
-        end
+          /* empty */;
       4'h2:
-          /* empty */;
+          if (\$195 ) begin
+            \$408  = 6'h00;
+          end
       4'h3:
-          /* empty */;
+          if (\$212 ) begin
+            \$408  = \$213 [5:0];
+          end
       4'h4:
           /* empty */;
       4'h5:
-        begin
-          \$412 [0] = e1[0];
-          \$412 [7:1] = e1[7:1];
-          \$412 [8] = e1[8];
-          \$412 [19:9] = e1[19:9];
-          \$412 [27:20] = \$253 ;
-          \$412 [36:28] = \$256 ;
-        end
+          /* empty */;
       4'h6:
-          /* empty */;
+          if (\$282 ) begin
+            \$408  = 6'h00;
+          end
       4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-        begin
-          \$412 [0] = e1[0];
-          \$412 [7:1] = e1[7:1];
-          \$412 [8] = e1[8];
-          \$412 [19:9] = e1[19:9];
-          \$412 [27:20] = \$signature__data ;
-          \$412 [36:28] = \$342 ;
-        end
+          if (\$299 ) begin
+            \$408  = \$300 [5:0];
+          end
     endcase
     if (rst) begin
-      \$412  = 37'h0000000000;
+      \$408  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = cur_active;
+    \$409  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (cur_active) begin
-            if (\$184 ) begin
-              \$413  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$413  = 1'h1;
-          end
+          /* empty */;
       4'h2:
-          /* empty */;
+          if (\$195 ) begin
+            \$409  = 3'h0;
+          end
       4'h3:
-          /* empty */;
+          if (\$199 ) begin
+            \$409  = \$200 [2:0];
+            if (\$203 ) begin
+              \$409  = 3'h0;
+              if (\$211 ) begin
+                \$409  = 3'h1;
+              end
+            end
+          end
       4'h4:
           /* empty */;
       4'h5:
-          if (cur_active) begin
-            if (\$274 ) begin
-              \$413  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$413  = 1'h1;
-          end
+          /* empty */;
       4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$348 ) begin
-              \$413  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$413  = 1'h1;
+          if (\$282 ) begin
+            \$409  = 3'h0;
           end
+      4'h7:
+          if (\$286 ) begin
+            \$409  = \$287 [2:0];
+            if (\$290 ) begin
+              \$409  = 3'h0;
+              if (\$298 ) begin
+                \$409  = 3'h1;
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$409  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$410  = g_grp;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$195 ) begin
+            \$410  = 3'h0;
+          end
+      4'h3:
+          if (\$199 ) begin
+            if (\$203 ) begin
+              \$410  = \$205 [2:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$282 ) begin
+            \$410  = 3'h0;
+          end
+      4'h7:
+          if (\$286 ) begin
+            if (\$290 ) begin
+              \$410  = \$292 [2:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$410  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$411  = \$signal ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$195 ) begin
+            \$411  = 1'h0;
+          end
+      4'h3:
+          if (\$199 ) begin
+            if (\$203 ) begin
+              \$411  = \$204 ;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$282 ) begin
+            \$411  = 1'h0;
+          end
+      4'h7:
+          if (\$286 ) begin
+            if (\$290 ) begin
+              \$411  = \$291 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$411  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$412  = \$signal$102 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$195 ) begin
+            \$412  = 1'h0;
+          end
+      4'h3:
+          if (\$212 ) begin
+            if (\$228 ) begin
+              \$412  = \$229 ;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$282 ) begin
+            \$412  = 1'h0;
+          end
+      4'h7:
+          if (\$299 ) begin
+            if (\$315 ) begin
+              \$412  = \$316 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$412  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$413  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$195 ) begin
+            \$413  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$199 ) begin
+            if (\$203 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$413  = 1'h1;
+              endcase
+            end
+          end
+          if (\$212 ) begin
+            if (\$228 ) begin
+              casez (\$signal$102 )
+                1'h0:
+                    \$413  = 1'h0;
+              endcase
+            end
+          end
+        end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$282 ) begin
+            \$413  = 1'h0;
+          end
+      4'h7:
+        begin
+          if (\$286 ) begin
+            if (\$290 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$413  = 1'h1;
+              endcase
+            end
+          end
+          if (\$299 ) begin
+            if (\$315 ) begin
+              casez (\$signal$102 )
+                1'h0:
+                    \$413  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
       \$413  = 1'h0;
@@ -7932,302 +7970,37 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$184 ) begin
-              \$414  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$414  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$274 ) begin
-              \$414  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$414  = r_data;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$348 ) begin
-              \$414  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$414  = r_data;
-          end
-    endcase
-    if (rst) begin
-      \$414  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = lane;
+    \$414  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$201 ) begin
-            \$415  = 4'h0;
-          end
-      4'h3:
-          if (\$218 ) begin
-            (* full_case = 32'd1 *)
-            if (\$237 ) begin
-              \$415  = 4'h0;
-            end else begin
-              \$415  = \$241 [3:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$291 ) begin
-            \$415  = 4'h0;
-          end
-      4'h7:
-          if (\$308 ) begin
-            (* full_case = 32'd1 *)
-            if (\$327 ) begin
-              \$415  = 4'h0;
-            end else begin
-              \$415  = \$331 [3:0];
-            end
-          end
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (\$365 ) begin
-            \$415  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$375 ) begin
-              \$415  = 4'h0;
-            end else if (\$376 ) begin
-              \$415  = 4'h0;
-            end else begin
-              \$415  = \$378 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$415  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = act_q;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$416  = 3'h0;
-          end
-      4'h3:
-          if (\$205 ) begin
-            \$416  = \$206 [2:0];
-            if (\$209 ) begin
-              \$416  = 3'h0;
-              if (\$217 ) begin
-                \$416  = 3'h1;
-              end
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$291 ) begin
-            \$416  = 3'h0;
-          end
-      4'h7:
-          if (\$295 ) begin
-            \$416  = \$296 [2:0];
-            if (\$299 ) begin
-              \$416  = 3'h0;
-              if (\$307 ) begin
-                \$416  = 3'h1;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$416  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = g_grp;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$417  = 3'h0;
-          end
-      4'h3:
-          if (\$205 ) begin
-            if (\$209 ) begin
-              \$417  = \$211 [2:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$291 ) begin
-            \$417  = 3'h0;
-          end
-      4'h7:
-          if (\$295 ) begin
-            if (\$299 ) begin
-              \$417  = \$301 [2:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$417  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = \$signal ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$418  = 1'h0;
-          end
-      4'h3:
-          if (\$205 ) begin
-            if (\$209 ) begin
-              \$418  = \$210 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$291 ) begin
-            \$418  = 1'h0;
-          end
-      4'h7:
-          if (\$295 ) begin
-            if (\$299 ) begin
-              \$418  = \$300 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$418  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = \$signal$81 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$419  = 1'h0;
-          end
-      4'h3:
-          if (\$218 ) begin
-            if (\$237 ) begin
-              \$419  = \$238 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$291 ) begin
-            \$419  = 1'h0;
-          end
-      4'h7:
-          if (\$308 ) begin
-            if (\$327 ) begin
-              \$419  = \$328 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$419  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$420  = 1'h0;
+          if (\$195 ) begin
+            \$414  = 1'h0;
           end
       4'h3:
         begin
-          if (\$205 ) begin
-            if (\$209 ) begin
+          if (\$199 ) begin
+            if (\$203 ) begin
+              (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
-                    \$420  = 1'h1;
+                    /* empty */;
+                1'h1:
+                    \$414  = 1'h1;
               endcase
             end
           end
-          if (\$218 ) begin
-            if (\$237 ) begin
-              casez (\$signal$81 )
+          if (\$212 ) begin
+            if (\$228 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$102 )
                 1'h0:
-                    \$420  = 1'h0;
+                    /* empty */;
+                1'h1:
+                    \$414  = 1'h0;
               endcase
             end
           end
@@ -8237,111 +8010,42 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$291 ) begin
-            \$420  = 1'h0;
+          if (\$282 ) begin
+            \$414  = 1'h0;
           end
       4'h7:
         begin
-          if (\$295 ) begin
-            if (\$299 ) begin
+          if (\$286 ) begin
+            if (\$290 ) begin
+              (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
-                    \$420  = 1'h1;
+                    /* empty */;
+                1'h1:
+                    \$414  = 1'h1;
               endcase
             end
           end
-          if (\$308 ) begin
-            if (\$327 ) begin
-              casez (\$signal$81 )
+          if (\$299 ) begin
+            if (\$315 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$102 )
                 1'h0:
-                    \$420  = 1'h0;
+                    /* empty */;
+                1'h1:
+                    \$414  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$420  = 1'h0;
+      \$414  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$421  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$205 ) begin
-            if (\$209 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$421  = 1'h1;
-              endcase
-            end
-          end
-          if (\$218 ) begin
-            if (\$237 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$81 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$421  = 1'h0;
-              endcase
-            end
-          end
-        end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$291 ) begin
-            \$421  = 1'h0;
-          end
-      4'h7:
-        begin
-          if (\$295 ) begin
-            if (\$299 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$421  = 1'h1;
-              endcase
-            end
-          end
-          if (\$308 ) begin
-            if (\$327 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$81 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$421  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$421  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = gate0_0_0;
+    \$415  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8350,11 +8054,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
-                    \$422  = acc_rd__data[20:0];
+                    \$415  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8365,11 +8069,284 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
-                    \$422  = acc_rd__data[20:0];
+                    \$415  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$415  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$416  = gate0_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$199 ) begin
+            if (\$201 ) begin
+              casez (act_q)
+                3'h1:
+                    \$416  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$286 ) begin
+            if (\$288 ) begin
+              casez (act_q)
+                3'h1:
+                    \$416  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$416  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$417  = gate0_0_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$199 ) begin
+            if (\$201 ) begin
+              casez (act_q)
+                3'h1:
+                    \$417  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$286 ) begin
+            if (\$288 ) begin
+              casez (act_q)
+                3'h1:
+                    \$417  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$417  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$418  = gate0_0_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$199 ) begin
+            if (\$201 ) begin
+              casez (act_q)
+                3'h1:
+                    \$418  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$286 ) begin
+            if (\$288 ) begin
+              casez (act_q)
+                3'h1:
+                    \$418  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$418  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$419  = gate0_0_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$199 ) begin
+            if (\$201 ) begin
+              casez (act_q)
+                3'h1:
+                    \$419  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$286 ) begin
+            if (\$288 ) begin
+              casez (act_q)
+                3'h1:
+                    \$419  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$419  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$420  = gate0_0_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$199 ) begin
+            if (\$201 ) begin
+              casez (act_q)
+                3'h1:
+                    \$420  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$286 ) begin
+            if (\$288 ) begin
+              casez (act_q)
+                3'h1:
+                    \$420  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$420  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$421  = gate0_0_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$199 ) begin
+            if (\$201 ) begin
+              casez (act_q)
+                3'h1:
+                    \$421  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$286 ) begin
+            if (\$288 ) begin
+              casez (act_q)
+                3'h1:
+                    \$421  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$421  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$422  = gate0_0_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$199 ) begin
+            if (\$201 ) begin
+              casez (act_q)
+                3'h1:
+                    \$422  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$286 ) begin
+            if (\$288 ) begin
+              casez (act_q)
+                3'h1:
+                    \$422  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -8380,7 +8357,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = gate0_0_1;
+    \$423  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8389,11 +8366,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
-                    \$423  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$423  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8404,11 +8383,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
-                    \$423  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$423  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8419,7 +8400,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = gate0_0_2;
+    \$424  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8428,11 +8409,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
-                    \$424  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    \$424  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8443,11 +8426,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
-                    \$424  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    \$424  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8458,7 +8443,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = gate0_0_3;
+    \$425  = gate0_1_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8467,11 +8452,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
-                    \$425  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    \$425  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8482,11 +8469,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
-                    \$425  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    \$425  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8497,7 +8486,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = gate0_0_4;
+    \$426  = gate0_1_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8506,11 +8495,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
-                    \$426  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    \$426  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -8521,11 +8512,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
-                    \$426  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    \$426  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -8536,7 +8529,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = gate0_0_5;
+    \$427  = gate0_1_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8545,11 +8538,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
+          if (\$199 ) begin
+            if (\$201 ) begin
               casez (act_q)
                 3'h1:
-                    \$427  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    \$427  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -8560,11 +8555,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$295 ) begin
-            if (\$297 ) begin
+          if (\$286 ) begin
+            if (\$288 ) begin
               casez (act_q)
                 3'h1:
-                    \$427  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    \$427  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -8672,14 +8669,14 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \w_word[5]  = w_word[47:40];
   assign \w_word[6]  = w_word[55:48];
   assign \w_word[7]  = w_word[63:56];
-  assign \$signature__data$86[0]  = \$signature__data$86 [7:0];
-  assign \$signature__data$86[1]  = \$signature__data$86 [15:8];
-  assign \$signature__data$86[2]  = \$signature__data$86 [23:16];
-  assign \$signature__data$86[3]  = \$signature__data$86 [31:24];
-  assign \$signature__data$86[4]  = \$signature__data$86 [39:32];
-  assign \$signature__data$86[5]  = \$signature__data$86 [47:40];
-  assign \$signature__data$86[6]  = \$signature__data$86 [55:48];
-  assign \$signature__data$86[7]  = \$signature__data$86 [63:56];
+  assign \$signature__data$85[0]  = \$signature__data$85 [7:0];
+  assign \$signature__data$85[1]  = \$signature__data$85 [15:8];
+  assign \$signature__data$85[2]  = \$signature__data$85 [23:16];
+  assign \$signature__data$85[3]  = \$signature__data$85 [31:24];
+  assign \$signature__data$85[4]  = \$signature__data$85 [39:32];
+  assign \$signature__data$85[5]  = \$signature__data$85 [47:40];
+  assign \$signature__data$85[6]  = \$signature__data$85 [55:48];
+  assign \$signature__data$85[7]  = \$signature__data$85 [63:56];
   assign \s2.valid  = s2[0];
   assign \s2.acc_addr  = s2[6:1];
   assign \s2.bias  = s2[7];
@@ -8692,14 +8689,14 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \acc_rd__data[5]  = acc_rd__data[125:105];
   assign \acc_rd__data[6]  = acc_rd__data[146:126];
   assign \acc_rd__data[7]  = acc_rd__data[167:147];
-  assign \$signature__data$97[0]  = \$signature__data$97 [20:0];
-  assign \$signature__data$97[1]  = \$signature__data$97 [41:21];
-  assign \$signature__data$97[2]  = \$signature__data$97 [62:42];
-  assign \$signature__data$97[3]  = \$signature__data$97 [83:63];
-  assign \$signature__data$97[4]  = \$signature__data$97 [104:84];
-  assign \$signature__data$97[5]  = \$signature__data$97 [125:105];
-  assign \$signature__data$97[6]  = \$signature__data$97 [146:126];
-  assign \$signature__data$97[7]  = \$signature__data$97 [167:147];
+  assign \$signature__data$96[0]  = \$signature__data$96 [20:0];
+  assign \$signature__data$96[1]  = \$signature__data$96 [41:21];
+  assign \$signature__data$96[2]  = \$signature__data$96 [62:42];
+  assign \$signature__data$96[3]  = \$signature__data$96 [83:63];
+  assign \$signature__data$96[4]  = \$signature__data$96 [104:84];
+  assign \$signature__data$96[5]  = \$signature__data$96 [125:105];
+  assign \$signature__data$96[6]  = \$signature__data$96 [146:126];
+  assign \$signature__data$96[7]  = \$signature__data$96 [167:147];
   assign acc_wr__data[167:147] = \$40 [20:0];
   assign acc_wr__data[146:126] = \$35 [20:0];
   assign acc_wr__data[125:105] = \$30 [20:0];
@@ -8709,32 +8706,34 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign acc_wr__data[41:21] = \$10 [20:0];
   assign acc_wr__data[20:0] = \$5 [20:0];
   assign \$50  = e2[0];
-  assign \$78  = e2[0];
-  assign \$106  = e2[0];
-  assign \$136  = { prod0[16], prod0 };
-  assign \$137  = { prod0[16], prod0, 2'h0 };
-  assign \$138  = { prod1[16], prod1 };
-  assign \$139  = { prod1[16], prod1, 2'h0 };
-  assign \$140  = { prod2[16], prod2 };
-  assign \$141  = { prod2[16], prod2, 2'h0 };
-  assign \$142  = { prod3[16], prod3 };
-  assign \$143  = { prod3[16], prod3, 2'h0 };
-  assign \$144  = { prod4[16], prod4 };
-  assign \$145  = { prod4[16], prod4, 2'h0 };
-  assign \$146  = { prod5[16], prod5 };
-  assign \$147  = { prod5[16], prod5, 2'h0 };
-  assign \$148  = { prod6[16], prod6 };
-  assign \$149  = { prod6[16], prod6, 2'h0 };
-  assign \$150  = { prod7[16], prod7 };
-  assign \$151  = { prod7[16], prod7, 2'h0 };
-  assign \$182  = \$181 ;
-  assign \$208  = \$signal ;
-  assign \$272  = \$271 ;
-  assign \$273  = 1'h0;
-  assign \$298  = \$signal ;
-  assign \$346  = \$345 ;
-  assign \$347  = 1'h0;
-  assign \$368  = { \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21], \$367 [21:9] };
+  assign \$75  = e2[0];
+  assign \$100  = e2[0];
+  assign \$130  = { prod0[16], prod0 };
+  assign \$131  = { prod0[16], prod0, 2'h0 };
+  assign \$132  = { prod1[16], prod1 };
+  assign \$133  = { prod1[16], prod1, 2'h0 };
+  assign \$134  = { prod2[16], prod2 };
+  assign \$135  = { prod2[16], prod2, 2'h0 };
+  assign \$136  = { prod3[16], prod3 };
+  assign \$137  = { prod3[16], prod3, 2'h0 };
+  assign \$138  = { prod4[16], prod4 };
+  assign \$139  = { prod4[16], prod4, 2'h0 };
+  assign \$140  = { prod5[16], prod5 };
+  assign \$141  = { prod5[16], prod5, 2'h0 };
+  assign \$142  = { prod6[16], prod6 };
+  assign \$143  = { prod6[16], prod6, 2'h0 };
+  assign \$144  = { prod7[16], prod7 };
+  assign \$145  = { prod7[16], prod7, 2'h0 };
+  assign \$176  = \$175 ;
+  assign \$202  = \$signal ;
+  assign \$263  = \$262 ;
+  assign \$264  = 1'h0;
+  assign \$289  = \$signal ;
+  assign \$334  = \$333 ;
+  assign \$335  = 1'h0;
+  assign \$356  = { \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21:9] };
+  assign \$359  = { \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21:9] };
+  assign \$362  = { \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)

@@ -14,29 +14,29 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire \$108 ;
+  reg \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
+  wire [3:0] \$111 ;
   wire \$112 ;
-  reg \$113 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire [3:0] \$116 ;
-  wire \$117 ;
+  wire [5:0] \$116 ;
+  wire [5:0] \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire [6:0] \$12 ;
-  wire \$120 ;
-  wire [5:0] \$121 ;
-  wire [5:0] \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  reg \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  reg \$128 ;
+  reg \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  reg \$123 ;
+  wire [6:0] \$124 ;
+  reg [18:0] \$125 ;
+  reg [18:0] \$126 ;
+  reg [18:0] \$127 ;
+  reg [18:0] \$128 ;
   reg [18:0] \$129 ;
   wire [6:0] \$13 ;
   reg [18:0] \$130 ;
@@ -46,42 +46,42 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [18:0] \$134 ;
   reg [18:0] \$135 ;
   reg [18:0] \$136 ;
-  reg [18:0] \$137 ;
-  reg [18:0] \$138 ;
-  reg [18:0] \$139 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  reg [18:0] \$140 ;
-  wire [8:0] \$141 ;
-  wire [9:0] \$142 ;
-  wire \$143 ;
-  wire [8:0] \$144 ;
-  wire [9:0] \$145 ;
+  wire \$140 ;
+  wire [7:0] \$141 ;
+  wire \$142 ;
+  wire [2:0] \$143 ;
+  wire [5:0] \$144 ;
+  wire \$145 ;
   wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire [7:0] \$149 ;
+  wire [4:0] \$147 ;
+  wire [5:0] \$148 ;
+  wire \$149 ;
   wire [6:0] \$15 ;
   wire \$150 ;
-  wire [2:0] \$151 ;
-  wire [5:0] \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire [4:0] \$155 ;
-  wire [5:0] \$156 ;
+  wire \$151 ;
+  wire [6:0] \$152 ;
+  wire [12:0] \$153 ;
+  wire [8:0] \$154 ;
+  wire [7:0] \$155 ;
+  wire [7:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire [7:0] \$16 ;
-  wire [6:0] \$160 ;
-  wire [12:0] \$161 ;
-  wire [8:0] \$162 ;
-  wire [7:0] \$163 ;
-  wire [7:0] \$164 ;
+  wire \$160 ;
+  wire [7:0] \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [7:0] \$169 ;
+  wire \$169 ;
   wire [6:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
@@ -91,64 +91,64 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
+  reg [18:0] \$178 ;
+  wire [19:0] \$179 ;
   wire [7:0] \$18 ;
-  wire \$180 ;
+  wire [19:0] \$180 ;
   wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
+  wire [19:0] \$182 ;
+  wire [19:0] \$183 ;
   wire \$184 ;
-  wire \$185 ;
-  reg [18:0] \$186 ;
+  wire [19:0] \$185 ;
+  wire [19:0] \$186 ;
   wire [19:0] \$187 ;
   wire [19:0] \$188 ;
   wire \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire [19:0] \$191 ;
-  wire [19:0] \$192 ;
-  wire \$193 ;
-  wire [4:0] \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire [7:0] \$197 ;
-  wire [2:0] \$198 ;
-  reg [19:0] \$199 ;
+  wire [4:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [7:0] \$193 ;
+  wire [2:0] \$194 ;
+  reg [19:0] \$195 ;
+  reg [25:0] \$196 ;
+  reg [25:0] \$197 ;
+  reg [15:0] \$198 ;
+  reg [16:0] \$199 ;
   wire \$2 ;
   wire [12:0] \$20 ;
-  reg [25:0] \$200 ;
-  reg [25:0] \$201 ;
-  reg [15:0] \$202 ;
-  reg [16:0] \$203 ;
-  reg [16:0] \$204 ;
-  reg [9:0] \$205 ;
-  reg [9:0] \$206 ;
-  reg [37:0] \$207 ;
-  reg [37:0] \$208 ;
-  reg [7:0] \$209 ;
+  reg [16:0] \$200 ;
+  reg [9:0] \$201 ;
+  reg [9:0] \$202 ;
+  reg [37:0] \$203 ;
+  reg [37:0] \$204 ;
+  reg [7:0] \$205 ;
+  reg [37:0] \$206 ;
+  reg [19:0] \$207 ;
+  reg [19:0] \$208 ;
+  reg \$209 ;
   wire \$21 ;
-  reg [37:0] \$210 ;
-  reg [19:0] \$211 ;
-  reg [19:0] \$212 ;
-  reg \$213 ;
-  reg [2:0] \$214 ;
-  reg \$215 ;
-  reg [5:0] \$216 ;
-  reg [11:0] \$217 ;
-  reg [6:0] \$218 ;
-  reg [3:0] \$219 ;
+  reg [2:0] \$210 ;
+  reg \$211 ;
+  reg [5:0] \$212 ;
+  reg [11:0] \$213 ;
+  reg [6:0] \$214 ;
+  reg [3:0] \$215 ;
+  reg [36:0] \$216 ;
+  reg \$217 ;
+  reg [27:0] \$218 ;
+  reg [1:0] \$219 ;
   wire \$22 ;
-  reg [36:0] \$220 ;
-  reg \$221 ;
-  reg [27:0] \$222 ;
-  reg [1:0] \$223 ;
-  reg [2:0] \$224 ;
-  reg [4:0] \$225 ;
+  reg [5:0] \$220 ;
+  reg [2:0] \$221 ;
+  reg [4:0] \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg \$225 ;
   reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg \$229 ;
+  reg [18:0] \$227 ;
+  reg [18:0] \$228 ;
+  reg [18:0] \$229 ;
   reg \$23 ;
   reg [18:0] \$230 ;
   reg [18:0] \$231 ;
@@ -168,18 +168,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [18:0] \$244 ;
   reg [18:0] \$245 ;
   reg [18:0] \$246 ;
-  reg [18:0] \$247 ;
-  reg [18:0] \$248 ;
-  reg [18:0] \$249 ;
+  reg [5:0] \$247 ;
+  reg \$248 ;
+  reg [4:0] \$249 ;
   wire \$25 ;
-  reg [5:0] \$250 ;
-  reg \$251 ;
-  reg [4:0] \$252 ;
-  reg \$253 ;
-  reg [3:0] \$254 ;
-  reg [19:0] \$255 ;
-  reg [8:0] \$256 ;
-  reg \$257 ;
+  reg \$250 ;
+  reg [3:0] \$251 ;
+  reg [18:0] \$252 ;
+  reg [8:0] \$253 ;
+  reg \$254 ;
   wire [7:0] \$26 ;
   wire [8:0] \$27 ;
   wire [9:0] \$28 ;
@@ -193,27 +190,27 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$35 ;
   wire [5:0] \$36 ;
   wire [6:0] \$37 ;
-  reg \$38 ;
-  wire [8:0] \$39 ;
+  wire [6:0] \$38 ;
+  wire [6:0] \$39 ;
   wire [18:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [10:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [9:0] \$43 ;
-  wire [10:0] \$44 ;
+  wire \$40 ;
+  wire [6:0] \$41 ;
+  wire [7:0] \$42 ;
+  wire [6:0] \$43 ;
+  wire [7:0] \$44 ;
   wire \$45 ;
-  wire [6:0] \$46 ;
-  wire [7:0] \$47 ;
-  wire [6:0] \$48 ;
+  wire [12:0] \$46 ;
+  wire \$47 ;
+  wire [7:0] \$48 ;
   wire [7:0] \$49 ;
   wire [20:0] \$5 ;
-  wire \$50 ;
-  wire [12:0] \$51 ;
+  wire [7:0] \$50 ;
+  wire [7:0] \$51 ;
   wire \$52 ;
-  wire [7:0] \$53 ;
-  wire [7:0] \$54 ;
-  wire [7:0] \$55 ;
-  wire [7:0] \$56 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
@@ -221,48 +218,48 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [16:0] \$68 ;
-  wire [16:0] \$69 ;
+  wire [16:0] \$63 ;
+  wire [16:0] \$64 ;
+  wire [17:0] \$65 ;
+  wire [17:0] \$66 ;
+  wire [17:0] \$67 ;
+  wire [17:0] \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
-  wire [17:0] \$70 ;
-  wire [17:0] \$71 ;
-  wire [17:0] \$72 ;
-  wire [17:0] \$73 ;
-  wire [3:0] \$74 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire [4:0] \$72 ;
+  wire [5:0] \$73 ;
+  wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire [4:0] \$77 ;
-  wire [5:0] \$78 ;
+  wire [6:0] \$77 ;
+  wire [12:0] \$78 ;
   wire \$79 ;
   wire [18:0] \$8 ;
-  wire \$80 ;
+  wire [7:0] \$80 ;
   wire \$81 ;
-  wire [6:0] \$82 ;
-  wire [12:0] \$83 ;
-  wire \$84 ;
+  wire [7:0] \$82 ;
+  wire [8:0] \$83 ;
+  wire [7:0] \$84 ;
   wire [7:0] \$85 ;
   wire \$86 ;
-  wire [7:0] \$87 ;
-  wire [8:0] \$88 ;
-  wire [7:0] \$89 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [18:0] \$9 ;
   wire [7:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire [7:0] \$95 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$71  = 1'h0;
+  reg \$signal$87  = 1'h0;
   wire [6:0] \$signature__addr ;
   reg [5:0] \$signature__addr$45 ;
   reg [4:0] \$signature__addr$50 ;
@@ -271,12 +268,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [7:0] \$signature__data ;
   reg [7:0] \$signature__data$47 ;
   reg [7:0] \$signature__data$51 ;
-  wire [15:0] \$signature__data$77 ;
-  wire [7:0] \$signature__data$77[0] ;
-  wire [7:0] \$signature__data$77[1] ;
-  wire [37:0] \$signature__data$82 ;
-  wire [18:0] \$signature__data$82[0] ;
-  wire [18:0] \$signature__data$82[1] ;
+  wire [15:0] \$signature__data$76 ;
+  wire [7:0] \$signature__data$76[0] ;
+  wire [7:0] \$signature__data$76[1] ;
+  wire [37:0] \$signature__data$81 ;
+  wire [18:0] \$signature__data$81[0] ;
+  wire [18:0] \$signature__data$81[1] ;
   reg \$signature__en ;
   reg \$signature__en$53 ;
   reg [18:0] acc0 = 19'h00000;
@@ -328,6 +325,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \e2.valid ;
   wire [7:0] \e2.value ;
   wire [11:0] \e2.w_addr ;
+  reg [5:0] elem = 6'h00;
   reg [5:0] enc_col = 6'h00;
   reg [11:0] enc_w = 12'h000;
   reg fresh = 1'h1;
@@ -396,7 +394,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   (* init = 1'h0 *)
   wire o_valid;
   reg [3:0] out_idx = 4'h0;
-  reg [19:0] out_rounded = 20'h00000;
+  reg [18:0] out_word = 19'h00000;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   wire [27:0] pushed;
@@ -602,7 +600,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @(posedge clk) begin
     _1_ <= b_mem[s1b[14:8]];
   end
-  assign \$signature__data$82  = _1_;
+  assign \$signature__data$81  = _1_;
   reg [7:0] c_mem [31:0];
   initial begin
     c_mem[0] = 8'h00;
@@ -3166,7 +3164,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @(posedge clk) begin
     _4_ <= w_mem[\$signature__addr$62 ];
   end
-  assign \$signature__data$77  = _4_;
+  assign \$signature__data$76  = _4_;
   assign acc_rd__addr = s1b[0] ? s1b[7:1] : act_acc_addr;
   assign \$1  = last[7:1] == s3[7:1];
   assign \$2  = last[0] & \$1 ;
@@ -3205,258 +3203,255 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$35  = \$31  & \$34 ;
   assign \$36  = 1'h0 + g_grp;
   assign \$37  = \$36  + 1'h1;
-  assign \$39  = grp * 2'h2;
-  assign \$40  = \$39  + lane;
-  assign \$41  = 3'h4 + \$40 ;
-  assign \$42  = grp * 2'h2;
-  assign \$43  = \$42  + lane;
-  assign \$44  = 1'h0 + \$43 ;
-  assign \$45  = enc_col >= 1'h0;
-  assign \$46  = 3'h4 + enc_col;
-  assign \$47  = \$46  - 1'h0;
-  assign \$48  = 1'h0 + enc_col;
-  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
-  assign \$51  = cur[11:0] + grp;
-  assign \$52  = grp == 3'h4;
-  assign \$53  = 7'h40 + grp;
-  assign \$54  = 7'h40 + grp;
-  assign \$55  = 7'h40 + grp;
-  assign \$56  = 7'h40 + grp;
-  assign \$57  = ! seq_state;
-  assign \$58  = seq_state == 1'h1;
-  assign \$59  = seq_state == 2'h2;
-  assign \$60  = seq_state == 2'h3;
-  assign \$61  = seq_state == 3'h4;
-  assign \$62  = seq_state == 3'h5;
-  assign \$63  = seq_state == 3'h6;
-  assign \$64  = seq_state == 3'h7;
-  assign \$65  = seq_state == 4'h8;
-  assign \$66  = seq_state == 4'h9;
-  assign \$67  = seq_state == 4'ha;
-  assign \$68  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
-  assign \$69  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
-  assign \$74  = in_idx + 1'h1;
-  assign \$75  = in_idx == 2'h3;
-  assign \$76  = enc_col < 6'h24;
-  assign \$77  = level + e1[0];
-  assign \$78  = \$77  + e2[0];
-  assign \$79  = \$78  < 3'h7;
-  assign \$80  = \$76  & \$79 ;
-  assign \$81  = enc_col >= 3'h4;
-  assign \$82  = enc_col + 1'h1;
-  assign \$83  = enc_w + 7'h40;
-  assign \$84  = e1[7] & fresh;
-  assign \$85  = \$84  ? 8'h00 : \$signature__data ;
-  assign \$86  = e1[7] & fresh;
-  assign \$87  = \$86  ? 8'h00 : \$signature__data ;
-  assign \$88  = $signed(\$87 ) - $signed(1'h0);
-  assign \$89  = 1'h0 + grp;
-  assign \$90  = 1'h0 + grp;
-  assign \$91  = ! cur[17:12];
-  assign \$93  = cur[18] ? 1'h0 : 1'h1;
-  assign \$94  = grp == 6'h3f;
-  assign \$95  = grp + 1'h1;
-  assign \$96  = enc_col == 6'h24;
-  assign \$97  = ~ e1[0];
-  assign \$98  = \$96  & \$97 ;
-  assign \$99  = ~ e2[0];
-  assign \$100  = \$98  & \$99 ;
-  assign \$101  = ~ r_rdy;
+  assign \$38  = 3'h4 + elem;
+  assign \$39  = 1'h0 + elem;
+  assign \$40  = enc_col >= 1'h0;
+  assign \$41  = 3'h4 + enc_col;
+  assign \$42  = \$41  - 1'h0;
+  assign \$43  = 1'h0 + enc_col;
+  assign \$44  = \$40  ? \$42  : { 1'h0, \$43  };
+  assign \$46  = cur[11:0] + grp;
+  assign \$47  = grp == 3'h4;
+  assign \$48  = 7'h40 + grp;
+  assign \$49  = 7'h40 + grp;
+  assign \$50  = 7'h40 + grp;
+  assign \$51  = 7'h40 + grp;
+  assign \$52  = ! seq_state;
+  assign \$53  = seq_state == 1'h1;
+  assign \$54  = seq_state == 2'h2;
+  assign \$55  = seq_state == 2'h3;
+  assign \$56  = seq_state == 3'h4;
+  assign \$57  = seq_state == 3'h5;
+  assign \$58  = seq_state == 3'h6;
+  assign \$59  = seq_state == 3'h7;
+  assign \$60  = seq_state == 4'h8;
+  assign \$61  = seq_state == 4'h9;
+  assign \$62  = seq_state == 4'ha;
+  assign \$63  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$64  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
+  assign \$69  = in_idx + 1'h1;
+  assign \$70  = in_idx == 2'h3;
+  assign \$71  = enc_col < 6'h24;
+  assign \$72  = level + e1[0];
+  assign \$73  = \$72  + e2[0];
+  assign \$74  = \$73  < 3'h7;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = enc_col >= 3'h4;
+  assign \$77  = enc_col + 1'h1;
+  assign \$78  = enc_w + 7'h40;
+  assign \$79  = e1[7] & fresh;
+  assign \$80  = \$79  ? 8'h00 : \$signature__data ;
+  assign \$81  = e1[7] & fresh;
+  assign \$82  = \$81  ? 8'h00 : \$signature__data ;
+  assign \$83  = $signed(\$82 ) - $signed(1'h0);
+  assign \$84  = 1'h0 + grp;
+  assign \$85  = 1'h0 + grp;
+  assign \$86  = ! cur[17:12];
+  assign \$88  = cur[18] ? 1'h0 : 1'h1;
+  assign \$89  = grp == 6'h3f;
+  assign \$90  = grp + 1'h1;
+  assign \$91  = enc_col == 6'h24;
+  assign \$92  = ~ e1[0];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ e2[0];
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = ~ r_rdy;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = ~ cur_active;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = ~ s1[0];
+  assign \$101  = ~ s1b[0];
   assign \$102  = \$100  & \$101 ;
-  assign \$103  = ~ cur_active;
+  assign \$103  = ~ s2[0];
   assign \$104  = \$102  & \$103 ;
-  assign \$105  = ~ s1[0];
-  assign \$106  = ~ s1b[0];
-  assign \$107  = \$105  & \$106 ;
-  assign \$108  = ~ s2[0];
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = ~ s3[0];
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = g_grp < 5'h10;
-  assign \$114  = ~ \$113 ;
-  assign \$115  = \$112  & \$114 ;
-  assign \$116  = act_q + 1'h1;
-  assign \$117  = ! \$signal ;
-  assign \$119  = act_q == 3'h4;
-  assign \$120  = ~ \$signal ;
-  assign \$121  = g_grp + 1'h1;
-  assign \$122  = g_grp + 1'h1;
-  assign \$123  = \$122  < 5'h10;
-  assign \$124  = ~ \$signal ;
-  assign \$126  = ~ \$125 ;
-  assign \$127  = \$123  & \$126 ;
-  assign \$141  = grp * 2'h2;
-  assign \$142  = \$141  + lane;
-  assign \$143  = lane == 1'h1;
-  assign \$144  = grp * 2'h2;
-  assign \$145  = \$144  + lane;
-  assign \$146  = \$145  == 5'h1f;
-  assign \$147  = \$143  | \$146 ;
-  assign \$148  = ~ \$signal$71 ;
-  assign \$149  = grp + 1'h1;
-  assign \$150  = grp == 4'hf;
-  assign \$151  = lane + 1'h1;
-  assign \$152  = \wait  + 1'h1;
-  assign \$153  = \wait  == 5'h16;
-  assign \$154  = enc_col < 6'h20;
-  assign \$155  = level + e1[0];
-  assign \$156  = \$155  + e2[0];
-  assign \$157  = \$156  < 3'h7;
-  assign \$158  = \$154  & \$157 ;
-  assign \$159  = enc_col >= 1'h0;
-  assign \$160  = enc_col + 1'h1;
-  assign \$161  = enc_w + 3'h5;
-  assign \$162  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$163  = 7'h40 + grp;
-  assign \$164  = 7'h40 + grp;
-  assign \$165  = ! cur[17:12];
-  assign \$168  = grp == 3'h4;
-  assign \$169  = grp + 1'h1;
-  assign \$170  = enc_col == 6'h20;
-  assign \$171  = ~ e1[0];
-  assign \$172  = \$170  & \$171 ;
-  assign \$173  = ~ e2[0];
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = ~ r_rdy;
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = ~ cur_active;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = ~ s1[0];
-  assign \$180  = ~ s1b[0];
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = ~ s2[0];
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = ~ s3[0];
-  assign \$185  = \$183  & \$184 ;
-  assign \$187  = $signed(\$186 ) + $signed(11'h200);
-  assign \$189  = $signed(out_rounded) > $signed(8'h7f);
-  assign \$190  = $signed(out_rounded) < $signed(8'h80);
-  assign \$191  = \$190  ? 20'hfff80 : out_rounded;
-  assign \$192  = \$189  ? 20'h0007f : \$191 ;
-  assign \$193  = out_idx == 4'h9;
-  assign \$194  = out_idx + 1'h1;
-  assign \$195  = out_idx == 4'h9;
-  assign \$196  = lane == 1'h1;
-  assign \$197  = grp + 1'h1;
-  assign \$198  = lane + 1'h1;
+  assign \$105  = ~ s3[0];
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = g_grp < 5'h10;
+  assign \$109  = ~ \$108 ;
+  assign \$110  = \$107  & \$109 ;
+  assign \$111  = act_q + 1'h1;
+  assign \$112  = ! \$signal ;
+  assign \$114  = act_q == 3'h4;
+  assign \$115  = ~ \$signal ;
+  assign \$116  = g_grp + 1'h1;
+  assign \$117  = g_grp + 1'h1;
+  assign \$118  = \$117  < 5'h10;
+  assign \$119  = ~ \$signal ;
+  assign \$121  = ~ \$120 ;
+  assign \$122  = \$118  & \$121 ;
+  assign \$124  = elem + 1'h1;
+  assign \$137  = lane == 1'h1;
+  assign \$138  = elem == 5'h1f;
+  assign \$139  = \$137  | \$138 ;
+  assign \$140  = ~ \$signal$87 ;
+  assign \$141  = grp + 1'h1;
+  assign \$142  = grp == 4'hf;
+  assign \$143  = lane + 1'h1;
+  assign \$144  = \wait  + 1'h1;
+  assign \$145  = \wait  == 5'h16;
+  assign \$146  = enc_col < 6'h20;
+  assign \$147  = level + e1[0];
+  assign \$148  = \$147  + e2[0];
+  assign \$149  = \$148  < 3'h7;
+  assign \$150  = \$146  & \$149 ;
+  assign \$151  = enc_col >= 1'h0;
+  assign \$152  = enc_col + 1'h1;
+  assign \$153  = enc_w + 3'h5;
+  assign \$154  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$155  = 7'h40 + grp;
+  assign \$156  = 7'h40 + grp;
+  assign \$157  = ! cur[17:12];
+  assign \$160  = grp == 3'h4;
+  assign \$161  = grp + 1'h1;
+  assign \$162  = enc_col == 6'h20;
+  assign \$163  = ~ e1[0];
+  assign \$164  = \$162  & \$163 ;
+  assign \$165  = ~ e2[0];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ~ r_rdy;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = ~ cur_active;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ s1[0];
+  assign \$172  = ~ s1b[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = ~ s2[0];
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = ~ s3[0];
+  assign \$177  = \$175  & \$176 ;
+  assign \$179  = $signed(out_word) + $signed(11'h200);
+  assign \$181  = $signed(\$180 ) > $signed(8'h7f);
+  assign \$182  = $signed(out_word) + $signed(11'h200);
+  assign \$184  = $signed(\$183 ) < $signed(8'h80);
+  assign \$185  = $signed(out_word) + $signed(11'h200);
+  assign \$187  = \$184  ? 20'hfff80 : \$186 ;
+  assign \$188  = \$181  ? 20'h0007f : \$187 ;
+  assign \$189  = out_idx == 4'h9;
+  assign \$190  = out_idx + 1'h1;
+  assign \$191  = out_idx == 4'h9;
+  assign \$192  = lane == 1'h1;
+  assign \$193  = grp + 1'h1;
+  assign \$194  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$199 ;
+    e1 <= \$195 ;
   always @(posedge clk)
-    s1 <= \$200 ;
+    s1 <= \$196 ;
   always @(posedge clk)
-    s1b <= \$201 ;
+    s1b <= \$197 ;
   always @(posedge clk)
-    w_word <= \$202 ;
+    w_word <= \$198 ;
   always @(posedge clk)
-    prod0 <= \$203 ;
+    prod0 <= \$199 ;
   always @(posedge clk)
-    prod1 <= \$204 ;
+    prod1 <= \$200 ;
   always @(posedge clk)
-    s2 <= \$205 ;
+    s2 <= \$201 ;
   always @(posedge clk)
-    s3 <= \$206 ;
+    s3 <= \$202 ;
   always @(posedge clk)
-    acc_q <= \$207 ;
+    acc_q <= \$203 ;
   always @(posedge clk)
-    bias_q <= \$208 ;
+    bias_q <= \$204 ;
   always @(posedge clk)
-    last <= \$209 ;
+    last <= \$205 ;
   always @(posedge clk)
-    last_sum <= \$210 ;
+    last_sum <= \$206 ;
   always @(posedge clk)
-    aligned0 <= \$211 ;
+    aligned0 <= \$207 ;
   always @(posedge clk)
-    aligned1 <= \$212 ;
+    aligned1 <= \$208 ;
   always @(posedge clk)
-    issue_valid <= \$213 ;
+    issue_valid <= \$209 ;
   always @(posedge clk)
-    in_idx <= \$214 ;
+    in_idx <= \$210 ;
   always @(posedge clk)
-    seq_end <= \$215 ;
+    seq_end <= \$211 ;
   always @(posedge clk)
-    enc_col <= \$216 ;
+    enc_col <= \$212 ;
   always @(posedge clk)
-    enc_w <= \$217 ;
+    enc_w <= \$213 ;
   always @(posedge clk)
-    grp <= \$218 ;
+    grp <= \$214 ;
   always @(posedge clk)
-    seq_state <= \$219 ;
+    seq_state <= \$215 ;
   always @(posedge clk)
-    e2 <= \$220 ;
+    e2 <= \$216 ;
   always @(posedge clk)
-    cur_active <= \$221 ;
+    cur_active <= \$217 ;
   always @(posedge clk)
-    cur <= \$222 ;
+    cur <= \$218 ;
   always @(posedge clk)
-    lane <= \$223 ;
+    lane <= \$219 ;
   always @(posedge clk)
-    act_q <= \$224 ;
+    elem <= \$220 ;
   always @(posedge clk)
-    g_grp <= \$225 ;
+    act_q <= \$221 ;
   always @(posedge clk)
-    \$signal  <= \$226 ;
+    g_grp <= \$222 ;
   always @(posedge clk)
-    \$signal$71  <= \$227 ;
+    \$signal  <= \$223 ;
   always @(posedge clk)
-    bank0_full <= \$228 ;
+    \$signal$87  <= \$224 ;
   always @(posedge clk)
-    bank1_full <= \$229 ;
+    bank0_full <= \$225 ;
   always @(posedge clk)
-    gate0_0_0 <= \$230 ;
+    bank1_full <= \$226 ;
   always @(posedge clk)
-    gate0_0_1 <= \$231 ;
+    gate0_0_0 <= \$227 ;
   always @(posedge clk)
-    gate0_1_0 <= \$232 ;
+    gate0_0_1 <= \$228 ;
   always @(posedge clk)
-    gate0_1_1 <= \$233 ;
+    gate0_1_0 <= \$229 ;
   always @(posedge clk)
-    gate0_2_0 <= \$234 ;
+    gate0_1_1 <= \$230 ;
   always @(posedge clk)
-    gate0_2_1 <= \$235 ;
+    gate0_2_0 <= \$231 ;
   always @(posedge clk)
-    gate0_3_0 <= \$236 ;
+    gate0_2_1 <= \$232 ;
   always @(posedge clk)
-    gate0_3_1 <= \$237 ;
+    gate0_3_0 <= \$233 ;
   always @(posedge clk)
-    gate1_0_0 <= \$238 ;
+    gate0_3_1 <= \$234 ;
   always @(posedge clk)
-    gate1_0_1 <= \$239 ;
+    gate1_0_0 <= \$235 ;
   always @(posedge clk)
-    gate1_1_0 <= \$240 ;
+    gate1_0_1 <= \$236 ;
   always @(posedge clk)
-    gate1_1_1 <= \$241 ;
+    gate1_1_0 <= \$237 ;
   always @(posedge clk)
-    gate1_2_0 <= \$242 ;
+    gate1_1_1 <= \$238 ;
   always @(posedge clk)
-    gate1_2_1 <= \$243 ;
+    gate1_2_0 <= \$239 ;
   always @(posedge clk)
-    gate1_3_0 <= \$244 ;
+    gate1_2_1 <= \$240 ;
   always @(posedge clk)
-    gate1_3_1 <= \$245 ;
+    gate1_3_0 <= \$241 ;
   always @(posedge clk)
-    acc0 <= \$246 ;
+    gate1_3_1 <= \$242 ;
   always @(posedge clk)
-    acc1 <= \$247 ;
+    acc0 <= \$243 ;
   always @(posedge clk)
-    acc2 <= \$248 ;
+    acc1 <= \$244 ;
   always @(posedge clk)
-    acc3 <= \$249 ;
+    acc2 <= \$245 ;
   always @(posedge clk)
-    tag <= \$250 ;
+    acc3 <= \$246 ;
   always @(posedge clk)
-    issue_layer <= \$251 ;
+    tag <= \$247 ;
   always @(posedge clk)
-    \wait  <= \$252 ;
+    issue_layer <= \$248 ;
   always @(posedge clk)
-    fresh <= \$253 ;
+    \wait  <= \$249 ;
   always @(posedge clk)
-    out_idx <= \$254 ;
+    fresh <= \$250 ;
   always @(posedge clk)
-    out_rounded <= \$255 ;
+    out_idx <= \$251 ;
   always @(posedge clk)
-    o__payload <= \$256 ;
+    out_word <= \$252 ;
   always @(posedge clk)
-    o__valid <= \$257 ;
+    o__payload <= \$253 ;
+  always @(posedge clk)
+    o__valid <= \$254 ;
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3505,41 +3500,71 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$38  = bank0_full;
-      1'h1:
-          \$38  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$113  = bank0_full;
+          \$108  = bank0_full;
       1'h1:
-          \$113  = bank1_full;
+          \$108  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$124 )
+    casez (\$119 )
       1'h0:
-          \$125  = bank0_full;
+          \$120  = bank0_full;
       1'h1:
-          \$125  = bank1_full;
+          \$120  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
+    casez (\$signal$87 )
       1'h0:
-          \$128  = bank0_full;
+          \$123  = bank0_full;
       1'h1:
-          \$128  = bank1_full;
+          \$123  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$125  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$125  = gate0_0_0;
+      2'h1:
+          \$125  = gate0_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$126  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$126  = gate1_0_0;
+      2'h1:
+          \$126  = gate1_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$87 )
+      1'h0:
+          \$127  = \$125 ;
+      1'h1:
+          \$127  = \$126 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$128  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$128  = gate0_1_0;
+      2'h1:
+          \$128  = gate0_1_1;
     endcase
   end
   always @* begin
@@ -3547,29 +3572,29 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$129  = 19'h00000;
     casez (lane)
       2'h0:
-          \$129  = gate0_0_0;
+          \$129  = gate1_1_0;
       2'h1:
-          \$129  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$130  = gate1_0_0;
-      2'h1:
-          \$130  = gate1_0_1;
+          \$129  = gate1_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
+    casez (\$signal$87 )
       1'h0:
-          \$131  = \$129 ;
+          \$130  = \$128 ;
       1'h1:
-          \$131  = \$130 ;
+          \$130  = \$129 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$131  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$131  = gate0_2_0;
+      2'h1:
+          \$131  = gate0_2_1;
     endcase
   end
   always @* begin
@@ -3577,29 +3602,29 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$132  = 19'h00000;
     casez (lane)
       2'h0:
-          \$132  = gate0_1_0;
+          \$132  = gate1_2_0;
       2'h1:
-          \$132  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$133  = gate1_1_0;
-      2'h1:
-          \$133  = gate1_1_1;
+          \$132  = gate1_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
+    casez (\$signal$87 )
       1'h0:
-          \$134  = \$132 ;
+          \$133  = \$131 ;
       1'h1:
-          \$134  = \$133 ;
+          \$133  = \$132 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$134  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$134  = gate0_3_0;
+      2'h1:
+          \$134  = gate0_3_1;
     endcase
   end
   always @* begin
@@ -3607,69 +3632,29 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$135  = 19'h00000;
     casez (lane)
       2'h0:
-          \$135  = gate0_2_0;
+          \$135  = gate1_3_0;
       2'h1:
-          \$135  = gate0_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$136  = gate1_2_0;
-      2'h1:
-          \$136  = gate1_2_1;
+          \$135  = gate1_3_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
+    casez (\$signal$87 )
       1'h0:
-          \$137  = \$135 ;
+          \$136  = \$134 ;
       1'h1:
-          \$137  = \$136 ;
+          \$136  = \$135 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = 19'h00000;
+    \$178  = 19'h00000;
     casez (lane)
       2'h0:
-          \$138  = gate0_3_0;
+          \$178  = acc_rd__data[18:0];
       2'h1:
-          \$138  = gate0_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$139  = gate1_3_0;
-      2'h1:
-          \$139  = gate1_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$140  = \$138 ;
-      1'h1:
-          \$140  = \$139 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$186  = acc_rd__data[18:0];
-      2'h1:
-          \$186  = acc_rd__data[37:19];
+          \$178  = acc_rd__data[37:19];
     endcase
   end
   always @* begin
@@ -3745,13 +3730,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$38 ) begin
-            \$signature__addr$56  = \$41 [5:0];
-          end
+          \$signature__addr$56  = \$38 [5:0];
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$56  = \$49 [5:0];
+          \$signature__addr$56  = \$44 [5:0];
     endcase
   end
   always @* begin
@@ -3797,7 +3780,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$50 ;
+          w_en = \$45 ;
     endcase
   end
   always @* begin
@@ -3818,7 +3801,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$62  = \$51 [11:0];
+            \$signature__addr$62  = \$46 [11:0];
           end
     endcase
   end
@@ -3844,7 +3827,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$52 ) begin
+            if (\$47 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3878,13 +3861,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          act_acc_addr = \$53 [6:0];
+          act_acc_addr = \$48 [6:0];
       4'h8:
-          act_acc_addr = \$54 [6:0];
+          act_acc_addr = \$49 [6:0];
       4'h9:
-          act_acc_addr = \$55 [6:0];
+          act_acc_addr = \$50 [6:0];
       4'ha:
-          act_acc_addr = \$56 [6:0];
+          act_acc_addr = \$51 [6:0];
     endcase
   end
   always @* begin
@@ -3898,24 +3881,22 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$38 ) begin
-            c_rd__addr = \$44 [4:0];
-          end
+          c_rd__addr = \$39 [4:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199 [19:1] = e1[19:1];
-    \$199 [0] = 1'h0;
+    \$195 [19:1] = e1[19:1];
+    \$195 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$80 ) begin
-            \$199 [0] = 1'h1;
-            \$199 [6:1] = enc_col;
-            \$199 [7] = \$81 ;
-            \$199 [19:8] = enc_w;
+          if (\$75 ) begin
+            \$195 [0] = 1'h1;
+            \$195 [6:1] = enc_col;
+            \$195 [7] = \$76 ;
+            \$195 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -3924,32 +3905,32 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$158 ) begin
-            \$199 [0] = 1'h1;
-            \$199 [6:1] = enc_col;
-            \$199 [7] = \$159 ;
-            \$199 [19:8] = enc_w;
+          if (\$150 ) begin
+            \$195 [0] = 1'h1;
+            \$195 [6:1] = enc_col;
+            \$195 [7] = \$151 ;
+            \$195 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$199  = 20'h00000;
+      \$195  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200 [25:1] = s1[25:1];
-    \$200 [0] = 1'h0;
+    \$196 [25:1] = s1[25:1];
+    \$196 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$200 [0] = 1'h1;
-            \$200 [7:1] = \$89 [6:0];
-            \$200 [14:8] = \$90 [6:0];
-            \$200 [24:16] = cur[27:19];
-            \$200 [15] = \$92 ;
-            \$200 [25] = \$93 ;
+            \$196 [0] = 1'h1;
+            \$196 [7:1] = \$84 [6:0];
+            \$196 [14:8] = \$85 [6:0];
+            \$196 [24:16] = cur[27:19];
+            \$196 [15] = \$87 ;
+            \$196 [25] = \$88 ;
           end
       4'h2:
           /* empty */;
@@ -3959,90 +3940,90 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$200 [0] = 1'h1;
-            \$200 [7:1] = \$163 [6:0];
-            \$200 [14:8] = \$164 [6:0];
-            \$200 [24:16] = cur[27:19];
-            \$200 [15] = \$166 ;
-            \$200 [25] = \$167 ;
+            \$196 [0] = 1'h1;
+            \$196 [7:1] = \$155 [6:0];
+            \$196 [14:8] = \$156 [6:0];
+            \$196 [24:16] = cur[27:19];
+            \$196 [15] = \$158 ;
+            \$196 [25] = \$159 ;
           end
     endcase
     if (rst) begin
-      \$200  = 26'h0000000;
+      \$196  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = s1;
+    \$197  = s1;
     if (rst) begin
-      \$201  = 26'h0000000;
+      \$197  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = \$signature__data$77 ;
+    \$198  = \$signature__data$76 ;
     if (rst) begin
-      \$202  = 16'h0000;
+      \$198  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = \$68 ;
+    \$199  = \$63 ;
     if (rst) begin
-      \$203  = 17'h00000;
+      \$199  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = \$69 ;
+    \$200  = \$64 ;
     if (rst) begin
-      \$204  = 17'h00000;
+      \$200  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205 [0] = s1b[0];
-    \$205 [7:1] = s1b[7:1];
-    \$205 [8] = s1b[15];
-    \$205 [9] = s1b[25];
+    \$201 [0] = s1b[0];
+    \$201 [7:1] = s1b[7:1];
+    \$201 [8] = s1b[15];
+    \$201 [9] = s1b[25];
     if (rst) begin
-      \$205  = 10'h000;
+      \$201  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = s2;
+    \$202  = s2;
     if (rst) begin
-      \$206  = 10'h000;
+      \$202  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = acc_rd__data;
+    \$203  = acc_rd__data;
     if (rst) begin
-      \$207  = 38'h0000000000;
+      \$203  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = \$signature__data$82 ;
+    \$204  = \$signature__data$81 ;
     if (rst) begin
-      \$208  = 38'h0000000000;
+      \$204  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209 [0] = s3[0];
-    \$209 [7:1] = s3[7:1];
+    \$205 [0] = s3[0];
+    \$205 [7:1] = s3[7:1];
     if (rst) begin
-      \$209  = 8'h00;
+      \$205  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = acc_wr__data;
+    \$206  = acc_wr__data;
     if (rst) begin
-      \$210  = 38'h0000000000;
+      \$206  = 38'h0000000000;
     end
   end
   always @* begin
@@ -4050,12 +4031,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$211  = { \$70 [17], \$70 [17], \$70  };
+          \$207  = { \$65 [17], \$65 [17], \$65  };
       1'h1:
-          \$211  = { \$71 [17], \$71 [17], \$71  };
+          \$207  = { \$66 [17], \$66 [17], \$66  };
     endcase
     if (rst) begin
-      \$211  = 20'h00000;
+      \$207  = 20'h00000;
     end
   end
   always @* begin
@@ -4063,17 +4044,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$212  = { \$72 [17], \$72 [17], \$72  };
+          \$208  = { \$67 [17], \$67 [17], \$67  };
       1'h1:
-          \$212  = { \$73 [17], \$73 [17], \$73  };
+          \$208  = { \$68 [17], \$68 [17], \$68  };
     endcase
     if (rst) begin
-      \$212  = 20'h00000;
+      \$208  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = 1'h0;
+    \$209  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4082,62 +4063,62 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$128 ) begin
-            \$213  = 1'h1;
+          if (\$123 ) begin
+            \$209  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$213  = 1'h0;
+      \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = in_idx;
+    \$210  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$214  = \$74 [2:0];
-            if (\$75 ) begin
-              \$214  = 3'h0;
+            \$210  = \$69 [2:0];
+            if (\$70 ) begin
+              \$210  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$214  = 3'h0;
+      \$210  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = seq_end;
+    \$211  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$75 ) begin
-              \$215  = i__payload[9];
+            if (\$70 ) begin
+              \$211  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$215  = 1'h0;
+      \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = enc_col;
+    \$212  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$75 ) begin
-              \$216  = 6'h00;
+            if (\$70 ) begin
+              \$212  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$80 ) begin
-            \$216  = \$82 [5:0];
+          if (\$75 ) begin
+            \$212  = \$77 [5:0];
           end
-          if (\$104 ) begin
-            \$216  = 6'h00;
+          if (\$99 ) begin
+            \$212  = 6'h00;
           end
         end
       4'h2:
@@ -4145,106 +4126,106 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$153 ) begin
-            \$216  = 6'h00;
+          if (\$145 ) begin
+            \$212  = 6'h00;
           end
       4'h5:
         begin
-          if (\$158 ) begin
-            \$216  = \$160 [5:0];
+          if (\$150 ) begin
+            \$212  = \$152 [5:0];
           end
-          if (\$178 ) begin
-            \$216  = 6'h00;
+          if (\$170 ) begin
+            \$212  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$216  = 6'h00;
+      \$212  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = enc_w;
+    \$213  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$75 ) begin
-              \$217  = 12'h000;
+            if (\$70 ) begin
+              \$213  = 12'h000;
             end
           end
       4'h1:
-          if (\$80 ) begin
-            \$217  = \$83 [11:0];
+          if (\$75 ) begin
+            \$213  = \$78 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$153 ) begin
-            \$217  = 12'h900;
+          if (\$145 ) begin
+            \$213  = 12'h900;
           end
       4'h5:
-          if (\$158 ) begin
-            \$217  = \$161 [11:0];
+          if (\$150 ) begin
+            \$213  = \$153 [11:0];
           end
     endcase
     if (rst) begin
-      \$217  = 12'h000;
+      \$213  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = grp;
+    \$214  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$75 ) begin
-              \$218  = 7'h00;
+            if (\$70 ) begin
+              \$214  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$94 ) begin
-              \$218  = 7'h00;
+            if (\$89 ) begin
+              \$214  = 7'h00;
             end else begin
-              \$218  = \$95 [6:0];
+              \$214  = \$90 [6:0];
             end
           end else if (r_rdy) begin
-            \$218  = 7'h00;
+            \$214  = 7'h00;
           end
       4'h2:
-          if (\$111 ) begin
-            \$218  = 7'h00;
+          if (\$106 ) begin
+            \$214  = 7'h00;
           end
       4'h3:
-          if (\$128 ) begin
-            if (\$147 ) begin
-              \$218  = \$149 [6:0];
-              if (\$150 ) begin
-                \$218  = 7'h00;
+          if (\$123 ) begin
+            if (\$139 ) begin
+              \$214  = \$141 [6:0];
+              if (\$142 ) begin
+                \$214  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$153 ) begin
-            \$218  = 7'h00;
+          if (\$145 ) begin
+            \$214  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$168 ) begin
-              \$218  = 7'h00;
+            if (\$160 ) begin
+              \$214  = 7'h00;
             end else begin
-              \$218  = \$169 [6:0];
+              \$214  = \$161 [6:0];
             end
           end else if (r_rdy) begin
-            \$218  = 7'h00;
+            \$214  = 7'h00;
           end
       4'h6:
-          if (\$185 ) begin
-            \$218  = 7'h00;
+          if (\$177 ) begin
+            \$214  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -4254,96 +4235,96 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$195 ) begin
-              \$218  = 7'h00;
-            end else if (\$196 ) begin
-              \$218  = \$197 [6:0];
+            if (\$191 ) begin
+              \$214  = 7'h00;
+            end else if (\$192 ) begin
+              \$214  = \$193 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$218  = 7'h00;
+      \$214  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = seq_state;
+    \$215  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$75 ) begin
-              \$219  = 4'h1;
+            if (\$70 ) begin
+              \$215  = 4'h1;
             end
           end
       4'h1:
-          if (\$104 ) begin
-            \$219  = 4'h2;
+          if (\$99 ) begin
+            \$215  = 4'h2;
           end
       4'h2:
-          if (\$111 ) begin
-            \$219  = 4'h3;
+          if (\$106 ) begin
+            \$215  = 4'h3;
           end
       4'h3:
-          if (\$128 ) begin
-            if (\$147 ) begin
-              if (\$150 ) begin
-                \$219  = 4'h4;
+          if (\$123 ) begin
+            if (\$139 ) begin
+              if (\$142 ) begin
+                \$215  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$153 ) begin
+          if (\$145 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$219  = 4'h5;
+              \$215  = 4'h5;
             end else begin
-              \$219  = 4'h0;
+              \$215  = 4'h0;
             end
           end
       4'h5:
-          if (\$178 ) begin
-            \$219  = 4'h6;
+          if (\$170 ) begin
+            \$215  = 4'h6;
           end
       4'h6:
-          if (\$185 ) begin
-            \$219  = 4'h7;
+          if (\$177 ) begin
+            \$215  = 4'h7;
           end
       4'h7:
-          \$219  = 4'h8;
+          \$215  = 4'h8;
       4'h8:
-          \$219  = 4'h9;
+          \$215  = 4'h9;
       4'h9:
-          \$219  = 4'ha;
+          \$215  = 4'ha;
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$195 ) begin
-              \$219  = 4'h0;
-            end else if (\$196 ) begin
-              \$219  = 4'h7;
+            if (\$191 ) begin
+              \$215  = 4'h0;
+            end else if (\$192 ) begin
+              \$215  = 4'h7;
             end else begin
-              \$219  = 4'h8;
+              \$215  = 4'h8;
             end
           end
     endcase
     if (rst) begin
-      \$219  = 4'h0;
+      \$215  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = e2;
+    \$216  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$220 [0] = e1[0];
-          \$220 [6:1] = e1[6:1];
-          \$220 [7] = e1[7];
-          \$220 [19:8] = e1[19:8];
-          \$220 [27:20] = \$85 ;
-          \$220 [36:28] = \$88 ;
+          \$216 [0] = e1[0];
+          \$216 [6:1] = e1[6:1];
+          \$216 [7] = e1[7];
+          \$216 [19:8] = e1[19:8];
+          \$216 [27:20] = \$80 ;
+          \$216 [36:28] = \$83 ;
         end
       4'h2:
           /* empty */;
@@ -4353,31 +4334,31 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
         begin
-          \$220 [0] = e1[0];
-          \$220 [6:1] = e1[6:1];
-          \$220 [7] = e1[7];
-          \$220 [19:8] = e1[19:8];
-          \$220 [27:20] = \$signature__data ;
-          \$220 [36:28] = \$162 ;
+          \$216 [0] = e1[0];
+          \$216 [6:1] = e1[6:1];
+          \$216 [7] = e1[7];
+          \$216 [19:8] = e1[19:8];
+          \$216 [27:20] = \$signature__data ;
+          \$216 [36:28] = \$154 ;
         end
     endcase
     if (rst) begin
-      \$220  = 37'h0000000000;
+      \$216  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = cur_active;
+    \$217  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$94 ) begin
-              \$221  = r_rdy;
+            if (\$89 ) begin
+              \$217  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$221  = 1'h1;
+            \$217  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -4387,30 +4368,30 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$168 ) begin
-              \$221  = r_rdy;
+            if (\$160 ) begin
+              \$217  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$221  = 1'h1;
+            \$217  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$221  = 1'h0;
+      \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = cur;
+    \$218  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$94 ) begin
-              \$222  = r_data;
+            if (\$89 ) begin
+              \$218  = r_data;
             end
           end else if (r_rdy) begin
-            \$222  = r_data;
+            \$218  = r_data;
           end
       4'h2:
           /* empty */;
@@ -4420,36 +4401,36 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$168 ) begin
-              \$222  = r_data;
+            if (\$160 ) begin
+              \$218  = r_data;
             end
           end else if (r_rdy) begin
-            \$222  = r_data;
+            \$218  = r_data;
           end
     endcase
     if (rst) begin
-      \$222  = 28'h0000000;
+      \$218  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = lane;
+    \$219  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$111 ) begin
-            \$223  = 2'h0;
+          if (\$106 ) begin
+            \$219  = 2'h0;
           end
       4'h3:
-          if (\$128 ) begin
+          if (\$123 ) begin
             (* full_case = 32'd1 *)
-            if (\$147 ) begin
-              \$223  = 2'h0;
+            if (\$139 ) begin
+              \$219  = 2'h0;
             end else begin
-              \$223  = \$151 [1:0];
+              \$219  = \$143 [1:0];
             end
           end
       4'h4:
@@ -4457,8 +4438,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$185 ) begin
-            \$223  = 2'h0;
+          if (\$177 ) begin
+            \$219  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -4469,87 +4450,209 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$195 ) begin
-              \$223  = 2'h0;
-            end else if (\$196 ) begin
-              \$223  = 2'h0;
+            if (\$191 ) begin
+              \$219  = 2'h0;
+            end else if (\$192 ) begin
+              \$219  = 2'h0;
             end else begin
-              \$223  = \$198 [1:0];
+              \$219  = \$194 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$223  = 2'h0;
+      \$219  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = act_q;
+    \$220  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$111 ) begin
-            \$224  = 3'h0;
+          if (\$106 ) begin
+            \$220  = 6'h00;
           end
       4'h3:
-          if (\$115 ) begin
-            \$224  = \$116 [2:0];
-            if (\$119 ) begin
-              \$224  = 3'h0;
-              if (\$127 ) begin
-                \$224  = 3'h1;
+          if (\$123 ) begin
+            \$220  = \$124 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$220  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = act_q;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$106 ) begin
+            \$221  = 3'h0;
+          end
+      4'h3:
+          if (\$110 ) begin
+            \$221  = \$111 [2:0];
+            if (\$114 ) begin
+              \$221  = 3'h0;
+              if (\$122 ) begin
+                \$221  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$224  = 3'h0;
+      \$221  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = g_grp;
+    \$222  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$111 ) begin
-            \$225  = 5'h00;
+          if (\$106 ) begin
+            \$222  = 5'h00;
           end
       4'h3:
-          if (\$115 ) begin
-            if (\$119 ) begin
-              \$225  = \$121 [4:0];
+          if (\$110 ) begin
+            if (\$114 ) begin
+              \$222  = \$116 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$225  = 5'h00;
+      \$222  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = \$signal ;
+    \$223  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$111 ) begin
+          if (\$106 ) begin
+            \$223  = 1'h0;
+          end
+      4'h3:
+          if (\$110 ) begin
+            if (\$114 ) begin
+              \$223  = \$115 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = \$signal$87 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$106 ) begin
+            \$224  = 1'h0;
+          end
+      4'h3:
+          if (\$123 ) begin
+            if (\$139 ) begin
+              \$224  = \$140 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$106 ) begin
+            \$225  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$110 ) begin
+            if (\$114 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$225  = 1'h1;
+              endcase
+            end
+          end
+          if (\$123 ) begin
+            if (\$139 ) begin
+              casez (\$signal$87 )
+                1'h0:
+                    \$225  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = bank1_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$106 ) begin
             \$226  = 1'h0;
           end
       4'h3:
-          if (\$115 ) begin
-            if (\$119 ) begin
-              \$226  = \$120 ;
+        begin
+          if (\$110 ) begin
+            if (\$114 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$226  = 1'h1;
+              endcase
             end
           end
+          if (\$123 ) begin
+            if (\$139 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$87 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$226  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
       \$226  = 1'h0;
@@ -4557,108 +4660,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = \$signal$71 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$111 ) begin
-            \$227  = 1'h0;
-          end
-      4'h3:
-          if (\$128 ) begin
-            if (\$147 ) begin
-              \$227  = \$148 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$111 ) begin
-            \$228  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$115 ) begin
-            if (\$119 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$228  = 1'h1;
-              endcase
-            end
-          end
-          if (\$128 ) begin
-            if (\$147 ) begin
-              casez (\$signal$71 )
-                1'h0:
-                    \$228  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$111 ) begin
-            \$229  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$115 ) begin
-            if (\$119 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$229  = 1'h1;
-              endcase
-            end
-          end
-          if (\$128 ) begin
-            if (\$147 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$71 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$229  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = gate0_0_0;
+    \$227  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4667,11 +4669,87 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$117 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
-                    \$230  = acc_rd__data[18:0];
+                    \$227  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$227  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = gate0_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$110 ) begin
+            if (\$112 ) begin
+              casez (act_q)
+                3'h1:
+                    \$228  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$228  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = gate0_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$110 ) begin
+            if (\$112 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$229  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$229  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = gate0_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$110 ) begin
+            if (\$112 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$230  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4682,7 +4760,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = gate0_0_1;
+    \$231  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4691,11 +4769,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$117 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
-                    \$231  = acc_rd__data[37:19];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$231  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4706,7 +4788,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = gate0_1_0;
+    \$232  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4715,13 +4797,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$117 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$232  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h3:
+                    \$232  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4732,7 +4816,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = gate0_1_1;
+    \$233  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4741,13 +4825,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$117 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$233  = acc_rd__data[37:19];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$233  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4758,7 +4846,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = gate0_2_0;
+    \$234  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4767,15 +4855,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$117 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$234  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h4:
+                    \$234  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4786,7 +4876,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = gate0_2_1;
+    \$235  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4795,15 +4885,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$117 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$235  = acc_rd__data[37:19];
+                    \$235  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4814,7 +4900,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = gate0_3_0;
+    \$236  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4823,17 +4909,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$117 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$236  = acc_rd__data[18:0];
+                    \$236  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4844,7 +4924,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = gate0_3_1;
+    \$237  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4853,17 +4933,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$117 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$237  = acc_rd__data[37:19];
+                    \$237  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4874,7 +4950,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = gate1_0_0;
+    \$238  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4883,11 +4959,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$118 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
-                    \$238  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h2:
+                    \$238  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4898,7 +4976,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = gate1_0_1;
+    \$239  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4907,11 +4985,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$118 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
-                    \$239  = acc_rd__data[37:19];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$239  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4922,7 +5004,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = gate1_1_0;
+    \$240  = gate1_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4931,13 +5013,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$118 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$240  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h3:
+                    \$240  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4948,7 +5032,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = gate1_1_1;
+    \$241  = gate1_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4957,13 +5041,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$118 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$241  = acc_rd__data[37:19];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$241  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4974,7 +5062,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = gate1_2_0;
+    \$242  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4983,15 +5071,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$118 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$242  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h4:
+                    \$242  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -5002,7 +5092,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = gate1_2_1;
+    \$243  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5011,17 +5101,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$243  = acc_rd__data[37:19];
-              endcase
-            end
+          if (\$123 ) begin
+            \$243  = \$127 ;
           end
     endcase
     if (rst) begin
@@ -5030,7 +5111,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = gate1_3_0;
+    \$244  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5039,19 +5120,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$244  = acc_rd__data[18:0];
-              endcase
-            end
+          if (\$123 ) begin
+            \$244  = \$130 ;
           end
     endcase
     if (rst) begin
@@ -5060,7 +5130,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = gate1_3_1;
+    \$245  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5069,19 +5139,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$115 ) begin
-            if (\$118 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$245  = acc_rd__data[37:19];
-              endcase
-            end
+          if (\$123 ) begin
+            \$245  = \$133 ;
           end
     endcase
     if (rst) begin
@@ -5090,7 +5149,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = acc0;
+    \$246  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5099,8 +5158,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$128 ) begin
-            \$246  = \$131 ;
+          if (\$123 ) begin
+            \$246  = \$136 ;
           end
     endcase
     if (rst) begin
@@ -5109,7 +5168,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = acc1;
+    \$247  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5118,17 +5177,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$128 ) begin
-            \$247  = \$134 ;
+          if (\$123 ) begin
+            \$247  = elem;
           end
     endcase
     if (rst) begin
-      \$247  = 19'h00000;
+      \$247  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = acc2;
+    \$248  = issue_layer;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5137,17 +5196,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$128 ) begin
-            \$248  = \$137 ;
+          if (\$123 ) begin
+            \$248  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$248  = 19'h00000;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = acc3;
+    \$249  = \wait ;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5156,80 +5215,23 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$128 ) begin
-            \$249  = \$140 ;
-          end
-    endcase
-    if (rst) begin
-      \$249  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = tag;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$128 ) begin
-            \$250  = \$142 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$250  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$128 ) begin
-            \$251  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$251  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$128 ) begin
-            if (\$147 ) begin
-              if (\$150 ) begin
-                \$252  = 5'h00;
+          if (\$123 ) begin
+            if (\$139 ) begin
+              if (\$142 ) begin
+                \$249  = 5'h00;
               end
             end
           end
       4'h4:
-          \$252  = \$152 [4:0];
+          \$249  = \$144 [4:0];
     endcase
     if (rst) begin
-      \$252  = 5'h00;
+      \$249  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = fresh;
+    \$250  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5240,11 +5242,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$153 ) begin
+          if (\$145 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$253  = 1'h0;
+              \$250  = 1'h0;
             end
           end
       4'h5:
@@ -5259,18 +5261,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$195 ) begin
-              \$253  = seq_end;
+            if (\$191 ) begin
+              \$250  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$253  = 1'h1;
+      \$250  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = out_idx;
+    \$251  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5285,8 +5287,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$185 ) begin
-            \$254  = 4'h0;
+          if (\$177 ) begin
+            \$251  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -5296,16 +5298,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (o__ready) begin
-            \$254  = \$194 [3:0];
+            \$251  = \$190 [3:0];
           end
     endcase
     if (rst) begin
-      \$254  = 4'h0;
+      \$251  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = out_rounded;
+    \$252  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5324,15 +5326,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          \$255  = \$188 ;
+          \$252  = \$178 ;
     endcase
     if (rst) begin
-      \$255  = 20'h00000;
+      \$252  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = o__payload;
+    \$253  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5354,17 +5356,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
         begin
-          \$256 [7:0] = \$192 [7:0];
-          \$256 [8] = \$193 ;
+          \$253 [7:0] = \$188 [7:0];
+          \$253 [8] = \$189 ;
         end
     endcase
     if (rst) begin
-      \$256  = 9'h000;
+      \$253  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = o__valid;
+    \$254  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5385,14 +5387,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          \$257  = 1'h1;
+          \$254  = 1'h1;
       4'ha:
           if (o__ready) begin
-            \$257  = 1'h0;
+            \$254  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$257  = 1'h0;
+      \$254  = 1'h0;
     end
   end
   assign pushed = w_data;
@@ -5459,29 +5461,31 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \s1.shift  = s1[25];
   assign \w_word[0]  = w_word[7:0];
   assign \w_word[1]  = w_word[15:8];
-  assign \$signature__data$77[0]  = \$signature__data$77 [7:0];
-  assign \$signature__data$77[1]  = \$signature__data$77 [15:8];
+  assign \$signature__data$76[0]  = \$signature__data$76 [7:0];
+  assign \$signature__data$76[1]  = \$signature__data$76 [15:8];
   assign \s2.valid  = s2[0];
   assign \s2.acc_addr  = s2[7:1];
   assign \s2.bias  = s2[8];
   assign \s2.shift  = s2[9];
   assign \acc_rd__data[0]  = acc_rd__data[18:0];
   assign \acc_rd__data[1]  = acc_rd__data[37:19];
-  assign \$signature__data$82[0]  = \$signature__data$82 [18:0];
-  assign \$signature__data$82[1]  = \$signature__data$82 [37:19];
+  assign \$signature__data$81[0]  = \$signature__data$81 [18:0];
+  assign \$signature__data$81[1]  = \$signature__data$81 [37:19];
   assign acc_wr__data[37:19] = \$10 [18:0];
   assign acc_wr__data[18:0] = \$5 [18:0];
   assign \$19  = e2[0];
-  assign \$50  = e2[0];
-  assign \$70  = { prod0[16], prod0 };
-  assign \$71  = { prod0, 1'h0 };
-  assign \$72  = { prod1[16], prod1 };
-  assign \$73  = { prod1, 1'h0 };
-  assign \$92  = \$91 ;
-  assign \$118  = \$signal ;
-  assign \$166  = \$165 ;
-  assign \$167  = 1'h0;
-  assign \$188  = { \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19], \$187 [19:10] };
+  assign \$45  = e2[0];
+  assign \$65  = { prod0[16], prod0 };
+  assign \$66  = { prod0, 1'h0 };
+  assign \$67  = { prod1[16], prod1 };
+  assign \$68  = { prod1, 1'h0 };
+  assign \$87  = \$86 ;
+  assign \$113  = \$signal ;
+  assign \$158  = \$157 ;
+  assign \$159  = 1'h0;
+  assign \$180  = { \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19:10] };
+  assign \$183  = { \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19:10] };
+  assign \$186  = { \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)

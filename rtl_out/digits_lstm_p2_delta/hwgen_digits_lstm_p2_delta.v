@@ -7,18 +7,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$1 ;
   wire [20:0] \$10 ;
   wire [7:0] \$100 ;
-  wire \$101 ;
-  wire [7:0] \$102 ;
-  wire [7:0] \$103 ;
-  wire [8:0] \$104 ;
-  wire [7:0] \$105 ;
+  wire [7:0] \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
   wire [7:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire [7:0] \$111 ;
+  wire \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
@@ -32,29 +32,29 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
+  reg \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire \$127 ;
+  wire [3:0] \$127 ;
   wire \$128 ;
-  reg \$129 ;
+  wire \$129 ;
   wire [6:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
-  wire [3:0] \$132 ;
-  wire \$133 ;
+  wire [5:0] \$132 ;
+  wire [5:0] \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire \$136 ;
-  wire [5:0] \$137 ;
-  wire [5:0] \$138 ;
-  wire \$139 ;
+  reg \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  reg \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  reg \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  reg \$144 ;
+  wire [6:0] \$140 ;
+  reg [18:0] \$141 ;
+  reg [18:0] \$142 ;
+  reg [18:0] \$143 ;
+  reg [18:0] \$144 ;
   reg [18:0] \$145 ;
   reg [18:0] \$146 ;
   reg [18:0] \$147 ;
@@ -64,42 +64,42 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [18:0] \$150 ;
   reg [18:0] \$151 ;
   reg [18:0] \$152 ;
-  reg [18:0] \$153 ;
-  reg [18:0] \$154 ;
-  reg [18:0] \$155 ;
-  reg [18:0] \$156 ;
-  wire [8:0] \$157 ;
-  wire [9:0] \$158 ;
-  wire \$159 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [7:0] \$157 ;
+  wire \$158 ;
+  wire [2:0] \$159 ;
   wire [7:0] \$16 ;
-  wire [8:0] \$160 ;
-  wire [9:0] \$161 ;
+  wire [5:0] \$160 ;
+  wire \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire [7:0] \$165 ;
+  wire [4:0] \$163 ;
+  wire [5:0] \$164 ;
+  wire \$165 ;
   wire \$166 ;
-  wire [2:0] \$167 ;
-  wire [5:0] \$168 ;
-  wire \$169 ;
+  wire \$167 ;
+  wire [6:0] \$168 ;
+  wire [12:0] \$169 ;
   wire [6:0] \$17 ;
-  wire \$170 ;
-  wire [4:0] \$171 ;
-  wire [5:0] \$172 ;
+  wire [8:0] \$170 ;
+  wire [7:0] \$171 ;
+  wire [7:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire [6:0] \$176 ;
-  wire [12:0] \$177 ;
-  wire [8:0] \$178 ;
-  wire [7:0] \$179 ;
+  wire \$176 ;
+  wire [7:0] \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire [7:0] \$18 ;
-  wire [7:0] \$180 ;
+  wire \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire [7:0] \$185 ;
+  wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
@@ -109,64 +109,64 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
+  reg [18:0] \$194 ;
+  wire [19:0] \$195 ;
+  wire [19:0] \$196 ;
   wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [19:0] \$198 ;
+  wire [19:0] \$199 ;
   wire \$2 ;
   wire [6:0] \$20 ;
   wire \$200 ;
-  wire \$201 ;
-  reg [18:0] \$202 ;
+  wire [19:0] \$201 ;
+  wire [19:0] \$202 ;
   wire [19:0] \$203 ;
   wire [19:0] \$204 ;
   wire \$205 ;
-  wire \$206 ;
-  wire [19:0] \$207 ;
-  wire [19:0] \$208 ;
-  wire \$209 ;
+  wire [4:0] \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire [7:0] \$209 ;
   wire \$21 ;
-  wire [4:0] \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire [7:0] \$213 ;
-  wire [2:0] \$214 ;
-  reg [19:0] \$215 ;
-  reg [25:0] \$216 ;
-  reg [25:0] \$217 ;
-  reg [15:0] \$218 ;
-  reg [16:0] \$219 ;
+  wire [2:0] \$210 ;
+  reg [19:0] \$211 ;
+  reg [25:0] \$212 ;
+  reg [25:0] \$213 ;
+  reg [15:0] \$214 ;
+  reg [16:0] \$215 ;
+  reg [16:0] \$216 ;
+  reg [9:0] \$217 ;
+  reg [9:0] \$218 ;
+  reg [37:0] \$219 ;
   wire [9:0] \$22 ;
-  reg [16:0] \$220 ;
-  reg [9:0] \$221 ;
-  reg [9:0] \$222 ;
-  reg [37:0] \$223 ;
-  reg [37:0] \$224 ;
-  reg [7:0] \$225 ;
-  reg [37:0] \$226 ;
-  reg [19:0] \$227 ;
-  reg [19:0] \$228 ;
-  reg \$229 ;
+  reg [37:0] \$220 ;
+  reg [7:0] \$221 ;
+  reg [37:0] \$222 ;
+  reg [19:0] \$223 ;
+  reg [19:0] \$224 ;
+  reg \$225 ;
+  reg [2:0] \$226 ;
+  reg \$227 ;
+  reg [5:0] \$228 ;
+  reg [11:0] \$229 ;
   wire [9:0] \$23 ;
-  reg [2:0] \$230 ;
-  reg \$231 ;
-  reg [5:0] \$232 ;
-  reg [11:0] \$233 ;
-  reg [6:0] \$234 ;
-  reg [3:0] \$235 ;
-  reg [36:0] \$236 ;
-  reg \$237 ;
-  reg [27:0] \$238 ;
-  reg [1:0] \$239 ;
+  reg [6:0] \$230 ;
+  reg [3:0] \$231 ;
+  reg [36:0] \$232 ;
+  reg \$233 ;
+  reg [27:0] \$234 ;
+  reg [1:0] \$235 ;
+  reg [5:0] \$236 ;
+  reg [2:0] \$237 ;
+  reg [4:0] \$238 ;
+  reg \$239 ;
   wire [4:0] \$24 ;
-  reg [2:0] \$240 ;
-  reg [4:0] \$241 ;
+  reg \$240 ;
+  reg \$241 ;
   reg \$242 ;
-  reg \$243 ;
-  reg \$244 ;
-  reg \$245 ;
+  reg [18:0] \$243 ;
+  reg [18:0] \$244 ;
+  reg [18:0] \$245 ;
   reg [18:0] \$246 ;
   reg [18:0] \$247 ;
   reg [18:0] \$248 ;
@@ -186,18 +186,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [18:0] \$260 ;
   reg [18:0] \$261 ;
   reg [18:0] \$262 ;
-  reg [18:0] \$263 ;
-  reg [18:0] \$264 ;
-  reg [18:0] \$265 ;
-  reg [5:0] \$266 ;
-  reg \$267 ;
-  reg [4:0] \$268 ;
-  reg \$269 ;
+  reg [5:0] \$263 ;
+  reg \$264 ;
+  reg [4:0] \$265 ;
+  reg \$266 ;
+  reg [3:0] \$267 ;
+  reg [18:0] \$268 ;
+  reg [8:0] \$269 ;
   wire \$27 ;
-  reg [3:0] \$270 ;
-  reg [19:0] \$271 ;
-  reg [8:0] \$272 ;
-  reg \$273 ;
+  reg \$270 ;
   wire \$28 ;
   wire [9:0] \$29 ;
   wire [18:0] \$3 ;
@@ -226,59 +223,59 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$50 ;
   wire [5:0] \$51 ;
   wire [6:0] \$52 ;
-  reg \$53 ;
-  wire [8:0] \$54 ;
-  wire [9:0] \$55 ;
-  wire [10:0] \$56 ;
-  wire [8:0] \$57 ;
-  wire [9:0] \$58 ;
-  wire [10:0] \$59 ;
+  wire [6:0] \$53 ;
+  wire [6:0] \$54 ;
+  wire \$55 ;
+  wire [6:0] \$56 ;
+  wire [7:0] \$57 ;
+  wire [6:0] \$58 ;
+  wire [7:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [6:0] \$61 ;
-  wire [7:0] \$62 ;
-  wire [6:0] \$63 ;
+  wire [12:0] \$61 ;
+  wire \$62 ;
+  wire [7:0] \$63 ;
   wire [7:0] \$64 ;
-  wire \$65 ;
-  wire [12:0] \$66 ;
+  wire [7:0] \$65 ;
+  wire [7:0] \$66 ;
   wire \$67 ;
-  wire [7:0] \$68 ;
-  wire [7:0] \$69 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [7:0] \$70 ;
-  wire [7:0] \$71 ;
+  wire \$70 ;
+  wire \$71 ;
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [16:0] \$78 ;
+  wire [16:0] \$79 ;
   wire [18:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [16:0] \$83 ;
-  wire [16:0] \$84 ;
-  wire [17:0] \$85 ;
-  wire [17:0] \$86 ;
-  wire [17:0] \$87 ;
-  wire [17:0] \$88 ;
-  wire [3:0] \$89 ;
+  wire [17:0] \$80 ;
+  wire [17:0] \$81 ;
+  wire [17:0] \$82 ;
+  wire [17:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [4:0] \$87 ;
+  wire [5:0] \$88 ;
+  wire \$89 ;
   wire [18:0] \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire [4:0] \$92 ;
-  wire [5:0] \$93 ;
+  wire [6:0] \$92 ;
+  wire [12:0] \$93 ;
   wire \$94 ;
-  wire \$95 ;
+  wire [7:0] \$95 ;
   wire \$96 ;
-  wire [6:0] \$97 ;
-  wire [12:0] \$98 ;
-  wire \$99 ;
+  wire [7:0] \$97 ;
+  wire [7:0] \$98 ;
+  wire [8:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$75  = 1'h0;
+  reg \$signal$92  = 1'h0;
   wire [6:0] \$signature__addr ;
   reg [5:0] \$signature__addr$45 ;
   reg [4:0] \$signature__addr$50 ;
@@ -290,13 +287,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [7:0] \$signature__data$47 ;
   reg [7:0] \$signature__data$51 ;
   reg [7:0] \$signature__data$61 ;
-  wire [15:0] \$signature__data$81 ;
-  wire [7:0] \$signature__data$81[0] ;
-  wire [7:0] \$signature__data$81[1] ;
-  wire [37:0] \$signature__data$86 ;
-  wire [18:0] \$signature__data$86[0] ;
-  wire [18:0] \$signature__data$86[1] ;
-  wire [7:0] \$signature__data$90 ;
+  wire [15:0] \$signature__data$80 ;
+  wire [7:0] \$signature__data$80[0] ;
+  wire [7:0] \$signature__data$80[1] ;
+  wire [37:0] \$signature__data$85 ;
+  wire [18:0] \$signature__data$85[0] ;
+  wire [18:0] \$signature__data$85[1] ;
+  wire [7:0] \$signature__data$89 ;
   reg \$signature__en ;
   reg \$signature__en$53 ;
   reg \$signature__en$62 ;
@@ -349,6 +346,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \e2.valid ;
   wire [7:0] \e2.value ;
   wire [11:0] \e2.w_addr ;
+  reg [5:0] elem = 6'h00;
   reg [5:0] enc_col = 6'h00;
   reg [11:0] enc_w = 12'h000;
   reg fresh = 1'h1;
@@ -417,7 +415,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   (* init = 1'h0 *)
   wire o_valid;
   reg [3:0] out_idx = 4'h0;
-  reg [19:0] out_rounded = 20'h00000;
+  reg [18:0] out_word = 19'h00000;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   wire [27:0] pushed;
@@ -623,7 +621,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   always @(posedge clk) begin
     _1_ <= b_mem[s1b[14:8]];
   end
-  assign \$signature__data$86  = _1_;
+  assign \$signature__data$85  = _1_;
   reg [7:0] c_mem [31:0];
   initial begin
     c_mem[0] = 8'h00;
@@ -715,7 +713,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   always @(posedge clk) begin
     _3_ <= hat_mem[\$signature__addr$58 ];
   end
-  assign \$signature__data$90  = _3_;
+  assign \$signature__data$89  = _3_;
   reg [7:0] v_mem [35:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -3235,7 +3233,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   always @(posedge clk) begin
     _5_ <= w_mem[\$signature__addr$66 ];
   end
-  assign \$signature__data$81  = _5_;
+  assign \$signature__data$80  = _5_;
   assign acc_rd__addr = s1b[0] ? s1b[7:1] : act_acc_addr;
   assign \$1  = last[7:1] == s3[7:1];
   assign \$2  = last[0] & \$1 ;
@@ -3290,260 +3288,257 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \$50  = \$46  & \$49 ;
   assign \$51  = 1'h0 + g_grp;
   assign \$52  = \$51  + 1'h1;
-  assign \$54  = grp * 2'h2;
-  assign \$55  = \$54  + lane;
-  assign \$56  = 3'h4 + \$55 ;
-  assign \$57  = grp * 2'h2;
-  assign \$58  = \$57  + lane;
-  assign \$59  = 1'h0 + \$58 ;
-  assign \$60  = enc_col >= 1'h0;
-  assign \$61  = 3'h4 + enc_col;
-  assign \$62  = \$61  - 1'h0;
-  assign \$63  = 1'h0 + enc_col;
-  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
-  assign \$66  = cur[11:0] + grp;
-  assign \$67  = grp == 3'h4;
-  assign \$68  = 7'h40 + grp;
-  assign \$69  = 7'h40 + grp;
-  assign \$70  = 7'h40 + grp;
-  assign \$71  = 7'h40 + grp;
-  assign \$72  = ! seq_state;
-  assign \$73  = seq_state == 1'h1;
-  assign \$74  = seq_state == 2'h2;
-  assign \$75  = seq_state == 2'h3;
-  assign \$76  = seq_state == 3'h4;
-  assign \$77  = seq_state == 3'h5;
-  assign \$78  = seq_state == 3'h6;
-  assign \$79  = seq_state == 3'h7;
-  assign \$80  = seq_state == 4'h8;
-  assign \$81  = seq_state == 4'h9;
-  assign \$82  = seq_state == 4'ha;
-  assign \$83  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
-  assign \$84  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
-  assign \$89  = in_idx + 1'h1;
-  assign \$90  = in_idx == 2'h3;
-  assign \$91  = enc_col < 6'h24;
-  assign \$92  = level + e1[0];
-  assign \$93  = \$92  + e2[0];
-  assign \$94  = \$93  < 3'h7;
-  assign \$95  = \$91  & \$94 ;
-  assign \$96  = enc_col >= 3'h4;
-  assign \$97  = enc_col + 1'h1;
-  assign \$98  = enc_w + 7'h40;
-  assign \$99  = e1[7] & fresh;
-  assign \$100  = \$99  ? 8'h00 : \$signature__data ;
-  assign \$101  = e1[7] & fresh;
-  assign \$102  = \$101  ? 8'h00 : \$signature__data ;
-  assign \$103  = fresh ? 8'h00 : \$signature__data$90 ;
-  assign \$104  = $signed(\$102 ) - $signed(\$103 );
-  assign \$105  = 1'h0 + grp;
-  assign \$106  = 1'h0 + grp;
-  assign \$107  = ! cur[17:12];
-  assign \$108  = fresh & \$107 ;
-  assign \$109  = cur[18] ? 1'h0 : 1'h1;
-  assign \$110  = grp == 6'h3f;
-  assign \$111  = grp + 1'h1;
-  assign \$112  = enc_col == 6'h24;
-  assign \$113  = ~ e1[0];
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = ~ e2[0];
-  assign \$116  = \$114  & \$115 ;
-  assign \$117  = ~ r_rdy;
+  assign \$53  = 3'h4 + elem;
+  assign \$54  = 1'h0 + elem;
+  assign \$55  = enc_col >= 1'h0;
+  assign \$56  = 3'h4 + enc_col;
+  assign \$57  = \$56  - 1'h0;
+  assign \$58  = 1'h0 + enc_col;
+  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
+  assign \$61  = cur[11:0] + grp;
+  assign \$62  = grp == 3'h4;
+  assign \$63  = 7'h40 + grp;
+  assign \$64  = 7'h40 + grp;
+  assign \$65  = 7'h40 + grp;
+  assign \$66  = 7'h40 + grp;
+  assign \$67  = ! seq_state;
+  assign \$68  = seq_state == 1'h1;
+  assign \$69  = seq_state == 2'h2;
+  assign \$70  = seq_state == 2'h3;
+  assign \$71  = seq_state == 3'h4;
+  assign \$72  = seq_state == 3'h5;
+  assign \$73  = seq_state == 3'h6;
+  assign \$74  = seq_state == 3'h7;
+  assign \$75  = seq_state == 4'h8;
+  assign \$76  = seq_state == 4'h9;
+  assign \$77  = seq_state == 4'ha;
+  assign \$78  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$79  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
+  assign \$84  = in_idx + 1'h1;
+  assign \$85  = in_idx == 2'h3;
+  assign \$86  = enc_col < 6'h24;
+  assign \$87  = level + e1[0];
+  assign \$88  = \$87  + e2[0];
+  assign \$89  = \$88  < 3'h7;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = enc_col >= 3'h4;
+  assign \$92  = enc_col + 1'h1;
+  assign \$93  = enc_w + 7'h40;
+  assign \$94  = e1[7] & fresh;
+  assign \$95  = \$94  ? 8'h00 : \$signature__data ;
+  assign \$96  = e1[7] & fresh;
+  assign \$97  = \$96  ? 8'h00 : \$signature__data ;
+  assign \$98  = fresh ? 8'h00 : \$signature__data$89 ;
+  assign \$99  = $signed(\$97 ) - $signed(\$98 );
+  assign \$100  = 1'h0 + grp;
+  assign \$101  = 1'h0 + grp;
+  assign \$102  = ! cur[17:12];
+  assign \$103  = fresh & \$102 ;
+  assign \$104  = cur[18] ? 1'h0 : 1'h1;
+  assign \$105  = grp == 6'h3f;
+  assign \$106  = grp + 1'h1;
+  assign \$107  = enc_col == 6'h24;
+  assign \$108  = ~ e1[0];
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = ~ e2[0];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = ~ r_rdy;
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = ~ cur_active;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = ~ s1[0];
+  assign \$117  = ~ s1b[0];
   assign \$118  = \$116  & \$117 ;
-  assign \$119  = ~ cur_active;
+  assign \$119  = ~ s2[0];
   assign \$120  = \$118  & \$119 ;
-  assign \$121  = ~ s1[0];
-  assign \$122  = ~ s1b[0];
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = ~ s2[0];
-  assign \$125  = \$123  & \$124 ;
-  assign \$126  = ~ s3[0];
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = g_grp < 5'h10;
-  assign \$130  = ~ \$129 ;
-  assign \$131  = \$128  & \$130 ;
-  assign \$132  = act_q + 1'h1;
-  assign \$133  = ! \$signal ;
-  assign \$135  = act_q == 3'h4;
-  assign \$136  = ~ \$signal ;
-  assign \$137  = g_grp + 1'h1;
-  assign \$138  = g_grp + 1'h1;
-  assign \$139  = \$138  < 5'h10;
-  assign \$140  = ~ \$signal ;
-  assign \$142  = ~ \$141 ;
-  assign \$143  = \$139  & \$142 ;
-  assign \$157  = grp * 2'h2;
-  assign \$158  = \$157  + lane;
-  assign \$159  = lane == 1'h1;
-  assign \$160  = grp * 2'h2;
-  assign \$161  = \$160  + lane;
-  assign \$162  = \$161  == 5'h1f;
-  assign \$163  = \$159  | \$162 ;
-  assign \$164  = ~ \$signal$75 ;
-  assign \$165  = grp + 1'h1;
-  assign \$166  = grp == 4'hf;
-  assign \$167  = lane + 1'h1;
-  assign \$168  = \wait  + 1'h1;
-  assign \$169  = \wait  == 5'h16;
-  assign \$170  = enc_col < 6'h20;
-  assign \$171  = level + e1[0];
-  assign \$172  = \$171  + e2[0];
-  assign \$173  = \$172  < 3'h7;
-  assign \$174  = \$170  & \$173 ;
-  assign \$175  = enc_col >= 1'h0;
-  assign \$176  = enc_col + 1'h1;
-  assign \$177  = enc_w + 3'h5;
-  assign \$178  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$179  = 7'h40 + grp;
-  assign \$180  = 7'h40 + grp;
-  assign \$181  = ! cur[17:12];
-  assign \$184  = grp == 3'h4;
-  assign \$185  = grp + 1'h1;
-  assign \$186  = enc_col == 6'h20;
-  assign \$187  = ~ e1[0];
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ~ e2[0];
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = ~ r_rdy;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = ~ cur_active;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ~ s1[0];
-  assign \$196  = ~ s1b[0];
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = ~ s2[0];
-  assign \$199  = \$197  & \$198 ;
-  assign \$200  = ~ s3[0];
-  assign \$201  = \$199  & \$200 ;
-  assign \$203  = $signed(\$202 ) + $signed(11'h200);
-  assign \$205  = $signed(out_rounded) > $signed(8'h7f);
-  assign \$206  = $signed(out_rounded) < $signed(8'h80);
-  assign \$207  = \$206  ? 20'hfff80 : out_rounded;
-  assign \$208  = \$205  ? 20'h0007f : \$207 ;
-  assign \$209  = out_idx == 4'h9;
-  assign \$210  = out_idx + 1'h1;
-  assign \$211  = out_idx == 4'h9;
-  assign \$212  = lane == 1'h1;
-  assign \$213  = grp + 1'h1;
-  assign \$214  = lane + 1'h1;
+  assign \$121  = ~ s3[0];
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = g_grp < 5'h10;
+  assign \$125  = ~ \$124 ;
+  assign \$126  = \$123  & \$125 ;
+  assign \$127  = act_q + 1'h1;
+  assign \$128  = ! \$signal ;
+  assign \$130  = act_q == 3'h4;
+  assign \$131  = ~ \$signal ;
+  assign \$132  = g_grp + 1'h1;
+  assign \$133  = g_grp + 1'h1;
+  assign \$134  = \$133  < 5'h10;
+  assign \$135  = ~ \$signal ;
+  assign \$137  = ~ \$136 ;
+  assign \$138  = \$134  & \$137 ;
+  assign \$140  = elem + 1'h1;
+  assign \$153  = lane == 1'h1;
+  assign \$154  = elem == 5'h1f;
+  assign \$155  = \$153  | \$154 ;
+  assign \$156  = ~ \$signal$92 ;
+  assign \$157  = grp + 1'h1;
+  assign \$158  = grp == 4'hf;
+  assign \$159  = lane + 1'h1;
+  assign \$160  = \wait  + 1'h1;
+  assign \$161  = \wait  == 5'h16;
+  assign \$162  = enc_col < 6'h20;
+  assign \$163  = level + e1[0];
+  assign \$164  = \$163  + e2[0];
+  assign \$165  = \$164  < 3'h7;
+  assign \$166  = \$162  & \$165 ;
+  assign \$167  = enc_col >= 1'h0;
+  assign \$168  = enc_col + 1'h1;
+  assign \$169  = enc_w + 3'h5;
+  assign \$170  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$171  = 7'h40 + grp;
+  assign \$172  = 7'h40 + grp;
+  assign \$173  = ! cur[17:12];
+  assign \$176  = grp == 3'h4;
+  assign \$177  = grp + 1'h1;
+  assign \$178  = enc_col == 6'h20;
+  assign \$179  = ~ e1[0];
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = ~ e2[0];
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = ~ r_rdy;
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = ~ cur_active;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = ~ s1[0];
+  assign \$188  = ~ s1b[0];
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = ~ s2[0];
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = ~ s3[0];
+  assign \$193  = \$191  & \$192 ;
+  assign \$195  = $signed(out_word) + $signed(11'h200);
+  assign \$197  = $signed(\$196 ) > $signed(8'h7f);
+  assign \$198  = $signed(out_word) + $signed(11'h200);
+  assign \$200  = $signed(\$199 ) < $signed(8'h80);
+  assign \$201  = $signed(out_word) + $signed(11'h200);
+  assign \$203  = \$200  ? 20'hfff80 : \$202 ;
+  assign \$204  = \$197  ? 20'h0007f : \$203 ;
+  assign \$205  = out_idx == 4'h9;
+  assign \$206  = out_idx + 1'h1;
+  assign \$207  = out_idx == 4'h9;
+  assign \$208  = lane == 1'h1;
+  assign \$209  = grp + 1'h1;
+  assign \$210  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$215 ;
+    e1 <= \$211 ;
   always @(posedge clk)
-    s1 <= \$216 ;
+    s1 <= \$212 ;
   always @(posedge clk)
-    s1b <= \$217 ;
+    s1b <= \$213 ;
   always @(posedge clk)
-    w_word <= \$218 ;
+    w_word <= \$214 ;
   always @(posedge clk)
-    prod0 <= \$219 ;
+    prod0 <= \$215 ;
   always @(posedge clk)
-    prod1 <= \$220 ;
+    prod1 <= \$216 ;
   always @(posedge clk)
-    s2 <= \$221 ;
+    s2 <= \$217 ;
   always @(posedge clk)
-    s3 <= \$222 ;
+    s3 <= \$218 ;
   always @(posedge clk)
-    acc_q <= \$223 ;
+    acc_q <= \$219 ;
   always @(posedge clk)
-    bias_q <= \$224 ;
+    bias_q <= \$220 ;
   always @(posedge clk)
-    last <= \$225 ;
+    last <= \$221 ;
   always @(posedge clk)
-    last_sum <= \$226 ;
+    last_sum <= \$222 ;
   always @(posedge clk)
-    aligned0 <= \$227 ;
+    aligned0 <= \$223 ;
   always @(posedge clk)
-    aligned1 <= \$228 ;
+    aligned1 <= \$224 ;
   always @(posedge clk)
-    issue_valid <= \$229 ;
+    issue_valid <= \$225 ;
   always @(posedge clk)
-    in_idx <= \$230 ;
+    in_idx <= \$226 ;
   always @(posedge clk)
-    seq_end <= \$231 ;
+    seq_end <= \$227 ;
   always @(posedge clk)
-    enc_col <= \$232 ;
+    enc_col <= \$228 ;
   always @(posedge clk)
-    enc_w <= \$233 ;
+    enc_w <= \$229 ;
   always @(posedge clk)
-    grp <= \$234 ;
+    grp <= \$230 ;
   always @(posedge clk)
-    seq_state <= \$235 ;
+    seq_state <= \$231 ;
   always @(posedge clk)
-    e2 <= \$236 ;
+    e2 <= \$232 ;
   always @(posedge clk)
-    cur_active <= \$237 ;
+    cur_active <= \$233 ;
   always @(posedge clk)
-    cur <= \$238 ;
+    cur <= \$234 ;
   always @(posedge clk)
-    lane <= \$239 ;
+    lane <= \$235 ;
   always @(posedge clk)
-    act_q <= \$240 ;
+    elem <= \$236 ;
   always @(posedge clk)
-    g_grp <= \$241 ;
+    act_q <= \$237 ;
   always @(posedge clk)
-    \$signal  <= \$242 ;
+    g_grp <= \$238 ;
   always @(posedge clk)
-    \$signal$75  <= \$243 ;
+    \$signal  <= \$239 ;
   always @(posedge clk)
-    bank0_full <= \$244 ;
+    \$signal$92  <= \$240 ;
   always @(posedge clk)
-    bank1_full <= \$245 ;
+    bank0_full <= \$241 ;
   always @(posedge clk)
-    gate0_0_0 <= \$246 ;
+    bank1_full <= \$242 ;
   always @(posedge clk)
-    gate0_0_1 <= \$247 ;
+    gate0_0_0 <= \$243 ;
   always @(posedge clk)
-    gate0_1_0 <= \$248 ;
+    gate0_0_1 <= \$244 ;
   always @(posedge clk)
-    gate0_1_1 <= \$249 ;
+    gate0_1_0 <= \$245 ;
   always @(posedge clk)
-    gate0_2_0 <= \$250 ;
+    gate0_1_1 <= \$246 ;
   always @(posedge clk)
-    gate0_2_1 <= \$251 ;
+    gate0_2_0 <= \$247 ;
   always @(posedge clk)
-    gate0_3_0 <= \$252 ;
+    gate0_2_1 <= \$248 ;
   always @(posedge clk)
-    gate0_3_1 <= \$253 ;
+    gate0_3_0 <= \$249 ;
   always @(posedge clk)
-    gate1_0_0 <= \$254 ;
+    gate0_3_1 <= \$250 ;
   always @(posedge clk)
-    gate1_0_1 <= \$255 ;
+    gate1_0_0 <= \$251 ;
   always @(posedge clk)
-    gate1_1_0 <= \$256 ;
+    gate1_0_1 <= \$252 ;
   always @(posedge clk)
-    gate1_1_1 <= \$257 ;
+    gate1_1_0 <= \$253 ;
   always @(posedge clk)
-    gate1_2_0 <= \$258 ;
+    gate1_1_1 <= \$254 ;
   always @(posedge clk)
-    gate1_2_1 <= \$259 ;
+    gate1_2_0 <= \$255 ;
   always @(posedge clk)
-    gate1_3_0 <= \$260 ;
+    gate1_2_1 <= \$256 ;
   always @(posedge clk)
-    gate1_3_1 <= \$261 ;
+    gate1_3_0 <= \$257 ;
   always @(posedge clk)
-    acc0 <= \$262 ;
+    gate1_3_1 <= \$258 ;
   always @(posedge clk)
-    acc1 <= \$263 ;
+    acc0 <= \$259 ;
   always @(posedge clk)
-    acc2 <= \$264 ;
+    acc1 <= \$260 ;
   always @(posedge clk)
-    acc3 <= \$265 ;
+    acc2 <= \$261 ;
   always @(posedge clk)
-    tag <= \$266 ;
+    acc3 <= \$262 ;
   always @(posedge clk)
-    issue_layer <= \$267 ;
+    tag <= \$263 ;
   always @(posedge clk)
-    \wait  <= \$268 ;
+    issue_layer <= \$264 ;
   always @(posedge clk)
-    fresh <= \$269 ;
+    \wait  <= \$265 ;
   always @(posedge clk)
-    out_idx <= \$270 ;
+    fresh <= \$266 ;
   always @(posedge clk)
-    out_rounded <= \$271 ;
+    out_idx <= \$267 ;
   always @(posedge clk)
-    o__payload <= \$272 ;
+    out_word <= \$268 ;
   always @(posedge clk)
-    o__valid <= \$273 ;
+    o__payload <= \$269 ;
+  always @(posedge clk)
+    o__valid <= \$270 ;
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3592,41 +3587,71 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$75 )
-      1'h0:
-          \$53  = bank0_full;
-      1'h1:
-          \$53  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$129  = bank0_full;
+          \$124  = bank0_full;
       1'h1:
-          \$129  = bank1_full;
+          \$124  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$140 )
+    casez (\$135 )
       1'h0:
-          \$141  = bank0_full;
+          \$136  = bank0_full;
       1'h1:
-          \$141  = bank1_full;
+          \$136  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$75 )
+    casez (\$signal$92 )
       1'h0:
-          \$144  = bank0_full;
+          \$139  = bank0_full;
       1'h1:
-          \$144  = bank1_full;
+          \$139  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$141  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$141  = gate0_0_0;
+      2'h1:
+          \$141  = gate0_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$142  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$142  = gate1_0_0;
+      2'h1:
+          \$142  = gate1_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$92 )
+      1'h0:
+          \$143  = \$141 ;
+      1'h1:
+          \$143  = \$142 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$144  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$144  = gate0_1_0;
+      2'h1:
+          \$144  = gate0_1_1;
     endcase
   end
   always @* begin
@@ -3634,29 +3659,29 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$145  = 19'h00000;
     casez (lane)
       2'h0:
-          \$145  = gate0_0_0;
+          \$145  = gate1_1_0;
       2'h1:
-          \$145  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$146  = gate1_0_0;
-      2'h1:
-          \$146  = gate1_0_1;
+          \$145  = gate1_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$75 )
+    casez (\$signal$92 )
       1'h0:
-          \$147  = \$145 ;
+          \$146  = \$144 ;
       1'h1:
-          \$147  = \$146 ;
+          \$146  = \$145 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$147  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$147  = gate0_2_0;
+      2'h1:
+          \$147  = gate0_2_1;
     endcase
   end
   always @* begin
@@ -3664,29 +3689,29 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$148  = 19'h00000;
     casez (lane)
       2'h0:
-          \$148  = gate0_1_0;
+          \$148  = gate1_2_0;
       2'h1:
-          \$148  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$149  = gate1_1_0;
-      2'h1:
-          \$149  = gate1_1_1;
+          \$148  = gate1_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$75 )
+    casez (\$signal$92 )
       1'h0:
-          \$150  = \$148 ;
+          \$149  = \$147 ;
       1'h1:
-          \$150  = \$149 ;
+          \$149  = \$148 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$150  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$150  = gate0_3_0;
+      2'h1:
+          \$150  = gate0_3_1;
     endcase
   end
   always @* begin
@@ -3694,69 +3719,29 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$151  = 19'h00000;
     casez (lane)
       2'h0:
-          \$151  = gate0_2_0;
+          \$151  = gate1_3_0;
       2'h1:
-          \$151  = gate0_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$152  = gate1_2_0;
-      2'h1:
-          \$152  = gate1_2_1;
+          \$151  = gate1_3_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$75 )
+    casez (\$signal$92 )
       1'h0:
-          \$153  = \$151 ;
+          \$152  = \$150 ;
       1'h1:
-          \$153  = \$152 ;
+          \$152  = \$151 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = 19'h00000;
+    \$194  = 19'h00000;
     casez (lane)
       2'h0:
-          \$154  = gate0_3_0;
+          \$194  = acc_rd__data[18:0];
       2'h1:
-          \$154  = gate0_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$155  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$155  = gate1_3_0;
-      2'h1:
-          \$155  = gate1_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$75 )
-      1'h0:
-          \$156  = \$154 ;
-      1'h1:
-          \$156  = \$155 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$202  = acc_rd__data[18:0];
-      2'h1:
-          \$202  = acc_rd__data[37:19];
+          \$194  = acc_rd__data[37:19];
     endcase
   end
   always @* begin
@@ -3832,13 +3817,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$53 ) begin
-            \$signature__addr$56  = \$56 [5:0];
-          end
+          \$signature__addr$56  = \$53 [5:0];
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$56  = \$64 [5:0];
+          \$signature__addr$56  = \$59 [5:0];
     endcase
   end
   always @* begin
@@ -3924,7 +3907,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$65 ;
+          w_en = \$60 ;
     endcase
   end
   always @* begin
@@ -3945,7 +3928,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$66  = \$66 [11:0];
+            \$signature__addr$66  = \$61 [11:0];
           end
     endcase
   end
@@ -3971,7 +3954,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$67 ) begin
+            if (\$62 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -4005,13 +3988,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h6:
           /* empty */;
       4'h7:
-          act_acc_addr = \$68 [6:0];
+          act_acc_addr = \$63 [6:0];
       4'h8:
-          act_acc_addr = \$69 [6:0];
+          act_acc_addr = \$64 [6:0];
       4'h9:
-          act_acc_addr = \$70 [6:0];
+          act_acc_addr = \$65 [6:0];
       4'ha:
-          act_acc_addr = \$71 [6:0];
+          act_acc_addr = \$66 [6:0];
     endcase
   end
   always @* begin
@@ -4025,24 +4008,22 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$53 ) begin
-            c_rd__addr = \$59 [4:0];
-          end
+          c_rd__addr = \$54 [4:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215 [19:1] = e1[19:1];
-    \$215 [0] = 1'h0;
+    \$211 [19:1] = e1[19:1];
+    \$211 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$95 ) begin
-            \$215 [0] = 1'h1;
-            \$215 [6:1] = enc_col;
-            \$215 [7] = \$96 ;
-            \$215 [19:8] = enc_w;
+          if (\$90 ) begin
+            \$211 [0] = 1'h1;
+            \$211 [6:1] = enc_col;
+            \$211 [7] = \$91 ;
+            \$211 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -4051,32 +4032,32 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          if (\$174 ) begin
-            \$215 [0] = 1'h1;
-            \$215 [6:1] = enc_col;
-            \$215 [7] = \$175 ;
-            \$215 [19:8] = enc_w;
+          if (\$166 ) begin
+            \$211 [0] = 1'h1;
+            \$211 [6:1] = enc_col;
+            \$211 [7] = \$167 ;
+            \$211 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$215  = 20'h00000;
+      \$211  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216 [25:1] = s1[25:1];
-    \$216 [0] = 1'h0;
+    \$212 [25:1] = s1[25:1];
+    \$212 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$216 [0] = 1'h1;
-            \$216 [7:1] = \$105 [6:0];
-            \$216 [14:8] = \$106 [6:0];
-            \$216 [24:16] = cur[27:19];
-            \$216 [15] = \$108 ;
-            \$216 [25] = \$109 ;
+            \$212 [0] = 1'h1;
+            \$212 [7:1] = \$100 [6:0];
+            \$212 [14:8] = \$101 [6:0];
+            \$212 [24:16] = cur[27:19];
+            \$212 [15] = \$103 ;
+            \$212 [25] = \$104 ;
           end
       4'h2:
           /* empty */;
@@ -4086,90 +4067,90 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$216 [0] = 1'h1;
-            \$216 [7:1] = \$179 [6:0];
-            \$216 [14:8] = \$180 [6:0];
-            \$216 [24:16] = cur[27:19];
-            \$216 [15] = \$182 ;
-            \$216 [25] = \$183 ;
+            \$212 [0] = 1'h1;
+            \$212 [7:1] = \$171 [6:0];
+            \$212 [14:8] = \$172 [6:0];
+            \$212 [24:16] = cur[27:19];
+            \$212 [15] = \$174 ;
+            \$212 [25] = \$175 ;
           end
     endcase
     if (rst) begin
-      \$216  = 26'h0000000;
+      \$212  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = s1;
+    \$213  = s1;
     if (rst) begin
-      \$217  = 26'h0000000;
+      \$213  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = \$signature__data$81 ;
+    \$214  = \$signature__data$80 ;
     if (rst) begin
-      \$218  = 16'h0000;
+      \$214  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = \$83 ;
+    \$215  = \$78 ;
     if (rst) begin
-      \$219  = 17'h00000;
+      \$215  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = \$84 ;
+    \$216  = \$79 ;
     if (rst) begin
-      \$220  = 17'h00000;
+      \$216  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221 [0] = s1b[0];
-    \$221 [7:1] = s1b[7:1];
-    \$221 [8] = s1b[15];
-    \$221 [9] = s1b[25];
+    \$217 [0] = s1b[0];
+    \$217 [7:1] = s1b[7:1];
+    \$217 [8] = s1b[15];
+    \$217 [9] = s1b[25];
     if (rst) begin
-      \$221  = 10'h000;
+      \$217  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = s2;
+    \$218  = s2;
     if (rst) begin
-      \$222  = 10'h000;
+      \$218  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = acc_rd__data;
+    \$219  = acc_rd__data;
     if (rst) begin
-      \$223  = 38'h0000000000;
+      \$219  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = \$signature__data$86 ;
+    \$220  = \$signature__data$85 ;
     if (rst) begin
-      \$224  = 38'h0000000000;
+      \$220  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225 [0] = s3[0];
-    \$225 [7:1] = s3[7:1];
+    \$221 [0] = s3[0];
+    \$221 [7:1] = s3[7:1];
     if (rst) begin
-      \$225  = 8'h00;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = acc_wr__data;
+    \$222  = acc_wr__data;
     if (rst) begin
-      \$226  = 38'h0000000000;
+      \$222  = 38'h0000000000;
     end
   end
   always @* begin
@@ -4177,12 +4158,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$227  = { \$85 [17], \$85 [17], \$85  };
+          \$223  = { \$80 [17], \$80 [17], \$80  };
       1'h1:
-          \$227  = { \$86 [17], \$86 [17], \$86  };
+          \$223  = { \$81 [17], \$81 [17], \$81  };
     endcase
     if (rst) begin
-      \$227  = 20'h00000;
+      \$223  = 20'h00000;
     end
   end
   always @* begin
@@ -4190,17 +4171,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$228  = { \$87 [17], \$87 [17], \$87  };
+          \$224  = { \$82 [17], \$82 [17], \$82  };
       1'h1:
-          \$228  = { \$88 [17], \$88 [17], \$88  };
+          \$224  = { \$83 [17], \$83 [17], \$83  };
     endcase
     if (rst) begin
-      \$228  = 20'h00000;
+      \$224  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = 1'h0;
+    \$225  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4209,62 +4190,62 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$144 ) begin
-            \$229  = 1'h1;
+          if (\$139 ) begin
+            \$225  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$229  = 1'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = in_idx;
+    \$226  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$230  = \$89 [2:0];
-            if (\$90 ) begin
-              \$230  = 3'h0;
+            \$226  = \$84 [2:0];
+            if (\$85 ) begin
+              \$226  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$230  = 3'h0;
+      \$226  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = seq_end;
+    \$227  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$90 ) begin
-              \$231  = i__payload[9];
+            if (\$85 ) begin
+              \$227  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$231  = 1'h0;
+      \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = enc_col;
+    \$228  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$90 ) begin
-              \$232  = 6'h00;
+            if (\$85 ) begin
+              \$228  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$95 ) begin
-            \$232  = \$97 [5:0];
+          if (\$90 ) begin
+            \$228  = \$92 [5:0];
           end
-          if (\$120 ) begin
-            \$232  = 6'h00;
+          if (\$115 ) begin
+            \$228  = 6'h00;
           end
         end
       4'h2:
@@ -4272,106 +4253,106 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$169 ) begin
-            \$232  = 6'h00;
+          if (\$161 ) begin
+            \$228  = 6'h00;
           end
       4'h5:
         begin
-          if (\$174 ) begin
-            \$232  = \$176 [5:0];
+          if (\$166 ) begin
+            \$228  = \$168 [5:0];
           end
-          if (\$194 ) begin
-            \$232  = 6'h00;
+          if (\$186 ) begin
+            \$228  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$232  = 6'h00;
+      \$228  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = enc_w;
+    \$229  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$90 ) begin
-              \$233  = 12'h000;
+            if (\$85 ) begin
+              \$229  = 12'h000;
             end
           end
       4'h1:
-          if (\$95 ) begin
-            \$233  = \$98 [11:0];
+          if (\$90 ) begin
+            \$229  = \$93 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$169 ) begin
-            \$233  = 12'h900;
+          if (\$161 ) begin
+            \$229  = 12'h900;
           end
       4'h5:
-          if (\$174 ) begin
-            \$233  = \$177 [11:0];
+          if (\$166 ) begin
+            \$229  = \$169 [11:0];
           end
     endcase
     if (rst) begin
-      \$233  = 12'h000;
+      \$229  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = grp;
+    \$230  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$90 ) begin
-              \$234  = 7'h00;
+            if (\$85 ) begin
+              \$230  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$110 ) begin
-              \$234  = 7'h00;
+            if (\$105 ) begin
+              \$230  = 7'h00;
             end else begin
-              \$234  = \$111 [6:0];
+              \$230  = \$106 [6:0];
             end
           end else if (r_rdy) begin
-            \$234  = 7'h00;
+            \$230  = 7'h00;
           end
       4'h2:
-          if (\$127 ) begin
-            \$234  = 7'h00;
+          if (\$122 ) begin
+            \$230  = 7'h00;
           end
       4'h3:
-          if (\$144 ) begin
-            if (\$163 ) begin
-              \$234  = \$165 [6:0];
-              if (\$166 ) begin
-                \$234  = 7'h00;
+          if (\$139 ) begin
+            if (\$155 ) begin
+              \$230  = \$157 [6:0];
+              if (\$158 ) begin
+                \$230  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$169 ) begin
-            \$234  = 7'h00;
+          if (\$161 ) begin
+            \$230  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$184 ) begin
-              \$234  = 7'h00;
+            if (\$176 ) begin
+              \$230  = 7'h00;
             end else begin
-              \$234  = \$185 [6:0];
+              \$230  = \$177 [6:0];
             end
           end else if (r_rdy) begin
-            \$234  = 7'h00;
+            \$230  = 7'h00;
           end
       4'h6:
-          if (\$201 ) begin
-            \$234  = 7'h00;
+          if (\$193 ) begin
+            \$230  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -4381,96 +4362,96 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$211 ) begin
-              \$234  = 7'h00;
-            end else if (\$212 ) begin
-              \$234  = \$213 [6:0];
+            if (\$207 ) begin
+              \$230  = 7'h00;
+            end else if (\$208 ) begin
+              \$230  = \$209 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$234  = 7'h00;
+      \$230  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = seq_state;
+    \$231  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$90 ) begin
-              \$235  = 4'h1;
+            if (\$85 ) begin
+              \$231  = 4'h1;
             end
           end
       4'h1:
-          if (\$120 ) begin
-            \$235  = 4'h2;
+          if (\$115 ) begin
+            \$231  = 4'h2;
           end
       4'h2:
-          if (\$127 ) begin
-            \$235  = 4'h3;
+          if (\$122 ) begin
+            \$231  = 4'h3;
           end
       4'h3:
-          if (\$144 ) begin
-            if (\$163 ) begin
-              if (\$166 ) begin
-                \$235  = 4'h4;
+          if (\$139 ) begin
+            if (\$155 ) begin
+              if (\$158 ) begin
+                \$231  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$169 ) begin
+          if (\$161 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$235  = 4'h5;
+              \$231  = 4'h5;
             end else begin
-              \$235  = 4'h0;
+              \$231  = 4'h0;
             end
           end
       4'h5:
-          if (\$194 ) begin
-            \$235  = 4'h6;
+          if (\$186 ) begin
+            \$231  = 4'h6;
           end
       4'h6:
-          if (\$201 ) begin
-            \$235  = 4'h7;
+          if (\$193 ) begin
+            \$231  = 4'h7;
           end
       4'h7:
-          \$235  = 4'h8;
+          \$231  = 4'h8;
       4'h8:
-          \$235  = 4'h9;
+          \$231  = 4'h9;
       4'h9:
-          \$235  = 4'ha;
+          \$231  = 4'ha;
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$211 ) begin
-              \$235  = 4'h0;
-            end else if (\$212 ) begin
-              \$235  = 4'h7;
+            if (\$207 ) begin
+              \$231  = 4'h0;
+            end else if (\$208 ) begin
+              \$231  = 4'h7;
             end else begin
-              \$235  = 4'h8;
+              \$231  = 4'h8;
             end
           end
     endcase
     if (rst) begin
-      \$235  = 4'h0;
+      \$231  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = e2;
+    \$232  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$236 [0] = e1[0];
-          \$236 [6:1] = e1[6:1];
-          \$236 [7] = e1[7];
-          \$236 [19:8] = e1[19:8];
-          \$236 [27:20] = \$100 ;
-          \$236 [36:28] = \$104 ;
+          \$232 [0] = e1[0];
+          \$232 [6:1] = e1[6:1];
+          \$232 [7] = e1[7];
+          \$232 [19:8] = e1[19:8];
+          \$232 [27:20] = \$95 ;
+          \$232 [36:28] = \$99 ;
         end
       4'h2:
           /* empty */;
@@ -4480,31 +4461,31 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
         begin
-          \$236 [0] = e1[0];
-          \$236 [6:1] = e1[6:1];
-          \$236 [7] = e1[7];
-          \$236 [19:8] = e1[19:8];
-          \$236 [27:20] = \$signature__data ;
-          \$236 [36:28] = \$178 ;
+          \$232 [0] = e1[0];
+          \$232 [6:1] = e1[6:1];
+          \$232 [7] = e1[7];
+          \$232 [19:8] = e1[19:8];
+          \$232 [27:20] = \$signature__data ;
+          \$232 [36:28] = \$170 ;
         end
     endcase
     if (rst) begin
-      \$236  = 37'h0000000000;
+      \$232  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = cur_active;
+    \$233  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$110 ) begin
-              \$237  = r_rdy;
+            if (\$105 ) begin
+              \$233  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$237  = 1'h1;
+            \$233  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -4514,30 +4495,30 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$184 ) begin
-              \$237  = r_rdy;
+            if (\$176 ) begin
+              \$233  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$237  = 1'h1;
+            \$233  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$237  = 1'h0;
+      \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = cur;
+    \$234  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$110 ) begin
-              \$238  = r_data;
+            if (\$105 ) begin
+              \$234  = r_data;
             end
           end else if (r_rdy) begin
-            \$238  = r_data;
+            \$234  = r_data;
           end
       4'h2:
           /* empty */;
@@ -4547,36 +4528,36 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$184 ) begin
-              \$238  = r_data;
+            if (\$176 ) begin
+              \$234  = r_data;
             end
           end else if (r_rdy) begin
-            \$238  = r_data;
+            \$234  = r_data;
           end
     endcase
     if (rst) begin
-      \$238  = 28'h0000000;
+      \$234  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = lane;
+    \$235  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$127 ) begin
-            \$239  = 2'h0;
+          if (\$122 ) begin
+            \$235  = 2'h0;
           end
       4'h3:
-          if (\$144 ) begin
+          if (\$139 ) begin
             (* full_case = 32'd1 *)
-            if (\$163 ) begin
-              \$239  = 2'h0;
+            if (\$155 ) begin
+              \$235  = 2'h0;
             end else begin
-              \$239  = \$167 [1:0];
+              \$235  = \$159 [1:0];
             end
           end
       4'h4:
@@ -4584,8 +4565,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$201 ) begin
-            \$239  = 2'h0;
+          if (\$193 ) begin
+            \$235  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -4596,87 +4577,209 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$211 ) begin
-              \$239  = 2'h0;
-            end else if (\$212 ) begin
-              \$239  = 2'h0;
+            if (\$207 ) begin
+              \$235  = 2'h0;
+            end else if (\$208 ) begin
+              \$235  = 2'h0;
             end else begin
-              \$239  = \$214 [1:0];
+              \$235  = \$210 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$239  = 2'h0;
+      \$235  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = act_q;
+    \$236  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$127 ) begin
-            \$240  = 3'h0;
+          if (\$122 ) begin
+            \$236  = 6'h00;
           end
       4'h3:
-          if (\$131 ) begin
-            \$240  = \$132 [2:0];
-            if (\$135 ) begin
-              \$240  = 3'h0;
-              if (\$143 ) begin
-                \$240  = 3'h1;
+          if (\$139 ) begin
+            \$236  = \$140 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$236  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = act_q;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$122 ) begin
+            \$237  = 3'h0;
+          end
+      4'h3:
+          if (\$126 ) begin
+            \$237  = \$127 [2:0];
+            if (\$130 ) begin
+              \$237  = 3'h0;
+              if (\$138 ) begin
+                \$237  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$240  = 3'h0;
+      \$237  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = g_grp;
+    \$238  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$127 ) begin
-            \$241  = 5'h00;
+          if (\$122 ) begin
+            \$238  = 5'h00;
           end
       4'h3:
-          if (\$131 ) begin
-            if (\$135 ) begin
-              \$241  = \$137 [4:0];
+          if (\$126 ) begin
+            if (\$130 ) begin
+              \$238  = \$132 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$241  = 5'h00;
+      \$238  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = \$signal ;
+    \$239  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$127 ) begin
+          if (\$122 ) begin
+            \$239  = 1'h0;
+          end
+      4'h3:
+          if (\$126 ) begin
+            if (\$130 ) begin
+              \$239  = \$131 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$239  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = \$signal$92 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$122 ) begin
+            \$240  = 1'h0;
+          end
+      4'h3:
+          if (\$139 ) begin
+            if (\$155 ) begin
+              \$240  = \$156 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$240  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$122 ) begin
+            \$241  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$126 ) begin
+            if (\$130 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$241  = 1'h1;
+              endcase
+            end
+          end
+          if (\$139 ) begin
+            if (\$155 ) begin
+              casez (\$signal$92 )
+                1'h0:
+                    \$241  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$241  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = bank1_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$122 ) begin
             \$242  = 1'h0;
           end
       4'h3:
-          if (\$131 ) begin
-            if (\$135 ) begin
-              \$242  = \$136 ;
+        begin
+          if (\$126 ) begin
+            if (\$130 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$242  = 1'h1;
+              endcase
             end
           end
+          if (\$139 ) begin
+            if (\$155 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$92 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$242  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
       \$242  = 1'h0;
@@ -4684,108 +4787,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = \$signal$75 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$127 ) begin
-            \$243  = 1'h0;
-          end
-      4'h3:
-          if (\$144 ) begin
-            if (\$163 ) begin
-              \$243  = \$164 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$243  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$127 ) begin
-            \$244  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$131 ) begin
-            if (\$135 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$244  = 1'h1;
-              endcase
-            end
-          end
-          if (\$144 ) begin
-            if (\$163 ) begin
-              casez (\$signal$75 )
-                1'h0:
-                    \$244  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$244  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$127 ) begin
-            \$245  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$131 ) begin
-            if (\$135 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$245  = 1'h1;
-              endcase
-            end
-          end
-          if (\$144 ) begin
-            if (\$163 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$75 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$245  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$245  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = gate0_0_0;
+    \$243  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4794,11 +4796,87 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$133 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
-                    \$246  = acc_rd__data[18:0];
+                    \$243  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$243  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = gate0_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$126 ) begin
+            if (\$128 ) begin
+              casez (act_q)
+                3'h1:
+                    \$244  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$244  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = gate0_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$126 ) begin
+            if (\$128 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$245  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$245  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = gate0_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$126 ) begin
+            if (\$128 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$246  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4809,7 +4887,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = gate0_0_1;
+    \$247  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4818,11 +4896,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$133 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
-                    \$247  = acc_rd__data[37:19];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$247  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4833,7 +4915,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = gate0_1_0;
+    \$248  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4842,13 +4924,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$133 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$248  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h3:
+                    \$248  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4859,7 +4943,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = gate0_1_1;
+    \$249  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4868,13 +4952,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$133 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$249  = acc_rd__data[37:19];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$249  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4885,7 +4973,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = gate0_2_0;
+    \$250  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4894,15 +4982,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$133 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$250  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h4:
+                    \$250  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4913,7 +5003,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = gate0_2_1;
+    \$251  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4922,15 +5012,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$133 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$251  = acc_rd__data[37:19];
+                    \$251  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -4941,7 +5027,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = gate0_3_0;
+    \$252  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4950,17 +5036,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$133 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$252  = acc_rd__data[18:0];
+                    \$252  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -4971,7 +5051,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = gate0_3_1;
+    \$253  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4980,17 +5060,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$133 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$253  = acc_rd__data[37:19];
+                    \$253  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -5001,7 +5077,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = gate1_0_0;
+    \$254  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5010,11 +5086,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$134 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
-                    \$254  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h2:
+                    \$254  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -5025,7 +5103,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = gate1_0_1;
+    \$255  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5034,11 +5112,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$134 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
-                    \$255  = acc_rd__data[37:19];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$255  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -5049,7 +5131,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = gate1_1_0;
+    \$256  = gate1_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5058,13 +5140,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$134 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$256  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h3:
+                    \$256  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -5075,7 +5159,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = gate1_1_1;
+    \$257  = gate1_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5084,13 +5168,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$134 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$257  = acc_rd__data[37:19];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$257  = acc_rd__data[18:0];
               endcase
             end
           end
@@ -5101,7 +5189,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = gate1_2_0;
+    \$258  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5110,15 +5198,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$134 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$258  = acc_rd__data[18:0];
+                    /* empty */;
+                3'h4:
+                    \$258  = acc_rd__data[37:19];
               endcase
             end
           end
@@ -5129,7 +5219,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = gate1_2_1;
+    \$259  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5138,17 +5228,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$134 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$259  = acc_rd__data[37:19];
-              endcase
-            end
+          if (\$139 ) begin
+            \$259  = \$143 ;
           end
     endcase
     if (rst) begin
@@ -5157,7 +5238,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = gate1_3_0;
+    \$260  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5166,19 +5247,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$134 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$260  = acc_rd__data[18:0];
-              endcase
-            end
+          if (\$139 ) begin
+            \$260  = \$146 ;
           end
     endcase
     if (rst) begin
@@ -5187,7 +5257,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = gate1_3_1;
+    \$261  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5196,19 +5266,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$131 ) begin
-            if (\$134 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$261  = acc_rd__data[37:19];
-              endcase
-            end
+          if (\$139 ) begin
+            \$261  = \$149 ;
           end
     endcase
     if (rst) begin
@@ -5217,7 +5276,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = acc0;
+    \$262  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5226,8 +5285,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$144 ) begin
-            \$262  = \$147 ;
+          if (\$139 ) begin
+            \$262  = \$152 ;
           end
     endcase
     if (rst) begin
@@ -5236,7 +5295,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = acc1;
+    \$263  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5245,17 +5304,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$144 ) begin
-            \$263  = \$150 ;
+          if (\$139 ) begin
+            \$263  = elem;
           end
     endcase
     if (rst) begin
-      \$263  = 19'h00000;
+      \$263  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = acc2;
+    \$264  = issue_layer;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5264,17 +5323,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$144 ) begin
-            \$264  = \$153 ;
+          if (\$139 ) begin
+            \$264  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$264  = 19'h00000;
+      \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = acc3;
+    \$265  = \wait ;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5283,80 +5342,23 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$144 ) begin
-            \$265  = \$156 ;
-          end
-    endcase
-    if (rst) begin
-      \$265  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = tag;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$144 ) begin
-            \$266  = \$158 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$266  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$144 ) begin
-            \$267  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$267  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$144 ) begin
-            if (\$163 ) begin
-              if (\$166 ) begin
-                \$268  = 5'h00;
+          if (\$139 ) begin
+            if (\$155 ) begin
+              if (\$158 ) begin
+                \$265  = 5'h00;
               end
             end
           end
       4'h4:
-          \$268  = \$168 [4:0];
+          \$265  = \$160 [4:0];
     endcase
     if (rst) begin
-      \$268  = 5'h00;
+      \$265  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = fresh;
+    \$266  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5367,11 +5369,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$169 ) begin
+          if (\$161 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$269  = 1'h0;
+              \$266  = 1'h0;
             end
           end
       4'h5:
@@ -5386,18 +5388,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$211 ) begin
-              \$269  = seq_end;
+            if (\$207 ) begin
+              \$266  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$269  = 1'h1;
+      \$266  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = out_idx;
+    \$267  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5412,8 +5414,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$201 ) begin
-            \$270  = 4'h0;
+          if (\$193 ) begin
+            \$267  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -5423,16 +5425,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
           if (o__ready) begin
-            \$270  = \$210 [3:0];
+            \$267  = \$206 [3:0];
           end
     endcase
     if (rst) begin
-      \$270  = 4'h0;
+      \$267  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = out_rounded;
+    \$268  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5451,15 +5453,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h7:
           /* empty */;
       4'h8:
-          \$271  = \$204 ;
+          \$268  = \$194 ;
     endcase
     if (rst) begin
-      \$271  = 20'h00000;
+      \$268  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = o__payload;
+    \$269  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5481,17 +5483,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h9:
         begin
-          \$272 [7:0] = \$208 [7:0];
-          \$272 [8] = \$209 ;
+          \$269 [7:0] = \$204 [7:0];
+          \$269 [8] = \$205 ;
         end
     endcase
     if (rst) begin
-      \$272  = 9'h000;
+      \$269  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = o__valid;
+    \$270  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5512,14 +5514,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h8:
           /* empty */;
       4'h9:
-          \$273  = 1'h1;
+          \$270  = 1'h1;
       4'ha:
           if (o__ready) begin
-            \$273  = 1'h0;
+            \$270  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$273  = 1'h0;
+      \$270  = 1'h0;
     end
   end
   assign pushed = w_data;
@@ -5586,27 +5588,29 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \s1.shift  = s1[25];
   assign \w_word[0]  = w_word[7:0];
   assign \w_word[1]  = w_word[15:8];
-  assign \$signature__data$81[0]  = \$signature__data$81 [7:0];
-  assign \$signature__data$81[1]  = \$signature__data$81 [15:8];
+  assign \$signature__data$80[0]  = \$signature__data$80 [7:0];
+  assign \$signature__data$80[1]  = \$signature__data$80 [15:8];
   assign \s2.valid  = s2[0];
   assign \s2.acc_addr  = s2[7:1];
   assign \s2.bias  = s2[8];
   assign \s2.shift  = s2[9];
   assign \acc_rd__data[0]  = acc_rd__data[18:0];
   assign \acc_rd__data[1]  = acc_rd__data[37:19];
-  assign \$signature__data$86[0]  = \$signature__data$86 [18:0];
-  assign \$signature__data$86[1]  = \$signature__data$86 [37:19];
+  assign \$signature__data$85[0]  = \$signature__data$85 [18:0];
+  assign \$signature__data$85[1]  = \$signature__data$85 [37:19];
   assign acc_wr__data[37:19] = \$10 [18:0];
   assign acc_wr__data[18:0] = \$5 [18:0];
-  assign \$65  = e2[0];
-  assign \$85  = { prod0[16], prod0 };
-  assign \$86  = { prod0, 1'h0 };
-  assign \$87  = { prod1[16], prod1 };
-  assign \$88  = { prod1, 1'h0 };
-  assign \$134  = \$signal ;
-  assign \$182  = \$181 ;
-  assign \$183  = 1'h0;
-  assign \$204  = { \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19], \$203 [19:10] };
+  assign \$60  = e2[0];
+  assign \$80  = { prod0[16], prod0 };
+  assign \$81  = { prod0, 1'h0 };
+  assign \$82  = { prod1[16], prod1 };
+  assign \$83  = { prod1, 1'h0 };
+  assign \$129  = \$signal ;
+  assign \$174  = \$173 ;
+  assign \$175  = 1'h0;
+  assign \$196  = { \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19:10] };
+  assign \$199  = { \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19:10] };
+  assign \$202  = { \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
