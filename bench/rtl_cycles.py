@@ -7,6 +7,7 @@ simulation wall time, simulation speed.
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,6 @@ def measure(label: str, qm, xq, lanes: int, workdir: Path) -> dict:
                       inputs=xq)
     t_gen = time.perf_counter() - t0
     result = simulate(design, stall_in=0.0, stall_out=0.0)
-    import json
     cyc = json.loads((design / "manifest.json").read_text())["cycles"]
     return {"label": label, "ideal": cyc["ideal_per_step"], "matrix": cyc["matrix_per_step"],
             "model": cyc["per_step"], "measured": result.step_interval,

@@ -42,10 +42,12 @@ def test_requantize_expression(shift, to, rng):
     assert np.array_equal(got, np_requantize(values, to.frac + shift, to))
 
 
+# Q(9,5) rounds the slope term (a right shift); Q(9,0) with tanh needs none (left shift).
 @pytest.mark.parametrize("func", ["sigmoid", "tanh"])
 @pytest.mark.parametrize("form", ["mult", "shift"])
-def test_pwl_unit_every_code(func, form):
-    p = fit_pwl(func, QFormat(9, 5), QFormat(8, 7), 16, form)
+@pytest.mark.parametrize("in_frac", [5, 0])
+def test_pwl_unit_every_code(func, form, in_frac):
+    p = fit_pwl(func, QFormat(9, in_frac), QFormat(8, 7), 16, form)
     dut = PWLUnit(p)
     codes = np.arange(-256, 256)
     got = []

@@ -42,8 +42,14 @@ class PWLUnit(wiring.Component):
         idx = Mux(beyond, n_seg - 1, idx_full)[:max(1, (n_seg - 1).bit_length())]
         # offset inside the segment, zero-extended to a non-negative signed value
         dx = Cat((a - (idx << p.seg_shift))[:p.seg_shift], Const(0, 1)).as_signed()
-        c_w = max(v.bit_length() + 1 for v in p.intercepts) + 1
-        c = Array(Const(v, signed(c_w)) for v in p.intercepts)[idx]
+        # mult form: c + round(s*dx >> k) == (c*2^k + 2^(k-1) + s*dx) >> k exactly (c is an
+        # integer), so the rounding constant rides in the intercept table and the product
+        # stage holds the multiply alone (Fmax).
+        k = p.in_fmt.frac + p.slope_frac - p.work_frac if p.slope_form == "mult" else 0
+        fold = k > 0
+        consts = [(v << k) + (1 << (k - 1)) for v in p.intercepts] if fold else p.intercepts
+        c_w = max(v.bit_length() + 1 for v in consts) + 1
+        c = Array(Const(v, signed(c_w)) for v in consts)[idx]
         neg1, beyond1 = Signal(), Signal()
         c1, dx1 = Signal(signed(c_w)), Signal(dx.shape())
         m.d.sync += [neg1.eq(neg0), beyond1.eq(beyond), c1.eq(c), dx1.eq(dx)]
@@ -55,7 +61,7 @@ class PWLUnit(wiring.Component):
             sw = max(abs(s).bit_length() for s in p.slopes) + 1
             s1 = Signal(signed(sw))
             m.d.sync += s1.eq(Array(Const(v, signed(sw)) for v in p.slopes)[idx])
-            term_now = shift_round(s1 * dx1, p.in_fmt.frac + p.slope_frac - p.work_frac)
+            term_now = s1 * dx1 if fold else shift_round(s1 * dx1, k)
         else:
             idx1 = Signal(idx.shape())
             m.d.sync += idx1.eq(idx)
@@ -63,7 +69,7 @@ class PWLUnit(wiring.Component):
             term_now = terms[idx1]
         term = Signal(term_now.shape())
         m.d.sync += term.eq(term_now)
-        y_seg = c1b + term
+        y_seg = (c1b + term) >> k if fold else c1b + term
         neg1, beyond1 = neg1b, beyond1b
         neg2, beyond2 = Signal(), Signal()
         y2 = Signal(y_seg.shape())

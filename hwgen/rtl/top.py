@@ -198,12 +198,13 @@ class Accelerator(wiring.Component):
         # stage 3: accumulate (a product with a delta may exceed the accumulator's range
         # alone; the sum never does). The word read for this update missed the write of
         # the update just before it: forward that sum when both hit the same word.
-        last = Signal(data.StructLayout({"valid": 1, "acc_addr": range(plan.acc_depth)}))
+        # The address compare is made a stage early (s3 now against s2, the next s3) so that
+        # stage 3 holds only two muxes and the adder (Fmax).
+        forward = Signal()
         last_sum = Signal.like(acc_wr.data)
         m.d.comb += [acc_wr.addr.eq(s3.acc_addr), acc_wr.en.eq(s3.valid)]
-        m.d.sync += [last.valid.eq(s3.valid), last.acc_addr.eq(s3.acc_addr),
+        m.d.sync += [forward.eq(s3.valid & (s3.acc_addr == s2.acc_addr)),
                      last_sum.eq(acc_wr.data)]
-        forward = last.valid & (last.acc_addr == s3.acc_addr)
         for k in range(P):
             aligned = Signal(signed(plan.acc_width + 1), name=f"aligned{k}")
             with m.Switch(s2.shift):

@@ -4,86 +4,86 @@
 (* generator = "Amaranth" *)
 module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
-  wire [22:0] \$10 ;
+  wire [20:0] \$1 ;
+  wire [20:0] \$10 ;
   wire \$100 ;
-  wire [11:0] \$101 ;
+  wire \$101 ;
   wire \$102 ;
-  wire [6:0] \$103 ;
-  wire [6:0] \$104 ;
-  wire [6:0] \$105 ;
-  wire [6:0] \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire [16:0] \$106 ;
+  wire [16:0] \$107 ;
+  wire [16:0] \$108 ;
+  wire [16:0] \$109 ;
+  wire [20:0] \$11 ;
+  wire [16:0] \$110 ;
+  wire [16:0] \$111 ;
+  wire [16:0] \$112 ;
+  wire [16:0] \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire [16:0] \$122 ;
-  wire [16:0] \$123 ;
-  wire [16:0] \$124 ;
-  wire [16:0] \$125 ;
-  wire [16:0] \$126 ;
-  wire [16:0] \$127 ;
-  wire [16:0] \$128 ;
-  wire [16:0] \$129 ;
+  wire [17:0] \$116 ;
+  wire [19:0] \$117 ;
+  wire [17:0] \$118 ;
+  wire [19:0] \$119 ;
+  wire [22:0] \$12 ;
+  wire [17:0] \$120 ;
+  wire [19:0] \$121 ;
+  wire [17:0] \$122 ;
+  wire [19:0] \$123 ;
+  wire [17:0] \$124 ;
+  wire [19:0] \$125 ;
+  wire [17:0] \$126 ;
+  wire [19:0] \$127 ;
+  wire [17:0] \$128 ;
+  wire [19:0] \$129 ;
   wire [20:0] \$13 ;
   wire [17:0] \$130 ;
   wire [19:0] \$131 ;
-  wire [17:0] \$132 ;
-  wire [19:0] \$133 ;
-  wire [17:0] \$134 ;
-  wire [19:0] \$135 ;
-  wire [17:0] \$136 ;
-  wire [19:0] \$137 ;
-  wire [17:0] \$138 ;
-  wire [19:0] \$139 ;
+  wire [6:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire [4:0] \$135 ;
+  wire [5:0] \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire [20:0] \$14 ;
-  wire [17:0] \$140 ;
-  wire [19:0] \$141 ;
-  wire [17:0] \$142 ;
-  wire [19:0] \$143 ;
-  wire [17:0] \$144 ;
-  wire [19:0] \$145 ;
-  wire [6:0] \$146 ;
+  wire [7:0] \$140 ;
+  wire [11:0] \$141 ;
+  wire \$142 ;
+  wire [7:0] \$143 ;
+  wire \$144 ;
+  wire [7:0] \$145 ;
+  wire [8:0] \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire [4:0] \$149 ;
   wire [22:0] \$15 ;
-  wire [5:0] \$150 ;
-  wire \$151 ;
+  wire [4:0] \$150 ;
+  wire [5:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
-  wire [7:0] \$154 ;
-  wire [11:0] \$155 ;
-  wire \$156 ;
-  wire [7:0] \$157 ;
+  wire [4:0] \$154 ;
+  wire [4:0] \$155 ;
+  wire [5:0] \$156 ;
+  wire \$157 ;
   wire \$158 ;
-  wire [7:0] \$159 ;
-  wire \$16 ;
-  wire [8:0] \$160 ;
+  wire \$159 ;
+  wire [20:0] \$16 ;
+  wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [4:0] \$163 ;
-  wire [4:0] \$164 ;
-  wire [5:0] \$165 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire [4:0] \$165 ;
   wire \$166 ;
   wire \$167 ;
-  wire [4:0] \$168 ;
-  wire [4:0] \$169 ;
-  wire \$17 ;
-  wire [5:0] \$170 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire [20:0] \$17 ;
+  wire \$170 ;
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
@@ -92,269 +92,269 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [4:0] \$179 ;
-  wire [20:0] \$18 ;
+  wire \$179 ;
+  wire [22:0] \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
-  wire \$183 ;
+  reg \$183 ;
   wire \$184 ;
   wire \$185 ;
-  wire \$186 ;
+  wire [3:0] \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire [20:0] \$19 ;
   wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
+  wire [3:0] \$191 ;
+  wire [3:0] \$192 ;
   wire \$193 ;
   wire \$194 ;
-  wire \$195 ;
+  reg \$195 ;
   wire \$196 ;
-  reg \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire [22:0] \$20 ;
-  wire [3:0] \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire [3:0] \$205 ;
-  wire [3:0] \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  reg \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  reg \$212 ;
-  wire [6:0] \$213 ;
-  reg [20:0] \$214 ;
-  reg [20:0] \$215 ;
-  reg [20:0] \$216 ;
-  reg [20:0] \$217 ;
-  reg [20:0] \$218 ;
-  reg [20:0] \$219 ;
-  wire \$22 ;
-  reg [20:0] \$220 ;
-  reg [20:0] \$221 ;
-  reg [20:0] \$222 ;
-  reg [20:0] \$223 ;
-  reg [20:0] \$224 ;
-  reg [20:0] \$225 ;
+  wire \$197 ;
+  reg \$198 ;
+  wire [6:0] \$199 ;
+  wire [20:0] \$2 ;
+  wire [20:0] \$20 ;
+  reg [20:0] \$200 ;
+  reg [20:0] \$201 ;
+  reg [20:0] \$202 ;
+  reg [20:0] \$203 ;
+  reg [20:0] \$204 ;
+  reg [20:0] \$205 ;
+  reg [20:0] \$206 ;
+  reg [20:0] \$207 ;
+  reg [20:0] \$208 ;
+  reg [20:0] \$209 ;
+  wire [22:0] \$21 ;
+  reg [20:0] \$210 ;
+  reg [20:0] \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire [4:0] \$216 ;
+  wire \$217 ;
+  wire [4:0] \$218 ;
+  wire [5:0] \$219 ;
+  wire [20:0] \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire [4:0] \$222 ;
+  wire [5:0] \$223 ;
+  wire \$224 ;
+  wire \$225 ;
   wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
+  wire [7:0] \$227 ;
+  wire [11:0] \$228 ;
   wire \$229 ;
   wire [20:0] \$23 ;
-  wire [4:0] \$230 ;
+  wire [7:0] \$230 ;
   wire \$231 ;
-  wire [4:0] \$232 ;
-  wire [5:0] \$233 ;
+  wire [7:0] \$232 ;
+  wire [8:0] \$233 ;
   wire \$234 ;
   wire \$235 ;
   wire [4:0] \$236 ;
-  wire [5:0] \$237 ;
-  wire \$238 ;
+  wire [4:0] \$237 ;
+  wire [5:0] \$238 ;
   wire \$239 ;
-  wire [20:0] \$24 ;
+  wire [22:0] \$24 ;
   wire \$240 ;
-  wire [7:0] \$241 ;
-  wire [11:0] \$242 ;
-  wire \$243 ;
-  wire [7:0] \$244 ;
+  wire [4:0] \$241 ;
+  wire [4:0] \$242 ;
+  wire [5:0] \$243 ;
+  wire \$244 ;
   wire \$245 ;
-  wire [7:0] \$246 ;
-  wire [8:0] \$247 ;
+  wire \$246 ;
+  wire \$247 ;
   wire \$248 ;
   wire \$249 ;
-  wire [22:0] \$25 ;
-  wire [4:0] \$250 ;
-  wire [4:0] \$251 ;
-  wire [5:0] \$252 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire [4:0] \$252 ;
   wire \$253 ;
   wire \$254 ;
-  wire [4:0] \$255 ;
-  wire [4:0] \$256 ;
-  wire [5:0] \$257 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire \$26 ;
+  wire [6:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
   wire \$263 ;
   wire \$264 ;
   wire \$265 ;
-  wire [4:0] \$266 ;
+  wire \$266 ;
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
   wire \$27 ;
-  wire \$270 ;
+  reg \$270 ;
   wire \$271 ;
   wire \$272 ;
-  wire \$273 ;
+  wire [3:0] \$273 ;
   wire \$274 ;
   wire \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [20:0] \$28 ;
+  wire [3:0] \$278 ;
+  wire [3:0] \$279 ;
+  wire [7:0] \$28 ;
   wire \$280 ;
   wire \$281 ;
-  wire \$282 ;
+  reg \$282 ;
   wire \$283 ;
-  reg \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire [3:0] \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire [20:0] \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire [3:0] \$292 ;
-  wire [3:0] \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  reg \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  reg \$299 ;
-  wire [20:0] \$3 ;
-  wire [22:0] \$30 ;
-  wire [6:0] \$300 ;
-  reg [20:0] \$301 ;
-  reg [20:0] \$302 ;
-  reg [20:0] \$303 ;
-  reg [20:0] \$304 ;
-  reg [20:0] \$305 ;
-  reg [20:0] \$306 ;
-  reg [20:0] \$307 ;
-  reg [20:0] \$308 ;
-  reg [20:0] \$309 ;
-  wire \$31 ;
-  reg [20:0] \$310 ;
-  reg [20:0] \$311 ;
-  reg [20:0] \$312 ;
+  wire \$284 ;
+  reg \$285 ;
+  wire [6:0] \$286 ;
+  reg [20:0] \$287 ;
+  reg [20:0] \$288 ;
+  reg [20:0] \$289 ;
+  wire \$29 ;
+  reg [20:0] \$290 ;
+  reg [20:0] \$291 ;
+  reg [20:0] \$292 ;
+  reg [20:0] \$293 ;
+  reg [20:0] \$294 ;
+  reg [20:0] \$295 ;
+  reg [20:0] \$296 ;
+  reg [20:0] \$297 ;
+  reg [20:0] \$298 ;
+  wire \$299 ;
+  wire [22:0] \$3 ;
+  wire [7:0] \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire [4:0] \$303 ;
+  wire \$304 ;
+  wire [4:0] \$305 ;
+  wire [5:0] \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire [4:0] \$309 ;
+  wire [8:0] \$31 ;
+  wire [5:0] \$310 ;
+  wire \$311 ;
+  wire \$312 ;
   wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire [4:0] \$317 ;
-  wire \$318 ;
-  wire [4:0] \$319 ;
-  wire \$32 ;
-  wire [5:0] \$320 ;
+  wire [7:0] \$314 ;
+  wire [11:0] \$315 ;
+  wire [8:0] \$316 ;
+  wire [6:0] \$317 ;
+  wire [6:0] \$318 ;
+  wire \$319 ;
+  wire [7:0] \$32 ;
+  wire \$320 ;
   wire \$321 ;
   wire \$322 ;
   wire [4:0] \$323 ;
-  wire [5:0] \$324 ;
+  wire \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire [7:0] \$328 ;
-  wire [11:0] \$329 ;
-  wire [20:0] \$33 ;
-  wire [8:0] \$330 ;
-  wire [6:0] \$331 ;
-  wire [6:0] \$332 ;
+  wire \$328 ;
+  wire \$329 ;
+  wire [8:0] \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
   wire \$333 ;
   wire \$334 ;
   wire \$335 ;
   wire \$336 ;
-  wire [4:0] \$337 ;
+  wire \$337 ;
   wire \$338 ;
   wire \$339 ;
-  wire [20:0] \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
+  wire \$34 ;
+  reg [20:0] \$340 ;
+  wire [21:0] \$341 ;
+  wire [21:0] \$342 ;
   wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
+  wire [21:0] \$344 ;
+  wire [21:0] \$345 ;
   wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
-  wire [22:0] \$35 ;
-  wire \$350 ;
+  wire [21:0] \$347 ;
+  wire [21:0] \$348 ;
+  wire [21:0] \$349 ;
+  wire [11:0] \$35 ;
+  wire [21:0] \$350 ;
   wire \$351 ;
-  wire \$352 ;
+  wire [6:0] \$352 ;
   wire \$353 ;
-  reg [20:0] \$354 ;
-  wire [21:0] \$355 ;
-  wire [21:0] \$356 ;
-  wire \$357 ;
-  wire [21:0] \$358 ;
-  wire [21:0] \$359 ;
+  wire \$354 ;
+  wire [4:0] \$355 ;
+  wire [4:0] \$356 ;
+  reg [19:0] \$357 ;
+  reg [23:0] \$358 ;
+  reg [23:0] \$359 ;
   wire \$36 ;
-  wire \$360 ;
-  wire [21:0] \$361 ;
-  wire [21:0] \$362 ;
-  wire [21:0] \$363 ;
-  wire [21:0] \$364 ;
-  wire \$365 ;
-  wire [6:0] \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire [4:0] \$369 ;
+  reg [63:0] \$360 ;
+  reg [16:0] \$361 ;
+  reg [16:0] \$362 ;
+  reg [16:0] \$363 ;
+  reg [16:0] \$364 ;
+  reg [16:0] \$365 ;
+  reg [16:0] \$366 ;
+  reg [16:0] \$367 ;
+  reg [16:0] \$368 ;
+  reg [8:0] \$369 ;
   wire \$37 ;
-  wire [4:0] \$370 ;
-  reg [19:0] \$371 ;
-  reg [23:0] \$372 ;
-  reg [23:0] \$373 ;
-  reg [63:0] \$374 ;
-  reg [16:0] \$375 ;
-  reg [16:0] \$376 ;
-  reg [16:0] \$377 ;
-  reg [16:0] \$378 ;
-  reg [16:0] \$379 ;
-  wire [20:0] \$38 ;
-  reg [16:0] \$380 ;
-  reg [16:0] \$381 ;
-  reg [16:0] \$382 ;
-  reg [8:0] \$383 ;
-  reg [8:0] \$384 ;
-  reg [167:0] \$385 ;
-  reg [167:0] \$386 ;
-  reg [6:0] \$387 ;
-  reg [167:0] \$388 ;
-  reg [21:0] \$389 ;
-  wire [20:0] \$39 ;
-  reg [21:0] \$390 ;
-  reg [21:0] \$391 ;
-  reg [21:0] \$392 ;
-  reg [21:0] \$393 ;
-  reg [21:0] \$394 ;
-  reg [21:0] \$395 ;
-  reg [21:0] \$396 ;
+  reg [8:0] \$370 ;
+  reg [167:0] \$371 ;
+  reg [167:0] \$372 ;
+  reg \$373 ;
+  reg [167:0] \$374 ;
+  reg [21:0] \$375 ;
+  reg [21:0] \$376 ;
+  reg [21:0] \$377 ;
+  reg [21:0] \$378 ;
+  reg [21:0] \$379 ;
+  reg \$38 ;
+  reg [21:0] \$380 ;
+  reg [21:0] \$381 ;
+  reg [21:0] \$382 ;
+  reg \$383 ;
+  reg [5:0] \$384 ;
+  reg \$385 ;
+  reg [6:0] \$386 ;
+  reg [10:0] \$387 ;
+  reg [3:0] \$388 ;
+  reg [3:0] \$389 ;
+  wire \$39 ;
+  reg [36:0] \$390 ;
+  reg \$391 ;
+  reg [27:0] \$392 ;
+  reg [3:0] \$393 ;
+  reg [5:0] \$394 ;
+  reg [2:0] \$395 ;
+  reg [2:0] \$396 ;
   reg \$397 ;
-  reg [5:0] \$398 ;
+  reg \$398 ;
   reg \$399 ;
   wire [20:0] \$4 ;
-  wire [22:0] \$40 ;
-  reg [6:0] \$400 ;
-  reg [10:0] \$401 ;
-  reg [3:0] \$402 ;
-  reg [3:0] \$403 ;
-  reg [36:0] \$404 ;
-  reg \$405 ;
-  reg [27:0] \$406 ;
-  reg [3:0] \$407 ;
-  reg [5:0] \$408 ;
-  reg [2:0] \$409 ;
-  wire \$41 ;
-  reg [2:0] \$410 ;
-  reg \$411 ;
-  reg \$412 ;
-  reg \$413 ;
-  reg \$414 ;
+  wire \$40 ;
+  reg \$400 ;
+  reg [20:0] \$401 ;
+  reg [20:0] \$402 ;
+  reg [20:0] \$403 ;
+  reg [20:0] \$404 ;
+  reg [20:0] \$405 ;
+  reg [20:0] \$406 ;
+  reg [20:0] \$407 ;
+  reg [20:0] \$408 ;
+  reg [20:0] \$409 ;
+  wire [5:0] \$41 ;
+  reg [20:0] \$410 ;
+  reg [20:0] \$411 ;
+  reg [20:0] \$412 ;
+  reg [20:0] \$413 ;
+  reg [20:0] \$414 ;
   reg [20:0] \$415 ;
   reg [20:0] \$416 ;
   reg [20:0] \$417 ;
@@ -371,7 +371,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$427 ;
   reg [20:0] \$428 ;
   reg [20:0] \$429 ;
-  wire \$43 ;
+  wire [7:0] \$43 ;
   reg [20:0] \$430 ;
   reg [20:0] \$431 ;
   reg [20:0] \$432 ;
@@ -382,7 +382,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$437 ;
   reg [20:0] \$438 ;
   reg [20:0] \$439 ;
-  wire [7:0] \$44 ;
+  wire \$44 ;
   reg [20:0] \$440 ;
   reg [20:0] \$441 ;
   reg [20:0] \$442 ;
@@ -393,7 +393,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$447 ;
   reg [20:0] \$448 ;
   reg [20:0] \$449 ;
-  wire \$45 ;
+  wire [3:0] \$45 ;
   reg [20:0] \$450 ;
   reg [20:0] \$451 ;
   reg [20:0] \$452 ;
@@ -404,7 +404,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$457 ;
   reg [20:0] \$458 ;
   reg [20:0] \$459 ;
-  wire [7:0] \$46 ;
+  wire \$46 ;
   reg [20:0] \$460 ;
   reg [20:0] \$461 ;
   reg [20:0] \$462 ;
@@ -414,86 +414,72 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$466 ;
   reg [20:0] \$467 ;
   reg [20:0] \$468 ;
-  reg [20:0] \$469 ;
-  wire [8:0] \$47 ;
-  reg [20:0] \$470 ;
-  reg [20:0] \$471 ;
-  reg [20:0] \$472 ;
+  reg [5:0] \$469 ;
+  wire \$47 ;
+  reg [1:0] \$470 ;
+  reg [4:0] \$471 ;
+  reg [5:0] \$472 ;
   reg [20:0] \$473 ;
-  reg [20:0] \$474 ;
-  reg [20:0] \$475 ;
-  reg [20:0] \$476 ;
-  reg [20:0] \$477 ;
-  reg [20:0] \$478 ;
-  reg [20:0] \$479 ;
-  wire [7:0] \$48 ;
-  reg [20:0] \$480 ;
-  reg [20:0] \$481 ;
-  reg [20:0] \$482 ;
-  reg [5:0] \$483 ;
-  reg [1:0] \$484 ;
-  reg [4:0] \$485 ;
-  reg [5:0] \$486 ;
-  reg [20:0] \$487 ;
-  reg [8:0] \$488 ;
-  reg \$489 ;
-  wire [8:0] \$49 ;
-  reg \$490 ;
-  wire [22:0] \$5 ;
+  reg [8:0] \$474 ;
+  reg \$475 ;
+  reg \$476 ;
+  reg \$48 ;
+  wire \$49 ;
+  wire [20:0] \$5 ;
   wire \$50 ;
-  wire [11:0] \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  reg \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire [5:0] \$57 ;
-  wire [6:0] \$58 ;
-  wire [7:0] \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [3:0] \$61 ;
+  wire [3:0] \$51 ;
+  wire [4:0] \$52 ;
+  wire [6:0] \$53 ;
+  wire \$54 ;
+  wire [7:0] \$55 ;
+  wire [8:0] \$56 ;
+  wire [7:0] \$57 ;
+  wire [8:0] \$58 ;
+  wire \$59 ;
+  wire [22:0] \$6 ;
+  wire [11:0] \$60 ;
+  wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  reg \$64 ;
+  reg \$63 ;
+  wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire [3:0] \$67 ;
-  wire [4:0] \$68 ;
-  wire [6:0] \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire [7:0] \$71 ;
-  wire [8:0] \$72 ;
-  wire [7:0] \$73 ;
-  wire [8:0] \$74 ;
+  wire [5:0] \$66 ;
+  wire [6:0] \$67 ;
+  wire [7:0] \$68 ;
+  wire \$69 ;
+  wire [20:0] \$7 ;
+  wire [3:0] \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  reg \$73 ;
+  wire \$74 ;
   wire \$75 ;
-  wire [11:0] \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  reg \$79 ;
+  wire [5:0] \$76 ;
+  wire [6:0] \$77 ;
+  wire [7:0] \$78 ;
+  wire \$79 ;
   wire [20:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [5:0] \$82 ;
-  wire [6:0] \$83 ;
-  wire [7:0] \$84 ;
-  wire \$85 ;
-  wire [3:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  reg \$89 ;
-  wire [20:0] \$9 ;
-  wire \$90 ;
+  wire [7:0] \$80 ;
+  wire [8:0] \$81 ;
+  wire [7:0] \$82 ;
+  wire [8:0] \$83 ;
+  wire \$84 ;
+  wire [11:0] \$85 ;
+  wire \$86 ;
+  wire [6:0] \$87 ;
+  wire [6:0] \$88 ;
+  wire [6:0] \$89 ;
+  wire [22:0] \$9 ;
+  wire [6:0] \$90 ;
   wire \$91 ;
-  wire [5:0] \$92 ;
-  wire [6:0] \$93 ;
-  wire [7:0] \$94 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
   wire \$95 ;
-  wire [7:0] \$96 ;
-  wire [8:0] \$97 ;
-  wire [7:0] \$98 ;
-  wire [8:0] \$99 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$102  = 1'h0;
   wire [5:0] \$signature__addr ;
@@ -607,6 +593,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [5:0] elem = 6'h00;
   reg [6:0] enc_col = 7'h00;
   reg [10:0] enc_w = 11'h000;
+  reg forward = 1'h0;
   reg fresh = 1'h1;
   reg [2:0] g_grp = 3'h0;
   reg [20:0] gate0_0_0 = 21'h000000;
@@ -701,9 +688,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [3:0] lane = 4'h0;
-  reg [6:0] last = 7'h00;
-  wire [5:0] \last.acc_addr ;
-  wire \last.valid ;
   reg [167:0] last_sum = 168'h000000000000000000000000000000000000000000;
   wire [20:0] \last_sum[0] ;
   wire [20:0] \last_sum[1] ;
@@ -2668,556 +2652,542 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   assign \$signature__data$85  = _3_;
   always @(posedge clk)
-    gate0_1_4 <= \$427 ;
+    gate0_3_2 <= \$427 ;
   always @(posedge clk)
-    gate0_1_5 <= \$428 ;
+    gate0_3_3 <= \$428 ;
   always @(posedge clk)
-    gate0_1_6 <= \$429 ;
+    gate0_3_4 <= \$429 ;
   always @(posedge clk)
-    gate0_1_7 <= \$430 ;
+    gate0_3_5 <= \$430 ;
   always @(posedge clk)
-    gate0_2_0 <= \$431 ;
+    gate0_3_6 <= \$431 ;
   always @(posedge clk)
-    gate0_2_1 <= \$432 ;
+    gate0_3_7 <= \$432 ;
   always @(posedge clk)
-    gate0_2_2 <= \$433 ;
+    gate1_0_0 <= \$433 ;
   always @(posedge clk)
-    gate0_2_3 <= \$434 ;
+    gate1_0_1 <= \$434 ;
   always @(posedge clk)
-    gate0_2_4 <= \$435 ;
+    gate1_0_2 <= \$435 ;
   always @(posedge clk)
-    gate0_2_5 <= \$436 ;
+    gate1_0_3 <= \$436 ;
   always @(posedge clk)
-    gate0_2_6 <= \$437 ;
+    gate1_0_4 <= \$437 ;
   always @(posedge clk)
-    gate0_2_7 <= \$438 ;
+    gate1_0_5 <= \$438 ;
   always @(posedge clk)
-    gate0_3_0 <= \$439 ;
+    gate1_0_6 <= \$439 ;
   always @(posedge clk)
-    gate0_3_1 <= \$440 ;
+    gate1_0_7 <= \$440 ;
   always @(posedge clk)
-    gate0_3_2 <= \$441 ;
+    gate1_1_0 <= \$441 ;
   always @(posedge clk)
-    gate0_3_3 <= \$442 ;
+    gate1_1_1 <= \$442 ;
   always @(posedge clk)
-    gate0_3_4 <= \$443 ;
+    gate1_1_2 <= \$443 ;
   always @(posedge clk)
-    gate0_3_5 <= \$444 ;
+    gate1_1_3 <= \$444 ;
   always @(posedge clk)
-    gate0_3_6 <= \$445 ;
+    gate1_1_4 <= \$445 ;
   always @(posedge clk)
-    gate0_3_7 <= \$446 ;
+    gate1_1_5 <= \$446 ;
   always @(posedge clk)
-    gate1_0_0 <= \$447 ;
+    gate1_1_6 <= \$447 ;
   always @(posedge clk)
-    gate1_0_1 <= \$448 ;
+    gate1_1_7 <= \$448 ;
   always @(posedge clk)
-    gate1_0_2 <= \$449 ;
+    gate1_2_0 <= \$449 ;
   always @(posedge clk)
-    gate1_0_3 <= \$450 ;
+    gate1_2_1 <= \$450 ;
   always @(posedge clk)
-    gate1_0_4 <= \$451 ;
+    gate1_2_2 <= \$451 ;
   always @(posedge clk)
-    gate1_0_5 <= \$452 ;
+    gate1_2_3 <= \$452 ;
   always @(posedge clk)
-    gate1_0_6 <= \$453 ;
+    gate1_2_4 <= \$453 ;
   always @(posedge clk)
-    gate1_0_7 <= \$454 ;
+    gate1_2_5 <= \$454 ;
   always @(posedge clk)
-    gate1_1_0 <= \$455 ;
+    gate1_2_6 <= \$455 ;
   always @(posedge clk)
-    gate1_1_1 <= \$456 ;
+    gate1_2_7 <= \$456 ;
   always @(posedge clk)
-    gate1_1_2 <= \$457 ;
+    gate1_3_0 <= \$457 ;
   always @(posedge clk)
-    gate1_1_3 <= \$458 ;
+    gate1_3_1 <= \$458 ;
   always @(posedge clk)
-    gate1_1_4 <= \$459 ;
+    gate1_3_2 <= \$459 ;
   always @(posedge clk)
-    gate1_1_5 <= \$460 ;
+    gate1_3_3 <= \$460 ;
   always @(posedge clk)
-    gate1_1_6 <= \$461 ;
+    gate1_3_4 <= \$461 ;
   always @(posedge clk)
-    gate1_1_7 <= \$462 ;
+    gate1_3_5 <= \$462 ;
   always @(posedge clk)
-    gate1_2_0 <= \$463 ;
+    gate1_3_6 <= \$463 ;
   always @(posedge clk)
-    gate1_2_1 <= \$464 ;
+    gate1_3_7 <= \$464 ;
   always @(posedge clk)
-    gate1_2_2 <= \$465 ;
+    acc0 <= \$465 ;
   always @(posedge clk)
-    gate1_2_3 <= \$466 ;
+    acc1 <= \$466 ;
   always @(posedge clk)
-    gate1_2_4 <= \$467 ;
+    acc2 <= \$467 ;
   always @(posedge clk)
-    gate1_2_5 <= \$468 ;
+    acc3 <= \$468 ;
   always @(posedge clk)
-    gate1_2_6 <= \$469 ;
+    tag <= \$469 ;
   always @(posedge clk)
-    gate1_2_7 <= \$470 ;
+    issue_layer <= \$470 ;
   always @(posedge clk)
-    gate1_3_0 <= \$471 ;
+    \wait  <= \$471 ;
   always @(posedge clk)
-    gate1_3_1 <= \$472 ;
+    out_idx <= \$472 ;
   always @(posedge clk)
-    gate1_3_2 <= \$473 ;
+    out_word <= \$473 ;
   always @(posedge clk)
-    gate1_3_3 <= \$474 ;
+    o__payload <= \$474 ;
   always @(posedge clk)
-    gate1_3_4 <= \$475 ;
+    o__valid <= \$475 ;
   always @(posedge clk)
-    gate1_3_5 <= \$476 ;
-  always @(posedge clk)
-    gate1_3_6 <= \$477 ;
-  always @(posedge clk)
-    gate1_3_7 <= \$478 ;
-  always @(posedge clk)
-    acc0 <= \$479 ;
-  always @(posedge clk)
-    acc1 <= \$480 ;
-  always @(posedge clk)
-    acc2 <= \$481 ;
-  always @(posedge clk)
-    acc3 <= \$482 ;
-  always @(posedge clk)
-    tag <= \$483 ;
-  always @(posedge clk)
-    issue_layer <= \$484 ;
-  always @(posedge clk)
-    \wait  <= \$485 ;
-  always @(posedge clk)
-    out_idx <= \$486 ;
-  always @(posedge clk)
-    out_word <= \$487 ;
-  always @(posedge clk)
-    o__payload <= \$488 ;
-  always @(posedge clk)
-    o__valid <= \$489 ;
-  always @(posedge clk)
-    fresh <= \$490 ;
+    fresh <= \$476 ;
   assign acc_rd__addr = s1b[0] ? s1b[6:1] : act_acc_addr;
-  assign \$1  = last[6:1] == s3[6:1];
-  assign \$2  = last[0] & \$1 ;
-  assign \$3  = \$2  ? last_sum[20:0] : acc_q[20:0];
-  assign \$4  = s3[7] ? bias_q[20:0] : \$3 ;
-  assign \$5  = $signed(\$4 ) + $signed(aligned0);
-  assign \$6  = last[6:1] == s3[6:1];
-  assign \$7  = last[0] & \$6 ;
-  assign \$8  = \$7  ? last_sum[41:21] : acc_q[41:21];
-  assign \$9  = s3[7] ? bias_q[41:21] : \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned1);
-  assign \$11  = last[6:1] == s3[6:1];
-  assign \$12  = last[0] & \$11 ;
-  assign \$13  = \$12  ? last_sum[62:42] : acc_q[62:42];
-  assign \$14  = s3[7] ? bias_q[62:42] : \$13 ;
-  assign \$15  = $signed(\$14 ) + $signed(aligned2);
-  assign \$16  = last[6:1] == s3[6:1];
-  assign \$17  = last[0] & \$16 ;
-  assign \$18  = \$17  ? last_sum[83:63] : acc_q[83:63];
-  assign \$19  = s3[7] ? bias_q[83:63] : \$18 ;
-  assign \$20  = $signed(\$19 ) + $signed(aligned3);
-  assign \$21  = last[6:1] == s3[6:1];
-  assign \$22  = last[0] & \$21 ;
-  assign \$23  = \$22  ? last_sum[104:84] : acc_q[104:84];
-  assign \$24  = s3[7] ? bias_q[104:84] : \$23 ;
-  assign \$25  = $signed(\$24 ) + $signed(aligned4);
-  assign \$26  = last[6:1] == s3[6:1];
-  assign \$27  = last[0] & \$26 ;
-  assign \$28  = \$27  ? last_sum[125:105] : acc_q[125:105];
-  assign \$29  = s3[7] ? bias_q[125:105] : \$28 ;
-  assign \$30  = $signed(\$29 ) + $signed(aligned5);
-  assign \$31  = last[6:1] == s3[6:1];
-  assign \$32  = last[0] & \$31 ;
-  assign \$33  = \$32  ? last_sum[146:126] : acc_q[146:126];
-  assign \$34  = s3[7] ? bias_q[146:126] : \$33 ;
-  assign \$35  = $signed(\$34 ) + $signed(aligned6);
-  assign \$36  = last[6:1] == s3[6:1];
-  assign \$37  = last[0] & \$36 ;
-  assign \$38  = \$37  ? last_sum[167:147] : acc_q[167:147];
-  assign \$39  = s3[7] ? bias_q[167:147] : \$38 ;
-  assign \$40  = $signed(\$39 ) + $signed(aligned7);
-  assign \$41  = ! issue_layer;
-  assign valid_in = issue_valid & \$41 ;
+  assign \$1  = forward ? last_sum[20:0] : acc_q[20:0];
+  assign \$2  = s3[7] ? bias_q[20:0] : \$1 ;
+  assign \$3  = $signed(\$2 ) + $signed(aligned0);
+  assign \$4  = forward ? last_sum[41:21] : acc_q[41:21];
+  assign \$5  = s3[7] ? bias_q[41:21] : \$4 ;
+  assign \$6  = $signed(\$5 ) + $signed(aligned1);
+  assign \$7  = forward ? last_sum[62:42] : acc_q[62:42];
+  assign \$8  = s3[7] ? bias_q[62:42] : \$7 ;
+  assign \$9  = $signed(\$8 ) + $signed(aligned2);
+  assign \$10  = forward ? last_sum[83:63] : acc_q[83:63];
+  assign \$11  = s3[7] ? bias_q[83:63] : \$10 ;
+  assign \$12  = $signed(\$11 ) + $signed(aligned3);
+  assign \$13  = forward ? last_sum[104:84] : acc_q[104:84];
+  assign \$14  = s3[7] ? bias_q[104:84] : \$13 ;
+  assign \$15  = $signed(\$14 ) + $signed(aligned4);
+  assign \$16  = forward ? last_sum[125:105] : acc_q[125:105];
+  assign \$17  = s3[7] ? bias_q[125:105] : \$16 ;
+  assign \$18  = $signed(\$17 ) + $signed(aligned5);
+  assign \$19  = forward ? last_sum[146:126] : acc_q[146:126];
+  assign \$20  = s3[7] ? bias_q[146:126] : \$19 ;
+  assign \$21  = $signed(\$20 ) + $signed(aligned6);
+  assign \$22  = forward ? last_sum[167:147] : acc_q[167:147];
+  assign \$23  = s3[7] ? bias_q[167:147] : \$22 ;
+  assign \$24  = $signed(\$23 ) + $signed(aligned7);
+  assign \$25  = ! issue_layer;
+  assign valid_in = issue_valid & \$25 ;
   assign h_prev = fresh ? 8'h00 : \$signature__data ;
-  assign \$42  = 6'h20 + tag_out;
-  assign \$43  = issue_layer == 1'h1;
-  assign \valid_in$59  = issue_valid & \$43 ;
+  assign \$26  = 6'h20 + tag_out;
+  assign \$27  = issue_layer == 1'h1;
+  assign \valid_in$59  = issue_valid & \$27 ;
   assign \h_prev$60  = fresh ? 8'h00 : \$signature__data ;
-  assign \$44  = 7'h40 + \tag_out$62 ;
-  assign \$45  = enc_col >= 6'h20;
-  assign \$46  = 6'h20 + enc_col;
-  assign \$47  = \$46  - 6'h20;
-  assign \$48  = 1'h0 + enc_col;
-  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
-  assign \$51  = cur[10:0] + grp;
-  assign \$52  = grp == 4'hb;
-  assign \$53  = g_grp < 3'h4;
-  assign \$55  = ~ \$54 ;
-  assign \$56  = \$53  & \$55 ;
-  assign \$57  = act_q * 3'h4;
-  assign \$58  = 1'h0 + \$57 ;
-  assign \$59  = \$58  + g_grp;
-  assign \$60  = act_q == 3'h4;
-  assign \$61  = g_grp + 1'h1;
-  assign \$62  = \$61  < 3'h4;
-  assign \$63  = ~ \$signal ;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$62  & \$65 ;
-  assign \$67  = 1'h0 + g_grp;
-  assign \$68  = \$67  + 1'h1;
-  assign \$69  = 6'h20 + elem;
-  assign \$70  = enc_col >= 6'h20;
-  assign \$71  = 7'h40 + enc_col;
-  assign \$72  = \$71  - 6'h20;
-  assign \$73  = 6'h20 + enc_col;
-  assign \$74  = \$70  ? \$72  : { 1'h0, \$73  };
-  assign \$76  = cur[10:0] + grp;
-  assign \$77  = grp == 4'hb;
-  assign \$78  = g_grp < 3'h4;
-  assign \$80  = ~ \$79 ;
-  assign \$81  = \$78  & \$80 ;
-  assign \$82  = act_q * 3'h4;
-  assign \$83  = 5'h10 + \$82 ;
-  assign \$84  = \$83  + g_grp;
-  assign \$85  = act_q == 3'h4;
-  assign \$86  = g_grp + 1'h1;
-  assign \$87  = \$86  < 3'h4;
-  assign \$88  = ~ \$signal ;
-  assign \$90  = ~ \$89 ;
-  assign \$91  = \$87  & \$90 ;
-  assign \$92  = 5'h10 + g_grp;
-  assign \$93  = \$92  + 1'h1;
-  assign \$94  = 7'h40 + elem;
-  assign \$95  = enc_col >= 1'h0;
-  assign \$96  = 7'h40 + enc_col;
-  assign \$97  = \$96  - 1'h0;
-  assign \$98  = 1'h0 + enc_col;
-  assign \$99  = \$95  ? \$97  : { 1'h0, \$98  };
-  assign \$101  = cur[10:0] + grp;
-  assign \$102  = grp == 2'h3;
-  assign \$103  = 6'h20 + grp;
-  assign \$104  = 6'h20 + grp;
-  assign \$105  = 6'h20 + grp;
-  assign \$106  = 6'h20 + grp;
-  assign \$107  = ! seq_state;
-  assign \$108  = seq_state == 1'h1;
-  assign \$109  = seq_state == 2'h2;
-  assign \$110  = seq_state == 2'h3;
-  assign \$111  = seq_state == 3'h4;
-  assign \$112  = seq_state == 3'h5;
-  assign \$113  = seq_state == 3'h6;
-  assign \$114  = seq_state == 3'h7;
-  assign \$115  = seq_state == 4'h8;
-  assign \$116  = seq_state == 4'h9;
-  assign \$117  = seq_state == 4'ha;
-  assign \$118  = seq_state == 4'hb;
-  assign \$119  = seq_state == 4'hc;
-  assign \$120  = seq_state == 4'hd;
-  assign \$121  = seq_state == 4'he;
-  assign \$122  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
-  assign \$123  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
-  assign \$124  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
-  assign \$125  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
-  assign \$126  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
-  assign \$127  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
-  assign \$128  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
-  assign \$129  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
-  assign \$146  = in_idx + 1'h1;
-  assign \$147  = in_idx == 5'h1f;
-  assign \$148  = enc_col < 7'h40;
-  assign \$149  = level + e1[0];
-  assign \$150  = \$149  + e2[0];
-  assign \$151  = \$150  < 3'h7;
-  assign \$152  = \$148  & \$151 ;
-  assign \$153  = enc_col >= 6'h20;
-  assign \$154  = enc_col + 1'h1;
-  assign \$155  = enc_w + 4'hc;
-  assign \$156  = e1[8] & fresh;
-  assign \$157  = \$156  ? 8'h00 : \$signature__data ;
-  assign \$158  = e1[8] & fresh;
-  assign \$159  = \$158  ? 8'h00 : \$signature__data ;
-  assign \$160  = $signed(\$159 ) - $signed(1'h0);
-  assign \$161  = grp >= 4'h8;
-  assign \$162  = cur[18] & \$161 ;
-  assign \$163  = grp + 3'h4;
-  assign \$164  = \$162  ? \$163  : { 1'h0, grp };
-  assign \$165  = 1'h0 + \$164 ;
-  assign \$166  = grp >= 4'h8;
-  assign \$167  = cur[18] & \$166 ;
-  assign \$168  = grp + 3'h4;
-  assign \$169  = \$167  ? \$168  : { 1'h0, grp };
-  assign \$170  = 1'h0 + \$169 ;
-  assign \$171  = ! cur[17:11];
-  assign \$172  = cur[17:11] == 6'h20;
-  assign \$173  = grp >= 4'h8;
+  assign \$28  = 7'h40 + \tag_out$62 ;
+  assign \$29  = enc_col >= 6'h20;
+  assign \$30  = 6'h20 + enc_col;
+  assign \$31  = \$30  - 6'h20;
+  assign \$32  = 1'h0 + enc_col;
+  assign \$33  = \$29  ? \$31  : { 1'h0, \$32  };
+  assign \$35  = cur[10:0] + grp;
+  assign \$36  = grp == 4'hb;
+  assign \$37  = g_grp < 3'h4;
+  assign \$39  = ~ \$38 ;
+  assign \$40  = \$37  & \$39 ;
+  assign \$41  = act_q * 3'h4;
+  assign \$42  = 1'h0 + \$41 ;
+  assign \$43  = \$42  + g_grp;
+  assign \$44  = act_q == 3'h4;
+  assign \$45  = g_grp + 1'h1;
+  assign \$46  = \$45  < 3'h4;
+  assign \$47  = ~ \$signal ;
+  assign \$49  = ~ \$48 ;
+  assign \$50  = \$46  & \$49 ;
+  assign \$51  = 1'h0 + g_grp;
+  assign \$52  = \$51  + 1'h1;
+  assign \$53  = 6'h20 + elem;
+  assign \$54  = enc_col >= 6'h20;
+  assign \$55  = 7'h40 + enc_col;
+  assign \$56  = \$55  - 6'h20;
+  assign \$57  = 6'h20 + enc_col;
+  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
+  assign \$60  = cur[10:0] + grp;
+  assign \$61  = grp == 4'hb;
+  assign \$62  = g_grp < 3'h4;
+  assign \$64  = ~ \$63 ;
+  assign \$65  = \$62  & \$64 ;
+  assign \$66  = act_q * 3'h4;
+  assign \$67  = 5'h10 + \$66 ;
+  assign \$68  = \$67  + g_grp;
+  assign \$69  = act_q == 3'h4;
+  assign \$70  = g_grp + 1'h1;
+  assign \$71  = \$70  < 3'h4;
+  assign \$72  = ~ \$signal ;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = 5'h10 + g_grp;
+  assign \$77  = \$76  + 1'h1;
+  assign \$78  = 7'h40 + elem;
+  assign \$79  = enc_col >= 1'h0;
+  assign \$80  = 7'h40 + enc_col;
+  assign \$81  = \$80  - 1'h0;
+  assign \$82  = 1'h0 + enc_col;
+  assign \$83  = \$79  ? \$81  : { 1'h0, \$82  };
+  assign \$85  = cur[10:0] + grp;
+  assign \$86  = grp == 2'h3;
+  assign \$87  = 6'h20 + grp;
+  assign \$88  = 6'h20 + grp;
+  assign \$89  = 6'h20 + grp;
+  assign \$90  = 6'h20 + grp;
+  assign \$91  = ! seq_state;
+  assign \$92  = seq_state == 1'h1;
+  assign \$93  = seq_state == 2'h2;
+  assign \$94  = seq_state == 2'h3;
+  assign \$95  = seq_state == 3'h4;
+  assign \$96  = seq_state == 3'h5;
+  assign \$97  = seq_state == 3'h6;
+  assign \$98  = seq_state == 3'h7;
+  assign \$99  = seq_state == 4'h8;
+  assign \$100  = seq_state == 4'h9;
+  assign \$101  = seq_state == 4'ha;
+  assign \$102  = seq_state == 4'hb;
+  assign \$103  = seq_state == 4'hc;
+  assign \$104  = seq_state == 4'hd;
+  assign \$105  = seq_state == 4'he;
+  assign \$106  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
+  assign \$107  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
+  assign \$108  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
+  assign \$109  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
+  assign \$110  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
+  assign \$111  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
+  assign \$112  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
+  assign \$113  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
+  assign \$114  = s3[6:1] == s2[6:1];
+  assign \$115  = s3[0] & \$114 ;
+  assign \$132  = in_idx + 1'h1;
+  assign \$133  = in_idx == 5'h1f;
+  assign \$134  = enc_col < 7'h40;
+  assign \$135  = level + e1[0];
+  assign \$136  = \$135  + e2[0];
+  assign \$137  = \$136  < 3'h7;
+  assign \$138  = \$134  & \$137 ;
+  assign \$139  = enc_col >= 6'h20;
+  assign \$140  = enc_col + 1'h1;
+  assign \$141  = enc_w + 4'hc;
+  assign \$142  = e1[8] & fresh;
+  assign \$143  = \$142  ? 8'h00 : \$signature__data ;
+  assign \$144  = e1[8] & fresh;
+  assign \$145  = \$144  ? 8'h00 : \$signature__data ;
+  assign \$146  = $signed(\$145 ) - $signed(1'h0);
+  assign \$147  = grp >= 4'h8;
+  assign \$148  = cur[18] & \$147 ;
+  assign \$149  = grp + 3'h4;
+  assign \$150  = \$148  ? \$149  : { 1'h0, grp };
+  assign \$151  = 1'h0 + \$150 ;
+  assign \$152  = grp >= 4'h8;
+  assign \$153  = cur[18] & \$152 ;
+  assign \$154  = grp + 3'h4;
+  assign \$155  = \$153  ? \$154  : { 1'h0, grp };
+  assign \$156  = 1'h0 + \$155 ;
+  assign \$157  = ! cur[17:11];
+  assign \$158  = cur[17:11] == 6'h20;
+  assign \$159  = grp >= 4'h8;
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = \$157  | \$160 ;
+  assign \$163  = cur[18] ? 1'h0 : 1'h1;
+  assign \$164  = grp == 4'hb;
+  assign \$165  = grp + 1'h1;
+  assign \$166  = enc_col == 7'h40;
+  assign \$167  = ~ e1[0];
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = ~ e2[0];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ r_rdy;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = ~ cur_active;
   assign \$174  = \$172  & \$173 ;
-  assign \$175  = \$171  | \$174 ;
-  assign \$177  = cur[18] ? 1'h0 : 1'h1;
-  assign \$178  = grp == 4'hb;
-  assign \$179  = grp + 1'h1;
-  assign \$180  = enc_col == 7'h40;
-  assign \$181  = ~ e1[0];
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = ~ e2[0];
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = ~ r_rdy;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = ~ cur_active;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ~ s1[0];
-  assign \$190  = ~ s1b[0];
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = ~ s2[0];
-  assign \$193  = \$191  & \$192 ;
-  assign \$194  = ~ s3[0];
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = g_grp < 3'h4;
-  assign \$198  = ~ \$197 ;
-  assign \$199  = \$196  & \$198 ;
-  assign \$200  = act_q + 1'h1;
-  assign \$201  = ! \$signal ;
-  assign \$203  = act_q == 3'h4;
-  assign \$204  = ~ \$signal ;
-  assign \$205  = g_grp + 1'h1;
-  assign \$206  = g_grp + 1'h1;
-  assign \$207  = \$206  < 3'h4;
-  assign \$208  = ~ \$signal ;
-  assign \$210  = ~ \$209 ;
-  assign \$211  = \$207  & \$210 ;
-  assign \$213  = elem + 1'h1;
-  assign \$226  = lane == 3'h7;
-  assign \$227  = elem == 5'h1f;
-  assign \$228  = \$226  | \$227 ;
-  assign \$229  = ~ \$signal$102 ;
-  assign \$230  = grp + 1'h1;
-  assign \$231  = grp == 2'h3;
-  assign \$232  = lane + 1'h1;
-  assign \$233  = \wait  + 1'h1;
-  assign \$234  = \wait  == 5'h16;
-  assign \$235  = enc_col < 7'h40;
-  assign \$236  = level + e1[0];
-  assign \$237  = \$236  + e2[0];
-  assign \$238  = \$237  < 3'h7;
-  assign \$239  = \$235  & \$238 ;
-  assign \$240  = enc_col >= 6'h20;
-  assign \$241  = enc_col + 1'h1;
-  assign \$242  = enc_w + 4'hc;
-  assign \$243  = e1[8] & fresh;
-  assign \$244  = \$243  ? 8'h00 : \$signature__data ;
-  assign \$245  = e1[8] & fresh;
-  assign \$246  = \$245  ? 8'h00 : \$signature__data ;
-  assign \$247  = $signed(\$246 ) - $signed(1'h0);
-  assign \$248  = grp >= 4'h8;
-  assign \$249  = cur[18] & \$248 ;
-  assign \$250  = grp + 3'h4;
-  assign \$251  = \$249  ? \$250  : { 1'h0, grp };
-  assign \$252  = 5'h10 + \$251 ;
-  assign \$253  = grp >= 4'h8;
-  assign \$254  = cur[18] & \$253 ;
-  assign \$255  = grp + 3'h4;
-  assign \$256  = \$254  ? \$255  : { 1'h0, grp };
-  assign \$257  = 5'h10 + \$256 ;
-  assign \$258  = ! cur[17:11];
-  assign \$259  = cur[17:11] == 6'h20;
-  assign \$260  = grp >= 4'h8;
+  assign \$175  = ~ s1[0];
+  assign \$176  = ~ s1b[0];
+  assign \$177  = \$175  & \$176 ;
+  assign \$178  = ~ s2[0];
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = ~ s3[0];
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = g_grp < 3'h4;
+  assign \$184  = ~ \$183 ;
+  assign \$185  = \$182  & \$184 ;
+  assign \$186  = act_q + 1'h1;
+  assign \$187  = ! \$signal ;
+  assign \$189  = act_q == 3'h4;
+  assign \$190  = ~ \$signal ;
+  assign \$191  = g_grp + 1'h1;
+  assign \$192  = g_grp + 1'h1;
+  assign \$193  = \$192  < 3'h4;
+  assign \$194  = ~ \$signal ;
+  assign \$196  = ~ \$195 ;
+  assign \$197  = \$193  & \$196 ;
+  assign \$199  = elem + 1'h1;
+  assign \$212  = lane == 3'h7;
+  assign \$213  = elem == 5'h1f;
+  assign \$214  = \$212  | \$213 ;
+  assign \$215  = ~ \$signal$102 ;
+  assign \$216  = grp + 1'h1;
+  assign \$217  = grp == 2'h3;
+  assign \$218  = lane + 1'h1;
+  assign \$219  = \wait  + 1'h1;
+  assign \$220  = \wait  == 5'h16;
+  assign \$221  = enc_col < 7'h40;
+  assign \$222  = level + e1[0];
+  assign \$223  = \$222  + e2[0];
+  assign \$224  = \$223  < 3'h7;
+  assign \$225  = \$221  & \$224 ;
+  assign \$226  = enc_col >= 6'h20;
+  assign \$227  = enc_col + 1'h1;
+  assign \$228  = enc_w + 4'hc;
+  assign \$229  = e1[8] & fresh;
+  assign \$230  = \$229  ? 8'h00 : \$signature__data ;
+  assign \$231  = e1[8] & fresh;
+  assign \$232  = \$231  ? 8'h00 : \$signature__data ;
+  assign \$233  = $signed(\$232 ) - $signed(1'h0);
+  assign \$234  = grp >= 4'h8;
+  assign \$235  = cur[18] & \$234 ;
+  assign \$236  = grp + 3'h4;
+  assign \$237  = \$235  ? \$236  : { 1'h0, grp };
+  assign \$238  = 5'h10 + \$237 ;
+  assign \$239  = grp >= 4'h8;
+  assign \$240  = cur[18] & \$239 ;
+  assign \$241  = grp + 3'h4;
+  assign \$242  = \$240  ? \$241  : { 1'h0, grp };
+  assign \$243  = 5'h10 + \$242 ;
+  assign \$244  = ! cur[17:11];
+  assign \$245  = cur[17:11] == 6'h20;
+  assign \$246  = grp >= 4'h8;
+  assign \$247  = \$245  & \$246 ;
+  assign \$248  = \$244  | \$247 ;
+  assign \$251  = grp == 4'hb;
+  assign \$252  = grp + 1'h1;
+  assign \$253  = enc_col == 7'h40;
+  assign \$254  = ~ e1[0];
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = ~ e2[0];
+  assign \$257  = \$255  & \$256 ;
+  assign \$258  = ~ r_rdy;
+  assign \$259  = \$257  & \$258 ;
+  assign \$260  = ~ cur_active;
   assign \$261  = \$259  & \$260 ;
-  assign \$262  = \$258  | \$261 ;
-  assign \$265  = grp == 4'hb;
-  assign \$266  = grp + 1'h1;
-  assign \$267  = enc_col == 7'h40;
-  assign \$268  = ~ e1[0];
-  assign \$269  = \$267  & \$268 ;
-  assign \$270  = ~ e2[0];
-  assign \$271  = \$269  & \$270 ;
-  assign \$272  = ~ r_rdy;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = ~ cur_active;
-  assign \$275  = \$273  & \$274 ;
-  assign \$276  = ~ s1[0];
-  assign \$277  = ~ s1b[0];
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = ~ s2[0];
-  assign \$280  = \$278  & \$279 ;
-  assign \$281  = ~ s3[0];
-  assign \$282  = \$280  & \$281 ;
-  assign \$283  = g_grp < 3'h4;
-  assign \$285  = ~ \$284 ;
-  assign \$286  = \$283  & \$285 ;
-  assign \$287  = act_q + 1'h1;
-  assign \$288  = ! \$signal ;
-  assign \$290  = act_q == 3'h4;
-  assign \$291  = ~ \$signal ;
-  assign \$292  = g_grp + 1'h1;
-  assign \$293  = g_grp + 1'h1;
-  assign \$294  = \$293  < 3'h4;
-  assign \$295  = ~ \$signal ;
-  assign \$297  = ~ \$296 ;
-  assign \$298  = \$294  & \$297 ;
-  assign \$300  = elem + 1'h1;
-  assign \$313  = lane == 3'h7;
-  assign \$314  = elem == 5'h1f;
-  assign \$315  = \$313  | \$314 ;
-  assign \$316  = ~ \$signal$102 ;
-  assign \$317  = grp + 1'h1;
-  assign \$318  = grp == 2'h3;
-  assign \$319  = lane + 1'h1;
-  assign \$320  = \wait  + 1'h1;
-  assign \$321  = \wait  == 5'h16;
-  assign \$322  = enc_col < 6'h20;
-  assign \$323  = level + e1[0];
-  assign \$324  = \$323  + e2[0];
-  assign \$325  = \$324  < 3'h7;
-  assign \$326  = \$322  & \$325 ;
-  assign \$327  = enc_col >= 1'h0;
-  assign \$328  = enc_col + 1'h1;
-  assign \$329  = enc_w + 3'h4;
-  assign \$330  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$331  = 6'h20 + grp;
-  assign \$332  = 6'h20 + grp;
-  assign \$333  = ! cur[17:11];
-  assign \$336  = grp == 2'h3;
-  assign \$337  = grp + 1'h1;
-  assign \$338  = enc_col == 6'h20;
-  assign \$339  = ~ e1[0];
-  assign \$340  = \$338  & \$339 ;
-  assign \$341  = ~ e2[0];
-  assign \$342  = \$340  & \$341 ;
-  assign \$343  = ~ r_rdy;
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = ~ cur_active;
-  assign \$346  = \$344  & \$345 ;
-  assign \$347  = ~ s1[0];
-  assign \$348  = ~ s1b[0];
-  assign \$349  = \$347  & \$348 ;
-  assign \$350  = ~ s2[0];
-  assign \$351  = \$349  & \$350 ;
-  assign \$352  = ~ s3[0];
-  assign \$353  = \$351  & \$352 ;
-  assign \$355  = $signed(out_word) + $signed(10'h100);
-  assign \$357  = $signed(\$356 ) > $signed(8'h7f);
-  assign \$358  = $signed(out_word) + $signed(10'h100);
-  assign \$360  = $signed(\$359 ) < $signed(8'h80);
-  assign \$361  = $signed(out_word) + $signed(10'h100);
-  assign \$363  = \$360  ? 22'h3fff80 : \$362 ;
-  assign \$364  = \$357  ? 22'h00007f : \$363 ;
-  assign \$365  = out_idx == 5'h1f;
-  assign \$366  = out_idx + 1'h1;
-  assign \$367  = out_idx == 5'h1f;
-  assign \$368  = lane == 3'h7;
-  assign \$369  = grp + 1'h1;
-  assign \$370  = lane + 1'h1;
+  assign \$262  = ~ s1[0];
+  assign \$263  = ~ s1b[0];
+  assign \$264  = \$262  & \$263 ;
+  assign \$265  = ~ s2[0];
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = ~ s3[0];
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = g_grp < 3'h4;
+  assign \$271  = ~ \$270 ;
+  assign \$272  = \$269  & \$271 ;
+  assign \$273  = act_q + 1'h1;
+  assign \$274  = ! \$signal ;
+  assign \$276  = act_q == 3'h4;
+  assign \$277  = ~ \$signal ;
+  assign \$278  = g_grp + 1'h1;
+  assign \$279  = g_grp + 1'h1;
+  assign \$280  = \$279  < 3'h4;
+  assign \$281  = ~ \$signal ;
+  assign \$283  = ~ \$282 ;
+  assign \$284  = \$280  & \$283 ;
+  assign \$286  = elem + 1'h1;
+  assign \$299  = lane == 3'h7;
+  assign \$300  = elem == 5'h1f;
+  assign \$301  = \$299  | \$300 ;
+  assign \$302  = ~ \$signal$102 ;
+  assign \$303  = grp + 1'h1;
+  assign \$304  = grp == 2'h3;
+  assign \$305  = lane + 1'h1;
+  assign \$306  = \wait  + 1'h1;
+  assign \$307  = \wait  == 5'h16;
+  assign \$308  = enc_col < 6'h20;
+  assign \$309  = level + e1[0];
+  assign \$310  = \$309  + e2[0];
+  assign \$311  = \$310  < 3'h7;
+  assign \$312  = \$308  & \$311 ;
+  assign \$313  = enc_col >= 1'h0;
+  assign \$314  = enc_col + 1'h1;
+  assign \$315  = enc_w + 3'h4;
+  assign \$316  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$317  = 6'h20 + grp;
+  assign \$318  = 6'h20 + grp;
+  assign \$319  = ! cur[17:11];
+  assign \$322  = grp == 2'h3;
+  assign \$323  = grp + 1'h1;
+  assign \$324  = enc_col == 6'h20;
+  assign \$325  = ~ e1[0];
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = ~ e2[0];
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = ~ r_rdy;
+  assign \$330  = \$328  & \$329 ;
+  assign \$331  = ~ cur_active;
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = ~ s1[0];
+  assign \$334  = ~ s1b[0];
+  assign \$335  = \$333  & \$334 ;
+  assign \$336  = ~ s2[0];
+  assign \$337  = \$335  & \$336 ;
+  assign \$338  = ~ s3[0];
+  assign \$339  = \$337  & \$338 ;
+  assign \$341  = $signed(out_word) + $signed(10'h100);
+  assign \$343  = $signed(\$342 ) > $signed(8'h7f);
+  assign \$344  = $signed(out_word) + $signed(10'h100);
+  assign \$346  = $signed(\$345 ) < $signed(8'h80);
+  assign \$347  = $signed(out_word) + $signed(10'h100);
+  assign \$349  = \$346  ? 22'h3fff80 : \$348 ;
+  assign \$350  = \$343  ? 22'h00007f : \$349 ;
+  assign \$351  = out_idx == 5'h1f;
+  assign \$352  = out_idx + 1'h1;
+  assign \$353  = out_idx == 5'h1f;
+  assign \$354  = lane == 3'h7;
+  assign \$355  = grp + 1'h1;
+  assign \$356  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$371 ;
+    e1 <= \$357 ;
   always @(posedge clk)
-    s1 <= \$372 ;
+    s1 <= \$358 ;
   always @(posedge clk)
-    s1b <= \$373 ;
+    s1b <= \$359 ;
   always @(posedge clk)
-    w_word <= \$374 ;
+    w_word <= \$360 ;
   always @(posedge clk)
-    prod0 <= \$375 ;
+    prod0 <= \$361 ;
   always @(posedge clk)
-    prod1 <= \$376 ;
+    prod1 <= \$362 ;
   always @(posedge clk)
-    prod2 <= \$377 ;
+    prod2 <= \$363 ;
   always @(posedge clk)
-    prod3 <= \$378 ;
+    prod3 <= \$364 ;
   always @(posedge clk)
-    prod4 <= \$379 ;
+    prod4 <= \$365 ;
   always @(posedge clk)
-    prod5 <= \$380 ;
+    prod5 <= \$366 ;
   always @(posedge clk)
-    prod6 <= \$381 ;
+    prod6 <= \$367 ;
   always @(posedge clk)
-    prod7 <= \$382 ;
+    prod7 <= \$368 ;
   always @(posedge clk)
-    s2 <= \$383 ;
+    s2 <= \$369 ;
   always @(posedge clk)
-    s3 <= \$384 ;
+    s3 <= \$370 ;
   always @(posedge clk)
-    acc_q <= \$385 ;
+    acc_q <= \$371 ;
   always @(posedge clk)
-    bias_q <= \$386 ;
+    bias_q <= \$372 ;
   always @(posedge clk)
-    last <= \$387 ;
+    forward <= \$373 ;
   always @(posedge clk)
-    last_sum <= \$388 ;
+    last_sum <= \$374 ;
   always @(posedge clk)
-    aligned0 <= \$389 ;
+    aligned0 <= \$375 ;
   always @(posedge clk)
-    aligned1 <= \$390 ;
+    aligned1 <= \$376 ;
   always @(posedge clk)
-    aligned2 <= \$391 ;
+    aligned2 <= \$377 ;
   always @(posedge clk)
-    aligned3 <= \$392 ;
+    aligned3 <= \$378 ;
   always @(posedge clk)
-    aligned4 <= \$393 ;
+    aligned4 <= \$379 ;
   always @(posedge clk)
-    aligned5 <= \$394 ;
+    aligned5 <= \$380 ;
   always @(posedge clk)
-    aligned6 <= \$395 ;
+    aligned6 <= \$381 ;
   always @(posedge clk)
-    aligned7 <= \$396 ;
+    aligned7 <= \$382 ;
   always @(posedge clk)
-    issue_valid <= \$397 ;
+    issue_valid <= \$383 ;
   always @(posedge clk)
-    in_idx <= \$398 ;
+    in_idx <= \$384 ;
   always @(posedge clk)
-    seq_end <= \$399 ;
+    seq_end <= \$385 ;
   always @(posedge clk)
-    enc_col <= \$400 ;
+    enc_col <= \$386 ;
   always @(posedge clk)
-    enc_w <= \$401 ;
+    enc_w <= \$387 ;
   always @(posedge clk)
-    grp <= \$402 ;
+    grp <= \$388 ;
   always @(posedge clk)
-    seq_state <= \$403 ;
+    seq_state <= \$389 ;
   always @(posedge clk)
-    e2 <= \$404 ;
+    e2 <= \$390 ;
   always @(posedge clk)
-    cur_active <= \$405 ;
+    cur_active <= \$391 ;
   always @(posedge clk)
-    cur <= \$406 ;
+    cur <= \$392 ;
   always @(posedge clk)
-    lane <= \$407 ;
+    lane <= \$393 ;
   always @(posedge clk)
-    elem <= \$408 ;
+    elem <= \$394 ;
   always @(posedge clk)
-    act_q <= \$409 ;
+    act_q <= \$395 ;
   always @(posedge clk)
-    g_grp <= \$410 ;
+    g_grp <= \$396 ;
   always @(posedge clk)
-    \$signal  <= \$411 ;
+    \$signal  <= \$397 ;
   always @(posedge clk)
-    \$signal$102  <= \$412 ;
+    \$signal$102  <= \$398 ;
   always @(posedge clk)
-    bank0_full <= \$413 ;
+    bank0_full <= \$399 ;
   always @(posedge clk)
-    bank1_full <= \$414 ;
+    bank1_full <= \$400 ;
   always @(posedge clk)
-    gate0_0_0 <= \$415 ;
+    gate0_0_0 <= \$401 ;
   always @(posedge clk)
-    gate0_0_1 <= \$416 ;
+    gate0_0_1 <= \$402 ;
   always @(posedge clk)
-    gate0_0_2 <= \$417 ;
+    gate0_0_2 <= \$403 ;
   always @(posedge clk)
-    gate0_0_3 <= \$418 ;
+    gate0_0_3 <= \$404 ;
   always @(posedge clk)
-    gate0_0_4 <= \$419 ;
+    gate0_0_4 <= \$405 ;
   always @(posedge clk)
-    gate0_0_5 <= \$420 ;
+    gate0_0_5 <= \$406 ;
   always @(posedge clk)
-    gate0_0_6 <= \$421 ;
+    gate0_0_6 <= \$407 ;
   always @(posedge clk)
-    gate0_0_7 <= \$422 ;
+    gate0_0_7 <= \$408 ;
   always @(posedge clk)
-    gate0_1_0 <= \$423 ;
+    gate0_1_0 <= \$409 ;
   always @(posedge clk)
-    gate0_1_1 <= \$424 ;
+    gate0_1_1 <= \$410 ;
   always @(posedge clk)
-    gate0_1_2 <= \$425 ;
+    gate0_1_2 <= \$411 ;
   always @(posedge clk)
-    gate0_1_3 <= \$426 ;
+    gate0_1_3 <= \$412 ;
+  always @(posedge clk)
+    gate0_1_4 <= \$413 ;
+  always @(posedge clk)
+    gate0_1_5 <= \$414 ;
+  always @(posedge clk)
+    gate0_1_6 <= \$415 ;
+  always @(posedge clk)
+    gate0_1_7 <= \$416 ;
+  always @(posedge clk)
+    gate0_2_0 <= \$417 ;
+  always @(posedge clk)
+    gate0_2_1 <= \$418 ;
+  always @(posedge clk)
+    gate0_2_2 <= \$419 ;
+  always @(posedge clk)
+    gate0_2_3 <= \$420 ;
+  always @(posedge clk)
+    gate0_2_4 <= \$421 ;
+  always @(posedge clk)
+    gate0_2_5 <= \$422 ;
+  always @(posedge clk)
+    gate0_2_6 <= \$423 ;
+  always @(posedge clk)
+    gate0_2_7 <= \$424 ;
+  always @(posedge clk)
+    gate0_3_0 <= \$425 ;
+  always @(posedge clk)
+    gate0_3_1 <= \$426 ;
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3258,7 +3228,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = gate0_1_5;
+    \$428  = gate0_3_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3267,13 +3237,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$428  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$428  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3284,13 +3258,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$428  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$428  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3301,7 +3279,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = gate0_1_6;
+    \$429  = gate0_3_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3310,13 +3288,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$429  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$429  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3327,13 +3309,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$429  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$429  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3344,7 +3330,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = gate0_1_7;
+    \$430  = gate0_3_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3353,13 +3339,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$430  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$430  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3370,13 +3360,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$430  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$430  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3387,7 +3381,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = gate0_2_0;
+    \$431  = gate0_3_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3396,15 +3390,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$431  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h4:
+                    \$431  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3415,15 +3411,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$431  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h4:
+                    \$431  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3434,7 +3432,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = gate0_2_1;
+    \$432  = gate0_3_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3443,15 +3441,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$432  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$432  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3462,15 +3462,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$432  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$432  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3481,7 +3483,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = gate0_2_2;
+    \$433  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3490,15 +3492,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$433  = acc_rd__data[62:42];
+                    \$433  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3509,15 +3507,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$433  = acc_rd__data[62:42];
+                    \$433  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3528,7 +3522,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = gate0_2_3;
+    \$434  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3537,15 +3531,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$434  = acc_rd__data[83:63];
+                    \$434  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3556,15 +3546,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$434  = acc_rd__data[83:63];
+                    \$434  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3575,7 +3561,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = gate0_2_4;
+    \$435  = gate1_0_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3584,15 +3570,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$435  = acc_rd__data[104:84];
+                    \$435  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3603,15 +3585,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$435  = acc_rd__data[104:84];
+                    \$435  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3622,7 +3600,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = gate0_2_5;
+    \$436  = gate1_0_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3631,15 +3609,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$436  = acc_rd__data[125:105];
+                    \$436  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3650,15 +3624,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$436  = acc_rd__data[125:105];
+                    \$436  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3669,7 +3639,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = gate0_2_6;
+    \$437  = gate1_0_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3678,15 +3648,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$437  = acc_rd__data[146:126];
+                    \$437  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3697,15 +3663,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$437  = acc_rd__data[146:126];
+                    \$437  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3716,7 +3678,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = gate0_2_7;
+    \$438  = gate1_0_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3725,15 +3687,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$438  = acc_rd__data[167:147];
+                    \$438  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3744,15 +3702,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$438  = acc_rd__data[167:147];
+                    \$438  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3763,7 +3717,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = gate0_3_0;
+    \$439  = gate1_0_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3772,17 +3726,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$439  = acc_rd__data[20:0];
+                    \$439  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3793,17 +3741,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$439  = acc_rd__data[20:0];
+                    \$439  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3814,7 +3756,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = gate0_3_1;
+    \$440  = gate1_0_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3823,17 +3765,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$440  = acc_rd__data[41:21];
+                    \$440  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3844,17 +3780,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$440  = acc_rd__data[41:21];
+                    \$440  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3865,7 +3795,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = gate0_3_2;
+    \$441  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3874,17 +3804,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$441  = acc_rd__data[62:42];
+                    \$441  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3895,17 +3821,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$441  = acc_rd__data[62:42];
+                    \$441  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3916,7 +3838,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = gate0_3_3;
+    \$442  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3925,17 +3847,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$442  = acc_rd__data[83:63];
+                    \$442  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3946,17 +3864,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$442  = acc_rd__data[83:63];
+                    \$442  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3967,7 +3881,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = gate0_3_4;
+    \$443  = gate1_1_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3976,17 +3890,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$443  = acc_rd__data[104:84];
+                    \$443  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3997,17 +3907,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$443  = acc_rd__data[104:84];
+                    \$443  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4018,7 +3924,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = gate0_3_5;
+    \$444  = gate1_1_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4027,17 +3933,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$444  = acc_rd__data[125:105];
+                    \$444  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4048,17 +3950,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$444  = acc_rd__data[125:105];
+                    \$444  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4069,7 +3967,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = gate0_3_6;
+    \$445  = gate1_1_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4078,17 +3976,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$445  = acc_rd__data[146:126];
+                    \$445  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4099,17 +3993,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$445  = acc_rd__data[146:126];
+                    \$445  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4120,7 +4010,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = gate0_3_7;
+    \$446  = gate1_1_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4129,17 +4019,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$446  = acc_rd__data[167:147];
+                    \$446  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4150,17 +4036,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$446  = acc_rd__data[167:147];
+                    \$446  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4171,7 +4053,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = gate1_0_0;
+    \$447  = gate1_1_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4180,11 +4062,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    \$447  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h2:
+                    \$447  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4195,11 +4079,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    \$447  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h2:
+                    \$447  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4210,7 +4096,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = gate1_0_1;
+    \$448  = gate1_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4219,11 +4105,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    \$448  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$448  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4234,11 +4122,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    \$448  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$448  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4249,7 +4139,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = gate1_0_2;
+    \$449  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4258,11 +4148,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    \$449  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$449  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4273,11 +4167,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    \$449  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$449  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4288,7 +4186,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = gate1_0_3;
+    \$450  = gate1_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4297,11 +4195,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    \$450  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$450  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4312,11 +4214,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    \$450  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$450  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4327,7 +4233,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = gate1_0_4;
+    \$451  = gate1_2_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4336,11 +4242,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    \$451  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$451  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4351,11 +4261,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    \$451  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$451  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4366,7 +4280,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = gate1_0_5;
+    \$452  = gate1_2_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4375,11 +4289,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    \$452  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$452  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4390,11 +4308,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    \$452  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$452  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4405,7 +4327,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = gate1_0_6;
+    \$453  = gate1_2_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4414,11 +4336,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    \$453  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$453  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4429,11 +4355,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    \$453  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$453  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4444,7 +4374,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = gate1_0_7;
+    \$454  = gate1_2_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4453,11 +4383,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
-                    \$454  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$454  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4468,11 +4402,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
-                    \$454  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$454  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4483,7 +4421,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = gate1_1_0;
+    \$455  = gate1_2_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4492,13 +4430,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$455  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h3:
+                    \$455  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4509,13 +4449,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$455  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h3:
+                    \$455  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4526,7 +4468,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = gate1_1_1;
+    \$456  = gate1_2_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4535,13 +4477,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$456  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$456  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4552,13 +4496,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$456  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$456  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4569,7 +4515,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = gate1_1_2;
+    \$457  = gate1_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4578,13 +4524,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$457  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$457  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4595,13 +4545,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$457  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$457  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4612,7 +4566,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = gate1_1_3;
+    \$458  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4621,13 +4575,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$458  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$458  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4638,13 +4596,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$458  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$458  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4655,7 +4617,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = gate1_1_4;
+    \$459  = gate1_3_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4664,13 +4626,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$459  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$459  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4681,13 +4647,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$459  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$459  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4698,7 +4668,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = gate1_1_5;
+    \$460  = gate1_3_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4707,13 +4677,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$460  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$460  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4724,13 +4698,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$460  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$460  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4741,7 +4719,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = gate1_1_6;
+    \$461  = gate1_3_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4750,13 +4728,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$461  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$461  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4767,13 +4749,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$461  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$461  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4784,7 +4770,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = gate1_1_7;
+    \$462  = gate1_3_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4793,13 +4779,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$462  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$462  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4810,13 +4800,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$462  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$462  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4827,7 +4821,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = gate1_2_0;
+    \$463  = gate1_3_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4836,15 +4830,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$463  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h4:
+                    \$463  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4855,15 +4851,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$463  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h4:
+                    \$463  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4874,7 +4872,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = gate1_2_1;
+    \$464  = gate1_3_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4883,15 +4881,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
+          if (\$185 ) begin
+            if (\$188 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$464  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$464  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4902,15 +4902,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
+          if (\$272 ) begin
+            if (\$275 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$464  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h4:
+                    \$464  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4921,7 +4923,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = gate1_2_2;
+    \$465  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4930,17 +4932,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$465  = acc_rd__data[62:42];
-              endcase
-            end
+          if (\$198 ) begin
+            \$465  = \$202 ;
           end
       4'h4:
           /* empty */;
@@ -4949,17 +4942,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$465  = acc_rd__data[62:42];
-              endcase
-            end
+          if (\$285 ) begin
+            \$465  = \$289 ;
           end
     endcase
     if (rst) begin
@@ -4968,7 +4952,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = gate1_2_3;
+    \$466  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4977,17 +4961,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$466  = acc_rd__data[83:63];
-              endcase
-            end
+          if (\$198 ) begin
+            \$466  = \$205 ;
           end
       4'h4:
           /* empty */;
@@ -4996,17 +4971,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$466  = acc_rd__data[83:63];
-              endcase
-            end
+          if (\$285 ) begin
+            \$466  = \$292 ;
           end
     endcase
     if (rst) begin
@@ -5015,7 +4981,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = gate1_2_4;
+    \$467  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5024,17 +4990,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$467  = acc_rd__data[104:84];
-              endcase
-            end
+          if (\$198 ) begin
+            \$467  = \$208 ;
           end
       4'h4:
           /* empty */;
@@ -5043,17 +5000,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$467  = acc_rd__data[104:84];
-              endcase
-            end
+          if (\$285 ) begin
+            \$467  = \$295 ;
           end
     endcase
     if (rst) begin
@@ -5062,7 +5010,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = gate1_2_5;
+    \$468  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5071,17 +5019,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$468  = acc_rd__data[125:105];
-              endcase
-            end
+          if (\$198 ) begin
+            \$468  = \$211 ;
           end
       4'h4:
           /* empty */;
@@ -5090,17 +5029,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$468  = acc_rd__data[125:105];
-              endcase
-            end
+          if (\$285 ) begin
+            \$468  = \$298 ;
           end
     endcase
     if (rst) begin
@@ -5109,7 +5039,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = gate1_2_6;
+    \$469  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5118,17 +5048,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$469  = acc_rd__data[146:126];
-              endcase
-            end
+          if (\$198 ) begin
+            \$469  = elem;
           end
       4'h4:
           /* empty */;
@@ -5137,26 +5058,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$469  = acc_rd__data[146:126];
-              endcase
-            end
+          if (\$285 ) begin
+            \$469  = elem;
           end
     endcase
     if (rst) begin
-      \$469  = 21'h000000;
+      \$469  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = gate1_2_7;
+    \$470  = issue_layer;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5165,17 +5077,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$470  = acc_rd__data[167:147];
-              endcase
-            end
+          if (\$198 ) begin
+            \$470  = 2'h0;
           end
       4'h4:
           /* empty */;
@@ -5184,26 +5087,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$470  = acc_rd__data[167:147];
-              endcase
-            end
+          if (\$285 ) begin
+            \$470  = 2'h1;
           end
     endcase
     if (rst) begin
-      \$470  = 21'h000000;
+      \$470  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = gate1_3_0;
+    \$471  = \wait ;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5212,619 +5106,37 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$471  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$471  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$471  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = gate1_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$472  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$472  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$472  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = gate1_3_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$473  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$473  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$473  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = gate1_3_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$474  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$474  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$474  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = gate1_3_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$475  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$475  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$475  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$476  = gate1_3_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$476  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$476  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$476  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$477  = gate1_3_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$477  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$477  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$477  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$478  = gate1_3_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$199 ) begin
-            if (\$202 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$478  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$286 ) begin
-            if (\$289 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$478  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$478  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$479  = acc0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$212 ) begin
-            \$479  = \$216 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$299 ) begin
-            \$479  = \$303 ;
-          end
-    endcase
-    if (rst) begin
-      \$479  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$480  = acc1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$212 ) begin
-            \$480  = \$219 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$299 ) begin
-            \$480  = \$306 ;
-          end
-    endcase
-    if (rst) begin
-      \$480  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$481  = acc2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$212 ) begin
-            \$481  = \$222 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$299 ) begin
-            \$481  = \$309 ;
-          end
-    endcase
-    if (rst) begin
-      \$481  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$482  = acc3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$212 ) begin
-            \$482  = \$225 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$299 ) begin
-            \$482  = \$312 ;
-          end
-    endcase
-    if (rst) begin
-      \$482  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$483  = tag;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$212 ) begin
-            \$483  = elem;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$299 ) begin
-            \$483  = elem;
-          end
-    endcase
-    if (rst) begin
-      \$483  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$484  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$212 ) begin
-            \$484  = 2'h0;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$299 ) begin
-            \$484  = 2'h1;
-          end
-    endcase
-    if (rst) begin
-      \$484  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$485  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$212 ) begin
-            if (\$228 ) begin
-              if (\$231 ) begin
-                \$485  = 5'h00;
+          if (\$198 ) begin
+            if (\$214 ) begin
+              if (\$217 ) begin
+                \$471  = 5'h00;
               end
             end
           end
       4'h4:
-          \$485  = \$233 [4:0];
+          \$471  = \$219 [4:0];
       4'h5:
           /* empty */;
       4'h6:
           /* empty */;
       4'h7:
-          if (\$299 ) begin
-            if (\$315 ) begin
-              if (\$318 ) begin
-                \$485  = 5'h00;
+          if (\$285 ) begin
+            if (\$301 ) begin
+              if (\$304 ) begin
+                \$471  = 5'h00;
               end
             end
           end
       4'h8:
-          \$485  = \$320 [4:0];
+          \$471  = \$306 [4:0];
     endcase
     if (rst) begin
-      \$485  = 5'h00;
+      \$471  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$486  = out_idx;
+    \$472  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5847,8 +5159,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
-          if (\$353 ) begin
-            \$486  = 6'h00;
+          if (\$339 ) begin
+            \$472  = 6'h00;
           end
       4'hb:
           /* empty */;
@@ -5858,16 +5170,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'he:
           if (o__ready) begin
-            \$486  = \$366 [5:0];
+            \$472  = \$352 [5:0];
           end
     endcase
     if (rst) begin
-      \$486  = 6'h00;
+      \$472  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$487  = out_word;
+    \$473  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5894,15 +5206,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hb:
           /* empty */;
       4'hc:
-          \$487  = \$354 ;
+          \$473  = \$340 ;
     endcase
     if (rst) begin
-      \$487  = 21'h000000;
+      \$473  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$488  = o__payload;
+    \$474  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5932,17 +5244,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'hd:
         begin
-          \$488 [7:0] = \$364 [7:0];
-          \$488 [8] = \$365 ;
+          \$474 [7:0] = \$350 [7:0];
+          \$474 [8] = \$351 ;
         end
     endcase
     if (rst) begin
-      \$488  = 9'h000;
+      \$474  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$489  = o__valid;
+    \$475  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5971,19 +5283,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hc:
           /* empty */;
       4'hd:
-          \$489  = 1'h1;
+          \$475  = 1'h1;
       4'he:
           if (o__ready) begin
-            \$489  = 1'h0;
+            \$475  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$489  = 1'h0;
+      \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$490  = fresh;
+    \$476  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6015,13 +5327,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'he:
           if (o__ready) begin
-            if (\$367 ) begin
-              \$490  = seq_end;
+            if (\$353 ) begin
+              \$476  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$490  = 1'h1;
+      \$476  = 1'h1;
     end
   end
   always @* begin
@@ -6029,39 +5341,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$54  = bank0_full;
+          \$38  = bank0_full;
       1'h1:
-          \$54  = bank1_full;
+          \$38  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$63 )
+    casez (\$47 )
       1'h0:
-          \$64  = bank0_full;
+          \$48  = bank0_full;
       1'h1:
-          \$64  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$79  = bank0_full;
-      1'h1:
-          \$79  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$88 )
-      1'h0:
-          \$89  = bank0_full;
-      1'h1:
-          \$89  = bank1_full;
+          \$48  = bank1_full;
     endcase
   end
   always @* begin
@@ -6069,245 +5361,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$197  = bank0_full;
+          \$63  = bank0_full;
       1'h1:
-          \$197  = bank1_full;
+          \$63  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$208 )
+    casez (\$72 )
       1'h0:
-          \$209  = bank0_full;
+          \$73  = bank0_full;
       1'h1:
-          \$209  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$212  = bank0_full;
-      1'h1:
-          \$212  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$214  = gate0_0_0;
-      4'h1:
-          \$214  = gate0_0_1;
-      4'h2:
-          \$214  = gate0_0_2;
-      4'h3:
-          \$214  = gate0_0_3;
-      4'h4:
-          \$214  = gate0_0_4;
-      4'h5:
-          \$214  = gate0_0_5;
-      4'h6:
-          \$214  = gate0_0_6;
-      4'h7:
-          \$214  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$215  = gate1_0_0;
-      4'h1:
-          \$215  = gate1_0_1;
-      4'h2:
-          \$215  = gate1_0_2;
-      4'h3:
-          \$215  = gate1_0_3;
-      4'h4:
-          \$215  = gate1_0_4;
-      4'h5:
-          \$215  = gate1_0_5;
-      4'h6:
-          \$215  = gate1_0_6;
-      4'h7:
-          \$215  = gate1_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$216  = \$214 ;
-      1'h1:
-          \$216  = \$215 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$217  = gate0_1_0;
-      4'h1:
-          \$217  = gate0_1_1;
-      4'h2:
-          \$217  = gate0_1_2;
-      4'h3:
-          \$217  = gate0_1_3;
-      4'h4:
-          \$217  = gate0_1_4;
-      4'h5:
-          \$217  = gate0_1_5;
-      4'h6:
-          \$217  = gate0_1_6;
-      4'h7:
-          \$217  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$218  = gate1_1_0;
-      4'h1:
-          \$218  = gate1_1_1;
-      4'h2:
-          \$218  = gate1_1_2;
-      4'h3:
-          \$218  = gate1_1_3;
-      4'h4:
-          \$218  = gate1_1_4;
-      4'h5:
-          \$218  = gate1_1_5;
-      4'h6:
-          \$218  = gate1_1_6;
-      4'h7:
-          \$218  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$219  = \$217 ;
-      1'h1:
-          \$219  = \$218 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$220  = gate0_2_0;
-      4'h1:
-          \$220  = gate0_2_1;
-      4'h2:
-          \$220  = gate0_2_2;
-      4'h3:
-          \$220  = gate0_2_3;
-      4'h4:
-          \$220  = gate0_2_4;
-      4'h5:
-          \$220  = gate0_2_5;
-      4'h6:
-          \$220  = gate0_2_6;
-      4'h7:
-          \$220  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$221  = gate1_2_0;
-      4'h1:
-          \$221  = gate1_2_1;
-      4'h2:
-          \$221  = gate1_2_2;
-      4'h3:
-          \$221  = gate1_2_3;
-      4'h4:
-          \$221  = gate1_2_4;
-      4'h5:
-          \$221  = gate1_2_5;
-      4'h6:
-          \$221  = gate1_2_6;
-      4'h7:
-          \$221  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$222  = \$220 ;
-      1'h1:
-          \$222  = \$221 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$223  = gate0_3_0;
-      4'h1:
-          \$223  = gate0_3_1;
-      4'h2:
-          \$223  = gate0_3_2;
-      4'h3:
-          \$223  = gate0_3_3;
-      4'h4:
-          \$223  = gate0_3_4;
-      4'h5:
-          \$223  = gate0_3_5;
-      4'h6:
-          \$223  = gate0_3_6;
-      4'h7:
-          \$223  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$224  = gate1_3_0;
-      4'h1:
-          \$224  = gate1_3_1;
-      4'h2:
-          \$224  = gate1_3_2;
-      4'h3:
-          \$224  = gate1_3_3;
-      4'h4:
-          \$224  = gate1_3_4;
-      4'h5:
-          \$224  = gate1_3_5;
-      4'h6:
-          \$224  = gate1_3_6;
-      4'h7:
-          \$224  = gate1_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$225  = \$223 ;
-      1'h1:
-          \$225  = \$224 ;
+          \$73  = bank1_full;
     endcase
   end
   always @* begin
@@ -6315,73 +5381,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$284  = bank0_full;
+          \$183  = bank0_full;
       1'h1:
-          \$284  = bank1_full;
+          \$183  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$295 )
+    casez (\$194 )
       1'h0:
-          \$296  = bank0_full;
+          \$195  = bank0_full;
       1'h1:
-          \$296  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$299  = bank0_full;
-      1'h1:
-          \$299  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$301  = gate0_0_0;
-      4'h1:
-          \$301  = gate0_0_1;
-      4'h2:
-          \$301  = gate0_0_2;
-      4'h3:
-          \$301  = gate0_0_3;
-      4'h4:
-          \$301  = gate0_0_4;
-      4'h5:
-          \$301  = gate0_0_5;
-      4'h6:
-          \$301  = gate0_0_6;
-      4'h7:
-          \$301  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$302  = gate1_0_0;
-      4'h1:
-          \$302  = gate1_0_1;
-      4'h2:
-          \$302  = gate1_0_2;
-      4'h3:
-          \$302  = gate1_0_3;
-      4'h4:
-          \$302  = gate1_0_4;
-      4'h5:
-          \$302  = gate1_0_5;
-      4'h6:
-          \$302  = gate1_0_6;
-      4'h7:
-          \$302  = gate1_0_7;
+          \$195  = bank1_full;
     endcase
   end
   always @* begin
@@ -6389,53 +5401,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$303  = \$301 ;
+          \$198  = bank0_full;
       1'h1:
-          \$303  = \$302 ;
+          \$198  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = 21'h000000;
+    \$200  = 21'h000000;
     casez (lane)
       4'h0:
-          \$304  = gate0_1_0;
+          \$200  = gate0_0_0;
       4'h1:
-          \$304  = gate0_1_1;
+          \$200  = gate0_0_1;
       4'h2:
-          \$304  = gate0_1_2;
+          \$200  = gate0_0_2;
       4'h3:
-          \$304  = gate0_1_3;
+          \$200  = gate0_0_3;
       4'h4:
-          \$304  = gate0_1_4;
+          \$200  = gate0_0_4;
       4'h5:
-          \$304  = gate0_1_5;
+          \$200  = gate0_0_5;
       4'h6:
-          \$304  = gate0_1_6;
+          \$200  = gate0_0_6;
       4'h7:
-          \$304  = gate0_1_7;
+          \$200  = gate0_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = 21'h000000;
+    \$201  = 21'h000000;
     casez (lane)
       4'h0:
-          \$305  = gate1_1_0;
+          \$201  = gate1_0_0;
       4'h1:
-          \$305  = gate1_1_1;
+          \$201  = gate1_0_1;
       4'h2:
-          \$305  = gate1_1_2;
+          \$201  = gate1_0_2;
       4'h3:
-          \$305  = gate1_1_3;
+          \$201  = gate1_0_3;
       4'h4:
-          \$305  = gate1_1_4;
+          \$201  = gate1_0_4;
       4'h5:
-          \$305  = gate1_1_5;
+          \$201  = gate1_0_5;
       4'h6:
-          \$305  = gate1_1_6;
+          \$201  = gate1_0_6;
       4'h7:
-          \$305  = gate1_1_7;
+          \$201  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -6443,53 +5455,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$306  = \$304 ;
+          \$202  = \$200 ;
       1'h1:
-          \$306  = \$305 ;
+          \$202  = \$201 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = 21'h000000;
+    \$203  = 21'h000000;
     casez (lane)
       4'h0:
-          \$307  = gate0_2_0;
+          \$203  = gate0_1_0;
       4'h1:
-          \$307  = gate0_2_1;
+          \$203  = gate0_1_1;
       4'h2:
-          \$307  = gate0_2_2;
+          \$203  = gate0_1_2;
       4'h3:
-          \$307  = gate0_2_3;
+          \$203  = gate0_1_3;
       4'h4:
-          \$307  = gate0_2_4;
+          \$203  = gate0_1_4;
       4'h5:
-          \$307  = gate0_2_5;
+          \$203  = gate0_1_5;
       4'h6:
-          \$307  = gate0_2_6;
+          \$203  = gate0_1_6;
       4'h7:
-          \$307  = gate0_2_7;
+          \$203  = gate0_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = 21'h000000;
+    \$204  = 21'h000000;
     casez (lane)
       4'h0:
-          \$308  = gate1_2_0;
+          \$204  = gate1_1_0;
       4'h1:
-          \$308  = gate1_2_1;
+          \$204  = gate1_1_1;
       4'h2:
-          \$308  = gate1_2_2;
+          \$204  = gate1_1_2;
       4'h3:
-          \$308  = gate1_2_3;
+          \$204  = gate1_1_3;
       4'h4:
-          \$308  = gate1_2_4;
+          \$204  = gate1_1_4;
       4'h5:
-          \$308  = gate1_2_5;
+          \$204  = gate1_1_5;
       4'h6:
-          \$308  = gate1_2_6;
+          \$204  = gate1_1_6;
       4'h7:
-          \$308  = gate1_2_7;
+          \$204  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -6497,53 +5509,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$309  = \$307 ;
+          \$205  = \$203 ;
       1'h1:
-          \$309  = \$308 ;
+          \$205  = \$204 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = 21'h000000;
+    \$206  = 21'h000000;
     casez (lane)
       4'h0:
-          \$310  = gate0_3_0;
+          \$206  = gate0_2_0;
       4'h1:
-          \$310  = gate0_3_1;
+          \$206  = gate0_2_1;
       4'h2:
-          \$310  = gate0_3_2;
+          \$206  = gate0_2_2;
       4'h3:
-          \$310  = gate0_3_3;
+          \$206  = gate0_2_3;
       4'h4:
-          \$310  = gate0_3_4;
+          \$206  = gate0_2_4;
       4'h5:
-          \$310  = gate0_3_5;
+          \$206  = gate0_2_5;
       4'h6:
-          \$310  = gate0_3_6;
+          \$206  = gate0_2_6;
       4'h7:
-          \$310  = gate0_3_7;
+          \$206  = gate0_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = 21'h000000;
+    \$207  = 21'h000000;
     casez (lane)
       4'h0:
-          \$311  = gate1_3_0;
+          \$207  = gate1_2_0;
       4'h1:
-          \$311  = gate1_3_1;
+          \$207  = gate1_2_1;
       4'h2:
-          \$311  = gate1_3_2;
+          \$207  = gate1_2_2;
       4'h3:
-          \$311  = gate1_3_3;
+          \$207  = gate1_2_3;
       4'h4:
-          \$311  = gate1_3_4;
+          \$207  = gate1_2_4;
       4'h5:
-          \$311  = gate1_3_5;
+          \$207  = gate1_2_5;
       4'h6:
-          \$311  = gate1_3_6;
+          \$207  = gate1_2_6;
       4'h7:
-          \$311  = gate1_3_7;
+          \$207  = gate1_2_7;
     endcase
   end
   always @* begin
@@ -6551,41 +5563,341 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$312  = \$310 ;
+          \$208  = \$206 ;
       1'h1:
-          \$312  = \$311 ;
+          \$208  = \$207 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = 21'h000000;
+    \$209  = 21'h000000;
     casez (lane)
       4'h0:
-          \$354  = acc_rd__data[20:0];
+          \$209  = gate0_3_0;
       4'h1:
-          \$354  = acc_rd__data[41:21];
+          \$209  = gate0_3_1;
       4'h2:
-          \$354  = acc_rd__data[62:42];
+          \$209  = gate0_3_2;
       4'h3:
-          \$354  = acc_rd__data[83:63];
+          \$209  = gate0_3_3;
       4'h4:
-          \$354  = acc_rd__data[104:84];
+          \$209  = gate0_3_4;
       4'h5:
-          \$354  = acc_rd__data[125:105];
+          \$209  = gate0_3_5;
       4'h6:
-          \$354  = acc_rd__data[146:126];
+          \$209  = gate0_3_6;
       4'h7:
-          \$354  = acc_rd__data[167:147];
+          \$209  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$210  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$210  = gate1_3_0;
+      4'h1:
+          \$210  = gate1_3_1;
+      4'h2:
+          \$210  = gate1_3_2;
+      4'h3:
+          \$210  = gate1_3_3;
+      4'h4:
+          \$210  = gate1_3_4;
+      4'h5:
+          \$210  = gate1_3_5;
+      4'h6:
+          \$210  = gate1_3_6;
+      4'h7:
+          \$210  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$211  = \$209 ;
+      1'h1:
+          \$211  = \$210 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$270  = bank0_full;
+      1'h1:
+          \$270  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$281 )
+      1'h0:
+          \$282  = bank0_full;
+      1'h1:
+          \$282  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$285  = bank0_full;
+      1'h1:
+          \$285  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$287  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$287  = gate0_0_0;
+      4'h1:
+          \$287  = gate0_0_1;
+      4'h2:
+          \$287  = gate0_0_2;
+      4'h3:
+          \$287  = gate0_0_3;
+      4'h4:
+          \$287  = gate0_0_4;
+      4'h5:
+          \$287  = gate0_0_5;
+      4'h6:
+          \$287  = gate0_0_6;
+      4'h7:
+          \$287  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$288  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$288  = gate1_0_0;
+      4'h1:
+          \$288  = gate1_0_1;
+      4'h2:
+          \$288  = gate1_0_2;
+      4'h3:
+          \$288  = gate1_0_3;
+      4'h4:
+          \$288  = gate1_0_4;
+      4'h5:
+          \$288  = gate1_0_5;
+      4'h6:
+          \$288  = gate1_0_6;
+      4'h7:
+          \$288  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$289  = \$287 ;
+      1'h1:
+          \$289  = \$288 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$290  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$290  = gate0_1_0;
+      4'h1:
+          \$290  = gate0_1_1;
+      4'h2:
+          \$290  = gate0_1_2;
+      4'h3:
+          \$290  = gate0_1_3;
+      4'h4:
+          \$290  = gate0_1_4;
+      4'h5:
+          \$290  = gate0_1_5;
+      4'h6:
+          \$290  = gate0_1_6;
+      4'h7:
+          \$290  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$291  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$291  = gate1_1_0;
+      4'h1:
+          \$291  = gate1_1_1;
+      4'h2:
+          \$291  = gate1_1_2;
+      4'h3:
+          \$291  = gate1_1_3;
+      4'h4:
+          \$291  = gate1_1_4;
+      4'h5:
+          \$291  = gate1_1_5;
+      4'h6:
+          \$291  = gate1_1_6;
+      4'h7:
+          \$291  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$292  = \$290 ;
+      1'h1:
+          \$292  = \$291 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$293  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$293  = gate0_2_0;
+      4'h1:
+          \$293  = gate0_2_1;
+      4'h2:
+          \$293  = gate0_2_2;
+      4'h3:
+          \$293  = gate0_2_3;
+      4'h4:
+          \$293  = gate0_2_4;
+      4'h5:
+          \$293  = gate0_2_5;
+      4'h6:
+          \$293  = gate0_2_6;
+      4'h7:
+          \$293  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$294  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$294  = gate1_2_0;
+      4'h1:
+          \$294  = gate1_2_1;
+      4'h2:
+          \$294  = gate1_2_2;
+      4'h3:
+          \$294  = gate1_2_3;
+      4'h4:
+          \$294  = gate1_2_4;
+      4'h5:
+          \$294  = gate1_2_5;
+      4'h6:
+          \$294  = gate1_2_6;
+      4'h7:
+          \$294  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$295  = \$293 ;
+      1'h1:
+          \$295  = \$294 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$296  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$296  = gate0_3_0;
+      4'h1:
+          \$296  = gate0_3_1;
+      4'h2:
+          \$296  = gate0_3_2;
+      4'h3:
+          \$296  = gate0_3_3;
+      4'h4:
+          \$296  = gate0_3_4;
+      4'h5:
+          \$296  = gate0_3_5;
+      4'h6:
+          \$296  = gate0_3_6;
+      4'h7:
+          \$296  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$297  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$297  = gate1_3_0;
+      4'h1:
+          \$297  = gate1_3_1;
+      4'h2:
+          \$297  = gate1_3_2;
+      4'h3:
+          \$297  = gate1_3_3;
+      4'h4:
+          \$297  = gate1_3_4;
+      4'h5:
+          \$297  = gate1_3_5;
+      4'h6:
+          \$297  = gate1_3_6;
+      4'h7:
+          \$297  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$298  = \$296 ;
+      1'h1:
+          \$298  = \$297 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$340  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$340  = acc_rd__data[20:0];
+      4'h1:
+          \$340  = acc_rd__data[41:21];
+      4'h2:
+          \$340  = acc_rd__data[62:42];
+      4'h3:
+          \$340  = acc_rd__data[83:63];
+      4'h4:
+          \$340  = acc_rd__data[104:84];
+      4'h5:
+          \$340  = acc_rd__data[125:105];
+      4'h6:
+          \$340  = acc_rd__data[146:126];
+      4'h7:
+          \$340  = acc_rd__data[167:147];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$54  = 7'h00;
     if (valid_out) begin
-      \$signature__addr$54  = \$42 ;
+      \$signature__addr$54  = \$26 ;
     end
     if (\valid_out$61 ) begin
-      \$signature__addr$54  = \$44 [6:0];
+      \$signature__addr$54  = \$28 [6:0];
     end
     casez (seq_state)
       4'h0:
@@ -6635,23 +5947,23 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$66  = \$49 [6:0];
+          \$signature__addr$66  = \$33 [6:0];
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$66  = \$69 ;
+          \$signature__addr$66  = \$53 ;
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$66  = \$74 [6:0];
+          \$signature__addr$66  = \$58 [6:0];
       4'h6:
           /* empty */;
       4'h7:
-          \$signature__addr$66  = \$94 [6:0];
+          \$signature__addr$66  = \$78 [6:0];
       4'h8:
           /* empty */;
       4'h9:
-          \$signature__addr$66  = \$99 [6:0];
+          \$signature__addr$66  = \$83 [6:0];
     endcase
   end
   always @* begin
@@ -6702,7 +6014,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$50 ;
+          w_en = \$34 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -6710,7 +6022,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$75 ;
+          w_en = \$59 ;
       4'h6:
           /* empty */;
       4'h7:
@@ -6718,7 +6030,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          w_en = \$100 ;
+          w_en = \$84 ;
     endcase
   end
   always @* begin
@@ -6729,7 +6041,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$72  = \$51 [10:0];
+            \$signature__addr$72  = \$35 [10:0];
           end
       4'h2:
           /* empty */;
@@ -6739,7 +6051,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$72  = \$76 [10:0];
+            \$signature__addr$72  = \$60 [10:0];
           end
       4'h6:
           /* empty */;
@@ -6749,7 +6061,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$signature__addr$72  = \$101 [10:0];
+            \$signature__addr$72  = \$85 [10:0];
           end
     endcase
   end
@@ -6761,7 +6073,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$52 ) begin
+            if (\$36 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -6775,7 +6087,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$77 ) begin
+            if (\$61 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -6789,7 +6101,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            if (\$102 ) begin
+            if (\$86 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -6808,11 +6120,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$56 ) begin
-            act_acc_addr = \$59 [5:0];
-            if (\$60 ) begin
-              if (\$66 ) begin
-                act_acc_addr = { 1'h0, \$68  };
+          if (\$40 ) begin
+            act_acc_addr = \$43 [5:0];
+            if (\$44 ) begin
+              if (\$50 ) begin
+                act_acc_addr = { 1'h0, \$52  };
               end
             end
           end
@@ -6823,11 +6135,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$81 ) begin
-            act_acc_addr = \$84 [5:0];
-            if (\$85 ) begin
-              if (\$91 ) begin
-                act_acc_addr = \$93 [5:0];
+          if (\$65 ) begin
+            act_acc_addr = \$68 [5:0];
+            if (\$69 ) begin
+              if (\$75 ) begin
+                act_acc_addr = \$77 [5:0];
               end
             end
           end
@@ -6838,28 +6150,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          act_acc_addr = \$103 [5:0];
+          act_acc_addr = \$87 [5:0];
       4'hc:
-          act_acc_addr = \$104 [5:0];
+          act_acc_addr = \$88 [5:0];
       4'hd:
-          act_acc_addr = \$105 [5:0];
+          act_acc_addr = \$89 [5:0];
       4'he:
-          act_acc_addr = \$106 [5:0];
+          act_acc_addr = \$90 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371 [19:1] = e1[19:1];
-    \$371 [0] = 1'h0;
+    \$357 [19:1] = e1[19:1];
+    \$357 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$152 ) begin
-            \$371 [0] = 1'h1;
-            \$371 [7:1] = enc_col;
-            \$371 [8] = \$153 ;
-            \$371 [19:9] = enc_w;
+          if (\$138 ) begin
+            \$357 [0] = 1'h1;
+            \$357 [7:1] = enc_col;
+            \$357 [8] = \$139 ;
+            \$357 [19:9] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -6868,11 +6180,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$239 ) begin
-            \$371 [0] = 1'h1;
-            \$371 [7:1] = enc_col;
-            \$371 [8] = \$240 ;
-            \$371 [19:9] = enc_w;
+          if (\$225 ) begin
+            \$357 [0] = 1'h1;
+            \$357 [7:1] = enc_col;
+            \$357 [8] = \$226 ;
+            \$357 [19:9] = enc_w;
           end
       4'h6:
           /* empty */;
@@ -6881,32 +6193,32 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          if (\$326 ) begin
-            \$371 [0] = 1'h1;
-            \$371 [7:1] = enc_col;
-            \$371 [8] = \$327 ;
-            \$371 [19:9] = enc_w;
+          if (\$312 ) begin
+            \$357 [0] = 1'h1;
+            \$357 [7:1] = enc_col;
+            \$357 [8] = \$313 ;
+            \$357 [19:9] = enc_w;
           end
     endcase
     if (rst) begin
-      \$371  = 20'h00000;
+      \$357  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372 [23:1] = s1[23:1];
-    \$372 [0] = 1'h0;
+    \$358 [23:1] = s1[23:1];
+    \$358 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$372 [0] = 1'h1;
-            \$372 [6:1] = \$165 ;
-            \$372 [12:7] = \$170 ;
-            \$372 [22:14] = cur[27:19];
-            \$372 [13] = \$176 ;
-            \$372 [23] = \$177 ;
+            \$358 [0] = 1'h1;
+            \$358 [6:1] = \$151 ;
+            \$358 [12:7] = \$156 ;
+            \$358 [22:14] = cur[27:19];
+            \$358 [13] = \$162 ;
+            \$358 [23] = \$163 ;
           end
       4'h2:
           /* empty */;
@@ -6916,12 +6228,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$372 [0] = 1'h1;
-            \$372 [6:1] = \$252 ;
-            \$372 [12:7] = \$257 ;
-            \$372 [22:14] = cur[27:19];
-            \$372 [13] = \$263 ;
-            \$372 [23] = \$264 ;
+            \$358 [0] = 1'h1;
+            \$358 [6:1] = \$238 ;
+            \$358 [12:7] = \$243 ;
+            \$358 [22:14] = cur[27:19];
+            \$358 [13] = \$249 ;
+            \$358 [23] = \$250 ;
           end
       4'h6:
           /* empty */;
@@ -6931,132 +6243,131 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$372 [0] = 1'h1;
-            \$372 [6:1] = \$331 [5:0];
-            \$372 [12:7] = \$332 [5:0];
-            \$372 [22:14] = cur[27:19];
-            \$372 [13] = \$334 ;
-            \$372 [23] = \$335 ;
+            \$358 [0] = 1'h1;
+            \$358 [6:1] = \$317 [5:0];
+            \$358 [12:7] = \$318 [5:0];
+            \$358 [22:14] = cur[27:19];
+            \$358 [13] = \$320 ;
+            \$358 [23] = \$321 ;
           end
     endcase
     if (rst) begin
-      \$372  = 24'h000000;
+      \$358  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = s1;
+    \$359  = s1;
     if (rst) begin
-      \$373  = 24'h000000;
+      \$359  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = \$signature__data$85 ;
+    \$360  = \$signature__data$85 ;
     if (rst) begin
-      \$374  = 64'h0000000000000000;
+      \$360  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = \$122 ;
+    \$361  = \$106 ;
     if (rst) begin
-      \$375  = 17'h00000;
+      \$361  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = \$123 ;
+    \$362  = \$107 ;
     if (rst) begin
-      \$376  = 17'h00000;
+      \$362  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = \$124 ;
+    \$363  = \$108 ;
     if (rst) begin
-      \$377  = 17'h00000;
+      \$363  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = \$125 ;
+    \$364  = \$109 ;
     if (rst) begin
-      \$378  = 17'h00000;
+      \$364  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = \$126 ;
+    \$365  = \$110 ;
     if (rst) begin
-      \$379  = 17'h00000;
+      \$365  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = \$127 ;
+    \$366  = \$111 ;
     if (rst) begin
-      \$380  = 17'h00000;
+      \$366  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = \$128 ;
+    \$367  = \$112 ;
     if (rst) begin
-      \$381  = 17'h00000;
+      \$367  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = \$129 ;
+    \$368  = \$113 ;
     if (rst) begin
-      \$382  = 17'h00000;
+      \$368  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383 [0] = s1b[0];
-    \$383 [6:1] = s1b[6:1];
-    \$383 [7] = s1b[13];
-    \$383 [8] = s1b[23];
+    \$369 [0] = s1b[0];
+    \$369 [6:1] = s1b[6:1];
+    \$369 [7] = s1b[13];
+    \$369 [8] = s1b[23];
     if (rst) begin
-      \$383  = 9'h000;
+      \$369  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = s2;
+    \$370  = s2;
     if (rst) begin
-      \$384  = 9'h000;
+      \$370  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = acc_rd__data;
+    \$371  = acc_rd__data;
     if (rst) begin
-      \$385  = 168'h000000000000000000000000000000000000000000;
+      \$371  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = \$signature__data$96 ;
+    \$372  = \$signature__data$96 ;
     if (rst) begin
-      \$386  = 168'h000000000000000000000000000000000000000000;
+      \$372  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387 [0] = s3[0];
-    \$387 [6:1] = s3[6:1];
+    \$373  = \$115 ;
     if (rst) begin
-      \$387  = 7'h00;
+      \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = acc_wr__data;
+    \$374  = acc_wr__data;
     if (rst) begin
-      \$388  = 168'h000000000000000000000000000000000000000000;
+      \$374  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -7064,12 +6375,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$389  = { \$130 [17], \$130 [17], \$130 [17], \$130 [17], \$130  };
+          \$375  = { \$116 [17], \$116 [17], \$116 [17], \$116 [17], \$116  };
       1'h1:
-          \$389  = { \$131 [19], \$131 [19], \$131  };
+          \$375  = { \$117 [19], \$117 [19], \$117  };
     endcase
     if (rst) begin
-      \$389  = 22'h000000;
+      \$375  = 22'h000000;
     end
   end
   always @* begin
@@ -7077,12 +6388,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$390  = { \$132 [17], \$132 [17], \$132 [17], \$132 [17], \$132  };
+          \$376  = { \$118 [17], \$118 [17], \$118 [17], \$118 [17], \$118  };
       1'h1:
-          \$390  = { \$133 [19], \$133 [19], \$133  };
+          \$376  = { \$119 [19], \$119 [19], \$119  };
     endcase
     if (rst) begin
-      \$390  = 22'h000000;
+      \$376  = 22'h000000;
     end
   end
   always @* begin
@@ -7090,12 +6401,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$391  = { \$134 [17], \$134 [17], \$134 [17], \$134 [17], \$134  };
+          \$377  = { \$120 [17], \$120 [17], \$120 [17], \$120 [17], \$120  };
       1'h1:
-          \$391  = { \$135 [19], \$135 [19], \$135  };
+          \$377  = { \$121 [19], \$121 [19], \$121  };
     endcase
     if (rst) begin
-      \$391  = 22'h000000;
+      \$377  = 22'h000000;
     end
   end
   always @* begin
@@ -7103,12 +6414,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$392  = { \$136 [17], \$136 [17], \$136 [17], \$136 [17], \$136  };
+          \$378  = { \$122 [17], \$122 [17], \$122 [17], \$122 [17], \$122  };
       1'h1:
-          \$392  = { \$137 [19], \$137 [19], \$137  };
+          \$378  = { \$123 [19], \$123 [19], \$123  };
     endcase
     if (rst) begin
-      \$392  = 22'h000000;
+      \$378  = 22'h000000;
     end
   end
   always @* begin
@@ -7116,12 +6427,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$393  = { \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138  };
+          \$379  = { \$124 [17], \$124 [17], \$124 [17], \$124 [17], \$124  };
       1'h1:
-          \$393  = { \$139 [19], \$139 [19], \$139  };
+          \$379  = { \$125 [19], \$125 [19], \$125  };
     endcase
     if (rst) begin
-      \$393  = 22'h000000;
+      \$379  = 22'h000000;
     end
   end
   always @* begin
@@ -7129,12 +6440,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$394  = { \$140 [17], \$140 [17], \$140 [17], \$140 [17], \$140  };
+          \$380  = { \$126 [17], \$126 [17], \$126 [17], \$126 [17], \$126  };
       1'h1:
-          \$394  = { \$141 [19], \$141 [19], \$141  };
+          \$380  = { \$127 [19], \$127 [19], \$127  };
     endcase
     if (rst) begin
-      \$394  = 22'h000000;
+      \$380  = 22'h000000;
     end
   end
   always @* begin
@@ -7142,12 +6453,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$395  = { \$142 [17], \$142 [17], \$142 [17], \$142 [17], \$142  };
+          \$381  = { \$128 [17], \$128 [17], \$128 [17], \$128 [17], \$128  };
       1'h1:
-          \$395  = { \$143 [19], \$143 [19], \$143  };
+          \$381  = { \$129 [19], \$129 [19], \$129  };
     endcase
     if (rst) begin
-      \$395  = 22'h000000;
+      \$381  = 22'h000000;
     end
   end
   always @* begin
@@ -7155,17 +6466,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$396  = { \$144 [17], \$144 [17], \$144 [17], \$144 [17], \$144  };
+          \$382  = { \$130 [17], \$130 [17], \$130 [17], \$130 [17], \$130  };
       1'h1:
-          \$396  = { \$145 [19], \$145 [19], \$145  };
+          \$382  = { \$131 [19], \$131 [19], \$131  };
     endcase
     if (rst) begin
-      \$396  = 22'h000000;
+      \$382  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = 1'h0;
+    \$383  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7174,8 +6485,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$212 ) begin
-            \$397  = 1'h1;
+          if (\$198 ) begin
+            \$383  = 1'h1;
           end
       4'h4:
           /* empty */;
@@ -7184,8 +6495,684 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$299 ) begin
-            \$397  = 1'h1;
+          if (\$285 ) begin
+            \$383  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$383  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$384  = in_idx;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            \$384  = \$132 [5:0];
+            if (\$133 ) begin
+              \$384  = 6'h00;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$384  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$385  = seq_end;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$133 ) begin
+              \$385  = i__payload[9];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$385  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$386  = enc_col;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$133 ) begin
+              \$386  = 7'h00;
+            end
+          end
+      4'h1:
+        begin
+          if (\$138 ) begin
+            \$386  = \$140 [6:0];
+          end
+          if (\$174 ) begin
+            \$386  = 7'h00;
+          end
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$220 ) begin
+            \$386  = 7'h00;
+          end
+      4'h5:
+        begin
+          if (\$225 ) begin
+            \$386  = \$227 [6:0];
+          end
+          if (\$261 ) begin
+            \$386  = 7'h00;
+          end
+        end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$307 ) begin
+            \$386  = 7'h00;
+          end
+      4'h9:
+        begin
+          if (\$312 ) begin
+            \$386  = \$314 [6:0];
+          end
+          if (\$332 ) begin
+            \$386  = 7'h00;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$386  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$387  = enc_w;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$133 ) begin
+              \$387  = 11'h000;
+            end
+          end
+      4'h1:
+          if (\$138 ) begin
+            \$387  = \$141 [10:0];
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$220 ) begin
+            \$387  = 11'h300;
+          end
+      4'h5:
+          if (\$225 ) begin
+            \$387  = \$228 [10:0];
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$307 ) begin
+            \$387  = 11'h600;
+          end
+      4'h9:
+          if (\$312 ) begin
+            \$387  = \$315 [10:0];
+          end
+    endcase
+    if (rst) begin
+      \$387  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$388  = grp;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$133 ) begin
+              \$388  = 4'h0;
+            end
+          end
+      4'h1:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$164 ) begin
+              \$388  = 4'h0;
+            end else begin
+              \$388  = \$165 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$388  = 4'h0;
+          end
+      4'h2:
+          if (\$181 ) begin
+            \$388  = 4'h0;
+          end
+      4'h3:
+          if (\$198 ) begin
+            if (\$214 ) begin
+              \$388  = \$216 [3:0];
+              if (\$217 ) begin
+                \$388  = 4'h0;
+              end
+            end
+          end
+      4'h4:
+          if (\$220 ) begin
+            \$388  = 4'h0;
+          end
+      4'h5:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$251 ) begin
+              \$388  = 4'h0;
+            end else begin
+              \$388  = \$252 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$388  = 4'h0;
+          end
+      4'h6:
+          if (\$268 ) begin
+            \$388  = 4'h0;
+          end
+      4'h7:
+          if (\$285 ) begin
+            if (\$301 ) begin
+              \$388  = \$303 [3:0];
+              if (\$304 ) begin
+                \$388  = 4'h0;
+              end
+            end
+          end
+      4'h8:
+          if (\$307 ) begin
+            \$388  = 4'h0;
+          end
+      4'h9:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$322 ) begin
+              \$388  = 4'h0;
+            end else begin
+              \$388  = \$323 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$388  = 4'h0;
+          end
+      4'ha:
+          if (\$339 ) begin
+            \$388  = 4'h0;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          if (o__ready) begin
+            if (\$353 ) begin
+              \$388  = 4'h0;
+            end else if (\$354 ) begin
+              \$388  = \$355 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$388  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$389  = seq_state;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$133 ) begin
+              \$389  = 4'h1;
+            end
+          end
+      4'h1:
+          if (\$174 ) begin
+            \$389  = 4'h2;
+          end
+      4'h2:
+          if (\$181 ) begin
+            \$389  = 4'h3;
+          end
+      4'h3:
+          if (\$198 ) begin
+            if (\$214 ) begin
+              if (\$217 ) begin
+                \$389  = 4'h4;
+              end
+            end
+          end
+      4'h4:
+          if (\$220 ) begin
+            \$389  = 4'h5;
+          end
+      4'h5:
+          if (\$261 ) begin
+            \$389  = 4'h6;
+          end
+      4'h6:
+          if (\$268 ) begin
+            \$389  = 4'h7;
+          end
+      4'h7:
+          if (\$285 ) begin
+            if (\$301 ) begin
+              if (\$304 ) begin
+                \$389  = 4'h8;
+              end
+            end
+          end
+      4'h8:
+          if (\$307 ) begin
+            \$389  = 4'h9;
+          end
+      4'h9:
+          if (\$332 ) begin
+            \$389  = 4'ha;
+          end
+      4'ha:
+          if (\$339 ) begin
+            \$389  = 4'hb;
+          end
+      4'hb:
+          \$389  = 4'hc;
+      4'hc:
+          \$389  = 4'hd;
+      4'hd:
+          \$389  = 4'he;
+      4'he:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$353 ) begin
+              \$389  = 4'h0;
+            end else if (\$354 ) begin
+              \$389  = 4'hb;
+            end else begin
+              \$389  = 4'hc;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$389  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$390  = e2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+        begin
+          \$390 [0] = e1[0];
+          \$390 [7:1] = e1[7:1];
+          \$390 [8] = e1[8];
+          \$390 [19:9] = e1[19:9];
+          \$390 [27:20] = \$143 ;
+          \$390 [36:28] = \$146 ;
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+        begin
+          \$390 [0] = e1[0];
+          \$390 [7:1] = e1[7:1];
+          \$390 [8] = e1[8];
+          \$390 [19:9] = e1[19:9];
+          \$390 [27:20] = \$230 ;
+          \$390 [36:28] = \$233 ;
+        end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+        begin
+          \$390 [0] = e1[0];
+          \$390 [7:1] = e1[7:1];
+          \$390 [8] = e1[8];
+          \$390 [19:9] = e1[19:9];
+          \$390 [27:20] = \$signature__data ;
+          \$390 [36:28] = \$316 ;
+        end
+    endcase
+    if (rst) begin
+      \$390  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$391  = cur_active;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$164 ) begin
+              \$391  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$391  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$251 ) begin
+              \$391  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$391  = 1'h1;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$322 ) begin
+              \$391  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$391  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$391  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$392  = cur;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$164 ) begin
+              \$392  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$392  = r_data;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$251 ) begin
+              \$392  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$392  = r_data;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$322 ) begin
+              \$392  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$392  = r_data;
+          end
+    endcase
+    if (rst) begin
+      \$392  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$393  = lane;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$181 ) begin
+            \$393  = 4'h0;
+          end
+      4'h3:
+          if (\$198 ) begin
+            (* full_case = 32'd1 *)
+            if (\$214 ) begin
+              \$393  = 4'h0;
+            end else begin
+              \$393  = \$218 [3:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$268 ) begin
+            \$393  = 4'h0;
+          end
+      4'h7:
+          if (\$285 ) begin
+            (* full_case = 32'd1 *)
+            if (\$301 ) begin
+              \$393  = 4'h0;
+            end else begin
+              \$393  = \$305 [3:0];
+            end
+          end
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (\$339 ) begin
+            \$393  = 4'h0;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$353 ) begin
+              \$393  = 4'h0;
+            end else if (\$354 ) begin
+              \$393  = 4'h0;
+            end else begin
+              \$393  = \$356 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$393  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$394  = elem;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$181 ) begin
+            \$394  = 6'h00;
+          end
+      4'h3:
+          if (\$198 ) begin
+            \$394  = \$199 [5:0];
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$268 ) begin
+            \$394  = 6'h00;
+          end
+      4'h7:
+          if (\$285 ) begin
+            \$394  = \$286 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$394  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$395  = act_q;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$181 ) begin
+            \$395  = 3'h0;
+          end
+      4'h3:
+          if (\$185 ) begin
+            \$395  = \$186 [2:0];
+            if (\$189 ) begin
+              \$395  = 3'h0;
+              if (\$197 ) begin
+                \$395  = 3'h1;
+              end
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$268 ) begin
+            \$395  = 3'h0;
+          end
+      4'h7:
+          if (\$272 ) begin
+            \$395  = \$273 [2:0];
+            if (\$276 ) begin
+              \$395  = 3'h0;
+              if (\$284 ) begin
+                \$395  = 3'h1;
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$395  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$396  = g_grp;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$181 ) begin
+            \$396  = 3'h0;
+          end
+      4'h3:
+          if (\$185 ) begin
+            if (\$189 ) begin
+              \$396  = \$191 [2:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$268 ) begin
+            \$396  = 3'h0;
+          end
+      4'h7:
+          if (\$272 ) begin
+            if (\$276 ) begin
+              \$396  = \$278 [2:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$396  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$397  = \$signal ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$181 ) begin
+            \$397  = 1'h0;
+          end
+      4'h3:
+          if (\$185 ) begin
+            if (\$189 ) begin
+              \$397  = \$190 ;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$268 ) begin
+            \$397  = 1'h0;
+          end
+      4'h7:
+          if (\$272 ) begin
+            if (\$276 ) begin
+              \$397  = \$277 ;
+            end
           end
     endcase
     if (rst) begin
@@ -7194,30 +7181,99 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = in_idx;
+    \$398  = \$signal$102 ;
     casez (seq_state)
       4'h0:
-          if (i__valid) begin
-            \$398  = \$146 [5:0];
-            if (\$147 ) begin
-              \$398  = 6'h00;
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$181 ) begin
+            \$398  = 1'h0;
+          end
+      4'h3:
+          if (\$198 ) begin
+            if (\$214 ) begin
+              \$398  = \$215 ;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$268 ) begin
+            \$398  = 1'h0;
+          end
+      4'h7:
+          if (\$285 ) begin
+            if (\$301 ) begin
+              \$398  = \$302 ;
             end
           end
     endcase
     if (rst) begin
-      \$398  = 6'h00;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = seq_end;
+    \$399  = bank0_full;
     casez (seq_state)
       4'h0:
-          if (i__valid) begin
-            if (\$147 ) begin
-              \$399  = i__payload[9];
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$181 ) begin
+            \$399  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$185 ) begin
+            if (\$189 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$399  = 1'h1;
+              endcase
             end
           end
+          if (\$198 ) begin
+            if (\$214 ) begin
+              casez (\$signal$102 )
+                1'h0:
+                    \$399  = 1'h0;
+              endcase
+            end
+          end
+        end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$268 ) begin
+            \$399  = 1'h0;
+          end
+      4'h7:
+        begin
+          if (\$272 ) begin
+            if (\$276 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$399  = 1'h1;
+              endcase
+            end
+          end
+          if (\$285 ) begin
+            if (\$301 ) begin
+              casez (\$signal$102 )
+                1'h0:
+                    \$399  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
       \$399  = 1'h0;
@@ -7225,782 +7281,37 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = enc_col;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$147 ) begin
-              \$400  = 7'h00;
-            end
-          end
-      4'h1:
-        begin
-          if (\$152 ) begin
-            \$400  = \$154 [6:0];
-          end
-          if (\$188 ) begin
-            \$400  = 7'h00;
-          end
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$234 ) begin
-            \$400  = 7'h00;
-          end
-      4'h5:
-        begin
-          if (\$239 ) begin
-            \$400  = \$241 [6:0];
-          end
-          if (\$275 ) begin
-            \$400  = 7'h00;
-          end
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$321 ) begin
-            \$400  = 7'h00;
-          end
-      4'h9:
-        begin
-          if (\$326 ) begin
-            \$400  = \$328 [6:0];
-          end
-          if (\$346 ) begin
-            \$400  = 7'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$400  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = enc_w;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$147 ) begin
-              \$401  = 11'h000;
-            end
-          end
-      4'h1:
-          if (\$152 ) begin
-            \$401  = \$155 [10:0];
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$234 ) begin
-            \$401  = 11'h300;
-          end
-      4'h5:
-          if (\$239 ) begin
-            \$401  = \$242 [10:0];
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$321 ) begin
-            \$401  = 11'h600;
-          end
-      4'h9:
-          if (\$326 ) begin
-            \$401  = \$329 [10:0];
-          end
-    endcase
-    if (rst) begin
-      \$401  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = grp;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$147 ) begin
-              \$402  = 4'h0;
-            end
-          end
-      4'h1:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$178 ) begin
-              \$402  = 4'h0;
-            end else begin
-              \$402  = \$179 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$402  = 4'h0;
-          end
-      4'h2:
-          if (\$195 ) begin
-            \$402  = 4'h0;
-          end
-      4'h3:
-          if (\$212 ) begin
-            if (\$228 ) begin
-              \$402  = \$230 [3:0];
-              if (\$231 ) begin
-                \$402  = 4'h0;
-              end
-            end
-          end
-      4'h4:
-          if (\$234 ) begin
-            \$402  = 4'h0;
-          end
-      4'h5:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$265 ) begin
-              \$402  = 4'h0;
-            end else begin
-              \$402  = \$266 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$402  = 4'h0;
-          end
-      4'h6:
-          if (\$282 ) begin
-            \$402  = 4'h0;
-          end
-      4'h7:
-          if (\$299 ) begin
-            if (\$315 ) begin
-              \$402  = \$317 [3:0];
-              if (\$318 ) begin
-                \$402  = 4'h0;
-              end
-            end
-          end
-      4'h8:
-          if (\$321 ) begin
-            \$402  = 4'h0;
-          end
-      4'h9:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$336 ) begin
-              \$402  = 4'h0;
-            end else begin
-              \$402  = \$337 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$402  = 4'h0;
-          end
-      4'ha:
-          if (\$353 ) begin
-            \$402  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          if (o__ready) begin
-            if (\$367 ) begin
-              \$402  = 4'h0;
-            end else if (\$368 ) begin
-              \$402  = \$369 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$402  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = seq_state;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$147 ) begin
-              \$403  = 4'h1;
-            end
-          end
-      4'h1:
-          if (\$188 ) begin
-            \$403  = 4'h2;
-          end
-      4'h2:
-          if (\$195 ) begin
-            \$403  = 4'h3;
-          end
-      4'h3:
-          if (\$212 ) begin
-            if (\$228 ) begin
-              if (\$231 ) begin
-                \$403  = 4'h4;
-              end
-            end
-          end
-      4'h4:
-          if (\$234 ) begin
-            \$403  = 4'h5;
-          end
-      4'h5:
-          if (\$275 ) begin
-            \$403  = 4'h6;
-          end
-      4'h6:
-          if (\$282 ) begin
-            \$403  = 4'h7;
-          end
-      4'h7:
-          if (\$299 ) begin
-            if (\$315 ) begin
-              if (\$318 ) begin
-                \$403  = 4'h8;
-              end
-            end
-          end
-      4'h8:
-          if (\$321 ) begin
-            \$403  = 4'h9;
-          end
-      4'h9:
-          if (\$346 ) begin
-            \$403  = 4'ha;
-          end
-      4'ha:
-          if (\$353 ) begin
-            \$403  = 4'hb;
-          end
-      4'hb:
-          \$403  = 4'hc;
-      4'hc:
-          \$403  = 4'hd;
-      4'hd:
-          \$403  = 4'he;
-      4'he:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$367 ) begin
-              \$403  = 4'h0;
-            end else if (\$368 ) begin
-              \$403  = 4'hb;
-            end else begin
-              \$403  = 4'hc;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$403  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = e2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-        begin
-          \$404 [0] = e1[0];
-          \$404 [7:1] = e1[7:1];
-          \$404 [8] = e1[8];
-          \$404 [19:9] = e1[19:9];
-          \$404 [27:20] = \$157 ;
-          \$404 [36:28] = \$160 ;
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-        begin
-          \$404 [0] = e1[0];
-          \$404 [7:1] = e1[7:1];
-          \$404 [8] = e1[8];
-          \$404 [19:9] = e1[19:9];
-          \$404 [27:20] = \$244 ;
-          \$404 [36:28] = \$247 ;
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-        begin
-          \$404 [0] = e1[0];
-          \$404 [7:1] = e1[7:1];
-          \$404 [8] = e1[8];
-          \$404 [19:9] = e1[19:9];
-          \$404 [27:20] = \$signature__data ;
-          \$404 [36:28] = \$330 ;
-        end
-    endcase
-    if (rst) begin
-      \$404  = 37'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = cur_active;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$178 ) begin
-              \$405  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$405  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$265 ) begin
-              \$405  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$405  = 1'h1;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$336 ) begin
-              \$405  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$405  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$405  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$178 ) begin
-              \$406  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$406  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$265 ) begin
-              \$406  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$406  = r_data;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$336 ) begin
-              \$406  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$406  = r_data;
-          end
-    endcase
-    if (rst) begin
-      \$406  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = lane;
+    \$400  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$195 ) begin
-            \$407  = 4'h0;
-          end
-      4'h3:
-          if (\$212 ) begin
-            (* full_case = 32'd1 *)
-            if (\$228 ) begin
-              \$407  = 4'h0;
-            end else begin
-              \$407  = \$232 [3:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$282 ) begin
-            \$407  = 4'h0;
-          end
-      4'h7:
-          if (\$299 ) begin
-            (* full_case = 32'd1 *)
-            if (\$315 ) begin
-              \$407  = 4'h0;
-            end else begin
-              \$407  = \$319 [3:0];
-            end
-          end
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (\$353 ) begin
-            \$407  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$367 ) begin
-              \$407  = 4'h0;
-            end else if (\$368 ) begin
-              \$407  = 4'h0;
-            end else begin
-              \$407  = \$370 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$407  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = elem;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$195 ) begin
-            \$408  = 6'h00;
-          end
-      4'h3:
-          if (\$212 ) begin
-            \$408  = \$213 [5:0];
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$282 ) begin
-            \$408  = 6'h00;
-          end
-      4'h7:
-          if (\$299 ) begin
-            \$408  = \$300 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$408  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = act_q;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$195 ) begin
-            \$409  = 3'h0;
-          end
-      4'h3:
-          if (\$199 ) begin
-            \$409  = \$200 [2:0];
-            if (\$203 ) begin
-              \$409  = 3'h0;
-              if (\$211 ) begin
-                \$409  = 3'h1;
-              end
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$282 ) begin
-            \$409  = 3'h0;
-          end
-      4'h7:
-          if (\$286 ) begin
-            \$409  = \$287 [2:0];
-            if (\$290 ) begin
-              \$409  = 3'h0;
-              if (\$298 ) begin
-                \$409  = 3'h1;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$409  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = g_grp;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$195 ) begin
-            \$410  = 3'h0;
-          end
-      4'h3:
-          if (\$199 ) begin
-            if (\$203 ) begin
-              \$410  = \$205 [2:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$282 ) begin
-            \$410  = 3'h0;
-          end
-      4'h7:
-          if (\$286 ) begin
-            if (\$290 ) begin
-              \$410  = \$292 [2:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$410  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = \$signal ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$195 ) begin
-            \$411  = 1'h0;
-          end
-      4'h3:
-          if (\$199 ) begin
-            if (\$203 ) begin
-              \$411  = \$204 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$282 ) begin
-            \$411  = 1'h0;
-          end
-      4'h7:
-          if (\$286 ) begin
-            if (\$290 ) begin
-              \$411  = \$291 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$411  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = \$signal$102 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$195 ) begin
-            \$412  = 1'h0;
-          end
-      4'h3:
-          if (\$212 ) begin
-            if (\$228 ) begin
-              \$412  = \$229 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$282 ) begin
-            \$412  = 1'h0;
-          end
-      4'h7:
-          if (\$299 ) begin
-            if (\$315 ) begin
-              \$412  = \$316 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$412  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$195 ) begin
-            \$413  = 1'h0;
+          if (\$181 ) begin
+            \$400  = 1'h0;
           end
       4'h3:
         begin
-          if (\$199 ) begin
-            if (\$203 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$413  = 1'h1;
-              endcase
-            end
-          end
-          if (\$212 ) begin
-            if (\$228 ) begin
-              casez (\$signal$102 )
-                1'h0:
-                    \$413  = 1'h0;
-              endcase
-            end
-          end
-        end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$282 ) begin
-            \$413  = 1'h0;
-          end
-      4'h7:
-        begin
-          if (\$286 ) begin
-            if (\$290 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$413  = 1'h1;
-              endcase
-            end
-          end
-          if (\$299 ) begin
-            if (\$315 ) begin
-              casez (\$signal$102 )
-                1'h0:
-                    \$413  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$413  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$195 ) begin
-            \$414  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$199 ) begin
-            if (\$203 ) begin
+          if (\$185 ) begin
+            if (\$189 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$414  = 1'h1;
+                    \$400  = 1'h1;
               endcase
             end
           end
-          if (\$212 ) begin
-            if (\$228 ) begin
+          if (\$198 ) begin
+            if (\$214 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal$102 )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$414  = 1'h0;
+                    \$400  = 1'h0;
               endcase
             end
           end
@@ -8010,42 +7321,42 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$282 ) begin
-            \$414  = 1'h0;
+          if (\$268 ) begin
+            \$400  = 1'h0;
           end
       4'h7:
         begin
-          if (\$286 ) begin
-            if (\$290 ) begin
+          if (\$272 ) begin
+            if (\$276 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$414  = 1'h1;
+                    \$400  = 1'h1;
               endcase
             end
           end
-          if (\$299 ) begin
-            if (\$315 ) begin
+          if (\$285 ) begin
+            if (\$301 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal$102 )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$414  = 1'h0;
+                    \$400  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$414  = 1'h0;
+      \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = gate0_0_0;
+    \$401  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8054,11 +7365,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
-                    \$415  = acc_rd__data[20:0];
+                    \$401  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8069,11 +7380,585 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
-                    \$415  = acc_rd__data[20:0];
+                    \$401  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$401  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$402  = gate0_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    \$402  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    \$402  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$402  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$403  = gate0_0_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    \$403  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    \$403  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$403  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$404  = gate0_0_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    \$404  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    \$404  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$404  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$405  = gate0_0_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    \$405  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    \$405  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$405  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$406  = gate0_0_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    \$406  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    \$406  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$406  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$407  = gate0_0_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    \$407  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    \$407  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$407  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$408  = gate0_0_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    \$408  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    \$408  = acc_rd__data[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$408  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$409  = gate0_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$409  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$409  = acc_rd__data[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$409  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$410  = gate0_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$410  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$410  = acc_rd__data[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$410  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$411  = gate0_1_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$411  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$411  = acc_rd__data[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$411  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$412  = gate0_1_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$412  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$412  = acc_rd__data[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$412  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$413  = gate0_1_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$413  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$413  = acc_rd__data[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$413  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$414  = gate0_1_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$414  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$414  = acc_rd__data[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$414  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$415  = gate0_1_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$185 ) begin
+            if (\$187 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$415  = acc_rd__data[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$272 ) begin
+            if (\$274 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    \$415  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -8084,7 +7969,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = gate0_0_1;
+    \$416  = gate0_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8093,11 +7978,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
-                    \$416  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$416  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -8108,11 +7995,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
-                    \$416  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    \$416  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -8123,7 +8012,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = gate0_0_2;
+    \$417  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8132,11 +8021,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
-                    \$417  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$417  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8147,11 +8040,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
-                    \$417  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$417  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8162,7 +8059,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = gate0_0_3;
+    \$418  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8171,11 +8068,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
-                    \$418  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$418  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8186,11 +8087,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
-                    \$418  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$418  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8201,7 +8106,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = gate0_0_4;
+    \$419  = gate0_2_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8210,11 +8115,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
-                    \$419  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$419  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8225,11 +8134,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
-                    \$419  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$419  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8240,7 +8153,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = gate0_0_5;
+    \$420  = gate0_2_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8249,11 +8162,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
-                    \$420  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$420  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -8264,11 +8181,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
-                    \$420  = acc_rd__data[125:105];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$420  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -8279,7 +8200,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = gate0_0_6;
+    \$421  = gate0_2_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8288,11 +8209,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
-                    \$421  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$421  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -8303,11 +8228,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
-                    \$421  = acc_rd__data[146:126];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$421  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -8318,7 +8247,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = gate0_0_7;
+    \$422  = gate0_2_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8327,11 +8256,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
-                    \$422  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$422  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -8342,11 +8275,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
-                    \$422  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$422  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -8357,7 +8294,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = gate0_1_0;
+    \$423  = gate0_2_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8366,13 +8303,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$423  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h3:
+                    \$423  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -8383,13 +8322,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$423  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h3:
+                    \$423  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -8400,7 +8341,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = gate0_1_1;
+    \$424  = gate0_2_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8409,13 +8350,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$424  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$424  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -8426,13 +8369,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$424  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h3:
+                    \$424  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -8443,7 +8388,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = gate0_1_2;
+    \$425  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8452,13 +8397,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$425  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$425  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8469,13 +8418,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$425  = acc_rd__data[62:42];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$425  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8486,7 +8439,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = gate0_1_3;
+    \$426  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8495,13 +8448,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$426  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$426  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8512,13 +8469,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$426  = acc_rd__data[83:63];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$426  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8529,7 +8490,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = gate0_1_4;
+    \$427  = gate0_3_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8538,13 +8499,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$199 ) begin
-            if (\$201 ) begin
+          if (\$185 ) begin
+            if (\$187 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$427  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$427  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8555,13 +8520,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$286 ) begin
-            if (\$288 ) begin
+          if (\$272 ) begin
+            if (\$274 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$427  = acc_rd__data[104:84];
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$427  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8613,8 +8582,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \acc_wr__data[5]  = acc_wr__data[125:105];
   assign \acc_wr__data[6]  = acc_wr__data[146:126];
   assign \acc_wr__data[7]  = acc_wr__data[167:147];
-  assign \last.valid  = last[0];
-  assign \last.acc_addr  = last[6:1];
   assign \acc_q[0]  = acc_q[20:0];
   assign \acc_q[1]  = acc_q[41:21];
   assign \acc_q[2]  = acc_q[62:42];
@@ -8697,43 +8664,43 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$signature__data$96[5]  = \$signature__data$96 [125:105];
   assign \$signature__data$96[6]  = \$signature__data$96 [146:126];
   assign \$signature__data$96[7]  = \$signature__data$96 [167:147];
-  assign acc_wr__data[167:147] = \$40 [20:0];
-  assign acc_wr__data[146:126] = \$35 [20:0];
-  assign acc_wr__data[125:105] = \$30 [20:0];
-  assign acc_wr__data[104:84] = \$25 [20:0];
-  assign acc_wr__data[83:63] = \$20 [20:0];
-  assign acc_wr__data[62:42] = \$15 [20:0];
-  assign acc_wr__data[41:21] = \$10 [20:0];
-  assign acc_wr__data[20:0] = \$5 [20:0];
-  assign \$50  = e2[0];
-  assign \$75  = e2[0];
-  assign \$100  = e2[0];
-  assign \$130  = { prod0[16], prod0 };
-  assign \$131  = { prod0[16], prod0, 2'h0 };
-  assign \$132  = { prod1[16], prod1 };
-  assign \$133  = { prod1[16], prod1, 2'h0 };
-  assign \$134  = { prod2[16], prod2 };
-  assign \$135  = { prod2[16], prod2, 2'h0 };
-  assign \$136  = { prod3[16], prod3 };
-  assign \$137  = { prod3[16], prod3, 2'h0 };
-  assign \$138  = { prod4[16], prod4 };
-  assign \$139  = { prod4[16], prod4, 2'h0 };
-  assign \$140  = { prod5[16], prod5 };
-  assign \$141  = { prod5[16], prod5, 2'h0 };
-  assign \$142  = { prod6[16], prod6 };
-  assign \$143  = { prod6[16], prod6, 2'h0 };
-  assign \$144  = { prod7[16], prod7 };
-  assign \$145  = { prod7[16], prod7, 2'h0 };
-  assign \$176  = \$175 ;
-  assign \$202  = \$signal ;
-  assign \$263  = \$262 ;
-  assign \$264  = 1'h0;
-  assign \$289  = \$signal ;
-  assign \$334  = \$333 ;
-  assign \$335  = 1'h0;
-  assign \$356  = { \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21], \$355 [21:9] };
-  assign \$359  = { \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21], \$358 [21:9] };
-  assign \$362  = { \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21], \$361 [21:9] };
+  assign acc_wr__data[167:147] = \$24 [20:0];
+  assign acc_wr__data[146:126] = \$21 [20:0];
+  assign acc_wr__data[125:105] = \$18 [20:0];
+  assign acc_wr__data[104:84] = \$15 [20:0];
+  assign acc_wr__data[83:63] = \$12 [20:0];
+  assign acc_wr__data[62:42] = \$9 [20:0];
+  assign acc_wr__data[41:21] = \$6 [20:0];
+  assign acc_wr__data[20:0] = \$3 [20:0];
+  assign \$34  = e2[0];
+  assign \$59  = e2[0];
+  assign \$84  = e2[0];
+  assign \$116  = { prod0[16], prod0 };
+  assign \$117  = { prod0[16], prod0, 2'h0 };
+  assign \$118  = { prod1[16], prod1 };
+  assign \$119  = { prod1[16], prod1, 2'h0 };
+  assign \$120  = { prod2[16], prod2 };
+  assign \$121  = { prod2[16], prod2, 2'h0 };
+  assign \$122  = { prod3[16], prod3 };
+  assign \$123  = { prod3[16], prod3, 2'h0 };
+  assign \$124  = { prod4[16], prod4 };
+  assign \$125  = { prod4[16], prod4, 2'h0 };
+  assign \$126  = { prod5[16], prod5 };
+  assign \$127  = { prod5[16], prod5, 2'h0 };
+  assign \$128  = { prod6[16], prod6 };
+  assign \$129  = { prod6[16], prod6, 2'h0 };
+  assign \$130  = { prod7[16], prod7 };
+  assign \$131  = { prod7[16], prod7, 2'h0 };
+  assign \$162  = \$161 ;
+  assign \$188  = \$signal ;
+  assign \$249  = \$248 ;
+  assign \$250  = 1'h0;
+  assign \$275  = \$signal ;
+  assign \$320  = \$319 ;
+  assign \$321  = 1'h0;
+  assign \$342  = { \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21:9] };
+  assign \$345  = { \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21:9] };
+  assign \$348  = { \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9982,7 +9949,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -9996,42 +9963,41 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -10039,56 +10005,54 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -10102,117 +10066,111 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -10220,21 +10178,21 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -10261,14 +10219,21 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -10281,10 +10246,10 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10292,7 +10257,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -10306,42 +10271,41 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -10349,56 +10313,54 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -10412,117 +10374,111 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -10530,21 +10486,21 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -10571,14 +10527,21 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -10591,10 +10554,10 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10602,7 +10565,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [16:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -10616,42 +10579,41 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [14:0] \$23 ;
-  wire [15:0] \$24 ;
-  wire [15:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [16:0] \$27 ;
+  wire [17:0] \$24 ;
+  wire [17:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [18:0] \$27 ;
   wire [17:0] \$28 ;
-  wire [16:0] \$29 ;
+  wire [18:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [17:0] \$30 ;
-  wire [18:0] \$31 ;
-  wire [18:0] \$32 ;
-  wire \$33 ;
-  wire [18:0] \$34 ;
-  wire [18:0] \$35 ;
-  wire \$36 ;
-  wire [18:0] \$37 ;
-  wire [18:0] \$38 ;
-  wire [18:0] \$39 ;
+  wire [19:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire \$32 ;
+  wire [19:0] \$33 ;
+  wire [19:0] \$34 ;
+  wire \$35 ;
+  wire [19:0] \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
   wire \$4 ;
-  wire [18:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [3:0] \$46 ;
+  reg [16:0] \$44 ;
+  reg [3:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [16:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [15:0] \$51 ;
+  reg [14:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [16:0] \$54 ;
-  reg [17:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [17:0] \$53 ;
+  reg [18:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -10659,56 +10621,54 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [16:0] \$signal$7  = 17'h00000;
   reg [3:0] \$signal$8  = 4'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [16:0] c1b = 17'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [15:0] term = 16'h0000;
+  reg [14:0] term = 15'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [16:0] y2 = 17'h00000;
-  reg [17:0] y3 = 18'h00000;
+  reg [17:0] y2 = 18'h00000;
+  reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -10722,117 +10682,111 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$19  = \$18  >= 5'h10;
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(5'h08);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 17'h00800 : y2;
-  assign \$28  = - $signed(\$27 );
-  assign \$29  = beyond2 ? 17'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [16], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 19'h7ff80 : \$38 ;
-  assign \$40  = \$33  ? 19'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 18'h00800 : y2;
+  assign \$27  = - $signed(\$26 );
+  assign \$28  = beyond2 ? 18'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
+  assign \$39  = \$32  ? 20'h0007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [2:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$46  = { 1'h0, \$17 [2:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 4'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 16'h0000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 17'h00000;
+      \$54  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -10840,37 +10794,37 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 13'h0002;
+          \$11  = 17'h00028;
       4'h1:
-          \$11  = 13'h01fa;
+          \$11  = 17'h01fa8;
       4'h2:
-          \$11  = 13'h03b8;
+          \$11  = 17'h03b88;
       4'h3:
-          \$11  = 13'h051a;
+          \$11  = 17'h051a8;
       4'h4:
-          \$11  = 13'h061c;
+          \$11  = 17'h061c8;
       4'h5:
-          \$11  = 13'h06cc;
+          \$11  = 17'h06cc8;
       4'h6:
-          \$11  = 13'h0740;
+          \$11  = 17'h07408;
       4'h7:
-          \$11  = 13'h0789;
+          \$11  = 17'h07898;
       4'h8:
-          \$11  = 13'h07b7;
+          \$11  = 17'h07b78;
       4'h9:
-          \$11  = 13'h07d4;
+          \$11  = 17'h07d48;
       4'ha:
-          \$11  = 13'h07e5;
+          \$11  = 17'h07e58;
       4'hb:
-          \$11  = 13'h07f0;
+          \$11  = 17'h07f08;
       4'hc:
-          \$11  = 13'h07f6;
+          \$11  = 17'h07f68;
       4'hd:
-          \$11  = 13'h07fa;
+          \$11  = 17'h07fa8;
       4'he:
-          \$11  = 13'h07fc;
+          \$11  = 17'h07fc8;
       4'hf:
-          \$11  = 13'h07fe;
+          \$11  = 17'h07fe8;
     endcase
   end
   always @* begin
@@ -10913,14 +10867,21 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -10933,10 +10894,10 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [15], \$24 [15], \$24 [15], \$24 [15], \$24 [15:4] };
-  assign \$32  = { \$31 [18], \$31 [18], \$31 [18], \$31 [18], \$31 [18:4] };
-  assign \$35  = { \$34 [18], \$34 [18], \$34 [18], \$34 [18], \$34 [18:4] };
-  assign \$38  = { \$37 [18], \$37 [18], \$37 [18], \$37 [18], \$37 [18:4] };
+  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
+  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
+  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
+  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12185,7 +12146,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -12199,42 +12160,41 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -12242,56 +12202,54 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -12305,117 +12263,111 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -12423,21 +12375,21 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -12464,14 +12416,21 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -12484,10 +12443,10 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12495,7 +12454,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -12509,42 +12468,41 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -12552,56 +12510,54 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -12615,117 +12571,111 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -12733,21 +12683,21 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -12774,14 +12724,21 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -12794,10 +12751,10 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12805,7 +12762,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [16:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -12819,42 +12776,41 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [14:0] \$23 ;
-  wire [15:0] \$24 ;
-  wire [15:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [16:0] \$27 ;
+  wire [17:0] \$24 ;
+  wire [17:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [18:0] \$27 ;
   wire [17:0] \$28 ;
-  wire [16:0] \$29 ;
+  wire [18:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [17:0] \$30 ;
-  wire [18:0] \$31 ;
-  wire [18:0] \$32 ;
-  wire \$33 ;
-  wire [18:0] \$34 ;
-  wire [18:0] \$35 ;
-  wire \$36 ;
-  wire [18:0] \$37 ;
-  wire [18:0] \$38 ;
-  wire [18:0] \$39 ;
+  wire [19:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire \$32 ;
+  wire [19:0] \$33 ;
+  wire [19:0] \$34 ;
+  wire \$35 ;
+  wire [19:0] \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
   wire \$4 ;
-  wire [18:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [3:0] \$46 ;
+  reg [16:0] \$44 ;
+  reg [3:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [16:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [15:0] \$51 ;
+  reg [14:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [16:0] \$54 ;
-  reg [17:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [17:0] \$53 ;
+  reg [18:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -12862,56 +12818,54 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [16:0] \$signal$7  = 17'h00000;
   reg [3:0] \$signal$8  = 4'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [16:0] c1b = 17'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [15:0] term = 16'h0000;
+  reg [14:0] term = 15'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [16:0] y2 = 17'h00000;
-  reg [17:0] y3 = 18'h00000;
+  reg [17:0] y2 = 18'h00000;
+  reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -12925,117 +12879,111 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$19  = \$18  >= 5'h10;
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(5'h08);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 17'h00800 : y2;
-  assign \$28  = - $signed(\$27 );
-  assign \$29  = beyond2 ? 17'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [16], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 19'h7ff80 : \$38 ;
-  assign \$40  = \$33  ? 19'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 18'h00800 : y2;
+  assign \$27  = - $signed(\$26 );
+  assign \$28  = beyond2 ? 18'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
+  assign \$39  = \$32  ? 20'h0007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [2:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$46  = { 1'h0, \$17 [2:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 4'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 16'h0000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 17'h00000;
+      \$54  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -13043,37 +12991,37 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 13'h0002;
+          \$11  = 17'h00028;
       4'h1:
-          \$11  = 13'h01fa;
+          \$11  = 17'h01fa8;
       4'h2:
-          \$11  = 13'h03b8;
+          \$11  = 17'h03b88;
       4'h3:
-          \$11  = 13'h051a;
+          \$11  = 17'h051a8;
       4'h4:
-          \$11  = 13'h061c;
+          \$11  = 17'h061c8;
       4'h5:
-          \$11  = 13'h06cc;
+          \$11  = 17'h06cc8;
       4'h6:
-          \$11  = 13'h0740;
+          \$11  = 17'h07408;
       4'h7:
-          \$11  = 13'h0789;
+          \$11  = 17'h07898;
       4'h8:
-          \$11  = 13'h07b7;
+          \$11  = 17'h07b78;
       4'h9:
-          \$11  = 13'h07d4;
+          \$11  = 17'h07d48;
       4'ha:
-          \$11  = 13'h07e5;
+          \$11  = 17'h07e58;
       4'hb:
-          \$11  = 13'h07f0;
+          \$11  = 17'h07f08;
       4'hc:
-          \$11  = 13'h07f6;
+          \$11  = 17'h07f68;
       4'hd:
-          \$11  = 13'h07fa;
+          \$11  = 17'h07fa8;
       4'he:
-          \$11  = 13'h07fc;
+          \$11  = 17'h07fc8;
       4'hf:
-          \$11  = 13'h07fe;
+          \$11  = 17'h07fe8;
     endcase
   end
   always @* begin
@@ -13116,14 +13064,21 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -13136,10 +13091,10 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [15], \$24 [15], \$24 [15], \$24 [15], \$24 [15:4] };
-  assign \$32  = { \$31 [18], \$31 [18], \$31 [18], \$31 [18], \$31 [18:4] };
-  assign \$35  = { \$34 [18], \$34 [18], \$34 [18], \$34 [18], \$34 [18:4] };
-  assign \$38  = { \$37 [18], \$37 [18], \$37 [18], \$37 [18], \$37 [18:4] };
+  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
+  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
+  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
+  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)

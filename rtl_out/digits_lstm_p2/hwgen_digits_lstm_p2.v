@@ -4,35 +4,35 @@
 (* generator = "Amaranth" *)
 module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
-  wire [20:0] \$10 ;
+  wire [18:0] \$1 ;
+  wire \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
+  reg \$106 ;
   wire \$107 ;
-  reg \$108 ;
-  wire \$109 ;
-  wire \$11 ;
+  wire \$108 ;
+  wire [3:0] \$109 ;
+  wire [6:0] \$11 ;
   wire \$110 ;
-  wire [3:0] \$111 ;
+  wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire [5:0] \$116 ;
-  wire [5:0] \$117 ;
-  wire \$118 ;
+  wire [5:0] \$114 ;
+  wire [5:0] \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  reg \$118 ;
   wire \$119 ;
-  wire [6:0] \$12 ;
-  reg \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  reg \$123 ;
-  wire [6:0] \$124 ;
+  wire [7:0] \$12 ;
+  wire \$120 ;
+  reg \$121 ;
+  wire [6:0] \$122 ;
+  reg [18:0] \$123 ;
+  reg [18:0] \$124 ;
   reg [18:0] \$125 ;
   reg [18:0] \$126 ;
   reg [18:0] \$127 ;
@@ -44,36 +44,36 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [18:0] \$132 ;
   reg [18:0] \$133 ;
   reg [18:0] \$134 ;
-  reg [18:0] \$135 ;
-  reg [18:0] \$136 ;
+  wire \$135 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
+  wire [7:0] \$139 ;
+  wire [7:0] \$14 ;
   wire \$140 ;
-  wire [7:0] \$141 ;
-  wire \$142 ;
-  wire [2:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire [4:0] \$147 ;
-  wire [5:0] \$148 ;
+  wire [2:0] \$141 ;
+  wire [5:0] \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire [4:0] \$145 ;
+  wire [5:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
   wire \$149 ;
-  wire [6:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire [6:0] \$152 ;
-  wire [12:0] \$153 ;
-  wire [8:0] \$154 ;
-  wire [7:0] \$155 ;
-  wire [7:0] \$156 ;
+  wire \$15 ;
+  wire [6:0] \$150 ;
+  wire [12:0] \$151 ;
+  wire [8:0] \$152 ;
+  wire [7:0] \$153 ;
+  wire [7:0] \$154 ;
+  wire \$155 ;
+  wire \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire \$159 ;
-  wire [7:0] \$16 ;
+  wire [7:0] \$159 ;
+  wire [12:0] \$16 ;
   wire \$160 ;
-  wire [7:0] \$161 ;
+  wire \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
@@ -82,74 +82,74 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [6:0] \$17 ;
+  wire \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  reg [18:0] \$178 ;
-  wire [19:0] \$179 ;
-  wire [7:0] \$18 ;
+  reg [18:0] \$176 ;
+  wire [19:0] \$177 ;
+  wire [19:0] \$178 ;
+  wire \$179 ;
+  wire \$18 ;
   wire [19:0] \$180 ;
-  wire \$181 ;
-  wire [19:0] \$182 ;
+  wire [19:0] \$181 ;
+  wire \$182 ;
   wire [19:0] \$183 ;
-  wire \$184 ;
+  wire [19:0] \$184 ;
   wire [19:0] \$185 ;
   wire [19:0] \$186 ;
-  wire [19:0] \$187 ;
-  wire [19:0] \$188 ;
+  wire \$187 ;
+  wire [4:0] \$188 ;
   wire \$189 ;
-  wire \$19 ;
-  wire [4:0] \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire [7:0] \$193 ;
-  wire [2:0] \$194 ;
-  reg [19:0] \$195 ;
-  reg [25:0] \$196 ;
-  reg [25:0] \$197 ;
-  reg [15:0] \$198 ;
-  reg [16:0] \$199 ;
-  wire \$2 ;
-  wire [12:0] \$20 ;
-  reg [16:0] \$200 ;
-  reg [9:0] \$201 ;
-  reg [9:0] \$202 ;
-  reg [37:0] \$203 ;
+  reg \$19 ;
+  wire \$190 ;
+  wire [7:0] \$191 ;
+  wire [2:0] \$192 ;
+  reg [19:0] \$193 ;
+  reg [25:0] \$194 ;
+  reg [25:0] \$195 ;
+  reg [15:0] \$196 ;
+  reg [16:0] \$197 ;
+  reg [16:0] \$198 ;
+  reg [9:0] \$199 ;
+  wire [18:0] \$2 ;
+  wire \$20 ;
+  reg [9:0] \$200 ;
+  reg [37:0] \$201 ;
+  reg [37:0] \$202 ;
+  reg \$203 ;
   reg [37:0] \$204 ;
-  reg [7:0] \$205 ;
-  reg [37:0] \$206 ;
-  reg [19:0] \$207 ;
-  reg [19:0] \$208 ;
+  reg [19:0] \$205 ;
+  reg [19:0] \$206 ;
+  reg \$207 ;
+  reg [2:0] \$208 ;
   reg \$209 ;
   wire \$21 ;
-  reg [2:0] \$210 ;
-  reg \$211 ;
-  reg [5:0] \$212 ;
-  reg [11:0] \$213 ;
-  reg [6:0] \$214 ;
-  reg [3:0] \$215 ;
-  reg [36:0] \$216 ;
-  reg \$217 ;
-  reg [27:0] \$218 ;
-  reg [1:0] \$219 ;
-  wire \$22 ;
-  reg [5:0] \$220 ;
-  reg [2:0] \$221 ;
-  reg [4:0] \$222 ;
+  reg [5:0] \$210 ;
+  reg [11:0] \$211 ;
+  reg [6:0] \$212 ;
+  reg [3:0] \$213 ;
+  reg [36:0] \$214 ;
+  reg \$215 ;
+  reg [27:0] \$216 ;
+  reg [1:0] \$217 ;
+  reg [5:0] \$218 ;
+  reg [2:0] \$219 ;
+  wire [7:0] \$22 ;
+  reg [4:0] \$220 ;
+  reg \$221 ;
+  reg \$222 ;
   reg \$223 ;
   reg \$224 ;
-  reg \$225 ;
-  reg \$226 ;
+  reg [18:0] \$225 ;
+  reg [18:0] \$226 ;
   reg [18:0] \$227 ;
   reg [18:0] \$228 ;
   reg [18:0] \$229 ;
-  reg \$23 ;
+  wire [8:0] \$23 ;
   reg [18:0] \$230 ;
   reg [18:0] \$231 ;
   reg [18:0] \$232 ;
@@ -160,52 +160,50 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [18:0] \$237 ;
   reg [18:0] \$238 ;
   reg [18:0] \$239 ;
-  wire \$24 ;
+  wire [9:0] \$24 ;
   reg [18:0] \$240 ;
   reg [18:0] \$241 ;
   reg [18:0] \$242 ;
   reg [18:0] \$243 ;
   reg [18:0] \$244 ;
-  reg [18:0] \$245 ;
-  reg [18:0] \$246 ;
-  reg [5:0] \$247 ;
+  reg [5:0] \$245 ;
+  reg \$246 ;
+  reg [4:0] \$247 ;
   reg \$248 ;
-  reg [4:0] \$249 ;
+  reg [3:0] \$249 ;
   wire \$25 ;
-  reg \$250 ;
-  reg [3:0] \$251 ;
-  reg [18:0] \$252 ;
-  reg [8:0] \$253 ;
-  reg \$254 ;
-  wire [7:0] \$26 ;
-  wire [8:0] \$27 ;
-  wire [9:0] \$28 ;
-  wire \$29 ;
-  wire [18:0] \$3 ;
-  wire [5:0] \$30 ;
+  reg [18:0] \$250 ;
+  reg [8:0] \$251 ;
+  reg \$252 ;
+  wire [5:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
+  wire [20:0] \$3 ;
+  wire \$30 ;
   wire \$31 ;
-  wire \$32 ;
-  reg \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire [5:0] \$36 ;
+  wire [5:0] \$32 ;
+  wire [6:0] \$33 ;
+  wire [6:0] \$34 ;
+  wire [6:0] \$35 ;
+  wire \$36 ;
   wire [6:0] \$37 ;
-  wire [6:0] \$38 ;
+  wire [7:0] \$38 ;
   wire [6:0] \$39 ;
   wire [18:0] \$4 ;
-  wire \$40 ;
-  wire [6:0] \$41 ;
-  wire [7:0] \$42 ;
-  wire [6:0] \$43 ;
+  wire [7:0] \$40 ;
+  wire \$41 ;
+  wire [12:0] \$42 ;
+  wire \$43 ;
   wire [7:0] \$44 ;
-  wire \$45 ;
-  wire [12:0] \$46 ;
-  wire \$47 ;
-  wire [7:0] \$48 ;
-  wire [7:0] \$49 ;
-  wire [20:0] \$5 ;
-  wire [7:0] \$50 ;
-  wire [7:0] \$51 ;
+  wire [7:0] \$45 ;
+  wire [7:0] \$46 ;
+  wire [7:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire [18:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
@@ -213,42 +211,42 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
+  wire [16:0] \$59 ;
+  wire [20:0] \$6 ;
+  wire [16:0] \$60 ;
   wire \$61 ;
   wire \$62 ;
-  wire [16:0] \$63 ;
-  wire [16:0] \$64 ;
+  wire [17:0] \$63 ;
+  wire [17:0] \$64 ;
   wire [17:0] \$65 ;
   wire [17:0] \$66 ;
-  wire [17:0] \$67 ;
-  wire [17:0] \$68 ;
-  wire [3:0] \$69 ;
+  wire [3:0] \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire [4:0] \$72 ;
-  wire [5:0] \$73 ;
+  wire [4:0] \$70 ;
+  wire [5:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
   wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire [6:0] \$77 ;
-  wire [12:0] \$78 ;
+  wire [6:0] \$75 ;
+  wire [12:0] \$76 ;
+  wire \$77 ;
+  wire [7:0] \$78 ;
   wire \$79 ;
-  wire [18:0] \$8 ;
+  wire [6:0] \$8 ;
   wire [7:0] \$80 ;
-  wire \$81 ;
+  wire [8:0] \$81 ;
   wire [7:0] \$82 ;
-  wire [8:0] \$83 ;
-  wire [7:0] \$84 ;
-  wire [7:0] \$85 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire \$88 ;
+  wire [7:0] \$88 ;
   wire \$89 ;
-  wire [18:0] \$9 ;
-  wire [7:0] \$90 ;
+  wire [6:0] \$9 ;
+  wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
@@ -328,6 +326,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [5:0] elem = 6'h00;
   reg [5:0] enc_col = 6'h00;
   reg [11:0] enc_w = 12'h000;
+  reg forward = 1'h0;
   reg fresh = 1'h1;
   reg [4:0] g_grp = 5'h00;
   reg [18:0] gate0_0_0 = 19'h00000;
@@ -372,9 +371,6 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [1:0] lane = 2'h0;
-  reg [7:0] last = 8'h00;
-  wire [6:0] \last.acc_addr ;
-  wire \last.valid ;
   reg [37:0] last_sum = 38'h0000000000;
   wire [18:0] \last_sum[0] ;
   wire [18:0] \last_sum[1] ;
@@ -3166,292 +3162,290 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   assign \$signature__data$76  = _4_;
   assign acc_rd__addr = s1b[0] ? s1b[7:1] : act_acc_addr;
-  assign \$1  = last[7:1] == s3[7:1];
-  assign \$2  = last[0] & \$1 ;
-  assign \$3  = \$2  ? last_sum[18:0] : acc_q[18:0];
-  assign \$4  = s3[8] ? bias_q[18:0] : \$3 ;
-  assign \$5  = $signed(\$4 ) + $signed(aligned0);
-  assign \$6  = last[7:1] == s3[7:1];
-  assign \$7  = last[0] & \$6 ;
-  assign \$8  = \$7  ? last_sum[37:19] : acc_q[37:19];
-  assign \$9  = s3[8] ? bias_q[37:19] : \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned1);
-  assign \$11  = ! issue_layer;
-  assign valid_in = issue_valid & \$11 ;
+  assign \$1  = forward ? last_sum[18:0] : acc_q[18:0];
+  assign \$2  = s3[8] ? bias_q[18:0] : \$1 ;
+  assign \$3  = $signed(\$2 ) + $signed(aligned0);
+  assign \$4  = forward ? last_sum[37:19] : acc_q[37:19];
+  assign \$5  = s3[8] ? bias_q[37:19] : \$4 ;
+  assign \$6  = $signed(\$5 ) + $signed(aligned1);
+  assign \$7  = ! issue_layer;
+  assign valid_in = issue_valid & \$7 ;
   assign h_prev = fresh ? 8'h00 : \$signature__data ;
   assign c_prev = fresh ? 8'h00 : c_rd__data;
-  assign \$12  = 3'h4 + tag_out;
-  assign \$13  = 1'h0 + tag_out;
-  assign \$14  = enc_col >= 3'h4;
-  assign \$15  = 3'h4 + enc_col;
-  assign \$16  = \$15  - 3'h4;
-  assign \$17  = 1'h0 + enc_col;
-  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
-  assign \$20  = cur[11:0] + grp;
-  assign \$21  = grp == 6'h3f;
-  assign \$22  = g_grp < 5'h10;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = act_q * 5'h10;
-  assign \$27  = 1'h0 + \$26 ;
-  assign \$28  = \$27  + g_grp;
-  assign \$29  = act_q == 3'h4;
-  assign \$30  = g_grp + 1'h1;
-  assign \$31  = \$30  < 5'h10;
-  assign \$32  = ~ \$signal ;
-  assign \$34  = ~ \$33 ;
-  assign \$35  = \$31  & \$34 ;
-  assign \$36  = 1'h0 + g_grp;
-  assign \$37  = \$36  + 1'h1;
-  assign \$38  = 3'h4 + elem;
-  assign \$39  = 1'h0 + elem;
-  assign \$40  = enc_col >= 1'h0;
-  assign \$41  = 3'h4 + enc_col;
-  assign \$42  = \$41  - 1'h0;
-  assign \$43  = 1'h0 + enc_col;
-  assign \$44  = \$40  ? \$42  : { 1'h0, \$43  };
-  assign \$46  = cur[11:0] + grp;
-  assign \$47  = grp == 3'h4;
-  assign \$48  = 7'h40 + grp;
-  assign \$49  = 7'h40 + grp;
-  assign \$50  = 7'h40 + grp;
-  assign \$51  = 7'h40 + grp;
-  assign \$52  = ! seq_state;
-  assign \$53  = seq_state == 1'h1;
-  assign \$54  = seq_state == 2'h2;
-  assign \$55  = seq_state == 2'h3;
-  assign \$56  = seq_state == 3'h4;
-  assign \$57  = seq_state == 3'h5;
-  assign \$58  = seq_state == 3'h6;
-  assign \$59  = seq_state == 3'h7;
-  assign \$60  = seq_state == 4'h8;
-  assign \$61  = seq_state == 4'h9;
-  assign \$62  = seq_state == 4'ha;
-  assign \$63  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
-  assign \$64  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
-  assign \$69  = in_idx + 1'h1;
-  assign \$70  = in_idx == 2'h3;
-  assign \$71  = enc_col < 6'h24;
-  assign \$72  = level + e1[0];
-  assign \$73  = \$72  + e2[0];
-  assign \$74  = \$73  < 3'h7;
-  assign \$75  = \$71  & \$74 ;
-  assign \$76  = enc_col >= 3'h4;
-  assign \$77  = enc_col + 1'h1;
-  assign \$78  = enc_w + 7'h40;
+  assign \$8  = 3'h4 + tag_out;
+  assign \$9  = 1'h0 + tag_out;
+  assign \$10  = enc_col >= 3'h4;
+  assign \$11  = 3'h4 + enc_col;
+  assign \$12  = \$11  - 3'h4;
+  assign \$13  = 1'h0 + enc_col;
+  assign \$14  = \$10  ? \$12  : { 1'h0, \$13  };
+  assign \$16  = cur[11:0] + grp;
+  assign \$17  = grp == 6'h3f;
+  assign \$18  = g_grp < 5'h10;
+  assign \$20  = ~ \$19 ;
+  assign \$21  = \$18  & \$20 ;
+  assign \$22  = act_q * 5'h10;
+  assign \$23  = 1'h0 + \$22 ;
+  assign \$24  = \$23  + g_grp;
+  assign \$25  = act_q == 3'h4;
+  assign \$26  = g_grp + 1'h1;
+  assign \$27  = \$26  < 5'h10;
+  assign \$28  = ~ \$signal ;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$27  & \$30 ;
+  assign \$32  = 1'h0 + g_grp;
+  assign \$33  = \$32  + 1'h1;
+  assign \$34  = 3'h4 + elem;
+  assign \$35  = 1'h0 + elem;
+  assign \$36  = enc_col >= 1'h0;
+  assign \$37  = 3'h4 + enc_col;
+  assign \$38  = \$37  - 1'h0;
+  assign \$39  = 1'h0 + enc_col;
+  assign \$40  = \$36  ? \$38  : { 1'h0, \$39  };
+  assign \$42  = cur[11:0] + grp;
+  assign \$43  = grp == 3'h4;
+  assign \$44  = 7'h40 + grp;
+  assign \$45  = 7'h40 + grp;
+  assign \$46  = 7'h40 + grp;
+  assign \$47  = 7'h40 + grp;
+  assign \$48  = ! seq_state;
+  assign \$49  = seq_state == 1'h1;
+  assign \$50  = seq_state == 2'h2;
+  assign \$51  = seq_state == 2'h3;
+  assign \$52  = seq_state == 3'h4;
+  assign \$53  = seq_state == 3'h5;
+  assign \$54  = seq_state == 3'h6;
+  assign \$55  = seq_state == 3'h7;
+  assign \$56  = seq_state == 4'h8;
+  assign \$57  = seq_state == 4'h9;
+  assign \$58  = seq_state == 4'ha;
+  assign \$59  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$60  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
+  assign \$61  = s3[7:1] == s2[7:1];
+  assign \$62  = s3[0] & \$61 ;
+  assign \$67  = in_idx + 1'h1;
+  assign \$68  = in_idx == 2'h3;
+  assign \$69  = enc_col < 6'h24;
+  assign \$70  = level + e1[0];
+  assign \$71  = \$70  + e2[0];
+  assign \$72  = \$71  < 3'h7;
+  assign \$73  = \$69  & \$72 ;
+  assign \$74  = enc_col >= 3'h4;
+  assign \$75  = enc_col + 1'h1;
+  assign \$76  = enc_w + 7'h40;
+  assign \$77  = e1[7] & fresh;
+  assign \$78  = \$77  ? 8'h00 : \$signature__data ;
   assign \$79  = e1[7] & fresh;
   assign \$80  = \$79  ? 8'h00 : \$signature__data ;
-  assign \$81  = e1[7] & fresh;
-  assign \$82  = \$81  ? 8'h00 : \$signature__data ;
-  assign \$83  = $signed(\$82 ) - $signed(1'h0);
-  assign \$84  = 1'h0 + grp;
-  assign \$85  = 1'h0 + grp;
-  assign \$86  = ! cur[17:12];
-  assign \$88  = cur[18] ? 1'h0 : 1'h1;
-  assign \$89  = grp == 6'h3f;
-  assign \$90  = grp + 1'h1;
-  assign \$91  = enc_col == 6'h24;
-  assign \$92  = ~ e1[0];
+  assign \$81  = $signed(\$80 ) - $signed(1'h0);
+  assign \$82  = 1'h0 + grp;
+  assign \$83  = 1'h0 + grp;
+  assign \$84  = ! cur[17:12];
+  assign \$86  = cur[18] ? 1'h0 : 1'h1;
+  assign \$87  = grp == 6'h3f;
+  assign \$88  = grp + 1'h1;
+  assign \$89  = enc_col == 6'h24;
+  assign \$90  = ~ e1[0];
+  assign \$91  = \$89  & \$90 ;
+  assign \$92  = ~ e2[0];
   assign \$93  = \$91  & \$92 ;
-  assign \$94  = ~ e2[0];
+  assign \$94  = ~ r_rdy;
   assign \$95  = \$93  & \$94 ;
-  assign \$96  = ~ r_rdy;
+  assign \$96  = ~ cur_active;
   assign \$97  = \$95  & \$96 ;
-  assign \$98  = ~ cur_active;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = ~ s1[0];
-  assign \$101  = ~ s1b[0];
+  assign \$98  = ~ s1[0];
+  assign \$99  = ~ s1b[0];
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = ~ s2[0];
   assign \$102  = \$100  & \$101 ;
-  assign \$103  = ~ s2[0];
+  assign \$103  = ~ s3[0];
   assign \$104  = \$102  & \$103 ;
-  assign \$105  = ~ s3[0];
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = g_grp < 5'h10;
-  assign \$109  = ~ \$108 ;
-  assign \$110  = \$107  & \$109 ;
-  assign \$111  = act_q + 1'h1;
-  assign \$112  = ! \$signal ;
-  assign \$114  = act_q == 3'h4;
-  assign \$115  = ~ \$signal ;
-  assign \$116  = g_grp + 1'h1;
-  assign \$117  = g_grp + 1'h1;
-  assign \$118  = \$117  < 5'h10;
-  assign \$119  = ~ \$signal ;
-  assign \$121  = ~ \$120 ;
-  assign \$122  = \$118  & \$121 ;
-  assign \$124  = elem + 1'h1;
-  assign \$137  = lane == 1'h1;
-  assign \$138  = elem == 5'h1f;
-  assign \$139  = \$137  | \$138 ;
-  assign \$140  = ~ \$signal$87 ;
-  assign \$141  = grp + 1'h1;
-  assign \$142  = grp == 4'hf;
-  assign \$143  = lane + 1'h1;
-  assign \$144  = \wait  + 1'h1;
-  assign \$145  = \wait  == 5'h16;
-  assign \$146  = enc_col < 6'h20;
-  assign \$147  = level + e1[0];
-  assign \$148  = \$147  + e2[0];
-  assign \$149  = \$148  < 3'h7;
-  assign \$150  = \$146  & \$149 ;
-  assign \$151  = enc_col >= 1'h0;
-  assign \$152  = enc_col + 1'h1;
-  assign \$153  = enc_w + 3'h5;
-  assign \$154  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$155  = 7'h40 + grp;
-  assign \$156  = 7'h40 + grp;
-  assign \$157  = ! cur[17:12];
-  assign \$160  = grp == 3'h4;
-  assign \$161  = grp + 1'h1;
-  assign \$162  = enc_col == 6'h20;
-  assign \$163  = ~ e1[0];
+  assign \$105  = g_grp < 5'h10;
+  assign \$107  = ~ \$106 ;
+  assign \$108  = \$105  & \$107 ;
+  assign \$109  = act_q + 1'h1;
+  assign \$110  = ! \$signal ;
+  assign \$112  = act_q == 3'h4;
+  assign \$113  = ~ \$signal ;
+  assign \$114  = g_grp + 1'h1;
+  assign \$115  = g_grp + 1'h1;
+  assign \$116  = \$115  < 5'h10;
+  assign \$117  = ~ \$signal ;
+  assign \$119  = ~ \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$122  = elem + 1'h1;
+  assign \$135  = lane == 1'h1;
+  assign \$136  = elem == 5'h1f;
+  assign \$137  = \$135  | \$136 ;
+  assign \$138  = ~ \$signal$87 ;
+  assign \$139  = grp + 1'h1;
+  assign \$140  = grp == 4'hf;
+  assign \$141  = lane + 1'h1;
+  assign \$142  = \wait  + 1'h1;
+  assign \$143  = \wait  == 5'h16;
+  assign \$144  = enc_col < 6'h20;
+  assign \$145  = level + e1[0];
+  assign \$146  = \$145  + e2[0];
+  assign \$147  = \$146  < 3'h7;
+  assign \$148  = \$144  & \$147 ;
+  assign \$149  = enc_col >= 1'h0;
+  assign \$150  = enc_col + 1'h1;
+  assign \$151  = enc_w + 3'h5;
+  assign \$152  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$153  = 7'h40 + grp;
+  assign \$154  = 7'h40 + grp;
+  assign \$155  = ! cur[17:12];
+  assign \$158  = grp == 3'h4;
+  assign \$159  = grp + 1'h1;
+  assign \$160  = enc_col == 6'h20;
+  assign \$161  = ~ e1[0];
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = ~ e2[0];
   assign \$164  = \$162  & \$163 ;
-  assign \$165  = ~ e2[0];
+  assign \$165  = ~ r_rdy;
   assign \$166  = \$164  & \$165 ;
-  assign \$167  = ~ r_rdy;
+  assign \$167  = ~ cur_active;
   assign \$168  = \$166  & \$167 ;
-  assign \$169  = ~ cur_active;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ~ s1[0];
-  assign \$172  = ~ s1b[0];
+  assign \$169  = ~ s1[0];
+  assign \$170  = ~ s1b[0];
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = ~ s2[0];
   assign \$173  = \$171  & \$172 ;
-  assign \$174  = ~ s2[0];
+  assign \$174  = ~ s3[0];
   assign \$175  = \$173  & \$174 ;
-  assign \$176  = ~ s3[0];
-  assign \$177  = \$175  & \$176 ;
-  assign \$179  = $signed(out_word) + $signed(11'h200);
-  assign \$181  = $signed(\$180 ) > $signed(8'h7f);
-  assign \$182  = $signed(out_word) + $signed(11'h200);
-  assign \$184  = $signed(\$183 ) < $signed(8'h80);
-  assign \$185  = $signed(out_word) + $signed(11'h200);
-  assign \$187  = \$184  ? 20'hfff80 : \$186 ;
-  assign \$188  = \$181  ? 20'h0007f : \$187 ;
+  assign \$177  = $signed(out_word) + $signed(11'h200);
+  assign \$179  = $signed(\$178 ) > $signed(8'h7f);
+  assign \$180  = $signed(out_word) + $signed(11'h200);
+  assign \$182  = $signed(\$181 ) < $signed(8'h80);
+  assign \$183  = $signed(out_word) + $signed(11'h200);
+  assign \$185  = \$182  ? 20'hfff80 : \$184 ;
+  assign \$186  = \$179  ? 20'h0007f : \$185 ;
+  assign \$187  = out_idx == 4'h9;
+  assign \$188  = out_idx + 1'h1;
   assign \$189  = out_idx == 4'h9;
-  assign \$190  = out_idx + 1'h1;
-  assign \$191  = out_idx == 4'h9;
-  assign \$192  = lane == 1'h1;
-  assign \$193  = grp + 1'h1;
-  assign \$194  = lane + 1'h1;
+  assign \$190  = lane == 1'h1;
+  assign \$191  = grp + 1'h1;
+  assign \$192  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$195 ;
+    e1 <= \$193 ;
   always @(posedge clk)
-    s1 <= \$196 ;
+    s1 <= \$194 ;
   always @(posedge clk)
-    s1b <= \$197 ;
+    s1b <= \$195 ;
   always @(posedge clk)
-    w_word <= \$198 ;
+    w_word <= \$196 ;
   always @(posedge clk)
-    prod0 <= \$199 ;
+    prod0 <= \$197 ;
   always @(posedge clk)
-    prod1 <= \$200 ;
+    prod1 <= \$198 ;
   always @(posedge clk)
-    s2 <= \$201 ;
+    s2 <= \$199 ;
   always @(posedge clk)
-    s3 <= \$202 ;
+    s3 <= \$200 ;
   always @(posedge clk)
-    acc_q <= \$203 ;
+    acc_q <= \$201 ;
   always @(posedge clk)
-    bias_q <= \$204 ;
+    bias_q <= \$202 ;
   always @(posedge clk)
-    last <= \$205 ;
+    forward <= \$203 ;
   always @(posedge clk)
-    last_sum <= \$206 ;
+    last_sum <= \$204 ;
   always @(posedge clk)
-    aligned0 <= \$207 ;
+    aligned0 <= \$205 ;
   always @(posedge clk)
-    aligned1 <= \$208 ;
+    aligned1 <= \$206 ;
   always @(posedge clk)
-    issue_valid <= \$209 ;
+    issue_valid <= \$207 ;
   always @(posedge clk)
-    in_idx <= \$210 ;
+    in_idx <= \$208 ;
   always @(posedge clk)
-    seq_end <= \$211 ;
+    seq_end <= \$209 ;
   always @(posedge clk)
-    enc_col <= \$212 ;
+    enc_col <= \$210 ;
   always @(posedge clk)
-    enc_w <= \$213 ;
+    enc_w <= \$211 ;
   always @(posedge clk)
-    grp <= \$214 ;
+    grp <= \$212 ;
   always @(posedge clk)
-    seq_state <= \$215 ;
+    seq_state <= \$213 ;
   always @(posedge clk)
-    e2 <= \$216 ;
+    e2 <= \$214 ;
   always @(posedge clk)
-    cur_active <= \$217 ;
+    cur_active <= \$215 ;
   always @(posedge clk)
-    cur <= \$218 ;
+    cur <= \$216 ;
   always @(posedge clk)
-    lane <= \$219 ;
+    lane <= \$217 ;
   always @(posedge clk)
-    elem <= \$220 ;
+    elem <= \$218 ;
   always @(posedge clk)
-    act_q <= \$221 ;
+    act_q <= \$219 ;
   always @(posedge clk)
-    g_grp <= \$222 ;
+    g_grp <= \$220 ;
   always @(posedge clk)
-    \$signal  <= \$223 ;
+    \$signal  <= \$221 ;
   always @(posedge clk)
-    \$signal$87  <= \$224 ;
+    \$signal$87  <= \$222 ;
   always @(posedge clk)
-    bank0_full <= \$225 ;
+    bank0_full <= \$223 ;
   always @(posedge clk)
-    bank1_full <= \$226 ;
+    bank1_full <= \$224 ;
   always @(posedge clk)
-    gate0_0_0 <= \$227 ;
+    gate0_0_0 <= \$225 ;
   always @(posedge clk)
-    gate0_0_1 <= \$228 ;
+    gate0_0_1 <= \$226 ;
   always @(posedge clk)
-    gate0_1_0 <= \$229 ;
+    gate0_1_0 <= \$227 ;
   always @(posedge clk)
-    gate0_1_1 <= \$230 ;
+    gate0_1_1 <= \$228 ;
   always @(posedge clk)
-    gate0_2_0 <= \$231 ;
+    gate0_2_0 <= \$229 ;
   always @(posedge clk)
-    gate0_2_1 <= \$232 ;
+    gate0_2_1 <= \$230 ;
   always @(posedge clk)
-    gate0_3_0 <= \$233 ;
+    gate0_3_0 <= \$231 ;
   always @(posedge clk)
-    gate0_3_1 <= \$234 ;
+    gate0_3_1 <= \$232 ;
   always @(posedge clk)
-    gate1_0_0 <= \$235 ;
+    gate1_0_0 <= \$233 ;
   always @(posedge clk)
-    gate1_0_1 <= \$236 ;
+    gate1_0_1 <= \$234 ;
   always @(posedge clk)
-    gate1_1_0 <= \$237 ;
+    gate1_1_0 <= \$235 ;
   always @(posedge clk)
-    gate1_1_1 <= \$238 ;
+    gate1_1_1 <= \$236 ;
   always @(posedge clk)
-    gate1_2_0 <= \$239 ;
+    gate1_2_0 <= \$237 ;
   always @(posedge clk)
-    gate1_2_1 <= \$240 ;
+    gate1_2_1 <= \$238 ;
   always @(posedge clk)
-    gate1_3_0 <= \$241 ;
+    gate1_3_0 <= \$239 ;
   always @(posedge clk)
-    gate1_3_1 <= \$242 ;
+    gate1_3_1 <= \$240 ;
   always @(posedge clk)
-    acc0 <= \$243 ;
+    acc0 <= \$241 ;
   always @(posedge clk)
-    acc1 <= \$244 ;
+    acc1 <= \$242 ;
   always @(posedge clk)
-    acc2 <= \$245 ;
+    acc2 <= \$243 ;
   always @(posedge clk)
-    acc3 <= \$246 ;
+    acc3 <= \$244 ;
   always @(posedge clk)
-    tag <= \$247 ;
+    tag <= \$245 ;
   always @(posedge clk)
-    issue_layer <= \$248 ;
+    issue_layer <= \$246 ;
   always @(posedge clk)
-    \wait  <= \$249 ;
+    \wait  <= \$247 ;
   always @(posedge clk)
-    fresh <= \$250 ;
+    fresh <= \$248 ;
   always @(posedge clk)
-    out_idx <= \$251 ;
+    out_idx <= \$249 ;
   always @(posedge clk)
-    out_word <= \$252 ;
+    out_word <= \$250 ;
   always @(posedge clk)
-    o__payload <= \$253 ;
+    o__payload <= \$251 ;
   always @(posedge clk)
-    o__valid <= \$254 ;
+    o__valid <= \$252 ;
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3482,19 +3476,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$23  = bank0_full;
+          \$19  = bank0_full;
       1'h1:
-          \$23  = bank1_full;
+          \$19  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$32 )
+    casez (\$28 )
       1'h0:
-          \$33  = bank0_full;
+          \$29  = bank0_full;
       1'h1:
-          \$33  = bank1_full;
+          \$29  = bank1_full;
     endcase
   end
   always @* begin
@@ -3502,19 +3496,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$108  = bank0_full;
+          \$106  = bank0_full;
       1'h1:
-          \$108  = bank1_full;
+          \$106  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$119 )
+    casez (\$117 )
       1'h0:
-          \$120  = bank0_full;
+          \$118  = bank0_full;
       1'h1:
-          \$120  = bank1_full;
+          \$118  = bank1_full;
     endcase
   end
   always @* begin
@@ -3522,19 +3516,39 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$123  = bank0_full;
+          \$121  = bank0_full;
       1'h1:
-          \$123  = bank1_full;
+          \$121  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = 19'h00000;
+    \$123  = 19'h00000;
     casez (lane)
       2'h0:
-          \$125  = gate0_0_0;
+          \$123  = gate0_0_0;
       2'h1:
-          \$125  = gate0_0_1;
+          \$123  = gate0_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$124  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$124  = gate1_0_0;
+      2'h1:
+          \$124  = gate1_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$87 )
+      1'h0:
+          \$125  = \$123 ;
+      1'h1:
+          \$125  = \$124 ;
     endcase
   end
   always @* begin
@@ -3542,9 +3556,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$126  = 19'h00000;
     casez (lane)
       2'h0:
-          \$126  = gate1_0_0;
+          \$126  = gate0_1_0;
       2'h1:
-          \$126  = gate1_0_1;
+          \$126  = gate0_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$127  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$127  = gate1_1_0;
+      2'h1:
+          \$127  = gate1_1_1;
     endcase
   end
   always @* begin
@@ -3552,19 +3576,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$127  = \$125 ;
+          \$128  = \$126 ;
       1'h1:
-          \$127  = \$126 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$128  = gate0_1_0;
-      2'h1:
-          \$128  = gate0_1_1;
+          \$128  = \$127 ;
     endcase
   end
   always @* begin
@@ -3572,9 +3586,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$129  = 19'h00000;
     casez (lane)
       2'h0:
-          \$129  = gate1_1_0;
+          \$129  = gate0_2_0;
       2'h1:
-          \$129  = gate1_1_1;
+          \$129  = gate0_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$130  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$130  = gate1_2_0;
+      2'h1:
+          \$130  = gate1_2_1;
     endcase
   end
   always @* begin
@@ -3582,19 +3606,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$130  = \$128 ;
+          \$131  = \$129 ;
       1'h1:
-          \$130  = \$129 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$131  = gate0_2_0;
-      2'h1:
-          \$131  = gate0_2_1;
+          \$131  = \$130 ;
     endcase
   end
   always @* begin
@@ -3602,9 +3616,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$132  = 19'h00000;
     casez (lane)
       2'h0:
-          \$132  = gate1_2_0;
+          \$132  = gate0_3_0;
       2'h1:
-          \$132  = gate1_2_1;
+          \$132  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$133  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$133  = gate1_3_0;
+      2'h1:
+          \$133  = gate1_3_1;
     endcase
   end
   always @* begin
@@ -3612,56 +3636,26 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$133  = \$131 ;
+          \$134  = \$132 ;
       1'h1:
-          \$133  = \$132 ;
+          \$134  = \$133 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = 19'h00000;
+    \$176  = 19'h00000;
     casez (lane)
       2'h0:
-          \$134  = gate0_3_0;
+          \$176  = acc_rd__data[18:0];
       2'h1:
-          \$134  = gate0_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$135  = gate1_3_0;
-      2'h1:
-          \$135  = gate1_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$136  = \$134 ;
-      1'h1:
-          \$136  = \$135 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$178  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$178  = acc_rd__data[18:0];
-      2'h1:
-          \$178  = acc_rd__data[37:19];
+          \$176  = acc_rd__data[37:19];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$45  = 6'h00;
     if (valid_out) begin
-      \$signature__addr$45  = \$12 [5:0];
+      \$signature__addr$45  = \$8 [5:0];
     end
     casez (seq_state)
       4'h0:
@@ -3694,7 +3688,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$50  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$50  = \$13 [4:0];
+      \$signature__addr$50  = \$9 [4:0];
     end
   end
   always @* begin
@@ -3726,15 +3720,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$56  = \$18 [5:0];
+          \$signature__addr$56  = \$14 [5:0];
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$56  = \$38 [5:0];
+          \$signature__addr$56  = \$34 [5:0];
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$56  = \$44 [5:0];
+          \$signature__addr$56  = \$40 [5:0];
     endcase
   end
   always @* begin
@@ -3772,7 +3766,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$19 ;
+          w_en = \$15 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -3780,7 +3774,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$45 ;
+          w_en = \$41 ;
     endcase
   end
   always @* begin
@@ -3791,7 +3785,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$62  = \$20 [11:0];
+            \$signature__addr$62  = \$16 [11:0];
           end
       4'h2:
           /* empty */;
@@ -3801,7 +3795,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$62  = \$46 [11:0];
+            \$signature__addr$62  = \$42 [11:0];
           end
     endcase
   end
@@ -3813,7 +3807,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$21 ) begin
+            if (\$17 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3827,7 +3821,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$47 ) begin
+            if (\$43 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3846,11 +3840,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$25 ) begin
-            act_acc_addr = \$28 [6:0];
-            if (\$29 ) begin
-              if (\$35 ) begin
-                act_acc_addr = \$37 ;
+          if (\$21 ) begin
+            act_acc_addr = \$24 [6:0];
+            if (\$25 ) begin
+              if (\$31 ) begin
+                act_acc_addr = \$33 ;
               end
             end
           end
@@ -3861,13 +3855,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          act_acc_addr = \$48 [6:0];
+          act_acc_addr = \$44 [6:0];
       4'h8:
-          act_acc_addr = \$49 [6:0];
+          act_acc_addr = \$45 [6:0];
       4'h9:
-          act_acc_addr = \$50 [6:0];
+          act_acc_addr = \$46 [6:0];
       4'ha:
-          act_acc_addr = \$51 [6:0];
+          act_acc_addr = \$47 [6:0];
     endcase
   end
   always @* begin
@@ -3881,22 +3875,22 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          c_rd__addr = \$39 [4:0];
+          c_rd__addr = \$35 [4:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195 [19:1] = e1[19:1];
-    \$195 [0] = 1'h0;
+    \$193 [19:1] = e1[19:1];
+    \$193 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$75 ) begin
-            \$195 [0] = 1'h1;
-            \$195 [6:1] = enc_col;
-            \$195 [7] = \$76 ;
-            \$195 [19:8] = enc_w;
+          if (\$73 ) begin
+            \$193 [0] = 1'h1;
+            \$193 [6:1] = enc_col;
+            \$193 [7] = \$74 ;
+            \$193 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -3905,32 +3899,32 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$150 ) begin
-            \$195 [0] = 1'h1;
-            \$195 [6:1] = enc_col;
-            \$195 [7] = \$151 ;
-            \$195 [19:8] = enc_w;
+          if (\$148 ) begin
+            \$193 [0] = 1'h1;
+            \$193 [6:1] = enc_col;
+            \$193 [7] = \$149 ;
+            \$193 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$195  = 20'h00000;
+      \$193  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196 [25:1] = s1[25:1];
-    \$196 [0] = 1'h0;
+    \$194 [25:1] = s1[25:1];
+    \$194 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$196 [0] = 1'h1;
-            \$196 [7:1] = \$84 [6:0];
-            \$196 [14:8] = \$85 [6:0];
-            \$196 [24:16] = cur[27:19];
-            \$196 [15] = \$87 ;
-            \$196 [25] = \$88 ;
+            \$194 [0] = 1'h1;
+            \$194 [7:1] = \$82 [6:0];
+            \$194 [14:8] = \$83 [6:0];
+            \$194 [24:16] = cur[27:19];
+            \$194 [15] = \$85 ;
+            \$194 [25] = \$86 ;
           end
       4'h2:
           /* empty */;
@@ -3940,90 +3934,102 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$196 [0] = 1'h1;
-            \$196 [7:1] = \$155 [6:0];
-            \$196 [14:8] = \$156 [6:0];
-            \$196 [24:16] = cur[27:19];
-            \$196 [15] = \$158 ;
-            \$196 [25] = \$159 ;
+            \$194 [0] = 1'h1;
+            \$194 [7:1] = \$153 [6:0];
+            \$194 [14:8] = \$154 [6:0];
+            \$194 [24:16] = cur[27:19];
+            \$194 [15] = \$156 ;
+            \$194 [25] = \$157 ;
           end
     endcase
     if (rst) begin
-      \$196  = 26'h0000000;
+      \$194  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = s1;
+    \$195  = s1;
     if (rst) begin
-      \$197  = 26'h0000000;
+      \$195  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = \$signature__data$76 ;
+    \$196  = \$signature__data$76 ;
     if (rst) begin
-      \$198  = 16'h0000;
+      \$196  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = \$63 ;
+    \$197  = \$59 ;
     if (rst) begin
-      \$199  = 17'h00000;
+      \$197  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = \$64 ;
+    \$198  = \$60 ;
     if (rst) begin
-      \$200  = 17'h00000;
+      \$198  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201 [0] = s1b[0];
-    \$201 [7:1] = s1b[7:1];
-    \$201 [8] = s1b[15];
-    \$201 [9] = s1b[25];
+    \$199 [0] = s1b[0];
+    \$199 [7:1] = s1b[7:1];
+    \$199 [8] = s1b[15];
+    \$199 [9] = s1b[25];
     if (rst) begin
-      \$201  = 10'h000;
+      \$199  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = s2;
+    \$200  = s2;
     if (rst) begin
-      \$202  = 10'h000;
+      \$200  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = acc_rd__data;
+    \$201  = acc_rd__data;
     if (rst) begin
-      \$203  = 38'h0000000000;
+      \$201  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = \$signature__data$81 ;
+    \$202  = \$signature__data$81 ;
+    if (rst) begin
+      \$202  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$203  = \$62 ;
+    if (rst) begin
+      \$203  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$204  = acc_wr__data;
     if (rst) begin
       \$204  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205 [0] = s3[0];
-    \$205 [7:1] = s3[7:1];
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$205  = { \$63 [17], \$63 [17], \$63  };
+      1'h1:
+          \$205  = { \$64 [17], \$64 [17], \$64  };
+    endcase
     if (rst) begin
-      \$205  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = acc_wr__data;
-    if (rst) begin
-      \$206  = 38'h0000000000;
+      \$205  = 20'h00000;
     end
   end
   always @* begin
@@ -4031,30 +4037,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$207  = { \$65 [17], \$65 [17], \$65  };
+          \$206  = { \$65 [17], \$65 [17], \$65  };
       1'h1:
-          \$207  = { \$66 [17], \$66 [17], \$66  };
+          \$206  = { \$66 [17], \$66 [17], \$66  };
     endcase
     if (rst) begin
-      \$207  = 20'h00000;
+      \$206  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$208  = { \$67 [17], \$67 [17], \$67  };
-      1'h1:
-          \$208  = { \$68 [17], \$68 [17], \$68  };
-    endcase
-    if (rst) begin
-      \$208  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = 1'h0;
+    \$207  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4063,8 +4056,39 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$123 ) begin
-            \$209  = 1'h1;
+          if (\$121 ) begin
+            \$207  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$207  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = in_idx;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            \$208  = \$67 [2:0];
+            if (\$68 ) begin
+              \$208  = 3'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$208  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209  = seq_end;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$68 ) begin
+              \$209  = i__payload[9];
+            end
           end
     endcase
     if (rst) begin
@@ -4073,52 +4097,21 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = in_idx;
+    \$210  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$210  = \$69 [2:0];
-            if (\$70 ) begin
-              \$210  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$210  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$70 ) begin
-              \$211  = i__payload[9];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = enc_col;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$70 ) begin
-              \$212  = 6'h00;
+            if (\$68 ) begin
+              \$210  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$75 ) begin
-            \$212  = \$77 [5:0];
+          if (\$73 ) begin
+            \$210  = \$75 [5:0];
           end
-          if (\$99 ) begin
-            \$212  = 6'h00;
+          if (\$97 ) begin
+            \$210  = 6'h00;
           end
         end
       4'h2:
@@ -4126,106 +4119,106 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$145 ) begin
-            \$212  = 6'h00;
+          if (\$143 ) begin
+            \$210  = 6'h00;
           end
       4'h5:
         begin
-          if (\$150 ) begin
-            \$212  = \$152 [5:0];
+          if (\$148 ) begin
+            \$210  = \$150 [5:0];
           end
-          if (\$170 ) begin
-            \$212  = 6'h00;
+          if (\$168 ) begin
+            \$210  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$212  = 6'h00;
+      \$210  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = enc_w;
+    \$211  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$70 ) begin
-              \$213  = 12'h000;
+            if (\$68 ) begin
+              \$211  = 12'h000;
             end
           end
       4'h1:
-          if (\$75 ) begin
-            \$213  = \$78 [11:0];
+          if (\$73 ) begin
+            \$211  = \$76 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$145 ) begin
-            \$213  = 12'h900;
+          if (\$143 ) begin
+            \$211  = 12'h900;
           end
       4'h5:
-          if (\$150 ) begin
-            \$213  = \$153 [11:0];
+          if (\$148 ) begin
+            \$211  = \$151 [11:0];
           end
     endcase
     if (rst) begin
-      \$213  = 12'h000;
+      \$211  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = grp;
+    \$212  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$70 ) begin
-              \$214  = 7'h00;
+            if (\$68 ) begin
+              \$212  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$89 ) begin
-              \$214  = 7'h00;
+            if (\$87 ) begin
+              \$212  = 7'h00;
             end else begin
-              \$214  = \$90 [6:0];
+              \$212  = \$88 [6:0];
             end
           end else if (r_rdy) begin
-            \$214  = 7'h00;
+            \$212  = 7'h00;
           end
       4'h2:
-          if (\$106 ) begin
-            \$214  = 7'h00;
+          if (\$104 ) begin
+            \$212  = 7'h00;
           end
       4'h3:
-          if (\$123 ) begin
-            if (\$139 ) begin
-              \$214  = \$141 [6:0];
-              if (\$142 ) begin
-                \$214  = 7'h00;
+          if (\$121 ) begin
+            if (\$137 ) begin
+              \$212  = \$139 [6:0];
+              if (\$140 ) begin
+                \$212  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$145 ) begin
-            \$214  = 7'h00;
+          if (\$143 ) begin
+            \$212  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$160 ) begin
-              \$214  = 7'h00;
+            if (\$158 ) begin
+              \$212  = 7'h00;
             end else begin
-              \$214  = \$161 [6:0];
+              \$212  = \$159 [6:0];
             end
           end else if (r_rdy) begin
-            \$214  = 7'h00;
+            \$212  = 7'h00;
           end
       4'h6:
-          if (\$177 ) begin
-            \$214  = 7'h00;
+          if (\$175 ) begin
+            \$212  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -4235,96 +4228,96 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$191 ) begin
-              \$214  = 7'h00;
-            end else if (\$192 ) begin
-              \$214  = \$193 [6:0];
+            if (\$189 ) begin
+              \$212  = 7'h00;
+            end else if (\$190 ) begin
+              \$212  = \$191 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$214  = 7'h00;
+      \$212  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = seq_state;
+    \$213  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$70 ) begin
-              \$215  = 4'h1;
+            if (\$68 ) begin
+              \$213  = 4'h1;
             end
           end
       4'h1:
-          if (\$99 ) begin
-            \$215  = 4'h2;
+          if (\$97 ) begin
+            \$213  = 4'h2;
           end
       4'h2:
-          if (\$106 ) begin
-            \$215  = 4'h3;
+          if (\$104 ) begin
+            \$213  = 4'h3;
           end
       4'h3:
-          if (\$123 ) begin
-            if (\$139 ) begin
-              if (\$142 ) begin
-                \$215  = 4'h4;
+          if (\$121 ) begin
+            if (\$137 ) begin
+              if (\$140 ) begin
+                \$213  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$145 ) begin
+          if (\$143 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$215  = 4'h5;
+              \$213  = 4'h5;
             end else begin
-              \$215  = 4'h0;
+              \$213  = 4'h0;
             end
           end
       4'h5:
-          if (\$170 ) begin
-            \$215  = 4'h6;
+          if (\$168 ) begin
+            \$213  = 4'h6;
           end
       4'h6:
-          if (\$177 ) begin
-            \$215  = 4'h7;
+          if (\$175 ) begin
+            \$213  = 4'h7;
           end
       4'h7:
-          \$215  = 4'h8;
+          \$213  = 4'h8;
       4'h8:
-          \$215  = 4'h9;
+          \$213  = 4'h9;
       4'h9:
-          \$215  = 4'ha;
+          \$213  = 4'ha;
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$191 ) begin
-              \$215  = 4'h0;
-            end else if (\$192 ) begin
-              \$215  = 4'h7;
+            if (\$189 ) begin
+              \$213  = 4'h0;
+            end else if (\$190 ) begin
+              \$213  = 4'h7;
             end else begin
-              \$215  = 4'h8;
+              \$213  = 4'h8;
             end
           end
     endcase
     if (rst) begin
-      \$215  = 4'h0;
+      \$213  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = e2;
+    \$214  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$216 [0] = e1[0];
-          \$216 [6:1] = e1[6:1];
-          \$216 [7] = e1[7];
-          \$216 [19:8] = e1[19:8];
-          \$216 [27:20] = \$80 ;
-          \$216 [36:28] = \$83 ;
+          \$214 [0] = e1[0];
+          \$214 [6:1] = e1[6:1];
+          \$214 [7] = e1[7];
+          \$214 [19:8] = e1[19:8];
+          \$214 [27:20] = \$78 ;
+          \$214 [36:28] = \$81 ;
         end
       4'h2:
           /* empty */;
@@ -4334,31 +4327,31 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
         begin
-          \$216 [0] = e1[0];
-          \$216 [6:1] = e1[6:1];
-          \$216 [7] = e1[7];
-          \$216 [19:8] = e1[19:8];
-          \$216 [27:20] = \$signature__data ;
-          \$216 [36:28] = \$154 ;
+          \$214 [0] = e1[0];
+          \$214 [6:1] = e1[6:1];
+          \$214 [7] = e1[7];
+          \$214 [19:8] = e1[19:8];
+          \$214 [27:20] = \$signature__data ;
+          \$214 [36:28] = \$152 ;
         end
     endcase
     if (rst) begin
-      \$216  = 37'h0000000000;
+      \$214  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = cur_active;
+    \$215  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$89 ) begin
-              \$217  = r_rdy;
+            if (\$87 ) begin
+              \$215  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$217  = 1'h1;
+            \$215  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -4368,30 +4361,30 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$160 ) begin
-              \$217  = r_rdy;
+            if (\$158 ) begin
+              \$215  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$217  = 1'h1;
+            \$215  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$217  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = cur;
+    \$216  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$89 ) begin
-              \$218  = r_data;
+            if (\$87 ) begin
+              \$216  = r_data;
             end
           end else if (r_rdy) begin
-            \$218  = r_data;
+            \$216  = r_data;
           end
       4'h2:
           /* empty */;
@@ -4401,36 +4394,36 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$160 ) begin
-              \$218  = r_data;
+            if (\$158 ) begin
+              \$216  = r_data;
             end
           end else if (r_rdy) begin
-            \$218  = r_data;
+            \$216  = r_data;
           end
     endcase
     if (rst) begin
-      \$218  = 28'h0000000;
+      \$216  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = lane;
+    \$217  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$106 ) begin
-            \$219  = 2'h0;
+          if (\$104 ) begin
+            \$217  = 2'h0;
           end
       4'h3:
-          if (\$123 ) begin
+          if (\$121 ) begin
             (* full_case = 32'd1 *)
-            if (\$139 ) begin
-              \$219  = 2'h0;
+            if (\$137 ) begin
+              \$217  = 2'h0;
             end else begin
-              \$219  = \$143 [1:0];
+              \$217  = \$141 [1:0];
             end
           end
       4'h4:
@@ -4438,8 +4431,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$177 ) begin
-            \$219  = 2'h0;
+          if (\$175 ) begin
+            \$217  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -4450,108 +4443,167 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$191 ) begin
-              \$219  = 2'h0;
-            end else if (\$192 ) begin
-              \$219  = 2'h0;
+            if (\$189 ) begin
+              \$217  = 2'h0;
+            end else if (\$190 ) begin
+              \$217  = 2'h0;
             end else begin
-              \$219  = \$194 [1:0];
+              \$217  = \$192 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$219  = 2'h0;
+      \$217  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = elem;
+    \$218  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$106 ) begin
-            \$220  = 6'h00;
+          if (\$104 ) begin
+            \$218  = 6'h00;
           end
       4'h3:
-          if (\$123 ) begin
-            \$220  = \$124 [5:0];
+          if (\$121 ) begin
+            \$218  = \$122 [5:0];
           end
     endcase
     if (rst) begin
-      \$220  = 6'h00;
+      \$218  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = act_q;
+    \$219  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$106 ) begin
-            \$221  = 3'h0;
+          if (\$104 ) begin
+            \$219  = 3'h0;
           end
       4'h3:
-          if (\$110 ) begin
-            \$221  = \$111 [2:0];
-            if (\$114 ) begin
-              \$221  = 3'h0;
-              if (\$122 ) begin
-                \$221  = 3'h1;
+          if (\$108 ) begin
+            \$219  = \$109 [2:0];
+            if (\$112 ) begin
+              \$219  = 3'h0;
+              if (\$120 ) begin
+                \$219  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$221  = 3'h0;
+      \$219  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = g_grp;
+    \$220  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$106 ) begin
-            \$222  = 5'h00;
+          if (\$104 ) begin
+            \$220  = 5'h00;
           end
       4'h3:
-          if (\$110 ) begin
-            if (\$114 ) begin
-              \$222  = \$116 [4:0];
+          if (\$108 ) begin
+            if (\$112 ) begin
+              \$220  = \$114 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$222  = 5'h00;
+      \$220  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = \$signal ;
+    \$221  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$106 ) begin
+          if (\$104 ) begin
+            \$221  = 1'h0;
+          end
+      4'h3:
+          if (\$108 ) begin
+            if (\$112 ) begin
+              \$221  = \$113 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$221  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = \$signal$87 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$104 ) begin
+            \$222  = 1'h0;
+          end
+      4'h3:
+          if (\$121 ) begin
+            if (\$137 ) begin
+              \$222  = \$138 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$104 ) begin
             \$223  = 1'h0;
           end
       4'h3:
-          if (\$110 ) begin
-            if (\$114 ) begin
-              \$223  = \$115 ;
+        begin
+          if (\$108 ) begin
+            if (\$112 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$223  = 1'h1;
+              endcase
             end
           end
+          if (\$121 ) begin
+            if (\$137 ) begin
+              casez (\$signal$87 )
+                1'h0:
+                    \$223  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
       \$223  = 1'h0;
@@ -4559,22 +4611,41 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = \$signal$87 ;
+    \$224  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$106 ) begin
+          if (\$104 ) begin
             \$224  = 1'h0;
           end
       4'h3:
-          if (\$123 ) begin
-            if (\$139 ) begin
-              \$224  = \$140 ;
+        begin
+          if (\$108 ) begin
+            if (\$112 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$224  = 1'h1;
+              endcase
             end
           end
+          if (\$121 ) begin
+            if (\$137 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$87 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$224  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
       \$224  = 1'h0;
@@ -4582,85 +4653,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$106 ) begin
-            \$225  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$110 ) begin
-            if (\$114 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$225  = 1'h1;
-              endcase
-            end
-          end
-          if (\$123 ) begin
-            if (\$139 ) begin
-              casez (\$signal$87 )
-                1'h0:
-                    \$225  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$106 ) begin
-            \$226  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$110 ) begin
-            if (\$114 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$226  = 1'h1;
-              endcase
-            end
-          end
-          if (\$123 ) begin
-            if (\$139 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$87 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$226  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = gate0_0_0;
+    \$225  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4669,10 +4662,60 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$112 ) begin
+          if (\$108 ) begin
+            if (\$110 ) begin
               casez (act_q)
                 3'h1:
+                    \$225  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$225  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = gate0_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$108 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    \$226  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$226  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = gate0_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$108 ) begin
+            if (\$110 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
                     \$227  = acc_rd__data[18:0];
               endcase
             end
@@ -4684,7 +4727,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = gate0_0_1;
+    \$228  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4693,10 +4736,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$112 ) begin
+          if (\$108 ) begin
+            if (\$110 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
                     \$228  = acc_rd__data[37:19];
               endcase
             end
@@ -4708,7 +4753,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = gate0_1_0;
+    \$229  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4717,12 +4762,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$112 ) begin
+          if (\$108 ) begin
+            if (\$110 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
+                    /* empty */;
+                3'h3:
                     \$229  = acc_rd__data[18:0];
               endcase
             end
@@ -4734,7 +4781,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = gate0_1_1;
+    \$230  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4743,12 +4790,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$112 ) begin
+          if (\$108 ) begin
+            if (\$110 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
+                    /* empty */;
+                3'h3:
                     \$230  = acc_rd__data[37:19];
               endcase
             end
@@ -4760,7 +4809,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = gate0_2_0;
+    \$231  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4769,14 +4818,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$112 ) begin
+          if (\$108 ) begin
+            if (\$110 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
+                    /* empty */;
+                3'h4:
                     \$231  = acc_rd__data[18:0];
               endcase
             end
@@ -4788,7 +4839,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = gate0_2_1;
+    \$232  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4797,14 +4848,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$112 ) begin
+          if (\$108 ) begin
+            if (\$110 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
+                    /* empty */;
+                3'h4:
                     \$232  = acc_rd__data[37:19];
               endcase
             end
@@ -4816,7 +4869,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = gate0_3_0;
+    \$233  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4825,16 +4878,10 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$112 ) begin
+          if (\$108 ) begin
+            if (\$111 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
                     \$233  = acc_rd__data[18:0];
               endcase
             end
@@ -4846,7 +4893,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = gate0_3_1;
+    \$234  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4855,16 +4902,10 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$112 ) begin
+          if (\$108 ) begin
+            if (\$111 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
                     \$234  = acc_rd__data[37:19];
               endcase
             end
@@ -4876,7 +4917,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = gate1_0_0;
+    \$235  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4885,10 +4926,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$113 ) begin
+          if (\$108 ) begin
+            if (\$111 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
                     \$235  = acc_rd__data[18:0];
               endcase
             end
@@ -4900,7 +4943,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = gate1_0_1;
+    \$236  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4909,10 +4952,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$113 ) begin
+          if (\$108 ) begin
+            if (\$111 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
                     \$236  = acc_rd__data[37:19];
               endcase
             end
@@ -4924,7 +4969,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = gate1_1_0;
+    \$237  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4933,12 +4978,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$113 ) begin
+          if (\$108 ) begin
+            if (\$111 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
+                    /* empty */;
+                3'h3:
                     \$237  = acc_rd__data[18:0];
               endcase
             end
@@ -4950,7 +4997,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = gate1_1_1;
+    \$238  = gate1_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4959,12 +5006,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$113 ) begin
+          if (\$108 ) begin
+            if (\$111 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
+                    /* empty */;
+                3'h3:
                     \$238  = acc_rd__data[37:19];
               endcase
             end
@@ -4976,7 +5025,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = gate1_2_0;
+    \$239  = gate1_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4985,14 +5034,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$113 ) begin
+          if (\$108 ) begin
+            if (\$111 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
+                    /* empty */;
+                3'h4:
                     \$239  = acc_rd__data[18:0];
               endcase
             end
@@ -5004,7 +5055,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = gate1_2_1;
+    \$240  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5013,14 +5064,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$113 ) begin
+          if (\$108 ) begin
+            if (\$111 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
+                    /* empty */;
+                3'h4:
                     \$240  = acc_rd__data[37:19];
               endcase
             end
@@ -5032,7 +5085,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = gate1_3_0;
+    \$241  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5041,19 +5094,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$113 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$241  = acc_rd__data[18:0];
-              endcase
-            end
+          if (\$121 ) begin
+            \$241  = \$125 ;
           end
     endcase
     if (rst) begin
@@ -5062,7 +5104,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = gate1_3_1;
+    \$242  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5071,19 +5113,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$110 ) begin
-            if (\$113 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$242  = acc_rd__data[37:19];
-              endcase
-            end
+          if (\$121 ) begin
+            \$242  = \$128 ;
           end
     endcase
     if (rst) begin
@@ -5092,7 +5123,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = acc0;
+    \$243  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5101,8 +5132,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$123 ) begin
-            \$243  = \$127 ;
+          if (\$121 ) begin
+            \$243  = \$131 ;
           end
     endcase
     if (rst) begin
@@ -5111,7 +5142,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = acc1;
+    \$244  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5120,8 +5151,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$123 ) begin
-            \$244  = \$130 ;
+          if (\$121 ) begin
+            \$244  = \$134 ;
           end
     endcase
     if (rst) begin
@@ -5130,7 +5161,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = acc2;
+    \$245  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5139,17 +5170,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$123 ) begin
-            \$245  = \$133 ;
+          if (\$121 ) begin
+            \$245  = elem;
           end
     endcase
     if (rst) begin
-      \$245  = 19'h00000;
+      \$245  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = acc3;
+    \$246  = issue_layer;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5158,17 +5189,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$123 ) begin
-            \$246  = \$136 ;
+          if (\$121 ) begin
+            \$246  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$246  = 19'h00000;
+      \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = tag;
+    \$247  = \wait ;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5177,61 +5208,23 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$123 ) begin
-            \$247  = elem;
-          end
-    endcase
-    if (rst) begin
-      \$247  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            \$248  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$248  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$139 ) begin
-              if (\$142 ) begin
-                \$249  = 5'h00;
+          if (\$121 ) begin
+            if (\$137 ) begin
+              if (\$140 ) begin
+                \$247  = 5'h00;
               end
             end
           end
       4'h4:
-          \$249  = \$144 [4:0];
+          \$247  = \$142 [4:0];
     endcase
     if (rst) begin
-      \$249  = 5'h00;
+      \$247  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = fresh;
+    \$248  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5242,11 +5235,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$145 ) begin
+          if (\$143 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$250  = 1'h0;
+              \$248  = 1'h0;
             end
           end
       4'h5:
@@ -5261,18 +5254,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$191 ) begin
-              \$250  = seq_end;
+            if (\$189 ) begin
+              \$248  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$250  = 1'h1;
+      \$248  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = out_idx;
+    \$249  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5287,8 +5280,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$177 ) begin
-            \$251  = 4'h0;
+          if (\$175 ) begin
+            \$249  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -5298,16 +5291,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (o__ready) begin
-            \$251  = \$190 [3:0];
+            \$249  = \$188 [3:0];
           end
     endcase
     if (rst) begin
-      \$251  = 4'h0;
+      \$249  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = out_word;
+    \$250  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5326,15 +5319,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          \$252  = \$178 ;
+          \$250  = \$176 ;
     endcase
     if (rst) begin
-      \$252  = 19'h00000;
+      \$250  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = o__payload;
+    \$251  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5356,17 +5349,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
         begin
-          \$253 [7:0] = \$188 [7:0];
-          \$253 [8] = \$189 ;
+          \$251 [7:0] = \$186 [7:0];
+          \$251 [8] = \$187 ;
         end
     endcase
     if (rst) begin
-      \$253  = 9'h000;
+      \$251  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = o__valid;
+    \$252  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5387,14 +5380,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          \$254  = 1'h1;
+          \$252  = 1'h1;
       4'ha:
           if (o__ready) begin
-            \$254  = 1'h0;
+            \$252  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$254  = 1'h0;
+      \$252  = 1'h0;
     end
   end
   assign pushed = w_data;
@@ -5429,8 +5422,6 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \s3.shift  = s3[9];
   assign \acc_wr__data[0]  = acc_wr__data[18:0];
   assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \last.valid  = last[0];
-  assign \last.acc_addr  = last[7:1];
   assign \acc_q[0]  = acc_q[18:0];
   assign \acc_q[1]  = acc_q[37:19];
   assign \last_sum[0]  = last_sum[18:0];
@@ -5471,21 +5462,21 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \acc_rd__data[1]  = acc_rd__data[37:19];
   assign \$signature__data$81[0]  = \$signature__data$81 [18:0];
   assign \$signature__data$81[1]  = \$signature__data$81 [37:19];
-  assign acc_wr__data[37:19] = \$10 [18:0];
-  assign acc_wr__data[18:0] = \$5 [18:0];
-  assign \$19  = e2[0];
-  assign \$45  = e2[0];
-  assign \$65  = { prod0[16], prod0 };
-  assign \$66  = { prod0, 1'h0 };
-  assign \$67  = { prod1[16], prod1 };
-  assign \$68  = { prod1, 1'h0 };
-  assign \$87  = \$86 ;
-  assign \$113  = \$signal ;
-  assign \$158  = \$157 ;
-  assign \$159  = 1'h0;
-  assign \$180  = { \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19:10] };
-  assign \$183  = { \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19:10] };
-  assign \$186  = { \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19:10] };
+  assign acc_wr__data[37:19] = \$6 [18:0];
+  assign acc_wr__data[18:0] = \$3 [18:0];
+  assign \$15  = e2[0];
+  assign \$41  = e2[0];
+  assign \$63  = { prod0[16], prod0 };
+  assign \$64  = { prod0, 1'h0 };
+  assign \$65  = { prod1[16], prod1 };
+  assign \$66  = { prod1, 1'h0 };
+  assign \$85  = \$84 ;
+  assign \$111  = \$signal ;
+  assign \$156  = \$155 ;
+  assign \$157  = 1'h0;
+  assign \$178  = { \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19:10] };
+  assign \$181  = { \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19:10] };
+  assign \$184  = { \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6595,7 +6586,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -6609,42 +6600,41 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -6652,56 +6642,54 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6715,117 +6703,111 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -6833,21 +6815,21 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -6874,14 +6856,21 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -6894,10 +6883,10 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6905,7 +6894,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -6919,42 +6908,41 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -6962,56 +6950,54 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7025,117 +7011,111 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -7143,21 +7123,21 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -7184,14 +7164,21 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -7204,10 +7191,10 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7215,7 +7202,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -7229,42 +7216,41 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -7272,56 +7258,54 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7335,117 +7319,111 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -7453,21 +7431,21 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -7494,14 +7472,21 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -7514,10 +7499,10 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7525,7 +7510,7 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [15:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -7539,42 +7524,41 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [13:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [14:0] \$25 ;
-  wire [15:0] \$26 ;
-  wire [15:0] \$27 ;
+  wire [16:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [16:0] \$26 ;
+  wire [17:0] \$27 ;
   wire [16:0] \$28 ;
-  wire [15:0] \$29 ;
+  wire [17:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [16:0] \$30 ;
-  wire [17:0] \$31 ;
-  wire [17:0] \$32 ;
-  wire \$33 ;
-  wire [17:0] \$34 ;
-  wire [17:0] \$35 ;
-  wire \$36 ;
-  wire [17:0] \$37 ;
-  wire [17:0] \$38 ;
-  wire [17:0] \$39 ;
+  wire [18:0] \$30 ;
+  wire [18:0] \$31 ;
+  wire \$32 ;
+  wire [18:0] \$33 ;
+  wire [18:0] \$34 ;
+  wire \$35 ;
+  wire [18:0] \$36 ;
+  wire [18:0] \$37 ;
+  wire [18:0] \$38 ;
+  wire [18:0] \$39 ;
   wire \$4 ;
-  wire [17:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [2:0] \$46 ;
+  reg [15:0] \$44 ;
+  reg [2:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [15:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [14:0] \$51 ;
+  reg [13:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [15:0] \$54 ;
-  reg [16:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [16:0] \$53 ;
+  reg [17:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -7582,56 +7566,54 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [15:0] \$signal$7  = 16'h0000;
   reg [2:0] \$signal$8  = 3'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [15:0] c1b = 16'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [14:0] term = 15'h0000;
+  reg [13:0] term = 14'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [15:0] y2 = 16'h0000;
-  reg [16:0] y3 = 17'h00000;
+  reg [16:0] y2 = 17'h00000;
+  reg [17:0] y3 = 18'h00000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7645,117 +7627,111 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   assign \$19  = \$18  >= 5'h10;
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(4'h4);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 16'h0800 : y2;
-  assign \$28  = - $signed(\$27 );
-  assign \$29  = beyond2 ? 16'h0800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [15], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 18'h3ff80 : \$38 ;
-  assign \$40  = \$33  ? 18'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 17'h00800 : y2;
+  assign \$27  = - $signed(\$26 );
+  assign \$28  = beyond2 ? 17'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [16], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 19'h7ff80 : \$37 ;
+  assign \$39  = \$32  ? 19'h0007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [1:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$46  = { 1'h0, \$17 [1:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 3'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 15'h0000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 16'h0000;
+      \$54  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -7763,37 +7739,37 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 13'h0002;
+          \$11  = 16'h0014;
       4'h1:
-          \$11  = 13'h01fa;
+          \$11  = 16'h0fd4;
       4'h2:
-          \$11  = 13'h03b8;
+          \$11  = 16'h1dc4;
       4'h3:
-          \$11  = 13'h051a;
+          \$11  = 16'h28d4;
       4'h4:
-          \$11  = 13'h061c;
+          \$11  = 16'h30e4;
       4'h5:
-          \$11  = 13'h06cc;
+          \$11  = 16'h3664;
       4'h6:
-          \$11  = 13'h0740;
+          \$11  = 16'h3a04;
       4'h7:
-          \$11  = 13'h0789;
+          \$11  = 16'h3c4c;
       4'h8:
-          \$11  = 13'h07b7;
+          \$11  = 16'h3dbc;
       4'h9:
-          \$11  = 13'h07d4;
+          \$11  = 16'h3ea4;
       4'ha:
-          \$11  = 13'h07e5;
+          \$11  = 16'h3f2c;
       4'hb:
-          \$11  = 13'h07f0;
+          \$11  = 16'h3f84;
       4'hc:
-          \$11  = 13'h07f6;
+          \$11  = 16'h3fb4;
       4'hd:
-          \$11  = 13'h07fa;
+          \$11  = 16'h3fd4;
       4'he:
-          \$11  = 13'h07fc;
+          \$11  = 16'h3fe4;
       4'hf:
-          \$11  = 13'h07fe;
+          \$11  = 16'h3ff4;
     endcase
   end
   always @* begin
@@ -7836,14 +7812,21 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -7856,10 +7839,10 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   assign \$16  = { 1'h0, \$15 [3:0], 2'h0 };
   assign \$18  = { 2'h0, \$signal [8:2] };
   assign \$20  = { 2'h0, \$signal [8:2] };
-  assign \$25  = { \$24 [14], \$24 [14], \$24 [14], \$24 [14:3] };
-  assign \$32  = { \$31 [17], \$31 [17], \$31 [17], \$31 [17], \$31 [17:4] };
-  assign \$35  = { \$34 [17], \$34 [17], \$34 [17], \$34 [17], \$34 [17:4] };
-  assign \$38  = { \$37 [17], \$37 [17], \$37 [17], \$37 [17], \$37 [17:4] };
+  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16:3] };
+  assign \$31  = { \$30 [18], \$30 [18], \$30 [18], \$30 [18], \$30 [18:4] };
+  assign \$34  = { \$33 [18], \$33 [18], \$33 [18], \$33 [18], \$33 [18:4] };
+  assign \$37  = { \$36 [18], \$36 [18], \$36 [18], \$36 [18], \$36 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7867,7 +7850,7 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [16:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -7881,42 +7864,41 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [14:0] \$23 ;
-  wire [15:0] \$24 ;
-  wire [15:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [16:0] \$27 ;
+  wire [17:0] \$24 ;
+  wire [17:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [18:0] \$27 ;
   wire [17:0] \$28 ;
-  wire [16:0] \$29 ;
+  wire [18:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [17:0] \$30 ;
-  wire [18:0] \$31 ;
-  wire [18:0] \$32 ;
-  wire \$33 ;
-  wire [18:0] \$34 ;
-  wire [18:0] \$35 ;
-  wire \$36 ;
-  wire [18:0] \$37 ;
-  wire [18:0] \$38 ;
-  wire [18:0] \$39 ;
+  wire [19:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire \$32 ;
+  wire [19:0] \$33 ;
+  wire [19:0] \$34 ;
+  wire \$35 ;
+  wire [19:0] \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
   wire \$4 ;
-  wire [18:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [3:0] \$46 ;
+  reg [16:0] \$44 ;
+  reg [3:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [16:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [15:0] \$51 ;
+  reg [14:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [16:0] \$54 ;
-  reg [17:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [17:0] \$53 ;
+  reg [18:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -7924,56 +7906,54 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [16:0] \$signal$7  = 17'h00000;
   reg [3:0] \$signal$8  = 4'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [16:0] c1b = 17'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [15:0] term = 16'h0000;
+  reg [14:0] term = 15'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [16:0] y2 = 17'h00000;
-  reg [17:0] y3 = 18'h00000;
+  reg [17:0] y2 = 18'h00000;
+  reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7987,117 +7967,111 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   assign \$19  = \$18  >= 5'h10;
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(5'h08);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 17'h00800 : y2;
-  assign \$28  = - $signed(\$27 );
-  assign \$29  = beyond2 ? 17'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [16], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 19'h7ff80 : \$38 ;
-  assign \$40  = \$33  ? 19'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 18'h00800 : y2;
+  assign \$27  = - $signed(\$26 );
+  assign \$28  = beyond2 ? 18'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
+  assign \$39  = \$32  ? 20'h0007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [2:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = { 1'h0, \$17 [2:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 4'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 16'h0000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 17'h00000;
+      \$54  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -8105,37 +8079,37 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 13'h0002;
+          \$11  = 17'h00028;
       4'h1:
-          \$11  = 13'h01fa;
+          \$11  = 17'h01fa8;
       4'h2:
-          \$11  = 13'h03b8;
+          \$11  = 17'h03b88;
       4'h3:
-          \$11  = 13'h051a;
+          \$11  = 17'h051a8;
       4'h4:
-          \$11  = 13'h061c;
+          \$11  = 17'h061c8;
       4'h5:
-          \$11  = 13'h06cc;
+          \$11  = 17'h06cc8;
       4'h6:
-          \$11  = 13'h0740;
+          \$11  = 17'h07408;
       4'h7:
-          \$11  = 13'h0789;
+          \$11  = 17'h07898;
       4'h8:
-          \$11  = 13'h07b7;
+          \$11  = 17'h07b78;
       4'h9:
-          \$11  = 13'h07d4;
+          \$11  = 17'h07d48;
       4'ha:
-          \$11  = 13'h07e5;
+          \$11  = 17'h07e58;
       4'hb:
-          \$11  = 13'h07f0;
+          \$11  = 17'h07f08;
       4'hc:
-          \$11  = 13'h07f6;
+          \$11  = 17'h07f68;
       4'hd:
-          \$11  = 13'h07fa;
+          \$11  = 17'h07fa8;
       4'he:
-          \$11  = 13'h07fc;
+          \$11  = 17'h07fc8;
       4'hf:
-          \$11  = 13'h07fe;
+          \$11  = 17'h07fe8;
     endcase
   end
   always @* begin
@@ -8178,14 +8152,21 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -8198,10 +8179,10 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [15], \$24 [15], \$24 [15], \$24 [15], \$24 [15:4] };
-  assign \$32  = { \$31 [18], \$31 [18], \$31 [18], \$31 [18], \$31 [18:4] };
-  assign \$35  = { \$34 [18], \$34 [18], \$34 [18], \$34 [18], \$34 [18:4] };
-  assign \$38  = { \$37 [18], \$37 [18], \$37 [18], \$37 [18], \$37 [18:4] };
+  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
+  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
+  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
+  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)

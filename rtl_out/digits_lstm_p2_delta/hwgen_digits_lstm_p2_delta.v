@@ -4,19 +4,19 @@
 (* generator = "Amaranth" *)
 module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
-  wire [20:0] \$10 ;
-  wire [7:0] \$100 ;
-  wire [7:0] \$101 ;
+  wire [18:0] \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
+  wire [7:0] \$104 ;
   wire \$105 ;
-  wire [7:0] \$106 ;
+  wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire \$11 ;
+  wire [6:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
@@ -27,30 +27,30 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire [6:0] \$12 ;
+  wire [7:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire \$122 ;
+  reg \$122 ;
   wire \$123 ;
-  reg \$124 ;
-  wire \$125 ;
+  wire \$124 ;
+  wire [3:0] \$125 ;
   wire \$126 ;
-  wire [3:0] \$127 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire [6:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire [5:0] \$132 ;
-  wire [5:0] \$133 ;
-  wire \$134 ;
+  wire [5:0] \$130 ;
+  wire [5:0] \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  reg \$134 ;
   wire \$135 ;
-  reg \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  reg \$139 ;
-  wire \$14 ;
-  wire [6:0] \$140 ;
+  wire \$136 ;
+  reg \$137 ;
+  wire [6:0] \$138 ;
+  reg [18:0] \$139 ;
+  wire [7:0] \$14 ;
+  reg [18:0] \$140 ;
   reg [18:0] \$141 ;
   reg [18:0] \$142 ;
   reg [18:0] \$143 ;
@@ -62,38 +62,38 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [18:0] \$149 ;
   wire [6:0] \$15 ;
   reg [18:0] \$150 ;
-  reg [18:0] \$151 ;
-  reg [18:0] \$152 ;
+  wire \$151 ;
+  wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
+  wire [7:0] \$155 ;
   wire \$156 ;
-  wire [7:0] \$157 ;
-  wire \$158 ;
-  wire [2:0] \$159 ;
-  wire [7:0] \$16 ;
-  wire [5:0] \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire [4:0] \$163 ;
-  wire [5:0] \$164 ;
+  wire [2:0] \$157 ;
+  wire [5:0] \$158 ;
+  wire \$159 ;
+  wire [6:0] \$16 ;
+  wire \$160 ;
+  wire [4:0] \$161 ;
+  wire [5:0] \$162 ;
+  wire \$163 ;
+  wire \$164 ;
   wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire [6:0] \$168 ;
-  wire [12:0] \$169 ;
-  wire [6:0] \$17 ;
-  wire [8:0] \$170 ;
-  wire [7:0] \$171 ;
-  wire [7:0] \$172 ;
+  wire [6:0] \$166 ;
+  wire [12:0] \$167 ;
+  wire [8:0] \$168 ;
+  wire [7:0] \$169 ;
+  wire \$17 ;
+  wire [7:0] \$170 ;
+  wire \$171 ;
+  wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire \$175 ;
+  wire [7:0] \$175 ;
   wire \$176 ;
-  wire [7:0] \$177 ;
+  wire \$177 ;
   wire \$178 ;
   wire \$179 ;
-  wire [7:0] \$18 ;
+  wire [9:0] \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
@@ -104,66 +104,66 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [6:0] \$19 ;
+  wire [9:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  reg [18:0] \$194 ;
-  wire [19:0] \$195 ;
+  reg [18:0] \$192 ;
+  wire [19:0] \$193 ;
+  wire [19:0] \$194 ;
+  wire \$195 ;
   wire [19:0] \$196 ;
-  wire \$197 ;
-  wire [19:0] \$198 ;
+  wire [19:0] \$197 ;
+  wire \$198 ;
   wire [19:0] \$199 ;
-  wire \$2 ;
-  wire [6:0] \$20 ;
-  wire \$200 ;
+  wire [18:0] \$2 ;
+  wire [4:0] \$20 ;
+  wire [19:0] \$200 ;
   wire [19:0] \$201 ;
   wire [19:0] \$202 ;
-  wire [19:0] \$203 ;
-  wire [19:0] \$204 ;
+  wire \$203 ;
+  wire [4:0] \$204 ;
   wire \$205 ;
-  wire [4:0] \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire [7:0] \$209 ;
+  wire \$206 ;
+  wire [7:0] \$207 ;
+  wire [2:0] \$208 ;
+  reg [19:0] \$209 ;
   wire \$21 ;
-  wire [2:0] \$210 ;
-  reg [19:0] \$211 ;
-  reg [25:0] \$212 ;
-  reg [25:0] \$213 ;
-  reg [15:0] \$214 ;
-  reg [16:0] \$215 ;
-  reg [16:0] \$216 ;
-  reg [9:0] \$217 ;
-  reg [9:0] \$218 ;
-  reg [37:0] \$219 ;
-  wire [9:0] \$22 ;
+  reg [25:0] \$210 ;
+  reg [25:0] \$211 ;
+  reg [15:0] \$212 ;
+  reg [16:0] \$213 ;
+  reg [16:0] \$214 ;
+  reg [9:0] \$215 ;
+  reg [9:0] \$216 ;
+  reg [37:0] \$217 ;
+  reg [37:0] \$218 ;
+  reg \$219 ;
+  wire \$22 ;
   reg [37:0] \$220 ;
-  reg [7:0] \$221 ;
-  reg [37:0] \$222 ;
-  reg [19:0] \$223 ;
-  reg [19:0] \$224 ;
+  reg [19:0] \$221 ;
+  reg [19:0] \$222 ;
+  reg \$223 ;
+  reg [2:0] \$224 ;
   reg \$225 ;
-  reg [2:0] \$226 ;
-  reg \$227 ;
-  reg [5:0] \$228 ;
-  reg [11:0] \$229 ;
-  wire [9:0] \$23 ;
-  reg [6:0] \$230 ;
-  reg [3:0] \$231 ;
-  reg [36:0] \$232 ;
-  reg \$233 ;
-  reg [27:0] \$234 ;
-  reg [1:0] \$235 ;
-  reg [5:0] \$236 ;
-  reg [2:0] \$237 ;
-  reg [4:0] \$238 ;
+  reg [5:0] \$226 ;
+  reg [11:0] \$227 ;
+  reg [6:0] \$228 ;
+  reg [3:0] \$229 ;
+  wire \$23 ;
+  reg [36:0] \$230 ;
+  reg \$231 ;
+  reg [27:0] \$232 ;
+  reg [1:0] \$233 ;
+  reg [5:0] \$234 ;
+  reg [2:0] \$235 ;
+  reg [4:0] \$236 ;
+  reg \$237 ;
+  reg \$238 ;
   reg \$239 ;
-  wire [4:0] \$24 ;
+  wire \$24 ;
   reg \$240 ;
-  reg \$241 ;
-  reg \$242 ;
+  reg [18:0] \$241 ;
+  reg [18:0] \$242 ;
   reg [18:0] \$243 ;
   reg [18:0] \$244 ;
   reg [18:0] \$245 ;
@@ -171,7 +171,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [18:0] \$247 ;
   reg [18:0] \$248 ;
   reg [18:0] \$249 ;
-  wire \$25 ;
+  wire [9:0] \$25 ;
   reg [18:0] \$250 ;
   reg [18:0] \$251 ;
   reg [18:0] \$252 ;
@@ -182,62 +182,60 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [18:0] \$257 ;
   reg [18:0] \$258 ;
   reg [18:0] \$259 ;
-  wire \$26 ;
+  wire [9:0] \$26 ;
   reg [18:0] \$260 ;
-  reg [18:0] \$261 ;
-  reg [18:0] \$262 ;
-  reg [5:0] \$263 ;
+  reg [5:0] \$261 ;
+  reg \$262 ;
+  reg [4:0] \$263 ;
   reg \$264 ;
-  reg [4:0] \$265 ;
-  reg \$266 ;
-  reg [3:0] \$267 ;
-  reg [18:0] \$268 ;
-  reg [8:0] \$269 ;
-  wire \$27 ;
-  reg \$270 ;
+  reg [3:0] \$265 ;
+  reg [18:0] \$266 ;
+  reg [8:0] \$267 ;
+  reg \$268 ;
+  wire [4:0] \$27 ;
   wire \$28 ;
-  wire [9:0] \$29 ;
-  wire [18:0] \$3 ;
-  wire [9:0] \$30 ;
-  wire [4:0] \$31 ;
+  wire \$29 ;
+  wire [20:0] \$3 ;
+  wire \$30 ;
+  wire [12:0] \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
-  wire [12:0] \$35 ;
+  reg \$34 ;
+  wire \$35 ;
   wire \$36 ;
-  wire \$37 ;
-  reg \$38 ;
-  wire \$39 ;
+  wire [7:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
   wire [18:0] \$4 ;
   wire \$40 ;
-  wire [7:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [9:0] \$43 ;
-  wire \$44 ;
-  wire [5:0] \$45 ;
+  wire [5:0] \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  reg \$44 ;
+  wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  reg \$48 ;
-  wire \$49 ;
-  wire [20:0] \$5 ;
-  wire \$50 ;
-  wire [5:0] \$51 ;
+  wire [5:0] \$47 ;
+  wire [6:0] \$48 ;
+  wire [6:0] \$49 ;
+  wire [18:0] \$5 ;
+  wire [6:0] \$50 ;
+  wire \$51 ;
   wire [6:0] \$52 ;
-  wire [6:0] \$53 ;
+  wire [7:0] \$53 ;
   wire [6:0] \$54 ;
-  wire \$55 ;
-  wire [6:0] \$56 ;
-  wire [7:0] \$57 ;
-  wire [6:0] \$58 ;
+  wire [7:0] \$55 ;
+  wire \$56 ;
+  wire [12:0] \$57 ;
+  wire \$58 ;
   wire [7:0] \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [12:0] \$61 ;
-  wire \$62 ;
-  wire [7:0] \$63 ;
-  wire [7:0] \$64 ;
-  wire [7:0] \$65 ;
-  wire [7:0] \$66 ;
+  wire [20:0] \$6 ;
+  wire [7:0] \$60 ;
+  wire [7:0] \$61 ;
+  wire [7:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -246,34 +244,34 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
+  wire [16:0] \$74 ;
+  wire [16:0] \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [16:0] \$78 ;
-  wire [16:0] \$79 ;
-  wire [18:0] \$8 ;
+  wire [17:0] \$78 ;
+  wire [17:0] \$79 ;
+  wire [6:0] \$8 ;
   wire [17:0] \$80 ;
   wire [17:0] \$81 ;
-  wire [17:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [3:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [4:0] \$87 ;
-  wire [5:0] \$88 ;
+  wire [3:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [4:0] \$85 ;
+  wire [5:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
   wire \$89 ;
-  wire [18:0] \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [6:0] \$92 ;
-  wire [12:0] \$93 ;
+  wire [6:0] \$9 ;
+  wire [6:0] \$90 ;
+  wire [12:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
   wire \$94 ;
   wire [7:0] \$95 ;
-  wire \$96 ;
-  wire [7:0] \$97 ;
+  wire [7:0] \$96 ;
+  wire [8:0] \$97 ;
   wire [7:0] \$98 ;
-  wire [8:0] \$99 ;
+  wire [7:0] \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$92  = 1'h0;
   wire [6:0] \$signature__addr ;
@@ -349,6 +347,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [5:0] elem = 6'h00;
   reg [5:0] enc_col = 6'h00;
   reg [11:0] enc_w = 12'h000;
+  reg forward = 1'h0;
   reg fresh = 1'h1;
   reg [4:0] g_grp = 5'h00;
   reg [18:0] gate0_0_0 = 19'h00000;
@@ -393,9 +392,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [1:0] lane = 2'h0;
-  reg [7:0] last = 8'h00;
-  wire [6:0] \last.acc_addr ;
-  wire \last.valid ;
   reg [37:0] last_sum = 38'h0000000000;
   wire [18:0] \last_sum[0] ;
   wire [18:0] \last_sum[1] ;
@@ -3235,310 +3231,308 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   assign \$signature__data$80  = _5_;
   assign acc_rd__addr = s1b[0] ? s1b[7:1] : act_acc_addr;
-  assign \$1  = last[7:1] == s3[7:1];
-  assign \$2  = last[0] & \$1 ;
-  assign \$3  = \$2  ? last_sum[18:0] : acc_q[18:0];
-  assign \$4  = s3[8] ? bias_q[18:0] : \$3 ;
-  assign \$5  = $signed(\$4 ) + $signed(aligned0);
-  assign \$6  = last[7:1] == s3[7:1];
-  assign \$7  = last[0] & \$6 ;
-  assign \$8  = \$7  ? last_sum[37:19] : acc_q[37:19];
-  assign \$9  = s3[8] ? bias_q[37:19] : \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned1);
-  assign \$11  = ! issue_layer;
-  assign valid_in = issue_valid & \$11 ;
+  assign \$1  = forward ? last_sum[18:0] : acc_q[18:0];
+  assign \$2  = s3[8] ? bias_q[18:0] : \$1 ;
+  assign \$3  = $signed(\$2 ) + $signed(aligned0);
+  assign \$4  = forward ? last_sum[37:19] : acc_q[37:19];
+  assign \$5  = s3[8] ? bias_q[37:19] : \$4 ;
+  assign \$6  = $signed(\$5 ) + $signed(aligned1);
+  assign \$7  = ! issue_layer;
+  assign valid_in = issue_valid & \$7 ;
   assign h_prev = fresh ? 8'h00 : \$signature__data ;
   assign c_prev = fresh ? 8'h00 : c_rd__data;
-  assign \$12  = 3'h4 + tag_out;
-  assign \$13  = 1'h0 + tag_out;
-  assign \$14  = enc_col >= 3'h4;
-  assign \$15  = 3'h4 + enc_col;
-  assign \$16  = \$15  - 3'h4;
-  assign \$17  = 1'h0 + enc_col;
-  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
-  assign \$19  = 1'h0 + enc_col;
-  assign \$20  = 1'h0 + e2[6:1];
-  assign \$21  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$22  = - $signed(e2[36:28]);
-  assign \$23  = \$21  ? \$22  : { e2[36], e2[36:28] };
-  assign \$24  = e2[7] ? 5'h18 : 5'h14;
-  assign \$25  = $signed(\$23 ) >= $signed({ 1'h0, \$24  });
-  assign \$26  = fresh | \$25 ;
-  assign \$27  = e2[0] & \$26 ;
-  assign \$28  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$29  = - $signed(e2[36:28]);
-  assign \$30  = \$28  ? \$29  : { e2[36], e2[36:28] };
-  assign \$31  = e2[7] ? 5'h18 : 5'h14;
-  assign \$32  = $signed(\$30 ) >= $signed({ 1'h0, \$31  });
-  assign \$33  = fresh | \$32 ;
-  assign \$34  = e2[0] & \$33 ;
-  assign \$35  = cur[11:0] + grp;
-  assign \$36  = grp == 6'h3f;
-  assign \$37  = g_grp < 5'h10;
-  assign \$39  = ~ \$38 ;
-  assign \$40  = \$37  & \$39 ;
-  assign \$41  = act_q * 5'h10;
-  assign \$42  = 1'h0 + \$41 ;
-  assign \$43  = \$42  + g_grp;
-  assign \$44  = act_q == 3'h4;
-  assign \$45  = g_grp + 1'h1;
-  assign \$46  = \$45  < 5'h10;
-  assign \$47  = ~ \$signal ;
-  assign \$49  = ~ \$48 ;
-  assign \$50  = \$46  & \$49 ;
-  assign \$51  = 1'h0 + g_grp;
-  assign \$52  = \$51  + 1'h1;
-  assign \$53  = 3'h4 + elem;
-  assign \$54  = 1'h0 + elem;
-  assign \$55  = enc_col >= 1'h0;
-  assign \$56  = 3'h4 + enc_col;
-  assign \$57  = \$56  - 1'h0;
-  assign \$58  = 1'h0 + enc_col;
-  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
-  assign \$61  = cur[11:0] + grp;
-  assign \$62  = grp == 3'h4;
-  assign \$63  = 7'h40 + grp;
-  assign \$64  = 7'h40 + grp;
-  assign \$65  = 7'h40 + grp;
-  assign \$66  = 7'h40 + grp;
-  assign \$67  = ! seq_state;
-  assign \$68  = seq_state == 1'h1;
-  assign \$69  = seq_state == 2'h2;
-  assign \$70  = seq_state == 2'h3;
-  assign \$71  = seq_state == 3'h4;
-  assign \$72  = seq_state == 3'h5;
-  assign \$73  = seq_state == 3'h6;
-  assign \$74  = seq_state == 3'h7;
-  assign \$75  = seq_state == 4'h8;
-  assign \$76  = seq_state == 4'h9;
-  assign \$77  = seq_state == 4'ha;
-  assign \$78  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
-  assign \$79  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
-  assign \$84  = in_idx + 1'h1;
-  assign \$85  = in_idx == 2'h3;
-  assign \$86  = enc_col < 6'h24;
-  assign \$87  = level + e1[0];
-  assign \$88  = \$87  + e2[0];
-  assign \$89  = \$88  < 3'h7;
-  assign \$90  = \$86  & \$89 ;
-  assign \$91  = enc_col >= 3'h4;
-  assign \$92  = enc_col + 1'h1;
-  assign \$93  = enc_w + 7'h40;
+  assign \$8  = 3'h4 + tag_out;
+  assign \$9  = 1'h0 + tag_out;
+  assign \$10  = enc_col >= 3'h4;
+  assign \$11  = 3'h4 + enc_col;
+  assign \$12  = \$11  - 3'h4;
+  assign \$13  = 1'h0 + enc_col;
+  assign \$14  = \$10  ? \$12  : { 1'h0, \$13  };
+  assign \$15  = 1'h0 + enc_col;
+  assign \$16  = 1'h0 + e2[6:1];
+  assign \$17  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$18  = - $signed(e2[36:28]);
+  assign \$19  = \$17  ? \$18  : { e2[36], e2[36:28] };
+  assign \$20  = e2[7] ? 5'h18 : 5'h14;
+  assign \$21  = $signed(\$19 ) >= $signed({ 1'h0, \$20  });
+  assign \$22  = fresh | \$21 ;
+  assign \$23  = e2[0] & \$22 ;
+  assign \$24  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$25  = - $signed(e2[36:28]);
+  assign \$26  = \$24  ? \$25  : { e2[36], e2[36:28] };
+  assign \$27  = e2[7] ? 5'h18 : 5'h14;
+  assign \$28  = $signed(\$26 ) >= $signed({ 1'h0, \$27  });
+  assign \$29  = fresh | \$28 ;
+  assign \$30  = e2[0] & \$29 ;
+  assign \$31  = cur[11:0] + grp;
+  assign \$32  = grp == 6'h3f;
+  assign \$33  = g_grp < 5'h10;
+  assign \$35  = ~ \$34 ;
+  assign \$36  = \$33  & \$35 ;
+  assign \$37  = act_q * 5'h10;
+  assign \$38  = 1'h0 + \$37 ;
+  assign \$39  = \$38  + g_grp;
+  assign \$40  = act_q == 3'h4;
+  assign \$41  = g_grp + 1'h1;
+  assign \$42  = \$41  < 5'h10;
+  assign \$43  = ~ \$signal ;
+  assign \$45  = ~ \$44 ;
+  assign \$46  = \$42  & \$45 ;
+  assign \$47  = 1'h0 + g_grp;
+  assign \$48  = \$47  + 1'h1;
+  assign \$49  = 3'h4 + elem;
+  assign \$50  = 1'h0 + elem;
+  assign \$51  = enc_col >= 1'h0;
+  assign \$52  = 3'h4 + enc_col;
+  assign \$53  = \$52  - 1'h0;
+  assign \$54  = 1'h0 + enc_col;
+  assign \$55  = \$51  ? \$53  : { 1'h0, \$54  };
+  assign \$57  = cur[11:0] + grp;
+  assign \$58  = grp == 3'h4;
+  assign \$59  = 7'h40 + grp;
+  assign \$60  = 7'h40 + grp;
+  assign \$61  = 7'h40 + grp;
+  assign \$62  = 7'h40 + grp;
+  assign \$63  = ! seq_state;
+  assign \$64  = seq_state == 1'h1;
+  assign \$65  = seq_state == 2'h2;
+  assign \$66  = seq_state == 2'h3;
+  assign \$67  = seq_state == 3'h4;
+  assign \$68  = seq_state == 3'h5;
+  assign \$69  = seq_state == 3'h6;
+  assign \$70  = seq_state == 3'h7;
+  assign \$71  = seq_state == 4'h8;
+  assign \$72  = seq_state == 4'h9;
+  assign \$73  = seq_state == 4'ha;
+  assign \$74  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$75  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
+  assign \$76  = s3[7:1] == s2[7:1];
+  assign \$77  = s3[0] & \$76 ;
+  assign \$82  = in_idx + 1'h1;
+  assign \$83  = in_idx == 2'h3;
+  assign \$84  = enc_col < 6'h24;
+  assign \$85  = level + e1[0];
+  assign \$86  = \$85  + e2[0];
+  assign \$87  = \$86  < 3'h7;
+  assign \$88  = \$84  & \$87 ;
+  assign \$89  = enc_col >= 3'h4;
+  assign \$90  = enc_col + 1'h1;
+  assign \$91  = enc_w + 7'h40;
+  assign \$92  = e1[7] & fresh;
+  assign \$93  = \$92  ? 8'h00 : \$signature__data ;
   assign \$94  = e1[7] & fresh;
   assign \$95  = \$94  ? 8'h00 : \$signature__data ;
-  assign \$96  = e1[7] & fresh;
-  assign \$97  = \$96  ? 8'h00 : \$signature__data ;
-  assign \$98  = fresh ? 8'h00 : \$signature__data$89 ;
-  assign \$99  = $signed(\$97 ) - $signed(\$98 );
-  assign \$100  = 1'h0 + grp;
-  assign \$101  = 1'h0 + grp;
-  assign \$102  = ! cur[17:12];
-  assign \$103  = fresh & \$102 ;
-  assign \$104  = cur[18] ? 1'h0 : 1'h1;
-  assign \$105  = grp == 6'h3f;
-  assign \$106  = grp + 1'h1;
-  assign \$107  = enc_col == 6'h24;
-  assign \$108  = ~ e1[0];
+  assign \$96  = fresh ? 8'h00 : \$signature__data$89 ;
+  assign \$97  = $signed(\$95 ) - $signed(\$96 );
+  assign \$98  = 1'h0 + grp;
+  assign \$99  = 1'h0 + grp;
+  assign \$100  = ! cur[17:12];
+  assign \$101  = fresh & \$100 ;
+  assign \$102  = cur[18] ? 1'h0 : 1'h1;
+  assign \$103  = grp == 6'h3f;
+  assign \$104  = grp + 1'h1;
+  assign \$105  = enc_col == 6'h24;
+  assign \$106  = ~ e1[0];
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = ~ e2[0];
   assign \$109  = \$107  & \$108 ;
-  assign \$110  = ~ e2[0];
+  assign \$110  = ~ r_rdy;
   assign \$111  = \$109  & \$110 ;
-  assign \$112  = ~ r_rdy;
+  assign \$112  = ~ cur_active;
   assign \$113  = \$111  & \$112 ;
-  assign \$114  = ~ cur_active;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = ~ s1[0];
-  assign \$117  = ~ s1b[0];
+  assign \$114  = ~ s1[0];
+  assign \$115  = ~ s1b[0];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ s2[0];
   assign \$118  = \$116  & \$117 ;
-  assign \$119  = ~ s2[0];
+  assign \$119  = ~ s3[0];
   assign \$120  = \$118  & \$119 ;
-  assign \$121  = ~ s3[0];
-  assign \$122  = \$120  & \$121 ;
-  assign \$123  = g_grp < 5'h10;
-  assign \$125  = ~ \$124 ;
-  assign \$126  = \$123  & \$125 ;
-  assign \$127  = act_q + 1'h1;
-  assign \$128  = ! \$signal ;
-  assign \$130  = act_q == 3'h4;
-  assign \$131  = ~ \$signal ;
-  assign \$132  = g_grp + 1'h1;
-  assign \$133  = g_grp + 1'h1;
-  assign \$134  = \$133  < 5'h10;
-  assign \$135  = ~ \$signal ;
-  assign \$137  = ~ \$136 ;
-  assign \$138  = \$134  & \$137 ;
-  assign \$140  = elem + 1'h1;
-  assign \$153  = lane == 1'h1;
-  assign \$154  = elem == 5'h1f;
-  assign \$155  = \$153  | \$154 ;
-  assign \$156  = ~ \$signal$92 ;
-  assign \$157  = grp + 1'h1;
-  assign \$158  = grp == 4'hf;
-  assign \$159  = lane + 1'h1;
-  assign \$160  = \wait  + 1'h1;
-  assign \$161  = \wait  == 5'h16;
-  assign \$162  = enc_col < 6'h20;
-  assign \$163  = level + e1[0];
-  assign \$164  = \$163  + e2[0];
-  assign \$165  = \$164  < 3'h7;
-  assign \$166  = \$162  & \$165 ;
-  assign \$167  = enc_col >= 1'h0;
-  assign \$168  = enc_col + 1'h1;
-  assign \$169  = enc_w + 3'h5;
-  assign \$170  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$171  = 7'h40 + grp;
-  assign \$172  = 7'h40 + grp;
-  assign \$173  = ! cur[17:12];
-  assign \$176  = grp == 3'h4;
-  assign \$177  = grp + 1'h1;
-  assign \$178  = enc_col == 6'h20;
-  assign \$179  = ~ e1[0];
+  assign \$121  = g_grp < 5'h10;
+  assign \$123  = ~ \$122 ;
+  assign \$124  = \$121  & \$123 ;
+  assign \$125  = act_q + 1'h1;
+  assign \$126  = ! \$signal ;
+  assign \$128  = act_q == 3'h4;
+  assign \$129  = ~ \$signal ;
+  assign \$130  = g_grp + 1'h1;
+  assign \$131  = g_grp + 1'h1;
+  assign \$132  = \$131  < 5'h10;
+  assign \$133  = ~ \$signal ;
+  assign \$135  = ~ \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$138  = elem + 1'h1;
+  assign \$151  = lane == 1'h1;
+  assign \$152  = elem == 5'h1f;
+  assign \$153  = \$151  | \$152 ;
+  assign \$154  = ~ \$signal$92 ;
+  assign \$155  = grp + 1'h1;
+  assign \$156  = grp == 4'hf;
+  assign \$157  = lane + 1'h1;
+  assign \$158  = \wait  + 1'h1;
+  assign \$159  = \wait  == 5'h16;
+  assign \$160  = enc_col < 6'h20;
+  assign \$161  = level + e1[0];
+  assign \$162  = \$161  + e2[0];
+  assign \$163  = \$162  < 3'h7;
+  assign \$164  = \$160  & \$163 ;
+  assign \$165  = enc_col >= 1'h0;
+  assign \$166  = enc_col + 1'h1;
+  assign \$167  = enc_w + 3'h5;
+  assign \$168  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$169  = 7'h40 + grp;
+  assign \$170  = 7'h40 + grp;
+  assign \$171  = ! cur[17:12];
+  assign \$174  = grp == 3'h4;
+  assign \$175  = grp + 1'h1;
+  assign \$176  = enc_col == 6'h20;
+  assign \$177  = ~ e1[0];
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = ~ e2[0];
   assign \$180  = \$178  & \$179 ;
-  assign \$181  = ~ e2[0];
+  assign \$181  = ~ r_rdy;
   assign \$182  = \$180  & \$181 ;
-  assign \$183  = ~ r_rdy;
+  assign \$183  = ~ cur_active;
   assign \$184  = \$182  & \$183 ;
-  assign \$185  = ~ cur_active;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = ~ s1[0];
-  assign \$188  = ~ s1b[0];
+  assign \$185  = ~ s1[0];
+  assign \$186  = ~ s1b[0];
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = ~ s2[0];
   assign \$189  = \$187  & \$188 ;
-  assign \$190  = ~ s2[0];
+  assign \$190  = ~ s3[0];
   assign \$191  = \$189  & \$190 ;
-  assign \$192  = ~ s3[0];
-  assign \$193  = \$191  & \$192 ;
-  assign \$195  = $signed(out_word) + $signed(11'h200);
-  assign \$197  = $signed(\$196 ) > $signed(8'h7f);
-  assign \$198  = $signed(out_word) + $signed(11'h200);
-  assign \$200  = $signed(\$199 ) < $signed(8'h80);
-  assign \$201  = $signed(out_word) + $signed(11'h200);
-  assign \$203  = \$200  ? 20'hfff80 : \$202 ;
-  assign \$204  = \$197  ? 20'h0007f : \$203 ;
+  assign \$193  = $signed(out_word) + $signed(11'h200);
+  assign \$195  = $signed(\$194 ) > $signed(8'h7f);
+  assign \$196  = $signed(out_word) + $signed(11'h200);
+  assign \$198  = $signed(\$197 ) < $signed(8'h80);
+  assign \$199  = $signed(out_word) + $signed(11'h200);
+  assign \$201  = \$198  ? 20'hfff80 : \$200 ;
+  assign \$202  = \$195  ? 20'h0007f : \$201 ;
+  assign \$203  = out_idx == 4'h9;
+  assign \$204  = out_idx + 1'h1;
   assign \$205  = out_idx == 4'h9;
-  assign \$206  = out_idx + 1'h1;
-  assign \$207  = out_idx == 4'h9;
-  assign \$208  = lane == 1'h1;
-  assign \$209  = grp + 1'h1;
-  assign \$210  = lane + 1'h1;
+  assign \$206  = lane == 1'h1;
+  assign \$207  = grp + 1'h1;
+  assign \$208  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$211 ;
+    e1 <= \$209 ;
   always @(posedge clk)
-    s1 <= \$212 ;
+    s1 <= \$210 ;
   always @(posedge clk)
-    s1b <= \$213 ;
+    s1b <= \$211 ;
   always @(posedge clk)
-    w_word <= \$214 ;
+    w_word <= \$212 ;
   always @(posedge clk)
-    prod0 <= \$215 ;
+    prod0 <= \$213 ;
   always @(posedge clk)
-    prod1 <= \$216 ;
+    prod1 <= \$214 ;
   always @(posedge clk)
-    s2 <= \$217 ;
+    s2 <= \$215 ;
   always @(posedge clk)
-    s3 <= \$218 ;
+    s3 <= \$216 ;
   always @(posedge clk)
-    acc_q <= \$219 ;
+    acc_q <= \$217 ;
   always @(posedge clk)
-    bias_q <= \$220 ;
+    bias_q <= \$218 ;
   always @(posedge clk)
-    last <= \$221 ;
+    forward <= \$219 ;
   always @(posedge clk)
-    last_sum <= \$222 ;
+    last_sum <= \$220 ;
   always @(posedge clk)
-    aligned0 <= \$223 ;
+    aligned0 <= \$221 ;
   always @(posedge clk)
-    aligned1 <= \$224 ;
+    aligned1 <= \$222 ;
   always @(posedge clk)
-    issue_valid <= \$225 ;
+    issue_valid <= \$223 ;
   always @(posedge clk)
-    in_idx <= \$226 ;
+    in_idx <= \$224 ;
   always @(posedge clk)
-    seq_end <= \$227 ;
+    seq_end <= \$225 ;
   always @(posedge clk)
-    enc_col <= \$228 ;
+    enc_col <= \$226 ;
   always @(posedge clk)
-    enc_w <= \$229 ;
+    enc_w <= \$227 ;
   always @(posedge clk)
-    grp <= \$230 ;
+    grp <= \$228 ;
   always @(posedge clk)
-    seq_state <= \$231 ;
+    seq_state <= \$229 ;
   always @(posedge clk)
-    e2 <= \$232 ;
+    e2 <= \$230 ;
   always @(posedge clk)
-    cur_active <= \$233 ;
+    cur_active <= \$231 ;
   always @(posedge clk)
-    cur <= \$234 ;
+    cur <= \$232 ;
   always @(posedge clk)
-    lane <= \$235 ;
+    lane <= \$233 ;
   always @(posedge clk)
-    elem <= \$236 ;
+    elem <= \$234 ;
   always @(posedge clk)
-    act_q <= \$237 ;
+    act_q <= \$235 ;
   always @(posedge clk)
-    g_grp <= \$238 ;
+    g_grp <= \$236 ;
   always @(posedge clk)
-    \$signal  <= \$239 ;
+    \$signal  <= \$237 ;
   always @(posedge clk)
-    \$signal$92  <= \$240 ;
+    \$signal$92  <= \$238 ;
   always @(posedge clk)
-    bank0_full <= \$241 ;
+    bank0_full <= \$239 ;
   always @(posedge clk)
-    bank1_full <= \$242 ;
+    bank1_full <= \$240 ;
   always @(posedge clk)
-    gate0_0_0 <= \$243 ;
+    gate0_0_0 <= \$241 ;
   always @(posedge clk)
-    gate0_0_1 <= \$244 ;
+    gate0_0_1 <= \$242 ;
   always @(posedge clk)
-    gate0_1_0 <= \$245 ;
+    gate0_1_0 <= \$243 ;
   always @(posedge clk)
-    gate0_1_1 <= \$246 ;
+    gate0_1_1 <= \$244 ;
   always @(posedge clk)
-    gate0_2_0 <= \$247 ;
+    gate0_2_0 <= \$245 ;
   always @(posedge clk)
-    gate0_2_1 <= \$248 ;
+    gate0_2_1 <= \$246 ;
   always @(posedge clk)
-    gate0_3_0 <= \$249 ;
+    gate0_3_0 <= \$247 ;
   always @(posedge clk)
-    gate0_3_1 <= \$250 ;
+    gate0_3_1 <= \$248 ;
   always @(posedge clk)
-    gate1_0_0 <= \$251 ;
+    gate1_0_0 <= \$249 ;
   always @(posedge clk)
-    gate1_0_1 <= \$252 ;
+    gate1_0_1 <= \$250 ;
   always @(posedge clk)
-    gate1_1_0 <= \$253 ;
+    gate1_1_0 <= \$251 ;
   always @(posedge clk)
-    gate1_1_1 <= \$254 ;
+    gate1_1_1 <= \$252 ;
   always @(posedge clk)
-    gate1_2_0 <= \$255 ;
+    gate1_2_0 <= \$253 ;
   always @(posedge clk)
-    gate1_2_1 <= \$256 ;
+    gate1_2_1 <= \$254 ;
   always @(posedge clk)
-    gate1_3_0 <= \$257 ;
+    gate1_3_0 <= \$255 ;
   always @(posedge clk)
-    gate1_3_1 <= \$258 ;
+    gate1_3_1 <= \$256 ;
   always @(posedge clk)
-    acc0 <= \$259 ;
+    acc0 <= \$257 ;
   always @(posedge clk)
-    acc1 <= \$260 ;
+    acc1 <= \$258 ;
   always @(posedge clk)
-    acc2 <= \$261 ;
+    acc2 <= \$259 ;
   always @(posedge clk)
-    acc3 <= \$262 ;
+    acc3 <= \$260 ;
   always @(posedge clk)
-    tag <= \$263 ;
+    tag <= \$261 ;
   always @(posedge clk)
-    issue_layer <= \$264 ;
+    issue_layer <= \$262 ;
   always @(posedge clk)
-    \wait  <= \$265 ;
+    \wait  <= \$263 ;
   always @(posedge clk)
-    fresh <= \$266 ;
+    fresh <= \$264 ;
   always @(posedge clk)
-    out_idx <= \$267 ;
+    out_idx <= \$265 ;
   always @(posedge clk)
-    out_word <= \$268 ;
+    out_word <= \$266 ;
   always @(posedge clk)
-    o__payload <= \$269 ;
+    o__payload <= \$267 ;
   always @(posedge clk)
-    o__valid <= \$270 ;
+    o__valid <= \$268 ;
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3569,19 +3563,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$38  = bank0_full;
+          \$34  = bank0_full;
       1'h1:
-          \$38  = bank1_full;
+          \$34  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$47 )
+    casez (\$43 )
       1'h0:
-          \$48  = bank0_full;
+          \$44  = bank0_full;
       1'h1:
-          \$48  = bank1_full;
+          \$44  = bank1_full;
     endcase
   end
   always @* begin
@@ -3589,19 +3583,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$124  = bank0_full;
+          \$122  = bank0_full;
       1'h1:
-          \$124  = bank1_full;
+          \$122  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$135 )
+    casez (\$133 )
       1'h0:
-          \$136  = bank0_full;
+          \$134  = bank0_full;
       1'h1:
-          \$136  = bank1_full;
+          \$134  = bank1_full;
     endcase
   end
   always @* begin
@@ -3609,19 +3603,39 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$92 )
       1'h0:
-          \$139  = bank0_full;
+          \$137  = bank0_full;
       1'h1:
-          \$139  = bank1_full;
+          \$137  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = 19'h00000;
+    \$139  = 19'h00000;
     casez (lane)
       2'h0:
-          \$141  = gate0_0_0;
+          \$139  = gate0_0_0;
       2'h1:
-          \$141  = gate0_0_1;
+          \$139  = gate0_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$140  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$140  = gate1_0_0;
+      2'h1:
+          \$140  = gate1_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$92 )
+      1'h0:
+          \$141  = \$139 ;
+      1'h1:
+          \$141  = \$140 ;
     endcase
   end
   always @* begin
@@ -3629,9 +3643,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$142  = 19'h00000;
     casez (lane)
       2'h0:
-          \$142  = gate1_0_0;
+          \$142  = gate0_1_0;
       2'h1:
-          \$142  = gate1_0_1;
+          \$142  = gate0_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$143  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$143  = gate1_1_0;
+      2'h1:
+          \$143  = gate1_1_1;
     endcase
   end
   always @* begin
@@ -3639,19 +3663,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$92 )
       1'h0:
-          \$143  = \$141 ;
+          \$144  = \$142 ;
       1'h1:
-          \$143  = \$142 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$144  = gate0_1_0;
-      2'h1:
-          \$144  = gate0_1_1;
+          \$144  = \$143 ;
     endcase
   end
   always @* begin
@@ -3659,9 +3673,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$145  = 19'h00000;
     casez (lane)
       2'h0:
-          \$145  = gate1_1_0;
+          \$145  = gate0_2_0;
       2'h1:
-          \$145  = gate1_1_1;
+          \$145  = gate0_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$146  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$146  = gate1_2_0;
+      2'h1:
+          \$146  = gate1_2_1;
     endcase
   end
   always @* begin
@@ -3669,19 +3693,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$92 )
       1'h0:
-          \$146  = \$144 ;
+          \$147  = \$145 ;
       1'h1:
-          \$146  = \$145 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$147  = gate0_2_0;
-      2'h1:
-          \$147  = gate0_2_1;
+          \$147  = \$146 ;
     endcase
   end
   always @* begin
@@ -3689,9 +3703,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$148  = 19'h00000;
     casez (lane)
       2'h0:
-          \$148  = gate1_2_0;
+          \$148  = gate0_3_0;
       2'h1:
-          \$148  = gate1_2_1;
+          \$148  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$149  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$149  = gate1_3_0;
+      2'h1:
+          \$149  = gate1_3_1;
     endcase
   end
   always @* begin
@@ -3699,56 +3723,26 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$92 )
       1'h0:
-          \$149  = \$147 ;
+          \$150  = \$148 ;
       1'h1:
-          \$149  = \$148 ;
+          \$150  = \$149 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = 19'h00000;
+    \$192  = 19'h00000;
     casez (lane)
       2'h0:
-          \$150  = gate0_3_0;
+          \$192  = acc_rd__data[18:0];
       2'h1:
-          \$150  = gate0_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$151  = gate1_3_0;
-      2'h1:
-          \$151  = gate1_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$92 )
-      1'h0:
-          \$152  = \$150 ;
-      1'h1:
-          \$152  = \$151 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$194  = acc_rd__data[18:0];
-      2'h1:
-          \$194  = acc_rd__data[37:19];
+          \$192  = acc_rd__data[37:19];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$45  = 6'h00;
     if (valid_out) begin
-      \$signature__addr$45  = \$12 [5:0];
+      \$signature__addr$45  = \$8 [5:0];
     end
     casez (seq_state)
       4'h0:
@@ -3781,7 +3775,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$50  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$50  = \$13 [4:0];
+      \$signature__addr$50  = \$9 [4:0];
     end
   end
   always @* begin
@@ -3813,15 +3807,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$56  = \$18 [5:0];
+          \$signature__addr$56  = \$14 [5:0];
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$56  = \$53 [5:0];
+          \$signature__addr$56  = \$49 [5:0];
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$56  = \$59 [5:0];
+          \$signature__addr$56  = \$55 [5:0];
     endcase
   end
   always @* begin
@@ -3831,7 +3825,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$58  = \$19 [5:0];
+          \$signature__addr$58  = \$15 [5:0];
     endcase
   end
   always @* begin
@@ -3841,7 +3835,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$59  = \$20 [5:0];
+          \$signature__addr$59  = \$16 [5:0];
     endcase
   end
   always @* begin
@@ -3861,7 +3855,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__en$62  = \$27 ;
+          \$signature__en$62  = \$23 ;
     endcase
   end
   always @* begin
@@ -3899,7 +3893,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$34 ;
+          w_en = \$30 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -3907,7 +3901,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$60 ;
+          w_en = \$56 ;
     endcase
   end
   always @* begin
@@ -3918,7 +3912,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$66  = \$35 [11:0];
+            \$signature__addr$66  = \$31 [11:0];
           end
       4'h2:
           /* empty */;
@@ -3928,7 +3922,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$66  = \$61 [11:0];
+            \$signature__addr$66  = \$57 [11:0];
           end
     endcase
   end
@@ -3940,7 +3934,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$36 ) begin
+            if (\$32 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3954,7 +3948,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$62 ) begin
+            if (\$58 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3973,11 +3967,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$40 ) begin
-            act_acc_addr = \$43 [6:0];
-            if (\$44 ) begin
-              if (\$50 ) begin
-                act_acc_addr = \$52 ;
+          if (\$36 ) begin
+            act_acc_addr = \$39 [6:0];
+            if (\$40 ) begin
+              if (\$46 ) begin
+                act_acc_addr = \$48 ;
               end
             end
           end
@@ -3988,13 +3982,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h6:
           /* empty */;
       4'h7:
-          act_acc_addr = \$63 [6:0];
+          act_acc_addr = \$59 [6:0];
       4'h8:
-          act_acc_addr = \$64 [6:0];
+          act_acc_addr = \$60 [6:0];
       4'h9:
-          act_acc_addr = \$65 [6:0];
+          act_acc_addr = \$61 [6:0];
       4'ha:
-          act_acc_addr = \$66 [6:0];
+          act_acc_addr = \$62 [6:0];
     endcase
   end
   always @* begin
@@ -4008,22 +4002,22 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          c_rd__addr = \$54 [4:0];
+          c_rd__addr = \$50 [4:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211 [19:1] = e1[19:1];
-    \$211 [0] = 1'h0;
+    \$209 [19:1] = e1[19:1];
+    \$209 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$90 ) begin
-            \$211 [0] = 1'h1;
-            \$211 [6:1] = enc_col;
-            \$211 [7] = \$91 ;
-            \$211 [19:8] = enc_w;
+          if (\$88 ) begin
+            \$209 [0] = 1'h1;
+            \$209 [6:1] = enc_col;
+            \$209 [7] = \$89 ;
+            \$209 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -4032,32 +4026,32 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          if (\$166 ) begin
-            \$211 [0] = 1'h1;
-            \$211 [6:1] = enc_col;
-            \$211 [7] = \$167 ;
-            \$211 [19:8] = enc_w;
+          if (\$164 ) begin
+            \$209 [0] = 1'h1;
+            \$209 [6:1] = enc_col;
+            \$209 [7] = \$165 ;
+            \$209 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$211  = 20'h00000;
+      \$209  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212 [25:1] = s1[25:1];
-    \$212 [0] = 1'h0;
+    \$210 [25:1] = s1[25:1];
+    \$210 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$212 [0] = 1'h1;
-            \$212 [7:1] = \$100 [6:0];
-            \$212 [14:8] = \$101 [6:0];
-            \$212 [24:16] = cur[27:19];
-            \$212 [15] = \$103 ;
-            \$212 [25] = \$104 ;
+            \$210 [0] = 1'h1;
+            \$210 [7:1] = \$98 [6:0];
+            \$210 [14:8] = \$99 [6:0];
+            \$210 [24:16] = cur[27:19];
+            \$210 [15] = \$101 ;
+            \$210 [25] = \$102 ;
           end
       4'h2:
           /* empty */;
@@ -4067,90 +4061,102 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$212 [0] = 1'h1;
-            \$212 [7:1] = \$171 [6:0];
-            \$212 [14:8] = \$172 [6:0];
-            \$212 [24:16] = cur[27:19];
-            \$212 [15] = \$174 ;
-            \$212 [25] = \$175 ;
+            \$210 [0] = 1'h1;
+            \$210 [7:1] = \$169 [6:0];
+            \$210 [14:8] = \$170 [6:0];
+            \$210 [24:16] = cur[27:19];
+            \$210 [15] = \$172 ;
+            \$210 [25] = \$173 ;
           end
     endcase
     if (rst) begin
-      \$212  = 26'h0000000;
+      \$210  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = s1;
+    \$211  = s1;
     if (rst) begin
-      \$213  = 26'h0000000;
+      \$211  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = \$signature__data$80 ;
+    \$212  = \$signature__data$80 ;
     if (rst) begin
-      \$214  = 16'h0000;
+      \$212  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = \$78 ;
+    \$213  = \$74 ;
     if (rst) begin
-      \$215  = 17'h00000;
+      \$213  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = \$79 ;
+    \$214  = \$75 ;
     if (rst) begin
-      \$216  = 17'h00000;
+      \$214  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217 [0] = s1b[0];
-    \$217 [7:1] = s1b[7:1];
-    \$217 [8] = s1b[15];
-    \$217 [9] = s1b[25];
+    \$215 [0] = s1b[0];
+    \$215 [7:1] = s1b[7:1];
+    \$215 [8] = s1b[15];
+    \$215 [9] = s1b[25];
     if (rst) begin
-      \$217  = 10'h000;
+      \$215  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = s2;
+    \$216  = s2;
     if (rst) begin
-      \$218  = 10'h000;
+      \$216  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = acc_rd__data;
+    \$217  = acc_rd__data;
     if (rst) begin
-      \$219  = 38'h0000000000;
+      \$217  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = \$signature__data$85 ;
+    \$218  = \$signature__data$85 ;
+    if (rst) begin
+      \$218  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$219  = \$77 ;
+    if (rst) begin
+      \$219  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = acc_wr__data;
     if (rst) begin
       \$220  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221 [0] = s3[0];
-    \$221 [7:1] = s3[7:1];
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$221  = { \$78 [17], \$78 [17], \$78  };
+      1'h1:
+          \$221  = { \$79 [17], \$79 [17], \$79  };
+    endcase
     if (rst) begin
-      \$221  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = acc_wr__data;
-    if (rst) begin
-      \$222  = 38'h0000000000;
+      \$221  = 20'h00000;
     end
   end
   always @* begin
@@ -4158,30 +4164,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$223  = { \$80 [17], \$80 [17], \$80  };
+          \$222  = { \$80 [17], \$80 [17], \$80  };
       1'h1:
-          \$223  = { \$81 [17], \$81 [17], \$81  };
+          \$222  = { \$81 [17], \$81 [17], \$81  };
     endcase
     if (rst) begin
-      \$223  = 20'h00000;
+      \$222  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$224  = { \$82 [17], \$82 [17], \$82  };
-      1'h1:
-          \$224  = { \$83 [17], \$83 [17], \$83  };
-    endcase
-    if (rst) begin
-      \$224  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = 1'h0;
+    \$223  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4190,8 +4183,39 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$139 ) begin
-            \$225  = 1'h1;
+          if (\$137 ) begin
+            \$223  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = in_idx;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            \$224  = \$82 [2:0];
+            if (\$83 ) begin
+              \$224  = 3'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$224  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = seq_end;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$83 ) begin
+              \$225  = i__payload[9];
+            end
           end
     endcase
     if (rst) begin
@@ -4200,52 +4224,21 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = in_idx;
+    \$226  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$226  = \$84 [2:0];
-            if (\$85 ) begin
-              \$226  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$226  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$85 ) begin
-              \$227  = i__payload[9];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = enc_col;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$85 ) begin
-              \$228  = 6'h00;
+            if (\$83 ) begin
+              \$226  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$90 ) begin
-            \$228  = \$92 [5:0];
+          if (\$88 ) begin
+            \$226  = \$90 [5:0];
           end
-          if (\$115 ) begin
-            \$228  = 6'h00;
+          if (\$113 ) begin
+            \$226  = 6'h00;
           end
         end
       4'h2:
@@ -4253,106 +4246,106 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$161 ) begin
-            \$228  = 6'h00;
+          if (\$159 ) begin
+            \$226  = 6'h00;
           end
       4'h5:
         begin
-          if (\$166 ) begin
-            \$228  = \$168 [5:0];
+          if (\$164 ) begin
+            \$226  = \$166 [5:0];
           end
-          if (\$186 ) begin
-            \$228  = 6'h00;
+          if (\$184 ) begin
+            \$226  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$228  = 6'h00;
+      \$226  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = enc_w;
+    \$227  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$85 ) begin
-              \$229  = 12'h000;
+            if (\$83 ) begin
+              \$227  = 12'h000;
             end
           end
       4'h1:
-          if (\$90 ) begin
-            \$229  = \$93 [11:0];
+          if (\$88 ) begin
+            \$227  = \$91 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$161 ) begin
-            \$229  = 12'h900;
+          if (\$159 ) begin
+            \$227  = 12'h900;
           end
       4'h5:
-          if (\$166 ) begin
-            \$229  = \$169 [11:0];
+          if (\$164 ) begin
+            \$227  = \$167 [11:0];
           end
     endcase
     if (rst) begin
-      \$229  = 12'h000;
+      \$227  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = grp;
+    \$228  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$85 ) begin
-              \$230  = 7'h00;
+            if (\$83 ) begin
+              \$228  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$105 ) begin
-              \$230  = 7'h00;
+            if (\$103 ) begin
+              \$228  = 7'h00;
             end else begin
-              \$230  = \$106 [6:0];
+              \$228  = \$104 [6:0];
             end
           end else if (r_rdy) begin
-            \$230  = 7'h00;
+            \$228  = 7'h00;
           end
       4'h2:
-          if (\$122 ) begin
-            \$230  = 7'h00;
+          if (\$120 ) begin
+            \$228  = 7'h00;
           end
       4'h3:
-          if (\$139 ) begin
-            if (\$155 ) begin
-              \$230  = \$157 [6:0];
-              if (\$158 ) begin
-                \$230  = 7'h00;
+          if (\$137 ) begin
+            if (\$153 ) begin
+              \$228  = \$155 [6:0];
+              if (\$156 ) begin
+                \$228  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$161 ) begin
-            \$230  = 7'h00;
+          if (\$159 ) begin
+            \$228  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$176 ) begin
-              \$230  = 7'h00;
+            if (\$174 ) begin
+              \$228  = 7'h00;
             end else begin
-              \$230  = \$177 [6:0];
+              \$228  = \$175 [6:0];
             end
           end else if (r_rdy) begin
-            \$230  = 7'h00;
+            \$228  = 7'h00;
           end
       4'h6:
-          if (\$193 ) begin
-            \$230  = 7'h00;
+          if (\$191 ) begin
+            \$228  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -4362,96 +4355,96 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$207 ) begin
-              \$230  = 7'h00;
-            end else if (\$208 ) begin
-              \$230  = \$209 [6:0];
+            if (\$205 ) begin
+              \$228  = 7'h00;
+            end else if (\$206 ) begin
+              \$228  = \$207 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$230  = 7'h00;
+      \$228  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = seq_state;
+    \$229  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$85 ) begin
-              \$231  = 4'h1;
+            if (\$83 ) begin
+              \$229  = 4'h1;
             end
           end
       4'h1:
-          if (\$115 ) begin
-            \$231  = 4'h2;
+          if (\$113 ) begin
+            \$229  = 4'h2;
           end
       4'h2:
-          if (\$122 ) begin
-            \$231  = 4'h3;
+          if (\$120 ) begin
+            \$229  = 4'h3;
           end
       4'h3:
-          if (\$139 ) begin
-            if (\$155 ) begin
-              if (\$158 ) begin
-                \$231  = 4'h4;
+          if (\$137 ) begin
+            if (\$153 ) begin
+              if (\$156 ) begin
+                \$229  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$161 ) begin
+          if (\$159 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$231  = 4'h5;
+              \$229  = 4'h5;
             end else begin
-              \$231  = 4'h0;
+              \$229  = 4'h0;
             end
           end
       4'h5:
-          if (\$186 ) begin
-            \$231  = 4'h6;
+          if (\$184 ) begin
+            \$229  = 4'h6;
           end
       4'h6:
-          if (\$193 ) begin
-            \$231  = 4'h7;
+          if (\$191 ) begin
+            \$229  = 4'h7;
           end
       4'h7:
-          \$231  = 4'h8;
+          \$229  = 4'h8;
       4'h8:
-          \$231  = 4'h9;
+          \$229  = 4'h9;
       4'h9:
-          \$231  = 4'ha;
+          \$229  = 4'ha;
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$207 ) begin
-              \$231  = 4'h0;
-            end else if (\$208 ) begin
-              \$231  = 4'h7;
+            if (\$205 ) begin
+              \$229  = 4'h0;
+            end else if (\$206 ) begin
+              \$229  = 4'h7;
             end else begin
-              \$231  = 4'h8;
+              \$229  = 4'h8;
             end
           end
     endcase
     if (rst) begin
-      \$231  = 4'h0;
+      \$229  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = e2;
+    \$230  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$232 [0] = e1[0];
-          \$232 [6:1] = e1[6:1];
-          \$232 [7] = e1[7];
-          \$232 [19:8] = e1[19:8];
-          \$232 [27:20] = \$95 ;
-          \$232 [36:28] = \$99 ;
+          \$230 [0] = e1[0];
+          \$230 [6:1] = e1[6:1];
+          \$230 [7] = e1[7];
+          \$230 [19:8] = e1[19:8];
+          \$230 [27:20] = \$93 ;
+          \$230 [36:28] = \$97 ;
         end
       4'h2:
           /* empty */;
@@ -4461,31 +4454,31 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
         begin
-          \$232 [0] = e1[0];
-          \$232 [6:1] = e1[6:1];
-          \$232 [7] = e1[7];
-          \$232 [19:8] = e1[19:8];
-          \$232 [27:20] = \$signature__data ;
-          \$232 [36:28] = \$170 ;
+          \$230 [0] = e1[0];
+          \$230 [6:1] = e1[6:1];
+          \$230 [7] = e1[7];
+          \$230 [19:8] = e1[19:8];
+          \$230 [27:20] = \$signature__data ;
+          \$230 [36:28] = \$168 ;
         end
     endcase
     if (rst) begin
-      \$232  = 37'h0000000000;
+      \$230  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = cur_active;
+    \$231  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$105 ) begin
-              \$233  = r_rdy;
+            if (\$103 ) begin
+              \$231  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$233  = 1'h1;
+            \$231  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -4495,30 +4488,30 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$176 ) begin
-              \$233  = r_rdy;
+            if (\$174 ) begin
+              \$231  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$233  = 1'h1;
+            \$231  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$233  = 1'h0;
+      \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = cur;
+    \$232  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$105 ) begin
-              \$234  = r_data;
+            if (\$103 ) begin
+              \$232  = r_data;
             end
           end else if (r_rdy) begin
-            \$234  = r_data;
+            \$232  = r_data;
           end
       4'h2:
           /* empty */;
@@ -4528,36 +4521,36 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$176 ) begin
-              \$234  = r_data;
+            if (\$174 ) begin
+              \$232  = r_data;
             end
           end else if (r_rdy) begin
-            \$234  = r_data;
+            \$232  = r_data;
           end
     endcase
     if (rst) begin
-      \$234  = 28'h0000000;
+      \$232  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = lane;
+    \$233  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
-            \$235  = 2'h0;
+          if (\$120 ) begin
+            \$233  = 2'h0;
           end
       4'h3:
-          if (\$139 ) begin
+          if (\$137 ) begin
             (* full_case = 32'd1 *)
-            if (\$155 ) begin
-              \$235  = 2'h0;
+            if (\$153 ) begin
+              \$233  = 2'h0;
             end else begin
-              \$235  = \$159 [1:0];
+              \$233  = \$157 [1:0];
             end
           end
       4'h4:
@@ -4565,8 +4558,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$193 ) begin
-            \$235  = 2'h0;
+          if (\$191 ) begin
+            \$233  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -4577,108 +4570,167 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'ha:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$207 ) begin
-              \$235  = 2'h0;
-            end else if (\$208 ) begin
-              \$235  = 2'h0;
+            if (\$205 ) begin
+              \$233  = 2'h0;
+            end else if (\$206 ) begin
+              \$233  = 2'h0;
             end else begin
-              \$235  = \$210 [1:0];
+              \$233  = \$208 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$235  = 2'h0;
+      \$233  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = elem;
+    \$234  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
-            \$236  = 6'h00;
+          if (\$120 ) begin
+            \$234  = 6'h00;
           end
       4'h3:
-          if (\$139 ) begin
-            \$236  = \$140 [5:0];
+          if (\$137 ) begin
+            \$234  = \$138 [5:0];
           end
     endcase
     if (rst) begin
-      \$236  = 6'h00;
+      \$234  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = act_q;
+    \$235  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
-            \$237  = 3'h0;
+          if (\$120 ) begin
+            \$235  = 3'h0;
           end
       4'h3:
-          if (\$126 ) begin
-            \$237  = \$127 [2:0];
-            if (\$130 ) begin
-              \$237  = 3'h0;
-              if (\$138 ) begin
-                \$237  = 3'h1;
+          if (\$124 ) begin
+            \$235  = \$125 [2:0];
+            if (\$128 ) begin
+              \$235  = 3'h0;
+              if (\$136 ) begin
+                \$235  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$237  = 3'h0;
+      \$235  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = g_grp;
+    \$236  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
-            \$238  = 5'h00;
+          if (\$120 ) begin
+            \$236  = 5'h00;
           end
       4'h3:
-          if (\$126 ) begin
-            if (\$130 ) begin
-              \$238  = \$132 [4:0];
+          if (\$124 ) begin
+            if (\$128 ) begin
+              \$236  = \$130 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$238  = 5'h00;
+      \$236  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = \$signal ;
+    \$237  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
+          if (\$120 ) begin
+            \$237  = 1'h0;
+          end
+      4'h3:
+          if (\$124 ) begin
+            if (\$128 ) begin
+              \$237  = \$129 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$237  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = \$signal$92 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$120 ) begin
+            \$238  = 1'h0;
+          end
+      4'h3:
+          if (\$137 ) begin
+            if (\$153 ) begin
+              \$238  = \$154 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$238  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$120 ) begin
             \$239  = 1'h0;
           end
       4'h3:
-          if (\$126 ) begin
-            if (\$130 ) begin
-              \$239  = \$131 ;
+        begin
+          if (\$124 ) begin
+            if (\$128 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$239  = 1'h1;
+              endcase
             end
           end
+          if (\$137 ) begin
+            if (\$153 ) begin
+              casez (\$signal$92 )
+                1'h0:
+                    \$239  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
       \$239  = 1'h0;
@@ -4686,22 +4738,41 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = \$signal$92 ;
+    \$240  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
+          if (\$120 ) begin
             \$240  = 1'h0;
           end
       4'h3:
-          if (\$139 ) begin
-            if (\$155 ) begin
-              \$240  = \$156 ;
+        begin
+          if (\$124 ) begin
+            if (\$128 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$240  = 1'h1;
+              endcase
             end
           end
+          if (\$137 ) begin
+            if (\$153 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$92 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$240  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
       \$240  = 1'h0;
@@ -4709,85 +4780,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$122 ) begin
-            \$241  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$126 ) begin
-            if (\$130 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$241  = 1'h1;
-              endcase
-            end
-          end
-          if (\$139 ) begin
-            if (\$155 ) begin
-              casez (\$signal$92 )
-                1'h0:
-                    \$241  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$241  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$122 ) begin
-            \$242  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$126 ) begin
-            if (\$130 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$242  = 1'h1;
-              endcase
-            end
-          end
-          if (\$139 ) begin
-            if (\$155 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$92 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$242  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$242  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = gate0_0_0;
+    \$241  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4796,10 +4789,60 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
+          if (\$124 ) begin
+            if (\$126 ) begin
               casez (act_q)
                 3'h1:
+                    \$241  = acc_rd__data[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$241  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = gate0_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$124 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    \$242  = acc_rd__data[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$242  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = gate0_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$124 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
                     \$243  = acc_rd__data[18:0];
               endcase
             end
@@ -4811,7 +4854,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = gate0_0_1;
+    \$244  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4820,10 +4863,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
+          if (\$124 ) begin
+            if (\$126 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
                     \$244  = acc_rd__data[37:19];
               endcase
             end
@@ -4835,7 +4880,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = gate0_1_0;
+    \$245  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4844,12 +4889,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
+          if (\$124 ) begin
+            if (\$126 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
+                    /* empty */;
+                3'h3:
                     \$245  = acc_rd__data[18:0];
               endcase
             end
@@ -4861,7 +4908,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = gate0_1_1;
+    \$246  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4870,12 +4917,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
+          if (\$124 ) begin
+            if (\$126 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
+                    /* empty */;
+                3'h3:
                     \$246  = acc_rd__data[37:19];
               endcase
             end
@@ -4887,7 +4936,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = gate0_2_0;
+    \$247  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4896,14 +4945,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
+          if (\$124 ) begin
+            if (\$126 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
+                    /* empty */;
+                3'h4:
                     \$247  = acc_rd__data[18:0];
               endcase
             end
@@ -4915,7 +4966,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = gate0_2_1;
+    \$248  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4924,14 +4975,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
+          if (\$124 ) begin
+            if (\$126 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
+                    /* empty */;
+                3'h4:
                     \$248  = acc_rd__data[37:19];
               endcase
             end
@@ -4943,7 +4996,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = gate0_3_0;
+    \$249  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4952,16 +5005,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
+          if (\$124 ) begin
+            if (\$127 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
                     \$249  = acc_rd__data[18:0];
               endcase
             end
@@ -4973,7 +5020,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = gate0_3_1;
+    \$250  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4982,16 +5029,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
+          if (\$124 ) begin
+            if (\$127 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
                     \$250  = acc_rd__data[37:19];
               endcase
             end
@@ -5003,7 +5044,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = gate1_0_0;
+    \$251  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5012,10 +5053,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
+          if (\$124 ) begin
+            if (\$127 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
                     \$251  = acc_rd__data[18:0];
               endcase
             end
@@ -5027,7 +5070,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = gate1_0_1;
+    \$252  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5036,10 +5079,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
+          if (\$124 ) begin
+            if (\$127 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
                     \$252  = acc_rd__data[37:19];
               endcase
             end
@@ -5051,7 +5096,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = gate1_1_0;
+    \$253  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5060,12 +5105,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
+          if (\$124 ) begin
+            if (\$127 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
+                    /* empty */;
+                3'h3:
                     \$253  = acc_rd__data[18:0];
               endcase
             end
@@ -5077,7 +5124,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = gate1_1_1;
+    \$254  = gate1_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5086,12 +5133,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
+          if (\$124 ) begin
+            if (\$127 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
+                    /* empty */;
+                3'h3:
                     \$254  = acc_rd__data[37:19];
               endcase
             end
@@ -5103,7 +5152,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = gate1_2_0;
+    \$255  = gate1_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5112,14 +5161,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
+          if (\$124 ) begin
+            if (\$127 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
+                    /* empty */;
+                3'h4:
                     \$255  = acc_rd__data[18:0];
               endcase
             end
@@ -5131,7 +5182,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = gate1_2_1;
+    \$256  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5140,14 +5191,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
+          if (\$124 ) begin
+            if (\$127 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
+                    /* empty */;
+                3'h4:
                     \$256  = acc_rd__data[37:19];
               endcase
             end
@@ -5159,7 +5212,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = gate1_3_0;
+    \$257  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5168,19 +5221,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$257  = acc_rd__data[18:0];
-              endcase
-            end
+          if (\$137 ) begin
+            \$257  = \$141 ;
           end
     endcase
     if (rst) begin
@@ -5189,7 +5231,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = gate1_3_1;
+    \$258  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5198,19 +5240,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$258  = acc_rd__data[37:19];
-              endcase
-            end
+          if (\$137 ) begin
+            \$258  = \$144 ;
           end
     endcase
     if (rst) begin
@@ -5219,7 +5250,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = acc0;
+    \$259  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5228,8 +5259,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$139 ) begin
-            \$259  = \$143 ;
+          if (\$137 ) begin
+            \$259  = \$147 ;
           end
     endcase
     if (rst) begin
@@ -5238,7 +5269,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = acc1;
+    \$260  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5247,8 +5278,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$139 ) begin
-            \$260  = \$146 ;
+          if (\$137 ) begin
+            \$260  = \$150 ;
           end
     endcase
     if (rst) begin
@@ -5257,7 +5288,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = acc2;
+    \$261  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5266,17 +5297,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$139 ) begin
-            \$261  = \$149 ;
+          if (\$137 ) begin
+            \$261  = elem;
           end
     endcase
     if (rst) begin
-      \$261  = 19'h00000;
+      \$261  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = acc3;
+    \$262  = issue_layer;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5285,17 +5316,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$139 ) begin
-            \$262  = \$152 ;
+          if (\$137 ) begin
+            \$262  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$262  = 19'h00000;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = tag;
+    \$263  = \wait ;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5304,61 +5335,23 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$139 ) begin
-            \$263  = elem;
-          end
-    endcase
-    if (rst) begin
-      \$263  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$139 ) begin
-            \$264  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$139 ) begin
-            if (\$155 ) begin
-              if (\$158 ) begin
-                \$265  = 5'h00;
+          if (\$137 ) begin
+            if (\$153 ) begin
+              if (\$156 ) begin
+                \$263  = 5'h00;
               end
             end
           end
       4'h4:
-          \$265  = \$160 [4:0];
+          \$263  = \$158 [4:0];
     endcase
     if (rst) begin
-      \$265  = 5'h00;
+      \$263  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = fresh;
+    \$264  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5369,11 +5362,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$161 ) begin
+          if (\$159 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$266  = 1'h0;
+              \$264  = 1'h0;
             end
           end
       4'h5:
@@ -5388,18 +5381,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
           if (o__ready) begin
-            if (\$207 ) begin
-              \$266  = seq_end;
+            if (\$205 ) begin
+              \$264  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$266  = 1'h1;
+      \$264  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = out_idx;
+    \$265  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5414,8 +5407,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$193 ) begin
-            \$267  = 4'h0;
+          if (\$191 ) begin
+            \$265  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -5425,16 +5418,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
           if (o__ready) begin
-            \$267  = \$206 [3:0];
+            \$265  = \$204 [3:0];
           end
     endcase
     if (rst) begin
-      \$267  = 4'h0;
+      \$265  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = out_word;
+    \$266  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5453,15 +5446,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h7:
           /* empty */;
       4'h8:
-          \$268  = \$194 ;
+          \$266  = \$192 ;
     endcase
     if (rst) begin
-      \$268  = 19'h00000;
+      \$266  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = o__payload;
+    \$267  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5483,17 +5476,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h9:
         begin
-          \$269 [7:0] = \$204 [7:0];
-          \$269 [8] = \$205 ;
+          \$267 [7:0] = \$202 [7:0];
+          \$267 [8] = \$203 ;
         end
     endcase
     if (rst) begin
-      \$269  = 9'h000;
+      \$267  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = o__valid;
+    \$268  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5514,14 +5507,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h8:
           /* empty */;
       4'h9:
-          \$270  = 1'h1;
+          \$268  = 1'h1;
       4'ha:
           if (o__ready) begin
-            \$270  = 1'h0;
+            \$268  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$270  = 1'h0;
+      \$268  = 1'h0;
     end
   end
   assign pushed = w_data;
@@ -5556,8 +5549,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \s3.shift  = s3[9];
   assign \acc_wr__data[0]  = acc_wr__data[18:0];
   assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \last.valid  = last[0];
-  assign \last.acc_addr  = last[7:1];
   assign \acc_q[0]  = acc_q[18:0];
   assign \acc_q[1]  = acc_q[37:19];
   assign \last_sum[0]  = last_sum[18:0];
@@ -5598,19 +5589,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \acc_rd__data[1]  = acc_rd__data[37:19];
   assign \$signature__data$85[0]  = \$signature__data$85 [18:0];
   assign \$signature__data$85[1]  = \$signature__data$85 [37:19];
-  assign acc_wr__data[37:19] = \$10 [18:0];
-  assign acc_wr__data[18:0] = \$5 [18:0];
-  assign \$60  = e2[0];
-  assign \$80  = { prod0[16], prod0 };
-  assign \$81  = { prod0, 1'h0 };
-  assign \$82  = { prod1[16], prod1 };
-  assign \$83  = { prod1, 1'h0 };
-  assign \$129  = \$signal ;
-  assign \$174  = \$173 ;
-  assign \$175  = 1'h0;
-  assign \$196  = { \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19:10] };
-  assign \$199  = { \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19:10] };
-  assign \$202  = { \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19:10] };
+  assign acc_wr__data[37:19] = \$6 [18:0];
+  assign acc_wr__data[18:0] = \$3 [18:0];
+  assign \$56  = e2[0];
+  assign \$78  = { prod0[16], prod0 };
+  assign \$79  = { prod0, 1'h0 };
+  assign \$80  = { prod1[16], prod1 };
+  assign \$81  = { prod1, 1'h0 };
+  assign \$127  = \$signal ;
+  assign \$172  = \$171 ;
+  assign \$173  = 1'h0;
+  assign \$194  = { \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19:10] };
+  assign \$197  = { \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19:10] };
+  assign \$200  = { \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6720,7 +6711,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -6734,42 +6725,41 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -6777,56 +6767,54 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6840,117 +6828,111 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -6958,21 +6940,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -6999,14 +6981,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -7019,10 +7008,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7030,7 +7019,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -7044,42 +7033,41 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -7087,56 +7075,54 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7150,117 +7136,111 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -7268,21 +7248,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -7309,14 +7289,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -7329,10 +7316,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7340,7 +7327,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [18:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -7354,42 +7341,41 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [15:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [17:0] \$29 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire [19:0] \$32 ;
-  wire \$33 ;
-  wire [19:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
   wire \$4 ;
-  wire [19:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [4:0] \$46 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [16:0] \$51 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [17:0] \$54 ;
-  reg [18:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -7397,56 +7383,54 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [18:0] \$signal$7  = 19'h00000;
   reg [4:0] \$signal$8  = 5'h00;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [18:0] c1b = 19'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [16:0] term = 17'h00000;
+  reg [15:0] term = 16'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7460,117 +7444,111 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   assign \$19  = \$18  >= 4'h8;
   assign \$21  = \$19  ? 9'h007 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(7'h20);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 18'h00800 : y2;
-  assign \$28  = $signed(13'h0800) - $signed(\$27 );
-  assign \$29  = beyond2 ? 18'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [17], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 20'hfff80 : \$38 ;
-  assign \$40  = \$33  ? 20'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [3:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$46  = { 1'h0, \$17 [3:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 5'h00;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 17'h00000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 18'h00000;
+      \$54  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -7578,21 +7556,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [2:0])
       3'h0:
-          \$11  = 13'h0401;
+          \$11  = 19'h10060;
       3'h1:
-          \$11  = 13'h04fd;
+          \$11  = 19'h13f60;
       3'h2:
-          \$11  = 13'h05dc;
+          \$11  = 19'h17720;
       3'h3:
-          \$11  = 13'h068d;
+          \$11  = 19'h1a360;
       3'h4:
-          \$11  = 13'h070e;
+          \$11  = 19'h1c3a0;
       3'h5:
-          \$11  = 13'h0766;
+          \$11  = 19'h1d9a0;
       3'h6:
-          \$11  = 13'h07a0;
+          \$11  = 19'h1e820;
       3'h7:
-          \$11  = 13'h07c5;
+          \$11  = 19'h1f160;
     endcase
   end
   always @* begin
@@ -7619,14 +7597,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -7639,10 +7624,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16], \$24 [16:6] };
-  assign \$32  = { \$31 [19], \$31 [19], \$31 [19], \$31 [19], \$31 [19:4] };
-  assign \$35  = { \$34 [19], \$34 [19], \$34 [19], \$34 [19], \$34 [19:4] };
-  assign \$38  = { \$37 [19], \$37 [19], \$37 [19], \$37 [19], \$37 [19:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7650,7 +7635,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [15:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -7664,42 +7649,41 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [13:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [14:0] \$25 ;
-  wire [15:0] \$26 ;
-  wire [15:0] \$27 ;
+  wire [16:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [16:0] \$26 ;
+  wire [17:0] \$27 ;
   wire [16:0] \$28 ;
-  wire [15:0] \$29 ;
+  wire [17:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [16:0] \$30 ;
-  wire [17:0] \$31 ;
-  wire [17:0] \$32 ;
-  wire \$33 ;
-  wire [17:0] \$34 ;
-  wire [17:0] \$35 ;
-  wire \$36 ;
-  wire [17:0] \$37 ;
-  wire [17:0] \$38 ;
-  wire [17:0] \$39 ;
+  wire [18:0] \$30 ;
+  wire [18:0] \$31 ;
+  wire \$32 ;
+  wire [18:0] \$33 ;
+  wire [18:0] \$34 ;
+  wire \$35 ;
+  wire [18:0] \$36 ;
+  wire [18:0] \$37 ;
+  wire [18:0] \$38 ;
+  wire [18:0] \$39 ;
   wire \$4 ;
-  wire [17:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [2:0] \$46 ;
+  reg [15:0] \$44 ;
+  reg [2:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [15:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [14:0] \$51 ;
+  reg [13:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [15:0] \$54 ;
-  reg [16:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [16:0] \$53 ;
+  reg [17:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -7707,56 +7691,54 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [15:0] \$signal$7  = 16'h0000;
   reg [2:0] \$signal$8  = 3'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [15:0] c1b = 16'h0000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [14:0] term = 15'h0000;
+  reg [13:0] term = 14'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [15:0] y2 = 16'h0000;
-  reg [16:0] y3 = 17'h00000;
+  reg [16:0] y2 = 17'h00000;
+  reg [17:0] y3 = 18'h00000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -7770,117 +7752,111 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   assign \$19  = \$18  >= 5'h10;
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(4'h4);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 16'h0800 : y2;
-  assign \$28  = - $signed(\$27 );
-  assign \$29  = beyond2 ? 16'h0800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [15], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 18'h3ff80 : \$38 ;
-  assign \$40  = \$33  ? 18'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 17'h00800 : y2;
+  assign \$27  = - $signed(\$26 );
+  assign \$28  = beyond2 ? 17'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [16], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 19'h7ff80 : \$37 ;
+  assign \$39  = \$32  ? 19'h0007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [1:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$46  = { 1'h0, \$17 [1:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 3'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 15'h0000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 16'h0000;
+      \$54  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -7888,37 +7864,37 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 13'h0002;
+          \$11  = 16'h0014;
       4'h1:
-          \$11  = 13'h01fa;
+          \$11  = 16'h0fd4;
       4'h2:
-          \$11  = 13'h03b8;
+          \$11  = 16'h1dc4;
       4'h3:
-          \$11  = 13'h051a;
+          \$11  = 16'h28d4;
       4'h4:
-          \$11  = 13'h061c;
+          \$11  = 16'h30e4;
       4'h5:
-          \$11  = 13'h06cc;
+          \$11  = 16'h3664;
       4'h6:
-          \$11  = 13'h0740;
+          \$11  = 16'h3a04;
       4'h7:
-          \$11  = 13'h0789;
+          \$11  = 16'h3c4c;
       4'h8:
-          \$11  = 13'h07b7;
+          \$11  = 16'h3dbc;
       4'h9:
-          \$11  = 13'h07d4;
+          \$11  = 16'h3ea4;
       4'ha:
-          \$11  = 13'h07e5;
+          \$11  = 16'h3f2c;
       4'hb:
-          \$11  = 13'h07f0;
+          \$11  = 16'h3f84;
       4'hc:
-          \$11  = 13'h07f6;
+          \$11  = 16'h3fb4;
       4'hd:
-          \$11  = 13'h07fa;
+          \$11  = 16'h3fd4;
       4'he:
-          \$11  = 13'h07fc;
+          \$11  = 16'h3fe4;
       4'hf:
-          \$11  = 13'h07fe;
+          \$11  = 16'h3ff4;
     endcase
   end
   always @* begin
@@ -7961,14 +7937,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -7981,10 +7964,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   assign \$16  = { 1'h0, \$15 [3:0], 2'h0 };
   assign \$18  = { 2'h0, \$signal [8:2] };
   assign \$20  = { 2'h0, \$signal [8:2] };
-  assign \$25  = { \$24 [14], \$24 [14], \$24 [14], \$24 [14:3] };
-  assign \$32  = { \$31 [17], \$31 [17], \$31 [17], \$31 [17], \$31 [17:4] };
-  assign \$35  = { \$34 [17], \$34 [17], \$34 [17], \$34 [17], \$34 [17:4] };
-  assign \$38  = { \$37 [17], \$37 [17], \$37 [17], \$37 [17], \$37 [17:4] };
+  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16:3] };
+  assign \$31  = { \$30 [18], \$30 [18], \$30 [18], \$30 [18], \$30 [18:4] };
+  assign \$34  = { \$33 [18], \$33 [18], \$33 [18], \$33 [18], \$33 [18:4] };
+  assign \$37  = { \$36 [18], \$36 [18], \$36 [18], \$36 [18], \$36 [18:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7992,7 +7975,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [12:0] \$11 ;
+  reg [16:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -8006,42 +7989,41 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [14:0] \$23 ;
-  wire [15:0] \$24 ;
-  wire [15:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [16:0] \$27 ;
+  wire [17:0] \$24 ;
+  wire [17:0] \$25 ;
+  wire [17:0] \$26 ;
+  wire [18:0] \$27 ;
   wire [17:0] \$28 ;
-  wire [16:0] \$29 ;
+  wire [18:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [17:0] \$30 ;
-  wire [18:0] \$31 ;
-  wire [18:0] \$32 ;
-  wire \$33 ;
-  wire [18:0] \$34 ;
-  wire [18:0] \$35 ;
-  wire \$36 ;
-  wire [18:0] \$37 ;
-  wire [18:0] \$38 ;
-  wire [18:0] \$39 ;
+  wire [19:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire \$32 ;
+  wire [19:0] \$33 ;
+  wire [19:0] \$34 ;
+  wire \$35 ;
+  wire [19:0] \$36 ;
+  wire [19:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [19:0] \$39 ;
   wire \$4 ;
-  wire [18:0] \$40 ;
-  reg [8:0] \$41 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
   reg \$42 ;
   reg \$43 ;
-  reg \$44 ;
-  reg [12:0] \$45 ;
-  reg [3:0] \$46 ;
+  reg [16:0] \$44 ;
+  reg [3:0] \$45 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg [12:0] \$49 ;
+  reg [16:0] \$48 ;
+  reg [10:0] \$49 ;
   wire [8:0] \$5 ;
-  reg [10:0] \$50 ;
-  reg [15:0] \$51 ;
+  reg [14:0] \$50 ;
+  reg \$51 ;
   reg \$52 ;
-  reg \$53 ;
-  reg [16:0] \$54 ;
-  reg [17:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [17:0] \$53 ;
+  reg [18:0] \$54 ;
+  reg [7:0] \$55 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -8049,56 +8031,54 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [12:0] \$signal$7  = 13'h0000;
+  reg [16:0] \$signal$7  = 17'h00000;
   reg [3:0] \$signal$8  = 4'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [12:0] c1b = 13'h0000;
+  reg [16:0] c1b = 17'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [15:0] term = 16'h0000;
+  reg [14:0] term = 15'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [16:0] y2 = 17'h00000;
-  reg [17:0] y3 = 18'h00000;
+  reg [17:0] y2 = 18'h00000;
+  reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
-    neg0 <= \$42 ;
+    \$signal$5  <= \$42 ;
   always @(posedge clk)
-    \$signal$5  <= \$43 ;
+    beyond1 <= \$43 ;
   always @(posedge clk)
-    beyond1 <= \$44 ;
+    \$signal$7  <= \$44 ;
   always @(posedge clk)
-    \$signal$7  <= \$45 ;
+    \$signal$8  <= \$45 ;
   always @(posedge clk)
-    \$signal$8  <= \$46 ;
+    \$signal$9  <= \$46 ;
   always @(posedge clk)
-    \$signal$9  <= \$47 ;
+    beyond1b <= \$47 ;
   always @(posedge clk)
-    beyond1b <= \$48 ;
+    c1b <= \$48 ;
   always @(posedge clk)
-    c1b <= \$49 ;
+    s1 <= \$49 ;
   always @(posedge clk)
-    s1 <= \$50 ;
+    term <= \$50 ;
   always @(posedge clk)
-    term <= \$51 ;
+    \$signal$14  <= \$51 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    beyond2 <= \$52 ;
   always @(posedge clk)
-    beyond2 <= \$53 ;
+    y2 <= \$53 ;
   always @(posedge clk)
-    y2 <= \$54 ;
+    y3 <= \$54 ;
   always @(posedge clk)
-    y3 <= \$55 ;
-  always @(posedge clk)
-    y <= \$56 ;
+    y <= \$55 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -8112,117 +8092,111 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   assign \$19  = \$18  >= 5'h10;
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(\$23 ) + $signed(5'h08);
-  assign \$26  = $signed(c1b) + $signed(term);
-  assign \$27  = beyond2 ? 17'h00800 : y2;
-  assign \$28  = - $signed(\$27 );
-  assign \$29  = beyond2 ? 17'h00800 : y2;
-  assign \$30  = \$signal$14  ? \$28  : { \$29 [16], \$29  };
-  assign \$31  = $signed(y3) + $signed(5'h08);
-  assign \$33  = $signed(\$32 ) > $signed(8'h7f);
-  assign \$34  = $signed(y3) + $signed(5'h08);
-  assign \$36  = $signed(\$35 ) < $signed(8'h80);
-  assign \$37  = $signed(y3) + $signed(5'h08);
-  assign \$39  = \$36  ? 19'h7ff80 : \$38 ;
-  assign \$40  = \$33  ? 19'h0007f : \$39 ;
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 18'h00800 : y2;
+  assign \$27  = - $signed(\$26 );
+  assign \$28  = beyond2 ? 18'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
+  assign \$39  = \$32  ? 20'h0007f : \$38 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = neg0;
+    \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = \$6 ;
+    \$44  = \$11 ;
     if (rst) begin
-      \$44  = 1'h0;
+      \$44  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = \$11 ;
+    \$45  = { 1'h0, \$17 [2:0] };
     if (rst) begin
-      \$45  = 13'h0000;
+      \$45  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = { 1'h0, \$17 [2:0] };
+    \$46  = \$signal$5 ;
     if (rst) begin
-      \$46  = 4'h0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = \$signal$5 ;
+    \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = beyond1;
+    \$48  = \$signal$7 ;
     if (rst) begin
-      \$48  = 1'h0;
+      \$48  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = \$signal$7 ;
+    \$49  = \$22 ;
     if (rst) begin
-      \$49  = 13'h0000;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = \$22 ;
+    \$50  = \$23 ;
     if (rst) begin
-      \$50  = 11'h000;
+      \$50  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$25 ;
+    \$51  = \$signal$9 ;
     if (rst) begin
-      \$51  = 16'h0000;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = \$signal$9 ;
+    \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$53  = beyond1b;
+    \$53  = \$25 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$53  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$54  = \$26 ;
+    \$54  = \$29 ;
     if (rst) begin
-      \$54  = 17'h00000;
+      \$54  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$55  = \$30 ;
+    \$55  = \$39 [7:0];
     if (rst) begin
-      \$55  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$56  = \$40 [7:0];
-    if (rst) begin
-      \$56  = 8'h00;
+      \$55  = 8'h00;
     end
   end
   always @* begin
@@ -8230,37 +8204,37 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 13'h0002;
+          \$11  = 17'h00028;
       4'h1:
-          \$11  = 13'h01fa;
+          \$11  = 17'h01fa8;
       4'h2:
-          \$11  = 13'h03b8;
+          \$11  = 17'h03b88;
       4'h3:
-          \$11  = 13'h051a;
+          \$11  = 17'h051a8;
       4'h4:
-          \$11  = 13'h061c;
+          \$11  = 17'h061c8;
       4'h5:
-          \$11  = 13'h06cc;
+          \$11  = 17'h06cc8;
       4'h6:
-          \$11  = 13'h0740;
+          \$11  = 17'h07408;
       4'h7:
-          \$11  = 13'h0789;
+          \$11  = 17'h07898;
       4'h8:
-          \$11  = 13'h07b7;
+          \$11  = 17'h07b78;
       4'h9:
-          \$11  = 13'h07d4;
+          \$11  = 17'h07d48;
       4'ha:
-          \$11  = 13'h07e5;
+          \$11  = 17'h07e58;
       4'hb:
-          \$11  = 13'h07f0;
+          \$11  = 17'h07f08;
       4'hc:
-          \$11  = 13'h07f6;
+          \$11  = 17'h07f68;
       4'hd:
-          \$11  = 13'h07fa;
+          \$11  = 17'h07fa8;
       4'he:
-          \$11  = 13'h07fc;
+          \$11  = 17'h07fc8;
       4'hf:
-          \$11  = 13'h07fe;
+          \$11  = 17'h07fe8;
     endcase
   end
   always @* begin
@@ -8303,14 +8277,21 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$41  = \$3 ;
+    \$40  = \$3 ;
     if (rst) begin
-      \$41  = 9'h000;
+      \$40  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$42  = \$4 ;
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
     end
@@ -8323,10 +8304,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [15], \$24 [15], \$24 [15], \$24 [15], \$24 [15:4] };
-  assign \$32  = { \$31 [18], \$31 [18], \$31 [18], \$31 [18], \$31 [18:4] };
-  assign \$35  = { \$34 [18], \$34 [18], \$34 [18], \$34 [18], \$34 [18:4] };
-  assign \$38  = { \$37 [18], \$37 [18], \$37 [18], \$37 [18], \$37 [18:4] };
+  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
+  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
+  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
+  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
