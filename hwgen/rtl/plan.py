@@ -220,7 +220,9 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     """Cycles of one dense time step with an always-valid input and an always-ready output."""
     layers = [layer_cycles(lp, plan.lanes) for lp in plan.layers]
     hp = plan.head
-    head = hp.matrix_cycles + MATRIX_OVERHEAD + hp.groups + 3 * hp.out_size
+    # per output word: read + wait (the word is registered before its lane is picked);
+    # per output: latch, requantize, send
+    head = hp.matrix_cycles + MATRIX_OVERHEAD + 2 * hp.groups + 3 * hp.out_size
     matrix = sum(lp.matrix_cycles for lp in plan.layers)
     macs = sum(lp.macs for lp in plan.layers)
     per_step = input_size + sum(c["matrix"] + c["activate"] for c in layers)

@@ -408,12 +408,17 @@ class Accelerator(wiring.Component):
                 with m.If(~s1.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
                     m.d.sync += [out_idx.eq(0), lane.eq(0), grp.eq(0)]
                     m.next = "OUT_READ"
+            # The addressed word stays on the read port (and in acc_q a cycle later) for
+            # all outputs of its group: the lane select reads the register, not the block
+            # RAM, and rounding waits another cycle (Fmax).
             with m.State("OUT_READ"):
+                m.d.comb += act_acc_addr.eq(hp.acc_base + grp)
+                m.next = "OUT_WAIT"
+            with m.State("OUT_WAIT"):
                 m.d.comb += act_acc_addr.eq(hp.acc_base + grp)
                 m.next = "OUT_LATCH"
             with m.State("OUT_LATCH"):
-                # only the lane select after the block RAM; rounding waits a cycle (Fmax)
-                m.d.sync += out_word.eq(Array(acc_rd.data[n] for n in range(P))[lane])
+                m.d.sync += out_word.eq(Array(acc_q[n] for n in range(P))[lane])
                 m.d.comb += act_acc_addr.eq(hp.acc_base + grp)
                 m.next = "OUT_SAT"
             with m.State("OUT_SAT"):

@@ -12,8 +12,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire [16:0] \$106 ;
-  wire [16:0] \$107 ;
+  wire \$106 ;
+  wire \$107 ;
   wire [16:0] \$108 ;
   wire [16:0] \$109 ;
   wire [20:0] \$11 ;
@@ -21,10 +21,10 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [16:0] \$111 ;
   wire [16:0] \$112 ;
   wire [16:0] \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire [17:0] \$116 ;
-  wire [19:0] \$117 ;
+  wire [16:0] \$114 ;
+  wire [16:0] \$115 ;
+  wire \$116 ;
+  wire \$117 ;
   wire [17:0] \$118 ;
   wire [19:0] \$119 ;
   wire [22:0] \$12 ;
@@ -41,35 +41,35 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [20:0] \$13 ;
   wire [17:0] \$130 ;
   wire [19:0] \$131 ;
-  wire [6:0] \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire [4:0] \$135 ;
-  wire [5:0] \$136 ;
-  wire \$137 ;
-  wire \$138 ;
+  wire [17:0] \$132 ;
+  wire [19:0] \$133 ;
+  wire [6:0] \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire [4:0] \$137 ;
+  wire [5:0] \$138 ;
   wire \$139 ;
   wire [20:0] \$14 ;
-  wire [7:0] \$140 ;
-  wire [11:0] \$141 ;
-  wire \$142 ;
-  wire [7:0] \$143 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire [7:0] \$142 ;
+  wire [11:0] \$143 ;
   wire \$144 ;
   wire [7:0] \$145 ;
-  wire [8:0] \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire [4:0] \$149 ;
+  wire \$146 ;
+  wire [7:0] \$147 ;
+  wire [8:0] \$148 ;
+  wire \$149 ;
   wire [22:0] \$15 ;
-  wire [4:0] \$150 ;
-  wire [5:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire [4:0] \$154 ;
-  wire [4:0] \$155 ;
-  wire [5:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
+  wire \$150 ;
+  wire [4:0] \$151 ;
+  wire [4:0] \$152 ;
+  wire [5:0] \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire [4:0] \$156 ;
+  wire [4:0] \$157 ;
+  wire [5:0] \$158 ;
   wire \$159 ;
   wire [20:0] \$16 ;
   wire \$160 ;
@@ -77,9 +77,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
-  wire [4:0] \$165 ;
+  wire \$165 ;
   wire \$166 ;
-  wire \$167 ;
+  wire [4:0] \$167 ;
   wire \$168 ;
   wire \$169 ;
   wire [20:0] \$17 ;
@@ -97,28 +97,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
-  reg \$183 ;
+  wire \$183 ;
   wire \$184 ;
-  wire \$185 ;
-  wire [3:0] \$186 ;
+  reg \$185 ;
+  wire \$186 ;
   wire \$187 ;
-  wire \$188 ;
+  wire [3:0] \$188 ;
   wire \$189 ;
   wire [20:0] \$19 ;
   wire \$190 ;
-  wire [3:0] \$191 ;
-  wire [3:0] \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  reg \$195 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [3:0] \$193 ;
+  wire [3:0] \$194 ;
+  wire \$195 ;
   wire \$196 ;
-  wire \$197 ;
-  reg \$198 ;
-  wire [6:0] \$199 ;
+  reg \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [20:0] \$2 ;
   wire [20:0] \$20 ;
-  reg [20:0] \$200 ;
-  reg [20:0] \$201 ;
+  reg \$200 ;
+  wire [6:0] \$201 ;
   reg [20:0] \$202 ;
   reg [20:0] \$203 ;
   reg [20:0] \$204 ;
@@ -130,43 +130,43 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [22:0] \$21 ;
   reg [20:0] \$210 ;
   reg [20:0] \$211 ;
-  wire \$212 ;
-  wire \$213 ;
+  reg [20:0] \$212 ;
+  reg [20:0] \$213 ;
   wire \$214 ;
   wire \$215 ;
-  wire [4:0] \$216 ;
+  wire \$216 ;
   wire \$217 ;
   wire [4:0] \$218 ;
-  wire [5:0] \$219 ;
+  wire \$219 ;
   wire [20:0] \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire [4:0] \$222 ;
-  wire [5:0] \$223 ;
-  wire \$224 ;
-  wire \$225 ;
+  wire [4:0] \$220 ;
+  wire [5:0] \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire [4:0] \$224 ;
+  wire [5:0] \$225 ;
   wire \$226 ;
-  wire [7:0] \$227 ;
-  wire [11:0] \$228 ;
-  wire \$229 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire [7:0] \$229 ;
   wire [20:0] \$23 ;
-  wire [7:0] \$230 ;
+  wire [11:0] \$230 ;
   wire \$231 ;
   wire [7:0] \$232 ;
-  wire [8:0] \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire [4:0] \$236 ;
-  wire [4:0] \$237 ;
-  wire [5:0] \$238 ;
-  wire \$239 ;
+  wire \$233 ;
+  wire [7:0] \$234 ;
+  wire [8:0] \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire [4:0] \$238 ;
+  wire [4:0] \$239 ;
   wire [22:0] \$24 ;
-  wire \$240 ;
-  wire [4:0] \$241 ;
-  wire [4:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire \$244 ;
-  wire \$245 ;
+  wire [5:0] \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire [4:0] \$243 ;
+  wire [4:0] \$244 ;
+  wire [5:0] \$245 ;
   wire \$246 ;
   wire \$247 ;
   wire \$248 ;
@@ -174,9 +174,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$25 ;
   wire \$250 ;
   wire \$251 ;
-  wire [4:0] \$252 ;
+  wire \$252 ;
   wire \$253 ;
-  wire \$254 ;
+  wire [4:0] \$254 ;
   wire \$255 ;
   wire \$256 ;
   wire \$257 ;
@@ -194,26 +194,26 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$268 ;
   wire \$269 ;
   wire \$27 ;
-  reg \$270 ;
+  wire \$270 ;
   wire \$271 ;
-  wire \$272 ;
-  wire [3:0] \$273 ;
+  reg \$272 ;
+  wire \$273 ;
   wire \$274 ;
-  wire \$275 ;
+  wire [3:0] \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire [3:0] \$278 ;
-  wire [3:0] \$279 ;
+  wire \$278 ;
+  wire \$279 ;
   wire [7:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  reg \$282 ;
+  wire [3:0] \$280 ;
+  wire [3:0] \$281 ;
+  wire \$282 ;
   wire \$283 ;
-  wire \$284 ;
-  reg \$285 ;
-  wire [6:0] \$286 ;
-  reg [20:0] \$287 ;
-  reg [20:0] \$288 ;
+  reg \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  reg \$287 ;
+  wire [6:0] \$288 ;
   reg [20:0] \$289 ;
   wire \$29 ;
   reg [20:0] \$290 ;
@@ -225,37 +225,37 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$296 ;
   reg [20:0] \$297 ;
   reg [20:0] \$298 ;
-  wire \$299 ;
+  reg [20:0] \$299 ;
   wire [22:0] \$3 ;
   wire [7:0] \$30 ;
-  wire \$300 ;
+  reg [20:0] \$300 ;
   wire \$301 ;
   wire \$302 ;
-  wire [4:0] \$303 ;
+  wire \$303 ;
   wire \$304 ;
   wire [4:0] \$305 ;
-  wire [5:0] \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire [4:0] \$309 ;
+  wire \$306 ;
+  wire [4:0] \$307 ;
+  wire [5:0] \$308 ;
+  wire \$309 ;
   wire [8:0] \$31 ;
-  wire [5:0] \$310 ;
-  wire \$311 ;
-  wire \$312 ;
+  wire \$310 ;
+  wire [4:0] \$311 ;
+  wire [5:0] \$312 ;
   wire \$313 ;
-  wire [7:0] \$314 ;
-  wire [11:0] \$315 ;
-  wire [8:0] \$316 ;
-  wire [6:0] \$317 ;
-  wire [6:0] \$318 ;
-  wire \$319 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire [7:0] \$316 ;
+  wire [11:0] \$317 ;
+  wire [8:0] \$318 ;
+  wire [6:0] \$319 ;
   wire [7:0] \$32 ;
-  wire \$320 ;
+  wire [6:0] \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire [4:0] \$323 ;
+  wire \$323 ;
   wire \$324 ;
-  wire \$325 ;
+  wire [4:0] \$325 ;
   wire \$326 ;
   wire \$327 ;
   wire \$328 ;
@@ -272,46 +272,46 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  reg [20:0] \$340 ;
-  wire [21:0] \$341 ;
-  wire [21:0] \$342 ;
-  wire \$343 ;
+  wire \$340 ;
+  wire \$341 ;
+  reg [20:0] \$342 ;
+  wire [21:0] \$343 ;
   wire [21:0] \$344 ;
-  wire [21:0] \$345 ;
-  wire \$346 ;
+  wire \$345 ;
+  wire [21:0] \$346 ;
   wire [21:0] \$347 ;
-  wire [21:0] \$348 ;
+  wire \$348 ;
   wire [21:0] \$349 ;
   wire [11:0] \$35 ;
   wire [21:0] \$350 ;
-  wire \$351 ;
-  wire [6:0] \$352 ;
+  wire [21:0] \$351 ;
+  wire [21:0] \$352 ;
   wire \$353 ;
-  wire \$354 ;
-  wire [4:0] \$355 ;
-  wire [4:0] \$356 ;
-  reg [19:0] \$357 ;
-  reg [23:0] \$358 ;
-  reg [23:0] \$359 ;
+  wire [6:0] \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire [4:0] \$357 ;
+  wire [4:0] \$358 ;
+  reg [19:0] \$359 ;
   wire \$36 ;
-  reg [63:0] \$360 ;
-  reg [16:0] \$361 ;
-  reg [16:0] \$362 ;
+  reg [23:0] \$360 ;
+  reg [23:0] \$361 ;
+  reg [63:0] \$362 ;
   reg [16:0] \$363 ;
   reg [16:0] \$364 ;
   reg [16:0] \$365 ;
   reg [16:0] \$366 ;
   reg [16:0] \$367 ;
   reg [16:0] \$368 ;
-  reg [8:0] \$369 ;
+  reg [16:0] \$369 ;
   wire \$37 ;
-  reg [8:0] \$370 ;
-  reg [167:0] \$371 ;
-  reg [167:0] \$372 ;
-  reg \$373 ;
+  reg [16:0] \$370 ;
+  reg [8:0] \$371 ;
+  reg [8:0] \$372 ;
+  reg [167:0] \$373 ;
   reg [167:0] \$374 ;
-  reg [21:0] \$375 ;
-  reg [21:0] \$376 ;
+  reg \$375 ;
+  reg [167:0] \$376 ;
   reg [21:0] \$377 ;
   reg [21:0] \$378 ;
   reg [21:0] \$379 ;
@@ -319,29 +319,29 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [21:0] \$380 ;
   reg [21:0] \$381 ;
   reg [21:0] \$382 ;
-  reg \$383 ;
-  reg [5:0] \$384 ;
+  reg [21:0] \$383 ;
+  reg [21:0] \$384 ;
   reg \$385 ;
-  reg [6:0] \$386 ;
-  reg [10:0] \$387 ;
-  reg [3:0] \$388 ;
-  reg [3:0] \$389 ;
+  reg [5:0] \$386 ;
+  reg \$387 ;
+  reg [6:0] \$388 ;
+  reg [10:0] \$389 ;
   wire \$39 ;
-  reg [36:0] \$390 ;
-  reg \$391 ;
-  reg [27:0] \$392 ;
-  reg [3:0] \$393 ;
-  reg [5:0] \$394 ;
-  reg [2:0] \$395 ;
-  reg [2:0] \$396 ;
-  reg \$397 ;
-  reg \$398 ;
+  reg [3:0] \$390 ;
+  reg [3:0] \$391 ;
+  reg [36:0] \$392 ;
+  reg \$393 ;
+  reg [27:0] \$394 ;
+  reg [3:0] \$395 ;
+  reg [5:0] \$396 ;
+  reg [2:0] \$397 ;
+  reg [2:0] \$398 ;
   reg \$399 ;
   wire [20:0] \$4 ;
   wire \$40 ;
   reg \$400 ;
-  reg [20:0] \$401 ;
-  reg [20:0] \$402 ;
+  reg \$401 ;
+  reg \$402 ;
   reg [20:0] \$403 ;
   reg [20:0] \$404 ;
   reg [20:0] \$405 ;
@@ -414,15 +414,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$466 ;
   reg [20:0] \$467 ;
   reg [20:0] \$468 ;
-  reg [5:0] \$469 ;
+  reg [20:0] \$469 ;
   wire \$47 ;
-  reg [1:0] \$470 ;
-  reg [4:0] \$471 ;
-  reg [5:0] \$472 ;
-  reg [20:0] \$473 ;
-  reg [8:0] \$474 ;
-  reg \$475 ;
-  reg \$476 ;
+  reg [20:0] \$470 ;
+  reg [5:0] \$471 ;
+  reg [1:0] \$472 ;
+  reg [4:0] \$473 ;
+  reg [5:0] \$474 ;
+  reg [20:0] \$475 ;
+  reg [8:0] \$476 ;
+  reg \$477 ;
+  reg \$478 ;
   reg \$48 ;
   wire \$49 ;
   wire [20:0] \$5 ;
@@ -471,7 +473,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [6:0] \$89 ;
   wire [22:0] \$9 ;
   wire [6:0] \$90 ;
-  wire \$91 ;
+  wire [6:0] \$91 ;
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
@@ -2652,105 +2654,109 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   assign \$signature__data$85  = _3_;
   always @(posedge clk)
-    gate0_3_2 <= \$427 ;
+    gate0_3_0 <= \$427 ;
   always @(posedge clk)
-    gate0_3_3 <= \$428 ;
+    gate0_3_1 <= \$428 ;
   always @(posedge clk)
-    gate0_3_4 <= \$429 ;
+    gate0_3_2 <= \$429 ;
   always @(posedge clk)
-    gate0_3_5 <= \$430 ;
+    gate0_3_3 <= \$430 ;
   always @(posedge clk)
-    gate0_3_6 <= \$431 ;
+    gate0_3_4 <= \$431 ;
   always @(posedge clk)
-    gate0_3_7 <= \$432 ;
+    gate0_3_5 <= \$432 ;
   always @(posedge clk)
-    gate1_0_0 <= \$433 ;
+    gate0_3_6 <= \$433 ;
   always @(posedge clk)
-    gate1_0_1 <= \$434 ;
+    gate0_3_7 <= \$434 ;
   always @(posedge clk)
-    gate1_0_2 <= \$435 ;
+    gate1_0_0 <= \$435 ;
   always @(posedge clk)
-    gate1_0_3 <= \$436 ;
+    gate1_0_1 <= \$436 ;
   always @(posedge clk)
-    gate1_0_4 <= \$437 ;
+    gate1_0_2 <= \$437 ;
   always @(posedge clk)
-    gate1_0_5 <= \$438 ;
+    gate1_0_3 <= \$438 ;
   always @(posedge clk)
-    gate1_0_6 <= \$439 ;
+    gate1_0_4 <= \$439 ;
   always @(posedge clk)
-    gate1_0_7 <= \$440 ;
+    gate1_0_5 <= \$440 ;
   always @(posedge clk)
-    gate1_1_0 <= \$441 ;
+    gate1_0_6 <= \$441 ;
   always @(posedge clk)
-    gate1_1_1 <= \$442 ;
+    gate1_0_7 <= \$442 ;
   always @(posedge clk)
-    gate1_1_2 <= \$443 ;
+    gate1_1_0 <= \$443 ;
   always @(posedge clk)
-    gate1_1_3 <= \$444 ;
+    gate1_1_1 <= \$444 ;
   always @(posedge clk)
-    gate1_1_4 <= \$445 ;
+    gate1_1_2 <= \$445 ;
   always @(posedge clk)
-    gate1_1_5 <= \$446 ;
+    gate1_1_3 <= \$446 ;
   always @(posedge clk)
-    gate1_1_6 <= \$447 ;
+    gate1_1_4 <= \$447 ;
   always @(posedge clk)
-    gate1_1_7 <= \$448 ;
+    gate1_1_5 <= \$448 ;
   always @(posedge clk)
-    gate1_2_0 <= \$449 ;
+    gate1_1_6 <= \$449 ;
   always @(posedge clk)
-    gate1_2_1 <= \$450 ;
+    gate1_1_7 <= \$450 ;
   always @(posedge clk)
-    gate1_2_2 <= \$451 ;
+    gate1_2_0 <= \$451 ;
   always @(posedge clk)
-    gate1_2_3 <= \$452 ;
+    gate1_2_1 <= \$452 ;
   always @(posedge clk)
-    gate1_2_4 <= \$453 ;
+    gate1_2_2 <= \$453 ;
   always @(posedge clk)
-    gate1_2_5 <= \$454 ;
+    gate1_2_3 <= \$454 ;
   always @(posedge clk)
-    gate1_2_6 <= \$455 ;
+    gate1_2_4 <= \$455 ;
   always @(posedge clk)
-    gate1_2_7 <= \$456 ;
+    gate1_2_5 <= \$456 ;
   always @(posedge clk)
-    gate1_3_0 <= \$457 ;
+    gate1_2_6 <= \$457 ;
   always @(posedge clk)
-    gate1_3_1 <= \$458 ;
+    gate1_2_7 <= \$458 ;
   always @(posedge clk)
-    gate1_3_2 <= \$459 ;
+    gate1_3_0 <= \$459 ;
   always @(posedge clk)
-    gate1_3_3 <= \$460 ;
+    gate1_3_1 <= \$460 ;
   always @(posedge clk)
-    gate1_3_4 <= \$461 ;
+    gate1_3_2 <= \$461 ;
   always @(posedge clk)
-    gate1_3_5 <= \$462 ;
+    gate1_3_3 <= \$462 ;
   always @(posedge clk)
-    gate1_3_6 <= \$463 ;
+    gate1_3_4 <= \$463 ;
   always @(posedge clk)
-    gate1_3_7 <= \$464 ;
+    gate1_3_5 <= \$464 ;
   always @(posedge clk)
-    acc0 <= \$465 ;
+    gate1_3_6 <= \$465 ;
   always @(posedge clk)
-    acc1 <= \$466 ;
+    gate1_3_7 <= \$466 ;
   always @(posedge clk)
-    acc2 <= \$467 ;
+    acc0 <= \$467 ;
   always @(posedge clk)
-    acc3 <= \$468 ;
+    acc1 <= \$468 ;
   always @(posedge clk)
-    tag <= \$469 ;
+    acc2 <= \$469 ;
   always @(posedge clk)
-    issue_layer <= \$470 ;
+    acc3 <= \$470 ;
   always @(posedge clk)
-    \wait  <= \$471 ;
+    tag <= \$471 ;
   always @(posedge clk)
-    out_idx <= \$472 ;
+    issue_layer <= \$472 ;
   always @(posedge clk)
-    out_word <= \$473 ;
+    \wait  <= \$473 ;
   always @(posedge clk)
-    o__payload <= \$474 ;
+    out_idx <= \$474 ;
   always @(posedge clk)
-    o__valid <= \$475 ;
+    out_word <= \$475 ;
   always @(posedge clk)
-    fresh <= \$476 ;
+    o__payload <= \$476 ;
+  always @(posedge clk)
+    o__valid <= \$477 ;
+  always @(posedge clk)
+    fresh <= \$478 ;
   assign acc_rd__addr = s1b[0] ? s1b[6:1] : act_acc_addr;
   assign \$1  = forward ? last_sum[20:0] : acc_q[20:0];
   assign \$2  = s3[7] ? bias_q[20:0] : \$1 ;
@@ -2839,355 +2845,353 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$88  = 6'h20 + grp;
   assign \$89  = 6'h20 + grp;
   assign \$90  = 6'h20 + grp;
-  assign \$91  = ! seq_state;
-  assign \$92  = seq_state == 1'h1;
-  assign \$93  = seq_state == 2'h2;
-  assign \$94  = seq_state == 2'h3;
-  assign \$95  = seq_state == 3'h4;
-  assign \$96  = seq_state == 3'h5;
-  assign \$97  = seq_state == 3'h6;
-  assign \$98  = seq_state == 3'h7;
-  assign \$99  = seq_state == 4'h8;
-  assign \$100  = seq_state == 4'h9;
-  assign \$101  = seq_state == 4'ha;
-  assign \$102  = seq_state == 4'hb;
-  assign \$103  = seq_state == 4'hc;
-  assign \$104  = seq_state == 4'hd;
-  assign \$105  = seq_state == 4'he;
-  assign \$106  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
-  assign \$107  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
-  assign \$108  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
-  assign \$109  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
-  assign \$110  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
-  assign \$111  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
-  assign \$112  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
-  assign \$113  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
-  assign \$114  = s3[6:1] == s2[6:1];
-  assign \$115  = s3[0] & \$114 ;
-  assign \$132  = in_idx + 1'h1;
-  assign \$133  = in_idx == 5'h1f;
-  assign \$134  = enc_col < 7'h40;
-  assign \$135  = level + e1[0];
-  assign \$136  = \$135  + e2[0];
-  assign \$137  = \$136  < 3'h7;
-  assign \$138  = \$134  & \$137 ;
-  assign \$139  = enc_col >= 6'h20;
-  assign \$140  = enc_col + 1'h1;
-  assign \$141  = enc_w + 4'hc;
-  assign \$142  = e1[8] & fresh;
-  assign \$143  = \$142  ? 8'h00 : \$signature__data ;
+  assign \$91  = 6'h20 + grp;
+  assign \$92  = ! seq_state;
+  assign \$93  = seq_state == 1'h1;
+  assign \$94  = seq_state == 2'h2;
+  assign \$95  = seq_state == 2'h3;
+  assign \$96  = seq_state == 3'h4;
+  assign \$97  = seq_state == 3'h5;
+  assign \$98  = seq_state == 3'h6;
+  assign \$99  = seq_state == 3'h7;
+  assign \$100  = seq_state == 4'h8;
+  assign \$101  = seq_state == 4'h9;
+  assign \$102  = seq_state == 4'ha;
+  assign \$103  = seq_state == 4'hb;
+  assign \$104  = seq_state == 4'hc;
+  assign \$105  = seq_state == 4'hd;
+  assign \$106  = seq_state == 4'he;
+  assign \$107  = seq_state == 4'hf;
+  assign \$108  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
+  assign \$109  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
+  assign \$110  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
+  assign \$111  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
+  assign \$112  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
+  assign \$113  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
+  assign \$114  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
+  assign \$115  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
+  assign \$116  = s3[6:1] == s2[6:1];
+  assign \$117  = s3[0] & \$116 ;
+  assign \$134  = in_idx + 1'h1;
+  assign \$135  = in_idx == 5'h1f;
+  assign \$136  = enc_col < 7'h40;
+  assign \$137  = level + e1[0];
+  assign \$138  = \$137  + e2[0];
+  assign \$139  = \$138  < 3'h7;
+  assign \$140  = \$136  & \$139 ;
+  assign \$141  = enc_col >= 6'h20;
+  assign \$142  = enc_col + 1'h1;
+  assign \$143  = enc_w + 4'hc;
   assign \$144  = e1[8] & fresh;
   assign \$145  = \$144  ? 8'h00 : \$signature__data ;
-  assign \$146  = $signed(\$145 ) - $signed(1'h0);
-  assign \$147  = grp >= 4'h8;
-  assign \$148  = cur[18] & \$147 ;
-  assign \$149  = grp + 3'h4;
-  assign \$150  = \$148  ? \$149  : { 1'h0, grp };
-  assign \$151  = 1'h0 + \$150 ;
-  assign \$152  = grp >= 4'h8;
-  assign \$153  = cur[18] & \$152 ;
-  assign \$154  = grp + 3'h4;
-  assign \$155  = \$153  ? \$154  : { 1'h0, grp };
-  assign \$156  = 1'h0 + \$155 ;
-  assign \$157  = ! cur[17:11];
-  assign \$158  = cur[17:11] == 6'h20;
-  assign \$159  = grp >= 4'h8;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = \$157  | \$160 ;
-  assign \$163  = cur[18] ? 1'h0 : 1'h1;
-  assign \$164  = grp == 4'hb;
-  assign \$165  = grp + 1'h1;
-  assign \$166  = enc_col == 7'h40;
-  assign \$167  = ~ e1[0];
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = ~ e2[0];
+  assign \$146  = e1[8] & fresh;
+  assign \$147  = \$146  ? 8'h00 : \$signature__data ;
+  assign \$148  = $signed(\$147 ) - $signed(1'h0);
+  assign \$149  = grp >= 4'h8;
+  assign \$150  = cur[18] & \$149 ;
+  assign \$151  = grp + 3'h4;
+  assign \$152  = \$150  ? \$151  : { 1'h0, grp };
+  assign \$153  = 1'h0 + \$152 ;
+  assign \$154  = grp >= 4'h8;
+  assign \$155  = cur[18] & \$154 ;
+  assign \$156  = grp + 3'h4;
+  assign \$157  = \$155  ? \$156  : { 1'h0, grp };
+  assign \$158  = 1'h0 + \$157 ;
+  assign \$159  = ! cur[17:11];
+  assign \$160  = cur[17:11] == 6'h20;
+  assign \$161  = grp >= 4'h8;
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = \$159  | \$162 ;
+  assign \$165  = cur[18] ? 1'h0 : 1'h1;
+  assign \$166  = grp == 4'hb;
+  assign \$167  = grp + 1'h1;
+  assign \$168  = enc_col == 7'h40;
+  assign \$169  = ~ e1[0];
   assign \$170  = \$168  & \$169 ;
-  assign \$171  = ~ r_rdy;
+  assign \$171  = ~ e2[0];
   assign \$172  = \$170  & \$171 ;
-  assign \$173  = ~ cur_active;
+  assign \$173  = ~ r_rdy;
   assign \$174  = \$172  & \$173 ;
-  assign \$175  = ~ s1[0];
-  assign \$176  = ~ s1b[0];
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = ~ s2[0];
+  assign \$175  = ~ cur_active;
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = ~ s1[0];
+  assign \$178  = ~ s1b[0];
   assign \$179  = \$177  & \$178 ;
-  assign \$180  = ~ s3[0];
+  assign \$180  = ~ s2[0];
   assign \$181  = \$179  & \$180 ;
-  assign \$182  = g_grp < 3'h4;
-  assign \$184  = ~ \$183 ;
-  assign \$185  = \$182  & \$184 ;
-  assign \$186  = act_q + 1'h1;
-  assign \$187  = ! \$signal ;
-  assign \$189  = act_q == 3'h4;
-  assign \$190  = ~ \$signal ;
-  assign \$191  = g_grp + 1'h1;
-  assign \$192  = g_grp + 1'h1;
-  assign \$193  = \$192  < 3'h4;
-  assign \$194  = ~ \$signal ;
-  assign \$196  = ~ \$195 ;
-  assign \$197  = \$193  & \$196 ;
-  assign \$199  = elem + 1'h1;
-  assign \$212  = lane == 3'h7;
-  assign \$213  = elem == 5'h1f;
-  assign \$214  = \$212  | \$213 ;
-  assign \$215  = ~ \$signal$102 ;
-  assign \$216  = grp + 1'h1;
-  assign \$217  = grp == 2'h3;
-  assign \$218  = lane + 1'h1;
-  assign \$219  = \wait  + 1'h1;
-  assign \$220  = \wait  == 5'h16;
-  assign \$221  = enc_col < 7'h40;
-  assign \$222  = level + e1[0];
-  assign \$223  = \$222  + e2[0];
-  assign \$224  = \$223  < 3'h7;
-  assign \$225  = \$221  & \$224 ;
-  assign \$226  = enc_col >= 6'h20;
-  assign \$227  = enc_col + 1'h1;
-  assign \$228  = enc_w + 4'hc;
-  assign \$229  = e1[8] & fresh;
-  assign \$230  = \$229  ? 8'h00 : \$signature__data ;
+  assign \$182  = ~ s3[0];
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = g_grp < 3'h4;
+  assign \$186  = ~ \$185 ;
+  assign \$187  = \$184  & \$186 ;
+  assign \$188  = act_q + 1'h1;
+  assign \$189  = ! \$signal ;
+  assign \$191  = act_q == 3'h4;
+  assign \$192  = ~ \$signal ;
+  assign \$193  = g_grp + 1'h1;
+  assign \$194  = g_grp + 1'h1;
+  assign \$195  = \$194  < 3'h4;
+  assign \$196  = ~ \$signal ;
+  assign \$198  = ~ \$197 ;
+  assign \$199  = \$195  & \$198 ;
+  assign \$201  = elem + 1'h1;
+  assign \$214  = lane == 3'h7;
+  assign \$215  = elem == 5'h1f;
+  assign \$216  = \$214  | \$215 ;
+  assign \$217  = ~ \$signal$102 ;
+  assign \$218  = grp + 1'h1;
+  assign \$219  = grp == 2'h3;
+  assign \$220  = lane + 1'h1;
+  assign \$221  = \wait  + 1'h1;
+  assign \$222  = \wait  == 5'h16;
+  assign \$223  = enc_col < 7'h40;
+  assign \$224  = level + e1[0];
+  assign \$225  = \$224  + e2[0];
+  assign \$226  = \$225  < 3'h7;
+  assign \$227  = \$223  & \$226 ;
+  assign \$228  = enc_col >= 6'h20;
+  assign \$229  = enc_col + 1'h1;
+  assign \$230  = enc_w + 4'hc;
   assign \$231  = e1[8] & fresh;
   assign \$232  = \$231  ? 8'h00 : \$signature__data ;
-  assign \$233  = $signed(\$232 ) - $signed(1'h0);
-  assign \$234  = grp >= 4'h8;
-  assign \$235  = cur[18] & \$234 ;
-  assign \$236  = grp + 3'h4;
-  assign \$237  = \$235  ? \$236  : { 1'h0, grp };
-  assign \$238  = 5'h10 + \$237 ;
-  assign \$239  = grp >= 4'h8;
-  assign \$240  = cur[18] & \$239 ;
-  assign \$241  = grp + 3'h4;
-  assign \$242  = \$240  ? \$241  : { 1'h0, grp };
-  assign \$243  = 5'h10 + \$242 ;
-  assign \$244  = ! cur[17:11];
-  assign \$245  = cur[17:11] == 6'h20;
-  assign \$246  = grp >= 4'h8;
-  assign \$247  = \$245  & \$246 ;
-  assign \$248  = \$244  | \$247 ;
-  assign \$251  = grp == 4'hb;
-  assign \$252  = grp + 1'h1;
-  assign \$253  = enc_col == 7'h40;
-  assign \$254  = ~ e1[0];
-  assign \$255  = \$253  & \$254 ;
-  assign \$256  = ~ e2[0];
+  assign \$233  = e1[8] & fresh;
+  assign \$234  = \$233  ? 8'h00 : \$signature__data ;
+  assign \$235  = $signed(\$234 ) - $signed(1'h0);
+  assign \$236  = grp >= 4'h8;
+  assign \$237  = cur[18] & \$236 ;
+  assign \$238  = grp + 3'h4;
+  assign \$239  = \$237  ? \$238  : { 1'h0, grp };
+  assign \$240  = 5'h10 + \$239 ;
+  assign \$241  = grp >= 4'h8;
+  assign \$242  = cur[18] & \$241 ;
+  assign \$243  = grp + 3'h4;
+  assign \$244  = \$242  ? \$243  : { 1'h0, grp };
+  assign \$245  = 5'h10 + \$244 ;
+  assign \$246  = ! cur[17:11];
+  assign \$247  = cur[17:11] == 6'h20;
+  assign \$248  = grp >= 4'h8;
+  assign \$249  = \$247  & \$248 ;
+  assign \$250  = \$246  | \$249 ;
+  assign \$253  = grp == 4'hb;
+  assign \$254  = grp + 1'h1;
+  assign \$255  = enc_col == 7'h40;
+  assign \$256  = ~ e1[0];
   assign \$257  = \$255  & \$256 ;
-  assign \$258  = ~ r_rdy;
+  assign \$258  = ~ e2[0];
   assign \$259  = \$257  & \$258 ;
-  assign \$260  = ~ cur_active;
+  assign \$260  = ~ r_rdy;
   assign \$261  = \$259  & \$260 ;
-  assign \$262  = ~ s1[0];
-  assign \$263  = ~ s1b[0];
-  assign \$264  = \$262  & \$263 ;
-  assign \$265  = ~ s2[0];
+  assign \$262  = ~ cur_active;
+  assign \$263  = \$261  & \$262 ;
+  assign \$264  = ~ s1[0];
+  assign \$265  = ~ s1b[0];
   assign \$266  = \$264  & \$265 ;
-  assign \$267  = ~ s3[0];
+  assign \$267  = ~ s2[0];
   assign \$268  = \$266  & \$267 ;
-  assign \$269  = g_grp < 3'h4;
-  assign \$271  = ~ \$270 ;
-  assign \$272  = \$269  & \$271 ;
-  assign \$273  = act_q + 1'h1;
-  assign \$274  = ! \$signal ;
-  assign \$276  = act_q == 3'h4;
-  assign \$277  = ~ \$signal ;
-  assign \$278  = g_grp + 1'h1;
-  assign \$279  = g_grp + 1'h1;
-  assign \$280  = \$279  < 3'h4;
-  assign \$281  = ~ \$signal ;
-  assign \$283  = ~ \$282 ;
-  assign \$284  = \$280  & \$283 ;
-  assign \$286  = elem + 1'h1;
-  assign \$299  = lane == 3'h7;
-  assign \$300  = elem == 5'h1f;
-  assign \$301  = \$299  | \$300 ;
-  assign \$302  = ~ \$signal$102 ;
-  assign \$303  = grp + 1'h1;
-  assign \$304  = grp == 2'h3;
-  assign \$305  = lane + 1'h1;
-  assign \$306  = \wait  + 1'h1;
-  assign \$307  = \wait  == 5'h16;
-  assign \$308  = enc_col < 6'h20;
-  assign \$309  = level + e1[0];
-  assign \$310  = \$309  + e2[0];
-  assign \$311  = \$310  < 3'h7;
-  assign \$312  = \$308  & \$311 ;
-  assign \$313  = enc_col >= 1'h0;
-  assign \$314  = enc_col + 1'h1;
-  assign \$315  = enc_w + 3'h4;
-  assign \$316  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$317  = 6'h20 + grp;
-  assign \$318  = 6'h20 + grp;
-  assign \$319  = ! cur[17:11];
-  assign \$322  = grp == 2'h3;
-  assign \$323  = grp + 1'h1;
-  assign \$324  = enc_col == 6'h20;
-  assign \$325  = ~ e1[0];
-  assign \$326  = \$324  & \$325 ;
-  assign \$327  = ~ e2[0];
+  assign \$269  = ~ s3[0];
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = g_grp < 3'h4;
+  assign \$273  = ~ \$272 ;
+  assign \$274  = \$271  & \$273 ;
+  assign \$275  = act_q + 1'h1;
+  assign \$276  = ! \$signal ;
+  assign \$278  = act_q == 3'h4;
+  assign \$279  = ~ \$signal ;
+  assign \$280  = g_grp + 1'h1;
+  assign \$281  = g_grp + 1'h1;
+  assign \$282  = \$281  < 3'h4;
+  assign \$283  = ~ \$signal ;
+  assign \$285  = ~ \$284 ;
+  assign \$286  = \$282  & \$285 ;
+  assign \$288  = elem + 1'h1;
+  assign \$301  = lane == 3'h7;
+  assign \$302  = elem == 5'h1f;
+  assign \$303  = \$301  | \$302 ;
+  assign \$304  = ~ \$signal$102 ;
+  assign \$305  = grp + 1'h1;
+  assign \$306  = grp == 2'h3;
+  assign \$307  = lane + 1'h1;
+  assign \$308  = \wait  + 1'h1;
+  assign \$309  = \wait  == 5'h16;
+  assign \$310  = enc_col < 6'h20;
+  assign \$311  = level + e1[0];
+  assign \$312  = \$311  + e2[0];
+  assign \$313  = \$312  < 3'h7;
+  assign \$314  = \$310  & \$313 ;
+  assign \$315  = enc_col >= 1'h0;
+  assign \$316  = enc_col + 1'h1;
+  assign \$317  = enc_w + 3'h4;
+  assign \$318  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$319  = 6'h20 + grp;
+  assign \$320  = 6'h20 + grp;
+  assign \$321  = ! cur[17:11];
+  assign \$324  = grp == 2'h3;
+  assign \$325  = grp + 1'h1;
+  assign \$326  = enc_col == 6'h20;
+  assign \$327  = ~ e1[0];
   assign \$328  = \$326  & \$327 ;
-  assign \$329  = ~ r_rdy;
+  assign \$329  = ~ e2[0];
   assign \$330  = \$328  & \$329 ;
-  assign \$331  = ~ cur_active;
+  assign \$331  = ~ r_rdy;
   assign \$332  = \$330  & \$331 ;
-  assign \$333  = ~ s1[0];
-  assign \$334  = ~ s1b[0];
-  assign \$335  = \$333  & \$334 ;
-  assign \$336  = ~ s2[0];
+  assign \$333  = ~ cur_active;
+  assign \$334  = \$332  & \$333 ;
+  assign \$335  = ~ s1[0];
+  assign \$336  = ~ s1b[0];
   assign \$337  = \$335  & \$336 ;
-  assign \$338  = ~ s3[0];
+  assign \$338  = ~ s2[0];
   assign \$339  = \$337  & \$338 ;
-  assign \$341  = $signed(out_word) + $signed(10'h100);
-  assign \$343  = $signed(\$342 ) > $signed(8'h7f);
-  assign \$344  = $signed(out_word) + $signed(10'h100);
-  assign \$346  = $signed(\$345 ) < $signed(8'h80);
-  assign \$347  = $signed(out_word) + $signed(10'h100);
-  assign \$349  = \$346  ? 22'h3fff80 : \$348 ;
-  assign \$350  = \$343  ? 22'h00007f : \$349 ;
-  assign \$351  = out_idx == 5'h1f;
-  assign \$352  = out_idx + 1'h1;
+  assign \$340  = ~ s3[0];
+  assign \$341  = \$339  & \$340 ;
+  assign \$343  = $signed(out_word) + $signed(10'h100);
+  assign \$345  = $signed(\$344 ) > $signed(8'h7f);
+  assign \$346  = $signed(out_word) + $signed(10'h100);
+  assign \$348  = $signed(\$347 ) < $signed(8'h80);
+  assign \$349  = $signed(out_word) + $signed(10'h100);
+  assign \$351  = \$348  ? 22'h3fff80 : \$350 ;
+  assign \$352  = \$345  ? 22'h00007f : \$351 ;
   assign \$353  = out_idx == 5'h1f;
-  assign \$354  = lane == 3'h7;
-  assign \$355  = grp + 1'h1;
-  assign \$356  = lane + 1'h1;
+  assign \$354  = out_idx + 1'h1;
+  assign \$355  = out_idx == 5'h1f;
+  assign \$356  = lane == 3'h7;
+  assign \$357  = grp + 1'h1;
+  assign \$358  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$357 ;
+    e1 <= \$359 ;
   always @(posedge clk)
-    s1 <= \$358 ;
+    s1 <= \$360 ;
   always @(posedge clk)
-    s1b <= \$359 ;
+    s1b <= \$361 ;
   always @(posedge clk)
-    w_word <= \$360 ;
+    w_word <= \$362 ;
   always @(posedge clk)
-    prod0 <= \$361 ;
+    prod0 <= \$363 ;
   always @(posedge clk)
-    prod1 <= \$362 ;
+    prod1 <= \$364 ;
   always @(posedge clk)
-    prod2 <= \$363 ;
+    prod2 <= \$365 ;
   always @(posedge clk)
-    prod3 <= \$364 ;
+    prod3 <= \$366 ;
   always @(posedge clk)
-    prod4 <= \$365 ;
+    prod4 <= \$367 ;
   always @(posedge clk)
-    prod5 <= \$366 ;
+    prod5 <= \$368 ;
   always @(posedge clk)
-    prod6 <= \$367 ;
+    prod6 <= \$369 ;
   always @(posedge clk)
-    prod7 <= \$368 ;
+    prod7 <= \$370 ;
   always @(posedge clk)
-    s2 <= \$369 ;
+    s2 <= \$371 ;
   always @(posedge clk)
-    s3 <= \$370 ;
+    s3 <= \$372 ;
   always @(posedge clk)
-    acc_q <= \$371 ;
+    acc_q <= \$373 ;
   always @(posedge clk)
-    bias_q <= \$372 ;
+    bias_q <= \$374 ;
   always @(posedge clk)
-    forward <= \$373 ;
+    forward <= \$375 ;
   always @(posedge clk)
-    last_sum <= \$374 ;
+    last_sum <= \$376 ;
   always @(posedge clk)
-    aligned0 <= \$375 ;
+    aligned0 <= \$377 ;
   always @(posedge clk)
-    aligned1 <= \$376 ;
+    aligned1 <= \$378 ;
   always @(posedge clk)
-    aligned2 <= \$377 ;
+    aligned2 <= \$379 ;
   always @(posedge clk)
-    aligned3 <= \$378 ;
+    aligned3 <= \$380 ;
   always @(posedge clk)
-    aligned4 <= \$379 ;
+    aligned4 <= \$381 ;
   always @(posedge clk)
-    aligned5 <= \$380 ;
+    aligned5 <= \$382 ;
   always @(posedge clk)
-    aligned6 <= \$381 ;
+    aligned6 <= \$383 ;
   always @(posedge clk)
-    aligned7 <= \$382 ;
+    aligned7 <= \$384 ;
   always @(posedge clk)
-    issue_valid <= \$383 ;
+    issue_valid <= \$385 ;
   always @(posedge clk)
-    in_idx <= \$384 ;
+    in_idx <= \$386 ;
   always @(posedge clk)
-    seq_end <= \$385 ;
+    seq_end <= \$387 ;
   always @(posedge clk)
-    enc_col <= \$386 ;
+    enc_col <= \$388 ;
   always @(posedge clk)
-    enc_w <= \$387 ;
+    enc_w <= \$389 ;
   always @(posedge clk)
-    grp <= \$388 ;
+    grp <= \$390 ;
   always @(posedge clk)
-    seq_state <= \$389 ;
+    seq_state <= \$391 ;
   always @(posedge clk)
-    e2 <= \$390 ;
+    e2 <= \$392 ;
   always @(posedge clk)
-    cur_active <= \$391 ;
+    cur_active <= \$393 ;
   always @(posedge clk)
-    cur <= \$392 ;
+    cur <= \$394 ;
   always @(posedge clk)
-    lane <= \$393 ;
+    lane <= \$395 ;
   always @(posedge clk)
-    elem <= \$394 ;
+    elem <= \$396 ;
   always @(posedge clk)
-    act_q <= \$395 ;
+    act_q <= \$397 ;
   always @(posedge clk)
-    g_grp <= \$396 ;
+    g_grp <= \$398 ;
   always @(posedge clk)
-    \$signal  <= \$397 ;
+    \$signal  <= \$399 ;
   always @(posedge clk)
-    \$signal$102  <= \$398 ;
+    \$signal$102  <= \$400 ;
   always @(posedge clk)
-    bank0_full <= \$399 ;
+    bank0_full <= \$401 ;
   always @(posedge clk)
-    bank1_full <= \$400 ;
+    bank1_full <= \$402 ;
   always @(posedge clk)
-    gate0_0_0 <= \$401 ;
+    gate0_0_0 <= \$403 ;
   always @(posedge clk)
-    gate0_0_1 <= \$402 ;
+    gate0_0_1 <= \$404 ;
   always @(posedge clk)
-    gate0_0_2 <= \$403 ;
+    gate0_0_2 <= \$405 ;
   always @(posedge clk)
-    gate0_0_3 <= \$404 ;
+    gate0_0_3 <= \$406 ;
   always @(posedge clk)
-    gate0_0_4 <= \$405 ;
+    gate0_0_4 <= \$407 ;
   always @(posedge clk)
-    gate0_0_5 <= \$406 ;
+    gate0_0_5 <= \$408 ;
   always @(posedge clk)
-    gate0_0_6 <= \$407 ;
+    gate0_0_6 <= \$409 ;
   always @(posedge clk)
-    gate0_0_7 <= \$408 ;
+    gate0_0_7 <= \$410 ;
   always @(posedge clk)
-    gate0_1_0 <= \$409 ;
+    gate0_1_0 <= \$411 ;
   always @(posedge clk)
-    gate0_1_1 <= \$410 ;
+    gate0_1_1 <= \$412 ;
   always @(posedge clk)
-    gate0_1_2 <= \$411 ;
+    gate0_1_2 <= \$413 ;
   always @(posedge clk)
-    gate0_1_3 <= \$412 ;
+    gate0_1_3 <= \$414 ;
   always @(posedge clk)
-    gate0_1_4 <= \$413 ;
+    gate0_1_4 <= \$415 ;
   always @(posedge clk)
-    gate0_1_5 <= \$414 ;
+    gate0_1_5 <= \$416 ;
   always @(posedge clk)
-    gate0_1_6 <= \$415 ;
+    gate0_1_6 <= \$417 ;
   always @(posedge clk)
-    gate0_1_7 <= \$416 ;
+    gate0_1_7 <= \$418 ;
   always @(posedge clk)
-    gate0_2_0 <= \$417 ;
+    gate0_2_0 <= \$419 ;
   always @(posedge clk)
-    gate0_2_1 <= \$418 ;
+    gate0_2_1 <= \$420 ;
   always @(posedge clk)
-    gate0_2_2 <= \$419 ;
+    gate0_2_2 <= \$421 ;
   always @(posedge clk)
-    gate0_2_3 <= \$420 ;
+    gate0_2_3 <= \$422 ;
   always @(posedge clk)
-    gate0_2_4 <= \$421 ;
+    gate0_2_4 <= \$423 ;
   always @(posedge clk)
-    gate0_2_5 <= \$422 ;
+    gate0_2_5 <= \$424 ;
   always @(posedge clk)
-    gate0_2_6 <= \$423 ;
+    gate0_2_6 <= \$425 ;
   always @(posedge clk)
-    gate0_2_7 <= \$424 ;
-  always @(posedge clk)
-    gate0_3_0 <= \$425 ;
-  always @(posedge clk)
-    gate0_3_1 <= \$426 ;
+    gate0_2_7 <= \$426 ;
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3228,7 +3232,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = gate0_3_3;
+    \$428  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3237,8 +3241,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3247,7 +3251,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$428  = acc_rd__data[83:63];
+                    \$428  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3258,8 +3262,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3268,7 +3272,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$428  = acc_rd__data[83:63];
+                    \$428  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3279,7 +3283,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = gate0_3_4;
+    \$429  = gate0_3_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3288,8 +3292,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3298,7 +3302,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$429  = acc_rd__data[104:84];
+                    \$429  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3309,8 +3313,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3319,7 +3323,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$429  = acc_rd__data[104:84];
+                    \$429  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3330,7 +3334,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = gate0_3_5;
+    \$430  = gate0_3_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3339,8 +3343,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3349,7 +3353,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$430  = acc_rd__data[125:105];
+                    \$430  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3360,8 +3364,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3370,7 +3374,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$430  = acc_rd__data[125:105];
+                    \$430  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3381,7 +3385,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = gate0_3_6;
+    \$431  = gate0_3_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3390,8 +3394,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3400,7 +3404,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$431  = acc_rd__data[146:126];
+                    \$431  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3411,8 +3415,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3421,7 +3425,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$431  = acc_rd__data[146:126];
+                    \$431  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3432,7 +3436,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = gate0_3_7;
+    \$432  = gate0_3_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3441,8 +3445,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3451,7 +3455,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$432  = acc_rd__data[167:147];
+                    \$432  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3462,8 +3466,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -3472,7 +3476,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$432  = acc_rd__data[167:147];
+                    \$432  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3483,7 +3487,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = gate1_0_0;
+    \$433  = gate0_3_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3492,11 +3496,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    \$433  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$433  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3507,11 +3517,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    \$433  = acc_rd__data[20:0];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$433  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3522,7 +3538,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = gate1_0_1;
+    \$434  = gate0_3_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3531,11 +3547,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    \$434  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$434  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3546,11 +3568,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    \$434  = acc_rd__data[41:21];
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$434  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3561,7 +3589,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = gate1_0_2;
+    \$435  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3570,11 +3598,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
-                    \$435  = acc_rd__data[62:42];
+                    \$435  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3585,11 +3613,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
-                    \$435  = acc_rd__data[62:42];
+                    \$435  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3600,7 +3628,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = gate1_0_3;
+    \$436  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3609,11 +3637,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
-                    \$436  = acc_rd__data[83:63];
+                    \$436  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3624,11 +3652,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
-                    \$436  = acc_rd__data[83:63];
+                    \$436  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3639,7 +3667,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = gate1_0_4;
+    \$437  = gate1_0_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3648,11 +3676,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
-                    \$437  = acc_rd__data[104:84];
+                    \$437  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3663,11 +3691,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
-                    \$437  = acc_rd__data[104:84];
+                    \$437  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3678,7 +3706,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = gate1_0_5;
+    \$438  = gate1_0_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3687,11 +3715,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
-                    \$438  = acc_rd__data[125:105];
+                    \$438  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3702,11 +3730,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
-                    \$438  = acc_rd__data[125:105];
+                    \$438  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -3717,7 +3745,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = gate1_0_6;
+    \$439  = gate1_0_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3726,11 +3754,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
-                    \$439  = acc_rd__data[146:126];
+                    \$439  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3741,11 +3769,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
-                    \$439  = acc_rd__data[146:126];
+                    \$439  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -3756,7 +3784,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = gate1_0_7;
+    \$440  = gate1_0_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3765,11 +3793,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
-                    \$440  = acc_rd__data[167:147];
+                    \$440  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3780,11 +3808,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
-                    \$440  = acc_rd__data[167:147];
+                    \$440  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -3795,7 +3823,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = gate1_1_0;
+    \$441  = gate1_0_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3804,13 +3832,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$441  = acc_rd__data[20:0];
+                    \$441  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3821,13 +3847,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$441  = acc_rd__data[20:0];
+                    \$441  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -3838,7 +3862,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = gate1_1_1;
+    \$442  = gate1_0_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3847,13 +3871,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$442  = acc_rd__data[41:21];
+                    \$442  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3864,13 +3886,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$442  = acc_rd__data[41:21];
+                    \$442  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -3881,7 +3901,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = gate1_1_2;
+    \$443  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3890,13 +3910,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$443  = acc_rd__data[62:42];
+                    \$443  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3907,13 +3927,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$443  = acc_rd__data[62:42];
+                    \$443  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -3924,7 +3944,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = gate1_1_3;
+    \$444  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3933,13 +3953,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$444  = acc_rd__data[83:63];
+                    \$444  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3950,13 +3970,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$444  = acc_rd__data[83:63];
+                    \$444  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -3967,7 +3987,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = gate1_1_4;
+    \$445  = gate1_1_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3976,13 +3996,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$445  = acc_rd__data[104:84];
+                    \$445  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -3993,13 +4013,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$445  = acc_rd__data[104:84];
+                    \$445  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4010,7 +4030,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = gate1_1_5;
+    \$446  = gate1_1_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4019,13 +4039,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$446  = acc_rd__data[125:105];
+                    \$446  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4036,13 +4056,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$446  = acc_rd__data[125:105];
+                    \$446  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4053,7 +4073,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = gate1_1_6;
+    \$447  = gate1_1_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4062,13 +4082,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$447  = acc_rd__data[146:126];
+                    \$447  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4079,13 +4099,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$447  = acc_rd__data[146:126];
+                    \$447  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4096,7 +4116,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = gate1_1_7;
+    \$448  = gate1_1_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4105,13 +4125,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$448  = acc_rd__data[167:147];
+                    \$448  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4122,13 +4142,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$448  = acc_rd__data[167:147];
+                    \$448  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4139,7 +4159,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = gate1_2_0;
+    \$449  = gate1_1_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4148,15 +4168,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$449  = acc_rd__data[20:0];
+                    \$449  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4167,15 +4185,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$449  = acc_rd__data[20:0];
+                    \$449  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4186,7 +4202,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = gate1_2_1;
+    \$450  = gate1_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4195,15 +4211,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$450  = acc_rd__data[41:21];
+                    \$450  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4214,15 +4228,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$450  = acc_rd__data[41:21];
+                    \$450  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4233,7 +4245,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = gate1_2_2;
+    \$451  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4242,15 +4254,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$451  = acc_rd__data[62:42];
+                    \$451  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4261,15 +4273,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$451  = acc_rd__data[62:42];
+                    \$451  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4280,7 +4292,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = gate1_2_3;
+    \$452  = gate1_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4289,15 +4301,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$452  = acc_rd__data[83:63];
+                    \$452  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4308,15 +4320,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$452  = acc_rd__data[83:63];
+                    \$452  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4327,7 +4339,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = gate1_2_4;
+    \$453  = gate1_2_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4336,15 +4348,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$453  = acc_rd__data[104:84];
+                    \$453  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4355,15 +4367,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$453  = acc_rd__data[104:84];
+                    \$453  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4374,7 +4386,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = gate1_2_5;
+    \$454  = gate1_2_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4383,15 +4395,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$454  = acc_rd__data[125:105];
+                    \$454  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4402,15 +4414,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$454  = acc_rd__data[125:105];
+                    \$454  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4421,7 +4433,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = gate1_2_6;
+    \$455  = gate1_2_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4430,15 +4442,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$455  = acc_rd__data[146:126];
+                    \$455  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4449,15 +4461,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$455  = acc_rd__data[146:126];
+                    \$455  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4468,7 +4480,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = gate1_2_7;
+    \$456  = gate1_2_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4477,15 +4489,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$456  = acc_rd__data[167:147];
+                    \$456  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4496,15 +4508,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$456  = acc_rd__data[167:147];
+                    \$456  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4515,7 +4527,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = gate1_3_0;
+    \$457  = gate1_2_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4524,17 +4536,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$457  = acc_rd__data[20:0];
+                    \$457  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4545,17 +4555,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$457  = acc_rd__data[20:0];
+                    \$457  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -4566,7 +4574,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = gate1_3_1;
+    \$458  = gate1_2_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4575,17 +4583,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$458  = acc_rd__data[41:21];
+                    \$458  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4596,17 +4602,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$458  = acc_rd__data[41:21];
+                    \$458  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -4617,7 +4621,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = gate1_3_2;
+    \$459  = gate1_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4626,8 +4630,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4636,7 +4640,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$459  = acc_rd__data[62:42];
+                    \$459  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4647,8 +4651,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4657,7 +4661,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$459  = acc_rd__data[62:42];
+                    \$459  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -4668,7 +4672,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = gate1_3_3;
+    \$460  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4677,8 +4681,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4687,7 +4691,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$460  = acc_rd__data[83:63];
+                    \$460  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4698,8 +4702,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4708,7 +4712,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$460  = acc_rd__data[83:63];
+                    \$460  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -4719,7 +4723,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = gate1_3_4;
+    \$461  = gate1_3_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4728,8 +4732,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4738,7 +4742,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$461  = acc_rd__data[104:84];
+                    \$461  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4749,8 +4753,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4759,7 +4763,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$461  = acc_rd__data[104:84];
+                    \$461  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -4770,7 +4774,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = gate1_3_5;
+    \$462  = gate1_3_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4779,8 +4783,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4789,7 +4793,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$462  = acc_rd__data[125:105];
+                    \$462  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4800,8 +4804,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4810,7 +4814,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$462  = acc_rd__data[125:105];
+                    \$462  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -4821,7 +4825,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = gate1_3_6;
+    \$463  = gate1_3_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4830,8 +4834,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4840,7 +4844,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$463  = acc_rd__data[146:126];
+                    \$463  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4851,8 +4855,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4861,7 +4865,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$463  = acc_rd__data[146:126];
+                    \$463  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -4872,7 +4876,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = gate1_3_7;
+    \$464  = gate1_3_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4881,8 +4885,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$188 ) begin
+          if (\$187 ) begin
+            if (\$190 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4891,7 +4895,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$464  = acc_rd__data[167:147];
+                    \$464  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4902,8 +4906,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$275 ) begin
+          if (\$274 ) begin
+            if (\$277 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -4912,7 +4916,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$464  = acc_rd__data[167:147];
+                    \$464  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -4923,7 +4927,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = acc0;
+    \$465  = gate1_3_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4932,8 +4936,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$198 ) begin
-            \$465  = \$202 ;
+          if (\$187 ) begin
+            if (\$190 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$465  = acc_rd__data[146:126];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -4942,8 +4957,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$285 ) begin
-            \$465  = \$289 ;
+          if (\$274 ) begin
+            if (\$277 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$465  = acc_rd__data[146:126];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -4952,7 +4978,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = acc1;
+    \$466  = gate1_3_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4961,8 +4987,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$198 ) begin
-            \$466  = \$205 ;
+          if (\$187 ) begin
+            if (\$190 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$466  = acc_rd__data[167:147];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -4971,8 +5008,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$285 ) begin
-            \$466  = \$292 ;
+          if (\$274 ) begin
+            if (\$277 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$466  = acc_rd__data[167:147];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -4981,7 +5029,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = acc2;
+    \$467  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4990,8 +5038,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$198 ) begin
-            \$467  = \$208 ;
+          if (\$200 ) begin
+            \$467  = \$204 ;
           end
       4'h4:
           /* empty */;
@@ -5000,8 +5048,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$285 ) begin
-            \$467  = \$295 ;
+          if (\$287 ) begin
+            \$467  = \$291 ;
           end
     endcase
     if (rst) begin
@@ -5010,7 +5058,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = acc3;
+    \$468  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5019,8 +5067,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$198 ) begin
-            \$468  = \$211 ;
+          if (\$200 ) begin
+            \$468  = \$207 ;
           end
       4'h4:
           /* empty */;
@@ -5029,8 +5077,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$285 ) begin
-            \$468  = \$298 ;
+          if (\$287 ) begin
+            \$468  = \$294 ;
           end
     endcase
     if (rst) begin
@@ -5039,7 +5087,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = tag;
+    \$469  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5048,8 +5096,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$198 ) begin
-            \$469  = elem;
+          if (\$200 ) begin
+            \$469  = \$210 ;
           end
       4'h4:
           /* empty */;
@@ -5058,17 +5106,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$285 ) begin
-            \$469  = elem;
+          if (\$287 ) begin
+            \$469  = \$297 ;
           end
     endcase
     if (rst) begin
-      \$469  = 6'h00;
+      \$469  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = issue_layer;
+    \$470  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5077,8 +5125,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$198 ) begin
-            \$470  = 2'h0;
+          if (\$200 ) begin
+            \$470  = \$213 ;
           end
       4'h4:
           /* empty */;
@@ -5087,17 +5135,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$285 ) begin
-            \$470  = 2'h1;
+          if (\$287 ) begin
+            \$470  = \$300 ;
           end
     endcase
     if (rst) begin
-      \$470  = 2'h0;
+      \$470  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = \wait ;
+    \$471  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5106,37 +5154,96 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$198 ) begin
-            if (\$214 ) begin
-              if (\$217 ) begin
-                \$471  = 5'h00;
+          if (\$200 ) begin
+            \$471  = elem;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$287 ) begin
+            \$471  = elem;
+          end
+    endcase
+    if (rst) begin
+      \$471  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$472  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$200 ) begin
+            \$472  = 2'h0;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$287 ) begin
+            \$472  = 2'h1;
+          end
+    endcase
+    if (rst) begin
+      \$472  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$473  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$200 ) begin
+            if (\$216 ) begin
+              if (\$219 ) begin
+                \$473  = 5'h00;
               end
             end
           end
       4'h4:
-          \$471  = \$219 [4:0];
+          \$473  = \$221 [4:0];
       4'h5:
           /* empty */;
       4'h6:
           /* empty */;
       4'h7:
-          if (\$285 ) begin
-            if (\$301 ) begin
-              if (\$304 ) begin
-                \$471  = 5'h00;
+          if (\$287 ) begin
+            if (\$303 ) begin
+              if (\$306 ) begin
+                \$473  = 5'h00;
               end
             end
           end
       4'h8:
-          \$471  = \$306 [4:0];
+          \$473  = \$308 [4:0];
     endcase
     if (rst) begin
-      \$471  = 5'h00;
+      \$473  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = out_idx;
+    \$474  = out_idx;
+    (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5159,8 +5266,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
-          if (\$339 ) begin
-            \$472  = 6'h00;
+          if (\$341 ) begin
+            \$474  = 6'h00;
           end
       4'hb:
           /* empty */;
@@ -5169,52 +5276,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hd:
           /* empty */;
       4'he:
+          /* empty */;
+      4'hf:
           if (o__ready) begin
-            \$472  = \$352 [5:0];
+            \$474  = \$354 [5:0];
           end
     endcase
     if (rst) begin
-      \$472  = 6'h00;
+      \$474  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = out_word;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          \$473  = \$340 ;
-    endcase
-    if (rst) begin
-      \$473  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = o__payload;
+    \$475  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5243,18 +5317,58 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hc:
           /* empty */;
       4'hd:
+          \$475  = \$342 ;
+    endcase
+    if (rst) begin
+      \$475  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$476  = o__payload;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
         begin
-          \$474 [7:0] = \$350 [7:0];
-          \$474 [8] = \$351 ;
+          \$476 [7:0] = \$352 [7:0];
+          \$476 [8] = \$353 ;
         end
     endcase
     if (rst) begin
-      \$474  = 9'h000;
+      \$476  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = o__valid;
+    \$477  = o__valid;
+    (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5283,19 +5397,22 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hc:
           /* empty */;
       4'hd:
-          \$475  = 1'h1;
+          /* empty */;
       4'he:
+          \$477  = 1'h1;
+      4'hf:
           if (o__ready) begin
-            \$475  = 1'h0;
+            \$477  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$475  = 1'h0;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$476  = fresh;
+    \$478  = fresh;
+    (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5326,14 +5443,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hd:
           /* empty */;
       4'he:
+          /* empty */;
+      4'hf:
           if (o__ready) begin
-            if (\$353 ) begin
-              \$476  = seq_end;
+            if (\$355 ) begin
+              \$478  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$476  = 1'h1;
+      \$478  = 1'h1;
     end
   end
   always @* begin
@@ -5381,73 +5500,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$183  = bank0_full;
+          \$185  = bank0_full;
       1'h1:
-          \$183  = bank1_full;
+          \$185  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$194 )
+    casez (\$196 )
       1'h0:
-          \$195  = bank0_full;
+          \$197  = bank0_full;
       1'h1:
-          \$195  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$198  = bank0_full;
-      1'h1:
-          \$198  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$200  = gate0_0_0;
-      4'h1:
-          \$200  = gate0_0_1;
-      4'h2:
-          \$200  = gate0_0_2;
-      4'h3:
-          \$200  = gate0_0_3;
-      4'h4:
-          \$200  = gate0_0_4;
-      4'h5:
-          \$200  = gate0_0_5;
-      4'h6:
-          \$200  = gate0_0_6;
-      4'h7:
-          \$200  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$201  = gate1_0_0;
-      4'h1:
-          \$201  = gate1_0_1;
-      4'h2:
-          \$201  = gate1_0_2;
-      4'h3:
-          \$201  = gate1_0_3;
-      4'h4:
-          \$201  = gate1_0_4;
-      4'h5:
-          \$201  = gate1_0_5;
-      4'h6:
-          \$201  = gate1_0_6;
-      4'h7:
-          \$201  = gate1_0_7;
+          \$197  = bank1_full;
     endcase
   end
   always @* begin
@@ -5455,9 +5520,31 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$202  = \$200 ;
+          \$200  = bank0_full;
       1'h1:
-          \$202  = \$201 ;
+          \$200  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$202  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$202  = gate0_0_0;
+      4'h1:
+          \$202  = gate0_0_1;
+      4'h2:
+          \$202  = gate0_0_2;
+      4'h3:
+          \$202  = gate0_0_3;
+      4'h4:
+          \$202  = gate0_0_4;
+      4'h5:
+          \$202  = gate0_0_5;
+      4'h6:
+          \$202  = gate0_0_6;
+      4'h7:
+          \$202  = gate0_0_7;
     endcase
   end
   always @* begin
@@ -5465,43 +5552,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$203  = 21'h000000;
     casez (lane)
       4'h0:
-          \$203  = gate0_1_0;
+          \$203  = gate1_0_0;
       4'h1:
-          \$203  = gate0_1_1;
+          \$203  = gate1_0_1;
       4'h2:
-          \$203  = gate0_1_2;
+          \$203  = gate1_0_2;
       4'h3:
-          \$203  = gate0_1_3;
+          \$203  = gate1_0_3;
       4'h4:
-          \$203  = gate0_1_4;
+          \$203  = gate1_0_4;
       4'h5:
-          \$203  = gate0_1_5;
+          \$203  = gate1_0_5;
       4'h6:
-          \$203  = gate0_1_6;
+          \$203  = gate1_0_6;
       4'h7:
-          \$203  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$204  = gate1_1_0;
-      4'h1:
-          \$204  = gate1_1_1;
-      4'h2:
-          \$204  = gate1_1_2;
-      4'h3:
-          \$204  = gate1_1_3;
-      4'h4:
-          \$204  = gate1_1_4;
-      4'h5:
-          \$204  = gate1_1_5;
-      4'h6:
-          \$204  = gate1_1_6;
-      4'h7:
-          \$204  = gate1_1_7;
+          \$203  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -5509,9 +5574,31 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$205  = \$203 ;
+          \$204  = \$202 ;
       1'h1:
-          \$205  = \$204 ;
+          \$204  = \$203 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$205  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$205  = gate0_1_0;
+      4'h1:
+          \$205  = gate0_1_1;
+      4'h2:
+          \$205  = gate0_1_2;
+      4'h3:
+          \$205  = gate0_1_3;
+      4'h4:
+          \$205  = gate0_1_4;
+      4'h5:
+          \$205  = gate0_1_5;
+      4'h6:
+          \$205  = gate0_1_6;
+      4'h7:
+          \$205  = gate0_1_7;
     endcase
   end
   always @* begin
@@ -5519,43 +5606,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$206  = 21'h000000;
     casez (lane)
       4'h0:
-          \$206  = gate0_2_0;
+          \$206  = gate1_1_0;
       4'h1:
-          \$206  = gate0_2_1;
+          \$206  = gate1_1_1;
       4'h2:
-          \$206  = gate0_2_2;
+          \$206  = gate1_1_2;
       4'h3:
-          \$206  = gate0_2_3;
+          \$206  = gate1_1_3;
       4'h4:
-          \$206  = gate0_2_4;
+          \$206  = gate1_1_4;
       4'h5:
-          \$206  = gate0_2_5;
+          \$206  = gate1_1_5;
       4'h6:
-          \$206  = gate0_2_6;
+          \$206  = gate1_1_6;
       4'h7:
-          \$206  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$207  = gate1_2_0;
-      4'h1:
-          \$207  = gate1_2_1;
-      4'h2:
-          \$207  = gate1_2_2;
-      4'h3:
-          \$207  = gate1_2_3;
-      4'h4:
-          \$207  = gate1_2_4;
-      4'h5:
-          \$207  = gate1_2_5;
-      4'h6:
-          \$207  = gate1_2_6;
-      4'h7:
-          \$207  = gate1_2_7;
+          \$206  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -5563,9 +5628,31 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$208  = \$206 ;
+          \$207  = \$205 ;
       1'h1:
-          \$208  = \$207 ;
+          \$207  = \$206 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$208  = gate0_2_0;
+      4'h1:
+          \$208  = gate0_2_1;
+      4'h2:
+          \$208  = gate0_2_2;
+      4'h3:
+          \$208  = gate0_2_3;
+      4'h4:
+          \$208  = gate0_2_4;
+      4'h5:
+          \$208  = gate0_2_5;
+      4'h6:
+          \$208  = gate0_2_6;
+      4'h7:
+          \$208  = gate0_2_7;
     endcase
   end
   always @* begin
@@ -5573,43 +5660,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$209  = 21'h000000;
     casez (lane)
       4'h0:
-          \$209  = gate0_3_0;
+          \$209  = gate1_2_0;
       4'h1:
-          \$209  = gate0_3_1;
+          \$209  = gate1_2_1;
       4'h2:
-          \$209  = gate0_3_2;
+          \$209  = gate1_2_2;
       4'h3:
-          \$209  = gate0_3_3;
+          \$209  = gate1_2_3;
       4'h4:
-          \$209  = gate0_3_4;
+          \$209  = gate1_2_4;
       4'h5:
-          \$209  = gate0_3_5;
+          \$209  = gate1_2_5;
       4'h6:
-          \$209  = gate0_3_6;
+          \$209  = gate1_2_6;
       4'h7:
-          \$209  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$210  = gate1_3_0;
-      4'h1:
-          \$210  = gate1_3_1;
-      4'h2:
-          \$210  = gate1_3_2;
-      4'h3:
-          \$210  = gate1_3_3;
-      4'h4:
-          \$210  = gate1_3_4;
-      4'h5:
-          \$210  = gate1_3_5;
-      4'h6:
-          \$210  = gate1_3_6;
-      4'h7:
-          \$210  = gate1_3_7;
+          \$209  = gate1_2_7;
     endcase
   end
   always @* begin
@@ -5617,9 +5682,63 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$211  = \$209 ;
+          \$210  = \$208 ;
       1'h1:
-          \$211  = \$210 ;
+          \$210  = \$209 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$211  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$211  = gate0_3_0;
+      4'h1:
+          \$211  = gate0_3_1;
+      4'h2:
+          \$211  = gate0_3_2;
+      4'h3:
+          \$211  = gate0_3_3;
+      4'h4:
+          \$211  = gate0_3_4;
+      4'h5:
+          \$211  = gate0_3_5;
+      4'h6:
+          \$211  = gate0_3_6;
+      4'h7:
+          \$211  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$212  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$212  = gate1_3_0;
+      4'h1:
+          \$212  = gate1_3_1;
+      4'h2:
+          \$212  = gate1_3_2;
+      4'h3:
+          \$212  = gate1_3_3;
+      4'h4:
+          \$212  = gate1_3_4;
+      4'h5:
+          \$212  = gate1_3_5;
+      4'h6:
+          \$212  = gate1_3_6;
+      4'h7:
+          \$212  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$213  = \$211 ;
+      1'h1:
+          \$213  = \$212 ;
     endcase
   end
   always @* begin
@@ -5627,73 +5746,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$270  = bank0_full;
+          \$272  = bank0_full;
       1'h1:
-          \$270  = bank1_full;
+          \$272  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$281 )
+    casez (\$283 )
       1'h0:
-          \$282  = bank0_full;
+          \$284  = bank0_full;
       1'h1:
-          \$282  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$285  = bank0_full;
-      1'h1:
-          \$285  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$287  = gate0_0_0;
-      4'h1:
-          \$287  = gate0_0_1;
-      4'h2:
-          \$287  = gate0_0_2;
-      4'h3:
-          \$287  = gate0_0_3;
-      4'h4:
-          \$287  = gate0_0_4;
-      4'h5:
-          \$287  = gate0_0_5;
-      4'h6:
-          \$287  = gate0_0_6;
-      4'h7:
-          \$287  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$288  = gate1_0_0;
-      4'h1:
-          \$288  = gate1_0_1;
-      4'h2:
-          \$288  = gate1_0_2;
-      4'h3:
-          \$288  = gate1_0_3;
-      4'h4:
-          \$288  = gate1_0_4;
-      4'h5:
-          \$288  = gate1_0_5;
-      4'h6:
-          \$288  = gate1_0_6;
-      4'h7:
-          \$288  = gate1_0_7;
+          \$284  = bank1_full;
     endcase
   end
   always @* begin
@@ -5701,9 +5766,31 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$289  = \$287 ;
+          \$287  = bank0_full;
       1'h1:
-          \$289  = \$288 ;
+          \$287  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$289  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$289  = gate0_0_0;
+      4'h1:
+          \$289  = gate0_0_1;
+      4'h2:
+          \$289  = gate0_0_2;
+      4'h3:
+          \$289  = gate0_0_3;
+      4'h4:
+          \$289  = gate0_0_4;
+      4'h5:
+          \$289  = gate0_0_5;
+      4'h6:
+          \$289  = gate0_0_6;
+      4'h7:
+          \$289  = gate0_0_7;
     endcase
   end
   always @* begin
@@ -5711,43 +5798,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$290  = 21'h000000;
     casez (lane)
       4'h0:
-          \$290  = gate0_1_0;
+          \$290  = gate1_0_0;
       4'h1:
-          \$290  = gate0_1_1;
+          \$290  = gate1_0_1;
       4'h2:
-          \$290  = gate0_1_2;
+          \$290  = gate1_0_2;
       4'h3:
-          \$290  = gate0_1_3;
+          \$290  = gate1_0_3;
       4'h4:
-          \$290  = gate0_1_4;
+          \$290  = gate1_0_4;
       4'h5:
-          \$290  = gate0_1_5;
+          \$290  = gate1_0_5;
       4'h6:
-          \$290  = gate0_1_6;
+          \$290  = gate1_0_6;
       4'h7:
-          \$290  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$291  = gate1_1_0;
-      4'h1:
-          \$291  = gate1_1_1;
-      4'h2:
-          \$291  = gate1_1_2;
-      4'h3:
-          \$291  = gate1_1_3;
-      4'h4:
-          \$291  = gate1_1_4;
-      4'h5:
-          \$291  = gate1_1_5;
-      4'h6:
-          \$291  = gate1_1_6;
-      4'h7:
-          \$291  = gate1_1_7;
+          \$290  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -5755,9 +5820,31 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$292  = \$290 ;
+          \$291  = \$289 ;
       1'h1:
-          \$292  = \$291 ;
+          \$291  = \$290 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$292  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$292  = gate0_1_0;
+      4'h1:
+          \$292  = gate0_1_1;
+      4'h2:
+          \$292  = gate0_1_2;
+      4'h3:
+          \$292  = gate0_1_3;
+      4'h4:
+          \$292  = gate0_1_4;
+      4'h5:
+          \$292  = gate0_1_5;
+      4'h6:
+          \$292  = gate0_1_6;
+      4'h7:
+          \$292  = gate0_1_7;
     endcase
   end
   always @* begin
@@ -5765,43 +5852,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$293  = 21'h000000;
     casez (lane)
       4'h0:
-          \$293  = gate0_2_0;
+          \$293  = gate1_1_0;
       4'h1:
-          \$293  = gate0_2_1;
+          \$293  = gate1_1_1;
       4'h2:
-          \$293  = gate0_2_2;
+          \$293  = gate1_1_2;
       4'h3:
-          \$293  = gate0_2_3;
+          \$293  = gate1_1_3;
       4'h4:
-          \$293  = gate0_2_4;
+          \$293  = gate1_1_4;
       4'h5:
-          \$293  = gate0_2_5;
+          \$293  = gate1_1_5;
       4'h6:
-          \$293  = gate0_2_6;
+          \$293  = gate1_1_6;
       4'h7:
-          \$293  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$294  = gate1_2_0;
-      4'h1:
-          \$294  = gate1_2_1;
-      4'h2:
-          \$294  = gate1_2_2;
-      4'h3:
-          \$294  = gate1_2_3;
-      4'h4:
-          \$294  = gate1_2_4;
-      4'h5:
-          \$294  = gate1_2_5;
-      4'h6:
-          \$294  = gate1_2_6;
-      4'h7:
-          \$294  = gate1_2_7;
+          \$293  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -5809,9 +5874,31 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$295  = \$293 ;
+          \$294  = \$292 ;
       1'h1:
-          \$295  = \$294 ;
+          \$294  = \$293 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$295  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$295  = gate0_2_0;
+      4'h1:
+          \$295  = gate0_2_1;
+      4'h2:
+          \$295  = gate0_2_2;
+      4'h3:
+          \$295  = gate0_2_3;
+      4'h4:
+          \$295  = gate0_2_4;
+      4'h5:
+          \$295  = gate0_2_5;
+      4'h6:
+          \$295  = gate0_2_6;
+      4'h7:
+          \$295  = gate0_2_7;
     endcase
   end
   always @* begin
@@ -5819,43 +5906,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$296  = 21'h000000;
     casez (lane)
       4'h0:
-          \$296  = gate0_3_0;
+          \$296  = gate1_2_0;
       4'h1:
-          \$296  = gate0_3_1;
+          \$296  = gate1_2_1;
       4'h2:
-          \$296  = gate0_3_2;
+          \$296  = gate1_2_2;
       4'h3:
-          \$296  = gate0_3_3;
+          \$296  = gate1_2_3;
       4'h4:
-          \$296  = gate0_3_4;
+          \$296  = gate1_2_4;
       4'h5:
-          \$296  = gate0_3_5;
+          \$296  = gate1_2_5;
       4'h6:
-          \$296  = gate0_3_6;
+          \$296  = gate1_2_6;
       4'h7:
-          \$296  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$297  = gate1_3_0;
-      4'h1:
-          \$297  = gate1_3_1;
-      4'h2:
-          \$297  = gate1_3_2;
-      4'h3:
-          \$297  = gate1_3_3;
-      4'h4:
-          \$297  = gate1_3_4;
-      4'h5:
-          \$297  = gate1_3_5;
-      4'h6:
-          \$297  = gate1_3_6;
-      4'h7:
-          \$297  = gate1_3_7;
+          \$296  = gate1_2_7;
     endcase
   end
   always @* begin
@@ -5863,31 +5928,85 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$102 )
       1'h0:
-          \$298  = \$296 ;
+          \$297  = \$295 ;
       1'h1:
-          \$298  = \$297 ;
+          \$297  = \$296 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = 21'h000000;
+    \$298  = 21'h000000;
     casez (lane)
       4'h0:
-          \$340  = acc_rd__data[20:0];
+          \$298  = gate0_3_0;
       4'h1:
-          \$340  = acc_rd__data[41:21];
+          \$298  = gate0_3_1;
       4'h2:
-          \$340  = acc_rd__data[62:42];
+          \$298  = gate0_3_2;
       4'h3:
-          \$340  = acc_rd__data[83:63];
+          \$298  = gate0_3_3;
       4'h4:
-          \$340  = acc_rd__data[104:84];
+          \$298  = gate0_3_4;
       4'h5:
-          \$340  = acc_rd__data[125:105];
+          \$298  = gate0_3_5;
       4'h6:
-          \$340  = acc_rd__data[146:126];
+          \$298  = gate0_3_6;
       4'h7:
-          \$340  = acc_rd__data[167:147];
+          \$298  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$299  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$299  = gate1_3_0;
+      4'h1:
+          \$299  = gate1_3_1;
+      4'h2:
+          \$299  = gate1_3_2;
+      4'h3:
+          \$299  = gate1_3_3;
+      4'h4:
+          \$299  = gate1_3_4;
+      4'h5:
+          \$299  = gate1_3_5;
+      4'h6:
+          \$299  = gate1_3_6;
+      4'h7:
+          \$299  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$102 )
+      1'h0:
+          \$300  = \$298 ;
+      1'h1:
+          \$300  = \$299 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$342  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$342  = acc_q[20:0];
+      4'h1:
+          \$342  = acc_q[41:21];
+      4'h2:
+          \$342  = acc_q[62:42];
+      4'h3:
+          \$342  = acc_q[83:63];
+      4'h4:
+          \$342  = acc_q[104:84];
+      4'h5:
+          \$342  = acc_q[125:105];
+      4'h6:
+          \$342  = acc_q[146:126];
+      4'h7:
+          \$342  = acc_q[167:147];
     endcase
   end
   always @* begin
@@ -6112,6 +6231,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     act_acc_addr = 6'h00;
+    (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6157,21 +6277,23 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           act_acc_addr = \$89 [5:0];
       4'he:
           act_acc_addr = \$90 [5:0];
+      4'hf:
+          act_acc_addr = \$91 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357 [19:1] = e1[19:1];
-    \$357 [0] = 1'h0;
+    \$359 [19:1] = e1[19:1];
+    \$359 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$138 ) begin
-            \$357 [0] = 1'h1;
-            \$357 [7:1] = enc_col;
-            \$357 [8] = \$139 ;
-            \$357 [19:9] = enc_w;
+          if (\$140 ) begin
+            \$359 [0] = 1'h1;
+            \$359 [7:1] = enc_col;
+            \$359 [8] = \$141 ;
+            \$359 [19:9] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -6180,11 +6302,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$225 ) begin
-            \$357 [0] = 1'h1;
-            \$357 [7:1] = enc_col;
-            \$357 [8] = \$226 ;
-            \$357 [19:9] = enc_w;
+          if (\$227 ) begin
+            \$359 [0] = 1'h1;
+            \$359 [7:1] = enc_col;
+            \$359 [8] = \$228 ;
+            \$359 [19:9] = enc_w;
           end
       4'h6:
           /* empty */;
@@ -6193,32 +6315,32 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          if (\$312 ) begin
-            \$357 [0] = 1'h1;
-            \$357 [7:1] = enc_col;
-            \$357 [8] = \$313 ;
-            \$357 [19:9] = enc_w;
+          if (\$314 ) begin
+            \$359 [0] = 1'h1;
+            \$359 [7:1] = enc_col;
+            \$359 [8] = \$315 ;
+            \$359 [19:9] = enc_w;
           end
     endcase
     if (rst) begin
-      \$357  = 20'h00000;
+      \$359  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358 [23:1] = s1[23:1];
-    \$358 [0] = 1'h0;
+    \$360 [23:1] = s1[23:1];
+    \$360 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$358 [0] = 1'h1;
-            \$358 [6:1] = \$151 ;
-            \$358 [12:7] = \$156 ;
-            \$358 [22:14] = cur[27:19];
-            \$358 [13] = \$162 ;
-            \$358 [23] = \$163 ;
+            \$360 [0] = 1'h1;
+            \$360 [6:1] = \$153 ;
+            \$360 [12:7] = \$158 ;
+            \$360 [22:14] = cur[27:19];
+            \$360 [13] = \$164 ;
+            \$360 [23] = \$165 ;
           end
       4'h2:
           /* empty */;
@@ -6228,12 +6350,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$358 [0] = 1'h1;
-            \$358 [6:1] = \$238 ;
-            \$358 [12:7] = \$243 ;
-            \$358 [22:14] = cur[27:19];
-            \$358 [13] = \$249 ;
-            \$358 [23] = \$250 ;
+            \$360 [0] = 1'h1;
+            \$360 [6:1] = \$240 ;
+            \$360 [12:7] = \$245 ;
+            \$360 [22:14] = cur[27:19];
+            \$360 [13] = \$251 ;
+            \$360 [23] = \$252 ;
           end
       4'h6:
           /* empty */;
@@ -6243,44 +6365,30 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$358 [0] = 1'h1;
-            \$358 [6:1] = \$317 [5:0];
-            \$358 [12:7] = \$318 [5:0];
-            \$358 [22:14] = cur[27:19];
-            \$358 [13] = \$320 ;
-            \$358 [23] = \$321 ;
+            \$360 [0] = 1'h1;
+            \$360 [6:1] = \$319 [5:0];
+            \$360 [12:7] = \$320 [5:0];
+            \$360 [22:14] = cur[27:19];
+            \$360 [13] = \$322 ;
+            \$360 [23] = \$323 ;
           end
     endcase
     if (rst) begin
-      \$358  = 24'h000000;
+      \$360  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = s1;
+    \$361  = s1;
     if (rst) begin
-      \$359  = 24'h000000;
+      \$361  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = \$signature__data$85 ;
+    \$362  = \$signature__data$85 ;
     if (rst) begin
-      \$360  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = \$106 ;
-    if (rst) begin
-      \$361  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = \$107 ;
-    if (rst) begin
-      \$362  = 17'h00000;
+      \$362  = 64'h0000000000000000;
     end
   end
   always @* begin
@@ -6327,60 +6435,61 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369 [0] = s1b[0];
-    \$369 [6:1] = s1b[6:1];
-    \$369 [7] = s1b[13];
-    \$369 [8] = s1b[23];
+    \$369  = \$114 ;
     if (rst) begin
-      \$369  = 9'h000;
+      \$369  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = s2;
+    \$370  = \$115 ;
     if (rst) begin
-      \$370  = 9'h000;
+      \$370  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = acc_rd__data;
+    \$371 [0] = s1b[0];
+    \$371 [6:1] = s1b[6:1];
+    \$371 [7] = s1b[13];
+    \$371 [8] = s1b[23];
     if (rst) begin
-      \$371  = 168'h000000000000000000000000000000000000000000;
+      \$371  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = \$signature__data$96 ;
+    \$372  = s2;
     if (rst) begin
-      \$372  = 168'h000000000000000000000000000000000000000000;
+      \$372  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = \$115 ;
+    \$373  = acc_rd__data;
     if (rst) begin
-      \$373  = 1'h0;
+      \$373  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = acc_wr__data;
+    \$374  = \$signature__data$96 ;
     if (rst) begin
       \$374  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$375  = { \$116 [17], \$116 [17], \$116 [17], \$116 [17], \$116  };
-      1'h1:
-          \$375  = { \$117 [19], \$117 [19], \$117  };
-    endcase
+    \$375  = \$117 ;
     if (rst) begin
-      \$375  = 22'h000000;
+      \$375  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$376  = acc_wr__data;
+    if (rst) begin
+      \$376  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -6388,22 +6497,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$376  = { \$118 [17], \$118 [17], \$118 [17], \$118 [17], \$118  };
+          \$377  = { \$118 [17], \$118 [17], \$118 [17], \$118 [17], \$118  };
       1'h1:
-          \$376  = { \$119 [19], \$119 [19], \$119  };
-    endcase
-    if (rst) begin
-      \$376  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$377  = { \$120 [17], \$120 [17], \$120 [17], \$120 [17], \$120  };
-      1'h1:
-          \$377  = { \$121 [19], \$121 [19], \$121  };
+          \$377  = { \$119 [19], \$119 [19], \$119  };
     endcase
     if (rst) begin
       \$377  = 22'h000000;
@@ -6414,9 +6510,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$378  = { \$122 [17], \$122 [17], \$122 [17], \$122 [17], \$122  };
+          \$378  = { \$120 [17], \$120 [17], \$120 [17], \$120 [17], \$120  };
       1'h1:
-          \$378  = { \$123 [19], \$123 [19], \$123  };
+          \$378  = { \$121 [19], \$121 [19], \$121  };
     endcase
     if (rst) begin
       \$378  = 22'h000000;
@@ -6427,9 +6523,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$379  = { \$124 [17], \$124 [17], \$124 [17], \$124 [17], \$124  };
+          \$379  = { \$122 [17], \$122 [17], \$122 [17], \$122 [17], \$122  };
       1'h1:
-          \$379  = { \$125 [19], \$125 [19], \$125  };
+          \$379  = { \$123 [19], \$123 [19], \$123  };
     endcase
     if (rst) begin
       \$379  = 22'h000000;
@@ -6440,9 +6536,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$380  = { \$126 [17], \$126 [17], \$126 [17], \$126 [17], \$126  };
+          \$380  = { \$124 [17], \$124 [17], \$124 [17], \$124 [17], \$124  };
       1'h1:
-          \$380  = { \$127 [19], \$127 [19], \$127  };
+          \$380  = { \$125 [19], \$125 [19], \$125  };
     endcase
     if (rst) begin
       \$380  = 22'h000000;
@@ -6453,9 +6549,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$381  = { \$128 [17], \$128 [17], \$128 [17], \$128 [17], \$128  };
+          \$381  = { \$126 [17], \$126 [17], \$126 [17], \$126 [17], \$126  };
       1'h1:
-          \$381  = { \$129 [19], \$129 [19], \$129  };
+          \$381  = { \$127 [19], \$127 [19], \$127  };
     endcase
     if (rst) begin
       \$381  = 22'h000000;
@@ -6466,9 +6562,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$382  = { \$130 [17], \$130 [17], \$130 [17], \$130 [17], \$130  };
+          \$382  = { \$128 [17], \$128 [17], \$128 [17], \$128 [17], \$128  };
       1'h1:
-          \$382  = { \$131 [19], \$131 [19], \$131  };
+          \$382  = { \$129 [19], \$129 [19], \$129  };
     endcase
     if (rst) begin
       \$382  = 22'h000000;
@@ -6476,7 +6572,33 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$383  = { \$130 [17], \$130 [17], \$130 [17], \$130 [17], \$130  };
+      1'h1:
+          \$383  = { \$131 [19], \$131 [19], \$131  };
+    endcase
+    if (rst) begin
+      \$383  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$384  = { \$132 [17], \$132 [17], \$132 [17], \$132 [17], \$132  };
+      1'h1:
+          \$384  = { \$133 [19], \$133 [19], \$133  };
+    endcase
+    if (rst) begin
+      \$384  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$385  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6485,8 +6607,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$198 ) begin
-            \$383  = 1'h1;
+          if (\$200 ) begin
+            \$385  = 1'h1;
           end
       4'h4:
           /* empty */;
@@ -6495,39 +6617,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$285 ) begin
-            \$383  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$383  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = in_idx;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            \$384  = \$132 [5:0];
-            if (\$133 ) begin
-              \$384  = 6'h00;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$384  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$133 ) begin
-              \$385  = i__payload[9];
-            end
+          if (\$287 ) begin
+            \$385  = 1'h1;
           end
     endcase
     if (rst) begin
@@ -6536,185 +6627,217 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = enc_col;
+    \$386  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$133 ) begin
-              \$386  = 7'h00;
+            \$386  = \$134 [5:0];
+            if (\$135 ) begin
+              \$386  = 6'h00;
             end
           end
-      4'h1:
-        begin
-          if (\$138 ) begin
-            \$386  = \$140 [6:0];
-          end
-          if (\$174 ) begin
-            \$386  = 7'h00;
-          end
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$220 ) begin
-            \$386  = 7'h00;
-          end
-      4'h5:
-        begin
-          if (\$225 ) begin
-            \$386  = \$227 [6:0];
-          end
-          if (\$261 ) begin
-            \$386  = 7'h00;
-          end
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$307 ) begin
-            \$386  = 7'h00;
-          end
-      4'h9:
-        begin
-          if (\$312 ) begin
-            \$386  = \$314 [6:0];
-          end
-          if (\$332 ) begin
-            \$386  = 7'h00;
-          end
-        end
     endcase
     if (rst) begin
-      \$386  = 7'h00;
+      \$386  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = enc_w;
+    \$387  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$133 ) begin
-              \$387  = 11'h000;
+            if (\$135 ) begin
+              \$387  = i__payload[9];
             end
-          end
-      4'h1:
-          if (\$138 ) begin
-            \$387  = \$141 [10:0];
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$220 ) begin
-            \$387  = 11'h300;
-          end
-      4'h5:
-          if (\$225 ) begin
-            \$387  = \$228 [10:0];
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$307 ) begin
-            \$387  = 11'h600;
-          end
-      4'h9:
-          if (\$312 ) begin
-            \$387  = \$315 [10:0];
           end
     endcase
     if (rst) begin
-      \$387  = 11'h000;
+      \$387  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = grp;
+    \$388  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$133 ) begin
-              \$388  = 4'h0;
+            if (\$135 ) begin
+              \$388  = 7'h00;
+            end
+          end
+      4'h1:
+        begin
+          if (\$140 ) begin
+            \$388  = \$142 [6:0];
+          end
+          if (\$176 ) begin
+            \$388  = 7'h00;
+          end
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$222 ) begin
+            \$388  = 7'h00;
+          end
+      4'h5:
+        begin
+          if (\$227 ) begin
+            \$388  = \$229 [6:0];
+          end
+          if (\$263 ) begin
+            \$388  = 7'h00;
+          end
+        end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$309 ) begin
+            \$388  = 7'h00;
+          end
+      4'h9:
+        begin
+          if (\$314 ) begin
+            \$388  = \$316 [6:0];
+          end
+          if (\$334 ) begin
+            \$388  = 7'h00;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$388  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$389  = enc_w;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$135 ) begin
+              \$389  = 11'h000;
+            end
+          end
+      4'h1:
+          if (\$140 ) begin
+            \$389  = \$143 [10:0];
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$222 ) begin
+            \$389  = 11'h300;
+          end
+      4'h5:
+          if (\$227 ) begin
+            \$389  = \$230 [10:0];
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$309 ) begin
+            \$389  = 11'h600;
+          end
+      4'h9:
+          if (\$314 ) begin
+            \$389  = \$317 [10:0];
+          end
+    endcase
+    if (rst) begin
+      \$389  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$390  = grp;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$135 ) begin
+              \$390  = 4'h0;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$164 ) begin
-              \$388  = 4'h0;
+            if (\$166 ) begin
+              \$390  = 4'h0;
             end else begin
-              \$388  = \$165 [3:0];
+              \$390  = \$167 [3:0];
             end
           end else if (r_rdy) begin
-            \$388  = 4'h0;
+            \$390  = 4'h0;
           end
       4'h2:
-          if (\$181 ) begin
-            \$388  = 4'h0;
+          if (\$183 ) begin
+            \$390  = 4'h0;
           end
       4'h3:
-          if (\$198 ) begin
-            if (\$214 ) begin
-              \$388  = \$216 [3:0];
-              if (\$217 ) begin
-                \$388  = 4'h0;
+          if (\$200 ) begin
+            if (\$216 ) begin
+              \$390  = \$218 [3:0];
+              if (\$219 ) begin
+                \$390  = 4'h0;
               end
             end
           end
       4'h4:
-          if (\$220 ) begin
-            \$388  = 4'h0;
+          if (\$222 ) begin
+            \$390  = 4'h0;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$251 ) begin
-              \$388  = 4'h0;
+            if (\$253 ) begin
+              \$390  = 4'h0;
             end else begin
-              \$388  = \$252 [3:0];
+              \$390  = \$254 [3:0];
             end
           end else if (r_rdy) begin
-            \$388  = 4'h0;
+            \$390  = 4'h0;
           end
       4'h6:
-          if (\$268 ) begin
-            \$388  = 4'h0;
+          if (\$270 ) begin
+            \$390  = 4'h0;
           end
       4'h7:
-          if (\$285 ) begin
-            if (\$301 ) begin
-              \$388  = \$303 [3:0];
-              if (\$304 ) begin
-                \$388  = 4'h0;
+          if (\$287 ) begin
+            if (\$303 ) begin
+              \$390  = \$305 [3:0];
+              if (\$306 ) begin
+                \$390  = 4'h0;
               end
             end
           end
       4'h8:
-          if (\$307 ) begin
-            \$388  = 4'h0;
+          if (\$309 ) begin
+            \$390  = 4'h0;
           end
       4'h9:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$322 ) begin
-              \$388  = 4'h0;
+            if (\$324 ) begin
+              \$390  = 4'h0;
             end else begin
-              \$388  = \$323 [3:0];
+              \$390  = \$325 [3:0];
             end
           end else if (r_rdy) begin
-            \$388  = 4'h0;
+            \$390  = 4'h0;
           end
       4'ha:
-          if (\$339 ) begin
-            \$388  = 4'h0;
+          if (\$341 ) begin
+            \$390  = 4'h0;
           end
       4'hb:
           /* empty */;
@@ -6723,112 +6846,117 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hd:
           /* empty */;
       4'he:
+          /* empty */;
+      4'hf:
           if (o__ready) begin
-            if (\$353 ) begin
-              \$388  = 4'h0;
-            end else if (\$354 ) begin
-              \$388  = \$355 [3:0];
+            if (\$355 ) begin
+              \$390  = 4'h0;
+            end else if (\$356 ) begin
+              \$390  = \$357 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$388  = 4'h0;
+      \$390  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = seq_state;
+    \$391  = seq_state;
+    (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$133 ) begin
-              \$389  = 4'h1;
+            if (\$135 ) begin
+              \$391  = 4'h1;
             end
           end
       4'h1:
-          if (\$174 ) begin
-            \$389  = 4'h2;
+          if (\$176 ) begin
+            \$391  = 4'h2;
           end
       4'h2:
-          if (\$181 ) begin
-            \$389  = 4'h3;
+          if (\$183 ) begin
+            \$391  = 4'h3;
           end
       4'h3:
-          if (\$198 ) begin
-            if (\$214 ) begin
-              if (\$217 ) begin
-                \$389  = 4'h4;
+          if (\$200 ) begin
+            if (\$216 ) begin
+              if (\$219 ) begin
+                \$391  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$220 ) begin
-            \$389  = 4'h5;
+          if (\$222 ) begin
+            \$391  = 4'h5;
           end
       4'h5:
-          if (\$261 ) begin
-            \$389  = 4'h6;
+          if (\$263 ) begin
+            \$391  = 4'h6;
           end
       4'h6:
-          if (\$268 ) begin
-            \$389  = 4'h7;
+          if (\$270 ) begin
+            \$391  = 4'h7;
           end
       4'h7:
-          if (\$285 ) begin
-            if (\$301 ) begin
-              if (\$304 ) begin
-                \$389  = 4'h8;
+          if (\$287 ) begin
+            if (\$303 ) begin
+              if (\$306 ) begin
+                \$391  = 4'h8;
               end
             end
           end
       4'h8:
-          if (\$307 ) begin
-            \$389  = 4'h9;
+          if (\$309 ) begin
+            \$391  = 4'h9;
           end
       4'h9:
-          if (\$332 ) begin
-            \$389  = 4'ha;
+          if (\$334 ) begin
+            \$391  = 4'ha;
           end
       4'ha:
-          if (\$339 ) begin
-            \$389  = 4'hb;
+          if (\$341 ) begin
+            \$391  = 4'hb;
           end
       4'hb:
-          \$389  = 4'hc;
+          \$391  = 4'hc;
       4'hc:
-          \$389  = 4'hd;
+          \$391  = 4'hd;
       4'hd:
-          \$389  = 4'he;
+          \$391  = 4'he;
       4'he:
+          \$391  = 4'hf;
+      4'hf:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$353 ) begin
-              \$389  = 4'h0;
-            end else if (\$354 ) begin
-              \$389  = 4'hb;
+            if (\$355 ) begin
+              \$391  = 4'h0;
+            end else if (\$356 ) begin
+              \$391  = 4'hb;
             end else begin
-              \$389  = 4'hc;
+              \$391  = 4'hd;
             end
           end
     endcase
     if (rst) begin
-      \$389  = 4'h0;
+      \$391  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = e2;
+    \$392  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$390 [0] = e1[0];
-          \$390 [7:1] = e1[7:1];
-          \$390 [8] = e1[8];
-          \$390 [19:9] = e1[19:9];
-          \$390 [27:20] = \$143 ;
-          \$390 [36:28] = \$146 ;
+          \$392 [0] = e1[0];
+          \$392 [7:1] = e1[7:1];
+          \$392 [8] = e1[8];
+          \$392 [19:9] = e1[19:9];
+          \$392 [27:20] = \$145 ;
+          \$392 [36:28] = \$148 ;
         end
       4'h2:
           /* empty */;
@@ -6838,12 +6966,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
         begin
-          \$390 [0] = e1[0];
-          \$390 [7:1] = e1[7:1];
-          \$390 [8] = e1[8];
-          \$390 [19:9] = e1[19:9];
-          \$390 [27:20] = \$230 ;
-          \$390 [36:28] = \$233 ;
+          \$392 [0] = e1[0];
+          \$392 [7:1] = e1[7:1];
+          \$392 [8] = e1[8];
+          \$392 [19:9] = e1[19:9];
+          \$392 [27:20] = \$232 ;
+          \$392 [36:28] = \$235 ;
         end
       4'h6:
           /* empty */;
@@ -6853,31 +6981,31 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
         begin
-          \$390 [0] = e1[0];
-          \$390 [7:1] = e1[7:1];
-          \$390 [8] = e1[8];
-          \$390 [19:9] = e1[19:9];
-          \$390 [27:20] = \$signature__data ;
-          \$390 [36:28] = \$316 ;
+          \$392 [0] = e1[0];
+          \$392 [7:1] = e1[7:1];
+          \$392 [8] = e1[8];
+          \$392 [19:9] = e1[19:9];
+          \$392 [27:20] = \$signature__data ;
+          \$392 [36:28] = \$318 ;
         end
     endcase
     if (rst) begin
-      \$390  = 37'h0000000000;
+      \$392  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = cur_active;
+    \$393  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$164 ) begin
-              \$391  = r_rdy;
+            if (\$166 ) begin
+              \$393  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$391  = 1'h1;
+            \$393  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -6887,11 +7015,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$251 ) begin
-              \$391  = r_rdy;
+            if (\$253 ) begin
+              \$393  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$391  = 1'h1;
+            \$393  = 1'h1;
           end
       4'h6:
           /* empty */;
@@ -6901,30 +7029,30 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            if (\$322 ) begin
-              \$391  = r_rdy;
+            if (\$324 ) begin
+              \$393  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$391  = 1'h1;
+            \$393  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$391  = 1'h0;
+      \$393  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = cur;
+    \$394  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$164 ) begin
-              \$392  = r_data;
+            if (\$166 ) begin
+              \$394  = r_data;
             end
           end else if (r_rdy) begin
-            \$392  = r_data;
+            \$394  = r_data;
           end
       4'h2:
           /* empty */;
@@ -6934,11 +7062,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$251 ) begin
-              \$392  = r_data;
+            if (\$253 ) begin
+              \$394  = r_data;
             end
           end else if (r_rdy) begin
-            \$392  = r_data;
+            \$394  = r_data;
           end
       4'h6:
           /* empty */;
@@ -6948,36 +7076,37 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            if (\$322 ) begin
-              \$392  = r_data;
+            if (\$324 ) begin
+              \$394  = r_data;
             end
           end else if (r_rdy) begin
-            \$392  = r_data;
+            \$394  = r_data;
           end
     endcase
     if (rst) begin
-      \$392  = 28'h0000000;
+      \$394  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = lane;
+    \$395  = lane;
+    (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$181 ) begin
-            \$393  = 4'h0;
+          if (\$183 ) begin
+            \$395  = 4'h0;
           end
       4'h3:
-          if (\$198 ) begin
+          if (\$200 ) begin
             (* full_case = 32'd1 *)
-            if (\$214 ) begin
-              \$393  = 4'h0;
+            if (\$216 ) begin
+              \$395  = 4'h0;
             end else begin
-              \$393  = \$218 [3:0];
+              \$395  = \$220 [3:0];
             end
           end
       4'h4:
@@ -6985,16 +7114,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$268 ) begin
-            \$393  = 4'h0;
+          if (\$270 ) begin
+            \$395  = 4'h0;
           end
       4'h7:
-          if (\$285 ) begin
+          if (\$287 ) begin
             (* full_case = 32'd1 *)
-            if (\$301 ) begin
-              \$393  = 4'h0;
+            if (\$303 ) begin
+              \$395  = 4'h0;
             end else begin
-              \$393  = \$305 [3:0];
+              \$395  = \$307 [3:0];
             end
           end
       4'h8:
@@ -7002,8 +7131,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
-          if (\$339 ) begin
-            \$393  = 4'h0;
+          if (\$341 ) begin
+            \$395  = 4'h0;
           end
       4'hb:
           /* empty */;
@@ -7012,73 +7141,75 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hd:
           /* empty */;
       4'he:
+          /* empty */;
+      4'hf:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$353 ) begin
-              \$393  = 4'h0;
-            end else if (\$354 ) begin
-              \$393  = 4'h0;
+            if (\$355 ) begin
+              \$395  = 4'h0;
+            end else if (\$356 ) begin
+              \$395  = 4'h0;
             end else begin
-              \$393  = \$356 [3:0];
+              \$395  = \$358 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$393  = 4'h0;
+      \$395  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = elem;
+    \$396  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$181 ) begin
-            \$394  = 6'h00;
+          if (\$183 ) begin
+            \$396  = 6'h00;
           end
       4'h3:
-          if (\$198 ) begin
-            \$394  = \$199 [5:0];
+          if (\$200 ) begin
+            \$396  = \$201 [5:0];
           end
       4'h4:
           /* empty */;
       4'h5:
           /* empty */;
       4'h6:
-          if (\$268 ) begin
-            \$394  = 6'h00;
+          if (\$270 ) begin
+            \$396  = 6'h00;
           end
       4'h7:
-          if (\$285 ) begin
-            \$394  = \$286 [5:0];
+          if (\$287 ) begin
+            \$396  = \$288 [5:0];
           end
     endcase
     if (rst) begin
-      \$394  = 6'h00;
+      \$396  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = act_q;
+    \$397  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$181 ) begin
-            \$395  = 3'h0;
+          if (\$183 ) begin
+            \$397  = 3'h0;
           end
       4'h3:
-          if (\$185 ) begin
-            \$395  = \$186 [2:0];
-            if (\$189 ) begin
-              \$395  = 3'h0;
-              if (\$197 ) begin
-                \$395  = 3'h1;
+          if (\$187 ) begin
+            \$397  = \$188 [2:0];
+            if (\$191 ) begin
+              \$397  = 3'h0;
+              if (\$199 ) begin
+                \$397  = 3'h1;
               end
             end
           end
@@ -7087,40 +7218,40 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$268 ) begin
-            \$395  = 3'h0;
+          if (\$270 ) begin
+            \$397  = 3'h0;
           end
       4'h7:
-          if (\$272 ) begin
-            \$395  = \$273 [2:0];
-            if (\$276 ) begin
-              \$395  = 3'h0;
-              if (\$284 ) begin
-                \$395  = 3'h1;
+          if (\$274 ) begin
+            \$397  = \$275 [2:0];
+            if (\$278 ) begin
+              \$397  = 3'h0;
+              if (\$286 ) begin
+                \$397  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$395  = 3'h0;
+      \$397  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = g_grp;
+    \$398  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$181 ) begin
-            \$396  = 3'h0;
+          if (\$183 ) begin
+            \$398  = 3'h0;
           end
       4'h3:
-          if (\$185 ) begin
-            if (\$189 ) begin
-              \$396  = \$191 [2:0];
+          if (\$187 ) begin
+            if (\$191 ) begin
+              \$398  = \$193 [2:0];
             end
           end
       4'h4:
@@ -7128,152 +7259,52 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$268 ) begin
-            \$396  = 3'h0;
+          if (\$270 ) begin
+            \$398  = 3'h0;
           end
       4'h7:
-          if (\$272 ) begin
-            if (\$276 ) begin
-              \$396  = \$278 [2:0];
+          if (\$274 ) begin
+            if (\$278 ) begin
+              \$398  = \$280 [2:0];
             end
           end
     endcase
     if (rst) begin
-      \$396  = 3'h0;
+      \$398  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = \$signal ;
+    \$399  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$181 ) begin
-            \$397  = 1'h0;
-          end
-      4'h3:
-          if (\$185 ) begin
-            if (\$189 ) begin
-              \$397  = \$190 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$268 ) begin
-            \$397  = 1'h0;
-          end
-      4'h7:
-          if (\$272 ) begin
-            if (\$276 ) begin
-              \$397  = \$277 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$397  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = \$signal$102 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$181 ) begin
-            \$398  = 1'h0;
-          end
-      4'h3:
-          if (\$198 ) begin
-            if (\$214 ) begin
-              \$398  = \$215 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$268 ) begin
-            \$398  = 1'h0;
-          end
-      4'h7:
-          if (\$285 ) begin
-            if (\$301 ) begin
-              \$398  = \$302 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$398  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$181 ) begin
+          if (\$183 ) begin
             \$399  = 1'h0;
           end
       4'h3:
-        begin
-          if (\$185 ) begin
-            if (\$189 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$399  = 1'h1;
-              endcase
+          if (\$187 ) begin
+            if (\$191 ) begin
+              \$399  = \$192 ;
             end
           end
-          if (\$198 ) begin
-            if (\$214 ) begin
-              casez (\$signal$102 )
-                1'h0:
-                    \$399  = 1'h0;
-              endcase
-            end
-          end
-        end
       4'h4:
           /* empty */;
       4'h5:
           /* empty */;
       4'h6:
-          if (\$268 ) begin
+          if (\$270 ) begin
             \$399  = 1'h0;
           end
       4'h7:
-        begin
-          if (\$272 ) begin
-            if (\$276 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$399  = 1'h1;
-              endcase
+          if (\$274 ) begin
+            if (\$278 ) begin
+              \$399  = \$279 ;
             end
           end
-          if (\$285 ) begin
-            if (\$301 ) begin
-              casez (\$signal$102 )
-                1'h0:
-                    \$399  = 1'h0;
-              endcase
-            end
-          end
-        end
     endcase
     if (rst) begin
       \$399  = 1'h0;
@@ -7281,74 +7312,36 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = bank1_full;
+    \$400  = \$signal$102 ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$181 ) begin
+          if (\$183 ) begin
             \$400  = 1'h0;
           end
       4'h3:
-        begin
-          if (\$185 ) begin
-            if (\$189 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$400  = 1'h1;
-              endcase
+          if (\$200 ) begin
+            if (\$216 ) begin
+              \$400  = \$217 ;
             end
           end
-          if (\$198 ) begin
-            if (\$214 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$102 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$400  = 1'h0;
-              endcase
-            end
-          end
-        end
       4'h4:
           /* empty */;
       4'h5:
           /* empty */;
       4'h6:
-          if (\$268 ) begin
+          if (\$270 ) begin
             \$400  = 1'h0;
           end
       4'h7:
-        begin
-          if (\$272 ) begin
-            if (\$276 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$400  = 1'h1;
-              endcase
+          if (\$287 ) begin
+            if (\$303 ) begin
+              \$400  = \$304 ;
             end
           end
-          if (\$285 ) begin
-            if (\$301 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$102 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$400  = 1'h0;
-              endcase
-            end
-          end
-        end
     endcase
     if (rst) begin
       \$400  = 1'h0;
@@ -7356,85 +7349,145 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = gate0_0_0;
+    \$401  = bank0_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          /* empty */;
+          if (\$183 ) begin
+            \$401  = 1'h0;
+          end
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
-              casez (act_q)
-                3'h1:
-                    \$401  = acc_rd__data[20:0];
+        begin
+          if (\$187 ) begin
+            if (\$191 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$401  = 1'h1;
               endcase
             end
           end
+          if (\$200 ) begin
+            if (\$216 ) begin
+              casez (\$signal$102 )
+                1'h0:
+                    \$401  = 1'h0;
+              endcase
+            end
+          end
+        end
       4'h4:
           /* empty */;
       4'h5:
           /* empty */;
       4'h6:
-          /* empty */;
+          if (\$270 ) begin
+            \$401  = 1'h0;
+          end
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
-              casez (act_q)
-                3'h1:
-                    \$401  = acc_rd__data[20:0];
+        begin
+          if (\$274 ) begin
+            if (\$278 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$401  = 1'h1;
               endcase
             end
           end
+          if (\$287 ) begin
+            if (\$303 ) begin
+              casez (\$signal$102 )
+                1'h0:
+                    \$401  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
-      \$401  = 21'h000000;
+      \$401  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = gate0_0_1;
+    \$402  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          /* empty */;
+          if (\$183 ) begin
+            \$402  = 1'h0;
+          end
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
-              casez (act_q)
-                3'h1:
-                    \$402  = acc_rd__data[41:21];
+        begin
+          if (\$187 ) begin
+            if (\$191 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$402  = 1'h1;
               endcase
             end
           end
+          if (\$200 ) begin
+            if (\$216 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$102 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$402  = 1'h0;
+              endcase
+            end
+          end
+        end
       4'h4:
           /* empty */;
       4'h5:
           /* empty */;
       4'h6:
-          /* empty */;
+          if (\$270 ) begin
+            \$402  = 1'h0;
+          end
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
-              casez (act_q)
-                3'h1:
-                    \$402  = acc_rd__data[41:21];
+        begin
+          if (\$274 ) begin
+            if (\$278 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$402  = 1'h1;
               endcase
             end
           end
+          if (\$287 ) begin
+            if (\$303 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$102 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$402  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
-      \$402  = 21'h000000;
+      \$402  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = gate0_0_2;
+    \$403  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7443,11 +7496,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    \$403  = acc_rd__data[62:42];
+                    \$403  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -7458,11 +7511,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    \$403  = acc_rd__data[62:42];
+                    \$403  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -7473,7 +7526,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = gate0_0_3;
+    \$404  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7482,11 +7535,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    \$404  = acc_rd__data[83:63];
+                    \$404  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7497,11 +7550,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    \$404  = acc_rd__data[83:63];
+                    \$404  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7512,7 +7565,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = gate0_0_4;
+    \$405  = gate0_0_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7521,11 +7574,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    \$405  = acc_rd__data[104:84];
+                    \$405  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7536,11 +7589,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    \$405  = acc_rd__data[104:84];
+                    \$405  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7551,7 +7604,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = gate0_0_5;
+    \$406  = gate0_0_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7560,11 +7613,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    \$406  = acc_rd__data[125:105];
+                    \$406  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -7575,11 +7628,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    \$406  = acc_rd__data[125:105];
+                    \$406  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -7590,7 +7643,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = gate0_0_6;
+    \$407  = gate0_0_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7599,11 +7652,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    \$407  = acc_rd__data[146:126];
+                    \$407  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -7614,11 +7667,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    \$407  = acc_rd__data[146:126];
+                    \$407  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -7629,7 +7682,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = gate0_0_7;
+    \$408  = gate0_0_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7638,11 +7691,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    \$408  = acc_rd__data[167:147];
+                    \$408  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -7653,11 +7706,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    \$408  = acc_rd__data[167:147];
+                    \$408  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -7668,7 +7721,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = gate0_1_0;
+    \$409  = gate0_0_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7677,13 +7730,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$409  = acc_rd__data[20:0];
+                    \$409  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -7694,13 +7745,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$409  = acc_rd__data[20:0];
+                    \$409  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -7711,7 +7760,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = gate0_1_1;
+    \$410  = gate0_0_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7720,13 +7769,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$410  = acc_rd__data[41:21];
+                    \$410  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -7737,13 +7784,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
-                    \$410  = acc_rd__data[41:21];
+                    \$410  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -7754,7 +7799,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = gate0_1_2;
+    \$411  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7763,13 +7808,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$411  = acc_rd__data[62:42];
+                    \$411  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -7780,13 +7825,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$411  = acc_rd__data[62:42];
+                    \$411  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -7797,7 +7842,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = gate0_1_3;
+    \$412  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7806,13 +7851,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$412  = acc_rd__data[83:63];
+                    \$412  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7823,13 +7868,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$412  = acc_rd__data[83:63];
+                    \$412  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -7840,7 +7885,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = gate0_1_4;
+    \$413  = gate0_1_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7849,13 +7894,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$413  = acc_rd__data[104:84];
+                    \$413  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7866,13 +7911,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$413  = acc_rd__data[104:84];
+                    \$413  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -7883,7 +7928,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = gate0_1_5;
+    \$414  = gate0_1_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7892,13 +7937,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$414  = acc_rd__data[125:105];
+                    \$414  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -7909,13 +7954,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$414  = acc_rd__data[125:105];
+                    \$414  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -7926,7 +7971,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = gate0_1_6;
+    \$415  = gate0_1_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7935,13 +7980,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$415  = acc_rd__data[146:126];
+                    \$415  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -7952,13 +7997,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$415  = acc_rd__data[146:126];
+                    \$415  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -7969,7 +8014,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = gate0_1_7;
+    \$416  = gate0_1_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -7978,13 +8023,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$416  = acc_rd__data[167:147];
+                    \$416  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -7995,13 +8040,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    \$416  = acc_rd__data[167:147];
+                    \$416  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -8012,7 +8057,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = gate0_2_0;
+    \$417  = gate0_1_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8021,15 +8066,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$417  = acc_rd__data[20:0];
+                    \$417  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -8040,15 +8083,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$417  = acc_rd__data[20:0];
+                    \$417  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -8059,7 +8100,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = gate0_2_1;
+    \$418  = gate0_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8068,15 +8109,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$418  = acc_rd__data[41:21];
+                    \$418  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -8087,15 +8126,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    \$418  = acc_rd__data[41:21];
+                    \$418  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -8106,7 +8143,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = gate0_2_2;
+    \$419  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8115,15 +8152,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$419  = acc_rd__data[62:42];
+                    \$419  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8134,15 +8171,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$419  = acc_rd__data[62:42];
+                    \$419  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8153,7 +8190,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = gate0_2_3;
+    \$420  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8162,15 +8199,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$420  = acc_rd__data[83:63];
+                    \$420  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8181,15 +8218,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$420  = acc_rd__data[83:63];
+                    \$420  = acc_rd__data[41:21];
               endcase
             end
           end
@@ -8200,7 +8237,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = gate0_2_4;
+    \$421  = gate0_2_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8209,15 +8246,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$421  = acc_rd__data[104:84];
+                    \$421  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8228,15 +8265,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$421  = acc_rd__data[104:84];
+                    \$421  = acc_rd__data[62:42];
               endcase
             end
           end
@@ -8247,7 +8284,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = gate0_2_5;
+    \$422  = gate0_2_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8256,15 +8293,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$422  = acc_rd__data[125:105];
+                    \$422  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -8275,15 +8312,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$422  = acc_rd__data[125:105];
+                    \$422  = acc_rd__data[83:63];
               endcase
             end
           end
@@ -8294,7 +8331,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = gate0_2_6;
+    \$423  = gate0_2_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8303,15 +8340,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$423  = acc_rd__data[146:126];
+                    \$423  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -8322,15 +8359,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$423  = acc_rd__data[146:126];
+                    \$423  = acc_rd__data[104:84];
               endcase
             end
           end
@@ -8341,7 +8378,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = gate0_2_7;
+    \$424  = gate0_2_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8350,15 +8387,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$424  = acc_rd__data[167:147];
+                    \$424  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -8369,15 +8406,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$424  = acc_rd__data[167:147];
+                    \$424  = acc_rd__data[125:105];
               endcase
             end
           end
@@ -8388,7 +8425,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = gate0_3_0;
+    \$425  = gate0_2_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8397,17 +8434,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$425  = acc_rd__data[20:0];
+                    \$425  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -8418,17 +8453,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$425  = acc_rd__data[20:0];
+                    \$425  = acc_rd__data[146:126];
               endcase
             end
           end
@@ -8439,7 +8472,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = gate0_3_1;
+    \$426  = gate0_2_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8448,17 +8481,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$426  = acc_rd__data[41:21];
+                    \$426  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -8469,17 +8500,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$426  = acc_rd__data[41:21];
+                    \$426  = acc_rd__data[167:147];
               endcase
             end
           end
@@ -8490,7 +8519,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = gate0_3_2;
+    \$427  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -8499,8 +8528,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$185 ) begin
-            if (\$187 ) begin
+          if (\$187 ) begin
+            if (\$189 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -8509,7 +8538,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$427  = acc_rd__data[62:42];
+                    \$427  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8520,8 +8549,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$272 ) begin
-            if (\$274 ) begin
+          if (\$274 ) begin
+            if (\$276 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
@@ -8530,7 +8559,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$427  = acc_rd__data[62:42];
+                    \$427  = acc_rd__data[20:0];
               endcase
             end
           end
@@ -8675,32 +8704,32 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$34  = e2[0];
   assign \$59  = e2[0];
   assign \$84  = e2[0];
-  assign \$116  = { prod0[16], prod0 };
-  assign \$117  = { prod0[16], prod0, 2'h0 };
-  assign \$118  = { prod1[16], prod1 };
-  assign \$119  = { prod1[16], prod1, 2'h0 };
-  assign \$120  = { prod2[16], prod2 };
-  assign \$121  = { prod2[16], prod2, 2'h0 };
-  assign \$122  = { prod3[16], prod3 };
-  assign \$123  = { prod3[16], prod3, 2'h0 };
-  assign \$124  = { prod4[16], prod4 };
-  assign \$125  = { prod4[16], prod4, 2'h0 };
-  assign \$126  = { prod5[16], prod5 };
-  assign \$127  = { prod5[16], prod5, 2'h0 };
-  assign \$128  = { prod6[16], prod6 };
-  assign \$129  = { prod6[16], prod6, 2'h0 };
-  assign \$130  = { prod7[16], prod7 };
-  assign \$131  = { prod7[16], prod7, 2'h0 };
-  assign \$162  = \$161 ;
-  assign \$188  = \$signal ;
-  assign \$249  = \$248 ;
-  assign \$250  = 1'h0;
-  assign \$275  = \$signal ;
-  assign \$320  = \$319 ;
-  assign \$321  = 1'h0;
-  assign \$342  = { \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21], \$341 [21:9] };
-  assign \$345  = { \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21], \$344 [21:9] };
-  assign \$348  = { \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21], \$347 [21:9] };
+  assign \$118  = { prod0[16], prod0 };
+  assign \$119  = { prod0[16], prod0, 2'h0 };
+  assign \$120  = { prod1[16], prod1 };
+  assign \$121  = { prod1[16], prod1, 2'h0 };
+  assign \$122  = { prod2[16], prod2 };
+  assign \$123  = { prod2[16], prod2, 2'h0 };
+  assign \$124  = { prod3[16], prod3 };
+  assign \$125  = { prod3[16], prod3, 2'h0 };
+  assign \$126  = { prod4[16], prod4 };
+  assign \$127  = { prod4[16], prod4, 2'h0 };
+  assign \$128  = { prod5[16], prod5 };
+  assign \$129  = { prod5[16], prod5, 2'h0 };
+  assign \$130  = { prod6[16], prod6 };
+  assign \$131  = { prod6[16], prod6, 2'h0 };
+  assign \$132  = { prod7[16], prod7 };
+  assign \$133  = { prod7[16], prod7, 2'h0 };
+  assign \$164  = \$163 ;
+  assign \$190  = \$signal ;
+  assign \$251  = \$250 ;
+  assign \$252  = 1'h0;
+  assign \$277  = \$signal ;
+  assign \$322  = \$321 ;
+  assign \$323  = 1'h0;
+  assign \$344  = { \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21:9] };
+  assign \$347  = { \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21:9] };
+  assign \$350  = { \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)

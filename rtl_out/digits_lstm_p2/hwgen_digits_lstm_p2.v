@@ -12,27 +12,27 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  reg \$106 ;
+  wire \$106 ;
   wire \$107 ;
-  wire \$108 ;
-  wire [3:0] \$109 ;
+  reg \$108 ;
+  wire \$109 ;
   wire [6:0] \$11 ;
   wire \$110 ;
-  wire \$111 ;
+  wire [3:0] \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire [5:0] \$114 ;
-  wire [5:0] \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  reg \$118 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire [5:0] \$116 ;
+  wire [5:0] \$117 ;
+  wire \$118 ;
   wire \$119 ;
   wire [7:0] \$12 ;
-  wire \$120 ;
-  reg \$121 ;
-  wire [6:0] \$122 ;
-  reg [18:0] \$123 ;
-  reg [18:0] \$124 ;
+  reg \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  reg \$123 ;
+  wire [6:0] \$124 ;
   reg [18:0] \$125 ;
   reg [18:0] \$126 ;
   reg [18:0] \$127 ;
@@ -44,36 +44,36 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [18:0] \$132 ;
   reg [18:0] \$133 ;
   reg [18:0] \$134 ;
-  wire \$135 ;
-  wire \$136 ;
+  reg [18:0] \$135 ;
+  reg [18:0] \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire [7:0] \$139 ;
+  wire \$139 ;
   wire [7:0] \$14 ;
   wire \$140 ;
-  wire [2:0] \$141 ;
-  wire [5:0] \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire [4:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire \$147 ;
-  wire \$148 ;
+  wire [7:0] \$141 ;
+  wire \$142 ;
+  wire [2:0] \$143 ;
+  wire [5:0] \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire [4:0] \$147 ;
+  wire [5:0] \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire [6:0] \$150 ;
-  wire [12:0] \$151 ;
-  wire [8:0] \$152 ;
-  wire [7:0] \$153 ;
-  wire [7:0] \$154 ;
-  wire \$155 ;
-  wire \$156 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [6:0] \$152 ;
+  wire [12:0] \$153 ;
+  wire [8:0] \$154 ;
+  wire [7:0] \$155 ;
+  wire [7:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [7:0] \$159 ;
+  wire \$159 ;
   wire [12:0] \$16 ;
   wire \$160 ;
-  wire \$161 ;
+  wire [7:0] \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
@@ -89,63 +89,63 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  reg [18:0] \$176 ;
-  wire [19:0] \$177 ;
-  wire [19:0] \$178 ;
-  wire \$179 ;
+  wire \$176 ;
+  wire \$177 ;
+  reg [18:0] \$178 ;
+  wire [19:0] \$179 ;
   wire \$18 ;
   wire [19:0] \$180 ;
-  wire [19:0] \$181 ;
-  wire \$182 ;
+  wire \$181 ;
+  wire [19:0] \$182 ;
   wire [19:0] \$183 ;
-  wire [19:0] \$184 ;
+  wire \$184 ;
   wire [19:0] \$185 ;
   wire [19:0] \$186 ;
-  wire \$187 ;
-  wire [4:0] \$188 ;
+  wire [19:0] \$187 ;
+  wire [19:0] \$188 ;
   wire \$189 ;
   reg \$19 ;
-  wire \$190 ;
-  wire [7:0] \$191 ;
-  wire [2:0] \$192 ;
-  reg [19:0] \$193 ;
-  reg [25:0] \$194 ;
-  reg [25:0] \$195 ;
-  reg [15:0] \$196 ;
-  reg [16:0] \$197 ;
-  reg [16:0] \$198 ;
-  reg [9:0] \$199 ;
+  wire [4:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [7:0] \$193 ;
+  wire [2:0] \$194 ;
+  reg [19:0] \$195 ;
+  reg [25:0] \$196 ;
+  reg [25:0] \$197 ;
+  reg [15:0] \$198 ;
+  reg [16:0] \$199 ;
   wire [18:0] \$2 ;
   wire \$20 ;
-  reg [9:0] \$200 ;
-  reg [37:0] \$201 ;
-  reg [37:0] \$202 ;
-  reg \$203 ;
+  reg [16:0] \$200 ;
+  reg [9:0] \$201 ;
+  reg [9:0] \$202 ;
+  reg [37:0] \$203 ;
   reg [37:0] \$204 ;
-  reg [19:0] \$205 ;
-  reg [19:0] \$206 ;
-  reg \$207 ;
-  reg [2:0] \$208 ;
+  reg \$205 ;
+  reg [37:0] \$206 ;
+  reg [19:0] \$207 ;
+  reg [19:0] \$208 ;
   reg \$209 ;
   wire \$21 ;
-  reg [5:0] \$210 ;
-  reg [11:0] \$211 ;
-  reg [6:0] \$212 ;
-  reg [3:0] \$213 ;
-  reg [36:0] \$214 ;
-  reg \$215 ;
-  reg [27:0] \$216 ;
-  reg [1:0] \$217 ;
-  reg [5:0] \$218 ;
-  reg [2:0] \$219 ;
+  reg [2:0] \$210 ;
+  reg \$211 ;
+  reg [5:0] \$212 ;
+  reg [11:0] \$213 ;
+  reg [6:0] \$214 ;
+  reg [3:0] \$215 ;
+  reg [36:0] \$216 ;
+  reg \$217 ;
+  reg [27:0] \$218 ;
+  reg [1:0] \$219 ;
   wire [7:0] \$22 ;
-  reg [4:0] \$220 ;
-  reg \$221 ;
-  reg \$222 ;
+  reg [5:0] \$220 ;
+  reg [2:0] \$221 ;
+  reg [4:0] \$222 ;
   reg \$223 ;
   reg \$224 ;
-  reg [18:0] \$225 ;
-  reg [18:0] \$226 ;
+  reg \$225 ;
+  reg \$226 ;
   reg [18:0] \$227 ;
   reg [18:0] \$228 ;
   reg [18:0] \$229 ;
@@ -166,15 +166,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [18:0] \$242 ;
   reg [18:0] \$243 ;
   reg [18:0] \$244 ;
-  reg [5:0] \$245 ;
-  reg \$246 ;
-  reg [4:0] \$247 ;
+  reg [18:0] \$245 ;
+  reg [18:0] \$246 ;
+  reg [5:0] \$247 ;
   reg \$248 ;
-  reg [3:0] \$249 ;
+  reg [4:0] \$249 ;
   wire \$25 ;
-  reg [18:0] \$250 ;
-  reg [8:0] \$251 ;
-  reg \$252 ;
+  reg \$250 ;
+  reg [3:0] \$251 ;
+  reg [18:0] \$252 ;
+  reg [8:0] \$253 ;
+  reg \$254 ;
   wire [5:0] \$26 ;
   wire \$27 ;
   wire \$28 ;
@@ -199,7 +201,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [7:0] \$45 ;
   wire [7:0] \$46 ;
   wire [7:0] \$47 ;
-  wire \$48 ;
+  wire [7:0] \$48 ;
   wire \$49 ;
   wire [18:0] \$5 ;
   wire \$50 ;
@@ -211,42 +213,42 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [16:0] \$59 ;
+  wire \$59 ;
   wire [20:0] \$6 ;
-  wire [16:0] \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [17:0] \$63 ;
-  wire [17:0] \$64 ;
+  wire \$60 ;
+  wire [16:0] \$61 ;
+  wire [16:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
   wire [17:0] \$65 ;
   wire [17:0] \$66 ;
-  wire [3:0] \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [17:0] \$67 ;
+  wire [17:0] \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
-  wire [4:0] \$70 ;
-  wire [5:0] \$71 ;
-  wire \$72 ;
-  wire \$73 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire [4:0] \$72 ;
+  wire [5:0] \$73 ;
   wire \$74 ;
-  wire [6:0] \$75 ;
-  wire [12:0] \$76 ;
-  wire \$77 ;
-  wire [7:0] \$78 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire [6:0] \$77 ;
+  wire [12:0] \$78 ;
   wire \$79 ;
   wire [6:0] \$8 ;
   wire [7:0] \$80 ;
-  wire [8:0] \$81 ;
+  wire \$81 ;
   wire [7:0] \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
+  wire [8:0] \$83 ;
+  wire [7:0] \$84 ;
+  wire [7:0] \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire [7:0] \$88 ;
+  wire \$88 ;
   wire \$89 ;
   wire [6:0] \$9 ;
-  wire \$90 ;
+  wire [7:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
@@ -3208,244 +3210,246 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$45  = 7'h40 + grp;
   assign \$46  = 7'h40 + grp;
   assign \$47  = 7'h40 + grp;
-  assign \$48  = ! seq_state;
-  assign \$49  = seq_state == 1'h1;
-  assign \$50  = seq_state == 2'h2;
-  assign \$51  = seq_state == 2'h3;
-  assign \$52  = seq_state == 3'h4;
-  assign \$53  = seq_state == 3'h5;
-  assign \$54  = seq_state == 3'h6;
-  assign \$55  = seq_state == 3'h7;
-  assign \$56  = seq_state == 4'h8;
-  assign \$57  = seq_state == 4'h9;
-  assign \$58  = seq_state == 4'ha;
-  assign \$59  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
-  assign \$60  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
-  assign \$61  = s3[7:1] == s2[7:1];
-  assign \$62  = s3[0] & \$61 ;
-  assign \$67  = in_idx + 1'h1;
-  assign \$68  = in_idx == 2'h3;
-  assign \$69  = enc_col < 6'h24;
-  assign \$70  = level + e1[0];
-  assign \$71  = \$70  + e2[0];
-  assign \$72  = \$71  < 3'h7;
-  assign \$73  = \$69  & \$72 ;
-  assign \$74  = enc_col >= 3'h4;
-  assign \$75  = enc_col + 1'h1;
-  assign \$76  = enc_w + 7'h40;
-  assign \$77  = e1[7] & fresh;
-  assign \$78  = \$77  ? 8'h00 : \$signature__data ;
+  assign \$48  = 7'h40 + grp;
+  assign \$49  = ! seq_state;
+  assign \$50  = seq_state == 1'h1;
+  assign \$51  = seq_state == 2'h2;
+  assign \$52  = seq_state == 2'h3;
+  assign \$53  = seq_state == 3'h4;
+  assign \$54  = seq_state == 3'h5;
+  assign \$55  = seq_state == 3'h6;
+  assign \$56  = seq_state == 3'h7;
+  assign \$57  = seq_state == 4'h8;
+  assign \$58  = seq_state == 4'h9;
+  assign \$59  = seq_state == 4'ha;
+  assign \$60  = seq_state == 4'hb;
+  assign \$61  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$62  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
+  assign \$63  = s3[7:1] == s2[7:1];
+  assign \$64  = s3[0] & \$63 ;
+  assign \$69  = in_idx + 1'h1;
+  assign \$70  = in_idx == 2'h3;
+  assign \$71  = enc_col < 6'h24;
+  assign \$72  = level + e1[0];
+  assign \$73  = \$72  + e2[0];
+  assign \$74  = \$73  < 3'h7;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = enc_col >= 3'h4;
+  assign \$77  = enc_col + 1'h1;
+  assign \$78  = enc_w + 7'h40;
   assign \$79  = e1[7] & fresh;
   assign \$80  = \$79  ? 8'h00 : \$signature__data ;
-  assign \$81  = $signed(\$80 ) - $signed(1'h0);
-  assign \$82  = 1'h0 + grp;
-  assign \$83  = 1'h0 + grp;
-  assign \$84  = ! cur[17:12];
-  assign \$86  = cur[18] ? 1'h0 : 1'h1;
-  assign \$87  = grp == 6'h3f;
-  assign \$88  = grp + 1'h1;
-  assign \$89  = enc_col == 6'h24;
-  assign \$90  = ~ e1[0];
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = ~ e2[0];
+  assign \$81  = e1[7] & fresh;
+  assign \$82  = \$81  ? 8'h00 : \$signature__data ;
+  assign \$83  = $signed(\$82 ) - $signed(1'h0);
+  assign \$84  = 1'h0 + grp;
+  assign \$85  = 1'h0 + grp;
+  assign \$86  = ! cur[17:12];
+  assign \$88  = cur[18] ? 1'h0 : 1'h1;
+  assign \$89  = grp == 6'h3f;
+  assign \$90  = grp + 1'h1;
+  assign \$91  = enc_col == 6'h24;
+  assign \$92  = ~ e1[0];
   assign \$93  = \$91  & \$92 ;
-  assign \$94  = ~ r_rdy;
+  assign \$94  = ~ e2[0];
   assign \$95  = \$93  & \$94 ;
-  assign \$96  = ~ cur_active;
+  assign \$96  = ~ r_rdy;
   assign \$97  = \$95  & \$96 ;
-  assign \$98  = ~ s1[0];
-  assign \$99  = ~ s1b[0];
-  assign \$100  = \$98  & \$99 ;
-  assign \$101  = ~ s2[0];
+  assign \$98  = ~ cur_active;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = ~ s1[0];
+  assign \$101  = ~ s1b[0];
   assign \$102  = \$100  & \$101 ;
-  assign \$103  = ~ s3[0];
+  assign \$103  = ~ s2[0];
   assign \$104  = \$102  & \$103 ;
-  assign \$105  = g_grp < 5'h10;
-  assign \$107  = ~ \$106 ;
-  assign \$108  = \$105  & \$107 ;
-  assign \$109  = act_q + 1'h1;
-  assign \$110  = ! \$signal ;
-  assign \$112  = act_q == 3'h4;
-  assign \$113  = ~ \$signal ;
-  assign \$114  = g_grp + 1'h1;
-  assign \$115  = g_grp + 1'h1;
-  assign \$116  = \$115  < 5'h10;
-  assign \$117  = ~ \$signal ;
-  assign \$119  = ~ \$118 ;
-  assign \$120  = \$116  & \$119 ;
-  assign \$122  = elem + 1'h1;
-  assign \$135  = lane == 1'h1;
-  assign \$136  = elem == 5'h1f;
-  assign \$137  = \$135  | \$136 ;
-  assign \$138  = ~ \$signal$87 ;
-  assign \$139  = grp + 1'h1;
-  assign \$140  = grp == 4'hf;
-  assign \$141  = lane + 1'h1;
-  assign \$142  = \wait  + 1'h1;
-  assign \$143  = \wait  == 5'h16;
-  assign \$144  = enc_col < 6'h20;
-  assign \$145  = level + e1[0];
-  assign \$146  = \$145  + e2[0];
-  assign \$147  = \$146  < 3'h7;
-  assign \$148  = \$144  & \$147 ;
-  assign \$149  = enc_col >= 1'h0;
-  assign \$150  = enc_col + 1'h1;
-  assign \$151  = enc_w + 3'h5;
-  assign \$152  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$153  = 7'h40 + grp;
-  assign \$154  = 7'h40 + grp;
-  assign \$155  = ! cur[17:12];
-  assign \$158  = grp == 3'h4;
-  assign \$159  = grp + 1'h1;
-  assign \$160  = enc_col == 6'h20;
-  assign \$161  = ~ e1[0];
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = ~ e2[0];
+  assign \$105  = ~ s3[0];
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = g_grp < 5'h10;
+  assign \$109  = ~ \$108 ;
+  assign \$110  = \$107  & \$109 ;
+  assign \$111  = act_q + 1'h1;
+  assign \$112  = ! \$signal ;
+  assign \$114  = act_q == 3'h4;
+  assign \$115  = ~ \$signal ;
+  assign \$116  = g_grp + 1'h1;
+  assign \$117  = g_grp + 1'h1;
+  assign \$118  = \$117  < 5'h10;
+  assign \$119  = ~ \$signal ;
+  assign \$121  = ~ \$120 ;
+  assign \$122  = \$118  & \$121 ;
+  assign \$124  = elem + 1'h1;
+  assign \$137  = lane == 1'h1;
+  assign \$138  = elem == 5'h1f;
+  assign \$139  = \$137  | \$138 ;
+  assign \$140  = ~ \$signal$87 ;
+  assign \$141  = grp + 1'h1;
+  assign \$142  = grp == 4'hf;
+  assign \$143  = lane + 1'h1;
+  assign \$144  = \wait  + 1'h1;
+  assign \$145  = \wait  == 5'h16;
+  assign \$146  = enc_col < 6'h20;
+  assign \$147  = level + e1[0];
+  assign \$148  = \$147  + e2[0];
+  assign \$149  = \$148  < 3'h7;
+  assign \$150  = \$146  & \$149 ;
+  assign \$151  = enc_col >= 1'h0;
+  assign \$152  = enc_col + 1'h1;
+  assign \$153  = enc_w + 3'h5;
+  assign \$154  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$155  = 7'h40 + grp;
+  assign \$156  = 7'h40 + grp;
+  assign \$157  = ! cur[17:12];
+  assign \$160  = grp == 3'h4;
+  assign \$161  = grp + 1'h1;
+  assign \$162  = enc_col == 6'h20;
+  assign \$163  = ~ e1[0];
   assign \$164  = \$162  & \$163 ;
-  assign \$165  = ~ r_rdy;
+  assign \$165  = ~ e2[0];
   assign \$166  = \$164  & \$165 ;
-  assign \$167  = ~ cur_active;
+  assign \$167  = ~ r_rdy;
   assign \$168  = \$166  & \$167 ;
-  assign \$169  = ~ s1[0];
-  assign \$170  = ~ s1b[0];
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = ~ s2[0];
+  assign \$169  = ~ cur_active;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ s1[0];
+  assign \$172  = ~ s1b[0];
   assign \$173  = \$171  & \$172 ;
-  assign \$174  = ~ s3[0];
+  assign \$174  = ~ s2[0];
   assign \$175  = \$173  & \$174 ;
-  assign \$177  = $signed(out_word) + $signed(11'h200);
-  assign \$179  = $signed(\$178 ) > $signed(8'h7f);
-  assign \$180  = $signed(out_word) + $signed(11'h200);
-  assign \$182  = $signed(\$181 ) < $signed(8'h80);
-  assign \$183  = $signed(out_word) + $signed(11'h200);
-  assign \$185  = \$182  ? 20'hfff80 : \$184 ;
-  assign \$186  = \$179  ? 20'h0007f : \$185 ;
-  assign \$187  = out_idx == 4'h9;
-  assign \$188  = out_idx + 1'h1;
+  assign \$176  = ~ s3[0];
+  assign \$177  = \$175  & \$176 ;
+  assign \$179  = $signed(out_word) + $signed(11'h200);
+  assign \$181  = $signed(\$180 ) > $signed(8'h7f);
+  assign \$182  = $signed(out_word) + $signed(11'h200);
+  assign \$184  = $signed(\$183 ) < $signed(8'h80);
+  assign \$185  = $signed(out_word) + $signed(11'h200);
+  assign \$187  = \$184  ? 20'hfff80 : \$186 ;
+  assign \$188  = \$181  ? 20'h0007f : \$187 ;
   assign \$189  = out_idx == 4'h9;
-  assign \$190  = lane == 1'h1;
-  assign \$191  = grp + 1'h1;
-  assign \$192  = lane + 1'h1;
+  assign \$190  = out_idx + 1'h1;
+  assign \$191  = out_idx == 4'h9;
+  assign \$192  = lane == 1'h1;
+  assign \$193  = grp + 1'h1;
+  assign \$194  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$193 ;
+    e1 <= \$195 ;
   always @(posedge clk)
-    s1 <= \$194 ;
+    s1 <= \$196 ;
   always @(posedge clk)
-    s1b <= \$195 ;
+    s1b <= \$197 ;
   always @(posedge clk)
-    w_word <= \$196 ;
+    w_word <= \$198 ;
   always @(posedge clk)
-    prod0 <= \$197 ;
+    prod0 <= \$199 ;
   always @(posedge clk)
-    prod1 <= \$198 ;
+    prod1 <= \$200 ;
   always @(posedge clk)
-    s2 <= \$199 ;
+    s2 <= \$201 ;
   always @(posedge clk)
-    s3 <= \$200 ;
+    s3 <= \$202 ;
   always @(posedge clk)
-    acc_q <= \$201 ;
+    acc_q <= \$203 ;
   always @(posedge clk)
-    bias_q <= \$202 ;
+    bias_q <= \$204 ;
   always @(posedge clk)
-    forward <= \$203 ;
+    forward <= \$205 ;
   always @(posedge clk)
-    last_sum <= \$204 ;
+    last_sum <= \$206 ;
   always @(posedge clk)
-    aligned0 <= \$205 ;
+    aligned0 <= \$207 ;
   always @(posedge clk)
-    aligned1 <= \$206 ;
+    aligned1 <= \$208 ;
   always @(posedge clk)
-    issue_valid <= \$207 ;
+    issue_valid <= \$209 ;
   always @(posedge clk)
-    in_idx <= \$208 ;
+    in_idx <= \$210 ;
   always @(posedge clk)
-    seq_end <= \$209 ;
+    seq_end <= \$211 ;
   always @(posedge clk)
-    enc_col <= \$210 ;
+    enc_col <= \$212 ;
   always @(posedge clk)
-    enc_w <= \$211 ;
+    enc_w <= \$213 ;
   always @(posedge clk)
-    grp <= \$212 ;
+    grp <= \$214 ;
   always @(posedge clk)
-    seq_state <= \$213 ;
+    seq_state <= \$215 ;
   always @(posedge clk)
-    e2 <= \$214 ;
+    e2 <= \$216 ;
   always @(posedge clk)
-    cur_active <= \$215 ;
+    cur_active <= \$217 ;
   always @(posedge clk)
-    cur <= \$216 ;
+    cur <= \$218 ;
   always @(posedge clk)
-    lane <= \$217 ;
+    lane <= \$219 ;
   always @(posedge clk)
-    elem <= \$218 ;
+    elem <= \$220 ;
   always @(posedge clk)
-    act_q <= \$219 ;
+    act_q <= \$221 ;
   always @(posedge clk)
-    g_grp <= \$220 ;
+    g_grp <= \$222 ;
   always @(posedge clk)
-    \$signal  <= \$221 ;
+    \$signal  <= \$223 ;
   always @(posedge clk)
-    \$signal$87  <= \$222 ;
+    \$signal$87  <= \$224 ;
   always @(posedge clk)
-    bank0_full <= \$223 ;
+    bank0_full <= \$225 ;
   always @(posedge clk)
-    bank1_full <= \$224 ;
+    bank1_full <= \$226 ;
   always @(posedge clk)
-    gate0_0_0 <= \$225 ;
+    gate0_0_0 <= \$227 ;
   always @(posedge clk)
-    gate0_0_1 <= \$226 ;
+    gate0_0_1 <= \$228 ;
   always @(posedge clk)
-    gate0_1_0 <= \$227 ;
+    gate0_1_0 <= \$229 ;
   always @(posedge clk)
-    gate0_1_1 <= \$228 ;
+    gate0_1_1 <= \$230 ;
   always @(posedge clk)
-    gate0_2_0 <= \$229 ;
+    gate0_2_0 <= \$231 ;
   always @(posedge clk)
-    gate0_2_1 <= \$230 ;
+    gate0_2_1 <= \$232 ;
   always @(posedge clk)
-    gate0_3_0 <= \$231 ;
+    gate0_3_0 <= \$233 ;
   always @(posedge clk)
-    gate0_3_1 <= \$232 ;
+    gate0_3_1 <= \$234 ;
   always @(posedge clk)
-    gate1_0_0 <= \$233 ;
+    gate1_0_0 <= \$235 ;
   always @(posedge clk)
-    gate1_0_1 <= \$234 ;
+    gate1_0_1 <= \$236 ;
   always @(posedge clk)
-    gate1_1_0 <= \$235 ;
+    gate1_1_0 <= \$237 ;
   always @(posedge clk)
-    gate1_1_1 <= \$236 ;
+    gate1_1_1 <= \$238 ;
   always @(posedge clk)
-    gate1_2_0 <= \$237 ;
+    gate1_2_0 <= \$239 ;
   always @(posedge clk)
-    gate1_2_1 <= \$238 ;
+    gate1_2_1 <= \$240 ;
   always @(posedge clk)
-    gate1_3_0 <= \$239 ;
+    gate1_3_0 <= \$241 ;
   always @(posedge clk)
-    gate1_3_1 <= \$240 ;
+    gate1_3_1 <= \$242 ;
   always @(posedge clk)
-    acc0 <= \$241 ;
+    acc0 <= \$243 ;
   always @(posedge clk)
-    acc1 <= \$242 ;
+    acc1 <= \$244 ;
   always @(posedge clk)
-    acc2 <= \$243 ;
+    acc2 <= \$245 ;
   always @(posedge clk)
-    acc3 <= \$244 ;
+    acc3 <= \$246 ;
   always @(posedge clk)
-    tag <= \$245 ;
+    tag <= \$247 ;
   always @(posedge clk)
-    issue_layer <= \$246 ;
+    issue_layer <= \$248 ;
   always @(posedge clk)
-    \wait  <= \$247 ;
+    \wait  <= \$249 ;
   always @(posedge clk)
-    fresh <= \$248 ;
+    fresh <= \$250 ;
   always @(posedge clk)
-    out_idx <= \$249 ;
+    out_idx <= \$251 ;
   always @(posedge clk)
-    out_word <= \$250 ;
+    out_word <= \$252 ;
   always @(posedge clk)
-    o__payload <= \$251 ;
+    o__payload <= \$253 ;
   always @(posedge clk)
-    o__valid <= \$252 ;
+    o__valid <= \$254 ;
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3496,49 +3500,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$106  = bank0_full;
+          \$108  = bank0_full;
       1'h1:
-          \$106  = bank1_full;
+          \$108  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$117 )
+    casez (\$119 )
       1'h0:
-          \$118  = bank0_full;
+          \$120  = bank0_full;
       1'h1:
-          \$118  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$87 )
-      1'h0:
-          \$121  = bank0_full;
-      1'h1:
-          \$121  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$123  = gate0_0_0;
-      2'h1:
-          \$123  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$124  = gate1_0_0;
-      2'h1:
-          \$124  = gate1_0_1;
+          \$120  = bank1_full;
     endcase
   end
   always @* begin
@@ -3546,9 +3520,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$125  = \$123 ;
+          \$123  = bank0_full;
       1'h1:
-          \$125  = \$124 ;
+          \$123  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$125  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$125  = gate0_0_0;
+      2'h1:
+          \$125  = gate0_0_1;
     endcase
   end
   always @* begin
@@ -3556,19 +3540,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$126  = 19'h00000;
     casez (lane)
       2'h0:
-          \$126  = gate0_1_0;
+          \$126  = gate1_0_0;
       2'h1:
-          \$126  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$127  = gate1_1_0;
-      2'h1:
-          \$127  = gate1_1_1;
+          \$126  = gate1_0_1;
     endcase
   end
   always @* begin
@@ -3576,9 +3550,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$128  = \$126 ;
+          \$127  = \$125 ;
       1'h1:
-          \$128  = \$127 ;
+          \$127  = \$126 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$128  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$128  = gate0_1_0;
+      2'h1:
+          \$128  = gate0_1_1;
     endcase
   end
   always @* begin
@@ -3586,19 +3570,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$129  = 19'h00000;
     casez (lane)
       2'h0:
-          \$129  = gate0_2_0;
+          \$129  = gate1_1_0;
       2'h1:
-          \$129  = gate0_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$130  = gate1_2_0;
-      2'h1:
-          \$130  = gate1_2_1;
+          \$129  = gate1_1_1;
     endcase
   end
   always @* begin
@@ -3606,9 +3580,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$131  = \$129 ;
+          \$130  = \$128 ;
       1'h1:
-          \$131  = \$130 ;
+          \$130  = \$129 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$131  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$131  = gate0_2_0;
+      2'h1:
+          \$131  = gate0_2_1;
     endcase
   end
   always @* begin
@@ -3616,19 +3600,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     \$132  = 19'h00000;
     casez (lane)
       2'h0:
-          \$132  = gate0_3_0;
+          \$132  = gate1_2_0;
       2'h1:
-          \$132  = gate0_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$133  = gate1_3_0;
-      2'h1:
-          \$133  = gate1_3_1;
+          \$132  = gate1_2_1;
     endcase
   end
   always @* begin
@@ -3636,19 +3610,49 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal$87 )
       1'h0:
-          \$134  = \$132 ;
+          \$133  = \$131 ;
       1'h1:
-          \$134  = \$133 ;
+          \$133  = \$132 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$176  = 19'h00000;
+    \$134  = 19'h00000;
     casez (lane)
       2'h0:
-          \$176  = acc_rd__data[18:0];
+          \$134  = gate0_3_0;
       2'h1:
-          \$176  = acc_rd__data[37:19];
+          \$134  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$135  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$135  = gate1_3_0;
+      2'h1:
+          \$135  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$87 )
+      1'h0:
+          \$136  = \$134 ;
+      1'h1:
+          \$136  = \$135 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$178  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$178  = acc_q[18:0];
+      2'h1:
+          \$178  = acc_q[37:19];
     endcase
   end
   always @* begin
@@ -3862,6 +3866,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           act_acc_addr = \$46 [6:0];
       4'ha:
           act_acc_addr = \$47 [6:0];
+      4'hb:
+          act_acc_addr = \$48 [6:0];
     endcase
   end
   always @* begin
@@ -3880,17 +3886,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193 [19:1] = e1[19:1];
-    \$193 [0] = 1'h0;
+    \$195 [19:1] = e1[19:1];
+    \$195 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$73 ) begin
-            \$193 [0] = 1'h1;
-            \$193 [6:1] = enc_col;
-            \$193 [7] = \$74 ;
-            \$193 [19:8] = enc_w;
+          if (\$75 ) begin
+            \$195 [0] = 1'h1;
+            \$195 [6:1] = enc_col;
+            \$195 [7] = \$76 ;
+            \$195 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -3899,32 +3905,32 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$148 ) begin
-            \$193 [0] = 1'h1;
-            \$193 [6:1] = enc_col;
-            \$193 [7] = \$149 ;
-            \$193 [19:8] = enc_w;
+          if (\$150 ) begin
+            \$195 [0] = 1'h1;
+            \$195 [6:1] = enc_col;
+            \$195 [7] = \$151 ;
+            \$195 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$193  = 20'h00000;
+      \$195  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194 [25:1] = s1[25:1];
-    \$194 [0] = 1'h0;
+    \$196 [25:1] = s1[25:1];
+    \$196 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$194 [0] = 1'h1;
-            \$194 [7:1] = \$82 [6:0];
-            \$194 [14:8] = \$83 [6:0];
-            \$194 [24:16] = cur[27:19];
-            \$194 [15] = \$85 ;
-            \$194 [25] = \$86 ;
+            \$196 [0] = 1'h1;
+            \$196 [7:1] = \$84 [6:0];
+            \$196 [14:8] = \$85 [6:0];
+            \$196 [24:16] = cur[27:19];
+            \$196 [15] = \$87 ;
+            \$196 [25] = \$88 ;
           end
       4'h2:
           /* empty */;
@@ -3934,102 +3940,89 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$194 [0] = 1'h1;
-            \$194 [7:1] = \$153 [6:0];
-            \$194 [14:8] = \$154 [6:0];
-            \$194 [24:16] = cur[27:19];
-            \$194 [15] = \$156 ;
-            \$194 [25] = \$157 ;
+            \$196 [0] = 1'h1;
+            \$196 [7:1] = \$155 [6:0];
+            \$196 [14:8] = \$156 [6:0];
+            \$196 [24:16] = cur[27:19];
+            \$196 [15] = \$158 ;
+            \$196 [25] = \$159 ;
           end
     endcase
     if (rst) begin
-      \$194  = 26'h0000000;
+      \$196  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = s1;
+    \$197  = s1;
     if (rst) begin
-      \$195  = 26'h0000000;
+      \$197  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = \$signature__data$76 ;
+    \$198  = \$signature__data$76 ;
     if (rst) begin
-      \$196  = 16'h0000;
+      \$198  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = \$59 ;
+    \$199  = \$61 ;
     if (rst) begin
-      \$197  = 17'h00000;
+      \$199  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = \$60 ;
+    \$200  = \$62 ;
     if (rst) begin
-      \$198  = 17'h00000;
+      \$200  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199 [0] = s1b[0];
-    \$199 [7:1] = s1b[7:1];
-    \$199 [8] = s1b[15];
-    \$199 [9] = s1b[25];
+    \$201 [0] = s1b[0];
+    \$201 [7:1] = s1b[7:1];
+    \$201 [8] = s1b[15];
+    \$201 [9] = s1b[25];
     if (rst) begin
-      \$199  = 10'h000;
+      \$201  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = s2;
+    \$202  = s2;
     if (rst) begin
-      \$200  = 10'h000;
+      \$202  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = acc_rd__data;
+    \$203  = acc_rd__data;
     if (rst) begin
-      \$201  = 38'h0000000000;
+      \$203  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = \$signature__data$81 ;
-    if (rst) begin
-      \$202  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = \$62 ;
-    if (rst) begin
-      \$203  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = acc_wr__data;
+    \$204  = \$signature__data$81 ;
     if (rst) begin
       \$204  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$205  = { \$63 [17], \$63 [17], \$63  };
-      1'h1:
-          \$205  = { \$64 [17], \$64 [17], \$64  };
-    endcase
+    \$205  = \$64 ;
     if (rst) begin
-      \$205  = 20'h00000;
+      \$205  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$206  = acc_wr__data;
+    if (rst) begin
+      \$206  = 38'h0000000000;
     end
   end
   always @* begin
@@ -4037,17 +4030,30 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$206  = { \$65 [17], \$65 [17], \$65  };
+          \$207  = { \$65 [17], \$65 [17], \$65  };
       1'h1:
-          \$206  = { \$66 [17], \$66 [17], \$66  };
+          \$207  = { \$66 [17], \$66 [17], \$66  };
     endcase
     if (rst) begin
-      \$206  = 20'h00000;
+      \$207  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$208  = { \$67 [17], \$67 [17], \$67  };
+      1'h1:
+          \$208  = { \$68 [17], \$68 [17], \$68  };
+    endcase
+    if (rst) begin
+      \$208  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4056,39 +4062,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            \$207  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = in_idx;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            \$208  = \$67 [2:0];
-            if (\$68 ) begin
-              \$208  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$208  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$68 ) begin
-              \$209  = i__payload[9];
-            end
+          if (\$123 ) begin
+            \$209  = 1'h1;
           end
     endcase
     if (rst) begin
@@ -4097,21 +4072,52 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = enc_col;
+    \$210  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$68 ) begin
-              \$210  = 6'h00;
+            \$210  = \$69 [2:0];
+            if (\$70 ) begin
+              \$210  = 3'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$210  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$211  = seq_end;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$70 ) begin
+              \$211  = i__payload[9];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$211  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$212  = enc_col;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$70 ) begin
+              \$212  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$73 ) begin
-            \$210  = \$75 [5:0];
+          if (\$75 ) begin
+            \$212  = \$77 [5:0];
           end
-          if (\$97 ) begin
-            \$210  = 6'h00;
+          if (\$99 ) begin
+            \$212  = 6'h00;
           end
         end
       4'h2:
@@ -4119,106 +4125,106 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$143 ) begin
-            \$210  = 6'h00;
+          if (\$145 ) begin
+            \$212  = 6'h00;
           end
       4'h5:
         begin
-          if (\$148 ) begin
-            \$210  = \$150 [5:0];
+          if (\$150 ) begin
+            \$212  = \$152 [5:0];
           end
-          if (\$168 ) begin
-            \$210  = 6'h00;
+          if (\$170 ) begin
+            \$212  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$210  = 6'h00;
+      \$212  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = enc_w;
+    \$213  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$68 ) begin
-              \$211  = 12'h000;
+            if (\$70 ) begin
+              \$213  = 12'h000;
             end
           end
       4'h1:
-          if (\$73 ) begin
-            \$211  = \$76 [11:0];
+          if (\$75 ) begin
+            \$213  = \$78 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$143 ) begin
-            \$211  = 12'h900;
+          if (\$145 ) begin
+            \$213  = 12'h900;
           end
       4'h5:
-          if (\$148 ) begin
-            \$211  = \$151 [11:0];
+          if (\$150 ) begin
+            \$213  = \$153 [11:0];
           end
     endcase
     if (rst) begin
-      \$211  = 12'h000;
+      \$213  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = grp;
+    \$214  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$68 ) begin
-              \$212  = 7'h00;
+            if (\$70 ) begin
+              \$214  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$87 ) begin
-              \$212  = 7'h00;
+            if (\$89 ) begin
+              \$214  = 7'h00;
             end else begin
-              \$212  = \$88 [6:0];
+              \$214  = \$90 [6:0];
             end
           end else if (r_rdy) begin
-            \$212  = 7'h00;
+            \$214  = 7'h00;
           end
       4'h2:
-          if (\$104 ) begin
-            \$212  = 7'h00;
+          if (\$106 ) begin
+            \$214  = 7'h00;
           end
       4'h3:
-          if (\$121 ) begin
-            if (\$137 ) begin
-              \$212  = \$139 [6:0];
-              if (\$140 ) begin
-                \$212  = 7'h00;
+          if (\$123 ) begin
+            if (\$139 ) begin
+              \$214  = \$141 [6:0];
+              if (\$142 ) begin
+                \$214  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$143 ) begin
-            \$212  = 7'h00;
+          if (\$145 ) begin
+            \$214  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$158 ) begin
-              \$212  = 7'h00;
+            if (\$160 ) begin
+              \$214  = 7'h00;
             end else begin
-              \$212  = \$159 [6:0];
+              \$214  = \$161 [6:0];
             end
           end else if (r_rdy) begin
-            \$212  = 7'h00;
+            \$214  = 7'h00;
           end
       4'h6:
-          if (\$175 ) begin
-            \$212  = 7'h00;
+          if (\$177 ) begin
+            \$214  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -4227,97 +4233,101 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
+          /* empty */;
+      4'hb:
           if (o__ready) begin
-            if (\$189 ) begin
-              \$212  = 7'h00;
-            end else if (\$190 ) begin
-              \$212  = \$191 [6:0];
+            if (\$191 ) begin
+              \$214  = 7'h00;
+            end else if (\$192 ) begin
+              \$214  = \$193 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$212  = 7'h00;
+      \$214  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = seq_state;
+    \$215  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$68 ) begin
-              \$213  = 4'h1;
+            if (\$70 ) begin
+              \$215  = 4'h1;
             end
           end
       4'h1:
-          if (\$97 ) begin
-            \$213  = 4'h2;
+          if (\$99 ) begin
+            \$215  = 4'h2;
           end
       4'h2:
-          if (\$104 ) begin
-            \$213  = 4'h3;
+          if (\$106 ) begin
+            \$215  = 4'h3;
           end
       4'h3:
-          if (\$121 ) begin
-            if (\$137 ) begin
-              if (\$140 ) begin
-                \$213  = 4'h4;
+          if (\$123 ) begin
+            if (\$139 ) begin
+              if (\$142 ) begin
+                \$215  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$143 ) begin
+          if (\$145 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$213  = 4'h5;
+              \$215  = 4'h5;
             end else begin
-              \$213  = 4'h0;
+              \$215  = 4'h0;
             end
           end
       4'h5:
-          if (\$168 ) begin
-            \$213  = 4'h6;
+          if (\$170 ) begin
+            \$215  = 4'h6;
           end
       4'h6:
-          if (\$175 ) begin
-            \$213  = 4'h7;
+          if (\$177 ) begin
+            \$215  = 4'h7;
           end
       4'h7:
-          \$213  = 4'h8;
+          \$215  = 4'h8;
       4'h8:
-          \$213  = 4'h9;
+          \$215  = 4'h9;
       4'h9:
-          \$213  = 4'ha;
+          \$215  = 4'ha;
       4'ha:
+          \$215  = 4'hb;
+      4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$189 ) begin
-              \$213  = 4'h0;
-            end else if (\$190 ) begin
-              \$213  = 4'h7;
+            if (\$191 ) begin
+              \$215  = 4'h0;
+            end else if (\$192 ) begin
+              \$215  = 4'h7;
             end else begin
-              \$213  = 4'h8;
+              \$215  = 4'h9;
             end
           end
     endcase
     if (rst) begin
-      \$213  = 4'h0;
+      \$215  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = e2;
+    \$216  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$214 [0] = e1[0];
-          \$214 [6:1] = e1[6:1];
-          \$214 [7] = e1[7];
-          \$214 [19:8] = e1[19:8];
-          \$214 [27:20] = \$78 ;
-          \$214 [36:28] = \$81 ;
+          \$216 [0] = e1[0];
+          \$216 [6:1] = e1[6:1];
+          \$216 [7] = e1[7];
+          \$216 [19:8] = e1[19:8];
+          \$216 [27:20] = \$80 ;
+          \$216 [36:28] = \$83 ;
         end
       4'h2:
           /* empty */;
@@ -4327,31 +4337,31 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
         begin
-          \$214 [0] = e1[0];
-          \$214 [6:1] = e1[6:1];
-          \$214 [7] = e1[7];
-          \$214 [19:8] = e1[19:8];
-          \$214 [27:20] = \$signature__data ;
-          \$214 [36:28] = \$152 ;
+          \$216 [0] = e1[0];
+          \$216 [6:1] = e1[6:1];
+          \$216 [7] = e1[7];
+          \$216 [19:8] = e1[19:8];
+          \$216 [27:20] = \$signature__data ;
+          \$216 [36:28] = \$154 ;
         end
     endcase
     if (rst) begin
-      \$214  = 37'h0000000000;
+      \$216  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = cur_active;
+    \$217  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$87 ) begin
-              \$215  = r_rdy;
+            if (\$89 ) begin
+              \$217  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$215  = 1'h1;
+            \$217  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -4361,30 +4371,30 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$158 ) begin
-              \$215  = r_rdy;
+            if (\$160 ) begin
+              \$217  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$215  = 1'h1;
+            \$217  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$215  = 1'h0;
+      \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = cur;
+    \$218  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$87 ) begin
-              \$216  = r_data;
+            if (\$89 ) begin
+              \$218  = r_data;
             end
           end else if (r_rdy) begin
-            \$216  = r_data;
+            \$218  = r_data;
           end
       4'h2:
           /* empty */;
@@ -4394,36 +4404,36 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$158 ) begin
-              \$216  = r_data;
+            if (\$160 ) begin
+              \$218  = r_data;
             end
           end else if (r_rdy) begin
-            \$216  = r_data;
+            \$218  = r_data;
           end
     endcase
     if (rst) begin
-      \$216  = 28'h0000000;
+      \$218  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = lane;
+    \$219  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$104 ) begin
-            \$217  = 2'h0;
+          if (\$106 ) begin
+            \$219  = 2'h0;
           end
       4'h3:
-          if (\$121 ) begin
+          if (\$123 ) begin
             (* full_case = 32'd1 *)
-            if (\$137 ) begin
-              \$217  = 2'h0;
+            if (\$139 ) begin
+              \$219  = 2'h0;
             end else begin
-              \$217  = \$141 [1:0];
+              \$219  = \$143 [1:0];
             end
           end
       4'h4:
@@ -4431,8 +4441,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$175 ) begin
-            \$217  = 2'h0;
+          if (\$177 ) begin
+            \$219  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -4441,169 +4451,112 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
+          /* empty */;
+      4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$189 ) begin
-              \$217  = 2'h0;
-            end else if (\$190 ) begin
-              \$217  = 2'h0;
+            if (\$191 ) begin
+              \$219  = 2'h0;
+            end else if (\$192 ) begin
+              \$219  = 2'h0;
             end else begin
-              \$217  = \$192 [1:0];
+              \$219  = \$194 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$217  = 2'h0;
+      \$219  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = elem;
+    \$220  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$104 ) begin
-            \$218  = 6'h00;
+          if (\$106 ) begin
+            \$220  = 6'h00;
           end
       4'h3:
-          if (\$121 ) begin
-            \$218  = \$122 [5:0];
+          if (\$123 ) begin
+            \$220  = \$124 [5:0];
           end
     endcase
     if (rst) begin
-      \$218  = 6'h00;
+      \$220  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = act_q;
+    \$221  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$104 ) begin
-            \$219  = 3'h0;
+          if (\$106 ) begin
+            \$221  = 3'h0;
           end
       4'h3:
-          if (\$108 ) begin
-            \$219  = \$109 [2:0];
-            if (\$112 ) begin
-              \$219  = 3'h0;
-              if (\$120 ) begin
-                \$219  = 3'h1;
+          if (\$110 ) begin
+            \$221  = \$111 [2:0];
+            if (\$114 ) begin
+              \$221  = 3'h0;
+              if (\$122 ) begin
+                \$221  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$219  = 3'h0;
+      \$221  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = g_grp;
+    \$222  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$104 ) begin
-            \$220  = 5'h00;
+          if (\$106 ) begin
+            \$222  = 5'h00;
           end
       4'h3:
-          if (\$108 ) begin
-            if (\$112 ) begin
-              \$220  = \$114 [4:0];
+          if (\$110 ) begin
+            if (\$114 ) begin
+              \$222  = \$116 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$220  = 5'h00;
+      \$222  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = \$signal ;
+    \$223  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$104 ) begin
-            \$221  = 1'h0;
-          end
-      4'h3:
-          if (\$108 ) begin
-            if (\$112 ) begin
-              \$221  = \$113 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = \$signal$87 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$104 ) begin
-            \$222  = 1'h0;
-          end
-      4'h3:
-          if (\$121 ) begin
-            if (\$137 ) begin
-              \$222  = \$138 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$104 ) begin
+          if (\$106 ) begin
             \$223  = 1'h0;
           end
       4'h3:
-        begin
-          if (\$108 ) begin
-            if (\$112 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$223  = 1'h1;
-              endcase
+          if (\$110 ) begin
+            if (\$114 ) begin
+              \$223  = \$115 ;
             end
           end
-          if (\$121 ) begin
-            if (\$137 ) begin
-              casez (\$signal$87 )
-                1'h0:
-                    \$223  = 1'h0;
-              endcase
-            end
-          end
-        end
     endcase
     if (rst) begin
       \$223  = 1'h0;
@@ -4611,41 +4564,22 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = bank1_full;
+    \$224  = \$signal$87 ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$104 ) begin
+          if (\$106 ) begin
             \$224  = 1'h0;
           end
       4'h3:
-        begin
-          if (\$108 ) begin
-            if (\$112 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$224  = 1'h1;
-              endcase
+          if (\$123 ) begin
+            if (\$139 ) begin
+              \$224  = \$140 ;
             end
           end
-          if (\$121 ) begin
-            if (\$137 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$87 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$224  = 1'h0;
-              endcase
-            end
-          end
-        end
     endcase
     if (rst) begin
       \$224  = 1'h0;
@@ -4653,69 +4587,97 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = gate0_0_0;
+    \$225  = bank0_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          /* empty */;
+          if (\$106 ) begin
+            \$225  = 1'h0;
+          end
       4'h3:
-          if (\$108 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    \$225  = acc_rd__data[18:0];
+        begin
+          if (\$110 ) begin
+            if (\$114 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$225  = 1'h1;
               endcase
             end
           end
+          if (\$123 ) begin
+            if (\$139 ) begin
+              casez (\$signal$87 )
+                1'h0:
+                    \$225  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
-      \$225  = 19'h00000;
+      \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = gate0_0_1;
+    \$226  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          /* empty */;
-      4'h3:
-          if (\$108 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
-                    \$226  = acc_rd__data[37:19];
-              endcase
-            end
+          if (\$106 ) begin
+            \$226  = 1'h0;
           end
-    endcase
-    if (rst) begin
-      \$226  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$110 ) begin
-              casez (act_q)
-                3'h1:
+        begin
+          if (\$110 ) begin
+            if (\$114 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
                     /* empty */;
-                3'h2:
+                1'h1:
+                    \$226  = 1'h1;
+              endcase
+            end
+          end
+          if (\$123 ) begin
+            if (\$139 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$87 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$226  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$226  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = gate0_0_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$110 ) begin
+            if (\$112 ) begin
+              casez (act_q)
+                3'h1:
                     \$227  = acc_rd__data[18:0];
               endcase
             end
@@ -4727,7 +4689,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = gate0_1_1;
+    \$228  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4736,12 +4698,10 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$110 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
                     \$228  = acc_rd__data[37:19];
               endcase
             end
@@ -4753,7 +4713,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = gate0_2_0;
+    \$229  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4762,14 +4722,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$110 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$229  = acc_rd__data[18:0];
               endcase
             end
@@ -4781,7 +4739,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = gate0_2_1;
+    \$230  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4790,14 +4748,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$110 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$230  = acc_rd__data[37:19];
               endcase
             end
@@ -4809,7 +4765,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = gate0_3_0;
+    \$231  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4818,16 +4774,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$110 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$231  = acc_rd__data[18:0];
               endcase
             end
@@ -4839,7 +4793,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = gate0_3_1;
+    \$232  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4848,16 +4802,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$110 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$232  = acc_rd__data[37:19];
               endcase
             end
@@ -4869,7 +4821,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = gate1_0_0;
+    \$233  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4878,10 +4830,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$111 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
                     \$233  = acc_rd__data[18:0];
               endcase
             end
@@ -4893,7 +4851,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = gate1_0_1;
+    \$234  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4902,10 +4860,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$111 ) begin
+          if (\$110 ) begin
+            if (\$112 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
                     \$234  = acc_rd__data[37:19];
               endcase
             end
@@ -4917,7 +4881,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = gate1_1_0;
+    \$235  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4926,12 +4890,10 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$111 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
                     \$235  = acc_rd__data[18:0];
               endcase
             end
@@ -4943,7 +4905,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = gate1_1_1;
+    \$236  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4952,12 +4914,10 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$111 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
                     \$236  = acc_rd__data[37:19];
               endcase
             end
@@ -4969,7 +4929,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = gate1_2_0;
+    \$237  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4978,14 +4938,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$111 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$237  = acc_rd__data[18:0];
               endcase
             end
@@ -4997,7 +4955,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = gate1_2_1;
+    \$238  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5006,14 +4964,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$111 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$238  = acc_rd__data[37:19];
               endcase
             end
@@ -5025,7 +4981,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = gate1_3_0;
+    \$239  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5034,16 +4990,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$111 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$239  = acc_rd__data[18:0];
               endcase
             end
@@ -5055,7 +5009,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = gate1_3_1;
+    \$240  = gate1_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5064,16 +5018,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$108 ) begin
-            if (\$111 ) begin
+          if (\$110 ) begin
+            if (\$113 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$240  = acc_rd__data[37:19];
               endcase
             end
@@ -5085,7 +5037,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = acc0;
+    \$241  = gate1_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5094,8 +5046,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            \$241  = \$125 ;
+          if (\$110 ) begin
+            if (\$113 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$241  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5104,7 +5067,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = acc1;
+    \$242  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5113,8 +5076,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            \$242  = \$128 ;
+          if (\$110 ) begin
+            if (\$113 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$242  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5123,7 +5097,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = acc2;
+    \$243  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5132,8 +5106,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            \$243  = \$131 ;
+          if (\$123 ) begin
+            \$243  = \$127 ;
           end
     endcase
     if (rst) begin
@@ -5142,7 +5116,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = acc3;
+    \$244  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5151,8 +5125,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            \$244  = \$134 ;
+          if (\$123 ) begin
+            \$244  = \$130 ;
           end
     endcase
     if (rst) begin
@@ -5161,7 +5135,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = tag;
+    \$245  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5170,17 +5144,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            \$245  = elem;
+          if (\$123 ) begin
+            \$245  = \$133 ;
           end
     endcase
     if (rst) begin
-      \$245  = 6'h00;
+      \$245  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = issue_layer;
+    \$246  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5189,17 +5163,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            \$246  = 1'h0;
+          if (\$123 ) begin
+            \$246  = \$136 ;
           end
     endcase
     if (rst) begin
-      \$246  = 1'h0;
+      \$246  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = \wait ;
+    \$247  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5208,23 +5182,61 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$137 ) begin
-              if (\$140 ) begin
-                \$247  = 5'h00;
+          if (\$123 ) begin
+            \$247  = elem;
+          end
+    endcase
+    if (rst) begin
+      \$247  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            \$248  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$248  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$139 ) begin
+              if (\$142 ) begin
+                \$249  = 5'h00;
               end
             end
           end
       4'h4:
-          \$247  = \$142 [4:0];
+          \$249  = \$144 [4:0];
     endcase
     if (rst) begin
-      \$247  = 5'h00;
+      \$249  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = fresh;
+    \$250  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5235,11 +5247,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$143 ) begin
+          if (\$145 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$248  = 1'h0;
+              \$250  = 1'h0;
             end
           end
       4'h5:
@@ -5253,19 +5265,21 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
+          /* empty */;
+      4'hb:
           if (o__ready) begin
-            if (\$189 ) begin
-              \$248  = seq_end;
+            if (\$191 ) begin
+              \$250  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$248  = 1'h1;
+      \$250  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = out_idx;
+    \$251  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5280,8 +5294,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (\$175 ) begin
-            \$249  = 4'h0;
+          if (\$177 ) begin
+            \$251  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -5290,44 +5304,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
+          /* empty */;
+      4'hb:
           if (o__ready) begin
-            \$249  = \$188 [3:0];
+            \$251  = \$190 [3:0];
           end
     endcase
     if (rst) begin
-      \$249  = 4'h0;
+      \$251  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = out_word;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          \$250  = \$176 ;
-    endcase
-    if (rst) begin
-      \$250  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = o__payload;
+    \$252  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5348,18 +5337,49 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
+          \$252  = \$178 ;
+    endcase
+    if (rst) begin
+      \$252  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = o__payload;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
         begin
-          \$251 [7:0] = \$186 [7:0];
-          \$251 [8] = \$187 ;
+          \$253 [7:0] = \$188 [7:0];
+          \$253 [8] = \$189 ;
         end
     endcase
     if (rst) begin
-      \$251  = 9'h000;
+      \$253  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = o__valid;
+    \$254  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5380,14 +5400,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          \$252  = 1'h1;
+          /* empty */;
       4'ha:
+          \$254  = 1'h1;
+      4'hb:
           if (o__ready) begin
-            \$252  = 1'h0;
+            \$254  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$252  = 1'h0;
+      \$254  = 1'h0;
     end
   end
   assign pushed = w_data;
@@ -5466,17 +5488,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign acc_wr__data[18:0] = \$3 [18:0];
   assign \$15  = e2[0];
   assign \$41  = e2[0];
-  assign \$63  = { prod0[16], prod0 };
-  assign \$64  = { prod0, 1'h0 };
-  assign \$65  = { prod1[16], prod1 };
-  assign \$66  = { prod1, 1'h0 };
-  assign \$85  = \$84 ;
-  assign \$111  = \$signal ;
-  assign \$156  = \$155 ;
-  assign \$157  = 1'h0;
-  assign \$178  = { \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19], \$177 [19:10] };
-  assign \$181  = { \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19], \$180 [19:10] };
-  assign \$184  = { \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19], \$183 [19:10] };
+  assign \$65  = { prod0[16], prod0 };
+  assign \$66  = { prod0, 1'h0 };
+  assign \$67  = { prod1[16], prod1 };
+  assign \$68  = { prod1, 1'h0 };
+  assign \$87  = \$86 ;
+  assign \$113  = \$signal ;
+  assign \$158  = \$157 ;
+  assign \$159  = 1'h0;
+  assign \$180  = { \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19], \$179 [19:10] };
+  assign \$183  = { \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19], \$182 [19:10] };
+  assign \$186  = { \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)

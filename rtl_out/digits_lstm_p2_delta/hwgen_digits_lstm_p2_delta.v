@@ -6,13 +6,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [18:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
+  wire [7:0] \$100 ;
+  wire [7:0] \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire [7:0] \$104 ;
+  wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
+  wire [7:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
@@ -30,27 +30,27 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [7:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
-  reg \$122 ;
+  wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  wire [3:0] \$125 ;
+  reg \$124 ;
+  wire \$125 ;
   wire \$126 ;
-  wire \$127 ;
+  wire [3:0] \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire [6:0] \$13 ;
-  wire [5:0] \$130 ;
-  wire [5:0] \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  reg \$134 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire [5:0] \$132 ;
+  wire [5:0] \$133 ;
+  wire \$134 ;
   wire \$135 ;
-  wire \$136 ;
-  reg \$137 ;
-  wire [6:0] \$138 ;
-  reg [18:0] \$139 ;
+  reg \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  reg \$139 ;
   wire [7:0] \$14 ;
-  reg [18:0] \$140 ;
+  wire [6:0] \$140 ;
   reg [18:0] \$141 ;
   reg [18:0] \$142 ;
   reg [18:0] \$143 ;
@@ -62,35 +62,35 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [18:0] \$149 ;
   wire [6:0] \$15 ;
   reg [18:0] \$150 ;
-  wire \$151 ;
-  wire \$152 ;
+  reg [18:0] \$151 ;
+  reg [18:0] \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [7:0] \$155 ;
+  wire \$155 ;
   wire \$156 ;
-  wire [2:0] \$157 ;
-  wire [5:0] \$158 ;
-  wire \$159 ;
+  wire [7:0] \$157 ;
+  wire \$158 ;
+  wire [2:0] \$159 ;
   wire [6:0] \$16 ;
-  wire \$160 ;
-  wire [4:0] \$161 ;
-  wire [5:0] \$162 ;
-  wire \$163 ;
-  wire \$164 ;
+  wire [5:0] \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire [4:0] \$163 ;
+  wire [5:0] \$164 ;
   wire \$165 ;
-  wire [6:0] \$166 ;
-  wire [12:0] \$167 ;
-  wire [8:0] \$168 ;
-  wire [7:0] \$169 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire [6:0] \$168 ;
+  wire [12:0] \$169 ;
   wire \$17 ;
-  wire [7:0] \$170 ;
-  wire \$171 ;
-  wire \$172 ;
+  wire [8:0] \$170 ;
+  wire [7:0] \$171 ;
+  wire [7:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [7:0] \$175 ;
+  wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
+  wire [7:0] \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire [9:0] \$18 ;
@@ -107,63 +107,63 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [9:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
-  reg [18:0] \$192 ;
-  wire [19:0] \$193 ;
-  wire [19:0] \$194 ;
-  wire \$195 ;
+  wire \$192 ;
+  wire \$193 ;
+  reg [18:0] \$194 ;
+  wire [19:0] \$195 ;
   wire [19:0] \$196 ;
-  wire [19:0] \$197 ;
-  wire \$198 ;
+  wire \$197 ;
+  wire [19:0] \$198 ;
   wire [19:0] \$199 ;
   wire [18:0] \$2 ;
   wire [4:0] \$20 ;
-  wire [19:0] \$200 ;
+  wire \$200 ;
   wire [19:0] \$201 ;
   wire [19:0] \$202 ;
-  wire \$203 ;
-  wire [4:0] \$204 ;
+  wire [19:0] \$203 ;
+  wire [19:0] \$204 ;
   wire \$205 ;
-  wire \$206 ;
-  wire [7:0] \$207 ;
-  wire [2:0] \$208 ;
-  reg [19:0] \$209 ;
+  wire [4:0] \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire [7:0] \$209 ;
   wire \$21 ;
-  reg [25:0] \$210 ;
-  reg [25:0] \$211 ;
-  reg [15:0] \$212 ;
-  reg [16:0] \$213 ;
-  reg [16:0] \$214 ;
-  reg [9:0] \$215 ;
-  reg [9:0] \$216 ;
-  reg [37:0] \$217 ;
-  reg [37:0] \$218 ;
-  reg \$219 ;
+  wire [2:0] \$210 ;
+  reg [19:0] \$211 ;
+  reg [25:0] \$212 ;
+  reg [25:0] \$213 ;
+  reg [15:0] \$214 ;
+  reg [16:0] \$215 ;
+  reg [16:0] \$216 ;
+  reg [9:0] \$217 ;
+  reg [9:0] \$218 ;
+  reg [37:0] \$219 ;
   wire \$22 ;
   reg [37:0] \$220 ;
-  reg [19:0] \$221 ;
-  reg [19:0] \$222 ;
-  reg \$223 ;
-  reg [2:0] \$224 ;
+  reg \$221 ;
+  reg [37:0] \$222 ;
+  reg [19:0] \$223 ;
+  reg [19:0] \$224 ;
   reg \$225 ;
-  reg [5:0] \$226 ;
-  reg [11:0] \$227 ;
-  reg [6:0] \$228 ;
-  reg [3:0] \$229 ;
+  reg [2:0] \$226 ;
+  reg \$227 ;
+  reg [5:0] \$228 ;
+  reg [11:0] \$229 ;
   wire \$23 ;
-  reg [36:0] \$230 ;
-  reg \$231 ;
-  reg [27:0] \$232 ;
-  reg [1:0] \$233 ;
-  reg [5:0] \$234 ;
-  reg [2:0] \$235 ;
-  reg [4:0] \$236 ;
-  reg \$237 ;
-  reg \$238 ;
+  reg [6:0] \$230 ;
+  reg [3:0] \$231 ;
+  reg [36:0] \$232 ;
+  reg \$233 ;
+  reg [27:0] \$234 ;
+  reg [1:0] \$235 ;
+  reg [5:0] \$236 ;
+  reg [2:0] \$237 ;
+  reg [4:0] \$238 ;
   reg \$239 ;
   wire \$24 ;
   reg \$240 ;
-  reg [18:0] \$241 ;
-  reg [18:0] \$242 ;
+  reg \$241 ;
+  reg \$242 ;
   reg [18:0] \$243 ;
   reg [18:0] \$244 ;
   reg [18:0] \$245 ;
@@ -184,15 +184,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [18:0] \$259 ;
   wire [9:0] \$26 ;
   reg [18:0] \$260 ;
-  reg [5:0] \$261 ;
-  reg \$262 ;
-  reg [4:0] \$263 ;
+  reg [18:0] \$261 ;
+  reg [18:0] \$262 ;
+  reg [5:0] \$263 ;
   reg \$264 ;
-  reg [3:0] \$265 ;
-  reg [18:0] \$266 ;
-  reg [8:0] \$267 ;
-  reg \$268 ;
+  reg [4:0] \$265 ;
+  reg \$266 ;
+  reg [3:0] \$267 ;
+  reg [18:0] \$268 ;
+  reg [8:0] \$269 ;
   wire [4:0] \$27 ;
+  reg \$270 ;
   wire \$28 ;
   wire \$29 ;
   wire [20:0] \$3 ;
@@ -232,7 +234,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [7:0] \$60 ;
   wire [7:0] \$61 ;
   wire [7:0] \$62 ;
-  wire \$63 ;
+  wire [7:0] \$63 ;
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
@@ -244,34 +246,34 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
-  wire [16:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire [17:0] \$78 ;
-  wire [17:0] \$79 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [16:0] \$76 ;
+  wire [16:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [6:0] \$8 ;
   wire [17:0] \$80 ;
   wire [17:0] \$81 ;
-  wire [3:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [4:0] \$85 ;
-  wire [5:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
+  wire [17:0] \$82 ;
+  wire [17:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [4:0] \$87 ;
+  wire [5:0] \$88 ;
   wire \$89 ;
   wire [6:0] \$9 ;
-  wire [6:0] \$90 ;
-  wire [12:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire [6:0] \$92 ;
+  wire [12:0] \$93 ;
   wire \$94 ;
   wire [7:0] \$95 ;
-  wire [7:0] \$96 ;
-  wire [8:0] \$97 ;
+  wire \$96 ;
+  wire [7:0] \$97 ;
   wire [7:0] \$98 ;
-  wire [7:0] \$99 ;
+  wire [8:0] \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$92  = 1'h0;
   wire [6:0] \$signature__addr ;
@@ -3293,246 +3295,248 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \$60  = 7'h40 + grp;
   assign \$61  = 7'h40 + grp;
   assign \$62  = 7'h40 + grp;
-  assign \$63  = ! seq_state;
-  assign \$64  = seq_state == 1'h1;
-  assign \$65  = seq_state == 2'h2;
-  assign \$66  = seq_state == 2'h3;
-  assign \$67  = seq_state == 3'h4;
-  assign \$68  = seq_state == 3'h5;
-  assign \$69  = seq_state == 3'h6;
-  assign \$70  = seq_state == 3'h7;
-  assign \$71  = seq_state == 4'h8;
-  assign \$72  = seq_state == 4'h9;
-  assign \$73  = seq_state == 4'ha;
-  assign \$74  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
-  assign \$75  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
-  assign \$76  = s3[7:1] == s2[7:1];
-  assign \$77  = s3[0] & \$76 ;
-  assign \$82  = in_idx + 1'h1;
-  assign \$83  = in_idx == 2'h3;
-  assign \$84  = enc_col < 6'h24;
-  assign \$85  = level + e1[0];
-  assign \$86  = \$85  + e2[0];
-  assign \$87  = \$86  < 3'h7;
-  assign \$88  = \$84  & \$87 ;
-  assign \$89  = enc_col >= 3'h4;
-  assign \$90  = enc_col + 1'h1;
-  assign \$91  = enc_w + 7'h40;
-  assign \$92  = e1[7] & fresh;
-  assign \$93  = \$92  ? 8'h00 : \$signature__data ;
+  assign \$63  = 7'h40 + grp;
+  assign \$64  = ! seq_state;
+  assign \$65  = seq_state == 1'h1;
+  assign \$66  = seq_state == 2'h2;
+  assign \$67  = seq_state == 2'h3;
+  assign \$68  = seq_state == 3'h4;
+  assign \$69  = seq_state == 3'h5;
+  assign \$70  = seq_state == 3'h6;
+  assign \$71  = seq_state == 3'h7;
+  assign \$72  = seq_state == 4'h8;
+  assign \$73  = seq_state == 4'h9;
+  assign \$74  = seq_state == 4'ha;
+  assign \$75  = seq_state == 4'hb;
+  assign \$76  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
+  assign \$77  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
+  assign \$78  = s3[7:1] == s2[7:1];
+  assign \$79  = s3[0] & \$78 ;
+  assign \$84  = in_idx + 1'h1;
+  assign \$85  = in_idx == 2'h3;
+  assign \$86  = enc_col < 6'h24;
+  assign \$87  = level + e1[0];
+  assign \$88  = \$87  + e2[0];
+  assign \$89  = \$88  < 3'h7;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = enc_col >= 3'h4;
+  assign \$92  = enc_col + 1'h1;
+  assign \$93  = enc_w + 7'h40;
   assign \$94  = e1[7] & fresh;
   assign \$95  = \$94  ? 8'h00 : \$signature__data ;
-  assign \$96  = fresh ? 8'h00 : \$signature__data$89 ;
-  assign \$97  = $signed(\$95 ) - $signed(\$96 );
-  assign \$98  = 1'h0 + grp;
-  assign \$99  = 1'h0 + grp;
-  assign \$100  = ! cur[17:12];
-  assign \$101  = fresh & \$100 ;
-  assign \$102  = cur[18] ? 1'h0 : 1'h1;
-  assign \$103  = grp == 6'h3f;
-  assign \$104  = grp + 1'h1;
-  assign \$105  = enc_col == 6'h24;
-  assign \$106  = ~ e1[0];
-  assign \$107  = \$105  & \$106 ;
-  assign \$108  = ~ e2[0];
+  assign \$96  = e1[7] & fresh;
+  assign \$97  = \$96  ? 8'h00 : \$signature__data ;
+  assign \$98  = fresh ? 8'h00 : \$signature__data$89 ;
+  assign \$99  = $signed(\$97 ) - $signed(\$98 );
+  assign \$100  = 1'h0 + grp;
+  assign \$101  = 1'h0 + grp;
+  assign \$102  = ! cur[17:12];
+  assign \$103  = fresh & \$102 ;
+  assign \$104  = cur[18] ? 1'h0 : 1'h1;
+  assign \$105  = grp == 6'h3f;
+  assign \$106  = grp + 1'h1;
+  assign \$107  = enc_col == 6'h24;
+  assign \$108  = ~ e1[0];
   assign \$109  = \$107  & \$108 ;
-  assign \$110  = ~ r_rdy;
+  assign \$110  = ~ e2[0];
   assign \$111  = \$109  & \$110 ;
-  assign \$112  = ~ cur_active;
+  assign \$112  = ~ r_rdy;
   assign \$113  = \$111  & \$112 ;
-  assign \$114  = ~ s1[0];
-  assign \$115  = ~ s1b[0];
-  assign \$116  = \$114  & \$115 ;
-  assign \$117  = ~ s2[0];
+  assign \$114  = ~ cur_active;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = ~ s1[0];
+  assign \$117  = ~ s1b[0];
   assign \$118  = \$116  & \$117 ;
-  assign \$119  = ~ s3[0];
+  assign \$119  = ~ s2[0];
   assign \$120  = \$118  & \$119 ;
-  assign \$121  = g_grp < 5'h10;
-  assign \$123  = ~ \$122 ;
-  assign \$124  = \$121  & \$123 ;
-  assign \$125  = act_q + 1'h1;
-  assign \$126  = ! \$signal ;
-  assign \$128  = act_q == 3'h4;
-  assign \$129  = ~ \$signal ;
-  assign \$130  = g_grp + 1'h1;
-  assign \$131  = g_grp + 1'h1;
-  assign \$132  = \$131  < 5'h10;
-  assign \$133  = ~ \$signal ;
-  assign \$135  = ~ \$134 ;
-  assign \$136  = \$132  & \$135 ;
-  assign \$138  = elem + 1'h1;
-  assign \$151  = lane == 1'h1;
-  assign \$152  = elem == 5'h1f;
-  assign \$153  = \$151  | \$152 ;
-  assign \$154  = ~ \$signal$92 ;
-  assign \$155  = grp + 1'h1;
-  assign \$156  = grp == 4'hf;
-  assign \$157  = lane + 1'h1;
-  assign \$158  = \wait  + 1'h1;
-  assign \$159  = \wait  == 5'h16;
-  assign \$160  = enc_col < 6'h20;
-  assign \$161  = level + e1[0];
-  assign \$162  = \$161  + e2[0];
-  assign \$163  = \$162  < 3'h7;
-  assign \$164  = \$160  & \$163 ;
-  assign \$165  = enc_col >= 1'h0;
-  assign \$166  = enc_col + 1'h1;
-  assign \$167  = enc_w + 3'h5;
-  assign \$168  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$169  = 7'h40 + grp;
-  assign \$170  = 7'h40 + grp;
-  assign \$171  = ! cur[17:12];
-  assign \$174  = grp == 3'h4;
-  assign \$175  = grp + 1'h1;
-  assign \$176  = enc_col == 6'h20;
-  assign \$177  = ~ e1[0];
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = ~ e2[0];
+  assign \$121  = ~ s3[0];
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = g_grp < 5'h10;
+  assign \$125  = ~ \$124 ;
+  assign \$126  = \$123  & \$125 ;
+  assign \$127  = act_q + 1'h1;
+  assign \$128  = ! \$signal ;
+  assign \$130  = act_q == 3'h4;
+  assign \$131  = ~ \$signal ;
+  assign \$132  = g_grp + 1'h1;
+  assign \$133  = g_grp + 1'h1;
+  assign \$134  = \$133  < 5'h10;
+  assign \$135  = ~ \$signal ;
+  assign \$137  = ~ \$136 ;
+  assign \$138  = \$134  & \$137 ;
+  assign \$140  = elem + 1'h1;
+  assign \$153  = lane == 1'h1;
+  assign \$154  = elem == 5'h1f;
+  assign \$155  = \$153  | \$154 ;
+  assign \$156  = ~ \$signal$92 ;
+  assign \$157  = grp + 1'h1;
+  assign \$158  = grp == 4'hf;
+  assign \$159  = lane + 1'h1;
+  assign \$160  = \wait  + 1'h1;
+  assign \$161  = \wait  == 5'h16;
+  assign \$162  = enc_col < 6'h20;
+  assign \$163  = level + e1[0];
+  assign \$164  = \$163  + e2[0];
+  assign \$165  = \$164  < 3'h7;
+  assign \$166  = \$162  & \$165 ;
+  assign \$167  = enc_col >= 1'h0;
+  assign \$168  = enc_col + 1'h1;
+  assign \$169  = enc_w + 3'h5;
+  assign \$170  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$171  = 7'h40 + grp;
+  assign \$172  = 7'h40 + grp;
+  assign \$173  = ! cur[17:12];
+  assign \$176  = grp == 3'h4;
+  assign \$177  = grp + 1'h1;
+  assign \$178  = enc_col == 6'h20;
+  assign \$179  = ~ e1[0];
   assign \$180  = \$178  & \$179 ;
-  assign \$181  = ~ r_rdy;
+  assign \$181  = ~ e2[0];
   assign \$182  = \$180  & \$181 ;
-  assign \$183  = ~ cur_active;
+  assign \$183  = ~ r_rdy;
   assign \$184  = \$182  & \$183 ;
-  assign \$185  = ~ s1[0];
-  assign \$186  = ~ s1b[0];
-  assign \$187  = \$185  & \$186 ;
-  assign \$188  = ~ s2[0];
+  assign \$185  = ~ cur_active;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = ~ s1[0];
+  assign \$188  = ~ s1b[0];
   assign \$189  = \$187  & \$188 ;
-  assign \$190  = ~ s3[0];
+  assign \$190  = ~ s2[0];
   assign \$191  = \$189  & \$190 ;
-  assign \$193  = $signed(out_word) + $signed(11'h200);
-  assign \$195  = $signed(\$194 ) > $signed(8'h7f);
-  assign \$196  = $signed(out_word) + $signed(11'h200);
-  assign \$198  = $signed(\$197 ) < $signed(8'h80);
-  assign \$199  = $signed(out_word) + $signed(11'h200);
-  assign \$201  = \$198  ? 20'hfff80 : \$200 ;
-  assign \$202  = \$195  ? 20'h0007f : \$201 ;
-  assign \$203  = out_idx == 4'h9;
-  assign \$204  = out_idx + 1'h1;
+  assign \$192  = ~ s3[0];
+  assign \$193  = \$191  & \$192 ;
+  assign \$195  = $signed(out_word) + $signed(11'h200);
+  assign \$197  = $signed(\$196 ) > $signed(8'h7f);
+  assign \$198  = $signed(out_word) + $signed(11'h200);
+  assign \$200  = $signed(\$199 ) < $signed(8'h80);
+  assign \$201  = $signed(out_word) + $signed(11'h200);
+  assign \$203  = \$200  ? 20'hfff80 : \$202 ;
+  assign \$204  = \$197  ? 20'h0007f : \$203 ;
   assign \$205  = out_idx == 4'h9;
-  assign \$206  = lane == 1'h1;
-  assign \$207  = grp + 1'h1;
-  assign \$208  = lane + 1'h1;
+  assign \$206  = out_idx + 1'h1;
+  assign \$207  = out_idx == 4'h9;
+  assign \$208  = lane == 1'h1;
+  assign \$209  = grp + 1'h1;
+  assign \$210  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$209 ;
+    e1 <= \$211 ;
   always @(posedge clk)
-    s1 <= \$210 ;
+    s1 <= \$212 ;
   always @(posedge clk)
-    s1b <= \$211 ;
+    s1b <= \$213 ;
   always @(posedge clk)
-    w_word <= \$212 ;
+    w_word <= \$214 ;
   always @(posedge clk)
-    prod0 <= \$213 ;
+    prod0 <= \$215 ;
   always @(posedge clk)
-    prod1 <= \$214 ;
+    prod1 <= \$216 ;
   always @(posedge clk)
-    s2 <= \$215 ;
+    s2 <= \$217 ;
   always @(posedge clk)
-    s3 <= \$216 ;
+    s3 <= \$218 ;
   always @(posedge clk)
-    acc_q <= \$217 ;
+    acc_q <= \$219 ;
   always @(posedge clk)
-    bias_q <= \$218 ;
+    bias_q <= \$220 ;
   always @(posedge clk)
-    forward <= \$219 ;
+    forward <= \$221 ;
   always @(posedge clk)
-    last_sum <= \$220 ;
+    last_sum <= \$222 ;
   always @(posedge clk)
-    aligned0 <= \$221 ;
+    aligned0 <= \$223 ;
   always @(posedge clk)
-    aligned1 <= \$222 ;
+    aligned1 <= \$224 ;
   always @(posedge clk)
-    issue_valid <= \$223 ;
+    issue_valid <= \$225 ;
   always @(posedge clk)
-    in_idx <= \$224 ;
+    in_idx <= \$226 ;
   always @(posedge clk)
-    seq_end <= \$225 ;
+    seq_end <= \$227 ;
   always @(posedge clk)
-    enc_col <= \$226 ;
+    enc_col <= \$228 ;
   always @(posedge clk)
-    enc_w <= \$227 ;
+    enc_w <= \$229 ;
   always @(posedge clk)
-    grp <= \$228 ;
+    grp <= \$230 ;
   always @(posedge clk)
-    seq_state <= \$229 ;
+    seq_state <= \$231 ;
   always @(posedge clk)
-    e2 <= \$230 ;
+    e2 <= \$232 ;
   always @(posedge clk)
-    cur_active <= \$231 ;
+    cur_active <= \$233 ;
   always @(posedge clk)
-    cur <= \$232 ;
+    cur <= \$234 ;
   always @(posedge clk)
-    lane <= \$233 ;
+    lane <= \$235 ;
   always @(posedge clk)
-    elem <= \$234 ;
+    elem <= \$236 ;
   always @(posedge clk)
-    act_q <= \$235 ;
+    act_q <= \$237 ;
   always @(posedge clk)
-    g_grp <= \$236 ;
+    g_grp <= \$238 ;
   always @(posedge clk)
-    \$signal  <= \$237 ;
+    \$signal  <= \$239 ;
   always @(posedge clk)
-    \$signal$92  <= \$238 ;
+    \$signal$92  <= \$240 ;
   always @(posedge clk)
-    bank0_full <= \$239 ;
+    bank0_full <= \$241 ;
   always @(posedge clk)
-    bank1_full <= \$240 ;
+    bank1_full <= \$242 ;
   always @(posedge clk)
-    gate0_0_0 <= \$241 ;
+    gate0_0_0 <= \$243 ;
   always @(posedge clk)
-    gate0_0_1 <= \$242 ;
+    gate0_0_1 <= \$244 ;
   always @(posedge clk)
-    gate0_1_0 <= \$243 ;
+    gate0_1_0 <= \$245 ;
   always @(posedge clk)
-    gate0_1_1 <= \$244 ;
+    gate0_1_1 <= \$246 ;
   always @(posedge clk)
-    gate0_2_0 <= \$245 ;
+    gate0_2_0 <= \$247 ;
   always @(posedge clk)
-    gate0_2_1 <= \$246 ;
+    gate0_2_1 <= \$248 ;
   always @(posedge clk)
-    gate0_3_0 <= \$247 ;
+    gate0_3_0 <= \$249 ;
   always @(posedge clk)
-    gate0_3_1 <= \$248 ;
+    gate0_3_1 <= \$250 ;
   always @(posedge clk)
-    gate1_0_0 <= \$249 ;
+    gate1_0_0 <= \$251 ;
   always @(posedge clk)
-    gate1_0_1 <= \$250 ;
+    gate1_0_1 <= \$252 ;
   always @(posedge clk)
-    gate1_1_0 <= \$251 ;
+    gate1_1_0 <= \$253 ;
   always @(posedge clk)
-    gate1_1_1 <= \$252 ;
+    gate1_1_1 <= \$254 ;
   always @(posedge clk)
-    gate1_2_0 <= \$253 ;
+    gate1_2_0 <= \$255 ;
   always @(posedge clk)
-    gate1_2_1 <= \$254 ;
+    gate1_2_1 <= \$256 ;
   always @(posedge clk)
-    gate1_3_0 <= \$255 ;
+    gate1_3_0 <= \$257 ;
   always @(posedge clk)
-    gate1_3_1 <= \$256 ;
+    gate1_3_1 <= \$258 ;
   always @(posedge clk)
-    acc0 <= \$257 ;
+    acc0 <= \$259 ;
   always @(posedge clk)
-    acc1 <= \$258 ;
+    acc1 <= \$260 ;
   always @(posedge clk)
-    acc2 <= \$259 ;
+    acc2 <= \$261 ;
   always @(posedge clk)
-    acc3 <= \$260 ;
+    acc3 <= \$262 ;
   always @(posedge clk)
-    tag <= \$261 ;
+    tag <= \$263 ;
   always @(posedge clk)
-    issue_layer <= \$262 ;
+    issue_layer <= \$264 ;
   always @(posedge clk)
-    \wait  <= \$263 ;
+    \wait  <= \$265 ;
   always @(posedge clk)
-    fresh <= \$264 ;
+    fresh <= \$266 ;
   always @(posedge clk)
-    out_idx <= \$265 ;
+    out_idx <= \$267 ;
   always @(posedge clk)
-    out_word <= \$266 ;
+    out_word <= \$268 ;
   always @(posedge clk)
-    o__payload <= \$267 ;
+    o__payload <= \$269 ;
   always @(posedge clk)
-    o__valid <= \$268 ;
+    o__valid <= \$270 ;
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3583,49 +3587,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$122  = bank0_full;
+          \$124  = bank0_full;
       1'h1:
-          \$122  = bank1_full;
+          \$124  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$133 )
+    casez (\$135 )
       1'h0:
-          \$134  = bank0_full;
+          \$136  = bank0_full;
       1'h1:
-          \$134  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$92 )
-      1'h0:
-          \$137  = bank0_full;
-      1'h1:
-          \$137  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$139  = gate0_0_0;
-      2'h1:
-          \$139  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$140  = gate1_0_0;
-      2'h1:
-          \$140  = gate1_0_1;
+          \$136  = bank1_full;
     endcase
   end
   always @* begin
@@ -3633,9 +3607,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$92 )
       1'h0:
-          \$141  = \$139 ;
+          \$139  = bank0_full;
       1'h1:
-          \$141  = \$140 ;
+          \$139  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$141  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$141  = gate0_0_0;
+      2'h1:
+          \$141  = gate0_0_1;
     endcase
   end
   always @* begin
@@ -3643,19 +3627,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$142  = 19'h00000;
     casez (lane)
       2'h0:
-          \$142  = gate0_1_0;
+          \$142  = gate1_0_0;
       2'h1:
-          \$142  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$143  = gate1_1_0;
-      2'h1:
-          \$143  = gate1_1_1;
+          \$142  = gate1_0_1;
     endcase
   end
   always @* begin
@@ -3663,9 +3637,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$92 )
       1'h0:
-          \$144  = \$142 ;
+          \$143  = \$141 ;
       1'h1:
-          \$144  = \$143 ;
+          \$143  = \$142 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$144  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$144  = gate0_1_0;
+      2'h1:
+          \$144  = gate0_1_1;
     endcase
   end
   always @* begin
@@ -3673,19 +3657,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$145  = 19'h00000;
     casez (lane)
       2'h0:
-          \$145  = gate0_2_0;
+          \$145  = gate1_1_0;
       2'h1:
-          \$145  = gate0_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$146  = gate1_2_0;
-      2'h1:
-          \$146  = gate1_2_1;
+          \$145  = gate1_1_1;
     endcase
   end
   always @* begin
@@ -3693,9 +3667,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$92 )
       1'h0:
-          \$147  = \$145 ;
+          \$146  = \$144 ;
       1'h1:
-          \$147  = \$146 ;
+          \$146  = \$145 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$147  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$147  = gate0_2_0;
+      2'h1:
+          \$147  = gate0_2_1;
     endcase
   end
   always @* begin
@@ -3703,19 +3687,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     \$148  = 19'h00000;
     casez (lane)
       2'h0:
-          \$148  = gate0_3_0;
+          \$148  = gate1_2_0;
       2'h1:
-          \$148  = gate0_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$149  = gate1_3_0;
-      2'h1:
-          \$149  = gate1_3_1;
+          \$148  = gate1_2_1;
     endcase
   end
   always @* begin
@@ -3723,19 +3697,49 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal$92 )
       1'h0:
-          \$150  = \$148 ;
+          \$149  = \$147 ;
       1'h1:
-          \$150  = \$149 ;
+          \$149  = \$148 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = 19'h00000;
+    \$150  = 19'h00000;
     casez (lane)
       2'h0:
-          \$192  = acc_rd__data[18:0];
+          \$150  = gate0_3_0;
       2'h1:
-          \$192  = acc_rd__data[37:19];
+          \$150  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$151  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$151  = gate1_3_0;
+      2'h1:
+          \$151  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$92 )
+      1'h0:
+          \$152  = \$150 ;
+      1'h1:
+          \$152  = \$151 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$194  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$194  = acc_q[18:0];
+      2'h1:
+          \$194  = acc_q[37:19];
     endcase
   end
   always @* begin
@@ -3989,6 +3993,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           act_acc_addr = \$61 [6:0];
       4'ha:
           act_acc_addr = \$62 [6:0];
+      4'hb:
+          act_acc_addr = \$63 [6:0];
     endcase
   end
   always @* begin
@@ -4007,17 +4013,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209 [19:1] = e1[19:1];
-    \$209 [0] = 1'h0;
+    \$211 [19:1] = e1[19:1];
+    \$211 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$88 ) begin
-            \$209 [0] = 1'h1;
-            \$209 [6:1] = enc_col;
-            \$209 [7] = \$89 ;
-            \$209 [19:8] = enc_w;
+          if (\$90 ) begin
+            \$211 [0] = 1'h1;
+            \$211 [6:1] = enc_col;
+            \$211 [7] = \$91 ;
+            \$211 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -4026,32 +4032,32 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          if (\$164 ) begin
-            \$209 [0] = 1'h1;
-            \$209 [6:1] = enc_col;
-            \$209 [7] = \$165 ;
-            \$209 [19:8] = enc_w;
+          if (\$166 ) begin
+            \$211 [0] = 1'h1;
+            \$211 [6:1] = enc_col;
+            \$211 [7] = \$167 ;
+            \$211 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$209  = 20'h00000;
+      \$211  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210 [25:1] = s1[25:1];
-    \$210 [0] = 1'h0;
+    \$212 [25:1] = s1[25:1];
+    \$212 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$210 [0] = 1'h1;
-            \$210 [7:1] = \$98 [6:0];
-            \$210 [14:8] = \$99 [6:0];
-            \$210 [24:16] = cur[27:19];
-            \$210 [15] = \$101 ;
-            \$210 [25] = \$102 ;
+            \$212 [0] = 1'h1;
+            \$212 [7:1] = \$100 [6:0];
+            \$212 [14:8] = \$101 [6:0];
+            \$212 [24:16] = cur[27:19];
+            \$212 [15] = \$103 ;
+            \$212 [25] = \$104 ;
           end
       4'h2:
           /* empty */;
@@ -4061,102 +4067,89 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$210 [0] = 1'h1;
-            \$210 [7:1] = \$169 [6:0];
-            \$210 [14:8] = \$170 [6:0];
-            \$210 [24:16] = cur[27:19];
-            \$210 [15] = \$172 ;
-            \$210 [25] = \$173 ;
+            \$212 [0] = 1'h1;
+            \$212 [7:1] = \$171 [6:0];
+            \$212 [14:8] = \$172 [6:0];
+            \$212 [24:16] = cur[27:19];
+            \$212 [15] = \$174 ;
+            \$212 [25] = \$175 ;
           end
     endcase
     if (rst) begin
-      \$210  = 26'h0000000;
+      \$212  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = s1;
+    \$213  = s1;
     if (rst) begin
-      \$211  = 26'h0000000;
+      \$213  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = \$signature__data$80 ;
+    \$214  = \$signature__data$80 ;
     if (rst) begin
-      \$212  = 16'h0000;
+      \$214  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = \$74 ;
+    \$215  = \$76 ;
     if (rst) begin
-      \$213  = 17'h00000;
+      \$215  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = \$75 ;
+    \$216  = \$77 ;
     if (rst) begin
-      \$214  = 17'h00000;
+      \$216  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215 [0] = s1b[0];
-    \$215 [7:1] = s1b[7:1];
-    \$215 [8] = s1b[15];
-    \$215 [9] = s1b[25];
+    \$217 [0] = s1b[0];
+    \$217 [7:1] = s1b[7:1];
+    \$217 [8] = s1b[15];
+    \$217 [9] = s1b[25];
     if (rst) begin
-      \$215  = 10'h000;
+      \$217  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = s2;
+    \$218  = s2;
     if (rst) begin
-      \$216  = 10'h000;
+      \$218  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = acc_rd__data;
+    \$219  = acc_rd__data;
     if (rst) begin
-      \$217  = 38'h0000000000;
+      \$219  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = \$signature__data$85 ;
-    if (rst) begin
-      \$218  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = \$77 ;
-    if (rst) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = acc_wr__data;
+    \$220  = \$signature__data$85 ;
     if (rst) begin
       \$220  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$221  = { \$78 [17], \$78 [17], \$78  };
-      1'h1:
-          \$221  = { \$79 [17], \$79 [17], \$79  };
-    endcase
+    \$221  = \$79 ;
     if (rst) begin
-      \$221  = 20'h00000;
+      \$221  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = acc_wr__data;
+    if (rst) begin
+      \$222  = 38'h0000000000;
     end
   end
   always @* begin
@@ -4164,17 +4157,30 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$222  = { \$80 [17], \$80 [17], \$80  };
+          \$223  = { \$80 [17], \$80 [17], \$80  };
       1'h1:
-          \$222  = { \$81 [17], \$81 [17], \$81  };
+          \$223  = { \$81 [17], \$81 [17], \$81  };
     endcase
     if (rst) begin
-      \$222  = 20'h00000;
+      \$223  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$224  = { \$82 [17], \$82 [17], \$82  };
+      1'h1:
+          \$224  = { \$83 [17], \$83 [17], \$83  };
+    endcase
+    if (rst) begin
+      \$224  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4183,39 +4189,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$137 ) begin
-            \$223  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = in_idx;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            \$224  = \$82 [2:0];
-            if (\$83 ) begin
-              \$224  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$224  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$83 ) begin
-              \$225  = i__payload[9];
-            end
+          if (\$139 ) begin
+            \$225  = 1'h1;
           end
     endcase
     if (rst) begin
@@ -4224,21 +4199,52 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = enc_col;
+    \$226  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$83 ) begin
-              \$226  = 6'h00;
+            \$226  = \$84 [2:0];
+            if (\$85 ) begin
+              \$226  = 3'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$226  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = seq_end;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$85 ) begin
+              \$227  = i__payload[9];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = enc_col;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$85 ) begin
+              \$228  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$88 ) begin
-            \$226  = \$90 [5:0];
+          if (\$90 ) begin
+            \$228  = \$92 [5:0];
           end
-          if (\$113 ) begin
-            \$226  = 6'h00;
+          if (\$115 ) begin
+            \$228  = 6'h00;
           end
         end
       4'h2:
@@ -4246,106 +4252,106 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$159 ) begin
-            \$226  = 6'h00;
+          if (\$161 ) begin
+            \$228  = 6'h00;
           end
       4'h5:
         begin
-          if (\$164 ) begin
-            \$226  = \$166 [5:0];
+          if (\$166 ) begin
+            \$228  = \$168 [5:0];
           end
-          if (\$184 ) begin
-            \$226  = 6'h00;
+          if (\$186 ) begin
+            \$228  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$226  = 6'h00;
+      \$228  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = enc_w;
+    \$229  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$83 ) begin
-              \$227  = 12'h000;
+            if (\$85 ) begin
+              \$229  = 12'h000;
             end
           end
       4'h1:
-          if (\$88 ) begin
-            \$227  = \$91 [11:0];
+          if (\$90 ) begin
+            \$229  = \$93 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$159 ) begin
-            \$227  = 12'h900;
+          if (\$161 ) begin
+            \$229  = 12'h900;
           end
       4'h5:
-          if (\$164 ) begin
-            \$227  = \$167 [11:0];
+          if (\$166 ) begin
+            \$229  = \$169 [11:0];
           end
     endcase
     if (rst) begin
-      \$227  = 12'h000;
+      \$229  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = grp;
+    \$230  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$83 ) begin
-              \$228  = 7'h00;
+            if (\$85 ) begin
+              \$230  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$103 ) begin
-              \$228  = 7'h00;
+            if (\$105 ) begin
+              \$230  = 7'h00;
             end else begin
-              \$228  = \$104 [6:0];
+              \$230  = \$106 [6:0];
             end
           end else if (r_rdy) begin
-            \$228  = 7'h00;
+            \$230  = 7'h00;
           end
       4'h2:
-          if (\$120 ) begin
-            \$228  = 7'h00;
+          if (\$122 ) begin
+            \$230  = 7'h00;
           end
       4'h3:
-          if (\$137 ) begin
-            if (\$153 ) begin
-              \$228  = \$155 [6:0];
-              if (\$156 ) begin
-                \$228  = 7'h00;
+          if (\$139 ) begin
+            if (\$155 ) begin
+              \$230  = \$157 [6:0];
+              if (\$158 ) begin
+                \$230  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$159 ) begin
-            \$228  = 7'h00;
+          if (\$161 ) begin
+            \$230  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$174 ) begin
-              \$228  = 7'h00;
+            if (\$176 ) begin
+              \$230  = 7'h00;
             end else begin
-              \$228  = \$175 [6:0];
+              \$230  = \$177 [6:0];
             end
           end else if (r_rdy) begin
-            \$228  = 7'h00;
+            \$230  = 7'h00;
           end
       4'h6:
-          if (\$191 ) begin
-            \$228  = 7'h00;
+          if (\$193 ) begin
+            \$230  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -4354,97 +4360,101 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h9:
           /* empty */;
       4'ha:
+          /* empty */;
+      4'hb:
           if (o__ready) begin
-            if (\$205 ) begin
-              \$228  = 7'h00;
-            end else if (\$206 ) begin
-              \$228  = \$207 [6:0];
+            if (\$207 ) begin
+              \$230  = 7'h00;
+            end else if (\$208 ) begin
+              \$230  = \$209 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$228  = 7'h00;
+      \$230  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = seq_state;
+    \$231  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$83 ) begin
-              \$229  = 4'h1;
+            if (\$85 ) begin
+              \$231  = 4'h1;
             end
           end
       4'h1:
-          if (\$113 ) begin
-            \$229  = 4'h2;
+          if (\$115 ) begin
+            \$231  = 4'h2;
           end
       4'h2:
-          if (\$120 ) begin
-            \$229  = 4'h3;
+          if (\$122 ) begin
+            \$231  = 4'h3;
           end
       4'h3:
-          if (\$137 ) begin
-            if (\$153 ) begin
-              if (\$156 ) begin
-                \$229  = 4'h4;
+          if (\$139 ) begin
+            if (\$155 ) begin
+              if (\$158 ) begin
+                \$231  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$159 ) begin
+          if (\$161 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$229  = 4'h5;
+              \$231  = 4'h5;
             end else begin
-              \$229  = 4'h0;
+              \$231  = 4'h0;
             end
           end
       4'h5:
-          if (\$184 ) begin
-            \$229  = 4'h6;
+          if (\$186 ) begin
+            \$231  = 4'h6;
           end
       4'h6:
-          if (\$191 ) begin
-            \$229  = 4'h7;
+          if (\$193 ) begin
+            \$231  = 4'h7;
           end
       4'h7:
-          \$229  = 4'h8;
+          \$231  = 4'h8;
       4'h8:
-          \$229  = 4'h9;
+          \$231  = 4'h9;
       4'h9:
-          \$229  = 4'ha;
+          \$231  = 4'ha;
       4'ha:
+          \$231  = 4'hb;
+      4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$205 ) begin
-              \$229  = 4'h0;
-            end else if (\$206 ) begin
-              \$229  = 4'h7;
+            if (\$207 ) begin
+              \$231  = 4'h0;
+            end else if (\$208 ) begin
+              \$231  = 4'h7;
             end else begin
-              \$229  = 4'h8;
+              \$231  = 4'h9;
             end
           end
     endcase
     if (rst) begin
-      \$229  = 4'h0;
+      \$231  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = e2;
+    \$232  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$230 [0] = e1[0];
-          \$230 [6:1] = e1[6:1];
-          \$230 [7] = e1[7];
-          \$230 [19:8] = e1[19:8];
-          \$230 [27:20] = \$93 ;
-          \$230 [36:28] = \$97 ;
+          \$232 [0] = e1[0];
+          \$232 [6:1] = e1[6:1];
+          \$232 [7] = e1[7];
+          \$232 [19:8] = e1[19:8];
+          \$232 [27:20] = \$95 ;
+          \$232 [36:28] = \$99 ;
         end
       4'h2:
           /* empty */;
@@ -4454,31 +4464,31 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
         begin
-          \$230 [0] = e1[0];
-          \$230 [6:1] = e1[6:1];
-          \$230 [7] = e1[7];
-          \$230 [19:8] = e1[19:8];
-          \$230 [27:20] = \$signature__data ;
-          \$230 [36:28] = \$168 ;
+          \$232 [0] = e1[0];
+          \$232 [6:1] = e1[6:1];
+          \$232 [7] = e1[7];
+          \$232 [19:8] = e1[19:8];
+          \$232 [27:20] = \$signature__data ;
+          \$232 [36:28] = \$170 ;
         end
     endcase
     if (rst) begin
-      \$230  = 37'h0000000000;
+      \$232  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = cur_active;
+    \$233  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$103 ) begin
-              \$231  = r_rdy;
+            if (\$105 ) begin
+              \$233  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$231  = 1'h1;
+            \$233  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -4488,30 +4498,30 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$174 ) begin
-              \$231  = r_rdy;
+            if (\$176 ) begin
+              \$233  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$231  = 1'h1;
+            \$233  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$231  = 1'h0;
+      \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = cur;
+    \$234  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$103 ) begin
-              \$232  = r_data;
+            if (\$105 ) begin
+              \$234  = r_data;
             end
           end else if (r_rdy) begin
-            \$232  = r_data;
+            \$234  = r_data;
           end
       4'h2:
           /* empty */;
@@ -4521,36 +4531,36 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$174 ) begin
-              \$232  = r_data;
+            if (\$176 ) begin
+              \$234  = r_data;
             end
           end else if (r_rdy) begin
-            \$232  = r_data;
+            \$234  = r_data;
           end
     endcase
     if (rst) begin
-      \$232  = 28'h0000000;
+      \$234  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = lane;
+    \$235  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$120 ) begin
-            \$233  = 2'h0;
+          if (\$122 ) begin
+            \$235  = 2'h0;
           end
       4'h3:
-          if (\$137 ) begin
+          if (\$139 ) begin
             (* full_case = 32'd1 *)
-            if (\$153 ) begin
-              \$233  = 2'h0;
+            if (\$155 ) begin
+              \$235  = 2'h0;
             end else begin
-              \$233  = \$157 [1:0];
+              \$235  = \$159 [1:0];
             end
           end
       4'h4:
@@ -4558,8 +4568,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$191 ) begin
-            \$233  = 2'h0;
+          if (\$193 ) begin
+            \$235  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -4568,169 +4578,112 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h9:
           /* empty */;
       4'ha:
+          /* empty */;
+      4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$205 ) begin
-              \$233  = 2'h0;
-            end else if (\$206 ) begin
-              \$233  = 2'h0;
+            if (\$207 ) begin
+              \$235  = 2'h0;
+            end else if (\$208 ) begin
+              \$235  = 2'h0;
             end else begin
-              \$233  = \$208 [1:0];
+              \$235  = \$210 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$233  = 2'h0;
+      \$235  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = elem;
+    \$236  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$120 ) begin
-            \$234  = 6'h00;
+          if (\$122 ) begin
+            \$236  = 6'h00;
           end
       4'h3:
-          if (\$137 ) begin
-            \$234  = \$138 [5:0];
+          if (\$139 ) begin
+            \$236  = \$140 [5:0];
           end
     endcase
     if (rst) begin
-      \$234  = 6'h00;
+      \$236  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = act_q;
+    \$237  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$120 ) begin
-            \$235  = 3'h0;
+          if (\$122 ) begin
+            \$237  = 3'h0;
           end
       4'h3:
-          if (\$124 ) begin
-            \$235  = \$125 [2:0];
-            if (\$128 ) begin
-              \$235  = 3'h0;
-              if (\$136 ) begin
-                \$235  = 3'h1;
+          if (\$126 ) begin
+            \$237  = \$127 [2:0];
+            if (\$130 ) begin
+              \$237  = 3'h0;
+              if (\$138 ) begin
+                \$237  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$235  = 3'h0;
+      \$237  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = g_grp;
+    \$238  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$120 ) begin
-            \$236  = 5'h00;
+          if (\$122 ) begin
+            \$238  = 5'h00;
           end
       4'h3:
-          if (\$124 ) begin
-            if (\$128 ) begin
-              \$236  = \$130 [4:0];
+          if (\$126 ) begin
+            if (\$130 ) begin
+              \$238  = \$132 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$236  = 5'h00;
+      \$238  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = \$signal ;
+    \$239  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$120 ) begin
-            \$237  = 1'h0;
-          end
-      4'h3:
-          if (\$124 ) begin
-            if (\$128 ) begin
-              \$237  = \$129 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$237  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = \$signal$92 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$120 ) begin
-            \$238  = 1'h0;
-          end
-      4'h3:
-          if (\$137 ) begin
-            if (\$153 ) begin
-              \$238  = \$154 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$238  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$120 ) begin
+          if (\$122 ) begin
             \$239  = 1'h0;
           end
       4'h3:
-        begin
-          if (\$124 ) begin
-            if (\$128 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$239  = 1'h1;
-              endcase
+          if (\$126 ) begin
+            if (\$130 ) begin
+              \$239  = \$131 ;
             end
           end
-          if (\$137 ) begin
-            if (\$153 ) begin
-              casez (\$signal$92 )
-                1'h0:
-                    \$239  = 1'h0;
-              endcase
-            end
-          end
-        end
     endcase
     if (rst) begin
       \$239  = 1'h0;
@@ -4738,41 +4691,22 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = bank1_full;
+    \$240  = \$signal$92 ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$120 ) begin
+          if (\$122 ) begin
             \$240  = 1'h0;
           end
       4'h3:
-        begin
-          if (\$124 ) begin
-            if (\$128 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$240  = 1'h1;
-              endcase
+          if (\$139 ) begin
+            if (\$155 ) begin
+              \$240  = \$156 ;
             end
           end
-          if (\$137 ) begin
-            if (\$153 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$92 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$240  = 1'h0;
-              endcase
-            end
-          end
-        end
     endcase
     if (rst) begin
       \$240  = 1'h0;
@@ -4780,69 +4714,97 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = gate0_0_0;
+    \$241  = bank0_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          /* empty */;
+          if (\$122 ) begin
+            \$241  = 1'h0;
+          end
       4'h3:
-          if (\$124 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    \$241  = acc_rd__data[18:0];
+        begin
+          if (\$126 ) begin
+            if (\$130 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$241  = 1'h1;
               endcase
             end
           end
+          if (\$139 ) begin
+            if (\$155 ) begin
+              casez (\$signal$92 )
+                1'h0:
+                    \$241  = 1'h0;
+              endcase
+            end
+          end
+        end
     endcase
     if (rst) begin
-      \$241  = 19'h00000;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = gate0_0_1;
+    \$242  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          /* empty */;
-      4'h3:
-          if (\$124 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
-                    \$242  = acc_rd__data[37:19];
-              endcase
-            end
+          if (\$122 ) begin
+            \$242  = 1'h0;
           end
-    endcase
-    if (rst) begin
-      \$242  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h1:
+        begin
+          if (\$126 ) begin
+            if (\$130 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
                     /* empty */;
-                3'h2:
+                1'h1:
+                    \$242  = 1'h1;
+              endcase
+            end
+          end
+          if (\$139 ) begin
+            if (\$155 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$92 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$242  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$242  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = gate0_0_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$126 ) begin
+            if (\$128 ) begin
+              casez (act_q)
+                3'h1:
                     \$243  = acc_rd__data[18:0];
               endcase
             end
@@ -4854,7 +4816,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = gate0_1_1;
+    \$244  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4863,12 +4825,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$126 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
                     \$244  = acc_rd__data[37:19];
               endcase
             end
@@ -4880,7 +4840,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = gate0_2_0;
+    \$245  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4889,14 +4849,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$126 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$245  = acc_rd__data[18:0];
               endcase
             end
@@ -4908,7 +4866,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = gate0_2_1;
+    \$246  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4917,14 +4875,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$126 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$246  = acc_rd__data[37:19];
               endcase
             end
@@ -4936,7 +4892,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = gate0_3_0;
+    \$247  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4945,16 +4901,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$126 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$247  = acc_rd__data[18:0];
               endcase
             end
@@ -4966,7 +4920,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = gate0_3_1;
+    \$248  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4975,16 +4929,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$126 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$248  = acc_rd__data[37:19];
               endcase
             end
@@ -4996,7 +4948,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = gate1_0_0;
+    \$249  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5005,10 +4957,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$127 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
                     \$249  = acc_rd__data[18:0];
               endcase
             end
@@ -5020,7 +4978,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = gate1_0_1;
+    \$250  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5029,10 +4987,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$127 ) begin
+          if (\$126 ) begin
+            if (\$128 ) begin
               casez (act_q)
                 3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
                     \$250  = acc_rd__data[37:19];
               endcase
             end
@@ -5044,7 +5008,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = gate1_1_0;
+    \$251  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5053,12 +5017,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$127 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
                     \$251  = acc_rd__data[18:0];
               endcase
             end
@@ -5070,7 +5032,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = gate1_1_1;
+    \$252  = gate1_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5079,12 +5041,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$127 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
-                    /* empty */;
-                3'h2:
                     \$252  = acc_rd__data[37:19];
               endcase
             end
@@ -5096,7 +5056,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = gate1_2_0;
+    \$253  = gate1_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5105,14 +5065,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$127 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$253  = acc_rd__data[18:0];
               endcase
             end
@@ -5124,7 +5082,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = gate1_2_1;
+    \$254  = gate1_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5133,14 +5091,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$127 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
                     \$254  = acc_rd__data[37:19];
               endcase
             end
@@ -5152,7 +5108,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = gate1_3_0;
+    \$255  = gate1_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5161,16 +5117,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$127 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$255  = acc_rd__data[18:0];
               endcase
             end
@@ -5182,7 +5136,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = gate1_3_1;
+    \$256  = gate1_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5191,16 +5145,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$124 ) begin
-            if (\$127 ) begin
+          if (\$126 ) begin
+            if (\$129 ) begin
               casez (act_q)
                 3'h1:
                     /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
                     \$256  = acc_rd__data[37:19];
               endcase
             end
@@ -5212,7 +5164,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = acc0;
+    \$257  = gate1_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5221,8 +5173,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$137 ) begin
-            \$257  = \$141 ;
+          if (\$126 ) begin
+            if (\$129 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$257  = acc_rd__data[18:0];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5231,7 +5194,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = acc1;
+    \$258  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5240,8 +5203,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$137 ) begin
-            \$258  = \$144 ;
+          if (\$126 ) begin
+            if (\$129 ) begin
+              casez (act_q)
+                3'h1:
+                    /* empty */;
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$258  = acc_rd__data[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5250,7 +5224,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = acc2;
+    \$259  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5259,8 +5233,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$137 ) begin
-            \$259  = \$147 ;
+          if (\$139 ) begin
+            \$259  = \$143 ;
           end
     endcase
     if (rst) begin
@@ -5269,7 +5243,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = acc3;
+    \$260  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5278,8 +5252,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$137 ) begin
-            \$260  = \$150 ;
+          if (\$139 ) begin
+            \$260  = \$146 ;
           end
     endcase
     if (rst) begin
@@ -5288,7 +5262,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = tag;
+    \$261  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5297,17 +5271,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$137 ) begin
-            \$261  = elem;
+          if (\$139 ) begin
+            \$261  = \$149 ;
           end
     endcase
     if (rst) begin
-      \$261  = 6'h00;
+      \$261  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = issue_layer;
+    \$262  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5316,17 +5290,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$137 ) begin
-            \$262  = 1'h0;
+          if (\$139 ) begin
+            \$262  = \$152 ;
           end
     endcase
     if (rst) begin
-      \$262  = 1'h0;
+      \$262  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = \wait ;
+    \$263  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5335,23 +5309,61 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$137 ) begin
-            if (\$153 ) begin
-              if (\$156 ) begin
-                \$263  = 5'h00;
+          if (\$139 ) begin
+            \$263  = elem;
+          end
+    endcase
+    if (rst) begin
+      \$263  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$264  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            \$264  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$265  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$155 ) begin
+              if (\$158 ) begin
+                \$265  = 5'h00;
               end
             end
           end
       4'h4:
-          \$263  = \$158 [4:0];
+          \$265  = \$160 [4:0];
     endcase
     if (rst) begin
-      \$263  = 5'h00;
+      \$265  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = fresh;
+    \$266  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5362,11 +5374,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$159 ) begin
+          if (\$161 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$264  = 1'h0;
+              \$266  = 1'h0;
             end
           end
       4'h5:
@@ -5380,19 +5392,21 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h9:
           /* empty */;
       4'ha:
+          /* empty */;
+      4'hb:
           if (o__ready) begin
-            if (\$205 ) begin
-              \$264  = seq_end;
+            if (\$207 ) begin
+              \$266  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$264  = 1'h1;
+      \$266  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = out_idx;
+    \$267  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5407,8 +5421,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$191 ) begin
-            \$265  = 4'h0;
+          if (\$193 ) begin
+            \$267  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -5417,44 +5431,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h9:
           /* empty */;
       4'ha:
+          /* empty */;
+      4'hb:
           if (o__ready) begin
-            \$265  = \$204 [3:0];
+            \$267  = \$206 [3:0];
           end
     endcase
     if (rst) begin
-      \$265  = 4'h0;
+      \$267  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = out_word;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          \$266  = \$192 ;
-    endcase
-    if (rst) begin
-      \$266  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = o__payload;
+    \$268  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5475,18 +5464,49 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h8:
           /* empty */;
       4'h9:
+          \$268  = \$194 ;
+    endcase
+    if (rst) begin
+      \$268  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$269  = o__payload;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
         begin
-          \$267 [7:0] = \$202 [7:0];
-          \$267 [8] = \$203 ;
+          \$269 [7:0] = \$204 [7:0];
+          \$269 [8] = \$205 ;
         end
     endcase
     if (rst) begin
-      \$267  = 9'h000;
+      \$269  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = o__valid;
+    \$270  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5507,14 +5527,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h8:
           /* empty */;
       4'h9:
-          \$268  = 1'h1;
+          /* empty */;
       4'ha:
+          \$270  = 1'h1;
+      4'hb:
           if (o__ready) begin
-            \$268  = 1'h0;
+            \$270  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$268  = 1'h0;
+      \$270  = 1'h0;
     end
   end
   assign pushed = w_data;
@@ -5592,16 +5614,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign acc_wr__data[37:19] = \$6 [18:0];
   assign acc_wr__data[18:0] = \$3 [18:0];
   assign \$56  = e2[0];
-  assign \$78  = { prod0[16], prod0 };
-  assign \$79  = { prod0, 1'h0 };
-  assign \$80  = { prod1[16], prod1 };
-  assign \$81  = { prod1, 1'h0 };
-  assign \$127  = \$signal ;
-  assign \$172  = \$171 ;
-  assign \$173  = 1'h0;
-  assign \$194  = { \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19], \$193 [19:10] };
-  assign \$197  = { \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19], \$196 [19:10] };
-  assign \$200  = { \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19], \$199 [19:10] };
+  assign \$80  = { prod0[16], prod0 };
+  assign \$81  = { prod0, 1'h0 };
+  assign \$82  = { prod1[16], prod1 };
+  assign \$83  = { prod1, 1'h0 };
+  assign \$129  = \$signal ;
+  assign \$174  = \$173 ;
+  assign \$175  = 1'h0;
+  assign \$196  = { \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19:10] };
+  assign \$199  = { \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19:10] };
+  assign \$202  = { \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
