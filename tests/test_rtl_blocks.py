@@ -13,6 +13,7 @@ from hwgen.ref import layer_activate
 from hwgen.rtl.arith import requantize
 from hwgen.rtl.elementwise import ElementwiseUnit
 from hwgen.rtl.pwl_unit import LATENCY as PWL_LATENCY, PWLUnit
+from hwgen.rtl.rom import LATENCY as ROM_LATENCY, BankedROM
 
 
 def comb_eval(dut_inputs, outputs, vectors, module=None):
@@ -40,6 +41,28 @@ def test_requantize_expression(shift, to, rng):
     values = np.concatenate([edge, rng.integers(-32768, 32768, 300)])
     got = comb_eval([x], [y], [[v] for v in values], m)[:, 0]
     assert np.array_equal(got, np_requantize(values, to.frac + shift, to))
+
+
+@pytest.mark.parametrize("n_words,bank_depth", [(11, 4), (8, 8), (5, 16)])
+def test_banked_rom_reads_every_address(n_words, bank_depth, rng):
+    words = rng.integers(-128, 128, n_words).tolist()
+    dut = BankedROM(signed(8), words, bank_depth)
+    addrs = rng.integers(0, n_words, 60)
+    got = []
+
+    async def tb(ctx):
+        # a new address every cycle; its word appears ROM_LATENCY clock edges later
+        for k in range(len(addrs) + ROM_LATENCY):
+            if k < len(addrs):
+                ctx.set(dut.addr, int(addrs[k]))
+            await ctx.tick()
+            if k + 1 >= ROM_LATENCY:
+                got.append(ctx.get(dut.data))
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got[:len(addrs)] == [words[a] for a in addrs]
 
 
 # Q(9,5) rounds the slope term (a right shift); Q(9,0) with tanh needs none (left shift).

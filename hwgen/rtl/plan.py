@@ -169,19 +169,22 @@ def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int)
 
 # Cycles of the sequencer's fixed-length states (see hwgen.rtl.top); tests check this
 # model against cycles measured in simulation.
-MATRIX_OVERHEAD = 9     # encoder -> FIFO -> issuer start (4), last issue -> stage 3 (5)
-GATHER_CYCLES = 5       # four gate-block words read per row group (4 when overlapped)
+MATRIX_OVERHEAD = 10    # encoder -> FIFO -> issuer start (4), last issue -> stage 3 (6)
+GATHER_CYCLES = 6       # a row group's four gate words: 4 reads, captured 2 cycles later
 
 
 def activate_cycles(hidden: int, lanes: int, cell: str) -> int:
     """Cycles of ACTIVATE: the gather and issue engines of hwgen.rtl.top, cycle by cycle.
 
     The gather engine fills one of two banks with a row group's four gate words
-    (GATHER_CYCLES); the issue engine sends one element a cycle from a full bank.
+    (GATHER_CYCLES; the next group's reads start one or two cycles early when its bank is
+    free, so 4 a group in steady state); the issue engine sends one element a cycle from a
+    full bank.
     """
     groups = math.ceil(hidden / lanes)
     full = [False, False]
     g_grp = g_q = g_bank = i_bank = grp = lane = 0
+    early = False
     cycles = 0
     while True:
         cycles += 1
@@ -189,11 +192,14 @@ def activate_cycles(hidden: int, lanes: int, cell: str) -> int:
         issue = full[i_bank]
         set_full = clear_full = None
         if gather:
-            g_q += 1
-            if g_q == GATHER_CYCLES:
-                # the next group's first read overlaps this capture if its bank is free
-                overlap = g_grp + 1 < groups and not full[1 - g_bank]
-                g_q, set_full, g_bank, g_grp = int(overlap), g_bank, 1 - g_bank, g_grp + 1
+            next_free = g_grp + 1 < groups and not full[1 - g_bank]
+            if g_q == GATHER_CYCLES - 2:
+                early, g_q = next_free, g_q + 1
+            elif g_q == GATHER_CYCLES - 1:
+                g_q = 2 if early else int(next_free)
+                early, set_full, g_bank, g_grp = False, g_bank, 1 - g_bank, g_grp + 1
+            else:
+                g_q += 1
         if issue:
             elem = grp * lanes + lane
             if lane == lanes - 1 or elem == hidden - 1:

@@ -29,7 +29,8 @@ from amaranth.lib.wiring import In, Out
 from ..qmodel import QModel
 from .arith import requantize
 from .elementwise import LATENCY, ElementwiseUnit
-from .plan import Plan, make_plan
+from .plan import GATHER_CYCLES, Plan, make_plan
+from .rom import LATENCY as ROM_LATENCY, BankedROM
 
 FIFO_DEPTH = 8
 
@@ -111,18 +112,17 @@ class Accelerator(wiring.Component):
 
         # ---- memories
         lanes_of = lambda width: data.ArrayLayout(signed(width), P)  # noqa: E731
-        w_mem = Memory(shape=lanes_of(plan.weight_width), depth=len(plan.weight_words),
-                       init=plan.weight_words.tolist())
+        w_rom = BankedROM(lanes_of(plan.weight_width), plan.weight_words.tolist())
         b_mem = Memory(shape=lanes_of(plan.acc_width), depth=len(plan.bias_words),
                        init=plan.bias_words.tolist())
         acc_mem = Memory(shape=lanes_of(plan.acc_width), depth=plan.acc_depth, init=[])
         v_mem = Memory(shape=signed(plan.value_width), depth=plan.vector_depth, init=[])
-        m.submodules.w_mem, m.submodules.b_mem = w_mem, b_mem
+        m.submodules.w_rom, m.submodules.b_mem = w_rom, b_mem
         m.submodules.acc_mem, m.submodules.v_mem = acc_mem, v_mem
         self.debug_memories = {"v": v_mem, "acc": acc_mem}
-        w_rd, b_rd = w_mem.read_port(), b_mem.read_port()
+        b_rd = b_mem.read_port()
         acc_wr = acc_mem.write_port()
-        acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))
+        acc_rd = acc_mem.read_port()
         v_wr, v_rd = v_mem.write_port(), v_mem.read_port()
         if has_c:
             m.submodules.c_mem = c_mem = Memory(shape=signed(plan.cell_width),
@@ -175,11 +175,12 @@ class Accelerator(wiring.Component):
                  for k in range(P)]
         m.d.sync += s1.valid.eq(0)
 
-        # stage 1: register the weight word (block RAM output straight into a multiplier
-        # would be the longest path)
-        s1b = Signal.like(s1)
-        w_word = Signal.like(w_rd.data)
-        m.d.sync += [s1b.eq(s1), w_word.eq(w_rd.data)]
+        # stages 1, 1a: the weight word comes out of its banks (block RAM output straight
+        # into a multiplexer or a multiplier would be the longest path)
+        s1a, s1b = Signal.like(s1), Signal.like(s1)
+        w_word = w_rom.data
+        assert ROM_LATENCY == 3  # s1, s1a, s1b
+        m.d.sync += [s1a.eq(s1), s1b.eq(s1a)]
         # stage 1b: multiply; read the bias and accumulator words
         m.d.sync += [prods[k].eq(w_word[k] * s1b.delta) for k in range(P)]
         m.d.sync += [s2.valid.eq(s1b.valid), s2.acc_addr.eq(s1b.acc_addr), s2.bias.eq(s1b.bias),
@@ -196,23 +197,33 @@ class Accelerator(wiring.Component):
         bias_q = Signal.like(b_rd.data)
         m.d.sync += [acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data)]
         # stage 3: accumulate (a product with a delta may exceed the accumulator's range
-        # alone; the sum never does). The word read for this update missed the write of
-        # the update just before it: forward that sum when both hit the same word.
-        # The address compare is made a stage early (s3 now against s2, the next s3) so that
-        # stage 3 holds only two muxes and the adder (Fmax).
-        forward = Signal()
-        last_sum = Signal.like(acc_wr.data)
+        # alone; the sum never does). The word read for this update missed the writes of
+        # the two updates before it (the read port is not transparent, so that the block
+        # RAM output goes straight into acc_q: Fmax): forward the newest of those sums that
+        # hit the same word. The choice among bias, forwarded sums and acc_q is made a stage
+        # early, so stage 3 holds one 4-way mux and the adder.
+        BIAS, FWD1, FWD2, STORED = range(4)
+        pick = Signal(range(4))
+        last = Signal(data.StructLayout({"valid": 1, "acc_addr": range(plan.acc_depth)}))
+        last_sum, last_sum2 = Signal.like(acc_wr.data), Signal.like(acc_wr.data)
         m.d.comb += [acc_wr.addr.eq(s3.acc_addr), acc_wr.en.eq(s3.valid)]
-        m.d.sync += [forward.eq(s3.valid & (s3.acc_addr == s2.acc_addr)),
-                     last_sum.eq(acc_wr.data)]
+        m.d.sync += [last.valid.eq(s3.valid), last.acc_addr.eq(s3.acc_addr),
+                     last_sum.eq(acc_wr.data), last_sum2.eq(last_sum)]
+        with m.If(s2.bias):
+            m.d.sync += pick.eq(BIAS)
+        with m.Elif(s3.valid & (s3.acc_addr == s2.acc_addr)):
+            m.d.sync += pick.eq(FWD1)   # the update one ahead: written this cycle
+        with m.Elif(last.valid & (last.acc_addr == s2.acc_addr)):
+            m.d.sync += pick.eq(FWD2)   # two ahead: written as this one's word was read
+        with m.Else():
+            m.d.sync += pick.eq(STORED)
         for k in range(P):
             aligned = Signal(signed(plan.acc_width + 1), name=f"aligned{k}")
             with m.Switch(s2.shift):
                 for idx, sh in enumerate(shifts):
                     with m.Case(idx):
                         m.d.sync += aligned.eq(prods[k] << sh)
-            stored = Mux(forward, last_sum[k], acc_q[k])
-            base = Mux(s3.bias, bias_q[k], stored)
+            base = Array([bias_q[k], last_sum[k], last_sum2[k], acc_q[k]])[pick]
             m.d.comb += acc_wr.data[k].eq(base + aligned)
 
         def matrix(ps: _Pass, next_state: str):
@@ -252,7 +263,7 @@ class Accelerator(wiring.Component):
             with m.If(cur_active):
                 q = grp
                 acc_off = ps.acc_offset(q, cur.is_h)
-                m.d.comb += w_rd.addr.eq(cur.w_addr + q)
+                m.d.comb += w_rom.addr.eq(cur.w_addr + q)
                 m.d.sync += [s1.valid.eq(1), s1.acc_addr.eq(ps.acc_base + acc_off),
                              s1.b_addr.eq(ps.b_base + acc_off), s1.delta.eq(cur.delta),
                              s1.bias.eq(bias_ok & ps.first_touch(cur.col, q, cur.is_h)),
@@ -289,7 +300,8 @@ class Accelerator(wiring.Component):
         issue_layer = Signal(range(len(units) + 1))
         lane = Signal(range(P + 1))
         elem = Signal(range(max_h + 1))  # grp * P + lane, counted rather than computed
-        act_q = Signal(range(6))
+        act_q = Signal(range(GATHER_CYCLES))
+        early = Signal()  # the next row group's reads began a cycle before this one ended
         g_grp = Signal(range(max(lp.groups_per_gate for lp in plan.layers) + 1))
         wait = Signal(range(max(LATENCY.values()) + 4))
         m.d.sync += issue_valid.eq(0)
@@ -339,13 +351,17 @@ class Accelerator(wiring.Component):
                 with m.State(f"MAT{k}"):
                     matrix(ps, f"DRAIN{k}")
                 with m.State(f"DRAIN{k}"):
-                    with m.If(~s1.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
+                    with m.If(~s1.valid & ~s1a.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
                         m.d.sync += [grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
-                                     g_grp.eq(0), g_bank.eq(0), i_bank.eq(0),
+                                     early.eq(0), g_grp.eq(0), g_bank.eq(0), i_bank.eq(0),
                                      full[0].eq(0), full[1].eq(0)]
                         m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
-                    # gather engine: the 4 gate-block words of row group g_grp into a free bank
+                    # gather engine: the 4 gate-block words of row group g_grp into a free bank.
+                    # Gate q is read at act_q == q and captured from acc_q (the registered
+                    # read, not the block RAM: Fmax) at act_q == q + 2; the next group's first
+                    # reads overlap the last captures when its bank is free.
+                    nxt_free = (g_grp + 1 < gpg) & ~Array(full)[~g_bank]
                     with m.If((g_grp < gpg) & ~Array(full)[g_bank]):
                         m.d.comb += act_acc_addr.eq(lp.acc_base + act_q * gpg + g_grp)
                         m.d.sync += act_q.eq(act_q + 1)
@@ -353,14 +369,20 @@ class Accelerator(wiring.Component):
                             with m.If(g_bank == b):
                                 with m.Switch(act_q):
                                     for q in range(4):
-                                        with m.Case(q + 1):
-                                            m.d.sync += [gate_regs[b][q][n].eq(acc_rd.data[n])
+                                        with m.Case(q + 2):
+                                            m.d.sync += [gate_regs[b][q][n].eq(acc_q[n])
                                                          for n in range(P)]
-                        with m.If(act_q == 4):
-                            m.d.sync += [act_q.eq(0), Array(full)[g_bank].eq(1),
+                        with m.If(act_q == GATHER_CYCLES - 2):
+                            m.d.sync += early.eq(nxt_free)
+                            with m.If(nxt_free):
+                                m.d.comb += act_acc_addr.eq(lp.acc_base + g_grp + 1)
+                        with m.If(act_q == GATHER_CYCLES - 1):
+                            m.d.sync += [act_q.eq(0), early.eq(0), Array(full)[g_bank].eq(1),
                                          g_bank.eq(~g_bank), g_grp.eq(g_grp + 1)]
-                            # start the next group's first read now if its bank is free
-                            with m.If((g_grp + 1 < gpg) & ~Array(full)[~g_bank]):
+                            with m.If(early):
+                                m.d.comb += act_acc_addr.eq(lp.acc_base + gpg + g_grp + 1)
+                                m.d.sync += act_q.eq(2)
+                            with m.Elif(nxt_free):
                                 m.d.comb += act_acc_addr.eq(lp.acc_base + g_grp + 1)
                                 m.d.sync += act_q.eq(1)
                     # issue engine: one element a cycle from a full bank; h (and c) are read
@@ -405,7 +427,7 @@ class Accelerator(wiring.Component):
             with m.State("HEAD"):
                 matrix(passes[-1], "HEAD_DRAIN")
             with m.State("HEAD_DRAIN"):
-                with m.If(~s1.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
+                with m.If(~s1.valid & ~s1a.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
                     m.d.sync += [out_idx.eq(0), lane.eq(0), grp.eq(0)]
                     m.next = "OUT_READ"
             # The addressed word stays on the read port (and in acc_q a cycle later) for

@@ -4,387 +4,387 @@
 (* generator = "Amaranth" *)
 module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [20:0] \$1 ;
-  wire [20:0] \$10 ;
+  reg [20:0] \$1 ;
+  wire [22:0] \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
+  wire [6:0] \$101 ;
+  wire [6:0] \$102 ;
+  wire [6:0] \$103 ;
+  wire [6:0] \$104 ;
+  wire [6:0] \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [16:0] \$108 ;
-  wire [16:0] \$109 ;
-  wire [20:0] \$11 ;
-  wire [16:0] \$110 ;
-  wire [16:0] \$111 ;
-  wire [16:0] \$112 ;
-  wire [16:0] \$113 ;
-  wire [16:0] \$114 ;
-  wire [16:0] \$115 ;
+  wire \$108 ;
+  wire \$109 ;
+  reg [20:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire [17:0] \$118 ;
-  wire [19:0] \$119 ;
+  wire \$118 ;
+  wire \$119 ;
   wire [22:0] \$12 ;
-  wire [17:0] \$120 ;
-  wire [19:0] \$121 ;
-  wire [17:0] \$122 ;
-  wire [19:0] \$123 ;
-  wire [17:0] \$124 ;
-  wire [19:0] \$125 ;
-  wire [17:0] \$126 ;
-  wire [19:0] \$127 ;
-  wire [17:0] \$128 ;
-  wire [19:0] \$129 ;
-  wire [20:0] \$13 ;
-  wire [17:0] \$130 ;
-  wire [19:0] \$131 ;
-  wire [17:0] \$132 ;
-  wire [19:0] \$133 ;
-  wire [6:0] \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire [4:0] \$137 ;
-  wire [5:0] \$138 ;
-  wire \$139 ;
-  wire [20:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire [7:0] \$142 ;
-  wire [11:0] \$143 ;
-  wire \$144 ;
-  wire [7:0] \$145 ;
-  wire \$146 ;
-  wire [7:0] \$147 ;
-  wire [8:0] \$148 ;
-  wire \$149 ;
-  wire [22:0] \$15 ;
-  wire \$150 ;
-  wire [4:0] \$151 ;
-  wire [4:0] \$152 ;
-  wire [5:0] \$153 ;
-  wire \$154 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire [16:0] \$122 ;
+  wire [16:0] \$123 ;
+  wire [16:0] \$124 ;
+  wire [16:0] \$125 ;
+  wire [16:0] \$126 ;
+  wire [16:0] \$127 ;
+  wire [16:0] \$128 ;
+  wire [16:0] \$129 ;
+  reg [20:0] \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire [17:0] \$134 ;
+  wire [19:0] \$135 ;
+  wire [17:0] \$136 ;
+  wire [19:0] \$137 ;
+  wire [17:0] \$138 ;
+  wire [19:0] \$139 ;
+  wire [22:0] \$14 ;
+  wire [17:0] \$140 ;
+  wire [19:0] \$141 ;
+  wire [17:0] \$142 ;
+  wire [19:0] \$143 ;
+  wire [17:0] \$144 ;
+  wire [19:0] \$145 ;
+  wire [17:0] \$146 ;
+  wire [19:0] \$147 ;
+  wire [17:0] \$148 ;
+  wire [19:0] \$149 ;
+  reg [20:0] \$15 ;
+  wire [6:0] \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire [4:0] \$153 ;
+  wire [5:0] \$154 ;
   wire \$155 ;
-  wire [4:0] \$156 ;
-  wire [4:0] \$157 ;
-  wire [5:0] \$158 ;
-  wire \$159 ;
-  wire [20:0] \$16 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire [7:0] \$158 ;
+  wire [11:0] \$159 ;
+  wire [22:0] \$16 ;
   wire \$160 ;
-  wire \$161 ;
+  wire [7:0] \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
+  wire [7:0] \$163 ;
+  wire [8:0] \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire [4:0] \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire [20:0] \$17 ;
+  wire [4:0] \$168 ;
+  wire [5:0] \$169 ;
+  wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
+  wire [4:0] \$172 ;
+  wire [4:0] \$173 ;
+  wire [5:0] \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
-  wire [22:0] \$18 ;
+  wire [6:0] \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
-  wire \$183 ;
+  wire [4:0] \$183 ;
   wire \$184 ;
-  reg \$185 ;
+  wire \$185 ;
   wire \$186 ;
   wire \$187 ;
-  wire [3:0] \$188 ;
+  wire \$188 ;
   wire \$189 ;
-  wire [20:0] \$19 ;
+  wire \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
-  wire [3:0] \$193 ;
-  wire [3:0] \$194 ;
+  wire \$193 ;
+  wire \$194 ;
   wire \$195 ;
   wire \$196 ;
-  reg \$197 ;
+  wire \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [20:0] \$2 ;
-  wire [20:0] \$20 ;
-  reg \$200 ;
-  wire [6:0] \$201 ;
-  reg [20:0] \$202 ;
-  reg [20:0] \$203 ;
-  reg [20:0] \$204 ;
-  reg [20:0] \$205 ;
-  reg [20:0] \$206 ;
-  reg [20:0] \$207 ;
-  reg [20:0] \$208 ;
-  reg [20:0] \$209 ;
-  wire [22:0] \$21 ;
-  reg [20:0] \$210 ;
-  reg [20:0] \$211 ;
-  reg [20:0] \$212 ;
-  reg [20:0] \$213 ;
+  wire [22:0] \$2 ;
+  wire [7:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  reg \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [3:0] \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire [3:0] \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  reg \$213 ;
   wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire [4:0] \$218 ;
-  wire \$219 ;
-  wire [20:0] \$22 ;
-  wire [4:0] \$220 ;
-  wire [5:0] \$221 ;
-  wire \$222 ;
+  wire [3:0] \$218 ;
+  wire [3:0] \$219 ;
+  wire [7:0] \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  reg \$222 ;
   wire \$223 ;
-  wire [4:0] \$224 ;
-  wire [5:0] \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire [7:0] \$229 ;
-  wire [20:0] \$23 ;
-  wire [11:0] \$230 ;
-  wire \$231 ;
-  wire [7:0] \$232 ;
-  wire \$233 ;
-  wire [7:0] \$234 ;
-  wire [8:0] \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire [4:0] \$238 ;
-  wire [4:0] \$239 ;
-  wire [22:0] \$24 ;
-  wire [5:0] \$240 ;
+  wire \$224 ;
+  reg \$225 ;
+  wire [6:0] \$226 ;
+  reg [20:0] \$227 ;
+  reg [20:0] \$228 ;
+  reg [20:0] \$229 ;
+  wire [8:0] \$23 ;
+  reg [20:0] \$230 ;
+  reg [20:0] \$231 ;
+  reg [20:0] \$232 ;
+  reg [20:0] \$233 ;
+  reg [20:0] \$234 ;
+  reg [20:0] \$235 ;
+  reg [20:0] \$236 ;
+  reg [20:0] \$237 ;
+  reg [20:0] \$238 ;
+  wire \$239 ;
+  wire [7:0] \$24 ;
+  wire \$240 ;
   wire \$241 ;
   wire \$242 ;
   wire [4:0] \$243 ;
-  wire [4:0] \$244 ;
-  wire [5:0] \$245 ;
-  wire \$246 ;
+  wire \$244 ;
+  wire [4:0] \$245 ;
+  wire [5:0] \$246 ;
   wire \$247 ;
   wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
+  wire [4:0] \$249 ;
+  wire [8:0] \$25 ;
+  wire [5:0] \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
-  wire [4:0] \$254 ;
-  wire \$255 ;
+  wire [7:0] \$254 ;
+  wire [11:0] \$255 ;
   wire \$256 ;
-  wire \$257 ;
+  wire [7:0] \$257 ;
   wire \$258 ;
-  wire \$259 ;
-  wire [6:0] \$26 ;
-  wire \$260 ;
+  wire [7:0] \$259 ;
+  wire \$26 ;
+  wire [8:0] \$260 ;
   wire \$261 ;
   wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
+  wire [4:0] \$263 ;
+  wire [4:0] \$264 ;
+  wire [5:0] \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
+  wire [4:0] \$268 ;
+  wire [4:0] \$269 ;
+  wire [11:0] \$27 ;
+  wire [5:0] \$270 ;
   wire \$271 ;
-  reg \$272 ;
+  wire \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire [3:0] \$275 ;
+  wire \$275 ;
   wire \$276 ;
   wire \$277 ;
   wire \$278 ;
-  wire \$279 ;
-  wire [7:0] \$28 ;
-  wire [3:0] \$280 ;
-  wire [3:0] \$281 ;
+  wire [4:0] \$279 ;
+  wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
   wire \$282 ;
   wire \$283 ;
-  reg \$284 ;
+  wire \$284 ;
   wire \$285 ;
   wire \$286 ;
-  reg \$287 ;
-  wire [6:0] \$288 ;
-  reg [20:0] \$289 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
-  reg [20:0] \$290 ;
-  reg [20:0] \$291 ;
-  reg [20:0] \$292 ;
-  reg [20:0] \$293 ;
-  reg [20:0] \$294 ;
-  reg [20:0] \$295 ;
-  reg [20:0] \$296 ;
-  reg [20:0] \$297 ;
-  reg [20:0] \$298 ;
-  reg [20:0] \$299 ;
-  wire [22:0] \$3 ;
-  wire [7:0] \$30 ;
-  reg [20:0] \$300 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  reg \$299 ;
+  reg [20:0] \$3 ;
+  reg \$30 ;
+  wire \$300 ;
   wire \$301 ;
-  wire \$302 ;
+  wire [3:0] \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire [4:0] \$305 ;
-  wire \$306 ;
-  wire [4:0] \$307 ;
-  wire [5:0] \$308 ;
-  wire \$309 ;
-  wire [8:0] \$31 ;
+  wire \$305 ;
+  wire [3:0] \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  reg \$309 ;
+  wire \$31 ;
   wire \$310 ;
-  wire [4:0] \$311 ;
-  wire [5:0] \$312 ;
+  wire \$311 ;
+  wire \$312 ;
   wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire [7:0] \$316 ;
-  wire [11:0] \$317 ;
-  wire [8:0] \$318 ;
-  wire [6:0] \$319 ;
-  wire [7:0] \$32 ;
-  wire [6:0] \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire [4:0] \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire [8:0] \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
+  wire [3:0] \$314 ;
+  wire [3:0] \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  reg \$318 ;
+  wire \$319 ;
+  wire \$32 ;
+  wire \$320 ;
+  reg \$321 ;
+  wire [6:0] \$322 ;
+  reg [20:0] \$323 ;
+  reg [20:0] \$324 ;
+  reg [20:0] \$325 ;
+  reg [20:0] \$326 ;
+  reg [20:0] \$327 ;
+  reg [20:0] \$328 ;
+  reg [20:0] \$329 ;
+  wire [5:0] \$33 ;
+  reg [20:0] \$330 ;
+  reg [20:0] \$331 ;
+  reg [20:0] \$332 ;
+  reg [20:0] \$333 ;
+  reg [20:0] \$334 ;
   wire \$335 ;
   wire \$336 ;
   wire \$337 ;
   wire \$338 ;
-  wire \$339 ;
-  wire \$34 ;
+  wire [4:0] \$339 ;
+  wire [6:0] \$34 ;
   wire \$340 ;
-  wire \$341 ;
-  reg [20:0] \$342 ;
-  wire [21:0] \$343 ;
-  wire [21:0] \$344 ;
-  wire \$345 ;
-  wire [21:0] \$346 ;
-  wire [21:0] \$347 ;
+  wire [4:0] \$341 ;
+  wire [5:0] \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire [4:0] \$345 ;
+  wire [5:0] \$346 ;
+  wire \$347 ;
   wire \$348 ;
-  wire [21:0] \$349 ;
-  wire [11:0] \$35 ;
-  wire [21:0] \$350 ;
-  wire [21:0] \$351 ;
-  wire [21:0] \$352 ;
-  wire \$353 ;
+  wire \$349 ;
+  wire [7:0] \$35 ;
+  wire [7:0] \$350 ;
+  wire [11:0] \$351 ;
+  wire [8:0] \$352 ;
+  wire [6:0] \$353 ;
   wire [6:0] \$354 ;
   wire \$355 ;
   wire \$356 ;
-  wire [4:0] \$357 ;
-  wire [4:0] \$358 ;
-  reg [19:0] \$359 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire [4:0] \$359 ;
   wire \$36 ;
-  reg [23:0] \$360 ;
-  reg [23:0] \$361 ;
-  reg [63:0] \$362 ;
-  reg [16:0] \$363 ;
-  reg [16:0] \$364 ;
-  reg [16:0] \$365 ;
-  reg [16:0] \$366 ;
-  reg [16:0] \$367 ;
-  reg [16:0] \$368 ;
-  reg [16:0] \$369 ;
-  wire \$37 ;
-  reg [16:0] \$370 ;
-  reg [8:0] \$371 ;
-  reg [8:0] \$372 ;
-  reg [167:0] \$373 ;
-  reg [167:0] \$374 ;
-  reg \$375 ;
-  reg [167:0] \$376 ;
-  reg [21:0] \$377 ;
-  reg [21:0] \$378 ;
-  reg [21:0] \$379 ;
-  reg \$38 ;
-  reg [21:0] \$380 ;
-  reg [21:0] \$381 ;
-  reg [21:0] \$382 ;
-  reg [21:0] \$383 ;
-  reg [21:0] \$384 ;
-  reg \$385 ;
-  reg [5:0] \$386 ;
-  reg \$387 ;
-  reg [6:0] \$388 ;
-  reg [10:0] \$389 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
+  wire [3:0] \$37 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  reg [20:0] \$378 ;
+  wire [21:0] \$379 ;
+  wire \$38 ;
+  wire [21:0] \$380 ;
+  wire \$381 ;
+  wire [21:0] \$382 ;
+  wire [21:0] \$383 ;
+  wire \$384 ;
+  wire [21:0] \$385 ;
+  wire [21:0] \$386 ;
+  wire [21:0] \$387 ;
+  wire [21:0] \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  reg [3:0] \$390 ;
-  reg [3:0] \$391 ;
-  reg [36:0] \$392 ;
-  reg \$393 ;
-  reg [27:0] \$394 ;
-  reg [3:0] \$395 ;
-  reg [5:0] \$396 ;
-  reg [2:0] \$397 ;
-  reg [2:0] \$398 ;
-  reg \$399 ;
-  wire [20:0] \$4 ;
-  wire \$40 ;
-  reg \$400 ;
-  reg \$401 ;
-  reg \$402 ;
-  reg [20:0] \$403 ;
-  reg [20:0] \$404 ;
-  reg [20:0] \$405 ;
-  reg [20:0] \$406 ;
-  reg [20:0] \$407 ;
-  reg [20:0] \$408 ;
-  reg [20:0] \$409 ;
-  wire [5:0] \$41 ;
-  reg [20:0] \$410 ;
-  reg [20:0] \$411 ;
-  reg [20:0] \$412 ;
-  reg [20:0] \$413 ;
-  reg [20:0] \$414 ;
-  reg [20:0] \$415 ;
-  reg [20:0] \$416 ;
-  reg [20:0] \$417 ;
-  reg [20:0] \$418 ;
-  reg [20:0] \$419 ;
-  wire [6:0] \$42 ;
-  reg [20:0] \$420 ;
-  reg [20:0] \$421 ;
-  reg [20:0] \$422 ;
-  reg [20:0] \$423 ;
-  reg [20:0] \$424 ;
-  reg [20:0] \$425 ;
-  reg [20:0] \$426 ;
-  reg [20:0] \$427 ;
-  reg [20:0] \$428 ;
-  reg [20:0] \$429 ;
-  wire [7:0] \$43 ;
-  reg [20:0] \$430 ;
-  reg [20:0] \$431 ;
-  reg [20:0] \$432 ;
-  reg [20:0] \$433 ;
-  reg [20:0] \$434 ;
-  reg [20:0] \$435 ;
-  reg [20:0] \$436 ;
-  reg [20:0] \$437 ;
-  reg [20:0] \$438 ;
-  reg [20:0] \$439 ;
-  wire \$44 ;
-  reg [20:0] \$440 ;
-  reg [20:0] \$441 ;
+  wire [6:0] \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire [4:0] \$393 ;
+  wire [4:0] \$394 ;
+  reg [19:0] \$395 ;
+  reg [23:0] \$396 ;
+  reg [23:0] \$397 ;
+  reg [23:0] \$398 ;
+  reg [16:0] \$399 ;
+  wire [22:0] \$4 ;
+  reg \$40 ;
+  reg [16:0] \$400 ;
+  reg [16:0] \$401 ;
+  reg [16:0] \$402 ;
+  reg [16:0] \$403 ;
+  reg [16:0] \$404 ;
+  reg [16:0] \$405 ;
+  reg [16:0] \$406 ;
+  reg [8:0] \$407 ;
+  reg [8:0] \$408 ;
+  reg [167:0] \$409 ;
+  wire \$41 ;
+  reg [167:0] \$410 ;
+  reg [6:0] \$411 ;
+  reg [167:0] \$412 ;
+  reg [167:0] \$413 ;
+  reg [1:0] \$414 ;
+  reg [21:0] \$415 ;
+  reg [21:0] \$416 ;
+  reg [21:0] \$417 ;
+  reg [21:0] \$418 ;
+  reg [21:0] \$419 ;
+  wire \$42 ;
+  reg [21:0] \$420 ;
+  reg [21:0] \$421 ;
+  reg [21:0] \$422 ;
+  reg \$423 ;
+  reg [5:0] \$424 ;
+  reg \$425 ;
+  reg [6:0] \$426 ;
+  reg [10:0] \$427 ;
+  reg [3:0] \$428 ;
+  reg [3:0] \$429 ;
+  wire [3:0] \$43 ;
+  reg [36:0] \$430 ;
+  reg \$431 ;
+  reg [27:0] \$432 ;
+  reg [3:0] \$433 ;
+  reg [5:0] \$434 ;
+  reg [2:0] \$435 ;
+  reg \$436 ;
+  reg [2:0] \$437 ;
+  reg \$438 ;
+  reg \$439 ;
+  wire [4:0] \$44 ;
+  reg \$440 ;
+  reg \$441 ;
   reg [20:0] \$442 ;
   reg [20:0] \$443 ;
   reg [20:0] \$444 ;
@@ -393,7 +393,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$447 ;
   reg [20:0] \$448 ;
   reg [20:0] \$449 ;
-  wire [3:0] \$45 ;
+  wire \$45 ;
   reg [20:0] \$450 ;
   reg [20:0] \$451 ;
   reg [20:0] \$452 ;
@@ -404,7 +404,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$457 ;
   reg [20:0] \$458 ;
   reg [20:0] \$459 ;
-  wire \$46 ;
+  wire [3:0] \$46 ;
   reg [20:0] \$460 ;
   reg [20:0] \$461 ;
   reg [20:0] \$462 ;
@@ -417,110 +417,152 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] \$469 ;
   wire \$47 ;
   reg [20:0] \$470 ;
-  reg [5:0] \$471 ;
-  reg [1:0] \$472 ;
-  reg [4:0] \$473 ;
-  reg [5:0] \$474 ;
+  reg [20:0] \$471 ;
+  reg [20:0] \$472 ;
+  reg [20:0] \$473 ;
+  reg [20:0] \$474 ;
   reg [20:0] \$475 ;
-  reg [8:0] \$476 ;
-  reg \$477 ;
-  reg \$478 ;
-  reg \$48 ;
-  wire \$49 ;
-  wire [20:0] \$5 ;
+  reg [20:0] \$476 ;
+  reg [20:0] \$477 ;
+  reg [20:0] \$478 ;
+  reg [20:0] \$479 ;
+  wire \$48 ;
+  reg [20:0] \$480 ;
+  reg [20:0] \$481 ;
+  reg [20:0] \$482 ;
+  reg [20:0] \$483 ;
+  reg [20:0] \$484 ;
+  reg [20:0] \$485 ;
+  reg [20:0] \$486 ;
+  reg [20:0] \$487 ;
+  reg [20:0] \$488 ;
+  reg [20:0] \$489 ;
+  reg \$49 ;
+  reg [20:0] \$490 ;
+  reg [20:0] \$491 ;
+  reg [20:0] \$492 ;
+  reg [20:0] \$493 ;
+  reg [20:0] \$494 ;
+  reg [20:0] \$495 ;
+  reg [20:0] \$496 ;
+  reg [20:0] \$497 ;
+  reg [20:0] \$498 ;
+  reg [20:0] \$499 ;
+  reg [20:0] \$5 ;
   wire \$50 ;
-  wire [3:0] \$51 ;
-  wire [4:0] \$52 ;
-  wire [6:0] \$53 ;
-  wire \$54 ;
-  wire [7:0] \$55 ;
-  wire [8:0] \$56 ;
-  wire [7:0] \$57 ;
-  wire [8:0] \$58 ;
-  wire \$59 ;
+  reg [20:0] \$500 ;
+  reg [20:0] \$501 ;
+  reg [20:0] \$502 ;
+  reg [20:0] \$503 ;
+  reg [20:0] \$504 ;
+  reg [20:0] \$505 ;
+  reg [20:0] \$506 ;
+  reg [20:0] \$507 ;
+  reg [20:0] \$508 ;
+  reg [20:0] \$509 ;
+  wire \$51 ;
+  reg [5:0] \$510 ;
+  reg [1:0] \$511 ;
+  reg [4:0] \$512 ;
+  reg [5:0] \$513 ;
+  reg [20:0] \$514 ;
+  reg [8:0] \$515 ;
+  reg \$516 ;
+  reg \$517 ;
+  wire [3:0] \$52 ;
+  wire [4:0] \$53 ;
+  wire [3:0] \$54 ;
+  wire [4:0] \$55 ;
+  wire [6:0] \$56 ;
+  wire \$57 ;
+  wire [7:0] \$58 ;
+  wire [8:0] \$59 ;
   wire [22:0] \$6 ;
-  wire [11:0] \$60 ;
-  wire \$61 ;
+  wire [7:0] \$60 ;
+  wire [8:0] \$61 ;
   wire \$62 ;
-  reg \$63 ;
+  wire [11:0] \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [5:0] \$66 ;
-  wire [6:0] \$67 ;
-  wire [7:0] \$68 ;
-  wire \$69 ;
-  wire [20:0] \$7 ;
-  wire [3:0] \$70 ;
-  wire \$71 ;
+  reg \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [5:0] \$69 ;
+  reg [20:0] \$7 ;
+  wire [6:0] \$70 ;
+  wire [7:0] \$71 ;
   wire \$72 ;
-  reg \$73 ;
+  wire [3:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [5:0] \$76 ;
-  wire [6:0] \$77 ;
-  wire [7:0] \$78 ;
-  wire \$79 ;
-  wire [20:0] \$8 ;
-  wire [7:0] \$80 ;
-  wire [8:0] \$81 ;
-  wire [7:0] \$82 ;
-  wire [8:0] \$83 ;
+  reg \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [5:0] \$79 ;
+  wire [22:0] \$8 ;
+  wire [6:0] \$80 ;
+  wire \$81 ;
+  wire [3:0] \$82 ;
+  wire \$83 ;
   wire \$84 ;
-  wire [11:0] \$85 ;
+  reg \$85 ;
   wire \$86 ;
-  wire [6:0] \$87 ;
-  wire [6:0] \$88 ;
+  wire \$87 ;
+  wire [5:0] \$88 ;
   wire [6:0] \$89 ;
-  wire [22:0] \$9 ;
-  wire [6:0] \$90 ;
+  reg [20:0] \$9 ;
+  wire [5:0] \$90 ;
   wire [6:0] \$91 ;
-  wire \$92 ;
+  wire [7:0] \$92 ;
   wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
+  wire [7:0] \$94 ;
+  wire [8:0] \$95 ;
+  wire [7:0] \$96 ;
+  wire [8:0] \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [11:0] \$99 ;
+  reg [23:0] \$like  = 24'h000000;
+  reg [167:0] \$like$20  = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \$like$20[0] ;
+  wire [20:0] \$like$20[1] ;
+  wire [20:0] \$like$20[2] ;
+  wire [20:0] \$like$20[3] ;
+  wire [20:0] \$like$20[4] ;
+  wire [20:0] \$like$20[5] ;
+  wire [20:0] \$like$20[6] ;
+  wire [20:0] \$like$20[7] ;
+  reg [23:0] \$like$86  = 24'h000000;
+  wire [5:0] \$like$86.acc_addr ;
+  wire [5:0] \$like$86.b_addr ;
+  wire \$like$86.bias ;
+  wire [8:0] \$like$86.delta ;
+  wire \$like$86.shift ;
+  wire \$like$86.valid ;
+  wire [5:0] \$like.acc_addr ;
+  wire [5:0] \$like.b_addr ;
+  wire \$like.bias ;
+  wire [8:0] \$like.delta ;
+  wire \$like.shift ;
+  wire \$like.valid ;
   reg \$signal  = 1'h0;
-  reg \$signal$102  = 1'h0;
-  wire [5:0] \$signature__addr ;
-  reg [6:0] \$signature__addr$54 ;
-  reg [6:0] \$signature__addr$66 ;
-  reg [10:0] \$signature__addr$72 ;
+  reg \$signal$105  = 1'h0;
+  reg [6:0] \$signature__addr ;
+  reg [6:0] \$signature__addr$67 ;
   wire [7:0] \$signature__data ;
-  reg [7:0] \$signature__data$56 ;
-  wire [63:0] \$signature__data$85 ;
-  wire [7:0] \$signature__data$85[0] ;
-  wire [7:0] \$signature__data$85[1] ;
-  wire [7:0] \$signature__data$85[2] ;
-  wire [7:0] \$signature__data$85[3] ;
-  wire [7:0] \$signature__data$85[4] ;
-  wire [7:0] \$signature__data$85[5] ;
-  wire [7:0] \$signature__data$85[6] ;
-  wire [7:0] \$signature__data$85[7] ;
-  wire [167:0] \$signature__data$96 ;
-  wire [20:0] \$signature__data$96[0] ;
-  wire [20:0] \$signature__data$96[1] ;
-  wire [20:0] \$signature__data$96[2] ;
-  wire [20:0] \$signature__data$96[3] ;
-  wire [20:0] \$signature__data$96[4] ;
-  wire [20:0] \$signature__data$96[5] ;
-  wire [20:0] \$signature__data$96[6] ;
-  wire [20:0] \$signature__data$96[7] ;
+  reg [7:0] \$signature__data$57 ;
   reg \$signature__en ;
   reg [20:0] acc0 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc0$40 ;
+  wire [20:0] \acc0$41 ;
   reg [20:0] acc1 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc1$41 ;
+  wire [20:0] \acc1$42 ;
   reg [20:0] acc2 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc2$42 ;
+  wire [20:0] \acc2$43 ;
   reg [20:0] acc3 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc3$43 ;
+  wire [20:0] \acc3$44 ;
   reg [167:0] acc_q = 168'h000000000000000000000000000000000000000000;
   wire [20:0] \acc_q[0] ;
   wire [20:0] \acc_q[1] ;
@@ -553,6 +595,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire acc_wr__en;
   reg [5:0] act_acc_addr;
   reg [2:0] act_q = 3'h0;
+  reg [10:0] addr;
   reg [21:0] aligned0 = 22'h000000;
   reg [21:0] aligned1 = 22'h000000;
   reg [21:0] aligned2 = 22'h000000;
@@ -561,6 +604,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [21:0] aligned5 = 22'h000000;
   reg [21:0] aligned6 = 22'h000000;
   reg [21:0] aligned7 = 22'h000000;
+  wire [5:0] b_rd__addr;
+  wire [167:0] b_rd__data;
+  wire [20:0] \b_rd__data[0] ;
+  wire [20:0] \b_rd__data[1] ;
+  wire [20:0] \b_rd__data[2] ;
+  wire [20:0] \b_rd__data[3] ;
+  wire [20:0] \b_rd__data[4] ;
+  wire [20:0] \b_rd__data[5] ;
+  wire [20:0] \b_rd__data[6] ;
+  wire [20:0] \b_rd__data[7] ;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
   reg [167:0] bias_q = 168'h000000000000000000000000000000000000000000;
@@ -580,6 +633,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \cur.is_h ;
   wire [10:0] \cur.w_addr ;
   reg cur_active = 1'h0;
+  wire [63:0] data;
+  wire [7:0] \data[0] ;
+  wire [7:0] \data[1] ;
+  wire [7:0] \data[2] ;
+  wire [7:0] \data[3] ;
+  wire [7:0] \data[4] ;
+  wire [7:0] \data[5] ;
+  wire [7:0] \data[6] ;
+  wire [7:0] \data[7] ;
   reg [19:0] e1 = 20'h00000;
   wire [6:0] \e1.col ;
   wire \e1.is_h ;
@@ -592,10 +654,10 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \e2.valid ;
   wire [7:0] \e2.value ;
   wire [10:0] \e2.w_addr ;
+  reg early = 1'h0;
   reg [5:0] elem = 6'h00;
   reg [6:0] enc_col = 7'h00;
   reg [10:0] enc_w = 11'h000;
-  reg forward = 1'h0;
   reg fresh = 1'h1;
   reg [2:0] g_grp = 3'h0;
   reg [20:0] gate0_0_0 = 21'h000000;
@@ -664,9 +726,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] gate1_3_7 = 21'h000000;
   reg [3:0] grp = 4'h0;
   wire [7:0] h_new;
-  wire [7:0] \h_new$63 ;
+  wire [7:0] \h_new$64 ;
   wire [7:0] h_prev;
-  wire [7:0] \h_prev$60 ;
+  wire [7:0] \h_prev$61 ;
   input [9:0] i__payload;
   wire [9:0] i__payload;
   wire [7:0] \i__payload.data ;
@@ -690,15 +752,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [3:0] lane = 4'h0;
-  reg [167:0] last_sum = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \last_sum[0] ;
-  wire [20:0] \last_sum[1] ;
-  wire [20:0] \last_sum[2] ;
-  wire [20:0] \last_sum[3] ;
-  wire [20:0] \last_sum[4] ;
-  wire [20:0] \last_sum[5] ;
-  wire [20:0] \last_sum[6] ;
-  wire [20:0] \last_sum[7] ;
+  reg [6:0] last = 7'h00;
+  wire [5:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [167:0] last_sum2 = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \last_sum2[0] ;
+  wire [20:0] \last_sum2[1] ;
+  wire [20:0] \last_sum2[2] ;
+  wire [20:0] \last_sum2[3] ;
+  wire [20:0] \last_sum2[4] ;
+  wire [20:0] \last_sum2[5] ;
+  wire [20:0] \last_sum2[6] ;
+  wire [20:0] \last_sum2[7] ;
   wire [3:0] level;
   output [8:0] o__payload;
   reg [8:0] o__payload = 9'h000;
@@ -716,6 +781,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire o_valid;
   reg [5:0] out_idx = 6'h00;
   reg [20:0] out_word = 21'h000000;
+  reg [1:0] pick = 2'h0;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   reg [16:0] prod2 = 17'h00000;
@@ -741,13 +807,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [8:0] \s1.delta ;
   wire \s1.shift ;
   wire \s1.valid ;
-  reg [23:0] s1b = 24'h000000;
-  wire [5:0] \s1b.acc_addr ;
-  wire [5:0] \s1b.b_addr ;
-  wire \s1b.bias ;
-  wire [8:0] \s1b.delta ;
-  wire \s1b.shift ;
-  wire \s1b.valid ;
   reg [8:0] s2 = 9'h000;
   wire [5:0] \s2.acc_addr ;
   wire \s2.bias ;
@@ -762,24 +821,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [3:0] seq_state = 4'h0;
   reg [5:0] tag = 6'h00;
   (* init = 6'h00 *)
-  wire [5:0] \tag$44 ;
+  wire [5:0] \tag$45 ;
   wire [5:0] tag_out;
-  wire [5:0] \tag_out$62 ;
+  wire [5:0] \tag_out$63 ;
   wire valid_in;
-  wire \valid_in$59 ;
+  wire \valid_in$60 ;
   wire valid_out;
-  wire \valid_out$61 ;
+  wire \valid_out$62 ;
   reg [27:0] w_data;
   reg w_en;
-  reg [63:0] w_word = 64'h0000000000000000;
-  wire [7:0] \w_word[0] ;
-  wire [7:0] \w_word[1] ;
-  wire [7:0] \w_word[2] ;
-  wire [7:0] \w_word[3] ;
-  wire [7:0] \w_word[4] ;
-  wire [7:0] \w_word[5] ;
-  wire [7:0] \w_word[6] ;
-  wire [7:0] \w_word[7] ;
   reg [4:0] \wait  = 5'h00;
   reg [167:0] acc_mem [35:0];
   initial begin
@@ -824,11 +874,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (s3[0])
       acc_mem[s3[6:1]] <= acc_wr__data;
   end
-  reg [5:0] _0_;
+  reg [167:0] _0_;
   always @(posedge clk) begin
-    _0_ <= acc_rd__addr;
+    _0_ <= acc_mem[acc_rd__addr];
   end
-  assign acc_rd__data = acc_mem[_0_];
+  assign acc_rd__data = _0_;
   reg [167:0] b_mem [35:0];
   initial begin
     b_mem[0] = 168'h0027fffe8dfff2ac00c4f00178002b54017b200aa4;
@@ -870,9 +920,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   reg [167:0] _1_;
   always @(posedge clk) begin
-    _1_ <= b_mem[s1b[12:7]];
+    _1_ <= b_mem[\$like [12:7]];
   end
-  assign \$signature__data$96  = _1_;
+  assign b_rd__data = _1_;
   reg [7:0] v_mem [95:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -974,2224 +1024,582 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr$54 ] <= \$signature__data$56 ;
+      v_mem[\$signature__addr ] <= \$signature__data$57 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    _2_ <= v_mem[\$signature__addr$66 ];
+    _2_ <= v_mem[\$signature__addr$67 ];
   end
   assign \$signature__data  = _2_;
-  reg [63:0] w_mem [1663:0];
-  initial begin
-    w_mem[0] = 64'hfdddfff7e1ea0ee9;
-    w_mem[1] = 64'hf4f4eef70df81bf1;
-    w_mem[2] = 64'hf7dc0beeefe329e6;
-    w_mem[3] = 64'h13da232ef5f8dc0e;
-    w_mem[4] = 64'he0f8e30ec11710db;
-    w_mem[5] = 64'hea2bfffcf1d81a02;
-    w_mem[6] = 64'heec803200512d700;
-    w_mem[7] = 64'h0b1eebefe4020606;
-    w_mem[8] = 64'hf2e60712ecef030b;
-    w_mem[9] = 64'h121009f71c21fadc;
-    w_mem[10] = 64'hf2e2f807080eeeeb;
-    w_mem[11] = 64'hf216080418e013f1;
-    w_mem[12] = 64'h21e0eb1adcdc1ce7;
-    w_mem[13] = 64'hdbd116ef0dd4f7ef;
-    w_mem[14] = 64'hf4050d11df12ca19;
-    w_mem[15] = 64'hd7e001f1fad8c8fc;
-    w_mem[16] = 64'hda19c5dc19d1e619;
-    w_mem[17] = 64'h0b24d827d90c0508;
-    w_mem[18] = 64'h160eeffec3fbd809;
-    w_mem[19] = 64'h0efddcdd0f070117;
-    w_mem[20] = 64'heff6de0c132203f5;
-    w_mem[21] = 64'h0eff02ebeb1802f9;
-    w_mem[22] = 64'h0a0809f912efe3e2;
-    w_mem[23] = 64'h1f07eafb19141b00;
-    w_mem[24] = 64'h1108f5f518efe8da;
-    w_mem[25] = 64'hef061b040ae50cde;
-    w_mem[26] = 64'h111b11f8050de20f;
-    w_mem[27] = 64'h10221ecbe50bf5eb;
-    w_mem[28] = 64'hfef2fc04ecf1f212;
-    w_mem[29] = 64'hfef909d92eee1804;
-    w_mem[30] = 64'h1703be07190bed1d;
-    w_mem[31] = 64'hd6e6e1f8f1e923fc;
-    w_mem[32] = 64'hddf8f2e8f3f3e0f2;
-    w_mem[33] = 64'h1708031c16eaf715;
-    w_mem[34] = 64'he3fc172808fddbee;
-    w_mem[35] = 64'hfbff070ef2191211;
-    w_mem[36] = 64'hfddf05fee30411fd;
-    w_mem[37] = 64'hf405271c2100040f;
-    w_mem[38] = 64'hee220412e934d121;
-    w_mem[39] = 64'hde180df7f7e5fdd0;
-    w_mem[40] = 64'h0c2606dee201d826;
-    w_mem[41] = 64'hf1ecec1e00ebf0e8;
-    w_mem[42] = 64'heeff100b01d00a25;
-    w_mem[43] = 64'h25160019e51f211b;
-    w_mem[44] = 64'h08e9f40a22ed1af6;
-    w_mem[45] = 64'heefcf20bf70ce7ed;
-    w_mem[46] = 64'h1518180affecfcfa;
-    w_mem[47] = 64'h06f803f2f1faf811;
-    w_mem[48] = 64'h150d1ef32c330a29;
-    w_mem[49] = 64'h0fff0ff40003f70e;
-    w_mem[50] = 64'h13f203e82aebfc12;
-    w_mem[51] = 64'h001d0ef8ea08ed08;
-    w_mem[52] = 64'h02df02f3050bfa25;
-    w_mem[53] = 64'hd4f427dbd8f6c9f9;
-    w_mem[54] = 64'he80d0be3e3f6ebea;
-    w_mem[55] = 64'hd8f00ddf0fddd7f8;
-    w_mem[56] = 64'hf0090f0cef00e2ff;
-    w_mem[57] = 64'h0710f3fb0910f018;
-    w_mem[58] = 64'hfdf3f7ea00071d01;
-    w_mem[59] = 64'h0af90eebe3fd0fe1;
-    w_mem[60] = 64'he1e3fff3202013ea;
-    w_mem[61] = 64'h27fddf250513f9ea;
-    w_mem[62] = 64'h1d0ff023ea021e15;
-    w_mem[63] = 64'heb0cfa11ff0628f6;
-    w_mem[64] = 64'h1d092817d6d71406;
-    w_mem[65] = 64'hd7d5350adb0ce30c;
-    w_mem[66] = 64'h1ae4080f31dccdcd;
-    w_mem[67] = 64'hfb0af5f206fb0009;
-    w_mem[68] = 64'heff9030cfb0308e6;
-    w_mem[69] = 64'h061107ead9ede71e;
-    w_mem[70] = 64'h0a0af2020ad9fb09;
-    w_mem[71] = 64'hde1012f50916ed11;
-    w_mem[72] = 64'h1beae7f3fb04020c;
-    w_mem[73] = 64'h132410e4ef16ef05;
-    w_mem[74] = 64'h120511e7ee0cec2b;
-    w_mem[75] = 64'h0b0ff40cf326121f;
-    w_mem[76] = 64'h230f0df50efd0300;
-    w_mem[77] = 64'h100002f6f6030110;
-    w_mem[78] = 64'h3a26c5c51afcf4f2;
-    w_mem[79] = 64'h061d0bebc4eff4e8;
-    w_mem[80] = 64'hfaf100f61b0d0400;
-    w_mem[81] = 64'h0cfafbfc0e0cef0a;
-    w_mem[82] = 64'h09060325030410e9;
-    w_mem[83] = 64'h13f60ff1e1ffe7f7;
-    w_mem[84] = 64'hf708feea210ceb19;
-    w_mem[85] = 64'hef2312fd010200f9;
-    w_mem[86] = 64'h0e1916f709060125;
-    w_mem[87] = 64'h100df0e4e53904c8;
-    w_mem[88] = 64'hefea1adeebe3332d;
-    w_mem[89] = 64'h06f530ea16f7f406;
-    w_mem[90] = 64'hdbeaf3e1d5f9efcf;
-    w_mem[91] = 64'hf0df0af007ef0e06;
-    w_mem[92] = 64'h0612efe413fe0aff;
-    w_mem[93] = 64'hf510e913f30efdee;
-    w_mem[94] = 64'h051de40309ec04fd;
-    w_mem[95] = 64'h0004ddf70d0afb1a;
-    w_mem[96] = 64'h0d0a0ff6e1f5f107;
-    w_mem[97] = 64'h14e50af2e1fb1a29;
-    w_mem[98] = 64'hfff9fafd0f0d0de3;
-    w_mem[99] = 64'h2de2152ef006e729;
-    w_mem[100] = 64'he9eef405fff903de;
-    w_mem[101] = 64'hedd3ef1b032bfa04;
-    w_mem[102] = 64'he300160a0a0e1c11;
-    w_mem[103] = 64'hfbe6eec21ed401f4;
-    w_mem[104] = 64'h13f021f402090019;
-    w_mem[105] = 64'he40efd13ecff1bed;
-    w_mem[106] = 64'he0f2f01af7000d00;
-    w_mem[107] = 64'he71ff30d151218f2;
-    w_mem[108] = 64'hfa0eedf70c2312ed;
-    w_mem[109] = 64'h08fbfdefd61bed05;
-    w_mem[110] = 64'h1a1408100bf5f307;
-    w_mem[111] = 64'hd70bf1d619050cf5;
-    w_mem[112] = 64'hcd1614fac6e5fee4;
-    w_mem[113] = 64'hd506c9e3ecffeeed;
-    w_mem[114] = 64'hcbe3ece4ecde0519;
-    w_mem[115] = 64'h00f807e5dc03e4ca;
-    w_mem[116] = 64'hedfae8022108fa1f;
-    w_mem[117] = 64'hf204291a2610effb;
-    w_mem[118] = 64'h12220a1a2504edeb;
-    w_mem[119] = 64'hf5fdf7e2e202f21f;
-    w_mem[120] = 64'hdbb8fc00dbe404ca;
-    w_mem[121] = 64'h02f50e14f1dcebf3;
-    w_mem[122] = 64'h0c160308121de114;
-    w_mem[123] = 64'hd516e8cde30f03e9;
-    w_mem[124] = 64'h1ef2d4f4f81e0708;
-    w_mem[125] = 64'h21effbede201e5f8;
-    w_mem[126] = 64'hf8db09f3e507c7fe;
-    w_mem[127] = 64'hd6f30ffef1e7ffd9;
-    w_mem[128] = 64'h08fa010722ef1be2;
-    w_mem[129] = 64'he0e5fdf7150af922;
-    w_mem[130] = 64'hf619eb0207f007f7;
-    w_mem[131] = 64'h0003f0101001f300;
-    w_mem[132] = 64'hfeda150ee61be8ec;
-    w_mem[133] = 64'hddd3df0110e2fef4;
-    w_mem[134] = 64'hdf23d909ed2bd40e;
-    w_mem[135] = 64'heb2a1ef7f1fa03d6;
-    w_mem[136] = 64'he01917d2021c0e08;
-    w_mem[137] = 64'h11d3053be2f20b08;
-    w_mem[138] = 64'hdeedffef10dbd1fd;
-    w_mem[139] = 64'he2f506e7232ae61e;
-    w_mem[140] = 64'hf71905ff2202f6ee;
-    w_mem[141] = 64'h1024f9fc0b0203ed;
-    w_mem[142] = 64'h3102050df4ffd6f5;
-    w_mem[143] = 64'h0502f707eb051b23;
-    w_mem[144] = 64'h1be1f9fef507091b;
-    w_mem[145] = 64'h22051af5fbf91ffe;
-    w_mem[146] = 64'hf60de112041a1713;
-    w_mem[147] = 64'hfd2d13cc0516dff5;
-    w_mem[148] = 64'h061a05e9ecc5fed4;
-    w_mem[149] = 64'hc6e0ff1f1a1fccca;
-    w_mem[150] = 64'h00ff1639d7eefef3;
-    w_mem[151] = 64'hf2fbe21ecb03e3f4;
-    w_mem[152] = 64'h1705ec0821fcf805;
-    w_mem[153] = 64'heb12fef6200efb03;
-    w_mem[154] = 64'h042012f90e140afb;
-    w_mem[155] = 64'h000e0f040819ff14;
-    w_mem[156] = 64'hfd0219f820170009;
-    w_mem[157] = 64'h1ceff221171417fe;
-    w_mem[158] = 64'hea35fcf23aede90f;
-    w_mem[159] = 64'h2b20dac7e71a0bf5;
-    w_mem[160] = 64'he5e3f8eefffa0ccd;
-    w_mem[161] = 64'h15f31defff0d09db;
-    w_mem[162] = 64'hde0d0ff7df1cc2e3;
-    w_mem[163] = 64'h03de1d1cf21f0eec;
-    w_mem[164] = 64'he711f5fd12031308;
-    w_mem[165] = 64'hf3fe0615eefffbfb;
-    w_mem[166] = 64'h2804f31e161c0812;
-    w_mem[167] = 64'h00050004ec070ffc;
-    w_mem[168] = 64'h08e8f7001bed0607;
-    w_mem[169] = 64'hfbfc0b05e312e904;
-    w_mem[170] = 64'hf1ffe9fdd6cf270e;
-    w_mem[171] = 64'he00bd5fad9fe052b;
-    w_mem[172] = 64'hee1f14f6eaf9130a;
-    w_mem[173] = 64'hf943ffe40d102d0e;
-    w_mem[174] = 64'h2d14ec0c3105e4cf;
-    w_mem[175] = 64'h22fee139ed26facd;
-    w_mem[176] = 64'hccdb07e6ff15f410;
-    w_mem[177] = 64'h0c02f1e6effffb05;
-    w_mem[178] = 64'h0cf6f9feea2009ec;
-    w_mem[179] = 64'h0c0ef210fff10aec;
-    w_mem[180] = 64'h42f700e2100efa1d;
-    w_mem[181] = 64'hd2240615f00fee07;
-    w_mem[182] = 64'hfaedf602e5e2ee0d;
-    w_mem[183] = 64'h18dd1810051118fb;
-    w_mem[184] = 64'hf31a0b2bcee4e2de;
-    w_mem[185] = 64'hd6f000c5f3ec0ac2;
-    w_mem[186] = 64'hefd5fd1b15ceec00;
-    w_mem[187] = 64'hee15e7efbeebd3e4;
-    w_mem[188] = 64'hfff9ed1bf407e9ee;
-    w_mem[189] = 64'h1e230dfa0411f503;
-    w_mem[190] = 64'hfe04e3fe1418db00;
-    w_mem[191] = 64'h0b0002ea1016010c;
-    w_mem[192] = 64'hfdfff70af2e8131d;
-    w_mem[193] = 64'he8f5eb07ddf9cedf;
-    w_mem[194] = 64'hf1f2fae8132ae00f;
-    w_mem[195] = 64'he00d11e1edf20401;
-    w_mem[196] = 64'hd3fce1f9d1f500f6;
-    w_mem[197] = 64'hf2182ae8f6dbeaff;
-    w_mem[198] = 64'hb8fe05fbf1bae2dd;
-    w_mem[199] = 64'he6edf1f8f6fadcf6;
-    w_mem[200] = 64'h1cf6ed181ff804e8;
-    w_mem[201] = 64'h1f10e6d7e3f0e10f;
-    w_mem[202] = 64'h26d9010008f2e5ed;
-    w_mem[203] = 64'h230b1b04e704e4fe;
-    w_mem[204] = 64'hdc06e0e1e5e8f5e9;
-    w_mem[205] = 64'h23e41c181ade0ace;
-    w_mem[206] = 64'he5f7ed1cfe1006f4;
-    w_mem[207] = 64'he5f7ec1725090bc0;
-    w_mem[208] = 64'h16242309f7f21219;
-    w_mem[209] = 64'hf318e5e4f7f41d21;
-    w_mem[210] = 64'h0f27f9e209ff1edd;
-    w_mem[211] = 64'h1fffe2fbd8fb0713;
-    w_mem[212] = 64'hf3f3e6f326eaf60c;
-    w_mem[213] = 64'hf10cfaf809060c19;
-    w_mem[214] = 64'h0a01eff303f7e8f9;
-    w_mem[215] = 64'h100d02fff7faff2f;
-    w_mem[216] = 64'h16e514fa27e003fe;
-    w_mem[217] = 64'h0ef21407d6e4dfe4;
-    w_mem[218] = 64'h05d8e30741c8f421;
-    w_mem[219] = 64'h001e11def4d93106;
-    w_mem[220] = 64'hda0bfb28d10627fa;
-    w_mem[221] = 64'he102fac906fcfc45;
-    w_mem[222] = 64'hdc0e0ad6fbf832f6;
-    w_mem[223] = 64'he9f9d72eecfde9d7;
-    w_mem[224] = 64'hf8fe06fffdeef2e6;
-    w_mem[225] = 64'h0de2fa131802f504;
-    w_mem[226] = 64'h0ae90d1912edf601;
-    w_mem[227] = 64'hef0916fdf5f9fa06;
-    w_mem[228] = 64'h223bf707180813e3;
-    w_mem[229] = 64'h03ddf4143026e7fd;
-    w_mem[230] = 64'h0e07ff02ed181322;
-    w_mem[231] = 64'hef03dfe6211c0b07;
-    w_mem[232] = 64'h0cd3ebf31ff5dbf6;
-    w_mem[233] = 64'h23f112eff513dbe5;
-    w_mem[234] = 64'h28de06e3e9dc2b04;
-    w_mem[235] = 64'hea0709f008bef8e2;
-    w_mem[236] = 64'hfa0afff9f60d0bf4;
-    w_mem[237] = 64'hf802050d14f9e40a;
-    w_mem[238] = 64'hec03051decf20ef3;
-    w_mem[239] = 64'h0df2ebe6f705ef11;
-    w_mem[240] = 64'hda06dd01e0e810f3;
-    w_mem[241] = 64'h011010f4222b23e7;
-    w_mem[242] = 64'h1a13141fd3eff4e2;
-    w_mem[243] = 64'he7ed18f917f4063b;
-    w_mem[244] = 64'h15cf04253ff8f01b;
-    w_mem[245] = 64'hfdfbebf3c7e5e626;
-    w_mem[246] = 64'h05c5d6c3e8eafffd;
-    w_mem[247] = 64'h17e336f0f3e3f62d;
-    w_mem[248] = 64'h23e22008f8fee803;
-    w_mem[249] = 64'hecfbf2fbf71d1811;
-    w_mem[250] = 64'he3f00204151beef6;
-    w_mem[251] = 64'hf2fb010ffd000cec;
-    w_mem[252] = 64'hf7d6fc0915dddfff;
-    w_mem[253] = 64'h23d4f7160ce3f1d8;
-    w_mem[254] = 64'h06210205071116eb;
-    w_mem[255] = 64'hfe08dd08df2015e6;
-    w_mem[256] = 64'h02f01412e514fbf1;
-    w_mem[257] = 64'hfc08eaedeee7f2ed;
-    w_mem[258] = 64'he0f2dfd303c200d7;
-    w_mem[259] = 64'hf0d3df030dedd1cf;
-    w_mem[260] = 64'h1be5fa0afbf909ff;
-    w_mem[261] = 64'hf700ed0b0e22ea27;
-    w_mem[262] = 64'h0a0de3130efbfa0e;
-    w_mem[263] = 64'hfa09e500ef21fb1a;
-    w_mem[264] = 64'h1bf6f0f1fcdff50c;
-    w_mem[265] = 64'he7fc2cfed6ddc815;
-    w_mem[266] = 64'h02031b24e32e0400;
-    w_mem[267] = 64'h2ce51916ed0a2ef4;
-    w_mem[268] = 64'hf606f2f919fe210a;
-    w_mem[269] = 64'hf4ced9f2210c0ffa;
-    w_mem[270] = 64'h2b060e1201e602fd;
-    w_mem[271] = 64'h171cd5e6d7fb1917;
-    w_mem[272] = 64'hfa1611f0f9ec11ed;
-    w_mem[273] = 64'hed13fe2ee919efec;
-    w_mem[274] = 64'he5170d02e5e410ee;
-    w_mem[275] = 64'hfe15f9f6f218de1a;
-    w_mem[276] = 64'h0a21edfb0dfb30fb;
-    w_mem[277] = 64'h1103d80ee8f10fde;
-    w_mem[278] = 64'hecfb10cb2af6f5d2;
-    w_mem[279] = 64'h1cddf300e1000002;
-    w_mem[280] = 64'he80426ff0106d9f3;
-    w_mem[281] = 64'h0a2ddfe0e429d7ff;
-    w_mem[282] = 64'hcff9e3defa1ace1f;
-    w_mem[283] = 64'he4fe06f132f0f2f4;
-    w_mem[284] = 64'h0013fe04f20ef5e6;
-    w_mem[285] = 64'h01ea140527f91cf5;
-    w_mem[286] = 64'h2518e41518fff909;
-    w_mem[287] = 64'h03e907f5fa0804fc;
-    w_mem[288] = 64'hdf0c32eb0c1b41e0;
-    w_mem[289] = 64'hddf8d10cef0af2db;
-    w_mem[290] = 64'h1af3e7000426d4fa;
-    w_mem[291] = 64'hdd1309d9eafe09fa;
-    w_mem[292] = 64'h33d8ea04f9fad3d1;
-    w_mem[293] = 64'h30cb0cfceedcfe1d;
-    w_mem[294] = 64'h06f1db12f1eaede5;
-    w_mem[295] = 64'heae223dd01fde8da;
-    w_mem[296] = 64'hf30309fa1af7fdf5;
-    w_mem[297] = 64'hf5f0ecec0dfae91d;
-    w_mem[298] = 64'hfb1af30706130304;
-    w_mem[299] = 64'hdc05f8fefcfef9e7;
-    w_mem[300] = 64'hcefff304fdda040a;
-    w_mem[301] = 64'hf2f9dc17f2d4dcce;
-    w_mem[302] = 64'h05041806fa0501ef;
-    w_mem[303] = 64'he0f1e400fede02fd;
-    w_mem[304] = 64'h0807dff6df14ef1e;
-    w_mem[305] = 64'h181cfde2e3f9e1fc;
-    w_mem[306] = 64'hc9e0f517edfaebfb;
-    w_mem[307] = 64'h08fe07041d22e6e8;
-    w_mem[308] = 64'h17fcf6fd1cef01f9;
-    w_mem[309] = 64'hf4eb0afc0511e418;
-    w_mem[310] = 64'h1421ff0703f5fb03;
-    w_mem[311] = 64'h18faf0f7f9ffee0c;
-    w_mem[312] = 64'hec04e41dd302fa03;
-    w_mem[313] = 64'hd50b04f4eaeb0017;
-    w_mem[314] = 64'hd2e4f5f8e7fc03dd;
-    w_mem[315] = 64'hfbd7071a090dec04;
-    w_mem[316] = 64'hd5f2efd2e5fde0f4;
-    w_mem[317] = 64'he901f0fc0fddeeec;
-    w_mem[318] = 64'hdc09f112df1cec0a;
-    w_mem[319] = 64'hee01f7df0101deed;
-    w_mem[320] = 64'h1d07f109e104020c;
-    w_mem[321] = 64'h24ebef1bfff727f7;
-    w_mem[322] = 64'h040ef1f9effd1017;
-    w_mem[323] = 64'hf4f000101705edf8;
-    w_mem[324] = 64'h01f3eef5f1e2ec03;
-    w_mem[325] = 64'he7fb2be8f3f00202;
-    w_mem[326] = 64'h03f804db1b40161e;
-    w_mem[327] = 64'hf50ff9052bdfc815;
-    w_mem[328] = 64'h0ff40815f318f6ee;
-    w_mem[329] = 64'hddfbcaffecea07d2;
-    w_mem[330] = 64'h0afa28e0dc01ec0c;
-    w_mem[331] = 64'h2d10f803db042812;
-    w_mem[332] = 64'hea230112e7e9eeee;
-    w_mem[333] = 64'h02f9eff9dfd90de7;
-    w_mem[334] = 64'h10f105dfe9eaff0c;
-    w_mem[335] = 64'h0ff815f607f20d00;
-    w_mem[336] = 64'h0bfef5fd0803f317;
-    w_mem[337] = 64'hd414f21df0f6e618;
-    w_mem[338] = 64'hf3ffe108140c0be9;
-    w_mem[339] = 64'he9f9f2e209f706ea;
-    w_mem[340] = 64'hf2f802f90006e2ef;
-    w_mem[341] = 64'h20ec0700e616ef00;
-    w_mem[342] = 64'h0af7f01bfd08eb00;
-    w_mem[343] = 64'h25eee3f506ed10f7;
-    w_mem[344] = 64'hda140df510ed1bf6;
-    w_mem[345] = 64'h0ee806f90d02e403;
-    w_mem[346] = 64'h090cfef7fbfb1312;
-    w_mem[347] = 64'h0ce81ddf06eff2e8;
-    w_mem[348] = 64'hfeebe7f5e3fdd8ff;
-    w_mem[349] = 64'hd91ef90bda0a08f9;
-    w_mem[350] = 64'h17d53dfe060be1ee;
-    w_mem[351] = 64'hf01d02ce13edf7e5;
-    w_mem[352] = 64'h13ebd908f2f8dd00;
-    w_mem[353] = 64'hd9eb06f9e705d6e1;
-    w_mem[354] = 64'hf11af8f207e816dd;
-    w_mem[355] = 64'hebfd1214e2f5ece2;
-    w_mem[356] = 64'hfdfbeb08f01d1b01;
-    w_mem[357] = 64'h22e8020ae6071ce7;
-    w_mem[358] = 64'h1d11fcea12e0061d;
-    w_mem[359] = 64'h01ea09111ff9e0f2;
-    w_mem[360] = 64'he30cf41de80b090c;
-    w_mem[361] = 64'h0cfff8f2ef15e7fa;
-    w_mem[362] = 64'hea17efedf9ef0ff6;
-    w_mem[363] = 64'he3f9d9f5edfe06e9;
-    w_mem[364] = 64'h17effb0de6fb07db;
-    w_mem[365] = 64'h00f1f4f810e2e8fd;
-    w_mem[366] = 64'h0c04f1f1e90bd9e9;
-    w_mem[367] = 64'he4fbf3feebf0f802;
-    w_mem[368] = 64'h0f1dfe1606ff00f0;
-    w_mem[369] = 64'he2fd07ffedeee810;
-    w_mem[370] = 64'hfe171cefec131914;
-    w_mem[371] = 64'h20f9dcf5f8f80ff6;
-    w_mem[372] = 64'he30d1d01150a0210;
-    w_mem[373] = 64'h150feff6fc0e0d02;
-    w_mem[374] = 64'h20160dfa00fd12f4;
-    w_mem[375] = 64'h0d04f8ef09dd10f2;
-    w_mem[376] = 64'h17dcf8dffeff04dc;
-    w_mem[377] = 64'hede11412fae9e0d4;
-    w_mem[378] = 64'h07f7edf6f0f3d8e1;
-    w_mem[379] = 64'hcceff010f7dde50d;
-    w_mem[380] = 64'h0d08101307fff501;
-    w_mem[381] = 64'hf2f014fa11eb1603;
-    w_mem[382] = 64'hfc0405f3fe030f14;
-    w_mem[383] = 64'h01f402010ef3ec10;
-    w_mem[384] = 64'h161b08e4ff000720;
-    w_mem[385] = 64'hfbecf20913e60a0a;
-    w_mem[386] = 64'he009b60bf50a0fef;
-    w_mem[387] = 64'hfef30b250305120e;
-    w_mem[388] = 64'h221507d3d813beed;
-    w_mem[389] = 64'hfe1f152e0f21e204;
-    w_mem[390] = 64'h001edd1a020c2124;
-    w_mem[391] = 64'h3432e62d1419e1f0;
-    w_mem[392] = 64'h101807e4eeff08ff;
-    w_mem[393] = 64'h0e14f210f5e5f721;
-    w_mem[394] = 64'hf5e801f9fe06fd02;
-    w_mem[395] = 64'hff2318de010d0cec;
-    w_mem[396] = 64'h0e10f4c20f14f226;
-    w_mem[397] = 64'h060efa1ffefae6e1;
-    w_mem[398] = 64'h04e111f4fd231505;
-    w_mem[399] = 64'h16fdfe1512010f13;
-    w_mem[400] = 64'h383213384a150d3e;
-    w_mem[401] = 64'h0104e503ea213320;
-    w_mem[402] = 64'hfa2f0237041dff1d;
-    w_mem[403] = 64'h45f7f02b0d171a0b;
-    w_mem[404] = 64'hf402fbd3fd081ded;
-    w_mem[405] = 64'h081b001605040805;
-    w_mem[406] = 64'hf4f41005090806fc;
-    w_mem[407] = 64'h211701f6f4edf4e8;
-    w_mem[408] = 64'h0a03fbc2ec15fcdb;
-    w_mem[409] = 64'h0214f51a11eef82d;
-    w_mem[410] = 64'h1febecf9f41d0903;
-    w_mem[411] = 64'h19eb110e04171c02;
-    w_mem[412] = 64'h420e0112e931ebe3;
-    w_mem[413] = 64'he8efe2bc0ad7d709;
-    w_mem[414] = 64'h47e3cc03f006190b;
-    w_mem[415] = 64'hf01d1214d1efee1e;
-    w_mem[416] = 64'he103f4c7ed0117f0;
-    w_mem[417] = 64'hf20009f50f05fe13;
-    w_mem[418] = 64'h040600e008eb1808;
-    w_mem[419] = 64'hf20615ebfbe8fb05;
-    w_mem[420] = 64'hfef10a35e5eb011c;
-    w_mem[421] = 64'h03f504d7ff070717;
-    w_mem[422] = 64'h0a08012600f20407;
-    w_mem[423] = 64'hf6fde3f20afc19f7;
-    w_mem[424] = 64'hdcdc0921ebf51ff6;
-    w_mem[425] = 64'hbfc844ff1103c72a;
-    w_mem[426] = 64'he5dc1d031d24c5e2;
-    w_mem[427] = 64'h2dd60ec03ddfdbcc;
-    w_mem[428] = 64'hfc09fd110100fd20;
-    w_mem[429] = 64'hef0a081905e807fd;
-    w_mem[430] = 64'h28fcee2ec404f710;
-    w_mem[431] = 64'he6d9e52b06040e0e;
-    w_mem[432] = 64'hecddf5f6f3fc00f4;
-    w_mem[433] = 64'h02ecf8f00bdd1108;
-    w_mem[434] = 64'h08080dfdf7f4ea06;
-    w_mem[435] = 64'h001402f0e7ecfef1;
-    w_mem[436] = 64'hd5f3c2ddf8f5fdd2;
-    w_mem[437] = 64'hf6e8e4cca4e3fef8;
-    w_mem[438] = 64'hf8e9e1dfd7b207c7;
-    w_mem[439] = 64'hfb0733feebedf0d3;
-    w_mem[440] = 64'h0404fefcd6320c12;
-    w_mem[441] = 64'he50b0debf006f50a;
-    w_mem[442] = 64'hf3fa04f7f2f6f0e3;
-    w_mem[443] = 64'hfc12ff0afe20e7f4;
-    w_mem[444] = 64'hf4120724f70708f5;
-    w_mem[445] = 64'heef50ef3e22a221c;
-    w_mem[446] = 64'h0bef1501150801f1;
-    w_mem[447] = 64'h0e140feb0a13fc0f;
-    w_mem[448] = 64'hac090afbf813d8d7;
-    w_mem[449] = 64'h04170dd1f3050d0f;
-    w_mem[450] = 64'h07db19e7e7042cec;
-    w_mem[451] = 64'h111524f53dd3bc26;
-    w_mem[452] = 64'hec010b1a3112f1fe;
-    w_mem[453] = 64'hdaf71ff500f3f213;
-    w_mem[454] = 64'h0dfc06e9f408f4ff;
-    w_mem[455] = 64'h15eef8e50b02151f;
-    w_mem[456] = 64'hee060fdbd407f007;
-    w_mem[457] = 64'hf2fdf5dfdf0101e0;
-    w_mem[458] = 64'hd30a17df0a14f308;
-    w_mem[459] = 64'h0af50513deed06dc;
-    w_mem[460] = 64'hd403f806eecce4ea;
-    w_mem[461] = 64'heeb2def1e618f6ac;
-    w_mem[462] = 64'h131ed104c7e1eef8;
-    w_mem[463] = 64'he8ef8fd3eabffdf9;
-    w_mem[464] = 64'heeff0f06e6050c08;
-    w_mem[465] = 64'hf8ec0aee21221efa;
-    w_mem[466] = 64'hf111ff1221ee1308;
-    w_mem[467] = 64'heb0d01f3e1070cf8;
-    w_mem[468] = 64'he30bf4d60119f8de;
-    w_mem[469] = 64'heefe05d60c07160f;
-    w_mem[470] = 64'h0b20f5fd131a01ff;
-    w_mem[471] = 64'h0c07fed11dfc0c00;
-    w_mem[472] = 64'h052e2f29442b1c19;
-    w_mem[473] = 64'h0608f41dedfd1bea;
-    w_mem[474] = 64'h583630edda2c1309;
-    w_mem[475] = 64'hff10fa0e1a192226;
-    w_mem[476] = 64'h0218f3cae8161d0d;
-    w_mem[477] = 64'h0d17f9fe01ef1206;
-    w_mem[478] = 64'hf9040109f8f808e4;
-    w_mem[479] = 64'hea17f7dafbfa1611;
-    w_mem[480] = 64'h0d060205e500f406;
-    w_mem[481] = 64'h1a07e9d928e8f401;
-    w_mem[482] = 64'h1ff4e72e07000114;
-    w_mem[483] = 64'h2cea171b121505fa;
-    w_mem[484] = 64'h1df931154f481202;
-    w_mem[485] = 64'h3500210e1e261a2b;
-    w_mem[486] = 64'h202c090ffc270115;
-    w_mem[487] = 64'h0c13ef3dd516f824;
-    w_mem[488] = 64'h16f60a06021001f5;
-    w_mem[489] = 64'h150513fbfaf5e70a;
-    w_mem[490] = 64'h1bf919f0e80308f5;
-    w_mem[491] = 64'h11e8ee150618072f;
-    w_mem[492] = 64'h0cfdf505f4e7fdf8;
-    w_mem[493] = 64'he7e703010ae7fb06;
-    w_mem[494] = 64'he30903f8e7fc10ff;
-    w_mem[495] = 64'h05010b0a0ae4fff9;
-    w_mem[496] = 64'h07dee4f4ce19d202;
-    w_mem[497] = 64'hbb17d5c8fdeef3a5;
-    w_mem[498] = 64'hf3cee70e15bd08d2;
-    w_mem[499] = 64'hde0203dec7deaed7;
-    w_mem[500] = 64'h051ffbfad1e40d0a;
-    w_mem[501] = 64'he503e7f60a030d0d;
-    w_mem[502] = 64'hf80710f83df622d9;
-    w_mem[503] = 64'hf72310e31af6ffde;
-    w_mem[504] = 64'h00f6151d12050407;
-    w_mem[505] = 64'h0626f71f09fa0fe2;
-    w_mem[506] = 64'hf90c15051706f312;
-    w_mem[507] = 64'h2206ee0202243508;
-    w_mem[508] = 64'hd036f23ed2035a20;
-    w_mem[509] = 64'hec3d2803cf030a31;
-    w_mem[510] = 64'h30e4223e0307091c;
-    w_mem[511] = 64'he31a39e34133ee0a;
-    w_mem[512] = 64'h08020be804feee06;
-    w_mem[513] = 64'hfb041e0fe50d0500;
-    w_mem[514] = 64'he9d8eb02eaffe9f1;
-    w_mem[515] = 64'hf1fcf92b000b0fdf;
-    w_mem[516] = 64'hd2f20404e304f30d;
-    w_mem[517] = 64'hfef7f6ebf1f3fcfa;
-    w_mem[518] = 64'h03faeef7fe010906;
-    w_mem[519] = 64'h15ecf2f6ec14e308;
-    w_mem[520] = 64'ha9ddc309c1c60cfe;
-    w_mem[521] = 64'h06fc02fce2d9b0f0;
-    w_mem[522] = 64'h14d8dcf8f28f05b7;
-    w_mem[523] = 64'ha605f8ead5ea0bec;
-    w_mem[524] = 64'hfd1c1b2203f4f6fc;
-    w_mem[525] = 64'he0080cf2e7e71600;
-    w_mem[526] = 64'he511e3f6f3ebeb12;
-    w_mem[527] = 64'hf807fc2606141101;
-    w_mem[528] = 64'h07f016fc03f2f800;
-    w_mem[529] = 64'hf4f20ded0101f5f3;
-    w_mem[530] = 64'hf7eceaeefc10f1ea;
-    w_mem[531] = 64'hf10dfbf3e8d1f001;
-    w_mem[532] = 64'hb8e3feeadeb4d80c;
-    w_mem[533] = 64'hd2d70efefbff1df0;
-    w_mem[534] = 64'hd8de32f2d9b9f4df;
-    w_mem[535] = 64'h0fceeadceed500d4;
-    w_mem[536] = 64'hef00050eeb0a0916;
-    w_mem[537] = 64'h1702e0e6fbf607e5;
-    w_mem[538] = 64'hf5fde50208fd07ec;
-    w_mem[539] = 64'h04fceb06e8e6eee1;
-    w_mem[540] = 64'h17fb0bdd05ec0ae7;
-    w_mem[541] = 64'h2c020303fc14ef0c;
-    w_mem[542] = 64'h0d14ddfeff10010a;
-    w_mem[543] = 64'hf6fc1b1914f40d07;
-    w_mem[544] = 64'h0c342e01082a000e;
-    w_mem[545] = 64'h18defc1f39150607;
-    w_mem[546] = 64'h282c280f2d0a3325;
-    w_mem[547] = 64'h16e72637030e3930;
-    w_mem[548] = 64'h080012dff10bf3ff;
-    w_mem[549] = 64'he303fefef4f9fdfd;
-    w_mem[550] = 64'h0ef1f911fef5f612;
-    w_mem[551] = 64'hf9f2f503fcf82929;
-    w_mem[552] = 64'hee011d11150f23f3;
-    w_mem[553] = 64'h1820100509e234f7;
-    w_mem[554] = 64'h0df31a200c0e0e0c;
-    w_mem[555] = 64'h04060a0c1f1f170d;
-    w_mem[556] = 64'he5023cf9e8de0be6;
-    w_mem[557] = 64'h212b292ef6fc4522;
-    w_mem[558] = 64'h22c4000c2407f90e;
-    w_mem[559] = 64'h0f165303382cfcfa;
-    w_mem[560] = 64'h22d4121005e5e31f;
-    w_mem[561] = 64'h02f815ebeff60506;
-    w_mem[562] = 64'h0503eefafa04cc1b;
-    w_mem[563] = 64'hf0e0f5110bf409e6;
-    w_mem[564] = 64'h1303f8e6ff0bfee1;
-    w_mem[565] = 64'hd5f70203eff7e7e2;
-    w_mem[566] = 64'hf800e50cfbfbf9ed;
-    w_mem[567] = 64'he0edf6fce519f100;
-    w_mem[568] = 64'h2a0dcb1bd1afe1d0;
-    w_mem[569] = 64'h0115aa19f9ede5e9;
-    w_mem[570] = 64'hcfd1c3b1ebf0e2bb;
-    w_mem[571] = 64'hbbeff3e2a000e7f1;
-    w_mem[572] = 64'hfdf5f1f9d00723e7;
-    w_mem[573] = 64'hea0fe6fe0f0cfffa;
-    w_mem[574] = 64'hd3f7d6f509f31af2;
-    w_mem[575] = 64'h162c28e6df20e2e6;
-    w_mem[576] = 64'h21feed01f5e5f2ec;
-    w_mem[577] = 64'hc5ddfed1e8f2d3f7;
-    w_mem[578] = 64'heff7faf3f2f011e3;
-    w_mem[579] = 64'he91104dffeed0ae4;
-    w_mem[580] = 64'h34f5e91e0e09f02a;
-    w_mem[581] = 64'h1bc8ec124a3e02f5;
-    w_mem[582] = 64'h20171913d60ef918;
-    w_mem[583] = 64'h08f4e51a07effa0b;
-    w_mem[584] = 64'he901e3f5faf52e1d;
-    w_mem[585] = 64'h030af012ffe4e2e4;
-    w_mem[586] = 64'hf8ecfd01efdef9fa;
-    w_mem[587] = 64'hf42f1ed607fd0ef5;
-    w_mem[588] = 64'hfa0203e9fde6ee20;
-    w_mem[589] = 64'he6f608faf9ee1b09;
-    w_mem[590] = 64'hf8e211deea0b05e8;
-    w_mem[591] = 64'hfe02f2f111ec03fc;
-    w_mem[592] = 64'hc327ef01df12c0c8;
-    w_mem[593] = 64'hffd632e52df6faef;
-    w_mem[594] = 64'hd2dfca14bc10fbfc;
-    w_mem[595] = 64'hf800c90fe0cbf314;
-    w_mem[596] = 64'hdbf70302f12ffcf1;
-    w_mem[597] = 64'h1f02ea0cfcec02fc;
-    w_mem[598] = 64'hfcdd08f718f719da;
-    w_mem[599] = 64'hfa170314160c1208;
-    w_mem[600] = 64'hff2307fbe5edfd1e;
-    w_mem[601] = 64'h0ff2f9f413110e04;
-    w_mem[602] = 64'h03010b1fdb10fff8;
-    w_mem[603] = 64'h0119f6f01a1f070b;
-    w_mem[604] = 64'h151c110e1638f202;
-    w_mem[605] = 64'h573e1b3d38753f22;
-    w_mem[606] = 64'h3824351825032a21;
-    w_mem[607] = 64'h292638140e411856;
-    w_mem[608] = 64'h21f2f5f300f0fe06;
-    w_mem[609] = 64'h07f1150ff4eef421;
-    w_mem[610] = 64'hfae3f3e706eef91a;
-    w_mem[611] = 64'hedf3fa0b030e0414;
-    w_mem[612] = 64'h361404ff1e021e00;
-    w_mem[613] = 64'h15fafe18fff5010c;
-    w_mem[614] = 64'h04241d20ff08ef14;
-    w_mem[615] = 64'h2de8e7f7f11b090c;
-    w_mem[616] = 64'h380409376b365533;
-    w_mem[617] = 64'h3a02073bfa190d2c;
-    w_mem[618] = 64'h4ae7320a1c0fc429;
-    w_mem[619] = 64'hfb12470b0f4df8ff;
-    w_mem[620] = 64'hf22affe80f02eb01;
-    w_mem[621] = 64'hf5fe03fdfaf30402;
-    w_mem[622] = 64'hf5eef0f7f006f60b;
-    w_mem[623] = 64'h0312e71011f91bec;
-    w_mem[624] = 64'h0a13f9f01e100e05;
-    w_mem[625] = 64'hf103fdf6f2f4f6fc;
-    w_mem[626] = 64'h1120f9e832f5db1a;
-    w_mem[627] = 64'hf9fce7f90b18f620;
-    w_mem[628] = 64'h9406edbdf0b8ee0c;
-    w_mem[629] = 64'hd5f828f4fbdde228;
-    w_mem[630] = 64'hf7c4fc0923c5f3d4;
-    w_mem[631] = 64'he8d81ef606f4e5ed;
-    w_mem[632] = 64'h0df013fa111ee704;
-    w_mem[633] = 64'hebfa0aeb1c0b0601;
-    w_mem[634] = 64'hee1fd8070602ee06;
-    w_mem[635] = 64'h19f8d925f5060911;
-    w_mem[636] = 64'h00f9fa000102faf1;
-    w_mem[637] = 64'h2b12fc090b381236;
-    w_mem[638] = 64'h08f6e3f7f00dfbf3;
-    w_mem[639] = 64'h25f90cf10fecfe0b;
-    w_mem[640] = 64'h4b151b142638071b;
-    w_mem[641] = 64'h11f805234d365ee8;
-    w_mem[642] = 64'h0f433c00f00c3425;
-    w_mem[643] = 64'h1b05ff371be71134;
-    w_mem[644] = 64'h07f80900060e220a;
-    w_mem[645] = 64'h13fcf5ffe70903fe;
-    w_mem[646] = 64'h07ebfe07ff19f80e;
-    w_mem[647] = 64'hf40716faff041003;
-    w_mem[648] = 64'h000becfcf0fef60b;
-    w_mem[649] = 64'hf401040e09f607e4;
-    w_mem[650] = 64'heffbfefff7fbf403;
-    w_mem[651] = 64'hf8050a10fadff0cb;
-    w_mem[652] = 64'hd6fbd404ca00e9d8;
-    w_mem[653] = 64'hbecc15fa23d2f7e4;
-    w_mem[654] = 64'heeffdb2900e7a6f1;
-    w_mem[655] = 64'hc0dddce0deffcadc;
-    w_mem[656] = 64'h09f1f610ff220b0f;
-    w_mem[657] = 64'h1018f5f612ff020b;
-    w_mem[658] = 64'hdc150122ecde03f2;
-    w_mem[659] = 64'hcdfdfb1413051ed0;
-    w_mem[660] = 64'h06df021dcff109f6;
-    w_mem[661] = 64'hede8fcf9f3f6ec03;
-    w_mem[662] = 64'hef0a07f7d8fce213;
-    w_mem[663] = 64'hd706ebfa03ebf7f9;
-    w_mem[664] = 64'h33eed904f9aceae2;
-    w_mem[665] = 64'hd2eaea04b503bdf7;
-    w_mem[666] = 64'h08e20af6decbc802;
-    w_mem[667] = 64'hfec911e70e02c7cb;
-    w_mem[668] = 64'hecf5f609e90ff806;
-    w_mem[669] = 64'hdff5fef50bf8f4e5;
-    w_mem[670] = 64'h0f0cea0a11f3ef18;
-    w_mem[671] = 64'he7140f010efb0df8;
-    w_mem[672] = 64'hdbda0d040c0314d9;
-    w_mem[673] = 64'h0e0ef7fd191d12eb;
-    w_mem[674] = 64'h1f02ea1319fafd12;
-    w_mem[675] = 64'hedfd170d060b00f7;
-    w_mem[676] = 64'hedfefd0910fc152a;
-    w_mem[677] = 64'he7e3181efde623f6;
-    w_mem[678] = 64'h0d2c271428e00601;
-    w_mem[679] = 64'h38030e0d14fd23f8;
-    w_mem[680] = 64'hff02000a0214ff07;
-    w_mem[681] = 64'h0a05e9e0101104f6;
-    w_mem[682] = 64'hf8130203f5fefd0a;
-    w_mem[683] = 64'hf0fce916e7fd14f5;
-    w_mem[684] = 64'h08fb120dfc052322;
-    w_mem[685] = 64'h0820fcef00f7ff18;
-    w_mem[686] = 64'hffeef1ee070910e5;
-    w_mem[687] = 64'h1213031a1f2f1c1c;
-    w_mem[688] = 64'h3ad037faebec1af3;
-    w_mem[689] = 64'h0b1afd330836e000;
-    w_mem[690] = 64'h421109e708042d41;
-    w_mem[691] = 64'h22363204e724f937;
-    w_mem[692] = 64'h36301a0f22f5fb04;
-    w_mem[693] = 64'hf0ee190bf2e5ce00;
-    w_mem[694] = 64'h0b0818f51aedee1d;
-    w_mem[695] = 64'h0ef8f2f700fae703;
-    w_mem[696] = 64'h08ff19f63636fdeb;
-    w_mem[697] = 64'h212cf312fefe1608;
-    w_mem[698] = 64'h0afcd024320d180f;
-    w_mem[699] = 64'h36e5eb22025d05ea;
-    w_mem[700] = 64'h1fd0e8d5fd06e2a9;
-    w_mem[701] = 64'he4e0ffddf2c5471d;
-    w_mem[702] = 64'h53c7e81615f2e4e7;
-    w_mem[703] = 64'h2aed1f0105f2fac0;
-    w_mem[704] = 64'h07090efa2ee4f92b;
-    w_mem[705] = 64'h170b01db33e70bd7;
-    w_mem[706] = 64'hfe20230cf9ee02f8;
-    w_mem[707] = 64'h0201f807fdefe0ea;
-    w_mem[708] = 64'h0f02e601fe080afa;
-    w_mem[709] = 64'hf1f5f9eeecf6e011;
-    w_mem[710] = 64'hfce2e2f6fef304e3;
-    w_mem[711] = 64'hef04010707e4e1fb;
-    w_mem[712] = 64'h15cec2e1eedd04ed;
-    w_mem[713] = 64'hc1d5f2fad7dcb1e1;
-    w_mem[714] = 64'hba00d5d2dff8f3ce;
-    w_mem[715] = 64'hf7d5ecc7ea0bb0cf;
-    w_mem[716] = 64'hfe18fefc0cf10f00;
-    w_mem[717] = 64'h0604e511fffcfe10;
-    w_mem[718] = 64'h09fb11fffcf320d4;
-    w_mem[719] = 64'h00161ce208ede5e4;
-    w_mem[720] = 64'h2206010112f201fb;
-    w_mem[721] = 64'h02f6050909130819;
-    w_mem[722] = 64'h01f51705f60e170e;
-    w_mem[723] = 64'h1707fc180716261a;
-    w_mem[724] = 64'h06da32250f4aed34;
-    w_mem[725] = 64'h1857ce09451d150a;
-    w_mem[726] = 64'h34e6160b0124fb00;
-    w_mem[727] = 64'h25001227040c08f8;
-    w_mem[728] = 64'he811e4ef07f70b0e;
-    w_mem[729] = 64'hef0d1efdebdcf0e2;
-    w_mem[730] = 64'h061906fffce0f8dd;
-    w_mem[731] = 64'h11fa0dd600fa19f5;
-    w_mem[732] = 64'h01f3eb37f1f906e1;
-    w_mem[733] = 64'h05f30514f0d3f712;
-    w_mem[734] = 64'he6f8efeaf8f8f0fa;
-    w_mem[735] = 64'hfafe0bfa0c04e800;
-    w_mem[736] = 64'he3dbbcc41fbc09f6;
-    w_mem[737] = 64'h11f0ea07c309e3f9;
-    w_mem[738] = 64'hefa711b3c0e4dc02;
-    w_mem[739] = 64'h03f2dff2d1e504df;
-    w_mem[740] = 64'hf7060b36e2080015;
-    w_mem[741] = 64'h050f020209fffe03;
-    w_mem[742] = 64'hfd020e031014f607;
-    w_mem[743] = 64'hf70d0d0e2419e3f2;
-    w_mem[744] = 64'h1320edfd0e100e0c;
-    w_mem[745] = 64'h2214010c3505fffc;
-    w_mem[746] = 64'h08131ff802060716;
-    w_mem[747] = 64'h07eb0628eb09101b;
-    w_mem[748] = 64'h220113f032231c18;
-    w_mem[749] = 64'h0035fe1542d22714;
-    w_mem[750] = 64'hfc0d1a100e39e219;
-    w_mem[751] = 64'h3e033031f828140c;
-    w_mem[752] = 64'h1205f4f00d02f107;
-    w_mem[753] = 64'h0df8070eef090a0f;
-    w_mem[754] = 64'h0afaf60d1819f4f7;
-    w_mem[755] = 64'h1d13ea06f3050304;
-    w_mem[756] = 64'h08ff02f9e7f70235;
-    w_mem[757] = 64'h12fefed31aed1cfb;
-    w_mem[758] = 64'hfc17200ffee8ff08;
-    w_mem[759] = 64'hf1170201fe1124ff;
-    w_mem[760] = 64'h4c52162630383117;
-    w_mem[761] = 64'h19fc0e2422240fde;
-    w_mem[762] = 64'h132908150d28ee0e;
-    w_mem[763] = 64'h1c28f208fcd33025;
-    w_mem[764] = 64'h09e7f8fde7e206ea;
-    w_mem[765] = 64'h0c13fe05ee0d01fc;
-    w_mem[766] = 64'h0a1a06fae0f90912;
-    w_mem[767] = 64'hd701051ae804fd18;
-    w_mem[768] = 64'h1703ea01f3221911;
-    w_mem[769] = 64'ha029f3e22b2615bc;
-    w_mem[770] = 64'h100901dd0cf1d8f2;
-    w_mem[771] = 64'h110af131ffb4d8dc;
-    w_mem[772] = 64'h091e544f13741fed;
-    w_mem[773] = 64'h2a5317340221123f;
-    w_mem[774] = 64'h2a11fd46d02af71d;
-    w_mem[775] = 64'h151723080b14fb08;
-    w_mem[776] = 64'h09e7f9e0ea20ff02;
-    w_mem[777] = 64'hdd20f215070bd63f;
-    w_mem[778] = 64'h1f0e420af3f8e613;
-    w_mem[779] = 64'hee12d7f0fc0eeeee;
-    w_mem[780] = 64'hd53be61f0317dcf6;
-    w_mem[781] = 64'h2b021f1bfae41019;
-    w_mem[782] = 64'h0aeeeaf20d00e900;
-    w_mem[783] = 64'h220424e0d802f9dc;
-    w_mem[784] = 64'h2910141d17f8f11a;
-    w_mem[785] = 64'hd82df2ff1bf51125;
-    w_mem[786] = 64'h462f1b042d0d3320;
-    w_mem[787] = 64'h11f7212ae063122e;
-    w_mem[788] = 64'he930e908f72c1d19;
-    w_mem[789] = 64'h161712fb0d0d0ae6;
-    w_mem[790] = 64'h0415eb07faebf807;
-    w_mem[791] = 64'heee00b0cf7ec0cec;
-    w_mem[792] = 64'hede31eb1e6051f25;
-    w_mem[793] = 64'h0c372604181820d3;
-    w_mem[794] = 64'hf205e2f2e900f20e;
-    w_mem[795] = 64'h24f436d7e5f638ed;
-    w_mem[796] = 64'h16eb0715330b0cd0;
-    w_mem[797] = 64'h080600ce0ed801b6;
-    w_mem[798] = 64'h4f361ce539012c21;
-    w_mem[799] = 64'he82ff5f7131f42f6;
-    w_mem[800] = 64'hf4dffeedfe02e50a;
-    w_mem[801] = 64'hea17090b1902092f;
-    w_mem[802] = 64'heb2720fd1817f6da;
-    w_mem[803] = 64'hf00bef1df808fce2;
-    w_mem[804] = 64'hbeffdef90b2014ef;
-    w_mem[805] = 64'h21f92427e6f2fb1d;
-    w_mem[806] = 64'h2a13f40920f50409;
-    w_mem[807] = 64'h07221ad02502f331;
-    w_mem[808] = 64'hd106d7fbdaedd2cf;
-    w_mem[809] = 64'hcbf0e214e40ee9b2;
-    w_mem[810] = 64'heec4f5a31c32ccf2;
-    w_mem[811] = 64'hcccceffd04e601d6;
-    w_mem[812] = 64'hc91a0517f614f7ef;
-    w_mem[813] = 64'h26f900eeddf90cd5;
-    w_mem[814] = 64'hfef7f00bf30cf7f2;
-    w_mem[815] = 64'h00e52bff16fe3724;
-    w_mem[816] = 64'hd7d608ee1df3090d;
-    w_mem[817] = 64'hd6eafe032425eeec;
-    w_mem[818] = 64'hceec19ea0e132d0a;
-    w_mem[819] = 64'hd3c1ef29f505e114;
-    w_mem[820] = 64'hc3e9110716063507;
-    w_mem[821] = 64'h04eca0180c02e8f3;
-    w_mem[822] = 64'he4eac5f6e9fe3702;
-    w_mem[823] = 64'h25fcf5d505c0e0e4;
-    w_mem[824] = 64'hdae303ec2df4fff6;
-    w_mem[825] = 64'hedf1f0ef06f52ce8;
-    w_mem[826] = 64'hd0330e0908ef02f2;
-    w_mem[827] = 64'h113106f2ec12e012;
-    w_mem[828] = 64'h1bd112081b0a0bd7;
-    w_mem[829] = 64'he12fe52af010eddd;
-    w_mem[830] = 64'h1e2013fa26fdf4c2;
-    w_mem[831] = 64'hf60313300903f627;
-    w_mem[832] = 64'he817f12613ed1717;
-    w_mem[833] = 64'hec0dd4f9e63ae4e3;
-    w_mem[834] = 64'h06e1e1ecfcf0b2e9;
-    w_mem[835] = 64'hdb302bfef50990db;
-    w_mem[836] = 64'h271a47f40ff40ac3;
-    w_mem[837] = 64'hc901ebd3dd1033fa;
-    w_mem[838] = 64'h0bf7261dd21ceedc;
-    w_mem[839] = 64'hfa08d6daff0b1105;
-    w_mem[840] = 64'h095ef40e26fcfb0e;
-    w_mem[841] = 64'h270328fdf017def5;
-    w_mem[842] = 64'hdbfbff21b4c916ff;
-    w_mem[843] = 64'hd5fa1017e0fd1ee0;
-    w_mem[844] = 64'h0bb3effee0eaf335;
-    w_mem[845] = 64'hd7d7f0cc0eede9e0;
-    w_mem[846] = 64'hf8c7ffbeff12dfe8;
-    w_mem[847] = 64'hea0dceeb000924dd;
-    w_mem[848] = 64'h10340e2c22f6fa16;
-    w_mem[849] = 64'hfdf71ef5eb0011db;
-    w_mem[850] = 64'hecf3e214160620ec;
-    w_mem[851] = 64'h36d2fcfafff8eac7;
-    w_mem[852] = 64'h1605e406141d0d2d;
-    w_mem[853] = 64'hba02020306f5f5c9;
-    w_mem[854] = 64'hf4180a0fec1204d6;
-    w_mem[855] = 64'h16cb093bfa25f2eb;
-    w_mem[856] = 64'h0c6de22e0e2b03f3;
-    w_mem[857] = 64'h4c12ff7924200d58;
-    w_mem[858] = 64'hf42c461f0b07fe0e;
-    w_mem[859] = 64'h1616033e143930fc;
-    w_mem[860] = 64'h10e2f6f81224f328;
-    w_mem[861] = 64'hf0ff03d4140114e4;
-    w_mem[862] = 64'hfdf3fdd2e2eff2e7;
-    w_mem[863] = 64'hd810f3e403f6cbff;
-    w_mem[864] = 64'hd4e8f9fc231ad916;
-    w_mem[865] = 64'h0df7fcf0fcecddf0;
-    w_mem[866] = 64'hf8e81220d018191d;
-    w_mem[867] = 64'h16c70ee4040a3404;
-    w_mem[868] = 64'h306622da13111f1d;
-    w_mem[869] = 64'h1e381a173f0f4bdd;
-    w_mem[870] = 64'h35253f64ffed0d13;
-    w_mem[871] = 64'h3bf41c2ef7125e15;
-    w_mem[872] = 64'hdad8f90303fa0f17;
-    w_mem[873] = 64'he8edf5ff0f07eaf0;
-    w_mem[874] = 64'hfb03fcd4240c11f9;
-    w_mem[875] = 64'hf531ed2c0ce9e1e9;
-    w_mem[876] = 64'h26cc2103f1e51402;
-    w_mem[877] = 64'hea28ee16e40f2af1;
-    w_mem[878] = 64'h2706ebf134fbfade;
-    w_mem[879] = 64'h09f4e62fcd1ff2c9;
-    w_mem[880] = 64'h0decee2005fe0ef1;
-    w_mem[881] = 64'h22cbe928b9d2f631;
-    w_mem[882] = 64'hc1d1d107dcc7ea02;
-    w_mem[883] = 64'hd40dcb19f5eedde1;
-    w_mem[884] = 64'h2ff105e6e705fb07;
-    w_mem[885] = 64'hf014f6dbf2d4e82e;
-    w_mem[886] = 64'hf2fd0feedee825dd;
-    w_mem[887] = 64'hfd1113ccf4fbd7f2;
-    w_mem[888] = 64'h0015170bebfa3dfb;
-    w_mem[889] = 64'hbbe4daf4401e0cf1;
-    w_mem[890] = 64'he70e02f81f112b55;
-    w_mem[891] = 64'hed0ad834f834e03d;
-    w_mem[892] = 64'hdf2be4c91425f320;
-    w_mem[893] = 64'he008ee4327fdd5fe;
-    w_mem[894] = 64'hebe1fadfe7fee7f7;
-    w_mem[895] = 64'h1ed3d01fe6e112e3;
-    w_mem[896] = 64'he7db2506e402bc17;
-    w_mem[897] = 64'h0802c6162206181d;
-    w_mem[898] = 64'hf0161df3db301845;
-    w_mem[899] = 64'hfc0e0a0818db3a3f;
-    w_mem[900] = 64'h2d090111d9eb07e0;
-    w_mem[901] = 64'he70407d60c13db07;
-    w_mem[902] = 64'hef0cf815f729060a;
-    w_mem[903] = 64'h0ff3e71cfc22fb1b;
-    w_mem[904] = 64'hc725dac9fcf20d01;
-    w_mem[905] = 64'he40b26c2d8f80407;
-    w_mem[906] = 64'hc5b4ad0fb816c915;
-    w_mem[907] = 64'h0ac285e00aca0105;
-    w_mem[908] = 64'h21e00113c9f6faf6;
-    w_mem[909] = 64'h08fef4fef71b12de;
-    w_mem[910] = 64'heaf30ef0f4f9ff0d;
-    w_mem[911] = 64'he815eaff0605f312;
-    w_mem[912] = 64'hf932dc1bf305fa20;
-    w_mem[913] = 64'hfc0a0ff2dbd708f5;
-    w_mem[914] = 64'h0b2f08f8f7f81afe;
-    w_mem[915] = 64'h05deecc506ecedd4;
-    w_mem[916] = 64'hd1e617bac994daa9;
-    w_mem[917] = 64'h0fd5d416e8ff0b10;
-    w_mem[918] = 64'hddcad9f1c912e714;
-    w_mem[919] = 64'he4ebca27020cd9cc;
-    w_mem[920] = 64'h02070737e01eeb1a;
-    w_mem[921] = 64'hda1a07f808f71310;
-    w_mem[922] = 64'h0ce1ec09f5ec1d04;
-    w_mem[923] = 64'hf41e090812e80dd9;
-    w_mem[924] = 64'h140118e92003f30a;
-    w_mem[925] = 64'hfa1c08f4381cd9f0;
-    w_mem[926] = 64'h170d191613f50d16;
-    w_mem[927] = 64'heff4f71ae6171214;
-    w_mem[928] = 64'h2910412e003d6a11;
-    w_mem[929] = 64'h1141ece41333591a;
-    w_mem[930] = 64'h20e60ee5fafb351f;
-    w_mem[931] = 64'h1405c70d08e7621a;
-    w_mem[932] = 64'h0e05da01f3e617f8;
-    w_mem[933] = 64'h24e70bec19fb18fb;
-    w_mem[934] = 64'h17f7f9eeee0a1304;
-    w_mem[935] = 64'h0901fef5ef0dd911;
-    w_mem[936] = 64'hbb2bffd40b16fcf2;
-    w_mem[937] = 64'he31ef7f453583eeb;
-    w_mem[938] = 64'hedc4041ce010eff0;
-    w_mem[939] = 64'h1d0ede0e1be64316;
-    w_mem[940] = 64'hff090d02080fc9fd;
-    w_mem[941] = 64'hfe04032316dd22fc;
-    w_mem[942] = 64'h492bf40fe31a131c;
-    w_mem[943] = 64'h57060014ee20f607;
-    w_mem[944] = 64'hd8f70cf2fb130404;
-    w_mem[945] = 64'hde07cb191ef9d7f8;
-    w_mem[946] = 64'hf13713ff000ad7da;
-    w_mem[947] = 64'hf905be241815cff3;
-    w_mem[948] = 64'hfb0b479305c2d80e;
-    w_mem[949] = 64'h01e6d7d5de1e26e7;
-    w_mem[950] = 64'h1d10fad2c306301a;
-    w_mem[951] = 64'h05cedece0229e1ca;
-    w_mem[952] = 64'hdec5bcc6ddc5a3cb;
-    w_mem[953] = 64'hddd4c7e4dee6230e;
-    w_mem[954] = 64'hfc1ed70ab4bc29f2;
-    w_mem[955] = 64'h0aaec3c512cbc8fc;
-    w_mem[956] = 64'h28d1fdda34e61f28;
-    w_mem[957] = 64'h221dd02efed80301;
-    w_mem[958] = 64'h11f9c420410a2227;
-    w_mem[959] = 64'hf32bfa1f0cce35e4;
-    w_mem[960] = 64'h402c001324010c08;
-    w_mem[961] = 64'hf4d12d1fc40dd7cb;
-    w_mem[962] = 64'h0534f8e546e11ecd;
-    w_mem[963] = 64'hd2e9e624eb0fe8ff;
-    w_mem[964] = 64'hfd0d1a1d0e2a206d;
-    w_mem[965] = 64'h0d14ee200418ed24;
-    w_mem[966] = 64'hf4d1a2182dd9f9e5;
-    w_mem[967] = 64'h10f817cb08ff07d0;
-    w_mem[968] = 64'h4f38023f2cfcd4f2;
-    w_mem[969] = 64'hd9ec17c8def3dafc;
-    w_mem[970] = 64'h0ad3e9f7cb0332f1;
-    w_mem[971] = 64'h1a0a3aabfdd9dfe4;
-    w_mem[972] = 64'h2d14fd2d31f5f1d9;
-    w_mem[973] = 64'hfae6f4ecda19d6e8;
-    w_mem[974] = 64'h2f151af0e9e5e5e4;
-    w_mem[975] = 64'he602dcfe05b10ddb;
-    w_mem[976] = 64'hbeef0e2c35e7be23;
-    w_mem[977] = 64'hc7f20cd9250ca3f2;
-    w_mem[978] = 64'hf9f7be0dfdfed8ce;
-    w_mem[979] = 64'hd32cc8ceeff7be09;
-    w_mem[980] = 64'h19e8281d1df9f9de;
-    w_mem[981] = 64'hdbf80112d5e11108;
-    w_mem[982] = 64'h1ce3fb04dc11f609;
-    w_mem[983] = 64'h2df8dde90702f3d3;
-    w_mem[984] = 64'h06f0e71710e1060a;
-    w_mem[985] = 64'he9f6f00bfbd614ec;
-    w_mem[986] = 64'he9fe1903270f2111;
-    w_mem[987] = 64'h0e02034503c81bef;
-    w_mem[988] = 64'hf8df4e0b204a7f11;
-    w_mem[989] = 64'h0c0b3d1f4215ccfd;
-    w_mem[990] = 64'h210bf6233c00fc01;
-    w_mem[991] = 64'h1b0aed0cfa0d63ed;
-    w_mem[992] = 64'h0a04f706e6ff06f8;
-    w_mem[993] = 64'h0200f20ff5002022;
-    w_mem[994] = 64'hfffc3bea0bf1fd32;
-    w_mem[995] = 64'h080ef2f2f921fdf8;
-    w_mem[996] = 64'hcfe0ff2cf8f2002f;
-    w_mem[997] = 64'he3d222222ad6f82c;
-    w_mem[998] = 64'haf3018082ff83654;
-    w_mem[999] = 64'hf3ec04dee5f82521;
-    w_mem[1000] = 64'hfedd4e1d10131f16;
-    w_mem[1001] = 64'h0e25a473e0c40ef0;
-    w_mem[1002] = 64'hd6ed0bbaff04194a;
-    w_mem[1003] = 64'h23e8342ad8103530;
-    w_mem[1004] = 64'hd2e0e612e105ee1c;
-    w_mem[1005] = 64'h170bf6ea32f81af7;
-    w_mem[1006] = 64'hbded29011813220c;
-    w_mem[1007] = 64'h021c1a2a050fe636;
-    w_mem[1008] = 64'hfc2d07f5d215f315;
-    w_mem[1009] = 64'h2d1805f91ee9480f;
-    w_mem[1010] = 64'h2fff0e2c24014513;
-    w_mem[1011] = 64'h330101e105f4fc01;
-    w_mem[1012] = 64'hb8dbf0d1a4d8ff80;
-    w_mem[1013] = 64'h22b9c21cec3702c2;
-    w_mem[1014] = 64'h1aa6bbbbe9179318;
-    w_mem[1015] = 64'hc6c3e31c0adff3ea;
-    w_mem[1016] = 64'heb0b260ac60b18fd;
-    w_mem[1017] = 64'hf716eadf19050efc;
-    w_mem[1018] = 64'h2bfd210b18282c25;
-    w_mem[1019] = 64'hde1006210e0737f1;
-    w_mem[1020] = 64'he2dcfa082513d1f9;
-    w_mem[1021] = 64'h16f0e01fe0edf117;
-    w_mem[1022] = 64'heef200fdf70fd015;
-    w_mem[1023] = 64'h06faf1dbe4ddde0d;
-    w_mem[1024] = 64'hfb32021d0f050825;
-    w_mem[1025] = 64'hff141801201e1d11;
-    w_mem[1026] = 64'h051c451f371e112b;
-    w_mem[1027] = 64'hfff32c2af71a2255;
-    w_mem[1028] = 64'h091be60f0f092afd;
-    w_mem[1029] = 64'h10e306f2fd0b12dc;
-    w_mem[1030] = 64'hfaf6ec0a13ecd8f2;
-    w_mem[1031] = 64'hf7ffd21cf40d1ff4;
-    w_mem[1032] = 64'h06fd08efdaee0f02;
-    w_mem[1033] = 64'h00e84cdcdce7fe0c;
-    w_mem[1034] = 64'h0bc1aa21ebd4f90e;
-    w_mem[1035] = 64'h0bde09e6ecee160c;
-    w_mem[1036] = 64'hce0607ffe412f2d9;
-    w_mem[1037] = 64'hb9c6f1a6d0c6e1e9;
-    w_mem[1038] = 64'hc593d1a6ee20cdf6;
-    w_mem[1039] = 64'hcdc880e905c53ebc;
-    w_mem[1040] = 64'hf4ec12100af6e9ef;
-    w_mem[1041] = 64'h0ee931f7ebf3f7ef;
-    w_mem[1042] = 64'h0018d3ddd70e0304;
-    w_mem[1043] = 64'h07f21d04f719e0f5;
-    w_mem[1044] = 64'hb20303f80e1c1101;
-    w_mem[1045] = 64'h6b031f2df84c08f5;
-    w_mem[1046] = 64'h011fe3ff27fc2512;
-    w_mem[1047] = 64'hd5042ec60cfb111f;
-    w_mem[1048] = 64'hb10fc1f8e8bacd18;
-    w_mem[1049] = 64'hb0a1d7c0cef1f1c1;
-    w_mem[1050] = 64'hc6dcb5cd07070cda;
-    w_mem[1051] = 64'hf2eafac41db9f525;
-    w_mem[1052] = 64'hcf0d0d232f0eec25;
-    w_mem[1053] = 64'h24fa16ed0ff00610;
-    w_mem[1054] = 64'h19ecec0a0ef31806;
-    w_mem[1055] = 64'h36dd390e0af2011c;
-    w_mem[1056] = 64'hc802cf1ac43ce631;
-    w_mem[1057] = 64'h113148dc002e0dfb;
-    w_mem[1058] = 64'h22bf0949ce0b272d;
-    w_mem[1059] = 64'h270101cde943fcfa;
-    w_mem[1060] = 64'h322eefd7b810d8df;
-    w_mem[1061] = 64'h291c2306d5dd5920;
-    w_mem[1062] = 64'hecfddce9f158cd26;
-    w_mem[1063] = 64'hd2e58f13face492f;
-    w_mem[1064] = 64'he3fc0917c8281b3b;
-    w_mem[1065] = 64'h02f544ee32fee4cb;
-    w_mem[1066] = 64'h3d30d5b821df3bfc;
-    w_mem[1067] = 64'hebcf0f2901c3ce08;
-    w_mem[1068] = 64'hbcf7fce1261723ea;
-    w_mem[1069] = 64'hebdaae200d3be9ff;
-    w_mem[1070] = 64'he83afaeff407cbd7;
-    w_mem[1071] = 64'hf303ee272ff3460e;
-    w_mem[1072] = 64'h1d00d63e32291cf5;
-    w_mem[1073] = 64'h1ece4d5329f9f1f3;
-    w_mem[1074] = 64'hd4f3223c00d24441;
-    w_mem[1075] = 64'h36223343030a15f2;
-    w_mem[1076] = 64'hc20c190f160ab7e4;
-    w_mem[1077] = 64'hf0d2a61cfb473633;
-    w_mem[1078] = 64'hf2da1b39341dbcf4;
-    w_mem[1079] = 64'h0e3a0af3102dfb1c;
-    w_mem[1080] = 64'hed27f2f8c815fc49;
-    w_mem[1081] = 64'hc2fd3cbe07132ac9;
-    w_mem[1082] = 64'hf8f2a71ed7fcf631;
-    w_mem[1083] = 64'h1bb8ebf62ff92dd6;
-    w_mem[1084] = 64'h143b06c0f9ebfca5;
-    w_mem[1085] = 64'h41ffcdffadd846c7;
-    w_mem[1086] = 64'h432b0cd0e815ef3b;
-    w_mem[1087] = 64'h2cd3cd280f1b08e6;
-    w_mem[1088] = 64'hd8eb0e0ad70bf30e;
-    w_mem[1089] = 64'hb1f3421d1eedce26;
-    w_mem[1090] = 64'h0c1512d64e34eb20;
-    w_mem[1091] = 64'he80ff123132903d9;
-    w_mem[1092] = 64'h24f22423dafd16fb;
-    w_mem[1093] = 64'hef3102ffe614f2f2;
-    w_mem[1094] = 64'h2828fbe014e6f8e8;
-    w_mem[1095] = 64'hf721011af006ef16;
-    w_mem[1096] = 64'h18eda5f50a3027a0;
-    w_mem[1097] = 64'hbdd6d6f6dcd7131c;
-    w_mem[1098] = 64'hdcf1e407ed154ac8;
-    w_mem[1099] = 64'hcde3a4f00112e8ef;
-    w_mem[1100] = 64'h0012f80af3f9e8f1;
-    w_mem[1101] = 64'h3f1afc0de209130d;
-    w_mem[1102] = 64'h14ecf5f8fa0dfde1;
-    w_mem[1103] = 64'h15f61dd4f1092b16;
-    w_mem[1104] = 64'hd115fed80a2f1a2a;
-    w_mem[1105] = 64'hc90e43361cfa4eff;
-    w_mem[1106] = 64'h0f2eff122633fe2a;
-    w_mem[1107] = 64'h37c8f3eafde1fadc;
-    w_mem[1108] = 64'h2b0e0638cdd1313d;
-    w_mem[1109] = 64'h3220014ab4191c29;
-    w_mem[1110] = 64'h022901ff29041814;
-    w_mem[1111] = 64'h4ee6313021f4effc;
-    w_mem[1112] = 64'hdefbbbe1da31f331;
-    w_mem[1113] = 64'hea111de71d00fd34;
-    w_mem[1114] = 64'hde1214003cbfffc1;
-    w_mem[1115] = 64'hcc32d8f5f939d2d7;
-    w_mem[1116] = 64'h1be01c0224e3fb11;
-    w_mem[1117] = 64'hf8e4d413e8e90714;
-    w_mem[1118] = 64'hea0b07e5fff7f1fe;
-    w_mem[1119] = 64'he4040c25fb24e21d;
-    w_mem[1120] = 64'h03b7d0f5eddb1e22;
-    w_mem[1121] = 64'he1dfd01ccfd80503;
-    w_mem[1122] = 64'he0e91be8a3eeca06;
-    w_mem[1123] = 64'h0ed0c802d4f3020d;
-    w_mem[1124] = 64'h180c02ed22fa0afd;
-    w_mem[1125] = 64'he802dfdf18faeefd;
-    w_mem[1126] = 64'h06ed1722090dfb05;
-    w_mem[1127] = 64'h15f709defee31113;
-    w_mem[1128] = 64'he2fae20fea0ce01c;
-    w_mem[1129] = 64'hc2f6fd330ff02aef;
-    w_mem[1130] = 64'he1fd0c0dcf15fcd9;
-    w_mem[1131] = 64'h28081326e5eb06e3;
-    w_mem[1132] = 64'h0444043d1c0007ee;
-    w_mem[1133] = 64'h0c084026ebe9301f;
-    w_mem[1134] = 64'hf5472ee006f94301;
-    w_mem[1135] = 64'hda383325ca48e42f;
-    w_mem[1136] = 64'hf7fb04d8cd1b0323;
-    w_mem[1137] = 64'h0010f0d80801f4fa;
-    w_mem[1138] = 64'hddee230f2ef8ebe0;
-    w_mem[1139] = 64'hd816ec060809f6f4;
-    w_mem[1140] = 64'hc5e1e506fe081e06;
-    w_mem[1141] = 64'h20dfeb10fadee10c;
-    w_mem[1142] = 64'hc100f210d706e9fb;
-    w_mem[1143] = 64'hfaf432cf1c10100f;
-    w_mem[1144] = 64'h383a2c0f200fc24b;
-    w_mem[1145] = 64'heb331826e7dffaf6;
-    w_mem[1146] = 64'h4346402607196416;
-    w_mem[1147] = 64'h2c6f4b19ea224b26;
-    w_mem[1148] = 64'he2eef9240cf2fb04;
-    w_mem[1149] = 64'h1ae7f118fb2b1fde;
-    w_mem[1150] = 64'hcd0be1f813d8e1ff;
-    w_mem[1151] = 64'h2afa023006eeda1f;
-    w_mem[1152] = 64'hd51629e9ee0ef816;
-    w_mem[1153] = 64'h08f6f3ef0ae70405;
-    w_mem[1154] = 64'h11f5ea1e02def1e7;
-    w_mem[1155] = 64'hee1adfe8f528f6f6;
-    w_mem[1156] = 64'hb8eb0615dacbe1ed;
-    w_mem[1157] = 64'h0725e20301f118f4;
-    w_mem[1158] = 64'h0df0d907ddfede10;
-    w_mem[1159] = 64'hcf19c104fbf409f7;
-    w_mem[1160] = 64'hf30c0dfe1a09f9d9;
-    w_mem[1161] = 64'h070800e20709f4ec;
-    w_mem[1162] = 64'h05db090aecee0fdf;
-    w_mem[1163] = 64'h08e9fe181bf5e401;
-    w_mem[1164] = 64'h0002f3f8f508030e;
-    w_mem[1165] = 64'h16eff3140c081a06;
-    w_mem[1166] = 64'hfc1900f518fbf90a;
-    w_mem[1167] = 64'hfdf90901fe05eafb;
-    w_mem[1168] = 64'h1df1061004361a2f;
-    w_mem[1169] = 64'h0f092e2621f7103c;
-    w_mem[1170] = 64'h190f111dfef72004;
-    w_mem[1171] = 64'hfe162b13df27163a;
-    w_mem[1172] = 64'hddfdfddee3e60d06;
-    w_mem[1173] = 64'hfeece2f701090604;
-    w_mem[1174] = 64'he307fe191118e1f5;
-    w_mem[1175] = 64'h1b0300110a081bf6;
-    w_mem[1176] = 64'h0ef225e6ddf9160f;
-    w_mem[1177] = 64'hfc010307fce5fd03;
-    w_mem[1178] = 64'hee0000d9f3e80013;
-    w_mem[1179] = 64'hfbe8f2ec09eb17f7;
-    w_mem[1180] = 64'hf718fa13f1eadbc7;
-    w_mem[1181] = 64'hfa1ae31c03f35520;
-    w_mem[1182] = 64'h11cae11bfe0b1239;
-    w_mem[1183] = 64'h06f3ba4901ea02d1;
-    w_mem[1184] = 64'hf0132df711ed21f6;
-    w_mem[1185] = 64'hd8efed2ffb1b00ff;
-    w_mem[1186] = 64'he70210010e022101;
-    w_mem[1187] = 64'h14e0ea081ee6f60e;
-    w_mem[1188] = 64'h1bef0a09efffff0a;
-    w_mem[1189] = 64'heff7fdf41521e40e;
-    w_mem[1190] = 64'he11000040e08dfde;
-    w_mem[1191] = 64'h0e240809f61409e5;
-    w_mem[1192] = 64'h42c5ebca051ce0fc;
-    w_mem[1193] = 64'h06c3eff0ecdc0af1;
-    w_mem[1194] = 64'h051511bf0901cae3;
-    w_mem[1195] = 64'he810f7e6161bde45;
-    w_mem[1196] = 64'h0408f528fb0df613;
-    w_mem[1197] = 64'h272c21e7191314f2;
-    w_mem[1198] = 64'h1d0a0ef6080e00e4;
-    w_mem[1199] = 64'hedf925e7fcf1d1d3;
-    w_mem[1200] = 64'h13fa04ee110814fe;
-    w_mem[1201] = 64'hf8e405f6051f1105;
-    w_mem[1202] = 64'hf9e405f7dbf9f811;
-    w_mem[1203] = 64'h03f5040cf30500fe;
-    w_mem[1204] = 64'h03d50deb00d7faf8;
-    w_mem[1205] = 64'h20e4dc14e008120d;
-    w_mem[1206] = 64'h3cf1e9cdf31cedda;
-    w_mem[1207] = 64'h1140efd91128cdf8;
-    w_mem[1208] = 64'hf7f50dfe14f8ed0a;
-    w_mem[1209] = 64'hf60ad9ee03ead6d5;
-    w_mem[1210] = 64'hda1c190529dff6f7;
-    w_mem[1211] = 64'h04e8f411f8f0fcff;
-    w_mem[1212] = 64'h0e05fbee110007fa;
-    w_mem[1213] = 64'hf7f4fd04e613ebfe;
-    w_mem[1214] = 64'h0d00f50f0a041202;
-    w_mem[1215] = 64'hf9ffe4fc120b0404;
-    w_mem[1216] = 64'he1ebb6e1ebd40fec;
-    w_mem[1217] = 64'head8e5dde1fcedd9;
-    w_mem[1218] = 64'hd0f2f2eb0a01f7f2;
-    w_mem[1219] = 64'hffebf3ed22d2cdfe;
-    w_mem[1220] = 64'h2908f7ff0f06df20;
-    w_mem[1221] = 64'h100b2cfaf907e603;
-    w_mem[1222] = 64'h0af701eaf8061b05;
-    w_mem[1223] = 64'he5e9fdf204f30d03;
-    w_mem[1224] = 64'hf6edeed803040bf0;
-    w_mem[1225] = 64'he8f81007f60125f8;
-    w_mem[1226] = 64'hf2f8f3e3031d1b0e;
-    w_mem[1227] = 64'h0003f3e8081a1111;
-    w_mem[1228] = 64'h11c8e9fc1ce4f9f8;
-    w_mem[1229] = 64'h22f1fff90efbf3eb;
-    w_mem[1230] = 64'h0704e0db051e03e6;
-    w_mem[1231] = 64'h0713cf100d1ff702;
-    w_mem[1232] = 64'hddcff8d2d603f216;
-    w_mem[1233] = 64'hfcef0c0eef0c02f8;
-    w_mem[1234] = 64'h051e050315f1e8e6;
-    w_mem[1235] = 64'hedfb1116f3f3f80a;
-    w_mem[1236] = 64'hd2f1f30611ff1305;
-    w_mem[1237] = 64'hf908f8f1dbf2e900;
-    w_mem[1238] = 64'h00f1f309f31608e9;
-    w_mem[1239] = 64'hfb100b0707f3e600;
-    w_mem[1240] = 64'hd4bde8bd1108ffd8;
-    w_mem[1241] = 64'h15fde8201bf5c6ea;
-    w_mem[1242] = 64'hedbeffdce3fbc8ba;
-    w_mem[1243] = 64'hb50bfcc0ff1ecbf2;
-    w_mem[1244] = 64'h02fa13180dfbd824;
-    w_mem[1245] = 64'he8041d0000edf0f7;
-    w_mem[1246] = 64'h08ef1fedede41d19;
-    w_mem[1247] = 64'hf1fb21e50205fb1f;
-    w_mem[1248] = 64'h15e620fff4fced1d;
-    w_mem[1249] = 64'he3f4eaf210ecd60a;
-    w_mem[1250] = 64'h16152704ec0e0805;
-    w_mem[1251] = 64'hfe0015fd08eb0305;
-    w_mem[1252] = 64'h102031d9ed27e3cd;
-    w_mem[1253] = 64'hee202f034812f0f4;
-    w_mem[1254] = 64'hceebede9de23eed0;
-    w_mem[1255] = 64'hd82023e611e83de5;
-    w_mem[1256] = 64'h18011310f40cfc02;
-    w_mem[1257] = 64'hd1f8ea0a19f220fc;
-    w_mem[1258] = 64'h26fd241d1807eb10;
-    w_mem[1259] = 64'hdb23051b15f11a03;
-    w_mem[1260] = 64'hf3f5d61be7fe1a06;
-    w_mem[1261] = 64'hea0dfb0301ff280a;
-    w_mem[1262] = 64'he7ec110914f4fb14;
-    w_mem[1263] = 64'hff0908feffe3ed04;
-    w_mem[1264] = 64'h40474a09231bff1d;
-    w_mem[1265] = 64'hf44b17fe1d075616;
-    w_mem[1266] = 64'h1427210d3def1601;
-    w_mem[1267] = 64'hf91d0afffbe92b10;
-    w_mem[1268] = 64'hdaf4fa0bf9ef0cef;
-    w_mem[1269] = 64'h0f16d00c0e10e706;
-    w_mem[1270] = 64'hf22a040107fcf500;
-    w_mem[1271] = 64'h0ceaf520fe1104d5;
-    w_mem[1272] = 64'h0bef1d05ff1f04e8;
-    w_mem[1273] = 64'heff30507e407efed;
-    w_mem[1274] = 64'hf71b17e72319dbf6;
-    w_mem[1275] = 64'hf70b1410021c0316;
-    w_mem[1276] = 64'h22e94222023b3e0d;
-    w_mem[1277] = 64'h38281022e7f80d19;
-    w_mem[1278] = 64'hf20bfde804e603fc;
-    w_mem[1279] = 64'hf8e1e720e701fc10;
-    w_mem[1280] = 64'he5dbeffbeb101c01;
-    w_mem[1281] = 64'hf40bfb0c12052904;
-    w_mem[1282] = 64'hdd03f929050add17;
-    w_mem[1283] = 64'h1318faee15fe22fa;
-    w_mem[1284] = 64'hebef0907fc10130c;
-    w_mem[1285] = 64'h1010f6f70bfd0902;
-    w_mem[1286] = 64'hffe5e013090b0df3;
-    w_mem[1287] = 64'hf313f8ff0603fe16;
-    w_mem[1288] = 64'h021f0f10d82100ff;
-    w_mem[1289] = 64'h1f0cd21be2fdfaee;
-    w_mem[1290] = 64'hfdc90cffdafbece7;
-    w_mem[1291] = 64'hecfd19f40fe507e1;
-    w_mem[1292] = 64'h091d2211150ae9ec;
-    w_mem[1293] = 64'hdf0e05fd0705d719;
-    w_mem[1294] = 64'h06f813f7e4f62839;
-    w_mem[1295] = 64'h18e8ff0c17f61515;
-    w_mem[1296] = 64'h0a16d9f8f4f5ea0a;
-    w_mem[1297] = 64'h11f4092201ee0ef2;
-    w_mem[1298] = 64'h19eb0d0705e70cd8;
-    w_mem[1299] = 64'hfbeeea0b0108d3ff;
-    w_mem[1300] = 64'hc6e741e90715e310;
-    w_mem[1301] = 64'h06045112dd170f05;
-    w_mem[1302] = 64'h131df8d631d321f0;
-    w_mem[1303] = 64'he7cb0bfdf821f200;
-    w_mem[1304] = 64'hf5fc05d604f5060c;
-    w_mem[1305] = 64'h08e7dbff07150c10;
-    w_mem[1306] = 64'h1313fc1af92dfb0b;
-    w_mem[1307] = 64'h0905dc08f83815f3;
-    w_mem[1308] = 64'hf6f620f5f5e3fc00;
-    w_mem[1309] = 64'hf5ee051a02f6f305;
-    w_mem[1310] = 64'hfa2100fadefe0a0d;
-    w_mem[1311] = 64'hfdfae307f600f80b;
-    w_mem[1312] = 64'hd5dcfcedd7f60304;
-    w_mem[1313] = 64'hf31bebabfb071be4;
-    w_mem[1314] = 64'h16dece08fe00d81c;
-    w_mem[1315] = 64'hf6e6b50fff0915f5;
-    w_mem[1316] = 64'hff1307f805ed0a00;
-    w_mem[1317] = 64'h1401ebfc1ce6fbe2;
-    w_mem[1318] = 64'h1ae21ae514f70ff3;
-    w_mem[1319] = 64'h10e4faeef712fa2e;
-    w_mem[1320] = 64'h04042cfcfded0903;
-    w_mem[1321] = 64'hff07fd04f8f8e70c;
-    w_mem[1322] = 64'h01f2f4070bff0904;
-    w_mem[1323] = 64'h01f2ecfe000007ec;
-    w_mem[1324] = 64'hccf8cfd4e0dfeed8;
-    w_mem[1325] = 64'hfae9eb02d300dabd;
-    w_mem[1326] = 64'hdae3e5f6e9fff4ec;
-    w_mem[1327] = 64'hfadfe5e019ffe9e8;
-    w_mem[1328] = 64'h31181a282c0eec0c;
-    w_mem[1329] = 64'h111b1adfff13e3ed;
-    w_mem[1330] = 64'hf9e8f5e9fdff2e13;
-    w_mem[1331] = 64'hecebffe418eaf500;
-    w_mem[1332] = 64'hf51ee2f20b0300d0;
-    w_mem[1333] = 64'hf6251b2511030910;
-    w_mem[1334] = 64'h0d1226f2f0fb2afd;
-    w_mem[1335] = 64'hfb10f534f9dd0ff3;
-    w_mem[1336] = 64'h0ddf19ded6e8ea14;
-    w_mem[1337] = 64'hdff7c417b505d8d4;
-    w_mem[1338] = 64'he8f0e8fdff182f02;
-    w_mem[1339] = 64'h12daebcf04c5e4c9;
-    w_mem[1340] = 64'hf8f116f6ddfdf9eb;
-    w_mem[1341] = 64'h231117e8edfdf60b;
-    w_mem[1342] = 64'h0fece80df7ec0ce8;
-    w_mem[1343] = 64'hfdfbffe5effef3f2;
-    w_mem[1344] = 64'h14201dfcfd03e1de;
-    w_mem[1345] = 64'h09fc0e09e8eff418;
-    w_mem[1346] = 64'h0b05031afdee1303;
-    w_mem[1347] = 64'hf21be3e5f4e402dc;
-    w_mem[1348] = 64'he22029d5caedf3ef;
-    w_mem[1349] = 64'h36fc09e4c2f9eac2;
-    w_mem[1350] = 64'hebee0cf0f6c5fdc1;
-    w_mem[1351] = 64'h141127a10e0cc90b;
-    w_mem[1352] = 64'h0f1a11132d0efe02;
-    w_mem[1353] = 64'heb0006f5ff26fefb;
-    w_mem[1354] = 64'hfbe6fc0ff1e31519;
-    w_mem[1355] = 64'hf5fa070728fb13ff;
-    w_mem[1356] = 64'hecfe1ded17fffa02;
-    w_mem[1357] = 64'h0f050000f3200f07;
-    w_mem[1358] = 64'h12fcfb1700f20802;
-    w_mem[1359] = 64'hf7fae418060a0d04;
-    w_mem[1360] = 64'he4daf0ece0ce14ed;
-    w_mem[1361] = 64'h010aebead90ceff2;
-    w_mem[1362] = 64'hd8efd8e1d8efef03;
-    w_mem[1363] = 64'he5fb1fdd06f2eb02;
-    w_mem[1364] = 64'h15f723f00508f201;
-    w_mem[1365] = 64'h0a0b04d8ff0de6fb;
-    w_mem[1366] = 64'h1ad710f7edf41c06;
-    w_mem[1367] = 64'hea08fbed0fdd0714;
-    w_mem[1368] = 64'h09f70607e3f60904;
-    w_mem[1369] = 64'h2507d9edf2ebe7e5;
-    w_mem[1370] = 64'h0df8e71608fb1de8;
-    w_mem[1371] = 64'hfc2a0ee5030a23f6;
-    w_mem[1372] = 64'hd71128d0f7e608d5;
-    w_mem[1373] = 64'hdeedece8e80806a5;
-    w_mem[1374] = 64'hedf0f7fb9c05eca6;
-    w_mem[1375] = 64'hc0f4eee51fecfbe1;
-    w_mem[1376] = 64'h190d1c0b200afb12;
-    w_mem[1377] = 64'hf82a06061e1c030a;
-    w_mem[1378] = 64'h0cf7d300f5f40c0f;
-    w_mem[1379] = 64'hf9e40b1800d90e22;
-    w_mem[1380] = 64'he711f4200704e118;
-    w_mem[1381] = 64'hfeec23eff81012f0;
-    w_mem[1382] = 64'h07db04ff0cfc06e5;
-    w_mem[1383] = 64'he8e8f102e616dd10;
-    w_mem[1384] = 64'h2d2137e304e6e11c;
-    w_mem[1385] = 64'hf341fe1dff09fffb;
-    w_mem[1386] = 64'h270df72926fb210f;
-    w_mem[1387] = 64'h16152cf605183d1e;
-    w_mem[1388] = 64'hec16ed1506120602;
-    w_mem[1389] = 64'hd30b2100f42a0517;
-    w_mem[1390] = 64'h0b14f210fa0700fa;
-    w_mem[1391] = 64'h261fdb19f51df2fe;
-    w_mem[1392] = 64'h17e0ec0ff00af200;
-    w_mem[1393] = 64'h0603fbe50cfcf40a;
-    w_mem[1394] = 64'he6040b0d18f5f011;
-    w_mem[1395] = 64'h05ef2af1efec0609;
-    w_mem[1396] = 64'h7cfe081a2013e502;
-    w_mem[1397] = 64'h1f03fb1fe406fb0e;
-    w_mem[1398] = 64'h04041afb07f21efa;
-    w_mem[1399] = 64'h0d0a19f71202f52d;
-    w_mem[1400] = 64'he4effb13f5021012;
-    w_mem[1401] = 64'h03faee11f0070f20;
-    w_mem[1402] = 64'hf7ff0400fa08e2fb;
-    w_mem[1403] = 64'hee1509fe0a22fff9;
-    w_mem[1404] = 64'h1c02031cdb05f0fa;
-    w_mem[1405] = 64'h13fefa13ee06eae3;
-    w_mem[1406] = 64'h101b09fa06fe1dfc;
-    w_mem[1407] = 64'h10fd07040df20a15;
-    w_mem[1408] = 64'h072202ebfb100125;
-    w_mem[1409] = 64'hfe1c00012e1218ef;
-    w_mem[1410] = 64'hf1141241f30df506;
-    w_mem[1411] = 64'h2f111d0313ed33f4;
-    w_mem[1412] = 64'h2218fb00e7060bf6;
-    w_mem[1413] = 64'hdae4070bdbf21829;
-    w_mem[1414] = 64'h1beef92bf111121f;
-    w_mem[1415] = 64'hf11b02ddf6e7251a;
-    w_mem[1416] = 64'hea08f6040b09e60e;
-    w_mem[1417] = 64'hf6f3f2f514080a21;
-    w_mem[1418] = 64'he60deae50afde8f8;
-    w_mem[1419] = 64'h06fd0511ece8f30e;
-    w_mem[1420] = 64'h324a212ef237393d;
-    w_mem[1421] = 64'h362833fc18ff1229;
-    w_mem[1422] = 64'h3e1c150218011c20;
-    w_mem[1423] = 64'h17e21a1dfe28052d;
-    w_mem[1424] = 64'hd905ffe821f310dc;
-    w_mem[1425] = 64'h1106eaf12a150ef4;
-    w_mem[1426] = 64'hdef6f91a0401e501;
-    w_mem[1427] = 64'h2304f3040036fd03;
-    w_mem[1428] = 64'hf8e908f3e7ee1105;
-    w_mem[1429] = 64'h0aeff919e80d0c05;
-    w_mem[1430] = 64'h180dedfdf40b05e4;
-    w_mem[1431] = 64'hf2eee8051501f800;
-    w_mem[1432] = 64'hbfe5b9bef7e9d7e5;
-    w_mem[1433] = 64'hf5e71dfece10f7b6;
-    w_mem[1434] = 64'he2bbf715e1f20efe;
-    w_mem[1435] = 64'h10e402cc12e9e5de;
-    w_mem[1436] = 64'h290523f30500e321;
-    w_mem[1437] = 64'hfcfbfdef0609ecfa;
-    w_mem[1438] = 64'h08edfeee08032201;
-    w_mem[1439] = 64'hf7f40408feefe929;
-    w_mem[1440] = 64'h061006ec2706ee10;
-    w_mem[1441] = 64'hea260ad50c2b09f1;
-    w_mem[1442] = 64'h07070212ed000b19;
-    w_mem[1443] = 64'hf720f512180c0908;
-    w_mem[1444] = 64'h0e1e160db5214712;
-    w_mem[1445] = 64'h0ff4e8ce1a1721e4;
-    w_mem[1446] = 64'h0cf919e2230211fa;
-    w_mem[1447] = 64'h16d610011bd624e3;
-    w_mem[1448] = 64'h0a06fae3050e0312;
-    w_mem[1449] = 64'h0ffe14f3100d0b0f;
-    w_mem[1450] = 64'h28f2eff121f70401;
-    w_mem[1451] = 64'h0509ff1ff6ed2d08;
-    w_mem[1452] = 64'h00ea0cd7fdfcf1fc;
-    w_mem[1453] = 64'hfc2ad5f807f8f7ed;
-    w_mem[1454] = 64'hfe2f0310fbecff0d;
-    w_mem[1455] = 64'hf9160306fcf612ca;
-    w_mem[1456] = 64'h3af92af306f1bbe2;
-    w_mem[1457] = 64'hfd1a1ff0f91d1fd9;
-    w_mem[1458] = 64'h3cbe01f532f50eb6;
-    w_mem[1459] = 64'h1f05f6fd12251ac9;
-    w_mem[1460] = 64'h022133efedfb1f1c;
-    w_mem[1461] = 64'hf80ce7ed0c181718;
-    w_mem[1462] = 64'h13dfe70a05f8e9ea;
-    w_mem[1463] = 64'hfefcfa1e0eebefe7;
-    w_mem[1464] = 64'h2300ea10fa12fef8;
-    w_mem[1465] = 64'h08fe01fc030b0001;
-    w_mem[1466] = 64'he61b12fcd7030a05;
-    w_mem[1467] = 64'h0218fcffedf10afe;
-    w_mem[1468] = 64'h203f141a09582523;
-    w_mem[1469] = 64'h1703fffb530b121c;
-    w_mem[1470] = 64'he9011623331f0307;
-    w_mem[1471] = 64'h0e270e24f90023fc;
-    w_mem[1472] = 64'h00fcf5ebf1fb09ea;
-    w_mem[1473] = 64'he4fcdf23e6ed150e;
-    w_mem[1474] = 64'h001cf00b0102e6f5;
-    w_mem[1475] = 64'h160eeff5010b1ef6;
-    w_mem[1476] = 64'heae023e4f20cf6ff;
-    w_mem[1477] = 64'he41ae7fcebdbf4dd;
-    w_mem[1478] = 64'h0bdc28f8040d0008;
-    w_mem[1479] = 64'h0409eaf417f10f00;
-    w_mem[1480] = 64'hbffb0bd2edd3f4fe;
-    w_mem[1481] = 64'hdeed04ffcacaefd4;
-    w_mem[1482] = 64'hfdffc7c7e3b8edce;
-    w_mem[1483] = 64'hc0edc6e3cff4e6ec;
-    w_mem[1484] = 64'h09070a050e22f80b;
-    w_mem[1485] = 64'h0939fc101024fef9;
-    w_mem[1486] = 64'h1ff208181a020b23;
-    w_mem[1487] = 64'heaf6fef33df8091b;
-    w_mem[1488] = 64'h1722f1fc220dfd04;
-    w_mem[1489] = 64'h0af00405111323ff;
-    w_mem[1490] = 64'h22d6fef9f3033926;
-    w_mem[1491] = 64'hf8ebf809f90ef808;
-    w_mem[1492] = 64'hff1b2a1c0cf7021d;
-    w_mem[1493] = 64'hfb2b1826080b1f12;
-    w_mem[1494] = 64'h2a0fed0619fb51f4;
-    w_mem[1495] = 64'h1def0c0406121834;
-    w_mem[1496] = 64'hea0509df12fa0af7;
-    w_mem[1497] = 64'hf9fcf1e61405f2fe;
-    w_mem[1498] = 64'hf5fff81f170c1215;
-    w_mem[1499] = 64'h1b09d41c000bf804;
-    w_mem[1500] = 64'h01d904ffe608f4fd;
-    w_mem[1501] = 64'hf4f7f8f002f9fa06;
-    w_mem[1502] = 64'hee05f6f4f7f9fbcd;
-    w_mem[1503] = 64'hee1a010af7eff6f8;
-    w_mem[1504] = 64'hc917f706e6ce351d;
-    w_mem[1505] = 64'hf9f308d0d0fb1c06;
-    w_mem[1506] = 64'hfcffd404050efef1;
-    w_mem[1507] = 64'h12dff00ef7f423df;
-    w_mem[1508] = 64'h0707f8fe00f4f4eb;
-    w_mem[1509] = 64'h000e06ecfa0df5f2;
-    w_mem[1510] = 64'h1105ffe703dc0eff;
-    w_mem[1511] = 64'h1d000a2706ece10e;
-    w_mem[1512] = 64'hfff7053408290c2b;
-    w_mem[1513] = 64'hf60d060f1bea06f9;
-    w_mem[1514] = 64'h0911e60d03f3fa04;
-    w_mem[1515] = 64'h0afc0e1ef2ecf2fd;
-    w_mem[1516] = 64'h0521fff30e0ee2d4;
-    w_mem[1517] = 64'h1b280f3539e9263b;
-    w_mem[1518] = 64'h1b1e32daedfb1103;
-    w_mem[1519] = 64'h012e36f8fb18460f;
-    w_mem[1520] = 64'hfcf5e615102c0be3;
-    w_mem[1521] = 64'he3f4f0f4fbe60009;
-    w_mem[1522] = 64'h01fc15fff40cee03;
-    w_mem[1523] = 64'hfa06f8ee0604fef3;
-    w_mem[1524] = 64'h1af6011f10f1edf7;
-    w_mem[1525] = 64'hf9fb03ddf517dbf6;
-    w_mem[1526] = 64'hf702dc080301e7fa;
-    w_mem[1527] = 64'h0aff2c0c0df11310;
-    w_mem[1528] = 64'h391b1d083a0d2128;
-    w_mem[1529] = 64'h29f6fee7edec3009;
-    w_mem[1530] = 64'h0f2213140a0fe8ed;
-    w_mem[1531] = 64'h080a1909f00bf126;
-    w_mem[1532] = 64'hfbe5fcf4d2f408ea;
-    w_mem[1533] = 64'he8fcf70505fefefb;
-    w_mem[1534] = 64'h052a1efa3511e0e7;
-    w_mem[1535] = 64'hfe211106002403fb;
-    w_mem[1536] = 64'h14dbf31de525f933;
-    w_mem[1537] = 64'h044fd3e4feef1327;
-    w_mem[1538] = 64'he9f5fc051ddcd800;
-    w_mem[1539] = 64'hf909daced1effe03;
-    w_mem[1540] = 64'h3700f5e6f22501de;
-    w_mem[1541] = 64'h080a09f7f21c0802;
-    w_mem[1542] = 64'h1607fe0cfde1ed20;
-    w_mem[1543] = 64'h04030f1b09f61a05;
-    w_mem[1544] = 64'h1223f92321e31b1e;
-    w_mem[1545] = 64'hec21dcf6152cf020;
-    w_mem[1546] = 64'he6e91a261829d2dd;
-    w_mem[1547] = 64'hedefe4f202ec2a0b;
-    w_mem[1548] = 64'hcccb36c6201702f6;
-    w_mem[1549] = 64'h07d6f5b3f7d6020d;
-    w_mem[1550] = 64'h1123fa3a1427fafd;
-    w_mem[1551] = 64'h000f121c2b1bd614;
-    w_mem[1552] = 64'h202be61d331ae424;
-    w_mem[1553] = 64'hf8eecafcc2f9f8e5;
-    w_mem[1554] = 64'he6f2f30ef30fe2ef;
-    w_mem[1555] = 64'hfe0e0d21131af536;
-    w_mem[1556] = 64'h00e6f10709f3ff1b;
-    w_mem[1557] = 64'h02fa180022e2d50b;
-    w_mem[1558] = 64'hf1fcfefc0d0e07ef;
-    w_mem[1559] = 64'h15ecc4edfe07ec0b;
-    w_mem[1560] = 64'h1c112dd3e5fcecf4;
-    w_mem[1561] = 64'hd416ffeff30ee611;
-    w_mem[1562] = 64'hf9f8f6b62007ddf6;
-    w_mem[1563] = 64'h0a0d292627161210;
-    w_mem[1564] = 64'h2fd800dfd5260de5;
-    w_mem[1565] = 64'h19ec1b09c70add06;
-    w_mem[1566] = 64'h0cec0ccd42130fe7;
-    w_mem[1567] = 64'h0bfa0b001800f5f6;
-    w_mem[1568] = 64'hd84d0b02533417f2;
-    w_mem[1569] = 64'he102323e0c2e3ce4;
-    w_mem[1570] = 64'hd41c11e23aee1a10;
-    w_mem[1571] = 64'hf6e6d5d4c9d227e0;
-    w_mem[1572] = 64'h1c16f4081419feca;
-    w_mem[1573] = 64'h0ce9f5bd30112ee3;
-    w_mem[1574] = 64'heae800f7eefee71e;
-    w_mem[1575] = 64'h0119000f1e001700;
-    w_mem[1576] = 64'h09f40912f3031ef4;
-    w_mem[1577] = 64'he61a1705f41610f8;
-    w_mem[1578] = 64'h050cfce1d513e320;
-    w_mem[1579] = 64'he500071f17062713;
-    w_mem[1580] = 64'he2e2e30fdb480f2f;
-    w_mem[1581] = 64'hfa34f7db11fafc18;
-    w_mem[1582] = 64'h13eb040a18042af7;
-    w_mem[1583] = 64'hffedeff1f3e9ee1b;
-    w_mem[1584] = 64'h2e2201ec18d5f93b;
-    w_mem[1585] = 64'hd6e202cd06f931e9;
-    w_mem[1586] = 64'hf7f10508ece947fc;
-    w_mem[1587] = 64'hec0df7e4e20fed18;
-    w_mem[1588] = 64'h02171c2ee20f0115;
-    w_mem[1589] = 64'h07270fd0d202fd0b;
-    w_mem[1590] = 64'hde12fa0ef7c8efe4;
-    w_mem[1591] = 64'h1209fcf6ed0b01cd;
-    w_mem[1592] = 64'h15f8f3172014f0f3;
-    w_mem[1593] = 64'h01221afd0e0fca28;
-    w_mem[1594] = 64'he807ff09041112e4;
-    w_mem[1595] = 64'hc8e115ecf313f322;
-    w_mem[1596] = 64'h01e7e409e80a32d3;
-    w_mem[1597] = 64'h1809dd0e140114d9;
-    w_mem[1598] = 64'hd8fcf501dedf0bd2;
-    w_mem[1599] = 64'h0ffe190101170536;
-    w_mem[1600] = 64'h1df6de09021f3b04;
-    w_mem[1601] = 64'h32f7d115d7f80018;
-    w_mem[1602] = 64'heefcfd1219d418fd;
-    w_mem[1603] = 64'hfce0d9fafe1cd2d3;
-    w_mem[1604] = 64'h0b1de2fd0516e420;
-    w_mem[1605] = 64'he905d4ee20fbd61b;
-    w_mem[1606] = 64'hec12fe1110030fed;
-    w_mem[1607] = 64'h0ae409f4df0bd90e;
-    w_mem[1608] = 64'hdbb8f820f1f8c0fd;
-    w_mem[1609] = 64'hf7130f151cecfbe2;
-    w_mem[1610] = 64'hfbf508c31f1b0df6;
-    w_mem[1611] = 64'hf6f8f3060918f0de;
-    w_mem[1612] = 64'h12e10ae7dce8e707;
-    w_mem[1613] = 64'h0a16d2d40f231be8;
-    w_mem[1614] = 64'hfd26032d3dd0e421;
-    w_mem[1615] = 64'hfd0602122bf2fb24;
-    w_mem[1616] = 64'hea1b39e3043106e6;
-    w_mem[1617] = 64'hcadff0e3ed1f10df;
-    w_mem[1618] = 64'h130f210cff1ae70f;
-    w_mem[1619] = 64'hdffc2de5ef29f9f2;
-    w_mem[1620] = 64'he2361bf7173419fe;
-    w_mem[1621] = 64'h2410200906f80be5;
-    w_mem[1622] = 64'h21081a0b2aec0e05;
-    w_mem[1623] = 64'he0e9e5f5d7e007db;
-    w_mem[1624] = 64'heee0f8f908defbfc;
-    w_mem[1625] = 64'hf52cdd06e7f3122a;
-    w_mem[1626] = 64'h1329fbf1daf33108;
-    w_mem[1627] = 64'hf61c06150bf30926;
-    w_mem[1628] = 64'hfff005060a0f06f9;
-    w_mem[1629] = 64'he205f7fb280fdefc;
-    w_mem[1630] = 64'he8e7e30f22fc2cd8;
-    w_mem[1631] = 64'h16eafef8ef0bf6e5;
-    w_mem[1632] = 64'hcf0fc82309e4ed03;
-    w_mem[1633] = 64'h01d6fe0b0116012d;
-    w_mem[1634] = 64'he7f7dbfa001800f1;
-    w_mem[1635] = 64'h1bc82d1f0f02e925;
-    w_mem[1636] = 64'hfdf0f716f9d6cfd8;
-    w_mem[1637] = 64'hffe521071206ff21;
-    w_mem[1638] = 64'hc8e7eb143608dcd2;
-    w_mem[1639] = 64'hf4e418090420deee;
-    w_mem[1640] = 64'hf524eff1072dfd01;
-    w_mem[1641] = 64'h40e122f6d50224fb;
-    w_mem[1642] = 64'hfd141b280c0dff0c;
-    w_mem[1643] = 64'heb17f60df8ed22ee;
-    w_mem[1644] = 64'h050b04020402f021;
-    w_mem[1645] = 64'h1512090708fdd501;
-    w_mem[1646] = 64'he606261cfc0d02ff;
-    w_mem[1647] = 64'hd4d61cfbfe0af00a;
-    w_mem[1648] = 64'h22d8f230eefbd515;
-    w_mem[1649] = 64'he001dee420122213;
-    w_mem[1650] = 64'he7e8de45e3f31f17;
-    w_mem[1651] = 64'hf8fafdf7fbec0019;
-    w_mem[1652] = 64'hd905d230daea0b06;
-    w_mem[1653] = 64'h11fdcc01ee0d080a;
-    w_mem[1654] = 64'hce03e8fb0112dde4;
-    w_mem[1655] = 64'h0f080f0d101decda;
-    w_mem[1656] = 64'h15fd05f2f71df8fb;
-    w_mem[1657] = 64'h24ebe72d2a360ce3;
-    w_mem[1658] = 64'hfeef1be2f8160e05;
-    w_mem[1659] = 64'hfe0cdcee03e40900;
-    w_mem[1660] = 64'hdcfdd6c52709c70f;
-    w_mem[1661] = 64'hdf03fb2205e806ca;
-    w_mem[1662] = 64'h2efe08e7d2e1fb0b;
-    w_mem[1663] = 64'h0616351b1626fcfc;
-  end
-  reg [63:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= w_mem[\$signature__addr$72 ];
-  end
-  assign \$signature__data$85  = _3_;
   always @(posedge clk)
-    gate0_3_0 <= \$427 ;
+    enc_w <= \$427 ;
   always @(posedge clk)
-    gate0_3_1 <= \$428 ;
+    grp <= \$428 ;
   always @(posedge clk)
-    gate0_3_2 <= \$429 ;
+    seq_state <= \$429 ;
   always @(posedge clk)
-    gate0_3_3 <= \$430 ;
+    e2 <= \$430 ;
   always @(posedge clk)
-    gate0_3_4 <= \$431 ;
+    cur_active <= \$431 ;
   always @(posedge clk)
-    gate0_3_5 <= \$432 ;
+    cur <= \$432 ;
   always @(posedge clk)
-    gate0_3_6 <= \$433 ;
+    lane <= \$433 ;
   always @(posedge clk)
-    gate0_3_7 <= \$434 ;
+    elem <= \$434 ;
   always @(posedge clk)
-    gate1_0_0 <= \$435 ;
+    act_q <= \$435 ;
   always @(posedge clk)
-    gate1_0_1 <= \$436 ;
+    early <= \$436 ;
   always @(posedge clk)
-    gate1_0_2 <= \$437 ;
+    g_grp <= \$437 ;
   always @(posedge clk)
-    gate1_0_3 <= \$438 ;
+    \$signal  <= \$438 ;
   always @(posedge clk)
-    gate1_0_4 <= \$439 ;
+    \$signal$105  <= \$439 ;
   always @(posedge clk)
-    gate1_0_5 <= \$440 ;
+    bank0_full <= \$440 ;
   always @(posedge clk)
-    gate1_0_6 <= \$441 ;
+    bank1_full <= \$441 ;
   always @(posedge clk)
-    gate1_0_7 <= \$442 ;
+    gate0_0_0 <= \$442 ;
   always @(posedge clk)
-    gate1_1_0 <= \$443 ;
+    gate0_0_1 <= \$443 ;
   always @(posedge clk)
-    gate1_1_1 <= \$444 ;
+    gate0_0_2 <= \$444 ;
   always @(posedge clk)
-    gate1_1_2 <= \$445 ;
+    gate0_0_3 <= \$445 ;
   always @(posedge clk)
-    gate1_1_3 <= \$446 ;
+    gate0_0_4 <= \$446 ;
   always @(posedge clk)
-    gate1_1_4 <= \$447 ;
+    gate0_0_5 <= \$447 ;
   always @(posedge clk)
-    gate1_1_5 <= \$448 ;
+    gate0_0_6 <= \$448 ;
   always @(posedge clk)
-    gate1_1_6 <= \$449 ;
+    gate0_0_7 <= \$449 ;
   always @(posedge clk)
-    gate1_1_7 <= \$450 ;
+    gate0_1_0 <= \$450 ;
   always @(posedge clk)
-    gate1_2_0 <= \$451 ;
+    gate0_1_1 <= \$451 ;
   always @(posedge clk)
-    gate1_2_1 <= \$452 ;
+    gate0_1_2 <= \$452 ;
   always @(posedge clk)
-    gate1_2_2 <= \$453 ;
+    gate0_1_3 <= \$453 ;
   always @(posedge clk)
-    gate1_2_3 <= \$454 ;
+    gate0_1_4 <= \$454 ;
   always @(posedge clk)
-    gate1_2_4 <= \$455 ;
+    gate0_1_5 <= \$455 ;
   always @(posedge clk)
-    gate1_2_5 <= \$456 ;
+    gate0_1_6 <= \$456 ;
   always @(posedge clk)
-    gate1_2_6 <= \$457 ;
+    gate0_1_7 <= \$457 ;
   always @(posedge clk)
-    gate1_2_7 <= \$458 ;
+    gate0_2_0 <= \$458 ;
   always @(posedge clk)
-    gate1_3_0 <= \$459 ;
+    gate0_2_1 <= \$459 ;
   always @(posedge clk)
-    gate1_3_1 <= \$460 ;
+    gate0_2_2 <= \$460 ;
   always @(posedge clk)
-    gate1_3_2 <= \$461 ;
+    gate0_2_3 <= \$461 ;
   always @(posedge clk)
-    gate1_3_3 <= \$462 ;
+    gate0_2_4 <= \$462 ;
   always @(posedge clk)
-    gate1_3_4 <= \$463 ;
+    gate0_2_5 <= \$463 ;
   always @(posedge clk)
-    gate1_3_5 <= \$464 ;
+    gate0_2_6 <= \$464 ;
   always @(posedge clk)
-    gate1_3_6 <= \$465 ;
+    gate0_2_7 <= \$465 ;
   always @(posedge clk)
-    gate1_3_7 <= \$466 ;
+    gate0_3_0 <= \$466 ;
   always @(posedge clk)
-    acc0 <= \$467 ;
+    gate0_3_1 <= \$467 ;
   always @(posedge clk)
-    acc1 <= \$468 ;
+    gate0_3_2 <= \$468 ;
   always @(posedge clk)
-    acc2 <= \$469 ;
+    gate0_3_3 <= \$469 ;
   always @(posedge clk)
-    acc3 <= \$470 ;
+    gate0_3_4 <= \$470 ;
   always @(posedge clk)
-    tag <= \$471 ;
+    gate0_3_5 <= \$471 ;
   always @(posedge clk)
-    issue_layer <= \$472 ;
+    gate0_3_6 <= \$472 ;
   always @(posedge clk)
-    \wait  <= \$473 ;
+    gate0_3_7 <= \$473 ;
   always @(posedge clk)
-    out_idx <= \$474 ;
+    gate1_0_0 <= \$474 ;
   always @(posedge clk)
-    out_word <= \$475 ;
+    gate1_0_1 <= \$475 ;
   always @(posedge clk)
-    o__payload <= \$476 ;
+    gate1_0_2 <= \$476 ;
   always @(posedge clk)
-    o__valid <= \$477 ;
+    gate1_0_3 <= \$477 ;
   always @(posedge clk)
-    fresh <= \$478 ;
-  assign acc_rd__addr = s1b[0] ? s1b[6:1] : act_acc_addr;
-  assign \$1  = forward ? last_sum[20:0] : acc_q[20:0];
-  assign \$2  = s3[7] ? bias_q[20:0] : \$1 ;
-  assign \$3  = $signed(\$2 ) + $signed(aligned0);
-  assign \$4  = forward ? last_sum[41:21] : acc_q[41:21];
-  assign \$5  = s3[7] ? bias_q[41:21] : \$4 ;
-  assign \$6  = $signed(\$5 ) + $signed(aligned1);
-  assign \$7  = forward ? last_sum[62:42] : acc_q[62:42];
-  assign \$8  = s3[7] ? bias_q[62:42] : \$7 ;
-  assign \$9  = $signed(\$8 ) + $signed(aligned2);
-  assign \$10  = forward ? last_sum[83:63] : acc_q[83:63];
-  assign \$11  = s3[7] ? bias_q[83:63] : \$10 ;
-  assign \$12  = $signed(\$11 ) + $signed(aligned3);
-  assign \$13  = forward ? last_sum[104:84] : acc_q[104:84];
-  assign \$14  = s3[7] ? bias_q[104:84] : \$13 ;
-  assign \$15  = $signed(\$14 ) + $signed(aligned4);
-  assign \$16  = forward ? last_sum[125:105] : acc_q[125:105];
-  assign \$17  = s3[7] ? bias_q[125:105] : \$16 ;
-  assign \$18  = $signed(\$17 ) + $signed(aligned5);
-  assign \$19  = forward ? last_sum[146:126] : acc_q[146:126];
-  assign \$20  = s3[7] ? bias_q[146:126] : \$19 ;
-  assign \$21  = $signed(\$20 ) + $signed(aligned6);
-  assign \$22  = forward ? last_sum[167:147] : acc_q[167:147];
-  assign \$23  = s3[7] ? bias_q[167:147] : \$22 ;
-  assign \$24  = $signed(\$23 ) + $signed(aligned7);
-  assign \$25  = ! issue_layer;
-  assign valid_in = issue_valid & \$25 ;
+    gate1_0_4 <= \$478 ;
+  always @(posedge clk)
+    gate1_0_5 <= \$479 ;
+  always @(posedge clk)
+    gate1_0_6 <= \$480 ;
+  always @(posedge clk)
+    gate1_0_7 <= \$481 ;
+  always @(posedge clk)
+    gate1_1_0 <= \$482 ;
+  always @(posedge clk)
+    gate1_1_1 <= \$483 ;
+  always @(posedge clk)
+    gate1_1_2 <= \$484 ;
+  always @(posedge clk)
+    gate1_1_3 <= \$485 ;
+  always @(posedge clk)
+    gate1_1_4 <= \$486 ;
+  always @(posedge clk)
+    gate1_1_5 <= \$487 ;
+  always @(posedge clk)
+    gate1_1_6 <= \$488 ;
+  always @(posedge clk)
+    gate1_1_7 <= \$489 ;
+  always @(posedge clk)
+    gate1_2_0 <= \$490 ;
+  always @(posedge clk)
+    gate1_2_1 <= \$491 ;
+  always @(posedge clk)
+    gate1_2_2 <= \$492 ;
+  always @(posedge clk)
+    gate1_2_3 <= \$493 ;
+  always @(posedge clk)
+    gate1_2_4 <= \$494 ;
+  always @(posedge clk)
+    gate1_2_5 <= \$495 ;
+  always @(posedge clk)
+    gate1_2_6 <= \$496 ;
+  always @(posedge clk)
+    gate1_2_7 <= \$497 ;
+  always @(posedge clk)
+    gate1_3_0 <= \$498 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$499 ;
+  always @(posedge clk)
+    gate1_3_2 <= \$500 ;
+  always @(posedge clk)
+    gate1_3_3 <= \$501 ;
+  always @(posedge clk)
+    gate1_3_4 <= \$502 ;
+  always @(posedge clk)
+    gate1_3_5 <= \$503 ;
+  always @(posedge clk)
+    gate1_3_6 <= \$504 ;
+  always @(posedge clk)
+    gate1_3_7 <= \$505 ;
+  always @(posedge clk)
+    acc0 <= \$506 ;
+  always @(posedge clk)
+    acc1 <= \$507 ;
+  always @(posedge clk)
+    acc2 <= \$508 ;
+  always @(posedge clk)
+    acc3 <= \$509 ;
+  always @(posedge clk)
+    tag <= \$510 ;
+  always @(posedge clk)
+    issue_layer <= \$511 ;
+  always @(posedge clk)
+    \wait  <= \$512 ;
+  always @(posedge clk)
+    out_idx <= \$513 ;
+  always @(posedge clk)
+    out_word <= \$514 ;
+  always @(posedge clk)
+    o__payload <= \$515 ;
+  always @(posedge clk)
+    o__valid <= \$516 ;
+  always @(posedge clk)
+    fresh <= \$517 ;
+  assign acc_rd__addr = \$like [0] ? \$like [6:1] : act_acc_addr;
+  assign \$2  = $signed(\$1 ) + $signed(aligned0);
+  assign \$4  = $signed(\$3 ) + $signed(aligned1);
+  assign \$6  = $signed(\$5 ) + $signed(aligned2);
+  assign \$8  = $signed(\$7 ) + $signed(aligned3);
+  assign \$10  = $signed(\$9 ) + $signed(aligned4);
+  assign \$12  = $signed(\$11 ) + $signed(aligned5);
+  assign \$14  = $signed(\$13 ) + $signed(aligned6);
+  assign \$16  = $signed(\$15 ) + $signed(aligned7);
+  assign \$17  = ! issue_layer;
+  assign valid_in = issue_valid & \$17 ;
   assign h_prev = fresh ? 8'h00 : \$signature__data ;
-  assign \$26  = 6'h20 + tag_out;
-  assign \$27  = issue_layer == 1'h1;
-  assign \valid_in$59  = issue_valid & \$27 ;
-  assign \h_prev$60  = fresh ? 8'h00 : \$signature__data ;
-  assign \$28  = 7'h40 + \tag_out$62 ;
-  assign \$29  = enc_col >= 6'h20;
-  assign \$30  = 6'h20 + enc_col;
-  assign \$31  = \$30  - 6'h20;
-  assign \$32  = 1'h0 + enc_col;
-  assign \$33  = \$29  ? \$31  : { 1'h0, \$32  };
-  assign \$35  = cur[10:0] + grp;
-  assign \$36  = grp == 4'hb;
-  assign \$37  = g_grp < 3'h4;
-  assign \$39  = ~ \$38 ;
-  assign \$40  = \$37  & \$39 ;
-  assign \$41  = act_q * 3'h4;
-  assign \$42  = 1'h0 + \$41 ;
-  assign \$43  = \$42  + g_grp;
-  assign \$44  = act_q == 3'h4;
-  assign \$45  = g_grp + 1'h1;
-  assign \$46  = \$45  < 3'h4;
-  assign \$47  = ~ \$signal ;
-  assign \$49  = ~ \$48 ;
-  assign \$50  = \$46  & \$49 ;
-  assign \$51  = 1'h0 + g_grp;
-  assign \$52  = \$51  + 1'h1;
-  assign \$53  = 6'h20 + elem;
-  assign \$54  = enc_col >= 6'h20;
-  assign \$55  = 7'h40 + enc_col;
-  assign \$56  = \$55  - 6'h20;
-  assign \$57  = 6'h20 + enc_col;
-  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
-  assign \$60  = cur[10:0] + grp;
-  assign \$61  = grp == 4'hb;
-  assign \$62  = g_grp < 3'h4;
-  assign \$64  = ~ \$63 ;
-  assign \$65  = \$62  & \$64 ;
-  assign \$66  = act_q * 3'h4;
-  assign \$67  = 5'h10 + \$66 ;
-  assign \$68  = \$67  + g_grp;
-  assign \$69  = act_q == 3'h4;
-  assign \$70  = g_grp + 1'h1;
-  assign \$71  = \$70  < 3'h4;
-  assign \$72  = ~ \$signal ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = \$71  & \$74 ;
-  assign \$76  = 5'h10 + g_grp;
-  assign \$77  = \$76  + 1'h1;
-  assign \$78  = 7'h40 + elem;
-  assign \$79  = enc_col >= 1'h0;
-  assign \$80  = 7'h40 + enc_col;
-  assign \$81  = \$80  - 1'h0;
-  assign \$82  = 1'h0 + enc_col;
-  assign \$83  = \$79  ? \$81  : { 1'h0, \$82  };
-  assign \$85  = cur[10:0] + grp;
-  assign \$86  = grp == 2'h3;
-  assign \$87  = 6'h20 + grp;
-  assign \$88  = 6'h20 + grp;
-  assign \$89  = 6'h20 + grp;
-  assign \$90  = 6'h20 + grp;
-  assign \$91  = 6'h20 + grp;
-  assign \$92  = ! seq_state;
-  assign \$93  = seq_state == 1'h1;
-  assign \$94  = seq_state == 2'h2;
-  assign \$95  = seq_state == 2'h3;
-  assign \$96  = seq_state == 3'h4;
-  assign \$97  = seq_state == 3'h5;
-  assign \$98  = seq_state == 3'h6;
-  assign \$99  = seq_state == 3'h7;
-  assign \$100  = seq_state == 4'h8;
-  assign \$101  = seq_state == 4'h9;
-  assign \$102  = seq_state == 4'ha;
-  assign \$103  = seq_state == 4'hb;
-  assign \$104  = seq_state == 4'hc;
-  assign \$105  = seq_state == 4'hd;
-  assign \$106  = seq_state == 4'he;
-  assign \$107  = seq_state == 4'hf;
-  assign \$108  = $signed(w_word[7:0]) * $signed(s1b[22:14]);
-  assign \$109  = $signed(w_word[15:8]) * $signed(s1b[22:14]);
-  assign \$110  = $signed(w_word[23:16]) * $signed(s1b[22:14]);
-  assign \$111  = $signed(w_word[31:24]) * $signed(s1b[22:14]);
-  assign \$112  = $signed(w_word[39:32]) * $signed(s1b[22:14]);
-  assign \$113  = $signed(w_word[47:40]) * $signed(s1b[22:14]);
-  assign \$114  = $signed(w_word[55:48]) * $signed(s1b[22:14]);
-  assign \$115  = $signed(w_word[63:56]) * $signed(s1b[22:14]);
-  assign \$116  = s3[6:1] == s2[6:1];
-  assign \$117  = s3[0] & \$116 ;
-  assign \$134  = in_idx + 1'h1;
-  assign \$135  = in_idx == 5'h1f;
-  assign \$136  = enc_col < 7'h40;
-  assign \$137  = level + e1[0];
-  assign \$138  = \$137  + e2[0];
-  assign \$139  = \$138  < 3'h7;
-  assign \$140  = \$136  & \$139 ;
-  assign \$141  = enc_col >= 6'h20;
-  assign \$142  = enc_col + 1'h1;
-  assign \$143  = enc_w + 4'hc;
-  assign \$144  = e1[8] & fresh;
-  assign \$145  = \$144  ? 8'h00 : \$signature__data ;
-  assign \$146  = e1[8] & fresh;
-  assign \$147  = \$146  ? 8'h00 : \$signature__data ;
-  assign \$148  = $signed(\$147 ) - $signed(1'h0);
-  assign \$149  = grp >= 4'h8;
-  assign \$150  = cur[18] & \$149 ;
-  assign \$151  = grp + 3'h4;
-  assign \$152  = \$150  ? \$151  : { 1'h0, grp };
-  assign \$153  = 1'h0 + \$152 ;
-  assign \$154  = grp >= 4'h8;
-  assign \$155  = cur[18] & \$154 ;
-  assign \$156  = grp + 3'h4;
-  assign \$157  = \$155  ? \$156  : { 1'h0, grp };
-  assign \$158  = 1'h0 + \$157 ;
-  assign \$159  = ! cur[17:11];
-  assign \$160  = cur[17:11] == 6'h20;
-  assign \$161  = grp >= 4'h8;
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = \$159  | \$162 ;
-  assign \$165  = cur[18] ? 1'h0 : 1'h1;
-  assign \$166  = grp == 4'hb;
-  assign \$167  = grp + 1'h1;
-  assign \$168  = enc_col == 7'h40;
-  assign \$169  = ~ e1[0];
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ~ e2[0];
-  assign \$172  = \$170  & \$171 ;
-  assign \$173  = ~ r_rdy;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = ~ cur_active;
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = ~ s1[0];
-  assign \$178  = ~ s1b[0];
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = ~ s2[0];
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = ~ s3[0];
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = g_grp < 3'h4;
-  assign \$186  = ~ \$185 ;
-  assign \$187  = \$184  & \$186 ;
-  assign \$188  = act_q + 1'h1;
-  assign \$189  = ! \$signal ;
-  assign \$191  = act_q == 3'h4;
-  assign \$192  = ~ \$signal ;
-  assign \$193  = g_grp + 1'h1;
-  assign \$194  = g_grp + 1'h1;
-  assign \$195  = \$194  < 3'h4;
-  assign \$196  = ~ \$signal ;
-  assign \$198  = ~ \$197 ;
-  assign \$199  = \$195  & \$198 ;
-  assign \$201  = elem + 1'h1;
-  assign \$214  = lane == 3'h7;
-  assign \$215  = elem == 5'h1f;
-  assign \$216  = \$214  | \$215 ;
-  assign \$217  = ~ \$signal$102 ;
-  assign \$218  = grp + 1'h1;
-  assign \$219  = grp == 2'h3;
-  assign \$220  = lane + 1'h1;
-  assign \$221  = \wait  + 1'h1;
-  assign \$222  = \wait  == 5'h16;
-  assign \$223  = enc_col < 7'h40;
-  assign \$224  = level + e1[0];
-  assign \$225  = \$224  + e2[0];
-  assign \$226  = \$225  < 3'h7;
-  assign \$227  = \$223  & \$226 ;
-  assign \$228  = enc_col >= 6'h20;
-  assign \$229  = enc_col + 1'h1;
-  assign \$230  = enc_w + 4'hc;
-  assign \$231  = e1[8] & fresh;
-  assign \$232  = \$231  ? 8'h00 : \$signature__data ;
-  assign \$233  = e1[8] & fresh;
-  assign \$234  = \$233  ? 8'h00 : \$signature__data ;
-  assign \$235  = $signed(\$234 ) - $signed(1'h0);
-  assign \$236  = grp >= 4'h8;
-  assign \$237  = cur[18] & \$236 ;
-  assign \$238  = grp + 3'h4;
-  assign \$239  = \$237  ? \$238  : { 1'h0, grp };
-  assign \$240  = 5'h10 + \$239 ;
-  assign \$241  = grp >= 4'h8;
-  assign \$242  = cur[18] & \$241 ;
-  assign \$243  = grp + 3'h4;
-  assign \$244  = \$242  ? \$243  : { 1'h0, grp };
-  assign \$245  = 5'h10 + \$244 ;
-  assign \$246  = ! cur[17:11];
-  assign \$247  = cur[17:11] == 6'h20;
-  assign \$248  = grp >= 4'h8;
-  assign \$249  = \$247  & \$248 ;
-  assign \$250  = \$246  | \$249 ;
-  assign \$253  = grp == 4'hb;
-  assign \$254  = grp + 1'h1;
-  assign \$255  = enc_col == 7'h40;
-  assign \$256  = ~ e1[0];
-  assign \$257  = \$255  & \$256 ;
-  assign \$258  = ~ e2[0];
-  assign \$259  = \$257  & \$258 ;
-  assign \$260  = ~ r_rdy;
-  assign \$261  = \$259  & \$260 ;
-  assign \$262  = ~ cur_active;
-  assign \$263  = \$261  & \$262 ;
-  assign \$264  = ~ s1[0];
-  assign \$265  = ~ s1b[0];
-  assign \$266  = \$264  & \$265 ;
-  assign \$267  = ~ s2[0];
-  assign \$268  = \$266  & \$267 ;
-  assign \$269  = ~ s3[0];
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = g_grp < 3'h4;
-  assign \$273  = ~ \$272 ;
-  assign \$274  = \$271  & \$273 ;
-  assign \$275  = act_q + 1'h1;
-  assign \$276  = ! \$signal ;
-  assign \$278  = act_q == 3'h4;
-  assign \$279  = ~ \$signal ;
-  assign \$280  = g_grp + 1'h1;
-  assign \$281  = g_grp + 1'h1;
-  assign \$282  = \$281  < 3'h4;
-  assign \$283  = ~ \$signal ;
-  assign \$285  = ~ \$284 ;
-  assign \$286  = \$282  & \$285 ;
-  assign \$288  = elem + 1'h1;
-  assign \$301  = lane == 3'h7;
-  assign \$302  = elem == 5'h1f;
-  assign \$303  = \$301  | \$302 ;
-  assign \$304  = ~ \$signal$102 ;
-  assign \$305  = grp + 1'h1;
-  assign \$306  = grp == 2'h3;
-  assign \$307  = lane + 1'h1;
-  assign \$308  = \wait  + 1'h1;
-  assign \$309  = \wait  == 5'h16;
-  assign \$310  = enc_col < 6'h20;
-  assign \$311  = level + e1[0];
-  assign \$312  = \$311  + e2[0];
-  assign \$313  = \$312  < 3'h7;
-  assign \$314  = \$310  & \$313 ;
-  assign \$315  = enc_col >= 1'h0;
-  assign \$316  = enc_col + 1'h1;
-  assign \$317  = enc_w + 3'h4;
-  assign \$318  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$319  = 6'h20 + grp;
-  assign \$320  = 6'h20 + grp;
-  assign \$321  = ! cur[17:11];
-  assign \$324  = grp == 2'h3;
-  assign \$325  = grp + 1'h1;
-  assign \$326  = enc_col == 6'h20;
-  assign \$327  = ~ e1[0];
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = ~ e2[0];
-  assign \$330  = \$328  & \$329 ;
-  assign \$331  = ~ r_rdy;
-  assign \$332  = \$330  & \$331 ;
-  assign \$333  = ~ cur_active;
-  assign \$334  = \$332  & \$333 ;
-  assign \$335  = ~ s1[0];
-  assign \$336  = ~ s1b[0];
-  assign \$337  = \$335  & \$336 ;
-  assign \$338  = ~ s2[0];
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = ~ s3[0];
-  assign \$341  = \$339  & \$340 ;
-  assign \$343  = $signed(out_word) + $signed(10'h100);
-  assign \$345  = $signed(\$344 ) > $signed(8'h7f);
-  assign \$346  = $signed(out_word) + $signed(10'h100);
-  assign \$348  = $signed(\$347 ) < $signed(8'h80);
-  assign \$349  = $signed(out_word) + $signed(10'h100);
-  assign \$351  = \$348  ? 22'h3fff80 : \$350 ;
-  assign \$352  = \$345  ? 22'h00007f : \$351 ;
-  assign \$353  = out_idx == 5'h1f;
-  assign \$354  = out_idx + 1'h1;
-  assign \$355  = out_idx == 5'h1f;
-  assign \$356  = lane == 3'h7;
-  assign \$357  = grp + 1'h1;
-  assign \$358  = lane + 1'h1;
-  always @(posedge clk)
-    e1 <= \$359 ;
-  always @(posedge clk)
-    s1 <= \$360 ;
-  always @(posedge clk)
-    s1b <= \$361 ;
-  always @(posedge clk)
-    w_word <= \$362 ;
-  always @(posedge clk)
-    prod0 <= \$363 ;
-  always @(posedge clk)
-    prod1 <= \$364 ;
-  always @(posedge clk)
-    prod2 <= \$365 ;
-  always @(posedge clk)
-    prod3 <= \$366 ;
-  always @(posedge clk)
-    prod4 <= \$367 ;
-  always @(posedge clk)
-    prod5 <= \$368 ;
-  always @(posedge clk)
-    prod6 <= \$369 ;
-  always @(posedge clk)
-    prod7 <= \$370 ;
-  always @(posedge clk)
-    s2 <= \$371 ;
-  always @(posedge clk)
-    s3 <= \$372 ;
-  always @(posedge clk)
-    acc_q <= \$373 ;
-  always @(posedge clk)
-    bias_q <= \$374 ;
-  always @(posedge clk)
-    forward <= \$375 ;
-  always @(posedge clk)
-    last_sum <= \$376 ;
-  always @(posedge clk)
-    aligned0 <= \$377 ;
-  always @(posedge clk)
-    aligned1 <= \$378 ;
-  always @(posedge clk)
-    aligned2 <= \$379 ;
-  always @(posedge clk)
-    aligned3 <= \$380 ;
-  always @(posedge clk)
-    aligned4 <= \$381 ;
-  always @(posedge clk)
-    aligned5 <= \$382 ;
-  always @(posedge clk)
-    aligned6 <= \$383 ;
-  always @(posedge clk)
-    aligned7 <= \$384 ;
-  always @(posedge clk)
-    issue_valid <= \$385 ;
-  always @(posedge clk)
-    in_idx <= \$386 ;
-  always @(posedge clk)
-    seq_end <= \$387 ;
-  always @(posedge clk)
-    enc_col <= \$388 ;
-  always @(posedge clk)
-    enc_w <= \$389 ;
-  always @(posedge clk)
-    grp <= \$390 ;
-  always @(posedge clk)
-    seq_state <= \$391 ;
-  always @(posedge clk)
-    e2 <= \$392 ;
-  always @(posedge clk)
-    cur_active <= \$393 ;
-  always @(posedge clk)
-    cur <= \$394 ;
-  always @(posedge clk)
-    lane <= \$395 ;
-  always @(posedge clk)
-    elem <= \$396 ;
-  always @(posedge clk)
-    act_q <= \$397 ;
-  always @(posedge clk)
-    g_grp <= \$398 ;
-  always @(posedge clk)
-    \$signal  <= \$399 ;
-  always @(posedge clk)
-    \$signal$102  <= \$400 ;
-  always @(posedge clk)
-    bank0_full <= \$401 ;
-  always @(posedge clk)
-    bank1_full <= \$402 ;
-  always @(posedge clk)
-    gate0_0_0 <= \$403 ;
-  always @(posedge clk)
-    gate0_0_1 <= \$404 ;
-  always @(posedge clk)
-    gate0_0_2 <= \$405 ;
-  always @(posedge clk)
-    gate0_0_3 <= \$406 ;
-  always @(posedge clk)
-    gate0_0_4 <= \$407 ;
-  always @(posedge clk)
-    gate0_0_5 <= \$408 ;
-  always @(posedge clk)
-    gate0_0_6 <= \$409 ;
-  always @(posedge clk)
-    gate0_0_7 <= \$410 ;
-  always @(posedge clk)
-    gate0_1_0 <= \$411 ;
-  always @(posedge clk)
-    gate0_1_1 <= \$412 ;
-  always @(posedge clk)
-    gate0_1_2 <= \$413 ;
-  always @(posedge clk)
-    gate0_1_3 <= \$414 ;
-  always @(posedge clk)
-    gate0_1_4 <= \$415 ;
-  always @(posedge clk)
-    gate0_1_5 <= \$416 ;
-  always @(posedge clk)
-    gate0_1_6 <= \$417 ;
-  always @(posedge clk)
-    gate0_1_7 <= \$418 ;
-  always @(posedge clk)
-    gate0_2_0 <= \$419 ;
-  always @(posedge clk)
-    gate0_2_1 <= \$420 ;
-  always @(posedge clk)
-    gate0_2_2 <= \$421 ;
-  always @(posedge clk)
-    gate0_2_3 <= \$422 ;
-  always @(posedge clk)
-    gate0_2_4 <= \$423 ;
-  always @(posedge clk)
-    gate0_2_5 <= \$424 ;
-  always @(posedge clk)
-    gate0_2_6 <= \$425 ;
-  always @(posedge clk)
-    gate0_2_7 <= \$426 ;
+  assign \$18  = 6'h20 + tag_out;
+  assign \$19  = issue_layer == 1'h1;
+  assign \valid_in$60  = issue_valid & \$19 ;
+  assign \h_prev$61  = fresh ? 8'h00 : \$signature__data ;
+  assign \$20  = 7'h40 + \tag_out$63 ;
+  assign \$21  = enc_col >= 6'h20;
+  assign \$22  = 6'h20 + enc_col;
+  assign \$23  = \$22  - 6'h20;
+  assign \$24  = 1'h0 + enc_col;
+  assign \$25  = \$21  ? \$23  : { 1'h0, \$24  };
+  assign \$27  = cur[10:0] + grp;
+  assign \$28  = grp == 4'hb;
+  assign \$29  = g_grp < 3'h4;
+  assign \$31  = ~ \$30 ;
+  assign \$32  = \$29  & \$31 ;
+  assign \$33  = act_q * 3'h4;
+  assign \$34  = 1'h0 + \$33 ;
+  assign \$35  = \$34  + g_grp;
+  assign \$36  = act_q == 3'h4;
+  assign \$37  = g_grp + 1'h1;
+  assign \$38  = \$37  < 3'h4;
+  assign \$39  = ~ \$signal ;
+  assign \$41  = ~ \$40 ;
+  assign \$42  = \$38  & \$41 ;
+  assign \$43  = 1'h0 + g_grp;
+  assign \$44  = \$43  + 1'h1;
+  assign \$45  = act_q == 3'h5;
+  assign \$46  = g_grp + 1'h1;
+  assign \$47  = \$46  < 3'h4;
+  assign \$48  = ~ \$signal ;
+  assign \$50  = ~ \$49 ;
+  assign \$51  = \$47  & \$50 ;
+  assign \$52  = 3'h4 + g_grp;
+  assign \$53  = \$52  + 1'h1;
+  assign \$54  = 1'h0 + g_grp;
+  assign \$55  = \$54  + 1'h1;
+  assign \$56  = 6'h20 + elem;
+  assign \$57  = enc_col >= 6'h20;
+  assign \$58  = 7'h40 + enc_col;
+  assign \$59  = \$58  - 6'h20;
+  assign \$60  = 6'h20 + enc_col;
+  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
+  assign \$63  = cur[10:0] + grp;
+  assign \$64  = grp == 4'hb;
+  assign \$65  = g_grp < 3'h4;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = \$65  & \$67 ;
+  assign \$69  = act_q * 3'h4;
+  assign \$70  = 5'h10 + \$69 ;
+  assign \$71  = \$70  + g_grp;
+  assign \$72  = act_q == 3'h4;
+  assign \$73  = g_grp + 1'h1;
+  assign \$74  = \$73  < 3'h4;
+  assign \$75  = ~ \$signal ;
+  assign \$77  = ~ \$76 ;
+  assign \$78  = \$74  & \$77 ;
+  assign \$79  = 5'h10 + g_grp;
+  assign \$80  = \$79  + 1'h1;
+  assign \$81  = act_q == 3'h5;
+  assign \$82  = g_grp + 1'h1;
+  assign \$83  = \$82  < 3'h4;
+  assign \$84  = ~ \$signal ;
+  assign \$86  = ~ \$85 ;
+  assign \$87  = \$83  & \$86 ;
+  assign \$88  = 5'h14 + g_grp;
+  assign \$89  = \$88  + 1'h1;
+  assign \$90  = 5'h10 + g_grp;
+  assign \$91  = \$90  + 1'h1;
+  assign \$92  = 7'h40 + elem;
+  assign \$93  = enc_col >= 1'h0;
+  assign \$94  = 7'h40 + enc_col;
+  assign \$95  = \$94  - 1'h0;
+  assign \$96  = 1'h0 + enc_col;
+  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
+  assign \$99  = cur[10:0] + grp;
+  assign \$100  = grp == 2'h3;
+  assign \$101  = 6'h20 + grp;
+  assign \$102  = 6'h20 + grp;
+  assign \$103  = 6'h20 + grp;
+  assign \$104  = 6'h20 + grp;
+  assign \$105  = 6'h20 + grp;
+  assign \$106  = ! seq_state;
+  assign \$107  = seq_state == 1'h1;
+  assign \$108  = seq_state == 2'h2;
+  assign \$109  = seq_state == 2'h3;
+  assign \$110  = seq_state == 3'h4;
+  assign \$111  = seq_state == 3'h5;
+  assign \$112  = seq_state == 3'h6;
+  assign \$113  = seq_state == 3'h7;
+  assign \$114  = seq_state == 4'h8;
+  assign \$115  = seq_state == 4'h9;
+  assign \$116  = seq_state == 4'ha;
+  assign \$117  = seq_state == 4'hb;
+  assign \$118  = seq_state == 4'hc;
+  assign \$119  = seq_state == 4'hd;
+  assign \$120  = seq_state == 4'he;
+  assign \$121  = seq_state == 4'hf;
+  assign \$122  = $signed(data[7:0]) * $signed(\$like [22:14]);
+  assign \$123  = $signed(data[15:8]) * $signed(\$like [22:14]);
+  assign \$124  = $signed(data[23:16]) * $signed(\$like [22:14]);
+  assign \$125  = $signed(data[31:24]) * $signed(\$like [22:14]);
+  assign \$126  = $signed(data[39:32]) * $signed(\$like [22:14]);
+  assign \$127  = $signed(data[47:40]) * $signed(\$like [22:14]);
+  assign \$128  = $signed(data[55:48]) * $signed(\$like [22:14]);
+  assign \$129  = $signed(data[63:56]) * $signed(\$like [22:14]);
+  assign \$130  = s3[6:1] == s2[6:1];
+  assign \$131  = s3[0] & \$130 ;
+  assign \$132  = last[6:1] == s2[6:1];
+  assign \$133  = last[0] & \$132 ;
+  assign \$150  = in_idx + 1'h1;
+  assign \$151  = in_idx == 5'h1f;
+  assign \$152  = enc_col < 7'h40;
+  assign \$153  = level + e1[0];
+  assign \$154  = \$153  + e2[0];
+  assign \$155  = \$154  < 3'h7;
+  assign \$156  = \$152  & \$155 ;
+  assign \$157  = enc_col >= 6'h20;
+  assign \$158  = enc_col + 1'h1;
+  assign \$159  = enc_w + 4'hc;
+  assign \$160  = e1[8] & fresh;
+  assign \$161  = \$160  ? 8'h00 : \$signature__data ;
+  assign \$162  = e1[8] & fresh;
+  assign \$163  = \$162  ? 8'h00 : \$signature__data ;
+  assign \$164  = $signed(\$163 ) - $signed(1'h0);
+  assign \$165  = grp >= 4'h8;
+  assign \$166  = cur[18] & \$165 ;
+  assign \$167  = grp + 3'h4;
+  assign \$168  = \$166  ? \$167  : { 1'h0, grp };
+  assign \$169  = 1'h0 + \$168 ;
+  assign \$170  = grp >= 4'h8;
+  assign \$171  = cur[18] & \$170 ;
+  assign \$172  = grp + 3'h4;
+  assign \$173  = \$171  ? \$172  : { 1'h0, grp };
+  assign \$174  = 1'h0 + \$173 ;
+  assign \$175  = ! cur[17:11];
+  assign \$176  = cur[17:11] == 6'h20;
+  assign \$177  = grp >= 4'h8;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = \$175  | \$178 ;
+  assign \$181  = cur[18] ? 1'h0 : 1'h1;
+  assign \$182  = grp == 4'hb;
+  assign \$183  = grp + 1'h1;
+  assign \$184  = enc_col == 7'h40;
+  assign \$185  = ~ e1[0];
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = ~ e2[0];
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ~ r_rdy;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = ~ cur_active;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = ~ s1[0];
+  assign \$194  = ~ \$like$86 [0];
+  assign \$195  = \$193  & \$194 ;
+  assign \$196  = ~ \$like [0];
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = ~ s2[0];
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = ~ s3[0];
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = g_grp < 3'h4;
+  assign \$204  = ~ \$203 ;
+  assign \$205  = \$202  & \$204 ;
+  assign \$206  = act_q + 1'h1;
+  assign \$207  = ! \$signal ;
+  assign \$209  = act_q == 3'h4;
+  assign \$210  = g_grp + 1'h1;
+  assign \$211  = \$210  < 3'h4;
+  assign \$212  = ~ \$signal ;
+  assign \$214  = ~ \$213 ;
+  assign \$215  = \$211  & \$214 ;
+  assign \$216  = act_q == 3'h5;
+  assign \$217  = ~ \$signal ;
+  assign \$218  = g_grp + 1'h1;
+  assign \$219  = g_grp + 1'h1;
+  assign \$220  = \$219  < 3'h4;
+  assign \$221  = ~ \$signal ;
+  assign \$223  = ~ \$222 ;
+  assign \$224  = \$220  & \$223 ;
+  assign \$226  = elem + 1'h1;
+  assign \$239  = lane == 3'h7;
+  assign \$240  = elem == 5'h1f;
+  assign \$241  = \$239  | \$240 ;
+  assign \$242  = ~ \$signal$105 ;
+  assign \$243  = grp + 1'h1;
+  assign \$244  = grp == 2'h3;
+  assign \$245  = lane + 1'h1;
+  assign \$246  = \wait  + 1'h1;
+  assign \$247  = \wait  == 5'h16;
+  assign \$248  = enc_col < 7'h40;
+  assign \$249  = level + e1[0];
+  assign \$250  = \$249  + e2[0];
+  assign \$251  = \$250  < 3'h7;
+  assign \$252  = \$248  & \$251 ;
+  assign \$253  = enc_col >= 6'h20;
+  assign \$254  = enc_col + 1'h1;
+  assign \$255  = enc_w + 4'hc;
+  assign \$256  = e1[8] & fresh;
+  assign \$257  = \$256  ? 8'h00 : \$signature__data ;
+  assign \$258  = e1[8] & fresh;
+  assign \$259  = \$258  ? 8'h00 : \$signature__data ;
+  assign \$260  = $signed(\$259 ) - $signed(1'h0);
+  assign \$261  = grp >= 4'h8;
+  assign \$262  = cur[18] & \$261 ;
+  assign \$263  = grp + 3'h4;
+  assign \$264  = \$262  ? \$263  : { 1'h0, grp };
+  assign \$265  = 5'h10 + \$264 ;
+  assign \$266  = grp >= 4'h8;
+  assign \$267  = cur[18] & \$266 ;
+  assign \$268  = grp + 3'h4;
+  assign \$269  = \$267  ? \$268  : { 1'h0, grp };
+  assign \$270  = 5'h10 + \$269 ;
+  assign \$271  = ! cur[17:11];
+  assign \$272  = cur[17:11] == 6'h20;
+  assign \$273  = grp >= 4'h8;
+  assign \$274  = \$272  & \$273 ;
+  assign \$275  = \$271  | \$274 ;
+  assign \$278  = grp == 4'hb;
+  assign \$279  = grp + 1'h1;
+  assign \$280  = enc_col == 7'h40;
+  assign \$281  = ~ e1[0];
+  assign \$282  = \$280  & \$281 ;
+  assign \$283  = ~ e2[0];
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = ~ r_rdy;
+  assign \$286  = \$284  & \$285 ;
+  assign \$287  = ~ cur_active;
+  assign \$288  = \$286  & \$287 ;
+  assign \$289  = ~ s1[0];
+  assign \$290  = ~ \$like$86 [0];
+  assign \$291  = \$289  & \$290 ;
+  assign \$292  = ~ \$like [0];
+  assign \$293  = \$291  & \$292 ;
+  assign \$294  = ~ s2[0];
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = ~ s3[0];
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = g_grp < 3'h4;
+  assign \$300  = ~ \$299 ;
+  assign \$301  = \$298  & \$300 ;
+  assign \$302  = act_q + 1'h1;
+  assign \$303  = ! \$signal ;
+  assign \$305  = act_q == 3'h4;
+  assign \$306  = g_grp + 1'h1;
+  assign \$307  = \$306  < 3'h4;
+  assign \$308  = ~ \$signal ;
+  assign \$310  = ~ \$309 ;
+  assign \$311  = \$307  & \$310 ;
+  assign \$312  = act_q == 3'h5;
+  assign \$313  = ~ \$signal ;
+  assign \$314  = g_grp + 1'h1;
+  assign \$315  = g_grp + 1'h1;
+  assign \$316  = \$315  < 3'h4;
+  assign \$317  = ~ \$signal ;
+  assign \$319  = ~ \$318 ;
+  assign \$320  = \$316  & \$319 ;
+  assign \$322  = elem + 1'h1;
+  assign \$335  = lane == 3'h7;
+  assign \$336  = elem == 5'h1f;
+  assign \$337  = \$335  | \$336 ;
+  assign \$338  = ~ \$signal$105 ;
+  assign \$339  = grp + 1'h1;
+  assign \$340  = grp == 2'h3;
+  assign \$341  = lane + 1'h1;
+  assign \$342  = \wait  + 1'h1;
+  assign \$343  = \wait  == 5'h16;
+  assign \$344  = enc_col < 6'h20;
+  assign \$345  = level + e1[0];
+  assign \$346  = \$345  + e2[0];
+  assign \$347  = \$346  < 3'h7;
+  assign \$348  = \$344  & \$347 ;
+  assign \$349  = enc_col >= 1'h0;
+  assign \$350  = enc_col + 1'h1;
+  assign \$351  = enc_w + 3'h4;
+  assign \$352  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$353  = 6'h20 + grp;
+  assign \$354  = 6'h20 + grp;
+  assign \$355  = ! cur[17:11];
+  assign \$358  = grp == 2'h3;
+  assign \$359  = grp + 1'h1;
+  assign \$360  = enc_col == 6'h20;
+  assign \$361  = ~ e1[0];
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = ~ e2[0];
+  assign \$364  = \$362  & \$363 ;
+  assign \$365  = ~ r_rdy;
+  assign \$366  = \$364  & \$365 ;
+  assign \$367  = ~ cur_active;
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = ~ s1[0];
+  assign \$370  = ~ \$like$86 [0];
+  assign \$371  = \$369  & \$370 ;
+  assign \$372  = ~ \$like [0];
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = ~ s2[0];
+  assign \$375  = \$373  & \$374 ;
+  assign \$376  = ~ s3[0];
+  assign \$377  = \$375  & \$376 ;
+  assign \$379  = $signed(out_word) + $signed(10'h100);
+  assign \$381  = $signed(\$380 ) > $signed(8'h7f);
+  assign \$382  = $signed(out_word) + $signed(10'h100);
+  assign \$384  = $signed(\$383 ) < $signed(8'h80);
+  assign \$385  = $signed(out_word) + $signed(10'h100);
+  assign \$387  = \$384  ? 22'h3fff80 : \$386 ;
+  assign \$388  = \$381  ? 22'h00007f : \$387 ;
+  assign \$389  = out_idx == 5'h1f;
+  assign \$390  = out_idx + 1'h1;
+  assign \$391  = out_idx == 5'h1f;
+  assign \$392  = lane == 3'h7;
+  assign \$393  = grp + 1'h1;
+  assign \$394  = lane + 1'h1;
+  always @(posedge clk)
+    e1 <= \$395 ;
+  always @(posedge clk)
+    s1 <= \$396 ;
+  always @(posedge clk)
+    \$like$86  <= \$397 ;
+  always @(posedge clk)
+    \$like  <= \$398 ;
+  always @(posedge clk)
+    prod0 <= \$399 ;
+  always @(posedge clk)
+    prod1 <= \$400 ;
+  always @(posedge clk)
+    prod2 <= \$401 ;
+  always @(posedge clk)
+    prod3 <= \$402 ;
+  always @(posedge clk)
+    prod4 <= \$403 ;
+  always @(posedge clk)
+    prod5 <= \$404 ;
+  always @(posedge clk)
+    prod6 <= \$405 ;
+  always @(posedge clk)
+    prod7 <= \$406 ;
+  always @(posedge clk)
+    s2 <= \$407 ;
+  always @(posedge clk)
+    s3 <= \$408 ;
+  always @(posedge clk)
+    acc_q <= \$409 ;
+  always @(posedge clk)
+    bias_q <= \$410 ;
+  always @(posedge clk)
+    last <= \$411 ;
+  always @(posedge clk)
+    \$like$20  <= \$412 ;
+  always @(posedge clk)
+    last_sum2 <= \$413 ;
+  always @(posedge clk)
+    pick <= \$414 ;
+  always @(posedge clk)
+    aligned0 <= \$415 ;
+  always @(posedge clk)
+    aligned1 <= \$416 ;
+  always @(posedge clk)
+    aligned2 <= \$417 ;
+  always @(posedge clk)
+    aligned3 <= \$418 ;
+  always @(posedge clk)
+    aligned4 <= \$419 ;
+  always @(posedge clk)
+    aligned5 <= \$420 ;
+  always @(posedge clk)
+    aligned6 <= \$421 ;
+  always @(posedge clk)
+    aligned7 <= \$422 ;
+  always @(posedge clk)
+    issue_valid <= \$423 ;
+  always @(posedge clk)
+    in_idx <= \$424 ;
+  always @(posedge clk)
+    seq_end <= \$425 ;
+  always @(posedge clk)
+    enc_col <= \$426 ;
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3212,13 +1620,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc2(acc2),
     .acc3(acc3),
     .clk(clk),
-    .h_new(\h_new$63 ),
-    .h_prev(\h_prev$60 ),
-    .p20(\valid_out$61 ),
-    .p41(\tag_out$62 ),
+    .h_new(\h_new$64 ),
+    .h_prev(\h_prev$61 ),
+    .p20(\valid_out$62 ),
+    .p41(\tag_out$63 ),
     .rst(rst),
     .tag(tag),
-    .valid_in(\valid_in$59 )
+    .valid_in(\valid_in$60 )
   );
   \hwgen_charlm_gru2_p8.fifo  fifo (
     .clk(clk),
@@ -3230,60 +1638,833 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .w_en(w_en),
     .w_port__data(w_data)
   );
+  \hwgen_charlm_gru2_p8.w_rom  w_rom (
+    .addr(addr),
+    .clk(clk),
+    .data(data),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = gate0_3_1;
+    \$427  = enc_w;
     casez (seq_state)
       4'h0:
-          /* empty */;
+          if (i__valid) begin
+            if (\$151 ) begin
+              \$427  = 11'h000;
+            end
+          end
       4'h1:
-          /* empty */;
+          if (\$156 ) begin
+            \$427  = \$159 [10:0];
+          end
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$428  = acc_rd__data[41:21];
-              endcase
-            end
-          end
+          /* empty */;
       4'h4:
-          /* empty */;
+          if (\$247 ) begin
+            \$427  = 11'h300;
+          end
       4'h5:
-          /* empty */;
+          if (\$252 ) begin
+            \$427  = \$255 [10:0];
+          end
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$428  = acc_rd__data[41:21];
-              endcase
-            end
+          /* empty */;
+      4'h8:
+          if (\$343 ) begin
+            \$427  = 11'h600;
+          end
+      4'h9:
+          if (\$348 ) begin
+            \$427  = \$351 [10:0];
           end
     endcase
     if (rst) begin
-      \$428  = 21'h000000;
+      \$427  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = gate0_3_2;
+    \$428  = grp;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$151 ) begin
+              \$428  = 4'h0;
+            end
+          end
+      4'h1:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$182 ) begin
+              \$428  = 4'h0;
+            end else begin
+              \$428  = \$183 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$428  = 4'h0;
+          end
+      4'h2:
+          if (\$201 ) begin
+            \$428  = 4'h0;
+          end
+      4'h3:
+          if (\$225 ) begin
+            if (\$241 ) begin
+              \$428  = \$243 [3:0];
+              if (\$244 ) begin
+                \$428  = 4'h0;
+              end
+            end
+          end
+      4'h4:
+          if (\$247 ) begin
+            \$428  = 4'h0;
+          end
+      4'h5:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$278 ) begin
+              \$428  = 4'h0;
+            end else begin
+              \$428  = \$279 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$428  = 4'h0;
+          end
+      4'h6:
+          if (\$297 ) begin
+            \$428  = 4'h0;
+          end
+      4'h7:
+          if (\$321 ) begin
+            if (\$337 ) begin
+              \$428  = \$339 [3:0];
+              if (\$340 ) begin
+                \$428  = 4'h0;
+              end
+            end
+          end
+      4'h8:
+          if (\$343 ) begin
+            \$428  = 4'h0;
+          end
+      4'h9:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$358 ) begin
+              \$428  = 4'h0;
+            end else begin
+              \$428  = \$359 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$428  = 4'h0;
+          end
+      4'ha:
+          if (\$377 ) begin
+            \$428  = 4'h0;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          /* empty */;
+      4'hf:
+          if (o__ready) begin
+            if (\$391 ) begin
+              \$428  = 4'h0;
+            end else if (\$392 ) begin
+              \$428  = \$393 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$428  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$429  = seq_state;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$151 ) begin
+              \$429  = 4'h1;
+            end
+          end
+      4'h1:
+          if (\$192 ) begin
+            \$429  = 4'h2;
+          end
+      4'h2:
+          if (\$201 ) begin
+            \$429  = 4'h3;
+          end
+      4'h3:
+          if (\$225 ) begin
+            if (\$241 ) begin
+              if (\$244 ) begin
+                \$429  = 4'h4;
+              end
+            end
+          end
+      4'h4:
+          if (\$247 ) begin
+            \$429  = 4'h5;
+          end
+      4'h5:
+          if (\$288 ) begin
+            \$429  = 4'h6;
+          end
+      4'h6:
+          if (\$297 ) begin
+            \$429  = 4'h7;
+          end
+      4'h7:
+          if (\$321 ) begin
+            if (\$337 ) begin
+              if (\$340 ) begin
+                \$429  = 4'h8;
+              end
+            end
+          end
+      4'h8:
+          if (\$343 ) begin
+            \$429  = 4'h9;
+          end
+      4'h9:
+          if (\$368 ) begin
+            \$429  = 4'ha;
+          end
+      4'ha:
+          if (\$377 ) begin
+            \$429  = 4'hb;
+          end
+      4'hb:
+          \$429  = 4'hc;
+      4'hc:
+          \$429  = 4'hd;
+      4'hd:
+          \$429  = 4'he;
+      4'he:
+          \$429  = 4'hf;
+      4'hf:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$391 ) begin
+              \$429  = 4'h0;
+            end else if (\$392 ) begin
+              \$429  = 4'hb;
+            end else begin
+              \$429  = 4'hd;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$429  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$430  = e2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+        begin
+          \$430 [0] = e1[0];
+          \$430 [7:1] = e1[7:1];
+          \$430 [8] = e1[8];
+          \$430 [19:9] = e1[19:9];
+          \$430 [27:20] = \$161 ;
+          \$430 [36:28] = \$164 ;
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+        begin
+          \$430 [0] = e1[0];
+          \$430 [7:1] = e1[7:1];
+          \$430 [8] = e1[8];
+          \$430 [19:9] = e1[19:9];
+          \$430 [27:20] = \$257 ;
+          \$430 [36:28] = \$260 ;
+        end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+        begin
+          \$430 [0] = e1[0];
+          \$430 [7:1] = e1[7:1];
+          \$430 [8] = e1[8];
+          \$430 [19:9] = e1[19:9];
+          \$430 [27:20] = \$signature__data ;
+          \$430 [36:28] = \$352 ;
+        end
+    endcase
+    if (rst) begin
+      \$430  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$431  = cur_active;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$182 ) begin
+              \$431  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$431  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$278 ) begin
+              \$431  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$431  = 1'h1;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$358 ) begin
+              \$431  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$431  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$431  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$432  = cur;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$182 ) begin
+              \$432  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$432  = r_data;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$278 ) begin
+              \$432  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$432  = r_data;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$358 ) begin
+              \$432  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$432  = r_data;
+          end
+    endcase
+    if (rst) begin
+      \$432  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$433  = lane;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$433  = 4'h0;
+          end
+      4'h3:
+          if (\$225 ) begin
+            (* full_case = 32'd1 *)
+            if (\$241 ) begin
+              \$433  = 4'h0;
+            end else begin
+              \$433  = \$245 [3:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$433  = 4'h0;
+          end
+      4'h7:
+          if (\$321 ) begin
+            (* full_case = 32'd1 *)
+            if (\$337 ) begin
+              \$433  = 4'h0;
+            end else begin
+              \$433  = \$341 [3:0];
+            end
+          end
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (\$377 ) begin
+            \$433  = 4'h0;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          /* empty */;
+      4'hf:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$391 ) begin
+              \$433  = 4'h0;
+            end else if (\$392 ) begin
+              \$433  = 4'h0;
+            end else begin
+              \$433  = \$394 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$433  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$434  = elem;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$434  = 6'h00;
+          end
+      4'h3:
+          if (\$225 ) begin
+            \$434  = \$226 [5:0];
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$434  = 6'h00;
+          end
+      4'h7:
+          if (\$321 ) begin
+            \$434  = \$322 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$434  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$435  = act_q;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$435  = 3'h0;
+          end
+      4'h3:
+          if (\$205 ) begin
+            \$435  = \$206 [2:0];
+            if (\$216 ) begin
+              \$435  = 3'h0;
+              if (early) begin
+                \$435  = 3'h2;
+              end else if (\$224 ) begin
+                \$435  = 3'h1;
+              end
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$435  = 3'h0;
+          end
+      4'h7:
+          if (\$301 ) begin
+            \$435  = \$302 [2:0];
+            if (\$312 ) begin
+              \$435  = 3'h0;
+              if (early) begin
+                \$435  = 3'h2;
+              end else if (\$320 ) begin
+                \$435  = 3'h1;
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$435  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$436  = early;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$436  = 1'h0;
+          end
+      4'h3:
+          if (\$205 ) begin
+            if (\$209 ) begin
+              \$436  = \$215 ;
+            end
+            if (\$216 ) begin
+              \$436  = 1'h0;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$436  = 1'h0;
+          end
+      4'h7:
+          if (\$301 ) begin
+            if (\$305 ) begin
+              \$436  = \$311 ;
+            end
+            if (\$312 ) begin
+              \$436  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$436  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$437  = g_grp;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$437  = 3'h0;
+          end
+      4'h3:
+          if (\$205 ) begin
+            if (\$216 ) begin
+              \$437  = \$218 [2:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$437  = 3'h0;
+          end
+      4'h7:
+          if (\$301 ) begin
+            if (\$312 ) begin
+              \$437  = \$314 [2:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$437  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$438  = \$signal ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$438  = 1'h0;
+          end
+      4'h3:
+          if (\$205 ) begin
+            if (\$216 ) begin
+              \$438  = \$217 ;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$438  = 1'h0;
+          end
+      4'h7:
+          if (\$301 ) begin
+            if (\$312 ) begin
+              \$438  = \$313 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$439  = \$signal$105 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$439  = 1'h0;
+          end
+      4'h3:
+          if (\$225 ) begin
+            if (\$241 ) begin
+              \$439  = \$242 ;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$439  = 1'h0;
+          end
+      4'h7:
+          if (\$321 ) begin
+            if (\$337 ) begin
+              \$439  = \$338 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$439  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$440  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$440  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$205 ) begin
+            if (\$216 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$440  = 1'h1;
+              endcase
+            end
+          end
+          if (\$225 ) begin
+            if (\$241 ) begin
+              casez (\$signal$105 )
+                1'h0:
+                    \$440  = 1'h0;
+              endcase
+            end
+          end
+        end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$440  = 1'h0;
+          end
+      4'h7:
+        begin
+          if (\$301 ) begin
+            if (\$312 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$440  = 1'h1;
+              endcase
+            end
+          end
+          if (\$321 ) begin
+            if (\$337 ) begin
+              casez (\$signal$105 )
+                1'h0:
+                    \$440  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$440  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = bank1_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$441  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$205 ) begin
+            if (\$216 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$441  = 1'h1;
+              endcase
+            end
+          end
+          if (\$225 ) begin
+            if (\$241 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$105 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$441  = 1'h0;
+              endcase
+            end
+          end
+        end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$441  = 1'h0;
+          end
+      4'h7:
+        begin
+          if (\$301 ) begin
+            if (\$312 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$441  = 1'h1;
+              endcase
+            end
+          end
+          if (\$321 ) begin
+            if (\$337 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$105 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$441  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$441  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3292,17 +2473,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$429  = acc_rd__data[62:42];
+                    \$442  = acc_q[20:0];
               endcase
             end
           end
@@ -3313,584 +2488,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$429  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$429  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = gate0_3_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$430  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$430  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$430  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = gate0_3_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$431  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$431  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$431  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = gate0_3_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$432  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$432  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$432  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = gate0_3_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$433  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$433  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$433  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = gate0_3_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$434  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$434  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$434  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
-              casez (act_q)
-                3'h1:
-                    \$435  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
-              casez (act_q)
-                3'h1:
-                    \$435  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$435  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
-              casez (act_q)
-                3'h1:
-                    \$436  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
-              casez (act_q)
-                3'h1:
-                    \$436  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$436  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = gate1_0_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
-              casez (act_q)
-                3'h1:
-                    \$437  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
-              casez (act_q)
-                3'h1:
-                    \$437  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$437  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = gate1_0_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
-              casez (act_q)
-                3'h1:
-                    \$438  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
-              casez (act_q)
-                3'h1:
-                    \$438  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$438  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = gate1_0_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
-              casez (act_q)
-                3'h1:
-                    \$439  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
-              casez (act_q)
-                3'h1:
-                    \$439  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$439  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = gate1_0_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
-              casez (act_q)
-                3'h1:
-                    \$440  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
-              casez (act_q)
-                3'h1:
-                    \$440  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$440  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = gate1_0_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
-              casez (act_q)
-                3'h1:
-                    \$441  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
-              casez (act_q)
-                3'h1:
-                    \$441  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$441  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = gate1_0_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
-              casez (act_q)
-                3'h1:
-                    \$442  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
-              casez (act_q)
-                3'h1:
-                    \$442  = acc_rd__data[167:147];
+                    \$442  = acc_q[20:0];
               endcase
             end
           end
@@ -3901,7 +2503,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = gate1_1_0;
+    \$443  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3910,13 +2512,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$443  = acc_rd__data[20:0];
+                    \$443  = acc_q[41:21];
               endcase
             end
           end
@@ -3927,13 +2527,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$443  = acc_rd__data[20:0];
+                    \$443  = acc_q[41:21];
               endcase
             end
           end
@@ -3944,7 +2542,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = gate1_1_1;
+    \$444  = gate0_0_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3953,13 +2551,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$444  = acc_rd__data[41:21];
+                    \$444  = acc_q[62:42];
               endcase
             end
           end
@@ -3970,13 +2566,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$444  = acc_rd__data[41:21];
+                    \$444  = acc_q[62:42];
               endcase
             end
           end
@@ -3987,7 +2581,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = gate1_1_2;
+    \$445  = gate0_0_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -3996,13 +2590,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$445  = acc_rd__data[62:42];
+                    \$445  = acc_q[83:63];
               endcase
             end
           end
@@ -4013,13 +2605,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$445  = acc_rd__data[62:42];
+                    \$445  = acc_q[83:63];
               endcase
             end
           end
@@ -4030,7 +2620,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = gate1_1_3;
+    \$446  = gate0_0_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4039,13 +2629,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$446  = acc_rd__data[83:63];
+                    \$446  = acc_q[104:84];
               endcase
             end
           end
@@ -4056,13 +2644,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$446  = acc_rd__data[83:63];
+                    \$446  = acc_q[104:84];
               endcase
             end
           end
@@ -4073,7 +2659,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = gate1_1_4;
+    \$447  = gate0_0_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4082,13 +2668,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$447  = acc_rd__data[104:84];
+                    \$447  = acc_q[125:105];
               endcase
             end
           end
@@ -4099,13 +2683,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$447  = acc_rd__data[104:84];
+                    \$447  = acc_q[125:105];
               endcase
             end
           end
@@ -4116,7 +2698,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = gate1_1_5;
+    \$448  = gate0_0_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4125,13 +2707,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$448  = acc_rd__data[125:105];
+                    \$448  = acc_q[146:126];
               endcase
             end
           end
@@ -4142,13 +2722,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$448  = acc_rd__data[125:105];
+                    \$448  = acc_q[146:126];
               endcase
             end
           end
@@ -4159,7 +2737,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = gate1_1_6;
+    \$449  = gate0_0_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4168,13 +2746,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$449  = acc_rd__data[146:126];
+                    \$449  = acc_q[167:147];
               endcase
             end
           end
@@ -4185,13 +2761,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$449  = acc_rd__data[146:126];
+                    \$449  = acc_q[167:147];
               endcase
             end
           end
@@ -4202,7 +2776,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = gate1_1_7;
+    \$450  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4211,13 +2785,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$450  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    \$450  = acc_q[20:0];
               endcase
             end
           end
@@ -4228,13 +2802,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
-                    \$450  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h3:
+                    \$450  = acc_q[20:0];
               endcase
             end
           end
@@ -4245,7 +2819,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = gate1_2_0;
+    \$451  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4254,15 +2828,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$451  = acc_rd__data[20:0];
+                    \$451  = acc_q[41:21];
               endcase
             end
           end
@@ -4273,15 +2845,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$451  = acc_rd__data[20:0];
+                    \$451  = acc_q[41:21];
               endcase
             end
           end
@@ -4292,7 +2862,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = gate1_2_1;
+    \$452  = gate0_1_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4301,15 +2871,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$452  = acc_rd__data[41:21];
+                    \$452  = acc_q[62:42];
               endcase
             end
           end
@@ -4320,15 +2888,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$452  = acc_rd__data[41:21];
+                    \$452  = acc_q[62:42];
               endcase
             end
           end
@@ -4339,7 +2905,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = gate1_2_2;
+    \$453  = gate0_1_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4348,15 +2914,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$453  = acc_rd__data[62:42];
+                    \$453  = acc_q[83:63];
               endcase
             end
           end
@@ -4367,15 +2931,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$453  = acc_rd__data[62:42];
+                    \$453  = acc_q[83:63];
               endcase
             end
           end
@@ -4386,7 +2948,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = gate1_2_3;
+    \$454  = gate0_1_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4395,15 +2957,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$454  = acc_rd__data[83:63];
+                    \$454  = acc_q[104:84];
               endcase
             end
           end
@@ -4414,15 +2974,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$454  = acc_rd__data[83:63];
+                    \$454  = acc_q[104:84];
               endcase
             end
           end
@@ -4433,7 +2991,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = gate1_2_4;
+    \$455  = gate0_1_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4442,15 +3000,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$455  = acc_rd__data[104:84];
+                    \$455  = acc_q[125:105];
               endcase
             end
           end
@@ -4461,15 +3017,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$455  = acc_rd__data[104:84];
+                    \$455  = acc_q[125:105];
               endcase
             end
           end
@@ -4480,7 +3034,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = gate1_2_5;
+    \$456  = gate0_1_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4489,15 +3043,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$456  = acc_rd__data[125:105];
+                    \$456  = acc_q[146:126];
               endcase
             end
           end
@@ -4508,15 +3060,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$456  = acc_rd__data[125:105];
+                    \$456  = acc_q[146:126];
               endcase
             end
           end
@@ -4527,7 +3077,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = gate1_2_6;
+    \$457  = gate0_1_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4536,15 +3086,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$457  = acc_rd__data[146:126];
+                    \$457  = acc_q[167:147];
               endcase
             end
           end
@@ -4555,15 +3103,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$457  = acc_rd__data[146:126];
+                    \$457  = acc_q[167:147];
               endcase
             end
           end
@@ -4574,7 +3120,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = gate1_2_7;
+    \$458  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4583,15 +3129,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$458  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h4:
+                    \$458  = acc_q[20:0];
               endcase
             end
           end
@@ -4602,15 +3148,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$458  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h4:
+                    \$458  = acc_q[20:0];
               endcase
             end
           end
@@ -4621,7 +3167,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = gate1_3_0;
+    \$459  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4630,17 +3176,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$459  = acc_rd__data[20:0];
+                    \$459  = acc_q[41:21];
               endcase
             end
           end
@@ -4651,17 +3195,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$459  = acc_rd__data[20:0];
+                    \$459  = acc_q[41:21];
               endcase
             end
           end
@@ -4672,7 +3214,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = gate1_3_1;
+    \$460  = gate0_2_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4681,17 +3223,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$460  = acc_rd__data[41:21];
+                    \$460  = acc_q[62:42];
               endcase
             end
           end
@@ -4702,17 +3242,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$460  = acc_rd__data[41:21];
+                    \$460  = acc_q[62:42];
               endcase
             end
           end
@@ -4723,7 +3261,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = gate1_3_2;
+    \$461  = gate0_2_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4732,17 +3270,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$461  = acc_rd__data[62:42];
+                    \$461  = acc_q[83:63];
               endcase
             end
           end
@@ -4753,17 +3289,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$461  = acc_rd__data[62:42];
+                    \$461  = acc_q[83:63];
               endcase
             end
           end
@@ -4774,7 +3308,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = gate1_3_3;
+    \$462  = gate0_2_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4783,17 +3317,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$462  = acc_rd__data[83:63];
+                    \$462  = acc_q[104:84];
               endcase
             end
           end
@@ -4804,17 +3336,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$462  = acc_rd__data[83:63];
+                    \$462  = acc_q[104:84];
               endcase
             end
           end
@@ -4825,7 +3355,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = gate1_3_4;
+    \$463  = gate0_2_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4834,17 +3364,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$463  = acc_rd__data[104:84];
+                    \$463  = acc_q[125:105];
               endcase
             end
           end
@@ -4855,17 +3383,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$463  = acc_rd__data[104:84];
+                    \$463  = acc_q[125:105];
               endcase
             end
           end
@@ -4876,7 +3402,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = gate1_3_5;
+    \$464  = gate0_2_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4885,17 +3411,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$464  = acc_rd__data[125:105];
+                    \$464  = acc_q[146:126];
               endcase
             end
           end
@@ -4906,17 +3430,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$464  = acc_rd__data[125:105];
+                    \$464  = acc_q[146:126];
               endcase
             end
           end
@@ -4927,7 +3449,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = gate1_3_6;
+    \$465  = gate0_2_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4936,17 +3458,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$465  = acc_rd__data[146:126];
+                    \$465  = acc_q[167:147];
               endcase
             end
           end
@@ -4957,17 +3477,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$465  = acc_rd__data[146:126];
+                    \$465  = acc_q[167:147];
               endcase
             end
           end
@@ -4978,7 +3496,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = gate1_3_7;
+    \$466  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -4987,17 +3505,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$187 ) begin
-            if (\$190 ) begin
+          if (\$205 ) begin
+            if (\$207 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$466  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h5:
+                    \$466  = acc_q[20:0];
               endcase
             end
           end
@@ -5008,17 +3526,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$274 ) begin
-            if (\$277 ) begin
+          if (\$301 ) begin
+            if (\$303 ) begin
               casez (act_q)
-                3'h1:
-                    /* empty */;
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$466  = acc_rd__data[167:147];
+                    /* empty */;
+                3'h5:
+                    \$466  = acc_q[20:0];
               endcase
             end
           end
@@ -5029,7 +3547,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = acc0;
+    \$467  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5038,8 +3556,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$200 ) begin
-            \$467  = \$204 ;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$467  = acc_q[41:21];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -5048,8 +3577,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$287 ) begin
-            \$467  = \$291 ;
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$467  = acc_q[41:21];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5058,7 +3598,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = acc1;
+    \$468  = gate0_3_2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5067,8 +3607,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$200 ) begin
-            \$468  = \$207 ;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$468  = acc_q[62:42];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -5077,8 +3628,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$287 ) begin
-            \$468  = \$294 ;
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$468  = acc_q[62:42];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5087,7 +3649,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = acc2;
+    \$469  = gate0_3_3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5096,8 +3658,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$200 ) begin
-            \$469  = \$210 ;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$469  = acc_q[83:63];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -5106,8 +3679,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$287 ) begin
-            \$469  = \$297 ;
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$469  = acc_q[83:63];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5116,7 +3700,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = acc3;
+    \$470  = gate0_3_4;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5125,8 +3709,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$200 ) begin
-            \$470  = \$213 ;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$470  = acc_q[104:84];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -5135,8 +3730,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$287 ) begin
-            \$470  = \$300 ;
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$470  = acc_q[104:84];
+              endcase
+            end
           end
     endcase
     if (rst) begin
@@ -5145,7 +3751,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = tag;
+    \$471  = gate0_3_5;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5154,8 +3760,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$200 ) begin
-            \$471  = elem;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$471  = acc_q[125:105];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -5164,17 +3781,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$287 ) begin
-            \$471  = elem;
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$471  = acc_q[125:105];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$471  = 6'h00;
+      \$471  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = issue_layer;
+    \$472  = gate0_3_6;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5183,8 +3811,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$200 ) begin
-            \$472  = 2'h0;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$472  = acc_q[146:126];
+              endcase
+            end
           end
       4'h4:
           /* empty */;
@@ -5193,17 +3832,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$287 ) begin
-            \$472  = 2'h1;
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$472  = acc_q[146:126];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$472  = 2'h0;
+      \$472  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = \wait ;
+    \$473  = gate0_3_7;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5212,37 +3862,1702 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$200 ) begin
-            if (\$216 ) begin
-              if (\$219 ) begin
-                \$473  = 5'h00;
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$473  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$473  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$473  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$474  = gate1_0_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$474  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$474  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$474  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$475  = gate1_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$475  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$475  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$475  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$476  = gate1_0_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$476  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$476  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$476  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$477  = gate1_0_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$477  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$477  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$477  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$478  = gate1_0_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$478  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$478  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$478  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$479  = gate1_0_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$479  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$479  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$479  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$480  = gate1_0_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$480  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$480  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$480  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$481  = gate1_0_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$481  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$481  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$481  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$482  = gate1_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$482  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$482  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$482  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$483  = gate1_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$483  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$483  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$483  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$484  = gate1_1_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$484  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$484  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$484  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$485  = gate1_1_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$485  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$485  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$485  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$486  = gate1_1_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$486  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$486  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$486  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$487  = gate1_1_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$487  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$487  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$487  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$488  = gate1_1_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$488  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$488  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$488  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$489  = gate1_1_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$489  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$489  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$489  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$490  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$490  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$490  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$490  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$491  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$491  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$491  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$491  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$492  = gate1_2_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$492  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$492  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$492  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$493  = gate1_2_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$493  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$493  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$493  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$494  = gate1_2_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$494  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$494  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$494  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$495  = gate1_2_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$495  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$495  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$495  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$496  = gate1_2_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$496  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$496  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$496  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$497  = gate1_2_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$497  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$497  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$497  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$498  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$498  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$498  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$498  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$499  = gate1_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$499  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$499  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$499  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$500  = gate1_3_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$500  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$500  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$500  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$501  = gate1_3_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$501  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$501  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$501  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$502  = gate1_3_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$502  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$502  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$502  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$503  = gate1_3_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$503  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$503  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$503  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$504  = gate1_3_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$504  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$504  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$504  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$505  = gate1_3_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$505  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$505  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$505  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$506  = acc0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$506  = \$229 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$506  = \$325 ;
+          end
+    endcase
+    if (rst) begin
+      \$506  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$507  = acc1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$507  = \$232 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$507  = \$328 ;
+          end
+    endcase
+    if (rst) begin
+      \$507  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$508  = acc2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$508  = \$235 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$508  = \$331 ;
+          end
+    endcase
+    if (rst) begin
+      \$508  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$509  = acc3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$509  = \$238 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$509  = \$334 ;
+          end
+    endcase
+    if (rst) begin
+      \$509  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$510  = tag;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$510  = elem;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$510  = elem;
+          end
+    endcase
+    if (rst) begin
+      \$510  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$511  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$511  = 2'h0;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$511  = 2'h1;
+          end
+    endcase
+    if (rst) begin
+      \$511  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$512  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            if (\$241 ) begin
+              if (\$244 ) begin
+                \$512  = 5'h00;
               end
             end
           end
       4'h4:
-          \$473  = \$221 [4:0];
+          \$512  = \$246 [4:0];
       4'h5:
           /* empty */;
       4'h6:
           /* empty */;
       4'h7:
-          if (\$287 ) begin
-            if (\$303 ) begin
-              if (\$306 ) begin
-                \$473  = 5'h00;
+          if (\$321 ) begin
+            if (\$337 ) begin
+              if (\$340 ) begin
+                \$512  = 5'h00;
               end
             end
           end
       4'h8:
-          \$473  = \$308 [4:0];
+          \$512  = \$342 [4:0];
     endcase
     if (rst) begin
-      \$473  = 5'h00;
+      \$512  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = out_idx;
+    \$513  = out_idx;
     (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
@@ -5266,8 +5581,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
-          if (\$341 ) begin
-            \$474  = 6'h00;
+          if (\$377 ) begin
+            \$513  = 6'h00;
           end
       4'hb:
           /* empty */;
@@ -5279,16 +5594,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'hf:
           if (o__ready) begin
-            \$474  = \$354 [5:0];
+            \$513  = \$390 [5:0];
           end
     endcase
     if (rst) begin
-      \$474  = 6'h00;
+      \$513  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = out_word;
+    \$514  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5317,15 +5632,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hc:
           /* empty */;
       4'hd:
-          \$475  = \$342 ;
+          \$514  = \$378 ;
     endcase
     if (rst) begin
-      \$475  = 21'h000000;
+      \$514  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$476  = o__payload;
+    \$515  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5357,17 +5672,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'he:
         begin
-          \$476 [7:0] = \$352 [7:0];
-          \$476 [8] = \$353 ;
+          \$515 [7:0] = \$388 [7:0];
+          \$515 [8] = \$389 ;
         end
     endcase
     if (rst) begin
-      \$476  = 9'h000;
+      \$515  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$477  = o__valid;
+    \$516  = o__valid;
     (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
@@ -5399,19 +5714,19 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hd:
           /* empty */;
       4'he:
-          \$477  = 1'h1;
+          \$516  = 1'h1;
       4'hf:
           if (o__ready) begin
-            \$477  = 1'h0;
+            \$516  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$477  = 1'h0;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$478  = fresh;
+    \$517  = fresh;
     (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
@@ -5446,299 +5761,125 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'hf:
           if (o__ready) begin
-            if (\$355 ) begin
-              \$478  = seq_end;
+            if (\$391 ) begin
+              \$517  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$478  = 1'h1;
+      \$517  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$38  = bank0_full;
-      1'h1:
-          \$38  = bank1_full;
+    casez (pick)
+      2'h0:
+          \$1  = bias_q[20:0];
+      2'h1:
+          \$1  = \$like$20 [20:0];
+      2'h2:
+          \$1  = last_sum2[20:0];
+      2'h3:
+          \$1  = acc_q[20:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$47 )
-      1'h0:
-          \$48  = bank0_full;
-      1'h1:
-          \$48  = bank1_full;
+    casez (pick)
+      2'h0:
+          \$3  = bias_q[41:21];
+      2'h1:
+          \$3  = \$like$20 [41:21];
+      2'h2:
+          \$3  = last_sum2[41:21];
+      2'h3:
+          \$3  = acc_q[41:21];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$63  = bank0_full;
-      1'h1:
-          \$63  = bank1_full;
+    casez (pick)
+      2'h0:
+          \$5  = bias_q[62:42];
+      2'h1:
+          \$5  = \$like$20 [62:42];
+      2'h2:
+          \$5  = last_sum2[62:42];
+      2'h3:
+          \$5  = acc_q[62:42];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$72 )
-      1'h0:
-          \$73  = bank0_full;
-      1'h1:
-          \$73  = bank1_full;
+    casez (pick)
+      2'h0:
+          \$7  = bias_q[83:63];
+      2'h1:
+          \$7  = \$like$20 [83:63];
+      2'h2:
+          \$7  = last_sum2[83:63];
+      2'h3:
+          \$7  = acc_q[83:63];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$185  = bank0_full;
-      1'h1:
-          \$185  = bank1_full;
+    casez (pick)
+      2'h0:
+          \$9  = bias_q[104:84];
+      2'h1:
+          \$9  = \$like$20 [104:84];
+      2'h2:
+          \$9  = last_sum2[104:84];
+      2'h3:
+          \$9  = acc_q[104:84];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$196 )
-      1'h0:
-          \$197  = bank0_full;
-      1'h1:
-          \$197  = bank1_full;
+    casez (pick)
+      2'h0:
+          \$11  = bias_q[125:105];
+      2'h1:
+          \$11  = \$like$20 [125:105];
+      2'h2:
+          \$11  = last_sum2[125:105];
+      2'h3:
+          \$11  = acc_q[125:105];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$200  = bank0_full;
-      1'h1:
-          \$200  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$202  = gate0_0_0;
-      4'h1:
-          \$202  = gate0_0_1;
-      4'h2:
-          \$202  = gate0_0_2;
-      4'h3:
-          \$202  = gate0_0_3;
-      4'h4:
-          \$202  = gate0_0_4;
-      4'h5:
-          \$202  = gate0_0_5;
-      4'h6:
-          \$202  = gate0_0_6;
-      4'h7:
-          \$202  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$203  = gate1_0_0;
-      4'h1:
-          \$203  = gate1_0_1;
-      4'h2:
-          \$203  = gate1_0_2;
-      4'h3:
-          \$203  = gate1_0_3;
-      4'h4:
-          \$203  = gate1_0_4;
-      4'h5:
-          \$203  = gate1_0_5;
-      4'h6:
-          \$203  = gate1_0_6;
-      4'h7:
-          \$203  = gate1_0_7;
+    casez (pick)
+      2'h0:
+          \$13  = bias_q[146:126];
+      2'h1:
+          \$13  = \$like$20 [146:126];
+      2'h2:
+          \$13  = last_sum2[146:126];
+      2'h3:
+          \$13  = acc_q[146:126];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$204  = \$202 ;
-      1'h1:
-          \$204  = \$203 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$205  = gate0_1_0;
-      4'h1:
-          \$205  = gate0_1_1;
-      4'h2:
-          \$205  = gate0_1_2;
-      4'h3:
-          \$205  = gate0_1_3;
-      4'h4:
-          \$205  = gate0_1_4;
-      4'h5:
-          \$205  = gate0_1_5;
-      4'h6:
-          \$205  = gate0_1_6;
-      4'h7:
-          \$205  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$206  = gate1_1_0;
-      4'h1:
-          \$206  = gate1_1_1;
-      4'h2:
-          \$206  = gate1_1_2;
-      4'h3:
-          \$206  = gate1_1_3;
-      4'h4:
-          \$206  = gate1_1_4;
-      4'h5:
-          \$206  = gate1_1_5;
-      4'h6:
-          \$206  = gate1_1_6;
-      4'h7:
-          \$206  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$207  = \$205 ;
-      1'h1:
-          \$207  = \$206 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$208  = gate0_2_0;
-      4'h1:
-          \$208  = gate0_2_1;
-      4'h2:
-          \$208  = gate0_2_2;
-      4'h3:
-          \$208  = gate0_2_3;
-      4'h4:
-          \$208  = gate0_2_4;
-      4'h5:
-          \$208  = gate0_2_5;
-      4'h6:
-          \$208  = gate0_2_6;
-      4'h7:
-          \$208  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$209  = gate1_2_0;
-      4'h1:
-          \$209  = gate1_2_1;
-      4'h2:
-          \$209  = gate1_2_2;
-      4'h3:
-          \$209  = gate1_2_3;
-      4'h4:
-          \$209  = gate1_2_4;
-      4'h5:
-          \$209  = gate1_2_5;
-      4'h6:
-          \$209  = gate1_2_6;
-      4'h7:
-          \$209  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$210  = \$208 ;
-      1'h1:
-          \$210  = \$209 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$211  = gate0_3_0;
-      4'h1:
-          \$211  = gate0_3_1;
-      4'h2:
-          \$211  = gate0_3_2;
-      4'h3:
-          \$211  = gate0_3_3;
-      4'h4:
-          \$211  = gate0_3_4;
-      4'h5:
-          \$211  = gate0_3_5;
-      4'h6:
-          \$211  = gate0_3_6;
-      4'h7:
-          \$211  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$212  = gate1_3_0;
-      4'h1:
-          \$212  = gate1_3_1;
-      4'h2:
-          \$212  = gate1_3_2;
-      4'h3:
-          \$212  = gate1_3_3;
-      4'h4:
-          \$212  = gate1_3_4;
-      4'h5:
-          \$212  = gate1_3_5;
-      4'h6:
-          \$212  = gate1_3_6;
-      4'h7:
-          \$212  = gate1_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$102 )
-      1'h0:
-          \$213  = \$211 ;
-      1'h1:
-          \$213  = \$212 ;
+    casez (pick)
+      2'h0:
+          \$15  = bias_q[167:147];
+      2'h1:
+          \$15  = \$like$20 [167:147];
+      2'h2:
+          \$15  = last_sum2[167:147];
+      2'h3:
+          \$15  = acc_q[167:147];
     endcase
   end
   always @* begin
@@ -5746,295 +5887,621 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$272  = bank0_full;
+          \$30  = bank0_full;
       1'h1:
-          \$272  = bank1_full;
+          \$30  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$283 )
+    casez (\$39 )
       1'h0:
-          \$284  = bank0_full;
+          \$40  = bank0_full;
       1'h1:
-          \$284  = bank1_full;
+          \$40  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$102 )
+    casez (\$48 )
       1'h0:
-          \$287  = bank0_full;
+          \$49  = bank0_full;
       1'h1:
-          \$287  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$289  = gate0_0_0;
-      4'h1:
-          \$289  = gate0_0_1;
-      4'h2:
-          \$289  = gate0_0_2;
-      4'h3:
-          \$289  = gate0_0_3;
-      4'h4:
-          \$289  = gate0_0_4;
-      4'h5:
-          \$289  = gate0_0_5;
-      4'h6:
-          \$289  = gate0_0_6;
-      4'h7:
-          \$289  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$290  = gate1_0_0;
-      4'h1:
-          \$290  = gate1_0_1;
-      4'h2:
-          \$290  = gate1_0_2;
-      4'h3:
-          \$290  = gate1_0_3;
-      4'h4:
-          \$290  = gate1_0_4;
-      4'h5:
-          \$290  = gate1_0_5;
-      4'h6:
-          \$290  = gate1_0_6;
-      4'h7:
-          \$290  = gate1_0_7;
+          \$49  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$102 )
+    casez (\$signal )
       1'h0:
-          \$291  = \$289 ;
+          \$66  = bank0_full;
       1'h1:
-          \$291  = \$290 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$292  = gate0_1_0;
-      4'h1:
-          \$292  = gate0_1_1;
-      4'h2:
-          \$292  = gate0_1_2;
-      4'h3:
-          \$292  = gate0_1_3;
-      4'h4:
-          \$292  = gate0_1_4;
-      4'h5:
-          \$292  = gate0_1_5;
-      4'h6:
-          \$292  = gate0_1_6;
-      4'h7:
-          \$292  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$293  = gate1_1_0;
-      4'h1:
-          \$293  = gate1_1_1;
-      4'h2:
-          \$293  = gate1_1_2;
-      4'h3:
-          \$293  = gate1_1_3;
-      4'h4:
-          \$293  = gate1_1_4;
-      4'h5:
-          \$293  = gate1_1_5;
-      4'h6:
-          \$293  = gate1_1_6;
-      4'h7:
-          \$293  = gate1_1_7;
+          \$66  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$102 )
+    casez (\$75 )
       1'h0:
-          \$294  = \$292 ;
+          \$76  = bank0_full;
       1'h1:
-          \$294  = \$293 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$295  = gate0_2_0;
-      4'h1:
-          \$295  = gate0_2_1;
-      4'h2:
-          \$295  = gate0_2_2;
-      4'h3:
-          \$295  = gate0_2_3;
-      4'h4:
-          \$295  = gate0_2_4;
-      4'h5:
-          \$295  = gate0_2_5;
-      4'h6:
-          \$295  = gate0_2_6;
-      4'h7:
-          \$295  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$296  = gate1_2_0;
-      4'h1:
-          \$296  = gate1_2_1;
-      4'h2:
-          \$296  = gate1_2_2;
-      4'h3:
-          \$296  = gate1_2_3;
-      4'h4:
-          \$296  = gate1_2_4;
-      4'h5:
-          \$296  = gate1_2_5;
-      4'h6:
-          \$296  = gate1_2_6;
-      4'h7:
-          \$296  = gate1_2_7;
+          \$76  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$102 )
+    casez (\$84 )
       1'h0:
-          \$297  = \$295 ;
+          \$85  = bank0_full;
       1'h1:
-          \$297  = \$296 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$298  = gate0_3_0;
-      4'h1:
-          \$298  = gate0_3_1;
-      4'h2:
-          \$298  = gate0_3_2;
-      4'h3:
-          \$298  = gate0_3_3;
-      4'h4:
-          \$298  = gate0_3_4;
-      4'h5:
-          \$298  = gate0_3_5;
-      4'h6:
-          \$298  = gate0_3_6;
-      4'h7:
-          \$298  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$299  = gate1_3_0;
-      4'h1:
-          \$299  = gate1_3_1;
-      4'h2:
-          \$299  = gate1_3_2;
-      4'h3:
-          \$299  = gate1_3_3;
-      4'h4:
-          \$299  = gate1_3_4;
-      4'h5:
-          \$299  = gate1_3_5;
-      4'h6:
-          \$299  = gate1_3_6;
-      4'h7:
-          \$299  = gate1_3_7;
+          \$85  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$102 )
+    casez (\$signal )
       1'h0:
-          \$300  = \$298 ;
+          \$203  = bank0_full;
       1'h1:
-          \$300  = \$299 ;
+          \$203  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = 21'h000000;
+    (* full_case = 32'd1 *)
+    casez (\$212 )
+      1'h0:
+          \$213  = bank0_full;
+      1'h1:
+          \$213  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$221 )
+      1'h0:
+          \$222  = bank0_full;
+      1'h1:
+          \$222  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$225  = bank0_full;
+      1'h1:
+          \$225  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = 21'h000000;
     casez (lane)
       4'h0:
-          \$342  = acc_q[20:0];
+          \$227  = gate0_0_0;
       4'h1:
-          \$342  = acc_q[41:21];
+          \$227  = gate0_0_1;
       4'h2:
-          \$342  = acc_q[62:42];
+          \$227  = gate0_0_2;
       4'h3:
-          \$342  = acc_q[83:63];
+          \$227  = gate0_0_3;
       4'h4:
-          \$342  = acc_q[104:84];
+          \$227  = gate0_0_4;
       4'h5:
-          \$342  = acc_q[125:105];
+          \$227  = gate0_0_5;
       4'h6:
-          \$342  = acc_q[146:126];
+          \$227  = gate0_0_6;
       4'h7:
-          \$342  = acc_q[167:147];
+          \$227  = gate0_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$54  = 7'h00;
+    \$228  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$228  = gate1_0_0;
+      4'h1:
+          \$228  = gate1_0_1;
+      4'h2:
+          \$228  = gate1_0_2;
+      4'h3:
+          \$228  = gate1_0_3;
+      4'h4:
+          \$228  = gate1_0_4;
+      4'h5:
+          \$228  = gate1_0_5;
+      4'h6:
+          \$228  = gate1_0_6;
+      4'h7:
+          \$228  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$229  = \$227 ;
+      1'h1:
+          \$229  = \$228 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$230  = gate0_1_0;
+      4'h1:
+          \$230  = gate0_1_1;
+      4'h2:
+          \$230  = gate0_1_2;
+      4'h3:
+          \$230  = gate0_1_3;
+      4'h4:
+          \$230  = gate0_1_4;
+      4'h5:
+          \$230  = gate0_1_5;
+      4'h6:
+          \$230  = gate0_1_6;
+      4'h7:
+          \$230  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$231  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$231  = gate1_1_0;
+      4'h1:
+          \$231  = gate1_1_1;
+      4'h2:
+          \$231  = gate1_1_2;
+      4'h3:
+          \$231  = gate1_1_3;
+      4'h4:
+          \$231  = gate1_1_4;
+      4'h5:
+          \$231  = gate1_1_5;
+      4'h6:
+          \$231  = gate1_1_6;
+      4'h7:
+          \$231  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$232  = \$230 ;
+      1'h1:
+          \$232  = \$231 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$233  = gate0_2_0;
+      4'h1:
+          \$233  = gate0_2_1;
+      4'h2:
+          \$233  = gate0_2_2;
+      4'h3:
+          \$233  = gate0_2_3;
+      4'h4:
+          \$233  = gate0_2_4;
+      4'h5:
+          \$233  = gate0_2_5;
+      4'h6:
+          \$233  = gate0_2_6;
+      4'h7:
+          \$233  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$234  = gate1_2_0;
+      4'h1:
+          \$234  = gate1_2_1;
+      4'h2:
+          \$234  = gate1_2_2;
+      4'h3:
+          \$234  = gate1_2_3;
+      4'h4:
+          \$234  = gate1_2_4;
+      4'h5:
+          \$234  = gate1_2_5;
+      4'h6:
+          \$234  = gate1_2_6;
+      4'h7:
+          \$234  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$235  = \$233 ;
+      1'h1:
+          \$235  = \$234 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$236  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$236  = gate0_3_0;
+      4'h1:
+          \$236  = gate0_3_1;
+      4'h2:
+          \$236  = gate0_3_2;
+      4'h3:
+          \$236  = gate0_3_3;
+      4'h4:
+          \$236  = gate0_3_4;
+      4'h5:
+          \$236  = gate0_3_5;
+      4'h6:
+          \$236  = gate0_3_6;
+      4'h7:
+          \$236  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$237  = gate1_3_0;
+      4'h1:
+          \$237  = gate1_3_1;
+      4'h2:
+          \$237  = gate1_3_2;
+      4'h3:
+          \$237  = gate1_3_3;
+      4'h4:
+          \$237  = gate1_3_4;
+      4'h5:
+          \$237  = gate1_3_5;
+      4'h6:
+          \$237  = gate1_3_6;
+      4'h7:
+          \$237  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$238  = \$236 ;
+      1'h1:
+          \$238  = \$237 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$299  = bank0_full;
+      1'h1:
+          \$299  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$308 )
+      1'h0:
+          \$309  = bank0_full;
+      1'h1:
+          \$309  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$317 )
+      1'h0:
+          \$318  = bank0_full;
+      1'h1:
+          \$318  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$321  = bank0_full;
+      1'h1:
+          \$321  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$323  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$323  = gate0_0_0;
+      4'h1:
+          \$323  = gate0_0_1;
+      4'h2:
+          \$323  = gate0_0_2;
+      4'h3:
+          \$323  = gate0_0_3;
+      4'h4:
+          \$323  = gate0_0_4;
+      4'h5:
+          \$323  = gate0_0_5;
+      4'h6:
+          \$323  = gate0_0_6;
+      4'h7:
+          \$323  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$324  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$324  = gate1_0_0;
+      4'h1:
+          \$324  = gate1_0_1;
+      4'h2:
+          \$324  = gate1_0_2;
+      4'h3:
+          \$324  = gate1_0_3;
+      4'h4:
+          \$324  = gate1_0_4;
+      4'h5:
+          \$324  = gate1_0_5;
+      4'h6:
+          \$324  = gate1_0_6;
+      4'h7:
+          \$324  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$325  = \$323 ;
+      1'h1:
+          \$325  = \$324 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$326  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$326  = gate0_1_0;
+      4'h1:
+          \$326  = gate0_1_1;
+      4'h2:
+          \$326  = gate0_1_2;
+      4'h3:
+          \$326  = gate0_1_3;
+      4'h4:
+          \$326  = gate0_1_4;
+      4'h5:
+          \$326  = gate0_1_5;
+      4'h6:
+          \$326  = gate0_1_6;
+      4'h7:
+          \$326  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$327  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$327  = gate1_1_0;
+      4'h1:
+          \$327  = gate1_1_1;
+      4'h2:
+          \$327  = gate1_1_2;
+      4'h3:
+          \$327  = gate1_1_3;
+      4'h4:
+          \$327  = gate1_1_4;
+      4'h5:
+          \$327  = gate1_1_5;
+      4'h6:
+          \$327  = gate1_1_6;
+      4'h7:
+          \$327  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$328  = \$326 ;
+      1'h1:
+          \$328  = \$327 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$329  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$329  = gate0_2_0;
+      4'h1:
+          \$329  = gate0_2_1;
+      4'h2:
+          \$329  = gate0_2_2;
+      4'h3:
+          \$329  = gate0_2_3;
+      4'h4:
+          \$329  = gate0_2_4;
+      4'h5:
+          \$329  = gate0_2_5;
+      4'h6:
+          \$329  = gate0_2_6;
+      4'h7:
+          \$329  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$330  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$330  = gate1_2_0;
+      4'h1:
+          \$330  = gate1_2_1;
+      4'h2:
+          \$330  = gate1_2_2;
+      4'h3:
+          \$330  = gate1_2_3;
+      4'h4:
+          \$330  = gate1_2_4;
+      4'h5:
+          \$330  = gate1_2_5;
+      4'h6:
+          \$330  = gate1_2_6;
+      4'h7:
+          \$330  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$331  = \$329 ;
+      1'h1:
+          \$331  = \$330 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$332  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$332  = gate0_3_0;
+      4'h1:
+          \$332  = gate0_3_1;
+      4'h2:
+          \$332  = gate0_3_2;
+      4'h3:
+          \$332  = gate0_3_3;
+      4'h4:
+          \$332  = gate0_3_4;
+      4'h5:
+          \$332  = gate0_3_5;
+      4'h6:
+          \$332  = gate0_3_6;
+      4'h7:
+          \$332  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$333  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$333  = gate1_3_0;
+      4'h1:
+          \$333  = gate1_3_1;
+      4'h2:
+          \$333  = gate1_3_2;
+      4'h3:
+          \$333  = gate1_3_3;
+      4'h4:
+          \$333  = gate1_3_4;
+      4'h5:
+          \$333  = gate1_3_5;
+      4'h6:
+          \$333  = gate1_3_6;
+      4'h7:
+          \$333  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$334  = \$332 ;
+      1'h1:
+          \$334  = \$333 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$378  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$378  = acc_q[20:0];
+      4'h1:
+          \$378  = acc_q[41:21];
+      4'h2:
+          \$378  = acc_q[62:42];
+      4'h3:
+          \$378  = acc_q[83:63];
+      4'h4:
+          \$378  = acc_q[104:84];
+      4'h5:
+          \$378  = acc_q[125:105];
+      4'h6:
+          \$378  = acc_q[146:126];
+      4'h7:
+          \$378  = acc_q[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__addr  = 7'h00;
     if (valid_out) begin
-      \$signature__addr$54  = \$26 ;
+      \$signature__addr  = \$18 ;
     end
-    if (\valid_out$61 ) begin
-      \$signature__addr$54  = \$28 [6:0];
+    if (\valid_out$62 ) begin
+      \$signature__addr  = \$20 [6:0];
     end
     casez (seq_state)
       4'h0:
-          \$signature__addr$54  = { 1'h0, in_idx };
+          \$signature__addr  = { 1'h0, in_idx };
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$56  = 8'h00;
+    \$signature__data$57  = 8'h00;
     if (valid_out) begin
-      \$signature__data$56  = h_new;
+      \$signature__data$57  = h_new;
     end
-    if (\valid_out$61 ) begin
-      \$signature__data$56  = \h_new$63 ;
+    if (\valid_out$62 ) begin
+      \$signature__data$57  = \h_new$64 ;
     end
     casez (seq_state)
       4'h0:
-          \$signature__data$56  = i__payload[7:0];
+          \$signature__data$57  = i__payload[7:0];
     endcase
   end
   always @* begin
@@ -6043,7 +6510,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (valid_out) begin
       \$signature__en  = 1'h1;
     end
-    if (\valid_out$61 ) begin
+    if (\valid_out$62 ) begin
       \$signature__en  = 1'h1;
     end
     casez (seq_state)
@@ -6061,28 +6528,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$66  = 7'h00;
+    \$signature__addr$67  = 7'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$66  = \$33 [6:0];
+          \$signature__addr$67  = \$25 [6:0];
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$66  = \$53 ;
+          \$signature__addr$67  = \$56 ;
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$66  = \$58 [6:0];
+          \$signature__addr$67  = \$61 [6:0];
       4'h6:
           /* empty */;
       4'h7:
-          \$signature__addr$66  = \$78 [6:0];
+          \$signature__addr$67  = \$92 [6:0];
       4'h8:
           /* empty */;
       4'h9:
-          \$signature__addr$66  = \$83 [6:0];
+          \$signature__addr$67  = \$97 [6:0];
     endcase
   end
   always @* begin
@@ -6133,7 +6600,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$34 ;
+          w_en = \$26 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -6141,7 +6608,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$59 ;
+          w_en = \$62 ;
       4'h6:
           /* empty */;
       4'h7:
@@ -6149,18 +6616,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          w_en = \$84 ;
+          w_en = \$98 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$72  = 11'h000;
+    addr = 11'h000;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$72  = \$35 [10:0];
+            addr = \$27 [10:0];
           end
       4'h2:
           /* empty */;
@@ -6170,7 +6637,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$72  = \$60 [10:0];
+            addr = \$63 [10:0];
           end
       4'h6:
           /* empty */;
@@ -6180,7 +6647,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$signature__addr$72  = \$85 [10:0];
+            addr = \$99 [10:0];
           end
     endcase
   end
@@ -6192,7 +6659,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$36 ) begin
+            if (\$28 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -6206,7 +6673,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$61 ) begin
+            if (\$64 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -6220,7 +6687,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            if (\$86 ) begin
+            if (\$100 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -6240,11 +6707,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$40 ) begin
-            act_acc_addr = \$43 [5:0];
-            if (\$44 ) begin
-              if (\$50 ) begin
-                act_acc_addr = { 1'h0, \$52  };
+          if (\$32 ) begin
+            act_acc_addr = \$35 [5:0];
+            if (\$36 ) begin
+              if (\$42 ) begin
+                act_acc_addr = { 1'h0, \$44  };
+              end
+            end
+            if (\$45 ) begin
+              if (early) begin
+                act_acc_addr = { 1'h0, \$53  };
+              end else if (\$51 ) begin
+                act_acc_addr = { 1'h0, \$55  };
               end
             end
           end
@@ -6255,11 +6729,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$65 ) begin
-            act_acc_addr = \$68 [5:0];
-            if (\$69 ) begin
-              if (\$75 ) begin
-                act_acc_addr = \$77 [5:0];
+          if (\$68 ) begin
+            act_acc_addr = \$71 [5:0];
+            if (\$72 ) begin
+              if (\$78 ) begin
+                act_acc_addr = \$80 [5:0];
+              end
+            end
+            if (\$81 ) begin
+              if (early) begin
+                act_acc_addr = \$89 [5:0];
+              end else if (\$87 ) begin
+                act_acc_addr = \$91 [5:0];
               end
             end
           end
@@ -6270,30 +6751,30 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          act_acc_addr = \$87 [5:0];
+          act_acc_addr = \$101 [5:0];
       4'hc:
-          act_acc_addr = \$88 [5:0];
+          act_acc_addr = \$102 [5:0];
       4'hd:
-          act_acc_addr = \$89 [5:0];
+          act_acc_addr = \$103 [5:0];
       4'he:
-          act_acc_addr = \$90 [5:0];
+          act_acc_addr = \$104 [5:0];
       4'hf:
-          act_acc_addr = \$91 [5:0];
+          act_acc_addr = \$105 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359 [19:1] = e1[19:1];
-    \$359 [0] = 1'h0;
+    \$395 [19:1] = e1[19:1];
+    \$395 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$140 ) begin
-            \$359 [0] = 1'h1;
-            \$359 [7:1] = enc_col;
-            \$359 [8] = \$141 ;
-            \$359 [19:9] = enc_w;
+          if (\$156 ) begin
+            \$395 [0] = 1'h1;
+            \$395 [7:1] = enc_col;
+            \$395 [8] = \$157 ;
+            \$395 [19:9] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -6302,11 +6783,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$227 ) begin
-            \$359 [0] = 1'h1;
-            \$359 [7:1] = enc_col;
-            \$359 [8] = \$228 ;
-            \$359 [19:9] = enc_w;
+          if (\$252 ) begin
+            \$395 [0] = 1'h1;
+            \$395 [7:1] = enc_col;
+            \$395 [8] = \$253 ;
+            \$395 [19:9] = enc_w;
           end
       4'h6:
           /* empty */;
@@ -6315,32 +6796,32 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          if (\$314 ) begin
-            \$359 [0] = 1'h1;
-            \$359 [7:1] = enc_col;
-            \$359 [8] = \$315 ;
-            \$359 [19:9] = enc_w;
+          if (\$348 ) begin
+            \$395 [0] = 1'h1;
+            \$395 [7:1] = enc_col;
+            \$395 [8] = \$349 ;
+            \$395 [19:9] = enc_w;
           end
     endcase
     if (rst) begin
-      \$359  = 20'h00000;
+      \$395  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360 [23:1] = s1[23:1];
-    \$360 [0] = 1'h0;
+    \$396 [23:1] = s1[23:1];
+    \$396 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$360 [0] = 1'h1;
-            \$360 [6:1] = \$153 ;
-            \$360 [12:7] = \$158 ;
-            \$360 [22:14] = cur[27:19];
-            \$360 [13] = \$164 ;
-            \$360 [23] = \$165 ;
+            \$396 [0] = 1'h1;
+            \$396 [6:1] = \$169 ;
+            \$396 [12:7] = \$174 ;
+            \$396 [22:14] = cur[27:19];
+            \$396 [13] = \$180 ;
+            \$396 [23] = \$181 ;
           end
       4'h2:
           /* empty */;
@@ -6350,12 +6831,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$360 [0] = 1'h1;
-            \$360 [6:1] = \$240 ;
-            \$360 [12:7] = \$245 ;
-            \$360 [22:14] = cur[27:19];
-            \$360 [13] = \$251 ;
-            \$360 [23] = \$252 ;
+            \$396 [0] = 1'h1;
+            \$396 [6:1] = \$265 ;
+            \$396 [12:7] = \$270 ;
+            \$396 [22:14] = cur[27:19];
+            \$396 [13] = \$276 ;
+            \$396 [23] = \$277 ;
           end
       4'h6:
           /* empty */;
@@ -6365,131 +6846,155 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            \$360 [0] = 1'h1;
-            \$360 [6:1] = \$319 [5:0];
-            \$360 [12:7] = \$320 [5:0];
-            \$360 [22:14] = cur[27:19];
-            \$360 [13] = \$322 ;
-            \$360 [23] = \$323 ;
+            \$396 [0] = 1'h1;
+            \$396 [6:1] = \$353 [5:0];
+            \$396 [12:7] = \$354 [5:0];
+            \$396 [22:14] = cur[27:19];
+            \$396 [13] = \$356 ;
+            \$396 [23] = \$357 ;
           end
     endcase
     if (rst) begin
-      \$360  = 24'h000000;
+      \$396  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = s1;
+    \$397  = s1;
     if (rst) begin
-      \$361  = 24'h000000;
+      \$397  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = \$signature__data$85 ;
+    \$398  = \$like$86 ;
     if (rst) begin
-      \$362  = 64'h0000000000000000;
+      \$398  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = \$108 ;
+    \$399  = \$122 ;
     if (rst) begin
-      \$363  = 17'h00000;
+      \$399  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = \$109 ;
+    \$400  = \$123 ;
     if (rst) begin
-      \$364  = 17'h00000;
+      \$400  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = \$110 ;
+    \$401  = \$124 ;
     if (rst) begin
-      \$365  = 17'h00000;
+      \$401  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = \$111 ;
+    \$402  = \$125 ;
     if (rst) begin
-      \$366  = 17'h00000;
+      \$402  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = \$112 ;
+    \$403  = \$126 ;
     if (rst) begin
-      \$367  = 17'h00000;
+      \$403  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = \$113 ;
+    \$404  = \$127 ;
     if (rst) begin
-      \$368  = 17'h00000;
+      \$404  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = \$114 ;
+    \$405  = \$128 ;
     if (rst) begin
-      \$369  = 17'h00000;
+      \$405  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = \$115 ;
+    \$406  = \$129 ;
     if (rst) begin
-      \$370  = 17'h00000;
+      \$406  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371 [0] = s1b[0];
-    \$371 [6:1] = s1b[6:1];
-    \$371 [7] = s1b[13];
-    \$371 [8] = s1b[23];
+    \$407 [0] = \$like [0];
+    \$407 [6:1] = \$like [6:1];
+    \$407 [7] = \$like [13];
+    \$407 [8] = \$like [23];
     if (rst) begin
-      \$371  = 9'h000;
+      \$407  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = s2;
+    \$408  = s2;
     if (rst) begin
-      \$372  = 9'h000;
+      \$408  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = acc_rd__data;
+    \$409  = acc_rd__data;
     if (rst) begin
-      \$373  = 168'h000000000000000000000000000000000000000000;
+      \$409  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = \$signature__data$96 ;
+    \$410  = b_rd__data;
     if (rst) begin
-      \$374  = 168'h000000000000000000000000000000000000000000;
+      \$410  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = \$117 ;
+    \$411 [0] = s3[0];
+    \$411 [6:1] = s3[6:1];
     if (rst) begin
-      \$375  = 1'h0;
+      \$411  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = acc_wr__data;
+    \$412  = acc_wr__data;
     if (rst) begin
-      \$376  = 168'h000000000000000000000000000000000000000000;
+      \$412  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$413  = \$like$20 ;
+    if (rst) begin
+      \$413  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (s2[7]) begin
+      \$414  = 2'h0;
+    end else if (\$131 ) begin
+      \$414  = 2'h1;
+    end else if (\$133 ) begin
+      \$414  = 2'h2;
+    end else begin
+      \$414  = 2'h3;
+    end
+    if (rst) begin
+      \$414  = 2'h0;
     end
   end
   always @* begin
@@ -6497,12 +7002,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$377  = { \$118 [17], \$118 [17], \$118 [17], \$118 [17], \$118  };
+          \$415  = { \$134 [17], \$134 [17], \$134 [17], \$134 [17], \$134  };
       1'h1:
-          \$377  = { \$119 [19], \$119 [19], \$119  };
+          \$415  = { \$135 [19], \$135 [19], \$135  };
     endcase
     if (rst) begin
-      \$377  = 22'h000000;
+      \$415  = 22'h000000;
     end
   end
   always @* begin
@@ -6510,12 +7015,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$378  = { \$120 [17], \$120 [17], \$120 [17], \$120 [17], \$120  };
+          \$416  = { \$136 [17], \$136 [17], \$136 [17], \$136 [17], \$136  };
       1'h1:
-          \$378  = { \$121 [19], \$121 [19], \$121  };
+          \$416  = { \$137 [19], \$137 [19], \$137  };
     endcase
     if (rst) begin
-      \$378  = 22'h000000;
+      \$416  = 22'h000000;
     end
   end
   always @* begin
@@ -6523,12 +7028,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$379  = { \$122 [17], \$122 [17], \$122 [17], \$122 [17], \$122  };
+          \$417  = { \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138  };
       1'h1:
-          \$379  = { \$123 [19], \$123 [19], \$123  };
+          \$417  = { \$139 [19], \$139 [19], \$139  };
     endcase
     if (rst) begin
-      \$379  = 22'h000000;
+      \$417  = 22'h000000;
     end
   end
   always @* begin
@@ -6536,12 +7041,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$380  = { \$124 [17], \$124 [17], \$124 [17], \$124 [17], \$124  };
+          \$418  = { \$140 [17], \$140 [17], \$140 [17], \$140 [17], \$140  };
       1'h1:
-          \$380  = { \$125 [19], \$125 [19], \$125  };
+          \$418  = { \$141 [19], \$141 [19], \$141  };
     endcase
     if (rst) begin
-      \$380  = 22'h000000;
+      \$418  = 22'h000000;
     end
   end
   always @* begin
@@ -6549,12 +7054,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$381  = { \$126 [17], \$126 [17], \$126 [17], \$126 [17], \$126  };
+          \$419  = { \$142 [17], \$142 [17], \$142 [17], \$142 [17], \$142  };
       1'h1:
-          \$381  = { \$127 [19], \$127 [19], \$127  };
+          \$419  = { \$143 [19], \$143 [19], \$143  };
     endcase
     if (rst) begin
-      \$381  = 22'h000000;
+      \$419  = 22'h000000;
     end
   end
   always @* begin
@@ -6562,12 +7067,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$382  = { \$128 [17], \$128 [17], \$128 [17], \$128 [17], \$128  };
+          \$420  = { \$144 [17], \$144 [17], \$144 [17], \$144 [17], \$144  };
       1'h1:
-          \$382  = { \$129 [19], \$129 [19], \$129  };
+          \$420  = { \$145 [19], \$145 [19], \$145  };
     endcase
     if (rst) begin
-      \$382  = 22'h000000;
+      \$420  = 22'h000000;
     end
   end
   always @* begin
@@ -6575,12 +7080,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$383  = { \$130 [17], \$130 [17], \$130 [17], \$130 [17], \$130  };
+          \$421  = { \$146 [17], \$146 [17], \$146 [17], \$146 [17], \$146  };
       1'h1:
-          \$383  = { \$131 [19], \$131 [19], \$131  };
+          \$421  = { \$147 [19], \$147 [19], \$147  };
     endcase
     if (rst) begin
-      \$383  = 22'h000000;
+      \$421  = 22'h000000;
     end
   end
   always @* begin
@@ -6588,17 +7093,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$384  = { \$132 [17], \$132 [17], \$132 [17], \$132 [17], \$132  };
+          \$422  = { \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148  };
       1'h1:
-          \$384  = { \$133 [19], \$133 [19], \$133  };
+          \$422  = { \$149 [19], \$149 [19], \$149  };
     endcase
     if (rst) begin
-      \$384  = 22'h000000;
+      \$422  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = 1'h0;
+    \$423  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6607,8 +7112,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$200 ) begin
-            \$385  = 1'h1;
+          if (\$225 ) begin
+            \$423  = 1'h1;
           end
       4'h4:
           /* empty */;
@@ -6617,62 +7122,62 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$287 ) begin
-            \$385  = 1'h1;
+          if (\$321 ) begin
+            \$423  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$385  = 1'h0;
+      \$423  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = in_idx;
+    \$424  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$386  = \$134 [5:0];
-            if (\$135 ) begin
-              \$386  = 6'h00;
+            \$424  = \$150 [5:0];
+            if (\$151 ) begin
+              \$424  = 6'h00;
             end
           end
     endcase
     if (rst) begin
-      \$386  = 6'h00;
+      \$424  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = seq_end;
+    \$425  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$135 ) begin
-              \$387  = i__payload[9];
+            if (\$151 ) begin
+              \$425  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$387  = 1'h0;
+      \$425  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = enc_col;
+    \$426  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$135 ) begin
-              \$388  = 7'h00;
+            if (\$151 ) begin
+              \$426  = 7'h00;
             end
           end
       4'h1:
         begin
-          if (\$140 ) begin
-            \$388  = \$142 [6:0];
+          if (\$156 ) begin
+            \$426  = \$158 [6:0];
           end
-          if (\$176 ) begin
-            \$388  = 7'h00;
+          if (\$192 ) begin
+            \$426  = 7'h00;
           end
         end
       4'h2:
@@ -6680,1896 +7185,42 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$222 ) begin
-            \$388  = 7'h00;
+          if (\$247 ) begin
+            \$426  = 7'h00;
           end
       4'h5:
         begin
-          if (\$227 ) begin
-            \$388  = \$229 [6:0];
+          if (\$252 ) begin
+            \$426  = \$254 [6:0];
           end
-          if (\$263 ) begin
-            \$388  = 7'h00;
+          if (\$288 ) begin
+            \$426  = 7'h00;
           end
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$309 ) begin
-            \$388  = 7'h00;
-          end
-      4'h9:
-        begin
-          if (\$314 ) begin
-            \$388  = \$316 [6:0];
-          end
-          if (\$334 ) begin
-            \$388  = 7'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$388  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = enc_w;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$135 ) begin
-              \$389  = 11'h000;
-            end
-          end
-      4'h1:
-          if (\$140 ) begin
-            \$389  = \$143 [10:0];
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$222 ) begin
-            \$389  = 11'h300;
-          end
-      4'h5:
-          if (\$227 ) begin
-            \$389  = \$230 [10:0];
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$309 ) begin
-            \$389  = 11'h600;
-          end
-      4'h9:
-          if (\$314 ) begin
-            \$389  = \$317 [10:0];
-          end
-    endcase
-    if (rst) begin
-      \$389  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = grp;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$135 ) begin
-              \$390  = 4'h0;
-            end
-          end
-      4'h1:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$166 ) begin
-              \$390  = 4'h0;
-            end else begin
-              \$390  = \$167 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$390  = 4'h0;
-          end
-      4'h2:
-          if (\$183 ) begin
-            \$390  = 4'h0;
-          end
-      4'h3:
-          if (\$200 ) begin
-            if (\$216 ) begin
-              \$390  = \$218 [3:0];
-              if (\$219 ) begin
-                \$390  = 4'h0;
-              end
-            end
-          end
-      4'h4:
-          if (\$222 ) begin
-            \$390  = 4'h0;
-          end
-      4'h5:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$253 ) begin
-              \$390  = 4'h0;
-            end else begin
-              \$390  = \$254 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$390  = 4'h0;
-          end
-      4'h6:
-          if (\$270 ) begin
-            \$390  = 4'h0;
-          end
-      4'h7:
-          if (\$287 ) begin
-            if (\$303 ) begin
-              \$390  = \$305 [3:0];
-              if (\$306 ) begin
-                \$390  = 4'h0;
-              end
-            end
-          end
-      4'h8:
-          if (\$309 ) begin
-            \$390  = 4'h0;
-          end
-      4'h9:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$324 ) begin
-              \$390  = 4'h0;
-            end else begin
-              \$390  = \$325 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$390  = 4'h0;
-          end
-      4'ha:
-          if (\$341 ) begin
-            \$390  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            if (\$355 ) begin
-              \$390  = 4'h0;
-            end else if (\$356 ) begin
-              \$390  = \$357 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$390  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = seq_state;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$135 ) begin
-              \$391  = 4'h1;
-            end
-          end
-      4'h1:
-          if (\$176 ) begin
-            \$391  = 4'h2;
-          end
-      4'h2:
-          if (\$183 ) begin
-            \$391  = 4'h3;
-          end
-      4'h3:
-          if (\$200 ) begin
-            if (\$216 ) begin
-              if (\$219 ) begin
-                \$391  = 4'h4;
-              end
-            end
-          end
-      4'h4:
-          if (\$222 ) begin
-            \$391  = 4'h5;
-          end
-      4'h5:
-          if (\$263 ) begin
-            \$391  = 4'h6;
-          end
-      4'h6:
-          if (\$270 ) begin
-            \$391  = 4'h7;
-          end
-      4'h7:
-          if (\$287 ) begin
-            if (\$303 ) begin
-              if (\$306 ) begin
-                \$391  = 4'h8;
-              end
-            end
-          end
-      4'h8:
-          if (\$309 ) begin
-            \$391  = 4'h9;
-          end
-      4'h9:
-          if (\$334 ) begin
-            \$391  = 4'ha;
-          end
-      4'ha:
-          if (\$341 ) begin
-            \$391  = 4'hb;
-          end
-      4'hb:
-          \$391  = 4'hc;
-      4'hc:
-          \$391  = 4'hd;
-      4'hd:
-          \$391  = 4'he;
-      4'he:
-          \$391  = 4'hf;
-      4'hf:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$355 ) begin
-              \$391  = 4'h0;
-            end else if (\$356 ) begin
-              \$391  = 4'hb;
-            end else begin
-              \$391  = 4'hd;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$391  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = e2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-        begin
-          \$392 [0] = e1[0];
-          \$392 [7:1] = e1[7:1];
-          \$392 [8] = e1[8];
-          \$392 [19:9] = e1[19:9];
-          \$392 [27:20] = \$145 ;
-          \$392 [36:28] = \$148 ;
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-        begin
-          \$392 [0] = e1[0];
-          \$392 [7:1] = e1[7:1];
-          \$392 [8] = e1[8];
-          \$392 [19:9] = e1[19:9];
-          \$392 [27:20] = \$232 ;
-          \$392 [36:28] = \$235 ;
         end
       4'h6:
           /* empty */;
       4'h7:
           /* empty */;
       4'h8:
-          /* empty */;
+          if (\$343 ) begin
+            \$426  = 7'h00;
+          end
       4'h9:
         begin
-          \$392 [0] = e1[0];
-          \$392 [7:1] = e1[7:1];
-          \$392 [8] = e1[8];
-          \$392 [19:9] = e1[19:9];
-          \$392 [27:20] = \$signature__data ;
-          \$392 [36:28] = \$318 ;
-        end
-    endcase
-    if (rst) begin
-      \$392  = 37'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = cur_active;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$166 ) begin
-              \$393  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$393  = 1'h1;
+          if (\$348 ) begin
+            \$426  = \$350 [6:0];
           end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$253 ) begin
-              \$393  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$393  = 1'h1;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$324 ) begin
-              \$393  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$393  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$393  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$166 ) begin
-              \$394  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$394  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$253 ) begin
-              \$394  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$394  = r_data;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$324 ) begin
-              \$394  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$394  = r_data;
-          end
-    endcase
-    if (rst) begin
-      \$394  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = lane;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$183 ) begin
-            \$395  = 4'h0;
-          end
-      4'h3:
-          if (\$200 ) begin
-            (* full_case = 32'd1 *)
-            if (\$216 ) begin
-              \$395  = 4'h0;
-            end else begin
-              \$395  = \$220 [3:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$270 ) begin
-            \$395  = 4'h0;
-          end
-      4'h7:
-          if (\$287 ) begin
-            (* full_case = 32'd1 *)
-            if (\$303 ) begin
-              \$395  = 4'h0;
-            end else begin
-              \$395  = \$307 [3:0];
-            end
-          end
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (\$341 ) begin
-            \$395  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$355 ) begin
-              \$395  = 4'h0;
-            end else if (\$356 ) begin
-              \$395  = 4'h0;
-            end else begin
-              \$395  = \$358 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$395  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = elem;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$183 ) begin
-            \$396  = 6'h00;
-          end
-      4'h3:
-          if (\$200 ) begin
-            \$396  = \$201 [5:0];
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$270 ) begin
-            \$396  = 6'h00;
-          end
-      4'h7:
-          if (\$287 ) begin
-            \$396  = \$288 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$396  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = act_q;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$183 ) begin
-            \$397  = 3'h0;
-          end
-      4'h3:
-          if (\$187 ) begin
-            \$397  = \$188 [2:0];
-            if (\$191 ) begin
-              \$397  = 3'h0;
-              if (\$199 ) begin
-                \$397  = 3'h1;
-              end
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$270 ) begin
-            \$397  = 3'h0;
-          end
-      4'h7:
-          if (\$274 ) begin
-            \$397  = \$275 [2:0];
-            if (\$278 ) begin
-              \$397  = 3'h0;
-              if (\$286 ) begin
-                \$397  = 3'h1;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$397  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = g_grp;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$183 ) begin
-            \$398  = 3'h0;
-          end
-      4'h3:
-          if (\$187 ) begin
-            if (\$191 ) begin
-              \$398  = \$193 [2:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$270 ) begin
-            \$398  = 3'h0;
-          end
-      4'h7:
-          if (\$274 ) begin
-            if (\$278 ) begin
-              \$398  = \$280 [2:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$398  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = \$signal ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$183 ) begin
-            \$399  = 1'h0;
-          end
-      4'h3:
-          if (\$187 ) begin
-            if (\$191 ) begin
-              \$399  = \$192 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$270 ) begin
-            \$399  = 1'h0;
-          end
-      4'h7:
-          if (\$274 ) begin
-            if (\$278 ) begin
-              \$399  = \$279 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$399  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = \$signal$102 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$183 ) begin
-            \$400  = 1'h0;
-          end
-      4'h3:
-          if (\$200 ) begin
-            if (\$216 ) begin
-              \$400  = \$217 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$270 ) begin
-            \$400  = 1'h0;
-          end
-      4'h7:
-          if (\$287 ) begin
-            if (\$303 ) begin
-              \$400  = \$304 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$400  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$183 ) begin
-            \$401  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$187 ) begin
-            if (\$191 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$401  = 1'h1;
-              endcase
-            end
-          end
-          if (\$200 ) begin
-            if (\$216 ) begin
-              casez (\$signal$102 )
-                1'h0:
-                    \$401  = 1'h0;
-              endcase
-            end
-          end
-        end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$270 ) begin
-            \$401  = 1'h0;
-          end
-      4'h7:
-        begin
-          if (\$274 ) begin
-            if (\$278 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$401  = 1'h1;
-              endcase
-            end
-          end
-          if (\$287 ) begin
-            if (\$303 ) begin
-              casez (\$signal$102 )
-                1'h0:
-                    \$401  = 1'h0;
-              endcase
-            end
+          if (\$368 ) begin
+            \$426  = 7'h00;
           end
         end
     endcase
     if (rst) begin
-      \$401  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$183 ) begin
-            \$402  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$187 ) begin
-            if (\$191 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$402  = 1'h1;
-              endcase
-            end
-          end
-          if (\$200 ) begin
-            if (\$216 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$102 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$402  = 1'h0;
-              endcase
-            end
-          end
-        end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$270 ) begin
-            \$402  = 1'h0;
-          end
-      4'h7:
-        begin
-          if (\$274 ) begin
-            if (\$278 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$402  = 1'h1;
-              endcase
-            end
-          end
-          if (\$287 ) begin
-            if (\$303 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$102 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$402  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$402  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = gate0_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    \$403  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    \$403  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$403  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    \$404  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    \$404  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$404  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = gate0_0_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    \$405  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    \$405  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$405  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = gate0_0_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    \$406  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    \$406  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$406  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = gate0_0_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    \$407  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    \$407  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$407  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = gate0_0_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    \$408  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    \$408  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$408  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = gate0_0_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    \$409  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    \$409  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$409  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = gate0_0_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    \$410  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    \$410  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$410  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$411  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$411  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$411  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$412  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$412  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$412  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = gate0_1_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$413  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$413  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$413  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = gate0_1_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$414  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$414  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$414  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = gate0_1_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$415  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$415  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$415  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = gate0_1_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$416  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$416  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$416  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = gate0_1_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$417  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$417  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$417  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = gate0_1_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$418  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$418  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$418  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$419  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$419  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$419  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$420  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$420  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$420  = acc_rd__data[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$420  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$421  = gate0_2_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$421  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$421  = acc_rd__data[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$421  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$422  = gate0_2_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$422  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$422  = acc_rd__data[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$422  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = gate0_2_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$423  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$423  = acc_rd__data[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$423  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = gate0_2_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$424  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$424  = acc_rd__data[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$424  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = gate0_2_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$425  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$425  = acc_rd__data[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$425  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = gate0_2_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$426  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$426  = acc_rd__data[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$426  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$187 ) begin
-            if (\$189 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$427  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$274 ) begin
-            if (\$276 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$427  = acc_rd__data[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$427  = 21'h000000;
+      \$426  = 7'h00;
     end
   end
   assign pushed = w_data;
-  assign \$signature__addr  = s1b[12:7];
+  assign b_rd__addr = \$like [12:7];
   assign acc_wr__addr = s3[6:1];
   assign acc_wr__en = s3[0];
   assign issue_acc0 = acc0;
@@ -8577,11 +7228,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign issue_acc2 = acc2;
   assign issue_acc3 = acc3;
   assign issue_tag = tag;
-  assign \acc0$40  = acc0;
-  assign \acc1$41  = acc1;
-  assign \acc2$42  = acc2;
-  assign \acc3$43  = acc3;
-  assign \tag$44  = tag;
+  assign \acc0$41  = acc0;
+  assign \acc1$42  = acc1;
+  assign \acc2$43  = acc2;
+  assign \acc3$44  = acc3;
+  assign \tag$45  = tag;
   assign o_valid = o__valid;
   assign o_payload = o__payload;
   assign \i__payload.data  = i__payload[7:0];
@@ -8593,12 +7244,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \pushed.col  = w_data[17:11];
   assign \pushed.is_h  = w_data[18];
   assign \pushed.delta  = w_data[27:19];
-  assign \s1b.valid  = s1b[0];
-  assign \s1b.acc_addr  = s1b[6:1];
-  assign \s1b.b_addr  = s1b[12:7];
-  assign \s1b.bias  = s1b[13];
-  assign \s1b.delta  = s1b[22:14];
-  assign \s1b.shift  = s1b[23];
+  assign \$like.valid  = \$like [0];
+  assign \$like.acc_addr  = \$like [6:1];
+  assign \$like.b_addr  = \$like [12:7];
+  assign \$like.bias  = \$like [13];
+  assign \$like.delta  = \$like [22:14];
+  assign \$like.shift  = \$like [23];
   assign \s3.valid  = s3[0];
   assign \s3.acc_addr  = s3[6:1];
   assign \s3.bias  = s3[7];
@@ -8611,22 +7262,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \acc_wr__data[5]  = acc_wr__data[125:105];
   assign \acc_wr__data[6]  = acc_wr__data[146:126];
   assign \acc_wr__data[7]  = acc_wr__data[167:147];
-  assign \acc_q[0]  = acc_q[20:0];
-  assign \acc_q[1]  = acc_q[41:21];
-  assign \acc_q[2]  = acc_q[62:42];
-  assign \acc_q[3]  = acc_q[83:63];
-  assign \acc_q[4]  = acc_q[104:84];
-  assign \acc_q[5]  = acc_q[125:105];
-  assign \acc_q[6]  = acc_q[146:126];
-  assign \acc_q[7]  = acc_q[167:147];
-  assign \last_sum[0]  = last_sum[20:0];
-  assign \last_sum[1]  = last_sum[41:21];
-  assign \last_sum[2]  = last_sum[62:42];
-  assign \last_sum[3]  = last_sum[83:63];
-  assign \last_sum[4]  = last_sum[104:84];
-  assign \last_sum[5]  = last_sum[125:105];
-  assign \last_sum[6]  = last_sum[146:126];
-  assign \last_sum[7]  = last_sum[167:147];
   assign \bias_q[0]  = bias_q[20:0];
   assign \bias_q[1]  = bias_q[41:21];
   assign \bias_q[2]  = bias_q[62:42];
@@ -8635,6 +7270,30 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \bias_q[5]  = bias_q[125:105];
   assign \bias_q[6]  = bias_q[146:126];
   assign \bias_q[7]  = bias_q[167:147];
+  assign \$like$20[0]  = \$like$20 [20:0];
+  assign \$like$20[1]  = \$like$20 [41:21];
+  assign \$like$20[2]  = \$like$20 [62:42];
+  assign \$like$20[3]  = \$like$20 [83:63];
+  assign \$like$20[4]  = \$like$20 [104:84];
+  assign \$like$20[5]  = \$like$20 [125:105];
+  assign \$like$20[6]  = \$like$20 [146:126];
+  assign \$like$20[7]  = \$like$20 [167:147];
+  assign \last_sum2[0]  = last_sum2[20:0];
+  assign \last_sum2[1]  = last_sum2[41:21];
+  assign \last_sum2[2]  = last_sum2[62:42];
+  assign \last_sum2[3]  = last_sum2[83:63];
+  assign \last_sum2[4]  = last_sum2[104:84];
+  assign \last_sum2[5]  = last_sum2[125:105];
+  assign \last_sum2[6]  = last_sum2[146:126];
+  assign \last_sum2[7]  = last_sum2[167:147];
+  assign \acc_q[0]  = acc_q[20:0];
+  assign \acc_q[1]  = acc_q[41:21];
+  assign \acc_q[2]  = acc_q[62:42];
+  assign \acc_q[3]  = acc_q[83:63];
+  assign \acc_q[4]  = acc_q[104:84];
+  assign \acc_q[5]  = acc_q[125:105];
+  assign \acc_q[6]  = acc_q[146:126];
+  assign \acc_q[7]  = acc_q[167:147];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
   assign \e2.valid  = e2[0];
@@ -8657,22 +7316,20 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \s1.bias  = s1[13];
   assign \s1.delta  = s1[22:14];
   assign \s1.shift  = s1[23];
-  assign \w_word[0]  = w_word[7:0];
-  assign \w_word[1]  = w_word[15:8];
-  assign \w_word[2]  = w_word[23:16];
-  assign \w_word[3]  = w_word[31:24];
-  assign \w_word[4]  = w_word[39:32];
-  assign \w_word[5]  = w_word[47:40];
-  assign \w_word[6]  = w_word[55:48];
-  assign \w_word[7]  = w_word[63:56];
-  assign \$signature__data$85[0]  = \$signature__data$85 [7:0];
-  assign \$signature__data$85[1]  = \$signature__data$85 [15:8];
-  assign \$signature__data$85[2]  = \$signature__data$85 [23:16];
-  assign \$signature__data$85[3]  = \$signature__data$85 [31:24];
-  assign \$signature__data$85[4]  = \$signature__data$85 [39:32];
-  assign \$signature__data$85[5]  = \$signature__data$85 [47:40];
-  assign \$signature__data$85[6]  = \$signature__data$85 [55:48];
-  assign \$signature__data$85[7]  = \$signature__data$85 [63:56];
+  assign \$like$86.valid  = \$like$86 [0];
+  assign \$like$86.acc_addr  = \$like$86 [6:1];
+  assign \$like$86.b_addr  = \$like$86 [12:7];
+  assign \$like$86.bias  = \$like$86 [13];
+  assign \$like$86.delta  = \$like$86 [22:14];
+  assign \$like$86.shift  = \$like$86 [23];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
+  assign \data[2]  = data[23:16];
+  assign \data[3]  = data[31:24];
+  assign \data[4]  = data[39:32];
+  assign \data[5]  = data[47:40];
+  assign \data[6]  = data[55:48];
+  assign \data[7]  = data[63:56];
   assign \s2.valid  = s2[0];
   assign \s2.acc_addr  = s2[6:1];
   assign \s2.bias  = s2[7];
@@ -8685,51 +7342,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \acc_rd__data[5]  = acc_rd__data[125:105];
   assign \acc_rd__data[6]  = acc_rd__data[146:126];
   assign \acc_rd__data[7]  = acc_rd__data[167:147];
-  assign \$signature__data$96[0]  = \$signature__data$96 [20:0];
-  assign \$signature__data$96[1]  = \$signature__data$96 [41:21];
-  assign \$signature__data$96[2]  = \$signature__data$96 [62:42];
-  assign \$signature__data$96[3]  = \$signature__data$96 [83:63];
-  assign \$signature__data$96[4]  = \$signature__data$96 [104:84];
-  assign \$signature__data$96[5]  = \$signature__data$96 [125:105];
-  assign \$signature__data$96[6]  = \$signature__data$96 [146:126];
-  assign \$signature__data$96[7]  = \$signature__data$96 [167:147];
-  assign acc_wr__data[167:147] = \$24 [20:0];
-  assign acc_wr__data[146:126] = \$21 [20:0];
-  assign acc_wr__data[125:105] = \$18 [20:0];
-  assign acc_wr__data[104:84] = \$15 [20:0];
-  assign acc_wr__data[83:63] = \$12 [20:0];
-  assign acc_wr__data[62:42] = \$9 [20:0];
-  assign acc_wr__data[41:21] = \$6 [20:0];
-  assign acc_wr__data[20:0] = \$3 [20:0];
-  assign \$34  = e2[0];
-  assign \$59  = e2[0];
-  assign \$84  = e2[0];
-  assign \$118  = { prod0[16], prod0 };
-  assign \$119  = { prod0[16], prod0, 2'h0 };
-  assign \$120  = { prod1[16], prod1 };
-  assign \$121  = { prod1[16], prod1, 2'h0 };
-  assign \$122  = { prod2[16], prod2 };
-  assign \$123  = { prod2[16], prod2, 2'h0 };
-  assign \$124  = { prod3[16], prod3 };
-  assign \$125  = { prod3[16], prod3, 2'h0 };
-  assign \$126  = { prod4[16], prod4 };
-  assign \$127  = { prod4[16], prod4, 2'h0 };
-  assign \$128  = { prod5[16], prod5 };
-  assign \$129  = { prod5[16], prod5, 2'h0 };
-  assign \$130  = { prod6[16], prod6 };
-  assign \$131  = { prod6[16], prod6, 2'h0 };
-  assign \$132  = { prod7[16], prod7 };
-  assign \$133  = { prod7[16], prod7, 2'h0 };
-  assign \$164  = \$163 ;
-  assign \$190  = \$signal ;
-  assign \$251  = \$250 ;
-  assign \$252  = 1'h0;
-  assign \$277  = \$signal ;
-  assign \$322  = \$321 ;
-  assign \$323  = 1'h0;
-  assign \$344  = { \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21], \$343 [21:9] };
-  assign \$347  = { \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21], \$346 [21:9] };
-  assign \$350  = { \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21], \$349 [21:9] };
+  assign \b_rd__data[0]  = b_rd__data[20:0];
+  assign \b_rd__data[1]  = b_rd__data[41:21];
+  assign \b_rd__data[2]  = b_rd__data[62:42];
+  assign \b_rd__data[3]  = b_rd__data[83:63];
+  assign \b_rd__data[4]  = b_rd__data[104:84];
+  assign \b_rd__data[5]  = b_rd__data[125:105];
+  assign \b_rd__data[6]  = b_rd__data[146:126];
+  assign \b_rd__data[7]  = b_rd__data[167:147];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[6:1];
+  assign acc_wr__data[167:147] = \$16 [20:0];
+  assign acc_wr__data[146:126] = \$14 [20:0];
+  assign acc_wr__data[125:105] = \$12 [20:0];
+  assign acc_wr__data[104:84] = \$10 [20:0];
+  assign acc_wr__data[83:63] = \$8 [20:0];
+  assign acc_wr__data[62:42] = \$6 [20:0];
+  assign acc_wr__data[41:21] = \$4 [20:0];
+  assign acc_wr__data[20:0] = \$2 [20:0];
+  assign \$26  = e2[0];
+  assign \$62  = e2[0];
+  assign \$98  = e2[0];
+  assign \$134  = { prod0[16], prod0 };
+  assign \$135  = { prod0[16], prod0, 2'h0 };
+  assign \$136  = { prod1[16], prod1 };
+  assign \$137  = { prod1[16], prod1, 2'h0 };
+  assign \$138  = { prod2[16], prod2 };
+  assign \$139  = { prod2[16], prod2, 2'h0 };
+  assign \$140  = { prod3[16], prod3 };
+  assign \$141  = { prod3[16], prod3, 2'h0 };
+  assign \$142  = { prod4[16], prod4 };
+  assign \$143  = { prod4[16], prod4, 2'h0 };
+  assign \$144  = { prod5[16], prod5 };
+  assign \$145  = { prod5[16], prod5, 2'h0 };
+  assign \$146  = { prod6[16], prod6 };
+  assign \$147  = { prod6[16], prod6, 2'h0 };
+  assign \$148  = { prod7[16], prod7 };
+  assign \$149  = { prod7[16], prod7, 2'h0 };
+  assign \$180  = \$179 ;
+  assign \$208  = \$signal ;
+  assign \$276  = \$275 ;
+  assign \$277  = 1'h0;
+  assign \$304  = \$signal ;
+  assign \$356  = \$355 ;
+  assign \$357  = 1'h0;
+  assign \$380  = { \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21:9] };
+  assign \$383  = { \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21:9] };
+  assign \$386  = { \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13254,4 +11913,1896 @@ module \hwgen_charlm_gru2_p8.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_charlm_gru2_p8.w_rom (rst, addr, data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg [63:0] \$1 ;
+  reg [63:0] \$2 ;
+  reg [63:0] \$3 ;
+  reg [63:0] \$4 ;
+  reg [63:0] \$5 ;
+  reg [1:0] \$6 ;
+  reg [1:0] \$7 ;
+  reg [63:0] \$8 ;
+  input [10:0] addr;
+  wire [10:0] addr;
+  reg [63:0] bank0_q = 64'h0000000000000000;
+  reg [63:0] bank1_q = 64'h0000000000000000;
+  reg [63:0] bank2_q = 64'h0000000000000000;
+  reg [63:0] bank3_q = 64'h0000000000000000;
+  input clk;
+  wire clk;
+  output [63:0] data;
+  reg [63:0] data = 64'h0000000000000000;
+  wire [7:0] \data[0] ;
+  wire [7:0] \data[1] ;
+  wire [7:0] \data[2] ;
+  wire [7:0] \data[3] ;
+  wire [7:0] \data[4] ;
+  wire [7:0] \data[5] ;
+  wire [7:0] \data[6] ;
+  wire [7:0] \data[7] ;
+  wire [8:0] port__addr;
+  wire [8:0] \port__addr$2 ;
+  wire [8:0] \port__addr$3 ;
+  wire [6:0] \port__addr$4 ;
+  wire [63:0] port__data;
+  wire [63:0] \port__data$10 ;
+  wire [7:0] \port__data$10[0] ;
+  wire [7:0] \port__data$10[1] ;
+  wire [7:0] \port__data$10[2] ;
+  wire [7:0] \port__data$10[3] ;
+  wire [7:0] \port__data$10[4] ;
+  wire [7:0] \port__data$10[5] ;
+  wire [7:0] \port__data$10[6] ;
+  wire [7:0] \port__data$10[7] ;
+  wire [63:0] \port__data$12 ;
+  wire [7:0] \port__data$12[0] ;
+  wire [7:0] \port__data$12[1] ;
+  wire [7:0] \port__data$12[2] ;
+  wire [7:0] \port__data$12[3] ;
+  wire [7:0] \port__data$12[4] ;
+  wire [7:0] \port__data$12[5] ;
+  wire [7:0] \port__data$12[6] ;
+  wire [7:0] \port__data$12[7] ;
+  wire [63:0] \port__data$14 ;
+  wire [7:0] \port__data$14[0] ;
+  wire [7:0] \port__data$14[1] ;
+  wire [7:0] \port__data$14[2] ;
+  wire [7:0] \port__data$14[3] ;
+  wire [7:0] \port__data$14[4] ;
+  wire [7:0] \port__data$14[5] ;
+  wire [7:0] \port__data$14[6] ;
+  wire [7:0] \port__data$14[7] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  wire [7:0] \port__data[2] ;
+  wire [7:0] \port__data[3] ;
+  wire [7:0] \port__data[4] ;
+  wire [7:0] \port__data[5] ;
+  wire [7:0] \port__data[6] ;
+  wire [7:0] \port__data[7] ;
+  input rst;
+  wire rst;
+  reg [1:0] sel1 = 2'h0;
+  reg [1:0] sel2 = 2'h0;
+  reg [63:0] bank0 [511:0];
+  initial begin
+    bank0[0] = 64'hfdddfff7e1ea0ee9;
+    bank0[1] = 64'hf4f4eef70df81bf1;
+    bank0[2] = 64'hf7dc0beeefe329e6;
+    bank0[3] = 64'h13da232ef5f8dc0e;
+    bank0[4] = 64'he0f8e30ec11710db;
+    bank0[5] = 64'hea2bfffcf1d81a02;
+    bank0[6] = 64'heec803200512d700;
+    bank0[7] = 64'h0b1eebefe4020606;
+    bank0[8] = 64'hf2e60712ecef030b;
+    bank0[9] = 64'h121009f71c21fadc;
+    bank0[10] = 64'hf2e2f807080eeeeb;
+    bank0[11] = 64'hf216080418e013f1;
+    bank0[12] = 64'h21e0eb1adcdc1ce7;
+    bank0[13] = 64'hdbd116ef0dd4f7ef;
+    bank0[14] = 64'hf4050d11df12ca19;
+    bank0[15] = 64'hd7e001f1fad8c8fc;
+    bank0[16] = 64'hda19c5dc19d1e619;
+    bank0[17] = 64'h0b24d827d90c0508;
+    bank0[18] = 64'h160eeffec3fbd809;
+    bank0[19] = 64'h0efddcdd0f070117;
+    bank0[20] = 64'heff6de0c132203f5;
+    bank0[21] = 64'h0eff02ebeb1802f9;
+    bank0[22] = 64'h0a0809f912efe3e2;
+    bank0[23] = 64'h1f07eafb19141b00;
+    bank0[24] = 64'h1108f5f518efe8da;
+    bank0[25] = 64'hef061b040ae50cde;
+    bank0[26] = 64'h111b11f8050de20f;
+    bank0[27] = 64'h10221ecbe50bf5eb;
+    bank0[28] = 64'hfef2fc04ecf1f212;
+    bank0[29] = 64'hfef909d92eee1804;
+    bank0[30] = 64'h1703be07190bed1d;
+    bank0[31] = 64'hd6e6e1f8f1e923fc;
+    bank0[32] = 64'hddf8f2e8f3f3e0f2;
+    bank0[33] = 64'h1708031c16eaf715;
+    bank0[34] = 64'he3fc172808fddbee;
+    bank0[35] = 64'hfbff070ef2191211;
+    bank0[36] = 64'hfddf05fee30411fd;
+    bank0[37] = 64'hf405271c2100040f;
+    bank0[38] = 64'hee220412e934d121;
+    bank0[39] = 64'hde180df7f7e5fdd0;
+    bank0[40] = 64'h0c2606dee201d826;
+    bank0[41] = 64'hf1ecec1e00ebf0e8;
+    bank0[42] = 64'heeff100b01d00a25;
+    bank0[43] = 64'h25160019e51f211b;
+    bank0[44] = 64'h08e9f40a22ed1af6;
+    bank0[45] = 64'heefcf20bf70ce7ed;
+    bank0[46] = 64'h1518180affecfcfa;
+    bank0[47] = 64'h06f803f2f1faf811;
+    bank0[48] = 64'h150d1ef32c330a29;
+    bank0[49] = 64'h0fff0ff40003f70e;
+    bank0[50] = 64'h13f203e82aebfc12;
+    bank0[51] = 64'h001d0ef8ea08ed08;
+    bank0[52] = 64'h02df02f3050bfa25;
+    bank0[53] = 64'hd4f427dbd8f6c9f9;
+    bank0[54] = 64'he80d0be3e3f6ebea;
+    bank0[55] = 64'hd8f00ddf0fddd7f8;
+    bank0[56] = 64'hf0090f0cef00e2ff;
+    bank0[57] = 64'h0710f3fb0910f018;
+    bank0[58] = 64'hfdf3f7ea00071d01;
+    bank0[59] = 64'h0af90eebe3fd0fe1;
+    bank0[60] = 64'he1e3fff3202013ea;
+    bank0[61] = 64'h27fddf250513f9ea;
+    bank0[62] = 64'h1d0ff023ea021e15;
+    bank0[63] = 64'heb0cfa11ff0628f6;
+    bank0[64] = 64'h1d092817d6d71406;
+    bank0[65] = 64'hd7d5350adb0ce30c;
+    bank0[66] = 64'h1ae4080f31dccdcd;
+    bank0[67] = 64'hfb0af5f206fb0009;
+    bank0[68] = 64'heff9030cfb0308e6;
+    bank0[69] = 64'h061107ead9ede71e;
+    bank0[70] = 64'h0a0af2020ad9fb09;
+    bank0[71] = 64'hde1012f50916ed11;
+    bank0[72] = 64'h1beae7f3fb04020c;
+    bank0[73] = 64'h132410e4ef16ef05;
+    bank0[74] = 64'h120511e7ee0cec2b;
+    bank0[75] = 64'h0b0ff40cf326121f;
+    bank0[76] = 64'h230f0df50efd0300;
+    bank0[77] = 64'h100002f6f6030110;
+    bank0[78] = 64'h3a26c5c51afcf4f2;
+    bank0[79] = 64'h061d0bebc4eff4e8;
+    bank0[80] = 64'hfaf100f61b0d0400;
+    bank0[81] = 64'h0cfafbfc0e0cef0a;
+    bank0[82] = 64'h09060325030410e9;
+    bank0[83] = 64'h13f60ff1e1ffe7f7;
+    bank0[84] = 64'hf708feea210ceb19;
+    bank0[85] = 64'hef2312fd010200f9;
+    bank0[86] = 64'h0e1916f709060125;
+    bank0[87] = 64'h100df0e4e53904c8;
+    bank0[88] = 64'hefea1adeebe3332d;
+    bank0[89] = 64'h06f530ea16f7f406;
+    bank0[90] = 64'hdbeaf3e1d5f9efcf;
+    bank0[91] = 64'hf0df0af007ef0e06;
+    bank0[92] = 64'h0612efe413fe0aff;
+    bank0[93] = 64'hf510e913f30efdee;
+    bank0[94] = 64'h051de40309ec04fd;
+    bank0[95] = 64'h0004ddf70d0afb1a;
+    bank0[96] = 64'h0d0a0ff6e1f5f107;
+    bank0[97] = 64'h14e50af2e1fb1a29;
+    bank0[98] = 64'hfff9fafd0f0d0de3;
+    bank0[99] = 64'h2de2152ef006e729;
+    bank0[100] = 64'he9eef405fff903de;
+    bank0[101] = 64'hedd3ef1b032bfa04;
+    bank0[102] = 64'he300160a0a0e1c11;
+    bank0[103] = 64'hfbe6eec21ed401f4;
+    bank0[104] = 64'h13f021f402090019;
+    bank0[105] = 64'he40efd13ecff1bed;
+    bank0[106] = 64'he0f2f01af7000d00;
+    bank0[107] = 64'he71ff30d151218f2;
+    bank0[108] = 64'hfa0eedf70c2312ed;
+    bank0[109] = 64'h08fbfdefd61bed05;
+    bank0[110] = 64'h1a1408100bf5f307;
+    bank0[111] = 64'hd70bf1d619050cf5;
+    bank0[112] = 64'hcd1614fac6e5fee4;
+    bank0[113] = 64'hd506c9e3ecffeeed;
+    bank0[114] = 64'hcbe3ece4ecde0519;
+    bank0[115] = 64'h00f807e5dc03e4ca;
+    bank0[116] = 64'hedfae8022108fa1f;
+    bank0[117] = 64'hf204291a2610effb;
+    bank0[118] = 64'h12220a1a2504edeb;
+    bank0[119] = 64'hf5fdf7e2e202f21f;
+    bank0[120] = 64'hdbb8fc00dbe404ca;
+    bank0[121] = 64'h02f50e14f1dcebf3;
+    bank0[122] = 64'h0c160308121de114;
+    bank0[123] = 64'hd516e8cde30f03e9;
+    bank0[124] = 64'h1ef2d4f4f81e0708;
+    bank0[125] = 64'h21effbede201e5f8;
+    bank0[126] = 64'hf8db09f3e507c7fe;
+    bank0[127] = 64'hd6f30ffef1e7ffd9;
+    bank0[128] = 64'h08fa010722ef1be2;
+    bank0[129] = 64'he0e5fdf7150af922;
+    bank0[130] = 64'hf619eb0207f007f7;
+    bank0[131] = 64'h0003f0101001f300;
+    bank0[132] = 64'hfeda150ee61be8ec;
+    bank0[133] = 64'hddd3df0110e2fef4;
+    bank0[134] = 64'hdf23d909ed2bd40e;
+    bank0[135] = 64'heb2a1ef7f1fa03d6;
+    bank0[136] = 64'he01917d2021c0e08;
+    bank0[137] = 64'h11d3053be2f20b08;
+    bank0[138] = 64'hdeedffef10dbd1fd;
+    bank0[139] = 64'he2f506e7232ae61e;
+    bank0[140] = 64'hf71905ff2202f6ee;
+    bank0[141] = 64'h1024f9fc0b0203ed;
+    bank0[142] = 64'h3102050df4ffd6f5;
+    bank0[143] = 64'h0502f707eb051b23;
+    bank0[144] = 64'h1be1f9fef507091b;
+    bank0[145] = 64'h22051af5fbf91ffe;
+    bank0[146] = 64'hf60de112041a1713;
+    bank0[147] = 64'hfd2d13cc0516dff5;
+    bank0[148] = 64'h061a05e9ecc5fed4;
+    bank0[149] = 64'hc6e0ff1f1a1fccca;
+    bank0[150] = 64'h00ff1639d7eefef3;
+    bank0[151] = 64'hf2fbe21ecb03e3f4;
+    bank0[152] = 64'h1705ec0821fcf805;
+    bank0[153] = 64'heb12fef6200efb03;
+    bank0[154] = 64'h042012f90e140afb;
+    bank0[155] = 64'h000e0f040819ff14;
+    bank0[156] = 64'hfd0219f820170009;
+    bank0[157] = 64'h1ceff221171417fe;
+    bank0[158] = 64'hea35fcf23aede90f;
+    bank0[159] = 64'h2b20dac7e71a0bf5;
+    bank0[160] = 64'he5e3f8eefffa0ccd;
+    bank0[161] = 64'h15f31defff0d09db;
+    bank0[162] = 64'hde0d0ff7df1cc2e3;
+    bank0[163] = 64'h03de1d1cf21f0eec;
+    bank0[164] = 64'he711f5fd12031308;
+    bank0[165] = 64'hf3fe0615eefffbfb;
+    bank0[166] = 64'h2804f31e161c0812;
+    bank0[167] = 64'h00050004ec070ffc;
+    bank0[168] = 64'h08e8f7001bed0607;
+    bank0[169] = 64'hfbfc0b05e312e904;
+    bank0[170] = 64'hf1ffe9fdd6cf270e;
+    bank0[171] = 64'he00bd5fad9fe052b;
+    bank0[172] = 64'hee1f14f6eaf9130a;
+    bank0[173] = 64'hf943ffe40d102d0e;
+    bank0[174] = 64'h2d14ec0c3105e4cf;
+    bank0[175] = 64'h22fee139ed26facd;
+    bank0[176] = 64'hccdb07e6ff15f410;
+    bank0[177] = 64'h0c02f1e6effffb05;
+    bank0[178] = 64'h0cf6f9feea2009ec;
+    bank0[179] = 64'h0c0ef210fff10aec;
+    bank0[180] = 64'h42f700e2100efa1d;
+    bank0[181] = 64'hd2240615f00fee07;
+    bank0[182] = 64'hfaedf602e5e2ee0d;
+    bank0[183] = 64'h18dd1810051118fb;
+    bank0[184] = 64'hf31a0b2bcee4e2de;
+    bank0[185] = 64'hd6f000c5f3ec0ac2;
+    bank0[186] = 64'hefd5fd1b15ceec00;
+    bank0[187] = 64'hee15e7efbeebd3e4;
+    bank0[188] = 64'hfff9ed1bf407e9ee;
+    bank0[189] = 64'h1e230dfa0411f503;
+    bank0[190] = 64'hfe04e3fe1418db00;
+    bank0[191] = 64'h0b0002ea1016010c;
+    bank0[192] = 64'hfdfff70af2e8131d;
+    bank0[193] = 64'he8f5eb07ddf9cedf;
+    bank0[194] = 64'hf1f2fae8132ae00f;
+    bank0[195] = 64'he00d11e1edf20401;
+    bank0[196] = 64'hd3fce1f9d1f500f6;
+    bank0[197] = 64'hf2182ae8f6dbeaff;
+    bank0[198] = 64'hb8fe05fbf1bae2dd;
+    bank0[199] = 64'he6edf1f8f6fadcf6;
+    bank0[200] = 64'h1cf6ed181ff804e8;
+    bank0[201] = 64'h1f10e6d7e3f0e10f;
+    bank0[202] = 64'h26d9010008f2e5ed;
+    bank0[203] = 64'h230b1b04e704e4fe;
+    bank0[204] = 64'hdc06e0e1e5e8f5e9;
+    bank0[205] = 64'h23e41c181ade0ace;
+    bank0[206] = 64'he5f7ed1cfe1006f4;
+    bank0[207] = 64'he5f7ec1725090bc0;
+    bank0[208] = 64'h16242309f7f21219;
+    bank0[209] = 64'hf318e5e4f7f41d21;
+    bank0[210] = 64'h0f27f9e209ff1edd;
+    bank0[211] = 64'h1fffe2fbd8fb0713;
+    bank0[212] = 64'hf3f3e6f326eaf60c;
+    bank0[213] = 64'hf10cfaf809060c19;
+    bank0[214] = 64'h0a01eff303f7e8f9;
+    bank0[215] = 64'h100d02fff7faff2f;
+    bank0[216] = 64'h16e514fa27e003fe;
+    bank0[217] = 64'h0ef21407d6e4dfe4;
+    bank0[218] = 64'h05d8e30741c8f421;
+    bank0[219] = 64'h001e11def4d93106;
+    bank0[220] = 64'hda0bfb28d10627fa;
+    bank0[221] = 64'he102fac906fcfc45;
+    bank0[222] = 64'hdc0e0ad6fbf832f6;
+    bank0[223] = 64'he9f9d72eecfde9d7;
+    bank0[224] = 64'hf8fe06fffdeef2e6;
+    bank0[225] = 64'h0de2fa131802f504;
+    bank0[226] = 64'h0ae90d1912edf601;
+    bank0[227] = 64'hef0916fdf5f9fa06;
+    bank0[228] = 64'h223bf707180813e3;
+    bank0[229] = 64'h03ddf4143026e7fd;
+    bank0[230] = 64'h0e07ff02ed181322;
+    bank0[231] = 64'hef03dfe6211c0b07;
+    bank0[232] = 64'h0cd3ebf31ff5dbf6;
+    bank0[233] = 64'h23f112eff513dbe5;
+    bank0[234] = 64'h28de06e3e9dc2b04;
+    bank0[235] = 64'hea0709f008bef8e2;
+    bank0[236] = 64'hfa0afff9f60d0bf4;
+    bank0[237] = 64'hf802050d14f9e40a;
+    bank0[238] = 64'hec03051decf20ef3;
+    bank0[239] = 64'h0df2ebe6f705ef11;
+    bank0[240] = 64'hda06dd01e0e810f3;
+    bank0[241] = 64'h011010f4222b23e7;
+    bank0[242] = 64'h1a13141fd3eff4e2;
+    bank0[243] = 64'he7ed18f917f4063b;
+    bank0[244] = 64'h15cf04253ff8f01b;
+    bank0[245] = 64'hfdfbebf3c7e5e626;
+    bank0[246] = 64'h05c5d6c3e8eafffd;
+    bank0[247] = 64'h17e336f0f3e3f62d;
+    bank0[248] = 64'h23e22008f8fee803;
+    bank0[249] = 64'hecfbf2fbf71d1811;
+    bank0[250] = 64'he3f00204151beef6;
+    bank0[251] = 64'hf2fb010ffd000cec;
+    bank0[252] = 64'hf7d6fc0915dddfff;
+    bank0[253] = 64'h23d4f7160ce3f1d8;
+    bank0[254] = 64'h06210205071116eb;
+    bank0[255] = 64'hfe08dd08df2015e6;
+    bank0[256] = 64'h02f01412e514fbf1;
+    bank0[257] = 64'hfc08eaedeee7f2ed;
+    bank0[258] = 64'he0f2dfd303c200d7;
+    bank0[259] = 64'hf0d3df030dedd1cf;
+    bank0[260] = 64'h1be5fa0afbf909ff;
+    bank0[261] = 64'hf700ed0b0e22ea27;
+    bank0[262] = 64'h0a0de3130efbfa0e;
+    bank0[263] = 64'hfa09e500ef21fb1a;
+    bank0[264] = 64'h1bf6f0f1fcdff50c;
+    bank0[265] = 64'he7fc2cfed6ddc815;
+    bank0[266] = 64'h02031b24e32e0400;
+    bank0[267] = 64'h2ce51916ed0a2ef4;
+    bank0[268] = 64'hf606f2f919fe210a;
+    bank0[269] = 64'hf4ced9f2210c0ffa;
+    bank0[270] = 64'h2b060e1201e602fd;
+    bank0[271] = 64'h171cd5e6d7fb1917;
+    bank0[272] = 64'hfa1611f0f9ec11ed;
+    bank0[273] = 64'hed13fe2ee919efec;
+    bank0[274] = 64'he5170d02e5e410ee;
+    bank0[275] = 64'hfe15f9f6f218de1a;
+    bank0[276] = 64'h0a21edfb0dfb30fb;
+    bank0[277] = 64'h1103d80ee8f10fde;
+    bank0[278] = 64'hecfb10cb2af6f5d2;
+    bank0[279] = 64'h1cddf300e1000002;
+    bank0[280] = 64'he80426ff0106d9f3;
+    bank0[281] = 64'h0a2ddfe0e429d7ff;
+    bank0[282] = 64'hcff9e3defa1ace1f;
+    bank0[283] = 64'he4fe06f132f0f2f4;
+    bank0[284] = 64'h0013fe04f20ef5e6;
+    bank0[285] = 64'h01ea140527f91cf5;
+    bank0[286] = 64'h2518e41518fff909;
+    bank0[287] = 64'h03e907f5fa0804fc;
+    bank0[288] = 64'hdf0c32eb0c1b41e0;
+    bank0[289] = 64'hddf8d10cef0af2db;
+    bank0[290] = 64'h1af3e7000426d4fa;
+    bank0[291] = 64'hdd1309d9eafe09fa;
+    bank0[292] = 64'h33d8ea04f9fad3d1;
+    bank0[293] = 64'h30cb0cfceedcfe1d;
+    bank0[294] = 64'h06f1db12f1eaede5;
+    bank0[295] = 64'heae223dd01fde8da;
+    bank0[296] = 64'hf30309fa1af7fdf5;
+    bank0[297] = 64'hf5f0ecec0dfae91d;
+    bank0[298] = 64'hfb1af30706130304;
+    bank0[299] = 64'hdc05f8fefcfef9e7;
+    bank0[300] = 64'hcefff304fdda040a;
+    bank0[301] = 64'hf2f9dc17f2d4dcce;
+    bank0[302] = 64'h05041806fa0501ef;
+    bank0[303] = 64'he0f1e400fede02fd;
+    bank0[304] = 64'h0807dff6df14ef1e;
+    bank0[305] = 64'h181cfde2e3f9e1fc;
+    bank0[306] = 64'hc9e0f517edfaebfb;
+    bank0[307] = 64'h08fe07041d22e6e8;
+    bank0[308] = 64'h17fcf6fd1cef01f9;
+    bank0[309] = 64'hf4eb0afc0511e418;
+    bank0[310] = 64'h1421ff0703f5fb03;
+    bank0[311] = 64'h18faf0f7f9ffee0c;
+    bank0[312] = 64'hec04e41dd302fa03;
+    bank0[313] = 64'hd50b04f4eaeb0017;
+    bank0[314] = 64'hd2e4f5f8e7fc03dd;
+    bank0[315] = 64'hfbd7071a090dec04;
+    bank0[316] = 64'hd5f2efd2e5fde0f4;
+    bank0[317] = 64'he901f0fc0fddeeec;
+    bank0[318] = 64'hdc09f112df1cec0a;
+    bank0[319] = 64'hee01f7df0101deed;
+    bank0[320] = 64'h1d07f109e104020c;
+    bank0[321] = 64'h24ebef1bfff727f7;
+    bank0[322] = 64'h040ef1f9effd1017;
+    bank0[323] = 64'hf4f000101705edf8;
+    bank0[324] = 64'h01f3eef5f1e2ec03;
+    bank0[325] = 64'he7fb2be8f3f00202;
+    bank0[326] = 64'h03f804db1b40161e;
+    bank0[327] = 64'hf50ff9052bdfc815;
+    bank0[328] = 64'h0ff40815f318f6ee;
+    bank0[329] = 64'hddfbcaffecea07d2;
+    bank0[330] = 64'h0afa28e0dc01ec0c;
+    bank0[331] = 64'h2d10f803db042812;
+    bank0[332] = 64'hea230112e7e9eeee;
+    bank0[333] = 64'h02f9eff9dfd90de7;
+    bank0[334] = 64'h10f105dfe9eaff0c;
+    bank0[335] = 64'h0ff815f607f20d00;
+    bank0[336] = 64'h0bfef5fd0803f317;
+    bank0[337] = 64'hd414f21df0f6e618;
+    bank0[338] = 64'hf3ffe108140c0be9;
+    bank0[339] = 64'he9f9f2e209f706ea;
+    bank0[340] = 64'hf2f802f90006e2ef;
+    bank0[341] = 64'h20ec0700e616ef00;
+    bank0[342] = 64'h0af7f01bfd08eb00;
+    bank0[343] = 64'h25eee3f506ed10f7;
+    bank0[344] = 64'hda140df510ed1bf6;
+    bank0[345] = 64'h0ee806f90d02e403;
+    bank0[346] = 64'h090cfef7fbfb1312;
+    bank0[347] = 64'h0ce81ddf06eff2e8;
+    bank0[348] = 64'hfeebe7f5e3fdd8ff;
+    bank0[349] = 64'hd91ef90bda0a08f9;
+    bank0[350] = 64'h17d53dfe060be1ee;
+    bank0[351] = 64'hf01d02ce13edf7e5;
+    bank0[352] = 64'h13ebd908f2f8dd00;
+    bank0[353] = 64'hd9eb06f9e705d6e1;
+    bank0[354] = 64'hf11af8f207e816dd;
+    bank0[355] = 64'hebfd1214e2f5ece2;
+    bank0[356] = 64'hfdfbeb08f01d1b01;
+    bank0[357] = 64'h22e8020ae6071ce7;
+    bank0[358] = 64'h1d11fcea12e0061d;
+    bank0[359] = 64'h01ea09111ff9e0f2;
+    bank0[360] = 64'he30cf41de80b090c;
+    bank0[361] = 64'h0cfff8f2ef15e7fa;
+    bank0[362] = 64'hea17efedf9ef0ff6;
+    bank0[363] = 64'he3f9d9f5edfe06e9;
+    bank0[364] = 64'h17effb0de6fb07db;
+    bank0[365] = 64'h00f1f4f810e2e8fd;
+    bank0[366] = 64'h0c04f1f1e90bd9e9;
+    bank0[367] = 64'he4fbf3feebf0f802;
+    bank0[368] = 64'h0f1dfe1606ff00f0;
+    bank0[369] = 64'he2fd07ffedeee810;
+    bank0[370] = 64'hfe171cefec131914;
+    bank0[371] = 64'h20f9dcf5f8f80ff6;
+    bank0[372] = 64'he30d1d01150a0210;
+    bank0[373] = 64'h150feff6fc0e0d02;
+    bank0[374] = 64'h20160dfa00fd12f4;
+    bank0[375] = 64'h0d04f8ef09dd10f2;
+    bank0[376] = 64'h17dcf8dffeff04dc;
+    bank0[377] = 64'hede11412fae9e0d4;
+    bank0[378] = 64'h07f7edf6f0f3d8e1;
+    bank0[379] = 64'hcceff010f7dde50d;
+    bank0[380] = 64'h0d08101307fff501;
+    bank0[381] = 64'hf2f014fa11eb1603;
+    bank0[382] = 64'hfc0405f3fe030f14;
+    bank0[383] = 64'h01f402010ef3ec10;
+    bank0[384] = 64'h161b08e4ff000720;
+    bank0[385] = 64'hfbecf20913e60a0a;
+    bank0[386] = 64'he009b60bf50a0fef;
+    bank0[387] = 64'hfef30b250305120e;
+    bank0[388] = 64'h221507d3d813beed;
+    bank0[389] = 64'hfe1f152e0f21e204;
+    bank0[390] = 64'h001edd1a020c2124;
+    bank0[391] = 64'h3432e62d1419e1f0;
+    bank0[392] = 64'h101807e4eeff08ff;
+    bank0[393] = 64'h0e14f210f5e5f721;
+    bank0[394] = 64'hf5e801f9fe06fd02;
+    bank0[395] = 64'hff2318de010d0cec;
+    bank0[396] = 64'h0e10f4c20f14f226;
+    bank0[397] = 64'h060efa1ffefae6e1;
+    bank0[398] = 64'h04e111f4fd231505;
+    bank0[399] = 64'h16fdfe1512010f13;
+    bank0[400] = 64'h383213384a150d3e;
+    bank0[401] = 64'h0104e503ea213320;
+    bank0[402] = 64'hfa2f0237041dff1d;
+    bank0[403] = 64'h45f7f02b0d171a0b;
+    bank0[404] = 64'hf402fbd3fd081ded;
+    bank0[405] = 64'h081b001605040805;
+    bank0[406] = 64'hf4f41005090806fc;
+    bank0[407] = 64'h211701f6f4edf4e8;
+    bank0[408] = 64'h0a03fbc2ec15fcdb;
+    bank0[409] = 64'h0214f51a11eef82d;
+    bank0[410] = 64'h1febecf9f41d0903;
+    bank0[411] = 64'h19eb110e04171c02;
+    bank0[412] = 64'h420e0112e931ebe3;
+    bank0[413] = 64'he8efe2bc0ad7d709;
+    bank0[414] = 64'h47e3cc03f006190b;
+    bank0[415] = 64'hf01d1214d1efee1e;
+    bank0[416] = 64'he103f4c7ed0117f0;
+    bank0[417] = 64'hf20009f50f05fe13;
+    bank0[418] = 64'h040600e008eb1808;
+    bank0[419] = 64'hf20615ebfbe8fb05;
+    bank0[420] = 64'hfef10a35e5eb011c;
+    bank0[421] = 64'h03f504d7ff070717;
+    bank0[422] = 64'h0a08012600f20407;
+    bank0[423] = 64'hf6fde3f20afc19f7;
+    bank0[424] = 64'hdcdc0921ebf51ff6;
+    bank0[425] = 64'hbfc844ff1103c72a;
+    bank0[426] = 64'he5dc1d031d24c5e2;
+    bank0[427] = 64'h2dd60ec03ddfdbcc;
+    bank0[428] = 64'hfc09fd110100fd20;
+    bank0[429] = 64'hef0a081905e807fd;
+    bank0[430] = 64'h28fcee2ec404f710;
+    bank0[431] = 64'he6d9e52b06040e0e;
+    bank0[432] = 64'hecddf5f6f3fc00f4;
+    bank0[433] = 64'h02ecf8f00bdd1108;
+    bank0[434] = 64'h08080dfdf7f4ea06;
+    bank0[435] = 64'h001402f0e7ecfef1;
+    bank0[436] = 64'hd5f3c2ddf8f5fdd2;
+    bank0[437] = 64'hf6e8e4cca4e3fef8;
+    bank0[438] = 64'hf8e9e1dfd7b207c7;
+    bank0[439] = 64'hfb0733feebedf0d3;
+    bank0[440] = 64'h0404fefcd6320c12;
+    bank0[441] = 64'he50b0debf006f50a;
+    bank0[442] = 64'hf3fa04f7f2f6f0e3;
+    bank0[443] = 64'hfc12ff0afe20e7f4;
+    bank0[444] = 64'hf4120724f70708f5;
+    bank0[445] = 64'heef50ef3e22a221c;
+    bank0[446] = 64'h0bef1501150801f1;
+    bank0[447] = 64'h0e140feb0a13fc0f;
+    bank0[448] = 64'hac090afbf813d8d7;
+    bank0[449] = 64'h04170dd1f3050d0f;
+    bank0[450] = 64'h07db19e7e7042cec;
+    bank0[451] = 64'h111524f53dd3bc26;
+    bank0[452] = 64'hec010b1a3112f1fe;
+    bank0[453] = 64'hdaf71ff500f3f213;
+    bank0[454] = 64'h0dfc06e9f408f4ff;
+    bank0[455] = 64'h15eef8e50b02151f;
+    bank0[456] = 64'hee060fdbd407f007;
+    bank0[457] = 64'hf2fdf5dfdf0101e0;
+    bank0[458] = 64'hd30a17df0a14f308;
+    bank0[459] = 64'h0af50513deed06dc;
+    bank0[460] = 64'hd403f806eecce4ea;
+    bank0[461] = 64'heeb2def1e618f6ac;
+    bank0[462] = 64'h131ed104c7e1eef8;
+    bank0[463] = 64'he8ef8fd3eabffdf9;
+    bank0[464] = 64'heeff0f06e6050c08;
+    bank0[465] = 64'hf8ec0aee21221efa;
+    bank0[466] = 64'hf111ff1221ee1308;
+    bank0[467] = 64'heb0d01f3e1070cf8;
+    bank0[468] = 64'he30bf4d60119f8de;
+    bank0[469] = 64'heefe05d60c07160f;
+    bank0[470] = 64'h0b20f5fd131a01ff;
+    bank0[471] = 64'h0c07fed11dfc0c00;
+    bank0[472] = 64'h052e2f29442b1c19;
+    bank0[473] = 64'h0608f41dedfd1bea;
+    bank0[474] = 64'h583630edda2c1309;
+    bank0[475] = 64'hff10fa0e1a192226;
+    bank0[476] = 64'h0218f3cae8161d0d;
+    bank0[477] = 64'h0d17f9fe01ef1206;
+    bank0[478] = 64'hf9040109f8f808e4;
+    bank0[479] = 64'hea17f7dafbfa1611;
+    bank0[480] = 64'h0d060205e500f406;
+    bank0[481] = 64'h1a07e9d928e8f401;
+    bank0[482] = 64'h1ff4e72e07000114;
+    bank0[483] = 64'h2cea171b121505fa;
+    bank0[484] = 64'h1df931154f481202;
+    bank0[485] = 64'h3500210e1e261a2b;
+    bank0[486] = 64'h202c090ffc270115;
+    bank0[487] = 64'h0c13ef3dd516f824;
+    bank0[488] = 64'h16f60a06021001f5;
+    bank0[489] = 64'h150513fbfaf5e70a;
+    bank0[490] = 64'h1bf919f0e80308f5;
+    bank0[491] = 64'h11e8ee150618072f;
+    bank0[492] = 64'h0cfdf505f4e7fdf8;
+    bank0[493] = 64'he7e703010ae7fb06;
+    bank0[494] = 64'he30903f8e7fc10ff;
+    bank0[495] = 64'h05010b0a0ae4fff9;
+    bank0[496] = 64'h07dee4f4ce19d202;
+    bank0[497] = 64'hbb17d5c8fdeef3a5;
+    bank0[498] = 64'hf3cee70e15bd08d2;
+    bank0[499] = 64'hde0203dec7deaed7;
+    bank0[500] = 64'h051ffbfad1e40d0a;
+    bank0[501] = 64'he503e7f60a030d0d;
+    bank0[502] = 64'hf80710f83df622d9;
+    bank0[503] = 64'hf72310e31af6ffde;
+    bank0[504] = 64'h00f6151d12050407;
+    bank0[505] = 64'h0626f71f09fa0fe2;
+    bank0[506] = 64'hf90c15051706f312;
+    bank0[507] = 64'h2206ee0202243508;
+    bank0[508] = 64'hd036f23ed2035a20;
+    bank0[509] = 64'hec3d2803cf030a31;
+    bank0[510] = 64'h30e4223e0307091c;
+    bank0[511] = 64'he31a39e34133ee0a;
+  end
+  reg [63:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= bank0[addr[8:0]];
+  end
+  assign port__data = _0_;
+  reg [63:0] bank1 [511:0];
+  initial begin
+    bank1[0] = 64'h08020be804feee06;
+    bank1[1] = 64'hfb041e0fe50d0500;
+    bank1[2] = 64'he9d8eb02eaffe9f1;
+    bank1[3] = 64'hf1fcf92b000b0fdf;
+    bank1[4] = 64'hd2f20404e304f30d;
+    bank1[5] = 64'hfef7f6ebf1f3fcfa;
+    bank1[6] = 64'h03faeef7fe010906;
+    bank1[7] = 64'h15ecf2f6ec14e308;
+    bank1[8] = 64'ha9ddc309c1c60cfe;
+    bank1[9] = 64'h06fc02fce2d9b0f0;
+    bank1[10] = 64'h14d8dcf8f28f05b7;
+    bank1[11] = 64'ha605f8ead5ea0bec;
+    bank1[12] = 64'hfd1c1b2203f4f6fc;
+    bank1[13] = 64'he0080cf2e7e71600;
+    bank1[14] = 64'he511e3f6f3ebeb12;
+    bank1[15] = 64'hf807fc2606141101;
+    bank1[16] = 64'h07f016fc03f2f800;
+    bank1[17] = 64'hf4f20ded0101f5f3;
+    bank1[18] = 64'hf7eceaeefc10f1ea;
+    bank1[19] = 64'hf10dfbf3e8d1f001;
+    bank1[20] = 64'hb8e3feeadeb4d80c;
+    bank1[21] = 64'hd2d70efefbff1df0;
+    bank1[22] = 64'hd8de32f2d9b9f4df;
+    bank1[23] = 64'h0fceeadceed500d4;
+    bank1[24] = 64'hef00050eeb0a0916;
+    bank1[25] = 64'h1702e0e6fbf607e5;
+    bank1[26] = 64'hf5fde50208fd07ec;
+    bank1[27] = 64'h04fceb06e8e6eee1;
+    bank1[28] = 64'h17fb0bdd05ec0ae7;
+    bank1[29] = 64'h2c020303fc14ef0c;
+    bank1[30] = 64'h0d14ddfeff10010a;
+    bank1[31] = 64'hf6fc1b1914f40d07;
+    bank1[32] = 64'h0c342e01082a000e;
+    bank1[33] = 64'h18defc1f39150607;
+    bank1[34] = 64'h282c280f2d0a3325;
+    bank1[35] = 64'h16e72637030e3930;
+    bank1[36] = 64'h080012dff10bf3ff;
+    bank1[37] = 64'he303fefef4f9fdfd;
+    bank1[38] = 64'h0ef1f911fef5f612;
+    bank1[39] = 64'hf9f2f503fcf82929;
+    bank1[40] = 64'hee011d11150f23f3;
+    bank1[41] = 64'h1820100509e234f7;
+    bank1[42] = 64'h0df31a200c0e0e0c;
+    bank1[43] = 64'h04060a0c1f1f170d;
+    bank1[44] = 64'he5023cf9e8de0be6;
+    bank1[45] = 64'h212b292ef6fc4522;
+    bank1[46] = 64'h22c4000c2407f90e;
+    bank1[47] = 64'h0f165303382cfcfa;
+    bank1[48] = 64'h22d4121005e5e31f;
+    bank1[49] = 64'h02f815ebeff60506;
+    bank1[50] = 64'h0503eefafa04cc1b;
+    bank1[51] = 64'hf0e0f5110bf409e6;
+    bank1[52] = 64'h1303f8e6ff0bfee1;
+    bank1[53] = 64'hd5f70203eff7e7e2;
+    bank1[54] = 64'hf800e50cfbfbf9ed;
+    bank1[55] = 64'he0edf6fce519f100;
+    bank1[56] = 64'h2a0dcb1bd1afe1d0;
+    bank1[57] = 64'h0115aa19f9ede5e9;
+    bank1[58] = 64'hcfd1c3b1ebf0e2bb;
+    bank1[59] = 64'hbbeff3e2a000e7f1;
+    bank1[60] = 64'hfdf5f1f9d00723e7;
+    bank1[61] = 64'hea0fe6fe0f0cfffa;
+    bank1[62] = 64'hd3f7d6f509f31af2;
+    bank1[63] = 64'h162c28e6df20e2e6;
+    bank1[64] = 64'h21feed01f5e5f2ec;
+    bank1[65] = 64'hc5ddfed1e8f2d3f7;
+    bank1[66] = 64'heff7faf3f2f011e3;
+    bank1[67] = 64'he91104dffeed0ae4;
+    bank1[68] = 64'h34f5e91e0e09f02a;
+    bank1[69] = 64'h1bc8ec124a3e02f5;
+    bank1[70] = 64'h20171913d60ef918;
+    bank1[71] = 64'h08f4e51a07effa0b;
+    bank1[72] = 64'he901e3f5faf52e1d;
+    bank1[73] = 64'h030af012ffe4e2e4;
+    bank1[74] = 64'hf8ecfd01efdef9fa;
+    bank1[75] = 64'hf42f1ed607fd0ef5;
+    bank1[76] = 64'hfa0203e9fde6ee20;
+    bank1[77] = 64'he6f608faf9ee1b09;
+    bank1[78] = 64'hf8e211deea0b05e8;
+    bank1[79] = 64'hfe02f2f111ec03fc;
+    bank1[80] = 64'hc327ef01df12c0c8;
+    bank1[81] = 64'hffd632e52df6faef;
+    bank1[82] = 64'hd2dfca14bc10fbfc;
+    bank1[83] = 64'hf800c90fe0cbf314;
+    bank1[84] = 64'hdbf70302f12ffcf1;
+    bank1[85] = 64'h1f02ea0cfcec02fc;
+    bank1[86] = 64'hfcdd08f718f719da;
+    bank1[87] = 64'hfa170314160c1208;
+    bank1[88] = 64'hff2307fbe5edfd1e;
+    bank1[89] = 64'h0ff2f9f413110e04;
+    bank1[90] = 64'h03010b1fdb10fff8;
+    bank1[91] = 64'h0119f6f01a1f070b;
+    bank1[92] = 64'h151c110e1638f202;
+    bank1[93] = 64'h573e1b3d38753f22;
+    bank1[94] = 64'h3824351825032a21;
+    bank1[95] = 64'h292638140e411856;
+    bank1[96] = 64'h21f2f5f300f0fe06;
+    bank1[97] = 64'h07f1150ff4eef421;
+    bank1[98] = 64'hfae3f3e706eef91a;
+    bank1[99] = 64'hedf3fa0b030e0414;
+    bank1[100] = 64'h361404ff1e021e00;
+    bank1[101] = 64'h15fafe18fff5010c;
+    bank1[102] = 64'h04241d20ff08ef14;
+    bank1[103] = 64'h2de8e7f7f11b090c;
+    bank1[104] = 64'h380409376b365533;
+    bank1[105] = 64'h3a02073bfa190d2c;
+    bank1[106] = 64'h4ae7320a1c0fc429;
+    bank1[107] = 64'hfb12470b0f4df8ff;
+    bank1[108] = 64'hf22affe80f02eb01;
+    bank1[109] = 64'hf5fe03fdfaf30402;
+    bank1[110] = 64'hf5eef0f7f006f60b;
+    bank1[111] = 64'h0312e71011f91bec;
+    bank1[112] = 64'h0a13f9f01e100e05;
+    bank1[113] = 64'hf103fdf6f2f4f6fc;
+    bank1[114] = 64'h1120f9e832f5db1a;
+    bank1[115] = 64'hf9fce7f90b18f620;
+    bank1[116] = 64'h9406edbdf0b8ee0c;
+    bank1[117] = 64'hd5f828f4fbdde228;
+    bank1[118] = 64'hf7c4fc0923c5f3d4;
+    bank1[119] = 64'he8d81ef606f4e5ed;
+    bank1[120] = 64'h0df013fa111ee704;
+    bank1[121] = 64'hebfa0aeb1c0b0601;
+    bank1[122] = 64'hee1fd8070602ee06;
+    bank1[123] = 64'h19f8d925f5060911;
+    bank1[124] = 64'h00f9fa000102faf1;
+    bank1[125] = 64'h2b12fc090b381236;
+    bank1[126] = 64'h08f6e3f7f00dfbf3;
+    bank1[127] = 64'h25f90cf10fecfe0b;
+    bank1[128] = 64'h4b151b142638071b;
+    bank1[129] = 64'h11f805234d365ee8;
+    bank1[130] = 64'h0f433c00f00c3425;
+    bank1[131] = 64'h1b05ff371be71134;
+    bank1[132] = 64'h07f80900060e220a;
+    bank1[133] = 64'h13fcf5ffe70903fe;
+    bank1[134] = 64'h07ebfe07ff19f80e;
+    bank1[135] = 64'hf40716faff041003;
+    bank1[136] = 64'h000becfcf0fef60b;
+    bank1[137] = 64'hf401040e09f607e4;
+    bank1[138] = 64'heffbfefff7fbf403;
+    bank1[139] = 64'hf8050a10fadff0cb;
+    bank1[140] = 64'hd6fbd404ca00e9d8;
+    bank1[141] = 64'hbecc15fa23d2f7e4;
+    bank1[142] = 64'heeffdb2900e7a6f1;
+    bank1[143] = 64'hc0dddce0deffcadc;
+    bank1[144] = 64'h09f1f610ff220b0f;
+    bank1[145] = 64'h1018f5f612ff020b;
+    bank1[146] = 64'hdc150122ecde03f2;
+    bank1[147] = 64'hcdfdfb1413051ed0;
+    bank1[148] = 64'h06df021dcff109f6;
+    bank1[149] = 64'hede8fcf9f3f6ec03;
+    bank1[150] = 64'hef0a07f7d8fce213;
+    bank1[151] = 64'hd706ebfa03ebf7f9;
+    bank1[152] = 64'h33eed904f9aceae2;
+    bank1[153] = 64'hd2eaea04b503bdf7;
+    bank1[154] = 64'h08e20af6decbc802;
+    bank1[155] = 64'hfec911e70e02c7cb;
+    bank1[156] = 64'hecf5f609e90ff806;
+    bank1[157] = 64'hdff5fef50bf8f4e5;
+    bank1[158] = 64'h0f0cea0a11f3ef18;
+    bank1[159] = 64'he7140f010efb0df8;
+    bank1[160] = 64'hdbda0d040c0314d9;
+    bank1[161] = 64'h0e0ef7fd191d12eb;
+    bank1[162] = 64'h1f02ea1319fafd12;
+    bank1[163] = 64'hedfd170d060b00f7;
+    bank1[164] = 64'hedfefd0910fc152a;
+    bank1[165] = 64'he7e3181efde623f6;
+    bank1[166] = 64'h0d2c271428e00601;
+    bank1[167] = 64'h38030e0d14fd23f8;
+    bank1[168] = 64'hff02000a0214ff07;
+    bank1[169] = 64'h0a05e9e0101104f6;
+    bank1[170] = 64'hf8130203f5fefd0a;
+    bank1[171] = 64'hf0fce916e7fd14f5;
+    bank1[172] = 64'h08fb120dfc052322;
+    bank1[173] = 64'h0820fcef00f7ff18;
+    bank1[174] = 64'hffeef1ee070910e5;
+    bank1[175] = 64'h1213031a1f2f1c1c;
+    bank1[176] = 64'h3ad037faebec1af3;
+    bank1[177] = 64'h0b1afd330836e000;
+    bank1[178] = 64'h421109e708042d41;
+    bank1[179] = 64'h22363204e724f937;
+    bank1[180] = 64'h36301a0f22f5fb04;
+    bank1[181] = 64'hf0ee190bf2e5ce00;
+    bank1[182] = 64'h0b0818f51aedee1d;
+    bank1[183] = 64'h0ef8f2f700fae703;
+    bank1[184] = 64'h08ff19f63636fdeb;
+    bank1[185] = 64'h212cf312fefe1608;
+    bank1[186] = 64'h0afcd024320d180f;
+    bank1[187] = 64'h36e5eb22025d05ea;
+    bank1[188] = 64'h1fd0e8d5fd06e2a9;
+    bank1[189] = 64'he4e0ffddf2c5471d;
+    bank1[190] = 64'h53c7e81615f2e4e7;
+    bank1[191] = 64'h2aed1f0105f2fac0;
+    bank1[192] = 64'h07090efa2ee4f92b;
+    bank1[193] = 64'h170b01db33e70bd7;
+    bank1[194] = 64'hfe20230cf9ee02f8;
+    bank1[195] = 64'h0201f807fdefe0ea;
+    bank1[196] = 64'h0f02e601fe080afa;
+    bank1[197] = 64'hf1f5f9eeecf6e011;
+    bank1[198] = 64'hfce2e2f6fef304e3;
+    bank1[199] = 64'hef04010707e4e1fb;
+    bank1[200] = 64'h15cec2e1eedd04ed;
+    bank1[201] = 64'hc1d5f2fad7dcb1e1;
+    bank1[202] = 64'hba00d5d2dff8f3ce;
+    bank1[203] = 64'hf7d5ecc7ea0bb0cf;
+    bank1[204] = 64'hfe18fefc0cf10f00;
+    bank1[205] = 64'h0604e511fffcfe10;
+    bank1[206] = 64'h09fb11fffcf320d4;
+    bank1[207] = 64'h00161ce208ede5e4;
+    bank1[208] = 64'h2206010112f201fb;
+    bank1[209] = 64'h02f6050909130819;
+    bank1[210] = 64'h01f51705f60e170e;
+    bank1[211] = 64'h1707fc180716261a;
+    bank1[212] = 64'h06da32250f4aed34;
+    bank1[213] = 64'h1857ce09451d150a;
+    bank1[214] = 64'h34e6160b0124fb00;
+    bank1[215] = 64'h25001227040c08f8;
+    bank1[216] = 64'he811e4ef07f70b0e;
+    bank1[217] = 64'hef0d1efdebdcf0e2;
+    bank1[218] = 64'h061906fffce0f8dd;
+    bank1[219] = 64'h11fa0dd600fa19f5;
+    bank1[220] = 64'h01f3eb37f1f906e1;
+    bank1[221] = 64'h05f30514f0d3f712;
+    bank1[222] = 64'he6f8efeaf8f8f0fa;
+    bank1[223] = 64'hfafe0bfa0c04e800;
+    bank1[224] = 64'he3dbbcc41fbc09f6;
+    bank1[225] = 64'h11f0ea07c309e3f9;
+    bank1[226] = 64'hefa711b3c0e4dc02;
+    bank1[227] = 64'h03f2dff2d1e504df;
+    bank1[228] = 64'hf7060b36e2080015;
+    bank1[229] = 64'h050f020209fffe03;
+    bank1[230] = 64'hfd020e031014f607;
+    bank1[231] = 64'hf70d0d0e2419e3f2;
+    bank1[232] = 64'h1320edfd0e100e0c;
+    bank1[233] = 64'h2214010c3505fffc;
+    bank1[234] = 64'h08131ff802060716;
+    bank1[235] = 64'h07eb0628eb09101b;
+    bank1[236] = 64'h220113f032231c18;
+    bank1[237] = 64'h0035fe1542d22714;
+    bank1[238] = 64'hfc0d1a100e39e219;
+    bank1[239] = 64'h3e033031f828140c;
+    bank1[240] = 64'h1205f4f00d02f107;
+    bank1[241] = 64'h0df8070eef090a0f;
+    bank1[242] = 64'h0afaf60d1819f4f7;
+    bank1[243] = 64'h1d13ea06f3050304;
+    bank1[244] = 64'h08ff02f9e7f70235;
+    bank1[245] = 64'h12fefed31aed1cfb;
+    bank1[246] = 64'hfc17200ffee8ff08;
+    bank1[247] = 64'hf1170201fe1124ff;
+    bank1[248] = 64'h4c52162630383117;
+    bank1[249] = 64'h19fc0e2422240fde;
+    bank1[250] = 64'h132908150d28ee0e;
+    bank1[251] = 64'h1c28f208fcd33025;
+    bank1[252] = 64'h09e7f8fde7e206ea;
+    bank1[253] = 64'h0c13fe05ee0d01fc;
+    bank1[254] = 64'h0a1a06fae0f90912;
+    bank1[255] = 64'hd701051ae804fd18;
+    bank1[256] = 64'h1703ea01f3221911;
+    bank1[257] = 64'ha029f3e22b2615bc;
+    bank1[258] = 64'h100901dd0cf1d8f2;
+    bank1[259] = 64'h110af131ffb4d8dc;
+    bank1[260] = 64'h091e544f13741fed;
+    bank1[261] = 64'h2a5317340221123f;
+    bank1[262] = 64'h2a11fd46d02af71d;
+    bank1[263] = 64'h151723080b14fb08;
+    bank1[264] = 64'h09e7f9e0ea20ff02;
+    bank1[265] = 64'hdd20f215070bd63f;
+    bank1[266] = 64'h1f0e420af3f8e613;
+    bank1[267] = 64'hee12d7f0fc0eeeee;
+    bank1[268] = 64'hd53be61f0317dcf6;
+    bank1[269] = 64'h2b021f1bfae41019;
+    bank1[270] = 64'h0aeeeaf20d00e900;
+    bank1[271] = 64'h220424e0d802f9dc;
+    bank1[272] = 64'h2910141d17f8f11a;
+    bank1[273] = 64'hd82df2ff1bf51125;
+    bank1[274] = 64'h462f1b042d0d3320;
+    bank1[275] = 64'h11f7212ae063122e;
+    bank1[276] = 64'he930e908f72c1d19;
+    bank1[277] = 64'h161712fb0d0d0ae6;
+    bank1[278] = 64'h0415eb07faebf807;
+    bank1[279] = 64'heee00b0cf7ec0cec;
+    bank1[280] = 64'hede31eb1e6051f25;
+    bank1[281] = 64'h0c372604181820d3;
+    bank1[282] = 64'hf205e2f2e900f20e;
+    bank1[283] = 64'h24f436d7e5f638ed;
+    bank1[284] = 64'h16eb0715330b0cd0;
+    bank1[285] = 64'h080600ce0ed801b6;
+    bank1[286] = 64'h4f361ce539012c21;
+    bank1[287] = 64'he82ff5f7131f42f6;
+    bank1[288] = 64'hf4dffeedfe02e50a;
+    bank1[289] = 64'hea17090b1902092f;
+    bank1[290] = 64'heb2720fd1817f6da;
+    bank1[291] = 64'hf00bef1df808fce2;
+    bank1[292] = 64'hbeffdef90b2014ef;
+    bank1[293] = 64'h21f92427e6f2fb1d;
+    bank1[294] = 64'h2a13f40920f50409;
+    bank1[295] = 64'h07221ad02502f331;
+    bank1[296] = 64'hd106d7fbdaedd2cf;
+    bank1[297] = 64'hcbf0e214e40ee9b2;
+    bank1[298] = 64'heec4f5a31c32ccf2;
+    bank1[299] = 64'hcccceffd04e601d6;
+    bank1[300] = 64'hc91a0517f614f7ef;
+    bank1[301] = 64'h26f900eeddf90cd5;
+    bank1[302] = 64'hfef7f00bf30cf7f2;
+    bank1[303] = 64'h00e52bff16fe3724;
+    bank1[304] = 64'hd7d608ee1df3090d;
+    bank1[305] = 64'hd6eafe032425eeec;
+    bank1[306] = 64'hceec19ea0e132d0a;
+    bank1[307] = 64'hd3c1ef29f505e114;
+    bank1[308] = 64'hc3e9110716063507;
+    bank1[309] = 64'h04eca0180c02e8f3;
+    bank1[310] = 64'he4eac5f6e9fe3702;
+    bank1[311] = 64'h25fcf5d505c0e0e4;
+    bank1[312] = 64'hdae303ec2df4fff6;
+    bank1[313] = 64'hedf1f0ef06f52ce8;
+    bank1[314] = 64'hd0330e0908ef02f2;
+    bank1[315] = 64'h113106f2ec12e012;
+    bank1[316] = 64'h1bd112081b0a0bd7;
+    bank1[317] = 64'he12fe52af010eddd;
+    bank1[318] = 64'h1e2013fa26fdf4c2;
+    bank1[319] = 64'hf60313300903f627;
+    bank1[320] = 64'he817f12613ed1717;
+    bank1[321] = 64'hec0dd4f9e63ae4e3;
+    bank1[322] = 64'h06e1e1ecfcf0b2e9;
+    bank1[323] = 64'hdb302bfef50990db;
+    bank1[324] = 64'h271a47f40ff40ac3;
+    bank1[325] = 64'hc901ebd3dd1033fa;
+    bank1[326] = 64'h0bf7261dd21ceedc;
+    bank1[327] = 64'hfa08d6daff0b1105;
+    bank1[328] = 64'h095ef40e26fcfb0e;
+    bank1[329] = 64'h270328fdf017def5;
+    bank1[330] = 64'hdbfbff21b4c916ff;
+    bank1[331] = 64'hd5fa1017e0fd1ee0;
+    bank1[332] = 64'h0bb3effee0eaf335;
+    bank1[333] = 64'hd7d7f0cc0eede9e0;
+    bank1[334] = 64'hf8c7ffbeff12dfe8;
+    bank1[335] = 64'hea0dceeb000924dd;
+    bank1[336] = 64'h10340e2c22f6fa16;
+    bank1[337] = 64'hfdf71ef5eb0011db;
+    bank1[338] = 64'hecf3e214160620ec;
+    bank1[339] = 64'h36d2fcfafff8eac7;
+    bank1[340] = 64'h1605e406141d0d2d;
+    bank1[341] = 64'hba02020306f5f5c9;
+    bank1[342] = 64'hf4180a0fec1204d6;
+    bank1[343] = 64'h16cb093bfa25f2eb;
+    bank1[344] = 64'h0c6de22e0e2b03f3;
+    bank1[345] = 64'h4c12ff7924200d58;
+    bank1[346] = 64'hf42c461f0b07fe0e;
+    bank1[347] = 64'h1616033e143930fc;
+    bank1[348] = 64'h10e2f6f81224f328;
+    bank1[349] = 64'hf0ff03d4140114e4;
+    bank1[350] = 64'hfdf3fdd2e2eff2e7;
+    bank1[351] = 64'hd810f3e403f6cbff;
+    bank1[352] = 64'hd4e8f9fc231ad916;
+    bank1[353] = 64'h0df7fcf0fcecddf0;
+    bank1[354] = 64'hf8e81220d018191d;
+    bank1[355] = 64'h16c70ee4040a3404;
+    bank1[356] = 64'h306622da13111f1d;
+    bank1[357] = 64'h1e381a173f0f4bdd;
+    bank1[358] = 64'h35253f64ffed0d13;
+    bank1[359] = 64'h3bf41c2ef7125e15;
+    bank1[360] = 64'hdad8f90303fa0f17;
+    bank1[361] = 64'he8edf5ff0f07eaf0;
+    bank1[362] = 64'hfb03fcd4240c11f9;
+    bank1[363] = 64'hf531ed2c0ce9e1e9;
+    bank1[364] = 64'h26cc2103f1e51402;
+    bank1[365] = 64'hea28ee16e40f2af1;
+    bank1[366] = 64'h2706ebf134fbfade;
+    bank1[367] = 64'h09f4e62fcd1ff2c9;
+    bank1[368] = 64'h0decee2005fe0ef1;
+    bank1[369] = 64'h22cbe928b9d2f631;
+    bank1[370] = 64'hc1d1d107dcc7ea02;
+    bank1[371] = 64'hd40dcb19f5eedde1;
+    bank1[372] = 64'h2ff105e6e705fb07;
+    bank1[373] = 64'hf014f6dbf2d4e82e;
+    bank1[374] = 64'hf2fd0feedee825dd;
+    bank1[375] = 64'hfd1113ccf4fbd7f2;
+    bank1[376] = 64'h0015170bebfa3dfb;
+    bank1[377] = 64'hbbe4daf4401e0cf1;
+    bank1[378] = 64'he70e02f81f112b55;
+    bank1[379] = 64'hed0ad834f834e03d;
+    bank1[380] = 64'hdf2be4c91425f320;
+    bank1[381] = 64'he008ee4327fdd5fe;
+    bank1[382] = 64'hebe1fadfe7fee7f7;
+    bank1[383] = 64'h1ed3d01fe6e112e3;
+    bank1[384] = 64'he7db2506e402bc17;
+    bank1[385] = 64'h0802c6162206181d;
+    bank1[386] = 64'hf0161df3db301845;
+    bank1[387] = 64'hfc0e0a0818db3a3f;
+    bank1[388] = 64'h2d090111d9eb07e0;
+    bank1[389] = 64'he70407d60c13db07;
+    bank1[390] = 64'hef0cf815f729060a;
+    bank1[391] = 64'h0ff3e71cfc22fb1b;
+    bank1[392] = 64'hc725dac9fcf20d01;
+    bank1[393] = 64'he40b26c2d8f80407;
+    bank1[394] = 64'hc5b4ad0fb816c915;
+    bank1[395] = 64'h0ac285e00aca0105;
+    bank1[396] = 64'h21e00113c9f6faf6;
+    bank1[397] = 64'h08fef4fef71b12de;
+    bank1[398] = 64'heaf30ef0f4f9ff0d;
+    bank1[399] = 64'he815eaff0605f312;
+    bank1[400] = 64'hf932dc1bf305fa20;
+    bank1[401] = 64'hfc0a0ff2dbd708f5;
+    bank1[402] = 64'h0b2f08f8f7f81afe;
+    bank1[403] = 64'h05deecc506ecedd4;
+    bank1[404] = 64'hd1e617bac994daa9;
+    bank1[405] = 64'h0fd5d416e8ff0b10;
+    bank1[406] = 64'hddcad9f1c912e714;
+    bank1[407] = 64'he4ebca27020cd9cc;
+    bank1[408] = 64'h02070737e01eeb1a;
+    bank1[409] = 64'hda1a07f808f71310;
+    bank1[410] = 64'h0ce1ec09f5ec1d04;
+    bank1[411] = 64'hf41e090812e80dd9;
+    bank1[412] = 64'h140118e92003f30a;
+    bank1[413] = 64'hfa1c08f4381cd9f0;
+    bank1[414] = 64'h170d191613f50d16;
+    bank1[415] = 64'heff4f71ae6171214;
+    bank1[416] = 64'h2910412e003d6a11;
+    bank1[417] = 64'h1141ece41333591a;
+    bank1[418] = 64'h20e60ee5fafb351f;
+    bank1[419] = 64'h1405c70d08e7621a;
+    bank1[420] = 64'h0e05da01f3e617f8;
+    bank1[421] = 64'h24e70bec19fb18fb;
+    bank1[422] = 64'h17f7f9eeee0a1304;
+    bank1[423] = 64'h0901fef5ef0dd911;
+    bank1[424] = 64'hbb2bffd40b16fcf2;
+    bank1[425] = 64'he31ef7f453583eeb;
+    bank1[426] = 64'hedc4041ce010eff0;
+    bank1[427] = 64'h1d0ede0e1be64316;
+    bank1[428] = 64'hff090d02080fc9fd;
+    bank1[429] = 64'hfe04032316dd22fc;
+    bank1[430] = 64'h492bf40fe31a131c;
+    bank1[431] = 64'h57060014ee20f607;
+    bank1[432] = 64'hd8f70cf2fb130404;
+    bank1[433] = 64'hde07cb191ef9d7f8;
+    bank1[434] = 64'hf13713ff000ad7da;
+    bank1[435] = 64'hf905be241815cff3;
+    bank1[436] = 64'hfb0b479305c2d80e;
+    bank1[437] = 64'h01e6d7d5de1e26e7;
+    bank1[438] = 64'h1d10fad2c306301a;
+    bank1[439] = 64'h05cedece0229e1ca;
+    bank1[440] = 64'hdec5bcc6ddc5a3cb;
+    bank1[441] = 64'hddd4c7e4dee6230e;
+    bank1[442] = 64'hfc1ed70ab4bc29f2;
+    bank1[443] = 64'h0aaec3c512cbc8fc;
+    bank1[444] = 64'h28d1fdda34e61f28;
+    bank1[445] = 64'h221dd02efed80301;
+    bank1[446] = 64'h11f9c420410a2227;
+    bank1[447] = 64'hf32bfa1f0cce35e4;
+    bank1[448] = 64'h402c001324010c08;
+    bank1[449] = 64'hf4d12d1fc40dd7cb;
+    bank1[450] = 64'h0534f8e546e11ecd;
+    bank1[451] = 64'hd2e9e624eb0fe8ff;
+    bank1[452] = 64'hfd0d1a1d0e2a206d;
+    bank1[453] = 64'h0d14ee200418ed24;
+    bank1[454] = 64'hf4d1a2182dd9f9e5;
+    bank1[455] = 64'h10f817cb08ff07d0;
+    bank1[456] = 64'h4f38023f2cfcd4f2;
+    bank1[457] = 64'hd9ec17c8def3dafc;
+    bank1[458] = 64'h0ad3e9f7cb0332f1;
+    bank1[459] = 64'h1a0a3aabfdd9dfe4;
+    bank1[460] = 64'h2d14fd2d31f5f1d9;
+    bank1[461] = 64'hfae6f4ecda19d6e8;
+    bank1[462] = 64'h2f151af0e9e5e5e4;
+    bank1[463] = 64'he602dcfe05b10ddb;
+    bank1[464] = 64'hbeef0e2c35e7be23;
+    bank1[465] = 64'hc7f20cd9250ca3f2;
+    bank1[466] = 64'hf9f7be0dfdfed8ce;
+    bank1[467] = 64'hd32cc8ceeff7be09;
+    bank1[468] = 64'h19e8281d1df9f9de;
+    bank1[469] = 64'hdbf80112d5e11108;
+    bank1[470] = 64'h1ce3fb04dc11f609;
+    bank1[471] = 64'h2df8dde90702f3d3;
+    bank1[472] = 64'h06f0e71710e1060a;
+    bank1[473] = 64'he9f6f00bfbd614ec;
+    bank1[474] = 64'he9fe1903270f2111;
+    bank1[475] = 64'h0e02034503c81bef;
+    bank1[476] = 64'hf8df4e0b204a7f11;
+    bank1[477] = 64'h0c0b3d1f4215ccfd;
+    bank1[478] = 64'h210bf6233c00fc01;
+    bank1[479] = 64'h1b0aed0cfa0d63ed;
+    bank1[480] = 64'h0a04f706e6ff06f8;
+    bank1[481] = 64'h0200f20ff5002022;
+    bank1[482] = 64'hfffc3bea0bf1fd32;
+    bank1[483] = 64'h080ef2f2f921fdf8;
+    bank1[484] = 64'hcfe0ff2cf8f2002f;
+    bank1[485] = 64'he3d222222ad6f82c;
+    bank1[486] = 64'haf3018082ff83654;
+    bank1[487] = 64'hf3ec04dee5f82521;
+    bank1[488] = 64'hfedd4e1d10131f16;
+    bank1[489] = 64'h0e25a473e0c40ef0;
+    bank1[490] = 64'hd6ed0bbaff04194a;
+    bank1[491] = 64'h23e8342ad8103530;
+    bank1[492] = 64'hd2e0e612e105ee1c;
+    bank1[493] = 64'h170bf6ea32f81af7;
+    bank1[494] = 64'hbded29011813220c;
+    bank1[495] = 64'h021c1a2a050fe636;
+    bank1[496] = 64'hfc2d07f5d215f315;
+    bank1[497] = 64'h2d1805f91ee9480f;
+    bank1[498] = 64'h2fff0e2c24014513;
+    bank1[499] = 64'h330101e105f4fc01;
+    bank1[500] = 64'hb8dbf0d1a4d8ff80;
+    bank1[501] = 64'h22b9c21cec3702c2;
+    bank1[502] = 64'h1aa6bbbbe9179318;
+    bank1[503] = 64'hc6c3e31c0adff3ea;
+    bank1[504] = 64'heb0b260ac60b18fd;
+    bank1[505] = 64'hf716eadf19050efc;
+    bank1[506] = 64'h2bfd210b18282c25;
+    bank1[507] = 64'hde1006210e0737f1;
+    bank1[508] = 64'he2dcfa082513d1f9;
+    bank1[509] = 64'h16f0e01fe0edf117;
+    bank1[510] = 64'heef200fdf70fd015;
+    bank1[511] = 64'h06faf1dbe4ddde0d;
+  end
+  reg [63:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= bank1[addr[8:0]];
+  end
+  assign \port__data$10  = _1_;
+  reg [63:0] bank2 [511:0];
+  initial begin
+    bank2[0] = 64'hfb32021d0f050825;
+    bank2[1] = 64'hff141801201e1d11;
+    bank2[2] = 64'h051c451f371e112b;
+    bank2[3] = 64'hfff32c2af71a2255;
+    bank2[4] = 64'h091be60f0f092afd;
+    bank2[5] = 64'h10e306f2fd0b12dc;
+    bank2[6] = 64'hfaf6ec0a13ecd8f2;
+    bank2[7] = 64'hf7ffd21cf40d1ff4;
+    bank2[8] = 64'h06fd08efdaee0f02;
+    bank2[9] = 64'h00e84cdcdce7fe0c;
+    bank2[10] = 64'h0bc1aa21ebd4f90e;
+    bank2[11] = 64'h0bde09e6ecee160c;
+    bank2[12] = 64'hce0607ffe412f2d9;
+    bank2[13] = 64'hb9c6f1a6d0c6e1e9;
+    bank2[14] = 64'hc593d1a6ee20cdf6;
+    bank2[15] = 64'hcdc880e905c53ebc;
+    bank2[16] = 64'hf4ec12100af6e9ef;
+    bank2[17] = 64'h0ee931f7ebf3f7ef;
+    bank2[18] = 64'h0018d3ddd70e0304;
+    bank2[19] = 64'h07f21d04f719e0f5;
+    bank2[20] = 64'hb20303f80e1c1101;
+    bank2[21] = 64'h6b031f2df84c08f5;
+    bank2[22] = 64'h011fe3ff27fc2512;
+    bank2[23] = 64'hd5042ec60cfb111f;
+    bank2[24] = 64'hb10fc1f8e8bacd18;
+    bank2[25] = 64'hb0a1d7c0cef1f1c1;
+    bank2[26] = 64'hc6dcb5cd07070cda;
+    bank2[27] = 64'hf2eafac41db9f525;
+    bank2[28] = 64'hcf0d0d232f0eec25;
+    bank2[29] = 64'h24fa16ed0ff00610;
+    bank2[30] = 64'h19ecec0a0ef31806;
+    bank2[31] = 64'h36dd390e0af2011c;
+    bank2[32] = 64'hc802cf1ac43ce631;
+    bank2[33] = 64'h113148dc002e0dfb;
+    bank2[34] = 64'h22bf0949ce0b272d;
+    bank2[35] = 64'h270101cde943fcfa;
+    bank2[36] = 64'h322eefd7b810d8df;
+    bank2[37] = 64'h291c2306d5dd5920;
+    bank2[38] = 64'hecfddce9f158cd26;
+    bank2[39] = 64'hd2e58f13face492f;
+    bank2[40] = 64'he3fc0917c8281b3b;
+    bank2[41] = 64'h02f544ee32fee4cb;
+    bank2[42] = 64'h3d30d5b821df3bfc;
+    bank2[43] = 64'hebcf0f2901c3ce08;
+    bank2[44] = 64'hbcf7fce1261723ea;
+    bank2[45] = 64'hebdaae200d3be9ff;
+    bank2[46] = 64'he83afaeff407cbd7;
+    bank2[47] = 64'hf303ee272ff3460e;
+    bank2[48] = 64'h1d00d63e32291cf5;
+    bank2[49] = 64'h1ece4d5329f9f1f3;
+    bank2[50] = 64'hd4f3223c00d24441;
+    bank2[51] = 64'h36223343030a15f2;
+    bank2[52] = 64'hc20c190f160ab7e4;
+    bank2[53] = 64'hf0d2a61cfb473633;
+    bank2[54] = 64'hf2da1b39341dbcf4;
+    bank2[55] = 64'h0e3a0af3102dfb1c;
+    bank2[56] = 64'hed27f2f8c815fc49;
+    bank2[57] = 64'hc2fd3cbe07132ac9;
+    bank2[58] = 64'hf8f2a71ed7fcf631;
+    bank2[59] = 64'h1bb8ebf62ff92dd6;
+    bank2[60] = 64'h143b06c0f9ebfca5;
+    bank2[61] = 64'h41ffcdffadd846c7;
+    bank2[62] = 64'h432b0cd0e815ef3b;
+    bank2[63] = 64'h2cd3cd280f1b08e6;
+    bank2[64] = 64'hd8eb0e0ad70bf30e;
+    bank2[65] = 64'hb1f3421d1eedce26;
+    bank2[66] = 64'h0c1512d64e34eb20;
+    bank2[67] = 64'he80ff123132903d9;
+    bank2[68] = 64'h24f22423dafd16fb;
+    bank2[69] = 64'hef3102ffe614f2f2;
+    bank2[70] = 64'h2828fbe014e6f8e8;
+    bank2[71] = 64'hf721011af006ef16;
+    bank2[72] = 64'h18eda5f50a3027a0;
+    bank2[73] = 64'hbdd6d6f6dcd7131c;
+    bank2[74] = 64'hdcf1e407ed154ac8;
+    bank2[75] = 64'hcde3a4f00112e8ef;
+    bank2[76] = 64'h0012f80af3f9e8f1;
+    bank2[77] = 64'h3f1afc0de209130d;
+    bank2[78] = 64'h14ecf5f8fa0dfde1;
+    bank2[79] = 64'h15f61dd4f1092b16;
+    bank2[80] = 64'hd115fed80a2f1a2a;
+    bank2[81] = 64'hc90e43361cfa4eff;
+    bank2[82] = 64'h0f2eff122633fe2a;
+    bank2[83] = 64'h37c8f3eafde1fadc;
+    bank2[84] = 64'h2b0e0638cdd1313d;
+    bank2[85] = 64'h3220014ab4191c29;
+    bank2[86] = 64'h022901ff29041814;
+    bank2[87] = 64'h4ee6313021f4effc;
+    bank2[88] = 64'hdefbbbe1da31f331;
+    bank2[89] = 64'hea111de71d00fd34;
+    bank2[90] = 64'hde1214003cbfffc1;
+    bank2[91] = 64'hcc32d8f5f939d2d7;
+    bank2[92] = 64'h1be01c0224e3fb11;
+    bank2[93] = 64'hf8e4d413e8e90714;
+    bank2[94] = 64'hea0b07e5fff7f1fe;
+    bank2[95] = 64'he4040c25fb24e21d;
+    bank2[96] = 64'h03b7d0f5eddb1e22;
+    bank2[97] = 64'he1dfd01ccfd80503;
+    bank2[98] = 64'he0e91be8a3eeca06;
+    bank2[99] = 64'h0ed0c802d4f3020d;
+    bank2[100] = 64'h180c02ed22fa0afd;
+    bank2[101] = 64'he802dfdf18faeefd;
+    bank2[102] = 64'h06ed1722090dfb05;
+    bank2[103] = 64'h15f709defee31113;
+    bank2[104] = 64'he2fae20fea0ce01c;
+    bank2[105] = 64'hc2f6fd330ff02aef;
+    bank2[106] = 64'he1fd0c0dcf15fcd9;
+    bank2[107] = 64'h28081326e5eb06e3;
+    bank2[108] = 64'h0444043d1c0007ee;
+    bank2[109] = 64'h0c084026ebe9301f;
+    bank2[110] = 64'hf5472ee006f94301;
+    bank2[111] = 64'hda383325ca48e42f;
+    bank2[112] = 64'hf7fb04d8cd1b0323;
+    bank2[113] = 64'h0010f0d80801f4fa;
+    bank2[114] = 64'hddee230f2ef8ebe0;
+    bank2[115] = 64'hd816ec060809f6f4;
+    bank2[116] = 64'hc5e1e506fe081e06;
+    bank2[117] = 64'h20dfeb10fadee10c;
+    bank2[118] = 64'hc100f210d706e9fb;
+    bank2[119] = 64'hfaf432cf1c10100f;
+    bank2[120] = 64'h383a2c0f200fc24b;
+    bank2[121] = 64'heb331826e7dffaf6;
+    bank2[122] = 64'h4346402607196416;
+    bank2[123] = 64'h2c6f4b19ea224b26;
+    bank2[124] = 64'he2eef9240cf2fb04;
+    bank2[125] = 64'h1ae7f118fb2b1fde;
+    bank2[126] = 64'hcd0be1f813d8e1ff;
+    bank2[127] = 64'h2afa023006eeda1f;
+    bank2[128] = 64'hd51629e9ee0ef816;
+    bank2[129] = 64'h08f6f3ef0ae70405;
+    bank2[130] = 64'h11f5ea1e02def1e7;
+    bank2[131] = 64'hee1adfe8f528f6f6;
+    bank2[132] = 64'hb8eb0615dacbe1ed;
+    bank2[133] = 64'h0725e20301f118f4;
+    bank2[134] = 64'h0df0d907ddfede10;
+    bank2[135] = 64'hcf19c104fbf409f7;
+    bank2[136] = 64'hf30c0dfe1a09f9d9;
+    bank2[137] = 64'h070800e20709f4ec;
+    bank2[138] = 64'h05db090aecee0fdf;
+    bank2[139] = 64'h08e9fe181bf5e401;
+    bank2[140] = 64'h0002f3f8f508030e;
+    bank2[141] = 64'h16eff3140c081a06;
+    bank2[142] = 64'hfc1900f518fbf90a;
+    bank2[143] = 64'hfdf90901fe05eafb;
+    bank2[144] = 64'h1df1061004361a2f;
+    bank2[145] = 64'h0f092e2621f7103c;
+    bank2[146] = 64'h190f111dfef72004;
+    bank2[147] = 64'hfe162b13df27163a;
+    bank2[148] = 64'hddfdfddee3e60d06;
+    bank2[149] = 64'hfeece2f701090604;
+    bank2[150] = 64'he307fe191118e1f5;
+    bank2[151] = 64'h1b0300110a081bf6;
+    bank2[152] = 64'h0ef225e6ddf9160f;
+    bank2[153] = 64'hfc010307fce5fd03;
+    bank2[154] = 64'hee0000d9f3e80013;
+    bank2[155] = 64'hfbe8f2ec09eb17f7;
+    bank2[156] = 64'hf718fa13f1eadbc7;
+    bank2[157] = 64'hfa1ae31c03f35520;
+    bank2[158] = 64'h11cae11bfe0b1239;
+    bank2[159] = 64'h06f3ba4901ea02d1;
+    bank2[160] = 64'hf0132df711ed21f6;
+    bank2[161] = 64'hd8efed2ffb1b00ff;
+    bank2[162] = 64'he70210010e022101;
+    bank2[163] = 64'h14e0ea081ee6f60e;
+    bank2[164] = 64'h1bef0a09efffff0a;
+    bank2[165] = 64'heff7fdf41521e40e;
+    bank2[166] = 64'he11000040e08dfde;
+    bank2[167] = 64'h0e240809f61409e5;
+    bank2[168] = 64'h42c5ebca051ce0fc;
+    bank2[169] = 64'h06c3eff0ecdc0af1;
+    bank2[170] = 64'h051511bf0901cae3;
+    bank2[171] = 64'he810f7e6161bde45;
+    bank2[172] = 64'h0408f528fb0df613;
+    bank2[173] = 64'h272c21e7191314f2;
+    bank2[174] = 64'h1d0a0ef6080e00e4;
+    bank2[175] = 64'hedf925e7fcf1d1d3;
+    bank2[176] = 64'h13fa04ee110814fe;
+    bank2[177] = 64'hf8e405f6051f1105;
+    bank2[178] = 64'hf9e405f7dbf9f811;
+    bank2[179] = 64'h03f5040cf30500fe;
+    bank2[180] = 64'h03d50deb00d7faf8;
+    bank2[181] = 64'h20e4dc14e008120d;
+    bank2[182] = 64'h3cf1e9cdf31cedda;
+    bank2[183] = 64'h1140efd91128cdf8;
+    bank2[184] = 64'hf7f50dfe14f8ed0a;
+    bank2[185] = 64'hf60ad9ee03ead6d5;
+    bank2[186] = 64'hda1c190529dff6f7;
+    bank2[187] = 64'h04e8f411f8f0fcff;
+    bank2[188] = 64'h0e05fbee110007fa;
+    bank2[189] = 64'hf7f4fd04e613ebfe;
+    bank2[190] = 64'h0d00f50f0a041202;
+    bank2[191] = 64'hf9ffe4fc120b0404;
+    bank2[192] = 64'he1ebb6e1ebd40fec;
+    bank2[193] = 64'head8e5dde1fcedd9;
+    bank2[194] = 64'hd0f2f2eb0a01f7f2;
+    bank2[195] = 64'hffebf3ed22d2cdfe;
+    bank2[196] = 64'h2908f7ff0f06df20;
+    bank2[197] = 64'h100b2cfaf907e603;
+    bank2[198] = 64'h0af701eaf8061b05;
+    bank2[199] = 64'he5e9fdf204f30d03;
+    bank2[200] = 64'hf6edeed803040bf0;
+    bank2[201] = 64'he8f81007f60125f8;
+    bank2[202] = 64'hf2f8f3e3031d1b0e;
+    bank2[203] = 64'h0003f3e8081a1111;
+    bank2[204] = 64'h11c8e9fc1ce4f9f8;
+    bank2[205] = 64'h22f1fff90efbf3eb;
+    bank2[206] = 64'h0704e0db051e03e6;
+    bank2[207] = 64'h0713cf100d1ff702;
+    bank2[208] = 64'hddcff8d2d603f216;
+    bank2[209] = 64'hfcef0c0eef0c02f8;
+    bank2[210] = 64'h051e050315f1e8e6;
+    bank2[211] = 64'hedfb1116f3f3f80a;
+    bank2[212] = 64'hd2f1f30611ff1305;
+    bank2[213] = 64'hf908f8f1dbf2e900;
+    bank2[214] = 64'h00f1f309f31608e9;
+    bank2[215] = 64'hfb100b0707f3e600;
+    bank2[216] = 64'hd4bde8bd1108ffd8;
+    bank2[217] = 64'h15fde8201bf5c6ea;
+    bank2[218] = 64'hedbeffdce3fbc8ba;
+    bank2[219] = 64'hb50bfcc0ff1ecbf2;
+    bank2[220] = 64'h02fa13180dfbd824;
+    bank2[221] = 64'he8041d0000edf0f7;
+    bank2[222] = 64'h08ef1fedede41d19;
+    bank2[223] = 64'hf1fb21e50205fb1f;
+    bank2[224] = 64'h15e620fff4fced1d;
+    bank2[225] = 64'he3f4eaf210ecd60a;
+    bank2[226] = 64'h16152704ec0e0805;
+    bank2[227] = 64'hfe0015fd08eb0305;
+    bank2[228] = 64'h102031d9ed27e3cd;
+    bank2[229] = 64'hee202f034812f0f4;
+    bank2[230] = 64'hceebede9de23eed0;
+    bank2[231] = 64'hd82023e611e83de5;
+    bank2[232] = 64'h18011310f40cfc02;
+    bank2[233] = 64'hd1f8ea0a19f220fc;
+    bank2[234] = 64'h26fd241d1807eb10;
+    bank2[235] = 64'hdb23051b15f11a03;
+    bank2[236] = 64'hf3f5d61be7fe1a06;
+    bank2[237] = 64'hea0dfb0301ff280a;
+    bank2[238] = 64'he7ec110914f4fb14;
+    bank2[239] = 64'hff0908feffe3ed04;
+    bank2[240] = 64'h40474a09231bff1d;
+    bank2[241] = 64'hf44b17fe1d075616;
+    bank2[242] = 64'h1427210d3def1601;
+    bank2[243] = 64'hf91d0afffbe92b10;
+    bank2[244] = 64'hdaf4fa0bf9ef0cef;
+    bank2[245] = 64'h0f16d00c0e10e706;
+    bank2[246] = 64'hf22a040107fcf500;
+    bank2[247] = 64'h0ceaf520fe1104d5;
+    bank2[248] = 64'h0bef1d05ff1f04e8;
+    bank2[249] = 64'heff30507e407efed;
+    bank2[250] = 64'hf71b17e72319dbf6;
+    bank2[251] = 64'hf70b1410021c0316;
+    bank2[252] = 64'h22e94222023b3e0d;
+    bank2[253] = 64'h38281022e7f80d19;
+    bank2[254] = 64'hf20bfde804e603fc;
+    bank2[255] = 64'hf8e1e720e701fc10;
+    bank2[256] = 64'he5dbeffbeb101c01;
+    bank2[257] = 64'hf40bfb0c12052904;
+    bank2[258] = 64'hdd03f929050add17;
+    bank2[259] = 64'h1318faee15fe22fa;
+    bank2[260] = 64'hebef0907fc10130c;
+    bank2[261] = 64'h1010f6f70bfd0902;
+    bank2[262] = 64'hffe5e013090b0df3;
+    bank2[263] = 64'hf313f8ff0603fe16;
+    bank2[264] = 64'h021f0f10d82100ff;
+    bank2[265] = 64'h1f0cd21be2fdfaee;
+    bank2[266] = 64'hfdc90cffdafbece7;
+    bank2[267] = 64'hecfd19f40fe507e1;
+    bank2[268] = 64'h091d2211150ae9ec;
+    bank2[269] = 64'hdf0e05fd0705d719;
+    bank2[270] = 64'h06f813f7e4f62839;
+    bank2[271] = 64'h18e8ff0c17f61515;
+    bank2[272] = 64'h0a16d9f8f4f5ea0a;
+    bank2[273] = 64'h11f4092201ee0ef2;
+    bank2[274] = 64'h19eb0d0705e70cd8;
+    bank2[275] = 64'hfbeeea0b0108d3ff;
+    bank2[276] = 64'hc6e741e90715e310;
+    bank2[277] = 64'h06045112dd170f05;
+    bank2[278] = 64'h131df8d631d321f0;
+    bank2[279] = 64'he7cb0bfdf821f200;
+    bank2[280] = 64'hf5fc05d604f5060c;
+    bank2[281] = 64'h08e7dbff07150c10;
+    bank2[282] = 64'h1313fc1af92dfb0b;
+    bank2[283] = 64'h0905dc08f83815f3;
+    bank2[284] = 64'hf6f620f5f5e3fc00;
+    bank2[285] = 64'hf5ee051a02f6f305;
+    bank2[286] = 64'hfa2100fadefe0a0d;
+    bank2[287] = 64'hfdfae307f600f80b;
+    bank2[288] = 64'hd5dcfcedd7f60304;
+    bank2[289] = 64'hf31bebabfb071be4;
+    bank2[290] = 64'h16dece08fe00d81c;
+    bank2[291] = 64'hf6e6b50fff0915f5;
+    bank2[292] = 64'hff1307f805ed0a00;
+    bank2[293] = 64'h1401ebfc1ce6fbe2;
+    bank2[294] = 64'h1ae21ae514f70ff3;
+    bank2[295] = 64'h10e4faeef712fa2e;
+    bank2[296] = 64'h04042cfcfded0903;
+    bank2[297] = 64'hff07fd04f8f8e70c;
+    bank2[298] = 64'h01f2f4070bff0904;
+    bank2[299] = 64'h01f2ecfe000007ec;
+    bank2[300] = 64'hccf8cfd4e0dfeed8;
+    bank2[301] = 64'hfae9eb02d300dabd;
+    bank2[302] = 64'hdae3e5f6e9fff4ec;
+    bank2[303] = 64'hfadfe5e019ffe9e8;
+    bank2[304] = 64'h31181a282c0eec0c;
+    bank2[305] = 64'h111b1adfff13e3ed;
+    bank2[306] = 64'hf9e8f5e9fdff2e13;
+    bank2[307] = 64'hecebffe418eaf500;
+    bank2[308] = 64'hf51ee2f20b0300d0;
+    bank2[309] = 64'hf6251b2511030910;
+    bank2[310] = 64'h0d1226f2f0fb2afd;
+    bank2[311] = 64'hfb10f534f9dd0ff3;
+    bank2[312] = 64'h0ddf19ded6e8ea14;
+    bank2[313] = 64'hdff7c417b505d8d4;
+    bank2[314] = 64'he8f0e8fdff182f02;
+    bank2[315] = 64'h12daebcf04c5e4c9;
+    bank2[316] = 64'hf8f116f6ddfdf9eb;
+    bank2[317] = 64'h231117e8edfdf60b;
+    bank2[318] = 64'h0fece80df7ec0ce8;
+    bank2[319] = 64'hfdfbffe5effef3f2;
+    bank2[320] = 64'h14201dfcfd03e1de;
+    bank2[321] = 64'h09fc0e09e8eff418;
+    bank2[322] = 64'h0b05031afdee1303;
+    bank2[323] = 64'hf21be3e5f4e402dc;
+    bank2[324] = 64'he22029d5caedf3ef;
+    bank2[325] = 64'h36fc09e4c2f9eac2;
+    bank2[326] = 64'hebee0cf0f6c5fdc1;
+    bank2[327] = 64'h141127a10e0cc90b;
+    bank2[328] = 64'h0f1a11132d0efe02;
+    bank2[329] = 64'heb0006f5ff26fefb;
+    bank2[330] = 64'hfbe6fc0ff1e31519;
+    bank2[331] = 64'hf5fa070728fb13ff;
+    bank2[332] = 64'hecfe1ded17fffa02;
+    bank2[333] = 64'h0f050000f3200f07;
+    bank2[334] = 64'h12fcfb1700f20802;
+    bank2[335] = 64'hf7fae418060a0d04;
+    bank2[336] = 64'he4daf0ece0ce14ed;
+    bank2[337] = 64'h010aebead90ceff2;
+    bank2[338] = 64'hd8efd8e1d8efef03;
+    bank2[339] = 64'he5fb1fdd06f2eb02;
+    bank2[340] = 64'h15f723f00508f201;
+    bank2[341] = 64'h0a0b04d8ff0de6fb;
+    bank2[342] = 64'h1ad710f7edf41c06;
+    bank2[343] = 64'hea08fbed0fdd0714;
+    bank2[344] = 64'h09f70607e3f60904;
+    bank2[345] = 64'h2507d9edf2ebe7e5;
+    bank2[346] = 64'h0df8e71608fb1de8;
+    bank2[347] = 64'hfc2a0ee5030a23f6;
+    bank2[348] = 64'hd71128d0f7e608d5;
+    bank2[349] = 64'hdeedece8e80806a5;
+    bank2[350] = 64'hedf0f7fb9c05eca6;
+    bank2[351] = 64'hc0f4eee51fecfbe1;
+    bank2[352] = 64'h190d1c0b200afb12;
+    bank2[353] = 64'hf82a06061e1c030a;
+    bank2[354] = 64'h0cf7d300f5f40c0f;
+    bank2[355] = 64'hf9e40b1800d90e22;
+    bank2[356] = 64'he711f4200704e118;
+    bank2[357] = 64'hfeec23eff81012f0;
+    bank2[358] = 64'h07db04ff0cfc06e5;
+    bank2[359] = 64'he8e8f102e616dd10;
+    bank2[360] = 64'h2d2137e304e6e11c;
+    bank2[361] = 64'hf341fe1dff09fffb;
+    bank2[362] = 64'h270df72926fb210f;
+    bank2[363] = 64'h16152cf605183d1e;
+    bank2[364] = 64'hec16ed1506120602;
+    bank2[365] = 64'hd30b2100f42a0517;
+    bank2[366] = 64'h0b14f210fa0700fa;
+    bank2[367] = 64'h261fdb19f51df2fe;
+    bank2[368] = 64'h17e0ec0ff00af200;
+    bank2[369] = 64'h0603fbe50cfcf40a;
+    bank2[370] = 64'he6040b0d18f5f011;
+    bank2[371] = 64'h05ef2af1efec0609;
+    bank2[372] = 64'h7cfe081a2013e502;
+    bank2[373] = 64'h1f03fb1fe406fb0e;
+    bank2[374] = 64'h04041afb07f21efa;
+    bank2[375] = 64'h0d0a19f71202f52d;
+    bank2[376] = 64'he4effb13f5021012;
+    bank2[377] = 64'h03faee11f0070f20;
+    bank2[378] = 64'hf7ff0400fa08e2fb;
+    bank2[379] = 64'hee1509fe0a22fff9;
+    bank2[380] = 64'h1c02031cdb05f0fa;
+    bank2[381] = 64'h13fefa13ee06eae3;
+    bank2[382] = 64'h101b09fa06fe1dfc;
+    bank2[383] = 64'h10fd07040df20a15;
+    bank2[384] = 64'h072202ebfb100125;
+    bank2[385] = 64'hfe1c00012e1218ef;
+    bank2[386] = 64'hf1141241f30df506;
+    bank2[387] = 64'h2f111d0313ed33f4;
+    bank2[388] = 64'h2218fb00e7060bf6;
+    bank2[389] = 64'hdae4070bdbf21829;
+    bank2[390] = 64'h1beef92bf111121f;
+    bank2[391] = 64'hf11b02ddf6e7251a;
+    bank2[392] = 64'hea08f6040b09e60e;
+    bank2[393] = 64'hf6f3f2f514080a21;
+    bank2[394] = 64'he60deae50afde8f8;
+    bank2[395] = 64'h06fd0511ece8f30e;
+    bank2[396] = 64'h324a212ef237393d;
+    bank2[397] = 64'h362833fc18ff1229;
+    bank2[398] = 64'h3e1c150218011c20;
+    bank2[399] = 64'h17e21a1dfe28052d;
+    bank2[400] = 64'hd905ffe821f310dc;
+    bank2[401] = 64'h1106eaf12a150ef4;
+    bank2[402] = 64'hdef6f91a0401e501;
+    bank2[403] = 64'h2304f3040036fd03;
+    bank2[404] = 64'hf8e908f3e7ee1105;
+    bank2[405] = 64'h0aeff919e80d0c05;
+    bank2[406] = 64'h180dedfdf40b05e4;
+    bank2[407] = 64'hf2eee8051501f800;
+    bank2[408] = 64'hbfe5b9bef7e9d7e5;
+    bank2[409] = 64'hf5e71dfece10f7b6;
+    bank2[410] = 64'he2bbf715e1f20efe;
+    bank2[411] = 64'h10e402cc12e9e5de;
+    bank2[412] = 64'h290523f30500e321;
+    bank2[413] = 64'hfcfbfdef0609ecfa;
+    bank2[414] = 64'h08edfeee08032201;
+    bank2[415] = 64'hf7f40408feefe929;
+    bank2[416] = 64'h061006ec2706ee10;
+    bank2[417] = 64'hea260ad50c2b09f1;
+    bank2[418] = 64'h07070212ed000b19;
+    bank2[419] = 64'hf720f512180c0908;
+    bank2[420] = 64'h0e1e160db5214712;
+    bank2[421] = 64'h0ff4e8ce1a1721e4;
+    bank2[422] = 64'h0cf919e2230211fa;
+    bank2[423] = 64'h16d610011bd624e3;
+    bank2[424] = 64'h0a06fae3050e0312;
+    bank2[425] = 64'h0ffe14f3100d0b0f;
+    bank2[426] = 64'h28f2eff121f70401;
+    bank2[427] = 64'h0509ff1ff6ed2d08;
+    bank2[428] = 64'h00ea0cd7fdfcf1fc;
+    bank2[429] = 64'hfc2ad5f807f8f7ed;
+    bank2[430] = 64'hfe2f0310fbecff0d;
+    bank2[431] = 64'hf9160306fcf612ca;
+    bank2[432] = 64'h3af92af306f1bbe2;
+    bank2[433] = 64'hfd1a1ff0f91d1fd9;
+    bank2[434] = 64'h3cbe01f532f50eb6;
+    bank2[435] = 64'h1f05f6fd12251ac9;
+    bank2[436] = 64'h022133efedfb1f1c;
+    bank2[437] = 64'hf80ce7ed0c181718;
+    bank2[438] = 64'h13dfe70a05f8e9ea;
+    bank2[439] = 64'hfefcfa1e0eebefe7;
+    bank2[440] = 64'h2300ea10fa12fef8;
+    bank2[441] = 64'h08fe01fc030b0001;
+    bank2[442] = 64'he61b12fcd7030a05;
+    bank2[443] = 64'h0218fcffedf10afe;
+    bank2[444] = 64'h203f141a09582523;
+    bank2[445] = 64'h1703fffb530b121c;
+    bank2[446] = 64'he9011623331f0307;
+    bank2[447] = 64'h0e270e24f90023fc;
+    bank2[448] = 64'h00fcf5ebf1fb09ea;
+    bank2[449] = 64'he4fcdf23e6ed150e;
+    bank2[450] = 64'h001cf00b0102e6f5;
+    bank2[451] = 64'h160eeff5010b1ef6;
+    bank2[452] = 64'heae023e4f20cf6ff;
+    bank2[453] = 64'he41ae7fcebdbf4dd;
+    bank2[454] = 64'h0bdc28f8040d0008;
+    bank2[455] = 64'h0409eaf417f10f00;
+    bank2[456] = 64'hbffb0bd2edd3f4fe;
+    bank2[457] = 64'hdeed04ffcacaefd4;
+    bank2[458] = 64'hfdffc7c7e3b8edce;
+    bank2[459] = 64'hc0edc6e3cff4e6ec;
+    bank2[460] = 64'h09070a050e22f80b;
+    bank2[461] = 64'h0939fc101024fef9;
+    bank2[462] = 64'h1ff208181a020b23;
+    bank2[463] = 64'heaf6fef33df8091b;
+    bank2[464] = 64'h1722f1fc220dfd04;
+    bank2[465] = 64'h0af00405111323ff;
+    bank2[466] = 64'h22d6fef9f3033926;
+    bank2[467] = 64'hf8ebf809f90ef808;
+    bank2[468] = 64'hff1b2a1c0cf7021d;
+    bank2[469] = 64'hfb2b1826080b1f12;
+    bank2[470] = 64'h2a0fed0619fb51f4;
+    bank2[471] = 64'h1def0c0406121834;
+    bank2[472] = 64'hea0509df12fa0af7;
+    bank2[473] = 64'hf9fcf1e61405f2fe;
+    bank2[474] = 64'hf5fff81f170c1215;
+    bank2[475] = 64'h1b09d41c000bf804;
+    bank2[476] = 64'h01d904ffe608f4fd;
+    bank2[477] = 64'hf4f7f8f002f9fa06;
+    bank2[478] = 64'hee05f6f4f7f9fbcd;
+    bank2[479] = 64'hee1a010af7eff6f8;
+    bank2[480] = 64'hc917f706e6ce351d;
+    bank2[481] = 64'hf9f308d0d0fb1c06;
+    bank2[482] = 64'hfcffd404050efef1;
+    bank2[483] = 64'h12dff00ef7f423df;
+    bank2[484] = 64'h0707f8fe00f4f4eb;
+    bank2[485] = 64'h000e06ecfa0df5f2;
+    bank2[486] = 64'h1105ffe703dc0eff;
+    bank2[487] = 64'h1d000a2706ece10e;
+    bank2[488] = 64'hfff7053408290c2b;
+    bank2[489] = 64'hf60d060f1bea06f9;
+    bank2[490] = 64'h0911e60d03f3fa04;
+    bank2[491] = 64'h0afc0e1ef2ecf2fd;
+    bank2[492] = 64'h0521fff30e0ee2d4;
+    bank2[493] = 64'h1b280f3539e9263b;
+    bank2[494] = 64'h1b1e32daedfb1103;
+    bank2[495] = 64'h012e36f8fb18460f;
+    bank2[496] = 64'hfcf5e615102c0be3;
+    bank2[497] = 64'he3f4f0f4fbe60009;
+    bank2[498] = 64'h01fc15fff40cee03;
+    bank2[499] = 64'hfa06f8ee0604fef3;
+    bank2[500] = 64'h1af6011f10f1edf7;
+    bank2[501] = 64'hf9fb03ddf517dbf6;
+    bank2[502] = 64'hf702dc080301e7fa;
+    bank2[503] = 64'h0aff2c0c0df11310;
+    bank2[504] = 64'h391b1d083a0d2128;
+    bank2[505] = 64'h29f6fee7edec3009;
+    bank2[506] = 64'h0f2213140a0fe8ed;
+    bank2[507] = 64'h080a1909f00bf126;
+    bank2[508] = 64'hfbe5fcf4d2f408ea;
+    bank2[509] = 64'he8fcf70505fefefb;
+    bank2[510] = 64'h052a1efa3511e0e7;
+    bank2[511] = 64'hfe211106002403fb;
+  end
+  reg [63:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= bank2[addr[8:0]];
+  end
+  assign \port__data$12  = _2_;
+  reg [63:0] bank3 [127:0];
+  initial begin
+    bank3[0] = 64'h14dbf31de525f933;
+    bank3[1] = 64'h044fd3e4feef1327;
+    bank3[2] = 64'he9f5fc051ddcd800;
+    bank3[3] = 64'hf909daced1effe03;
+    bank3[4] = 64'h3700f5e6f22501de;
+    bank3[5] = 64'h080a09f7f21c0802;
+    bank3[6] = 64'h1607fe0cfde1ed20;
+    bank3[7] = 64'h04030f1b09f61a05;
+    bank3[8] = 64'h1223f92321e31b1e;
+    bank3[9] = 64'hec21dcf6152cf020;
+    bank3[10] = 64'he6e91a261829d2dd;
+    bank3[11] = 64'hedefe4f202ec2a0b;
+    bank3[12] = 64'hcccb36c6201702f6;
+    bank3[13] = 64'h07d6f5b3f7d6020d;
+    bank3[14] = 64'h1123fa3a1427fafd;
+    bank3[15] = 64'h000f121c2b1bd614;
+    bank3[16] = 64'h202be61d331ae424;
+    bank3[17] = 64'hf8eecafcc2f9f8e5;
+    bank3[18] = 64'he6f2f30ef30fe2ef;
+    bank3[19] = 64'hfe0e0d21131af536;
+    bank3[20] = 64'h00e6f10709f3ff1b;
+    bank3[21] = 64'h02fa180022e2d50b;
+    bank3[22] = 64'hf1fcfefc0d0e07ef;
+    bank3[23] = 64'h15ecc4edfe07ec0b;
+    bank3[24] = 64'h1c112dd3e5fcecf4;
+    bank3[25] = 64'hd416ffeff30ee611;
+    bank3[26] = 64'hf9f8f6b62007ddf6;
+    bank3[27] = 64'h0a0d292627161210;
+    bank3[28] = 64'h2fd800dfd5260de5;
+    bank3[29] = 64'h19ec1b09c70add06;
+    bank3[30] = 64'h0cec0ccd42130fe7;
+    bank3[31] = 64'h0bfa0b001800f5f6;
+    bank3[32] = 64'hd84d0b02533417f2;
+    bank3[33] = 64'he102323e0c2e3ce4;
+    bank3[34] = 64'hd41c11e23aee1a10;
+    bank3[35] = 64'hf6e6d5d4c9d227e0;
+    bank3[36] = 64'h1c16f4081419feca;
+    bank3[37] = 64'h0ce9f5bd30112ee3;
+    bank3[38] = 64'heae800f7eefee71e;
+    bank3[39] = 64'h0119000f1e001700;
+    bank3[40] = 64'h09f40912f3031ef4;
+    bank3[41] = 64'he61a1705f41610f8;
+    bank3[42] = 64'h050cfce1d513e320;
+    bank3[43] = 64'he500071f17062713;
+    bank3[44] = 64'he2e2e30fdb480f2f;
+    bank3[45] = 64'hfa34f7db11fafc18;
+    bank3[46] = 64'h13eb040a18042af7;
+    bank3[47] = 64'hffedeff1f3e9ee1b;
+    bank3[48] = 64'h2e2201ec18d5f93b;
+    bank3[49] = 64'hd6e202cd06f931e9;
+    bank3[50] = 64'hf7f10508ece947fc;
+    bank3[51] = 64'hec0df7e4e20fed18;
+    bank3[52] = 64'h02171c2ee20f0115;
+    bank3[53] = 64'h07270fd0d202fd0b;
+    bank3[54] = 64'hde12fa0ef7c8efe4;
+    bank3[55] = 64'h1209fcf6ed0b01cd;
+    bank3[56] = 64'h15f8f3172014f0f3;
+    bank3[57] = 64'h01221afd0e0fca28;
+    bank3[58] = 64'he807ff09041112e4;
+    bank3[59] = 64'hc8e115ecf313f322;
+    bank3[60] = 64'h01e7e409e80a32d3;
+    bank3[61] = 64'h1809dd0e140114d9;
+    bank3[62] = 64'hd8fcf501dedf0bd2;
+    bank3[63] = 64'h0ffe190101170536;
+    bank3[64] = 64'h1df6de09021f3b04;
+    bank3[65] = 64'h32f7d115d7f80018;
+    bank3[66] = 64'heefcfd1219d418fd;
+    bank3[67] = 64'hfce0d9fafe1cd2d3;
+    bank3[68] = 64'h0b1de2fd0516e420;
+    bank3[69] = 64'he905d4ee20fbd61b;
+    bank3[70] = 64'hec12fe1110030fed;
+    bank3[71] = 64'h0ae409f4df0bd90e;
+    bank3[72] = 64'hdbb8f820f1f8c0fd;
+    bank3[73] = 64'hf7130f151cecfbe2;
+    bank3[74] = 64'hfbf508c31f1b0df6;
+    bank3[75] = 64'hf6f8f3060918f0de;
+    bank3[76] = 64'h12e10ae7dce8e707;
+    bank3[77] = 64'h0a16d2d40f231be8;
+    bank3[78] = 64'hfd26032d3dd0e421;
+    bank3[79] = 64'hfd0602122bf2fb24;
+    bank3[80] = 64'hea1b39e3043106e6;
+    bank3[81] = 64'hcadff0e3ed1f10df;
+    bank3[82] = 64'h130f210cff1ae70f;
+    bank3[83] = 64'hdffc2de5ef29f9f2;
+    bank3[84] = 64'he2361bf7173419fe;
+    bank3[85] = 64'h2410200906f80be5;
+    bank3[86] = 64'h21081a0b2aec0e05;
+    bank3[87] = 64'he0e9e5f5d7e007db;
+    bank3[88] = 64'heee0f8f908defbfc;
+    bank3[89] = 64'hf52cdd06e7f3122a;
+    bank3[90] = 64'h1329fbf1daf33108;
+    bank3[91] = 64'hf61c06150bf30926;
+    bank3[92] = 64'hfff005060a0f06f9;
+    bank3[93] = 64'he205f7fb280fdefc;
+    bank3[94] = 64'he8e7e30f22fc2cd8;
+    bank3[95] = 64'h16eafef8ef0bf6e5;
+    bank3[96] = 64'hcf0fc82309e4ed03;
+    bank3[97] = 64'h01d6fe0b0116012d;
+    bank3[98] = 64'he7f7dbfa001800f1;
+    bank3[99] = 64'h1bc82d1f0f02e925;
+    bank3[100] = 64'hfdf0f716f9d6cfd8;
+    bank3[101] = 64'hffe521071206ff21;
+    bank3[102] = 64'hc8e7eb143608dcd2;
+    bank3[103] = 64'hf4e418090420deee;
+    bank3[104] = 64'hf524eff1072dfd01;
+    bank3[105] = 64'h40e122f6d50224fb;
+    bank3[106] = 64'hfd141b280c0dff0c;
+    bank3[107] = 64'heb17f60df8ed22ee;
+    bank3[108] = 64'h050b04020402f021;
+    bank3[109] = 64'h1512090708fdd501;
+    bank3[110] = 64'he606261cfc0d02ff;
+    bank3[111] = 64'hd4d61cfbfe0af00a;
+    bank3[112] = 64'h22d8f230eefbd515;
+    bank3[113] = 64'he001dee420122213;
+    bank3[114] = 64'he7e8de45e3f31f17;
+    bank3[115] = 64'hf8fafdf7fbec0019;
+    bank3[116] = 64'hd905d230daea0b06;
+    bank3[117] = 64'h11fdcc01ee0d080a;
+    bank3[118] = 64'hce03e8fb0112dde4;
+    bank3[119] = 64'h0f080f0d101decda;
+    bank3[120] = 64'h15fd05f2f71df8fb;
+    bank3[121] = 64'h24ebe72d2a360ce3;
+    bank3[122] = 64'hfeef1be2f8160e05;
+    bank3[123] = 64'hfe0cdcee03e40900;
+    bank3[124] = 64'hdcfdd6c52709c70f;
+    bank3[125] = 64'hdf03fb2205e806ca;
+    bank3[126] = 64'h2efe08e7d2e1fb0b;
+    bank3[127] = 64'h0616351b1626fcfc;
+  end
+  reg [63:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= bank3[addr[6:0]];
+  end
+  assign \port__data$14  = _3_;
+  always @(posedge clk)
+    bank0_q <= \$2 ;
+  always @(posedge clk)
+    bank1_q <= \$3 ;
+  always @(posedge clk)
+    bank2_q <= \$4 ;
+  always @(posedge clk)
+    bank3_q <= \$5 ;
+  always @(posedge clk)
+    sel1 <= \$6 ;
+  always @(posedge clk)
+    sel2 <= \$7 ;
+  always @(posedge clk)
+    data <= \$8 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$2  = port__data;
+    if (rst) begin
+      \$2  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$3  = \port__data$10 ;
+    if (rst) begin
+      \$3  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$4  = \port__data$12 ;
+    if (rst) begin
+      \$4  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$5  = \port__data$14 ;
+    if (rst) begin
+      \$5  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$6  = addr[10:9];
+    if (rst) begin
+      \$6  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$7  = sel1;
+    if (rst) begin
+      \$7  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$8  = \$1 ;
+    if (rst) begin
+      \$8  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    (* full_case = 32'd1 *)
+    casez (sel2)
+      2'h0:
+          \$1  = bank0_q;
+      2'h1:
+          \$1  = bank1_q;
+      2'h2:
+          \$1  = bank2_q;
+      2'h3:
+          \$1  = bank3_q;
+    endcase
+  end
+  assign port__addr = addr[8:0];
+  assign \port__addr$2  = addr[8:0];
+  assign \port__addr$3  = addr[8:0];
+  assign \port__addr$4  = addr[6:0];
+  assign \port__data[0]  = port__data[7:0];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data[2]  = port__data[23:16];
+  assign \port__data[3]  = port__data[31:24];
+  assign \port__data[4]  = port__data[39:32];
+  assign \port__data[5]  = port__data[47:40];
+  assign \port__data[6]  = port__data[55:48];
+  assign \port__data[7]  = port__data[63:56];
+  assign \port__data$10[0]  = \port__data$10 [7:0];
+  assign \port__data$10[1]  = \port__data$10 [15:8];
+  assign \port__data$10[2]  = \port__data$10 [23:16];
+  assign \port__data$10[3]  = \port__data$10 [31:24];
+  assign \port__data$10[4]  = \port__data$10 [39:32];
+  assign \port__data$10[5]  = \port__data$10 [47:40];
+  assign \port__data$10[6]  = \port__data$10 [55:48];
+  assign \port__data$10[7]  = \port__data$10 [63:56];
+  assign \port__data$12[0]  = \port__data$12 [7:0];
+  assign \port__data$12[1]  = \port__data$12 [15:8];
+  assign \port__data$12[2]  = \port__data$12 [23:16];
+  assign \port__data$12[3]  = \port__data$12 [31:24];
+  assign \port__data$12[4]  = \port__data$12 [39:32];
+  assign \port__data$12[5]  = \port__data$12 [47:40];
+  assign \port__data$12[6]  = \port__data$12 [55:48];
+  assign \port__data$12[7]  = \port__data$12 [63:56];
+  assign \port__data$14[0]  = \port__data$14 [7:0];
+  assign \port__data$14[1]  = \port__data$14 [15:8];
+  assign \port__data$14[2]  = \port__data$14 [23:16];
+  assign \port__data$14[3]  = \port__data$14 [31:24];
+  assign \port__data$14[4]  = \port__data$14 [39:32];
+  assign \port__data$14[5]  = \port__data$14 [47:40];
+  assign \port__data$14[6]  = \port__data$14 [55:48];
+  assign \port__data$14[7]  = \port__data$14 [63:56];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
+  assign \data[2]  = data[23:16];
+  assign \data[3]  = data[31:24];
+  assign \data[4]  = data[39:32];
+  assign \data[5]  = data[47:40];
+  assign \data[6]  = data[55:48];
+  assign \data[7]  = data[63:56];
 endmodule

@@ -4,27 +4,27 @@
 (* generator = "Amaranth" *)
 module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [18:0] \$1 ;
-  wire \$10 ;
-  wire [7:0] \$100 ;
-  wire [7:0] \$101 ;
+  reg [18:0] \$1 ;
+  wire [7:0] \$10 ;
+  wire \$100 ;
+  wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
+  wire [6:0] \$103 ;
+  wire [12:0] \$104 ;
   wire \$105 ;
   wire [7:0] \$106 ;
   wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  wire [7:0] \$108 ;
+  wire [7:0] \$109 ;
   wire [6:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
+  wire [8:0] \$110 ;
+  wire [7:0] \$111 ;
+  wire [7:0] \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire \$117 ;
+  wire [7:0] \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire [7:0] \$12 ;
@@ -32,271 +32,305 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  reg \$124 ;
+  wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire [3:0] \$127 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire [6:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
-  wire [5:0] \$132 ;
-  wire [5:0] \$133 ;
+  wire \$132 ;
+  wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  reg \$136 ;
-  wire \$137 ;
+  wire \$136 ;
+  reg \$137 ;
   wire \$138 ;
-  reg \$139 ;
-  wire [7:0] \$14 ;
-  wire [6:0] \$140 ;
-  reg [18:0] \$141 ;
-  reg [18:0] \$142 ;
-  reg [18:0] \$143 ;
-  reg [18:0] \$144 ;
-  reg [18:0] \$145 ;
-  reg [18:0] \$146 ;
-  reg [18:0] \$147 ;
-  reg [18:0] \$148 ;
-  reg [18:0] \$149 ;
-  wire [6:0] \$15 ;
-  reg [18:0] \$150 ;
-  reg [18:0] \$151 ;
-  reg [18:0] \$152 ;
-  wire \$153 ;
+  wire \$139 ;
+  wire [6:0] \$14 ;
+  wire [3:0] \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire [5:0] \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  reg \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [5:0] \$152 ;
+  wire [5:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
-  wire [7:0] \$157 ;
+  reg \$156 ;
+  wire \$157 ;
   wire \$158 ;
-  wire [2:0] \$159 ;
-  wire [6:0] \$16 ;
-  wire [5:0] \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire [4:0] \$163 ;
-  wire [5:0] \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire [6:0] \$168 ;
-  wire [12:0] \$169 ;
-  wire \$17 ;
-  wire [8:0] \$170 ;
-  wire [7:0] \$171 ;
-  wire [7:0] \$172 ;
+  reg \$159 ;
+  wire [9:0] \$16 ;
+  wire [6:0] \$160 ;
+  reg [18:0] \$161 ;
+  reg [18:0] \$162 ;
+  reg [18:0] \$163 ;
+  reg [18:0] \$164 ;
+  reg [18:0] \$165 ;
+  reg [18:0] \$166 ;
+  reg [18:0] \$167 ;
+  reg [18:0] \$168 ;
+  reg [18:0] \$169 ;
+  wire [9:0] \$17 ;
+  reg [18:0] \$170 ;
+  reg [18:0] \$171 ;
+  reg [18:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire [7:0] \$177 ;
   wire \$178 ;
-  wire \$179 ;
-  wire [9:0] \$18 ;
-  wire \$180 ;
+  wire [2:0] \$179 ;
+  wire [4:0] \$18 ;
+  wire [5:0] \$180 ;
   wire \$181 ;
   wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
+  wire [4:0] \$183 ;
+  wire [5:0] \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [9:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
+  wire [6:0] \$188 ;
+  wire [12:0] \$189 ;
+  wire \$19 ;
+  wire [8:0] \$190 ;
+  wire [7:0] \$191 ;
+  wire [7:0] \$192 ;
   wire \$193 ;
-  reg [18:0] \$194 ;
-  wire [19:0] \$195 ;
-  wire [19:0] \$196 ;
-  wire \$197 ;
-  wire [19:0] \$198 ;
-  wire [19:0] \$199 ;
-  wire [18:0] \$2 ;
-  wire [4:0] \$20 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire [7:0] \$197 ;
+  wire \$198 ;
+  wire \$199 ;
+  wire [20:0] \$2 ;
+  wire \$20 ;
   wire \$200 ;
-  wire [19:0] \$201 ;
-  wire [19:0] \$202 ;
-  wire [19:0] \$203 ;
-  wire [19:0] \$204 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
   wire \$205 ;
-  wire [4:0] \$206 ;
+  wire \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire [7:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [2:0] \$210 ;
-  reg [19:0] \$211 ;
-  reg [25:0] \$212 ;
-  reg [25:0] \$213 ;
-  reg [15:0] \$214 ;
-  reg [16:0] \$215 ;
-  reg [16:0] \$216 ;
-  reg [9:0] \$217 ;
-  reg [9:0] \$218 ;
-  reg [37:0] \$219 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  reg [18:0] \$216 ;
+  wire [19:0] \$217 ;
+  wire [19:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg [37:0] \$220 ;
-  reg \$221 ;
-  reg [37:0] \$222 ;
-  reg [19:0] \$223 ;
-  reg [19:0] \$224 ;
-  reg \$225 ;
-  reg [2:0] \$226 ;
-  reg \$227 ;
-  reg [5:0] \$228 ;
-  reg [11:0] \$229 ;
-  wire \$23 ;
-  reg [6:0] \$230 ;
-  reg [3:0] \$231 ;
-  reg [36:0] \$232 ;
-  reg \$233 ;
-  reg [27:0] \$234 ;
-  reg [1:0] \$235 ;
-  reg [5:0] \$236 ;
-  reg [2:0] \$237 ;
-  reg [4:0] \$238 ;
-  reg \$239 ;
-  wire \$24 ;
-  reg \$240 ;
-  reg \$241 ;
-  reg \$242 ;
-  reg [18:0] \$243 ;
-  reg [18:0] \$244 ;
-  reg [18:0] \$245 ;
-  reg [18:0] \$246 ;
-  reg [18:0] \$247 ;
-  reg [18:0] \$248 ;
-  reg [18:0] \$249 ;
-  wire [9:0] \$25 ;
-  reg [18:0] \$250 ;
-  reg [18:0] \$251 ;
-  reg [18:0] \$252 ;
-  reg [18:0] \$253 ;
-  reg [18:0] \$254 ;
-  reg [18:0] \$255 ;
-  reg [18:0] \$256 ;
-  reg [18:0] \$257 ;
-  reg [18:0] \$258 ;
-  reg [18:0] \$259 ;
-  wire [9:0] \$26 ;
-  reg [18:0] \$260 ;
-  reg [18:0] \$261 ;
-  reg [18:0] \$262 ;
-  reg [5:0] \$263 ;
+  wire [19:0] \$220 ;
+  wire [19:0] \$221 ;
+  wire \$222 ;
+  wire [19:0] \$223 ;
+  wire [19:0] \$224 ;
+  wire [19:0] \$225 ;
+  wire [19:0] \$226 ;
+  wire \$227 ;
+  wire [4:0] \$228 ;
+  wire \$229 ;
+  wire [9:0] \$23 ;
+  wire \$230 ;
+  wire [7:0] \$231 ;
+  wire [2:0] \$232 ;
+  reg [19:0] \$233 ;
+  reg [25:0] \$234 ;
+  reg [25:0] \$235 ;
+  reg [25:0] \$236 ;
+  reg [16:0] \$237 ;
+  reg [16:0] \$238 ;
+  reg [9:0] \$239 ;
+  wire [9:0] \$24 ;
+  reg [9:0] \$240 ;
+  reg [37:0] \$241 ;
+  reg [37:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg [37:0] \$244 ;
+  reg [37:0] \$245 ;
+  reg [1:0] \$246 ;
+  reg [19:0] \$247 ;
+  reg [19:0] \$248 ;
+  reg \$249 ;
+  wire [4:0] \$25 ;
+  reg [2:0] \$250 ;
+  reg \$251 ;
+  reg [5:0] \$252 ;
+  reg [11:0] \$253 ;
+  reg [6:0] \$254 ;
+  reg [3:0] \$255 ;
+  reg [36:0] \$256 ;
+  reg \$257 ;
+  reg [27:0] \$258 ;
+  reg [1:0] \$259 ;
+  wire \$26 ;
+  reg [5:0] \$260 ;
+  reg [2:0] \$261 ;
+  reg \$262 ;
+  reg [4:0] \$263 ;
   reg \$264 ;
-  reg [4:0] \$265 ;
+  reg \$265 ;
   reg \$266 ;
-  reg [3:0] \$267 ;
+  reg \$267 ;
   reg [18:0] \$268 ;
-  reg [8:0] \$269 ;
-  wire [4:0] \$27 ;
-  reg \$270 ;
+  reg [18:0] \$269 ;
+  wire \$27 ;
+  reg [18:0] \$270 ;
+  reg [18:0] \$271 ;
+  reg [18:0] \$272 ;
+  reg [18:0] \$273 ;
+  reg [18:0] \$274 ;
+  reg [18:0] \$275 ;
+  reg [18:0] \$276 ;
+  reg [18:0] \$277 ;
+  reg [18:0] \$278 ;
+  reg [18:0] \$279 ;
   wire \$28 ;
-  wire \$29 ;
-  wire [20:0] \$3 ;
+  reg [18:0] \$280 ;
+  reg [18:0] \$281 ;
+  reg [18:0] \$282 ;
+  reg [18:0] \$283 ;
+  reg [18:0] \$284 ;
+  reg [18:0] \$285 ;
+  reg [18:0] \$286 ;
+  reg [18:0] \$287 ;
+  reg [5:0] \$288 ;
+  reg \$289 ;
+  wire [12:0] \$29 ;
+  reg [4:0] \$290 ;
+  reg \$291 ;
+  reg [3:0] \$292 ;
+  reg [18:0] \$293 ;
+  reg [8:0] \$294 ;
+  reg \$295 ;
+  reg [18:0] \$3 ;
   wire \$30 ;
-  wire [12:0] \$31 ;
-  wire \$32 ;
+  wire \$31 ;
+  reg \$32 ;
   wire \$33 ;
-  reg \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [7:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [18:0] \$4 ;
+  wire \$34 ;
+  wire [7:0] \$35 ;
+  wire [8:0] \$36 ;
+  wire [9:0] \$37 ;
+  wire \$38 ;
+  wire [5:0] \$39 ;
+  wire [20:0] \$4 ;
   wire \$40 ;
-  wire [5:0] \$41 ;
-  wire \$42 ;
+  wire \$41 ;
+  reg \$42 ;
   wire \$43 ;
-  reg \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire [5:0] \$47 ;
-  wire [6:0] \$48 ;
-  wire [6:0] \$49 ;
-  wire [18:0] \$5 ;
-  wire [6:0] \$50 ;
-  wire \$51 ;
-  wire [6:0] \$52 ;
-  wire [7:0] \$53 ;
-  wire [6:0] \$54 ;
-  wire [7:0] \$55 ;
-  wire \$56 ;
-  wire [12:0] \$57 ;
-  wire \$58 ;
-  wire [7:0] \$59 ;
-  wire [20:0] \$6 ;
-  wire [7:0] \$60 ;
-  wire [7:0] \$61 ;
+  wire \$44 ;
+  wire [5:0] \$45 ;
+  wire [6:0] \$46 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  reg \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire [5:0] \$54 ;
+  wire [6:0] \$55 ;
+  wire [5:0] \$56 ;
+  wire [6:0] \$57 ;
+  wire [6:0] \$58 ;
+  wire [6:0] \$59 ;
+  wire [6:0] \$6 ;
+  wire \$60 ;
+  wire [6:0] \$61 ;
   wire [7:0] \$62 ;
-  wire [7:0] \$63 ;
-  wire \$64 ;
+  wire [6:0] \$63 ;
+  wire [7:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [12:0] \$66 ;
   wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
+  wire [7:0] \$68 ;
+  wire [7:0] \$69 ;
+  wire [6:0] \$7 ;
+  wire [7:0] \$70 ;
+  wire [7:0] \$71 ;
+  wire [7:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [16:0] \$76 ;
-  wire [16:0] \$77 ;
+  wire \$76 ;
+  wire \$77 ;
   wire \$78 ;
   wire \$79 ;
-  wire [6:0] \$8 ;
-  wire [17:0] \$80 ;
-  wire [17:0] \$81 ;
-  wire [17:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [3:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [4:0] \$87 ;
-  wire [5:0] \$88 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [16:0] \$85 ;
+  wire [16:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
   wire \$89 ;
   wire [6:0] \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire [6:0] \$92 ;
-  wire [12:0] \$93 ;
-  wire \$94 ;
-  wire [7:0] \$95 ;
+  wire [17:0] \$91 ;
+  wire [17:0] \$92 ;
+  wire [17:0] \$93 ;
+  wire [17:0] \$94 ;
+  wire [3:0] \$95 ;
   wire \$96 ;
-  wire [7:0] \$97 ;
-  wire [7:0] \$98 ;
-  wire [8:0] \$99 ;
+  wire \$97 ;
+  wire [4:0] \$98 ;
+  wire [5:0] \$99 ;
+  reg [25:0] \$like  = 26'h0000000;
+  reg [37:0] \$like$20  = 38'h0000000000;
+  wire [18:0] \$like$20[0] ;
+  wire [18:0] \$like$20[1] ;
+  reg [25:0] \$like$81  = 26'h0000000;
+  wire [6:0] \$like$81.acc_addr ;
+  wire [6:0] \$like$81.b_addr ;
+  wire \$like$81.bias ;
+  wire [8:0] \$like$81.delta ;
+  wire \$like$81.shift ;
+  wire \$like$81.valid ;
+  wire [6:0] \$like.acc_addr ;
+  wire [6:0] \$like.b_addr ;
+  wire \$like.bias ;
+  wire [8:0] \$like.delta ;
+  wire \$like.shift ;
+  wire \$like.valid ;
   reg \$signal  = 1'h0;
-  reg \$signal$92  = 1'h0;
-  wire [6:0] \$signature__addr ;
-  reg [5:0] \$signature__addr$45 ;
-  reg [4:0] \$signature__addr$50 ;
-  reg [5:0] \$signature__addr$56 ;
-  reg [5:0] \$signature__addr$58 ;
+  reg \$signal$95  = 1'h0;
+  reg [5:0] \$signature__addr ;
+  reg [4:0] \$signature__addr$51 ;
+  reg [5:0] \$signature__addr$57 ;
   reg [5:0] \$signature__addr$59 ;
-  reg [11:0] \$signature__addr$66 ;
+  reg [5:0] \$signature__addr$60 ;
   wire [7:0] \$signature__data ;
-  reg [7:0] \$signature__data$47 ;
-  reg [7:0] \$signature__data$51 ;
-  reg [7:0] \$signature__data$61 ;
-  wire [15:0] \$signature__data$80 ;
-  wire [7:0] \$signature__data$80[0] ;
-  wire [7:0] \$signature__data$80[1] ;
-  wire [37:0] \$signature__data$85 ;
-  wire [18:0] \$signature__data$85[0] ;
-  wire [18:0] \$signature__data$85[1] ;
-  wire [7:0] \$signature__data$89 ;
+  reg [7:0] \$signature__data$48 ;
+  reg [7:0] \$signature__data$52 ;
+  reg [7:0] \$signature__data$62 ;
+  wire [7:0] \$signature__data$92 ;
   reg \$signature__en ;
-  reg \$signature__en$53 ;
-  reg \$signature__en$62 ;
+  reg \$signature__en$54 ;
+  reg \$signature__en$63 ;
   reg [18:0] acc0 = 19'h00000;
   reg [18:0] acc1 = 19'h00000;
   reg [18:0] acc2 = 19'h00000;
@@ -315,8 +349,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire acc_wr__en;
   reg [6:0] act_acc_addr;
   reg [2:0] act_q = 3'h0;
+  reg [11:0] addr;
   reg [19:0] aligned0 = 20'h00000;
   reg [19:0] aligned1 = 20'h00000;
+  wire [6:0] b_rd__addr;
+  wire [37:0] b_rd__data;
+  wire [18:0] \b_rd__data[0] ;
+  wire [18:0] \b_rd__data[1] ;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
   reg [37:0] bias_q = 38'h0000000000;
@@ -334,6 +373,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \cur.is_h ;
   wire [11:0] \cur.w_addr ;
   reg cur_active = 1'h0;
+  wire [15:0] data;
+  wire [7:0] \data[0] ;
+  wire [7:0] \data[1] ;
   reg [19:0] e1 = 20'h00000;
   wire [5:0] \e1.col ;
   wire \e1.is_h ;
@@ -346,10 +388,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \e2.valid ;
   wire [7:0] \e2.value ;
   wire [11:0] \e2.w_addr ;
+  reg early = 1'h0;
   reg [5:0] elem = 6'h00;
   reg [5:0] enc_col = 6'h00;
   reg [11:0] enc_w = 12'h000;
-  reg forward = 1'h0;
   reg fresh = 1'h1;
   reg [4:0] g_grp = 5'h00;
   reg [18:0] gate0_0_0 = 19'h00000;
@@ -394,9 +436,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [1:0] lane = 2'h0;
-  reg [37:0] last_sum = 38'h0000000000;
-  wire [18:0] \last_sum[0] ;
-  wire [18:0] \last_sum[1] ;
+  reg [7:0] last = 8'h00;
+  wire [6:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [37:0] last_sum2 = 38'h0000000000;
+  wire [18:0] \last_sum2[0] ;
+  wire [18:0] \last_sum2[1] ;
   wire [3:0] level;
   output [8:0] o__payload;
   reg [8:0] o__payload = 9'h000;
@@ -414,6 +459,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire o_valid;
   reg [3:0] out_idx = 4'h0;
   reg [18:0] out_word = 19'h00000;
+  reg [1:0] pick = 2'h0;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   wire [27:0] pushed;
@@ -433,13 +479,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [8:0] \s1.delta ;
   wire \s1.shift ;
   wire \s1.valid ;
-  reg [25:0] s1b = 26'h0000000;
-  wire [6:0] \s1b.acc_addr ;
-  wire [6:0] \s1b.b_addr ;
-  wire \s1b.bias ;
-  wire [8:0] \s1b.delta ;
-  wire \s1b.shift ;
-  wire \s1b.valid ;
   reg [9:0] s2 = 10'h000;
   wire [6:0] \s2.acc_addr ;
   wire \s2.bias ;
@@ -458,9 +497,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire valid_out;
   reg [27:0] w_data;
   reg w_en;
-  reg [15:0] w_word = 16'h0000;
-  wire [7:0] \w_word[0] ;
-  wire [7:0] \w_word[1] ;
   reg [4:0] \wait  = 5'h00;
   reg [37:0] acc_mem [68:0];
   initial begin
@@ -538,11 +574,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     if (s3[0])
       acc_mem[s3[7:1]] <= acc_wr__data;
   end
-  reg [6:0] _0_;
+  reg [37:0] _0_;
   always @(posedge clk) begin
-    _0_ <= acc_rd__addr;
+    _0_ <= acc_mem[acc_rd__addr];
   end
-  assign acc_rd__data = acc_mem[_0_];
+  assign acc_rd__data = _0_;
   reg [37:0] b_mem [68:0];
   initial begin
     b_mem[0] = 38'h009d6808a3;
@@ -617,9 +653,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   reg [37:0] _1_;
   always @(posedge clk) begin
-    _1_ <= b_mem[s1b[14:8]];
+    _1_ <= b_mem[\$like [14:8]];
   end
-  assign \$signature__data$85  = _1_;
+  assign b_rd__data = _1_;
   reg [7:0] c_mem [31:0];
   initial begin
     c_mem[0] = 8'h00;
@@ -656,8 +692,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     c_mem[31] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$53 )
-      c_mem[\$signature__addr$50 ] <= \$signature__data$51 ;
+    if (\$signature__en$54 )
+      c_mem[\$signature__addr$51 ] <= \$signature__data$52 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
@@ -704,14 +740,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     hat_mem[35] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$62 )
-      hat_mem[\$signature__addr$59 ] <= \$signature__data$61 ;
+    if (\$signature__en$63 )
+      hat_mem[\$signature__addr$60 ] <= \$signature__data$62 ;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
-    _3_ <= hat_mem[\$signature__addr$58 ];
+    _3_ <= hat_mem[\$signature__addr$59 ];
   end
-  assign \$signature__data$89  = _3_;
+  assign \$signature__data$92  = _3_;
   reg [7:0] v_mem [35:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -753,2790 +789,342 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr$45 ] <= \$signature__data$47 ;
+      v_mem[\$signature__addr ] <= \$signature__data$48 ;
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
-    _4_ <= v_mem[\$signature__addr$56 ];
+    _4_ <= v_mem[\$signature__addr$57 ];
   end
   assign \$signature__data  = _4_;
-  reg [15:0] w_mem [2463:0];
-  initial begin
-    w_mem[0] = 16'h060f;
-    w_mem[1] = 16'h0e02;
-    w_mem[2] = 16'h1417;
-    w_mem[3] = 16'h28f9;
-    w_mem[4] = 16'hdf07;
-    w_mem[5] = 16'h20e1;
-    w_mem[6] = 16'h3d45;
-    w_mem[7] = 16'h27d6;
-    w_mem[8] = 16'h27f0;
-    w_mem[9] = 16'h2210;
-    w_mem[10] = 16'hfbf5;
-    w_mem[11] = 16'he83a;
-    w_mem[12] = 16'h101b;
-    w_mem[13] = 16'h243f;
-    w_mem[14] = 16'h0f04;
-    w_mem[15] = 16'hd4f3;
-    w_mem[16] = 16'h1914;
-    w_mem[17] = 16'h090a;
-    w_mem[18] = 16'hea08;
-    w_mem[19] = 16'h1ce6;
-    w_mem[20] = 16'hfc17;
-    w_mem[21] = 16'h47eb;
-    w_mem[22] = 16'h0210;
-    w_mem[23] = 16'hf318;
-    w_mem[24] = 16'he501;
-    w_mem[25] = 16'h08f3;
-    w_mem[26] = 16'h1717;
-    w_mem[27] = 16'hfef4;
-    w_mem[28] = 16'h2a07;
-    w_mem[29] = 16'hdde9;
-    w_mem[30] = 16'h22f5;
-    w_mem[31] = 16'h0a1b;
-    w_mem[32] = 16'hfdd5;
-    w_mem[33] = 16'h292d;
-    w_mem[34] = 16'h1ad0;
-    w_mem[35] = 16'h12f4;
-    w_mem[36] = 16'h17e4;
-    w_mem[37] = 16'he00a;
-    w_mem[38] = 16'h1d01;
-    w_mem[39] = 16'hdef4;
-    w_mem[40] = 16'he50a;
-    w_mem[41] = 16'h2fff;
-    w_mem[42] = 16'hd82d;
-    w_mem[43] = 16'h08cd;
-    w_mem[44] = 16'hc81c;
-    w_mem[45] = 16'h47e8;
-    w_mem[46] = 16'hd7fc;
-    w_mem[47] = 16'hf115;
-    w_mem[48] = 16'h2f2f;
-    w_mem[49] = 16'h5000;
-    w_mem[50] = 16'h2725;
-    w_mem[51] = 16'h581a;
-    w_mem[52] = 16'hd833;
-    w_mem[53] = 16'h291e;
-    w_mem[54] = 16'h454c;
-    w_mem[55] = 16'h0e18;
-    w_mem[56] = 16'h2ffa;
-    w_mem[57] = 16'h381d;
-    w_mem[58] = 16'h142c;
-    w_mem[59] = 16'h025a;
-    w_mem[60] = 16'h2525;
-    w_mem[61] = 16'h2a1f;
-    w_mem[62] = 16'h2bf6;
-    w_mem[63] = 16'h113a;
-    w_mem[64] = 16'hf11e;
-    w_mem[65] = 16'h080e;
-    w_mem[66] = 16'h021b;
-    w_mem[67] = 16'h40f1;
-    w_mem[68] = 16'h0c14;
-    w_mem[69] = 16'h00e3;
-    w_mem[70] = 16'hfa26;
-    w_mem[71] = 16'h06e8;
-    w_mem[72] = 16'h1420;
-    w_mem[73] = 16'hf9e8;
-    w_mem[74] = 16'h03df;
-    w_mem[75] = 16'hebf8;
-    w_mem[76] = 16'h0cf9;
-    w_mem[77] = 16'h121c;
-    w_mem[78] = 16'h072a;
-    w_mem[79] = 16'hf70a;
-    w_mem[80] = 16'h06fb;
-    w_mem[81] = 16'h35fb;
-    w_mem[82] = 16'hf700;
-    w_mem[83] = 16'hf70a;
-    w_mem[84] = 16'h04fc;
-    w_mem[85] = 16'h0400;
-    w_mem[86] = 16'h0bd1;
-    w_mem[87] = 16'h3a1d;
-    w_mem[88] = 16'h0c05;
-    w_mem[89] = 16'h0d05;
-    w_mem[90] = 16'h0a13;
-    w_mem[91] = 16'hfe00;
-    w_mem[92] = 16'hfb0a;
-    w_mem[93] = 16'hebf3;
-    w_mem[94] = 16'h0c26;
-    w_mem[95] = 16'hc80f;
-    w_mem[96] = 16'h0f0f;
-    w_mem[97] = 16'h0f0a;
-    w_mem[98] = 16'he205;
-    w_mem[99] = 16'h31e2;
-    w_mem[100] = 16'h1df1;
-    w_mem[101] = 16'h09fd;
-    w_mem[102] = 16'hf8cb;
-    w_mem[103] = 16'hffed;
-    w_mem[104] = 16'h0915;
-    w_mem[105] = 16'hf8d9;
-    w_mem[106] = 16'he329;
-    w_mem[107] = 16'h0f10;
-    w_mem[108] = 16'he923;
-    w_mem[109] = 16'h45ca;
-    w_mem[110] = 16'hc2f8;
-    w_mem[111] = 16'hd208;
-    w_mem[112] = 16'h1a25;
-    w_mem[113] = 16'h25fd;
-    w_mem[114] = 16'h130e;
-    w_mem[115] = 16'h4808;
-    w_mem[116] = 16'h060a;
-    w_mem[117] = 16'hf103;
-    w_mem[118] = 16'h02f6;
-    w_mem[119] = 16'h2a25;
-    w_mem[120] = 16'h2909;
-    w_mem[121] = 16'h140c;
-    w_mem[122] = 16'h2c0e;
-    w_mem[123] = 16'h032d;
-    w_mem[124] = 16'h09ff;
-    w_mem[125] = 16'h1302;
-    w_mem[126] = 16'h1d1a;
-    w_mem[127] = 16'h0d35;
-    w_mem[128] = 16'h0ce2;
-    w_mem[129] = 16'hffff;
-    w_mem[130] = 16'h06f2;
-    w_mem[131] = 16'hc901;
-    w_mem[132] = 16'h240c;
-    w_mem[133] = 16'hea19;
-    w_mem[134] = 16'h1ff0;
-    w_mem[135] = 16'h1704;
-    w_mem[136] = 16'h1336;
-    w_mem[137] = 16'hfaf5;
-    w_mem[138] = 16'h51da;
-    w_mem[139] = 16'he6fc;
-    w_mem[140] = 16'hf1f3;
-    w_mem[141] = 16'habdf;
-    w_mem[142] = 16'hf81e;
-    w_mem[143] = 16'h29de;
-    w_mem[144] = 16'h23f7;
-    w_mem[145] = 16'h2507;
-    w_mem[146] = 16'h3c21;
-    w_mem[147] = 16'hf328;
-    w_mem[148] = 16'h05fc;
-    w_mem[149] = 16'hf60c;
-    w_mem[150] = 16'h31ec;
-    w_mem[151] = 16'h6826;
-    w_mem[152] = 16'h2803;
-    w_mem[153] = 16'hd11d;
-    w_mem[154] = 16'hc310;
-    w_mem[155] = 16'h140a;
-    w_mem[156] = 16'h0413;
-    w_mem[157] = 16'h3e2d;
-    w_mem[158] = 16'h1414;
-    w_mem[159] = 16'hdd09;
-    w_mem[160] = 16'h3df4;
-    w_mem[161] = 16'he0f8;
-    w_mem[162] = 16'hf5f1;
-    w_mem[163] = 16'h16ee;
-    w_mem[164] = 16'hedf8;
-    w_mem[165] = 16'h0b11;
-    w_mem[166] = 16'hdfe3;
-    w_mem[167] = 16'h3605;
-    w_mem[168] = 16'h17e1;
-    w_mem[169] = 16'hcde0;
-    w_mem[170] = 16'h101f;
-    w_mem[171] = 16'h0d2a;
-    w_mem[172] = 16'hfe0b;
-    w_mem[173] = 16'h1bdf;
-    w_mem[174] = 16'hd4e7;
-    w_mem[175] = 16'h061f;
-    w_mem[176] = 16'h02ec;
-    w_mem[177] = 16'he9ff;
-    w_mem[178] = 16'h52f3;
-    w_mem[179] = 16'hf307;
-    w_mem[180] = 16'h29fb;
-    w_mem[181] = 16'hdee5;
-    w_mem[182] = 16'h1be1;
-    w_mem[183] = 16'h1818;
-    w_mem[184] = 16'h160e;
-    w_mem[185] = 16'he6fd;
-    w_mem[186] = 16'h08f2;
-    w_mem[187] = 16'hf5ff;
-    w_mem[188] = 16'hf8f4;
-    w_mem[189] = 16'h171f;
-    w_mem[190] = 16'h0332;
-    w_mem[191] = 16'hfa0a;
-    w_mem[192] = 16'h27f3;
-    w_mem[193] = 16'h28f7;
-    w_mem[194] = 16'h17f0;
-    w_mem[195] = 16'he81b;
-    w_mem[196] = 16'h12af;
-    w_mem[197] = 16'h0f17;
-    w_mem[198] = 16'h1602;
-    w_mem[199] = 16'h14e2;
-    w_mem[200] = 16'h112f;
-    w_mem[201] = 16'hdcf7;
-    w_mem[202] = 16'h0ee1;
-    w_mem[203] = 16'heef5;
-    w_mem[204] = 16'h04fc;
-    w_mem[205] = 16'hf2c2;
-    w_mem[206] = 16'hf011;
-    w_mem[207] = 16'h1b00;
-    w_mem[208] = 16'h2d29;
-    w_mem[209] = 16'h0212;
-    w_mem[210] = 16'h2920;
-    w_mem[211] = 16'h050a;
-    w_mem[212] = 16'h21d2;
-    w_mem[213] = 16'h3cfb;
-    w_mem[214] = 16'h1933;
-    w_mem[215] = 16'h2927;
-    w_mem[216] = 16'h00ff;
-    w_mem[217] = 16'hf60d;
-    w_mem[218] = 16'h0a2c;
-    w_mem[219] = 16'h3303;
-    w_mem[220] = 16'h362a;
-    w_mem[221] = 16'h421f;
-    w_mem[222] = 16'h0305;
-    w_mem[223] = 16'hee15;
-    w_mem[224] = 16'h33dc;
-    w_mem[225] = 16'he019;
-    w_mem[226] = 16'h1ae8;
-    w_mem[227] = 16'h191a;
-    w_mem[228] = 16'hdcf6;
-    w_mem[229] = 16'hf104;
-    w_mem[230] = 16'h0220;
-    w_mem[231] = 16'h1221;
-    w_mem[232] = 16'he6e8;
-    w_mem[233] = 16'h07d3;
-    w_mem[234] = 16'h1a1d;
-    w_mem[235] = 16'h0604;
-    w_mem[236] = 16'hf310;
-    w_mem[237] = 16'h0f05;
-    w_mem[238] = 16'hfded;
-    w_mem[239] = 16'h462b;
-    w_mem[240] = 16'h1116;
-    w_mem[241] = 16'h1013;
-    w_mem[242] = 16'h130e;
-    w_mem[243] = 16'hf90a;
-    w_mem[244] = 16'h2cd7;
-    w_mem[245] = 16'h01e8;
-    w_mem[246] = 16'h0a01;
-    w_mem[247] = 16'hf129;
-    w_mem[248] = 16'he103;
-    w_mem[249] = 16'hce0d;
-    w_mem[250] = 16'h040a;
-    w_mem[251] = 16'h1ff6;
-    w_mem[252] = 16'h3411;
-    w_mem[253] = 16'h1514;
-    w_mem[254] = 16'h271f;
-    w_mem[255] = 16'h0d15;
-    w_mem[256] = 16'h0b0f;
-    w_mem[257] = 16'he2f7;
-    w_mem[258] = 16'hf6ea;
-    w_mem[259] = 16'hfdf8;
-    w_mem[260] = 16'hf2e2;
-    w_mem[261] = 16'h2cf4;
-    w_mem[262] = 16'h0b07;
-    w_mem[263] = 16'h1eed;
-    w_mem[264] = 16'h03f1;
-    w_mem[265] = 16'hda18;
-    w_mem[266] = 16'h1802;
-    w_mem[267] = 16'h2af4;
-    w_mem[268] = 16'h1c07;
-    w_mem[269] = 16'h0104;
-    w_mem[270] = 16'h2be8;
-    w_mem[271] = 16'h110e;
-    w_mem[272] = 16'h1606;
-    w_mem[273] = 16'h0afa;
-    w_mem[274] = 16'hfcfc;
-    w_mem[275] = 16'hf902;
-    w_mem[276] = 16'hfc12;
-    w_mem[277] = 16'hec05;
-    w_mem[278] = 16'h020b;
-    w_mem[279] = 16'hfc34;
-    w_mem[280] = 16'hedf6;
-    w_mem[281] = 16'h0018;
-    w_mem[282] = 16'hf904;
-    w_mem[283] = 16'h240b;
-    w_mem[284] = 16'h2d00;
-    w_mem[285] = 16'h1b0b;
-    w_mem[286] = 16'h1fe1;
-    w_mem[287] = 16'h4614;
-    w_mem[288] = 16'hf601;
-    w_mem[289] = 16'h0b06;
-    w_mem[290] = 16'hee17;
-    w_mem[291] = 16'h0aeb;
-    w_mem[292] = 16'h02f5;
-    w_mem[293] = 16'hfbf7;
-    w_mem[294] = 16'hf904;
-    w_mem[295] = 16'he40b;
-    w_mem[296] = 16'h0809;
-    w_mem[297] = 16'h0bf2;
-    w_mem[298] = 16'h1602;
-    w_mem[299] = 16'hdcff;
-    w_mem[300] = 16'he6fe;
-    w_mem[301] = 16'h1ee6;
-    w_mem[302] = 16'hf4fd;
-    w_mem[303] = 16'h0b13;
-    w_mem[304] = 16'h05fa;
-    w_mem[305] = 16'hfe07;
-    w_mem[306] = 16'hfb09;
-    w_mem[307] = 16'hfefd;
-    w_mem[308] = 16'h08fe;
-    w_mem[309] = 16'h04f0;
-    w_mem[310] = 16'hf607;
-    w_mem[311] = 16'hf4e8;
-    w_mem[312] = 16'he8e7;
-    w_mem[313] = 16'hf307;
-    w_mem[314] = 16'h3416;
-    w_mem[315] = 16'h3e10;
-    w_mem[316] = 16'h3808;
-    w_mem[317] = 16'hf907;
-    w_mem[318] = 16'h2007;
-    w_mem[319] = 16'h1aea;
-    w_mem[320] = 16'h1816;
-    w_mem[321] = 16'h1ff3;
-    w_mem[322] = 16'he0f8;
-    w_mem[323] = 16'h2212;
-    w_mem[324] = 16'hee34;
-    w_mem[325] = 16'hd60d;
-    w_mem[326] = 16'h0e02;
-    w_mem[327] = 16'hf128;
-    w_mem[328] = 16'hf3da;
-    w_mem[329] = 16'hf30e;
-    w_mem[330] = 16'he312;
-    w_mem[331] = 16'h031f;
-    w_mem[332] = 16'hee0e;
-    w_mem[333] = 16'h1101;
-    w_mem[334] = 16'he813;
-    w_mem[335] = 16'hf21c;
-    w_mem[336] = 16'h08fd;
-    w_mem[337] = 16'h2f0a;
-    w_mem[338] = 16'h1c19;
-    w_mem[339] = 16'h1205;
-    w_mem[340] = 16'hfbdf;
-    w_mem[341] = 16'h0412;
-    w_mem[342] = 16'h19e8;
-    w_mem[343] = 16'hfe12;
-    w_mem[344] = 16'h0806;
-    w_mem[345] = 16'h16ef;
-    w_mem[346] = 16'hee11;
-    w_mem[347] = 16'hee11;
-    w_mem[348] = 16'hebfa;
-    w_mem[349] = 16'hda18;
-    w_mem[350] = 16'h0422;
-    w_mem[351] = 16'h1801;
-    w_mem[352] = 16'h01f6;
-    w_mem[353] = 16'h05f7;
-    w_mem[354] = 16'h0de9;
-    w_mem[355] = 16'h0506;
-    w_mem[356] = 16'hfee7;
-    w_mem[357] = 16'hfc0e;
-    w_mem[358] = 16'hfcf4;
-    w_mem[359] = 16'h17fe;
-    w_mem[360] = 16'h080d;
-    w_mem[361] = 16'h000d;
-    w_mem[362] = 16'heefa;
-    w_mem[363] = 16'h0411;
-    w_mem[364] = 16'h070f;
-    w_mem[365] = 16'h0913;
-    w_mem[366] = 16'hf0fb;
-    w_mem[367] = 16'he4ff;
-    w_mem[368] = 16'h10fc;
-    w_mem[369] = 16'h2cfc;
-    w_mem[370] = 16'h10ff;
-    w_mem[371] = 16'h2c1b;
-    w_mem[372] = 16'h02f4;
-    w_mem[373] = 16'h0615;
-    w_mem[374] = 16'h10fb;
-    w_mem[375] = 16'h1202;
-    w_mem[376] = 16'h06fa;
-    w_mem[377] = 16'h0209;
-    w_mem[378] = 16'he20e;
-    w_mem[379] = 16'hf8fd;
-    w_mem[380] = 16'he214;
-    w_mem[381] = 16'h0112;
-    w_mem[382] = 16'he7f4;
-    w_mem[383] = 16'hfc0f;
-    w_mem[384] = 16'h130b;
-    w_mem[385] = 16'hfd0d;
-    w_mem[386] = 16'h0518;
-    w_mem[387] = 16'h141d;
-    w_mem[388] = 16'h1203;
-    w_mem[389] = 16'hfbf5;
-    w_mem[390] = 16'h0217;
-    w_mem[391] = 16'h111f;
-    w_mem[392] = 16'h20f9;
-    w_mem[393] = 16'h15fb;
-    w_mem[394] = 16'h2641;
-    w_mem[395] = 16'h0c14;
-    w_mem[396] = 16'hff1f;
-    w_mem[397] = 16'h2f1e;
-    w_mem[398] = 16'h0b1a;
-    w_mem[399] = 16'h180c;
-    w_mem[400] = 16'h1019;
-    w_mem[401] = 16'h0016;
-    w_mem[402] = 16'h030c;
-    w_mem[403] = 16'h000f;
-    w_mem[404] = 16'h1901;
-    w_mem[405] = 16'h0efb;
-    w_mem[406] = 16'hf30d;
-    w_mem[407] = 16'hfc1f;
-    w_mem[408] = 16'h0a02;
-    w_mem[409] = 16'h16ff;
-    w_mem[410] = 16'h0a05;
-    w_mem[411] = 16'h0a09;
-    w_mem[412] = 16'h0204;
-    w_mem[413] = 16'h06f5;
-    w_mem[414] = 16'h030f;
-    w_mem[415] = 16'h1204;
-    w_mem[416] = 16'hf1fd;
-    w_mem[417] = 16'hfc09;
-    w_mem[418] = 16'h090c;
-    w_mem[419] = 16'hf9fd;
-    w_mem[420] = 16'hf3f5;
-    w_mem[421] = 16'hfffe;
-    w_mem[422] = 16'h0c0f;
-    w_mem[423] = 16'hf715;
-    w_mem[424] = 16'hfbea;
-    w_mem[425] = 16'hef07;
-    w_mem[426] = 16'hf9fa;
-    w_mem[427] = 16'hf500;
-    w_mem[428] = 16'hed06;
-    w_mem[429] = 16'hfb0f;
-    w_mem[430] = 16'h0afb;
-    w_mem[431] = 16'hf3fd;
-    w_mem[432] = 16'h2f1d;
-    w_mem[433] = 16'h0b11;
-    w_mem[434] = 16'h1829;
-    w_mem[435] = 16'h001e;
-    w_mem[436] = 16'h0903;
-    w_mem[437] = 16'h0711;
-    w_mem[438] = 16'h0736;
-    w_mem[439] = 16'h1232;
-    w_mem[440] = 16'h0d02;
-    w_mem[441] = 16'h1309;
-    w_mem[442] = 16'h303c;
-    w_mem[443] = 16'h1419;
-    w_mem[444] = 16'hfb2d;
-    w_mem[445] = 16'h321b;
-    w_mem[446] = 16'h272b;
-    w_mem[447] = 16'h2f03;
-    w_mem[448] = 16'h1519;
-    w_mem[449] = 16'he11c;
-    w_mem[450] = 16'h3b05;
-    w_mem[451] = 16'hf310;
-    w_mem[452] = 16'h1402;
-    w_mem[453] = 16'he509;
-    w_mem[454] = 16'h0f22;
-    w_mem[455] = 16'h1ded;
-    w_mem[456] = 16'hf401;
-    w_mem[457] = 16'h1104;
-    w_mem[458] = 16'h07ef;
-    w_mem[459] = 16'h1a17;
-    w_mem[460] = 16'h1a0c;
-    w_mem[461] = 16'h0d0a;
-    w_mem[462] = 16'h1cfe;
-    w_mem[463] = 16'h2208;
-    w_mem[464] = 16'he30d;
-    w_mem[465] = 16'hf809;
-    w_mem[466] = 16'h0324;
-    w_mem[467] = 16'hfcfb;
-    w_mem[468] = 16'h220a;
-    w_mem[469] = 16'h181f;
-    w_mem[470] = 16'h0f0e;
-    w_mem[471] = 16'hfeee;
-    w_mem[472] = 16'h0b14;
-    w_mem[473] = 16'hfc02;
-    w_mem[474] = 16'h1308;
-    w_mem[475] = 16'h05f6;
-    w_mem[476] = 16'hf4fb;
-    w_mem[477] = 16'h020a;
-    w_mem[478] = 16'h0512;
-    w_mem[479] = 16'he104;
-    w_mem[480] = 16'hfb03;
-    w_mem[481] = 16'h04f7;
-    w_mem[482] = 16'h04fb;
-    w_mem[483] = 16'hfa12;
-    w_mem[484] = 16'he70d;
-    w_mem[485] = 16'h10fb;
-    w_mem[486] = 16'h1a09;
-    w_mem[487] = 16'hf8ec;
-    w_mem[488] = 16'hf5fa;
-    w_mem[489] = 16'h080c;
-    w_mem[490] = 16'h07f3;
-    w_mem[491] = 16'h00f5;
-    w_mem[492] = 16'hfa08;
-    w_mem[493] = 16'h0408;
-    w_mem[494] = 16'hfe16;
-    w_mem[495] = 16'hf0f7;
-    w_mem[496] = 16'h1a07;
-    w_mem[497] = 16'hf802;
-    w_mem[498] = 16'h081c;
-    w_mem[499] = 16'h0bf7;
-    w_mem[500] = 16'h121c;
-    w_mem[501] = 16'h0409;
-    w_mem[502] = 16'h1515;
-    w_mem[503] = 16'h20fd;
-    w_mem[504] = 16'hf90b;
-    w_mem[505] = 16'h070b;
-    w_mem[506] = 16'h0e0c;
-    w_mem[507] = 16'h0e11;
-    w_mem[508] = 16'h120f;
-    w_mem[509] = 16'h0905;
-    w_mem[510] = 16'h11f9;
-    w_mem[511] = 16'h0414;
-    w_mem[512] = 16'hf5e1;
-    w_mem[513] = 16'hfdef;
-    w_mem[514] = 16'he702;
-    w_mem[515] = 16'hf5f1;
-    w_mem[516] = 16'he4dc;
-    w_mem[517] = 16'h08fd;
-    w_mem[518] = 16'he1ec;
-    w_mem[519] = 16'heade;
-    w_mem[520] = 16'h0012;
-    w_mem[521] = 16'heaf3;
-    w_mem[522] = 16'h0be3;
-    w_mem[523] = 16'hfce9;
-    w_mem[524] = 16'he9e6;
-    w_mem[525] = 16'hdbe6;
-    w_mem[526] = 16'he903;
-    w_mem[527] = 16'hfbea;
-    w_mem[528] = 16'h1008;
-    w_mem[529] = 16'hfcf1;
-    w_mem[530] = 16'h01fc;
-    w_mem[531] = 16'hfe19;
-    w_mem[532] = 16'he000;
-    w_mem[533] = 16'he509;
-    w_mem[534] = 16'hff15;
-    w_mem[535] = 16'hfb09;
-    w_mem[536] = 16'hf80f;
-    w_mem[537] = 16'he007;
-    w_mem[538] = 16'he710;
-    w_mem[539] = 16'h06d7;
-    w_mem[540] = 16'h150a;
-    w_mem[541] = 16'h0e08;
-    w_mem[542] = 16'hf6fc;
-    w_mem[543] = 16'h2408;
-    w_mem[544] = 16'h070d;
-    w_mem[545] = 16'hf6f7;
-    w_mem[546] = 16'hfd03;
-    w_mem[547] = 16'heef5;
-    w_mem[548] = 16'h09f9;
-    w_mem[549] = 16'hf910;
-    w_mem[550] = 16'hf3fd;
-    w_mem[551] = 16'hfef9;
-    w_mem[552] = 16'h110b;
-    w_mem[553] = 16'hf9f8;
-    w_mem[554] = 16'h04f9;
-    w_mem[555] = 16'h0700;
-    w_mem[556] = 16'hedf9;
-    w_mem[557] = 16'h09f3;
-    w_mem[558] = 16'hfbe7;
-    w_mem[559] = 16'h09ee;
-    w_mem[560] = 16'he3e9;
-    w_mem[561] = 16'hfb04;
-    w_mem[562] = 16'h03ed;
-    w_mem[563] = 16'heeeb;
-    w_mem[564] = 16'h06e7;
-    w_mem[565] = 16'hdafe;
-    w_mem[566] = 16'hf3e0;
-    w_mem[567] = 16'hc4e0;
-    w_mem[568] = 16'he302;
-    w_mem[569] = 16'heef6;
-    w_mem[570] = 16'hf7eb;
-    w_mem[571] = 16'h0bf4;
-    w_mem[572] = 16'hefcc;
-    w_mem[573] = 16'hcee7;
-    w_mem[574] = 16'he000;
-    w_mem[575] = 16'h05e3;
-    w_mem[576] = 16'h1002;
-    w_mem[577] = 16'h0b12;
-    w_mem[578] = 16'he8fd;
-    w_mem[579] = 16'hff16;
-    w_mem[580] = 16'h1a24;
-    w_mem[581] = 16'he3ff;
-    w_mem[582] = 16'he706;
-    w_mem[583] = 16'h0c2d;
-    w_mem[584] = 16'hf402;
-    w_mem[585] = 16'hfbef;
-    w_mem[586] = 16'hf62f;
-    w_mem[587] = 16'h09fd;
-    w_mem[588] = 16'hda0b;
-    w_mem[589] = 16'h08f2;
-    w_mem[590] = 16'h0bff;
-    w_mem[591] = 16'h25ff;
-    w_mem[592] = 16'h1eef;
-    w_mem[593] = 16'h1714;
-    w_mem[594] = 16'hf80d;
-    w_mem[595] = 16'h210f;
-    w_mem[596] = 16'h0ae7;
-    w_mem[597] = 16'h11e7;
-    w_mem[598] = 16'h04f5;
-    w_mem[599] = 16'hec18;
-    w_mem[600] = 16'h0de3;
-    w_mem[601] = 16'h1fd9;
-    w_mem[602] = 16'he6f8;
-    w_mem[603] = 16'heb2c;
-    w_mem[604] = 16'hecfa;
-    w_mem[605] = 16'h02ee;
-    w_mem[606] = 16'h0805;
-    w_mem[607] = 16'hf608;
-    w_mem[608] = 16'h15fe;
-    w_mem[609] = 16'hfa08;
-    w_mem[610] = 16'h04f9;
-    w_mem[611] = 16'h0510;
-    w_mem[612] = 16'hf60b;
-    w_mem[613] = 16'h0cf8;
-    w_mem[614] = 16'h15f5;
-    w_mem[615] = 16'h0822;
-    w_mem[616] = 16'h0ee1;
-    w_mem[617] = 16'he31e;
-    w_mem[618] = 16'hfefc;
-    w_mem[619] = 16'hf510;
-    w_mem[620] = 16'hfa01;
-    w_mem[621] = 16'h0b0d;
-    w_mem[622] = 16'he70d;
-    w_mem[623] = 16'hee12;
-    w_mem[624] = 16'h10eb;
-    w_mem[625] = 16'h07fe;
-    w_mem[626] = 16'hf606;
-    w_mem[627] = 16'hf91e;
-    w_mem[628] = 16'h0cfc;
-    w_mem[629] = 16'hf6f2;
-    w_mem[630] = 16'hf30c;
-    w_mem[631] = 16'h0f13;
-    w_mem[632] = 16'hf5f8;
-    w_mem[633] = 16'hf5ea;
-    w_mem[634] = 16'hdb0b;
-    w_mem[635] = 16'h01e3;
-    w_mem[636] = 16'hdb22;
-    w_mem[637] = 16'h19e9;
-    w_mem[638] = 16'h1aff;
-    w_mem[639] = 16'h0c02;
-    w_mem[640] = 16'hfa13;
-    w_mem[641] = 16'h1407;
-    w_mem[642] = 16'h0e0c;
-    w_mem[643] = 16'h04fc;
-    w_mem[644] = 16'h122d;
-    w_mem[645] = 16'hf113;
-    w_mem[646] = 16'hfc0b;
-    w_mem[647] = 16'h16fd;
-    w_mem[648] = 16'hfe09;
-    w_mem[649] = 16'he0e5;
-    w_mem[650] = 16'hf608;
-    w_mem[651] = 16'h1cf7;
-    w_mem[652] = 16'hfe0b;
-    w_mem[653] = 16'h09f6;
-    w_mem[654] = 16'h0cf7;
-    w_mem[655] = 16'h03fd;
-    w_mem[656] = 16'h2106;
-    w_mem[657] = 16'h080a;
-    w_mem[658] = 16'h190f;
-    w_mem[659] = 16'h1913;
-    w_mem[660] = 16'hf901;
-    w_mem[661] = 16'hff22;
-    w_mem[662] = 16'h12fd;
-    w_mem[663] = 16'hdfef;
-    w_mem[664] = 16'h04f7;
-    w_mem[665] = 16'h0def;
-    w_mem[666] = 16'hf714;
-    w_mem[667] = 16'h020c;
-    w_mem[668] = 16'hfe21;
-    w_mem[669] = 16'h100d;
-    w_mem[670] = 16'h04fe;
-    w_mem[671] = 16'hf2fd;
-    w_mem[672] = 16'h0e00;
-    w_mem[673] = 16'h0608;
-    w_mem[674] = 16'h03fd;
-    w_mem[675] = 16'h0e06;
-    w_mem[676] = 16'hf107;
-    w_mem[677] = 16'h06eb;
-    w_mem[678] = 16'hfff1;
-    w_mem[679] = 16'h07f8;
-    w_mem[680] = 16'heafa;
-    w_mem[681] = 16'h020e;
-    w_mem[682] = 16'hfdfb;
-    w_mem[683] = 16'hd309;
-    w_mem[684] = 16'h06eb;
-    w_mem[685] = 16'h0602;
-    w_mem[686] = 16'h0303;
-    w_mem[687] = 16'hf50c;
-    w_mem[688] = 16'h1700;
-    w_mem[689] = 16'h09fb;
-    w_mem[690] = 16'h0dfd;
-    w_mem[691] = 16'h2d01;
-    w_mem[692] = 16'h0519;
-    w_mem[693] = 16'h0011;
-    w_mem[694] = 16'hf40d;
-    w_mem[695] = 16'h03ff;
-    w_mem[696] = 16'hfafe;
-    w_mem[697] = 16'he9e6;
-    w_mem[698] = 16'h0ff8;
-    w_mem[699] = 16'h15ec;
-    w_mem[700] = 16'h0807;
-    w_mem[701] = 16'h0ef2;
-    w_mem[702] = 16'h1cf2;
-    w_mem[703] = 16'hdd22;
-    w_mem[704] = 16'he204;
-    w_mem[705] = 16'hfe07;
-    w_mem[706] = 16'hdfff;
-    w_mem[707] = 16'h3407;
-    w_mem[708] = 16'hdcfa;
-    w_mem[709] = 16'h0ef2;
-    w_mem[710] = 16'hed01;
-    w_mem[711] = 16'he9fe;
-    w_mem[712] = 16'h22ff;
-    w_mem[713] = 16'h01f6;
-    w_mem[714] = 16'h25f8;
-    w_mem[715] = 16'h00f6;
-    w_mem[716] = 16'h05fe;
-    w_mem[717] = 16'h08dc;
-    w_mem[718] = 16'hf913;
-    w_mem[719] = 16'h1231;
-    w_mem[720] = 16'hf81c;
-    w_mem[721] = 16'h0e03;
-    w_mem[722] = 16'h020b;
-    w_mem[723] = 16'h0116;
-    w_mem[724] = 16'hefd7;
-    w_mem[725] = 16'h0a14;
-    w_mem[726] = 16'h0c0c;
-    w_mem[727] = 16'hfaf7;
-    w_mem[728] = 16'h0ff7;
-    w_mem[729] = 16'h10ec;
-    w_mem[730] = 16'h0108;
-    w_mem[731] = 16'h05ef;
-    w_mem[732] = 16'hf20d;
-    w_mem[733] = 16'hee06;
-    w_mem[734] = 16'hfd06;
-    w_mem[735] = 16'hfe0d;
-    w_mem[736] = 16'hfef2;
-    w_mem[737] = 16'hfb08;
-    w_mem[738] = 16'he707;
-    w_mem[739] = 16'h04f3;
-    w_mem[740] = 16'h12d4;
-    w_mem[741] = 16'he70f;
-    w_mem[742] = 16'hf9fb;
-    w_mem[743] = 16'h0021;
-    w_mem[744] = 16'h0202;
-    w_mem[745] = 16'h0510;
-    w_mem[746] = 16'he7ff;
-    w_mem[747] = 16'h02f1;
-    w_mem[748] = 16'hec12;
-    w_mem[749] = 16'h1702;
-    w_mem[750] = 16'hf0ea;
-    w_mem[751] = 16'he611;
-    w_mem[752] = 16'hef10;
-    w_mem[753] = 16'h2307;
-    w_mem[754] = 16'h010d;
-    w_mem[755] = 16'hfb13;
-    w_mem[756] = 16'he6e5;
-    w_mem[757] = 16'h01fb;
-    w_mem[758] = 16'hecfa;
-    w_mem[759] = 16'h02f6;
-    w_mem[760] = 16'h13e6;
-    w_mem[761] = 16'hfce6;
-    w_mem[762] = 16'h160b;
-    w_mem[763] = 16'hff07;
-    w_mem[764] = 16'hf6f6;
-    w_mem[765] = 16'h01d6;
-    w_mem[766] = 16'h0c15;
-    w_mem[767] = 16'h0d12;
-    w_mem[768] = 16'h092c;
-    w_mem[769] = 16'h1510;
-    w_mem[770] = 16'h2d09;
-    w_mem[771] = 16'h17fb;
-    w_mem[772] = 16'h0c1b;
-    w_mem[773] = 16'hf21d;
-    w_mem[774] = 16'h2933;
-    w_mem[775] = 16'h1102;
-    w_mem[776] = 16'hf802;
-    w_mem[777] = 16'h0d21;
-    w_mem[778] = 16'h0722;
-    w_mem[779] = 16'h171e;
-    w_mem[780] = 16'h111c;
-    w_mem[781] = 16'h3844;
-    w_mem[782] = 16'h4808;
-    w_mem[783] = 16'h192b;
-    w_mem[784] = 16'h0507;
-    w_mem[785] = 16'h1014;
-    w_mem[786] = 16'h0f0b;
-    w_mem[787] = 16'h0ff9;
-    w_mem[788] = 16'h1615;
-    w_mem[789] = 16'h15ff;
-    w_mem[790] = 16'h1603;
-    w_mem[791] = 16'h1117;
-    w_mem[792] = 16'h1428;
-    w_mem[793] = 16'h1216;
-    w_mem[794] = 16'h23f4;
-    w_mem[795] = 16'h0404;
-    w_mem[796] = 16'h0b03;
-    w_mem[797] = 16'h0209;
-    w_mem[798] = 16'h04f7;
-    w_mem[799] = 16'hfd02;
-    w_mem[800] = 16'h0606;
-    w_mem[801] = 16'hfcfd;
-    w_mem[802] = 16'hf7ff;
-    w_mem[803] = 16'hfa04;
-    w_mem[804] = 16'hef0d;
-    w_mem[805] = 16'h1f03;
-    w_mem[806] = 16'hf801;
-    w_mem[807] = 16'h0bfe;
-    w_mem[808] = 16'he704;
-    w_mem[809] = 16'hfef7;
-    w_mem[810] = 16'h0d01;
-    w_mem[811] = 16'hfbfc;
-    w_mem[812] = 16'h0708;
-    w_mem[813] = 16'hfafc;
-    w_mem[814] = 16'hf601;
-    w_mem[815] = 16'h0806;
-    w_mem[816] = 16'h291c;
-    w_mem[817] = 16'h1417;
-    w_mem[818] = 16'h0a26;
-    w_mem[819] = 16'h240b;
-    w_mem[820] = 16'h0b33;
-    w_mem[821] = 16'h231b;
-    w_mem[822] = 16'h2121;
-    w_mem[823] = 16'h3119;
-    w_mem[824] = 16'h0c33;
-    w_mem[825] = 16'h2322;
-    w_mem[826] = 16'h1f1d;
-    w_mem[827] = 16'h1525;
-    w_mem[828] = 16'h1a23;
-    w_mem[829] = 16'h252d;
-    w_mem[830] = 16'h37fc;
-    w_mem[831] = 16'h3126;
-    w_mem[832] = 16'hdce0;
-    w_mem[833] = 16'h07f0;
-    w_mem[834] = 16'he4f3;
-    w_mem[835] = 16'h03e5;
-    w_mem[836] = 16'hfaeb;
-    w_mem[837] = 16'h1502;
-    w_mem[838] = 16'hdece;
-    w_mem[839] = 16'hdb02;
-    w_mem[840] = 16'h040f;
-    w_mem[841] = 16'he9e9;
-    w_mem[842] = 16'hebc2;
-    w_mem[843] = 16'hece2;
-    w_mem[844] = 16'hfad5;
-    w_mem[845] = 16'he0e3;
-    w_mem[846] = 16'hcaee;
-    w_mem[847] = 16'hd40c;
-    w_mem[848] = 16'hdbf3;
-    w_mem[849] = 16'he4ef;
-    w_mem[850] = 16'hddf2;
-    w_mem[851] = 16'hf4e9;
-    w_mem[852] = 16'he6f1;
-    w_mem[853] = 16'hf1f3;
-    w_mem[854] = 16'hecef;
-    w_mem[855] = 16'head3;
-    w_mem[856] = 16'he7f7;
-    w_mem[857] = 16'he5f7;
-    w_mem[858] = 16'he3fb;
-    w_mem[859] = 16'he5d9;
-    w_mem[860] = 16'hf8f4;
-    w_mem[861] = 16'hf0ec;
-    w_mem[862] = 16'hfbfc;
-    w_mem[863] = 16'he3f2;
-    w_mem[864] = 16'hfdfa;
-    w_mem[865] = 16'h0af8;
-    w_mem[866] = 16'h08f5;
-    w_mem[867] = 16'heafb;
-    w_mem[868] = 16'h07fc;
-    w_mem[869] = 16'heefe;
-    w_mem[870] = 16'h0bf6;
-    w_mem[871] = 16'hed02;
-    w_mem[872] = 16'h0c18;
-    w_mem[873] = 16'h0bf9;
-    w_mem[874] = 16'hec07;
-    w_mem[875] = 16'h13e0;
-    w_mem[876] = 16'h04f8;
-    w_mem[877] = 16'h01f5;
-    w_mem[878] = 16'hfbf5;
-    w_mem[879] = 16'hf5ed;
-    w_mem[880] = 16'hc9dc;
-    w_mem[881] = 16'hebf6;
-    w_mem[882] = 16'hebef;
-    w_mem[883] = 16'hecdc;
-    w_mem[884] = 16'hf0e4;
-    w_mem[885] = 16'hf2ea;
-    w_mem[886] = 16'hf9c5;
-    w_mem[887] = 16'hc7d8;
-    w_mem[888] = 16'hf2f7;
-    w_mem[889] = 16'he1e4;
-    w_mem[890] = 16'hcdd0;
-    w_mem[891] = 16'hdaf5;
-    w_mem[892] = 16'hf2d0;
-    w_mem[893] = 16'hd4cc;
-    w_mem[894] = 16'hd7d9;
-    w_mem[895] = 16'hd1f4;
-    w_mem[896] = 16'h1409;
-    w_mem[897] = 16'h2405;
-    w_mem[898] = 16'h0e28;
-    w_mem[899] = 16'h1226;
-    w_mem[900] = 16'h1116;
-    w_mem[901] = 16'h140b;
-    w_mem[902] = 16'h0afa;
-    w_mem[903] = 16'hf3ff;
-    w_mem[904] = 16'h120b;
-    w_mem[905] = 16'hf00a;
-    w_mem[906] = 16'hf3fc;
-    w_mem[907] = 16'hf2f4;
-    w_mem[908] = 16'hfa13;
-    w_mem[909] = 16'h080b;
-    w_mem[910] = 16'h0808;
-    w_mem[911] = 16'hc707;
-    w_mem[912] = 16'hf600;
-    w_mem[913] = 16'hf0ff;
-    w_mem[914] = 16'h0308;
-    w_mem[915] = 16'he40a;
-    w_mem[916] = 16'h05fd;
-    w_mem[917] = 16'h15fd;
-    w_mem[918] = 16'hfafe;
-    w_mem[919] = 16'h02e4;
-    w_mem[920] = 16'h0b02;
-    w_mem[921] = 16'he9fb;
-    w_mem[922] = 16'hfdf2;
-    w_mem[923] = 16'he416;
-    w_mem[924] = 16'he6f8;
-    w_mem[925] = 16'hf512;
-    w_mem[926] = 16'h07fe;
-    w_mem[927] = 16'hea04;
-    w_mem[928] = 16'hfc01;
-    w_mem[929] = 16'hfa06;
-    w_mem[930] = 16'h04fd;
-    w_mem[931] = 16'he817;
-    w_mem[932] = 16'hf919;
-    w_mem[933] = 16'h0209;
-    w_mem[934] = 16'hfa1a;
-    w_mem[935] = 16'h03fb;
-    w_mem[936] = 16'h0c0c;
-    w_mem[937] = 16'hfef9;
-    w_mem[938] = 16'h0309;
-    w_mem[939] = 16'h0c01;
-    w_mem[940] = 16'h1d01;
-    w_mem[941] = 16'hf701;
-    w_mem[942] = 16'h02fa;
-    w_mem[943] = 16'h0ae6;
-    w_mem[944] = 16'hfc09;
-    w_mem[945] = 16'hf4fc;
-    w_mem[946] = 16'h0312;
-    w_mem[947] = 16'h0811;
-    w_mem[948] = 16'h1005;
-    w_mem[949] = 16'h0c0e;
-    w_mem[950] = 16'h0f00;
-    w_mem[951] = 16'hf4ed;
-    w_mem[952] = 16'h1710;
-    w_mem[953] = 16'he70a;
-    w_mem[954] = 16'he4ea;
-    w_mem[955] = 16'he70a;
-    w_mem[956] = 16'h000b;
-    w_mem[957] = 16'hf9fc;
-    w_mem[958] = 16'h01fa;
-    w_mem[959] = 16'he30e;
-    w_mem[960] = 16'he2f7;
-    w_mem[961] = 16'hf20f;
-    w_mem[962] = 16'hf0f5;
-    w_mem[963] = 16'hf9f4;
-    w_mem[964] = 16'he8fc;
-    w_mem[965] = 16'h0e11;
-    w_mem[966] = 16'hebf3;
-    w_mem[967] = 16'hefe5;
-    w_mem[968] = 16'h0701;
-    w_mem[969] = 16'he908;
-    w_mem[970] = 16'hec00;
-    w_mem[971] = 16'h07f8;
-    w_mem[972] = 16'he1f2;
-    w_mem[973] = 16'hfcfd;
-    w_mem[974] = 16'h17f9;
-    w_mem[975] = 16'hfafa;
-    w_mem[976] = 16'h00fa;
-    w_mem[977] = 16'hf103;
-    w_mem[978] = 16'h04f5;
-    w_mem[979] = 16'he500;
-    w_mem[980] = 16'hec06;
-    w_mem[981] = 16'hf911;
-    w_mem[982] = 16'h10fd;
-    w_mem[983] = 16'hfaf9;
-    w_mem[984] = 16'hf1f3;
-    w_mem[985] = 16'hec05;
-    w_mem[986] = 16'he6f6;
-    w_mem[987] = 16'hfe0e;
-    w_mem[988] = 16'hfcf9;
-    w_mem[989] = 16'h0b03;
-    w_mem[990] = 16'h03ef;
-    w_mem[991] = 16'hfd01;
-    w_mem[992] = 16'hf2f8;
-    w_mem[993] = 16'hf916;
-    w_mem[994] = 16'hee06;
-    w_mem[995] = 16'h11f4;
-    w_mem[996] = 16'h1002;
-    w_mem[997] = 16'hfc10;
-    w_mem[998] = 16'hf306;
-    w_mem[999] = 16'h0c17;
-    w_mem[1000] = 16'hf10a;
-    w_mem[1001] = 16'hf40f;
-    w_mem[1002] = 16'h1112;
-    w_mem[1003] = 16'hf6f6;
-    w_mem[1004] = 16'hf6fd;
-    w_mem[1005] = 16'h07eb;
-    w_mem[1006] = 16'hf7f8;
-    w_mem[1007] = 16'h10fc;
-    w_mem[1008] = 16'hdcef;
-    w_mem[1009] = 16'hed13;
-    w_mem[1010] = 16'h09f6;
-    w_mem[1011] = 16'hd9f1;
-    w_mem[1012] = 16'hf305;
-    w_mem[1013] = 16'hf815;
-    w_mem[1014] = 16'hf7e9;
-    w_mem[1015] = 16'hf2e1;
-    w_mem[1016] = 16'hfef8;
-    w_mem[1017] = 16'he0fa;
-    w_mem[1018] = 16'h0af7;
-    w_mem[1019] = 16'h0505;
-    w_mem[1020] = 16'hf9f0;
-    w_mem[1021] = 16'heaef;
-    w_mem[1022] = 16'h0df9;
-    w_mem[1023] = 16'h00e0;
-    w_mem[1024] = 16'h20eb;
-    w_mem[1025] = 16'h180a;
-    w_mem[1026] = 16'h1d2d;
-    w_mem[1027] = 16'h2211;
-    w_mem[1028] = 16'h2605;
-    w_mem[1029] = 16'h0a11;
-    w_mem[1030] = 16'hf71e;
-    w_mem[1031] = 16'h1319;
-    w_mem[1032] = 16'h0422;
-    w_mem[1033] = 16'h11cc;
-    w_mem[1034] = 16'hf639;
-    w_mem[1035] = 16'hd514;
-    w_mem[1036] = 16'hddf9;
-    w_mem[1037] = 16'h102a;
-    w_mem[1038] = 16'h0e05;
-    w_mem[1039] = 16'h0c1d;
-    w_mem[1040] = 16'h17fd;
-    w_mem[1041] = 16'heffa;
-    w_mem[1042] = 16'hff11;
-    w_mem[1043] = 16'h0308;
-    w_mem[1044] = 16'hfbda;
-    w_mem[1045] = 16'h180e;
-    w_mem[1046] = 16'h0109;
-    w_mem[1047] = 16'hef11;
-    w_mem[1048] = 16'h210e;
-    w_mem[1049] = 16'he614;
-    w_mem[1050] = 16'h1609;
-    w_mem[1051] = 16'h08fd;
-    w_mem[1052] = 16'h0cfb;
-    w_mem[1053] = 16'h100d;
-    w_mem[1054] = 16'hebf6;
-    w_mem[1055] = 16'hf408;
-    w_mem[1056] = 16'h0a04;
-    w_mem[1057] = 16'h0908;
-    w_mem[1058] = 16'h2703;
-    w_mem[1059] = 16'heb14;
-    w_mem[1060] = 16'heb08;
-    w_mem[1061] = 16'h02fd;
-    w_mem[1062] = 16'h0e0b;
-    w_mem[1063] = 16'h03ff;
-    w_mem[1064] = 16'hf5f3;
-    w_mem[1065] = 16'hfdfd;
-    w_mem[1066] = 16'heaed;
-    w_mem[1067] = 16'h0706;
-    w_mem[1068] = 16'hfffe;
-    w_mem[1069] = 16'h0503;
-    w_mem[1070] = 16'h13fb;
-    w_mem[1071] = 16'h19f0;
-    w_mem[1072] = 16'h24f8;
-    w_mem[1073] = 16'hfaf3;
-    w_mem[1074] = 16'h15fa;
-    w_mem[1075] = 16'h2220;
-    w_mem[1076] = 16'hf117;
-    w_mem[1077] = 16'h1d13;
-    w_mem[1078] = 16'h0c19;
-    w_mem[1079] = 16'h100b;
-    w_mem[1080] = 16'h0e12;
-    w_mem[1081] = 16'hff0d;
-    w_mem[1082] = 16'h0e22;
-    w_mem[1083] = 16'heee1;
-    w_mem[1084] = 16'he817;
-    w_mem[1085] = 16'h342d;
-    w_mem[1086] = 16'h1306;
-    w_mem[1087] = 16'h0a0e;
-    w_mem[1088] = 16'hd9eb;
-    w_mem[1089] = 16'h050e;
-    w_mem[1090] = 16'h09f7;
-    w_mem[1091] = 16'he4ef;
-    w_mem[1092] = 16'hf016;
-    w_mem[1093] = 16'h05ea;
-    w_mem[1094] = 16'heef3;
-    w_mem[1095] = 16'h021c;
-    w_mem[1096] = 16'h03f5;
-    w_mem[1097] = 16'h1df3;
-    w_mem[1098] = 16'h0eef;
-    w_mem[1099] = 16'h14d4;
-    w_mem[1100] = 16'h0e10;
-    w_mem[1101] = 16'h13ed;
-    w_mem[1102] = 16'h05e9;
-    w_mem[1103] = 16'h18fe;
-    w_mem[1104] = 16'h09fa;
-    w_mem[1105] = 16'hfe08;
-    w_mem[1106] = 16'h04fa;
-    w_mem[1107] = 16'h3b01;
-    w_mem[1108] = 16'hffeb;
-    w_mem[1109] = 16'h06e0;
-    w_mem[1110] = 16'hf7d1;
-    w_mem[1111] = 16'h00f3;
-    w_mem[1112] = 16'hebe9;
-    w_mem[1113] = 16'h00f9;
-    w_mem[1114] = 16'hf2f6;
-    w_mem[1115] = 16'hebf8;
-    w_mem[1116] = 16'h00f6;
-    w_mem[1117] = 16'hff04;
-    w_mem[1118] = 16'hef16;
-    w_mem[1119] = 16'he00b;
-    w_mem[1120] = 16'hfa00;
-    w_mem[1121] = 16'hf900;
-    w_mem[1122] = 16'hf6fe;
-    w_mem[1123] = 16'h0e06;
-    w_mem[1124] = 16'hfff4;
-    w_mem[1125] = 16'hf5ef;
-    w_mem[1126] = 16'h19fd;
-    w_mem[1127] = 16'h0919;
-    w_mem[1128] = 16'hfe02;
-    w_mem[1129] = 16'h04fd;
-    w_mem[1130] = 16'hfbf1;
-    w_mem[1131] = 16'h0600;
-    w_mem[1132] = 16'hebfc;
-    w_mem[1133] = 16'hf404;
-    w_mem[1134] = 16'hfe10;
-    w_mem[1135] = 16'h0911;
-    w_mem[1136] = 16'he6eb;
-    w_mem[1137] = 16'hfd14;
-    w_mem[1138] = 16'he0ec;
-    w_mem[1139] = 16'he1f9;
-    w_mem[1140] = 16'h0bee;
-    w_mem[1141] = 16'he4bf;
-    w_mem[1142] = 16'hf506;
-    w_mem[1143] = 16'hffed;
-    w_mem[1144] = 16'h02e6;
-    w_mem[1145] = 16'h11f3;
-    w_mem[1146] = 16'hecfc;
-    w_mem[1147] = 16'hfed8;
-    w_mem[1148] = 16'hf402;
-    w_mem[1149] = 16'h0cde;
-    w_mem[1150] = 16'h1b0d;
-    w_mem[1151] = 16'h03df;
-    w_mem[1152] = 16'h0a02;
-    w_mem[1153] = 16'h16ee;
-    w_mem[1154] = 16'hecf7;
-    w_mem[1155] = 16'h2516;
-    w_mem[1156] = 16'h0e09;
-    w_mem[1157] = 16'h06fe;
-    w_mem[1158] = 16'hfd01;
-    w_mem[1159] = 16'he5e1;
-    w_mem[1160] = 16'h1200;
-    w_mem[1161] = 16'h07f9;
-    w_mem[1162] = 16'h0417;
-    w_mem[1163] = 16'h0d0d;
-    w_mem[1164] = 16'hfb08;
-    w_mem[1165] = 16'h2cfd;
-    w_mem[1166] = 16'h05ff;
-    w_mem[1167] = 16'hfe0b;
-    w_mem[1168] = 16'h0bff;
-    w_mem[1169] = 16'hf4ea;
-    w_mem[1170] = 16'h03e4;
-    w_mem[1171] = 16'hf612;
-    w_mem[1172] = 16'hfcd5;
-    w_mem[1173] = 16'h05f8;
-    w_mem[1174] = 16'hedf2;
-    w_mem[1175] = 16'hfafd;
-    w_mem[1176] = 16'hfdf6;
-    w_mem[1177] = 16'hf212;
-    w_mem[1178] = 16'hf806;
-    w_mem[1179] = 16'hf206;
-    w_mem[1180] = 16'h00fd;
-    w_mem[1181] = 16'h0304;
-    w_mem[1182] = 16'hf1fb;
-    w_mem[1183] = 16'h0af8;
-    w_mem[1184] = 16'h0ef9;
-    w_mem[1185] = 16'h0601;
-    w_mem[1186] = 16'hf912;
-    w_mem[1187] = 16'h0a01;
-    w_mem[1188] = 16'hf8ec;
-    w_mem[1189] = 16'he40a;
-    w_mem[1190] = 16'h0007;
-    w_mem[1191] = 16'h1011;
-    w_mem[1192] = 16'h2109;
-    w_mem[1193] = 16'hf6f3;
-    w_mem[1194] = 16'heaee;
-    w_mem[1195] = 16'h15fc;
-    w_mem[1196] = 16'hf20d;
-    w_mem[1197] = 16'hf301;
-    w_mem[1198] = 16'h02f7;
-    w_mem[1199] = 16'hfbfb;
-    w_mem[1200] = 16'h06fc;
-    w_mem[1201] = 16'h06ea;
-    w_mem[1202] = 16'hefee;
-    w_mem[1203] = 16'hf320;
-    w_mem[1204] = 16'h06e9;
-    w_mem[1205] = 16'h0af2;
-    w_mem[1206] = 16'hf1e9;
-    w_mem[1207] = 16'hebf1;
-    w_mem[1208] = 16'h07f0;
-    w_mem[1209] = 16'h09f6;
-    w_mem[1210] = 16'hf218;
-    w_mem[1211] = 16'h08f4;
-    w_mem[1212] = 16'hee0e;
-    w_mem[1213] = 16'h2408;
-    w_mem[1214] = 16'h011f;
-    w_mem[1215] = 16'h13eb;
-    w_mem[1216] = 16'h3d10;
-    w_mem[1217] = 16'he5f9;
-    w_mem[1218] = 16'hdff8;
-    w_mem[1219] = 16'hfe13;
-    w_mem[1220] = 16'h0d1e;
-    w_mem[1221] = 16'hf805;
-    w_mem[1222] = 16'h120e;
-    w_mem[1223] = 16'h03f6;
-    w_mem[1224] = 16'hf9f8;
-    w_mem[1225] = 16'hed17;
-    w_mem[1226] = 16'h1219;
-    w_mem[1227] = 16'hde32;
-    w_mem[1228] = 16'hfcfa;
-    w_mem[1229] = 16'h11fb;
-    w_mem[1230] = 16'h0416;
-    w_mem[1231] = 16'hfc0d;
-    w_mem[1232] = 16'h0b0c;
-    w_mem[1233] = 16'h1209;
-    w_mem[1234] = 16'h0cf4;
-    w_mem[1235] = 16'hfd08;
-    w_mem[1236] = 16'h1209;
-    w_mem[1237] = 16'h070d;
-    w_mem[1238] = 16'h0b0a;
-    w_mem[1239] = 16'h1723;
-    w_mem[1240] = 16'h1516;
-    w_mem[1241] = 16'hf217;
-    w_mem[1242] = 16'h090b;
-    w_mem[1243] = 16'h0c0b;
-    w_mem[1244] = 16'hf806;
-    w_mem[1245] = 16'h0310;
-    w_mem[1246] = 16'h0212;
-    w_mem[1247] = 16'hf010;
-    w_mem[1248] = 16'hf3ff;
-    w_mem[1249] = 16'h12f8;
-    w_mem[1250] = 16'hf7fc;
-    w_mem[1251] = 16'hf407;
-    w_mem[1252] = 16'hfffd;
-    w_mem[1253] = 16'h1211;
-    w_mem[1254] = 16'hfffe;
-    w_mem[1255] = 16'h1ced;
-    w_mem[1256] = 16'hfcfd;
-    w_mem[1257] = 16'hfd0f;
-    w_mem[1258] = 16'h0603;
-    w_mem[1259] = 16'h0b08;
-    w_mem[1260] = 16'h05f8;
-    w_mem[1261] = 16'hf219;
-    w_mem[1262] = 16'hfe04;
-    w_mem[1263] = 16'hf7ef;
-    w_mem[1264] = 16'h3305;
-    w_mem[1265] = 16'h110d;
-    w_mem[1266] = 16'h2517;
-    w_mem[1267] = 16'h1205;
-    w_mem[1268] = 16'h091d;
-    w_mem[1269] = 16'h180c;
-    w_mem[1270] = 16'h1f0b;
-    w_mem[1271] = 16'h1c15;
-    w_mem[1272] = 16'h0102;
-    w_mem[1273] = 16'hf317;
-    w_mem[1274] = 16'h2814;
-    w_mem[1275] = 16'hf501;
-    w_mem[1276] = 16'he80c;
-    w_mem[1277] = 16'h1a38;
-    w_mem[1278] = 16'h050f;
-    w_mem[1279] = 16'h0ef4;
-    w_mem[1280] = 16'he80a;
-    w_mem[1281] = 16'h1e04;
-    w_mem[1282] = 16'h1b14;
-    w_mem[1283] = 16'h080f;
-    w_mem[1284] = 16'h0809;
-    w_mem[1285] = 16'h031a;
-    w_mem[1286] = 16'h0f04;
-    w_mem[1287] = 16'h0b06;
-    w_mem[1288] = 16'h3519;
-    w_mem[1289] = 16'h1112;
-    w_mem[1290] = 16'hf6e7;
-    w_mem[1291] = 16'h02fb;
-    w_mem[1292] = 16'h1720;
-    w_mem[1293] = 16'h050f;
-    w_mem[1294] = 16'h17f3;
-    w_mem[1295] = 16'hde03;
-    w_mem[1296] = 16'he60f;
-    w_mem[1297] = 16'h0907;
-    w_mem[1298] = 16'hfe0b;
-    w_mem[1299] = 16'hfff1;
-    w_mem[1300] = 16'hfa01;
-    w_mem[1301] = 16'h12fd;
-    w_mem[1302] = 16'he6fb;
-    w_mem[1303] = 16'hf5e0;
-    w_mem[1304] = 16'h010f;
-    w_mem[1305] = 16'h0c0b;
-    w_mem[1306] = 16'h1af9;
-    w_mem[1307] = 16'hf51a;
-    w_mem[1308] = 16'hf6fc;
-    w_mem[1309] = 16'h010e;
-    w_mem[1310] = 16'hf8f9;
-    w_mem[1311] = 16'hdb02;
-    w_mem[1312] = 16'hfaef;
-    w_mem[1313] = 16'h0bec;
-    w_mem[1314] = 16'heee5;
-    w_mem[1315] = 16'hf809;
-    w_mem[1316] = 16'h0018;
-    w_mem[1317] = 16'h08fa;
-    w_mem[1318] = 16'h0c02;
-    w_mem[1319] = 16'hf5fc;
-    w_mem[1320] = 16'h060b;
-    w_mem[1321] = 16'h05e8;
-    w_mem[1322] = 16'hf606;
-    w_mem[1323] = 16'h0af9;
-    w_mem[1324] = 16'h08ed;
-    w_mem[1325] = 16'hfe01;
-    w_mem[1326] = 16'h020e;
-    w_mem[1327] = 16'hfbee;
-    w_mem[1328] = 16'h0404;
-    w_mem[1329] = 16'h0700;
-    w_mem[1330] = 16'h0516;
-    w_mem[1331] = 16'h0c07;
-    w_mem[1332] = 16'h0c18;
-    w_mem[1333] = 16'h0108;
-    w_mem[1334] = 16'h13e8;
-    w_mem[1335] = 16'h0300;
-    w_mem[1336] = 16'h1e0d;
-    w_mem[1337] = 16'h0614;
-    w_mem[1338] = 16'hf0f2;
-    w_mem[1339] = 16'hea1d;
-    w_mem[1340] = 16'h0a05;
-    w_mem[1341] = 16'h0100;
-    w_mem[1342] = 16'h05eb;
-    w_mem[1343] = 16'hc7fb;
-    w_mem[1344] = 16'h1df5;
-    w_mem[1345] = 16'h0806;
-    w_mem[1346] = 16'h140a;
-    w_mem[1347] = 16'h0bf7;
-    w_mem[1348] = 16'h21f1;
-    w_mem[1349] = 16'h0c05;
-    w_mem[1350] = 16'h1616;
-    w_mem[1351] = 16'hf40a;
-    w_mem[1352] = 16'hd010;
-    w_mem[1353] = 16'hf608;
-    w_mem[1354] = 16'hfffe;
-    w_mem[1355] = 16'hf513;
-    w_mem[1356] = 16'h1ffa;
-    w_mem[1357] = 16'h0c31;
-    w_mem[1358] = 16'h07ee;
-    w_mem[1359] = 16'hd5ff;
-    w_mem[1360] = 16'hfafe;
-    w_mem[1361] = 16'h0efd;
-    w_mem[1362] = 16'hf108;
-    w_mem[1363] = 16'hf5fd;
-    w_mem[1364] = 16'h0415;
-    w_mem[1365] = 16'h0906;
-    w_mem[1366] = 16'hfb03;
-    w_mem[1367] = 16'h0a15;
-    w_mem[1368] = 16'h0423;
-    w_mem[1369] = 16'hf504;
-    w_mem[1370] = 16'h07f9;
-    w_mem[1371] = 16'hf9fd;
-    w_mem[1372] = 16'hea07;
-    w_mem[1373] = 16'h0503;
-    w_mem[1374] = 16'h01f8;
-    w_mem[1375] = 16'hf607;
-    w_mem[1376] = 16'h0103;
-    w_mem[1377] = 16'h1ef3;
-    w_mem[1378] = 16'hf5f7;
-    w_mem[1379] = 16'hf104;
-    w_mem[1380] = 16'hfa0a;
-    w_mem[1381] = 16'hf700;
-    w_mem[1382] = 16'hfa04;
-    w_mem[1383] = 16'h14e3;
-    w_mem[1384] = 16'h031a;
-    w_mem[1385] = 16'h19ee;
-    w_mem[1386] = 16'h0efe;
-    w_mem[1387] = 16'h2603;
-    w_mem[1388] = 16'h180a;
-    w_mem[1389] = 16'h0605;
-    w_mem[1390] = 16'h0604;
-    w_mem[1391] = 16'h03f7;
-    w_mem[1392] = 16'h05fc;
-    w_mem[1393] = 16'hfdf3;
-    w_mem[1394] = 16'h0afc;
-    w_mem[1395] = 16'h1617;
-    w_mem[1396] = 16'h0915;
-    w_mem[1397] = 16'h1603;
-    w_mem[1398] = 16'h0000;
-    w_mem[1399] = 16'hfcfc;
-    w_mem[1400] = 16'h071b;
-    w_mem[1401] = 16'h050d;
-    w_mem[1402] = 16'hebfc;
-    w_mem[1403] = 16'hfb00;
-    w_mem[1404] = 16'hf4f9;
-    w_mem[1405] = 16'h1e19;
-    w_mem[1406] = 16'hfcfb;
-    w_mem[1407] = 16'hf10c;
-    w_mem[1408] = 16'hf5f1;
-    w_mem[1409] = 16'hf2f9;
-    w_mem[1410] = 16'hf4e7;
-    w_mem[1411] = 16'hf0fb;
-    w_mem[1412] = 16'h07f3;
-    w_mem[1413] = 16'hf9e7;
-    w_mem[1414] = 16'hc8fa;
-    w_mem[1415] = 16'hf1fc;
-    w_mem[1416] = 16'hfff8;
-    w_mem[1417] = 16'h01d4;
-    w_mem[1418] = 16'h18ff;
-    w_mem[1419] = 16'h15e2;
-    w_mem[1420] = 16'he6ef;
-    w_mem[1421] = 16'hffd7;
-    w_mem[1422] = 16'h0ae6;
-    w_mem[1423] = 16'h2d0b;
-    w_mem[1424] = 16'hfa02;
-    w_mem[1425] = 16'he4f6;
-    w_mem[1426] = 16'hebee;
-    w_mem[1427] = 16'h0b01;
-    w_mem[1428] = 16'hddf6;
-    w_mem[1429] = 16'hebf5;
-    w_mem[1430] = 16'hefee;
-    w_mem[1431] = 16'hee0d;
-    w_mem[1432] = 16'heacf;
-    w_mem[1433] = 16'hf903;
-    w_mem[1434] = 16'h02fa;
-    w_mem[1435] = 16'h13f5;
-    w_mem[1436] = 16'h0905;
-    w_mem[1437] = 16'h04f8;
-    w_mem[1438] = 16'hfdf9;
-    w_mem[1439] = 16'h05ff;
-    w_mem[1440] = 16'hec0c;
-    w_mem[1441] = 16'hf6fe;
-    w_mem[1442] = 16'h050f;
-    w_mem[1443] = 16'hf9f7;
-    w_mem[1444] = 16'h1403;
-    w_mem[1445] = 16'h0502;
-    w_mem[1446] = 16'h140d;
-    w_mem[1447] = 16'hfa12;
-    w_mem[1448] = 16'hfdf0;
-    w_mem[1449] = 16'h0008;
-    w_mem[1450] = 16'h0b03;
-    w_mem[1451] = 16'hf2f8;
-    w_mem[1452] = 16'hf208;
-    w_mem[1453] = 16'hf908;
-    w_mem[1454] = 16'h00ff;
-    w_mem[1455] = 16'hfdf4;
-    w_mem[1456] = 16'hdee3;
-    w_mem[1457] = 16'hed16;
-    w_mem[1458] = 16'hd203;
-    w_mem[1459] = 16'hd8f5;
-    w_mem[1460] = 16'h0cf0;
-    w_mem[1461] = 16'hf2e2;
-    w_mem[1462] = 16'heaf5;
-    w_mem[1463] = 16'hebe7;
-    w_mem[1464] = 16'he0e8;
-    w_mem[1465] = 16'heff4;
-    w_mem[1466] = 16'h1007;
-    w_mem[1467] = 16'h07df;
-    w_mem[1468] = 16'hf3e9;
-    w_mem[1469] = 16'h09f2;
-    w_mem[1470] = 16'h0802;
-    w_mem[1471] = 16'h0fe1;
-    w_mem[1472] = 16'hf922;
-    w_mem[1473] = 16'h0b11;
-    w_mem[1474] = 16'h0209;
-    w_mem[1475] = 16'hfaef;
-    w_mem[1476] = 16'h05f9;
-    w_mem[1477] = 16'h0531;
-    w_mem[1478] = 16'h0c10;
-    w_mem[1479] = 16'h27db;
-    w_mem[1480] = 16'h0a2b;
-    w_mem[1481] = 16'h1214;
-    w_mem[1482] = 16'heb03;
-    w_mem[1483] = 16'h06ef;
-    w_mem[1484] = 16'h10ff;
-    w_mem[1485] = 16'h011a;
-    w_mem[1486] = 16'h0416;
-    w_mem[1487] = 16'hebf2;
-    w_mem[1488] = 16'hdf0c;
-    w_mem[1489] = 16'hfbff;
-    w_mem[1490] = 16'hf613;
-    w_mem[1491] = 16'h18ee;
-    w_mem[1492] = 16'h120b;
-    w_mem[1493] = 16'h22fa;
-    w_mem[1494] = 16'hfdf1;
-    w_mem[1495] = 16'hf3f9;
-    w_mem[1496] = 16'h0f19;
-    w_mem[1497] = 16'h050b;
-    w_mem[1498] = 16'h161f;
-    w_mem[1499] = 16'h00f7;
-    w_mem[1500] = 16'h07fb;
-    w_mem[1501] = 16'hf808;
-    w_mem[1502] = 16'hf408;
-    w_mem[1503] = 16'hef0a;
-    w_mem[1504] = 16'hfdfc;
-    w_mem[1505] = 16'h06f9;
-    w_mem[1506] = 16'h0ef7;
-    w_mem[1507] = 16'hf716;
-    w_mem[1508] = 16'he912;
-    w_mem[1509] = 16'hfff4;
-    w_mem[1510] = 16'h19fd;
-    w_mem[1511] = 16'he9f4;
-    w_mem[1512] = 16'hcf09;
-    w_mem[1513] = 16'h06fe;
-    w_mem[1514] = 16'heefb;
-    w_mem[1515] = 16'he4f7;
-    w_mem[1516] = 16'hfaf8;
-    w_mem[1517] = 16'hf508;
-    w_mem[1518] = 16'h1308;
-    w_mem[1519] = 16'h1afc;
-    w_mem[1520] = 16'h0621;
-    w_mem[1521] = 16'h0305;
-    w_mem[1522] = 16'heb13;
-    w_mem[1523] = 16'h21de;
-    w_mem[1524] = 16'hf919;
-    w_mem[1525] = 16'h120e;
-    w_mem[1526] = 16'h1412;
-    w_mem[1527] = 16'h2814;
-    w_mem[1528] = 16'h0031;
-    w_mem[1529] = 16'h0629;
-    w_mem[1530] = 16'heb0c;
-    w_mem[1531] = 16'h04fe;
-    w_mem[1532] = 16'h3118;
-    w_mem[1533] = 16'hfa08;
-    w_mem[1534] = 16'h00fd;
-    w_mem[1535] = 16'hfc25;
-    w_mem[1536] = 16'h11f8;
-    w_mem[1537] = 16'hf2ed;
-    w_mem[1538] = 16'h00fd;
-    w_mem[1539] = 16'h0703;
-    w_mem[1540] = 16'h00fa;
-    w_mem[1541] = 16'h08f4;
-    w_mem[1542] = 16'h0500;
-    w_mem[1543] = 16'hf8fb;
-    w_mem[1544] = 16'h050a;
-    w_mem[1545] = 16'h0522;
-    w_mem[1546] = 16'hf407;
-    w_mem[1547] = 16'hf012;
-    w_mem[1548] = 16'h13f4;
-    w_mem[1549] = 16'h0afe;
-    w_mem[1550] = 16'hfb23;
-    w_mem[1551] = 16'hf91a;
-    w_mem[1552] = 16'hfef6;
-    w_mem[1553] = 16'h02fd;
-    w_mem[1554] = 16'h0d0e;
-    w_mem[1555] = 16'hebf2;
-    w_mem[1556] = 16'hf722;
-    w_mem[1557] = 16'h0204;
-    w_mem[1558] = 16'h0d01;
-    w_mem[1559] = 16'h1f0e;
-    w_mem[1560] = 16'h0d0a;
-    w_mem[1561] = 16'heb0d;
-    w_mem[1562] = 16'h1dfb;
-    w_mem[1563] = 16'hffec;
-    w_mem[1564] = 16'hfff0;
-    w_mem[1565] = 16'hf706;
-    w_mem[1566] = 16'hfa0f;
-    w_mem[1567] = 16'he807;
-    w_mem[1568] = 16'hfae8;
-    w_mem[1569] = 16'h0906;
-    w_mem[1570] = 16'h0209;
-    w_mem[1571] = 16'hfdf4;
-    w_mem[1572] = 16'h0a05;
-    w_mem[1573] = 16'hff19;
-    w_mem[1574] = 16'h0a0d;
-    w_mem[1575] = 16'h1900;
-    w_mem[1576] = 16'h110e;
-    w_mem[1577] = 16'hf60a;
-    w_mem[1578] = 16'hf804;
-    w_mem[1579] = 16'h1af3;
-    w_mem[1580] = 16'h03fb;
-    w_mem[1581] = 16'hff02;
-    w_mem[1582] = 16'heef0;
-    w_mem[1583] = 16'h00f6;
-    w_mem[1584] = 16'h130d;
-    w_mem[1585] = 16'h06ee;
-    w_mem[1586] = 16'h2306;
-    w_mem[1587] = 16'he90e;
-    w_mem[1588] = 16'hec1c;
-    w_mem[1589] = 16'h0f08;
-    w_mem[1590] = 16'h1204;
-    w_mem[1591] = 16'h0f29;
-    w_mem[1592] = 16'h2e0f;
-    w_mem[1593] = 16'hf719;
-    w_mem[1594] = 16'h0408;
-    w_mem[1595] = 16'hea0f;
-    w_mem[1596] = 16'h0602;
-    w_mem[1597] = 16'h0a1d;
-    w_mem[1598] = 16'hee10;
-    w_mem[1599] = 16'h0c08;
-    w_mem[1600] = 16'h3415;
-    w_mem[1601] = 16'hf119;
-    w_mem[1602] = 16'h0508;
-    w_mem[1603] = 16'h0517;
-    w_mem[1604] = 16'he909;
-    w_mem[1605] = 16'h2907;
-    w_mem[1606] = 16'he517;
-    w_mem[1607] = 16'hf8e8;
-    w_mem[1608] = 16'h1010;
-    w_mem[1609] = 16'hf42e;
-    w_mem[1610] = 16'hf321;
-    w_mem[1611] = 16'hf30f;
-    w_mem[1612] = 16'h040b;
-    w_mem[1613] = 16'h0e35;
-    w_mem[1614] = 16'h1b17;
-    w_mem[1615] = 16'h0503;
-    w_mem[1616] = 16'h0b13;
-    w_mem[1617] = 16'h0614;
-    w_mem[1618] = 16'h34e3;
-    w_mem[1619] = 16'hde10;
-    w_mem[1620] = 16'h1422;
-    w_mem[1621] = 16'h001c;
-    w_mem[1622] = 16'h090d;
-    w_mem[1623] = 16'h0b10;
-    w_mem[1624] = 16'h111a;
-    w_mem[1625] = 16'he31d;
-    w_mem[1626] = 16'hebfe;
-    w_mem[1627] = 16'h2bf5;
-    w_mem[1628] = 16'h1807;
-    w_mem[1629] = 16'h081c;
-    w_mem[1630] = 16'hf30f;
-    w_mem[1631] = 16'h041d;
-    w_mem[1632] = 16'hff00;
-    w_mem[1633] = 16'h011d;
-    w_mem[1634] = 16'hf707;
-    w_mem[1635] = 16'h0df7;
-    w_mem[1636] = 16'h03f5;
-    w_mem[1637] = 16'hf20c;
-    w_mem[1638] = 16'hf00b;
-    w_mem[1639] = 16'h07f3;
-    w_mem[1640] = 16'heef1;
-    w_mem[1641] = 16'hf803;
-    w_mem[1642] = 16'hff1a;
-    w_mem[1643] = 16'hfbf1;
-    w_mem[1644] = 16'h09f4;
-    w_mem[1645] = 16'h0008;
-    w_mem[1646] = 16'h1df1;
-    w_mem[1647] = 16'h0c1c;
-    w_mem[1648] = 16'h2b15;
-    w_mem[1649] = 16'hfa1a;
-    w_mem[1650] = 16'h3704;
-    w_mem[1651] = 16'he820;
-    w_mem[1652] = 16'he81a;
-    w_mem[1653] = 16'h1912;
-    w_mem[1654] = 16'h011a;
-    w_mem[1655] = 16'h1e15;
-    w_mem[1656] = 16'h0e15;
-    w_mem[1657] = 16'hdd31;
-    w_mem[1658] = 16'h0b2e;
-    w_mem[1659] = 16'h0ffd;
-    w_mem[1660] = 16'h3602;
-    w_mem[1661] = 16'h163f;
-    w_mem[1662] = 16'h2024;
-    w_mem[1663] = 16'h12fa;
-    w_mem[1664] = 16'h101a;
-    w_mem[1665] = 16'hda08;
-    w_mem[1666] = 16'hfce1;
-    w_mem[1667] = 16'h0610;
-    w_mem[1668] = 16'hf10c;
-    w_mem[1669] = 16'hf8fa;
-    w_mem[1670] = 16'hf00c;
-    w_mem[1671] = 16'h02fb;
-    w_mem[1672] = 16'hc3ba;
-    w_mem[1673] = 16'hc118;
-    w_mem[1674] = 16'h0321;
-    w_mem[1675] = 16'h0709;
-    w_mem[1676] = 16'h03fd;
-    w_mem[1677] = 16'h160b;
-    w_mem[1678] = 16'h12ca;
-    w_mem[1679] = 16'h0109;
-    w_mem[1680] = 16'h2f0d;
-    w_mem[1681] = 16'h1703;
-    w_mem[1682] = 16'h07ec;
-    w_mem[1683] = 16'hea0a;
-    w_mem[1684] = 16'h0305;
-    w_mem[1685] = 16'hf90f;
-    w_mem[1686] = 16'h23f8;
-    w_mem[1687] = 16'h0831;
-    w_mem[1688] = 16'h0301;
-    w_mem[1689] = 16'h1313;
-    w_mem[1690] = 16'h2bfe;
-    w_mem[1691] = 16'h1113;
-    w_mem[1692] = 16'hff1e;
-    w_mem[1693] = 16'he606;
-    w_mem[1694] = 16'h0c07;
-    w_mem[1695] = 16'h3cf8;
-    w_mem[1696] = 16'hf50a;
-    w_mem[1697] = 16'h0ff8;
-    w_mem[1698] = 16'he309;
-    w_mem[1699] = 16'h19e8;
-    w_mem[1700] = 16'h0e02;
-    w_mem[1701] = 16'h0617;
-    w_mem[1702] = 16'hda07;
-    w_mem[1703] = 16'h18fb;
-    w_mem[1704] = 16'h0505;
-    w_mem[1705] = 16'h1bf5;
-    w_mem[1706] = 16'h1011;
-    w_mem[1707] = 16'hee01;
-    w_mem[1708] = 16'h221f;
-    w_mem[1709] = 16'h1eea;
-    w_mem[1710] = 16'he4ff;
-    w_mem[1711] = 16'hf0f4;
-    w_mem[1712] = 16'hff14;
-    w_mem[1713] = 16'h0408;
-    w_mem[1714] = 16'hfffa;
-    w_mem[1715] = 16'h050f;
-    w_mem[1716] = 16'hf805;
-    w_mem[1717] = 16'hf3f9;
-    w_mem[1718] = 16'h00f5;
-    w_mem[1719] = 16'h1d08;
-    w_mem[1720] = 16'heae2;
-    w_mem[1721] = 16'he60c;
-    w_mem[1722] = 16'h1510;
-    w_mem[1723] = 16'h1c01;
-    w_mem[1724] = 16'he4ff;
-    w_mem[1725] = 16'h0510;
-    w_mem[1726] = 16'h0807;
-    w_mem[1727] = 16'h0cf5;
-    w_mem[1728] = 16'he5d5;
-    w_mem[1729] = 16'h040b;
-    w_mem[1730] = 16'hfee8;
-    w_mem[1731] = 16'hefe7;
-    w_mem[1732] = 16'h1217;
-    w_mem[1733] = 16'hfaea;
-    w_mem[1734] = 16'h08ea;
-    w_mem[1735] = 16'he9e4;
-    w_mem[1736] = 16'hc919;
-    w_mem[1737] = 16'hf9be;
-    w_mem[1738] = 16'hdfe2;
-    w_mem[1739] = 16'hf1de;
-    w_mem[1740] = 16'hf5e5;
-    w_mem[1741] = 16'he2e0;
-    w_mem[1742] = 16'hd002;
-    w_mem[1743] = 16'hd8f4;
-    w_mem[1744] = 16'hd5e1;
-    w_mem[1745] = 16'hf001;
-    w_mem[1746] = 16'he9ef;
-    w_mem[1747] = 16'he00c;
-    w_mem[1748] = 16'hf7f7;
-    w_mem[1749] = 16'hfb08;
-    w_mem[1750] = 16'h2ff6;
-    w_mem[1751] = 16'h00d5;
-    w_mem[1752] = 16'hec08;
-    w_mem[1753] = 16'hc5f6;
-    w_mem[1754] = 16'hd9fe;
-    w_mem[1755] = 16'he9d9;
-    w_mem[1756] = 16'hf001;
-    w_mem[1757] = 16'hfd01;
-    w_mem[1758] = 16'hed0c;
-    w_mem[1759] = 16'hd1f4;
-    w_mem[1760] = 16'h0af3;
-    w_mem[1761] = 16'h0ef7;
-    w_mem[1762] = 16'h03f5;
-    w_mem[1763] = 16'hdf16;
-    w_mem[1764] = 16'hf408;
-    w_mem[1765] = 16'hee22;
-    w_mem[1766] = 16'hf611;
-    w_mem[1767] = 16'h16e5;
-    w_mem[1768] = 16'hfaf1;
-    w_mem[1769] = 16'he8fe;
-    w_mem[1770] = 16'h1706;
-    w_mem[1771] = 16'h0cff;
-    w_mem[1772] = 16'hf30f;
-    w_mem[1773] = 16'hff06;
-    w_mem[1774] = 16'hff11;
-    w_mem[1775] = 16'hfad7;
-    w_mem[1776] = 16'hd5d8;
-    w_mem[1777] = 16'hdaf4;
-    w_mem[1778] = 16'hf7cb;
-    w_mem[1779] = 16'h0afe;
-    w_mem[1780] = 16'hf4f2;
-    w_mem[1781] = 16'hedfb;
-    w_mem[1782] = 16'h09bb;
-    w_mem[1783] = 16'he0d5;
-    w_mem[1784] = 16'hed05;
-    w_mem[1785] = 16'heecd;
-    w_mem[1786] = 16'hace1;
-    w_mem[1787] = 16'hd0ec;
-    w_mem[1788] = 16'he2ca;
-    w_mem[1789] = 16'hd7f9;
-    w_mem[1790] = 16'hd9e2;
-    w_mem[1791] = 16'hc105;
-    w_mem[1792] = 16'hfdf5;
-    w_mem[1793] = 16'hf0f7;
-    w_mem[1794] = 16'h2c04;
-    w_mem[1795] = 16'h1f16;
-    w_mem[1796] = 16'h0c1f;
-    w_mem[1797] = 16'hfcee;
-    w_mem[1798] = 16'h0909;
-    w_mem[1799] = 16'h0be5;
-    w_mem[1800] = 16'h0df5;
-    w_mem[1801] = 16'h09ed;
-    w_mem[1802] = 16'h0b08;
-    w_mem[1803] = 16'he9fa;
-    w_mem[1804] = 16'h06f6;
-    w_mem[1805] = 16'h11f8;
-    w_mem[1806] = 16'he811;
-    w_mem[1807] = 16'hf903;
-    w_mem[1808] = 16'hfa03;
-    w_mem[1809] = 16'hf505;
-    w_mem[1810] = 16'h04fb;
-    w_mem[1811] = 16'h0409;
-    w_mem[1812] = 16'h03ea;
-    w_mem[1813] = 16'h140a;
-    w_mem[1814] = 16'h1600;
-    w_mem[1815] = 16'hff04;
-    w_mem[1816] = 16'h0ff9;
-    w_mem[1817] = 16'hfc10;
-    w_mem[1818] = 16'h0d11;
-    w_mem[1819] = 16'he806;
-    w_mem[1820] = 16'hebf9;
-    w_mem[1821] = 16'hf203;
-    w_mem[1822] = 16'he706;
-    w_mem[1823] = 16'he8fb;
-    w_mem[1824] = 16'hfdf6;
-    w_mem[1825] = 16'hfd09;
-    w_mem[1826] = 16'h02f5;
-    w_mem[1827] = 16'hfd0b;
-    w_mem[1828] = 16'hfe00;
-    w_mem[1829] = 16'h0319;
-    w_mem[1830] = 16'hf91a;
-    w_mem[1831] = 16'h06fc;
-    w_mem[1832] = 16'h12ff;
-    w_mem[1833] = 16'h0c0e;
-    w_mem[1834] = 16'h0000;
-    w_mem[1835] = 16'h22fe;
-    w_mem[1836] = 16'hff03;
-    w_mem[1837] = 16'hff01;
-    w_mem[1838] = 16'hff05;
-    w_mem[1839] = 16'h08eb;
-    w_mem[1840] = 16'h03fa;
-    w_mem[1841] = 16'h06f8;
-    w_mem[1842] = 16'h13fc;
-    w_mem[1843] = 16'h0d11;
-    w_mem[1844] = 16'hf5f4;
-    w_mem[1845] = 16'hfcf8;
-    w_mem[1846] = 16'h1a08;
-    w_mem[1847] = 16'h00ec;
-    w_mem[1848] = 16'h0901;
-    w_mem[1849] = 16'hfcf2;
-    w_mem[1850] = 16'hf50b;
-    w_mem[1851] = 16'he5fc;
-    w_mem[1852] = 16'heaf2;
-    w_mem[1853] = 16'h070e;
-    w_mem[1854] = 16'hfa06;
-    w_mem[1855] = 16'h0613;
-    w_mem[1856] = 16'hfef8;
-    w_mem[1857] = 16'h0702;
-    w_mem[1858] = 16'heafd;
-    w_mem[1859] = 16'hf7f5;
-    w_mem[1860] = 16'hfd02;
-    w_mem[1861] = 16'h0b0f;
-    w_mem[1862] = 16'hf0ef;
-    w_mem[1863] = 16'hfad5;
-    w_mem[1864] = 16'heb0d;
-    w_mem[1865] = 16'hcd03;
-    w_mem[1866] = 16'he6f5;
-    w_mem[1867] = 16'hf4f8;
-    w_mem[1868] = 16'hf3f8;
-    w_mem[1869] = 16'hdc03;
-    w_mem[1870] = 16'hf9e6;
-    w_mem[1871] = 16'he4ec;
-    w_mem[1872] = 16'h0203;
-    w_mem[1873] = 16'h0908;
-    w_mem[1874] = 16'hfefb;
-    w_mem[1875] = 16'hfdf8;
-    w_mem[1876] = 16'hf010;
-    w_mem[1877] = 16'hf205;
-    w_mem[1878] = 16'h100a;
-    w_mem[1879] = 16'heb02;
-    w_mem[1880] = 16'hf8fd;
-    w_mem[1881] = 16'h04fa;
-    w_mem[1882] = 16'hf9f6;
-    w_mem[1883] = 16'hfc01;
-    w_mem[1884] = 16'hfb0e;
-    w_mem[1885] = 16'h0d06;
-    w_mem[1886] = 16'h09fa;
-    w_mem[1887] = 16'hebfb;
-    w_mem[1888] = 16'hf608;
-    w_mem[1889] = 16'h0806;
-    w_mem[1890] = 16'hfbfd;
-    w_mem[1891] = 16'h090c;
-    w_mem[1892] = 16'h04fa;
-    w_mem[1893] = 16'h14fd;
-    w_mem[1894] = 16'hfdfb;
-    w_mem[1895] = 16'h0af9;
-    w_mem[1896] = 16'hf60a;
-    w_mem[1897] = 16'h0b03;
-    w_mem[1898] = 16'hfdfd;
-    w_mem[1899] = 16'hedfa;
-    w_mem[1900] = 16'h1706;
-    w_mem[1901] = 16'h10f2;
-    w_mem[1902] = 16'h12fa;
-    w_mem[1903] = 16'hf806;
-    w_mem[1904] = 16'he8f3;
-    w_mem[1905] = 16'hfd09;
-    w_mem[1906] = 16'hf8f9;
-    w_mem[1907] = 16'h1b00;
-    w_mem[1908] = 16'h0c28;
-    w_mem[1909] = 16'hff19;
-    w_mem[1910] = 16'hf5ea;
-    w_mem[1911] = 16'hf0f2;
-    w_mem[1912] = 16'hf005;
-    w_mem[1913] = 16'he1f4;
-    w_mem[1914] = 16'hfdfa;
-    w_mem[1915] = 16'he2f5;
-    w_mem[1916] = 16'hecfe;
-    w_mem[1917] = 16'hee02;
-    w_mem[1918] = 16'hf8d6;
-    w_mem[1919] = 16'hd1ec;
-    w_mem[1920] = 16'h2fea;
-    w_mem[1921] = 16'h0d07;
-    w_mem[1922] = 16'h04fd;
-    w_mem[1923] = 16'hf008;
-    w_mem[1924] = 16'h2000;
-    w_mem[1925] = 16'hdd01;
-    w_mem[1926] = 16'hf009;
-    w_mem[1927] = 16'h1734;
-    w_mem[1928] = 16'hd6f4;
-    w_mem[1929] = 16'h04de;
-    w_mem[1930] = 16'h0515;
-    w_mem[1931] = 16'hfd10;
-    w_mem[1932] = 16'hf013;
-    w_mem[1933] = 16'h0612;
-    w_mem[1934] = 16'h1dec;
-    w_mem[1935] = 16'h1d0b;
-    w_mem[1936] = 16'h2ff2;
-    w_mem[1937] = 16'h0418;
-    w_mem[1938] = 16'hf50c;
-    w_mem[1939] = 16'h2013;
-    w_mem[1940] = 16'hfbef;
-    w_mem[1941] = 16'hf7ef;
-    w_mem[1942] = 16'hf8fd;
-    w_mem[1943] = 16'hf020;
-    w_mem[1944] = 16'hebea;
-    w_mem[1945] = 16'h0613;
-    w_mem[1946] = 16'hebf1;
-    w_mem[1947] = 16'h1d29;
-    w_mem[1948] = 16'h0a10;
-    w_mem[1949] = 16'h1a05;
-    w_mem[1950] = 16'he705;
-    w_mem[1951] = 16'h1c05;
-    w_mem[1952] = 16'h0a1b;
-    w_mem[1953] = 16'h0204;
-    w_mem[1954] = 16'h07f3;
-    w_mem[1955] = 16'h0407;
-    w_mem[1956] = 16'hf5ff;
-    w_mem[1957] = 16'h16dc;
-    w_mem[1958] = 16'h0601;
-    w_mem[1959] = 16'h04fe;
-    w_mem[1960] = 16'hefe4;
-    w_mem[1961] = 16'hfb09;
-    w_mem[1962] = 16'hfcf2;
-    w_mem[1963] = 16'hf222;
-    w_mem[1964] = 16'h0801;
-    w_mem[1965] = 16'hfafe;
-    w_mem[1966] = 16'h0d16;
-    w_mem[1967] = 16'h0502;
-    w_mem[1968] = 16'h09ef;
-    w_mem[1969] = 16'h1307;
-    w_mem[1970] = 16'hf511;
-    w_mem[1971] = 16'h0113;
-    w_mem[1972] = 16'h2304;
-    w_mem[1973] = 16'hf601;
-    w_mem[1974] = 16'hd717;
-    w_mem[1975] = 16'h15f9;
-    w_mem[1976] = 16'hdcf0;
-    w_mem[1977] = 16'h15fa;
-    w_mem[1978] = 16'h010b;
-    w_mem[1979] = 16'h0ff4;
-    w_mem[1980] = 16'hf52c;
-    w_mem[1981] = 16'h410f;
-    w_mem[1982] = 16'h110a;
-    w_mem[1983] = 16'h09eb;
-    w_mem[1984] = 16'h000d;
-    w_mem[1985] = 16'hd3fc;
-    w_mem[1986] = 16'hfbe8;
-    w_mem[1987] = 16'h2323;
-    w_mem[1988] = 16'hdb01;
-    w_mem[1989] = 16'h0cd9;
-    w_mem[1990] = 16'h0502;
-    w_mem[1991] = 16'hf1d6;
-    w_mem[1992] = 16'h1ef6;
-    w_mem[1993] = 16'he725;
-    w_mem[1994] = 16'h2301;
-    w_mem[1995] = 16'heaec;
-    w_mem[1996] = 16'h0bdb;
-    w_mem[1997] = 16'hf6e9;
-    w_mem[1998] = 16'hfc1b;
-    w_mem[1999] = 16'h050d;
-    w_mem[2000] = 16'he2f8;
-    w_mem[2001] = 16'h1dfe;
-    w_mem[2002] = 16'hfe1f;
-    w_mem[2003] = 16'hddf6;
-    w_mem[2004] = 16'hedf4;
-    w_mem[2005] = 16'h1ce8;
-    w_mem[2006] = 16'h0d0d;
-    w_mem[2007] = 16'h17fe;
-    w_mem[2008] = 16'h10fa;
-    w_mem[2009] = 16'hf01e;
-    w_mem[2010] = 16'h150d;
-    w_mem[2011] = 16'hd7f4;
-    w_mem[2012] = 16'he8de;
-    w_mem[2013] = 16'hd5fb;
-    w_mem[2014] = 16'h1417;
-    w_mem[2015] = 16'h17e9;
-    w_mem[2016] = 16'h01f4;
-    w_mem[2017] = 16'h0c12;
-    w_mem[2018] = 16'hf9f4;
-    w_mem[2019] = 16'h05fc;
-    w_mem[2020] = 16'h0efc;
-    w_mem[2021] = 16'hec14;
-    w_mem[2022] = 16'h0c14;
-    w_mem[2023] = 16'h110c;
-    w_mem[2024] = 16'h0a12;
-    w_mem[2025] = 16'h1610;
-    w_mem[2026] = 16'h0020;
-    w_mem[2027] = 16'h1bf9;
-    w_mem[2028] = 16'he329;
-    w_mem[2029] = 16'h0005;
-    w_mem[2030] = 16'hc5e7;
-    w_mem[2031] = 16'hf800;
-    w_mem[2032] = 16'h0701;
-    w_mem[2033] = 16'h13f5;
-    w_mem[2034] = 16'hfe05;
-    w_mem[2035] = 16'heb02;
-    w_mem[2036] = 16'hd1f8;
-    w_mem[2037] = 16'h09dc;
-    w_mem[2038] = 16'h160f;
-    w_mem[2039] = 16'hedf3;
-    w_mem[2040] = 16'h21fc;
-    w_mem[2041] = 16'hf523;
-    w_mem[2042] = 16'hf2fd;
-    w_mem[2043] = 16'hdd12;
-    w_mem[2044] = 16'hf2e7;
-    w_mem[2045] = 16'he3ff;
-    w_mem[2046] = 16'hf20e;
-    w_mem[2047] = 16'h1a06;
-    w_mem[2048] = 16'hf1fd;
-    w_mem[2049] = 16'he81e;
-    w_mem[2050] = 16'h09f2;
-    w_mem[2051] = 16'heaf3;
-    w_mem[2052] = 16'h0b06;
-    w_mem[2053] = 16'hf704;
-    w_mem[2054] = 16'hfa07;
-    w_mem[2055] = 16'h32eb;
-    w_mem[2056] = 16'h0101;
-    w_mem[2057] = 16'h01f2;
-    w_mem[2058] = 16'h0b05;
-    w_mem[2059] = 16'h1ee2;
-    w_mem[2060] = 16'he802;
-    w_mem[2061] = 16'h1607;
-    w_mem[2062] = 16'h1214;
-    w_mem[2063] = 16'h19f9;
-    w_mem[2064] = 16'hff12;
-    w_mem[2065] = 16'hf21e;
-    w_mem[2066] = 16'h1200;
-    w_mem[2067] = 16'hfafd;
-    w_mem[2068] = 16'h1ce5;
-    w_mem[2069] = 16'hfbf9;
-    w_mem[2070] = 16'hf006;
-    w_mem[2071] = 16'heaf5;
-    w_mem[2072] = 16'hf4eb;
-    w_mem[2073] = 16'h0bec;
-    w_mem[2074] = 16'hfff3;
-    w_mem[2075] = 16'h1d08;
-    w_mem[2076] = 16'h03f1;
-    w_mem[2077] = 16'h0b1c;
-    w_mem[2078] = 16'hff05;
-    w_mem[2079] = 16'h0403;
-    w_mem[2080] = 16'hf8fc;
-    w_mem[2081] = 16'hef15;
-    w_mem[2082] = 16'h03fc;
-    w_mem[2083] = 16'h02ff;
-    w_mem[2084] = 16'hf0ea;
-    w_mem[2085] = 16'hf9ee;
-    w_mem[2086] = 16'h0af3;
-    w_mem[2087] = 16'h0104;
-    w_mem[2088] = 16'hf1ed;
-    w_mem[2089] = 16'hfafb;
-    w_mem[2090] = 16'h0f03;
-    w_mem[2091] = 16'hdb01;
-    w_mem[2092] = 16'hfdec;
-    w_mem[2093] = 16'hfefa;
-    w_mem[2094] = 16'h0516;
-    w_mem[2095] = 16'hf70e;
-    w_mem[2096] = 16'h0504;
-    w_mem[2097] = 16'hf129;
-    w_mem[2098] = 16'hfcfd;
-    w_mem[2099] = 16'hfbf5;
-    w_mem[2100] = 16'h1ef3;
-    w_mem[2101] = 16'heef7;
-    w_mem[2102] = 16'hfd14;
-    w_mem[2103] = 16'h22ed;
-    w_mem[2104] = 16'he4e2;
-    w_mem[2105] = 16'hf1f8;
-    w_mem[2106] = 16'h1108;
-    w_mem[2107] = 16'h18f3;
-    w_mem[2108] = 16'h0413;
-    w_mem[2109] = 16'h0df7;
-    w_mem[2110] = 16'h1b11;
-    w_mem[2111] = 16'h0403;
-    w_mem[2112] = 16'hf6f5;
-    w_mem[2113] = 16'h03fa;
-    w_mem[2114] = 16'hf803;
-    w_mem[2115] = 16'hdef0;
-    w_mem[2116] = 16'hfee4;
-    w_mem[2117] = 16'h0a1e;
-    w_mem[2118] = 16'heeeb;
-    w_mem[2119] = 16'hf107;
-    w_mem[2120] = 16'hfc05;
-    w_mem[2121] = 16'hf6e4;
-    w_mem[2122] = 16'hcbee;
-    w_mem[2123] = 16'h00ec;
-    w_mem[2124] = 16'heff3;
-    w_mem[2125] = 16'hdeed;
-    w_mem[2126] = 16'hfee4;
-    w_mem[2127] = 16'hf6de;
-    w_mem[2128] = 16'hfcec;
-    w_mem[2129] = 16'hea03;
-    w_mem[2130] = 16'hf5e2;
-    w_mem[2131] = 16'h0afa;
-    w_mem[2132] = 16'hee06;
-    w_mem[2133] = 16'hfcfe;
-    w_mem[2134] = 16'hefff;
-    w_mem[2135] = 16'hedf2;
-    w_mem[2136] = 16'hf6e9;
-    w_mem[2137] = 16'h01fb;
-    w_mem[2138] = 16'hee03;
-    w_mem[2139] = 16'hef01;
-    w_mem[2140] = 16'hfff5;
-    w_mem[2141] = 16'h08ee;
-    w_mem[2142] = 16'h0ff6;
-    w_mem[2143] = 16'hf3ed;
-    w_mem[2144] = 16'h0909;
-    w_mem[2145] = 16'h04ed;
-    w_mem[2146] = 16'h09f0;
-    w_mem[2147] = 16'h070d;
-    w_mem[2148] = 16'h0101;
-    w_mem[2149] = 16'h06fc;
-    w_mem[2150] = 16'hf5f5;
-    w_mem[2151] = 16'hfdfb;
-    w_mem[2152] = 16'hf700;
-    w_mem[2153] = 16'h0401;
-    w_mem[2154] = 16'hfa03;
-    w_mem[2155] = 16'hfc07;
-    w_mem[2156] = 16'h12fd;
-    w_mem[2157] = 16'h00f8;
-    w_mem[2158] = 16'hfef3;
-    w_mem[2159] = 16'h0202;
-    w_mem[2160] = 16'he8e8;
-    w_mem[2161] = 16'hfc05;
-    w_mem[2162] = 16'hebf0;
-    w_mem[2163] = 16'hfaf5;
-    w_mem[2164] = 16'hfcf9;
-    w_mem[2165] = 16'h0212;
-    w_mem[2166] = 16'he2ed;
-    w_mem[2167] = 16'hf2ec;
-    w_mem[2168] = 16'he2f2;
-    w_mem[2169] = 16'h04dd;
-    w_mem[2170] = 16'hddda;
-    w_mem[2171] = 16'hecf5;
-    w_mem[2172] = 16'heff6;
-    w_mem[2173] = 16'hebe5;
-    w_mem[2174] = 16'hf6f3;
-    w_mem[2175] = 16'hf4e3;
-    w_mem[2176] = 16'hfefc;
-    w_mem[2177] = 16'hf7fb;
-    w_mem[2178] = 16'he6f6;
-    w_mem[2179] = 16'h1608;
-    w_mem[2180] = 16'hf9fa;
-    w_mem[2181] = 16'h0cf3;
-    w_mem[2182] = 16'hf613;
-    w_mem[2183] = 16'he118;
-    w_mem[2184] = 16'h0bf1;
-    w_mem[2185] = 16'h1e04;
-    w_mem[2186] = 16'h0f17;
-    w_mem[2187] = 16'h0cfb;
-    w_mem[2188] = 16'h0914;
-    w_mem[2189] = 16'h1505;
-    w_mem[2190] = 16'hf005;
-    w_mem[2191] = 16'h0516;
-    w_mem[2192] = 16'h140a;
-    w_mem[2193] = 16'h0ffc;
-    w_mem[2194] = 16'h1413;
-    w_mem[2195] = 16'h000b;
-    w_mem[2196] = 16'h0cea;
-    w_mem[2197] = 16'h02ff;
-    w_mem[2198] = 16'h0600;
-    w_mem[2199] = 16'h0b0c;
-    w_mem[2200] = 16'h0a02;
-    w_mem[2201] = 16'h0fee;
-    w_mem[2202] = 16'h0703;
-    w_mem[2203] = 16'h06f6;
-    w_mem[2204] = 16'hfb0e;
-    w_mem[2205] = 16'hfc08;
-    w_mem[2206] = 16'hf611;
-    w_mem[2207] = 16'h130b;
-    w_mem[2208] = 16'h0203;
-    w_mem[2209] = 16'hf509;
-    w_mem[2210] = 16'h0500;
-    w_mem[2211] = 16'h0df1;
-    w_mem[2212] = 16'h07cd;
-    w_mem[2213] = 16'h0000;
-    w_mem[2214] = 16'hfffa;
-    w_mem[2215] = 16'hf50f;
-    w_mem[2216] = 16'h08f7;
-    w_mem[2217] = 16'hf907;
-    w_mem[2218] = 16'hf405;
-    w_mem[2219] = 16'h1006;
-    w_mem[2220] = 16'hf80b;
-    w_mem[2221] = 16'h0802;
-    w_mem[2222] = 16'h07e6;
-    w_mem[2223] = 16'hf010;
-    w_mem[2224] = 16'h1206;
-    w_mem[2225] = 16'h1c0f;
-    w_mem[2226] = 16'h0c0b;
-    w_mem[2227] = 16'hf706;
-    w_mem[2228] = 16'h03f4;
-    w_mem[2229] = 16'h09f3;
-    w_mem[2230] = 16'hee11;
-    w_mem[2231] = 16'hfa22;
-    w_mem[2232] = 16'h21f6;
-    w_mem[2233] = 16'h0f0e;
-    w_mem[2234] = 16'h170b;
-    w_mem[2235] = 16'h15fb;
-    w_mem[2236] = 16'h0410;
-    w_mem[2237] = 16'h0a07;
-    w_mem[2238] = 16'h002c;
-    w_mem[2239] = 16'h150b;
-    w_mem[2240] = 16'h1d1e;
-    w_mem[2241] = 16'h5ef4;
-    w_mem[2242] = 16'hdc29;
-    w_mem[2243] = 16'h190e;
-    w_mem[2244] = 16'he8f6;
-    w_mem[2245] = 16'h1215;
-    w_mem[2246] = 16'hf00a;
-    w_mem[2247] = 16'hfe16;
-    w_mem[2248] = 16'h0528;
-    w_mem[2249] = 16'h1007;
-    w_mem[2250] = 16'hf018;
-    w_mem[2251] = 16'hf806;
-    w_mem[2252] = 16'hf00b;
-    w_mem[2253] = 16'h0304;
-    w_mem[2254] = 16'hf70c;
-    w_mem[2255] = 16'h06ed;
-    w_mem[2256] = 16'h31ef;
-    w_mem[2257] = 16'h0b01;
-    w_mem[2258] = 16'hfe05;
-    w_mem[2259] = 16'h1b09;
-    w_mem[2260] = 16'h0af5;
-    w_mem[2261] = 16'h2805;
-    w_mem[2262] = 16'hff24;
-    w_mem[2263] = 16'h0311;
-    w_mem[2264] = 16'h2628;
-    w_mem[2265] = 16'h0f0d;
-    w_mem[2266] = 16'h0d13;
-    w_mem[2267] = 16'h08fe;
-    w_mem[2268] = 16'h0227;
-    w_mem[2269] = 16'h0de3;
-    w_mem[2270] = 16'hfa00;
-    w_mem[2271] = 16'h110c;
-    w_mem[2272] = 16'h0ef2;
-    w_mem[2273] = 16'hf210;
-    w_mem[2274] = 16'h21ec;
-    w_mem[2275] = 16'h0b11;
-    w_mem[2276] = 16'hed18;
-    w_mem[2277] = 16'h06f3;
-    w_mem[2278] = 16'h06f6;
-    w_mem[2279] = 16'h190b;
-    w_mem[2280] = 16'he9eb;
-    w_mem[2281] = 16'hf401;
-    w_mem[2282] = 16'he3fd;
-    w_mem[2283] = 16'hf80b;
-    w_mem[2284] = 16'h02e9;
-    w_mem[2285] = 16'h09fc;
-    w_mem[2286] = 16'hfde0;
-    w_mem[2287] = 16'h0d0d;
-    w_mem[2288] = 16'h120a;
-    w_mem[2289] = 16'h2cea;
-    w_mem[2290] = 16'hed0e;
-    w_mem[2291] = 16'hec0b;
-    w_mem[2292] = 16'hea11;
-    w_mem[2293] = 16'h0219;
-    w_mem[2294] = 16'he839;
-    w_mem[2295] = 16'hf52e;
-    w_mem[2296] = 16'h0f46;
-    w_mem[2297] = 16'hf331;
-    w_mem[2298] = 16'h0015;
-    w_mem[2299] = 16'hff00;
-    w_mem[2300] = 16'h0507;
-    w_mem[2301] = 16'h1211;
-    w_mem[2302] = 16'hff14;
-    w_mem[2303] = 16'h1807;
-    w_mem[2304] = 16'h0ece;
-    w_mem[2305] = 16'hf1d7;
-    w_mem[2306] = 16'h0504;
-    w_mem[2307] = 16'h1eef;
-    w_mem[2308] = 16'h2a20;
-    w_mem[2309] = 16'h2be1;
-    w_mem[2310] = 16'hf648;
-    w_mem[2311] = 16'hdcfa;
-    w_mem[2312] = 16'hea2a;
-    w_mem[2313] = 16'hded9;
-    w_mem[2314] = 16'h10df;
-    w_mem[2315] = 16'hee10;
-    w_mem[2316] = 16'hffd4;
-    w_mem[2317] = 16'h1ce6;
-    w_mem[2318] = 16'h0f17;
-    w_mem[2319] = 16'h0311;
-    w_mem[2320] = 16'h17a4;
-    w_mem[2321] = 16'he717;
-    w_mem[2322] = 16'hc02a;
-    w_mem[2323] = 16'h0913;
-    w_mem[2324] = 16'hf7f9;
-    w_mem[2325] = 16'h25fa;
-    w_mem[2326] = 16'h41d2;
-    w_mem[2327] = 16'h4dec;
-    w_mem[2328] = 16'h19fd;
-    w_mem[2329] = 16'h2bed;
-    w_mem[2330] = 16'hbb15;
-    w_mem[2331] = 16'h2f2d;
-    w_mem[2332] = 16'h1327;
-    w_mem[2333] = 16'hbad5;
-    w_mem[2334] = 16'h2d1f;
-    w_mem[2335] = 16'hd1d0;
-    w_mem[2336] = 16'hf319;
-    w_mem[2337] = 16'h2428;
-    w_mem[2338] = 16'hecd7;
-    w_mem[2339] = 16'h3cf3;
-    w_mem[2340] = 16'hfe3b;
-    w_mem[2341] = 16'he2c5;
-    w_mem[2342] = 16'hf3f5;
-    w_mem[2343] = 16'h1d0d;
-    w_mem[2344] = 16'hcf1a;
-    w_mem[2345] = 16'hddbf;
-    w_mem[2346] = 16'h0320;
-    w_mem[2347] = 16'hf720;
-    w_mem[2348] = 16'h1bce;
-    w_mem[2349] = 16'he714;
-    w_mem[2350] = 16'h2d00;
-    w_mem[2351] = 16'h23e9;
-    w_mem[2352] = 16'hd2f9;
-    w_mem[2353] = 16'h070d;
-    w_mem[2354] = 16'hee30;
-    w_mem[2355] = 16'h121a;
-    w_mem[2356] = 16'h01d8;
-    w_mem[2357] = 16'hd932;
-    w_mem[2358] = 16'hd4fb;
-    w_mem[2359] = 16'hf933;
-    w_mem[2360] = 16'hccfd;
-    w_mem[2361] = 16'h29d0;
-    w_mem[2362] = 16'h1c08;
-    w_mem[2363] = 16'h0cf9;
-    w_mem[2364] = 16'hc41c;
-    w_mem[2365] = 16'h24b8;
-    w_mem[2366] = 16'h47e5;
-    w_mem[2367] = 16'h160d;
-    w_mem[2368] = 16'h9d1c;
-    w_mem[2369] = 16'h20e5;
-    w_mem[2370] = 16'he3d2;
-    w_mem[2371] = 16'h1e46;
-    w_mem[2372] = 16'hdfca;
-    w_mem[2373] = 16'he627;
-    w_mem[2374] = 16'h1dea;
-    w_mem[2375] = 16'h2e2a;
-    w_mem[2376] = 16'hfcce;
-    w_mem[2377] = 16'h32da;
-    w_mem[2378] = 16'hc308;
-    w_mem[2379] = 16'hca08;
-    w_mem[2380] = 16'hf729;
-    w_mem[2381] = 16'h18da;
-    w_mem[2382] = 16'h122c;
-    w_mem[2383] = 16'he404;
-    w_mem[2384] = 16'hf828;
-    w_mem[2385] = 16'h11e6;
-    w_mem[2386] = 16'hd118;
-    w_mem[2387] = 16'hd20f;
-    w_mem[2388] = 16'hfc04;
-    w_mem[2389] = 16'hd4b5;
-    w_mem[2390] = 16'h4137;
-    w_mem[2391] = 16'hc228;
-    w_mem[2392] = 16'h1c39;
-    w_mem[2393] = 16'hd2eb;
-    w_mem[2394] = 16'hd5ea;
-    w_mem[2395] = 16'hc4e6;
-    w_mem[2396] = 16'h4112;
-    w_mem[2397] = 16'h18ea;
-    w_mem[2398] = 16'hfd43;
-    w_mem[2399] = 16'h10fd;
-    w_mem[2400] = 16'h1f8f;
-    w_mem[2401] = 16'he330;
-    w_mem[2402] = 16'h980b;
-    w_mem[2403] = 16'h21fa;
-    w_mem[2404] = 16'hbd14;
-    w_mem[2405] = 16'h1f2a;
-    w_mem[2406] = 16'h15d6;
-    w_mem[2407] = 16'ha71b;
-    w_mem[2408] = 16'h1819;
-    w_mem[2409] = 16'h9222;
-    w_mem[2410] = 16'h1ec0;
-    w_mem[2411] = 16'h17bf;
-    w_mem[2412] = 16'h2feb;
-    w_mem[2413] = 16'h3336;
-    w_mem[2414] = 16'h17c4;
-    w_mem[2415] = 16'ha55d;
-    w_mem[2416] = 16'hdffc;
-    w_mem[2417] = 16'h233a;
-    w_mem[2418] = 16'hf42a;
-    w_mem[2419] = 16'he636;
-    w_mem[2420] = 16'h1d2a;
-    w_mem[2421] = 16'hfeef;
-    w_mem[2422] = 16'he02d;
-    w_mem[2423] = 16'he4fe;
-    w_mem[2424] = 16'h22da;
-    w_mem[2425] = 16'h202e;
-    w_mem[2426] = 16'he6b6;
-    w_mem[2427] = 16'hc250;
-    w_mem[2428] = 16'hd612;
-    w_mem[2429] = 16'hd62f;
-    w_mem[2430] = 16'hd403;
-    w_mem[2431] = 16'he92d;
-    w_mem[2432] = 16'h091e;
-    w_mem[2433] = 16'h02e6;
-    w_mem[2434] = 16'h04dc;
-    w_mem[2435] = 16'hdad0;
-    w_mem[2436] = 16'hfa35;
-    w_mem[2437] = 16'h3bfe;
-    w_mem[2438] = 16'haf3d;
-    w_mem[2439] = 16'h1cd4;
-    w_mem[2440] = 16'h0f2b;
-    w_mem[2441] = 16'h0dc9;
-    w_mem[2442] = 16'h8036;
-    w_mem[2443] = 16'h172a;
-    w_mem[2444] = 16'h2902;
-    w_mem[2445] = 16'hd7d7;
-    w_mem[2446] = 16'hcd09;
-    w_mem[2447] = 16'h38f1;
-    w_mem[2448] = 16'hec3e;
-    w_mem[2449] = 16'he53a;
-    w_mem[2450] = 16'heced;
-    w_mem[2451] = 16'he525;
-    w_mem[2452] = 16'h42d2;
-    w_mem[2453] = 16'h11ea;
-    w_mem[2454] = 16'h26df;
-    w_mem[2455] = 16'h1c2d;
-    w_mem[2456] = 16'h02e5;
-    w_mem[2457] = 16'hfac5;
-    w_mem[2458] = 16'h1a0e;
-    w_mem[2459] = 16'hc703;
-    w_mem[2460] = 16'hf4e1;
-    w_mem[2461] = 16'h64df;
-    w_mem[2462] = 16'h19ec;
-    w_mem[2463] = 16'h08d7;
-  end
-  reg [15:0] _5_;
-  always @(posedge clk) begin
-    _5_ <= w_mem[\$signature__addr$66 ];
-  end
-  assign \$signature__data$80  = _5_;
-  assign acc_rd__addr = s1b[0] ? s1b[7:1] : act_acc_addr;
-  assign \$1  = forward ? last_sum[18:0] : acc_q[18:0];
-  assign \$2  = s3[8] ? bias_q[18:0] : \$1 ;
-  assign \$3  = $signed(\$2 ) + $signed(aligned0);
-  assign \$4  = forward ? last_sum[37:19] : acc_q[37:19];
-  assign \$5  = s3[8] ? bias_q[37:19] : \$4 ;
-  assign \$6  = $signed(\$5 ) + $signed(aligned1);
-  assign \$7  = ! issue_layer;
-  assign valid_in = issue_valid & \$7 ;
+  assign acc_rd__addr = \$like [0] ? \$like [7:1] : act_acc_addr;
+  assign \$2  = $signed(\$1 ) + $signed(aligned0);
+  assign \$4  = $signed(\$3 ) + $signed(aligned1);
+  assign \$5  = ! issue_layer;
+  assign valid_in = issue_valid & \$5 ;
   assign h_prev = fresh ? 8'h00 : \$signature__data ;
   assign c_prev = fresh ? 8'h00 : c_rd__data;
-  assign \$8  = 3'h4 + tag_out;
-  assign \$9  = 1'h0 + tag_out;
-  assign \$10  = enc_col >= 3'h4;
-  assign \$11  = 3'h4 + enc_col;
-  assign \$12  = \$11  - 3'h4;
+  assign \$6  = 3'h4 + tag_out;
+  assign \$7  = 1'h0 + tag_out;
+  assign \$8  = enc_col >= 3'h4;
+  assign \$9  = 3'h4 + enc_col;
+  assign \$10  = \$9  - 3'h4;
+  assign \$11  = 1'h0 + enc_col;
+  assign \$12  = \$8  ? \$10  : { 1'h0, \$11  };
   assign \$13  = 1'h0 + enc_col;
-  assign \$14  = \$10  ? \$12  : { 1'h0, \$13  };
-  assign \$15  = 1'h0 + enc_col;
-  assign \$16  = 1'h0 + e2[6:1];
-  assign \$17  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$18  = - $signed(e2[36:28]);
-  assign \$19  = \$17  ? \$18  : { e2[36], e2[36:28] };
-  assign \$20  = e2[7] ? 5'h18 : 5'h14;
-  assign \$21  = $signed(\$19 ) >= $signed({ 1'h0, \$20  });
-  assign \$22  = fresh | \$21 ;
-  assign \$23  = e2[0] & \$22 ;
-  assign \$24  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$25  = - $signed(e2[36:28]);
-  assign \$26  = \$24  ? \$25  : { e2[36], e2[36:28] };
-  assign \$27  = e2[7] ? 5'h18 : 5'h14;
-  assign \$28  = $signed(\$26 ) >= $signed({ 1'h0, \$27  });
-  assign \$29  = fresh | \$28 ;
-  assign \$30  = e2[0] & \$29 ;
-  assign \$31  = cur[11:0] + grp;
-  assign \$32  = grp == 6'h3f;
-  assign \$33  = g_grp < 5'h10;
-  assign \$35  = ~ \$34 ;
-  assign \$36  = \$33  & \$35 ;
-  assign \$37  = act_q * 5'h10;
-  assign \$38  = 1'h0 + \$37 ;
-  assign \$39  = \$38  + g_grp;
-  assign \$40  = act_q == 3'h4;
-  assign \$41  = g_grp + 1'h1;
-  assign \$42  = \$41  < 5'h10;
-  assign \$43  = ~ \$signal ;
-  assign \$45  = ~ \$44 ;
-  assign \$46  = \$42  & \$45 ;
-  assign \$47  = 1'h0 + g_grp;
-  assign \$48  = \$47  + 1'h1;
-  assign \$49  = 3'h4 + elem;
-  assign \$50  = 1'h0 + elem;
-  assign \$51  = enc_col >= 1'h0;
-  assign \$52  = 3'h4 + enc_col;
-  assign \$53  = \$52  - 1'h0;
-  assign \$54  = 1'h0 + enc_col;
-  assign \$55  = \$51  ? \$53  : { 1'h0, \$54  };
-  assign \$57  = cur[11:0] + grp;
-  assign \$58  = grp == 3'h4;
-  assign \$59  = 7'h40 + grp;
-  assign \$60  = 7'h40 + grp;
-  assign \$61  = 7'h40 + grp;
-  assign \$62  = 7'h40 + grp;
-  assign \$63  = 7'h40 + grp;
-  assign \$64  = ! seq_state;
-  assign \$65  = seq_state == 1'h1;
-  assign \$66  = seq_state == 2'h2;
-  assign \$67  = seq_state == 2'h3;
-  assign \$68  = seq_state == 3'h4;
-  assign \$69  = seq_state == 3'h5;
-  assign \$70  = seq_state == 3'h6;
-  assign \$71  = seq_state == 3'h7;
-  assign \$72  = seq_state == 4'h8;
-  assign \$73  = seq_state == 4'h9;
-  assign \$74  = seq_state == 4'ha;
-  assign \$75  = seq_state == 4'hb;
-  assign \$76  = $signed(w_word[7:0]) * $signed(s1b[24:16]);
-  assign \$77  = $signed(w_word[15:8]) * $signed(s1b[24:16]);
-  assign \$78  = s3[7:1] == s2[7:1];
-  assign \$79  = s3[0] & \$78 ;
-  assign \$84  = in_idx + 1'h1;
-  assign \$85  = in_idx == 2'h3;
-  assign \$86  = enc_col < 6'h24;
-  assign \$87  = level + e1[0];
-  assign \$88  = \$87  + e2[0];
-  assign \$89  = \$88  < 3'h7;
-  assign \$90  = \$86  & \$89 ;
-  assign \$91  = enc_col >= 3'h4;
-  assign \$92  = enc_col + 1'h1;
-  assign \$93  = enc_w + 7'h40;
-  assign \$94  = e1[7] & fresh;
-  assign \$95  = \$94  ? 8'h00 : \$signature__data ;
-  assign \$96  = e1[7] & fresh;
-  assign \$97  = \$96  ? 8'h00 : \$signature__data ;
-  assign \$98  = fresh ? 8'h00 : \$signature__data$89 ;
-  assign \$99  = $signed(\$97 ) - $signed(\$98 );
-  assign \$100  = 1'h0 + grp;
-  assign \$101  = 1'h0 + grp;
-  assign \$102  = ! cur[17:12];
-  assign \$103  = fresh & \$102 ;
-  assign \$104  = cur[18] ? 1'h0 : 1'h1;
-  assign \$105  = grp == 6'h3f;
-  assign \$106  = grp + 1'h1;
-  assign \$107  = enc_col == 6'h24;
-  assign \$108  = ~ e1[0];
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = ~ e2[0];
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = ~ r_rdy;
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = ~ cur_active;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = ~ s1[0];
-  assign \$117  = ~ s1b[0];
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = ~ s2[0];
+  assign \$14  = 1'h0 + e2[6:1];
+  assign \$15  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$16  = - $signed(e2[36:28]);
+  assign \$17  = \$15  ? \$16  : { e2[36], e2[36:28] };
+  assign \$18  = e2[7] ? 5'h18 : 5'h14;
+  assign \$19  = $signed(\$17 ) >= $signed({ 1'h0, \$18  });
+  assign \$20  = fresh | \$19 ;
+  assign \$21  = e2[0] & \$20 ;
+  assign \$22  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$23  = - $signed(e2[36:28]);
+  assign \$24  = \$22  ? \$23  : { e2[36], e2[36:28] };
+  assign \$25  = e2[7] ? 5'h18 : 5'h14;
+  assign \$26  = $signed(\$24 ) >= $signed({ 1'h0, \$25  });
+  assign \$27  = fresh | \$26 ;
+  assign \$28  = e2[0] & \$27 ;
+  assign \$29  = cur[11:0] + grp;
+  assign \$30  = grp == 6'h3f;
+  assign \$31  = g_grp < 5'h10;
+  assign \$33  = ~ \$32 ;
+  assign \$34  = \$31  & \$33 ;
+  assign \$35  = act_q * 5'h10;
+  assign \$36  = 1'h0 + \$35 ;
+  assign \$37  = \$36  + g_grp;
+  assign \$38  = act_q == 3'h4;
+  assign \$39  = g_grp + 1'h1;
+  assign \$40  = \$39  < 5'h10;
+  assign \$41  = ~ \$signal ;
+  assign \$43  = ~ \$42 ;
+  assign \$44  = \$40  & \$43 ;
+  assign \$45  = 1'h0 + g_grp;
+  assign \$46  = \$45  + 1'h1;
+  assign \$47  = act_q == 3'h5;
+  assign \$48  = g_grp + 1'h1;
+  assign \$49  = \$48  < 5'h10;
+  assign \$50  = ~ \$signal ;
+  assign \$52  = ~ \$51 ;
+  assign \$53  = \$49  & \$52 ;
+  assign \$54  = 5'h10 + g_grp;
+  assign \$55  = \$54  + 1'h1;
+  assign \$56  = 1'h0 + g_grp;
+  assign \$57  = \$56  + 1'h1;
+  assign \$58  = 3'h4 + elem;
+  assign \$59  = 1'h0 + elem;
+  assign \$60  = enc_col >= 1'h0;
+  assign \$61  = 3'h4 + enc_col;
+  assign \$62  = \$61  - 1'h0;
+  assign \$63  = 1'h0 + enc_col;
+  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
+  assign \$66  = cur[11:0] + grp;
+  assign \$67  = grp == 3'h4;
+  assign \$68  = 7'h40 + grp;
+  assign \$69  = 7'h40 + grp;
+  assign \$70  = 7'h40 + grp;
+  assign \$71  = 7'h40 + grp;
+  assign \$72  = 7'h40 + grp;
+  assign \$73  = ! seq_state;
+  assign \$74  = seq_state == 1'h1;
+  assign \$75  = seq_state == 2'h2;
+  assign \$76  = seq_state == 2'h3;
+  assign \$77  = seq_state == 3'h4;
+  assign \$78  = seq_state == 3'h5;
+  assign \$79  = seq_state == 3'h6;
+  assign \$80  = seq_state == 3'h7;
+  assign \$81  = seq_state == 4'h8;
+  assign \$82  = seq_state == 4'h9;
+  assign \$83  = seq_state == 4'ha;
+  assign \$84  = seq_state == 4'hb;
+  assign \$85  = $signed(data[7:0]) * $signed(\$like [24:16]);
+  assign \$86  = $signed(data[15:8]) * $signed(\$like [24:16]);
+  assign \$87  = s3[7:1] == s2[7:1];
+  assign \$88  = s3[0] & \$87 ;
+  assign \$89  = last[7:1] == s2[7:1];
+  assign \$90  = last[0] & \$89 ;
+  assign \$95  = in_idx + 1'h1;
+  assign \$96  = in_idx == 2'h3;
+  assign \$97  = enc_col < 6'h24;
+  assign \$98  = level + e1[0];
+  assign \$99  = \$98  + e2[0];
+  assign \$100  = \$99  < 3'h7;
+  assign \$101  = \$97  & \$100 ;
+  assign \$102  = enc_col >= 3'h4;
+  assign \$103  = enc_col + 1'h1;
+  assign \$104  = enc_w + 7'h40;
+  assign \$105  = e1[7] & fresh;
+  assign \$106  = \$105  ? 8'h00 : \$signature__data ;
+  assign \$107  = e1[7] & fresh;
+  assign \$108  = \$107  ? 8'h00 : \$signature__data ;
+  assign \$109  = fresh ? 8'h00 : \$signature__data$92 ;
+  assign \$110  = $signed(\$108 ) - $signed(\$109 );
+  assign \$111  = 1'h0 + grp;
+  assign \$112  = 1'h0 + grp;
+  assign \$113  = ! cur[17:12];
+  assign \$114  = fresh & \$113 ;
+  assign \$115  = cur[18] ? 1'h0 : 1'h1;
+  assign \$116  = grp == 6'h3f;
+  assign \$117  = grp + 1'h1;
+  assign \$118  = enc_col == 6'h24;
+  assign \$119  = ~ e1[0];
   assign \$120  = \$118  & \$119 ;
-  assign \$121  = ~ s3[0];
+  assign \$121  = ~ e2[0];
   assign \$122  = \$120  & \$121 ;
-  assign \$123  = g_grp < 5'h10;
-  assign \$125  = ~ \$124 ;
-  assign \$126  = \$123  & \$125 ;
-  assign \$127  = act_q + 1'h1;
-  assign \$128  = ! \$signal ;
-  assign \$130  = act_q == 3'h4;
-  assign \$131  = ~ \$signal ;
-  assign \$132  = g_grp + 1'h1;
-  assign \$133  = g_grp + 1'h1;
-  assign \$134  = \$133  < 5'h10;
-  assign \$135  = ~ \$signal ;
-  assign \$137  = ~ \$136 ;
-  assign \$138  = \$134  & \$137 ;
-  assign \$140  = elem + 1'h1;
-  assign \$153  = lane == 1'h1;
-  assign \$154  = elem == 5'h1f;
-  assign \$155  = \$153  | \$154 ;
-  assign \$156  = ~ \$signal$92 ;
-  assign \$157  = grp + 1'h1;
-  assign \$158  = grp == 4'hf;
-  assign \$159  = lane + 1'h1;
-  assign \$160  = \wait  + 1'h1;
-  assign \$161  = \wait  == 5'h16;
-  assign \$162  = enc_col < 6'h20;
-  assign \$163  = level + e1[0];
-  assign \$164  = \$163  + e2[0];
-  assign \$165  = \$164  < 3'h7;
-  assign \$166  = \$162  & \$165 ;
-  assign \$167  = enc_col >= 1'h0;
-  assign \$168  = enc_col + 1'h1;
-  assign \$169  = enc_w + 3'h5;
-  assign \$170  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$171  = 7'h40 + grp;
-  assign \$172  = 7'h40 + grp;
-  assign \$173  = ! cur[17:12];
-  assign \$176  = grp == 3'h4;
+  assign \$123  = ~ r_rdy;
+  assign \$124  = \$122  & \$123 ;
+  assign \$125  = ~ cur_active;
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = ~ s1[0];
+  assign \$128  = ~ \$like$81 [0];
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = ~ \$like [0];
+  assign \$131  = \$129  & \$130 ;
+  assign \$132  = ~ s2[0];
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = ~ s3[0];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = g_grp < 5'h10;
+  assign \$138  = ~ \$137 ;
+  assign \$139  = \$136  & \$138 ;
+  assign \$140  = act_q + 1'h1;
+  assign \$141  = ! \$signal ;
+  assign \$143  = act_q == 3'h4;
+  assign \$144  = g_grp + 1'h1;
+  assign \$145  = \$144  < 5'h10;
+  assign \$146  = ~ \$signal ;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = \$145  & \$148 ;
+  assign \$150  = act_q == 3'h5;
+  assign \$151  = ~ \$signal ;
+  assign \$152  = g_grp + 1'h1;
+  assign \$153  = g_grp + 1'h1;
+  assign \$154  = \$153  < 5'h10;
+  assign \$155  = ~ \$signal ;
+  assign \$157  = ~ \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$160  = elem + 1'h1;
+  assign \$173  = lane == 1'h1;
+  assign \$174  = elem == 5'h1f;
+  assign \$175  = \$173  | \$174 ;
+  assign \$176  = ~ \$signal$95 ;
   assign \$177  = grp + 1'h1;
-  assign \$178  = enc_col == 6'h20;
-  assign \$179  = ~ e1[0];
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = ~ e2[0];
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = ~ r_rdy;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = ~ cur_active;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = ~ s1[0];
-  assign \$188  = ~ s1b[0];
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = ~ s2[0];
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = ~ s3[0];
-  assign \$193  = \$191  & \$192 ;
-  assign \$195  = $signed(out_word) + $signed(11'h200);
-  assign \$197  = $signed(\$196 ) > $signed(8'h7f);
-  assign \$198  = $signed(out_word) + $signed(11'h200);
-  assign \$200  = $signed(\$199 ) < $signed(8'h80);
-  assign \$201  = $signed(out_word) + $signed(11'h200);
-  assign \$203  = \$200  ? 20'hfff80 : \$202 ;
-  assign \$204  = \$197  ? 20'h0007f : \$203 ;
-  assign \$205  = out_idx == 4'h9;
-  assign \$206  = out_idx + 1'h1;
-  assign \$207  = out_idx == 4'h9;
-  assign \$208  = lane == 1'h1;
-  assign \$209  = grp + 1'h1;
-  assign \$210  = lane + 1'h1;
+  assign \$178  = grp == 4'hf;
+  assign \$179  = lane + 1'h1;
+  assign \$180  = \wait  + 1'h1;
+  assign \$181  = \wait  == 5'h16;
+  assign \$182  = enc_col < 6'h20;
+  assign \$183  = level + e1[0];
+  assign \$184  = \$183  + e2[0];
+  assign \$185  = \$184  < 3'h7;
+  assign \$186  = \$182  & \$185 ;
+  assign \$187  = enc_col >= 1'h0;
+  assign \$188  = enc_col + 1'h1;
+  assign \$189  = enc_w + 3'h5;
+  assign \$190  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$191  = 7'h40 + grp;
+  assign \$192  = 7'h40 + grp;
+  assign \$193  = ! cur[17:12];
+  assign \$196  = grp == 3'h4;
+  assign \$197  = grp + 1'h1;
+  assign \$198  = enc_col == 6'h20;
+  assign \$199  = ~ e1[0];
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = ~ e2[0];
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = ~ r_rdy;
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = ~ cur_active;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = ~ s1[0];
+  assign \$208  = ~ \$like$81 [0];
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = ~ \$like [0];
+  assign \$211  = \$209  & \$210 ;
+  assign \$212  = ~ s2[0];
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = ~ s3[0];
+  assign \$215  = \$213  & \$214 ;
+  assign \$217  = $signed(out_word) + $signed(11'h200);
+  assign \$219  = $signed(\$218 ) > $signed(8'h7f);
+  assign \$220  = $signed(out_word) + $signed(11'h200);
+  assign \$222  = $signed(\$221 ) < $signed(8'h80);
+  assign \$223  = $signed(out_word) + $signed(11'h200);
+  assign \$225  = \$222  ? 20'hfff80 : \$224 ;
+  assign \$226  = \$219  ? 20'h0007f : \$225 ;
+  assign \$227  = out_idx == 4'h9;
+  assign \$228  = out_idx + 1'h1;
+  assign \$229  = out_idx == 4'h9;
+  assign \$230  = lane == 1'h1;
+  assign \$231  = grp + 1'h1;
+  assign \$232  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$211 ;
+    e1 <= \$233 ;
   always @(posedge clk)
-    s1 <= \$212 ;
+    s1 <= \$234 ;
   always @(posedge clk)
-    s1b <= \$213 ;
+    \$like$81  <= \$235 ;
   always @(posedge clk)
-    w_word <= \$214 ;
+    \$like  <= \$236 ;
   always @(posedge clk)
-    prod0 <= \$215 ;
+    prod0 <= \$237 ;
   always @(posedge clk)
-    prod1 <= \$216 ;
+    prod1 <= \$238 ;
   always @(posedge clk)
-    s2 <= \$217 ;
+    s2 <= \$239 ;
   always @(posedge clk)
-    s3 <= \$218 ;
+    s3 <= \$240 ;
   always @(posedge clk)
-    acc_q <= \$219 ;
+    acc_q <= \$241 ;
   always @(posedge clk)
-    bias_q <= \$220 ;
+    bias_q <= \$242 ;
   always @(posedge clk)
-    forward <= \$221 ;
+    last <= \$243 ;
   always @(posedge clk)
-    last_sum <= \$222 ;
+    \$like$20  <= \$244 ;
   always @(posedge clk)
-    aligned0 <= \$223 ;
+    last_sum2 <= \$245 ;
   always @(posedge clk)
-    aligned1 <= \$224 ;
+    pick <= \$246 ;
   always @(posedge clk)
-    issue_valid <= \$225 ;
+    aligned0 <= \$247 ;
   always @(posedge clk)
-    in_idx <= \$226 ;
+    aligned1 <= \$248 ;
   always @(posedge clk)
-    seq_end <= \$227 ;
+    issue_valid <= \$249 ;
   always @(posedge clk)
-    enc_col <= \$228 ;
+    in_idx <= \$250 ;
   always @(posedge clk)
-    enc_w <= \$229 ;
+    seq_end <= \$251 ;
   always @(posedge clk)
-    grp <= \$230 ;
+    enc_col <= \$252 ;
   always @(posedge clk)
-    seq_state <= \$231 ;
+    enc_w <= \$253 ;
   always @(posedge clk)
-    e2 <= \$232 ;
+    grp <= \$254 ;
   always @(posedge clk)
-    cur_active <= \$233 ;
+    seq_state <= \$255 ;
   always @(posedge clk)
-    cur <= \$234 ;
+    e2 <= \$256 ;
   always @(posedge clk)
-    lane <= \$235 ;
+    cur_active <= \$257 ;
   always @(posedge clk)
-    elem <= \$236 ;
+    cur <= \$258 ;
   always @(posedge clk)
-    act_q <= \$237 ;
+    lane <= \$259 ;
   always @(posedge clk)
-    g_grp <= \$238 ;
+    elem <= \$260 ;
   always @(posedge clk)
-    \$signal  <= \$239 ;
+    act_q <= \$261 ;
   always @(posedge clk)
-    \$signal$92  <= \$240 ;
+    early <= \$262 ;
   always @(posedge clk)
-    bank0_full <= \$241 ;
+    g_grp <= \$263 ;
   always @(posedge clk)
-    bank1_full <= \$242 ;
+    \$signal  <= \$264 ;
   always @(posedge clk)
-    gate0_0_0 <= \$243 ;
+    \$signal$95  <= \$265 ;
   always @(posedge clk)
-    gate0_0_1 <= \$244 ;
+    bank0_full <= \$266 ;
   always @(posedge clk)
-    gate0_1_0 <= \$245 ;
+    bank1_full <= \$267 ;
   always @(posedge clk)
-    gate0_1_1 <= \$246 ;
+    gate0_0_0 <= \$268 ;
   always @(posedge clk)
-    gate0_2_0 <= \$247 ;
+    gate0_0_1 <= \$269 ;
   always @(posedge clk)
-    gate0_2_1 <= \$248 ;
+    gate0_1_0 <= \$270 ;
   always @(posedge clk)
-    gate0_3_0 <= \$249 ;
+    gate0_1_1 <= \$271 ;
   always @(posedge clk)
-    gate0_3_1 <= \$250 ;
+    gate0_2_0 <= \$272 ;
   always @(posedge clk)
-    gate1_0_0 <= \$251 ;
+    gate0_2_1 <= \$273 ;
   always @(posedge clk)
-    gate1_0_1 <= \$252 ;
+    gate0_3_0 <= \$274 ;
   always @(posedge clk)
-    gate1_1_0 <= \$253 ;
+    gate0_3_1 <= \$275 ;
   always @(posedge clk)
-    gate1_1_1 <= \$254 ;
+    gate1_0_0 <= \$276 ;
   always @(posedge clk)
-    gate1_2_0 <= \$255 ;
+    gate1_0_1 <= \$277 ;
   always @(posedge clk)
-    gate1_2_1 <= \$256 ;
+    gate1_1_0 <= \$278 ;
   always @(posedge clk)
-    gate1_3_0 <= \$257 ;
+    gate1_1_1 <= \$279 ;
   always @(posedge clk)
-    gate1_3_1 <= \$258 ;
+    gate1_2_0 <= \$280 ;
   always @(posedge clk)
-    acc0 <= \$259 ;
+    gate1_2_1 <= \$281 ;
   always @(posedge clk)
-    acc1 <= \$260 ;
+    gate1_3_0 <= \$282 ;
   always @(posedge clk)
-    acc2 <= \$261 ;
+    gate1_3_1 <= \$283 ;
   always @(posedge clk)
-    acc3 <= \$262 ;
+    acc0 <= \$284 ;
   always @(posedge clk)
-    tag <= \$263 ;
+    acc1 <= \$285 ;
   always @(posedge clk)
-    issue_layer <= \$264 ;
+    acc2 <= \$286 ;
   always @(posedge clk)
-    \wait  <= \$265 ;
+    acc3 <= \$287 ;
   always @(posedge clk)
-    fresh <= \$266 ;
+    tag <= \$288 ;
   always @(posedge clk)
-    out_idx <= \$267 ;
+    issue_layer <= \$289 ;
   always @(posedge clk)
-    out_word <= \$268 ;
+    \wait  <= \$290 ;
   always @(posedge clk)
-    o__payload <= \$269 ;
+    fresh <= \$291 ;
   always @(posedge clk)
-    o__valid <= \$270 ;
+    out_idx <= \$292 ;
+  always @(posedge clk)
+    out_word <= \$293 ;
+  always @(posedge clk)
+    o__payload <= \$294 ;
+  always @(posedge clk)
+    o__valid <= \$295 ;
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -3562,24 +1150,68 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .w_en(w_en),
     .w_port__data(w_data)
   );
+  \hwgen_digits_lstm_p2_delta.w_rom  w_rom (
+    .addr(addr),
+    .clk(clk),
+    .data(data),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$1  = bias_q[18:0];
+      2'h1:
+          \$1  = \$like$20 [18:0];
+      2'h2:
+          \$1  = last_sum2[18:0];
+      2'h3:
+          \$1  = acc_q[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$3  = bias_q[37:19];
+      2'h1:
+          \$3  = \$like$20 [37:19];
+      2'h2:
+          \$3  = last_sum2[37:19];
+      2'h3:
+          \$3  = acc_q[37:19];
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$34  = bank0_full;
+          \$32  = bank0_full;
       1'h1:
-          \$34  = bank1_full;
+          \$32  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$43 )
+    casez (\$41 )
       1'h0:
-          \$44  = bank0_full;
+          \$42  = bank0_full;
       1'h1:
-          \$44  = bank1_full;
+          \$42  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$50 )
+      1'h0:
+          \$51  = bank0_full;
+      1'h1:
+          \$51  = bank1_full;
     endcase
   end
   always @* begin
@@ -3587,181 +1219,191 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$124  = bank0_full;
+          \$137  = bank0_full;
       1'h1:
-          \$124  = bank1_full;
+          \$137  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$135 )
+    casez (\$146 )
       1'h0:
-          \$136  = bank0_full;
+          \$147  = bank0_full;
       1'h1:
-          \$136  = bank1_full;
+          \$147  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$92 )
+    casez (\$155 )
       1'h0:
-          \$139  = bank0_full;
+          \$156  = bank0_full;
       1'h1:
-          \$139  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$141  = gate0_0_0;
-      2'h1:
-          \$141  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$142  = gate1_0_0;
-      2'h1:
-          \$142  = gate1_0_1;
+          \$156  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$92 )
+    casez (\$signal$95 )
       1'h0:
-          \$143  = \$141 ;
+          \$159  = bank0_full;
       1'h1:
-          \$143  = \$142 ;
+          \$159  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = 19'h00000;
+    \$161  = 19'h00000;
     casez (lane)
       2'h0:
-          \$144  = gate0_1_0;
+          \$161  = gate0_0_0;
       2'h1:
-          \$144  = gate0_1_1;
+          \$161  = gate0_0_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = 19'h00000;
+    \$162  = 19'h00000;
     casez (lane)
       2'h0:
-          \$145  = gate1_1_0;
+          \$162  = gate1_0_0;
       2'h1:
-          \$145  = gate1_1_1;
+          \$162  = gate1_0_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$92 )
+    casez (\$signal$95 )
       1'h0:
-          \$146  = \$144 ;
+          \$163  = \$161 ;
       1'h1:
-          \$146  = \$145 ;
+          \$163  = \$162 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = 19'h00000;
+    \$164  = 19'h00000;
     casez (lane)
       2'h0:
-          \$147  = gate0_2_0;
+          \$164  = gate0_1_0;
       2'h1:
-          \$147  = gate0_2_1;
+          \$164  = gate0_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = 19'h00000;
+    \$165  = 19'h00000;
     casez (lane)
       2'h0:
-          \$148  = gate1_2_0;
+          \$165  = gate1_1_0;
       2'h1:
-          \$148  = gate1_2_1;
+          \$165  = gate1_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$92 )
+    casez (\$signal$95 )
       1'h0:
-          \$149  = \$147 ;
+          \$166  = \$164 ;
       1'h1:
-          \$149  = \$148 ;
+          \$166  = \$165 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = 19'h00000;
+    \$167  = 19'h00000;
     casez (lane)
       2'h0:
-          \$150  = gate0_3_0;
+          \$167  = gate0_2_0;
       2'h1:
-          \$150  = gate0_3_1;
+          \$167  = gate0_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = 19'h00000;
+    \$168  = 19'h00000;
     casez (lane)
       2'h0:
-          \$151  = gate1_3_0;
+          \$168  = gate1_2_0;
       2'h1:
-          \$151  = gate1_3_1;
+          \$168  = gate1_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$92 )
+    casez (\$signal$95 )
       1'h0:
-          \$152  = \$150 ;
+          \$169  = \$167 ;
       1'h1:
-          \$152  = \$151 ;
+          \$169  = \$168 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = 19'h00000;
+    \$170  = 19'h00000;
     casez (lane)
       2'h0:
-          \$194  = acc_q[18:0];
+          \$170  = gate0_3_0;
       2'h1:
-          \$194  = acc_q[37:19];
+          \$170  = gate0_3_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$45  = 6'h00;
+    \$171  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$171  = gate1_3_0;
+      2'h1:
+          \$171  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$95 )
+      1'h0:
+          \$172  = \$170 ;
+      1'h1:
+          \$172  = \$171 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$216  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$216  = acc_q[18:0];
+      2'h1:
+          \$216  = acc_q[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__addr  = 6'h00;
     if (valid_out) begin
-      \$signature__addr$45  = \$8 [5:0];
+      \$signature__addr  = \$6 [5:0];
     end
     casez (seq_state)
       4'h0:
-          \$signature__addr$45  = { 3'h0, in_idx };
+          \$signature__addr  = { 3'h0, in_idx };
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$47  = 8'h00;
+    \$signature__data$48  = 8'h00;
     if (valid_out) begin
-      \$signature__data$47  = h_new;
+      \$signature__data$48  = h_new;
     end
     casez (seq_state)
       4'h0:
-          \$signature__data$47  = i__payload[7:0];
+          \$signature__data$48  = i__payload[7:0];
     endcase
   end
   always @* begin
@@ -3777,23 +1419,23 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$50  = 5'h00;
+    \$signature__addr$51  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$50  = \$9 [4:0];
+      \$signature__addr$51  = \$7 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$51  = 8'h00;
+    \$signature__data$52  = 8'h00;
     if (valid_out) begin
-      \$signature__data$51  = c_new;
+      \$signature__data$52  = c_new;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$53  = 1'h0;
+    \$signature__en$54  = 1'h0;
     if (valid_out) begin
-      \$signature__en$53  = 1'h1;
+      \$signature__en$54  = 1'h1;
     end
   end
   always @* begin
@@ -3806,30 +1448,20 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$56  = 6'h00;
+    \$signature__addr$57  = 6'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$56  = \$14 [5:0];
+          \$signature__addr$57  = \$12 [5:0];
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$56  = \$49 [5:0];
+          \$signature__addr$57  = \$58 [5:0];
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$56  = \$55 [5:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$58  = 6'h00;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$signature__addr$58  = \$15 [5:0];
+          \$signature__addr$57  = \$64 [5:0];
     endcase
   end
   always @* begin
@@ -3839,27 +1471,37 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$59  = \$16 [5:0];
+          \$signature__addr$59  = \$13 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$61  = 8'h00;
+    \$signature__addr$60  = 6'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__data$61  = e2[27:20];
+          \$signature__addr$60  = \$14 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$62  = 1'h0;
+    \$signature__data$62  = 8'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__en$62  = \$23 ;
+          \$signature__data$62  = e2[27:20];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__en$63  = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          \$signature__en$63  = \$21 ;
     endcase
   end
   always @* begin
@@ -3897,7 +1539,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$30 ;
+          w_en = \$28 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -3905,18 +1547,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$56 ;
+          w_en = \$65 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$66  = 12'h000;
+    addr = 12'h000;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            \$signature__addr$66  = \$31 [11:0];
+            addr = \$29 [11:0];
           end
       4'h2:
           /* empty */;
@@ -3926,7 +1568,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            \$signature__addr$66  = \$57 [11:0];
+            addr = \$66 [11:0];
           end
     endcase
   end
@@ -3938,7 +1580,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$32 ) begin
+            if (\$30 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3952,7 +1594,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$58 ) begin
+            if (\$67 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -3971,11 +1613,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$36 ) begin
-            act_acc_addr = \$39 [6:0];
-            if (\$40 ) begin
-              if (\$46 ) begin
-                act_acc_addr = \$48 ;
+          if (\$34 ) begin
+            act_acc_addr = \$37 [6:0];
+            if (\$38 ) begin
+              if (\$44 ) begin
+                act_acc_addr = \$46 ;
+              end
+            end
+            if (\$47 ) begin
+              if (early) begin
+                act_acc_addr = \$55 ;
+              end else if (\$53 ) begin
+                act_acc_addr = \$57 ;
               end
             end
           end
@@ -3986,15 +1635,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h6:
           /* empty */;
       4'h7:
-          act_acc_addr = \$59 [6:0];
+          act_acc_addr = \$68 [6:0];
       4'h8:
-          act_acc_addr = \$60 [6:0];
+          act_acc_addr = \$69 [6:0];
       4'h9:
-          act_acc_addr = \$61 [6:0];
+          act_acc_addr = \$70 [6:0];
       4'ha:
-          act_acc_addr = \$62 [6:0];
+          act_acc_addr = \$71 [6:0];
       4'hb:
-          act_acc_addr = \$63 [6:0];
+          act_acc_addr = \$72 [6:0];
     endcase
   end
   always @* begin
@@ -4008,22 +1657,22 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          c_rd__addr = \$50 [4:0];
+          c_rd__addr = \$59 [4:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211 [19:1] = e1[19:1];
-    \$211 [0] = 1'h0;
+    \$233 [19:1] = e1[19:1];
+    \$233 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$90 ) begin
-            \$211 [0] = 1'h1;
-            \$211 [6:1] = enc_col;
-            \$211 [7] = \$91 ;
-            \$211 [19:8] = enc_w;
+          if (\$101 ) begin
+            \$233 [0] = 1'h1;
+            \$233 [6:1] = enc_col;
+            \$233 [7] = \$102 ;
+            \$233 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -4032,326 +1681,350 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          if (\$166 ) begin
-            \$211 [0] = 1'h1;
-            \$211 [6:1] = enc_col;
-            \$211 [7] = \$167 ;
-            \$211 [19:8] = enc_w;
-          end
-    endcase
-    if (rst) begin
-      \$211  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212 [25:1] = s1[25:1];
-    \$212 [0] = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            \$212 [0] = 1'h1;
-            \$212 [7:1] = \$100 [6:0];
-            \$212 [14:8] = \$101 [6:0];
-            \$212 [24:16] = cur[27:19];
-            \$212 [15] = \$103 ;
-            \$212 [25] = \$104 ;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            \$212 [0] = 1'h1;
-            \$212 [7:1] = \$171 [6:0];
-            \$212 [14:8] = \$172 [6:0];
-            \$212 [24:16] = cur[27:19];
-            \$212 [15] = \$174 ;
-            \$212 [25] = \$175 ;
-          end
-    endcase
-    if (rst) begin
-      \$212  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = s1;
-    if (rst) begin
-      \$213  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = \$signature__data$80 ;
-    if (rst) begin
-      \$214  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = \$76 ;
-    if (rst) begin
-      \$215  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = \$77 ;
-    if (rst) begin
-      \$216  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217 [0] = s1b[0];
-    \$217 [7:1] = s1b[7:1];
-    \$217 [8] = s1b[15];
-    \$217 [9] = s1b[25];
-    if (rst) begin
-      \$217  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = s2;
-    if (rst) begin
-      \$218  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = acc_rd__data;
-    if (rst) begin
-      \$219  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = \$signature__data$85 ;
-    if (rst) begin
-      \$220  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = \$79 ;
-    if (rst) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = acc_wr__data;
-    if (rst) begin
-      \$222  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$223  = { \$80 [17], \$80 [17], \$80  };
-      1'h1:
-          \$223  = { \$81 [17], \$81 [17], \$81  };
-    endcase
-    if (rst) begin
-      \$223  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$224  = { \$82 [17], \$82 [17], \$82  };
-      1'h1:
-          \$224  = { \$83 [17], \$83 [17], \$83  };
-    endcase
-    if (rst) begin
-      \$224  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$139 ) begin
-            \$225  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = in_idx;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            \$226  = \$84 [2:0];
-            if (\$85 ) begin
-              \$226  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$226  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$85 ) begin
-              \$227  = i__payload[9];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = enc_col;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$85 ) begin
-              \$228  = 6'h00;
-            end
-          end
-      4'h1:
-        begin
-          if (\$90 ) begin
-            \$228  = \$92 [5:0];
-          end
-          if (\$115 ) begin
-            \$228  = 6'h00;
-          end
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$161 ) begin
-            \$228  = 6'h00;
-          end
-      4'h5:
-        begin
-          if (\$166 ) begin
-            \$228  = \$168 [5:0];
-          end
           if (\$186 ) begin
-            \$228  = 6'h00;
+            \$233 [0] = 1'h1;
+            \$233 [6:1] = enc_col;
+            \$233 [7] = \$187 ;
+            \$233 [19:8] = enc_w;
           end
-        end
     endcase
     if (rst) begin
-      \$228  = 6'h00;
+      \$233  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = enc_w;
+    \$234 [25:1] = s1[25:1];
+    \$234 [0] = 1'h0;
     casez (seq_state)
       4'h0:
-          if (i__valid) begin
-            if (\$85 ) begin
-              \$229  = 12'h000;
-            end
-          end
+          /* empty */;
       4'h1:
-          if (\$90 ) begin
-            \$229  = \$93 [11:0];
+          if (cur_active) begin
+            \$234 [0] = 1'h1;
+            \$234 [7:1] = \$111 [6:0];
+            \$234 [14:8] = \$112 [6:0];
+            \$234 [24:16] = cur[27:19];
+            \$234 [15] = \$114 ;
+            \$234 [25] = \$115 ;
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$161 ) begin
-            \$229  = 12'h900;
-          end
+          /* empty */;
       4'h5:
-          if (\$166 ) begin
-            \$229  = \$169 [11:0];
+          if (cur_active) begin
+            \$234 [0] = 1'h1;
+            \$234 [7:1] = \$191 [6:0];
+            \$234 [14:8] = \$192 [6:0];
+            \$234 [24:16] = cur[27:19];
+            \$234 [15] = \$194 ;
+            \$234 [25] = \$195 ;
           end
     endcase
     if (rst) begin
-      \$229  = 12'h000;
+      \$234  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = grp;
+    \$235  = s1;
+    if (rst) begin
+      \$235  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$236  = \$like$81 ;
+    if (rst) begin
+      \$236  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = \$85 ;
+    if (rst) begin
+      \$237  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = \$86 ;
+    if (rst) begin
+      \$238  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239 [0] = \$like [0];
+    \$239 [7:1] = \$like [7:1];
+    \$239 [8] = \$like [15];
+    \$239 [9] = \$like [25];
+    if (rst) begin
+      \$239  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = s2;
+    if (rst) begin
+      \$240  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = acc_rd__data;
+    if (rst) begin
+      \$241  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = b_rd__data;
+    if (rst) begin
+      \$242  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243 [0] = s3[0];
+    \$243 [7:1] = s3[7:1];
+    if (rst) begin
+      \$243  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = acc_wr__data;
+    if (rst) begin
+      \$244  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = \$like$20 ;
+    if (rst) begin
+      \$245  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (s2[8]) begin
+      \$246  = 2'h0;
+    end else if (\$88 ) begin
+      \$246  = 2'h1;
+    end else if (\$90 ) begin
+      \$246  = 2'h2;
+    end else begin
+      \$246  = 2'h3;
+    end
+    if (rst) begin
+      \$246  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$247  = { \$91 [17], \$91 [17], \$91  };
+      1'h1:
+          \$247  = { \$92 [17], \$92 [17], \$92  };
+    endcase
+    if (rst) begin
+      \$247  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$248  = { \$93 [17], \$93 [17], \$93  };
+      1'h1:
+          \$248  = { \$94 [17], \$94 [17], \$94  };
+    endcase
+    if (rst) begin
+      \$248  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$159 ) begin
+            \$249  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$249  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$85 ) begin
-              \$230  = 7'h00;
+            \$250  = \$95 [2:0];
+            if (\$96 ) begin
+              \$250  = 3'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$250  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = seq_end;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$96 ) begin
+              \$251  = i__payload[9];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$251  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = enc_col;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$96 ) begin
+              \$252  = 6'h00;
+            end
+          end
+      4'h1:
+        begin
+          if (\$101 ) begin
+            \$252  = \$103 [5:0];
+          end
+          if (\$126 ) begin
+            \$252  = 6'h00;
+          end
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$181 ) begin
+            \$252  = 6'h00;
+          end
+      4'h5:
+        begin
+          if (\$186 ) begin
+            \$252  = \$188 [5:0];
+          end
+          if (\$206 ) begin
+            \$252  = 6'h00;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$252  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = enc_w;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$96 ) begin
+              \$253  = 12'h000;
+            end
+          end
+      4'h1:
+          if (\$101 ) begin
+            \$253  = \$104 [11:0];
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$181 ) begin
+            \$253  = 12'h900;
+          end
+      4'h5:
+          if (\$186 ) begin
+            \$253  = \$189 [11:0];
+          end
+    endcase
+    if (rst) begin
+      \$253  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$254  = grp;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$96 ) begin
+              \$254  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$105 ) begin
-              \$230  = 7'h00;
+            if (\$116 ) begin
+              \$254  = 7'h00;
             end else begin
-              \$230  = \$106 [6:0];
+              \$254  = \$117 [6:0];
             end
           end else if (r_rdy) begin
-            \$230  = 7'h00;
+            \$254  = 7'h00;
           end
       4'h2:
-          if (\$122 ) begin
-            \$230  = 7'h00;
+          if (\$135 ) begin
+            \$254  = 7'h00;
           end
       4'h3:
-          if (\$139 ) begin
-            if (\$155 ) begin
-              \$230  = \$157 [6:0];
-              if (\$158 ) begin
-                \$230  = 7'h00;
+          if (\$159 ) begin
+            if (\$175 ) begin
+              \$254  = \$177 [6:0];
+              if (\$178 ) begin
+                \$254  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$161 ) begin
-            \$230  = 7'h00;
+          if (\$181 ) begin
+            \$254  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$176 ) begin
-              \$230  = 7'h00;
+            if (\$196 ) begin
+              \$254  = 7'h00;
             end else begin
-              \$230  = \$177 [6:0];
+              \$254  = \$197 [6:0];
             end
           end else if (r_rdy) begin
-            \$230  = 7'h00;
+            \$254  = 7'h00;
           end
       4'h6:
-          if (\$193 ) begin
-            \$230  = 7'h00;
+          if (\$215 ) begin
+            \$254  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -4363,98 +2036,98 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'hb:
           if (o__ready) begin
-            if (\$207 ) begin
-              \$230  = 7'h00;
-            end else if (\$208 ) begin
-              \$230  = \$209 [6:0];
+            if (\$229 ) begin
+              \$254  = 7'h00;
+            end else if (\$230 ) begin
+              \$254  = \$231 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$230  = 7'h00;
+      \$254  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = seq_state;
+    \$255  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$85 ) begin
-              \$231  = 4'h1;
+            if (\$96 ) begin
+              \$255  = 4'h1;
             end
           end
       4'h1:
-          if (\$115 ) begin
-            \$231  = 4'h2;
+          if (\$126 ) begin
+            \$255  = 4'h2;
           end
       4'h2:
-          if (\$122 ) begin
-            \$231  = 4'h3;
+          if (\$135 ) begin
+            \$255  = 4'h3;
           end
       4'h3:
-          if (\$139 ) begin
-            if (\$155 ) begin
-              if (\$158 ) begin
-                \$231  = 4'h4;
+          if (\$159 ) begin
+            if (\$175 ) begin
+              if (\$178 ) begin
+                \$255  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$161 ) begin
+          if (\$181 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$231  = 4'h5;
+              \$255  = 4'h5;
             end else begin
-              \$231  = 4'h0;
+              \$255  = 4'h0;
             end
           end
       4'h5:
-          if (\$186 ) begin
-            \$231  = 4'h6;
+          if (\$206 ) begin
+            \$255  = 4'h6;
           end
       4'h6:
-          if (\$193 ) begin
-            \$231  = 4'h7;
+          if (\$215 ) begin
+            \$255  = 4'h7;
           end
       4'h7:
-          \$231  = 4'h8;
+          \$255  = 4'h8;
       4'h8:
-          \$231  = 4'h9;
+          \$255  = 4'h9;
       4'h9:
-          \$231  = 4'ha;
+          \$255  = 4'ha;
       4'ha:
-          \$231  = 4'hb;
+          \$255  = 4'hb;
       4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$207 ) begin
-              \$231  = 4'h0;
-            end else if (\$208 ) begin
-              \$231  = 4'h7;
+            if (\$229 ) begin
+              \$255  = 4'h0;
+            end else if (\$230 ) begin
+              \$255  = 4'h7;
             end else begin
-              \$231  = 4'h9;
+              \$255  = 4'h9;
             end
           end
     endcase
     if (rst) begin
-      \$231  = 4'h0;
+      \$255  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = e2;
+    \$256  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$232 [0] = e1[0];
-          \$232 [6:1] = e1[6:1];
-          \$232 [7] = e1[7];
-          \$232 [19:8] = e1[19:8];
-          \$232 [27:20] = \$95 ;
-          \$232 [36:28] = \$99 ;
+          \$256 [0] = e1[0];
+          \$256 [6:1] = e1[6:1];
+          \$256 [7] = e1[7];
+          \$256 [19:8] = e1[19:8];
+          \$256 [27:20] = \$106 ;
+          \$256 [36:28] = \$110 ;
         end
       4'h2:
           /* empty */;
@@ -4464,31 +2137,31 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
         begin
-          \$232 [0] = e1[0];
-          \$232 [6:1] = e1[6:1];
-          \$232 [7] = e1[7];
-          \$232 [19:8] = e1[19:8];
-          \$232 [27:20] = \$signature__data ;
-          \$232 [36:28] = \$170 ;
+          \$256 [0] = e1[0];
+          \$256 [6:1] = e1[6:1];
+          \$256 [7] = e1[7];
+          \$256 [19:8] = e1[19:8];
+          \$256 [27:20] = \$signature__data ;
+          \$256 [36:28] = \$190 ;
         end
     endcase
     if (rst) begin
-      \$232  = 37'h0000000000;
+      \$256  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = cur_active;
+    \$257  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$105 ) begin
-              \$233  = r_rdy;
+            if (\$116 ) begin
+              \$257  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$233  = 1'h1;
+            \$257  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -4498,30 +2171,30 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$176 ) begin
-              \$233  = r_rdy;
+            if (\$196 ) begin
+              \$257  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$233  = 1'h1;
+            \$257  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$233  = 1'h0;
+      \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = cur;
+    \$258  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$105 ) begin
-              \$234  = r_data;
+            if (\$116 ) begin
+              \$258  = r_data;
             end
           end else if (r_rdy) begin
-            \$234  = r_data;
+            \$258  = r_data;
           end
       4'h2:
           /* empty */;
@@ -4531,36 +2204,36 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$176 ) begin
-              \$234  = r_data;
+            if (\$196 ) begin
+              \$258  = r_data;
             end
           end else if (r_rdy) begin
-            \$234  = r_data;
+            \$258  = r_data;
           end
     endcase
     if (rst) begin
-      \$234  = 28'h0000000;
+      \$258  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = lane;
+    \$259  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
-            \$235  = 2'h0;
+          if (\$135 ) begin
+            \$259  = 2'h0;
           end
       4'h3:
-          if (\$139 ) begin
+          if (\$159 ) begin
             (* full_case = 32'd1 *)
-            if (\$155 ) begin
-              \$235  = 2'h0;
+            if (\$175 ) begin
+              \$259  = 2'h0;
             end else begin
-              \$235  = \$159 [1:0];
+              \$259  = \$179 [1:0];
             end
           end
       4'h4:
@@ -4568,8 +2241,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (\$193 ) begin
-            \$235  = 2'h0;
+          if (\$215 ) begin
+            \$259  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -4582,754 +2255,135 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$207 ) begin
-              \$235  = 2'h0;
-            end else if (\$208 ) begin
-              \$235  = 2'h0;
+            if (\$229 ) begin
+              \$259  = 2'h0;
+            end else if (\$230 ) begin
+              \$259  = 2'h0;
             end else begin
-              \$235  = \$210 [1:0];
+              \$259  = \$232 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$235  = 2'h0;
+      \$259  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = elem;
+    \$260  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
-            \$236  = 6'h00;
+          if (\$135 ) begin
+            \$260  = 6'h00;
           end
       4'h3:
-          if (\$139 ) begin
-            \$236  = \$140 [5:0];
+          if (\$159 ) begin
+            \$260  = \$160 [5:0];
           end
     endcase
     if (rst) begin
-      \$236  = 6'h00;
+      \$260  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = act_q;
+    \$261  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
-            \$237  = 3'h0;
+          if (\$135 ) begin
+            \$261  = 3'h0;
           end
       4'h3:
-          if (\$126 ) begin
-            \$237  = \$127 [2:0];
-            if (\$130 ) begin
-              \$237  = 3'h0;
-              if (\$138 ) begin
-                \$237  = 3'h1;
+          if (\$139 ) begin
+            \$261  = \$140 [2:0];
+            if (\$150 ) begin
+              \$261  = 3'h0;
+              if (early) begin
+                \$261  = 3'h2;
+              end else if (\$158 ) begin
+                \$261  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$237  = 3'h0;
+      \$261  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = g_grp;
+    \$262  = early;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
-            \$238  = 5'h00;
-          end
-      4'h3:
-          if (\$126 ) begin
-            if (\$130 ) begin
-              \$238  = \$132 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$238  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = \$signal ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$122 ) begin
-            \$239  = 1'h0;
-          end
-      4'h3:
-          if (\$126 ) begin
-            if (\$130 ) begin
-              \$239  = \$131 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$239  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = \$signal$92 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$122 ) begin
-            \$240  = 1'h0;
+          if (\$135 ) begin
+            \$262  = 1'h0;
           end
       4'h3:
           if (\$139 ) begin
-            if (\$155 ) begin
-              \$240  = \$156 ;
+            if (\$143 ) begin
+              \$262  = \$149 ;
+            end
+            if (\$150 ) begin
+              \$262  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$240  = 1'h0;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = bank0_full;
+    \$263  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$122 ) begin
-            \$241  = 1'h0;
+          if (\$135 ) begin
+            \$263  = 5'h00;
           end
-      4'h3:
-        begin
-          if (\$126 ) begin
-            if (\$130 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$241  = 1'h1;
-              endcase
-            end
-          end
-          if (\$139 ) begin
-            if (\$155 ) begin
-              casez (\$signal$92 )
-                1'h0:
-                    \$241  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$241  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$122 ) begin
-            \$242  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$126 ) begin
-            if (\$130 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$242  = 1'h1;
-              endcase
-            end
-          end
-          if (\$139 ) begin
-            if (\$155 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$92 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$242  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$242  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = gate0_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
-              casez (act_q)
-                3'h1:
-                    \$243  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$243  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
-              casez (act_q)
-                3'h1:
-                    \$244  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$244  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$245  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$245  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$246  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$246  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$247  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$247  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$248  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$248  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$249  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$249  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = gate0_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$128 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$250  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$250  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    \$251  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$251  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    \$252  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$252  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$253  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$253  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    \$254  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$254  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = gate1_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$255  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$255  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$256  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$256  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = gate1_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$257  = acc_rd__data[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$257  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = gate1_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$126 ) begin
-            if (\$129 ) begin
-              casez (act_q)
-                3'h1:
-                    /* empty */;
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$258  = acc_rd__data[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$258  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = acc0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
       4'h3:
           if (\$139 ) begin
-            \$259  = \$143 ;
+            if (\$150 ) begin
+              \$263  = \$152 [4:0];
+            end
           end
     endcase
     if (rst) begin
-      \$259  = 19'h00000;
+      \$263  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = acc1;
+    \$264  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          /* empty */;
-      4'h3:
-          if (\$139 ) begin
-            \$260  = \$146 ;
-          end
-    endcase
-    if (rst) begin
-      \$260  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = acc2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$139 ) begin
-            \$261  = \$149 ;
-          end
-    endcase
-    if (rst) begin
-      \$261  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = acc3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$139 ) begin
-            \$262  = \$152 ;
-          end
-    endcase
-    if (rst) begin
-      \$262  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = tag;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$139 ) begin
-            \$263  = elem;
-          end
-    endcase
-    if (rst) begin
-      \$263  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$139 ) begin
+          if (\$135 ) begin
             \$264  = 1'h0;
+          end
+      4'h3:
+          if (\$139 ) begin
+            if (\$150 ) begin
+              \$264  = \$151 ;
+            end
           end
     endcase
     if (rst) begin
@@ -5338,7 +2392,108 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = \wait ;
+    \$265  = \$signal$95 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$135 ) begin
+            \$265  = 1'h0;
+          end
+      4'h3:
+          if (\$159 ) begin
+            if (\$175 ) begin
+              \$265  = \$176 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$266  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$135 ) begin
+            \$266  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$139 ) begin
+            if (\$150 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$266  = 1'h1;
+              endcase
+            end
+          end
+          if (\$159 ) begin
+            if (\$175 ) begin
+              casez (\$signal$95 )
+                1'h0:
+                    \$266  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$267  = bank1_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$135 ) begin
+            \$267  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$139 ) begin
+            if (\$150 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$267  = 1'h1;
+              endcase
+            end
+          end
+          if (\$159 ) begin
+            if (\$175 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$95 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$267  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$268  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5348,123 +2503,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h3:
           if (\$139 ) begin
-            if (\$155 ) begin
-              if (\$158 ) begin
-                \$265  = 5'h00;
-              end
+            if (\$141 ) begin
+              casez (act_q)
+                3'h2:
+                    \$268  = acc_q[18:0];
+              endcase
             end
           end
-      4'h4:
-          \$265  = \$160 [4:0];
-    endcase
-    if (rst) begin
-      \$265  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = fresh;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$161 ) begin
-            (* full_case = 32'd1 *)
-            if (seq_end) begin
-            end else begin
-              \$266  = 1'h0;
-            end
-          end
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          if (o__ready) begin
-            if (\$207 ) begin
-              \$266  = seq_end;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$266  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = out_idx;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$193 ) begin
-            \$267  = 4'h0;
-          end
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          if (o__ready) begin
-            \$267  = \$206 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$267  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = out_word;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          \$268  = \$194 ;
     endcase
     if (rst) begin
       \$268  = 19'h00000;
@@ -5472,7 +2517,663 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = o__payload;
+    \$269  = gate0_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$141 ) begin
+              casez (act_q)
+                3'h2:
+                    \$269  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$269  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$270  = gate0_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$141 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$270  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$270  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$271  = gate0_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$141 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$271  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$271  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$272  = gate0_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$141 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$272  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$272  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$273  = gate0_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$141 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$273  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$273  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$274  = gate0_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$141 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$274  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$274  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$275  = gate0_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$141 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$275  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$275  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$276  = gate1_0_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    \$276  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$276  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$277  = gate1_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    \$277  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$277  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$278  = gate1_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$278  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$278  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$279  = gate1_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$279  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$279  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$280  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$280  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$280  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$281  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$281  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$281  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$282  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$282  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$282  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$283  = gate1_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$283  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$283  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$284  = acc0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$159 ) begin
+            \$284  = \$163 ;
+          end
+    endcase
+    if (rst) begin
+      \$284  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$285  = acc1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$159 ) begin
+            \$285  = \$166 ;
+          end
+    endcase
+    if (rst) begin
+      \$285  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$286  = acc2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$159 ) begin
+            \$286  = \$169 ;
+          end
+    endcase
+    if (rst) begin
+      \$286  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$287  = acc3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$159 ) begin
+            \$287  = \$172 ;
+          end
+    endcase
+    if (rst) begin
+      \$287  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$288  = tag;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$159 ) begin
+            \$288  = elem;
+          end
+    endcase
+    if (rst) begin
+      \$288  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$289  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$159 ) begin
+            \$289  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$289  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$290  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$159 ) begin
+            if (\$175 ) begin
+              if (\$178 ) begin
+                \$290  = 5'h00;
+              end
+            end
+          end
+      4'h4:
+          \$290  = \$180 [4:0];
+    endcase
+    if (rst) begin
+      \$290  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$291  = fresh;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$181 ) begin
+            (* full_case = 32'd1 *)
+            if (seq_end) begin
+            end else begin
+              \$291  = 1'h0;
+            end
+          end
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          if (o__ready) begin
+            if (\$229 ) begin
+              \$291  = seq_end;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$291  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$292  = out_idx;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$215 ) begin
+            \$292  = 4'h0;
+          end
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          if (o__ready) begin
+            \$292  = \$228 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$292  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$293  = out_word;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          \$293  = \$216 ;
+    endcase
+    if (rst) begin
+      \$293  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$294  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5496,17 +3197,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
         begin
-          \$269 [7:0] = \$204 [7:0];
-          \$269 [8] = \$205 ;
+          \$294 [7:0] = \$226 [7:0];
+          \$294 [8] = \$227 ;
         end
     endcase
     if (rst) begin
-      \$269  = 9'h000;
+      \$294  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = o__valid;
+    \$295  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -5529,18 +3230,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h9:
           /* empty */;
       4'ha:
-          \$270  = 1'h1;
+          \$295  = 1'h1;
       4'hb:
           if (o__ready) begin
-            \$270  = 1'h0;
+            \$295  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$270  = 1'h0;
+      \$295  = 1'h0;
     end
   end
   assign pushed = w_data;
-  assign \$signature__addr  = s1b[14:8];
+  assign b_rd__addr = \$like [14:8];
   assign acc_wr__addr = s3[7:1];
   assign acc_wr__en = s3[0];
   assign issue_acc0 = acc0;
@@ -5559,24 +3260,26 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \pushed.col  = w_data[17:12];
   assign \pushed.is_h  = w_data[18];
   assign \pushed.delta  = w_data[27:19];
-  assign \s1b.valid  = s1b[0];
-  assign \s1b.acc_addr  = s1b[7:1];
-  assign \s1b.b_addr  = s1b[14:8];
-  assign \s1b.bias  = s1b[15];
-  assign \s1b.delta  = s1b[24:16];
-  assign \s1b.shift  = s1b[25];
+  assign \$like.valid  = \$like [0];
+  assign \$like.acc_addr  = \$like [7:1];
+  assign \$like.b_addr  = \$like [14:8];
+  assign \$like.bias  = \$like [15];
+  assign \$like.delta  = \$like [24:16];
+  assign \$like.shift  = \$like [25];
   assign \s3.valid  = s3[0];
   assign \s3.acc_addr  = s3[7:1];
   assign \s3.bias  = s3[8];
   assign \s3.shift  = s3[9];
   assign \acc_wr__data[0]  = acc_wr__data[18:0];
   assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \acc_q[0]  = acc_q[18:0];
-  assign \acc_q[1]  = acc_q[37:19];
-  assign \last_sum[0]  = last_sum[18:0];
-  assign \last_sum[1]  = last_sum[37:19];
   assign \bias_q[0]  = bias_q[18:0];
   assign \bias_q[1]  = bias_q[37:19];
+  assign \$like$20[0]  = \$like$20 [18:0];
+  assign \$like$20[1]  = \$like$20 [37:19];
+  assign \last_sum2[0]  = last_sum2[18:0];
+  assign \last_sum2[1]  = last_sum2[37:19];
+  assign \acc_q[0]  = acc_q[18:0];
+  assign \acc_q[1]  = acc_q[37:19];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
   assign \e2.valid  = e2[0];
@@ -5599,31 +3302,37 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \s1.bias  = s1[15];
   assign \s1.delta  = s1[24:16];
   assign \s1.shift  = s1[25];
-  assign \w_word[0]  = w_word[7:0];
-  assign \w_word[1]  = w_word[15:8];
-  assign \$signature__data$80[0]  = \$signature__data$80 [7:0];
-  assign \$signature__data$80[1]  = \$signature__data$80 [15:8];
+  assign \$like$81.valid  = \$like$81 [0];
+  assign \$like$81.acc_addr  = \$like$81 [7:1];
+  assign \$like$81.b_addr  = \$like$81 [14:8];
+  assign \$like$81.bias  = \$like$81 [15];
+  assign \$like$81.delta  = \$like$81 [24:16];
+  assign \$like$81.shift  = \$like$81 [25];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
   assign \s2.valid  = s2[0];
   assign \s2.acc_addr  = s2[7:1];
   assign \s2.bias  = s2[8];
   assign \s2.shift  = s2[9];
   assign \acc_rd__data[0]  = acc_rd__data[18:0];
   assign \acc_rd__data[1]  = acc_rd__data[37:19];
-  assign \$signature__data$85[0]  = \$signature__data$85 [18:0];
-  assign \$signature__data$85[1]  = \$signature__data$85 [37:19];
-  assign acc_wr__data[37:19] = \$6 [18:0];
-  assign acc_wr__data[18:0] = \$3 [18:0];
-  assign \$56  = e2[0];
-  assign \$80  = { prod0[16], prod0 };
-  assign \$81  = { prod0, 1'h0 };
-  assign \$82  = { prod1[16], prod1 };
-  assign \$83  = { prod1, 1'h0 };
-  assign \$129  = \$signal ;
-  assign \$174  = \$173 ;
-  assign \$175  = 1'h0;
-  assign \$196  = { \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19], \$195 [19:10] };
-  assign \$199  = { \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19], \$198 [19:10] };
-  assign \$202  = { \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19:10] };
+  assign \b_rd__data[0]  = b_rd__data[18:0];
+  assign \b_rd__data[1]  = b_rd__data[37:19];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[7:1];
+  assign acc_wr__data[37:19] = \$4 [18:0];
+  assign acc_wr__data[18:0] = \$2 [18:0];
+  assign \$65  = e2[0];
+  assign \$91  = { prod0[16], prod0 };
+  assign \$92  = { prod0, 1'h0 };
+  assign \$93  = { prod1[16], prod1 };
+  assign \$94  = { prod1, 1'h0 };
+  assign \$142  = \$signal ;
+  assign \$194  = \$193 ;
+  assign \$195  = 1'h0;
+  assign \$218  = { \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19:10] };
+  assign \$221  = { \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19:10] };
+  assign \$224  = { \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8460,4 +6169,2664 @@ module \hwgen_digits_lstm_p2_delta.fifo (rst, r_rdy, r_data, w_port__data, w_en,
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_digits_lstm_p2_delta.w_rom (rst, addr, data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg [15:0] \$1 ;
+  reg [15:0] \$2 ;
+  reg [15:0] \$3 ;
+  reg [15:0] \$4 ;
+  reg [15:0] \$5 ;
+  reg [15:0] \$6 ;
+  reg [2:0] \$7 ;
+  reg [2:0] \$8 ;
+  reg [15:0] \$9 ;
+  input [11:0] addr;
+  wire [11:0] addr;
+  reg [15:0] bank0_q = 16'h0000;
+  reg [15:0] bank1_q = 16'h0000;
+  reg [15:0] bank2_q = 16'h0000;
+  reg [15:0] bank3_q = 16'h0000;
+  reg [15:0] bank4_q = 16'h0000;
+  input clk;
+  wire clk;
+  output [15:0] data;
+  reg [15:0] data = 16'h0000;
+  wire [7:0] \data[0] ;
+  wire [7:0] \data[1] ;
+  wire [8:0] port__addr;
+  wire [8:0] \port__addr$2 ;
+  wire [8:0] \port__addr$3 ;
+  wire [8:0] \port__addr$4 ;
+  wire [8:0] \port__addr$5 ;
+  wire [15:0] port__data;
+  wire [15:0] \port__data$11 ;
+  wire [7:0] \port__data$11[0] ;
+  wire [7:0] \port__data$11[1] ;
+  wire [15:0] \port__data$13 ;
+  wire [7:0] \port__data$13[0] ;
+  wire [7:0] \port__data$13[1] ;
+  wire [15:0] \port__data$15 ;
+  wire [7:0] \port__data$15[0] ;
+  wire [7:0] \port__data$15[1] ;
+  wire [15:0] \port__data$17 ;
+  wire [7:0] \port__data$17[0] ;
+  wire [7:0] \port__data$17[1] ;
+  wire [7:0] \port__data[0] ;
+  wire [7:0] \port__data[1] ;
+  input rst;
+  wire rst;
+  reg [2:0] sel1 = 3'h0;
+  reg [2:0] sel2 = 3'h0;
+  reg [15:0] bank0 [511:0];
+  initial begin
+    bank0[0] = 16'h060f;
+    bank0[1] = 16'h0e02;
+    bank0[2] = 16'h1417;
+    bank0[3] = 16'h28f9;
+    bank0[4] = 16'hdf07;
+    bank0[5] = 16'h20e1;
+    bank0[6] = 16'h3d45;
+    bank0[7] = 16'h27d6;
+    bank0[8] = 16'h27f0;
+    bank0[9] = 16'h2210;
+    bank0[10] = 16'hfbf5;
+    bank0[11] = 16'he83a;
+    bank0[12] = 16'h101b;
+    bank0[13] = 16'h243f;
+    bank0[14] = 16'h0f04;
+    bank0[15] = 16'hd4f3;
+    bank0[16] = 16'h1914;
+    bank0[17] = 16'h090a;
+    bank0[18] = 16'hea08;
+    bank0[19] = 16'h1ce6;
+    bank0[20] = 16'hfc17;
+    bank0[21] = 16'h47eb;
+    bank0[22] = 16'h0210;
+    bank0[23] = 16'hf318;
+    bank0[24] = 16'he501;
+    bank0[25] = 16'h08f3;
+    bank0[26] = 16'h1717;
+    bank0[27] = 16'hfef4;
+    bank0[28] = 16'h2a07;
+    bank0[29] = 16'hdde9;
+    bank0[30] = 16'h22f5;
+    bank0[31] = 16'h0a1b;
+    bank0[32] = 16'hfdd5;
+    bank0[33] = 16'h292d;
+    bank0[34] = 16'h1ad0;
+    bank0[35] = 16'h12f4;
+    bank0[36] = 16'h17e4;
+    bank0[37] = 16'he00a;
+    bank0[38] = 16'h1d01;
+    bank0[39] = 16'hdef4;
+    bank0[40] = 16'he50a;
+    bank0[41] = 16'h2fff;
+    bank0[42] = 16'hd82d;
+    bank0[43] = 16'h08cd;
+    bank0[44] = 16'hc81c;
+    bank0[45] = 16'h47e8;
+    bank0[46] = 16'hd7fc;
+    bank0[47] = 16'hf115;
+    bank0[48] = 16'h2f2f;
+    bank0[49] = 16'h5000;
+    bank0[50] = 16'h2725;
+    bank0[51] = 16'h581a;
+    bank0[52] = 16'hd833;
+    bank0[53] = 16'h291e;
+    bank0[54] = 16'h454c;
+    bank0[55] = 16'h0e18;
+    bank0[56] = 16'h2ffa;
+    bank0[57] = 16'h381d;
+    bank0[58] = 16'h142c;
+    bank0[59] = 16'h025a;
+    bank0[60] = 16'h2525;
+    bank0[61] = 16'h2a1f;
+    bank0[62] = 16'h2bf6;
+    bank0[63] = 16'h113a;
+    bank0[64] = 16'hf11e;
+    bank0[65] = 16'h080e;
+    bank0[66] = 16'h021b;
+    bank0[67] = 16'h40f1;
+    bank0[68] = 16'h0c14;
+    bank0[69] = 16'h00e3;
+    bank0[70] = 16'hfa26;
+    bank0[71] = 16'h06e8;
+    bank0[72] = 16'h1420;
+    bank0[73] = 16'hf9e8;
+    bank0[74] = 16'h03df;
+    bank0[75] = 16'hebf8;
+    bank0[76] = 16'h0cf9;
+    bank0[77] = 16'h121c;
+    bank0[78] = 16'h072a;
+    bank0[79] = 16'hf70a;
+    bank0[80] = 16'h06fb;
+    bank0[81] = 16'h35fb;
+    bank0[82] = 16'hf700;
+    bank0[83] = 16'hf70a;
+    bank0[84] = 16'h04fc;
+    bank0[85] = 16'h0400;
+    bank0[86] = 16'h0bd1;
+    bank0[87] = 16'h3a1d;
+    bank0[88] = 16'h0c05;
+    bank0[89] = 16'h0d05;
+    bank0[90] = 16'h0a13;
+    bank0[91] = 16'hfe00;
+    bank0[92] = 16'hfb0a;
+    bank0[93] = 16'hebf3;
+    bank0[94] = 16'h0c26;
+    bank0[95] = 16'hc80f;
+    bank0[96] = 16'h0f0f;
+    bank0[97] = 16'h0f0a;
+    bank0[98] = 16'he205;
+    bank0[99] = 16'h31e2;
+    bank0[100] = 16'h1df1;
+    bank0[101] = 16'h09fd;
+    bank0[102] = 16'hf8cb;
+    bank0[103] = 16'hffed;
+    bank0[104] = 16'h0915;
+    bank0[105] = 16'hf8d9;
+    bank0[106] = 16'he329;
+    bank0[107] = 16'h0f10;
+    bank0[108] = 16'he923;
+    bank0[109] = 16'h45ca;
+    bank0[110] = 16'hc2f8;
+    bank0[111] = 16'hd208;
+    bank0[112] = 16'h1a25;
+    bank0[113] = 16'h25fd;
+    bank0[114] = 16'h130e;
+    bank0[115] = 16'h4808;
+    bank0[116] = 16'h060a;
+    bank0[117] = 16'hf103;
+    bank0[118] = 16'h02f6;
+    bank0[119] = 16'h2a25;
+    bank0[120] = 16'h2909;
+    bank0[121] = 16'h140c;
+    bank0[122] = 16'h2c0e;
+    bank0[123] = 16'h032d;
+    bank0[124] = 16'h09ff;
+    bank0[125] = 16'h1302;
+    bank0[126] = 16'h1d1a;
+    bank0[127] = 16'h0d35;
+    bank0[128] = 16'h0ce2;
+    bank0[129] = 16'hffff;
+    bank0[130] = 16'h06f2;
+    bank0[131] = 16'hc901;
+    bank0[132] = 16'h240c;
+    bank0[133] = 16'hea19;
+    bank0[134] = 16'h1ff0;
+    bank0[135] = 16'h1704;
+    bank0[136] = 16'h1336;
+    bank0[137] = 16'hfaf5;
+    bank0[138] = 16'h51da;
+    bank0[139] = 16'he6fc;
+    bank0[140] = 16'hf1f3;
+    bank0[141] = 16'habdf;
+    bank0[142] = 16'hf81e;
+    bank0[143] = 16'h29de;
+    bank0[144] = 16'h23f7;
+    bank0[145] = 16'h2507;
+    bank0[146] = 16'h3c21;
+    bank0[147] = 16'hf328;
+    bank0[148] = 16'h05fc;
+    bank0[149] = 16'hf60c;
+    bank0[150] = 16'h31ec;
+    bank0[151] = 16'h6826;
+    bank0[152] = 16'h2803;
+    bank0[153] = 16'hd11d;
+    bank0[154] = 16'hc310;
+    bank0[155] = 16'h140a;
+    bank0[156] = 16'h0413;
+    bank0[157] = 16'h3e2d;
+    bank0[158] = 16'h1414;
+    bank0[159] = 16'hdd09;
+    bank0[160] = 16'h3df4;
+    bank0[161] = 16'he0f8;
+    bank0[162] = 16'hf5f1;
+    bank0[163] = 16'h16ee;
+    bank0[164] = 16'hedf8;
+    bank0[165] = 16'h0b11;
+    bank0[166] = 16'hdfe3;
+    bank0[167] = 16'h3605;
+    bank0[168] = 16'h17e1;
+    bank0[169] = 16'hcde0;
+    bank0[170] = 16'h101f;
+    bank0[171] = 16'h0d2a;
+    bank0[172] = 16'hfe0b;
+    bank0[173] = 16'h1bdf;
+    bank0[174] = 16'hd4e7;
+    bank0[175] = 16'h061f;
+    bank0[176] = 16'h02ec;
+    bank0[177] = 16'he9ff;
+    bank0[178] = 16'h52f3;
+    bank0[179] = 16'hf307;
+    bank0[180] = 16'h29fb;
+    bank0[181] = 16'hdee5;
+    bank0[182] = 16'h1be1;
+    bank0[183] = 16'h1818;
+    bank0[184] = 16'h160e;
+    bank0[185] = 16'he6fd;
+    bank0[186] = 16'h08f2;
+    bank0[187] = 16'hf5ff;
+    bank0[188] = 16'hf8f4;
+    bank0[189] = 16'h171f;
+    bank0[190] = 16'h0332;
+    bank0[191] = 16'hfa0a;
+    bank0[192] = 16'h27f3;
+    bank0[193] = 16'h28f7;
+    bank0[194] = 16'h17f0;
+    bank0[195] = 16'he81b;
+    bank0[196] = 16'h12af;
+    bank0[197] = 16'h0f17;
+    bank0[198] = 16'h1602;
+    bank0[199] = 16'h14e2;
+    bank0[200] = 16'h112f;
+    bank0[201] = 16'hdcf7;
+    bank0[202] = 16'h0ee1;
+    bank0[203] = 16'heef5;
+    bank0[204] = 16'h04fc;
+    bank0[205] = 16'hf2c2;
+    bank0[206] = 16'hf011;
+    bank0[207] = 16'h1b00;
+    bank0[208] = 16'h2d29;
+    bank0[209] = 16'h0212;
+    bank0[210] = 16'h2920;
+    bank0[211] = 16'h050a;
+    bank0[212] = 16'h21d2;
+    bank0[213] = 16'h3cfb;
+    bank0[214] = 16'h1933;
+    bank0[215] = 16'h2927;
+    bank0[216] = 16'h00ff;
+    bank0[217] = 16'hf60d;
+    bank0[218] = 16'h0a2c;
+    bank0[219] = 16'h3303;
+    bank0[220] = 16'h362a;
+    bank0[221] = 16'h421f;
+    bank0[222] = 16'h0305;
+    bank0[223] = 16'hee15;
+    bank0[224] = 16'h33dc;
+    bank0[225] = 16'he019;
+    bank0[226] = 16'h1ae8;
+    bank0[227] = 16'h191a;
+    bank0[228] = 16'hdcf6;
+    bank0[229] = 16'hf104;
+    bank0[230] = 16'h0220;
+    bank0[231] = 16'h1221;
+    bank0[232] = 16'he6e8;
+    bank0[233] = 16'h07d3;
+    bank0[234] = 16'h1a1d;
+    bank0[235] = 16'h0604;
+    bank0[236] = 16'hf310;
+    bank0[237] = 16'h0f05;
+    bank0[238] = 16'hfded;
+    bank0[239] = 16'h462b;
+    bank0[240] = 16'h1116;
+    bank0[241] = 16'h1013;
+    bank0[242] = 16'h130e;
+    bank0[243] = 16'hf90a;
+    bank0[244] = 16'h2cd7;
+    bank0[245] = 16'h01e8;
+    bank0[246] = 16'h0a01;
+    bank0[247] = 16'hf129;
+    bank0[248] = 16'he103;
+    bank0[249] = 16'hce0d;
+    bank0[250] = 16'h040a;
+    bank0[251] = 16'h1ff6;
+    bank0[252] = 16'h3411;
+    bank0[253] = 16'h1514;
+    bank0[254] = 16'h271f;
+    bank0[255] = 16'h0d15;
+    bank0[256] = 16'h0b0f;
+    bank0[257] = 16'he2f7;
+    bank0[258] = 16'hf6ea;
+    bank0[259] = 16'hfdf8;
+    bank0[260] = 16'hf2e2;
+    bank0[261] = 16'h2cf4;
+    bank0[262] = 16'h0b07;
+    bank0[263] = 16'h1eed;
+    bank0[264] = 16'h03f1;
+    bank0[265] = 16'hda18;
+    bank0[266] = 16'h1802;
+    bank0[267] = 16'h2af4;
+    bank0[268] = 16'h1c07;
+    bank0[269] = 16'h0104;
+    bank0[270] = 16'h2be8;
+    bank0[271] = 16'h110e;
+    bank0[272] = 16'h1606;
+    bank0[273] = 16'h0afa;
+    bank0[274] = 16'hfcfc;
+    bank0[275] = 16'hf902;
+    bank0[276] = 16'hfc12;
+    bank0[277] = 16'hec05;
+    bank0[278] = 16'h020b;
+    bank0[279] = 16'hfc34;
+    bank0[280] = 16'hedf6;
+    bank0[281] = 16'h0018;
+    bank0[282] = 16'hf904;
+    bank0[283] = 16'h240b;
+    bank0[284] = 16'h2d00;
+    bank0[285] = 16'h1b0b;
+    bank0[286] = 16'h1fe1;
+    bank0[287] = 16'h4614;
+    bank0[288] = 16'hf601;
+    bank0[289] = 16'h0b06;
+    bank0[290] = 16'hee17;
+    bank0[291] = 16'h0aeb;
+    bank0[292] = 16'h02f5;
+    bank0[293] = 16'hfbf7;
+    bank0[294] = 16'hf904;
+    bank0[295] = 16'he40b;
+    bank0[296] = 16'h0809;
+    bank0[297] = 16'h0bf2;
+    bank0[298] = 16'h1602;
+    bank0[299] = 16'hdcff;
+    bank0[300] = 16'he6fe;
+    bank0[301] = 16'h1ee6;
+    bank0[302] = 16'hf4fd;
+    bank0[303] = 16'h0b13;
+    bank0[304] = 16'h05fa;
+    bank0[305] = 16'hfe07;
+    bank0[306] = 16'hfb09;
+    bank0[307] = 16'hfefd;
+    bank0[308] = 16'h08fe;
+    bank0[309] = 16'h04f0;
+    bank0[310] = 16'hf607;
+    bank0[311] = 16'hf4e8;
+    bank0[312] = 16'he8e7;
+    bank0[313] = 16'hf307;
+    bank0[314] = 16'h3416;
+    bank0[315] = 16'h3e10;
+    bank0[316] = 16'h3808;
+    bank0[317] = 16'hf907;
+    bank0[318] = 16'h2007;
+    bank0[319] = 16'h1aea;
+    bank0[320] = 16'h1816;
+    bank0[321] = 16'h1ff3;
+    bank0[322] = 16'he0f8;
+    bank0[323] = 16'h2212;
+    bank0[324] = 16'hee34;
+    bank0[325] = 16'hd60d;
+    bank0[326] = 16'h0e02;
+    bank0[327] = 16'hf128;
+    bank0[328] = 16'hf3da;
+    bank0[329] = 16'hf30e;
+    bank0[330] = 16'he312;
+    bank0[331] = 16'h031f;
+    bank0[332] = 16'hee0e;
+    bank0[333] = 16'h1101;
+    bank0[334] = 16'he813;
+    bank0[335] = 16'hf21c;
+    bank0[336] = 16'h08fd;
+    bank0[337] = 16'h2f0a;
+    bank0[338] = 16'h1c19;
+    bank0[339] = 16'h1205;
+    bank0[340] = 16'hfbdf;
+    bank0[341] = 16'h0412;
+    bank0[342] = 16'h19e8;
+    bank0[343] = 16'hfe12;
+    bank0[344] = 16'h0806;
+    bank0[345] = 16'h16ef;
+    bank0[346] = 16'hee11;
+    bank0[347] = 16'hee11;
+    bank0[348] = 16'hebfa;
+    bank0[349] = 16'hda18;
+    bank0[350] = 16'h0422;
+    bank0[351] = 16'h1801;
+    bank0[352] = 16'h01f6;
+    bank0[353] = 16'h05f7;
+    bank0[354] = 16'h0de9;
+    bank0[355] = 16'h0506;
+    bank0[356] = 16'hfee7;
+    bank0[357] = 16'hfc0e;
+    bank0[358] = 16'hfcf4;
+    bank0[359] = 16'h17fe;
+    bank0[360] = 16'h080d;
+    bank0[361] = 16'h000d;
+    bank0[362] = 16'heefa;
+    bank0[363] = 16'h0411;
+    bank0[364] = 16'h070f;
+    bank0[365] = 16'h0913;
+    bank0[366] = 16'hf0fb;
+    bank0[367] = 16'he4ff;
+    bank0[368] = 16'h10fc;
+    bank0[369] = 16'h2cfc;
+    bank0[370] = 16'h10ff;
+    bank0[371] = 16'h2c1b;
+    bank0[372] = 16'h02f4;
+    bank0[373] = 16'h0615;
+    bank0[374] = 16'h10fb;
+    bank0[375] = 16'h1202;
+    bank0[376] = 16'h06fa;
+    bank0[377] = 16'h0209;
+    bank0[378] = 16'he20e;
+    bank0[379] = 16'hf8fd;
+    bank0[380] = 16'he214;
+    bank0[381] = 16'h0112;
+    bank0[382] = 16'he7f4;
+    bank0[383] = 16'hfc0f;
+    bank0[384] = 16'h130b;
+    bank0[385] = 16'hfd0d;
+    bank0[386] = 16'h0518;
+    bank0[387] = 16'h141d;
+    bank0[388] = 16'h1203;
+    bank0[389] = 16'hfbf5;
+    bank0[390] = 16'h0217;
+    bank0[391] = 16'h111f;
+    bank0[392] = 16'h20f9;
+    bank0[393] = 16'h15fb;
+    bank0[394] = 16'h2641;
+    bank0[395] = 16'h0c14;
+    bank0[396] = 16'hff1f;
+    bank0[397] = 16'h2f1e;
+    bank0[398] = 16'h0b1a;
+    bank0[399] = 16'h180c;
+    bank0[400] = 16'h1019;
+    bank0[401] = 16'h0016;
+    bank0[402] = 16'h030c;
+    bank0[403] = 16'h000f;
+    bank0[404] = 16'h1901;
+    bank0[405] = 16'h0efb;
+    bank0[406] = 16'hf30d;
+    bank0[407] = 16'hfc1f;
+    bank0[408] = 16'h0a02;
+    bank0[409] = 16'h16ff;
+    bank0[410] = 16'h0a05;
+    bank0[411] = 16'h0a09;
+    bank0[412] = 16'h0204;
+    bank0[413] = 16'h06f5;
+    bank0[414] = 16'h030f;
+    bank0[415] = 16'h1204;
+    bank0[416] = 16'hf1fd;
+    bank0[417] = 16'hfc09;
+    bank0[418] = 16'h090c;
+    bank0[419] = 16'hf9fd;
+    bank0[420] = 16'hf3f5;
+    bank0[421] = 16'hfffe;
+    bank0[422] = 16'h0c0f;
+    bank0[423] = 16'hf715;
+    bank0[424] = 16'hfbea;
+    bank0[425] = 16'hef07;
+    bank0[426] = 16'hf9fa;
+    bank0[427] = 16'hf500;
+    bank0[428] = 16'hed06;
+    bank0[429] = 16'hfb0f;
+    bank0[430] = 16'h0afb;
+    bank0[431] = 16'hf3fd;
+    bank0[432] = 16'h2f1d;
+    bank0[433] = 16'h0b11;
+    bank0[434] = 16'h1829;
+    bank0[435] = 16'h001e;
+    bank0[436] = 16'h0903;
+    bank0[437] = 16'h0711;
+    bank0[438] = 16'h0736;
+    bank0[439] = 16'h1232;
+    bank0[440] = 16'h0d02;
+    bank0[441] = 16'h1309;
+    bank0[442] = 16'h303c;
+    bank0[443] = 16'h1419;
+    bank0[444] = 16'hfb2d;
+    bank0[445] = 16'h321b;
+    bank0[446] = 16'h272b;
+    bank0[447] = 16'h2f03;
+    bank0[448] = 16'h1519;
+    bank0[449] = 16'he11c;
+    bank0[450] = 16'h3b05;
+    bank0[451] = 16'hf310;
+    bank0[452] = 16'h1402;
+    bank0[453] = 16'he509;
+    bank0[454] = 16'h0f22;
+    bank0[455] = 16'h1ded;
+    bank0[456] = 16'hf401;
+    bank0[457] = 16'h1104;
+    bank0[458] = 16'h07ef;
+    bank0[459] = 16'h1a17;
+    bank0[460] = 16'h1a0c;
+    bank0[461] = 16'h0d0a;
+    bank0[462] = 16'h1cfe;
+    bank0[463] = 16'h2208;
+    bank0[464] = 16'he30d;
+    bank0[465] = 16'hf809;
+    bank0[466] = 16'h0324;
+    bank0[467] = 16'hfcfb;
+    bank0[468] = 16'h220a;
+    bank0[469] = 16'h181f;
+    bank0[470] = 16'h0f0e;
+    bank0[471] = 16'hfeee;
+    bank0[472] = 16'h0b14;
+    bank0[473] = 16'hfc02;
+    bank0[474] = 16'h1308;
+    bank0[475] = 16'h05f6;
+    bank0[476] = 16'hf4fb;
+    bank0[477] = 16'h020a;
+    bank0[478] = 16'h0512;
+    bank0[479] = 16'he104;
+    bank0[480] = 16'hfb03;
+    bank0[481] = 16'h04f7;
+    bank0[482] = 16'h04fb;
+    bank0[483] = 16'hfa12;
+    bank0[484] = 16'he70d;
+    bank0[485] = 16'h10fb;
+    bank0[486] = 16'h1a09;
+    bank0[487] = 16'hf8ec;
+    bank0[488] = 16'hf5fa;
+    bank0[489] = 16'h080c;
+    bank0[490] = 16'h07f3;
+    bank0[491] = 16'h00f5;
+    bank0[492] = 16'hfa08;
+    bank0[493] = 16'h0408;
+    bank0[494] = 16'hfe16;
+    bank0[495] = 16'hf0f7;
+    bank0[496] = 16'h1a07;
+    bank0[497] = 16'hf802;
+    bank0[498] = 16'h081c;
+    bank0[499] = 16'h0bf7;
+    bank0[500] = 16'h121c;
+    bank0[501] = 16'h0409;
+    bank0[502] = 16'h1515;
+    bank0[503] = 16'h20fd;
+    bank0[504] = 16'hf90b;
+    bank0[505] = 16'h070b;
+    bank0[506] = 16'h0e0c;
+    bank0[507] = 16'h0e11;
+    bank0[508] = 16'h120f;
+    bank0[509] = 16'h0905;
+    bank0[510] = 16'h11f9;
+    bank0[511] = 16'h0414;
+  end
+  reg [15:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= bank0[addr[8:0]];
+  end
+  assign port__data = _0_;
+  reg [15:0] bank1 [511:0];
+  initial begin
+    bank1[0] = 16'hf5e1;
+    bank1[1] = 16'hfdef;
+    bank1[2] = 16'he702;
+    bank1[3] = 16'hf5f1;
+    bank1[4] = 16'he4dc;
+    bank1[5] = 16'h08fd;
+    bank1[6] = 16'he1ec;
+    bank1[7] = 16'heade;
+    bank1[8] = 16'h0012;
+    bank1[9] = 16'heaf3;
+    bank1[10] = 16'h0be3;
+    bank1[11] = 16'hfce9;
+    bank1[12] = 16'he9e6;
+    bank1[13] = 16'hdbe6;
+    bank1[14] = 16'he903;
+    bank1[15] = 16'hfbea;
+    bank1[16] = 16'h1008;
+    bank1[17] = 16'hfcf1;
+    bank1[18] = 16'h01fc;
+    bank1[19] = 16'hfe19;
+    bank1[20] = 16'he000;
+    bank1[21] = 16'he509;
+    bank1[22] = 16'hff15;
+    bank1[23] = 16'hfb09;
+    bank1[24] = 16'hf80f;
+    bank1[25] = 16'he007;
+    bank1[26] = 16'he710;
+    bank1[27] = 16'h06d7;
+    bank1[28] = 16'h150a;
+    bank1[29] = 16'h0e08;
+    bank1[30] = 16'hf6fc;
+    bank1[31] = 16'h2408;
+    bank1[32] = 16'h070d;
+    bank1[33] = 16'hf6f7;
+    bank1[34] = 16'hfd03;
+    bank1[35] = 16'heef5;
+    bank1[36] = 16'h09f9;
+    bank1[37] = 16'hf910;
+    bank1[38] = 16'hf3fd;
+    bank1[39] = 16'hfef9;
+    bank1[40] = 16'h110b;
+    bank1[41] = 16'hf9f8;
+    bank1[42] = 16'h04f9;
+    bank1[43] = 16'h0700;
+    bank1[44] = 16'hedf9;
+    bank1[45] = 16'h09f3;
+    bank1[46] = 16'hfbe7;
+    bank1[47] = 16'h09ee;
+    bank1[48] = 16'he3e9;
+    bank1[49] = 16'hfb04;
+    bank1[50] = 16'h03ed;
+    bank1[51] = 16'heeeb;
+    bank1[52] = 16'h06e7;
+    bank1[53] = 16'hdafe;
+    bank1[54] = 16'hf3e0;
+    bank1[55] = 16'hc4e0;
+    bank1[56] = 16'he302;
+    bank1[57] = 16'heef6;
+    bank1[58] = 16'hf7eb;
+    bank1[59] = 16'h0bf4;
+    bank1[60] = 16'hefcc;
+    bank1[61] = 16'hcee7;
+    bank1[62] = 16'he000;
+    bank1[63] = 16'h05e3;
+    bank1[64] = 16'h1002;
+    bank1[65] = 16'h0b12;
+    bank1[66] = 16'he8fd;
+    bank1[67] = 16'hff16;
+    bank1[68] = 16'h1a24;
+    bank1[69] = 16'he3ff;
+    bank1[70] = 16'he706;
+    bank1[71] = 16'h0c2d;
+    bank1[72] = 16'hf402;
+    bank1[73] = 16'hfbef;
+    bank1[74] = 16'hf62f;
+    bank1[75] = 16'h09fd;
+    bank1[76] = 16'hda0b;
+    bank1[77] = 16'h08f2;
+    bank1[78] = 16'h0bff;
+    bank1[79] = 16'h25ff;
+    bank1[80] = 16'h1eef;
+    bank1[81] = 16'h1714;
+    bank1[82] = 16'hf80d;
+    bank1[83] = 16'h210f;
+    bank1[84] = 16'h0ae7;
+    bank1[85] = 16'h11e7;
+    bank1[86] = 16'h04f5;
+    bank1[87] = 16'hec18;
+    bank1[88] = 16'h0de3;
+    bank1[89] = 16'h1fd9;
+    bank1[90] = 16'he6f8;
+    bank1[91] = 16'heb2c;
+    bank1[92] = 16'hecfa;
+    bank1[93] = 16'h02ee;
+    bank1[94] = 16'h0805;
+    bank1[95] = 16'hf608;
+    bank1[96] = 16'h15fe;
+    bank1[97] = 16'hfa08;
+    bank1[98] = 16'h04f9;
+    bank1[99] = 16'h0510;
+    bank1[100] = 16'hf60b;
+    bank1[101] = 16'h0cf8;
+    bank1[102] = 16'h15f5;
+    bank1[103] = 16'h0822;
+    bank1[104] = 16'h0ee1;
+    bank1[105] = 16'he31e;
+    bank1[106] = 16'hfefc;
+    bank1[107] = 16'hf510;
+    bank1[108] = 16'hfa01;
+    bank1[109] = 16'h0b0d;
+    bank1[110] = 16'he70d;
+    bank1[111] = 16'hee12;
+    bank1[112] = 16'h10eb;
+    bank1[113] = 16'h07fe;
+    bank1[114] = 16'hf606;
+    bank1[115] = 16'hf91e;
+    bank1[116] = 16'h0cfc;
+    bank1[117] = 16'hf6f2;
+    bank1[118] = 16'hf30c;
+    bank1[119] = 16'h0f13;
+    bank1[120] = 16'hf5f8;
+    bank1[121] = 16'hf5ea;
+    bank1[122] = 16'hdb0b;
+    bank1[123] = 16'h01e3;
+    bank1[124] = 16'hdb22;
+    bank1[125] = 16'h19e9;
+    bank1[126] = 16'h1aff;
+    bank1[127] = 16'h0c02;
+    bank1[128] = 16'hfa13;
+    bank1[129] = 16'h1407;
+    bank1[130] = 16'h0e0c;
+    bank1[131] = 16'h04fc;
+    bank1[132] = 16'h122d;
+    bank1[133] = 16'hf113;
+    bank1[134] = 16'hfc0b;
+    bank1[135] = 16'h16fd;
+    bank1[136] = 16'hfe09;
+    bank1[137] = 16'he0e5;
+    bank1[138] = 16'hf608;
+    bank1[139] = 16'h1cf7;
+    bank1[140] = 16'hfe0b;
+    bank1[141] = 16'h09f6;
+    bank1[142] = 16'h0cf7;
+    bank1[143] = 16'h03fd;
+    bank1[144] = 16'h2106;
+    bank1[145] = 16'h080a;
+    bank1[146] = 16'h190f;
+    bank1[147] = 16'h1913;
+    bank1[148] = 16'hf901;
+    bank1[149] = 16'hff22;
+    bank1[150] = 16'h12fd;
+    bank1[151] = 16'hdfef;
+    bank1[152] = 16'h04f7;
+    bank1[153] = 16'h0def;
+    bank1[154] = 16'hf714;
+    bank1[155] = 16'h020c;
+    bank1[156] = 16'hfe21;
+    bank1[157] = 16'h100d;
+    bank1[158] = 16'h04fe;
+    bank1[159] = 16'hf2fd;
+    bank1[160] = 16'h0e00;
+    bank1[161] = 16'h0608;
+    bank1[162] = 16'h03fd;
+    bank1[163] = 16'h0e06;
+    bank1[164] = 16'hf107;
+    bank1[165] = 16'h06eb;
+    bank1[166] = 16'hfff1;
+    bank1[167] = 16'h07f8;
+    bank1[168] = 16'heafa;
+    bank1[169] = 16'h020e;
+    bank1[170] = 16'hfdfb;
+    bank1[171] = 16'hd309;
+    bank1[172] = 16'h06eb;
+    bank1[173] = 16'h0602;
+    bank1[174] = 16'h0303;
+    bank1[175] = 16'hf50c;
+    bank1[176] = 16'h1700;
+    bank1[177] = 16'h09fb;
+    bank1[178] = 16'h0dfd;
+    bank1[179] = 16'h2d01;
+    bank1[180] = 16'h0519;
+    bank1[181] = 16'h0011;
+    bank1[182] = 16'hf40d;
+    bank1[183] = 16'h03ff;
+    bank1[184] = 16'hfafe;
+    bank1[185] = 16'he9e6;
+    bank1[186] = 16'h0ff8;
+    bank1[187] = 16'h15ec;
+    bank1[188] = 16'h0807;
+    bank1[189] = 16'h0ef2;
+    bank1[190] = 16'h1cf2;
+    bank1[191] = 16'hdd22;
+    bank1[192] = 16'he204;
+    bank1[193] = 16'hfe07;
+    bank1[194] = 16'hdfff;
+    bank1[195] = 16'h3407;
+    bank1[196] = 16'hdcfa;
+    bank1[197] = 16'h0ef2;
+    bank1[198] = 16'hed01;
+    bank1[199] = 16'he9fe;
+    bank1[200] = 16'h22ff;
+    bank1[201] = 16'h01f6;
+    bank1[202] = 16'h25f8;
+    bank1[203] = 16'h00f6;
+    bank1[204] = 16'h05fe;
+    bank1[205] = 16'h08dc;
+    bank1[206] = 16'hf913;
+    bank1[207] = 16'h1231;
+    bank1[208] = 16'hf81c;
+    bank1[209] = 16'h0e03;
+    bank1[210] = 16'h020b;
+    bank1[211] = 16'h0116;
+    bank1[212] = 16'hefd7;
+    bank1[213] = 16'h0a14;
+    bank1[214] = 16'h0c0c;
+    bank1[215] = 16'hfaf7;
+    bank1[216] = 16'h0ff7;
+    bank1[217] = 16'h10ec;
+    bank1[218] = 16'h0108;
+    bank1[219] = 16'h05ef;
+    bank1[220] = 16'hf20d;
+    bank1[221] = 16'hee06;
+    bank1[222] = 16'hfd06;
+    bank1[223] = 16'hfe0d;
+    bank1[224] = 16'hfef2;
+    bank1[225] = 16'hfb08;
+    bank1[226] = 16'he707;
+    bank1[227] = 16'h04f3;
+    bank1[228] = 16'h12d4;
+    bank1[229] = 16'he70f;
+    bank1[230] = 16'hf9fb;
+    bank1[231] = 16'h0021;
+    bank1[232] = 16'h0202;
+    bank1[233] = 16'h0510;
+    bank1[234] = 16'he7ff;
+    bank1[235] = 16'h02f1;
+    bank1[236] = 16'hec12;
+    bank1[237] = 16'h1702;
+    bank1[238] = 16'hf0ea;
+    bank1[239] = 16'he611;
+    bank1[240] = 16'hef10;
+    bank1[241] = 16'h2307;
+    bank1[242] = 16'h010d;
+    bank1[243] = 16'hfb13;
+    bank1[244] = 16'he6e5;
+    bank1[245] = 16'h01fb;
+    bank1[246] = 16'hecfa;
+    bank1[247] = 16'h02f6;
+    bank1[248] = 16'h13e6;
+    bank1[249] = 16'hfce6;
+    bank1[250] = 16'h160b;
+    bank1[251] = 16'hff07;
+    bank1[252] = 16'hf6f6;
+    bank1[253] = 16'h01d6;
+    bank1[254] = 16'h0c15;
+    bank1[255] = 16'h0d12;
+    bank1[256] = 16'h092c;
+    bank1[257] = 16'h1510;
+    bank1[258] = 16'h2d09;
+    bank1[259] = 16'h17fb;
+    bank1[260] = 16'h0c1b;
+    bank1[261] = 16'hf21d;
+    bank1[262] = 16'h2933;
+    bank1[263] = 16'h1102;
+    bank1[264] = 16'hf802;
+    bank1[265] = 16'h0d21;
+    bank1[266] = 16'h0722;
+    bank1[267] = 16'h171e;
+    bank1[268] = 16'h111c;
+    bank1[269] = 16'h3844;
+    bank1[270] = 16'h4808;
+    bank1[271] = 16'h192b;
+    bank1[272] = 16'h0507;
+    bank1[273] = 16'h1014;
+    bank1[274] = 16'h0f0b;
+    bank1[275] = 16'h0ff9;
+    bank1[276] = 16'h1615;
+    bank1[277] = 16'h15ff;
+    bank1[278] = 16'h1603;
+    bank1[279] = 16'h1117;
+    bank1[280] = 16'h1428;
+    bank1[281] = 16'h1216;
+    bank1[282] = 16'h23f4;
+    bank1[283] = 16'h0404;
+    bank1[284] = 16'h0b03;
+    bank1[285] = 16'h0209;
+    bank1[286] = 16'h04f7;
+    bank1[287] = 16'hfd02;
+    bank1[288] = 16'h0606;
+    bank1[289] = 16'hfcfd;
+    bank1[290] = 16'hf7ff;
+    bank1[291] = 16'hfa04;
+    bank1[292] = 16'hef0d;
+    bank1[293] = 16'h1f03;
+    bank1[294] = 16'hf801;
+    bank1[295] = 16'h0bfe;
+    bank1[296] = 16'he704;
+    bank1[297] = 16'hfef7;
+    bank1[298] = 16'h0d01;
+    bank1[299] = 16'hfbfc;
+    bank1[300] = 16'h0708;
+    bank1[301] = 16'hfafc;
+    bank1[302] = 16'hf601;
+    bank1[303] = 16'h0806;
+    bank1[304] = 16'h291c;
+    bank1[305] = 16'h1417;
+    bank1[306] = 16'h0a26;
+    bank1[307] = 16'h240b;
+    bank1[308] = 16'h0b33;
+    bank1[309] = 16'h231b;
+    bank1[310] = 16'h2121;
+    bank1[311] = 16'h3119;
+    bank1[312] = 16'h0c33;
+    bank1[313] = 16'h2322;
+    bank1[314] = 16'h1f1d;
+    bank1[315] = 16'h1525;
+    bank1[316] = 16'h1a23;
+    bank1[317] = 16'h252d;
+    bank1[318] = 16'h37fc;
+    bank1[319] = 16'h3126;
+    bank1[320] = 16'hdce0;
+    bank1[321] = 16'h07f0;
+    bank1[322] = 16'he4f3;
+    bank1[323] = 16'h03e5;
+    bank1[324] = 16'hfaeb;
+    bank1[325] = 16'h1502;
+    bank1[326] = 16'hdece;
+    bank1[327] = 16'hdb02;
+    bank1[328] = 16'h040f;
+    bank1[329] = 16'he9e9;
+    bank1[330] = 16'hebc2;
+    bank1[331] = 16'hece2;
+    bank1[332] = 16'hfad5;
+    bank1[333] = 16'he0e3;
+    bank1[334] = 16'hcaee;
+    bank1[335] = 16'hd40c;
+    bank1[336] = 16'hdbf3;
+    bank1[337] = 16'he4ef;
+    bank1[338] = 16'hddf2;
+    bank1[339] = 16'hf4e9;
+    bank1[340] = 16'he6f1;
+    bank1[341] = 16'hf1f3;
+    bank1[342] = 16'hecef;
+    bank1[343] = 16'head3;
+    bank1[344] = 16'he7f7;
+    bank1[345] = 16'he5f7;
+    bank1[346] = 16'he3fb;
+    bank1[347] = 16'he5d9;
+    bank1[348] = 16'hf8f4;
+    bank1[349] = 16'hf0ec;
+    bank1[350] = 16'hfbfc;
+    bank1[351] = 16'he3f2;
+    bank1[352] = 16'hfdfa;
+    bank1[353] = 16'h0af8;
+    bank1[354] = 16'h08f5;
+    bank1[355] = 16'heafb;
+    bank1[356] = 16'h07fc;
+    bank1[357] = 16'heefe;
+    bank1[358] = 16'h0bf6;
+    bank1[359] = 16'hed02;
+    bank1[360] = 16'h0c18;
+    bank1[361] = 16'h0bf9;
+    bank1[362] = 16'hec07;
+    bank1[363] = 16'h13e0;
+    bank1[364] = 16'h04f8;
+    bank1[365] = 16'h01f5;
+    bank1[366] = 16'hfbf5;
+    bank1[367] = 16'hf5ed;
+    bank1[368] = 16'hc9dc;
+    bank1[369] = 16'hebf6;
+    bank1[370] = 16'hebef;
+    bank1[371] = 16'hecdc;
+    bank1[372] = 16'hf0e4;
+    bank1[373] = 16'hf2ea;
+    bank1[374] = 16'hf9c5;
+    bank1[375] = 16'hc7d8;
+    bank1[376] = 16'hf2f7;
+    bank1[377] = 16'he1e4;
+    bank1[378] = 16'hcdd0;
+    bank1[379] = 16'hdaf5;
+    bank1[380] = 16'hf2d0;
+    bank1[381] = 16'hd4cc;
+    bank1[382] = 16'hd7d9;
+    bank1[383] = 16'hd1f4;
+    bank1[384] = 16'h1409;
+    bank1[385] = 16'h2405;
+    bank1[386] = 16'h0e28;
+    bank1[387] = 16'h1226;
+    bank1[388] = 16'h1116;
+    bank1[389] = 16'h140b;
+    bank1[390] = 16'h0afa;
+    bank1[391] = 16'hf3ff;
+    bank1[392] = 16'h120b;
+    bank1[393] = 16'hf00a;
+    bank1[394] = 16'hf3fc;
+    bank1[395] = 16'hf2f4;
+    bank1[396] = 16'hfa13;
+    bank1[397] = 16'h080b;
+    bank1[398] = 16'h0808;
+    bank1[399] = 16'hc707;
+    bank1[400] = 16'hf600;
+    bank1[401] = 16'hf0ff;
+    bank1[402] = 16'h0308;
+    bank1[403] = 16'he40a;
+    bank1[404] = 16'h05fd;
+    bank1[405] = 16'h15fd;
+    bank1[406] = 16'hfafe;
+    bank1[407] = 16'h02e4;
+    bank1[408] = 16'h0b02;
+    bank1[409] = 16'he9fb;
+    bank1[410] = 16'hfdf2;
+    bank1[411] = 16'he416;
+    bank1[412] = 16'he6f8;
+    bank1[413] = 16'hf512;
+    bank1[414] = 16'h07fe;
+    bank1[415] = 16'hea04;
+    bank1[416] = 16'hfc01;
+    bank1[417] = 16'hfa06;
+    bank1[418] = 16'h04fd;
+    bank1[419] = 16'he817;
+    bank1[420] = 16'hf919;
+    bank1[421] = 16'h0209;
+    bank1[422] = 16'hfa1a;
+    bank1[423] = 16'h03fb;
+    bank1[424] = 16'h0c0c;
+    bank1[425] = 16'hfef9;
+    bank1[426] = 16'h0309;
+    bank1[427] = 16'h0c01;
+    bank1[428] = 16'h1d01;
+    bank1[429] = 16'hf701;
+    bank1[430] = 16'h02fa;
+    bank1[431] = 16'h0ae6;
+    bank1[432] = 16'hfc09;
+    bank1[433] = 16'hf4fc;
+    bank1[434] = 16'h0312;
+    bank1[435] = 16'h0811;
+    bank1[436] = 16'h1005;
+    bank1[437] = 16'h0c0e;
+    bank1[438] = 16'h0f00;
+    bank1[439] = 16'hf4ed;
+    bank1[440] = 16'h1710;
+    bank1[441] = 16'he70a;
+    bank1[442] = 16'he4ea;
+    bank1[443] = 16'he70a;
+    bank1[444] = 16'h000b;
+    bank1[445] = 16'hf9fc;
+    bank1[446] = 16'h01fa;
+    bank1[447] = 16'he30e;
+    bank1[448] = 16'he2f7;
+    bank1[449] = 16'hf20f;
+    bank1[450] = 16'hf0f5;
+    bank1[451] = 16'hf9f4;
+    bank1[452] = 16'he8fc;
+    bank1[453] = 16'h0e11;
+    bank1[454] = 16'hebf3;
+    bank1[455] = 16'hefe5;
+    bank1[456] = 16'h0701;
+    bank1[457] = 16'he908;
+    bank1[458] = 16'hec00;
+    bank1[459] = 16'h07f8;
+    bank1[460] = 16'he1f2;
+    bank1[461] = 16'hfcfd;
+    bank1[462] = 16'h17f9;
+    bank1[463] = 16'hfafa;
+    bank1[464] = 16'h00fa;
+    bank1[465] = 16'hf103;
+    bank1[466] = 16'h04f5;
+    bank1[467] = 16'he500;
+    bank1[468] = 16'hec06;
+    bank1[469] = 16'hf911;
+    bank1[470] = 16'h10fd;
+    bank1[471] = 16'hfaf9;
+    bank1[472] = 16'hf1f3;
+    bank1[473] = 16'hec05;
+    bank1[474] = 16'he6f6;
+    bank1[475] = 16'hfe0e;
+    bank1[476] = 16'hfcf9;
+    bank1[477] = 16'h0b03;
+    bank1[478] = 16'h03ef;
+    bank1[479] = 16'hfd01;
+    bank1[480] = 16'hf2f8;
+    bank1[481] = 16'hf916;
+    bank1[482] = 16'hee06;
+    bank1[483] = 16'h11f4;
+    bank1[484] = 16'h1002;
+    bank1[485] = 16'hfc10;
+    bank1[486] = 16'hf306;
+    bank1[487] = 16'h0c17;
+    bank1[488] = 16'hf10a;
+    bank1[489] = 16'hf40f;
+    bank1[490] = 16'h1112;
+    bank1[491] = 16'hf6f6;
+    bank1[492] = 16'hf6fd;
+    bank1[493] = 16'h07eb;
+    bank1[494] = 16'hf7f8;
+    bank1[495] = 16'h10fc;
+    bank1[496] = 16'hdcef;
+    bank1[497] = 16'hed13;
+    bank1[498] = 16'h09f6;
+    bank1[499] = 16'hd9f1;
+    bank1[500] = 16'hf305;
+    bank1[501] = 16'hf815;
+    bank1[502] = 16'hf7e9;
+    bank1[503] = 16'hf2e1;
+    bank1[504] = 16'hfef8;
+    bank1[505] = 16'he0fa;
+    bank1[506] = 16'h0af7;
+    bank1[507] = 16'h0505;
+    bank1[508] = 16'hf9f0;
+    bank1[509] = 16'heaef;
+    bank1[510] = 16'h0df9;
+    bank1[511] = 16'h00e0;
+  end
+  reg [15:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= bank1[addr[8:0]];
+  end
+  assign \port__data$11  = _1_;
+  reg [15:0] bank2 [511:0];
+  initial begin
+    bank2[0] = 16'h20eb;
+    bank2[1] = 16'h180a;
+    bank2[2] = 16'h1d2d;
+    bank2[3] = 16'h2211;
+    bank2[4] = 16'h2605;
+    bank2[5] = 16'h0a11;
+    bank2[6] = 16'hf71e;
+    bank2[7] = 16'h1319;
+    bank2[8] = 16'h0422;
+    bank2[9] = 16'h11cc;
+    bank2[10] = 16'hf639;
+    bank2[11] = 16'hd514;
+    bank2[12] = 16'hddf9;
+    bank2[13] = 16'h102a;
+    bank2[14] = 16'h0e05;
+    bank2[15] = 16'h0c1d;
+    bank2[16] = 16'h17fd;
+    bank2[17] = 16'heffa;
+    bank2[18] = 16'hff11;
+    bank2[19] = 16'h0308;
+    bank2[20] = 16'hfbda;
+    bank2[21] = 16'h180e;
+    bank2[22] = 16'h0109;
+    bank2[23] = 16'hef11;
+    bank2[24] = 16'h210e;
+    bank2[25] = 16'he614;
+    bank2[26] = 16'h1609;
+    bank2[27] = 16'h08fd;
+    bank2[28] = 16'h0cfb;
+    bank2[29] = 16'h100d;
+    bank2[30] = 16'hebf6;
+    bank2[31] = 16'hf408;
+    bank2[32] = 16'h0a04;
+    bank2[33] = 16'h0908;
+    bank2[34] = 16'h2703;
+    bank2[35] = 16'heb14;
+    bank2[36] = 16'heb08;
+    bank2[37] = 16'h02fd;
+    bank2[38] = 16'h0e0b;
+    bank2[39] = 16'h03ff;
+    bank2[40] = 16'hf5f3;
+    bank2[41] = 16'hfdfd;
+    bank2[42] = 16'heaed;
+    bank2[43] = 16'h0706;
+    bank2[44] = 16'hfffe;
+    bank2[45] = 16'h0503;
+    bank2[46] = 16'h13fb;
+    bank2[47] = 16'h19f0;
+    bank2[48] = 16'h24f8;
+    bank2[49] = 16'hfaf3;
+    bank2[50] = 16'h15fa;
+    bank2[51] = 16'h2220;
+    bank2[52] = 16'hf117;
+    bank2[53] = 16'h1d13;
+    bank2[54] = 16'h0c19;
+    bank2[55] = 16'h100b;
+    bank2[56] = 16'h0e12;
+    bank2[57] = 16'hff0d;
+    bank2[58] = 16'h0e22;
+    bank2[59] = 16'heee1;
+    bank2[60] = 16'he817;
+    bank2[61] = 16'h342d;
+    bank2[62] = 16'h1306;
+    bank2[63] = 16'h0a0e;
+    bank2[64] = 16'hd9eb;
+    bank2[65] = 16'h050e;
+    bank2[66] = 16'h09f7;
+    bank2[67] = 16'he4ef;
+    bank2[68] = 16'hf016;
+    bank2[69] = 16'h05ea;
+    bank2[70] = 16'heef3;
+    bank2[71] = 16'h021c;
+    bank2[72] = 16'h03f5;
+    bank2[73] = 16'h1df3;
+    bank2[74] = 16'h0eef;
+    bank2[75] = 16'h14d4;
+    bank2[76] = 16'h0e10;
+    bank2[77] = 16'h13ed;
+    bank2[78] = 16'h05e9;
+    bank2[79] = 16'h18fe;
+    bank2[80] = 16'h09fa;
+    bank2[81] = 16'hfe08;
+    bank2[82] = 16'h04fa;
+    bank2[83] = 16'h3b01;
+    bank2[84] = 16'hffeb;
+    bank2[85] = 16'h06e0;
+    bank2[86] = 16'hf7d1;
+    bank2[87] = 16'h00f3;
+    bank2[88] = 16'hebe9;
+    bank2[89] = 16'h00f9;
+    bank2[90] = 16'hf2f6;
+    bank2[91] = 16'hebf8;
+    bank2[92] = 16'h00f6;
+    bank2[93] = 16'hff04;
+    bank2[94] = 16'hef16;
+    bank2[95] = 16'he00b;
+    bank2[96] = 16'hfa00;
+    bank2[97] = 16'hf900;
+    bank2[98] = 16'hf6fe;
+    bank2[99] = 16'h0e06;
+    bank2[100] = 16'hfff4;
+    bank2[101] = 16'hf5ef;
+    bank2[102] = 16'h19fd;
+    bank2[103] = 16'h0919;
+    bank2[104] = 16'hfe02;
+    bank2[105] = 16'h04fd;
+    bank2[106] = 16'hfbf1;
+    bank2[107] = 16'h0600;
+    bank2[108] = 16'hebfc;
+    bank2[109] = 16'hf404;
+    bank2[110] = 16'hfe10;
+    bank2[111] = 16'h0911;
+    bank2[112] = 16'he6eb;
+    bank2[113] = 16'hfd14;
+    bank2[114] = 16'he0ec;
+    bank2[115] = 16'he1f9;
+    bank2[116] = 16'h0bee;
+    bank2[117] = 16'he4bf;
+    bank2[118] = 16'hf506;
+    bank2[119] = 16'hffed;
+    bank2[120] = 16'h02e6;
+    bank2[121] = 16'h11f3;
+    bank2[122] = 16'hecfc;
+    bank2[123] = 16'hfed8;
+    bank2[124] = 16'hf402;
+    bank2[125] = 16'h0cde;
+    bank2[126] = 16'h1b0d;
+    bank2[127] = 16'h03df;
+    bank2[128] = 16'h0a02;
+    bank2[129] = 16'h16ee;
+    bank2[130] = 16'hecf7;
+    bank2[131] = 16'h2516;
+    bank2[132] = 16'h0e09;
+    bank2[133] = 16'h06fe;
+    bank2[134] = 16'hfd01;
+    bank2[135] = 16'he5e1;
+    bank2[136] = 16'h1200;
+    bank2[137] = 16'h07f9;
+    bank2[138] = 16'h0417;
+    bank2[139] = 16'h0d0d;
+    bank2[140] = 16'hfb08;
+    bank2[141] = 16'h2cfd;
+    bank2[142] = 16'h05ff;
+    bank2[143] = 16'hfe0b;
+    bank2[144] = 16'h0bff;
+    bank2[145] = 16'hf4ea;
+    bank2[146] = 16'h03e4;
+    bank2[147] = 16'hf612;
+    bank2[148] = 16'hfcd5;
+    bank2[149] = 16'h05f8;
+    bank2[150] = 16'hedf2;
+    bank2[151] = 16'hfafd;
+    bank2[152] = 16'hfdf6;
+    bank2[153] = 16'hf212;
+    bank2[154] = 16'hf806;
+    bank2[155] = 16'hf206;
+    bank2[156] = 16'h00fd;
+    bank2[157] = 16'h0304;
+    bank2[158] = 16'hf1fb;
+    bank2[159] = 16'h0af8;
+    bank2[160] = 16'h0ef9;
+    bank2[161] = 16'h0601;
+    bank2[162] = 16'hf912;
+    bank2[163] = 16'h0a01;
+    bank2[164] = 16'hf8ec;
+    bank2[165] = 16'he40a;
+    bank2[166] = 16'h0007;
+    bank2[167] = 16'h1011;
+    bank2[168] = 16'h2109;
+    bank2[169] = 16'hf6f3;
+    bank2[170] = 16'heaee;
+    bank2[171] = 16'h15fc;
+    bank2[172] = 16'hf20d;
+    bank2[173] = 16'hf301;
+    bank2[174] = 16'h02f7;
+    bank2[175] = 16'hfbfb;
+    bank2[176] = 16'h06fc;
+    bank2[177] = 16'h06ea;
+    bank2[178] = 16'hefee;
+    bank2[179] = 16'hf320;
+    bank2[180] = 16'h06e9;
+    bank2[181] = 16'h0af2;
+    bank2[182] = 16'hf1e9;
+    bank2[183] = 16'hebf1;
+    bank2[184] = 16'h07f0;
+    bank2[185] = 16'h09f6;
+    bank2[186] = 16'hf218;
+    bank2[187] = 16'h08f4;
+    bank2[188] = 16'hee0e;
+    bank2[189] = 16'h2408;
+    bank2[190] = 16'h011f;
+    bank2[191] = 16'h13eb;
+    bank2[192] = 16'h3d10;
+    bank2[193] = 16'he5f9;
+    bank2[194] = 16'hdff8;
+    bank2[195] = 16'hfe13;
+    bank2[196] = 16'h0d1e;
+    bank2[197] = 16'hf805;
+    bank2[198] = 16'h120e;
+    bank2[199] = 16'h03f6;
+    bank2[200] = 16'hf9f8;
+    bank2[201] = 16'hed17;
+    bank2[202] = 16'h1219;
+    bank2[203] = 16'hde32;
+    bank2[204] = 16'hfcfa;
+    bank2[205] = 16'h11fb;
+    bank2[206] = 16'h0416;
+    bank2[207] = 16'hfc0d;
+    bank2[208] = 16'h0b0c;
+    bank2[209] = 16'h1209;
+    bank2[210] = 16'h0cf4;
+    bank2[211] = 16'hfd08;
+    bank2[212] = 16'h1209;
+    bank2[213] = 16'h070d;
+    bank2[214] = 16'h0b0a;
+    bank2[215] = 16'h1723;
+    bank2[216] = 16'h1516;
+    bank2[217] = 16'hf217;
+    bank2[218] = 16'h090b;
+    bank2[219] = 16'h0c0b;
+    bank2[220] = 16'hf806;
+    bank2[221] = 16'h0310;
+    bank2[222] = 16'h0212;
+    bank2[223] = 16'hf010;
+    bank2[224] = 16'hf3ff;
+    bank2[225] = 16'h12f8;
+    bank2[226] = 16'hf7fc;
+    bank2[227] = 16'hf407;
+    bank2[228] = 16'hfffd;
+    bank2[229] = 16'h1211;
+    bank2[230] = 16'hfffe;
+    bank2[231] = 16'h1ced;
+    bank2[232] = 16'hfcfd;
+    bank2[233] = 16'hfd0f;
+    bank2[234] = 16'h0603;
+    bank2[235] = 16'h0b08;
+    bank2[236] = 16'h05f8;
+    bank2[237] = 16'hf219;
+    bank2[238] = 16'hfe04;
+    bank2[239] = 16'hf7ef;
+    bank2[240] = 16'h3305;
+    bank2[241] = 16'h110d;
+    bank2[242] = 16'h2517;
+    bank2[243] = 16'h1205;
+    bank2[244] = 16'h091d;
+    bank2[245] = 16'h180c;
+    bank2[246] = 16'h1f0b;
+    bank2[247] = 16'h1c15;
+    bank2[248] = 16'h0102;
+    bank2[249] = 16'hf317;
+    bank2[250] = 16'h2814;
+    bank2[251] = 16'hf501;
+    bank2[252] = 16'he80c;
+    bank2[253] = 16'h1a38;
+    bank2[254] = 16'h050f;
+    bank2[255] = 16'h0ef4;
+    bank2[256] = 16'he80a;
+    bank2[257] = 16'h1e04;
+    bank2[258] = 16'h1b14;
+    bank2[259] = 16'h080f;
+    bank2[260] = 16'h0809;
+    bank2[261] = 16'h031a;
+    bank2[262] = 16'h0f04;
+    bank2[263] = 16'h0b06;
+    bank2[264] = 16'h3519;
+    bank2[265] = 16'h1112;
+    bank2[266] = 16'hf6e7;
+    bank2[267] = 16'h02fb;
+    bank2[268] = 16'h1720;
+    bank2[269] = 16'h050f;
+    bank2[270] = 16'h17f3;
+    bank2[271] = 16'hde03;
+    bank2[272] = 16'he60f;
+    bank2[273] = 16'h0907;
+    bank2[274] = 16'hfe0b;
+    bank2[275] = 16'hfff1;
+    bank2[276] = 16'hfa01;
+    bank2[277] = 16'h12fd;
+    bank2[278] = 16'he6fb;
+    bank2[279] = 16'hf5e0;
+    bank2[280] = 16'h010f;
+    bank2[281] = 16'h0c0b;
+    bank2[282] = 16'h1af9;
+    bank2[283] = 16'hf51a;
+    bank2[284] = 16'hf6fc;
+    bank2[285] = 16'h010e;
+    bank2[286] = 16'hf8f9;
+    bank2[287] = 16'hdb02;
+    bank2[288] = 16'hfaef;
+    bank2[289] = 16'h0bec;
+    bank2[290] = 16'heee5;
+    bank2[291] = 16'hf809;
+    bank2[292] = 16'h0018;
+    bank2[293] = 16'h08fa;
+    bank2[294] = 16'h0c02;
+    bank2[295] = 16'hf5fc;
+    bank2[296] = 16'h060b;
+    bank2[297] = 16'h05e8;
+    bank2[298] = 16'hf606;
+    bank2[299] = 16'h0af9;
+    bank2[300] = 16'h08ed;
+    bank2[301] = 16'hfe01;
+    bank2[302] = 16'h020e;
+    bank2[303] = 16'hfbee;
+    bank2[304] = 16'h0404;
+    bank2[305] = 16'h0700;
+    bank2[306] = 16'h0516;
+    bank2[307] = 16'h0c07;
+    bank2[308] = 16'h0c18;
+    bank2[309] = 16'h0108;
+    bank2[310] = 16'h13e8;
+    bank2[311] = 16'h0300;
+    bank2[312] = 16'h1e0d;
+    bank2[313] = 16'h0614;
+    bank2[314] = 16'hf0f2;
+    bank2[315] = 16'hea1d;
+    bank2[316] = 16'h0a05;
+    bank2[317] = 16'h0100;
+    bank2[318] = 16'h05eb;
+    bank2[319] = 16'hc7fb;
+    bank2[320] = 16'h1df5;
+    bank2[321] = 16'h0806;
+    bank2[322] = 16'h140a;
+    bank2[323] = 16'h0bf7;
+    bank2[324] = 16'h21f1;
+    bank2[325] = 16'h0c05;
+    bank2[326] = 16'h1616;
+    bank2[327] = 16'hf40a;
+    bank2[328] = 16'hd010;
+    bank2[329] = 16'hf608;
+    bank2[330] = 16'hfffe;
+    bank2[331] = 16'hf513;
+    bank2[332] = 16'h1ffa;
+    bank2[333] = 16'h0c31;
+    bank2[334] = 16'h07ee;
+    bank2[335] = 16'hd5ff;
+    bank2[336] = 16'hfafe;
+    bank2[337] = 16'h0efd;
+    bank2[338] = 16'hf108;
+    bank2[339] = 16'hf5fd;
+    bank2[340] = 16'h0415;
+    bank2[341] = 16'h0906;
+    bank2[342] = 16'hfb03;
+    bank2[343] = 16'h0a15;
+    bank2[344] = 16'h0423;
+    bank2[345] = 16'hf504;
+    bank2[346] = 16'h07f9;
+    bank2[347] = 16'hf9fd;
+    bank2[348] = 16'hea07;
+    bank2[349] = 16'h0503;
+    bank2[350] = 16'h01f8;
+    bank2[351] = 16'hf607;
+    bank2[352] = 16'h0103;
+    bank2[353] = 16'h1ef3;
+    bank2[354] = 16'hf5f7;
+    bank2[355] = 16'hf104;
+    bank2[356] = 16'hfa0a;
+    bank2[357] = 16'hf700;
+    bank2[358] = 16'hfa04;
+    bank2[359] = 16'h14e3;
+    bank2[360] = 16'h031a;
+    bank2[361] = 16'h19ee;
+    bank2[362] = 16'h0efe;
+    bank2[363] = 16'h2603;
+    bank2[364] = 16'h180a;
+    bank2[365] = 16'h0605;
+    bank2[366] = 16'h0604;
+    bank2[367] = 16'h03f7;
+    bank2[368] = 16'h05fc;
+    bank2[369] = 16'hfdf3;
+    bank2[370] = 16'h0afc;
+    bank2[371] = 16'h1617;
+    bank2[372] = 16'h0915;
+    bank2[373] = 16'h1603;
+    bank2[374] = 16'h0000;
+    bank2[375] = 16'hfcfc;
+    bank2[376] = 16'h071b;
+    bank2[377] = 16'h050d;
+    bank2[378] = 16'hebfc;
+    bank2[379] = 16'hfb00;
+    bank2[380] = 16'hf4f9;
+    bank2[381] = 16'h1e19;
+    bank2[382] = 16'hfcfb;
+    bank2[383] = 16'hf10c;
+    bank2[384] = 16'hf5f1;
+    bank2[385] = 16'hf2f9;
+    bank2[386] = 16'hf4e7;
+    bank2[387] = 16'hf0fb;
+    bank2[388] = 16'h07f3;
+    bank2[389] = 16'hf9e7;
+    bank2[390] = 16'hc8fa;
+    bank2[391] = 16'hf1fc;
+    bank2[392] = 16'hfff8;
+    bank2[393] = 16'h01d4;
+    bank2[394] = 16'h18ff;
+    bank2[395] = 16'h15e2;
+    bank2[396] = 16'he6ef;
+    bank2[397] = 16'hffd7;
+    bank2[398] = 16'h0ae6;
+    bank2[399] = 16'h2d0b;
+    bank2[400] = 16'hfa02;
+    bank2[401] = 16'he4f6;
+    bank2[402] = 16'hebee;
+    bank2[403] = 16'h0b01;
+    bank2[404] = 16'hddf6;
+    bank2[405] = 16'hebf5;
+    bank2[406] = 16'hefee;
+    bank2[407] = 16'hee0d;
+    bank2[408] = 16'heacf;
+    bank2[409] = 16'hf903;
+    bank2[410] = 16'h02fa;
+    bank2[411] = 16'h13f5;
+    bank2[412] = 16'h0905;
+    bank2[413] = 16'h04f8;
+    bank2[414] = 16'hfdf9;
+    bank2[415] = 16'h05ff;
+    bank2[416] = 16'hec0c;
+    bank2[417] = 16'hf6fe;
+    bank2[418] = 16'h050f;
+    bank2[419] = 16'hf9f7;
+    bank2[420] = 16'h1403;
+    bank2[421] = 16'h0502;
+    bank2[422] = 16'h140d;
+    bank2[423] = 16'hfa12;
+    bank2[424] = 16'hfdf0;
+    bank2[425] = 16'h0008;
+    bank2[426] = 16'h0b03;
+    bank2[427] = 16'hf2f8;
+    bank2[428] = 16'hf208;
+    bank2[429] = 16'hf908;
+    bank2[430] = 16'h00ff;
+    bank2[431] = 16'hfdf4;
+    bank2[432] = 16'hdee3;
+    bank2[433] = 16'hed16;
+    bank2[434] = 16'hd203;
+    bank2[435] = 16'hd8f5;
+    bank2[436] = 16'h0cf0;
+    bank2[437] = 16'hf2e2;
+    bank2[438] = 16'heaf5;
+    bank2[439] = 16'hebe7;
+    bank2[440] = 16'he0e8;
+    bank2[441] = 16'heff4;
+    bank2[442] = 16'h1007;
+    bank2[443] = 16'h07df;
+    bank2[444] = 16'hf3e9;
+    bank2[445] = 16'h09f2;
+    bank2[446] = 16'h0802;
+    bank2[447] = 16'h0fe1;
+    bank2[448] = 16'hf922;
+    bank2[449] = 16'h0b11;
+    bank2[450] = 16'h0209;
+    bank2[451] = 16'hfaef;
+    bank2[452] = 16'h05f9;
+    bank2[453] = 16'h0531;
+    bank2[454] = 16'h0c10;
+    bank2[455] = 16'h27db;
+    bank2[456] = 16'h0a2b;
+    bank2[457] = 16'h1214;
+    bank2[458] = 16'heb03;
+    bank2[459] = 16'h06ef;
+    bank2[460] = 16'h10ff;
+    bank2[461] = 16'h011a;
+    bank2[462] = 16'h0416;
+    bank2[463] = 16'hebf2;
+    bank2[464] = 16'hdf0c;
+    bank2[465] = 16'hfbff;
+    bank2[466] = 16'hf613;
+    bank2[467] = 16'h18ee;
+    bank2[468] = 16'h120b;
+    bank2[469] = 16'h22fa;
+    bank2[470] = 16'hfdf1;
+    bank2[471] = 16'hf3f9;
+    bank2[472] = 16'h0f19;
+    bank2[473] = 16'h050b;
+    bank2[474] = 16'h161f;
+    bank2[475] = 16'h00f7;
+    bank2[476] = 16'h07fb;
+    bank2[477] = 16'hf808;
+    bank2[478] = 16'hf408;
+    bank2[479] = 16'hef0a;
+    bank2[480] = 16'hfdfc;
+    bank2[481] = 16'h06f9;
+    bank2[482] = 16'h0ef7;
+    bank2[483] = 16'hf716;
+    bank2[484] = 16'he912;
+    bank2[485] = 16'hfff4;
+    bank2[486] = 16'h19fd;
+    bank2[487] = 16'he9f4;
+    bank2[488] = 16'hcf09;
+    bank2[489] = 16'h06fe;
+    bank2[490] = 16'heefb;
+    bank2[491] = 16'he4f7;
+    bank2[492] = 16'hfaf8;
+    bank2[493] = 16'hf508;
+    bank2[494] = 16'h1308;
+    bank2[495] = 16'h1afc;
+    bank2[496] = 16'h0621;
+    bank2[497] = 16'h0305;
+    bank2[498] = 16'heb13;
+    bank2[499] = 16'h21de;
+    bank2[500] = 16'hf919;
+    bank2[501] = 16'h120e;
+    bank2[502] = 16'h1412;
+    bank2[503] = 16'h2814;
+    bank2[504] = 16'h0031;
+    bank2[505] = 16'h0629;
+    bank2[506] = 16'heb0c;
+    bank2[507] = 16'h04fe;
+    bank2[508] = 16'h3118;
+    bank2[509] = 16'hfa08;
+    bank2[510] = 16'h00fd;
+    bank2[511] = 16'hfc25;
+  end
+  reg [15:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= bank2[addr[8:0]];
+  end
+  assign \port__data$13  = _2_;
+  reg [15:0] bank3 [511:0];
+  initial begin
+    bank3[0] = 16'h11f8;
+    bank3[1] = 16'hf2ed;
+    bank3[2] = 16'h00fd;
+    bank3[3] = 16'h0703;
+    bank3[4] = 16'h00fa;
+    bank3[5] = 16'h08f4;
+    bank3[6] = 16'h0500;
+    bank3[7] = 16'hf8fb;
+    bank3[8] = 16'h050a;
+    bank3[9] = 16'h0522;
+    bank3[10] = 16'hf407;
+    bank3[11] = 16'hf012;
+    bank3[12] = 16'h13f4;
+    bank3[13] = 16'h0afe;
+    bank3[14] = 16'hfb23;
+    bank3[15] = 16'hf91a;
+    bank3[16] = 16'hfef6;
+    bank3[17] = 16'h02fd;
+    bank3[18] = 16'h0d0e;
+    bank3[19] = 16'hebf2;
+    bank3[20] = 16'hf722;
+    bank3[21] = 16'h0204;
+    bank3[22] = 16'h0d01;
+    bank3[23] = 16'h1f0e;
+    bank3[24] = 16'h0d0a;
+    bank3[25] = 16'heb0d;
+    bank3[26] = 16'h1dfb;
+    bank3[27] = 16'hffec;
+    bank3[28] = 16'hfff0;
+    bank3[29] = 16'hf706;
+    bank3[30] = 16'hfa0f;
+    bank3[31] = 16'he807;
+    bank3[32] = 16'hfae8;
+    bank3[33] = 16'h0906;
+    bank3[34] = 16'h0209;
+    bank3[35] = 16'hfdf4;
+    bank3[36] = 16'h0a05;
+    bank3[37] = 16'hff19;
+    bank3[38] = 16'h0a0d;
+    bank3[39] = 16'h1900;
+    bank3[40] = 16'h110e;
+    bank3[41] = 16'hf60a;
+    bank3[42] = 16'hf804;
+    bank3[43] = 16'h1af3;
+    bank3[44] = 16'h03fb;
+    bank3[45] = 16'hff02;
+    bank3[46] = 16'heef0;
+    bank3[47] = 16'h00f6;
+    bank3[48] = 16'h130d;
+    bank3[49] = 16'h06ee;
+    bank3[50] = 16'h2306;
+    bank3[51] = 16'he90e;
+    bank3[52] = 16'hec1c;
+    bank3[53] = 16'h0f08;
+    bank3[54] = 16'h1204;
+    bank3[55] = 16'h0f29;
+    bank3[56] = 16'h2e0f;
+    bank3[57] = 16'hf719;
+    bank3[58] = 16'h0408;
+    bank3[59] = 16'hea0f;
+    bank3[60] = 16'h0602;
+    bank3[61] = 16'h0a1d;
+    bank3[62] = 16'hee10;
+    bank3[63] = 16'h0c08;
+    bank3[64] = 16'h3415;
+    bank3[65] = 16'hf119;
+    bank3[66] = 16'h0508;
+    bank3[67] = 16'h0517;
+    bank3[68] = 16'he909;
+    bank3[69] = 16'h2907;
+    bank3[70] = 16'he517;
+    bank3[71] = 16'hf8e8;
+    bank3[72] = 16'h1010;
+    bank3[73] = 16'hf42e;
+    bank3[74] = 16'hf321;
+    bank3[75] = 16'hf30f;
+    bank3[76] = 16'h040b;
+    bank3[77] = 16'h0e35;
+    bank3[78] = 16'h1b17;
+    bank3[79] = 16'h0503;
+    bank3[80] = 16'h0b13;
+    bank3[81] = 16'h0614;
+    bank3[82] = 16'h34e3;
+    bank3[83] = 16'hde10;
+    bank3[84] = 16'h1422;
+    bank3[85] = 16'h001c;
+    bank3[86] = 16'h090d;
+    bank3[87] = 16'h0b10;
+    bank3[88] = 16'h111a;
+    bank3[89] = 16'he31d;
+    bank3[90] = 16'hebfe;
+    bank3[91] = 16'h2bf5;
+    bank3[92] = 16'h1807;
+    bank3[93] = 16'h081c;
+    bank3[94] = 16'hf30f;
+    bank3[95] = 16'h041d;
+    bank3[96] = 16'hff00;
+    bank3[97] = 16'h011d;
+    bank3[98] = 16'hf707;
+    bank3[99] = 16'h0df7;
+    bank3[100] = 16'h03f5;
+    bank3[101] = 16'hf20c;
+    bank3[102] = 16'hf00b;
+    bank3[103] = 16'h07f3;
+    bank3[104] = 16'heef1;
+    bank3[105] = 16'hf803;
+    bank3[106] = 16'hff1a;
+    bank3[107] = 16'hfbf1;
+    bank3[108] = 16'h09f4;
+    bank3[109] = 16'h0008;
+    bank3[110] = 16'h1df1;
+    bank3[111] = 16'h0c1c;
+    bank3[112] = 16'h2b15;
+    bank3[113] = 16'hfa1a;
+    bank3[114] = 16'h3704;
+    bank3[115] = 16'he820;
+    bank3[116] = 16'he81a;
+    bank3[117] = 16'h1912;
+    bank3[118] = 16'h011a;
+    bank3[119] = 16'h1e15;
+    bank3[120] = 16'h0e15;
+    bank3[121] = 16'hdd31;
+    bank3[122] = 16'h0b2e;
+    bank3[123] = 16'h0ffd;
+    bank3[124] = 16'h3602;
+    bank3[125] = 16'h163f;
+    bank3[126] = 16'h2024;
+    bank3[127] = 16'h12fa;
+    bank3[128] = 16'h101a;
+    bank3[129] = 16'hda08;
+    bank3[130] = 16'hfce1;
+    bank3[131] = 16'h0610;
+    bank3[132] = 16'hf10c;
+    bank3[133] = 16'hf8fa;
+    bank3[134] = 16'hf00c;
+    bank3[135] = 16'h02fb;
+    bank3[136] = 16'hc3ba;
+    bank3[137] = 16'hc118;
+    bank3[138] = 16'h0321;
+    bank3[139] = 16'h0709;
+    bank3[140] = 16'h03fd;
+    bank3[141] = 16'h160b;
+    bank3[142] = 16'h12ca;
+    bank3[143] = 16'h0109;
+    bank3[144] = 16'h2f0d;
+    bank3[145] = 16'h1703;
+    bank3[146] = 16'h07ec;
+    bank3[147] = 16'hea0a;
+    bank3[148] = 16'h0305;
+    bank3[149] = 16'hf90f;
+    bank3[150] = 16'h23f8;
+    bank3[151] = 16'h0831;
+    bank3[152] = 16'h0301;
+    bank3[153] = 16'h1313;
+    bank3[154] = 16'h2bfe;
+    bank3[155] = 16'h1113;
+    bank3[156] = 16'hff1e;
+    bank3[157] = 16'he606;
+    bank3[158] = 16'h0c07;
+    bank3[159] = 16'h3cf8;
+    bank3[160] = 16'hf50a;
+    bank3[161] = 16'h0ff8;
+    bank3[162] = 16'he309;
+    bank3[163] = 16'h19e8;
+    bank3[164] = 16'h0e02;
+    bank3[165] = 16'h0617;
+    bank3[166] = 16'hda07;
+    bank3[167] = 16'h18fb;
+    bank3[168] = 16'h0505;
+    bank3[169] = 16'h1bf5;
+    bank3[170] = 16'h1011;
+    bank3[171] = 16'hee01;
+    bank3[172] = 16'h221f;
+    bank3[173] = 16'h1eea;
+    bank3[174] = 16'he4ff;
+    bank3[175] = 16'hf0f4;
+    bank3[176] = 16'hff14;
+    bank3[177] = 16'h0408;
+    bank3[178] = 16'hfffa;
+    bank3[179] = 16'h050f;
+    bank3[180] = 16'hf805;
+    bank3[181] = 16'hf3f9;
+    bank3[182] = 16'h00f5;
+    bank3[183] = 16'h1d08;
+    bank3[184] = 16'heae2;
+    bank3[185] = 16'he60c;
+    bank3[186] = 16'h1510;
+    bank3[187] = 16'h1c01;
+    bank3[188] = 16'he4ff;
+    bank3[189] = 16'h0510;
+    bank3[190] = 16'h0807;
+    bank3[191] = 16'h0cf5;
+    bank3[192] = 16'he5d5;
+    bank3[193] = 16'h040b;
+    bank3[194] = 16'hfee8;
+    bank3[195] = 16'hefe7;
+    bank3[196] = 16'h1217;
+    bank3[197] = 16'hfaea;
+    bank3[198] = 16'h08ea;
+    bank3[199] = 16'he9e4;
+    bank3[200] = 16'hc919;
+    bank3[201] = 16'hf9be;
+    bank3[202] = 16'hdfe2;
+    bank3[203] = 16'hf1de;
+    bank3[204] = 16'hf5e5;
+    bank3[205] = 16'he2e0;
+    bank3[206] = 16'hd002;
+    bank3[207] = 16'hd8f4;
+    bank3[208] = 16'hd5e1;
+    bank3[209] = 16'hf001;
+    bank3[210] = 16'he9ef;
+    bank3[211] = 16'he00c;
+    bank3[212] = 16'hf7f7;
+    bank3[213] = 16'hfb08;
+    bank3[214] = 16'h2ff6;
+    bank3[215] = 16'h00d5;
+    bank3[216] = 16'hec08;
+    bank3[217] = 16'hc5f6;
+    bank3[218] = 16'hd9fe;
+    bank3[219] = 16'he9d9;
+    bank3[220] = 16'hf001;
+    bank3[221] = 16'hfd01;
+    bank3[222] = 16'hed0c;
+    bank3[223] = 16'hd1f4;
+    bank3[224] = 16'h0af3;
+    bank3[225] = 16'h0ef7;
+    bank3[226] = 16'h03f5;
+    bank3[227] = 16'hdf16;
+    bank3[228] = 16'hf408;
+    bank3[229] = 16'hee22;
+    bank3[230] = 16'hf611;
+    bank3[231] = 16'h16e5;
+    bank3[232] = 16'hfaf1;
+    bank3[233] = 16'he8fe;
+    bank3[234] = 16'h1706;
+    bank3[235] = 16'h0cff;
+    bank3[236] = 16'hf30f;
+    bank3[237] = 16'hff06;
+    bank3[238] = 16'hff11;
+    bank3[239] = 16'hfad7;
+    bank3[240] = 16'hd5d8;
+    bank3[241] = 16'hdaf4;
+    bank3[242] = 16'hf7cb;
+    bank3[243] = 16'h0afe;
+    bank3[244] = 16'hf4f2;
+    bank3[245] = 16'hedfb;
+    bank3[246] = 16'h09bb;
+    bank3[247] = 16'he0d5;
+    bank3[248] = 16'hed05;
+    bank3[249] = 16'heecd;
+    bank3[250] = 16'hace1;
+    bank3[251] = 16'hd0ec;
+    bank3[252] = 16'he2ca;
+    bank3[253] = 16'hd7f9;
+    bank3[254] = 16'hd9e2;
+    bank3[255] = 16'hc105;
+    bank3[256] = 16'hfdf5;
+    bank3[257] = 16'hf0f7;
+    bank3[258] = 16'h2c04;
+    bank3[259] = 16'h1f16;
+    bank3[260] = 16'h0c1f;
+    bank3[261] = 16'hfcee;
+    bank3[262] = 16'h0909;
+    bank3[263] = 16'h0be5;
+    bank3[264] = 16'h0df5;
+    bank3[265] = 16'h09ed;
+    bank3[266] = 16'h0b08;
+    bank3[267] = 16'he9fa;
+    bank3[268] = 16'h06f6;
+    bank3[269] = 16'h11f8;
+    bank3[270] = 16'he811;
+    bank3[271] = 16'hf903;
+    bank3[272] = 16'hfa03;
+    bank3[273] = 16'hf505;
+    bank3[274] = 16'h04fb;
+    bank3[275] = 16'h0409;
+    bank3[276] = 16'h03ea;
+    bank3[277] = 16'h140a;
+    bank3[278] = 16'h1600;
+    bank3[279] = 16'hff04;
+    bank3[280] = 16'h0ff9;
+    bank3[281] = 16'hfc10;
+    bank3[282] = 16'h0d11;
+    bank3[283] = 16'he806;
+    bank3[284] = 16'hebf9;
+    bank3[285] = 16'hf203;
+    bank3[286] = 16'he706;
+    bank3[287] = 16'he8fb;
+    bank3[288] = 16'hfdf6;
+    bank3[289] = 16'hfd09;
+    bank3[290] = 16'h02f5;
+    bank3[291] = 16'hfd0b;
+    bank3[292] = 16'hfe00;
+    bank3[293] = 16'h0319;
+    bank3[294] = 16'hf91a;
+    bank3[295] = 16'h06fc;
+    bank3[296] = 16'h12ff;
+    bank3[297] = 16'h0c0e;
+    bank3[298] = 16'h0000;
+    bank3[299] = 16'h22fe;
+    bank3[300] = 16'hff03;
+    bank3[301] = 16'hff01;
+    bank3[302] = 16'hff05;
+    bank3[303] = 16'h08eb;
+    bank3[304] = 16'h03fa;
+    bank3[305] = 16'h06f8;
+    bank3[306] = 16'h13fc;
+    bank3[307] = 16'h0d11;
+    bank3[308] = 16'hf5f4;
+    bank3[309] = 16'hfcf8;
+    bank3[310] = 16'h1a08;
+    bank3[311] = 16'h00ec;
+    bank3[312] = 16'h0901;
+    bank3[313] = 16'hfcf2;
+    bank3[314] = 16'hf50b;
+    bank3[315] = 16'he5fc;
+    bank3[316] = 16'heaf2;
+    bank3[317] = 16'h070e;
+    bank3[318] = 16'hfa06;
+    bank3[319] = 16'h0613;
+    bank3[320] = 16'hfef8;
+    bank3[321] = 16'h0702;
+    bank3[322] = 16'heafd;
+    bank3[323] = 16'hf7f5;
+    bank3[324] = 16'hfd02;
+    bank3[325] = 16'h0b0f;
+    bank3[326] = 16'hf0ef;
+    bank3[327] = 16'hfad5;
+    bank3[328] = 16'heb0d;
+    bank3[329] = 16'hcd03;
+    bank3[330] = 16'he6f5;
+    bank3[331] = 16'hf4f8;
+    bank3[332] = 16'hf3f8;
+    bank3[333] = 16'hdc03;
+    bank3[334] = 16'hf9e6;
+    bank3[335] = 16'he4ec;
+    bank3[336] = 16'h0203;
+    bank3[337] = 16'h0908;
+    bank3[338] = 16'hfefb;
+    bank3[339] = 16'hfdf8;
+    bank3[340] = 16'hf010;
+    bank3[341] = 16'hf205;
+    bank3[342] = 16'h100a;
+    bank3[343] = 16'heb02;
+    bank3[344] = 16'hf8fd;
+    bank3[345] = 16'h04fa;
+    bank3[346] = 16'hf9f6;
+    bank3[347] = 16'hfc01;
+    bank3[348] = 16'hfb0e;
+    bank3[349] = 16'h0d06;
+    bank3[350] = 16'h09fa;
+    bank3[351] = 16'hebfb;
+    bank3[352] = 16'hf608;
+    bank3[353] = 16'h0806;
+    bank3[354] = 16'hfbfd;
+    bank3[355] = 16'h090c;
+    bank3[356] = 16'h04fa;
+    bank3[357] = 16'h14fd;
+    bank3[358] = 16'hfdfb;
+    bank3[359] = 16'h0af9;
+    bank3[360] = 16'hf60a;
+    bank3[361] = 16'h0b03;
+    bank3[362] = 16'hfdfd;
+    bank3[363] = 16'hedfa;
+    bank3[364] = 16'h1706;
+    bank3[365] = 16'h10f2;
+    bank3[366] = 16'h12fa;
+    bank3[367] = 16'hf806;
+    bank3[368] = 16'he8f3;
+    bank3[369] = 16'hfd09;
+    bank3[370] = 16'hf8f9;
+    bank3[371] = 16'h1b00;
+    bank3[372] = 16'h0c28;
+    bank3[373] = 16'hff19;
+    bank3[374] = 16'hf5ea;
+    bank3[375] = 16'hf0f2;
+    bank3[376] = 16'hf005;
+    bank3[377] = 16'he1f4;
+    bank3[378] = 16'hfdfa;
+    bank3[379] = 16'he2f5;
+    bank3[380] = 16'hecfe;
+    bank3[381] = 16'hee02;
+    bank3[382] = 16'hf8d6;
+    bank3[383] = 16'hd1ec;
+    bank3[384] = 16'h2fea;
+    bank3[385] = 16'h0d07;
+    bank3[386] = 16'h04fd;
+    bank3[387] = 16'hf008;
+    bank3[388] = 16'h2000;
+    bank3[389] = 16'hdd01;
+    bank3[390] = 16'hf009;
+    bank3[391] = 16'h1734;
+    bank3[392] = 16'hd6f4;
+    bank3[393] = 16'h04de;
+    bank3[394] = 16'h0515;
+    bank3[395] = 16'hfd10;
+    bank3[396] = 16'hf013;
+    bank3[397] = 16'h0612;
+    bank3[398] = 16'h1dec;
+    bank3[399] = 16'h1d0b;
+    bank3[400] = 16'h2ff2;
+    bank3[401] = 16'h0418;
+    bank3[402] = 16'hf50c;
+    bank3[403] = 16'h2013;
+    bank3[404] = 16'hfbef;
+    bank3[405] = 16'hf7ef;
+    bank3[406] = 16'hf8fd;
+    bank3[407] = 16'hf020;
+    bank3[408] = 16'hebea;
+    bank3[409] = 16'h0613;
+    bank3[410] = 16'hebf1;
+    bank3[411] = 16'h1d29;
+    bank3[412] = 16'h0a10;
+    bank3[413] = 16'h1a05;
+    bank3[414] = 16'he705;
+    bank3[415] = 16'h1c05;
+    bank3[416] = 16'h0a1b;
+    bank3[417] = 16'h0204;
+    bank3[418] = 16'h07f3;
+    bank3[419] = 16'h0407;
+    bank3[420] = 16'hf5ff;
+    bank3[421] = 16'h16dc;
+    bank3[422] = 16'h0601;
+    bank3[423] = 16'h04fe;
+    bank3[424] = 16'hefe4;
+    bank3[425] = 16'hfb09;
+    bank3[426] = 16'hfcf2;
+    bank3[427] = 16'hf222;
+    bank3[428] = 16'h0801;
+    bank3[429] = 16'hfafe;
+    bank3[430] = 16'h0d16;
+    bank3[431] = 16'h0502;
+    bank3[432] = 16'h09ef;
+    bank3[433] = 16'h1307;
+    bank3[434] = 16'hf511;
+    bank3[435] = 16'h0113;
+    bank3[436] = 16'h2304;
+    bank3[437] = 16'hf601;
+    bank3[438] = 16'hd717;
+    bank3[439] = 16'h15f9;
+    bank3[440] = 16'hdcf0;
+    bank3[441] = 16'h15fa;
+    bank3[442] = 16'h010b;
+    bank3[443] = 16'h0ff4;
+    bank3[444] = 16'hf52c;
+    bank3[445] = 16'h410f;
+    bank3[446] = 16'h110a;
+    bank3[447] = 16'h09eb;
+    bank3[448] = 16'h000d;
+    bank3[449] = 16'hd3fc;
+    bank3[450] = 16'hfbe8;
+    bank3[451] = 16'h2323;
+    bank3[452] = 16'hdb01;
+    bank3[453] = 16'h0cd9;
+    bank3[454] = 16'h0502;
+    bank3[455] = 16'hf1d6;
+    bank3[456] = 16'h1ef6;
+    bank3[457] = 16'he725;
+    bank3[458] = 16'h2301;
+    bank3[459] = 16'heaec;
+    bank3[460] = 16'h0bdb;
+    bank3[461] = 16'hf6e9;
+    bank3[462] = 16'hfc1b;
+    bank3[463] = 16'h050d;
+    bank3[464] = 16'he2f8;
+    bank3[465] = 16'h1dfe;
+    bank3[466] = 16'hfe1f;
+    bank3[467] = 16'hddf6;
+    bank3[468] = 16'hedf4;
+    bank3[469] = 16'h1ce8;
+    bank3[470] = 16'h0d0d;
+    bank3[471] = 16'h17fe;
+    bank3[472] = 16'h10fa;
+    bank3[473] = 16'hf01e;
+    bank3[474] = 16'h150d;
+    bank3[475] = 16'hd7f4;
+    bank3[476] = 16'he8de;
+    bank3[477] = 16'hd5fb;
+    bank3[478] = 16'h1417;
+    bank3[479] = 16'h17e9;
+    bank3[480] = 16'h01f4;
+    bank3[481] = 16'h0c12;
+    bank3[482] = 16'hf9f4;
+    bank3[483] = 16'h05fc;
+    bank3[484] = 16'h0efc;
+    bank3[485] = 16'hec14;
+    bank3[486] = 16'h0c14;
+    bank3[487] = 16'h110c;
+    bank3[488] = 16'h0a12;
+    bank3[489] = 16'h1610;
+    bank3[490] = 16'h0020;
+    bank3[491] = 16'h1bf9;
+    bank3[492] = 16'he329;
+    bank3[493] = 16'h0005;
+    bank3[494] = 16'hc5e7;
+    bank3[495] = 16'hf800;
+    bank3[496] = 16'h0701;
+    bank3[497] = 16'h13f5;
+    bank3[498] = 16'hfe05;
+    bank3[499] = 16'heb02;
+    bank3[500] = 16'hd1f8;
+    bank3[501] = 16'h09dc;
+    bank3[502] = 16'h160f;
+    bank3[503] = 16'hedf3;
+    bank3[504] = 16'h21fc;
+    bank3[505] = 16'hf523;
+    bank3[506] = 16'hf2fd;
+    bank3[507] = 16'hdd12;
+    bank3[508] = 16'hf2e7;
+    bank3[509] = 16'he3ff;
+    bank3[510] = 16'hf20e;
+    bank3[511] = 16'h1a06;
+  end
+  reg [15:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= bank3[addr[8:0]];
+  end
+  assign \port__data$15  = _3_;
+  reg [15:0] bank4 [415:0];
+  initial begin
+    bank4[0] = 16'hf1fd;
+    bank4[1] = 16'he81e;
+    bank4[2] = 16'h09f2;
+    bank4[3] = 16'heaf3;
+    bank4[4] = 16'h0b06;
+    bank4[5] = 16'hf704;
+    bank4[6] = 16'hfa07;
+    bank4[7] = 16'h32eb;
+    bank4[8] = 16'h0101;
+    bank4[9] = 16'h01f2;
+    bank4[10] = 16'h0b05;
+    bank4[11] = 16'h1ee2;
+    bank4[12] = 16'he802;
+    bank4[13] = 16'h1607;
+    bank4[14] = 16'h1214;
+    bank4[15] = 16'h19f9;
+    bank4[16] = 16'hff12;
+    bank4[17] = 16'hf21e;
+    bank4[18] = 16'h1200;
+    bank4[19] = 16'hfafd;
+    bank4[20] = 16'h1ce5;
+    bank4[21] = 16'hfbf9;
+    bank4[22] = 16'hf006;
+    bank4[23] = 16'heaf5;
+    bank4[24] = 16'hf4eb;
+    bank4[25] = 16'h0bec;
+    bank4[26] = 16'hfff3;
+    bank4[27] = 16'h1d08;
+    bank4[28] = 16'h03f1;
+    bank4[29] = 16'h0b1c;
+    bank4[30] = 16'hff05;
+    bank4[31] = 16'h0403;
+    bank4[32] = 16'hf8fc;
+    bank4[33] = 16'hef15;
+    bank4[34] = 16'h03fc;
+    bank4[35] = 16'h02ff;
+    bank4[36] = 16'hf0ea;
+    bank4[37] = 16'hf9ee;
+    bank4[38] = 16'h0af3;
+    bank4[39] = 16'h0104;
+    bank4[40] = 16'hf1ed;
+    bank4[41] = 16'hfafb;
+    bank4[42] = 16'h0f03;
+    bank4[43] = 16'hdb01;
+    bank4[44] = 16'hfdec;
+    bank4[45] = 16'hfefa;
+    bank4[46] = 16'h0516;
+    bank4[47] = 16'hf70e;
+    bank4[48] = 16'h0504;
+    bank4[49] = 16'hf129;
+    bank4[50] = 16'hfcfd;
+    bank4[51] = 16'hfbf5;
+    bank4[52] = 16'h1ef3;
+    bank4[53] = 16'heef7;
+    bank4[54] = 16'hfd14;
+    bank4[55] = 16'h22ed;
+    bank4[56] = 16'he4e2;
+    bank4[57] = 16'hf1f8;
+    bank4[58] = 16'h1108;
+    bank4[59] = 16'h18f3;
+    bank4[60] = 16'h0413;
+    bank4[61] = 16'h0df7;
+    bank4[62] = 16'h1b11;
+    bank4[63] = 16'h0403;
+    bank4[64] = 16'hf6f5;
+    bank4[65] = 16'h03fa;
+    bank4[66] = 16'hf803;
+    bank4[67] = 16'hdef0;
+    bank4[68] = 16'hfee4;
+    bank4[69] = 16'h0a1e;
+    bank4[70] = 16'heeeb;
+    bank4[71] = 16'hf107;
+    bank4[72] = 16'hfc05;
+    bank4[73] = 16'hf6e4;
+    bank4[74] = 16'hcbee;
+    bank4[75] = 16'h00ec;
+    bank4[76] = 16'heff3;
+    bank4[77] = 16'hdeed;
+    bank4[78] = 16'hfee4;
+    bank4[79] = 16'hf6de;
+    bank4[80] = 16'hfcec;
+    bank4[81] = 16'hea03;
+    bank4[82] = 16'hf5e2;
+    bank4[83] = 16'h0afa;
+    bank4[84] = 16'hee06;
+    bank4[85] = 16'hfcfe;
+    bank4[86] = 16'hefff;
+    bank4[87] = 16'hedf2;
+    bank4[88] = 16'hf6e9;
+    bank4[89] = 16'h01fb;
+    bank4[90] = 16'hee03;
+    bank4[91] = 16'hef01;
+    bank4[92] = 16'hfff5;
+    bank4[93] = 16'h08ee;
+    bank4[94] = 16'h0ff6;
+    bank4[95] = 16'hf3ed;
+    bank4[96] = 16'h0909;
+    bank4[97] = 16'h04ed;
+    bank4[98] = 16'h09f0;
+    bank4[99] = 16'h070d;
+    bank4[100] = 16'h0101;
+    bank4[101] = 16'h06fc;
+    bank4[102] = 16'hf5f5;
+    bank4[103] = 16'hfdfb;
+    bank4[104] = 16'hf700;
+    bank4[105] = 16'h0401;
+    bank4[106] = 16'hfa03;
+    bank4[107] = 16'hfc07;
+    bank4[108] = 16'h12fd;
+    bank4[109] = 16'h00f8;
+    bank4[110] = 16'hfef3;
+    bank4[111] = 16'h0202;
+    bank4[112] = 16'he8e8;
+    bank4[113] = 16'hfc05;
+    bank4[114] = 16'hebf0;
+    bank4[115] = 16'hfaf5;
+    bank4[116] = 16'hfcf9;
+    bank4[117] = 16'h0212;
+    bank4[118] = 16'he2ed;
+    bank4[119] = 16'hf2ec;
+    bank4[120] = 16'he2f2;
+    bank4[121] = 16'h04dd;
+    bank4[122] = 16'hddda;
+    bank4[123] = 16'hecf5;
+    bank4[124] = 16'heff6;
+    bank4[125] = 16'hebe5;
+    bank4[126] = 16'hf6f3;
+    bank4[127] = 16'hf4e3;
+    bank4[128] = 16'hfefc;
+    bank4[129] = 16'hf7fb;
+    bank4[130] = 16'he6f6;
+    bank4[131] = 16'h1608;
+    bank4[132] = 16'hf9fa;
+    bank4[133] = 16'h0cf3;
+    bank4[134] = 16'hf613;
+    bank4[135] = 16'he118;
+    bank4[136] = 16'h0bf1;
+    bank4[137] = 16'h1e04;
+    bank4[138] = 16'h0f17;
+    bank4[139] = 16'h0cfb;
+    bank4[140] = 16'h0914;
+    bank4[141] = 16'h1505;
+    bank4[142] = 16'hf005;
+    bank4[143] = 16'h0516;
+    bank4[144] = 16'h140a;
+    bank4[145] = 16'h0ffc;
+    bank4[146] = 16'h1413;
+    bank4[147] = 16'h000b;
+    bank4[148] = 16'h0cea;
+    bank4[149] = 16'h02ff;
+    bank4[150] = 16'h0600;
+    bank4[151] = 16'h0b0c;
+    bank4[152] = 16'h0a02;
+    bank4[153] = 16'h0fee;
+    bank4[154] = 16'h0703;
+    bank4[155] = 16'h06f6;
+    bank4[156] = 16'hfb0e;
+    bank4[157] = 16'hfc08;
+    bank4[158] = 16'hf611;
+    bank4[159] = 16'h130b;
+    bank4[160] = 16'h0203;
+    bank4[161] = 16'hf509;
+    bank4[162] = 16'h0500;
+    bank4[163] = 16'h0df1;
+    bank4[164] = 16'h07cd;
+    bank4[165] = 16'h0000;
+    bank4[166] = 16'hfffa;
+    bank4[167] = 16'hf50f;
+    bank4[168] = 16'h08f7;
+    bank4[169] = 16'hf907;
+    bank4[170] = 16'hf405;
+    bank4[171] = 16'h1006;
+    bank4[172] = 16'hf80b;
+    bank4[173] = 16'h0802;
+    bank4[174] = 16'h07e6;
+    bank4[175] = 16'hf010;
+    bank4[176] = 16'h1206;
+    bank4[177] = 16'h1c0f;
+    bank4[178] = 16'h0c0b;
+    bank4[179] = 16'hf706;
+    bank4[180] = 16'h03f4;
+    bank4[181] = 16'h09f3;
+    bank4[182] = 16'hee11;
+    bank4[183] = 16'hfa22;
+    bank4[184] = 16'h21f6;
+    bank4[185] = 16'h0f0e;
+    bank4[186] = 16'h170b;
+    bank4[187] = 16'h15fb;
+    bank4[188] = 16'h0410;
+    bank4[189] = 16'h0a07;
+    bank4[190] = 16'h002c;
+    bank4[191] = 16'h150b;
+    bank4[192] = 16'h1d1e;
+    bank4[193] = 16'h5ef4;
+    bank4[194] = 16'hdc29;
+    bank4[195] = 16'h190e;
+    bank4[196] = 16'he8f6;
+    bank4[197] = 16'h1215;
+    bank4[198] = 16'hf00a;
+    bank4[199] = 16'hfe16;
+    bank4[200] = 16'h0528;
+    bank4[201] = 16'h1007;
+    bank4[202] = 16'hf018;
+    bank4[203] = 16'hf806;
+    bank4[204] = 16'hf00b;
+    bank4[205] = 16'h0304;
+    bank4[206] = 16'hf70c;
+    bank4[207] = 16'h06ed;
+    bank4[208] = 16'h31ef;
+    bank4[209] = 16'h0b01;
+    bank4[210] = 16'hfe05;
+    bank4[211] = 16'h1b09;
+    bank4[212] = 16'h0af5;
+    bank4[213] = 16'h2805;
+    bank4[214] = 16'hff24;
+    bank4[215] = 16'h0311;
+    bank4[216] = 16'h2628;
+    bank4[217] = 16'h0f0d;
+    bank4[218] = 16'h0d13;
+    bank4[219] = 16'h08fe;
+    bank4[220] = 16'h0227;
+    bank4[221] = 16'h0de3;
+    bank4[222] = 16'hfa00;
+    bank4[223] = 16'h110c;
+    bank4[224] = 16'h0ef2;
+    bank4[225] = 16'hf210;
+    bank4[226] = 16'h21ec;
+    bank4[227] = 16'h0b11;
+    bank4[228] = 16'hed18;
+    bank4[229] = 16'h06f3;
+    bank4[230] = 16'h06f6;
+    bank4[231] = 16'h190b;
+    bank4[232] = 16'he9eb;
+    bank4[233] = 16'hf401;
+    bank4[234] = 16'he3fd;
+    bank4[235] = 16'hf80b;
+    bank4[236] = 16'h02e9;
+    bank4[237] = 16'h09fc;
+    bank4[238] = 16'hfde0;
+    bank4[239] = 16'h0d0d;
+    bank4[240] = 16'h120a;
+    bank4[241] = 16'h2cea;
+    bank4[242] = 16'hed0e;
+    bank4[243] = 16'hec0b;
+    bank4[244] = 16'hea11;
+    bank4[245] = 16'h0219;
+    bank4[246] = 16'he839;
+    bank4[247] = 16'hf52e;
+    bank4[248] = 16'h0f46;
+    bank4[249] = 16'hf331;
+    bank4[250] = 16'h0015;
+    bank4[251] = 16'hff00;
+    bank4[252] = 16'h0507;
+    bank4[253] = 16'h1211;
+    bank4[254] = 16'hff14;
+    bank4[255] = 16'h1807;
+    bank4[256] = 16'h0ece;
+    bank4[257] = 16'hf1d7;
+    bank4[258] = 16'h0504;
+    bank4[259] = 16'h1eef;
+    bank4[260] = 16'h2a20;
+    bank4[261] = 16'h2be1;
+    bank4[262] = 16'hf648;
+    bank4[263] = 16'hdcfa;
+    bank4[264] = 16'hea2a;
+    bank4[265] = 16'hded9;
+    bank4[266] = 16'h10df;
+    bank4[267] = 16'hee10;
+    bank4[268] = 16'hffd4;
+    bank4[269] = 16'h1ce6;
+    bank4[270] = 16'h0f17;
+    bank4[271] = 16'h0311;
+    bank4[272] = 16'h17a4;
+    bank4[273] = 16'he717;
+    bank4[274] = 16'hc02a;
+    bank4[275] = 16'h0913;
+    bank4[276] = 16'hf7f9;
+    bank4[277] = 16'h25fa;
+    bank4[278] = 16'h41d2;
+    bank4[279] = 16'h4dec;
+    bank4[280] = 16'h19fd;
+    bank4[281] = 16'h2bed;
+    bank4[282] = 16'hbb15;
+    bank4[283] = 16'h2f2d;
+    bank4[284] = 16'h1327;
+    bank4[285] = 16'hbad5;
+    bank4[286] = 16'h2d1f;
+    bank4[287] = 16'hd1d0;
+    bank4[288] = 16'hf319;
+    bank4[289] = 16'h2428;
+    bank4[290] = 16'hecd7;
+    bank4[291] = 16'h3cf3;
+    bank4[292] = 16'hfe3b;
+    bank4[293] = 16'he2c5;
+    bank4[294] = 16'hf3f5;
+    bank4[295] = 16'h1d0d;
+    bank4[296] = 16'hcf1a;
+    bank4[297] = 16'hddbf;
+    bank4[298] = 16'h0320;
+    bank4[299] = 16'hf720;
+    bank4[300] = 16'h1bce;
+    bank4[301] = 16'he714;
+    bank4[302] = 16'h2d00;
+    bank4[303] = 16'h23e9;
+    bank4[304] = 16'hd2f9;
+    bank4[305] = 16'h070d;
+    bank4[306] = 16'hee30;
+    bank4[307] = 16'h121a;
+    bank4[308] = 16'h01d8;
+    bank4[309] = 16'hd932;
+    bank4[310] = 16'hd4fb;
+    bank4[311] = 16'hf933;
+    bank4[312] = 16'hccfd;
+    bank4[313] = 16'h29d0;
+    bank4[314] = 16'h1c08;
+    bank4[315] = 16'h0cf9;
+    bank4[316] = 16'hc41c;
+    bank4[317] = 16'h24b8;
+    bank4[318] = 16'h47e5;
+    bank4[319] = 16'h160d;
+    bank4[320] = 16'h9d1c;
+    bank4[321] = 16'h20e5;
+    bank4[322] = 16'he3d2;
+    bank4[323] = 16'h1e46;
+    bank4[324] = 16'hdfca;
+    bank4[325] = 16'he627;
+    bank4[326] = 16'h1dea;
+    bank4[327] = 16'h2e2a;
+    bank4[328] = 16'hfcce;
+    bank4[329] = 16'h32da;
+    bank4[330] = 16'hc308;
+    bank4[331] = 16'hca08;
+    bank4[332] = 16'hf729;
+    bank4[333] = 16'h18da;
+    bank4[334] = 16'h122c;
+    bank4[335] = 16'he404;
+    bank4[336] = 16'hf828;
+    bank4[337] = 16'h11e6;
+    bank4[338] = 16'hd118;
+    bank4[339] = 16'hd20f;
+    bank4[340] = 16'hfc04;
+    bank4[341] = 16'hd4b5;
+    bank4[342] = 16'h4137;
+    bank4[343] = 16'hc228;
+    bank4[344] = 16'h1c39;
+    bank4[345] = 16'hd2eb;
+    bank4[346] = 16'hd5ea;
+    bank4[347] = 16'hc4e6;
+    bank4[348] = 16'h4112;
+    bank4[349] = 16'h18ea;
+    bank4[350] = 16'hfd43;
+    bank4[351] = 16'h10fd;
+    bank4[352] = 16'h1f8f;
+    bank4[353] = 16'he330;
+    bank4[354] = 16'h980b;
+    bank4[355] = 16'h21fa;
+    bank4[356] = 16'hbd14;
+    bank4[357] = 16'h1f2a;
+    bank4[358] = 16'h15d6;
+    bank4[359] = 16'ha71b;
+    bank4[360] = 16'h1819;
+    bank4[361] = 16'h9222;
+    bank4[362] = 16'h1ec0;
+    bank4[363] = 16'h17bf;
+    bank4[364] = 16'h2feb;
+    bank4[365] = 16'h3336;
+    bank4[366] = 16'h17c4;
+    bank4[367] = 16'ha55d;
+    bank4[368] = 16'hdffc;
+    bank4[369] = 16'h233a;
+    bank4[370] = 16'hf42a;
+    bank4[371] = 16'he636;
+    bank4[372] = 16'h1d2a;
+    bank4[373] = 16'hfeef;
+    bank4[374] = 16'he02d;
+    bank4[375] = 16'he4fe;
+    bank4[376] = 16'h22da;
+    bank4[377] = 16'h202e;
+    bank4[378] = 16'he6b6;
+    bank4[379] = 16'hc250;
+    bank4[380] = 16'hd612;
+    bank4[381] = 16'hd62f;
+    bank4[382] = 16'hd403;
+    bank4[383] = 16'he92d;
+    bank4[384] = 16'h091e;
+    bank4[385] = 16'h02e6;
+    bank4[386] = 16'h04dc;
+    bank4[387] = 16'hdad0;
+    bank4[388] = 16'hfa35;
+    bank4[389] = 16'h3bfe;
+    bank4[390] = 16'haf3d;
+    bank4[391] = 16'h1cd4;
+    bank4[392] = 16'h0f2b;
+    bank4[393] = 16'h0dc9;
+    bank4[394] = 16'h8036;
+    bank4[395] = 16'h172a;
+    bank4[396] = 16'h2902;
+    bank4[397] = 16'hd7d7;
+    bank4[398] = 16'hcd09;
+    bank4[399] = 16'h38f1;
+    bank4[400] = 16'hec3e;
+    bank4[401] = 16'he53a;
+    bank4[402] = 16'heced;
+    bank4[403] = 16'he525;
+    bank4[404] = 16'h42d2;
+    bank4[405] = 16'h11ea;
+    bank4[406] = 16'h26df;
+    bank4[407] = 16'h1c2d;
+    bank4[408] = 16'h02e5;
+    bank4[409] = 16'hfac5;
+    bank4[410] = 16'h1a0e;
+    bank4[411] = 16'hc703;
+    bank4[412] = 16'hf4e1;
+    bank4[413] = 16'h64df;
+    bank4[414] = 16'h19ec;
+    bank4[415] = 16'h08d7;
+  end
+  reg [15:0] _4_;
+  always @(posedge clk) begin
+    _4_ <= bank4[addr[8:0]];
+  end
+  assign \port__data$17  = _4_;
+  always @(posedge clk)
+    bank0_q <= \$2 ;
+  always @(posedge clk)
+    bank1_q <= \$3 ;
+  always @(posedge clk)
+    bank2_q <= \$4 ;
+  always @(posedge clk)
+    bank3_q <= \$5 ;
+  always @(posedge clk)
+    bank4_q <= \$6 ;
+  always @(posedge clk)
+    sel1 <= \$7 ;
+  always @(posedge clk)
+    sel2 <= \$8 ;
+  always @(posedge clk)
+    data <= \$9 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$1  = 16'h0000;
+    casez (sel2)
+      3'h0:
+          \$1  = bank0_q;
+      3'h1:
+          \$1  = bank1_q;
+      3'h2:
+          \$1  = bank2_q;
+      3'h3:
+          \$1  = bank3_q;
+      3'h4:
+          \$1  = bank4_q;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$2  = port__data;
+    if (rst) begin
+      \$2  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$3  = \port__data$11 ;
+    if (rst) begin
+      \$3  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$4  = \port__data$13 ;
+    if (rst) begin
+      \$4  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$5  = \port__data$15 ;
+    if (rst) begin
+      \$5  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$6  = \port__data$17 ;
+    if (rst) begin
+      \$6  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$7  = addr[11:9];
+    if (rst) begin
+      \$7  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$8  = sel1;
+    if (rst) begin
+      \$8  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$9  = \$1 ;
+    if (rst) begin
+      \$9  = 16'h0000;
+    end
+  end
+  assign port__addr = addr[8:0];
+  assign \port__addr$2  = addr[8:0];
+  assign \port__addr$3  = addr[8:0];
+  assign \port__addr$4  = addr[8:0];
+  assign \port__addr$5  = addr[8:0];
+  assign \port__data[0]  = port__data[7:0];
+  assign \port__data[1]  = port__data[15:8];
+  assign \port__data$11[0]  = \port__data$11 [7:0];
+  assign \port__data$11[1]  = \port__data$11 [15:8];
+  assign \port__data$13[0]  = \port__data$13 [7:0];
+  assign \port__data$13[1]  = \port__data$13 [15:8];
+  assign \port__data$15[0]  = \port__data$15 [7:0];
+  assign \port__data$15[1]  = \port__data$15 [15:8];
+  assign \port__data$17[0]  = \port__data$17 [7:0];
+  assign \port__data$17[1]  = \port__data$17 [15:8];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
 endmodule

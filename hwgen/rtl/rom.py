@@ -1,0 +1,54 @@
+"""A read-only memory split by depth into banks, each bank's output registered.
+
+A block RAM's clock-to-output time is long (ECP5 DP16KD: most of an 8 ns cycle). A deep
+memory that Yosys builds from several block RAMs puts a depth multiplexer after them, and
+that path set Fmax. Here every bank is at most `BANK_DEPTH` words (one DP16KD deep for any
+word width up to 36 bits), its output goes straight into a register, and the multiplexer
+works between registers.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Shape, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+BANK_DEPTH = 512
+LATENCY = 3  # clock edges from `addr` to `data`: bank read, bank register, bank select
+
+
+class BankedROM(wiring.Component):
+    """`data` holds ``words[addr]`` `LATENCY` clock edges after `addr` was presented.
+
+    Members
+    -------
+    addr : In(range(len(words)))
+    data : Out(shape)
+    """
+
+    def __init__(self, shape, words, bank_depth: int = BANK_DEPTH):
+        if bank_depth & (bank_depth - 1):
+            raise ValueError(f"bank depth {bank_depth} is not a power of two")
+        self.shape, self.words, self.bank_depth = shape, list(words), bank_depth
+        super().__init__({"addr": In(range(max(2, len(self.words)))), "data": Out(shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = self.bank_depth.bit_length() - 1
+        chunks = [self.words[k:k + self.bank_depth]
+                  for k in range(0, len(self.words), self.bank_depth)]
+        outs = []
+        for b, chunk in enumerate(chunks):
+            bank = Memory(shape=self.shape, depth=len(chunk), init=chunk)
+            m.submodules[f"bank{b}"] = bank
+            port = bank.read_port()
+            m.d.comb += port.addr.eq(self.addr[:bits])
+            out = Signal(Shape.cast(self.shape).width, name=f"bank{b}_q")
+            m.d.sync += out.eq(port.data)
+            outs.append(out)
+        # the bank number travels with the read: one register per read stage
+        sel1 = Signal(range(len(chunks)))
+        sel2 = Signal.like(sel1)
+        m.d.sync += [sel1.eq(self.addr[bits:]), sel2.eq(sel1)]
+        m.d.sync += self.data.eq(Array(outs)[sel2] if len(outs) > 1 else outs[0])
+        return m
