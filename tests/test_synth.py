@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from hwgen.boards import build_bitstream
+from hwgen.boards.build import _out_of_dsps
 from hwgen.synth import DesignFolderError, SynthError, get_target, synthesize
 from hwgen.synth.cli_support import synth_command
 from standin_design import write_standin
@@ -194,3 +195,15 @@ def test_board_bitstream(standin, tmp_path, board, suffix):
     assert all(f["achieved"] >= f["constraint"] for f in result["fmax"].values())
     saved = json.loads((tmp_path / "board.json").read_text())
     assert saved["divisor"] == {"icebreaker": 104, "ulx3s": 217}[board]
+    assert saved["dsp_note"] is None  # the stand-in's multipliers fit the DSPs
+
+
+def test_board_build_detects_dsp_overflow(tmp_path):
+    log = tmp_path / "build.log"
+    log.write_text("ERROR: Unable to place cell 'x_SB_MAC16_O_DSP', no BELs remaining to "
+                   "implement cell type 'ICESTORM_DSP'\n")
+    assert _out_of_dsps(log)
+    log.write_text("ERROR: Unable to place cell 'y', no BELs remaining to implement cell type "
+                   "'ICESTORM_LC'\n")
+    assert not _out_of_dsps(log)
+    assert not _out_of_dsps(tmp_path / "missing.log")

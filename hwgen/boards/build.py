@@ -144,14 +144,57 @@ def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD
     spec = get_board(board)
     out = Path(out_dir) if out_dir is not None else design.path / "board" / spec.name
     out.mkdir(parents=True, exist_ok=True)
+    os.environ.update(tool_env())  # amaranth's script reads YOSYS, NEXTPNR_ICE40, ...
+    name = "hwgen_board"
+    start = time.monotonic()
+    synth_opts, dsp_note = spec.synth_opts, None
+    try:
+        _run_build(design, spec, out, name, baud, fifo_depth, synth_opts, progress)
+    except SynthError as exc:
+        # The core's multipliers may want more SB_MAC16s than the device has (hwgen synth
+        # then splits them; Amaranth's board script cannot): build again with all of them in
+        # logic, which the board's clock allows.
+        if "-dsp" not in synth_opts.split() or not _out_of_dsps(out / "build.log"):
+            raise exc from None
+        synth_opts = " ".join(w for w in synth_opts.split() if w != "-dsp")
+        dsp_note = ("the multipliers wanted more DSPs than the device has: built again "
+                    "with all of them in logic")
+        if progress:
+            progress("build", "retry without DSPs", time.monotonic() - start)
+        _run_build(design, spec, out, name, baud, fifo_depth, synth_opts, progress)
+    seconds = time.monotonic() - start
+    if progress:
+        progress("build", "done", seconds)
+    pnr = read_pnr_report(out / "report_pnr.json")
+    paths = critical_paths(pnr)
+    clock_hz = float(spec.make_platform().default_clk_frequency)
+    result = {
+        "design": design.name, "board": spec.name, "description": spec.description,
+        "synth_opts": synth_opts, "dsp_note": dsp_note,
+        "bitstream": str(out / f"{name}.{spec.bitstream}"), "clock_hz": clock_hz,
+        "baud": baud, "divisor": uart_divisor(clock_hz, baud), "fifo_bytes": fifo_depth,
+        "fmax": fmax_of(pnr), "critical_path": paths[0] if paths else None,
+        "utilization": {k: v for k, v in pnr.get("utilization", {}).items() if v["used"]},
+        "seconds": round(seconds, 2), "out_dir": str(out),
+    }
+    (out / "board.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _out_of_dsps(log: Path) -> bool:
+    """Whether nextpnr stopped because the DSP cells outnumber the device's DSPs."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return "no BELs remaining to implement cell type 'ICESTORM_DSP'" in text
+
+
+def _run_build(design, spec: Board, out: Path, name: str, baud: int, fifo_depth: int,
+               synth_opts: str, progress) -> None:
+    """One run of amaranth's build script for the board; SynthError with the log tail."""
     platform = spec.make_platform()
     for path in (*design.verilog, *design.data_files):
         platform.add_file(path.name, path.read_bytes())
-    os.environ.update(tool_env())  # amaranth's script reads YOSYS, NEXTPNR_ICE40, ...
-    name = "hwgen_board"
     plan = platform.prepare(BoardTop(design, baud, fifo_depth), name=name,
-                            synth_opts=spec.synth_opts,
-                            nextpnr_opts="--report report_pnr.json")
+                            synth_opts=synth_opts, nextpnr_opts="--report report_pnr.json")
     plan.extract(out)
     if progress:
         progress("build", "start", 0.0)
@@ -165,22 +208,6 @@ def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD
                          for f in (f"{name}.rpt", f"{name}.tim") if (out / f).exists())
         raise SynthError("build", f"bitstream build for {spec.name} failed",
                          logs or exc.log_tail, out / "build.log") from None
-    seconds = time.monotonic() - start
-    if progress:
-        progress("build", "done", seconds)
-    pnr = read_pnr_report(out / "report_pnr.json")
-    paths = critical_paths(pnr)
-    clock_hz = float(platform.default_clk_frequency)
-    result = {
-        "design": design.name, "board": spec.name, "description": spec.description,
-        "bitstream": str(out / f"{name}.{spec.bitstream}"), "clock_hz": clock_hz,
-        "baud": baud, "divisor": uart_divisor(clock_hz, baud), "fifo_bytes": fifo_depth,
-        "fmax": fmax_of(pnr), "critical_path": paths[0] if paths else None,
-        "utilization": {k: v for k, v in pnr.get("utilization", {}).items() if v["used"]},
-        "seconds": round(seconds, 2), "out_dir": str(out),
-    }
-    (out / "board.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
 
 
 def format_build(result: dict) -> str:
@@ -193,5 +220,7 @@ def format_build(result: dict) -> str:
     used = ", ".join(f"{k} {v['used']}/{v['available']}"
                      for k, v in result["utilization"].items())
     lines.append(f"  placed: {used}")
+    if result.get("dsp_note"):
+        lines.append(f"  note: {result['dsp_note']}")
     lines.append(f"  built in {result['seconds']:.1f} s")
     return "\n".join(lines)
