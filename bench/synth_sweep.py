@@ -1,14 +1,15 @@
 """FPGA resources, Fmax and throughput of the accelerator over MAC lanes, on two targets.
 
-A GRU with I=16, H=64 (random weights, 8-bit weights and activations) at 1, 2, 4 and 8 MAC
-lanes, and the committed default design (rtl_out/digits_lstm_p2), each through the whole
-flow (Yosys, nextpnr, packer) for the iCE40 UP5K (aim 48 MHz) and the ECP5-85F (aim
-125 MHz). Per run: LUT, FF, DSP and block RAM (iCE40 EBR/SPRAM, ECP5 DP16KD), whether it
-fits and what overflows, how the multipliers went to DSPs, Fmax, cycles per step
-(manifest), latency per step and steps/s at Fmax, and the flow's wall time; then the
-critical path of each run.
+A GRU with I=16, H=64 (random weights; 8-bit activations; 8- and 4-bit weights, as its
+123 kbit of 8-bit weights overflow the UP5K's 120 kbit of EBR) at 1, 2, 4 and 8 MAC lanes,
+and the committed default design (rtl_out/digits_lstm_p2), each through the whole flow
+(Yosys, nextpnr, packer) for the iCE40 UP5K (aim 48 MHz) and the ECP5-85F (aim 125 MHz).
+Per run: LUT, FF, DSP and block RAM (iCE40 EBR/SPRAM, ECP5 DP16KD), whether it fits and
+what overflows, how the multipliers went to DSPs, Fmax, cycles per step (manifest), latency
+per step and steps/s at Fmax, and the flow's wall time; then the critical path of each run.
 
     python bench/synth_sweep.py [--lanes 1,2,4,8] [--targets ice40-up5k,ecp5-85f]
+                                [--weight-bits 8,4] [--no-bundled]
                                 [--json bench/results/synth_sweep.json] [--keep DIR]
 
 The table is also written as JSON (``--json``); the design folders and tool files go to a
@@ -31,7 +32,6 @@ from hwgen.rtl.emit import generate
 from hwgen.synth import SynthError, synthesize
 
 AIM_MHZ = {"ice40-up5k": 48.0, "ecp5-85f": 125.0}
-CONFIG = QuantConfig(weight_bits=8, act_bits=8)
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "bench" / "results" / "synth_sweep.json"
 
@@ -49,14 +49,15 @@ def signal(cell: str | None) -> str:
     return cell[:match.start()] if match else cell.rsplit(".", 1)[0]
 
 
-def gru_designs(lanes: list, work: Path) -> list:
+def gru_designs(lanes: list, weight_bits: int, work: Path) -> list:
     """(label, design folder) of the random GRU I=16, H=64 at each lane count."""
     ir = random_task_model("gru", 16, 64)
     x = smooth_inputs(4, 10, 16)
-    qm = quantize_model(ir, x, CONFIG)
+    qm = quantize_model(ir, x, QuantConfig(weight_bits=weight_bits, act_bits=8))
     xq = qm.quantize_inputs(x)
-    return [(f"GRU I=16 H=64 P={p}", generate(qm, work / f"gru_i16_h64_p{p}", lanes=p,
-                                              inputs=xq)) for p in lanes]
+    return [(f"GRU I=16 H=64 w{weight_bits} P={p}",
+             generate(qm, work / f"gru_i16_h64_w{weight_bits}_p{p}", lanes=p, inputs=xq))
+            for p in lanes]
 
 
 def bundled_design() -> tuple:
@@ -121,17 +122,18 @@ def _fits(row: dict) -> str:
 def format_rows(rows: list) -> str:
     # The fits column holds the overflow list, so its width follows the longest entry.
     fits_w = max([4] + [len(_fits(r)) for r in rows if "error" not in r])
-    head = (f"{'design':<22} {'target':<10} {'LUT':>5} {'FF':>5} {'DSP':>6} {'BRAM':>5} "
+    dw = max([6] + [len(r["design"]) for r in rows])
+    head = (f"{'design':<{dw}} {'target':<10} {'LUT':>5} {'FF':>5} {'DSP':>6} {'BRAM':>5} "
             f"{'fits':<{fits_w}} {'DSP map':<10} {'Fmax':>5} {'aim':>4} {'cyc/step':>8} "
             f"{'us/step':>8} {'steps/s':>8} {'wall s':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['design']:<22} {r['target']:<10} ERROR {r['error']}")
+            lines.append(f"{r['design']:<{dw}} {r['target']:<10} ERROR {r['error']}")
             continue
         bram = (f"{r['bram']}/{r['spram']}" if r["spram"] is not None else f"{r['bram']}")
         lines.append(
-            f"{r['design']:<22} {r['target']:<10} {r['lut']:>5} {r['ff']:>5} "
+            f"{r['design']:<{dw}} {r['target']:<10} {r['lut']:>5} {r['ff']:>5} "
             f"{r['dsp']:>2}/{r['dsp_available']:<3} {bram:>5} {_fits(r):<{fits_w}} "
             f"{_cell(r['dsp_mapping']):<10} {_cell(r['fmax_mhz'], '{:.1f}'):>5} "
             f"{r['aim_mhz']:>4g} {_cell(r['cycles_per_step'], '{:g}'):>8} "
@@ -150,11 +152,11 @@ def format_rows(rows: list) -> str:
     for r in rows:
         cp = r.get("critical_path")
         if cp:
-            lines.append(f"  {r['design']:<22} {r['target']:<10} {cp['delay_ns']:6.2f} ns "
+            lines.append(f"  {r['design']:<{dw}} {r['target']:<10} {cp['delay_ns']:6.2f} ns "
                          f"({cp['logic_ns']:.2f} logic + {cp['routing_ns']:.2f} routing, "
                          f"{cp['logic_levels']} levels): {cp['from']} -> {cp['to']}")
         for half in r.get("dsp_split_paths") or []:
-            lines.append(f"  {'':<33} {half['delay_ns']:6.2f} ns ({half['logic_levels']} "
+            lines.append(f"  {'':<{dw + 11}} {half['delay_ns']:6.2f} ns ({half['logic_levels']} "
                          f"levels), a half-path at an SB_MAC16: {half['from']} -> "
                          f"{half['to']}")
     return "\n".join(lines)
@@ -164,6 +166,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lanes", default="1,2,4,8")
     ap.add_argument("--targets", default=",".join(AIM_MHZ))
+    ap.add_argument("--weight-bits", default="8,4",
+                    help="weight widths of the GRU (8-bit weights overflow the UP5K's EBR)")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where the JSON goes")
     ap.add_argument("--keep", type=Path, help="keep the designs and tool files here")
     ap.add_argument("--no-bundled", action="store_true", help="skip the bundled design(s)")
@@ -174,7 +178,8 @@ def main(argv=None) -> None:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        designs = gru_designs(lanes, work)
+        designs = [d for bits in args.weight_bits.split(",")
+                   for d in gru_designs(lanes, int(bits), work)]
         if not args.no_bundled:
             designs.append(bundled_design())
         gen_s = time.monotonic() - t0
@@ -185,7 +190,7 @@ def main(argv=None) -> None:
                 row = run(label, design, target, work)
                 rows.append(row)
                 state = row.get("error") or (f"fits={row['fits']} Fmax={row['fmax_mhz']}")
-                print(f"  {label:<22} {target:<10} {state} ({row['wall_s']:.1f} s)", flush=True)
+                print(f"  {label:<26} {target:<10} {state} ({row['wall_s']:.1f} s)", flush=True)
         total_s = time.monotonic() - t0
     print()
     print(format_rows(rows))

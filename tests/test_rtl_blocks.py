@@ -13,7 +13,7 @@ from hwgen.ref import layer_activate
 from hwgen.rtl.arith import requantize
 from hwgen.rtl.elementwise import ElementwiseUnit
 from hwgen.rtl.pwl_unit import LATENCY as PWL_LATENCY, PWLUnit
-from hwgen.rtl.rom import LATENCY as ROM_LATENCY, BankedROM
+from hwgen.rtl.rom import LATENCY as ROM_LATENCY, BankedROM, bank_depth_for
 
 
 def comb_eval(dut_inputs, outputs, vectors, module=None):
@@ -63,6 +63,11 @@ def test_banked_rom_reads_every_address(n_words, bank_depth, rng):
     sim.add_testbench(tb)
     sim.run()
     assert got[:len(addrs)] == [words[a] for a in addrs]
+
+
+def test_bank_depth_is_one_dp16kd_deep():
+    assert [bank_depth_for(w) for w in (1, 4, 8, 9, 10, 16, 18, 36, 64)] == \
+        [16384, 4096, 2048, 2048, 1024, 1024, 1024, 512, 512]
 
 
 # Q(9,5) rounds the slope term (a right shift); Q(9,0) with tanh needs none (left shift).

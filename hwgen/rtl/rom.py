@@ -2,9 +2,8 @@
 
 A block RAM's clock-to-output time is long (ECP5 DP16KD: most of an 8 ns cycle). A deep
 memory that Yosys builds from several block RAMs puts a depth multiplexer after them, and
-that path set Fmax. Here every bank is at most `BANK_DEPTH` words (one DP16KD deep for any
-word width up to 36 bits), its output goes straight into a register, and the multiplexer
-works between registers.
+that path set Fmax. Here every bank is one DP16KD deep (`bank_depth_for`), its output goes
+straight into a register, and the multiplexer works between registers.
 """
 from __future__ import annotations
 
@@ -13,8 +12,16 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-BANK_DEPTH = 512
+#: DP16KD shapes (depth: widest word): a bank is one block RAM deep on the ECP5, and its
+#: words fill whole EBRs on the iCE40 (SB_RAM40_4K: 256 x 16 ... 2048 x 2).
+_DP16KD = {16384: 1, 8192: 2, 4096: 4, 2048: 9, 1024: 18, 512: 36}
 LATENCY = 3  # clock edges from `addr` to `data`: bank read, bank register, bank select
+
+
+def bank_depth_for(width: int) -> int:
+    """The deepest DP16KD shape that holds `width`-bit words (512 for wider words, which
+    then take several block RAMs side by side)."""
+    return max([depth for depth, w in _DP16KD.items() if width <= w] or [512])
 
 
 class BankedROM(wiring.Component):
@@ -26,7 +33,9 @@ class BankedROM(wiring.Component):
     data : Out(shape)
     """
 
-    def __init__(self, shape, words, bank_depth: int = BANK_DEPTH):
+    def __init__(self, shape, words, bank_depth: int | None = None):
+        if bank_depth is None:
+            bank_depth = bank_depth_for(Shape.cast(shape).width)
         if bank_depth & (bank_depth - 1):
             raise ValueError(f"bank depth {bank_depth} is not a power of two")
         self.shape, self.words, self.bank_depth = shape, list(words), bank_depth
