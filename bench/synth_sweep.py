@@ -30,6 +30,7 @@ from hwgen import flow
 from hwgen.quant import QuantConfig, quantize_model
 from hwgen.rtl.emit import generate
 from hwgen.synth import SynthError, synthesize
+from hwgen.synth.table import overflow_text
 
 AIM_MHZ = {"ice40-up5k": 48.0, "ecp5-85f": 125.0}
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ def run(label: str, design: Path, target: str, work: Path) -> dict:
         dsp=res["DSP"]["used"], dsp_available=res["DSP"]["available"],
         bram=res["BRAM"]["used"], bram_available=res["BRAM"]["available"],
         spram=res.get("SPRAM", {}).get("used"), fits=report["fits"],
-        overflow=[f"{o['resource']} {o['used']}>{o['available']}" for o in report["overflow"]],
+        overflow=[overflow_text(o) for o in report["overflow"]],
         dsp_mapping=(report["dsp_mapping"] or {}).get("strategy"),
         dsp_detail=(report["dsp_mapping"] or {}).get("detail"),
         fmax_mhz=fmax, aim_mhz=report["freq_constraint_mhz"], timing_met=report["timing_met"],

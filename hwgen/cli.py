@@ -103,9 +103,20 @@ def cmd_simulate(args) -> int:
     return 0 if result.mismatches == 0 else 1
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` -> ``(1, 2, 3)``: distinct positive nextpnr seeds."""
+    try:
+        seeds = tuple(dict.fromkeys(int(s) for s in text.split(",")))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2,3; got {text!r}")
+    return seeds
+
+
 def cmd_synth(args) -> int:
     from .synth.cli_support import synth_command
-    return synth_command(args.design, args.target, args.freq)
+    return synth_command(args.design, args.target, args.freq, args.seeds)
 
 
 def cmd_build(args) -> int:
@@ -187,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"one of {', '.join(TARGETS)} (default ice40-up5k)")
     sp.add_argument("--freq", type=float,
                     help="nextpnr frequency constraint, MHz (default: the target's aim)")
+    sp.add_argument("--seeds", type=_seed_list, default=(1,), metavar="N[,N...]",
+                    help="nextpnr placement seeds, e.g. 1,2,3,4: each is placed and routed, "
+                         "the fastest kept (default 1)")
     sp.set_defaults(func=cmd_synth)
 
     sp = sub.add_parser("build", help="bitstream for a board (UART host link)")

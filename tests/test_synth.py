@@ -90,6 +90,22 @@ def test_place_and_route(standin, target, freq):
         assert report["dsp_mapping"] is None
 
 
+def test_seed_sweep_keeps_the_fastest_placement(standin, tmp_path):
+    events = []
+    report = synthesize(standin, "ecp5-85f", out_dir=tmp_path, seeds=(1, 2, 3),
+                        progress=lambda *e: events.append(e))
+    _check_placed(report, "ecp5-85f")
+    by_seed = report["fmax_by_seed"]
+    assert sorted(by_seed) == ["1", "2", "3"]
+    assert report["fmax_mhz"] == max(by_seed.values()) == by_seed[str(report["seed"])]
+    assert [s for s, e, _ in events if e == "done"][:3] == [
+        "yosys", "nextpnr-seed1", "nextpnr-seed2"]
+    # the kept seed's files carry the plain names, the others are gone
+    assert json.loads((tmp_path / "report_pnr.json").read_text())
+    assert not list(tmp_path.glob("*.seed*"))
+    assert f"kept seed {report['seed']}" in (tmp_path / "report.txt").read_text()
+
+
 def test_gowin_place_and_route(standin, tmp_path):
     _check_placed(synthesize(standin, "gowin", out_dir=tmp_path, progress=None), "gowin")
 
@@ -177,7 +193,7 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert "Unknown target 'nope'" in capsys.readouterr().err
     big = write_big_ram(tmp_path / "bigram")
     assert synth_command(big, "ice40-up5k") == 2
-    assert "fits: NO, overflows BRAM (32 > 30)" in capsys.readouterr().out
+    assert "fits: NO, overflows BRAM 32>30\n" in capsys.readouterr().out
 
 
 def test_bad_design_folders(tmp_path):
@@ -207,3 +223,24 @@ def test_board_build_detects_dsp_overflow(tmp_path):
                    "'ICESTORM_LC'\n")
     assert not _out_of_dsps(log)
     assert not _out_of_dsps(tmp_path / "missing.log")
+
+
+def test_placement_overflow_reports_nextpnrs_demand():
+    from hwgen.synth.flow import _overflow
+    from hwgen.synth.reports import bel_demand, overflowed_bel
+    from hwgen.synth.table import overflow_text
+    log = ("Info: Device utilisation:\n"
+           "Info: \t         ICESTORM_LC:    5612/   5280   106%\n"
+           "Info: \t        ICESTORM_RAM:      26/     30    86%\n"
+           "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type "
+           "'ICESTORM_LC'\n")
+    bel = overflowed_bel(log)
+    assert bel == "ICESTORM_LC" and bel_demand(log, bel) == 5612
+    assert bel_demand(log, "ICESTORM_DSP") is None
+    up5k = get_target("ice40-up5k")
+    resources = {res: {"used": 3485 if res == "LUT" else 0, "available": cap}
+                 for res, cap in up5k.capacity.items()}
+    (over,) = _overflow(up5k, resources, (bel, 5612))
+    assert over == {"resource": "LUT", "used": 5612, "available": 5280, "source": "nextpnr",
+                    "bel": "ICESTORM_LC"}
+    assert overflow_text(over) == "LUT 5612>5280 (placed)"

@@ -21,7 +21,7 @@ def _error(exc: Exception) -> int:
     return EXIT_ERROR
 
 
-def synth_command(design_dir, target: str, freq: float | None = None) -> int:
+def synth_command(design_dir, target: str, freq: float | None = None, seeds=(1,)) -> int:
     """Synthesize ``design_dir`` for ``target`` and print the table.
 
     Parameters
@@ -29,6 +29,7 @@ def synth_command(design_dir, target: str, freq: float | None = None) -> int:
     design_dir : the design folder.
     target : a target name, several separated by commas, or ``"all"``.
     freq : the clock aim in MHz (nextpnr ``--freq``); each target's default if None.
+    seeds : nextpnr placement seeds (the fastest is kept, every one's Fmax printed).
 
     Returns
     -------
@@ -43,7 +44,8 @@ def synth_command(design_dir, target: str, freq: float | None = None) -> int:
                                      f"{', '.join(sorted(TARGETS))}, all"))
         print(f"{name}:", flush=True)
         try:
-            report = synthesize(design_dir, name, freq, progress=print_progress)
+            report = synthesize(design_dir, name, freq, progress=print_progress,
+                                seeds=seeds)
         except (SynthError, DesignFolderError) as exc:
             code = max(code, _error(exc))
             continue

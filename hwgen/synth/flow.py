@@ -9,8 +9,8 @@ from typing import Callable
 from .design import Design, load_design
 from .errors import SynthError
 from .pins import SHELL_TOP, gowin_cst, pin_shell_verilog
-from .reports import (cell_counts, critical_paths, fmax_of, overflowed_bel, performance,
-                      read_pnr_report)
+from .reports import (bel_demand, cell_counts, critical_paths, fmax_of, overflowed_bel,
+                      performance, read_pnr_report)
 from .table import format_table
 from .targets import Target, get_target
 from .tools import log_tail, rel, run_tool, tool_path
@@ -228,25 +228,69 @@ def _gowin_family(target: Target) -> str:
     return target.pnr_args[target.pnr_args.index("--vopt") + 1].split("=", 1)[1]
 
 
-def _run_pnr(target: Target, top: str, freq: float, out: Path, seed: int):
-    """Place and route; ``(report or None, overflowing BEL type or None)``."""
+def _run_pnr(target: Target, top: str, freq: float, out: Path, seed: int, tag: str = ""):
+    """Place and route; ``(report, None)``, or ``(None, (overflowing BEL type, its demand))``.
+
+    ``tag`` goes into the names of the files nextpnr writes (one set per seed)."""
+    flag, routed = _PNR_OUTPUT[target.family]
     argv = [tool_path(*target.pnr), *target.pnr_args, "--json", "netlist.json",
-            "--report", "report_pnr.json", "--freq", f"{freq:g}", "--timing-allow-fail",
-            "--seed", str(seed), *_PNR_OUTPUT[target.family]]
+            "--report", _tagged("report_pnr.json", tag), "--freq", f"{freq:g}",
+            "--timing-allow-fail", "--seed", str(seed), flag, _tagged(routed, tag)]
     if target.family == "gowin":
         cst = gowin_cst(out / "netlist.json", top, target.device, _gowin_family(target))
         if cst is None:
-            return None, "IOB"  # more port bits than free pins
+            return None, ("IOB", None)  # more port bits than free pins
         (out / "pins.cst").write_text(cst)
         argv += ["--vopt", "cst=pins.cst"]
-    code, text, _ = run_tool("nextpnr", argv, out, out / "nextpnr.log", check=False)
+    log = out / _tagged("nextpnr.log", tag)
+    code, text, _ = run_tool("nextpnr", argv, out, log, check=False)
     if code == 0:
-        return read_pnr_report(out / "report_pnr.json"), None
+        return read_pnr_report(out / _tagged("report_pnr.json", tag)), None
     bel = overflowed_bel(text)
     if bel is None:
         raise SynthError("nextpnr", f"place and route failed (exit code {code})",
-                         log_tail(text), out / "nextpnr.log")
-    return None, bel
+                         log_tail(text), log)
+    return None, (bel, bel_demand(text, bel) if bel else None)
+
+
+def _tagged(name: str, tag: str) -> str:
+    """``report_pnr.json`` -> ``report_pnr.seed3.json`` for tag ``seed3``."""
+    if not tag:
+        return name
+    stem, dot, ext = name.partition(".")
+    return f"{stem}.{tag}{dot}{ext}"
+
+
+def _place_and_route(tgt: Target, top: str, freq: float, out: Path, seeds, progress,
+                     seconds) -> tuple[dict | None, str | None, dict]:
+    """nextpnr once per seed; the best seed's files keep the plain names.
+
+    Returns ``(report, overflowing BEL, {seed: Fmax MHz})``; placement seeds move Fmax by a
+    few percent, so a seed sweep tells a real margin from a lucky placement."""
+    seeds = list(seeds)
+    if len(seeds) == 1:
+        pnr, bel = _stage(progress, seconds, "nextpnr",
+                          lambda: _run_pnr(tgt, top, freq, out, seeds[0]))
+        return pnr, bel, ({seeds[0]: _achieved(pnr)} if pnr else {})
+    by_seed, best = {}, None
+    for seed in seeds:
+        pnr, bel = _stage(progress, seconds, f"nextpnr-seed{seed}",
+                          lambda: _run_pnr(tgt, top, freq, out, seed, f"seed{seed}"))
+        if pnr is None:
+            return None, bel, {}  # it does not fit: no seed will change that
+        by_seed[seed] = _achieved(pnr)
+        if best is None or by_seed[seed] > by_seed[best[0]]:
+            best = (seed, pnr)
+    for name in ("report_pnr.json", _PNR_OUTPUT[tgt.family][1], "nextpnr.log"):
+        (out / _tagged(name, f"seed{best[0]}")).replace(out / name)
+        for seed in seeds:
+            (out / _tagged(name, f"seed{seed}")).unlink(missing_ok=True)
+    return best[1], None, by_seed
+
+
+def _achieved(pnr: dict) -> float | None:
+    """The slowest clock's achieved Fmax of a nextpnr report."""
+    return min((v["achieved"] for v in fmax_of(pnr).values()), default=None)
 
 
 def _int(value):
@@ -265,15 +309,19 @@ def _resources(target: Target, counts: dict, pnr: dict | None) -> tuple[dict, di
     return table, other
 
 
-def _overflow(target: Target, resources: dict, bel: str | None) -> list:
+def _overflow(target: Target, resources: dict, no_room: tuple | None) -> list:
+    """What overflows: Yosys counts over capacity, else the BEL type nextpnr ran out of
+    (``used`` is then nextpnr's demand in cells of that type, when its log gives it)."""
+    bel, demand = no_room or (None, None)
     over = [{"resource": res, "used": r["used"], "available": r["available"], "source": "yosys"}
             for res, r in resources.items() if r["used"] > r["available"]]
     by_bel = {b: res for res, bels in target.bels.items() for b, _ in bels}
     res = by_bel.get(bel)
     if res and not any(o["resource"] == res for o in over):
-        over.append({"resource": res, "used": resources.get(res, {}).get("used"),
-                     "available": target.capacity.get(res), "source": "nextpnr",
-                     "bel": bel})
+        cap = dict(target.bels.get(res, ())).get(bel, 1)  # capacity units per BEL
+        over.append({"resource": res, "used": _int(demand * cap) if demand is not None
+                     else None, "available": target.capacity.get(res),
+                     "source": "nextpnr", "bel": bel})
     if bel is not None and not over:
         over.append({"resource": bel or "unknown", "used": None, "available": None,
                      "source": "nextpnr"})
@@ -282,7 +330,7 @@ def _overflow(target: Target, resources: dict, bel: str | None) -> list:
 
 def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
                progress: Progress | None = print_progress, *, steps: int | None = None,
-               pack: bool = True, seed: int = 1) -> dict:
+               pack: bool = True, seeds=(1,)) -> dict:
     """Synthesize, place and route a design folder for one target; return the report.
 
     Parameters
@@ -297,7 +345,8 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         ``vectors.steps``, else 1.
     pack : also write the bitstream of the placed core (a pin-less core is of no use on a
         board; ``hwgen.boards`` builds board bitstreams).
-    seed : the nextpnr placement seed.
+    seeds : nextpnr placement seeds; with several, each is placed and routed and the
+        fastest is kept (its files, report and bitstream), the others' Fmax reported.
 
     Returns
     -------
@@ -313,6 +362,8 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
             whether the design fits; else ``[{resource, used, available, source}]``.
         ``fmax_mhz``, ``fmax``, ``freq_constraint_mhz``, ``timing_met``
             achieved Fmax (the slowest clock) and per clock, from nextpnr's report.
+        ``seed``, ``fmax_by_seed``
+            the seed kept, and the Fmax of every seed tried.
         ``critical_path``, ``critical_paths``
             endpoints, total, logic and routing delay (ns) and logic levels per path.
         ``performance``
@@ -360,16 +411,16 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     else:
         counts = _stage(progress, seconds, "yosys",
                         lambda: _run_yosys(design, tgt, top, sources, out))
-    pnr, bel = (None, None)
+    pnr, bel, fmax_by_seed = (None, None, {})
     if tgt.pnr is not None:
-        pnr, bel = _stage(progress, seconds, "nextpnr",
-                          lambda: _run_pnr(tgt, top, freq, out, seed))
+        pnr, bel, fmax_by_seed = _place_and_route(tgt, top, freq, out, seeds, progress,
+                                                  seconds)
     resources, other = _resources(tgt, counts, pnr)
     # A placed design fits, whatever the Yosys-side counts say (nextpnr packs them).
     overflow = [] if pnr is not None else _overflow(tgt, resources, bel)
     fits = not overflow
     fmax = fmax_of(pnr) if pnr else {}
-    achieved = min((v["achieved"] for v in fmax.values()), default=None)
+    achieved = _achieved(pnr) if pnr else None
     bitstream = None
     if fits and pnr is not None and pack and tgt.pack:
         args, product = _PACK[tgt.family]
@@ -390,7 +441,9 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         "resources": resources, "cells": counts, "other_cells": other,
         "pnr_utilization": (pnr or {}).get("utilization"),
         "fits": fits, "overflow": overflow,
-        "fmax_mhz": achieved, "fmax": fmax,
+        "fmax_mhz": achieved, "fmax": fmax, "seed": (max(fmax_by_seed, key=fmax_by_seed.get)
+                                                    if fmax_by_seed else None),
+        "fmax_by_seed": {str(k): v for k, v in fmax_by_seed.items()},
         "timing_met": (achieved >= freq) if achieved is not None else None,
         "critical_path": paths[0] if paths else None, "critical_paths": paths,
         "performance": performance(design.manifest, achieved, steps),

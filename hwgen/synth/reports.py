@@ -86,6 +86,12 @@ def overflowed_bel(log_text: str) -> str | None:
     return None
 
 
+def bel_demand(log_text: str, bel: str) -> int | None:
+    """How many ``bel`` cells nextpnr's utilisation line says the design needs, if it says."""
+    match = re.search(rf"^Info:\s+{re.escape(bel)}:\s+(\d+)/\s*\d+", log_text, re.M)
+    return int(match.group(1)) if match else None
+
+
 def cycle_figures(manifest: dict) -> dict:
     """Cycles per step and per-sequence overhead from the manifest's ``cycles``.
 

@@ -6,6 +6,13 @@ def _num(value, fmt="{:g}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def overflow_text(over: dict) -> str:
+    """``LUT 5612>5280 (placed)``: one overflowing resource; placed = nextpnr's cell demand
+    after packing, which can exceed the device where Yosys' counts do not."""
+    placed = " (placed)" if over["source"] == "nextpnr" else ""
+    return f"{over['resource']} {_num(over['used'])}>{_num(over['available'])}{placed}"
+
+
 def format_table(report: dict) -> str:
     """Render a :func:`~hwgen.synth.flow.synthesize` report as a plain-text table."""
     est = " (ESTIMATE: synthesis only)" if report["estimate"] else ""
@@ -26,8 +33,7 @@ def format_table(report: dict) -> str:
     if report["fits"]:
         lines.append("  fits: yes" + (" (estimate)" if report["estimate"] else ""))
     else:
-        what = ", ".join(f"{o['resource']} ({_num(o['used'])} > {_num(o['available'])})"
-                         for o in report["overflow"])
+        what = ", ".join(overflow_text(o) for o in report["overflow"])
         lines.append(f"  fits: NO, overflows {what}")
     dsp = report.get("dsp_mapping")
     if dsp and (dsp["strategy"] != "dsp"
@@ -37,6 +43,10 @@ def format_table(report: dict) -> str:
         met = "met" if report["timing_met"] else "NOT met"
         lines.append(f"  Fmax: {report['fmax_mhz']:.1f} MHz (constraint "
                      f"{report['freq_constraint_mhz']:g} MHz, {met})")
+        by_seed = report.get("fmax_by_seed") or {}
+        if len(by_seed) > 1:
+            spread = ", ".join(f"{seed}: {f:.1f}" for seed, f in by_seed.items())
+            lines.append(f"  seeds: {spread} MHz; kept seed {report['seed']}")
         cp = report["critical_path"]
         if cp:
             lines.append(f"  critical path: {cp['delay_ns']:.2f} ns = {cp['logic_ns']:.2f} "
