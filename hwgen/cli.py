@@ -13,9 +13,10 @@ DEFAULT_OUT = Path("rtl_out")
 def _known_errors() -> tuple:
     """Errors that are the user's to fix: printed as one line, never as a traceback."""
     from .frontend import UnsupportedModelError
+    from .plots import PlotError
     from .quant import QuantConfigError
     from .rtl.plan import PlanError
-    errors = [flow.FlowError, UnsupportedModelError, QuantConfigError, PlanError,
+    errors = [flow.FlowError, UnsupportedModelError, QuantConfigError, PlanError, PlotError,
               FileNotFoundError]
     try:
         from .sim import SimulationError
@@ -61,11 +62,21 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _check_plot(args) -> None:
+    if args.plot:
+        from .plots import check_figure_path
+        check_figure_path(args.plot)
+
+
 def cmd_quantize(args) -> int:
+    _check_plot(args)
     task = flow.load_task(args.model)
     print(f"{task.name}: {task.ir.describe()}")
     rows = flow.quantization_table(task, args.bits)
     print(flow.format_quant_table(task, rows))
+    if args.plot:
+        from .plots import quantization_figure
+        print(f"figure: {quantization_figure(rows, task.metric_name, task.name, args.plot)}")
     return 0
 
 
@@ -125,19 +136,26 @@ def cmd_build(args) -> int:
 
 
 def cmd_delta(args) -> int:
+    _check_plot(args)
     from .delta import choose_thresholds, sweep
     task = flow.load_task(args.model)
     qm = flow.quantize(task, _quant_config(args))
     xq = qm.quantize_inputs(task.x_test)
     score = lambda y: task.score(qm.decode_outputs(y))  # noqa: E731
     print(f"{'theta':>6} {task.metric_name:>11} {'MACs elim':>10} {'fired':>7}")
-    for p in sweep(qm, xq, score):
+    points = sweep(qm, xq, score)
+    for p in points:
         print(f"{p.thresholds[0][0]:>6} {abs(p.metric):>11.3f} "
               f"{100 * p.macs_eliminated:>9.1f}% {100 * p.fired_fraction:>6.1f}%")
     best, _ = choose_thresholds(qm, xq, score, args.budget)
     print(f"chosen within {args.budget} of dense: thresholds {best.thresholds}, "
           f"{task.metric_name} {abs(best.metric):.3f}, "
           f"MACs eliminated {100 * best.macs_eliminated:.1f}%")
+    if args.plot:
+        from .plots import delta_figure
+        path = delta_figure(points, points[0].metric, task.metric_name, args.plot, best,
+                            args.budget)
+        print(f"figure: {path}")
     return 0
 
 
@@ -166,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("quantize", help="float vs quantized accuracy and memory table")
     add_model(sp)
     sp.add_argument("--bits", type=int, nargs="+", default=[16, 8, 6, 4])
+    sp.add_argument("--plot", metavar="FILE.png", help="also draw the table")
     sp.set_defaults(func=cmd_quantize)
 
     sp = sub.add_parser("generate", help="write rtl_out/<design>/ for a model")
@@ -213,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_quant(sp)
     sp.add_argument("--budget", type=float, default=1.0,
                     help="allowed metric loss vs dense (accuracy points or bits/char)")
+    sp.add_argument("--plot", metavar="FILE.png", help="also draw the sweep")
     sp.set_defaults(func=cmd_delta)
 
     sp = sub.add_parser("demo", help="the main job on the bundled default model")

@@ -14,6 +14,20 @@ from . import flow
 DEMO_BITS = (16, 8, 6, 4)
 
 
+def _figures(task, quant_rows, qm, chosen, folder: Path) -> None:
+    """The quantization table and a uniform-threshold delta sweep, drawn."""
+    from .delta import sweep
+    from .plots import delta_figure, quantization_figure
+    folder.mkdir(parents=True, exist_ok=True)
+    xq = qm.quantize_inputs(task.x_test)
+    points = sweep(qm, xq, lambda y: task.score(qm.decode_outputs(y)))
+    paths = [quantization_figure(quant_rows, task.metric_name, task.name,
+                                 folder / "quantization.png"),
+             delta_figure(points, points[0].metric, task.metric_name, folder / "delta.png",
+                          chosen, flow.DELTA_BUDGET)]
+    print("  figures: " + ", ".join(str(p) for p in paths) + "\n")
+
+
 def run_demo(args) -> int:
     with flow.Progress(f"load {args.model}"):
         task = flow.load_task(args.model)
@@ -31,6 +45,7 @@ def run_demo(args) -> int:
     (dense_name, qm, _, _), (delta_name, _, thresholds, best) = designs
     print(f"  delta thresholds {thresholds}: {task.metric_name} {abs(best.metric):.3f}, "
           f"MACs eliminated {100 * best.macs_eliminated:.1f}% on the test set\n")
+    _figures(task, rows, qm, best, out / "figures")
     dense_dir, delta_dir = out / dense_name, out / delta_name
     for name, qm_, delta, _ in designs:
         with flow.Progress(f"generate {out / name}"):
