@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 
 from hwgen import flow
+from hwgen.boards import build_bitstream
 from hwgen.quant import QuantConfig
 from hwgen.synth import synthesize
+
+RTL_OUT = Path(__file__).resolve().parent.parent / "rtl_out"
 
 EBR_BITS = 4096  # one iCE40 SB_RAM40_4K
 
@@ -30,3 +33,18 @@ def test_bundled_design_places_on_up5k(tmp_path):
     assert report["fmax_mhz"] > 0 and report["critical_path"]["delay_ns"] > 0
     assert report["performance"]["latency_per_step_us"] > 0
     assert Path(report["bitstream"]).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_bundled_design_icebreaker_bitstream_keeps_the_dsps(tmp_path):
+    # the core wants 10 SB_MAC16s, the UP5K has 8: the board build splits like hwgen synth
+    events = []
+    result = build_bitstream(RTL_OUT / "digits_lstm_p2", "icebreaker", tmp_path,
+                             progress=lambda *e: events.append(e[:2]))
+    assert Path(result["bitstream"]).stat().st_size > 0
+    assert result["utilization"]["ICESTORM_DSP"]["used"] == 8
+    assert result["dsp_note"].endswith("the 8 widest of 10 on DSPs, 2 in logic")
+    assert ("build", "retry with the widest multipliers on DSPs") in events
+    assert ("build", "retry without DSPs") not in events
+    assert all(f["achieved"] >= f["constraint"] for f in result["fmax"].values())
+    assert (tmp_path / "soft_muls.txt").read_text().count("\n") == 2

@@ -14,8 +14,10 @@ from amaranth.lib import io
 
 from ..synth.design import Design, load_design
 from ..synth.errors import SynthError
+from ..synth.flow import ICE40_COARSE_BEFORE_DSP, soft_mul_commands, split_multipliers
 from ..synth.reports import critical_paths, fmax_of, read_pnr_report
-from ..synth.tools import log_tail, run_tool, tool_env
+from ..synth.targets import get_target
+from ..synth.tools import log_tail, run_tool, tool_env, tool_path
 from .bridge import UARTBridge
 
 DEFAULT_BAUD = 115200
@@ -147,21 +149,36 @@ def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD
     os.environ.update(tool_env())  # amaranth's script reads YOSYS, NEXTPNR_ICE40, ...
     name = "hwgen_board"
     start = time.monotonic()
-    synth_opts, dsp_note = spec.synth_opts, None
+    synth_opts, after_synth, dsp_note = spec.synth_opts, None, None
     try:
-        _run_build(design, spec, out, name, baud, fifo_depth, synth_opts, progress)
+        _run_build(design, spec, out, name, baud, fifo_depth, synth_opts, None, progress)
     except SynthError as exc:
-        # The core's multipliers may want more SB_MAC16s than the device has (hwgen synth
-        # then splits them; Amaranth's board script cannot): build again with all of them in
-        # logic, which the board's clock allows.
+        # The core's multipliers may want more SB_MAC16s than the device has: build again
+        # with the widest on the DSPs and the others in logic (as hwgen synth does), and if
+        # that still does not place, with all of them in logic.
         if "-dsp" not in synth_opts.split() or not _out_of_dsps(out / "build.log"):
             raise exc from None
-        synth_opts = " ".join(w for w in synth_opts.split() if w != "-dsp")
-        dsp_note = ("the multipliers wanted more DSPs than the device has: built again "
-                    "with all of them in logic")
-        if progress:
-            progress("build", "retry without DSPs", time.monotonic() - start)
-        _run_build(design, spec, out, name, baud, fifo_depth, synth_opts, progress)
+        split = _dsp_split(spec, out, name)
+        if split is not None:
+            synth_opts, after_synth, dsp_note = split
+            if progress:
+                progress("build", "retry with the widest multipliers on DSPs",
+                         time.monotonic() - start)
+            try:
+                _run_build(design, spec, out, name, baud, fifo_depth, synth_opts,
+                           after_synth, progress)
+            except SynthError:
+                if not _out_of_dsps(out / "build.log"):
+                    raise
+                split = None
+        if split is None:
+            synth_opts = " ".join(w for w in spec.synth_opts.split() if w != "-dsp")
+            after_synth = None
+            dsp_note = ("the multipliers wanted more DSPs than the device has: built again "
+                        "with all of them in logic")
+            if progress:
+                progress("build", "retry without DSPs", time.monotonic() - start)
+            _run_build(design, spec, out, name, baud, fifo_depth, synth_opts, None, progress)
     seconds = time.monotonic() - start
     if progress:
         progress("build", "done", seconds)
@@ -187,14 +204,40 @@ def _out_of_dsps(log: Path) -> bool:
     return "no BELs remaining to implement cell type 'ICESTORM_DSP'" in text
 
 
+def _dsp_split(spec: Board, out: Path, name: str) -> tuple[str, str, str] | None:
+    """``(synth_opts, script_after_synth, note)`` that put the widest multipliers of the
+    extracted board design on the device's DSPs and the rest in logic; None when no split
+    helps. A Yosys probe runs the board script's front end and ``synth_ice40`` up to the
+    DSP mapping (the commands :func:`hwgen.synth.synthesize` uses for the same choice)."""
+    cap = get_target(spec.target).capacity.get("DSP", 0)
+    lines = (out / f"{name}.ys").read_text().splitlines()
+    cut = next(i for i, line in enumerate(lines) if line.strip().startswith("synth_ice40"))
+    probe = [*lines[:cut], f"synth_ice40 -dsp -top {name} -run begin:coarse",
+             *ICE40_COARSE_BEFORE_DSP, f"select {name}",
+             "write_json -selected -noscopeinfo dsp_probe.json", "select -clear"]
+    (out / "dsp_probe.ys").write_text("\n".join(probe) + "\n")
+    run_tool("yosys", [tool_path("YOSYS"), "-s", "dsp_probe.ys"], out, out / "dsp_probe.log")
+    muls, on_dsp, in_logic = split_multipliers(out / "dsp_probe.json", cap)
+    if not on_dsp or not in_logic:
+        return None
+    after = [*ICE40_COARSE_BEFORE_DSP,
+             *soft_mul_commands(in_logic, out / "soft_muls.txt", "soft_muls.txt"),
+             f"synth_ice40 -dsp -top {name} -run coarse:"]
+    note = (f"the multipliers wanted more DSPs than the device has: the {len(on_dsp)} widest "
+            f"of {len(muls)} on DSPs, {len(in_logic)} in logic")
+    return "-dsp -run begin:coarse", "\n".join(after), note
+
+
 def _run_build(design, spec: Board, out: Path, name: str, baud: int, fifo_depth: int,
-               synth_opts: str, progress) -> None:
+               synth_opts: str, after_synth: str | None, progress) -> None:
     """One run of amaranth's build script for the board; SynthError with the log tail."""
     platform = spec.make_platform()
     for path in (*design.verilog, *design.data_files):
         platform.add_file(path.name, path.read_bytes())
+    overrides = {"script_after_synth": after_synth} if after_synth else {}
     plan = platform.prepare(BoardTop(design, baud, fifo_depth), name=name,
-                            synth_opts=synth_opts, nextpnr_opts="--report report_pnr.json")
+                            synth_opts=synth_opts, nextpnr_opts="--report report_pnr.json",
+                            **overrides)
     plan.extract(out)
     if progress:
         progress("build", "start", 0.0)

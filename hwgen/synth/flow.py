@@ -97,7 +97,7 @@ def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Pat
 
 #: ``synth_ice40``'s ``coarse`` step up to mul2dsp (Yosys 0.70, ``help synth_ice40``).
 #: The whole ``coarse`` step run afterwards repeats these harmlessly.
-_ICE40_COARSE_BEFORE_DSP = (
+ICE40_COARSE_BEFORE_DSP = (
     "opt_expr", "check", "opt_clean", "opt -nodffe -nosdff", "fsm", "opt", "wreduce",
     "peepopt", "opt_clean", "share", "techmap -map +/cmp2lut.v -D LUT_WIDTH=4", "opt_expr",
     "opt_clean", "memory_dff", "alumacc -macc-only", "maccmap -unmap", "opt_clean",
@@ -138,6 +138,24 @@ def _multipliers(netlist_path) -> list:
                          "y_width": y, "dsps": dsps})
     return sorted(muls, key=lambda m: (-m["a_width"] * m["b_width"], -m["y_width"],
                                        m["module"], m["cell"]))
+
+
+def soft_mul_commands(in_logic: list, listing: Path, listing_in_script: str) -> list[str]:
+    """Yosys commands, run between the probe's commands and ``synth_ice40 -dsp -run
+    coarse:``, that keep the multipliers ``in_logic`` off the DSPs; writes their names to
+    ``listing`` (``listing_in_script``: that file as the script names it)."""
+    listing.write_text("".join(f"{m['module']}/{m['cell']}\n" for m in in_logic))
+    return [f"select -set hwgen_soft_muls -read {listing_in_script}",
+            f"select -assert-count {len(in_logic)} @hwgen_soft_muls",
+            "chtype -set $__soft_mul @hwgen_soft_muls", "select -clear"]
+
+
+def split_multipliers(probe_json: Path, capacity: int) -> tuple[list, list, list]:
+    """``(all, on DSPs, in logic)`` multipliers of a probe netlist (deleted after reading:
+    it is as large as the netlist), the widest on the ``capacity`` DSPs."""
+    muls = _multipliers(probe_json)
+    probe_json.unlink()
+    return (muls, *_widest_first(muls, capacity))
 
 
 def _widest_first(muls: list, capacity: int) -> tuple[list, list]:
@@ -188,24 +206,18 @@ def _yosys_ice40_dsp(design, tgt, top, sources, out, progress, seconds) -> tuple
                              f"as {', '.join(others)} overflows anyway")
         return counts, mapping
 
-    head = [f"{tgt.synth} -top {top} -run begin:coarse", *_ICE40_COARSE_BEFORE_DSP]
+    head = [f"{tgt.synth} -top {top} -run begin:coarse", *ICE40_COARSE_BEFORE_DSP]
     _stage(progress, seconds, "yosys-dsp-probe", lambda: _run_yosys(
         design, tgt, top, sources, out, name="dsp_probe",
         body=[*head, f"select {top}", "write_json -selected -noscopeinfo {out}/dsp_probe.json",
               "select -clear"]))
-    muls = _multipliers(out / "dsp_probe.json")
-    (out / "dsp_probe.json").unlink()  # as large as the netlist; soft_muls.txt tells the choice
+    muls, on_dsp, in_logic = split_multipliers(out / "dsp_probe.json", cap)
     wanted = sum(m["dsps"] for m in muls)
     mapping.update(multipliers=len(muls), dsp_wanted=wanted)
-    on_dsp, in_logic = _widest_first(muls, cap)
     if on_dsp and in_logic:
-        (out / "soft_muls.txt").write_text(
-            "".join(f"{m['module']}/{m['cell']}\n" for m in in_logic))
         counts, used = attempt(
             "dsp-widest", "yosys-dsp-widest",
-            [*head, "select -set hwgen_soft_muls -read {out}/soft_muls.txt",
-             f"select -assert-count {len(in_logic)} @hwgen_soft_muls",
-             "chtype -set $__soft_mul @hwgen_soft_muls", "select -clear",
+            [*head, *soft_mul_commands(in_logic, out / "soft_muls.txt", "{out}/soft_muls.txt"),
              f"{tgt.synth} -top {top} -json {{out}}/netlist.json -run coarse:"])
         mapping.update(
             on_dsp=_widths(on_dsp), in_logic=_widths(in_logic),
