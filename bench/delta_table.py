@@ -32,7 +32,7 @@ def main() -> None:
     qm = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
     xq_all = qm.quantize_inputs(task.x_test)
     xq_sim = xq_all[:SIM_SEQUENCES]
-    score = lambda y: task.score(qm.decode_outputs(y))  # noqa: E731
+    score = flow.int_score(task, qm)
     chosen, _ = choose_thresholds(qm, xq_all, score, args.budget)
     n = len(qm.layers)
     settings = [("dense", None)] + [(f"theta={t}", [(t, t)] * n) for t in (0, 4, 8, 16)]

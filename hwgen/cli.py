@@ -84,7 +84,7 @@ def _delta_for(task, qm, args):
     if args.delta_budget is not None:
         from .delta import choose_thresholds
         xq = qm.quantize_inputs(task.x_test)
-        best, _ = choose_thresholds(qm, xq, lambda y: task.score(qm.decode_outputs(y)),
+        best, _ = choose_thresholds(qm, xq, flow.int_score(task, qm),
                                     args.delta_budget)
         print(f"delta thresholds {best.thresholds}: {task.metric_name} "
               f"{abs(best.metric):.3f}, MACs eliminated {100 * best.macs_eliminated:.1f}%")
@@ -141,7 +141,7 @@ def cmd_delta(args) -> int:
     task = flow.load_task(args.model)
     qm = flow.quantize(task, _quant_config(args))
     xq = qm.quantize_inputs(task.x_test)
-    score = lambda y: task.score(qm.decode_outputs(y))  # noqa: E731
+    score = flow.int_score(task, qm)
     print(f"{'theta':>6} {task.metric_name:>11} {'MACs elim':>10} {'fired':>7}")
     points = sweep(qm, xq, score)
     for p in points:

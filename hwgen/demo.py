@@ -20,7 +20,7 @@ def _figures(task, quant_rows, qm, chosen, folder: Path) -> None:
     from .plots import delta_figure, quantization_figure
     folder.mkdir(parents=True, exist_ok=True)
     xq = qm.quantize_inputs(task.x_test)
-    points = sweep(qm, xq, lambda y: task.score(qm.decode_outputs(y)))
+    points = sweep(qm, xq, flow.int_score(task, qm))
     paths = [quantization_figure(quant_rows, task.metric_name, task.name,
                                  folder / "quantization.png"),
              delta_figure(points, points[0].metric, task.metric_name, folder / "delta.png",

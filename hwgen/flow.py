@@ -139,6 +139,11 @@ DESIGN_BITS = 8
 DELTA_BUDGET = 1.0  # accuracy points (or bits/char) the bundled delta design may lose
 
 
+def int_score(task: Task, qm: QModel):
+    """Integer outputs of `qm` -> the task's score (higher is better), for the delta search."""
+    return lambda y: task.score(qm.decode_outputs(y))
+
+
 def bundled_designs(task: Task, lanes: int = DEFAULT_LANES) -> list[tuple[str, QModel, list | None, object]]:
     """The designs `make demo` writes to rtl_out/: (name, qmodel, delta, chosen point).
 
@@ -148,8 +153,7 @@ def bundled_designs(task: Task, lanes: int = DEFAULT_LANES) -> list[tuple[str, Q
     from .delta import choose_thresholds
     qm = quantize(task, QuantConfig(weight_bits=DESIGN_BITS, act_bits=DESIGN_BITS))
     xq = qm.quantize_inputs(task.x_test)
-    best, _ = choose_thresholds(qm, xq, lambda y: task.score(qm.decode_outputs(y)),
-                                DELTA_BUDGET)
+    best, _ = choose_thresholds(qm, xq, int_score(task, qm), DELTA_BUDGET)
     base = f"{task.name}_p{lanes}"
     return [(base, qm, None, None), (f"{base}_delta", qm, best.thresholds, best)]
 

@@ -1,6 +1,7 @@
 """The FPGA flow on the stand-in design: reports, fit, errors, board bitstreams."""
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,11 @@ def test_placement_overflow_reports_nextpnrs_demand():
     assert over == {"resource": "LUT", "used": 5612, "available": 5280, "source": "nextpnr",
                     "bel": "ICESTORM_LC"}
     assert overflow_text(over) == "LUT 5612>5280 (placed)"
+
+
+def test_board_build_leaves_the_process_environment_alone(standin, tmp_path):
+    # YOSYS in this process would switch amaranth's Verilog backend to another Yosys, and
+    # designs generated afterwards would differ from the committed ones.
+    before = dict(os.environ)
+    build_bitstream(standin, "ulx3s", tmp_path)
+    assert dict(os.environ) == before

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 import importlib
 import json
-import os
 from pathlib import Path
 import time
 
@@ -146,39 +145,22 @@ def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD
     spec = get_board(board)
     out = Path(out_dir) if out_dir is not None else design.path / "board" / spec.name
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.update(tool_env())  # amaranth's script reads YOSYS, NEXTPNR_ICE40, ...
     name = "hwgen_board"
     start = time.monotonic()
-    synth_opts, after_synth, dsp_note = spec.synth_opts, None, None
-    try:
-        _run_build(design, spec, out, name, baud, fifo_depth, synth_opts, None, progress)
-    except SynthError as exc:
-        # The core's multipliers may want more SB_MAC16s than the device has: build again
-        # with the widest on the DSPs and the others in logic (as hwgen synth does), and if
-        # that still does not place, with all of them in logic.
-        if "-dsp" not in synth_opts.split() or not _out_of_dsps(out / "build.log"):
-            raise exc from None
-        split = _dsp_split(spec, out, name)
-        if split is not None:
-            synth_opts, after_synth, dsp_note = split
-            if progress:
-                progress("build", "retry with the widest multipliers on DSPs",
-                         time.monotonic() - start)
-            try:
-                _run_build(design, spec, out, name, baud, fifo_depth, synth_opts,
-                           after_synth, progress)
-            except SynthError:
-                if not _out_of_dsps(out / "build.log"):
-                    raise
-                split = None
-        if split is None:
-            synth_opts = " ".join(w for w in spec.synth_opts.split() if w != "-dsp")
-            after_synth = None
-            dsp_note = ("the multipliers wanted more DSPs than the device has: built again "
-                        "with all of them in logic")
-            if progress:
-                progress("build", "retry without DSPs", time.monotonic() - start)
-            _run_build(design, spec, out, name, baud, fifo_depth, synth_opts, None, progress)
+    for synth_opts, after_synth, dsp_note, retry in _attempts(spec, out, name):
+        if retry and progress:
+            progress("build", retry, time.monotonic() - start)
+        try:
+            _run_build(design, spec, out, name, baud, fifo_depth, synth_opts, after_synth,
+                       progress)
+            break
+        except SynthError as exc:
+            # only running out of SB_MAC16s earns another attempt
+            if not _out_of_dsps(out / "build.log"):
+                raise
+            failure = exc
+    else:
+        raise failure
     seconds = time.monotonic() - start
     if progress:
         progress("build", "done", seconds)
@@ -202,6 +184,22 @@ def _out_of_dsps(log: Path) -> bool:
     """Whether nextpnr stopped because the DSP cells outnumber the device's DSPs."""
     text = log.read_text(errors="replace") if log.exists() else ""
     return "no BELs remaining to implement cell type 'ICESTORM_DSP'" in text
+
+
+def _attempts(spec: Board, out: Path, name: str):
+    """``(synth_opts, script_after_synth, dsp_note, progress event)`` of each build to try,
+    in order, while nextpnr runs out of DSPs: as the board says; the widest multipliers on
+    the DSPs and the others in logic (as hwgen synth does; probed only when needed); all of
+    them in logic."""
+    yield spec.synth_opts, None, None, None
+    if "-dsp" not in spec.synth_opts.split():
+        return
+    split = _dsp_split(spec, out, name)
+    if split is not None:
+        yield (*split, "retry with the widest multipliers on DSPs")
+    yield (" ".join(w for w in spec.synth_opts.split() if w != "-dsp"), None,
+           "the multipliers wanted more DSPs than the device has: built again with all of "
+           "them in logic", "retry without DSPs")
 
 
 def _dsp_split(spec: Board, out: Path, name: str) -> tuple[str, str, str] | None:
@@ -243,7 +241,9 @@ def _run_build(design, spec: Board, out: Path, name: str, baud: int, fifo_depth:
         progress("build", "start", 0.0)
     start = time.monotonic()
     try:
-        run_tool("build", ["sh", f"{plan.script}.sh"], out, out / "build.log")
+        # amaranth's script reads YOSYS, NEXTPNR_ICE40, ...: set for it alone (in this
+        # process YOSYS would also switch amaranth's own Verilog backend to that Yosys)
+        run_tool("build", ["sh", f"{plan.script}.sh"], out, out / "build.log", env=tool_env())
     except SynthError as exc:
         if progress:
             progress("build", "failed", time.monotonic() - start)

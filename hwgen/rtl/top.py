@@ -196,6 +196,9 @@ class Accelerator(wiring.Component):
         acc_q = Signal.like(acc_rd.data)
         bias_q = Signal.like(b_rd.data)
         m.d.sync += [acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data)]
+        # nothing left in the MAC pipeline
+        mac_idle = ~s1.valid & ~s1a.valid & ~s1b.valid & ~s2.valid & ~s3.valid
+
         # stage 3: accumulate (a product with a delta may exceed the accumulator's range
         # alone; the sum never does). The word read for this update missed the writes of
         # the two updates before it (the read port is not transparent, so that the block
@@ -351,7 +354,7 @@ class Accelerator(wiring.Component):
                 with m.State(f"MAT{k}"):
                     matrix(ps, f"DRAIN{k}")
                 with m.State(f"DRAIN{k}"):
-                    with m.If(~s1.valid & ~s1a.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
+                    with m.If(mac_idle):
                         m.d.sync += [grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
                                      early.eq(0), g_grp.eq(0), g_bank.eq(0), i_bank.eq(0),
                                      full[0].eq(0), full[1].eq(0)]
@@ -427,7 +430,7 @@ class Accelerator(wiring.Component):
             with m.State("HEAD"):
                 matrix(passes[-1], "HEAD_DRAIN")
             with m.State("HEAD_DRAIN"):
-                with m.If(~s1.valid & ~s1a.valid & ~s1b.valid & ~s2.valid & ~s3.valid):
+                with m.If(mac_idle):
                     m.d.sync += [out_idx.eq(0), lane.eq(0), grp.eq(0)]
                     m.next = "OUT_READ"
             # The addressed word stays on the read port (and in acc_q a cycle later) for

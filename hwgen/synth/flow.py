@@ -274,30 +274,30 @@ def _tagged(name: str, tag: str) -> str:
 
 
 def _place_and_route(tgt: Target, top: str, freq: float, out: Path, seeds, progress,
-                     seconds) -> tuple[dict | None, str | None, dict]:
-    """nextpnr once per seed; the best seed's files keep the plain names.
+                     seconds) -> tuple[dict | None, tuple | None, int | None, dict]:
+    """nextpnr once per seed; the fastest seed's files keep the plain names.
 
-    Returns ``(report, overflowing BEL, {seed: Fmax MHz})``; placement seeds move Fmax by a
-    few percent, so a seed sweep tells a real margin from a lucky placement."""
+    Returns ``(report, (overflowing BEL, demand) or None, kept seed, {seed: Fmax MHz})``;
+    placement seeds move Fmax by a few percent, so a seed sweep tells a real margin from a
+    lucky placement."""
     seeds = list(seeds)
-    if len(seeds) == 1:
-        pnr, bel = _stage(progress, seconds, "nextpnr",
-                          lambda: _run_pnr(tgt, top, freq, out, seeds[0]))
-        return pnr, bel, ({seeds[0]: _achieved(pnr)} if pnr else {})
+    tags = {seed: f"seed{seed}" if len(seeds) > 1 else "" for seed in seeds}
     by_seed, best = {}, None
     for seed in seeds:
-        pnr, bel = _stage(progress, seconds, f"nextpnr-seed{seed}",
-                          lambda: _run_pnr(tgt, top, freq, out, seed, f"seed{seed}"))
+        stage = "nextpnr" + (f"-{tags[seed]}" if tags[seed] else "")
+        pnr, no_room = _stage(progress, seconds, stage,
+                              lambda: _run_pnr(tgt, top, freq, out, seed, tags[seed]))
         if pnr is None:
-            return None, bel, {}  # it does not fit: no seed will change that
+            return None, no_room, None, {}  # it does not fit: no seed will change that
         by_seed[seed] = _achieved(pnr)
         if best is None or by_seed[seed] > by_seed[best[0]]:
             best = (seed, pnr)
-    for name in ("report_pnr.json", _PNR_OUTPUT[tgt.family][1], "nextpnr.log"):
-        (out / _tagged(name, f"seed{best[0]}")).replace(out / name)
-        for seed in seeds:
-            (out / _tagged(name, f"seed{seed}")).unlink(missing_ok=True)
-    return best[1], None, by_seed
+    if len(seeds) > 1:
+        for name in ("report_pnr.json", _PNR_OUTPUT[tgt.family][1], "nextpnr.log"):
+            (out / _tagged(name, tags[best[0]])).replace(out / name)
+            for seed in seeds:
+                (out / _tagged(name, tags[seed])).unlink(missing_ok=True)
+    return best[1], None, best[0], by_seed
 
 
 def _achieved(pnr: dict) -> float | None:
@@ -330,8 +330,8 @@ def _overflow(target: Target, resources: dict, no_room: tuple | None) -> list:
     by_bel = {b: res for res, bels in target.bels.items() for b, _ in bels}
     res = by_bel.get(bel)
     if res and not any(o["resource"] == res for o in over):
-        cap = dict(target.bels.get(res, ())).get(bel, 1)  # capacity units per BEL
-        over.append({"resource": res, "used": _int(demand * cap) if demand is not None
+        weight = dict(target.bels.get(res, ())).get(bel, 1)  # resource units per BEL
+        over.append({"resource": res, "used": _int(demand * weight) if demand is not None
                      else None, "available": target.capacity.get(res),
                      "source": "nextpnr", "bel": bel})
     if bel is not None and not over:
@@ -423,16 +423,16 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     else:
         counts = _stage(progress, seconds, "yosys",
                         lambda: _run_yosys(design, tgt, top, sources, out))
-    pnr, bel, fmax_by_seed = (None, None, {})
+    pnr, no_room, seed, fmax_by_seed = (None, None, None, {})
     if tgt.pnr is not None:
-        pnr, bel, fmax_by_seed = _place_and_route(tgt, top, freq, out, seeds, progress,
-                                                  seconds)
+        pnr, no_room, seed, fmax_by_seed = _place_and_route(tgt, top, freq, out, seeds,
+                                                            progress, seconds)
     resources, other = _resources(tgt, counts, pnr)
     # A placed design fits, whatever the Yosys-side counts say (nextpnr packs them).
-    overflow = [] if pnr is not None else _overflow(tgt, resources, bel)
+    overflow = [] if pnr is not None else _overflow(tgt, resources, no_room)
     fits = not overflow
     fmax = fmax_of(pnr) if pnr else {}
-    achieved = _achieved(pnr) if pnr else None
+    achieved = fmax_by_seed.get(seed)
     bitstream = None
     if fits and pnr is not None and pack and tgt.pack:
         args, product = _PACK[tgt.family]
@@ -453,8 +453,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         "resources": resources, "cells": counts, "other_cells": other,
         "pnr_utilization": (pnr or {}).get("utilization"),
         "fits": fits, "overflow": overflow,
-        "fmax_mhz": achieved, "fmax": fmax, "seed": (max(fmax_by_seed, key=fmax_by_seed.get)
-                                                    if fmax_by_seed else None),
+        "fmax_mhz": achieved, "fmax": fmax, "seed": seed,
         "fmax_by_seed": {str(k): v for k, v in fmax_by_seed.items()},
         "timing_met": (achieved >= freq) if achieved is not None else None,
         "critical_path": paths[0] if paths else None, "critical_paths": paths,

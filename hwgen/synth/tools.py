@@ -61,8 +61,11 @@ def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(kept[-lines:])
 
 
-def run_tool(stage: str, argv: list, cwd, log_path, check: bool = True):
+def run_tool(stage: str, argv: list, cwd, log_path, check: bool = True,
+             env: dict | None = None):
     """Run one tool with its output in ``log_path``; return ``(returncode, log text, seconds)``.
+
+    ``env``: variables added to this process's environment for the tool alone.
 
     Raises
     ------
@@ -74,7 +77,8 @@ def run_tool(stage: str, argv: list, cwd, log_path, check: bool = True):
     try:
         with open(log_path, "w") as log:
             proc = subprocess.run([str(a) for a in argv], cwd=cwd, stdout=log,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, **env} if env else None)
     except OSError as exc:
         raise SynthError(stage, f"cannot run {argv[0]}: {exc}") from None
     seconds = time.monotonic() - start
