@@ -29,8 +29,9 @@ def _load_json(value) -> dict:
     if value is None or isinstance(value, dict):
         return value
     path = Path(value)
-    if path.is_dir():
-        path = path / "manifest.json"
+    if path.is_dir():                       # a design folder: checked before it is trusted
+        from .design_folder import load_manifest
+        return load_manifest(path)
     return json.loads(path.read_text())
 
 

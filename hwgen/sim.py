@@ -4,7 +4,7 @@
 Icarus, runs the generic testbench ``sim/test_accelerator.py`` on it and returns a
 `SimResult`. The testbench runs two passes over the vectors: one with no stalls, which
 measures cycles per step, and one with random stalls on both streams. Each design builds
-in its own folder (``<design>/sim_build/<simulator>`` by default), so that several
+in its own folder (``<design>.build/sim/<simulator>`` by default), so that several
 designs can be simulated in parallel, and a build is reused while its sources are
 unchanged.
 """
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-SIM_DIR = Path(__file__).resolve().parent.parent / "sim"
+from .design_folder import build_dir as default_build_dir, load_manifest
+
+SIM_DIR = Path(__file__).resolve().parent / "testbench"
 TEST_MODULE = "test_accelerator"
 SIMULATORS = ("verilator", "icarus")
 _LOG_TAIL = 40
-_REQUIRED = [("interface", "top"), ("interface", "verilog"), ("interface", "in_width"),
-             ("interface", "out_width"), ("sizes", "output_size"), ("head_mode",)]
 
 
 class SimulationError(Exception):
@@ -48,6 +48,9 @@ class SimResult:
         Sequences sent in each pass.
     compared : int
         Output elements compared, over all passes.
+    expected : int
+        Output elements a full run compares (sequences x outputs per sequence x passes);
+        a run that compared fewer, or none, has failed.
     mismatches : int
         Wrong outputs; must be 0. An output is wrong if its data or ``last`` bit differs
         from the reference, if it changes or drops while it waits for ``o.ready``, or if
@@ -87,6 +90,7 @@ class SimResult:
     simulator: str
     vectors: int
     compared: int
+    expected: int
     mismatches: int
     first_mismatch: dict | None
     cycles_per_step: float | None
@@ -105,8 +109,8 @@ class SimResult:
 
     @property
     def passed(self) -> bool:
-        """Whether every output was right."""
-        return self.mismatches == 0
+        """Whether every expected output was compared, and every one was right."""
+        return self.mismatches == 0 and self.expected > 0 and self.compared == self.expected
 
 
 def verilator_env(env: dict | None = None) -> dict:
@@ -156,35 +160,21 @@ def _tail(path: Path, lines: int = _LOG_TAIL) -> str:
 
 
 def _load_design(design_dir: Path) -> dict:
-    """Read and check the design's manifest, Verilog list and vectors; return the manifest."""
-    path = design_dir / "manifest.json"
-    if not path.is_file():
-        raise SimulationError(f"no manifest.json in {design_dir}")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as e:
-        raise SimulationError(f"{path} is not valid JSON ({e})") from None
-    for keys in _REQUIRED:
-        node = manifest
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                raise SimulationError(f"{path} has no {'.'.join(keys)}")
-            node = node[key]
-    for name in manifest["interface"]["verilog"]:
-        if not (design_dir / name).is_file():
-            raise SimulationError(f"{design_dir}: Verilog file {name} is missing")
-    if not (design_dir / "vectors.npz").is_file():
+    """Load the sealed design folder and check its vectors fit it; return the manifest."""
+    manifest = load_manifest(design_dir)
+    if "vectors.npz" not in manifest["files"]:
         raise SimulationError(f"no vectors.npz in {design_dir}: generate the design with "
                               "test inputs to simulate it")
-    with np.load(design_dir / "vectors.npz") as v:
-        if "inputs" not in v or "outputs" not in v:
-            raise SimulationError(f"{design_dir}/vectors.npz needs 'inputs' and 'outputs'")
-        x, y = v["inputs"].shape, v["outputs"].shape
+    try:
+        with np.load(design_dir / "vectors.npz") as v:
+            x, y = v["inputs"].shape, v["outputs"].shape
+    except (OSError, KeyError, ValueError) as e:
+        raise SimulationError(f"{design_dir}/vectors.npz cannot be read: {e}") from None
     sizes, o = manifest["sizes"], manifest["sizes"]["output_size"]
     want = (x[:2] + (o,) if manifest["head_mode"] == "every" else x[:1] + (o,))
-    if len(x) != 3 or x[2] != sizes.get("input_size", x[2]) or y != want:
+    if len(x) != 3 or x[0] < 1 or x[2] != sizes["input_size"] or y != want:
         raise SimulationError(f"{design_dir}/vectors.npz: inputs {x} and outputs {y} do not "
-                              f"fit input_size {sizes.get('input_size')}, output_size {o}, "
+                              f"fit input_size {sizes['input_size']}, output_size {o}, "
                               f"head_mode {manifest['head_mode']!r}")
     return manifest
 
@@ -268,7 +258,7 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
     waves : bool
         Write a waveform of the whole run.
     build_dir : path, optional
-        Build folder; default ``<design_dir>/sim_build/<simulator>``.
+        Build folder; default ``<design_dir>.build/sim/<simulator>``, beside the design.
     simulator : ``"verilator"`` or ``"icarus"``
         Icarus needs ``iverilog`` on ``PATH``.
 
@@ -285,6 +275,9 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
         The design folder is incomplete, the build fails, or the design hangs.
     """
     t0 = time.perf_counter()
+    if max_sequences is not None and (not isinstance(max_sequences, int) or max_sequences < 1):
+        raise SimulationError(f"max_sequences must be a positive integer, not "
+                              f"{max_sequences!r}: a run that compares nothing checks nothing")
     if simulator not in SIMULATORS:
         raise SimulationError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
     if not (SIM_DIR / f"{TEST_MODULE}.py").is_file():
@@ -299,7 +292,7 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
         if shutil.which("iverilog") is None:
             raise SimulationError("iverilog is not on PATH")
         env = dict(os.environ)
-    build_dir = Path(build_dir or design_dir / "sim_build" / simulator).resolve()
+    build_dir = Path(build_dir or default_build_dir(design_dir, "sim", simulator)).resolve()
 
     from cocotb_tools.runner import get_runner
     with _environment(env):
@@ -331,7 +324,8 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
     ideal = cycles.get("ideal_per_step")
     return SimResult(
         design=manifest.get("name", design_dir.name), simulator=simulator,
-        vectors=raw["vectors"], compared=raw["compared"], mismatches=raw["mismatches"],
+        vectors=raw["vectors"], compared=raw["compared"], expected=raw["expected"],
+        mismatches=raw["mismatches"],
         first_mismatch=first, cycles_per_step=measured,
         cycles_per_step_min=timing.get("min"), cycles_per_step_max=timing.get("max"),
         step_interval=(raw.get("step_interval") or {}).get("mean"),
@@ -350,13 +344,15 @@ def format_sim_report(result: SimResult) -> str:
     passes = result.raw.get("passes", {})
     stall = passes.get("stall")
     stalls = f"; stalls in {stall['stall_in']:.2f} out {stall['stall_out']:.2f}" if stall else ""
-    verdict = "bit-exact" if result.passed else "FAIL; " + "; ".join(
+    verdict = "bit-exact" if result.passed else (
+        f"FAIL; compared {result.compared} of {result.expected} expected outputs"
+        if result.mismatches == 0 else "FAIL; ") + "; ".join(
         f"{name}: " + ", ".join(f"{n} {kind}" for kind, n in p.get("mismatches", {}).items())
         for name, p in passes.items() if p.get("mismatches"))
     rows = [
         ("vectors", f"{result.vectors} sequences x {result.raw.get('steps', '?')} steps, "
                     f"{len(passes)} passes{stalls}"),
-        ("outputs compared", f"{result.compared}"),
+        ("outputs compared", f"{result.compared} of {result.expected}"),
         ("mismatches", f"{result.mismatches} (must be 0): {verdict}"),
         ("cycles/step", f"{_num(result.cycles_per_step)} measured (min "
                         f"{_num(result.cycles_per_step_min)}, max "

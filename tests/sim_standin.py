@@ -11,7 +11,7 @@ cycles after every step make it deassert ``i.ready``, like the real accelerator 
 """
 from __future__ import annotations
 
-import json
+from hwgen.design_folder import seal
 from pathlib import Path
 
 import numpy as np
@@ -187,5 +187,5 @@ def write_standin(out_dir, head_mode="every", sequences=100, steps=6, input_size
         "cycles": {"macs_per_step": input_size, "ideal_per_step": float(input_size),
                    "model_per_step": float(per_step)},
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    seal(out_dir, manifest)
     return out_dir

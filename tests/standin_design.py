@@ -10,7 +10,7 @@ change the streams, only the resources, so a test can overflow a device's DSPs.
 """
 from __future__ import annotations
 
-import json
+from hwgen.design_folder import seal
 import operator
 from functools import reduce
 from pathlib import Path
@@ -118,5 +118,5 @@ def write_standin(out_dir, name: str = "standin", in_width: int = 8, out_width: 
         "head_mode": "every",
         "cycles": {"per_step": input_size + 1, "per_sequence_overhead": 0},
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    seal(out_dir, manifest)
     return out_dir

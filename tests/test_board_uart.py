@@ -1,5 +1,6 @@
 """The board's UART link: the whole bridge under cocotb + Verilator, the UART in Amaranth's
 simulator, the host client against a fake board."""
+import json
 import gc
 import os
 import shutil
@@ -19,6 +20,7 @@ from hwgen import flow
 from hwgen.boards import BoardError, UARTBridge, UARTRx, UARTTx, get_board, uart_divisor
 from hwgen.sim import verilator_env
 from hwgen.host import BoardClient, BoardTimeout, Framing, FramingError
+from hwgen.design_folder import load_manifest, seal
 from hwgen.synth import load_design
 from standin_design import model, write_standin
 
@@ -33,6 +35,7 @@ def _standin_with_vectors(path, in_width, out_width, input_size, rng, n=4, t_len
     inputs[0, 1] = -lim     # ... and downwards where the output is narrow enough
     outputs = np.stack([model(seq, out_width) for seq in inputs])
     np.savez(path / "vectors.npz", inputs=inputs, outputs=outputs)
+    seal(path, json.loads((path / "manifest.json").read_text()))
     return path
 
 
@@ -51,9 +54,11 @@ def test_board_top_with_bundled_design(tmp_path, monkeypatch):
     """The committed default design behind the UART link, on its first real test sequences."""
     design_dir = tmp_path / "design"
     shutil.copytree(ROOT / "rtl_out" / f"{flow.DEFAULT_MODEL}_p{flow.DEFAULT_LANES}",
-                    design_dir, ignore=shutil.ignore_patterns("synth", "board", "sim_build"))
+                    design_dir)
+    manifest = load_manifest(design_dir)
     vectors = np.load(design_dir / "vectors.npz")
     np.savez(design_dir / "vectors.npz", **{k: vectors[k][:3] for k in vectors.files})
+    seal(design_dir, manifest)   # the shortened vectors are this test's own design
     # the iCEBreaker's divisor (12 MHz, 115200 baud): bytes arrive no faster than the board
     # would see them, as a faster link would overrun the receive FIFO during a time step
     divisor = uart_divisor(get_board("icebreaker").make_platform().default_clk_frequency,

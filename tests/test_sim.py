@@ -1,5 +1,6 @@
 """hwgen.sim: the cocotb testbench on stand-in designs, bit-exact under stalls, and its
 failure reports (mismatch located, hang caught, incomplete design folder)."""
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from amaranth_harness import run_accelerator
+from hwgen.design_folder import DesignFolderError, build_dir, seal
 from hwgen.sim import SimResult, SimulationError, format_sim_report, simulate, verilator_env
 from sim_standin import StandIn, standin_model, write_standin
 
@@ -81,11 +83,11 @@ def test_mismatches_located(tmp_path):
 
 def _variant(every_dir, path, head_mode, output_size, inputs, outputs):
     """Copy the stand-in design with other vectors; the Verilog, so the build, is the same."""
-    shutil.copytree(every_dir, path, ignore=shutil.ignore_patterns("sim_build"))
+    shutil.copytree(every_dir, path)
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["head_mode"], manifest["sizes"]["output_size"] = head_mode, output_size
-    (path / "manifest.json").write_text(json.dumps(manifest))
     np.savez(path / "vectors.npz", inputs=inputs, outputs=outputs)
+    seal(path, manifest)          # the variant is a design of its own
     return path
 
 
@@ -95,7 +97,7 @@ def test_hang_caught_by_watchdog(every_dir, tmp_path):
     d = _variant(every_dir, tmp_path / "hang", "every", 3, v["inputs"][:4],
                  np.pad(v["outputs"][:4], ((0, 0), (0, 0), (0, 1))))
     with pytest.raises(SimulationError, match=r"watchdog: no transfer for \d+ cycles"):
-        simulate(d, build_dir=every_dir / "sim_build" / "verilator")
+        simulate(d, build_dir=build_dir(every_dir, "sim", "verilator"))
 
 
 def test_extra_outputs_caught(every_dir, tmp_path):
@@ -103,17 +105,18 @@ def test_extra_outputs_caught(every_dir, tmp_path):
     v = np.load(every_dir / "vectors.npz")
     d = _variant(every_dir, tmp_path / "extra", "last", 2, v["inputs"][:1],
                  v["outputs"][:1, 0])
-    r = simulate(d, build_dir=every_dir / "sim_build" / "verilator")
+    r = simulate(d, build_dir=build_dir(every_dir, "sim", "verilator"))
     assert r.compared == 2 * 2 and r.mismatches == 2 * 2 * (T_LEN - 1)
     assert r.first_mismatch["kind"] == "extra" and r.first_mismatch["sequence"] is None
     assert "an extra output" in format_sim_report(r)
 
 
 def test_missing_files(tmp_path, every_dir):
-    with pytest.raises(SimulationError, match=r"no manifest\.json in .*nowhere"):
+    with pytest.raises(DesignFolderError, match=r"nowhere is not a design folder"):
         simulate(tmp_path / "nowhere")
     d = tmp_path / "no_vectors"
-    shutil.copytree(every_dir, d, ignore=shutil.ignore_patterns("sim_build", "*.npz"))
+    shutil.copytree(every_dir, d, ignore=shutil.ignore_patterns("*.npz"))
+    seal(d, json.loads((d / "manifest.json").read_text()))
     with pytest.raises(SimulationError, match=r"no vectors\.npz in"):
         simulate(d)
     v = np.load(every_dir / "vectors.npz")
@@ -126,8 +129,9 @@ def test_missing_files(tmp_path, every_dir):
 
 def test_build_failure_shows_log(tmp_path, every_dir):
     d = tmp_path / "bad_verilog"
-    shutil.copytree(every_dir, d, ignore=shutil.ignore_patterns("sim_build"))
+    shutil.copytree(every_dir, d)
     (d / "standin_every.v").write_text("module standin_every(input clk);\n  wire w = ;\n")
+    seal(d, json.loads((d / "manifest.json").read_text()))
     with pytest.raises(SimulationError, match=r"(?s)verilator build of standin_every failed"
                                               r".*build\.log.*standin_every\.v:2"):
         simulate(d)
@@ -142,3 +146,50 @@ def test_icarus(every_dir):
 def test_no_torch():
     code = "import sys, hwgen.sim; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _flip_hex_digit(path):
+    text = path.read_text()
+    i = next(i for i, ch in enumerate(text) if ch in "0123456789abcdef")
+    path.write_text(text[:i] + ("1" if text[i] == "0" else "0") + text[i + 1:])
+
+
+@pytest.mark.parametrize("edit", ["verilog", "vectors", "manifest", "extra", "missing"])
+def test_edited_design_refused(every_dir, tmp_path, edit):
+    """Any change to a generated folder is caught before anything runs."""
+    d = tmp_path / "edited"
+    shutil.copytree(every_dir, d)
+    if edit == "verilog":
+        _flip_hex_digit(d / "standin_every.v")
+    elif edit == "vectors":
+        data = (d / "vectors.npz").read_bytes()
+        (d / "vectors.npz").write_bytes(data[: len(data) // 2])       # truncated
+    elif edit == "manifest":
+        m = json.loads((d / "manifest.json").read_text())
+        m["interface"]["verilog"] = None
+        (d / "manifest.json").write_text(json.dumps(m))
+    elif edit == "extra":
+        (d / "notes.txt").write_text("x")
+    else:
+        (d / "vectors.npz").unlink()
+    message = {"verilog": "standin_every.v differs from the generated file",
+               "vectors": "vectors.npz differs from the generated file",
+               "manifest": "was edited after generation", "extra": "notes.txt not part of",
+               "missing": "vectors.npz named by the manifest is missing"}[edit]
+    with pytest.raises(DesignFolderError, match=message):
+        simulate(d)
+
+
+@pytest.mark.parametrize("max_sequences", [0, -3])
+def test_comparing_nothing_is_an_error(every_dir, max_sequences):
+    with pytest.raises(SimulationError, match="a run that compares nothing checks nothing"):
+        simulate(every_dir, max_sequences=max_sequences)
+
+
+def test_a_short_run_has_not_passed(every_dir):
+    r = simulate(every_dir, max_sequences=2)
+    assert r.passed and r.compared == r.expected == 2 * 2 * T_LEN * 2
+    short = dataclasses.replace(r, compared=r.expected - 1)
+    nothing = dataclasses.replace(r, compared=0, expected=0)
+    assert not short.passed and not nothing.passed
+    assert "FAIL; compared 0 of 0 expected outputs" in format_sim_report(nothing)

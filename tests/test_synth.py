@@ -8,6 +8,7 @@ import pytest
 
 from hwgen.boards import build_bitstream
 from hwgen.boards.build import _out_of_dsps
+from hwgen.design_folder import build_dir, seal
 from hwgen.synth import DesignFolderError, SynthError, get_target, synthesize
 from hwgen.synth.cli_support import synth_command
 from standin_design import write_standin
@@ -48,6 +49,11 @@ endmodule
 """
 
 
+def _up5k_report(design, name: str) -> Path:
+    """A file of the default UP5K synthesis folder of `design`."""
+    return build_dir(design, "synth", "ice40-up5k") / name
+
+
 def write_big_ram(out_dir, muls: int = 0) -> Path:
     """A design folder whose RAM needs more block RAM than the UP5K has."""
     out_dir = Path(out_dir)
@@ -56,8 +62,9 @@ def write_big_ram(out_dir, muls: int = 0) -> Path:
         _BIG_RAM_VERILOG.replace("MULS = 0", f"MULS = {muls}"))
     manifest = {"name": "bigram", "interface": {
         "top": "hwgen_bigram", "verilog": ["hwgen_bigram.v"], "clock": "clk", "reset": "rst",
-        "in_width": 8, "out_width": 12}, "cycles": {"per_step": 1, "per_sequence_overhead": 0}}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest))
+        "in_width": 8, "out_width": 12}, "sizes": {"input_size": 1, "output_size": 1},
+        "head_mode": "every", "cycles": {"per_step": 1, "per_sequence_overhead": 0}}
+    seal(out_dir, manifest)
     return out_dir
 
 
@@ -130,10 +137,10 @@ def test_too_many_multipliers_fit_with_the_widest_on_dsps(tmp_path):
     assert Path(report["bitstream"]).stat().st_size > 0
     assert list(report["stage_seconds"]) == ["yosys", "yosys-dsp-probe", "yosys-dsp-widest",
                                              "nextpnr", "pack"]
-    text = (design / "synth/ice40-up5k/report.txt").read_text()
+    text = _up5k_report(design, "report.txt").read_text()
     assert "DSP mapping: dsp-widest (synth_ice40 -dsp wanted 12 SB_MAC16 > 8: the 8 widest " \
            "of 12 multipliers on SB_MAC16, 4 in logic)" in text
-    saved = json.loads((design / "synth/ice40-up5k/report.json").read_text())
+    saved = json.loads(_up5k_report(design, "report.json").read_text())
     assert saved["dsp_mapping"]["strategy"] == "dsp-widest"
 
 
@@ -146,7 +153,7 @@ def test_no_dsp_budget_puts_every_multiplier_in_logic(tmp_path):
     assert dsp["strategy"] == "no-dsp" and dsp["on_dsp"] == [] and len(dsp["in_logic"]) == 2
     assert dsp["attempts"] == [{"strategy": "dsp", "dsp": 2}, {"strategy": "no-dsp", "dsp": 0}]
     assert report["cells"].get("SB_MAC16", 0) == 0 and report["fits"] is True
-    assert "synthesized without -dsp" in (design / "synth/ice40-up5k/report.txt").read_text()
+    assert "synthesized without -dsp" in _up5k_report(design, "report.txt").read_text()
 
 
 def test_too_much_block_ram_does_not_fit(tmp_path):
@@ -156,7 +163,7 @@ def test_too_much_block_ram_does_not_fit(tmp_path):
     assert report["overflow"][0]["resource"] == "BRAM"
     assert report["overflow"][0]["used"] == 32 and report["overflow"][0]["available"] == 30
     assert report["bitstream"] is None
-    assert json.loads((design / "synth/ice40-up5k/report.json").read_text())["fits"] is False
+    assert json.loads(_up5k_report(design, "report.json").read_text())["fits"] is False
 
 
 def test_no_dsp_fallback_when_block_ram_overflows_too(tmp_path):
@@ -167,7 +174,7 @@ def test_no_dsp_fallback_when_block_ram_overflows_too(tmp_path):
     dsp = report["dsp_mapping"]
     assert dsp["strategy"] == "dsp" and dsp["attempts"] == [{"strategy": "dsp", "dsp": 12}]
     assert "no fallback tried, as BRAM (32 > 30) overflows anyway" in dsp["detail"]
-    assert "DSP mapping: dsp (" in (design / "synth/ice40-up5k/report.txt").read_text()
+    assert "DSP mapping: dsp (" in _up5k_report(design, "report.txt").read_text()
 
 
 def test_wide_core_gets_the_pin_shell(tmp_path):

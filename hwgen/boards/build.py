@@ -11,6 +11,7 @@ from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io
 
+from ..design_folder import build_dir
 from ..synth.design import Design, load_design
 from ..synth.errors import SynthError
 from ..synth.flow import ICE40_COARSE_BEFORE_DSP, soft_mul_commands, split_multipliers
@@ -123,7 +124,7 @@ def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD
     ----------
     design_dir : the design folder.
     board : a name of :data:`BOARDS` (``"icebreaker"``, ``"ulx3s"``).
-    out_dir : the build folder; default ``<design_dir>/board/<board>``.
+    out_dir : the build folder; default ``<design_dir>.build/board/<board>``.
     baud : the UART rate.
     fifo_depth : bytes of the board's receive FIFO.
     progress : ``progress(stage, event, seconds)`` as in :func:`hwgen.synth.synthesize`,
@@ -143,7 +144,7 @@ def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD
     """
     design = load_design(design_dir)
     spec = get_board(board)
-    out = Path(out_dir) if out_dir is not None else design.path / "board" / spec.name
+    out = Path(out_dir) if out_dir is not None else build_dir(design.path, "board", spec.name)
     out.mkdir(parents=True, exist_ok=True)
     name = "hwgen_board"
     start = time.monotonic()

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
 import shutil
 import tempfile
+import warnings
 
 import numpy as np
 from amaranth.back import verilog
 
 from .. import __version__
+from ..design_folder import MANIFEST, DesignFolderError, seal
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
 from .plan import cycle_model
@@ -88,9 +89,12 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
              inputs: np.ndarray | None = None, delta=None) -> Path:
     """Generate the design folder `out_dir` for `qm`; returns its path.
 
-    The folder is written to a temporary sibling first and moved into place whole, so a
-    failure leaves nothing half-written. `inputs` (N, T, I) integers, if given, are stored
-    with the reference outputs in vectors.npz for the testbenches. `delta`: per-layer
+    The folder is written to a temporary sibling first, sealed (every file's digest in the
+    manifest, see `hwgen.design_folder`) and moved into place whole: a failure leaves
+    nothing half-written, and an earlier design of that name stays whole until the new one
+    has replaced it. A folder there that is not a design is never replaced. `inputs`
+    (N, T, I) integers, if given, are stored with the reference outputs in vectors.npz for
+    the testbenches. `delta`: per-layer
     (theta_x, theta_h) thresholds for a delta network, or None for a dense design.
     """
     out_dir = Path(out_dir)
@@ -100,8 +104,10 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     text = verilog.convert(acc, name=top, emit_src=False)
     manifest = manifest_for(qm, acc, name, top)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _check_replaceable(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())   # as any folder the user makes, not mkdtemp's 0700
         (tmp / f"{top}.v").write_text(text)
         (tmp / "weights.hex").write_text(_hex_words(acc.plan.weight_words,
                                                     acc.plan.weight_width))
@@ -115,14 +121,50 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
                                    "steps": int(xq.shape[1])}
             if acc.plan.delta is not None:
                 manifest["delta"]["vectors"] = stats.summary()
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        seal(tmp, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _swap_into_place(tmp, out_dir)
     return out_dir
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace anything but an earlier design folder."""
+    if out_dir.exists() and not (out_dir.is_dir() and (out_dir / MANIFEST).is_file()):
+        raise DesignFolderError(f"{out_dir} exists and is not a design folder; "
+                                "choose another name or folder")
+
+
+def _swap_into_place(new: Path, out_dir: Path) -> None:
+    """Move the finished folder `new` to `out_dir`; at every instant one design is whole.
+
+    An earlier design is renamed aside first, then the new one takes its place, and only
+    then is the old one removed (if that fails, it stays aside and a warning says where).
+    """
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        os.replace(out_dir, old)          # onto the empty folder just made: atomic
+    try:
+        os.replace(new, out_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out_dir)
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if old is not None:
+        try:
+            shutil.rmtree(old)
+        except OSError as exc:
+            warnings.warn(f"the previous design was kept at {old}: it could not be removed "
+                          f"({exc})", stacklevel=3)
 
 
 def folder_digest(path) -> dict:

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-import json
 from pathlib import Path
 
-from .errors import DesignFolderError
+from ..design_folder import load_manifest
 
 #: Files beside the Verilog that a ``$readmemh``/``$readmemb`` may load at synthesis.
 DATA_SUFFIXES = (".hex", ".mem", ".bin", ".init")
@@ -53,40 +52,17 @@ class Design:
         return 2 + (self.in_payload_bits + 2) + (self.out_payload_bits + 2)
 
 
-def _need(mapping: dict, key: str, where: str):
-    if key not in mapping:
-        raise DesignFolderError(f"manifest.json has no {where}{key!r}")
-    return mapping[key]
-
-
 def load_design(design_dir) -> Design:
-    """Load and check the design folder ``design_dir``.
+    """Load the design folder ``design_dir``, checked by `hwgen.design_folder.load_manifest`.
 
     Raises
     ------
     DesignFolderError
-        When the folder, its manifest, a required key or a Verilog file is missing.
+        When the folder or its manifest is missing, a file was edited or a key is missing.
     """
     path = Path(design_dir)
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
-        raise DesignFolderError(f"{path} is not a design folder: no manifest.json")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DesignFolderError(f"{manifest_path} is not valid JSON: {exc}") from None
-    iface = _need(manifest, "interface", "")
-    top = _need(iface, "top", "interface.")
-    files = _need(iface, "verilog", "interface.")
-    verilog = tuple(path / f for f in files)
-    for f in verilog:
-        if not f.is_file():
-            raise DesignFolderError(f"Verilog file {f} named by the manifest does not exist")
-    widths = []
-    for key in ("in_width", "out_width"):
-        value = _need(iface, key, "interface.")
-        if not isinstance(value, int) or value < 1:
-            raise DesignFolderError(f"interface.{key} must be a positive integer, not {value!r}")
-        widths.append(value)
-    return Design(path=path, manifest=manifest, name=manifest.get("name", path.name), top=top,
-                  verilog=verilog, in_width=widths[0], out_width=widths[1])
+    manifest = load_manifest(path)
+    iface = manifest["interface"]
+    return Design(path=path, manifest=manifest, name=manifest["name"], top=iface["top"],
+                  verilog=tuple(path / f for f in iface["verilog"]),
+                  in_width=iface["in_width"], out_width=iface["out_width"])

@@ -1,9 +1,7 @@
 """Named errors of the FPGA flow."""
 from __future__ import annotations
 
-
-class DesignFolderError(ValueError):
-    """A design folder is missing, or its manifest breaks the design-folder contract."""
+from ..design_folder import DesignFolderError  # noqa: F401  (one error type, re-exported)
 
 
 class SynthError(RuntimeError):

@@ -6,6 +6,7 @@ from pathlib import Path
 import time
 from typing import Callable
 
+from ..design_folder import build_dir
 from .design import Design, load_design
 from .errors import SynthError
 from .pins import SHELL_TOP, gowin_cst, pin_shell_verilog
@@ -351,7 +352,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     target : a target name of :data:`~hwgen.synth.targets.TARGETS` (or a Target).
     freq_mhz : the clock aim handed to nextpnr's ``--freq``; the target's default if None.
     out_dir : where the tool files, ``report.json`` and ``report.txt`` go; default
-        ``<design_dir>/synth/<target>``.
+        ``<design_dir>.build/synth/<target>``, beside the design folder.
     progress : called as ``progress(stage, event, seconds)``; None for silence.
     steps : time steps T of a sequence for the throughput figure; default the manifest's
         ``vectors.steps``, else 1.
@@ -405,7 +406,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     design = load_design(design_dir)
     tgt = get_target(target)
     freq = float(freq_mhz or tgt.default_freq_mhz)
-    out = Path(out_dir) if out_dir is not None else design.path / "synth" / tgt.name
+    out = Path(out_dir) if out_dir is not None else build_dir(design.path, "synth", tgt.name)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt", "report_pnr.json", "soft_muls.txt"):
         (out / stale).unlink(missing_ok=True)

@@ -290,9 +290,11 @@ async def check_accelerator(dut):
 
     tb = TB(dut, manifest, seed=int(os.environ.get("HWGEN_SEED", "0")), watchdog=watchdog)
     checker = Checker(outputs, inputs.shape[1])
+    # what a full run compares; a run that compared fewer (or nothing) has failed
+    expected = len(passes) * sum(len(checker.expected(i)) for i in indices)
     result = {"design": manifest.get("name"), "top": manifest["interface"]["top"],
               "vectors": len(indices), "steps": int(inputs.shape[1]), "passes": {},
-              "error": None}
+              "expected": expected, "error": None}
     t0 = time.perf_counter()
     try:
         await tb.reset()
@@ -315,6 +317,8 @@ async def check_accelerator(dut):
                       step_interval=timing.get("step_interval"))
         if os.environ.get("HWGEN_RESULT_JSON"):
             Path(os.environ["HWGEN_RESULT_JSON"]).write_text(json.dumps(result, indent=2))
+    assert expected > 0 and checker.compared == expected, (
+        f"compared {checker.compared} outputs of the {expected} expected")
     first = checker.first
     assert checker.mismatches == 0, (
         f"{checker.mismatches} mismatches in {checker.compared} outputs; first "
