@@ -34,27 +34,35 @@ class DeltaPoint:
                 "macs_eliminated": self.macs_eliminated, "fired_fraction": self.fired_fraction}
 
 
-def evaluate_delta(qm: QModel, xq, metric: Callable, thresholds) -> DeltaPoint:
-    """Run the delta reference and score its integer outputs with `metric(y_int)`."""
+def evaluate_delta(qm: QModel, xq, metric: Callable, thresholds,
+                   layout: str | None = None) -> DeltaPoint:
+    """Run the delta reference and score its integer outputs with `metric(y_int)`.
+
+    `xq` and the outputs `metric` sees are in `layout` (None: the model's own, see
+    `hwgen.ir.data_layout`).
+    """
     stats = DeltaStats()
-    y = run_int(qm, xq, delta=[tuple(t) for t in thresholds], stats=stats)
+    y = run_int(qm, xq, delta=[tuple(t) for t in thresholds], stats=stats, layout=layout)
     return DeltaPoint([tuple(t) for t in thresholds], float(metric(y)),
                       stats.macs_eliminated, stats.fired_fraction)
 
 
-def sweep(qm: QModel, xq, metric: Callable, thetas=(0, 1, 2, 4, 8, 16, 32)) -> list[DeltaPoint]:
+def sweep(qm: QModel, xq, metric: Callable, thetas=(0, 1, 2, 4, 8, 16, 32),
+          layout: str | None = None) -> list[DeltaPoint]:
     """One threshold for every path of every layer, for each theta."""
-    return [evaluate_delta(qm, xq, metric, [(t, t)] * len(qm.layers)) for t in thetas]
+    return [evaluate_delta(qm, xq, metric, [(t, t)] * len(qm.layers), layout) for t in thetas]
 
 
 def choose_thresholds(qm: QModel, xq, metric: Callable, budget: float,
-                      candidates=CANDIDATES, progress=None) -> tuple[DeltaPoint, list]:
+                      candidates=CANDIDATES, progress=None,
+                      layout: str | None = None) -> tuple[DeltaPoint, list]:
     """Largest MAC elimination found whose metric stays within `budget` of Θ = 0.
 
     Parameters
     ----------
     metric : integer outputs -> score, higher is better (accuracy in points, or -bpc).
     budget : allowed metric loss against the dense (Θ = 0) model, in the metric's units.
+    layout : of `xq` and of the outputs `metric` sees; None: the model's own.
     Returns the chosen point and the path of accepted points.
     """
     if budget < 0:
@@ -65,7 +73,7 @@ def choose_thresholds(qm: QModel, xq, metric: Callable, budget: float,
     def thresholds_of(ix):
         return [(candidates[ix[2 * k]], candidates[ix[2 * k + 1]]) for k in range(len(qm.layers))]
 
-    best = evaluate_delta(qm, xq, metric, thresholds_of(idx))
+    best = evaluate_delta(qm, xq, metric, thresholds_of(idx), layout)
     floor = best.metric - budget
     path = [best]
     while True:
@@ -75,7 +83,7 @@ def choose_thresholds(qm: QModel, xq, metric: Callable, budget: float,
             for nxt in range(idx[p] + 1, len(candidates)):
                 trial = list(idx)
                 trial[p] = nxt
-                point = evaluate_delta(qm, xq, metric, thresholds_of(trial))
+                point = evaluate_delta(qm, xq, metric, thresholds_of(trial), layout)
                 if point.macs_eliminated > best.macs_eliminated:
                     if point.metric >= floor:
                         gain = point.macs_eliminated - best.macs_eliminated

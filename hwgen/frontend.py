@@ -61,6 +61,10 @@ def from_torch(model, head=None, head_mode: str | None = None) -> ModelIR:
         or an `nn.Sequential` of exactly (recurrent layer, nn.Linear).
     head : nn.Linear applied to the recurrent output (when `model` is a bare RNN).
     head_mode : "last" (head on the last step) or "every" (head on every step).
+
+    The IR's meta records the recurrent module's ``batch_first``: functions that take data
+    then follow its layout by default, time-major (T, N, I) for ``batch_first=False``
+    (see `hwgen.ir.data_layout`).
     """
     from torch import nn
 

@@ -2,6 +2,11 @@
 
 Gate order and layouts follow PyTorch: LSTM rows are (i, f, g, o), GRU rows (r, z, n) in
 the reset-after form n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+
+Data layout: every function that takes sequences follows the imported model's own
+convention unless told otherwise (`data_layout`): batch-major "NTI" (N sequences, T steps,
+I features) for a torch module with ``batch_first=True`` (and for a model of unknown
+origin), time-major "TNI" for ``batch_first=False``. Outputs come back in the same layout.
 """
 from __future__ import annotations
 
@@ -11,6 +16,40 @@ import numpy as np
 
 CELLS = {"lstm": 4, "gru": 3}  # gates per cell
 HEAD_MODES = ("last", "every")
+LAYOUTS = ("NTI", "TNI")
+
+
+def data_layout(meta: dict, layout: str | None = None) -> str:
+    """The layout of a model's data arrays: the one rule every data-taking function uses.
+
+    Parameters
+    ----------
+    meta : the model's meta (`ModelIR.meta` or `QModel.meta`); its "batch_first" is what
+        `from_torch` recorded.
+    layout : "NTI" (batch-major), "TNI" (time-major), or None for the model's own
+        ("TNI" if it was imported with ``batch_first=False``, else "NTI").
+
+    Returns
+    -------
+    str
+        "NTI" or "TNI".
+    """
+    if layout is None:
+        return "NTI" if meta.get("batch_first", True) else "TNI"
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS} or None, not {layout!r}")
+    return layout
+
+
+def swap_layout(x, layout: str) -> np.ndarray:
+    """Batch-major <-> `layout`: swaps the first two axes for "TNI" (its own inverse)."""
+    x = np.asarray(x)
+    return np.ascontiguousarray(np.swapaxes(x, 0, 1)) if layout == "TNI" else x
+
+
+def shape_name(layout: str, features) -> str:
+    """How an array in `layout` is described in messages, e.g. "(N, T, 5)"."""
+    return f"({', '.join(layout[:2])}, {features})"
 
 
 @dataclass

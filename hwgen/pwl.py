@@ -2,8 +2,10 @@
 
 Both functions are evaluated on |x| only (tanh is odd, sigmoid(-x) = 1 - sigmoid(x)), so
 the table covers [0, x_max) with `segments` equal segments whose width is a power of two
-in input LSBs: the segment index is ``|x| >> seg_shift``, no comparators. Beyond x_max the
-output is the limit 1. Inside segment i:
+in input LSBs: the segment index is ``|x| >> seg_shift``, no comparators. A narrow input
+format gets fewer segments, enough to cover every magnitude it holds, |min_int| included
+(the most negative code has the largest magnitude). Beyond x_max the output is the limit
+1. Inside segment i:
 
     y = c[i] + round((m[i] * dx) >> (in_frac + slope_frac - work_frac))     (slope_form "mult")
     y = c[i] + round(dx >> (in_frac + e[i] - work_frac))                      (slope_form "shift")
@@ -12,6 +14,11 @@ with ``dx = |x| - (i << seg_shift)``, at `work_frac` = out_frac + guard fraction
 sign is restored (tanh: -y; sigmoid: one - y) at work precision, then the result is
 rounded (round half up) and saturated to the output format. `PWL.evaluate` is that
 definition; the RTL implements the same steps.
+
+The float references (for the fit and the error statistics) are computed with Python's
+`math` module, not numpy's CPU-dispatched SIMD loops, and the statistics are rounded to
+`STAT_DIGITS` significant digits (`round_stat`): what reaches a written file is the same on
+every machine.
 """
 from __future__ import annotations
 
@@ -22,13 +29,36 @@ import numpy as np
 
 from .fixed import QFormat, shift_round
 
-FUNCTIONS = {
-    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
-    "tanh": np.tanh,
-}
+
+def _sigmoid(v: float) -> float:
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)  # no overflow for large negative v
+    return e / (1.0 + e)
+
+
+def _vectorize(f):
+    def apply(x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return np.array([f(v) for v in x.ravel().tolist()], dtype=np.float64).reshape(x.shape)
+    return apply
+
+
+# float references, element by element with `math` (the same on every machine)
+FUNCTIONS = {"sigmoid": _vectorize(_sigmoid), "tanh": _vectorize(math.tanh)}
+STAT_DIGITS = 6
 DEFAULT_X_MAX = {"sigmoid": 8.0, "tanh": 4.0}
 SLOPE_FORMS = ("mult", "shift")
 GUARD_BITS = 4
+
+
+def round_stat(x: float) -> float:
+    """`x` rounded to `STAT_DIGITS` significant digits: a statistic fit to be written to a file.
+
+    Float reductions may differ in the last digits between machines; rounded, they do not
+    (short of a value lying within an ulp of a rounding boundary).
+    """
+    return float(f"{float(x):.{STAT_DIGITS}g}")
 
 
 @dataclass(frozen=True)
@@ -101,6 +131,11 @@ def fit_pwl(func: str, in_fmt: QFormat, out_fmt: QFormat, segments: int = 16,
     slope_form : "mult" (slope integers, one multiplier) or "shift" (power-of-two slopes).
     slope_width : bits of a "mult" slope (unsigned magnitude plus sign).
     x_max : end of the table; defaults to 8 (sigmoid) or 4 (tanh).
+
+    Returns
+    -------
+    PWL
+        With `max_error` and `mean_error` measured by `pwl_error`.
     """
     if func not in FUNCTIONS:
         raise ValueError(f"PWL function must be one of {sorted(FUNCTIONS)}, not {func!r}")
@@ -113,8 +148,9 @@ def fit_pwl(func: str, in_fmt: QFormat, out_fmt: QFormat, segments: int = 16,
     # segment width: the power of two (in input LSBs) closest to x_max / segments
     seg_shift = max(0, round(math.log2(x_max / segments)) + in_fmt.frac)
     seg_w = 2.0 ** (seg_shift - in_fmt.frac)
-    # never more segments than the input range needs
-    n_seg = max(1, min(segments, math.ceil(min(x_max, in_fmt.max_value + in_fmt.lsb) / seg_w)))
+    # never more segments than the input range needs, but every magnitude up to |min_int|
+    # (the largest one) inside the table unless it is beyond x_max
+    n_seg = max(1, min(segments, math.ceil(x_max / seg_w), (-in_fmt.min_int >> seg_shift) + 1))
     work_frac = out_fmt.frac + GUARD_BITS
     slope_frac = slope_width - 1 - math.ceil(math.log2(1.0 if func == "tanh" else 0.25)) - 1
 
@@ -122,7 +158,7 @@ def fit_pwl(func: str, in_fmt: QFormat, out_fmt: QFormat, segments: int = 16,
     for i in range(n_seg):
         x0 = i * seg_w
         xs = np.linspace(x0, x0 + seg_w, 257)
-        secant = (f(x0 + seg_w) - f(x0)) / seg_w
+        secant = float(f(x0 + seg_w) - f(x0)) / seg_w
         if slope_form == "mult":
             s_int = int(round(secant * 2.0 ** slope_frac))
             m = s_int * 2.0 ** -slope_frac
@@ -141,11 +177,16 @@ def fit_pwl(func: str, in_fmt: QFormat, out_fmt: QFormat, segments: int = 16,
 
 
 def pwl_error(pwl: PWL) -> tuple[float, float]:
-    """Max and mean |PWL(x) - f(x)| over every input code (a uniform grid when > 2**20)."""
+    """Max and mean |PWL(x) - f(x)| over every input code, min_int..max_int.
+
+    Input formats wider than 20 bits use a uniform grid of 2**20 codes that includes both
+    ends. Both statistics are exact reductions (max, `math.fsum`) rounded by `round_stat`.
+    """
     fmt = pwl.in_fmt
     if fmt.width <= 20:
         codes = np.arange(fmt.min_int, fmt.max_int + 1, dtype=np.int64)
     else:
-        codes = np.linspace(fmt.min_int, fmt.max_int, 1 << 20).astype(np.int64)
-    err = np.abs(pwl.out_fmt.to_float(pwl.evaluate(codes)) - FUNCTIONS[pwl.func](fmt.to_float(codes)))
-    return float(err.max()), float(err.mean())
+        codes = fmt.saturate(np.linspace(fmt.min_int, fmt.max_int, 1 << 20).astype(np.int64))
+    exact = FUNCTIONS[pwl.func](fmt.to_float(codes))
+    err = np.abs(pwl.out_fmt.to_float(pwl.evaluate(codes)) - exact)
+    return round_stat(err.max()), round_stat(math.fsum(err.tolist()) / err.size)

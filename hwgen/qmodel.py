@@ -141,9 +141,15 @@ class QModel:
         return self.head.weight.shape[0]
 
     def quantize_inputs(self, x) -> np.ndarray:
+        """Float inputs -> integers in `input_fmt`, element by element.
+
+        The result keeps the shape, and so the layout, of `x`: (N, T, I), or (T, N, I) for
+        a time-major model (see `hwgen.ir.data_layout`), ready for `hwgen.ref.run_int`.
+        """
         return self.input_fmt.quantize(x)
 
     def decode_outputs(self, y) -> np.ndarray:
+        """Integer outputs of `run_int` -> floats, element by element (layout kept)."""
         return self.head.out_fmt.to_float(y)
 
     def memory_bits(self) -> dict:

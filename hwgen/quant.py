@@ -11,15 +11,21 @@ Two schemes, at the same word widths:
 
 Any tensor can be overridden by name (see `tensor_names`), e.g. to keep one path wide:
 ``QuantConfig(weight_bits=4, overrides={"l0.wh": 16})``.
+
+The calibration data is checked before anything is computed (`check_calibration_data`):
+a wrong rank or feature count, no values, or one NaN/inf raises `CalibrationDataError`. A
+calibrated tensor that is zero on every calibration value says nothing about its range: it
+gets Q(w, w-1) (range +/-1, the activations' format) with a `CalibrationWarning`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import warnings
 
 import numpy as np
 
 from .fixed import QFormat, frac_for_range, frac_min_mse
-from .ir import ModelIR
+from .ir import ModelIR, data_layout, shape_name, swap_layout
 from .pwl import DEFAULT_X_MAX, fit_pwl
 from .qmodel import QHead, QLayer, QModel
 from .ref import run_float
@@ -31,6 +37,18 @@ PRE_CLIP = max(DEFAULT_X_MAX.values())  # pre-activations beyond this saturate t
 
 class QuantConfigError(ValueError):
     """A quantization option is out of range or names an unknown tensor."""
+
+
+class CalibrationDataError(QuantConfigError):
+    """The calibration data has the wrong shape, no values, or a NaN or infinite value."""
+
+
+class CalibrationWarning(UserWarning):
+    """A calibrated tensor is zero on all calibration data: its format is a default."""
+
+
+# tensors whose format comes from calibrated values (not weights, biases or activations)
+CALIBRATED = ("input", "h", "c", "pre", "out")
 
 
 def tensor_names(n_layers: int, cell: str) -> list[str]:
@@ -96,10 +114,53 @@ class QuantConfig:
                                        f"not {value!r}")
 
 
-def calibrate(model: ModelIR, x_calib) -> dict[str, np.ndarray]:
-    """Values of every tensor on calibration sequences, keyed by tensor name."""
+def check_calibration_data(model: ModelIR, x_calib, layout: str | None = None) -> np.ndarray:
+    """Check calibration sequences; return them as batch-major (N, T, I) float64.
+
+    Parameters
+    ----------
+    model : the float model they calibrate.
+    x_calib : (N, T, I) floats, or (T, N, I) in a time-major layout.
+    layout : "NTI", "TNI" or None for the model's own (see `hwgen.ir.data_layout`).
+
+    Raises
+    ------
+    CalibrationDataError
+        Not numbers, not 3-D, a feature count other than the model's input size, no
+        values, or a NaN or infinite value (the message gives the first one's position).
+    """
+    lay = data_layout(model.meta, layout)
+    try:
+        x = np.asarray(x_calib, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise CalibrationDataError(f"calibration data must be an array of numbers ({e})") \
+            from None
+    want = shape_name(lay, model.input_size)
+    if x.ndim != 3:
+        raise CalibrationDataError(f"calibration data must be 3-D {want}, not shape {x.shape}")
+    if x.shape[2] != model.input_size:
+        raise CalibrationDataError(f"calibration data has {x.shape[2]} features per step, "
+                                   f"the model takes {model.input_size}")
+    if x.size == 0:
+        raise CalibrationDataError(f"calibration data is empty: shape {x.shape}, want {want}")
+    x = swap_layout(x, lay)
+    for bad, what in ((np.isnan(x), "NaN"), (np.isinf(x), "infinite")):
+        if bad.any():
+            n, t, i = np.argwhere(bad)[0]
+            raise CalibrationDataError(
+                f"calibration data has {int(bad.sum())} {what} value(s) "
+                f"(first at sequence {n}, step {t}, feature {i})")
+    return x
+
+
+def calibrate(model: ModelIR, x_calib, layout: str | None = None) -> dict[str, np.ndarray]:
+    """Values of every tensor on calibration sequences, keyed by tensor name.
+
+    `x_calib` is in the model's layout unless `layout` says otherwise; it is not checked
+    (`quantize_model` checks it with `check_calibration_data` first).
+    """
     record: list = []
-    out = run_float(model, x_calib, record)
+    out = run_float(model, x_calib, record, layout)
     values = {"input": np.asarray(x_calib, dtype=np.float64), "out": out}
     for k, (layer, rec) in enumerate(zip(model.layers, record)):
         values[f"l{k}.h"] = rec["h"]
@@ -149,6 +210,11 @@ class _FormatChooser:
             frac = frac_for_range(self.global_peak, width)
         elif name.endswith(".act"):
             frac = width - 1  # sigmoid/tanh outputs: [-1, 1) is known, not calibrated
+        elif name.split(".")[-1] in CALIBRATED and not np.any(self.values[name]):
+            frac = width - 1  # no range to calibrate: that of the activations
+            warnings.warn(f"tensor {name!r} is zero on all calibration data: using the "
+                          f"default format {QFormat(width, frac)} (range +/-1); calibrate "
+                          f"on representative data", CalibrationWarning, stacklevel=3)
         elif self.config.method == "max" or name.endswith(".b"):
             frac = frac_for_range(float(np.max(np.abs(self.values[name]))), width)
         elif name.endswith(".pre"):
@@ -176,11 +242,26 @@ def _gate_rows(layer, fmt_x: QFormat, fmt_h: QFormat, bias_fmt_fn, chooser, k):
     return w_x, w_h, b_fmt, b_fmt.quantize(bias_float)
 
 
-def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None) -> QModel:
-    """Calibrate `model` on `x_calib` (N, T, I) floats and return the quantized model."""
+def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None,
+                   layout: str | None = None) -> QModel:
+    """Calibrate `model` on sample sequences and return the quantized model.
+
+    Parameters
+    ----------
+    model : the float model.
+    x_calib : (N, T, I) floats, or (T, N, I) for a time-major model (see `layout`).
+    config : widths and options; `QuantConfig()` by default.
+    layout : "NTI", "TNI", or None for the model's own (see `hwgen.ir.data_layout`).
+
+    Raises
+    ------
+    QuantConfigError
+        A bad option; `CalibrationDataError` (a subclass) for bad calibration data. Both
+        before anything is computed.
+    """
     config = config or QuantConfig()
     config.validate(len(model.layers), model.cell)
-    values = calibrate(model, x_calib)
+    values = calibrate(model, check_calibration_data(model, x_calib, layout), layout="NTI")
     choose = _FormatChooser(config, values)
     x_fmt = choose("input")
     layers = []

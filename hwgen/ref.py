@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .fixed import align, requantize, shift_round
-from .ir import ModelIR, RNNLayer
+from .ir import ModelIR, RNNLayer, data_layout, shape_name, swap_layout
 from .qmodel import QHead, QLayer, QModel
 
 # float64 holds integers exactly below 2**53: use BLAS when the accumulator bound allows
@@ -64,12 +64,31 @@ def float_layer(layer: RNNLayer, x: np.ndarray, record: dict | None = None) -> n
     return out
 
 
-def run_float(model: ModelIR, x, record: list | None = None) -> np.ndarray:
-    """Float forward pass. x: (N, T, I). Returns (N, O) or (N, T, O) by head mode.
+def _check_shape(v: np.ndarray, features: int, lay: str, kind: str) -> None:
+    if v.ndim != 3 or v.shape[2] != features:
+        raise ValueError(f"Inputs must be {shape_name(lay, features)} {kind}, "
+                         f"not shape {v.shape}")
 
-    `record`, if a list, receives one dict per layer with its input, h, and pre-activations.
+
+def run_float(model: ModelIR, x, record: list | None = None,
+              layout: str | None = None) -> np.ndarray:
+    """Float forward pass.
+
+    Parameters
+    ----------
+    model : the float model.
+    x : (N, T, I) floats, or (T, N, I) for a time-major layout (see `hwgen.ir.data_layout`).
+    record : if a list, receives one dict per layer with its input, h, and pre-activations
+        (batch-major).
+    layout : "NTI", "TNI", or None for the model's own (time-major if imported from a torch
+        module with batch_first=False).
+
+    Returns (N, O) (head on the last step), or (N, T, O) / (T, N, O) in the input's layout.
     """
+    lay = data_layout(model.meta, layout)
     v = np.asarray(x, dtype=np.float64)
+    _check_shape(v, model.input_size, lay, "floats")
+    v = swap_layout(v, lay)
     for layer in model.layers:
         rec = {"x": v} if record is not None else None
         v = float_layer(layer, v, rec)
@@ -77,8 +96,8 @@ def run_float(model: ModelIR, x, record: list | None = None) -> np.ndarray:
             rec["h"] = v
             record.append(rec)
     if model.head_mode == "last":
-        v = v[:, -1]
-    return v @ model.head.weight.T + model.head.bias
+        return v[:, -1] @ model.head.weight.T + model.head.bias
+    return swap_layout(v @ model.head.weight.T + model.head.bias, lay)
 
 
 # ---------------------------------------------------------------- integer path
@@ -216,24 +235,28 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
 
 
 def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
-            stats: DeltaStats | None = None) -> np.ndarray:
+            stats: DeltaStats | None = None, layout: str | None = None) -> np.ndarray:
     """Bit-exact integer forward pass.
 
     Parameters
     ----------
     qm : the quantized model.
-    xq : (N, T, I) integers in qm.input_fmt (see `QModel.quantize_inputs`).
+    xq : (N, T, I) integers in qm.input_fmt (see `QModel.quantize_inputs`), or (T, N, I)
+        for a time-major layout.
     trace : if a list, receives for every layer a list of per-step dicts of every
         intermediate tensor (acc, pre, gates, c, h) — for debugging a mismatch.
     delta : None (dense) or per-layer integer thresholds [(theta_x, theta_h), ...] in LSBs
         of the layer's input and hidden formats: the delta network.
     stats : a DeltaStats that receives the delta run's counts.
+    layout : "NTI", "TNI", or None for the model's own (see `hwgen.ir.data_layout`).
 
-    Returns (N, O) integers (head on the last step) or (N, T, O) (head on every step).
+    Returns (N, O) integers (head on the last step), or (N, T, O) / (T, N, O) in the
+    input's layout (head on every step).
     """
+    lay = data_layout(qm.meta, layout)
     v = np.asarray(xq, dtype=np.int64)
-    if v.ndim != 3 or v.shape[2] != qm.input_size:
-        raise ValueError(f"Inputs must be (N, T, {qm.input_size}) integers, not shape {v.shape}")
+    _check_shape(v, qm.input_size, lay, "integers")
+    v = swap_layout(v, lay)
     if v.min(initial=0) < qm.input_fmt.min_int or v.max(initial=0) > qm.input_fmt.max_int:
         raise ValueError(f"Inputs fall outside the input format {qm.input_fmt}")
     if delta is not None and len(delta) != len(qm.layers):
@@ -245,5 +268,5 @@ def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
         if trace is not None:
             trace.append(steps)
     if qm.head_mode == "last":
-        v = v[:, -1]
-    return head_forward(qm.head, v)
+        return head_forward(qm.head, v[:, -1])
+    return swap_layout(head_forward(qm.head, v), lay)

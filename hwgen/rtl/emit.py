@@ -14,6 +14,7 @@ from amaranth.back import verilog
 
 from .. import __version__
 from ..design_folder import MANIFEST, DesignFolderError, seal
+from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
 from .plan import cycle_model
@@ -86,7 +87,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
 
 
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
-             inputs: np.ndarray | None = None, delta=None) -> Path:
+             inputs: np.ndarray | None = None, delta=None, layout: str | None = None) -> Path:
     """Generate the design folder `out_dir` for `qm`; returns its path.
 
     The folder is written to a temporary sibling first, sealed (every file's digest in the
@@ -113,9 +114,9 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
                                                     acc.plan.weight_width))
         (tmp / "biases.hex").write_text(_hex_words(acc.plan.bias_words, acc.plan.acc_width))
         if inputs is not None:
-            xq = np.asarray(inputs, dtype=np.int64)
+            xq = swap_layout(np.asarray(inputs, dtype=np.int64), data_layout(qm.meta, layout))
             stats = DeltaStats()
-            outputs = run_int(qm, xq, delta=acc.plan.delta, stats=stats)
+            outputs = run_int(qm, xq, delta=acc.plan.delta, stats=stats, layout="NTI")
             np.savez(tmp / "vectors.npz", inputs=xq, outputs=outputs)
             manifest["vectors"] = {"file": "vectors.npz", "sequences": int(xq.shape[0]),
                                    "steps": int(xq.shape[1])}

@@ -4322,8 +4322,8 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [9:0] \$16 ;
-  wire [10:0] \$17 ;
+  wire [10:0] \$16 ;
+  wire [11:0] \$17 ;
   wire [8:0] \$18 ;
   wire \$19 ;
   wire [8:0] \$2 ;
@@ -4425,14 +4425,14 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
   assign \$4  = $signed(x) < $signed(1'h0);
-  assign \$6  = \$5  >= 4'h8;
-  assign \$8  = \$7  >= 4'h8;
-  assign \$10  = \$8  ? 9'h007 : \$9 ;
-  assign \$13  = \$12  >= 4'h8;
-  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$6  = \$5  >= 4'h9;
+  assign \$8  = \$7  >= 4'h9;
+  assign \$10  = \$8  ? 9'h008 : \$9 ;
+  assign \$13  = \$12  >= 4'h9;
+  assign \$15  = \$13  ? 9'h008 : \$14 ;
   assign \$17  = \$signal  - \$16 ;
-  assign \$19  = \$18  >= 4'h8;
-  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$19  = \$18  >= 4'h9;
+  assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
   assign \$26  = beyond2 ? 20'h00800 : y2;
@@ -4543,46 +4543,50 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$10 [2:0])
-      3'h0:
+    \$11  = 19'h00000;
+    casez (\$10 [3:0])
+      4'h0:
           \$11  = 19'h10060;
-      3'h1:
+      4'h1:
           \$11  = 19'h13f60;
-      3'h2:
+      4'h2:
           \$11  = 19'h17720;
-      3'h3:
+      4'h3:
           \$11  = 19'h1a360;
-      3'h4:
+      4'h4:
           \$11  = 19'h1c3a0;
-      3'h5:
+      4'h5:
           \$11  = 19'h1d9a0;
-      3'h6:
+      4'h6:
           \$11  = 19'h1e820;
-      3'h7:
+      4'h7:
           \$11  = 19'h1f160;
+      4'h8:
+          \$11  = 19'h1f720;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$21 [2:0])
-      3'h0:
+    \$22  = 11'h000;
+    casez (\$21 [3:0])
+      4'h0:
           \$22  = 11'h3eb;
-      3'h1:
+      4'h1:
           \$22  = 11'h37a;
-      3'h2:
+      4'h2:
           \$22  = 11'h2c5;
-      3'h3:
+      4'h3:
           \$22  = 11'h206;
-      3'h4:
+      4'h4:
           \$22  = 11'h163;
-      3'h5:
+      4'h5:
           \$22  = 11'h0e9;
-      3'h6:
+      4'h6:
           \$22  = 11'h094;
-      3'h7:
+      4'h7:
           \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
     endcase
   end
   always @* begin
@@ -4611,7 +4615,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
   assign \$9  = { 4'h0, \$signal [8:4] };
   assign \$12  = { 4'h0, \$signal [8:4] };
   assign \$14  = { 4'h0, \$signal [8:4] };
-  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$16  = { 3'h0, \$15 [3:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
@@ -4630,8 +4634,8 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [9:0] \$16 ;
-  wire [10:0] \$17 ;
+  wire [10:0] \$16 ;
+  wire [11:0] \$17 ;
   wire [8:0] \$18 ;
   wire \$19 ;
   wire [8:0] \$2 ;
@@ -4733,14 +4737,14 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
   assign \$4  = $signed(x) < $signed(1'h0);
-  assign \$6  = \$5  >= 4'h8;
-  assign \$8  = \$7  >= 4'h8;
-  assign \$10  = \$8  ? 9'h007 : \$9 ;
-  assign \$13  = \$12  >= 4'h8;
-  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$6  = \$5  >= 4'h9;
+  assign \$8  = \$7  >= 4'h9;
+  assign \$10  = \$8  ? 9'h008 : \$9 ;
+  assign \$13  = \$12  >= 4'h9;
+  assign \$15  = \$13  ? 9'h008 : \$14 ;
   assign \$17  = \$signal  - \$16 ;
-  assign \$19  = \$18  >= 4'h8;
-  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$19  = \$18  >= 4'h9;
+  assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
   assign \$26  = beyond2 ? 20'h00800 : y2;
@@ -4851,46 +4855,50 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$10 [2:0])
-      3'h0:
+    \$11  = 19'h00000;
+    casez (\$10 [3:0])
+      4'h0:
           \$11  = 19'h10060;
-      3'h1:
+      4'h1:
           \$11  = 19'h13f60;
-      3'h2:
+      4'h2:
           \$11  = 19'h17720;
-      3'h3:
+      4'h3:
           \$11  = 19'h1a360;
-      3'h4:
+      4'h4:
           \$11  = 19'h1c3a0;
-      3'h5:
+      4'h5:
           \$11  = 19'h1d9a0;
-      3'h6:
+      4'h6:
           \$11  = 19'h1e820;
-      3'h7:
+      4'h7:
           \$11  = 19'h1f160;
+      4'h8:
+          \$11  = 19'h1f720;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$21 [2:0])
-      3'h0:
+    \$22  = 11'h000;
+    casez (\$21 [3:0])
+      4'h0:
           \$22  = 11'h3eb;
-      3'h1:
+      4'h1:
           \$22  = 11'h37a;
-      3'h2:
+      4'h2:
           \$22  = 11'h2c5;
-      3'h3:
+      4'h3:
           \$22  = 11'h206;
-      3'h4:
+      4'h4:
           \$22  = 11'h163;
-      3'h5:
+      4'h5:
           \$22  = 11'h0e9;
-      3'h6:
+      4'h6:
           \$22  = 11'h094;
-      3'h7:
+      4'h7:
           \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
     endcase
   end
   always @* begin
@@ -4919,7 +4927,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   assign \$9  = { 4'h0, \$signal [8:4] };
   assign \$12  = { 4'h0, \$signal [8:4] };
   assign \$14  = { 4'h0, \$signal [8:4] };
-  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$16  = { 3'h0, \$15 [3:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
@@ -4938,8 +4946,8 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   wire \$13 ;
   wire [8:0] \$14 ;
   wire [8:0] \$15 ;
-  wire [9:0] \$16 ;
-  wire [10:0] \$17 ;
+  wire [10:0] \$16 ;
+  wire [11:0] \$17 ;
   wire [8:0] \$18 ;
   wire \$19 ;
   wire [8:0] \$2 ;
@@ -5041,14 +5049,14 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
   assign \$4  = $signed(x) < $signed(1'h0);
-  assign \$6  = \$5  >= 4'h8;
-  assign \$8  = \$7  >= 4'h8;
-  assign \$10  = \$8  ? 9'h007 : \$9 ;
-  assign \$13  = \$12  >= 4'h8;
-  assign \$15  = \$13  ? 9'h007 : \$14 ;
+  assign \$6  = \$5  >= 4'h9;
+  assign \$8  = \$7  >= 4'h9;
+  assign \$10  = \$8  ? 9'h008 : \$9 ;
+  assign \$13  = \$12  >= 4'h9;
+  assign \$15  = \$13  ? 9'h008 : \$14 ;
   assign \$17  = \$signal  - \$16 ;
-  assign \$19  = \$18  >= 4'h8;
-  assign \$21  = \$19  ? 9'h007 : \$20 ;
+  assign \$19  = \$18  >= 4'h9;
+  assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
   assign \$26  = beyond2 ? 20'h00800 : y2;
@@ -5159,46 +5167,50 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$10 [2:0])
-      3'h0:
+    \$11  = 19'h00000;
+    casez (\$10 [3:0])
+      4'h0:
           \$11  = 19'h10060;
-      3'h1:
+      4'h1:
           \$11  = 19'h13f60;
-      3'h2:
+      4'h2:
           \$11  = 19'h17720;
-      3'h3:
+      4'h3:
           \$11  = 19'h1a360;
-      3'h4:
+      4'h4:
           \$11  = 19'h1c3a0;
-      3'h5:
+      4'h5:
           \$11  = 19'h1d9a0;
-      3'h6:
+      4'h6:
           \$11  = 19'h1e820;
-      3'h7:
+      4'h7:
           \$11  = 19'h1f160;
+      4'h8:
+          \$11  = 19'h1f720;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$21 [2:0])
-      3'h0:
+    \$22  = 11'h000;
+    casez (\$21 [3:0])
+      4'h0:
           \$22  = 11'h3eb;
-      3'h1:
+      4'h1:
           \$22  = 11'h37a;
-      3'h2:
+      4'h2:
           \$22  = 11'h2c5;
-      3'h3:
+      4'h3:
           \$22  = 11'h206;
-      3'h4:
+      4'h4:
           \$22  = 11'h163;
-      3'h5:
+      4'h5:
           \$22  = 11'h0e9;
-      3'h6:
+      4'h6:
           \$22  = 11'h094;
-      3'h7:
+      4'h7:
           \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
     endcase
   end
   always @* begin
@@ -5227,7 +5239,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   assign \$9  = { 4'h0, \$signal [8:4] };
   assign \$12  = { 4'h0, \$signal [8:4] };
   assign \$14  = { 4'h0, \$signal [8:4] };
-  assign \$16  = { 3'h0, \$15 [2:0], 4'h0 };
+  assign \$16  = { 3'h0, \$15 [3:0], 4'h0 };
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
