@@ -5,11 +5,12 @@ Usage: python boards/icebreaker.py rtl_out/<design> [out_dir]
 """
 import sys
 
-from hwgen.synth.cli_support import build_command
+from hwgen.cli import main
 
 BOARD = "icebreaker"
 
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__.strip().splitlines()[-1])
-    sys.exit(build_command(sys.argv[1], BOARD, *sys.argv[2:]))
+    sys.exit(main(["build", sys.argv[1], "--board", BOARD,
+                   *(["--out", sys.argv[2]] if len(sys.argv) == 3 else [])]))

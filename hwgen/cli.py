@@ -1,48 +1,171 @@
-"""The `hwgen` command."""
+"""The `hwgen` command.
+
+Exit codes, the same for every subcommand:
+
+  0  success.
+  1  the check ran and failed: simulation mismatches (or nothing compared), a design that
+     does not fit the device.
+  2  an error: bad input (arguments, model, design folder), a file that cannot be written,
+     a tool that failed. One line starting `hwgen: error:` on stderr says what; a tool's log
+     tail, if any, goes to stdout just before it.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import math
+import os
+import re
 import sys
 from pathlib import Path
 
 from . import flow
 
 DEFAULT_OUT = Path("rtl_out")
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+MAX_LANES = 32  # hwgen.rtl.plan.make_plan's limit
+
+
+class UsageError(Exception):
+    """A bad command line, raised by the parser instead of argparse's print-and-exit."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
 
 
 def _known_errors() -> tuple:
-    """Errors that are the user's to fix: printed as one line, never as a traceback."""
+    """Errors printed as one line (exit 2), never as a traceback: bad input, files that
+    cannot be read or written, failed tools. Anything else is a bug and keeps its traceback."""
+    from .boards import BoardError
     from .frontend import UnsupportedModelError
     from .plots import PlotError
     from .quant import QuantConfigError
     from .rtl.plan import PlanError
-    errors = [flow.FlowError, UnsupportedModelError, QuantConfigError, PlanError, PlotError,
-              FileNotFoundError]
-    try:
-        from .sim import SimulationError
-        errors.append(SimulationError)
-    except ImportError:
-        pass
-    try:
-        from .synth import SynthError
-        errors.append(SynthError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    from .sim import SimulationError
+    from .synth.errors import DesignFolderError, SynthError
+    return (flow.FlowError, UnsupportedModelError, QuantConfigError, PlanError, PlotError,
+            SimulationError, SynthError, DesignFolderError, BoardError, UsageError, OSError)
 
 
-def _parse_delta(values):
-    """'--delta 4,8' for every layer, or one 'tx,th' per layer."""
-    if not values:
-        return None
-    out = []
-    for v in values:
-        try:
-            tx, th = (int(p) for p in v.split(","))
-        except ValueError:
-            raise flow.FlowError(f"--delta takes 'theta_x,theta_h' integers, not {v!r}")
-        out.append((tx, th))
-    return out
+def _message(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+# argparse types: a bad value is a usage error (exit 2), before any work.
+
+def _int(text: str, high: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= (high or value):
+        want = "a positive integer" if high is None else f"an integer in 1..{high}"
+        raise argparse.ArgumentTypeError(f"expected {want}, not {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _int(text)
+
+
+def _lanes(text: str) -> int:
+    return _int(text, MAX_LANES)
+
+
+def _float(text: str, low: float, strict: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, not {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    return _float(text, 0.0, strict=False)
+
+
+def _positive(text: str) -> float:
+    return _float(text, 0.0, strict=True)
+
+
+def _probability(text: str) -> float:
+    value = _non_negative(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), not {text!r}")
+    return value
+
+
+def _design_name(text: str) -> str:
+    """A plain folder name: never a path, so the design stays inside --out."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"a design name is a plain folder name of letters, digits, '_', '.' and '-', "
+            f"not {text!r}")
+    return text
+
+
+def _delta_pair(text: str) -> tuple[int, int]:
+    """'4,8' -> (4, 8): one layer's (theta_x, theta_h), integers >= 0."""
+    try:
+        tx, th = (int(p) for p in text.split(","))
+    except ValueError:
+        tx = th = -1
+    if min(tx, th) < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected 'theta_x,theta_h' integers >= 0, not {text!r}")
+    return tx, th
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` -> ``(1, 2, 3)``: distinct positive nextpnr seeds."""
+    try:
+        seeds = tuple(dict.fromkeys(int(s) for s in text.split(",")))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2,3; got {text!r}")
+    return seeds
+
+
+def _target_list(text: str) -> list[str]:
+    from .synth.cli_support import target_names
+    try:
+        return target_names(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cannot_write(path, exc: OSError) -> flow.FlowError:
+    return flow.FlowError(f"cannot write {exc.filename or path}: {exc.strerror or exc}")
+
+
+def check_writable(path) -> None:
+    """Refuse, before any work, a `path` whose nearest existing ancestor is not a folder
+    we may write in (a FlowError ``cannot write <path>: <reason>``)."""
+    base = Path(path).absolute()
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    code = (errno.ENOTDIR if not base.is_dir() else
+            errno.EACCES if not os.access(base, os.W_OK | os.X_OK) else None)
+    if code is not None:
+        raise _cannot_write(path, OSError(code, os.strerror(code)))
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Turn an OSError while writing `path` into one line, ``cannot write <file>: <reason>``."""
+    try:
+        yield
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
 
 
 def _quant_config(args):
@@ -59,7 +182,7 @@ def cmd_list(args) -> int:
                             if isinstance(v, (int, float)))
         print(f"{name:<14} {flow.from_torch(model).describe():<45} {meta.get('task', '')} "
               f"{metrics}")
-    return 0
+    return EXIT_OK
 
 
 def _check_plot(args) -> None:
@@ -77,7 +200,7 @@ def cmd_quantize(args) -> int:
     if args.plot:
         from .plots import quantization_figure
         print(f"figure: {quantization_figure(rows, task.metric_name, task.name, args.plot)}")
-    return 0
+    return EXIT_OK
 
 
 def _delta_for(task, qm, args):
@@ -89,19 +212,20 @@ def _delta_for(task, qm, args):
         print(f"delta thresholds {best.thresholds}: {task.metric_name} "
               f"{abs(best.metric):.3f}, MACs eliminated {100 * best.macs_eliminated:.1f}%")
         return best.thresholds
-    return _parse_delta(args.delta)
+    return args.delta
 
 
 def cmd_generate(args) -> int:
+    out_dir = Path(args.out)
+    check_writable(out_dir)
     task = flow.load_task(args.model)
     qm = flow.quantize(task, _quant_config(args))
     delta = _delta_for(task, qm, args)
-    name = args.name or f"{task.name}_p{args.lanes}" + ("_delta" if delta else "")
-    out = Path(args.out) / name
-    with flow.Progress(f"generate {out}"):
+    out = out_dir / (args.name or f"{task.name}_p{args.lanes}" + ("_delta" if delta else ""))
+    with flow.Progress(f"generate {out}"), writing(out):
         flow.generate_design(task, qm, out, args.lanes, delta=delta, sequences=args.sequences)
     print(f"wrote {out}/ (Verilog, weights.hex, biases.hex, vectors.npz, manifest.json)")
-    return 0
+    return EXIT_OK
 
 
 def cmd_simulate(args) -> int:
@@ -111,28 +235,19 @@ def cmd_simulate(args) -> int:
                           stall_out=args.stall_out, max_sequences=args.max_sequences,
                           waves=args.waves)
     print(format_sim_report(result))
-    return 0 if result.mismatches == 0 else 1
-
-
-def _seed_list(text: str) -> tuple[int, ...]:
-    """``"1,2,3"`` -> ``(1, 2, 3)``: distinct positive nextpnr seeds."""
-    try:
-        seeds = tuple(dict.fromkeys(int(s) for s in text.split(",")))
-    except ValueError:
-        seeds = ()
-    if not seeds or min(seeds) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2,3; got {text!r}")
-    return seeds
+    return EXIT_OK if result.mismatches == 0 and result.compared > 0 else EXIT_FAIL
 
 
 def cmd_synth(args) -> int:
     from .synth.cli_support import synth_command
-    return synth_command(args.design, args.target, args.freq, args.seeds)
+    fits = synth_command(args.design, args.target, args.freq, args.seeds)
+    return EXIT_OK if fits else EXIT_FAIL
 
 
 def cmd_build(args) -> int:
     from .synth.cli_support import build_command
-    return build_command(args.design, args.board)
+    build_command(args.design, args.board, args.out)
+    return EXIT_OK
 
 
 def cmd_delta(args) -> int:
@@ -156,7 +271,7 @@ def cmd_delta(args) -> int:
         path = delta_figure(points, points[0].metric, task.metric_name, args.plot, best,
                             args.budget)
         print(f"figure: {path}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_demo(args) -> int:
@@ -165,7 +280,8 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hwgen", description=__doc__)
+    p = _Parser(prog="hwgen", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     def add_model(sp):
@@ -173,49 +289,52 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"bundled model name (default {flow.DEFAULT_MODEL}; see `hwgen list`)")
 
     def add_quant(sp):
-        sp.add_argument("--weight-bits", type=int, default=8)
-        sp.add_argument("--act-bits", type=int, default=8)
+        sp.add_argument("--weight-bits", type=_positive_int, default=8)
+        sp.add_argument("--act-bits", type=_positive_int, default=8)
         sp.add_argument("--scheme", choices=("calibrated", "global"), default="calibrated")
-        sp.add_argument("--pwl-segments", type=int, default=16)
+        sp.add_argument("--pwl-segments", type=_positive_int, default=16)
 
     sp = sub.add_parser("list", help="list the bundled models")
     sp.set_defaults(func=cmd_list)
 
     sp = sub.add_parser("quantize", help="float vs quantized accuracy and memory table")
     add_model(sp)
-    sp.add_argument("--bits", type=int, nargs="+", default=[16, 8, 6, 4])
+    sp.add_argument("--bits", type=_positive_int, nargs="+", default=[16, 8, 6, 4])
     sp.add_argument("--plot", metavar="FILE.png", help="also draw the table")
     sp.set_defaults(func=cmd_quantize)
 
     sp = sub.add_parser("generate", help="write rtl_out/<design>/ for a model")
     add_model(sp)
     add_quant(sp)
-    sp.add_argument("--lanes", type=int, default=flow.DEFAULT_LANES,
-                    help=f"MAC lanes P (1..32, default {flow.DEFAULT_LANES})")
-    sp.add_argument("--delta", nargs="+", metavar="TX,TH",
+    sp.add_argument("--lanes", type=_lanes, default=flow.DEFAULT_LANES,
+                    help=f"MAC lanes P (1..{MAX_LANES}, default {flow.DEFAULT_LANES})")
+    sp.add_argument("--delta", type=_delta_pair, nargs="+", metavar="TX,TH",
                     help="delta network thresholds, one 'tx,th' per layer")
-    sp.add_argument("--delta-budget", type=float,
+    sp.add_argument("--delta-budget", type=_non_negative,
                     help="choose delta thresholds within this metric loss")
-    sp.add_argument("--sequences", type=int, default=100, help="test vectors to store")
-    sp.add_argument("--name", help="design name (default: <model>_p<lanes>)")
+    sp.add_argument("--sequences", type=_positive_int, default=100,
+                    help="test vectors to store")
+    sp.add_argument("--name", type=_design_name,
+                    help="design name, a plain folder name (default: <model>_p<lanes>)")
     sp.add_argument("--out", default=str(DEFAULT_OUT))
     sp.set_defaults(func=cmd_generate)
 
     sp = sub.add_parser("simulate", help="cocotb + Verilator, bit for bit against the reference")
     sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p2")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--stall-in", type=float, default=0.3)
-    sp.add_argument("--stall-out", type=float, default=0.3)
-    sp.add_argument("--max-sequences", type=int)
+    sp.add_argument("--stall-in", type=_probability, default=0.3)
+    sp.add_argument("--stall-out", type=_probability, default=0.3)
+    sp.add_argument("--max-sequences", type=_positive_int)
     sp.add_argument("--waves", action="store_true")
     sp.set_defaults(func=cmd_simulate)
 
     from .synth.targets import TARGETS
     sp = sub.add_parser("synth", help="Yosys + nextpnr: resources, Fmax, throughput")
     sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p2")
-    sp.add_argument("--target", default="ice40-up5k",
-                    help=f"one of {', '.join(TARGETS)} (default ice40-up5k)")
-    sp.add_argument("--freq", type=float,
+    sp.add_argument("--target", type=_target_list, default="ice40-up5k",
+                    help=f"one of {', '.join(TARGETS)}, several separated by commas, or all "
+                         "(default ice40-up5k)")
+    sp.add_argument("--freq", type=_positive,
                     help="nextpnr frequency constraint, MHz (default: the target's aim)")
     sp.add_argument("--seeds", type=_seed_list, default=(1,), metavar="N[,N...]",
                     help="nextpnr placement seeds, e.g. 1,2,3,4: each is placed and routed, "
@@ -225,19 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("build", help="bitstream for a board (UART host link)")
     sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p2")
     sp.add_argument("--board", default="icebreaker", help="icebreaker or ulx3s")
+    sp.add_argument("--out", help="output folder (default: beside the design)")
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("delta", help="delta threshold sweep and budgeted choice")
     add_model(sp)
     add_quant(sp)
-    sp.add_argument("--budget", type=float, default=1.0,
+    sp.add_argument("--budget", type=_non_negative, default=1.0,
                     help="allowed metric loss vs dense (accuracy points or bits/char)")
     sp.add_argument("--plot", metavar="FILE.png", help="also draw the sweep")
     sp.set_defaults(func=cmd_delta)
 
     sp = sub.add_parser("demo", help="the main job on the bundled default model")
     sp.add_argument("--model", default=flow.DEFAULT_MODEL)
-    sp.add_argument("--lanes", type=int, default=flow.DEFAULT_LANES)
+    sp.add_argument("--lanes", type=_lanes, default=flow.DEFAULT_LANES)
     sp.add_argument("--out", default=str(DEFAULT_OUT))
     sp.add_argument("--no-sim", action="store_true", help="skip the RTL simulation")
     sp.set_defaults(func=cmd_demo)
@@ -245,12 +365,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line `argv` (default ``sys.argv[1:]``); return the exit code."""
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except _known_errors() as exc:
-        print(f"hwgen: error: {exc}", file=sys.stderr)
-        return 2
+        first, _, rest = _message(exc).partition("\n")
+        if rest:
+            print(rest, flush=True)     # a tool's log tail: context for the one error line
+        print(f"hwgen: error: {first}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

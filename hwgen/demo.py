@@ -29,6 +29,10 @@ def _figures(task, quant_rows, qm, chosen, folder: Path) -> None:
 
 
 def run_demo(args) -> int:
+    """Run the demo for the parsed `hwgen demo` arguments; return the exit code."""
+    from .cli import EXIT_FAIL, EXIT_OK, check_writable, writing
+    out = Path(args.out)
+    check_writable(out)
     with flow.Progress(f"load {args.model}"):
         task = flow.load_task(args.model)
     print(f"\n{task.name}: {task.ir.describe()}, task {task.meta.get('task')}, "
@@ -38,21 +42,21 @@ def run_demo(args) -> int:
         rows = flow.quantization_table(task, DEMO_BITS)
     print(flow.format_quant_table(task, rows) + "\n")
 
-    out = Path(args.out)
     with flow.Progress(f"quantize at {flow.DESIGN_BITS} bits, choose delta thresholds "
                        f"within {flow.DELTA_BUDGET} of dense"):
         designs = flow.bundled_designs(task, args.lanes)
     (dense_name, qm, _, _), (delta_name, _, thresholds, best) = designs
     print(f"  delta thresholds {thresholds}: {task.metric_name} {abs(best.metric):.3f}, "
           f"MACs eliminated {100 * best.macs_eliminated:.1f}% on the test set\n")
-    _figures(task, rows, qm, best, out / "figures")
+    with writing(out):
+        _figures(task, rows, qm, best, out / "figures")
     dense_dir, delta_dir = out / dense_name, out / delta_name
     for name, qm_, delta, _ in designs:
-        with flow.Progress(f"generate {out / name}"):
+        with flow.Progress(f"generate {out / name}"), writing(out / name):
             flow.generate_design(task, qm_, out / name, args.lanes, delta=delta)
 
     if args.no_sim:
-        return 0
+        return EXIT_OK
     from .sim import format_sim_report, simulate
     results = {}
     for label, d in (("dense", dense_dir), ("delta", delta_dir)):
@@ -68,4 +72,5 @@ def run_demo(args) -> int:
           f"(cycle cut / MAC cut = {cycle_cut / max(elim, 1e-9):.3f})")
     bad = dense.mismatches + delta.mismatches
     print("RESULT: " + ("bit-exact" if bad == 0 else f"{bad} MISMATCHES"))
-    return 0 if bad == 0 else 1
+    ok = bad == 0 and dense.compared > 0 and delta.compared > 0
+    return EXIT_OK if ok else EXIT_FAIL

@@ -20,6 +20,7 @@ from .ref import run_float, run_int
 DEFAULT_MODEL = "digits_lstm"
 DEFAULT_LANES = 2  # the demo designs; see docs/hardware.md for the trade-off
 CALIBRATION_SEQUENCES = 256
+TASK_LAYOUT = "NTI"  # a task's data arrays are batch-major, whatever its model's own layout
 
 
 class FlowError(RuntimeError):
@@ -79,19 +80,19 @@ def load_task(name: str = DEFAULT_MODEL) -> Task:
 
 
 def quantize(task: Task, config: QuantConfig) -> QModel:
-    qm = quantize_model(task.ir, task.x_calib, config)
+    qm = quantize_model(task.ir, task.x_calib, config, layout=TASK_LAYOUT)
     qm.meta["task"] = task.name
     return qm
 
 
 def int_outputs(qm: QModel, x: np.ndarray, delta=None, stats=None) -> np.ndarray:
-    return run_int(qm, qm.quantize_inputs(x), delta=delta, stats=stats)
+    return run_int(qm, qm.quantize_inputs(x), delta=delta, stats=stats, layout=TASK_LAYOUT)
 
 
 def quantization_table(task: Task, weight_bits=(16, 8, 6, 4), act_bits: int | None = None,
                        schemes=("calibrated", "global")) -> list[dict]:
     """Float vs quantized metric, weight memory, and reference-vs-float error per width."""
-    y_float = run_float(task.ir, task.x_test)
+    y_float = run_float(task.ir, task.x_test, layout=TASK_LAYOUT)
     rows = [{"scheme": "float32", "weight_bits": 32, "act_bits": 32,
              "metric": task.metric(y_float), "weight_kbit": None, "reduction": 0.0,
              "rms_error": 0.0}]
@@ -125,6 +126,9 @@ def format_quant_table(task: Task, rows: list[dict]) -> str:
 
 def design_vectors(task: Task, qm: QModel, sequences: int) -> np.ndarray:
     """Integer test inputs for a design's testbench: the first `sequences` test sequences."""
+    if not isinstance(sequences, (int, np.integer)) or not 1 <= sequences <= len(task.x_test):
+        raise FlowError(f"sequences must be an integer in 1..{len(task.x_test)} (the test "
+                        f"set of {task.name}), not {sequences!r}")
     return qm.quantize_inputs(task.x_test[:sequences])
 
 
@@ -132,7 +136,7 @@ def generate_design(task: Task, qm: QModel, out_dir, lanes: int, delta=None,
                     sequences: int = 100) -> Path:
     from .rtl.emit import generate
     return generate(qm, out_dir, lanes=lanes, delta=delta,
-                    inputs=design_vectors(task, qm, sequences))
+                    inputs=design_vectors(task, qm, sequences), layout=TASK_LAYOUT)
 
 
 DESIGN_BITS = 8
@@ -144,7 +148,7 @@ def int_score(task: Task, qm: QModel):
     return lambda y: task.score(qm.decode_outputs(y))
 
 
-def bundled_designs(task: Task, lanes: int = DEFAULT_LANES) -> list[tuple[str, QModel, list | None, object]]:
+def bundled_designs(task: Task, lanes: int = DEFAULT_LANES) -> list[tuple]:
     """The designs `make demo` writes to rtl_out/: (name, qmodel, delta, chosen point).
 
     Dense at 8-bit weights and activations, and the same model as a delta network with
@@ -153,7 +157,7 @@ def bundled_designs(task: Task, lanes: int = DEFAULT_LANES) -> list[tuple[str, Q
     from .delta import choose_thresholds
     qm = quantize(task, QuantConfig(weight_bits=DESIGN_BITS, act_bits=DESIGN_BITS))
     xq = qm.quantize_inputs(task.x_test)
-    best, _ = choose_thresholds(qm, xq, int_score(task, qm), DELTA_BUDGET)
+    best, _ = choose_thresholds(qm, xq, int_score(task, qm), DELTA_BUDGET, layout=TASK_LAYOUT)
     base = f"{task.name}_p{lanes}"
     return [(base, qm, None, None), (f"{base}_delta", qm, best.thresholds, best)]
 

@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from .interface import input_payload, output_payload
+
 
 class BoardTimeout(TimeoutError):
     """The board returned fewer output bytes than the sequence should produce."""
@@ -19,10 +21,6 @@ class BoardTimeout(TimeoutError):
 
 class FramingError(ValueError):
     """A value does not fit its field, or the board returned a malformed element."""
-
-
-def _bytes_for(bits: int) -> int:
-    return (bits + 7) // 8
 
 
 def _load_json(value) -> dict:
@@ -45,16 +43,16 @@ class Framing:
 
     def __init__(self, in_width: int, out_width: int):
         self.in_width, self.out_width = in_width, out_width
-        self.in_bytes = _bytes_for(in_width + 2)
-        self.out_bytes = _bytes_for(out_width + 1)
+        self.in_payload, self.out_payload = input_payload(in_width), output_payload(out_width)
+        self.in_bytes = self.in_payload.bytes
+        self.out_bytes = self.out_payload.bytes
 
     def encode(self, value: int, step_end: bool, seq_end: bool) -> bytes:
-        """One input element: data, then ``step_end`` and ``seq_end``, little-endian."""
+        """One input element: the input payload word, little-endian."""
         lo, hi = -(1 << (self.in_width - 1)), (1 << (self.in_width - 1)) - 1
         if not lo <= value <= hi:
             raise FramingError(f"Input {value} does not fit {self.in_width} signed bits")
-        word = (value & ((1 << self.in_width) - 1)) | (int(step_end) << self.in_width) \
-            | (int(seq_end) << (self.in_width + 1))
+        word = self.in_payload.encode(data=value, step_end=step_end, seq_end=seq_end)
         return word.to_bytes(self.in_bytes, "little")
 
     def encode_sequence(self, inputs) -> list:
@@ -70,13 +68,11 @@ class Framing:
     def decode(self, data: bytes) -> tuple[int, bool]:
         """One output element: ``(signed data, last)``."""
         word = int.from_bytes(data, "little")
-        if word >> (self.out_width + 1):
+        if word >> self.out_payload.bits:
             raise FramingError(f"Output element {data.hex()} has bits set above "
-                               f"the {self.out_width + 1}-bit payload")
-        value = word & ((1 << self.out_width) - 1)
-        if value >> (self.out_width - 1):
-            value -= 1 << self.out_width
-        return value, bool(word >> self.out_width)
+                               f"the {self.out_payload.bits}-bit payload")
+        fields = self.out_payload.decode(word)
+        return fields["data"], bool(fields["last"])
 
 
 class BoardClient:

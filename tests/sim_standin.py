@@ -11,14 +11,16 @@ cycles after every step make it deassert ``i.ready``, like the real accelerator 
 """
 from __future__ import annotations
 
-from hwgen.design_folder import seal
 from pathlib import Path
 
 import numpy as np
 from amaranth import Module, Mux, Signal, signed
 from amaranth.back import verilog
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from hwgen.design_folder import seal
+from hwgen.interface import input_payload, output_payload
 
 OUTPUT_SIZE = 2
 BUGS = ("off_by_one", "unstable")
@@ -81,8 +83,8 @@ class StandIn(wiring.Component):
                 raise ValueError(f"Bug must be one of {BUGS}, not {bug!r}")
         self.in_width, self.out_width = in_width, out_width
         self.head_mode, self.busy, self.broken = head_mode, busy, broken
-        in_layout = data.StructLayout({"data": signed(in_width), "step_end": 1, "seq_end": 1})
-        out_layout = data.StructLayout({"data": signed(out_width), "last": 1})
+        in_layout = input_payload(in_width).layout()
+        out_layout = output_payload(out_width).layout()
         super().__init__({"i": In(stream.Signature(in_layout)),
                           "o": Out(stream.Signature(out_layout))})
 

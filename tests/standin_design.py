@@ -10,7 +10,6 @@ change the streams, only the resources, so a test can overflow a device's DSPs.
 """
 from __future__ import annotations
 
-from hwgen.design_folder import seal
 import operator
 from functools import reduce
 from pathlib import Path
@@ -18,8 +17,11 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from hwgen.design_folder import seal
+from hwgen.interface import input_payload, output_payload
 
 
 def _saturate(value, width: int):
@@ -45,9 +47,8 @@ class StandIn(wiring.Component):
     def __init__(self, in_width: int = 8, out_width: int = 12, ballast: int = 0):
         self.in_width, self.out_width, self.n_ballast = in_width, out_width, ballast
         members = {
-            "i": In(stream.Signature(data.StructLayout(
-                {"data": signed(in_width), "step_end": 1, "seq_end": 1}))),
-            "o": Out(stream.Signature(data.StructLayout({"data": signed(out_width), "last": 1}))),
+            "i": In(stream.Signature(input_payload(in_width).layout())),
+            "o": Out(stream.Signature(output_payload(out_width).layout())),
         }
         if ballast:
             members["ballast"] = Out(1)

@@ -3,6 +3,8 @@
 Each design gets >= 100 random sequences (some at the input format's extremes, to exercise
 saturation) and random stalls on both streams; every output is compared with hwgen.ref.
 """
+import json
+
 import numpy as np
 import pytest
 
@@ -50,5 +52,23 @@ def test_rtl_bit_exact(cell, layers, lanes, head_mode, theta, tmp_path):
     assert result.vectors >= N_SEQ
     assert result.mismatches == 0, result.first_mismatch
     if theta is None:
-        # dense: the step interval is exactly the cycle model's
-        assert result.model_per_step is not None
+        assert_step_intervals(design, result)
+
+
+def assert_step_intervals(design, result):
+    """A dense design's step interval is exactly the cycle model's.
+
+    The testbench takes the intervals between consecutive step ends (last input word of a
+    step accepted) over all sequences, without stalls. Within a sequence each is exactly
+    `model_per_step`; from a sequence's last step to the next one's first, the head runs
+    once more when it runs once per sequence, so that interval is `model_per_step` +
+    `per_sequence_overhead` (0 when the head runs on every step).
+    """
+    cycles = json.loads((design / "manifest.json").read_text())["cycles"]
+    model, overhead = cycles["model_per_step"], cycles["per_sequence_overhead"]
+    assert result.model_per_step == model
+    sequence = [model] * (T_LEN - 1)
+    expected = sequence + [model + overhead, *sequence] * (result.vectors - 1)
+    assert result.raw["passes"]["timing"]["step_interval"] == {
+        "mean": float(np.mean(expected)), "min": model, "max": max(expected)}
+    assert result.step_interval == float(np.mean(expected))

@@ -12,11 +12,14 @@ from hwgen.rtl.top import Accelerator
 
 
 def build(cell, layers, head_mode, lanes, bits=8, n=4, t_len=4, rng=None):
+    """A small random model, its inputs, and its accelerator with `lanes` MAC lanes."""
     ir = from_torch(make_model(cell, input_size=5, hidden=7, out=3, layers=layers,
                                head_mode=head_mode))
     x = rng.uniform(-1.5, 1.5, (n, t_len, 5))
     qm = quantize_model(ir, x, QuantConfig(weight_bits=bits, act_bits=bits))
-    return qm, qm.quantize_inputs(x)
+    acc = Accelerator(qm, lanes)
+    assert acc.plan.lanes == acc.plan.weight_words.shape[1] == lanes
+    return qm, qm.quantize_inputs(x), acc
 
 
 @pytest.mark.parametrize("cell,layers,head_mode,lanes", [
@@ -24,21 +27,21 @@ def build(cell, layers, head_mode, lanes, bits=8, n=4, t_len=4, rng=None):
     ("lstm", 2, "every", 2),
 ])
 def test_bit_exact_under_stalls(cell, layers, head_mode, lanes, rng):
-    qm, xq = build(cell, layers, head_mode, lanes, rng=rng)
-    got, _ = run_accelerator(Accelerator(qm, lanes), xq, head_mode, 3, 0.3, 0.3, seed=lanes)
+    qm, xq, acc = build(cell, layers, head_mode, lanes, rng=rng)
+    got, _ = run_accelerator(acc, xq, head_mode, 3, 0.3, 0.3, seed=lanes)
     assert np.array_equal(got, run_int(qm, xq))
 
 
 def test_saturating_inputs(rng):
-    qm, xq = build("gru", 1, "every", 4, bits=6, rng=rng)
+    qm, xq, acc = build("gru", 1, "every", 4, bits=6, rng=rng)
     fmt = qm.input_fmt
     xq = np.where(rng.random(xq.shape) < 0.5, fmt.min_int, fmt.max_int)
-    got, _ = run_accelerator(Accelerator(qm, 4), xq, "every", 3)
+    got, _ = run_accelerator(acc, xq, "every", 3)
     assert np.array_equal(got, run_int(qm, xq))
 
 
 def test_plan_rejects_bad_lanes(rng):
-    qm, _ = build("gru", 1, "last", 4, rng=rng)
+    qm, _, _ = build("gru", 1, "last", 4, rng=rng)
     with pytest.raises(ValueError, match="lanes must be an integer in 1..32, not 0"):
         make_plan(qm, 0)
 

@@ -192,15 +192,14 @@ def test_broken_verilog_raises_synth_error(tmp_path):
     assert "ERROR" in info.value.log_tail and "syntax error" in info.value.log_tail
 
 
-def test_cli_exit_codes(tmp_path, capsys):
+def test_cli_support_raises_and_reports_fit(tmp_path, capsys):
     broken = write_standin(tmp_path / "broken", name="broken", broken=True)
-    assert synth_command(broken, "ice40-up5k") == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: yosys:") and "Traceback" not in err
-    assert synth_command(broken, "nope") == 1
-    assert "Unknown target 'nope'" in capsys.readouterr().err
+    with pytest.raises(SynthError, match="^yosys:"):
+        synth_command(broken, "ice40-up5k")
+    with pytest.raises(ValueError, match="Unknown target 'nope'"):
+        synth_command(broken, "nope")
     big = write_big_ram(tmp_path / "bigram")
-    assert synth_command(big, "ice40-up5k") == 2
+    assert synth_command(big, "ice40-up5k") is False
     assert "fits: NO, overflows BRAM 32>30\n" in capsys.readouterr().out
 
 

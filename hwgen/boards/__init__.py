@@ -2,11 +2,11 @@
 
 See ``docs/board_protocol.md`` for the byte framing and ``hwgen.host`` for the host side.
 """
-from .bridge import UARTBridge, payload_bytes
+from .bridge import UARTBridge
 from .build import (BOARDS, DEFAULT_BAUD, Board, BoardError, BoardTop, build_bitstream,
                     format_build, get_board, uart_divisor)
 from .uart import UARTRx, UARTTx
 
 __all__ = ["BOARDS", "Board", "BoardError", "BoardTop", "DEFAULT_BAUD", "UARTBridge", "UARTRx",
-           "UARTTx", "build_bitstream", "format_build", "get_board", "payload_bytes",
+           "UARTTx", "build_bitstream", "format_build", "get_board",
            "uart_divisor"]

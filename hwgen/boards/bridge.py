@@ -13,12 +13,8 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from ..interface import input_payload, output_payload
 from .uart import BreakDetector, UARTRx, UARTTx
-
-
-def payload_bytes(bits: int) -> int:
-    """Bytes that carry ``bits`` payload bits."""
-    return (bits + 7) // 8
 
 
 class UARTBridge(wiring.Component):
@@ -52,8 +48,8 @@ class UARTBridge(wiring.Component):
         self.design = design
         self.divisor = divisor
         self.fifo_depth = fifo_depth
-        self.in_bytes = payload_bytes(design.in_payload_bits)
-        self.out_bytes = payload_bytes(design.out_payload_bits)
+        self.in_bytes = input_payload(design.in_width).bytes
+        self.out_bytes = output_payload(design.out_width).bytes
         super().__init__()
 
     def elaborate(self, platform):

@@ -1,74 +1,89 @@
-"""What the ``hwgen synth`` and ``hwgen build`` commands call: run, print, return an exit code.
+"""What the ``hwgen synth`` and ``hwgen build`` commands call: run and print.
 
-Exit codes: 0 done (and the design fits), 1 an error (tool failure, bad design folder,
-unknown target or board; the message and the tool's log tail are printed, no traceback),
-2 the design does not fit the device.
+Errors are raised, never printed here: `hwgen.cli.main` prints them as one line and turns
+them and the results into the exit codes its docstring lists.
 """
 from __future__ import annotations
 
-import sys
-
-from .errors import DesignFolderError, SynthError
+from .errors import SynthError
 from .flow import print_progress, synthesize
 from .table import format_table
 from .targets import TARGETS
 
-EXIT_OK, EXIT_ERROR, EXIT_NO_FIT = 0, 1, 2
+
+def target_names(target) -> list[str]:
+    """``"a,b"``, ``"all"`` or a list of names -> the target names.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, listing the known ones.
+    """
+    names = [t.strip() for t in (target.split(",") if isinstance(target, str) else target)]
+    if names == ["all"]:
+        return sorted(TARGETS)
+    for name in names:
+        if name not in TARGETS:
+            raise ValueError(f"Unknown target {name!r}; known targets: "
+                             f"{', '.join(sorted(TARGETS))}, all")
+    return names
 
 
-def _error(exc: Exception) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return EXIT_ERROR
-
-
-def synth_command(design_dir, target: str, freq: float | None = None, seeds=(1,)) -> int:
+def synth_command(design_dir, target, freq: float | None = None, seeds=(1,)) -> bool:
     """Synthesize ``design_dir`` for ``target`` and print the table.
 
     Parameters
     ----------
     design_dir : the design folder.
-    target : a target name, several separated by commas, or ``"all"``.
+    target : a target name, several separated by commas (or a list), or ``"all"``.
     freq : the clock aim in MHz (nextpnr ``--freq``); each target's default if None.
     seeds : nextpnr placement seeds (the fastest is kept, every one's Fmax printed).
 
     Returns
     -------
-    int
-        The exit code (see the module docstring); the worst over the targets.
+    bool
+        Whether the design fits every target.
+
+    Raises
+    ------
+    ValueError
+        For an unknown target, before any work.
+    DesignFolderError
+        For a folder that breaks the contract.
+    SynthError
+        When a tool fails. With several targets the others are still run (each failure
+        printed under its target) and one SynthError naming the failed targets ends it.
     """
-    names = sorted(TARGETS) if target == "all" else [t.strip() for t in target.split(",")]
-    code = EXIT_OK
+    names = target_names(target)
+    fits, failed = True, []
     for name in names:
-        if name not in TARGETS:
-            return _error(ValueError(f"Unknown target {name!r}; known targets: "
-                                     f"{', '.join(sorted(TARGETS))}, all"))
         print(f"{name}:", flush=True)
         try:
-            report = synthesize(design_dir, name, freq, progress=print_progress,
-                                seeds=seeds)
-        except (SynthError, DesignFolderError) as exc:
-            code = max(code, _error(exc))
+            report = synthesize(design_dir, name, freq, progress=print_progress, seeds=seeds)
+        except SynthError as exc:
+            if len(names) == 1:
+                raise
+            print(f"  failed: {exc}\n", flush=True)
+            failed.append(name)
             continue
         print(format_table(report))
         print(f"  report: {report['out_dir']}/report.json\n", flush=True)
-        if not report["fits"]:
-            code = max(code, EXIT_NO_FIT)
-    return code
+        fits = fits and report["fits"]
+    if failed:
+        raise SynthError("synth", f"failed for {', '.join(failed)} (see above)")
+    return fits
 
 
-def build_command(design_dir, board: str, out_dir=None) -> int:
-    """Build the bitstream of ``design_dir`` behind the UART link of ``board``.
+def build_command(design_dir, board: str, out_dir=None) -> None:
+    """Build the bitstream of ``design_dir`` behind the UART link of ``board`` and print
+    the result (`hwgen.boards.build_bitstream` returns it).
 
-    Returns
-    -------
-    int
-        The exit code (see the module docstring).
+    Raises
+    ------
+    BoardError, DesignFolderError, SynthError
+        For an unknown board, a bad design folder, a failed tool.
     """
-    from ..boards import BoardError, build_bitstream, format_build
+    from ..boards import build_bitstream, format_build
 
-    try:
-        result = build_bitstream(design_dir, board, out_dir, progress=print_progress)
-    except (SynthError, DesignFolderError, BoardError) as exc:
-        return _error(exc)
+    result = build_bitstream(design_dir, board, out_dir, progress=print_progress)
     print(format_build(result))
-    return EXIT_OK

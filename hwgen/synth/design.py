@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..design_folder import load_manifest
+from ..interface import input_payload, output_payload
 
 #: Files beside the Verilog that a ``$readmemh``/``$readmemb`` may load at synthesis.
 DATA_SUFFIXES = (".hex", ".mem", ".bin", ".init")
@@ -33,13 +34,13 @@ class Design:
 
     @property
     def in_payload_bits(self) -> int:
-        """Bits of ``i__payload``: data, ``step_end``, ``seq_end``."""
-        return self.in_width + 2
+        """Bits of ``i__payload`` (see `hwgen.interface`)."""
+        return input_payload(self.in_width).bits
 
     @property
     def out_payload_bits(self) -> int:
-        """Bits of ``o__payload``: data, ``last``."""
-        return self.out_width + 1
+        """Bits of ``o__payload`` (see `hwgen.interface`)."""
+        return output_payload(self.out_width).bits
 
     @property
     def data_files(self) -> tuple:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 import time
 from typing import Callable
@@ -405,7 +406,9 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     wall = time.monotonic()
     design = load_design(design_dir)
     tgt = get_target(target)
-    freq = float(freq_mhz or tgt.default_freq_mhz)
+    freq = float(tgt.default_freq_mhz if freq_mhz is None else freq_mhz)
+    if not math.isfinite(freq) or freq <= 0:
+        raise ValueError(f"the clock aim must be a finite number of MHz > 0, not {freq_mhz!r}")
     out = Path(out_dir) if out_dir is not None else build_dir(design.path, "synth", tgt.name)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt", "report_pnr.json", "soft_muls.txt"):

@@ -33,6 +33,8 @@ from cocotb.clock import Clock
 from cocotb.simtime import convert, get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
+from hwgen.interface import payloads, sequence_words
+
 CLOCK_NS = 10
 POLL_CYCLES = 16    # idle cycles polled one by one before sleeping until a signal rises
 DRAIN_CYCLES = 20   # cycles after the last input of a pass in which no output may come
@@ -113,7 +115,7 @@ class TB:
         self.dut, self.seed, self.watchdog = dut, seed, watchdog
         self.clk = getattr(dut, iface.get("clock", "clk"))
         self.rst = getattr(dut, iface.get("reset", "rst"))
-        self.wi, self.wo = iface["in_width"], iface["out_width"]
+        self.in_payload, self.out_payload = payloads(manifest)
         self.period = convert(CLOCK_NS, "ns", to="step")
         self.accepted = self.received = 0     # transfers so far, for the watchdog
         self._valid = self._ready = 0
@@ -125,15 +127,12 @@ class TB:
 
     def decode(self, raw):
         """Split an output payload into (signed data, last)."""
-        data = raw & ((1 << self.wo) - 1)
-        return data - ((data >> (self.wo - 1)) << self.wo), (raw >> self.wo) & 1
+        fields = self.out_payload.decode(raw)
+        return fields["data"], fields["last"]
 
     def encode(self, x):
         """Encode one (T, I) sequence as input payload words."""
-        mask, t_len, i_size = (1 << self.wi) - 1, len(x), len(x[0])
-        return [(v & mask) | (int(i == i_size - 1) << self.wi)
-                | (int(i == i_size - 1 and t == t_len - 1) << (self.wi + 1))
-                for t, row in enumerate(x) for i, v in enumerate(row)]
+        return sequence_words(self.in_payload, x)
 
     async def wait_high(self, signal, what):
         """Sleep until `signal` rises; raise `Watchdog` if meanwhile neither stream moves
