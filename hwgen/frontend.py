@@ -1,8 +1,14 @@
-"""PyTorch modules -> float IR. Refuses what it cannot represent, by name."""
+"""PyTorch modules -> float IR. Refuses what it cannot represent, by name.
+
+Which recurrent modules import, and how their weights do, is the cells' business
+(`hwgen.cells`: `Cell.torch_module`, `Cell.unsupported`, `Cell.import_layers`).
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from .cells import cell_for_torch_module, torch_labels
+from .cells.base import tensor_to_numpy
 from .ir import LinearHead, ModelIR, RNNLayer
 
 
@@ -10,36 +16,20 @@ class UnsupportedModelError(ValueError):
     """The model uses a feature hwgen does not (yet) turn into hardware."""
 
 
-def _np(t) -> np.ndarray:
-    return t.detach().cpu().double().numpy().copy()
+def _either(names: list[str]) -> str:
+    """The names as a message lists alternatives: "a, b or c"."""
+    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
 
 
 def _import_rnn(rnn) -> list[RNNLayer]:
-    from torch import nn
-
-    if isinstance(rnn, nn.LSTM):
-        cell = "lstm"
-    elif isinstance(rnn, nn.GRU):
-        cell = "gru"
-    else:
-        raise UnsupportedModelError(
-            f"Unsupported recurrent layer {type(rnn).__name__}: expected nn.LSTM or nn.GRU")
-    if rnn.bidirectional:
-        raise UnsupportedModelError(f"Unsupported: bidirectional {type(rnn).__name__}")
-    if getattr(rnn, "proj_size", 0):
-        raise UnsupportedModelError(f"Unsupported: LSTM proj_size={rnn.proj_size}")
-    if rnn.dropout and rnn.training:
-        raise UnsupportedModelError(
-            f"Unsupported: dropout={rnn.dropout} at inference (call model.eval() first)")
-    layers = []
-    for k in range(rnn.num_layers):
-        w_ih = _np(getattr(rnn, f"weight_ih_l{k}"))
-        w_hh = _np(getattr(rnn, f"weight_hh_l{k}"))
-        zeros = np.zeros(w_ih.shape[0])
-        b_ih = _np(getattr(rnn, f"bias_ih_l{k}")) if rnn.bias else zeros
-        b_hh = _np(getattr(rnn, f"bias_hh_l{k}")) if rnn.bias else zeros.copy()
-        layers.append(RNNLayer(cell, w_ih, w_hh, b_ih, b_hh))
-    return layers
+    cell = cell_for_torch_module(rnn)
+    if cell is None:
+        raise UnsupportedModelError(f"Unsupported recurrent layer {type(rnn).__name__}: "
+                                    f"expected {_either(torch_labels())}")
+    reason = cell.unsupported(rnn)
+    if reason:
+        raise UnsupportedModelError(f"Unsupported: {reason}")
+    return cell.import_layers(rnn)
 
 
 def _import_head(head) -> LinearHead:
@@ -48,8 +38,8 @@ def _import_head(head) -> LinearHead:
     if not isinstance(head, nn.Linear):
         raise UnsupportedModelError(
             f"Unsupported head {type(head).__name__}: expected nn.Linear")
-    bias = _np(head.bias) if head.bias is not None else np.zeros(head.out_features)
-    return LinearHead(_np(head.weight), bias)
+    bias = tensor_to_numpy(head.bias) if head.bias is not None else np.zeros(head.out_features)
+    return LinearHead(tensor_to_numpy(head.weight), bias)
 
 
 def from_torch(model, head=None, head_mode: str | None = None) -> ModelIR:
@@ -57,7 +47,8 @@ def from_torch(model, head=None, head_mode: str | None = None) -> ModelIR:
 
     Parameters
     ----------
-    model : `hwgen.nn.RecurrentClassifier`, or an `nn.LSTM` / `nn.GRU` (then give `head`),
+    model : `hwgen.nn.RecurrentClassifier`, or a recurrent module of a registered cell
+        (`hwgen.cells.torch_labels`, e.g. `nn.LSTM`; then give `head`),
         or an `nn.Sequential` of exactly (recurrent layer, nn.Linear).
     head : nn.Linear applied to the recurrent output (when `model` is a bare RNN).
     head_mode : "last" (head on the last step) or "every" (head on every step).
@@ -78,9 +69,10 @@ def from_torch(model, head=None, head_mode: str | None = None) -> ModelIR:
         if len(parts) != 2:
             names = ", ".join(type(p).__name__ for p in parts)
             raise UnsupportedModelError(
-                f"Unsupported nn.Sequential ({names}): expected (nn.LSTM|nn.GRU, nn.Linear)")
+                f"Unsupported nn.Sequential ({names}): "
+                f"expected ({'|'.join(torch_labels())}, nn.Linear)")
         rnn, head = parts
-    elif isinstance(model, nn.RNNBase):
+    elif isinstance(model, nn.RNNBase) or cell_for_torch_module(model) is not None:
         rnn = model
         if head is None:
             raise UnsupportedModelError("A recurrent layer needs a Linear head: pass head=")

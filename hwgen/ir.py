@@ -1,7 +1,8 @@
 """The float model IR: what the frontend produces and quantization consumes.
 
-Gate order and layouts follow PyTorch: LSTM rows are (i, f, g, o), GRU rows (r, z, n) in
-the reset-after form n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+Layouts follow PyTorch: ``w_ih`` rows are the cell's input-fed gate blocks in block order,
+``w_hh`` rows its recurrent-fed blocks (see `hwgen.cells`): LSTM (i, f, g, o) on both, GRU
+(r, z, n) on both, in the reset-after form n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
 
 Data layout: every function that takes sequences follows the imported model's own
 convention unless told otherwise (`data_layout`): batch-major "NTI" (N sequences, T steps,
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CELLS = {"lstm": 4, "gru": 3}  # gates per cell
+from .cells import CELLS, Cell, get_cell
+
 HEAD_MODES = ("last", "every")
 LAYOUTS = ("NTI", "TNI")
 
@@ -56,11 +58,16 @@ def shape_name(layout: str, features) -> str:
 class RNNLayer:
     """One recurrent layer in float (numpy float64)."""
 
-    cell: str
-    w_ih: np.ndarray  # (gates*H, I)
-    w_hh: np.ndarray  # (gates*H, H)
-    b_ih: np.ndarray  # (gates*H,)
-    b_hh: np.ndarray  # (gates*H,)
+    cell: str         # a registered cell name (`hwgen.cells.CELLS`)
+    w_ih: np.ndarray  # (input-fed blocks * H, I)
+    w_hh: np.ndarray  # (recurrent-fed blocks * H, H)
+    b_ih: np.ndarray  # (input-fed blocks * H,)
+    b_hh: np.ndarray  # (recurrent-fed blocks * H,)
+
+    @property
+    def spec(self) -> Cell:
+        """The cell's description."""
+        return get_cell(self.cell)
 
     @property
     def input_size(self) -> int:
@@ -69,6 +76,16 @@ class RNNLayer:
     @property
     def hidden_size(self) -> int:
         return self.w_hh.shape[1]
+
+
+def _check_layer_shapes(k: int, layer: RNNLayer) -> None:
+    """Rows of each side's weights and biases: the blocks that side feeds, times H."""
+    hsz, cell = layer.hidden_size, layer.spec
+    for side, w, b in (("x", layer.w_ih, layer.b_ih), ("h", layer.w_hh, layer.b_hh)):
+        rows = cell.rows_fed(side, hsz)
+        if w.shape[0] != rows or b.shape != (rows,):
+            raise ValueError(f"Layer {k} ({cell.name}, H={hsz}): the {side} side feeds "
+                             f"{rows} rows, but its weights are {w.shape} and bias {b.shape}")
 
 
 @dataclass
@@ -99,10 +116,16 @@ class ModelIR:
         if len(cells) != 1 or not cells <= set(CELLS):
             raise ValueError(f"All layers must share one cell type of {sorted(CELLS)}, "
                              f"not {sorted(cells)}")
+        for k, layer in enumerate(self.layers):
+            _check_layer_shapes(k, layer)
 
     @property
     def cell(self) -> str:
         return self.layers[0].cell
+
+    @property
+    def spec(self) -> Cell:
+        return get_cell(self.cell)
 
     @property
     def input_size(self) -> int:

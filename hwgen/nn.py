@@ -1,7 +1,8 @@
 """PyTorch modules hwgen understands: a recurrent stack followed by a Linear head.
 
 `RecurrentClassifier` is the container the bundled models use and the frontend accepts.
-Any `nn.LSTM` / `nn.GRU` with a following `nn.Linear` can also be imported directly
+The recurrent module of any registered cell (`hwgen.cells`, e.g. `nn.LSTM`, `nn.GRU`) with
+a following `nn.Linear` can also be imported directly
 (`hwgen.frontend.from_torch(rnn, head, head_mode=...)`).
 """
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cells import get_cell
+
 HEAD_MODES = ("last", "every")
 
 
 class RecurrentClassifier(nn.Module):
-    """An `nn.LSTM` or `nn.GRU` (batch_first) with a Linear head.
+    """A recurrent module of a registered cell (batch_first) with a Linear head.
 
     Parameters
     ----------
-    cell : "lstm" or "gru"
+    cell : a registered cell name (`hwgen.cells.CELLS`), e.g. lstm or gru; its
+        `Cell.make_torch_module` builds the recurrent module.
     input_size, hidden_size, num_layers, output_size : int
     head_mode : "last" applies the head to the last step (sequence classification),
         "every" to every step (sequence labelling, language models).
@@ -28,14 +32,12 @@ class RecurrentClassifier(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, output_size: int,
                  num_layers: int = 1, head_mode: str = "last"):
         super().__init__()
-        if cell not in ("lstm", "gru"):
-            raise ValueError(f"cell must be 'lstm' or 'gru', not {cell!r}")
+        spec = get_cell(cell)  # UnknownCellError (a ValueError) for an unknown name
         if head_mode not in HEAD_MODES:
             raise ValueError(f"head_mode must be one of {HEAD_MODES}, not {head_mode!r}")
-        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
         self.cell = cell
         self.head_mode = head_mode
-        self.rnn = rnn_cls(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.rnn = spec.make_torch_module(input_size, hidden_size, num_layers=num_layers)
         self.head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

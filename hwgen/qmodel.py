@@ -1,10 +1,11 @@
 """The quantized model: integer weights, every tensor's format, the PWL tables.
 
 This is the contract between `hwgen.quant` (which makes it), `hwgen.ref` (which runs it
-in integers) and `hwgen.rtl` (which builds it). Rows are in accumulator order:
-LSTM (i, f, g, o), each H rows; GRU (r, z, n_x, n_h): n_x holds W_in x + b_in and n_h holds
-W_hn h + b_hn apart, because the reset gate multiplies only the second. `w_x` has zero rows
-for n_h and `w_h` zero rows for n_x.
+in integers) and `hwgen.rtl` (which builds it). Rows are in accumulator order: the cell's
+gate blocks (`hwgen.cells`), each H rows, e.g. LSTM (i, f, g, o); GRU (r, z, n_x, n_h): n_x
+holds W_in x + b_in and n_h holds W_hn h + b_hn apart, because the reset gate multiplies only
+the second. `w_x` has zero rows for blocks the input side does not feed (GRU n_h), `w_h` for
+those the recurrent side does not feed (GRU n_x).
 """
 from __future__ import annotations
 
@@ -12,18 +13,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .cells import Cell, get_cell
 from .fixed import QFormat, bits_for
 from .pwl import PWL
-
-GATE_ROWS = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "nx", "nh")}
 
 
 @dataclass
 class QLayer:
-    cell: str
+    cell: str                   # a registered cell name (`hwgen.cells.CELLS`)
     x_fmt: QFormat
     h_fmt: QFormat
-    c_fmt: QFormat | None       # LSTM cell state; None for GRU
+    c_fmt: QFormat | None       # the cell state of a cell that has one (LSTM); else None
     wx_fmt: QFormat
     wh_fmt: QFormat
     b_fmt: QFormat
@@ -32,9 +32,14 @@ class QLayer:
     w_x: np.ndarray             # (R, I) int64
     w_h: np.ndarray             # (R, H) int64
     bias: np.ndarray            # (R,) int64 in b_fmt
-    sigmoid: PWL
-    tanh: PWL
-    tanh_c: PWL | None = None   # LSTM: tanh of the cell state (input format c_fmt)
+    sigmoid: PWL | None = None  # the PWL tables the cell names (`Cell.pwls`); else None
+    tanh: PWL | None = None
+    tanh_c: PWL | None = None   # tanh of the cell state (input format c_fmt)
+
+    @property
+    def spec(self) -> Cell:
+        """The cell's description."""
+        return get_cell(self.cell)
 
     @property
     def input_size(self) -> int:
@@ -75,14 +80,12 @@ class QLayer:
         return bits_for(-int(bound.max()), int(bound.max()))
 
     def gate_slice(self, name: str) -> slice:
-        k = GATE_ROWS[self.cell].index(name)
-        h = self.hidden_size
-        return slice(k * h, (k + 1) * h)
+        """Rows of gate block `name` in accumulator order."""
+        return self.spec.block_slice(name, self.hidden_size)
 
     def weight_count(self) -> tuple[int, int]:
         """Number of real (not layout-padding) input and recurrent weights."""
-        gates = 4 if self.cell == "lstm" else 3
-        return gates * self.hidden_size * self.input_size, gates * self.hidden_size ** 2
+        return self.spec.weight_count(self.input_size, self.hidden_size)
 
     def formats(self) -> dict:
         out = {k: getattr(self, k) for k in

@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 
+from .cells import get_cell
 from .fixed import QFormat, frac_for_range, frac_min_mse
 from .ir import ModelIR, data_layout, shape_name, swap_layout
 from .pwl import DEFAULT_X_MAX, fit_pwl
@@ -52,12 +53,15 @@ CALIBRATED = ("input", "h", "c", "pre", "out")
 
 
 def tensor_names(n_layers: int, cell: str) -> list[str]:
-    """Names that `QuantConfig.overrides` accepts for a model of this shape."""
+    """Names that `QuantConfig.overrides` accepts for a model of this shape.
+
+    Per layer k: ``l<k>.`` and each of the cell's `Cell.quantized_tensors` (weights wx, wh,
+    bias b, state h, pre-activations pre, activations act, then its other state, e.g. c).
+    """
+    per_layer = get_cell(cell).quantized_tensors()
     names = ["input"]
     for k in range(n_layers):
-        names += [f"l{k}.{t}" for t in ("wx", "wh", "b", "h", "pre", "act")]
-        if cell == "lstm":
-            names.append(f"l{k}.c")
+        names += [f"l{k}.{t}" for t in per_layer]
     return names + ["head.w", "head.b", "out"]
 
 
@@ -165,13 +169,10 @@ def calibrate(model: ModelIR, x_calib, layout: str | None = None) -> dict[str, n
     for k, (layer, rec) in enumerate(zip(model.layers, record)):
         values[f"l{k}.h"] = rec["h"]
         values[f"l{k}.pre"] = np.clip(np.stack(rec["pre"]), -PRE_CLIP, PRE_CLIP)
-        if layer.cell == "lstm":
-            values[f"l{k}.c"] = np.stack(rec["c"])
-            values[f"l{k}.b"] = layer.b_ih + layer.b_hh
-        else:
-            hsz = layer.hidden_size
-            values[f"l{k}.b"] = np.concatenate([(layer.b_ih + layer.b_hh)[:2 * hsz],
-                                                layer.b_ih[2 * hsz:], layer.b_hh[2 * hsz:]])
+        for name in layer.spec.extra_state:
+            values[f"l{k}.{name}"] = np.stack(rec[name])
+        values[f"l{k}.b"] = layer.spec.accumulator_bias(layer.b_ih, layer.b_hh,
+                                                        layer.hidden_size)
         values[f"l{k}.wx"] = layer.w_ih
         values[f"l{k}.wh"] = layer.w_hh
         values[f"l{k}.act"] = np.array([-1.0, 1.0])
@@ -230,13 +231,8 @@ class _FormatChooser:
 
 def _gate_rows(layer, fmt_x: QFormat, fmt_h: QFormat, bias_fmt_fn, chooser, k):
     """Integer weights and biases in accumulator row order (see hwgen.qmodel)."""
-    w_x, w_h = fmt_x.quantize(layer.w_ih), fmt_h.quantize(layer.w_hh)
-    hsz = layer.hidden_size
-    if layer.cell == "gru":
-        zx = np.zeros((hsz, layer.input_size), dtype=np.int64)
-        zh = np.zeros((hsz, hsz), dtype=np.int64)
-        w_x = np.concatenate([w_x, zx])
-        w_h = np.concatenate([w_h[:2 * hsz], zh, w_h[2 * hsz:]])
+    w_x, w_h = layer.spec.accumulator_weights(fmt_x.quantize(layer.w_ih),
+                                              fmt_h.quantize(layer.w_hh), layer.hidden_size)
     bias_float = chooser.values[f"l{k}.b"]
     b_fmt = bias_fmt_fn(w_x, w_h)
     return w_x, w_h, b_fmt, b_fmt.quantize(bias_float)
@@ -268,17 +264,18 @@ def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None,
     for k, layer in enumerate(model.layers):
         wx_fmt, wh_fmt = choose(f"l{k}.wx"), choose(f"l{k}.wh")
         h_fmt, pre_fmt, act_fmt = choose(f"l{k}.h"), choose(f"l{k}.pre"), choose(f"l{k}.act")
-        c_fmt = choose(f"l{k}.c") if layer.cell == "lstm" else None
+        c_fmt = choose(f"l{k}.c") if layer.spec.has_cell_state else None
         acc_frac = max(wx_fmt.frac + x_fmt.frac, wh_fmt.frac + h_fmt.frac)
         w_x, w_h, b_fmt, bias = _gate_rows(
             layer, wx_fmt, wh_fmt, lambda *_: choose(f"l{k}.b", frac_cap=acc_frac), choose, k)
         pwl = dict(segments=config.pwl_segments, slope_form=config.pwl_slope_form)
+        pwl_input = {"pre": pre_fmt, "c": c_fmt}
+        tables = {attr: fit_pwl(func, pwl_input[source], act_fmt, **pwl)
+                  for attr, (func, source) in layer.spec.pwls.items()}
         layers.append(QLayer(
             cell=layer.cell, x_fmt=x_fmt, h_fmt=h_fmt, c_fmt=c_fmt, wx_fmt=wx_fmt,
             wh_fmt=wh_fmt, b_fmt=b_fmt, pre_fmt=pre_fmt, act_fmt=act_fmt, w_x=w_x, w_h=w_h,
-            bias=bias, sigmoid=fit_pwl("sigmoid", pre_fmt, act_fmt, **pwl),
-            tanh=fit_pwl("tanh", pre_fmt, act_fmt, **pwl),
-            tanh_c=fit_pwl("tanh", c_fmt, act_fmt, **pwl) if c_fmt else None))
+            bias=bias, **tables))
         x_fmt = h_fmt
     w_fmt = choose("head.w")
     b_fmt = choose("head.b", frac_cap=w_fmt.frac + x_fmt.frac)

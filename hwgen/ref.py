@@ -7,10 +7,9 @@ Integer step of one layer (formats from the QLayer, all shifts exact or round-ha
 
     acc  = (bias << bias_shift) + (W_x @ x << shift_x) + (W_h @ h << shift_h)
     pre  = requantize(acc, acc_frac, pre_fmt)                       per row
-    LSTM: i, f, o = sigmoid(pre); g = tanh(pre)
-          c' = requantize(f*c aligned + i*g aligned, c_fmt); h' = requantize(o * tanh_c(c'), h_fmt)
-    GRU:  r, z = sigmoid(pre); n = tanh(sat(pre_nx + round(r * pre_nh)))
-          h' = requantize((n << fs) + z * (h - n) aligned, h_fmt)
+    new state = the cell's `Cell.int_step` on pre's gate blocks (see `hwgen.cells`)
+
+The float step of a layer is the cell's `Cell.float_step`.
 
 Head: y = requantize((b << bias_shift) + W h, out_fmt), on the last step or every step.
 """
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fixed import align, requantize, shift_round
+from .fixed import requantize
 from .ir import ModelIR, RNNLayer, data_layout, shape_name, swap_layout
 from .qmodel import QHead, QLayer, QModel
 
@@ -28,39 +27,27 @@ from .qmodel import QHead, QLayer, QModel
 _EXACT_FLOAT_BITS = 52
 
 
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 # ---------------------------------------------------------------- float path
 def float_layer(layer: RNNLayer, x: np.ndarray, record: dict | None = None) -> np.ndarray:
-    """Run one float layer over x (N, T, I) -> h sequence (N, T, H)."""
+    """Run one float layer over x (N, T, I) -> h sequence (N, T, H).
+
+    `record` (a dict) receives per step the cell's pre-activations under "pre" and each
+    state tensor besides h under its name (e.g. "c"): what calibration measures.
+    """
+    cell = layer.spec
     n, t_len, _ = x.shape
     hsz = layer.hidden_size
-    h = np.zeros((n, hsz))
-    c = np.zeros((n, hsz))
+    state = {name: np.zeros((n, hsz)) for name in cell.state}
     xw = x @ layer.w_ih.T + layer.b_ih  # input part of every step at once
     out = np.empty((n, t_len, hsz))
     for t in range(t_len):
-        hw = h @ layer.w_hh.T + layer.b_hh
-        if layer.cell == "lstm":
-            pre = xw[:, t] + hw
-            i, f, g, o = np.split(pre, 4, axis=1)
-            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-            h = _sigmoid(o) * np.tanh(c)
-            if record is not None:
-                record.setdefault("pre", []).append(pre)
-                record.setdefault("c", []).append(c)
-        else:
-            xr, xz, xn = np.split(xw[:, t], 3, axis=1)
-            hr, hz, hn = np.split(hw, 3, axis=1)
-            r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
-            n_pre = xn + r * hn
-            h = (1 - z) * np.tanh(n_pre) + z * h
-            if record is not None:
-                record.setdefault("pre", []).append(
-                    np.concatenate([xr + hr, xz + hz, xn, hn, n_pre], axis=1))
-        out[:, t] = h
+        hw = state["h"] @ layer.w_hh.T + layer.b_hh
+        state, pre = cell.float_step(xw[:, t], hw, state)
+        if record is not None:
+            record.setdefault("pre", []).append(pre)
+            for name in cell.extra_state:
+                record.setdefault(name, []).append(state[name])
+        out[:, t] = state["h"]
     return out
 
 
@@ -116,34 +103,37 @@ def layer_accumulate(layer: QLayer, x: np.ndarray, h: np.ndarray) -> np.ndarray:
     return acc + (_int_matmul(h, layer.w_h, bits) << layer.shift_h)
 
 
-def layer_activate(layer: QLayer, acc: np.ndarray, h: np.ndarray, c: np.ndarray | None,
-                   trace: dict | None = None):
-    """Gates and new state from accumulators: the element-wise half of a step."""
+def layer_step(layer: QLayer, acc: np.ndarray, state: dict, trace: dict | None = None) -> dict:
+    """Gates and new state from accumulators: the element-wise half of a step.
+
+    Parameters
+    ----------
+    layer : the quantized layer.
+    acc : (N, R) accumulators.
+    state : each of the cell's state tensors (`Cell.state`) -> (N, H) integers.
+    trace : if a dict, receives acc, pre and the cell step's intermediate tensors.
+
+    Returns
+    -------
+    dict
+        The new state, by name.
+    """
+    cell = layer.spec
     pre = requantize(acc, layer.acc_frac, layer.pre_fmt)
-    fs = layer.act_fmt.frac  # sigmoid and tanh outputs share the activation format
-    g = {name: pre[:, layer.gate_slice(name)] for name in
-         (("i", "f", "g", "o") if layer.cell == "lstm" else ("r", "z", "nx", "nh"))}
-    if layer.cell == "lstm":
-        i, f, o = (layer.sigmoid.evaluate(g[k]) for k in "ifo")
-        gg = layer.tanh.evaluate(g["g"])
-        fc_frac = fs + layer.c_fmt.frac
-        prod_frac = max(fc_frac, 2 * fs)
-        c_sum = align(f * c, fc_frac, prod_frac) + align(i * gg, 2 * fs, prod_frac)
-        c_new = requantize(c_sum, prod_frac, layer.c_fmt)
-        tc = layer.tanh_c.evaluate(c_new)
-        h_new = requantize(o * tc, 2 * fs, layer.h_fmt)
-        if trace is not None:
-            trace.update(acc=acc, pre=pre, i=i, f=f, g=gg, o=o, c=c_new, tanh_c=tc, h=h_new)
-        return h_new, c_new
-    r, z = layer.sigmoid.evaluate(g["r"]), layer.sigmoid.evaluate(g["z"])
-    n_pre = layer.pre_fmt.saturate(g["nx"] + shift_round(r * g["nh"], fs))
-    n = layer.tanh.evaluate(n_pre)
-    fm = max(layer.h_fmt.frac, fs)
-    hm, nm = align(h, layer.h_fmt.frac, fm), align(n, fs, fm)
-    h_new = requantize((nm << fs) + z * (hm - nm), fm + fs, layer.h_fmt)
+    gates = {name: pre[:, layer.gate_slice(name)] for name in cell.block_names}
+    new_state, values = cell.int_step(layer, gates, state)
     if trace is not None:
-        trace.update(acc=acc, pre=pre, r=r, z=z, n_pre=n_pre, n=n, h=h_new)
-    return h_new, None
+        trace.update(acc=acc, pre=pre)
+        trace.update(values)
+    return new_state
+
+
+def layer_activate(layer: QLayer, acc: np.ndarray, h: np.ndarray, c: np.ndarray | None = None,
+                   trace: dict | None = None):
+    """`layer_step` for a cell whose state is h (and c): returns (h', c' or None)."""
+    state = {name: value for name, value in (("h", h), ("c", c)) if name in layer.spec.state}
+    new_state = layer_step(layer, acc, state, trace)
+    return new_state["h"], new_state.get("c")
 
 
 def head_forward(head: QHead, h: np.ndarray) -> np.ndarray:
@@ -201,36 +191,42 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
     exactly: bit-identical to the dense model.
     """
     n, t_len, _ = v.shape
-    h = np.zeros((n, layer.hidden_size), dtype=np.int64)
-    c = np.zeros_like(h) if layer.cell == "lstm" else None
+    state = {name: np.zeros((n, layer.hidden_size), dtype=np.int64)
+             for name in layer.spec.state}
     out = np.empty((n, t_len, layer.hidden_size), dtype=np.int64)
     if thresholds is not None:
         acc = np.broadcast_to(layer.bias << layer.bias_shift, (n, layer.rows)).copy()
-        x_hat, h_hat = np.zeros((n, layer.input_size), dtype=np.int64), np.zeros_like(h)
+        x_hat = np.zeros((n, layer.input_size), dtype=np.int64)
+        h_hat = np.zeros_like(state["h"])
         fired_steps = np.zeros(t_len, dtype=np.int64)
+        fired_x = fired_h = 0
     for t in range(t_len):
         if thresholds is None:
-            acc = layer_accumulate(layer, v[:, t], h)
+            acc = layer_accumulate(layer, v[:, t], state["h"])
         else:
             dx, x_hat, fx = _delta_update(v[:, t], x_hat, thresholds[0], t == 0)
-            dh, h_hat, fh = _delta_update(h, h_hat, thresholds[1], t == 0)
+            dh, h_hat, fh = _delta_update(state["h"], h_hat, thresholds[1], t == 0)
             bits = layer.acc_width + 1  # a delta spans twice its format's range
             acc = acc + (_int_matmul(dx, layer.w_x, bits) << layer.shift_x) \
                 + (_int_matmul(dh, layer.w_h, bits) << layer.shift_h)
             fired_steps[t] = fx.sum() + fh.sum()
+            fired_x, fired_h = fired_x + int(fx.sum()), fired_h + int(fh.sum())
         rec = {} if steps is not None else None
-        h, c = layer_activate(layer, acc, h, c, rec)
-        out[:, t] = h
+        state = layer_step(layer, acc, state, rec)
+        out[:, t] = state["h"]
         if steps is not None:
             steps.append(rec)
     if stats is not None and thresholds is not None:
-        rows = layer.rows * 3 // 4 if layer.cell == "gru" else layer.rows  # real rows a column feeds
+        # a fired column costs the real rows its side feeds (not the layout's zero rows)
+        rows_x = layer.spec.rows_fed("x", layer.hidden_size)
+        rows_h = layer.spec.rows_fed("h", layer.hidden_size)
         cols = n * t_len * (layer.input_size + layer.hidden_size)
         stats.columns.append(cols)
         stats.fired.append(int(fired_steps.sum()))
         stats.fired_per_step.append(fired_steps)
-        stats.macs_dense.append(cols * rows)
-        stats.macs.append(int(fired_steps.sum()) * rows)
+        stats.macs_dense.append(n * t_len * (layer.input_size * rows_x
+                                             + layer.hidden_size * rows_h))
+        stats.macs.append(fired_x * rows_x + fired_h * rows_h)
     return out
 
 

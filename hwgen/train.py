@@ -90,7 +90,7 @@ def train_digits(cell: str, hidden: int, layers: int = 1, epochs: int = 60,
 
     Parameters
     ----------
-    cell : {"lstm", "gru"}
+    cell : a registered cell name (`hwgen.cells.CELLS`)
     hidden, layers : int
         Hidden size and number of recurrent layers.
     epochs : int
@@ -118,7 +118,7 @@ def train_char_lm(cell: str, hidden: int, layers: int = 1, epochs: int = 8, seed
 
     Parameters
     ----------
-    cell : {"lstm", "gru"}
+    cell : a registered cell name (`hwgen.cells.CELLS`)
     hidden, layers : int
         Hidden size and number of recurrent layers.
     epochs : int

@@ -2,7 +2,6 @@
 simulator, the host client against a fake board."""
 import json
 import gc
-import os
 import shutil
 import time
 from pathlib import Path

@@ -1,20 +1,15 @@
 """Element-wise unit: gates and new state of one hidden element per cycle (pipelined).
 
-Computes exactly `hwgen.ref.layer_activate` for one element. Every multiplier, every sum
-of products, every PWL stage and both halves of every requantization (round; saturate)
-have a register after them, for Fmax (P = PWL latency):
+Computes exactly `hwgen.ref.layer_step` for one element. The unit is the same for every
+cell: it requantizes each gate block's accumulator to a pre-activation (round, then
+saturate: +2 cycles), runs the cell's element-wise program, registers the new state, and
+carries `tag` (the element's index) alongside. A new element may enter every cycle.
 
-    LSTM                                   GRU
-    +2      pre = requantize(acc)          +2      pre = requantize(acc)
-    +P      i, f, g, o = PWL(pre)          +P      r, z = PWL(pre)
-    +1      f*c, i*g                       +1      r * n_h
-    +1      f*c + i*g (aligned)            +2      n_pre = sat(n_x + round(r * n_h))
-    +2      c' = requantize(...)           +P      n = tanh(n_pre)
-    +P      tanh(c')                       +1      h - n, n aligned
-    +1      o * tanh(c')                   +1      z * (h - n)
-    +2      h' = requantize(...)           +2      h' = requantize(n + z * (h - n))
-
-A new element may enter every cycle; `tag` (the element's index) travels with it.
+The program itself is the cell's (`hwgen.cells.Cell.elementwise`, in the cell's own file,
+with its stage table): written against `PipelineOps`, a small vocabulary of registers,
+delays, PWL units and two-stage requantization, so that a cell file holds its whole
+element-wise definition and imports no HDL. Every multiplier, every sum of products, every
+PWL stage and both halves of every requantization have a register after them, for Fmax.
 """
 from __future__ import annotations
 
@@ -22,11 +17,59 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..cells import Cell, get_cell
 from ..qmodel import QLayer
 from .arith import saturate, shift_round
 from .pwl_unit import LATENCY as PWL_LATENCY, PWLUnit
 
-LATENCY = {"lstm": 9 + 2 * PWL_LATENCY, "gru": 9 + 2 * PWL_LATENCY}
+PRE_LATENCY = 2  # accumulator -> pre-activation: round, then saturate
+
+
+def latency(cell: Cell | str) -> int:
+    """Cycles from an element entering the unit of `cell` to its new state."""
+    spec = get_cell(cell) if isinstance(cell, str) else cell
+    return spec.elementwise_latency(PWL_LATENCY)
+
+
+class PipelineOps:
+    """What a cell's element-wise program builds its pipeline with, inside one `Module`.
+
+    Registers are named p0, p1, ... in the order they are made.
+    """
+
+    pwl_latency = PWL_LATENCY
+    saturate = staticmethod(saturate)          # (value, fmt) -> clamped to fmt
+    shift_round = staticmethod(shift_round)    # (value, shift) -> rounded half up
+
+    def __init__(self, m: Module):
+        self.m = m
+        self._names = iter(range(10_000))
+
+    def reg(self, value, fmt=None):
+        """One pipeline register holding `value` (shape: signed(fmt.width) or the value's)."""
+        shape = signed(fmt.width) if fmt is not None else value.shape()
+        r = Signal(shape, name=f"p{next(self._names)}")
+        self.m.d.sync += r.eq(value)
+        return r
+
+    def delay(self, value, n: int):
+        """`value` through `n` registers."""
+        for _ in range(n):
+            value = self.reg(value)
+        return value
+
+    def pwl(self, name: str, table, x):
+        """A PWL unit (submodule `name`) evaluating `table` at `x`; the result is
+        `pwl_latency` cycles later."""
+        unit = PWLUnit(table)
+        self.m.submodules[name] = unit
+        self.m.d.comb += unit.x.eq(x)
+        return unit.y
+
+    def rq(self, value, from_frac: int, fmt):
+        """Requantize in two registered halves: round, then saturate."""
+        return self.reg(saturate(self.reg(shift_round(value, from_frac - fmt.frac)), fmt),
+                        fmt)
 
 
 class ElementwiseUnit(wiring.Component):
@@ -34,83 +77,35 @@ class ElementwiseUnit(wiring.Component):
 
     Members
     -------
-    valid_in : In(1)     acc0..acc3, h_prev, c_prev and tag are valid this cycle
-    acc0..acc3 : In(signed(acc_width))   the element's accumulators, in gate-block order
-    h_prev, c_prev : In  previous state (c_prev is unused for GRU)
+    valid_in : In(1)     acc0.., h_prev, c_prev and tag are valid this cycle
+    acc0..acc<B-1> : In(signed(acc_width))   the element's accumulators, one per gate block
+        of the cell, in block order
+    h_prev, c_prev : In  previous state (c_prev is unused by a cell without a cell state)
     valid_out : Out(1)   h_new, c_new, tag_out are valid this cycle (`latency` cycles later)
     """
 
     def __init__(self, layer: QLayer, acc_width: int, tag_width: int = 8):
         self.layer = layer
-        self.latency = LATENCY[layer.cell]
+        self.cell = layer.spec
+        self.latency = latency(self.cell)
         c_width = layer.c_fmt.width if layer.c_fmt else 1
         members = {"valid_in": In(1), "valid_out": Out(1),
                    "tag": In(unsigned(tag_width)), "tag_out": Out(unsigned(tag_width)),
                    "h_prev": In(signed(layer.h_fmt.width)), "c_prev": In(signed(c_width)),
                    "h_new": Out(signed(layer.h_fmt.width)), "c_new": Out(signed(c_width))}
-        for q in range(4):
+        for q in range(self.cell.n_blocks):
             members[f"acc{q}"] = In(signed(acc_width))
         super().__init__(members)
 
     def elaborate(self, platform):
-        L = self.layer
+        L, cell = self.layer, self.cell
         m = Module()
-        fs = L.act_fmt.frac
-        names = iter(range(10_000))
-
-        def reg(value, shape=None):
-            """One pipeline register holding `value` (shape: `shape` or the value's)."""
-            r = Signal(shape if shape is not None else value.shape(), name=f"p{next(names)}")
-            m.d.sync += r.eq(value)
-            return r
-
-        def delay(value, n):
-            for _ in range(n):
-                value = reg(value)
-            return value
-
-        def pwl(name, table, x):
-            unit = PWLUnit(table)
-            m.submodules[name] = unit
-            m.d.comb += unit.x.eq(x)
-            return unit.y
-
-        def rq(value, from_frac, fmt):
-            """Requantize in two registered halves: round, then saturate."""
-            return reg(saturate(reg(shift_round(value, from_frac - fmt.frac)), fmt),
-                       signed(fmt.width))
-
-        m.d.comb += [self.valid_out.eq(delay(self.valid_in, self.latency)),
-                     self.tag_out.eq(delay(self.tag, self.latency))]
-        PL = PWL_LATENCY
-        pre = [rq(getattr(self, f"acc{q}"), L.acc_frac, L.pre_fmt) for q in range(4)]  # +2
-        if L.cell == "lstm":
-            i, f = pwl("sig_i", L.sigmoid, pre[0]), pwl("sig_f", L.sigmoid, pre[1])
-            g, o = pwl("tanh_g", L.tanh, pre[2]), pwl("sig_o", L.sigmoid, pre[3])  # +P
-            c = delay(self.c_prev, 2 + PL)
-            fc, ig = reg(f * c), reg(i * g)                                  # +1
-            fc_frac = fs + L.c_fmt.frac
-            prod_frac = max(fc_frac, 2 * fs)
-            total = reg((fc << (prod_frac - fc_frac)) + (ig << (prod_frac - 2 * fs)))  # +1
-            c_new = rq(total, prod_frac, L.c_fmt)                            # +2
-            t = pwl("tanh_c", L.tanh_c, c_new)                               # +P
-            ot = reg(delay(o, 4 + PL) * t)                                   # +1
-            rounded = reg(shift_round(ot, 2 * fs - L.h_fmt.frac))            # +2
-            m.d.sync += [self.h_new.eq(saturate(rounded, L.h_fmt)),
-                         self.c_new.eq(delay(c_new, PL + 2))]
-        else:
-            r, z = pwl("sig_r", L.sigmoid, pre[0]), pwl("sig_z", L.sigmoid, pre[1])  # +P
-            nx, nh = delay(pre[2], PL), delay(pre[3], PL)
-            rn = reg(r * nh)                                                 # +1
-            n_sum = reg(delay(nx, 1) + shift_round(rn, fs))                  # +2
-            n_pre = reg(saturate(n_sum, L.pre_fmt), signed(L.pre_fmt.width))
-            n = pwl("tanh_n", L.tanh, n_pre)                                 # +P
-            fm = max(L.h_fmt.frac, fs)
-            h = delay(self.h_prev, 5 + 2 * PL)
-            nm = n << (fm - fs)
-            diff, nm8 = reg((h << (fm - L.h_fmt.frac)) - nm), reg(nm)        # +1
-            zd = reg(delay(z, 4 + PL) * diff)                                # +1
-            rounded = reg(shift_round((delay(nm8, 1) << fs) + zd,
-                                      fm + fs - L.h_fmt.frac))               # +2
-            m.d.sync += self.h_new.eq(saturate(rounded, L.h_fmt))
+        ops = PipelineOps(m)
+        m.d.comb += [self.valid_out.eq(ops.delay(self.valid_in, self.latency)),
+                     self.tag_out.eq(ops.delay(self.tag, self.latency))]
+        pre = [ops.rq(getattr(self, f"acc{q}"), L.acc_frac, L.pre_fmt)
+               for q in range(cell.n_blocks)]                                # +PRE_LATENCY
+        state_in = {name: getattr(self, f"{name}_prev") for name in cell.state}
+        state_out = cell.elementwise(ops, L, pre, state_in)
+        m.d.sync += [getattr(self, f"{name}_new").eq(state_out[name]) for name in cell.state]
         return m

@@ -5,20 +5,23 @@ One definition of the layouts, used by the generator, the manifest and the tests
 Weights are stored column-major, one word per (column, row group): a word holds `lanes`
 weights, lane k of group g of a gate block feeding row ``g * lanes + k`` of that gate.
 Every gate block starts on a group boundary (rows past H are zero padding), so all lanes
-of a word write the same accumulator word. GRU input columns visit blocks (r, z, n_x) and
+of a word write the same accumulator word. A column visits the gate blocks its side feeds
+(`hwgen.cells.Cell.blocks_x` / `blocks_h`): GRU input columns visit (r, z, n_x) and
 recurrent columns (r, z, n_h); LSTM columns visit (i, f, g, o).
 
-The vector memory holds the layer-0 input, then each layer's h (and c for LSTM).
+The vector memory holds the layer-0 input, then each layer's h; the cell memory the c of
+each layer whose cell has a cell state.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import math
 
 import numpy as np
 
+from ..cells import get_cell
 from ..qmodel import QModel
-from .elementwise import LATENCY
+from .elementwise import latency as elementwise_latency
 
 
 @dataclass
@@ -35,11 +38,22 @@ class LayerPlan:
     acc_base: int            # accumulator-memory address of block 0, group 0
     x_addr: int              # vector-memory address of this layer's input element 0
     h_addr: int              # vector-memory address of h element 0
-    c_addr: int | None       # cell-memory address of c element 0 (LSTM)
+    c_addr: int | None       # cell-memory address of c element 0 (a cell with c)
     hat_addr: int            # delta: last-fired values, inputs then hidden elements
 
     @property
+    def n_blocks(self) -> int:
+        """Gate blocks of the cell: accumulator words per row group."""
+        return get_cell(self.cell).n_blocks
+
+    @property
+    def gather_cycles(self) -> int:
+        """Cycles to gather one row group's gate words in ACTIVATE (see `activate_cycles`)."""
+        return gather_cycles(self.n_blocks)
+
+    @property
     def groups_per_col(self) -> int:
+        """Weight words of one column (both sides visit as many blocks: `make_plan`)."""
         return len(self.blocks_x) * self.groups_per_gate
 
     @property
@@ -53,7 +67,8 @@ class LayerPlan:
     @property
     def macs(self) -> int:
         """Multiply-accumulates of one dense step (real rows only, no padding)."""
-        return len(self.blocks_x) * self.hidden_size * self.columns
+        return self.hidden_size * (len(self.blocks_x) * self.input_size
+                                   + len(self.blocks_h) * self.hidden_size)
 
 
 @dataclass
@@ -80,7 +95,7 @@ class Plan:
     lanes: int
     weight_width: int        # lane width of a weight word (max over all weight formats)
     value_width: int         # width of the vector memory (max over x and h formats)
-    cell_width: int          # width of the cell-state memory (LSTM c; 1 for GRU)
+    cell_width: int          # width of the cell-state memory (c; 1 when no cell has c)
     acc_width: int           # accumulator width (max over layers and head)
     layers: list[LayerPlan]
     head: HeadPlan
@@ -97,8 +112,14 @@ class PlanError(ValueError):
     """The hardware options do not fit the model (lanes, thresholds)."""
 
 
-def _blocks(cell: str) -> tuple[tuple, tuple]:
-    return ((0, 1, 2, 3), (0, 1, 2, 3)) if cell == "lstm" else ((0, 1, 2), (0, 1, 3))
+def _check_cell(cell) -> None:
+    """Refuse, by name, a cell the datapath cannot run yet."""
+    if not cell.has_rtl:
+        raise PlanError(f"Cell {cell.name!r} has no element-wise RTL program yet")
+    if len(cell.blocks_x) != len(cell.blocks_h):
+        raise PlanError(f"Cell {cell.name!r}: its input and recurrent columns visit "
+                        f"{len(cell.blocks_x)} and {len(cell.blocks_h)} gate blocks; the "
+                        f"column encoder steps one weight-word count for both")
 
 
 def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
@@ -117,23 +138,25 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
     v_addr = qm.input_size  # the layer-0 input sits at 0..I-1
     x_addr = c_addr = hat_addr = acc_addr = 0
     for k, ql in enumerate(qm.layers):
+        cell = ql.spec
+        _check_cell(cell)
         hsz, isz = ql.hidden_size, ql.input_size
         gpg = math.ceil(hsz / P)
-        bx, bh = _blocks(ql.cell)
+        bx, bh = cell.blocks_x, cell.blocks_h
         lp = LayerPlan(k, ql.cell, isz, hsz, gpg, bx, bh, len(w_words), len(b_words),
-                       acc_addr, x_addr, v_addr, c_addr if ql.cell == "lstm" else None,
+                       acc_addr, x_addr, v_addr, c_addr if cell.has_cell_state else None,
                        hat_addr)
         v_addr += hsz
-        c_addr += hsz if ql.cell == "lstm" else 0
+        c_addr += hsz if cell.has_cell_state else 0
         hat_addr += isz + hsz
-        acc_addr += 4 * gpg
+        acc_addr += cell.n_blocks * gpg
         for j in range(isz + hsz):
             w, col, blocks = (ql.w_x, j, bx) if j < isz else (ql.w_h, j - isz, bh)
             for blk in blocks:
                 for g in range(gpg):
                     w_words.append(_lane_slice(w[:, col], blk * hsz, g * P, hsz, P))
         shifted = ql.bias << ql.bias_shift
-        for blk in range(4):
+        for blk in range(cell.n_blocks):
             for g in range(gpg):
                 b_words.append(_lane_slice(shifted, blk * hsz, g * P, hsz, P))
         layers.append(lp)
@@ -170,17 +193,26 @@ def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int)
 # Cycles of the sequencer's fixed-length states (see hwgen.rtl.top); tests check this
 # model against cycles measured in simulation.
 MATRIX_OVERHEAD = 10    # encoder -> FIFO -> issuer start (4), last issue -> stage 3 (6)
-GATHER_CYCLES = 6       # a row group's four gate words: 4 reads, captured 2 cycles later
+GATHER_CAPTURE = 2      # a gate word is captured 2 cycles after its read (registered read)
+
+
+def gather_cycles(n_blocks: int) -> int:
+    """Cycles to gather a row group's gate words: one read a block, the last captured
+    `GATHER_CAPTURE` cycles after its read (6 for the 4 blocks of LSTM and GRU)."""
+    return n_blocks + GATHER_CAPTURE
 
 
 def activate_cycles(hidden: int, lanes: int, cell: str) -> int:
     """Cycles of ACTIVATE: the gather and issue engines of hwgen.rtl.top, cycle by cycle.
 
-    The gather engine fills one of two banks with a row group's four gate words
-    (GATHER_CYCLES; the next group's reads start one or two cycles early when its bank is
-    free, so 4 a group in steady state); the issue engine sends one element a cycle from a
-    full bank.
+    The gather engine fills one of two banks with a row group's gate words, one per gate
+    block of `cell` (`gather_cycles`; the next group's reads start one or two cycles early
+    when its bank is free, so one a block in steady state); the issue engine sends one
+    element a cycle from a full bank.
     """
+    spec = get_cell(cell)
+    per_group = gather_cycles(spec.n_blocks)
+    flush = elementwise_latency(spec) + 2  # the last element leaves the element-wise unit
     groups = math.ceil(hidden / lanes)
     full = [False, False]
     g_grp = g_q = g_bank = i_bank = grp = lane = 0
@@ -193,9 +225,9 @@ def activate_cycles(hidden: int, lanes: int, cell: str) -> int:
         set_full = clear_full = None
         if gather:
             next_free = g_grp + 1 < groups and not full[1 - g_bank]
-            if g_q == GATHER_CYCLES - 2:
+            if g_q == per_group - 2:
                 early, g_q = next_free, g_q + 1
-            elif g_q == GATHER_CYCLES - 1:
+            elif g_q == per_group - 1:
                 g_q = 2 if early else int(next_free)
                 early, set_full, g_bank, g_grp = False, g_bank, 1 - g_bank, g_grp + 1
             else:
@@ -204,7 +236,7 @@ def activate_cycles(hidden: int, lanes: int, cell: str) -> int:
             elem = grp * lanes + lane
             if lane == lanes - 1 or elem == hidden - 1:
                 if grp == groups - 1:
-                    return cycles + LATENCY[cell] + 2  # flush the element-wise pipeline
+                    return cycles + flush
                 lane, clear_full, i_bank, grp = 0, i_bank, 1 - i_bank, grp + 1
             else:
                 lane += 1

@@ -16,20 +16,29 @@ while the bias and accumulator words are read; stage 2 shifts the products into
 accumulator alignment and adds (read-modify-write through a read port transparent for the
 write port, so back-to-back updates of one word are exact).
 
-ACTIVATE gathers the four gate words of a row group, then feeds one element a cycle into
-the pipelined element-wise unit, whose results are written back to h (and c).
+ACTIVATE gathers the gate words of a row group (one per gate block of the cell), then feeds
+one element a cycle into the pipelined element-wise unit, whose results are written back to
+h (and c).
+
+What differs between cells comes from the cell's description (`hwgen.cells`) through the
+plan: the blocks each side's columns visit (hence the accumulator jumps and where the bias
+is first added), the number of gate words gathered, the cell state, the element-wise unit
+and its latency. Still shaped by LSTM and GRU: one cell-state memory (c), both sides
+visiting equally many blocks (one weight-word step per column), and every block fed by
+some matrix (its bias is loaded on the first column touching it).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..cells.base import accumulator_jumps, recurrent_only_runs
 from ..qmodel import QModel
 from .arith import requantize
-from .elementwise import LATENCY, ElementwiseUnit
-from .plan import GATHER_CYCLES, Plan, make_plan
+from .elementwise import ElementwiseUnit
+from .plan import GATHER_CAPTURE, Plan, make_plan
 from .rom import LATENCY as ROM_LATENCY, BankedROM
 
 FIFO_DEPTH = 8
@@ -54,13 +63,15 @@ class _Pass:
             self.name, self.cols, self.x_cols, self.gpc = "HEAD", hp.in_size, 0, hp.groups
             self.w_base, self.b_base, self.acc_base = hp.w_base, hp.b_base, hp.acc_base
             self.x_addr, self.h_addr, self.hat_addr = 0, hp.h_addr, 0
-            self.recurrent, self.gpg, self.cell = False, hp.groups, "head"
+            self.recurrent, self.gpg = False, hp.groups
+            self.blocks_x = self.blocks_h = (0,)
             self.shift_x = self.shift_h = 0
             self.theta = None
         else:
             lp, ql = plan.layers[k], qm.layers[k]
             self.name, self.cols, self.x_cols = f"MAT{k}", lp.columns, lp.input_size
-            self.gpc, self.gpg, self.cell = lp.groups_per_col, lp.groups_per_gate, lp.cell
+            self.gpc, self.gpg = lp.groups_per_col, lp.groups_per_gate
+            self.blocks_x, self.blocks_h = lp.blocks_x, lp.blocks_h
             self.w_base, self.b_base, self.acc_base = lp.w_base, lp.b_base, lp.acc_base
             self.x_addr, self.h_addr, self.hat_addr = lp.x_addr, lp.h_addr, lp.hat_addr
             self.recurrent = True
@@ -68,16 +79,27 @@ class _Pass:
             self.theta = plan.delta[k] if plan.delta is not None else None
 
     def acc_offset(self, q, is_h):
-        """Accumulator word of the column's q-th group (GRU h columns skip the n_x block)."""
-        if self.cell == "gru":
-            return Mux(is_h & (q >= 2 * self.gpg), q + self.gpg, q)
-        return q
+        """Accumulator word of the column's q-th group: past a block its side skips, the
+        word lies that many blocks further (GRU h columns skip the n_x block)."""
+        offset = q
+        for side, blocks in ((~is_h, self.blocks_x), (is_h, self.blocks_h)):
+            for position, extra in accumulator_jumps(blocks):
+                offset = Mux(side & (q >= position * self.gpg), q + extra * self.gpg, offset)
+        return offset
 
     def first_touch(self, col, q, is_h):
-        """True where a dense pass first adds into a word: start from the bias there."""
-        if self.cell == "gru":
-            return (col == 0) | ((col == self.x_cols) & (q >= 2 * self.gpg))
-        return col == 0
+        """True where a dense pass first adds into a word: start from the bias there.
+
+        Column 0 (an input column) first touches every block input columns feed; the first
+        recurrent column the blocks only recurrent columns feed (GRU n_h).
+        """
+        touch = col == 0
+        for start, stop in recurrent_only_runs(self.blocks_x, self.blocks_h):
+            later = (col == self.x_cols) & (q >= start * self.gpg)
+            if stop < len(self.blocks_h):
+                later = later & (q < stop * self.gpg)
+            touch = touch | later
+        return touch
 
 
 class Accelerator(wiring.Component):
@@ -292,24 +314,27 @@ class Accelerator(wiring.Component):
             m.submodules[f"elementwise{k}"] = unit
             units.append(unit)
         # two banks of gathered gate words: one is issued while the other is filled
+        n_blocks = max(lp.n_blocks for lp in plan.layers)
         gate_regs = [[[Signal(signed(plan.acc_width), name=f"gate{b}_{q}_{k}")
-                       for k in range(P)] for q in range(4)] for b in range(2)]
+                       for k in range(P)] for q in range(n_blocks)] for b in range(2)]
         full = [Signal(name="bank0_full"), Signal(name="bank1_full")]
         g_bank, i_bank = Signal(), Signal()
-        issue_acc = [Signal(signed(plan.acc_width), name=f"issue_acc{q}") for q in range(4)]
+        issue_acc = [Signal(signed(plan.acc_width), name=f"issue_acc{q}")
+                     for q in range(n_blocks)]
         max_h = max(lp.hidden_size for lp in plan.layers)
         issue_valid = Signal()
         issue_tag = Signal(range(max_h + 1))
         issue_layer = Signal(range(len(units) + 1))
         lane = Signal(range(P + 1))
         elem = Signal(range(max_h + 1))  # grp * P + lane, counted rather than computed
-        act_q = Signal(range(GATHER_CYCLES))
+        act_q = Signal(range(max(lp.gather_cycles for lp in plan.layers)))
         early = Signal()  # the next row group's reads began a cycle before this one ended
         g_grp = Signal(range(max(lp.groups_per_gate for lp in plan.layers) + 1))
-        wait = Signal(range(max(LATENCY.values()) + 4))
+        wait = Signal(range(max(unit.latency for unit in units) + 4))
         m.d.sync += issue_valid.eq(0)
         for unit in units:
-            m.d.comb += [getattr(unit, f"acc{q}").eq(issue_acc[q]) for q in range(4)]
+            m.d.comb += [getattr(unit, f"acc{q}").eq(issue_acc[q])
+                         for q in range(unit.cell.n_blocks)]
             m.d.comb += unit.tag.eq(issue_tag)
 
         # ---- output stream registers
@@ -350,7 +375,7 @@ class Accelerator(wiring.Component):
                         m.next = "MAT0"
             for k, (lp, ql) in enumerate(zip(plan.layers, qm.layers)):
                 ps, unit = passes[k], units[k]
-                gpg = lp.groups_per_gate
+                gpg, gather_cycles = lp.groups_per_gate, lp.gather_cycles
                 with m.State(f"MAT{k}"):
                     matrix(ps, f"DRAIN{k}")
                 with m.State(f"DRAIN{k}"):
@@ -360,7 +385,7 @@ class Accelerator(wiring.Component):
                                      full[0].eq(0), full[1].eq(0)]
                         m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
-                    # gather engine: the 4 gate-block words of row group g_grp into a free bank.
+                    # gather engine: the gate-block words of row group g_grp into a free bank.
                     # Gate q is read at act_q == q and captured from acc_q (the registered
                     # read, not the block RAM: Fmax) at act_q == q + 2; the next group's first
                     # reads overlap the last captures when its bank is free.
@@ -371,15 +396,15 @@ class Accelerator(wiring.Component):
                         for b in range(2):
                             with m.If(g_bank == b):
                                 with m.Switch(act_q):
-                                    for q in range(4):
-                                        with m.Case(q + 2):
+                                    for q in range(lp.n_blocks):
+                                        with m.Case(q + GATHER_CAPTURE):
                                             m.d.sync += [gate_regs[b][q][n].eq(acc_q[n])
                                                          for n in range(P)]
-                        with m.If(act_q == GATHER_CYCLES - 2):
+                        with m.If(act_q == gather_cycles - 2):
                             m.d.sync += early.eq(nxt_free)
                             with m.If(nxt_free):
                                 m.d.comb += act_acc_addr.eq(lp.acc_base + g_grp + 1)
-                        with m.If(act_q == GATHER_CYCLES - 1):
+                        with m.If(act_q == gather_cycles - 1):
                             m.d.sync += [act_q.eq(0), early.eq(0), Array(full)[g_bank].eq(1),
                                          g_bank.eq(~g_bank), g_grp.eq(g_grp + 1)]
                             with m.If(early):
@@ -398,7 +423,7 @@ class Accelerator(wiring.Component):
                         m.d.sync += elem.eq(elem + 1)
                         m.d.sync += [issue_acc[q].eq(Array(Array(gate_regs[b][q])
                                                            for b in range(2))[i_bank][lane])
-                                     for q in range(4)]
+                                     for q in range(lp.n_blocks)]
                         m.d.sync += [issue_valid.eq(1), issue_tag.eq(elem),
                                      issue_layer.eq(k)]
                         with m.If((lane == P - 1) | (elem == lp.hidden_size - 1)):
