@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-
 from .qmodel import QModel
 from .ref import DeltaStats, run_int
 
