@@ -81,6 +81,20 @@ def test_statistics_are_rounded_and_deterministic():
     assert FUNCTIONS["sigmoid"](np.array([-1000.0, 0.0]))[1] == 0.5
 
 
+def test_fit_uses_no_cpu_dispatched_numpy_math(monkeypatch):
+    """numpy's exp/tanh pick SIMD loops by CPU; the fit and its statistics must not use them."""
+    expected = {f: fit_pwl(f, QFormat(8, 5), QFormat(8, 7), 16) for f in ("sigmoid", "tanh")}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("numpy transcendental used by the PWL fit")
+    for name in ("exp", "tanh", "expm1", "log", "log2", "power"):
+        monkeypatch.setattr(np, name, forbidden)
+    for f, pwl in expected.items():
+        again = fit_pwl(f, QFormat(8, 5), QFormat(8, 7), 16)
+        assert again == pwl and (again.max_error, again.mean_error) == (pwl.max_error,
+                                                                         pwl.mean_error)
+
+
 def test_aims_met_with_32_segments():
     # DESIGN.md: <= 0.005 (sigmoid) and <= 0.009 (tanh) with at most 32 segments
     sig = fit_pwl("sigmoid", QFormat(16, 11), QFormat(16, 14), 32)
