@@ -77,6 +77,8 @@ def choose_thresholds(qm: QModel, xq, metric: Callable, budget: float,
     while True:
         moves = []
         for p in range(n_paths):
+            if p % 2 and not qm.layers[p // 2].spec.blocks_h:
+                continue  # no recurrent columns (SRU): theta_h changes nothing
             # the next candidate of this path that eliminates more (equal ones are free)
             for nxt in range(idx[p] + 1, len(candidates)):
                 trial = list(idx)

@@ -183,3 +183,50 @@ class Progress:
         print(f"[hwgen] {self.label}: {status} in {time.time() - self.t0:.1f} s", flush=True,
               file=self.stream)
         return False
+
+
+CELL_MODELS = ["digits_lstm", "digits_gru", "digits_ligru", "digits_sru"]
+
+
+def cell_comparison_row(name: str, budget: float = DELTA_BUDGET) -> dict:
+    """One bundled model, as a row of the cell comparison (see `format_cell_table`)."""
+    from .delta import choose_thresholds
+    from .rtl.plan import cycle_model, make_plan
+    task = load_task(name)
+    out = {"model": name, "cell": task.ir.cell,
+           "float": task.metric(run_float(task.ir, task.x_test, layout=TASK_LAYOUT))}
+    for bits in (8, 4):
+        qm = quantize(task, QuantConfig(weight_bits=bits, act_bits=8))
+        out[f"q{bits}"] = task.metric(qm.decode_outputs(int_outputs(qm, task.x_test)))
+        mem = qm.memory_bits()
+        out[f"reduction{bits}"] = 1 - mem["weight_bits"] / mem["weight_bits_float32"]
+        if bits == 8:
+            out["kbit"] = mem["weight_bits"] / 1000
+            xq = qm.quantize_inputs(task.x_test)
+            best, _ = choose_thresholds(qm, xq, int_score(task, qm), budget,
+                                        layout=TASK_LAYOUT)
+            out["delta"], out["thresholds"] = best.macs_eliminated, best.thresholds
+            out["delta_metric"] = abs(best.metric)
+            for lanes in (2, 8):
+                cyc = cycle_model(make_plan(qm, lanes), qm.input_size, qm.head_mode)
+                out[f"cycles{lanes}"] = cyc["per_step"]
+                out[f"util{lanes}"] = cyc["step_utilization"]
+    return out
+
+
+def format_cell_table(rows: list[dict]) -> str:
+    """The cells side by side: float, 8/4-bit accuracy, weight memory and its cut against
+    float32, the metric with delta thresholds and the MACs they eliminate, and the cycle
+    model's cycles per step and step utilization at 2 and 8 lanes."""
+    head = (f"{'cell':<6} {'float':>6} {'8-bit':>6} {'4-bit':>6} {'kbit@8':>7} {'cut@8':>6} "
+            f"{'cut@4':>6} {'w/delta':>7} {'MACs elim':>9} {'cyc P=2':>8} {'util':>5} "
+            f"{'cyc P=8':>8} {'util':>5}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['cell']:<6} {r['float']:>6.2f} {r['q8']:>6.2f} {r['q4']:>6.2f} "
+                     f"{r['kbit']:>7.1f} {100 * r['reduction8']:>5.1f}% "
+                     f"{100 * r['reduction4']:>5.1f}% {r['delta_metric']:>7.2f} "
+                     f"{100 * r['delta']:>8.1f}% {r['cycles2']:>8} {r['util2']:>5.2f} "
+                     f"{r['cycles8']:>8} {r['util8']:>5.2f}")
+    lines += [f"  {r['cell']}: delta thresholds {r['thresholds']}" for r in rows]
+    return "\n".join(lines)

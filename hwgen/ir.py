@@ -63,6 +63,7 @@ class RNNLayer:
     w_hh: np.ndarray  # (recurrent-fed blocks * H, H)
     b_ih: np.ndarray  # (input-fed blocks * H,)
     b_hh: np.ndarray  # (recurrent-fed blocks * H,)
+    vectors: dict = field(default_factory=dict)  # the cell's `Cell.vectors` -> (H,)
 
     @property
     def spec(self) -> Cell:
@@ -86,6 +87,10 @@ def _check_layer_shapes(k: int, layer: RNNLayer) -> None:
         if w.shape[0] != rows or b.shape != (rows,):
             raise ValueError(f"Layer {k} ({cell.name}, H={hsz}): the {side} side feeds "
                              f"{rows} rows, but its weights are {w.shape} and bias {b.shape}")
+    shapes = {name: np.shape(v) for name, v in layer.vectors.items()}
+    if shapes != {name: (hsz,) for name in cell.vectors}:
+        raise ValueError(f"Layer {k} ({cell.name}, H={hsz}): element-wise vectors "
+                         f"{cell.vectors} of {hsz} values each, not {shapes}")
 
 
 @dataclass

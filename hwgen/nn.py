@@ -1,6 +1,8 @@
 """PyTorch modules hwgen understands: a recurrent stack followed by a Linear head.
 
 `RecurrentClassifier` is the container the bundled models use and the frontend accepts.
+`LiGRU` (defined in `hwgen.nn_ligru`) is the light GRU, named as speechbrain's.
+`SRU` (defined in `hwgen.nn_sru`) is the SRU, named as the `sru` package's.
 The recurrent module of any registered cell (`hwgen.cells`, e.g. `nn.LSTM`, `nn.GRU`) with
 a following `nn.Linear` can also be imported directly
 (`hwgen.frontend.from_torch(rnn, head, head_mode=...)`).
@@ -11,6 +13,10 @@ import torch
 from torch import nn
 
 from .cells import get_cell
+from .nn_ligru import LiGRU
+from .nn_sru import SRU
+
+__all__ = ["HEAD_MODES", "LiGRU", "RecurrentClassifier", "SRU"]
 
 HEAD_MODES = ("last", "every")
 

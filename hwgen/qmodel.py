@@ -35,11 +35,20 @@ class QLayer:
     sigmoid: PWL | None = None  # the PWL tables the cell names (`Cell.pwls`); else None
     tanh: PWL | None = None
     tanh_c: PWL | None = None   # tanh of the cell state (input format c_fmt)
+    extra_fmts: dict = field(default_factory=dict)  # formats of the cell's `calibrated`
+    v_fmt: QFormat | None = None  # the cell's element-wise vectors (`Cell.vectors`), if any
+    vectors: dict = field(default_factory=dict)     # name -> (H,) int64 in v_fmt
 
     @property
     def spec(self) -> Cell:
         """The cell's description."""
         return get_cell(self.cell)
+
+    def block_fmt(self, block: str) -> QFormat:
+        """The format gate block `block`'s pre-activation takes: ``pre_fmt``, or the
+        calibrated format the cell names for it (`Cell.block_formats`)."""
+        tensor = self.spec.block_formats.get(block)
+        return self.pre_fmt if tensor is None else self.extra_fmts[tensor]
 
     @property
     def input_size(self) -> int:
@@ -90,6 +99,9 @@ class QLayer:
     def formats(self) -> dict:
         out = {k: getattr(self, k) for k in
                ("x_fmt", "h_fmt", "c_fmt", "wx_fmt", "wh_fmt", "b_fmt", "pre_fmt", "act_fmt")}
+        out.update({f"{name}_fmt": fmt for name, fmt in self.extra_fmts.items()})
+        if self.v_fmt is not None:
+            out["v_fmt"] = self.v_fmt
         return {k: (v.to_json() if v is not None else None) for k, v in out.items()}
 
 
@@ -164,6 +176,10 @@ class QModel:
             weights += n_x * layer.wx_fmt.width + n_h * layer.wh_fmt.width \
                 + n_b * layer.b_fmt.width
             floats_w += n_x + n_h + n_b
+            n_v = sum(v.size for v in layer.vectors.values())
+            if n_v:
+                weights += n_v * layer.v_fmt.width
+                floats_w += n_v
             h = layer.hidden_size
             state += h * layer.h_fmt.width + (h * layer.c_fmt.width if layer.c_fmt else 0)
             floats_s += h * (2 if layer.c_fmt else 1)

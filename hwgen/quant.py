@@ -169,12 +169,14 @@ def calibrate(model: ModelIR, x_calib, layout: str | None = None) -> dict[str, n
     for k, (layer, rec) in enumerate(zip(model.layers, record)):
         values[f"l{k}.h"] = rec["h"]
         values[f"l{k}.pre"] = np.clip(np.stack(rec["pre"]), -PRE_CLIP, PRE_CLIP)
-        for name in layer.spec.extra_state:
+        for name in layer.spec.extra_state + layer.spec.calibrated:
             values[f"l{k}.{name}"] = np.stack(rec[name])
         values[f"l{k}.b"] = layer.spec.accumulator_bias(layer.b_ih, layer.b_hh,
                                                         layer.hidden_size)
         values[f"l{k}.wx"] = layer.w_ih
         values[f"l{k}.wh"] = layer.w_hh
+        if layer.vectors:  # the cell's element-wise vectors share one format
+            values[f"l{k}.v"] = np.concatenate(list(layer.vectors.values()))
         values[f"l{k}.act"] = np.array([-1.0, 1.0])
     values["head.w"] = model.head.weight
     values["head.b"] = model.head.bias
@@ -184,17 +186,18 @@ def calibrate(model: ModelIR, x_calib, layout: str | None = None) -> dict[str, n
 class _FormatChooser:
     """Picks each tensor's format by the config's scheme, method and overrides."""
 
-    def __init__(self, config: QuantConfig, values: dict):
+    def __init__(self, config: QuantConfig, values: dict, cell=None):
         self.config = config
         self.values = values
+        self.calibrated = CALIBRATED + (cell.calibrated if cell is not None else ())
         if config.scheme == "global":
-            peak = max(float(np.max(np.abs(v))) for v in values.values())
+            peak = max(float(np.max(np.abs(v))) for v in values.values() if np.size(v))
             self.global_peak = peak
 
     def width(self, name: str) -> int:
         c = self.config
         kind = name.split(".")[-1]
-        if kind in ("wx", "wh", "w"):
+        if kind in ("wx", "wh", "w", "v"):
             return c.weight_bits
         if kind == "b":
             return c.bias_bits if c.scheme == "calibrated" else c.weight_bits
@@ -211,7 +214,7 @@ class _FormatChooser:
             frac = frac_for_range(self.global_peak, width)
         elif name.endswith(".act"):
             frac = width - 1  # sigmoid/tanh outputs: [-1, 1) is known, not calibrated
-        elif name.split(".")[-1] in CALIBRATED and not np.any(self.values[name]):
+        elif name.split(".")[-1] in self.calibrated and not np.any(self.values[name]):
             frac = width - 1  # no range to calibrate: that of the activations
             warnings.warn(f"tensor {name!r} is zero on all calibration data: using the "
                           f"default format {QFormat(width, frac)} (range +/-1); calibrate "
@@ -258,11 +261,14 @@ def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None,
     config = config or QuantConfig()
     config.validate(len(model.layers), model.cell)
     values = calibrate(model, check_calibration_data(model, x_calib, layout), layout="NTI")
-    choose = _FormatChooser(config, values)
+    choose = _FormatChooser(config, values, model.spec)
     x_fmt = choose("input")
     layers = []
     for k, layer in enumerate(model.layers):
-        wx_fmt, wh_fmt = choose(f"l{k}.wx"), choose(f"l{k}.wh")
+        wx_fmt = choose(f"l{k}.wx")
+        # a cell with no recurrent matrix (SRU): W_h is all zero rows, its format wx's
+        wh_fmt = choose(f"l{k}.wh") if layer.spec.blocks_h else wx_fmt
+        v_fmt = choose(f"l{k}.v") if layer.vectors else None
         h_fmt, pre_fmt, act_fmt = choose(f"l{k}.h"), choose(f"l{k}.pre"), choose(f"l{k}.act")
         c_fmt = choose(f"l{k}.c") if layer.spec.has_cell_state else None
         acc_frac = max(wx_fmt.frac + x_fmt.frac, wh_fmt.frac + h_fmt.frac)
@@ -275,7 +281,10 @@ def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None,
         layers.append(QLayer(
             cell=layer.cell, x_fmt=x_fmt, h_fmt=h_fmt, c_fmt=c_fmt, wx_fmt=wx_fmt,
             wh_fmt=wh_fmt, b_fmt=b_fmt, pre_fmt=pre_fmt, act_fmt=act_fmt, w_x=w_x, w_h=w_h,
-            bias=bias, **tables))
+            bias=bias, extra_fmts={name: choose(f"l{k}.{name}")
+                                   for name in layer.spec.calibrated},
+            v_fmt=v_fmt, vectors={name: v_fmt.quantize(v) for name, v in layer.vectors.items()},
+            **tables))
         x_fmt = h_fmt
     w_fmt = choose("head.w")
     b_fmt = choose("head.b", frac_cap=w_fmt.frac + x_fmt.frac)

@@ -6,7 +6,7 @@ batched over sequences with numpy; every operation is one of `hwgen.fixed`'s rul
 Integer step of one layer (formats from the QLayer, all shifts exact or round-half-up):
 
     acc  = (bias << bias_shift) + (W_x @ x << shift_x) + (W_h @ h << shift_h)
-    pre  = requantize(acc, acc_frac, pre_fmt)                       per row
+    pre  = requantize(acc, acc_frac, pre_fmt)     per row (or the block's `Cell.block_formats`)
     new state = the cell's `Cell.int_step` on pre's gate blocks (see `hwgen.cells`)
 
 The float step of a layer is the cell's `Cell.float_step`.
@@ -32,20 +32,22 @@ def float_layer(layer: RNNLayer, x: np.ndarray, record: dict | None = None) -> n
     """Run one float layer over x (N, T, I) -> h sequence (N, T, H).
 
     `record` (a dict) receives per step the cell's pre-activations under "pre" and each
-    state tensor besides h under its name (e.g. "c"): what calibration measures.
+    state tensor besides h, and each of the cell's `calibrated` tensors, under its name
+    (e.g. "c"): what calibration measures.
     """
     cell = layer.spec
     n, t_len, _ = x.shape
     hsz = layer.hidden_size
     state = {name: np.zeros((n, hsz)) for name in cell.state}
     xw = x @ layer.w_ih.T + layer.b_ih  # input part of every step at once
+    params = {"vectors": layer.vectors} if cell.vectors else {}
     out = np.empty((n, t_len, hsz))
     for t in range(t_len):
         hw = state["h"] @ layer.w_hh.T + layer.b_hh
-        state, pre = cell.float_step(xw[:, t], hw, state)
+        state, pre = cell.float_step(xw[:, t], hw, state, **params)
         if record is not None:
             record.setdefault("pre", []).append(pre)
-            for name in cell.extra_state:
+            for name in cell.extra_state + cell.calibrated:
                 record.setdefault(name, []).append(state[name])
         out[:, t] = state["h"]
     return out
@@ -119,8 +121,9 @@ def layer_step(layer: QLayer, acc: np.ndarray, state: dict, trace: dict | None =
         The new state, by name.
     """
     cell = layer.spec
-    pre = requantize(acc, layer.acc_frac, layer.pre_fmt)
-    gates = {name: pre[:, layer.gate_slice(name)] for name in cell.block_names}
+    gates = {name: requantize(acc[:, layer.gate_slice(name)], layer.acc_frac,
+                              layer.block_fmt(name)) for name in cell.block_names}
+    pre = np.concatenate([gates[name] for name in cell.block_names], axis=1)
     new_state, values = cell.int_step(layer, gates, state)
     if trace is not None:
         trace.update(acc=acc, pre=pre)
@@ -199,6 +202,7 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
         x_hat = np.zeros((n, layer.input_size), dtype=np.int64)
         h_hat = np.zeros_like(state["h"])
         fired_steps = np.zeros(t_len, dtype=np.int64)
+        has_h = bool(layer.spec.blocks_h)
         fired_x = fired_h = 0
     for t in range(t_len):
         if thresholds is None:
@@ -209,6 +213,8 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
             bits = layer.acc_width + 1  # a delta spans twice its format's range
             acc = acc + (_int_matmul(dx, layer.w_x, bits) << layer.shift_x) \
                 + (_int_matmul(dh, layer.w_h, bits) << layer.shift_h)
+            if not has_h:  # no recurrent matrix (SRU): there are no hidden columns
+                fh = np.zeros_like(fh)
             fired_steps[t] = fx.sum() + fh.sum()
             fired_x, fired_h = fired_x + int(fx.sum()), fired_h + int(fh.sum())
         rec = {} if steps is not None else None
@@ -220,7 +226,7 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
         # a fired column costs the real rows its side feeds (not the layout's zero rows)
         rows_x = layer.spec.rows_fed("x", layer.hidden_size)
         rows_h = layer.spec.rows_fed("h", layer.hidden_size)
-        cols = n * t_len * (layer.input_size + layer.hidden_size)
+        cols = n * t_len * (layer.input_size + (layer.hidden_size if rows_h else 0))
         stats.columns.append(cols)
         stats.fired.append(int(fired_steps.sum()))
         stats.fired_per_step.append(fired_steps)

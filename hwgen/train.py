@@ -150,6 +150,8 @@ def train_char_lm(cell: str, hidden: int, layers: int = 1, epochs: int = 8, seed
 BUNDLED = {
     "digits_gru": lambda: train_digits("gru", 32),
     "digits_lstm": lambda: train_digits("lstm", 32),
+    "digits_ligru": lambda: train_digits("ligru", 32),
+    "digits_sru": lambda: train_digits("sru", 32, layers=2),
     "charlm_lstm": lambda: train_char_lm("lstm", 64, epochs=12, lr=1e-2),
     "charlm_gru2": lambda: train_char_lm("gru", 32, layers=2),
 }

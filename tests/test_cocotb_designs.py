@@ -24,6 +24,9 @@ CONFIGS = [
     # delta networks, threshold 0 included
     ("gru", 2, 3, "last", 0), ("gru", 1, 8, "every", 4), ("lstm", 2, 3, "every", 3),
     ("lstm", 1, 1, "last", 6),
+    # LiGRU and SRU (I != H: SRU's highway is its projection block), dense and delta
+    ("ligru", 1, 1, "last", None), ("ligru", 2, 8, "every", None), ("ligru", 2, 3, "last", 4),
+    ("sru", 1, 8, "last", None), ("sru", 2, 1, "every", None), ("sru", 2, 3, "every", 3),
 ]
 
 

@@ -11,7 +11,8 @@ from hwgen import data
 from hwgen.models import HERE as MODELS_DIR
 from hwgen.models import list_models, load_model, load_task_data
 
-BUNDLED = ["charlm_gru2", "charlm_lstm", "digits_gru", "digits_lstm"]
+BUNDLED = ["charlm_gru2", "charlm_lstm", "digits_gru", "digits_ligru", "digits_lstm",
+           "digits_sru"]
 
 
 def test_data_module_is_torch_free():

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from .base import Block, Cell, UnknownCellError
 from .gru import GRU
+from .ligru import LiGRU
 from .lstm import LSTM
+from .sru import SRU
 
 CELLS: dict[str, Cell] = {}
 
@@ -47,6 +49,8 @@ def torch_labels() -> list[str]:
 
 register(LSTM())
 register(GRU())
+register(SRU())
+register(LiGRU())
 
 __all__ = ["Block", "CELLS", "Cell", "UnknownCellError", "cell_for_torch_module", "get_cell",
            "register", "torch_labels"]

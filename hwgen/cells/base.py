@@ -98,6 +98,16 @@ class Cell:
         ``{"sigmoid": ("sigmoid", "pre"), "tanh_c": ("tanh", "c")}``.
     torch_module : dotted path of the torch module the cell imports from (and
         `hwgen.nn.RecurrentClassifier` builds), or None.
+    calibrated : names of extra per-layer tensors with a calibrated format of their own
+        (`QLayer.extra_fmts`), which `float_step` returns beside the new state, e.g.
+        LiGRU's ReLU candidate ``("cand",)``.
+    block_formats : block name -> one of `calibrated`: that block's pre-activation is
+        requantized into this tensor's format instead of ``pre_fmt`` (LiGRU's unbounded
+        ReLU candidate: ``{"a": "cand"}``; its values are then not in "pre").
+    vectors : names of per-layer element-wise parameter vectors, H values each (SRU's
+        v_f, v_r): `RNNLayer.vectors` / `QLayer.vectors` in one format `QLayer.v_fmt`
+        (tensor "v"); `float_step` gets them as ``vectors=``, `int_step` from the layer,
+        the RTL program in ``state_in`` under their names (a vector ROM read by element).
 
     Methods a subclass provides: `float_step`, `int_step`; for the RTL `elementwise` and
     `elementwise_latency`; for a torch module other than PyTorch's RNNBase layout,
@@ -109,6 +119,9 @@ class Cell:
     state: tuple = ("h",)
     pwls: dict = {}
     torch_module: str | None = None
+    calibrated: tuple = ()
+    block_formats: dict = {}
+    vectors: tuple = ()
 
     def __init__(self):
         if not self.name or not self.blocks:
@@ -120,6 +133,10 @@ class Cell:
             if source not in PWL_INPUTS or (source != "pre" and source not in self.state):
                 raise ValueError(f"Cell {self.name!r}: PWL {attr!r} reads {source!r}, "
                                  f"which is not 'pre' or one of its state tensors")
+        for block, tensor in self.block_formats.items():
+            if block not in self.block_names or tensor not in self.calibrated:
+                raise ValueError(f"Cell {self.name!r}: block_formats maps {block!r} to "
+                                 f"{tensor!r}; need a block and one of {self.calibrated}")
 
     def __repr__(self) -> str:
         return f"<Cell {self.name}: {', '.join(self.block_names)}>"
@@ -174,7 +191,8 @@ class Cell:
 
     def quantized_tensors(self) -> tuple:
         """Per-layer tensor names of `hwgen.quant.tensor_names` (after "l<k>.")."""
-        return ("wx", "wh", "b", "h", "pre", "act") + self.extra_state
+        return ("wx", "wh", "b", "h", "pre", "act") + self.extra_state + self.calibrated \
+            + (("v",) if self.vectors else ())
 
     def accumulator_weights(self, w_ih: np.ndarray, w_hh: np.ndarray,
                             hidden: int) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +233,8 @@ class Cell:
 
         Returns
         -------
-        (new state, pre-activations to calibrate the "pre" format on, (N, any))
+        (new state (plus each of `calibrated` by name), pre-activations to calibrate the
+        "pre" format on, (N, any))
         """
         raise NotImplementedError(f"cell {self.name!r} has no float step")
 
@@ -250,8 +269,8 @@ class Cell:
         ----------
         ops : `hwgen.rtl.elementwise.PipelineOps` (registers, delays, PWLs, requantize).
         layer : the QLayer.
-        pre : per block, its pre-activation (in ``layer.pre_fmt``) 2 cycles after the
-            accumulators entered.
+        pre : per block, its pre-activation (in ``layer.block_fmt(name)``, ``pre_fmt``
+            unless `block_formats` names another) 2 cycles after the accumulators entered.
         state_in : state tensor name -> its previous value, as it entered.
 
         Returns

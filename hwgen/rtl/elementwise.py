@@ -13,7 +13,7 @@ PWL stage and both halves of every requantization have a register after them, fo
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,6 +52,11 @@ class PipelineOps:
         self.m.d.sync += r.eq(value)
         return r
 
+    @staticmethod
+    def relu(value):
+        """max(value, 0): a sign test and a mux (combinational; register it after)."""
+        return Mux(value.as_signed() < 0, 0, value.as_signed())
+
     def delay(self, value, n: int):
         """`value` through `n` registers."""
         for _ in range(n):
@@ -81,6 +86,8 @@ class ElementwiseUnit(wiring.Component):
     acc0..acc<B-1> : In(signed(acc_width))   the element's accumulators, one per gate block
         of the cell, in block order
     h_prev, c_prev : In  previous state (c_prev is unused by a cell without a cell state)
+    vec_<name> : In(signed(v_fmt.width))  each of the cell's element-wise vectors
+        (`Cell.vectors`) at this element, entering with the state
     valid_out : Out(1)   h_new, c_new, tag_out are valid this cycle (`latency` cycles later)
     """
 
@@ -95,6 +102,8 @@ class ElementwiseUnit(wiring.Component):
                    "h_new": Out(signed(layer.h_fmt.width)), "c_new": Out(signed(c_width))}
         for q in range(self.cell.n_blocks):
             members[f"acc{q}"] = In(signed(acc_width))
+        for name in self.cell.vectors:  # element-wise parameters, entering with the state
+            members[f"vec_{name}"] = In(signed(layer.v_fmt.width))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -103,9 +112,10 @@ class ElementwiseUnit(wiring.Component):
         ops = PipelineOps(m)
         m.d.comb += [self.valid_out.eq(ops.delay(self.valid_in, self.latency)),
                      self.tag_out.eq(ops.delay(self.tag, self.latency))]
-        pre = [ops.rq(getattr(self, f"acc{q}"), L.acc_frac, L.pre_fmt)
-               for q in range(cell.n_blocks)]                                # +PRE_LATENCY
+        pre = [ops.rq(getattr(self, f"acc{q}"), L.acc_frac, L.block_fmt(name))
+               for q, name in enumerate(cell.block_names)]                   # +PRE_LATENCY
         state_in = {name: getattr(self, f"{name}_prev") for name in cell.state}
+        state_in.update({name: getattr(self, f"vec_{name}") for name in cell.vectors})
         state_out = cell.elementwise(ops, L, pre, state_in)
         m.d.sync += [getattr(self, f"{name}_new").eq(state_out[name]) for name in cell.state]
         return m

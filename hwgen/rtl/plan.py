@@ -9,8 +9,12 @@ of a word write the same accumulator word. A column visits the gate blocks its s
 (`hwgen.cells.Cell.blocks_x` / `blocks_h`): GRU input columns visit (r, z, n_x) and
 recurrent columns (r, z, n_h); LSTM columns visit (i, f, g, o).
 
+A cell with no recurrent matrix (SRU: `blocks_h` empty) has no recurrent columns at all:
+its columns are its inputs only.
+
 The vector memory holds the layer-0 input, then each layer's h; the cell memory the c of
-each layer whose cell has a cell state.
+each layer whose cell has a cell state; the element-wise ROM (cells with `Cell.vectors`,
+SRU's v_f and v_r) one word per hidden element of such a layer, the vectors side by side.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ class LayerPlan:
     h_addr: int              # vector-memory address of h element 0
     c_addr: int | None       # cell-memory address of c element 0 (a cell with c)
     hat_addr: int            # delta: last-fired values, inputs then hidden elements
+    ew_addr: int | None = None  # element-wise ROM address of element 0 (`Cell.vectors`)
 
     @property
     def n_blocks(self) -> int:
@@ -53,12 +58,18 @@ class LayerPlan:
 
     @property
     def groups_per_col(self) -> int:
-        """Weight words of one column (both sides visit as many blocks: `make_plan`)."""
+        """Weight words of one input column (a recurrent column has as many, or there
+        are no recurrent columns: `make_plan`)."""
         return len(self.blocks_x) * self.groups_per_gate
 
     @property
+    def recurrent_columns(self) -> int:
+        """Columns of h: H, or none for a cell without a recurrent matrix (SRU)."""
+        return self.hidden_size if self.blocks_h else 0
+
+    @property
     def columns(self) -> int:
-        return self.input_size + self.hidden_size
+        return self.input_size + self.recurrent_columns
 
     @property
     def matrix_cycles(self) -> int:
@@ -106,6 +117,8 @@ class Plan:
     hat_depth: int
     acc_depth: int
     delta: list | None = None  # [(theta_x, theta_h)] per layer, or None for dense
+    ew_words: np.ndarray | None = None  # (depth, vectors) int64: element-wise ROM, or None
+    ew_width: int = 1        # width of an element-wise ROM value (max v_fmt width)
 
 
 class PlanError(ValueError):
@@ -116,7 +129,7 @@ def _check_cell(cell) -> None:
     """Refuse, by name, a cell the datapath cannot run yet."""
     if not cell.has_rtl:
         raise PlanError(f"Cell {cell.name!r} has no element-wise RTL program yet")
-    if len(cell.blocks_x) != len(cell.blocks_h):
+    if cell.blocks_h and len(cell.blocks_x) != len(cell.blocks_h):
         raise PlanError(f"Cell {cell.name!r}: its input and recurrent columns visit "
                         f"{len(cell.blocks_x)} and {len(cell.blocks_h)} gate blocks; the "
                         f"column encoder steps one weight-word count for both")
@@ -137,6 +150,7 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
     w_words, b_words, layers = [], [], []
     v_addr = qm.input_size  # the layer-0 input sits at 0..I-1
     x_addr = c_addr = hat_addr = acc_addr = 0
+    ew_words = []
     for k, ql in enumerate(qm.layers):
         cell = ql.spec
         _check_cell(cell)
@@ -145,12 +159,13 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
         bx, bh = cell.blocks_x, cell.blocks_h
         lp = LayerPlan(k, ql.cell, isz, hsz, gpg, bx, bh, len(w_words), len(b_words),
                        acc_addr, x_addr, v_addr, c_addr if cell.has_cell_state else None,
-                       hat_addr)
+                       hat_addr, len(ew_words) if cell.vectors else None)
+        ew_words += list(zip(*(ql.vectors[name].tolist() for name in cell.vectors)))
         v_addr += hsz
         c_addr += hsz if cell.has_cell_state else 0
         hat_addr += isz + hsz
         acc_addr += cell.n_blocks * gpg
-        for j in range(isz + hsz):
+        for j in range(lp.columns):
             w, col, blocks = (ql.w_x, j, bx) if j < isz else (ql.w_h, j - isz, bh)
             for blk in blocks:
                 for g in range(gpg):
@@ -175,10 +190,16 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
     value_width = max(max(ql.x_fmt.width, ql.h_fmt.width) for ql in qm.layers)
     cell_width = max([ql.c_fmt.width for ql in qm.layers if ql.c_fmt] + [1])
     acc_width = max([ql.acc_width for ql in qm.layers] + [qm.head.acc_width])
-    return Plan(P, weight_width, value_width, cell_width, acc_width, layers, head,
+    plan = Plan(P, weight_width, value_width, cell_width, acc_width, layers, head,
                 np.array(w_words, dtype=np.int64).reshape(-1, P),
                 np.array(b_words, dtype=np.int64).reshape(-1, P), v_addr, max(c_addr, 1),
                 max(hat_addr, 1), acc_addr + groups, delta)
+    if ew_words:
+        n_vectors = max(len(word) for word in ew_words)
+        plan.ew_words = np.array([list(w) + [0] * (n_vectors - len(w)) for w in ew_words],
+                                 dtype=np.int64)
+        plan.ew_width = max(ql.v_fmt.width for ql in qm.layers if ql.vectors)
+    return plan
 
 
 def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int) -> list:

@@ -22,10 +22,12 @@ h (and c).
 
 What differs between cells comes from the cell's description (`hwgen.cells`) through the
 plan: the blocks each side's columns visit (hence the accumulator jumps and where the bias
-is first added), the number of gate words gathered, the cell state, the element-wise unit
-and its latency. Still shaped by LSTM and GRU: one cell-state memory (c), both sides
-visiting equally many blocks (one weight-word step per column), and every block fed by
-some matrix (its bias is loaded on the first column touching it).
+is first added), whether there are recurrent columns at all (SRU has none: its passes
+visit the input columns only), the number of gate words gathered, the cell state, the
+element-wise vectors (a ROM read by element, `Plan.ew_words`), the element-wise unit and
+its latency. Still shaped by LSTM and GRU: one cell-state memory (c), both sides, where
+both exist, visiting equally many blocks (one weight-word step per column), and every
+block fed by some matrix (its bias is loaded on the first column touching it).
 """
 from __future__ import annotations
 
@@ -150,6 +152,11 @@ class Accelerator(wiring.Component):
             m.submodules.c_mem = c_mem = Memory(shape=signed(plan.cell_width),
                                                 depth=plan.cell_depth, init=[])
             c_wr, c_rd = c_mem.write_port(), c_mem.read_port()
+        if plan.ew_words is not None:  # element-wise vectors, one word per element
+            m.submodules.ew_rom = ew_rom = Memory(
+                shape=data.ArrayLayout(signed(plan.ew_width), plan.ew_words.shape[1]),
+                depth=len(plan.ew_words), init=plan.ew_words.tolist())
+            ew_rd = ew_rom.read_port()
         if is_delta:
             m.submodules.hat_mem = hat_mem = Memory(shape=signed(plan.value_width),
                                                     depth=plan.hat_depth, init=[])
@@ -356,6 +363,8 @@ class Accelerator(wiring.Component):
                          unit.h_prev.eq(Mux(fresh, 0, v_rd.data))]
             if lp.c_addr is not None:
                 m.d.comb += unit.c_prev.eq(Mux(fresh, 0, c_rd.data))
+            m.d.comb += [getattr(unit, f"vec_{name}").eq(ew_rd.data[n])
+                         for n, name in enumerate(unit.cell.vectors)]
             with m.If(unit.valid_out):
                 m.d.comb += [v_wr.addr.eq(lp.h_addr + unit.tag_out),
                              v_wr.data.eq(unit.h_new), v_wr.en.eq(1)]
@@ -419,6 +428,8 @@ class Accelerator(wiring.Component):
                     m.d.comb += v_rd.addr.eq(lp.h_addr + elem)
                     if lp.c_addr is not None:
                         m.d.comb += c_rd.addr.eq(lp.c_addr + elem)
+                    if lp.ew_addr is not None:  # the element's vectors, beside its c
+                        m.d.comb += ew_rd.addr.eq(lp.ew_addr + elem)
                     with m.If(Array(full)[i_bank]):
                         m.d.sync += elem.eq(elem + 1)
                         m.d.sync += [issue_acc[q].eq(Array(Array(gate_regs[b][q])

@@ -1,7 +1,9 @@
 """Named errors of the FPGA flow."""
 from __future__ import annotations
 
-from ..design_folder import DesignFolderError  # noqa: F401  (one error type, re-exported)
+from ..design_folder import DesignFolderError  # one error type, re-exported
+
+__all__ = ["DesignFolderError", "SynthError"]
 
 
 class SynthError(RuntimeError):
