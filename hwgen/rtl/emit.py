@@ -14,13 +14,14 @@ from amaranth.back import verilog
 
 from .. import __version__
 from ..design_folder import MANIFEST, DesignFolderError, seal
+from ..interface import input_payload, output_payload
 from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
 from .plan import cycle_model
 from .top import Accelerator
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: sealed (file digests), payload fields as [offset, width]
 
 
 def _hex_words(words: np.ndarray, width: int) -> str:
@@ -58,10 +59,8 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
         "interface": {
             "top": top, "verilog": [f"{top}.v"], "clock": "clk", "reset": "rst",
             "in_width": qm.input_fmt.width, "out_width": qm.head.out_fmt.width,
-            "in_payload": {"data": [0, qm.input_fmt.width], "step_end": qm.input_fmt.width,
-                           "seq_end": qm.input_fmt.width + 1},
-            "out_payload": {"data": [0, qm.head.out_fmt.width],
-                            "last": qm.head.out_fmt.width},
+            "in_payload": input_payload(qm.input_fmt.width).to_json(),
+            "out_payload": output_payload(qm.head.out_fmt.width).to_json(),
         },
         "sizes": {"input_size": qm.input_size, "output_size": qm.output_size,
                   "layers": len(qm.layers),

@@ -37,6 +37,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..cells.base import accumulator_jumps, recurrent_only_runs
+from ..interface import input_payload, output_payload
 from ..qmodel import QModel
 from .arith import requantize
 from .elementwise import ElementwiseUnit
@@ -44,16 +45,6 @@ from .plan import GATHER_CAPTURE, Plan, make_plan
 from .rom import LATENCY as ROM_LATENCY, BankedROM
 
 FIFO_DEPTH = 8
-
-
-def input_layout(width: int) -> data.StructLayout:
-    """In-stream payload: a signed input element and its step / sequence end markers."""
-    return data.StructLayout({"data": signed(width), "step_end": 1, "seq_end": 1})
-
-
-def output_layout(width: int) -> data.StructLayout:
-    """Out-stream payload: a signed head output and the end-of-vector marker."""
-    return data.StructLayout({"data": signed(width), "last": 1})
 
 
 class _Pass:
@@ -115,16 +106,16 @@ class Accelerator(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(input_layout(input width)))
-    o : Out(stream.Signature(output_layout(output width)))
+    i : In(stream.Signature(input_payload(input width).layout()))   (`hwgen.interface`)
+    o : Out(stream.Signature(output_payload(output width).layout()))
     """
 
     def __init__(self, qm: QModel, lanes: int, delta=None):
         self.qm = qm
         self.plan: Plan = make_plan(qm, lanes, delta)
         super().__init__({
-            "i": In(stream.Signature(input_layout(qm.input_fmt.width))),
-            "o": Out(stream.Signature(output_layout(qm.head.out_fmt.width))),
+            "i": In(stream.Signature(input_payload(qm.input_fmt.width).layout())),
+            "o": Out(stream.Signature(output_payload(qm.head.out_fmt.width).layout())),
         })
 
     def elaborate(self, platform):
@@ -346,7 +337,7 @@ class Accelerator(wiring.Component):
 
         # ---- output stream registers
         o_valid = Signal()
-        o_payload = Signal(output_layout(qm.head.out_fmt.width))
+        o_payload = Signal(output_payload(qm.head.out_fmt.width).layout())
         out_idx = Signal(range(qm.output_size + 1))
         out_word = Signal(signed(plan.acc_width))
         m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(o_payload)]
