@@ -191,9 +191,15 @@ def _check_plot(args) -> None:
         check_figure_path(args.plot)
 
 
+def load_task(args):
+    """The task of `args.model`: bundled, or your own with --calib/--test/--head/--layout."""
+    return flow.load_task(args.model, **{k: getattr(args, k, None)
+                                         for k in ("calib", "test", "head", "layout")})
+
+
 def cmd_quantize(args) -> int:
     _check_plot(args)
-    task = flow.load_task(args.model)
+    task = load_task(args)
     print(f"{task.name}: {task.ir.describe()}")
     rows = flow.quantization_table(task, args.bits)
     print(flow.format_quant_table(task, rows))
@@ -208,7 +214,7 @@ def _delta_for(task, qm, args):
         from .delta import choose_thresholds
         xq = qm.quantize_inputs(task.x_test)
         best, _ = choose_thresholds(qm, xq, flow.int_score(task, qm),
-                                    args.delta_budget)
+                                    args.delta_budget, layout=flow.TASK_LAYOUT)
         print(f"delta thresholds {best.thresholds}: {task.metric_name} "
               f"{abs(best.metric):.3f}, MACs eliminated {100 * best.macs_eliminated:.1f}%")
         return best.thresholds
@@ -218,12 +224,13 @@ def _delta_for(task, qm, args):
 def cmd_generate(args) -> int:
     out_dir = Path(args.out)
     check_writable(out_dir)
-    task = flow.load_task(args.model)
+    task = load_task(args)
     qm = flow.quantize(task, _quant_config(args))
     delta = _delta_for(task, qm, args)
     out = out_dir / (args.name or f"{task.name}_p{args.lanes}" + ("_delta" if delta else ""))
     with flow.Progress(f"generate {out}"), writing(out):
-        flow.generate_design(task, qm, out, args.lanes, delta=delta, sequences=args.sequences)
+        flow.generate_design(task, qm, out, args.lanes, delta=delta,
+                             sequences=args.sequences or min(100, len(task.x_test)))
     print(f"wrote {out}/ (Verilog, weights.hex, biases.hex, vectors.npz, manifest.json)")
     return EXIT_OK
 
@@ -253,16 +260,16 @@ def cmd_build(args) -> int:
 def cmd_delta(args) -> int:
     _check_plot(args)
     from .delta import choose_thresholds, sweep
-    task = flow.load_task(args.model)
+    task = load_task(args)
     qm = flow.quantize(task, _quant_config(args))
     xq = qm.quantize_inputs(task.x_test)
     score = flow.int_score(task, qm)
     print(f"{'theta':>6} {task.metric_name:>11} {'MACs elim':>10} {'fired':>7}")
-    points = sweep(qm, xq, score)
+    points = sweep(qm, xq, score, layout=flow.TASK_LAYOUT)
     for p in points:
         print(f"{p.thresholds[0][0]:>6} {abs(p.metric):>11.3f} "
               f"{100 * p.macs_eliminated:>9.1f}% {100 * p.fired_fraction:>6.1f}%")
-    best, _ = choose_thresholds(qm, xq, score, args.budget)
+    best, _ = choose_thresholds(qm, xq, score, args.budget, layout=flow.TASK_LAYOUT)
     print(f"chosen within {args.budget} of dense: thresholds {best.thresholds}, "
           f"{task.metric_name} {abs(best.metric):.3f}, "
           f"MACs eliminated {100 * best.macs_eliminated:.1f}%")
@@ -286,7 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_model(sp):
         sp.add_argument("model", nargs="?", default=flow.DEFAULT_MODEL,
-                        help=f"bundled model name (default {flow.DEFAULT_MODEL}; see `hwgen list`)")
+                        help=f"bundled model name (default {flow.DEFAULT_MODEL}; see `hwgen "
+                             "list`), or your own: a torch.save or TorchScript file, an .onnx "
+                             "file, or package.module:attr")
+        sp.add_argument("--calib", metavar="FILE.npz",
+                        help="your model's calibration inputs ('x', in its own layout)")
+        sp.add_argument("--test", metavar="FILE.npz",
+                        help="your model's test inputs 'x' and labels 'y' (default: agreement "
+                             "with the float model on the calibration inputs)")
+        sp.add_argument("--head", choices=("last", "every"),
+                        help="your model's head reads the last step or every step")
+        sp.add_argument("--layout", choices=("NTI", "TNI"),
+                        help="your data's layout (default: the model's own)")
 
     def add_quant(sp):
         sp.add_argument("--weight-bits", type=_positive_int, default=8)
@@ -312,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="delta network thresholds, one 'tx,th' per layer")
     sp.add_argument("--delta-budget", type=_non_negative,
                     help="choose delta thresholds within this metric loss")
-    sp.add_argument("--sequences", type=_positive_int, default=100,
-                    help="test vectors to store")
+    sp.add_argument("--sequences", type=_positive_int,
+                    help="test vectors to store (default 100, or all test inputs if fewer)")
     sp.add_argument("--name", type=_design_name,
                     help="design name, a plain folder name (default: <model>_p<lanes>)")
     sp.add_argument("--out", default=str(DEFAULT_OUT))
@@ -361,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=str(DEFAULT_OUT))
     sp.add_argument("--no-sim", action="store_true", help="skip the RTL simulation")
     sp.set_defaults(func=cmd_demo)
+
+    from .explore.command import add_parser as add_explore
+    add_explore(sub, add_model)
+
+    from .qat import add_parser as add_ternary
+    add_ternary(sub, _int, _probability)
     return p
 
 

@@ -64,12 +64,19 @@ class Task:
         return value if self.higher_is_better() else -value
 
 
-def load_task(name: str = DEFAULT_MODEL) -> Task:
-    """A bundled model (see `hwgen list`) with its calibration and test data."""
+def load_task(name: str = DEFAULT_MODEL, **user) -> Task:
+    """A bundled model (see `hwgen list`) with its calibration and test data, or your own:
+    a model file or ``package.module:attr`` with `user` options calib, test, head, layout
+    (`hwgen.usermodel.load_user_task`)."""
     from .models import list_models, load_model, load_task_data
 
+    user = {k: v for k, v in user.items() if v is not None}
     if name not in list_models():
-        raise FlowError(f"Unknown model {name!r}; bundled models: {', '.join(list_models())}")
+        from .usermodel import load_user_task
+        return load_user_task(name, **user)
+    if user:
+        raise FlowError(f"--{'/--'.join(user)}: for your own model; {name!r} is bundled "
+                        f"and brings its own data")
     model, meta = load_model(name)
     x_train, _ = load_task_data(meta, "train")
     x_test, y_test = load_task_data(meta, "test")

@@ -63,7 +63,8 @@ def test_exit_codes_are_distinct():
     (["simulate", "d", "--stall-in", "1"],
      "argument --stall-in: expected a probability in [0, 1), not '1'"),
     (["nonsense"], "argument command: invalid choice: 'nonsense' (choose from 'list', "
-                   "'quantize', 'generate', 'simulate', 'synth', 'build', 'delta', 'demo')"),
+                   "'quantize', 'generate', 'simulate', 'synth', 'build', 'delta', 'demo', "
+                   "'explore', 'ternary')"),
     (["generate", "--no-such-option"], "unrecognized arguments: --no-such-option"),
     (["simulate"], "the following arguments are required: design"),
 ])

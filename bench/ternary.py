@@ -1,0 +1,78 @@
+"""Multi-level ternary and binary weights against float and PTQ (issue 12 §4, software half).
+
+    python bench/ternary.py [MODEL ...] [--shard i/n] [--quick]
+
+For each model (default digits_gru): float; 8- and 4-bit PTQ; multi-level binary L = 2, 3;
+multi-level ternary L = 1, 2, 3 at pruning 0 / 50 / 80 / 90 % (30 epochs), and L = 2 at 90 % and
+80 % with longer fine-tuning (200, 100 epochs). Metrics go through the integer
+reference. Trained results are cached in bench/results/ternary/ (and the shipped ones in
+hwgen/models/ternary/ are used); ``--shard i/n`` only trains every n-th run from the i-th (to
+fill the cache from several processes), ``--quick`` only the 2-level runs and binary L=2,
+``--cached`` trains nothing and prints the runs already cached.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import common  # noqa: F401  (puts the repository on sys.path)
+
+from hwgen import flow, qat
+
+CACHE = Path(__file__).resolve().parent / "results" / "ternary"
+GRID = ([(2, s, False) for s in (0.8, 0.9, 0.5, 0.0)] + [(2, 0.0, True), (3, 0.0, True)]
+        + [(lv, s, False) for s in (0.8, 0.9, 0.5, 0.0) for lv in (3, 1)])
+
+
+# longer fine-tuning where 30 epochs fall short: (levels, sparsity, epochs)
+LONG = [(2, 0.9, 200), (2, 0.8, 100)]
+
+
+def runs(quick: bool) -> list[tuple]:
+    return [g for g in GRID if g[0] == 2] if quick else GRID
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models", nargs="*", default=["digits_gru"])
+    p.add_argument("--shard", default=None, help="i/n: train only these runs, print nothing")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--cached", action="store_true", help="train nothing: print cached runs")
+    args = p.parse_args(argv)
+    for name in args.models:
+        task = flow.load_task(name)
+        grid = runs(args.quick)
+        if args.shard:
+            i, n = (int(v) for v in args.shard.split("/"))
+            jobs = [g + (qat.EPOCHS,) for g in grid] + [(lv, s, False, e) for lv, s, e in LONG]
+            for levels, sparsity, binary, epochs in jobs[i::n]:
+                r = qat.train_or_load(task, levels, sparsity, binary, CACHE, epochs, log=print)
+                print(f"{r.tag}: {r.seconds} s", flush=True)
+            continue
+        rows, missing = qat.baseline_rows(task), []
+        for levels, sparsity, binary in sorted(grid, key=lambda g: (not g[2], g[0], g[1])):
+            tag = qat.result_tag(name, levels, sparsity, binary)
+            r = qat.load(CACHE, tag) or qat.load(qat.SHIPPED, tag)
+            if r is None and args.cached:
+                missing.append(tag[len(name) + 1:])
+                continue
+            r = r or qat.train_or_load(task, levels, sparsity, binary, CACHE, log=print)
+            rows.append(qat.row(task, qat.to_ternary(task, r), r.tag[len(name) + 1:]))
+        for levels, sparsity, epochs in LONG:
+            tag = qat.result_tag(name, levels, sparsity, False, epochs)
+            r = qat.load(CACHE, tag) or qat.load(qat.SHIPPED, tag)
+            if r is None and args.cached:
+                missing.append(tag[len(name) + 1:])
+                continue
+            r = r or qat.train_or_load(task, levels, sparsity, False, CACHE, epochs, log=print)
+            rows.append(qat.row(task, qat.to_ternary(task, r), tag[len(name) + 1:]))
+        print(f"\n{name}: {task.ir.describe()}")
+        print(qat.format_table(task, rows))
+        print("label: t<L>s<pruned %> ternary, b<L> binary; word x / bit x: operations of "
+              "multi-level binary at the same L over word-level / bit-level skipping")
+        if missing:
+            print(f"not run: {', '.join(missing)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,419 @@
+"""Quantization-aware fine-tuning to multi-level ternary (or binary) weights, with pruning.
+
+From a bundled float model: every recurrent matrix is fake-quantized in the forward pass by
+the residual fit of `hwgen.ternary.fit_levels` (the same arithmetic, scales rounded to their
+formats), with a straight-through estimator: the gradient of the quantized weight goes to the
+latent float weight. Gradual magnitude pruning (Zhu & Gupta's cubic schedule) raises each
+matrix's sparsity from 0 to the target over the first `PRUNE_FRACTION` of the steps; a pruned
+weight is zero in the latent matrix and in every level. Inputs and the head's input (the last
+hidden state) are fake-quantized to the 8-bit PTQ formats; the state inside the recurrent
+module stays float (the fused torch module), so the evaluation always runs the integer
+reference. Seeded, 2 threads, deterministic.
+
+`train` returns a `QATResult` (latent state_dict, masks, options); `evaluate` turns it into
+a `TernaryModel` and the table row; `cmd_ternary` is ``hwgen ternary``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import json
+from pathlib import Path
+import time
+
+import numpy as np
+
+from . import flow, ternary
+from .quant import QuantConfig
+
+EPOCHS = 30
+LR = 5e-3
+BATCH = 64
+PRUNE_FRACTION = 0.6
+SHIPPED = Path(__file__).parent / "models" / "ternary"
+
+
+@dataclass
+class QATResult:
+    """A fine-tuned model: latent weights (pruned ones zero), masks, and what made it."""
+
+    model: str
+    levels: int
+    sparsity: float
+    binary: bool
+    state_dict: dict
+    masks: dict        # matrix parameter name -> bool tensor (False: pruned)
+    seconds: float = 0.0
+    epochs: int = EPOCHS
+    seed: int = 0
+
+    @property
+    def tag(self) -> str:
+        """File stem, e.g. digits_gru_t2s80 (ternary, 2 levels, 80 %), digits_gru_b3, and
+        ``e<epochs>`` appended when not the default: digits_gru_t2s90e200."""
+        kind = f"b{self.levels}" if self.binary else \
+            f"t{self.levels}s{round(100 * self.sparsity)}"
+        return f"{self.model}_{kind}" + (f"e{self.epochs}" if self.epochs != EPOCHS else "")
+
+
+def result_tag(model: str, levels: int, sparsity: float, binary: bool,
+               epochs: int = EPOCHS) -> str:
+    return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs).tag
+
+
+def check_options(levels, sparsity, binary) -> None:
+    """TernaryError for options out of range, before any work."""
+    if not isinstance(levels, (int, np.integer)) or not 1 <= levels <= 4:
+        raise ternary.TernaryError(f"levels must be an integer in 1..4, not {levels!r}")
+    if not 0 <= sparsity < 1:
+        raise ternary.TernaryError(f"sparsity must be in [0, 1), not {sparsity!r}")
+    if binary and sparsity:
+        raise ternary.TernaryError("binary levels cannot hold a zero: use --sparsity 0")
+
+
+# ---------------------------------------------------------------- torch side
+def matrix_names(model, ir) -> list[str]:
+    """Names (within ``model.rnn``) of the recurrent matrices, in IR order (w_ih, w_hh per
+    layer); TernaryError if the torch matrices are not the IR's rows (e.g. transposed)."""
+    names = [n for n, p in model.rnn.named_parameters() if p.dim() == 2]
+    shapes = [s for layer in ir.layers for s in (layer.w_ih.shape, layer.w_hh.shape)]
+    if [tuple(p.shape) for n, p in model.rnn.named_parameters() if p.dim() == 2] != shapes:
+        raise ternary.TernaryError(f"cell {ir.cell}: its torch matrices are not laid out as "
+                                   f"the IR's rows; ternary training is not supported for it")
+    return names
+
+
+def check_model(task) -> None:
+    """TernaryError, before any training, for a model whose matrices cannot be ternarized."""
+    from .models import load_model
+    matrix_names(load_model(task.name)[0], task.ir)
+
+
+def _fake_round(x, frac: int, lo: int, hi: int):
+    """Round half up to `frac` bits and saturate, with a straight-through gradient."""
+    import torch
+    q = torch.clamp(torch.floor(x * 2.0 ** frac + 0.5), lo, hi) * 2.0 ** -frac
+    return x + (q - x).detach()
+
+
+def fake_levels(w, mask, levels: int, binary: bool, alpha_bits: int = ternary.ALPHA_BITS):
+    """Σ α_i T_i of `w` as `ternary.fit_levels` computes it, straight-through to `w`."""
+    import torch
+    with torch.no_grad():
+        keep = torch.ones_like(w, dtype=torch.bool) if binary else mask
+        resid = torch.where(keep, w, torch.zeros_like(w)).double()
+        count = keep.sum(1).clamp(min=1)
+        out = torch.zeros_like(resid)
+        for _ in range(levels):
+            mag = resid.abs()
+            if binary:
+                t = torch.where(resid >= 0, 1.0, -1.0).double()
+                a = mag.mean(1)
+            else:
+                thresh = ternary.DELTA * mag.sum(1) / count
+                t = torch.sign(resid) * (mag > thresh[:, None])
+                nz = t.abs().sum(1)
+                a = torch.where(nz > 0, (mag * t.abs()).sum(1) / nz.clamp(min=1), 0.0)
+            fmt = ternary.alpha_format(a.numpy())
+            a = torch.clamp(torch.floor(a * 2.0 ** fmt.frac + 0.5), fmt.min_int, fmt.max_int) \
+                * 2.0 ** -fmt.frac
+            step = a[:, None] * t
+            out += step
+            resid = resid - step
+    wm = w * keep
+    return wm + (out.to(w.dtype) - wm).detach()
+
+
+def cubic_sparsity(step: int, steps: int, target: float) -> float:
+    """Zhu & Gupta's gradual pruning: s = target (1 - (1 - step / steps)^3), then target."""
+    if step >= steps:
+        return target
+    return target * (1.0 - (1.0 - step / steps) ** 3)
+
+
+def prune(w, mask, sparsity: float):
+    """The mask with exactly round(sparsity n) of `w`'s smallest magnitudes pruned (already
+    pruned weights stay pruned: they are zero, the smallest)."""
+    import torch
+    k = int(round(sparsity * w.numel()))
+    key = torch.where(mask, w.abs(), torch.full_like(w, -1.0))
+    order = torch.argsort(key.flatten(), stable=True)
+    new = torch.ones(w.numel(), dtype=torch.bool)
+    new[order[:k]] = False
+    return new.reshape(w.shape) & mask if k >= int((~mask).sum()) else mask
+
+
+def _act_formats(task):
+    """Input and head-input formats of the model's 8-bit PTQ."""
+    qm = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
+    return qm.input_fmt, qm.head.in_fmt
+
+
+def _forward(model, names, masks, x, levels, binary, fmts):
+    import torch
+    params = {n: fake_levels(p, masks[n], levels, binary)
+              for n, p in model.rnn.named_parameters() if n in names}
+    x_fmt, h_fmt = fmts
+    x = _fake_round(x, x_fmt.frac, x_fmt.min_int, x_fmt.max_int)
+    y, _ = torch.func.functional_call(model.rnn, params, (x,))
+    if model.head_mode == "last":
+        y = y[:, -1]
+    return model.head(_fake_round(y, h_fmt.frac, h_fmt.min_int, h_fmt.max_int))
+
+
+def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
+          epochs: int = EPOCHS, seed: int = 0, lr: float = LR, max_batches: int | None = None
+          ) -> QATResult:
+    """Fine-tune a bundled model's float weights to L ternary (or binary) levels.
+
+    Parameters
+    ----------
+    task : `hwgen.flow.Task` of a bundled model.
+    levels, sparsity, binary : L, the pruning target per matrix, binary levels (no pruning).
+    epochs, seed, lr : Adam with cosine decay, batch 64, gradient norm clipped to 1.
+    max_batches : stop each epoch after this many batches (tests).
+
+    Returns
+    -------
+    QATResult
+    """
+    import torch
+    from torch import nn
+
+    from .models import load_model, load_task_data
+    check_options(levels, sparsity, binary)
+    t0 = time.time()
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+    model, meta = load_model(task.name)
+    names = matrix_names(model, task.ir)
+    params = dict(model.rnn.named_parameters())
+    masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
+    fmts = _act_formats(task)
+    x, y = load_task_data(meta, "train")
+    xt, yt = torch.from_numpy(np.asarray(x, np.float32)), torch.from_numpy(np.asarray(y))
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    per_epoch = -(-len(xt) // BATCH) if max_batches is None else max_batches
+    prune_steps, step = max(1, int(PRUNE_FRACTION * epochs * per_epoch)), 0
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xt), generator=gen).split(BATCH)[:per_epoch]:
+            if sparsity and step <= prune_steps:
+                s = cubic_sparsity(step, prune_steps, sparsity)
+                with torch.no_grad():
+                    for n in names:
+                        masks[n] = prune(params[n], masks[n], s)
+                        params[n].mul_(masks[n])
+            out = _forward(model, names, masks, xt[idx], levels, binary, fmts)
+            loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
+                                               yt[idx].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                for n in names:
+                    params[n].mul_(masks[n])
+            step += 1
+        sched.step()
+    model.eval()
+    return QATResult(task.name, levels, sparsity, binary,
+                     {k: v.detach().clone() for k, v in model.state_dict().items()},
+                     masks, round(time.time() - t0, 1), epochs, seed)
+
+
+def _masks_ir(result: QATResult, model, ir) -> list:
+    names = matrix_names(model, ir)
+    m = [result.masks[n].numpy() for n in names]
+    return [(m[2 * k], m[2 * k + 1]) for k in range(len(ir.layers))]
+
+
+def to_ternary(task, result: QATResult) -> ternary.TernaryModel:
+    """The integer ternary model of a fine-tuned result (fit on its latent weights)."""
+    from .frontend import from_torch
+    from .models import load_model
+    model, _ = load_model(task.name)
+    model.load_state_dict(result.state_dict)
+    ir = from_torch(model)
+    return ternary.ternarize(ir, task.x_calib, result.levels, result.binary,
+                             _masks_ir(result, model, ir), layout=flow.TASK_LAYOUT)
+
+
+def post_training(task, levels: int, sparsity: float = 0.0, binary: bool = False
+                  ) -> ternary.TernaryModel:
+    """Ternarize the float model without training: one-shot magnitude pruning, then the fit."""
+    import torch
+
+    from .models import load_model
+    check_options(levels, sparsity, binary)
+    model, _ = load_model(task.name)
+    params = dict(model.rnn.named_parameters())
+    masks = {}
+    with torch.no_grad():
+        for n in matrix_names(model, task.ir):
+            masks[n] = prune(params[n], torch.ones_like(params[n], dtype=torch.bool), sparsity)
+            params[n].mul_(masks[n])
+    result = QATResult(task.name, levels, sparsity, binary, model.state_dict(), masks)
+    return to_ternary(task, result)
+
+
+def int_metric(task, qm) -> float:
+    """The task's metric of the integer reference's outputs on the test split."""
+    return task.metric(qm.decode_outputs(flow.int_outputs(qm, task.x_test)))
+
+
+def row(task, tm: ternary.TernaryModel, label: str) -> dict:
+    """A table row: metric through the integer reference, weight bits, sparsity, ops."""
+    mem, ops = ternary.memory_report(tm), ternary.op_counts(tm)
+    return {"label": label, "metric": int_metric(task, tm.qm),
+            "weight_kbit": mem["weight_bits"] / 1000, "matrix_kbit": mem["matrix_bits"] / 1000,
+            "forms": sorted({m["form"] for m in mem["matrices"].values()}),
+            "pruned": dict(tm.pruned), "word_speedup": ops["word_speedup"],
+            "bit_speedup": ops["bit_speedup"]}
+
+
+def baseline_rows(task) -> list[dict]:
+    """Float and 8-/4-bit PTQ rows (8-bit activations), for the table's top."""
+    from .ref import run_float
+    rows = [{"label": "float32", "metric": task.metric(run_float(task.ir, task.x_test,
+                                                                 layout=flow.TASK_LAYOUT)),
+             "weight_kbit": None}]
+    for bits in (8, 4):
+        qm = flow.quantize(task, QuantConfig(weight_bits=bits, act_bits=8))
+        mem = qm.memory_bits()
+        rows.append({"label": f"PTQ {bits}-bit", "metric": int_metric(task, qm),
+                     "weight_kbit": mem["weight_bits"] / 1000,
+                     "matrix_kbit": sum(sum(n * f.width for n, f in zip(
+                         ql.weight_count(), (ql.wx_fmt, ql.wh_fmt))) for ql in qm.layers) / 1000})
+    rows[0]["weight_kbit"] = qm.memory_bits()["weight_bits_float32"] / 1000
+    return rows
+
+
+def format_table(task, rows: list[dict]) -> str:
+    """The rows as the bench prints them."""
+    head = (f"{'weights':<18} {task.metric_name:>11} {'weight kbit':>11} {'matrix kbit':>11} "
+            f"{'pruned %':>8} {'word x':>7} {'bit x':>7}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        kbit = "" if r.get("weight_kbit") is None else f"{r['weight_kbit']:.2f}"
+        mk = "" if r.get("matrix_kbit") is None else f"{r['matrix_kbit']:.2f}"
+        pr = "/".join(f"{100 * v:.0f}" for v in r["pruned"].values()) if "pruned" in r else ""
+        sp = "" if "word_speedup" not in r else \
+            f"{r['word_speedup']:>7.2f} {r['bit_speedup']:>7.2f}"
+        lines.append(f"{r['label']:<18} {r['metric']:>11.2f} {kbit:>11} {mk:>11} {pr:>8} {sp}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- cache files
+def save(result: QATResult, folder) -> Path:
+    """Write ``<tag>.pt`` (latent state_dict and masks) and ``<tag>.json`` in `folder`."""
+    import torch
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{result.tag}.pt"
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({"state_dict": result.state_dict, "masks": result.masks}, tmp)
+    tmp.replace(path)
+    meta = {k: getattr(result, k) for k in ("model", "levels", "sparsity", "binary", "seconds",
+                                            "epochs", "seed")}
+    (folder / f"{result.tag}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load(folder, tag: str) -> QATResult | None:
+    """The cached result `tag` in `folder`, or None."""
+    import torch
+    folder = Path(folder)
+    if not (folder / f"{tag}.pt").exists() or not (folder / f"{tag}.json").exists():
+        return None
+    meta = json.loads((folder / f"{tag}.json").read_text())
+    blob = torch.load(folder / f"{tag}.pt", weights_only=True)
+    return QATResult(meta["model"], meta["levels"], meta["sparsity"], meta["binary"],
+                     blob["state_dict"], blob["masks"], meta.get("seconds", 0.0),
+                     meta.get("epochs", EPOCHS), meta.get("seed", 0))
+
+
+def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS,
+                  seed: int = 0, log=None) -> QATResult:
+    """A cached result (shipped, then `out`) with these options, else train (and cache in
+    `out` when given)."""
+    tag = result_tag(task.name, levels, sparsity, binary, epochs)
+    for folder in (SHIPPED, out):
+        if folder is not None:
+            result = load(folder, tag)
+            if result is not None and (result.epochs, result.seed) == (epochs, seed):
+                return result
+    if log:
+        log(f"training {tag} ({epochs} epochs)...")
+    result = train(task, levels, sparsity, binary, epochs, seed)
+    if out is not None:
+        save(result, out)
+    return result
+
+
+# ---------------------------------------------------------------- command line
+def add_parser(sub, int_in, probability) -> None:
+    """Register ``hwgen ternary`` on the CLI's subparsers (`int_in(text, high)` and
+    `probability(text)` are its argument types)."""
+    sp = sub.add_parser("ternary", help="multi-level ternary weights with pruning (QAT)")
+    sp.add_argument("model", nargs="?", default="digits_gru",
+                    help="bundled model name (default digits_gru; see `hwgen list`)")
+    sp.add_argument("--levels", type=lambda t: int_in(t, 4), default=2,
+                    help="ternary (or binary) levels L, 1..4 (default 2)")
+    sp.add_argument("--sparsity", type=probability, default=0.8,
+                    help="fraction of each matrix pruned, in [0, 1) (default 0.8)")
+    sp.add_argument("--binary", action="store_true", help="binary levels, no pruning")
+    sp.add_argument("--epochs", type=int_in, default=EPOCHS)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", default="ternary_out", help="cache folder of trained results")
+    sp.add_argument("--plot", metavar="FILE.png",
+                    help="also draw the metric against sparsity of the cached results")
+    sp.set_defaults(func=cmd_ternary)
+
+
+def cmd_ternary(args) -> int:
+    """``hwgen ternary``: train or load, print the table row (and the baselines)."""
+    check_options(args.levels, args.sparsity, args.binary)
+    if args.plot:
+        from .plots import check_figure_path
+        check_figure_path(args.plot)
+    task = flow.load_task(args.model)
+    check_model(task)
+    result = train_or_load(task, args.levels, args.sparsity, args.binary, args.out,
+                           args.epochs, args.seed, log=lambda m: print(m, flush=True))
+    label = result.tag[len(task.name) + 1:]
+    rows = baseline_rows(task) + [row(task, to_ternary(task, result), label)]
+    print(f"{task.name}: {task.ir.describe()}")
+    print(format_table(task, rows))
+    if args.plot:
+        _plot(task, args, rows)
+        print(f"figure: {args.plot}")
+    return 0
+
+
+def _plot(task, args, rows) -> None:
+    """Metric against sparsity: every cached ternary result at these levels, binary lines."""
+    from .plots import _save, plt
+    points = []
+    for folder in (SHIPPED, Path(args.out)):
+        for pct in range(0, 100):
+            r = load(folder, result_tag(task.name, args.levels, pct / 100, False))
+            if r is not None and pct not in [p for p, _ in points]:
+                points.append((pct, int_metric(task, to_ternary(task, r).qm)))
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    points.sort()
+    ax.plot([p for p, _ in points], [m for _, m in points], "o-",
+            label=f"ternary L={args.levels}")
+    for folder in (SHIPPED, Path(args.out)):
+        r = load(folder, result_tag(task.name, args.levels, 0.0, True))
+        if r is not None:
+            ax.axhline(int_metric(task, to_ternary(task, r).qm), ls="--", color="C1",
+                       label=f"binary L={args.levels}")
+            break
+    ax.axhline(rows[0]["metric"], ls=":", color="k", label="float32")
+    ax.set_xlabel("pruned %")
+    ax.set_ylabel(task.metric_name)
+    ax.set_title(f"{task.name}: ternary weights against sparsity")
+    ax.legend(fontsize=8)
+    _save(fig, args.plot)

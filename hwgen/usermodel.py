@@ -1,0 +1,384 @@
+"""Your own model from the command line: a model file or import path, with your data, as a
+`hwgen.flow.Task` that every flow step takes like a bundled one.
+
+A model is a ``torch.save``d whole module, a TorchScript file, an ONNX file (``.onnx``,
+`hwgen.frontend_onnx`) or ``package.module:attr`` (a module, or a zero-argument function
+returning one). A torch model is one recurrent module of a registered cell (`hwgen.cells`)
+and one ``nn.Linear`` head; its forward is run on the calibration data to learn whether the
+head reads the last step or every step and to check that the import computes what the
+module does. Data are ``.npz`` files in the model's own layout (`hwgen.ir.data_layout`):
+``--calib`` holds ``x`` (or one array), ``--test`` holds ``x`` and integer labels ``y``.
+Without ``--test`` the metric is the argmax agreement with the float model on the
+calibration inputs (the quantize table's rms column gives the output error beside it).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+import re
+import sys
+import warnings
+import zipfile
+
+import numpy as np
+
+from .flow import FlowError, Task, TASK_LAYOUT
+from .frontend import UnsupportedModelError, _import_head, _import_rnn, from_torch
+from .ir import LAYOUTS, ModelIR, data_layout, shape_name, swap_layout
+from .ref import run_float
+
+CHECK_SEQUENCES = 8      # calibration sequences the torch forward is compared on
+TOLERANCE = 1e-4         # float32 torch vs float64 IR, relative to the outputs' scale
+USER_OPTIONS = ("calib", "test", "head", "layout")
+SUPPORTED_CELLS = "nn.LSTM, nn.GRU, hwgen.nn.LiGRU, hwgen.nn.SRU"
+
+
+class UserTask(Task):
+    """A user's model and data; without labels, the metric is argmax agreement with the
+    float model (`y_test` then holds the float model's argmax)."""
+
+    labelled: bool = True
+
+    @property
+    def metric_name(self) -> str:
+        return "accuracy %" if self.labelled else "agree %"
+
+
+def load_user_task(spec: str, calib=None, test=None, head=None, layout=None) -> Task:
+    """The Task of a user's model `spec` with calibration (and test) data from .npz files.
+
+    Parameters
+    ----------
+    spec : a model file (torch.save, TorchScript, .onnx) or ``package.module:attr``.
+    calib : path of the calibration .npz (required).
+    test : optional path of an .npz with inputs ``x`` and integer labels ``y``.
+    head : "last" or "every" to override (or settle) where the head reads.
+    layout : "NTI" or "TNI" to override the layout of the data files.
+
+    Raises
+    ------
+    FlowError, UnsupportedModelError
+        One-line messages naming the file, array, layer or feature.
+    """
+    if not Path(spec).exists() and ":" not in spec:
+        if Path(spec).suffix or os.sep in spec:
+            raise FlowError(f"model {spec}: no such file")
+        from .models import list_models
+        raise FlowError(f"Unknown model {spec!r}: not a bundled model "
+                        f"({', '.join(list_models())}), an existing file or "
+                        f"package.module:attr")
+    if calib is None:
+        raise FlowError(f"model {spec!r} is not bundled: give its calibration inputs with "
+                        f"--calib FILE.npz (sequences in the model's own layout)")
+    model = load_model(spec)
+    x_raw = read_npz(calib, "--calib", ("x",))["x"]
+    if isinstance(model, ModelIR):
+        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta)
+        layout = data_layout(ir.meta, layout)
+        _check_inputs(x_raw, ir.input_size, layout, "--calib", calib)
+    else:
+        ir, layout = _torch_ir(model, x_raw, head, layout, calib)
+    x_calib = swap_layout(np.asarray(x_raw, dtype=np.float64), layout)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.rpartition(":")[2] if ":" in spec and
+                  not Path(spec).exists() else Path(spec).stem) or "model"
+    meta = {"task": "user", "source": spec, "layout": layout}
+    if test is None:
+        y = run_float(ir, x_calib, layout=TASK_LAYOUT).argmax(axis=-1)
+        task = UserTask(name, ir, meta, x_calib, x_calib, y)
+        task.labelled = False
+        return task
+    data = read_npz(test, "--test", ("x", "y"))
+    _check_inputs(data["x"], ir.input_size, layout, "--test", test)
+    x_test = swap_layout(np.asarray(data["x"], dtype=np.float64), layout)
+    y = np.asarray(data["y"])
+    want = x_test.shape[:1] if ir.head_mode == "last" else x_test.shape[:2]
+    if ir.head_mode == "every" and y.ndim == 2:
+        y = swap_layout(y, layout)
+    if y.shape != want or y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= ir.output_size:
+        shown = want if ir.head_mode == "last" else swap_layout(np.empty(want), layout).shape
+        raise FlowError(f"--test {test}: labels 'y' must be integers in 0..{ir.output_size - 1}"
+                        f" of shape {shown} (head on {ir.head_mode} step), not "
+                        f"{np.asarray(data['y']).dtype} {np.asarray(data['y']).shape}")
+    return UserTask(name, ir, meta, x_calib, x_test, y)
+
+
+# ---------------------------------------------------------------- data files
+
+def read_npz(path, option: str, keys: tuple) -> dict:
+    """Arrays `keys` of an .npz file (a lone array stands for ``x``); one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlowError(f"{option} {path}: no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):  # an .npy file: one array
+            arrays = {"x": data}
+        else:
+            with data:
+                arrays = {k: data[k] for k in data.files}
+    except Exception:  # zipfile.BadZipFile, ValueError, EOFError, OSError...
+        raise FlowError(f"{option} {path}: not a readable .npz file") from None
+    if keys == ("x",) and "x" not in arrays and len(arrays) == 1:
+        arrays = {"x": next(iter(arrays.values()))}
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        have = ", ".join(arrays) or "none"
+        raise FlowError(f"{option} {path}: no array {missing[0]!r} (arrays: {have})")
+    return arrays
+
+
+def _check_inputs(x, input_size: int, layout: str, option: str, path) -> None:
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[2] != input_size or 0 in x.shape or x.dtype.kind not in "iuf":
+        raise FlowError(f"{option} {path}: array 'x' is {x.dtype} {x.shape}; the model takes "
+                        f"{shape_name(layout, input_size)} numbers (layout {layout})")
+    if not np.all(np.isfinite(x)):
+        raise FlowError(f"{option} {path}: array 'x' holds NaN or infinite values")
+
+
+# ---------------------------------------------------------------- models
+
+def load_model(spec: str):
+    """A user's model: a torch module (eval mode), or a ModelIR for an ONNX file."""
+    path = Path(spec)
+    if path.exists():
+        if not path.is_file():
+            raise FlowError(f"model {spec}: not a file")
+        if path.suffix.lower() == ".onnx":
+            from .frontend_onnx import from_onnx
+            return from_onnx(path)
+        return _load_torch_file(path)
+    return _import_attr(spec)
+
+
+def _load_torch_file(path: Path):
+    import torch
+    try:
+        names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")    # torch.jit's deprecation: stderr is for errors
+            if any(n.endswith("constants.pkl") for n in names):
+                model = torch.jit.load(str(path), map_location="cpu")
+            else:
+                model = torch.load(str(path), map_location="cpu", weights_only=False)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise FlowError(f"model {path}: cannot read it ({exc})") from None
+    except Exception as exc:  # unpickling: a class that is not importable, a corrupt file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ("; its class must be importable: define it in a module, not the script that "
+                "saved it, or save a TorchScript file") if "Can't get attribute" in first else ""
+        raise FlowError(f"model {path}: cannot load it with torch.load or torch.jit.load "
+                        f"({first}){hint}") from None
+    return _as_module(model, str(path))
+
+
+def _import_attr(spec: str):
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())   # like `python -m`: the current folder's packages
+    try:
+        obj = importlib.import_module(module_name)
+    except Exception as exc:
+        raise FlowError(f"model {spec}: cannot import {module_name!r} "
+                        f"({type(exc).__name__}: {exc})") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise FlowError(f"model {spec}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    import torch
+    if callable(obj) and not isinstance(obj, torch.nn.Module):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise FlowError(f"model {spec}: calling {attr}() failed "
+                            f"({type(exc).__name__}: {exc})") from None
+    return _as_module(obj, spec)
+
+
+def _as_module(obj, where: str):
+    import torch
+    if not isinstance(obj, torch.nn.Module):
+        hint = " (a state_dict: save the whole module, or use package.module:attr)" \
+            if isinstance(obj, dict) else ""
+        raise FlowError(f"model {where}: holds a {type(obj).__name__}, not a torch "
+                        f"module{hint}")
+    return obj.eval()
+
+
+def _kind(module) -> str:
+    """How messages name a module's class: nn.LSTM, hwgen.nn.LiGRU, TorchScript's name."""
+    cls = type(module)
+    if cls.__module__.startswith("torch.nn"):
+        return f"nn.{cls.__name__}"
+    if cls.__module__.startswith("torch.jit"):
+        return f"TorchScript {getattr(module, 'original_name', cls.__name__)}"
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+def _script_rnn(module):
+    """A TorchScript nn.LSTM / nn.GRU submodule rebuilt as the torch module (weights copied);
+    None for other TorchScript modules. batch_first is None when the file does not keep it
+    (a traced module): the forward check then finds it."""
+    import torch
+    kind = getattr(module, "original_name", "")
+    if kind not in ("LSTM", "GRU"):
+        return None, None
+    params = dict(module.named_parameters(recurse=False))
+    w = params.get("weight_ih_l0")
+    if w is None:
+        return None, None
+    hidden = params["weight_hh_l0"].shape[1]
+    opts = dict(num_layers=sum(k.startswith("weight_ih_l") and "reverse" not in k
+                               for k in params),
+                bias="bias_ih_l0" in params,
+                bidirectional=any("reverse" in k for k in params))
+    if kind == "LSTM" and "weight_hr_l0" in params:
+        opts["proj_size"] = params["weight_hr_l0"].shape[0]
+    batch_first = getattr(module, "batch_first", None) if hasattr(module, "batch_first") \
+        else None
+    rnn = getattr(torch.nn, kind)(w.shape[1], hidden, batch_first=bool(batch_first), **opts)
+    rnn.load_state_dict({k: v.detach() for k, v in params.items()})
+    return rnn.eval(), batch_first
+
+
+def _script_linear(module):
+    """A TorchScript nn.Linear submodule rebuilt as nn.Linear (weights copied)."""
+    from torch import nn
+    params = dict(module.named_parameters(recurse=False))
+    linear = nn.Linear(*params["weight"].shape[::-1], bias="bias" in params)
+    linear.load_state_dict({k: v.detach() for k, v in params.items()})
+    return linear
+
+
+def _role(name: str, module, scripted: bool):
+    """("rnn", module, batch_first) or ("head", nn.Linear, None) for a part hwgen lowers;
+    None for a parameter-free module (the forward check judges it); else a named error."""
+    from torch import nn
+
+    from .cells import cell_for_torch_module
+    label = f"layer {name or '(top)'!r} ({_kind(module)})"
+    own_params = list(module.named_parameters(recurse=False))
+    batch_first = getattr(module, "batch_first", True)
+    if scripted:
+        kind = getattr(module, "original_name", "")
+        if kind == "Linear":
+            return "head", _script_linear(module), None
+        rebuilt, batch_first = _script_rnn(module)
+        if rebuilt is None and (own_params or kind in ("RNN", "LiGRU", "SRU")):
+            raise UnsupportedModelError(
+                f"{label}: not importable from TorchScript; hwgen reads nn.LSTM, nn.GRU and "
+                f"nn.Linear submodules of a TorchScript file (save other models with "
+                f"torch.save or give package.module:attr)")
+        if rebuilt is None:
+            return None
+        module = rebuilt
+    cell = cell_for_torch_module(module)
+    if cell is not None:
+        reason = cell.unsupported(module)
+        if reason:
+            raise UnsupportedModelError(f"{label}: {reason} is not supported")
+        return "rnn", module, batch_first
+    if isinstance(module, nn.RNNBase):
+        raise UnsupportedModelError(f"{label}: not a supported recurrent cell; supported: "
+                                    f"{SUPPORTED_CELLS}")
+    if isinstance(module, nn.Linear):
+        return "head", module, None
+    if own_params:
+        raise UnsupportedModelError(f"{label}: not supported; hwgen lowers one recurrent "
+                                    f"module ({SUPPORTED_CELLS}) and one nn.Linear head")
+    return None
+
+
+def _find_parts(model):
+    """(recurrent module, batch_first or None, head nn.Linear): exactly one of each, the
+    recurrent module first; anything else with parameters is a named error."""
+    import torch
+    scripted = isinstance(model, torch.jit.ScriptModule)
+    found = {}                             # role -> (name, module, batch_first)
+    for name, module in model.named_modules():
+        if "rnn" in found and name.startswith(f"{found['rnn'][0]}."):
+            continue                       # the recurrent module's own parts
+        part = _role(name, module, scripted)
+        if part is None:
+            continue
+        label = f"layer {name!r} ({_kind(module)})"
+        role, module, batch_first = part
+        if role in found:
+            what = "recurrent module" if role == "rnn" else "nn.Linear"
+            raise UnsupportedModelError(
+                f"{label}: a second {what} after {found[role][0]!r}; hwgen lowers one "
+                f"recurrent module (use num_layers=) and one nn.Linear head")
+        if role == "rnn" and "head" in found:
+            raise UnsupportedModelError(f"{label}: a recurrent module after the nn.Linear "
+                                        f"{found['head'][0]!r}; not supported")
+        found[role] = (name, module, batch_first)
+    if "rnn" not in found:
+        raise UnsupportedModelError(f"no recurrent module ({SUPPORTED_CELLS}) in the model")
+    if "head" not in found:
+        raise UnsupportedModelError(
+            f"layer {found['rnn'][0]!r}: no nn.Linear head follows it; hwgen lowers a "
+            f"recurrent module with an nn.Linear head")
+    return found["rnn"][1], found["rnn"][2], found["head"][1]
+
+
+def _forward(model, x: np.ndarray):
+    """The torch model's output on `x` as float64 numpy, or None if it does not give one."""
+    import torch
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y = model(torch.as_tensor(x, dtype=torch.float32))
+    except Exception:
+        return None
+    return y.detach().double().numpy() if isinstance(y, torch.Tensor) else None
+
+
+def _torch_ir(model, x_raw, head, layout, calib) -> tuple[ModelIR, str]:
+    """Import a torch module and check it against its own forward on the calibration data.
+
+    Returns the IR and the data's layout (given, the module's own, or the one the forward
+    agrees with for a module that does not record ``batch_first``).
+    """
+    from .nn import RecurrentClassifier
+    if isinstance(model, RecurrentClassifier):
+        ir = from_torch(model, head_mode=head)
+        layout = data_layout(ir.meta, layout)
+        _check_inputs(x_raw, ir.input_size, layout, "--calib", calib)
+        return ir, layout
+    rnn, batch_first, linear = _find_parts(model)
+    layers, lin = _import_rnn(rnn), _import_head(linear)
+    if lin.weight.shape[1] != layers[-1].hidden_size:
+        raise UnsupportedModelError(f"the nn.Linear head takes {lin.weight.shape[1]} inputs, "
+                                    f"but the recurrent module has {layers[-1].hidden_size} "
+                                    f"hidden units")
+    own = None if batch_first is None else ("NTI" if batch_first else "TNI")
+    layouts = [layout or own] if (layout or own) else list(LAYOUTS)
+    _check_inputs(x_raw, layers[0].input_size, layouts[0], "--calib", calib)
+    x = np.asarray(x_raw, dtype=np.float64)
+    problems = []
+    for cand in layouts:
+        sample = swap_layout(swap_layout(x, cand)[:CHECK_SEQUENCES], cand)
+        y = _forward(model, sample)
+        mode = {2: "last", 3: "every"}.get(getattr(y, "ndim", None))
+        if mode is None:
+            continue
+        ir = ModelIR(layers, lin, head or mode, meta={"batch_first": cand == "NTI"})
+        y_ir = run_float(ir, sample, layout=cand)
+        if y_ir.shape != y.shape:
+            problems.append(f"its forward returns shape {y.shape}, the import {y_ir.shape}")
+            continue
+        error = float(np.max(np.abs(y_ir - y)))
+        if error <= TOLERANCE * max(1.0, float(np.max(np.abs(y)))):
+            return ir, cand
+        problems.append(f"its forward and the import differ by up to {error:.3g}")
+    if problems:
+        raise UnsupportedModelError(
+            f"the model is not {type(rnn).__name__} -> nn.Linear: {problems[0]} on --calib "
+            f"{calib}; hwgen lowers a recurrent module whose output feeds the nn.Linear head "
+            f"directly")
+    if head is None:
+        raise UnsupportedModelError(
+            f"the model's forward does not return one tensor (N, O) or (N, T, O) on --calib "
+            f"{calib}, so where the head reads is unknown: give --head last or --head every")
+    return ModelIR(layers, lin, head, meta={"batch_first": layouts[0] == "NTI"}), layouts[0]

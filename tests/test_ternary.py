@@ -1,0 +1,126 @@
+"""Multi-level ternary weights: the fit, pruning, the integer contract, counts, QAT, the CLI."""
+import numpy as np
+import pytest
+import torch
+
+from hwgen import flow, qat, ternary
+from hwgen.cli import EXIT_ERROR, main
+from hwgen.fixed import QFormat
+from hwgen.ref import run_int
+
+
+@pytest.fixture(scope="module")
+def task():
+    return flow.load_task("digits_gru")
+
+
+def _error(w, planes, alpha, fmts):
+    value = sum(f.to_float(a)[:, None] * p for p, a, f in zip(planes, alpha, fmts))
+    return float(np.mean((w - value) ** 2))
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_levels_are_exact_and_error_falls_with_levels(binary):
+    w = np.random.default_rng(0).normal(0, 0.3, (24, 17))
+    errors = []
+    for levels in (1, 2, 3):
+        planes, alpha, fmts = ternary.fit_levels(w, levels, binary=binary)
+        assert planes.dtype == np.int8 and planes.shape == (levels, 24, 17)
+        assert set(np.unique(planes)) <= ({-1, 1} if binary else {-1, 0, 1})
+        assert all(f.width == ternary.ALPHA_BITS for f in fmts)
+        errors.append(_error(w, planes, alpha, fmts))
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_torch_fake_quant_is_the_numpy_fit():
+    w = np.random.default_rng(1).normal(0, 0.3, (12, 9))
+    mask = np.random.default_rng(2).random(w.shape) > 0.4
+    for binary in (False, True):
+        planes, alpha, fmts = ternary.fit_levels(w, 2, mask, binary)
+        value = sum(f.to_float(a)[:, None] * p for p, a, f in zip(planes, alpha, fmts))
+        fake = qat.fake_levels(torch.from_numpy(w), torch.from_numpy(mask), 2, binary)
+        np.testing.assert_array_equal(fake.detach().numpy(), value)
+
+
+def test_pruning_is_exact_and_zeros_stay_zero_in_every_level():
+    w = torch.from_numpy(np.random.default_rng(3).normal(0, 1, (30, 11)))
+    assert qat.cubic_sparsity(0, 100, 0.8) == 0.0
+    assert qat.cubic_sparsity(100, 100, 0.8) == 0.8
+    mask = torch.ones_like(w, dtype=torch.bool)
+    for s in (0.2, 0.5, 0.8, 0.9):
+        new = qat.prune(w * mask, mask, s)
+        assert int((~new).sum()) == round(s * w.numel())
+        assert not bool((new & ~mask).any())        # once pruned, always pruned
+        mask = new
+    planes, _, _ = ternary.fit_levels(w.numpy(), 3, mask.numpy())
+    assert not np.any(planes[:, ~mask.numpy()])
+
+
+def test_integer_contract_level_sums_equal_the_effective_weight():
+    rng = np.random.default_rng(4)
+    levels, rows, cols = 3, 13, 29
+    fmts = [QFormat(8, 6), QFormat(8, 9), QFormat(8, 11)]
+    t = ternary.TernaryMatrix(rng.integers(-1, 2, (levels, rows, cols)).astype(np.int8),
+                              rng.integers(0, 128, (levels, rows)), fmts,
+                              np.ones(rows, bool))
+    x = rng.integers(-128, 128, (50, cols))
+    assert t.frac == 11
+    np.testing.assert_array_equal(t.level_sums(x), x @ t.weight().T)
+
+
+def test_ternary_qmodel_runs_the_existing_reference(task):
+    masks = [(np.abs(la.w_ih) > 0.3, np.abs(la.w_hh) > 0.3) for la in task.ir.layers]
+    tm = ternary.ternarize(task.ir, task.x_calib, 2, masks=masks, layout="NTI")
+    for ql, mats, (mx, mh) in zip(tm.qm.layers, tm.matrices, masks):
+        np.testing.assert_array_equal(ql.w_x, mats["x"].weight())
+        np.testing.assert_array_equal(ql.w_h, mats["h"].weight())
+        assert ql.wh_fmt.frac == mats["h"].frac
+        assert not np.any(mats["h"].planes[:, mats["h"].real_rows][:, ~mh])
+        xq = tm.qm.quantize_inputs(task.x_test[:5, 0])
+        np.testing.assert_array_equal(mats["x"].level_sums(xq), xq @ ql.w_x.T)
+    y = run_int(tm.qm, tm.qm.quantize_inputs(task.x_test[:20]))
+    assert y.shape == (20, 10)
+
+
+def test_memory_and_operation_counts_of_a_hand_made_matrix():
+    t1 = [[1, 0, -1], [0, 0, 0], [1, 1, 0], [0, -1, 0]]
+    t2 = [[0, 0, 1], [0, 0, 0], [-1, 0, 0], [0, 1, 1]]
+    t = ternary.TernaryMatrix(np.array([t1, t2], np.int8), np.ones((2, 4), np.int64),
+                              [QFormat(8, 7), QFormat(8, 9)], np.ones(4, bool))
+    assert t.counts() == {"weights": 12, "rows": 4, "cols": 3, "nonzero_words": 6,
+                          "nonzero_digits": [5, 4]}
+    # dense: 2 levels x 2 bits x 12; sparse: 3 column counts of 3 bits (0..4), 6 words of
+    # a 2-bit row index and 2 x 2 digit bits; scales: 2 levels x 4 rows x 8 bits
+    assert ternary.matrix_bits(t) == {"dense": 48, "sparse": 45, "form": "sparse",
+                                      "planes": 45, "scales": 64}
+    tm = ternary.TernaryModel(None, [{"x": t, "h": None}], binary=False)
+    ops = ternary.op_counts(tm)
+    assert ops == {"weights": 12, "binary_ops": 24, "word_ops": 12, "bit_ops": 9,
+                   "word_speedup": 2.0, "bit_speedup": 24 / 9}
+
+
+def test_tiny_qat_beats_post_training_ternarization(task):
+    ptt = qat.int_metric(task, qat.post_training(task, 2, 0.8).qm)
+    result = qat.train(task, 2, 0.8, epochs=2, max_batches=8, lr=1e-2)
+    tm = qat.to_ternary(task, result)
+    assert tm.pruned == {"l0.wx": round(0.8 * 384) / 384, "l0.wh": round(0.8 * 3072) / 3072}
+    assert qat.int_metric(task, tm.qm) > ptt + 10
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--binary", "--sparsity", "0.5"], "binary levels cannot hold a zero: use --sparsity 0"),
+    (["--levels", "5"], "argument --levels: expected an integer in 1..4, not '5'"),
+    (["--levels", "0"], "argument --levels: expected an integer in 1..4, not '0'"),
+    (["--sparsity", "1"], "argument --sparsity: expected a probability in [0, 1), not '1'"),
+    (["nosuch"], None),
+    (["digits_sru"], "cell sru: its torch matrices are not laid out as the IR's rows; "
+                     "ternary training is not supported for it"),
+    (["--plot", "fig.txt"], "figure path must end in .png: fig.txt"),
+])
+def test_cli_errors(capsys, tmp_path, argv, message):
+    code = main(["ternary", *argv, "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == EXIT_ERROR and err.startswith("hwgen: error: ") and err.count("\n") == 1
+    if message:
+        assert err == f"hwgen: error: {message}\n"
+    assert "training" not in out and not any(tmp_path.iterdir())
