@@ -177,9 +177,9 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     QATResult
     """
     import torch
-    from torch import nn
 
     from .models import load_model, load_task_data
+    from .train import optimizer_step
     check_options(levels, sparsity, binary)
     t0 = time.time()
     torch.manual_seed(seed)
@@ -206,12 +206,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
                         masks[n] = prune(params[n], masks[n], s)
                         params[n].mul_(masks[n])
             out = _forward(model, names, masks, xt[idx], levels, binary, fmts)
-            loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
-                                               yt[idx].reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            optimizer_step(model, opt, out, yt[idx])
             with torch.no_grad():
                 for n in names:
                     params[n].mul_(masks[n])

@@ -64,6 +64,15 @@ def bits_per_char(model: RecurrentClassifier, x: np.ndarray, y: np.ndarray) -> f
     return float(loss / np.log(2))
 
 
+def optimizer_step(model, opt, out, target) -> None:
+    """One step: cross-entropy of logits `out` against `target`, gradient norm clipped to 1."""
+    loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def _fit(model, x, y, epochs: int, lr: float, batch: int, seed: int) -> None:
     """Adam with a cosine schedule, cross-entropy, gradient norm clipped to 1."""
     gen = torch.Generator().manual_seed(seed)
@@ -73,13 +82,7 @@ def _fit(model, x, y, epochs: int, lr: float, batch: int, seed: int) -> None:
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(xt), generator=gen).split(batch):
-            out = model(xt[idx])
-            loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
-                                               yt[idx].reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            optimizer_step(model, opt, model(xt[idx]), yt[idx])
         sched.step()
     model.eval()
 

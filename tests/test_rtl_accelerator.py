@@ -11,12 +11,18 @@ from hwgen.rtl.plan import make_plan
 from hwgen.rtl.top import Accelerator
 
 
-def build(cell, layers, head_mode, lanes, bits=8, n=4, t_len=4, rng=None):
-    """A small random model, its inputs, and its accelerator with `lanes` MAC lanes."""
+def quantized(cell, layers, head_mode, bits=8, n=4, t_len=4, rng=None):
+    """A small random quantized model and its inputs."""
     ir = from_torch(make_model(cell, input_size=5, hidden=7, out=3, layers=layers,
                                head_mode=head_mode))
     x = rng.uniform(-1.5, 1.5, (n, t_len, 5))
     qm = quantize_model(ir, x, QuantConfig(weight_bits=bits, act_bits=bits))
+    return qm, x
+
+
+def build(cell, layers, head_mode, lanes, bits=8, n=4, t_len=4, rng=None):
+    """A small random model, its inputs, and its accelerator with `lanes` MAC lanes."""
+    qm, x = quantized(cell, layers, head_mode, bits, n, t_len, rng)
     acc = Accelerator(qm, lanes)
     assert acc.plan.lanes == acc.plan.weight_words.shape[1] == lanes
     return qm, qm.quantize_inputs(x), acc
@@ -41,7 +47,7 @@ def test_saturating_inputs(rng):
 
 
 def test_plan_rejects_bad_lanes(rng):
-    qm, _, _ = build("gru", 1, "last", 4, rng=rng)
+    qm, _ = quantized("gru", 1, "last", rng=rng)
     with pytest.raises(ValueError, match="lanes must be an integer in 1..32, not 0"):
         make_plan(qm, 0)
 
