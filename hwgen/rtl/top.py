@@ -8,9 +8,13 @@ MATRIX runs two machines joined by a small FIFO of fired columns:
 * the column encoder reads each column's value v_j (and, for delta networks, its
   last-fired value) one column a cycle, and pushes the columns that fire with their delta
   (dense designs fire every column with delta = v_j);
-* the MAC issuer pops a fired column and issues its weight words, one a cycle, to the
-  `MacArray` (`hwgen.rtl.mac_array`: weight ROM, biases, accumulators, P lanes). Skipped
-  columns cost the issuer nothing, so cycles follow the fired count.
+* the MAC issuer pops a fired column and streams its weight words, one a cycle, into the
+  lanes. Skipped columns cost the issuer nothing, so cycles follow the fired count.
+
+MAC pipeline: the issuer reads a weight word; stage 1 multiplies it by the column's delta
+while the bias and accumulator words are read; stage 2 shifts the products into
+accumulator alignment and adds (read-modify-write through a read port transparent for the
+write port, so back-to-back updates of one word are exact).
 
 ACTIVATE gathers the gate words of a row group (one per gate block of the cell), then feeds
 one element a cycle into the pipelined element-wise unit, whose results are written back to
@@ -38,7 +42,7 @@ from ..qmodel import QModel
 from .arith import requantize
 from .elementwise import ElementwiseUnit
 from .plan import GATHER_CAPTURE, Plan, make_plan
-from .mac_array import MacArray
+from .rom import LATENCY as ROM_LATENCY, BankedROM
 
 FIFO_DEPTH = 8
 
@@ -122,8 +126,18 @@ class Accelerator(wiring.Component):
         m = Module()
 
         # ---- memories
+        lanes_of = lambda width: data.ArrayLayout(signed(width), P)  # noqa: E731
+        w_rom = BankedROM(lanes_of(plan.weight_width), plan.weight_words.tolist())
+        b_mem = Memory(shape=lanes_of(plan.acc_width), depth=len(plan.bias_words),
+                       init=plan.bias_words.tolist())
+        acc_mem = Memory(shape=lanes_of(plan.acc_width), depth=plan.acc_depth, init=[])
         v_mem = Memory(shape=signed(plan.value_width), depth=plan.vector_depth, init=[])
-        m.submodules.v_mem = v_mem
+        m.submodules.w_rom, m.submodules.b_mem = w_rom, b_mem
+        m.submodules.acc_mem, m.submodules.v_mem = acc_mem, v_mem
+        self.debug_memories = {"v": v_mem, "acc": acc_mem}
+        b_rd = b_mem.read_port()
+        acc_wr = acc_mem.write_port()
+        acc_rd = acc_mem.read_port()
         v_wr, v_rd = v_mem.write_port(), v_mem.read_port()
         if has_c:
             m.submodules.c_mem = c_mem = Memory(shape=signed(plan.cell_width),
@@ -170,12 +184,70 @@ class Accelerator(wiring.Component):
                                        "change": signed(delta_w)}))
         m.d.sync += e1.valid.eq(0)
 
-        # ---- MAC array (weight ROM, biases, accumulators); the issuer feeds it
-        m.submodules.mac = mac = MacArray(plan.weight_width, plan.acc_width,
-                                          plan.weight_words, plan.bias_words, plan.acc_depth,
-                                          delta_w, shifts)
-        self.debug_memories = {"v": v_mem, "acc": mac.acc_mem}
-        act_acc_addr, acc_q, mac_idle = mac.read_addr, mac.acc_word, mac.idle
+        # ---- MAC pipeline registers
+        s1 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(plan.acc_depth),
+                                       "b_addr": range(len(plan.bias_words)), "bias": 1,
+                                       "delta": signed(delta_w),
+                                       "shift": range(len(shifts))}))
+        s2 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(plan.acc_depth),
+                                       "bias": 1, "shift": range(len(shifts))}))
+        prods = [Signal(signed(plan.weight_width + delta_w), name=f"prod{k}")
+                 for k in range(P)]
+        m.d.sync += s1.valid.eq(0)
+
+        # stages 1, 1a: the weight word comes out of its banks (block RAM output straight
+        # into a multiplexer or a multiplier would be the longest path)
+        s1a, s1b = Signal.like(s1), Signal.like(s1)
+        w_word = w_rom.data
+        assert ROM_LATENCY == 3  # s1, s1a, s1b
+        m.d.sync += [s1a.eq(s1), s1b.eq(s1a)]
+        # stage 1b: multiply; read the bias and accumulator words
+        m.d.sync += [prods[k].eq(w_word[k] * s1b.delta) for k in range(P)]
+        m.d.sync += [s2.valid.eq(s1b.valid), s2.acc_addr.eq(s1b.acc_addr), s2.bias.eq(s1b.bias),
+                     s2.shift.eq(s1b.shift)]
+        m.d.comb += b_rd.addr.eq(s1b.b_addr)
+        act_acc_addr = Signal.like(acc_rd.addr)
+        m.d.comb += acc_rd.addr.eq(Mux(s1b.valid, s1b.acc_addr, act_acc_addr))
+
+        # stage 2: register the accumulator and bias words and align the products (block
+        # RAM output straight into the adder would be the longest path)
+        s3 = Signal.like(s2)
+        m.d.sync += s3.eq(s2)
+        acc_q = Signal.like(acc_rd.data)
+        bias_q = Signal.like(b_rd.data)
+        m.d.sync += [acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data)]
+        # nothing left in the MAC pipeline
+        mac_idle = ~s1.valid & ~s1a.valid & ~s1b.valid & ~s2.valid & ~s3.valid
+
+        # stage 3: accumulate (a product with a delta may exceed the accumulator's range
+        # alone; the sum never does). The word read for this update missed the writes of
+        # the two updates before it (the read port is not transparent, so that the block
+        # RAM output goes straight into acc_q: Fmax): forward the newest of those sums that
+        # hit the same word. The choice among bias, forwarded sums and acc_q is made a stage
+        # early, so stage 3 holds one 4-way mux and the adder.
+        BIAS, FWD1, FWD2, STORED = range(4)
+        pick = Signal(range(4))
+        last = Signal(data.StructLayout({"valid": 1, "acc_addr": range(plan.acc_depth)}))
+        last_sum, last_sum2 = Signal.like(acc_wr.data), Signal.like(acc_wr.data)
+        m.d.comb += [acc_wr.addr.eq(s3.acc_addr), acc_wr.en.eq(s3.valid)]
+        m.d.sync += [last.valid.eq(s3.valid), last.acc_addr.eq(s3.acc_addr),
+                     last_sum.eq(acc_wr.data), last_sum2.eq(last_sum)]
+        with m.If(s2.bias):
+            m.d.sync += pick.eq(BIAS)
+        with m.Elif(s3.valid & (s3.acc_addr == s2.acc_addr)):
+            m.d.sync += pick.eq(FWD1)   # the update one ahead: written this cycle
+        with m.Elif(last.valid & (last.acc_addr == s2.acc_addr)):
+            m.d.sync += pick.eq(FWD2)   # two ahead: written as this one's word was read
+        with m.Else():
+            m.d.sync += pick.eq(STORED)
+        for k in range(P):
+            aligned = Signal(signed(plan.acc_width + 1), name=f"aligned{k}")
+            with m.Switch(s2.shift):
+                for idx, sh in enumerate(shifts):
+                    with m.Case(idx):
+                        m.d.sync += aligned.eq(prods[k] << sh)
+            base = Array([bias_q[k], last_sum[k], last_sum2[k], acc_q[k]])[pick]
+            m.d.comb += acc_wr.data[k].eq(base + aligned)
 
         def matrix(ps: _Pass, next_state: str):
             """One cycle of a MATRIX pass: encoder, issuer, and the end-of-pass check."""
@@ -214,13 +286,12 @@ class Accelerator(wiring.Component):
             with m.If(cur_active):
                 q = grp
                 acc_off = ps.acc_offset(q, cur.is_h)
-                issue = mac.issue
-                m.d.comb += [issue.valid.eq(1), issue.w_addr.eq(cur.w_addr + q),
-                             issue.acc_addr.eq(ps.acc_base + acc_off),
-                             issue.b_addr.eq(ps.b_base + acc_off), issue.delta.eq(cur.delta),
-                             issue.bias.eq(bias_ok & ps.first_touch(cur.col, q, cur.is_h)),
-                             issue.shift.eq(Mux(cur.is_h, shifts.index(ps.shift_h),
-                                                shifts.index(ps.shift_x)))]
+                m.d.comb += w_rom.addr.eq(cur.w_addr + q)
+                m.d.sync += [s1.valid.eq(1), s1.acc_addr.eq(ps.acc_base + acc_off),
+                             s1.b_addr.eq(ps.b_base + acc_off), s1.delta.eq(cur.delta),
+                             s1.bias.eq(bias_ok & ps.first_touch(cur.col, q, cur.is_h)),
+                             s1.shift.eq(Mux(cur.is_h, shifts.index(ps.shift_h),
+                                             shifts.index(ps.shift_x)))]
                 with m.If(grp == ps.gpc - 1):
                     m.d.sync += [grp.eq(0), cur_active.eq(col_fifo.r_rdy), cur.eq(popped)]
                     m.d.comb += col_fifo.r_en.eq(1)

@@ -4,456 +4,627 @@
 (* generator = "Amaranth" *)
 module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [3:0] \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  reg \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [5:0] \$106 ;
-  wire [6:0] \$107 ;
-  wire [5:0] \$108 ;
-  wire [6:0] \$109 ;
-  wire [11:0] \$11 ;
-  wire [7:0] \$110 ;
+  reg [20:0] \$1 ;
+  wire [22:0] \$10 ;
+  wire \$100 ;
+  wire [6:0] \$101 ;
+  wire [6:0] \$102 ;
+  wire [6:0] \$103 ;
+  wire [6:0] \$104 ;
+  wire [6:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  reg [20:0] \$11 ;
+  wire \$110 ;
   wire \$111 ;
-  wire [7:0] \$112 ;
-  wire [8:0] \$113 ;
-  wire [7:0] \$114 ;
-  wire [8:0] \$115 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
   wire \$116 ;
-  wire [11:0] \$117 ;
-  wire [6:0] \$118 ;
-  wire [6:0] \$119 ;
-  wire \$12 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire [22:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire [6:0] \$124 ;
-  wire [6:0] \$125 ;
-  wire [6:0] \$126 ;
-  wire [6:0] \$127 ;
-  wire [6:0] \$128 ;
-  wire \$129 ;
-  wire \$13 ;
+  wire [16:0] \$122 ;
+  wire [16:0] \$123 ;
+  wire [16:0] \$124 ;
+  wire [16:0] \$125 ;
+  wire [16:0] \$126 ;
+  wire [16:0] \$127 ;
+  wire [16:0] \$128 ;
+  wire [16:0] \$129 ;
+  reg [20:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [4:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire [6:0] \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire [4:0] \$148 ;
-  wire [5:0] \$149 ;
-  wire [4:0] \$15 ;
-  wire \$150 ;
+  wire [17:0] \$134 ;
+  wire [19:0] \$135 ;
+  wire [17:0] \$136 ;
+  wire [19:0] \$137 ;
+  wire [17:0] \$138 ;
+  wire [19:0] \$139 ;
+  wire [22:0] \$14 ;
+  wire [17:0] \$140 ;
+  wire [19:0] \$141 ;
+  wire [17:0] \$142 ;
+  wire [19:0] \$143 ;
+  wire [17:0] \$144 ;
+  wire [19:0] \$145 ;
+  wire [17:0] \$146 ;
+  wire [19:0] \$147 ;
+  wire [17:0] \$148 ;
+  wire [19:0] \$149 ;
+  reg [20:0] \$15 ;
+  wire [6:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire [7:0] \$153 ;
-  wire [11:0] \$154 ;
+  wire [4:0] \$153 ;
+  wire [5:0] \$154 ;
   wire \$155 ;
-  wire [7:0] \$156 ;
+  wire \$156 ;
   wire \$157 ;
   wire [7:0] \$158 ;
-  wire [8:0] \$159 ;
-  wire [5:0] \$16 ;
+  wire [11:0] \$159 ;
+  wire [22:0] \$16 ;
   wire \$160 ;
-  wire [4:0] \$161 ;
+  wire [7:0] \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
+  wire [7:0] \$163 ;
+  wire [8:0] \$164 ;
   wire \$165 ;
   wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  wire [4:0] \$167 ;
+  wire [4:0] \$168 ;
+  wire [5:0] \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  reg \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire [3:0] \$175 ;
+  wire [4:0] \$172 ;
+  wire [4:0] \$173 ;
+  wire [5:0] \$174 ;
+  wire \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [3:0] \$179 ;
-  wire \$18 ;
+  wire \$179 ;
+  wire [6:0] \$18 ;
   wire \$180 ;
   wire \$181 ;
-  reg \$182 ;
-  wire \$183 ;
+  wire \$182 ;
+  wire [4:0] \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire [3:0] \$187 ;
-  wire [3:0] \$188 ;
+  wire \$187 ;
+  wire \$188 ;
   wire \$189 ;
-  wire [4:0] \$19 ;
+  wire \$19 ;
   wire \$190 ;
-  reg \$191 ;
+  wire \$191 ;
   wire \$192 ;
   wire \$193 ;
-  reg \$194 ;
-  wire [6:0] \$195 ;
-  reg [20:0] \$196 ;
-  reg [20:0] \$197 ;
-  reg [20:0] \$198 ;
-  reg [20:0] \$199 ;
-  wire [6:0] \$2 ;
-  wire [4:0] \$20 ;
-  reg [20:0] \$200 ;
-  reg [20:0] \$201 ;
-  reg [20:0] \$202 ;
-  reg [20:0] \$203 ;
-  reg [20:0] \$204 ;
-  reg [20:0] \$205 ;
-  reg [20:0] \$206 ;
-  reg [20:0] \$207 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
+  wire [22:0] \$2 ;
+  wire [7:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  reg \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [3:0] \$206 ;
+  wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire [5:0] \$21 ;
-  wire \$210 ;
+  wire \$21 ;
+  wire [3:0] \$210 ;
   wire \$211 ;
-  wire [4:0] \$212 ;
-  wire \$213 ;
-  wire [4:0] \$214 ;
-  wire [5:0] \$215 ;
+  wire \$212 ;
+  reg \$213 ;
+  wire \$214 ;
+  wire \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire [4:0] \$218 ;
-  wire [5:0] \$219 ;
-  wire \$22 ;
+  wire [3:0] \$218 ;
+  wire [3:0] \$219 ;
+  wire [7:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
-  wire \$222 ;
-  wire [7:0] \$223 ;
-  wire [11:0] \$224 ;
-  wire \$225 ;
-  wire [7:0] \$226 ;
-  wire \$227 ;
-  wire [7:0] \$228 ;
-  wire [8:0] \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire [4:0] \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
+  reg \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  reg \$225 ;
+  wire [6:0] \$226 ;
+  reg [20:0] \$227 ;
+  reg [20:0] \$228 ;
+  reg [20:0] \$229 ;
+  wire [8:0] \$23 ;
+  reg [20:0] \$230 ;
+  reg [20:0] \$231 ;
+  reg [20:0] \$232 ;
+  reg [20:0] \$233 ;
+  reg [20:0] \$234 ;
+  reg [20:0] \$235 ;
+  reg [20:0] \$236 ;
+  reg [20:0] \$237 ;
+  reg [20:0] \$238 ;
   wire \$239 ;
-  wire \$24 ;
+  wire [7:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
-  reg \$242 ;
-  wire \$243 ;
+  wire \$242 ;
+  wire [4:0] \$243 ;
   wire \$244 ;
-  wire [3:0] \$245 ;
-  wire \$246 ;
+  wire [4:0] \$245 ;
+  wire [5:0] \$246 ;
   wire \$247 ;
   wire \$248 ;
-  wire [3:0] \$249 ;
-  wire \$25 ;
-  wire \$250 ;
+  wire [4:0] \$249 ;
+  wire [8:0] \$25 ;
+  wire [5:0] \$250 ;
   wire \$251 ;
-  reg \$252 ;
+  wire \$252 ;
   wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
+  wire [7:0] \$254 ;
+  wire [11:0] \$255 ;
   wire \$256 ;
-  wire [3:0] \$257 ;
-  wire [3:0] \$258 ;
-  wire \$259 ;
+  wire [7:0] \$257 ;
+  wire \$258 ;
+  wire [7:0] \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  reg \$261 ;
+  wire [8:0] \$260 ;
+  wire \$261 ;
   wire \$262 ;
-  wire \$263 ;
-  reg \$264 ;
-  wire [6:0] \$265 ;
-  reg [20:0] \$266 ;
-  reg [20:0] \$267 ;
-  reg [20:0] \$268 ;
-  reg [20:0] \$269 ;
-  wire \$27 ;
-  reg [20:0] \$270 ;
-  reg [20:0] \$271 ;
-  reg [20:0] \$272 ;
-  reg [20:0] \$273 ;
-  reg [20:0] \$274 ;
-  reg [20:0] \$275 ;
-  reg [20:0] \$276 ;
-  reg [20:0] \$277 ;
+  wire [4:0] \$263 ;
+  wire [4:0] \$264 ;
+  wire [5:0] \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire [4:0] \$268 ;
+  wire [4:0] \$269 ;
+  wire [11:0] \$27 ;
+  wire [5:0] \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
   wire \$278 ;
-  wire \$279 ;
+  wire [4:0] \$279 ;
   wire \$28 ;
   wire \$280 ;
   wire \$281 ;
-  wire [4:0] \$282 ;
+  wire \$282 ;
   wire \$283 ;
-  wire [4:0] \$284 ;
-  wire [5:0] \$285 ;
+  wire \$284 ;
+  wire \$285 ;
   wire \$286 ;
   wire \$287 ;
-  wire [4:0] \$288 ;
-  wire [5:0] \$289 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
-  wire [7:0] \$293 ;
-  wire [11:0] \$294 ;
-  wire [8:0] \$295 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
   wire \$296 ;
-  wire [4:0] \$297 ;
+  wire \$297 ;
   wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  wire \$30 ;
+  reg \$299 ;
+  reg [20:0] \$3 ;
+  reg \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire \$302 ;
+  wire [3:0] \$302 ;
   wire \$303 ;
   wire \$304 ;
   wire \$305 ;
-  wire \$306 ;
-  reg [20:0] \$307 ;
-  wire [21:0] \$308 ;
-  wire [21:0] \$309 ;
-  reg \$31 ;
+  wire [3:0] \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  reg \$309 ;
+  wire \$31 ;
   wire \$310 ;
-  wire [21:0] \$311 ;
-  wire [21:0] \$312 ;
+  wire \$311 ;
+  wire \$312 ;
   wire \$313 ;
-  wire [21:0] \$314 ;
-  wire [21:0] \$315 ;
-  wire [21:0] \$316 ;
-  wire [21:0] \$317 ;
-  wire \$318 ;
-  wire [6:0] \$319 ;
+  wire [3:0] \$314 ;
+  wire [3:0] \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  reg \$318 ;
+  wire \$319 ;
   wire \$32 ;
   wire \$320 ;
-  wire \$321 ;
-  wire [4:0] \$322 ;
-  wire [4:0] \$323 ;
-  reg [19:0] \$324 ;
-  reg \$325 ;
-  reg [5:0] \$326 ;
-  reg \$327 ;
-  reg [6:0] \$328 ;
-  reg [10:0] \$329 ;
-  wire \$33 ;
-  reg [3:0] \$330 ;
-  reg [3:0] \$331 ;
-  reg [36:0] \$332 ;
-  reg \$333 ;
-  reg [27:0] \$334 ;
-  reg [3:0] \$335 ;
-  reg [5:0] \$336 ;
-  reg [2:0] \$337 ;
-  reg \$338 ;
-  reg [2:0] \$339 ;
-  wire [5:0] \$34 ;
-  reg \$340 ;
-  reg \$341 ;
-  reg \$342 ;
-  reg \$343 ;
-  reg [20:0] \$344 ;
-  reg [20:0] \$345 ;
-  reg [20:0] \$346 ;
-  reg [20:0] \$347 ;
-  reg [20:0] \$348 ;
-  reg [20:0] \$349 ;
-  wire [6:0] \$35 ;
-  reg [20:0] \$350 ;
-  reg [20:0] \$351 ;
-  reg [20:0] \$352 ;
-  reg [20:0] \$353 ;
-  reg [20:0] \$354 ;
-  reg [20:0] \$355 ;
-  reg [20:0] \$356 ;
-  reg [20:0] \$357 ;
-  reg [20:0] \$358 ;
-  reg [20:0] \$359 ;
-  wire [7:0] \$36 ;
-  reg [20:0] \$360 ;
-  reg [20:0] \$361 ;
-  reg [20:0] \$362 ;
-  reg [20:0] \$363 ;
-  reg [20:0] \$364 ;
-  reg [20:0] \$365 ;
-  reg [20:0] \$366 ;
-  reg [20:0] \$367 ;
-  reg [20:0] \$368 ;
-  reg [20:0] \$369 ;
-  wire \$37 ;
-  reg [20:0] \$370 ;
-  reg [20:0] \$371 ;
-  reg [20:0] \$372 ;
-  reg [20:0] \$373 ;
-  reg [20:0] \$374 ;
-  reg [20:0] \$375 ;
-  reg [20:0] \$376 ;
-  reg [20:0] \$377 ;
+  reg \$321 ;
+  wire [6:0] \$322 ;
+  reg [20:0] \$323 ;
+  reg [20:0] \$324 ;
+  reg [20:0] \$325 ;
+  reg [20:0] \$326 ;
+  reg [20:0] \$327 ;
+  reg [20:0] \$328 ;
+  reg [20:0] \$329 ;
+  wire [5:0] \$33 ;
+  reg [20:0] \$330 ;
+  reg [20:0] \$331 ;
+  reg [20:0] \$332 ;
+  reg [20:0] \$333 ;
+  reg [20:0] \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire [4:0] \$339 ;
+  wire [6:0] \$34 ;
+  wire \$340 ;
+  wire [4:0] \$341 ;
+  wire [5:0] \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire [4:0] \$345 ;
+  wire [5:0] \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
+  wire [7:0] \$35 ;
+  wire [7:0] \$350 ;
+  wire [11:0] \$351 ;
+  wire [8:0] \$352 ;
+  wire [6:0] \$353 ;
+  wire [6:0] \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire [4:0] \$359 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
+  wire [3:0] \$37 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
   reg [20:0] \$378 ;
-  reg [20:0] \$379 ;
-  wire [3:0] \$38 ;
-  reg [20:0] \$380 ;
-  reg [20:0] \$381 ;
-  reg [20:0] \$382 ;
-  reg [20:0] \$383 ;
-  reg [20:0] \$384 ;
-  reg [20:0] \$385 ;
-  reg [20:0] \$386 ;
-  reg [20:0] \$387 ;
-  reg [20:0] \$388 ;
-  reg [20:0] \$389 ;
+  wire [21:0] \$379 ;
+  wire \$38 ;
+  wire [21:0] \$380 ;
+  wire \$381 ;
+  wire [21:0] \$382 ;
+  wire [21:0] \$383 ;
+  wire \$384 ;
+  wire [21:0] \$385 ;
+  wire [21:0] \$386 ;
+  wire [21:0] \$387 ;
+  wire [21:0] \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  reg [20:0] \$390 ;
-  reg [20:0] \$391 ;
-  reg [20:0] \$392 ;
-  reg [20:0] \$393 ;
-  reg [20:0] \$394 ;
-  reg [20:0] \$395 ;
-  reg [20:0] \$396 ;
-  reg [20:0] \$397 ;
-  reg [20:0] \$398 ;
-  reg [20:0] \$399 ;
-  wire [7:0] \$4 ;
-  wire \$40 ;
-  reg [20:0] \$400 ;
-  reg [20:0] \$401 ;
-  reg [20:0] \$402 ;
-  reg [20:0] \$403 ;
-  reg [20:0] \$404 ;
-  reg [20:0] \$405 ;
-  reg [20:0] \$406 ;
-  reg [20:0] \$407 ;
-  reg [20:0] \$408 ;
-  reg [20:0] \$409 ;
-  reg \$41 ;
-  reg [20:0] \$410 ;
-  reg [20:0] \$411 ;
-  reg [5:0] \$412 ;
-  reg [1:0] \$413 ;
-  reg [4:0] \$414 ;
-  reg [5:0] \$415 ;
-  reg [20:0] \$416 ;
-  reg [8:0] \$417 ;
-  reg \$418 ;
-  reg \$419 ;
+  wire [6:0] \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire [4:0] \$393 ;
+  wire [4:0] \$394 ;
+  reg [19:0] \$395 ;
+  reg [23:0] \$396 ;
+  reg [23:0] \$397 ;
+  reg [23:0] \$398 ;
+  reg [16:0] \$399 ;
+  wire [22:0] \$4 ;
+  reg \$40 ;
+  reg [16:0] \$400 ;
+  reg [16:0] \$401 ;
+  reg [16:0] \$402 ;
+  reg [16:0] \$403 ;
+  reg [16:0] \$404 ;
+  reg [16:0] \$405 ;
+  reg [16:0] \$406 ;
+  reg [8:0] \$407 ;
+  reg [8:0] \$408 ;
+  reg [167:0] \$409 ;
+  wire \$41 ;
+  reg [167:0] \$410 ;
+  reg [6:0] \$411 ;
+  reg [167:0] \$412 ;
+  reg [167:0] \$413 ;
+  reg [1:0] \$414 ;
+  reg [21:0] \$415 ;
+  reg [21:0] \$416 ;
+  reg [21:0] \$417 ;
+  reg [21:0] \$418 ;
+  reg [21:0] \$419 ;
   wire \$42 ;
-  wire \$43 ;
-  wire [3:0] \$44 ;
-  wire [4:0] \$45 ;
-  wire \$46 ;
-  wire [3:0] \$47 ;
+  reg [21:0] \$420 ;
+  reg [21:0] \$421 ;
+  reg [21:0] \$422 ;
+  reg \$423 ;
+  reg [5:0] \$424 ;
+  reg \$425 ;
+  reg [6:0] \$426 ;
+  reg [10:0] \$427 ;
+  reg [3:0] \$428 ;
+  reg [3:0] \$429 ;
+  wire [3:0] \$43 ;
+  reg [36:0] \$430 ;
+  reg \$431 ;
+  reg [27:0] \$432 ;
+  reg [3:0] \$433 ;
+  reg [5:0] \$434 ;
+  reg [2:0] \$435 ;
+  reg \$436 ;
+  reg [2:0] \$437 ;
+  reg \$438 ;
+  reg \$439 ;
+  wire [4:0] \$44 ;
+  reg \$440 ;
+  reg \$441 ;
+  reg [20:0] \$442 ;
+  reg [20:0] \$443 ;
+  reg [20:0] \$444 ;
+  reg [20:0] \$445 ;
+  reg [20:0] \$446 ;
+  reg [20:0] \$447 ;
+  reg [20:0] \$448 ;
+  reg [20:0] \$449 ;
+  wire \$45 ;
+  reg [20:0] \$450 ;
+  reg [20:0] \$451 ;
+  reg [20:0] \$452 ;
+  reg [20:0] \$453 ;
+  reg [20:0] \$454 ;
+  reg [20:0] \$455 ;
+  reg [20:0] \$456 ;
+  reg [20:0] \$457 ;
+  reg [20:0] \$458 ;
+  reg [20:0] \$459 ;
+  wire [3:0] \$46 ;
+  reg [20:0] \$460 ;
+  reg [20:0] \$461 ;
+  reg [20:0] \$462 ;
+  reg [20:0] \$463 ;
+  reg [20:0] \$464 ;
+  reg [20:0] \$465 ;
+  reg [20:0] \$466 ;
+  reg [20:0] \$467 ;
+  reg [20:0] \$468 ;
+  reg [20:0] \$469 ;
+  wire \$47 ;
+  reg [20:0] \$470 ;
+  reg [20:0] \$471 ;
+  reg [20:0] \$472 ;
+  reg [20:0] \$473 ;
+  reg [20:0] \$474 ;
+  reg [20:0] \$475 ;
+  reg [20:0] \$476 ;
+  reg [20:0] \$477 ;
+  reg [20:0] \$478 ;
+  reg [20:0] \$479 ;
   wire \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  reg \$50 ;
+  reg [20:0] \$480 ;
+  reg [20:0] \$481 ;
+  reg [20:0] \$482 ;
+  reg [20:0] \$483 ;
+  reg [20:0] \$484 ;
+  reg [20:0] \$485 ;
+  reg [20:0] \$486 ;
+  reg [20:0] \$487 ;
+  reg [20:0] \$488 ;
+  reg [20:0] \$489 ;
+  reg \$49 ;
+  reg [20:0] \$490 ;
+  reg [20:0] \$491 ;
+  reg [20:0] \$492 ;
+  reg [20:0] \$493 ;
+  reg [20:0] \$494 ;
+  reg [20:0] \$495 ;
+  reg [20:0] \$496 ;
+  reg [20:0] \$497 ;
+  reg [20:0] \$498 ;
+  reg [20:0] \$499 ;
+  reg [20:0] \$5 ;
+  wire \$50 ;
+  reg [20:0] \$500 ;
+  reg [20:0] \$501 ;
+  reg [20:0] \$502 ;
+  reg [20:0] \$503 ;
+  reg [20:0] \$504 ;
+  reg [20:0] \$505 ;
+  reg [20:0] \$506 ;
+  reg [20:0] \$507 ;
+  reg [20:0] \$508 ;
+  reg [20:0] \$509 ;
   wire \$51 ;
-  wire \$52 ;
-  wire [3:0] \$53 ;
-  wire [4:0] \$54 ;
-  wire [3:0] \$55 ;
-  wire [4:0] \$56 ;
-  wire [6:0] \$57 ;
-  wire \$58 ;
-  wire [7:0] \$59 ;
-  wire [7:0] \$6 ;
-  wire [8:0] \$60 ;
-  wire [7:0] \$61 ;
-  wire [8:0] \$62 ;
-  wire \$63 ;
-  wire [11:0] \$64 ;
+  reg [5:0] \$510 ;
+  reg [1:0] \$511 ;
+  reg [4:0] \$512 ;
+  reg [5:0] \$513 ;
+  reg [20:0] \$514 ;
+  reg [8:0] \$515 ;
+  reg \$516 ;
+  reg \$517 ;
+  wire [3:0] \$52 ;
+  wire [4:0] \$53 ;
+  wire [3:0] \$54 ;
+  wire [4:0] \$55 ;
+  wire [6:0] \$56 ;
+  wire \$57 ;
+  wire [7:0] \$58 ;
+  wire [8:0] \$59 ;
+  wire [22:0] \$6 ;
+  wire [7:0] \$60 ;
+  wire [8:0] \$61 ;
+  wire \$62 ;
+  wire [11:0] \$63 ;
+  wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire [4:0] \$67 ;
-  wire [4:0] \$68 ;
+  reg \$66 ;
+  wire \$67 ;
+  wire \$68 ;
   wire [5:0] \$69 ;
-  wire [8:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire [4:0] \$72 ;
-  wire [4:0] \$73 ;
-  wire [5:0] \$74 ;
+  reg [20:0] \$7 ;
+  wire [6:0] \$70 ;
+  wire [7:0] \$71 ;
+  wire \$72 ;
+  wire [3:0] \$73 ;
+  wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
+  reg \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire \$79 ;
-  wire [7:0] \$8 ;
-  wire \$80 ;
+  wire [5:0] \$79 ;
+  wire [22:0] \$8 ;
+  wire [6:0] \$80 ;
   wire \$81 ;
-  wire \$82 ;
+  wire [3:0] \$82 ;
   wire \$83 ;
-  reg \$84 ;
-  wire \$85 ;
+  wire \$84 ;
+  reg \$85 ;
   wire \$86 ;
-  wire [5:0] \$87 ;
-  wire [6:0] \$88 ;
-  wire [7:0] \$89 ;
-  wire [8:0] \$9 ;
-  wire \$90 ;
-  wire [3:0] \$91 ;
-  wire \$92 ;
+  wire \$87 ;
+  wire [5:0] \$88 ;
+  wire [6:0] \$89 ;
+  reg [20:0] \$9 ;
+  wire [5:0] \$90 ;
+  wire [6:0] \$91 ;
+  wire [7:0] \$92 ;
   wire \$93 ;
-  reg \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire [5:0] \$97 ;
-  wire [6:0] \$98 ;
-  wire \$99 ;
+  wire [7:0] \$94 ;
+  wire [8:0] \$95 ;
+  wire [7:0] \$96 ;
+  wire [8:0] \$97 ;
+  wire \$98 ;
+  wire [11:0] \$99 ;
+  reg [23:0] \$like  = 24'h000000;
+  reg [167:0] \$like$20  = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \$like$20[0] ;
+  wire [20:0] \$like$20[1] ;
+  wire [20:0] \$like$20[2] ;
+  wire [20:0] \$like$20[3] ;
+  wire [20:0] \$like$20[4] ;
+  wire [20:0] \$like$20[5] ;
+  wire [20:0] \$like$20[6] ;
+  wire [20:0] \$like$20[7] ;
+  reg [23:0] \$like$86  = 24'h000000;
+  wire [5:0] \$like$86.acc_addr ;
+  wire [5:0] \$like$86.b_addr ;
+  wire \$like$86.bias ;
+  wire [8:0] \$like$86.delta ;
+  wire \$like$86.shift ;
+  wire \$like$86.valid ;
+  wire [5:0] \$like.acc_addr ;
+  wire [5:0] \$like.b_addr ;
+  wire \$like.bias ;
+  wire [8:0] \$like.delta ;
+  wire \$like.shift ;
+  wire \$like.valid ;
   reg \$signal  = 1'h0;
-  reg \$signal$71  = 1'h0;
+  reg \$signal$105  = 1'h0;
   reg [6:0] \$signature__addr ;
-  reg [6:0] \$signature__addr$46 ;
+  reg [6:0] \$signature__addr$67 ;
   wire [7:0] \$signature__data ;
-  reg [7:0] \$signature__data$36 ;
+  reg [7:0] \$signature__data$57 ;
   reg \$signature__en ;
   reg [20:0] acc0 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc0$20 ;
+  wire [20:0] \acc0$41 ;
   reg [20:0] acc1 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc1$21 ;
+  wire [20:0] \acc1$42 ;
   reg [20:0] acc2 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc2$22 ;
+  wire [20:0] \acc2$43 ;
   reg [20:0] acc3 = 21'h000000;
   (* init = 21'h000000 *)
-  wire [20:0] \acc3$23 ;
-  wire [167:0] acc_word;
-  wire [20:0] \acc_word[0] ;
-  wire [20:0] \acc_word[1] ;
-  wire [20:0] \acc_word[2] ;
-  wire [20:0] \acc_word[3] ;
-  wire [20:0] \acc_word[4] ;
-  wire [20:0] \acc_word[5] ;
-  wire [20:0] \acc_word[6] ;
-  wire [20:0] \acc_word[7] ;
+  wire [20:0] \acc3$44 ;
+  reg [167:0] acc_q = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \acc_q[0] ;
+  wire [20:0] \acc_q[1] ;
+  wire [20:0] \acc_q[2] ;
+  wire [20:0] \acc_q[3] ;
+  wire [20:0] \acc_q[4] ;
+  wire [20:0] \acc_q[5] ;
+  wire [20:0] \acc_q[6] ;
+  wire [20:0] \acc_q[7] ;
+  wire [5:0] acc_rd__addr;
+  wire [167:0] acc_rd__data;
+  wire [20:0] \acc_rd__data[0] ;
+  wire [20:0] \acc_rd__data[1] ;
+  wire [20:0] \acc_rd__data[2] ;
+  wire [20:0] \acc_rd__data[3] ;
+  wire [20:0] \acc_rd__data[4] ;
+  wire [20:0] \acc_rd__data[5] ;
+  wire [20:0] \acc_rd__data[6] ;
+  wire [20:0] \acc_rd__data[7] ;
+  wire [5:0] acc_wr__addr;
+  wire [167:0] acc_wr__data;
+  wire [20:0] \acc_wr__data[0] ;
+  wire [20:0] \acc_wr__data[1] ;
+  wire [20:0] \acc_wr__data[2] ;
+  wire [20:0] \acc_wr__data[3] ;
+  wire [20:0] \acc_wr__data[4] ;
+  wire [20:0] \acc_wr__data[5] ;
+  wire [20:0] \acc_wr__data[6] ;
+  wire [20:0] \acc_wr__data[7] ;
+  wire acc_wr__en;
+  reg [5:0] act_acc_addr;
   reg [2:0] act_q = 3'h0;
+  reg [10:0] addr;
+  reg [21:0] aligned0 = 22'h000000;
+  reg [21:0] aligned1 = 22'h000000;
+  reg [21:0] aligned2 = 22'h000000;
+  reg [21:0] aligned3 = 22'h000000;
+  reg [21:0] aligned4 = 22'h000000;
+  reg [21:0] aligned5 = 22'h000000;
+  reg [21:0] aligned6 = 22'h000000;
+  reg [21:0] aligned7 = 22'h000000;
+  wire [5:0] b_rd__addr;
+  wire [167:0] b_rd__data;
+  wire [20:0] \b_rd__data[0] ;
+  wire [20:0] \b_rd__data[1] ;
+  wire [20:0] \b_rd__data[2] ;
+  wire [20:0] \b_rd__data[3] ;
+  wire [20:0] \b_rd__data[4] ;
+  wire [20:0] \b_rd__data[5] ;
+  wire [20:0] \b_rd__data[6] ;
+  wire [20:0] \b_rd__data[7] ;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
+  reg [167:0] bias_q = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \bias_q[0] ;
+  wire [20:0] \bias_q[1] ;
+  wire [20:0] \bias_q[2] ;
+  wire [20:0] \bias_q[3] ;
+  wire [20:0] \bias_q[4] ;
+  wire [20:0] \bias_q[5] ;
+  wire [20:0] \bias_q[6] ;
+  wire [20:0] \bias_q[7] ;
   input clk;
   wire clk;
   reg [27:0] cur = 28'h0000000;
@@ -462,6 +633,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \cur.is_h ;
   wire [10:0] \cur.w_addr ;
   reg cur_active = 1'h0;
+  wire [63:0] data;
+  wire [7:0] \data[0] ;
+  wire [7:0] \data[1] ;
+  wire [7:0] \data[2] ;
+  wire [7:0] \data[3] ;
+  wire [7:0] \data[4] ;
+  wire [7:0] \data[5] ;
+  wire [7:0] \data[6] ;
+  wire [7:0] \data[7] ;
   reg [19:0] e1 = 20'h00000;
   wire [6:0] \e1.col ;
   wire \e1.is_h ;
@@ -546,9 +726,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [20:0] gate1_3_7 = 21'h000000;
   reg [3:0] grp = 4'h0;
   wire [7:0] h_new;
-  wire [7:0] \h_new$43 ;
+  wire [7:0] \h_new$64 ;
   wire [7:0] h_prev;
-  wire [7:0] \h_prev$40 ;
+  wire [7:0] \h_prev$61 ;
   input [9:0] i__payload;
   wire [9:0] i__payload;
   wire [7:0] \i__payload.data ;
@@ -558,16 +738,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg i__ready;
   input i__valid;
   wire i__valid;
-  wire idle;
   reg [5:0] in_idx = 6'h00;
-  reg [34:0] issue;
-  wire [5:0] \issue.acc_addr ;
-  wire [5:0] \issue.b_addr ;
-  wire \issue.bias ;
-  wire [8:0] \issue.delta ;
-  wire \issue.shift ;
-  wire \issue.valid ;
-  wire [10:0] \issue.w_addr ;
   (* init = 21'h000000 *)
   wire [20:0] issue_acc0;
   (* init = 21'h000000 *)
@@ -581,6 +752,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [3:0] lane = 4'h0;
+  reg [6:0] last = 7'h00;
+  wire [5:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [167:0] last_sum2 = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \last_sum2[0] ;
+  wire [20:0] \last_sum2[1] ;
+  wire [20:0] \last_sum2[2] ;
+  wire [20:0] \last_sum2[3] ;
+  wire [20:0] \last_sum2[4] ;
+  wire [20:0] \last_sum2[5] ;
+  wire [20:0] \last_sum2[6] ;
+  wire [20:0] \last_sum2[7] ;
   wire [3:0] level;
   output [8:0] o__payload;
   reg [8:0] o__payload = 9'h000;
@@ -598,6 +781,15 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire o_valid;
   reg [5:0] out_idx = 6'h00;
   reg [20:0] out_word = 21'h000000;
+  reg [1:0] pick = 2'h0;
+  reg [16:0] prod0 = 17'h00000;
+  reg [16:0] prod1 = 17'h00000;
+  reg [16:0] prod2 = 17'h00000;
+  reg [16:0] prod3 = 17'h00000;
+  reg [16:0] prod4 = 17'h00000;
+  reg [16:0] prod5 = 17'h00000;
+  reg [16:0] prod6 = 17'h00000;
+  reg [16:0] prod7 = 17'h00000;
   wire [27:0] pushed;
   wire [6:0] \pushed.col ;
   wire [8:0] \pushed.delta ;
@@ -606,23 +798,131 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [27:0] r_data;
   reg r_en;
   wire r_rdy;
-  reg [5:0] read_addr;
   input rst;
   wire rst;
+  reg [23:0] s1 = 24'h000000;
+  wire [5:0] \s1.acc_addr ;
+  wire [5:0] \s1.b_addr ;
+  wire \s1.bias ;
+  wire [8:0] \s1.delta ;
+  wire \s1.shift ;
+  wire \s1.valid ;
+  reg [8:0] s2 = 9'h000;
+  wire [5:0] \s2.acc_addr ;
+  wire \s2.bias ;
+  wire \s2.shift ;
+  wire \s2.valid ;
+  reg [8:0] s3 = 9'h000;
+  wire [5:0] \s3.acc_addr ;
+  wire \s3.bias ;
+  wire \s3.shift ;
+  wire \s3.valid ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg [5:0] tag = 6'h00;
   (* init = 6'h00 *)
-  wire [5:0] \tag$24 ;
+  wire [5:0] \tag$45 ;
   wire [5:0] tag_out;
-  wire [5:0] \tag_out$42 ;
+  wire [5:0] \tag_out$63 ;
   wire valid_in;
-  wire \valid_in$39 ;
+  wire \valid_in$60 ;
   wire valid_out;
-  wire \valid_out$41 ;
+  wire \valid_out$62 ;
   reg [27:0] w_data;
   reg w_en;
   reg [4:0] \wait  = 5'h00;
+  reg [167:0] acc_mem [35:0];
+  initial begin
+    acc_mem[0] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[1] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[2] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[3] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[4] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[5] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[6] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[7] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[8] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[9] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[10] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[11] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[12] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[13] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[14] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[15] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[16] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[17] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[18] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[19] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[20] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[21] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[22] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[23] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[24] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[25] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[26] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[27] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[28] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[29] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[30] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[31] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[32] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[33] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[34] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[35] = 168'h000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (s3[0])
+      acc_mem[s3[6:1]] <= acc_wr__data;
+  end
+  reg [167:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= acc_mem[acc_rd__addr];
+  end
+  assign acc_rd__data = _0_;
+  reg [167:0] b_mem [35:0];
+  initial begin
+    b_mem[0] = 168'h0027fffe8dfff2ac00c4f00178002b54017b200aa4;
+    b_mem[1] = 168'hffbd7fff907ffe13ffd9dff8de7ffd3bff565ff03d;
+    b_mem[2] = 168'hffeb90008b7fe69fff9a5ffdd17fd773fe81a00080;
+    b_mem[3] = 168'hffc6bffefe4001b0002eb00180ffef7bff955ff9b8;
+    b_mem[4] = 168'hfea14ff7d17fe4abfd80fff2907f7447fcd8bfdebc;
+    b_mem[5] = 168'hfe005ffca87fe66ffd81dfecd9ff5b1bfa115fe8f7;
+    b_mem[6] = 168'hfee8cff9463fb949fdf0bfee237f6d43fc21bfe920;
+    b_mem[7] = 168'hfec167f5c2bfcc5fff07afed41ff5813fad29feb08;
+    b_mem[8] = 168'hffe49ffff1fffc47ffd520021bffe1d7ff8b3ffdd2;
+    b_mem[9] = 168'h002e48001040088e004a5003d67ffa03ffb8bffc57;
+    b_mem[10] = 168'h002dd8005a3ff1d60025fffcfffff42c001580042f;
+    b_mem[11] = 168'hffc9e7fe59400269ffa9c000cdfff57000a1a005c9;
+    b_mem[12] = 168'h000948002a0011aa007fc001e27ff81fff3e1ff9d2;
+    b_mem[13] = 168'hffcd07fde9bff201ffe3fffdd3000adc01188000d3;
+    b_mem[14] = 168'h0030d8024bbfffddffedd001f8ffe1240197e002e0;
+    b_mem[15] = 168'hffd92000a8400805fff610018a7fe90ffeeee002f3;
+    b_mem[16] = 168'h002b87fd16400319ff7eb00693ffee900208a00b6a;
+    b_mem[17] = 168'hfff5c802944011fc007aeffe9c80316c02d9200742;
+    b_mem[18] = 168'h00657803b180028000b20001dfffcdec027a0008eb;
+    b_mem[19] = 168'h005fdffd0940025a0067c0052e801a2001c100038d;
+    b_mem[20] = 168'hff4537facf7fb253fdcc3ff60ffee33ffc41bfe887;
+    b_mem[21] = 168'hff6daff67cbfdebbfed5efedfd7f8a17fac1fff53d;
+    b_mem[22] = 168'hff1d2ff723ffbd2bfcfcbff39aff6c13f9555fd986;
+    b_mem[23] = 168'hfe64cff8823fb691fe936002307fa65bf9e35fdb6a;
+    b_mem[24] = 168'h0000cfff2a4016d9ff9ecffe887ff30bfef72002c3;
+    b_mem[25] = 168'hffd5e80176fffe45ffb090023effea27ffcc5fffad;
+    b_mem[26] = 168'h003ef0003d3ff513ffea2fff6a80211400c05fff7d;
+    b_mem[27] = 168'h0001effebb401491ffe71000cfffe9780025bff820;
+    b_mem[28] = 168'h0087d0019e80122e0030f004398025affebaa00ffd;
+    b_mem[29] = 168'h0020d801ee801257ffbaa007537fe237fddefffd76;
+    b_mem[30] = 168'h005c37fc86bffc05ff9d2ffb67fff8f00115200d02;
+    b_mem[31] = 168'hffa127fe408009fdff26e00183ffd3ec0046200af3;
+    b_mem[32] = 168'hfff2dfff440006b4007570010d80201bff064004aa;
+    b_mem[33] = 168'hffd720018e00114fff8340022ffff9cbff9f000022;
+    b_mem[34] = 168'hffd89ffd8a000160005e7ffda18024c001057ffcda;
+    b_mem[35] = 168'h003887ff25fff62dff888ffbe3801043fe85c00055;
+  end
+  reg [167:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= b_mem[\$like [12:7]];
+  end
+  assign b_rd__data = _1_;
   reg [7:0] v_mem [95:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -724,480 +1024,582 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr ] <= \$signature__data$36 ;
+      v_mem[\$signature__addr ] <= \$signature__data$57 ;
   end
-  reg [7:0] _0_;
+  reg [7:0] _2_;
   always @(posedge clk) begin
-    _0_ <= v_mem[\$signature__addr$46 ];
+    _2_ <= v_mem[\$signature__addr$67 ];
   end
-  assign \$signature__data  = _0_;
-  assign \$1  = ! issue_layer;
-  assign valid_in = issue_valid & \$1 ;
+  assign \$signature__data  = _2_;
+  always @(posedge clk)
+    enc_w <= \$427 ;
+  always @(posedge clk)
+    grp <= \$428 ;
+  always @(posedge clk)
+    seq_state <= \$429 ;
+  always @(posedge clk)
+    e2 <= \$430 ;
+  always @(posedge clk)
+    cur_active <= \$431 ;
+  always @(posedge clk)
+    cur <= \$432 ;
+  always @(posedge clk)
+    lane <= \$433 ;
+  always @(posedge clk)
+    elem <= \$434 ;
+  always @(posedge clk)
+    act_q <= \$435 ;
+  always @(posedge clk)
+    early <= \$436 ;
+  always @(posedge clk)
+    g_grp <= \$437 ;
+  always @(posedge clk)
+    \$signal  <= \$438 ;
+  always @(posedge clk)
+    \$signal$105  <= \$439 ;
+  always @(posedge clk)
+    bank0_full <= \$440 ;
+  always @(posedge clk)
+    bank1_full <= \$441 ;
+  always @(posedge clk)
+    gate0_0_0 <= \$442 ;
+  always @(posedge clk)
+    gate0_0_1 <= \$443 ;
+  always @(posedge clk)
+    gate0_0_2 <= \$444 ;
+  always @(posedge clk)
+    gate0_0_3 <= \$445 ;
+  always @(posedge clk)
+    gate0_0_4 <= \$446 ;
+  always @(posedge clk)
+    gate0_0_5 <= \$447 ;
+  always @(posedge clk)
+    gate0_0_6 <= \$448 ;
+  always @(posedge clk)
+    gate0_0_7 <= \$449 ;
+  always @(posedge clk)
+    gate0_1_0 <= \$450 ;
+  always @(posedge clk)
+    gate0_1_1 <= \$451 ;
+  always @(posedge clk)
+    gate0_1_2 <= \$452 ;
+  always @(posedge clk)
+    gate0_1_3 <= \$453 ;
+  always @(posedge clk)
+    gate0_1_4 <= \$454 ;
+  always @(posedge clk)
+    gate0_1_5 <= \$455 ;
+  always @(posedge clk)
+    gate0_1_6 <= \$456 ;
+  always @(posedge clk)
+    gate0_1_7 <= \$457 ;
+  always @(posedge clk)
+    gate0_2_0 <= \$458 ;
+  always @(posedge clk)
+    gate0_2_1 <= \$459 ;
+  always @(posedge clk)
+    gate0_2_2 <= \$460 ;
+  always @(posedge clk)
+    gate0_2_3 <= \$461 ;
+  always @(posedge clk)
+    gate0_2_4 <= \$462 ;
+  always @(posedge clk)
+    gate0_2_5 <= \$463 ;
+  always @(posedge clk)
+    gate0_2_6 <= \$464 ;
+  always @(posedge clk)
+    gate0_2_7 <= \$465 ;
+  always @(posedge clk)
+    gate0_3_0 <= \$466 ;
+  always @(posedge clk)
+    gate0_3_1 <= \$467 ;
+  always @(posedge clk)
+    gate0_3_2 <= \$468 ;
+  always @(posedge clk)
+    gate0_3_3 <= \$469 ;
+  always @(posedge clk)
+    gate0_3_4 <= \$470 ;
+  always @(posedge clk)
+    gate0_3_5 <= \$471 ;
+  always @(posedge clk)
+    gate0_3_6 <= \$472 ;
+  always @(posedge clk)
+    gate0_3_7 <= \$473 ;
+  always @(posedge clk)
+    gate1_0_0 <= \$474 ;
+  always @(posedge clk)
+    gate1_0_1 <= \$475 ;
+  always @(posedge clk)
+    gate1_0_2 <= \$476 ;
+  always @(posedge clk)
+    gate1_0_3 <= \$477 ;
+  always @(posedge clk)
+    gate1_0_4 <= \$478 ;
+  always @(posedge clk)
+    gate1_0_5 <= \$479 ;
+  always @(posedge clk)
+    gate1_0_6 <= \$480 ;
+  always @(posedge clk)
+    gate1_0_7 <= \$481 ;
+  always @(posedge clk)
+    gate1_1_0 <= \$482 ;
+  always @(posedge clk)
+    gate1_1_1 <= \$483 ;
+  always @(posedge clk)
+    gate1_1_2 <= \$484 ;
+  always @(posedge clk)
+    gate1_1_3 <= \$485 ;
+  always @(posedge clk)
+    gate1_1_4 <= \$486 ;
+  always @(posedge clk)
+    gate1_1_5 <= \$487 ;
+  always @(posedge clk)
+    gate1_1_6 <= \$488 ;
+  always @(posedge clk)
+    gate1_1_7 <= \$489 ;
+  always @(posedge clk)
+    gate1_2_0 <= \$490 ;
+  always @(posedge clk)
+    gate1_2_1 <= \$491 ;
+  always @(posedge clk)
+    gate1_2_2 <= \$492 ;
+  always @(posedge clk)
+    gate1_2_3 <= \$493 ;
+  always @(posedge clk)
+    gate1_2_4 <= \$494 ;
+  always @(posedge clk)
+    gate1_2_5 <= \$495 ;
+  always @(posedge clk)
+    gate1_2_6 <= \$496 ;
+  always @(posedge clk)
+    gate1_2_7 <= \$497 ;
+  always @(posedge clk)
+    gate1_3_0 <= \$498 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$499 ;
+  always @(posedge clk)
+    gate1_3_2 <= \$500 ;
+  always @(posedge clk)
+    gate1_3_3 <= \$501 ;
+  always @(posedge clk)
+    gate1_3_4 <= \$502 ;
+  always @(posedge clk)
+    gate1_3_5 <= \$503 ;
+  always @(posedge clk)
+    gate1_3_6 <= \$504 ;
+  always @(posedge clk)
+    gate1_3_7 <= \$505 ;
+  always @(posedge clk)
+    acc0 <= \$506 ;
+  always @(posedge clk)
+    acc1 <= \$507 ;
+  always @(posedge clk)
+    acc2 <= \$508 ;
+  always @(posedge clk)
+    acc3 <= \$509 ;
+  always @(posedge clk)
+    tag <= \$510 ;
+  always @(posedge clk)
+    issue_layer <= \$511 ;
+  always @(posedge clk)
+    \wait  <= \$512 ;
+  always @(posedge clk)
+    out_idx <= \$513 ;
+  always @(posedge clk)
+    out_word <= \$514 ;
+  always @(posedge clk)
+    o__payload <= \$515 ;
+  always @(posedge clk)
+    o__valid <= \$516 ;
+  always @(posedge clk)
+    fresh <= \$517 ;
+  assign acc_rd__addr = \$like [0] ? \$like [6:1] : act_acc_addr;
+  assign \$2  = $signed(\$1 ) + $signed(aligned0);
+  assign \$4  = $signed(\$3 ) + $signed(aligned1);
+  assign \$6  = $signed(\$5 ) + $signed(aligned2);
+  assign \$8  = $signed(\$7 ) + $signed(aligned3);
+  assign \$10  = $signed(\$9 ) + $signed(aligned4);
+  assign \$12  = $signed(\$11 ) + $signed(aligned5);
+  assign \$14  = $signed(\$13 ) + $signed(aligned6);
+  assign \$16  = $signed(\$15 ) + $signed(aligned7);
+  assign \$17  = ! issue_layer;
+  assign valid_in = issue_valid & \$17 ;
   assign h_prev = fresh ? 8'h00 : \$signature__data ;
-  assign \$2  = 6'h20 + tag_out;
-  assign \$3  = issue_layer == 1'h1;
-  assign \valid_in$39  = issue_valid & \$3 ;
-  assign \h_prev$40  = fresh ? 8'h00 : \$signature__data ;
-  assign \$4  = 7'h40 + \tag_out$42 ;
-  assign \$5  = enc_col >= 6'h20;
-  assign \$6  = 6'h20 + enc_col;
-  assign \$7  = \$6  - 6'h20;
-  assign \$8  = 1'h0 + enc_col;
-  assign \$9  = \$5  ? \$7  : { 1'h0, \$8  };
-  assign \$11  = cur[10:0] + grp;
-  assign \$12  = grp >= 4'h8;
-  assign \$13  = cur[18] & \$12 ;
-  assign \$14  = grp + 3'h4;
-  assign \$15  = \$13  ? \$14  : { 1'h0, grp };
-  assign \$16  = 1'h0 + \$15 ;
-  assign \$17  = grp >= 4'h8;
-  assign \$18  = cur[18] & \$17 ;
-  assign \$19  = grp + 3'h4;
-  assign \$20  = \$18  ? \$19  : { 1'h0, grp };
-  assign \$21  = 1'h0 + \$20 ;
-  assign \$22  = ! cur[17:11];
-  assign \$23  = cur[17:11] == 6'h20;
-  assign \$24  = grp >= 4'h8;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = \$22  | \$25 ;
-  assign \$28  = cur[18] ? 1'h0 : 1'h1;
-  assign \$29  = grp == 4'hb;
-  assign \$30  = g_grp < 3'h4;
-  assign \$32  = ~ \$31 ;
-  assign \$33  = \$30  & \$32 ;
-  assign \$34  = act_q * 3'h4;
-  assign \$35  = 1'h0 + \$34 ;
-  assign \$36  = \$35  + g_grp;
-  assign \$37  = act_q == 3'h4;
-  assign \$38  = g_grp + 1'h1;
-  assign \$39  = \$38  < 3'h4;
-  assign \$40  = ~ \$signal ;
-  assign \$42  = ~ \$41 ;
-  assign \$43  = \$39  & \$42 ;
-  assign \$44  = 1'h0 + g_grp;
-  assign \$45  = \$44  + 1'h1;
-  assign \$46  = act_q == 3'h5;
-  assign \$47  = g_grp + 1'h1;
-  assign \$48  = \$47  < 3'h4;
-  assign \$49  = ~ \$signal ;
-  assign \$51  = ~ \$50 ;
-  assign \$52  = \$48  & \$51 ;
-  assign \$53  = 3'h4 + g_grp;
-  assign \$54  = \$53  + 1'h1;
-  assign \$55  = 1'h0 + g_grp;
-  assign \$56  = \$55  + 1'h1;
-  assign \$57  = 6'h20 + elem;
-  assign \$58  = enc_col >= 6'h20;
-  assign \$59  = 7'h40 + enc_col;
-  assign \$60  = \$59  - 6'h20;
-  assign \$61  = 6'h20 + enc_col;
-  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
-  assign \$64  = cur[10:0] + grp;
-  assign \$65  = grp >= 4'h8;
-  assign \$66  = cur[18] & \$65 ;
-  assign \$67  = grp + 3'h4;
-  assign \$68  = \$66  ? \$67  : { 1'h0, grp };
-  assign \$69  = 5'h10 + \$68 ;
-  assign \$70  = grp >= 4'h8;
-  assign \$71  = cur[18] & \$70 ;
-  assign \$72  = grp + 3'h4;
-  assign \$73  = \$71  ? \$72  : { 1'h0, grp };
-  assign \$74  = 5'h10 + \$73 ;
-  assign \$75  = ! cur[17:11];
-  assign \$76  = cur[17:11] == 6'h20;
-  assign \$77  = grp >= 4'h8;
-  assign \$78  = \$76  & \$77 ;
-  assign \$79  = \$75  | \$78 ;
-  assign \$82  = grp == 4'hb;
-  assign \$83  = g_grp < 3'h4;
-  assign \$85  = ~ \$84 ;
-  assign \$86  = \$83  & \$85 ;
-  assign \$87  = act_q * 3'h4;
-  assign \$88  = 5'h10 + \$87 ;
-  assign \$89  = \$88  + g_grp;
-  assign \$90  = act_q == 3'h4;
-  assign \$91  = g_grp + 1'h1;
-  assign \$92  = \$91  < 3'h4;
-  assign \$93  = ~ \$signal ;
-  assign \$95  = ~ \$94 ;
-  assign \$96  = \$92  & \$95 ;
-  assign \$97  = 5'h10 + g_grp;
-  assign \$98  = \$97  + 1'h1;
-  assign \$99  = act_q == 3'h5;
-  assign \$100  = g_grp + 1'h1;
-  assign \$101  = \$100  < 3'h4;
-  assign \$102  = ~ \$signal ;
-  assign \$104  = ~ \$103 ;
-  assign \$105  = \$101  & \$104 ;
-  assign \$106  = 5'h14 + g_grp;
-  assign \$107  = \$106  + 1'h1;
-  assign \$108  = 5'h10 + g_grp;
-  assign \$109  = \$108  + 1'h1;
-  assign \$110  = 7'h40 + elem;
-  assign \$111  = enc_col >= 1'h0;
-  assign \$112  = 7'h40 + enc_col;
-  assign \$113  = \$112  - 1'h0;
-  assign \$114  = 1'h0 + enc_col;
-  assign \$115  = \$111  ? \$113  : { 1'h0, \$114  };
-  assign \$117  = cur[10:0] + grp;
-  assign \$118  = 6'h20 + grp;
-  assign \$119  = 6'h20 + grp;
-  assign \$120  = ! cur[17:11];
-  assign \$123  = grp == 2'h3;
-  assign \$124  = 6'h20 + grp;
-  assign \$125  = 6'h20 + grp;
-  assign \$126  = 6'h20 + grp;
-  assign \$127  = 6'h20 + grp;
-  assign \$128  = 6'h20 + grp;
-  assign \$129  = ! seq_state;
-  assign \$130  = seq_state == 1'h1;
-  assign \$131  = seq_state == 2'h2;
-  assign \$132  = seq_state == 2'h3;
-  assign \$133  = seq_state == 3'h4;
-  assign \$134  = seq_state == 3'h5;
-  assign \$135  = seq_state == 3'h6;
-  assign \$136  = seq_state == 3'h7;
-  assign \$137  = seq_state == 4'h8;
-  assign \$138  = seq_state == 4'h9;
-  assign \$139  = seq_state == 4'ha;
-  assign \$140  = seq_state == 4'hb;
-  assign \$141  = seq_state == 4'hc;
-  assign \$142  = seq_state == 4'hd;
-  assign \$143  = seq_state == 4'he;
-  assign \$144  = seq_state == 4'hf;
-  assign \$145  = in_idx + 1'h1;
-  assign \$146  = in_idx == 5'h1f;
-  assign \$147  = enc_col < 7'h40;
-  assign \$148  = level + e1[0];
-  assign \$149  = \$148  + e2[0];
-  assign \$150  = \$149  < 3'h7;
-  assign \$151  = \$147  & \$150 ;
-  assign \$152  = enc_col >= 6'h20;
-  assign \$153  = enc_col + 1'h1;
-  assign \$154  = enc_w + 4'hc;
-  assign \$155  = e1[8] & fresh;
-  assign \$156  = \$155  ? 8'h00 : \$signature__data ;
-  assign \$157  = e1[8] & fresh;
-  assign \$158  = \$157  ? 8'h00 : \$signature__data ;
-  assign \$159  = $signed(\$158 ) - $signed(1'h0);
-  assign \$160  = grp == 4'hb;
-  assign \$161  = grp + 1'h1;
-  assign \$162  = enc_col == 7'h40;
-  assign \$163  = ~ e1[0];
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = ~ e2[0];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ~ r_rdy;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = ~ cur_active;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = g_grp < 3'h4;
-  assign \$173  = ~ \$172 ;
-  assign \$174  = \$171  & \$173 ;
-  assign \$175  = act_q + 1'h1;
-  assign \$176  = ! \$signal ;
-  assign \$178  = act_q == 3'h4;
-  assign \$179  = g_grp + 1'h1;
-  assign \$180  = \$179  < 3'h4;
-  assign \$181  = ~ \$signal ;
-  assign \$183  = ~ \$182 ;
-  assign \$184  = \$180  & \$183 ;
-  assign \$185  = act_q == 3'h5;
-  assign \$186  = ~ \$signal ;
-  assign \$187  = g_grp + 1'h1;
-  assign \$188  = g_grp + 1'h1;
-  assign \$189  = \$188  < 3'h4;
-  assign \$190  = ~ \$signal ;
-  assign \$192  = ~ \$191 ;
-  assign \$193  = \$189  & \$192 ;
-  assign \$195  = elem + 1'h1;
-  assign \$208  = lane == 3'h7;
-  assign \$209  = elem == 5'h1f;
-  assign \$210  = \$208  | \$209 ;
-  assign \$211  = ~ \$signal$71 ;
-  assign \$212  = grp + 1'h1;
-  assign \$213  = grp == 2'h3;
-  assign \$214  = lane + 1'h1;
-  assign \$215  = \wait  + 1'h1;
-  assign \$216  = \wait  == 5'h16;
-  assign \$217  = enc_col < 7'h40;
-  assign \$218  = level + e1[0];
-  assign \$219  = \$218  + e2[0];
-  assign \$220  = \$219  < 3'h7;
-  assign \$221  = \$217  & \$220 ;
-  assign \$222  = enc_col >= 6'h20;
-  assign \$223  = enc_col + 1'h1;
-  assign \$224  = enc_w + 4'hc;
-  assign \$225  = e1[8] & fresh;
-  assign \$226  = \$225  ? 8'h00 : \$signature__data ;
-  assign \$227  = e1[8] & fresh;
-  assign \$228  = \$227  ? 8'h00 : \$signature__data ;
-  assign \$229  = $signed(\$228 ) - $signed(1'h0);
-  assign \$230  = grp == 4'hb;
-  assign \$231  = grp + 1'h1;
-  assign \$232  = enc_col == 7'h40;
-  assign \$233  = ~ e1[0];
-  assign \$234  = \$232  & \$233 ;
-  assign \$235  = ~ e2[0];
-  assign \$236  = \$234  & \$235 ;
-  assign \$237  = ~ r_rdy;
-  assign \$238  = \$236  & \$237 ;
-  assign \$239  = ~ cur_active;
-  assign \$240  = \$238  & \$239 ;
-  assign \$241  = g_grp < 3'h4;
-  assign \$243  = ~ \$242 ;
-  assign \$244  = \$241  & \$243 ;
-  assign \$245  = act_q + 1'h1;
-  assign \$246  = ! \$signal ;
-  assign \$248  = act_q == 3'h4;
-  assign \$249  = g_grp + 1'h1;
-  assign \$250  = \$249  < 3'h4;
-  assign \$251  = ~ \$signal ;
-  assign \$253  = ~ \$252 ;
-  assign \$254  = \$250  & \$253 ;
-  assign \$255  = act_q == 3'h5;
-  assign \$256  = ~ \$signal ;
-  assign \$257  = g_grp + 1'h1;
-  assign \$258  = g_grp + 1'h1;
-  assign \$259  = \$258  < 3'h4;
-  assign \$260  = ~ \$signal ;
-  assign \$262  = ~ \$261 ;
-  assign \$263  = \$259  & \$262 ;
-  assign \$265  = elem + 1'h1;
-  assign \$278  = lane == 3'h7;
-  assign \$279  = elem == 5'h1f;
-  assign \$280  = \$278  | \$279 ;
-  assign \$281  = ~ \$signal$71 ;
-  assign \$282  = grp + 1'h1;
-  assign \$283  = grp == 2'h3;
-  assign \$284  = lane + 1'h1;
-  assign \$285  = \wait  + 1'h1;
-  assign \$286  = \wait  == 5'h16;
-  assign \$287  = enc_col < 6'h20;
-  assign \$288  = level + e1[0];
-  assign \$289  = \$288  + e2[0];
-  assign \$290  = \$289  < 3'h7;
-  assign \$291  = \$287  & \$290 ;
-  assign \$292  = enc_col >= 1'h0;
-  assign \$293  = enc_col + 1'h1;
-  assign \$294  = enc_w + 3'h4;
-  assign \$295  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$296  = grp == 2'h3;
-  assign \$297  = grp + 1'h1;
-  assign \$298  = enc_col == 6'h20;
-  assign \$299  = ~ e1[0];
-  assign \$300  = \$298  & \$299 ;
-  assign \$301  = ~ e2[0];
-  assign \$302  = \$300  & \$301 ;
-  assign \$303  = ~ r_rdy;
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = ~ cur_active;
-  assign \$306  = \$304  & \$305 ;
-  assign \$308  = $signed(out_word) + $signed(10'h100);
-  assign \$310  = $signed(\$309 ) > $signed(8'h7f);
-  assign \$311  = $signed(out_word) + $signed(10'h100);
-  assign \$313  = $signed(\$312 ) < $signed(8'h80);
-  assign \$314  = $signed(out_word) + $signed(10'h100);
-  assign \$316  = \$313  ? 22'h3fff80 : \$315 ;
-  assign \$317  = \$310  ? 22'h00007f : \$316 ;
-  assign \$318  = out_idx == 5'h1f;
-  assign \$319  = out_idx + 1'h1;
-  assign \$320  = out_idx == 5'h1f;
-  assign \$321  = lane == 3'h7;
-  assign \$322  = grp + 1'h1;
-  assign \$323  = lane + 1'h1;
-  always @(posedge clk)
-    e1 <= \$324 ;
-  always @(posedge clk)
-    issue_valid <= \$325 ;
-  always @(posedge clk)
-    in_idx <= \$326 ;
-  always @(posedge clk)
-    seq_end <= \$327 ;
-  always @(posedge clk)
-    enc_col <= \$328 ;
-  always @(posedge clk)
-    enc_w <= \$329 ;
-  always @(posedge clk)
-    grp <= \$330 ;
-  always @(posedge clk)
-    seq_state <= \$331 ;
-  always @(posedge clk)
-    e2 <= \$332 ;
-  always @(posedge clk)
-    cur_active <= \$333 ;
-  always @(posedge clk)
-    cur <= \$334 ;
-  always @(posedge clk)
-    lane <= \$335 ;
-  always @(posedge clk)
-    elem <= \$336 ;
-  always @(posedge clk)
-    act_q <= \$337 ;
-  always @(posedge clk)
-    early <= \$338 ;
-  always @(posedge clk)
-    g_grp <= \$339 ;
-  always @(posedge clk)
-    \$signal  <= \$340 ;
-  always @(posedge clk)
-    \$signal$71  <= \$341 ;
-  always @(posedge clk)
-    bank0_full <= \$342 ;
-  always @(posedge clk)
-    bank1_full <= \$343 ;
-  always @(posedge clk)
-    gate0_0_0 <= \$344 ;
-  always @(posedge clk)
-    gate0_0_1 <= \$345 ;
-  always @(posedge clk)
-    gate0_0_2 <= \$346 ;
-  always @(posedge clk)
-    gate0_0_3 <= \$347 ;
-  always @(posedge clk)
-    gate0_0_4 <= \$348 ;
-  always @(posedge clk)
-    gate0_0_5 <= \$349 ;
-  always @(posedge clk)
-    gate0_0_6 <= \$350 ;
-  always @(posedge clk)
-    gate0_0_7 <= \$351 ;
-  always @(posedge clk)
-    gate0_1_0 <= \$352 ;
-  always @(posedge clk)
-    gate0_1_1 <= \$353 ;
-  always @(posedge clk)
-    gate0_1_2 <= \$354 ;
-  always @(posedge clk)
-    gate0_1_3 <= \$355 ;
-  always @(posedge clk)
-    gate0_1_4 <= \$356 ;
-  always @(posedge clk)
-    gate0_1_5 <= \$357 ;
-  always @(posedge clk)
-    gate0_1_6 <= \$358 ;
-  always @(posedge clk)
-    gate0_1_7 <= \$359 ;
-  always @(posedge clk)
-    gate0_2_0 <= \$360 ;
-  always @(posedge clk)
-    gate0_2_1 <= \$361 ;
-  always @(posedge clk)
-    gate0_2_2 <= \$362 ;
-  always @(posedge clk)
-    gate0_2_3 <= \$363 ;
-  always @(posedge clk)
-    gate0_2_4 <= \$364 ;
-  always @(posedge clk)
-    gate0_2_5 <= \$365 ;
-  always @(posedge clk)
-    gate0_2_6 <= \$366 ;
-  always @(posedge clk)
-    gate0_2_7 <= \$367 ;
-  always @(posedge clk)
-    gate0_3_0 <= \$368 ;
-  always @(posedge clk)
-    gate0_3_1 <= \$369 ;
-  always @(posedge clk)
-    gate0_3_2 <= \$370 ;
-  always @(posedge clk)
-    gate0_3_3 <= \$371 ;
-  always @(posedge clk)
-    gate0_3_4 <= \$372 ;
-  always @(posedge clk)
-    gate0_3_5 <= \$373 ;
-  always @(posedge clk)
-    gate0_3_6 <= \$374 ;
-  always @(posedge clk)
-    gate0_3_7 <= \$375 ;
-  always @(posedge clk)
-    gate1_0_0 <= \$376 ;
-  always @(posedge clk)
-    gate1_0_1 <= \$377 ;
-  always @(posedge clk)
-    gate1_0_2 <= \$378 ;
-  always @(posedge clk)
-    gate1_0_3 <= \$379 ;
-  always @(posedge clk)
-    gate1_0_4 <= \$380 ;
-  always @(posedge clk)
-    gate1_0_5 <= \$381 ;
-  always @(posedge clk)
-    gate1_0_6 <= \$382 ;
-  always @(posedge clk)
-    gate1_0_7 <= \$383 ;
-  always @(posedge clk)
-    gate1_1_0 <= \$384 ;
-  always @(posedge clk)
-    gate1_1_1 <= \$385 ;
-  always @(posedge clk)
-    gate1_1_2 <= \$386 ;
-  always @(posedge clk)
-    gate1_1_3 <= \$387 ;
-  always @(posedge clk)
-    gate1_1_4 <= \$388 ;
-  always @(posedge clk)
-    gate1_1_5 <= \$389 ;
-  always @(posedge clk)
-    gate1_1_6 <= \$390 ;
-  always @(posedge clk)
-    gate1_1_7 <= \$391 ;
-  always @(posedge clk)
-    gate1_2_0 <= \$392 ;
-  always @(posedge clk)
-    gate1_2_1 <= \$393 ;
-  always @(posedge clk)
-    gate1_2_2 <= \$394 ;
-  always @(posedge clk)
-    gate1_2_3 <= \$395 ;
-  always @(posedge clk)
-    gate1_2_4 <= \$396 ;
-  always @(posedge clk)
-    gate1_2_5 <= \$397 ;
-  always @(posedge clk)
-    gate1_2_6 <= \$398 ;
-  always @(posedge clk)
-    gate1_2_7 <= \$399 ;
-  always @(posedge clk)
-    gate1_3_0 <= \$400 ;
-  always @(posedge clk)
-    gate1_3_1 <= \$401 ;
-  always @(posedge clk)
-    gate1_3_2 <= \$402 ;
-  always @(posedge clk)
-    gate1_3_3 <= \$403 ;
-  always @(posedge clk)
-    gate1_3_4 <= \$404 ;
-  always @(posedge clk)
-    gate1_3_5 <= \$405 ;
-  always @(posedge clk)
-    gate1_3_6 <= \$406 ;
-  always @(posedge clk)
-    gate1_3_7 <= \$407 ;
-  always @(posedge clk)
-    acc0 <= \$408 ;
-  always @(posedge clk)
-    acc1 <= \$409 ;
-  always @(posedge clk)
-    acc2 <= \$410 ;
-  always @(posedge clk)
-    acc3 <= \$411 ;
-  always @(posedge clk)
-    tag <= \$412 ;
-  always @(posedge clk)
-    issue_layer <= \$413 ;
-  always @(posedge clk)
-    \wait  <= \$414 ;
-  always @(posedge clk)
-    out_idx <= \$415 ;
-  always @(posedge clk)
-    out_word <= \$416 ;
-  always @(posedge clk)
-    o__payload <= \$417 ;
-  always @(posedge clk)
-    o__valid <= \$418 ;
-  always @(posedge clk)
-    fresh <= \$419 ;
+  assign \$18  = 6'h20 + tag_out;
+  assign \$19  = issue_layer == 1'h1;
+  assign \valid_in$60  = issue_valid & \$19 ;
+  assign \h_prev$61  = fresh ? 8'h00 : \$signature__data ;
+  assign \$20  = 7'h40 + \tag_out$63 ;
+  assign \$21  = enc_col >= 6'h20;
+  assign \$22  = 6'h20 + enc_col;
+  assign \$23  = \$22  - 6'h20;
+  assign \$24  = 1'h0 + enc_col;
+  assign \$25  = \$21  ? \$23  : { 1'h0, \$24  };
+  assign \$27  = cur[10:0] + grp;
+  assign \$28  = grp == 4'hb;
+  assign \$29  = g_grp < 3'h4;
+  assign \$31  = ~ \$30 ;
+  assign \$32  = \$29  & \$31 ;
+  assign \$33  = act_q * 3'h4;
+  assign \$34  = 1'h0 + \$33 ;
+  assign \$35  = \$34  + g_grp;
+  assign \$36  = act_q == 3'h4;
+  assign \$37  = g_grp + 1'h1;
+  assign \$38  = \$37  < 3'h4;
+  assign \$39  = ~ \$signal ;
+  assign \$41  = ~ \$40 ;
+  assign \$42  = \$38  & \$41 ;
+  assign \$43  = 1'h0 + g_grp;
+  assign \$44  = \$43  + 1'h1;
+  assign \$45  = act_q == 3'h5;
+  assign \$46  = g_grp + 1'h1;
+  assign \$47  = \$46  < 3'h4;
+  assign \$48  = ~ \$signal ;
+  assign \$50  = ~ \$49 ;
+  assign \$51  = \$47  & \$50 ;
+  assign \$52  = 3'h4 + g_grp;
+  assign \$53  = \$52  + 1'h1;
+  assign \$54  = 1'h0 + g_grp;
+  assign \$55  = \$54  + 1'h1;
+  assign \$56  = 6'h20 + elem;
+  assign \$57  = enc_col >= 6'h20;
+  assign \$58  = 7'h40 + enc_col;
+  assign \$59  = \$58  - 6'h20;
+  assign \$60  = 6'h20 + enc_col;
+  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
+  assign \$63  = cur[10:0] + grp;
+  assign \$64  = grp == 4'hb;
+  assign \$65  = g_grp < 3'h4;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = \$65  & \$67 ;
+  assign \$69  = act_q * 3'h4;
+  assign \$70  = 5'h10 + \$69 ;
+  assign \$71  = \$70  + g_grp;
+  assign \$72  = act_q == 3'h4;
+  assign \$73  = g_grp + 1'h1;
+  assign \$74  = \$73  < 3'h4;
+  assign \$75  = ~ \$signal ;
+  assign \$77  = ~ \$76 ;
+  assign \$78  = \$74  & \$77 ;
+  assign \$79  = 5'h10 + g_grp;
+  assign \$80  = \$79  + 1'h1;
+  assign \$81  = act_q == 3'h5;
+  assign \$82  = g_grp + 1'h1;
+  assign \$83  = \$82  < 3'h4;
+  assign \$84  = ~ \$signal ;
+  assign \$86  = ~ \$85 ;
+  assign \$87  = \$83  & \$86 ;
+  assign \$88  = 5'h14 + g_grp;
+  assign \$89  = \$88  + 1'h1;
+  assign \$90  = 5'h10 + g_grp;
+  assign \$91  = \$90  + 1'h1;
+  assign \$92  = 7'h40 + elem;
+  assign \$93  = enc_col >= 1'h0;
+  assign \$94  = 7'h40 + enc_col;
+  assign \$95  = \$94  - 1'h0;
+  assign \$96  = 1'h0 + enc_col;
+  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
+  assign \$99  = cur[10:0] + grp;
+  assign \$100  = grp == 2'h3;
+  assign \$101  = 6'h20 + grp;
+  assign \$102  = 6'h20 + grp;
+  assign \$103  = 6'h20 + grp;
+  assign \$104  = 6'h20 + grp;
+  assign \$105  = 6'h20 + grp;
+  assign \$106  = ! seq_state;
+  assign \$107  = seq_state == 1'h1;
+  assign \$108  = seq_state == 2'h2;
+  assign \$109  = seq_state == 2'h3;
+  assign \$110  = seq_state == 3'h4;
+  assign \$111  = seq_state == 3'h5;
+  assign \$112  = seq_state == 3'h6;
+  assign \$113  = seq_state == 3'h7;
+  assign \$114  = seq_state == 4'h8;
+  assign \$115  = seq_state == 4'h9;
+  assign \$116  = seq_state == 4'ha;
+  assign \$117  = seq_state == 4'hb;
+  assign \$118  = seq_state == 4'hc;
+  assign \$119  = seq_state == 4'hd;
+  assign \$120  = seq_state == 4'he;
+  assign \$121  = seq_state == 4'hf;
+  assign \$122  = $signed(data[7:0]) * $signed(\$like [22:14]);
+  assign \$123  = $signed(data[15:8]) * $signed(\$like [22:14]);
+  assign \$124  = $signed(data[23:16]) * $signed(\$like [22:14]);
+  assign \$125  = $signed(data[31:24]) * $signed(\$like [22:14]);
+  assign \$126  = $signed(data[39:32]) * $signed(\$like [22:14]);
+  assign \$127  = $signed(data[47:40]) * $signed(\$like [22:14]);
+  assign \$128  = $signed(data[55:48]) * $signed(\$like [22:14]);
+  assign \$129  = $signed(data[63:56]) * $signed(\$like [22:14]);
+  assign \$130  = s3[6:1] == s2[6:1];
+  assign \$131  = s3[0] & \$130 ;
+  assign \$132  = last[6:1] == s2[6:1];
+  assign \$133  = last[0] & \$132 ;
+  assign \$150  = in_idx + 1'h1;
+  assign \$151  = in_idx == 5'h1f;
+  assign \$152  = enc_col < 7'h40;
+  assign \$153  = level + e1[0];
+  assign \$154  = \$153  + e2[0];
+  assign \$155  = \$154  < 3'h7;
+  assign \$156  = \$152  & \$155 ;
+  assign \$157  = enc_col >= 6'h20;
+  assign \$158  = enc_col + 1'h1;
+  assign \$159  = enc_w + 4'hc;
+  assign \$160  = e1[8] & fresh;
+  assign \$161  = \$160  ? 8'h00 : \$signature__data ;
+  assign \$162  = e1[8] & fresh;
+  assign \$163  = \$162  ? 8'h00 : \$signature__data ;
+  assign \$164  = $signed(\$163 ) - $signed(1'h0);
+  assign \$165  = grp >= 4'h8;
+  assign \$166  = cur[18] & \$165 ;
+  assign \$167  = grp + 3'h4;
+  assign \$168  = \$166  ? \$167  : { 1'h0, grp };
+  assign \$169  = 1'h0 + \$168 ;
+  assign \$170  = grp >= 4'h8;
+  assign \$171  = cur[18] & \$170 ;
+  assign \$172  = grp + 3'h4;
+  assign \$173  = \$171  ? \$172  : { 1'h0, grp };
+  assign \$174  = 1'h0 + \$173 ;
+  assign \$175  = ! cur[17:11];
+  assign \$176  = cur[17:11] == 6'h20;
+  assign \$177  = grp >= 4'h8;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = \$175  | \$178 ;
+  assign \$181  = cur[18] ? 1'h0 : 1'h1;
+  assign \$182  = grp == 4'hb;
+  assign \$183  = grp + 1'h1;
+  assign \$184  = enc_col == 7'h40;
+  assign \$185  = ~ e1[0];
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = ~ e2[0];
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ~ r_rdy;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = ~ cur_active;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = ~ s1[0];
+  assign \$194  = ~ \$like$86 [0];
+  assign \$195  = \$193  & \$194 ;
+  assign \$196  = ~ \$like [0];
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = ~ s2[0];
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = ~ s3[0];
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = g_grp < 3'h4;
+  assign \$204  = ~ \$203 ;
+  assign \$205  = \$202  & \$204 ;
+  assign \$206  = act_q + 1'h1;
+  assign \$207  = ! \$signal ;
+  assign \$209  = act_q == 3'h4;
+  assign \$210  = g_grp + 1'h1;
+  assign \$211  = \$210  < 3'h4;
+  assign \$212  = ~ \$signal ;
+  assign \$214  = ~ \$213 ;
+  assign \$215  = \$211  & \$214 ;
+  assign \$216  = act_q == 3'h5;
+  assign \$217  = ~ \$signal ;
+  assign \$218  = g_grp + 1'h1;
+  assign \$219  = g_grp + 1'h1;
+  assign \$220  = \$219  < 3'h4;
+  assign \$221  = ~ \$signal ;
+  assign \$223  = ~ \$222 ;
+  assign \$224  = \$220  & \$223 ;
+  assign \$226  = elem + 1'h1;
+  assign \$239  = lane == 3'h7;
+  assign \$240  = elem == 5'h1f;
+  assign \$241  = \$239  | \$240 ;
+  assign \$242  = ~ \$signal$105 ;
+  assign \$243  = grp + 1'h1;
+  assign \$244  = grp == 2'h3;
+  assign \$245  = lane + 1'h1;
+  assign \$246  = \wait  + 1'h1;
+  assign \$247  = \wait  == 5'h16;
+  assign \$248  = enc_col < 7'h40;
+  assign \$249  = level + e1[0];
+  assign \$250  = \$249  + e2[0];
+  assign \$251  = \$250  < 3'h7;
+  assign \$252  = \$248  & \$251 ;
+  assign \$253  = enc_col >= 6'h20;
+  assign \$254  = enc_col + 1'h1;
+  assign \$255  = enc_w + 4'hc;
+  assign \$256  = e1[8] & fresh;
+  assign \$257  = \$256  ? 8'h00 : \$signature__data ;
+  assign \$258  = e1[8] & fresh;
+  assign \$259  = \$258  ? 8'h00 : \$signature__data ;
+  assign \$260  = $signed(\$259 ) - $signed(1'h0);
+  assign \$261  = grp >= 4'h8;
+  assign \$262  = cur[18] & \$261 ;
+  assign \$263  = grp + 3'h4;
+  assign \$264  = \$262  ? \$263  : { 1'h0, grp };
+  assign \$265  = 5'h10 + \$264 ;
+  assign \$266  = grp >= 4'h8;
+  assign \$267  = cur[18] & \$266 ;
+  assign \$268  = grp + 3'h4;
+  assign \$269  = \$267  ? \$268  : { 1'h0, grp };
+  assign \$270  = 5'h10 + \$269 ;
+  assign \$271  = ! cur[17:11];
+  assign \$272  = cur[17:11] == 6'h20;
+  assign \$273  = grp >= 4'h8;
+  assign \$274  = \$272  & \$273 ;
+  assign \$275  = \$271  | \$274 ;
+  assign \$278  = grp == 4'hb;
+  assign \$279  = grp + 1'h1;
+  assign \$280  = enc_col == 7'h40;
+  assign \$281  = ~ e1[0];
+  assign \$282  = \$280  & \$281 ;
+  assign \$283  = ~ e2[0];
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = ~ r_rdy;
+  assign \$286  = \$284  & \$285 ;
+  assign \$287  = ~ cur_active;
+  assign \$288  = \$286  & \$287 ;
+  assign \$289  = ~ s1[0];
+  assign \$290  = ~ \$like$86 [0];
+  assign \$291  = \$289  & \$290 ;
+  assign \$292  = ~ \$like [0];
+  assign \$293  = \$291  & \$292 ;
+  assign \$294  = ~ s2[0];
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = ~ s3[0];
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = g_grp < 3'h4;
+  assign \$300  = ~ \$299 ;
+  assign \$301  = \$298  & \$300 ;
+  assign \$302  = act_q + 1'h1;
+  assign \$303  = ! \$signal ;
+  assign \$305  = act_q == 3'h4;
+  assign \$306  = g_grp + 1'h1;
+  assign \$307  = \$306  < 3'h4;
+  assign \$308  = ~ \$signal ;
+  assign \$310  = ~ \$309 ;
+  assign \$311  = \$307  & \$310 ;
+  assign \$312  = act_q == 3'h5;
+  assign \$313  = ~ \$signal ;
+  assign \$314  = g_grp + 1'h1;
+  assign \$315  = g_grp + 1'h1;
+  assign \$316  = \$315  < 3'h4;
+  assign \$317  = ~ \$signal ;
+  assign \$319  = ~ \$318 ;
+  assign \$320  = \$316  & \$319 ;
+  assign \$322  = elem + 1'h1;
+  assign \$335  = lane == 3'h7;
+  assign \$336  = elem == 5'h1f;
+  assign \$337  = \$335  | \$336 ;
+  assign \$338  = ~ \$signal$105 ;
+  assign \$339  = grp + 1'h1;
+  assign \$340  = grp == 2'h3;
+  assign \$341  = lane + 1'h1;
+  assign \$342  = \wait  + 1'h1;
+  assign \$343  = \wait  == 5'h16;
+  assign \$344  = enc_col < 6'h20;
+  assign \$345  = level + e1[0];
+  assign \$346  = \$345  + e2[0];
+  assign \$347  = \$346  < 3'h7;
+  assign \$348  = \$344  & \$347 ;
+  assign \$349  = enc_col >= 1'h0;
+  assign \$350  = enc_col + 1'h1;
+  assign \$351  = enc_w + 3'h4;
+  assign \$352  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$353  = 6'h20 + grp;
+  assign \$354  = 6'h20 + grp;
+  assign \$355  = ! cur[17:11];
+  assign \$358  = grp == 2'h3;
+  assign \$359  = grp + 1'h1;
+  assign \$360  = enc_col == 6'h20;
+  assign \$361  = ~ e1[0];
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = ~ e2[0];
+  assign \$364  = \$362  & \$363 ;
+  assign \$365  = ~ r_rdy;
+  assign \$366  = \$364  & \$365 ;
+  assign \$367  = ~ cur_active;
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = ~ s1[0];
+  assign \$370  = ~ \$like$86 [0];
+  assign \$371  = \$369  & \$370 ;
+  assign \$372  = ~ \$like [0];
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = ~ s2[0];
+  assign \$375  = \$373  & \$374 ;
+  assign \$376  = ~ s3[0];
+  assign \$377  = \$375  & \$376 ;
+  assign \$379  = $signed(out_word) + $signed(10'h100);
+  assign \$381  = $signed(\$380 ) > $signed(8'h7f);
+  assign \$382  = $signed(out_word) + $signed(10'h100);
+  assign \$384  = $signed(\$383 ) < $signed(8'h80);
+  assign \$385  = $signed(out_word) + $signed(10'h100);
+  assign \$387  = \$384  ? 22'h3fff80 : \$386 ;
+  assign \$388  = \$381  ? 22'h00007f : \$387 ;
+  assign \$389  = out_idx == 5'h1f;
+  assign \$390  = out_idx + 1'h1;
+  assign \$391  = out_idx == 5'h1f;
+  assign \$392  = lane == 3'h7;
+  assign \$393  = grp + 1'h1;
+  assign \$394  = lane + 1'h1;
+  always @(posedge clk)
+    e1 <= \$395 ;
+  always @(posedge clk)
+    s1 <= \$396 ;
+  always @(posedge clk)
+    \$like$86  <= \$397 ;
+  always @(posedge clk)
+    \$like  <= \$398 ;
+  always @(posedge clk)
+    prod0 <= \$399 ;
+  always @(posedge clk)
+    prod1 <= \$400 ;
+  always @(posedge clk)
+    prod2 <= \$401 ;
+  always @(posedge clk)
+    prod3 <= \$402 ;
+  always @(posedge clk)
+    prod4 <= \$403 ;
+  always @(posedge clk)
+    prod5 <= \$404 ;
+  always @(posedge clk)
+    prod6 <= \$405 ;
+  always @(posedge clk)
+    prod7 <= \$406 ;
+  always @(posedge clk)
+    s2 <= \$407 ;
+  always @(posedge clk)
+    s3 <= \$408 ;
+  always @(posedge clk)
+    acc_q <= \$409 ;
+  always @(posedge clk)
+    bias_q <= \$410 ;
+  always @(posedge clk)
+    last <= \$411 ;
+  always @(posedge clk)
+    \$like$20  <= \$412 ;
+  always @(posedge clk)
+    last_sum2 <= \$413 ;
+  always @(posedge clk)
+    pick <= \$414 ;
+  always @(posedge clk)
+    aligned0 <= \$415 ;
+  always @(posedge clk)
+    aligned1 <= \$416 ;
+  always @(posedge clk)
+    aligned2 <= \$417 ;
+  always @(posedge clk)
+    aligned3 <= \$418 ;
+  always @(posedge clk)
+    aligned4 <= \$419 ;
+  always @(posedge clk)
+    aligned5 <= \$420 ;
+  always @(posedge clk)
+    aligned6 <= \$421 ;
+  always @(posedge clk)
+    aligned7 <= \$422 ;
+  always @(posedge clk)
+    issue_valid <= \$423 ;
+  always @(posedge clk)
+    in_idx <= \$424 ;
+  always @(posedge clk)
+    seq_end <= \$425 ;
+  always @(posedge clk)
+    enc_col <= \$426 ;
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -1218,13 +1620,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc2(acc2),
     .acc3(acc3),
     .clk(clk),
-    .h_new(\h_new$43 ),
-    .h_prev(\h_prev$40 ),
-    .p20(\valid_out$41 ),
-    .p41(\tag_out$42 ),
+    .h_new(\h_new$64 ),
+    .h_prev(\h_prev$61 ),
+    .p20(\valid_out$62 ),
+    .p41(\tag_out$63 ),
     .rst(rst),
     .tag(tag),
-    .valid_in(\valid_in$39 )
+    .valid_in(\valid_in$60 )
   );
   \hwgen_charlm_gru2_p8.fifo  fifo (
     .clk(clk),
@@ -1236,72 +1638,4278 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .w_en(w_en),
     .w_port__data(w_data)
   );
-  \hwgen_charlm_gru2_p8.mac  mac (
-    .acc_word(acc_word),
+  \hwgen_charlm_gru2_p8.w_rom  w_rom (
+    .addr(addr),
     .clk(clk),
-    .idle(idle),
-    .issue(issue),
-    .read_addr(read_addr),
+    .data(data),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$427  = enc_w;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$151 ) begin
+              \$427  = 11'h000;
+            end
+          end
+      4'h1:
+          if (\$156 ) begin
+            \$427  = \$159 [10:0];
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$247 ) begin
+            \$427  = 11'h300;
+          end
+      4'h5:
+          if (\$252 ) begin
+            \$427  = \$255 [10:0];
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$343 ) begin
+            \$427  = 11'h600;
+          end
+      4'h9:
+          if (\$348 ) begin
+            \$427  = \$351 [10:0];
+          end
+    endcase
+    if (rst) begin
+      \$427  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$428  = grp;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$151 ) begin
+              \$428  = 4'h0;
+            end
+          end
+      4'h1:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$182 ) begin
+              \$428  = 4'h0;
+            end else begin
+              \$428  = \$183 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$428  = 4'h0;
+          end
+      4'h2:
+          if (\$201 ) begin
+            \$428  = 4'h0;
+          end
+      4'h3:
+          if (\$225 ) begin
+            if (\$241 ) begin
+              \$428  = \$243 [3:0];
+              if (\$244 ) begin
+                \$428  = 4'h0;
+              end
+            end
+          end
+      4'h4:
+          if (\$247 ) begin
+            \$428  = 4'h0;
+          end
+      4'h5:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$278 ) begin
+              \$428  = 4'h0;
+            end else begin
+              \$428  = \$279 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$428  = 4'h0;
+          end
+      4'h6:
+          if (\$297 ) begin
+            \$428  = 4'h0;
+          end
+      4'h7:
+          if (\$321 ) begin
+            if (\$337 ) begin
+              \$428  = \$339 [3:0];
+              if (\$340 ) begin
+                \$428  = 4'h0;
+              end
+            end
+          end
+      4'h8:
+          if (\$343 ) begin
+            \$428  = 4'h0;
+          end
+      4'h9:
+          if (cur_active) begin
+            (* full_case = 32'd1 *)
+            if (\$358 ) begin
+              \$428  = 4'h0;
+            end else begin
+              \$428  = \$359 [3:0];
+            end
+          end else if (r_rdy) begin
+            \$428  = 4'h0;
+          end
+      4'ha:
+          if (\$377 ) begin
+            \$428  = 4'h0;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          /* empty */;
+      4'hf:
+          if (o__ready) begin
+            if (\$391 ) begin
+              \$428  = 4'h0;
+            end else if (\$392 ) begin
+              \$428  = \$393 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$428  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$429  = seq_state;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$151 ) begin
+              \$429  = 4'h1;
+            end
+          end
+      4'h1:
+          if (\$192 ) begin
+            \$429  = 4'h2;
+          end
+      4'h2:
+          if (\$201 ) begin
+            \$429  = 4'h3;
+          end
+      4'h3:
+          if (\$225 ) begin
+            if (\$241 ) begin
+              if (\$244 ) begin
+                \$429  = 4'h4;
+              end
+            end
+          end
+      4'h4:
+          if (\$247 ) begin
+            \$429  = 4'h5;
+          end
+      4'h5:
+          if (\$288 ) begin
+            \$429  = 4'h6;
+          end
+      4'h6:
+          if (\$297 ) begin
+            \$429  = 4'h7;
+          end
+      4'h7:
+          if (\$321 ) begin
+            if (\$337 ) begin
+              if (\$340 ) begin
+                \$429  = 4'h8;
+              end
+            end
+          end
+      4'h8:
+          if (\$343 ) begin
+            \$429  = 4'h9;
+          end
+      4'h9:
+          if (\$368 ) begin
+            \$429  = 4'ha;
+          end
+      4'ha:
+          if (\$377 ) begin
+            \$429  = 4'hb;
+          end
+      4'hb:
+          \$429  = 4'hc;
+      4'hc:
+          \$429  = 4'hd;
+      4'hd:
+          \$429  = 4'he;
+      4'he:
+          \$429  = 4'hf;
+      4'hf:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$391 ) begin
+              \$429  = 4'h0;
+            end else if (\$392 ) begin
+              \$429  = 4'hb;
+            end else begin
+              \$429  = 4'hd;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$429  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$430  = e2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+        begin
+          \$430 [0] = e1[0];
+          \$430 [7:1] = e1[7:1];
+          \$430 [8] = e1[8];
+          \$430 [19:9] = e1[19:9];
+          \$430 [27:20] = \$161 ;
+          \$430 [36:28] = \$164 ;
+        end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+        begin
+          \$430 [0] = e1[0];
+          \$430 [7:1] = e1[7:1];
+          \$430 [8] = e1[8];
+          \$430 [19:9] = e1[19:9];
+          \$430 [27:20] = \$257 ;
+          \$430 [36:28] = \$260 ;
+        end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+        begin
+          \$430 [0] = e1[0];
+          \$430 [7:1] = e1[7:1];
+          \$430 [8] = e1[8];
+          \$430 [19:9] = e1[19:9];
+          \$430 [27:20] = \$signature__data ;
+          \$430 [36:28] = \$352 ;
+        end
+    endcase
+    if (rst) begin
+      \$430  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$431  = cur_active;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$182 ) begin
+              \$431  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$431  = 1'h1;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$278 ) begin
+              \$431  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$431  = 1'h1;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$358 ) begin
+              \$431  = r_rdy;
+            end
+          end else if (r_rdy) begin
+            \$431  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$431  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$432  = cur;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            if (\$182 ) begin
+              \$432  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$432  = r_data;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            if (\$278 ) begin
+              \$432  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$432  = r_data;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            if (\$358 ) begin
+              \$432  = r_data;
+            end
+          end else if (r_rdy) begin
+            \$432  = r_data;
+          end
+    endcase
+    if (rst) begin
+      \$432  = 28'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$433  = lane;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$433  = 4'h0;
+          end
+      4'h3:
+          if (\$225 ) begin
+            (* full_case = 32'd1 *)
+            if (\$241 ) begin
+              \$433  = 4'h0;
+            end else begin
+              \$433  = \$245 [3:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$433  = 4'h0;
+          end
+      4'h7:
+          if (\$321 ) begin
+            (* full_case = 32'd1 *)
+            if (\$337 ) begin
+              \$433  = 4'h0;
+            end else begin
+              \$433  = \$341 [3:0];
+            end
+          end
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (\$377 ) begin
+            \$433  = 4'h0;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          /* empty */;
+      4'hf:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$391 ) begin
+              \$433  = 4'h0;
+            end else if (\$392 ) begin
+              \$433  = 4'h0;
+            end else begin
+              \$433  = \$394 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$433  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$434  = elem;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$434  = 6'h00;
+          end
+      4'h3:
+          if (\$225 ) begin
+            \$434  = \$226 [5:0];
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$434  = 6'h00;
+          end
+      4'h7:
+          if (\$321 ) begin
+            \$434  = \$322 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$434  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$435  = act_q;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$435  = 3'h0;
+          end
+      4'h3:
+          if (\$205 ) begin
+            \$435  = \$206 [2:0];
+            if (\$216 ) begin
+              \$435  = 3'h0;
+              if (early) begin
+                \$435  = 3'h2;
+              end else if (\$224 ) begin
+                \$435  = 3'h1;
+              end
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$435  = 3'h0;
+          end
+      4'h7:
+          if (\$301 ) begin
+            \$435  = \$302 [2:0];
+            if (\$312 ) begin
+              \$435  = 3'h0;
+              if (early) begin
+                \$435  = 3'h2;
+              end else if (\$320 ) begin
+                \$435  = 3'h1;
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$435  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$436  = early;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$436  = 1'h0;
+          end
+      4'h3:
+          if (\$205 ) begin
+            if (\$209 ) begin
+              \$436  = \$215 ;
+            end
+            if (\$216 ) begin
+              \$436  = 1'h0;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$436  = 1'h0;
+          end
+      4'h7:
+          if (\$301 ) begin
+            if (\$305 ) begin
+              \$436  = \$311 ;
+            end
+            if (\$312 ) begin
+              \$436  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$436  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$437  = g_grp;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$437  = 3'h0;
+          end
+      4'h3:
+          if (\$205 ) begin
+            if (\$216 ) begin
+              \$437  = \$218 [2:0];
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$437  = 3'h0;
+          end
+      4'h7:
+          if (\$301 ) begin
+            if (\$312 ) begin
+              \$437  = \$314 [2:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$437  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$438  = \$signal ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$438  = 1'h0;
+          end
+      4'h3:
+          if (\$205 ) begin
+            if (\$216 ) begin
+              \$438  = \$217 ;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$438  = 1'h0;
+          end
+      4'h7:
+          if (\$301 ) begin
+            if (\$312 ) begin
+              \$438  = \$313 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$439  = \$signal$105 ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$439  = 1'h0;
+          end
+      4'h3:
+          if (\$225 ) begin
+            if (\$241 ) begin
+              \$439  = \$242 ;
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$439  = 1'h0;
+          end
+      4'h7:
+          if (\$321 ) begin
+            if (\$337 ) begin
+              \$439  = \$338 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$439  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$440  = bank0_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$440  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$205 ) begin
+            if (\$216 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$440  = 1'h1;
+              endcase
+            end
+          end
+          if (\$225 ) begin
+            if (\$241 ) begin
+              casez (\$signal$105 )
+                1'h0:
+                    \$440  = 1'h0;
+              endcase
+            end
+          end
+        end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$440  = 1'h0;
+          end
+      4'h7:
+        begin
+          if (\$301 ) begin
+            if (\$312 ) begin
+              casez (\$signal )
+                1'h0:
+                    \$440  = 1'h1;
+              endcase
+            end
+          end
+          if (\$321 ) begin
+            if (\$337 ) begin
+              casez (\$signal$105 )
+                1'h0:
+                    \$440  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$440  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = bank1_full;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$201 ) begin
+            \$441  = 1'h0;
+          end
+      4'h3:
+        begin
+          if (\$205 ) begin
+            if (\$216 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$441  = 1'h1;
+              endcase
+            end
+          end
+          if (\$225 ) begin
+            if (\$241 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$105 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$441  = 1'h0;
+              endcase
+            end
+          end
+        end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (\$297 ) begin
+            \$441  = 1'h0;
+          end
+      4'h7:
+        begin
+          if (\$301 ) begin
+            if (\$312 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$441  = 1'h1;
+              endcase
+            end
+          end
+          if (\$321 ) begin
+            if (\$337 ) begin
+              (* full_case = 32'd1 *)
+              casez (\$signal$105 )
+                1'h0:
+                    /* empty */;
+                1'h1:
+                    \$441  = 1'h0;
+              endcase
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$441  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = gate0_0_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    \$442  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    \$442  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$442  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$443  = gate0_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    \$443  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    \$443  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$443  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$444  = gate0_0_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    \$444  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    \$444  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$444  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$445  = gate0_0_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    \$445  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    \$445  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$445  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446  = gate0_0_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    \$446  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    \$446  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$446  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$447  = gate0_0_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    \$447  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    \$447  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$447  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$448  = gate0_0_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    \$448  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    \$448  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$448  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$449  = gate0_0_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    \$449  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    \$449  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$449  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$450  = gate0_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$450  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$450  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$450  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$451  = gate0_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$451  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$451  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$451  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$452  = gate0_1_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$452  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$452  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$452  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$453  = gate0_1_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$453  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$453  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$453  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$454  = gate0_1_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$454  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$454  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$454  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$455  = gate0_1_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$455  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$455  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$455  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$456  = gate0_1_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$456  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$456  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$456  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$457  = gate0_1_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$457  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$457  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$457  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$458  = gate0_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$458  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$458  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$458  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$459  = gate0_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$459  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$459  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$459  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$460  = gate0_2_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$460  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$460  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$460  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$461  = gate0_2_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$461  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$461  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$461  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$462  = gate0_2_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$462  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$462  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$462  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$463  = gate0_2_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$463  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$463  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$463  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$464  = gate0_2_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$464  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$464  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$464  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$465  = gate0_2_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$465  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$465  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$465  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$466  = gate0_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$466  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$466  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$466  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$467  = gate0_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$467  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$467  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$467  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$468  = gate0_3_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$468  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$468  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$468  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$469  = gate0_3_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$469  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$469  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$469  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$470  = gate0_3_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$470  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$470  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$470  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$471  = gate0_3_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$471  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$471  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$471  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$472  = gate0_3_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$472  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$472  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$472  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$473  = gate0_3_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$207 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$473  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$303 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$473  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$473  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$474  = gate1_0_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$474  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$474  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$474  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$475  = gate1_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$475  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$475  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$475  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$476  = gate1_0_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$476  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$476  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$476  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$477  = gate1_0_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$477  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$477  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$477  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$478  = gate1_0_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$478  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$478  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$478  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$479  = gate1_0_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$479  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$479  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$479  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$480  = gate1_0_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$480  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$480  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$480  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$481  = gate1_0_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    \$481  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    \$481  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$481  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$482  = gate1_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$482  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$482  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$482  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$483  = gate1_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$483  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$483  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$483  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$484  = gate1_1_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$484  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$484  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$484  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$485  = gate1_1_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$485  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$485  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$485  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$486  = gate1_1_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$486  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$486  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$486  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$487  = gate1_1_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$487  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$487  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$487  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$488  = gate1_1_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$488  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$488  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$488  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$489  = gate1_1_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$489  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$489  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$489  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$490  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$490  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$490  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$490  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$491  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$491  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$491  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$491  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$492  = gate1_2_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$492  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$492  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$492  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$493  = gate1_2_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$493  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$493  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$493  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$494  = gate1_2_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$494  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$494  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$494  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$495  = gate1_2_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$495  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$495  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$495  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$496  = gate1_2_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$496  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$496  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$496  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$497  = gate1_2_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$497  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$497  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$497  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$498  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$498  = acc_q[20:0];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$498  = acc_q[20:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$498  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$499  = gate1_3_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$499  = acc_q[41:21];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$499  = acc_q[41:21];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$499  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$500  = gate1_3_2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$500  = acc_q[62:42];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$500  = acc_q[62:42];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$500  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$501  = gate1_3_3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$501  = acc_q[83:63];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$501  = acc_q[83:63];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$501  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$502  = gate1_3_4;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$502  = acc_q[104:84];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$502  = acc_q[104:84];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$502  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$503  = gate1_3_5;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$503  = acc_q[125:105];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$503  = acc_q[125:105];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$503  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$504  = gate1_3_6;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$504  = acc_q[146:126];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$504  = acc_q[146:126];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$504  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$505  = gate1_3_7;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$205 ) begin
+            if (\$208 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$505  = acc_q[167:147];
+              endcase
+            end
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$301 ) begin
+            if (\$304 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$505  = acc_q[167:147];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$505  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$506  = acc0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$506  = \$229 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$506  = \$325 ;
+          end
+    endcase
+    if (rst) begin
+      \$506  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$507  = acc1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$507  = \$232 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$507  = \$328 ;
+          end
+    endcase
+    if (rst) begin
+      \$507  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$508  = acc2;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$508  = \$235 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$508  = \$331 ;
+          end
+    endcase
+    if (rst) begin
+      \$508  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$509  = acc3;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$509  = \$238 ;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$509  = \$334 ;
+          end
+    endcase
+    if (rst) begin
+      \$509  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$510  = tag;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$510  = elem;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$510  = elem;
+          end
+    endcase
+    if (rst) begin
+      \$510  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$511  = issue_layer;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            \$511  = 2'h0;
+          end
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            \$511  = 2'h1;
+          end
+    endcase
+    if (rst) begin
+      \$511  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$512  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$225 ) begin
+            if (\$241 ) begin
+              if (\$244 ) begin
+                \$512  = 5'h00;
+              end
+            end
+          end
+      4'h4:
+          \$512  = \$246 [4:0];
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\$321 ) begin
+            if (\$337 ) begin
+              if (\$340 ) begin
+                \$512  = 5'h00;
+              end
+            end
+          end
+      4'h8:
+          \$512  = \$342 [4:0];
+    endcase
+    if (rst) begin
+      \$512  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$513  = out_idx;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (\$377 ) begin
+            \$513  = 6'h00;
+          end
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          /* empty */;
+      4'hf:
+          if (o__ready) begin
+            \$513  = \$390 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$513  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$514  = out_word;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          \$514  = \$378 ;
+    endcase
+    if (rst) begin
+      \$514  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$515  = o__payload;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+        begin
+          \$515 [7:0] = \$388 [7:0];
+          \$515 [8] = \$389 ;
+        end
+    endcase
+    if (rst) begin
+      \$515  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$516  = o__valid;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          \$516  = 1'h1;
+      4'hf:
+          if (o__ready) begin
+            \$516  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$517  = fresh;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          /* empty */;
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          /* empty */;
+      4'he:
+          /* empty */;
+      4'hf:
+          if (o__ready) begin
+            if (\$391 ) begin
+              \$517  = seq_end;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$517  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$1  = bias_q[20:0];
+      2'h1:
+          \$1  = \$like$20 [20:0];
+      2'h2:
+          \$1  = last_sum2[20:0];
+      2'h3:
+          \$1  = acc_q[20:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$3  = bias_q[41:21];
+      2'h1:
+          \$3  = \$like$20 [41:21];
+      2'h2:
+          \$3  = last_sum2[41:21];
+      2'h3:
+          \$3  = acc_q[41:21];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$5  = bias_q[62:42];
+      2'h1:
+          \$5  = \$like$20 [62:42];
+      2'h2:
+          \$5  = last_sum2[62:42];
+      2'h3:
+          \$5  = acc_q[62:42];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$7  = bias_q[83:63];
+      2'h1:
+          \$7  = \$like$20 [83:63];
+      2'h2:
+          \$7  = last_sum2[83:63];
+      2'h3:
+          \$7  = acc_q[83:63];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$9  = bias_q[104:84];
+      2'h1:
+          \$9  = \$like$20 [104:84];
+      2'h2:
+          \$9  = last_sum2[104:84];
+      2'h3:
+          \$9  = acc_q[104:84];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$11  = bias_q[125:105];
+      2'h1:
+          \$11  = \$like$20 [125:105];
+      2'h2:
+          \$11  = last_sum2[125:105];
+      2'h3:
+          \$11  = acc_q[125:105];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$13  = bias_q[146:126];
+      2'h1:
+          \$13  = \$like$20 [146:126];
+      2'h2:
+          \$13  = last_sum2[146:126];
+      2'h3:
+          \$13  = acc_q[146:126];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$15  = bias_q[167:147];
+      2'h1:
+          \$15  = \$like$20 [167:147];
+      2'h2:
+          \$15  = last_sum2[167:147];
+      2'h3:
+          \$15  = acc_q[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$31  = bank0_full;
+          \$30  = bank0_full;
       1'h1:
-          \$31  = bank1_full;
+          \$30  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$40 )
+    casez (\$39 )
       1'h0:
-          \$41  = bank0_full;
+          \$40  = bank0_full;
       1'h1:
-          \$41  = bank1_full;
+          \$40  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$49 )
+    casez (\$48 )
       1'h0:
-          \$50  = bank0_full;
+          \$49  = bank0_full;
       1'h1:
-          \$50  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$84  = bank0_full;
-      1'h1:
-          \$84  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$93 )
-      1'h0:
-          \$94  = bank0_full;
-      1'h1:
-          \$94  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$102 )
-      1'h0:
-          \$103  = bank0_full;
-      1'h1:
-          \$103  = bank1_full;
+          \$49  = bank1_full;
     endcase
   end
   always @* begin
@@ -1309,255 +5917,29 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$172  = bank0_full;
+          \$66  = bank0_full;
       1'h1:
-          \$172  = bank1_full;
+          \$66  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$181 )
+    casez (\$75 )
       1'h0:
-          \$182  = bank0_full;
+          \$76  = bank0_full;
       1'h1:
-          \$182  = bank1_full;
+          \$76  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$190 )
+    casez (\$84 )
       1'h0:
-          \$191  = bank0_full;
+          \$85  = bank0_full;
       1'h1:
-          \$191  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$194  = bank0_full;
-      1'h1:
-          \$194  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$196  = gate0_0_0;
-      4'h1:
-          \$196  = gate0_0_1;
-      4'h2:
-          \$196  = gate0_0_2;
-      4'h3:
-          \$196  = gate0_0_3;
-      4'h4:
-          \$196  = gate0_0_4;
-      4'h5:
-          \$196  = gate0_0_5;
-      4'h6:
-          \$196  = gate0_0_6;
-      4'h7:
-          \$196  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$197  = gate1_0_0;
-      4'h1:
-          \$197  = gate1_0_1;
-      4'h2:
-          \$197  = gate1_0_2;
-      4'h3:
-          \$197  = gate1_0_3;
-      4'h4:
-          \$197  = gate1_0_4;
-      4'h5:
-          \$197  = gate1_0_5;
-      4'h6:
-          \$197  = gate1_0_6;
-      4'h7:
-          \$197  = gate1_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$198  = \$196 ;
-      1'h1:
-          \$198  = \$197 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$199  = gate0_1_0;
-      4'h1:
-          \$199  = gate0_1_1;
-      4'h2:
-          \$199  = gate0_1_2;
-      4'h3:
-          \$199  = gate0_1_3;
-      4'h4:
-          \$199  = gate0_1_4;
-      4'h5:
-          \$199  = gate0_1_5;
-      4'h6:
-          \$199  = gate0_1_6;
-      4'h7:
-          \$199  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$200  = gate1_1_0;
-      4'h1:
-          \$200  = gate1_1_1;
-      4'h2:
-          \$200  = gate1_1_2;
-      4'h3:
-          \$200  = gate1_1_3;
-      4'h4:
-          \$200  = gate1_1_4;
-      4'h5:
-          \$200  = gate1_1_5;
-      4'h6:
-          \$200  = gate1_1_6;
-      4'h7:
-          \$200  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$201  = \$199 ;
-      1'h1:
-          \$201  = \$200 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$202  = gate0_2_0;
-      4'h1:
-          \$202  = gate0_2_1;
-      4'h2:
-          \$202  = gate0_2_2;
-      4'h3:
-          \$202  = gate0_2_3;
-      4'h4:
-          \$202  = gate0_2_4;
-      4'h5:
-          \$202  = gate0_2_5;
-      4'h6:
-          \$202  = gate0_2_6;
-      4'h7:
-          \$202  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$203  = gate1_2_0;
-      4'h1:
-          \$203  = gate1_2_1;
-      4'h2:
-          \$203  = gate1_2_2;
-      4'h3:
-          \$203  = gate1_2_3;
-      4'h4:
-          \$203  = gate1_2_4;
-      4'h5:
-          \$203  = gate1_2_5;
-      4'h6:
-          \$203  = gate1_2_6;
-      4'h7:
-          \$203  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$204  = \$202 ;
-      1'h1:
-          \$204  = \$203 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$205  = gate0_3_0;
-      4'h1:
-          \$205  = gate0_3_1;
-      4'h2:
-          \$205  = gate0_3_2;
-      4'h3:
-          \$205  = gate0_3_3;
-      4'h4:
-          \$205  = gate0_3_4;
-      4'h5:
-          \$205  = gate0_3_5;
-      4'h6:
-          \$205  = gate0_3_6;
-      4'h7:
-          \$205  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$206  = gate1_3_0;
-      4'h1:
-          \$206  = gate1_3_1;
-      4'h2:
-          \$206  = gate1_3_2;
-      4'h3:
-          \$206  = gate1_3_3;
-      4'h4:
-          \$206  = gate1_3_4;
-      4'h5:
-          \$206  = gate1_3_5;
-      4'h6:
-          \$206  = gate1_3_6;
-      4'h7:
-          \$206  = gate1_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$71 )
-      1'h0:
-          \$207  = \$205 ;
-      1'h1:
-          \$207  = \$206 ;
+          \$85  = bank1_full;
     endcase
   end
   always @* begin
@@ -1565,287 +5947,543 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$242  = bank0_full;
+          \$203  = bank0_full;
       1'h1:
-          \$242  = bank1_full;
+          \$203  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$251 )
+    casez (\$212 )
       1'h0:
-          \$252  = bank0_full;
+          \$213  = bank0_full;
       1'h1:
-          \$252  = bank1_full;
+          \$213  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$260 )
+    casez (\$221 )
       1'h0:
-          \$261  = bank0_full;
+          \$222  = bank0_full;
       1'h1:
-          \$261  = bank1_full;
+          \$222  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
+    casez (\$signal$105 )
       1'h0:
-          \$264  = bank0_full;
+          \$225  = bank0_full;
       1'h1:
-          \$264  = bank1_full;
+          \$225  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = 21'h000000;
+    \$227  = 21'h000000;
     casez (lane)
       4'h0:
-          \$266  = gate0_0_0;
+          \$227  = gate0_0_0;
       4'h1:
-          \$266  = gate0_0_1;
+          \$227  = gate0_0_1;
       4'h2:
-          \$266  = gate0_0_2;
+          \$227  = gate0_0_2;
       4'h3:
-          \$266  = gate0_0_3;
+          \$227  = gate0_0_3;
       4'h4:
-          \$266  = gate0_0_4;
+          \$227  = gate0_0_4;
       4'h5:
-          \$266  = gate0_0_5;
+          \$227  = gate0_0_5;
       4'h6:
-          \$266  = gate0_0_6;
+          \$227  = gate0_0_6;
       4'h7:
-          \$266  = gate0_0_7;
+          \$227  = gate0_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = 21'h000000;
+    \$228  = 21'h000000;
     casez (lane)
       4'h0:
-          \$267  = gate1_0_0;
+          \$228  = gate1_0_0;
       4'h1:
-          \$267  = gate1_0_1;
+          \$228  = gate1_0_1;
       4'h2:
-          \$267  = gate1_0_2;
+          \$228  = gate1_0_2;
       4'h3:
-          \$267  = gate1_0_3;
+          \$228  = gate1_0_3;
       4'h4:
-          \$267  = gate1_0_4;
+          \$228  = gate1_0_4;
       4'h5:
-          \$267  = gate1_0_5;
+          \$228  = gate1_0_5;
       4'h6:
-          \$267  = gate1_0_6;
+          \$228  = gate1_0_6;
       4'h7:
-          \$267  = gate1_0_7;
+          \$228  = gate1_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
+    casez (\$signal$105 )
       1'h0:
-          \$268  = \$266 ;
+          \$229  = \$227 ;
       1'h1:
-          \$268  = \$267 ;
+          \$229  = \$228 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = 21'h000000;
+    \$230  = 21'h000000;
     casez (lane)
       4'h0:
-          \$269  = gate0_1_0;
+          \$230  = gate0_1_0;
       4'h1:
-          \$269  = gate0_1_1;
+          \$230  = gate0_1_1;
       4'h2:
-          \$269  = gate0_1_2;
+          \$230  = gate0_1_2;
       4'h3:
-          \$269  = gate0_1_3;
+          \$230  = gate0_1_3;
       4'h4:
-          \$269  = gate0_1_4;
+          \$230  = gate0_1_4;
       4'h5:
-          \$269  = gate0_1_5;
+          \$230  = gate0_1_5;
       4'h6:
-          \$269  = gate0_1_6;
+          \$230  = gate0_1_6;
       4'h7:
-          \$269  = gate0_1_7;
+          \$230  = gate0_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = 21'h000000;
+    \$231  = 21'h000000;
     casez (lane)
       4'h0:
-          \$270  = gate1_1_0;
+          \$231  = gate1_1_0;
       4'h1:
-          \$270  = gate1_1_1;
+          \$231  = gate1_1_1;
       4'h2:
-          \$270  = gate1_1_2;
+          \$231  = gate1_1_2;
       4'h3:
-          \$270  = gate1_1_3;
+          \$231  = gate1_1_3;
       4'h4:
-          \$270  = gate1_1_4;
+          \$231  = gate1_1_4;
       4'h5:
-          \$270  = gate1_1_5;
+          \$231  = gate1_1_5;
       4'h6:
-          \$270  = gate1_1_6;
+          \$231  = gate1_1_6;
       4'h7:
-          \$270  = gate1_1_7;
+          \$231  = gate1_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
+    casez (\$signal$105 )
       1'h0:
-          \$271  = \$269 ;
+          \$232  = \$230 ;
       1'h1:
-          \$271  = \$270 ;
+          \$232  = \$231 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = 21'h000000;
+    \$233  = 21'h000000;
     casez (lane)
       4'h0:
-          \$272  = gate0_2_0;
+          \$233  = gate0_2_0;
       4'h1:
-          \$272  = gate0_2_1;
+          \$233  = gate0_2_1;
       4'h2:
-          \$272  = gate0_2_2;
+          \$233  = gate0_2_2;
       4'h3:
-          \$272  = gate0_2_3;
+          \$233  = gate0_2_3;
       4'h4:
-          \$272  = gate0_2_4;
+          \$233  = gate0_2_4;
       4'h5:
-          \$272  = gate0_2_5;
+          \$233  = gate0_2_5;
       4'h6:
-          \$272  = gate0_2_6;
+          \$233  = gate0_2_6;
       4'h7:
-          \$272  = gate0_2_7;
+          \$233  = gate0_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = 21'h000000;
+    \$234  = 21'h000000;
     casez (lane)
       4'h0:
-          \$273  = gate1_2_0;
+          \$234  = gate1_2_0;
       4'h1:
-          \$273  = gate1_2_1;
+          \$234  = gate1_2_1;
       4'h2:
-          \$273  = gate1_2_2;
+          \$234  = gate1_2_2;
       4'h3:
-          \$273  = gate1_2_3;
+          \$234  = gate1_2_3;
       4'h4:
-          \$273  = gate1_2_4;
+          \$234  = gate1_2_4;
       4'h5:
-          \$273  = gate1_2_5;
+          \$234  = gate1_2_5;
       4'h6:
-          \$273  = gate1_2_6;
+          \$234  = gate1_2_6;
       4'h7:
-          \$273  = gate1_2_7;
+          \$234  = gate1_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
+    casez (\$signal$105 )
       1'h0:
-          \$274  = \$272 ;
+          \$235  = \$233 ;
       1'h1:
-          \$274  = \$273 ;
+          \$235  = \$234 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = 21'h000000;
+    \$236  = 21'h000000;
     casez (lane)
       4'h0:
-          \$275  = gate0_3_0;
+          \$236  = gate0_3_0;
       4'h1:
-          \$275  = gate0_3_1;
+          \$236  = gate0_3_1;
       4'h2:
-          \$275  = gate0_3_2;
+          \$236  = gate0_3_2;
       4'h3:
-          \$275  = gate0_3_3;
+          \$236  = gate0_3_3;
       4'h4:
-          \$275  = gate0_3_4;
+          \$236  = gate0_3_4;
       4'h5:
-          \$275  = gate0_3_5;
+          \$236  = gate0_3_5;
       4'h6:
-          \$275  = gate0_3_6;
+          \$236  = gate0_3_6;
       4'h7:
-          \$275  = gate0_3_7;
+          \$236  = gate0_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = 21'h000000;
+    \$237  = 21'h000000;
     casez (lane)
       4'h0:
-          \$276  = gate1_3_0;
+          \$237  = gate1_3_0;
       4'h1:
-          \$276  = gate1_3_1;
+          \$237  = gate1_3_1;
       4'h2:
-          \$276  = gate1_3_2;
+          \$237  = gate1_3_2;
       4'h3:
-          \$276  = gate1_3_3;
+          \$237  = gate1_3_3;
       4'h4:
-          \$276  = gate1_3_4;
+          \$237  = gate1_3_4;
       4'h5:
-          \$276  = gate1_3_5;
+          \$237  = gate1_3_5;
       4'h6:
-          \$276  = gate1_3_6;
+          \$237  = gate1_3_6;
       4'h7:
-          \$276  = gate1_3_7;
+          \$237  = gate1_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$71 )
+    casez (\$signal$105 )
       1'h0:
-          \$277  = \$275 ;
+          \$238  = \$236 ;
       1'h1:
-          \$277  = \$276 ;
+          \$238  = \$237 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = 21'h000000;
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$299  = bank0_full;
+      1'h1:
+          \$299  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$308 )
+      1'h0:
+          \$309  = bank0_full;
+      1'h1:
+          \$309  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$317 )
+      1'h0:
+          \$318  = bank0_full;
+      1'h1:
+          \$318  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$321  = bank0_full;
+      1'h1:
+          \$321  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$323  = 21'h000000;
     casez (lane)
       4'h0:
-          \$307  = acc_word[20:0];
+          \$323  = gate0_0_0;
       4'h1:
-          \$307  = acc_word[41:21];
+          \$323  = gate0_0_1;
       4'h2:
-          \$307  = acc_word[62:42];
+          \$323  = gate0_0_2;
       4'h3:
-          \$307  = acc_word[83:63];
+          \$323  = gate0_0_3;
       4'h4:
-          \$307  = acc_word[104:84];
+          \$323  = gate0_0_4;
       4'h5:
-          \$307  = acc_word[125:105];
+          \$323  = gate0_0_5;
       4'h6:
-          \$307  = acc_word[146:126];
+          \$323  = gate0_0_6;
       4'h7:
-          \$307  = acc_word[167:147];
+          \$323  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$324  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$324  = gate1_0_0;
+      4'h1:
+          \$324  = gate1_0_1;
+      4'h2:
+          \$324  = gate1_0_2;
+      4'h3:
+          \$324  = gate1_0_3;
+      4'h4:
+          \$324  = gate1_0_4;
+      4'h5:
+          \$324  = gate1_0_5;
+      4'h6:
+          \$324  = gate1_0_6;
+      4'h7:
+          \$324  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$325  = \$323 ;
+      1'h1:
+          \$325  = \$324 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$326  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$326  = gate0_1_0;
+      4'h1:
+          \$326  = gate0_1_1;
+      4'h2:
+          \$326  = gate0_1_2;
+      4'h3:
+          \$326  = gate0_1_3;
+      4'h4:
+          \$326  = gate0_1_4;
+      4'h5:
+          \$326  = gate0_1_5;
+      4'h6:
+          \$326  = gate0_1_6;
+      4'h7:
+          \$326  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$327  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$327  = gate1_1_0;
+      4'h1:
+          \$327  = gate1_1_1;
+      4'h2:
+          \$327  = gate1_1_2;
+      4'h3:
+          \$327  = gate1_1_3;
+      4'h4:
+          \$327  = gate1_1_4;
+      4'h5:
+          \$327  = gate1_1_5;
+      4'h6:
+          \$327  = gate1_1_6;
+      4'h7:
+          \$327  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$328  = \$326 ;
+      1'h1:
+          \$328  = \$327 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$329  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$329  = gate0_2_0;
+      4'h1:
+          \$329  = gate0_2_1;
+      4'h2:
+          \$329  = gate0_2_2;
+      4'h3:
+          \$329  = gate0_2_3;
+      4'h4:
+          \$329  = gate0_2_4;
+      4'h5:
+          \$329  = gate0_2_5;
+      4'h6:
+          \$329  = gate0_2_6;
+      4'h7:
+          \$329  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$330  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$330  = gate1_2_0;
+      4'h1:
+          \$330  = gate1_2_1;
+      4'h2:
+          \$330  = gate1_2_2;
+      4'h3:
+          \$330  = gate1_2_3;
+      4'h4:
+          \$330  = gate1_2_4;
+      4'h5:
+          \$330  = gate1_2_5;
+      4'h6:
+          \$330  = gate1_2_6;
+      4'h7:
+          \$330  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$331  = \$329 ;
+      1'h1:
+          \$331  = \$330 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$332  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$332  = gate0_3_0;
+      4'h1:
+          \$332  = gate0_3_1;
+      4'h2:
+          \$332  = gate0_3_2;
+      4'h3:
+          \$332  = gate0_3_3;
+      4'h4:
+          \$332  = gate0_3_4;
+      4'h5:
+          \$332  = gate0_3_5;
+      4'h6:
+          \$332  = gate0_3_6;
+      4'h7:
+          \$332  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$333  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$333  = gate1_3_0;
+      4'h1:
+          \$333  = gate1_3_1;
+      4'h2:
+          \$333  = gate1_3_2;
+      4'h3:
+          \$333  = gate1_3_3;
+      4'h4:
+          \$333  = gate1_3_4;
+      4'h5:
+          \$333  = gate1_3_5;
+      4'h6:
+          \$333  = gate1_3_6;
+      4'h7:
+          \$333  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$105 )
+      1'h0:
+          \$334  = \$332 ;
+      1'h1:
+          \$334  = \$333 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$378  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$378  = acc_q[20:0];
+      4'h1:
+          \$378  = acc_q[41:21];
+      4'h2:
+          \$378  = acc_q[62:42];
+      4'h3:
+          \$378  = acc_q[83:63];
+      4'h4:
+          \$378  = acc_q[104:84];
+      4'h5:
+          \$378  = acc_q[125:105];
+      4'h6:
+          \$378  = acc_q[146:126];
+      4'h7:
+          \$378  = acc_q[167:147];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr  = 7'h00;
     if (valid_out) begin
-      \$signature__addr  = \$2 ;
+      \$signature__addr  = \$18 ;
     end
-    if (\valid_out$41 ) begin
-      \$signature__addr  = \$4 [6:0];
+    if (\valid_out$62 ) begin
+      \$signature__addr  = \$20 [6:0];
     end
     casez (seq_state)
       4'h0:
@@ -1854,16 +6492,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$36  = 8'h00;
+    \$signature__data$57  = 8'h00;
     if (valid_out) begin
-      \$signature__data$36  = h_new;
+      \$signature__data$57  = h_new;
     end
-    if (\valid_out$41 ) begin
-      \$signature__data$36  = \h_new$43 ;
+    if (\valid_out$62 ) begin
+      \$signature__data$57  = \h_new$64 ;
     end
     casez (seq_state)
       4'h0:
-          \$signature__data$36  = i__payload[7:0];
+          \$signature__data$57  = i__payload[7:0];
     endcase
   end
   always @* begin
@@ -1872,7 +6510,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (valid_out) begin
       \$signature__en  = 1'h1;
     end
-    if (\valid_out$41 ) begin
+    if (\valid_out$62 ) begin
       \$signature__en  = 1'h1;
     end
     casez (seq_state)
@@ -1890,28 +6528,28 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$46  = 7'h00;
+    \$signature__addr$67  = 7'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$46  = \$9 [6:0];
+          \$signature__addr$67  = \$25 [6:0];
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$46  = \$57 ;
+          \$signature__addr$67  = \$56 ;
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$46  = \$62 [6:0];
+          \$signature__addr$67  = \$61 [6:0];
       4'h6:
           /* empty */;
       4'h7:
-          \$signature__addr$46  = \$110 [6:0];
+          \$signature__addr$67  = \$92 [6:0];
       4'h8:
           /* empty */;
       4'h9:
-          \$signature__addr$46  = \$115 [6:0];
+          \$signature__addr$67  = \$97 [6:0];
     endcase
   end
   always @* begin
@@ -1962,7 +6600,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$10 ;
+          w_en = \$26 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -1970,7 +6608,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$63 ;
+          w_en = \$62 ;
       4'h6:
           /* empty */;
       4'h7:
@@ -1978,24 +6616,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          w_en = \$116 ;
+          w_en = \$98 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    issue = 35'h000000000;
+    addr = 11'h000;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            issue[0] = 1'h1;
-            issue[11:1] = \$11 [10:0];
-            issue[17:12] = \$16 ;
-            issue[23:18] = \$21 ;
-            issue[33:25] = cur[27:19];
-            issue[24] = \$27 ;
-            issue[34] = \$28 ;
+            addr = \$27 [10:0];
           end
       4'h2:
           /* empty */;
@@ -2005,13 +6637,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            issue[0] = 1'h1;
-            issue[11:1] = \$64 [10:0];
-            issue[17:12] = \$69 ;
-            issue[23:18] = \$74 ;
-            issue[33:25] = cur[27:19];
-            issue[24] = \$80 ;
-            issue[34] = \$81 ;
+            addr = \$63 [10:0];
           end
       4'h6:
           /* empty */;
@@ -2021,13 +6647,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            issue[0] = 1'h1;
-            issue[11:1] = \$117 [10:0];
-            issue[17:12] = \$118 [5:0];
-            issue[23:18] = \$119 [5:0];
-            issue[33:25] = cur[27:19];
-            issue[24] = \$121 ;
-            issue[34] = \$122 ;
+            addr = \$99 [10:0];
           end
     endcase
   end
@@ -2039,7 +6659,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$29 ) begin
+            if (\$28 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -2053,7 +6673,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$82 ) begin
+            if (\$64 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -2067,7 +6687,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h9:
           if (cur_active) begin
-            if (\$123 ) begin
+            if (\$100 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -2077,7 +6697,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    read_addr = 6'h00;
+    act_acc_addr = 6'h00;
     (* full_case = 32'd1 *)
     casez (seq_state)
       4'h0:
@@ -2087,18 +6707,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$33 ) begin
-            read_addr = \$36 [5:0];
-            if (\$37 ) begin
-              if (\$43 ) begin
-                read_addr = { 1'h0, \$45  };
+          if (\$32 ) begin
+            act_acc_addr = \$35 [5:0];
+            if (\$36 ) begin
+              if (\$42 ) begin
+                act_acc_addr = { 1'h0, \$44  };
               end
             end
-            if (\$46 ) begin
+            if (\$45 ) begin
               if (early) begin
-                read_addr = { 1'h0, \$54  };
-              end else if (\$52 ) begin
-                read_addr = { 1'h0, \$56  };
+                act_acc_addr = { 1'h0, \$53  };
+              end else if (\$51 ) begin
+                act_acc_addr = { 1'h0, \$55  };
               end
             end
           end
@@ -2109,18 +6729,18 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$86 ) begin
-            read_addr = \$89 [5:0];
-            if (\$90 ) begin
-              if (\$96 ) begin
-                read_addr = \$98 [5:0];
+          if (\$68 ) begin
+            act_acc_addr = \$71 [5:0];
+            if (\$72 ) begin
+              if (\$78 ) begin
+                act_acc_addr = \$80 [5:0];
               end
             end
-            if (\$99 ) begin
+            if (\$81 ) begin
               if (early) begin
-                read_addr = \$107 [5:0];
-              end else if (\$105 ) begin
-                read_addr = \$109 [5:0];
+                act_acc_addr = \$89 [5:0];
+              end else if (\$87 ) begin
+                act_acc_addr = \$91 [5:0];
               end
             end
           end
@@ -2131,30 +6751,30 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          read_addr = \$124 [5:0];
+          act_acc_addr = \$101 [5:0];
       4'hc:
-          read_addr = \$125 [5:0];
+          act_acc_addr = \$102 [5:0];
       4'hd:
-          read_addr = \$126 [5:0];
+          act_acc_addr = \$103 [5:0];
       4'he:
-          read_addr = \$127 [5:0];
+          act_acc_addr = \$104 [5:0];
       4'hf:
-          read_addr = \$128 [5:0];
+          act_acc_addr = \$105 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324 [19:1] = e1[19:1];
-    \$324 [0] = 1'h0;
+    \$395 [19:1] = e1[19:1];
+    \$395 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$151 ) begin
-            \$324 [0] = 1'h1;
-            \$324 [7:1] = enc_col;
-            \$324 [8] = \$152 ;
-            \$324 [19:9] = enc_w;
+          if (\$156 ) begin
+            \$395 [0] = 1'h1;
+            \$395 [7:1] = enc_col;
+            \$395 [8] = \$157 ;
+            \$395 [19:9] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -2163,11 +6783,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$221 ) begin
-            \$324 [0] = 1'h1;
-            \$324 [7:1] = enc_col;
-            \$324 [8] = \$222 ;
-            \$324 [19:9] = enc_w;
+          if (\$252 ) begin
+            \$395 [0] = 1'h1;
+            \$395 [7:1] = enc_col;
+            \$395 [8] = \$253 ;
+            \$395 [19:9] = enc_w;
           end
       4'h6:
           /* empty */;
@@ -2176,20 +6796,314 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          if (\$291 ) begin
-            \$324 [0] = 1'h1;
-            \$324 [7:1] = enc_col;
-            \$324 [8] = \$292 ;
-            \$324 [19:9] = enc_w;
+          if (\$348 ) begin
+            \$395 [0] = 1'h1;
+            \$395 [7:1] = enc_col;
+            \$395 [8] = \$349 ;
+            \$395 [19:9] = enc_w;
           end
     endcase
     if (rst) begin
-      \$324  = 20'h00000;
+      \$395  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = 1'h0;
+    \$396 [23:1] = s1[23:1];
+    \$396 [0] = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            \$396 [0] = 1'h1;
+            \$396 [6:1] = \$169 ;
+            \$396 [12:7] = \$174 ;
+            \$396 [22:14] = cur[27:19];
+            \$396 [13] = \$180 ;
+            \$396 [23] = \$181 ;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            \$396 [0] = 1'h1;
+            \$396 [6:1] = \$265 ;
+            \$396 [12:7] = \$270 ;
+            \$396 [22:14] = cur[27:19];
+            \$396 [13] = \$276 ;
+            \$396 [23] = \$277 ;
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          if (cur_active) begin
+            \$396 [0] = 1'h1;
+            \$396 [6:1] = \$353 [5:0];
+            \$396 [12:7] = \$354 [5:0];
+            \$396 [22:14] = cur[27:19];
+            \$396 [13] = \$356 ;
+            \$396 [23] = \$357 ;
+          end
+    endcase
+    if (rst) begin
+      \$396  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$397  = s1;
+    if (rst) begin
+      \$397  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$398  = \$like$86 ;
+    if (rst) begin
+      \$398  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$399  = \$122 ;
+    if (rst) begin
+      \$399  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$400  = \$123 ;
+    if (rst) begin
+      \$400  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$401  = \$124 ;
+    if (rst) begin
+      \$401  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$402  = \$125 ;
+    if (rst) begin
+      \$402  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$403  = \$126 ;
+    if (rst) begin
+      \$403  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$404  = \$127 ;
+    if (rst) begin
+      \$404  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$405  = \$128 ;
+    if (rst) begin
+      \$405  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$406  = \$129 ;
+    if (rst) begin
+      \$406  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$407 [0] = \$like [0];
+    \$407 [6:1] = \$like [6:1];
+    \$407 [7] = \$like [13];
+    \$407 [8] = \$like [23];
+    if (rst) begin
+      \$407  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$408  = s2;
+    if (rst) begin
+      \$408  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$409  = acc_rd__data;
+    if (rst) begin
+      \$409  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$410  = b_rd__data;
+    if (rst) begin
+      \$410  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$411 [0] = s3[0];
+    \$411 [6:1] = s3[6:1];
+    if (rst) begin
+      \$411  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$412  = acc_wr__data;
+    if (rst) begin
+      \$412  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$413  = \$like$20 ;
+    if (rst) begin
+      \$413  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (s2[7]) begin
+      \$414  = 2'h0;
+    end else if (\$131 ) begin
+      \$414  = 2'h1;
+    end else if (\$133 ) begin
+      \$414  = 2'h2;
+    end else begin
+      \$414  = 2'h3;
+    end
+    if (rst) begin
+      \$414  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$415  = { \$134 [17], \$134 [17], \$134 [17], \$134 [17], \$134  };
+      1'h1:
+          \$415  = { \$135 [19], \$135 [19], \$135  };
+    endcase
+    if (rst) begin
+      \$415  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$416  = { \$136 [17], \$136 [17], \$136 [17], \$136 [17], \$136  };
+      1'h1:
+          \$416  = { \$137 [19], \$137 [19], \$137  };
+    endcase
+    if (rst) begin
+      \$416  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$417  = { \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138  };
+      1'h1:
+          \$417  = { \$139 [19], \$139 [19], \$139  };
+    endcase
+    if (rst) begin
+      \$417  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$418  = { \$140 [17], \$140 [17], \$140 [17], \$140 [17], \$140  };
+      1'h1:
+          \$418  = { \$141 [19], \$141 [19], \$141  };
+    endcase
+    if (rst) begin
+      \$418  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$419  = { \$142 [17], \$142 [17], \$142 [17], \$142 [17], \$142  };
+      1'h1:
+          \$419  = { \$143 [19], \$143 [19], \$143  };
+    endcase
+    if (rst) begin
+      \$419  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$420  = { \$144 [17], \$144 [17], \$144 [17], \$144 [17], \$144  };
+      1'h1:
+          \$420  = { \$145 [19], \$145 [19], \$145  };
+    endcase
+    if (rst) begin
+      \$420  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$421  = { \$146 [17], \$146 [17], \$146 [17], \$146 [17], \$146  };
+      1'h1:
+          \$421  = { \$147 [19], \$147 [19], \$147  };
+    endcase
+    if (rst) begin
+      \$421  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$422  = { \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148  };
+      1'h1:
+          \$422  = { \$149 [19], \$149 [19], \$149  };
+    endcase
+    if (rst) begin
+      \$422  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$423  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2198,8 +7112,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$194 ) begin
-            \$325  = 1'h1;
+          if (\$225 ) begin
+            \$423  = 1'h1;
           end
       4'h4:
           /* empty */;
@@ -2208,62 +7122,62 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$264 ) begin
-            \$325  = 1'h1;
+          if (\$321 ) begin
+            \$423  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$325  = 1'h0;
+      \$423  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = in_idx;
+    \$424  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$326  = \$145 [5:0];
-            if (\$146 ) begin
-              \$326  = 6'h00;
+            \$424  = \$150 [5:0];
+            if (\$151 ) begin
+              \$424  = 6'h00;
             end
           end
     endcase
     if (rst) begin
-      \$326  = 6'h00;
+      \$424  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = seq_end;
+    \$425  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$146 ) begin
-              \$327  = i__payload[9];
+            if (\$151 ) begin
+              \$425  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$327  = 1'h0;
+      \$425  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = enc_col;
+    \$426  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$146 ) begin
-              \$328  = 7'h00;
+            if (\$151 ) begin
+              \$426  = 7'h00;
             end
           end
       4'h1:
         begin
-          if (\$151 ) begin
-            \$328  = \$153 [6:0];
+          if (\$156 ) begin
+            \$426  = \$158 [6:0];
           end
-          if (\$170 ) begin
-            \$328  = 7'h00;
+          if (\$192 ) begin
+            \$426  = 7'h00;
           end
         end
       4'h2:
@@ -2271,16 +7185,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$216 ) begin
-            \$328  = 7'h00;
+          if (\$247 ) begin
+            \$426  = 7'h00;
           end
       4'h5:
         begin
-          if (\$221 ) begin
-            \$328  = \$223 [6:0];
+          if (\$252 ) begin
+            \$426  = \$254 [6:0];
           end
-          if (\$240 ) begin
-            \$328  = 7'h00;
+          if (\$288 ) begin
+            \$426  = 7'h00;
           end
         end
       4'h6:
@@ -2288,4160 +7202,37 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          if (\$286 ) begin
-            \$328  = 7'h00;
+          if (\$343 ) begin
+            \$426  = 7'h00;
           end
       4'h9:
         begin
-          if (\$291 ) begin
-            \$328  = \$293 [6:0];
+          if (\$348 ) begin
+            \$426  = \$350 [6:0];
           end
-          if (\$306 ) begin
-            \$328  = 7'h00;
+          if (\$368 ) begin
+            \$426  = 7'h00;
           end
         end
     endcase
     if (rst) begin
-      \$328  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = enc_w;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$146 ) begin
-              \$329  = 11'h000;
-            end
-          end
-      4'h1:
-          if (\$151 ) begin
-            \$329  = \$154 [10:0];
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$216 ) begin
-            \$329  = 11'h300;
-          end
-      4'h5:
-          if (\$221 ) begin
-            \$329  = \$224 [10:0];
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$286 ) begin
-            \$329  = 11'h600;
-          end
-      4'h9:
-          if (\$291 ) begin
-            \$329  = \$294 [10:0];
-          end
-    endcase
-    if (rst) begin
-      \$329  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = grp;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$146 ) begin
-              \$330  = 4'h0;
-            end
-          end
-      4'h1:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$160 ) begin
-              \$330  = 4'h0;
-            end else begin
-              \$330  = \$161 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$330  = 4'h0;
-          end
-      4'h2:
-          if (idle) begin
-            \$330  = 4'h0;
-          end
-      4'h3:
-          if (\$194 ) begin
-            if (\$210 ) begin
-              \$330  = \$212 [3:0];
-              if (\$213 ) begin
-                \$330  = 4'h0;
-              end
-            end
-          end
-      4'h4:
-          if (\$216 ) begin
-            \$330  = 4'h0;
-          end
-      4'h5:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$230 ) begin
-              \$330  = 4'h0;
-            end else begin
-              \$330  = \$231 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$330  = 4'h0;
-          end
-      4'h6:
-          if (idle) begin
-            \$330  = 4'h0;
-          end
-      4'h7:
-          if (\$264 ) begin
-            if (\$280 ) begin
-              \$330  = \$282 [3:0];
-              if (\$283 ) begin
-                \$330  = 4'h0;
-              end
-            end
-          end
-      4'h8:
-          if (\$286 ) begin
-            \$330  = 4'h0;
-          end
-      4'h9:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$296 ) begin
-              \$330  = 4'h0;
-            end else begin
-              \$330  = \$297 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$330  = 4'h0;
-          end
-      4'ha:
-          if (idle) begin
-            \$330  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            if (\$320 ) begin
-              \$330  = 4'h0;
-            end else if (\$321 ) begin
-              \$330  = \$322 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$330  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = seq_state;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$146 ) begin
-              \$331  = 4'h1;
-            end
-          end
-      4'h1:
-          if (\$170 ) begin
-            \$331  = 4'h2;
-          end
-      4'h2:
-          if (idle) begin
-            \$331  = 4'h3;
-          end
-      4'h3:
-          if (\$194 ) begin
-            if (\$210 ) begin
-              if (\$213 ) begin
-                \$331  = 4'h4;
-              end
-            end
-          end
-      4'h4:
-          if (\$216 ) begin
-            \$331  = 4'h5;
-          end
-      4'h5:
-          if (\$240 ) begin
-            \$331  = 4'h6;
-          end
-      4'h6:
-          if (idle) begin
-            \$331  = 4'h7;
-          end
-      4'h7:
-          if (\$264 ) begin
-            if (\$280 ) begin
-              if (\$283 ) begin
-                \$331  = 4'h8;
-              end
-            end
-          end
-      4'h8:
-          if (\$286 ) begin
-            \$331  = 4'h9;
-          end
-      4'h9:
-          if (\$306 ) begin
-            \$331  = 4'ha;
-          end
-      4'ha:
-          if (idle) begin
-            \$331  = 4'hb;
-          end
-      4'hb:
-          \$331  = 4'hc;
-      4'hc:
-          \$331  = 4'hd;
-      4'hd:
-          \$331  = 4'he;
-      4'he:
-          \$331  = 4'hf;
-      4'hf:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$320 ) begin
-              \$331  = 4'h0;
-            end else if (\$321 ) begin
-              \$331  = 4'hb;
-            end else begin
-              \$331  = 4'hd;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$331  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = e2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-        begin
-          \$332 [0] = e1[0];
-          \$332 [7:1] = e1[7:1];
-          \$332 [8] = e1[8];
-          \$332 [19:9] = e1[19:9];
-          \$332 [27:20] = \$156 ;
-          \$332 [36:28] = \$159 ;
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-        begin
-          \$332 [0] = e1[0];
-          \$332 [7:1] = e1[7:1];
-          \$332 [8] = e1[8];
-          \$332 [19:9] = e1[19:9];
-          \$332 [27:20] = \$226 ;
-          \$332 [36:28] = \$229 ;
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-        begin
-          \$332 [0] = e1[0];
-          \$332 [7:1] = e1[7:1];
-          \$332 [8] = e1[8];
-          \$332 [19:9] = e1[19:9];
-          \$332 [27:20] = \$signature__data ;
-          \$332 [36:28] = \$295 ;
-        end
-    endcase
-    if (rst) begin
-      \$332  = 37'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = cur_active;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$160 ) begin
-              \$333  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$333  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$230 ) begin
-              \$333  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$333  = 1'h1;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$296 ) begin
-              \$333  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$333  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$333  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$160 ) begin
-              \$334  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$334  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$230 ) begin
-              \$334  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$334  = r_data;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$296 ) begin
-              \$334  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$334  = r_data;
-          end
-    endcase
-    if (rst) begin
-      \$334  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = lane;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \$335  = 4'h0;
-          end
-      4'h3:
-          if (\$194 ) begin
-            (* full_case = 32'd1 *)
-            if (\$210 ) begin
-              \$335  = 4'h0;
-            end else begin
-              \$335  = \$214 [3:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \$335  = 4'h0;
-          end
-      4'h7:
-          if (\$264 ) begin
-            (* full_case = 32'd1 *)
-            if (\$280 ) begin
-              \$335  = 4'h0;
-            end else begin
-              \$335  = \$284 [3:0];
-            end
-          end
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (idle) begin
-            \$335  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$320 ) begin
-              \$335  = 4'h0;
-            end else if (\$321 ) begin
-              \$335  = 4'h0;
-            end else begin
-              \$335  = \$323 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$335  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = elem;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \$336  = 6'h00;
-          end
-      4'h3:
-          if (\$194 ) begin
-            \$336  = \$195 [5:0];
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \$336  = 6'h00;
-          end
-      4'h7:
-          if (\$264 ) begin
-            \$336  = \$265 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$336  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = act_q;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \$337  = 3'h0;
-          end
-      4'h3:
-          if (\$174 ) begin
-            \$337  = \$175 [2:0];
-            if (\$185 ) begin
-              \$337  = 3'h0;
-              if (early) begin
-                \$337  = 3'h2;
-              end else if (\$193 ) begin
-                \$337  = 3'h1;
-              end
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \$337  = 3'h0;
-          end
-      4'h7:
-          if (\$244 ) begin
-            \$337  = \$245 [2:0];
-            if (\$255 ) begin
-              \$337  = 3'h0;
-              if (early) begin
-                \$337  = 3'h2;
-              end else if (\$263 ) begin
-                \$337  = 3'h1;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$337  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = early;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \$338  = 1'h0;
-          end
-      4'h3:
-          if (\$174 ) begin
-            if (\$178 ) begin
-              \$338  = \$184 ;
-            end
-            if (\$185 ) begin
-              \$338  = 1'h0;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \$338  = 1'h0;
-          end
-      4'h7:
-          if (\$244 ) begin
-            if (\$248 ) begin
-              \$338  = \$254 ;
-            end
-            if (\$255 ) begin
-              \$338  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$338  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = g_grp;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \$339  = 3'h0;
-          end
-      4'h3:
-          if (\$174 ) begin
-            if (\$185 ) begin
-              \$339  = \$187 [2:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \$339  = 3'h0;
-          end
-      4'h7:
-          if (\$244 ) begin
-            if (\$255 ) begin
-              \$339  = \$257 [2:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$339  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = \$signal ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \$340  = 1'h0;
-          end
-      4'h3:
-          if (\$174 ) begin
-            if (\$185 ) begin
-              \$340  = \$186 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \$340  = 1'h0;
-          end
-      4'h7:
-          if (\$244 ) begin
-            if (\$255 ) begin
-              \$340  = \$256 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$340  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = \$signal$71 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \$341  = 1'h0;
-          end
-      4'h3:
-          if (\$194 ) begin
-            if (\$210 ) begin
-              \$341  = \$211 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \$341  = 1'h0;
-          end
-      4'h7:
-          if (\$264 ) begin
-            if (\$280 ) begin
-              \$341  = \$281 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$341  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \$342  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$174 ) begin
-            if (\$185 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$342  = 1'h1;
-              endcase
-            end
-          end
-          if (\$194 ) begin
-            if (\$210 ) begin
-              casez (\$signal$71 )
-                1'h0:
-                    \$342  = 1'h0;
-              endcase
-            end
-          end
-        end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \$342  = 1'h0;
-          end
-      4'h7:
-        begin
-          if (\$244 ) begin
-            if (\$255 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$342  = 1'h1;
-              endcase
-            end
-          end
-          if (\$264 ) begin
-            if (\$280 ) begin
-              casez (\$signal$71 )
-                1'h0:
-                    \$342  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$342  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \$343  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$174 ) begin
-            if (\$185 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$343  = 1'h1;
-              endcase
-            end
-          end
-          if (\$194 ) begin
-            if (\$210 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$71 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$343  = 1'h0;
-              endcase
-            end
-          end
-        end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \$343  = 1'h0;
-          end
-      4'h7:
-        begin
-          if (\$244 ) begin
-            if (\$255 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$343  = 1'h1;
-              endcase
-            end
-          end
-          if (\$264 ) begin
-            if (\$280 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$71 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$343  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$343  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = gate0_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    \$344  = acc_word[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    \$344  = acc_word[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$344  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    \$345  = acc_word[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    \$345  = acc_word[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$345  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = gate0_0_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    \$346  = acc_word[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    \$346  = acc_word[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$346  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = gate0_0_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    \$347  = acc_word[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    \$347  = acc_word[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$347  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = gate0_0_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    \$348  = acc_word[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    \$348  = acc_word[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$348  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = gate0_0_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    \$349  = acc_word[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    \$349  = acc_word[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$349  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = gate0_0_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    \$350  = acc_word[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    \$350  = acc_word[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$350  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = gate0_0_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    \$351  = acc_word[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    \$351  = acc_word[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$351  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$352  = acc_word[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$352  = acc_word[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$352  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$353  = acc_word[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$353  = acc_word[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$353  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = gate0_1_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$354  = acc_word[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$354  = acc_word[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$354  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = gate0_1_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$355  = acc_word[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$355  = acc_word[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$355  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = gate0_1_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$356  = acc_word[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$356  = acc_word[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$356  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = gate0_1_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$357  = acc_word[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$357  = acc_word[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$357  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = gate0_1_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$358  = acc_word[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$358  = acc_word[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$358  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = gate0_1_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$359  = acc_word[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$359  = acc_word[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$359  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$360  = acc_word[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$360  = acc_word[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$360  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$361  = acc_word[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$361  = acc_word[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$361  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = gate0_2_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$362  = acc_word[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$362  = acc_word[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$362  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$363  = gate0_2_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$363  = acc_word[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$363  = acc_word[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$363  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$364  = gate0_2_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$364  = acc_word[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$364  = acc_word[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$364  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$365  = gate0_2_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$365  = acc_word[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$365  = acc_word[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$365  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$366  = gate0_2_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$366  = acc_word[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$366  = acc_word[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$366  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$367  = gate0_2_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$367  = acc_word[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$367  = acc_word[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$367  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$368  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$368  = acc_word[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$368  = acc_word[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$368  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$369  = gate0_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$369  = acc_word[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$369  = acc_word[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$369  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$370  = gate0_3_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$370  = acc_word[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$370  = acc_word[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$370  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$371  = gate0_3_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$371  = acc_word[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$371  = acc_word[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$371  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$372  = gate0_3_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$372  = acc_word[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$372  = acc_word[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$372  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$373  = gate0_3_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$373  = acc_word[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$373  = acc_word[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$373  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$374  = gate0_3_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$374  = acc_word[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$374  = acc_word[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$374  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$375  = gate0_3_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$176 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$375  = acc_word[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$246 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$375  = acc_word[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$375  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$376  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    \$376  = acc_word[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    \$376  = acc_word[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$376  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$377  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    \$377  = acc_word[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    \$377  = acc_word[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$377  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = gate1_0_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    \$378  = acc_word[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    \$378  = acc_word[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$378  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$379  = gate1_0_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    \$379  = acc_word[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    \$379  = acc_word[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$379  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$380  = gate1_0_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    \$380  = acc_word[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    \$380  = acc_word[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$380  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$381  = gate1_0_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    \$381  = acc_word[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    \$381  = acc_word[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$381  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$382  = gate1_0_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    \$382  = acc_word[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    \$382  = acc_word[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$382  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$383  = gate1_0_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    \$383  = acc_word[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    \$383  = acc_word[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$383  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$384  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$384  = acc_word[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$384  = acc_word[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$384  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$385  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$385  = acc_word[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$385  = acc_word[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$385  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$386  = gate1_1_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$386  = acc_word[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$386  = acc_word[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$386  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$387  = gate1_1_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$387  = acc_word[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$387  = acc_word[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$387  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$388  = gate1_1_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$388  = acc_word[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$388  = acc_word[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$388  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$389  = gate1_1_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$389  = acc_word[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$389  = acc_word[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$389  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$390  = gate1_1_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$390  = acc_word[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$390  = acc_word[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$390  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$391  = gate1_1_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$391  = acc_word[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$391  = acc_word[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$391  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$392  = gate1_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$392  = acc_word[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$392  = acc_word[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$392  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$393  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$393  = acc_word[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$393  = acc_word[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$393  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$394  = gate1_2_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$394  = acc_word[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$394  = acc_word[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$394  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395  = gate1_2_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$395  = acc_word[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$395  = acc_word[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$395  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396  = gate1_2_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$396  = acc_word[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$396  = acc_word[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$396  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = gate1_2_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$397  = acc_word[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$397  = acc_word[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$397  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = gate1_2_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$398  = acc_word[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$398  = acc_word[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$398  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = gate1_2_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$399  = acc_word[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$399  = acc_word[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$399  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = gate1_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$400  = acc_word[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$400  = acc_word[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$400  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = gate1_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$401  = acc_word[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$401  = acc_word[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$401  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = gate1_3_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$402  = acc_word[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$402  = acc_word[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$402  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = gate1_3_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$403  = acc_word[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$403  = acc_word[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$403  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = gate1_3_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$404  = acc_word[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$404  = acc_word[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$404  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = gate1_3_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$405  = acc_word[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$405  = acc_word[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$405  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = gate1_3_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$406  = acc_word[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$406  = acc_word[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$406  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407  = gate1_3_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$174 ) begin
-            if (\$177 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$407  = acc_word[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$244 ) begin
-            if (\$247 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$407  = acc_word[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$407  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = acc0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$194 ) begin
-            \$408  = \$198 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$264 ) begin
-            \$408  = \$268 ;
-          end
-    endcase
-    if (rst) begin
-      \$408  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = acc1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$194 ) begin
-            \$409  = \$201 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$264 ) begin
-            \$409  = \$271 ;
-          end
-    endcase
-    if (rst) begin
-      \$409  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = acc2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$194 ) begin
-            \$410  = \$204 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$264 ) begin
-            \$410  = \$274 ;
-          end
-    endcase
-    if (rst) begin
-      \$410  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411  = acc3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$194 ) begin
-            \$411  = \$207 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$264 ) begin
-            \$411  = \$277 ;
-          end
-    endcase
-    if (rst) begin
-      \$411  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = tag;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$194 ) begin
-            \$412  = elem;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$264 ) begin
-            \$412  = elem;
-          end
-    endcase
-    if (rst) begin
-      \$412  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$194 ) begin
-            \$413  = 2'h0;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$264 ) begin
-            \$413  = 2'h1;
-          end
-    endcase
-    if (rst) begin
-      \$413  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$414  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$194 ) begin
-            if (\$210 ) begin
-              if (\$213 ) begin
-                \$414  = 5'h00;
-              end
-            end
-          end
-      4'h4:
-          \$414  = \$215 [4:0];
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$264 ) begin
-            if (\$280 ) begin
-              if (\$283 ) begin
-                \$414  = 5'h00;
-              end
-            end
-          end
-      4'h8:
-          \$414  = \$285 [4:0];
-    endcase
-    if (rst) begin
-      \$414  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$415  = out_idx;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (idle) begin
-            \$415  = 6'h00;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            \$415  = \$319 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$415  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$416  = out_word;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          \$416  = \$307 ;
-    endcase
-    if (rst) begin
-      \$416  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$417  = o__payload;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-        begin
-          \$417 [7:0] = \$317 [7:0];
-          \$417 [8] = \$318 ;
-        end
-    endcase
-    if (rst) begin
-      \$417  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$418  = o__valid;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          \$418  = 1'h1;
-      4'hf:
-          if (o__ready) begin
-            \$418  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$418  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$419  = fresh;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            if (\$320 ) begin
-              \$419  = seq_end;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$419  = 1'h1;
+      \$426  = 7'h00;
     end
   end
   assign pushed = w_data;
+  assign b_rd__addr = \$like [12:7];
+  assign acc_wr__addr = s3[6:1];
+  assign acc_wr__en = s3[0];
   assign issue_acc0 = acc0;
   assign issue_acc1 = acc1;
   assign issue_acc2 = acc2;
   assign issue_acc3 = acc3;
   assign issue_tag = tag;
-  assign \acc0$20  = acc0;
-  assign \acc1$21  = acc1;
-  assign \acc2$22  = acc2;
-  assign \acc3$23  = acc3;
-  assign \tag$24  = tag;
+  assign \acc0$41  = acc0;
+  assign \acc1$42  = acc1;
+  assign \acc2$43  = acc2;
+  assign \acc3$44  = acc3;
+  assign \tag$45  = tag;
   assign o_valid = o__valid;
   assign o_payload = o__payload;
   assign \i__payload.data  = i__payload[7:0];
@@ -6453,6 +7244,56 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \pushed.col  = w_data[17:11];
   assign \pushed.is_h  = w_data[18];
   assign \pushed.delta  = w_data[27:19];
+  assign \$like.valid  = \$like [0];
+  assign \$like.acc_addr  = \$like [6:1];
+  assign \$like.b_addr  = \$like [12:7];
+  assign \$like.bias  = \$like [13];
+  assign \$like.delta  = \$like [22:14];
+  assign \$like.shift  = \$like [23];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[6:1];
+  assign \s3.bias  = s3[7];
+  assign \s3.shift  = s3[8];
+  assign \acc_wr__data[0]  = acc_wr__data[20:0];
+  assign \acc_wr__data[1]  = acc_wr__data[41:21];
+  assign \acc_wr__data[2]  = acc_wr__data[62:42];
+  assign \acc_wr__data[3]  = acc_wr__data[83:63];
+  assign \acc_wr__data[4]  = acc_wr__data[104:84];
+  assign \acc_wr__data[5]  = acc_wr__data[125:105];
+  assign \acc_wr__data[6]  = acc_wr__data[146:126];
+  assign \acc_wr__data[7]  = acc_wr__data[167:147];
+  assign \bias_q[0]  = bias_q[20:0];
+  assign \bias_q[1]  = bias_q[41:21];
+  assign \bias_q[2]  = bias_q[62:42];
+  assign \bias_q[3]  = bias_q[83:63];
+  assign \bias_q[4]  = bias_q[104:84];
+  assign \bias_q[5]  = bias_q[125:105];
+  assign \bias_q[6]  = bias_q[146:126];
+  assign \bias_q[7]  = bias_q[167:147];
+  assign \$like$20[0]  = \$like$20 [20:0];
+  assign \$like$20[1]  = \$like$20 [41:21];
+  assign \$like$20[2]  = \$like$20 [62:42];
+  assign \$like$20[3]  = \$like$20 [83:63];
+  assign \$like$20[4]  = \$like$20 [104:84];
+  assign \$like$20[5]  = \$like$20 [125:105];
+  assign \$like$20[6]  = \$like$20 [146:126];
+  assign \$like$20[7]  = \$like$20 [167:147];
+  assign \last_sum2[0]  = last_sum2[20:0];
+  assign \last_sum2[1]  = last_sum2[41:21];
+  assign \last_sum2[2]  = last_sum2[62:42];
+  assign \last_sum2[3]  = last_sum2[83:63];
+  assign \last_sum2[4]  = last_sum2[104:84];
+  assign \last_sum2[5]  = last_sum2[125:105];
+  assign \last_sum2[6]  = last_sum2[146:126];
+  assign \last_sum2[7]  = last_sum2[167:147];
+  assign \acc_q[0]  = acc_q[20:0];
+  assign \acc_q[1]  = acc_q[41:21];
+  assign \acc_q[2]  = acc_q[62:42];
+  assign \acc_q[3]  = acc_q[83:63];
+  assign \acc_q[4]  = acc_q[104:84];
+  assign \acc_q[5]  = acc_q[125:105];
+  assign \acc_q[6]  = acc_q[146:126];
+  assign \acc_q[7]  = acc_q[167:147];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
   assign \e2.valid  = e2[0];
@@ -6461,13 +7302,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \e2.w_addr  = e2[19:9];
   assign \e2.value  = e2[27:20];
   assign \e2.change  = e2[36:28];
-  assign \issue.valid  = issue[0];
-  assign \issue.w_addr  = issue[11:1];
-  assign \issue.acc_addr  = issue[17:12];
-  assign \issue.b_addr  = issue[23:18];
-  assign \issue.bias  = issue[24];
-  assign \issue.delta  = issue[33:25];
-  assign \issue.shift  = issue[34];
   assign \cur.w_addr  = cur[10:0];
   assign \cur.col  = cur[17:11];
   assign \cur.is_h  = cur[18];
@@ -6476,27 +7310,85 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \e1.col  = e1[7:1];
   assign \e1.is_h  = e1[8];
   assign \e1.w_addr  = e1[19:9];
-  assign \acc_word[0]  = acc_word[20:0];
-  assign \acc_word[1]  = acc_word[41:21];
-  assign \acc_word[2]  = acc_word[62:42];
-  assign \acc_word[3]  = acc_word[83:63];
-  assign \acc_word[4]  = acc_word[104:84];
-  assign \acc_word[5]  = acc_word[125:105];
-  assign \acc_word[6]  = acc_word[146:126];
-  assign \acc_word[7]  = acc_word[167:147];
-  assign \$10  = e2[0];
-  assign \$27  = \$26 ;
-  assign \$63  = e2[0];
-  assign \$80  = \$79 ;
-  assign \$81  = 1'h0;
-  assign \$116  = e2[0];
-  assign \$121  = \$120 ;
-  assign \$122  = 1'h0;
-  assign \$177  = \$signal ;
-  assign \$247  = \$signal ;
-  assign \$309  = { \$308 [21], \$308 [21], \$308 [21], \$308 [21], \$308 [21], \$308 [21], \$308 [21], \$308 [21], \$308 [21], \$308 [21:9] };
-  assign \$312  = { \$311 [21], \$311 [21], \$311 [21], \$311 [21], \$311 [21], \$311 [21], \$311 [21], \$311 [21], \$311 [21], \$311 [21:9] };
-  assign \$315  = { \$314 [21], \$314 [21], \$314 [21], \$314 [21], \$314 [21], \$314 [21], \$314 [21], \$314 [21], \$314 [21], \$314 [21:9] };
+  assign \s1.valid  = s1[0];
+  assign \s1.acc_addr  = s1[6:1];
+  assign \s1.b_addr  = s1[12:7];
+  assign \s1.bias  = s1[13];
+  assign \s1.delta  = s1[22:14];
+  assign \s1.shift  = s1[23];
+  assign \$like$86.valid  = \$like$86 [0];
+  assign \$like$86.acc_addr  = \$like$86 [6:1];
+  assign \$like$86.b_addr  = \$like$86 [12:7];
+  assign \$like$86.bias  = \$like$86 [13];
+  assign \$like$86.delta  = \$like$86 [22:14];
+  assign \$like$86.shift  = \$like$86 [23];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
+  assign \data[2]  = data[23:16];
+  assign \data[3]  = data[31:24];
+  assign \data[4]  = data[39:32];
+  assign \data[5]  = data[47:40];
+  assign \data[6]  = data[55:48];
+  assign \data[7]  = data[63:56];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[6:1];
+  assign \s2.bias  = s2[7];
+  assign \s2.shift  = s2[8];
+  assign \acc_rd__data[0]  = acc_rd__data[20:0];
+  assign \acc_rd__data[1]  = acc_rd__data[41:21];
+  assign \acc_rd__data[2]  = acc_rd__data[62:42];
+  assign \acc_rd__data[3]  = acc_rd__data[83:63];
+  assign \acc_rd__data[4]  = acc_rd__data[104:84];
+  assign \acc_rd__data[5]  = acc_rd__data[125:105];
+  assign \acc_rd__data[6]  = acc_rd__data[146:126];
+  assign \acc_rd__data[7]  = acc_rd__data[167:147];
+  assign \b_rd__data[0]  = b_rd__data[20:0];
+  assign \b_rd__data[1]  = b_rd__data[41:21];
+  assign \b_rd__data[2]  = b_rd__data[62:42];
+  assign \b_rd__data[3]  = b_rd__data[83:63];
+  assign \b_rd__data[4]  = b_rd__data[104:84];
+  assign \b_rd__data[5]  = b_rd__data[125:105];
+  assign \b_rd__data[6]  = b_rd__data[146:126];
+  assign \b_rd__data[7]  = b_rd__data[167:147];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[6:1];
+  assign acc_wr__data[167:147] = \$16 [20:0];
+  assign acc_wr__data[146:126] = \$14 [20:0];
+  assign acc_wr__data[125:105] = \$12 [20:0];
+  assign acc_wr__data[104:84] = \$10 [20:0];
+  assign acc_wr__data[83:63] = \$8 [20:0];
+  assign acc_wr__data[62:42] = \$6 [20:0];
+  assign acc_wr__data[41:21] = \$4 [20:0];
+  assign acc_wr__data[20:0] = \$2 [20:0];
+  assign \$26  = e2[0];
+  assign \$62  = e2[0];
+  assign \$98  = e2[0];
+  assign \$134  = { prod0[16], prod0 };
+  assign \$135  = { prod0[16], prod0, 2'h0 };
+  assign \$136  = { prod1[16], prod1 };
+  assign \$137  = { prod1[16], prod1, 2'h0 };
+  assign \$138  = { prod2[16], prod2 };
+  assign \$139  = { prod2[16], prod2, 2'h0 };
+  assign \$140  = { prod3[16], prod3 };
+  assign \$141  = { prod3[16], prod3, 2'h0 };
+  assign \$142  = { prod4[16], prod4 };
+  assign \$143  = { prod4[16], prod4, 2'h0 };
+  assign \$144  = { prod5[16], prod5 };
+  assign \$145  = { prod5[16], prod5, 2'h0 };
+  assign \$146  = { prod6[16], prod6 };
+  assign \$147  = { prod6[16], prod6, 2'h0 };
+  assign \$148  = { prod7[16], prod7 };
+  assign \$149  = { prod7[16], prod7, 2'h0 };
+  assign \$180  = \$179 ;
+  assign \$208  = \$signal ;
+  assign \$276  = \$275 ;
+  assign \$277  = 1'h0;
+  assign \$304  = \$signal ;
+  assign \$356  = \$355 ;
+  assign \$357  = 1'h0;
+  assign \$380  = { \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21:9] };
+  assign \$383  = { \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21:9] };
+  assign \$386  = { \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11040,938 +11932,8 @@ module \hwgen_charlm_gru2_p8.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.mac (rst, idle, issue, read_addr, acc_word, clk);
+module \hwgen_charlm_gru2_p8.w_rom (rst, addr, data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire \$1 ;
-  wire [22:0] \$10 ;
-  reg [20:0] \$11 ;
-  wire [22:0] \$12 ;
-  reg [20:0] \$13 ;
-  wire [22:0] \$14 ;
-  reg [20:0] \$15 ;
-  wire [22:0] \$16 ;
-  reg [20:0] \$17 ;
-  wire [22:0] \$18 ;
-  reg [20:0] \$19 ;
-  wire \$2 ;
-  wire [22:0] \$20 ;
-  reg [20:0] \$21 ;
-  wire [22:0] \$22 ;
-  reg [20:0] \$23 ;
-  wire [22:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [16:0] \$27 ;
-  wire [16:0] \$28 ;
-  wire [16:0] \$29 ;
-  wire \$3 ;
-  wire [16:0] \$30 ;
-  wire [16:0] \$31 ;
-  wire [16:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [17:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [17:0] \$39 ;
-  wire \$4 ;
-  wire [19:0] \$40 ;
-  wire [17:0] \$41 ;
-  wire [19:0] \$42 ;
-  wire [17:0] \$43 ;
-  wire [19:0] \$44 ;
-  wire [17:0] \$45 ;
-  wire [19:0] \$46 ;
-  wire [17:0] \$47 ;
-  wire [19:0] \$48 ;
-  wire [17:0] \$49 ;
-  wire \$5 ;
-  wire [19:0] \$50 ;
-  wire [17:0] \$51 ;
-  wire [19:0] \$52 ;
-  reg [34:0] \$53 ;
-  reg [34:0] \$54 ;
-  reg [34:0] \$55 ;
-  reg [16:0] \$56 ;
-  reg [16:0] \$57 ;
-  reg [16:0] \$58 ;
-  reg [16:0] \$59 ;
-  wire \$6 ;
-  reg [16:0] \$60 ;
-  reg [16:0] \$61 ;
-  reg [16:0] \$62 ;
-  reg [16:0] \$63 ;
-  reg [8:0] \$64 ;
-  reg [8:0] \$65 ;
-  reg [167:0] \$66 ;
-  reg [167:0] \$67 ;
-  reg [6:0] \$68 ;
-  reg [167:0] \$69 ;
-  wire \$7 ;
-  reg [167:0] \$70 ;
-  reg [1:0] \$71 ;
-  reg [21:0] \$72 ;
-  reg [21:0] \$73 ;
-  reg [21:0] \$74 ;
-  reg [21:0] \$75 ;
-  reg [21:0] \$76 ;
-  reg [21:0] \$77 ;
-  reg [21:0] \$78 ;
-  reg [21:0] \$79 ;
-  wire \$8 ;
-  reg [20:0] \$9 ;
-  reg [34:0] \$like  = 35'h000000000;
-  reg [34:0] \$like$10  = 35'h000000000;
-  wire [5:0] \$like$10.acc_addr ;
-  wire [5:0] \$like$10.b_addr ;
-  wire \$like$10.bias ;
-  wire [8:0] \$like$10.delta ;
-  wire \$like$10.shift ;
-  wire \$like$10.valid ;
-  wire [10:0] \$like$10.w_addr ;
-  reg [167:0] \$like$18  = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \$like$18[0] ;
-  wire [20:0] \$like$18[1] ;
-  wire [20:0] \$like$18[2] ;
-  wire [20:0] \$like$18[3] ;
-  wire [20:0] \$like$18[4] ;
-  wire [20:0] \$like$18[5] ;
-  wire [20:0] \$like$18[6] ;
-  wire [20:0] \$like$18[7] ;
-  (* init = 168'h000000000000000000000000000000000000000000 *)
-  wire [167:0] \$like$7 ;
-  wire [20:0] \$like$7[0] ;
-  wire [20:0] \$like$7[1] ;
-  wire [20:0] \$like$7[2] ;
-  wire [20:0] \$like$7[3] ;
-  wire [20:0] \$like$7[4] ;
-  wire [20:0] \$like$7[5] ;
-  wire [20:0] \$like$7[6] ;
-  wire [20:0] \$like$7[7] ;
-  wire [5:0] \$like.acc_addr ;
-  wire [5:0] \$like.b_addr ;
-  wire \$like.bias ;
-  wire [8:0] \$like.delta ;
-  wire \$like.shift ;
-  wire \$like.valid ;
-  wire [10:0] \$like.w_addr ;
-  wire [5:0] \$signature__addr ;
-  wire [5:0] \$signature__addr$4 ;
-  wire [167:0] \$signature__data ;
-  wire [167:0] \$signature__data$40 ;
-  wire [20:0] \$signature__data$40[0] ;
-  wire [20:0] \$signature__data$40[1] ;
-  wire [20:0] \$signature__data$40[2] ;
-  wire [20:0] \$signature__data$40[3] ;
-  wire [20:0] \$signature__data$40[4] ;
-  wire [20:0] \$signature__data$40[5] ;
-  wire [20:0] \$signature__data$40[6] ;
-  wire [20:0] \$signature__data$40[7] ;
-  wire [20:0] \$signature__data[0] ;
-  wire [20:0] \$signature__data[1] ;
-  wire [20:0] \$signature__data[2] ;
-  wire [20:0] \$signature__data[3] ;
-  wire [20:0] \$signature__data[4] ;
-  wire [20:0] \$signature__data[5] ;
-  wire [20:0] \$signature__data[6] ;
-  wire [20:0] \$signature__data[7] ;
-  output [167:0] acc_word;
-  reg [167:0] acc_word = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \acc_word[0] ;
-  wire [20:0] \acc_word[1] ;
-  wire [20:0] \acc_word[2] ;
-  wire [20:0] \acc_word[3] ;
-  wire [20:0] \acc_word[4] ;
-  wire [20:0] \acc_word[5] ;
-  wire [20:0] \acc_word[6] ;
-  wire [20:0] \acc_word[7] ;
-  wire [5:0] acc_wr__addr;
-  wire [167:0] acc_wr__data;
-  wire [20:0] \acc_wr__data[0] ;
-  wire [20:0] \acc_wr__data[1] ;
-  wire [20:0] \acc_wr__data[2] ;
-  wire [20:0] \acc_wr__data[3] ;
-  wire [20:0] \acc_wr__data[4] ;
-  wire [20:0] \acc_wr__data[5] ;
-  wire [20:0] \acc_wr__data[6] ;
-  wire [20:0] \acc_wr__data[7] ;
-  wire acc_wr__en;
-  wire [10:0] addr;
-  reg [21:0] aligned0 = 22'h000000;
-  reg [21:0] aligned1 = 22'h000000;
-  reg [21:0] aligned2 = 22'h000000;
-  reg [21:0] aligned3 = 22'h000000;
-  reg [21:0] aligned4 = 22'h000000;
-  reg [21:0] aligned5 = 22'h000000;
-  reg [21:0] aligned6 = 22'h000000;
-  reg [21:0] aligned7 = 22'h000000;
-  reg [167:0] bias_q = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \bias_q[0] ;
-  wire [20:0] \bias_q[1] ;
-  wire [20:0] \bias_q[2] ;
-  wire [20:0] \bias_q[3] ;
-  wire [20:0] \bias_q[4] ;
-  wire [20:0] \bias_q[5] ;
-  wire [20:0] \bias_q[6] ;
-  wire [20:0] \bias_q[7] ;
-  input clk;
-  wire clk;
-  wire [63:0] data;
-  wire [7:0] \data[0] ;
-  wire [7:0] \data[1] ;
-  wire [7:0] \data[2] ;
-  wire [7:0] \data[3] ;
-  wire [7:0] \data[4] ;
-  wire [7:0] \data[5] ;
-  wire [7:0] \data[6] ;
-  wire [7:0] \data[7] ;
-  output idle;
-  wire idle;
-  input [34:0] issue;
-  wire [34:0] issue;
-  wire [5:0] \issue.acc_addr ;
-  wire [5:0] \issue.b_addr ;
-  wire \issue.bias ;
-  wire [8:0] \issue.delta ;
-  wire \issue.shift ;
-  wire \issue.valid ;
-  wire [10:0] \issue.w_addr ;
-  reg [6:0] last = 7'h00;
-  wire [5:0] \last.acc_addr ;
-  wire \last.valid ;
-  reg [167:0] last_sum2 = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \last_sum2[0] ;
-  wire [20:0] \last_sum2[1] ;
-  wire [20:0] \last_sum2[2] ;
-  wire [20:0] \last_sum2[3] ;
-  wire [20:0] \last_sum2[4] ;
-  wire [20:0] \last_sum2[5] ;
-  wire [20:0] \last_sum2[6] ;
-  wire [20:0] \last_sum2[7] ;
-  reg [1:0] pick = 2'h0;
-  reg [16:0] prod0 = 17'h00000;
-  reg [16:0] prod1 = 17'h00000;
-  reg [16:0] prod2 = 17'h00000;
-  reg [16:0] prod3 = 17'h00000;
-  reg [16:0] prod4 = 17'h00000;
-  reg [16:0] prod5 = 17'h00000;
-  reg [16:0] prod6 = 17'h00000;
-  reg [16:0] prod7 = 17'h00000;
-  input [5:0] read_addr;
-  wire [5:0] read_addr;
-  input rst;
-  wire rst;
-  reg [34:0] s1 = 35'h000000000;
-  wire [5:0] \s1.acc_addr ;
-  wire [5:0] \s1.b_addr ;
-  wire \s1.bias ;
-  wire [8:0] \s1.delta ;
-  wire \s1.shift ;
-  wire \s1.valid ;
-  wire [10:0] \s1.w_addr ;
-  reg [8:0] s2 = 9'h000;
-  wire [5:0] \s2.acc_addr ;
-  wire \s2.bias ;
-  wire \s2.shift ;
-  wire \s2.valid ;
-  reg [8:0] s3 = 9'h000;
-  wire [5:0] \s3.acc_addr ;
-  wire \s3.bias ;
-  wire \s3.shift ;
-  wire \s3.valid ;
-  reg [167:0] acc_mem [35:0];
-  initial begin
-    acc_mem[0] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[1] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[2] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[3] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[4] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[5] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[6] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[7] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[8] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[9] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[10] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[11] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[12] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[13] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[14] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[15] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[16] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[17] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[18] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[19] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[20] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[21] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[22] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[23] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[24] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[25] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[26] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[27] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[28] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[29] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[30] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[31] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[32] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[33] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[34] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[35] = 168'h000000000000000000000000000000000000000000;
-  end
-  always @(posedge clk) begin
-    if (s3[0])
-      acc_mem[s3[6:1]] <= acc_wr__data;
-  end
-  reg [167:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= acc_mem[\$signature__addr$4 ];
-  end
-  assign \$signature__data  = _0_;
-  reg [167:0] b_mem [35:0];
-  initial begin
-    b_mem[0] = 168'h0027fffe8dfff2ac00c4f00178002b54017b200aa4;
-    b_mem[1] = 168'hffbd7fff907ffe13ffd9dff8de7ffd3bff565ff03d;
-    b_mem[2] = 168'hffeb90008b7fe69fff9a5ffdd17fd773fe81a00080;
-    b_mem[3] = 168'hffc6bffefe4001b0002eb00180ffef7bff955ff9b8;
-    b_mem[4] = 168'hfea14ff7d17fe4abfd80fff2907f7447fcd8bfdebc;
-    b_mem[5] = 168'hfe005ffca87fe66ffd81dfecd9ff5b1bfa115fe8f7;
-    b_mem[6] = 168'hfee8cff9463fb949fdf0bfee237f6d43fc21bfe920;
-    b_mem[7] = 168'hfec167f5c2bfcc5fff07afed41ff5813fad29feb08;
-    b_mem[8] = 168'hffe49ffff1fffc47ffd520021bffe1d7ff8b3ffdd2;
-    b_mem[9] = 168'h002e48001040088e004a5003d67ffa03ffb8bffc57;
-    b_mem[10] = 168'h002dd8005a3ff1d60025fffcfffff42c001580042f;
-    b_mem[11] = 168'hffc9e7fe59400269ffa9c000cdfff57000a1a005c9;
-    b_mem[12] = 168'h000948002a0011aa007fc001e27ff81fff3e1ff9d2;
-    b_mem[13] = 168'hffcd07fde9bff201ffe3fffdd3000adc01188000d3;
-    b_mem[14] = 168'h0030d8024bbfffddffedd001f8ffe1240197e002e0;
-    b_mem[15] = 168'hffd92000a8400805fff610018a7fe90ffeeee002f3;
-    b_mem[16] = 168'h002b87fd16400319ff7eb00693ffee900208a00b6a;
-    b_mem[17] = 168'hfff5c802944011fc007aeffe9c80316c02d9200742;
-    b_mem[18] = 168'h00657803b180028000b20001dfffcdec027a0008eb;
-    b_mem[19] = 168'h005fdffd0940025a0067c0052e801a2001c100038d;
-    b_mem[20] = 168'hff4537facf7fb253fdcc3ff60ffee33ffc41bfe887;
-    b_mem[21] = 168'hff6daff67cbfdebbfed5efedfd7f8a17fac1fff53d;
-    b_mem[22] = 168'hff1d2ff723ffbd2bfcfcbff39aff6c13f9555fd986;
-    b_mem[23] = 168'hfe64cff8823fb691fe936002307fa65bf9e35fdb6a;
-    b_mem[24] = 168'h0000cfff2a4016d9ff9ecffe887ff30bfef72002c3;
-    b_mem[25] = 168'hffd5e80176fffe45ffb090023effea27ffcc5fffad;
-    b_mem[26] = 168'h003ef0003d3ff513ffea2fff6a80211400c05fff7d;
-    b_mem[27] = 168'h0001effebb401491ffe71000cfffe9780025bff820;
-    b_mem[28] = 168'h0087d0019e80122e0030f004398025affebaa00ffd;
-    b_mem[29] = 168'h0020d801ee801257ffbaa007537fe237fddefffd76;
-    b_mem[30] = 168'h005c37fc86bffc05ff9d2ffb67fff8f00115200d02;
-    b_mem[31] = 168'hffa127fe408009fdff26e00183ffd3ec0046200af3;
-    b_mem[32] = 168'hfff2dfff440006b4007570010d80201bff064004aa;
-    b_mem[33] = 168'hffd720018e00114fff8340022ffff9cbff9f000022;
-    b_mem[34] = 168'hffd89ffd8a000160005e7ffda18024c001057ffcda;
-    b_mem[35] = 168'h003887ff25fff62dff888ffbe3801043fe85c00055;
-  end
-  reg [167:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= b_mem[\$like [23:18]];
-  end
-  assign \$signature__data$40  = _1_;
-  assign \$20  = $signed(\$19 ) + $signed(aligned5);
-  assign \$22  = $signed(\$21 ) + $signed(aligned6);
-  assign \$24  = $signed(\$23 ) + $signed(aligned7);
-  assign \$25  = $signed(data[7:0]) * $signed(\$like [33:25]);
-  assign \$26  = $signed(data[15:8]) * $signed(\$like [33:25]);
-  assign \$27  = $signed(data[23:16]) * $signed(\$like [33:25]);
-  assign \$28  = $signed(data[31:24]) * $signed(\$like [33:25]);
-  assign \$29  = $signed(data[39:32]) * $signed(\$like [33:25]);
-  assign \$30  = $signed(data[47:40]) * $signed(\$like [33:25]);
-  assign \$31  = $signed(data[55:48]) * $signed(\$like [33:25]);
-  assign \$32  = $signed(data[63:56]) * $signed(\$like [33:25]);
-  assign \$33  = s3[6:1] == s2[6:1];
-  assign \$34  = s3[0] & \$33 ;
-  assign \$35  = last[6:1] == s2[6:1];
-  assign \$36  = last[0] & \$35 ;
-  always @(posedge clk)
-    s1 <= \$53 ;
-  always @(posedge clk)
-    \$like$10  <= \$54 ;
-  always @(posedge clk)
-    \$like  <= \$55 ;
-  always @(posedge clk)
-    prod0 <= \$56 ;
-  always @(posedge clk)
-    prod1 <= \$57 ;
-  always @(posedge clk)
-    prod2 <= \$58 ;
-  always @(posedge clk)
-    prod3 <= \$59 ;
-  always @(posedge clk)
-    prod4 <= \$60 ;
-  always @(posedge clk)
-    prod5 <= \$61 ;
-  always @(posedge clk)
-    prod6 <= \$62 ;
-  always @(posedge clk)
-    prod7 <= \$63 ;
-  always @(posedge clk)
-    s2 <= \$64 ;
-  always @(posedge clk)
-    s3 <= \$65 ;
-  always @(posedge clk)
-    acc_word <= \$66 ;
-  always @(posedge clk)
-    bias_q <= \$67 ;
-  always @(posedge clk)
-    last <= \$68 ;
-  always @(posedge clk)
-    \$like$18  <= \$69 ;
-  always @(posedge clk)
-    last_sum2 <= \$70 ;
-  always @(posedge clk)
-    pick <= \$71 ;
-  always @(posedge clk)
-    aligned0 <= \$72 ;
-  always @(posedge clk)
-    aligned1 <= \$73 ;
-  always @(posedge clk)
-    aligned2 <= \$74 ;
-  always @(posedge clk)
-    aligned3 <= \$75 ;
-  always @(posedge clk)
-    aligned4 <= \$76 ;
-  always @(posedge clk)
-    aligned5 <= \$77 ;
-  always @(posedge clk)
-    aligned6 <= \$78 ;
-  always @(posedge clk)
-    aligned7 <= \$79 ;
-  assign \$signature__addr$4  = \$like [0] ? \$like [17:12] : read_addr;
-  assign \$1  = ~ s1[0];
-  assign \$2  = ~ \$like$10 [0];
-  assign \$3  = \$1  & \$2 ;
-  assign \$4  = ~ \$like [0];
-  assign \$5  = \$3  & \$4 ;
-  assign \$6  = ~ s2[0];
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = ~ s3[0];
-  assign idle = \$7  & \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned0);
-  assign \$12  = $signed(\$11 ) + $signed(aligned1);
-  assign \$14  = $signed(\$13 ) + $signed(aligned2);
-  assign \$16  = $signed(\$15 ) + $signed(aligned3);
-  assign \$18  = $signed(\$17 ) + $signed(aligned4);
-  \hwgen_charlm_gru2_p8.mac.w_rom  w_rom (
-    .addr(issue[11:1]),
-    .clk(clk),
-    .data(data),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$19  = bias_q[125:105];
-      2'h1:
-          \$19  = \$like$18 [125:105];
-      2'h2:
-          \$19  = last_sum2[125:105];
-      2'h3:
-          \$19  = acc_word[125:105];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$21  = bias_q[146:126];
-      2'h1:
-          \$21  = \$like$18 [146:126];
-      2'h2:
-          \$21  = last_sum2[146:126];
-      2'h3:
-          \$21  = acc_word[146:126];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$23  = bias_q[167:147];
-      2'h1:
-          \$23  = \$like$18 [167:147];
-      2'h2:
-          \$23  = last_sum2[167:147];
-      2'h3:
-          \$23  = acc_word[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$53 [34:1] = s1[34:1];
-    \$53 [0] = issue[0];
-    if (issue[0]) begin
-      \$53  = issue;
-    end
-    if (rst) begin
-      \$53  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$54  = s1;
-    if (rst) begin
-      \$54  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$55  = \$like$10 ;
-    if (rst) begin
-      \$55  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$56  = \$25 ;
-    if (rst) begin
-      \$56  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$57  = \$26 ;
-    if (rst) begin
-      \$57  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$58  = \$27 ;
-    if (rst) begin
-      \$58  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$59  = \$28 ;
-    if (rst) begin
-      \$59  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$60  = \$29 ;
-    if (rst) begin
-      \$60  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$61  = \$30 ;
-    if (rst) begin
-      \$61  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$62  = \$31 ;
-    if (rst) begin
-      \$62  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$63  = \$32 ;
-    if (rst) begin
-      \$63  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$64 [0] = \$like [0];
-    \$64 [6:1] = \$like [17:12];
-    \$64 [7] = \$like [24];
-    \$64 [8] = \$like [34];
-    if (rst) begin
-      \$64  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$65  = s2;
-    if (rst) begin
-      \$65  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$66  = \$signature__data ;
-    if (rst) begin
-      \$66  = 168'h000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$67  = \$signature__data$40 ;
-    if (rst) begin
-      \$67  = 168'h000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$68 [0] = s3[0];
-    \$68 [6:1] = s3[6:1];
-    if (rst) begin
-      \$68  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$69  = acc_wr__data;
-    if (rst) begin
-      \$69  = 168'h000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$70  = \$like$18 ;
-    if (rst) begin
-      \$70  = 168'h000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (s2[7]) begin
-      \$71  = 2'h0;
-    end else if (\$34 ) begin
-      \$71  = 2'h1;
-    end else if (\$36 ) begin
-      \$71  = 2'h2;
-    end else begin
-      \$71  = 2'h3;
-    end
-    if (rst) begin
-      \$71  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$72  = { \$37 [17], \$37 [17], \$37 [17], \$37 [17], \$37  };
-      1'h1:
-          \$72  = { \$38 [19], \$38 [19], \$38  };
-    endcase
-    if (rst) begin
-      \$72  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$73  = { \$39 [17], \$39 [17], \$39 [17], \$39 [17], \$39  };
-      1'h1:
-          \$73  = { \$40 [19], \$40 [19], \$40  };
-    endcase
-    if (rst) begin
-      \$73  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$74  = { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  };
-      1'h1:
-          \$74  = { \$42 [19], \$42 [19], \$42  };
-    endcase
-    if (rst) begin
-      \$74  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$75  = { \$43 [17], \$43 [17], \$43 [17], \$43 [17], \$43  };
-      1'h1:
-          \$75  = { \$44 [19], \$44 [19], \$44  };
-    endcase
-    if (rst) begin
-      \$75  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$76  = { \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45  };
-      1'h1:
-          \$76  = { \$46 [19], \$46 [19], \$46  };
-    endcase
-    if (rst) begin
-      \$76  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$77  = { \$47 [17], \$47 [17], \$47 [17], \$47 [17], \$47  };
-      1'h1:
-          \$77  = { \$48 [19], \$48 [19], \$48  };
-    endcase
-    if (rst) begin
-      \$77  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$78  = { \$49 [17], \$49 [17], \$49 [17], \$49 [17], \$49  };
-      1'h1:
-          \$78  = { \$50 [19], \$50 [19], \$50  };
-    endcase
-    if (rst) begin
-      \$78  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$79  = { \$51 [17], \$51 [17], \$51 [17], \$51 [17], \$51  };
-      1'h1:
-          \$79  = { \$52 [19], \$52 [19], \$52  };
-    endcase
-    if (rst) begin
-      \$79  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$9  = bias_q[20:0];
-      2'h1:
-          \$9  = \$like$18 [20:0];
-      2'h2:
-          \$9  = last_sum2[20:0];
-      2'h3:
-          \$9  = acc_word[20:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$11  = bias_q[41:21];
-      2'h1:
-          \$11  = \$like$18 [41:21];
-      2'h2:
-          \$11  = last_sum2[41:21];
-      2'h3:
-          \$11  = acc_word[41:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$13  = bias_q[62:42];
-      2'h1:
-          \$13  = \$like$18 [62:42];
-      2'h2:
-          \$13  = last_sum2[62:42];
-      2'h3:
-          \$13  = acc_word[62:42];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$15  = bias_q[83:63];
-      2'h1:
-          \$15  = \$like$18 [83:63];
-      2'h2:
-          \$15  = last_sum2[83:63];
-      2'h3:
-          \$15  = acc_word[83:63];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$17  = bias_q[104:84];
-      2'h1:
-          \$17  = \$like$18 [104:84];
-      2'h2:
-          \$17  = last_sum2[104:84];
-      2'h3:
-          \$17  = acc_word[104:84];
-    endcase
-  end
-  assign addr = issue[11:1];
-  assign \$signature__addr  = \$like [23:18];
-  assign \$like$7  = acc_word;
-  assign acc_wr__addr = s3[6:1];
-  assign acc_wr__en = s3[0];
-  assign \issue.valid  = issue[0];
-  assign \issue.w_addr  = issue[11:1];
-  assign \issue.acc_addr  = issue[17:12];
-  assign \issue.b_addr  = issue[23:18];
-  assign \issue.bias  = issue[24];
-  assign \issue.delta  = issue[33:25];
-  assign \issue.shift  = issue[34];
-  assign \$like.valid  = \$like [0];
-  assign \$like.w_addr  = \$like [11:1];
-  assign \$like.acc_addr  = \$like [17:12];
-  assign \$like.b_addr  = \$like [23:18];
-  assign \$like.bias  = \$like [24];
-  assign \$like.delta  = \$like [33:25];
-  assign \$like.shift  = \$like [34];
-  assign \acc_word[0]  = acc_word[20:0];
-  assign \acc_word[1]  = acc_word[41:21];
-  assign \acc_word[2]  = acc_word[62:42];
-  assign \acc_word[3]  = acc_word[83:63];
-  assign \acc_word[4]  = acc_word[104:84];
-  assign \acc_word[5]  = acc_word[125:105];
-  assign \acc_word[6]  = acc_word[146:126];
-  assign \acc_word[7]  = acc_word[167:147];
-  assign \$like$7[0]  = acc_word[20:0];
-  assign \$like$7[1]  = acc_word[41:21];
-  assign \$like$7[2]  = acc_word[62:42];
-  assign \$like$7[3]  = acc_word[83:63];
-  assign \$like$7[4]  = acc_word[104:84];
-  assign \$like$7[5]  = acc_word[125:105];
-  assign \$like$7[6]  = acc_word[146:126];
-  assign \$like$7[7]  = acc_word[167:147];
-  assign \s1.valid  = s1[0];
-  assign \s1.w_addr  = s1[11:1];
-  assign \s1.acc_addr  = s1[17:12];
-  assign \s1.b_addr  = s1[23:18];
-  assign \s1.bias  = s1[24];
-  assign \s1.delta  = s1[33:25];
-  assign \s1.shift  = s1[34];
-  assign \$like$10.valid  = \$like$10 [0];
-  assign \$like$10.w_addr  = \$like$10 [11:1];
-  assign \$like$10.acc_addr  = \$like$10 [17:12];
-  assign \$like$10.b_addr  = \$like$10 [23:18];
-  assign \$like$10.bias  = \$like$10 [24];
-  assign \$like$10.delta  = \$like$10 [33:25];
-  assign \$like$10.shift  = \$like$10 [34];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[6:1];
-  assign \s2.bias  = s2[7];
-  assign \s2.shift  = s2[8];
-  assign \s3.valid  = s3[0];
-  assign \s3.acc_addr  = s3[6:1];
-  assign \s3.bias  = s3[7];
-  assign \s3.shift  = s3[8];
-  assign \acc_wr__data[0]  = acc_wr__data[20:0];
-  assign \acc_wr__data[1]  = acc_wr__data[41:21];
-  assign \acc_wr__data[2]  = acc_wr__data[62:42];
-  assign \acc_wr__data[3]  = acc_wr__data[83:63];
-  assign \acc_wr__data[4]  = acc_wr__data[104:84];
-  assign \acc_wr__data[5]  = acc_wr__data[125:105];
-  assign \acc_wr__data[6]  = acc_wr__data[146:126];
-  assign \acc_wr__data[7]  = acc_wr__data[167:147];
-  assign \bias_q[0]  = bias_q[20:0];
-  assign \bias_q[1]  = bias_q[41:21];
-  assign \bias_q[2]  = bias_q[62:42];
-  assign \bias_q[3]  = bias_q[83:63];
-  assign \bias_q[4]  = bias_q[104:84];
-  assign \bias_q[5]  = bias_q[125:105];
-  assign \bias_q[6]  = bias_q[146:126];
-  assign \bias_q[7]  = bias_q[167:147];
-  assign \$like$18[0]  = \$like$18 [20:0];
-  assign \$like$18[1]  = \$like$18 [41:21];
-  assign \$like$18[2]  = \$like$18 [62:42];
-  assign \$like$18[3]  = \$like$18 [83:63];
-  assign \$like$18[4]  = \$like$18 [104:84];
-  assign \$like$18[5]  = \$like$18 [125:105];
-  assign \$like$18[6]  = \$like$18 [146:126];
-  assign \$like$18[7]  = \$like$18 [167:147];
-  assign \last_sum2[0]  = last_sum2[20:0];
-  assign \last_sum2[1]  = last_sum2[41:21];
-  assign \last_sum2[2]  = last_sum2[62:42];
-  assign \last_sum2[3]  = last_sum2[83:63];
-  assign \last_sum2[4]  = last_sum2[104:84];
-  assign \last_sum2[5]  = last_sum2[125:105];
-  assign \last_sum2[6]  = last_sum2[146:126];
-  assign \last_sum2[7]  = last_sum2[167:147];
-  assign \data[0]  = data[7:0];
-  assign \data[1]  = data[15:8];
-  assign \data[2]  = data[23:16];
-  assign \data[3]  = data[31:24];
-  assign \data[4]  = data[39:32];
-  assign \data[5]  = data[47:40];
-  assign \data[6]  = data[55:48];
-  assign \data[7]  = data[63:56];
-  assign \$signature__data[0]  = \$signature__data [20:0];
-  assign \$signature__data[1]  = \$signature__data [41:21];
-  assign \$signature__data[2]  = \$signature__data [62:42];
-  assign \$signature__data[3]  = \$signature__data [83:63];
-  assign \$signature__data[4]  = \$signature__data [104:84];
-  assign \$signature__data[5]  = \$signature__data [125:105];
-  assign \$signature__data[6]  = \$signature__data [146:126];
-  assign \$signature__data[7]  = \$signature__data [167:147];
-  assign \$signature__data$40[0]  = \$signature__data$40 [20:0];
-  assign \$signature__data$40[1]  = \$signature__data$40 [41:21];
-  assign \$signature__data$40[2]  = \$signature__data$40 [62:42];
-  assign \$signature__data$40[3]  = \$signature__data$40 [83:63];
-  assign \$signature__data$40[4]  = \$signature__data$40 [104:84];
-  assign \$signature__data$40[5]  = \$signature__data$40 [125:105];
-  assign \$signature__data$40[6]  = \$signature__data$40 [146:126];
-  assign \$signature__data$40[7]  = \$signature__data$40 [167:147];
-  assign \last.valid  = last[0];
-  assign \last.acc_addr  = last[6:1];
-  assign acc_wr__data[167:147] = \$24 [20:0];
-  assign acc_wr__data[146:126] = \$22 [20:0];
-  assign acc_wr__data[125:105] = \$20 [20:0];
-  assign acc_wr__data[104:84] = \$18 [20:0];
-  assign acc_wr__data[83:63] = \$16 [20:0];
-  assign acc_wr__data[62:42] = \$14 [20:0];
-  assign acc_wr__data[41:21] = \$12 [20:0];
-  assign acc_wr__data[20:0] = \$10 [20:0];
-  assign \$37  = { prod0[16], prod0 };
-  assign \$38  = { prod0[16], prod0, 2'h0 };
-  assign \$39  = { prod1[16], prod1 };
-  assign \$40  = { prod1[16], prod1, 2'h0 };
-  assign \$41  = { prod2[16], prod2 };
-  assign \$42  = { prod2[16], prod2, 2'h0 };
-  assign \$43  = { prod3[16], prod3 };
-  assign \$44  = { prod3[16], prod3, 2'h0 };
-  assign \$45  = { prod4[16], prod4 };
-  assign \$46  = { prod4[16], prod4, 2'h0 };
-  assign \$47  = { prod5[16], prod5 };
-  assign \$48  = { prod5[16], prod5, 2'h0 };
-  assign \$49  = { prod6[16], prod6 };
-  assign \$50  = { prod6[16], prod6, 2'h0 };
-  assign \$51  = { prod7[16], prod7 };
-  assign \$52  = { prod7[16], prod7, 2'h0 };
-endmodule
-
-(* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.mac.w_rom (rst, addr, data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   reg [63:0] \$1 ;
   reg [63:0] \$2 ;
   reg [63:0] \$3 ;
@@ -13753,56 +13715,56 @@ module \hwgen_charlm_gru2_p8.mac.w_rom (rst, addr, data, clk);
   always @(posedge clk)
     data <= \$8 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$2  = port__data;
     if (rst) begin
       \$2  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$3  = \port__data$10 ;
     if (rst) begin
       \$3  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$4  = \port__data$12 ;
     if (rst) begin
       \$4  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$5  = \port__data$14 ;
     if (rst) begin
       \$5  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$6  = addr[10:9];
     if (rst) begin
       \$6  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$7  = sel1;
     if (rst) begin
       \$7  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$8  = \$1 ;
     if (rst) begin
       \$8  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     casez (sel2)
       2'h0:

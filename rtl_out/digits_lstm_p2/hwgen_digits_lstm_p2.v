@@ -4,199 +4,246 @@
 (* generator = "Amaranth" *)
 module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
-  wire [12:0] \$10 ;
+  reg [18:0] \$1 ;
+  wire [7:0] \$10 ;
   wire \$100 ;
-  wire \$101 ;
+  wire [7:0] \$101 ;
   wire \$102 ;
-  reg \$103 ;
+  wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire [3:0] \$106 ;
+  wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire [7:0] \$11 ;
-  wire [5:0] \$110 ;
+  wire [6:0] \$11 ;
+  wire \$110 ;
   wire \$111 ;
   wire \$112 ;
-  reg \$113 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire [5:0] \$118 ;
-  wire [5:0] \$119 ;
+  wire \$118 ;
+  wire \$119 ;
   wire [7:0] \$12 ;
   wire \$120 ;
-  wire \$121 ;
-  reg \$122 ;
+  reg \$121 ;
+  wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  reg \$125 ;
-  wire [6:0] \$126 ;
-  reg [18:0] \$127 ;
-  reg [18:0] \$128 ;
-  reg [18:0] \$129 ;
+  wire [3:0] \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire [5:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  reg [18:0] \$130 ;
-  reg [18:0] \$131 ;
-  reg [18:0] \$132 ;
-  reg [18:0] \$133 ;
-  reg [18:0] \$134 ;
-  reg [18:0] \$135 ;
-  reg [18:0] \$136 ;
-  reg [18:0] \$137 ;
-  reg [18:0] \$138 ;
+  wire \$130 ;
+  reg \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [5:0] \$136 ;
+  wire [5:0] \$137 ;
+  wire \$138 ;
   wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
+  wire [12:0] \$14 ;
+  reg \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire [7:0] \$143 ;
-  wire \$144 ;
-  wire [2:0] \$145 ;
-  wire [5:0] \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire [4:0] \$149 ;
+  reg \$143 ;
+  wire [6:0] \$144 ;
+  reg [18:0] \$145 ;
+  reg [18:0] \$146 ;
+  reg [18:0] \$147 ;
+  reg [18:0] \$148 ;
+  reg [18:0] \$149 ;
   wire \$15 ;
-  wire [5:0] \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire [6:0] \$154 ;
-  wire [12:0] \$155 ;
-  wire [8:0] \$156 ;
+  reg [18:0] \$150 ;
+  reg [18:0] \$151 ;
+  reg [18:0] \$152 ;
+  reg [18:0] \$153 ;
+  reg [18:0] \$154 ;
+  reg [18:0] \$155 ;
+  reg [18:0] \$156 ;
   wire \$157 ;
-  wire [7:0] \$158 ;
+  wire \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
-  wire \$161 ;
+  wire [7:0] \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
+  wire [2:0] \$163 ;
+  wire [5:0] \$164 ;
   wire \$165 ;
   wire \$166 ;
-  wire \$167 ;
-  reg [18:0] \$168 ;
-  wire [19:0] \$169 ;
-  wire \$17 ;
-  wire [19:0] \$170 ;
+  wire [4:0] \$167 ;
+  wire [5:0] \$168 ;
+  wire \$169 ;
+  reg \$17 ;
+  wire \$170 ;
   wire \$171 ;
-  wire [19:0] \$172 ;
-  wire [19:0] \$173 ;
-  wire \$174 ;
-  wire [19:0] \$175 ;
-  wire [19:0] \$176 ;
-  wire [19:0] \$177 ;
-  wire [19:0] \$178 ;
+  wire [6:0] \$172 ;
+  wire [12:0] \$173 ;
+  wire [8:0] \$174 ;
+  wire [7:0] \$175 ;
+  wire [7:0] \$176 ;
+  wire \$177 ;
+  wire \$178 ;
   wire \$179 ;
-  reg \$18 ;
-  wire [4:0] \$180 ;
-  wire \$181 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire [7:0] \$181 ;
   wire \$182 ;
-  wire [7:0] \$183 ;
-  wire [2:0] \$184 ;
-  reg [19:0] \$185 ;
-  reg \$186 ;
-  reg [2:0] \$187 ;
-  reg \$188 ;
-  reg [5:0] \$189 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  reg [11:0] \$190 ;
-  reg [6:0] \$191 ;
-  reg [3:0] \$192 ;
-  reg [36:0] \$193 ;
-  reg \$194 ;
-  reg [27:0] \$195 ;
-  reg [1:0] \$196 ;
-  reg [5:0] \$197 ;
-  reg [2:0] \$198 ;
-  reg \$199 ;
-  wire [6:0] \$2 ;
-  wire \$20 ;
-  reg [4:0] \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg [18:0] \$205 ;
-  reg [18:0] \$206 ;
-  reg [18:0] \$207 ;
-  reg [18:0] \$208 ;
-  reg [18:0] \$209 ;
-  wire [7:0] \$21 ;
-  reg [18:0] \$210 ;
-  reg [18:0] \$211 ;
-  reg [18:0] \$212 ;
-  reg [18:0] \$213 ;
-  reg [18:0] \$214 ;
-  reg [18:0] \$215 ;
-  reg [18:0] \$216 ;
-  reg [18:0] \$217 ;
-  reg [18:0] \$218 ;
-  reg [18:0] \$219 ;
-  wire [8:0] \$22 ;
-  reg [18:0] \$220 ;
-  reg [18:0] \$221 ;
-  reg [18:0] \$222 ;
-  reg [18:0] \$223 ;
-  reg [18:0] \$224 ;
-  reg [5:0] \$225 ;
-  reg \$226 ;
-  reg [4:0] \$227 ;
-  reg \$228 ;
-  reg [3:0] \$229 ;
-  wire [9:0] \$23 ;
-  reg [18:0] \$230 ;
-  reg [8:0] \$231 ;
-  reg \$232 ;
-  wire \$24 ;
-  wire [5:0] \$25 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
+  wire [20:0] \$2 ;
+  wire [7:0] \$20 ;
+  reg [18:0] \$200 ;
+  wire [19:0] \$201 ;
+  wire [19:0] \$202 ;
+  wire \$203 ;
+  wire [19:0] \$204 ;
+  wire [19:0] \$205 ;
+  wire \$206 ;
+  wire [19:0] \$207 ;
+  wire [19:0] \$208 ;
+  wire [19:0] \$209 ;
+  wire [8:0] \$21 ;
+  wire [19:0] \$210 ;
+  wire \$211 ;
+  wire [4:0] \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire [7:0] \$215 ;
+  wire [2:0] \$216 ;
+  reg [19:0] \$217 ;
+  reg [25:0] \$218 ;
+  reg [25:0] \$219 ;
+  wire [9:0] \$22 ;
+  reg [25:0] \$220 ;
+  reg [16:0] \$221 ;
+  reg [16:0] \$222 ;
+  reg [9:0] \$223 ;
+  reg [9:0] \$224 ;
+  reg [37:0] \$225 ;
+  reg [37:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [37:0] \$228 ;
+  reg [37:0] \$229 ;
+  wire \$23 ;
+  reg [1:0] \$230 ;
+  reg [19:0] \$231 ;
+  reg [19:0] \$232 ;
+  reg \$233 ;
+  reg [2:0] \$234 ;
+  reg \$235 ;
+  reg [5:0] \$236 ;
+  reg [11:0] \$237 ;
+  reg [6:0] \$238 ;
+  reg [3:0] \$239 ;
+  wire [5:0] \$24 ;
+  reg [36:0] \$240 ;
+  reg \$241 ;
+  reg [27:0] \$242 ;
+  reg [1:0] \$243 ;
+  reg [5:0] \$244 ;
+  reg [2:0] \$245 ;
+  reg \$246 ;
+  reg [4:0] \$247 ;
+  reg \$248 ;
+  reg \$249 ;
+  wire \$25 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg [18:0] \$252 ;
+  reg [18:0] \$253 ;
+  reg [18:0] \$254 ;
+  reg [18:0] \$255 ;
+  reg [18:0] \$256 ;
+  reg [18:0] \$257 ;
+  reg [18:0] \$258 ;
+  reg [18:0] \$259 ;
   wire \$26 ;
-  wire \$27 ;
-  reg \$28 ;
+  reg [18:0] \$260 ;
+  reg [18:0] \$261 ;
+  reg [18:0] \$262 ;
+  reg [18:0] \$263 ;
+  reg [18:0] \$264 ;
+  reg [18:0] \$265 ;
+  reg [18:0] \$266 ;
+  reg [18:0] \$267 ;
+  reg [18:0] \$268 ;
+  reg [18:0] \$269 ;
+  reg \$27 ;
+  reg [18:0] \$270 ;
+  reg [18:0] \$271 ;
+  reg [5:0] \$272 ;
+  reg \$273 ;
+  reg [4:0] \$274 ;
+  reg \$275 ;
+  reg [3:0] \$276 ;
+  reg [18:0] \$277 ;
+  reg [8:0] \$278 ;
+  reg \$279 ;
+  wire \$28 ;
   wire \$29 ;
-  wire [6:0] \$3 ;
-  wire \$30 ;
-  wire [5:0] \$31 ;
-  wire [6:0] \$32 ;
-  wire \$33 ;
-  wire [5:0] \$34 ;
+  reg [18:0] \$3 ;
+  wire [5:0] \$30 ;
+  wire [6:0] \$31 ;
+  wire \$32 ;
+  wire [5:0] \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  reg \$37 ;
+  reg \$36 ;
+  wire \$37 ;
   wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [5:0] \$40 ;
-  wire [6:0] \$41 ;
-  wire [5:0] \$42 ;
+  wire [5:0] \$39 ;
+  wire [20:0] \$4 ;
+  wire [6:0] \$40 ;
+  wire [5:0] \$41 ;
+  wire [6:0] \$42 ;
   wire [6:0] \$43 ;
   wire [6:0] \$44 ;
-  wire [6:0] \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire [7:0] \$48 ;
-  wire [6:0] \$49 ;
-  wire [6:0] \$5 ;
-  wire [7:0] \$50 ;
-  wire \$51 ;
-  wire [12:0] \$52 ;
+  wire \$45 ;
+  wire [6:0] \$46 ;
+  wire [7:0] \$47 ;
+  wire [6:0] \$48 ;
+  wire [7:0] \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire [12:0] \$51 ;
+  wire \$52 ;
   wire [7:0] \$53 ;
   wire [7:0] \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
+  wire [7:0] \$55 ;
+  wire [7:0] \$56 ;
+  wire [7:0] \$57 ;
   wire \$58 ;
-  wire [7:0] \$59 ;
-  wire [7:0] \$6 ;
-  wire [7:0] \$60 ;
-  wire [7:0] \$61 ;
-  wire [7:0] \$62 ;
-  wire [7:0] \$63 ;
+  wire \$59 ;
+  wire [6:0] \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
@@ -204,58 +251,95 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$68 ;
   wire \$69 ;
   wire [6:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
+  wire [16:0] \$70 ;
+  wire [16:0] \$71 ;
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [3:0] \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [4:0] \$79 ;
-  wire [7:0] \$8 ;
-  wire [5:0] \$80 ;
+  wire [17:0] \$76 ;
+  wire [17:0] \$77 ;
+  wire [17:0] \$78 ;
+  wire [17:0] \$79 ;
+  wire \$8 ;
+  wire [3:0] \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
-  wire [6:0] \$84 ;
-  wire [12:0] \$85 ;
+  wire [4:0] \$83 ;
+  wire [5:0] \$84 ;
+  wire \$85 ;
   wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire \$9 ;
-  wire [8:0] \$90 ;
-  wire \$91 ;
-  wire [7:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
+  wire \$87 ;
+  wire [6:0] \$88 ;
+  wire [12:0] \$89 ;
+  wire [6:0] \$9 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [7:0] \$95 ;
+  wire [7:0] \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
+  reg [25:0] \$like  = 26'h0000000;
+  reg [37:0] \$like$20  = 38'h0000000000;
+  wire [18:0] \$like$20[0] ;
+  wire [18:0] \$like$20[1] ;
+  reg [25:0] \$like$77  = 26'h0000000;
+  wire [6:0] \$like$77.acc_addr ;
+  wire [6:0] \$like$77.b_addr ;
+  wire \$like$77.bias ;
+  wire [8:0] \$like$77.delta ;
+  wire \$like$77.shift ;
+  wire \$like$77.valid ;
+  wire [6:0] \$like.acc_addr ;
+  wire [6:0] \$like.b_addr ;
+  wire \$like.bias ;
+  wire [8:0] \$like.delta ;
+  wire \$like.shift ;
+  wire \$like.valid ;
   reg \$signal  = 1'h0;
-  reg \$signal$68  = 1'h0;
+  reg \$signal$90  = 1'h0;
   reg [5:0] \$signature__addr ;
-  reg [4:0] \$signature__addr$36 ;
-  reg [5:0] \$signature__addr$42 ;
+  reg [4:0] \$signature__addr$51 ;
+  reg [5:0] \$signature__addr$57 ;
   wire [7:0] \$signature__data ;
-  reg [7:0] \$signature__data$33 ;
-  reg [7:0] \$signature__data$37 ;
+  reg [7:0] \$signature__data$48 ;
+  reg [7:0] \$signature__data$52 ;
   reg \$signature__en ;
-  reg \$signature__en$39 ;
+  reg \$signature__en$54 ;
   reg [18:0] acc0 = 19'h00000;
   reg [18:0] acc1 = 19'h00000;
   reg [18:0] acc2 = 19'h00000;
   reg [18:0] acc3 = 19'h00000;
-  wire [37:0] acc_word;
-  wire [18:0] \acc_word[0] ;
-  wire [18:0] \acc_word[1] ;
+  reg [37:0] acc_q = 38'h0000000000;
+  wire [18:0] \acc_q[0] ;
+  wire [18:0] \acc_q[1] ;
+  wire [6:0] acc_rd__addr;
+  wire [37:0] acc_rd__data;
+  wire [18:0] \acc_rd__data[0] ;
+  wire [18:0] \acc_rd__data[1] ;
+  wire [6:0] acc_wr__addr;
+  wire [37:0] acc_wr__data;
+  wire [18:0] \acc_wr__data[0] ;
+  wire [18:0] \acc_wr__data[1] ;
+  wire acc_wr__en;
+  reg [6:0] act_acc_addr;
   reg [2:0] act_q = 3'h0;
+  reg [11:0] addr;
+  reg [19:0] aligned0 = 20'h00000;
+  reg [19:0] aligned1 = 20'h00000;
+  wire [6:0] b_rd__addr;
+  wire [37:0] b_rd__data;
+  wire [18:0] \b_rd__data[0] ;
+  wire [18:0] \b_rd__data[1] ;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
+  reg [37:0] bias_q = 38'h0000000000;
+  wire [18:0] \bias_q[0] ;
+  wire [18:0] \bias_q[1] ;
   wire [7:0] c_new;
   wire [7:0] c_prev;
   reg [4:0] c_rd__addr;
@@ -268,6 +352,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \cur.is_h ;
   wire [11:0] \cur.w_addr ;
   reg cur_active = 1'h0;
+  wire [15:0] data;
+  wire [7:0] \data[0] ;
+  wire [7:0] \data[1] ;
   reg [19:0] e1 = 20'h00000;
   wire [5:0] \e1.col ;
   wire \e1.is_h ;
@@ -314,16 +401,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg i__ready;
   input i__valid;
   wire i__valid;
-  wire idle;
   reg [2:0] in_idx = 3'h0;
-  reg [37:0] issue;
-  wire [6:0] \issue.acc_addr ;
-  wire [6:0] \issue.b_addr ;
-  wire \issue.bias ;
-  wire [8:0] \issue.delta ;
-  wire \issue.shift ;
-  wire \issue.valid ;
-  wire [11:0] \issue.w_addr ;
   (* init = 19'h00000 *)
   wire [18:0] issue_acc0;
   (* init = 19'h00000 *)
@@ -337,6 +415,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [1:0] lane = 2'h0;
+  reg [7:0] last = 8'h00;
+  wire [6:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [37:0] last_sum2 = 38'h0000000000;
+  wire [18:0] \last_sum2[0] ;
+  wire [18:0] \last_sum2[1] ;
   wire [3:0] level;
   output [8:0] o__payload;
   reg [8:0] o__payload = 9'h000;
@@ -354,6 +438,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire o_valid;
   reg [3:0] out_idx = 4'h0;
   reg [18:0] out_word = 19'h00000;
+  reg [1:0] pick = 2'h0;
+  reg [16:0] prod0 = 17'h00000;
+  reg [16:0] prod1 = 17'h00000;
   wire [27:0] pushed;
   wire [5:0] \pushed.col ;
   wire [8:0] \pushed.delta ;
@@ -362,9 +449,25 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [27:0] r_data;
   reg r_en;
   wire r_rdy;
-  reg [6:0] read_addr;
   input rst;
   wire rst;
+  reg [25:0] s1 = 26'h0000000;
+  wire [6:0] \s1.acc_addr ;
+  wire [6:0] \s1.b_addr ;
+  wire \s1.bias ;
+  wire [8:0] \s1.delta ;
+  wire \s1.shift ;
+  wire \s1.valid ;
+  reg [9:0] s2 = 10'h000;
+  wire [6:0] \s2.acc_addr ;
+  wire \s2.bias ;
+  wire \s2.shift ;
+  wire \s2.valid ;
+  reg [9:0] s3 = 10'h000;
+  wire [6:0] \s3.acc_addr ;
+  wire \s3.bias ;
+  wire \s3.shift ;
+  wire \s3.valid ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg [5:0] tag = 6'h00;
@@ -374,6 +477,164 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg [27:0] w_data;
   reg w_en;
   reg [4:0] \wait  = 5'h00;
+  reg [37:0] acc_mem [68:0];
+  initial begin
+    acc_mem[0] = 38'h0000000000;
+    acc_mem[1] = 38'h0000000000;
+    acc_mem[2] = 38'h0000000000;
+    acc_mem[3] = 38'h0000000000;
+    acc_mem[4] = 38'h0000000000;
+    acc_mem[5] = 38'h0000000000;
+    acc_mem[6] = 38'h0000000000;
+    acc_mem[7] = 38'h0000000000;
+    acc_mem[8] = 38'h0000000000;
+    acc_mem[9] = 38'h0000000000;
+    acc_mem[10] = 38'h0000000000;
+    acc_mem[11] = 38'h0000000000;
+    acc_mem[12] = 38'h0000000000;
+    acc_mem[13] = 38'h0000000000;
+    acc_mem[14] = 38'h0000000000;
+    acc_mem[15] = 38'h0000000000;
+    acc_mem[16] = 38'h0000000000;
+    acc_mem[17] = 38'h0000000000;
+    acc_mem[18] = 38'h0000000000;
+    acc_mem[19] = 38'h0000000000;
+    acc_mem[20] = 38'h0000000000;
+    acc_mem[21] = 38'h0000000000;
+    acc_mem[22] = 38'h0000000000;
+    acc_mem[23] = 38'h0000000000;
+    acc_mem[24] = 38'h0000000000;
+    acc_mem[25] = 38'h0000000000;
+    acc_mem[26] = 38'h0000000000;
+    acc_mem[27] = 38'h0000000000;
+    acc_mem[28] = 38'h0000000000;
+    acc_mem[29] = 38'h0000000000;
+    acc_mem[30] = 38'h0000000000;
+    acc_mem[31] = 38'h0000000000;
+    acc_mem[32] = 38'h0000000000;
+    acc_mem[33] = 38'h0000000000;
+    acc_mem[34] = 38'h0000000000;
+    acc_mem[35] = 38'h0000000000;
+    acc_mem[36] = 38'h0000000000;
+    acc_mem[37] = 38'h0000000000;
+    acc_mem[38] = 38'h0000000000;
+    acc_mem[39] = 38'h0000000000;
+    acc_mem[40] = 38'h0000000000;
+    acc_mem[41] = 38'h0000000000;
+    acc_mem[42] = 38'h0000000000;
+    acc_mem[43] = 38'h0000000000;
+    acc_mem[44] = 38'h0000000000;
+    acc_mem[45] = 38'h0000000000;
+    acc_mem[46] = 38'h0000000000;
+    acc_mem[47] = 38'h0000000000;
+    acc_mem[48] = 38'h0000000000;
+    acc_mem[49] = 38'h0000000000;
+    acc_mem[50] = 38'h0000000000;
+    acc_mem[51] = 38'h0000000000;
+    acc_mem[52] = 38'h0000000000;
+    acc_mem[53] = 38'h0000000000;
+    acc_mem[54] = 38'h0000000000;
+    acc_mem[55] = 38'h0000000000;
+    acc_mem[56] = 38'h0000000000;
+    acc_mem[57] = 38'h0000000000;
+    acc_mem[58] = 38'h0000000000;
+    acc_mem[59] = 38'h0000000000;
+    acc_mem[60] = 38'h0000000000;
+    acc_mem[61] = 38'h0000000000;
+    acc_mem[62] = 38'h0000000000;
+    acc_mem[63] = 38'h0000000000;
+    acc_mem[64] = 38'h0000000000;
+    acc_mem[65] = 38'h0000000000;
+    acc_mem[66] = 38'h0000000000;
+    acc_mem[67] = 38'h0000000000;
+    acc_mem[68] = 38'h0000000000;
+  end
+  always @(posedge clk) begin
+    if (s3[0])
+      acc_mem[s3[7:1]] <= acc_wr__data;
+  end
+  reg [37:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= acc_mem[acc_rd__addr];
+  end
+  assign acc_rd__data = _0_;
+  reg [37:0] b_mem [68:0];
+  initial begin
+    b_mem[0] = 38'h009d6808a3;
+    b_mem[1] = 38'h3fe207fde2;
+    b_mem[2] = 38'h002d080958;
+    b_mem[3] = 38'h00583009c7;
+    b_mem[4] = 38'h001b37f433;
+    b_mem[5] = 38'h3fa3e8068b;
+    b_mem[6] = 38'h007798191b;
+    b_mem[7] = 38'h001baffb3a;
+    b_mem[8] = 38'h006158043d;
+    b_mem[9] = 38'h00a367f8e3;
+    b_mem[10] = 38'h00861803c5;
+    b_mem[11] = 38'h00d3702a2a;
+    b_mem[12] = 38'h0087e016e4;
+    b_mem[13] = 38'h0039280e6f;
+    b_mem[14] = 38'h3fecd0093d;
+    b_mem[15] = 38'h0093280ee2;
+    b_mem[16] = 38'h3ffcf80fa4;
+    b_mem[17] = 38'h0000d8091f;
+    b_mem[18] = 38'h00465810af;
+    b_mem[19] = 38'h3fccb8060e;
+    b_mem[20] = 38'h00d8a813b9;
+    b_mem[21] = 38'h0030880bcd;
+    b_mem[22] = 38'h3fde201001;
+    b_mem[23] = 38'h0082701913;
+    b_mem[24] = 38'h00498807dc;
+    b_mem[25] = 38'h0038780a5a;
+    b_mem[26] = 38'h00cc900a4c;
+    b_mem[27] = 38'h00a76002a2;
+    b_mem[28] = 38'h007430035e;
+    b_mem[29] = 38'h001bf805af;
+    b_mem[30] = 38'h3fec700189;
+    b_mem[31] = 38'h001f280a5a;
+    b_mem[32] = 38'h3f63a80d32;
+    b_mem[33] = 38'h000da808ba;
+    b_mem[34] = 38'h3ffd480564;
+    b_mem[35] = 38'h3fcfc000fc;
+    b_mem[36] = 38'h3f8bf00619;
+    b_mem[37] = 38'h001bd7ec49;
+    b_mem[38] = 38'h3ffe1003cc;
+    b_mem[39] = 38'h3ff2aff97c;
+    b_mem[40] = 38'h3fa4d7f7ac;
+    b_mem[41] = 38'h3fecb008d7;
+    b_mem[42] = 38'h0048dff40e;
+    b_mem[43] = 38'h3f7d880181;
+    b_mem[44] = 38'h000097ef32;
+    b_mem[45] = 38'h3f7a4805fc;
+    b_mem[46] = 38'h0034600b48;
+    b_mem[47] = 38'h3fea7fffd4;
+    b_mem[48] = 38'h00b8d00ec2;
+    b_mem[49] = 38'h007778008b;
+    b_mem[50] = 38'h0097181068;
+    b_mem[51] = 38'h007358100c;
+    b_mem[52] = 38'h004af00b50;
+    b_mem[53] = 38'h0043800c65;
+    b_mem[54] = 38'h0097c81280;
+    b_mem[55] = 38'h006c201a58;
+    b_mem[56] = 38'h0091c0144f;
+    b_mem[57] = 38'h0110c00e67;
+    b_mem[58] = 38'h013f3820a9;
+    b_mem[59] = 38'h00f6781a69;
+    b_mem[60] = 38'h008b3811a7;
+    b_mem[61] = 38'h00ab402058;
+    b_mem[62] = 38'h00229806cf;
+    b_mem[63] = 38'h012a201297;
+    b_mem[64] = 38'h00058000b2;
+    b_mem[65] = 38'h00157ffe4a;
+    b_mem[66] = 38'h002c680398;
+    b_mem[67] = 38'h00628ff6b5;
+    b_mem[68] = 38'h3fe4e00068;
+  end
+  reg [37:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= b_mem[\$like [14:8]];
+  end
+  assign b_rd__data = _1_;
   reg [7:0] c_mem [31:0];
   initial begin
     c_mem[0] = 8'h00;
@@ -410,14 +671,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     c_mem[31] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$39 )
-      c_mem[\$signature__addr$36 ] <= \$signature__data$37 ;
+    if (\$signature__en$54 )
+      c_mem[\$signature__addr$51 ] <= \$signature__data$52 ;
   end
-  reg [7:0] _0_;
+  reg [7:0] _2_;
   always @(posedge clk) begin
-    _0_ <= c_mem[c_rd__addr];
+    _2_ <= c_mem[c_rd__addr];
   end
-  assign c_rd__data = _0_;
+  assign c_rd__data = _2_;
   reg [7:0] v_mem [35:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -459,267 +720,324 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr ] <= \$signature__data$33 ;
+      v_mem[\$signature__addr ] <= \$signature__data$48 ;
   end
-  reg [7:0] _1_;
+  reg [7:0] _3_;
   always @(posedge clk) begin
-    _1_ <= v_mem[\$signature__addr$42 ];
+    _3_ <= v_mem[\$signature__addr$57 ];
   end
-  assign \$signature__data  = _1_;
-  assign \$1  = ! issue_layer;
-  assign valid_in = issue_valid & \$1 ;
+  assign \$signature__data  = _3_;
+  assign acc_rd__addr = \$like [0] ? \$like [7:1] : act_acc_addr;
+  assign \$2  = $signed(\$1 ) + $signed(aligned0);
+  assign \$4  = $signed(\$3 ) + $signed(aligned1);
+  assign \$5  = ! issue_layer;
+  assign valid_in = issue_valid & \$5 ;
   assign h_prev = fresh ? 8'h00 : \$signature__data ;
   assign c_prev = fresh ? 8'h00 : c_rd__data;
-  assign \$2  = 3'h4 + tag_out;
-  assign \$3  = 1'h0 + tag_out;
-  assign \$4  = enc_col >= 3'h4;
-  assign \$5  = 3'h4 + enc_col;
-  assign \$6  = \$5  - 3'h4;
-  assign \$7  = 1'h0 + enc_col;
-  assign \$8  = \$4  ? \$6  : { 1'h0, \$7  };
-  assign \$10  = cur[11:0] + grp;
-  assign \$11  = 1'h0 + grp;
-  assign \$12  = 1'h0 + grp;
-  assign \$13  = ! cur[17:12];
-  assign \$15  = cur[18] ? 1'h0 : 1'h1;
-  assign \$16  = grp == 6'h3f;
-  assign \$17  = g_grp < 5'h10;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = \$17  & \$19 ;
-  assign \$21  = act_q * 5'h10;
-  assign \$22  = 1'h0 + \$21 ;
-  assign \$23  = \$22  + g_grp;
-  assign \$24  = act_q == 3'h4;
-  assign \$25  = g_grp + 1'h1;
-  assign \$26  = \$25  < 5'h10;
-  assign \$27  = ~ \$signal ;
-  assign \$29  = ~ \$28 ;
-  assign \$30  = \$26  & \$29 ;
-  assign \$31  = 1'h0 + g_grp;
-  assign \$32  = \$31  + 1'h1;
-  assign \$33  = act_q == 3'h5;
-  assign \$34  = g_grp + 1'h1;
-  assign \$35  = \$34  < 5'h10;
-  assign \$36  = ~ \$signal ;
-  assign \$38  = ~ \$37 ;
-  assign \$39  = \$35  & \$38 ;
-  assign \$40  = 5'h10 + g_grp;
-  assign \$41  = \$40  + 1'h1;
-  assign \$42  = 1'h0 + g_grp;
-  assign \$43  = \$42  + 1'h1;
-  assign \$44  = 3'h4 + elem;
-  assign \$45  = 1'h0 + elem;
-  assign \$46  = enc_col >= 1'h0;
-  assign \$47  = 3'h4 + enc_col;
-  assign \$48  = \$47  - 1'h0;
-  assign \$49  = 1'h0 + enc_col;
-  assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
-  assign \$52  = cur[11:0] + grp;
+  assign \$6  = 3'h4 + tag_out;
+  assign \$7  = 1'h0 + tag_out;
+  assign \$8  = enc_col >= 3'h4;
+  assign \$9  = 3'h4 + enc_col;
+  assign \$10  = \$9  - 3'h4;
+  assign \$11  = 1'h0 + enc_col;
+  assign \$12  = \$8  ? \$10  : { 1'h0, \$11  };
+  assign \$14  = cur[11:0] + grp;
+  assign \$15  = grp == 6'h3f;
+  assign \$16  = g_grp < 5'h10;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$16  & \$18 ;
+  assign \$20  = act_q * 5'h10;
+  assign \$21  = 1'h0 + \$20 ;
+  assign \$22  = \$21  + g_grp;
+  assign \$23  = act_q == 3'h4;
+  assign \$24  = g_grp + 1'h1;
+  assign \$25  = \$24  < 5'h10;
+  assign \$26  = ~ \$signal ;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = \$25  & \$28 ;
+  assign \$30  = 1'h0 + g_grp;
+  assign \$31  = \$30  + 1'h1;
+  assign \$32  = act_q == 3'h5;
+  assign \$33  = g_grp + 1'h1;
+  assign \$34  = \$33  < 5'h10;
+  assign \$35  = ~ \$signal ;
+  assign \$37  = ~ \$36 ;
+  assign \$38  = \$34  & \$37 ;
+  assign \$39  = 5'h10 + g_grp;
+  assign \$40  = \$39  + 1'h1;
+  assign \$41  = 1'h0 + g_grp;
+  assign \$42  = \$41  + 1'h1;
+  assign \$43  = 3'h4 + elem;
+  assign \$44  = 1'h0 + elem;
+  assign \$45  = enc_col >= 1'h0;
+  assign \$46  = 3'h4 + enc_col;
+  assign \$47  = \$46  - 1'h0;
+  assign \$48  = 1'h0 + enc_col;
+  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
+  assign \$51  = cur[11:0] + grp;
+  assign \$52  = grp == 3'h4;
   assign \$53  = 7'h40 + grp;
   assign \$54  = 7'h40 + grp;
-  assign \$55  = ! cur[17:12];
-  assign \$58  = grp == 3'h4;
-  assign \$59  = 7'h40 + grp;
-  assign \$60  = 7'h40 + grp;
-  assign \$61  = 7'h40 + grp;
-  assign \$62  = 7'h40 + grp;
-  assign \$63  = 7'h40 + grp;
-  assign \$64  = ! seq_state;
-  assign \$65  = seq_state == 1'h1;
-  assign \$66  = seq_state == 2'h2;
-  assign \$67  = seq_state == 2'h3;
-  assign \$68  = seq_state == 3'h4;
-  assign \$69  = seq_state == 3'h5;
-  assign \$70  = seq_state == 3'h6;
-  assign \$71  = seq_state == 3'h7;
-  assign \$72  = seq_state == 4'h8;
-  assign \$73  = seq_state == 4'h9;
-  assign \$74  = seq_state == 4'ha;
-  assign \$75  = seq_state == 4'hb;
-  assign \$76  = in_idx + 1'h1;
-  assign \$77  = in_idx == 2'h3;
-  assign \$78  = enc_col < 6'h24;
-  assign \$79  = level + e1[0];
-  assign \$80  = \$79  + e2[0];
-  assign \$81  = \$80  < 3'h7;
-  assign \$82  = \$78  & \$81 ;
-  assign \$83  = enc_col >= 3'h4;
-  assign \$84  = enc_col + 1'h1;
-  assign \$85  = enc_w + 7'h40;
-  assign \$86  = e1[7] & fresh;
-  assign \$87  = \$86  ? 8'h00 : \$signature__data ;
-  assign \$88  = e1[7] & fresh;
-  assign \$89  = \$88  ? 8'h00 : \$signature__data ;
-  assign \$90  = $signed(\$89 ) - $signed(1'h0);
-  assign \$91  = grp == 6'h3f;
-  assign \$92  = grp + 1'h1;
-  assign \$93  = enc_col == 6'h24;
-  assign \$94  = ~ e1[0];
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = ~ e2[0];
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = ~ r_rdy;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = ~ cur_active;
-  assign \$101  = \$99  & \$100 ;
-  assign \$102  = g_grp < 5'h10;
-  assign \$104  = ~ \$103 ;
-  assign \$105  = \$102  & \$104 ;
-  assign \$106  = act_q + 1'h1;
-  assign \$107  = ! \$signal ;
-  assign \$109  = act_q == 3'h4;
-  assign \$110  = g_grp + 1'h1;
-  assign \$111  = \$110  < 5'h10;
-  assign \$112  = ~ \$signal ;
-  assign \$114  = ~ \$113 ;
-  assign \$115  = \$111  & \$114 ;
-  assign \$116  = act_q == 3'h5;
-  assign \$117  = ~ \$signal ;
-  assign \$118  = g_grp + 1'h1;
-  assign \$119  = g_grp + 1'h1;
-  assign \$120  = \$119  < 5'h10;
-  assign \$121  = ~ \$signal ;
-  assign \$123  = ~ \$122 ;
-  assign \$124  = \$120  & \$123 ;
-  assign \$126  = elem + 1'h1;
-  assign \$139  = lane == 1'h1;
-  assign \$140  = elem == 5'h1f;
-  assign \$141  = \$139  | \$140 ;
-  assign \$142  = ~ \$signal$68 ;
-  assign \$143  = grp + 1'h1;
-  assign \$144  = grp == 4'hf;
-  assign \$145  = lane + 1'h1;
-  assign \$146  = \wait  + 1'h1;
-  assign \$147  = \wait  == 5'h16;
-  assign \$148  = enc_col < 6'h20;
-  assign \$149  = level + e1[0];
-  assign \$150  = \$149  + e2[0];
-  assign \$151  = \$150  < 3'h7;
-  assign \$152  = \$148  & \$151 ;
-  assign \$153  = enc_col >= 1'h0;
-  assign \$154  = enc_col + 1'h1;
-  assign \$155  = enc_w + 3'h5;
-  assign \$156  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$157  = grp == 3'h4;
-  assign \$158  = grp + 1'h1;
-  assign \$159  = enc_col == 6'h20;
-  assign \$160  = ~ e1[0];
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = ~ e2[0];
-  assign \$163  = \$161  & \$162 ;
-  assign \$164  = ~ r_rdy;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = ~ cur_active;
-  assign \$167  = \$165  & \$166 ;
-  assign \$169  = $signed(out_word) + $signed(11'h200);
-  assign \$171  = $signed(\$170 ) > $signed(8'h7f);
-  assign \$172  = $signed(out_word) + $signed(11'h200);
-  assign \$174  = $signed(\$173 ) < $signed(8'h80);
-  assign \$175  = $signed(out_word) + $signed(11'h200);
-  assign \$177  = \$174  ? 20'hfff80 : \$176 ;
-  assign \$178  = \$171  ? 20'h0007f : \$177 ;
-  assign \$179  = out_idx == 4'h9;
-  assign \$180  = out_idx + 1'h1;
-  assign \$181  = out_idx == 4'h9;
-  assign \$182  = lane == 1'h1;
-  assign \$183  = grp + 1'h1;
-  assign \$184  = lane + 1'h1;
+  assign \$55  = 7'h40 + grp;
+  assign \$56  = 7'h40 + grp;
+  assign \$57  = 7'h40 + grp;
+  assign \$58  = ! seq_state;
+  assign \$59  = seq_state == 1'h1;
+  assign \$60  = seq_state == 2'h2;
+  assign \$61  = seq_state == 2'h3;
+  assign \$62  = seq_state == 3'h4;
+  assign \$63  = seq_state == 3'h5;
+  assign \$64  = seq_state == 3'h6;
+  assign \$65  = seq_state == 3'h7;
+  assign \$66  = seq_state == 4'h8;
+  assign \$67  = seq_state == 4'h9;
+  assign \$68  = seq_state == 4'ha;
+  assign \$69  = seq_state == 4'hb;
+  assign \$70  = $signed(data[7:0]) * $signed(\$like [24:16]);
+  assign \$71  = $signed(data[15:8]) * $signed(\$like [24:16]);
+  assign \$72  = s3[7:1] == s2[7:1];
+  assign \$73  = s3[0] & \$72 ;
+  assign \$74  = last[7:1] == s2[7:1];
+  assign \$75  = last[0] & \$74 ;
+  assign \$80  = in_idx + 1'h1;
+  assign \$81  = in_idx == 2'h3;
+  assign \$82  = enc_col < 6'h24;
+  assign \$83  = level + e1[0];
+  assign \$84  = \$83  + e2[0];
+  assign \$85  = \$84  < 3'h7;
+  assign \$86  = \$82  & \$85 ;
+  assign \$87  = enc_col >= 3'h4;
+  assign \$88  = enc_col + 1'h1;
+  assign \$89  = enc_w + 7'h40;
+  assign \$90  = e1[7] & fresh;
+  assign \$91  = \$90  ? 8'h00 : \$signature__data ;
+  assign \$92  = e1[7] & fresh;
+  assign \$93  = \$92  ? 8'h00 : \$signature__data ;
+  assign \$94  = $signed(\$93 ) - $signed(1'h0);
+  assign \$95  = 1'h0 + grp;
+  assign \$96  = 1'h0 + grp;
+  assign \$97  = ! cur[17:12];
+  assign \$99  = cur[18] ? 1'h0 : 1'h1;
+  assign \$100  = grp == 6'h3f;
+  assign \$101  = grp + 1'h1;
+  assign \$102  = enc_col == 6'h24;
+  assign \$103  = ~ e1[0];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = ~ e2[0];
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = ~ r_rdy;
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ cur_active;
+  assign \$110  = \$108  & \$109 ;
+  assign \$111  = ~ s1[0];
+  assign \$112  = ~ \$like$77 [0];
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = ~ \$like [0];
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = ~ s2[0];
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = ~ s3[0];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = g_grp < 5'h10;
+  assign \$122  = ~ \$121 ;
+  assign \$123  = \$120  & \$122 ;
+  assign \$124  = act_q + 1'h1;
+  assign \$125  = ! \$signal ;
+  assign \$127  = act_q == 3'h4;
+  assign \$128  = g_grp + 1'h1;
+  assign \$129  = \$128  < 5'h10;
+  assign \$130  = ~ \$signal ;
+  assign \$132  = ~ \$131 ;
+  assign \$133  = \$129  & \$132 ;
+  assign \$134  = act_q == 3'h5;
+  assign \$135  = ~ \$signal ;
+  assign \$136  = g_grp + 1'h1;
+  assign \$137  = g_grp + 1'h1;
+  assign \$138  = \$137  < 5'h10;
+  assign \$139  = ~ \$signal ;
+  assign \$141  = ~ \$140 ;
+  assign \$142  = \$138  & \$141 ;
+  assign \$144  = elem + 1'h1;
+  assign \$157  = lane == 1'h1;
+  assign \$158  = elem == 5'h1f;
+  assign \$159  = \$157  | \$158 ;
+  assign \$160  = ~ \$signal$90 ;
+  assign \$161  = grp + 1'h1;
+  assign \$162  = grp == 4'hf;
+  assign \$163  = lane + 1'h1;
+  assign \$164  = \wait  + 1'h1;
+  assign \$165  = \wait  == 5'h16;
+  assign \$166  = enc_col < 6'h20;
+  assign \$167  = level + e1[0];
+  assign \$168  = \$167  + e2[0];
+  assign \$169  = \$168  < 3'h7;
+  assign \$170  = \$166  & \$169 ;
+  assign \$171  = enc_col >= 1'h0;
+  assign \$172  = enc_col + 1'h1;
+  assign \$173  = enc_w + 3'h5;
+  assign \$174  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$175  = 7'h40 + grp;
+  assign \$176  = 7'h40 + grp;
+  assign \$177  = ! cur[17:12];
+  assign \$180  = grp == 3'h4;
+  assign \$181  = grp + 1'h1;
+  assign \$182  = enc_col == 6'h20;
+  assign \$183  = ~ e1[0];
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = ~ e2[0];
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = ~ r_rdy;
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ~ cur_active;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = ~ s1[0];
+  assign \$192  = ~ \$like$77 [0];
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = ~ \$like [0];
+  assign \$195  = \$193  & \$194 ;
+  assign \$196  = ~ s2[0];
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = ~ s3[0];
+  assign \$199  = \$197  & \$198 ;
+  assign \$201  = $signed(out_word) + $signed(11'h200);
+  assign \$203  = $signed(\$202 ) > $signed(8'h7f);
+  assign \$204  = $signed(out_word) + $signed(11'h200);
+  assign \$206  = $signed(\$205 ) < $signed(8'h80);
+  assign \$207  = $signed(out_word) + $signed(11'h200);
+  assign \$209  = \$206  ? 20'hfff80 : \$208 ;
+  assign \$210  = \$203  ? 20'h0007f : \$209 ;
+  assign \$211  = out_idx == 4'h9;
+  assign \$212  = out_idx + 1'h1;
+  assign \$213  = out_idx == 4'h9;
+  assign \$214  = lane == 1'h1;
+  assign \$215  = grp + 1'h1;
+  assign \$216  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$185 ;
+    e1 <= \$217 ;
   always @(posedge clk)
-    issue_valid <= \$186 ;
+    s1 <= \$218 ;
   always @(posedge clk)
-    in_idx <= \$187 ;
+    \$like$77  <= \$219 ;
   always @(posedge clk)
-    seq_end <= \$188 ;
+    \$like  <= \$220 ;
   always @(posedge clk)
-    enc_col <= \$189 ;
+    prod0 <= \$221 ;
   always @(posedge clk)
-    enc_w <= \$190 ;
+    prod1 <= \$222 ;
   always @(posedge clk)
-    grp <= \$191 ;
+    s2 <= \$223 ;
   always @(posedge clk)
-    seq_state <= \$192 ;
+    s3 <= \$224 ;
   always @(posedge clk)
-    e2 <= \$193 ;
+    acc_q <= \$225 ;
   always @(posedge clk)
-    cur_active <= \$194 ;
+    bias_q <= \$226 ;
   always @(posedge clk)
-    cur <= \$195 ;
+    last <= \$227 ;
   always @(posedge clk)
-    lane <= \$196 ;
+    \$like$20  <= \$228 ;
   always @(posedge clk)
-    elem <= \$197 ;
+    last_sum2 <= \$229 ;
   always @(posedge clk)
-    act_q <= \$198 ;
+    pick <= \$230 ;
   always @(posedge clk)
-    early <= \$199 ;
+    aligned0 <= \$231 ;
   always @(posedge clk)
-    g_grp <= \$200 ;
+    aligned1 <= \$232 ;
   always @(posedge clk)
-    \$signal  <= \$201 ;
+    issue_valid <= \$233 ;
   always @(posedge clk)
-    \$signal$68  <= \$202 ;
+    in_idx <= \$234 ;
   always @(posedge clk)
-    bank0_full <= \$203 ;
+    seq_end <= \$235 ;
   always @(posedge clk)
-    bank1_full <= \$204 ;
+    enc_col <= \$236 ;
   always @(posedge clk)
-    gate0_0_0 <= \$205 ;
+    enc_w <= \$237 ;
   always @(posedge clk)
-    gate0_0_1 <= \$206 ;
+    grp <= \$238 ;
   always @(posedge clk)
-    gate0_1_0 <= \$207 ;
+    seq_state <= \$239 ;
   always @(posedge clk)
-    gate0_1_1 <= \$208 ;
+    e2 <= \$240 ;
   always @(posedge clk)
-    gate0_2_0 <= \$209 ;
+    cur_active <= \$241 ;
   always @(posedge clk)
-    gate0_2_1 <= \$210 ;
+    cur <= \$242 ;
   always @(posedge clk)
-    gate0_3_0 <= \$211 ;
+    lane <= \$243 ;
   always @(posedge clk)
-    gate0_3_1 <= \$212 ;
+    elem <= \$244 ;
   always @(posedge clk)
-    gate1_0_0 <= \$213 ;
+    act_q <= \$245 ;
   always @(posedge clk)
-    gate1_0_1 <= \$214 ;
+    early <= \$246 ;
   always @(posedge clk)
-    gate1_1_0 <= \$215 ;
+    g_grp <= \$247 ;
   always @(posedge clk)
-    gate1_1_1 <= \$216 ;
+    \$signal  <= \$248 ;
   always @(posedge clk)
-    gate1_2_0 <= \$217 ;
+    \$signal$90  <= \$249 ;
   always @(posedge clk)
-    gate1_2_1 <= \$218 ;
+    bank0_full <= \$250 ;
   always @(posedge clk)
-    gate1_3_0 <= \$219 ;
+    bank1_full <= \$251 ;
   always @(posedge clk)
-    gate1_3_1 <= \$220 ;
+    gate0_0_0 <= \$252 ;
   always @(posedge clk)
-    acc0 <= \$221 ;
+    gate0_0_1 <= \$253 ;
   always @(posedge clk)
-    acc1 <= \$222 ;
+    gate0_1_0 <= \$254 ;
   always @(posedge clk)
-    acc2 <= \$223 ;
+    gate0_1_1 <= \$255 ;
   always @(posedge clk)
-    acc3 <= \$224 ;
+    gate0_2_0 <= \$256 ;
   always @(posedge clk)
-    tag <= \$225 ;
+    gate0_2_1 <= \$257 ;
   always @(posedge clk)
-    issue_layer <= \$226 ;
+    gate0_3_0 <= \$258 ;
   always @(posedge clk)
-    \wait  <= \$227 ;
+    gate0_3_1 <= \$259 ;
   always @(posedge clk)
-    fresh <= \$228 ;
+    gate1_0_0 <= \$260 ;
   always @(posedge clk)
-    out_idx <= \$229 ;
+    gate1_0_1 <= \$261 ;
   always @(posedge clk)
-    out_word <= \$230 ;
+    gate1_1_0 <= \$262 ;
   always @(posedge clk)
-    o__payload <= \$231 ;
+    gate1_1_1 <= \$263 ;
   always @(posedge clk)
-    o__valid <= \$232 ;
+    gate1_2_0 <= \$264 ;
+  always @(posedge clk)
+    gate1_2_1 <= \$265 ;
+  always @(posedge clk)
+    gate1_3_0 <= \$266 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$267 ;
+  always @(posedge clk)
+    acc0 <= \$268 ;
+  always @(posedge clk)
+    acc1 <= \$269 ;
+  always @(posedge clk)
+    acc2 <= \$270 ;
+  always @(posedge clk)
+    acc3 <= \$271 ;
+  always @(posedge clk)
+    tag <= \$272 ;
+  always @(posedge clk)
+    issue_layer <= \$273 ;
+  always @(posedge clk)
+    \wait  <= \$274 ;
+  always @(posedge clk)
+    fresh <= \$275 ;
+  always @(posedge clk)
+    out_idx <= \$276 ;
+  always @(posedge clk)
+    out_word <= \$277 ;
+  always @(posedge clk)
+    o__payload <= \$278 ;
+  always @(posedge clk)
+    o__valid <= \$279 ;
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -745,42 +1063,68 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .w_en(w_en),
     .w_port__data(w_data)
   );
-  \hwgen_digits_lstm_p2.mac  mac (
-    .acc_word(acc_word),
+  \hwgen_digits_lstm_p2.w_rom  w_rom (
+    .addr(addr),
     .clk(clk),
-    .idle(idle),
-    .issue(issue),
-    .read_addr(read_addr),
+    .data(data),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$1  = bias_q[18:0];
+      2'h1:
+          \$1  = \$like$20 [18:0];
+      2'h2:
+          \$1  = last_sum2[18:0];
+      2'h3:
+          \$1  = acc_q[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$3  = bias_q[37:19];
+      2'h1:
+          \$3  = \$like$20 [37:19];
+      2'h2:
+          \$3  = last_sum2[37:19];
+      2'h3:
+          \$3  = acc_q[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$18  = bank0_full;
+          \$17  = bank0_full;
       1'h1:
-          \$18  = bank1_full;
+          \$17  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$27 )
+    casez (\$26 )
       1'h0:
-          \$28  = bank0_full;
+          \$27  = bank0_full;
       1'h1:
-          \$28  = bank1_full;
+          \$27  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$36 )
+    casez (\$35 )
       1'h0:
-          \$37  = bank0_full;
+          \$36  = bank0_full;
       1'h1:
-          \$37  = bank1_full;
+          \$36  = bank1_full;
     endcase
   end
   always @* begin
@@ -788,176 +1132,176 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$103  = bank0_full;
+          \$121  = bank0_full;
       1'h1:
-          \$103  = bank1_full;
+          \$121  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$112 )
+    casez (\$130 )
       1'h0:
-          \$113  = bank0_full;
+          \$131  = bank0_full;
       1'h1:
-          \$113  = bank1_full;
+          \$131  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$121 )
+    casez (\$139 )
       1'h0:
-          \$122  = bank0_full;
+          \$140  = bank0_full;
       1'h1:
-          \$122  = bank1_full;
+          \$140  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$68 )
+    casez (\$signal$90 )
       1'h0:
-          \$125  = bank0_full;
+          \$143  = bank0_full;
       1'h1:
-          \$125  = bank1_full;
+          \$143  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = 19'h00000;
+    \$145  = 19'h00000;
     casez (lane)
       2'h0:
-          \$127  = gate0_0_0;
+          \$145  = gate0_0_0;
       2'h1:
-          \$127  = gate0_0_1;
+          \$145  = gate0_0_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = 19'h00000;
+    \$146  = 19'h00000;
     casez (lane)
       2'h0:
-          \$128  = gate1_0_0;
+          \$146  = gate1_0_0;
       2'h1:
-          \$128  = gate1_0_1;
+          \$146  = gate1_0_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$68 )
+    casez (\$signal$90 )
       1'h0:
-          \$129  = \$127 ;
+          \$147  = \$145 ;
       1'h1:
-          \$129  = \$128 ;
+          \$147  = \$146 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = 19'h00000;
+    \$148  = 19'h00000;
     casez (lane)
       2'h0:
-          \$130  = gate0_1_0;
+          \$148  = gate0_1_0;
       2'h1:
-          \$130  = gate0_1_1;
+          \$148  = gate0_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = 19'h00000;
+    \$149  = 19'h00000;
     casez (lane)
       2'h0:
-          \$131  = gate1_1_0;
+          \$149  = gate1_1_0;
       2'h1:
-          \$131  = gate1_1_1;
+          \$149  = gate1_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$68 )
+    casez (\$signal$90 )
       1'h0:
-          \$132  = \$130 ;
+          \$150  = \$148 ;
       1'h1:
-          \$132  = \$131 ;
+          \$150  = \$149 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = 19'h00000;
+    \$151  = 19'h00000;
     casez (lane)
       2'h0:
-          \$133  = gate0_2_0;
+          \$151  = gate0_2_0;
       2'h1:
-          \$133  = gate0_2_1;
+          \$151  = gate0_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = 19'h00000;
+    \$152  = 19'h00000;
     casez (lane)
       2'h0:
-          \$134  = gate1_2_0;
+          \$152  = gate1_2_0;
       2'h1:
-          \$134  = gate1_2_1;
+          \$152  = gate1_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$68 )
+    casez (\$signal$90 )
       1'h0:
-          \$135  = \$133 ;
+          \$153  = \$151 ;
       1'h1:
-          \$135  = \$134 ;
+          \$153  = \$152 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = 19'h00000;
+    \$154  = 19'h00000;
     casez (lane)
       2'h0:
-          \$136  = gate0_3_0;
+          \$154  = gate0_3_0;
       2'h1:
-          \$136  = gate0_3_1;
+          \$154  = gate0_3_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = 19'h00000;
+    \$155  = 19'h00000;
     casez (lane)
       2'h0:
-          \$137  = gate1_3_0;
+          \$155  = gate1_3_0;
       2'h1:
-          \$137  = gate1_3_1;
+          \$155  = gate1_3_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$68 )
+    casez (\$signal$90 )
       1'h0:
-          \$138  = \$136 ;
+          \$156  = \$154 ;
       1'h1:
-          \$138  = \$137 ;
+          \$156  = \$155 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$168  = 19'h00000;
+    \$200  = 19'h00000;
     casez (lane)
       2'h0:
-          \$168  = acc_word[18:0];
+          \$200  = acc_q[18:0];
       2'h1:
-          \$168  = acc_word[37:19];
+          \$200  = acc_q[37:19];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr  = 6'h00;
     if (valid_out) begin
-      \$signature__addr  = \$2 [5:0];
+      \$signature__addr  = \$6 [5:0];
     end
     casez (seq_state)
       4'h0:
@@ -966,13 +1310,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$33  = 8'h00;
+    \$signature__data$48  = 8'h00;
     if (valid_out) begin
-      \$signature__data$33  = h_new;
+      \$signature__data$48  = h_new;
     end
     casez (seq_state)
       4'h0:
-          \$signature__data$33  = i__payload[7:0];
+          \$signature__data$48  = i__payload[7:0];
     endcase
   end
   always @* begin
@@ -988,23 +1332,23 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$36  = 5'h00;
+    \$signature__addr$51  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$36  = \$3 [4:0];
+      \$signature__addr$51  = \$7 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$37  = 8'h00;
+    \$signature__data$52  = 8'h00;
     if (valid_out) begin
-      \$signature__data$37  = c_new;
+      \$signature__data$52  = c_new;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$39  = 1'h0;
+    \$signature__en$54  = 1'h0;
     if (valid_out) begin
-      \$signature__en$39  = 1'h1;
+      \$signature__en$54  = 1'h1;
     end
   end
   always @* begin
@@ -1017,20 +1361,20 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$42  = 6'h00;
+    \$signature__addr$57  = 6'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$42  = \$8 [5:0];
+          \$signature__addr$57  = \$12 [5:0];
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$42  = \$44 [5:0];
+          \$signature__addr$57  = \$43 [5:0];
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$42  = \$50 [5:0];
+          \$signature__addr$57  = \$49 [5:0];
     endcase
   end
   always @* begin
@@ -1068,7 +1412,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$9 ;
+          w_en = \$13 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -1076,24 +1420,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$51 ;
+          w_en = \$50 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    issue = 38'h0000000000;
+    addr = 12'h000;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            issue[0] = 1'h1;
-            issue[12:1] = \$10 [11:0];
-            issue[19:13] = \$11 [6:0];
-            issue[26:20] = \$12 [6:0];
-            issue[36:28] = cur[27:19];
-            issue[27] = \$14 ;
-            issue[37] = \$15 ;
+            addr = \$14 [11:0];
           end
       4'h2:
           /* empty */;
@@ -1103,13 +1441,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            issue[0] = 1'h1;
-            issue[12:1] = \$52 [11:0];
-            issue[19:13] = \$53 [6:0];
-            issue[26:20] = \$54 [6:0];
-            issue[36:28] = cur[27:19];
-            issue[27] = \$56 ;
-            issue[37] = \$57 ;
+            addr = \$51 [11:0];
           end
     endcase
   end
@@ -1121,7 +1453,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$16 ) begin
+            if (\$15 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -1135,7 +1467,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$58 ) begin
+            if (\$52 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -1145,7 +1477,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    read_addr = 7'h00;
+    act_acc_addr = 7'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -1154,18 +1486,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$20 ) begin
-            read_addr = \$23 [6:0];
-            if (\$24 ) begin
-              if (\$30 ) begin
-                read_addr = \$32 ;
+          if (\$19 ) begin
+            act_acc_addr = \$22 [6:0];
+            if (\$23 ) begin
+              if (\$29 ) begin
+                act_acc_addr = \$31 ;
               end
             end
-            if (\$33 ) begin
+            if (\$32 ) begin
               if (early) begin
-                read_addr = \$41 ;
-              end else if (\$39 ) begin
-                read_addr = \$43 ;
+                act_acc_addr = \$40 ;
+              end else if (\$38 ) begin
+                act_acc_addr = \$42 ;
               end
             end
           end
@@ -1176,15 +1508,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          read_addr = \$59 [6:0];
+          act_acc_addr = \$53 [6:0];
       4'h8:
-          read_addr = \$60 [6:0];
+          act_acc_addr = \$54 [6:0];
       4'h9:
-          read_addr = \$61 [6:0];
+          act_acc_addr = \$55 [6:0];
       4'ha:
-          read_addr = \$62 [6:0];
+          act_acc_addr = \$56 [6:0];
       4'hb:
-          read_addr = \$63 [6:0];
+          act_acc_addr = \$57 [6:0];
     endcase
   end
   always @* begin
@@ -1198,22 +1530,22 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          c_rd__addr = \$45 [4:0];
+          c_rd__addr = \$44 [4:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185 [19:1] = e1[19:1];
-    \$185 [0] = 1'h0;
+    \$217 [19:1] = e1[19:1];
+    \$217 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$82 ) begin
-            \$185 [0] = 1'h1;
-            \$185 [6:1] = enc_col;
-            \$185 [7] = \$83 ;
-            \$185 [19:8] = enc_w;
+          if (\$86 ) begin
+            \$217 [0] = 1'h1;
+            \$217 [6:1] = enc_col;
+            \$217 [7] = \$87 ;
+            \$217 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -1222,20 +1554,179 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (\$152 ) begin
-            \$185 [0] = 1'h1;
-            \$185 [6:1] = enc_col;
-            \$185 [7] = \$153 ;
-            \$185 [19:8] = enc_w;
+          if (\$170 ) begin
+            \$217 [0] = 1'h1;
+            \$217 [6:1] = enc_col;
+            \$217 [7] = \$171 ;
+            \$217 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$185  = 20'h00000;
+      \$217  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = 1'h0;
+    \$218 [25:1] = s1[25:1];
+    \$218 [0] = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            \$218 [0] = 1'h1;
+            \$218 [7:1] = \$95 [6:0];
+            \$218 [14:8] = \$96 [6:0];
+            \$218 [24:16] = cur[27:19];
+            \$218 [15] = \$98 ;
+            \$218 [25] = \$99 ;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            \$218 [0] = 1'h1;
+            \$218 [7:1] = \$175 [6:0];
+            \$218 [14:8] = \$176 [6:0];
+            \$218 [24:16] = cur[27:19];
+            \$218 [15] = \$178 ;
+            \$218 [25] = \$179 ;
+          end
+    endcase
+    if (rst) begin
+      \$218  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$219  = s1;
+    if (rst) begin
+      \$219  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = \$like$77 ;
+    if (rst) begin
+      \$220  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = \$70 ;
+    if (rst) begin
+      \$221  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = \$71 ;
+    if (rst) begin
+      \$222  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223 [0] = \$like [0];
+    \$223 [7:1] = \$like [7:1];
+    \$223 [8] = \$like [15];
+    \$223 [9] = \$like [25];
+    if (rst) begin
+      \$223  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = s2;
+    if (rst) begin
+      \$224  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = acc_rd__data;
+    if (rst) begin
+      \$225  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = b_rd__data;
+    if (rst) begin
+      \$226  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227 [0] = s3[0];
+    \$227 [7:1] = s3[7:1];
+    if (rst) begin
+      \$227  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = acc_wr__data;
+    if (rst) begin
+      \$228  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = \$like$20 ;
+    if (rst) begin
+      \$229  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (s2[8]) begin
+      \$230  = 2'h0;
+    end else if (\$73 ) begin
+      \$230  = 2'h1;
+    end else if (\$75 ) begin
+      \$230  = 2'h2;
+    end else begin
+      \$230  = 2'h3;
+    end
+    if (rst) begin
+      \$230  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$231  = { \$76 [17], \$76 [17], \$76  };
+      1'h1:
+          \$231  = { \$77 [17], \$77 [17], \$77  };
+    endcase
+    if (rst) begin
+      \$231  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$232  = { \$78 [17], \$78 [17], \$78  };
+      1'h1:
+          \$232  = { \$79 [17], \$79 [17], \$79  };
+    endcase
+    if (rst) begin
+      \$232  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -1244,62 +1735,62 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$125 ) begin
-            \$186  = 1'h1;
+          if (\$143 ) begin
+            \$233  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$186  = 1'h0;
+      \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = in_idx;
+    \$234  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$187  = \$76 [2:0];
-            if (\$77 ) begin
-              \$187  = 3'h0;
+            \$234  = \$80 [2:0];
+            if (\$81 ) begin
+              \$234  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$187  = 3'h0;
+      \$234  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = seq_end;
+    \$235  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$77 ) begin
-              \$188  = i__payload[9];
+            if (\$81 ) begin
+              \$235  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$188  = 1'h0;
+      \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = enc_col;
+    \$236  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$77 ) begin
-              \$189  = 6'h00;
+            if (\$81 ) begin
+              \$236  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$82 ) begin
-            \$189  = \$84 [5:0];
+          if (\$86 ) begin
+            \$236  = \$88 [5:0];
           end
-          if (\$101 ) begin
-            \$189  = 6'h00;
+          if (\$110 ) begin
+            \$236  = 6'h00;
           end
         end
       4'h2:
@@ -1307,106 +1798,106 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$147 ) begin
-            \$189  = 6'h00;
+          if (\$165 ) begin
+            \$236  = 6'h00;
           end
       4'h5:
         begin
-          if (\$152 ) begin
-            \$189  = \$154 [5:0];
+          if (\$170 ) begin
+            \$236  = \$172 [5:0];
           end
-          if (\$167 ) begin
-            \$189  = 6'h00;
+          if (\$190 ) begin
+            \$236  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$189  = 6'h00;
+      \$236  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = enc_w;
+    \$237  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$77 ) begin
-              \$190  = 12'h000;
+            if (\$81 ) begin
+              \$237  = 12'h000;
             end
           end
       4'h1:
-          if (\$82 ) begin
-            \$190  = \$85 [11:0];
+          if (\$86 ) begin
+            \$237  = \$89 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$147 ) begin
-            \$190  = 12'h900;
+          if (\$165 ) begin
+            \$237  = 12'h900;
           end
       4'h5:
-          if (\$152 ) begin
-            \$190  = \$155 [11:0];
+          if (\$170 ) begin
+            \$237  = \$173 [11:0];
           end
     endcase
     if (rst) begin
-      \$190  = 12'h000;
+      \$237  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = grp;
+    \$238  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$77 ) begin
-              \$191  = 7'h00;
+            if (\$81 ) begin
+              \$238  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$91 ) begin
-              \$191  = 7'h00;
+            if (\$100 ) begin
+              \$238  = 7'h00;
             end else begin
-              \$191  = \$92 [6:0];
+              \$238  = \$101 [6:0];
             end
           end else if (r_rdy) begin
-            \$191  = 7'h00;
+            \$238  = 7'h00;
           end
       4'h2:
-          if (idle) begin
-            \$191  = 7'h00;
+          if (\$119 ) begin
+            \$238  = 7'h00;
           end
       4'h3:
-          if (\$125 ) begin
-            if (\$141 ) begin
-              \$191  = \$143 [6:0];
-              if (\$144 ) begin
-                \$191  = 7'h00;
+          if (\$143 ) begin
+            if (\$159 ) begin
+              \$238  = \$161 [6:0];
+              if (\$162 ) begin
+                \$238  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$147 ) begin
-            \$191  = 7'h00;
+          if (\$165 ) begin
+            \$238  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$157 ) begin
-              \$191  = 7'h00;
+            if (\$180 ) begin
+              \$238  = 7'h00;
             end else begin
-              \$191  = \$158 [6:0];
+              \$238  = \$181 [6:0];
             end
           end else if (r_rdy) begin
-            \$191  = 7'h00;
+            \$238  = 7'h00;
           end
       4'h6:
-          if (idle) begin
-            \$191  = 7'h00;
+          if (\$199 ) begin
+            \$238  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -1418,98 +1909,98 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'hb:
           if (o__ready) begin
-            if (\$181 ) begin
-              \$191  = 7'h00;
-            end else if (\$182 ) begin
-              \$191  = \$183 [6:0];
+            if (\$213 ) begin
+              \$238  = 7'h00;
+            end else if (\$214 ) begin
+              \$238  = \$215 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$191  = 7'h00;
+      \$238  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = seq_state;
+    \$239  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$77 ) begin
-              \$192  = 4'h1;
+            if (\$81 ) begin
+              \$239  = 4'h1;
             end
           end
       4'h1:
-          if (\$101 ) begin
-            \$192  = 4'h2;
+          if (\$110 ) begin
+            \$239  = 4'h2;
           end
       4'h2:
-          if (idle) begin
-            \$192  = 4'h3;
+          if (\$119 ) begin
+            \$239  = 4'h3;
           end
       4'h3:
-          if (\$125 ) begin
-            if (\$141 ) begin
-              if (\$144 ) begin
-                \$192  = 4'h4;
+          if (\$143 ) begin
+            if (\$159 ) begin
+              if (\$162 ) begin
+                \$239  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$147 ) begin
+          if (\$165 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$192  = 4'h5;
+              \$239  = 4'h5;
             end else begin
-              \$192  = 4'h0;
+              \$239  = 4'h0;
             end
           end
       4'h5:
-          if (\$167 ) begin
-            \$192  = 4'h6;
+          if (\$190 ) begin
+            \$239  = 4'h6;
           end
       4'h6:
-          if (idle) begin
-            \$192  = 4'h7;
+          if (\$199 ) begin
+            \$239  = 4'h7;
           end
       4'h7:
-          \$192  = 4'h8;
+          \$239  = 4'h8;
       4'h8:
-          \$192  = 4'h9;
+          \$239  = 4'h9;
       4'h9:
-          \$192  = 4'ha;
+          \$239  = 4'ha;
       4'ha:
-          \$192  = 4'hb;
+          \$239  = 4'hb;
       4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$181 ) begin
-              \$192  = 4'h0;
-            end else if (\$182 ) begin
-              \$192  = 4'h7;
+            if (\$213 ) begin
+              \$239  = 4'h0;
+            end else if (\$214 ) begin
+              \$239  = 4'h7;
             end else begin
-              \$192  = 4'h9;
+              \$239  = 4'h9;
             end
           end
     endcase
     if (rst) begin
-      \$192  = 4'h0;
+      \$239  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = e2;
+    \$240  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$193 [0] = e1[0];
-          \$193 [6:1] = e1[6:1];
-          \$193 [7] = e1[7];
-          \$193 [19:8] = e1[19:8];
-          \$193 [27:20] = \$87 ;
-          \$193 [36:28] = \$90 ;
+          \$240 [0] = e1[0];
+          \$240 [6:1] = e1[6:1];
+          \$240 [7] = e1[7];
+          \$240 [19:8] = e1[19:8];
+          \$240 [27:20] = \$91 ;
+          \$240 [36:28] = \$94 ;
         end
       4'h2:
           /* empty */;
@@ -1519,31 +2010,31 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
         begin
-          \$193 [0] = e1[0];
-          \$193 [6:1] = e1[6:1];
-          \$193 [7] = e1[7];
-          \$193 [19:8] = e1[19:8];
-          \$193 [27:20] = \$signature__data ;
-          \$193 [36:28] = \$156 ;
+          \$240 [0] = e1[0];
+          \$240 [6:1] = e1[6:1];
+          \$240 [7] = e1[7];
+          \$240 [19:8] = e1[19:8];
+          \$240 [27:20] = \$signature__data ;
+          \$240 [36:28] = \$174 ;
         end
     endcase
     if (rst) begin
-      \$193  = 37'h0000000000;
+      \$240  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = cur_active;
+    \$241  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$91 ) begin
-              \$194  = r_rdy;
+            if (\$100 ) begin
+              \$241  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$194  = 1'h1;
+            \$241  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -1553,30 +2044,30 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$157 ) begin
-              \$194  = r_rdy;
+            if (\$180 ) begin
+              \$241  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$194  = 1'h1;
+            \$241  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$194  = 1'h0;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = cur;
+    \$242  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$91 ) begin
-              \$195  = r_data;
+            if (\$100 ) begin
+              \$242  = r_data;
             end
           end else if (r_rdy) begin
-            \$195  = r_data;
+            \$242  = r_data;
           end
       4'h2:
           /* empty */;
@@ -1586,36 +2077,36 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$157 ) begin
-              \$195  = r_data;
+            if (\$180 ) begin
+              \$242  = r_data;
             end
           end else if (r_rdy) begin
-            \$195  = r_data;
+            \$242  = r_data;
           end
     endcase
     if (rst) begin
-      \$195  = 28'h0000000;
+      \$242  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = lane;
+    \$243  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$196  = 2'h0;
+          if (\$119 ) begin
+            \$243  = 2'h0;
           end
       4'h3:
-          if (\$125 ) begin
+          if (\$143 ) begin
             (* full_case = 32'd1 *)
-            if (\$141 ) begin
-              \$196  = 2'h0;
+            if (\$159 ) begin
+              \$243  = 2'h0;
             end else begin
-              \$196  = \$145 [1:0];
+              \$243  = \$163 [1:0];
             end
           end
       4'h4:
@@ -1623,8 +2114,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (idle) begin
-            \$196  = 2'h0;
+          if (\$199 ) begin
+            \$243  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -1637,245 +2128,245 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$181 ) begin
-              \$196  = 2'h0;
-            end else if (\$182 ) begin
-              \$196  = 2'h0;
+            if (\$213 ) begin
+              \$243  = 2'h0;
+            end else if (\$214 ) begin
+              \$243  = 2'h0;
             end else begin
-              \$196  = \$184 [1:0];
+              \$243  = \$216 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$196  = 2'h0;
+      \$243  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = elem;
+    \$244  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$197  = 6'h00;
+          if (\$119 ) begin
+            \$244  = 6'h00;
           end
       4'h3:
-          if (\$125 ) begin
-            \$197  = \$126 [5:0];
+          if (\$143 ) begin
+            \$244  = \$144 [5:0];
           end
     endcase
     if (rst) begin
-      \$197  = 6'h00;
+      \$244  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = act_q;
+    \$245  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$198  = 3'h0;
+          if (\$119 ) begin
+            \$245  = 3'h0;
           end
       4'h3:
-          if (\$105 ) begin
-            \$198  = \$106 [2:0];
-            if (\$116 ) begin
-              \$198  = 3'h0;
+          if (\$123 ) begin
+            \$245  = \$124 [2:0];
+            if (\$134 ) begin
+              \$245  = 3'h0;
               if (early) begin
-                \$198  = 3'h2;
-              end else if (\$124 ) begin
-                \$198  = 3'h1;
+                \$245  = 3'h2;
+              end else if (\$142 ) begin
+                \$245  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$198  = 3'h0;
+      \$245  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = early;
+    \$246  = early;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$199  = 1'h0;
+          if (\$119 ) begin
+            \$246  = 1'h0;
           end
       4'h3:
-          if (\$105 ) begin
-            if (\$109 ) begin
-              \$199  = \$115 ;
+          if (\$123 ) begin
+            if (\$127 ) begin
+              \$246  = \$133 ;
             end
-            if (\$116 ) begin
-              \$199  = 1'h0;
+            if (\$134 ) begin
+              \$246  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$199  = 1'h0;
+      \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = g_grp;
+    \$247  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$200  = 5'h00;
+          if (\$119 ) begin
+            \$247  = 5'h00;
           end
       4'h3:
-          if (\$105 ) begin
-            if (\$116 ) begin
-              \$200  = \$118 [4:0];
+          if (\$123 ) begin
+            if (\$134 ) begin
+              \$247  = \$136 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$200  = 5'h00;
+      \$247  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = \$signal ;
+    \$248  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$201  = 1'h0;
+          if (\$119 ) begin
+            \$248  = 1'h0;
           end
       4'h3:
-          if (\$105 ) begin
-            if (\$116 ) begin
-              \$201  = \$117 ;
+          if (\$123 ) begin
+            if (\$134 ) begin
+              \$248  = \$135 ;
             end
           end
     endcase
     if (rst) begin
-      \$201  = 1'h0;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = \$signal$68 ;
+    \$249  = \$signal$90 ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$202  = 1'h0;
+          if (\$119 ) begin
+            \$249  = 1'h0;
           end
       4'h3:
-          if (\$125 ) begin
-            if (\$141 ) begin
-              \$202  = \$142 ;
+          if (\$143 ) begin
+            if (\$159 ) begin
+              \$249  = \$160 ;
             end
           end
     endcase
     if (rst) begin
-      \$202  = 1'h0;
+      \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = bank0_full;
+    \$250  = bank0_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$203  = 1'h0;
+          if (\$119 ) begin
+            \$250  = 1'h0;
           end
       4'h3:
         begin
-          if (\$105 ) begin
-            if (\$116 ) begin
+          if (\$123 ) begin
+            if (\$134 ) begin
               casez (\$signal )
                 1'h0:
-                    \$203  = 1'h1;
+                    \$250  = 1'h1;
               endcase
             end
           end
-          if (\$125 ) begin
-            if (\$141 ) begin
-              casez (\$signal$68 )
+          if (\$143 ) begin
+            if (\$159 ) begin
+              casez (\$signal$90 )
                 1'h0:
-                    \$203  = 1'h0;
+                    \$250  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$203  = 1'h0;
+      \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = bank1_full;
+    \$251  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$204  = 1'h0;
+          if (\$119 ) begin
+            \$251  = 1'h0;
           end
       4'h3:
         begin
-          if (\$105 ) begin
-            if (\$116 ) begin
+          if (\$123 ) begin
+            if (\$134 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$204  = 1'h1;
+                    \$251  = 1'h1;
               endcase
             end
           end
-          if (\$125 ) begin
-            if (\$141 ) begin
+          if (\$143 ) begin
+            if (\$159 ) begin
               (* full_case = 32'd1 *)
-              casez (\$signal$68 )
+              casez (\$signal$90 )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$204  = 1'h0;
+                    \$251  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$204  = 1'h0;
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = gate0_0_0;
+    \$252  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -1884,22 +2375,22 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$105 ) begin
-            if (\$107 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h2:
-                    \$205  = acc_word[18:0];
+                    \$252  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$205  = 19'h00000;
+      \$252  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = gate0_0_1;
+    \$253  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -1908,22 +2399,22 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$105 ) begin
-            if (\$107 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h2:
-                    \$206  = acc_word[37:19];
+                    \$253  = acc_q[37:19];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$206  = 19'h00000;
+      \$253  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = gate0_1_0;
+    \$254  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -1932,50 +2423,24 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$105 ) begin
-            if (\$107 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$207  = acc_word[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$207  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$105 ) begin
-            if (\$107 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$208  = acc_word[37:19];
+                    \$254  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$208  = 19'h00000;
+      \$254  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = gate0_2_0;
+    \$255  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -1984,26 +2449,24 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$105 ) begin
-            if (\$107 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$209  = acc_word[18:0];
+                    \$255  = acc_q[37:19];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$209  = 19'h00000;
+      \$255  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = gate0_2_1;
+    \$256  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2012,26 +2475,26 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$105 ) begin
-            if (\$107 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$210  = acc_word[37:19];
+                    \$256  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$210  = 19'h00000;
+      \$256  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = gate0_3_0;
+    \$257  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2040,28 +2503,26 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$105 ) begin
-            if (\$107 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    /* empty */;
-                3'h5:
-                    \$211  = acc_word[18:0];
+                    \$257  = acc_q[37:19];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$211  = 19'h00000;
+      \$257  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = gate0_3_1;
+    \$258  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2070,8 +2531,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$105 ) begin
-            if (\$107 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
@@ -2080,18 +2541,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h4:
                     /* empty */;
                 3'h5:
-                    \$212  = acc_word[37:19];
+                    \$258  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$212  = 19'h00000;
+      \$258  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = gate1_0_0;
+    \$259  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2100,164 +2561,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$105 ) begin
-            if (\$108 ) begin
-              casez (act_q)
-                3'h2:
-                    \$213  = acc_word[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$213  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$105 ) begin
-            if (\$108 ) begin
-              casez (act_q)
-                3'h2:
-                    \$214  = acc_word[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$214  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$105 ) begin
-            if (\$108 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$215  = acc_word[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$215  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$105 ) begin
-            if (\$108 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$216  = acc_word[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$216  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = gate1_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$105 ) begin
-            if (\$108 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$217  = acc_word[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$217  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$105 ) begin
-            if (\$108 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$218  = acc_word[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$218  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = gate1_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$105 ) begin
-            if (\$108 ) begin
+          if (\$123 ) begin
+            if (\$125 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
@@ -2266,18 +2571,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h4:
                     /* empty */;
                 3'h5:
-                    \$219  = acc_word[18:0];
+                    \$259  = acc_q[37:19];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$219  = 19'h00000;
+      \$259  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = gate1_3_1;
+    \$260  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2286,8 +2591,164 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$105 ) begin
-            if (\$108 ) begin
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h2:
+                    \$260  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$260  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$261  = gate1_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h2:
+                    \$261  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$261  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$262  = gate1_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$262  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$262  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$263  = gate1_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$263  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$263  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$264  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$264  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$264  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$265  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$265  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$265  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$266  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$123 ) begin
+            if (\$126 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
@@ -2296,18 +2757,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
                 3'h4:
                     /* empty */;
                 3'h5:
-                    \$220  = acc_word[37:19];
+                    \$266  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$220  = 19'h00000;
+      \$266  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = acc0;
+    \$267  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2316,17 +2777,28 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$125 ) begin
-            \$221  = \$129 ;
+          if (\$123 ) begin
+            if (\$126 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$267  = acc_q[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$221  = 19'h00000;
+      \$267  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = acc1;
+    \$268  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2335,17 +2807,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$125 ) begin
-            \$222  = \$132 ;
+          if (\$143 ) begin
+            \$268  = \$147 ;
           end
     endcase
     if (rst) begin
-      \$222  = 19'h00000;
+      \$268  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = acc2;
+    \$269  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2354,17 +2826,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$125 ) begin
-            \$223  = \$135 ;
+          if (\$143 ) begin
+            \$269  = \$150 ;
           end
     endcase
     if (rst) begin
-      \$223  = 19'h00000;
+      \$269  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = acc3;
+    \$270  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2373,17 +2845,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$125 ) begin
-            \$224  = \$138 ;
+          if (\$143 ) begin
+            \$270  = \$153 ;
           end
     endcase
     if (rst) begin
-      \$224  = 19'h00000;
+      \$270  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = tag;
+    \$271  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2392,17 +2864,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$125 ) begin
-            \$225  = elem;
+          if (\$143 ) begin
+            \$271  = \$156 ;
           end
     endcase
     if (rst) begin
-      \$225  = 6'h00;
+      \$271  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = issue_layer;
+    \$272  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2411,17 +2883,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$125 ) begin
-            \$226  = 1'h0;
+          if (\$143 ) begin
+            \$272  = elem;
           end
     endcase
     if (rst) begin
-      \$226  = 1'h0;
+      \$272  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = \wait ;
+    \$273  = issue_layer;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2430,23 +2902,42 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$125 ) begin
-            if (\$141 ) begin
-              if (\$144 ) begin
-                \$227  = 5'h00;
+          if (\$143 ) begin
+            \$273  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$273  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$274  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$143 ) begin
+            if (\$159 ) begin
+              if (\$162 ) begin
+                \$274  = 5'h00;
               end
             end
           end
       4'h4:
-          \$227  = \$146 [4:0];
+          \$274  = \$164 [4:0];
     endcase
     if (rst) begin
-      \$227  = 5'h00;
+      \$274  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = fresh;
+    \$275  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2457,11 +2948,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$147 ) begin
+          if (\$165 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$228  = 1'h0;
+              \$275  = 1'h0;
             end
           end
       4'h5:
@@ -2478,18 +2969,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'hb:
           if (o__ready) begin
-            if (\$181 ) begin
-              \$228  = seq_end;
+            if (\$213 ) begin
+              \$275  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$228  = 1'h1;
+      \$275  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = out_idx;
+    \$276  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2504,8 +2995,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          if (idle) begin
-            \$229  = 4'h0;
+          if (\$199 ) begin
+            \$276  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -2517,16 +3008,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'hb:
           if (o__ready) begin
-            \$229  = \$180 [3:0];
+            \$276  = \$212 [3:0];
           end
     endcase
     if (rst) begin
-      \$229  = 4'h0;
+      \$276  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = out_word;
+    \$277  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2547,15 +3038,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          \$230  = \$168 ;
+          \$277  = \$200 ;
     endcase
     if (rst) begin
-      \$230  = 19'h00000;
+      \$277  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = o__payload;
+    \$278  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2579,17 +3070,17 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
         begin
-          \$231 [7:0] = \$178 [7:0];
-          \$231 [8] = \$179 ;
+          \$278 [7:0] = \$210 [7:0];
+          \$278 [8] = \$211 ;
         end
     endcase
     if (rst) begin
-      \$231  = 9'h000;
+      \$278  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = o__valid;
+    \$279  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2612,17 +3103,20 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h9:
           /* empty */;
       4'ha:
-          \$232  = 1'h1;
+          \$279  = 1'h1;
       4'hb:
           if (o__ready) begin
-            \$232  = 1'h0;
+            \$279  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$232  = 1'h0;
+      \$279  = 1'h0;
     end
   end
   assign pushed = w_data;
+  assign b_rd__addr = \$like [14:8];
+  assign acc_wr__addr = s3[7:1];
+  assign acc_wr__en = s3[0];
   assign issue_acc0 = acc0;
   assign issue_acc1 = acc1;
   assign issue_acc2 = acc2;
@@ -2639,6 +3133,26 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \pushed.col  = w_data[17:12];
   assign \pushed.is_h  = w_data[18];
   assign \pushed.delta  = w_data[27:19];
+  assign \$like.valid  = \$like [0];
+  assign \$like.acc_addr  = \$like [7:1];
+  assign \$like.b_addr  = \$like [14:8];
+  assign \$like.bias  = \$like [15];
+  assign \$like.delta  = \$like [24:16];
+  assign \$like.shift  = \$like [25];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[7:1];
+  assign \s3.bias  = s3[8];
+  assign \s3.shift  = s3[9];
+  assign \acc_wr__data[0]  = acc_wr__data[18:0];
+  assign \acc_wr__data[1]  = acc_wr__data[37:19];
+  assign \bias_q[0]  = bias_q[18:0];
+  assign \bias_q[1]  = bias_q[37:19];
+  assign \$like$20[0]  = \$like$20 [18:0];
+  assign \$like$20[1]  = \$like$20 [37:19];
+  assign \last_sum2[0]  = last_sum2[18:0];
+  assign \last_sum2[1]  = last_sum2[37:19];
+  assign \acc_q[0]  = acc_q[18:0];
+  assign \acc_q[1]  = acc_q[37:19];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
   assign \e2.valid  = e2[0];
@@ -2647,13 +3161,6 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \e2.w_addr  = e2[19:8];
   assign \e2.value  = e2[27:20];
   assign \e2.change  = e2[36:28];
-  assign \issue.valid  = issue[0];
-  assign \issue.w_addr  = issue[12:1];
-  assign \issue.acc_addr  = issue[19:13];
-  assign \issue.b_addr  = issue[26:20];
-  assign \issue.bias  = issue[27];
-  assign \issue.delta  = issue[36:28];
-  assign \issue.shift  = issue[37];
   assign \cur.w_addr  = cur[11:0];
   assign \cur.col  = cur[17:12];
   assign \cur.is_h  = cur[18];
@@ -2662,17 +3169,45 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \e1.col  = e1[6:1];
   assign \e1.is_h  = e1[7];
   assign \e1.w_addr  = e1[19:8];
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
-  assign \$9  = e2[0];
-  assign \$14  = \$13 ;
-  assign \$51  = e2[0];
-  assign \$56  = \$55 ;
-  assign \$57  = 1'h0;
-  assign \$108  = \$signal ;
-  assign \$170  = { \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19], \$169 [19:10] };
-  assign \$173  = { \$172 [19], \$172 [19], \$172 [19], \$172 [19], \$172 [19], \$172 [19], \$172 [19], \$172 [19], \$172 [19], \$172 [19], \$172 [19:10] };
-  assign \$176  = { \$175 [19], \$175 [19], \$175 [19], \$175 [19], \$175 [19], \$175 [19], \$175 [19], \$175 [19], \$175 [19], \$175 [19], \$175 [19:10] };
+  assign \s1.valid  = s1[0];
+  assign \s1.acc_addr  = s1[7:1];
+  assign \s1.b_addr  = s1[14:8];
+  assign \s1.bias  = s1[15];
+  assign \s1.delta  = s1[24:16];
+  assign \s1.shift  = s1[25];
+  assign \$like$77.valid  = \$like$77 [0];
+  assign \$like$77.acc_addr  = \$like$77 [7:1];
+  assign \$like$77.b_addr  = \$like$77 [14:8];
+  assign \$like$77.bias  = \$like$77 [15];
+  assign \$like$77.delta  = \$like$77 [24:16];
+  assign \$like$77.shift  = \$like$77 [25];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[7:1];
+  assign \s2.bias  = s2[8];
+  assign \s2.shift  = s2[9];
+  assign \acc_rd__data[0]  = acc_rd__data[18:0];
+  assign \acc_rd__data[1]  = acc_rd__data[37:19];
+  assign \b_rd__data[0]  = b_rd__data[18:0];
+  assign \b_rd__data[1]  = b_rd__data[37:19];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[7:1];
+  assign acc_wr__data[37:19] = \$4 [18:0];
+  assign acc_wr__data[18:0] = \$2 [18:0];
+  assign \$13  = e2[0];
+  assign \$50  = e2[0];
+  assign \$76  = { prod0[16], prod0 };
+  assign \$77  = { prod0, 1'h0 };
+  assign \$78  = { prod1[16], prod1 };
+  assign \$79  = { prod1, 1'h0 };
+  assign \$98  = \$97 ;
+  assign \$126  = \$signal ;
+  assign \$178  = \$177 ;
+  assign \$179  = 1'h0;
+  assign \$202  = { \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19:10] };
+  assign \$205  = { \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19:10] };
+  assign \$208  = { \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5524,584 +6059,8 @@ module \hwgen_digits_lstm_p2.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.mac (rst, idle, issue, read_addr, acc_word, clk);
+module \hwgen_digits_lstm_p2.w_rom (rst, addr, data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire \$1 ;
-  wire [20:0] \$10 ;
-  reg [18:0] \$11 ;
-  wire [20:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [17:0] \$19 ;
-  wire \$2 ;
-  wire [17:0] \$20 ;
-  wire [17:0] \$21 ;
-  wire [17:0] \$22 ;
-  reg [37:0] \$23 ;
-  reg [37:0] \$24 ;
-  reg [37:0] \$25 ;
-  reg [16:0] \$26 ;
-  reg [16:0] \$27 ;
-  reg [9:0] \$28 ;
-  reg [9:0] \$29 ;
-  wire \$3 ;
-  reg [37:0] \$30 ;
-  reg [37:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [37:0] \$33 ;
-  reg [37:0] \$34 ;
-  reg [1:0] \$35 ;
-  reg [19:0] \$36 ;
-  reg [19:0] \$37 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  reg [18:0] \$9 ;
-  reg [37:0] \$like  = 38'h0000000000;
-  reg [37:0] \$like$10  = 38'h0000000000;
-  wire [6:0] \$like$10.acc_addr ;
-  wire [6:0] \$like$10.b_addr ;
-  wire \$like$10.bias ;
-  wire [8:0] \$like$10.delta ;
-  wire \$like$10.shift ;
-  wire \$like$10.valid ;
-  wire [11:0] \$like$10.w_addr ;
-  reg [37:0] \$like$18  = 38'h0000000000;
-  wire [18:0] \$like$18[0] ;
-  wire [18:0] \$like$18[1] ;
-  (* init = 38'h0000000000 *)
-  wire [37:0] \$like$7 ;
-  wire [18:0] \$like$7[0] ;
-  wire [18:0] \$like$7[1] ;
-  wire [6:0] \$like.acc_addr ;
-  wire [6:0] \$like.b_addr ;
-  wire \$like.bias ;
-  wire [8:0] \$like.delta ;
-  wire \$like.shift ;
-  wire \$like.valid ;
-  wire [11:0] \$like.w_addr ;
-  wire [6:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$4 ;
-  wire [37:0] \$signature__data ;
-  wire [37:0] \$signature__data$28 ;
-  wire [18:0] \$signature__data$28[0] ;
-  wire [18:0] \$signature__data$28[1] ;
-  wire [18:0] \$signature__data[0] ;
-  wire [18:0] \$signature__data[1] ;
-  output [37:0] acc_word;
-  reg [37:0] acc_word = 38'h0000000000;
-  wire [18:0] \acc_word[0] ;
-  wire [18:0] \acc_word[1] ;
-  wire [6:0] acc_wr__addr;
-  wire [37:0] acc_wr__data;
-  wire [18:0] \acc_wr__data[0] ;
-  wire [18:0] \acc_wr__data[1] ;
-  wire acc_wr__en;
-  wire [11:0] addr;
-  reg [19:0] aligned0 = 20'h00000;
-  reg [19:0] aligned1 = 20'h00000;
-  reg [37:0] bias_q = 38'h0000000000;
-  wire [18:0] \bias_q[0] ;
-  wire [18:0] \bias_q[1] ;
-  input clk;
-  wire clk;
-  wire [15:0] data;
-  wire [7:0] \data[0] ;
-  wire [7:0] \data[1] ;
-  output idle;
-  wire idle;
-  input [37:0] issue;
-  wire [37:0] issue;
-  wire [6:0] \issue.acc_addr ;
-  wire [6:0] \issue.b_addr ;
-  wire \issue.bias ;
-  wire [8:0] \issue.delta ;
-  wire \issue.shift ;
-  wire \issue.valid ;
-  wire [11:0] \issue.w_addr ;
-  reg [7:0] last = 8'h00;
-  wire [6:0] \last.acc_addr ;
-  wire \last.valid ;
-  reg [37:0] last_sum2 = 38'h0000000000;
-  wire [18:0] \last_sum2[0] ;
-  wire [18:0] \last_sum2[1] ;
-  reg [1:0] pick = 2'h0;
-  reg [16:0] prod0 = 17'h00000;
-  reg [16:0] prod1 = 17'h00000;
-  input [6:0] read_addr;
-  wire [6:0] read_addr;
-  input rst;
-  wire rst;
-  reg [37:0] s1 = 38'h0000000000;
-  wire [6:0] \s1.acc_addr ;
-  wire [6:0] \s1.b_addr ;
-  wire \s1.bias ;
-  wire [8:0] \s1.delta ;
-  wire \s1.shift ;
-  wire \s1.valid ;
-  wire [11:0] \s1.w_addr ;
-  reg [9:0] s2 = 10'h000;
-  wire [6:0] \s2.acc_addr ;
-  wire \s2.bias ;
-  wire \s2.shift ;
-  wire \s2.valid ;
-  reg [9:0] s3 = 10'h000;
-  wire [6:0] \s3.acc_addr ;
-  wire \s3.bias ;
-  wire \s3.shift ;
-  wire \s3.valid ;
-  reg [37:0] acc_mem [68:0];
-  initial begin
-    acc_mem[0] = 38'h0000000000;
-    acc_mem[1] = 38'h0000000000;
-    acc_mem[2] = 38'h0000000000;
-    acc_mem[3] = 38'h0000000000;
-    acc_mem[4] = 38'h0000000000;
-    acc_mem[5] = 38'h0000000000;
-    acc_mem[6] = 38'h0000000000;
-    acc_mem[7] = 38'h0000000000;
-    acc_mem[8] = 38'h0000000000;
-    acc_mem[9] = 38'h0000000000;
-    acc_mem[10] = 38'h0000000000;
-    acc_mem[11] = 38'h0000000000;
-    acc_mem[12] = 38'h0000000000;
-    acc_mem[13] = 38'h0000000000;
-    acc_mem[14] = 38'h0000000000;
-    acc_mem[15] = 38'h0000000000;
-    acc_mem[16] = 38'h0000000000;
-    acc_mem[17] = 38'h0000000000;
-    acc_mem[18] = 38'h0000000000;
-    acc_mem[19] = 38'h0000000000;
-    acc_mem[20] = 38'h0000000000;
-    acc_mem[21] = 38'h0000000000;
-    acc_mem[22] = 38'h0000000000;
-    acc_mem[23] = 38'h0000000000;
-    acc_mem[24] = 38'h0000000000;
-    acc_mem[25] = 38'h0000000000;
-    acc_mem[26] = 38'h0000000000;
-    acc_mem[27] = 38'h0000000000;
-    acc_mem[28] = 38'h0000000000;
-    acc_mem[29] = 38'h0000000000;
-    acc_mem[30] = 38'h0000000000;
-    acc_mem[31] = 38'h0000000000;
-    acc_mem[32] = 38'h0000000000;
-    acc_mem[33] = 38'h0000000000;
-    acc_mem[34] = 38'h0000000000;
-    acc_mem[35] = 38'h0000000000;
-    acc_mem[36] = 38'h0000000000;
-    acc_mem[37] = 38'h0000000000;
-    acc_mem[38] = 38'h0000000000;
-    acc_mem[39] = 38'h0000000000;
-    acc_mem[40] = 38'h0000000000;
-    acc_mem[41] = 38'h0000000000;
-    acc_mem[42] = 38'h0000000000;
-    acc_mem[43] = 38'h0000000000;
-    acc_mem[44] = 38'h0000000000;
-    acc_mem[45] = 38'h0000000000;
-    acc_mem[46] = 38'h0000000000;
-    acc_mem[47] = 38'h0000000000;
-    acc_mem[48] = 38'h0000000000;
-    acc_mem[49] = 38'h0000000000;
-    acc_mem[50] = 38'h0000000000;
-    acc_mem[51] = 38'h0000000000;
-    acc_mem[52] = 38'h0000000000;
-    acc_mem[53] = 38'h0000000000;
-    acc_mem[54] = 38'h0000000000;
-    acc_mem[55] = 38'h0000000000;
-    acc_mem[56] = 38'h0000000000;
-    acc_mem[57] = 38'h0000000000;
-    acc_mem[58] = 38'h0000000000;
-    acc_mem[59] = 38'h0000000000;
-    acc_mem[60] = 38'h0000000000;
-    acc_mem[61] = 38'h0000000000;
-    acc_mem[62] = 38'h0000000000;
-    acc_mem[63] = 38'h0000000000;
-    acc_mem[64] = 38'h0000000000;
-    acc_mem[65] = 38'h0000000000;
-    acc_mem[66] = 38'h0000000000;
-    acc_mem[67] = 38'h0000000000;
-    acc_mem[68] = 38'h0000000000;
-  end
-  always @(posedge clk) begin
-    if (s3[0])
-      acc_mem[s3[7:1]] <= acc_wr__data;
-  end
-  reg [37:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= acc_mem[\$signature__addr$4 ];
-  end
-  assign \$signature__data  = _0_;
-  reg [37:0] b_mem [68:0];
-  initial begin
-    b_mem[0] = 38'h009d6808a3;
-    b_mem[1] = 38'h3fe207fde2;
-    b_mem[2] = 38'h002d080958;
-    b_mem[3] = 38'h00583009c7;
-    b_mem[4] = 38'h001b37f433;
-    b_mem[5] = 38'h3fa3e8068b;
-    b_mem[6] = 38'h007798191b;
-    b_mem[7] = 38'h001baffb3a;
-    b_mem[8] = 38'h006158043d;
-    b_mem[9] = 38'h00a367f8e3;
-    b_mem[10] = 38'h00861803c5;
-    b_mem[11] = 38'h00d3702a2a;
-    b_mem[12] = 38'h0087e016e4;
-    b_mem[13] = 38'h0039280e6f;
-    b_mem[14] = 38'h3fecd0093d;
-    b_mem[15] = 38'h0093280ee2;
-    b_mem[16] = 38'h3ffcf80fa4;
-    b_mem[17] = 38'h0000d8091f;
-    b_mem[18] = 38'h00465810af;
-    b_mem[19] = 38'h3fccb8060e;
-    b_mem[20] = 38'h00d8a813b9;
-    b_mem[21] = 38'h0030880bcd;
-    b_mem[22] = 38'h3fde201001;
-    b_mem[23] = 38'h0082701913;
-    b_mem[24] = 38'h00498807dc;
-    b_mem[25] = 38'h0038780a5a;
-    b_mem[26] = 38'h00cc900a4c;
-    b_mem[27] = 38'h00a76002a2;
-    b_mem[28] = 38'h007430035e;
-    b_mem[29] = 38'h001bf805af;
-    b_mem[30] = 38'h3fec700189;
-    b_mem[31] = 38'h001f280a5a;
-    b_mem[32] = 38'h3f63a80d32;
-    b_mem[33] = 38'h000da808ba;
-    b_mem[34] = 38'h3ffd480564;
-    b_mem[35] = 38'h3fcfc000fc;
-    b_mem[36] = 38'h3f8bf00619;
-    b_mem[37] = 38'h001bd7ec49;
-    b_mem[38] = 38'h3ffe1003cc;
-    b_mem[39] = 38'h3ff2aff97c;
-    b_mem[40] = 38'h3fa4d7f7ac;
-    b_mem[41] = 38'h3fecb008d7;
-    b_mem[42] = 38'h0048dff40e;
-    b_mem[43] = 38'h3f7d880181;
-    b_mem[44] = 38'h000097ef32;
-    b_mem[45] = 38'h3f7a4805fc;
-    b_mem[46] = 38'h0034600b48;
-    b_mem[47] = 38'h3fea7fffd4;
-    b_mem[48] = 38'h00b8d00ec2;
-    b_mem[49] = 38'h007778008b;
-    b_mem[50] = 38'h0097181068;
-    b_mem[51] = 38'h007358100c;
-    b_mem[52] = 38'h004af00b50;
-    b_mem[53] = 38'h0043800c65;
-    b_mem[54] = 38'h0097c81280;
-    b_mem[55] = 38'h006c201a58;
-    b_mem[56] = 38'h0091c0144f;
-    b_mem[57] = 38'h0110c00e67;
-    b_mem[58] = 38'h013f3820a9;
-    b_mem[59] = 38'h00f6781a69;
-    b_mem[60] = 38'h008b3811a7;
-    b_mem[61] = 38'h00ab402058;
-    b_mem[62] = 38'h00229806cf;
-    b_mem[63] = 38'h012a201297;
-    b_mem[64] = 38'h00058000b2;
-    b_mem[65] = 38'h00157ffe4a;
-    b_mem[66] = 38'h002c680398;
-    b_mem[67] = 38'h00628ff6b5;
-    b_mem[68] = 38'h3fe4e00068;
-  end
-  reg [37:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= b_mem[\$like [26:20]];
-  end
-  assign \$signature__data$28  = _1_;
-  assign \$signature__addr$4  = \$like [0] ? \$like [19:13] : read_addr;
-  assign \$1  = ~ s1[0];
-  assign \$2  = ~ \$like$10 [0];
-  assign \$3  = \$1  & \$2 ;
-  assign \$4  = ~ \$like [0];
-  assign \$5  = \$3  & \$4 ;
-  assign \$6  = ~ s2[0];
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = ~ s3[0];
-  assign idle = \$7  & \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned0);
-  assign \$12  = $signed(\$11 ) + $signed(aligned1);
-  assign \$13  = $signed(data[7:0]) * $signed(\$like [36:28]);
-  assign \$14  = $signed(data[15:8]) * $signed(\$like [36:28]);
-  assign \$15  = s3[7:1] == s2[7:1];
-  assign \$16  = s3[0] & \$15 ;
-  assign \$17  = last[7:1] == s2[7:1];
-  assign \$18  = last[0] & \$17 ;
-  always @(posedge clk)
-    s1 <= \$23 ;
-  always @(posedge clk)
-    \$like$10  <= \$24 ;
-  always @(posedge clk)
-    \$like  <= \$25 ;
-  always @(posedge clk)
-    prod0 <= \$26 ;
-  always @(posedge clk)
-    prod1 <= \$27 ;
-  always @(posedge clk)
-    s2 <= \$28 ;
-  always @(posedge clk)
-    s3 <= \$29 ;
-  always @(posedge clk)
-    acc_word <= \$30 ;
-  always @(posedge clk)
-    bias_q <= \$31 ;
-  always @(posedge clk)
-    last <= \$32 ;
-  always @(posedge clk)
-    \$like$18  <= \$33 ;
-  always @(posedge clk)
-    last_sum2 <= \$34 ;
-  always @(posedge clk)
-    pick <= \$35 ;
-  always @(posedge clk)
-    aligned0 <= \$36 ;
-  always @(posedge clk)
-    aligned1 <= \$37 ;
-  \hwgen_digits_lstm_p2.mac.w_rom  w_rom (
-    .addr(issue[12:1]),
-    .clk(clk),
-    .data(data),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$9  = bias_q[18:0];
-      2'h1:
-          \$9  = \$like$18 [18:0];
-      2'h2:
-          \$9  = last_sum2[18:0];
-      2'h3:
-          \$9  = acc_word[18:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$11  = bias_q[37:19];
-      2'h1:
-          \$11  = \$like$18 [37:19];
-      2'h2:
-          \$11  = last_sum2[37:19];
-      2'h3:
-          \$11  = acc_word[37:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$23 [37:1] = s1[37:1];
-    \$23 [0] = issue[0];
-    if (issue[0]) begin
-      \$23  = issue;
-    end
-    if (rst) begin
-      \$23  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$24  = s1;
-    if (rst) begin
-      \$24  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$25  = \$like$10 ;
-    if (rst) begin
-      \$25  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$26  = \$13 ;
-    if (rst) begin
-      \$26  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$27  = \$14 ;
-    if (rst) begin
-      \$27  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$28 [0] = \$like [0];
-    \$28 [7:1] = \$like [19:13];
-    \$28 [8] = \$like [27];
-    \$28 [9] = \$like [37];
-    if (rst) begin
-      \$28  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$29  = s2;
-    if (rst) begin
-      \$29  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$30  = \$signature__data ;
-    if (rst) begin
-      \$30  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$31  = \$signature__data$28 ;
-    if (rst) begin
-      \$31  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$32 [0] = s3[0];
-    \$32 [7:1] = s3[7:1];
-    if (rst) begin
-      \$32  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$33  = acc_wr__data;
-    if (rst) begin
-      \$33  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$34  = \$like$18 ;
-    if (rst) begin
-      \$34  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (s2[8]) begin
-      \$35  = 2'h0;
-    end else if (\$16 ) begin
-      \$35  = 2'h1;
-    end else if (\$18 ) begin
-      \$35  = 2'h2;
-    end else begin
-      \$35  = 2'h3;
-    end
-    if (rst) begin
-      \$35  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$36  = { \$19 [17], \$19 [17], \$19  };
-      1'h1:
-          \$36  = { \$20 [17], \$20 [17], \$20  };
-    endcase
-    if (rst) begin
-      \$36  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$37  = { \$21 [17], \$21 [17], \$21  };
-      1'h1:
-          \$37  = { \$22 [17], \$22 [17], \$22  };
-    endcase
-    if (rst) begin
-      \$37  = 20'h00000;
-    end
-  end
-  assign addr = issue[12:1];
-  assign \$signature__addr  = \$like [26:20];
-  assign \$like$7  = acc_word;
-  assign acc_wr__addr = s3[7:1];
-  assign acc_wr__en = s3[0];
-  assign \issue.valid  = issue[0];
-  assign \issue.w_addr  = issue[12:1];
-  assign \issue.acc_addr  = issue[19:13];
-  assign \issue.b_addr  = issue[26:20];
-  assign \issue.bias  = issue[27];
-  assign \issue.delta  = issue[36:28];
-  assign \issue.shift  = issue[37];
-  assign \$like.valid  = \$like [0];
-  assign \$like.w_addr  = \$like [12:1];
-  assign \$like.acc_addr  = \$like [19:13];
-  assign \$like.b_addr  = \$like [26:20];
-  assign \$like.bias  = \$like [27];
-  assign \$like.delta  = \$like [36:28];
-  assign \$like.shift  = \$like [37];
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
-  assign \$like$7[0]  = acc_word[18:0];
-  assign \$like$7[1]  = acc_word[37:19];
-  assign \s1.valid  = s1[0];
-  assign \s1.w_addr  = s1[12:1];
-  assign \s1.acc_addr  = s1[19:13];
-  assign \s1.b_addr  = s1[26:20];
-  assign \s1.bias  = s1[27];
-  assign \s1.delta  = s1[36:28];
-  assign \s1.shift  = s1[37];
-  assign \$like$10.valid  = \$like$10 [0];
-  assign \$like$10.w_addr  = \$like$10 [12:1];
-  assign \$like$10.acc_addr  = \$like$10 [19:13];
-  assign \$like$10.b_addr  = \$like$10 [26:20];
-  assign \$like$10.bias  = \$like$10 [27];
-  assign \$like$10.delta  = \$like$10 [36:28];
-  assign \$like$10.shift  = \$like$10 [37];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[7:1];
-  assign \s2.bias  = s2[8];
-  assign \s2.shift  = s2[9];
-  assign \s3.valid  = s3[0];
-  assign \s3.acc_addr  = s3[7:1];
-  assign \s3.bias  = s3[8];
-  assign \s3.shift  = s3[9];
-  assign \acc_wr__data[0]  = acc_wr__data[18:0];
-  assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \bias_q[0]  = bias_q[18:0];
-  assign \bias_q[1]  = bias_q[37:19];
-  assign \$like$18[0]  = \$like$18 [18:0];
-  assign \$like$18[1]  = \$like$18 [37:19];
-  assign \last_sum2[0]  = last_sum2[18:0];
-  assign \last_sum2[1]  = last_sum2[37:19];
-  assign \data[0]  = data[7:0];
-  assign \data[1]  = data[15:8];
-  assign \$signature__data[0]  = \$signature__data [18:0];
-  assign \$signature__data[1]  = \$signature__data [37:19];
-  assign \$signature__data$28[0]  = \$signature__data$28 [18:0];
-  assign \$signature__data$28[1]  = \$signature__data$28 [37:19];
-  assign \last.valid  = last[0];
-  assign \last.acc_addr  = last[7:1];
-  assign acc_wr__data[37:19] = \$12 [18:0];
-  assign acc_wr__data[18:0] = \$10 [18:0];
-  assign \$19  = { prod0[16], prod0 };
-  assign \$20  = { prod0, 1'h0 };
-  assign \$21  = { prod1[16], prod1 };
-  assign \$22  = { prod1, 1'h0 };
-endmodule
-
-(* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.mac.w_rom (rst, addr, data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   reg [15:0] \$1 ;
   reg [15:0] \$2 ;
   reg [15:0] \$3 ;
@@ -8637,49 +8596,49 @@ module \hwgen_digits_lstm_p2.mac.w_rom (rst, addr, data, clk);
   always @(posedge clk)
     data <= \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$2  = port__data;
     if (rst) begin
       \$2  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$3  = \port__data$9 ;
     if (rst) begin
       \$3  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$4  = \port__data$11 ;
     if (rst) begin
       \$4  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$5  = addr[11:10];
     if (rst) begin
       \$5  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$6  = sel1;
     if (rst) begin
       \$6  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$7  = \$1 ;
     if (rst) begin
       \$7  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$1  = 16'h0000;
     casez (sel2)
       2'h0:

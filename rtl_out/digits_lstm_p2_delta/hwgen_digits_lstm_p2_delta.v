@@ -4,279 +4,363 @@
 (* generator = "Amaranth" *)
 module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
-  wire [6:0] \$10 ;
-  wire [12:0] \$100 ;
+  reg [18:0] \$1 ;
+  wire [7:0] \$10 ;
+  wire \$100 ;
   wire \$101 ;
-  wire [7:0] \$102 ;
-  wire \$103 ;
-  wire [7:0] \$104 ;
-  wire [7:0] \$105 ;
-  wire [8:0] \$106 ;
+  wire \$102 ;
+  wire [6:0] \$103 ;
+  wire [12:0] \$104 ;
+  wire \$105 ;
+  wire [7:0] \$106 ;
   wire \$107 ;
   wire [7:0] \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
+  wire [7:0] \$109 ;
+  wire [6:0] \$11 ;
+  wire [8:0] \$110 ;
+  wire [7:0] \$111 ;
+  wire [7:0] \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire \$117 ;
+  wire [7:0] \$117 ;
   wire \$118 ;
-  reg \$119 ;
-  wire [9:0] \$12 ;
+  wire \$119 ;
+  wire [7:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire [3:0] \$122 ;
+  wire \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire [5:0] \$126 ;
+  wire \$126 ;
   wire \$127 ;
   wire \$128 ;
-  reg \$129 ;
-  wire [9:0] \$13 ;
+  wire \$129 ;
+  wire [6:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire [5:0] \$134 ;
-  wire [5:0] \$135 ;
+  wire \$134 ;
+  wire \$135 ;
   wire \$136 ;
-  wire \$137 ;
-  reg \$138 ;
+  reg \$137 ;
+  wire \$138 ;
   wire \$139 ;
-  wire [4:0] \$14 ;
-  wire \$140 ;
-  reg \$141 ;
-  wire [6:0] \$142 ;
-  reg [18:0] \$143 ;
-  reg [18:0] \$144 ;
-  reg [18:0] \$145 ;
-  reg [18:0] \$146 ;
-  reg [18:0] \$147 ;
-  reg [18:0] \$148 ;
-  reg [18:0] \$149 ;
+  wire [6:0] \$14 ;
+  wire [3:0] \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire [5:0] \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  reg \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  reg [18:0] \$150 ;
-  reg [18:0] \$151 ;
-  reg [18:0] \$152 ;
-  reg [18:0] \$153 ;
-  reg [18:0] \$154 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [5:0] \$152 ;
+  wire [5:0] \$153 ;
+  wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
+  reg \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [7:0] \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire [2:0] \$161 ;
-  wire [5:0] \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire [4:0] \$165 ;
-  wire [5:0] \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire [6:0] \$170 ;
-  wire [12:0] \$171 ;
-  wire [8:0] \$172 ;
+  reg \$159 ;
+  wire [9:0] \$16 ;
+  wire [6:0] \$160 ;
+  reg [18:0] \$161 ;
+  reg [18:0] \$162 ;
+  reg [18:0] \$163 ;
+  reg [18:0] \$164 ;
+  reg [18:0] \$165 ;
+  reg [18:0] \$166 ;
+  reg [18:0] \$167 ;
+  reg [18:0] \$168 ;
+  reg [18:0] \$169 ;
+  wire [9:0] \$17 ;
+  reg [18:0] \$170 ;
+  reg [18:0] \$171 ;
+  reg [18:0] \$172 ;
   wire \$173 ;
-  wire [7:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
+  wire [7:0] \$177 ;
   wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
+  wire [2:0] \$179 ;
+  wire [4:0] \$18 ;
+  wire [5:0] \$180 ;
   wire \$181 ;
   wire \$182 ;
-  wire \$183 ;
-  reg [18:0] \$184 ;
-  wire [19:0] \$185 ;
-  wire [19:0] \$186 ;
+  wire [4:0] \$183 ;
+  wire [5:0] \$184 ;
+  wire \$185 ;
+  wire \$186 ;
   wire \$187 ;
-  wire [19:0] \$188 ;
-  wire [19:0] \$189 ;
-  wire [9:0] \$19 ;
-  wire \$190 ;
-  wire [19:0] \$191 ;
-  wire [19:0] \$192 ;
-  wire [19:0] \$193 ;
-  wire [19:0] \$194 ;
+  wire [6:0] \$188 ;
+  wire [12:0] \$189 ;
+  wire \$19 ;
+  wire [8:0] \$190 ;
+  wire [7:0] \$191 ;
+  wire [7:0] \$192 ;
+  wire \$193 ;
+  wire \$194 ;
   wire \$195 ;
-  wire [4:0] \$196 ;
-  wire \$197 ;
+  wire \$196 ;
+  wire [7:0] \$197 ;
   wire \$198 ;
-  wire [7:0] \$199 ;
-  wire [6:0] \$2 ;
-  wire [9:0] \$20 ;
-  wire [2:0] \$200 ;
-  reg [19:0] \$201 ;
-  reg \$202 ;
-  reg [2:0] \$203 ;
-  reg \$204 ;
-  reg [5:0] \$205 ;
-  reg [11:0] \$206 ;
-  reg [6:0] \$207 ;
-  reg [3:0] \$208 ;
-  reg [36:0] \$209 ;
-  wire [4:0] \$21 ;
-  reg \$210 ;
-  reg [27:0] \$211 ;
-  reg [1:0] \$212 ;
-  reg [5:0] \$213 ;
-  reg [2:0] \$214 ;
-  reg \$215 ;
-  reg [4:0] \$216 ;
-  reg \$217 ;
-  reg \$218 ;
-  reg \$219 ;
+  wire \$199 ;
+  wire [20:0] \$2 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  reg [18:0] \$216 ;
+  wire [19:0] \$217 ;
+  wire [19:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg \$220 ;
-  reg [18:0] \$221 ;
-  reg [18:0] \$222 ;
-  reg [18:0] \$223 ;
-  reg [18:0] \$224 ;
-  reg [18:0] \$225 ;
-  reg [18:0] \$226 ;
-  reg [18:0] \$227 ;
-  reg [18:0] \$228 ;
-  reg [18:0] \$229 ;
-  wire \$23 ;
-  reg [18:0] \$230 ;
-  reg [18:0] \$231 ;
-  reg [18:0] \$232 ;
-  reg [18:0] \$233 ;
-  reg [18:0] \$234 ;
-  reg [18:0] \$235 ;
-  reg [18:0] \$236 ;
-  reg [18:0] \$237 ;
-  reg [18:0] \$238 ;
-  reg [18:0] \$239 ;
-  wire \$24 ;
-  reg [18:0] \$240 ;
-  reg [5:0] \$241 ;
-  reg \$242 ;
-  reg [4:0] \$243 ;
-  reg \$244 ;
-  reg [3:0] \$245 ;
-  reg [18:0] \$246 ;
-  reg [8:0] \$247 ;
-  reg \$248 ;
-  wire [12:0] \$25 ;
-  wire [7:0] \$26 ;
-  wire [7:0] \$27 ;
+  wire [19:0] \$220 ;
+  wire [19:0] \$221 ;
+  wire \$222 ;
+  wire [19:0] \$223 ;
+  wire [19:0] \$224 ;
+  wire [19:0] \$225 ;
+  wire [19:0] \$226 ;
+  wire \$227 ;
+  wire [4:0] \$228 ;
+  wire \$229 ;
+  wire [9:0] \$23 ;
+  wire \$230 ;
+  wire [7:0] \$231 ;
+  wire [2:0] \$232 ;
+  reg [19:0] \$233 ;
+  reg [25:0] \$234 ;
+  reg [25:0] \$235 ;
+  reg [25:0] \$236 ;
+  reg [16:0] \$237 ;
+  reg [16:0] \$238 ;
+  reg [9:0] \$239 ;
+  wire [9:0] \$24 ;
+  reg [9:0] \$240 ;
+  reg [37:0] \$241 ;
+  reg [37:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg [37:0] \$244 ;
+  reg [37:0] \$245 ;
+  reg [1:0] \$246 ;
+  reg [19:0] \$247 ;
+  reg [19:0] \$248 ;
+  reg \$249 ;
+  wire [4:0] \$25 ;
+  reg [2:0] \$250 ;
+  reg \$251 ;
+  reg [5:0] \$252 ;
+  reg [11:0] \$253 ;
+  reg [6:0] \$254 ;
+  reg [3:0] \$255 ;
+  reg [36:0] \$256 ;
+  reg \$257 ;
+  reg [27:0] \$258 ;
+  reg [1:0] \$259 ;
+  wire \$26 ;
+  reg [5:0] \$260 ;
+  reg [2:0] \$261 ;
+  reg \$262 ;
+  reg [4:0] \$263 ;
+  reg \$264 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg [18:0] \$268 ;
+  reg [18:0] \$269 ;
+  wire \$27 ;
+  reg [18:0] \$270 ;
+  reg [18:0] \$271 ;
+  reg [18:0] \$272 ;
+  reg [18:0] \$273 ;
+  reg [18:0] \$274 ;
+  reg [18:0] \$275 ;
+  reg [18:0] \$276 ;
+  reg [18:0] \$277 ;
+  reg [18:0] \$278 ;
+  reg [18:0] \$279 ;
   wire \$28 ;
-  wire \$29 ;
-  wire [6:0] \$3 ;
+  reg [18:0] \$280 ;
+  reg [18:0] \$281 ;
+  reg [18:0] \$282 ;
+  reg [18:0] \$283 ;
+  reg [18:0] \$284 ;
+  reg [18:0] \$285 ;
+  reg [18:0] \$286 ;
+  reg [18:0] \$287 ;
+  reg [5:0] \$288 ;
+  reg \$289 ;
+  wire [12:0] \$29 ;
+  reg [4:0] \$290 ;
+  reg \$291 ;
+  reg [3:0] \$292 ;
+  reg [18:0] \$293 ;
+  reg [8:0] \$294 ;
+  reg \$295 ;
+  reg [18:0] \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire \$32 ;
-  reg \$33 ;
+  reg \$32 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire [7:0] \$36 ;
-  wire [8:0] \$37 ;
-  wire [9:0] \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [5:0] \$40 ;
+  wire [7:0] \$35 ;
+  wire [8:0] \$36 ;
+  wire [9:0] \$37 ;
+  wire \$38 ;
+  wire [5:0] \$39 ;
+  wire [20:0] \$4 ;
+  wire \$40 ;
   wire \$41 ;
-  wire \$42 ;
-  reg \$43 ;
+  reg \$42 ;
+  wire \$43 ;
   wire \$44 ;
-  wire \$45 ;
-  wire [5:0] \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire [5:0] \$49 ;
-  wire [6:0] \$5 ;
+  wire [5:0] \$45 ;
+  wire [6:0] \$46 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
+  wire \$5 ;
   wire \$50 ;
-  wire \$51 ;
-  reg \$52 ;
+  reg \$51 ;
+  wire \$52 ;
   wire \$53 ;
-  wire \$54 ;
-  wire [5:0] \$55 ;
-  wire [6:0] \$56 ;
-  wire [5:0] \$57 ;
+  wire [5:0] \$54 ;
+  wire [6:0] \$55 ;
+  wire [5:0] \$56 ;
+  wire [6:0] \$57 ;
   wire [6:0] \$58 ;
   wire [6:0] \$59 ;
-  wire [7:0] \$6 ;
-  wire [6:0] \$60 ;
-  wire \$61 ;
-  wire [6:0] \$62 ;
-  wire [7:0] \$63 ;
-  wire [6:0] \$64 ;
-  wire [7:0] \$65 ;
-  wire \$66 ;
-  wire [12:0] \$67 ;
+  wire [6:0] \$6 ;
+  wire \$60 ;
+  wire [6:0] \$61 ;
+  wire [7:0] \$62 ;
+  wire [6:0] \$63 ;
+  wire [7:0] \$64 ;
+  wire \$65 ;
+  wire [12:0] \$66 ;
+  wire \$67 ;
   wire [7:0] \$68 ;
   wire [7:0] \$69 ;
   wire [6:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
+  wire [7:0] \$70 ;
+  wire [7:0] \$71 ;
+  wire [7:0] \$72 ;
   wire \$73 ;
-  wire [7:0] \$74 ;
-  wire [7:0] \$75 ;
-  wire [7:0] \$76 ;
-  wire [7:0] \$77 ;
-  wire [7:0] \$78 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
   wire \$79 ;
-  wire [7:0] \$8 ;
+  wire \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
+  wire [16:0] \$85 ;
+  wire [16:0] \$86 ;
   wire \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire [6:0] \$9 ;
   wire \$90 ;
-  wire [3:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire [4:0] \$94 ;
-  wire [5:0] \$95 ;
+  wire [17:0] \$91 ;
+  wire [17:0] \$92 ;
+  wire [17:0] \$93 ;
+  wire [17:0] \$94 ;
+  wire [3:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire \$98 ;
-  wire [6:0] \$99 ;
+  wire [4:0] \$98 ;
+  wire [5:0] \$99 ;
+  reg [25:0] \$like  = 26'h0000000;
+  reg [37:0] \$like$20  = 38'h0000000000;
+  wire [18:0] \$like$20[0] ;
+  wire [18:0] \$like$20[1] ;
+  reg [25:0] \$like$81  = 26'h0000000;
+  wire [6:0] \$like$81.acc_addr ;
+  wire [6:0] \$like$81.b_addr ;
+  wire \$like$81.bias ;
+  wire [8:0] \$like$81.delta ;
+  wire \$like$81.shift ;
+  wire \$like$81.valid ;
+  wire [6:0] \$like.acc_addr ;
+  wire [6:0] \$like.b_addr ;
+  wire \$like.bias ;
+  wire [8:0] \$like.delta ;
+  wire \$like.shift ;
+  wire \$like.valid ;
   reg \$signal  = 1'h0;
-  reg \$signal$73  = 1'h0;
+  reg \$signal$95  = 1'h0;
   reg [5:0] \$signature__addr ;
-  reg [4:0] \$signature__addr$36 ;
-  reg [5:0] \$signature__addr$42 ;
-  reg [5:0] \$signature__addr$44 ;
-  reg [5:0] \$signature__addr$45 ;
+  reg [4:0] \$signature__addr$51 ;
+  reg [5:0] \$signature__addr$57 ;
+  reg [5:0] \$signature__addr$59 ;
+  reg [5:0] \$signature__addr$60 ;
   wire [7:0] \$signature__data ;
-  reg [7:0] \$signature__data$33 ;
-  reg [7:0] \$signature__data$37 ;
-  reg [7:0] \$signature__data$47 ;
-  wire [7:0] \$signature__data$69 ;
+  reg [7:0] \$signature__data$48 ;
+  reg [7:0] \$signature__data$52 ;
+  reg [7:0] \$signature__data$62 ;
+  wire [7:0] \$signature__data$92 ;
   reg \$signature__en ;
-  reg \$signature__en$39 ;
-  reg \$signature__en$48 ;
+  reg \$signature__en$54 ;
+  reg \$signature__en$63 ;
   reg [18:0] acc0 = 19'h00000;
   reg [18:0] acc1 = 19'h00000;
   reg [18:0] acc2 = 19'h00000;
   reg [18:0] acc3 = 19'h00000;
-  wire [37:0] acc_word;
-  wire [18:0] \acc_word[0] ;
-  wire [18:0] \acc_word[1] ;
+  reg [37:0] acc_q = 38'h0000000000;
+  wire [18:0] \acc_q[0] ;
+  wire [18:0] \acc_q[1] ;
+  wire [6:0] acc_rd__addr;
+  wire [37:0] acc_rd__data;
+  wire [18:0] \acc_rd__data[0] ;
+  wire [18:0] \acc_rd__data[1] ;
+  wire [6:0] acc_wr__addr;
+  wire [37:0] acc_wr__data;
+  wire [18:0] \acc_wr__data[0] ;
+  wire [18:0] \acc_wr__data[1] ;
+  wire acc_wr__en;
+  reg [6:0] act_acc_addr;
   reg [2:0] act_q = 3'h0;
+  reg [11:0] addr;
+  reg [19:0] aligned0 = 20'h00000;
+  reg [19:0] aligned1 = 20'h00000;
+  wire [6:0] b_rd__addr;
+  wire [37:0] b_rd__data;
+  wire [18:0] \b_rd__data[0] ;
+  wire [18:0] \b_rd__data[1] ;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
+  reg [37:0] bias_q = 38'h0000000000;
+  wire [18:0] \bias_q[0] ;
+  wire [18:0] \bias_q[1] ;
   wire [7:0] c_new;
   wire [7:0] c_prev;
   reg [4:0] c_rd__addr;
@@ -289,6 +373,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \cur.is_h ;
   wire [11:0] \cur.w_addr ;
   reg cur_active = 1'h0;
+  wire [15:0] data;
+  wire [7:0] \data[0] ;
+  wire [7:0] \data[1] ;
   reg [19:0] e1 = 20'h00000;
   wire [5:0] \e1.col ;
   wire \e1.is_h ;
@@ -335,16 +422,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg i__ready;
   input i__valid;
   wire i__valid;
-  wire idle;
   reg [2:0] in_idx = 3'h0;
-  reg [37:0] issue;
-  wire [6:0] \issue.acc_addr ;
-  wire [6:0] \issue.b_addr ;
-  wire \issue.bias ;
-  wire [8:0] \issue.delta ;
-  wire \issue.shift ;
-  wire \issue.valid ;
-  wire [11:0] \issue.w_addr ;
   (* init = 19'h00000 *)
   wire [18:0] issue_acc0;
   (* init = 19'h00000 *)
@@ -358,6 +436,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [5:0] issue_tag;
   reg issue_valid = 1'h0;
   reg [1:0] lane = 2'h0;
+  reg [7:0] last = 8'h00;
+  wire [6:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [37:0] last_sum2 = 38'h0000000000;
+  wire [18:0] \last_sum2[0] ;
+  wire [18:0] \last_sum2[1] ;
   wire [3:0] level;
   output [8:0] o__payload;
   reg [8:0] o__payload = 9'h000;
@@ -375,6 +459,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire o_valid;
   reg [3:0] out_idx = 4'h0;
   reg [18:0] out_word = 19'h00000;
+  reg [1:0] pick = 2'h0;
+  reg [16:0] prod0 = 17'h00000;
+  reg [16:0] prod1 = 17'h00000;
   wire [27:0] pushed;
   wire [5:0] \pushed.col ;
   wire [8:0] \pushed.delta ;
@@ -383,9 +470,25 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [27:0] r_data;
   reg r_en;
   wire r_rdy;
-  reg [6:0] read_addr;
   input rst;
   wire rst;
+  reg [25:0] s1 = 26'h0000000;
+  wire [6:0] \s1.acc_addr ;
+  wire [6:0] \s1.b_addr ;
+  wire \s1.bias ;
+  wire [8:0] \s1.delta ;
+  wire \s1.shift ;
+  wire \s1.valid ;
+  reg [9:0] s2 = 10'h000;
+  wire [6:0] \s2.acc_addr ;
+  wire \s2.bias ;
+  wire \s2.shift ;
+  wire \s2.valid ;
+  reg [9:0] s3 = 10'h000;
+  wire [6:0] \s3.acc_addr ;
+  wire \s3.bias ;
+  wire \s3.shift ;
+  wire \s3.valid ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg [5:0] tag = 6'h00;
@@ -395,6 +498,164 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   reg [27:0] w_data;
   reg w_en;
   reg [4:0] \wait  = 5'h00;
+  reg [37:0] acc_mem [68:0];
+  initial begin
+    acc_mem[0] = 38'h0000000000;
+    acc_mem[1] = 38'h0000000000;
+    acc_mem[2] = 38'h0000000000;
+    acc_mem[3] = 38'h0000000000;
+    acc_mem[4] = 38'h0000000000;
+    acc_mem[5] = 38'h0000000000;
+    acc_mem[6] = 38'h0000000000;
+    acc_mem[7] = 38'h0000000000;
+    acc_mem[8] = 38'h0000000000;
+    acc_mem[9] = 38'h0000000000;
+    acc_mem[10] = 38'h0000000000;
+    acc_mem[11] = 38'h0000000000;
+    acc_mem[12] = 38'h0000000000;
+    acc_mem[13] = 38'h0000000000;
+    acc_mem[14] = 38'h0000000000;
+    acc_mem[15] = 38'h0000000000;
+    acc_mem[16] = 38'h0000000000;
+    acc_mem[17] = 38'h0000000000;
+    acc_mem[18] = 38'h0000000000;
+    acc_mem[19] = 38'h0000000000;
+    acc_mem[20] = 38'h0000000000;
+    acc_mem[21] = 38'h0000000000;
+    acc_mem[22] = 38'h0000000000;
+    acc_mem[23] = 38'h0000000000;
+    acc_mem[24] = 38'h0000000000;
+    acc_mem[25] = 38'h0000000000;
+    acc_mem[26] = 38'h0000000000;
+    acc_mem[27] = 38'h0000000000;
+    acc_mem[28] = 38'h0000000000;
+    acc_mem[29] = 38'h0000000000;
+    acc_mem[30] = 38'h0000000000;
+    acc_mem[31] = 38'h0000000000;
+    acc_mem[32] = 38'h0000000000;
+    acc_mem[33] = 38'h0000000000;
+    acc_mem[34] = 38'h0000000000;
+    acc_mem[35] = 38'h0000000000;
+    acc_mem[36] = 38'h0000000000;
+    acc_mem[37] = 38'h0000000000;
+    acc_mem[38] = 38'h0000000000;
+    acc_mem[39] = 38'h0000000000;
+    acc_mem[40] = 38'h0000000000;
+    acc_mem[41] = 38'h0000000000;
+    acc_mem[42] = 38'h0000000000;
+    acc_mem[43] = 38'h0000000000;
+    acc_mem[44] = 38'h0000000000;
+    acc_mem[45] = 38'h0000000000;
+    acc_mem[46] = 38'h0000000000;
+    acc_mem[47] = 38'h0000000000;
+    acc_mem[48] = 38'h0000000000;
+    acc_mem[49] = 38'h0000000000;
+    acc_mem[50] = 38'h0000000000;
+    acc_mem[51] = 38'h0000000000;
+    acc_mem[52] = 38'h0000000000;
+    acc_mem[53] = 38'h0000000000;
+    acc_mem[54] = 38'h0000000000;
+    acc_mem[55] = 38'h0000000000;
+    acc_mem[56] = 38'h0000000000;
+    acc_mem[57] = 38'h0000000000;
+    acc_mem[58] = 38'h0000000000;
+    acc_mem[59] = 38'h0000000000;
+    acc_mem[60] = 38'h0000000000;
+    acc_mem[61] = 38'h0000000000;
+    acc_mem[62] = 38'h0000000000;
+    acc_mem[63] = 38'h0000000000;
+    acc_mem[64] = 38'h0000000000;
+    acc_mem[65] = 38'h0000000000;
+    acc_mem[66] = 38'h0000000000;
+    acc_mem[67] = 38'h0000000000;
+    acc_mem[68] = 38'h0000000000;
+  end
+  always @(posedge clk) begin
+    if (s3[0])
+      acc_mem[s3[7:1]] <= acc_wr__data;
+  end
+  reg [37:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= acc_mem[acc_rd__addr];
+  end
+  assign acc_rd__data = _0_;
+  reg [37:0] b_mem [68:0];
+  initial begin
+    b_mem[0] = 38'h009d6808a3;
+    b_mem[1] = 38'h3fe207fde2;
+    b_mem[2] = 38'h002d080958;
+    b_mem[3] = 38'h00583009c7;
+    b_mem[4] = 38'h001b37f433;
+    b_mem[5] = 38'h3fa3e8068b;
+    b_mem[6] = 38'h007798191b;
+    b_mem[7] = 38'h001baffb3a;
+    b_mem[8] = 38'h006158043d;
+    b_mem[9] = 38'h00a367f8e3;
+    b_mem[10] = 38'h00861803c5;
+    b_mem[11] = 38'h00d3702a2a;
+    b_mem[12] = 38'h0087e016e4;
+    b_mem[13] = 38'h0039280e6f;
+    b_mem[14] = 38'h3fecd0093d;
+    b_mem[15] = 38'h0093280ee2;
+    b_mem[16] = 38'h3ffcf80fa4;
+    b_mem[17] = 38'h0000d8091f;
+    b_mem[18] = 38'h00465810af;
+    b_mem[19] = 38'h3fccb8060e;
+    b_mem[20] = 38'h00d8a813b9;
+    b_mem[21] = 38'h0030880bcd;
+    b_mem[22] = 38'h3fde201001;
+    b_mem[23] = 38'h0082701913;
+    b_mem[24] = 38'h00498807dc;
+    b_mem[25] = 38'h0038780a5a;
+    b_mem[26] = 38'h00cc900a4c;
+    b_mem[27] = 38'h00a76002a2;
+    b_mem[28] = 38'h007430035e;
+    b_mem[29] = 38'h001bf805af;
+    b_mem[30] = 38'h3fec700189;
+    b_mem[31] = 38'h001f280a5a;
+    b_mem[32] = 38'h3f63a80d32;
+    b_mem[33] = 38'h000da808ba;
+    b_mem[34] = 38'h3ffd480564;
+    b_mem[35] = 38'h3fcfc000fc;
+    b_mem[36] = 38'h3f8bf00619;
+    b_mem[37] = 38'h001bd7ec49;
+    b_mem[38] = 38'h3ffe1003cc;
+    b_mem[39] = 38'h3ff2aff97c;
+    b_mem[40] = 38'h3fa4d7f7ac;
+    b_mem[41] = 38'h3fecb008d7;
+    b_mem[42] = 38'h0048dff40e;
+    b_mem[43] = 38'h3f7d880181;
+    b_mem[44] = 38'h000097ef32;
+    b_mem[45] = 38'h3f7a4805fc;
+    b_mem[46] = 38'h0034600b48;
+    b_mem[47] = 38'h3fea7fffd4;
+    b_mem[48] = 38'h00b8d00ec2;
+    b_mem[49] = 38'h007778008b;
+    b_mem[50] = 38'h0097181068;
+    b_mem[51] = 38'h007358100c;
+    b_mem[52] = 38'h004af00b50;
+    b_mem[53] = 38'h0043800c65;
+    b_mem[54] = 38'h0097c81280;
+    b_mem[55] = 38'h006c201a58;
+    b_mem[56] = 38'h0091c0144f;
+    b_mem[57] = 38'h0110c00e67;
+    b_mem[58] = 38'h013f3820a9;
+    b_mem[59] = 38'h00f6781a69;
+    b_mem[60] = 38'h008b3811a7;
+    b_mem[61] = 38'h00ab402058;
+    b_mem[62] = 38'h00229806cf;
+    b_mem[63] = 38'h012a201297;
+    b_mem[64] = 38'h00058000b2;
+    b_mem[65] = 38'h00157ffe4a;
+    b_mem[66] = 38'h002c680398;
+    b_mem[67] = 38'h00628ff6b5;
+    b_mem[68] = 38'h3fe4e00068;
+  end
+  reg [37:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= b_mem[\$like [14:8]];
+  end
+  assign b_rd__data = _1_;
   reg [7:0] c_mem [31:0];
   initial begin
     c_mem[0] = 8'h00;
@@ -431,14 +692,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     c_mem[31] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$39 )
-      c_mem[\$signature__addr$36 ] <= \$signature__data$37 ;
+    if (\$signature__en$54 )
+      c_mem[\$signature__addr$51 ] <= \$signature__data$52 ;
   end
-  reg [7:0] _0_;
+  reg [7:0] _2_;
   always @(posedge clk) begin
-    _0_ <= c_mem[c_rd__addr];
+    _2_ <= c_mem[c_rd__addr];
   end
-  assign c_rd__data = _0_;
+  assign c_rd__data = _2_;
   reg [7:0] hat_mem [35:0];
   initial begin
     hat_mem[0] = 8'h00;
@@ -479,14 +740,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     hat_mem[35] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$48 )
-      hat_mem[\$signature__addr$45 ] <= \$signature__data$47 ;
+    if (\$signature__en$63 )
+      hat_mem[\$signature__addr$60 ] <= \$signature__data$62 ;
   end
-  reg [7:0] _1_;
+  reg [7:0] _3_;
   always @(posedge clk) begin
-    _1_ <= hat_mem[\$signature__addr$44 ];
+    _3_ <= hat_mem[\$signature__addr$59 ];
   end
-  assign \$signature__data$69  = _1_;
+  assign \$signature__data$92  = _3_;
   reg [7:0] v_mem [35:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -528,285 +789,342 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr ] <= \$signature__data$33 ;
+      v_mem[\$signature__addr ] <= \$signature__data$48 ;
   end
-  reg [7:0] _2_;
+  reg [7:0] _4_;
   always @(posedge clk) begin
-    _2_ <= v_mem[\$signature__addr$42 ];
+    _4_ <= v_mem[\$signature__addr$57 ];
   end
-  assign \$signature__data  = _2_;
-  assign \$1  = ! issue_layer;
-  assign valid_in = issue_valid & \$1 ;
+  assign \$signature__data  = _4_;
+  assign acc_rd__addr = \$like [0] ? \$like [7:1] : act_acc_addr;
+  assign \$2  = $signed(\$1 ) + $signed(aligned0);
+  assign \$4  = $signed(\$3 ) + $signed(aligned1);
+  assign \$5  = ! issue_layer;
+  assign valid_in = issue_valid & \$5 ;
   assign h_prev = fresh ? 8'h00 : \$signature__data ;
   assign c_prev = fresh ? 8'h00 : c_rd__data;
-  assign \$2  = 3'h4 + tag_out;
-  assign \$3  = 1'h0 + tag_out;
-  assign \$4  = enc_col >= 3'h4;
-  assign \$5  = 3'h4 + enc_col;
-  assign \$6  = \$5  - 3'h4;
-  assign \$7  = 1'h0 + enc_col;
-  assign \$8  = \$4  ? \$6  : { 1'h0, \$7  };
-  assign \$9  = 1'h0 + enc_col;
-  assign \$10  = 1'h0 + e2[6:1];
-  assign \$11  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$12  = - $signed(e2[36:28]);
-  assign \$13  = \$11  ? \$12  : { e2[36], e2[36:28] };
-  assign \$14  = e2[7] ? 5'h18 : 5'h14;
-  assign \$15  = $signed(\$13 ) >= $signed({ 1'h0, \$14  });
-  assign \$16  = fresh | \$15 ;
-  assign \$17  = e2[0] & \$16 ;
-  assign \$18  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$19  = - $signed(e2[36:28]);
-  assign \$20  = \$18  ? \$19  : { e2[36], e2[36:28] };
-  assign \$21  = e2[7] ? 5'h18 : 5'h14;
-  assign \$22  = $signed(\$20 ) >= $signed({ 1'h0, \$21  });
-  assign \$23  = fresh | \$22 ;
-  assign \$24  = e2[0] & \$23 ;
-  assign \$25  = cur[11:0] + grp;
-  assign \$26  = 1'h0 + grp;
-  assign \$27  = 1'h0 + grp;
-  assign \$28  = ! cur[17:12];
-  assign \$29  = fresh & \$28 ;
-  assign \$30  = cur[18] ? 1'h0 : 1'h1;
-  assign \$31  = grp == 6'h3f;
-  assign \$32  = g_grp < 5'h10;
-  assign \$34  = ~ \$33 ;
-  assign \$35  = \$32  & \$34 ;
-  assign \$36  = act_q * 5'h10;
-  assign \$37  = 1'h0 + \$36 ;
-  assign \$38  = \$37  + g_grp;
-  assign \$39  = act_q == 3'h4;
-  assign \$40  = g_grp + 1'h1;
-  assign \$41  = \$40  < 5'h10;
-  assign \$42  = ~ \$signal ;
-  assign \$44  = ~ \$43 ;
-  assign \$45  = \$41  & \$44 ;
-  assign \$46  = 1'h0 + g_grp;
-  assign \$47  = \$46  + 1'h1;
-  assign \$48  = act_q == 3'h5;
-  assign \$49  = g_grp + 1'h1;
-  assign \$50  = \$49  < 5'h10;
-  assign \$51  = ~ \$signal ;
-  assign \$53  = ~ \$52 ;
-  assign \$54  = \$50  & \$53 ;
-  assign \$55  = 5'h10 + g_grp;
-  assign \$56  = \$55  + 1'h1;
-  assign \$57  = 1'h0 + g_grp;
-  assign \$58  = \$57  + 1'h1;
-  assign \$59  = 3'h4 + elem;
-  assign \$60  = 1'h0 + elem;
-  assign \$61  = enc_col >= 1'h0;
-  assign \$62  = 3'h4 + enc_col;
-  assign \$63  = \$62  - 1'h0;
-  assign \$64  = 1'h0 + enc_col;
-  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
-  assign \$67  = cur[11:0] + grp;
+  assign \$6  = 3'h4 + tag_out;
+  assign \$7  = 1'h0 + tag_out;
+  assign \$8  = enc_col >= 3'h4;
+  assign \$9  = 3'h4 + enc_col;
+  assign \$10  = \$9  - 3'h4;
+  assign \$11  = 1'h0 + enc_col;
+  assign \$12  = \$8  ? \$10  : { 1'h0, \$11  };
+  assign \$13  = 1'h0 + enc_col;
+  assign \$14  = 1'h0 + e2[6:1];
+  assign \$15  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$16  = - $signed(e2[36:28]);
+  assign \$17  = \$15  ? \$16  : { e2[36], e2[36:28] };
+  assign \$18  = e2[7] ? 5'h18 : 5'h14;
+  assign \$19  = $signed(\$17 ) >= $signed({ 1'h0, \$18  });
+  assign \$20  = fresh | \$19 ;
+  assign \$21  = e2[0] & \$20 ;
+  assign \$22  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$23  = - $signed(e2[36:28]);
+  assign \$24  = \$22  ? \$23  : { e2[36], e2[36:28] };
+  assign \$25  = e2[7] ? 5'h18 : 5'h14;
+  assign \$26  = $signed(\$24 ) >= $signed({ 1'h0, \$25  });
+  assign \$27  = fresh | \$26 ;
+  assign \$28  = e2[0] & \$27 ;
+  assign \$29  = cur[11:0] + grp;
+  assign \$30  = grp == 6'h3f;
+  assign \$31  = g_grp < 5'h10;
+  assign \$33  = ~ \$32 ;
+  assign \$34  = \$31  & \$33 ;
+  assign \$35  = act_q * 5'h10;
+  assign \$36  = 1'h0 + \$35 ;
+  assign \$37  = \$36  + g_grp;
+  assign \$38  = act_q == 3'h4;
+  assign \$39  = g_grp + 1'h1;
+  assign \$40  = \$39  < 5'h10;
+  assign \$41  = ~ \$signal ;
+  assign \$43  = ~ \$42 ;
+  assign \$44  = \$40  & \$43 ;
+  assign \$45  = 1'h0 + g_grp;
+  assign \$46  = \$45  + 1'h1;
+  assign \$47  = act_q == 3'h5;
+  assign \$48  = g_grp + 1'h1;
+  assign \$49  = \$48  < 5'h10;
+  assign \$50  = ~ \$signal ;
+  assign \$52  = ~ \$51 ;
+  assign \$53  = \$49  & \$52 ;
+  assign \$54  = 5'h10 + g_grp;
+  assign \$55  = \$54  + 1'h1;
+  assign \$56  = 1'h0 + g_grp;
+  assign \$57  = \$56  + 1'h1;
+  assign \$58  = 3'h4 + elem;
+  assign \$59  = 1'h0 + elem;
+  assign \$60  = enc_col >= 1'h0;
+  assign \$61  = 3'h4 + enc_col;
+  assign \$62  = \$61  - 1'h0;
+  assign \$63  = 1'h0 + enc_col;
+  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
+  assign \$66  = cur[11:0] + grp;
+  assign \$67  = grp == 3'h4;
   assign \$68  = 7'h40 + grp;
   assign \$69  = 7'h40 + grp;
-  assign \$70  = ! cur[17:12];
-  assign \$73  = grp == 3'h4;
-  assign \$74  = 7'h40 + grp;
-  assign \$75  = 7'h40 + grp;
-  assign \$76  = 7'h40 + grp;
-  assign \$77  = 7'h40 + grp;
-  assign \$78  = 7'h40 + grp;
-  assign \$79  = ! seq_state;
-  assign \$80  = seq_state == 1'h1;
-  assign \$81  = seq_state == 2'h2;
-  assign \$82  = seq_state == 2'h3;
-  assign \$83  = seq_state == 3'h4;
-  assign \$84  = seq_state == 3'h5;
-  assign \$85  = seq_state == 3'h6;
-  assign \$86  = seq_state == 3'h7;
-  assign \$87  = seq_state == 4'h8;
-  assign \$88  = seq_state == 4'h9;
-  assign \$89  = seq_state == 4'ha;
-  assign \$90  = seq_state == 4'hb;
-  assign \$91  = in_idx + 1'h1;
-  assign \$92  = in_idx == 2'h3;
-  assign \$93  = enc_col < 6'h24;
-  assign \$94  = level + e1[0];
-  assign \$95  = \$94  + e2[0];
-  assign \$96  = \$95  < 3'h7;
-  assign \$97  = \$93  & \$96 ;
-  assign \$98  = enc_col >= 3'h4;
-  assign \$99  = enc_col + 1'h1;
-  assign \$100  = enc_w + 7'h40;
-  assign \$101  = e1[7] & fresh;
-  assign \$102  = \$101  ? 8'h00 : \$signature__data ;
-  assign \$103  = e1[7] & fresh;
-  assign \$104  = \$103  ? 8'h00 : \$signature__data ;
-  assign \$105  = fresh ? 8'h00 : \$signature__data$69 ;
-  assign \$106  = $signed(\$104 ) - $signed(\$105 );
-  assign \$107  = grp == 6'h3f;
-  assign \$108  = grp + 1'h1;
-  assign \$109  = enc_col == 6'h24;
-  assign \$110  = ~ e1[0];
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = ~ e2[0];
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = ~ r_rdy;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = ~ cur_active;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = g_grp < 5'h10;
-  assign \$120  = ~ \$119 ;
-  assign \$121  = \$118  & \$120 ;
-  assign \$122  = act_q + 1'h1;
-  assign \$123  = ! \$signal ;
-  assign \$125  = act_q == 3'h4;
-  assign \$126  = g_grp + 1'h1;
-  assign \$127  = \$126  < 5'h10;
-  assign \$128  = ~ \$signal ;
-  assign \$130  = ~ \$129 ;
-  assign \$131  = \$127  & \$130 ;
-  assign \$132  = act_q == 3'h5;
-  assign \$133  = ~ \$signal ;
-  assign \$134  = g_grp + 1'h1;
-  assign \$135  = g_grp + 1'h1;
-  assign \$136  = \$135  < 5'h10;
-  assign \$137  = ~ \$signal ;
-  assign \$139  = ~ \$138 ;
-  assign \$140  = \$136  & \$139 ;
-  assign \$142  = elem + 1'h1;
-  assign \$155  = lane == 1'h1;
-  assign \$156  = elem == 5'h1f;
-  assign \$157  = \$155  | \$156 ;
-  assign \$158  = ~ \$signal$73 ;
-  assign \$159  = grp + 1'h1;
-  assign \$160  = grp == 4'hf;
-  assign \$161  = lane + 1'h1;
-  assign \$162  = \wait  + 1'h1;
-  assign \$163  = \wait  == 5'h16;
-  assign \$164  = enc_col < 6'h20;
-  assign \$165  = level + e1[0];
-  assign \$166  = \$165  + e2[0];
-  assign \$167  = \$166  < 3'h7;
-  assign \$168  = \$164  & \$167 ;
-  assign \$169  = enc_col >= 1'h0;
-  assign \$170  = enc_col + 1'h1;
-  assign \$171  = enc_w + 3'h5;
-  assign \$172  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$173  = grp == 3'h4;
-  assign \$174  = grp + 1'h1;
-  assign \$175  = enc_col == 6'h20;
-  assign \$176  = ~ e1[0];
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = ~ e2[0];
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = ~ r_rdy;
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = ~ cur_active;
-  assign \$183  = \$181  & \$182 ;
-  assign \$185  = $signed(out_word) + $signed(11'h200);
-  assign \$187  = $signed(\$186 ) > $signed(8'h7f);
-  assign \$188  = $signed(out_word) + $signed(11'h200);
-  assign \$190  = $signed(\$189 ) < $signed(8'h80);
-  assign \$191  = $signed(out_word) + $signed(11'h200);
-  assign \$193  = \$190  ? 20'hfff80 : \$192 ;
-  assign \$194  = \$187  ? 20'h0007f : \$193 ;
-  assign \$195  = out_idx == 4'h9;
-  assign \$196  = out_idx + 1'h1;
-  assign \$197  = out_idx == 4'h9;
-  assign \$198  = lane == 1'h1;
-  assign \$199  = grp + 1'h1;
-  assign \$200  = lane + 1'h1;
+  assign \$70  = 7'h40 + grp;
+  assign \$71  = 7'h40 + grp;
+  assign \$72  = 7'h40 + grp;
+  assign \$73  = ! seq_state;
+  assign \$74  = seq_state == 1'h1;
+  assign \$75  = seq_state == 2'h2;
+  assign \$76  = seq_state == 2'h3;
+  assign \$77  = seq_state == 3'h4;
+  assign \$78  = seq_state == 3'h5;
+  assign \$79  = seq_state == 3'h6;
+  assign \$80  = seq_state == 3'h7;
+  assign \$81  = seq_state == 4'h8;
+  assign \$82  = seq_state == 4'h9;
+  assign \$83  = seq_state == 4'ha;
+  assign \$84  = seq_state == 4'hb;
+  assign \$85  = $signed(data[7:0]) * $signed(\$like [24:16]);
+  assign \$86  = $signed(data[15:8]) * $signed(\$like [24:16]);
+  assign \$87  = s3[7:1] == s2[7:1];
+  assign \$88  = s3[0] & \$87 ;
+  assign \$89  = last[7:1] == s2[7:1];
+  assign \$90  = last[0] & \$89 ;
+  assign \$95  = in_idx + 1'h1;
+  assign \$96  = in_idx == 2'h3;
+  assign \$97  = enc_col < 6'h24;
+  assign \$98  = level + e1[0];
+  assign \$99  = \$98  + e2[0];
+  assign \$100  = \$99  < 3'h7;
+  assign \$101  = \$97  & \$100 ;
+  assign \$102  = enc_col >= 3'h4;
+  assign \$103  = enc_col + 1'h1;
+  assign \$104  = enc_w + 7'h40;
+  assign \$105  = e1[7] & fresh;
+  assign \$106  = \$105  ? 8'h00 : \$signature__data ;
+  assign \$107  = e1[7] & fresh;
+  assign \$108  = \$107  ? 8'h00 : \$signature__data ;
+  assign \$109  = fresh ? 8'h00 : \$signature__data$92 ;
+  assign \$110  = $signed(\$108 ) - $signed(\$109 );
+  assign \$111  = 1'h0 + grp;
+  assign \$112  = 1'h0 + grp;
+  assign \$113  = ! cur[17:12];
+  assign \$114  = fresh & \$113 ;
+  assign \$115  = cur[18] ? 1'h0 : 1'h1;
+  assign \$116  = grp == 6'h3f;
+  assign \$117  = grp + 1'h1;
+  assign \$118  = enc_col == 6'h24;
+  assign \$119  = ~ e1[0];
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = ~ e2[0];
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = ~ r_rdy;
+  assign \$124  = \$122  & \$123 ;
+  assign \$125  = ~ cur_active;
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = ~ s1[0];
+  assign \$128  = ~ \$like$81 [0];
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = ~ \$like [0];
+  assign \$131  = \$129  & \$130 ;
+  assign \$132  = ~ s2[0];
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = ~ s3[0];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = g_grp < 5'h10;
+  assign \$138  = ~ \$137 ;
+  assign \$139  = \$136  & \$138 ;
+  assign \$140  = act_q + 1'h1;
+  assign \$141  = ! \$signal ;
+  assign \$143  = act_q == 3'h4;
+  assign \$144  = g_grp + 1'h1;
+  assign \$145  = \$144  < 5'h10;
+  assign \$146  = ~ \$signal ;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = \$145  & \$148 ;
+  assign \$150  = act_q == 3'h5;
+  assign \$151  = ~ \$signal ;
+  assign \$152  = g_grp + 1'h1;
+  assign \$153  = g_grp + 1'h1;
+  assign \$154  = \$153  < 5'h10;
+  assign \$155  = ~ \$signal ;
+  assign \$157  = ~ \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$160  = elem + 1'h1;
+  assign \$173  = lane == 1'h1;
+  assign \$174  = elem == 5'h1f;
+  assign \$175  = \$173  | \$174 ;
+  assign \$176  = ~ \$signal$95 ;
+  assign \$177  = grp + 1'h1;
+  assign \$178  = grp == 4'hf;
+  assign \$179  = lane + 1'h1;
+  assign \$180  = \wait  + 1'h1;
+  assign \$181  = \wait  == 5'h16;
+  assign \$182  = enc_col < 6'h20;
+  assign \$183  = level + e1[0];
+  assign \$184  = \$183  + e2[0];
+  assign \$185  = \$184  < 3'h7;
+  assign \$186  = \$182  & \$185 ;
+  assign \$187  = enc_col >= 1'h0;
+  assign \$188  = enc_col + 1'h1;
+  assign \$189  = enc_w + 3'h5;
+  assign \$190  = $signed(\$signature__data ) - $signed(1'h0);
+  assign \$191  = 7'h40 + grp;
+  assign \$192  = 7'h40 + grp;
+  assign \$193  = ! cur[17:12];
+  assign \$196  = grp == 3'h4;
+  assign \$197  = grp + 1'h1;
+  assign \$198  = enc_col == 6'h20;
+  assign \$199  = ~ e1[0];
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = ~ e2[0];
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = ~ r_rdy;
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = ~ cur_active;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = ~ s1[0];
+  assign \$208  = ~ \$like$81 [0];
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = ~ \$like [0];
+  assign \$211  = \$209  & \$210 ;
+  assign \$212  = ~ s2[0];
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = ~ s3[0];
+  assign \$215  = \$213  & \$214 ;
+  assign \$217  = $signed(out_word) + $signed(11'h200);
+  assign \$219  = $signed(\$218 ) > $signed(8'h7f);
+  assign \$220  = $signed(out_word) + $signed(11'h200);
+  assign \$222  = $signed(\$221 ) < $signed(8'h80);
+  assign \$223  = $signed(out_word) + $signed(11'h200);
+  assign \$225  = \$222  ? 20'hfff80 : \$224 ;
+  assign \$226  = \$219  ? 20'h0007f : \$225 ;
+  assign \$227  = out_idx == 4'h9;
+  assign \$228  = out_idx + 1'h1;
+  assign \$229  = out_idx == 4'h9;
+  assign \$230  = lane == 1'h1;
+  assign \$231  = grp + 1'h1;
+  assign \$232  = lane + 1'h1;
   always @(posedge clk)
-    e1 <= \$201 ;
+    e1 <= \$233 ;
   always @(posedge clk)
-    issue_valid <= \$202 ;
+    s1 <= \$234 ;
   always @(posedge clk)
-    in_idx <= \$203 ;
+    \$like$81  <= \$235 ;
   always @(posedge clk)
-    seq_end <= \$204 ;
+    \$like  <= \$236 ;
   always @(posedge clk)
-    enc_col <= \$205 ;
+    prod0 <= \$237 ;
   always @(posedge clk)
-    enc_w <= \$206 ;
+    prod1 <= \$238 ;
   always @(posedge clk)
-    grp <= \$207 ;
+    s2 <= \$239 ;
   always @(posedge clk)
-    seq_state <= \$208 ;
+    s3 <= \$240 ;
   always @(posedge clk)
-    e2 <= \$209 ;
+    acc_q <= \$241 ;
   always @(posedge clk)
-    cur_active <= \$210 ;
+    bias_q <= \$242 ;
   always @(posedge clk)
-    cur <= \$211 ;
+    last <= \$243 ;
   always @(posedge clk)
-    lane <= \$212 ;
+    \$like$20  <= \$244 ;
   always @(posedge clk)
-    elem <= \$213 ;
+    last_sum2 <= \$245 ;
   always @(posedge clk)
-    act_q <= \$214 ;
+    pick <= \$246 ;
   always @(posedge clk)
-    early <= \$215 ;
+    aligned0 <= \$247 ;
   always @(posedge clk)
-    g_grp <= \$216 ;
+    aligned1 <= \$248 ;
   always @(posedge clk)
-    \$signal  <= \$217 ;
+    issue_valid <= \$249 ;
   always @(posedge clk)
-    \$signal$73  <= \$218 ;
+    in_idx <= \$250 ;
   always @(posedge clk)
-    bank0_full <= \$219 ;
+    seq_end <= \$251 ;
   always @(posedge clk)
-    bank1_full <= \$220 ;
+    enc_col <= \$252 ;
   always @(posedge clk)
-    gate0_0_0 <= \$221 ;
+    enc_w <= \$253 ;
   always @(posedge clk)
-    gate0_0_1 <= \$222 ;
+    grp <= \$254 ;
   always @(posedge clk)
-    gate0_1_0 <= \$223 ;
+    seq_state <= \$255 ;
   always @(posedge clk)
-    gate0_1_1 <= \$224 ;
+    e2 <= \$256 ;
   always @(posedge clk)
-    gate0_2_0 <= \$225 ;
+    cur_active <= \$257 ;
   always @(posedge clk)
-    gate0_2_1 <= \$226 ;
+    cur <= \$258 ;
   always @(posedge clk)
-    gate0_3_0 <= \$227 ;
+    lane <= \$259 ;
   always @(posedge clk)
-    gate0_3_1 <= \$228 ;
+    elem <= \$260 ;
   always @(posedge clk)
-    gate1_0_0 <= \$229 ;
+    act_q <= \$261 ;
   always @(posedge clk)
-    gate1_0_1 <= \$230 ;
+    early <= \$262 ;
   always @(posedge clk)
-    gate1_1_0 <= \$231 ;
+    g_grp <= \$263 ;
   always @(posedge clk)
-    gate1_1_1 <= \$232 ;
+    \$signal  <= \$264 ;
   always @(posedge clk)
-    gate1_2_0 <= \$233 ;
+    \$signal$95  <= \$265 ;
   always @(posedge clk)
-    gate1_2_1 <= \$234 ;
+    bank0_full <= \$266 ;
   always @(posedge clk)
-    gate1_3_0 <= \$235 ;
+    bank1_full <= \$267 ;
   always @(posedge clk)
-    gate1_3_1 <= \$236 ;
+    gate0_0_0 <= \$268 ;
   always @(posedge clk)
-    acc0 <= \$237 ;
+    gate0_0_1 <= \$269 ;
   always @(posedge clk)
-    acc1 <= \$238 ;
+    gate0_1_0 <= \$270 ;
   always @(posedge clk)
-    acc2 <= \$239 ;
+    gate0_1_1 <= \$271 ;
   always @(posedge clk)
-    acc3 <= \$240 ;
+    gate0_2_0 <= \$272 ;
   always @(posedge clk)
-    tag <= \$241 ;
+    gate0_2_1 <= \$273 ;
   always @(posedge clk)
-    issue_layer <= \$242 ;
+    gate0_3_0 <= \$274 ;
   always @(posedge clk)
-    \wait  <= \$243 ;
+    gate0_3_1 <= \$275 ;
   always @(posedge clk)
-    fresh <= \$244 ;
+    gate1_0_0 <= \$276 ;
   always @(posedge clk)
-    out_idx <= \$245 ;
+    gate1_0_1 <= \$277 ;
   always @(posedge clk)
-    out_word <= \$246 ;
+    gate1_1_0 <= \$278 ;
   always @(posedge clk)
-    o__payload <= \$247 ;
+    gate1_1_1 <= \$279 ;
   always @(posedge clk)
-    o__valid <= \$248 ;
+    gate1_2_0 <= \$280 ;
+  always @(posedge clk)
+    gate1_2_1 <= \$281 ;
+  always @(posedge clk)
+    gate1_3_0 <= \$282 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$283 ;
+  always @(posedge clk)
+    acc0 <= \$284 ;
+  always @(posedge clk)
+    acc1 <= \$285 ;
+  always @(posedge clk)
+    acc2 <= \$286 ;
+  always @(posedge clk)
+    acc3 <= \$287 ;
+  always @(posedge clk)
+    tag <= \$288 ;
+  always @(posedge clk)
+    issue_layer <= \$289 ;
+  always @(posedge clk)
+    \wait  <= \$290 ;
+  always @(posedge clk)
+    fresh <= \$291 ;
+  always @(posedge clk)
+    out_idx <= \$292 ;
+  always @(posedge clk)
+    out_word <= \$293 ;
+  always @(posedge clk)
+    o__payload <= \$294 ;
+  always @(posedge clk)
+    o__valid <= \$295 ;
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .acc0(acc0),
     .acc1(acc1),
@@ -832,42 +1150,68 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .w_en(w_en),
     .w_port__data(w_data)
   );
-  \hwgen_digits_lstm_p2_delta.mac  mac (
-    .acc_word(acc_word),
+  \hwgen_digits_lstm_p2_delta.w_rom  w_rom (
+    .addr(addr),
     .clk(clk),
-    .idle(idle),
-    .issue(issue),
-    .read_addr(read_addr),
+    .data(data),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$1  = bias_q[18:0];
+      2'h1:
+          \$1  = \$like$20 [18:0];
+      2'h2:
+          \$1  = last_sum2[18:0];
+      2'h3:
+          \$1  = acc_q[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$3  = bias_q[37:19];
+      2'h1:
+          \$3  = \$like$20 [37:19];
+      2'h2:
+          \$3  = last_sum2[37:19];
+      2'h3:
+          \$3  = acc_q[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$33  = bank0_full;
+          \$32  = bank0_full;
       1'h1:
-          \$33  = bank1_full;
+          \$32  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$42 )
+    casez (\$41 )
       1'h0:
-          \$43  = bank0_full;
+          \$42  = bank0_full;
       1'h1:
-          \$43  = bank1_full;
+          \$42  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$51 )
+    casez (\$50 )
       1'h0:
-          \$52  = bank0_full;
+          \$51  = bank0_full;
       1'h1:
-          \$52  = bank1_full;
+          \$51  = bank1_full;
     endcase
   end
   always @* begin
@@ -875,176 +1219,176 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$119  = bank0_full;
+          \$137  = bank0_full;
       1'h1:
-          \$119  = bank1_full;
+          \$137  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$128 )
+    casez (\$146 )
       1'h0:
-          \$129  = bank0_full;
+          \$147  = bank0_full;
       1'h1:
-          \$129  = bank1_full;
+          \$147  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$137 )
+    casez (\$155 )
       1'h0:
-          \$138  = bank0_full;
+          \$156  = bank0_full;
       1'h1:
-          \$138  = bank1_full;
+          \$156  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$73 )
+    casez (\$signal$95 )
       1'h0:
-          \$141  = bank0_full;
+          \$159  = bank0_full;
       1'h1:
-          \$141  = bank1_full;
+          \$159  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = 19'h00000;
+    \$161  = 19'h00000;
     casez (lane)
       2'h0:
-          \$143  = gate0_0_0;
+          \$161  = gate0_0_0;
       2'h1:
-          \$143  = gate0_0_1;
+          \$161  = gate0_0_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = 19'h00000;
+    \$162  = 19'h00000;
     casez (lane)
       2'h0:
-          \$144  = gate1_0_0;
+          \$162  = gate1_0_0;
       2'h1:
-          \$144  = gate1_0_1;
+          \$162  = gate1_0_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$73 )
+    casez (\$signal$95 )
       1'h0:
-          \$145  = \$143 ;
+          \$163  = \$161 ;
       1'h1:
-          \$145  = \$144 ;
+          \$163  = \$162 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = 19'h00000;
+    \$164  = 19'h00000;
     casez (lane)
       2'h0:
-          \$146  = gate0_1_0;
+          \$164  = gate0_1_0;
       2'h1:
-          \$146  = gate0_1_1;
+          \$164  = gate0_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = 19'h00000;
+    \$165  = 19'h00000;
     casez (lane)
       2'h0:
-          \$147  = gate1_1_0;
+          \$165  = gate1_1_0;
       2'h1:
-          \$147  = gate1_1_1;
+          \$165  = gate1_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$73 )
+    casez (\$signal$95 )
       1'h0:
-          \$148  = \$146 ;
+          \$166  = \$164 ;
       1'h1:
-          \$148  = \$147 ;
+          \$166  = \$165 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = 19'h00000;
+    \$167  = 19'h00000;
     casez (lane)
       2'h0:
-          \$149  = gate0_2_0;
+          \$167  = gate0_2_0;
       2'h1:
-          \$149  = gate0_2_1;
+          \$167  = gate0_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = 19'h00000;
+    \$168  = 19'h00000;
     casez (lane)
       2'h0:
-          \$150  = gate1_2_0;
+          \$168  = gate1_2_0;
       2'h1:
-          \$150  = gate1_2_1;
+          \$168  = gate1_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$73 )
+    casez (\$signal$95 )
       1'h0:
-          \$151  = \$149 ;
+          \$169  = \$167 ;
       1'h1:
-          \$151  = \$150 ;
+          \$169  = \$168 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = 19'h00000;
+    \$170  = 19'h00000;
     casez (lane)
       2'h0:
-          \$152  = gate0_3_0;
+          \$170  = gate0_3_0;
       2'h1:
-          \$152  = gate0_3_1;
+          \$170  = gate0_3_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = 19'h00000;
+    \$171  = 19'h00000;
     casez (lane)
       2'h0:
-          \$153  = gate1_3_0;
+          \$171  = gate1_3_0;
       2'h1:
-          \$153  = gate1_3_1;
+          \$171  = gate1_3_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$73 )
+    casez (\$signal$95 )
       1'h0:
-          \$154  = \$152 ;
+          \$172  = \$170 ;
       1'h1:
-          \$154  = \$153 ;
+          \$172  = \$171 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$184  = 19'h00000;
+    \$216  = 19'h00000;
     casez (lane)
       2'h0:
-          \$184  = acc_word[18:0];
+          \$216  = acc_q[18:0];
       2'h1:
-          \$184  = acc_word[37:19];
+          \$216  = acc_q[37:19];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr  = 6'h00;
     if (valid_out) begin
-      \$signature__addr  = \$2 [5:0];
+      \$signature__addr  = \$6 [5:0];
     end
     casez (seq_state)
       4'h0:
@@ -1053,13 +1397,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$33  = 8'h00;
+    \$signature__data$48  = 8'h00;
     if (valid_out) begin
-      \$signature__data$33  = h_new;
+      \$signature__data$48  = h_new;
     end
     casez (seq_state)
       4'h0:
-          \$signature__data$33  = i__payload[7:0];
+          \$signature__data$48  = i__payload[7:0];
     endcase
   end
   always @* begin
@@ -1075,23 +1419,23 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$36  = 5'h00;
+    \$signature__addr$51  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$36  = \$3 [4:0];
+      \$signature__addr$51  = \$7 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$37  = 8'h00;
+    \$signature__data$52  = 8'h00;
     if (valid_out) begin
-      \$signature__data$37  = c_new;
+      \$signature__data$52  = c_new;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$39  = 1'h0;
+    \$signature__en$54  = 1'h0;
     if (valid_out) begin
-      \$signature__en$39  = 1'h1;
+      \$signature__en$54  = 1'h1;
     end
   end
   always @* begin
@@ -1104,60 +1448,60 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$42  = 6'h00;
+    \$signature__addr$57  = 6'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$42  = \$8 [5:0];
+          \$signature__addr$57  = \$12 [5:0];
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$42  = \$59 [5:0];
+          \$signature__addr$57  = \$58 [5:0];
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$42  = \$65 [5:0];
+          \$signature__addr$57  = \$64 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$44  = 6'h00;
+    \$signature__addr$59  = 6'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$44  = \$9 [5:0];
+          \$signature__addr$59  = \$13 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$45  = 6'h00;
+    \$signature__addr$60  = 6'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$45  = \$10 [5:0];
+          \$signature__addr$60  = \$14 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$47  = 8'h00;
+    \$signature__data$62  = 8'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__data$47  = e2[27:20];
+          \$signature__data$62  = e2[27:20];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$48  = 1'h0;
+    \$signature__en$63  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__en$48  = \$17 ;
+          \$signature__en$63  = \$21 ;
     endcase
   end
   always @* begin
@@ -1195,7 +1539,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h0:
           /* empty */;
       4'h1:
-          w_en = \$24 ;
+          w_en = \$28 ;
       4'h2:
           /* empty */;
       4'h3:
@@ -1203,24 +1547,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          w_en = \$66 ;
+          w_en = \$65 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    issue = 38'h0000000000;
+    addr = 12'h000;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            issue[0] = 1'h1;
-            issue[12:1] = \$25 [11:0];
-            issue[19:13] = \$26 [6:0];
-            issue[26:20] = \$27 [6:0];
-            issue[36:28] = cur[27:19];
-            issue[27] = \$29 ;
-            issue[37] = \$30 ;
+            addr = \$29 [11:0];
           end
       4'h2:
           /* empty */;
@@ -1230,13 +1568,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            issue[0] = 1'h1;
-            issue[12:1] = \$67 [11:0];
-            issue[19:13] = \$68 [6:0];
-            issue[26:20] = \$69 [6:0];
-            issue[36:28] = cur[27:19];
-            issue[27] = \$71 ;
-            issue[37] = \$72 ;
+            addr = \$66 [11:0];
           end
     endcase
   end
@@ -1248,7 +1580,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$31 ) begin
+            if (\$30 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -1262,7 +1594,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$73 ) begin
+            if (\$67 ) begin
               r_en = 1'h1;
             end
           end else if (r_rdy) begin
@@ -1272,7 +1604,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    read_addr = 7'h00;
+    act_acc_addr = 7'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -1281,18 +1613,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$35 ) begin
-            read_addr = \$38 [6:0];
-            if (\$39 ) begin
-              if (\$45 ) begin
-                read_addr = \$47 ;
+          if (\$34 ) begin
+            act_acc_addr = \$37 [6:0];
+            if (\$38 ) begin
+              if (\$44 ) begin
+                act_acc_addr = \$46 ;
               end
             end
-            if (\$48 ) begin
+            if (\$47 ) begin
               if (early) begin
-                read_addr = \$56 ;
-              end else if (\$54 ) begin
-                read_addr = \$58 ;
+                act_acc_addr = \$55 ;
+              end else if (\$53 ) begin
+                act_acc_addr = \$57 ;
               end
             end
           end
@@ -1303,15 +1635,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h6:
           /* empty */;
       4'h7:
-          read_addr = \$74 [6:0];
+          act_acc_addr = \$68 [6:0];
       4'h8:
-          read_addr = \$75 [6:0];
+          act_acc_addr = \$69 [6:0];
       4'h9:
-          read_addr = \$76 [6:0];
+          act_acc_addr = \$70 [6:0];
       4'ha:
-          read_addr = \$77 [6:0];
+          act_acc_addr = \$71 [6:0];
       4'hb:
-          read_addr = \$78 [6:0];
+          act_acc_addr = \$72 [6:0];
     endcase
   end
   always @* begin
@@ -1325,22 +1657,22 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          c_rd__addr = \$60 [4:0];
+          c_rd__addr = \$59 [4:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201 [19:1] = e1[19:1];
-    \$201 [0] = 1'h0;
+    \$233 [19:1] = e1[19:1];
+    \$233 [0] = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (\$97 ) begin
-            \$201 [0] = 1'h1;
-            \$201 [6:1] = enc_col;
-            \$201 [7] = \$98 ;
-            \$201 [19:8] = enc_w;
+          if (\$101 ) begin
+            \$233 [0] = 1'h1;
+            \$233 [6:1] = enc_col;
+            \$233 [7] = \$102 ;
+            \$233 [19:8] = enc_w;
           end
       4'h2:
           /* empty */;
@@ -1349,20 +1681,179 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h4:
           /* empty */;
       4'h5:
-          if (\$168 ) begin
-            \$201 [0] = 1'h1;
-            \$201 [6:1] = enc_col;
-            \$201 [7] = \$169 ;
-            \$201 [19:8] = enc_w;
+          if (\$186 ) begin
+            \$233 [0] = 1'h1;
+            \$233 [6:1] = enc_col;
+            \$233 [7] = \$187 ;
+            \$233 [19:8] = enc_w;
           end
     endcase
     if (rst) begin
-      \$201  = 20'h00000;
+      \$233  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = 1'h0;
+    \$234 [25:1] = s1[25:1];
+    \$234 [0] = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          if (cur_active) begin
+            \$234 [0] = 1'h1;
+            \$234 [7:1] = \$111 [6:0];
+            \$234 [14:8] = \$112 [6:0];
+            \$234 [24:16] = cur[27:19];
+            \$234 [15] = \$114 ;
+            \$234 [25] = \$115 ;
+          end
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          if (cur_active) begin
+            \$234 [0] = 1'h1;
+            \$234 [7:1] = \$191 [6:0];
+            \$234 [14:8] = \$192 [6:0];
+            \$234 [24:16] = cur[27:19];
+            \$234 [15] = \$194 ;
+            \$234 [25] = \$195 ;
+          end
+    endcase
+    if (rst) begin
+      \$234  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$235  = s1;
+    if (rst) begin
+      \$235  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$236  = \$like$81 ;
+    if (rst) begin
+      \$236  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = \$85 ;
+    if (rst) begin
+      \$237  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = \$86 ;
+    if (rst) begin
+      \$238  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239 [0] = \$like [0];
+    \$239 [7:1] = \$like [7:1];
+    \$239 [8] = \$like [15];
+    \$239 [9] = \$like [25];
+    if (rst) begin
+      \$239  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = s2;
+    if (rst) begin
+      \$240  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = acc_rd__data;
+    if (rst) begin
+      \$241  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = b_rd__data;
+    if (rst) begin
+      \$242  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243 [0] = s3[0];
+    \$243 [7:1] = s3[7:1];
+    if (rst) begin
+      \$243  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = acc_wr__data;
+    if (rst) begin
+      \$244  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = \$like$20 ;
+    if (rst) begin
+      \$245  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (s2[8]) begin
+      \$246  = 2'h0;
+    end else if (\$88 ) begin
+      \$246  = 2'h1;
+    end else if (\$90 ) begin
+      \$246  = 2'h2;
+    end else begin
+      \$246  = 2'h3;
+    end
+    if (rst) begin
+      \$246  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$247  = { \$91 [17], \$91 [17], \$91  };
+      1'h1:
+          \$247  = { \$92 [17], \$92 [17], \$92  };
+    endcase
+    if (rst) begin
+      \$247  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$248  = { \$93 [17], \$93 [17], \$93  };
+      1'h1:
+          \$248  = { \$94 [17], \$94 [17], \$94  };
+    endcase
+    if (rst) begin
+      \$248  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -1371,62 +1862,62 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$141 ) begin
-            \$202  = 1'h1;
+          if (\$159 ) begin
+            \$249  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$202  = 1'h0;
+      \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = in_idx;
+    \$250  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$203  = \$91 [2:0];
-            if (\$92 ) begin
-              \$203  = 3'h0;
+            \$250  = \$95 [2:0];
+            if (\$96 ) begin
+              \$250  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$203  = 3'h0;
+      \$250  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = seq_end;
+    \$251  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$92 ) begin
-              \$204  = i__payload[9];
+            if (\$96 ) begin
+              \$251  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$204  = 1'h0;
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = enc_col;
+    \$252  = enc_col;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$92 ) begin
-              \$205  = 6'h00;
+            if (\$96 ) begin
+              \$252  = 6'h00;
             end
           end
       4'h1:
         begin
-          if (\$97 ) begin
-            \$205  = \$99 [5:0];
+          if (\$101 ) begin
+            \$252  = \$103 [5:0];
           end
-          if (\$117 ) begin
-            \$205  = 6'h00;
+          if (\$126 ) begin
+            \$252  = 6'h00;
           end
         end
       4'h2:
@@ -1434,106 +1925,106 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$163 ) begin
-            \$205  = 6'h00;
+          if (\$181 ) begin
+            \$252  = 6'h00;
           end
       4'h5:
         begin
-          if (\$168 ) begin
-            \$205  = \$170 [5:0];
+          if (\$186 ) begin
+            \$252  = \$188 [5:0];
           end
-          if (\$183 ) begin
-            \$205  = 6'h00;
+          if (\$206 ) begin
+            \$252  = 6'h00;
           end
         end
     endcase
     if (rst) begin
-      \$205  = 6'h00;
+      \$252  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = enc_w;
+    \$253  = enc_w;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$92 ) begin
-              \$206  = 12'h000;
+            if (\$96 ) begin
+              \$253  = 12'h000;
             end
           end
       4'h1:
-          if (\$97 ) begin
-            \$206  = \$100 [11:0];
+          if (\$101 ) begin
+            \$253  = \$104 [11:0];
           end
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$163 ) begin
-            \$206  = 12'h900;
+          if (\$181 ) begin
+            \$253  = 12'h900;
           end
       4'h5:
-          if (\$168 ) begin
-            \$206  = \$171 [11:0];
+          if (\$186 ) begin
+            \$253  = \$189 [11:0];
           end
     endcase
     if (rst) begin
-      \$206  = 12'h000;
+      \$253  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = grp;
+    \$254  = grp;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$92 ) begin
-              \$207  = 7'h00;
+            if (\$96 ) begin
+              \$254  = 7'h00;
             end
           end
       4'h1:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$107 ) begin
-              \$207  = 7'h00;
+            if (\$116 ) begin
+              \$254  = 7'h00;
             end else begin
-              \$207  = \$108 [6:0];
+              \$254  = \$117 [6:0];
             end
           end else if (r_rdy) begin
-            \$207  = 7'h00;
+            \$254  = 7'h00;
           end
       4'h2:
-          if (idle) begin
-            \$207  = 7'h00;
+          if (\$135 ) begin
+            \$254  = 7'h00;
           end
       4'h3:
-          if (\$141 ) begin
-            if (\$157 ) begin
-              \$207  = \$159 [6:0];
-              if (\$160 ) begin
-                \$207  = 7'h00;
+          if (\$159 ) begin
+            if (\$175 ) begin
+              \$254  = \$177 [6:0];
+              if (\$178 ) begin
+                \$254  = 7'h00;
               end
             end
           end
       4'h4:
-          if (\$163 ) begin
-            \$207  = 7'h00;
+          if (\$181 ) begin
+            \$254  = 7'h00;
           end
       4'h5:
           if (cur_active) begin
             (* full_case = 32'd1 *)
-            if (\$173 ) begin
-              \$207  = 7'h00;
+            if (\$196 ) begin
+              \$254  = 7'h00;
             end else begin
-              \$207  = \$174 [6:0];
+              \$254  = \$197 [6:0];
             end
           end else if (r_rdy) begin
-            \$207  = 7'h00;
+            \$254  = 7'h00;
           end
       4'h6:
-          if (idle) begin
-            \$207  = 7'h00;
+          if (\$215 ) begin
+            \$254  = 7'h00;
           end
       4'h7:
           /* empty */;
@@ -1545,98 +2036,98 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'hb:
           if (o__ready) begin
-            if (\$197 ) begin
-              \$207  = 7'h00;
-            end else if (\$198 ) begin
-              \$207  = \$199 [6:0];
+            if (\$229 ) begin
+              \$254  = 7'h00;
+            end else if (\$230 ) begin
+              \$254  = \$231 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$207  = 7'h00;
+      \$254  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = seq_state;
+    \$255  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$92 ) begin
-              \$208  = 4'h1;
+            if (\$96 ) begin
+              \$255  = 4'h1;
             end
           end
       4'h1:
-          if (\$117 ) begin
-            \$208  = 4'h2;
+          if (\$126 ) begin
+            \$255  = 4'h2;
           end
       4'h2:
-          if (idle) begin
-            \$208  = 4'h3;
+          if (\$135 ) begin
+            \$255  = 4'h3;
           end
       4'h3:
-          if (\$141 ) begin
-            if (\$157 ) begin
-              if (\$160 ) begin
-                \$208  = 4'h4;
+          if (\$159 ) begin
+            if (\$175 ) begin
+              if (\$178 ) begin
+                \$255  = 4'h4;
               end
             end
           end
       4'h4:
-          if (\$163 ) begin
+          if (\$181 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$208  = 4'h5;
+              \$255  = 4'h5;
             end else begin
-              \$208  = 4'h0;
+              \$255  = 4'h0;
             end
           end
       4'h5:
-          if (\$183 ) begin
-            \$208  = 4'h6;
+          if (\$206 ) begin
+            \$255  = 4'h6;
           end
       4'h6:
-          if (idle) begin
-            \$208  = 4'h7;
+          if (\$215 ) begin
+            \$255  = 4'h7;
           end
       4'h7:
-          \$208  = 4'h8;
+          \$255  = 4'h8;
       4'h8:
-          \$208  = 4'h9;
+          \$255  = 4'h9;
       4'h9:
-          \$208  = 4'ha;
+          \$255  = 4'ha;
       4'ha:
-          \$208  = 4'hb;
+          \$255  = 4'hb;
       4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$197 ) begin
-              \$208  = 4'h0;
-            end else if (\$198 ) begin
-              \$208  = 4'h7;
+            if (\$229 ) begin
+              \$255  = 4'h0;
+            end else if (\$230 ) begin
+              \$255  = 4'h7;
             end else begin
-              \$208  = 4'h9;
+              \$255  = 4'h9;
             end
           end
     endcase
     if (rst) begin
-      \$208  = 4'h0;
+      \$255  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = e2;
+    \$256  = e2;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
         begin
-          \$209 [0] = e1[0];
-          \$209 [6:1] = e1[6:1];
-          \$209 [7] = e1[7];
-          \$209 [19:8] = e1[19:8];
-          \$209 [27:20] = \$102 ;
-          \$209 [36:28] = \$106 ;
+          \$256 [0] = e1[0];
+          \$256 [6:1] = e1[6:1];
+          \$256 [7] = e1[7];
+          \$256 [19:8] = e1[19:8];
+          \$256 [27:20] = \$106 ;
+          \$256 [36:28] = \$110 ;
         end
       4'h2:
           /* empty */;
@@ -1646,31 +2137,31 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
         begin
-          \$209 [0] = e1[0];
-          \$209 [6:1] = e1[6:1];
-          \$209 [7] = e1[7];
-          \$209 [19:8] = e1[19:8];
-          \$209 [27:20] = \$signature__data ;
-          \$209 [36:28] = \$172 ;
+          \$256 [0] = e1[0];
+          \$256 [6:1] = e1[6:1];
+          \$256 [7] = e1[7];
+          \$256 [19:8] = e1[19:8];
+          \$256 [27:20] = \$signature__data ;
+          \$256 [36:28] = \$190 ;
         end
     endcase
     if (rst) begin
-      \$209  = 37'h0000000000;
+      \$256  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = cur_active;
+    \$257  = cur_active;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$107 ) begin
-              \$210  = r_rdy;
+            if (\$116 ) begin
+              \$257  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$210  = 1'h1;
+            \$257  = 1'h1;
           end
       4'h2:
           /* empty */;
@@ -1680,30 +2171,30 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$173 ) begin
-              \$210  = r_rdy;
+            if (\$196 ) begin
+              \$257  = r_rdy;
             end
           end else if (r_rdy) begin
-            \$210  = 1'h1;
+            \$257  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$210  = 1'h0;
+      \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = cur;
+    \$258  = cur;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           if (cur_active) begin
-            if (\$107 ) begin
-              \$211  = r_data;
+            if (\$116 ) begin
+              \$258  = r_data;
             end
           end else if (r_rdy) begin
-            \$211  = r_data;
+            \$258  = r_data;
           end
       4'h2:
           /* empty */;
@@ -1713,36 +2204,36 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'h5:
           if (cur_active) begin
-            if (\$173 ) begin
-              \$211  = r_data;
+            if (\$196 ) begin
+              \$258  = r_data;
             end
           end else if (r_rdy) begin
-            \$211  = r_data;
+            \$258  = r_data;
           end
     endcase
     if (rst) begin
-      \$211  = 28'h0000000;
+      \$258  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = lane;
+    \$259  = lane;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$212  = 2'h0;
+          if (\$135 ) begin
+            \$259  = 2'h0;
           end
       4'h3:
-          if (\$141 ) begin
+          if (\$159 ) begin
             (* full_case = 32'd1 *)
-            if (\$157 ) begin
-              \$212  = 2'h0;
+            if (\$175 ) begin
+              \$259  = 2'h0;
             end else begin
-              \$212  = \$161 [1:0];
+              \$259  = \$179 [1:0];
             end
           end
       4'h4:
@@ -1750,8 +2241,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (idle) begin
-            \$212  = 2'h0;
+          if (\$215 ) begin
+            \$259  = 2'h0;
           end
       4'h7:
           /* empty */;
@@ -1764,245 +2255,245 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'hb:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$197 ) begin
-              \$212  = 2'h0;
-            end else if (\$198 ) begin
-              \$212  = 2'h0;
+            if (\$229 ) begin
+              \$259  = 2'h0;
+            end else if (\$230 ) begin
+              \$259  = 2'h0;
             end else begin
-              \$212  = \$200 [1:0];
+              \$259  = \$232 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$212  = 2'h0;
+      \$259  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = elem;
+    \$260  = elem;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$213  = 6'h00;
+          if (\$135 ) begin
+            \$260  = 6'h00;
           end
       4'h3:
-          if (\$141 ) begin
-            \$213  = \$142 [5:0];
+          if (\$159 ) begin
+            \$260  = \$160 [5:0];
           end
     endcase
     if (rst) begin
-      \$213  = 6'h00;
+      \$260  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = act_q;
+    \$261  = act_q;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$214  = 3'h0;
+          if (\$135 ) begin
+            \$261  = 3'h0;
           end
       4'h3:
-          if (\$121 ) begin
-            \$214  = \$122 [2:0];
-            if (\$132 ) begin
-              \$214  = 3'h0;
+          if (\$139 ) begin
+            \$261  = \$140 [2:0];
+            if (\$150 ) begin
+              \$261  = 3'h0;
               if (early) begin
-                \$214  = 3'h2;
-              end else if (\$140 ) begin
-                \$214  = 3'h1;
+                \$261  = 3'h2;
+              end else if (\$158 ) begin
+                \$261  = 3'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$214  = 3'h0;
+      \$261  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = early;
+    \$262  = early;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$215  = 1'h0;
+          if (\$135 ) begin
+            \$262  = 1'h0;
           end
       4'h3:
-          if (\$121 ) begin
-            if (\$125 ) begin
-              \$215  = \$131 ;
+          if (\$139 ) begin
+            if (\$143 ) begin
+              \$262  = \$149 ;
             end
-            if (\$132 ) begin
-              \$215  = 1'h0;
+            if (\$150 ) begin
+              \$262  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$215  = 1'h0;
+      \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = g_grp;
+    \$263  = g_grp;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$216  = 5'h00;
+          if (\$135 ) begin
+            \$263  = 5'h00;
           end
       4'h3:
-          if (\$121 ) begin
-            if (\$132 ) begin
-              \$216  = \$134 [4:0];
+          if (\$139 ) begin
+            if (\$150 ) begin
+              \$263  = \$152 [4:0];
             end
           end
     endcase
     if (rst) begin
-      \$216  = 5'h00;
+      \$263  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = \$signal ;
+    \$264  = \$signal ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$217  = 1'h0;
+          if (\$135 ) begin
+            \$264  = 1'h0;
           end
       4'h3:
-          if (\$121 ) begin
-            if (\$132 ) begin
-              \$217  = \$133 ;
+          if (\$139 ) begin
+            if (\$150 ) begin
+              \$264  = \$151 ;
             end
           end
     endcase
     if (rst) begin
-      \$217  = 1'h0;
+      \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = \$signal$73 ;
+    \$265  = \$signal$95 ;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$218  = 1'h0;
+          if (\$135 ) begin
+            \$265  = 1'h0;
           end
       4'h3:
-          if (\$141 ) begin
-            if (\$157 ) begin
-              \$218  = \$158 ;
+          if (\$159 ) begin
+            if (\$175 ) begin
+              \$265  = \$176 ;
             end
           end
     endcase
     if (rst) begin
-      \$218  = 1'h0;
+      \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = bank0_full;
+    \$266  = bank0_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$219  = 1'h0;
+          if (\$135 ) begin
+            \$266  = 1'h0;
           end
       4'h3:
         begin
-          if (\$121 ) begin
-            if (\$132 ) begin
+          if (\$139 ) begin
+            if (\$150 ) begin
               casez (\$signal )
                 1'h0:
-                    \$219  = 1'h1;
+                    \$266  = 1'h1;
               endcase
             end
           end
-          if (\$141 ) begin
-            if (\$157 ) begin
-              casez (\$signal$73 )
+          if (\$159 ) begin
+            if (\$175 ) begin
+              casez (\$signal$95 )
                 1'h0:
-                    \$219  = 1'h0;
+                    \$266  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$219  = 1'h0;
+      \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = bank1_full;
+    \$267  = bank1_full;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (idle) begin
-            \$220  = 1'h0;
+          if (\$135 ) begin
+            \$267  = 1'h0;
           end
       4'h3:
         begin
-          if (\$121 ) begin
-            if (\$132 ) begin
+          if (\$139 ) begin
+            if (\$150 ) begin
               (* full_case = 32'd1 *)
               casez (\$signal )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$220  = 1'h1;
+                    \$267  = 1'h1;
               endcase
             end
           end
-          if (\$141 ) begin
-            if (\$157 ) begin
+          if (\$159 ) begin
+            if (\$175 ) begin
               (* full_case = 32'd1 *)
-              casez (\$signal$73 )
+              casez (\$signal$95 )
                 1'h0:
                     /* empty */;
                 1'h1:
-                    \$220  = 1'h0;
+                    \$267  = 1'h0;
               endcase
             end
           end
         end
     endcase
     if (rst) begin
-      \$220  = 1'h0;
+      \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = gate0_0_0;
+    \$268  = gate0_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2011,22 +2502,22 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$123 ) begin
+          if (\$139 ) begin
+            if (\$141 ) begin
               casez (act_q)
                 3'h2:
-                    \$221  = acc_word[18:0];
+                    \$268  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$221  = 19'h00000;
+      \$268  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = gate0_0_1;
+    \$269  = gate0_0_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2035,22 +2526,22 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$123 ) begin
+          if (\$139 ) begin
+            if (\$141 ) begin
               casez (act_q)
                 3'h2:
-                    \$222  = acc_word[37:19];
+                    \$269  = acc_q[37:19];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$222  = 19'h00000;
+      \$269  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = gate0_1_0;
+    \$270  = gate0_1_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2059,50 +2550,24 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$123 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$223  = acc_word[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$223  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$121 ) begin
-            if (\$123 ) begin
+          if (\$139 ) begin
+            if (\$141 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
                 3'h3:
-                    \$224  = acc_word[37:19];
+                    \$270  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$224  = 19'h00000;
+      \$270  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = gate0_2_0;
+    \$271  = gate0_1_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2111,26 +2576,24 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$123 ) begin
+          if (\$139 ) begin
+            if (\$141 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
                 3'h3:
-                    /* empty */;
-                3'h4:
-                    \$225  = acc_word[18:0];
+                    \$271  = acc_q[37:19];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$225  = 19'h00000;
+      \$271  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = gate0_2_1;
+    \$272  = gate0_2_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2139,26 +2602,26 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$123 ) begin
+          if (\$139 ) begin
+            if (\$141 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    \$226  = acc_word[37:19];
+                    \$272  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$226  = 19'h00000;
+      \$272  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = gate0_3_0;
+    \$273  = gate0_2_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2167,28 +2630,26 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$123 ) begin
+          if (\$139 ) begin
+            if (\$141 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
                 3'h3:
                     /* empty */;
                 3'h4:
-                    /* empty */;
-                3'h5:
-                    \$227  = acc_word[18:0];
+                    \$273  = acc_q[37:19];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$227  = 19'h00000;
+      \$273  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = gate0_3_1;
+    \$274  = gate0_3_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2197,8 +2658,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$123 ) begin
+          if (\$139 ) begin
+            if (\$141 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
@@ -2207,18 +2668,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
                 3'h4:
                     /* empty */;
                 3'h5:
-                    \$228  = acc_word[37:19];
+                    \$274  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$228  = 19'h00000;
+      \$274  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = gate1_0_0;
+    \$275  = gate0_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2227,164 +2688,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$124 ) begin
-              casez (act_q)
-                3'h2:
-                    \$229  = acc_word[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$229  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$121 ) begin
-            if (\$124 ) begin
-              casez (act_q)
-                3'h2:
-                    \$230  = acc_word[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$230  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$121 ) begin
-            if (\$124 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$231  = acc_word[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$231  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$121 ) begin
-            if (\$124 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$232  = acc_word[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$232  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = gate1_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$121 ) begin
-            if (\$124 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$233  = acc_word[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$233  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$121 ) begin
-            if (\$124 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$234  = acc_word[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$234  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = gate1_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$121 ) begin
-            if (\$124 ) begin
+          if (\$139 ) begin
+            if (\$141 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
@@ -2393,18 +2698,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
                 3'h4:
                     /* empty */;
                 3'h5:
-                    \$235  = acc_word[18:0];
+                    \$275  = acc_q[37:19];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$235  = 19'h00000;
+      \$275  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = gate1_3_1;
+    \$276  = gate1_0_0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2413,8 +2718,164 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$121 ) begin
-            if (\$124 ) begin
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    \$276  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$276  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$277  = gate1_0_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    \$277  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$277  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$278  = gate1_1_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$278  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$278  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$279  = gate1_1_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    \$279  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$279  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$280  = gate1_2_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$280  = acc_q[18:0];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$280  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$281  = gate1_2_1;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    \$281  = acc_q[37:19];
+              endcase
+            end
+          end
+    endcase
+    if (rst) begin
+      \$281  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$282  = gate1_3_0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$139 ) begin
+            if (\$142 ) begin
               casez (act_q)
                 3'h2:
                     /* empty */;
@@ -2423,18 +2884,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
                 3'h4:
                     /* empty */;
                 3'h5:
-                    \$236  = acc_word[37:19];
+                    \$282  = acc_q[18:0];
               endcase
             end
           end
     endcase
     if (rst) begin
-      \$236  = 19'h00000;
+      \$282  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = acc0;
+    \$283  = gate1_3_1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2443,17 +2904,28 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$141 ) begin
-            \$237  = \$145 ;
+          if (\$139 ) begin
+            if (\$142 ) begin
+              casez (act_q)
+                3'h2:
+                    /* empty */;
+                3'h3:
+                    /* empty */;
+                3'h4:
+                    /* empty */;
+                3'h5:
+                    \$283  = acc_q[37:19];
+              endcase
+            end
           end
     endcase
     if (rst) begin
-      \$237  = 19'h00000;
+      \$283  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = acc1;
+    \$284  = acc0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2462,17 +2934,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$141 ) begin
-            \$238  = \$148 ;
+          if (\$159 ) begin
+            \$284  = \$163 ;
           end
     endcase
     if (rst) begin
-      \$238  = 19'h00000;
+      \$284  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = acc2;
+    \$285  = acc1;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2481,17 +2953,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$141 ) begin
-            \$239  = \$151 ;
+          if (\$159 ) begin
+            \$285  = \$166 ;
           end
     endcase
     if (rst) begin
-      \$239  = 19'h00000;
+      \$285  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = acc3;
+    \$286  = acc2;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2500,17 +2972,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$141 ) begin
-            \$240  = \$154 ;
+          if (\$159 ) begin
+            \$286  = \$169 ;
           end
     endcase
     if (rst) begin
-      \$240  = 19'h00000;
+      \$286  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = tag;
+    \$287  = acc3;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2519,17 +2991,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$141 ) begin
-            \$241  = elem;
+          if (\$159 ) begin
+            \$287  = \$172 ;
           end
     endcase
     if (rst) begin
-      \$241  = 6'h00;
+      \$287  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = issue_layer;
+    \$288  = tag;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2538,17 +3010,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$141 ) begin
-            \$242  = 1'h0;
+          if (\$159 ) begin
+            \$288  = elem;
           end
     endcase
     if (rst) begin
-      \$242  = 1'h0;
+      \$288  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = \wait ;
+    \$289  = issue_layer;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2557,23 +3029,42 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h2:
           /* empty */;
       4'h3:
-          if (\$141 ) begin
-            if (\$157 ) begin
-              if (\$160 ) begin
-                \$243  = 5'h00;
+          if (\$159 ) begin
+            \$289  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$289  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$290  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\$159 ) begin
+            if (\$175 ) begin
+              if (\$178 ) begin
+                \$290  = 5'h00;
               end
             end
           end
       4'h4:
-          \$243  = \$162 [4:0];
+          \$290  = \$180 [4:0];
     endcase
     if (rst) begin
-      \$243  = 5'h00;
+      \$290  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = fresh;
+    \$291  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2584,11 +3075,11 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h3:
           /* empty */;
       4'h4:
-          if (\$163 ) begin
+          if (\$181 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$244  = 1'h0;
+              \$291  = 1'h0;
             end
           end
       4'h5:
@@ -2605,18 +3096,18 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'hb:
           if (o__ready) begin
-            if (\$197 ) begin
-              \$244  = seq_end;
+            if (\$229 ) begin
+              \$291  = seq_end;
             end
           end
     endcase
     if (rst) begin
-      \$244  = 1'h1;
+      \$291  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = out_idx;
+    \$292  = out_idx;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2631,8 +3122,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h5:
           /* empty */;
       4'h6:
-          if (idle) begin
-            \$245  = 4'h0;
+          if (\$215 ) begin
+            \$292  = 4'h0;
           end
       4'h7:
           /* empty */;
@@ -2644,16 +3135,16 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'hb:
           if (o__ready) begin
-            \$245  = \$196 [3:0];
+            \$292  = \$228 [3:0];
           end
     endcase
     if (rst) begin
-      \$245  = 4'h0;
+      \$292  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = out_word;
+    \$293  = out_word;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2674,15 +3165,15 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h8:
           /* empty */;
       4'h9:
-          \$246  = \$184 ;
+          \$293  = \$216 ;
     endcase
     if (rst) begin
-      \$246  = 19'h00000;
+      \$293  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = o__payload;
+    \$294  = o__payload;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2706,17 +3197,17 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       4'ha:
         begin
-          \$247 [7:0] = \$194 [7:0];
-          \$247 [8] = \$195 ;
+          \$294 [7:0] = \$226 [7:0];
+          \$294 [8] = \$227 ;
         end
     endcase
     if (rst) begin
-      \$247  = 9'h000;
+      \$294  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = o__valid;
+    \$295  = o__valid;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -2739,17 +3230,20 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       4'h9:
           /* empty */;
       4'ha:
-          \$248  = 1'h1;
+          \$295  = 1'h1;
       4'hb:
           if (o__ready) begin
-            \$248  = 1'h0;
+            \$295  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$248  = 1'h0;
+      \$295  = 1'h0;
     end
   end
   assign pushed = w_data;
+  assign b_rd__addr = \$like [14:8];
+  assign acc_wr__addr = s3[7:1];
+  assign acc_wr__en = s3[0];
   assign issue_acc0 = acc0;
   assign issue_acc1 = acc1;
   assign issue_acc2 = acc2;
@@ -2766,6 +3260,26 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \pushed.col  = w_data[17:12];
   assign \pushed.is_h  = w_data[18];
   assign \pushed.delta  = w_data[27:19];
+  assign \$like.valid  = \$like [0];
+  assign \$like.acc_addr  = \$like [7:1];
+  assign \$like.b_addr  = \$like [14:8];
+  assign \$like.bias  = \$like [15];
+  assign \$like.delta  = \$like [24:16];
+  assign \$like.shift  = \$like [25];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[7:1];
+  assign \s3.bias  = s3[8];
+  assign \s3.shift  = s3[9];
+  assign \acc_wr__data[0]  = acc_wr__data[18:0];
+  assign \acc_wr__data[1]  = acc_wr__data[37:19];
+  assign \bias_q[0]  = bias_q[18:0];
+  assign \bias_q[1]  = bias_q[37:19];
+  assign \$like$20[0]  = \$like$20 [18:0];
+  assign \$like$20[1]  = \$like$20 [37:19];
+  assign \last_sum2[0]  = last_sum2[18:0];
+  assign \last_sum2[1]  = last_sum2[37:19];
+  assign \acc_q[0]  = acc_q[18:0];
+  assign \acc_q[1]  = acc_q[37:19];
   assign \o_payload.data  = o__payload[7:0];
   assign \o_payload.last  = o__payload[8];
   assign \e2.valid  = e2[0];
@@ -2774,13 +3288,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \e2.w_addr  = e2[19:8];
   assign \e2.value  = e2[27:20];
   assign \e2.change  = e2[36:28];
-  assign \issue.valid  = issue[0];
-  assign \issue.w_addr  = issue[12:1];
-  assign \issue.acc_addr  = issue[19:13];
-  assign \issue.b_addr  = issue[26:20];
-  assign \issue.bias  = issue[27];
-  assign \issue.delta  = issue[36:28];
-  assign \issue.shift  = issue[37];
   assign \cur.w_addr  = cur[11:0];
   assign \cur.col  = cur[17:12];
   assign \cur.is_h  = cur[18];
@@ -2789,15 +3296,43 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \e1.col  = e1[6:1];
   assign \e1.is_h  = e1[7];
   assign \e1.w_addr  = e1[19:8];
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
-  assign \$66  = e2[0];
-  assign \$71  = \$70 ;
-  assign \$72  = 1'h0;
-  assign \$124  = \$signal ;
-  assign \$186  = { \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19], \$185 [19:10] };
-  assign \$189  = { \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19], \$188 [19:10] };
-  assign \$192  = { \$191 [19], \$191 [19], \$191 [19], \$191 [19], \$191 [19], \$191 [19], \$191 [19], \$191 [19], \$191 [19], \$191 [19], \$191 [19:10] };
+  assign \s1.valid  = s1[0];
+  assign \s1.acc_addr  = s1[7:1];
+  assign \s1.b_addr  = s1[14:8];
+  assign \s1.bias  = s1[15];
+  assign \s1.delta  = s1[24:16];
+  assign \s1.shift  = s1[25];
+  assign \$like$81.valid  = \$like$81 [0];
+  assign \$like$81.acc_addr  = \$like$81 [7:1];
+  assign \$like$81.b_addr  = \$like$81 [14:8];
+  assign \$like$81.bias  = \$like$81 [15];
+  assign \$like$81.delta  = \$like$81 [24:16];
+  assign \$like$81.shift  = \$like$81 [25];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[7:1];
+  assign \s2.bias  = s2[8];
+  assign \s2.shift  = s2[9];
+  assign \acc_rd__data[0]  = acc_rd__data[18:0];
+  assign \acc_rd__data[1]  = acc_rd__data[37:19];
+  assign \b_rd__data[0]  = b_rd__data[18:0];
+  assign \b_rd__data[1]  = b_rd__data[37:19];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[7:1];
+  assign acc_wr__data[37:19] = \$4 [18:0];
+  assign acc_wr__data[18:0] = \$2 [18:0];
+  assign \$65  = e2[0];
+  assign \$91  = { prod0[16], prod0 };
+  assign \$92  = { prod0, 1'h0 };
+  assign \$93  = { prod1[16], prod1 };
+  assign \$94  = { prod1, 1'h0 };
+  assign \$142  = \$signal ;
+  assign \$194  = \$193 ;
+  assign \$195  = 1'h0;
+  assign \$218  = { \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19], \$217 [19:10] };
+  assign \$221  = { \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19], \$220 [19:10] };
+  assign \$224  = { \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19], \$223 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5649,584 +6184,8 @@ module \hwgen_digits_lstm_p2_delta.fifo (rst, r_rdy, r_data, w_port__data, w_en,
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.mac (rst, idle, issue, read_addr, acc_word, clk);
+module \hwgen_digits_lstm_p2_delta.w_rom (rst, addr, data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire \$1 ;
-  wire [20:0] \$10 ;
-  reg [18:0] \$11 ;
-  wire [20:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [17:0] \$19 ;
-  wire \$2 ;
-  wire [17:0] \$20 ;
-  wire [17:0] \$21 ;
-  wire [17:0] \$22 ;
-  reg [37:0] \$23 ;
-  reg [37:0] \$24 ;
-  reg [37:0] \$25 ;
-  reg [16:0] \$26 ;
-  reg [16:0] \$27 ;
-  reg [9:0] \$28 ;
-  reg [9:0] \$29 ;
-  wire \$3 ;
-  reg [37:0] \$30 ;
-  reg [37:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [37:0] \$33 ;
-  reg [37:0] \$34 ;
-  reg [1:0] \$35 ;
-  reg [19:0] \$36 ;
-  reg [19:0] \$37 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  reg [18:0] \$9 ;
-  reg [37:0] \$like  = 38'h0000000000;
-  reg [37:0] \$like$10  = 38'h0000000000;
-  wire [6:0] \$like$10.acc_addr ;
-  wire [6:0] \$like$10.b_addr ;
-  wire \$like$10.bias ;
-  wire [8:0] \$like$10.delta ;
-  wire \$like$10.shift ;
-  wire \$like$10.valid ;
-  wire [11:0] \$like$10.w_addr ;
-  reg [37:0] \$like$18  = 38'h0000000000;
-  wire [18:0] \$like$18[0] ;
-  wire [18:0] \$like$18[1] ;
-  (* init = 38'h0000000000 *)
-  wire [37:0] \$like$7 ;
-  wire [18:0] \$like$7[0] ;
-  wire [18:0] \$like$7[1] ;
-  wire [6:0] \$like.acc_addr ;
-  wire [6:0] \$like.b_addr ;
-  wire \$like.bias ;
-  wire [8:0] \$like.delta ;
-  wire \$like.shift ;
-  wire \$like.valid ;
-  wire [11:0] \$like.w_addr ;
-  wire [6:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$4 ;
-  wire [37:0] \$signature__data ;
-  wire [37:0] \$signature__data$28 ;
-  wire [18:0] \$signature__data$28[0] ;
-  wire [18:0] \$signature__data$28[1] ;
-  wire [18:0] \$signature__data[0] ;
-  wire [18:0] \$signature__data[1] ;
-  output [37:0] acc_word;
-  reg [37:0] acc_word = 38'h0000000000;
-  wire [18:0] \acc_word[0] ;
-  wire [18:0] \acc_word[1] ;
-  wire [6:0] acc_wr__addr;
-  wire [37:0] acc_wr__data;
-  wire [18:0] \acc_wr__data[0] ;
-  wire [18:0] \acc_wr__data[1] ;
-  wire acc_wr__en;
-  wire [11:0] addr;
-  reg [19:0] aligned0 = 20'h00000;
-  reg [19:0] aligned1 = 20'h00000;
-  reg [37:0] bias_q = 38'h0000000000;
-  wire [18:0] \bias_q[0] ;
-  wire [18:0] \bias_q[1] ;
-  input clk;
-  wire clk;
-  wire [15:0] data;
-  wire [7:0] \data[0] ;
-  wire [7:0] \data[1] ;
-  output idle;
-  wire idle;
-  input [37:0] issue;
-  wire [37:0] issue;
-  wire [6:0] \issue.acc_addr ;
-  wire [6:0] \issue.b_addr ;
-  wire \issue.bias ;
-  wire [8:0] \issue.delta ;
-  wire \issue.shift ;
-  wire \issue.valid ;
-  wire [11:0] \issue.w_addr ;
-  reg [7:0] last = 8'h00;
-  wire [6:0] \last.acc_addr ;
-  wire \last.valid ;
-  reg [37:0] last_sum2 = 38'h0000000000;
-  wire [18:0] \last_sum2[0] ;
-  wire [18:0] \last_sum2[1] ;
-  reg [1:0] pick = 2'h0;
-  reg [16:0] prod0 = 17'h00000;
-  reg [16:0] prod1 = 17'h00000;
-  input [6:0] read_addr;
-  wire [6:0] read_addr;
-  input rst;
-  wire rst;
-  reg [37:0] s1 = 38'h0000000000;
-  wire [6:0] \s1.acc_addr ;
-  wire [6:0] \s1.b_addr ;
-  wire \s1.bias ;
-  wire [8:0] \s1.delta ;
-  wire \s1.shift ;
-  wire \s1.valid ;
-  wire [11:0] \s1.w_addr ;
-  reg [9:0] s2 = 10'h000;
-  wire [6:0] \s2.acc_addr ;
-  wire \s2.bias ;
-  wire \s2.shift ;
-  wire \s2.valid ;
-  reg [9:0] s3 = 10'h000;
-  wire [6:0] \s3.acc_addr ;
-  wire \s3.bias ;
-  wire \s3.shift ;
-  wire \s3.valid ;
-  reg [37:0] acc_mem [68:0];
-  initial begin
-    acc_mem[0] = 38'h0000000000;
-    acc_mem[1] = 38'h0000000000;
-    acc_mem[2] = 38'h0000000000;
-    acc_mem[3] = 38'h0000000000;
-    acc_mem[4] = 38'h0000000000;
-    acc_mem[5] = 38'h0000000000;
-    acc_mem[6] = 38'h0000000000;
-    acc_mem[7] = 38'h0000000000;
-    acc_mem[8] = 38'h0000000000;
-    acc_mem[9] = 38'h0000000000;
-    acc_mem[10] = 38'h0000000000;
-    acc_mem[11] = 38'h0000000000;
-    acc_mem[12] = 38'h0000000000;
-    acc_mem[13] = 38'h0000000000;
-    acc_mem[14] = 38'h0000000000;
-    acc_mem[15] = 38'h0000000000;
-    acc_mem[16] = 38'h0000000000;
-    acc_mem[17] = 38'h0000000000;
-    acc_mem[18] = 38'h0000000000;
-    acc_mem[19] = 38'h0000000000;
-    acc_mem[20] = 38'h0000000000;
-    acc_mem[21] = 38'h0000000000;
-    acc_mem[22] = 38'h0000000000;
-    acc_mem[23] = 38'h0000000000;
-    acc_mem[24] = 38'h0000000000;
-    acc_mem[25] = 38'h0000000000;
-    acc_mem[26] = 38'h0000000000;
-    acc_mem[27] = 38'h0000000000;
-    acc_mem[28] = 38'h0000000000;
-    acc_mem[29] = 38'h0000000000;
-    acc_mem[30] = 38'h0000000000;
-    acc_mem[31] = 38'h0000000000;
-    acc_mem[32] = 38'h0000000000;
-    acc_mem[33] = 38'h0000000000;
-    acc_mem[34] = 38'h0000000000;
-    acc_mem[35] = 38'h0000000000;
-    acc_mem[36] = 38'h0000000000;
-    acc_mem[37] = 38'h0000000000;
-    acc_mem[38] = 38'h0000000000;
-    acc_mem[39] = 38'h0000000000;
-    acc_mem[40] = 38'h0000000000;
-    acc_mem[41] = 38'h0000000000;
-    acc_mem[42] = 38'h0000000000;
-    acc_mem[43] = 38'h0000000000;
-    acc_mem[44] = 38'h0000000000;
-    acc_mem[45] = 38'h0000000000;
-    acc_mem[46] = 38'h0000000000;
-    acc_mem[47] = 38'h0000000000;
-    acc_mem[48] = 38'h0000000000;
-    acc_mem[49] = 38'h0000000000;
-    acc_mem[50] = 38'h0000000000;
-    acc_mem[51] = 38'h0000000000;
-    acc_mem[52] = 38'h0000000000;
-    acc_mem[53] = 38'h0000000000;
-    acc_mem[54] = 38'h0000000000;
-    acc_mem[55] = 38'h0000000000;
-    acc_mem[56] = 38'h0000000000;
-    acc_mem[57] = 38'h0000000000;
-    acc_mem[58] = 38'h0000000000;
-    acc_mem[59] = 38'h0000000000;
-    acc_mem[60] = 38'h0000000000;
-    acc_mem[61] = 38'h0000000000;
-    acc_mem[62] = 38'h0000000000;
-    acc_mem[63] = 38'h0000000000;
-    acc_mem[64] = 38'h0000000000;
-    acc_mem[65] = 38'h0000000000;
-    acc_mem[66] = 38'h0000000000;
-    acc_mem[67] = 38'h0000000000;
-    acc_mem[68] = 38'h0000000000;
-  end
-  always @(posedge clk) begin
-    if (s3[0])
-      acc_mem[s3[7:1]] <= acc_wr__data;
-  end
-  reg [37:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= acc_mem[\$signature__addr$4 ];
-  end
-  assign \$signature__data  = _0_;
-  reg [37:0] b_mem [68:0];
-  initial begin
-    b_mem[0] = 38'h009d6808a3;
-    b_mem[1] = 38'h3fe207fde2;
-    b_mem[2] = 38'h002d080958;
-    b_mem[3] = 38'h00583009c7;
-    b_mem[4] = 38'h001b37f433;
-    b_mem[5] = 38'h3fa3e8068b;
-    b_mem[6] = 38'h007798191b;
-    b_mem[7] = 38'h001baffb3a;
-    b_mem[8] = 38'h006158043d;
-    b_mem[9] = 38'h00a367f8e3;
-    b_mem[10] = 38'h00861803c5;
-    b_mem[11] = 38'h00d3702a2a;
-    b_mem[12] = 38'h0087e016e4;
-    b_mem[13] = 38'h0039280e6f;
-    b_mem[14] = 38'h3fecd0093d;
-    b_mem[15] = 38'h0093280ee2;
-    b_mem[16] = 38'h3ffcf80fa4;
-    b_mem[17] = 38'h0000d8091f;
-    b_mem[18] = 38'h00465810af;
-    b_mem[19] = 38'h3fccb8060e;
-    b_mem[20] = 38'h00d8a813b9;
-    b_mem[21] = 38'h0030880bcd;
-    b_mem[22] = 38'h3fde201001;
-    b_mem[23] = 38'h0082701913;
-    b_mem[24] = 38'h00498807dc;
-    b_mem[25] = 38'h0038780a5a;
-    b_mem[26] = 38'h00cc900a4c;
-    b_mem[27] = 38'h00a76002a2;
-    b_mem[28] = 38'h007430035e;
-    b_mem[29] = 38'h001bf805af;
-    b_mem[30] = 38'h3fec700189;
-    b_mem[31] = 38'h001f280a5a;
-    b_mem[32] = 38'h3f63a80d32;
-    b_mem[33] = 38'h000da808ba;
-    b_mem[34] = 38'h3ffd480564;
-    b_mem[35] = 38'h3fcfc000fc;
-    b_mem[36] = 38'h3f8bf00619;
-    b_mem[37] = 38'h001bd7ec49;
-    b_mem[38] = 38'h3ffe1003cc;
-    b_mem[39] = 38'h3ff2aff97c;
-    b_mem[40] = 38'h3fa4d7f7ac;
-    b_mem[41] = 38'h3fecb008d7;
-    b_mem[42] = 38'h0048dff40e;
-    b_mem[43] = 38'h3f7d880181;
-    b_mem[44] = 38'h000097ef32;
-    b_mem[45] = 38'h3f7a4805fc;
-    b_mem[46] = 38'h0034600b48;
-    b_mem[47] = 38'h3fea7fffd4;
-    b_mem[48] = 38'h00b8d00ec2;
-    b_mem[49] = 38'h007778008b;
-    b_mem[50] = 38'h0097181068;
-    b_mem[51] = 38'h007358100c;
-    b_mem[52] = 38'h004af00b50;
-    b_mem[53] = 38'h0043800c65;
-    b_mem[54] = 38'h0097c81280;
-    b_mem[55] = 38'h006c201a58;
-    b_mem[56] = 38'h0091c0144f;
-    b_mem[57] = 38'h0110c00e67;
-    b_mem[58] = 38'h013f3820a9;
-    b_mem[59] = 38'h00f6781a69;
-    b_mem[60] = 38'h008b3811a7;
-    b_mem[61] = 38'h00ab402058;
-    b_mem[62] = 38'h00229806cf;
-    b_mem[63] = 38'h012a201297;
-    b_mem[64] = 38'h00058000b2;
-    b_mem[65] = 38'h00157ffe4a;
-    b_mem[66] = 38'h002c680398;
-    b_mem[67] = 38'h00628ff6b5;
-    b_mem[68] = 38'h3fe4e00068;
-  end
-  reg [37:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= b_mem[\$like [26:20]];
-  end
-  assign \$signature__data$28  = _1_;
-  assign \$signature__addr$4  = \$like [0] ? \$like [19:13] : read_addr;
-  assign \$1  = ~ s1[0];
-  assign \$2  = ~ \$like$10 [0];
-  assign \$3  = \$1  & \$2 ;
-  assign \$4  = ~ \$like [0];
-  assign \$5  = \$3  & \$4 ;
-  assign \$6  = ~ s2[0];
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = ~ s3[0];
-  assign idle = \$7  & \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned0);
-  assign \$12  = $signed(\$11 ) + $signed(aligned1);
-  assign \$13  = $signed(data[7:0]) * $signed(\$like [36:28]);
-  assign \$14  = $signed(data[15:8]) * $signed(\$like [36:28]);
-  assign \$15  = s3[7:1] == s2[7:1];
-  assign \$16  = s3[0] & \$15 ;
-  assign \$17  = last[7:1] == s2[7:1];
-  assign \$18  = last[0] & \$17 ;
-  always @(posedge clk)
-    s1 <= \$23 ;
-  always @(posedge clk)
-    \$like$10  <= \$24 ;
-  always @(posedge clk)
-    \$like  <= \$25 ;
-  always @(posedge clk)
-    prod0 <= \$26 ;
-  always @(posedge clk)
-    prod1 <= \$27 ;
-  always @(posedge clk)
-    s2 <= \$28 ;
-  always @(posedge clk)
-    s3 <= \$29 ;
-  always @(posedge clk)
-    acc_word <= \$30 ;
-  always @(posedge clk)
-    bias_q <= \$31 ;
-  always @(posedge clk)
-    last <= \$32 ;
-  always @(posedge clk)
-    \$like$18  <= \$33 ;
-  always @(posedge clk)
-    last_sum2 <= \$34 ;
-  always @(posedge clk)
-    pick <= \$35 ;
-  always @(posedge clk)
-    aligned0 <= \$36 ;
-  always @(posedge clk)
-    aligned1 <= \$37 ;
-  \hwgen_digits_lstm_p2_delta.mac.w_rom  w_rom (
-    .addr(issue[12:1]),
-    .clk(clk),
-    .data(data),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$9  = bias_q[18:0];
-      2'h1:
-          \$9  = \$like$18 [18:0];
-      2'h2:
-          \$9  = last_sum2[18:0];
-      2'h3:
-          \$9  = acc_word[18:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$11  = bias_q[37:19];
-      2'h1:
-          \$11  = \$like$18 [37:19];
-      2'h2:
-          \$11  = last_sum2[37:19];
-      2'h3:
-          \$11  = acc_word[37:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$23 [37:1] = s1[37:1];
-    \$23 [0] = issue[0];
-    if (issue[0]) begin
-      \$23  = issue;
-    end
-    if (rst) begin
-      \$23  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$24  = s1;
-    if (rst) begin
-      \$24  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$25  = \$like$10 ;
-    if (rst) begin
-      \$25  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$26  = \$13 ;
-    if (rst) begin
-      \$26  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$27  = \$14 ;
-    if (rst) begin
-      \$27  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$28 [0] = \$like [0];
-    \$28 [7:1] = \$like [19:13];
-    \$28 [8] = \$like [27];
-    \$28 [9] = \$like [37];
-    if (rst) begin
-      \$28  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$29  = s2;
-    if (rst) begin
-      \$29  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$30  = \$signature__data ;
-    if (rst) begin
-      \$30  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$31  = \$signature__data$28 ;
-    if (rst) begin
-      \$31  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$32 [0] = s3[0];
-    \$32 [7:1] = s3[7:1];
-    if (rst) begin
-      \$32  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$33  = acc_wr__data;
-    if (rst) begin
-      \$33  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$34  = \$like$18 ;
-    if (rst) begin
-      \$34  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    if (s2[8]) begin
-      \$35  = 2'h0;
-    end else if (\$16 ) begin
-      \$35  = 2'h1;
-    end else if (\$18 ) begin
-      \$35  = 2'h2;
-    end else begin
-      \$35  = 2'h3;
-    end
-    if (rst) begin
-      \$35  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$36  = { \$19 [17], \$19 [17], \$19  };
-      1'h1:
-          \$36  = { \$20 [17], \$20 [17], \$20  };
-    endcase
-    if (rst) begin
-      \$36  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$37  = { \$21 [17], \$21 [17], \$21  };
-      1'h1:
-          \$37  = { \$22 [17], \$22 [17], \$22  };
-    endcase
-    if (rst) begin
-      \$37  = 20'h00000;
-    end
-  end
-  assign addr = issue[12:1];
-  assign \$signature__addr  = \$like [26:20];
-  assign \$like$7  = acc_word;
-  assign acc_wr__addr = s3[7:1];
-  assign acc_wr__en = s3[0];
-  assign \issue.valid  = issue[0];
-  assign \issue.w_addr  = issue[12:1];
-  assign \issue.acc_addr  = issue[19:13];
-  assign \issue.b_addr  = issue[26:20];
-  assign \issue.bias  = issue[27];
-  assign \issue.delta  = issue[36:28];
-  assign \issue.shift  = issue[37];
-  assign \$like.valid  = \$like [0];
-  assign \$like.w_addr  = \$like [12:1];
-  assign \$like.acc_addr  = \$like [19:13];
-  assign \$like.b_addr  = \$like [26:20];
-  assign \$like.bias  = \$like [27];
-  assign \$like.delta  = \$like [36:28];
-  assign \$like.shift  = \$like [37];
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
-  assign \$like$7[0]  = acc_word[18:0];
-  assign \$like$7[1]  = acc_word[37:19];
-  assign \s1.valid  = s1[0];
-  assign \s1.w_addr  = s1[12:1];
-  assign \s1.acc_addr  = s1[19:13];
-  assign \s1.b_addr  = s1[26:20];
-  assign \s1.bias  = s1[27];
-  assign \s1.delta  = s1[36:28];
-  assign \s1.shift  = s1[37];
-  assign \$like$10.valid  = \$like$10 [0];
-  assign \$like$10.w_addr  = \$like$10 [12:1];
-  assign \$like$10.acc_addr  = \$like$10 [19:13];
-  assign \$like$10.b_addr  = \$like$10 [26:20];
-  assign \$like$10.bias  = \$like$10 [27];
-  assign \$like$10.delta  = \$like$10 [36:28];
-  assign \$like$10.shift  = \$like$10 [37];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[7:1];
-  assign \s2.bias  = s2[8];
-  assign \s2.shift  = s2[9];
-  assign \s3.valid  = s3[0];
-  assign \s3.acc_addr  = s3[7:1];
-  assign \s3.bias  = s3[8];
-  assign \s3.shift  = s3[9];
-  assign \acc_wr__data[0]  = acc_wr__data[18:0];
-  assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \bias_q[0]  = bias_q[18:0];
-  assign \bias_q[1]  = bias_q[37:19];
-  assign \$like$18[0]  = \$like$18 [18:0];
-  assign \$like$18[1]  = \$like$18 [37:19];
-  assign \last_sum2[0]  = last_sum2[18:0];
-  assign \last_sum2[1]  = last_sum2[37:19];
-  assign \data[0]  = data[7:0];
-  assign \data[1]  = data[15:8];
-  assign \$signature__data[0]  = \$signature__data [18:0];
-  assign \$signature__data[1]  = \$signature__data [37:19];
-  assign \$signature__data$28[0]  = \$signature__data$28 [18:0];
-  assign \$signature__data$28[1]  = \$signature__data$28 [37:19];
-  assign \last.valid  = last[0];
-  assign \last.acc_addr  = last[7:1];
-  assign acc_wr__data[37:19] = \$12 [18:0];
-  assign acc_wr__data[18:0] = \$10 [18:0];
-  assign \$19  = { prod0[16], prod0 };
-  assign \$20  = { prod0, 1'h0 };
-  assign \$21  = { prod1[16], prod1 };
-  assign \$22  = { prod1, 1'h0 };
-endmodule
-
-(* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.mac.w_rom (rst, addr, data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   reg [15:0] \$1 ;
   reg [15:0] \$2 ;
   reg [15:0] \$3 ;
@@ -8762,49 +8721,49 @@ module \hwgen_digits_lstm_p2_delta.mac.w_rom (rst, addr, data, clk);
   always @(posedge clk)
     data <= \$7 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$2  = port__data;
     if (rst) begin
       \$2  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$3  = \port__data$9 ;
     if (rst) begin
       \$3  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$4  = \port__data$11 ;
     if (rst) begin
       \$4  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$5  = addr[11:10];
     if (rst) begin
       \$5  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$6  = sel1;
     if (rst) begin
       \$6  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$7  = \$1 ;
     if (rst) begin
       \$7  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$1  = 16'h0000;
     casez (sel2)
       2'h0:
