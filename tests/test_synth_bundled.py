@@ -48,3 +48,17 @@ def test_bundled_design_icebreaker_bitstream_keeps_the_dsps(tmp_path):
     assert ("build", "retry without DSPs") not in events
     assert all(f["achieved"] >= f["constraint"] for f in result["fmax"].values())
     assert (tmp_path / "soft_muls.txt").read_text().count("\n") == 2
+
+
+@pytest.mark.slow
+def test_default_model_at_4_bits_and_4_lanes_places_on_ecp5(tmp_path):
+    """16-bit weight words (4 bits x 4 lanes) in DP16KD banks. A datapath split once made
+    Yosys drive one ROM data bit from two DP16KD outputs, which nextpnr refused (found by
+    `hwgen explore`): the whole flow must pass here."""
+    task = flow.load_task(flow.DEFAULT_MODEL)
+    qm = flow.quantize(task, QuantConfig(weight_bits=4, act_bits=8))
+    design = flow.generate_design(task, qm, tmp_path / "design", lanes=4, sequences=4)
+    report = synthesize(design, "ecp5-85f", out_dir=tmp_path / "synth", progress=None,
+                        pack=False)
+    assert report["fits"] is True and report["overflow"] == []
+    assert report["fmax_mhz"] > 0 and report["resources"]["BRAM"]["placed"] > 0
