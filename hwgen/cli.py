@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 
 from . import flow
+from .rtl.plan import MAX_LANES
 
 DEFAULT_OUT = Path("rtl_out")
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-MAX_LANES = 32  # hwgen.rtl.plan.make_plan's limit
 
 
 class UsageError(Exception):

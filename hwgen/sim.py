@@ -344,11 +344,15 @@ def format_sim_report(result: SimResult) -> str:
     passes = result.raw.get("passes", {})
     stall = passes.get("stall")
     stalls = f"; stalls in {stall['stall_in']:.2f} out {stall['stall_out']:.2f}" if stall else ""
-    verdict = "bit-exact" if result.passed else (
-        f"FAIL; compared {result.compared} of {result.expected} expected outputs"
-        if result.mismatches == 0 else "FAIL; ") + "; ".join(
+    failures = "; ".join(
         f"{name}: " + ", ".join(f"{n} {kind}" for kind, n in p.get("mismatches", {}).items())
         for name, p in passes.items() if p.get("mismatches"))
+    if result.passed:
+        verdict = "bit-exact"
+    elif result.mismatches == 0:
+        verdict = f"FAIL; compared {result.compared} of {result.expected} expected outputs"
+    else:
+        verdict = "FAIL; " + failures
     rows = [
         ("vectors", f"{result.vectors} sequences x {result.raw.get('steps', '?')} steps, "
                     f"{len(passes)} passes{stalls}"),

@@ -27,6 +27,8 @@ from ..cells import get_cell
 from ..qmodel import QModel
 from .elementwise import latency as elementwise_latency
 
+MAX_LANES = 32  # MAC lanes a design may have
+
 
 @dataclass
 class LayerPlan:
@@ -137,8 +139,8 @@ def _check_cell(cell) -> None:
 
 def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
     """Lay out a quantized model for a `lanes`-wide MAC array (and delta thresholds)."""
-    if not isinstance(lanes, int) or not 1 <= lanes <= 32:
-        raise PlanError(f"lanes must be an integer in 1..32, not {lanes!r}")
+    if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
+        raise PlanError(f"lanes must be an integer in 1..{MAX_LANES}, not {lanes!r}")
     if delta is not None:
         if len(delta) != len(qm.layers):
             raise PlanError(f"delta needs one (theta_x, theta_h) per layer: "

@@ -7,7 +7,6 @@ compared with the design folder's ``vectors.npz`` (``inputs`` (N, T, I); ``outpu
 
 Environment: ``HWGEN_DESIGN_DIR`` (the design folder), ``HWGEN_UART_DIVISOR``.
 """
-import json
 import os
 from pathlib import Path
 import random
@@ -17,6 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 import numpy as np
 
+from hwgen.design_folder import load_manifest
 from hwgen.host import Framing
 
 DESIGN = Path(os.environ["HWGEN_DESIGN_DIR"])
@@ -24,7 +24,7 @@ DIVISOR = int(os.environ["HWGEN_UART_DIVISOR"])
 
 
 def _load():
-    manifest = json.loads((DESIGN / "manifest.json").read_text())
+    manifest = load_manifest(DESIGN)
     vectors = np.load(DESIGN / "vectors.npz")
     iface = manifest["interface"]
     return manifest, Framing(iface["in_width"], iface["out_width"]), vectors

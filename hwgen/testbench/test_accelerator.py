@@ -33,6 +33,7 @@ from cocotb.clock import Clock
 from cocotb.simtime import convert, get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
+from hwgen.design_folder import load_manifest
 from hwgen.interface import payloads, sequence_words
 
 CLOCK_NS = 10
@@ -271,7 +272,7 @@ async def run_test(tb, checker, inputs, indices, stall_in, stall_out, name):
 async def check_accelerator(dut):
     """Run the vectors through the design and compare each output bit for bit."""
     design = Path(os.environ["HWGEN_DESIGN_DIR"])
-    manifest = json.loads((design / "manifest.json").read_text())
+    manifest = load_manifest(design)
     vectors = np.load(design / "vectors.npz")
     inputs, outputs = vectors["inputs"].astype(np.int64), vectors["outputs"].astype(np.int64)
     if manifest["head_mode"] == "every":
