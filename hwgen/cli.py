@@ -41,13 +41,15 @@ def _known_errors() -> tuple:
     cannot be read or written, failed tools. Anything else is a bug and keeps its traceback."""
     from .boards import BoardError
     from .frontend import UnsupportedModelError
+    from .loaders import DataFormatError
     from .plots import PlotError
     from .quant import QuantConfigError
     from .rtl.plan import PlanError
     from .sim import SimulationError
     from .synth.errors import DesignFolderError, SynthError
     return (flow.FlowError, UnsupportedModelError, QuantConfigError, PlanError, PlotError,
-            SimulationError, SynthError, DesignFolderError, BoardError, UsageError, OSError)
+            SimulationError, SynthError, DesignFolderError, BoardError, UsageError,
+            DataFormatError, OSError)
 
 
 def _message(exc: Exception) -> str:
@@ -71,6 +73,15 @@ def _int(text: str, high: int | None = None) -> int:
 
 def _positive_int(text: str) -> int:
     return _int(text)
+
+
+def _vocab_size(text: str) -> int:
+    """A vocabulary size: room for the special tokens (<pad>/<unk>, <unk>/<eos>) and a word."""
+    value = _int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 3 (two special tokens and "
+                                         f"a word), not {text!r}")
+    return value
 
 
 def _lanes(text: str) -> int:
@@ -192,9 +203,17 @@ def _check_plot(args) -> None:
 
 
 def load_task(args):
-    """The task of `args.model`: bundled, or your own with --calib/--test/--head/--layout."""
-    return flow.load_task(args.model, **{k: getattr(args, k, None)
-                                         for k in ("calib", "test", "head", "layout")})
+    """The task of `args.model`: bundled, or your own with --calib/--test/--head/--layout,
+    or with --data/--format (and --labels, --vocab-size, --seq-len, --limit)."""
+    from .usermodel import DATA_OPTIONS, USER_OPTIONS
+    user = {k: getattr(args, k, None) for k in USER_OPTIONS + ("data",) + DATA_OPTIONS}
+    given = next((k for k in ("data",) + DATA_OPTIONS if user[k] is not None), None)
+    if given:
+        from .models import list_models
+        if args.model in list_models():
+            raise flow.FlowError(f"--{given.replace('_', '-')}: for your own model; "
+                                 f"{args.model!r} is bundled and brings its own data")
+    return flow.load_task(args.model, **user)
 
 
 def cmd_quantize(args) -> int:
@@ -306,6 +325,27 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--layout", choices=("NTI", "TNI"),
                         help="your data's layout (default: the model's own)")
 
+    def add_data(sp):
+        from .loaders import FORMATS
+        g = sp.add_argument_group("your model's data in a real format")
+        g.add_argument("--data", metavar="PATH",
+                       help="the data the metric is measured on (and calibrated on): imdb: "
+                            "the aclImdb folder (train/ for the vocabulary and calibration, "
+                            "test/ for the metric); ptb: the folder of ptb.{train,valid,test}"
+                            ".txt; kaldi: a text .ark; npz: an .npz with x (and labels y)")
+        g.add_argument("--format", choices=FORMATS, help="the format of --data")
+        g.add_argument("--labels", metavar="FILE",
+                       help="kaldi: 'utt-id label' lines (default: agreement with the float "
+                            "model)")
+        g.add_argument("--vocab-size", type=_vocab_size, metavar="N",
+                       help="imdb, ptb: vocabulary size with its special tokens (default: "
+                            "every train word)")
+        g.add_argument("--seq-len", type=_positive_int, metavar="T",
+                       help="imdb, kaldi: keep each sequence's last T steps; ptb: sequence "
+                            "length (default 35)")
+        g.add_argument("--limit", type=_positive_int, metavar="N",
+                       help="measure the metric on at most N test sequences, evenly spread")
+
     def add_quant(sp):
         sp.add_argument("--weight-bits", type=_positive_int, default=8)
         sp.add_argument("--act-bits", type=_positive_int, default=8)
@@ -319,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(sp)
     sp.add_argument("--bits", type=_positive_int, nargs="+", default=[16, 8, 6, 4])
     sp.add_argument("--plot", metavar="FILE.png", help="also draw the table")
+    add_data(sp)
     sp.set_defaults(func=cmd_quantize)
 
     sp = sub.add_parser("generate", help="write rtl_out/<design>/ for a model")
@@ -335,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", type=_design_name,
                     help="design name, a plain folder name (default: <model>_p<lanes>)")
     sp.add_argument("--out", default=str(DEFAULT_OUT))
+    add_data(sp)
     sp.set_defaults(func=cmd_generate)
 
     sp = sub.add_parser("simulate", help="cocotb + Verilator, bit for bit against the reference")
@@ -371,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--budget", type=_non_negative, default=1.0,
                     help="allowed metric loss vs dense (accuracy points or bits/char)")
     sp.add_argument("--plot", metavar="FILE.png", help="also draw the sweep")
+    add_data(sp)
     sp.set_defaults(func=cmd_delta)
 
     sp = sub.add_parser("demo", help="the main job on the bundled default model")

@@ -10,6 +10,8 @@ module does. Data are ``.npz`` files in the model's own layout (`hwgen.ir.data_l
 ``--calib`` holds ``x`` (or one array), ``--test`` holds ``x`` and integer labels ``y``.
 Without ``--test`` the metric is the argmax agreement with the float model on the
 calibration inputs (the quantize table's rms column gives the output error beside it).
+Or data in a real format, ``--data PATH --format imdb|ptb|kaldi|npz`` (`hwgen.loaders`,
+`load_data_task`): the metric on it, calibrated on its train split or on itself.
 """
 from __future__ import annotations
 
@@ -23,42 +25,61 @@ import zipfile
 
 import numpy as np
 
-from .flow import FlowError, Task, TASK_LAYOUT
+from .flow import CALIBRATION_SEQUENCES, FlowError, Task, TASK_LAYOUT
 from .frontend import UnsupportedModelError, _import_head, _import_rnn, from_torch
 from .ir import LAYOUTS, ModelIR, data_layout, shape_name, swap_layout
+from .loaders import FORMATS
 from .ref import run_float
 
 CHECK_SEQUENCES = 8      # calibration sequences the torch forward is compared on
 TOLERANCE = 1e-4         # float32 torch vs float64 IR, relative to the outputs' scale
 USER_OPTIONS = ("calib", "test", "head", "layout")
+DATA_OPTIONS = ("format", "labels", "vocab_size", "seq_len", "limit")   # with --data
+FORMAT_OPTIONS = {"labels": ("kaldi",), "vocab_size": ("imdb", "ptb"),
+                  "seq_len": ("imdb", "ptb", "kaldi"), "calib": ("kaldi", "npz")}
+TOKEN_FORMATS = ("imdb", "ptb")
+ONE_HOT_LIMIT = 100_000_000     # values of a one-hot input array (800 MB as float64)
 SUPPORTED_CELLS = "nn.LSTM, nn.GRU, hwgen.nn.LiGRU, hwgen.nn.SRU"
 
 
 class UserTask(Task):
     """A user's model and data; without labels, the metric is argmax agreement with the
-    float model (`y_test` then holds the float model's argmax)."""
+    float model (`y_test` then holds the float model's argmax). Penn TreeBank data make a
+    word-level language model: bits per word."""
 
     labelled: bool = True
 
     @property
+    def kind(self) -> str:
+        return "lm" if self.meta.get("format") == "ptb" else super().kind
+
+    @property
     def metric_name(self) -> str:
+        if self.kind == "lm":
+            return "bits/word"
         return "accuracy %" if self.labelled else "agree %"
 
 
-def load_user_task(spec: str, calib=None, test=None, head=None, layout=None) -> Task:
-    """The Task of a user's model `spec` with calibration (and test) data from .npz files.
+def load_user_task(spec: str, calib=None, test=None, head=None, layout=None, data=None,
+                   format=None, labels=None, vocab_size=None, seq_len=None,
+                   limit=None) -> Task:
+    """The Task of a user's model `spec` with calibration (and test) data from .npz files,
+    or with data in a real format (`data`, `format`; see `hwgen.loaders`).
 
     Parameters
     ----------
     spec : a model file (torch.save, TorchScript, .onnx) or ``package.module:attr``.
-    calib : path of the calibration .npz (required).
+    calib : path of the calibration .npz (required without `data`); with `data` of format
+        kaldi or npz, an optional calibration file in that format.
     test : optional path of an .npz with inputs ``x`` and integer labels ``y``.
     head : "last" or "every" to override (or settle) where the head reads.
-    layout : "NTI" or "TNI" to override the layout of the data files.
+    layout : "NTI" or "TNI" to override the layout of the model (and of its .npz files).
+    data, format, labels, vocab_size, seq_len, limit : data in a real format; see
+        `load_data_task`.
 
     Raises
     ------
-    FlowError, UnsupportedModelError
+    FlowError, UnsupportedModelError, hwgen.loaders.DataFormatError
         One-line messages naming the file, array, layer or feature.
     """
     if not Path(spec).exists() and ":" not in spec:
@@ -68,6 +89,15 @@ def load_user_task(spec: str, calib=None, test=None, head=None, layout=None) -> 
         raise FlowError(f"Unknown model {spec!r}: not a bundled model "
                         f"({', '.join(list_models())}), an existing file or "
                         f"package.module:attr")
+    options = dict(format=format, labels=labels, vocab_size=vocab_size, seq_len=seq_len,
+                   limit=limit)
+    if data is not None:
+        return load_data_task(spec, data, calib=calib, test=test, head=head, layout=layout,
+                              **options)
+    given = next((k for k in DATA_OPTIONS if options[k] is not None), None)
+    if given:
+        raise FlowError(f"{_option(given)} goes with --data PATH (your data in one of the "
+                        f"formats {', '.join(FORMATS)})")
     if calib is None:
         raise FlowError(f"model {spec!r} is not bundled: give its calibration inputs with "
                         f"--calib FILE.npz (sequences in the model's own layout)")
@@ -76,12 +106,11 @@ def load_user_task(spec: str, calib=None, test=None, head=None, layout=None) -> 
     if isinstance(model, ModelIR):
         ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta)
         layout = data_layout(ir.meta, layout)
-        _check_inputs(x_raw, ir.input_size, layout, "--calib", calib)
+        _check_inputs(x_raw, ir.input_size, layout, f"--calib {calib}")
     else:
-        ir, layout = _torch_ir(model, x_raw, head, layout, calib)
+        ir, layout = _torch_ir(model, x_raw, head, layout, f"--calib {calib}")
     x_calib = swap_layout(np.asarray(x_raw, dtype=np.float64), layout)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.rpartition(":")[2] if ":" in spec and
-                  not Path(spec).exists() else Path(spec).stem) or "model"
+    name = _task_name(spec)
     meta = {"task": "user", "source": spec, "layout": layout}
     if test is None:
         y = run_float(ir, x_calib, layout=TASK_LAYOUT).argmax(axis=-1)
@@ -89,7 +118,7 @@ def load_user_task(spec: str, calib=None, test=None, head=None, layout=None) -> 
         task.labelled = False
         return task
     data = read_npz(test, "--test", ("x", "y"))
-    _check_inputs(data["x"], ir.input_size, layout, "--test", test)
+    _check_inputs(data["x"], ir.input_size, layout, f"--test {test}")
     x_test = swap_layout(np.asarray(data["x"], dtype=np.float64), layout)
     y = np.asarray(data["y"])
     want = x_test.shape[:1] if ir.head_mode == "last" else x_test.shape[:2]
@@ -101,6 +130,185 @@ def load_user_task(spec: str, calib=None, test=None, head=None, layout=None) -> 
                         f" of shape {shown} (head on {ir.head_mode} step), not "
                         f"{np.asarray(data['y']).dtype} {np.asarray(data['y']).shape}")
     return UserTask(name, ir, meta, x_calib, x_test, y)
+
+
+def _task_name(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", spec.rpartition(":")[2] if ":" in spec and
+                  not Path(spec).exists() else Path(spec).stem) or "model"
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _evenly(n: int, count: int) -> np.ndarray:
+    """`count` distinct indices spread evenly over range(n) (all of them if count >= n)."""
+    return np.linspace(0, n - 1, min(count, n)).astype(np.int64)
+
+
+# ---------------------------------------------------------------- data in real formats
+
+def load_data_task(spec: str, data, format=None, calib=None, test=None, labels=None,
+                   head=None, layout=None, vocab_size=None, seq_len=None,
+                   limit=None) -> Task:
+    """The Task of a user's model with data in a real format (`hwgen.loaders`).
+
+    Parameters
+    ----------
+    spec : the model, as for `load_user_task`.
+    data : the data the metric is measured on and, without `calib`, calibrated on:
+        imdb: the ``aclImdb`` folder; vocabulary and calibration from ``train/``, metric
+        on ``test/``. ptb: the folder of ``ptb.{train,valid,test}.txt``; vocabulary and
+        calibration from train, metric (bits per word) on test. kaldi: a text ``.ark``;
+        labels from `labels` (``utt-id label`` lines). npz: an ``.npz`` with ``x`` and
+        optional ``y`` (or an ``.npy``), in the model's layout. Without labels the metric
+        is the argmax agreement with the float model.
+    format : "imdb", "ptb", "kaldi" or "npz".
+    calib : kaldi or npz: a calibration file in the same format (default: `data`).
+    labels : kaldi: the label file.
+    vocab_size : imdb, ptb: the vocabulary's size with its special tokens (default: every
+        train word).
+    seq_len : imdb, kaldi: keep each sequence's last `seq_len` steps; ptb: the sequence
+        length (default 35).
+    limit : measure the metric on at most `limit` test sequences, evenly spread.
+
+    Calibration uses at most `hwgen.flow.CALIBRATION_SEQUENCES` sequences, evenly spread.
+    Token ids reach the model one-hot: its first layer must take the vocabulary's size
+    (hwgen does not lower ``nn.Embedding`` yet; such a model is refused by name).
+    """
+    from . import loaders
+    if format is None:
+        raise FlowError(f"--data {data}: give its --format ({'|'.join(FORMATS)})")
+    if format not in FORMATS:
+        raise FlowError(f"--format {format!r}: not one of {', '.join(FORMATS)}")
+    if test is not None:
+        raise FlowError(f"--test: --data {data} is the test data; give one or the other")
+    given = {"labels": labels, "vocab_size": vocab_size, "seq_len": seq_len, "calib": calib}
+    for name, value in given.items():
+        if value is not None and format not in FORMAT_OPTIONS[name]:
+            raise FlowError(f"{_option(name)}: not for --format {format} (only "
+                            f"{', '.join(FORMAT_OPTIONS[name])})")
+    model = load_model(spec)
+    where, where_calib = f"--data {data}", f"--calib {calib}" if calib else f"--data {data}"
+    if format in TOKEN_FORMATS:
+        embedding = _embedding_layer(model)
+        if embedding is not None:
+            raise UnsupportedModelError(
+                f"layer {embedding!r} (nn.Embedding): hwgen does not lower embeddings yet; "
+                f"{format} token ids reach a model one-hot (its first layer taking the "
+                f"vocabulary's size)")
+        width = _first_width(model)
+        if format == "imdb":
+            train = loaders.load_imdb(data, "train", max_vocab=vocab_size, max_len=seq_len)
+        else:
+            train = loaders.load_ptb(data, "train", seq_len or loaders.PTB_SEQ_LEN,
+                                     max_vocab=vocab_size)
+        size = len(train.vocab)
+        if width != size:
+            raise FlowError(
+                f"--data {data} ({format}) gives token ids; the model's first layer takes "
+                f"{width} features: an nn.Embedding front is needed (hwgen does not lower it "
+                f"yet), or one-hot tokens: a first layer of {size} inputs, the vocabulary's "
+                f"size (--vocab-size sets it)")
+        if format == "imdb":
+            test_d = loaders.load_imdb(data, "test", vocab=train.vocab, max_len=seq_len)
+        else:
+            test_d = loaders.load_ptb(data, "test", seq_len or loaders.PTB_SEQ_LEN,
+                                      vocab=train.vocab)
+        calib_d, model_layout = train, layout
+    elif format == "kaldi":
+        test_d = loaders.load_kaldi(data, labels, max_len=seq_len)
+        calib_d = loaders.load_kaldi(calib, max_len=seq_len) if calib else test_d
+        model_layout = layout
+    else:       # npz: arrays in the model's own layout, as --calib/--test files
+        model_layout = layout or _own_layout(model)
+        if model_layout is None:    # a module that does not record batch_first
+            probe = loaders.load_npz(calib or data, labels=False)
+            _, model_layout = _torch_ir(model, probe.x, head, None, where_calib)
+        test_d = loaders.load_npz(data, model_layout)
+        calib_d = loaders.load_npz(calib, model_layout, labels=False) if calib else test_d
+    calib_d = calib_d.take(_evenly(len(calib_d), CALIBRATION_SEQUENCES))
+    if limit is not None:
+        test_d = test_d.take(_evenly(len(test_d), limit))
+    if format not in TOKEN_FORMATS:
+        width = _first_width(model)
+        for d, w in ((calib_d, where_calib), (test_d, where)):
+            if d.features != width:
+                raise FlowError(f"{w}: {d.features} features per step; the model's first "
+                                f"layer takes {width}")
+    x_calib, x_test = _model_inputs(calib_d, where_calib), _model_inputs(test_d, where)
+    if isinstance(model, ModelIR):
+        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta)
+        model_layout = data_layout(ir.meta, model_layout)
+    else:
+        ir, model_layout = _torch_ir(model, x_calib, head, model_layout, where_calib,
+                                     batch_major=True)
+    meta = {"task": "user", "source": spec, "layout": model_layout, "data": str(data),
+            "format": format}
+    name = _task_name(spec)
+    if test_d.y is None:
+        y = run_float(ir, x_test, layout=TASK_LAYOUT).argmax(axis=-1)
+        task = UserTask(name, ir, meta, x_calib, x_test, y)
+        task.labelled = False
+        return task
+    where_y = f"--labels {labels}" if format == "kaldi" else where
+    per_step = test_d.y.ndim == 2
+    if per_step != (ir.head_mode == "every"):
+        gives = "a target per step" if per_step else "one label per sequence"
+        reads = "every step" if ir.head_mode == "every" else "the last step"
+        raise FlowError(f"{where_y} gives {gives}; the model's head reads {reads}")
+    top = int(test_d.y.max())
+    if top >= ir.output_size:
+        raise FlowError(f"{where_y}: {'target' if per_step else 'label'} {top} is out of "
+                        f"range: the model has {ir.output_size} outputs (0.."
+                        f"{ir.output_size - 1})")
+    return UserTask(name, ir, meta, x_calib, x_test, test_d.y)
+
+
+def _model_inputs(d, where: str) -> np.ndarray:
+    """Float inputs (N, T, I) of loaded data: features as they are, token ids one-hot."""
+    if not d.tokens:
+        return d.x
+    values = d.x.size * len(d.vocab)
+    if values > ONE_HOT_LIMIT:
+        raise FlowError(f"{where}: one-hot inputs of {len(d)} x {d.steps} x {len(d.vocab)} "
+                        f"values are too many (limit {ONE_HOT_LIMIT:.0e}): give --limit, "
+                        f"--seq-len or --vocab-size")
+    return np.eye(len(d.vocab))[d.x]
+
+
+def _embedding_layer(model) -> str | None:
+    """The name of the model's nn.Embedding, if it has one."""
+    if isinstance(model, ModelIR):
+        return None
+    from torch import nn
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) or \
+                getattr(module, "original_name", "") == "Embedding":
+            return name
+    return None
+
+
+def _first_width(model) -> int:
+    """The features the model's first recurrent layer takes (named errors for a model hwgen
+    cannot lower)."""
+    from .nn import RecurrentClassifier
+    if isinstance(model, ModelIR):
+        return model.input_size
+    if isinstance(model, RecurrentClassifier):
+        return from_torch(model).input_size
+    return _import_rnn(_find_parts(model)[0])[0].input_size
+
+
+def _own_layout(model) -> str | None:
+    """The layout the model takes: its own, or None for a module that does not record it."""
+    from .nn import RecurrentClassifier
+    if isinstance(model, ModelIR):
+        return data_layout(model.meta)
+    if isinstance(model, RecurrentClassifier):
+        return "NTI"
+    batch_first = _find_parts(model)[1]
+    return None if batch_first is None else ("NTI" if batch_first else "TNI")
 
 
 # ---------------------------------------------------------------- data files
@@ -128,13 +336,13 @@ def read_npz(path, option: str, keys: tuple) -> dict:
     return arrays
 
 
-def _check_inputs(x, input_size: int, layout: str, option: str, path) -> None:
+def _check_inputs(x, input_size: int, layout: str, where: str) -> None:
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] != input_size or 0 in x.shape or x.dtype.kind not in "iuf":
-        raise FlowError(f"{option} {path}: array 'x' is {x.dtype} {x.shape}; the model takes "
+        raise FlowError(f"{where}: array 'x' is {x.dtype} {x.shape}; the model takes "
                         f"{shape_name(layout, input_size)} numbers (layout {layout})")
     if not np.all(np.isfinite(x)):
-        raise FlowError(f"{option} {path}: array 'x' holds NaN or infinite values")
+        raise FlowError(f"{where}: array 'x' holds NaN or infinite values")
 
 
 # ---------------------------------------------------------------- models
@@ -334,17 +542,22 @@ def _forward(model, x: np.ndarray):
     return y.detach().double().numpy() if isinstance(y, torch.Tensor) else None
 
 
-def _torch_ir(model, x_raw, head, layout, calib) -> tuple[ModelIR, str]:
+def _torch_ir(model, x_raw, head, layout, where: str,
+              batch_major: bool = False) -> tuple[ModelIR, str]:
     """Import a torch module and check it against its own forward on the calibration data.
 
-    Returns the IR and the data's layout (given, the module's own, or the one the forward
-    agrees with for a module that does not record ``batch_first``).
+    `x_raw` is in `layout` (the module's own when None; for a module that does not record
+    ``batch_first``, the one its forward agrees with), or batch-major (N, T, I) whatever the
+    module's layout with `batch_major`. `where` names the data in messages.
+
+    Returns the IR and the module's layout (given, its own, or the one the forward agrees
+    with).
     """
     from .nn import RecurrentClassifier
     if isinstance(model, RecurrentClassifier):
         ir = from_torch(model, head_mode=head)
         layout = data_layout(ir.meta, layout)
-        _check_inputs(x_raw, ir.input_size, layout, "--calib", calib)
+        _check_inputs(x_raw, ir.input_size, "NTI" if batch_major else layout, where)
         return ir, layout
     rnn, batch_first, linear = _find_parts(model)
     layers, lin = _import_rnn(rnn), _import_head(linear)
@@ -354,11 +567,12 @@ def _torch_ir(model, x_raw, head, layout, calib) -> tuple[ModelIR, str]:
                                     f"hidden units")
     own = None if batch_first is None else ("NTI" if batch_first else "TNI")
     layouts = [layout or own] if (layout or own) else list(LAYOUTS)
-    _check_inputs(x_raw, layers[0].input_size, layouts[0], "--calib", calib)
+    _check_inputs(x_raw, layers[0].input_size, "NTI" if batch_major else layouts[0], where)
     x = np.asarray(x_raw, dtype=np.float64)
     problems = []
     for cand in layouts:
-        sample = swap_layout(swap_layout(x, cand)[:CHECK_SEQUENCES], cand)
+        first = x if batch_major else swap_layout(x, cand)       # batch-major
+        sample = swap_layout(first[:CHECK_SEQUENCES], cand)
         y = _forward(model, sample)
         mode = {2: "last", 3: "every"}.get(getattr(y, "ndim", None))
         if mode is None:
@@ -374,11 +588,10 @@ def _torch_ir(model, x_raw, head, layout, calib) -> tuple[ModelIR, str]:
         problems.append(f"its forward and the import differ by up to {error:.3g}")
     if problems:
         raise UnsupportedModelError(
-            f"the model is not {type(rnn).__name__} -> nn.Linear: {problems[0]} on --calib "
-            f"{calib}; hwgen lowers a recurrent module whose output feeds the nn.Linear head "
-            f"directly")
+            f"the model is not {type(rnn).__name__} -> nn.Linear: {problems[0]} on {where}; "
+            f"hwgen lowers a recurrent module whose output feeds the nn.Linear head directly")
     if head is None:
         raise UnsupportedModelError(
-            f"the model's forward does not return one tensor (N, O) or (N, T, O) on --calib "
-            f"{calib}, so where the head reads is unknown: give --head last or --head every")
+            f"the model's forward does not return one tensor (N, O) or (N, T, O) on {where}, "
+            f"so where the head reads is unknown: give --head last or --head every")
     return ModelIR(layers, lin, head, meta={"batch_first": layouts[0] == "NTI"}), layouts[0]
