@@ -198,7 +198,8 @@ CELL_MODELS = ["digits_lstm", "digits_gru", "digits_ligru", "digits_sru"]
 def cell_comparison_row(name: str, budget: float = DELTA_BUDGET) -> dict:
     """One bundled model, as a row of the cell comparison (see `format_cell_table`)."""
     from .delta import choose_thresholds
-    from .rtl.plan import cycle_model, make_plan
+    from .rtl.cycles import cycle_model
+    from .rtl.plan import make_plan
     task = load_task(name)
     out = {"model": name, "cell": task.ir.cell,
            "float": task.metric(run_float(task.ir, task.x_test, layout=TASK_LAYOUT))}

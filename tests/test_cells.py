@@ -13,7 +13,8 @@ from hwgen.frontend import from_torch
 from hwgen.ir import LinearHead, ModelIR, RNNLayer
 from hwgen.quant import QuantConfig, quantize_model, tensor_names
 from hwgen.ref import DeltaStats, run_float, run_int
-from hwgen.rtl.plan import PlanError, gather_cycles, make_plan
+from hwgen.rtl.activate import gather_cycles
+from hwgen.rtl.plan import PlanError, make_plan
 
 from conftest import make_model
 

@@ -238,7 +238,7 @@ def test_rtl_saturating_inputs_and_candidate(cand, rng):
 
 
 def test_cycle_model_matches_simulation(rng):
-    from hwgen.rtl.plan import cycle_model
+    from hwgen.rtl.cycles import cycle_model
     qm, xq = rtl_model(1, "last", rng)
     acc = Accelerator(qm, 2)
     per_step = cycle_model(acc.plan, I_SIZE)["per_step"]

@@ -71,7 +71,7 @@ def test_delta_bit_exact_under_stalls(cell, layers, head_mode, lanes, theta, rng
 @pytest.mark.parametrize("cell,layers,head_mode,lanes", [
     ("gru", 1, "last", 3), ("lstm", 2, "every", 4), ("gru", 2, "every", 1)])
 def test_cycle_model_matches_simulation(cell, layers, head_mode, lanes, rng):
-    from hwgen.rtl.plan import cycle_model
+    from hwgen.rtl.cycles import cycle_model
     ir = from_torch(make_model(cell, input_size=5, hidden=9, out=3, layers=layers,
                                head_mode=head_mode))
     x = rng.uniform(-1, 1, (1, 3, 5))

@@ -9,7 +9,8 @@ from hwgen.frontend import UnsupportedModelError, from_torch
 from hwgen.nn import SRU
 from hwgen.quant import QuantConfig, quantize_model, tensor_names
 from hwgen.ref import DeltaStats, run_float, run_int
-from hwgen.rtl.plan import cycle_model, make_plan
+from hwgen.rtl.cycles import cycle_model
+from hwgen.rtl.plan import make_plan
 from hwgen.rtl.top import Accelerator
 
 

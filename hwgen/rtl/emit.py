@@ -18,7 +18,7 @@ from ..interface import input_payload, output_payload
 from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
-from .plan import cycle_model
+from .cycles import cycle_model
 from .top import Accelerator
 
 MANIFEST_VERSION = 2  # 2: sealed (file digests), payload fields as [offset, width]

@@ -25,7 +25,6 @@ import numpy as np
 
 from ..cells import get_cell
 from ..qmodel import QModel
-from .elementwise import latency as elementwise_latency
 
 MAX_LANES = 32  # MAC lanes a design may have
 
@@ -52,11 +51,6 @@ class LayerPlan:
     def n_blocks(self) -> int:
         """Gate blocks of the cell: accumulator words per row group."""
         return get_cell(self.cell).n_blocks
-
-    @property
-    def gather_cycles(self) -> int:
-        """Cycles to gather one row group's gate words in ACTIVATE (see `activate_cycles`)."""
-        return gather_cycles(self.n_blocks)
 
     @property
     def groups_per_col(self) -> int:
@@ -211,95 +205,3 @@ def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int)
         if row0 + lane < rows:
             out[lane] = int(vec[block_start + row0 + lane])
     return out
-
-
-# Cycles of the sequencer's fixed-length states (see hwgen.rtl.top); tests check this
-# model against cycles measured in simulation.
-MATRIX_OVERHEAD = 10    # encoder -> FIFO -> issuer start (4), last issue -> stage 3 (6)
-GATHER_CAPTURE = 2      # a gate word is captured 2 cycles after its read (registered read)
-
-
-def gather_cycles(n_blocks: int) -> int:
-    """Cycles to gather a row group's gate words: one read a block, the last captured
-    `GATHER_CAPTURE` cycles after its read (6 for the 4 blocks of LSTM and GRU)."""
-    return n_blocks + GATHER_CAPTURE
-
-
-def activate_cycles(hidden: int, lanes: int, cell: str) -> int:
-    """Cycles of ACTIVATE: the gather and issue engines of hwgen.rtl.top, cycle by cycle.
-
-    The gather engine fills one of two banks with a row group's gate words, one per gate
-    block of `cell` (`gather_cycles`; the next group's reads start one or two cycles early
-    when its bank is free, so one a block in steady state); the issue engine sends one
-    element a cycle from a full bank.
-    """
-    spec = get_cell(cell)
-    per_group = gather_cycles(spec.n_blocks)
-    flush = elementwise_latency(spec) + 2  # the last element leaves the element-wise unit
-    groups = math.ceil(hidden / lanes)
-    full = [False, False]
-    g_grp = g_q = g_bank = i_bank = grp = lane = 0
-    early = False
-    cycles = 0
-    while True:
-        cycles += 1
-        gather = g_grp < groups and not full[g_bank]
-        issue = full[i_bank]
-        set_full = clear_full = None
-        if gather:
-            next_free = g_grp + 1 < groups and not full[1 - g_bank]
-            if g_q == per_group - 2:
-                early, g_q = next_free, g_q + 1
-            elif g_q == per_group - 1:
-                g_q = 2 if early else int(next_free)
-                early, set_full, g_bank, g_grp = False, g_bank, 1 - g_bank, g_grp + 1
-            else:
-                g_q += 1
-        if issue:
-            elem = grp * lanes + lane
-            if lane == lanes - 1 or elem == hidden - 1:
-                if grp == groups - 1:
-                    return cycles + flush
-                lane, clear_full, i_bank, grp = 0, i_bank, 1 - i_bank, grp + 1
-            else:
-                lane += 1
-        if set_full is not None:
-            full[set_full] = True
-        if clear_full is not None:
-            full[clear_full] = False
-
-
-def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None) -> dict:
-    """Cycles of one layer's step; `fired_columns` (delta) defaults to all columns."""
-    cols = lp.columns if fired_columns is None else fired_columns
-    matrix = max(cols * lp.groups_per_col, lp.columns)  # the encoder visits every column
-    return {"matrix": matrix + MATRIX_OVERHEAD,
-            "activate": activate_cycles(lp.hidden_size, lanes, lp.cell)}
-
-
-def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
-    """Cycles of one dense time step with an always-valid input and an always-ready output."""
-    layers = [layer_cycles(lp, plan.lanes) for lp in plan.layers]
-    hp = plan.head
-    # per output word: read + wait (the word is registered before its lane is picked);
-    # per output: latch, requantize, send
-    head = hp.matrix_cycles + MATRIX_OVERHEAD + 2 * hp.groups + 3 * hp.out_size
-    matrix = sum(lp.matrix_cycles for lp in plan.layers)
-    macs = sum(lp.macs for lp in plan.layers)
-    per_step = input_size + sum(c["matrix"] + c["activate"] for c in layers)
-    return {
-        "load": input_size,
-        "layers": layers,
-        "per_step": per_step,
-        "head": head,
-        "macs_per_step": macs,
-        "ideal_per_step": macs / plan.lanes,
-        "matrix_per_step": matrix,
-        "matrix_utilization": macs / plan.lanes / matrix,
-        "step_utilization": macs / plan.lanes / per_step,
-        "head_macs": hp.macs,
-        # what a testbench measures between steps: the head runs on every step, or once
-        # per sequence after the last one
-        "model_per_step": per_step + (head if head_mode == "every" else 0),
-        "per_sequence_overhead": head if head_mode == "last" else 0,
-    }

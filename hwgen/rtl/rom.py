@@ -4,6 +4,10 @@ A block RAM's clock-to-output time is long (ECP5 DP16KD: most of an 8 ns cycle).
 memory that Yosys builds from several block RAMs puts a depth multiplexer after them, and
 that path set Fmax. Here every bank is one DP16KD deep (`bank_depth_for`), its output goes
 straight into a register, and the multiplexer works between registers.
+
+The bank registers have no reset: they only ever hold ROM data, and with a synchronous
+reset Yosys 0.50-0.70 once mapped a partly filled bank onto a DP16KD with two of its data
+outputs driving one bit (nextpnr: "multiply driven"), at 4-bit weights and 4 lanes.
 """
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ class BankedROM(wiring.Component):
             m.submodules[f"bank{b}"] = bank
             port = bank.read_port()
             m.d.comb += port.addr.eq(self.addr[:bits])
-            out = Signal(Shape.cast(self.shape).width, name=f"bank{b}_q")
+            out = Signal(Shape.cast(self.shape).width, name=f"bank{b}_q", reset_less=True)
             m.d.sync += out.eq(port.data)
             outs.append(out)
         # the bank number travels with the read: one register per read stage

@@ -4,731 +4,123 @@
 (* generator = "Amaranth" *)
 module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  reg [20:0] \$1 ;
-  wire [22:0] \$10 ;
-  wire \$100 ;
-  wire [6:0] \$101 ;
-  wire [6:0] \$102 ;
-  wire [6:0] \$103 ;
-  wire [6:0] \$104 ;
-  wire [6:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  reg [20:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire [22:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire [16:0] \$122 ;
-  wire [16:0] \$123 ;
-  wire [16:0] \$124 ;
-  wire [16:0] \$125 ;
-  wire [16:0] \$126 ;
-  wire [16:0] \$127 ;
-  wire [16:0] \$128 ;
-  wire [16:0] \$129 ;
-  reg [20:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire [17:0] \$134 ;
-  wire [19:0] \$135 ;
-  wire [17:0] \$136 ;
-  wire [19:0] \$137 ;
-  wire [17:0] \$138 ;
-  wire [19:0] \$139 ;
-  wire [22:0] \$14 ;
-  wire [17:0] \$140 ;
-  wire [19:0] \$141 ;
-  wire [17:0] \$142 ;
-  wire [19:0] \$143 ;
-  wire [17:0] \$144 ;
-  wire [19:0] \$145 ;
-  wire [17:0] \$146 ;
-  wire [19:0] \$147 ;
-  wire [17:0] \$148 ;
-  wire [19:0] \$149 ;
-  reg [20:0] \$15 ;
-  wire [6:0] \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire [4:0] \$153 ;
-  wire [5:0] \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire [7:0] \$158 ;
-  wire [11:0] \$159 ;
-  wire [22:0] \$16 ;
-  wire \$160 ;
-  wire [7:0] \$161 ;
-  wire \$162 ;
-  wire [7:0] \$163 ;
-  wire [8:0] \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire [4:0] \$167 ;
-  wire [4:0] \$168 ;
-  wire [5:0] \$169 ;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
   wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire [4:0] \$172 ;
-  wire [4:0] \$173 ;
-  wire [5:0] \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [6:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire [4:0] \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
+  wire \$18 ;
   wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire [22:0] \$2 ;
-  wire [7:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  reg \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire [3:0] \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  wire [6:0] \$2 ;
+  wire [6:0] \$20 ;
   wire \$21 ;
-  wire [3:0] \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  reg \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire [3:0] \$218 ;
-  wire [3:0] \$219 ;
-  wire [7:0] \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  reg \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  reg \$225 ;
-  wire [6:0] \$226 ;
-  reg [20:0] \$227 ;
-  reg [20:0] \$228 ;
-  reg [20:0] \$229 ;
-  wire [8:0] \$23 ;
-  reg [20:0] \$230 ;
-  reg [20:0] \$231 ;
-  reg [20:0] \$232 ;
-  reg [20:0] \$233 ;
-  reg [20:0] \$234 ;
-  reg [20:0] \$235 ;
-  reg [20:0] \$236 ;
-  reg [20:0] \$237 ;
-  reg [20:0] \$238 ;
-  wire \$239 ;
-  wire [7:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire [4:0] \$243 ;
-  wire \$244 ;
-  wire [4:0] \$245 ;
-  wire [5:0] \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire [4:0] \$249 ;
-  wire [8:0] \$25 ;
-  wire [5:0] \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire [7:0] \$254 ;
-  wire [11:0] \$255 ;
-  wire \$256 ;
-  wire [7:0] \$257 ;
-  wire \$258 ;
-  wire [7:0] \$259 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [5:0] \$24 ;
+  wire \$25 ;
   wire \$26 ;
-  wire [8:0] \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire [4:0] \$263 ;
-  wire [4:0] \$264 ;
-  wire [5:0] \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire [4:0] \$268 ;
-  wire [4:0] \$269 ;
-  wire [11:0] \$27 ;
-  wire [5:0] \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire [4:0] \$279 ;
-  wire \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
+  wire \$27 ;
+  wire [5:0] \$28 ;
   wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  reg \$299 ;
-  reg [20:0] \$3 ;
-  reg \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire [3:0] \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire [3:0] \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  reg \$309 ;
+  wire \$3 ;
+  wire \$30 ;
   wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire [3:0] \$314 ;
-  wire [3:0] \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  reg \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire \$320 ;
-  reg \$321 ;
-  wire [6:0] \$322 ;
-  reg [20:0] \$323 ;
-  reg [20:0] \$324 ;
-  reg [20:0] \$325 ;
-  reg [20:0] \$326 ;
-  reg [20:0] \$327 ;
-  reg [20:0] \$328 ;
-  reg [20:0] \$329 ;
-  wire [5:0] \$33 ;
-  reg [20:0] \$330 ;
-  reg [20:0] \$331 ;
-  reg [20:0] \$332 ;
-  reg [20:0] \$333 ;
-  reg [20:0] \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire [4:0] \$339 ;
-  wire [6:0] \$34 ;
-  wire \$340 ;
-  wire [4:0] \$341 ;
-  wire [5:0] \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire [4:0] \$345 ;
-  wire [5:0] \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
-  wire [7:0] \$35 ;
-  wire [7:0] \$350 ;
-  wire [11:0] \$351 ;
-  wire [8:0] \$352 ;
-  wire [6:0] \$353 ;
-  wire [6:0] \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire [4:0] \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire \$369 ;
-  wire [3:0] \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  reg [20:0] \$378 ;
-  wire [21:0] \$379 ;
-  wire \$38 ;
-  wire [21:0] \$380 ;
-  wire \$381 ;
-  wire [21:0] \$382 ;
-  wire [21:0] \$383 ;
-  wire \$384 ;
-  wire [21:0] \$385 ;
-  wire [21:0] \$386 ;
-  wire [21:0] \$387 ;
-  wire [21:0] \$388 ;
-  wire \$389 ;
-  wire \$39 ;
-  wire [6:0] \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire [4:0] \$393 ;
-  wire [4:0] \$394 ;
-  reg [19:0] \$395 ;
-  reg [23:0] \$396 ;
-  reg [23:0] \$397 ;
-  reg [23:0] \$398 ;
-  reg [16:0] \$399 ;
-  wire [22:0] \$4 ;
-  reg \$40 ;
-  reg [16:0] \$400 ;
-  reg [16:0] \$401 ;
-  reg [16:0] \$402 ;
-  reg [16:0] \$403 ;
-  reg [16:0] \$404 ;
-  reg [16:0] \$405 ;
-  reg [16:0] \$406 ;
-  reg [8:0] \$407 ;
-  reg [8:0] \$408 ;
-  reg [167:0] \$409 ;
-  wire \$41 ;
-  reg [167:0] \$410 ;
-  reg [6:0] \$411 ;
-  reg [167:0] \$412 ;
-  reg [167:0] \$413 ;
-  reg [1:0] \$414 ;
-  reg [21:0] \$415 ;
-  reg [21:0] \$416 ;
-  reg [21:0] \$417 ;
-  reg [21:0] \$418 ;
-  reg [21:0] \$419 ;
-  wire \$42 ;
-  reg [21:0] \$420 ;
-  reg [21:0] \$421 ;
-  reg [21:0] \$422 ;
-  reg \$423 ;
-  reg [5:0] \$424 ;
-  reg \$425 ;
-  reg [6:0] \$426 ;
-  reg [10:0] \$427 ;
-  reg [3:0] \$428 ;
-  reg [3:0] \$429 ;
-  wire [3:0] \$43 ;
-  reg [36:0] \$430 ;
-  reg \$431 ;
-  reg [27:0] \$432 ;
-  reg [3:0] \$433 ;
-  reg [5:0] \$434 ;
-  reg [2:0] \$435 ;
-  reg \$436 ;
-  reg [2:0] \$437 ;
-  reg \$438 ;
-  reg \$439 ;
-  wire [4:0] \$44 ;
-  reg \$440 ;
-  reg \$441 ;
-  reg [20:0] \$442 ;
-  reg [20:0] \$443 ;
-  reg [20:0] \$444 ;
-  reg [20:0] \$445 ;
-  reg [20:0] \$446 ;
-  reg [20:0] \$447 ;
-  reg [20:0] \$448 ;
-  reg [20:0] \$449 ;
-  wire \$45 ;
-  reg [20:0] \$450 ;
-  reg [20:0] \$451 ;
-  reg [20:0] \$452 ;
-  reg [20:0] \$453 ;
-  reg [20:0] \$454 ;
-  reg [20:0] \$455 ;
-  reg [20:0] \$456 ;
-  reg [20:0] \$457 ;
-  reg [20:0] \$458 ;
-  reg [20:0] \$459 ;
-  wire [3:0] \$46 ;
-  reg [20:0] \$460 ;
-  reg [20:0] \$461 ;
-  reg [20:0] \$462 ;
-  reg [20:0] \$463 ;
-  reg [20:0] \$464 ;
-  reg [20:0] \$465 ;
-  reg [20:0] \$466 ;
-  reg [20:0] \$467 ;
-  reg [20:0] \$468 ;
-  reg [20:0] \$469 ;
-  wire \$47 ;
-  reg [20:0] \$470 ;
-  reg [20:0] \$471 ;
-  reg [20:0] \$472 ;
-  reg [20:0] \$473 ;
-  reg [20:0] \$474 ;
-  reg [20:0] \$475 ;
-  reg [20:0] \$476 ;
-  reg [20:0] \$477 ;
-  reg [20:0] \$478 ;
-  reg [20:0] \$479 ;
-  wire \$48 ;
-  reg [20:0] \$480 ;
-  reg [20:0] \$481 ;
-  reg [20:0] \$482 ;
-  reg [20:0] \$483 ;
-  reg [20:0] \$484 ;
-  reg [20:0] \$485 ;
-  reg [20:0] \$486 ;
-  reg [20:0] \$487 ;
-  reg [20:0] \$488 ;
-  reg [20:0] \$489 ;
-  reg \$49 ;
-  reg [20:0] \$490 ;
-  reg [20:0] \$491 ;
-  reg [20:0] \$492 ;
-  reg [20:0] \$493 ;
-  reg [20:0] \$494 ;
-  reg [20:0] \$495 ;
-  reg [20:0] \$496 ;
-  reg [20:0] \$497 ;
-  reg [20:0] \$498 ;
-  reg [20:0] \$499 ;
-  reg [20:0] \$5 ;
-  wire \$50 ;
-  reg [20:0] \$500 ;
-  reg [20:0] \$501 ;
-  reg [20:0] \$502 ;
-  reg [20:0] \$503 ;
-  reg [20:0] \$504 ;
-  reg [20:0] \$505 ;
-  reg [20:0] \$506 ;
-  reg [20:0] \$507 ;
-  reg [20:0] \$508 ;
-  reg [20:0] \$509 ;
-  wire \$51 ;
-  reg [5:0] \$510 ;
-  reg [1:0] \$511 ;
-  reg [4:0] \$512 ;
-  reg [5:0] \$513 ;
-  reg [20:0] \$514 ;
-  reg [8:0] \$515 ;
-  reg \$516 ;
-  reg \$517 ;
-  wire [3:0] \$52 ;
-  wire [4:0] \$53 ;
-  wire [3:0] \$54 ;
-  wire [4:0] \$55 ;
-  wire [6:0] \$56 ;
-  wire \$57 ;
-  wire [7:0] \$58 ;
-  wire [8:0] \$59 ;
-  wire [22:0] \$6 ;
-  wire [7:0] \$60 ;
-  wire [8:0] \$61 ;
-  wire \$62 ;
-  wire [11:0] \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  reg \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [5:0] \$69 ;
-  reg [20:0] \$7 ;
-  wire [6:0] \$70 ;
-  wire [7:0] \$71 ;
-  wire \$72 ;
-  wire [3:0] \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  reg \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [5:0] \$79 ;
-  wire [22:0] \$8 ;
-  wire [6:0] \$80 ;
-  wire \$81 ;
-  wire [3:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  reg \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire [5:0] \$88 ;
-  wire [6:0] \$89 ;
-  reg [20:0] \$9 ;
-  wire [5:0] \$90 ;
-  wire [6:0] \$91 ;
-  wire [7:0] \$92 ;
-  wire \$93 ;
-  wire [7:0] \$94 ;
-  wire [8:0] \$95 ;
-  wire [7:0] \$96 ;
-  wire [8:0] \$97 ;
-  wire \$98 ;
-  wire [11:0] \$99 ;
-  reg [23:0] \$like  = 24'h000000;
-  reg [167:0] \$like$20  = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \$like$20[0] ;
-  wire [20:0] \$like$20[1] ;
-  wire [20:0] \$like$20[2] ;
-  wire [20:0] \$like$20[3] ;
-  wire [20:0] \$like$20[4] ;
-  wire [20:0] \$like$20[5] ;
-  wire [20:0] \$like$20[6] ;
-  wire [20:0] \$like$20[7] ;
-  reg [23:0] \$like$86  = 24'h000000;
-  wire [5:0] \$like$86.acc_addr ;
-  wire [5:0] \$like$86.b_addr ;
-  wire \$like$86.bias ;
-  wire [8:0] \$like$86.delta ;
-  wire \$like$86.shift ;
-  wire \$like$86.valid ;
-  wire [5:0] \$like.acc_addr ;
-  wire [5:0] \$like.b_addr ;
-  wire \$like.bias ;
-  wire [8:0] \$like.delta ;
-  wire \$like.shift ;
-  wire \$like.valid ;
-  reg \$signal  = 1'h0;
-  reg \$signal$105  = 1'h0;
+  reg [5:0] \$32 ;
+  reg \$33 ;
+  reg [3:0] \$34 ;
+  reg [4:0] \$35 ;
+  reg \$36 ;
+  wire [7:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   reg [6:0] \$signature__addr ;
-  reg [6:0] \$signature__addr$67 ;
+  reg [6:0] \$signature__addr$63 ;
   wire [7:0] \$signature__data ;
-  reg [7:0] \$signature__data$57 ;
+  reg [7:0] \$signature__data$44 ;
   reg \$signature__en ;
-  reg [20:0] acc0 = 21'h000000;
-  (* init = 21'h000000 *)
-  wire [20:0] \acc0$41 ;
-  reg [20:0] acc1 = 21'h000000;
-  (* init = 21'h000000 *)
-  wire [20:0] \acc1$42 ;
-  reg [20:0] acc2 = 21'h000000;
-  (* init = 21'h000000 *)
-  wire [20:0] \acc2$43 ;
-  reg [20:0] acc3 = 21'h000000;
-  (* init = 21'h000000 *)
-  wire [20:0] \acc3$44 ;
-  reg [167:0] acc_q = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \acc_q[0] ;
-  wire [20:0] \acc_q[1] ;
-  wire [20:0] \acc_q[2] ;
-  wire [20:0] \acc_q[3] ;
-  wire [20:0] \acc_q[4] ;
-  wire [20:0] \acc_q[5] ;
-  wire [20:0] \acc_q[6] ;
-  wire [20:0] \acc_q[7] ;
-  wire [5:0] acc_rd__addr;
-  wire [167:0] acc_rd__data;
-  wire [20:0] \acc_rd__data[0] ;
-  wire [20:0] \acc_rd__data[1] ;
-  wire [20:0] \acc_rd__data[2] ;
-  wire [20:0] \acc_rd__data[3] ;
-  wire [20:0] \acc_rd__data[4] ;
-  wire [20:0] \acc_rd__data[5] ;
-  wire [20:0] \acc_rd__data[6] ;
-  wire [20:0] \acc_rd__data[7] ;
-  wire [5:0] acc_wr__addr;
-  wire [167:0] acc_wr__data;
-  wire [20:0] \acc_wr__data[0] ;
-  wire [20:0] \acc_wr__data[1] ;
-  wire [20:0] \acc_wr__data[2] ;
-  wire [20:0] \acc_wr__data[3] ;
-  wire [20:0] \acc_wr__data[4] ;
-  wire [20:0] \acc_wr__data[5] ;
-  wire [20:0] \acc_wr__data[6] ;
-  wire [20:0] \acc_wr__data[7] ;
-  wire acc_wr__en;
-  reg [5:0] act_acc_addr;
-  reg [2:0] act_q = 3'h0;
-  reg [10:0] addr;
-  reg [21:0] aligned0 = 22'h000000;
-  reg [21:0] aligned1 = 22'h000000;
-  reg [21:0] aligned2 = 22'h000000;
-  reg [21:0] aligned3 = 22'h000000;
-  reg [21:0] aligned4 = 22'h000000;
-  reg [21:0] aligned5 = 22'h000000;
-  reg [21:0] aligned6 = 22'h000000;
-  reg [21:0] aligned7 = 22'h000000;
-  wire [5:0] b_rd__addr;
-  wire [167:0] b_rd__data;
-  wire [20:0] \b_rd__data[0] ;
-  wire [20:0] \b_rd__data[1] ;
-  wire [20:0] \b_rd__data[2] ;
-  wire [20:0] \b_rd__data[3] ;
-  wire [20:0] \b_rd__data[4] ;
-  wire [20:0] \b_rd__data[5] ;
-  wire [20:0] \b_rd__data[6] ;
-  wire [20:0] \b_rd__data[7] ;
-  reg bank0_full = 1'h0;
-  reg bank1_full = 1'h0;
-  reg [167:0] bias_q = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \bias_q[0] ;
-  wire [20:0] \bias_q[1] ;
-  wire [20:0] \bias_q[2] ;
-  wire [20:0] \bias_q[3] ;
-  wire [20:0] \bias_q[4] ;
-  wire [20:0] \bias_q[5] ;
-  wire [20:0] \bias_q[6] ;
-  wire [20:0] \bias_q[7] ;
+  wire [20:0] acc0;
+  wire [20:0] \acc0$50 ;
+  wire [20:0] acc1;
+  wire [20:0] \acc1$51 ;
+  wire [20:0] acc2;
+  wire [20:0] \acc2$52 ;
+  wire [20:0] acc3;
+  wire [20:0] \acc3$53 ;
+  wire [5:0] acc_addr;
+  wire [5:0] \acc_addr$28 ;
+  wire [167:0] acc_word;
+  wire [167:0] \acc_word$30 ;
+  wire [20:0] \acc_word$30[0] ;
+  wire [20:0] \acc_word$30[1] ;
+  wire [20:0] \acc_word$30[2] ;
+  wire [20:0] \acc_word$30[3] ;
+  wire [20:0] \acc_word$30[4] ;
+  wire [20:0] \acc_word$30[5] ;
+  wire [20:0] \acc_word$30[6] ;
+  wire [20:0] \acc_word$30[7] ;
+  wire [167:0] \acc_word$31 ;
+  wire [20:0] \acc_word$31[0] ;
+  wire [20:0] \acc_word$31[1] ;
+  wire [20:0] \acc_word$31[2] ;
+  wire [20:0] \acc_word$31[3] ;
+  wire [20:0] \acc_word$31[4] ;
+  wire [20:0] \acc_word$31[5] ;
+  wire [20:0] \acc_word$31[6] ;
+  wire [20:0] \acc_word$31[7] ;
+  wire [20:0] \acc_word[0] ;
+  wire [20:0] \acc_word[1] ;
+  wire [20:0] \acc_word[2] ;
+  wire [20:0] \acc_word[3] ;
+  wire [20:0] \acc_word[4] ;
+  wire [20:0] \acc_word[5] ;
+  wire [20:0] \acc_word[6] ;
+  wire [20:0] \acc_word[7] ;
+  wire busy;
   input clk;
   wire clk;
-  reg [27:0] cur = 28'h0000000;
-  wire [6:0] \cur.col ;
-  wire [8:0] \cur.delta ;
-  wire \cur.is_h ;
-  wire [10:0] \cur.w_addr ;
-  reg cur_active = 1'h0;
-  wire [63:0] data;
-  wire [7:0] \data[0] ;
-  wire [7:0] \data[1] ;
-  wire [7:0] \data[2] ;
-  wire [7:0] \data[3] ;
-  wire [7:0] \data[4] ;
-  wire [7:0] \data[5] ;
-  wire [7:0] \data[6] ;
-  wire [7:0] \data[7] ;
-  reg [19:0] e1 = 20'h00000;
-  wire [6:0] \e1.col ;
-  wire \e1.is_h ;
-  wire \e1.valid ;
-  wire [10:0] \e1.w_addr ;
-  reg [36:0] e2 = 37'h0000000000;
-  wire [8:0] \e2.change ;
-  wire [6:0] \e2.col ;
-  wire \e2.is_h ;
-  wire \e2.valid ;
-  wire [7:0] \e2.value ;
-  wire [10:0] \e2.w_addr ;
-  reg early = 1'h0;
-  reg [5:0] elem = 6'h00;
-  reg [6:0] enc_col = 7'h00;
-  reg [10:0] enc_w = 11'h000;
+  wire [27:0] columns__payload;
+  wire [27:0] \columns__payload$9 ;
+  wire [6:0] \columns__payload$9.col ;
+  wire [8:0] \columns__payload$9.delta ;
+  wire \columns__payload$9.is_h ;
+  wire [10:0] \columns__payload$9.w_addr ;
+  wire [6:0] \columns__payload.col ;
+  wire [8:0] \columns__payload.delta ;
+  wire \columns__payload.is_h ;
+  wire [10:0] \columns__payload.w_addr ;
+  wire columns__ready;
+  wire \columns__ready$11 ;
+  wire columns__valid;
+  wire \columns__valid$13 ;
+  wire done;
+  wire \done$75 ;
+  wire \done$76 ;
+  wire [91:0] element__payload;
+  wire [83:0] \element__payload.gates ;
+  wire [20:0] \element__payload.gates[0] ;
+  wire [20:0] \element__payload.gates[1] ;
+  wire [20:0] \element__payload.gates[2] ;
+  wire [20:0] \element__payload.gates[3] ;
+  wire [1:0] \element__payload.layer ;
+  wire [5:0] \element__payload.tag ;
+  wire element__valid;
   reg fresh = 1'h1;
-  reg [2:0] g_grp = 3'h0;
-  reg [20:0] gate0_0_0 = 21'h000000;
-  reg [20:0] gate0_0_1 = 21'h000000;
-  reg [20:0] gate0_0_2 = 21'h000000;
-  reg [20:0] gate0_0_3 = 21'h000000;
-  reg [20:0] gate0_0_4 = 21'h000000;
-  reg [20:0] gate0_0_5 = 21'h000000;
-  reg [20:0] gate0_0_6 = 21'h000000;
-  reg [20:0] gate0_0_7 = 21'h000000;
-  reg [20:0] gate0_1_0 = 21'h000000;
-  reg [20:0] gate0_1_1 = 21'h000000;
-  reg [20:0] gate0_1_2 = 21'h000000;
-  reg [20:0] gate0_1_3 = 21'h000000;
-  reg [20:0] gate0_1_4 = 21'h000000;
-  reg [20:0] gate0_1_5 = 21'h000000;
-  reg [20:0] gate0_1_6 = 21'h000000;
-  reg [20:0] gate0_1_7 = 21'h000000;
-  reg [20:0] gate0_2_0 = 21'h000000;
-  reg [20:0] gate0_2_1 = 21'h000000;
-  reg [20:0] gate0_2_2 = 21'h000000;
-  reg [20:0] gate0_2_3 = 21'h000000;
-  reg [20:0] gate0_2_4 = 21'h000000;
-  reg [20:0] gate0_2_5 = 21'h000000;
-  reg [20:0] gate0_2_6 = 21'h000000;
-  reg [20:0] gate0_2_7 = 21'h000000;
-  reg [20:0] gate0_3_0 = 21'h000000;
-  reg [20:0] gate0_3_1 = 21'h000000;
-  reg [20:0] gate0_3_2 = 21'h000000;
-  reg [20:0] gate0_3_3 = 21'h000000;
-  reg [20:0] gate0_3_4 = 21'h000000;
-  reg [20:0] gate0_3_5 = 21'h000000;
-  reg [20:0] gate0_3_6 = 21'h000000;
-  reg [20:0] gate0_3_7 = 21'h000000;
-  reg [20:0] gate1_0_0 = 21'h000000;
-  reg [20:0] gate1_0_1 = 21'h000000;
-  reg [20:0] gate1_0_2 = 21'h000000;
-  reg [20:0] gate1_0_3 = 21'h000000;
-  reg [20:0] gate1_0_4 = 21'h000000;
-  reg [20:0] gate1_0_5 = 21'h000000;
-  reg [20:0] gate1_0_6 = 21'h000000;
-  reg [20:0] gate1_0_7 = 21'h000000;
-  reg [20:0] gate1_1_0 = 21'h000000;
-  reg [20:0] gate1_1_1 = 21'h000000;
-  reg [20:0] gate1_1_2 = 21'h000000;
-  reg [20:0] gate1_1_3 = 21'h000000;
-  reg [20:0] gate1_1_4 = 21'h000000;
-  reg [20:0] gate1_1_5 = 21'h000000;
-  reg [20:0] gate1_1_6 = 21'h000000;
-  reg [20:0] gate1_1_7 = 21'h000000;
-  reg [20:0] gate1_2_0 = 21'h000000;
-  reg [20:0] gate1_2_1 = 21'h000000;
-  reg [20:0] gate1_2_2 = 21'h000000;
-  reg [20:0] gate1_2_3 = 21'h000000;
-  reg [20:0] gate1_2_4 = 21'h000000;
-  reg [20:0] gate1_2_5 = 21'h000000;
-  reg [20:0] gate1_2_6 = 21'h000000;
-  reg [20:0] gate1_2_7 = 21'h000000;
-  reg [20:0] gate1_3_0 = 21'h000000;
-  reg [20:0] gate1_3_1 = 21'h000000;
-  reg [20:0] gate1_3_2 = 21'h000000;
-  reg [20:0] gate1_3_3 = 21'h000000;
-  reg [20:0] gate1_3_4 = 21'h000000;
-  reg [20:0] gate1_3_5 = 21'h000000;
-  reg [20:0] gate1_3_6 = 21'h000000;
-  reg [20:0] gate1_3_7 = 21'h000000;
-  reg [3:0] grp = 4'h0;
+  (* init = 1'h1 *)
+  wire \fresh$19 ;
+  (* init = 1'h1 *)
+  wire \fresh$20 ;
+  wire [6:0] h_addr;
   wire [7:0] h_new;
-  wire [7:0] \h_new$64 ;
+  wire [7:0] \h_new$56 ;
   wire [7:0] h_prev;
-  wire [7:0] \h_prev$61 ;
+  wire [7:0] \h_prev$49 ;
   input [9:0] i__payload;
   wire [9:0] i__payload;
   wire [7:0] \i__payload.data ;
@@ -738,191 +130,61 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg i__ready;
   input i__valid;
   wire i__valid;
+  wire idle;
   reg [5:0] in_idx = 6'h00;
-  (* init = 21'h000000 *)
-  wire [20:0] issue_acc0;
-  (* init = 21'h000000 *)
-  wire [20:0] issue_acc1;
-  (* init = 21'h000000 *)
-  wire [20:0] issue_acc2;
-  (* init = 21'h000000 *)
-  wire [20:0] issue_acc3;
-  reg [1:0] issue_layer = 2'h0;
-  (* init = 6'h00 *)
-  wire [5:0] issue_tag;
-  reg issue_valid = 1'h0;
-  reg [3:0] lane = 4'h0;
-  reg [6:0] last = 7'h00;
-  wire [5:0] \last.acc_addr ;
-  wire \last.valid ;
-  reg [167:0] last_sum2 = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \last_sum2[0] ;
-  wire [20:0] \last_sum2[1] ;
-  wire [20:0] \last_sum2[2] ;
-  wire [20:0] \last_sum2[3] ;
-  wire [20:0] \last_sum2[4] ;
-  wire [20:0] \last_sum2[5] ;
-  wire [20:0] \last_sum2[6] ;
-  wire [20:0] \last_sum2[7] ;
-  wire [3:0] level;
+  wire [33:0] issue__payload;
+  wire [33:0] \issue__payload$15 ;
+  wire [5:0] \issue__payload$15.acc_addr ;
+  wire [5:0] \issue__payload$15.b_addr ;
+  wire \issue__payload$15.bias ;
+  wire [8:0] \issue__payload$15.delta ;
+  wire \issue__payload$15.shift ;
+  wire [10:0] \issue__payload$15.w_addr ;
+  wire [5:0] \issue__payload.acc_addr ;
+  wire [5:0] \issue__payload.b_addr ;
+  wire \issue__payload.bias ;
+  wire [8:0] \issue__payload.delta ;
+  wire \issue__payload.shift ;
+  wire [10:0] \issue__payload.w_addr ;
+  wire issue__valid;
+  wire \issue__valid$17 ;
   output [8:0] o__payload;
-  reg [8:0] o__payload = 9'h000;
+  wire [8:0] o__payload;
+  wire [8:0] \o__payload$23 ;
+  wire [7:0] \o__payload$23.data ;
+  wire \o__payload$23.last ;
   wire [7:0] \o__payload.data ;
   wire \o__payload.last ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$24 ;
   output o__valid;
-  reg o__valid = 1'h0;
-  (* init = 9'h000 *)
-  wire [8:0] o_payload;
-  wire [7:0] \o_payload.data ;
-  wire \o_payload.last ;
-  (* init = 1'h0 *)
-  wire o_valid;
-  reg [5:0] out_idx = 6'h00;
-  reg [20:0] out_word = 21'h000000;
-  reg [1:0] pick = 2'h0;
-  reg [16:0] prod0 = 17'h00000;
-  reg [16:0] prod1 = 17'h00000;
-  reg [16:0] prod2 = 17'h00000;
-  reg [16:0] prod3 = 17'h00000;
-  reg [16:0] prod4 = 17'h00000;
-  reg [16:0] prod5 = 17'h00000;
-  reg [16:0] prod6 = 17'h00000;
-  reg [16:0] prod7 = 17'h00000;
-  wire [27:0] pushed;
-  wire [6:0] \pushed.col ;
-  wire [8:0] \pushed.delta ;
-  wire \pushed.is_h ;
-  wire [10:0] \pushed.w_addr ;
-  wire [27:0] r_data;
-  reg r_en;
-  wire r_rdy;
+  wire o__valid;
+  wire \o__valid$25 ;
+  wire [5:0] read_addr;
   input rst;
   wire rst;
-  reg [23:0] s1 = 24'h000000;
-  wire [5:0] \s1.acc_addr ;
-  wire [5:0] \s1.b_addr ;
-  wire \s1.bias ;
-  wire [8:0] \s1.delta ;
-  wire \s1.shift ;
-  wire \s1.valid ;
-  reg [8:0] s2 = 9'h000;
-  wire [5:0] \s2.acc_addr ;
-  wire \s2.bias ;
-  wire \s2.shift ;
-  wire \s2.valid ;
-  reg [8:0] s3 = 9'h000;
-  wire [5:0] \s3.acc_addr ;
-  wire \s3.bias ;
-  wire \s3.shift ;
-  wire \s3.valid ;
+  reg run;
+  reg \run$68 ;
+  reg [1:0] sel;
+  reg [1:0] \sel$61 ;
+  reg \sel$67 ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
-  reg [5:0] tag = 6'h00;
-  (* init = 6'h00 *)
-  wire [5:0] \tag$45 ;
+  reg start;
+  reg \start$66 ;
+  reg \start$71 ;
+  wire [5:0] tag;
+  wire [5:0] \tag$48 ;
   wire [5:0] tag_out;
-  wire [5:0] \tag_out$63 ;
+  wire [5:0] \tag_out$55 ;
   wire valid_in;
-  wire \valid_in$60 ;
+  wire \valid_in$47 ;
   wire valid_out;
-  wire \valid_out$62 ;
-  reg [27:0] w_data;
-  reg w_en;
+  wire \valid_out$54 ;
+  wire [7:0] value;
+  wire [6:0] value_addr;
   reg [4:0] \wait  = 5'h00;
-  reg [167:0] acc_mem [35:0];
-  initial begin
-    acc_mem[0] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[1] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[2] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[3] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[4] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[5] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[6] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[7] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[8] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[9] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[10] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[11] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[12] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[13] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[14] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[15] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[16] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[17] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[18] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[19] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[20] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[21] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[22] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[23] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[24] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[25] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[26] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[27] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[28] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[29] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[30] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[31] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[32] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[33] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[34] = 168'h000000000000000000000000000000000000000000;
-    acc_mem[35] = 168'h000000000000000000000000000000000000000000;
-  end
-  always @(posedge clk) begin
-    if (s3[0])
-      acc_mem[s3[6:1]] <= acc_wr__data;
-  end
-  reg [167:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= acc_mem[acc_rd__addr];
-  end
-  assign acc_rd__data = _0_;
-  reg [167:0] b_mem [35:0];
-  initial begin
-    b_mem[0] = 168'h0027fffe8dfff2ac00c4f00178002b54017b200aa4;
-    b_mem[1] = 168'hffbd7fff907ffe13ffd9dff8de7ffd3bff565ff03d;
-    b_mem[2] = 168'hffeb90008b7fe69fff9a5ffdd17fd773fe81a00080;
-    b_mem[3] = 168'hffc6bffefe4001b0002eb00180ffef7bff955ff9b8;
-    b_mem[4] = 168'hfea14ff7d17fe4abfd80fff2907f7447fcd8bfdebc;
-    b_mem[5] = 168'hfe005ffca87fe66ffd81dfecd9ff5b1bfa115fe8f7;
-    b_mem[6] = 168'hfee8cff9463fb949fdf0bfee237f6d43fc21bfe920;
-    b_mem[7] = 168'hfec167f5c2bfcc5fff07afed41ff5813fad29feb08;
-    b_mem[8] = 168'hffe49ffff1fffc47ffd520021bffe1d7ff8b3ffdd2;
-    b_mem[9] = 168'h002e48001040088e004a5003d67ffa03ffb8bffc57;
-    b_mem[10] = 168'h002dd8005a3ff1d60025fffcfffff42c001580042f;
-    b_mem[11] = 168'hffc9e7fe59400269ffa9c000cdfff57000a1a005c9;
-    b_mem[12] = 168'h000948002a0011aa007fc001e27ff81fff3e1ff9d2;
-    b_mem[13] = 168'hffcd07fde9bff201ffe3fffdd3000adc01188000d3;
-    b_mem[14] = 168'h0030d8024bbfffddffedd001f8ffe1240197e002e0;
-    b_mem[15] = 168'hffd92000a8400805fff610018a7fe90ffeeee002f3;
-    b_mem[16] = 168'h002b87fd16400319ff7eb00693ffee900208a00b6a;
-    b_mem[17] = 168'hfff5c802944011fc007aeffe9c80316c02d9200742;
-    b_mem[18] = 168'h00657803b180028000b20001dfffcdec027a0008eb;
-    b_mem[19] = 168'h005fdffd0940025a0067c0052e801a2001c100038d;
-    b_mem[20] = 168'hff4537facf7fb253fdcc3ff60ffee33ffc41bfe887;
-    b_mem[21] = 168'hff6daff67cbfdebbfed5efedfd7f8a17fac1fff53d;
-    b_mem[22] = 168'hff1d2ff723ffbd2bfcfcbff39aff6c13f9555fd986;
-    b_mem[23] = 168'hfe64cff8823fb691fe936002307fa65bf9e35fdb6a;
-    b_mem[24] = 168'h0000cfff2a4016d9ff9ecffe887ff30bfef72002c3;
-    b_mem[25] = 168'hffd5e80176fffe45ffb090023effea27ffcc5fffad;
-    b_mem[26] = 168'h003ef0003d3ff513ffea2fff6a80211400c05fff7d;
-    b_mem[27] = 168'h0001effebb401491ffe71000cfffe9780025bff820;
-    b_mem[28] = 168'h0087d0019e80122e0030f004398025affebaa00ffd;
-    b_mem[29] = 168'h0020d801ee801257ffbaa007537fe237fddefffd76;
-    b_mem[30] = 168'h005c37fc86bffc05ff9d2ffb67fff8f00115200d02;
-    b_mem[31] = 168'hffa127fe408009fdff26e00183ffd3ec0046200af3;
-    b_mem[32] = 168'hfff2dfff440006b4007570010d80201bff064004aa;
-    b_mem[33] = 168'hffd720018e00114fff8340022ffff9cbff9f000022;
-    b_mem[34] = 168'hffd89ffd8a000160005e7ffda18024c001057ffcda;
-    b_mem[35] = 168'h003887ff25fff62dff888ffbe3801043fe85c00055;
-  end
-  reg [167:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= b_mem[\$like [12:7]];
-  end
-  assign b_rd__data = _1_;
   reg [7:0] v_mem [95:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -1024,5466 +286,146 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr ] <= \$signature__data$57 ;
+      v_mem[\$signature__addr ] <= \$signature__data$44 ;
   end
-  reg [7:0] _2_;
+  reg [7:0] _0_;
   always @(posedge clk) begin
-    _2_ <= v_mem[\$signature__addr$67 ];
+    _0_ <= v_mem[\$signature__addr$63 ];
   end
-  assign \$signature__data  = _2_;
-  always @(posedge clk)
-    enc_w <= \$427 ;
-  always @(posedge clk)
-    grp <= \$428 ;
-  always @(posedge clk)
-    seq_state <= \$429 ;
-  always @(posedge clk)
-    e2 <= \$430 ;
-  always @(posedge clk)
-    cur_active <= \$431 ;
-  always @(posedge clk)
-    cur <= \$432 ;
-  always @(posedge clk)
-    lane <= \$433 ;
-  always @(posedge clk)
-    elem <= \$434 ;
-  always @(posedge clk)
-    act_q <= \$435 ;
-  always @(posedge clk)
-    early <= \$436 ;
-  always @(posedge clk)
-    g_grp <= \$437 ;
-  always @(posedge clk)
-    \$signal  <= \$438 ;
-  always @(posedge clk)
-    \$signal$105  <= \$439 ;
-  always @(posedge clk)
-    bank0_full <= \$440 ;
-  always @(posedge clk)
-    bank1_full <= \$441 ;
-  always @(posedge clk)
-    gate0_0_0 <= \$442 ;
-  always @(posedge clk)
-    gate0_0_1 <= \$443 ;
-  always @(posedge clk)
-    gate0_0_2 <= \$444 ;
-  always @(posedge clk)
-    gate0_0_3 <= \$445 ;
-  always @(posedge clk)
-    gate0_0_4 <= \$446 ;
-  always @(posedge clk)
-    gate0_0_5 <= \$447 ;
-  always @(posedge clk)
-    gate0_0_6 <= \$448 ;
-  always @(posedge clk)
-    gate0_0_7 <= \$449 ;
-  always @(posedge clk)
-    gate0_1_0 <= \$450 ;
-  always @(posedge clk)
-    gate0_1_1 <= \$451 ;
-  always @(posedge clk)
-    gate0_1_2 <= \$452 ;
-  always @(posedge clk)
-    gate0_1_3 <= \$453 ;
-  always @(posedge clk)
-    gate0_1_4 <= \$454 ;
-  always @(posedge clk)
-    gate0_1_5 <= \$455 ;
-  always @(posedge clk)
-    gate0_1_6 <= \$456 ;
-  always @(posedge clk)
-    gate0_1_7 <= \$457 ;
-  always @(posedge clk)
-    gate0_2_0 <= \$458 ;
-  always @(posedge clk)
-    gate0_2_1 <= \$459 ;
-  always @(posedge clk)
-    gate0_2_2 <= \$460 ;
-  always @(posedge clk)
-    gate0_2_3 <= \$461 ;
-  always @(posedge clk)
-    gate0_2_4 <= \$462 ;
-  always @(posedge clk)
-    gate0_2_5 <= \$463 ;
-  always @(posedge clk)
-    gate0_2_6 <= \$464 ;
-  always @(posedge clk)
-    gate0_2_7 <= \$465 ;
-  always @(posedge clk)
-    gate0_3_0 <= \$466 ;
-  always @(posedge clk)
-    gate0_3_1 <= \$467 ;
-  always @(posedge clk)
-    gate0_3_2 <= \$468 ;
-  always @(posedge clk)
-    gate0_3_3 <= \$469 ;
-  always @(posedge clk)
-    gate0_3_4 <= \$470 ;
-  always @(posedge clk)
-    gate0_3_5 <= \$471 ;
-  always @(posedge clk)
-    gate0_3_6 <= \$472 ;
-  always @(posedge clk)
-    gate0_3_7 <= \$473 ;
-  always @(posedge clk)
-    gate1_0_0 <= \$474 ;
-  always @(posedge clk)
-    gate1_0_1 <= \$475 ;
-  always @(posedge clk)
-    gate1_0_2 <= \$476 ;
-  always @(posedge clk)
-    gate1_0_3 <= \$477 ;
-  always @(posedge clk)
-    gate1_0_4 <= \$478 ;
-  always @(posedge clk)
-    gate1_0_5 <= \$479 ;
-  always @(posedge clk)
-    gate1_0_6 <= \$480 ;
-  always @(posedge clk)
-    gate1_0_7 <= \$481 ;
-  always @(posedge clk)
-    gate1_1_0 <= \$482 ;
-  always @(posedge clk)
-    gate1_1_1 <= \$483 ;
-  always @(posedge clk)
-    gate1_1_2 <= \$484 ;
-  always @(posedge clk)
-    gate1_1_3 <= \$485 ;
-  always @(posedge clk)
-    gate1_1_4 <= \$486 ;
-  always @(posedge clk)
-    gate1_1_5 <= \$487 ;
-  always @(posedge clk)
-    gate1_1_6 <= \$488 ;
-  always @(posedge clk)
-    gate1_1_7 <= \$489 ;
-  always @(posedge clk)
-    gate1_2_0 <= \$490 ;
-  always @(posedge clk)
-    gate1_2_1 <= \$491 ;
-  always @(posedge clk)
-    gate1_2_2 <= \$492 ;
-  always @(posedge clk)
-    gate1_2_3 <= \$493 ;
-  always @(posedge clk)
-    gate1_2_4 <= \$494 ;
-  always @(posedge clk)
-    gate1_2_5 <= \$495 ;
-  always @(posedge clk)
-    gate1_2_6 <= \$496 ;
-  always @(posedge clk)
-    gate1_2_7 <= \$497 ;
-  always @(posedge clk)
-    gate1_3_0 <= \$498 ;
-  always @(posedge clk)
-    gate1_3_1 <= \$499 ;
-  always @(posedge clk)
-    gate1_3_2 <= \$500 ;
-  always @(posedge clk)
-    gate1_3_3 <= \$501 ;
-  always @(posedge clk)
-    gate1_3_4 <= \$502 ;
-  always @(posedge clk)
-    gate1_3_5 <= \$503 ;
-  always @(posedge clk)
-    gate1_3_6 <= \$504 ;
-  always @(posedge clk)
-    gate1_3_7 <= \$505 ;
-  always @(posedge clk)
-    acc0 <= \$506 ;
-  always @(posedge clk)
-    acc1 <= \$507 ;
-  always @(posedge clk)
-    acc2 <= \$508 ;
-  always @(posedge clk)
-    acc3 <= \$509 ;
-  always @(posedge clk)
-    tag <= \$510 ;
-  always @(posedge clk)
-    issue_layer <= \$511 ;
-  always @(posedge clk)
-    \wait  <= \$512 ;
-  always @(posedge clk)
-    out_idx <= \$513 ;
-  always @(posedge clk)
-    out_word <= \$514 ;
-  always @(posedge clk)
-    o__payload <= \$515 ;
-  always @(posedge clk)
-    o__valid <= \$516 ;
-  always @(posedge clk)
-    fresh <= \$517 ;
-  assign acc_rd__addr = \$like [0] ? \$like [6:1] : act_acc_addr;
-  assign \$2  = $signed(\$1 ) + $signed(aligned0);
-  assign \$4  = $signed(\$3 ) + $signed(aligned1);
-  assign \$6  = $signed(\$5 ) + $signed(aligned2);
-  assign \$8  = $signed(\$7 ) + $signed(aligned3);
-  assign \$10  = $signed(\$9 ) + $signed(aligned4);
-  assign \$12  = $signed(\$11 ) + $signed(aligned5);
-  assign \$14  = $signed(\$13 ) + $signed(aligned6);
-  assign \$16  = $signed(\$15 ) + $signed(aligned7);
-  assign \$17  = ! issue_layer;
-  assign valid_in = issue_valid & \$17 ;
-  assign h_prev = fresh ? 8'h00 : \$signature__data ;
-  assign \$18  = 6'h20 + tag_out;
-  assign \$19  = issue_layer == 1'h1;
-  assign \valid_in$60  = issue_valid & \$19 ;
-  assign \h_prev$61  = fresh ? 8'h00 : \$signature__data ;
-  assign \$20  = 7'h40 + \tag_out$63 ;
-  assign \$21  = enc_col >= 6'h20;
-  assign \$22  = 6'h20 + enc_col;
-  assign \$23  = \$22  - 6'h20;
-  assign \$24  = 1'h0 + enc_col;
-  assign \$25  = \$21  ? \$23  : { 1'h0, \$24  };
-  assign \$27  = cur[10:0] + grp;
-  assign \$28  = grp == 4'hb;
-  assign \$29  = g_grp < 3'h4;
-  assign \$31  = ~ \$30 ;
-  assign \$32  = \$29  & \$31 ;
-  assign \$33  = act_q * 3'h4;
-  assign \$34  = 1'h0 + \$33 ;
-  assign \$35  = \$34  + g_grp;
-  assign \$36  = act_q == 3'h4;
-  assign \$37  = g_grp + 1'h1;
-  assign \$38  = \$37  < 3'h4;
-  assign \$39  = ~ \$signal ;
-  assign \$41  = ~ \$40 ;
-  assign \$42  = \$38  & \$41 ;
-  assign \$43  = 1'h0 + g_grp;
-  assign \$44  = \$43  + 1'h1;
-  assign \$45  = act_q == 3'h5;
-  assign \$46  = g_grp + 1'h1;
-  assign \$47  = \$46  < 3'h4;
-  assign \$48  = ~ \$signal ;
-  assign \$50  = ~ \$49 ;
-  assign \$51  = \$47  & \$50 ;
-  assign \$52  = 3'h4 + g_grp;
-  assign \$53  = \$52  + 1'h1;
-  assign \$54  = 1'h0 + g_grp;
-  assign \$55  = \$54  + 1'h1;
-  assign \$56  = 6'h20 + elem;
-  assign \$57  = enc_col >= 6'h20;
-  assign \$58  = 7'h40 + enc_col;
-  assign \$59  = \$58  - 6'h20;
-  assign \$60  = 6'h20 + enc_col;
-  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
-  assign \$63  = cur[10:0] + grp;
-  assign \$64  = grp == 4'hb;
-  assign \$65  = g_grp < 3'h4;
-  assign \$67  = ~ \$66 ;
-  assign \$68  = \$65  & \$67 ;
-  assign \$69  = act_q * 3'h4;
-  assign \$70  = 5'h10 + \$69 ;
-  assign \$71  = \$70  + g_grp;
-  assign \$72  = act_q == 3'h4;
-  assign \$73  = g_grp + 1'h1;
-  assign \$74  = \$73  < 3'h4;
-  assign \$75  = ~ \$signal ;
-  assign \$77  = ~ \$76 ;
-  assign \$78  = \$74  & \$77 ;
-  assign \$79  = 5'h10 + g_grp;
-  assign \$80  = \$79  + 1'h1;
-  assign \$81  = act_q == 3'h5;
-  assign \$82  = g_grp + 1'h1;
-  assign \$83  = \$82  < 3'h4;
-  assign \$84  = ~ \$signal ;
-  assign \$86  = ~ \$85 ;
-  assign \$87  = \$83  & \$86 ;
-  assign \$88  = 5'h14 + g_grp;
-  assign \$89  = \$88  + 1'h1;
-  assign \$90  = 5'h10 + g_grp;
-  assign \$91  = \$90  + 1'h1;
-  assign \$92  = 7'h40 + elem;
-  assign \$93  = enc_col >= 1'h0;
-  assign \$94  = 7'h40 + enc_col;
-  assign \$95  = \$94  - 1'h0;
-  assign \$96  = 1'h0 + enc_col;
-  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
-  assign \$99  = cur[10:0] + grp;
-  assign \$100  = grp == 2'h3;
-  assign \$101  = 6'h20 + grp;
-  assign \$102  = 6'h20 + grp;
-  assign \$103  = 6'h20 + grp;
-  assign \$104  = 6'h20 + grp;
-  assign \$105  = 6'h20 + grp;
-  assign \$106  = ! seq_state;
-  assign \$107  = seq_state == 1'h1;
-  assign \$108  = seq_state == 2'h2;
-  assign \$109  = seq_state == 2'h3;
-  assign \$110  = seq_state == 3'h4;
-  assign \$111  = seq_state == 3'h5;
-  assign \$112  = seq_state == 3'h6;
-  assign \$113  = seq_state == 3'h7;
-  assign \$114  = seq_state == 4'h8;
-  assign \$115  = seq_state == 4'h9;
-  assign \$116  = seq_state == 4'ha;
-  assign \$117  = seq_state == 4'hb;
-  assign \$118  = seq_state == 4'hc;
-  assign \$119  = seq_state == 4'hd;
-  assign \$120  = seq_state == 4'he;
-  assign \$121  = seq_state == 4'hf;
-  assign \$122  = $signed(data[7:0]) * $signed(\$like [22:14]);
-  assign \$123  = $signed(data[15:8]) * $signed(\$like [22:14]);
-  assign \$124  = $signed(data[23:16]) * $signed(\$like [22:14]);
-  assign \$125  = $signed(data[31:24]) * $signed(\$like [22:14]);
-  assign \$126  = $signed(data[39:32]) * $signed(\$like [22:14]);
-  assign \$127  = $signed(data[47:40]) * $signed(\$like [22:14]);
-  assign \$128  = $signed(data[55:48]) * $signed(\$like [22:14]);
-  assign \$129  = $signed(data[63:56]) * $signed(\$like [22:14]);
-  assign \$130  = s3[6:1] == s2[6:1];
-  assign \$131  = s3[0] & \$130 ;
-  assign \$132  = last[6:1] == s2[6:1];
-  assign \$133  = last[0] & \$132 ;
-  assign \$150  = in_idx + 1'h1;
-  assign \$151  = in_idx == 5'h1f;
-  assign \$152  = enc_col < 7'h40;
-  assign \$153  = level + e1[0];
-  assign \$154  = \$153  + e2[0];
-  assign \$155  = \$154  < 3'h7;
-  assign \$156  = \$152  & \$155 ;
-  assign \$157  = enc_col >= 6'h20;
-  assign \$158  = enc_col + 1'h1;
-  assign \$159  = enc_w + 4'hc;
-  assign \$160  = e1[8] & fresh;
-  assign \$161  = \$160  ? 8'h00 : \$signature__data ;
-  assign \$162  = e1[8] & fresh;
-  assign \$163  = \$162  ? 8'h00 : \$signature__data ;
-  assign \$164  = $signed(\$163 ) - $signed(1'h0);
-  assign \$165  = grp >= 4'h8;
-  assign \$166  = cur[18] & \$165 ;
-  assign \$167  = grp + 3'h4;
-  assign \$168  = \$166  ? \$167  : { 1'h0, grp };
-  assign \$169  = 1'h0 + \$168 ;
-  assign \$170  = grp >= 4'h8;
-  assign \$171  = cur[18] & \$170 ;
-  assign \$172  = grp + 3'h4;
-  assign \$173  = \$171  ? \$172  : { 1'h0, grp };
-  assign \$174  = 1'h0 + \$173 ;
-  assign \$175  = ! cur[17:11];
-  assign \$176  = cur[17:11] == 6'h20;
-  assign \$177  = grp >= 4'h8;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = \$175  | \$178 ;
-  assign \$181  = cur[18] ? 1'h0 : 1'h1;
-  assign \$182  = grp == 4'hb;
-  assign \$183  = grp + 1'h1;
-  assign \$184  = enc_col == 7'h40;
-  assign \$185  = ~ e1[0];
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = ~ e2[0];
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ~ r_rdy;
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = ~ cur_active;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = ~ s1[0];
-  assign \$194  = ~ \$like$86 [0];
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = ~ \$like [0];
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = ~ s2[0];
-  assign \$199  = \$197  & \$198 ;
-  assign \$200  = ~ s3[0];
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = g_grp < 3'h4;
-  assign \$204  = ~ \$203 ;
-  assign \$205  = \$202  & \$204 ;
-  assign \$206  = act_q + 1'h1;
-  assign \$207  = ! \$signal ;
-  assign \$209  = act_q == 3'h4;
-  assign \$210  = g_grp + 1'h1;
-  assign \$211  = \$210  < 3'h4;
-  assign \$212  = ~ \$signal ;
-  assign \$214  = ~ \$213 ;
-  assign \$215  = \$211  & \$214 ;
-  assign \$216  = act_q == 3'h5;
-  assign \$217  = ~ \$signal ;
-  assign \$218  = g_grp + 1'h1;
-  assign \$219  = g_grp + 1'h1;
-  assign \$220  = \$219  < 3'h4;
-  assign \$221  = ~ \$signal ;
-  assign \$223  = ~ \$222 ;
-  assign \$224  = \$220  & \$223 ;
-  assign \$226  = elem + 1'h1;
-  assign \$239  = lane == 3'h7;
-  assign \$240  = elem == 5'h1f;
-  assign \$241  = \$239  | \$240 ;
-  assign \$242  = ~ \$signal$105 ;
-  assign \$243  = grp + 1'h1;
-  assign \$244  = grp == 2'h3;
-  assign \$245  = lane + 1'h1;
-  assign \$246  = \wait  + 1'h1;
-  assign \$247  = \wait  == 5'h16;
-  assign \$248  = enc_col < 7'h40;
-  assign \$249  = level + e1[0];
-  assign \$250  = \$249  + e2[0];
-  assign \$251  = \$250  < 3'h7;
-  assign \$252  = \$248  & \$251 ;
-  assign \$253  = enc_col >= 6'h20;
-  assign \$254  = enc_col + 1'h1;
-  assign \$255  = enc_w + 4'hc;
-  assign \$256  = e1[8] & fresh;
-  assign \$257  = \$256  ? 8'h00 : \$signature__data ;
-  assign \$258  = e1[8] & fresh;
-  assign \$259  = \$258  ? 8'h00 : \$signature__data ;
-  assign \$260  = $signed(\$259 ) - $signed(1'h0);
-  assign \$261  = grp >= 4'h8;
-  assign \$262  = cur[18] & \$261 ;
-  assign \$263  = grp + 3'h4;
-  assign \$264  = \$262  ? \$263  : { 1'h0, grp };
-  assign \$265  = 5'h10 + \$264 ;
-  assign \$266  = grp >= 4'h8;
-  assign \$267  = cur[18] & \$266 ;
-  assign \$268  = grp + 3'h4;
-  assign \$269  = \$267  ? \$268  : { 1'h0, grp };
-  assign \$270  = 5'h10 + \$269 ;
-  assign \$271  = ! cur[17:11];
-  assign \$272  = cur[17:11] == 6'h20;
-  assign \$273  = grp >= 4'h8;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = \$271  | \$274 ;
-  assign \$278  = grp == 4'hb;
-  assign \$279  = grp + 1'h1;
-  assign \$280  = enc_col == 7'h40;
-  assign \$281  = ~ e1[0];
-  assign \$282  = \$280  & \$281 ;
-  assign \$283  = ~ e2[0];
-  assign \$284  = \$282  & \$283 ;
-  assign \$285  = ~ r_rdy;
-  assign \$286  = \$284  & \$285 ;
-  assign \$287  = ~ cur_active;
-  assign \$288  = \$286  & \$287 ;
-  assign \$289  = ~ s1[0];
-  assign \$290  = ~ \$like$86 [0];
-  assign \$291  = \$289  & \$290 ;
-  assign \$292  = ~ \$like [0];
-  assign \$293  = \$291  & \$292 ;
-  assign \$294  = ~ s2[0];
-  assign \$295  = \$293  & \$294 ;
-  assign \$296  = ~ s3[0];
-  assign \$297  = \$295  & \$296 ;
-  assign \$298  = g_grp < 3'h4;
-  assign \$300  = ~ \$299 ;
-  assign \$301  = \$298  & \$300 ;
-  assign \$302  = act_q + 1'h1;
-  assign \$303  = ! \$signal ;
-  assign \$305  = act_q == 3'h4;
-  assign \$306  = g_grp + 1'h1;
-  assign \$307  = \$306  < 3'h4;
-  assign \$308  = ~ \$signal ;
-  assign \$310  = ~ \$309 ;
-  assign \$311  = \$307  & \$310 ;
-  assign \$312  = act_q == 3'h5;
-  assign \$313  = ~ \$signal ;
-  assign \$314  = g_grp + 1'h1;
-  assign \$315  = g_grp + 1'h1;
-  assign \$316  = \$315  < 3'h4;
-  assign \$317  = ~ \$signal ;
-  assign \$319  = ~ \$318 ;
-  assign \$320  = \$316  & \$319 ;
-  assign \$322  = elem + 1'h1;
-  assign \$335  = lane == 3'h7;
-  assign \$336  = elem == 5'h1f;
-  assign \$337  = \$335  | \$336 ;
-  assign \$338  = ~ \$signal$105 ;
-  assign \$339  = grp + 1'h1;
-  assign \$340  = grp == 2'h3;
-  assign \$341  = lane + 1'h1;
-  assign \$342  = \wait  + 1'h1;
-  assign \$343  = \wait  == 5'h16;
-  assign \$344  = enc_col < 6'h20;
-  assign \$345  = level + e1[0];
-  assign \$346  = \$345  + e2[0];
-  assign \$347  = \$346  < 3'h7;
-  assign \$348  = \$344  & \$347 ;
-  assign \$349  = enc_col >= 1'h0;
-  assign \$350  = enc_col + 1'h1;
-  assign \$351  = enc_w + 3'h4;
-  assign \$352  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$353  = 6'h20 + grp;
-  assign \$354  = 6'h20 + grp;
-  assign \$355  = ! cur[17:11];
-  assign \$358  = grp == 2'h3;
-  assign \$359  = grp + 1'h1;
-  assign \$360  = enc_col == 6'h20;
-  assign \$361  = ~ e1[0];
-  assign \$362  = \$360  & \$361 ;
-  assign \$363  = ~ e2[0];
-  assign \$364  = \$362  & \$363 ;
-  assign \$365  = ~ r_rdy;
-  assign \$366  = \$364  & \$365 ;
-  assign \$367  = ~ cur_active;
-  assign \$368  = \$366  & \$367 ;
-  assign \$369  = ~ s1[0];
-  assign \$370  = ~ \$like$86 [0];
-  assign \$371  = \$369  & \$370 ;
-  assign \$372  = ~ \$like [0];
-  assign \$373  = \$371  & \$372 ;
-  assign \$374  = ~ s2[0];
-  assign \$375  = \$373  & \$374 ;
-  assign \$376  = ~ s3[0];
-  assign \$377  = \$375  & \$376 ;
-  assign \$379  = $signed(out_word) + $signed(10'h100);
-  assign \$381  = $signed(\$380 ) > $signed(8'h7f);
-  assign \$382  = $signed(out_word) + $signed(10'h100);
-  assign \$384  = $signed(\$383 ) < $signed(8'h80);
-  assign \$385  = $signed(out_word) + $signed(10'h100);
-  assign \$387  = \$384  ? 22'h3fff80 : \$386 ;
-  assign \$388  = \$381  ? 22'h00007f : \$387 ;
-  assign \$389  = out_idx == 5'h1f;
-  assign \$390  = out_idx + 1'h1;
-  assign \$391  = out_idx == 5'h1f;
-  assign \$392  = lane == 3'h7;
-  assign \$393  = grp + 1'h1;
-  assign \$394  = lane + 1'h1;
-  always @(posedge clk)
-    e1 <= \$395 ;
-  always @(posedge clk)
-    s1 <= \$396 ;
-  always @(posedge clk)
-    \$like$86  <= \$397 ;
-  always @(posedge clk)
-    \$like  <= \$398 ;
-  always @(posedge clk)
-    prod0 <= \$399 ;
-  always @(posedge clk)
-    prod1 <= \$400 ;
-  always @(posedge clk)
-    prod2 <= \$401 ;
-  always @(posedge clk)
-    prod3 <= \$402 ;
-  always @(posedge clk)
-    prod4 <= \$403 ;
-  always @(posedge clk)
-    prod5 <= \$404 ;
-  always @(posedge clk)
-    prod6 <= \$405 ;
-  always @(posedge clk)
-    prod7 <= \$406 ;
-  always @(posedge clk)
-    s2 <= \$407 ;
-  always @(posedge clk)
-    s3 <= \$408 ;
-  always @(posedge clk)
-    acc_q <= \$409 ;
-  always @(posedge clk)
-    bias_q <= \$410 ;
-  always @(posedge clk)
-    last <= \$411 ;
-  always @(posedge clk)
-    \$like$20  <= \$412 ;
-  always @(posedge clk)
-    last_sum2 <= \$413 ;
-  always @(posedge clk)
-    pick <= \$414 ;
-  always @(posedge clk)
-    aligned0 <= \$415 ;
-  always @(posedge clk)
-    aligned1 <= \$416 ;
-  always @(posedge clk)
-    aligned2 <= \$417 ;
-  always @(posedge clk)
-    aligned3 <= \$418 ;
-  always @(posedge clk)
-    aligned4 <= \$419 ;
-  always @(posedge clk)
-    aligned5 <= \$420 ;
-  always @(posedge clk)
-    aligned6 <= \$421 ;
-  always @(posedge clk)
-    aligned7 <= \$422 ;
-  always @(posedge clk)
-    issue_valid <= \$423 ;
-  always @(posedge clk)
-    in_idx <= \$424 ;
-  always @(posedge clk)
-    seq_end <= \$425 ;
-  always @(posedge clk)
-    enc_col <= \$426 ;
+  assign value = _0_;
+  assign read_addr = acc_addr | \acc_addr$28 ;
+  assign \$1  = ! element__payload[7:6];
+  assign valid_in = element__valid & \$1 ;
+  assign h_prev = fresh ? 8'h00 : value;
+  assign \$2  = 6'h20 + tag_out;
+  assign \$3  = element__payload[7:6] == 1'h1;
+  assign \valid_in$47  = element__valid & \$3 ;
+  assign \h_prev$49  = fresh ? 8'h00 : value;
+  assign \$4  = 7'h40 + \tag_out$55 ;
+  assign \$5  = in_idx == 5'h1f;
+  assign \$6  = \wait  == 5'h16;
+  assign \$7  = \wait  == 5'h16;
+  assign \$8  = ! seq_state;
+  assign \$9  = seq_state == 1'h1;
+  assign \$10  = seq_state == 2'h2;
+  assign \$11  = seq_state == 2'h3;
+  assign \$12  = seq_state == 3'h4;
+  assign \$13  = seq_state == 3'h5;
+  assign \$14  = seq_state == 3'h6;
+  assign \$15  = seq_state == 3'h7;
+  assign \$16  = seq_state == 4'h8;
+  assign \$17  = seq_state == 4'h9;
+  assign \$18  = seq_state == 4'ha;
+  assign \$19  = seq_state == 4'hb;
+  assign \$20  = in_idx + 1'h1;
+  assign \$21  = in_idx == 5'h1f;
+  assign \$22  = ~ issue__valid;
+  assign \$23  = done & \$22 ;
+  assign \$24  = \wait  + 1'h1;
+  assign \$25  = \wait  == 5'h16;
+  assign \$26  = ~ issue__valid;
+  assign \$27  = done & \$26 ;
+  assign \$28  = \wait  + 1'h1;
+  assign \$29  = \wait  == 5'h16;
+  assign \$30  = ~ issue__valid;
+  assign \$31  = done & \$30 ;
+  always @(posedge clk)
+    in_idx <= \$32 ;
+  always @(posedge clk)
+    seq_end <= \$33 ;
+  always @(posedge clk)
+    seq_state <= \$34 ;
+  always @(posedge clk)
+    \wait  <= \$35 ;
+  always @(posedge clk)
+    fresh <= \$36 ;
+  \hwgen_charlm_gru2_p8.activate  activate (
+    .acc_addr(acc_addr),
+    .acc_word(acc_word),
+    .clk(clk),
+    .done(\done$75 ),
+    .element__payload(element__payload),
+    .element__valid(element__valid),
+    .h_addr(h_addr),
+    .rst(rst),
+    .run(\run$68 ),
+    .sel(\sel$67 ),
+    .start(\start$66 )
+  );
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
-    .acc0(acc0),
-    .acc1(acc1),
-    .acc2(acc2),
-    .acc3(acc3),
     .clk(clk),
     .h_new(h_new),
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
+    .\port$1461$8 (element__payload[91:8]),
     .rst(rst),
-    .tag(tag),
+    .tag(element__payload[5:0]),
     .valid_in(valid_in)
   );
   \hwgen_charlm_gru2_p8.elementwise1  elementwise1 (
-    .acc0(acc0),
-    .acc1(acc1),
-    .acc2(acc2),
-    .acc3(acc3),
     .clk(clk),
-    .h_new(\h_new$64 ),
-    .h_prev(\h_prev$61 ),
-    .p20(\valid_out$62 ),
-    .p41(\tag_out$63 ),
+    .h_new(\h_new$56 ),
+    .h_prev(\h_prev$49 ),
+    .p20(\valid_out$54 ),
+    .p41(\tag_out$55 ),
+    .\port$1461$8 (element__payload[91:8]),
     .rst(rst),
-    .tag(tag),
-    .valid_in(\valid_in$60 )
+    .tag(element__payload[5:0]),
+    .valid_in(\valid_in$47 )
   );
-  \hwgen_charlm_gru2_p8.fifo  fifo (
+  \hwgen_charlm_gru2_p8.encoder  encoder (
     .clk(clk),
-    .level(level),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .columns__payload(columns__payload),
+    .columns__valid(columns__valid),
+    .done(done),
+    .fresh(fresh),
+    .r_en(columns__ready),
     .rst(rst),
-    .w_en(w_en),
-    .w_port__data(w_data)
+    .run(run),
+    .sel(sel),
+    .start(start),
+    .value(value),
+    .value_addr(value_addr)
   );
-  \hwgen_charlm_gru2_p8.w_rom  w_rom (
-    .addr(addr),
+  \hwgen_charlm_gru2_p8.head_output  head_output (
+    .acc_addr(\acc_addr$28 ),
+    .acc_word(acc_word),
     .clk(clk),
-    .data(data),
+    .done(\done$76 ),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
+    .rst(rst),
+    .start(\start$71 )
+  );
+  \hwgen_charlm_gru2_p8.issuer  issuer (
+    .busy(issue__valid),
+    .clk(clk),
+    .columns__payload(columns__payload),
+    .columns__ready(columns__ready),
+    .columns__valid(columns__valid),
+    .issue__payload(issue__payload),
+    .rst(rst),
+    .sel(\sel$61 )
+  );
+  \hwgen_charlm_gru2_p8.mac  mac (
+    .acc_word(acc_word),
+    .clk(clk),
+    .idle(idle),
+    .issue__payload(issue__payload),
+    .issue__valid(issue__valid),
+    .read_addr(read_addr),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$427  = enc_w;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$151 ) begin
-              \$427  = 11'h000;
-            end
-          end
-      4'h1:
-          if (\$156 ) begin
-            \$427  = \$159 [10:0];
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$247 ) begin
-            \$427  = 11'h300;
-          end
-      4'h5:
-          if (\$252 ) begin
-            \$427  = \$255 [10:0];
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$343 ) begin
-            \$427  = 11'h600;
-          end
-      4'h9:
-          if (\$348 ) begin
-            \$427  = \$351 [10:0];
-          end
-    endcase
-    if (rst) begin
-      \$427  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$428  = grp;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$151 ) begin
-              \$428  = 4'h0;
-            end
-          end
-      4'h1:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$182 ) begin
-              \$428  = 4'h0;
-            end else begin
-              \$428  = \$183 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$428  = 4'h0;
-          end
-      4'h2:
-          if (\$201 ) begin
-            \$428  = 4'h0;
-          end
-      4'h3:
-          if (\$225 ) begin
-            if (\$241 ) begin
-              \$428  = \$243 [3:0];
-              if (\$244 ) begin
-                \$428  = 4'h0;
-              end
-            end
-          end
-      4'h4:
-          if (\$247 ) begin
-            \$428  = 4'h0;
-          end
-      4'h5:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$278 ) begin
-              \$428  = 4'h0;
-            end else begin
-              \$428  = \$279 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$428  = 4'h0;
-          end
-      4'h6:
-          if (\$297 ) begin
-            \$428  = 4'h0;
-          end
-      4'h7:
-          if (\$321 ) begin
-            if (\$337 ) begin
-              \$428  = \$339 [3:0];
-              if (\$340 ) begin
-                \$428  = 4'h0;
-              end
-            end
-          end
-      4'h8:
-          if (\$343 ) begin
-            \$428  = 4'h0;
-          end
-      4'h9:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$358 ) begin
-              \$428  = 4'h0;
-            end else begin
-              \$428  = \$359 [3:0];
-            end
-          end else if (r_rdy) begin
-            \$428  = 4'h0;
-          end
-      4'ha:
-          if (\$377 ) begin
-            \$428  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            if (\$391 ) begin
-              \$428  = 4'h0;
-            end else if (\$392 ) begin
-              \$428  = \$393 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$428  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$429  = seq_state;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$151 ) begin
-              \$429  = 4'h1;
-            end
-          end
-      4'h1:
-          if (\$192 ) begin
-            \$429  = 4'h2;
-          end
-      4'h2:
-          if (\$201 ) begin
-            \$429  = 4'h3;
-          end
-      4'h3:
-          if (\$225 ) begin
-            if (\$241 ) begin
-              if (\$244 ) begin
-                \$429  = 4'h4;
-              end
-            end
-          end
-      4'h4:
-          if (\$247 ) begin
-            \$429  = 4'h5;
-          end
-      4'h5:
-          if (\$288 ) begin
-            \$429  = 4'h6;
-          end
-      4'h6:
-          if (\$297 ) begin
-            \$429  = 4'h7;
-          end
-      4'h7:
-          if (\$321 ) begin
-            if (\$337 ) begin
-              if (\$340 ) begin
-                \$429  = 4'h8;
-              end
-            end
-          end
-      4'h8:
-          if (\$343 ) begin
-            \$429  = 4'h9;
-          end
-      4'h9:
-          if (\$368 ) begin
-            \$429  = 4'ha;
-          end
-      4'ha:
-          if (\$377 ) begin
-            \$429  = 4'hb;
-          end
-      4'hb:
-          \$429  = 4'hc;
-      4'hc:
-          \$429  = 4'hd;
-      4'hd:
-          \$429  = 4'he;
-      4'he:
-          \$429  = 4'hf;
-      4'hf:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$391 ) begin
-              \$429  = 4'h0;
-            end else if (\$392 ) begin
-              \$429  = 4'hb;
-            end else begin
-              \$429  = 4'hd;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$429  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$430  = e2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-        begin
-          \$430 [0] = e1[0];
-          \$430 [7:1] = e1[7:1];
-          \$430 [8] = e1[8];
-          \$430 [19:9] = e1[19:9];
-          \$430 [27:20] = \$161 ;
-          \$430 [36:28] = \$164 ;
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-        begin
-          \$430 [0] = e1[0];
-          \$430 [7:1] = e1[7:1];
-          \$430 [8] = e1[8];
-          \$430 [19:9] = e1[19:9];
-          \$430 [27:20] = \$257 ;
-          \$430 [36:28] = \$260 ;
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-        begin
-          \$430 [0] = e1[0];
-          \$430 [7:1] = e1[7:1];
-          \$430 [8] = e1[8];
-          \$430 [19:9] = e1[19:9];
-          \$430 [27:20] = \$signature__data ;
-          \$430 [36:28] = \$352 ;
-        end
-    endcase
-    if (rst) begin
-      \$430  = 37'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$431  = cur_active;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$182 ) begin
-              \$431  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$431  = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$278 ) begin
-              \$431  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$431  = 1'h1;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$358 ) begin
-              \$431  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$431  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$431  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$432  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$182 ) begin
-              \$432  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$432  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$278 ) begin
-              \$432  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$432  = r_data;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            if (\$358 ) begin
-              \$432  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$432  = r_data;
-          end
-    endcase
-    if (rst) begin
-      \$432  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$433  = lane;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$433  = 4'h0;
-          end
-      4'h3:
-          if (\$225 ) begin
-            (* full_case = 32'd1 *)
-            if (\$241 ) begin
-              \$433  = 4'h0;
-            end else begin
-              \$433  = \$245 [3:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$297 ) begin
-            \$433  = 4'h0;
-          end
-      4'h7:
-          if (\$321 ) begin
-            (* full_case = 32'd1 *)
-            if (\$337 ) begin
-              \$433  = 4'h0;
-            end else begin
-              \$433  = \$341 [3:0];
-            end
-          end
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (\$377 ) begin
-            \$433  = 4'h0;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$391 ) begin
-              \$433  = 4'h0;
-            end else if (\$392 ) begin
-              \$433  = 4'h0;
-            end else begin
-              \$433  = \$394 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$433  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$434  = elem;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$434  = 6'h00;
-          end
-      4'h3:
-          if (\$225 ) begin
-            \$434  = \$226 [5:0];
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$297 ) begin
-            \$434  = 6'h00;
-          end
-      4'h7:
-          if (\$321 ) begin
-            \$434  = \$322 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$434  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$435  = act_q;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$435  = 3'h0;
-          end
-      4'h3:
-          if (\$205 ) begin
-            \$435  = \$206 [2:0];
-            if (\$216 ) begin
-              \$435  = 3'h0;
-              if (early) begin
-                \$435  = 3'h2;
-              end else if (\$224 ) begin
-                \$435  = 3'h1;
-              end
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$297 ) begin
-            \$435  = 3'h0;
-          end
-      4'h7:
-          if (\$301 ) begin
-            \$435  = \$302 [2:0];
-            if (\$312 ) begin
-              \$435  = 3'h0;
-              if (early) begin
-                \$435  = 3'h2;
-              end else if (\$320 ) begin
-                \$435  = 3'h1;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$435  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$436  = early;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$436  = 1'h0;
-          end
-      4'h3:
-          if (\$205 ) begin
-            if (\$209 ) begin
-              \$436  = \$215 ;
-            end
-            if (\$216 ) begin
-              \$436  = 1'h0;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$297 ) begin
-            \$436  = 1'h0;
-          end
-      4'h7:
-          if (\$301 ) begin
-            if (\$305 ) begin
-              \$436  = \$311 ;
-            end
-            if (\$312 ) begin
-              \$436  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$436  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$437  = g_grp;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$437  = 3'h0;
-          end
-      4'h3:
-          if (\$205 ) begin
-            if (\$216 ) begin
-              \$437  = \$218 [2:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$297 ) begin
-            \$437  = 3'h0;
-          end
-      4'h7:
-          if (\$301 ) begin
-            if (\$312 ) begin
-              \$437  = \$314 [2:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$437  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$438  = \$signal ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$438  = 1'h0;
-          end
-      4'h3:
-          if (\$205 ) begin
-            if (\$216 ) begin
-              \$438  = \$217 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$297 ) begin
-            \$438  = 1'h0;
-          end
-      4'h7:
-          if (\$301 ) begin
-            if (\$312 ) begin
-              \$438  = \$313 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$438  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$439  = \$signal$105 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$439  = 1'h0;
-          end
-      4'h3:
-          if (\$225 ) begin
-            if (\$241 ) begin
-              \$439  = \$242 ;
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$297 ) begin
-            \$439  = 1'h0;
-          end
-      4'h7:
-          if (\$321 ) begin
-            if (\$337 ) begin
-              \$439  = \$338 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$439  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$440  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$440  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$205 ) begin
-            if (\$216 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$440  = 1'h1;
-              endcase
-            end
-          end
-          if (\$225 ) begin
-            if (\$241 ) begin
-              casez (\$signal$105 )
-                1'h0:
-                    \$440  = 1'h0;
-              endcase
-            end
-          end
-        end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$297 ) begin
-            \$440  = 1'h0;
-          end
-      4'h7:
-        begin
-          if (\$301 ) begin
-            if (\$312 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$440  = 1'h1;
-              endcase
-            end
-          end
-          if (\$321 ) begin
-            if (\$337 ) begin
-              casez (\$signal$105 )
-                1'h0:
-                    \$440  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$440  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$441  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$201 ) begin
-            \$441  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$205 ) begin
-            if (\$216 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$441  = 1'h1;
-              endcase
-            end
-          end
-          if (\$225 ) begin
-            if (\$241 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$105 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$441  = 1'h0;
-              endcase
-            end
-          end
-        end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$297 ) begin
-            \$441  = 1'h0;
-          end
-      4'h7:
-        begin
-          if (\$301 ) begin
-            if (\$312 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$441  = 1'h1;
-              endcase
-            end
-          end
-          if (\$321 ) begin
-            if (\$337 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$105 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$441  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$441  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$442  = gate0_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    \$442  = acc_q[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    \$442  = acc_q[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$442  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$443  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    \$443  = acc_q[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    \$443  = acc_q[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$443  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$444  = gate0_0_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    \$444  = acc_q[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    \$444  = acc_q[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$444  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$445  = gate0_0_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    \$445  = acc_q[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    \$445  = acc_q[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$445  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$446  = gate0_0_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    \$446  = acc_q[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    \$446  = acc_q[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$446  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$447  = gate0_0_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    \$447  = acc_q[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    \$447  = acc_q[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$447  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$448  = gate0_0_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    \$448  = acc_q[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    \$448  = acc_q[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$448  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$449  = gate0_0_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    \$449  = acc_q[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    \$449  = acc_q[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$449  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$450  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$450  = acc_q[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$450  = acc_q[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$450  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$451  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$451  = acc_q[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$451  = acc_q[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$451  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$452  = gate0_1_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$452  = acc_q[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$452  = acc_q[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$452  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$453  = gate0_1_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$453  = acc_q[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$453  = acc_q[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$453  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$454  = gate0_1_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$454  = acc_q[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$454  = acc_q[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$454  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$455  = gate0_1_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$455  = acc_q[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$455  = acc_q[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$455  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$456  = gate0_1_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$456  = acc_q[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$456  = acc_q[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$456  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$457  = gate0_1_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$457  = acc_q[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$457  = acc_q[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$457  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$458  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$458  = acc_q[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$458  = acc_q[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$458  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$459  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$459  = acc_q[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$459  = acc_q[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$459  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$460  = gate0_2_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$460  = acc_q[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$460  = acc_q[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$460  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$461  = gate0_2_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$461  = acc_q[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$461  = acc_q[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$461  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$462  = gate0_2_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$462  = acc_q[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$462  = acc_q[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$462  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$463  = gate0_2_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$463  = acc_q[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$463  = acc_q[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$463  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$464  = gate0_2_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$464  = acc_q[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$464  = acc_q[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$464  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$465  = gate0_2_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$465  = acc_q[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$465  = acc_q[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$465  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$466  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$466  = acc_q[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$466  = acc_q[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$466  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$467  = gate0_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$467  = acc_q[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$467  = acc_q[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$467  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$468  = gate0_3_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$468  = acc_q[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$468  = acc_q[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$468  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$469  = gate0_3_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$469  = acc_q[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$469  = acc_q[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$469  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$470  = gate0_3_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$470  = acc_q[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$470  = acc_q[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$470  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$471  = gate0_3_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$471  = acc_q[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$471  = acc_q[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$471  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$472  = gate0_3_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$472  = acc_q[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$472  = acc_q[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$472  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$473  = gate0_3_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$207 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$473  = acc_q[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$303 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$473  = acc_q[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$473  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$474  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    \$474  = acc_q[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    \$474  = acc_q[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$474  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$475  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    \$475  = acc_q[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    \$475  = acc_q[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$475  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$476  = gate1_0_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    \$476  = acc_q[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    \$476  = acc_q[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$476  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$477  = gate1_0_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    \$477  = acc_q[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    \$477  = acc_q[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$477  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$478  = gate1_0_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    \$478  = acc_q[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    \$478  = acc_q[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$478  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$479  = gate1_0_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    \$479  = acc_q[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    \$479  = acc_q[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$479  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$480  = gate1_0_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    \$480  = acc_q[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    \$480  = acc_q[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$480  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$481  = gate1_0_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    \$481  = acc_q[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    \$481  = acc_q[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$481  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$482  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$482  = acc_q[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$482  = acc_q[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$482  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$483  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$483  = acc_q[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$483  = acc_q[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$483  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$484  = gate1_1_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$484  = acc_q[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$484  = acc_q[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$484  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$485  = gate1_1_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$485  = acc_q[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$485  = acc_q[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$485  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$486  = gate1_1_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$486  = acc_q[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$486  = acc_q[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$486  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$487  = gate1_1_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$487  = acc_q[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$487  = acc_q[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$487  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$488  = gate1_1_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$488  = acc_q[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$488  = acc_q[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$488  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$489  = gate1_1_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$489  = acc_q[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$489  = acc_q[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$489  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$490  = gate1_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$490  = acc_q[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$490  = acc_q[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$490  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$491  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$491  = acc_q[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$491  = acc_q[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$491  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$492  = gate1_2_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$492  = acc_q[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$492  = acc_q[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$492  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$493  = gate1_2_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$493  = acc_q[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$493  = acc_q[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$493  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$494  = gate1_2_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$494  = acc_q[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$494  = acc_q[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$494  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$495  = gate1_2_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$495  = acc_q[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$495  = acc_q[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$495  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$496  = gate1_2_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$496  = acc_q[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$496  = acc_q[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$496  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$497  = gate1_2_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$497  = acc_q[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$497  = acc_q[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$497  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$498  = gate1_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$498  = acc_q[20:0];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$498  = acc_q[20:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$498  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$499  = gate1_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$499  = acc_q[41:21];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$499  = acc_q[41:21];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$499  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$500  = gate1_3_2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$500  = acc_q[62:42];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$500  = acc_q[62:42];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$500  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$501  = gate1_3_3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$501  = acc_q[83:63];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$501  = acc_q[83:63];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$501  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$502  = gate1_3_4;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$502  = acc_q[104:84];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$502  = acc_q[104:84];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$502  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$503  = gate1_3_5;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$503  = acc_q[125:105];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$503  = acc_q[125:105];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$503  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$504  = gate1_3_6;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$504  = acc_q[146:126];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$504  = acc_q[146:126];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$504  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$505  = gate1_3_7;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$205 ) begin
-            if (\$208 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$505  = acc_q[167:147];
-              endcase
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$301 ) begin
-            if (\$304 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$505  = acc_q[167:147];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$505  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$506  = acc0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$225 ) begin
-            \$506  = \$229 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$321 ) begin
-            \$506  = \$325 ;
-          end
-    endcase
-    if (rst) begin
-      \$506  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$507  = acc1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$225 ) begin
-            \$507  = \$232 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$321 ) begin
-            \$507  = \$328 ;
-          end
-    endcase
-    if (rst) begin
-      \$507  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$508  = acc2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$225 ) begin
-            \$508  = \$235 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$321 ) begin
-            \$508  = \$331 ;
-          end
-    endcase
-    if (rst) begin
-      \$508  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$509  = acc3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$225 ) begin
-            \$509  = \$238 ;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$321 ) begin
-            \$509  = \$334 ;
-          end
-    endcase
-    if (rst) begin
-      \$509  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$510  = tag;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$225 ) begin
-            \$510  = elem;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$321 ) begin
-            \$510  = elem;
-          end
-    endcase
-    if (rst) begin
-      \$510  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$511  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$225 ) begin
-            \$511  = 2'h0;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$321 ) begin
-            \$511  = 2'h1;
-          end
-    endcase
-    if (rst) begin
-      \$511  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$512  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$225 ) begin
-            if (\$241 ) begin
-              if (\$244 ) begin
-                \$512  = 5'h00;
-              end
-            end
-          end
-      4'h4:
-          \$512  = \$246 [4:0];
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$321 ) begin
-            if (\$337 ) begin
-              if (\$340 ) begin
-                \$512  = 5'h00;
-              end
-            end
-          end
-      4'h8:
-          \$512  = \$342 [4:0];
-    endcase
-    if (rst) begin
-      \$512  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$513  = out_idx;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          if (\$377 ) begin
-            \$513  = 6'h00;
-          end
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            \$513  = \$390 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$513  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$514  = out_word;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          \$514  = \$378 ;
-    endcase
-    if (rst) begin
-      \$514  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$515  = o__payload;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-        begin
-          \$515 [7:0] = \$388 [7:0];
-          \$515 [8] = \$389 ;
-        end
-    endcase
-    if (rst) begin
-      \$515  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$516  = o__valid;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          \$516  = 1'h1;
-      4'hf:
-          if (o__ready) begin
-            \$516  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$516  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$517  = fresh;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          /* empty */;
-      4'hc:
-          /* empty */;
-      4'hd:
-          /* empty */;
-      4'he:
-          /* empty */;
-      4'hf:
-          if (o__ready) begin
-            if (\$391 ) begin
-              \$517  = seq_end;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$517  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$1  = bias_q[20:0];
-      2'h1:
-          \$1  = \$like$20 [20:0];
-      2'h2:
-          \$1  = last_sum2[20:0];
-      2'h3:
-          \$1  = acc_q[20:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$3  = bias_q[41:21];
-      2'h1:
-          \$3  = \$like$20 [41:21];
-      2'h2:
-          \$3  = last_sum2[41:21];
-      2'h3:
-          \$3  = acc_q[41:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$5  = bias_q[62:42];
-      2'h1:
-          \$5  = \$like$20 [62:42];
-      2'h2:
-          \$5  = last_sum2[62:42];
-      2'h3:
-          \$5  = acc_q[62:42];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$7  = bias_q[83:63];
-      2'h1:
-          \$7  = \$like$20 [83:63];
-      2'h2:
-          \$7  = last_sum2[83:63];
-      2'h3:
-          \$7  = acc_q[83:63];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$9  = bias_q[104:84];
-      2'h1:
-          \$9  = \$like$20 [104:84];
-      2'h2:
-          \$9  = last_sum2[104:84];
-      2'h3:
-          \$9  = acc_q[104:84];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$11  = bias_q[125:105];
-      2'h1:
-          \$11  = \$like$20 [125:105];
-      2'h2:
-          \$11  = last_sum2[125:105];
-      2'h3:
-          \$11  = acc_q[125:105];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$13  = bias_q[146:126];
-      2'h1:
-          \$13  = \$like$20 [146:126];
-      2'h2:
-          \$13  = last_sum2[146:126];
-      2'h3:
-          \$13  = acc_q[146:126];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$15  = bias_q[167:147];
-      2'h1:
-          \$15  = \$like$20 [167:147];
-      2'h2:
-          \$15  = last_sum2[167:147];
-      2'h3:
-          \$15  = acc_q[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$30  = bank0_full;
-      1'h1:
-          \$30  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$39 )
-      1'h0:
-          \$40  = bank0_full;
-      1'h1:
-          \$40  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$48 )
-      1'h0:
-          \$49  = bank0_full;
-      1'h1:
-          \$49  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$66  = bank0_full;
-      1'h1:
-          \$66  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$75 )
-      1'h0:
-          \$76  = bank0_full;
-      1'h1:
-          \$76  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$84 )
-      1'h0:
-          \$85  = bank0_full;
-      1'h1:
-          \$85  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$203  = bank0_full;
-      1'h1:
-          \$203  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$212 )
-      1'h0:
-          \$213  = bank0_full;
-      1'h1:
-          \$213  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$221 )
-      1'h0:
-          \$222  = bank0_full;
-      1'h1:
-          \$222  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$225  = bank0_full;
-      1'h1:
-          \$225  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$227  = gate0_0_0;
-      4'h1:
-          \$227  = gate0_0_1;
-      4'h2:
-          \$227  = gate0_0_2;
-      4'h3:
-          \$227  = gate0_0_3;
-      4'h4:
-          \$227  = gate0_0_4;
-      4'h5:
-          \$227  = gate0_0_5;
-      4'h6:
-          \$227  = gate0_0_6;
-      4'h7:
-          \$227  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$228  = gate1_0_0;
-      4'h1:
-          \$228  = gate1_0_1;
-      4'h2:
-          \$228  = gate1_0_2;
-      4'h3:
-          \$228  = gate1_0_3;
-      4'h4:
-          \$228  = gate1_0_4;
-      4'h5:
-          \$228  = gate1_0_5;
-      4'h6:
-          \$228  = gate1_0_6;
-      4'h7:
-          \$228  = gate1_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$229  = \$227 ;
-      1'h1:
-          \$229  = \$228 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$230  = gate0_1_0;
-      4'h1:
-          \$230  = gate0_1_1;
-      4'h2:
-          \$230  = gate0_1_2;
-      4'h3:
-          \$230  = gate0_1_3;
-      4'h4:
-          \$230  = gate0_1_4;
-      4'h5:
-          \$230  = gate0_1_5;
-      4'h6:
-          \$230  = gate0_1_6;
-      4'h7:
-          \$230  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$231  = gate1_1_0;
-      4'h1:
-          \$231  = gate1_1_1;
-      4'h2:
-          \$231  = gate1_1_2;
-      4'h3:
-          \$231  = gate1_1_3;
-      4'h4:
-          \$231  = gate1_1_4;
-      4'h5:
-          \$231  = gate1_1_5;
-      4'h6:
-          \$231  = gate1_1_6;
-      4'h7:
-          \$231  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$232  = \$230 ;
-      1'h1:
-          \$232  = \$231 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$233  = gate0_2_0;
-      4'h1:
-          \$233  = gate0_2_1;
-      4'h2:
-          \$233  = gate0_2_2;
-      4'h3:
-          \$233  = gate0_2_3;
-      4'h4:
-          \$233  = gate0_2_4;
-      4'h5:
-          \$233  = gate0_2_5;
-      4'h6:
-          \$233  = gate0_2_6;
-      4'h7:
-          \$233  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$234  = gate1_2_0;
-      4'h1:
-          \$234  = gate1_2_1;
-      4'h2:
-          \$234  = gate1_2_2;
-      4'h3:
-          \$234  = gate1_2_3;
-      4'h4:
-          \$234  = gate1_2_4;
-      4'h5:
-          \$234  = gate1_2_5;
-      4'h6:
-          \$234  = gate1_2_6;
-      4'h7:
-          \$234  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$235  = \$233 ;
-      1'h1:
-          \$235  = \$234 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$236  = gate0_3_0;
-      4'h1:
-          \$236  = gate0_3_1;
-      4'h2:
-          \$236  = gate0_3_2;
-      4'h3:
-          \$236  = gate0_3_3;
-      4'h4:
-          \$236  = gate0_3_4;
-      4'h5:
-          \$236  = gate0_3_5;
-      4'h6:
-          \$236  = gate0_3_6;
-      4'h7:
-          \$236  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$237  = gate1_3_0;
-      4'h1:
-          \$237  = gate1_3_1;
-      4'h2:
-          \$237  = gate1_3_2;
-      4'h3:
-          \$237  = gate1_3_3;
-      4'h4:
-          \$237  = gate1_3_4;
-      4'h5:
-          \$237  = gate1_3_5;
-      4'h6:
-          \$237  = gate1_3_6;
-      4'h7:
-          \$237  = gate1_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$238  = \$236 ;
-      1'h1:
-          \$238  = \$237 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$299  = bank0_full;
-      1'h1:
-          \$299  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$308 )
-      1'h0:
-          \$309  = bank0_full;
-      1'h1:
-          \$309  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$317 )
-      1'h0:
-          \$318  = bank0_full;
-      1'h1:
-          \$318  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$321  = bank0_full;
-      1'h1:
-          \$321  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$323  = gate0_0_0;
-      4'h1:
-          \$323  = gate0_0_1;
-      4'h2:
-          \$323  = gate0_0_2;
-      4'h3:
-          \$323  = gate0_0_3;
-      4'h4:
-          \$323  = gate0_0_4;
-      4'h5:
-          \$323  = gate0_0_5;
-      4'h6:
-          \$323  = gate0_0_6;
-      4'h7:
-          \$323  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$324  = gate1_0_0;
-      4'h1:
-          \$324  = gate1_0_1;
-      4'h2:
-          \$324  = gate1_0_2;
-      4'h3:
-          \$324  = gate1_0_3;
-      4'h4:
-          \$324  = gate1_0_4;
-      4'h5:
-          \$324  = gate1_0_5;
-      4'h6:
-          \$324  = gate1_0_6;
-      4'h7:
-          \$324  = gate1_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$325  = \$323 ;
-      1'h1:
-          \$325  = \$324 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$326  = gate0_1_0;
-      4'h1:
-          \$326  = gate0_1_1;
-      4'h2:
-          \$326  = gate0_1_2;
-      4'h3:
-          \$326  = gate0_1_3;
-      4'h4:
-          \$326  = gate0_1_4;
-      4'h5:
-          \$326  = gate0_1_5;
-      4'h6:
-          \$326  = gate0_1_6;
-      4'h7:
-          \$326  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$327  = gate1_1_0;
-      4'h1:
-          \$327  = gate1_1_1;
-      4'h2:
-          \$327  = gate1_1_2;
-      4'h3:
-          \$327  = gate1_1_3;
-      4'h4:
-          \$327  = gate1_1_4;
-      4'h5:
-          \$327  = gate1_1_5;
-      4'h6:
-          \$327  = gate1_1_6;
-      4'h7:
-          \$327  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$328  = \$326 ;
-      1'h1:
-          \$328  = \$327 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$329  = gate0_2_0;
-      4'h1:
-          \$329  = gate0_2_1;
-      4'h2:
-          \$329  = gate0_2_2;
-      4'h3:
-          \$329  = gate0_2_3;
-      4'h4:
-          \$329  = gate0_2_4;
-      4'h5:
-          \$329  = gate0_2_5;
-      4'h6:
-          \$329  = gate0_2_6;
-      4'h7:
-          \$329  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$330  = gate1_2_0;
-      4'h1:
-          \$330  = gate1_2_1;
-      4'h2:
-          \$330  = gate1_2_2;
-      4'h3:
-          \$330  = gate1_2_3;
-      4'h4:
-          \$330  = gate1_2_4;
-      4'h5:
-          \$330  = gate1_2_5;
-      4'h6:
-          \$330  = gate1_2_6;
-      4'h7:
-          \$330  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$331  = \$329 ;
-      1'h1:
-          \$331  = \$330 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$332  = gate0_3_0;
-      4'h1:
-          \$332  = gate0_3_1;
-      4'h2:
-          \$332  = gate0_3_2;
-      4'h3:
-          \$332  = gate0_3_3;
-      4'h4:
-          \$332  = gate0_3_4;
-      4'h5:
-          \$332  = gate0_3_5;
-      4'h6:
-          \$332  = gate0_3_6;
-      4'h7:
-          \$332  = gate0_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$333  = gate1_3_0;
-      4'h1:
-          \$333  = gate1_3_1;
-      4'h2:
-          \$333  = gate1_3_2;
-      4'h3:
-          \$333  = gate1_3_3;
-      4'h4:
-          \$333  = gate1_3_4;
-      4'h5:
-          \$333  = gate1_3_5;
-      4'h6:
-          \$333  = gate1_3_6;
-      4'h7:
-          \$333  = gate1_3_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$105 )
-      1'h0:
-          \$334  = \$332 ;
-      1'h1:
-          \$334  = \$333 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$378  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$378  = acc_q[20:0];
-      4'h1:
-          \$378  = acc_q[41:21];
-      4'h2:
-          \$378  = acc_q[62:42];
-      4'h3:
-          \$378  = acc_q[83:63];
-      4'h4:
-          \$378  = acc_q[104:84];
-      4'h5:
-          \$378  = acc_q[125:105];
-      4'h6:
-          \$378  = acc_q[146:126];
-      4'h7:
-          \$378  = acc_q[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr  = 7'h00;
     if (valid_out) begin
-      \$signature__addr  = \$18 ;
+      \$signature__addr  = \$2 ;
     end
-    if (\valid_out$62 ) begin
-      \$signature__addr  = \$20 [6:0];
+    if (\valid_out$54 ) begin
+      \$signature__addr  = \$4 [6:0];
     end
     casez (seq_state)
       4'h0:
@@ -6492,16 +434,16 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$57  = 8'h00;
+    \$signature__data$44  = 8'h00;
     if (valid_out) begin
-      \$signature__data$57  = h_new;
+      \$signature__data$44  = h_new;
     end
-    if (\valid_out$62 ) begin
-      \$signature__data$57  = \h_new$64 ;
+    if (\valid_out$54 ) begin
+      \$signature__data$44  = \h_new$56 ;
     end
     casez (seq_state)
       4'h0:
-          \$signature__data$57  = i__payload[7:0];
+          \$signature__data$44  = i__payload[7:0];
     endcase
   end
   always @* begin
@@ -6510,7 +452,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (valid_out) begin
       \$signature__en  = 1'h1;
     end
-    if (\valid_out$62 ) begin
+    if (\valid_out$54 ) begin
       \$signature__en  = 1'h1;
     end
     casez (seq_state)
@@ -6528,107 +470,78 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$67  = 7'h00;
+    sel = 2'h0;
     casez (seq_state)
       4'h0:
-          /* empty */;
-      4'h1:
-          \$signature__addr$67  = \$25 [6:0];
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$signature__addr$67  = \$56 ;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$signature__addr$67  = \$61 [6:0];
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$signature__addr$67  = \$92 [6:0];
-      4'h8:
-          /* empty */;
-      4'h9:
-          \$signature__addr$67  = \$97 [6:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    w_data = 28'h0000000;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-        begin
-          w_data[10:0] = e2[19:9];
-          w_data[17:11] = e2[7:1];
-          w_data[18] = e2[8];
-          w_data[27:19] = e2[36:28];
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-        begin
-          w_data[10:0] = e2[19:9];
-          w_data[17:11] = e2[7:1];
-          w_data[18] = e2[8];
-          w_data[27:19] = e2[36:28];
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-        begin
-          w_data[10:0] = e2[19:9];
-          w_data[17:11] = e2[7:1];
-          w_data[18] = e2[8];
-          w_data[27:19] = e2[36:28];
-        end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    w_en = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          w_en = \$26 ;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          w_en = \$62 ;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          w_en = \$98 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    addr = 11'h000;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            addr = \$27 [10:0];
+          if (i__valid) begin
+            if (\$5 ) begin
+              sel = 2'h0;
+            end
           end
+      4'h1:
+          sel = 2'h0;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$6 ) begin
+            sel = 2'h1;
+          end
+      4'h5:
+          sel = 2'h1;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$7 ) begin
+            sel = 2'h2;
+          end
+      4'h9:
+          sel = 2'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    start = 1'h0;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$5 ) begin
+              start = 1'h1;
+            end
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          if (\$6 ) begin
+            start = 1'h1;
+          end
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          if (\$7 ) begin
+            start = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \sel$61  = 2'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          \sel$61  = 2'h0;
       4'h2:
           /* empty */;
       4'h3:
@@ -6636,9 +549,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (cur_active) begin
-            addr = \$63 [10:0];
-          end
+          \sel$61  = 2'h1;
       4'h6:
           /* empty */;
       4'h7:
@@ -6646,25 +557,17 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          if (cur_active) begin
-            addr = \$99 [10:0];
-          end
+          \sel$61  = 2'h2;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    r_en = 1'h0;
+    run = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          if (cur_active) begin
-            if (\$28 ) begin
-              r_en = 1'h1;
-            end
-          end else if (r_rdy) begin
-            r_en = 1'h1;
-          end
+          run = 1'h1;
       4'h2:
           /* empty */;
       4'h3:
@@ -6672,13 +575,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h4:
           /* empty */;
       4'h5:
-          if (cur_active) begin
-            if (\$64 ) begin
-              r_en = 1'h1;
-            end
-          end else if (r_rdy) begin
-            r_en = 1'h1;
-          end
+          run = 1'h1;
       4'h6:
           /* empty */;
       4'h7:
@@ -6686,19 +583,88 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h8:
           /* empty */;
       4'h9:
-          if (cur_active) begin
-            if (\$100 ) begin
-              r_en = 1'h1;
-            end
-          end else if (r_rdy) begin
-            r_en = 1'h1;
+          run = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__addr$63  = 7'h00;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          \$signature__addr$63  = value_addr;
+      4'h2:
+          /* empty */;
+      4'h3:
+          \$signature__addr$63  = h_addr;
+      4'h4:
+          /* empty */;
+      4'h5:
+          \$signature__addr$63  = value_addr;
+      4'h6:
+          /* empty */;
+      4'h7:
+          \$signature__addr$63  = h_addr;
+      4'h8:
+          /* empty */;
+      4'h9:
+          \$signature__addr$63  = value_addr;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$66  = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (idle) begin
+            \start$66  = 1'h1;
+          end
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (idle) begin
+            \start$66  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    act_acc_addr = 6'h00;
-    (* full_case = 32'd1 *)
+    \sel$67  = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (idle) begin
+            \sel$67  = 1'h0;
+          end
+      4'h3:
+          \sel$67  = 1'h0;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (idle) begin
+            \sel$67  = 1'h1;
+          end
+      4'h7:
+          \sel$67  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \run$68  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -6707,21 +673,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\$32 ) begin
-            act_acc_addr = \$35 [5:0];
-            if (\$36 ) begin
-              if (\$42 ) begin
-                act_acc_addr = { 1'h0, \$44  };
-              end
-            end
-            if (\$45 ) begin
-              if (early) begin
-                act_acc_addr = { 1'h0, \$53  };
-              end else if (\$51 ) begin
-                act_acc_addr = { 1'h0, \$55  };
-              end
-            end
-          end
+          \run$68  = 1'h1;
       4'h4:
           /* empty */;
       4'h5:
@@ -6729,21 +681,180 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\$68 ) begin
-            act_acc_addr = \$71 [5:0];
-            if (\$72 ) begin
-              if (\$78 ) begin
-                act_acc_addr = \$80 [5:0];
-              end
-            end
-            if (\$81 ) begin
-              if (early) begin
-                act_acc_addr = \$89 [5:0];
-              end else if (\$87 ) begin
-                act_acc_addr = \$91 [5:0];
-              end
+          \run$68  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$71  = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h9:
+          /* empty */;
+      4'ha:
+          if (idle) begin
+            \start$71  = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$32  = in_idx;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            \$32  = \$20 [5:0];
+            if (\$21 ) begin
+              \$32  = 6'h00;
             end
           end
+    endcase
+    if (rst) begin
+      \$32  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$33  = seq_end;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$21 ) begin
+              \$33  = i__payload[9];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$33  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$34  = seq_state;
+    casez (seq_state)
+      4'h0:
+          if (i__valid) begin
+            if (\$21 ) begin
+              \$34  = 4'h1;
+            end
+          end
+      4'h1:
+          if (\$23 ) begin
+            \$34  = 4'h2;
+          end
+      4'h2:
+          if (idle) begin
+            \$34  = 4'h3;
+          end
+      4'h3:
+          if (\done$75 ) begin
+            \$34  = 4'h4;
+          end
+      4'h4:
+          if (\$25 ) begin
+            \$34  = 4'h5;
+          end
+      4'h5:
+          if (\$27 ) begin
+            \$34  = 4'h6;
+          end
+      4'h6:
+          if (idle) begin
+            \$34  = 4'h7;
+          end
+      4'h7:
+          if (\done$75 ) begin
+            \$34  = 4'h8;
+          end
+      4'h8:
+          if (\$29 ) begin
+            \$34  = 4'h9;
+          end
+      4'h9:
+          if (\$31 ) begin
+            \$34  = 4'ha;
+          end
+      4'ha:
+          if (idle) begin
+            \$34  = 4'hb;
+          end
+      4'hb:
+          if (\done$76 ) begin
+            \$34  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$34  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$35  = \wait ;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          if (\done$75 ) begin
+            \$35  = 5'h00;
+          end
+      4'h4:
+          \$35  = \$24 [4:0];
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (\done$75 ) begin
+            \$35  = 5'h00;
+          end
+      4'h8:
+          \$35  = \$28 [4:0];
+    endcase
+    if (rst) begin
+      \$35  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$36  = fresh;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
       4'h8:
           /* empty */;
       4'h9:
@@ -6751,649 +862,4103 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          act_acc_addr = \$101 [5:0];
-      4'hc:
-          act_acc_addr = \$102 [5:0];
-      4'hd:
-          act_acc_addr = \$103 [5:0];
-      4'he:
-          act_acc_addr = \$104 [5:0];
-      4'hf:
-          act_acc_addr = \$105 [5:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$395 [19:1] = e1[19:1];
-    \$395 [0] = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (\$156 ) begin
-            \$395 [0] = 1'h1;
-            \$395 [7:1] = enc_col;
-            \$395 [8] = \$157 ;
-            \$395 [19:9] = enc_w;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (\$252 ) begin
-            \$395 [0] = 1'h1;
-            \$395 [7:1] = enc_col;
-            \$395 [8] = \$253 ;
-            \$395 [19:9] = enc_w;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (\$348 ) begin
-            \$395 [0] = 1'h1;
-            \$395 [7:1] = enc_col;
-            \$395 [8] = \$349 ;
-            \$395 [19:9] = enc_w;
+          if (\done$76 ) begin
+            \$36  = seq_end;
           end
     endcase
     if (rst) begin
-      \$395  = 20'h00000;
+      \$36  = 1'h1;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$396 [23:1] = s1[23:1];
-    \$396 [0] = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            \$396 [0] = 1'h1;
-            \$396 [6:1] = \$169 ;
-            \$396 [12:7] = \$174 ;
-            \$396 [22:14] = cur[27:19];
-            \$396 [13] = \$180 ;
-            \$396 [23] = \$181 ;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            \$396 [0] = 1'h1;
-            \$396 [6:1] = \$265 ;
-            \$396 [12:7] = \$270 ;
-            \$396 [22:14] = cur[27:19];
-            \$396 [13] = \$276 ;
-            \$396 [23] = \$277 ;
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          if (cur_active) begin
-            \$396 [0] = 1'h1;
-            \$396 [6:1] = \$353 [5:0];
-            \$396 [12:7] = \$354 [5:0];
-            \$396 [22:14] = cur[27:19];
-            \$396 [13] = \$356 ;
-            \$396 [23] = \$357 ;
-          end
-    endcase
-    if (rst) begin
-      \$396  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$397  = s1;
-    if (rst) begin
-      \$397  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$398  = \$like$86 ;
-    if (rst) begin
-      \$398  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$399  = \$122 ;
-    if (rst) begin
-      \$399  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$400  = \$123 ;
-    if (rst) begin
-      \$400  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$401  = \$124 ;
-    if (rst) begin
-      \$401  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$402  = \$125 ;
-    if (rst) begin
-      \$402  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$403  = \$126 ;
-    if (rst) begin
-      \$403  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$404  = \$127 ;
-    if (rst) begin
-      \$404  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$405  = \$128 ;
-    if (rst) begin
-      \$405  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$406  = \$129 ;
-    if (rst) begin
-      \$406  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$407 [0] = \$like [0];
-    \$407 [6:1] = \$like [6:1];
-    \$407 [7] = \$like [13];
-    \$407 [8] = \$like [23];
-    if (rst) begin
-      \$407  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$408  = s2;
-    if (rst) begin
-      \$408  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$409  = acc_rd__data;
-    if (rst) begin
-      \$409  = 168'h000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$410  = b_rd__data;
-    if (rst) begin
-      \$410  = 168'h000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$411 [0] = s3[0];
-    \$411 [6:1] = s3[6:1];
-    if (rst) begin
-      \$411  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$412  = acc_wr__data;
-    if (rst) begin
-      \$412  = 168'h000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$413  = \$like$20 ;
-    if (rst) begin
-      \$413  = 168'h000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (s2[7]) begin
-      \$414  = 2'h0;
-    end else if (\$131 ) begin
-      \$414  = 2'h1;
-    end else if (\$133 ) begin
-      \$414  = 2'h2;
-    end else begin
-      \$414  = 2'h3;
-    end
-    if (rst) begin
-      \$414  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$415  = { \$134 [17], \$134 [17], \$134 [17], \$134 [17], \$134  };
-      1'h1:
-          \$415  = { \$135 [19], \$135 [19], \$135  };
-    endcase
-    if (rst) begin
-      \$415  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$416  = { \$136 [17], \$136 [17], \$136 [17], \$136 [17], \$136  };
-      1'h1:
-          \$416  = { \$137 [19], \$137 [19], \$137  };
-    endcase
-    if (rst) begin
-      \$416  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$417  = { \$138 [17], \$138 [17], \$138 [17], \$138 [17], \$138  };
-      1'h1:
-          \$417  = { \$139 [19], \$139 [19], \$139  };
-    endcase
-    if (rst) begin
-      \$417  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$418  = { \$140 [17], \$140 [17], \$140 [17], \$140 [17], \$140  };
-      1'h1:
-          \$418  = { \$141 [19], \$141 [19], \$141  };
-    endcase
-    if (rst) begin
-      \$418  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$419  = { \$142 [17], \$142 [17], \$142 [17], \$142 [17], \$142  };
-      1'h1:
-          \$419  = { \$143 [19], \$143 [19], \$143  };
-    endcase
-    if (rst) begin
-      \$419  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$420  = { \$144 [17], \$144 [17], \$144 [17], \$144 [17], \$144  };
-      1'h1:
-          \$420  = { \$145 [19], \$145 [19], \$145  };
-    endcase
-    if (rst) begin
-      \$420  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$421  = { \$146 [17], \$146 [17], \$146 [17], \$146 [17], \$146  };
-      1'h1:
-          \$421  = { \$147 [19], \$147 [19], \$147  };
-    endcase
-    if (rst) begin
-      \$421  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$422  = { \$148 [17], \$148 [17], \$148 [17], \$148 [17], \$148  };
-      1'h1:
-          \$422  = { \$149 [19], \$149 [19], \$149  };
-    endcase
-    if (rst) begin
-      \$422  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$423  = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$225 ) begin
-            \$423  = 1'h1;
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (\$321 ) begin
-            \$423  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$423  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$424  = in_idx;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            \$424  = \$150 [5:0];
-            if (\$151 ) begin
-              \$424  = 6'h00;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$424  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$425  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$151 ) begin
-              \$425  = i__payload[9];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$425  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$426  = enc_col;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$151 ) begin
-              \$426  = 7'h00;
-            end
-          end
-      4'h1:
-        begin
-          if (\$156 ) begin
-            \$426  = \$158 [6:0];
-          end
-          if (\$192 ) begin
-            \$426  = 7'h00;
-          end
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$247 ) begin
-            \$426  = 7'h00;
-          end
-      4'h5:
-        begin
-          if (\$252 ) begin
-            \$426  = \$254 [6:0];
-          end
-          if (\$288 ) begin
-            \$426  = 7'h00;
-          end
-        end
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (\$343 ) begin
-            \$426  = 7'h00;
-          end
-      4'h9:
-        begin
-          if (\$348 ) begin
-            \$426  = \$350 [6:0];
-          end
-          if (\$368 ) begin
-            \$426  = 7'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$426  = 7'h00;
-    end
-  end
-  assign pushed = w_data;
-  assign b_rd__addr = \$like [12:7];
-  assign acc_wr__addr = s3[6:1];
-  assign acc_wr__en = s3[0];
-  assign issue_acc0 = acc0;
-  assign issue_acc1 = acc1;
-  assign issue_acc2 = acc2;
-  assign issue_acc3 = acc3;
-  assign issue_tag = tag;
-  assign \acc0$41  = acc0;
-  assign \acc1$42  = acc1;
-  assign \acc2$43  = acc2;
-  assign \acc3$44  = acc3;
-  assign \tag$45  = tag;
-  assign o_valid = o__valid;
-  assign o_payload = o__payload;
+  assign \columns__payload$9  = columns__payload;
+  assign \columns__ready$11  = columns__ready;
+  assign \columns__valid$13  = columns__valid;
+  assign \issue__payload$15  = issue__payload;
+  assign \issue__valid$17  = issue__valid;
+  assign \fresh$19  = fresh;
+  assign \fresh$20  = fresh;
+  assign \$signature__data  = value;
+  assign \o__payload$23  = o__payload;
+  assign \o__ready$24  = o__ready;
+  assign \o__valid$25  = o__valid;
+  assign \acc_word$30  = acc_word;
+  assign \acc_word$31  = acc_word;
+  assign tag = element__payload[5:0];
+  assign acc0 = element__payload[28:8];
+  assign acc1 = element__payload[49:29];
+  assign acc2 = element__payload[70:50];
+  assign acc3 = element__payload[91:71];
+  assign \tag$48  = element__payload[5:0];
+  assign \acc0$50  = element__payload[28:8];
+  assign \acc1$51  = element__payload[49:29];
+  assign \acc2$52  = element__payload[70:50];
+  assign \acc3$53  = element__payload[91:71];
+  assign busy = issue__valid;
   assign \i__payload.data  = i__payload[7:0];
   assign \i__payload.step_end  = i__payload[8];
   assign \i__payload.seq_end  = i__payload[9];
   assign \o__payload.data  = o__payload[7:0];
   assign \o__payload.last  = o__payload[8];
-  assign \pushed.w_addr  = w_data[10:0];
-  assign \pushed.col  = w_data[17:11];
-  assign \pushed.is_h  = w_data[18];
-  assign \pushed.delta  = w_data[27:19];
-  assign \$like.valid  = \$like [0];
-  assign \$like.acc_addr  = \$like [6:1];
-  assign \$like.b_addr  = \$like [12:7];
-  assign \$like.bias  = \$like [13];
-  assign \$like.delta  = \$like [22:14];
-  assign \$like.shift  = \$like [23];
-  assign \s3.valid  = s3[0];
-  assign \s3.acc_addr  = s3[6:1];
-  assign \s3.bias  = s3[7];
-  assign \s3.shift  = s3[8];
-  assign \acc_wr__data[0]  = acc_wr__data[20:0];
-  assign \acc_wr__data[1]  = acc_wr__data[41:21];
-  assign \acc_wr__data[2]  = acc_wr__data[62:42];
-  assign \acc_wr__data[3]  = acc_wr__data[83:63];
-  assign \acc_wr__data[4]  = acc_wr__data[104:84];
-  assign \acc_wr__data[5]  = acc_wr__data[125:105];
-  assign \acc_wr__data[6]  = acc_wr__data[146:126];
-  assign \acc_wr__data[7]  = acc_wr__data[167:147];
-  assign \bias_q[0]  = bias_q[20:0];
-  assign \bias_q[1]  = bias_q[41:21];
-  assign \bias_q[2]  = bias_q[62:42];
-  assign \bias_q[3]  = bias_q[83:63];
-  assign \bias_q[4]  = bias_q[104:84];
-  assign \bias_q[5]  = bias_q[125:105];
-  assign \bias_q[6]  = bias_q[146:126];
-  assign \bias_q[7]  = bias_q[167:147];
-  assign \$like$20[0]  = \$like$20 [20:0];
-  assign \$like$20[1]  = \$like$20 [41:21];
-  assign \$like$20[2]  = \$like$20 [62:42];
-  assign \$like$20[3]  = \$like$20 [83:63];
-  assign \$like$20[4]  = \$like$20 [104:84];
-  assign \$like$20[5]  = \$like$20 [125:105];
-  assign \$like$20[6]  = \$like$20 [146:126];
-  assign \$like$20[7]  = \$like$20 [167:147];
-  assign \last_sum2[0]  = last_sum2[20:0];
-  assign \last_sum2[1]  = last_sum2[41:21];
-  assign \last_sum2[2]  = last_sum2[62:42];
-  assign \last_sum2[3]  = last_sum2[83:63];
-  assign \last_sum2[4]  = last_sum2[104:84];
-  assign \last_sum2[5]  = last_sum2[125:105];
-  assign \last_sum2[6]  = last_sum2[146:126];
-  assign \last_sum2[7]  = last_sum2[167:147];
-  assign \acc_q[0]  = acc_q[20:0];
-  assign \acc_q[1]  = acc_q[41:21];
-  assign \acc_q[2]  = acc_q[62:42];
-  assign \acc_q[3]  = acc_q[83:63];
-  assign \acc_q[4]  = acc_q[104:84];
-  assign \acc_q[5]  = acc_q[125:105];
-  assign \acc_q[6]  = acc_q[146:126];
-  assign \acc_q[7]  = acc_q[167:147];
-  assign \o_payload.data  = o__payload[7:0];
-  assign \o_payload.last  = o__payload[8];
-  assign \e2.valid  = e2[0];
-  assign \e2.col  = e2[7:1];
-  assign \e2.is_h  = e2[8];
-  assign \e2.w_addr  = e2[19:9];
-  assign \e2.value  = e2[27:20];
-  assign \e2.change  = e2[36:28];
-  assign \cur.w_addr  = cur[10:0];
-  assign \cur.col  = cur[17:11];
-  assign \cur.is_h  = cur[18];
-  assign \cur.delta  = cur[27:19];
-  assign \e1.valid  = e1[0];
-  assign \e1.col  = e1[7:1];
-  assign \e1.is_h  = e1[8];
-  assign \e1.w_addr  = e1[19:9];
-  assign \s1.valid  = s1[0];
-  assign \s1.acc_addr  = s1[6:1];
-  assign \s1.b_addr  = s1[12:7];
-  assign \s1.bias  = s1[13];
-  assign \s1.delta  = s1[22:14];
-  assign \s1.shift  = s1[23];
-  assign \$like$86.valid  = \$like$86 [0];
-  assign \$like$86.acc_addr  = \$like$86 [6:1];
-  assign \$like$86.b_addr  = \$like$86 [12:7];
-  assign \$like$86.bias  = \$like$86 [13];
-  assign \$like$86.delta  = \$like$86 [22:14];
-  assign \$like$86.shift  = \$like$86 [23];
-  assign \data[0]  = data[7:0];
-  assign \data[1]  = data[15:8];
-  assign \data[2]  = data[23:16];
-  assign \data[3]  = data[31:24];
-  assign \data[4]  = data[39:32];
-  assign \data[5]  = data[47:40];
-  assign \data[6]  = data[55:48];
-  assign \data[7]  = data[63:56];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[6:1];
-  assign \s2.bias  = s2[7];
-  assign \s2.shift  = s2[8];
-  assign \acc_rd__data[0]  = acc_rd__data[20:0];
-  assign \acc_rd__data[1]  = acc_rd__data[41:21];
-  assign \acc_rd__data[2]  = acc_rd__data[62:42];
-  assign \acc_rd__data[3]  = acc_rd__data[83:63];
-  assign \acc_rd__data[4]  = acc_rd__data[104:84];
-  assign \acc_rd__data[5]  = acc_rd__data[125:105];
-  assign \acc_rd__data[6]  = acc_rd__data[146:126];
-  assign \acc_rd__data[7]  = acc_rd__data[167:147];
-  assign \b_rd__data[0]  = b_rd__data[20:0];
-  assign \b_rd__data[1]  = b_rd__data[41:21];
-  assign \b_rd__data[2]  = b_rd__data[62:42];
-  assign \b_rd__data[3]  = b_rd__data[83:63];
-  assign \b_rd__data[4]  = b_rd__data[104:84];
-  assign \b_rd__data[5]  = b_rd__data[125:105];
-  assign \b_rd__data[6]  = b_rd__data[146:126];
-  assign \b_rd__data[7]  = b_rd__data[167:147];
-  assign \last.valid  = last[0];
-  assign \last.acc_addr  = last[6:1];
-  assign acc_wr__data[167:147] = \$16 [20:0];
-  assign acc_wr__data[146:126] = \$14 [20:0];
-  assign acc_wr__data[125:105] = \$12 [20:0];
-  assign acc_wr__data[104:84] = \$10 [20:0];
-  assign acc_wr__data[83:63] = \$8 [20:0];
-  assign acc_wr__data[62:42] = \$6 [20:0];
-  assign acc_wr__data[41:21] = \$4 [20:0];
-  assign acc_wr__data[20:0] = \$2 [20:0];
-  assign \$26  = e2[0];
-  assign \$62  = e2[0];
-  assign \$98  = e2[0];
-  assign \$134  = { prod0[16], prod0 };
-  assign \$135  = { prod0[16], prod0, 2'h0 };
-  assign \$136  = { prod1[16], prod1 };
-  assign \$137  = { prod1[16], prod1, 2'h0 };
-  assign \$138  = { prod2[16], prod2 };
-  assign \$139  = { prod2[16], prod2, 2'h0 };
-  assign \$140  = { prod3[16], prod3 };
-  assign \$141  = { prod3[16], prod3, 2'h0 };
-  assign \$142  = { prod4[16], prod4 };
-  assign \$143  = { prod4[16], prod4, 2'h0 };
-  assign \$144  = { prod5[16], prod5 };
-  assign \$145  = { prod5[16], prod5, 2'h0 };
-  assign \$146  = { prod6[16], prod6 };
-  assign \$147  = { prod6[16], prod6, 2'h0 };
-  assign \$148  = { prod7[16], prod7 };
-  assign \$149  = { prod7[16], prod7, 2'h0 };
-  assign \$180  = \$179 ;
-  assign \$208  = \$signal ;
-  assign \$276  = \$275 ;
-  assign \$277  = 1'h0;
-  assign \$304  = \$signal ;
-  assign \$356  = \$355 ;
-  assign \$357  = 1'h0;
-  assign \$380  = { \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21], \$379 [21:9] };
-  assign \$383  = { \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21], \$382 [21:9] };
-  assign \$386  = { \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21], \$385 [21:9] };
+  assign \columns__payload.w_addr  = columns__payload[10:0];
+  assign \columns__payload.col  = columns__payload[17:11];
+  assign \columns__payload.is_h  = columns__payload[18];
+  assign \columns__payload.delta  = columns__payload[27:19];
+  assign \columns__payload$9.w_addr  = columns__payload[10:0];
+  assign \columns__payload$9.col  = columns__payload[17:11];
+  assign \columns__payload$9.is_h  = columns__payload[18];
+  assign \columns__payload$9.delta  = columns__payload[27:19];
+  assign \issue__payload.w_addr  = issue__payload[10:0];
+  assign \issue__payload.acc_addr  = issue__payload[16:11];
+  assign \issue__payload.b_addr  = issue__payload[22:17];
+  assign \issue__payload.bias  = issue__payload[23];
+  assign \issue__payload.delta  = issue__payload[32:24];
+  assign \issue__payload.shift  = issue__payload[33];
+  assign \issue__payload$15.w_addr  = issue__payload[10:0];
+  assign \issue__payload$15.acc_addr  = issue__payload[16:11];
+  assign \issue__payload$15.b_addr  = issue__payload[22:17];
+  assign \issue__payload$15.bias  = issue__payload[23];
+  assign \issue__payload$15.delta  = issue__payload[32:24];
+  assign \issue__payload$15.shift  = issue__payload[33];
+  assign \o__payload$23.data  = o__payload[7:0];
+  assign \o__payload$23.last  = o__payload[8];
+  assign \acc_word[0]  = acc_word[20:0];
+  assign \acc_word[1]  = acc_word[41:21];
+  assign \acc_word[2]  = acc_word[62:42];
+  assign \acc_word[3]  = acc_word[83:63];
+  assign \acc_word[4]  = acc_word[104:84];
+  assign \acc_word[5]  = acc_word[125:105];
+  assign \acc_word[6]  = acc_word[146:126];
+  assign \acc_word[7]  = acc_word[167:147];
+  assign \acc_word$30[0]  = acc_word[20:0];
+  assign \acc_word$30[1]  = acc_word[41:21];
+  assign \acc_word$30[2]  = acc_word[62:42];
+  assign \acc_word$30[3]  = acc_word[83:63];
+  assign \acc_word$30[4]  = acc_word[104:84];
+  assign \acc_word$30[5]  = acc_word[125:105];
+  assign \acc_word$30[6]  = acc_word[146:126];
+  assign \acc_word$30[7]  = acc_word[167:147];
+  assign \acc_word$31[0]  = acc_word[20:0];
+  assign \acc_word$31[1]  = acc_word[41:21];
+  assign \acc_word$31[2]  = acc_word[62:42];
+  assign \acc_word$31[3]  = acc_word[83:63];
+  assign \acc_word$31[4]  = acc_word[104:84];
+  assign \acc_word$31[5]  = acc_word[125:105];
+  assign \acc_word$31[6]  = acc_word[146:126];
+  assign \acc_word$31[7]  = acc_word[167:147];
+  assign \element__payload.tag  = element__payload[5:0];
+  assign \element__payload.layer  = element__payload[7:6];
+  assign \element__payload.gates  = element__payload[91:8];
+  assign \element__payload.gates[0]  = element__payload[28:8];
+  assign \element__payload.gates[1]  = element__payload[49:29];
+  assign \element__payload.gates[2]  = element__payload[70:50];
+  assign \element__payload.gates[3]  = element__payload[91:71];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__valid, element__payload, acc_addr, h_addr, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire [3:0] \$101 ;
+  wire [4:0] \$102 ;
+  wire \$103 ;
+  wire [3:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  reg \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire [3:0] \$110 ;
+  wire [4:0] \$111 ;
+  wire [3:0] \$112 ;
+  wire [4:0] \$113 ;
+  wire [6:0] \$114 ;
+  reg \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  reg \$12 ;
+  wire \$120 ;
+  reg \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [5:0] \$124 ;
+  wire [6:0] \$125 ;
+  wire [7:0] \$126 ;
+  wire \$127 ;
+  wire [3:0] \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  reg \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire [5:0] \$134 ;
+  wire [6:0] \$135 ;
+  wire \$136 ;
+  wire [3:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  reg \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire [5:0] \$143 ;
+  wire [6:0] \$144 ;
+  wire [5:0] \$145 ;
+  wire [6:0] \$146 ;
+  wire [7:0] \$147 ;
+  reg \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  reg \$153 ;
+  reg [2:0] \$154 ;
+  reg [3:0] \$155 ;
+  reg [5:0] \$156 ;
+  reg [2:0] \$157 ;
+  reg \$158 ;
+  reg [2:0] \$159 ;
+  wire \$16 ;
+  reg \$160 ;
+  reg \$161 ;
+  reg \$162 ;
+  reg \$163 ;
+  reg [20:0] \$164 ;
+  reg [20:0] \$165 ;
+  reg [20:0] \$166 ;
+  reg [20:0] \$167 ;
+  reg [20:0] \$168 ;
+  reg [20:0] \$169 ;
+  wire [3:0] \$17 ;
+  reg [20:0] \$170 ;
+  reg [20:0] \$171 ;
+  reg [20:0] \$172 ;
+  reg [20:0] \$173 ;
+  reg [20:0] \$174 ;
+  reg [20:0] \$175 ;
+  reg [20:0] \$176 ;
+  reg [20:0] \$177 ;
+  reg [20:0] \$178 ;
+  reg [20:0] \$179 ;
+  wire [3:0] \$18 ;
+  reg [20:0] \$180 ;
+  reg [20:0] \$181 ;
+  reg [20:0] \$182 ;
+  reg [20:0] \$183 ;
+  reg [20:0] \$184 ;
+  reg [20:0] \$185 ;
+  reg [20:0] \$186 ;
+  reg [20:0] \$187 ;
+  reg [20:0] \$188 ;
+  reg [20:0] \$189 ;
+  wire \$19 ;
+  reg [20:0] \$190 ;
+  reg [20:0] \$191 ;
+  reg [20:0] \$192 ;
+  reg [20:0] \$193 ;
+  reg [20:0] \$194 ;
+  reg [20:0] \$195 ;
+  reg [20:0] \$196 ;
+  reg [20:0] \$197 ;
+  reg [20:0] \$198 ;
+  reg [20:0] \$199 ;
+  reg \$2 ;
+  wire \$20 ;
+  reg [20:0] \$200 ;
+  reg [20:0] \$201 ;
+  reg [20:0] \$202 ;
+  reg [20:0] \$203 ;
+  reg [20:0] \$204 ;
+  reg [20:0] \$205 ;
+  reg [20:0] \$206 ;
+  reg [20:0] \$207 ;
+  reg [20:0] \$208 ;
+  reg [20:0] \$209 ;
+  reg \$21 ;
+  reg [20:0] \$210 ;
+  reg [20:0] \$211 ;
+  reg [20:0] \$212 ;
+  reg [20:0] \$213 ;
+  reg [20:0] \$214 ;
+  reg [20:0] \$215 ;
+  reg [20:0] \$216 ;
+  reg [20:0] \$217 ;
+  reg [20:0] \$218 ;
+  reg [20:0] \$219 ;
+  wire \$22 ;
+  reg [20:0] \$220 ;
+  reg [20:0] \$221 ;
+  reg [20:0] \$222 ;
+  reg [20:0] \$223 ;
+  reg [20:0] \$224 ;
+  reg [20:0] \$225 ;
+  reg [20:0] \$226 ;
+  reg [20:0] \$227 ;
+  reg [91:0] \$228 ;
+  wire \$23 ;
+  reg \$24 ;
+  wire [6:0] \$25 ;
+  reg [20:0] \$26 ;
+  reg [20:0] \$27 ;
+  reg [20:0] \$28 ;
+  reg [20:0] \$29 ;
+  wire \$3 ;
+  reg [20:0] \$30 ;
+  reg [20:0] \$31 ;
+  reg [20:0] \$32 ;
+  reg [20:0] \$33 ;
+  reg [20:0] \$34 ;
+  reg [20:0] \$35 ;
+  reg [20:0] \$36 ;
+  reg [20:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [3:0] \$42 ;
+  wire [4:0] \$43 ;
+  wire \$44 ;
+  reg \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [3:0] \$48 ;
+  wire \$49 ;
+  wire [3:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [3:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  reg \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire [3:0] \$60 ;
+  wire [3:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  reg \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  reg \$67 ;
+  wire [6:0] \$68 ;
+  reg [20:0] \$69 ;
+  wire \$7 ;
+  reg [20:0] \$70 ;
+  reg [20:0] \$71 ;
+  reg [20:0] \$72 ;
+  reg [20:0] \$73 ;
+  reg [20:0] \$74 ;
+  reg [20:0] \$75 ;
+  reg [20:0] \$76 ;
+  reg [20:0] \$77 ;
+  reg [20:0] \$78 ;
+  reg [20:0] \$79 ;
+  wire \$8 ;
+  reg [20:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [3:0] \$85 ;
+  wire [4:0] \$86 ;
+  wire \$87 ;
+  reg \$88 ;
+  wire \$89 ;
+  wire [3:0] \$9 ;
+  wire \$90 ;
+  wire [5:0] \$91 ;
+  wire [6:0] \$92 ;
+  wire [7:0] \$93 ;
+  wire \$94 ;
+  wire [3:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  reg \$98 ;
+  wire \$99 ;
+  reg \$signal  = 1'h0;
+  output [5:0] acc_addr;
+  reg [5:0] acc_addr;
+  input [167:0] acc_word;
+  wire [167:0] acc_word;
+  wire [20:0] \acc_word[0] ;
+  wire [20:0] \acc_word[1] ;
+  wire [20:0] \acc_word[2] ;
+  wire [20:0] \acc_word[3] ;
+  wire [20:0] \acc_word[4] ;
+  wire [20:0] \acc_word[5] ;
+  wire [20:0] \acc_word[6] ;
+  wire [20:0] \acc_word[7] ;
+  reg [2:0] act_q = 3'h0;
+  reg bank0_full = 1'h0;
+  reg bank1_full = 1'h0;
+  input clk;
+  wire clk;
+  output done;
+  reg done;
+  reg early = 1'h0;
+  reg [5:0] elem = 6'h00;
+  output [91:0] element__payload;
+  reg [91:0] element__payload = 92'h00000000000000000000000;
+  wire [83:0] \element__payload.gates ;
+  wire [20:0] \element__payload.gates[0] ;
+  wire [20:0] \element__payload.gates[1] ;
+  wire [20:0] \element__payload.gates[2] ;
+  wire [20:0] \element__payload.gates[3] ;
+  wire [1:0] \element__payload.layer ;
+  wire [5:0] \element__payload.tag ;
+  output element__valid;
+  reg element__valid = 1'h0;
+  reg [2:0] g_grp = 3'h0;
+  reg [20:0] gate0_0_0 = 21'h000000;
+  reg [20:0] gate0_0_1 = 21'h000000;
+  reg [20:0] gate0_0_2 = 21'h000000;
+  reg [20:0] gate0_0_3 = 21'h000000;
+  reg [20:0] gate0_0_4 = 21'h000000;
+  reg [20:0] gate0_0_5 = 21'h000000;
+  reg [20:0] gate0_0_6 = 21'h000000;
+  reg [20:0] gate0_0_7 = 21'h000000;
+  reg [20:0] gate0_1_0 = 21'h000000;
+  reg [20:0] gate0_1_1 = 21'h000000;
+  reg [20:0] gate0_1_2 = 21'h000000;
+  reg [20:0] gate0_1_3 = 21'h000000;
+  reg [20:0] gate0_1_4 = 21'h000000;
+  reg [20:0] gate0_1_5 = 21'h000000;
+  reg [20:0] gate0_1_6 = 21'h000000;
+  reg [20:0] gate0_1_7 = 21'h000000;
+  reg [20:0] gate0_2_0 = 21'h000000;
+  reg [20:0] gate0_2_1 = 21'h000000;
+  reg [20:0] gate0_2_2 = 21'h000000;
+  reg [20:0] gate0_2_3 = 21'h000000;
+  reg [20:0] gate0_2_4 = 21'h000000;
+  reg [20:0] gate0_2_5 = 21'h000000;
+  reg [20:0] gate0_2_6 = 21'h000000;
+  reg [20:0] gate0_2_7 = 21'h000000;
+  reg [20:0] gate0_3_0 = 21'h000000;
+  reg [20:0] gate0_3_1 = 21'h000000;
+  reg [20:0] gate0_3_2 = 21'h000000;
+  reg [20:0] gate0_3_3 = 21'h000000;
+  reg [20:0] gate0_3_4 = 21'h000000;
+  reg [20:0] gate0_3_5 = 21'h000000;
+  reg [20:0] gate0_3_6 = 21'h000000;
+  reg [20:0] gate0_3_7 = 21'h000000;
+  reg [20:0] gate1_0_0 = 21'h000000;
+  reg [20:0] gate1_0_1 = 21'h000000;
+  reg [20:0] gate1_0_2 = 21'h000000;
+  reg [20:0] gate1_0_3 = 21'h000000;
+  reg [20:0] gate1_0_4 = 21'h000000;
+  reg [20:0] gate1_0_5 = 21'h000000;
+  reg [20:0] gate1_0_6 = 21'h000000;
+  reg [20:0] gate1_0_7 = 21'h000000;
+  reg [20:0] gate1_1_0 = 21'h000000;
+  reg [20:0] gate1_1_1 = 21'h000000;
+  reg [20:0] gate1_1_2 = 21'h000000;
+  reg [20:0] gate1_1_3 = 21'h000000;
+  reg [20:0] gate1_1_4 = 21'h000000;
+  reg [20:0] gate1_1_5 = 21'h000000;
+  reg [20:0] gate1_1_6 = 21'h000000;
+  reg [20:0] gate1_1_7 = 21'h000000;
+  reg [20:0] gate1_2_0 = 21'h000000;
+  reg [20:0] gate1_2_1 = 21'h000000;
+  reg [20:0] gate1_2_2 = 21'h000000;
+  reg [20:0] gate1_2_3 = 21'h000000;
+  reg [20:0] gate1_2_4 = 21'h000000;
+  reg [20:0] gate1_2_5 = 21'h000000;
+  reg [20:0] gate1_2_6 = 21'h000000;
+  reg [20:0] gate1_2_7 = 21'h000000;
+  reg [20:0] gate1_3_0 = 21'h000000;
+  reg [20:0] gate1_3_1 = 21'h000000;
+  reg [20:0] gate1_3_2 = 21'h000000;
+  reg [20:0] gate1_3_3 = 21'h000000;
+  reg [20:0] gate1_3_4 = 21'h000000;
+  reg [20:0] gate1_3_5 = 21'h000000;
+  reg [20:0] gate1_3_6 = 21'h000000;
+  reg [20:0] gate1_3_7 = 21'h000000;
+  reg [2:0] grp = 3'h0;
+  output [6:0] h_addr;
+  reg [6:0] h_addr;
+  reg i_bank = 1'h0;
+  reg [3:0] lane = 4'h0;
+  input rst;
+  wire rst;
+  input run;
+  wire run;
+  input sel;
+  wire sel;
+  input start;
+  wire start;
+  assign \$1  = g_grp < 3'h4;
+  assign \$3  = ~ \$2 ;
+  assign \$4  = \$1  & \$3 ;
+  assign \$5  = act_q + 1'h1;
+  assign \$6  = ! \$signal ;
+  assign \$8  = act_q == 3'h4;
+  assign \$9  = g_grp + 1'h1;
+  assign \$10  = \$9  < 3'h4;
+  assign \$11  = ~ \$signal ;
+  assign \$13  = ~ \$12 ;
+  assign \$14  = \$10  & \$13 ;
+  assign \$15  = act_q == 3'h5;
+  assign \$16  = ~ \$signal ;
+  assign \$17  = g_grp + 1'h1;
+  assign \$18  = g_grp + 1'h1;
+  assign \$19  = \$18  < 3'h4;
+  assign \$20  = ~ \$signal ;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = \$19  & \$22 ;
+  assign \$25  = elem + 1'h1;
+  assign \$38  = lane == 3'h7;
+  assign \$39  = elem == 5'h1f;
+  assign \$40  = \$38  | \$39 ;
+  assign \$41  = ~ i_bank;
+  assign \$42  = grp + 1'h1;
+  assign \$43  = lane + 1'h1;
+  assign \$44  = g_grp < 3'h4;
+  assign \$46  = ~ \$45 ;
+  assign \$47  = \$44  & \$46 ;
+  assign \$48  = act_q + 1'h1;
+  assign \$49  = ! \$signal ;
+  assign \$51  = act_q == 3'h4;
+  assign \$52  = g_grp + 1'h1;
+  assign \$53  = \$52  < 3'h4;
+  assign \$54  = ~ \$signal ;
+  assign \$56  = ~ \$55 ;
+  assign \$57  = \$53  & \$56 ;
+  assign \$58  = act_q == 3'h5;
+  assign \$59  = ~ \$signal ;
+  assign \$60  = g_grp + 1'h1;
+  assign \$61  = g_grp + 1'h1;
+  assign \$62  = \$61  < 3'h4;
+  assign \$63  = ~ \$signal ;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = \$62  & \$65 ;
+  assign \$68  = elem + 1'h1;
+  assign \$81  = lane == 3'h7;
+  assign \$82  = elem == 5'h1f;
+  assign \$83  = \$81  | \$82 ;
+  assign \$84  = ~ i_bank;
+  assign \$85  = grp + 1'h1;
+  assign \$86  = lane + 1'h1;
+  assign \$87  = g_grp < 3'h4;
+  assign \$89  = ~ \$88 ;
+  assign \$90  = \$87  & \$89 ;
+  assign \$91  = act_q * 3'h4;
+  assign \$92  = 1'h0 + \$91 ;
+  assign \$93  = \$92  + g_grp;
+  assign \$94  = act_q == 3'h4;
+  assign \$95  = g_grp + 1'h1;
+  assign \$96  = \$95  < 3'h4;
+  assign \$97  = ~ \$signal ;
+  assign \$99  = ~ \$98 ;
+  assign \$100  = \$96  & \$99 ;
+  assign \$101  = 1'h0 + g_grp;
+  assign \$102  = \$101  + 1'h1;
+  assign \$103  = act_q == 3'h5;
+  assign \$104  = g_grp + 1'h1;
+  assign \$105  = \$104  < 3'h4;
+  assign \$106  = ~ \$signal ;
+  assign \$108  = ~ \$107 ;
+  assign \$109  = \$105  & \$108 ;
+  assign \$110  = 3'h4 + g_grp;
+  assign \$111  = \$110  + 1'h1;
+  assign \$112  = 1'h0 + g_grp;
+  assign \$113  = \$112  + 1'h1;
+  assign \$114  = 6'h20 + elem;
+  assign \$116  = lane == 3'h7;
+  assign \$117  = elem == 5'h1f;
+  assign \$118  = \$116  | \$117 ;
+  assign \$119  = grp == 2'h3;
+  assign \$120  = g_grp < 3'h4;
+  assign \$122  = ~ \$121 ;
+  assign \$123  = \$120  & \$122 ;
+  assign \$124  = act_q * 3'h4;
+  assign \$125  = 5'h10 + \$124 ;
+  assign \$126  = \$125  + g_grp;
+  assign \$127  = act_q == 3'h4;
+  assign \$128  = g_grp + 1'h1;
+  assign \$129  = \$128  < 3'h4;
+  assign \$130  = ~ \$signal ;
+  assign \$132  = ~ \$131 ;
+  assign \$133  = \$129  & \$132 ;
+  assign \$134  = 5'h10 + g_grp;
+  assign \$135  = \$134  + 1'h1;
+  assign \$136  = act_q == 3'h5;
+  assign \$137  = g_grp + 1'h1;
+  assign \$138  = \$137  < 3'h4;
+  assign \$139  = ~ \$signal ;
+  assign \$141  = ~ \$140 ;
+  assign \$142  = \$138  & \$141 ;
+  assign \$143  = 5'h14 + g_grp;
+  assign \$144  = \$143  + 1'h1;
+  assign \$145  = 5'h10 + g_grp;
+  assign \$146  = \$145  + 1'h1;
+  assign \$147  = 7'h40 + elem;
+  assign \$149  = lane == 3'h7;
+  assign \$150  = elem == 5'h1f;
+  assign \$151  = \$149  | \$150 ;
+  assign \$152  = grp == 2'h3;
+  always @(posedge clk)
+    element__valid <= \$153 ;
+  always @(posedge clk)
+    grp <= \$154 ;
+  always @(posedge clk)
+    lane <= \$155 ;
+  always @(posedge clk)
+    elem <= \$156 ;
+  always @(posedge clk)
+    act_q <= \$157 ;
+  always @(posedge clk)
+    early <= \$158 ;
+  always @(posedge clk)
+    g_grp <= \$159 ;
+  always @(posedge clk)
+    \$signal  <= \$160 ;
+  always @(posedge clk)
+    i_bank <= \$161 ;
+  always @(posedge clk)
+    bank0_full <= \$162 ;
+  always @(posedge clk)
+    bank1_full <= \$163 ;
+  always @(posedge clk)
+    gate0_0_0 <= \$164 ;
+  always @(posedge clk)
+    gate0_0_1 <= \$165 ;
+  always @(posedge clk)
+    gate0_0_2 <= \$166 ;
+  always @(posedge clk)
+    gate0_0_3 <= \$167 ;
+  always @(posedge clk)
+    gate0_0_4 <= \$168 ;
+  always @(posedge clk)
+    gate0_0_5 <= \$169 ;
+  always @(posedge clk)
+    gate0_0_6 <= \$170 ;
+  always @(posedge clk)
+    gate0_0_7 <= \$171 ;
+  always @(posedge clk)
+    gate0_1_0 <= \$172 ;
+  always @(posedge clk)
+    gate0_1_1 <= \$173 ;
+  always @(posedge clk)
+    gate0_1_2 <= \$174 ;
+  always @(posedge clk)
+    gate0_1_3 <= \$175 ;
+  always @(posedge clk)
+    gate0_1_4 <= \$176 ;
+  always @(posedge clk)
+    gate0_1_5 <= \$177 ;
+  always @(posedge clk)
+    gate0_1_6 <= \$178 ;
+  always @(posedge clk)
+    gate0_1_7 <= \$179 ;
+  always @(posedge clk)
+    gate0_2_0 <= \$180 ;
+  always @(posedge clk)
+    gate0_2_1 <= \$181 ;
+  always @(posedge clk)
+    gate0_2_2 <= \$182 ;
+  always @(posedge clk)
+    gate0_2_3 <= \$183 ;
+  always @(posedge clk)
+    gate0_2_4 <= \$184 ;
+  always @(posedge clk)
+    gate0_2_5 <= \$185 ;
+  always @(posedge clk)
+    gate0_2_6 <= \$186 ;
+  always @(posedge clk)
+    gate0_2_7 <= \$187 ;
+  always @(posedge clk)
+    gate0_3_0 <= \$188 ;
+  always @(posedge clk)
+    gate0_3_1 <= \$189 ;
+  always @(posedge clk)
+    gate0_3_2 <= \$190 ;
+  always @(posedge clk)
+    gate0_3_3 <= \$191 ;
+  always @(posedge clk)
+    gate0_3_4 <= \$192 ;
+  always @(posedge clk)
+    gate0_3_5 <= \$193 ;
+  always @(posedge clk)
+    gate0_3_6 <= \$194 ;
+  always @(posedge clk)
+    gate0_3_7 <= \$195 ;
+  always @(posedge clk)
+    gate1_0_0 <= \$196 ;
+  always @(posedge clk)
+    gate1_0_1 <= \$197 ;
+  always @(posedge clk)
+    gate1_0_2 <= \$198 ;
+  always @(posedge clk)
+    gate1_0_3 <= \$199 ;
+  always @(posedge clk)
+    gate1_0_4 <= \$200 ;
+  always @(posedge clk)
+    gate1_0_5 <= \$201 ;
+  always @(posedge clk)
+    gate1_0_6 <= \$202 ;
+  always @(posedge clk)
+    gate1_0_7 <= \$203 ;
+  always @(posedge clk)
+    gate1_1_0 <= \$204 ;
+  always @(posedge clk)
+    gate1_1_1 <= \$205 ;
+  always @(posedge clk)
+    gate1_1_2 <= \$206 ;
+  always @(posedge clk)
+    gate1_1_3 <= \$207 ;
+  always @(posedge clk)
+    gate1_1_4 <= \$208 ;
+  always @(posedge clk)
+    gate1_1_5 <= \$209 ;
+  always @(posedge clk)
+    gate1_1_6 <= \$210 ;
+  always @(posedge clk)
+    gate1_1_7 <= \$211 ;
+  always @(posedge clk)
+    gate1_2_0 <= \$212 ;
+  always @(posedge clk)
+    gate1_2_1 <= \$213 ;
+  always @(posedge clk)
+    gate1_2_2 <= \$214 ;
+  always @(posedge clk)
+    gate1_2_3 <= \$215 ;
+  always @(posedge clk)
+    gate1_2_4 <= \$216 ;
+  always @(posedge clk)
+    gate1_2_5 <= \$217 ;
+  always @(posedge clk)
+    gate1_2_6 <= \$218 ;
+  always @(posedge clk)
+    gate1_2_7 <= \$219 ;
+  always @(posedge clk)
+    gate1_3_0 <= \$220 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$221 ;
+  always @(posedge clk)
+    gate1_3_2 <= \$222 ;
+  always @(posedge clk)
+    gate1_3_3 <= \$223 ;
+  always @(posedge clk)
+    gate1_3_4 <= \$224 ;
+  always @(posedge clk)
+    gate1_3_5 <= \$225 ;
+  always @(posedge clk)
+    gate1_3_6 <= \$226 ;
+  always @(posedge clk)
+    gate1_3_7 <= \$227 ;
+  always @(posedge clk)
+    element__payload <= \$228 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$2  = bank0_full;
+      1'h1:
+          \$2  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$11 )
+      1'h0:
+          \$12  = bank0_full;
+      1'h1:
+          \$12  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$20 )
+      1'h0:
+          \$21  = bank0_full;
+      1'h1:
+          \$21  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$24  = bank0_full;
+      1'h1:
+          \$24  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$26  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$26  = gate0_0_0;
+      4'h1:
+          \$26  = gate0_0_1;
+      4'h2:
+          \$26  = gate0_0_2;
+      4'h3:
+          \$26  = gate0_0_3;
+      4'h4:
+          \$26  = gate0_0_4;
+      4'h5:
+          \$26  = gate0_0_5;
+      4'h6:
+          \$26  = gate0_0_6;
+      4'h7:
+          \$26  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$27  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$27  = gate1_0_0;
+      4'h1:
+          \$27  = gate1_0_1;
+      4'h2:
+          \$27  = gate1_0_2;
+      4'h3:
+          \$27  = gate1_0_3;
+      4'h4:
+          \$27  = gate1_0_4;
+      4'h5:
+          \$27  = gate1_0_5;
+      4'h6:
+          \$27  = gate1_0_6;
+      4'h7:
+          \$27  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$28  = \$26 ;
+      1'h1:
+          \$28  = \$27 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$29  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$29  = gate0_1_0;
+      4'h1:
+          \$29  = gate0_1_1;
+      4'h2:
+          \$29  = gate0_1_2;
+      4'h3:
+          \$29  = gate0_1_3;
+      4'h4:
+          \$29  = gate0_1_4;
+      4'h5:
+          \$29  = gate0_1_5;
+      4'h6:
+          \$29  = gate0_1_6;
+      4'h7:
+          \$29  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$30  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$30  = gate1_1_0;
+      4'h1:
+          \$30  = gate1_1_1;
+      4'h2:
+          \$30  = gate1_1_2;
+      4'h3:
+          \$30  = gate1_1_3;
+      4'h4:
+          \$30  = gate1_1_4;
+      4'h5:
+          \$30  = gate1_1_5;
+      4'h6:
+          \$30  = gate1_1_6;
+      4'h7:
+          \$30  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$31  = \$29 ;
+      1'h1:
+          \$31  = \$30 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$32  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$32  = gate0_2_0;
+      4'h1:
+          \$32  = gate0_2_1;
+      4'h2:
+          \$32  = gate0_2_2;
+      4'h3:
+          \$32  = gate0_2_3;
+      4'h4:
+          \$32  = gate0_2_4;
+      4'h5:
+          \$32  = gate0_2_5;
+      4'h6:
+          \$32  = gate0_2_6;
+      4'h7:
+          \$32  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$33  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$33  = gate1_2_0;
+      4'h1:
+          \$33  = gate1_2_1;
+      4'h2:
+          \$33  = gate1_2_2;
+      4'h3:
+          \$33  = gate1_2_3;
+      4'h4:
+          \$33  = gate1_2_4;
+      4'h5:
+          \$33  = gate1_2_5;
+      4'h6:
+          \$33  = gate1_2_6;
+      4'h7:
+          \$33  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$34  = \$32 ;
+      1'h1:
+          \$34  = \$33 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$35  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$35  = gate0_3_0;
+      4'h1:
+          \$35  = gate0_3_1;
+      4'h2:
+          \$35  = gate0_3_2;
+      4'h3:
+          \$35  = gate0_3_3;
+      4'h4:
+          \$35  = gate0_3_4;
+      4'h5:
+          \$35  = gate0_3_5;
+      4'h6:
+          \$35  = gate0_3_6;
+      4'h7:
+          \$35  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$36  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$36  = gate1_3_0;
+      4'h1:
+          \$36  = gate1_3_1;
+      4'h2:
+          \$36  = gate1_3_2;
+      4'h3:
+          \$36  = gate1_3_3;
+      4'h4:
+          \$36  = gate1_3_4;
+      4'h5:
+          \$36  = gate1_3_5;
+      4'h6:
+          \$36  = gate1_3_6;
+      4'h7:
+          \$36  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$37  = \$35 ;
+      1'h1:
+          \$37  = \$36 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$45  = bank0_full;
+      1'h1:
+          \$45  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$54 )
+      1'h0:
+          \$55  = bank0_full;
+      1'h1:
+          \$55  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$63 )
+      1'h0:
+          \$64  = bank0_full;
+      1'h1:
+          \$64  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$67  = bank0_full;
+      1'h1:
+          \$67  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$69  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$69  = gate0_0_0;
+      4'h1:
+          \$69  = gate0_0_1;
+      4'h2:
+          \$69  = gate0_0_2;
+      4'h3:
+          \$69  = gate0_0_3;
+      4'h4:
+          \$69  = gate0_0_4;
+      4'h5:
+          \$69  = gate0_0_5;
+      4'h6:
+          \$69  = gate0_0_6;
+      4'h7:
+          \$69  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$70  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$70  = gate1_0_0;
+      4'h1:
+          \$70  = gate1_0_1;
+      4'h2:
+          \$70  = gate1_0_2;
+      4'h3:
+          \$70  = gate1_0_3;
+      4'h4:
+          \$70  = gate1_0_4;
+      4'h5:
+          \$70  = gate1_0_5;
+      4'h6:
+          \$70  = gate1_0_6;
+      4'h7:
+          \$70  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$71  = \$69 ;
+      1'h1:
+          \$71  = \$70 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$72  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$72  = gate0_1_0;
+      4'h1:
+          \$72  = gate0_1_1;
+      4'h2:
+          \$72  = gate0_1_2;
+      4'h3:
+          \$72  = gate0_1_3;
+      4'h4:
+          \$72  = gate0_1_4;
+      4'h5:
+          \$72  = gate0_1_5;
+      4'h6:
+          \$72  = gate0_1_6;
+      4'h7:
+          \$72  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$73  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$73  = gate1_1_0;
+      4'h1:
+          \$73  = gate1_1_1;
+      4'h2:
+          \$73  = gate1_1_2;
+      4'h3:
+          \$73  = gate1_1_3;
+      4'h4:
+          \$73  = gate1_1_4;
+      4'h5:
+          \$73  = gate1_1_5;
+      4'h6:
+          \$73  = gate1_1_6;
+      4'h7:
+          \$73  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$74  = \$72 ;
+      1'h1:
+          \$74  = \$73 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$75  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$75  = gate0_2_0;
+      4'h1:
+          \$75  = gate0_2_1;
+      4'h2:
+          \$75  = gate0_2_2;
+      4'h3:
+          \$75  = gate0_2_3;
+      4'h4:
+          \$75  = gate0_2_4;
+      4'h5:
+          \$75  = gate0_2_5;
+      4'h6:
+          \$75  = gate0_2_6;
+      4'h7:
+          \$75  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$76  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$76  = gate1_2_0;
+      4'h1:
+          \$76  = gate1_2_1;
+      4'h2:
+          \$76  = gate1_2_2;
+      4'h3:
+          \$76  = gate1_2_3;
+      4'h4:
+          \$76  = gate1_2_4;
+      4'h5:
+          \$76  = gate1_2_5;
+      4'h6:
+          \$76  = gate1_2_6;
+      4'h7:
+          \$76  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$77  = \$75 ;
+      1'h1:
+          \$77  = \$76 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$78  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$78  = gate0_3_0;
+      4'h1:
+          \$78  = gate0_3_1;
+      4'h2:
+          \$78  = gate0_3_2;
+      4'h3:
+          \$78  = gate0_3_3;
+      4'h4:
+          \$78  = gate0_3_4;
+      4'h5:
+          \$78  = gate0_3_5;
+      4'h6:
+          \$78  = gate0_3_6;
+      4'h7:
+          \$78  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$79  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$79  = gate1_3_0;
+      4'h1:
+          \$79  = gate1_3_1;
+      4'h2:
+          \$79  = gate1_3_2;
+      4'h3:
+          \$79  = gate1_3_3;
+      4'h4:
+          \$79  = gate1_3_4;
+      4'h5:
+          \$79  = gate1_3_5;
+      4'h6:
+          \$79  = gate1_3_6;
+      4'h7:
+          \$79  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$80  = \$78 ;
+      1'h1:
+          \$80  = \$79 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$88  = bank0_full;
+      1'h1:
+          \$88  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$97 )
+      1'h0:
+          \$98  = bank0_full;
+      1'h1:
+          \$98  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$106 )
+      1'h0:
+          \$107  = bank0_full;
+      1'h1:
+          \$107  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$115  = bank0_full;
+      1'h1:
+          \$115  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$121  = bank0_full;
+      1'h1:
+          \$121  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$130 )
+      1'h0:
+          \$131  = bank0_full;
+      1'h1:
+          \$131  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$139 )
+      1'h0:
+          \$140  = bank0_full;
+      1'h1:
+          \$140  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$148  = bank0_full;
+      1'h1:
+          \$148  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$153  = 1'h0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$24 ) begin
+              \$153  = 1'h1;
+            end
+        1'h1:
+            if (\$67 ) begin
+              \$153  = 1'h1;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$153  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$154  = grp;
+    if (start) begin
+      \$154  = 3'h0;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$24 ) begin
+              if (\$40 ) begin
+                \$154  = \$42 [2:0];
+              end
+            end
+        1'h1:
+            if (\$67 ) begin
+              if (\$83 ) begin
+                \$154  = \$85 [2:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$154  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$155  = lane;
+    if (start) begin
+      \$155  = 4'h0;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$24 ) begin
+              (* full_case = 32'd1 *)
+              if (\$40 ) begin
+                \$155  = 4'h0;
+              end else begin
+                \$155  = \$43 [3:0];
+              end
+            end
+        1'h1:
+            if (\$67 ) begin
+              (* full_case = 32'd1 *)
+              if (\$83 ) begin
+                \$155  = 4'h0;
+              end else begin
+                \$155  = \$86 [3:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$155  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$156  = elem;
+    if (start) begin
+      \$156  = 6'h00;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$24 ) begin
+              \$156  = \$25 [5:0];
+            end
+        1'h1:
+            if (\$67 ) begin
+              \$156  = \$68 [5:0];
+            end
+      endcase
+    end
+    if (rst) begin
+      \$156  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$157  = act_q;
+    if (start) begin
+      \$157  = 3'h0;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              \$157  = \$5 [2:0];
+              if (\$15 ) begin
+                \$157  = 3'h0;
+                if (early) begin
+                  \$157  = 3'h2;
+                end else if (\$23 ) begin
+                  \$157  = 3'h1;
+                end
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              \$157  = \$48 [2:0];
+              if (\$58 ) begin
+                \$157  = 3'h0;
+                if (early) begin
+                  \$157  = 3'h2;
+                end else if (\$66 ) begin
+                  \$157  = 3'h1;
+                end
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$157  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$158  = early;
+    if (start) begin
+      \$158  = 1'h0;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$8 ) begin
+                \$158  = \$14 ;
+              end
+              if (\$15 ) begin
+                \$158  = 1'h0;
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$51 ) begin
+                \$158  = \$57 ;
+              end
+              if (\$58 ) begin
+                \$158  = 1'h0;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$158  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$159  = g_grp;
+    if (start) begin
+      \$159  = 3'h0;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$15 ) begin
+                \$159  = \$17 [2:0];
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$58 ) begin
+                \$159  = \$60 [2:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$159  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$160  = \$signal ;
+    if (start) begin
+      \$160  = 1'h0;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$15 ) begin
+                \$160  = \$16 ;
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$58 ) begin
+                \$160  = \$59 ;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$160  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$161  = i_bank;
+    if (start) begin
+      \$161  = 1'h0;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$24 ) begin
+              if (\$40 ) begin
+                \$161  = \$41 ;
+              end
+            end
+        1'h1:
+            if (\$67 ) begin
+              if (\$83 ) begin
+                \$161  = \$84 ;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$161  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$162  = bank0_full;
+    if (start) begin
+      \$162  = 1'h0;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+          begin
+            if (\$4 ) begin
+              if (\$15 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$162  = 1'h1;
+                endcase
+              end
+            end
+            if (\$24 ) begin
+              if (\$40 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$162  = 1'h0;
+                endcase
+              end
+            end
+          end
+        1'h1:
+          begin
+            if (\$47 ) begin
+              if (\$58 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$162  = 1'h1;
+                endcase
+              end
+            end
+            if (\$67 ) begin
+              if (\$83 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$162  = 1'h0;
+                endcase
+              end
+            end
+          end
+      endcase
+    end
+    if (rst) begin
+      \$162  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$163  = bank1_full;
+    if (start) begin
+      \$163  = 1'h0;
+    end
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+          begin
+            if (\$4 ) begin
+              if (\$15 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$163  = 1'h1;
+                endcase
+              end
+            end
+            if (\$24 ) begin
+              if (\$40 ) begin
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$163  = 1'h0;
+                endcase
+              end
+            end
+          end
+        1'h1:
+          begin
+            if (\$47 ) begin
+              if (\$58 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$163  = 1'h1;
+                endcase
+              end
+            end
+            if (\$67 ) begin
+              if (\$83 ) begin
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$163  = 1'h0;
+                endcase
+              end
+            end
+          end
+      endcase
+    end
+    if (rst) begin
+      \$163  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$164  = gate0_0_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$164  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$164  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$164  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$165  = gate0_0_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$165  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$165  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$165  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$166  = gate0_0_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$166  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$166  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$166  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$167  = gate0_0_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$167  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$167  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$167  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$168  = gate0_0_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$168  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$168  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$168  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$169  = gate0_0_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$169  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$169  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$169  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$170  = gate0_0_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$170  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$170  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$170  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$171  = gate0_0_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$171  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$171  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$171  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$172  = gate0_1_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$172  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$172  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$172  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$173  = gate0_1_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$173  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$173  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$173  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$174  = gate0_1_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$174  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$174  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$174  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$175  = gate0_1_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$175  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$175  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$175  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$176  = gate0_1_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$176  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$176  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$176  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$177  = gate0_1_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$177  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$177  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$177  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$178  = gate0_1_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$178  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$178  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$178  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$179  = gate0_1_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$179  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$179  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$179  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$180  = gate0_2_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$180  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$180  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$180  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$181  = gate0_2_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$181  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$181  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$181  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$182  = gate0_2_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$182  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$182  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$182  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$183  = gate0_2_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$183  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$183  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$183  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$184  = gate0_2_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$184  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$184  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$184  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$185  = gate0_2_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$185  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$185  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$185  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$186  = gate0_2_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$186  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$186  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$186  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$187  = gate0_2_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$187  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$187  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$187  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$188  = gate0_3_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$188  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$188  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$188  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$189  = gate0_3_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$189  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$189  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$189  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$190  = gate0_3_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$190  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$190  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$190  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$191  = gate0_3_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$191  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$191  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$191  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$192  = gate0_3_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$192  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$192  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$192  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$193  = gate0_3_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$193  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$193  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$193  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$194  = gate0_3_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$194  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$194  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$194  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$195  = gate0_3_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$6 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$195  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$49 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$195  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$195  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$196  = gate1_0_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$196  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$196  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$196  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$197  = gate1_0_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$197  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$197  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$197  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$198  = gate1_0_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$198  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$198  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$198  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$199  = gate1_0_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$199  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$199  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$199  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$200  = gate1_0_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$200  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$200  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$200  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$201  = gate1_0_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$201  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$201  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$201  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$202  = gate1_0_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$202  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$202  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$202  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$203  = gate1_0_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$203  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$203  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$203  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$204  = gate1_1_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$204  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$204  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$204  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$205  = gate1_1_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$205  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$205  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$205  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$206  = gate1_1_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$206  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$206  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$206  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$207  = gate1_1_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$207  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$207  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$207  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$208  = gate1_1_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$208  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$208  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$208  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$209  = gate1_1_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$209  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$209  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$209  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$210  = gate1_1_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$210  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$210  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$210  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$211  = gate1_1_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$211  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$211  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$211  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$212  = gate1_2_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$212  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$212  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$212  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$213  = gate1_2_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$213  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$213  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$213  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$214  = gate1_2_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$214  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$214  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$214  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$215  = gate1_2_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$215  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$215  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$215  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$216  = gate1_2_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$216  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$216  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$216  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$217  = gate1_2_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$217  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$217  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$217  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$218  = gate1_2_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$218  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$218  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$218  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$219  = gate1_2_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$219  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$219  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$219  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$220  = gate1_3_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$220  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$220  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$220  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$221  = gate1_3_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$221  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$221  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$221  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$222  = gate1_3_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$222  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$222  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$222  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$223  = gate1_3_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$223  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$223  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$223  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$224  = gate1_3_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$224  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$224  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$224  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$225  = gate1_3_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$225  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$225  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$225  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$226  = gate1_3_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$226  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$226  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$226  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$227  = gate1_3_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$227  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$47 ) begin
+              if (\$50 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$227  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$227  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$228  = element__payload;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$24 ) begin
+              \$228 [28:8] = \$28 ;
+              \$228 [49:29] = \$31 ;
+              \$228 [70:50] = \$34 ;
+              \$228 [91:71] = \$37 ;
+              \$228 [5:0] = elem;
+              \$228 [7:6] = 2'h0;
+            end
+        1'h1:
+            if (\$67 ) begin
+              \$228 [28:8] = \$71 ;
+              \$228 [49:29] = \$74 ;
+              \$228 [70:50] = \$77 ;
+              \$228 [91:71] = \$80 ;
+              \$228 [5:0] = elem;
+              \$228 [7:6] = 2'h1;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$228  = 92'h00000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    acc_addr = 6'h00;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$90 ) begin
+              acc_addr = \$93 [5:0];
+              if (\$94 ) begin
+                if (\$100 ) begin
+                  acc_addr = { 1'h0, \$102  };
+                end
+              end
+              if (\$103 ) begin
+                if (early) begin
+                  acc_addr = { 1'h0, \$111  };
+                end else if (\$109 ) begin
+                  acc_addr = { 1'h0, \$113  };
+                end
+              end
+            end
+        1'h1:
+            if (\$123 ) begin
+              acc_addr = \$126 [5:0];
+              if (\$127 ) begin
+                if (\$133 ) begin
+                  acc_addr = \$135 [5:0];
+                end
+              end
+              if (\$136 ) begin
+                if (early) begin
+                  acc_addr = \$144 [5:0];
+                end else if (\$142 ) begin
+                  acc_addr = \$146 [5:0];
+                end
+              end
+            end
+      endcase
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    h_addr = 7'h00;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            h_addr = \$114 ;
+        1'h1:
+            h_addr = \$147 [6:0];
+      endcase
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    done = 1'h0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            if (\$115 ) begin
+              if (\$118 ) begin
+                if (\$119 ) begin
+                  done = 1'h1;
+                end
+              end
+            end
+        1'h1:
+            if (\$148 ) begin
+              if (\$151 ) begin
+                if (\$152 ) begin
+                  done = 1'h1;
+                end
+              end
+            end
+      endcase
+    end
+  end
+  assign \acc_word[0]  = acc_word[20:0];
+  assign \acc_word[1]  = acc_word[41:21];
+  assign \acc_word[2]  = acc_word[62:42];
+  assign \acc_word[3]  = acc_word[83:63];
+  assign \acc_word[4]  = acc_word[104:84];
+  assign \acc_word[5]  = acc_word[125:105];
+  assign \acc_word[6]  = acc_word[146:126];
+  assign \acc_word[7]  = acc_word[167:147];
+  assign \element__payload.tag  = element__payload[5:0];
+  assign \element__payload.layer  = element__payload[7:6];
+  assign \element__payload.gates  = element__payload[91:8];
+  assign \element__payload.gates[0]  = element__payload[28:8];
+  assign \element__payload.gates[1]  = element__payload[49:29];
+  assign \element__payload.gates[2]  = element__payload[70:50];
+  assign \element__payload.gates[3]  = element__payload[91:71];
+  assign \$7  = \$signal ;
+  assign \$50  = \$signal ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1461$8 , p20, p41, h_new, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
   reg [7:0] \$100 ;
@@ -7538,13 +5103,9 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$97 ;
   reg [7:0] \$98 ;
   reg [7:0] \$99 ;
-  input [20:0] acc0;
   wire [20:0] acc0;
-  input [20:0] acc1;
   wire [20:0] acc1;
-  input [20:0] acc2;
   wire [20:0] acc2;
-  input [20:0] acc3;
   wire [20:0] acc3;
   input clk;
   wire clk;
@@ -7652,6 +5213,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
+  input [83:0] \port$1461$8 ;
+  wire [83:0] \port$1461$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7671,22 +5234,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(acc0) + $signed(9'h080);
+  assign \$1  = $signed(\port$1461$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(acc1) + $signed(9'h080);
+  assign \$7  = $signed(\port$1461$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(acc2) + $signed(9'h080);
+  assign \$13  = $signed(\port$1461$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(acc3) + $signed(9'h080);
+  assign \$19  = $signed(\port$1461$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -7923,698 +5486,702 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, acc0, acc1, ac
     .y(\y$94 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$46  = valid_in;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$47  = p0;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$48  = p1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$49  = p2;
     if (rst) begin
       \$49  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$50  = p3;
     if (rst) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$51  = p4;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$52  = p5;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$53  = p6;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$54  = p7;
     if (rst) begin
       \$54  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$55  = p8;
     if (rst) begin
       \$55  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$56  = p9;
     if (rst) begin
       \$56  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$57  = p10;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$58  = p11;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$59  = p12;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$60  = p13;
     if (rst) begin
       \$60  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$61  = p14;
     if (rst) begin
       \$61  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$62  = p15;
     if (rst) begin
       \$62  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$63  = p16;
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$64  = p17;
     if (rst) begin
       \$64  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$65  = p18;
     if (rst) begin
       \$65  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$66  = p19;
     if (rst) begin
       \$66  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$67  = tag;
     if (rst) begin
       \$67  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$68  = p21;
     if (rst) begin
       \$68  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$69  = p22;
     if (rst) begin
       \$69  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$70  = p23;
     if (rst) begin
       \$70  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$71  = p24;
     if (rst) begin
       \$71  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$72  = p25;
     if (rst) begin
       \$72  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$73  = p26;
     if (rst) begin
       \$73  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$74  = p27;
     if (rst) begin
       \$74  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$75  = p28;
     if (rst) begin
       \$75  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$76  = p29;
     if (rst) begin
       \$76  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$77  = p30;
     if (rst) begin
       \$77  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$78  = p31;
     if (rst) begin
       \$78  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$79  = p32;
     if (rst) begin
       \$79  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$80  = p33;
     if (rst) begin
       \$80  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$81  = p34;
     if (rst) begin
       \$81  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$82  = p35;
     if (rst) begin
       \$82  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$83  = p36;
     if (rst) begin
       \$83  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$84  = p37;
     if (rst) begin
       \$84  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$85  = p38;
     if (rst) begin
       \$85  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$86  = p39;
     if (rst) begin
       \$86  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$87  = p40;
     if (rst) begin
       \$87  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$88  = \$2 ;
     if (rst) begin
       \$88  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$89  = \$6 [7:0];
     if (rst) begin
       \$89  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$90  = \$8 ;
     if (rst) begin
       \$90  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$91  = \$12 [7:0];
     if (rst) begin
       \$91  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$92  = \$14 ;
     if (rst) begin
       \$92  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$93  = \$18 [7:0];
     if (rst) begin
       \$93  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$94  = \$20 ;
     if (rst) begin
       \$94  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$95  = \$24 [7:0];
     if (rst) begin
       \$95  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$96  = p47;
     if (rst) begin
       \$96  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$97  = p50;
     if (rst) begin
       \$97  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$98  = p51;
     if (rst) begin
       \$98  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$99  = p52;
     if (rst) begin
       \$99  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$100  = p53;
     if (rst) begin
       \$100  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$101  = p54;
     if (rst) begin
       \$101  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$102  = p49;
     if (rst) begin
       \$102  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$103  = p56;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$104  = p57;
     if (rst) begin
       \$104  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$105  = p58;
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$106  = p59;
     if (rst) begin
       \$106  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$107  = p60;
     if (rst) begin
       \$107  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$108  = \$25 ;
     if (rst) begin
       \$108  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$109  = p55;
     if (rst) begin
       \$109  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$110  = \$28 ;
     if (rst) begin
       \$110  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$111  = \$32 [7:0];
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$112  = h_prev;
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$113  = p66;
     if (rst) begin
       \$113  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$114  = p67;
     if (rst) begin
       \$114  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$115  = p68;
     if (rst) begin
       \$115  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$116  = p69;
     if (rst) begin
       \$116  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$117  = p70;
     if (rst) begin
       \$117  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$118  = p71;
     if (rst) begin
       \$118  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$119  = p72;
     if (rst) begin
       \$119  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$120  = p73;
     if (rst) begin
       \$120  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$121  = p74;
     if (rst) begin
       \$121  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$122  = p75;
     if (rst) begin
       \$122  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$123  = p76;
     if (rst) begin
       \$123  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$124  = p77;
     if (rst) begin
       \$124  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$125  = p78;
     if (rst) begin
       \$125  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$126  = p79;
     if (rst) begin
       \$126  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$127  = p80;
     if (rst) begin
       \$127  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$128  = p81;
     if (rst) begin
       \$128  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$129  = \$35 ;
     if (rst) begin
       \$129  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$130  = \$36 ;
     if (rst) begin
       \$130  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$131  = \y$97 ;
     if (rst) begin
       \$131  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$132  = p85;
     if (rst) begin
       \$132  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$133  = p86;
     if (rst) begin
       \$133  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$134  = p87;
     if (rst) begin
       \$134  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$135  = p88;
     if (rst) begin
       \$135  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$136  = p89;
     if (rst) begin
       \$136  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$137  = p90;
     if (rst) begin
       \$137  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$138  = p91;
     if (rst) begin
       \$138  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$139  = p92;
     if (rst) begin
       \$139  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$140  = p93;
     if (rst) begin
       \$140  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$141  = \$37 ;
     if (rst) begin
       \$141  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$142  = p84;
     if (rst) begin
       \$142  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$143  = \$41 ;
     if (rst) begin
       \$143  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$144  = \$45 [7:0];
     if (rst) begin
       \$144  = 8'h00;
     end
   end
+  assign acc0 = \port$1461$8 [20:0];
+  assign acc1 = \port$1461$8 [41:21];
+  assign acc2 = \port$1461$8 [62:42];
+  assign acc3 = \port$1461$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -8634,318 +6201,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
-  wire [8:0] \$10 ;
-  reg [18:0] \$11 ;
-  wire [8:0] \$12 ;
-  wire \$13 ;
-  wire [8:0] \$14 ;
-  wire [8:0] \$15 ;
-  wire [10:0] \$16 ;
-  wire [11:0] \$17 ;
-  wire [8:0] \$18 ;
-  wire \$19 ;
-  wire [8:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire [8:0] \$21 ;
-  reg [10:0] \$22 ;
-  wire [15:0] \$23 ;
-  wire [19:0] \$24 ;
-  wire [19:0] \$25 ;
-  wire [19:0] \$26 ;
-  wire [20:0] \$27 ;
-  wire [19:0] \$28 ;
-  wire [20:0] \$29 ;
-  wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
-  wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
-  reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
-  wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
-  wire \$6 ;
-  wire [8:0] \$7 ;
-  wire \$8 ;
-  wire [8:0] \$9 ;
-  reg [8:0] \$signal  = 9'h000;
-  reg \$signal$14  = 1'h0;
-  reg \$signal$5  = 1'h0;
-  reg [18:0] \$signal$7  = 19'h00000;
-  reg [4:0] \$signal$8  = 5'h00;
-  reg \$signal$9  = 1'h0;
-  reg beyond1 = 1'h0;
-  reg beyond1b = 1'h0;
-  reg beyond2 = 1'h0;
-  reg [18:0] c1b = 19'h00000;
-  input clk;
-  wire clk;
-  reg neg0 = 1'h0;
-  input rst;
-  wire rst;
-  reg [10:0] s1 = 11'h000;
-  reg [15:0] term = 16'h0000;
-  input [7:0] x;
-  wire [7:0] x;
-  output [7:0] y;
-  reg [7:0] y = 8'h00;
-  reg [19:0] y2 = 20'h00000;
-  reg [20:0] y3 = 21'h000000;
-  always @(posedge clk)
-    \$signal$5  <= \$42 ;
-  always @(posedge clk)
-    beyond1 <= \$43 ;
-  always @(posedge clk)
-    \$signal$7  <= \$44 ;
-  always @(posedge clk)
-    \$signal$8  <= \$45 ;
-  always @(posedge clk)
-    \$signal$9  <= \$46 ;
-  always @(posedge clk)
-    beyond1b <= \$47 ;
-  always @(posedge clk)
-    c1b <= \$48 ;
-  always @(posedge clk)
-    s1 <= \$49 ;
-  always @(posedge clk)
-    term <= \$50 ;
-  always @(posedge clk)
-    \$signal$14  <= \$51 ;
-  always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
-  assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = - $signed(x);
-  assign \$3  = \$1  ? \$2  : { x[7], x };
-  assign \$4  = $signed(x) < $signed(1'h0);
-  assign \$6  = \$5  >= 4'h9;
-  assign \$8  = \$7  >= 4'h9;
-  assign \$10  = \$8  ? 9'h008 : \$9 ;
-  assign \$13  = \$12  >= 4'h9;
-  assign \$15  = \$13  ? 9'h008 : \$14 ;
-  assign \$17  = \$signal  - \$16 ;
-  assign \$19  = \$18  >= 4'h9;
-  assign \$21  = \$19  ? 9'h008 : \$20 ;
-  assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
-  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
-  always @(posedge clk)
-    \$signal  <= \$40 ;
-  always @(posedge clk)
-    neg0 <= \$41 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = \$6 ;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = \$11 ;
-    if (rst) begin
-      \$44  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
-    if (rst) begin
-      \$45  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$46  = \$signal$5 ;
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$47  = beyond1;
-    if (rst) begin
-      \$47  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$48  = \$signal$7 ;
-    if (rst) begin
-      \$48  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$49  = \$22 ;
-    if (rst) begin
-      \$49  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = \$23 ;
-    if (rst) begin
-      \$50  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = \$signal$9 ;
-    if (rst) begin
-      \$51  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = beyond1b;
-    if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$11  = 19'h00000;
-    casez (\$10 [3:0])
-      4'h0:
-          \$11  = 19'h10060;
-      4'h1:
-          \$11  = 19'h13f60;
-      4'h2:
-          \$11  = 19'h17720;
-      4'h3:
-          \$11  = 19'h1a360;
-      4'h4:
-          \$11  = 19'h1c3a0;
-      4'h5:
-          \$11  = 19'h1d9a0;
-      4'h6:
-          \$11  = 19'h1e820;
-      4'h7:
-          \$11  = 19'h1f160;
-      4'h8:
-          \$11  = 19'h1f720;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$22  = 11'h000;
-    casez (\$21 [3:0])
-      4'h0:
-          \$22  = 11'h3eb;
-      4'h1:
-          \$22  = 11'h37a;
-      4'h2:
-          \$22  = 11'h2c5;
-      4'h3:
-          \$22  = 11'h206;
-      4'h4:
-          \$22  = 11'h163;
-      4'h5:
-          \$22  = 11'h0e9;
-      4'h6:
-          \$22  = 11'h094;
-      4'h7:
-          \$22  = 11'h05d;
-      4'h8:
-          \$22  = 11'h039;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$40  = \$3 ;
-    if (rst) begin
-      \$40  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$41  = \$4 ;
-    if (rst) begin
-      \$41  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$42  = neg0;
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  assign \$5  = { 4'h0, \$signal [8:4] };
-  assign \$7  = { 4'h0, \$signal [8:4] };
-  assign \$9  = { 4'h0, \$signal [8:4] };
-  assign \$12  = { 4'h0, \$signal [8:4] };
-  assign \$14  = { 4'h0, \$signal [8:4] };
-  assign \$16  = { 3'h0, \$15 [3:0], 4'h0 };
-  assign \$18  = { 4'h0, \$signal [8:4] };
-  assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
@@ -9257,8 +6512,320 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
+module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire \$1 ;
+  wire [8:0] \$10 ;
+  reg [18:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
+  wire [8:0] \$14 ;
+  wire [8:0] \$15 ;
+  wire [10:0] \$16 ;
+  wire [11:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
+  wire [8:0] \$20 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
+  wire [8:0] \$3 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
+  wire \$4 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
+  wire [8:0] \$5 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
+  wire \$6 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
+  wire [8:0] \$9 ;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$14  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [18:0] \$signal$7  = 19'h00000;
+  reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
+  reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
+  reg beyond2 = 1'h0;
+  reg [18:0] c1b = 19'h00000;
+  input clk;
+  wire clk;
+  reg neg0 = 1'h0;
+  input rst;
+  wire rst;
+  reg [10:0] s1 = 11'h000;
+  reg [15:0] term = 16'h0000;
+  input [7:0] x;
+  wire [7:0] x;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
+  always @(posedge clk)
+    \$signal$5  <= \$42 ;
+  always @(posedge clk)
+    beyond1 <= \$43 ;
+  always @(posedge clk)
+    \$signal$7  <= \$44 ;
+  always @(posedge clk)
+    \$signal$8  <= \$45 ;
+  always @(posedge clk)
+    \$signal$9  <= \$46 ;
+  always @(posedge clk)
+    beyond1b <= \$47 ;
+  always @(posedge clk)
+    c1b <= \$48 ;
+  always @(posedge clk)
+    s1 <= \$49 ;
+  always @(posedge clk)
+    term <= \$50 ;
+  always @(posedge clk)
+    \$signal$14  <= \$51 ;
+  always @(posedge clk)
+    beyond2 <= \$52 ;
+  always @(posedge clk)
+    y2 <= \$53 ;
+  always @(posedge clk)
+    y3 <= \$54 ;
+  always @(posedge clk)
+    y <= \$55 ;
+  assign \$1  = $signed(x) < $signed(1'h0);
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
+  assign \$6  = \$5  >= 4'h9;
+  assign \$8  = \$7  >= 4'h9;
+  assign \$10  = \$8  ? 9'h008 : \$9 ;
+  assign \$13  = \$12  >= 4'h9;
+  assign \$15  = \$13  ? 9'h008 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h9;
+  assign \$21  = \$19  ? 9'h008 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  always @(posedge clk)
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$43  = \$6 ;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$44  = \$11 ;
+    if (rst) begin
+      \$44  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$45  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$45  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$46  = \$signal$5 ;
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$47  = beyond1;
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$48  = \$signal$7 ;
+    if (rst) begin
+      \$48  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$49  = \$22 ;
+    if (rst) begin
+      \$49  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$50  = \$23 ;
+    if (rst) begin
+      \$50  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$51  = \$signal$9 ;
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$52  = beyond1b;
+    if (rst) begin
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$53  = \$25 ;
+    if (rst) begin
+      \$53  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$54  = \$29 ;
+    if (rst) begin
+      \$54  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$55  = \$39 [7:0];
+    if (rst) begin
+      \$55  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$11  = 19'h00000;
+    casez (\$10 [3:0])
+      4'h0:
+          \$11  = 19'h10060;
+      4'h1:
+          \$11  = 19'h13f60;
+      4'h2:
+          \$11  = 19'h17720;
+      4'h3:
+          \$11  = 19'h1a360;
+      4'h4:
+          \$11  = 19'h1c3a0;
+      4'h5:
+          \$11  = 19'h1d9a0;
+      4'h6:
+          \$11  = 19'h1e820;
+      4'h7:
+          \$11  = 19'h1f160;
+      4'h8:
+          \$11  = 19'h1f720;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$22  = 11'h000;
+    casez (\$21 [3:0])
+      4'h0:
+          \$22  = 11'h3eb;
+      4'h1:
+          \$22  = 11'h37a;
+      4'h2:
+          \$22  = 11'h2c5;
+      4'h3:
+          \$22  = 11'h206;
+      4'h4:
+          \$22  = 11'h163;
+      4'h5:
+          \$22  = 11'h0e9;
+      4'h6:
+          \$22  = 11'h094;
+      4'h7:
+          \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$40  = \$3 ;
+    if (rst) begin
+      \$40  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = neg0;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [3:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
   reg [16:0] \$11 ;
@@ -9395,98 +6962,98 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   always @(posedge clk)
     neg0 <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$44  = \$11 ;
     if (rst) begin
       \$44  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$45  = { 1'h0, \$17 [2:0] };
     if (rst) begin
       \$45  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$46  = \$signal$5 ;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$48  = \$signal$7 ;
     if (rst) begin
       \$48  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$49  = \$22 ;
     if (rst) begin
       \$49  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$50  = \$23 ;
     if (rst) begin
       \$50  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$51  = \$signal$9 ;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$53  = \$25 ;
     if (rst) begin
       \$53  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$54  = \$29 ;
     if (rst) begin
       \$54  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$55  = \$39 [7:0];
     if (rst) begin
       \$55  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
@@ -9524,7 +7091,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
     casez (\$21 [3:0])
       4'h0:
@@ -9562,21 +7129,21 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$40  = \$3 ;
     if (rst) begin
       \$40  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$41  = \$4 ;
     if (rst) begin
       \$41  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
@@ -9597,8 +7164,8 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, acc2, acc3, tag, p20, p41, h_new, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1461$8 , p20, p41, h_new, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
   reg [7:0] \$100 ;
@@ -9743,13 +7310,9 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [7:0] \$97 ;
   reg [7:0] \$98 ;
   reg [7:0] \$99 ;
-  input [20:0] acc0;
   wire [20:0] acc0;
-  input [20:0] acc1;
   wire [20:0] acc1;
-  input [20:0] acc2;
   wire [20:0] acc2;
-  input [20:0] acc3;
   wire [20:0] acc3;
   input clk;
   wire clk;
@@ -9857,6 +7420,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
+  input [83:0] \port$1461$8 ;
+  wire [83:0] \port$1461$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -9876,22 +7441,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(acc0) + $signed(9'h080);
+  assign \$1  = $signed(\port$1461$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(acc1) + $signed(9'h080);
+  assign \$7  = $signed(\port$1461$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(acc2) + $signed(9'h080);
+  assign \$13  = $signed(\port$1461$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(acc3) + $signed(9'h080);
+  assign \$19  = $signed(\port$1461$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -10128,698 +7693,702 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, acc0, acc1, ac
     .y(\y$94 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$46  = valid_in;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$47  = p0;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$48  = p1;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$49  = p2;
     if (rst) begin
       \$49  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$50  = p3;
     if (rst) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$51  = p4;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$52  = p5;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$53  = p6;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$54  = p7;
     if (rst) begin
       \$54  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$55  = p8;
     if (rst) begin
       \$55  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$56  = p9;
     if (rst) begin
       \$56  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$57  = p10;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$58  = p11;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$59  = p12;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$60  = p13;
     if (rst) begin
       \$60  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$61  = p14;
     if (rst) begin
       \$61  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$62  = p15;
     if (rst) begin
       \$62  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$63  = p16;
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$64  = p17;
     if (rst) begin
       \$64  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$65  = p18;
     if (rst) begin
       \$65  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$66  = p19;
     if (rst) begin
       \$66  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$67  = tag;
     if (rst) begin
       \$67  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$68  = p21;
     if (rst) begin
       \$68  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$69  = p22;
     if (rst) begin
       \$69  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$70  = p23;
     if (rst) begin
       \$70  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$71  = p24;
     if (rst) begin
       \$71  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$72  = p25;
     if (rst) begin
       \$72  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$73  = p26;
     if (rst) begin
       \$73  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$74  = p27;
     if (rst) begin
       \$74  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$75  = p28;
     if (rst) begin
       \$75  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$76  = p29;
     if (rst) begin
       \$76  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$77  = p30;
     if (rst) begin
       \$77  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$78  = p31;
     if (rst) begin
       \$78  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$79  = p32;
     if (rst) begin
       \$79  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$80  = p33;
     if (rst) begin
       \$80  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$81  = p34;
     if (rst) begin
       \$81  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$82  = p35;
     if (rst) begin
       \$82  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$83  = p36;
     if (rst) begin
       \$83  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$84  = p37;
     if (rst) begin
       \$84  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$85  = p38;
     if (rst) begin
       \$85  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$86  = p39;
     if (rst) begin
       \$86  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$87  = p40;
     if (rst) begin
       \$87  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$88  = \$2 ;
     if (rst) begin
       \$88  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$89  = \$6 [7:0];
     if (rst) begin
       \$89  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$90  = \$8 ;
     if (rst) begin
       \$90  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$91  = \$12 [7:0];
     if (rst) begin
       \$91  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$92  = \$14 ;
     if (rst) begin
       \$92  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$93  = \$18 [7:0];
     if (rst) begin
       \$93  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$94  = \$20 ;
     if (rst) begin
       \$94  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$95  = \$24 [7:0];
     if (rst) begin
       \$95  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$96  = p47;
     if (rst) begin
       \$96  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$97  = p50;
     if (rst) begin
       \$97  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$98  = p51;
     if (rst) begin
       \$98  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$99  = p52;
     if (rst) begin
       \$99  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$100  = p53;
     if (rst) begin
       \$100  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$101  = p54;
     if (rst) begin
       \$101  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$102  = p49;
     if (rst) begin
       \$102  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$103  = p56;
     if (rst) begin
       \$103  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$104  = p57;
     if (rst) begin
       \$104  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$105  = p58;
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$106  = p59;
     if (rst) begin
       \$106  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$107  = p60;
     if (rst) begin
       \$107  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$108  = \$25 ;
     if (rst) begin
       \$108  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$109  = p55;
     if (rst) begin
       \$109  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$110  = \$28 ;
     if (rst) begin
       \$110  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$111  = \$32 [7:0];
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$112  = h_prev;
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$113  = p66;
     if (rst) begin
       \$113  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$114  = p67;
     if (rst) begin
       \$114  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$115  = p68;
     if (rst) begin
       \$115  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$116  = p69;
     if (rst) begin
       \$116  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$117  = p70;
     if (rst) begin
       \$117  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$118  = p71;
     if (rst) begin
       \$118  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$119  = p72;
     if (rst) begin
       \$119  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$120  = p73;
     if (rst) begin
       \$120  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$121  = p74;
     if (rst) begin
       \$121  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$122  = p75;
     if (rst) begin
       \$122  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$123  = p76;
     if (rst) begin
       \$123  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$124  = p77;
     if (rst) begin
       \$124  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$125  = p78;
     if (rst) begin
       \$125  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$126  = p79;
     if (rst) begin
       \$126  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$127  = p80;
     if (rst) begin
       \$127  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$128  = p81;
     if (rst) begin
       \$128  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$129  = \$35 ;
     if (rst) begin
       \$129  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$130  = \$36 ;
     if (rst) begin
       \$130  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$131  = \y$97 ;
     if (rst) begin
       \$131  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$132  = p85;
     if (rst) begin
       \$132  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$133  = p86;
     if (rst) begin
       \$133  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$134  = p87;
     if (rst) begin
       \$134  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$135  = p88;
     if (rst) begin
       \$135  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$136  = p89;
     if (rst) begin
       \$136  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$137  = p90;
     if (rst) begin
       \$137  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$138  = p91;
     if (rst) begin
       \$138  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$139  = p92;
     if (rst) begin
       \$139  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$140  = p93;
     if (rst) begin
       \$140  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$141  = \$37 ;
     if (rst) begin
       \$141  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$142  = p84;
     if (rst) begin
       \$142  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$143  = \$41 ;
     if (rst) begin
       \$143  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$144  = \$45 [7:0];
     if (rst) begin
       \$144  = 8'h00;
     end
   end
+  assign acc0 = \port$1461$8 [20:0];
+  assign acc1 = \port$1461$8 [41:21];
+  assign acc2 = \port$1461$8 [62:42];
+  assign acc3 = \port$1461$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -10839,318 +8408,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire \$1 ;
-  wire [8:0] \$10 ;
-  reg [18:0] \$11 ;
-  wire [8:0] \$12 ;
-  wire \$13 ;
-  wire [8:0] \$14 ;
-  wire [8:0] \$15 ;
-  wire [10:0] \$16 ;
-  wire [11:0] \$17 ;
-  wire [8:0] \$18 ;
-  wire \$19 ;
-  wire [8:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire [8:0] \$21 ;
-  reg [10:0] \$22 ;
-  wire [15:0] \$23 ;
-  wire [19:0] \$24 ;
-  wire [19:0] \$25 ;
-  wire [19:0] \$26 ;
-  wire [20:0] \$27 ;
-  wire [19:0] \$28 ;
-  wire [20:0] \$29 ;
-  wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
-  wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
-  reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
-  wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
-  wire \$6 ;
-  wire [8:0] \$7 ;
-  wire \$8 ;
-  wire [8:0] \$9 ;
-  reg [8:0] \$signal  = 9'h000;
-  reg \$signal$14  = 1'h0;
-  reg \$signal$5  = 1'h0;
-  reg [18:0] \$signal$7  = 19'h00000;
-  reg [4:0] \$signal$8  = 5'h00;
-  reg \$signal$9  = 1'h0;
-  reg beyond1 = 1'h0;
-  reg beyond1b = 1'h0;
-  reg beyond2 = 1'h0;
-  reg [18:0] c1b = 19'h00000;
-  input clk;
-  wire clk;
-  reg neg0 = 1'h0;
-  input rst;
-  wire rst;
-  reg [10:0] s1 = 11'h000;
-  reg [15:0] term = 16'h0000;
-  input [7:0] x;
-  wire [7:0] x;
-  output [7:0] y;
-  reg [7:0] y = 8'h00;
-  reg [19:0] y2 = 20'h00000;
-  reg [20:0] y3 = 21'h000000;
-  always @(posedge clk)
-    \$signal$5  <= \$42 ;
-  always @(posedge clk)
-    beyond1 <= \$43 ;
-  always @(posedge clk)
-    \$signal$7  <= \$44 ;
-  always @(posedge clk)
-    \$signal$8  <= \$45 ;
-  always @(posedge clk)
-    \$signal$9  <= \$46 ;
-  always @(posedge clk)
-    beyond1b <= \$47 ;
-  always @(posedge clk)
-    c1b <= \$48 ;
-  always @(posedge clk)
-    s1 <= \$49 ;
-  always @(posedge clk)
-    term <= \$50 ;
-  always @(posedge clk)
-    \$signal$14  <= \$51 ;
-  always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
-  assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = - $signed(x);
-  assign \$3  = \$1  ? \$2  : { x[7], x };
-  assign \$4  = $signed(x) < $signed(1'h0);
-  assign \$6  = \$5  >= 4'h9;
-  assign \$8  = \$7  >= 4'h9;
-  assign \$10  = \$8  ? 9'h008 : \$9 ;
-  assign \$13  = \$12  >= 4'h9;
-  assign \$15  = \$13  ? 9'h008 : \$14 ;
-  assign \$17  = \$signal  - \$16 ;
-  assign \$19  = \$18  >= 4'h9;
-  assign \$21  = \$19  ? 9'h008 : \$20 ;
-  assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
-  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
-  always @(posedge clk)
-    \$signal  <= \$40 ;
-  always @(posedge clk)
-    neg0 <= \$41 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = \$6 ;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = \$11 ;
-    if (rst) begin
-      \$44  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
-    if (rst) begin
-      \$45  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = \$signal$5 ;
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = beyond1;
-    if (rst) begin
-      \$47  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = \$signal$7 ;
-    if (rst) begin
-      \$48  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = \$22 ;
-    if (rst) begin
-      \$49  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = \$23 ;
-    if (rst) begin
-      \$50  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$signal$9 ;
-    if (rst) begin
-      \$51  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = beyond1b;
-    if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$11  = 19'h00000;
-    casez (\$10 [3:0])
-      4'h0:
-          \$11  = 19'h10060;
-      4'h1:
-          \$11  = 19'h13f60;
-      4'h2:
-          \$11  = 19'h17720;
-      4'h3:
-          \$11  = 19'h1a360;
-      4'h4:
-          \$11  = 19'h1c3a0;
-      4'h5:
-          \$11  = 19'h1d9a0;
-      4'h6:
-          \$11  = 19'h1e820;
-      4'h7:
-          \$11  = 19'h1f160;
-      4'h8:
-          \$11  = 19'h1f720;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$22  = 11'h000;
-    casez (\$21 [3:0])
-      4'h0:
-          \$22  = 11'h3eb;
-      4'h1:
-          \$22  = 11'h37a;
-      4'h2:
-          \$22  = 11'h2c5;
-      4'h3:
-          \$22  = 11'h206;
-      4'h4:
-          \$22  = 11'h163;
-      4'h5:
-          \$22  = 11'h0e9;
-      4'h6:
-          \$22  = 11'h094;
-      4'h7:
-          \$22  = 11'h05d;
-      4'h8:
-          \$22  = 11'h039;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$40  = \$3 ;
-    if (rst) begin
-      \$40  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$41  = \$4 ;
-    if (rst) begin
-      \$41  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$42  = neg0;
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  assign \$5  = { 4'h0, \$signal [8:4] };
-  assign \$7  = { 4'h0, \$signal [8:4] };
-  assign \$9  = { 4'h0, \$signal [8:4] };
-  assign \$12  = { 4'h0, \$signal [8:4] };
-  assign \$14  = { 4'h0, \$signal [8:4] };
-  assign \$16  = { 3'h0, \$15 [3:0], 4'h0 };
-  assign \$18  = { 4'h0, \$signal [8:4] };
-  assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
@@ -11462,8 +8719,320 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
+module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  wire [8:0] \$10 ;
+  reg [18:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
+  wire [8:0] \$14 ;
+  wire [8:0] \$15 ;
+  wire [10:0] \$16 ;
+  wire [11:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
+  wire [8:0] \$20 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
+  wire [8:0] \$3 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
+  wire \$4 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
+  wire [8:0] \$5 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
+  wire \$6 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
+  wire [8:0] \$9 ;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$14  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [18:0] \$signal$7  = 19'h00000;
+  reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
+  reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
+  reg beyond2 = 1'h0;
+  reg [18:0] c1b = 19'h00000;
+  input clk;
+  wire clk;
+  reg neg0 = 1'h0;
+  input rst;
+  wire rst;
+  reg [10:0] s1 = 11'h000;
+  reg [15:0] term = 16'h0000;
+  input [7:0] x;
+  wire [7:0] x;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
+  always @(posedge clk)
+    \$signal$5  <= \$42 ;
+  always @(posedge clk)
+    beyond1 <= \$43 ;
+  always @(posedge clk)
+    \$signal$7  <= \$44 ;
+  always @(posedge clk)
+    \$signal$8  <= \$45 ;
+  always @(posedge clk)
+    \$signal$9  <= \$46 ;
+  always @(posedge clk)
+    beyond1b <= \$47 ;
+  always @(posedge clk)
+    c1b <= \$48 ;
+  always @(posedge clk)
+    s1 <= \$49 ;
+  always @(posedge clk)
+    term <= \$50 ;
+  always @(posedge clk)
+    \$signal$14  <= \$51 ;
+  always @(posedge clk)
+    beyond2 <= \$52 ;
+  always @(posedge clk)
+    y2 <= \$53 ;
+  always @(posedge clk)
+    y3 <= \$54 ;
+  always @(posedge clk)
+    y <= \$55 ;
+  assign \$1  = $signed(x) < $signed(1'h0);
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
+  assign \$6  = \$5  >= 4'h9;
+  assign \$8  = \$7  >= 4'h9;
+  assign \$10  = \$8  ? 9'h008 : \$9 ;
+  assign \$13  = \$12  >= 4'h9;
+  assign \$15  = \$13  ? 9'h008 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h9;
+  assign \$21  = \$19  ? 9'h008 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  always @(posedge clk)
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$43  = \$6 ;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$44  = \$11 ;
+    if (rst) begin
+      \$44  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$45  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$45  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$46  = \$signal$5 ;
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$47  = beyond1;
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$48  = \$signal$7 ;
+    if (rst) begin
+      \$48  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$49  = \$22 ;
+    if (rst) begin
+      \$49  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$50  = \$23 ;
+    if (rst) begin
+      \$50  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$51  = \$signal$9 ;
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$52  = beyond1b;
+    if (rst) begin
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$53  = \$25 ;
+    if (rst) begin
+      \$53  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$54  = \$29 ;
+    if (rst) begin
+      \$54  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$55  = \$39 [7:0];
+    if (rst) begin
+      \$55  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$11  = 19'h00000;
+    casez (\$10 [3:0])
+      4'h0:
+          \$11  = 19'h10060;
+      4'h1:
+          \$11  = 19'h13f60;
+      4'h2:
+          \$11  = 19'h17720;
+      4'h3:
+          \$11  = 19'h1a360;
+      4'h4:
+          \$11  = 19'h1c3a0;
+      4'h5:
+          \$11  = 19'h1d9a0;
+      4'h6:
+          \$11  = 19'h1e820;
+      4'h7:
+          \$11  = 19'h1f160;
+      4'h8:
+          \$11  = 19'h1f720;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$22  = 11'h000;
+    casez (\$21 [3:0])
+      4'h0:
+          \$22  = 11'h3eb;
+      4'h1:
+          \$22  = 11'h37a;
+      4'h2:
+          \$22  = 11'h2c5;
+      4'h3:
+          \$22  = 11'h206;
+      4'h4:
+          \$22  = 11'h163;
+      4'h5:
+          \$22  = 11'h0e9;
+      4'h6:
+          \$22  = 11'h094;
+      4'h7:
+          \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$40  = \$3 ;
+    if (rst) begin
+      \$40  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = neg0;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [3:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
   reg [16:0] \$11 ;
@@ -11600,98 +9169,98 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   always @(posedge clk)
     neg0 <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$44  = \$11 ;
     if (rst) begin
       \$44  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$45  = { 1'h0, \$17 [2:0] };
     if (rst) begin
       \$45  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$46  = \$signal$5 ;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$48  = \$signal$7 ;
     if (rst) begin
       \$48  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$49  = \$22 ;
     if (rst) begin
       \$49  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$50  = \$23 ;
     if (rst) begin
       \$50  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$51  = \$signal$9 ;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$53  = \$25 ;
     if (rst) begin
       \$53  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$54  = \$29 ;
     if (rst) begin
       \$54  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$55  = \$39 [7:0];
     if (rst) begin
       \$55  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
@@ -11729,7 +9298,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     casez (\$21 [3:0])
       4'h0:
@@ -11767,21 +9336,21 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$40  = \$3 ;
     if (rst) begin
       \$40  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$41  = \$4 ;
     if (rst) begin
       \$41  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
@@ -11802,8 +9371,443 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, run, fresh, value_addr, done, r_en, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [7:0] \$15 ;
+  wire [8:0] \$16 ;
+  wire [7:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [7:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [7:0] \$28 ;
+  wire [8:0] \$29 ;
+  wire [8:0] \$3 ;
+  wire [7:0] \$30 ;
+  wire [8:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [7:0] \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [4:0] \$42 ;
+  wire [5:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [7:0] \$47 ;
+  wire [11:0] \$48 ;
+  wire \$49 ;
+  wire [8:0] \$5 ;
+  wire [7:0] \$50 ;
+  wire \$51 ;
+  wire [7:0] \$52 ;
+  wire [8:0] \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire [4:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire [7:0] \$61 ;
+  wire [11:0] \$62 ;
+  wire \$63 ;
+  wire [7:0] \$64 ;
+  wire \$65 ;
+  wire [7:0] \$66 ;
+  wire [8:0] \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire [4:0] \$70 ;
+  wire [5:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire [7:0] \$75 ;
+  wire [11:0] \$76 ;
+  wire [8:0] \$77 ;
+  reg [19:0] \$78 ;
+  reg [6:0] \$79 ;
+  wire \$8 ;
+  reg [10:0] \$80 ;
+  reg [36:0] \$81 ;
+  wire \$9 ;
+  input clk;
+  wire clk;
+  reg [6:0] col = 7'h00;
+  output [27:0] columns__payload;
+  wire [27:0] columns__payload;
+  wire [6:0] \columns__payload.col ;
+  wire [8:0] \columns__payload.delta ;
+  wire \columns__payload.is_h ;
+  wire [10:0] \columns__payload.w_addr ;
+  wire columns__ready;
+  output columns__valid;
+  wire columns__valid;
+  output done;
+  reg done;
+  reg [19:0] e1 = 20'h00000;
+  wire [6:0] \e1.col ;
+  wire \e1.is_h ;
+  wire \e1.valid ;
+  wire [10:0] \e1.w_addr ;
+  reg [36:0] e2 = 37'h0000000000;
+  wire [8:0] \e2.change ;
+  wire [6:0] \e2.col ;
+  wire \e2.is_h ;
+  wire \e2.valid ;
+  wire [7:0] \e2.value ;
+  wire [10:0] \e2.w_addr ;
+  input fresh;
+  wire fresh;
+  wire [3:0] level;
+  wire [27:0] pushed;
+  wire [6:0] \pushed.col ;
+  wire [8:0] \pushed.delta ;
+  wire \pushed.is_h ;
+  wire [10:0] \pushed.w_addr ;
+  wire [27:0] r_data;
+  input r_en;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  input run;
+  wire run;
+  input [1:0] sel;
+  wire [1:0] sel;
+  input start;
+  wire start;
+  input [7:0] value;
+  wire [7:0] value;
+  output [6:0] value_addr;
+  reg [6:0] value_addr;
+  reg [10:0] w_addr = 11'h000;
+  wire [27:0] w_data;
+  reg w_en;
+  assign \$20  = col == 7'h40;
+  assign \$21  = ~ e1[0];
+  assign \$22  = \$20  & \$21 ;
+  assign \$23  = ~ e2[0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = ~ columns__valid;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = col >= 1'h0;
+  assign \$28  = 7'h40 + col;
+  assign \$29  = \$28  - 1'h0;
+  assign \$30  = 1'h0 + col;
+  assign \$31  = \$27  ? \$29  : { 1'h0, \$30  };
+  assign \$33  = col == 6'h20;
+  assign \$34  = ~ e1[0];
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = ~ e2[0];
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = ~ columns__valid;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = col < 7'h40;
+  assign \$41  = run & \$40 ;
+  assign \$42  = level + e1[0];
+  assign \$43  = \$42  + e2[0];
+  assign \$44  = \$43  < 3'h7;
+  assign \$45  = \$41  & \$44 ;
+  assign \$46  = col >= 6'h20;
+  assign \$47  = col + 1'h1;
+  assign \$48  = w_addr + 4'hc;
+  assign \$49  = e1[8] & fresh;
+  assign \$50  = \$49  ? 8'h00 : value;
+  assign \$51  = e1[8] & fresh;
+  assign \$52  = \$51  ? 8'h00 : value;
+  assign \$53  = $signed(\$52 ) - $signed(1'h0);
+  assign \$54  = col < 7'h40;
+  assign \$55  = run & \$54 ;
+  assign \$56  = level + e1[0];
+  assign \$57  = \$56  + e2[0];
+  assign \$58  = \$57  < 3'h7;
+  assign \$59  = \$55  & \$58 ;
+  assign \$60  = col >= 6'h20;
+  assign \$61  = col + 1'h1;
+  assign \$62  = w_addr + 4'hc;
+  assign \$63  = e1[8] & fresh;
+  assign \$64  = \$63  ? 8'h00 : value;
+  assign \$65  = e1[8] & fresh;
+  assign \$66  = \$65  ? 8'h00 : value;
+  assign \$67  = $signed(\$66 ) - $signed(1'h0);
+  assign \$68  = col < 6'h20;
+  assign \$69  = run & \$68 ;
+  assign \$70  = level + e1[0];
+  assign \$71  = \$70  + e2[0];
+  assign \$72  = \$71  < 3'h7;
+  assign \$73  = \$69  & \$72 ;
+  assign \$74  = col >= 1'h0;
+  assign \$75  = col + 1'h1;
+  assign \$76  = w_addr + 3'h4;
+  assign \$77  = $signed(value) - $signed(1'h0);
+  always @(posedge clk)
+    e1 <= \$78 ;
+  always @(posedge clk)
+    col <= \$79 ;
+  always @(posedge clk)
+    w_addr <= \$80 ;
+  always @(posedge clk)
+    e2 <= \$81 ;
+  assign \$1  = col >= 6'h20;
+  assign \$2  = 6'h20 + col;
+  assign \$3  = \$2  - 6'h20;
+  assign \$4  = 1'h0 + col;
+  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
+  assign \$7  = col == 7'h40;
+  assign \$8  = ~ e1[0];
+  assign \$9  = \$7  & \$8 ;
+  assign \$10  = ~ e2[0];
+  assign \$11  = \$9  & \$10 ;
+  assign \$12  = ~ columns__valid;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = col >= 6'h20;
+  assign \$15  = 7'h40 + col;
+  assign \$16  = \$15  - 6'h20;
+  assign \$17  = 6'h20 + col;
+  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
+  \hwgen_charlm_gru2_p8.encoder.queue  queue (
+    .clk(clk),
+    .level(level),
+    .r_data(columns__payload),
+    .r_en(r_en),
+    .r_rdy(columns__valid),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(w_data)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    value_addr = 7'h00;
+    casez (sel)
+      2'h0:
+          value_addr = \$5 [6:0];
+      2'h1:
+          value_addr = \$18 [6:0];
+      2'h2:
+          value_addr = \$31 [6:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    w_en = 1'h0;
+    casez (sel)
+      2'h0:
+          w_en = \$6 ;
+      2'h1:
+          w_en = \$19 ;
+      2'h2:
+          w_en = \$32 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    done = 1'h0;
+    casez (sel)
+      2'h0:
+          done = \$13 ;
+      2'h1:
+          done = \$26 ;
+      2'h2:
+          done = \$39 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$78 [19:1] = e1[19:1];
+    \$78 [0] = 1'h0;
+    casez (sel)
+      2'h0:
+          if (\$45 ) begin
+            \$78 [0] = 1'h1;
+            \$78 [7:1] = col;
+            \$78 [8] = \$46 ;
+            \$78 [19:9] = w_addr;
+          end
+      2'h1:
+          if (\$59 ) begin
+            \$78 [0] = 1'h1;
+            \$78 [7:1] = col;
+            \$78 [8] = \$60 ;
+            \$78 [19:9] = w_addr;
+          end
+      2'h2:
+          if (\$73 ) begin
+            \$78 [0] = 1'h1;
+            \$78 [7:1] = col;
+            \$78 [8] = \$74 ;
+            \$78 [19:9] = w_addr;
+          end
+    endcase
+    if (rst) begin
+      \$78  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$79  = col;
+    casez (sel)
+      2'h0:
+        begin
+          if (start) begin
+            \$79  = 7'h00;
+          end
+          if (\$45 ) begin
+            \$79  = \$47 [6:0];
+          end
+        end
+      2'h1:
+        begin
+          if (start) begin
+            \$79  = 7'h00;
+          end
+          if (\$59 ) begin
+            \$79  = \$61 [6:0];
+          end
+        end
+      2'h2:
+        begin
+          if (start) begin
+            \$79  = 7'h00;
+          end
+          if (\$73 ) begin
+            \$79  = \$75 [6:0];
+          end
+        end
+    endcase
+    if (rst) begin
+      \$79  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$80  = w_addr;
+    casez (sel)
+      2'h0:
+        begin
+          if (start) begin
+            \$80  = 11'h000;
+          end
+          if (\$45 ) begin
+            \$80  = \$48 [10:0];
+          end
+        end
+      2'h1:
+        begin
+          if (start) begin
+            \$80  = 11'h300;
+          end
+          if (\$59 ) begin
+            \$80  = \$62 [10:0];
+          end
+        end
+      2'h2:
+        begin
+          if (start) begin
+            \$80  = 11'h600;
+          end
+          if (\$73 ) begin
+            \$80  = \$76 [10:0];
+          end
+        end
+    endcase
+    if (rst) begin
+      \$80  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$81  = e2;
+    casez (sel)
+      2'h0:
+        begin
+          \$81 [0] = e1[0];
+          \$81 [7:1] = e1[7:1];
+          \$81 [8] = e1[8];
+          \$81 [19:9] = e1[19:9];
+          \$81 [27:20] = \$50 ;
+          \$81 [36:28] = \$53 ;
+        end
+      2'h1:
+        begin
+          \$81 [0] = e1[0];
+          \$81 [7:1] = e1[7:1];
+          \$81 [8] = e1[8];
+          \$81 [19:9] = e1[19:9];
+          \$81 [27:20] = \$64 ;
+          \$81 [36:28] = \$67 ;
+        end
+      2'h2:
+        begin
+          \$81 [0] = e1[0];
+          \$81 [7:1] = e1[7:1];
+          \$81 [8] = e1[8];
+          \$81 [19:9] = e1[19:9];
+          \$81 [27:20] = value;
+          \$81 [36:28] = \$77 ;
+        end
+    endcase
+    if (rst) begin
+      \$81  = 37'h0000000000;
+    end
+  end
+  assign r_rdy = columns__valid;
+  assign r_data = columns__payload;
+  assign columns__ready = r_en;
+  assign pushed = w_data;
+  assign \columns__payload.w_addr  = columns__payload[10:0];
+  assign \columns__payload.col  = columns__payload[17:11];
+  assign \columns__payload.is_h  = columns__payload[18];
+  assign \columns__payload.delta  = columns__payload[27:19];
+  assign \pushed.w_addr  = w_data[10:0];
+  assign \pushed.col  = w_data[17:11];
+  assign \pushed.is_h  = w_data[18];
+  assign \pushed.delta  = w_data[27:19];
+  assign \e2.valid  = e2[0];
+  assign \e2.col  = e2[7:1];
+  assign \e2.is_h  = e2[8];
+  assign \e2.w_addr  = e2[19:9];
+  assign \e2.value  = e2[27:20];
+  assign \e2.change  = e2[36:28];
+  assign \e1.valid  = e1[0];
+  assign \e1.col  = e1[7:1];
+  assign \e1.is_h  = e1[8];
+  assign \e1.w_addr  = e1[19:9];
+  assign w_data[27:19] = e2[36:28];
+  assign w_data[18] = e2[8];
+  assign w_data[17:11] = e2[7:1];
+  assign w_data[10:0] = e2[19:9];
+  assign \$6  = e2[0];
+  assign \$19  = e2[0];
+  assign \$32  = e2[0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, level, r_en, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -11891,7 +9895,7 @@ module \hwgen_charlm_gru2_p8.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -11901,7 +9905,7 @@ module \hwgen_charlm_gru2_p8.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -11911,7 +9915,7 @@ module \hwgen_charlm_gru2_p8.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -11932,16 +9936,1628 @@ module \hwgen_charlm_gru2_p8.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.w_rom (rst, addr, data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload, o__valid, acc_addr, done, o__ready);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg [20:0] \$1 ;
+  wire [21:0] \$10 ;
+  wire [21:0] \$11 ;
+  wire \$12 ;
+  wire [6:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [6:0] \$16 ;
+  wire [4:0] \$17 ;
+  wire [6:0] \$18 ;
+  wire [6:0] \$19 ;
+  wire [21:0] \$2 ;
+  wire [6:0] \$20 ;
+  wire [6:0] \$21 ;
+  wire [6:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [21:0] \$3 ;
+  wire \$30 ;
+  reg [5:0] \$31 ;
+  reg [3:0] \$32 ;
+  reg [5:0] \$33 ;
+  reg [2:0] \$34 ;
+  reg [20:0] \$35 ;
+  reg [8:0] \$36 ;
+  reg \$37 ;
+  wire \$4 ;
+  wire [21:0] \$5 ;
+  wire [21:0] \$6 ;
+  wire \$7 ;
+  wire [21:0] \$8 ;
+  wire [21:0] \$9 ;
+  output [5:0] acc_addr;
+  reg [5:0] acc_addr;
+  input [167:0] acc_word;
+  wire [167:0] acc_word;
+  wire [20:0] \acc_word[0] ;
+  wire [20:0] \acc_word[1] ;
+  wire [20:0] \acc_word[2] ;
+  wire [20:0] \acc_word[3] ;
+  wire [20:0] \acc_word[4] ;
+  wire [20:0] \acc_word[5] ;
+  wire [20:0] \acc_word[6] ;
+  wire [20:0] \acc_word[7] ;
+  input clk;
+  wire clk;
+  output done;
+  reg done;
+  reg [5:0] grp = 6'h00;
+  reg [2:0] head_out_state = 3'h0;
+  reg [3:0] lane = 4'h0;
+  output [8:0] o__payload;
+  reg [8:0] o__payload = 9'h000;
+  wire [7:0] \o__payload.data ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  reg [5:0] out_idx = 6'h00;
+  input rst;
+  wire rst;
+  input start;
+  wire start;
+  reg [20:0] word = 21'h000000;
+  assign \$2  = $signed(word) + $signed(10'h100);
+  assign \$4  = $signed(\$3 ) > $signed(8'h7f);
+  assign \$5  = $signed(word) + $signed(10'h100);
+  assign \$7  = $signed(\$6 ) < $signed(8'h80);
+  assign \$8  = $signed(word) + $signed(10'h100);
+  assign \$10  = \$7  ? 22'h3fff80 : \$9 ;
+  assign \$11  = \$4  ? 22'h00007f : \$10 ;
+  assign \$12  = out_idx == 5'h1f;
+  assign \$13  = out_idx + 1'h1;
+  assign \$14  = out_idx == 5'h1f;
+  assign \$15  = lane == 3'h7;
+  assign \$16  = grp + 1'h1;
+  assign \$17  = lane + 1'h1;
+  assign \$18  = 6'h20 + grp;
+  assign \$19  = 6'h20 + grp;
+  assign \$20  = 6'h20 + grp;
+  assign \$21  = 6'h20 + grp;
+  assign \$22  = 6'h20 + grp;
+  assign \$23  = out_idx == 5'h1f;
+  assign \$24  = lane == 3'h7;
+  assign \$25  = ! head_out_state;
+  assign \$26  = head_out_state == 1'h1;
+  assign \$27  = head_out_state == 2'h2;
+  assign \$28  = head_out_state == 2'h3;
+  assign \$29  = head_out_state == 3'h4;
+  assign \$30  = head_out_state == 3'h5;
+  always @(posedge clk)
+    out_idx <= \$31 ;
+  always @(posedge clk)
+    lane <= \$32 ;
+  always @(posedge clk)
+    grp <= \$33 ;
+  always @(posedge clk)
+    head_out_state <= \$34 ;
+  always @(posedge clk)
+    word <= \$35 ;
+  always @(posedge clk)
+    o__payload <= \$36 ;
+  always @(posedge clk)
+    o__valid <= \$37 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$1  = 21'h000000;
+    casez (lane)
+      4'h0:
+          \$1  = acc_word[20:0];
+      4'h1:
+          \$1  = acc_word[41:21];
+      4'h2:
+          \$1  = acc_word[62:42];
+      4'h3:
+          \$1  = acc_word[83:63];
+      4'h4:
+          \$1  = acc_word[104:84];
+      4'h5:
+          \$1  = acc_word[125:105];
+      4'h6:
+          \$1  = acc_word[146:126];
+      4'h7:
+          \$1  = acc_word[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$31  = out_idx;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$31  = 6'h00;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            \$31  = \$13 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$31  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$32  = lane;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$32  = 4'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$14 ) begin
+            end else if (\$15 ) begin
+              \$32  = 4'h0;
+            end else begin
+              \$32  = \$17 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$32  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$33  = grp;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$33  = 6'h00;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            if (\$14 ) begin
+            end else if (\$15 ) begin
+              \$33  = \$16 [5:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$33  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$34  = head_out_state;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$34  = 3'h1;
+          end
+      3'h1:
+          \$34  = 3'h2;
+      3'h2:
+          \$34  = 3'h3;
+      3'h3:
+          \$34  = 3'h4;
+      3'h4:
+          \$34  = 3'h5;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$14 ) begin
+              \$34  = 3'h0;
+            end else if (\$15 ) begin
+              \$34  = 3'h1;
+            end else begin
+              \$34  = 3'h3;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$34  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$35  = word;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$35  = \$1 ;
+    endcase
+    if (rst) begin
+      \$35  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$36  = o__payload;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+        begin
+          \$36 [7:0] = \$11 [7:0];
+          \$36 [8] = \$12 ;
+        end
+    endcase
+    if (rst) begin
+      \$36  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$37  = o__valid;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$37  = 1'h1;
+      3'h5:
+          if (o__ready) begin
+            \$37  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    acc_addr = 6'h00;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          acc_addr = \$18 [5:0];
+      3'h2:
+          acc_addr = \$19 [5:0];
+      3'h3:
+          acc_addr = \$20 [5:0];
+      3'h4:
+          acc_addr = \$21 [5:0];
+      3'h5:
+          acc_addr = \$22 [5:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    done = 1'h0;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            if (\$23 ) begin
+              done = 1'h1;
+            end
+          end
+    endcase
+  end
+  assign \acc_word[0]  = acc_word[20:0];
+  assign \acc_word[1]  = acc_word[41:21];
+  assign \acc_word[2]  = acc_word[62:42];
+  assign \acc_word[3]  = acc_word[83:63];
+  assign \acc_word[4]  = acc_word[104:84];
+  assign \acc_word[5]  = acc_word[125:105];
+  assign \acc_word[6]  = acc_word[146:126];
+  assign \acc_word[7]  = acc_word[167:147];
+  assign \o__payload.data  = o__payload[7:0];
+  assign \o__payload.last  = o__payload[8];
+  assign \$3  = { \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21:9] };
+  assign \$6  = { \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21:9] };
+  assign \$9  = { \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21:9] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, sel, issue__payload, columns__ready, busy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire [11:0] \$1 ;
+  wire [4:0] \$10 ;
+  wire [5:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [11:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [4:0] \$25 ;
+  wire [4:0] \$26 ;
+  wire [5:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [4:0] \$30 ;
+  wire [4:0] \$31 ;
+  wire [5:0] \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [4:0] \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [11:0] \$43 ;
+  wire [6:0] \$44 ;
+  wire [6:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire [4:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [4:0] \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire [4:0] \$59 ;
+  wire [5:0] \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [4:0] \$63 ;
+  reg [3:0] \$64 ;
+  reg \$65 ;
+  reg [27:0] \$66 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire [4:0] \$9 ;
+  (* init = 1'h0 *)
+  wire active;
+  output busy;
+  reg busy = 1'h0;
+  input clk;
+  wire clk;
+  input [27:0] columns__payload;
+  wire [27:0] columns__payload;
+  wire [6:0] \columns__payload.col ;
+  wire [8:0] \columns__payload.delta ;
+  wire \columns__payload.is_h ;
+  wire [10:0] \columns__payload.w_addr ;
+  output columns__ready;
+  reg columns__ready;
+  input columns__valid;
+  wire columns__valid;
+  reg [27:0] cur = 28'h0000000;
+  wire [6:0] \cur.col ;
+  wire [8:0] \cur.delta ;
+  wire \cur.is_h ;
+  wire [10:0] \cur.w_addr ;
+  reg [3:0] grp = 4'h0;
+  output [33:0] issue__payload;
+  reg [33:0] issue__payload;
+  wire [5:0] \issue__payload.acc_addr ;
+  wire [5:0] \issue__payload.b_addr ;
+  wire \issue__payload.bias ;
+  wire [8:0] \issue__payload.delta ;
+  wire \issue__payload.shift ;
+  wire [10:0] \issue__payload.w_addr ;
+  (* init = 1'h0 *)
+  wire issue__valid;
+  input rst;
+  wire rst;
+  input [1:0] sel;
+  wire [1:0] sel;
+  assign \$34  = cur[17:11] == 6'h20;
+  assign \$35  = grp >= 4'h8;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = \$33  | \$36 ;
+  assign \$40  = ~ busy;
+  assign \$41  = grp == 4'hb;
+  assign \$42  = \$40  | \$41 ;
+  assign \$43  = cur[10:0] + grp;
+  assign \$44  = 6'h20 + grp;
+  assign \$45  = 6'h20 + grp;
+  assign \$46  = ! cur[17:11];
+  assign \$49  = ~ busy;
+  assign \$50  = grp == 2'h3;
+  assign \$51  = \$49  | \$50 ;
+  assign \$52  = grp == 4'hb;
+  assign \$53  = ~ \$52 ;
+  assign \$54  = busy & \$53 ;
+  assign \$55  = grp + 1'h1;
+  assign \$56  = grp == 4'hb;
+  assign \$57  = ~ \$56 ;
+  assign \$58  = busy & \$57 ;
+  assign \$59  = grp + 1'h1;
+  assign \$60  = grp == 2'h3;
+  assign \$61  = ~ \$60 ;
+  assign \$62  = busy & \$61 ;
+  assign \$63  = grp + 1'h1;
+  always @(posedge clk)
+    grp <= \$64 ;
+  always @(posedge clk)
+    busy <= \$65 ;
+  always @(posedge clk)
+    cur <= \$66 ;
+  assign \$1  = cur[10:0] + grp;
+  assign \$2  = grp >= 4'h8;
+  assign \$3  = cur[18] & \$2 ;
+  assign \$4  = grp + 3'h4;
+  assign \$5  = \$3  ? \$4  : { 1'h0, grp };
+  assign \$6  = 1'h0 + \$5 ;
+  assign \$7  = grp >= 4'h8;
+  assign \$8  = cur[18] & \$7 ;
+  assign \$9  = grp + 3'h4;
+  assign \$10  = \$8  ? \$9  : { 1'h0, grp };
+  assign \$11  = 1'h0 + \$10 ;
+  assign \$12  = ! cur[17:11];
+  assign \$13  = cur[17:11] == 6'h20;
+  assign \$14  = grp >= 4'h8;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = \$12  | \$15 ;
+  assign \$18  = cur[18] ? 1'h0 : 1'h1;
+  assign \$19  = ~ busy;
+  assign \$20  = grp == 4'hb;
+  assign \$21  = \$19  | \$20 ;
+  assign \$22  = cur[10:0] + grp;
+  assign \$23  = grp >= 4'h8;
+  assign \$24  = cur[18] & \$23 ;
+  assign \$25  = grp + 3'h4;
+  assign \$26  = \$24  ? \$25  : { 1'h0, grp };
+  assign \$27  = 5'h10 + \$26 ;
+  assign \$28  = grp >= 4'h8;
+  assign \$29  = cur[18] & \$28 ;
+  assign \$30  = grp + 3'h4;
+  assign \$31  = \$29  ? \$30  : { 1'h0, grp };
+  assign \$32  = 5'h10 + \$31 ;
+  assign \$33  = ! cur[17:11];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    issue__payload = 34'h000000000;
+    casez (sel)
+      2'h0:
+        begin
+          issue__payload[10:0] = \$1 [10:0];
+          issue__payload[16:11] = \$6 ;
+          issue__payload[22:17] = \$11 ;
+          issue__payload[32:24] = cur[27:19];
+          issue__payload[23] = \$17 ;
+          issue__payload[33] = \$18 ;
+        end
+      2'h1:
+        begin
+          issue__payload[10:0] = \$22 [10:0];
+          issue__payload[16:11] = \$27 ;
+          issue__payload[22:17] = \$32 ;
+          issue__payload[32:24] = cur[27:19];
+          issue__payload[23] = \$38 ;
+          issue__payload[33] = \$39 ;
+        end
+      2'h2:
+        begin
+          issue__payload[10:0] = \$43 [10:0];
+          issue__payload[16:11] = \$44 [5:0];
+          issue__payload[22:17] = \$45 [5:0];
+          issue__payload[32:24] = cur[27:19];
+          issue__payload[23] = \$47 ;
+          issue__payload[33] = \$48 ;
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    columns__ready = 1'h0;
+    casez (sel)
+      2'h0:
+          columns__ready = \$21 ;
+      2'h1:
+          columns__ready = \$42 ;
+      2'h2:
+          columns__ready = \$51 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$64  = grp;
+    casez (sel)
+      2'h0:
+          if (\$54 ) begin
+            \$64  = \$55 [3:0];
+          end else if (columns__ready) begin
+            \$64  = 4'h0;
+          end
+      2'h1:
+          if (\$58 ) begin
+            \$64  = \$59 [3:0];
+          end else if (columns__ready) begin
+            \$64  = 4'h0;
+          end
+      2'h2:
+          if (\$62 ) begin
+            \$64  = \$63 [3:0];
+          end else if (columns__ready) begin
+            \$64  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$64  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$65  = busy;
+    casez (sel)
+      2'h0:
+          if (\$54 ) begin
+          end else if (columns__ready) begin
+            \$65  = columns__valid;
+          end
+      2'h1:
+          if (\$58 ) begin
+          end else if (columns__ready) begin
+            \$65  = columns__valid;
+          end
+      2'h2:
+          if (\$62 ) begin
+          end else if (columns__ready) begin
+            \$65  = columns__valid;
+          end
+    endcase
+    if (rst) begin
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$66  = cur;
+    casez (sel)
+      2'h0:
+          if (\$54 ) begin
+          end else if (columns__ready) begin
+            \$66  = columns__payload;
+          end
+      2'h1:
+          if (\$58 ) begin
+          end else if (columns__ready) begin
+            \$66  = columns__payload;
+          end
+      2'h2:
+          if (\$62 ) begin
+          end else if (columns__ready) begin
+            \$66  = columns__payload;
+          end
+    endcase
+    if (rst) begin
+      \$66  = 28'h0000000;
+    end
+  end
+  assign active = busy;
+  assign issue__valid = busy;
+  assign \issue__payload.w_addr  = issue__payload[10:0];
+  assign \issue__payload.acc_addr  = issue__payload[16:11];
+  assign \issue__payload.b_addr  = issue__payload[22:17];
+  assign \issue__payload.bias  = issue__payload[23];
+  assign \issue__payload.delta  = issue__payload[32:24];
+  assign \issue__payload.shift  = issue__payload[33];
+  assign \cur.w_addr  = cur[10:0];
+  assign \cur.col  = cur[17:11];
+  assign \cur.is_h  = cur[18];
+  assign \cur.delta  = cur[27:19];
+  assign \columns__payload.w_addr  = columns__payload[10:0];
+  assign \columns__payload.col  = columns__payload[17:11];
+  assign \columns__payload.is_h  = columns__payload[18];
+  assign \columns__payload.delta  = columns__payload[27:19];
+  assign \$17  = \$16 ;
+  assign \$38  = \$37 ;
+  assign \$39  = 1'h0;
+  assign \$47  = \$46 ;
+  assign \$48  = 1'h0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload, issue__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  wire \$1 ;
+  wire [22:0] \$10 ;
+  reg [20:0] \$11 ;
+  wire [22:0] \$12 ;
+  reg [20:0] \$13 ;
+  wire [22:0] \$14 ;
+  reg [20:0] \$15 ;
+  wire [22:0] \$16 ;
+  reg [20:0] \$17 ;
+  wire [22:0] \$18 ;
+  reg [20:0] \$19 ;
+  wire \$2 ;
+  wire [22:0] \$20 ;
+  reg [20:0] \$21 ;
+  wire [22:0] \$22 ;
+  reg [20:0] \$23 ;
+  wire [22:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire [16:0] \$26 ;
+  wire [16:0] \$27 ;
+  wire [16:0] \$28 ;
+  wire [16:0] \$29 ;
+  wire \$3 ;
+  wire [16:0] \$30 ;
+  wire [16:0] \$31 ;
+  wire [16:0] \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [17:0] \$37 ;
+  wire [19:0] \$38 ;
+  wire [17:0] \$39 ;
+  wire \$4 ;
+  wire [19:0] \$40 ;
+  wire [17:0] \$41 ;
+  wire [19:0] \$42 ;
+  wire [17:0] \$43 ;
+  wire [19:0] \$44 ;
+  wire [17:0] \$45 ;
+  wire [19:0] \$46 ;
+  wire [17:0] \$47 ;
+  wire [19:0] \$48 ;
+  wire [17:0] \$49 ;
+  wire \$5 ;
+  wire [19:0] \$50 ;
+  wire [17:0] \$51 ;
+  wire [19:0] \$52 ;
+  reg [34:0] \$53 ;
+  reg [34:0] \$54 ;
+  reg [34:0] \$55 ;
+  reg [16:0] \$56 ;
+  reg [16:0] \$57 ;
+  reg [16:0] \$58 ;
+  reg [16:0] \$59 ;
+  wire \$6 ;
+  reg [16:0] \$60 ;
+  reg [16:0] \$61 ;
+  reg [16:0] \$62 ;
+  reg [16:0] \$63 ;
+  reg [8:0] \$64 ;
+  reg [8:0] \$65 ;
+  reg [167:0] \$66 ;
+  reg [167:0] \$67 ;
+  reg [6:0] \$68 ;
+  reg [167:0] \$69 ;
+  wire \$7 ;
+  reg [167:0] \$70 ;
+  reg [1:0] \$71 ;
+  reg [21:0] \$72 ;
+  reg [21:0] \$73 ;
+  reg [21:0] \$74 ;
+  reg [21:0] \$75 ;
+  reg [21:0] \$76 ;
+  reg [21:0] \$77 ;
+  reg [21:0] \$78 ;
+  reg [21:0] \$79 ;
+  wire \$8 ;
+  reg [20:0] \$9 ;
+  reg [34:0] \$like  = 35'h000000000;
+  reg [34:0] \$like$10  = 35'h000000000;
+  wire [33:0] \$like$10.issue ;
+  wire [5:0] \$like$10.issue.acc_addr ;
+  wire [5:0] \$like$10.issue.b_addr ;
+  wire \$like$10.issue.bias ;
+  wire [8:0] \$like$10.issue.delta ;
+  wire \$like$10.issue.shift ;
+  wire [10:0] \$like$10.issue.w_addr ;
+  wire \$like$10.valid ;
+  reg [167:0] \$like$18  = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \$like$18[0] ;
+  wire [20:0] \$like$18[1] ;
+  wire [20:0] \$like$18[2] ;
+  wire [20:0] \$like$18[3] ;
+  wire [20:0] \$like$18[4] ;
+  wire [20:0] \$like$18[5] ;
+  wire [20:0] \$like$18[6] ;
+  wire [20:0] \$like$18[7] ;
+  (* init = 168'h000000000000000000000000000000000000000000 *)
+  wire [167:0] \$like$7 ;
+  wire [20:0] \$like$7[0] ;
+  wire [20:0] \$like$7[1] ;
+  wire [20:0] \$like$7[2] ;
+  wire [20:0] \$like$7[3] ;
+  wire [20:0] \$like$7[4] ;
+  wire [20:0] \$like$7[5] ;
+  wire [20:0] \$like$7[6] ;
+  wire [20:0] \$like$7[7] ;
+  wire [33:0] \$like.issue ;
+  wire [5:0] \$like.issue.acc_addr ;
+  wire [5:0] \$like.issue.b_addr ;
+  wire \$like.issue.bias ;
+  wire [8:0] \$like.issue.delta ;
+  wire \$like.issue.shift ;
+  wire [10:0] \$like.issue.w_addr ;
+  wire \$like.valid ;
+  wire [5:0] \$signature__addr ;
+  wire [5:0] \$signature__addr$4 ;
+  wire [167:0] \$signature__data ;
+  wire [167:0] \$signature__data$41 ;
+  wire [20:0] \$signature__data$41[0] ;
+  wire [20:0] \$signature__data$41[1] ;
+  wire [20:0] \$signature__data$41[2] ;
+  wire [20:0] \$signature__data$41[3] ;
+  wire [20:0] \$signature__data$41[4] ;
+  wire [20:0] \$signature__data$41[5] ;
+  wire [20:0] \$signature__data$41[6] ;
+  wire [20:0] \$signature__data$41[7] ;
+  wire [20:0] \$signature__data[0] ;
+  wire [20:0] \$signature__data[1] ;
+  wire [20:0] \$signature__data[2] ;
+  wire [20:0] \$signature__data[3] ;
+  wire [20:0] \$signature__data[4] ;
+  wire [20:0] \$signature__data[5] ;
+  wire [20:0] \$signature__data[6] ;
+  wire [20:0] \$signature__data[7] ;
+  output [167:0] acc_word;
+  reg [167:0] acc_word = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \acc_word[0] ;
+  wire [20:0] \acc_word[1] ;
+  wire [20:0] \acc_word[2] ;
+  wire [20:0] \acc_word[3] ;
+  wire [20:0] \acc_word[4] ;
+  wire [20:0] \acc_word[5] ;
+  wire [20:0] \acc_word[6] ;
+  wire [20:0] \acc_word[7] ;
+  wire [5:0] acc_wr__addr;
+  wire [167:0] acc_wr__data;
+  wire [20:0] \acc_wr__data[0] ;
+  wire [20:0] \acc_wr__data[1] ;
+  wire [20:0] \acc_wr__data[2] ;
+  wire [20:0] \acc_wr__data[3] ;
+  wire [20:0] \acc_wr__data[4] ;
+  wire [20:0] \acc_wr__data[5] ;
+  wire [20:0] \acc_wr__data[6] ;
+  wire [20:0] \acc_wr__data[7] ;
+  wire acc_wr__en;
+  wire [10:0] addr;
+  reg [21:0] aligned0 = 22'h000000;
+  reg [21:0] aligned1 = 22'h000000;
+  reg [21:0] aligned2 = 22'h000000;
+  reg [21:0] aligned3 = 22'h000000;
+  reg [21:0] aligned4 = 22'h000000;
+  reg [21:0] aligned5 = 22'h000000;
+  reg [21:0] aligned6 = 22'h000000;
+  reg [21:0] aligned7 = 22'h000000;
+  reg [167:0] bias_q = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \bias_q[0] ;
+  wire [20:0] \bias_q[1] ;
+  wire [20:0] \bias_q[2] ;
+  wire [20:0] \bias_q[3] ;
+  wire [20:0] \bias_q[4] ;
+  wire [20:0] \bias_q[5] ;
+  wire [20:0] \bias_q[6] ;
+  wire [20:0] \bias_q[7] ;
+  input clk;
+  wire clk;
+  wire [63:0] data;
+  wire [7:0] \data[0] ;
+  wire [7:0] \data[1] ;
+  wire [7:0] \data[2] ;
+  wire [7:0] \data[3] ;
+  wire [7:0] \data[4] ;
+  wire [7:0] \data[5] ;
+  wire [7:0] \data[6] ;
+  wire [7:0] \data[7] ;
+  output idle;
+  wire idle;
+  input [33:0] issue__payload;
+  wire [33:0] issue__payload;
+  wire [5:0] \issue__payload.acc_addr ;
+  wire [5:0] \issue__payload.b_addr ;
+  wire \issue__payload.bias ;
+  wire [8:0] \issue__payload.delta ;
+  wire \issue__payload.shift ;
+  wire [10:0] \issue__payload.w_addr ;
+  input issue__valid;
+  wire issue__valid;
+  reg [6:0] last = 7'h00;
+  wire [5:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [167:0] last_sum2 = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \last_sum2[0] ;
+  wire [20:0] \last_sum2[1] ;
+  wire [20:0] \last_sum2[2] ;
+  wire [20:0] \last_sum2[3] ;
+  wire [20:0] \last_sum2[4] ;
+  wire [20:0] \last_sum2[5] ;
+  wire [20:0] \last_sum2[6] ;
+  wire [20:0] \last_sum2[7] ;
+  reg [1:0] pick = 2'h0;
+  reg [16:0] prod0 = 17'h00000;
+  reg [16:0] prod1 = 17'h00000;
+  reg [16:0] prod2 = 17'h00000;
+  reg [16:0] prod3 = 17'h00000;
+  reg [16:0] prod4 = 17'h00000;
+  reg [16:0] prod5 = 17'h00000;
+  reg [16:0] prod6 = 17'h00000;
+  reg [16:0] prod7 = 17'h00000;
+  input [5:0] read_addr;
+  wire [5:0] read_addr;
+  input rst;
+  wire rst;
+  reg [34:0] s1 = 35'h000000000;
+  wire [33:0] \s1.issue ;
+  wire [5:0] \s1.issue.acc_addr ;
+  wire [5:0] \s1.issue.b_addr ;
+  wire \s1.issue.bias ;
+  wire [8:0] \s1.issue.delta ;
+  wire \s1.issue.shift ;
+  wire [10:0] \s1.issue.w_addr ;
+  wire \s1.valid ;
+  reg [8:0] s2 = 9'h000;
+  wire [5:0] \s2.acc_addr ;
+  wire \s2.bias ;
+  wire \s2.shift ;
+  wire \s2.valid ;
+  reg [8:0] s3 = 9'h000;
+  wire [5:0] \s3.acc_addr ;
+  wire \s3.bias ;
+  wire \s3.shift ;
+  wire \s3.valid ;
+  reg [167:0] acc_mem [35:0];
+  initial begin
+    acc_mem[0] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[1] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[2] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[3] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[4] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[5] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[6] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[7] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[8] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[9] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[10] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[11] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[12] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[13] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[14] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[15] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[16] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[17] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[18] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[19] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[20] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[21] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[22] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[23] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[24] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[25] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[26] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[27] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[28] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[29] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[30] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[31] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[32] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[33] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[34] = 168'h000000000000000000000000000000000000000000;
+    acc_mem[35] = 168'h000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (s3[0])
+      acc_mem[s3[6:1]] <= acc_wr__data;
+  end
+  reg [167:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= acc_mem[\$signature__addr$4 ];
+  end
+  assign \$signature__data  = _0_;
+  reg [167:0] b_mem [35:0];
+  initial begin
+    b_mem[0] = 168'h0027fffe8dfff2ac00c4f00178002b54017b200aa4;
+    b_mem[1] = 168'hffbd7fff907ffe13ffd9dff8de7ffd3bff565ff03d;
+    b_mem[2] = 168'hffeb90008b7fe69fff9a5ffdd17fd773fe81a00080;
+    b_mem[3] = 168'hffc6bffefe4001b0002eb00180ffef7bff955ff9b8;
+    b_mem[4] = 168'hfea14ff7d17fe4abfd80fff2907f7447fcd8bfdebc;
+    b_mem[5] = 168'hfe005ffca87fe66ffd81dfecd9ff5b1bfa115fe8f7;
+    b_mem[6] = 168'hfee8cff9463fb949fdf0bfee237f6d43fc21bfe920;
+    b_mem[7] = 168'hfec167f5c2bfcc5fff07afed41ff5813fad29feb08;
+    b_mem[8] = 168'hffe49ffff1fffc47ffd520021bffe1d7ff8b3ffdd2;
+    b_mem[9] = 168'h002e48001040088e004a5003d67ffa03ffb8bffc57;
+    b_mem[10] = 168'h002dd8005a3ff1d60025fffcfffff42c001580042f;
+    b_mem[11] = 168'hffc9e7fe59400269ffa9c000cdfff57000a1a005c9;
+    b_mem[12] = 168'h000948002a0011aa007fc001e27ff81fff3e1ff9d2;
+    b_mem[13] = 168'hffcd07fde9bff201ffe3fffdd3000adc01188000d3;
+    b_mem[14] = 168'h0030d8024bbfffddffedd001f8ffe1240197e002e0;
+    b_mem[15] = 168'hffd92000a8400805fff610018a7fe90ffeeee002f3;
+    b_mem[16] = 168'h002b87fd16400319ff7eb00693ffee900208a00b6a;
+    b_mem[17] = 168'hfff5c802944011fc007aeffe9c80316c02d9200742;
+    b_mem[18] = 168'h00657803b180028000b20001dfffcdec027a0008eb;
+    b_mem[19] = 168'h005fdffd0940025a0067c0052e801a2001c100038d;
+    b_mem[20] = 168'hff4537facf7fb253fdcc3ff60ffee33ffc41bfe887;
+    b_mem[21] = 168'hff6daff67cbfdebbfed5efedfd7f8a17fac1fff53d;
+    b_mem[22] = 168'hff1d2ff723ffbd2bfcfcbff39aff6c13f9555fd986;
+    b_mem[23] = 168'hfe64cff8823fb691fe936002307fa65bf9e35fdb6a;
+    b_mem[24] = 168'h0000cfff2a4016d9ff9ecffe887ff30bfef72002c3;
+    b_mem[25] = 168'hffd5e80176fffe45ffb090023effea27ffcc5fffad;
+    b_mem[26] = 168'h003ef0003d3ff513ffea2fff6a80211400c05fff7d;
+    b_mem[27] = 168'h0001effebb401491ffe71000cfffe9780025bff820;
+    b_mem[28] = 168'h0087d0019e80122e0030f004398025affebaa00ffd;
+    b_mem[29] = 168'h0020d801ee801257ffbaa007537fe237fddefffd76;
+    b_mem[30] = 168'h005c37fc86bffc05ff9d2ffb67fff8f00115200d02;
+    b_mem[31] = 168'hffa127fe408009fdff26e00183ffd3ec0046200af3;
+    b_mem[32] = 168'hfff2dfff440006b4007570010d80201bff064004aa;
+    b_mem[33] = 168'hffd720018e00114fff8340022ffff9cbff9f000022;
+    b_mem[34] = 168'hffd89ffd8a000160005e7ffda18024c001057ffcda;
+    b_mem[35] = 168'h003887ff25fff62dff888ffbe3801043fe85c00055;
+  end
+  reg [167:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= b_mem[\$like [23:18]];
+  end
+  assign \$signature__data$41  = _1_;
+  assign \$20  = $signed(\$19 ) + $signed(aligned5);
+  assign \$22  = $signed(\$21 ) + $signed(aligned6);
+  assign \$24  = $signed(\$23 ) + $signed(aligned7);
+  assign \$25  = $signed(data[7:0]) * $signed(\$like [33:25]);
+  assign \$26  = $signed(data[15:8]) * $signed(\$like [33:25]);
+  assign \$27  = $signed(data[23:16]) * $signed(\$like [33:25]);
+  assign \$28  = $signed(data[31:24]) * $signed(\$like [33:25]);
+  assign \$29  = $signed(data[39:32]) * $signed(\$like [33:25]);
+  assign \$30  = $signed(data[47:40]) * $signed(\$like [33:25]);
+  assign \$31  = $signed(data[55:48]) * $signed(\$like [33:25]);
+  assign \$32  = $signed(data[63:56]) * $signed(\$like [33:25]);
+  assign \$33  = s3[6:1] == s2[6:1];
+  assign \$34  = s3[0] & \$33 ;
+  assign \$35  = last[6:1] == s2[6:1];
+  assign \$36  = last[0] & \$35 ;
+  always @(posedge clk)
+    s1 <= \$53 ;
+  always @(posedge clk)
+    \$like$10  <= \$54 ;
+  always @(posedge clk)
+    \$like  <= \$55 ;
+  always @(posedge clk)
+    prod0 <= \$56 ;
+  always @(posedge clk)
+    prod1 <= \$57 ;
+  always @(posedge clk)
+    prod2 <= \$58 ;
+  always @(posedge clk)
+    prod3 <= \$59 ;
+  always @(posedge clk)
+    prod4 <= \$60 ;
+  always @(posedge clk)
+    prod5 <= \$61 ;
+  always @(posedge clk)
+    prod6 <= \$62 ;
+  always @(posedge clk)
+    prod7 <= \$63 ;
+  always @(posedge clk)
+    s2 <= \$64 ;
+  always @(posedge clk)
+    s3 <= \$65 ;
+  always @(posedge clk)
+    acc_word <= \$66 ;
+  always @(posedge clk)
+    bias_q <= \$67 ;
+  always @(posedge clk)
+    last <= \$68 ;
+  always @(posedge clk)
+    \$like$18  <= \$69 ;
+  always @(posedge clk)
+    last_sum2 <= \$70 ;
+  always @(posedge clk)
+    pick <= \$71 ;
+  always @(posedge clk)
+    aligned0 <= \$72 ;
+  always @(posedge clk)
+    aligned1 <= \$73 ;
+  always @(posedge clk)
+    aligned2 <= \$74 ;
+  always @(posedge clk)
+    aligned3 <= \$75 ;
+  always @(posedge clk)
+    aligned4 <= \$76 ;
+  always @(posedge clk)
+    aligned5 <= \$77 ;
+  always @(posedge clk)
+    aligned6 <= \$78 ;
+  always @(posedge clk)
+    aligned7 <= \$79 ;
+  assign \$signature__addr$4  = \$like [0] ? \$like [17:12] : read_addr;
+  assign \$1  = ~ s1[0];
+  assign \$2  = ~ \$like$10 [0];
+  assign \$3  = \$1  & \$2 ;
+  assign \$4  = ~ \$like [0];
+  assign \$5  = \$3  & \$4 ;
+  assign \$6  = ~ s2[0];
+  assign \$7  = \$5  & \$6 ;
+  assign \$8  = ~ s3[0];
+  assign idle = \$7  & \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed(aligned0);
+  assign \$12  = $signed(\$11 ) + $signed(aligned1);
+  assign \$14  = $signed(\$13 ) + $signed(aligned2);
+  assign \$16  = $signed(\$15 ) + $signed(aligned3);
+  assign \$18  = $signed(\$17 ) + $signed(aligned4);
+  \hwgen_charlm_gru2_p8.mac.w_rom  w_rom (
+    .addr(issue__payload[10:0]),
+    .clk(clk),
+    .data(data),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$19  = bias_q[125:105];
+      2'h1:
+          \$19  = \$like$18 [125:105];
+      2'h2:
+          \$19  = last_sum2[125:105];
+      2'h3:
+          \$19  = acc_word[125:105];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$21  = bias_q[146:126];
+      2'h1:
+          \$21  = \$like$18 [146:126];
+      2'h2:
+          \$21  = last_sum2[146:126];
+      2'h3:
+          \$21  = acc_word[146:126];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$23  = bias_q[167:147];
+      2'h1:
+          \$23  = \$like$18 [167:147];
+      2'h2:
+          \$23  = last_sum2[167:147];
+      2'h3:
+          \$23  = acc_word[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$53 [34:1] = s1[34:1];
+    \$53 [0] = issue__valid;
+    if (issue__valid) begin
+      \$53 [34:1] = issue__payload;
+    end
+    if (rst) begin
+      \$53  = 35'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$54  = s1;
+    if (rst) begin
+      \$54  = 35'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$55  = \$like$10 ;
+    if (rst) begin
+      \$55  = 35'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$56  = \$25 ;
+    if (rst) begin
+      \$56  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$57  = \$26 ;
+    if (rst) begin
+      \$57  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$58  = \$27 ;
+    if (rst) begin
+      \$58  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$59  = \$28 ;
+    if (rst) begin
+      \$59  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$60  = \$29 ;
+    if (rst) begin
+      \$60  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$61  = \$30 ;
+    if (rst) begin
+      \$61  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$62  = \$31 ;
+    if (rst) begin
+      \$62  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$63  = \$32 ;
+    if (rst) begin
+      \$63  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$64 [0] = \$like [0];
+    \$64 [6:1] = \$like [17:12];
+    \$64 [7] = \$like [24];
+    \$64 [8] = \$like [34];
+    if (rst) begin
+      \$64  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$65  = s2;
+    if (rst) begin
+      \$65  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$66  = \$signature__data ;
+    if (rst) begin
+      \$66  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$67  = \$signature__data$41 ;
+    if (rst) begin
+      \$67  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$68 [0] = s3[0];
+    \$68 [6:1] = s3[6:1];
+    if (rst) begin
+      \$68  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$69  = acc_wr__data;
+    if (rst) begin
+      \$69  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$70  = \$like$18 ;
+    if (rst) begin
+      \$70  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    if (s2[7]) begin
+      \$71  = 2'h0;
+    end else if (\$34 ) begin
+      \$71  = 2'h1;
+    end else if (\$36 ) begin
+      \$71  = 2'h2;
+    end else begin
+      \$71  = 2'h3;
+    end
+    if (rst) begin
+      \$71  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$72  = { \$37 [17], \$37 [17], \$37 [17], \$37 [17], \$37  };
+      1'h1:
+          \$72  = { \$38 [19], \$38 [19], \$38  };
+    endcase
+    if (rst) begin
+      \$72  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$73  = { \$39 [17], \$39 [17], \$39 [17], \$39 [17], \$39  };
+      1'h1:
+          \$73  = { \$40 [19], \$40 [19], \$40  };
+    endcase
+    if (rst) begin
+      \$73  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$74  = { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  };
+      1'h1:
+          \$74  = { \$42 [19], \$42 [19], \$42  };
+    endcase
+    if (rst) begin
+      \$74  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$75  = { \$43 [17], \$43 [17], \$43 [17], \$43 [17], \$43  };
+      1'h1:
+          \$75  = { \$44 [19], \$44 [19], \$44  };
+    endcase
+    if (rst) begin
+      \$75  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$76  = { \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45  };
+      1'h1:
+          \$76  = { \$46 [19], \$46 [19], \$46  };
+    endcase
+    if (rst) begin
+      \$76  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$77  = { \$47 [17], \$47 [17], \$47 [17], \$47 [17], \$47  };
+      1'h1:
+          \$77  = { \$48 [19], \$48 [19], \$48  };
+    endcase
+    if (rst) begin
+      \$77  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$78  = { \$49 [17], \$49 [17], \$49 [17], \$49 [17], \$49  };
+      1'h1:
+          \$78  = { \$50 [19], \$50 [19], \$50  };
+    endcase
+    if (rst) begin
+      \$78  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$79  = { \$51 [17], \$51 [17], \$51 [17], \$51 [17], \$51  };
+      1'h1:
+          \$79  = { \$52 [19], \$52 [19], \$52  };
+    endcase
+    if (rst) begin
+      \$79  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$9  = bias_q[20:0];
+      2'h1:
+          \$9  = \$like$18 [20:0];
+      2'h2:
+          \$9  = last_sum2[20:0];
+      2'h3:
+          \$9  = acc_word[20:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$11  = bias_q[41:21];
+      2'h1:
+          \$11  = \$like$18 [41:21];
+      2'h2:
+          \$11  = last_sum2[41:21];
+      2'h3:
+          \$11  = acc_word[41:21];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$13  = bias_q[62:42];
+      2'h1:
+          \$13  = \$like$18 [62:42];
+      2'h2:
+          \$13  = last_sum2[62:42];
+      2'h3:
+          \$13  = acc_word[62:42];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$15  = bias_q[83:63];
+      2'h1:
+          \$15  = \$like$18 [83:63];
+      2'h2:
+          \$15  = last_sum2[83:63];
+      2'h3:
+          \$15  = acc_word[83:63];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$17  = bias_q[104:84];
+      2'h1:
+          \$17  = \$like$18 [104:84];
+      2'h2:
+          \$17  = last_sum2[104:84];
+      2'h3:
+          \$17  = acc_word[104:84];
+    endcase
+  end
+  assign addr = issue__payload[10:0];
+  assign \$signature__addr  = \$like [23:18];
+  assign \$like$7  = acc_word;
+  assign acc_wr__addr = s3[6:1];
+  assign acc_wr__en = s3[0];
+  assign \issue__payload.w_addr  = issue__payload[10:0];
+  assign \issue__payload.acc_addr  = issue__payload[16:11];
+  assign \issue__payload.b_addr  = issue__payload[22:17];
+  assign \issue__payload.bias  = issue__payload[23];
+  assign \issue__payload.delta  = issue__payload[32:24];
+  assign \issue__payload.shift  = issue__payload[33];
+  assign \$like.valid  = \$like [0];
+  assign \$like.issue  = \$like [34:1];
+  assign \$like.issue.w_addr  = \$like [11:1];
+  assign \$like.issue.acc_addr  = \$like [17:12];
+  assign \$like.issue.b_addr  = \$like [23:18];
+  assign \$like.issue.bias  = \$like [24];
+  assign \$like.issue.delta  = \$like [33:25];
+  assign \$like.issue.shift  = \$like [34];
+  assign \acc_word[0]  = acc_word[20:0];
+  assign \acc_word[1]  = acc_word[41:21];
+  assign \acc_word[2]  = acc_word[62:42];
+  assign \acc_word[3]  = acc_word[83:63];
+  assign \acc_word[4]  = acc_word[104:84];
+  assign \acc_word[5]  = acc_word[125:105];
+  assign \acc_word[6]  = acc_word[146:126];
+  assign \acc_word[7]  = acc_word[167:147];
+  assign \$like$7[0]  = acc_word[20:0];
+  assign \$like$7[1]  = acc_word[41:21];
+  assign \$like$7[2]  = acc_word[62:42];
+  assign \$like$7[3]  = acc_word[83:63];
+  assign \$like$7[4]  = acc_word[104:84];
+  assign \$like$7[5]  = acc_word[125:105];
+  assign \$like$7[6]  = acc_word[146:126];
+  assign \$like$7[7]  = acc_word[167:147];
+  assign \s1.valid  = s1[0];
+  assign \s1.issue  = s1[34:1];
+  assign \s1.issue.w_addr  = s1[11:1];
+  assign \s1.issue.acc_addr  = s1[17:12];
+  assign \s1.issue.b_addr  = s1[23:18];
+  assign \s1.issue.bias  = s1[24];
+  assign \s1.issue.delta  = s1[33:25];
+  assign \s1.issue.shift  = s1[34];
+  assign \$like$10.valid  = \$like$10 [0];
+  assign \$like$10.issue  = \$like$10 [34:1];
+  assign \$like$10.issue.w_addr  = \$like$10 [11:1];
+  assign \$like$10.issue.acc_addr  = \$like$10 [17:12];
+  assign \$like$10.issue.b_addr  = \$like$10 [23:18];
+  assign \$like$10.issue.bias  = \$like$10 [24];
+  assign \$like$10.issue.delta  = \$like$10 [33:25];
+  assign \$like$10.issue.shift  = \$like$10 [34];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[6:1];
+  assign \s2.bias  = s2[7];
+  assign \s2.shift  = s2[8];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[6:1];
+  assign \s3.bias  = s3[7];
+  assign \s3.shift  = s3[8];
+  assign \acc_wr__data[0]  = acc_wr__data[20:0];
+  assign \acc_wr__data[1]  = acc_wr__data[41:21];
+  assign \acc_wr__data[2]  = acc_wr__data[62:42];
+  assign \acc_wr__data[3]  = acc_wr__data[83:63];
+  assign \acc_wr__data[4]  = acc_wr__data[104:84];
+  assign \acc_wr__data[5]  = acc_wr__data[125:105];
+  assign \acc_wr__data[6]  = acc_wr__data[146:126];
+  assign \acc_wr__data[7]  = acc_wr__data[167:147];
+  assign \bias_q[0]  = bias_q[20:0];
+  assign \bias_q[1]  = bias_q[41:21];
+  assign \bias_q[2]  = bias_q[62:42];
+  assign \bias_q[3]  = bias_q[83:63];
+  assign \bias_q[4]  = bias_q[104:84];
+  assign \bias_q[5]  = bias_q[125:105];
+  assign \bias_q[6]  = bias_q[146:126];
+  assign \bias_q[7]  = bias_q[167:147];
+  assign \$like$18[0]  = \$like$18 [20:0];
+  assign \$like$18[1]  = \$like$18 [41:21];
+  assign \$like$18[2]  = \$like$18 [62:42];
+  assign \$like$18[3]  = \$like$18 [83:63];
+  assign \$like$18[4]  = \$like$18 [104:84];
+  assign \$like$18[5]  = \$like$18 [125:105];
+  assign \$like$18[6]  = \$like$18 [146:126];
+  assign \$like$18[7]  = \$like$18 [167:147];
+  assign \last_sum2[0]  = last_sum2[20:0];
+  assign \last_sum2[1]  = last_sum2[41:21];
+  assign \last_sum2[2]  = last_sum2[62:42];
+  assign \last_sum2[3]  = last_sum2[83:63];
+  assign \last_sum2[4]  = last_sum2[104:84];
+  assign \last_sum2[5]  = last_sum2[125:105];
+  assign \last_sum2[6]  = last_sum2[146:126];
+  assign \last_sum2[7]  = last_sum2[167:147];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
+  assign \data[2]  = data[23:16];
+  assign \data[3]  = data[31:24];
+  assign \data[4]  = data[39:32];
+  assign \data[5]  = data[47:40];
+  assign \data[6]  = data[55:48];
+  assign \data[7]  = data[63:56];
+  assign \$signature__data[0]  = \$signature__data [20:0];
+  assign \$signature__data[1]  = \$signature__data [41:21];
+  assign \$signature__data[2]  = \$signature__data [62:42];
+  assign \$signature__data[3]  = \$signature__data [83:63];
+  assign \$signature__data[4]  = \$signature__data [104:84];
+  assign \$signature__data[5]  = \$signature__data [125:105];
+  assign \$signature__data[6]  = \$signature__data [146:126];
+  assign \$signature__data[7]  = \$signature__data [167:147];
+  assign \$signature__data$41[0]  = \$signature__data$41 [20:0];
+  assign \$signature__data$41[1]  = \$signature__data$41 [41:21];
+  assign \$signature__data$41[2]  = \$signature__data$41 [62:42];
+  assign \$signature__data$41[3]  = \$signature__data$41 [83:63];
+  assign \$signature__data$41[4]  = \$signature__data$41 [104:84];
+  assign \$signature__data$41[5]  = \$signature__data$41 [125:105];
+  assign \$signature__data$41[6]  = \$signature__data$41 [146:126];
+  assign \$signature__data$41[7]  = \$signature__data$41 [167:147];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[6:1];
+  assign acc_wr__data[167:147] = \$24 [20:0];
+  assign acc_wr__data[146:126] = \$22 [20:0];
+  assign acc_wr__data[125:105] = \$20 [20:0];
+  assign acc_wr__data[104:84] = \$18 [20:0];
+  assign acc_wr__data[83:63] = \$16 [20:0];
+  assign acc_wr__data[62:42] = \$14 [20:0];
+  assign acc_wr__data[41:21] = \$12 [20:0];
+  assign acc_wr__data[20:0] = \$10 [20:0];
+  assign \$37  = { prod0[16], prod0 };
+  assign \$38  = { prod0[16], prod0, 2'h0 };
+  assign \$39  = { prod1[16], prod1 };
+  assign \$40  = { prod1[16], prod1, 2'h0 };
+  assign \$41  = { prod2[16], prod2 };
+  assign \$42  = { prod2[16], prod2, 2'h0 };
+  assign \$43  = { prod3[16], prod3 };
+  assign \$44  = { prod3[16], prod3, 2'h0 };
+  assign \$45  = { prod4[16], prod4 };
+  assign \$46  = { prod4[16], prod4, 2'h0 };
+  assign \$47  = { prod5[16], prod5 };
+  assign \$48  = { prod5[16], prod5, 2'h0 };
+  assign \$49  = { prod6[16], prod6 };
+  assign \$50  = { prod6[16], prod6, 2'h0 };
+  assign \$51  = { prod7[16], prod7 };
+  assign \$52  = { prod7[16], prod7, 2'h0 };
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_charlm_gru2_p8.mac.w_rom (rst, data, addr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   reg [63:0] \$1 ;
-  reg [63:0] \$2 ;
-  reg [63:0] \$3 ;
+  reg [1:0] \$2 ;
+  reg [1:0] \$3 ;
   reg [63:0] \$4 ;
-  reg [63:0] \$5 ;
-  reg [1:0] \$6 ;
-  reg [1:0] \$7 ;
-  reg [63:0] \$8 ;
   input [10:0] addr;
   wire [10:0] addr;
   reg [63:0] bank0_q = 64'h0000000000000000;
@@ -13701,70 +13317,42 @@ module \hwgen_charlm_gru2_p8.w_rom (rst, addr, data, clk);
   end
   assign \port__data$14  = _3_;
   always @(posedge clk)
-    bank0_q <= \$2 ;
+    bank0_q <= port__data;
   always @(posedge clk)
-    bank1_q <= \$3 ;
+    bank1_q <= \port__data$10 ;
   always @(posedge clk)
-    bank2_q <= \$4 ;
+    bank2_q <= \port__data$12 ;
   always @(posedge clk)
-    bank3_q <= \$5 ;
+    bank3_q <= \port__data$14 ;
   always @(posedge clk)
-    sel1 <= \$6 ;
+    sel1 <= \$2 ;
   always @(posedge clk)
-    sel2 <= \$7 ;
+    sel2 <= \$3 ;
   always @(posedge clk)
-    data <= \$8 ;
+    data <= \$4 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$2  = port__data;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$2  = addr[10:9];
     if (rst) begin
-      \$2  = 64'h0000000000000000;
+      \$2  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$3  = \port__data$10 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$3  = sel1;
     if (rst) begin
-      \$3  = 64'h0000000000000000;
+      \$3  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$4  = \port__data$12 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$4  = \$1 ;
     if (rst) begin
       \$4  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$5  = \port__data$14 ;
-    if (rst) begin
-      \$5  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$6  = addr[10:9];
-    if (rst) begin
-      \$6  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$7  = sel1;
-    if (rst) begin
-      \$7  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$8  = \$1 ;
-    if (rst) begin
-      \$8  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     casez (sel2)
       2'h0:

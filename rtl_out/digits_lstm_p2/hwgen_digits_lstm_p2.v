@@ -4,392 +4,95 @@
 (* generator = "Amaranth" *)
 module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  reg [18:0] \$1 ;
-  wire [7:0] \$10 ;
-  wire \$100 ;
-  wire [7:0] \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire [6:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire [7:0] \$12 ;
-  wire \$120 ;
-  reg \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire [3:0] \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire [5:0] \$128 ;
-  wire \$129 ;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
   wire \$13 ;
-  wire \$130 ;
-  reg \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [5:0] \$136 ;
-  wire [5:0] \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [12:0] \$14 ;
-  reg \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  reg \$143 ;
-  wire [6:0] \$144 ;
-  reg [18:0] \$145 ;
-  reg [18:0] \$146 ;
-  reg [18:0] \$147 ;
-  reg [18:0] \$148 ;
-  reg [18:0] \$149 ;
+  wire [3:0] \$14 ;
   wire \$15 ;
-  reg [18:0] \$150 ;
-  reg [18:0] \$151 ;
-  reg [18:0] \$152 ;
-  reg [18:0] \$153 ;
-  reg [18:0] \$154 ;
-  reg [18:0] \$155 ;
-  reg [18:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire [7:0] \$161 ;
-  wire \$162 ;
-  wire [2:0] \$163 ;
-  wire [5:0] \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire [4:0] \$167 ;
-  wire [5:0] \$168 ;
-  wire \$169 ;
-  reg \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire [6:0] \$172 ;
-  wire [12:0] \$173 ;
-  wire [8:0] \$174 ;
-  wire [7:0] \$175 ;
-  wire [7:0] \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire [7:0] \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
+  wire \$17 ;
+  wire [5:0] \$18 ;
   wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire [20:0] \$2 ;
-  wire [7:0] \$20 ;
-  reg [18:0] \$200 ;
-  wire [19:0] \$201 ;
-  wire [19:0] \$202 ;
-  wire \$203 ;
-  wire [19:0] \$204 ;
-  wire [19:0] \$205 ;
-  wire \$206 ;
-  wire [19:0] \$207 ;
-  wire [19:0] \$208 ;
-  wire [19:0] \$209 ;
-  wire [8:0] \$21 ;
-  wire [19:0] \$210 ;
-  wire \$211 ;
-  wire [4:0] \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire [7:0] \$215 ;
-  wire [2:0] \$216 ;
-  reg [19:0] \$217 ;
-  reg [25:0] \$218 ;
-  reg [25:0] \$219 ;
-  wire [9:0] \$22 ;
-  reg [25:0] \$220 ;
-  reg [16:0] \$221 ;
-  reg [16:0] \$222 ;
-  reg [9:0] \$223 ;
-  reg [9:0] \$224 ;
-  reg [37:0] \$225 ;
-  reg [37:0] \$226 ;
-  reg [7:0] \$227 ;
-  reg [37:0] \$228 ;
-  reg [37:0] \$229 ;
-  wire \$23 ;
-  reg [1:0] \$230 ;
-  reg [19:0] \$231 ;
-  reg [19:0] \$232 ;
-  reg \$233 ;
-  reg [2:0] \$234 ;
-  reg \$235 ;
-  reg [5:0] \$236 ;
-  reg [11:0] \$237 ;
-  reg [6:0] \$238 ;
-  reg [3:0] \$239 ;
-  wire [5:0] \$24 ;
-  reg [36:0] \$240 ;
-  reg \$241 ;
-  reg [27:0] \$242 ;
-  reg [1:0] \$243 ;
-  reg [5:0] \$244 ;
-  reg [2:0] \$245 ;
-  reg \$246 ;
-  reg [4:0] \$247 ;
-  reg \$248 ;
-  reg \$249 ;
-  wire \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg [18:0] \$252 ;
-  reg [18:0] \$253 ;
-  reg [18:0] \$254 ;
-  reg [18:0] \$255 ;
-  reg [18:0] \$256 ;
-  reg [18:0] \$257 ;
-  reg [18:0] \$258 ;
-  reg [18:0] \$259 ;
-  wire \$26 ;
-  reg [18:0] \$260 ;
-  reg [18:0] \$261 ;
-  reg [18:0] \$262 ;
-  reg [18:0] \$263 ;
-  reg [18:0] \$264 ;
-  reg [18:0] \$265 ;
-  reg [18:0] \$266 ;
-  reg [18:0] \$267 ;
-  reg [18:0] \$268 ;
-  reg [18:0] \$269 ;
-  reg \$27 ;
-  reg [18:0] \$270 ;
-  reg [18:0] \$271 ;
-  reg [5:0] \$272 ;
-  reg \$273 ;
-  reg [4:0] \$274 ;
-  reg \$275 ;
-  reg [3:0] \$276 ;
-  reg [18:0] \$277 ;
-  reg [8:0] \$278 ;
-  reg \$279 ;
-  wire \$28 ;
-  wire \$29 ;
-  reg [18:0] \$3 ;
-  wire [5:0] \$30 ;
-  wire [6:0] \$31 ;
-  wire \$32 ;
-  wire [5:0] \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  reg \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [5:0] \$39 ;
-  wire [20:0] \$4 ;
-  wire [6:0] \$40 ;
-  wire [5:0] \$41 ;
-  wire [6:0] \$42 ;
-  wire [6:0] \$43 ;
-  wire [6:0] \$44 ;
-  wire \$45 ;
-  wire [6:0] \$46 ;
-  wire [7:0] \$47 ;
-  wire [6:0] \$48 ;
-  wire [7:0] \$49 ;
+  wire [6:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  reg [2:0] \$22 ;
+  reg \$23 ;
+  reg [2:0] \$24 ;
+  reg [4:0] \$25 ;
+  reg \$26 ;
+  wire [6:0] \$3 ;
+  wire \$4 ;
   wire \$5 ;
-  wire \$50 ;
-  wire [12:0] \$51 ;
-  wire \$52 ;
-  wire [7:0] \$53 ;
-  wire [7:0] \$54 ;
-  wire [7:0] \$55 ;
-  wire [7:0] \$56 ;
-  wire [7:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [6:0] \$7 ;
-  wire [16:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [17:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire [17:0] \$78 ;
-  wire [17:0] \$79 ;
+  wire \$6 ;
+  wire \$7 ;
   wire \$8 ;
-  wire [3:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [4:0] \$83 ;
-  wire [5:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire [6:0] \$88 ;
-  wire [12:0] \$89 ;
-  wire [6:0] \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [7:0] \$95 ;
-  wire [7:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  reg [25:0] \$like  = 26'h0000000;
-  reg [37:0] \$like$20  = 38'h0000000000;
-  wire [18:0] \$like$20[0] ;
-  wire [18:0] \$like$20[1] ;
-  reg [25:0] \$like$77  = 26'h0000000;
-  wire [6:0] \$like$77.acc_addr ;
-  wire [6:0] \$like$77.b_addr ;
-  wire \$like$77.bias ;
-  wire [8:0] \$like$77.delta ;
-  wire \$like$77.shift ;
-  wire \$like$77.valid ;
-  wire [6:0] \$like.acc_addr ;
-  wire [6:0] \$like.b_addr ;
-  wire \$like.bias ;
-  wire [8:0] \$like.delta ;
-  wire \$like.shift ;
-  wire \$like.valid ;
-  reg \$signal  = 1'h0;
-  reg \$signal$90  = 1'h0;
+  wire \$9 ;
   reg [5:0] \$signature__addr ;
   reg [4:0] \$signature__addr$51 ;
-  reg [5:0] \$signature__addr$57 ;
+  reg [5:0] \$signature__addr$61 ;
   wire [7:0] \$signature__data ;
   reg [7:0] \$signature__data$48 ;
   reg [7:0] \$signature__data$52 ;
   reg \$signature__en ;
   reg \$signature__en$54 ;
-  reg [18:0] acc0 = 19'h00000;
-  reg [18:0] acc1 = 19'h00000;
-  reg [18:0] acc2 = 19'h00000;
-  reg [18:0] acc3 = 19'h00000;
-  reg [37:0] acc_q = 38'h0000000000;
-  wire [18:0] \acc_q[0] ;
-  wire [18:0] \acc_q[1] ;
-  wire [6:0] acc_rd__addr;
-  wire [37:0] acc_rd__data;
-  wire [18:0] \acc_rd__data[0] ;
-  wire [18:0] \acc_rd__data[1] ;
-  wire [6:0] acc_wr__addr;
-  wire [37:0] acc_wr__data;
-  wire [18:0] \acc_wr__data[0] ;
-  wire [18:0] \acc_wr__data[1] ;
-  wire acc_wr__en;
-  reg [6:0] act_acc_addr;
-  reg [2:0] act_q = 3'h0;
-  reg [11:0] addr;
-  reg [19:0] aligned0 = 20'h00000;
-  reg [19:0] aligned1 = 20'h00000;
-  wire [6:0] b_rd__addr;
-  wire [37:0] b_rd__data;
-  wire [18:0] \b_rd__data[0] ;
-  wire [18:0] \b_rd__data[1] ;
-  reg bank0_full = 1'h0;
-  reg bank1_full = 1'h0;
-  reg [37:0] bias_q = 38'h0000000000;
-  wire [18:0] \bias_q[0] ;
-  wire [18:0] \bias_q[1] ;
+  wire [18:0] acc0;
+  wire [18:0] acc1;
+  wire [18:0] acc2;
+  wire [18:0] acc3;
+  wire [6:0] acc_addr;
+  wire [6:0] \acc_addr$28 ;
+  wire [37:0] acc_word;
+  wire [37:0] \acc_word$30 ;
+  wire [18:0] \acc_word$30[0] ;
+  wire [18:0] \acc_word$30[1] ;
+  wire [37:0] \acc_word$31 ;
+  wire [18:0] \acc_word$31[0] ;
+  wire [18:0] \acc_word$31[1] ;
+  wire [18:0] \acc_word[0] ;
+  wire [18:0] \acc_word[1] ;
+  wire busy;
+  wire [4:0] c_addr;
   wire [7:0] c_new;
   wire [7:0] c_prev;
-  reg [4:0] c_rd__addr;
+  wire [4:0] c_rd__addr;
   wire [7:0] c_rd__data;
   input clk;
   wire clk;
-  reg [27:0] cur = 28'h0000000;
-  wire [5:0] \cur.col ;
-  wire [8:0] \cur.delta ;
-  wire \cur.is_h ;
-  wire [11:0] \cur.w_addr ;
-  reg cur_active = 1'h0;
-  wire [15:0] data;
-  wire [7:0] \data[0] ;
-  wire [7:0] \data[1] ;
-  reg [19:0] e1 = 20'h00000;
-  wire [5:0] \e1.col ;
-  wire \e1.is_h ;
-  wire \e1.valid ;
-  wire [11:0] \e1.w_addr ;
-  reg [36:0] e2 = 37'h0000000000;
-  wire [8:0] \e2.change ;
-  wire [5:0] \e2.col ;
-  wire \e2.is_h ;
-  wire \e2.valid ;
-  wire [7:0] \e2.value ;
-  wire [11:0] \e2.w_addr ;
-  reg early = 1'h0;
-  reg [5:0] elem = 6'h00;
-  reg [5:0] enc_col = 6'h00;
-  reg [11:0] enc_w = 12'h000;
+  wire [27:0] columns__payload;
+  wire [27:0] \columns__payload$9 ;
+  wire [5:0] \columns__payload$9.col ;
+  wire [8:0] \columns__payload$9.delta ;
+  wire \columns__payload$9.is_h ;
+  wire [11:0] \columns__payload$9.w_addr ;
+  wire [5:0] \columns__payload.col ;
+  wire [8:0] \columns__payload.delta ;
+  wire \columns__payload.is_h ;
+  wire [11:0] \columns__payload.w_addr ;
+  wire columns__ready;
+  wire \columns__ready$11 ;
+  wire columns__valid;
+  wire \columns__valid$13 ;
+  wire done;
+  wire \done$73 ;
+  wire \done$74 ;
+  wire [82:0] element__payload;
+  wire [75:0] \element__payload.gates ;
+  wire [18:0] \element__payload.gates[0] ;
+  wire [18:0] \element__payload.gates[1] ;
+  wire [18:0] \element__payload.gates[2] ;
+  wire [18:0] \element__payload.gates[3] ;
+  wire \element__payload.layer ;
+  wire [5:0] \element__payload.tag ;
+  wire element__valid;
   reg fresh = 1'h1;
-  reg [4:0] g_grp = 5'h00;
-  reg [18:0] gate0_0_0 = 19'h00000;
-  reg [18:0] gate0_0_1 = 19'h00000;
-  reg [18:0] gate0_1_0 = 19'h00000;
-  reg [18:0] gate0_1_1 = 19'h00000;
-  reg [18:0] gate0_2_0 = 19'h00000;
-  reg [18:0] gate0_2_1 = 19'h00000;
-  reg [18:0] gate0_3_0 = 19'h00000;
-  reg [18:0] gate0_3_1 = 19'h00000;
-  reg [18:0] gate1_0_0 = 19'h00000;
-  reg [18:0] gate1_0_1 = 19'h00000;
-  reg [18:0] gate1_1_0 = 19'h00000;
-  reg [18:0] gate1_1_1 = 19'h00000;
-  reg [18:0] gate1_2_0 = 19'h00000;
-  reg [18:0] gate1_2_1 = 19'h00000;
-  reg [18:0] gate1_3_0 = 19'h00000;
-  reg [18:0] gate1_3_1 = 19'h00000;
-  reg [6:0] grp = 7'h00;
+  (* init = 1'h1 *)
+  wire \fresh$19 ;
+  (* init = 1'h1 *)
+  wire \fresh$20 ;
+  wire [5:0] h_addr;
   wire [7:0] h_new;
   wire [7:0] h_prev;
   input [9:0] i__payload;
@@ -401,240 +104,57 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg i__ready;
   input i__valid;
   wire i__valid;
+  wire idle;
   reg [2:0] in_idx = 3'h0;
-  (* init = 19'h00000 *)
-  wire [18:0] issue_acc0;
-  (* init = 19'h00000 *)
-  wire [18:0] issue_acc1;
-  (* init = 19'h00000 *)
-  wire [18:0] issue_acc2;
-  (* init = 19'h00000 *)
-  wire [18:0] issue_acc3;
-  reg issue_layer = 1'h0;
-  (* init = 6'h00 *)
-  wire [5:0] issue_tag;
-  reg issue_valid = 1'h0;
-  reg [1:0] lane = 2'h0;
-  reg [7:0] last = 8'h00;
-  wire [6:0] \last.acc_addr ;
-  wire \last.valid ;
-  reg [37:0] last_sum2 = 38'h0000000000;
-  wire [18:0] \last_sum2[0] ;
-  wire [18:0] \last_sum2[1] ;
-  wire [3:0] level;
+  wire [36:0] issue__payload;
+  wire [36:0] \issue__payload$15 ;
+  wire [6:0] \issue__payload$15.acc_addr ;
+  wire [6:0] \issue__payload$15.b_addr ;
+  wire \issue__payload$15.bias ;
+  wire [8:0] \issue__payload$15.delta ;
+  wire \issue__payload$15.shift ;
+  wire [11:0] \issue__payload$15.w_addr ;
+  wire [6:0] \issue__payload.acc_addr ;
+  wire [6:0] \issue__payload.b_addr ;
+  wire \issue__payload.bias ;
+  wire [8:0] \issue__payload.delta ;
+  wire \issue__payload.shift ;
+  wire [11:0] \issue__payload.w_addr ;
+  wire issue__valid;
+  wire \issue__valid$17 ;
   output [8:0] o__payload;
-  reg [8:0] o__payload = 9'h000;
+  wire [8:0] o__payload;
+  wire [8:0] \o__payload$23 ;
+  wire [7:0] \o__payload$23.data ;
+  wire \o__payload$23.last ;
   wire [7:0] \o__payload.data ;
   wire \o__payload.last ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$24 ;
   output o__valid;
-  reg o__valid = 1'h0;
-  (* init = 9'h000 *)
-  wire [8:0] o_payload;
-  wire [7:0] \o_payload.data ;
-  wire \o_payload.last ;
-  (* init = 1'h0 *)
-  wire o_valid;
-  reg [3:0] out_idx = 4'h0;
-  reg [18:0] out_word = 19'h00000;
-  reg [1:0] pick = 2'h0;
-  reg [16:0] prod0 = 17'h00000;
-  reg [16:0] prod1 = 17'h00000;
-  wire [27:0] pushed;
-  wire [5:0] \pushed.col ;
-  wire [8:0] \pushed.delta ;
-  wire \pushed.is_h ;
-  wire [11:0] \pushed.w_addr ;
-  wire [27:0] r_data;
-  reg r_en;
-  wire r_rdy;
+  wire o__valid;
+  wire \o__valid$25 ;
+  wire [6:0] read_addr;
   input rst;
   wire rst;
-  reg [25:0] s1 = 26'h0000000;
-  wire [6:0] \s1.acc_addr ;
-  wire [6:0] \s1.b_addr ;
-  wire \s1.bias ;
-  wire [8:0] \s1.delta ;
-  wire \s1.shift ;
-  wire \s1.valid ;
-  reg [9:0] s2 = 10'h000;
-  wire [6:0] \s2.acc_addr ;
-  wire \s2.bias ;
-  wire \s2.shift ;
-  wire \s2.valid ;
-  reg [9:0] s3 = 10'h000;
-  wire [6:0] \s3.acc_addr ;
-  wire \s3.bias ;
-  wire \s3.shift ;
-  wire \s3.valid ;
+  reg run;
+  reg \run$66 ;
+  reg sel;
+  reg \sel$59 ;
+  wire [-1:0] \sel$65 ;
   reg seq_end = 1'h0;
-  reg [3:0] seq_state = 4'h0;
-  reg [5:0] tag = 6'h00;
+  reg [2:0] seq_state = 3'h0;
+  reg start;
+  reg \start$64 ;
+  reg \start$69 ;
+  wire [5:0] tag;
   wire [5:0] tag_out;
   wire valid_in;
   wire valid_out;
-  reg [27:0] w_data;
-  reg w_en;
+  wire [7:0] value;
+  wire [5:0] value_addr;
   reg [4:0] \wait  = 5'h00;
-  reg [37:0] acc_mem [68:0];
-  initial begin
-    acc_mem[0] = 38'h0000000000;
-    acc_mem[1] = 38'h0000000000;
-    acc_mem[2] = 38'h0000000000;
-    acc_mem[3] = 38'h0000000000;
-    acc_mem[4] = 38'h0000000000;
-    acc_mem[5] = 38'h0000000000;
-    acc_mem[6] = 38'h0000000000;
-    acc_mem[7] = 38'h0000000000;
-    acc_mem[8] = 38'h0000000000;
-    acc_mem[9] = 38'h0000000000;
-    acc_mem[10] = 38'h0000000000;
-    acc_mem[11] = 38'h0000000000;
-    acc_mem[12] = 38'h0000000000;
-    acc_mem[13] = 38'h0000000000;
-    acc_mem[14] = 38'h0000000000;
-    acc_mem[15] = 38'h0000000000;
-    acc_mem[16] = 38'h0000000000;
-    acc_mem[17] = 38'h0000000000;
-    acc_mem[18] = 38'h0000000000;
-    acc_mem[19] = 38'h0000000000;
-    acc_mem[20] = 38'h0000000000;
-    acc_mem[21] = 38'h0000000000;
-    acc_mem[22] = 38'h0000000000;
-    acc_mem[23] = 38'h0000000000;
-    acc_mem[24] = 38'h0000000000;
-    acc_mem[25] = 38'h0000000000;
-    acc_mem[26] = 38'h0000000000;
-    acc_mem[27] = 38'h0000000000;
-    acc_mem[28] = 38'h0000000000;
-    acc_mem[29] = 38'h0000000000;
-    acc_mem[30] = 38'h0000000000;
-    acc_mem[31] = 38'h0000000000;
-    acc_mem[32] = 38'h0000000000;
-    acc_mem[33] = 38'h0000000000;
-    acc_mem[34] = 38'h0000000000;
-    acc_mem[35] = 38'h0000000000;
-    acc_mem[36] = 38'h0000000000;
-    acc_mem[37] = 38'h0000000000;
-    acc_mem[38] = 38'h0000000000;
-    acc_mem[39] = 38'h0000000000;
-    acc_mem[40] = 38'h0000000000;
-    acc_mem[41] = 38'h0000000000;
-    acc_mem[42] = 38'h0000000000;
-    acc_mem[43] = 38'h0000000000;
-    acc_mem[44] = 38'h0000000000;
-    acc_mem[45] = 38'h0000000000;
-    acc_mem[46] = 38'h0000000000;
-    acc_mem[47] = 38'h0000000000;
-    acc_mem[48] = 38'h0000000000;
-    acc_mem[49] = 38'h0000000000;
-    acc_mem[50] = 38'h0000000000;
-    acc_mem[51] = 38'h0000000000;
-    acc_mem[52] = 38'h0000000000;
-    acc_mem[53] = 38'h0000000000;
-    acc_mem[54] = 38'h0000000000;
-    acc_mem[55] = 38'h0000000000;
-    acc_mem[56] = 38'h0000000000;
-    acc_mem[57] = 38'h0000000000;
-    acc_mem[58] = 38'h0000000000;
-    acc_mem[59] = 38'h0000000000;
-    acc_mem[60] = 38'h0000000000;
-    acc_mem[61] = 38'h0000000000;
-    acc_mem[62] = 38'h0000000000;
-    acc_mem[63] = 38'h0000000000;
-    acc_mem[64] = 38'h0000000000;
-    acc_mem[65] = 38'h0000000000;
-    acc_mem[66] = 38'h0000000000;
-    acc_mem[67] = 38'h0000000000;
-    acc_mem[68] = 38'h0000000000;
-  end
-  always @(posedge clk) begin
-    if (s3[0])
-      acc_mem[s3[7:1]] <= acc_wr__data;
-  end
-  reg [37:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= acc_mem[acc_rd__addr];
-  end
-  assign acc_rd__data = _0_;
-  reg [37:0] b_mem [68:0];
-  initial begin
-    b_mem[0] = 38'h009d6808a3;
-    b_mem[1] = 38'h3fe207fde2;
-    b_mem[2] = 38'h002d080958;
-    b_mem[3] = 38'h00583009c7;
-    b_mem[4] = 38'h001b37f433;
-    b_mem[5] = 38'h3fa3e8068b;
-    b_mem[6] = 38'h007798191b;
-    b_mem[7] = 38'h001baffb3a;
-    b_mem[8] = 38'h006158043d;
-    b_mem[9] = 38'h00a367f8e3;
-    b_mem[10] = 38'h00861803c5;
-    b_mem[11] = 38'h00d3702a2a;
-    b_mem[12] = 38'h0087e016e4;
-    b_mem[13] = 38'h0039280e6f;
-    b_mem[14] = 38'h3fecd0093d;
-    b_mem[15] = 38'h0093280ee2;
-    b_mem[16] = 38'h3ffcf80fa4;
-    b_mem[17] = 38'h0000d8091f;
-    b_mem[18] = 38'h00465810af;
-    b_mem[19] = 38'h3fccb8060e;
-    b_mem[20] = 38'h00d8a813b9;
-    b_mem[21] = 38'h0030880bcd;
-    b_mem[22] = 38'h3fde201001;
-    b_mem[23] = 38'h0082701913;
-    b_mem[24] = 38'h00498807dc;
-    b_mem[25] = 38'h0038780a5a;
-    b_mem[26] = 38'h00cc900a4c;
-    b_mem[27] = 38'h00a76002a2;
-    b_mem[28] = 38'h007430035e;
-    b_mem[29] = 38'h001bf805af;
-    b_mem[30] = 38'h3fec700189;
-    b_mem[31] = 38'h001f280a5a;
-    b_mem[32] = 38'h3f63a80d32;
-    b_mem[33] = 38'h000da808ba;
-    b_mem[34] = 38'h3ffd480564;
-    b_mem[35] = 38'h3fcfc000fc;
-    b_mem[36] = 38'h3f8bf00619;
-    b_mem[37] = 38'h001bd7ec49;
-    b_mem[38] = 38'h3ffe1003cc;
-    b_mem[39] = 38'h3ff2aff97c;
-    b_mem[40] = 38'h3fa4d7f7ac;
-    b_mem[41] = 38'h3fecb008d7;
-    b_mem[42] = 38'h0048dff40e;
-    b_mem[43] = 38'h3f7d880181;
-    b_mem[44] = 38'h000097ef32;
-    b_mem[45] = 38'h3f7a4805fc;
-    b_mem[46] = 38'h0034600b48;
-    b_mem[47] = 38'h3fea7fffd4;
-    b_mem[48] = 38'h00b8d00ec2;
-    b_mem[49] = 38'h007778008b;
-    b_mem[50] = 38'h0097181068;
-    b_mem[51] = 38'h007358100c;
-    b_mem[52] = 38'h004af00b50;
-    b_mem[53] = 38'h0043800c65;
-    b_mem[54] = 38'h0097c81280;
-    b_mem[55] = 38'h006c201a58;
-    b_mem[56] = 38'h0091c0144f;
-    b_mem[57] = 38'h0110c00e67;
-    b_mem[58] = 38'h013f3820a9;
-    b_mem[59] = 38'h00f6781a69;
-    b_mem[60] = 38'h008b3811a7;
-    b_mem[61] = 38'h00ab402058;
-    b_mem[62] = 38'h00229806cf;
-    b_mem[63] = 38'h012a201297;
-    b_mem[64] = 38'h00058000b2;
-    b_mem[65] = 38'h00157ffe4a;
-    b_mem[66] = 38'h002c680398;
-    b_mem[67] = 38'h00628ff6b5;
-    b_mem[68] = 38'h3fe4e00068;
-  end
-  reg [37:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= b_mem[\$like [14:8]];
-  end
-  assign b_rd__data = _1_;
   reg [7:0] c_mem [31:0];
   initial begin
     c_mem[0] = 8'h00;
@@ -674,11 +194,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (\$signature__en$54 )
       c_mem[\$signature__addr$51 ] <= \$signature__data$52 ;
   end
-  reg [7:0] _2_;
+  reg [7:0] _0_;
   always @(posedge clk) begin
-    _2_ <= c_mem[c_rd__addr];
+    _0_ <= c_mem[c_rd__addr];
   end
-  assign c_rd__data = _2_;
+  assign c_rd__data = _0_;
   reg [7:0] v_mem [35:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -722,589 +242,123 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (\$signature__en )
       v_mem[\$signature__addr ] <= \$signature__data$48 ;
   end
-  reg [7:0] _3_;
+  reg [7:0] _1_;
   always @(posedge clk) begin
-    _3_ <= v_mem[\$signature__addr$57 ];
+    _1_ <= v_mem[\$signature__addr$61 ];
   end
-  assign \$signature__data  = _3_;
-  assign acc_rd__addr = \$like [0] ? \$like [7:1] : act_acc_addr;
-  assign \$2  = $signed(\$1 ) + $signed(aligned0);
-  assign \$4  = $signed(\$3 ) + $signed(aligned1);
-  assign \$5  = ! issue_layer;
-  assign valid_in = issue_valid & \$5 ;
-  assign h_prev = fresh ? 8'h00 : \$signature__data ;
+  assign value = _1_;
+  assign read_addr = acc_addr | \acc_addr$28 ;
+  assign \$1  = ! element__payload[6];
+  assign valid_in = element__valid & \$1 ;
+  assign h_prev = fresh ? 8'h00 : value;
   assign c_prev = fresh ? 8'h00 : c_rd__data;
-  assign \$6  = 3'h4 + tag_out;
-  assign \$7  = 1'h0 + tag_out;
-  assign \$8  = enc_col >= 3'h4;
-  assign \$9  = 3'h4 + enc_col;
-  assign \$10  = \$9  - 3'h4;
-  assign \$11  = 1'h0 + enc_col;
-  assign \$12  = \$8  ? \$10  : { 1'h0, \$11  };
-  assign \$14  = cur[11:0] + grp;
-  assign \$15  = grp == 6'h3f;
-  assign \$16  = g_grp < 5'h10;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$16  & \$18 ;
-  assign \$20  = act_q * 5'h10;
-  assign \$21  = 1'h0 + \$20 ;
-  assign \$22  = \$21  + g_grp;
-  assign \$23  = act_q == 3'h4;
-  assign \$24  = g_grp + 1'h1;
-  assign \$25  = \$24  < 5'h10;
-  assign \$26  = ~ \$signal ;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = \$25  & \$28 ;
-  assign \$30  = 1'h0 + g_grp;
-  assign \$31  = \$30  + 1'h1;
-  assign \$32  = act_q == 3'h5;
-  assign \$33  = g_grp + 1'h1;
-  assign \$34  = \$33  < 5'h10;
-  assign \$35  = ~ \$signal ;
-  assign \$37  = ~ \$36 ;
-  assign \$38  = \$34  & \$37 ;
-  assign \$39  = 5'h10 + g_grp;
-  assign \$40  = \$39  + 1'h1;
-  assign \$41  = 1'h0 + g_grp;
-  assign \$42  = \$41  + 1'h1;
-  assign \$43  = 3'h4 + elem;
-  assign \$44  = 1'h0 + elem;
-  assign \$45  = enc_col >= 1'h0;
-  assign \$46  = 3'h4 + enc_col;
-  assign \$47  = \$46  - 1'h0;
-  assign \$48  = 1'h0 + enc_col;
-  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
-  assign \$51  = cur[11:0] + grp;
-  assign \$52  = grp == 3'h4;
-  assign \$53  = 7'h40 + grp;
-  assign \$54  = 7'h40 + grp;
-  assign \$55  = 7'h40 + grp;
-  assign \$56  = 7'h40 + grp;
-  assign \$57  = 7'h40 + grp;
-  assign \$58  = ! seq_state;
-  assign \$59  = seq_state == 1'h1;
-  assign \$60  = seq_state == 2'h2;
-  assign \$61  = seq_state == 2'h3;
-  assign \$62  = seq_state == 3'h4;
-  assign \$63  = seq_state == 3'h5;
-  assign \$64  = seq_state == 3'h6;
-  assign \$65  = seq_state == 3'h7;
-  assign \$66  = seq_state == 4'h8;
-  assign \$67  = seq_state == 4'h9;
-  assign \$68  = seq_state == 4'ha;
-  assign \$69  = seq_state == 4'hb;
-  assign \$70  = $signed(data[7:0]) * $signed(\$like [24:16]);
-  assign \$71  = $signed(data[15:8]) * $signed(\$like [24:16]);
-  assign \$72  = s3[7:1] == s2[7:1];
-  assign \$73  = s3[0] & \$72 ;
-  assign \$74  = last[7:1] == s2[7:1];
-  assign \$75  = last[0] & \$74 ;
-  assign \$80  = in_idx + 1'h1;
-  assign \$81  = in_idx == 2'h3;
-  assign \$82  = enc_col < 6'h24;
-  assign \$83  = level + e1[0];
-  assign \$84  = \$83  + e2[0];
-  assign \$85  = \$84  < 3'h7;
-  assign \$86  = \$82  & \$85 ;
-  assign \$87  = enc_col >= 3'h4;
-  assign \$88  = enc_col + 1'h1;
-  assign \$89  = enc_w + 7'h40;
-  assign \$90  = e1[7] & fresh;
-  assign \$91  = \$90  ? 8'h00 : \$signature__data ;
-  assign \$92  = e1[7] & fresh;
-  assign \$93  = \$92  ? 8'h00 : \$signature__data ;
-  assign \$94  = $signed(\$93 ) - $signed(1'h0);
-  assign \$95  = 1'h0 + grp;
-  assign \$96  = 1'h0 + grp;
-  assign \$97  = ! cur[17:12];
-  assign \$99  = cur[18] ? 1'h0 : 1'h1;
-  assign \$100  = grp == 6'h3f;
-  assign \$101  = grp + 1'h1;
-  assign \$102  = enc_col == 6'h24;
-  assign \$103  = ~ e1[0];
-  assign \$104  = \$102  & \$103 ;
-  assign \$105  = ~ e2[0];
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = ~ r_rdy;
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ~ cur_active;
-  assign \$110  = \$108  & \$109 ;
-  assign \$111  = ~ s1[0];
-  assign \$112  = ~ \$like$77 [0];
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = ~ \$like [0];
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = ~ s2[0];
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = ~ s3[0];
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = g_grp < 5'h10;
-  assign \$122  = ~ \$121 ;
-  assign \$123  = \$120  & \$122 ;
-  assign \$124  = act_q + 1'h1;
-  assign \$125  = ! \$signal ;
-  assign \$127  = act_q == 3'h4;
-  assign \$128  = g_grp + 1'h1;
-  assign \$129  = \$128  < 5'h10;
-  assign \$130  = ~ \$signal ;
-  assign \$132  = ~ \$131 ;
-  assign \$133  = \$129  & \$132 ;
-  assign \$134  = act_q == 3'h5;
-  assign \$135  = ~ \$signal ;
-  assign \$136  = g_grp + 1'h1;
-  assign \$137  = g_grp + 1'h1;
-  assign \$138  = \$137  < 5'h10;
-  assign \$139  = ~ \$signal ;
-  assign \$141  = ~ \$140 ;
-  assign \$142  = \$138  & \$141 ;
-  assign \$144  = elem + 1'h1;
-  assign \$157  = lane == 1'h1;
-  assign \$158  = elem == 5'h1f;
-  assign \$159  = \$157  | \$158 ;
-  assign \$160  = ~ \$signal$90 ;
-  assign \$161  = grp + 1'h1;
-  assign \$162  = grp == 4'hf;
-  assign \$163  = lane + 1'h1;
-  assign \$164  = \wait  + 1'h1;
-  assign \$165  = \wait  == 5'h16;
-  assign \$166  = enc_col < 6'h20;
-  assign \$167  = level + e1[0];
-  assign \$168  = \$167  + e2[0];
-  assign \$169  = \$168  < 3'h7;
-  assign \$170  = \$166  & \$169 ;
-  assign \$171  = enc_col >= 1'h0;
-  assign \$172  = enc_col + 1'h1;
-  assign \$173  = enc_w + 3'h5;
-  assign \$174  = $signed(\$signature__data ) - $signed(1'h0);
-  assign \$175  = 7'h40 + grp;
-  assign \$176  = 7'h40 + grp;
-  assign \$177  = ! cur[17:12];
-  assign \$180  = grp == 3'h4;
-  assign \$181  = grp + 1'h1;
-  assign \$182  = enc_col == 6'h20;
-  assign \$183  = ~ e1[0];
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = ~ e2[0];
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = ~ r_rdy;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ~ cur_active;
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = ~ s1[0];
-  assign \$192  = ~ \$like$77 [0];
-  assign \$193  = \$191  & \$192 ;
-  assign \$194  = ~ \$like [0];
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = ~ s2[0];
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = ~ s3[0];
-  assign \$199  = \$197  & \$198 ;
-  assign \$201  = $signed(out_word) + $signed(11'h200);
-  assign \$203  = $signed(\$202 ) > $signed(8'h7f);
-  assign \$204  = $signed(out_word) + $signed(11'h200);
-  assign \$206  = $signed(\$205 ) < $signed(8'h80);
-  assign \$207  = $signed(out_word) + $signed(11'h200);
-  assign \$209  = \$206  ? 20'hfff80 : \$208 ;
-  assign \$210  = \$203  ? 20'h0007f : \$209 ;
-  assign \$211  = out_idx == 4'h9;
-  assign \$212  = out_idx + 1'h1;
-  assign \$213  = out_idx == 4'h9;
-  assign \$214  = lane == 1'h1;
-  assign \$215  = grp + 1'h1;
-  assign \$216  = lane + 1'h1;
+  assign \$2  = 3'h4 + tag_out;
+  assign \$3  = 1'h0 + tag_out;
+  assign \$4  = in_idx == 2'h3;
+  assign \$5  = \wait  == 5'h16;
+  assign \$6  = ! seq_state;
+  assign \$7  = seq_state == 1'h1;
+  assign \$8  = seq_state == 2'h2;
+  assign \$9  = seq_state == 2'h3;
+  assign \$10  = seq_state == 3'h4;
+  assign \$11  = seq_state == 3'h5;
+  assign \$12  = seq_state == 3'h6;
+  assign \$13  = seq_state == 3'h7;
+  assign \$14  = in_idx + 1'h1;
+  assign \$15  = in_idx == 2'h3;
+  assign \$16  = ~ issue__valid;
+  assign \$17  = done & \$16 ;
+  assign \$18  = \wait  + 1'h1;
+  assign \$19  = \wait  == 5'h16;
+  assign \$20  = ~ issue__valid;
+  assign \$21  = done & \$20 ;
   always @(posedge clk)
-    e1 <= \$217 ;
+    in_idx <= \$22 ;
   always @(posedge clk)
-    s1 <= \$218 ;
+    seq_end <= \$23 ;
   always @(posedge clk)
-    \$like$77  <= \$219 ;
+    seq_state <= \$24 ;
   always @(posedge clk)
-    \$like  <= \$220 ;
+    \wait  <= \$25 ;
   always @(posedge clk)
-    prod0 <= \$221 ;
-  always @(posedge clk)
-    prod1 <= \$222 ;
-  always @(posedge clk)
-    s2 <= \$223 ;
-  always @(posedge clk)
-    s3 <= \$224 ;
-  always @(posedge clk)
-    acc_q <= \$225 ;
-  always @(posedge clk)
-    bias_q <= \$226 ;
-  always @(posedge clk)
-    last <= \$227 ;
-  always @(posedge clk)
-    \$like$20  <= \$228 ;
-  always @(posedge clk)
-    last_sum2 <= \$229 ;
-  always @(posedge clk)
-    pick <= \$230 ;
-  always @(posedge clk)
-    aligned0 <= \$231 ;
-  always @(posedge clk)
-    aligned1 <= \$232 ;
-  always @(posedge clk)
-    issue_valid <= \$233 ;
-  always @(posedge clk)
-    in_idx <= \$234 ;
-  always @(posedge clk)
-    seq_end <= \$235 ;
-  always @(posedge clk)
-    enc_col <= \$236 ;
-  always @(posedge clk)
-    enc_w <= \$237 ;
-  always @(posedge clk)
-    grp <= \$238 ;
-  always @(posedge clk)
-    seq_state <= \$239 ;
-  always @(posedge clk)
-    e2 <= \$240 ;
-  always @(posedge clk)
-    cur_active <= \$241 ;
-  always @(posedge clk)
-    cur <= \$242 ;
-  always @(posedge clk)
-    lane <= \$243 ;
-  always @(posedge clk)
-    elem <= \$244 ;
-  always @(posedge clk)
-    act_q <= \$245 ;
-  always @(posedge clk)
-    early <= \$246 ;
-  always @(posedge clk)
-    g_grp <= \$247 ;
-  always @(posedge clk)
-    \$signal  <= \$248 ;
-  always @(posedge clk)
-    \$signal$90  <= \$249 ;
-  always @(posedge clk)
-    bank0_full <= \$250 ;
-  always @(posedge clk)
-    bank1_full <= \$251 ;
-  always @(posedge clk)
-    gate0_0_0 <= \$252 ;
-  always @(posedge clk)
-    gate0_0_1 <= \$253 ;
-  always @(posedge clk)
-    gate0_1_0 <= \$254 ;
-  always @(posedge clk)
-    gate0_1_1 <= \$255 ;
-  always @(posedge clk)
-    gate0_2_0 <= \$256 ;
-  always @(posedge clk)
-    gate0_2_1 <= \$257 ;
-  always @(posedge clk)
-    gate0_3_0 <= \$258 ;
-  always @(posedge clk)
-    gate0_3_1 <= \$259 ;
-  always @(posedge clk)
-    gate1_0_0 <= \$260 ;
-  always @(posedge clk)
-    gate1_0_1 <= \$261 ;
-  always @(posedge clk)
-    gate1_1_0 <= \$262 ;
-  always @(posedge clk)
-    gate1_1_1 <= \$263 ;
-  always @(posedge clk)
-    gate1_2_0 <= \$264 ;
-  always @(posedge clk)
-    gate1_2_1 <= \$265 ;
-  always @(posedge clk)
-    gate1_3_0 <= \$266 ;
-  always @(posedge clk)
-    gate1_3_1 <= \$267 ;
-  always @(posedge clk)
-    acc0 <= \$268 ;
-  always @(posedge clk)
-    acc1 <= \$269 ;
-  always @(posedge clk)
-    acc2 <= \$270 ;
-  always @(posedge clk)
-    acc3 <= \$271 ;
-  always @(posedge clk)
-    tag <= \$272 ;
-  always @(posedge clk)
-    issue_layer <= \$273 ;
-  always @(posedge clk)
-    \wait  <= \$274 ;
-  always @(posedge clk)
-    fresh <= \$275 ;
-  always @(posedge clk)
-    out_idx <= \$276 ;
-  always @(posedge clk)
-    out_word <= \$277 ;
-  always @(posedge clk)
-    o__payload <= \$278 ;
-  always @(posedge clk)
-    o__valid <= \$279 ;
+    fresh <= \$26 ;
+  \hwgen_digits_lstm_p2.activate  activate (
+    .acc_addr(acc_addr),
+    .acc_word(acc_word),
+    .c_addr(c_rd__addr),
+    .clk(clk),
+    .done(\done$73 ),
+    .element__payload(element__payload),
+    .element__valid(element__valid),
+    .h_addr(h_addr),
+    .rst(rst),
+    .run(\run$66 ),
+    .start(\start$64 )
+  );
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
-    .acc0(acc0),
-    .acc1(acc1),
-    .acc2(acc2),
-    .acc3(acc3),
     .c_new(c_new),
     .c_prev(c_prev),
     .clk(clk),
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
+    .\port$972$7 (element__payload[82:7]),
     .rst(rst),
-    .tag(tag),
+    .tag(element__payload[5:0]),
     .valid_in(valid_in)
   );
-  \hwgen_digits_lstm_p2.fifo  fifo (
+  \hwgen_digits_lstm_p2.encoder  encoder (
     .clk(clk),
-    .level(level),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .columns__payload(columns__payload),
+    .columns__valid(columns__valid),
+    .done(done),
+    .fresh(fresh),
+    .r_en(columns__ready),
     .rst(rst),
-    .w_en(w_en),
-    .w_port__data(w_data)
+    .run(run),
+    .sel(sel),
+    .start(start),
+    .value(value),
+    .value_addr(value_addr)
   );
-  \hwgen_digits_lstm_p2.w_rom  w_rom (
-    .addr(addr),
+  \hwgen_digits_lstm_p2.head_output  head_output (
+    .acc_addr(\acc_addr$28 ),
+    .acc_word(acc_word),
     .clk(clk),
-    .data(data),
+    .done(\done$74 ),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
+    .rst(rst),
+    .start(\start$69 )
+  );
+  \hwgen_digits_lstm_p2.issuer  issuer (
+    .busy(issue__valid),
+    .clk(clk),
+    .columns__payload(columns__payload),
+    .columns__ready(columns__ready),
+    .columns__valid(columns__valid),
+    .issue__payload(issue__payload),
+    .rst(rst),
+    .sel(\sel$59 )
+  );
+  \hwgen_digits_lstm_p2.mac  mac (
+    .acc_word(acc_word),
+    .clk(clk),
+    .idle(idle),
+    .issue__payload(issue__payload),
+    .issue__valid(issue__valid),
+    .read_addr(read_addr),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$1  = bias_q[18:0];
-      2'h1:
-          \$1  = \$like$20 [18:0];
-      2'h2:
-          \$1  = last_sum2[18:0];
-      2'h3:
-          \$1  = acc_q[18:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$3  = bias_q[37:19];
-      2'h1:
-          \$3  = \$like$20 [37:19];
-      2'h2:
-          \$3  = last_sum2[37:19];
-      2'h3:
-          \$3  = acc_q[37:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$17  = bank0_full;
-      1'h1:
-          \$17  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$26 )
-      1'h0:
-          \$27  = bank0_full;
-      1'h1:
-          \$27  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$35 )
-      1'h0:
-          \$36  = bank0_full;
-      1'h1:
-          \$36  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$121  = bank0_full;
-      1'h1:
-          \$121  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$130 )
-      1'h0:
-          \$131  = bank0_full;
-      1'h1:
-          \$131  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$139 )
-      1'h0:
-          \$140  = bank0_full;
-      1'h1:
-          \$140  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$90 )
-      1'h0:
-          \$143  = bank0_full;
-      1'h1:
-          \$143  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$145  = gate0_0_0;
-      2'h1:
-          \$145  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$146  = gate1_0_0;
-      2'h1:
-          \$146  = gate1_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$90 )
-      1'h0:
-          \$147  = \$145 ;
-      1'h1:
-          \$147  = \$146 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$148  = gate0_1_0;
-      2'h1:
-          \$148  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$149  = gate1_1_0;
-      2'h1:
-          \$149  = gate1_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$90 )
-      1'h0:
-          \$150  = \$148 ;
-      1'h1:
-          \$150  = \$149 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$151  = gate0_2_0;
-      2'h1:
-          \$151  = gate0_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$152  = gate1_2_0;
-      2'h1:
-          \$152  = gate1_2_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$90 )
-      1'h0:
-          \$153  = \$151 ;
-      1'h1:
-          \$153  = \$152 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$154  = gate0_3_0;
-      2'h1:
-          \$154  = gate0_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$155  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$155  = gate1_3_0;
-      2'h1:
-          \$155  = gate1_3_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$90 )
-      1'h0:
-          \$156  = \$154 ;
-      1'h1:
-          \$156  = \$155 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$200  = acc_q[18:0];
-      2'h1:
-          \$200  = acc_q[37:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr  = 6'h00;
     if (valid_out) begin
-      \$signature__addr  = \$6 [5:0];
+      \$signature__addr  = \$2 [5:0];
     end
     casez (seq_state)
-      4'h0:
+      3'h0:
           \$signature__addr  = { 3'h0, in_idx };
     endcase
   end
@@ -1315,7 +369,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       \$signature__data$48  = h_new;
     end
     casez (seq_state)
-      4'h0:
+      3'h0:
           \$signature__data$48  = i__payload[7:0];
     endcase
   end
@@ -1326,7 +380,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       \$signature__en  = 1'h1;
     end
     casez (seq_state)
-      4'h0:
+      3'h0:
           \$signature__en  = i__valid;
     endcase
   end
@@ -1334,7 +388,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__addr$51  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$51  = \$7 [4:0];
+      \$signature__addr$51  = \$3 [4:0];
     end
   end
   always @* begin
@@ -1355,1864 +409,1455 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     i__ready = 1'h0;
     casez (seq_state)
-      4'h0:
+      3'h0:
           i__ready = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$57  = 6'h00;
+    sel = 1'h0;
     casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$signature__addr$57  = \$12 [5:0];
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$signature__addr$57  = \$43 [5:0];
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$signature__addr$57  = \$49 [5:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    w_data = 28'h0000000;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-        begin
-          w_data[11:0] = e2[19:8];
-          w_data[17:12] = e2[6:1];
-          w_data[18] = e2[7];
-          w_data[27:19] = e2[36:28];
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-        begin
-          w_data[11:0] = e2[19:8];
-          w_data[17:12] = e2[6:1];
-          w_data[18] = e2[7];
-          w_data[27:19] = e2[36:28];
-        end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    w_en = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          w_en = \$13 ;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          w_en = \$50 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    addr = 12'h000;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            addr = \$14 [11:0];
+      3'h0:
+          if (i__valid) begin
+            if (\$4 ) begin
+              sel = 1'h0;
+            end
           end
-      4'h2:
+      3'h1:
+          sel = 1'h0;
+      3'h2:
           /* empty */;
-      4'h3:
+      3'h3:
           /* empty */;
-      4'h4:
+      3'h4:
+          if (\$5 ) begin
+            sel = 1'h1;
+          end
+      3'h5:
+          sel = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    start = 1'h0;
+    casez (seq_state)
+      3'h0:
+          if (i__valid) begin
+            if (\$4 ) begin
+              start = 1'h1;
+            end
+          end
+      3'h1:
           /* empty */;
-      4'h5:
-          if (cur_active) begin
-            addr = \$51 [11:0];
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$5 ) begin
+            start = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    r_en = 1'h0;
+    \sel$59  = 1'h0;
     casez (seq_state)
-      4'h0:
+      3'h0:
           /* empty */;
-      4'h1:
-          if (cur_active) begin
+      3'h1:
+          \sel$59  = 1'h0;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          \sel$59  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    run = 1'h0;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          run = 1'h1;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          run = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__addr$61  = 6'h00;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$signature__addr$61  = value_addr;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$signature__addr$61  = h_addr;
+      3'h4:
+          /* empty */;
+      3'h5:
+          \$signature__addr$61  = value_addr;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$64  = 1'h0;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (idle) begin
+            \start$64  = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \run$66  = 1'h0;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \run$66  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$69  = 1'h0;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (idle) begin
+            \start$69  = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$22  = in_idx;
+    casez (seq_state)
+      3'h0:
+          if (i__valid) begin
+            \$22  = \$14 [2:0];
             if (\$15 ) begin
-              r_en = 1'h1;
+              \$22  = 3'h0;
             end
-          end else if (r_rdy) begin
-            r_en = 1'h1;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$52 ) begin
-              r_en = 1'h1;
-            end
-          end else if (r_rdy) begin
-            r_en = 1'h1;
           end
     endcase
+    if (rst) begin
+      \$22  = 3'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    act_acc_addr = 7'h00;
+    \$23  = seq_end;
     casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
+      3'h0:
+          if (i__valid) begin
+            if (\$15 ) begin
+              \$23  = i__payload[9];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$23  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$24  = seq_state;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      3'h0:
+          if (i__valid) begin
+            if (\$15 ) begin
+              \$24  = 3'h1;
+            end
+          end
+      3'h1:
+          if (\$17 ) begin
+            \$24  = 3'h2;
+          end
+      3'h2:
+          if (idle) begin
+            \$24  = 3'h3;
+          end
+      3'h3:
+          if (\done$73 ) begin
+            \$24  = 3'h4;
+          end
+      3'h4:
           if (\$19 ) begin
-            act_acc_addr = \$22 [6:0];
-            if (\$23 ) begin
-              if (\$29 ) begin
-                act_acc_addr = \$31 ;
-              end
-            end
-            if (\$32 ) begin
-              if (early) begin
-                act_acc_addr = \$40 ;
-              end else if (\$38 ) begin
-                act_acc_addr = \$42 ;
-              end
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          act_acc_addr = \$53 [6:0];
-      4'h8:
-          act_acc_addr = \$54 [6:0];
-      4'h9:
-          act_acc_addr = \$55 [6:0];
-      4'ha:
-          act_acc_addr = \$56 [6:0];
-      4'hb:
-          act_acc_addr = \$57 [6:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    c_rd__addr = 5'h00;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          c_rd__addr = \$44 [4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217 [19:1] = e1[19:1];
-    \$217 [0] = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (\$86 ) begin
-            \$217 [0] = 1'h1;
-            \$217 [6:1] = enc_col;
-            \$217 [7] = \$87 ;
-            \$217 [19:8] = enc_w;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (\$170 ) begin
-            \$217 [0] = 1'h1;
-            \$217 [6:1] = enc_col;
-            \$217 [7] = \$171 ;
-            \$217 [19:8] = enc_w;
-          end
-    endcase
-    if (rst) begin
-      \$217  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218 [25:1] = s1[25:1];
-    \$218 [0] = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            \$218 [0] = 1'h1;
-            \$218 [7:1] = \$95 [6:0];
-            \$218 [14:8] = \$96 [6:0];
-            \$218 [24:16] = cur[27:19];
-            \$218 [15] = \$98 ;
-            \$218 [25] = \$99 ;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            \$218 [0] = 1'h1;
-            \$218 [7:1] = \$175 [6:0];
-            \$218 [14:8] = \$176 [6:0];
-            \$218 [24:16] = cur[27:19];
-            \$218 [15] = \$178 ;
-            \$218 [25] = \$179 ;
-          end
-    endcase
-    if (rst) begin
-      \$218  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = s1;
-    if (rst) begin
-      \$219  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = \$like$77 ;
-    if (rst) begin
-      \$220  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = \$70 ;
-    if (rst) begin
-      \$221  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = \$71 ;
-    if (rst) begin
-      \$222  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223 [0] = \$like [0];
-    \$223 [7:1] = \$like [7:1];
-    \$223 [8] = \$like [15];
-    \$223 [9] = \$like [25];
-    if (rst) begin
-      \$223  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = s2;
-    if (rst) begin
-      \$224  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = acc_rd__data;
-    if (rst) begin
-      \$225  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = b_rd__data;
-    if (rst) begin
-      \$226  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227 [0] = s3[0];
-    \$227 [7:1] = s3[7:1];
-    if (rst) begin
-      \$227  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = acc_wr__data;
-    if (rst) begin
-      \$228  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = \$like$20 ;
-    if (rst) begin
-      \$229  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (s2[8]) begin
-      \$230  = 2'h0;
-    end else if (\$73 ) begin
-      \$230  = 2'h1;
-    end else if (\$75 ) begin
-      \$230  = 2'h2;
-    end else begin
-      \$230  = 2'h3;
-    end
-    if (rst) begin
-      \$230  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$231  = { \$76 [17], \$76 [17], \$76  };
-      1'h1:
-          \$231  = { \$77 [17], \$77 [17], \$77  };
-    endcase
-    if (rst) begin
-      \$231  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$232  = { \$78 [17], \$78 [17], \$78  };
-      1'h1:
-          \$232  = { \$79 [17], \$79 [17], \$79  };
-    endcase
-    if (rst) begin
-      \$232  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$143 ) begin
-            \$233  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = in_idx;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            \$234  = \$80 [2:0];
-            if (\$81 ) begin
-              \$234  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$234  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = seq_end;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$81 ) begin
-              \$235  = i__payload[9];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$235  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = enc_col;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$81 ) begin
-              \$236  = 6'h00;
-            end
-          end
-      4'h1:
-        begin
-          if (\$86 ) begin
-            \$236  = \$88 [5:0];
-          end
-          if (\$110 ) begin
-            \$236  = 6'h00;
-          end
-        end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$165 ) begin
-            \$236  = 6'h00;
-          end
-      4'h5:
-        begin
-          if (\$170 ) begin
-            \$236  = \$172 [5:0];
-          end
-          if (\$190 ) begin
-            \$236  = 6'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$236  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = enc_w;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$81 ) begin
-              \$237  = 12'h000;
-            end
-          end
-      4'h1:
-          if (\$86 ) begin
-            \$237  = \$89 [11:0];
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$165 ) begin
-            \$237  = 12'h900;
-          end
-      4'h5:
-          if (\$170 ) begin
-            \$237  = \$173 [11:0];
-          end
-    endcase
-    if (rst) begin
-      \$237  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = grp;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$81 ) begin
-              \$238  = 7'h00;
-            end
-          end
-      4'h1:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$100 ) begin
-              \$238  = 7'h00;
-            end else begin
-              \$238  = \$101 [6:0];
-            end
-          end else if (r_rdy) begin
-            \$238  = 7'h00;
-          end
-      4'h2:
-          if (\$119 ) begin
-            \$238  = 7'h00;
-          end
-      4'h3:
-          if (\$143 ) begin
-            if (\$159 ) begin
-              \$238  = \$161 [6:0];
-              if (\$162 ) begin
-                \$238  = 7'h00;
-              end
-            end
-          end
-      4'h4:
-          if (\$165 ) begin
-            \$238  = 7'h00;
-          end
-      4'h5:
-          if (cur_active) begin
-            (* full_case = 32'd1 *)
-            if (\$180 ) begin
-              \$238  = 7'h00;
-            end else begin
-              \$238  = \$181 [6:0];
-            end
-          end else if (r_rdy) begin
-            \$238  = 7'h00;
-          end
-      4'h6:
-          if (\$199 ) begin
-            \$238  = 7'h00;
-          end
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          if (o__ready) begin
-            if (\$213 ) begin
-              \$238  = 7'h00;
-            end else if (\$214 ) begin
-              \$238  = \$215 [6:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$238  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = seq_state;
-    casez (seq_state)
-      4'h0:
-          if (i__valid) begin
-            if (\$81 ) begin
-              \$239  = 4'h1;
-            end
-          end
-      4'h1:
-          if (\$110 ) begin
-            \$239  = 4'h2;
-          end
-      4'h2:
-          if (\$119 ) begin
-            \$239  = 4'h3;
-          end
-      4'h3:
-          if (\$143 ) begin
-            if (\$159 ) begin
-              if (\$162 ) begin
-                \$239  = 4'h4;
-              end
-            end
-          end
-      4'h4:
-          if (\$165 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$239  = 4'h5;
+              \$24  = 3'h5;
             end else begin
-              \$239  = 4'h0;
+              \$24  = 3'h0;
             end
           end
-      4'h5:
-          if (\$190 ) begin
-            \$239  = 4'h6;
+      3'h5:
+          if (\$21 ) begin
+            \$24  = 3'h6;
           end
-      4'h6:
-          if (\$199 ) begin
-            \$239  = 4'h7;
+      3'h6:
+          if (idle) begin
+            \$24  = 3'h7;
           end
-      4'h7:
-          \$239  = 4'h8;
-      4'h8:
-          \$239  = 4'h9;
-      4'h9:
-          \$239  = 4'ha;
-      4'ha:
-          \$239  = 4'hb;
-      4'hb:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$213 ) begin
-              \$239  = 4'h0;
-            end else if (\$214 ) begin
-              \$239  = 4'h7;
-            end else begin
-              \$239  = 4'h9;
-            end
+      3'h7:
+          if (\done$74 ) begin
+            \$24  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$239  = 4'h0;
+      \$24  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = e2;
+    \$25  = \wait ;
     casez (seq_state)
-      4'h0:
+      3'h0:
           /* empty */;
-      4'h1:
-        begin
-          \$240 [0] = e1[0];
-          \$240 [6:1] = e1[6:1];
-          \$240 [7] = e1[7];
-          \$240 [19:8] = e1[19:8];
-          \$240 [27:20] = \$91 ;
-          \$240 [36:28] = \$94 ;
-        end
-      4'h2:
+      3'h1:
           /* empty */;
-      4'h3:
+      3'h2:
           /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-        begin
-          \$240 [0] = e1[0];
-          \$240 [6:1] = e1[6:1];
-          \$240 [7] = e1[7];
-          \$240 [19:8] = e1[19:8];
-          \$240 [27:20] = \$signature__data ;
-          \$240 [36:28] = \$174 ;
-        end
+      3'h3:
+          if (\done$73 ) begin
+            \$25  = 5'h00;
+          end
+      3'h4:
+          \$25  = \$18 [4:0];
     endcase
     if (rst) begin
-      \$240  = 37'h0000000000;
+      \$25  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = cur_active;
+    \$26  = fresh;
+    (* full_case = 32'd1 *)
     casez (seq_state)
-      4'h0:
+      3'h0:
           /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$100 ) begin
-              \$241  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$241  = 1'h1;
-          end
-      4'h2:
+      3'h1:
           /* empty */;
-      4'h3:
+      3'h2:
           /* empty */;
-      4'h4:
+      3'h3:
           /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$180 ) begin
-              \$241  = r_rdy;
-            end
-          end else if (r_rdy) begin
-            \$241  = 1'h1;
-          end
-    endcase
-    if (rst) begin
-      \$241  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = cur;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          if (cur_active) begin
-            if (\$100 ) begin
-              \$242  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$242  = r_data;
-          end
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          if (cur_active) begin
-            if (\$180 ) begin
-              \$242  = r_data;
-            end
-          end else if (r_rdy) begin
-            \$242  = r_data;
-          end
-    endcase
-    if (rst) begin
-      \$242  = 28'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = lane;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$119 ) begin
-            \$243  = 2'h0;
-          end
-      4'h3:
-          if (\$143 ) begin
-            (* full_case = 32'd1 *)
-            if (\$159 ) begin
-              \$243  = 2'h0;
-            end else begin
-              \$243  = \$163 [1:0];
-            end
-          end
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$199 ) begin
-            \$243  = 2'h0;
-          end
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$213 ) begin
-              \$243  = 2'h0;
-            end else if (\$214 ) begin
-              \$243  = 2'h0;
-            end else begin
-              \$243  = \$216 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$243  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = elem;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$119 ) begin
-            \$244  = 6'h00;
-          end
-      4'h3:
-          if (\$143 ) begin
-            \$244  = \$144 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$244  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = act_q;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$119 ) begin
-            \$245  = 3'h0;
-          end
-      4'h3:
-          if (\$123 ) begin
-            \$245  = \$124 [2:0];
-            if (\$134 ) begin
-              \$245  = 3'h0;
-              if (early) begin
-                \$245  = 3'h2;
-              end else if (\$142 ) begin
-                \$245  = 3'h1;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$245  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = early;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$119 ) begin
-            \$246  = 1'h0;
-          end
-      4'h3:
-          if (\$123 ) begin
-            if (\$127 ) begin
-              \$246  = \$133 ;
-            end
-            if (\$134 ) begin
-              \$246  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$246  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = g_grp;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$119 ) begin
-            \$247  = 5'h00;
-          end
-      4'h3:
-          if (\$123 ) begin
-            if (\$134 ) begin
-              \$247  = \$136 [4:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$247  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = \$signal ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$119 ) begin
-            \$248  = 1'h0;
-          end
-      4'h3:
-          if (\$123 ) begin
-            if (\$134 ) begin
-              \$248  = \$135 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$248  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = \$signal$90 ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$119 ) begin
-            \$249  = 1'h0;
-          end
-      4'h3:
-          if (\$143 ) begin
-            if (\$159 ) begin
-              \$249  = \$160 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$249  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = bank0_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$119 ) begin
-            \$250  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$123 ) begin
-            if (\$134 ) begin
-              casez (\$signal )
-                1'h0:
-                    \$250  = 1'h1;
-              endcase
-            end
-          end
-          if (\$143 ) begin
-            if (\$159 ) begin
-              casez (\$signal$90 )
-                1'h0:
-                    \$250  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = bank1_full;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$119 ) begin
-            \$251  = 1'h0;
-          end
-      4'h3:
-        begin
-          if (\$123 ) begin
-            if (\$134 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$251  = 1'h1;
-              endcase
-            end
-          end
-          if (\$143 ) begin
-            if (\$159 ) begin
-              (* full_case = 32'd1 *)
-              casez (\$signal$90 )
-                1'h0:
-                    /* empty */;
-                1'h1:
-                    \$251  = 1'h0;
-              endcase
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$251  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = gate0_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h2:
-                    \$252  = acc_q[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$252  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = gate0_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h2:
-                    \$253  = acc_q[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$253  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = gate0_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$254  = acc_q[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$254  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = gate0_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$255  = acc_q[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$255  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = gate0_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$256  = acc_q[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$256  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = gate0_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$257  = acc_q[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$257  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = gate0_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$258  = acc_q[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$258  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = gate0_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$125 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$259  = acc_q[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$259  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = gate1_0_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h2:
-                    \$260  = acc_q[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$260  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = gate1_0_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h2:
-                    \$261  = acc_q[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$261  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = gate1_1_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$262  = acc_q[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$262  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = gate1_1_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    \$263  = acc_q[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$263  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = gate1_2_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$264  = acc_q[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$264  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = gate1_2_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    \$265  = acc_q[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$265  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = gate1_3_0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$266  = acc_q[18:0];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$266  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = gate1_3_1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$123 ) begin
-            if (\$126 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    \$267  = acc_q[37:19];
-              endcase
-            end
-          end
-    endcase
-    if (rst) begin
-      \$267  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = acc0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$143 ) begin
-            \$268  = \$147 ;
-          end
-    endcase
-    if (rst) begin
-      \$268  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = acc1;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$143 ) begin
-            \$269  = \$150 ;
-          end
-    endcase
-    if (rst) begin
-      \$269  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = acc2;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$143 ) begin
-            \$270  = \$153 ;
-          end
-    endcase
-    if (rst) begin
-      \$270  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = acc3;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$143 ) begin
-            \$271  = \$156 ;
-          end
-    endcase
-    if (rst) begin
-      \$271  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = tag;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$143 ) begin
-            \$272  = elem;
-          end
-    endcase
-    if (rst) begin
-      \$272  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = issue_layer;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$143 ) begin
-            \$273  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$273  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$274  = \wait ;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          if (\$143 ) begin
-            if (\$159 ) begin
-              if (\$162 ) begin
-                \$274  = 5'h00;
-              end
-            end
-          end
-      4'h4:
-          \$274  = \$164 [4:0];
-    endcase
-    if (rst) begin
-      \$274  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = fresh;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          if (\$165 ) begin
+      3'h4:
+          if (\$19 ) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
-              \$275  = 1'h0;
+              \$26  = 1'h0;
             end
           end
-      4'h5:
+      3'h5:
           /* empty */;
-      4'h6:
+      3'h6:
           /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          if (o__ready) begin
-            if (\$213 ) begin
-              \$275  = seq_end;
-            end
+      3'h7:
+          if (\done$74 ) begin
+            \$26  = seq_end;
           end
     endcase
     if (rst) begin
-      \$275  = 1'h1;
+      \$26  = 1'h1;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = out_idx;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (\$199 ) begin
-            \$276  = 4'h0;
-          end
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          /* empty */;
-      4'hb:
-          if (o__ready) begin
-            \$276  = \$212 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$276  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = out_word;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          \$277  = \$200 ;
-    endcase
-    if (rst) begin
-      \$277  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = o__payload;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-        begin
-          \$278 [7:0] = \$210 [7:0];
-          \$278 [8] = \$211 ;
-        end
-    endcase
-    if (rst) begin
-      \$278  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = o__valid;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          /* empty */;
-      4'ha:
-          \$279  = 1'h1;
-      4'hb:
-          if (o__ready) begin
-            \$279  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$279  = 1'h0;
-    end
-  end
-  assign pushed = w_data;
-  assign b_rd__addr = \$like [14:8];
-  assign acc_wr__addr = s3[7:1];
-  assign acc_wr__en = s3[0];
-  assign issue_acc0 = acc0;
-  assign issue_acc1 = acc1;
-  assign issue_acc2 = acc2;
-  assign issue_acc3 = acc3;
-  assign issue_tag = tag;
-  assign o_valid = o__valid;
-  assign o_payload = o__payload;
+  assign \columns__payload$9  = columns__payload;
+  assign \columns__ready$11  = columns__ready;
+  assign \columns__valid$13  = columns__valid;
+  assign \issue__payload$15  = issue__payload;
+  assign \issue__valid$17  = issue__valid;
+  assign \fresh$19  = fresh;
+  assign \fresh$20  = fresh;
+  assign \$signature__data  = value;
+  assign \o__payload$23  = o__payload;
+  assign \o__ready$24  = o__ready;
+  assign \o__valid$25  = o__valid;
+  assign \acc_word$30  = acc_word;
+  assign \acc_word$31  = acc_word;
+  assign c_addr = c_rd__addr;
+  assign tag = element__payload[5:0];
+  assign acc0 = element__payload[25:7];
+  assign acc1 = element__payload[44:26];
+  assign acc2 = element__payload[63:45];
+  assign acc3 = element__payload[82:64];
+  assign busy = issue__valid;
   assign \i__payload.data  = i__payload[7:0];
   assign \i__payload.step_end  = i__payload[8];
   assign \i__payload.seq_end  = i__payload[9];
   assign \o__payload.data  = o__payload[7:0];
   assign \o__payload.last  = o__payload[8];
-  assign \pushed.w_addr  = w_data[11:0];
-  assign \pushed.col  = w_data[17:12];
-  assign \pushed.is_h  = w_data[18];
-  assign \pushed.delta  = w_data[27:19];
-  assign \$like.valid  = \$like [0];
-  assign \$like.acc_addr  = \$like [7:1];
-  assign \$like.b_addr  = \$like [14:8];
-  assign \$like.bias  = \$like [15];
-  assign \$like.delta  = \$like [24:16];
-  assign \$like.shift  = \$like [25];
-  assign \s3.valid  = s3[0];
-  assign \s3.acc_addr  = s3[7:1];
-  assign \s3.bias  = s3[8];
-  assign \s3.shift  = s3[9];
-  assign \acc_wr__data[0]  = acc_wr__data[18:0];
-  assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \bias_q[0]  = bias_q[18:0];
-  assign \bias_q[1]  = bias_q[37:19];
-  assign \$like$20[0]  = \$like$20 [18:0];
-  assign \$like$20[1]  = \$like$20 [37:19];
-  assign \last_sum2[0]  = last_sum2[18:0];
-  assign \last_sum2[1]  = last_sum2[37:19];
-  assign \acc_q[0]  = acc_q[18:0];
-  assign \acc_q[1]  = acc_q[37:19];
-  assign \o_payload.data  = o__payload[7:0];
-  assign \o_payload.last  = o__payload[8];
-  assign \e2.valid  = e2[0];
-  assign \e2.col  = e2[6:1];
-  assign \e2.is_h  = e2[7];
-  assign \e2.w_addr  = e2[19:8];
-  assign \e2.value  = e2[27:20];
-  assign \e2.change  = e2[36:28];
-  assign \cur.w_addr  = cur[11:0];
-  assign \cur.col  = cur[17:12];
-  assign \cur.is_h  = cur[18];
-  assign \cur.delta  = cur[27:19];
-  assign \e1.valid  = e1[0];
-  assign \e1.col  = e1[6:1];
-  assign \e1.is_h  = e1[7];
-  assign \e1.w_addr  = e1[19:8];
-  assign \s1.valid  = s1[0];
-  assign \s1.acc_addr  = s1[7:1];
-  assign \s1.b_addr  = s1[14:8];
-  assign \s1.bias  = s1[15];
-  assign \s1.delta  = s1[24:16];
-  assign \s1.shift  = s1[25];
-  assign \$like$77.valid  = \$like$77 [0];
-  assign \$like$77.acc_addr  = \$like$77 [7:1];
-  assign \$like$77.b_addr  = \$like$77 [14:8];
-  assign \$like$77.bias  = \$like$77 [15];
-  assign \$like$77.delta  = \$like$77 [24:16];
-  assign \$like$77.shift  = \$like$77 [25];
-  assign \data[0]  = data[7:0];
-  assign \data[1]  = data[15:8];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[7:1];
-  assign \s2.bias  = s2[8];
-  assign \s2.shift  = s2[9];
-  assign \acc_rd__data[0]  = acc_rd__data[18:0];
-  assign \acc_rd__data[1]  = acc_rd__data[37:19];
-  assign \b_rd__data[0]  = b_rd__data[18:0];
-  assign \b_rd__data[1]  = b_rd__data[37:19];
-  assign \last.valid  = last[0];
-  assign \last.acc_addr  = last[7:1];
-  assign acc_wr__data[37:19] = \$4 [18:0];
-  assign acc_wr__data[18:0] = \$2 [18:0];
-  assign \$13  = e2[0];
-  assign \$50  = e2[0];
-  assign \$76  = { prod0[16], prod0 };
-  assign \$77  = { prod0, 1'h0 };
-  assign \$78  = { prod1[16], prod1 };
-  assign \$79  = { prod1, 1'h0 };
-  assign \$98  = \$97 ;
-  assign \$126  = \$signal ;
-  assign \$178  = \$177 ;
-  assign \$179  = 1'h0;
-  assign \$202  = { \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19], \$201 [19:10] };
-  assign \$205  = { \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19], \$204 [19:10] };
-  assign \$208  = { \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19], \$207 [19:10] };
+  assign \columns__payload.w_addr  = columns__payload[11:0];
+  assign \columns__payload.col  = columns__payload[17:12];
+  assign \columns__payload.is_h  = columns__payload[18];
+  assign \columns__payload.delta  = columns__payload[27:19];
+  assign \columns__payload$9.w_addr  = columns__payload[11:0];
+  assign \columns__payload$9.col  = columns__payload[17:12];
+  assign \columns__payload$9.is_h  = columns__payload[18];
+  assign \columns__payload$9.delta  = columns__payload[27:19];
+  assign \issue__payload.w_addr  = issue__payload[11:0];
+  assign \issue__payload.acc_addr  = issue__payload[18:12];
+  assign \issue__payload.b_addr  = issue__payload[25:19];
+  assign \issue__payload.bias  = issue__payload[26];
+  assign \issue__payload.delta  = issue__payload[35:27];
+  assign \issue__payload.shift  = issue__payload[36];
+  assign \issue__payload$15.w_addr  = issue__payload[11:0];
+  assign \issue__payload$15.acc_addr  = issue__payload[18:12];
+  assign \issue__payload$15.b_addr  = issue__payload[25:19];
+  assign \issue__payload$15.bias  = issue__payload[26];
+  assign \issue__payload$15.delta  = issue__payload[35:27];
+  assign \issue__payload$15.shift  = issue__payload[36];
+  assign \o__payload$23.data  = o__payload[7:0];
+  assign \o__payload$23.last  = o__payload[8];
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
+  assign \acc_word$30[0]  = acc_word[18:0];
+  assign \acc_word$30[1]  = acc_word[37:19];
+  assign \acc_word$31[0]  = acc_word[18:0];
+  assign \acc_word$31[1]  = acc_word[37:19];
+  assign \element__payload.tag  = element__payload[5:0];
+  assign \element__payload.layer  = element__payload[6];
+  assign \element__payload.gates  = element__payload[82:7];
+  assign \element__payload.gates[0]  = element__payload[25:7];
+  assign \element__payload.gates[1]  = element__payload[44:26];
+  assign \element__payload.gates[2]  = element__payload[63:45];
+  assign \element__payload.gates[3]  = element__payload[82:64];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, acc2, acc3, tag, p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid, element__payload, acc_addr, h_addr, c_addr, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  reg [18:0] \$100 ;
+  reg [18:0] \$101 ;
+  reg [18:0] \$102 ;
+  reg [18:0] \$103 ;
+  reg [18:0] \$104 ;
+  reg [82:0] \$105 ;
+  wire \$11 ;
+  reg \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [5:0] \$17 ;
+  wire [5:0] \$18 ;
+  wire \$19 ;
+  reg \$2 ;
+  wire \$20 ;
+  reg \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  reg \$24 ;
+  wire [6:0] \$25 ;
+  reg [18:0] \$26 ;
+  reg [18:0] \$27 ;
+  reg [18:0] \$28 ;
+  reg [18:0] \$29 ;
+  wire \$3 ;
+  reg [18:0] \$30 ;
+  reg [18:0] \$31 ;
+  reg [18:0] \$32 ;
+  reg [18:0] \$33 ;
+  reg [18:0] \$34 ;
+  reg [18:0] \$35 ;
+  reg [18:0] \$36 ;
+  reg [18:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [5:0] \$42 ;
+  wire [2:0] \$43 ;
+  wire \$44 ;
+  reg \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [7:0] \$48 ;
+  wire [8:0] \$49 ;
+  wire [3:0] \$5 ;
+  wire [9:0] \$50 ;
+  wire \$51 ;
+  wire [5:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  reg \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire [5:0] \$58 ;
+  wire [6:0] \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire [5:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  reg \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [5:0] \$67 ;
+  wire [6:0] \$68 ;
+  wire [5:0] \$69 ;
+  wire \$7 ;
+  wire [6:0] \$70 ;
+  wire [6:0] \$71 ;
+  wire [6:0] \$72 ;
+  reg \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  reg \$78 ;
+  reg [4:0] \$79 ;
+  wire \$8 ;
+  reg [1:0] \$80 ;
+  reg [5:0] \$81 ;
+  reg [2:0] \$82 ;
+  reg \$83 ;
+  reg [4:0] \$84 ;
+  reg \$85 ;
+  reg \$86 ;
+  reg \$87 ;
+  reg \$88 ;
+  reg [18:0] \$89 ;
+  wire [5:0] \$9 ;
+  reg [18:0] \$90 ;
+  reg [18:0] \$91 ;
+  reg [18:0] \$92 ;
+  reg [18:0] \$93 ;
+  reg [18:0] \$94 ;
+  reg [18:0] \$95 ;
+  reg [18:0] \$96 ;
+  reg [18:0] \$97 ;
+  reg [18:0] \$98 ;
+  reg [18:0] \$99 ;
+  reg \$signal  = 1'h0;
+  output [6:0] acc_addr;
+  reg [6:0] acc_addr;
+  input [37:0] acc_word;
+  wire [37:0] acc_word;
+  wire [18:0] \acc_word[0] ;
+  wire [18:0] \acc_word[1] ;
+  reg [2:0] act_q = 3'h0;
+  reg bank0_full = 1'h0;
+  reg bank1_full = 1'h0;
+  output [4:0] c_addr;
+  reg [4:0] c_addr;
+  input clk;
+  wire clk;
+  output done;
+  reg done;
+  reg early = 1'h0;
+  reg [5:0] elem = 6'h00;
+  output [82:0] element__payload;
+  reg [82:0] element__payload = 83'h000000000000000000000;
+  wire [75:0] \element__payload.gates ;
+  wire [18:0] \element__payload.gates[0] ;
+  wire [18:0] \element__payload.gates[1] ;
+  wire [18:0] \element__payload.gates[2] ;
+  wire [18:0] \element__payload.gates[3] ;
+  wire \element__payload.layer ;
+  wire [5:0] \element__payload.tag ;
+  output element__valid;
+  reg element__valid = 1'h0;
+  reg [4:0] g_grp = 5'h00;
+  reg [18:0] gate0_0_0 = 19'h00000;
+  reg [18:0] gate0_0_1 = 19'h00000;
+  reg [18:0] gate0_1_0 = 19'h00000;
+  reg [18:0] gate0_1_1 = 19'h00000;
+  reg [18:0] gate0_2_0 = 19'h00000;
+  reg [18:0] gate0_2_1 = 19'h00000;
+  reg [18:0] gate0_3_0 = 19'h00000;
+  reg [18:0] gate0_3_1 = 19'h00000;
+  reg [18:0] gate1_0_0 = 19'h00000;
+  reg [18:0] gate1_0_1 = 19'h00000;
+  reg [18:0] gate1_1_0 = 19'h00000;
+  reg [18:0] gate1_1_1 = 19'h00000;
+  reg [18:0] gate1_2_0 = 19'h00000;
+  reg [18:0] gate1_2_1 = 19'h00000;
+  reg [18:0] gate1_3_0 = 19'h00000;
+  reg [18:0] gate1_3_1 = 19'h00000;
+  reg [4:0] grp = 5'h00;
+  output [5:0] h_addr;
+  reg [5:0] h_addr;
+  reg i_bank = 1'h0;
+  reg [1:0] lane = 2'h0;
+  input rst;
+  wire rst;
+  input run;
+  wire run;
+  wire [-1:0] sel;
+  input start;
+  wire start;
+  assign \$1  = g_grp < 5'h10;
+  assign \$3  = ~ \$2 ;
+  assign \$4  = \$1  & \$3 ;
+  assign \$5  = act_q + 1'h1;
+  assign \$6  = ! \$signal ;
+  assign \$8  = act_q == 3'h4;
+  assign \$9  = g_grp + 1'h1;
+  assign \$10  = \$9  < 5'h10;
+  assign \$11  = ~ \$signal ;
+  assign \$13  = ~ \$12 ;
+  assign \$14  = \$10  & \$13 ;
+  assign \$15  = act_q == 3'h5;
+  assign \$16  = ~ \$signal ;
+  assign \$17  = g_grp + 1'h1;
+  assign \$18  = g_grp + 1'h1;
+  assign \$19  = \$18  < 5'h10;
+  assign \$20  = ~ \$signal ;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = \$19  & \$22 ;
+  assign \$25  = elem + 1'h1;
+  assign \$38  = lane == 1'h1;
+  assign \$39  = elem == 5'h1f;
+  assign \$40  = \$38  | \$39 ;
+  assign \$41  = ~ i_bank;
+  assign \$42  = grp + 1'h1;
+  assign \$43  = lane + 1'h1;
+  assign \$44  = g_grp < 5'h10;
+  assign \$46  = ~ \$45 ;
+  assign \$47  = \$44  & \$46 ;
+  assign \$48  = act_q * 5'h10;
+  assign \$49  = 1'h0 + \$48 ;
+  assign \$50  = \$49  + g_grp;
+  assign \$51  = act_q == 3'h4;
+  assign \$52  = g_grp + 1'h1;
+  assign \$53  = \$52  < 5'h10;
+  assign \$54  = ~ \$signal ;
+  assign \$56  = ~ \$55 ;
+  assign \$57  = \$53  & \$56 ;
+  assign \$58  = 1'h0 + g_grp;
+  assign \$59  = \$58  + 1'h1;
+  assign \$60  = act_q == 3'h5;
+  assign \$61  = g_grp + 1'h1;
+  assign \$62  = \$61  < 5'h10;
+  assign \$63  = ~ \$signal ;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = \$62  & \$65 ;
+  assign \$67  = 5'h10 + g_grp;
+  assign \$68  = \$67  + 1'h1;
+  assign \$69  = 1'h0 + g_grp;
+  assign \$70  = \$69  + 1'h1;
+  assign \$71  = 3'h4 + elem;
+  assign \$72  = 1'h0 + elem;
+  assign \$74  = lane == 1'h1;
+  assign \$75  = elem == 5'h1f;
+  assign \$76  = \$74  | \$75 ;
+  assign \$77  = grp == 4'hf;
+  always @(posedge clk)
+    element__valid <= \$78 ;
+  always @(posedge clk)
+    grp <= \$79 ;
+  always @(posedge clk)
+    lane <= \$80 ;
+  always @(posedge clk)
+    elem <= \$81 ;
+  always @(posedge clk)
+    act_q <= \$82 ;
+  always @(posedge clk)
+    early <= \$83 ;
+  always @(posedge clk)
+    g_grp <= \$84 ;
+  always @(posedge clk)
+    \$signal  <= \$85 ;
+  always @(posedge clk)
+    i_bank <= \$86 ;
+  always @(posedge clk)
+    bank0_full <= \$87 ;
+  always @(posedge clk)
+    bank1_full <= \$88 ;
+  always @(posedge clk)
+    gate0_0_0 <= \$89 ;
+  always @(posedge clk)
+    gate0_0_1 <= \$90 ;
+  always @(posedge clk)
+    gate0_1_0 <= \$91 ;
+  always @(posedge clk)
+    gate0_1_1 <= \$92 ;
+  always @(posedge clk)
+    gate0_2_0 <= \$93 ;
+  always @(posedge clk)
+    gate0_2_1 <= \$94 ;
+  always @(posedge clk)
+    gate0_3_0 <= \$95 ;
+  always @(posedge clk)
+    gate0_3_1 <= \$96 ;
+  always @(posedge clk)
+    gate1_0_0 <= \$97 ;
+  always @(posedge clk)
+    gate1_0_1 <= \$98 ;
+  always @(posedge clk)
+    gate1_1_0 <= \$99 ;
+  always @(posedge clk)
+    gate1_1_1 <= \$100 ;
+  always @(posedge clk)
+    gate1_2_0 <= \$101 ;
+  always @(posedge clk)
+    gate1_2_1 <= \$102 ;
+  always @(posedge clk)
+    gate1_3_0 <= \$103 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$104 ;
+  always @(posedge clk)
+    element__payload <= \$105 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$2  = bank0_full;
+      1'h1:
+          \$2  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$11 )
+      1'h0:
+          \$12  = bank0_full;
+      1'h1:
+          \$12  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$20 )
+      1'h0:
+          \$21  = bank0_full;
+      1'h1:
+          \$21  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$24  = bank0_full;
+      1'h1:
+          \$24  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$26  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$26  = gate0_0_0;
+      2'h1:
+          \$26  = gate0_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$27  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$27  = gate1_0_0;
+      2'h1:
+          \$27  = gate1_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$28  = \$26 ;
+      1'h1:
+          \$28  = \$27 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$29  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$29  = gate0_1_0;
+      2'h1:
+          \$29  = gate0_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$30  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$30  = gate1_1_0;
+      2'h1:
+          \$30  = gate1_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$31  = \$29 ;
+      1'h1:
+          \$31  = \$30 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$32  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$32  = gate0_2_0;
+      2'h1:
+          \$32  = gate0_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$33  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$33  = gate1_2_0;
+      2'h1:
+          \$33  = gate1_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$34  = \$32 ;
+      1'h1:
+          \$34  = \$33 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$35  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$35  = gate0_3_0;
+      2'h1:
+          \$35  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$36  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$36  = gate1_3_0;
+      2'h1:
+          \$36  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$37  = \$35 ;
+      1'h1:
+          \$37  = \$36 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$45  = bank0_full;
+      1'h1:
+          \$45  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$54 )
+      1'h0:
+          \$55  = bank0_full;
+      1'h1:
+          \$55  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$63 )
+      1'h0:
+          \$64  = bank0_full;
+      1'h1:
+          \$64  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$73  = bank0_full;
+      1'h1:
+          \$73  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$78  = 1'h0;
+    if (run) begin
+      if (\$24 ) begin
+        \$78  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$78  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$79  = grp;
+    if (start) begin
+      \$79  = 5'h00;
+    end
+    if (run) begin
+      if (\$24 ) begin
+        if (\$40 ) begin
+          \$79  = \$42 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$79  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$80  = lane;
+    if (start) begin
+      \$80  = 2'h0;
+    end
+    if (run) begin
+      if (\$24 ) begin
+        (* full_case = 32'd1 *)
+        if (\$40 ) begin
+          \$80  = 2'h0;
+        end else begin
+          \$80  = \$43 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$80  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$81  = elem;
+    if (start) begin
+      \$81  = 6'h00;
+    end
+    if (run) begin
+      if (\$24 ) begin
+        \$81  = \$25 [5:0];
+      end
+    end
+    if (rst) begin
+      \$81  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$82  = act_q;
+    if (start) begin
+      \$82  = 3'h0;
+    end
+    if (run) begin
+      if (\$4 ) begin
+        \$82  = \$5 [2:0];
+        if (\$15 ) begin
+          \$82  = 3'h0;
+          if (early) begin
+            \$82  = 3'h2;
+          end else if (\$23 ) begin
+            \$82  = 3'h1;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$82  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$83  = early;
+    if (start) begin
+      \$83  = 1'h0;
+    end
+    if (run) begin
+      if (\$4 ) begin
+        if (\$8 ) begin
+          \$83  = \$14 ;
+        end
+        if (\$15 ) begin
+          \$83  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$83  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$84  = g_grp;
+    if (start) begin
+      \$84  = 5'h00;
+    end
+    if (run) begin
+      if (\$4 ) begin
+        if (\$15 ) begin
+          \$84  = \$17 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$84  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = \$signal ;
+    if (start) begin
+      \$85  = 1'h0;
+    end
+    if (run) begin
+      if (\$4 ) begin
+        if (\$15 ) begin
+          \$85  = \$16 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$85  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = i_bank;
+    if (start) begin
+      \$86  = 1'h0;
+    end
+    if (run) begin
+      if (\$24 ) begin
+        if (\$40 ) begin
+          \$86  = \$41 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$86  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = bank0_full;
+    if (start) begin
+      \$87  = 1'h0;
+    end
+    if (run) begin
+      if (\$4 ) begin
+        if (\$15 ) begin
+          casez (\$signal )
+            1'h0:
+                \$87  = 1'h1;
+          endcase
+        end
+      end
+      if (\$24 ) begin
+        if (\$40 ) begin
+          casez (i_bank)
+            1'h0:
+                \$87  = 1'h0;
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$87  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$88  = bank1_full;
+    if (start) begin
+      \$88  = 1'h0;
+    end
+    if (run) begin
+      if (\$4 ) begin
+        if (\$15 ) begin
+          (* full_case = 32'd1 *)
+          casez (\$signal )
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$88  = 1'h1;
+          endcase
+        end
+      end
+      if (\$24 ) begin
+        if (\$40 ) begin
+          (* full_case = 32'd1 *)
+          casez (i_bank)
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$88  = 1'h0;
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$88  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$89  = gate0_0_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                \$89  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$89  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = gate0_0_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                \$90  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = gate0_1_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$91  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$91  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = gate0_1_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$92  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$92  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = gate0_2_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$93  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$93  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = gate0_2_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$94  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$94  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = gate0_3_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$95  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$95  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$96  = gate0_3_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$96  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$96  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$97  = gate1_0_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                \$97  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$97  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = gate1_0_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                \$98  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$98  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$99  = gate1_1_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$99  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$99  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$100  = gate1_1_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$100  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$100  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$101  = gate1_2_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$101  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$101  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$102  = gate1_2_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$102  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$102  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$103  = gate1_3_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$103  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$103  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$104  = gate1_3_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$104  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$104  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$105  = element__payload;
+    if (run) begin
+      if (\$24 ) begin
+        \$105 [25:7] = \$28 ;
+        \$105 [44:26] = \$31 ;
+        \$105 [63:45] = \$34 ;
+        \$105 [82:64] = \$37 ;
+        \$105 [5:0] = elem;
+        \$105 [6] = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$105  = 83'h000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    acc_addr = 7'h00;
+    if (run) begin
+      if (\$47 ) begin
+        acc_addr = \$50 [6:0];
+        if (\$51 ) begin
+          if (\$57 ) begin
+            acc_addr = \$59 ;
+          end
+        end
+        if (\$60 ) begin
+          if (early) begin
+            acc_addr = \$68 ;
+          end else if (\$66 ) begin
+            acc_addr = \$70 ;
+          end
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    h_addr = 6'h00;
+    if (run) begin
+      h_addr = \$71 [5:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    c_addr = 5'h00;
+    if (run) begin
+      c_addr = \$72 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    done = 1'h0;
+    if (run) begin
+      if (\$73 ) begin
+        if (\$76 ) begin
+          if (\$77 ) begin
+            done = 1'h1;
+          end
+        end
+      end
+    end
+  end
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
+  assign \element__payload.tag  = element__payload[5:0];
+  assign \element__payload.layer  = element__payload[6];
+  assign \element__payload.gates  = element__payload[82:7];
+  assign \element__payload.gates[0]  = element__payload[25:7];
+  assign \element__payload.gates[1]  = element__payload[44:26];
+  assign \element__payload.gates[2]  = element__payload[63:45];
+  assign \element__payload.gates[3]  = element__payload[82:64];
+  assign \$7  = \$signal ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$972$7 , p20, p41, h_new, c_new, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
   reg [7:0] \$100 ;
@@ -3340,13 +1985,9 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   reg [7:0] \$97 ;
   reg [7:0] \$98 ;
   reg [7:0] \$99 ;
-  input [18:0] acc0;
   wire [18:0] acc0;
-  input [18:0] acc1;
   wire [18:0] acc1;
-  input [18:0] acc2;
   wire [18:0] acc2;
-  input [18:0] acc3;
   wire [18:0] acc3;
   output [7:0] c_new;
   reg [7:0] c_new = 8'h00;
@@ -3441,6 +2082,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
+  input [75:0] \port$972$7 ;
+  wire [75:0] \port$972$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -3466,22 +2109,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(acc0) + $signed(9'h080);
+  assign \$1  = $signed(\port$972$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(acc1) + $signed(9'h080);
+  assign \$7  = $signed(\port$972$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(acc2) + $signed(9'h080);
+  assign \$13  = $signed(\port$972$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(acc3) + $signed(9'h080);
+  assign \$19  = $signed(\port$972$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3701,600 +2344,604 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, acc0, acc1, ac
     .y(\y$71 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$43  = valid_in;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$44  = p0;
     if (rst) begin
       \$44  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$45  = p1;
     if (rst) begin
       \$45  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$46  = p2;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$47  = p3;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$48  = p4;
     if (rst) begin
       \$48  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$49  = p5;
     if (rst) begin
       \$49  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$50  = p6;
     if (rst) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$51  = p7;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$52  = p8;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$53  = p9;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$54  = p10;
     if (rst) begin
       \$54  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$55  = p11;
     if (rst) begin
       \$55  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$56  = p12;
     if (rst) begin
       \$56  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$57  = p13;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$58  = p14;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$59  = p15;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$60  = p16;
     if (rst) begin
       \$60  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$61  = p17;
     if (rst) begin
       \$61  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$62  = p18;
     if (rst) begin
       \$62  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$63  = p19;
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$64  = tag;
     if (rst) begin
       \$64  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$65  = p21;
     if (rst) begin
       \$65  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$66  = p22;
     if (rst) begin
       \$66  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$67  = p23;
     if (rst) begin
       \$67  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$68  = p24;
     if (rst) begin
       \$68  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$69  = p25;
     if (rst) begin
       \$69  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$70  = p26;
     if (rst) begin
       \$70  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$71  = p27;
     if (rst) begin
       \$71  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$72  = p28;
     if (rst) begin
       \$72  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$73  = p29;
     if (rst) begin
       \$73  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$74  = p30;
     if (rst) begin
       \$74  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$75  = p31;
     if (rst) begin
       \$75  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$76  = p32;
     if (rst) begin
       \$76  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$77  = p33;
     if (rst) begin
       \$77  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$78  = p34;
     if (rst) begin
       \$78  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$79  = p35;
     if (rst) begin
       \$79  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$80  = p36;
     if (rst) begin
       \$80  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$81  = p37;
     if (rst) begin
       \$81  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$82  = p38;
     if (rst) begin
       \$82  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$83  = p39;
     if (rst) begin
       \$83  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$84  = p40;
     if (rst) begin
       \$84  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$85  = \$2 ;
     if (rst) begin
       \$85  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$86  = \$6 [7:0];
     if (rst) begin
       \$86  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$87  = \$8 ;
     if (rst) begin
       \$87  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$88  = \$12 [7:0];
     if (rst) begin
       \$88  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$89  = \$14 ;
     if (rst) begin
       \$89  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$90  = \$18 [7:0];
     if (rst) begin
       \$90  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$91  = \$20 ;
     if (rst) begin
       \$91  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$92  = \$24 [7:0];
     if (rst) begin
       \$92  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$93  = c_prev;
     if (rst) begin
       \$93  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$94  = p50;
     if (rst) begin
       \$94  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$95  = p51;
     if (rst) begin
       \$95  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$96  = p52;
     if (rst) begin
       \$96  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$97  = p53;
     if (rst) begin
       \$97  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$98  = p54;
     if (rst) begin
       \$98  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$99  = p55;
     if (rst) begin
       \$99  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$100  = p56;
     if (rst) begin
       \$100  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$101  = \$25 ;
     if (rst) begin
       \$101  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$102  = \$26 ;
     if (rst) begin
       \$102  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$103  = \$29 ;
     if (rst) begin
       \$103  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$104  = \$31 ;
     if (rst) begin
       \$104  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$105  = \$35 [7:0];
     if (rst) begin
       \$105  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$106  = \y$76 ;
     if (rst) begin
       \$106  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$107  = p63;
     if (rst) begin
       \$107  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$108  = p64;
     if (rst) begin
       \$108  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$109  = p65;
     if (rst) begin
       \$109  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$110  = p66;
     if (rst) begin
       \$110  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$111  = p67;
     if (rst) begin
       \$111  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$112  = p68;
     if (rst) begin
       \$112  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$113  = p69;
     if (rst) begin
       \$113  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$114  = p70;
     if (rst) begin
       \$114  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$115  = p71;
     if (rst) begin
       \$115  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$116  = \$36 ;
     if (rst) begin
       \$116  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$117  = \$38 ;
     if (rst) begin
       \$117  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$118  = p62;
     if (rst) begin
       \$118  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$119  = p75;
     if (rst) begin
       \$119  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$120  = p76;
     if (rst) begin
       \$120  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$121  = p77;
     if (rst) begin
       \$121  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$122  = p78;
     if (rst) begin
       \$122  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$123  = p79;
     if (rst) begin
       \$123  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$124  = p80;
     if (rst) begin
       \$124  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$125  = p81;
     if (rst) begin
       \$125  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$126  = \$42 [7:0];
     if (rst) begin
       \$126  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$127  = p82;
     if (rst) begin
       \$127  = 8'h00;
     end
   end
+  assign acc0 = \port$972$7 [18:0];
+  assign acc1 = \port$972$7 [37:19];
+  assign acc2 = \port$972$7 [56:38];
+  assign acc3 = \port$972$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4314,318 +2961,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \hwgen_digits_lstm_p2.elementwise0.sig_f (rst, x, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
-  wire [8:0] \$10 ;
-  reg [18:0] \$11 ;
-  wire [8:0] \$12 ;
-  wire \$13 ;
-  wire [8:0] \$14 ;
-  wire [8:0] \$15 ;
-  wire [10:0] \$16 ;
-  wire [11:0] \$17 ;
-  wire [8:0] \$18 ;
-  wire \$19 ;
-  wire [8:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire [8:0] \$21 ;
-  reg [10:0] \$22 ;
-  wire [15:0] \$23 ;
-  wire [19:0] \$24 ;
-  wire [19:0] \$25 ;
-  wire [19:0] \$26 ;
-  wire [20:0] \$27 ;
-  wire [19:0] \$28 ;
-  wire [20:0] \$29 ;
-  wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
-  wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
-  reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
-  wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
-  wire \$6 ;
-  wire [8:0] \$7 ;
-  wire \$8 ;
-  wire [8:0] \$9 ;
-  reg [8:0] \$signal  = 9'h000;
-  reg \$signal$14  = 1'h0;
-  reg \$signal$5  = 1'h0;
-  reg [18:0] \$signal$7  = 19'h00000;
-  reg [4:0] \$signal$8  = 5'h00;
-  reg \$signal$9  = 1'h0;
-  reg beyond1 = 1'h0;
-  reg beyond1b = 1'h0;
-  reg beyond2 = 1'h0;
-  reg [18:0] c1b = 19'h00000;
-  input clk;
-  wire clk;
-  reg neg0 = 1'h0;
-  input rst;
-  wire rst;
-  reg [10:0] s1 = 11'h000;
-  reg [15:0] term = 16'h0000;
-  input [7:0] x;
-  wire [7:0] x;
-  output [7:0] y;
-  reg [7:0] y = 8'h00;
-  reg [19:0] y2 = 20'h00000;
-  reg [20:0] y3 = 21'h000000;
-  always @(posedge clk)
-    \$signal$5  <= \$42 ;
-  always @(posedge clk)
-    beyond1 <= \$43 ;
-  always @(posedge clk)
-    \$signal$7  <= \$44 ;
-  always @(posedge clk)
-    \$signal$8  <= \$45 ;
-  always @(posedge clk)
-    \$signal$9  <= \$46 ;
-  always @(posedge clk)
-    beyond1b <= \$47 ;
-  always @(posedge clk)
-    c1b <= \$48 ;
-  always @(posedge clk)
-    s1 <= \$49 ;
-  always @(posedge clk)
-    term <= \$50 ;
-  always @(posedge clk)
-    \$signal$14  <= \$51 ;
-  always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
-  assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = - $signed(x);
-  assign \$3  = \$1  ? \$2  : { x[7], x };
-  assign \$4  = $signed(x) < $signed(1'h0);
-  assign \$6  = \$5  >= 4'h9;
-  assign \$8  = \$7  >= 4'h9;
-  assign \$10  = \$8  ? 9'h008 : \$9 ;
-  assign \$13  = \$12  >= 4'h9;
-  assign \$15  = \$13  ? 9'h008 : \$14 ;
-  assign \$17  = \$signal  - \$16 ;
-  assign \$19  = \$18  >= 4'h9;
-  assign \$21  = \$19  ? 9'h008 : \$20 ;
-  assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
-  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
-  always @(posedge clk)
-    \$signal  <= \$40 ;
-  always @(posedge clk)
-    neg0 <= \$41 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = \$6 ;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = \$11 ;
-    if (rst) begin
-      \$44  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
-    if (rst) begin
-      \$45  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$46  = \$signal$5 ;
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$47  = beyond1;
-    if (rst) begin
-      \$47  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$48  = \$signal$7 ;
-    if (rst) begin
-      \$48  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$49  = \$22 ;
-    if (rst) begin
-      \$49  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = \$23 ;
-    if (rst) begin
-      \$50  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = \$signal$9 ;
-    if (rst) begin
-      \$51  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = beyond1b;
-    if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$11  = 19'h00000;
-    casez (\$10 [3:0])
-      4'h0:
-          \$11  = 19'h10060;
-      4'h1:
-          \$11  = 19'h13f60;
-      4'h2:
-          \$11  = 19'h17720;
-      4'h3:
-          \$11  = 19'h1a360;
-      4'h4:
-          \$11  = 19'h1c3a0;
-      4'h5:
-          \$11  = 19'h1d9a0;
-      4'h6:
-          \$11  = 19'h1e820;
-      4'h7:
-          \$11  = 19'h1f160;
-      4'h8:
-          \$11  = 19'h1f720;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$22  = 11'h000;
-    casez (\$21 [3:0])
-      4'h0:
-          \$22  = 11'h3eb;
-      4'h1:
-          \$22  = 11'h37a;
-      4'h2:
-          \$22  = 11'h2c5;
-      4'h3:
-          \$22  = 11'h206;
-      4'h4:
-          \$22  = 11'h163;
-      4'h5:
-          \$22  = 11'h0e9;
-      4'h6:
-          \$22  = 11'h094;
-      4'h7:
-          \$22  = 11'h05d;
-      4'h8:
-          \$22  = 11'h039;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$40  = \$3 ;
-    if (rst) begin
-      \$40  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$41  = \$4 ;
-    if (rst) begin
-      \$41  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$42  = neg0;
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  assign \$5  = { 4'h0, \$signal [8:4] };
-  assign \$7  = { 4'h0, \$signal [8:4] };
-  assign \$9  = { 4'h0, \$signal [8:4] };
-  assign \$12  = { 4'h0, \$signal [8:4] };
-  assign \$14  = { 4'h0, \$signal [8:4] };
-  assign \$16  = { 3'h0, \$15 [3:0], 4'h0 };
-  assign \$18  = { 4'h0, \$signal [8:4] };
-  assign \$20  = { 4'h0, \$signal [8:4] };
-  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
@@ -4937,7 +3272,7 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
+module \hwgen_digits_lstm_p2.elementwise0.sig_i (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
@@ -5249,8 +3584,320 @@ module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
+module \hwgen_digits_lstm_p2.elementwise0.sig_o (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  wire \$1 ;
+  wire [8:0] \$10 ;
+  reg [18:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
+  wire [8:0] \$14 ;
+  wire [8:0] \$15 ;
+  wire [10:0] \$16 ;
+  wire [11:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
+  wire [8:0] \$20 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [19:0] \$24 ;
+  wire [19:0] \$25 ;
+  wire [19:0] \$26 ;
+  wire [20:0] \$27 ;
+  wire [19:0] \$28 ;
+  wire [20:0] \$29 ;
+  wire [8:0] \$3 ;
+  wire [21:0] \$30 ;
+  wire [21:0] \$31 ;
+  wire \$32 ;
+  wire [21:0] \$33 ;
+  wire [21:0] \$34 ;
+  wire \$35 ;
+  wire [21:0] \$36 ;
+  wire [21:0] \$37 ;
+  wire [21:0] \$38 ;
+  wire [21:0] \$39 ;
+  wire \$4 ;
+  reg [8:0] \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg [18:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg [18:0] \$48 ;
+  reg [10:0] \$49 ;
+  wire [8:0] \$5 ;
+  reg [15:0] \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg [19:0] \$53 ;
+  reg [20:0] \$54 ;
+  reg [7:0] \$55 ;
+  wire \$6 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
+  wire [8:0] \$9 ;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$14  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [18:0] \$signal$7  = 19'h00000;
+  reg [4:0] \$signal$8  = 5'h00;
+  reg \$signal$9  = 1'h0;
+  reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
+  reg beyond2 = 1'h0;
+  reg [18:0] c1b = 19'h00000;
+  input clk;
+  wire clk;
+  reg neg0 = 1'h0;
+  input rst;
+  wire rst;
+  reg [10:0] s1 = 11'h000;
+  reg [15:0] term = 16'h0000;
+  input [7:0] x;
+  wire [7:0] x;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  reg [19:0] y2 = 20'h00000;
+  reg [20:0] y3 = 21'h000000;
+  always @(posedge clk)
+    \$signal$5  <= \$42 ;
+  always @(posedge clk)
+    beyond1 <= \$43 ;
+  always @(posedge clk)
+    \$signal$7  <= \$44 ;
+  always @(posedge clk)
+    \$signal$8  <= \$45 ;
+  always @(posedge clk)
+    \$signal$9  <= \$46 ;
+  always @(posedge clk)
+    beyond1b <= \$47 ;
+  always @(posedge clk)
+    c1b <= \$48 ;
+  always @(posedge clk)
+    s1 <= \$49 ;
+  always @(posedge clk)
+    term <= \$50 ;
+  always @(posedge clk)
+    \$signal$14  <= \$51 ;
+  always @(posedge clk)
+    beyond2 <= \$52 ;
+  always @(posedge clk)
+    y2 <= \$53 ;
+  always @(posedge clk)
+    y3 <= \$54 ;
+  always @(posedge clk)
+    y <= \$55 ;
+  assign \$1  = $signed(x) < $signed(1'h0);
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
+  assign \$6  = \$5  >= 4'h9;
+  assign \$8  = \$7  >= 4'h9;
+  assign \$10  = \$8  ? 9'h008 : \$9 ;
+  assign \$13  = \$12  >= 4'h9;
+  assign \$15  = \$13  ? 9'h008 : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 4'h9;
+  assign \$21  = \$19  ? 9'h008 : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 20'h00800 : y2;
+  assign \$27  = $signed(13'h0800) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
+  assign \$30  = $signed(y3) + $signed(5'h08);
+  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
+  assign \$33  = $signed(y3) + $signed(5'h08);
+  assign \$35  = $signed(\$34 ) < $signed(8'h80);
+  assign \$36  = $signed(y3) + $signed(5'h08);
+  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
+  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  always @(posedge clk)
+    \$signal  <= \$40 ;
+  always @(posedge clk)
+    neg0 <= \$41 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$43  = \$6 ;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$44  = \$11 ;
+    if (rst) begin
+      \$44  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$45  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$45  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$46  = \$signal$5 ;
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$47  = beyond1;
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$48  = \$signal$7 ;
+    if (rst) begin
+      \$48  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$49  = \$22 ;
+    if (rst) begin
+      \$49  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$50  = \$23 ;
+    if (rst) begin
+      \$50  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$51  = \$signal$9 ;
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$52  = beyond1b;
+    if (rst) begin
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$53  = \$25 ;
+    if (rst) begin
+      \$53  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$54  = \$29 ;
+    if (rst) begin
+      \$54  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$55  = \$39 [7:0];
+    if (rst) begin
+      \$55  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$11  = 19'h00000;
+    casez (\$10 [3:0])
+      4'h0:
+          \$11  = 19'h10060;
+      4'h1:
+          \$11  = 19'h13f60;
+      4'h2:
+          \$11  = 19'h17720;
+      4'h3:
+          \$11  = 19'h1a360;
+      4'h4:
+          \$11  = 19'h1c3a0;
+      4'h5:
+          \$11  = 19'h1d9a0;
+      4'h6:
+          \$11  = 19'h1e820;
+      4'h7:
+          \$11  = 19'h1f160;
+      4'h8:
+          \$11  = 19'h1f720;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$22  = 11'h000;
+    casez (\$21 [3:0])
+      4'h0:
+          \$22  = 11'h3eb;
+      4'h1:
+          \$22  = 11'h37a;
+      4'h2:
+          \$22  = 11'h2c5;
+      4'h3:
+          \$22  = 11'h206;
+      4'h4:
+          \$22  = 11'h163;
+      4'h5:
+          \$22  = 11'h0e9;
+      4'h6:
+          \$22  = 11'h094;
+      4'h7:
+          \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$40  = \$3 ;
+    if (rst) begin
+      \$40  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = \$4 ;
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = neg0;
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  assign \$5  = { 4'h0, \$signal [8:4] };
+  assign \$7  = { 4'h0, \$signal [8:4] };
+  assign \$9  = { 4'h0, \$signal [8:4] };
+  assign \$12  = { 4'h0, \$signal [8:4] };
+  assign \$14  = { 4'h0, \$signal [8:4] };
+  assign \$16  = { 3'h0, \$15 [3:0], 4'h0 };
+  assign \$18  = { 4'h0, \$signal [8:4] };
+  assign \$20  = { 4'h0, \$signal [8:4] };
+  assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
+  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
+  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
+  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
   reg [15:0] \$11 ;
@@ -5387,98 +4034,98 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
   always @(posedge clk)
     neg0 <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$44  = \$11 ;
     if (rst) begin
       \$44  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$45  = { 1'h0, \$17 [1:0] };
     if (rst) begin
       \$45  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$46  = \$signal$5 ;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$48  = \$signal$7 ;
     if (rst) begin
       \$48  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$49  = \$22 ;
     if (rst) begin
       \$49  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$50  = \$23 ;
     if (rst) begin
       \$50  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$51  = \$signal$9 ;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$53  = \$25 ;
     if (rst) begin
       \$53  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$54  = \$29 ;
     if (rst) begin
       \$54  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$55  = \$39 [7:0];
     if (rst) begin
       \$55  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
@@ -5516,7 +4163,7 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     (* full_case = 32'd1 *)
     casez (\$21 [3:0])
       4'h0:
@@ -5554,21 +4201,21 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_c (rst, x, y, clk);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$40  = \$3 ;
     if (rst) begin
       \$40  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$41  = \$4 ;
     if (rst) begin
       \$41  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
@@ -5590,7 +4237,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
   reg [16:0] \$11 ;
@@ -5727,98 +4374,98 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
   always @(posedge clk)
     neg0 <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$43  = \$6 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$44  = \$11 ;
     if (rst) begin
       \$44  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$45  = { 1'h0, \$17 [2:0] };
     if (rst) begin
       \$45  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$46  = \$signal$5 ;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$47  = beyond1;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$48  = \$signal$7 ;
     if (rst) begin
       \$48  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$49  = \$22 ;
     if (rst) begin
       \$49  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$50  = \$23 ;
     if (rst) begin
       \$50  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$51  = \$signal$9 ;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$52  = beyond1b;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$53  = \$25 ;
     if (rst) begin
       \$53  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$54  = \$29 ;
     if (rst) begin
       \$54  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$55  = \$39 [7:0];
     if (rst) begin
       \$55  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
@@ -5856,7 +4503,7 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     casez (\$21 [3:0])
       4'h0:
@@ -5894,21 +4541,21 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$40  = \$3 ;
     if (rst) begin
       \$40  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$41  = \$4 ;
     if (rst) begin
       \$41  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$42  = neg0;
     if (rst) begin
       \$42  = 1'h0;
@@ -5929,8 +4576,352 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__payload, sel, start, run, fresh, value_addr, done, r_en, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [6:0] \$15 ;
+  wire [7:0] \$16 ;
+  wire [6:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire \$19 ;
+  wire [6:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [4:0] \$29 ;
+  wire [7:0] \$3 ;
+  wire [5:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [6:0] \$34 ;
+  wire [12:0] \$35 ;
+  wire \$36 ;
+  wire [7:0] \$37 ;
+  wire \$38 ;
+  wire [7:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [8:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [4:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [6:0] \$48 ;
+  wire [12:0] \$49 ;
+  wire [7:0] \$5 ;
+  wire [8:0] \$50 ;
+  reg [19:0] \$51 ;
+  reg [5:0] \$52 ;
+  reg [11:0] \$53 ;
+  reg [36:0] \$54 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input clk;
+  wire clk;
+  reg [5:0] col = 6'h00;
+  output [27:0] columns__payload;
+  wire [27:0] columns__payload;
+  wire [5:0] \columns__payload.col ;
+  wire [8:0] \columns__payload.delta ;
+  wire \columns__payload.is_h ;
+  wire [11:0] \columns__payload.w_addr ;
+  wire columns__ready;
+  output columns__valid;
+  wire columns__valid;
+  output done;
+  reg done;
+  reg [19:0] e1 = 20'h00000;
+  wire [5:0] \e1.col ;
+  wire \e1.is_h ;
+  wire \e1.valid ;
+  wire [11:0] \e1.w_addr ;
+  reg [36:0] e2 = 37'h0000000000;
+  wire [8:0] \e2.change ;
+  wire [5:0] \e2.col ;
+  wire \e2.is_h ;
+  wire \e2.valid ;
+  wire [7:0] \e2.value ;
+  wire [11:0] \e2.w_addr ;
+  input fresh;
+  wire fresh;
+  wire [3:0] level;
+  wire [27:0] pushed;
+  wire [5:0] \pushed.col ;
+  wire [8:0] \pushed.delta ;
+  wire \pushed.is_h ;
+  wire [11:0] \pushed.w_addr ;
+  wire [27:0] r_data;
+  input r_en;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  input run;
+  wire run;
+  input sel;
+  wire sel;
+  input start;
+  wire start;
+  input [7:0] value;
+  wire [7:0] value;
+  output [5:0] value_addr;
+  reg [5:0] value_addr;
+  reg [11:0] w_addr = 12'h000;
+  wire [27:0] w_data;
+  reg w_en;
+  assign \$46  = \$42  & \$45 ;
+  assign \$47  = col >= 1'h0;
+  assign \$48  = col + 1'h1;
+  assign \$49  = w_addr + 3'h5;
+  assign \$50  = $signed(value) - $signed(1'h0);
+  always @(posedge clk)
+    e1 <= \$51 ;
+  always @(posedge clk)
+    col <= \$52 ;
+  always @(posedge clk)
+    w_addr <= \$53 ;
+  always @(posedge clk)
+    e2 <= \$54 ;
+  assign \$1  = col >= 3'h4;
+  assign \$2  = 3'h4 + col;
+  assign \$3  = \$2  - 3'h4;
+  assign \$4  = 1'h0 + col;
+  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
+  assign \$7  = col == 6'h24;
+  assign \$8  = ~ e1[0];
+  assign \$9  = \$7  & \$8 ;
+  assign \$10  = ~ e2[0];
+  assign \$11  = \$9  & \$10 ;
+  assign \$12  = ~ columns__valid;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = col >= 1'h0;
+  assign \$15  = 3'h4 + col;
+  assign \$16  = \$15  - 1'h0;
+  assign \$17  = 1'h0 + col;
+  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
+  assign \$20  = col == 6'h20;
+  assign \$21  = ~ e1[0];
+  assign \$22  = \$20  & \$21 ;
+  assign \$23  = ~ e2[0];
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = ~ columns__valid;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = col < 6'h24;
+  assign \$28  = run & \$27 ;
+  assign \$29  = level + e1[0];
+  assign \$30  = \$29  + e2[0];
+  assign \$31  = \$30  < 3'h7;
+  assign \$32  = \$28  & \$31 ;
+  assign \$33  = col >= 3'h4;
+  assign \$34  = col + 1'h1;
+  assign \$35  = w_addr + 7'h40;
+  assign \$36  = e1[7] & fresh;
+  assign \$37  = \$36  ? 8'h00 : value;
+  assign \$38  = e1[7] & fresh;
+  assign \$39  = \$38  ? 8'h00 : value;
+  assign \$40  = $signed(\$39 ) - $signed(1'h0);
+  assign \$41  = col < 6'h20;
+  assign \$42  = run & \$41 ;
+  assign \$43  = level + e1[0];
+  assign \$44  = \$43  + e2[0];
+  assign \$45  = \$44  < 3'h7;
+  \hwgen_digits_lstm_p2.encoder.queue  queue (
+    .clk(clk),
+    .level(level),
+    .r_data(columns__payload),
+    .r_en(r_en),
+    .r_rdy(columns__valid),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(w_data)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          value_addr = \$5 [5:0];
+      1'h1:
+          value_addr = \$18 [5:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          w_en = \$6 ;
+      1'h1:
+          w_en = \$19 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          done = \$13 ;
+      1'h1:
+          done = \$26 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$51 [19:1] = e1[19:1];
+    \$51 [0] = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          if (\$32 ) begin
+            \$51 [0] = 1'h1;
+            \$51 [6:1] = col;
+            \$51 [7] = \$33 ;
+            \$51 [19:8] = w_addr;
+          end
+      1'h1:
+          if (\$46 ) begin
+            \$51 [0] = 1'h1;
+            \$51 [6:1] = col;
+            \$51 [7] = \$47 ;
+            \$51 [19:8] = w_addr;
+          end
+    endcase
+    if (rst) begin
+      \$51  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$52  = col;
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+        begin
+          if (start) begin
+            \$52  = 6'h00;
+          end
+          if (\$32 ) begin
+            \$52  = \$34 [5:0];
+          end
+        end
+      1'h1:
+        begin
+          if (start) begin
+            \$52  = 6'h00;
+          end
+          if (\$46 ) begin
+            \$52  = \$48 [5:0];
+          end
+        end
+    endcase
+    if (rst) begin
+      \$52  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$53  = w_addr;
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+        begin
+          if (start) begin
+            \$53  = 12'h000;
+          end
+          if (\$32 ) begin
+            \$53  = \$35 [11:0];
+          end
+        end
+      1'h1:
+        begin
+          if (start) begin
+            \$53  = 12'h900;
+          end
+          if (\$46 ) begin
+            \$53  = \$49 [11:0];
+          end
+        end
+    endcase
+    if (rst) begin
+      \$53  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+        begin
+          \$54 [0] = e1[0];
+          \$54 [6:1] = e1[6:1];
+          \$54 [7] = e1[7];
+          \$54 [19:8] = e1[19:8];
+          \$54 [27:20] = \$37 ;
+          \$54 [36:28] = \$40 ;
+        end
+      1'h1:
+        begin
+          \$54 [0] = e1[0];
+          \$54 [6:1] = e1[6:1];
+          \$54 [7] = e1[7];
+          \$54 [19:8] = e1[19:8];
+          \$54 [27:20] = value;
+          \$54 [36:28] = \$50 ;
+        end
+    endcase
+    if (rst) begin
+      \$54  = 37'h0000000000;
+    end
+  end
+  assign r_rdy = columns__valid;
+  assign r_data = columns__payload;
+  assign columns__ready = r_en;
+  assign pushed = w_data;
+  assign \columns__payload.w_addr  = columns__payload[11:0];
+  assign \columns__payload.col  = columns__payload[17:12];
+  assign \columns__payload.is_h  = columns__payload[18];
+  assign \columns__payload.delta  = columns__payload[27:19];
+  assign \pushed.w_addr  = w_data[11:0];
+  assign \pushed.col  = w_data[17:12];
+  assign \pushed.is_h  = w_data[18];
+  assign \pushed.delta  = w_data[27:19];
+  assign \e2.valid  = e2[0];
+  assign \e2.col  = e2[6:1];
+  assign \e2.is_h  = e2[7];
+  assign \e2.w_addr  = e2[19:8];
+  assign \e2.value  = e2[27:20];
+  assign \e2.change  = e2[36:28];
+  assign \e1.valid  = e1[0];
+  assign \e1.col  = e1[6:1];
+  assign \e1.is_h  = e1[7];
+  assign \e1.w_addr  = e1[19:8];
+  assign w_data[27:19] = e2[36:28];
+  assign w_data[18] = e2[7];
+  assign w_data[17:12] = e2[6:1];
+  assign w_data[11:0] = e2[19:8];
+  assign \$6  = e2[0];
+  assign \$19  = e2[0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_digits_lstm_p2.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, level, r_en, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6018,7 +5009,7 @@ module \hwgen_digits_lstm_p2.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -6028,7 +5019,7 @@ module \hwgen_digits_lstm_p2.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -6038,7 +5029,7 @@ module \hwgen_digits_lstm_p2.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -6059,15 +5050,1152 @@ module \hwgen_digits_lstm_p2.fifo (rst, r_rdy, r_data, w_port__data, w_en, r_en,
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.w_rom (rst, addr, data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+module \hwgen_digits_lstm_p2.head_output (clk, rst, start, acc_word, o__payload, o__valid, acc_addr, done, o__ready);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg [18:0] \$1 ;
+  wire [19:0] \$10 ;
+  wire [19:0] \$11 ;
+  wire \$12 ;
+  wire [4:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [4:0] \$16 ;
+  wire [2:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [7:0] \$19 ;
+  wire [19:0] \$2 ;
+  wire [7:0] \$20 ;
+  wire [7:0] \$21 ;
+  wire [7:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [19:0] \$3 ;
+  wire \$30 ;
+  reg [3:0] \$31 ;
+  reg [1:0] \$32 ;
+  reg [3:0] \$33 ;
+  reg [2:0] \$34 ;
+  reg [18:0] \$35 ;
+  reg [8:0] \$36 ;
+  reg \$37 ;
+  wire \$4 ;
+  wire [19:0] \$5 ;
+  wire [19:0] \$6 ;
+  wire \$7 ;
+  wire [19:0] \$8 ;
+  wire [19:0] \$9 ;
+  output [6:0] acc_addr;
+  reg [6:0] acc_addr;
+  input [37:0] acc_word;
+  wire [37:0] acc_word;
+  wire [18:0] \acc_word[0] ;
+  wire [18:0] \acc_word[1] ;
+  input clk;
+  wire clk;
+  output done;
+  reg done;
+  reg [3:0] grp = 4'h0;
+  reg [2:0] head_out_state = 3'h0;
+  reg [1:0] lane = 2'h0;
+  output [8:0] o__payload;
+  reg [8:0] o__payload = 9'h000;
+  wire [7:0] \o__payload.data ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  reg [3:0] out_idx = 4'h0;
+  input rst;
+  wire rst;
+  input start;
+  wire start;
+  reg [18:0] word = 19'h00000;
+  assign \$2  = $signed(word) + $signed(11'h200);
+  assign \$4  = $signed(\$3 ) > $signed(8'h7f);
+  assign \$5  = $signed(word) + $signed(11'h200);
+  assign \$7  = $signed(\$6 ) < $signed(8'h80);
+  assign \$8  = $signed(word) + $signed(11'h200);
+  assign \$10  = \$7  ? 20'hfff80 : \$9 ;
+  assign \$11  = \$4  ? 20'h0007f : \$10 ;
+  assign \$12  = out_idx == 4'h9;
+  assign \$13  = out_idx + 1'h1;
+  assign \$14  = out_idx == 4'h9;
+  assign \$15  = lane == 1'h1;
+  assign \$16  = grp + 1'h1;
+  assign \$17  = lane + 1'h1;
+  assign \$18  = 7'h40 + grp;
+  assign \$19  = 7'h40 + grp;
+  assign \$20  = 7'h40 + grp;
+  assign \$21  = 7'h40 + grp;
+  assign \$22  = 7'h40 + grp;
+  assign \$23  = out_idx == 4'h9;
+  assign \$24  = lane == 1'h1;
+  assign \$25  = ! head_out_state;
+  assign \$26  = head_out_state == 1'h1;
+  assign \$27  = head_out_state == 2'h2;
+  assign \$28  = head_out_state == 2'h3;
+  assign \$29  = head_out_state == 3'h4;
+  assign \$30  = head_out_state == 3'h5;
+  always @(posedge clk)
+    out_idx <= \$31 ;
+  always @(posedge clk)
+    lane <= \$32 ;
+  always @(posedge clk)
+    grp <= \$33 ;
+  always @(posedge clk)
+    head_out_state <= \$34 ;
+  always @(posedge clk)
+    word <= \$35 ;
+  always @(posedge clk)
+    o__payload <= \$36 ;
+  always @(posedge clk)
+    o__valid <= \$37 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$1  = 19'h00000;
+    casez (lane)
+      2'h0:
+          \$1  = acc_word[18:0];
+      2'h1:
+          \$1  = acc_word[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$31  = out_idx;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$31  = 4'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            \$31  = \$13 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$31  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$32  = lane;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$32  = 2'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$14 ) begin
+            end else if (\$15 ) begin
+              \$32  = 2'h0;
+            end else begin
+              \$32  = \$17 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$32  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$33  = grp;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$33  = 4'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            if (\$14 ) begin
+            end else if (\$15 ) begin
+              \$33  = \$16 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$33  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$34  = head_out_state;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$34  = 3'h1;
+          end
+      3'h1:
+          \$34  = 3'h2;
+      3'h2:
+          \$34  = 3'h3;
+      3'h3:
+          \$34  = 3'h4;
+      3'h4:
+          \$34  = 3'h5;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$14 ) begin
+              \$34  = 3'h0;
+            end else if (\$15 ) begin
+              \$34  = 3'h1;
+            end else begin
+              \$34  = 3'h3;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$34  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$35  = word;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$35  = \$1 ;
+    endcase
+    if (rst) begin
+      \$35  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$36  = o__payload;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+        begin
+          \$36 [7:0] = \$11 [7:0];
+          \$36 [8] = \$12 ;
+        end
+    endcase
+    if (rst) begin
+      \$36  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$37  = o__valid;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$37  = 1'h1;
+      3'h5:
+          if (o__ready) begin
+            \$37  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    acc_addr = 7'h00;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          acc_addr = \$18 [6:0];
+      3'h2:
+          acc_addr = \$19 [6:0];
+      3'h3:
+          acc_addr = \$20 [6:0];
+      3'h4:
+          acc_addr = \$21 [6:0];
+      3'h5:
+          acc_addr = \$22 [6:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    done = 1'h0;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            if (\$23 ) begin
+              done = 1'h1;
+            end
+          end
+    endcase
+  end
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
+  assign \o__payload.data  = o__payload[7:0];
+  assign \o__payload.last  = o__payload[8];
+  assign \$3  = { \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19:10] };
+  assign \$6  = { \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19:10] };
+  assign \$9  = { \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19:10] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel, issue__payload, columns__ready, busy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  wire [12:0] \$1 ;
+  wire [12:0] \$10 ;
+  wire [7:0] \$11 ;
+  wire [7:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [7:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [7:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [7:0] \$26 ;
+  reg [6:0] \$27 ;
+  reg \$28 ;
+  reg [27:0] \$29 ;
+  wire [7:0] \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  (* init = 1'h0 *)
+  wire active;
+  output busy;
+  reg busy = 1'h0;
+  input clk;
+  wire clk;
+  input [27:0] columns__payload;
+  wire [27:0] columns__payload;
+  wire [5:0] \columns__payload.col ;
+  wire [8:0] \columns__payload.delta ;
+  wire \columns__payload.is_h ;
+  wire [11:0] \columns__payload.w_addr ;
+  output columns__ready;
+  reg columns__ready;
+  input columns__valid;
+  wire columns__valid;
+  reg [27:0] cur = 28'h0000000;
+  wire [5:0] \cur.col ;
+  wire [8:0] \cur.delta ;
+  wire \cur.is_h ;
+  wire [11:0] \cur.w_addr ;
+  reg [6:0] grp = 7'h00;
+  output [36:0] issue__payload;
+  reg [36:0] issue__payload;
+  wire [6:0] \issue__payload.acc_addr ;
+  wire [6:0] \issue__payload.b_addr ;
+  wire \issue__payload.bias ;
+  wire [8:0] \issue__payload.delta ;
+  wire \issue__payload.shift ;
+  wire [11:0] \issue__payload.w_addr ;
+  (* init = 1'h0 *)
+  wire issue__valid;
+  input rst;
+  wire rst;
+  input sel;
+  wire sel;
+  assign \$1  = cur[11:0] + grp;
+  assign \$2  = 1'h0 + grp;
+  assign \$3  = 1'h0 + grp;
+  assign \$4  = ! cur[17:12];
+  assign \$6  = cur[18] ? 1'h0 : 1'h1;
+  assign \$7  = ~ busy;
+  assign \$8  = grp == 6'h3f;
+  assign \$9  = \$7  | \$8 ;
+  assign \$10  = cur[11:0] + grp;
+  assign \$11  = 7'h40 + grp;
+  assign \$12  = 7'h40 + grp;
+  assign \$13  = ! cur[17:12];
+  assign \$16  = ~ busy;
+  assign \$17  = grp == 3'h4;
+  assign \$18  = \$16  | \$17 ;
+  assign \$19  = grp == 6'h3f;
+  assign \$20  = ~ \$19 ;
+  assign \$21  = busy & \$20 ;
+  assign \$22  = grp + 1'h1;
+  assign \$23  = grp == 3'h4;
+  assign \$24  = ~ \$23 ;
+  assign \$25  = busy & \$24 ;
+  assign \$26  = grp + 1'h1;
+  always @(posedge clk)
+    grp <= \$27 ;
+  always @(posedge clk)
+    busy <= \$28 ;
+  always @(posedge clk)
+    cur <= \$29 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+        begin
+          issue__payload[11:0] = \$1 [11:0];
+          issue__payload[18:12] = \$2 [6:0];
+          issue__payload[25:19] = \$3 [6:0];
+          issue__payload[35:27] = cur[27:19];
+          issue__payload[26] = \$5 ;
+          issue__payload[36] = \$6 ;
+        end
+      1'h1:
+        begin
+          issue__payload[11:0] = \$10 [11:0];
+          issue__payload[18:12] = \$11 [6:0];
+          issue__payload[25:19] = \$12 [6:0];
+          issue__payload[35:27] = cur[27:19];
+          issue__payload[26] = \$14 ;
+          issue__payload[36] = \$15 ;
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          columns__ready = \$9 ;
+      1'h1:
+          columns__ready = \$18 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$27  = grp;
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          if (\$21 ) begin
+            \$27  = \$22 [6:0];
+          end else if (columns__ready) begin
+            \$27  = 7'h00;
+          end
+      1'h1:
+          if (\$25 ) begin
+            \$27  = \$26 [6:0];
+          end else if (columns__ready) begin
+            \$27  = 7'h00;
+          end
+    endcase
+    if (rst) begin
+      \$27  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$28  = busy;
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          if (\$21 ) begin
+          end else if (columns__ready) begin
+            \$28  = columns__valid;
+          end
+      1'h1:
+          if (\$25 ) begin
+          end else if (columns__ready) begin
+            \$28  = columns__valid;
+          end
+    endcase
+    if (rst) begin
+      \$28  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$29  = cur;
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          if (\$21 ) begin
+          end else if (columns__ready) begin
+            \$29  = columns__payload;
+          end
+      1'h1:
+          if (\$25 ) begin
+          end else if (columns__ready) begin
+            \$29  = columns__payload;
+          end
+    endcase
+    if (rst) begin
+      \$29  = 28'h0000000;
+    end
+  end
+  assign active = busy;
+  assign issue__valid = busy;
+  assign \issue__payload.w_addr  = issue__payload[11:0];
+  assign \issue__payload.acc_addr  = issue__payload[18:12];
+  assign \issue__payload.b_addr  = issue__payload[25:19];
+  assign \issue__payload.bias  = issue__payload[26];
+  assign \issue__payload.delta  = issue__payload[35:27];
+  assign \issue__payload.shift  = issue__payload[36];
+  assign \cur.w_addr  = cur[11:0];
+  assign \cur.col  = cur[17:12];
+  assign \cur.is_h  = cur[18];
+  assign \cur.delta  = cur[27:19];
+  assign \columns__payload.w_addr  = columns__payload[11:0];
+  assign \columns__payload.col  = columns__payload[17:12];
+  assign \columns__payload.is_h  = columns__payload[18];
+  assign \columns__payload.delta  = columns__payload[27:19];
+  assign \$5  = \$4 ;
+  assign \$14  = \$13 ;
+  assign \$15  = 1'h0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload, issue__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  wire \$1 ;
+  wire [20:0] \$10 ;
+  reg [18:0] \$11 ;
+  wire [20:0] \$12 ;
+  wire [16:0] \$13 ;
+  wire [16:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [17:0] \$19 ;
+  wire \$2 ;
+  wire [17:0] \$20 ;
+  wire [17:0] \$21 ;
+  wire [17:0] \$22 ;
+  reg [37:0] \$23 ;
+  reg [37:0] \$24 ;
+  reg [37:0] \$25 ;
+  reg [16:0] \$26 ;
+  reg [16:0] \$27 ;
+  reg [9:0] \$28 ;
+  reg [9:0] \$29 ;
+  wire \$3 ;
+  reg [37:0] \$30 ;
+  reg [37:0] \$31 ;
+  reg [7:0] \$32 ;
+  reg [37:0] \$33 ;
+  reg [37:0] \$34 ;
+  reg [1:0] \$35 ;
+  reg [19:0] \$36 ;
+  reg [19:0] \$37 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  reg [18:0] \$9 ;
+  reg [37:0] \$like  = 38'h0000000000;
+  reg [37:0] \$like$10  = 38'h0000000000;
+  wire [36:0] \$like$10.issue ;
+  wire [6:0] \$like$10.issue.acc_addr ;
+  wire [6:0] \$like$10.issue.b_addr ;
+  wire \$like$10.issue.bias ;
+  wire [8:0] \$like$10.issue.delta ;
+  wire \$like$10.issue.shift ;
+  wire [11:0] \$like$10.issue.w_addr ;
+  wire \$like$10.valid ;
+  reg [37:0] \$like$18  = 38'h0000000000;
+  wire [18:0] \$like$18[0] ;
+  wire [18:0] \$like$18[1] ;
+  (* init = 38'h0000000000 *)
+  wire [37:0] \$like$7 ;
+  wire [18:0] \$like$7[0] ;
+  wire [18:0] \$like$7[1] ;
+  wire [36:0] \$like.issue ;
+  wire [6:0] \$like.issue.acc_addr ;
+  wire [6:0] \$like.issue.b_addr ;
+  wire \$like.issue.bias ;
+  wire [8:0] \$like.issue.delta ;
+  wire \$like.issue.shift ;
+  wire [11:0] \$like.issue.w_addr ;
+  wire \$like.valid ;
+  wire [6:0] \$signature__addr ;
+  wire [6:0] \$signature__addr$4 ;
+  wire [37:0] \$signature__data ;
+  wire [37:0] \$signature__data$29 ;
+  wire [18:0] \$signature__data$29[0] ;
+  wire [18:0] \$signature__data$29[1] ;
+  wire [18:0] \$signature__data[0] ;
+  wire [18:0] \$signature__data[1] ;
+  output [37:0] acc_word;
+  reg [37:0] acc_word = 38'h0000000000;
+  wire [18:0] \acc_word[0] ;
+  wire [18:0] \acc_word[1] ;
+  wire [6:0] acc_wr__addr;
+  wire [37:0] acc_wr__data;
+  wire [18:0] \acc_wr__data[0] ;
+  wire [18:0] \acc_wr__data[1] ;
+  wire acc_wr__en;
+  wire [11:0] addr;
+  reg [19:0] aligned0 = 20'h00000;
+  reg [19:0] aligned1 = 20'h00000;
+  reg [37:0] bias_q = 38'h0000000000;
+  wire [18:0] \bias_q[0] ;
+  wire [18:0] \bias_q[1] ;
+  input clk;
+  wire clk;
+  wire [15:0] data;
+  wire [7:0] \data[0] ;
+  wire [7:0] \data[1] ;
+  output idle;
+  wire idle;
+  input [36:0] issue__payload;
+  wire [36:0] issue__payload;
+  wire [6:0] \issue__payload.acc_addr ;
+  wire [6:0] \issue__payload.b_addr ;
+  wire \issue__payload.bias ;
+  wire [8:0] \issue__payload.delta ;
+  wire \issue__payload.shift ;
+  wire [11:0] \issue__payload.w_addr ;
+  input issue__valid;
+  wire issue__valid;
+  reg [7:0] last = 8'h00;
+  wire [6:0] \last.acc_addr ;
+  wire \last.valid ;
+  reg [37:0] last_sum2 = 38'h0000000000;
+  wire [18:0] \last_sum2[0] ;
+  wire [18:0] \last_sum2[1] ;
+  reg [1:0] pick = 2'h0;
+  reg [16:0] prod0 = 17'h00000;
+  reg [16:0] prod1 = 17'h00000;
+  input [6:0] read_addr;
+  wire [6:0] read_addr;
+  input rst;
+  wire rst;
+  reg [37:0] s1 = 38'h0000000000;
+  wire [36:0] \s1.issue ;
+  wire [6:0] \s1.issue.acc_addr ;
+  wire [6:0] \s1.issue.b_addr ;
+  wire \s1.issue.bias ;
+  wire [8:0] \s1.issue.delta ;
+  wire \s1.issue.shift ;
+  wire [11:0] \s1.issue.w_addr ;
+  wire \s1.valid ;
+  reg [9:0] s2 = 10'h000;
+  wire [6:0] \s2.acc_addr ;
+  wire \s2.bias ;
+  wire \s2.shift ;
+  wire \s2.valid ;
+  reg [9:0] s3 = 10'h000;
+  wire [6:0] \s3.acc_addr ;
+  wire \s3.bias ;
+  wire \s3.shift ;
+  wire \s3.valid ;
+  reg [37:0] acc_mem [68:0];
+  initial begin
+    acc_mem[0] = 38'h0000000000;
+    acc_mem[1] = 38'h0000000000;
+    acc_mem[2] = 38'h0000000000;
+    acc_mem[3] = 38'h0000000000;
+    acc_mem[4] = 38'h0000000000;
+    acc_mem[5] = 38'h0000000000;
+    acc_mem[6] = 38'h0000000000;
+    acc_mem[7] = 38'h0000000000;
+    acc_mem[8] = 38'h0000000000;
+    acc_mem[9] = 38'h0000000000;
+    acc_mem[10] = 38'h0000000000;
+    acc_mem[11] = 38'h0000000000;
+    acc_mem[12] = 38'h0000000000;
+    acc_mem[13] = 38'h0000000000;
+    acc_mem[14] = 38'h0000000000;
+    acc_mem[15] = 38'h0000000000;
+    acc_mem[16] = 38'h0000000000;
+    acc_mem[17] = 38'h0000000000;
+    acc_mem[18] = 38'h0000000000;
+    acc_mem[19] = 38'h0000000000;
+    acc_mem[20] = 38'h0000000000;
+    acc_mem[21] = 38'h0000000000;
+    acc_mem[22] = 38'h0000000000;
+    acc_mem[23] = 38'h0000000000;
+    acc_mem[24] = 38'h0000000000;
+    acc_mem[25] = 38'h0000000000;
+    acc_mem[26] = 38'h0000000000;
+    acc_mem[27] = 38'h0000000000;
+    acc_mem[28] = 38'h0000000000;
+    acc_mem[29] = 38'h0000000000;
+    acc_mem[30] = 38'h0000000000;
+    acc_mem[31] = 38'h0000000000;
+    acc_mem[32] = 38'h0000000000;
+    acc_mem[33] = 38'h0000000000;
+    acc_mem[34] = 38'h0000000000;
+    acc_mem[35] = 38'h0000000000;
+    acc_mem[36] = 38'h0000000000;
+    acc_mem[37] = 38'h0000000000;
+    acc_mem[38] = 38'h0000000000;
+    acc_mem[39] = 38'h0000000000;
+    acc_mem[40] = 38'h0000000000;
+    acc_mem[41] = 38'h0000000000;
+    acc_mem[42] = 38'h0000000000;
+    acc_mem[43] = 38'h0000000000;
+    acc_mem[44] = 38'h0000000000;
+    acc_mem[45] = 38'h0000000000;
+    acc_mem[46] = 38'h0000000000;
+    acc_mem[47] = 38'h0000000000;
+    acc_mem[48] = 38'h0000000000;
+    acc_mem[49] = 38'h0000000000;
+    acc_mem[50] = 38'h0000000000;
+    acc_mem[51] = 38'h0000000000;
+    acc_mem[52] = 38'h0000000000;
+    acc_mem[53] = 38'h0000000000;
+    acc_mem[54] = 38'h0000000000;
+    acc_mem[55] = 38'h0000000000;
+    acc_mem[56] = 38'h0000000000;
+    acc_mem[57] = 38'h0000000000;
+    acc_mem[58] = 38'h0000000000;
+    acc_mem[59] = 38'h0000000000;
+    acc_mem[60] = 38'h0000000000;
+    acc_mem[61] = 38'h0000000000;
+    acc_mem[62] = 38'h0000000000;
+    acc_mem[63] = 38'h0000000000;
+    acc_mem[64] = 38'h0000000000;
+    acc_mem[65] = 38'h0000000000;
+    acc_mem[66] = 38'h0000000000;
+    acc_mem[67] = 38'h0000000000;
+    acc_mem[68] = 38'h0000000000;
+  end
+  always @(posedge clk) begin
+    if (s3[0])
+      acc_mem[s3[7:1]] <= acc_wr__data;
+  end
+  reg [37:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= acc_mem[\$signature__addr$4 ];
+  end
+  assign \$signature__data  = _0_;
+  reg [37:0] b_mem [68:0];
+  initial begin
+    b_mem[0] = 38'h009d6808a3;
+    b_mem[1] = 38'h3fe207fde2;
+    b_mem[2] = 38'h002d080958;
+    b_mem[3] = 38'h00583009c7;
+    b_mem[4] = 38'h001b37f433;
+    b_mem[5] = 38'h3fa3e8068b;
+    b_mem[6] = 38'h007798191b;
+    b_mem[7] = 38'h001baffb3a;
+    b_mem[8] = 38'h006158043d;
+    b_mem[9] = 38'h00a367f8e3;
+    b_mem[10] = 38'h00861803c5;
+    b_mem[11] = 38'h00d3702a2a;
+    b_mem[12] = 38'h0087e016e4;
+    b_mem[13] = 38'h0039280e6f;
+    b_mem[14] = 38'h3fecd0093d;
+    b_mem[15] = 38'h0093280ee2;
+    b_mem[16] = 38'h3ffcf80fa4;
+    b_mem[17] = 38'h0000d8091f;
+    b_mem[18] = 38'h00465810af;
+    b_mem[19] = 38'h3fccb8060e;
+    b_mem[20] = 38'h00d8a813b9;
+    b_mem[21] = 38'h0030880bcd;
+    b_mem[22] = 38'h3fde201001;
+    b_mem[23] = 38'h0082701913;
+    b_mem[24] = 38'h00498807dc;
+    b_mem[25] = 38'h0038780a5a;
+    b_mem[26] = 38'h00cc900a4c;
+    b_mem[27] = 38'h00a76002a2;
+    b_mem[28] = 38'h007430035e;
+    b_mem[29] = 38'h001bf805af;
+    b_mem[30] = 38'h3fec700189;
+    b_mem[31] = 38'h001f280a5a;
+    b_mem[32] = 38'h3f63a80d32;
+    b_mem[33] = 38'h000da808ba;
+    b_mem[34] = 38'h3ffd480564;
+    b_mem[35] = 38'h3fcfc000fc;
+    b_mem[36] = 38'h3f8bf00619;
+    b_mem[37] = 38'h001bd7ec49;
+    b_mem[38] = 38'h3ffe1003cc;
+    b_mem[39] = 38'h3ff2aff97c;
+    b_mem[40] = 38'h3fa4d7f7ac;
+    b_mem[41] = 38'h3fecb008d7;
+    b_mem[42] = 38'h0048dff40e;
+    b_mem[43] = 38'h3f7d880181;
+    b_mem[44] = 38'h000097ef32;
+    b_mem[45] = 38'h3f7a4805fc;
+    b_mem[46] = 38'h0034600b48;
+    b_mem[47] = 38'h3fea7fffd4;
+    b_mem[48] = 38'h00b8d00ec2;
+    b_mem[49] = 38'h007778008b;
+    b_mem[50] = 38'h0097181068;
+    b_mem[51] = 38'h007358100c;
+    b_mem[52] = 38'h004af00b50;
+    b_mem[53] = 38'h0043800c65;
+    b_mem[54] = 38'h0097c81280;
+    b_mem[55] = 38'h006c201a58;
+    b_mem[56] = 38'h0091c0144f;
+    b_mem[57] = 38'h0110c00e67;
+    b_mem[58] = 38'h013f3820a9;
+    b_mem[59] = 38'h00f6781a69;
+    b_mem[60] = 38'h008b3811a7;
+    b_mem[61] = 38'h00ab402058;
+    b_mem[62] = 38'h00229806cf;
+    b_mem[63] = 38'h012a201297;
+    b_mem[64] = 38'h00058000b2;
+    b_mem[65] = 38'h00157ffe4a;
+    b_mem[66] = 38'h002c680398;
+    b_mem[67] = 38'h00628ff6b5;
+    b_mem[68] = 38'h3fe4e00068;
+  end
+  reg [37:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= b_mem[\$like [26:20]];
+  end
+  assign \$signature__data$29  = _1_;
+  assign \$signature__addr$4  = \$like [0] ? \$like [19:13] : read_addr;
+  assign \$1  = ~ s1[0];
+  assign \$2  = ~ \$like$10 [0];
+  assign \$3  = \$1  & \$2 ;
+  assign \$4  = ~ \$like [0];
+  assign \$5  = \$3  & \$4 ;
+  assign \$6  = ~ s2[0];
+  assign \$7  = \$5  & \$6 ;
+  assign \$8  = ~ s3[0];
+  assign idle = \$7  & \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed(aligned0);
+  assign \$12  = $signed(\$11 ) + $signed(aligned1);
+  assign \$13  = $signed(data[7:0]) * $signed(\$like [36:28]);
+  assign \$14  = $signed(data[15:8]) * $signed(\$like [36:28]);
+  assign \$15  = s3[7:1] == s2[7:1];
+  assign \$16  = s3[0] & \$15 ;
+  assign \$17  = last[7:1] == s2[7:1];
+  assign \$18  = last[0] & \$17 ;
+  always @(posedge clk)
+    s1 <= \$23 ;
+  always @(posedge clk)
+    \$like$10  <= \$24 ;
+  always @(posedge clk)
+    \$like  <= \$25 ;
+  always @(posedge clk)
+    prod0 <= \$26 ;
+  always @(posedge clk)
+    prod1 <= \$27 ;
+  always @(posedge clk)
+    s2 <= \$28 ;
+  always @(posedge clk)
+    s3 <= \$29 ;
+  always @(posedge clk)
+    acc_word <= \$30 ;
+  always @(posedge clk)
+    bias_q <= \$31 ;
+  always @(posedge clk)
+    last <= \$32 ;
+  always @(posedge clk)
+    \$like$18  <= \$33 ;
+  always @(posedge clk)
+    last_sum2 <= \$34 ;
+  always @(posedge clk)
+    pick <= \$35 ;
+  always @(posedge clk)
+    aligned0 <= \$36 ;
+  always @(posedge clk)
+    aligned1 <= \$37 ;
+  \hwgen_digits_lstm_p2.mac.w_rom  w_rom (
+    .addr(issue__payload[11:0]),
+    .clk(clk),
+    .data(data),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$9  = bias_q[18:0];
+      2'h1:
+          \$9  = \$like$18 [18:0];
+      2'h2:
+          \$9  = last_sum2[18:0];
+      2'h3:
+          \$9  = acc_word[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$11  = bias_q[37:19];
+      2'h1:
+          \$11  = \$like$18 [37:19];
+      2'h2:
+          \$11  = last_sum2[37:19];
+      2'h3:
+          \$11  = acc_word[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$23 [37:1] = s1[37:1];
+    \$23 [0] = issue__valid;
+    if (issue__valid) begin
+      \$23 [37:1] = issue__payload;
+    end
+    if (rst) begin
+      \$23  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$24  = s1;
+    if (rst) begin
+      \$24  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$25  = \$like$10 ;
+    if (rst) begin
+      \$25  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$26  = \$13 ;
+    if (rst) begin
+      \$26  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$27  = \$14 ;
+    if (rst) begin
+      \$27  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$28 [0] = \$like [0];
+    \$28 [7:1] = \$like [19:13];
+    \$28 [8] = \$like [27];
+    \$28 [9] = \$like [37];
+    if (rst) begin
+      \$28  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$29  = s2;
+    if (rst) begin
+      \$29  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$30  = \$signature__data ;
+    if (rst) begin
+      \$30  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$31  = \$signature__data$29 ;
+    if (rst) begin
+      \$31  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$32 [0] = s3[0];
+    \$32 [7:1] = s3[7:1];
+    if (rst) begin
+      \$32  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$33  = acc_wr__data;
+    if (rst) begin
+      \$33  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$34  = \$like$18 ;
+    if (rst) begin
+      \$34  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    if (s2[8]) begin
+      \$35  = 2'h0;
+    end else if (\$16 ) begin
+      \$35  = 2'h1;
+    end else if (\$18 ) begin
+      \$35  = 2'h2;
+    end else begin
+      \$35  = 2'h3;
+    end
+    if (rst) begin
+      \$35  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$36  = { \$19 [17], \$19 [17], \$19  };
+      1'h1:
+          \$36  = { \$20 [17], \$20 [17], \$20  };
+    endcase
+    if (rst) begin
+      \$36  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$37  = { \$21 [17], \$21 [17], \$21  };
+      1'h1:
+          \$37  = { \$22 [17], \$22 [17], \$22  };
+    endcase
+    if (rst) begin
+      \$37  = 20'h00000;
+    end
+  end
+  assign addr = issue__payload[11:0];
+  assign \$signature__addr  = \$like [26:20];
+  assign \$like$7  = acc_word;
+  assign acc_wr__addr = s3[7:1];
+  assign acc_wr__en = s3[0];
+  assign \issue__payload.w_addr  = issue__payload[11:0];
+  assign \issue__payload.acc_addr  = issue__payload[18:12];
+  assign \issue__payload.b_addr  = issue__payload[25:19];
+  assign \issue__payload.bias  = issue__payload[26];
+  assign \issue__payload.delta  = issue__payload[35:27];
+  assign \issue__payload.shift  = issue__payload[36];
+  assign \$like.valid  = \$like [0];
+  assign \$like.issue  = \$like [37:1];
+  assign \$like.issue.w_addr  = \$like [12:1];
+  assign \$like.issue.acc_addr  = \$like [19:13];
+  assign \$like.issue.b_addr  = \$like [26:20];
+  assign \$like.issue.bias  = \$like [27];
+  assign \$like.issue.delta  = \$like [36:28];
+  assign \$like.issue.shift  = \$like [37];
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
+  assign \$like$7[0]  = acc_word[18:0];
+  assign \$like$7[1]  = acc_word[37:19];
+  assign \s1.valid  = s1[0];
+  assign \s1.issue  = s1[37:1];
+  assign \s1.issue.w_addr  = s1[12:1];
+  assign \s1.issue.acc_addr  = s1[19:13];
+  assign \s1.issue.b_addr  = s1[26:20];
+  assign \s1.issue.bias  = s1[27];
+  assign \s1.issue.delta  = s1[36:28];
+  assign \s1.issue.shift  = s1[37];
+  assign \$like$10.valid  = \$like$10 [0];
+  assign \$like$10.issue  = \$like$10 [37:1];
+  assign \$like$10.issue.w_addr  = \$like$10 [12:1];
+  assign \$like$10.issue.acc_addr  = \$like$10 [19:13];
+  assign \$like$10.issue.b_addr  = \$like$10 [26:20];
+  assign \$like$10.issue.bias  = \$like$10 [27];
+  assign \$like$10.issue.delta  = \$like$10 [36:28];
+  assign \$like$10.issue.shift  = \$like$10 [37];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[7:1];
+  assign \s2.bias  = s2[8];
+  assign \s2.shift  = s2[9];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[7:1];
+  assign \s3.bias  = s3[8];
+  assign \s3.shift  = s3[9];
+  assign \acc_wr__data[0]  = acc_wr__data[18:0];
+  assign \acc_wr__data[1]  = acc_wr__data[37:19];
+  assign \bias_q[0]  = bias_q[18:0];
+  assign \bias_q[1]  = bias_q[37:19];
+  assign \$like$18[0]  = \$like$18 [18:0];
+  assign \$like$18[1]  = \$like$18 [37:19];
+  assign \last_sum2[0]  = last_sum2[18:0];
+  assign \last_sum2[1]  = last_sum2[37:19];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
+  assign \$signature__data[0]  = \$signature__data [18:0];
+  assign \$signature__data[1]  = \$signature__data [37:19];
+  assign \$signature__data$29[0]  = \$signature__data$29 [18:0];
+  assign \$signature__data$29[1]  = \$signature__data$29 [37:19];
+  assign \last.valid  = last[0];
+  assign \last.acc_addr  = last[7:1];
+  assign acc_wr__data[37:19] = \$12 [18:0];
+  assign acc_wr__data[18:0] = \$10 [18:0];
+  assign \$19  = { prod0[16], prod0 };
+  assign \$20  = { prod0, 1'h0 };
+  assign \$21  = { prod1[16], prod1 };
+  assign \$22  = { prod1, 1'h0 };
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_digits_lstm_p2.mac.w_rom (rst, data, addr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   reg [15:0] \$1 ;
-  reg [15:0] \$2 ;
-  reg [15:0] \$3 ;
+  reg [1:0] \$2 ;
+  reg [1:0] \$3 ;
   reg [15:0] \$4 ;
-  reg [1:0] \$5 ;
-  reg [1:0] \$6 ;
-  reg [15:0] \$7 ;
   input [11:0] addr;
   wire [11:0] addr;
   reg [15:0] bank0_q = 16'h0000;
@@ -8584,61 +8712,40 @@ module \hwgen_digits_lstm_p2.w_rom (rst, addr, data, clk);
   end
   assign \port__data$11  = _2_;
   always @(posedge clk)
-    bank0_q <= \$2 ;
+    bank0_q <= port__data;
   always @(posedge clk)
-    bank1_q <= \$3 ;
+    bank1_q <= \port__data$9 ;
   always @(posedge clk)
-    bank2_q <= \$4 ;
+    bank2_q <= \port__data$11 ;
   always @(posedge clk)
-    sel1 <= \$5 ;
+    sel1 <= \$2 ;
   always @(posedge clk)
-    sel2 <= \$6 ;
+    sel2 <= \$3 ;
   always @(posedge clk)
-    data <= \$7 ;
+    data <= \$4 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$2  = port__data;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2  = addr[11:10];
     if (rst) begin
-      \$2  = 16'h0000;
+      \$2  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$3  = \port__data$9 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$3  = sel1;
     if (rst) begin
-      \$3  = 16'h0000;
+      \$3  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$4  = \port__data$11 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$4  = \$1 ;
     if (rst) begin
       \$4  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$5  = addr[11:10];
-    if (rst) begin
-      \$5  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$6  = sel1;
-    if (rst) begin
-      \$6  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$7  = \$1 ;
-    if (rst) begin
-      \$7  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$1  = 16'h0000;
     casez (sel2)
       2'h0:

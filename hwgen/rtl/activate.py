@@ -1,0 +1,199 @@
+"""The ACTIVATE phase's front: gate words out of the accumulators, one element a cycle out.
+
+    MacArray (accumulator read port) -> ActivateEngine -(elements)-> element-wise unit
+
+Two engines joined by two banks of registers. The gather engine reads the gate-block
+words of a row group (one accumulator word per gate block of the cell, `lanes` elements
+each) into a free bank; the issue engine sends one element a cycle from a full bank, with
+the element's gate values, and presents the addresses of its state (h, c) and element-wise
+vectors so that their words reach the unit with it. `activate_cycles` is this engine's
+cycle model, cycle for cycle, tested against it.
+"""
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+#: A gate word is captured this many edges after its read (the accumulator read port's
+#: data is registered before it is used: `MacArray.acc_word`).
+GATHER_CAPTURE = 2
+
+
+def gather_cycles(n_blocks: int) -> int:
+    """Cycles to gather a row group's gate words: one read a block, the last captured
+    `GATHER_CAPTURE` cycles after its read (6 for the 4 blocks of LSTM and GRU)."""
+    return n_blocks + GATHER_CAPTURE
+
+
+def issue_cycles(hidden: int, lanes: int, n_blocks: int) -> int:
+    """Cycles from `start` to `done` (the last element issued), inclusive, of the engine.
+
+    The gather engine fills one of two banks with a row group's gate words
+    (`gather_cycles`; the next group's reads start one or two cycles early when its bank is
+    free, so one a block in steady state); the issue engine sends one element a cycle
+    from a full bank.
+    """
+    per_group = gather_cycles(n_blocks)
+    groups = math.ceil(hidden / lanes)
+    full = [False, False]
+    g_grp = g_q = g_bank = i_bank = grp = lane = 0
+    early = False
+    cycles = 0
+    while True:
+        cycles += 1
+        gather = g_grp < groups and not full[g_bank]
+        issue = full[i_bank]
+        set_full = clear_full = None
+        if gather:
+            next_free = g_grp + 1 < groups and not full[1 - g_bank]
+            if g_q == per_group - 2:
+                early, g_q = next_free, g_q + 1
+            elif g_q == per_group - 1:
+                g_q = 2 if early else int(next_free)
+                early, set_full, g_bank, g_grp = False, g_bank, 1 - g_bank, g_grp + 1
+            else:
+                g_q += 1
+        if issue:
+            elem = grp * lanes + lane
+            if lane == lanes - 1 or elem == hidden - 1:
+                if grp == groups - 1:
+                    return cycles
+                lane, clear_full, i_bank, grp = 0, i_bank, 1 - i_bank, grp + 1
+            else:
+                lane += 1
+        if set_full is not None:
+            full[set_full] = True
+        if clear_full is not None:
+            full[clear_full] = False
+
+
+class ActivateLayer:
+    """What the engine needs of one layer: its sizes and memory bases."""
+
+    def __init__(self, lp):
+        self.hidden, self.gpg, self.n_blocks = lp.hidden_size, lp.groups_per_gate, lp.n_blocks
+        self.acc_base, self.h_addr = lp.acc_base, lp.h_addr
+        self.c_addr, self.ew_addr = lp.c_addr, lp.ew_addr
+
+
+def element_layout(layers, acc_width: int) -> data.StructLayout:
+    """One element for the element-wise unit: its index, its layer, its gate values."""
+    return data.StructLayout({
+        "tag": range(max(lay.hidden for lay in layers) + 1),
+        "layer": range(len(layers) + 1),
+        "gates": data.ArrayLayout(signed(acc_width), max(lay.n_blocks for lay in layers))})
+
+
+class ActivateEngine(wiring.Component):
+    """Gathers layer `sel`'s gate words and issues its elements.
+
+    Members
+    -------
+    start : In(1)   layer `sel` begins next cycle
+    sel : In(range(layers)), run : In(1)   the layer, and whether it runs
+    acc_addr : Out   accumulator word to read (0 when idle: the read port is shared)
+    acc_word : In    the word read `GATHER_CAPTURE` edges earlier
+    h_addr, c_addr, ew_addr : Out   the state and vector words of the element issued next
+    element : Out(stream.Signature(element_layout, always_ready=True))
+    done : Out(1)   the layer's last element is issued this cycle
+    """
+
+    def __init__(self, layers: list[ActivateLayer], lanes: int, acc_width: int,
+                 acc_depth: int, vector_depth: int, cell_depth: int, ew_depth: int):
+        self.layers, self.lanes, self.acc_width = layers, lanes, acc_width
+        self.layout = element_layout(layers, acc_width)
+        super().__init__({
+            "start": In(1), "sel": In(range(len(layers))), "run": In(1),
+            "acc_addr": Out(range(acc_depth)),
+            "acc_word": In(data.ArrayLayout(signed(acc_width), lanes)),
+            "h_addr": Out(range(vector_depth)), "c_addr": Out(range(cell_depth)),
+            "ew_addr": Out(range(max(ew_depth, 2))),
+            "element": Out(stream.Signature(self.layout, always_ready=True)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        layers, P = self.layers, self.lanes
+        m = Module()
+        n_blocks = max(lay.n_blocks for lay in layers)
+        max_h = max(lay.hidden for lay in layers)
+        # two banks of gathered gate words: one is issued while the other is filled
+        gate_regs = [[[Signal(signed(self.acc_width), name=f"gate{b}_{q}_{k}")
+                       for k in range(P)] for q in range(n_blocks)] for b in range(2)]
+        full = Array([Signal(name="bank0_full"), Signal(name="bank1_full")])
+        g_bank, i_bank = Signal(), Signal()
+        lane = Signal(range(P + 1))
+        grp = Signal(range(max(lay.gpg for lay in layers) + 1))
+        elem = Signal(range(max_h + 1))  # grp * P + lane, counted rather than computed
+        act_q = Signal(range(max(gather_cycles(lay.n_blocks) for lay in layers)))
+        early = Signal()  # the next row group's reads began a cycle before this one ended
+        g_grp = Signal(range(max(lay.gpg for lay in layers) + 1))
+        out = self.element
+        m.d.sync += out.valid.eq(0)
+        with m.If(self.start):
+            m.d.sync += [grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0), early.eq(0),
+                         g_grp.eq(0), g_bank.eq(0), i_bank.eq(0), full[0].eq(0),
+                         full[1].eq(0)]
+        with m.If(self.run):
+            with m.Switch(self.sel):
+                for k, lay in enumerate(layers):
+                    with m.Case(k):
+                        self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
+                                    elem, act_q, early, g_grp)
+        return m
+
+    def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, act_q,
+               early, g_grp):
+        P, gpg, cycles = self.lanes, lay.gpg, gather_cycles(lay.n_blocks)
+        out = self.element
+        # gather engine: the gate-block words of row group g_grp into a free bank. Gate q
+        # is read at act_q == q and captured at act_q == q + GATHER_CAPTURE; the next
+        # group's first reads overlap the last captures when its bank is free.
+        nxt_free = (g_grp + 1 < gpg) & ~full[~g_bank]
+        with m.If((g_grp < gpg) & ~full[g_bank]):
+            m.d.comb += self.acc_addr.eq(lay.acc_base + act_q * gpg + g_grp)
+            m.d.sync += act_q.eq(act_q + 1)
+            for b in range(2):
+                with m.If(g_bank == b):
+                    with m.Switch(act_q):
+                        for q in range(lay.n_blocks):
+                            with m.Case(q + GATHER_CAPTURE):
+                                m.d.sync += [gate_regs[b][q][n].eq(self.acc_word[n])
+                                             for n in range(P)]
+            with m.If(act_q == cycles - 2):
+                m.d.sync += early.eq(nxt_free)
+                with m.If(nxt_free):
+                    m.d.comb += self.acc_addr.eq(lay.acc_base + g_grp + 1)
+            with m.If(act_q == cycles - 1):
+                m.d.sync += [act_q.eq(0), early.eq(0), full[g_bank].eq(1),
+                             g_bank.eq(~g_bank), g_grp.eq(g_grp + 1)]
+                with m.If(early):
+                    m.d.comb += self.acc_addr.eq(lay.acc_base + gpg + g_grp + 1)
+                    m.d.sync += act_q.eq(2)
+                with m.Elif(nxt_free):
+                    m.d.comb += self.acc_addr.eq(lay.acc_base + g_grp + 1)
+                    m.d.sync += act_q.eq(1)
+        # issue engine: one element a cycle from a full bank; h (and c, and the vectors)
+        # are read now and reach the unit with the gate values next cycle. The addresses
+        # do not wait for the bank flag (a read is harmless; Fmax).
+        m.d.comb += self.h_addr.eq(lay.h_addr + elem)
+        if lay.c_addr is not None:
+            m.d.comb += self.c_addr.eq(lay.c_addr + elem)
+        if lay.ew_addr is not None:
+            m.d.comb += self.ew_addr.eq(lay.ew_addr + elem)
+        with m.If(full[i_bank]):
+            m.d.sync += elem.eq(elem + 1)
+            m.d.sync += [out.payload.gates[q].eq(Array(Array(gate_regs[b][q])
+                                                       for b in range(2))[i_bank][lane])
+                         for q in range(lay.n_blocks)]
+            m.d.sync += [out.valid.eq(1), out.payload.tag.eq(elem), out.payload.layer.eq(k)]
+            with m.If((lane == P - 1) | (elem == lay.hidden - 1)):
+                m.d.sync += [lane.eq(0), full[i_bank].eq(0), i_bank.eq(~i_bank),
+                             grp.eq(grp + 1)]
+                with m.If(grp == gpg - 1):
+                    m.d.comb += self.done.eq(1)
+            with m.Else():
+                m.d.sync += lane.eq(lane + 1)

@@ -1,0 +1,58 @@
+"""The cycle model: cycles of each phase of a step, composed from the components' own.
+
+A MATRIX pass of N weight-word issues takes N cycles plus the column encoder's and MAC
+issuer's latencies before the first issue, the MAC array's pipeline after the last, and one
+cycle in which the sequencer sees the array idle. ACTIVATE is the activate engine's own
+model, then the last element's register, the element-wise unit and the write of its new
+state. Tests check this model against cycles measured in simulation.
+"""
+from __future__ import annotations
+
+from .activate import issue_cycles
+from .elementwise import latency as elementwise_latency
+from .head_output import output_cycles
+from .mac_array import PIPELINE_DEPTH
+from .matrix import ENCODER_LATENCY, ISSUER_LATENCY
+from .plan import LayerPlan, Plan
+
+MATRIX_OVERHEAD = ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1
+ELEMENT_REGISTER, STATE_WRITE = 1, 1
+
+
+def activate_cycles(lp: LayerPlan, lanes: int) -> int:
+    """Cycles of one layer's ACTIVATE, until its last new state is written."""
+    return (issue_cycles(lp.hidden_size, lanes, lp.n_blocks) + ELEMENT_REGISTER
+            + elementwise_latency(lp.cell) + STATE_WRITE)
+
+
+def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None) -> dict:
+    """Cycles of one layer's step; `fired_columns` (delta) defaults to all columns."""
+    cols = lp.columns if fired_columns is None else fired_columns
+    matrix = max(cols * lp.groups_per_col, lp.columns)  # the encoder visits every column
+    return {"matrix": matrix + MATRIX_OVERHEAD, "activate": activate_cycles(lp, lanes)}
+
+
+def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
+    """Cycles of one dense time step with an always-valid input and an always-ready output."""
+    layers = [layer_cycles(lp, plan.lanes) for lp in plan.layers]
+    hp = plan.head
+    head = hp.matrix_cycles + MATRIX_OVERHEAD + output_cycles(hp.groups, hp.out_size)
+    matrix = sum(lp.matrix_cycles for lp in plan.layers)
+    macs = sum(lp.macs for lp in plan.layers)
+    per_step = input_size + sum(c["matrix"] + c["activate"] for c in layers)
+    return {
+        "load": input_size,
+        "layers": layers,
+        "per_step": per_step,
+        "head": head,
+        "macs_per_step": macs,
+        "ideal_per_step": macs / plan.lanes,
+        "matrix_per_step": matrix,
+        "matrix_utilization": macs / plan.lanes / matrix,
+        "step_utilization": macs / plan.lanes / per_step,
+        "head_macs": hp.macs,
+        # what a testbench measures between steps: the head runs on every step, or once
+        # per sequence after the last one
+        "model_per_step": per_step + (head if head_mode == "every" else 0),
+        "per_sequence_overhead": head if head_mode == "last" else 0,
+    }

@@ -1,0 +1,86 @@
+"""The head's outputs: accumulator words, requantized, one output a beat on the stream."""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..interface import output_payload
+from .arith import requantize
+
+
+def output_cycles(groups: int, outputs: int) -> int:
+    """Cycles from `start` to `done` with an always-ready stream: per accumulator word a
+    read and a wait (the word is registered before its lane is picked), per output a latch,
+    the requantization and the send."""
+    return 2 * groups + 3 * outputs
+
+
+class HeadOutput(wiring.Component):
+    """Sends the head's `outputs` values, word by word and lane by lane.
+
+    Members
+    -------
+    start : In(1)   begin next cycle (the head's accumulators are final)
+    acc_addr : Out  accumulator word to read (0 when idle: the read port is shared)
+    acc_word : In   the word read two edges earlier
+    o : Out(stream.Signature(output_payload(out_fmt.width).layout()))
+    done : Out(1)   the last output is taken this cycle
+    """
+
+    def __init__(self, head, lanes: int, acc_base: int, acc_width: int, acc_depth: int):
+        self.head, self.lanes, self.acc_base = head, lanes, acc_base
+        self.outputs = head.weight.shape[0]
+        super().__init__({
+            "start": In(1), "acc_addr": Out(range(acc_depth)),
+            "acc_word": In(data.ArrayLayout(signed(acc_width), lanes)),
+            "o": Out(stream.Signature(output_payload(head.out_fmt.width).layout())),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        P, head, last = self.lanes, self.head, self.outputs - 1
+        m = Module()
+        out_idx = Signal(range(self.outputs + 1))
+        lane = Signal(range(P + 1))
+        grp = Signal(range(self.outputs + 1))
+        word = Signal.like(self.acc_word[0])
+        # The addressed word stays on the read port (and in acc_word a cycle later) for all
+        # outputs of its group: the lane select reads the register, not the block RAM, and
+        # rounding waits another cycle (Fmax).
+        with m.FSM(name="head_out"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [out_idx.eq(0), lane.eq(0), grp.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                m.d.sync += word.eq(Array(self.acc_word[n] for n in range(P))[lane])
+                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
+                m.next = "ROUND"
+            with m.State("ROUND"):
+                m.d.sync += [self.o.payload.data.eq(requantize(word, head.acc_frac,
+                                                               head.out_fmt)),
+                             self.o.payload.last.eq(out_idx == last),
+                             self.o.valid.eq(1)]
+                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
+                m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
+                with m.If(self.o.ready):
+                    m.d.sync += [self.o.valid.eq(0), out_idx.eq(out_idx + 1)]
+                    with m.If(out_idx == last):
+                        m.d.comb += self.done.eq(1)
+                        m.next = "IDLE"
+                    with m.Elif(lane == P - 1):
+                        m.d.sync += [lane.eq(0), grp.eq(grp + 1)]
+                        m.next = "READ"
+                    with m.Else():
+                        m.d.sync += lane.eq(lane + 1)
+                        m.next = "LATCH"
+        return m

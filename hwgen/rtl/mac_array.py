@@ -1,0 +1,147 @@
+"""The MAC array: P lanes that add weight-word x delta products into the accumulator memory.
+
+It owns the weight ROM, the bias memory and the accumulator memory. One `issue` a cycle
+names a weight word and the accumulator word its P products update; the word's products
+are exact, shifted into accumulator alignment, and added to the accumulator word (or to
+the bias, on the first touch of a word in a pass)::
+
+    issue   the ROM address goes out; the entry is registered (s1)
+    +1, +2  the weight word comes out of its ROM banks (s1a, s1b)
+    +3      multiply; read the bias and accumulator words (s2)
+    +4      register those words and align the products (s3); pick bias, forwarded sum
+            or stored word a stage early
+    +4      accumulate and write (end of s3)
+
+The accumulator read port is not transparent (its block RAM output goes straight into a
+register, for Fmax), so a word read for an update misses the writes of the two updates
+before it: the newest of those sums that hit the same word is forwarded.
+
+The read port serves the rest of the datapath while no update needs it: `read_addr` is read
+then, and `acc_word` holds the word read two edges later (gather, head output).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .rom import LATENCY as ROM_LATENCY, BankedROM
+
+#: Pipeline registers between an issue and its accumulator write (s1, s1a, s1b, s2, s3).
+PIPELINE_DEPTH = 5
+assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
+
+
+def issue_layout(weight_depth: int, acc_depth: int, bias_depth: int, delta_width: int,
+                 shifts: int) -> data.StructLayout:
+    """One MAC issue: the weight word, the accumulator and bias words, the column's delta,
+    whether to start from the bias, and the index of the alignment shift."""
+    return data.StructLayout({"w_addr": range(weight_depth),
+                              "acc_addr": range(acc_depth), "b_addr": range(bias_depth),
+                              "bias": 1, "delta": signed(delta_width),
+                              "shift": range(shifts)})
+
+
+class MacArray(wiring.Component):
+    """P MAC lanes over the weight ROM, the bias memory and the accumulator memory.
+
+    Parameters
+    ----------
+    weight_width, acc_width : lane widths of a weight and of an accumulator.
+    weight_words, bias_words : (depth, P) integer arrays, the memories' contents.
+    acc_depth : accumulator words.
+    delta_width : width of a column's delta (signed).
+    shifts : the alignment shifts (left, into the accumulator's fraction) an issue picks from.
+
+    Members
+    -------
+    issue : In(stream.Signature(issue_layout(...), always_ready=True))   one update a cycle
+        at most (the array never stalls)
+    read_addr : In(range(acc_depth))   accumulator word to read while no update needs the port
+    acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
+    idle : Out(1)   no update is in flight
+    """
+
+    def __init__(self, weight_width: int, acc_width: int, weight_words, bias_words,
+                 acc_depth: int, delta_width: int, shifts):
+        self.lanes = weight_words.shape[1]
+        self.weight_width, self.acc_width, self.acc_depth = weight_width, acc_width, acc_depth
+        self.weight_words, self.bias_words = weight_words, bias_words
+        self.delta_width, self.shifts = delta_width, tuple(shifts)
+        self.layout = issue_layout(len(weight_words) + 1, acc_depth, len(bias_words),
+                                   delta_width, len(self.shifts))
+        lanes = data.ArrayLayout(signed(acc_width), self.lanes)
+        self.acc_mem = Memory(shape=lanes, depth=acc_depth, init=[])
+        super().__init__({"issue": In(stream.Signature(self.layout, always_ready=True)),
+                          "read_addr": In(range(acc_depth)),
+                          "acc_word": Out(lanes), "idle": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.lanes
+        lanes_of = lambda width: data.ArrayLayout(signed(width), P)  # noqa: E731
+        m.submodules.w_rom = w_rom = BankedROM(lanes_of(self.weight_width),
+                                               self.weight_words.tolist())
+        m.submodules.b_mem = b_mem = Memory(shape=lanes_of(self.acc_width),
+                                            depth=len(self.bias_words),
+                                            init=self.bias_words.tolist())
+        m.submodules.acc_mem = acc_mem = self.acc_mem
+        b_rd, acc_rd, acc_wr = b_mem.read_port(), acc_mem.read_port(), acc_mem.write_port()
+
+        # stage 1, 1a, 1b: the weight word comes out of its banks (block RAM output straight
+        # into a multiplexer or a multiplier would be the longest path)
+        s1 = Signal(data.StructLayout({"valid": 1, "issue": self.layout}))
+        s1a, s1b = Signal.like(s1), Signal.like(s1)
+        m.d.comb += w_rom.addr.eq(self.issue.payload.w_addr)
+        m.d.sync += s1.valid.eq(self.issue.valid)
+        with m.If(self.issue.valid):
+            m.d.sync += s1.issue.eq(self.issue.payload)
+        m.d.sync += [s1a.eq(s1), s1b.eq(s1a)]
+
+        # stage 2: multiply; read the bias and accumulator words
+        s2 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth),
+                                       "bias": 1, "shift": range(len(self.shifts))}))
+        prods = [Signal(signed(self.weight_width + self.delta_width), name=f"prod{k}")
+                 for k in range(P)]
+        m.d.sync += [prods[k].eq(w_rom.data[k] * s1b.issue.delta) for k in range(P)]
+        m.d.sync += [s2.valid.eq(s1b.valid), s2.acc_addr.eq(s1b.issue.acc_addr),
+                     s2.bias.eq(s1b.issue.bias), s2.shift.eq(s1b.issue.shift)]
+        m.d.comb += [b_rd.addr.eq(s1b.issue.b_addr),
+                     acc_rd.addr.eq(Mux(s1b.valid, s1b.issue.acc_addr, self.read_addr))]
+
+        # stage 3: register the accumulator and bias words and align the products (block
+        # RAM output straight into the adder would be the longest path)
+        s3 = Signal.like(s2)
+        acc_q, bias_q = Signal.like(acc_rd.data), Signal.like(b_rd.data)
+        m.d.sync += [s3.eq(s2), acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data)]
+        m.d.comb += [self.acc_word.eq(acc_q),
+                     self.idle.eq(~s1.valid & ~s1a.valid & ~s1b.valid & ~s2.valid & ~s3.valid)]
+
+        # accumulate (a product with a delta may exceed the accumulator's range alone; the
+        # sum never does), from the bias, a forwarded sum or the stored word, chosen a stage
+        # early so that stage 3 holds one 4-way mux and the adder
+        BIAS, FWD1, FWD2, STORED = range(4)
+        pick = Signal(range(4))
+        last = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth)}))
+        last_sum, last_sum2 = Signal.like(acc_wr.data), Signal.like(acc_wr.data)
+        m.d.comb += [acc_wr.addr.eq(s3.acc_addr), acc_wr.en.eq(s3.valid)]
+        m.d.sync += [last.valid.eq(s3.valid), last.acc_addr.eq(s3.acc_addr),
+                     last_sum.eq(acc_wr.data), last_sum2.eq(last_sum)]
+        with m.If(s2.bias):
+            m.d.sync += pick.eq(BIAS)
+        with m.Elif(s3.valid & (s3.acc_addr == s2.acc_addr)):
+            m.d.sync += pick.eq(FWD1)   # the update one ahead: written this cycle
+        with m.Elif(last.valid & (last.acc_addr == s2.acc_addr)):
+            m.d.sync += pick.eq(FWD2)   # two ahead: written as this one's word was read
+        with m.Else():
+            m.d.sync += pick.eq(STORED)
+        for k in range(P):
+            aligned = Signal(signed(self.acc_width + 1), name=f"aligned{k}")
+            with m.Switch(s2.shift):
+                for idx, sh in enumerate(self.shifts):
+                    with m.Case(idx):
+                        m.d.sync += aligned.eq(prods[k] << sh)
+            base = Array([bias_q[k], last_sum[k], last_sum2[k], acc_q[k]])[pick]
+            m.d.comb += acc_wr.data[k].eq(base + aligned)
+        return m

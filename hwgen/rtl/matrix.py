@@ -1,0 +1,239 @@
+"""The MATRIX phase's front: which columns fire, and the MAC issues they make.
+
+    vector memory -> ColumnEncoder -(fired columns, a stream)-> MacIssuer -(issues)-> MacArray
+
+The column encoder reads each column's value v_j (and, in a delta pass, its last-fired
+value) one column a cycle, and queues the columns that fire with their delta (a dense pass
+fires every column with delta = v_j). The MAC issuer pops a fired column and issues its
+weight words, one a cycle. Skipped columns cost the issuer nothing, so the matrix cycles
+follow the fired count.
+
+Both serve every pass of a step (each layer, then the head): `sel` names the pass, and each
+pass's constants (`PassSpec`) are elaborated under its own case.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..cells.base import accumulator_jumps, recurrent_only_runs
+from ..qmodel import QModel
+from .plan import Plan
+
+QUEUE_DEPTH = 8
+#: Edges from a column's read to its entry at the queue's head: the value read, the change
+#: registered, the queue's write.
+ENCODER_LATENCY = 3
+#: Edges from a fired column at the queue's head to its first issue.
+ISSUER_LATENCY = 1
+
+
+class PassSpec:
+    """Constants of one MATRIX pass (a layer or the head)."""
+
+    def __init__(self, plan: Plan, k: int | None, qm: QModel):
+        if k is None:  # the head: dense, one block, every column is the last layer's h
+            hp = plan.head
+            self.cols, self.x_cols, self.gpc = hp.in_size, 0, hp.groups
+            self.w_base, self.b_base, self.acc_base = hp.w_base, hp.b_base, hp.acc_base
+            self.x_addr, self.h_addr, self.hat_addr = 0, hp.h_addr, 0
+            self.recurrent, self.gpg = False, hp.groups
+            self.blocks_x = self.blocks_h = (0,)
+            self.shift_x = self.shift_h = 0
+            self.theta = None
+        else:
+            lp, ql = plan.layers[k], qm.layers[k]
+            self.cols, self.x_cols = lp.columns, lp.input_size
+            self.gpc, self.gpg = lp.groups_per_col, lp.groups_per_gate
+            self.blocks_x, self.blocks_h = lp.blocks_x, lp.blocks_h
+            self.w_base, self.b_base, self.acc_base = lp.w_base, lp.b_base, lp.acc_base
+            self.x_addr, self.h_addr, self.hat_addr = lp.x_addr, lp.h_addr, lp.hat_addr
+            self.recurrent = True
+            self.shift_x, self.shift_h = ql.shift_x, ql.shift_h
+            self.theta = plan.delta[k] if plan.delta is not None else None
+
+    @property
+    def is_delta(self) -> bool:
+        return self.theta is not None
+
+    def acc_offset(self, q, is_h):
+        """Accumulator word of the column's q-th group: past a block its side skips, the
+        word lies that many blocks further (GRU h columns skip the n_x block)."""
+        offset = q
+        for side, blocks in ((~is_h, self.blocks_x), (is_h, self.blocks_h)):
+            for position, extra in accumulator_jumps(blocks):
+                offset = Mux(side & (q >= position * self.gpg), q + extra * self.gpg, offset)
+        return offset
+
+    def first_touch(self, col, q, is_h):
+        """True where a dense pass first adds into a word: start from the bias there.
+
+        Column 0 (an input column) first touches every block input columns feed; the first
+        recurrent column the blocks only recurrent columns feed (GRU n_h).
+        """
+        touch = col == 0
+        for start, stop in recurrent_only_runs(self.blocks_x, self.blocks_h):
+            later = (col == self.x_cols) & (q >= start * self.gpg)
+            if stop < len(self.blocks_h):
+                later = later & (q < stop * self.gpg)
+            touch = touch | later
+        return touch
+
+
+def passes_of(plan: Plan, qm: QModel) -> list[PassSpec]:
+    """The passes of a step: each layer, then the head (last)."""
+    return [PassSpec(plan, k, qm) for k in range(len(plan.layers))] + [PassSpec(plan, None, qm)]
+
+
+def fired_column_layout(plan: Plan, passes) -> data.StructLayout:
+    """A fired column: its first weight word, its index, its side, and its delta."""
+    return data.StructLayout({"w_addr": range(len(plan.weight_words) + 1),
+                              "col": range(max(p.cols for p in passes) + 1), "is_h": 1,
+                              "delta": signed(plan.value_width + 1)})
+
+
+class ColumnEncoder(wiring.Component):
+    """Reads the columns of pass `sel` and queues those that fire.
+
+    Members
+    -------
+    start : In(1)   pass `sel` begins next cycle (its first column, its first weight word)
+    sel : In(range(passes))   the pass, held while it runs
+    run : In(1)     the pass runs (columns are read while the queue has room)
+    fresh : In(1)   first step of a sequence: h and the last-fired values read as zero
+    value_addr : Out   vector-memory address of the column read now
+    value : In     the word read at `value_addr` a cycle earlier
+    last_addr, last : the same for the last-fired memory (delta passes)
+    last_write : Out(addr, data, en)   a fired column's value, remembered
+    columns : Out(stream.Signature(fired_column_layout))
+    done : Out(1)   every column read and the queue empty
+    """
+
+    def __init__(self, plan: Plan, passes: list[PassSpec]):
+        self.plan, self.passes = plan, passes
+        self.entry = fired_column_layout(plan, passes)
+        value = signed(plan.value_width)
+        super().__init__({
+            "start": In(1), "sel": In(range(len(passes))), "run": In(1), "fresh": In(1),
+            "value_addr": Out(range(plan.vector_depth)), "value": In(value),
+            "last_addr": Out(range(plan.hat_depth)), "last": In(value),
+            "last_write": Out(data.StructLayout({"addr": range(plan.hat_depth),
+                                                 "data": value, "en": 1})),
+            "columns": Out(stream.Signature(self.entry)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        plan, entry = self.plan, self.entry
+        m = Module()
+        m.submodules.queue = queue = fifo.SyncFIFO(width=entry.size, depth=QUEUE_DEPTH)
+        m.d.comb += [self.columns.valid.eq(queue.r_rdy), self.columns.payload.eq(queue.r_data),
+                     queue.r_en.eq(self.columns.ready)]
+        max_cols = max(p.cols for p in self.passes)
+        col = Signal(range(max_cols + 1))
+        w_addr = Signal(range(len(plan.weight_words) + 1))
+        e1 = Signal(data.StructLayout({"valid": 1, "col": range(max_cols + 1), "is_h": 1,
+                                       "w_addr": range(len(plan.weight_words) + 1)}))
+        e2 = Signal(data.StructLayout({"valid": 1, "col": range(max_cols + 1), "is_h": 1,
+                                       "w_addr": range(len(plan.weight_words) + 1),
+                                       "value": signed(plan.value_width),
+                                       "change": signed(plan.value_width + 1)}))
+        pushed = Signal(entry)
+        m.d.comb += queue.w_data.eq(pushed)
+        m.d.sync += e1.valid.eq(0)
+        # two reads in flight: room for them and the next
+        room = queue.level + e1.valid + e2.valid < QUEUE_DEPTH - 1
+        fresh = self.fresh
+        with m.Switch(self.sel):
+            for k, ps in enumerate(self.passes):
+                with m.Case(k):
+                    with m.If(self.start):
+                        m.d.sync += [col.eq(0), w_addr.eq(ps.w_base)]
+                    # stage 0: read the next column's value (and last-fired value)
+                    is_h0 = col >= ps.x_cols
+                    m.d.comb += self.value_addr.eq(Mux(is_h0, ps.h_addr + col - ps.x_cols,
+                                                       ps.x_addr + col))
+                    if ps.is_delta:
+                        m.d.comb += self.last_addr.eq(ps.hat_addr + col)
+                    with m.If(self.run & (col < ps.cols) & room):
+                        m.d.sync += [e1.valid.eq(1), e1.col.eq(col), e1.is_h.eq(is_h0),
+                                     e1.w_addr.eq(w_addr), col.eq(col + 1),
+                                     w_addr.eq(w_addr + ps.gpc)]
+                    # stage 1: the change since the column last fired (delta passes)
+                    value = Mux(e1.is_h & fresh, 0, self.value) if ps.recurrent else self.value
+                    last = Mux(fresh, 0, self.last) if ps.is_delta else 0
+                    m.d.sync += [e2.valid.eq(e1.valid), e2.col.eq(e1.col),
+                                 e2.is_h.eq(e1.is_h), e2.w_addr.eq(e1.w_addr),
+                                 e2.value.eq(value), e2.change.eq(value - last)]
+                    # stage 2: fire, queue, remember what fired
+                    if ps.is_delta:
+                        tx, th = (max(t, 1) for t in ps.theta)
+                        size = Mux(e2.change < 0, -e2.change, e2.change)
+                        fire = fresh | (size >= Mux(e2.is_h, th, tx))
+                        m.d.comb += [self.last_write.addr.eq(ps.hat_addr + e2.col),
+                                     self.last_write.data.eq(e2.value),
+                                     self.last_write.en.eq(e2.valid & fire)]
+                    else:
+                        fire = 1
+                    m.d.comb += queue.w_en.eq(e2.valid & fire)
+                    m.d.comb += self.done.eq((col == ps.cols) & ~e1.valid & ~e2.valid
+                                             & ~queue.r_rdy)
+        m.d.comb += [pushed.w_addr.eq(e2.w_addr), pushed.col.eq(e2.col),
+                     pushed.is_h.eq(e2.is_h), pushed.delta.eq(e2.change)]
+        return m
+
+
+class MacIssuer(wiring.Component):
+    """Issues a fired column's weight words into the MAC array, one a cycle.
+
+    Members
+    -------
+    sel : In(range(passes))   the pass
+    fresh : In(1)   first step of a sequence (a delta pass starts its words from the bias)
+    columns : In(stream.Signature(fired_column_layout))
+    issue : Out(stream.Signature(mac_array.issue_layout, always_ready=True))
+    busy : Out(1)   a column's words are being issued
+    """
+
+    def __init__(self, plan: Plan, passes: list[PassSpec], issue_layout):
+        self.plan, self.passes = plan, passes
+        self.entry = fired_column_layout(plan, passes)
+        self.shifts = sorted({0} | {p.shift_x for p in passes} | {p.shift_h for p in passes})
+        super().__init__({
+            "sel": In(range(len(passes))), "fresh": In(1),
+            "columns": In(stream.Signature(self.entry)),
+            "issue": Out(stream.Signature(issue_layout, always_ready=True)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cur = Signal(self.entry)
+        active = Signal()
+        grp = Signal(range(max(p.gpc for p in self.passes) + 1))
+        shifts = self.shifts
+        m.d.comb += [self.busy.eq(active), self.issue.valid.eq(active)]
+        with m.Switch(self.sel):
+            for k, ps in enumerate(self.passes):
+                with m.Case(k):
+                    acc_off = ps.acc_offset(grp, cur.is_h)
+                    bias_ok = self.fresh if ps.is_delta else 1
+                    m.d.comb += [
+                        self.issue.payload.w_addr.eq(cur.w_addr + grp),
+                        self.issue.payload.acc_addr.eq(ps.acc_base + acc_off),
+                        self.issue.payload.b_addr.eq(ps.b_base + acc_off),
+                        self.issue.payload.delta.eq(cur.delta),
+                        self.issue.payload.bias.eq(bias_ok & ps.first_touch(cur.col, grp,
+                                                                            cur.is_h)),
+                        self.issue.payload.shift.eq(Mux(cur.is_h, shifts.index(ps.shift_h),
+                                                        shifts.index(ps.shift_x)))]
+                    last_word = grp == ps.gpc - 1
+                    m.d.comb += self.columns.ready.eq(~active | last_word)
+                    with m.If(active & ~last_word):
+                        m.d.sync += grp.eq(grp + 1)
+                    with m.Elif(self.columns.ready):
+                        # the next column, if one is queued, follows without a gap
+                        m.d.sync += [grp.eq(0), active.eq(self.columns.valid),
+                                     cur.eq(self.columns.payload)]
+        return m
