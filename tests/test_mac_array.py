@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from stream_helpers import stream_put
 from hwgen.rtl.mac_array import PIPELINE_DEPTH, MacArray
 
 W_WIDTH, ACC_WIDTH, DELTA_WIDTH, SHIFTS = 6, 24, 9, (0, 2, 5)
@@ -42,13 +43,7 @@ def test_updates_match_the_model(lanes, hot, gaps, rng):
     got, idle_after = [], []
 
     async def tb(ctx):
-        for it in issues:
-            while rng.random() < gaps:            # cycles without an issue
-                await ctx.tick()
-            ctx.set(dut.issue.payload, it)
-            ctx.set(dut.issue.valid, 1)
-            await ctx.tick()
-            ctx.set(dut.issue.valid, 0)
+        await stream_put(ctx, dut.issue, issues, stall=gaps, rng=rng)  # gaps: no issue
         for k in range(PIPELINE_DEPTH + 1):
             idle_after.append(ctx.get(dut.idle))
             await ctx.tick()

@@ -6,7 +6,7 @@ Two engines joined by two banks of registers. The gather engine reads the gate-b
 words of a row group (one accumulator word per gate block of the cell, `lanes` elements
 each) into a free bank; the issue engine sends one element a cycle from a full bank, with
 the element's gate values, and presents the addresses of its state (h, c) and element-wise
-vectors so that their words reach the unit with it. `activate_cycles` is this engine's
+vectors so that their words reach the unit with it. `issue_cycles` is this engine's
 cycle model, cycle for cycle, tested against it.
 """
 from __future__ import annotations
