@@ -48,8 +48,26 @@ def test_saturating_inputs(rng):
 
 def test_plan_rejects_bad_lanes(rng):
     qm, _ = quantized("gru", 1, "last", rng=rng)
-    with pytest.raises(ValueError, match="lanes must be an integer in 1..32, not 0"):
+    with pytest.raises(ValueError, match="lanes must be an integer in 1..128, not 0"):
         make_plan(qm, 0)
+    with pytest.raises(ValueError, match="lanes must be an integer in 1..128, not 129"):
+        make_plan(qm, 129)
+
+
+@pytest.mark.parametrize("cell,hidden,lanes", [("gru", 67, 64), ("lstm", 9, 128)])
+def test_wide_arrays_bit_exact_with_the_modelled_cycles(cell, hidden, lanes, rng):
+    """64 lanes over 67 rows (a last group of 3) and 128 lanes over 9 (one partial group)."""
+    from hwgen.rtl.cycles import cycle_model
+    ir = from_torch(make_model(cell, input_size=5, hidden=hidden, out=3))
+    x = rng.uniform(-1.5, 1.5, (2, 3, 5))
+    qm = quantize_model(ir, x)
+    xq = qm.quantize_inputs(x)
+    acc = Accelerator(qm, lanes)
+    got, _ = run_accelerator(acc, xq, "last", 3, 0.2, 0.2)
+    assert np.array_equal(got, run_int(qm, xq))
+    _, c2 = run_accelerator(acc, xq[:1, :2], "last", 3)
+    _, c3 = run_accelerator(acc, xq[:1, :3], "last", 3)
+    assert c3 - c2 == cycle_model(acc.plan, 5)["per_step"]
 
 
 @pytest.mark.parametrize("cell,layers,head_mode,lanes,theta", [

@@ -26,7 +26,7 @@ import numpy as np
 from ..cells import get_cell
 from ..qmodel import QModel
 
-MAX_LANES = 32  # MAC lanes a design may have
+MAX_LANES = 128  # MAC lanes a design may have
 
 
 @dataclass

@@ -45,7 +45,7 @@ class Accelerator(wiring.Component):
     Parameters
     ----------
     qm : QModel
-    lanes : number of MAC lanes P (1..32).
+    lanes : number of MAC lanes P (1..`plan.MAX_LANES`).
     delta : None (dense) or [(theta_x, theta_h)] per layer: a delta network.
 
     Members
