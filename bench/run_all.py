@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["ref_throughput.py", "rtl_cycles.py", "delta_table.py", "cells.py", "synth_sweep.py",
-           "ternary.py"]
+BENCHES = ["ref_throughput.py", "rtl_cycles.py", "delta_table.py", "cells.py", "speech.py",
+           "synth_sweep.py", "ternary.py"]
 
 if __name__ == "__main__":
     failed = []

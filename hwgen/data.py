@@ -4,6 +4,11 @@
   of I=4 pixels (each image row in two halves), scaled to [0, 1]; 10 classes.
 * char LM: English text that ships with Python itself (the help topics of `pydoc_data`),
   lower-cased onto a 32-symbol alphabet, one-hot inputs, next-symbol targets.
+* speech commands: ten spoken keywords synthesized with espeak-ng in 40 voices, as
+  TIMIT-style features (40 log-mel filterbank energies, 25 ms windows every 10 ms,
+  per-utterance normalisation), T=50 frames; the voices are held out between the splits.
+  The features are frozen in ``hwgen/data/speech_commands.npz``, written once by
+  ``scripts/make_speech_data.py`` (which needs espeak-ng; loading them needs numpy only).
 
 The help topics change with every Python release, so the encoded corpus is frozen in
 ``hwgen/data/charlm_corpus.npz`` (written by ``python -m hwgen.data``); the char LM splits,
@@ -27,6 +32,13 @@ DIGIT = VOCAB.index("0")    # every decimal digit
 LM_SEQ_LEN = 50
 LM_TEST_SEQUENCES = 300
 CORPUS_FILE = Path(__file__).parent / "data" / "charlm_corpus.npz"
+SPEECH_FILE = Path(__file__).parent / "data" / "speech_commands.npz"
+SPEECH_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SPEECH_RATE = 16000          # Hz, as TIMIT
+SPEECH_MELS = 40             # log-mel filterbank energies per frame
+SPEECH_WIN, SPEECH_HOP = 400, 160   # 25 ms windows every 10 ms at 16 kHz
+SPEECH_STEPS = 50            # frames per utterance: 0.515 s of signal
+SPEECH_FMIN = 20.0           # Hz, the lowest filter's lower edge (as Kaldi's default)
 
 
 def _check_split(split: str) -> None:
@@ -181,6 +193,140 @@ def unigram_entropy_bits(split: str = "train") -> float:
     p = p[p > 0]
     return float(-(p * np.log2(p)).sum())
 
+
+
+# --- speech: TIMIT-style features (numpy only) and the frozen keyword utterances ---------
+
+def hz_to_mel(f):
+    """The HTK mel scale: 2595 log10(1 + f / 700)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(m):
+    """Inverse of `hz_to_mel`."""
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def _fft_size(win: int) -> int:
+    return 1 << int(np.ceil(np.log2(win)))
+
+
+def mel_band_centers(n_mels: int = SPEECH_MELS, rate: int = SPEECH_RATE,
+                     fmin: float = SPEECH_FMIN, fmax: float | None = None) -> np.ndarray:
+    """Centre frequencies in Hz of the `mel_filterbank` triangles, shape (n_mels,)."""
+    fmax = rate / 2 if fmax is None else fmax
+    edges = np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2)
+    return mel_to_hz(edges[1:-1])
+
+
+def mel_filterbank(n_mels: int = SPEECH_MELS, n_fft: int = 512, rate: int = SPEECH_RATE,
+                   fmin: float = SPEECH_FMIN, fmax: float | None = None) -> np.ndarray:
+    """Triangular filters equally spaced on the mel scale (as Kaldi and HTK).
+
+    Each triangle rises from its lower neighbour's centre to its own and falls to its upper
+    neighbour's, linearly in mel, evaluated at the FFT bin frequencies; peak weight 1.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_mels, n_fft // 2 + 1)
+    """
+    fmax = rate / 2 if fmax is None else fmax
+    if not 0 <= fmin < fmax <= rate / 2:
+        raise ValueError(f"need 0 <= fmin < fmax <= rate/2, not fmin={fmin}, fmax={fmax}")
+    edges = np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2)
+    bins = hz_to_mel(np.arange(n_fft // 2 + 1) * rate / n_fft)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up = (bins[None, :] - lo) / (mid - lo)
+    down = (hi - bins[None, :]) / (hi - mid)
+    return np.clip(np.minimum(up, down), 0.0, None)
+
+
+def log_mel_features(signal, rate: int = SPEECH_RATE, n_mels: int = SPEECH_MELS,
+                     win: int = SPEECH_WIN, hop: int = SPEECH_HOP,
+                     preemphasis: float = 0.97) -> np.ndarray:
+    """Log mel filterbank energies of a mono signal (not normalised).
+
+    Frames of `win` samples every `hop` (25 ms / 10 ms at 16 kHz), each with its mean
+    removed, pre-emphasised, Hamming-windowed and zero-padded to the next power of two;
+    the power spectrum through `mel_filterbank` (`n_mels` bands from 20 Hz to rate/2),
+    natural log with a floor of 1e-10.
+
+    Parameters
+    ----------
+    signal : 1-D array of floats (any scale; e.g. in [-1, 1]), at least `win` samples.
+
+    Returns
+    -------
+    ndarray of float64, shape (1 + (len(signal) - win) // hop, n_mels)
+    """
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim != 1 or len(x) < win:
+        raise ValueError(f"need a 1-D signal of at least {win} samples, not shape {x.shape}")
+    n = 1 + (len(x) - win) // hop
+    frames = x[np.arange(n)[:, None] * hop + np.arange(win)[None, :]]
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    frames = np.concatenate([frames[:, :1] * (1 - preemphasis),
+                             frames[:, 1:] - preemphasis * frames[:, :-1]], axis=1)
+    n_fft = _fft_size(win)
+    power = np.abs(np.fft.rfft(frames * np.hamming(win), n_fft)) ** 2
+    energies = power @ mel_filterbank(n_mels, n_fft, rate).T
+    return np.log(np.maximum(energies, 1e-10))
+
+
+def normalize_utterance(features) -> np.ndarray:
+    """Per-utterance mean and variance normalisation: each band (column) of one utterance's
+    (frames, bands) features to zero mean and unit variance; a constant band becomes 0."""
+    f = np.asarray(features, dtype=np.float64)
+    std = f.std(axis=0, keepdims=True)
+    return (f - f.mean(axis=0, keepdims=True)) / np.where(std > 1e-8, std, 1.0)
+
+
+def _speech_file():
+    if not SPEECH_FILE.exists():
+        raise FileNotFoundError(f"{SPEECH_FILE} is missing: it ships with hwgen (written by "
+                                f"scripts/make_speech_data.py)")
+    return np.load(SPEECH_FILE)
+
+
+def load_speech_commands(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Spoken keywords (`SPEECH_WORDS`) as normalised log-mel features, voices held out.
+
+    Each voice (an espeak-ng voice variant with its own accent and base pitch) appears in one
+    split only: 24 voices train, 6 valid, 10 test; within a voice, words vary in speed,
+    pitch, time offset, added noise (5-30 dB SNR) and gain (see scripts/make_speech_data.py).
+
+    Parameters
+    ----------
+    split : {"train", "valid", "test"}
+        480, 120 and 300 utterances (2, 2 and 3 of each word per voice).
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, 50, 40)
+        Frame t, band b: `normalize_utterance(log_mel_features(signal))`, stored as int8
+        codes of 1/16 (so within 1/32 of the computed value).
+    y : ndarray of int64, shape (N,)
+        Index into `SPEECH_WORDS`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown split name.
+    """
+    _check_split(split)
+    with _speech_file() as f:
+        keep = f["voice_split"][f["voice"]] == split
+        x = f["x"][keep].astype(np.float32) * np.float32(f["scale"])
+        return x, f["y"][keep].astype(np.int64)
+
+
+def speech_voices(split: str) -> np.ndarray:
+    """The voice of each utterance of `load_speech_commands(split)`, as names
+    (``variant/accent/p<pitch>``), shape (N,)."""
+    _check_split(split)
+    with _speech_file() as f:
+        keep = f["voice_split"][f["voice"]] == split
+        return f["voices"][f["voice"][keep]]
 
 if __name__ == "__main__":
     print(f"wrote {write_corpus_snapshot()}")

@@ -12,7 +12,7 @@ from hwgen.models import HERE as MODELS_DIR
 from hwgen.models import list_models, load_model, load_task_data
 
 BUNDLED = ["charlm_gru2", "charlm_lstm", "digits_gru", "digits_ligru", "digits_lstm",
-           "digits_sru"]
+           "digits_sru", "speech_gru", "speech_ligru", "speech_lstm", "speech_sru"]
 
 
 def test_data_module_is_torch_free():
@@ -120,11 +120,13 @@ def test_bundled_model_reaches_recorded_metric(name):
     assert meta == json.loads((MODELS_DIR / f"{name}.json").read_text())
     x, y = load_task_data(meta, "test")
     m = meta["metrics"]
-    if meta["task"] == "digits":
-        assert meta["config"]["head_mode"] == "last" and meta["config"]["hidden_size"] <= 32
+    if meta["task"] in ("digits", "speech"):
+        digits = meta["task"] == "digits"
+        assert meta["config"]["head_mode"] == "last"
+        assert meta["config"]["hidden_size"] <= (32 if digits else 64)
         acc = train.accuracy(model, x, y)
         assert acc == pytest.approx(m["test_accuracy"], rel=1e-6)
-        assert acc >= 90.0
+        assert acc >= (90.0 if digits else 80.0)    # speech: voices never heard in training
     else:
         assert meta["task"] == "char_lm" and meta["config"]["head_mode"] == "every"
         assert meta["config"]["hidden_size"] <= 64

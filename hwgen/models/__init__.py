@@ -53,14 +53,15 @@ def load_task_data(meta: dict, split: str):
     Parameters
     ----------
     meta : dict
-        A model's meta (only ``meta["task"]`` is read: "digits" or "char_lm").
+        A model's meta (only ``meta["task"]`` is read: "digits", "char_lm" or "speech").
     split : {"train", "valid", "test"}
 
     Returns
     -------
     X, y : ndarray
         digits: X (N, 16, 4) float32, y (N,) int64 labels. char_lm: X (N, 50, 32) one-hot
-        float32, y (N, 50) int64 next symbols (300 test sequences).
+        float32, y (N, 50) int64 next symbols (300 test sequences). speech: X (N, 50, 40)
+        float32 normalised log-mel energies, y (N,) int64 keyword indices (voices held out).
 
     Raises
     ------
@@ -72,4 +73,6 @@ def load_task_data(meta: dict, split: str):
         return data.load_digits_sequences(split)
     if meta["task"] == "char_lm":
         return data.char_lm_sequences(split)
+    if meta["task"] == "speech":
+        return data.load_speech_commands(split)
     raise ValueError(f"Unknown task {meta['task']!r}")
