@@ -88,6 +88,13 @@ def _lanes(text: str) -> int:
     return _int(text, MAX_LANES)
 
 
+def _units(text: str) -> int:
+    value = _int(text, MAX_LANES)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(f"expected a power of two, not {text!r}")
+    return value
+
+
 def _float(text: str, low: float, strict: bool) -> float:
     try:
         value = float(text)
@@ -241,15 +248,19 @@ def _delta_for(task, qm, args):
 
 
 def cmd_generate(args) -> int:
+    from .rtl.plan import check_units
     out_dir = Path(args.out)
     check_writable(out_dir)
+    if args.units is not None:
+        check_units(args.units, args.lanes)
     task = load_task(args)
     qm = flow.quantize(task, _quant_config(args))
     delta = _delta_for(task, qm, args)
     out = out_dir / (args.name or f"{task.name}_p{args.lanes}" + ("_delta" if delta else ""))
     with flow.Progress(f"generate {out}"), writing(out):
         flow.generate_design(task, qm, out, args.lanes, delta=delta,
-                             sequences=args.sequences or min(100, len(task.x_test)))
+                             sequences=args.sequences or min(100, len(task.x_test)),
+                             units=args.units)
     print(f"wrote {out}/ (Verilog, weights.hex, biases.hex, vectors.npz, manifest.json)")
     return EXIT_OK
 
@@ -367,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_quant(sp)
     sp.add_argument("--lanes", type=_lanes, default=flow.DEFAULT_LANES,
                     help=f"MAC lanes P (1..{MAX_LANES}, default {flow.DEFAULT_LANES})")
+    sp.add_argument("--units", type=_units,
+                    help="element-wise units E, a power of two dividing P (default: P/8, "
+                         "at least 1): ACTIVATE issues E elements a cycle")
     sp.add_argument("--delta", type=_delta_pair, nargs="+", metavar="TX,TH",
                     help="delta network thresholds, one 'tx,th' per layer")
     sp.add_argument("--delta-budget", type=_non_negative,

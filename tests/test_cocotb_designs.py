@@ -28,6 +28,10 @@ CONFIGS = [
     ("ligru", 1, 1, "last", None), ("ligru", 2, 8, "every", None), ("ligru", 2, 3, "last", 4),
     ("sru", 1, 8, "last", None), ("sru", 2, 1, "every", None), ("sru", 2, 3, "every", 3),
 ]
+# several element-wise units (E elements a word in the state memories; H = 13, I = 5 leave
+# partial words), dense and delta
+UNIT_CONFIGS = [("lstm", 2, 8, "every", None, 4), ("gru", 1, 8, "last", 3, 2),
+                ("sru", 2, 4, "last", None, 2)]
 
 
 def design_inputs(qm, rng):
@@ -42,15 +46,17 @@ def design_inputs(qm, rng):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell,layers,lanes,head_mode,theta", CONFIGS)
-def test_rtl_bit_exact(cell, layers, lanes, head_mode, theta, tmp_path):
+@pytest.mark.parametrize("cell,layers,lanes,head_mode,theta,units",
+                         [c + (1,) for c in CONFIGS] + UNIT_CONFIGS)
+def test_rtl_bit_exact(cell, layers, lanes, head_mode, theta, units, tmp_path):
     rng = np.random.default_rng(lanes * 10 + layers)
     ir = from_torch(make_model(cell, I_SIZE, HIDDEN, OUT, layers, head_mode, seed=layers))
     x_cal = rng.uniform(-2, 2, (64, T_LEN, I_SIZE))
     qm = quantize_model(ir, x_cal, QuantConfig(weight_bits=6, act_bits=8))
     delta = None if theta is None else [(theta, theta)] * layers
     design = generate(qm, tmp_path / "design", lanes=lanes, inputs=design_inputs(qm, rng),
-                      delta=delta)
+                      delta=delta, units=units)
+    assert json.loads((design / "manifest.json").read_text())["units"] == units
     result = simulate(design, seed=lanes, stall_in=0.3, stall_out=0.3)
     assert result.vectors >= N_SEQ
     assert result.mismatches == 0, result.first_mismatch

@@ -360,7 +360,7 @@ def synthetic_layers(shapes, lanes):
     return layers
 
 
-def run_activate(layers, lanes, sequence, acc_width, seed):
+def run_activate(layers, lanes, sequence, acc_width, seed, units=1):
     """Run layers `sequence` through one ActivateEngine over random accumulator words."""
     rng = np.random.default_rng(seed)
     acc_depth = max(lay.acc_base + lay.n_blocks * lay.gpg for lay in layers) + 2
@@ -369,7 +369,7 @@ def run_activate(layers, lanes, sequence, acc_width, seed):
     cell_depth = max((lay.c_addr or 0) + lay.hidden for lay in layers) + 1
     ew_depth = max((lay.ew_addr or 0) + lay.hidden for lay in layers) + 1
     dut = ActivateEngine(layers, lanes, acc_width, acc_depth, vector_depth, cell_depth,
-                         ew_depth)
+                         ew_depth, units=units)
     sim = simulator(dut)
     add_read_port(sim, dut.acc_addr, dut.acc_word, acc, latency=2)
     trace = add_trace(sim, start=dut.start, done=dut.done, valid=dut.element.valid,
@@ -395,34 +395,42 @@ def run_activate(layers, lanes, sequence, acc_width, seed):
     return acc, trace
 
 
-def check_activate(layers, lanes, sequence, acc, trace):
+def check_activate(layers, lanes, sequence, acc, trace, units=1):
+    """Each beat carries `units` consecutive elements (the last beat of a row group may
+    run past H: those elements are not checked)."""
     assert len(spans(trace)) == len(sequence)
     for k, span in zip(sequence, spans(trace)):
         lay = layers[k]
-        elements = [(n, trace[n]["element"]) for n in span if trace[n]["valid"]]
-        assert [e["tag"] for _, e in elements] == list(range(lay.hidden))
-        assert all(e["layer"] == k for _, e in elements)
-        for n, e in elements:
-            tag = e["tag"]
-            want = [int(acc[lay.acc_base + q * lay.gpg + tag // lanes][tag % lanes])
-                    for q in range(lay.n_blocks)]
-            assert e["gates"][:lay.n_blocks] == want, f"layer {k} element {tag}"
-            # the element's state and vector words were addressed as it was issued
-            issued = trace[n - 1]
+        beats = [(n, trace[n]["element"]) for n in span if trace[n]["valid"]]
+        starts = [t for g in range(lay.gpg)
+                  for t in range(g * lanes, min((g + 1) * lanes, lay.hidden), units)]
+        assert [e["tag"] for _, e in beats] == starts
+        assert all(e["layer"] == k for _, e in beats)
+        for n, e in beats:
+            for j in range(units):
+                tag = e["tag"] + j
+                if tag >= lay.hidden:
+                    continue
+                want = [int(acc[lay.acc_base + q * lay.gpg + tag // lanes][tag % lanes])
+                        for q in range(lay.n_blocks)]
+                gates = e["gates"][j] if units > 1 else e["gates"]  # one unit: no beat array
+                assert gates[:lay.n_blocks] == want, f"layer {k} element {tag}"
+            # the elements' state and vector words were addressed as they were issued
+            issued, tag = trace[n - 1], e["tag"]
             assert issued["h_addr"] == lay.h_addr + tag
             if lay.c_addr is not None:
                 assert issued["c_addr"] == lay.c_addr + tag
             if lay.ew_addr is not None:
                 assert issued["ew_addr"] == lay.ew_addr + tag
-        if lanes >= lay.n_blocks + GATHER_CAPTURE:
+        if lanes // units >= lay.n_blocks + GATHER_CAPTURE:
             # a bank is refilled (its reads, the last capture) while the other is issued:
-            # one element a cycle throughout
-            edges = [n for n, _ in elements]
-            assert edges == list(range(edges[0], edges[0] + lay.hidden))
+            # one beat a cycle throughout
+            edges = [n for n, _ in beats]
+            assert edges == list(range(edges[0], edges[0] + len(beats)))
         done = [n for n in span if trace[n]["done"]]
-        assert len(done) == 1 and done[0] + 1 == elements[-1][0]
-        assert done[0] - span[0] == issue_cycles(lay.hidden, lanes, lay.n_blocks), \
-            f"H={lay.hidden} P={lanes} blocks={lay.n_blocks}"
+        assert len(done) == 1 and done[0] + 1 == beats[-1][0]
+        assert done[0] - span[0] == issue_cycles(lay.hidden, lanes, lay.n_blocks, units), \
+            f"H={lay.hidden} P={lanes} blocks={lay.n_blocks} E={units}"
 
 
 @pytest.mark.parametrize("lanes,shapes", [
@@ -443,13 +451,28 @@ def test_activate_engine_synthetic(lanes, shapes):
     check_activate(layers, lanes, sequence, acc, trace)
 
 
-@pytest.mark.parametrize("cell,lanes", [("lstm", 3), ("gru", 4), ("sru", 3), ("ligru", 8)])
-def test_activate_engine_plan_layers(cell, lanes):
+@pytest.mark.parametrize("lanes,units,shapes", [
+    (8, 2, [(7, 4)]),
+    (8, 4, [(16, 4), (9, 2)]),   # a partial beat at the end of a layer
+    (4, 4, [(6, 3)]),            # one beat a row group
+    (16, 2, [(40, 4)]),          # P / E >= n_blocks + GATHER_CAPTURE: no gap
+    (6, 2, [(11, 1)]),
+])
+def test_activate_engine_several_units(lanes, units, shapes):
+    layers = synthetic_layers(shapes, lanes)
+    sequence = list(range(len(layers)))
+    acc, trace = run_activate(layers, lanes, sequence, 20, seed=lanes, units=units)
+    check_activate(layers, lanes, sequence, acc, trace, units)
+
+
+@pytest.mark.parametrize("cell,lanes,units", [("lstm", 3, 1), ("gru", 4, 1), ("sru", 3, 1),
+                                              ("ligru", 8, 1), ("gru", 4, 2), ("sru", 8, 4)])
+def test_activate_engine_plan_layers(cell, lanes, units):
     qm = qmodel(cell)
-    plan = make_plan(qm, lanes)
+    plan = make_plan(qm, lanes, units=units)
     layers = [ActivateLayer(lp) for lp in plan.layers]
-    acc, trace = run_activate(layers, lanes, [0, 1], plan.acc_width, seed=lanes)
-    check_activate(layers, lanes, [0, 1], acc, trace)
+    acc, trace = run_activate(layers, lanes, [0, 1], plan.acc_width, seed=lanes, units=units)
+    check_activate(layers, lanes, [0, 1], acc, trace, units)
 
 
 # ---------------------------------------------------------------------------- HeadOutput

@@ -101,3 +101,39 @@ def test_cycle_model_matches_simulation(cell, layers, head_mode, lanes, rng):
     _, c2 = run_accelerator(acc, xq[:, :2], head_mode, 3)
     _, c3 = run_accelerator(acc, xq[:, :3], head_mode, 3)
     assert c3 - c2 == per_step
+
+
+@pytest.mark.parametrize("cell,layers,head_mode,lanes,units,delta", [
+    ("lstm", 2, "every", 8, 4, None), ("gru", 1, "last", 4, 2, 2), ("sru", 2, "last", 6, 2, None),
+    ("ligru", 1, "every", 8, 8, 3)])
+def test_element_wise_units_bit_exact_with_the_modelled_cycles(cell, layers, head_mode, lanes,
+                                                               units, delta, rng):
+    """E units take E elements a cycle; the state memories hold E elements a word (H = 7 and
+    I = 5 leave partial words)."""
+    from hwgen.rtl.cycles import cycle_model
+    ir = from_torch(make_model(cell, input_size=5, hidden=7, out=3, layers=layers,
+                               head_mode=head_mode))
+    x = np.clip(np.cumsum(rng.normal(0, 0.3, (3, 4, 5)), axis=1), -2, 2)
+    qm = quantize_model(ir, x)
+    xq = qm.quantize_inputs(x)
+    thetas = None if delta is None else [(delta, delta)] * layers
+    acc = Accelerator(qm, lanes, delta=thetas, units=units)
+    assert acc.plan.units == units
+    got, _ = run_accelerator(acc, xq, head_mode, 3, 0.3, 0.3, seed=units)
+    assert np.array_equal(got, run_int(qm, xq, delta=thetas))
+    if delta is None:
+        model = cycle_model(acc.plan, 5)
+        per_step = model["per_step"] + (model["head"] if head_mode == "every" else 0)
+        _, c2 = run_accelerator(acc, xq[:1, :2], head_mode, 3)
+        _, c3 = run_accelerator(acc, xq[:1, :3], head_mode, 3)
+        assert c3 - c2 == per_step
+        # ACTIVATE issues E elements a cycle: fewer cycles than one unit
+        assert model["per_step"] < cycle_model(make_plan(qm, lanes, units=1), 5)["per_step"]
+
+
+def test_units_must_divide_the_lanes(rng):
+    qm, _ = quantized("gru", 1, "last", rng=rng)
+    for units in (3, 0, 16):
+        with pytest.raises(ValueError, match=f"element-wise units must be a power of two "
+                                             f"dividing the 8 lanes, not {units}"):
+            make_plan(qm, 8, units=units)

@@ -4,9 +4,10 @@
 
 Two engines joined by two banks of registers. The gather engine reads the gate-block
 words of a row group (one accumulator word per gate block of the cell, `lanes` elements
-each) into a free bank; the issue engine sends one element a cycle from a full bank, with
-the element's gate values, and presents the addresses of its state (h, c) and element-wise
-vectors so that their words reach the unit with it. `issue_cycles` is this engine's
+each) into a free bank; the issue engine sends `units` elements a cycle (E, one for each
+element-wise unit; E divides the lanes) from a full bank, with their gate values, and
+presents the address of their state (h, c) and element-wise vectors so that those words
+(E elements each: `hwgen.rtl.plan`) reach the units with them. `issue_cycles` is this engine's
 cycle model, cycle for cycle, tested against it.
 """
 from __future__ import annotations
@@ -28,13 +29,13 @@ def gather_cycles(n_blocks: int) -> int:
     return n_blocks + GATHER_CAPTURE
 
 
-def issue_cycles(hidden: int, lanes: int, n_blocks: int) -> int:
+def issue_cycles(hidden: int, lanes: int, n_blocks: int, units: int = 1) -> int:
     """Cycles from `start` to `done` (the last element issued), inclusive, of the engine.
 
     The gather engine fills one of two banks with a row group's gate words
     (`gather_cycles`; the next group's reads start one or two cycles early when its bank is
-    free, so one a block in steady state); the issue engine sends one element a cycle
-    from a full bank.
+    free, so one a block in steady state); the issue engine sends `units` elements a
+    cycle from a full bank.
     """
     per_group = gather_cycles(n_blocks)
     groups = math.ceil(hidden / lanes)
@@ -58,12 +59,12 @@ def issue_cycles(hidden: int, lanes: int, n_blocks: int) -> int:
                 g_q += 1
         if issue:
             elem = grp * lanes + lane
-            if lane == lanes - 1 or elem == hidden - 1:
+            if lane == lanes - units or elem + units >= hidden:
                 if grp == groups - 1:
                     return cycles
                 lane, clear_full, i_bank, grp = 0, i_bank, 1 - i_bank, grp + 1
             else:
-                lane += 1
+                lane += units
         if set_full is not None:
             full[set_full] = True
         if clear_full is not None:
@@ -79,32 +80,39 @@ class ActivateLayer:
         self.c_addr, self.ew_addr = lp.c_addr, lp.ew_addr
 
 
-def element_layout(layers, acc_width: int) -> data.StructLayout:
-    """One element for the element-wise unit: its index, its layer, its gate values."""
+def element_layout(layers, acc_width: int, units: int = 1) -> data.StructLayout:
+    """`units` consecutive elements for the element-wise units: the first one's index, the
+    layer, and each element's gate values (one element: its gate values alone)."""
+    gates = data.ArrayLayout(signed(acc_width), max(lay.n_blocks for lay in layers))
     return data.StructLayout({
-        "tag": range(max(lay.hidden for lay in layers) + 1),
+        "tag": range(max(lay.hidden for lay in layers) + units),
         "layer": range(len(layers) + 1),
-        "gates": data.ArrayLayout(signed(acc_width), max(lay.n_blocks for lay in layers))})
+        "gates": data.ArrayLayout(gates, units) if units > 1 else gates})
 
 
 class ActivateEngine(wiring.Component):
-    """Gathers layer `sel`'s gate words and issues its elements.
+    """Gathers layer `sel`'s gate words and issues its elements, `units` a cycle.
 
     Members
     -------
     start : In(1)   layer `sel` begins next cycle
-    sel : In(range(layers)), run : In(1)   the layer, and whether it runs
+    sel : In(range(layers))   the layer to begin, read with `start` (and kept in a register)
+    run : In(1)     the layer runs
     acc_addr : Out   accumulator word to read (0 when idle: the read port is shared)
     acc_word : In    the word read `GATHER_CAPTURE` edges earlier
-    h_addr, c_addr, ew_addr : Out   the state and vector words of the element issued next
+    h_addr, c_addr, ew_addr : Out   the state and vector addresses of the elements issued
+        next (element addresses; the first of `units`, aligned to `units`)
     element : Out(stream.Signature(element_layout, always_ready=True))
     done : Out(1)   the layer's last element is issued this cycle
     """
 
     def __init__(self, layers: list[ActivateLayer], lanes: int, acc_width: int,
-                 acc_depth: int, vector_depth: int, cell_depth: int, ew_depth: int):
-        self.layers, self.lanes, self.acc_width = layers, lanes, acc_width
-        self.layout = element_layout(layers, acc_width)
+                 acc_depth: int, vector_depth: int, cell_depth: int, ew_depth: int,
+                 units: int = 1):
+        if lanes % units:
+            raise ValueError(f"{units} element-wise units do not divide {lanes} lanes")
+        self.layers, self.lanes, self.acc_width, self.units = layers, lanes, acc_width, units
+        self.layout = element_layout(layers, acc_width, units)
         super().__init__({
             "start": In(1), "sel": In(range(len(layers))), "run": In(1),
             "acc_addr": Out(range(acc_depth)),
@@ -114,6 +122,10 @@ class ActivateEngine(wiring.Component):
             "element": Out(stream.Signature(self.layout, always_ready=True)),
             "done": Out(1),
         })
+
+    def element_gates(self, j: int):
+        """The gate values of element j of the `element` beat."""
+        return self.element.payload.gates[j] if self.units > 1 else self.element.payload.gates
 
     def elaborate(self, platform):
         layers, P = self.layers, self.lanes
@@ -127,18 +139,19 @@ class ActivateEngine(wiring.Component):
         g_bank, i_bank = Signal(), Signal()
         lane = Signal(range(P + 1))
         grp = Signal(range(max(lay.gpg for lay in layers) + 1))
-        elem = Signal(range(max_h + 1))  # grp * P + lane, counted rather than computed
+        elem = Signal(range(max_h + self.units))  # grp * P + lane, counted, not computed
         act_q = Signal(range(max(gather_cycles(lay.n_blocks) for lay in layers)))
         early = Signal()  # the next row group's reads began a cycle before this one ended
         g_grp = Signal(range(max(lay.gpg for lay in layers) + 1))
         out = self.element
         m.d.sync += out.valid.eq(0)
+        layer = Signal(range(len(layers)))
         with m.If(self.start):
-            m.d.sync += [grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0), early.eq(0),
-                         g_grp.eq(0), g_bank.eq(0), i_bank.eq(0), full[0].eq(0),
-                         full[1].eq(0)]
+            m.d.sync += [layer.eq(self.sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
+                         early.eq(0), g_grp.eq(0), g_bank.eq(0), i_bank.eq(0),
+                         full[0].eq(0), full[1].eq(0)]
         with m.If(self.run):
-            with m.Switch(self.sel):
+            with m.Switch(layer):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
                         self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
@@ -147,7 +160,7 @@ class ActivateEngine(wiring.Component):
 
     def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, act_q,
                early, g_grp):
-        P, gpg, cycles = self.lanes, lay.gpg, gather_cycles(lay.n_blocks)
+        P, E, gpg, cycles = self.lanes, self.units, lay.gpg, gather_cycles(lay.n_blocks)
         out = self.element
         # gather engine: the gate-block words of row group g_grp into a free bank. Gate q
         # is read at act_q == q and captured at act_q == q + GATHER_CAPTURE; the next
@@ -176,8 +189,8 @@ class ActivateEngine(wiring.Component):
                 with m.Elif(nxt_free):
                     m.d.comb += self.acc_addr.eq(lay.acc_base + g_grp + 1)
                     m.d.sync += act_q.eq(1)
-        # issue engine: one element a cycle from a full bank; h (and c, and the vectors)
-        # are read now and reach the unit with the gate values next cycle. The addresses
+        # issue engine: E elements a cycle from a full bank; h (and c, and the vectors)
+        # are read now and reach the units with the gate values next cycle. The addresses
         # do not wait for the bank flag (a read is harmless; Fmax).
         m.d.comb += self.h_addr.eq(lay.h_addr + elem)
         if lay.c_addr is not None:
@@ -185,15 +198,18 @@ class ActivateEngine(wiring.Component):
         if lay.ew_addr is not None:
             m.d.comb += self.ew_addr.eq(lay.ew_addr + elem)
         with m.If(full[i_bank]):
-            m.d.sync += elem.eq(elem + 1)
-            m.d.sync += [out.payload.gates[q].eq(Array(Array(gate_regs[b][q])
-                                                       for b in range(2))[i_bank][lane])
-                         for q in range(lay.n_blocks)]
+            m.d.sync += elem.eq(elem + E)
+            chunk = lane >> (E.bit_length() - 1)  # lane // E: E is a power of two
+            for j in range(E):  # lane + j of the bank: element j of that chunk
+                m.d.sync += [self.element_gates(j)[q].eq(
+                    Array(Array(gate_regs[b][q][c * E + j] for c in range(P // E))
+                          for b in range(2))[i_bank][chunk])
+                    for q in range(lay.n_blocks)]
             m.d.sync += [out.valid.eq(1), out.payload.tag.eq(elem), out.payload.layer.eq(k)]
-            with m.If((lane == P - 1) | (elem == lay.hidden - 1)):
+            with m.If((lane == P - E) | (elem + E >= lay.hidden)):
                 m.d.sync += [lane.eq(0), full[i_bank].eq(0), i_bank.eq(~i_bank),
                              grp.eq(grp + 1)]
                 with m.If(grp == gpg - 1):
                     m.d.comb += self.done.eq(1)
             with m.Else():
-                m.d.sync += lane.eq(lane + 1)
+                m.d.sync += lane.eq(lane + E)

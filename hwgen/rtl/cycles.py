@@ -19,22 +19,23 @@ MATRIX_OVERHEAD = ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1
 ELEMENT_REGISTER, STATE_WRITE = 1, 1
 
 
-def activate_cycles(lp: LayerPlan, lanes: int) -> int:
+def activate_cycles(lp: LayerPlan, lanes: int, units: int = 1) -> int:
     """Cycles of one layer's ACTIVATE, until its last new state is written."""
-    return (issue_cycles(lp.hidden_size, lanes, lp.n_blocks) + ELEMENT_REGISTER
+    return (issue_cycles(lp.hidden_size, lanes, lp.n_blocks, units) + ELEMENT_REGISTER
             + elementwise_latency(lp.cell) + STATE_WRITE)
 
 
-def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None) -> dict:
+def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None,
+                 units: int = 1) -> dict:
     """Cycles of one layer's step; `fired_columns` (delta) defaults to all columns."""
     cols = lp.columns if fired_columns is None else fired_columns
     matrix = max(cols * lp.groups_per_col, lp.columns)  # the encoder visits every column
-    return {"matrix": matrix + MATRIX_OVERHEAD, "activate": activate_cycles(lp, lanes)}
+    return {"matrix": matrix + MATRIX_OVERHEAD, "activate": activate_cycles(lp, lanes, units)}
 
 
 def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     """Cycles of one dense time step with an always-valid input and an always-ready output."""
-    layers = [layer_cycles(lp, plan.lanes) for lp in plan.layers]
+    layers = [layer_cycles(lp, plan.lanes, units=plan.units) for lp in plan.layers]
     hp = plan.head
     head = hp.matrix_cycles + MATRIX_OVERHEAD + output_cycles(hp.groups, hp.out_size)
     matrix = sum(lp.matrix_cycles for lp in plan.layers)

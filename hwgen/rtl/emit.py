@@ -68,6 +68,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
         "cell": qm.cell,
         "head_mode": qm.head_mode,
         "lanes": plan.lanes,
+        "units": plan.units,
         "formats": {"input": qm.input_fmt.to_json(), "layers": layers,
                     "head": qm.head.formats(), "head_acc_width": qm.head.acc_width},
         "memories": {
@@ -86,7 +87,8 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
 
 
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
-             inputs: np.ndarray | None = None, delta=None, layout: str | None = None) -> Path:
+             inputs: np.ndarray | None = None, delta=None, layout: str | None = None,
+             units: int | None = None) -> Path:
     """Generate the design folder `out_dir` for `qm`; returns its path.
 
     The folder is written to a temporary sibling first, sealed (every file's digest in the
@@ -95,12 +97,13 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     has replaced it. A folder there that is not a design is never replaced. `inputs`
     (N, T, I) integers, if given, are stored with the reference outputs in vectors.npz for
     the testbenches. `delta`: per-layer
-    (theta_x, theta_h) thresholds for a delta network, or None for a dense design.
+    (theta_x, theta_h) thresholds for a delta network, or None for a dense design. `units`:
+    element-wise units (`hwgen.rtl.plan.default_units` when None).
     """
     out_dir = Path(out_dir)
     name = name or out_dir.name
     top = "hwgen_" + re.sub(r"[^0-9A-Za-z_]", "_", name)  # a legal Verilog identifier
-    acc = Accelerator(qm, lanes, delta=delta)
+    acc = Accelerator(qm, lanes, delta=delta, units=units)
     text = verilog.convert(acc, name=top, emit_src=False)
     manifest = manifest_for(qm, acc, name, top)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

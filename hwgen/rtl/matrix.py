@@ -99,7 +99,9 @@ class ColumnEncoder(wiring.Component):
     Members
     -------
     start : In(1)   pass `sel` begins next cycle (its first column, its first weight word)
-    sel : In(range(passes))   the pass, held while it runs
+    sel : In(range(passes))   the pass to begin, read with `start`
+    pass_now : Out(range(passes))   the pass begun last (a register: the pass's constants
+        are selected by it, not by the sequencer's state)
     run : In(1)     the pass runs (columns are read while the queue has room)
     fresh : In(1)   first step of a sequence: h and the last-fired values read as zero
     value_addr : Out   vector-memory address of the column read now
@@ -116,6 +118,7 @@ class ColumnEncoder(wiring.Component):
         value = signed(plan.value_width)
         super().__init__({
             "start": In(1), "sel": In(range(len(passes))), "run": In(1), "fresh": In(1),
+            "pass_now": Out(range(len(passes))),
             "value_addr": Out(range(plan.vector_depth)), "value": In(value),
             "last_addr": Out(range(plan.hat_depth)), "last": In(value),
             "last_write": Out(data.StructLayout({"addr": range(plan.hat_depth),
@@ -145,11 +148,15 @@ class ColumnEncoder(wiring.Component):
         # two reads in flight: room for them and the next
         room = queue.level + e1.valid + e2.valid < QUEUE_DEPTH - 1
         fresh = self.fresh
-        with m.Switch(self.sel):
+        with m.If(self.start):
+            m.d.sync += [self.pass_now.eq(self.sel), col.eq(0)]
+            with m.Switch(self.sel):
+                for k, ps in enumerate(self.passes):
+                    with m.Case(k):
+                        m.d.sync += w_addr.eq(ps.w_base)
+        with m.Switch(self.pass_now):
             for k, ps in enumerate(self.passes):
                 with m.Case(k):
-                    with m.If(self.start):
-                        m.d.sync += [col.eq(0), w_addr.eq(ps.w_base)]
                     # stage 0: read the next column's value (and last-fired value)
                     is_h0 = col >= ps.x_cols
                     m.d.comb += self.value_addr.eq(Mux(is_h0, ps.h_addr + col - ps.x_cols,

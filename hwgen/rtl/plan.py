@@ -115,6 +115,7 @@ class Plan:
     delta: list | None = None  # [(theta_x, theta_h)] per layer, or None for dense
     ew_words: np.ndarray | None = None  # (depth, vectors) int64: element-wise ROM, or None
     ew_width: int = 1        # width of an element-wise ROM value (max v_fmt width)
+    units: int = 1           # element-wise units E: elements per word of the state memories
 
 
 class PlanError(ValueError):
@@ -131,10 +132,37 @@ def _check_cell(cell) -> None:
                         f"column encoder steps one weight-word count for both")
 
 
-def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
-    """Lay out a quantized model for a `lanes`-wide MAC array (and delta thresholds)."""
+def default_units(lanes: int) -> int:
+    """Element-wise units for `lanes` MAC lanes: a row group's P elements leave ACTIVATE in
+    P / E cycles, about the 4 to 6 cycles its gate words take to gather (E = P / 8, a power
+    of two dividing P; 1 below 16 lanes)."""
+    units = 1
+    while lanes % (2 * units) == 0 and 2 * units <= lanes // 8:
+        units *= 2
+    return units
+
+
+def check_units(units, lanes: int) -> None:
+    if not isinstance(units, int) or units < 1 or units & (units - 1) or lanes % units:
+        raise PlanError(f"element-wise units must be a power of two dividing the {lanes} "
+                        f"lanes, not {units!r}")
+
+
+def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> Plan:
+    """Lay out a quantized model for a `lanes`-wide MAC array (and delta thresholds) with
+    `units` element-wise units (default `default_units`).
+
+    With E units, the vector, cell and element-wise memories hold E elements a word and
+    every region (the input, each layer's h and c) starts on a word: the E elements a
+    cycle that ACTIVATE issues are one word, read and written together.
+    """
     if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
         raise PlanError(f"lanes must be an integer in 1..{MAX_LANES}, not {lanes!r}")
+    units = default_units(lanes) if units is None else units
+    check_units(units, lanes)
+
+    def align(n: int) -> int:
+        return -(-n // units) * units
     if delta is not None:
         if len(delta) != len(qm.layers):
             raise PlanError(f"delta needs one (theta_x, theta_h) per layer: "
@@ -144,7 +172,7 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
             raise PlanError(f"delta thresholds must be >= 0, not {delta}")
     P = lanes
     w_words, b_words, layers = [], [], []
-    v_addr = qm.input_size  # the layer-0 input sits at 0..I-1
+    v_addr = align(qm.input_size)  # the layer-0 input sits at 0..I-1
     x_addr = c_addr = hat_addr = acc_addr = 0
     ew_words = []
     for k, ql in enumerate(qm.layers):
@@ -157,8 +185,9 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
                        acc_addr, x_addr, v_addr, c_addr if cell.has_cell_state else None,
                        hat_addr, len(ew_words) if cell.vectors else None)
         ew_words += list(zip(*(ql.vectors[name].tolist() for name in cell.vectors)))
-        v_addr += hsz
-        c_addr += hsz if cell.has_cell_state else 0
+        ew_words += [()] * (align(len(ew_words)) - len(ew_words))
+        v_addr += align(hsz)
+        c_addr += align(hsz) if cell.has_cell_state else 0
         hat_addr += isz + hsz
         acc_addr += cell.n_blocks * gpg
         for j in range(lp.columns):
@@ -188,9 +217,9 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
     acc_width = max([ql.acc_width for ql in qm.layers] + [qm.head.acc_width])
     plan = Plan(P, weight_width, value_width, cell_width, acc_width, layers, head,
                 np.array(w_words, dtype=np.int64).reshape(-1, P),
-                np.array(b_words, dtype=np.int64).reshape(-1, P), v_addr, max(c_addr, 1),
-                max(hat_addr, 1), acc_addr + groups, delta)
-    if ew_words:
+                np.array(b_words, dtype=np.int64).reshape(-1, P), v_addr, align(max(c_addr, 1)),
+                max(hat_addr, 1), acc_addr + groups, delta, units=units)
+    if any(ew_words):
         n_vectors = max(len(word) for word in ew_words)
         plan.ew_words = np.array([list(w) + [0] * (n_vectors - len(w)) for w in ew_words],
                                  dtype=np.int64)

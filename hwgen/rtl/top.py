@@ -47,6 +47,8 @@ class Accelerator(wiring.Component):
     qm : QModel
     lanes : number of MAC lanes P (1..`plan.MAX_LANES`).
     delta : None (dense) or [(theta_x, theta_h)] per layer: a delta network.
+    units : element-wise units E per layer (a power of two dividing P; default
+        `plan.default_units`).
 
     Members
     -------
@@ -54,9 +56,9 @@ class Accelerator(wiring.Component):
     o : Out(stream.Signature(output_payload(output width).layout()))
     """
 
-    def __init__(self, qm: QModel, lanes: int, delta=None):
+    def __init__(self, qm: QModel, lanes: int, delta=None, units: int | None = None):
         self.qm = qm
-        self.plan: Plan = make_plan(qm, lanes, delta)
+        self.plan: Plan = make_plan(qm, lanes, delta, units)
         super().__init__({
             "i": In(stream.Signature(input_payload(qm.input_fmt.width).layout())),
             "o": Out(stream.Signature(output_payload(qm.head.out_fmt.width).layout())),
@@ -68,19 +70,35 @@ class Accelerator(wiring.Component):
         is_delta = plan.delta is not None
         m = Module()
 
-        # ---- shared memories
-        m.submodules.v_mem = v_mem = Memory(shape=signed(plan.value_width),
-                                            depth=plan.vector_depth, init=[])
-        v_wr, v_rd = v_mem.write_port(), v_mem.read_port()
+        # ---- shared memories: E elements a word (E = plan.units), addressed by element
+        E = plan.units
+        lane_bits = E.bit_length() - 1
+
+        # (with one unit, a word is the element itself: the memories are as they always were)
+        def word(addr):
+            return addr >> lane_bits if E > 1 else addr
+
+        def lanes_of(width):
+            return data.ArrayLayout(signed(width), E) if E > 1 else signed(width)
+
+        def lane(value, j: int):
+            return value[j] if E > 1 else value
+        m.submodules.v_mem = v_mem = Memory(shape=lanes_of(plan.value_width),
+                                            depth=plan.vector_depth // E, init=[])
+        v_wr, v_rd = v_mem.write_port(**({"granularity": 1} if E > 1 else {})), v_mem.read_port()
         has_c = any(lp.c_addr is not None for lp in plan.layers)
         if has_c:
-            m.submodules.c_mem = c_mem = Memory(shape=signed(plan.cell_width),
-                                                depth=plan.cell_depth, init=[])
+            m.submodules.c_mem = c_mem = Memory(shape=lanes_of(plan.cell_width),
+                                                depth=plan.cell_depth // E, init=[])
             c_wr, c_rd = c_mem.write_port(), c_mem.read_port()
-        if plan.ew_words is not None:  # element-wise vectors, one word per element
+        if plan.ew_words is not None:  # element-wise vectors, E elements' vectors a word
+            n_vectors = plan.ew_words.shape[1]
+            vectors = data.ArrayLayout(signed(plan.ew_width), n_vectors)
             m.submodules.ew_rom = ew_rom = Memory(
-                shape=data.ArrayLayout(signed(plan.ew_width), plan.ew_words.shape[1]),
-                depth=len(plan.ew_words), init=plan.ew_words.tolist())
+                shape=data.ArrayLayout(vectors, E) if E > 1 else vectors,
+                depth=len(plan.ew_words) // E,
+                init=(plan.ew_words.reshape(-1, E, n_vectors) if E > 1
+                      else plan.ew_words).tolist())
             ew_rd = ew_rom.read_port()
 
         fresh = Signal(init=1)      # first step of a sequence: h and c read as zero
@@ -97,7 +115,7 @@ class Accelerator(wiring.Component):
         m.submodules.issuer = issuer = MacIssuer(plan, passes, mac.layout)
         wiring.connect(m, enc.columns, issuer.columns)
         wiring.connect(m, issuer.issue, mac.issue)
-        m.d.comb += [enc.fresh.eq(fresh), issuer.fresh.eq(fresh)]
+        m.d.comb += [enc.fresh.eq(fresh), issuer.fresh.eq(fresh), issuer.sel.eq(enc.pass_now)]
         if is_delta:
             m.submodules.hat_mem = hat_mem = Memory(shape=signed(plan.value_width),
                                                     depth=plan.hat_depth, init=[])
@@ -106,11 +124,17 @@ class Accelerator(wiring.Component):
                          hat_wr.addr.eq(enc.last_write.addr),
                          hat_wr.data.eq(enc.last_write.data),
                          hat_wr.en.eq(enc.last_write.en)]
-        m.d.comb += enc.value.eq(v_rd.data)
+        # the encoder reads one element: its lane of the word, picked a cycle after its address
+        if E > 1:
+            value_lane = Signal(range(E))
+            m.d.sync += value_lane.eq(enc.value_addr)
+            m.d.comb += enc.value.eq(v_rd.data[value_lane])
+        else:
+            m.d.comb += enc.value.eq(v_rd.data)
 
         act = ActivateEngine([ActivateLayer(lp) for lp in plan.layers], P, plan.acc_width,
                              plan.acc_depth, plan.vector_depth, plan.cell_depth,
-                             0 if plan.ew_words is None else len(plan.ew_words))
+                             0 if plan.ew_words is None else len(plan.ew_words), units=E)
         m.submodules.activate = act
         out = HeadOutput(qm.head, P, plan.head.acc_base, plan.acc_width, plan.acc_depth)
         m.submodules.head_output = out
@@ -120,76 +144,92 @@ class Accelerator(wiring.Component):
         m.d.comb += [mac.read_addr.eq(act.acc_addr | out.acc_addr),
                      act.acc_word.eq(mac.acc_word), out.acc_word.eq(mac.acc_word)]
         if has_c:
-            m.d.comb += c_rd.addr.eq(act.c_addr)
+            m.d.comb += c_rd.addr.eq(word(act.c_addr))
         if plan.ew_words is not None:
-            m.d.comb += ew_rd.addr.eq(act.ew_addr)
+            m.d.comb += ew_rd.addr.eq(word(act.ew_addr))
 
-        # element-wise units: elements in, new state written back as it leaves
+        # element-wise units, E per layer: E elements in, their new state written back as
+        # one word as they leave
         units = []
         for k, (lp, ql) in enumerate(zip(plan.layers, qm.layers)):
-            unit = ElementwiseUnit(ql, plan.acc_width, tag_width=ql.hidden_size.bit_length())
-            m.submodules[f"elementwise{k}"] = unit
-            units.append(unit)
-            m.d.comb += [unit.valid_in.eq(act.element.valid & (act.element.payload.layer == k)),
-                         unit.tag.eq(act.element.payload.tag),
-                         unit.h_prev.eq(Mux(fresh, 0, v_rd.data))]
-            m.d.comb += [getattr(unit, f"acc{q}").eq(act.element.payload.gates[q])
-                         for q in range(unit.cell.n_blocks)]
-            if lp.c_addr is not None:
-                m.d.comb += unit.c_prev.eq(Mux(fresh, 0, c_rd.data))
-            m.d.comb += [getattr(unit, f"vec_{name}").eq(ew_rd.data[n])
-                         for n, name in enumerate(unit.cell.vectors)]
-            with m.If(unit.valid_out):
-                m.d.comb += [v_wr.addr.eq(lp.h_addr + unit.tag_out),
-                             v_wr.data.eq(unit.h_new), v_wr.en.eq(1)]
+            row = []
+            for j in range(E):
+                unit = ElementwiseUnit(ql, plan.acc_width,
+                                       tag_width=(ql.hidden_size + E - 1).bit_length())
+                m.submodules[f"elementwise{k}" + (f"_{j}" if E > 1 else "")] = unit
+                row.append(unit)
+                m.d.comb += [
+                    unit.valid_in.eq(act.element.valid & (act.element.payload.layer == k)),
+                    unit.tag.eq(act.element.payload.tag),
+                    unit.h_prev.eq(Mux(fresh, 0, lane(v_rd.data, j)))]
+                m.d.comb += [getattr(unit, f"acc{q}").eq(act.element_gates(j)[q])
+                             for q in range(unit.cell.n_blocks)]
                 if lp.c_addr is not None:
-                    m.d.comb += [c_wr.addr.eq(lp.c_addr + unit.tag_out),
-                                 c_wr.data.eq(unit.c_new), c_wr.en.eq(1)]
+                    m.d.comb += unit.c_prev.eq(Mux(fresh, 0, lane(c_rd.data, j)))
+                m.d.comb += [getattr(unit, f"vec_{name}").eq(lane(ew_rd.data, j)[n])
+                             for n, name in enumerate(unit.cell.vectors)]
+            units.append(row[0])
+            first = row[0]  # the units run in step: the first one's tag and valid speak for all
+            with m.If(first.valid_out):
+                m.d.comb += [v_wr.addr.eq(word(lp.h_addr + first.tag_out)), v_wr.en.eq(-1)]
+                m.d.comb += [lane(v_wr.data, j).eq(unit.h_new) for j, unit in enumerate(row)]
+                if lp.c_addr is not None:
+                    m.d.comb += [c_wr.addr.eq(word(lp.c_addr + first.tag_out)),
+                                 c_wr.en.eq(1)]
+                    m.d.comb += [lane(c_wr.data, j).eq(unit.c_new)
+                                 for j, unit in enumerate(row)]
         wait = Signal(range(max(unit.latency for unit in units) + 4))
         in_idx = Signal(range(qm.input_size + 1))
 
-        def run_pass(k: int, next_state: str):
-            """A MATRIX pass: read columns, issue words; done when both are."""
-            m.d.comb += [enc.sel.eq(k), issuer.sel.eq(k), enc.run.eq(1),
-                         v_rd.addr.eq(enc.value_addr)]
+        def run_pass(next_state: str):
+            """A MATRIX pass (the one begun last): read columns, issue words; done when both
+            are."""
+            m.d.comb += [enc.run.eq(1), v_rd.addr.eq(word(enc.value_addr))]
             with m.If(enc.done & ~issuer.busy):
                 m.next = next_state
 
         def start_pass(k: int):
-            m.d.comb += [enc.sel.eq(k), enc.start.eq(1)]
+            """Begin pass k next cycle (the state that calls this names k once, for any cycle:
+            the selection does not wait for the transition's condition)."""
+            m.d.comb += enc.sel.eq(k)
+            return enc.start.eq(1)
 
         # ---- the sequencer
         with m.FSM(name="seq"):
             with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(1), v_wr.addr.eq(in_idx),
-                             v_wr.data.eq(self.i.payload.data), v_wr.en.eq(self.i.valid)]
+                begin = start_pass(0)
+                m.d.comb += [self.i.ready.eq(1), v_wr.addr.eq(word(in_idx)),
+                             v_wr.en.eq(self.i.valid << in_idx[:lane_bits] if E > 1
+                                        else self.i.valid)]
+                m.d.comb += [lane(v_wr.data, j).eq(self.i.payload.data) for j in range(E)]
                 with m.If(self.i.valid):
                     m.d.sync += in_idx.eq(in_idx + 1)
                     with m.If(in_idx == qm.input_size - 1):
                         m.d.sync += [in_idx.eq(0), seq_end.eq(self.i.payload.seq_end)]
-                        start_pass(0)
+                        m.d.comb += begin
                         m.next = "MAT0"
             for k, unit in enumerate(units):
                 with m.State(f"MAT{k}"):
-                    run_pass(k, f"DRAIN{k}")
+                    run_pass(f"DRAIN{k}")
                 with m.State(f"DRAIN{k}"):
+                    m.d.comb += act.sel.eq(k)
                     with m.If(mac.idle):
-                        m.d.comb += [act.start.eq(1), act.sel.eq(k)]
+                        m.d.comb += act.start.eq(1)
                         m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
-                    m.d.comb += [act.sel.eq(k), act.run.eq(1), v_rd.addr.eq(act.h_addr)]
+                    m.d.comb += [act.run.eq(1), v_rd.addr.eq(word(act.h_addr))]
                     with m.If(act.done):
                         m.d.sync += wait.eq(0)
                         m.next = f"FLUSH{k}"
                 with m.State(f"FLUSH{k}"):
                     # let the last element leave the element-wise pipeline
+                    begin = start_pass(k + 1 if k + 1 < len(units) else head_pass)
                     m.d.sync += wait.eq(wait + 1)
                     with m.If(wait == unit.latency + 1):
+                        m.d.comb += begin
                         if k + 1 < len(units):
-                            start_pass(k + 1)
                             m.next = f"MAT{k + 1}"
                         else:
-                            start_pass(head_pass)
                             if qm.head_mode == "every":
                                 m.next = "HEAD"
                             else:
@@ -199,7 +239,7 @@ class Accelerator(wiring.Component):
                                     m.d.sync += fresh.eq(0)
                                     m.next = "LOAD"
             with m.State("HEAD"):
-                run_pass(head_pass, "HEAD_DRAIN")
+                run_pass("HEAD_DRAIN")
             with m.State("HEAD_DRAIN"):
                 with m.If(mac.idle):
                     m.d.comb += out.start.eq(1)

@@ -41,39 +41,39 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$8 ;
   wire \$9 ;
   reg [6:0] \$signature__addr ;
-  reg [6:0] \$signature__addr$63 ;
+  reg [6:0] \$signature__addr$64 ;
   wire [7:0] \$signature__data ;
-  reg [7:0] \$signature__data$44 ;
+  reg [7:0] \$signature__data$47 ;
   reg \$signature__en ;
   wire [20:0] acc0;
-  wire [20:0] \acc0$50 ;
+  wire [20:0] \acc0$52 ;
   wire [20:0] acc1;
-  wire [20:0] \acc1$51 ;
+  wire [20:0] \acc1$53 ;
   wire [20:0] acc2;
-  wire [20:0] \acc2$52 ;
+  wire [20:0] \acc2$54 ;
   wire [20:0] acc3;
-  wire [20:0] \acc3$53 ;
+  wire [20:0] \acc3$55 ;
   wire [5:0] acc_addr;
-  wire [5:0] \acc_addr$28 ;
+  wire [5:0] \acc_addr$30 ;
   wire [167:0] acc_word;
-  wire [167:0] \acc_word$30 ;
-  wire [20:0] \acc_word$30[0] ;
-  wire [20:0] \acc_word$30[1] ;
-  wire [20:0] \acc_word$30[2] ;
-  wire [20:0] \acc_word$30[3] ;
-  wire [20:0] \acc_word$30[4] ;
-  wire [20:0] \acc_word$30[5] ;
-  wire [20:0] \acc_word$30[6] ;
-  wire [20:0] \acc_word$30[7] ;
-  wire [167:0] \acc_word$31 ;
-  wire [20:0] \acc_word$31[0] ;
-  wire [20:0] \acc_word$31[1] ;
-  wire [20:0] \acc_word$31[2] ;
-  wire [20:0] \acc_word$31[3] ;
-  wire [20:0] \acc_word$31[4] ;
-  wire [20:0] \acc_word$31[5] ;
-  wire [20:0] \acc_word$31[6] ;
-  wire [20:0] \acc_word$31[7] ;
+  wire [167:0] \acc_word$32 ;
+  wire [20:0] \acc_word$32[0] ;
+  wire [20:0] \acc_word$32[1] ;
+  wire [20:0] \acc_word$32[2] ;
+  wire [20:0] \acc_word$32[3] ;
+  wire [20:0] \acc_word$32[4] ;
+  wire [20:0] \acc_word$32[5] ;
+  wire [20:0] \acc_word$32[6] ;
+  wire [20:0] \acc_word$32[7] ;
+  wire [167:0] \acc_word$33 ;
+  wire [20:0] \acc_word$33[0] ;
+  wire [20:0] \acc_word$33[1] ;
+  wire [20:0] \acc_word$33[2] ;
+  wire [20:0] \acc_word$33[3] ;
+  wire [20:0] \acc_word$33[4] ;
+  wire [20:0] \acc_word$33[5] ;
+  wire [20:0] \acc_word$33[6] ;
+  wire [20:0] \acc_word$33[7] ;
   wire [20:0] \acc_word[0] ;
   wire [20:0] \acc_word[1] ;
   wire [20:0] \acc_word[2] ;
@@ -100,8 +100,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
-  wire \done$75 ;
   wire \done$76 ;
+  wire \done$77 ;
   wire [91:0] element__payload;
   wire [83:0] \element__payload.gates ;
   wire [20:0] \element__payload.gates[0] ;
@@ -118,9 +118,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \fresh$20 ;
   wire [6:0] h_addr;
   wire [7:0] h_new;
-  wire [7:0] \h_new$56 ;
+  wire [7:0] \h_new$58 ;
   wire [7:0] h_prev;
-  wire [7:0] \h_prev$49 ;
+  wire [7:0] \h_prev$51 ;
   input [9:0] i__payload;
   wire [9:0] i__payload;
   wire [7:0] \i__payload.data ;
@@ -150,38 +150,39 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \issue__valid$17 ;
   output [8:0] o__payload;
   wire [8:0] o__payload;
-  wire [8:0] \o__payload$23 ;
-  wire [7:0] \o__payload$23.data ;
-  wire \o__payload$23.last ;
+  wire [8:0] \o__payload$25 ;
+  wire [7:0] \o__payload$25.data ;
+  wire \o__payload$25.last ;
   wire [7:0] \o__payload.data ;
   wire \o__payload.last ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$24 ;
+  wire \o__ready$26 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$25 ;
+  wire \o__valid$27 ;
+  wire [1:0] pass_now;
   wire [5:0] read_addr;
   input rst;
   wire rst;
   reg run;
-  reg \run$68 ;
-  reg [1:0] sel;
-  reg [1:0] \sel$61 ;
-  reg \sel$67 ;
+  reg \run$69 ;
+  wire [1:0] sel;
+  reg [1:0] \sel$60 ;
+  reg \sel$66 ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg start;
-  reg \start$66 ;
-  reg \start$71 ;
+  reg \start$68 ;
+  reg \start$72 ;
   wire [5:0] tag;
-  wire [5:0] \tag$48 ;
+  wire [5:0] \tag$50 ;
   wire [5:0] tag_out;
-  wire [5:0] \tag_out$55 ;
+  wire [5:0] \tag_out$57 ;
   wire valid_in;
-  wire \valid_in$47 ;
+  wire \valid_in$49 ;
   wire valid_out;
-  wire \valid_out$54 ;
+  wire \valid_out$56 ;
   wire [7:0] value;
   wire [6:0] value_addr;
   reg [4:0] \wait  = 5'h00;
@@ -286,22 +287,22 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr ] <= \$signature__data$44 ;
+      v_mem[\$signature__addr ] <= \$signature__data$47 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= v_mem[\$signature__addr$63 ];
+    _0_ <= v_mem[\$signature__addr$64 ];
   end
   assign value = _0_;
-  assign read_addr = acc_addr | \acc_addr$28 ;
+  assign read_addr = acc_addr | \acc_addr$30 ;
   assign \$1  = ! element__payload[7:6];
   assign valid_in = element__valid & \$1 ;
   assign h_prev = fresh ? 8'h00 : value;
   assign \$2  = 6'h20 + tag_out;
   assign \$3  = element__payload[7:6] == 1'h1;
-  assign \valid_in$47  = element__valid & \$3 ;
-  assign \h_prev$49  = fresh ? 8'h00 : value;
-  assign \$4  = 7'h40 + \tag_out$55 ;
+  assign \valid_in$49  = element__valid & \$3 ;
+  assign \h_prev$51  = fresh ? 8'h00 : value;
+  assign \$4  = 7'h40 + \tag_out$57 ;
   assign \$5  = in_idx == 5'h1f;
   assign \$6  = \wait  == 5'h16;
   assign \$7  = \wait  == 5'h16;
@@ -343,14 +344,14 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc_addr(acc_addr),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$75 ),
+    .done(\done$76 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
     .h_addr(h_addr),
     .rst(rst),
-    .run(\run$68 ),
-    .sel(\sel$67 ),
-    .start(\start$66 )
+    .run(\run$69 ),
+    .sel(\sel$66 ),
+    .start(\start$68 )
   );
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .clk(clk),
@@ -358,21 +359,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1461$8 (element__payload[91:8]),
+    .\port$1621$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
   );
   \hwgen_charlm_gru2_p8.elementwise1  elementwise1 (
     .clk(clk),
-    .h_new(\h_new$56 ),
-    .h_prev(\h_prev$49 ),
-    .p20(\valid_out$54 ),
-    .p41(\tag_out$55 ),
-    .\port$1461$8 (element__payload[91:8]),
+    .h_new(\h_new$58 ),
+    .h_prev(\h_prev$51 ),
+    .p20(\valid_out$56 ),
+    .p41(\tag_out$57 ),
+    .\port$1621$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
-    .valid_in(\valid_in$47 )
+    .valid_in(\valid_in$49 )
   );
   \hwgen_charlm_gru2_p8.encoder  encoder (
     .clk(clk),
@@ -380,24 +381,25 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .columns__valid(columns__valid),
     .done(done),
     .fresh(fresh),
+    .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
     .run(run),
-    .sel(sel),
+    .sel(\sel$60 ),
     .start(start),
     .value(value),
     .value_addr(value_addr)
   );
   \hwgen_charlm_gru2_p8.head_output  head_output (
-    .acc_addr(\acc_addr$28 ),
+    .acc_addr(\acc_addr$30 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$76 ),
+    .done(\done$77 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$71 )
+    .start(\start$72 )
   );
   \hwgen_charlm_gru2_p8.issuer  issuer (
     .busy(issue__valid),
@@ -407,7 +409,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .columns__valid(columns__valid),
     .issue__payload(issue__payload),
     .rst(rst),
-    .sel(\sel$61 )
+    .sel(sel)
   );
   \hwgen_charlm_gru2_p8.mac  mac (
     .acc_word(acc_word),
@@ -424,7 +426,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (valid_out) begin
       \$signature__addr  = \$2 ;
     end
-    if (\valid_out$54 ) begin
+    if (\valid_out$56 ) begin
       \$signature__addr  = \$4 [6:0];
     end
     casez (seq_state)
@@ -434,25 +436,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$44  = 8'h00;
-    if (valid_out) begin
-      \$signature__data$44  = h_new;
-    end
-    if (\valid_out$54 ) begin
-      \$signature__data$44  = \h_new$56 ;
-    end
-    casez (seq_state)
-      4'h0:
-          \$signature__data$44  = i__payload[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$signature__en  = 1'h0;
     if (valid_out) begin
       \$signature__en  = 1'h1;
     end
-    if (\valid_out$54 ) begin
+    if (\valid_out$56 ) begin
       \$signature__en  = 1'h1;
     end
     casez (seq_state)
@@ -462,44 +450,48 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    i__ready = 1'h0;
+    \$signature__data$47  = 8'h00;
+    if (valid_out) begin
+      \$signature__data$47  = h_new;
+    end
+    if (\valid_out$56 ) begin
+      \$signature__data$47  = \h_new$58 ;
+    end
     casez (seq_state)
       4'h0:
-          i__ready = 1'h1;
+          \$signature__data$47  = i__payload[7:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    sel = 2'h0;
+    \sel$60  = 2'h0;
     casez (seq_state)
       4'h0:
-          if (i__valid) begin
-            if (\$5 ) begin
-              sel = 2'h0;
-            end
-          end
+          \sel$60  = 2'h0;
       4'h1:
-          sel = 2'h0;
+          /* empty */;
       4'h2:
           /* empty */;
       4'h3:
           /* empty */;
       4'h4:
-          if (\$6 ) begin
-            sel = 2'h1;
-          end
+          \sel$60  = 2'h1;
       4'h5:
-          sel = 2'h1;
+          /* empty */;
       4'h6:
           /* empty */;
       4'h7:
           /* empty */;
       4'h8:
-          if (\$7 ) begin
-            sel = 2'h2;
-          end
-      4'h9:
-          sel = 2'h2;
+          \sel$60  = 2'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    i__ready = 1'h0;
+    casez (seq_state)
+      4'h0:
+          i__ready = 1'h1;
     endcase
   end
   always @* begin
@@ -536,32 +528,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$61  = 2'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \sel$61  = 2'h0;
-      4'h2:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \sel$61  = 2'h1;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h9:
-          \sel$61  = 2'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     run = 1'h0;
     casez (seq_state)
       4'h0:
@@ -588,33 +554,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$63  = 7'h00;
+    \$signature__addr$64  = 7'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$63  = value_addr;
+          \$signature__addr$64  = value_addr;
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$63  = h_addr;
+          \$signature__addr$64  = h_addr;
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$63  = value_addr;
+          \$signature__addr$64  = value_addr;
       4'h6:
           /* empty */;
       4'h7:
-          \$signature__addr$63  = h_addr;
+          \$signature__addr$64  = h_addr;
       4'h8:
           /* empty */;
       4'h9:
-          \$signature__addr$63  = value_addr;
+          \$signature__addr$64  = value_addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$66  = 1'h0;
+    \sel$66  = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          \sel$66  = 1'h0;
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          \sel$66  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$68  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -622,7 +608,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h2:
           if (idle) begin
-            \start$66  = 1'h1;
+            \start$68  = 1'h1;
           end
       4'h3:
           /* empty */;
@@ -632,39 +618,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h6:
           if (idle) begin
-            \start$66  = 1'h1;
+            \start$68  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$67  = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \sel$67  = 1'h0;
-          end
-      4'h3:
-          \sel$67  = 1'h0;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \sel$67  = 1'h1;
-          end
-      4'h7:
-          \sel$67  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \run$68  = 1'h0;
+    \run$69  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -673,7 +633,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          \run$68  = 1'h1;
+          \run$69  = 1'h1;
       4'h4:
           /* empty */;
       4'h5:
@@ -681,12 +641,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          \run$68  = 1'h1;
+          \run$69  = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$71  = 1'h0;
+    \start$72  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -710,7 +670,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (idle) begin
-            \start$71  = 1'h1;
+            \start$72  = 1'h1;
           end
     endcase
   end
@@ -764,7 +724,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
             \$34  = 4'h3;
           end
       4'h3:
-          if (\done$75 ) begin
+          if (\done$76 ) begin
             \$34  = 4'h4;
           end
       4'h4:
@@ -780,7 +740,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
             \$34  = 4'h7;
           end
       4'h7:
-          if (\done$75 ) begin
+          if (\done$76 ) begin
             \$34  = 4'h8;
           end
       4'h8:
@@ -796,7 +756,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
             \$34  = 4'hb;
           end
       4'hb:
-          if (\done$76 ) begin
+          if (\done$77 ) begin
             \$34  = 4'h0;
           end
     endcase
@@ -815,7 +775,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\done$75 ) begin
+          if (\done$76 ) begin
             \$35  = 5'h00;
           end
       4'h4:
@@ -825,7 +785,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\done$75 ) begin
+          if (\done$76 ) begin
             \$35  = 5'h00;
           end
       4'h8:
@@ -862,7 +822,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          if (\done$76 ) begin
+          if (\done$77 ) begin
             \$36  = seq_end;
           end
     endcase
@@ -877,22 +837,23 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \issue__valid$17  = issue__valid;
   assign \fresh$19  = fresh;
   assign \fresh$20  = fresh;
+  assign pass_now = sel;
   assign \$signature__data  = value;
-  assign \o__payload$23  = o__payload;
-  assign \o__ready$24  = o__ready;
-  assign \o__valid$25  = o__valid;
-  assign \acc_word$30  = acc_word;
-  assign \acc_word$31  = acc_word;
+  assign \o__payload$25  = o__payload;
+  assign \o__ready$26  = o__ready;
+  assign \o__valid$27  = o__valid;
+  assign \acc_word$32  = acc_word;
+  assign \acc_word$33  = acc_word;
   assign tag = element__payload[5:0];
   assign acc0 = element__payload[28:8];
   assign acc1 = element__payload[49:29];
   assign acc2 = element__payload[70:50];
   assign acc3 = element__payload[91:71];
-  assign \tag$48  = element__payload[5:0];
-  assign \acc0$50  = element__payload[28:8];
-  assign \acc1$51  = element__payload[49:29];
-  assign \acc2$52  = element__payload[70:50];
-  assign \acc3$53  = element__payload[91:71];
+  assign \tag$50  = element__payload[5:0];
+  assign \acc0$52  = element__payload[28:8];
+  assign \acc1$53  = element__payload[49:29];
+  assign \acc2$54  = element__payload[70:50];
+  assign \acc3$55  = element__payload[91:71];
   assign busy = issue__valid;
   assign \i__payload.data  = i__payload[7:0];
   assign \i__payload.step_end  = i__payload[8];
@@ -919,8 +880,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \issue__payload$15.bias  = issue__payload[23];
   assign \issue__payload$15.delta  = issue__payload[32:24];
   assign \issue__payload$15.shift  = issue__payload[33];
-  assign \o__payload$23.data  = o__payload[7:0];
-  assign \o__payload$23.last  = o__payload[8];
+  assign \o__payload$25.data  = o__payload[7:0];
+  assign \o__payload$25.last  = o__payload[8];
   assign \acc_word[0]  = acc_word[20:0];
   assign \acc_word[1]  = acc_word[41:21];
   assign \acc_word[2]  = acc_word[62:42];
@@ -929,22 +890,22 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \acc_word[5]  = acc_word[125:105];
   assign \acc_word[6]  = acc_word[146:126];
   assign \acc_word[7]  = acc_word[167:147];
-  assign \acc_word$30[0]  = acc_word[20:0];
-  assign \acc_word$30[1]  = acc_word[41:21];
-  assign \acc_word$30[2]  = acc_word[62:42];
-  assign \acc_word$30[3]  = acc_word[83:63];
-  assign \acc_word$30[4]  = acc_word[104:84];
-  assign \acc_word$30[5]  = acc_word[125:105];
-  assign \acc_word$30[6]  = acc_word[146:126];
-  assign \acc_word$30[7]  = acc_word[167:147];
-  assign \acc_word$31[0]  = acc_word[20:0];
-  assign \acc_word$31[1]  = acc_word[41:21];
-  assign \acc_word$31[2]  = acc_word[62:42];
-  assign \acc_word$31[3]  = acc_word[83:63];
-  assign \acc_word$31[4]  = acc_word[104:84];
-  assign \acc_word$31[5]  = acc_word[125:105];
-  assign \acc_word$31[6]  = acc_word[146:126];
-  assign \acc_word$31[7]  = acc_word[167:147];
+  assign \acc_word$32[0]  = acc_word[20:0];
+  assign \acc_word$32[1]  = acc_word[41:21];
+  assign \acc_word$32[2]  = acc_word[62:42];
+  assign \acc_word$32[3]  = acc_word[83:63];
+  assign \acc_word$32[4]  = acc_word[104:84];
+  assign \acc_word$32[5]  = acc_word[125:105];
+  assign \acc_word$32[6]  = acc_word[146:126];
+  assign \acc_word$32[7]  = acc_word[167:147];
+  assign \acc_word$33[0]  = acc_word[20:0];
+  assign \acc_word$33[1]  = acc_word[41:21];
+  assign \acc_word$33[2]  = acc_word[62:42];
+  assign \acc_word$33[3]  = acc_word[83:63];
+  assign \acc_word$33[4]  = acc_word[104:84];
+  assign \acc_word$33[5]  = acc_word[125:105];
+  assign \acc_word$33[6]  = acc_word[146:126];
+  assign \acc_word$33[7]  = acc_word[167:147];
   assign \element__payload.tag  = element__payload[5:0];
   assign \element__payload.layer  = element__payload[7:6];
   assign \element__payload.gates  = element__payload[91:8];
@@ -955,51 +916,51 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__valid, element__payload, acc_addr, h_addr, done, clk);
+module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__valid, element__payload, acc_addr, h_addr, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [3:0] \$101 ;
-  wire [4:0] \$102 ;
-  wire \$103 ;
-  wire [3:0] \$104 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [3:0] \$103 ;
+  wire [4:0] \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  reg \$107 ;
+  reg \$106 ;
+  wire \$107 ;
   wire \$108 ;
-  wire \$109 ;
+  wire [5:0] \$109 ;
   wire \$11 ;
-  wire [3:0] \$110 ;
-  wire [4:0] \$111 ;
-  wire [3:0] \$112 ;
-  wire [4:0] \$113 ;
-  wire [6:0] \$114 ;
-  reg \$115 ;
-  wire \$116 ;
+  wire [6:0] \$110 ;
+  wire [7:0] \$111 ;
+  wire \$112 ;
+  wire [3:0] \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  reg \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire \$119 ;
+  wire [3:0] \$119 ;
   reg \$12 ;
-  wire \$120 ;
-  reg \$121 ;
-  wire \$122 ;
+  wire [4:0] \$120 ;
+  wire \$121 ;
+  wire [3:0] \$122 ;
   wire \$123 ;
-  wire [5:0] \$124 ;
-  wire [6:0] \$125 ;
-  wire [7:0] \$126 ;
+  wire \$124 ;
+  reg \$125 ;
+  wire \$126 ;
   wire \$127 ;
   wire [3:0] \$128 ;
-  wire \$129 ;
+  wire [4:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  reg \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire [5:0] \$134 ;
+  wire [3:0] \$130 ;
+  wire [4:0] \$131 ;
+  wire [6:0] \$132 ;
+  reg \$133 ;
+  wire \$134 ;
   wire [6:0] \$135 ;
   wire \$136 ;
-  wire [3:0] \$137 ;
+  wire \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire \$14 ;
@@ -1008,50 +969,50 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   wire \$142 ;
   wire [5:0] \$143 ;
   wire [6:0] \$144 ;
-  wire [5:0] \$145 ;
-  wire [6:0] \$146 ;
-  wire [7:0] \$147 ;
-  reg \$148 ;
+  wire [7:0] \$145 ;
+  wire \$146 ;
+  wire [3:0] \$147 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
+  reg \$150 ;
   wire \$151 ;
   wire \$152 ;
-  reg \$153 ;
-  reg [2:0] \$154 ;
-  reg [3:0] \$155 ;
-  reg [5:0] \$156 ;
-  reg [2:0] \$157 ;
-  reg \$158 ;
-  reg [2:0] \$159 ;
+  wire [5:0] \$153 ;
+  wire [6:0] \$154 ;
+  wire \$155 ;
+  wire [3:0] \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  reg \$159 ;
   wire \$16 ;
-  reg \$160 ;
-  reg \$161 ;
-  reg \$162 ;
-  reg \$163 ;
-  reg [20:0] \$164 ;
-  reg [20:0] \$165 ;
-  reg [20:0] \$166 ;
-  reg [20:0] \$167 ;
-  reg [20:0] \$168 ;
-  reg [20:0] \$169 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire [5:0] \$162 ;
+  wire [6:0] \$163 ;
+  wire [5:0] \$164 ;
+  wire [6:0] \$165 ;
+  wire [7:0] \$166 ;
+  reg \$167 ;
+  wire \$168 ;
+  wire [6:0] \$169 ;
   wire [3:0] \$17 ;
-  reg [20:0] \$170 ;
-  reg [20:0] \$171 ;
-  reg [20:0] \$172 ;
-  reg [20:0] \$173 ;
-  reg [20:0] \$174 ;
-  reg [20:0] \$175 ;
-  reg [20:0] \$176 ;
-  reg [20:0] \$177 ;
-  reg [20:0] \$178 ;
-  reg [20:0] \$179 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg [2:0] \$175 ;
+  reg [3:0] \$176 ;
+  reg [5:0] \$177 ;
+  reg [2:0] \$178 ;
+  reg \$179 ;
   wire [3:0] \$18 ;
-  reg [20:0] \$180 ;
-  reg [20:0] \$181 ;
-  reg [20:0] \$182 ;
-  reg [20:0] \$183 ;
-  reg [20:0] \$184 ;
+  reg [2:0] \$180 ;
+  reg \$181 ;
+  reg \$182 ;
+  reg \$183 ;
+  reg \$184 ;
   reg [20:0] \$185 ;
   reg [20:0] \$186 ;
   reg [20:0] \$187 ;
@@ -1100,91 +1061,112 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   reg [20:0] \$225 ;
   reg [20:0] \$226 ;
   reg [20:0] \$227 ;
-  reg [91:0] \$228 ;
+  reg [20:0] \$228 ;
+  reg [20:0] \$229 ;
   wire \$23 ;
+  reg [20:0] \$230 ;
+  reg [20:0] \$231 ;
+  reg [20:0] \$232 ;
+  reg [20:0] \$233 ;
+  reg [20:0] \$234 ;
+  reg [20:0] \$235 ;
+  reg [20:0] \$236 ;
+  reg [20:0] \$237 ;
+  reg [20:0] \$238 ;
+  reg [20:0] \$239 ;
   reg \$24 ;
+  reg [20:0] \$240 ;
+  reg [20:0] \$241 ;
+  reg [20:0] \$242 ;
+  reg [20:0] \$243 ;
+  reg [20:0] \$244 ;
+  reg [20:0] \$245 ;
+  reg [20:0] \$246 ;
+  reg [20:0] \$247 ;
+  reg [20:0] \$248 ;
+  reg [91:0] \$249 ;
   wire [6:0] \$25 ;
-  reg [20:0] \$26 ;
+  wire [3:0] \$26 ;
   reg [20:0] \$27 ;
-  reg [20:0] \$28 ;
+  wire [3:0] \$28 ;
   reg [20:0] \$29 ;
   wire \$3 ;
   reg [20:0] \$30 ;
-  reg [20:0] \$31 ;
+  wire [3:0] \$31 ;
   reg [20:0] \$32 ;
-  reg [20:0] \$33 ;
+  wire [3:0] \$33 ;
   reg [20:0] \$34 ;
   reg [20:0] \$35 ;
-  reg [20:0] \$36 ;
+  wire [3:0] \$36 ;
   reg [20:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [3:0] \$38 ;
+  reg [20:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [3:0] \$42 ;
-  wire [4:0] \$43 ;
-  wire \$44 ;
-  reg \$45 ;
+  reg [20:0] \$40 ;
+  wire [3:0] \$41 ;
+  reg [20:0] \$42 ;
+  wire [3:0] \$43 ;
+  reg [20:0] \$44 ;
+  reg [20:0] \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire [3:0] \$48 ;
+  wire [6:0] \$47 ;
+  wire \$48 ;
   wire \$49 ;
   wire [3:0] \$5 ;
   wire \$50 ;
-  wire \$51 ;
-  wire [3:0] \$52 ;
+  wire [3:0] \$51 ;
+  wire [4:0] \$52 ;
   wire \$53 ;
-  wire \$54 ;
-  reg \$55 ;
+  reg \$54 ;
+  wire \$55 ;
   wire \$56 ;
-  wire \$57 ;
+  wire [3:0] \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [3:0] \$60 ;
+  wire \$60 ;
   wire [3:0] \$61 ;
   wire \$62 ;
   wire \$63 ;
   reg \$64 ;
   wire \$65 ;
   wire \$66 ;
-  reg \$67 ;
-  wire [6:0] \$68 ;
-  reg [20:0] \$69 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
-  reg [20:0] \$70 ;
-  reg [20:0] \$71 ;
-  reg [20:0] \$72 ;
-  reg [20:0] \$73 ;
-  reg [20:0] \$74 ;
-  reg [20:0] \$75 ;
-  reg [20:0] \$76 ;
-  reg [20:0] \$77 ;
-  reg [20:0] \$78 ;
+  wire [3:0] \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  reg \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  reg \$76 ;
+  wire [6:0] \$77 ;
+  wire [3:0] \$78 ;
   reg [20:0] \$79 ;
   wire \$8 ;
-  reg [20:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
+  wire [3:0] \$80 ;
+  reg [20:0] \$81 ;
+  reg [20:0] \$82 ;
+  wire [3:0] \$83 ;
+  reg [20:0] \$84 ;
   wire [3:0] \$85 ;
-  wire [4:0] \$86 ;
-  wire \$87 ;
-  reg \$88 ;
-  wire \$89 ;
+  reg [20:0] \$86 ;
+  reg [20:0] \$87 ;
+  wire [3:0] \$88 ;
+  reg [20:0] \$89 ;
   wire [3:0] \$9 ;
-  wire \$90 ;
-  wire [5:0] \$91 ;
-  wire [6:0] \$92 ;
-  wire [7:0] \$93 ;
-  wire \$94 ;
+  wire [3:0] \$90 ;
+  reg [20:0] \$91 ;
+  reg [20:0] \$92 ;
+  wire [3:0] \$93 ;
+  reg [20:0] \$94 ;
   wire [3:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  reg \$98 ;
-  wire \$99 ;
+  reg [20:0] \$96 ;
+  reg [20:0] \$97 ;
+  wire \$98 ;
+  wire [6:0] \$99 ;
   reg \$signal  = 1'h0;
   output [5:0] acc_addr;
   reg [5:0] acc_addr;
@@ -1288,6 +1270,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   reg [6:0] h_addr;
   reg i_bank = 1'h0;
   reg [3:0] lane = 4'h0;
+  reg layer = 1'h0;
   input rst;
   wire rst;
   input run;
@@ -1316,248 +1299,254 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   assign \$22  = ~ \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$25  = elem + 1'h1;
-  assign \$38  = lane == 3'h7;
-  assign \$39  = elem == 5'h1f;
-  assign \$40  = \$38  | \$39 ;
-  assign \$41  = ~ i_bank;
-  assign \$42  = grp + 1'h1;
-  assign \$43  = lane + 1'h1;
-  assign \$44  = g_grp < 3'h4;
-  assign \$46  = ~ \$45 ;
-  assign \$47  = \$44  & \$46 ;
-  assign \$48  = act_q + 1'h1;
-  assign \$49  = ! \$signal ;
-  assign \$51  = act_q == 3'h4;
-  assign \$52  = g_grp + 1'h1;
-  assign \$53  = \$52  < 3'h4;
-  assign \$54  = ~ \$signal ;
-  assign \$56  = ~ \$55 ;
-  assign \$57  = \$53  & \$56 ;
-  assign \$58  = act_q == 3'h5;
-  assign \$59  = ~ \$signal ;
-  assign \$60  = g_grp + 1'h1;
+  assign \$46  = lane == 3'h7;
+  assign \$47  = elem + 1'h1;
+  assign \$48  = \$47  >= 6'h20;
+  assign \$49  = \$46  | \$48 ;
+  assign \$50  = ~ i_bank;
+  assign \$51  = grp + 1'h1;
+  assign \$52  = lane + 1'h1;
+  assign \$53  = g_grp < 3'h4;
+  assign \$55  = ~ \$54 ;
+  assign \$56  = \$53  & \$55 ;
+  assign \$57  = act_q + 1'h1;
+  assign \$58  = ! \$signal ;
+  assign \$60  = act_q == 3'h4;
   assign \$61  = g_grp + 1'h1;
   assign \$62  = \$61  < 3'h4;
   assign \$63  = ~ \$signal ;
   assign \$65  = ~ \$64 ;
   assign \$66  = \$62  & \$65 ;
-  assign \$68  = elem + 1'h1;
-  assign \$81  = lane == 3'h7;
-  assign \$82  = elem == 5'h1f;
-  assign \$83  = \$81  | \$82 ;
-  assign \$84  = ~ i_bank;
-  assign \$85  = grp + 1'h1;
-  assign \$86  = lane + 1'h1;
-  assign \$87  = g_grp < 3'h4;
-  assign \$89  = ~ \$88 ;
-  assign \$90  = \$87  & \$89 ;
-  assign \$91  = act_q * 3'h4;
-  assign \$92  = 1'h0 + \$91 ;
-  assign \$93  = \$92  + g_grp;
-  assign \$94  = act_q == 3'h4;
-  assign \$95  = g_grp + 1'h1;
-  assign \$96  = \$95  < 3'h4;
-  assign \$97  = ~ \$signal ;
-  assign \$99  = ~ \$98 ;
-  assign \$100  = \$96  & \$99 ;
-  assign \$101  = 1'h0 + g_grp;
-  assign \$102  = \$101  + 1'h1;
-  assign \$103  = act_q == 3'h5;
-  assign \$104  = g_grp + 1'h1;
-  assign \$105  = \$104  < 3'h4;
-  assign \$106  = ~ \$signal ;
-  assign \$108  = ~ \$107 ;
-  assign \$109  = \$105  & \$108 ;
-  assign \$110  = 3'h4 + g_grp;
-  assign \$111  = \$110  + 1'h1;
-  assign \$112  = 1'h0 + g_grp;
-  assign \$113  = \$112  + 1'h1;
-  assign \$114  = 6'h20 + elem;
-  assign \$116  = lane == 3'h7;
-  assign \$117  = elem == 5'h1f;
-  assign \$118  = \$116  | \$117 ;
-  assign \$119  = grp == 2'h3;
-  assign \$120  = g_grp < 3'h4;
-  assign \$122  = ~ \$121 ;
-  assign \$123  = \$120  & \$122 ;
-  assign \$124  = act_q * 3'h4;
-  assign \$125  = 5'h10 + \$124 ;
-  assign \$126  = \$125  + g_grp;
-  assign \$127  = act_q == 3'h4;
-  assign \$128  = g_grp + 1'h1;
-  assign \$129  = \$128  < 3'h4;
-  assign \$130  = ~ \$signal ;
-  assign \$132  = ~ \$131 ;
-  assign \$133  = \$129  & \$132 ;
-  assign \$134  = 5'h10 + g_grp;
-  assign \$135  = \$134  + 1'h1;
-  assign \$136  = act_q == 3'h5;
-  assign \$137  = g_grp + 1'h1;
-  assign \$138  = \$137  < 3'h4;
-  assign \$139  = ~ \$signal ;
+  assign \$67  = act_q == 3'h5;
+  assign \$68  = ~ \$signal ;
+  assign \$69  = g_grp + 1'h1;
+  assign \$70  = g_grp + 1'h1;
+  assign \$71  = \$70  < 3'h4;
+  assign \$72  = ~ \$signal ;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$77  = elem + 1'h1;
+  assign \$98  = lane == 3'h7;
+  assign \$99  = elem + 1'h1;
+  assign \$100  = \$99  >= 6'h20;
+  assign \$101  = \$98  | \$100 ;
+  assign \$102  = ~ i_bank;
+  assign \$103  = grp + 1'h1;
+  assign \$104  = lane + 1'h1;
+  assign \$105  = g_grp < 3'h4;
+  assign \$107  = ~ \$106 ;
+  assign \$108  = \$105  & \$107 ;
+  assign \$109  = act_q * 3'h4;
+  assign \$110  = 1'h0 + \$109 ;
+  assign \$111  = \$110  + g_grp;
+  assign \$112  = act_q == 3'h4;
+  assign \$113  = g_grp + 1'h1;
+  assign \$114  = \$113  < 3'h4;
+  assign \$115  = ~ \$signal ;
+  assign \$117  = ~ \$116 ;
+  assign \$118  = \$114  & \$117 ;
+  assign \$119  = 1'h0 + g_grp;
+  assign \$120  = \$119  + 1'h1;
+  assign \$121  = act_q == 3'h5;
+  assign \$122  = g_grp + 1'h1;
+  assign \$123  = \$122  < 3'h4;
+  assign \$124  = ~ \$signal ;
+  assign \$126  = ~ \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = 3'h4 + g_grp;
+  assign \$129  = \$128  + 1'h1;
+  assign \$130  = 1'h0 + g_grp;
+  assign \$131  = \$130  + 1'h1;
+  assign \$132  = 6'h20 + elem;
+  assign \$134  = lane == 3'h7;
+  assign \$135  = elem + 1'h1;
+  assign \$136  = \$135  >= 6'h20;
+  assign \$137  = \$134  | \$136 ;
+  assign \$138  = grp == 2'h3;
+  assign \$139  = g_grp < 3'h4;
   assign \$141  = ~ \$140 ;
-  assign \$142  = \$138  & \$141 ;
-  assign \$143  = 5'h14 + g_grp;
-  assign \$144  = \$143  + 1'h1;
-  assign \$145  = 5'h10 + g_grp;
-  assign \$146  = \$145  + 1'h1;
-  assign \$147  = 7'h40 + elem;
-  assign \$149  = lane == 3'h7;
-  assign \$150  = elem == 5'h1f;
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = grp == 2'h3;
+  assign \$142  = \$139  & \$141 ;
+  assign \$143  = act_q * 3'h4;
+  assign \$144  = 5'h10 + \$143 ;
+  assign \$145  = \$144  + g_grp;
+  assign \$146  = act_q == 3'h4;
+  assign \$147  = g_grp + 1'h1;
+  assign \$148  = \$147  < 3'h4;
+  assign \$149  = ~ \$signal ;
+  assign \$151  = ~ \$150 ;
+  assign \$152  = \$148  & \$151 ;
+  assign \$153  = 5'h10 + g_grp;
+  assign \$154  = \$153  + 1'h1;
+  assign \$155  = act_q == 3'h5;
+  assign \$156  = g_grp + 1'h1;
+  assign \$157  = \$156  < 3'h4;
+  assign \$158  = ~ \$signal ;
+  assign \$160  = ~ \$159 ;
+  assign \$161  = \$157  & \$160 ;
+  assign \$162  = 5'h14 + g_grp;
+  assign \$163  = \$162  + 1'h1;
+  assign \$164  = 5'h10 + g_grp;
+  assign \$165  = \$164  + 1'h1;
+  assign \$166  = 7'h40 + elem;
+  assign \$168  = lane == 3'h7;
+  assign \$169  = elem + 1'h1;
+  assign \$170  = \$169  >= 6'h20;
+  assign \$171  = \$168  | \$170 ;
+  assign \$172  = grp == 2'h3;
   always @(posedge clk)
-    element__valid <= \$153 ;
+    element__valid <= \$173 ;
   always @(posedge clk)
-    grp <= \$154 ;
+    layer <= \$174 ;
   always @(posedge clk)
-    lane <= \$155 ;
+    grp <= \$175 ;
   always @(posedge clk)
-    elem <= \$156 ;
+    lane <= \$176 ;
   always @(posedge clk)
-    act_q <= \$157 ;
+    elem <= \$177 ;
   always @(posedge clk)
-    early <= \$158 ;
+    act_q <= \$178 ;
   always @(posedge clk)
-    g_grp <= \$159 ;
+    early <= \$179 ;
   always @(posedge clk)
-    \$signal  <= \$160 ;
+    g_grp <= \$180 ;
   always @(posedge clk)
-    i_bank <= \$161 ;
+    \$signal  <= \$181 ;
   always @(posedge clk)
-    bank0_full <= \$162 ;
+    i_bank <= \$182 ;
   always @(posedge clk)
-    bank1_full <= \$163 ;
+    bank0_full <= \$183 ;
   always @(posedge clk)
-    gate0_0_0 <= \$164 ;
+    bank1_full <= \$184 ;
   always @(posedge clk)
-    gate0_0_1 <= \$165 ;
+    gate0_0_0 <= \$185 ;
   always @(posedge clk)
-    gate0_0_2 <= \$166 ;
+    gate0_0_1 <= \$186 ;
   always @(posedge clk)
-    gate0_0_3 <= \$167 ;
+    gate0_0_2 <= \$187 ;
   always @(posedge clk)
-    gate0_0_4 <= \$168 ;
+    gate0_0_3 <= \$188 ;
   always @(posedge clk)
-    gate0_0_5 <= \$169 ;
+    gate0_0_4 <= \$189 ;
   always @(posedge clk)
-    gate0_0_6 <= \$170 ;
+    gate0_0_5 <= \$190 ;
   always @(posedge clk)
-    gate0_0_7 <= \$171 ;
+    gate0_0_6 <= \$191 ;
   always @(posedge clk)
-    gate0_1_0 <= \$172 ;
+    gate0_0_7 <= \$192 ;
   always @(posedge clk)
-    gate0_1_1 <= \$173 ;
+    gate0_1_0 <= \$193 ;
   always @(posedge clk)
-    gate0_1_2 <= \$174 ;
+    gate0_1_1 <= \$194 ;
   always @(posedge clk)
-    gate0_1_3 <= \$175 ;
+    gate0_1_2 <= \$195 ;
   always @(posedge clk)
-    gate0_1_4 <= \$176 ;
+    gate0_1_3 <= \$196 ;
   always @(posedge clk)
-    gate0_1_5 <= \$177 ;
+    gate0_1_4 <= \$197 ;
   always @(posedge clk)
-    gate0_1_6 <= \$178 ;
+    gate0_1_5 <= \$198 ;
   always @(posedge clk)
-    gate0_1_7 <= \$179 ;
+    gate0_1_6 <= \$199 ;
   always @(posedge clk)
-    gate0_2_0 <= \$180 ;
+    gate0_1_7 <= \$200 ;
   always @(posedge clk)
-    gate0_2_1 <= \$181 ;
+    gate0_2_0 <= \$201 ;
   always @(posedge clk)
-    gate0_2_2 <= \$182 ;
+    gate0_2_1 <= \$202 ;
   always @(posedge clk)
-    gate0_2_3 <= \$183 ;
+    gate0_2_2 <= \$203 ;
   always @(posedge clk)
-    gate0_2_4 <= \$184 ;
+    gate0_2_3 <= \$204 ;
   always @(posedge clk)
-    gate0_2_5 <= \$185 ;
+    gate0_2_4 <= \$205 ;
   always @(posedge clk)
-    gate0_2_6 <= \$186 ;
+    gate0_2_5 <= \$206 ;
   always @(posedge clk)
-    gate0_2_7 <= \$187 ;
+    gate0_2_6 <= \$207 ;
   always @(posedge clk)
-    gate0_3_0 <= \$188 ;
+    gate0_2_7 <= \$208 ;
   always @(posedge clk)
-    gate0_3_1 <= \$189 ;
+    gate0_3_0 <= \$209 ;
   always @(posedge clk)
-    gate0_3_2 <= \$190 ;
+    gate0_3_1 <= \$210 ;
   always @(posedge clk)
-    gate0_3_3 <= \$191 ;
+    gate0_3_2 <= \$211 ;
   always @(posedge clk)
-    gate0_3_4 <= \$192 ;
+    gate0_3_3 <= \$212 ;
   always @(posedge clk)
-    gate0_3_5 <= \$193 ;
+    gate0_3_4 <= \$213 ;
   always @(posedge clk)
-    gate0_3_6 <= \$194 ;
+    gate0_3_5 <= \$214 ;
   always @(posedge clk)
-    gate0_3_7 <= \$195 ;
+    gate0_3_6 <= \$215 ;
   always @(posedge clk)
-    gate1_0_0 <= \$196 ;
+    gate0_3_7 <= \$216 ;
   always @(posedge clk)
-    gate1_0_1 <= \$197 ;
+    gate1_0_0 <= \$217 ;
   always @(posedge clk)
-    gate1_0_2 <= \$198 ;
+    gate1_0_1 <= \$218 ;
   always @(posedge clk)
-    gate1_0_3 <= \$199 ;
+    gate1_0_2 <= \$219 ;
   always @(posedge clk)
-    gate1_0_4 <= \$200 ;
+    gate1_0_3 <= \$220 ;
   always @(posedge clk)
-    gate1_0_5 <= \$201 ;
+    gate1_0_4 <= \$221 ;
   always @(posedge clk)
-    gate1_0_6 <= \$202 ;
+    gate1_0_5 <= \$222 ;
   always @(posedge clk)
-    gate1_0_7 <= \$203 ;
+    gate1_0_6 <= \$223 ;
   always @(posedge clk)
-    gate1_1_0 <= \$204 ;
+    gate1_0_7 <= \$224 ;
   always @(posedge clk)
-    gate1_1_1 <= \$205 ;
+    gate1_1_0 <= \$225 ;
   always @(posedge clk)
-    gate1_1_2 <= \$206 ;
+    gate1_1_1 <= \$226 ;
   always @(posedge clk)
-    gate1_1_3 <= \$207 ;
+    gate1_1_2 <= \$227 ;
   always @(posedge clk)
-    gate1_1_4 <= \$208 ;
+    gate1_1_3 <= \$228 ;
   always @(posedge clk)
-    gate1_1_5 <= \$209 ;
+    gate1_1_4 <= \$229 ;
   always @(posedge clk)
-    gate1_1_6 <= \$210 ;
+    gate1_1_5 <= \$230 ;
   always @(posedge clk)
-    gate1_1_7 <= \$211 ;
+    gate1_1_6 <= \$231 ;
   always @(posedge clk)
-    gate1_2_0 <= \$212 ;
+    gate1_1_7 <= \$232 ;
   always @(posedge clk)
-    gate1_2_1 <= \$213 ;
+    gate1_2_0 <= \$233 ;
   always @(posedge clk)
-    gate1_2_2 <= \$214 ;
+    gate1_2_1 <= \$234 ;
   always @(posedge clk)
-    gate1_2_3 <= \$215 ;
+    gate1_2_2 <= \$235 ;
   always @(posedge clk)
-    gate1_2_4 <= \$216 ;
+    gate1_2_3 <= \$236 ;
   always @(posedge clk)
-    gate1_2_5 <= \$217 ;
+    gate1_2_4 <= \$237 ;
   always @(posedge clk)
-    gate1_2_6 <= \$218 ;
+    gate1_2_5 <= \$238 ;
   always @(posedge clk)
-    gate1_2_7 <= \$219 ;
+    gate1_2_6 <= \$239 ;
   always @(posedge clk)
-    gate1_3_0 <= \$220 ;
+    gate1_2_7 <= \$240 ;
   always @(posedge clk)
-    gate1_3_1 <= \$221 ;
+    gate1_3_0 <= \$241 ;
   always @(posedge clk)
-    gate1_3_2 <= \$222 ;
+    gate1_3_1 <= \$242 ;
   always @(posedge clk)
-    gate1_3_3 <= \$223 ;
+    gate1_3_2 <= \$243 ;
   always @(posedge clk)
-    gate1_3_4 <= \$224 ;
+    gate1_3_3 <= \$244 ;
   always @(posedge clk)
-    gate1_3_5 <= \$225 ;
+    gate1_3_4 <= \$245 ;
   always @(posedge clk)
-    gate1_3_6 <= \$226 ;
+    gate1_3_5 <= \$246 ;
   always @(posedge clk)
-    gate1_3_7 <= \$227 ;
+    gate1_3_6 <= \$247 ;
   always @(posedge clk)
-    element__payload <= \$228 ;
+    gate1_3_7 <= \$248 ;
+  always @(posedge clk)
+    element__payload <= \$249 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1600,100 +1589,46 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$26  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$26  = gate0_0_0;
-      4'h1:
-          \$26  = gate0_0_1;
-      4'h2:
-          \$26  = gate0_0_2;
-      4'h3:
-          \$26  = gate0_0_3;
-      4'h4:
-          \$26  = gate0_0_4;
-      4'h5:
-          \$26  = gate0_0_5;
-      4'h6:
-          \$26  = gate0_0_6;
-      4'h7:
-          \$26  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$27  = 21'h000000;
-    casez (lane)
+    casez (\$26 )
       4'h0:
-          \$27  = gate1_0_0;
+          \$27  = gate0_0_0;
       4'h1:
-          \$27  = gate1_0_1;
+          \$27  = gate0_0_1;
       4'h2:
-          \$27  = gate1_0_2;
+          \$27  = gate0_0_2;
       4'h3:
-          \$27  = gate1_0_3;
+          \$27  = gate0_0_3;
       4'h4:
-          \$27  = gate1_0_4;
+          \$27  = gate0_0_4;
       4'h5:
-          \$27  = gate1_0_5;
+          \$27  = gate0_0_5;
       4'h6:
-          \$27  = gate1_0_6;
+          \$27  = gate0_0_6;
       4'h7:
-          \$27  = gate1_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$28  = \$26 ;
-      1'h1:
-          \$28  = \$27 ;
+          \$27  = gate0_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$29  = 21'h000000;
-    casez (lane)
+    casez (\$28 )
       4'h0:
-          \$29  = gate0_1_0;
+          \$29  = gate1_0_0;
       4'h1:
-          \$29  = gate0_1_1;
+          \$29  = gate1_0_1;
       4'h2:
-          \$29  = gate0_1_2;
+          \$29  = gate1_0_2;
       4'h3:
-          \$29  = gate0_1_3;
+          \$29  = gate1_0_3;
       4'h4:
-          \$29  = gate0_1_4;
+          \$29  = gate1_0_4;
       4'h5:
-          \$29  = gate0_1_5;
+          \$29  = gate1_0_5;
       4'h6:
-          \$29  = gate0_1_6;
+          \$29  = gate1_0_6;
       4'h7:
-          \$29  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$30  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$30  = gate1_1_0;
-      4'h1:
-          \$30  = gate1_1_1;
-      4'h2:
-          \$30  = gate1_1_2;
-      4'h3:
-          \$30  = gate1_1_3;
-      4'h4:
-          \$30  = gate1_1_4;
-      4'h5:
-          \$30  = gate1_1_5;
-      4'h6:
-          \$30  = gate1_1_6;
-      4'h7:
-          \$30  = gate1_1_7;
+          \$29  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -1701,53 +1636,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$31  = \$29 ;
+          \$30  = \$27 ;
       1'h1:
-          \$31  = \$30 ;
+          \$30  = \$29 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$32  = 21'h000000;
-    casez (lane)
+    casez (\$31 )
       4'h0:
-          \$32  = gate0_2_0;
+          \$32  = gate0_1_0;
       4'h1:
-          \$32  = gate0_2_1;
+          \$32  = gate0_1_1;
       4'h2:
-          \$32  = gate0_2_2;
+          \$32  = gate0_1_2;
       4'h3:
-          \$32  = gate0_2_3;
+          \$32  = gate0_1_3;
       4'h4:
-          \$32  = gate0_2_4;
+          \$32  = gate0_1_4;
       4'h5:
-          \$32  = gate0_2_5;
+          \$32  = gate0_1_5;
       4'h6:
-          \$32  = gate0_2_6;
+          \$32  = gate0_1_6;
       4'h7:
-          \$32  = gate0_2_7;
+          \$32  = gate0_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$33  = 21'h000000;
-    casez (lane)
+    \$34  = 21'h000000;
+    casez (\$33 )
       4'h0:
-          \$33  = gate1_2_0;
+          \$34  = gate1_1_0;
       4'h1:
-          \$33  = gate1_2_1;
+          \$34  = gate1_1_1;
       4'h2:
-          \$33  = gate1_2_2;
+          \$34  = gate1_1_2;
       4'h3:
-          \$33  = gate1_2_3;
+          \$34  = gate1_1_3;
       4'h4:
-          \$33  = gate1_2_4;
+          \$34  = gate1_1_4;
       4'h5:
-          \$33  = gate1_2_5;
+          \$34  = gate1_1_5;
       4'h6:
-          \$33  = gate1_2_6;
+          \$34  = gate1_1_6;
       4'h7:
-          \$33  = gate1_2_7;
+          \$34  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -1755,53 +1690,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$34  = \$32 ;
+          \$35  = \$32 ;
       1'h1:
-          \$34  = \$33 ;
+          \$35  = \$34 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$35  = 21'h000000;
-    casez (lane)
+    \$37  = 21'h000000;
+    casez (\$36 )
       4'h0:
-          \$35  = gate0_3_0;
+          \$37  = gate0_2_0;
       4'h1:
-          \$35  = gate0_3_1;
+          \$37  = gate0_2_1;
       4'h2:
-          \$35  = gate0_3_2;
+          \$37  = gate0_2_2;
       4'h3:
-          \$35  = gate0_3_3;
+          \$37  = gate0_2_3;
       4'h4:
-          \$35  = gate0_3_4;
+          \$37  = gate0_2_4;
       4'h5:
-          \$35  = gate0_3_5;
+          \$37  = gate0_2_5;
       4'h6:
-          \$35  = gate0_3_6;
+          \$37  = gate0_2_6;
       4'h7:
-          \$35  = gate0_3_7;
+          \$37  = gate0_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$36  = 21'h000000;
-    casez (lane)
+    \$39  = 21'h000000;
+    casez (\$38 )
       4'h0:
-          \$36  = gate1_3_0;
+          \$39  = gate1_2_0;
       4'h1:
-          \$36  = gate1_3_1;
+          \$39  = gate1_2_1;
       4'h2:
-          \$36  = gate1_3_2;
+          \$39  = gate1_2_2;
       4'h3:
-          \$36  = gate1_3_3;
+          \$39  = gate1_2_3;
       4'h4:
-          \$36  = gate1_3_4;
+          \$39  = gate1_2_4;
       4'h5:
-          \$36  = gate1_3_5;
+          \$39  = gate1_2_5;
       4'h6:
-          \$36  = gate1_3_6;
+          \$39  = gate1_2_6;
       4'h7:
-          \$36  = gate1_3_7;
+          \$39  = gate1_2_7;
     endcase
   end
   always @* begin
@@ -1809,9 +1744,63 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$37  = \$35 ;
+          \$40  = \$37 ;
       1'h1:
-          \$37  = \$36 ;
+          \$40  = \$39 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$42  = 21'h000000;
+    casez (\$41 )
+      4'h0:
+          \$42  = gate0_3_0;
+      4'h1:
+          \$42  = gate0_3_1;
+      4'h2:
+          \$42  = gate0_3_2;
+      4'h3:
+          \$42  = gate0_3_3;
+      4'h4:
+          \$42  = gate0_3_4;
+      4'h5:
+          \$42  = gate0_3_5;
+      4'h6:
+          \$42  = gate0_3_6;
+      4'h7:
+          \$42  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$44  = 21'h000000;
+    casez (\$43 )
+      4'h0:
+          \$44  = gate1_3_0;
+      4'h1:
+          \$44  = gate1_3_1;
+      4'h2:
+          \$44  = gate1_3_2;
+      4'h3:
+          \$44  = gate1_3_3;
+      4'h4:
+          \$44  = gate1_3_4;
+      4'h5:
+          \$44  = gate1_3_5;
+      4'h6:
+          \$44  = gate1_3_6;
+      4'h7:
+          \$44  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$45  = \$42 ;
+      1'h1:
+          \$45  = \$44 ;
     endcase
   end
   always @* begin
@@ -1819,19 +1808,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$45  = bank0_full;
+          \$54  = bank0_full;
       1'h1:
-          \$45  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$54 )
-      1'h0:
-          \$55  = bank0_full;
-      1'h1:
-          \$55  = bank1_full;
+          \$54  = bank1_full;
     endcase
   end
   always @* begin
@@ -1847,55 +1826,11 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (i_bank)
+    casez (\$72 )
       1'h0:
-          \$67  = bank0_full;
+          \$73  = bank0_full;
       1'h1:
-          \$67  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$69  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$69  = gate0_0_0;
-      4'h1:
-          \$69  = gate0_0_1;
-      4'h2:
-          \$69  = gate0_0_2;
-      4'h3:
-          \$69  = gate0_0_3;
-      4'h4:
-          \$69  = gate0_0_4;
-      4'h5:
-          \$69  = gate0_0_5;
-      4'h6:
-          \$69  = gate0_0_6;
-      4'h7:
-          \$69  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$70  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$70  = gate1_0_0;
-      4'h1:
-          \$70  = gate1_0_1;
-      4'h2:
-          \$70  = gate1_0_2;
-      4'h3:
-          \$70  = gate1_0_3;
-      4'h4:
-          \$70  = gate1_0_4;
-      4'h5:
-          \$70  = gate1_0_5;
-      4'h6:
-          \$70  = gate1_0_6;
-      4'h7:
-          \$70  = gate1_0_7;
+          \$73  = bank1_full;
     endcase
   end
   always @* begin
@@ -1903,161 +1838,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$71  = \$69 ;
+          \$76  = bank0_full;
       1'h1:
-          \$71  = \$70 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$72  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$72  = gate0_1_0;
-      4'h1:
-          \$72  = gate0_1_1;
-      4'h2:
-          \$72  = gate0_1_2;
-      4'h3:
-          \$72  = gate0_1_3;
-      4'h4:
-          \$72  = gate0_1_4;
-      4'h5:
-          \$72  = gate0_1_5;
-      4'h6:
-          \$72  = gate0_1_6;
-      4'h7:
-          \$72  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$73  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$73  = gate1_1_0;
-      4'h1:
-          \$73  = gate1_1_1;
-      4'h2:
-          \$73  = gate1_1_2;
-      4'h3:
-          \$73  = gate1_1_3;
-      4'h4:
-          \$73  = gate1_1_4;
-      4'h5:
-          \$73  = gate1_1_5;
-      4'h6:
-          \$73  = gate1_1_6;
-      4'h7:
-          \$73  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$74  = \$72 ;
-      1'h1:
-          \$74  = \$73 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$75  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$75  = gate0_2_0;
-      4'h1:
-          \$75  = gate0_2_1;
-      4'h2:
-          \$75  = gate0_2_2;
-      4'h3:
-          \$75  = gate0_2_3;
-      4'h4:
-          \$75  = gate0_2_4;
-      4'h5:
-          \$75  = gate0_2_5;
-      4'h6:
-          \$75  = gate0_2_6;
-      4'h7:
-          \$75  = gate0_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$76  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$76  = gate1_2_0;
-      4'h1:
-          \$76  = gate1_2_1;
-      4'h2:
-          \$76  = gate1_2_2;
-      4'h3:
-          \$76  = gate1_2_3;
-      4'h4:
-          \$76  = gate1_2_4;
-      4'h5:
-          \$76  = gate1_2_5;
-      4'h6:
-          \$76  = gate1_2_6;
-      4'h7:
-          \$76  = gate1_2_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$77  = \$75 ;
-      1'h1:
-          \$77  = \$76 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$78  = 21'h000000;
-    casez (lane)
-      4'h0:
-          \$78  = gate0_3_0;
-      4'h1:
-          \$78  = gate0_3_1;
-      4'h2:
-          \$78  = gate0_3_2;
-      4'h3:
-          \$78  = gate0_3_3;
-      4'h4:
-          \$78  = gate0_3_4;
-      4'h5:
-          \$78  = gate0_3_5;
-      4'h6:
-          \$78  = gate0_3_6;
-      4'h7:
-          \$78  = gate0_3_7;
+          \$76  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$79  = 21'h000000;
-    casez (lane)
+    casez (\$78 )
       4'h0:
-          \$79  = gate1_3_0;
+          \$79  = gate0_0_0;
       4'h1:
-          \$79  = gate1_3_1;
+          \$79  = gate0_0_1;
       4'h2:
-          \$79  = gate1_3_2;
+          \$79  = gate0_0_2;
       4'h3:
-          \$79  = gate1_3_3;
+          \$79  = gate0_0_3;
       4'h4:
-          \$79  = gate1_3_4;
+          \$79  = gate0_0_4;
       4'h5:
-          \$79  = gate1_3_5;
+          \$79  = gate0_0_5;
       4'h6:
-          \$79  = gate1_3_6;
+          \$79  = gate0_0_6;
       4'h7:
-          \$79  = gate1_3_7;
+          \$79  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$81  = 21'h000000;
+    casez (\$80 )
+      4'h0:
+          \$81  = gate1_0_0;
+      4'h1:
+          \$81  = gate1_0_1;
+      4'h2:
+          \$81  = gate1_0_2;
+      4'h3:
+          \$81  = gate1_0_3;
+      4'h4:
+          \$81  = gate1_0_4;
+      4'h5:
+          \$81  = gate1_0_5;
+      4'h6:
+          \$81  = gate1_0_6;
+      4'h7:
+          \$81  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -2065,39 +1892,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$80  = \$78 ;
+          \$82  = \$79 ;
       1'h1:
-          \$80  = \$79 ;
+          \$82  = \$81 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$88  = bank0_full;
-      1'h1:
-          \$88  = bank1_full;
+    \$84  = 21'h000000;
+    casez (\$83 )
+      4'h0:
+          \$84  = gate0_1_0;
+      4'h1:
+          \$84  = gate0_1_1;
+      4'h2:
+          \$84  = gate0_1_2;
+      4'h3:
+          \$84  = gate0_1_3;
+      4'h4:
+          \$84  = gate0_1_4;
+      4'h5:
+          \$84  = gate0_1_5;
+      4'h6:
+          \$84  = gate0_1_6;
+      4'h7:
+          \$84  = gate0_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$97 )
-      1'h0:
-          \$98  = bank0_full;
-      1'h1:
-          \$98  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$106 )
-      1'h0:
-          \$107  = bank0_full;
-      1'h1:
-          \$107  = bank1_full;
+    \$86  = 21'h000000;
+    casez (\$85 )
+      4'h0:
+          \$86  = gate1_1_0;
+      4'h1:
+          \$86  = gate1_1_1;
+      4'h2:
+          \$86  = gate1_1_2;
+      4'h3:
+          \$86  = gate1_1_3;
+      4'h4:
+          \$86  = gate1_1_4;
+      4'h5:
+          \$86  = gate1_1_5;
+      4'h6:
+          \$86  = gate1_1_6;
+      4'h7:
+          \$86  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -2105,9 +1946,117 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$115  = bank0_full;
+          \$87  = \$84 ;
       1'h1:
-          \$115  = bank1_full;
+          \$87  = \$86 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$89  = 21'h000000;
+    casez (\$88 )
+      4'h0:
+          \$89  = gate0_2_0;
+      4'h1:
+          \$89  = gate0_2_1;
+      4'h2:
+          \$89  = gate0_2_2;
+      4'h3:
+          \$89  = gate0_2_3;
+      4'h4:
+          \$89  = gate0_2_4;
+      4'h5:
+          \$89  = gate0_2_5;
+      4'h6:
+          \$89  = gate0_2_6;
+      4'h7:
+          \$89  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = 21'h000000;
+    casez (\$90 )
+      4'h0:
+          \$91  = gate1_2_0;
+      4'h1:
+          \$91  = gate1_2_1;
+      4'h2:
+          \$91  = gate1_2_2;
+      4'h3:
+          \$91  = gate1_2_3;
+      4'h4:
+          \$91  = gate1_2_4;
+      4'h5:
+          \$91  = gate1_2_5;
+      4'h6:
+          \$91  = gate1_2_6;
+      4'h7:
+          \$91  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$92  = \$89 ;
+      1'h1:
+          \$92  = \$91 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = 21'h000000;
+    casez (\$93 )
+      4'h0:
+          \$94  = gate0_3_0;
+      4'h1:
+          \$94  = gate0_3_1;
+      4'h2:
+          \$94  = gate0_3_2;
+      4'h3:
+          \$94  = gate0_3_3;
+      4'h4:
+          \$94  = gate0_3_4;
+      4'h5:
+          \$94  = gate0_3_5;
+      4'h6:
+          \$94  = gate0_3_6;
+      4'h7:
+          \$94  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$96  = 21'h000000;
+    casez (\$95 )
+      4'h0:
+          \$96  = gate1_3_0;
+      4'h1:
+          \$96  = gate1_3_1;
+      4'h2:
+          \$96  = gate1_3_2;
+      4'h3:
+          \$96  = gate1_3_3;
+      4'h4:
+          \$96  = gate1_3_4;
+      4'h5:
+          \$96  = gate1_3_5;
+      4'h6:
+          \$96  = gate1_3_6;
+      4'h7:
+          \$96  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$97  = \$94 ;
+      1'h1:
+          \$97  = \$96 ;
     endcase
   end
   always @* begin
@@ -2115,25 +2064,45 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$121  = bank0_full;
+          \$106  = bank0_full;
       1'h1:
-          \$121  = bank1_full;
+          \$106  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$130 )
+    casez (\$115 )
       1'h0:
-          \$131  = bank0_full;
+          \$116  = bank0_full;
       1'h1:
-          \$131  = bank1_full;
+          \$116  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$139 )
+    casez (\$124 )
+      1'h0:
+          \$125  = bank0_full;
+      1'h1:
+          \$125  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$133  = bank0_full;
+      1'h1:
+          \$133  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
       1'h0:
           \$140  = bank0_full;
       1'h1:
@@ -2143,377 +2112,342 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (i_bank)
+    casez (\$149 )
       1'h0:
-          \$148  = bank0_full;
+          \$150  = bank0_full;
       1'h1:
-          \$148  = bank1_full;
+          \$150  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$153  = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (\$158 )
+      1'h0:
+          \$159  = bank0_full;
+      1'h1:
+          \$159  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$167  = bank0_full;
+      1'h1:
+          \$167  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$173  = 1'h0;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$24 ) begin
-              \$153  = 1'h1;
+              \$173  = 1'h1;
             end
         1'h1:
-            if (\$67 ) begin
-              \$153  = 1'h1;
+            if (\$76 ) begin
+              \$173  = 1'h1;
             end
       endcase
     end
     if (rst) begin
-      \$153  = 1'h0;
+      \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$154  = grp;
+    \$174  = layer;
     if (start) begin
-      \$154  = 3'h0;
+      \$174  = sel;
+    end
+    if (rst) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$175  = grp;
+    if (start) begin
+      \$175  = 3'h0;
     end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$24 ) begin
-              if (\$40 ) begin
-                \$154  = \$42 [2:0];
+              if (\$49 ) begin
+                \$175  = \$51 [2:0];
               end
             end
         1'h1:
-            if (\$67 ) begin
-              if (\$83 ) begin
-                \$154  = \$85 [2:0];
+            if (\$76 ) begin
+              if (\$101 ) begin
+                \$175  = \$103 [2:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$154  = 3'h0;
+      \$175  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$155  = lane;
+    \$176  = lane;
     if (start) begin
-      \$155  = 4'h0;
+      \$176  = 4'h0;
     end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$24 ) begin
               (* full_case = 32'd1 *)
-              if (\$40 ) begin
-                \$155  = 4'h0;
+              if (\$49 ) begin
+                \$176  = 4'h0;
               end else begin
-                \$155  = \$43 [3:0];
+                \$176  = \$52 [3:0];
               end
             end
         1'h1:
-            if (\$67 ) begin
+            if (\$76 ) begin
               (* full_case = 32'd1 *)
-              if (\$83 ) begin
-                \$155  = 4'h0;
+              if (\$101 ) begin
+                \$176  = 4'h0;
               end else begin
-                \$155  = \$86 [3:0];
+                \$176  = \$104 [3:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$155  = 4'h0;
+      \$176  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$156  = elem;
+    \$177  = elem;
     if (start) begin
-      \$156  = 6'h00;
+      \$177  = 6'h00;
     end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$24 ) begin
-              \$156  = \$25 [5:0];
+              \$177  = \$25 [5:0];
             end
         1'h1:
-            if (\$67 ) begin
-              \$156  = \$68 [5:0];
+            if (\$76 ) begin
+              \$177  = \$77 [5:0];
             end
       endcase
     end
     if (rst) begin
-      \$156  = 6'h00;
+      \$177  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$157  = act_q;
+    \$178  = act_q;
     if (start) begin
-      \$157  = 3'h0;
+      \$178  = 3'h0;
     end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              \$157  = \$5 [2:0];
+              \$178  = \$5 [2:0];
               if (\$15 ) begin
-                \$157  = 3'h0;
+                \$178  = 3'h0;
                 if (early) begin
-                  \$157  = 3'h2;
+                  \$178  = 3'h2;
                 end else if (\$23 ) begin
-                  \$157  = 3'h1;
+                  \$178  = 3'h1;
                 end
               end
             end
         1'h1:
-            if (\$47 ) begin
-              \$157  = \$48 [2:0];
-              if (\$58 ) begin
-                \$157  = 3'h0;
+            if (\$56 ) begin
+              \$178  = \$57 [2:0];
+              if (\$67 ) begin
+                \$178  = 3'h0;
                 if (early) begin
-                  \$157  = 3'h2;
-                end else if (\$66 ) begin
-                  \$157  = 3'h1;
+                  \$178  = 3'h2;
+                end else if (\$75 ) begin
+                  \$178  = 3'h1;
                 end
               end
             end
       endcase
     end
     if (rst) begin
-      \$157  = 3'h0;
+      \$178  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$158  = early;
+    \$179  = early;
     if (start) begin
-      \$158  = 1'h0;
+      \$179  = 1'h0;
     end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$8 ) begin
-                \$158  = \$14 ;
+                \$179  = \$14 ;
               end
               if (\$15 ) begin
-                \$158  = 1'h0;
+                \$179  = 1'h0;
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$51 ) begin
-                \$158  = \$57 ;
+            if (\$56 ) begin
+              if (\$60 ) begin
+                \$179  = \$66 ;
               end
-              if (\$58 ) begin
-                \$158  = 1'h0;
+              if (\$67 ) begin
+                \$179  = 1'h0;
               end
             end
       endcase
     end
     if (rst) begin
-      \$158  = 1'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$159  = g_grp;
+    \$180  = g_grp;
     if (start) begin
-      \$159  = 3'h0;
+      \$180  = 3'h0;
     end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$15 ) begin
-                \$159  = \$17 [2:0];
+                \$180  = \$17 [2:0];
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$58 ) begin
-                \$159  = \$60 [2:0];
+            if (\$56 ) begin
+              if (\$67 ) begin
+                \$180  = \$69 [2:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$159  = 3'h0;
+      \$180  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$160  = \$signal ;
+    \$181  = \$signal ;
     if (start) begin
-      \$160  = 1'h0;
+      \$181  = 1'h0;
     end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$15 ) begin
-                \$160  = \$16 ;
+                \$181  = \$16 ;
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$58 ) begin
-                \$160  = \$59 ;
+            if (\$56 ) begin
+              if (\$67 ) begin
+                \$181  = \$68 ;
               end
             end
       endcase
     end
     if (rst) begin
-      \$160  = 1'h0;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$161  = i_bank;
+    \$182  = i_bank;
     if (start) begin
-      \$161  = 1'h0;
+      \$182  = 1'h0;
     end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$24 ) begin
-              if (\$40 ) begin
-                \$161  = \$41 ;
+              if (\$49 ) begin
+                \$182  = \$50 ;
               end
             end
         1'h1:
-            if (\$67 ) begin
-              if (\$83 ) begin
-                \$161  = \$84 ;
+            if (\$76 ) begin
+              if (\$101 ) begin
+                \$182  = \$102 ;
               end
             end
       endcase
     end
     if (rst) begin
-      \$161  = 1'h0;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$162  = bank0_full;
+    \$183  = bank0_full;
     if (start) begin
-      \$162  = 1'h0;
+      \$183  = 1'h0;
     end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
           begin
             if (\$4 ) begin
               if (\$15 ) begin
                 casez (\$signal )
                   1'h0:
-                      \$162  = 1'h1;
-                endcase
-              end
-            end
-            if (\$24 ) begin
-              if (\$40 ) begin
-                casez (i_bank)
-                  1'h0:
-                      \$162  = 1'h0;
-                endcase
-              end
-            end
-          end
-        1'h1:
-          begin
-            if (\$47 ) begin
-              if (\$58 ) begin
-                casez (\$signal )
-                  1'h0:
-                      \$162  = 1'h1;
-                endcase
-              end
-            end
-            if (\$67 ) begin
-              if (\$83 ) begin
-                casez (i_bank)
-                  1'h0:
-                      \$162  = 1'h0;
-                endcase
-              end
-            end
-          end
-      endcase
-    end
-    if (rst) begin
-      \$162  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$163  = bank1_full;
-    if (start) begin
-      \$163  = 1'h0;
-    end
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-          begin
-            if (\$4 ) begin
-              if (\$15 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$signal )
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$163  = 1'h1;
+                      \$183  = 1'h1;
                 endcase
               end
             end
             if (\$24 ) begin
-              if (\$40 ) begin
-                (* full_case = 32'd1 *)
+              if (\$49 ) begin
                 casez (i_bank)
                   1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$163  = 1'h0;
+                      \$183  = 1'h0;
                 endcase
               end
             end
           end
         1'h1:
           begin
-            if (\$47 ) begin
-              if (\$58 ) begin
-                (* full_case = 32'd1 *)
+            if (\$56 ) begin
+              if (\$67 ) begin
                 casez (\$signal )
                   1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$163  = 1'h1;
+                      \$183  = 1'h1;
                 endcase
               end
             end
-            if (\$67 ) begin
-              if (\$83 ) begin
-                (* full_case = 32'd1 *)
+            if (\$76 ) begin
+              if (\$101 ) begin
                 casez (i_bank)
                   1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$163  = 1'h0;
+                      \$183  = 1'h0;
                 endcase
               end
             end
@@ -2521,740 +2455,95 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
       endcase
     end
     if (rst) begin
-      \$163  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$164  = gate0_0_0;
+    \$184  = bank1_full;
+    if (start) begin
+      \$184  = 1'h0;
+    end
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
+          begin
             if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$164  = acc_word[20:0];
+              if (\$15 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$184  = 1'h1;
                 endcase
               end
             end
-        1'h1:
-            if (\$47 ) begin
+            if (\$24 ) begin
               if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$164  = acc_word[20:0];
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$184  = 1'h0;
                 endcase
               end
             end
+          end
+        1'h1:
+          begin
+            if (\$56 ) begin
+              if (\$67 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$184  = 1'h1;
+                endcase
+              end
+            end
+            if (\$76 ) begin
+              if (\$101 ) begin
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$184  = 1'h0;
+                endcase
+              end
+            end
+          end
       endcase
     end
     if (rst) begin
-      \$164  = 21'h000000;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$165  = gate0_0_1;
+    \$185  = gate0_0_0;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$165  = acc_word[41:21];
+                      \$185  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$165  = acc_word[41:21];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$165  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$166  = gate0_0_2;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$166  = acc_word[62:42];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$166  = acc_word[62:42];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$166  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$167  = gate0_0_3;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$167  = acc_word[83:63];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$167  = acc_word[83:63];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$167  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$168  = gate0_0_4;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$168  = acc_word[104:84];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$168  = acc_word[104:84];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$168  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$169  = gate0_0_5;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$169  = acc_word[125:105];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$169  = acc_word[125:105];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$169  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$170  = gate0_0_6;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$170  = acc_word[146:126];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$170  = acc_word[146:126];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$170  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$171  = gate0_0_7;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$171  = acc_word[167:147];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$171  = acc_word[167:147];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$171  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$172  = gate0_1_0;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$172  = acc_word[20:0];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$172  = acc_word[20:0];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$172  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$173  = gate0_1_1;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$173  = acc_word[41:21];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$173  = acc_word[41:21];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$173  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$174  = gate0_1_2;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$174  = acc_word[62:42];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$174  = acc_word[62:42];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$174  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$175  = gate0_1_3;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$175  = acc_word[83:63];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$175  = acc_word[83:63];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$175  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$176  = gate0_1_4;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$176  = acc_word[104:84];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$176  = acc_word[104:84];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$176  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$177  = gate0_1_5;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$177  = acc_word[125:105];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$177  = acc_word[125:105];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$177  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$178  = gate0_1_6;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$178  = acc_word[146:126];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$178  = acc_word[146:126];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$178  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$179  = gate0_1_7;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$179  = acc_word[167:147];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$179  = acc_word[167:147];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$179  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$180  = gate0_2_0;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$180  = acc_word[20:0];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$180  = acc_word[20:0];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$180  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$181  = gate0_2_1;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$181  = acc_word[41:21];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$181  = acc_word[41:21];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$181  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$182  = gate0_2_2;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$182  = acc_word[62:42];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$182  = acc_word[62:42];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$182  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$183  = gate0_2_3;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$183  = acc_word[83:63];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$183  = acc_word[83:63];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$183  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$184  = gate0_2_4;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$184  = acc_word[104:84];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$184  = acc_word[104:84];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$184  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$185  = gate0_2_5;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$185  = acc_word[125:105];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$185  = acc_word[125:105];
+                      \$185  = acc_word[20:0];
                 endcase
               end
             end
@@ -3266,33 +2555,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$186  = gate0_2_6;
+    \$186  = gate0_0_1;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$186  = acc_word[146:126];
+                      \$186  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$186  = acc_word[146:126];
+                      \$186  = acc_word[41:21];
                 endcase
               end
             end
@@ -3304,33 +2585,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$187  = gate0_2_7;
+    \$187  = gate0_0_2;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$187  = acc_word[167:147];
+                      \$187  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$187  = acc_word[167:147];
+                      \$187  = acc_word[62:42];
                 endcase
               end
             end
@@ -3342,37 +2615,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$188  = gate0_3_0;
+    \$188  = gate0_0_3;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$188  = acc_word[20:0];
+                      \$188  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$188  = acc_word[20:0];
+                      \$188  = acc_word[83:63];
                 endcase
               end
             end
@@ -3384,37 +2645,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$189  = gate0_3_1;
+    \$189  = gate0_0_4;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$189  = acc_word[41:21];
+                      \$189  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$189  = acc_word[41:21];
+                      \$189  = acc_word[104:84];
                 endcase
               end
             end
@@ -3426,37 +2675,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$190  = gate0_3_2;
+    \$190  = gate0_0_5;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$190  = acc_word[62:42];
+                      \$190  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$190  = acc_word[62:42];
+                      \$190  = acc_word[125:105];
                 endcase
               end
             end
@@ -3468,37 +2705,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$191  = gate0_3_3;
+    \$191  = gate0_0_6;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$191  = acc_word[83:63];
+                      \$191  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$191  = acc_word[83:63];
+                      \$191  = acc_word[146:126];
                 endcase
               end
             end
@@ -3510,37 +2735,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$192  = gate0_3_4;
+    \$192  = gate0_0_7;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$192  = acc_word[104:84];
+                      \$192  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$192  = acc_word[104:84];
+                      \$192  = acc_word[167:147];
                 endcase
               end
             end
@@ -3552,10 +2765,10 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$193  = gate0_3_5;
+    \$193  = gate0_1_0;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
@@ -3563,26 +2776,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$193  = acc_word[125:105];
+                      \$193  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$193  = acc_word[125:105];
+                      \$193  = acc_word[20:0];
                 endcase
               end
             end
@@ -3594,10 +2799,10 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$194  = gate0_3_6;
+    \$194  = gate0_1_1;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
@@ -3605,26 +2810,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$194  = acc_word[146:126];
+                      \$194  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$194  = acc_word[146:126];
+                      \$194  = acc_word[41:21];
                 endcase
               end
             end
@@ -3636,10 +2833,10 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$195  = gate0_3_7;
+    \$195  = gate0_1_2;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$6 ) begin
@@ -3647,26 +2844,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$195  = acc_word[167:147];
+                      \$195  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$195  = acc_word[167:147];
+                      \$195  = acc_word[62:42];
                 endcase
               end
             end
@@ -3678,25 +2867,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$196  = gate1_0_0;
+    \$196  = gate0_1_3;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$196  = acc_word[20:0];
+                      /* empty */;
+                  3'h3:
+                      \$196  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$196  = acc_word[20:0];
+                      /* empty */;
+                  3'h3:
+                      \$196  = acc_word[83:63];
                 endcase
               end
             end
@@ -3708,25 +2901,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$197  = gate1_0_1;
+    \$197  = gate0_1_4;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$197  = acc_word[41:21];
+                      /* empty */;
+                  3'h3:
+                      \$197  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$197  = acc_word[41:21];
+                      /* empty */;
+                  3'h3:
+                      \$197  = acc_word[104:84];
                 endcase
               end
             end
@@ -3738,25 +2935,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$198  = gate1_0_2;
+    \$198  = gate0_1_5;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$198  = acc_word[62:42];
+                      /* empty */;
+                  3'h3:
+                      \$198  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$198  = acc_word[62:42];
+                      /* empty */;
+                  3'h3:
+                      \$198  = acc_word[125:105];
                 endcase
               end
             end
@@ -3768,25 +2969,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$199  = gate1_0_3;
+    \$199  = gate0_1_6;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$199  = acc_word[83:63];
+                      /* empty */;
+                  3'h3:
+                      \$199  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$199  = acc_word[83:63];
+                      /* empty */;
+                  3'h3:
+                      \$199  = acc_word[146:126];
                 endcase
               end
             end
@@ -3798,25 +3003,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$200  = gate1_0_4;
+    \$200  = gate0_1_7;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$200  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$200  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$200  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$200  = acc_word[167:147];
                 endcase
               end
             end
@@ -3828,25 +3037,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$201  = gate1_0_5;
+    \$201  = gate0_2_0;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$201  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$201  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$201  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$201  = acc_word[20:0];
                 endcase
               end
             end
@@ -3858,25 +3075,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$202  = gate1_0_6;
+    \$202  = gate0_2_1;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$202  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$202  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$202  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$202  = acc_word[41:21];
                 endcase
               end
             end
@@ -3888,25 +3113,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$203  = gate1_0_7;
+    \$203  = gate0_2_2;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$203  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$203  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$203  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$203  = acc_word[62:42];
                 endcase
               end
             end
@@ -3918,29 +3151,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$204  = gate1_1_0;
+    \$204  = gate0_2_3;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$204  = acc_word[20:0];
+                      /* empty */;
+                  3'h4:
+                      \$204  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$204  = acc_word[20:0];
+                      /* empty */;
+                  3'h4:
+                      \$204  = acc_word[83:63];
                 endcase
               end
             end
@@ -3952,29 +3189,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$205  = gate1_1_1;
+    \$205  = gate0_2_4;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$205  = acc_word[41:21];
+                      /* empty */;
+                  3'h4:
+                      \$205  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$205  = acc_word[41:21];
+                      /* empty */;
+                  3'h4:
+                      \$205  = acc_word[104:84];
                 endcase
               end
             end
@@ -3986,29 +3227,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$206  = gate1_1_2;
+    \$206  = gate0_2_5;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$206  = acc_word[62:42];
+                      /* empty */;
+                  3'h4:
+                      \$206  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$206  = acc_word[62:42];
+                      /* empty */;
+                  3'h4:
+                      \$206  = acc_word[125:105];
                 endcase
               end
             end
@@ -4020,29 +3265,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$207  = gate1_1_3;
+    \$207  = gate0_2_6;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$207  = acc_word[83:63];
+                      /* empty */;
+                  3'h4:
+                      \$207  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$207  = acc_word[83:63];
+                      /* empty */;
+                  3'h4:
+                      \$207  = acc_word[146:126];
                 endcase
               end
             end
@@ -4054,29 +3303,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$208  = gate1_1_4;
+    \$208  = gate0_2_7;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$208  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$208  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$208  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$208  = acc_word[167:147];
                 endcase
               end
             end
@@ -4088,29 +3341,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$209  = gate1_1_5;
+    \$209  = gate0_3_0;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$209  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$209  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$209  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$209  = acc_word[20:0];
                 endcase
               end
             end
@@ -4122,29 +3383,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$210  = gate1_1_6;
+    \$210  = gate0_3_1;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$210  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$210  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$210  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$210  = acc_word[41:21];
                 endcase
               end
             end
@@ -4156,29 +3425,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$211  = gate1_1_7;
+    \$211  = gate0_3_2;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$211  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$211  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$211  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$211  = acc_word[62:42];
                 endcase
               end
             end
@@ -4190,33 +3467,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$212  = gate1_2_0;
+    \$212  = gate0_3_3;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$212  = acc_word[20:0];
+                      /* empty */;
+                  3'h5:
+                      \$212  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$212  = acc_word[20:0];
+                      /* empty */;
+                  3'h5:
+                      \$212  = acc_word[83:63];
                 endcase
               end
             end
@@ -4228,33 +3509,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$213  = gate1_2_1;
+    \$213  = gate0_3_4;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$213  = acc_word[41:21];
+                      /* empty */;
+                  3'h5:
+                      \$213  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$213  = acc_word[41:21];
+                      /* empty */;
+                  3'h5:
+                      \$213  = acc_word[104:84];
                 endcase
               end
             end
@@ -4266,33 +3551,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$214  = gate1_2_2;
+    \$214  = gate0_3_5;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$214  = acc_word[62:42];
+                      /* empty */;
+                  3'h5:
+                      \$214  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$214  = acc_word[62:42];
+                      /* empty */;
+                  3'h5:
+                      \$214  = acc_word[125:105];
                 endcase
               end
             end
@@ -4304,33 +3593,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$215  = gate1_2_3;
+    \$215  = gate0_3_6;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$215  = acc_word[83:63];
+                      /* empty */;
+                  3'h5:
+                      \$215  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$215  = acc_word[83:63];
+                      /* empty */;
+                  3'h5:
+                      \$215  = acc_word[146:126];
                 endcase
               end
             end
@@ -4342,33 +3635,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$216  = gate1_2_4;
+    \$216  = gate0_3_7;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$216  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$216  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$216  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$216  = acc_word[167:147];
                 endcase
               end
             end
@@ -4380,33 +3677,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$217  = gate1_2_5;
+    \$217  = gate1_0_0;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$217  = acc_word[125:105];
+                      \$217  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$217  = acc_word[125:105];
+                      \$217  = acc_word[20:0];
                 endcase
               end
             end
@@ -4418,33 +3707,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$218  = gate1_2_6;
+    \$218  = gate1_0_1;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$218  = acc_word[146:126];
+                      \$218  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$218  = acc_word[146:126];
+                      \$218  = acc_word[41:21];
                 endcase
               end
             end
@@ -4456,33 +3737,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$219  = gate1_2_7;
+    \$219  = gate1_0_2;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$219  = acc_word[167:147];
+                      \$219  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$219  = acc_word[167:147];
+                      \$219  = acc_word[62:42];
                 endcase
               end
             end
@@ -4494,37 +3767,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$220  = gate1_3_0;
+    \$220  = gate1_0_3;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$220  = acc_word[20:0];
+                      \$220  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$220  = acc_word[20:0];
+                      \$220  = acc_word[83:63];
                 endcase
               end
             end
@@ -4536,37 +3797,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$221  = gate1_3_1;
+    \$221  = gate1_0_4;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$221  = acc_word[41:21];
+                      \$221  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$221  = acc_word[41:21];
+                      \$221  = acc_word[104:84];
                 endcase
               end
             end
@@ -4578,37 +3827,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$222  = gate1_3_2;
+    \$222  = gate1_0_5;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$222  = acc_word[62:42];
+                      \$222  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$222  = acc_word[62:42];
+                      \$222  = acc_word[125:105];
                 endcase
               end
             end
@@ -4620,37 +3857,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$223  = gate1_3_3;
+    \$223  = gate1_0_6;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$223  = acc_word[83:63];
+                      \$223  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$223  = acc_word[83:63];
+                      \$223  = acc_word[146:126];
                 endcase
               end
             end
@@ -4662,37 +3887,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$224  = gate1_3_4;
+    \$224  = gate1_0_7;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$224  = acc_word[104:84];
+                      \$224  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$224  = acc_word[104:84];
+                      \$224  = acc_word[167:147];
                 endcase
               end
             end
@@ -4704,10 +3917,10 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$225  = gate1_3_5;
+    \$225  = gate1_1_0;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
@@ -4715,26 +3928,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$225  = acc_word[125:105];
+                      \$225  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$225  = acc_word[125:105];
+                      \$225  = acc_word[20:0];
                 endcase
               end
             end
@@ -4746,10 +3951,10 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$226  = gate1_3_6;
+    \$226  = gate1_1_1;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
@@ -4757,26 +3962,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$226  = acc_word[146:126];
+                      \$226  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$226  = acc_word[146:126];
+                      \$226  = acc_word[41:21];
                 endcase
               end
             end
@@ -4788,10 +3985,10 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$227  = gate1_3_7;
+    \$227  = gate1_1_2;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
             if (\$4 ) begin
               if (\$7 ) begin
@@ -4799,26 +3996,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$227  = acc_word[167:147];
+                      \$227  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$50 ) begin
+            if (\$56 ) begin
+              if (\$59 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$227  = acc_word[167:147];
+                      \$227  = acc_word[62:42];
                 endcase
               end
             end
@@ -4830,32 +4019,842 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$228  = element__payload;
+    \$228  = gate1_1_3;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
-            if (\$24 ) begin
-              \$228 [28:8] = \$28 ;
-              \$228 [49:29] = \$31 ;
-              \$228 [70:50] = \$34 ;
-              \$228 [91:71] = \$37 ;
-              \$228 [5:0] = elem;
-              \$228 [7:6] = 2'h0;
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$228  = acc_word[83:63];
+                endcase
+              end
             end
         1'h1:
-            if (\$67 ) begin
-              \$228 [28:8] = \$71 ;
-              \$228 [49:29] = \$74 ;
-              \$228 [70:50] = \$77 ;
-              \$228 [91:71] = \$80 ;
-              \$228 [5:0] = elem;
-              \$228 [7:6] = 2'h1;
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$228  = acc_word[83:63];
+                endcase
+              end
             end
       endcase
     end
     if (rst) begin
-      \$228  = 92'h00000000000000000000000;
+      \$228  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$229  = gate1_1_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$229  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$229  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$229  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$230  = gate1_1_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$230  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$230  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$230  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$231  = gate1_1_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$231  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$231  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$231  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$232  = gate1_1_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$232  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$232  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$232  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$233  = gate1_2_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$233  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$233  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$233  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$234  = gate1_2_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$234  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$234  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$234  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$235  = gate1_2_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$235  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$235  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$235  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$236  = gate1_2_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$236  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$236  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$236  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$237  = gate1_2_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$237  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$237  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$237  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$238  = gate1_2_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$238  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$238  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$238  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$239  = gate1_2_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$239  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$239  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$239  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$240  = gate1_2_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$240  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$240  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$240  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$241  = gate1_3_0;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$241  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$241  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$241  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$242  = gate1_3_1;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$242  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$242  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$242  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$243  = gate1_3_2;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$243  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$243  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$243  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$244  = gate1_3_3;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$244  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$244  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$244  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$245  = gate1_3_4;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$245  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$245  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$245  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$246  = gate1_3_5;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$246  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$246  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$246  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$247  = gate1_3_6;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$247  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$247  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$247  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$248  = gate1_3_7;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$248  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$248  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$248  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$249  = element__payload;
+    if (run) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$24 ) begin
+              \$249 [28:8] = \$30 ;
+              \$249 [49:29] = \$35 ;
+              \$249 [70:50] = \$40 ;
+              \$249 [91:71] = \$45 ;
+              \$249 [5:0] = elem;
+              \$249 [7:6] = 2'h0;
+            end
+        1'h1:
+            if (\$76 ) begin
+              \$249 [28:8] = \$82 ;
+              \$249 [49:29] = \$87 ;
+              \$249 [70:50] = \$92 ;
+              \$249 [91:71] = \$97 ;
+              \$249 [5:0] = elem;
+              \$249 [7:6] = 2'h1;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$249  = 92'h00000000000000000000000;
     end
   end
   always @* begin
@@ -4863,36 +4862,36 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     acc_addr = 6'h00;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
-            if (\$90 ) begin
-              acc_addr = \$93 [5:0];
-              if (\$94 ) begin
-                if (\$100 ) begin
-                  acc_addr = { 1'h0, \$102  };
+            if (\$108 ) begin
+              acc_addr = \$111 [5:0];
+              if (\$112 ) begin
+                if (\$118 ) begin
+                  acc_addr = { 1'h0, \$120  };
                 end
               end
-              if (\$103 ) begin
+              if (\$121 ) begin
                 if (early) begin
-                  acc_addr = { 1'h0, \$111  };
-                end else if (\$109 ) begin
-                  acc_addr = { 1'h0, \$113  };
+                  acc_addr = { 1'h0, \$129  };
+                end else if (\$127 ) begin
+                  acc_addr = { 1'h0, \$131  };
                 end
               end
             end
         1'h1:
-            if (\$123 ) begin
-              acc_addr = \$126 [5:0];
-              if (\$127 ) begin
-                if (\$133 ) begin
-                  acc_addr = \$135 [5:0];
+            if (\$142 ) begin
+              acc_addr = \$145 [5:0];
+              if (\$146 ) begin
+                if (\$152 ) begin
+                  acc_addr = \$154 [5:0];
                 end
               end
-              if (\$136 ) begin
+              if (\$155 ) begin
                 if (early) begin
-                  acc_addr = \$144 [5:0];
-                end else if (\$142 ) begin
-                  acc_addr = \$146 [5:0];
+                  acc_addr = \$163 [5:0];
+                end else if (\$161 ) begin
+                  acc_addr = \$165 [5:0];
                 end
               end
             end
@@ -4904,11 +4903,11 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     h_addr = 7'h00;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
-            h_addr = \$114 ;
+            h_addr = \$132 ;
         1'h1:
-            h_addr = \$147 [6:0];
+            h_addr = \$166 [6:0];
       endcase
     end
   end
@@ -4917,19 +4916,19 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
     done = 1'h0;
     if (run) begin
       (* full_case = 32'd1 *)
-      casez (sel)
+      casez (layer)
         1'h0:
-            if (\$115 ) begin
-              if (\$118 ) begin
-                if (\$119 ) begin
+            if (\$133 ) begin
+              if (\$137 ) begin
+                if (\$138 ) begin
                   done = 1'h1;
                 end
               end
             end
         1'h1:
-            if (\$148 ) begin
-              if (\$151 ) begin
-                if (\$152 ) begin
+            if (\$167 ) begin
+              if (\$171 ) begin
+                if (\$172 ) begin
                   done = 1'h1;
                 end
               end
@@ -4953,11 +4952,27 @@ module \hwgen_charlm_gru2_p8.activate (rst, start, sel, run, acc_word, element__
   assign \element__payload.gates[2]  = element__payload[70:50];
   assign \element__payload.gates[3]  = element__payload[91:71];
   assign \$7  = \$signal ;
-  assign \$50  = \$signal ;
+  assign \$26  = lane;
+  assign \$28  = lane;
+  assign \$31  = lane;
+  assign \$33  = lane;
+  assign \$36  = lane;
+  assign \$38  = lane;
+  assign \$41  = lane;
+  assign \$43  = lane;
+  assign \$59  = \$signal ;
+  assign \$78  = lane;
+  assign \$80  = lane;
+  assign \$83  = lane;
+  assign \$85  = lane;
+  assign \$88  = lane;
+  assign \$90  = lane;
+  assign \$93  = lane;
+  assign \$95  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1461$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1621$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5213,8 +5228,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$146
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1461$8 ;
-  wire [83:0] \port$1461$8 ;
+  input [83:0] \port$1621$8 ;
+  wire [83:0] \port$1621$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5234,22 +5249,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$146
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1461$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1621$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1461$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1621$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1461$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1621$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1461$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1621$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6178,10 +6193,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$146
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1461$8 [20:0];
-  assign acc1 = \port$1461$8 [41:21];
-  assign acc2 = \port$1461$8 [62:42];
-  assign acc3 = \port$1461$8 [83:63];
+  assign acc0 = \port$1621$8 [20:0];
+  assign acc1 = \port$1621$8 [41:21];
+  assign acc2 = \port$1621$8 [62:42];
+  assign acc3 = \port$1621$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7164,7 +7179,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1461$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1621$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7420,8 +7435,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$146
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1461$8 ;
-  wire [83:0] \port$1461$8 ;
+  input [83:0] \port$1621$8 ;
+  wire [83:0] \port$1621$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7441,22 +7456,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$146
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1461$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1621$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1461$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1621$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1461$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1621$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1461$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1621$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8385,10 +8400,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$146
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1461$8 [20:0];
-  assign acc1 = \port$1461$8 [41:21];
-  assign acc2 = \port$1461$8 [62:42];
-  assign acc3 = \port$1461$8 [83:63];
+  assign acc0 = \port$1621$8 [20:0];
+  assign acc1 = \port$1621$8 [41:21];
+  assign acc2 = \port$1621$8 [62:42];
+  assign acc3 = \port$1621$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -9371,7 +9386,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, run, fresh, value_addr, done, r_en, clk);
+module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, run, fresh, value_addr, done, pass_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9449,10 +9464,11 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   wire [11:0] \$76 ;
   wire [8:0] \$77 ;
   reg [19:0] \$78 ;
-  reg [6:0] \$79 ;
+  reg [1:0] \$79 ;
   wire \$8 ;
-  reg [10:0] \$80 ;
-  reg [36:0] \$81 ;
+  reg [6:0] \$80 ;
+  reg [10:0] \$81 ;
+  reg [36:0] \$82 ;
   wire \$9 ;
   input clk;
   wire clk;
@@ -9483,6 +9499,8 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   input fresh;
   wire fresh;
   wire [3:0] level;
+  output [1:0] pass_now;
+  reg [1:0] pass_now = 2'h0;
   wire [27:0] pushed;
   wire [6:0] \pushed.col ;
   wire [8:0] \pushed.delta ;
@@ -9507,6 +9525,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   reg [10:0] w_addr = 11'h000;
   wire [27:0] w_data;
   reg w_en;
+  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
   assign \$20  = col == 7'h40;
   assign \$21  = ~ e1[0];
   assign \$22  = \$20  & \$21 ;
@@ -9567,11 +9586,13 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   always @(posedge clk)
     e1 <= \$78 ;
   always @(posedge clk)
-    col <= \$79 ;
+    pass_now <= \$79 ;
   always @(posedge clk)
-    w_addr <= \$80 ;
+    col <= \$80 ;
   always @(posedge clk)
-    e2 <= \$81 ;
+    w_addr <= \$81 ;
+  always @(posedge clk)
+    e2 <= \$82 ;
   assign \$1  = col >= 6'h20;
   assign \$2  = 6'h20 + col;
   assign \$3  = \$2  - 6'h20;
@@ -9588,7 +9609,6 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   assign \$15  = 7'h40 + col;
   assign \$16  = \$15  - 6'h20;
   assign \$17  = 6'h20 + col;
-  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
   \hwgen_charlm_gru2_p8.encoder.queue  queue (
     .clk(clk),
     .level(level),
@@ -9602,7 +9622,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     value_addr = 7'h00;
-    casez (sel)
+    casez (pass_now)
       2'h0:
           value_addr = \$5 [6:0];
       2'h1:
@@ -9614,7 +9634,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     w_en = 1'h0;
-    casez (sel)
+    casez (pass_now)
       2'h0:
           w_en = \$6 ;
       2'h1:
@@ -9626,7 +9646,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     done = 1'h0;
-    casez (sel)
+    casez (pass_now)
       2'h0:
           done = \$13 ;
       2'h1:
@@ -9639,7 +9659,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$78 [19:1] = e1[19:1];
     \$78 [0] = 1'h0;
-    casez (sel)
+    casez (pass_now)
       2'h0:
           if (\$45 ) begin
             \$78 [0] = 1'h1;
@@ -9668,110 +9688,103 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$79  = col;
-    casez (sel)
-      2'h0:
-        begin
-          if (start) begin
-            \$79  = 7'h00;
-          end
-          if (\$45 ) begin
-            \$79  = \$47 [6:0];
-          end
-        end
-      2'h1:
-        begin
-          if (start) begin
-            \$79  = 7'h00;
-          end
-          if (\$59 ) begin
-            \$79  = \$61 [6:0];
-          end
-        end
-      2'h2:
-        begin
-          if (start) begin
-            \$79  = 7'h00;
-          end
-          if (\$73 ) begin
-            \$79  = \$75 [6:0];
-          end
-        end
-    endcase
+    \$79  = pass_now;
+    if (start) begin
+      \$79  = sel;
+    end
     if (rst) begin
-      \$79  = 7'h00;
+      \$79  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$80  = w_addr;
-    casez (sel)
+    \$80  = col;
+    if (start) begin
+      \$80  = 7'h00;
+    end
+    casez (pass_now)
       2'h0:
-        begin
-          if (start) begin
-            \$80  = 11'h000;
-          end
           if (\$45 ) begin
-            \$80  = \$48 [10:0];
+            \$80  = \$47 [6:0];
           end
-        end
       2'h1:
-        begin
-          if (start) begin
-            \$80  = 11'h300;
-          end
           if (\$59 ) begin
-            \$80  = \$62 [10:0];
+            \$80  = \$61 [6:0];
           end
-        end
       2'h2:
-        begin
-          if (start) begin
-            \$80  = 11'h600;
-          end
           if (\$73 ) begin
-            \$80  = \$76 [10:0];
+            \$80  = \$75 [6:0];
           end
-        end
     endcase
     if (rst) begin
-      \$80  = 11'h000;
+      \$80  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$81  = e2;
-    casez (sel)
+    \$81  = w_addr;
+    if (start) begin
+      casez (sel)
+        2'h0:
+            \$81  = 11'h000;
+        2'h1:
+            \$81  = 11'h300;
+        2'h2:
+            \$81  = 11'h600;
+      endcase
+    end
+    casez (pass_now)
+      2'h0:
+          if (\$45 ) begin
+            \$81  = \$48 [10:0];
+          end
+      2'h1:
+          if (\$59 ) begin
+            \$81  = \$62 [10:0];
+          end
+      2'h2:
+          if (\$73 ) begin
+            \$81  = \$76 [10:0];
+          end
+    endcase
+    if (rst) begin
+      \$81  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$82  = e2;
+    casez (pass_now)
       2'h0:
         begin
-          \$81 [0] = e1[0];
-          \$81 [7:1] = e1[7:1];
-          \$81 [8] = e1[8];
-          \$81 [19:9] = e1[19:9];
-          \$81 [27:20] = \$50 ;
-          \$81 [36:28] = \$53 ;
+          \$82 [0] = e1[0];
+          \$82 [7:1] = e1[7:1];
+          \$82 [8] = e1[8];
+          \$82 [19:9] = e1[19:9];
+          \$82 [27:20] = \$50 ;
+          \$82 [36:28] = \$53 ;
         end
       2'h1:
         begin
-          \$81 [0] = e1[0];
-          \$81 [7:1] = e1[7:1];
-          \$81 [8] = e1[8];
-          \$81 [19:9] = e1[19:9];
-          \$81 [27:20] = \$64 ;
-          \$81 [36:28] = \$67 ;
+          \$82 [0] = e1[0];
+          \$82 [7:1] = e1[7:1];
+          \$82 [8] = e1[8];
+          \$82 [19:9] = e1[19:9];
+          \$82 [27:20] = \$64 ;
+          \$82 [36:28] = \$67 ;
         end
       2'h2:
         begin
-          \$81 [0] = e1[0];
-          \$81 [7:1] = e1[7:1];
-          \$81 [8] = e1[8];
-          \$81 [19:9] = e1[19:9];
-          \$81 [27:20] = value;
-          \$81 [36:28] = \$77 ;
+          \$82 [0] = e1[0];
+          \$82 [7:1] = e1[7:1];
+          \$82 [8] = e1[8];
+          \$82 [19:9] = e1[19:9];
+          \$82 [27:20] = value;
+          \$82 [36:28] = \$77 ;
         end
     endcase
     if (rst) begin
-      \$81  = 37'h0000000000;
+      \$82  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;

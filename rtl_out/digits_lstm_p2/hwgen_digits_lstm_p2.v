@@ -30,12 +30,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  reg [5:0] \$signature__addr ;
-  reg [4:0] \$signature__addr$51 ;
-  reg [5:0] \$signature__addr$61 ;
+  wire [4:0] \$signature__addr ;
+  reg [5:0] \$signature__addr$48 ;
+  reg [4:0] \$signature__addr$53 ;
+  reg [5:0] \$signature__addr$62 ;
   wire [7:0] \$signature__data ;
-  reg [7:0] \$signature__data$48 ;
-  reg [7:0] \$signature__data$52 ;
+  wire [7:0] \$signature__data$46 ;
+  reg [7:0] \$signature__data$51 ;
+  reg [7:0] \$signature__data$55 ;
   reg \$signature__en ;
   reg \$signature__en$54 ;
   wire [18:0] acc0;
@@ -43,22 +45,20 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [18:0] acc2;
   wire [18:0] acc3;
   wire [6:0] acc_addr;
-  wire [6:0] \acc_addr$28 ;
+  wire [6:0] \acc_addr$30 ;
   wire [37:0] acc_word;
-  wire [37:0] \acc_word$30 ;
-  wire [18:0] \acc_word$30[0] ;
-  wire [18:0] \acc_word$30[1] ;
-  wire [37:0] \acc_word$31 ;
-  wire [18:0] \acc_word$31[0] ;
-  wire [18:0] \acc_word$31[1] ;
+  wire [37:0] \acc_word$32 ;
+  wire [18:0] \acc_word$32[0] ;
+  wire [18:0] \acc_word$32[1] ;
+  wire [37:0] \acc_word$33 ;
+  wire [18:0] \acc_word$33[0] ;
+  wire [18:0] \acc_word$33[1] ;
   wire [18:0] \acc_word[0] ;
   wire [18:0] \acc_word[1] ;
   wire busy;
   wire [4:0] c_addr;
   wire [7:0] c_new;
   wire [7:0] c_prev;
-  wire [4:0] c_rd__addr;
-  wire [7:0] c_rd__data;
   input clk;
   wire clk;
   wire [27:0] columns__payload;
@@ -76,8 +76,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
-  wire \done$73 ;
   wire \done$74 ;
+  wire \done$75 ;
   wire [82:0] element__payload;
   wire [75:0] \element__payload.gates ;
   wire [18:0] \element__payload.gates[0] ;
@@ -124,30 +124,31 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \issue__valid$17 ;
   output [8:0] o__payload;
   wire [8:0] o__payload;
-  wire [8:0] \o__payload$23 ;
-  wire [7:0] \o__payload$23.data ;
-  wire \o__payload$23.last ;
+  wire [8:0] \o__payload$25 ;
+  wire [7:0] \o__payload$25.data ;
+  wire \o__payload$25.last ;
   wire [7:0] \o__payload.data ;
   wire \o__payload.last ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$24 ;
+  wire \o__ready$26 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$25 ;
+  wire \o__valid$27 ;
+  wire pass_now;
   wire [6:0] read_addr;
   input rst;
   wire rst;
   reg run;
-  reg \run$66 ;
-  reg sel;
-  reg \sel$59 ;
-  wire [-1:0] \sel$65 ;
+  reg \run$67 ;
+  wire sel;
+  reg \sel$58 ;
+  wire [-1:0] \sel$64 ;
   reg seq_end = 1'h0;
   reg [2:0] seq_state = 3'h0;
   reg start;
-  reg \start$64 ;
-  reg \start$69 ;
+  reg \start$66 ;
+  reg \start$70 ;
   wire [5:0] tag;
   wire [5:0] tag_out;
   wire valid_in;
@@ -192,13 +193,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en$54 )
-      c_mem[\$signature__addr$51 ] <= \$signature__data$52 ;
+      c_mem[\$signature__addr$53 ] <= \$signature__data$55 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= c_mem[c_rd__addr];
+    _0_ <= c_mem[\$signature__addr ];
   end
-  assign c_rd__data = _0_;
+  assign \$signature__data$46  = _0_;
   reg [7:0] v_mem [35:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -240,18 +241,18 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr ] <= \$signature__data$48 ;
+      v_mem[\$signature__addr$48 ] <= \$signature__data$51 ;
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
-    _1_ <= v_mem[\$signature__addr$61 ];
+    _1_ <= v_mem[\$signature__addr$62 ];
   end
   assign value = _1_;
-  assign read_addr = acc_addr | \acc_addr$28 ;
+  assign read_addr = acc_addr | \acc_addr$30 ;
   assign \$1  = ! element__payload[6];
   assign valid_in = element__valid & \$1 ;
   assign h_prev = fresh ? 8'h00 : value;
-  assign c_prev = fresh ? 8'h00 : c_rd__data;
+  assign c_prev = fresh ? 8'h00 : \$signature__data$46 ;
   assign \$2  = 3'h4 + tag_out;
   assign \$3  = 1'h0 + tag_out;
   assign \$4  = in_idx == 2'h3;
@@ -285,15 +286,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   \hwgen_digits_lstm_p2.activate  activate (
     .acc_addr(acc_addr),
     .acc_word(acc_word),
-    .c_addr(c_rd__addr),
+    .c_addr(\$signature__addr ),
     .clk(clk),
-    .done(\done$73 ),
+    .done(\done$74 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
     .h_addr(h_addr),
     .rst(rst),
-    .run(\run$66 ),
-    .start(\start$64 )
+    .run(\run$67 ),
+    .start(\start$66 )
   );
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .c_new(c_new),
@@ -302,7 +303,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$972$7 (element__payload[82:7]),
+    .\port$1006$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -313,24 +314,25 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .columns__valid(columns__valid),
     .done(done),
     .fresh(fresh),
+    .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
     .run(run),
-    .sel(sel),
+    .sel(\sel$58 ),
     .start(start),
     .value(value),
     .value_addr(value_addr)
   );
   \hwgen_digits_lstm_p2.head_output  head_output (
-    .acc_addr(\acc_addr$28 ),
+    .acc_addr(\acc_addr$30 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$74 ),
+    .done(\done$75 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$69 )
+    .start(\start$70 )
   );
   \hwgen_digits_lstm_p2.issuer  issuer (
     .busy(issue__valid),
@@ -340,7 +342,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .columns__valid(columns__valid),
     .issue__payload(issue__payload),
     .rst(rst),
-    .sel(\sel$59 )
+    .sel(sel)
   );
   \hwgen_digits_lstm_p2.mac  mac (
     .acc_word(acc_word),
@@ -353,24 +355,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr  = 6'h00;
+    \$signature__addr$48  = 6'h00;
     if (valid_out) begin
-      \$signature__addr  = \$2 [5:0];
+      \$signature__addr$48  = \$2 [5:0];
     end
     casez (seq_state)
       3'h0:
-          \$signature__addr  = { 3'h0, in_idx };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$48  = 8'h00;
-    if (valid_out) begin
-      \$signature__data$48  = h_new;
-    end
-    casez (seq_state)
-      3'h0:
-          \$signature__data$48  = i__payload[7:0];
+          \$signature__addr$48  = { 3'h0, in_idx };
     endcase
   end
   always @* begin
@@ -386,16 +377,20 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$51  = 5'h00;
+    \$signature__data$51  = 8'h00;
     if (valid_out) begin
-      \$signature__addr$51  = \$3 [4:0];
+      \$signature__data$51  = h_new;
     end
+    casez (seq_state)
+      3'h0:
+          \$signature__data$51  = i__payload[7:0];
+    endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$52  = 8'h00;
+    \$signature__addr$53  = 5'h00;
     if (valid_out) begin
-      \$signature__data$52  = c_new;
+      \$signature__addr$53  = \$3 [4:0];
     end
   end
   always @* begin
@@ -407,34 +402,33 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    i__ready = 1'h0;
-    casez (seq_state)
-      3'h0:
-          i__ready = 1'h1;
-    endcase
+    \$signature__data$55  = 8'h00;
+    if (valid_out) begin
+      \$signature__data$55  = c_new;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    sel = 1'h0;
+    \sel$58  = 1'h0;
     casez (seq_state)
       3'h0:
-          if (i__valid) begin
-            if (\$4 ) begin
-              sel = 1'h0;
-            end
-          end
+          \sel$58  = 1'h0;
       3'h1:
-          sel = 1'h0;
+          /* empty */;
       3'h2:
           /* empty */;
       3'h3:
           /* empty */;
       3'h4:
-          if (\$5 ) begin
-            sel = 1'h1;
-          end
-      3'h5:
-          sel = 1'h1;
+          \sel$58  = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    i__ready = 1'h0;
+    casez (seq_state)
+      3'h0:
+          i__ready = 1'h1;
     endcase
   end
   always @* begin
@@ -461,24 +455,6 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$59  = 1'h0;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \sel$59  = 1'h0;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          \sel$59  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     run = 1'h0;
     casez (seq_state)
       3'h0:
@@ -497,25 +473,25 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$61  = 6'h00;
+    \$signature__addr$62  = 6'h00;
     casez (seq_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$signature__addr$61  = value_addr;
+          \$signature__addr$62  = value_addr;
       3'h2:
           /* empty */;
       3'h3:
-          \$signature__addr$61  = h_addr;
+          \$signature__addr$62  = h_addr;
       3'h4:
           /* empty */;
       3'h5:
-          \$signature__addr$61  = value_addr;
+          \$signature__addr$62  = value_addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$64  = 1'h0;
+    \start$66  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -523,13 +499,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       3'h2:
           if (idle) begin
-            \start$64  = 1'h1;
+            \start$66  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \run$66  = 1'h0;
+    \run$67  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -538,12 +514,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       3'h2:
           /* empty */;
       3'h3:
-          \run$66  = 1'h1;
+          \run$67  = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$69  = 1'h0;
+    \start$70  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -559,7 +535,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       3'h6:
           if (idle) begin
-            \start$69  = 1'h1;
+            \start$70  = 1'h1;
           end
     endcase
   end
@@ -614,7 +590,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
             \$24  = 3'h3;
           end
       3'h3:
-          if (\done$73 ) begin
+          if (\done$74 ) begin
             \$24  = 3'h4;
           end
       3'h4:
@@ -635,7 +611,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
             \$24  = 3'h7;
           end
       3'h7:
-          if (\done$74 ) begin
+          if (\done$75 ) begin
             \$24  = 3'h0;
           end
     endcase
@@ -654,7 +630,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       3'h2:
           /* empty */;
       3'h3:
-          if (\done$73 ) begin
+          if (\done$74 ) begin
             \$25  = 5'h00;
           end
       3'h4:
@@ -690,7 +666,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       3'h6:
           /* empty */;
       3'h7:
-          if (\done$74 ) begin
+          if (\done$75 ) begin
             \$26  = seq_end;
           end
     endcase
@@ -705,13 +681,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \issue__valid$17  = issue__valid;
   assign \fresh$19  = fresh;
   assign \fresh$20  = fresh;
+  assign pass_now = sel;
   assign \$signature__data  = value;
-  assign \o__payload$23  = o__payload;
-  assign \o__ready$24  = o__ready;
-  assign \o__valid$25  = o__valid;
-  assign \acc_word$30  = acc_word;
-  assign \acc_word$31  = acc_word;
-  assign c_addr = c_rd__addr;
+  assign \o__payload$25  = o__payload;
+  assign \o__ready$26  = o__ready;
+  assign \o__valid$27  = o__valid;
+  assign \acc_word$32  = acc_word;
+  assign \acc_word$33  = acc_word;
+  assign c_addr = \$signature__addr ;
   assign tag = element__payload[5:0];
   assign acc0 = element__payload[25:7];
   assign acc1 = element__payload[44:26];
@@ -743,14 +720,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \issue__payload$15.bias  = issue__payload[26];
   assign \issue__payload$15.delta  = issue__payload[35:27];
   assign \issue__payload$15.shift  = issue__payload[36];
-  assign \o__payload$23.data  = o__payload[7:0];
-  assign \o__payload$23.last  = o__payload[8];
+  assign \o__payload$25.data  = o__payload[7:0];
+  assign \o__payload$25.last  = o__payload[8];
   assign \acc_word[0]  = acc_word[18:0];
   assign \acc_word[1]  = acc_word[37:19];
-  assign \acc_word$30[0]  = acc_word[18:0];
-  assign \acc_word$30[1]  = acc_word[37:19];
-  assign \acc_word$31[0]  = acc_word[18:0];
-  assign \acc_word$31[1]  = acc_word[37:19];
+  assign \acc_word$32[0]  = acc_word[18:0];
+  assign \acc_word$32[1]  = acc_word[37:19];
+  assign \acc_word$33[0]  = acc_word[18:0];
+  assign \acc_word$33[1]  = acc_word[37:19];
   assign \element__payload.tag  = element__payload[5:0];
   assign \element__payload.layer  = element__payload[6];
   assign \element__payload.gates  = element__payload[82:7];
@@ -770,8 +747,18 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   reg [18:0] \$102 ;
   reg [18:0] \$103 ;
   reg [18:0] \$104 ;
-  reg [82:0] \$105 ;
+  reg [18:0] \$105 ;
+  reg [18:0] \$106 ;
+  reg [18:0] \$107 ;
+  reg [18:0] \$108 ;
+  reg [18:0] \$109 ;
   wire \$11 ;
+  reg [18:0] \$110 ;
+  reg [18:0] \$111 ;
+  reg [18:0] \$112 ;
+  reg [18:0] \$113 ;
+  reg [18:0] \$114 ;
+  reg [82:0] \$115 ;
   reg \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -787,43 +774,43 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   wire \$23 ;
   reg \$24 ;
   wire [6:0] \$25 ;
-  reg [18:0] \$26 ;
+  wire [1:0] \$26 ;
   reg [18:0] \$27 ;
-  reg [18:0] \$28 ;
+  wire [1:0] \$28 ;
   reg [18:0] \$29 ;
   wire \$3 ;
   reg [18:0] \$30 ;
-  reg [18:0] \$31 ;
+  wire [1:0] \$31 ;
   reg [18:0] \$32 ;
-  reg [18:0] \$33 ;
+  wire [1:0] \$33 ;
   reg [18:0] \$34 ;
   reg [18:0] \$35 ;
-  reg [18:0] \$36 ;
+  wire [1:0] \$36 ;
   reg [18:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [1:0] \$38 ;
+  reg [18:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [5:0] \$42 ;
-  wire [2:0] \$43 ;
-  wire \$44 ;
-  reg \$45 ;
+  reg [18:0] \$40 ;
+  wire [1:0] \$41 ;
+  reg [18:0] \$42 ;
+  wire [1:0] \$43 ;
+  reg [18:0] \$44 ;
+  reg [18:0] \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire [7:0] \$48 ;
-  wire [8:0] \$49 ;
+  wire [6:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire [3:0] \$5 ;
-  wire [9:0] \$50 ;
-  wire \$51 ;
-  wire [5:0] \$52 ;
+  wire \$50 ;
+  wire [5:0] \$51 ;
+  wire [2:0] \$52 ;
   wire \$53 ;
-  wire \$54 ;
-  reg \$55 ;
+  reg \$54 ;
+  wire \$55 ;
   wire \$56 ;
-  wire \$57 ;
-  wire [5:0] \$58 ;
-  wire [6:0] \$59 ;
+  wire [7:0] \$57 ;
+  wire [8:0] \$58 ;
+  wire [9:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire [5:0] \$61 ;
@@ -834,39 +821,39 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   wire \$66 ;
   wire [5:0] \$67 ;
   wire [6:0] \$68 ;
-  wire [5:0] \$69 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [6:0] \$70 ;
-  wire [6:0] \$71 ;
-  wire [6:0] \$72 ;
+  wire [5:0] \$70 ;
+  wire \$71 ;
+  wire \$72 ;
   reg \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  reg \$78 ;
-  reg [4:0] \$79 ;
+  wire [5:0] \$76 ;
+  wire [6:0] \$77 ;
+  wire [5:0] \$78 ;
+  wire [6:0] \$79 ;
   wire \$8 ;
-  reg [1:0] \$80 ;
-  reg [5:0] \$81 ;
-  reg [2:0] \$82 ;
-  reg \$83 ;
-  reg [4:0] \$84 ;
-  reg \$85 ;
-  reg \$86 ;
-  reg \$87 ;
+  wire [6:0] \$80 ;
+  wire [6:0] \$81 ;
+  reg \$82 ;
+  wire \$83 ;
+  wire [6:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
   reg \$88 ;
-  reg [18:0] \$89 ;
+  reg [4:0] \$89 ;
   wire [5:0] \$9 ;
-  reg [18:0] \$90 ;
-  reg [18:0] \$91 ;
-  reg [18:0] \$92 ;
-  reg [18:0] \$93 ;
-  reg [18:0] \$94 ;
-  reg [18:0] \$95 ;
-  reg [18:0] \$96 ;
-  reg [18:0] \$97 ;
-  reg [18:0] \$98 ;
+  reg [1:0] \$90 ;
+  reg [5:0] \$91 ;
+  reg [2:0] \$92 ;
+  reg \$93 ;
+  reg [4:0] \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
   reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
   output [6:0] acc_addr;
@@ -919,6 +906,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   reg [5:0] h_addr;
   reg i_bank = 1'h0;
   reg [1:0] lane = 2'h0;
+  wire [-1:0] layer;
   input rst;
   wire rst;
   input run;
@@ -946,98 +934,100 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   assign \$22  = ~ \$21 ;
   assign \$23  = \$19  & \$22 ;
   assign \$25  = elem + 1'h1;
-  assign \$38  = lane == 1'h1;
-  assign \$39  = elem == 5'h1f;
-  assign \$40  = \$38  | \$39 ;
-  assign \$41  = ~ i_bank;
-  assign \$42  = grp + 1'h1;
-  assign \$43  = lane + 1'h1;
-  assign \$44  = g_grp < 5'h10;
-  assign \$46  = ~ \$45 ;
-  assign \$47  = \$44  & \$46 ;
-  assign \$48  = act_q * 5'h10;
-  assign \$49  = 1'h0 + \$48 ;
-  assign \$50  = \$49  + g_grp;
-  assign \$51  = act_q == 3'h4;
-  assign \$52  = g_grp + 1'h1;
-  assign \$53  = \$52  < 5'h10;
-  assign \$54  = ~ \$signal ;
-  assign \$56  = ~ \$55 ;
-  assign \$57  = \$53  & \$56 ;
-  assign \$58  = 1'h0 + g_grp;
-  assign \$59  = \$58  + 1'h1;
-  assign \$60  = act_q == 3'h5;
+  assign \$46  = lane == 1'h1;
+  assign \$47  = elem + 1'h1;
+  assign \$48  = \$47  >= 6'h20;
+  assign \$49  = \$46  | \$48 ;
+  assign \$50  = ~ i_bank;
+  assign \$51  = grp + 1'h1;
+  assign \$52  = lane + 1'h1;
+  assign \$53  = g_grp < 5'h10;
+  assign \$55  = ~ \$54 ;
+  assign \$56  = \$53  & \$55 ;
+  assign \$57  = act_q * 5'h10;
+  assign \$58  = 1'h0 + \$57 ;
+  assign \$59  = \$58  + g_grp;
+  assign \$60  = act_q == 3'h4;
   assign \$61  = g_grp + 1'h1;
   assign \$62  = \$61  < 5'h10;
   assign \$63  = ~ \$signal ;
   assign \$65  = ~ \$64 ;
   assign \$66  = \$62  & \$65 ;
-  assign \$67  = 5'h10 + g_grp;
+  assign \$67  = 1'h0 + g_grp;
   assign \$68  = \$67  + 1'h1;
-  assign \$69  = 1'h0 + g_grp;
-  assign \$70  = \$69  + 1'h1;
-  assign \$71  = 3'h4 + elem;
-  assign \$72  = 1'h0 + elem;
-  assign \$74  = lane == 1'h1;
-  assign \$75  = elem == 5'h1f;
-  assign \$76  = \$74  | \$75 ;
-  assign \$77  = grp == 4'hf;
+  assign \$69  = act_q == 3'h5;
+  assign \$70  = g_grp + 1'h1;
+  assign \$71  = \$70  < 5'h10;
+  assign \$72  = ~ \$signal ;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = 5'h10 + g_grp;
+  assign \$77  = \$76  + 1'h1;
+  assign \$78  = 1'h0 + g_grp;
+  assign \$79  = \$78  + 1'h1;
+  assign \$80  = 3'h4 + elem;
+  assign \$81  = 1'h0 + elem;
+  assign \$83  = lane == 1'h1;
+  assign \$84  = elem + 1'h1;
+  assign \$85  = \$84  >= 6'h20;
+  assign \$86  = \$83  | \$85 ;
+  assign \$87  = grp == 4'hf;
   always @(posedge clk)
-    element__valid <= \$78 ;
+    element__valid <= \$88 ;
   always @(posedge clk)
-    grp <= \$79 ;
+    grp <= \$89 ;
   always @(posedge clk)
-    lane <= \$80 ;
+    lane <= \$90 ;
   always @(posedge clk)
-    elem <= \$81 ;
+    elem <= \$91 ;
   always @(posedge clk)
-    act_q <= \$82 ;
+    act_q <= \$92 ;
   always @(posedge clk)
-    early <= \$83 ;
+    early <= \$93 ;
   always @(posedge clk)
-    g_grp <= \$84 ;
+    g_grp <= \$94 ;
   always @(posedge clk)
-    \$signal  <= \$85 ;
+    \$signal  <= \$95 ;
   always @(posedge clk)
-    i_bank <= \$86 ;
+    i_bank <= \$96 ;
   always @(posedge clk)
-    bank0_full <= \$87 ;
+    bank0_full <= \$97 ;
   always @(posedge clk)
-    bank1_full <= \$88 ;
+    bank1_full <= \$98 ;
   always @(posedge clk)
-    gate0_0_0 <= \$89 ;
+    gate0_0_0 <= \$99 ;
   always @(posedge clk)
-    gate0_0_1 <= \$90 ;
+    gate0_0_1 <= \$100 ;
   always @(posedge clk)
-    gate0_1_0 <= \$91 ;
+    gate0_1_0 <= \$101 ;
   always @(posedge clk)
-    gate0_1_1 <= \$92 ;
+    gate0_1_1 <= \$102 ;
   always @(posedge clk)
-    gate0_2_0 <= \$93 ;
+    gate0_2_0 <= \$103 ;
   always @(posedge clk)
-    gate0_2_1 <= \$94 ;
+    gate0_2_1 <= \$104 ;
   always @(posedge clk)
-    gate0_3_0 <= \$95 ;
+    gate0_3_0 <= \$105 ;
   always @(posedge clk)
-    gate0_3_1 <= \$96 ;
+    gate0_3_1 <= \$106 ;
   always @(posedge clk)
-    gate1_0_0 <= \$97 ;
+    gate1_0_0 <= \$107 ;
   always @(posedge clk)
-    gate1_0_1 <= \$98 ;
+    gate1_0_1 <= \$108 ;
   always @(posedge clk)
-    gate1_1_0 <= \$99 ;
+    gate1_1_0 <= \$109 ;
   always @(posedge clk)
-    gate1_1_1 <= \$100 ;
+    gate1_1_1 <= \$110 ;
   always @(posedge clk)
-    gate1_2_0 <= \$101 ;
+    gate1_2_0 <= \$111 ;
   always @(posedge clk)
-    gate1_2_1 <= \$102 ;
+    gate1_2_1 <= \$112 ;
   always @(posedge clk)
-    gate1_3_0 <= \$103 ;
+    gate1_3_0 <= \$113 ;
   always @(posedge clk)
-    gate1_3_1 <= \$104 ;
+    gate1_3_1 <= \$114 ;
   always @(posedge clk)
-    element__payload <= \$105 ;
+    element__payload <= \$115 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1080,52 +1070,22 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$26  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$26  = gate0_0_0;
-      2'h1:
-          \$26  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$27  = 19'h00000;
-    casez (lane)
+    casez (\$26 )
       2'h0:
-          \$27  = gate1_0_0;
+          \$27  = gate0_0_0;
       2'h1:
-          \$27  = gate1_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$28  = \$26 ;
-      1'h1:
-          \$28  = \$27 ;
+          \$27  = gate0_0_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$29  = 19'h00000;
-    casez (lane)
+    casez (\$28 )
       2'h0:
-          \$29  = gate0_1_0;
+          \$29  = gate1_0_0;
       2'h1:
-          \$29  = gate0_1_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$30  = 19'h00000;
-    casez (lane)
-      2'h0:
-          \$30  = gate1_1_0;
-      2'h1:
-          \$30  = gate1_1_1;
+          \$29  = gate1_0_1;
     endcase
   end
   always @* begin
@@ -1133,29 +1093,29 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$31  = \$29 ;
+          \$30  = \$27 ;
       1'h1:
-          \$31  = \$30 ;
+          \$30  = \$29 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$32  = 19'h00000;
-    casez (lane)
+    casez (\$31 )
       2'h0:
-          \$32  = gate0_2_0;
+          \$32  = gate0_1_0;
       2'h1:
-          \$32  = gate0_2_1;
+          \$32  = gate0_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$33  = 19'h00000;
-    casez (lane)
+    \$34  = 19'h00000;
+    casez (\$33 )
       2'h0:
-          \$33  = gate1_2_0;
+          \$34  = gate1_1_0;
       2'h1:
-          \$33  = gate1_2_1;
+          \$34  = gate1_1_1;
     endcase
   end
   always @* begin
@@ -1163,29 +1123,29 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$34  = \$32 ;
+          \$35  = \$32 ;
       1'h1:
-          \$34  = \$33 ;
+          \$35  = \$34 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$35  = 19'h00000;
-    casez (lane)
+    \$37  = 19'h00000;
+    casez (\$36 )
       2'h0:
-          \$35  = gate0_3_0;
+          \$37  = gate0_2_0;
       2'h1:
-          \$35  = gate0_3_1;
+          \$37  = gate0_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$36  = 19'h00000;
-    casez (lane)
+    \$39  = 19'h00000;
+    casez (\$38 )
       2'h0:
-          \$36  = gate1_3_0;
+          \$39  = gate1_2_0;
       2'h1:
-          \$36  = gate1_3_1;
+          \$39  = gate1_2_1;
     endcase
   end
   always @* begin
@@ -1193,9 +1153,39 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$37  = \$35 ;
+          \$40  = \$37 ;
       1'h1:
-          \$37  = \$36 ;
+          \$40  = \$39 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$42  = 19'h00000;
+    casez (\$41 )
+      2'h0:
+          \$42  = gate0_3_0;
+      2'h1:
+          \$42  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$44  = 19'h00000;
+    casez (\$43 )
+      2'h0:
+          \$44  = gate1_3_0;
+      2'h1:
+          \$44  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$45  = \$42 ;
+      1'h1:
+          \$45  = \$44 ;
     endcase
   end
   always @* begin
@@ -1203,19 +1193,9 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$45  = bank0_full;
+          \$54  = bank0_full;
       1'h1:
-          \$45  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$54 )
-      1'h0:
-          \$55  = bank0_full;
-      1'h1:
-          \$55  = bank1_full;
+          \$54  = bank1_full;
     endcase
   end
   always @* begin
@@ -1231,7 +1211,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (i_bank)
+    casez (\$72 )
       1'h0:
           \$73  = bank0_full;
       1'h1:
@@ -1240,195 +1220,205 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$78  = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$82  = bank0_full;
+      1'h1:
+          \$82  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$88  = 1'h0;
     if (run) begin
       if (\$24 ) begin
-        \$78  = 1'h1;
+        \$88  = 1'h1;
       end
     end
     if (rst) begin
-      \$78  = 1'h0;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$79  = grp;
+    \$89  = grp;
     if (start) begin
-      \$79  = 5'h00;
+      \$89  = 5'h00;
     end
     if (run) begin
       if (\$24 ) begin
-        if (\$40 ) begin
-          \$79  = \$42 [4:0];
+        if (\$49 ) begin
+          \$89  = \$51 [4:0];
         end
       end
     end
     if (rst) begin
-      \$79  = 5'h00;
+      \$89  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$80  = lane;
+    \$90  = lane;
     if (start) begin
-      \$80  = 2'h0;
+      \$90  = 2'h0;
     end
     if (run) begin
       if (\$24 ) begin
         (* full_case = 32'd1 *)
-        if (\$40 ) begin
-          \$80  = 2'h0;
+        if (\$49 ) begin
+          \$90  = 2'h0;
         end else begin
-          \$80  = \$43 [1:0];
+          \$90  = \$52 [1:0];
         end
       end
     end
     if (rst) begin
-      \$80  = 2'h0;
+      \$90  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = elem;
+    \$91  = elem;
     if (start) begin
-      \$81  = 6'h00;
+      \$91  = 6'h00;
     end
     if (run) begin
       if (\$24 ) begin
-        \$81  = \$25 [5:0];
+        \$91  = \$25 [5:0];
       end
     end
     if (rst) begin
-      \$81  = 6'h00;
+      \$91  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$82  = act_q;
+    \$92  = act_q;
     if (start) begin
-      \$82  = 3'h0;
+      \$92  = 3'h0;
     end
     if (run) begin
       if (\$4 ) begin
-        \$82  = \$5 [2:0];
+        \$92  = \$5 [2:0];
         if (\$15 ) begin
-          \$82  = 3'h0;
+          \$92  = 3'h0;
           if (early) begin
-            \$82  = 3'h2;
+            \$92  = 3'h2;
           end else if (\$23 ) begin
-            \$82  = 3'h1;
+            \$92  = 3'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$82  = 3'h0;
+      \$92  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$83  = early;
+    \$93  = early;
     if (start) begin
-      \$83  = 1'h0;
+      \$93  = 1'h0;
     end
     if (run) begin
       if (\$4 ) begin
         if (\$8 ) begin
-          \$83  = \$14 ;
+          \$93  = \$14 ;
         end
         if (\$15 ) begin
-          \$83  = 1'h0;
+          \$93  = 1'h0;
         end
       end
     end
     if (rst) begin
-      \$83  = 1'h0;
+      \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = g_grp;
+    \$94  = g_grp;
     if (start) begin
-      \$84  = 5'h00;
+      \$94  = 5'h00;
     end
     if (run) begin
       if (\$4 ) begin
         if (\$15 ) begin
-          \$84  = \$17 [4:0];
+          \$94  = \$17 [4:0];
         end
       end
     end
     if (rst) begin
-      \$84  = 5'h00;
+      \$94  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = \$signal ;
+    \$95  = \$signal ;
     if (start) begin
-      \$85  = 1'h0;
+      \$95  = 1'h0;
     end
     if (run) begin
       if (\$4 ) begin
         if (\$15 ) begin
-          \$85  = \$16 ;
+          \$95  = \$16 ;
         end
       end
     end
     if (rst) begin
-      \$85  = 1'h0;
+      \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = i_bank;
+    \$96  = i_bank;
     if (start) begin
-      \$86  = 1'h0;
+      \$96  = 1'h0;
     end
     if (run) begin
       if (\$24 ) begin
-        if (\$40 ) begin
-          \$86  = \$41 ;
+        if (\$49 ) begin
+          \$96  = \$50 ;
         end
       end
     end
     if (rst) begin
-      \$86  = 1'h0;
+      \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = bank0_full;
+    \$97  = bank0_full;
     if (start) begin
-      \$87  = 1'h0;
+      \$97  = 1'h0;
     end
     if (run) begin
       if (\$4 ) begin
         if (\$15 ) begin
           casez (\$signal )
             1'h0:
-                \$87  = 1'h1;
+                \$97  = 1'h1;
           endcase
         end
       end
       if (\$24 ) begin
-        if (\$40 ) begin
+        if (\$49 ) begin
           casez (i_bank)
             1'h0:
-                \$87  = 1'h0;
+                \$97  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$87  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = bank1_full;
+    \$98  = bank1_full;
     if (start) begin
-      \$88  = 1'h0;
+      \$98  = 1'h0;
     end
     if (run) begin
       if (\$4 ) begin
@@ -1438,230 +1428,34 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
             1'h0:
                 /* empty */;
             1'h1:
-                \$88  = 1'h1;
+                \$98  = 1'h1;
           endcase
         end
       end
       if (\$24 ) begin
-        if (\$40 ) begin
+        if (\$49 ) begin
           (* full_case = 32'd1 *)
           casez (i_bank)
             1'h0:
                 /* empty */;
             1'h1:
-                \$88  = 1'h0;
+                \$98  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$88  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = gate0_0_0;
+    \$99  = gate0_0_0;
     if (run) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
             3'h2:
-                \$89  = acc_word[18:0];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$89  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = gate0_0_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
-          casez (act_q)
-            3'h2:
-                \$90  = acc_word[37:19];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$90  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = gate0_1_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                \$91  = acc_word[18:0];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$91  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = gate0_1_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                \$92  = acc_word[37:19];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$92  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = gate0_2_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                \$93  = acc_word[18:0];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$93  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = gate0_2_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                \$94  = acc_word[37:19];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$94  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = gate0_3_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$95  = acc_word[18:0];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$95  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = gate0_3_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$96  = acc_word[37:19];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$96  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = gate1_0_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
-          casez (act_q)
-            3'h2:
-                \$97  = acc_word[18:0];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$97  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = gate1_0_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
-          casez (act_q)
-            3'h2:
-                \$98  = acc_word[37:19];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$98  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate1_1_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
                 \$99  = acc_word[18:0];
           endcase
         end
@@ -1673,14 +1467,12 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate1_1_1;
+    \$100  = gate0_0_1;
     if (run) begin
       if (\$4 ) begin
-        if (\$7 ) begin
+        if (\$6 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
                 \$100  = acc_word[37:19];
           endcase
         end
@@ -1692,16 +1484,14 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate1_2_0;
+    \$101  = gate0_1_0;
     if (run) begin
       if (\$4 ) begin
-        if (\$7 ) begin
+        if (\$6 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
                 \$101  = acc_word[18:0];
           endcase
         end
@@ -1713,16 +1503,14 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate1_2_1;
+    \$102  = gate0_1_1;
     if (run) begin
       if (\$4 ) begin
-        if (\$7 ) begin
+        if (\$6 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
                 \$102  = acc_word[37:19];
           endcase
         end
@@ -1734,18 +1522,16 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate1_3_0;
+    \$103  = gate0_2_0;
     if (run) begin
       if (\$4 ) begin
-        if (\$7 ) begin
+        if (\$6 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
                 \$103  = acc_word[18:0];
           endcase
         end
@@ -1757,18 +1543,16 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate1_3_1;
+    \$104  = gate0_2_1;
     if (run) begin
       if (\$4 ) begin
-        if (\$7 ) begin
+        if (\$6 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
                 \$104  = acc_word[37:19];
           endcase
         end
@@ -1780,37 +1564,243 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = element__payload;
+    \$105  = gate0_3_0;
     if (run) begin
-      if (\$24 ) begin
-        \$105 [25:7] = \$28 ;
-        \$105 [44:26] = \$31 ;
-        \$105 [63:45] = \$34 ;
-        \$105 [82:64] = \$37 ;
-        \$105 [5:0] = elem;
-        \$105 [6] = 1'h0;
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$105  = acc_word[18:0];
+          endcase
+        end
       end
     end
     if (rst) begin
-      \$105  = 83'h000000000000000000000;
+      \$105  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$106  = gate0_3_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$6 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$106  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$106  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$107  = gate1_0_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                \$107  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$107  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$108  = gate1_0_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                \$108  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$108  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$109  = gate1_1_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$109  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$109  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$110  = gate1_1_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$110  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$110  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$111  = gate1_2_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$111  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$111  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$112  = gate1_2_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$112  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$112  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$113  = gate1_3_0;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$113  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$113  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$114  = gate1_3_1;
+    if (run) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$114  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$115  = element__payload;
+    if (run) begin
+      if (\$24 ) begin
+        \$115 [25:7] = \$30 ;
+        \$115 [44:26] = \$35 ;
+        \$115 [63:45] = \$40 ;
+        \$115 [82:64] = \$45 ;
+        \$115 [5:0] = elem;
+        \$115 [6] = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$115  = 83'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     acc_addr = 7'h00;
     if (run) begin
-      if (\$47 ) begin
-        acc_addr = \$50 [6:0];
-        if (\$51 ) begin
-          if (\$57 ) begin
-            acc_addr = \$59 ;
+      if (\$56 ) begin
+        acc_addr = \$59 [6:0];
+        if (\$60 ) begin
+          if (\$66 ) begin
+            acc_addr = \$68 ;
           end
         end
-        if (\$60 ) begin
+        if (\$69 ) begin
           if (early) begin
-            acc_addr = \$68 ;
-          end else if (\$66 ) begin
-            acc_addr = \$70 ;
+            acc_addr = \$77 ;
+          end else if (\$75 ) begin
+            acc_addr = \$79 ;
           end
         end
       end
@@ -1820,23 +1810,23 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 6'h00;
     if (run) begin
-      h_addr = \$71 [5:0];
+      h_addr = \$80 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     c_addr = 5'h00;
     if (run) begin
-      c_addr = \$72 [4:0];
+      c_addr = \$81 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
     if (run) begin
-      if (\$73 ) begin
-        if (\$76 ) begin
-          if (\$77 ) begin
+      if (\$82 ) begin
+        if (\$86 ) begin
+          if (\$87 ) begin
             done = 1'h1;
           end
         end
@@ -1853,10 +1843,18 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   assign \element__payload.gates[2]  = element__payload[63:45];
   assign \element__payload.gates[3]  = element__payload[82:64];
   assign \$7  = \$signal ;
+  assign \$26  = lane;
+  assign \$28  = lane;
+  assign \$31  = lane;
+  assign \$33  = lane;
+  assign \$36  = lane;
+  assign \$38  = lane;
+  assign \$41  = lane;
+  assign \$43  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$972$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1006$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2082,8 +2080,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$972
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$972$7 ;
-  wire [75:0] \port$972$7 ;
+  input [75:0] \port$1006$7 ;
+  wire [75:0] \port$1006$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2109,22 +2107,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$972
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$972$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1006$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$972$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1006$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$972$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1006$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$972$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1006$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -2938,10 +2936,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$972
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$972$7 [18:0];
-  assign acc1 = \port$972$7 [37:19];
-  assign acc2 = \port$972$7 [56:38];
-  assign acc3 = \port$972$7 [75:57];
+  assign acc0 = \port$1006$7 [18:0];
+  assign acc1 = \port$1006$7 [37:19];
+  assign acc2 = \port$1006$7 [56:38];
+  assign acc3 = \port$1006$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4576,7 +4574,7 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__payload, sel, start, run, fresh, value_addr, done, r_en, clk);
+module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__payload, sel, start, run, fresh, value_addr, done, pass_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4625,9 +4623,10 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   wire [7:0] \$5 ;
   wire [8:0] \$50 ;
   reg [19:0] \$51 ;
-  reg [5:0] \$52 ;
-  reg [11:0] \$53 ;
-  reg [36:0] \$54 ;
+  reg \$52 ;
+  reg [5:0] \$53 ;
+  reg [11:0] \$54 ;
+  reg [36:0] \$55 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -4661,6 +4660,8 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   input fresh;
   wire fresh;
   wire [3:0] level;
+  output pass_now;
+  reg pass_now = 1'h0;
   wire [27:0] pushed;
   wire [5:0] \pushed.col ;
   wire [8:0] \pushed.delta ;
@@ -4685,6 +4686,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
+  assign \$45  = \$44  < 3'h7;
   assign \$46  = \$42  & \$45 ;
   assign \$47  = col >= 1'h0;
   assign \$48  = col + 1'h1;
@@ -4693,11 +4695,13 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   always @(posedge clk)
     e1 <= \$51 ;
   always @(posedge clk)
-    col <= \$52 ;
+    pass_now <= \$52 ;
   always @(posedge clk)
-    w_addr <= \$53 ;
+    col <= \$53 ;
   always @(posedge clk)
-    e2 <= \$54 ;
+    w_addr <= \$54 ;
+  always @(posedge clk)
+    e2 <= \$55 ;
   assign \$1  = col >= 3'h4;
   assign \$2  = 3'h4 + col;
   assign \$3  = \$2  - 3'h4;
@@ -4740,7 +4744,6 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   assign \$42  = run & \$41 ;
   assign \$43  = level + e1[0];
   assign \$44  = \$43  + e2[0];
-  assign \$45  = \$44  < 3'h7;
   \hwgen_digits_lstm_p2.encoder.queue  queue (
     .clk(clk),
     .level(level),
@@ -4754,7 +4757,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (sel)
+    casez (pass_now)
       1'h0:
           value_addr = \$5 [5:0];
       1'h1:
@@ -4764,7 +4767,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (sel)
+    casez (pass_now)
       1'h0:
           w_en = \$6 ;
       1'h1:
@@ -4774,7 +4777,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (sel)
+    casez (pass_now)
       1'h0:
           done = \$13 ;
       1'h1:
@@ -4786,7 +4789,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     \$51 [19:1] = e1[19:1];
     \$51 [0] = 1'h0;
     (* full_case = 32'd1 *)
-    casez (sel)
+    casez (pass_now)
       1'h0:
           if (\$32 ) begin
             \$51 [0] = 1'h1;
@@ -4808,85 +4811,87 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = col;
-    (* full_case = 32'd1 *)
-    casez (sel)
-      1'h0:
-        begin
-          if (start) begin
-            \$52  = 6'h00;
-          end
-          if (\$32 ) begin
-            \$52  = \$34 [5:0];
-          end
-        end
-      1'h1:
-        begin
-          if (start) begin
-            \$52  = 6'h00;
-          end
-          if (\$46 ) begin
-            \$52  = \$48 [5:0];
-          end
-        end
-    endcase
+    \$52  = pass_now;
+    if (start) begin
+      \$52  = sel;
+    end
     if (rst) begin
-      \$52  = 6'h00;
+      \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = w_addr;
+    \$53  = col;
+    if (start) begin
+      \$53  = 6'h00;
+    end
     (* full_case = 32'd1 *)
-    casez (sel)
+    casez (pass_now)
       1'h0:
-        begin
-          if (start) begin
-            \$53  = 12'h000;
-          end
           if (\$32 ) begin
-            \$53  = \$35 [11:0];
+            \$53  = \$34 [5:0];
           end
-        end
       1'h1:
-        begin
-          if (start) begin
-            \$53  = 12'h900;
-          end
           if (\$46 ) begin
-            \$53  = \$49 [11:0];
+            \$53  = \$48 [5:0];
           end
-        end
     endcase
     if (rst) begin
-      \$53  = 12'h000;
+      \$53  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$54  = w_addr;
+    if (start) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            \$54  = 12'h000;
+        1'h1:
+            \$54  = 12'h900;
+      endcase
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (\$32 ) begin
+            \$54  = \$35 [11:0];
+          end
+      1'h1:
+          if (\$46 ) begin
+            \$54  = \$49 [11:0];
+          end
+    endcase
+    if (rst) begin
+      \$54  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (sel)
+    casez (pass_now)
       1'h0:
         begin
-          \$54 [0] = e1[0];
-          \$54 [6:1] = e1[6:1];
-          \$54 [7] = e1[7];
-          \$54 [19:8] = e1[19:8];
-          \$54 [27:20] = \$37 ;
-          \$54 [36:28] = \$40 ;
+          \$55 [0] = e1[0];
+          \$55 [6:1] = e1[6:1];
+          \$55 [7] = e1[7];
+          \$55 [19:8] = e1[19:8];
+          \$55 [27:20] = \$37 ;
+          \$55 [36:28] = \$40 ;
         end
       1'h1:
         begin
-          \$54 [0] = e1[0];
-          \$54 [6:1] = e1[6:1];
-          \$54 [7] = e1[7];
-          \$54 [19:8] = e1[19:8];
-          \$54 [27:20] = value;
-          \$54 [36:28] = \$50 ;
+          \$55 [0] = e1[0];
+          \$55 [6:1] = e1[6:1];
+          \$55 [7] = e1[7];
+          \$55 [19:8] = e1[19:8];
+          \$55 [27:20] = value;
+          \$55 [36:28] = \$50 ;
         end
     endcase
     if (rst) begin
-      \$54  = 37'h0000000000;
+      \$55  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;

@@ -1,0 +1,177 @@
+"""Throughput: step utilization against lanes, and a table beside published delta-RNN accelerators.
+
+1. Utilization sweep, from the cycle model (`hwgen.rtl.cycles`, equal to simulation: tests):
+   GRU I=16 H=64 and GRU I=40 H=256 at P = 1 ... 128 lanes, with one element-wise unit and
+   with the default E = P/8 units; docs/figures/utilization.png.
+2. Throughput table: per design and target, Fmax from `hwgen synth` (run by this script with
+   --synth; otherwise read from bench/results/throughput/, written by an earlier --synth run),
+   cycles per step from the cycle model, steps/s, dense GMAC/s; for the bundled delta design,
+   cycles per step measured in simulation (cocotb + Verilator, 0 mismatches required) and the
+   effective GOp/s as the delta-RNN papers count it: 2 x the dense MACs of a step (multiply and
+   add, skipped ones included) x steps/s. Published figures are printed as published.
+
+    python bench/throughput.py            # sweep, table from stored synthesis results
+    python bench/throughput.py --synth    # also re-run synthesis of the bundled designs
+    python bench/throughput.py --synth --big   # and of the 64-lane GRU (about an hour)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from common import random_task_model, smooth_inputs
+
+from hwgen.quant import QuantConfig, quantize_model
+from hwgen.rtl.cycles import cycle_model
+from hwgen.rtl.emit import generate
+from hwgen.rtl.plan import make_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "throughput"
+FIGURE = ROOT / "docs" / "figures" / "utilization.png"
+SWEEP_LANES = (1, 2, 4, 8, 16, 32, 64, 128)
+SIZES = ((16, 64), (40, 256))
+
+# (design, lanes, target): the rows of the table; rtl_out designs are the bundled ones
+DESIGNS = [("digits_lstm_p2", 2, "ice40-up5k"), ("digits_lstm_p2_delta", 2, "ice40-up5k"),
+           ("digits_lstm_p2", 2, "ecp5-85f"), ("digits_lstm_p2_delta", 2, "ecp5-85f")]
+BIG = "gru40x256_p64"  # GRU I=40 H=256, random weights, dense, 64 lanes and 8 units
+BIG_ROW = (BIG, 64, "ecp5-85f")  # synthesized with --synth --big (about an hour)
+
+PUBLISHED = [  # as published; not measured here
+    ("EdgeDRNN (Gao et al. 2020)", "Zynq-7007S", "8 PEs, 2-layer GRU, 5 M params",
+     "~0.5 ms/step", "20.2 GOp/s effective, batch 1"),
+    ("DeltaRNN (Gao et al. 2018)", "Zynq-7100", "GRU, 5.7x from sparsity", "",
+     "1.2 TOp/s effective"),
+    ("Spartus (Gao et al. 2022)", "Zynq UltraScale+", "LSTM, spatio-temporal sparsity", "",
+     "9.4 TOp/s effective"),
+]
+
+
+def gru_qmodel(inputs: int, hidden: int):
+    ir = random_task_model("gru", inputs, hidden)
+    x = smooth_inputs(64, 20, inputs)
+    return quantize_model(ir, x, QuantConfig(weight_bits=8, act_bits=8)), x
+
+
+def utilization_sweep() -> dict:
+    """{(I, H): [(P, E, cycles per step, utilization, E=1 cycles, E=1 utilization)]}."""
+    out = {}
+    for inputs, hidden in SIZES:
+        qm, _ = gru_qmodel(inputs, hidden)
+        rows = []
+        for lanes in SWEEP_LANES:
+            plan = make_plan(qm, lanes)
+            model = cycle_model(plan, inputs)
+            one = cycle_model(make_plan(qm, lanes, units=1), inputs)
+            rows.append((lanes, plan.units, model["per_step"], model["step_utilization"],
+                         one["per_step"], one["step_utilization"]))
+        out[(inputs, hidden)] = rows
+    return out
+
+
+def plot_sweep(sweep: dict) -> None:
+    from hwgen.plots import plt, _save
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (inputs, hidden), rows in sweep.items():
+        line, = ax.plot([r[0] for r in rows], [r[3] for r in rows], marker="o",
+                        label=f"GRU I={inputs} H={hidden}, E = P/8 units")
+        ax.plot([r[0] for r in rows], [r[5] for r in rows], marker="x", ls="--",
+                color=line.get_color(), label=f"GRU I={inputs} H={hidden}, one unit")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("MAC lanes P")
+    ax.set_ylabel("step utilization (MACs / P / cycles)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("step utilization against MAC lanes (cycle model = simulation)")
+    _save(fig, FIGURE)
+
+
+def design_folder(name: str, lanes: int, work: Path) -> Path:
+    if name != BIG:
+        return ROOT / "rtl_out" / name
+    qm, x = gru_qmodel(40, 256)
+    return generate(qm, work / name, lanes=lanes, inputs=qm.quantize_inputs(x[:2]))
+
+
+def synth_result(name: str, lanes: int, target: str, work: Path, run: bool) -> dict | None:
+    """Fmax and resources of a design on a target: synthesized now, or stored."""
+    stored = RESULTS / f"{name}_{target}.json"
+    if run:
+        from hwgen.synth import synthesize
+        folder = design_folder(name, lanes, work)
+        report = synthesize(folder, target, out_dir=work / f"synth_{name}_{target}",
+                            progress=None, pack=False)
+        keep = {"design": name, "target": target, "lanes": lanes, "fits": report["fits"],
+                "fmax_mhz": report["fmax_mhz"],
+                "resources": {k: v.get("used") for k, v in report["resources"].items()}}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stored.write_text(json.dumps(keep, indent=1, sort_keys=True) + "\n")
+    return json.loads(stored.read_text()) if stored.exists() else None
+
+
+def measured_cycles_per_step(name: str) -> float:
+    """Cycles per step of a bundled design, measured in simulation (bit-exact required)."""
+    from hwgen.sim import simulate
+    result = simulate(ROOT / "rtl_out" / name, stall_in=0.0, stall_out=0.0)
+    if not result.passed:
+        raise SystemExit(f"{name}: {result.mismatches} mismatches in simulation")
+    return result.step_interval
+
+
+def design_cycles(name: str, lanes: int) -> tuple[float, int, int]:
+    """(cycles per step, dense MACs per step, cycle-model cycles per step)."""
+    if name == BIG:
+        qm, _ = gru_qmodel(40, 256)
+        model = cycle_model(make_plan(qm, lanes), 40)
+        return model["per_step"], model["macs_per_step"], model["per_step"]
+    model = json.loads((ROOT / "rtl_out" / name / "manifest.json").read_text())["cycles"]
+    return measured_cycles_per_step(name), model["macs_per_step"], model["per_step"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--synth", action="store_true", help="re-run synthesis for the table")
+    ap.add_argument("--big", action="store_true", help="with --synth: the 64-lane GRU too")
+    args = ap.parse_args()
+
+    sweep = utilization_sweep()
+    print("step utilization from the cycle model (= simulation), 8-bit GRU, one layer;")
+    print("E element-wise units (default P/8) against one unit")
+    print(f"{'P':>5}" + "".join(f" | I={i} H={h}: {'E':>3} {'cycles':>6} {'util':>5} "
+                                f"{'E=1 cyc':>7} {'util':>5}" for i, h in SIZES))
+    for k, lanes in enumerate(SWEEP_LANES):
+        print(f"{lanes:>5}" + "".join(
+            f" | {'':>12}{r[1]:>3} {r[2]:>6} {r[3]:>5.3f} {r[4]:>7} {r[5]:>5.3f}"
+            for r in (sweep[s][k] for s in SIZES)))
+    plot_sweep(sweep)
+    print(f"figure: {FIGURE.relative_to(ROOT)}")
+
+    print("\nthroughput: Fmax from hwgen synth (seed 1); cycles per step measured in simulation"
+          " (bundled) or from the cycle model (random GRU); GOp/s = 2 x dense MACs x steps/s")
+    print(f"{'design':<22} {'target':<11} {'P':>4} {'Fmax':>6} {'cyc/step':>9} {'dense':>6} "
+          f"{'steps/s':>9} {'dense GMAC/s':>12} {'eff GOp/s':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, lanes, target in DESIGNS + [BIG_ROW]:
+            synth = synth_result(name, lanes, target, Path(tmp),
+                                 args.synth and (name != BIG or args.big))
+            if synth is None or not synth["fits"]:
+                print(f"{name:<22} {target:<11} {lanes:>4} "
+                      f"{'no stored result' if synth is None else 'does not fit'}")
+                continue
+            cycles, macs, dense = design_cycles(name, lanes)
+            hz = synth["fmax_mhz"] * 1e6
+            steps = hz / cycles
+            print(f"{name:<22} {target:<11} {lanes:>4} {synth['fmax_mhz']:>6.1f} "
+                  f"{cycles:>9.0f} {dense:>6} {steps:>9,.0f} {macs * hz / dense / 1e9:>12.3f} "
+                  f"{2 * macs * steps / 1e9:>9.3f}")
+    print("\npublished (not measured here):")
+    for name, device, what, latency, figure in PUBLISHED:
+        print(f"  {name:<28} {device:<17} {what:<34} {latency:<13} {figure}")
+
+
+if __name__ == "__main__":
+    main()
