@@ -243,8 +243,15 @@ def _delta_for(task, qm, args):
 def cmd_generate(args) -> int:
     out_dir = Path(args.out)
     check_writable(out_dir)
-    task = load_task(args)
-    qm = flow.quantize(task, _quant_config(args))
+    from .qat import shipped_ternary
+    shipped = shipped_ternary(args.model)
+    if shipped is not None:   # a shipped ternary result: the multiplier-free datapath
+        task, tm = shipped
+        task.name = args.model
+        qm = tm.qm
+    else:
+        task = load_task(args)
+        qm = flow.quantize(task, _quant_config(args))
     delta = _delta_for(task, qm, args)
     out = out_dir / (args.name or f"{task.name}_p{args.lanes}" + ("_delta" if delta else ""))
     with flow.Progress(f"generate {out}"), writing(out):
