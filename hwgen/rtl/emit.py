@@ -19,7 +19,7 @@ from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
 from .cycles import cycle_model, ternary_cycle_model
-from .ternary_plan import entry_words
+from .ternary_plan import entry_width, entry_words
 from .top import Accelerator
 
 MANIFEST_VERSION = 2  # 2: sealed (file digests), payload fields as [offset, width]
@@ -89,9 +89,8 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
         out = manifest
         out["cycles"] = ternary_cycle_model(plan, tp, qm.input_size, qm.head_mode)
         del out["memories"]["weights"]
-        entry_width = 2 * plan.lanes + max(tp.s_depth - 1, 1).bit_length()
         out["memories"].update({
-            "entries": {"depth": len(tp.entries), "word_width": entry_width,
+            "entries": {"depth": len(tp.entries), "word_width": entry_width(tp),
                         "file": "entries.hex"},
             "pointers": {"depth": len(tp.pointers), "file": "pointers.hex"},
             "terms": {"depth": len(tp.terms), "scale_bits": tp.scale_bits},
@@ -136,8 +135,7 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
         else:
             tp = acc.ternary_plan
             words = np.array(entry_words(tp), dtype=object).reshape(-1, 1)
-            entry_width = 2 * tp.lanes + max(tp.s_depth - 1, 1).bit_length()
-            (tmp / "entries.hex").write_text(_hex_words(words, entry_width))
+            (tmp / "entries.hex").write_text(_hex_words(words, entry_width(tp)))
             (tmp / "pointers.hex").write_text("".join(f"{s:x} {c:x}\n"
                                                       for s, c in tp.pointers))
         (tmp / "biases.hex").write_text(_hex_words(acc.plan.bias_words, acc.plan.acc_width))

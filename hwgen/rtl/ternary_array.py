@@ -19,13 +19,13 @@ small beside the matrix work.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .rom import BankedROM
-from .ternary_plan import TernaryPlan, entry_words
+from .ternary_plan import TernaryPlan, entry_width, entry_words, s_addr_bits
 
 #: Edges from a fired column at the queue's head to its span at the issuer.
 POINTER_LATENCY = 1
@@ -129,13 +129,15 @@ class TernaryIssuer(wiring.Component):
 class LevelSumArray(wiring.Component):
     """P lanes that add, subtract or skip a delta into the level sums S (no multiplier).
 
-    It owns the entry ROM (per stored word: P digits and its S address) and the S memory.
-    Pipeline and forwarding are the MAC array's (`mac_array`): the entry ROM's three
-    edges, then the S word read, then add and write; an update's read misses the two
-    updates before it, whose sums are forwarded when they hit the same word.
+    It owns the entry ROM (per stored word: each lane's digit and S address) and the S
+    memory, one per lane (lane k holds rows k, k + P, ... of every level and side, so each
+    lane follows its own list of nonzero digits: `ternary_plan`). Pipeline and forwarding
+    are the MAC array's (`mac_array`), lane by lane: the entry ROM's three edges, then the
+    S word read, then add and write; an update's read misses the two updates before it,
+    whose sums are forwarded when they hit the same word.
 
-    The combiner reads S through `drain_addr` (the word comes out at `s_word` one edge
-    later) and clears it as it reads (`drain`): S is zero at every pass's start.
+    The combiner reads S through `drain_addr` (every lane's word comes out at `s_word` one
+    edge later) and clears it as it reads (`drain`): S is zero at every pass's start.
 
     Members
     -------
@@ -156,52 +158,54 @@ class LevelSumArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tp, P = self.tp, self.tp.lanes
-        words = entry_words(tp)
-        width = 2 * P + max(tp.s_depth - 1, 1).bit_length()
-        m.submodules.e_rom = rom = BankedROM(unsigned(width), words)
-        m.submodules.s_mem = s_mem = Memory(shape=self.lanes, depth=tp.s_depth, init=[])
-        s_rd, s_wr = s_mem.read_port(), s_mem.write_port()
+        ab = s_addr_bits(tp)
+        m.submodules.e_rom = rom = BankedROM(unsigned(entry_width(tp)), entry_words(tp))
 
         s1 = Signal(data.StructLayout({"valid": 1, "delta": signed(self.delta_width)}))
         s1a, s1b = Signal.like(s1), Signal.like(s1)
         m.d.comb += rom.addr.eq(self.issue.payload.e_addr)
         m.d.sync += [s1.valid.eq(self.issue.valid), s1.delta.eq(self.issue.payload.delta),
                      s1a.eq(s1), s1b.eq(s1a)]
-        nz, neg, s_addr = rom.data[:P], rom.data[P:2 * P], rom.data[2 * P:]
-
-        # s2: the S word is read; each lane's term chosen: +delta, -delta or 0
-        s2 = Signal(data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth)}))
-        terms = Signal(data.ArrayLayout(signed(self.delta_width + 1), P))
+        nz, neg = rom.data[:P], rom.data[P:2 * P]
+        lane_ctl = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth)})
+        in_flight = [s1.valid, s1a.valid, s1b.valid]
         for k in range(P):
-            m.d.sync += terms[k].eq(Mux(nz[k], Mux(neg[k], -s1b.delta, s1b.delta), 0))
-        m.d.sync += [s2.valid.eq(s1b.valid), s2.s_addr.eq(s_addr)]
-        m.d.comb += s_rd.addr.eq(Mux(s1b.valid, s_addr, self.drain_addr))
-        m.d.comb += self.s_word.eq(s_rd.data)
+            s_mem = Memory(shape=signed(tp.s_width), depth=tp.s_depth, init=[])
+            m.submodules[f"s_mem{k}"] = s_mem
+            s_rd, s_wr = s_mem.read_port(), s_mem.write_port()
+            s_addr = rom.data[2 * P + k * ab:2 * P + (k + 1) * ab]
 
-        # s3: add into the stored word, or the newest in-flight sum of the same word
-        s3 = Signal.like(s2)
-        s_q = Signal.like(s_rd.data)
-        terms3 = Signal.like(terms)
-        m.d.sync += [s3.eq(s2), s_q.eq(s_rd.data), terms3.eq(terms)]
-        FWD1, FWD2, STORED = range(3)
-        pick = Signal(range(3))
-        last = Signal.like(s2)
-        last_sum, last_sum2 = Signal.like(s_wr.data), Signal.like(s_wr.data)
-        m.d.sync += [last.eq(s3), last_sum.eq(s_wr.data), last_sum2.eq(last_sum)]
-        with m.If(s3.valid & (s3.s_addr == s2.s_addr)):
-            m.d.sync += pick.eq(FWD1)
-        with m.Elif(last.valid & (last.s_addr == s2.s_addr)):
-            m.d.sync += pick.eq(FWD2)
-        with m.Else():
-            m.d.sync += pick.eq(STORED)
-        with m.If(s3.valid):
-            m.d.comb += [s_wr.addr.eq(s3.s_addr), s_wr.en.eq(1)]
-            for k in range(P):
-                base = Array([last_sum[k], last_sum2[k], s_q[k]])[pick]
-                m.d.comb += s_wr.data[k].eq(base + terms3[k])
-        with m.Elif(self.drain):
-            m.d.comb += [s_wr.addr.eq(self.drain_addr), s_wr.en.eq(1)]  # data 0
-        m.d.comb += self.idle.eq(~(s1.valid | s1a.valid | s1b.valid | s2.valid | s3.valid))
+            # s2: the lane's S word is read; its term chosen: +delta, -delta or 0
+            s2, s3, last = (Signal(lane_ctl, name=f"{n}_{k}") for n in ("s2", "s3", "last"))
+            term = Signal(signed(self.delta_width + 1), name=f"term{k}")
+            m.d.sync += [term.eq(Mux(neg[k], -s1b.delta, s1b.delta)),
+                         s2.valid.eq(s1b.valid & nz[k]), s2.s_addr.eq(s_addr)]
+            m.d.comb += [s_rd.addr.eq(Mux(s1b.valid, s_addr, self.drain_addr)),
+                         self.s_word[k].eq(s_rd.data)]
+
+            # s3: add into the stored word, or the newest in-flight sum of the same word
+            s_q = Signal.like(s_rd.data, name=f"s_q{k}")
+            term3 = Signal.like(term, name=f"term3_{k}")
+            m.d.sync += [s3.eq(s2), s_q.eq(s_rd.data), term3.eq(term)]
+            last_sum = Signal.like(s_wr.data, name=f"last_sum{k}")
+            last_sum2 = Signal.like(s_wr.data, name=f"last_sum2_{k}")
+            m.d.sync += [last.eq(s3), last_sum.eq(s_wr.data), last_sum2.eq(last_sum)]
+            FWD1, FWD2, STORED = range(3)
+            pick = Signal(range(3), name=f"pick{k}")
+            with m.If(s3.valid & (s3.s_addr == s2.s_addr)):
+                m.d.sync += pick.eq(FWD1)
+            with m.Elif(last.valid & (last.s_addr == s2.s_addr)):
+                m.d.sync += pick.eq(FWD2)
+            with m.Else():
+                m.d.sync += pick.eq(STORED)
+            with m.If(s3.valid):
+                base = Array([last_sum, last_sum2, s_q])[pick]
+                m.d.comb += [s_wr.addr.eq(s3.s_addr), s_wr.en.eq(1),
+                             s_wr.data.eq(base + term3)]
+            with m.Elif(self.drain):
+                m.d.comb += [s_wr.addr.eq(self.drain_addr), s_wr.en.eq(1)]  # data 0
+            in_flight += [s2.valid, s3.valid]
+        m.d.comb += self.idle.eq(~Cat(*in_flight).any())
         return m
 
 

@@ -148,14 +148,20 @@ def make_ternary_plan(qm: QModel, plan: Plan) -> TernaryPlan:
             k = 1 if len(pl.sides) > 1 and j >= pl.sides[1][4] else 0
             planes, _, _, blocks, first = pl.sides[k]
             start = len(entries)
+            # lane k takes the rows k, k + P, ... of every block, and its own list of
+            # nonzero (level, row group) digits: a column costs its busiest lane's count
+            todo = [[] for _ in range(P)]
             for blk in blocks:
                 for g in range(G):
-                    rows = [blk * H + g * P + lane for lane in range(P)]
-                    for i in range(len(planes)):
-                        digits = [int(planes[i, r, j - first]) if r < (blk + 1) * H and
-                                  r - blk * H < H else 0 for r in rows]
-                        if any(digits):
-                            entries.append((digits, pl.s_addr(k, i, blk * G + g)))
+                    for lane in range(min(P, H - g * P)):
+                        r = blk * H + g * P + lane
+                        for i in range(len(planes)):
+                            d = int(planes[i, r, j - first])
+                            if d:
+                                todo[lane].append((d, pl.s_addr(k, i, blk * G + g)))
+            for e in range(max(len(t) for t in todo)):
+                word = [t[e] if e < len(t) else (0, 0) for t in todo]
+                entries.append(([d for d, _ in word], [a for _, a in word]))
             pointers.append((start, len(entries) - start))
         for word in range(pl.acc_words):
             blk, g = divmod(word, G)
@@ -179,12 +185,21 @@ def make_ternary_plan(qm: QModel, plan: Plan) -> TernaryPlan:
                        term_base, shift_set, s_depth, s_width, scale_bits)
 
 
+def s_addr_bits(tp: TernaryPlan) -> int:
+    return max(tp.s_depth - 1, 1).bit_length()
+
+
 def entry_words(tp: TernaryPlan) -> list:
-    """Entry ROM words: nonzero mask (P bits), negative mask (P bits), S address."""
-    P = tp.lanes
+    """Entry ROM words: nonzero mask (P bits), negative mask (P bits), then each lane's S
+    address."""
+    P, ab = tp.lanes, s_addr_bits(tp)
     out = []
-    for digits, s_addr in tp.entries:
+    for digits, addrs in tp.entries:
         nz = sum(1 << k for k, d in enumerate(digits) if d)
         neg = sum(1 << k for k, d in enumerate(digits) if d < 0)
-        out.append(nz | neg << P | s_addr << (2 * P))
+        out.append(nz | neg << P | sum(a << (2 * P + k * ab) for k, a in enumerate(addrs)))
     return out or [0]
+
+
+def entry_width(tp: TernaryPlan) -> int:
+    return tp.lanes * (2 + s_addr_bits(tp))
