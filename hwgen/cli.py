@@ -257,7 +257,8 @@ def cmd_generate(args) -> int:
     with flow.Progress(f"generate {out}"), writing(out):
         flow.generate_design(task, qm, out, args.lanes, delta=delta,
                              sequences=args.sequences or min(100, len(task.x_test)))
-    print(f"wrote {out}/ (Verilog, weights.hex, biases.hex, vectors.npz, manifest.json)")
+    weights = "weights.hex" if qm.ternary is None else "entries.hex, pointers.hex"
+    print(f"wrote {out}/ (Verilog, {weights}, biases.hex, vectors.npz, manifest.json)")
     return EXIT_OK
 
 

@@ -103,8 +103,9 @@ def test_manifest_records_the_ternary_datapath(tmp_path):
     manifest = json.loads((design / "manifest.json").read_text())
     t = manifest["ternary"]
     assert t["levels"] == 2 and t["multipliers"] == 0
-    assert 0 < t["stored_words"] < t["dense_words"] + manifest["memories"]["pointers"]["depth"]
-    assert (design / "entries.hex").read_text().count("\n") == t["stored_words"]
+    assert 0 < t["stored_words"] <= t["dense_words"]
+    assert (design / "entries.hex").read_text().count("\n") == \
+        t["stored_words"] + t["stored_words_head"]
     assert not (design / "weights.hex").exists()
 
 
@@ -132,3 +133,23 @@ def test_rtl_bit_exact(cell, layers, lanes, head_mode, levels, sparsity, theta, 
     assert result.mismatches == 0, result.first_mismatch
     if theta is None:
         assert_step_intervals(design, result)
+
+
+def test_generate_a_shipped_ternary_model(tmp_path, capsys):
+    from hwgen.cli import main
+    from hwgen.ref import run_int
+    assert main(["generate", "digits_gru_t2s90e200", "--lanes", "3", "--sequences", "4",
+                 "--out", str(tmp_path)]) == 0
+    design = tmp_path / "digits_gru_t2s90e200_p3"
+    assert "entries.hex" in capsys.readouterr().out
+    manifest = json.loads((design / "manifest.json").read_text())
+    t = manifest["ternary"]
+    assert (t["result"], t["levels"], t["binary"], t["multipliers"]) == \
+        ("digits_gru_t2s90e200", 2, False, 0)
+    # far fewer stored words than dense level-words at 90 % pruning
+    assert t["stored_words"] < 0.35 * t["dense_words"]
+    assert manifest["cycles"]["stored_words_per_step"] < 0.35 * t["dense_words"]
+    vectors = np.load(design / "vectors.npz")
+    from hwgen.qat import shipped_ternary
+    _, tm = shipped_ternary("digits_gru_t2s90e200")
+    assert np.array_equal(vectors["outputs"], run_int(tm.qm, vectors["inputs"]))

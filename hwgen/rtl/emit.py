@@ -97,8 +97,10 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
             "level_sums": {"depth": tp.s_depth, "lane_width": tp.s_width}})
         out["ternary"] = {**qm.meta.get("ternary", {}), "levels": tp.levels,
                           "head": "non-adjacent form (8-bit weights as signed digits)",
-                          "storage": "compressed columns of nonzero (row group, level) words",
-                          "stored_words": len(tp.entries),
+                          "storage": "compressed columns: per lane its nonzero (level, row group) digits",
+                          "stored_words": sum(sum(tp.column_counts(k))
+                                              for k in range(len(plan.layers))),
+                          "stored_words_head": sum(tp.column_counts(len(plan.layers))),
                           "dense_words": sum(lp.matrix_cycles for lp in plan.layers)
                           * tp.levels,
                           "multipliers": 0}

@@ -6,13 +6,16 @@ planes are its `hwgen.ternary` levels (s_i = F - f_i); the head's 8-bit weights 
 own non-adjacent form (level b: digit b of each weight, scale 1, s_b = b), so the head runs
 on the same adders with no multiplier either.
 
-Storage: compressed columns of words. A word is P lanes' digits of one (row group, level)
-of one column; only words with a nonzero digit are stored (word-level skipping: a weight
-zero in every level stores nothing; bit-level: a level's all-zero word stores nothing). A
-column's words are contiguous in the entry ROM, and a pointer ROM holds, per column, the
-first word and the count. Chosen over zero-block skipping (a bit per block in a dense
-array) because the cost is then exactly the stored words: a skipped word costs no cycle,
-not one to test it.
+Storage: compressed columns, lane by lane. Lane k serves rows k, k + P, ... of every gate
+block (as in the 8-bit design); per column it has a list of its nonzero digits, each with
+the level and row group it belongs to (its level-sum address). Stored word e of a column
+holds entry e of every lane's list (a lane whose list is shorter skips): a column costs
+its busiest lane's count of nonzero digits. Word-level sparsity (a weight zero in every
+level) and bit-level sparsity (a zero digit of a level) both become cycles, at the
+granularity of one digit per lane rather than of a P-lane word: with unstructured pruning
+a P-lane word is all zero only with probability s^P (43 % at s = 0.9, P = 8), so skipping
+whole row-group words (or zero blocks) would keep most of the dense work. A pointer ROM
+holds, per column, its first stored word and their count.
 
 Level sums: S_(side, i)[g] accumulates T_i x (add, subtract or skip) for accumulator word g
 of the pass; its address is (side * L + i) * A + g (A: accumulator words of the pass). The
@@ -99,7 +102,8 @@ def pass_levels(qm: QModel, plan: Plan) -> list[PassLevels]:
 class TernaryPlan:
     """Contents of the ternary datapath's ROMs (see the module docstring).
 
-    entries : per stored word (digits (P,) in {-1, 0, 1}, S address), columns in pass order.
+    entries : per stored word (digits (P,) in {-1, 0, 1}, S addresses (P,)), columns in
+        pass order.
     pointers : per column of every pass (first entry, entry count).
     ptr_base : per pass, the pointer index of its column 0.
     terms : per combine term (S address, acc address, bias address, shift index, first,
