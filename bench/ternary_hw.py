@@ -49,6 +49,25 @@ def cycle_rows(lanes_list) -> list[str]:
     return lines
 
 
+def sparsity_rows(lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9)) -> list[str]:
+    """Cycles per step against pruning: digits_gru ternarized after training (one-shot
+    magnitude pruning, `qat.post_training`: the sparsity is exact, the accuracy is not
+    the fine-tuned one)."""
+    task = flow.load_task(MODEL)
+    head = f"{'lanes':>5} " + " ".join(f"{f's{round(100 * s)}':>10}" for s in sparsities)
+    lines = [f"cycles per step, t{levels} one-shot pruned (stored words per step)", head,
+             "-" * len(head)]
+    models = [qat.post_training(task, levels, s).qm for s in sparsities]
+    for lanes in lanes_list:
+        cells = []
+        for qm in models:
+            plan = make_plan(qm, lanes)
+            c = ternary_cycle_model(plan, make_ternary_plan(qm, plan), qm.input_size)
+            cells.append(f"{c['per_step']:>4}/{c['stored_words_per_step']:<4}")
+        lines.append(f"{lanes:>5} " + " ".join(f"{x:>10}" for x in cells))
+    return lines
+
+
 def synth_rows(folders) -> list[str]:
     head = (f"{'design':<26} {'target':<11} {'LUT':>6} {'FF':>6} {'DSP':>4} {'BRAM':>5} "
             f"{'Fmax MHz':>8} {'fits':>5}")
@@ -75,6 +94,8 @@ def main(argv=None) -> None:
                    help="design folders whose synthesis reports to print")
     args = p.parse_args(argv)
     print("\n".join(cycle_rows(args.lanes)))
+    print()
+    print("\n".join(sparsity_rows(args.lanes)))
     if args.synth:
         print()
         print("\n".join(synth_rows(args.synth)))
