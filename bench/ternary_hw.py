@@ -81,7 +81,8 @@ def synth_rows(folders) -> list[str]:
             fits = "yes" if r["fits"] else "NO"
             if not r["fits"] and r.get("overflow"):
                 o = r["overflow"][0]
-                fits += f" ({o['resource']} {o['used']}>{o['available']})"
+                fits += f" ({o['resource']} {o['used']}>{o['available']})" \
+                    if o.get("used") else " (placement failed)"
             lines.append(f"{r['design']:<26} {r['target']:<11} {used['LUT']:>6} {used['FF']:>6} "
                          f"{used['DSP']:>4} {used['BRAM']:>5} {fmax:>8} {fits}")
     return lines
