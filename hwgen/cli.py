@@ -253,15 +253,23 @@ def cmd_generate(args) -> int:
     check_writable(out_dir)
     if args.units is not None:
         check_units(args.units, args.lanes)
-    task = load_task(args)
-    qm = flow.quantize(task, _quant_config(args))
+    from .qat import shipped_ternary
+    shipped = shipped_ternary(args.model)
+    if shipped is not None:   # a shipped ternary result: the multiplier-free datapath
+        task, tm = shipped
+        task.name = args.model
+        qm = tm.qm
+    else:
+        task = load_task(args)
+        qm = flow.quantize(task, _quant_config(args))
     delta = _delta_for(task, qm, args)
     out = out_dir / (args.name or f"{task.name}_p{args.lanes}" + ("_delta" if delta else ""))
     with flow.Progress(f"generate {out}"), writing(out):
         flow.generate_design(task, qm, out, args.lanes, delta=delta,
                              sequences=args.sequences or min(100, len(task.x_test)),
                              units=args.units)
-    print(f"wrote {out}/ (Verilog, weights.hex, biases.hex, vectors.npz, manifest.json)")
+    weights = "weights.hex" if qm.ternary is None else "entries.hex, pointers.hex"
+    print(f"wrote {out}/ (Verilog, {weights}, biases.hex, vectors.npz, manifest.json)")
     return EXIT_OK
 
 

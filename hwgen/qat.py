@@ -347,6 +347,23 @@ def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS
     return result
 
 
+def shipped_tags() -> list[str]:
+    """Names of the shipped ternary results (e.g. digits_gru_t2s80), sorted."""
+    return sorted(p.stem for p in SHIPPED.glob("*.json"))
+
+
+def shipped_ternary(name: str):
+    """(task, TernaryModel) of the shipped result `name`, or None when it is not one."""
+    if name not in shipped_tags():
+        return None
+    meta = json.loads((SHIPPED / f"{name}.json").read_text())
+    task = flow.load_task(meta["model"])
+    tm = to_ternary(task, load(SHIPPED, name))
+    tm.qm.meta["task"] = task.name
+    tm.qm.meta["ternary"]["result"] = name
+    return task, tm
+
+
 # ---------------------------------------------------------------- command line
 def add_parser(sub, int_in, probability) -> None:
     """Register ``hwgen ternary`` on the CLI's subparsers (`int_in(text, high)` and

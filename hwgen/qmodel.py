@@ -138,6 +138,10 @@ class QModel:
     head: QHead
     head_mode: str
     meta: dict = field(default_factory=dict)
+    #: per layer {"x": TernaryMatrix, "h": TernaryMatrix} when the layer matrices are
+    #: multi-level ternary (`hwgen.ternary.ternarize`): the planes and scales w_x/w_h are
+    #: made of, which the hardware stores instead of w_x/w_h; None otherwise
+    ternary: list | None = None
 
     @property
     def cell(self) -> str:

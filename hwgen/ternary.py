@@ -242,6 +242,7 @@ def ternarize(ir: ModelIR, x_calib, levels: int, binary: bool = False, masks=Non
                 np.array_equal(ql.w_h, m["h"].weight())):
             raise TernaryError(f"cell {ir.cell}: its accumulator layout is not row for row")
     qm.meta["ternary"] = {"levels": levels, "binary": binary, "alpha_bits": alpha_bits}
+    qm.ternary = mats
     return TernaryModel(qm, mats, binary, pruned)
 
 

@@ -57,3 +57,54 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
         "model_per_step": per_step + (head if head_mode == "every" else 0),
         "per_sequence_overhead": head if head_mode == "last" else 0,
     }
+
+
+def ternary_pass_cycles(counts, terms: int) -> dict:
+    """Cycles of one ternary MATRIX pass and its combine, from the stored words of each
+    column (`TernaryPlan.column_counts`) and the pass's combine terms.
+
+    The issuer spends max(1, words) cycles on a column. Columns with no words after the
+    last stored one end the pass before the level-sum pipeline has drained, and so are
+    hidden in it (up to its depth, less the cycle that sees it idle).
+    """
+    from .ternary_array import (COMBINE_DEPTH, COMBINE_START, ISSUER_LATENCY as T_ISSUER,
+                                POINTER_LATENCY, SUM_PIPELINE_DEPTH)
+    trailing = 0
+    for c in reversed(counts):
+        if c:
+            break
+        trailing += 1
+    issue = sum(max(1, c) for c in counts) - min(trailing, SUM_PIPELINE_DEPTH - 1)
+    return {"matrix": ENCODER_LATENCY + POINTER_LATENCY + T_ISSUER + issue
+            + SUM_PIPELINE_DEPTH + 1,
+            "combine": COMBINE_START + terms + COMBINE_DEPTH,
+            "stored_words": int(sum(counts))}
+
+
+def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last") -> dict:
+    """`cycle_model` of the ternary datapath: cycles per dense step as a function of the
+    stored (nonzero) words of each column; keys as `cycle_model`'s, plus the stored words
+    and the combine's cycles."""
+    layers = []
+    for k, lp in enumerate(plan.layers):
+        c = ternary_pass_cycles(tp.column_counts(k), tp.pass_terms(k))
+        c["activate"] = activate_cycles(lp, plan.lanes, plan.units)
+        layers.append(c)
+    hp, k = plan.head, len(plan.layers)
+    hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_terms(k))
+    head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size)
+    per_step = input_size + sum(c["matrix"] + c["combine"] + c["activate"] for c in layers)
+    macs = sum(lp.macs for lp in plan.layers)
+    return {
+        "load": input_size,
+        "layers": layers,
+        "per_step": per_step,
+        "head": head,
+        "macs_per_step": macs,
+        "stored_words_per_step": sum(c["stored_words"] for c in layers),
+        "dense_words_per_step": sum(lp.matrix_cycles for lp in plan.layers) * tp.levels,
+        "step_utilization": macs / plan.lanes / per_step,
+        "head_macs": hp.macs,
+        "model_per_step": per_step + (head if head_mode == "every" else 0),
+        "per_sequence_overhead": head if head_mode == "last" else 0,
+    }

@@ -18,7 +18,8 @@ from ..interface import input_payload, output_payload
 from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
-from .cycles import cycle_model
+from .cycles import cycle_model, ternary_cycle_model
+from .ternary_plan import entry_width, entry_words
 from .top import Accelerator
 
 MANIFEST_VERSION = 2  # 2: sealed (file digests), payload fields as [offset, width]
@@ -52,7 +53,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
             "groups_per_gate": lp.groups_per_gate, "w_base": lp.w_base,
         })
     mem = qm.memory_bits()
-    return {
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
         "hwgen_version": __version__,
         "name": name,
@@ -84,6 +85,27 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
         "quant": qm.meta.get("quant", {}),
         "delta": None if plan.delta is None else {"thresholds": [list(t) for t in plan.delta]},
     }
+    tp = acc.ternary_plan
+    if tp is not None:  # the multiplier-free datapath (hwgen.rtl.ternary_array)
+        out = manifest
+        out["cycles"] = ternary_cycle_model(plan, tp, qm.input_size, qm.head_mode)
+        del out["memories"]["weights"]
+        out["memories"].update({
+            "entries": {"depth": len(tp.entries), "word_width": entry_width(tp),
+                        "file": "entries.hex"},
+            "pointers": {"depth": len(tp.pointers), "file": "pointers.hex"},
+            "terms": {"depth": len(tp.terms), "scale_bits": tp.scale_bits},
+            "level_sums": {"depth": tp.s_depth, "lane_width": tp.s_width}})
+        out["ternary"] = {**qm.meta.get("ternary", {}), "levels": tp.levels,
+                          "head": "non-adjacent form (8-bit weights as signed digits)",
+                          "storage": "compressed columns: per lane its nonzero (level, row group) digits",
+                          "stored_words": sum(sum(tp.column_counts(k))
+                                              for k in range(len(plan.layers))),
+                          "stored_words_head": sum(tp.column_counts(len(plan.layers))),
+                          "dense_words": sum(lp.matrix_cycles for lp in plan.layers)
+                          * tp.levels,
+                          "multipliers": 0}
+    return manifest
 
 
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
@@ -112,8 +134,15 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     try:
         os.chmod(tmp, 0o777 & ~_umask())   # as any folder the user makes, not mkdtemp's 0700
         (tmp / f"{top}.v").write_text(text)
-        (tmp / "weights.hex").write_text(_hex_words(acc.plan.weight_words,
-                                                    acc.plan.weight_width))
+        if acc.ternary_plan is None:
+            (tmp / "weights.hex").write_text(_hex_words(acc.plan.weight_words,
+                                                        acc.plan.weight_width))
+        else:
+            tp = acc.ternary_plan
+            words = np.array(entry_words(tp), dtype=object).reshape(-1, 1)
+            (tmp / "entries.hex").write_text(_hex_words(words, entry_width(tp)))
+            (tmp / "pointers.hex").write_text("".join(f"{s:x} {c:x}\n"
+                                                      for s, c in tp.pointers))
         (tmp / "biases.hex").write_text(_hex_words(acc.plan.bias_words, acc.plan.acc_width))
         if inputs is not None:
             xq = swap_layout(np.asarray(inputs, dtype=np.int64), data_layout(qm.meta, layout))

@@ -37,6 +37,8 @@ from .head_output import HeadOutput
 from .mac_array import MacArray
 from .matrix import ColumnEncoder, MacIssuer, passes_of
 from .plan import Plan, make_plan
+from .ternary_array import LevelSumArray, PointerReader, ScaleCombiner, TernaryIssuer
+from .ternary_plan import make_ternary_plan
 
 
 class Accelerator(wiring.Component):
@@ -59,6 +61,8 @@ class Accelerator(wiring.Component):
     def __init__(self, qm: QModel, lanes: int, delta=None, units: int | None = None):
         self.qm = qm
         self.plan: Plan = make_plan(qm, lanes, delta, units)
+        # ternary levels: the multiplier-free datapath (`ternary_array`)
+        self.ternary_plan = None if qm.ternary is None else make_ternary_plan(qm, self.plan)
         super().__init__({
             "i": In(stream.Signature(input_payload(qm.input_fmt.width).layout())),
             "o": Out(stream.Signature(output_payload(qm.head.out_fmt.width).layout())),
@@ -107,15 +111,36 @@ class Accelerator(wiring.Component):
         # ---- components
         passes = passes_of(plan, qm)
         head_pass = len(passes) - 1
-        m.submodules.encoder = enc = ColumnEncoder(plan, passes)
-        m.submodules.mac = mac = MacArray(
-            plan.weight_width, plan.acc_width, plan.weight_words, plan.bias_words,
-            plan.acc_depth, plan.value_width + 1,
-            sorted({0} | {p.shift_x for p in passes} | {p.shift_h for p in passes}))
-        m.submodules.issuer = issuer = MacIssuer(plan, passes, mac.layout)
-        wiring.connect(m, enc.columns, issuer.columns)
-        wiring.connect(m, issuer.issue, mac.issue)
-        m.d.comb += [enc.fresh.eq(fresh), issuer.fresh.eq(fresh), issuer.sel.eq(enc.pass_now)]
+        tp = self.ternary_plan
+        if tp is None:
+            m.submodules.encoder = enc = ColumnEncoder(plan, passes)
+            m.submodules.mac = mac = MacArray(
+                plan.weight_width, plan.acc_width, plan.weight_words, plan.bias_words,
+                plan.acc_depth, plan.value_width + 1,
+                sorted({0} | {p.shift_x for p in passes} | {p.shift_h for p in passes}))
+            m.submodules.issuer = issuer = MacIssuer(plan, passes, mac.layout)
+            wiring.connect(m, enc.columns, issuer.columns)
+            wiring.connect(m, issuer.issue, mac.issue)
+            m.d.comb += [enc.fresh.eq(fresh), issuer.fresh.eq(fresh),
+                         issuer.sel.eq(enc.pass_now)]
+            matrix_busy, matrix_idle = issuer.busy, mac.idle
+        else:
+            # a column's "first weight word" is its pointer: one per column
+            for ps, base in zip(passes, tp.ptr_base):
+                ps.w_base, ps.gpc = base, 1
+            m.submodules.encoder = enc = ColumnEncoder(plan, passes)
+            m.submodules.pointers = ptrs = PointerReader(tp, enc.entry, plan.value_width + 1)
+            m.submodules.issuer = issuer = TernaryIssuer(tp, plan.value_width + 1)
+            m.submodules.level_sums = sums = LevelSumArray(tp, plan.value_width + 1)
+            m.submodules.combiner = mac = ScaleCombiner(tp, plan.acc_width, plan.bias_words,
+                                                        plan.acc_depth)
+            wiring.connect(m, enc.columns, ptrs.columns)
+            wiring.connect(m, ptrs.spans, issuer.spans)
+            wiring.connect(m, issuer.issue, sums.issue)
+            m.d.comb += [enc.fresh.eq(fresh), sums.drain_addr.eq(mac.drain_addr),
+                         sums.drain.eq(mac.drain), mac.s_word.eq(sums.s_word),
+                         mac.from_bias.eq(fresh if is_delta else 1)]
+            matrix_busy, matrix_idle = ptrs.full | issuer.busy, sums.idle
         if is_delta:
             m.submodules.hat_mem = hat_mem = Memory(shape=signed(plan.value_width),
                                                     depth=plan.hat_depth, init=[])
@@ -185,7 +210,7 @@ class Accelerator(wiring.Component):
             """A MATRIX pass (the one begun last): read columns, issue words; done when both
             are."""
             m.d.comb += [enc.run.eq(1), v_rd.addr.eq(word(enc.value_addr))]
-            with m.If(enc.done & ~issuer.busy):
+            with m.If(enc.done & ~matrix_busy):
                 m.next = next_state
 
         def start_pass(k: int):
@@ -211,11 +236,22 @@ class Accelerator(wiring.Component):
             for k, unit in enumerate(units):
                 with m.State(f"MAT{k}"):
                     run_pass(f"DRAIN{k}")
-                with m.State(f"DRAIN{k}"):
-                    m.d.comb += act.sel.eq(k)
-                    with m.If(mac.idle):
-                        m.d.comb += act.start.eq(1)
-                        m.next = f"ACT{k}"
+                if tp is None:
+                    with m.State(f"DRAIN{k}"):
+                        m.d.comb += act.sel.eq(k)
+                        with m.If(mac.idle):
+                            m.d.comb += act.start.eq(1)
+                            m.next = f"ACT{k}"
+                else:
+                    with m.State(f"DRAIN{k}"):
+                        with m.If(matrix_idle):
+                            m.d.comb += [mac.start.eq(1), mac.sel.eq(k)]
+                            m.next = f"COMBINE{k}"
+                    with m.State(f"COMBINE{k}"):
+                        m.d.comb += [mac.sel.eq(k), act.sel.eq(k)]
+                        with m.If(mac.done):
+                            m.d.comb += act.start.eq(1)
+                            m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
                     m.d.comb += [act.run.eq(1), v_rd.addr.eq(word(act.h_addr))]
                     with m.If(act.done):
@@ -240,10 +276,21 @@ class Accelerator(wiring.Component):
                                     m.next = "LOAD"
             with m.State("HEAD"):
                 run_pass("HEAD_DRAIN")
-            with m.State("HEAD_DRAIN"):
-                with m.If(mac.idle):
-                    m.d.comb += out.start.eq(1)
-                    m.next = "OUTPUT"
+            if tp is None:
+                with m.State("HEAD_DRAIN"):
+                    with m.If(mac.idle):
+                        m.d.comb += out.start.eq(1)
+                        m.next = "OUTPUT"
+            else:
+                with m.State("HEAD_DRAIN"):
+                    with m.If(matrix_idle):
+                        m.d.comb += [mac.start.eq(1), mac.sel.eq(head_pass)]
+                        m.next = "HEAD_COMBINE"
+                with m.State("HEAD_COMBINE"):
+                    m.d.comb += [mac.sel.eq(head_pass), mac.from_bias.eq(1)]  # head: dense
+                    with m.If(mac.done):
+                        m.d.comb += out.start.eq(1)
+                        m.next = "OUTPUT"
             with m.State("OUTPUT"):
                 with m.If(out.done):
                     m.d.sync += fresh.eq(seq_end)

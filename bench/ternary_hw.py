@@ -1,0 +1,106 @@
+"""The multiplier-free ternary datapath against the 8-bit multiplier design (issue 12 §3-4).
+
+    python bench/ternary_hw.py [--lanes 4 8 16] [--synth DIR ...]
+
+Cycles per step (the cycle model, which the tests hold equal to simulation) of the shipped
+ternary digits_gru results against the 8-bit PTQ digits_gru at the same lanes, with the
+stored words per step (nonzero per-lane digits) against the dense level-words. ``--synth``
+prints the synthesis reports already made under each design folder's build/synth/ by
+``hwgen synth DIR --target ice40-up5k`` / ``ecp5-85f`` (LUT, FF, DSP, BRAM, Fmax, fits).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import common  # noqa: F401  (puts the repository on sys.path)
+
+from hwgen import flow, qat
+from hwgen.quant import QuantConfig
+from hwgen.rtl.cycles import cycle_model, ternary_cycle_model
+from hwgen.rtl.plan import make_plan
+from hwgen.rtl.ternary_plan import make_ternary_plan
+
+MODEL = "digits_gru"
+
+
+def cycle_rows(lanes_list) -> list[str]:
+    task = flow.load_task(MODEL)
+    qm8 = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
+    ternary = [(tag, qat.shipped_ternary(tag)[1].qm) for tag in qat.shipped_tags()]
+    head = (f"{'design':<22} {'lanes':>5} {'cycles/step':>11} {'vs 8-bit':>8} "
+            f"{'words/step':>10} {'dense':>6} {'head/seq':>8}")
+    lines = [head, "-" * len(head)]
+    for lanes in lanes_list:
+        plan = make_plan(qm8, lanes)
+        base = cycle_model(plan, qm8.input_size, qm8.head_mode)
+        lines.append(f"{MODEL + ' 8-bit':<22} {lanes:>5} {base['per_step']:>11} {'1.00':>8} "
+                     f"{sum(lp.matrix_cycles for lp in plan.layers):>10} {'':>6} "
+                     f"{base['head']:>8}")
+        for tag, qm in ternary:
+            plan = make_plan(qm, lanes)
+            c = ternary_cycle_model(plan, make_ternary_plan(qm, plan), qm.input_size,
+                                    qm.head_mode)
+            lines.append(f"{tag:<22} {lanes:>5} {c['per_step']:>11} "
+                         f"{base['per_step'] / c['per_step']:>8.2f} "
+                         f"{c['stored_words_per_step']:>10} {c['dense_words_per_step']:>6} "
+                         f"{c['head']:>8}")
+    return lines
+
+
+def sparsity_rows(lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9)) -> list[str]:
+    """Cycles per step against pruning: digits_gru ternarized after training (one-shot
+    magnitude pruning, `qat.post_training`: the sparsity is exact, the accuracy is not
+    the fine-tuned one)."""
+    task = flow.load_task(MODEL)
+    head = f"{'lanes':>5} " + " ".join(f"{f's{round(100 * s)}':>10}" for s in sparsities)
+    lines = [f"cycles per step, t{levels} one-shot pruned (stored words per step)", head,
+             "-" * len(head)]
+    models = [qat.post_training(task, levels, s).qm for s in sparsities]
+    for lanes in lanes_list:
+        cells = []
+        for qm in models:
+            plan = make_plan(qm, lanes)
+            c = ternary_cycle_model(plan, make_ternary_plan(qm, plan), qm.input_size)
+            cells.append(f"{c['per_step']:>4}/{c['stored_words_per_step']:<4}")
+        lines.append(f"{lanes:>5} " + " ".join(f"{x:>10}" for x in cells))
+    return lines
+
+
+def synth_rows(folders) -> list[str]:
+    head = (f"{'design':<26} {'target':<11} {'LUT':>6} {'FF':>6} {'DSP':>4} {'BRAM':>5} "
+            f"{'Fmax MHz':>8} {'fits':>5}")
+    lines = [head, "-" * len(head)]
+    for folder in folders:
+        for report in sorted(Path(f"{folder}.build", "synth").glob("*/report.json")):
+            r = json.loads(report.read_text())
+            res = r["resources"]
+            used = {k: res[k]["placed"] or res[k]["used"] for k in ("LUT", "FF", "DSP", "BRAM")}
+            fmax = "" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.1f}"
+            fits = "yes" if r["fits"] else "NO"
+            if not r["fits"] and r.get("overflow"):
+                o = r["overflow"][0]
+                fits += f" ({o['resource']} {o['used']}>{o['available']})" \
+                    if o.get("used") else " (placement failed)"
+            lines.append(f"{r['design']:<26} {r['target']:<11} {used['LUT']:>6} {used['FF']:>6} "
+                         f"{used['DSP']:>4} {used['BRAM']:>5} {fmax:>8} {fits}")
+    return lines
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lanes", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--synth", nargs="*", default=[], metavar="DIR",
+                   help="design folders whose synthesis reports to print")
+    args = p.parse_args(argv)
+    print("\n".join(cycle_rows(args.lanes)))
+    print()
+    print("\n".join(sparsity_rows(args.lanes)))
+    if args.synth:
+        print()
+        print("\n".join(synth_rows(args.synth)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The memories of the multiplier-free (ternary) datapath, beside `plan.Plan`'s layouts.
+
+Every MATRIX pass (each layer, then the head) is a sum over levels: per level i an integer
+plane T_i in {-1, 0, +1} and a scale a_i per row, W = sum_i (a_i << s_i) T_i. A layer's
+planes are its `hwgen.ternary` levels (s_i = F - f_i); the head's 8-bit weights are their
+own non-adjacent form (level b: digit b of each weight, scale 1, s_b = b), so the head runs
+on the same adders with no multiplier either.
+
+Storage: compressed columns, lane by lane. Lane k serves rows k, k + P, ... of every gate
+block (as in the 8-bit design); per column it has a list of its nonzero digits, each with
+the level and row group it belongs to (its level-sum address). Stored word e of a column
+holds entry e of every lane's list (a lane whose list is shorter skips): a column costs
+its busiest lane's count of nonzero digits. Word-level sparsity (a weight zero in every
+level) and bit-level sparsity (a zero digit of a level) both become cycles, at the
+granularity of one digit per lane rather than of a P-lane word: with unstructured pruning
+a P-lane word is all zero only with probability s^P (43 % at s = 0.9, P = 8), so skipping
+whole row-group words (or zero blocks) would keep most of the dense work. A pointer ROM
+holds, per column, its first stored word and their count.
+
+Level sums: S_(side, i)[g] accumulates T_i x (add, subtract or skip) for accumulator word g
+of the pass; its address is (side * L + i) * A + g (A: accumulator words of the pass). The
+combine then adds, per accumulator word, one term per (side, level) feeding it:
+(a_i * S) << (s_i + shift_side) (the term ROM, in order; a word's first term starts from the
+bias or, in a delta pass, the stored word; its last writes the sum).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..fixed import bits_for
+from ..qmodel import QModel
+from .plan import Plan, PlanError
+
+
+def naf_digits(w: np.ndarray, levels: int | None = None) -> np.ndarray:
+    """Non-adjacent form of integers: (L, *w.shape) digits in {-1, 0, 1},
+    w = sum_b 2^b digit_b, no two adjacent digits nonzero (a third of them nonzero on
+    average, against a half in two's complement)."""
+    w = np.asarray(w, dtype=np.int64).copy()
+    out = []
+    while np.any(w != 0) or (levels is not None and len(out) < levels):
+        d = np.where(w & 1, 2 - (w & 3), 0)   # w mod 4 = 1 -> +1, 3 -> -1
+        out.append(d)
+        w = (w - d) >> 1
+    if not out:
+        out.append(np.zeros_like(w))
+    return np.stack(out).astype(np.int8)
+
+
+@dataclass
+class PassLevels:
+    """One pass's levels: per side (x, h; the head has one), planes (L, R, C) and shifted
+    scales; `cols` and `blocks` say which columns and gate blocks each side has."""
+
+    sides: list              # [(planes (L, R, C) int, scales (L, R) int, shifts (L,) int,
+                             #   blocks tuple, first column of the side)]
+    rows_per_block: int      # H of a layer, O of the head
+    groups: int              # row groups per block
+    n_blocks: int            # accumulator blocks of the pass
+    acc_base: int
+    b_base: int
+    cols: int
+
+    @property
+    def levels(self) -> int:
+        return max(len(s[0]) for s in self.sides)
+
+    @property
+    def acc_words(self) -> int:
+        return self.n_blocks * self.groups
+
+    def s_addr(self, side: int, level: int, word: int) -> int:
+        return (side * self.levels + level) * self.acc_words + word
+
+
+def pass_levels(qm: QModel, plan: Plan) -> list[PassLevels]:
+    """Each layer's ternary levels, then the head's non-adjacent form."""
+    out = []
+    for ql, lp, mats in zip(qm.layers, plan.layers, qm.ternary):
+        sides = []
+        for side, shift, blocks, first in (("x", ql.shift_x, lp.blocks_x, 0),
+                                           ("h", ql.shift_h, lp.blocks_h, lp.input_size)):
+            t = mats[side]
+            if np.any(t.alpha < 0):
+                raise PlanError("ternary scales must be >= 0")
+            shifts = np.array([t.frac - f.frac + shift for f in t.fmts])
+            sides.append((t.planes.astype(np.int64), t.alpha, shifts, blocks, first))
+        out.append(PassLevels(sides, lp.hidden_size, lp.groups_per_gate, lp.n_blocks,
+                              lp.acc_base, lp.b_base, lp.columns))
+    hp, w = plan.head, qm.head.weight
+    digits = naf_digits(w)
+    ones = np.ones((len(digits), w.shape[0]), dtype=np.int64)
+    sides = [(digits.astype(np.int64), ones, np.arange(len(digits)), (0,), 0)]
+    out.append(PassLevels(sides, hp.out_size, hp.groups, 1, hp.acc_base, hp.b_base,
+                          hp.in_size))
+    return out
+
+
+@dataclass
+class TernaryPlan:
+    """Contents of the ternary datapath's ROMs (see the module docstring).
+
+    entries : per stored word (digits (P,) in {-1, 0, 1}, S addresses (P,)), columns in
+        pass order.
+    pointers : per column of every pass (first entry, entry count).
+    ptr_base : per pass, the pointer index of its column 0.
+    terms : per combine term (S address, acc address, bias address, shift index, first,
+        last, scales (P,)), passes in order; term_base[p]..term_base[p + 1] are pass p's.
+    shifts : the distinct term shifts (an index travels with a term).
+    """
+
+    lanes: int
+    levels: int               # of the layers (the head's are its NAF digits)
+    entries: list
+    pointers: list
+    ptr_base: list
+    terms: list
+    term_base: list
+    shifts: list
+    s_depth: int
+    s_width: int
+    scale_bits: int
+
+    @property
+    def max_count(self) -> int:
+        return max([c for _, c in self.pointers] + [1])
+
+    def column_counts(self, p: int) -> list:
+        """Stored words of each column of pass p."""
+        return [c for _, c in self.pointers[self.ptr_base[p]:self.ptr_base[p + 1]]]
+
+    def pass_terms(self, p: int) -> int:
+        return self.term_base[p + 1] - self.term_base[p]
+
+
+def make_ternary_plan(qm: QModel, plan: Plan) -> TernaryPlan:
+    if qm.ternary is None:
+        raise PlanError("the model has no ternary levels (hwgen.ternary.ternarize)")
+    P = plan.lanes
+    passes = pass_levels(qm, plan)
+    entries, pointers, ptr_base, terms, term_base = [], [], [], [], []
+    shift_set = sorted({int(s) for pl in passes for side in pl.sides for s in side[2]})
+    s_depth = 1
+    for pl in passes:
+        ptr_base.append(len(pointers))
+        term_base.append(len(terms))
+        G, H = pl.groups, pl.rows_per_block
+        s_depth = max(s_depth, len(pl.sides) * pl.levels * pl.acc_words)
+        for j in range(pl.cols):
+            k = 1 if len(pl.sides) > 1 and j >= pl.sides[1][4] else 0
+            planes, _, _, blocks, first = pl.sides[k]
+            start = len(entries)
+            # lane k takes the rows k, k + P, ... of every block, and its own list of
+            # nonzero (level, row group) digits: a column costs its busiest lane's count
+            todo = [[] for _ in range(P)]
+            for blk in blocks:
+                for g in range(G):
+                    for lane in range(min(P, H - g * P)):
+                        r = blk * H + g * P + lane
+                        for i in range(len(planes)):
+                            d = int(planes[i, r, j - first])
+                            if d:
+                                todo[lane].append((d, pl.s_addr(k, i, blk * G + g)))
+            for e in range(max(len(t) for t in todo)):
+                word = [t[e] if e < len(t) else (0, 0) for t in todo]
+                entries.append(([d for d, _ in word], [a for _, a in word]))
+            pointers.append((start, len(entries) - start))
+        for word in range(pl.acc_words):
+            blk, g = divmod(word, G)
+            feeds = [(k, i) for k, side in enumerate(pl.sides) if blk in side[3]
+                     for i in range(len(side[0]))]
+            for n, (k, i) in enumerate(feeds):
+                _, scales, shifts, _, _ = pl.sides[k]
+                lanes = [int(scales[i, blk * H + g * P + lane]) if g * P + lane < H else 0
+                         for lane in range(P)]
+                terms.append((pl.s_addr(k, i, word), pl.acc_base + word, pl.b_base + word,
+                              shift_set.index(int(shifts[i])), n == 0, n == len(feeds) - 1,
+                              lanes))
+    ptr_base.append(len(pointers))
+    term_base.append(len(terms))
+    # |S| <= columns x |largest delta|: its exact range (a delta is value_width + 1 bits)
+    cols = max(pl.cols for pl in passes)
+    span = cols << plan.value_width
+    s_width = bits_for(-span, span)
+    scale_bits = max(max(int(max(t[6])) for t in terms).bit_length(), 1)
+    return TernaryPlan(P, qm.ternary[0]["x"].levels, entries, pointers, ptr_base, terms,
+                       term_base, shift_set, s_depth, s_width, scale_bits)
+
+
+def s_addr_bits(tp: TernaryPlan) -> int:
+    return max(tp.s_depth - 1, 1).bit_length()
+
+
+def entry_words(tp: TernaryPlan) -> list:
+    """Entry ROM words: nonzero mask (P bits), negative mask (P bits), then each lane's S
+    address."""
+    P, ab = tp.lanes, s_addr_bits(tp)
+    out = []
+    for digits, addrs in tp.entries:
+        nz = sum(1 << k for k, d in enumerate(digits) if d)
+        neg = sum(1 << k for k, d in enumerate(digits) if d < 0)
+        out.append(nz | neg << P | sum(a << (2 * P + k * ab) for k, a in enumerate(addrs)))
+    return out or [0]
+
+
+def entry_width(tp: TernaryPlan) -> int:
+    return tp.lanes * (2 + s_addr_bits(tp))

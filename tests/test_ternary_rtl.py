@@ -1,0 +1,155 @@
+"""The multiplier-free ternary datapath (issue 12 §3) against `hwgen.ref.run_int`, bit for bit.
+
+Whole-accelerator runs in Amaranth's simulator and the emitted Verilog under cocotb +
+Verilator: odd sizes, lanes 1/3/8, L = 1..3, sparsity 0/50/90 %, dense and delta, with
+random stalls on both streams; the cycle model against simulation; cycles per step falling
+with sparsity.
+"""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from amaranth_harness import run_accelerator
+from conftest import make_model
+from hwgen.frontend import from_torch
+from hwgen.ref import run_int
+from hwgen.rtl.cycles import ternary_cycle_model
+from hwgen.rtl.top import Accelerator
+from hwgen.rtl.ternary_plan import naf_digits
+from hwgen.ternary import ternarize
+
+I_SIZE, OUT = 5, 3
+
+
+def ternary_model(cell, layers, head_mode, levels, sparsity, hidden=7, seed=0, n=4, t_len=5):
+    """A small random model with `levels` ternary levels, each matrix pruned at random to
+    `sparsity`, and smooth inputs (so that deltas vary)."""
+    rng = np.random.default_rng(seed)
+    ir = from_torch(make_model(cell, input_size=I_SIZE, hidden=hidden, out=OUT, layers=layers,
+                               head_mode=head_mode, seed=seed))
+    masks = [(rng.random(layer.w_ih.shape) >= sparsity, rng.random(layer.w_hh.shape) >= sparsity)
+             for layer in ir.layers]
+    x = np.clip(np.cumsum(rng.normal(0, 0.3, (n, t_len, I_SIZE)), axis=1), -2, 2)
+    qm = ternarize(ir, x, levels, masks=masks).qm
+    return qm, qm.quantize_inputs(x)
+
+
+def test_naf_digits_rebuild_the_weights():
+    w = np.arange(-128, 128)
+    d = naf_digits(w)
+    assert d.shape[0] <= 8
+    assert np.array_equal((d.astype(np.int64) << np.arange(len(d))[:, None]).sum(0), w)
+    assert not np.any((d[1:] != 0) & (d[:-1] != 0))   # no two adjacent digits nonzero
+
+
+@pytest.mark.parametrize("cell,layers,head_mode,lanes,levels,sparsity,theta", [
+    ("gru", 1, "last", 3, 2, 0.5, None), ("lstm", 2, "every", 8, 3, 0.9, None),
+    ("gru", 2, "last", 1, 1, 0.0, None), ("lstm", 1, "last", 3, 2, 0.5, 2),
+    ("gru", 1, "every", 8, 3, 0.9, 0), ("ligru", 1, "last", 3, 1, 0.9, 3),
+])
+def test_bit_exact_under_stalls(cell, layers, head_mode, lanes, levels, sparsity, theta):
+    qm, xq = ternary_model(cell, layers, head_mode, levels, sparsity, seed=lanes)
+    delta = None if theta is None else [(theta, theta)] * layers
+    acc = Accelerator(qm, lanes, delta=delta)
+    assert acc.ternary_plan is not None
+    got, _ = run_accelerator(acc, xq, head_mode, OUT, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+
+
+def measured_per_step(acc, xq, head_mode):
+    _, c2 = run_accelerator(acc, xq[:1, :2], head_mode, OUT)
+    _, c3 = run_accelerator(acc, xq[:1, :3], head_mode, OUT)
+    return c3 - c2
+
+
+@pytest.mark.parametrize("cell,layers,head_mode,lanes,levels", [
+    ("gru", 1, "every", 3, 2), ("lstm", 2, "last", 8, 3)])
+def test_cycle_model_matches_simulation_and_falls_with_sparsity(cell, layers, head_mode,
+                                                               lanes, levels):
+    steps = []
+    for sparsity in (0.0, 0.5, 0.9):
+        qm, xq = ternary_model(cell, layers, head_mode, levels, sparsity, hidden=9)
+        acc = Accelerator(qm, lanes)
+        model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, head_mode)
+        assert measured_per_step(acc, xq, head_mode) == model["model_per_step"]
+        steps.append(model["per_step"])
+    assert steps[0] > steps[1] > steps[2], steps
+
+
+def multipliers(acc) -> dict:
+    """$mul cells per module of the elaborated design."""
+    from amaranth.back import rtlil
+    text = rtlil.convert(acc, name="top")
+    return {mod.split("\n")[0]: mod.count("cell $mul ") for mod in text.split("\nmodule ")
+            if "cell $mul " in mod}
+
+
+def test_the_matrix_work_has_no_multiplier():
+    qm, _ = ternary_model("lstm", 1, "last", 2, 0.5)
+    ternary = multipliers(Accelerator(qm, 4))
+    plain = multipliers(Accelerator(dataclasses.replace(qm, ternary=None), 4))
+    # the same model on the 8-bit path (W_int in a weight ROM): the MAC array's P lanes
+    assert plain.pop("\\top.mac") == 4
+    assert ternary == plain   # only the element-wise units' (and activate's) remain
+    assert not any(name.startswith(("\\top.level_sums", "\\top.combiner")) for name in ternary)
+
+
+def test_manifest_records_the_ternary_datapath(tmp_path):
+    from hwgen.rtl.emit import generate
+    qm, xq = ternary_model("gru", 1, "last", 2, 0.5)
+    design = generate(qm, tmp_path / "d", lanes=3, inputs=xq)
+    manifest = json.loads((design / "manifest.json").read_text())
+    t = manifest["ternary"]
+    assert t["levels"] == 2 and t["multipliers"] == 0
+    assert 0 < t["stored_words"] <= t["dense_words"]
+    assert (design / "entries.hex").read_text().count("\n") == \
+        t["stored_words"] + t["stored_words_head"]
+    assert not (design / "weights.hex").exists()
+
+
+# ---- the emitted Verilog under cocotb + Verilator (about 30 s each)
+COCOTB = [("gru", 1, 3, "last", 2, 0.5, None), ("lstm", 2, 8, "every", 3, 0.9, None),
+          ("gru", 2, 1, "every", 1, 0.0, 3)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell,layers,lanes,head_mode,levels,sparsity,theta", COCOTB)
+def test_rtl_bit_exact(cell, layers, lanes, head_mode, levels, sparsity, theta, tmp_path):
+    from hwgen.rtl.emit import generate
+    from hwgen.sim import simulate
+    from test_cocotb_designs import assert_step_intervals
+    from test_cocotb_designs import T_LEN
+    qm, xq = ternary_model(cell, layers, head_mode, levels, sparsity, hidden=13, seed=lanes,
+                           n=60, t_len=T_LEN)
+    fmt = qm.input_fmt
+    xq[:6] = np.where(np.random.default_rng(1).random(xq[:6].shape) < 0.5, fmt.min_int,
+                      fmt.max_int)   # saturation
+    delta = None if theta is None else [(theta, theta)] * layers
+    design = generate(qm, tmp_path / "design", lanes=lanes, inputs=xq, delta=delta)
+    result = simulate(design, seed=lanes, stall_in=0.3, stall_out=0.3)
+    assert result.vectors == 60
+    assert result.mismatches == 0, result.first_mismatch
+    if theta is None:
+        assert_step_intervals(design, result)
+
+
+def test_generate_a_shipped_ternary_model(tmp_path, capsys):
+    from hwgen.cli import main
+    from hwgen.ref import run_int
+    assert main(["generate", "digits_gru_t2s90e200", "--lanes", "3", "--sequences", "4",
+                 "--out", str(tmp_path)]) == 0
+    design = tmp_path / "digits_gru_t2s90e200_p3"
+    assert "entries.hex" in capsys.readouterr().out
+    manifest = json.loads((design / "manifest.json").read_text())
+    t = manifest["ternary"]
+    assert (t["result"], t["levels"], t["binary"], t["multipliers"]) == \
+        ("digits_gru_t2s90e200", 2, False, 0)
+    # far fewer stored words than dense level-words at 90 % pruning
+    assert t["stored_words"] < 0.35 * t["dense_words"]
+    assert manifest["cycles"]["stored_words_per_step"] < 0.35 * t["dense_words"]
+    vectors = np.load(design / "vectors.npz")
+    from hwgen.qat import shipped_ternary
+    _, tm = shipped_ternary("digits_gru_t2s90e200")
+    assert np.array_equal(vectors["outputs"], run_int(tm.qm, vectors["inputs"]))
