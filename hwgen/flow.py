@@ -27,6 +27,9 @@ class FlowError(RuntimeError):
     """A flow step cannot go on; the message says why and what to do."""
 
 
+LM_METRICS = {"char_lm": "bits/char", "word_lm": "bits/word"}  # bundled language models
+
+
 @dataclass
 class Task:
     """A model with its data and metric."""
@@ -40,14 +43,14 @@ class Task:
 
     @property
     def kind(self) -> str:
-        return "lm" if self.meta.get("task", "").startswith("char") else "classify"
+        return "lm" if self.meta.get("task", "") in LM_METRICS else "classify"
 
     @property
     def metric_name(self) -> str:
-        return "bits/char" if self.kind == "lm" else "accuracy %"
+        return LM_METRICS[self.meta["task"]] if self.kind == "lm" else "accuracy %"
 
     def metric(self, outputs: np.ndarray) -> float:
-        """Accuracy in percent, or bits per character, of float outputs (logits)."""
+        """Accuracy in percent, or bits per character (word), of float outputs (logits)."""
         if self.kind == "lm":
             z = outputs - outputs.max(axis=-1, keepdims=True)
             logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))

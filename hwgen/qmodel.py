@@ -15,6 +15,7 @@ import numpy as np
 
 from .cells import Cell, get_cell
 from .fixed import QFormat, bits_for
+from .ir import token_ids
 from .pwl import PWL
 
 
@@ -138,6 +139,12 @@ class QModel:
     head: QHead
     head_mode: str
     meta: dict = field(default_factory=dict)
+    embedding: np.ndarray | None = None  # (V, E) int64 in the first layer's x_fmt, or None
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Tokens of the embedding (V), or None for a model of feature inputs."""
+        return None if self.embedding is None else len(self.embedding)
 
     @property
     def cell(self) -> str:
@@ -145,11 +152,13 @@ class QModel:
 
     @property
     def input_fmt(self) -> QFormat:
+        """The first layer's input format (with an embedding: that of the table's values)."""
         return self.layers[0].x_fmt
 
     @property
     def input_size(self) -> int:
-        return self.layers[0].input_size
+        """Values per step on the input stream: one token id with an embedding."""
+        return 1 if self.embedding is not None else self.layers[0].input_size
 
     @property
     def output_size(self) -> int:
@@ -160,7 +169,10 @@ class QModel:
 
         The result keeps the shape, and so the layout, of `x`: (N, T, I), or (T, N, I) for
         a time-major model (see `hwgen.ir.data_layout`), ready for `hwgen.ref.run_int`.
+        Token ids (N, T, 1) of a model with an embedding stay ids (int64).
         """
+        if self.embedding is not None:
+            return token_ids(x, self.vocab_size)[..., None]
         return self.input_fmt.quantize(x)
 
     def decode_outputs(self, y) -> np.ndarray:
@@ -186,5 +198,28 @@ class QModel:
         o, hh = self.head.weight.shape
         weights += o * hh * self.head.w_fmt.width + o * self.head.b_fmt.width
         floats_w += o * hh + o
+        if self.embedding is not None:  # the token ROM (see `embedding_memory`)
+            weights += self.embedding.size * self.input_fmt.width
+            floats_w += self.embedding.size
         return {"weight_bits": weights, "weight_bits_float32": 32 * floats_w,
                 "state_bits": state, "state_bits_float32": 32 * floats_s}
+
+    def embedding_memory(self) -> dict | None:
+        """Bits of the input side of an embedding model, both ways of building it.
+
+        token_rom: the (V, E) table in x_fmt plus layer 0's W_x (rows fed x E) in wx_fmt —
+        what hwgen builds. folded: W_x E precomputed, (rows fed x V) in wx_fmt, a one-hot
+        layer 0. The ROM is the smaller whenever E < rows * V / (V + rows), i.e. for any
+        embedding narrower than about the gate rows (see docs/embeddings.md).
+        """
+        if self.embedding is None:
+            return None
+        first = self.layers[0]
+        vocab, dim = self.embedding.shape
+        rows = first.spec.rows_fed("x", first.hidden_size)
+        rom = vocab * dim * first.x_fmt.width
+        w_x = rows * dim * first.wx_fmt.width
+        folded = rows * vocab * first.wx_fmt.width
+        return {"design": "token_rom", "vocab_size": vocab, "embedding_dim": dim,
+                "token_rom_bits": rom + w_x, "token_rom_table_bits": rom,
+                "token_rom_wx_bits": w_x, "folded_bits": folded}

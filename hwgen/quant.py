@@ -26,7 +26,7 @@ import numpy as np
 
 from .cells import get_cell
 from .fixed import QFormat, frac_for_range, frac_min_mse
-from .ir import ModelIR, data_layout, shape_name, swap_layout
+from .ir import ModelIR, TokenIdError, data_layout, shape_name, swap_layout, token_ids
 from .pwl import DEFAULT_X_MAX, fit_pwl
 from .qmodel import QHead, QLayer, QModel
 from .ref import run_float
@@ -148,6 +148,11 @@ def check_calibration_data(model: ModelIR, x_calib, layout: str | None = None) -
     if x.size == 0:
         raise CalibrationDataError(f"calibration data is empty: shape {x.shape}, want {want}")
     x = swap_layout(x, lay)
+    if model.embedding is not None:
+        try:
+            token_ids(x, model.vocab_size)
+        except TokenIdError as e:
+            raise CalibrationDataError(f"calibration data: {e}") from None
     for bad, what in ((np.isnan(x), "NaN"), (np.isinf(x), "infinite")):
         if bad.any():
             n, t, i = np.argwhere(bad)[0]
@@ -165,7 +170,10 @@ def calibrate(model: ModelIR, x_calib, layout: str | None = None) -> dict[str, n
     """
     record: list = []
     out = run_float(model, x_calib, record, layout)
-    values = {"input": np.asarray(x_calib, dtype=np.float64), "out": out}
+    # an embedding's table is the first layer's input: calibrated on all of it, as a weight
+    # matrix is (every row is stored and any token may come, not only those seen here)
+    inputs = x_calib if model.embedding is None else model.embedding
+    values = {"input": np.asarray(inputs, dtype=np.float64), "out": out}
     for k, (layer, rec) in enumerate(zip(model.layers, record)):
         values[f"l{k}.h"] = rec["h"]
         values[f"l{k}.pre"] = np.clip(np.stack(rec["pre"]), -PRE_CLIP, PRE_CLIP)
@@ -294,4 +302,5 @@ def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None,
     meta = dict(model.meta, quant=dict(weight_bits=config.weight_bits,
                                        act_bits=config.act_bits, scheme=config.scheme,
                                        method=config.method))
-    return QModel(layers, head, model.head_mode, meta)
+    embedding = None if model.embedding is None else layers[0].x_fmt.quantize(model.embedding)
+    return QModel(layers, head, model.head_mode, meta, embedding)

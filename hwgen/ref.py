@@ -12,6 +12,10 @@ Integer step of one layer (formats from the QLayer, all shifts exact or round-ha
 The float step of a layer is the cell's `Cell.float_step`.
 
 Head: y = requantize((b << bias_shift) + W h, out_fmt), on the last step or every step.
+
+A model with an embedding takes token ids (N, T, 1): the first layer's input at a step is the
+table's row of that step's token (float table, or integer table in the first layer's x_fmt),
+and everything after it, delta included, runs on that embedded vector.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .fixed import requantize
-from .ir import ModelIR, RNNLayer, data_layout, shape_name, swap_layout
+from .ir import ModelIR, RNNLayer, data_layout, shape_name, swap_layout, token_ids
 from .qmodel import QHead, QLayer, QModel
 
 # float64 holds integers exactly below 2**53: use BLAS when the accumulator bound allows
@@ -78,6 +82,8 @@ def run_float(model: ModelIR, x, record: list | None = None,
     v = np.asarray(x, dtype=np.float64)
     _check_shape(v, model.input_size, lay, "floats")
     v = swap_layout(v, lay)
+    if model.embedding is not None:
+        v = np.asarray(model.embedding, dtype=np.float64)[token_ids(v, model.vocab_size)]
     for layer in model.layers:
         rec = {"x": v} if record is not None else None
         v = float_layer(layer, v, rec)
@@ -244,7 +250,7 @@ def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
     ----------
     qm : the quantized model.
     xq : (N, T, I) integers in qm.input_fmt (see `QModel.quantize_inputs`), or (T, N, I)
-        for a time-major layout.
+        for a time-major layout; token ids (N, T, 1) for a model with an embedding.
     trace : if a list, receives for every layer a list of per-step dicts of every
         intermediate tensor (acc, pre, gates, c, h) — for debugging a mismatch.
     delta : None (dense) or per-layer integer thresholds [(theta_x, theta_h), ...] in LSBs
@@ -259,7 +265,9 @@ def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
     v = np.asarray(xq, dtype=np.int64)
     _check_shape(v, qm.input_size, lay, "integers")
     v = swap_layout(v, lay)
-    if v.min(initial=0) < qm.input_fmt.min_int or v.max(initial=0) > qm.input_fmt.max_int:
+    if qm.embedding is not None:
+        v = qm.embedding[token_ids(v, qm.vocab_size)]
+    elif v.min(initial=0) < qm.input_fmt.min_int or v.max(initial=0) > qm.input_fmt.max_int:
         raise ValueError(f"Inputs fall outside the input format {qm.input_fmt}")
     if delta is not None and len(delta) != len(qm.layers):
         raise ValueError(f"delta needs one (theta_x, theta_h) per layer: {len(qm.layers)}, "

@@ -53,14 +53,15 @@ def load_task_data(meta: dict, split: str):
     Parameters
     ----------
     meta : dict
-        A model's meta (only ``meta["task"]`` is read: "digits" or "char_lm").
+        A model's meta (only ``meta["task"]`` is read: "digits", "char_lm" or "word_lm").
     split : {"train", "valid", "test"}
 
     Returns
     -------
     X, y : ndarray
         digits: X (N, 16, 4) float32, y (N,) int64 labels. char_lm: X (N, 50, 32) one-hot
-        float32, y (N, 50) int64 next symbols (300 test sequences).
+        float32, y (N, 50) int64 next symbols (300 test sequences). word_lm: X (N, 35, 1)
+        token ids, y (N, 35) next words (100 test sequences).
 
     Raises
     ------
@@ -72,4 +73,6 @@ def load_task_data(meta: dict, split: str):
         return data.load_digits_sequences(split)
     if meta["task"] == "char_lm":
         return data.char_lm_sequences(split)
+    if meta["task"] == "word_lm":
+        return data.word_lm_sequences(split)
     raise ValueError(f"Unknown task {meta['task']!r}")

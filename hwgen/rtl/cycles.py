@@ -5,6 +5,9 @@ issuer's latencies before the first issue, the MAC array's pipeline after the la
 cycle in which the sequencer sees the array idle. ACTIVATE is the activate engine's own
 model, then the last element's register, the element-wise unit and the write of its new
 state. Tests check this model against cycles measured in simulation.
+
+A model with an embedding loads one token a step, then EMBED copies the token's E ROM values
+into the layer-0 input: E + 1 cycles (the ROM's read, then a write a cycle).
 """
 from __future__ import annotations
 
@@ -17,6 +20,12 @@ from .plan import LayerPlan, Plan
 
 MATRIX_OVERHEAD = ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1
 ELEMENT_REGISTER, STATE_WRITE = 1, 1
+ROM_READ = 1  # the token ROM's synchronous read before EMBED's first write
+
+
+def embed_cycles(plan: Plan) -> int:
+    """Cycles of EMBED: 0 without an embedding."""
+    return plan.embedding_size + ROM_READ if plan.token_rom is not None else 0
 
 
 def activate_cycles(lp: LayerPlan, lanes: int) -> int:
@@ -39,9 +48,10 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     head = hp.matrix_cycles + MATRIX_OVERHEAD + output_cycles(hp.groups, hp.out_size)
     matrix = sum(lp.matrix_cycles for lp in plan.layers)
     macs = sum(lp.macs for lp in plan.layers)
-    per_step = input_size + sum(c["matrix"] + c["activate"] for c in layers)
+    load = input_size + embed_cycles(plan)
+    per_step = load + sum(c["matrix"] + c["activate"] for c in layers)
     return {
-        "load": input_size,
+        "load": load,
         "layers": layers,
         "per_step": per_step,
         "head": head,
@@ -56,3 +66,12 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
         "model_per_step": per_step + (head if head_mode == "every" else 0),
         "per_sequence_overhead": head if head_mode == "last" else 0,
     }
+
+
+def folded_embedding_per_step(plan: Plan) -> int:
+    """Cycles of one dense step had the embedding been folded into layer 0's W_x (one
+    one-hot token column instead of EMBED and E input columns): the alternative's model."""
+    first = plan.layers[0]
+    saved_columns = first.input_size - 1
+    return (cycle_model(plan, 1)["per_step"] - embed_cycles(plan)
+            - saved_columns * first.groups_per_col)

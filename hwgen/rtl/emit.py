@@ -14,11 +14,11 @@ from amaranth.back import verilog
 
 from .. import __version__
 from ..design_folder import MANIFEST, DesignFolderError, seal
-from ..interface import input_payload, output_payload
+from ..interface import model_input_payload, output_payload
 from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
-from .cycles import cycle_model
+from .cycles import cycle_model, folded_embedding_per_step
 from .top import Accelerator
 
 MANIFEST_VERSION = 2  # 2: sealed (file digests), payload fields as [offset, width]
@@ -52,14 +52,15 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
             "groups_per_gate": lp.groups_per_gate, "w_base": lp.w_base,
         })
     mem = qm.memory_bits()
-    return {
+    in_payload = model_input_payload(qm)
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
         "hwgen_version": __version__,
         "name": name,
         "interface": {
             "top": top, "verilog": [f"{top}.v"], "clock": "clk", "reset": "rst",
-            "in_width": qm.input_fmt.width, "out_width": qm.head.out_fmt.width,
-            "in_payload": input_payload(qm.input_fmt.width).to_json(),
+            "in_width": in_payload.width(in_payload.value_field),
+            "out_width": qm.head.out_fmt.width, "in_payload": in_payload.to_json(),
             "out_payload": output_payload(qm.head.out_fmt.width).to_json(),
         },
         "sizes": {"input_size": qm.input_size, "output_size": qm.output_size,
@@ -83,6 +84,14 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
         "quant": qm.meta.get("quant", {}),
         "delta": None if plan.delta is None else {"thresholds": [list(t) for t in plan.delta]},
     }
+    if qm.embedding is not None:  # only then: the manifests of other designs stay as they are
+        manifest["interface"]["vocab_size"] = qm.vocab_size
+        manifest["memories"]["token_rom"] = {"depth": len(plan.token_rom),
+                                             "width": qm.input_fmt.width}
+        manifest["embedding"] = dict(qm.embedding_memory(),
+                                     cycles_per_step=manifest["cycles"]["per_step"],
+                                     folded_cycles_per_step=folded_embedding_per_step(plan))
+    return manifest
 
 
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,

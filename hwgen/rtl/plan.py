@@ -12,6 +12,10 @@ recurrent columns (r, z, n_h); LSTM columns visit (i, f, g, o).
 A cell with no recurrent matrix (SRU: `blocks_h` empty) has no recurrent columns at all:
 its columns are its inputs only.
 
+A model with an embedding has a token ROM: row t (E values of layer 0's x_fmt, one per word,
+at t * E) is what token t writes into the vector memory's layer-0 input (see
+docs/embeddings.md for why a ROM and not the table folded into W_x).
+
 The vector memory holds the layer-0 input, then each layer's h; the cell memory the c of
 each layer whose cell has a cell state; the element-wise ROM (cells with `Cell.vectors`,
 SRU's v_f and v_r) one word per hidden element of such a layer, the vectors side by side.
@@ -115,6 +119,12 @@ class Plan:
     delta: list | None = None  # [(theta_x, theta_h)] per layer, or None for dense
     ew_words: np.ndarray | None = None  # (depth, vectors) int64: element-wise ROM, or None
     ew_width: int = 1        # width of an element-wise ROM value (max v_fmt width)
+    token_rom: np.ndarray | None = None  # (V * E,) int64: the embedding, row-major, or None
+    embedding_size: int = 0  # E: values a token writes into the layer-0 input
+
+    @property
+    def vocab_size(self) -> int | None:
+        return None if self.token_rom is None else len(self.token_rom) // self.embedding_size
 
 
 class PlanError(ValueError):
@@ -144,7 +154,7 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
             raise PlanError(f"delta thresholds must be >= 0, not {delta}")
     P = lanes
     w_words, b_words, layers = [], [], []
-    v_addr = qm.input_size  # the layer-0 input sits at 0..I-1
+    v_addr = qm.layers[0].input_size  # the layer-0 input sits at 0..I-1
     x_addr = c_addr = hat_addr = acc_addr = 0
     ew_words = []
     for k, ql in enumerate(qm.layers):
@@ -195,6 +205,9 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
         plan.ew_words = np.array([list(w) + [0] * (n_vectors - len(w)) for w in ew_words],
                                  dtype=np.int64)
         plan.ew_width = max(ql.v_fmt.width for ql in qm.layers if ql.vectors)
+    if qm.embedding is not None:
+        plan.token_rom = qm.embedding.reshape(-1).astype(np.int64)
+        plan.embedding_size = qm.embedding.shape[1]
     return plan
 
 

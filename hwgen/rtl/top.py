@@ -1,6 +1,7 @@
 """The accelerator: memories, and a sequencer over connected datapath components.
 
-Per time step: LOAD the I input elements; for each layer, MATRIX then ACTIVATE; then, when
+Per time step: LOAD the I input elements (with an embedding: LOAD one token id, then EMBED
+copies its row of the token ROM into the layer-0 input); for each layer, MATRIX then ACTIVATE; then, when
 the head applies, HEAD (a MATRIX pass over the head's weights) and OUTPUT::
 
     input stream -> vector memory -> ColumnEncoder -> MacIssuer -> MacArray
@@ -29,7 +30,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..interface import input_payload, output_payload
+from ..interface import model_input_payload, output_payload
 from ..qmodel import QModel
 from .activate import ActivateEngine, ActivateLayer
 from .elementwise import ElementwiseUnit
@@ -50,7 +51,7 @@ class Accelerator(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(input_payload(input width).layout()))   (`hwgen.interface`)
+    i : In(stream.Signature(model_input_payload(qm).layout()))   (`hwgen.interface`)
     o : Out(stream.Signature(output_payload(output width).layout()))
     """
 
@@ -58,7 +59,7 @@ class Accelerator(wiring.Component):
         self.qm = qm
         self.plan: Plan = make_plan(qm, lanes, delta)
         super().__init__({
-            "i": In(stream.Signature(input_payload(qm.input_fmt.width).layout())),
+            "i": In(stream.Signature(model_input_payload(qm).layout())),
             "o": Out(stream.Signature(output_payload(qm.head.out_fmt.width).layout())),
         })
 
@@ -158,17 +159,24 @@ class Accelerator(wiring.Component):
         def start_pass(k: int):
             m.d.comb += [enc.sel.eq(k), enc.start.eq(1)]
 
+        if plan.token_rom is not None:
+            embed_row, embed_idx, token_rom_rd = self._token_rom(m)
+
         # ---- the sequencer
         with m.FSM(name="seq"):
-            with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(1), v_wr.addr.eq(in_idx),
-                             v_wr.data.eq(self.i.payload.data), v_wr.en.eq(self.i.valid)]
-                with m.If(self.i.valid):
-                    m.d.sync += in_idx.eq(in_idx + 1)
-                    with m.If(in_idx == qm.input_size - 1):
-                        m.d.sync += [in_idx.eq(0), seq_end.eq(self.i.payload.seq_end)]
-                        start_pass(0)
-                        m.next = "MAT0"
+            if plan.token_rom is not None:
+                self._load_token(m, v_wr, seq_end, embed_row, embed_idx, token_rom_rd,
+                                 lambda: start_pass(0))
+            else:
+                with m.State("LOAD"):
+                    m.d.comb += [self.i.ready.eq(1), v_wr.addr.eq(in_idx),
+                                 v_wr.data.eq(self.i.payload.data), v_wr.en.eq(self.i.valid)]
+                    with m.If(self.i.valid):
+                        m.d.sync += in_idx.eq(in_idx + 1)
+                        with m.If(in_idx == qm.input_size - 1):
+                            m.d.sync += [in_idx.eq(0), seq_end.eq(self.i.payload.seq_end)]
+                            start_pass(0)
+                            m.next = "MAT0"
             for k, unit in enumerate(units):
                 with m.State(f"MAT{k}"):
                     run_pass(k, f"DRAIN{k}")
@@ -209,3 +217,32 @@ class Accelerator(wiring.Component):
                     m.d.sync += fresh.eq(seq_end)
                     m.next = "LOAD"
         return m
+
+    def _token_rom(self, m):
+        """The token ROM (`Plan.token_rom`) and EMBED's registers: the token's first word,
+        and the next value to read."""
+        plan = self.plan
+        m.submodules.token_rom = rom = Memory(shape=signed(self.qm.input_fmt.width),
+                                              depth=len(plan.token_rom),
+                                              init=plan.token_rom.tolist())
+        return (Signal(range(len(plan.token_rom)), name="embed_row"),
+                Signal(range(plan.embedding_size + 1), name="embed_idx"), rom.read_port())
+
+    def _load_token(self, m, v_wr, seq_end, row, idx, rom_rd, start_first_pass):
+        """LOAD takes one token id; EMBED writes its E ROM values to the layer-0 input, one a
+        cycle, each a cycle after its read (`hwgen.rtl.cycles.embed_cycles`)."""
+        size = self.plan.embedding_size
+        with m.State("LOAD"):
+            m.d.comb += self.i.ready.eq(1)
+            with m.If(self.i.valid):
+                m.d.sync += [row.eq(self.i.payload.token * size), idx.eq(0),
+                             seq_end.eq(self.i.payload.seq_end)]
+                m.next = "EMBED"
+        with m.State("EMBED"):
+            m.d.comb += rom_rd.addr.eq(row + idx)
+            m.d.sync += idx.eq(idx + 1)
+            with m.If(idx > 0):  # the value read a cycle ago
+                m.d.comb += [v_wr.addr.eq(idx - 1), v_wr.data.eq(rom_rd.data), v_wr.en.eq(1)]
+            with m.If(idx == size):
+                start_first_pass()
+                m.next = "MAT0"
