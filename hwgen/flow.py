@@ -118,6 +118,7 @@ def quantization_table(task: Task, weight_bits=(16, 8, 6, 4), act_bits: int | No
                 "weight_kbit": mem["weight_bits"] / 1000,
                 "reduction": 1 - mem["weight_bits"] / mem["weight_bits_float32"],
                 "rms_error": float(np.sqrt(np.mean((y - y_float) ** 2))),
+                "embedding": qm.embedding_memory(),
             })
     return rows
 
@@ -131,6 +132,13 @@ def format_quant_table(task: Task, rows: list[dict]) -> str:
         lines.append(f"{r['scheme']:<11} {r['weight_bits']:>6} {r['act_bits']:>6} "
                      f"{r['metric']:>11.3f} {kbit:>12} {100 * r['reduction']:>7.1f}% "
                      f"{r['rms_error']:>8.4f}")
+    for r in rows:  # a model with an embedding: its input side built both ways, per width
+        e = r.get("embedding")
+        if e and r["scheme"] == "calibrated":
+            lines.append(f"embedding {e['vocab_size']}x{e['embedding_dim']} at W{r['weight_bits']}"
+                         f"/A{r['act_bits']}: token ROM {e['token_rom_bits']} bit (table "
+                         f"{e['token_rom_table_bits']} + W_x {e['token_rom_wx_bits']}, built), "
+                         f"folded W_x E {e['folded_bits']} bit")
     return "\n".join(lines)
 
 

@@ -188,7 +188,7 @@ BUNDLED = {
     "digits_sru": lambda: train_digits("sru", 32, layers=2),
     "charlm_lstm": lambda: train_char_lm("lstm", 64, epochs=12, lr=1e-2),
     "charlm_gru2": lambda: train_char_lm("gru", 32, layers=2),
-    "wordlm_gru": lambda: train_word_lm("gru", 48, 24, epochs=24),
+    "wordlm_gru": lambda: train_word_lm("gru", 48, 24),
 }
 
 
