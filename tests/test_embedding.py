@@ -196,3 +196,24 @@ def test_verilog_bit_exact(cell, head_mode, lanes, theta, tmp_path):
     if theta is None:
         cycles = json.loads((design / "manifest.json").read_text())["cycles"]
         assert result.model_per_step == cycles["model_per_step"]
+
+
+# ---------------------------------------------------------------- the bundled word model
+
+def test_cli_generates_the_bundled_word_model(tmp_path, capsys):
+    from hwgen import flow
+    from hwgen.cli import EXIT_OK, main
+    from hwgen.design_folder import load_manifest
+    assert main(["list"]) == EXIT_OK
+    assert "wordlm_gru     GRU V=256 E=24 H=48" in capsys.readouterr().out
+    assert main(["generate", "wordlm_gru", "--lanes", "3", "--sequences", "2", "--out",
+                 str(tmp_path)]) == EXIT_OK
+    design = tmp_path / "wordlm_gru_p3"
+    manifest = load_manifest(design)
+    assert manifest["interface"]["vocab_size"] == 256
+    assert manifest["embedding"]["folded_bits"] == 3 * 48 * 256 * 8
+    vectors = np.load(design / "vectors.npz")
+    task = flow.load_task("wordlm_gru")
+    assert np.array_equal(vectors["inputs"], task.x_test[:2].astype(np.int64))
+    qm = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
+    assert np.array_equal(vectors["outputs"], run_int(qm, vectors["inputs"]))
