@@ -105,7 +105,8 @@ def load_user_task(spec: str, calib=None, test=None, head=None, layout=None, dat
     model = load_model(spec)
     x_raw = read_npz(calib, "--calib", ("x",))["x"]
     if isinstance(model, ModelIR):
-        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta)
+        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta,
+                     model.embedding)
         layout = data_layout(ir.meta, layout)
         _check_inputs(x_raw, ir.input_size, layout, f"--calib {calib}")
     else:
@@ -239,7 +240,8 @@ def load_data_task(spec: str, data, format=None, calib=None, test=None, labels=N
     x_calib = _model_inputs(calib_d, where_calib, one_hot)
     x_test = _model_inputs(test_d, where, one_hot)
     if isinstance(model, ModelIR):
-        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta)
+        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta,
+                     model.embedding)
         model_layout = data_layout(ir.meta, model_layout)
     else:
         ir, model_layout = _torch_ir(model, x_calib, head, model_layout, where_calib,
