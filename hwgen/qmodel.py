@@ -139,12 +139,34 @@ class QModel:
     head: QHead
     head_mode: str
     meta: dict = field(default_factory=dict)
-    embedding: np.ndarray | None = None  # (V, E) int64 in the first layer's x_fmt, or None
+    embedding: np.ndarray | None = None  # token ROM: (V, E) int64 in layer 0's x_fmt
+    folded_dim: int | None = None  # folded: E of the embedding folded into layer 0's w_x
+
+    @property
+    def embedding_design(self) -> str | None:
+        """"token_rom", "folded" (layer 0 takes the token one-hot), or None (no embedding)."""
+        if self.embedding is not None:
+            return "token_rom"
+        return "folded" if self.folded_dim is not None else None
 
     @property
     def vocab_size(self) -> int | None:
         """Tokens of the embedding (V), or None for a model of feature inputs."""
-        return None if self.embedding is None else len(self.embedding)
+        if self.embedding is not None:
+            return len(self.embedding)
+        return self.layers[0].input_size if self.folded_dim is not None else None
+
+    def token_inputs(self, ids: np.ndarray) -> np.ndarray:
+        """Layer 0's integer inputs (..., I) for token ids (...): the token's ROM row, or
+        (folded) the one-hot vector whose one is 1.0 in x_fmt. The one rule of both."""
+        if self.embedding is not None:
+            return self.embedding[ids]
+        return np.eye(self.vocab_size, dtype=np.int64)[ids] * self.one
+
+    @property
+    def one(self) -> int:
+        """1.0 in layer 0's input format: a folded model's one-hot value."""
+        return 1 << self.layers[0].x_fmt.frac
 
     @property
     def cell(self) -> str:
@@ -158,7 +180,7 @@ class QModel:
     @property
     def input_size(self) -> int:
         """Values per step on the input stream: one token id with an embedding."""
-        return 1 if self.embedding is not None else self.layers[0].input_size
+        return 1 if self.embedding_design else self.layers[0].input_size
 
     @property
     def output_size(self) -> int:
@@ -171,7 +193,7 @@ class QModel:
         a time-major model (see `hwgen.ir.data_layout`), ready for `hwgen.ref.run_int`.
         Token ids (N, T, 1) of a model with an embedding stay ids (int64).
         """
-        if self.embedding is not None:
+        if self.embedding_design:
             return token_ids(x, self.vocab_size)[..., None]
         return self.input_fmt.quantize(x)
 
@@ -205,21 +227,26 @@ class QModel:
                 "state_bits": state, "state_bits_float32": 32 * floats_s}
 
     def embedding_memory(self) -> dict | None:
-        """Bits of the input side of an embedding model, both ways of building it.
-
-        token_rom: the (V, E) table in x_fmt plus layer 0's W_x (rows fed x E) in wx_fmt —
-        what hwgen builds. folded: W_x E precomputed, (rows fed x V) in wx_fmt, a one-hot
-        layer 0. The ROM is the smaller whenever E < rows * V / (V + rows), i.e. for any
-        embedding narrower than about the gate rows (see docs/embeddings.md).
-        """
-        if self.embedding is None:
+        """Bits of the input side of an embedding model, both ways of building it
+        (`embedding_bits`), and the way it is built (`embedding_design`)."""
+        design = self.embedding_design
+        if design is None:
             return None
         first = self.layers[0]
-        vocab, dim = self.embedding.shape
-        rows = first.spec.rows_fed("x", first.hidden_size)
-        rom = vocab * dim * first.x_fmt.width
-        w_x = rows * dim * first.wx_fmt.width
-        folded = rows * vocab * first.wx_fmt.width
-        return {"design": "token_rom", "vocab_size": vocab, "embedding_dim": dim,
-                "token_rom_bits": rom + w_x, "token_rom_table_bits": rom,
-                "token_rom_wx_bits": w_x, "folded_bits": folded}
+        dim = self.embedding.shape[1] if design == "token_rom" else self.folded_dim
+        # the ROM's values take layer 0's input format: a folded model's is as wide
+        bits = embedding_bits(self.vocab_size, dim, first.spec.rows_fed("x", first.hidden_size),
+                              first.x_fmt.width, first.wx_fmt.width)
+        return {"design": design, "vocab_size": self.vocab_size, "embedding_dim": dim, **bits}
+
+
+def embedding_bits(vocab: int, dim: int, rows: int, x_width: int, w_width: int) -> dict:
+    """Memory of an embedding's input side, both ways (see docs/embeddings.md).
+
+    token_rom: the (V, E) table at `x_width` plus layer 0's W_x (rows x E) at `w_width`.
+    folded: W_x E precomputed, (rows x V) at `w_width`, layer 0 taking the token one-hot.
+    With equal widths the ROM is the smaller whenever E < rows V / (V + rows).
+    """
+    table, w_x = vocab * dim * x_width, rows * dim * w_width
+    return {"token_rom_bits": table + w_x, "token_rom_table_bits": table,
+            "token_rom_wx_bits": w_x, "folded_bits": rows * vocab * w_width}

@@ -15,7 +15,9 @@ Head: y = requantize((b << bias_shift) + W h, out_fmt), on the last step or ever
 
 A model with an embedding takes token ids (N, T, 1): the first layer's input at a step is the
 table's row of that step's token (float table, or integer table in the first layer's x_fmt),
-and everything after it, delta included, runs on that embedded vector.
+and everything after it, delta included, runs on that embedded vector. A quantized model
+whose embedding is folded into layer 0 (`QModel.embedding_design`) takes the token one-hot
+instead; its input side fires on every token change, whatever the threshold.
 """
 from __future__ import annotations
 
@@ -265,8 +267,8 @@ def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
     v = np.asarray(xq, dtype=np.int64)
     _check_shape(v, qm.input_size, lay, "integers")
     v = swap_layout(v, lay)
-    if qm.embedding is not None:
-        v = qm.embedding[token_ids(v, qm.vocab_size)]
+    if qm.embedding_design:
+        v = qm.token_inputs(token_ids(v, qm.vocab_size))
     elif v.min(initial=0) < qm.input_fmt.min_int or v.max(initial=0) > qm.input_fmt.max_int:
         raise ValueError(f"Inputs fall outside the input format {qm.input_fmt}")
     if delta is not None and len(delta) != len(qm.layers):
@@ -274,7 +276,10 @@ def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
                          f"not {len(delta)}")
     for k, layer in enumerate(qm.layers):
         steps = [] if trace is not None else None
-        v = _run_layer(layer, v, None if delta is None else delta[k], stats, steps)
+        thresholds = None if delta is None else delta[k]
+        if k == 0 and thresholds is not None and qm.embedding_design == "folded":
+            thresholds = (0, thresholds[1])   # a token change fires: no threshold to meet
+        v = _run_layer(layer, v, thresholds, stats, steps)
         if trace is not None:
             trace.append(steps)
     if qm.head_mode == "last":

@@ -14,7 +14,7 @@ from hwgen.frontend import UnsupportedModelError, from_torch
 from hwgen.interface import payloads, sequence_words, token_payload, token_width
 from hwgen.ir import TokenIdError
 from hwgen.nn import RecurrentClassifier
-from hwgen.quant import CalibrationDataError, QuantConfig, quantize_model
+from hwgen.quant import CalibrationDataError, QuantConfig, embedding_design, quantize_model
 from hwgen.ref import run_float, run_int
 from hwgen.rtl.cycles import cycle_model, embed_cycles
 from hwgen.rtl.emit import generate
@@ -36,10 +36,10 @@ def tokens(rng, n=4, t_len=5):
     return x
 
 
-def quantized(rng, cell="gru", head_mode="every", layers=1, bits=8):
+def quantized(rng, cell="gru", head_mode="every", layers=1, bits=8, design="auto"):
     x = tokens(rng)
     qm = quantize_model(from_torch(embedding_model(cell, head_mode, layers)), x,
-                        QuantConfig(weight_bits=bits, act_bits=bits))
+                        QuantConfig(weight_bits=bits, act_bits=bits, embedding=design))
     return qm, x
 
 
@@ -105,6 +105,35 @@ def test_integer_reference_follows_float(rng):
     assert np.array_equal(run_int(qm, x, delta=[(0, 0)]), run_int(qm, x))
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_folded_quantization(cell, rng):
+    ir = from_torch(embedding_model(cell))
+    qm, x = quantized(rng, cell, design="folded")
+    first = qm.layers[0]
+    assert (qm.embedding_design, qm.vocab_size, qm.input_size) == ("folded", VOCAB, 1)
+    # the folded table W_x E is layer 0's input weight matrix, in its calibrated format
+    folded = ir.layers[0].w_ih @ ir.embedding.T
+    rows = first.spec.accumulator_weights(folded, ir.layers[0].w_hh, HIDDEN)[0]
+    assert np.array_equal(first.w_x, first.wx_fmt.quantize(rows))
+    assert qm.one == 1 << (8 - 2) and first.x_fmt.max_int >= qm.one
+    y = qm.decode_outputs(run_int(qm, x))
+    assert np.abs(y - run_float(ir, x)).max() < 0.05
+    # a token change fires the input side whatever the threshold
+    assert np.array_equal(run_int(qm, x, delta=[(10**6, 0)]), run_int(qm, x))
+
+
+def test_design_chosen_by_memory():
+    narrow = from_torch(embedding_model())          # E=5 < 3H V / (V + 3H) = 8.0: ROM
+    assert embedding_design(narrow, QuantConfig()) == "token_rom"
+    torch.manual_seed(0)
+    wide = from_torch(RecurrentClassifier("gru", 9, HIDDEN, OUT, embedding=VOCAB).eval())
+    assert embedding_design(wide, QuantConfig()) == "folded"
+    assert embedding_design(wide, QuantConfig(embedding="token_rom")) == "token_rom"
+    # at 2-bit weights the ROM's table (activation-wide) outweighs the folded table
+    assert embedding_design(narrow, QuantConfig(weight_bits=4)) == "token_rom"
+    assert embedding_design(narrow, QuantConfig(weight_bits=2)) == "folded"
+
+
 def test_memory_both_ways():
     qm, _ = quantized(np.random.default_rng(0), cell="lstm")
     mem = qm.embedding_memory()
@@ -140,24 +169,33 @@ def test_host_framing_takes_token_ids():
 
 # ---------------------------------------------------------------- RTL in Amaranth's simulator
 
-@pytest.mark.parametrize("cell,head_mode,lanes,theta", [
-    ("gru", "every", 3, None), ("lstm", "last", 1, None), ("gru", "last", 1, 3),
-    ("lstm", "every", 3, 0),
+@pytest.mark.parametrize("cell,head_mode,lanes,theta,design", [
+    ("gru", "every", 3, None, "token_rom"), ("lstm", "last", 1, None, "folded"),
+    ("gru", "last", 1, 3, "token_rom"), ("lstm", "every", 3, 0, "token_rom"),
+    ("gru", "every", 3, 0, "folded"), ("gru", "last", 1, 200, "folded"),
 ])
-def test_rtl_bit_exact_under_stalls(cell, head_mode, lanes, theta, rng):
-    qm, x = quantized(rng, cell, head_mode)
+def test_rtl_bit_exact_under_stalls(cell, head_mode, lanes, theta, design, rng):
+    qm, x = quantized(rng, cell, head_mode, design=design)
+    x[0, 2:4] = x[0, 1]   # a repeated token: a delta pass fires no token column
     delta = None if theta is None else [(theta, theta)]
     got, _ = run_accelerator(Accelerator(qm, lanes, delta=delta), x, head_mode, OUT,
                              0.3, 0.3, seed=lanes)
     assert np.array_equal(got, run_int(qm, x, delta=delta))
 
 
-@pytest.mark.parametrize("cell,layers,lanes", [("gru", 1, 3), ("lstm", 2, 1)])
-def test_cycle_model_matches_simulation(cell, layers, lanes, rng):
-    qm, x = quantized(rng, cell, "every", layers)
+@pytest.mark.parametrize("cell,layers,lanes,design", [("gru", 1, 3, "token_rom"),
+                                                       ("lstm", 2, 1, "token_rom"),
+                                                       ("gru", 2, 3, "folded")])
+def test_cycle_model_matches_simulation(cell, layers, lanes, design, rng):
+    qm, x = quantized(rng, cell, "every", layers, design=design)
     acc = Accelerator(qm, lanes)
     model = cycle_model(acc.plan, qm.input_size)
-    assert model["load"] == 1 + embed_cycles(acc.plan) == 1 + EMBED + 1
+    first = acc.plan.layers[0]
+    if design == "token_rom":
+        assert model["load"] == 1 + embed_cycles(acc.plan) == 1 + EMBED + 1
+        assert first.visited_columns == EMBED + HIDDEN
+    else:  # layer 0's input side: one column a step, the token's
+        assert model["load"] == 1 and first.visited_columns == 1 + HIDDEN
     _, c2 = run_accelerator(acc, x[:1, :2], "every", OUT)
     _, c3 = run_accelerator(acc, x[:1, :3], "every", OUT)
     assert c3 - c2 == model["per_step"] + model["head"]
@@ -170,23 +208,29 @@ def test_manifest_reports_embedding(tmp_path, rng):
     iface, emb = manifest["interface"], manifest["embedding"]
     assert (iface["vocab_size"], iface["in_width"]) == (VOCAB, 4)
     assert iface["in_payload"] == {"token": [0, 4], "step_end": [4, 1], "seq_end": [5, 1]}
+    assert emb["design"] == "token_rom"
     assert emb["token_rom_bits"] < emb["folded_bits"] == 3 * HIDDEN * VOCAB * 8
     # folded: one token column instead of EMBED's E + 1 cycles and E input columns, each
     # of 3 blocks x ceil(7 / 3) weight words
-    words_per_column = 3 * 3
-    assert emb["cycles_per_step"] - emb["folded_cycles_per_step"] == \
-        EMBED + 1 + (EMBED - 1) * words_per_column
+    cycles = emb["cycles_per_step"]
+    assert cycles["token_rom"] == manifest["cycles"]["per_step"]
+    assert cycles["token_rom"] - cycles["folded"] == EMBED + 1 + (EMBED - 1) * 3 * 3
+    qm, x = quantized(rng, "gru", "last", design="folded")
+    folded = json.loads((generate(qm, tmp_path / "f", lanes=3, inputs=x)
+                         / "manifest.json").read_text())
+    assert folded["embedding"]["cycles_per_step"] == cycles
+    assert "token_rom" not in folded["memories"] and folded["embedding"]["design"] == "folded"
 
 
 # ---------------------------------------------------------------- cocotb + Verilator
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell,head_mode,lanes,theta", [("gru", "every", 3, None),
-                                                        ("lstm", "last", 1, 2)])
-def test_verilog_bit_exact(cell, head_mode, lanes, theta, tmp_path):
+@pytest.mark.parametrize("cell,head_mode,lanes,theta,design", [
+    ("lstm", "last", 1, None, "token_rom"), ("gru", "every", 3, 2, "folded")])
+def test_verilog_bit_exact(cell, head_mode, lanes, theta, design, tmp_path):
     from hwgen.sim import simulate
     rng = np.random.default_rng(lanes)
-    qm, _ = quantized(rng, cell, head_mode, bits=6)
+    qm, _ = quantized(rng, cell, head_mode, bits=6, design=design)
     x = np.concatenate([tokens(rng, 30, 6), np.full((2, 6, 1), VOCAB - 1)])  # repeats: no delta
     delta = None if theta is None else [(theta, theta)]
     design = generate(qm, tmp_path / "design", lanes=lanes, inputs=x, delta=delta)

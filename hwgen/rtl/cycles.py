@@ -7,7 +7,8 @@ model, then the last element's register, the element-wise unit and the write of 
 state. Tests check this model against cycles measured in simulation.
 
 A model with an embedding loads one token a step, then EMBED copies the token's E ROM values
-into the layer-0 input: E + 1 cycles (the ROM's read, then a write a cycle).
+into the layer-0 input: E + 1 cycles (the ROM's read, then a write a cycle). Folded into
+layer 0 instead, its pass visits one input column, the token's.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def activate_cycles(lp: LayerPlan, lanes: int) -> int:
 
 def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None) -> dict:
     """Cycles of one layer's step; `fired_columns` (delta) defaults to all columns."""
-    cols = lp.columns if fired_columns is None else fired_columns
-    matrix = max(cols * lp.groups_per_col, lp.columns)  # the encoder visits every column
+    cols = lp.visited_columns if fired_columns is None else fired_columns
+    matrix = max(cols * lp.groups_per_col, lp.visited_columns)  # each visited column: a cycle
     return {"matrix": matrix + MATRIX_OVERHEAD, "activate": activate_cycles(lp, lanes)}
 
 
@@ -68,10 +69,13 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     }
 
 
-def folded_embedding_per_step(plan: Plan) -> int:
-    """Cycles of one dense step had the embedding been folded into layer 0's W_x (one
-    one-hot token column instead of EMBED and E input columns): the alternative's model."""
+def embedding_per_step(plan: Plan) -> dict:
+    """Cycles of one dense step of an embedding model, both designs: the built one's model,
+    and the other's (the token ROM's EMBED and E input columns against the folded design's
+    one token column)."""
+    built = cycle_model(plan, 1)["per_step"]
     first = plan.layers[0]
-    saved_columns = first.input_size - 1
-    return (cycle_model(plan, 1)["per_step"] - embed_cycles(plan)
-            - saved_columns * first.groups_per_col)
+    rom_extra = plan.embedding_size + ROM_READ + (plan.embedding_size - 1) * first.groups_per_col
+    if plan.token_rom is not None:
+        return {"token_rom": built, "folded": built - rom_extra}
+    return {"token_rom": built + rom_extra, "folded": built}

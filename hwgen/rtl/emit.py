@@ -18,7 +18,7 @@ from ..interface import model_input_payload, output_payload
 from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
-from .cycles import cycle_model, folded_embedding_per_step
+from .cycles import cycle_model, embedding_per_step
 from .top import Accelerator
 
 MANIFEST_VERSION = 2  # 2: sealed (file digests), payload fields as [offset, width]
@@ -84,13 +84,13 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
         "quant": qm.meta.get("quant", {}),
         "delta": None if plan.delta is None else {"thresholds": [list(t) for t in plan.delta]},
     }
-    if qm.embedding is not None:  # only then: the manifests of other designs stay as they are
+    if qm.embedding_design:  # only then: the manifests of other designs stay as they are
         manifest["interface"]["vocab_size"] = qm.vocab_size
-        manifest["memories"]["token_rom"] = {"depth": len(plan.token_rom),
-                                             "width": qm.input_fmt.width}
+        if plan.token_rom is not None:
+            manifest["memories"]["token_rom"] = {"depth": len(plan.token_rom),
+                                                 "width": qm.input_fmt.width}
         manifest["embedding"] = dict(qm.embedding_memory(),
-                                     cycles_per_step=manifest["cycles"]["per_step"],
-                                     folded_cycles_per_step=folded_embedding_per_step(plan))
+                                     cycles_per_step=embedding_per_step(plan))
     return manifest
 
 

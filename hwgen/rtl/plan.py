@@ -13,8 +13,10 @@ A cell with no recurrent matrix (SRU: `blocks_h` empty) has no recurrent columns
 its columns are its inputs only.
 
 A model with an embedding has a token ROM: row t (E values of layer 0's x_fmt, one per word,
-at t * E) is what token t writes into the vector memory's layer-0 input (see
-docs/embeddings.md for why a ROM and not the table folded into W_x).
+at t * E) is what token t writes into the vector memory's layer-0 input. Or its embedding is
+folded into layer 0 (`QModel.embedding_design`): layer 0's V input columns are W_x E, laid
+out as any, but its pass visits only the token's column (`LayerPlan.token_columns`; a delta
+pass the previous token's too). See docs/embeddings.md for the choice.
 
 The vector memory holds the layer-0 input, then each layer's h; the cell memory the c of
 each layer whose cell has a cell state; the element-wise ROM (cells with `Cell.vectors`,
@@ -50,6 +52,7 @@ class LayerPlan:
     c_addr: int | None       # cell-memory address of c element 0 (a cell with c)
     hat_addr: int            # delta: last-fired values, inputs then hidden elements
     ew_addr: int | None = None  # element-wise ROM address of element 0 (`Cell.vectors`)
+    token_columns: int = 0   # folded embedding: input columns visited (1, delta 2), else 0
 
     @property
     def n_blocks(self) -> int:
@@ -72,8 +75,15 @@ class LayerPlan:
         return self.input_size + self.recurrent_columns
 
     @property
+    def visited_columns(self) -> int:
+        """Columns a pass visits: all, or the token's (and the previous token's) and h."""
+        if self.token_columns:
+            return self.token_columns + self.recurrent_columns
+        return self.columns
+
+    @property
     def matrix_cycles(self) -> int:
-        return self.columns * self.groups_per_col
+        return self.visited_columns * self.groups_per_col
 
     @property
     def macs(self) -> int:
@@ -120,11 +130,7 @@ class Plan:
     ew_words: np.ndarray | None = None  # (depth, vectors) int64: element-wise ROM, or None
     ew_width: int = 1        # width of an element-wise ROM value (max v_fmt width)
     token_rom: np.ndarray | None = None  # (V * E,) int64: the embedding, row-major, or None
-    embedding_size: int = 0  # E: values a token writes into the layer-0 input
-
-    @property
-    def vocab_size(self) -> int | None:
-        return None if self.token_rom is None else len(self.token_rom) // self.embedding_size
+    embedding_size: int = 0  # E of a model's embedding (ROM or folded), else 0
 
 
 class PlanError(ValueError):
@@ -154,7 +160,9 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
             raise PlanError(f"delta thresholds must be >= 0, not {delta}")
     P = lanes
     w_words, b_words, layers = [], [], []
-    v_addr = qm.layers[0].input_size  # the layer-0 input sits at 0..I-1
+    folded = qm.embedding_design == "folded"
+    # the layer-0 input sits at 0..I-1 (a folded embedding's token is no vector: none)
+    v_addr = 0 if folded else qm.layers[0].input_size
     x_addr = c_addr = hat_addr = acc_addr = 0
     ew_words = []
     for k, ql in enumerate(qm.layers):
@@ -165,11 +173,12 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
         bx, bh = cell.blocks_x, cell.blocks_h
         lp = LayerPlan(k, ql.cell, isz, hsz, gpg, bx, bh, len(w_words), len(b_words),
                        acc_addr, x_addr, v_addr, c_addr if cell.has_cell_state else None,
-                       hat_addr, len(ew_words) if cell.vectors else None)
+                       hat_addr, len(ew_words) if cell.vectors else None,
+                       (1 if delta is None else 2) if folded and k == 0 else 0)
         ew_words += list(zip(*(ql.vectors[name].tolist() for name in cell.vectors)))
         v_addr += hsz
         c_addr += hsz if cell.has_cell_state else 0
-        hat_addr += isz + hsz
+        hat_addr += (lp.token_columns if lp.token_columns else isz) + hsz
         acc_addr += cell.n_blocks * gpg
         for j in range(lp.columns):
             w, col, blocks = (ql.w_x, j, bx) if j < isz else (ql.w_h, j - isz, bh)
@@ -205,9 +214,11 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
         plan.ew_words = np.array([list(w) + [0] * (n_vectors - len(w)) for w in ew_words],
                                  dtype=np.int64)
         plan.ew_width = max(ql.v_fmt.width for ql in qm.layers if ql.vectors)
-    if qm.embedding is not None:
+    if qm.embedding_design == "token_rom":
         plan.token_rom = qm.embedding.reshape(-1).astype(np.int64)
         plan.embedding_size = qm.embedding.shape[1]
+    elif folded:
+        plan.embedding_size = qm.folded_dim
     return plan
 
 

@@ -159,14 +159,10 @@ class Accelerator(wiring.Component):
         def start_pass(k: int):
             m.d.comb += [enc.sel.eq(k), enc.start.eq(1)]
 
-        if plan.token_rom is not None:
-            embed_row, embed_idx, token_rom_rd = self._token_rom(m)
-
         # ---- the sequencer
         with m.FSM(name="seq"):
-            if plan.token_rom is not None:
-                self._load_token(m, v_wr, seq_end, embed_row, embed_idx, token_rom_rd,
-                                 lambda: start_pass(0))
+            if qm.embedding_design:
+                self._load_token(m, enc, v_wr, seq_end, lambda: start_pass(0))
             else:
                 with m.State("LOAD"):
                     m.d.comb += [self.i.ready.eq(1), v_wr.addr.eq(in_idx),
@@ -218,20 +214,31 @@ class Accelerator(wiring.Component):
                     m.next = "LOAD"
         return m
 
-    def _token_rom(self, m):
-        """The token ROM (`Plan.token_rom`) and EMBED's registers: the token's first word,
-        and the next value to read."""
-        plan = self.plan
+    def _load_token(self, m, enc, v_wr, seq_end, start_first_pass):
+        """LOAD takes one token id. Folded embedding: layer 0's pass starts on it (the
+        column encoder fires its column). Token ROM: EMBED then writes the token's E values
+        to the layer-0 input, one a cycle, each a cycle after its read
+        (`hwgen.rtl.cycles.embed_cycles`)."""
+        plan, vocab = self.plan, self.qm.vocab_size
+        if plan.token_rom is None:
+            token = Signal(range(vocab), name="token")
+            last_token = Signal(range(vocab), name="last_token")
+            m.d.comb += [enc.token.eq(token), enc.last_token.eq(last_token)]
+            with m.State("LOAD"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    m.d.sync += [token.eq(self.i.payload.token), last_token.eq(token),
+                                 seq_end.eq(self.i.payload.seq_end)]
+                    start_first_pass()
+                    m.next = "MAT0"
+            return
+        size = plan.embedding_size
         m.submodules.token_rom = rom = Memory(shape=signed(self.qm.input_fmt.width),
                                               depth=len(plan.token_rom),
                                               init=plan.token_rom.tolist())
-        return (Signal(range(len(plan.token_rom)), name="embed_row"),
-                Signal(range(plan.embedding_size + 1), name="embed_idx"), rom.read_port())
-
-    def _load_token(self, m, v_wr, seq_end, row, idx, rom_rd, start_first_pass):
-        """LOAD takes one token id; EMBED writes its E ROM values to the layer-0 input, one a
-        cycle, each a cycle after its read (`hwgen.rtl.cycles.embed_cycles`)."""
-        size = self.plan.embedding_size
+        rom_rd = rom.read_port()
+        row = Signal(range(len(plan.token_rom)), name="embed_row")  # the token's first value
+        idx = Signal(range(size + 1), name="embed_idx")             # the next value to read
         with m.State("LOAD"):
             m.d.comb += self.i.ready.eq(1)
             with m.If(self.i.valid):
