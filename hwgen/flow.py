@@ -100,8 +100,9 @@ def int_outputs(qm: QModel, x: np.ndarray, delta=None, stats=None) -> np.ndarray
 
 
 def quantization_table(task: Task, weight_bits=(16, 8, 6, 4), act_bits: int | None = None,
-                       schemes=("calibrated", "global")) -> list[dict]:
-    """Float vs quantized metric, weight memory, and reference-vs-float error per width."""
+                       schemes=("calibrated", "global"), embedding: str = "auto") -> list[dict]:
+    """Float vs quantized metric, weight memory, and reference-vs-float error per width
+    (`embedding`: the design of a model with an nn.Embedding, see `QuantConfig`)."""
     y_float = run_float(task.ir, task.x_test, layout=TASK_LAYOUT)
     rows = [{"scheme": "float32", "weight_bits": 32, "act_bits": 32,
              "metric": task.metric(y_float), "weight_kbit": None, "reduction": 0.0,
@@ -109,7 +110,8 @@ def quantization_table(task: Task, weight_bits=(16, 8, 6, 4), act_bits: int | No
     for bits in weight_bits:
         for scheme in schemes:
             a_bits = act_bits or max(bits, 8)
-            qm = quantize(task, QuantConfig(weight_bits=bits, act_bits=a_bits, scheme=scheme))
+            qm = quantize(task, QuantConfig(weight_bits=bits, act_bits=a_bits, scheme=scheme,
+                                            embedding=embedding))
             y = qm.decode_outputs(int_outputs(qm, task.x_test))
             mem = qm.memory_bits()
             rows.append({
@@ -135,10 +137,11 @@ def format_quant_table(task: Task, rows: list[dict]) -> str:
     for r in rows:  # a model with an embedding: its input side built both ways, per width
         e = r.get("embedding")
         if e and r["scheme"] == "calibrated":
+            rom, folded = (" (built)", "") if e["design"] == "token_rom" else ("", " (built)")
             lines.append(f"embedding {e['vocab_size']}x{e['embedding_dim']} at W{r['weight_bits']}"
                          f"/A{r['act_bits']}: token ROM {e['token_rom_bits']} bit (table "
-                         f"{e['token_rom_table_bits']} + W_x {e['token_rom_wx_bits']}, built), "
-                         f"folded W_x E {e['folded_bits']} bit")
+                         f"{e['token_rom_table_bits']} + W_x {e['token_rom_wx_bits']}){rom}, "
+                         f"folded W_x E {e['folded_bits']} bit{folded}")
     return "\n".join(lines)
 
 

@@ -193,13 +193,18 @@ def _delta_update(v, v_hat, theta, first_step: bool):
 
 
 def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats | None = None,
-               steps: list | None = None) -> np.ndarray:
+               steps: list | None = None, tokens: bool = False) -> np.ndarray:
     """One layer over a batch of sequences v (N, T, I); dense, or delta with (theta_x, theta_h).
 
     Delta: the accumulators start at the bias and persist; a column fires when its change
     since it last fired reaches the threshold, and adds W[:, j] * delta; the first step of
     a sequence fires every column. With thresholds (0, 0) the accumulators are b + W x
     exactly: bit-identical to the dense model.
+
+    `tokens`: v is a folded embedding's one-hot input. The values are the same; `stats`
+    count what the hardware visits (`hwgen.rtl.plan.LayerPlan.token_columns`): one input
+    column a dense step; in a delta pass two (the previous and the new token's) on a
+    sequence's first step and on every change, none when the token repeats.
     """
     n, t_len, _ = v.shape
     state = {name: np.zeros((n, layer.hidden_size), dtype=np.int64)
@@ -223,6 +228,8 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
                 + (_int_matmul(dh, layer.w_h, bits) << layer.shift_h)
             if not has_h:  # no recurrent matrix (SRU): there are no hidden columns
                 fh = np.zeros_like(fh)
+            if tokens:  # a change fires the old and the new one-hot column: both tokens
+                fx = np.full(n, 2) if t == 0 else fx.sum(axis=1)
             fired_steps[t] = fx.sum() + fh.sum()
             fired_x, fired_h = fired_x + int(fx.sum()), fired_h + int(fh.sum())
         rec = {} if steps is not None else None
@@ -234,12 +241,12 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
         # a fired column costs the real rows its side feeds (not the layout's zero rows)
         rows_x = layer.spec.rows_fed("x", layer.hidden_size)
         rows_h = layer.spec.rows_fed("h", layer.hidden_size)
-        cols = n * t_len * (layer.input_size + (layer.hidden_size if rows_h else 0))
+        x_cols = 1 if tokens else layer.input_size
+        cols = n * t_len * (x_cols + (layer.hidden_size if rows_h else 0))
         stats.columns.append(cols)
         stats.fired.append(int(fired_steps.sum()))
         stats.fired_per_step.append(fired_steps)
-        stats.macs_dense.append(n * t_len * (layer.input_size * rows_x
-                                             + layer.hidden_size * rows_h))
+        stats.macs_dense.append(n * t_len * (x_cols * rows_x + layer.hidden_size * rows_h))
         stats.macs.append(fired_x * rows_x + fired_h * rows_h)
     return out
 
@@ -277,9 +284,10 @@ def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
     for k, layer in enumerate(qm.layers):
         steps = [] if trace is not None else None
         thresholds = None if delta is None else delta[k]
-        if k == 0 and thresholds is not None and qm.embedding_design == "folded":
+        tokens = k == 0 and qm.embedding_design == "folded"
+        if tokens and thresholds is not None:
             thresholds = (0, thresholds[1])   # a token change fires: no threshold to meet
-        v = _run_layer(layer, v, thresholds, stats, steps)
+        v = _run_layer(layer, v, thresholds, stats, steps, tokens)
         if trace is not None:
             trace.append(steps)
     if qm.head_mode == "last":

@@ -15,7 +15,7 @@ from hwgen.interface import payloads, sequence_words, token_payload, token_width
 from hwgen.ir import TokenIdError
 from hwgen.nn import RecurrentClassifier
 from hwgen.quant import CalibrationDataError, QuantConfig, embedding_design, quantize_model
-from hwgen.ref import run_float, run_int
+from hwgen.ref import DeltaStats, run_float, run_int
 from hwgen.rtl.cycles import cycle_model, embed_cycles
 from hwgen.rtl.emit import generate
 from hwgen.rtl.top import Accelerator
@@ -261,3 +261,15 @@ def test_cli_generates_the_bundled_word_model(tmp_path, capsys):
     assert np.array_equal(vectors["inputs"], task.x_test[:2].astype(np.int64))
     qm = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
     assert np.array_equal(vectors["outputs"], run_int(qm, vectors["inputs"]))
+
+
+def test_folded_delta_counts_token_columns(rng):
+    """What a folded delta pass visits: the previous and the new token's column on the
+    first step and on every change, none on a repeat (the hardware's token columns)."""
+    qm, _ = quantized(rng, design="folded")
+    stats = DeltaStats()
+    x = np.array([[[3], [3], [5], [5], [3]]])
+    run_int(qm, x, delta=[(0, 10**6)], stats=stats)   # h fires on the first step only
+    assert stats.fired_per_step[0].tolist() == [2 + HIDDEN, 0, 2, 0, 2]
+    assert stats.columns == [5 * (1 + HIDDEN)]
+    assert stats.macs_dense == [5 * 3 * HIDDEN * (1 + HIDDEN)]
