@@ -33,7 +33,8 @@ class RecurrentClassifier(nn.Module):
         "every" to every step (sequence labelling, language models).
     embedding : optional number of tokens V; when given, the model starts with an
         ``nn.Embedding(V, input_size)`` and takes token ids, (batch, T) or (batch, T, 1)
-        (the hardware looks each one up in a token ROM, see docs/embeddings.md).
+        (the hardware looks each one up in a token ROM, or has the table folded into the
+        first layer: see docs/embeddings.md).
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, output_size: int,

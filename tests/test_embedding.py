@@ -196,6 +196,7 @@ def test_cycle_model_matches_simulation(cell, layers, lanes, design, rng):
         assert first.visited_columns == EMBED + HIDDEN
     else:  # layer 0's input side: one column a step, the token's
         assert model["load"] == 1 and first.visited_columns == 1 + HIDDEN
+        assert first.macs == HIDDEN * 3 * (1 + HIDDEN)
     _, c2 = run_accelerator(acc, x[:1, :2], "every", OUT)
     _, c3 = run_accelerator(acc, x[:1, :3], "every", OUT)
     assert c3 - c2 == model["per_step"] + model["head"]

@@ -87,8 +87,10 @@ class LayerPlan:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates of one dense step (real rows only, no padding)."""
-        return self.hidden_size * (len(self.blocks_x) * self.input_size
+        """Multiply-accumulates of one dense step (real rows only, no padding); a folded
+        embedding's one-hot input costs its token's column only."""
+        inputs = 1 if self.token_columns else self.input_size
+        return self.hidden_size * (len(self.blocks_x) * inputs
                                    + len(self.blocks_h) * self.hidden_size)
 
 

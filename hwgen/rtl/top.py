@@ -1,8 +1,9 @@
 """The accelerator: memories, and a sequencer over connected datapath components.
 
-Per time step: LOAD the I input elements (with an embedding: LOAD one token id, then EMBED
-copies its row of the token ROM into the layer-0 input); for each layer, MATRIX then ACTIVATE; then, when
-the head applies, HEAD (a MATRIX pass over the head's weights) and OUTPUT::
+Per time step: LOAD the I input elements (with an embedding, one token id: a token ROM's
+EMBED then copies the token's row into the layer-0 input, or a folded embedding's layer-0
+pass fires the token's column); for each layer, MATRIX then ACTIVATE; then, when the head
+applies, HEAD (a MATRIX pass over the head's weights) and OUTPUT::
 
     input stream -> vector memory -> ColumnEncoder -> MacIssuer -> MacArray
                                                                       | accumulators
