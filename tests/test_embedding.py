@@ -173,6 +173,7 @@ def test_host_framing_takes_token_ids():
     ("gru", "every", 3, None, "token_rom"), ("lstm", "last", 1, None, "folded"),
     ("gru", "last", 1, 3, "token_rom"), ("lstm", "every", 3, 0, "token_rom"),
     ("gru", "every", 3, 0, "folded"), ("gru", "last", 1, 200, "folded"),
+    ("sru", "every", 3, None, "folded"), ("ligru", "last", 3, 2, "folded"),
 ])
 def test_rtl_bit_exact_under_stalls(cell, head_mode, lanes, theta, design, rng):
     qm, x = quantized(rng, cell, head_mode, design=design)

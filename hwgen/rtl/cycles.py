@@ -17,7 +17,7 @@ from .elementwise import latency as elementwise_latency
 from .head_output import output_cycles
 from .mac_array import PIPELINE_DEPTH
 from .matrix import ENCODER_LATENCY, ISSUER_LATENCY
-from .plan import LayerPlan, Plan
+from .plan import LayerPlan, Plan, token_columns
 
 MATRIX_OVERHEAD = ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1
 ELEMENT_REGISTER, STATE_WRITE = 1, 1
@@ -74,8 +74,8 @@ def embedding_per_step(plan: Plan) -> dict:
     and the other's (the token ROM's EMBED and E input columns against the folded design's
     one token column)."""
     built = cycle_model(plan, 1)["per_step"]
-    first = plan.layers[0]
-    rom_extra = plan.embedding_size + ROM_READ + (plan.embedding_size - 1) * first.groups_per_col
+    first, size = plan.layers[0], plan.embedding_size
+    rom_extra = size + ROM_READ + (size - token_columns(plan.delta)) * first.groups_per_col
     if plan.token_rom is not None:
         return {"token_rom": built, "folded": built - rom_extra}
     return {"token_rom": built + rom_extra, "folded": built}

@@ -207,11 +207,12 @@ class ColumnEncoder(wiring.Component):
                         tx, th = (max(t, 1) for t in ps.theta)
                         size = Mux(e2.change < 0, -e2.change, e2.change)
                         fire = fresh | (size >= Mux(e2.is_h, th, tx))
-                        if ps.tokens:  # no threshold: a changed token fires
-                            fire = Mux(token_col, changed, fire)
                         m.d.comb += [self.last_write.addr.eq(ps.hat_addr + e2.col),
                                      self.last_write.data.eq(e2.value),
                                      self.last_write.en.eq(e2.valid & fire)]
+                        if ps.tokens:  # no threshold: a changed token fires; no value kept
+                            fire = Mux(token_col, changed, fire)
+                            m.d.comb += self.last_write.en.eq(e2.valid & fire & ~token_col)
                     else:
                         fire = 1
                     m.d.comb += queue.w_en.eq(e2.valid & fire)

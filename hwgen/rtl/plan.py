@@ -139,6 +139,12 @@ class PlanError(ValueError):
     """The hardware options do not fit the model (lanes, thresholds)."""
 
 
+def token_columns(delta) -> int:
+    """Input columns a folded embedding's layer-0 pass visits: the token's; in a delta
+    network also the previous token's (its column leaves as the new one's enters)."""
+    return 1 if delta is None else 2
+
+
 def _check_cell(cell) -> None:
     """Refuse, by name, a cell the datapath cannot run yet."""
     if not cell.has_rtl:
@@ -176,7 +182,7 @@ def make_plan(qm: QModel, lanes: int, delta=None) -> Plan:
         lp = LayerPlan(k, ql.cell, isz, hsz, gpg, bx, bh, len(w_words), len(b_words),
                        acc_addr, x_addr, v_addr, c_addr if cell.has_cell_state else None,
                        hat_addr, len(ew_words) if cell.vectors else None,
-                       (1 if delta is None else 2) if folded and k == 0 else 0)
+                       token_columns(delta) if folded and k == 0 else 0)
         ew_words += list(zip(*(ql.vectors[name].tolist() for name in cell.vectors)))
         v_addr += hsz
         c_addr += hsz if cell.has_cell_state else 0
