@@ -4,8 +4,6 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
-from hwgen.interface import model_input_payload
-
 
 def run_accelerator(dut, inputs: np.ndarray, head_mode: str, out_size: int,
                     stall_in: float = 0.0, stall_out: float = 0.0, seed: int = 0,
@@ -13,7 +11,7 @@ def run_accelerator(dut, inputs: np.ndarray, head_mode: str, out_size: int,
     """Send (N, T, I) integer sequences; return outputs shaped like `hwgen.ref.run_int`'s
     and the number of cycles the run took."""
     rng = np.random.default_rng(seed)
-    field = model_input_payload(dut.qm).value_field   # data, or a token id
+    field = next(iter(dut.i.payload.shape()))[0]   # the value field: data, or a token id
     n, t_len, i_size = inputs.shape
     per_seq = out_size * (t_len if head_mode == "every" else 1)
     got: list[int] = []

@@ -162,8 +162,10 @@ class Accelerator(wiring.Component):
 
         # ---- the sequencer
         with m.FSM(name="seq"):
-            if qm.embedding_design:
-                self._load_token(m, enc, v_wr, seq_end, lambda: start_pass(0))
+            if qm.embedding_design == "folded":
+                self._load_token(m, enc, seq_end, lambda: start_pass(0))
+            elif qm.embedding_design == "token_rom":
+                self._load_and_embed_token(m, v_wr, seq_end, lambda: start_pass(0))
             else:
                 with m.State("LOAD"):
                     m.d.comb += [self.i.ready.eq(1), v_wr.addr.eq(in_idx),
@@ -215,24 +217,25 @@ class Accelerator(wiring.Component):
                     m.next = "LOAD"
         return m
 
-    def _load_token(self, m, enc, v_wr, seq_end, start_first_pass):
-        """LOAD takes one token id. Folded embedding: layer 0's pass starts on it (the
-        column encoder fires its column). Token ROM: EMBED then writes the token's E values
-        to the layer-0 input, one a cycle, each a cycle after its read
-        (`hwgen.rtl.cycles.embed_cycles`)."""
-        plan, vocab = self.plan, self.qm.vocab_size
-        if plan.token_rom is None:
-            token = Signal(range(vocab), name="token")
-            last_token = Signal(range(vocab), name="last_token")
-            m.d.comb += [enc.token.eq(token), enc.last_token.eq(last_token)]
-            with m.State("LOAD"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    m.d.sync += [token.eq(self.i.payload.token), last_token.eq(token),
-                                 seq_end.eq(self.i.payload.seq_end)]
-                    start_first_pass()
-                    m.next = "MAT0"
-            return
+    def _load_token(self, m, enc, seq_end, start_first_pass):
+        """A folded embedding: LOAD takes one token id and layer 0's pass starts on it (the
+        column encoder fires its column, and the previous token's in a delta pass)."""
+        vocab = self.qm.vocab_size
+        token = Signal(range(vocab), name="token")
+        last_token = Signal(range(vocab), name="last_token")
+        m.d.comb += [enc.token.eq(token), enc.last_token.eq(last_token)]
+        with m.State("LOAD"):
+            m.d.comb += self.i.ready.eq(1)
+            with m.If(self.i.valid):
+                m.d.sync += [token.eq(self.i.payload.token), last_token.eq(token),
+                             seq_end.eq(self.i.payload.seq_end)]
+                start_first_pass()
+                m.next = "MAT0"
+
+    def _load_and_embed_token(self, m, v_wr, seq_end, start_first_pass):
+        """A token ROM: LOAD takes one token id, EMBED writes its E values to the layer-0
+        input, one a cycle, each a cycle after its read (`hwgen.rtl.cycles.embed_cycles`)."""
+        plan = self.plan
         size = plan.embedding_size
         m.submodules.token_rom = rom = Memory(shape=signed(self.qm.input_fmt.width),
                                               depth=len(plan.token_rom),
