@@ -189,7 +189,8 @@ def writing(path):
 def _quant_config(args):
     from .quant import QuantConfig
     return QuantConfig(weight_bits=args.weight_bits, act_bits=args.act_bits,
-                       scheme=args.scheme, pwl_segments=args.pwl_segments)
+                       scheme=args.scheme, pwl_segments=args.pwl_segments,
+                       embedding=args.embedding)
 
 
 def cmd_list(args) -> int:
@@ -227,7 +228,7 @@ def cmd_quantize(args) -> int:
     _check_plot(args)
     task = load_task(args)
     print(f"{task.name}: {task.ir.describe()}")
-    rows = flow.quantization_table(task, args.bits)
+    rows = flow.quantization_table(task, args.bits, embedding=args.embedding)
     print(flow.format_quant_table(task, rows))
     if args.plot:
         from .plots import quantization_figure
@@ -370,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--act-bits", type=_positive_int, default=8)
         sp.add_argument("--scheme", choices=("calibrated", "global"), default="calibrated")
         sp.add_argument("--pwl-segments", type=_positive_int, default=16)
+        add_embedding(sp)
+
+    def add_embedding(sp):
+        from .quant import EMBEDDING_DESIGNS
+        sp.add_argument("--embedding", choices=EMBEDDING_DESIGNS, default="auto",
+                        help="a model with an nn.Embedding: a token ROM, or the table folded "
+                             "into layer 0 (auto: the one of less memory; docs/embeddings.md)")
 
     sp = sub.add_parser("list", help="list the bundled models")
     sp.set_defaults(func=cmd_list)
@@ -378,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(sp)
     sp.add_argument("--bits", type=_positive_int, nargs="+", default=[16, 8, 6, 4])
     sp.add_argument("--plot", metavar="FILE.png", help="also draw the table")
+    add_embedding(sp)
     add_data(sp)
     sp.set_defaults(func=cmd_quantize)
 

@@ -9,6 +9,9 @@
   per-utterance normalisation), T=50 frames; the voices are held out between the splits.
   The features are frozen in ``hwgen/data/speech_commands.npz``, written once by
   ``scripts/make_speech_data.py`` (which needs espeak-ng; loading them needs numpy only).
+* word LM: the same frozen text cut into words (`word_tokens`), the 255 most frequent words
+  of the train split and ``<unk>`` (`word_vocab`); token-id inputs (N, T, 1) for a model
+  with an embedding, next-word targets.
 
 The help topics change with every Python release, so the encoded corpus is frozen in
 ``hwgen/data/charlm_corpus.npz`` (written by ``python -m hwgen.data``); the char LM splits,
@@ -17,7 +20,9 @@ version in use.
 """
 from __future__ import annotations
 
+from collections import Counter
 import hashlib
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +44,9 @@ SPEECH_MELS = 40             # log-mel filterbank energies per frame
 SPEECH_WIN, SPEECH_HOP = 400, 160   # 25 ms windows every 10 ms at 16 kHz
 SPEECH_STEPS = 50            # frames per utterance: 0.515 s of signal
 SPEECH_FMIN = 20.0           # Hz, the lowest filter's lower edge (as Kaldi's default)
+WORD_VOCAB_SIZE = 256     # 255 words and <unk> (id 0): an 8-bit token id
+WORD_SEQ_LEN = 35         # as PyTorch's word_language_model
+WORD_TEST_SEQUENCES = 100
 
 
 def _check_split(split: str) -> None:
@@ -181,6 +189,56 @@ def char_lm_sequences(split: str, seq_len: int = LM_SEQ_LEN,
     idx = np.arange(count)[:, None] * seq_len + np.arange(seq_len)[None, :]
     x = np.eye(len(VOCAB), dtype=np.float32)[part[idx]]
     return x, part[idx + 1]
+
+
+def word_tokens(codes: np.ndarray) -> list[str]:
+    """The words of encoded text: runs of letters; a run of digits is "0", a run of other
+    symbols "?"; "." and "," are words; spaces and line breaks separate them."""
+    text = "".join(VOCAB[c] for c in codes)
+    return [w[0] if w[0] in "0?" else w for w in re.findall(r"[a-z]+|0+|\?+|[.,]", text)]
+
+
+def _corpus_part(split: str) -> np.ndarray:
+    """The encoded corpus's split: the first 80 %, the next 10 %, the last 10 %."""
+    _check_split(split)
+    codes = corpus_codes()
+    n = len(codes)
+    bounds = {"train": (0, int(0.8 * n)), "valid": (int(0.8 * n), int(0.9 * n)),
+              "test": (int(0.9 * n), n)}
+    lo, hi = bounds[split]
+    return codes[lo:hi]
+
+
+def word_vocab() -> list[str]:
+    """``<unk>`` then the WORD_VOCAB_SIZE - 1 most frequent train words (ties by word)."""
+    counts = Counter(word_tokens(_corpus_part("train")))
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    return ["<unk>"] + ranked[:WORD_VOCAB_SIZE - 1]
+
+
+def word_lm_sequences(split: str, seq_len: int = WORD_SEQ_LEN,
+                      max_sequences: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping next-word sequences of a split (see `char_lm_sequences`).
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, seq_len, 1)
+        Token ids (`word_vocab` indices; 0 is ``<unk>``), what a model with an embedding
+        takes.
+    Y : ndarray of int64, shape (N, seq_len)
+        The id of the following word. The test split keeps its first WORD_TEST_SEQUENCES
+        by default.
+    """
+    index = {w: i for i, w in enumerate(word_vocab())}
+    ids = np.array([index.get(w, 0) for w in word_tokens(_corpus_part(split))],
+                   dtype=np.int64)
+    count = (len(ids) - 1) // seq_len
+    if max_sequences is None and split == "test":
+        max_sequences = WORD_TEST_SEQUENCES
+    if max_sequences is not None:
+        count = min(count, max_sequences)
+    idx = np.arange(count)[:, None] * seq_len + np.arange(seq_len)[None, :]
+    return ids[idx][..., None].astype(np.float32), ids[idx + 1]
 
 
 def unigram_entropy_bits(split: str = "train") -> float:

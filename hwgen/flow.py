@@ -27,6 +27,9 @@ class FlowError(RuntimeError):
     """A flow step cannot go on; the message says why and what to do."""
 
 
+LM_METRICS = {"char_lm": "bits/char", "word_lm": "bits/word"}  # bundled language models
+
+
 @dataclass
 class Task:
     """A model with its data and metric."""
@@ -40,14 +43,14 @@ class Task:
 
     @property
     def kind(self) -> str:
-        return "lm" if self.meta.get("task", "").startswith("char") else "classify"
+        return "lm" if self.meta.get("task", "") in LM_METRICS else "classify"
 
     @property
     def metric_name(self) -> str:
-        return "bits/char" if self.kind == "lm" else "accuracy %"
+        return LM_METRICS[self.meta["task"]] if self.kind == "lm" else "accuracy %"
 
     def metric(self, outputs: np.ndarray) -> float:
-        """Accuracy in percent, or bits per character, of float outputs (logits)."""
+        """Accuracy in percent, or bits per character (word), of float outputs (logits)."""
         if self.kind == "lm":
             z = outputs - outputs.max(axis=-1, keepdims=True)
             logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
@@ -97,8 +100,9 @@ def int_outputs(qm: QModel, x: np.ndarray, delta=None, stats=None) -> np.ndarray
 
 
 def quantization_table(task: Task, weight_bits=(16, 8, 6, 4), act_bits: int | None = None,
-                       schemes=("calibrated", "global")) -> list[dict]:
-    """Float vs quantized metric, weight memory, and reference-vs-float error per width."""
+                       schemes=("calibrated", "global"), embedding: str = "auto") -> list[dict]:
+    """Float vs quantized metric, weight memory, and reference-vs-float error per width
+    (`embedding`: the design of a model with an nn.Embedding, see `QuantConfig`)."""
     y_float = run_float(task.ir, task.x_test, layout=TASK_LAYOUT)
     rows = [{"scheme": "float32", "weight_bits": 32, "act_bits": 32,
              "metric": task.metric(y_float), "weight_kbit": None, "reduction": 0.0,
@@ -106,7 +110,8 @@ def quantization_table(task: Task, weight_bits=(16, 8, 6, 4), act_bits: int | No
     for bits in weight_bits:
         for scheme in schemes:
             a_bits = act_bits or max(bits, 8)
-            qm = quantize(task, QuantConfig(weight_bits=bits, act_bits=a_bits, scheme=scheme))
+            qm = quantize(task, QuantConfig(weight_bits=bits, act_bits=a_bits, scheme=scheme,
+                                            embedding=embedding))
             y = qm.decode_outputs(int_outputs(qm, task.x_test))
             mem = qm.memory_bits()
             rows.append({
@@ -115,6 +120,7 @@ def quantization_table(task: Task, weight_bits=(16, 8, 6, 4), act_bits: int | No
                 "weight_kbit": mem["weight_bits"] / 1000,
                 "reduction": 1 - mem["weight_bits"] / mem["weight_bits_float32"],
                 "rms_error": float(np.sqrt(np.mean((y - y_float) ** 2))),
+                "embedding": qm.embedding_memory(),
             })
     return rows
 
@@ -128,6 +134,14 @@ def format_quant_table(task: Task, rows: list[dict]) -> str:
         lines.append(f"{r['scheme']:<11} {r['weight_bits']:>6} {r['act_bits']:>6} "
                      f"{r['metric']:>11.3f} {kbit:>12} {100 * r['reduction']:>7.1f}% "
                      f"{r['rms_error']:>8.4f}")
+    for r in rows:  # a model with an embedding: its input side built both ways, per width
+        e = r.get("embedding")
+        if e and r["scheme"] == "calibrated":
+            rom, folded = (" (built)", "") if e["design"] == "token_rom" else ("", " (built)")
+            lines.append(f"embedding {e['vocab_size']}x{e['embedding_dim']} at W{r['weight_bits']}"
+                         f"/A{r['act_bits']}: token ROM {e['token_rom_bits']} bit (table "
+                         f"{e['token_rom_table_bits']} + W_x {e['token_rom_wx_bits']}){rom}, "
+                         f"folded W_x E {e['folded_bits']} bit{folded}")
     return "\n".join(lines)
 
 

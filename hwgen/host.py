@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from .interface import input_payload, output_payload
+from .interface import input_payload, output_payload, token_payload
 
 
 class BoardTimeout(TimeoutError):
@@ -39,20 +39,30 @@ class Framing:
     Parameters
     ----------
     in_width, out_width : signed data widths of the manifest's ``interface``.
+    vocab_size : the manifest's ``interface.vocab_size`` for a design with an embedding:
+        the inputs are then token ids 0..V-1 (`hwgen.interface.token_payload`).
     """
 
-    def __init__(self, in_width: int, out_width: int):
-        self.in_width, self.out_width = in_width, out_width
-        self.in_payload, self.out_payload = input_payload(in_width), output_payload(out_width)
+    def __init__(self, in_width: int, out_width: int, vocab_size: int | None = None):
+        self.in_width, self.out_width, self.vocab_size = in_width, out_width, vocab_size
+        self.in_payload = input_payload(in_width) if vocab_size is None \
+            else token_payload(vocab_size)
+        self.out_payload = output_payload(out_width)
         self.in_bytes = self.in_payload.bytes
         self.out_bytes = self.out_payload.bytes
 
     def encode(self, value: int, step_end: bool, seq_end: bool) -> bytes:
         """One input element: the input payload word, little-endian."""
-        lo, hi = -(1 << (self.in_width - 1)), (1 << (self.in_width - 1)) - 1
-        if not lo <= value <= hi:
-            raise FramingError(f"Input {value} does not fit {self.in_width} signed bits")
-        word = self.in_payload.encode(data=value, step_end=step_end, seq_end=seq_end)
+        if self.vocab_size is not None:
+            if not 0 <= value < self.vocab_size:
+                raise FramingError(f"Token {value} is not an id of the {self.vocab_size}-token "
+                                   f"vocabulary")
+        else:
+            lo, hi = -(1 << (self.in_width - 1)), (1 << (self.in_width - 1)) - 1
+            if not lo <= value <= hi:
+                raise FramingError(f"Input {value} does not fit {self.in_width} signed bits")
+        word = self.in_payload.encode(**{self.in_payload.value_field: value},
+                                      step_end=step_end, seq_end=seq_end)
         return word.to_bytes(self.in_bytes, "little")
 
     def encode_sequence(self, inputs) -> list:
@@ -95,7 +105,7 @@ class BoardClient:
         self.manifest = _load_json(manifest)
         self.board = _load_json(board) or {}
         iface = self.manifest["interface"]
-        self.framing = Framing(iface["in_width"], iface["out_width"])
+        self.framing = Framing(iface["in_width"], iface["out_width"], iface.get("vocab_size"))
         self.input_size = self.manifest["sizes"]["input_size"]
         self.output_size = self.manifest["sizes"]["output_size"]
         self.every_step = self.manifest.get("head_mode", "last") == "every"

@@ -6,6 +6,8 @@ testbench (words to and from the Verilog ports ``i__payload`` / ``o__payload``).
 
 Input stream, one element a transfer, LSB first: ``data`` (signed, the input width), then
 ``step_end`` (last element of a time step) and ``seq_end`` (last element of a sequence).
+A model with an embedding takes one element per step, its token id: the input payload is
+``token`` (unsigned, `token_width` of the vocabulary), then the same two flags.
 Output stream: ``data`` (signed, the output width), then ``last`` (last element of a
 head output vector).
 """
@@ -52,8 +54,14 @@ class Payload:
         """Width of field `name`."""
         return dict(self.fields)[name]
 
+    @property
+    def value_field(self) -> str:
+        """The field that carries an element's value: ``data``, or ``token``."""
+        return self.fields[0][0]
+
     def encode(self, **values) -> int:
-        """Pack field values (``data`` a signed integer in range, flags 0/1) into a word."""
+        """Pack field values (``data`` a signed integer in range, ``token`` an unsigned one,
+        flags 0/1) into a word."""
         word = 0
         for name, width in self.fields:
             value = int(values[name])
@@ -94,6 +102,23 @@ def input_payload(width: int) -> Payload:
     return Payload((("data", width), ("step_end", 1), ("seq_end", 1)))
 
 
+def token_width(vocab_size: int) -> int:
+    """Bits of a token id of a `vocab_size`-token vocabulary (ids 0..V-1)."""
+    return max(1, (int(vocab_size) - 1).bit_length())
+
+
+def token_payload(vocab_size: int) -> Payload:
+    """The input stream's payload of a model with an embedding: one token id a step."""
+    return Payload((("token", token_width(vocab_size)), ("step_end", 1), ("seq_end", 1)))
+
+
+def model_input_payload(qm) -> Payload:
+    """The input payload of a quantized model: token ids with an embedding, else data."""
+    if qm.vocab_size is not None:
+        return token_payload(qm.vocab_size)
+    return input_payload(qm.input_fmt.width)
+
+
 def output_payload(width: int) -> Payload:
     """The output stream's payload for `width`-bit signed head outputs."""
     return Payload((("data", width), ("last", 1)))
@@ -102,12 +127,15 @@ def output_payload(width: int) -> Payload:
 def payloads(manifest: dict) -> tuple[Payload, Payload]:
     """The (input, output) payloads of a design, from its manifest's ``interface``."""
     iface = manifest["interface"]
-    return input_payload(iface["in_width"]), output_payload(iface["out_width"])
+    vocab = iface.get("vocab_size")   # only a design with an embedding records it
+    first = input_payload(iface["in_width"]) if vocab is None else token_payload(vocab)
+    return first, output_payload(iface["out_width"])
 
 
 def sequence_words(payload: Payload, x) -> list[int]:
     """Input words of one (T, I) integer sequence, with its step and sequence markers."""
     t_len, i_size = len(x), len(x[0])
-    return [payload.encode(data=int(v), step_end=i == i_size - 1,
+    field = payload.value_field
+    return [payload.encode(**{field: int(v)}, step_end=i == i_size - 1,
                            seq_end=i == i_size - 1 and t == t_len - 1)
             for t, row in enumerate(x) for i, v in enumerate(row)]

@@ -8,6 +8,10 @@ Data layout: every function that takes sequences follows the imported model's ow
 convention unless told otherwise (`data_layout`): batch-major "NTI" (N sequences, T steps,
 I features) for a torch module with ``batch_first=True`` (and for a model of unknown
 origin), time-major "TNI" for ``batch_first=False``. Outputs come back in the same layout.
+
+A model with an embedding (``nn.Embedding`` in front of its first layer) takes one token id
+per step: its data are (N, T, 1) arrays of integer ids in 0..V-1 (`token_ids` checks them),
+and its `input_size` is 1.
 """
 from __future__ import annotations
 
@@ -47,6 +51,31 @@ def swap_layout(x, layout: str) -> np.ndarray:
     """Batch-major <-> `layout`: swaps the first two axes for "TNI" (its own inverse)."""
     x = np.asarray(x)
     return np.ascontiguousarray(np.swapaxes(x, 0, 1)) if layout == "TNI" else x
+
+
+class TokenIdError(ValueError):
+    """Token inputs that are not integer ids of the model's vocabulary."""
+
+
+def token_ids(x, vocab_size: int) -> np.ndarray:
+    """(N, T, 1) token ids (integers, as ints or floats) -> (N, T) int64, checked.
+
+    The one rule of what an embedding model takes: every function that feeds one uses it.
+    """
+    v = np.asarray(x)
+    if v.ndim != 3 or v.shape[2] != 1:
+        raise TokenIdError(f"token inputs must be (N, T, 1) ids, not shape {v.shape}")
+    ids = v[..., 0]
+    if ids.dtype.kind == "f":
+        if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)):
+            raise TokenIdError("token ids must be whole numbers")
+    elif ids.dtype.kind not in "iu":
+        raise TokenIdError(f"token ids must be integers, not {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise TokenIdError(f"token ids must lie in 0..{vocab_size - 1} (the vocabulary), "
+                           f"not {ids.min()}..{ids.max()}")
+    return ids
 
 
 def shape_name(layout: str, features) -> str:
@@ -105,12 +134,14 @@ class LinearHead:
 
 @dataclass
 class ModelIR:
-    """A stack of recurrent layers of one cell type and a Linear head."""
+    """A stack of recurrent layers of one cell type and a Linear head, optionally behind an
+    embedding table (V, E): token id t feeds the first layer ``embedding[t]``."""
 
     layers: list[RNNLayer]
     head: LinearHead
     head_mode: str = "last"
     meta: dict = field(default_factory=dict)
+    embedding: np.ndarray | None = None
 
     def __post_init__(self):
         if self.head_mode not in HEAD_MODES:
@@ -123,6 +154,12 @@ class ModelIR:
                              f"not {sorted(cells)}")
         for k, layer in enumerate(self.layers):
             _check_layer_shapes(k, layer)
+        if self.embedding is not None and (
+                np.ndim(self.embedding) != 2
+                or np.shape(self.embedding)[1] != self.layers[0].input_size):
+            raise ValueError(f"The embedding must be (V, {self.layers[0].input_size}) for a "
+                             f"first layer of {self.layers[0].input_size} inputs, not "
+                             f"{np.shape(self.embedding)}")
 
     @property
     def cell(self) -> str:
@@ -133,8 +170,14 @@ class ModelIR:
         return get_cell(self.cell)
 
     @property
+    def vocab_size(self) -> int | None:
+        """Tokens of the embedding (V), or None for a model of feature inputs."""
+        return None if self.embedding is None else len(self.embedding)
+
+    @property
     def input_size(self) -> int:
-        return self.layers[0].input_size
+        """Features per step of the model's data: one token id with an embedding."""
+        return 1 if self.embedding is not None else self.layers[0].input_size
 
     @property
     def hidden_size(self) -> int:
@@ -146,5 +189,7 @@ class ModelIR:
 
     def describe(self) -> str:
         sizes = "x".join(str(layer.hidden_size) for layer in self.layers)
-        return (f"{self.cell.upper()} I={self.input_size} H={sizes} "
+        front = (f"V={self.vocab_size} E={self.layers[0].input_size}"
+                 if self.embedding is not None else f"I={self.input_size}")
+        return (f"{self.cell.upper()} {front} H={sizes} "
                 f"layers={len(self.layers)} O={self.output_size} head={self.head_mode}")

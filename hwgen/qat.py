@@ -85,6 +85,9 @@ def matrix_names(model, ir) -> list[str]:
 def check_model(task) -> None:
     """TernaryError, before any training, for a model whose matrices cannot be ternarized."""
     from .models import load_model
+    if task.ir.embedding is not None:  # its training forward takes features, not token ids
+        raise ternary.TernaryError(f"{task.name}: ternary fine-tuning of a model with an "
+                                   f"nn.Embedding is not supported yet")
     matrix_names(load_model(task.name)[0], task.ir)
 
 

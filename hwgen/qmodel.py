@@ -15,6 +15,7 @@ import numpy as np
 
 from .cells import Cell, get_cell
 from .fixed import QFormat, bits_for
+from .ir import token_ids
 from .pwl import PWL
 
 
@@ -142,6 +143,34 @@ class QModel:
     #: multi-level ternary (`hwgen.ternary.ternarize`): the planes and scales w_x/w_h are
     #: made of, which the hardware stores instead of w_x/w_h; None otherwise
     ternary: list | None = None
+    embedding: np.ndarray | None = None  # token ROM: (V, E) int64 in layer 0's x_fmt
+    folded_dim: int | None = None  # folded: E of the embedding folded into layer 0's w_x
+
+    @property
+    def embedding_design(self) -> str | None:
+        """"token_rom", "folded" (layer 0 takes the token one-hot), or None (no embedding)."""
+        if self.embedding is not None:
+            return "token_rom"
+        return "folded" if self.folded_dim is not None else None
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Tokens of the embedding (V), or None for a model of feature inputs."""
+        if self.embedding is not None:
+            return len(self.embedding)
+        return self.layers[0].input_size if self.folded_dim is not None else None
+
+    def token_inputs(self, ids: np.ndarray) -> np.ndarray:
+        """Layer 0's integer inputs (..., I) for token ids (...): the token's ROM row, or
+        (folded) the one-hot vector whose one is 1.0 in x_fmt. The one rule of both."""
+        if self.embedding is not None:
+            return self.embedding[ids]
+        return np.eye(self.vocab_size, dtype=np.int64)[ids] * self.one
+
+    @property
+    def one(self) -> int:
+        """1.0 in layer 0's input format: a folded model's one-hot value."""
+        return 1 << self.layers[0].x_fmt.frac
 
     @property
     def cell(self) -> str:
@@ -149,11 +178,13 @@ class QModel:
 
     @property
     def input_fmt(self) -> QFormat:
+        """The first layer's input format (with an embedding: that of the table's values)."""
         return self.layers[0].x_fmt
 
     @property
     def input_size(self) -> int:
-        return self.layers[0].input_size
+        """Values per step on the input stream: one token id with an embedding."""
+        return 1 if self.embedding_design else self.layers[0].input_size
 
     @property
     def output_size(self) -> int:
@@ -164,7 +195,10 @@ class QModel:
 
         The result keeps the shape, and so the layout, of `x`: (N, T, I), or (T, N, I) for
         a time-major model (see `hwgen.ir.data_layout`), ready for `hwgen.ref.run_int`.
+        Token ids (N, T, 1) of a model with an embedding stay ids (int64).
         """
+        if self.embedding_design:
+            return token_ids(x, self.vocab_size)[..., None]
         return self.input_fmt.quantize(x)
 
     def decode_outputs(self, y) -> np.ndarray:
@@ -190,5 +224,33 @@ class QModel:
         o, hh = self.head.weight.shape
         weights += o * hh * self.head.w_fmt.width + o * self.head.b_fmt.width
         floats_w += o * hh + o
+        if self.embedding is not None:  # the token ROM (see `embedding_memory`)
+            weights += self.embedding.size * self.input_fmt.width
+            floats_w += self.embedding.size
         return {"weight_bits": weights, "weight_bits_float32": 32 * floats_w,
                 "state_bits": state, "state_bits_float32": 32 * floats_s}
+
+    def embedding_memory(self) -> dict | None:
+        """Bits of the input side of an embedding model, both ways of building it
+        (`embedding_bits`), and the way it is built (`embedding_design`)."""
+        design = self.embedding_design
+        if design is None:
+            return None
+        first = self.layers[0]
+        dim = self.embedding.shape[1] if design == "token_rom" else self.folded_dim
+        # the ROM's values take layer 0's input format: a folded model's is as wide
+        bits = embedding_bits(self.vocab_size, dim, first.spec.rows_fed("x", first.hidden_size),
+                              first.x_fmt.width, first.wx_fmt.width)
+        return {"design": design, "vocab_size": self.vocab_size, "embedding_dim": dim, **bits}
+
+
+def embedding_bits(vocab: int, dim: int, rows: int, x_width: int, w_width: int) -> dict:
+    """Memory of an embedding's input side, both ways (see docs/embeddings.md).
+
+    token_rom: the (V, E) table at `x_width` plus layer 0's W_x (rows x E) at `w_width`.
+    folded: W_x E precomputed, (rows x V) at `w_width`, layer 0 taking the token one-hot.
+    With equal widths the ROM is the smaller whenever E < rows V / (V + rows).
+    """
+    table, w_x = vocab * dim * x_width, rows * dim * w_width
+    return {"token_rom_bits": table + w_x, "token_rom_table_bits": table,
+            "token_rom_wx_bits": w_x, "folded_bits": rows * vocab * w_width}

@@ -19,19 +19,20 @@ gets Q(w, w-1) (range +/-1, the activations' format) with a `CalibrationWarning`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import warnings
 
 import numpy as np
 
 from .cells import get_cell
 from .fixed import QFormat, frac_for_range, frac_min_mse
-from .ir import ModelIR, data_layout, shape_name, swap_layout
+from .ir import ModelIR, TokenIdError, data_layout, shape_name, swap_layout, token_ids
 from .pwl import DEFAULT_X_MAX, fit_pwl
-from .qmodel import QHead, QLayer, QModel
+from .qmodel import QHead, QLayer, QModel, embedding_bits
 from .ref import run_float
 
 SCHEMES = ("calibrated", "global")
+EMBEDDING_DESIGNS = ("auto", "token_rom", "folded")
 METHODS = ("mse", "max")
 PRE_CLIP = max(DEFAULT_X_MAX.values())  # pre-activations beyond this saturate the PWL anyway
 
@@ -79,6 +80,9 @@ class QuantConfig:
     method : "mse" or "max" fraction choice for calibrated formats.
     overrides : tensor name -> width (int) or QFormat; see `tensor_names`.
     pwl_segments, pwl_slope_form : PWL sigmoid/tanh table size and slope form.
+    embedding : how a model's nn.Embedding is built (`EMBEDDING_DESIGNS`): "auto" takes the
+        one of less memory (`hwgen.qmodel.embedding_bits`), "token_rom" a table in front of
+        layer 0, "folded" W_x E precomputed, layer 0 taking the token one-hot.
     """
 
     weight_bits: int = 8
@@ -90,6 +94,23 @@ class QuantConfig:
     overrides: dict = field(default_factory=dict)
     pwl_segments: int = 16
     pwl_slope_form: str = "mult"
+    embedding: str = "auto"
+
+    def width(self, name: str) -> int:
+        """The word width of tensor `name`: its override's, else its kind's."""
+        override = self.overrides.get(name)
+        if isinstance(override, QFormat):
+            return override.width
+        if isinstance(override, int):
+            return override
+        kind = name.split(".")[-1]
+        if kind in ("wx", "wh", "w", "v"):
+            return self.weight_bits
+        if kind == "b":
+            return self.bias_bits if self.scheme == "calibrated" else self.weight_bits
+        if kind == "out":
+            return self.out_bits or max(self.act_bits, 8)
+        return self.act_bits
 
     def validate(self, n_layers: int, cell: str) -> None:
         def check(name, value, lo, hi):
@@ -104,6 +125,9 @@ class QuantConfig:
         if self.pwl_slope_form not in ("mult", "shift"):
             raise QuantConfigError(f"pwl_slope_form must be 'mult' or 'shift', "
                                    f"not {self.pwl_slope_form!r}")
+        if self.embedding not in EMBEDDING_DESIGNS:
+            raise QuantConfigError(f"embedding must be one of {EMBEDDING_DESIGNS}, "
+                                   f"not {self.embedding!r}")
         if self.scheme not in SCHEMES:
             raise QuantConfigError(f"scheme must be one of {SCHEMES}, not {self.scheme!r}")
         if self.method not in METHODS:
@@ -148,6 +172,11 @@ def check_calibration_data(model: ModelIR, x_calib, layout: str | None = None) -
     if x.size == 0:
         raise CalibrationDataError(f"calibration data is empty: shape {x.shape}, want {want}")
     x = swap_layout(x, lay)
+    if model.embedding is not None:
+        try:
+            token_ids(x, model.vocab_size)
+        except TokenIdError as e:
+            raise CalibrationDataError(f"calibration data: {e}") from None
     for bad, what in ((np.isnan(x), "NaN"), (np.isinf(x), "infinite")):
         if bad.any():
             n, t, i = np.argwhere(bad)[0]
@@ -165,7 +194,10 @@ def calibrate(model: ModelIR, x_calib, layout: str | None = None) -> dict[str, n
     """
     record: list = []
     out = run_float(model, x_calib, record, layout)
-    values = {"input": np.asarray(x_calib, dtype=np.float64), "out": out}
+    # an embedding's table is the first layer's input: calibrated on all of it, as a weight
+    # matrix is (every row is stored and any token may come, not only those seen here)
+    inputs = x_calib if model.embedding is None else model.embedding
+    values = {"input": np.asarray(inputs, dtype=np.float64), "out": out}
     for k, (layer, rec) in enumerate(zip(model.layers, record)):
         values[f"l{k}.h"] = rec["h"]
         values[f"l{k}.pre"] = np.clip(np.stack(rec["pre"]), -PRE_CLIP, PRE_CLIP)
@@ -194,22 +226,11 @@ class _FormatChooser:
             peak = max(float(np.max(np.abs(v))) for v in values.values() if np.size(v))
             self.global_peak = peak
 
-    def width(self, name: str) -> int:
-        c = self.config
-        kind = name.split(".")[-1]
-        if kind in ("wx", "wh", "w", "v"):
-            return c.weight_bits
-        if kind == "b":
-            return c.bias_bits if c.scheme == "calibrated" else c.weight_bits
-        if kind == "out":
-            return c.out_bits or max(c.act_bits, 8)
-        return c.act_bits
-
     def __call__(self, name: str, frac_cap: int | None = None) -> QFormat:
         override = self.config.overrides.get(name)
         if isinstance(override, QFormat):
             return override
-        width = override if isinstance(override, int) else self.width(name)
+        width = self.config.width(name)
         if self.config.scheme == "global":
             frac = frac_for_range(self.global_peak, width)
         elif name.endswith(".act"):
@@ -241,6 +262,32 @@ def _gate_rows(layer, fmt_x: QFormat, fmt_h: QFormat, bias_fmt_fn, chooser, k):
     return w_x, w_h, b_fmt, b_fmt.quantize(bias_float)
 
 
+def embedding_design(model: ModelIR, config: QuantConfig) -> str:
+    """The config's embedding design, or for "auto" the one of less memory at its widths."""
+    if config.embedding != "auto":
+        return config.embedding
+    first = model.layers[0]
+    bits = embedding_bits(model.vocab_size, first.input_size,
+                          first.spec.rows_fed("x", first.hidden_size),
+                          config.width("input"), config.width("l0.wx"))
+    return "folded" if bits["folded_bits"] < bits["token_rom_bits"] else "token_rom"
+
+
+def _quantize_folded(model: ModelIR, x: np.ndarray, config: QuantConfig) -> QModel:
+    """Quantize with the embedding folded into layer 0: W_x E, a weight matrix calibrated
+    as any, on one-hot inputs whose format holds 1.0 exactly (range +/-2)."""
+    first = model.layers[0]
+    folded = ModelIR([replace(first, w_ih=first.w_ih @ np.asarray(model.embedding).T)]
+                     + model.layers[1:], model.head, model.head_mode, dict(model.meta))
+    one_hot = np.eye(model.vocab_size)[token_ids(x, model.vocab_size)]
+    width = config.width("input")
+    overrides = dict(config.overrides)
+    overrides.setdefault("input", QFormat(width, width - 2))
+    qm = quantize_model(folded, one_hot, replace(config, overrides=overrides), layout="NTI")
+    qm.folded_dim = first.input_size
+    return qm
+
+
 def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None,
                    layout: str | None = None) -> QModel:
     """Calibrate `model` on sample sequences and return the quantized model.
@@ -260,7 +307,10 @@ def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None,
     """
     config = config or QuantConfig()
     config.validate(len(model.layers), model.cell)
-    values = calibrate(model, check_calibration_data(model, x_calib, layout), layout="NTI")
+    x_checked = check_calibration_data(model, x_calib, layout)
+    if model.embedding is not None and embedding_design(model, config) == "folded":
+        return _quantize_folded(model, x_checked, config)
+    values = calibrate(model, x_checked, layout="NTI")
     choose = _FormatChooser(config, values, model.spec)
     x_fmt = choose("input")
     layers = []
@@ -294,4 +344,5 @@ def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None,
     meta = dict(model.meta, quant=dict(weight_bits=config.weight_bits,
                                        act_bits=config.act_bits, scheme=config.scheme,
                                        method=config.method))
-    return QModel(layers, head, model.head_mode, meta)
+    embedding = None if model.embedding is None else layers[0].x_fmt.quantize(model.embedding)
+    return QModel(layers, head, model.head_mode, meta, embedding)

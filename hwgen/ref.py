@@ -12,6 +12,12 @@ Integer step of one layer (formats from the QLayer, all shifts exact or round-ha
 The float step of a layer is the cell's `Cell.float_step`.
 
 Head: y = requantize((b << bias_shift) + W h, out_fmt), on the last step or every step.
+
+A model with an embedding takes token ids (N, T, 1): the first layer's input at a step is the
+table's row of that step's token (float table, or integer table in the first layer's x_fmt),
+and everything after it, delta included, runs on that embedded vector. A quantized model
+whose embedding is folded into layer 0 (`QModel.embedding_design`) takes the token one-hot
+instead; its input side fires on every token change, whatever the threshold.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .fixed import requantize
-from .ir import ModelIR, RNNLayer, data_layout, shape_name, swap_layout
+from .ir import ModelIR, RNNLayer, data_layout, shape_name, swap_layout, token_ids
 from .qmodel import QHead, QLayer, QModel
 
 # float64 holds integers exactly below 2**53: use BLAS when the accumulator bound allows
@@ -78,6 +84,8 @@ def run_float(model: ModelIR, x, record: list | None = None,
     v = np.asarray(x, dtype=np.float64)
     _check_shape(v, model.input_size, lay, "floats")
     v = swap_layout(v, lay)
+    if model.embedding is not None:
+        v = np.asarray(model.embedding, dtype=np.float64)[token_ids(v, model.vocab_size)]
     for layer in model.layers:
         rec = {"x": v} if record is not None else None
         v = float_layer(layer, v, rec)
@@ -185,13 +193,18 @@ def _delta_update(v, v_hat, theta, first_step: bool):
 
 
 def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats | None = None,
-               steps: list | None = None) -> np.ndarray:
+               steps: list | None = None, tokens: bool = False) -> np.ndarray:
     """One layer over a batch of sequences v (N, T, I); dense, or delta with (theta_x, theta_h).
 
     Delta: the accumulators start at the bias and persist; a column fires when its change
     since it last fired reaches the threshold, and adds W[:, j] * delta; the first step of
     a sequence fires every column. With thresholds (0, 0) the accumulators are b + W x
     exactly: bit-identical to the dense model.
+
+    `tokens`: v is a folded embedding's one-hot input. The values are the same; `stats`
+    count what the hardware visits (`hwgen.rtl.plan.LayerPlan.token_columns`): one input
+    column a dense step; in a delta pass two (the previous and the new token's) on a
+    sequence's first step and on every change, none when the token repeats.
     """
     n, t_len, _ = v.shape
     state = {name: np.zeros((n, layer.hidden_size), dtype=np.int64)
@@ -215,6 +228,8 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
                 + (_int_matmul(dh, layer.w_h, bits) << layer.shift_h)
             if not has_h:  # no recurrent matrix (SRU): there are no hidden columns
                 fh = np.zeros_like(fh)
+            if tokens:  # a change fires the old and the new one-hot column: both tokens
+                fx = np.full(n, 2) if t == 0 else fx.sum(axis=1)
             fired_steps[t] = fx.sum() + fh.sum()
             fired_x, fired_h = fired_x + int(fx.sum()), fired_h + int(fh.sum())
         rec = {} if steps is not None else None
@@ -226,12 +241,12 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
         # a fired column costs the real rows its side feeds (not the layout's zero rows)
         rows_x = layer.spec.rows_fed("x", layer.hidden_size)
         rows_h = layer.spec.rows_fed("h", layer.hidden_size)
-        cols = n * t_len * (layer.input_size + (layer.hidden_size if rows_h else 0))
+        x_cols = 1 if tokens else layer.input_size
+        cols = n * t_len * (x_cols + (layer.hidden_size if rows_h else 0))
         stats.columns.append(cols)
         stats.fired.append(int(fired_steps.sum()))
         stats.fired_per_step.append(fired_steps)
-        stats.macs_dense.append(n * t_len * (layer.input_size * rows_x
-                                             + layer.hidden_size * rows_h))
+        stats.macs_dense.append(n * t_len * (x_cols * rows_x + layer.hidden_size * rows_h))
         stats.macs.append(fired_x * rows_x + fired_h * rows_h)
     return out
 
@@ -244,7 +259,7 @@ def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
     ----------
     qm : the quantized model.
     xq : (N, T, I) integers in qm.input_fmt (see `QModel.quantize_inputs`), or (T, N, I)
-        for a time-major layout.
+        for a time-major layout; token ids (N, T, 1) for a model with an embedding.
     trace : if a list, receives for every layer a list of per-step dicts of every
         intermediate tensor (acc, pre, gates, c, h) — for debugging a mismatch.
     delta : None (dense) or per-layer integer thresholds [(theta_x, theta_h), ...] in LSBs
@@ -259,14 +274,20 @@ def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
     v = np.asarray(xq, dtype=np.int64)
     _check_shape(v, qm.input_size, lay, "integers")
     v = swap_layout(v, lay)
-    if v.min(initial=0) < qm.input_fmt.min_int or v.max(initial=0) > qm.input_fmt.max_int:
+    if qm.embedding_design:
+        v = qm.token_inputs(token_ids(v, qm.vocab_size))
+    elif v.min(initial=0) < qm.input_fmt.min_int or v.max(initial=0) > qm.input_fmt.max_int:
         raise ValueError(f"Inputs fall outside the input format {qm.input_fmt}")
     if delta is not None and len(delta) != len(qm.layers):
         raise ValueError(f"delta needs one (theta_x, theta_h) per layer: {len(qm.layers)}, "
                          f"not {len(delta)}")
     for k, layer in enumerate(qm.layers):
         steps = [] if trace is not None else None
-        v = _run_layer(layer, v, None if delta is None else delta[k], stats, steps)
+        thresholds = None if delta is None else delta[k]
+        tokens = k == 0 and qm.embedding_design == "folded"
+        if tokens and thresholds is not None:
+            thresholds = (0, thresholds[1])   # a token change fires: no threshold to meet
+        v = _run_layer(layer, v, thresholds, stats, steps, tokens)
         if trace is not None:
             trace.append(steps)
     if qm.head_mode == "last":

@@ -234,7 +234,7 @@ def ternarize(ir: ModelIR, x_calib, levels: int, binary: bool = False, masks=Non
             pruned[f"l{k}.w{side}"] = 0.0 if binary else float(1 - np.mean(m))
         layers.append(RNNLayer(layer.cell, eff[0], eff[1], layer.b_ih, layer.b_hh,
                                dict(layer.vectors)))
-    eff_ir = ModelIR(layers, ir.head, ir.head_mode, dict(ir.meta))
+    eff_ir = ModelIR(layers, ir.head, ir.head_mode, dict(ir.meta), ir.embedding)
     qm = quantize_model(eff_ir, x_calib, QuantConfig(weight_bits=8, act_bits=act_bits,
                                                      overrides=overrides), layout)
     for ql, m in zip(qm.layers, mats):

@@ -209,6 +209,37 @@ def train_speech(cell: str, hidden: int, layers: int = 1, epochs: int = 60, seed
                                                  "valid_accuracy": accuracy(model, xv, yv)}}
 
 
+def train_word_lm(cell: str, hidden: int, embedding_dim: int, epochs: int = 12, seed: int = 0,
+                  lr: float = 1e-2) -> tuple[RecurrentClassifier, dict]:
+    """Train a word language model with an embedding on the frozen corpus's words.
+
+    Parameters
+    ----------
+    cell : a registered cell name.
+    hidden, embedding_dim : int
+        Hidden size; width E of the ``nn.Embedding(data.WORD_VOCAB_SIZE, E)`` in front.
+    epochs, seed, lr : as `train_char_lm` (sequences of `data.WORD_SEQ_LEN` words).
+
+    Returns
+    -------
+    model : RecurrentClassifier
+        In eval mode, head_mode "every", token-id inputs, WORD_VOCAB_SIZE outputs.
+    meta : dict
+        ``{"task": "word_lm", "metrics": {"test_bpw", "test_perplexity", "unigram_bpw"}}``.
+    """
+    torch.manual_seed(seed)
+    x, y = data.word_lm_sequences("train")
+    vocab = data.WORD_VOCAB_SIZE
+    model = RecurrentClassifier(cell, embedding_dim, hidden, vocab, 1, "every", embedding=vocab)
+    _fit(model, x, y, epochs, lr, 32, seed)
+    xt, yt = data.word_lm_sequences("test")
+    bpw = bits_per_char(model, xt, yt)  # cross-entropy in bits: here per word
+    p = np.bincount(y.ravel(), minlength=vocab) / y.size
+    unigram = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
+    return model, {"task": "word_lm", "metrics": {"test_bpw": bpw, "test_perplexity": 2 ** bpw,
+                                                  "unigram_bpw": unigram}}
+
+
 BUNDLED = {
     "digits_gru": lambda: train_digits("gru", 32),
     "digits_lstm": lambda: train_digits("lstm", 32),
@@ -220,6 +251,7 @@ BUNDLED = {
     "speech_gru": lambda: train_speech("gru", 64),
     "speech_ligru": lambda: train_speech("ligru", 64),
     "speech_sru": lambda: train_speech("sru", 64, layers=2),
+    "wordlm_gru": lambda: train_word_lm("gru", 48, 24),
 }
 
 

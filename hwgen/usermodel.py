@@ -26,7 +26,8 @@ import zipfile
 import numpy as np
 
 from .flow import CALIBRATION_SEQUENCES, FlowError, Task, TASK_LAYOUT
-from .frontend import UnsupportedModelError, _import_head, _import_rnn, from_torch
+from .frontend import (UnsupportedModelError, _import_head, _import_rnn, from_torch,
+                       import_embedding)
 from .ir import LAYOUTS, ModelIR, data_layout, shape_name, swap_layout
 from .loaders import FORMATS
 from .ref import run_float
@@ -104,7 +105,8 @@ def load_user_task(spec: str, calib=None, test=None, head=None, layout=None, dat
     model = load_model(spec)
     x_raw = read_npz(calib, "--calib", ("x",))["x"]
     if isinstance(model, ModelIR):
-        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta)
+        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta,
+                     model.embedding)
         layout = data_layout(ir.meta, layout)
         _check_inputs(x_raw, ir.input_size, layout, f"--calib {calib}")
     else:
@@ -173,8 +175,8 @@ def load_data_task(spec: str, data, format=None, calib=None, test=None, labels=N
     limit : measure the metric on at most `limit` test sequences, evenly spread.
 
     Calibration uses at most `hwgen.flow.CALIBRATION_SEQUENCES` sequences, evenly spread.
-    Token ids reach the model one-hot: its first layer must take the vocabulary's size
-    (hwgen does not lower ``nn.Embedding`` yet; such a model is refused by name).
+    Token ids reach a model with an ``nn.Embedding`` as ids (its table must have the
+    vocabulary's size), any other model one-hot (its first layer taking that size).
     """
     from . import loaders
     if format is None:
@@ -191,25 +193,23 @@ def load_data_task(spec: str, data, format=None, calib=None, test=None, labels=N
     model = load_model(spec)
     where, where_calib = f"--data {data}", f"--calib {calib}" if calib else f"--data {data}"
     if format in TOKEN_FORMATS:
-        embedding = _embedding_layer(model)
-        if embedding is not None:
-            raise UnsupportedModelError(
-                f"layer {embedding!r} (nn.Embedding): hwgen does not lower embeddings yet; "
-                f"{format} token ids reach a model one-hot (its first layer taking the "
-                f"vocabulary's size)")
-        width = _first_width(model)
+        tokens_in = _embedding_vocab(model)    # None: the model takes tokens one-hot
+        width = _first_width(model) if tokens_in is None else tokens_in
         if format == "imdb":
             train = loaders.load_imdb(data, "train", max_vocab=vocab_size, max_len=seq_len)
         else:
             train = loaders.load_ptb(data, "train", seq_len or loaders.PTB_SEQ_LEN,
                                      max_vocab=vocab_size)
         size = len(train.vocab)
+        if width != size and tokens_in is not None:
+            raise FlowError(f"--data {data} ({format}) has a vocabulary of {size} tokens; the "
+                            f"model's nn.Embedding takes {tokens_in} (--vocab-size sets it)")
         if width != size:
             raise FlowError(
                 f"--data {data} ({format}) gives token ids; the model's first layer takes "
-                f"{width} features: an nn.Embedding front is needed (hwgen does not lower it "
-                f"yet), or one-hot tokens: a first layer of {size} inputs, the vocabulary's "
-                f"size (--vocab-size sets it)")
+                f"{width} features: an nn.Embedding front of {size} tokens is needed, or "
+                f"one-hot tokens: a first layer of {size} inputs, the vocabulary's size "
+                f"(--vocab-size sets it)")
         if format == "imdb":
             test_d = loaders.load_imdb(data, "test", vocab=train.vocab, max_len=seq_len)
         else:
@@ -236,9 +236,12 @@ def load_data_task(spec: str, data, format=None, calib=None, test=None, labels=N
             if d.features != width:
                 raise FlowError(f"{w}: {d.features} features per step; the model's first "
                                 f"layer takes {width}")
-    x_calib, x_test = _model_inputs(calib_d, where_calib), _model_inputs(test_d, where)
+    one_hot = _embedding_vocab(model) is None
+    x_calib = _model_inputs(calib_d, where_calib, one_hot)
+    x_test = _model_inputs(test_d, where, one_hot)
     if isinstance(model, ModelIR):
-        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta)
+        ir = ModelIR(model.layers, model.head, head or model.head_mode, model.meta,
+                     model.embedding)
         model_layout = data_layout(ir.meta, model_layout)
     else:
         ir, model_layout = _torch_ir(model, x_calib, head, model_layout, where_calib,
@@ -265,10 +268,13 @@ def load_data_task(spec: str, data, format=None, calib=None, test=None, labels=N
     return UserTask(name, ir, meta, x_calib, x_test, test_d.y)
 
 
-def _model_inputs(d, where: str) -> np.ndarray:
-    """Float inputs (N, T, I) of loaded data: features as they are, token ids one-hot."""
+def _model_inputs(d, where: str, one_hot: bool = True) -> np.ndarray:
+    """Float inputs (N, T, I) of loaded data: features as they are, token ids one-hot, or
+    as ids (N, T, 1) for a model with an embedding (`one_hot` False)."""
     if not d.tokens:
         return d.x
+    if not one_hot:
+        return d.x[..., None].astype(np.float64)
     values = d.x.size * len(d.vocab)
     if values > ONE_HOT_LIMIT:
         raise FlowError(f"{where}: one-hot inputs of {len(d)} x {d.steps} x {len(d.vocab)} "
@@ -277,27 +283,27 @@ def _model_inputs(d, where: str) -> np.ndarray:
     return np.eye(len(d.vocab))[d.x]
 
 
-def _embedding_layer(model) -> str | None:
-    """The name of the model's nn.Embedding, if it has one."""
+def _embedding_vocab(model) -> int | None:
+    """The tokens of the model's nn.Embedding (V), or None for a model without one."""
     if isinstance(model, ModelIR):
-        return None
-    from torch import nn
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Embedding) or \
-                getattr(module, "original_name", "") == "Embedding":
-            return name
-    return None
+        return model.vocab_size
+    from .nn import RecurrentClassifier
+    if isinstance(model, RecurrentClassifier):
+        return from_torch(model).vocab_size
+    emb = _find_parts(model)[3]
+    return None if emb is None else len(import_embedding(emb))
 
 
 def _first_width(model) -> int:
-    """The features the model's first recurrent layer takes (named errors for a model hwgen
-    cannot lower)."""
+    """The features a step of the model's data has: its first recurrent layer's inputs, or
+    1 (a token id) behind an embedding (named errors for a model hwgen cannot lower)."""
     from .nn import RecurrentClassifier
     if isinstance(model, ModelIR):
         return model.input_size
     if isinstance(model, RecurrentClassifier):
         return from_torch(model).input_size
-    return _import_rnn(_find_parts(model)[0])[0].input_size
+    rnn, _, _, emb = _find_parts(model)
+    return 1 if emb is not None else _import_rnn(rnn)[0].input_size
 
 
 def _own_layout(model) -> str | None:
@@ -492,6 +498,8 @@ def _role(name: str, module, scripted: bool):
                                     f"{SUPPORTED_CELLS}")
     if isinstance(module, nn.Linear):
         return "head", module, None
+    if isinstance(module, nn.Embedding):
+        return "embedding", module, None
     if own_params:
         raise UnsupportedModelError(f"{label}: not supported; hwgen lowers one recurrent "
                                     f"module ({SUPPORTED_CELLS}) and one nn.Linear head")
@@ -499,8 +507,9 @@ def _role(name: str, module, scripted: bool):
 
 
 def _find_parts(model):
-    """(recurrent module, batch_first or None, head nn.Linear): exactly one of each, the
-    recurrent module first; anything else with parameters is a named error."""
+    """(recurrent module, batch_first or None, head nn.Linear, nn.Embedding or None):
+    exactly one of the first three, the recurrent module first, an embedding before it;
+    anything else with parameters is a named error."""
     import torch
     scripted = isinstance(model, torch.jit.ScriptModule)
     found = {}                             # role -> (name, module, batch_first)
@@ -512,8 +521,13 @@ def _find_parts(model):
             continue
         label = f"layer {name!r} ({_kind(module)})"
         role, module, batch_first = part
+        if role == "embedding" and found:
+            first = next(iter(found.values()))[0]
+            raise UnsupportedModelError(f"{label}: comes after {first!r}; hwgen lowers an "
+                                        f"nn.Embedding only in front of the recurrent module")
         if role in found:
-            what = "recurrent module" if role == "rnn" else "nn.Linear"
+            what = {"rnn": "recurrent module", "head": "nn.Linear",
+                    "embedding": "nn.Embedding"}[role]
             raise UnsupportedModelError(
                 f"{label}: a second {what} after {found[role][0]!r}; hwgen lowers one "
                 f"recurrent module (use num_layers=) and one nn.Linear head")
@@ -527,16 +541,21 @@ def _find_parts(model):
         raise UnsupportedModelError(
             f"layer {found['rnn'][0]!r}: no nn.Linear head follows it; hwgen lowers a "
             f"recurrent module with an nn.Linear head")
-    return found["rnn"][1], found["rnn"][2], found["head"][1]
+    embedding = found["embedding"][1] if "embedding" in found else None
+    return found["rnn"][1], found["rnn"][2], found["head"][1], embedding
 
 
-def _forward(model, x: np.ndarray):
-    """The torch model's output on `x` as float64 numpy, or None if it does not give one."""
+def _forward(model, x: np.ndarray, tokens: bool = False):
+    """The torch model's output on `x` as float64 numpy, or None if it does not give one.
+    `tokens`: x holds (.., .., 1) token ids, given to the model as integers without the
+    last axis (what an nn.Embedding takes)."""
     import torch
+    x = torch.as_tensor(x[..., 0], dtype=torch.long) if tokens else \
+        torch.as_tensor(x, dtype=torch.float32)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            y = model(torch.as_tensor(x, dtype=torch.float32))
+            y = model(x)
     except Exception:
         return None
     return y.detach().double().numpy() if isinstance(y, torch.Tensor) else None
@@ -559,25 +578,32 @@ def _torch_ir(model, x_raw, head, layout, where: str,
         layout = data_layout(ir.meta, layout)
         _check_inputs(x_raw, ir.input_size, "NTI" if batch_major else layout, where)
         return ir, layout
-    rnn, batch_first, linear = _find_parts(model)
+    rnn, batch_first, linear, emb = _find_parts(model)
     layers, lin = _import_rnn(rnn), _import_head(linear)
     if lin.weight.shape[1] != layers[-1].hidden_size:
         raise UnsupportedModelError(f"the nn.Linear head takes {lin.weight.shape[1]} inputs, "
                                     f"but the recurrent module has {layers[-1].hidden_size} "
                                     f"hidden units")
+    table = None if emb is None else import_embedding(emb)
+    if table is not None and table.shape[1] != layers[0].input_size:
+        raise UnsupportedModelError(f"the nn.Embedding gives {table.shape[1]} values per "
+                                    f"token, but the recurrent module takes "
+                                    f"{layers[0].input_size}")
     own = None if batch_first is None else ("NTI" if batch_first else "TNI")
     layouts = [layout or own] if (layout or own) else list(LAYOUTS)
-    _check_inputs(x_raw, layers[0].input_size, "NTI" if batch_major else layouts[0], where)
+    _check_inputs(x_raw, layers[0].input_size if table is None else 1,
+                  "NTI" if batch_major else layouts[0], where)
     x = np.asarray(x_raw, dtype=np.float64)
     problems = []
     for cand in layouts:
         first = x if batch_major else swap_layout(x, cand)       # batch-major
         sample = swap_layout(first[:CHECK_SEQUENCES], cand)
-        y = _forward(model, sample)
+        y = _forward(model, sample, tokens=table is not None)
         mode = {2: "last", 3: "every"}.get(getattr(y, "ndim", None))
         if mode is None:
             continue
-        ir = ModelIR(layers, lin, head or mode, meta={"batch_first": cand == "NTI"})
+        ir = ModelIR(layers, lin, head or mode, meta={"batch_first": cand == "NTI"},
+                     embedding=table)
         y_ir = run_float(ir, sample, layout=cand)
         if y_ir.shape != y.shape:
             problems.append(f"its forward returns shape {y.shape}, the import {y_ir.shape}")
@@ -594,4 +620,5 @@ def _torch_ir(model, x_raw, head, layout, where: str,
         raise UnsupportedModelError(
             f"the model's forward does not return one tensor (N, O) or (N, T, O) on {where}, "
             f"so where the head reads is unknown: give --head last or --head every")
-    return ModelIR(layers, lin, head, meta={"batch_first": layouts[0] == "NTI"}), layouts[0]
+    return ModelIR(layers, lin, head, meta={"batch_first": layouts[0] == "NTI"},
+                   embedding=table), layouts[0]

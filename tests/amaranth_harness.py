@@ -11,6 +11,7 @@ def run_accelerator(dut, inputs: np.ndarray, head_mode: str, out_size: int,
     """Send (N, T, I) integer sequences; return outputs shaped like `hwgen.ref.run_int`'s
     and the number of cycles the run took."""
     rng = np.random.default_rng(seed)
+    field = next(iter(dut.i.payload.shape()))[0]   # the value field: data, or a token id
     n, t_len, i_size = inputs.shape
     per_seq = out_size * (t_len if head_mode == "every" else 1)
     got: list[int] = []
@@ -24,7 +25,7 @@ def run_accelerator(dut, inputs: np.ndarray, head_mode: str, out_size: int,
                         ctx.set(dut.i.valid, 0)
                         await ctx.tick()
                     ctx.set(dut.i.valid, 1)
-                    ctx.set(dut.i.payload, {"data": int(inputs[s, t, i]),
+                    ctx.set(dut.i.payload, {field: int(inputs[s, t, i]),
                                             "step_end": int(i == i_size - 1),
                                             "seq_end": int(i == i_size - 1 and t == t_len - 1)})
                     await ctx.tick().until(dut.i.ready)

@@ -12,7 +12,8 @@ from hwgen.models import HERE as MODELS_DIR
 from hwgen.models import list_models, load_model, load_task_data
 
 BUNDLED = ["charlm_gru2", "charlm_lstm", "digits_gru", "digits_ligru", "digits_lstm",
-           "digits_sru", "speech_gru", "speech_ligru", "speech_lstm", "speech_sru"]
+           "digits_sru", "speech_gru", "speech_ligru", "speech_lstm", "speech_sru",
+           "wordlm_gru"]
 
 
 def test_data_module_is_torch_free():
@@ -127,6 +128,13 @@ def test_bundled_model_reaches_recorded_metric(name):
         acc = train.accuracy(model, x, y)
         assert acc == pytest.approx(m["test_accuracy"], rel=1e-6)
         assert acc >= (90.0 if digits else 80.0)    # speech: voices never heard in training
+    elif meta["task"] == "word_lm":
+        assert meta["config"]["head_mode"] == "every"
+        assert meta["config"]["embedding"] == data.WORD_VOCAB_SIZE > x.max()
+        bpw = train.bits_per_char(model, x, y)   # cross-entropy in bits, per word here
+        assert bpw == pytest.approx(m["test_bpw"], rel=1e-6)
+        assert 2 ** bpw == pytest.approx(m["test_perplexity"], rel=1e-6)
+        assert bpw < m["unigram_bpw"] - 0.8   # clearly better than no context
     else:
         assert meta["task"] == "char_lm" and meta["config"]["head_mode"] == "every"
         assert meta["config"]["hidden_size"] <= 64

@@ -414,7 +414,7 @@ def test_cli_ptb_one_hot_language_model(tmp_path, capsys):
     assert table_metric(out) == pytest.approx(bits, abs=1e-3)
 
 
-def test_cli_imdb_one_hot_or_refused(tmp_path, capsys):
+def test_cli_imdb_one_hot_embedding_or_refused(tmp_path, capsys):
     root = write_imdb(tmp_path / "aclImdb", IMDB)
     torch.save(make_model("lstm", input_size=5, hidden=6, out=2), tmp_path / "oh.pt")
     code, out, err = run(capsys, "quantize", tmp_path / "oh.pt", "--data", root, "--format",
@@ -424,13 +424,23 @@ def test_cli_imdb_one_hot_or_refused(tmp_path, capsys):
     assert_error(capsys, ["quantize", tmp_path / "feat.pt", "--data", root, "--format",
                           "imdb"],
                  f"--data {root} (imdb) gives token ids; the model's first layer takes 4 "
-                 f"features: an nn.Embedding front is needed (hwgen does not lower it yet), or "
-                 f"one-hot tokens: a first layer of 12 inputs, the vocabulary's size "
-                 f"(--vocab-size sets it)")
+                 f"features: an nn.Embedding front of 12 tokens is needed, or one-hot tokens: a "
+                 f"first layer of 12 inputs, the vocabulary's size (--vocab-size sets it)")
+    torch.manual_seed(0)
     torch.save(WithEmbedding().eval(), tmp_path / "emb.pt")
     assert_error(capsys, ["quantize", tmp_path / "emb.pt", "--data", root, "--format", "imdb"],
-                 "layer 'emb' (nn.Embedding): hwgen does not lower embeddings yet; imdb token "
-                 "ids reach a model one-hot (its first layer taking the vocabulary's size)")
+                 f"--data {root} (imdb) has a vocabulary of 12 tokens; the model's "
+                 f"nn.Embedding takes 10 (--vocab-size sets it)")
+    # token ids reach an embedding model as ids: the float row is the torch model's own
+    code, out, err = run(capsys, "quantize", tmp_path / "emb.pt", "--data", root, "--format",
+                         "imdb", "--vocab-size", "10", "--bits", "8")
+    assert (code, err) == (EXIT_OK, "") and "accuracy %" in out
+    train = loaders.load_imdb(root, "train", max_vocab=10)
+    test = loaders.load_imdb(root, "test", vocab=train.vocab)
+    with torch.no_grad():
+        logits = torch.load(tmp_path / "emb.pt", weights_only=False)(torch.as_tensor(test.x))
+    accuracy = 100 * np.mean(logits.argmax(-1).numpy() == test.y)
+    assert table_metric(out) == pytest.approx(accuracy)
 
 
 def test_cli_errors_are_one_line(speech, capsys, monkeypatch):

@@ -155,7 +155,9 @@ def error_cases(d):
                                        f"cell; supported: {SUPPORTED}"),
         ([d / "bi.pt", "--calib", c], "layer 'rnn' (nn.LSTM): bidirectional LSTM is not "
                                       "supported"),
-        ([d / "emb.pt", "--calib", c], f"layer 'emb' (nn.Embedding): not supported; {LOWERS}"),
+        ([d / "emb.pt", "--calib", c], "layer 'emb' (nn.Embedding): comes after 'rnn'; hwgen "
+                                       "lowers an nn.Embedding only in front of the recurrent "
+                                       "module"),
         ([d / "relu.pt", "--calib", c], re.compile(
             r"the model is not GRU -> nn.Linear: its forward and the import differ by up to "
             r"[0-9.e-]+ on --calib .*calib.npz; hwgen lowers a recurrent module whose output "
@@ -170,8 +172,8 @@ def error_cases(d):
         ([d / "none.pt", "--calib", c], f"model {d / 'none.pt'}: no such file"),
         (["no_such_model"], "Unknown model 'no_such_model': not a bundled model (charlm_gru2, "
                             "charlm_lstm, digits_gru, digits_ligru, digits_lstm, digits_sru, "
-                            "speech_gru, speech_ligru, speech_lstm, speech_sru), an "
-                            "existing file or package.module:attr"),
+                            "speech_gru, speech_ligru, speech_lstm, speech_sru, wordlm_gru), "
+                            "an existing file or package.module:attr"),
         (["nopkg_xyz.mod:net", "--calib", c],
          "model nopkg_xyz.mod:net: cannot import 'nopkg_xyz.mod' (ModuleNotFoundError: No "
          "module named 'nopkg_xyz')"),

@@ -53,7 +53,7 @@ def load_task_data(meta: dict, split: str):
     Parameters
     ----------
     meta : dict
-        A model's meta (only ``meta["task"]`` is read: "digits", "char_lm" or "speech").
+        A model's meta (only ``meta["task"]`` is read: "digits", "char_lm", "speech" or "word_lm").
     split : {"train", "valid", "test"}
 
     Returns
@@ -62,6 +62,8 @@ def load_task_data(meta: dict, split: str):
         digits: X (N, 16, 4) float32, y (N,) int64 labels. char_lm: X (N, 50, 32) one-hot
         float32, y (N, 50) int64 next symbols (300 test sequences). speech: X (N, 50, 40)
         float32 normalised log-mel energies, y (N,) int64 keyword indices (voices held out).
+        float32, y (N, 50) int64 next symbols (300 test sequences). word_lm: X (N, 35, 1)
+        token ids, y (N, 35) next words (100 test sequences).
 
     Raises
     ------
@@ -75,4 +77,6 @@ def load_task_data(meta: dict, split: str):
         return data.char_lm_sequences(split)
     if meta["task"] == "speech":
         return data.load_speech_commands(split)
+    if meta["task"] == "word_lm":
+        return data.word_lm_sequences(split)
     raise ValueError(f"Unknown task {meta['task']!r}")

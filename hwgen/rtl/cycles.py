@@ -5,6 +5,10 @@ issuer's latencies before the first issue, the MAC array's pipeline after the la
 cycle in which the sequencer sees the array idle. ACTIVATE is the activate engine's own
 model, then the last element's register, the element-wise unit and the write of its new
 state. Tests check this model against cycles measured in simulation.
+
+A model with an embedding loads one token a step, then EMBED copies the token's E ROM values
+into the layer-0 input: E + 1 cycles (the ROM's read, then a write a cycle). Folded into
+layer 0 instead, its pass visits one input column, the token's.
 """
 from __future__ import annotations
 
@@ -13,10 +17,16 @@ from .elementwise import latency as elementwise_latency
 from .head_output import output_cycles
 from .mac_array import PIPELINE_DEPTH
 from .matrix import ENCODER_LATENCY, ISSUER_LATENCY
-from .plan import LayerPlan, Plan
+from .plan import LayerPlan, Plan, token_columns
 
 MATRIX_OVERHEAD = ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1
 ELEMENT_REGISTER, STATE_WRITE = 1, 1
+ROM_READ = 1  # the token ROM's synchronous read before EMBED's first write
+
+
+def embed_cycles(plan: Plan) -> int:
+    """Cycles of EMBED: 0 without an embedding."""
+    return plan.embedding_size + ROM_READ if plan.token_rom is not None else 0
 
 
 def activate_cycles(lp: LayerPlan, lanes: int, units: int = 1) -> int:
@@ -28,8 +38,8 @@ def activate_cycles(lp: LayerPlan, lanes: int, units: int = 1) -> int:
 def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None,
                  units: int = 1) -> dict:
     """Cycles of one layer's step; `fired_columns` (delta) defaults to all columns."""
-    cols = lp.columns if fired_columns is None else fired_columns
-    matrix = max(cols * lp.groups_per_col, lp.columns)  # the encoder visits every column
+    cols = lp.visited_columns if fired_columns is None else fired_columns
+    matrix = max(cols * lp.groups_per_col, lp.visited_columns)  # each visited column: a cycle
     return {"matrix": matrix + MATRIX_OVERHEAD, "activate": activate_cycles(lp, lanes, units)}
 
 
@@ -40,9 +50,10 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     head = hp.matrix_cycles + MATRIX_OVERHEAD + output_cycles(hp.groups, hp.out_size)
     matrix = sum(lp.matrix_cycles for lp in plan.layers)
     macs = sum(lp.macs for lp in plan.layers)
-    per_step = input_size + sum(c["matrix"] + c["activate"] for c in layers)
+    load = input_size + embed_cycles(plan)
+    per_step = load + sum(c["matrix"] + c["activate"] for c in layers)
     return {
-        "load": input_size,
+        "load": load,
         "layers": layers,
         "per_step": per_step,
         "head": head,
@@ -108,3 +119,15 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
         "model_per_step": per_step + (head if head_mode == "every" else 0),
         "per_sequence_overhead": head if head_mode == "last" else 0,
     }
+
+
+def embedding_per_step(plan: Plan) -> dict:
+    """Cycles of one dense step of an embedding model, both designs: the built one's model,
+    and the other's (the token ROM's EMBED and E input columns against the folded design's
+    one token column)."""
+    built = cycle_model(plan, 1)["per_step"]
+    first, size = plan.layers[0], plan.embedding_size
+    rom_extra = size + ROM_READ + (size - token_columns(plan.delta)) * first.groups_per_col
+    if plan.token_rom is not None:
+        return {"token_rom": built, "folded": built - rom_extra}
+    return {"token_rom": built + rom_extra, "folded": built}

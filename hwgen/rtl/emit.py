@@ -14,11 +14,11 @@ from amaranth.back import verilog
 
 from .. import __version__
 from ..design_folder import MANIFEST, DesignFolderError, seal
-from ..interface import input_payload, output_payload
+from ..interface import model_input_payload, output_payload
 from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
-from .cycles import cycle_model, ternary_cycle_model
+from .cycles import cycle_model, embedding_per_step, ternary_cycle_model
 from .ternary_plan import entry_width, entry_words
 from .top import Accelerator
 
@@ -53,14 +53,15 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
             "groups_per_gate": lp.groups_per_gate, "w_base": lp.w_base,
         })
     mem = qm.memory_bits()
+    in_payload = model_input_payload(qm)
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "hwgen_version": __version__,
         "name": name,
         "interface": {
             "top": top, "verilog": [f"{top}.v"], "clock": "clk", "reset": "rst",
-            "in_width": qm.input_fmt.width, "out_width": qm.head.out_fmt.width,
-            "in_payload": input_payload(qm.input_fmt.width).to_json(),
+            "in_width": in_payload.width(in_payload.value_field),
+            "out_width": qm.head.out_fmt.width, "in_payload": in_payload.to_json(),
             "out_payload": output_payload(qm.head.out_fmt.width).to_json(),
         },
         "sizes": {"input_size": qm.input_size, "output_size": qm.output_size,
@@ -105,6 +106,13 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
                           "dense_words": sum(lp.matrix_cycles for lp in plan.layers)
                           * tp.levels,
                           "multipliers": 0}
+    if qm.embedding_design:  # only then: the manifests of other designs stay as they are
+        manifest["interface"]["vocab_size"] = qm.vocab_size
+        if plan.token_rom is not None:
+            manifest["memories"]["token_rom"] = {"depth": len(plan.token_rom),
+                                                 "width": qm.input_fmt.width}
+        manifest["embedding"] = dict(qm.embedding_memory(),
+                                     cycles_per_step=embedding_per_step(plan))
     return manifest
 
 

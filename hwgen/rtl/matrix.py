@@ -42,6 +42,7 @@ class PassSpec:
             self.blocks_x = self.blocks_h = (0,)
             self.shift_x = self.shift_h = 0
             self.theta = None
+            self.tokens = 0
         else:
             lp, ql = plan.layers[k], qm.layers[k]
             self.cols, self.x_cols = lp.columns, lp.input_size
@@ -52,6 +53,21 @@ class PassSpec:
             self.recurrent = True
             self.shift_x, self.shift_h = ql.shift_x, ql.shift_h
             self.theta = plan.delta[k] if plan.delta is not None else None
+            # a folded embedding: the pass visits token columns (`LayerPlan.token_columns`),
+            # which stand for the V one-hot ones; a fired one adds +-1.0 of x_fmt
+            self.tokens, self.vocab = lp.token_columns, lp.input_size
+            if self.tokens:
+                self.cols, self.x_cols = lp.visited_columns, self.tokens
+                self.one = 1 << ql.x_fmt.frac
+
+    @property
+    def first_w_addr(self) -> int:
+        """The weight word the encoder's counter starts from: the first column's, or, with
+        token columns (each addressed by its token), the first recurrent column's less the
+        token columns' steps."""
+        if self.tokens:
+            return self.w_base + (self.vocab - self.x_cols) * self.gpc
+        return self.w_base
 
     @property
     def is_delta(self) -> bool:
@@ -110,13 +126,19 @@ class ColumnEncoder(wiring.Component):
     last_write : Out(addr, data, en)   a fired column's value, remembered
     columns : Out(stream.Signature(fired_column_layout))
     done : Out(1)   every column read and the queue empty
+    token, last_token : In   this step's and the previous step's token (only with a pass of
+        token columns: a folded embedding)
     """
 
     def __init__(self, plan: Plan, passes: list[PassSpec]):
         self.plan, self.passes = plan, passes
         self.entry = fired_column_layout(plan, passes)
         value = signed(plan.value_width)
-        super().__init__({
+        tokens = {}
+        for ps in passes:
+            if ps.tokens:
+                tokens = {"token": In(range(ps.vocab)), "last_token": In(range(ps.vocab))}
+        super().__init__({**tokens,
             "start": In(1), "sel": In(range(len(passes))), "run": In(1), "fresh": In(1),
             "pass_now": Out(range(len(passes))),
             "value_addr": Out(range(plan.vector_depth)), "value": In(value),
@@ -126,6 +148,25 @@ class ColumnEncoder(wiring.Component):
             "columns": Out(stream.Signature(self.entry)),
             "done": Out(1),
         })
+
+    def _token_columns(self, m, ps, col, w_addr, e1, e2):
+        """A folded embedding's token columns, in place of the V one-hot ones. Column 0 is
+        the token (dense), or in a delta pass the previous token (-1.0; on a sequence's
+        first step it fires with 0, to start the words from the bias) and column 1 the
+        token (+1.0); they fire when the token changed."""
+        is_delta = ps.is_delta
+        with m.If(self.run & (col < ps.x_cols)):
+            tok = Mux(col == 0, self.last_token, self.token) if is_delta else self.token
+            m.d.sync += e1.w_addr.eq(ps.w_base + tok * ps.gpc)
+        token_col = ~e1.is_h & (e1.col < ps.x_cols)
+        with m.If(token_col):
+            if is_delta:
+                old = Mux(self.fresh, 0, -ps.one)
+                m.d.sync += e2.change.eq(Mux(e1.col == 0, old, ps.one))
+            else:
+                m.d.sync += e2.change.eq(ps.one)
+        changed = self.fresh | (self.token != self.last_token)
+        return ~e2.is_h & (e2.col < ps.x_cols), changed
 
     def elaborate(self, platform):
         plan, entry = self.plan, self.entry
@@ -153,7 +194,7 @@ class ColumnEncoder(wiring.Component):
             with m.Switch(self.sel):
                 for k, ps in enumerate(self.passes):
                     with m.Case(k):
-                        m.d.sync += w_addr.eq(ps.w_base)
+                        m.d.sync += w_addr.eq(ps.first_w_addr)
         with m.Switch(self.pass_now):
             for k, ps in enumerate(self.passes):
                 with m.Case(k):
@@ -173,6 +214,8 @@ class ColumnEncoder(wiring.Component):
                     m.d.sync += [e2.valid.eq(e1.valid), e2.col.eq(e1.col),
                                  e2.is_h.eq(e1.is_h), e2.w_addr.eq(e1.w_addr),
                                  e2.value.eq(value), e2.change.eq(value - last)]
+                    if ps.tokens:
+                        token_col, changed = self._token_columns(m, ps, col, w_addr, e1, e2)
                     # stage 2: fire, queue, remember what fired
                     if ps.is_delta:
                         tx, th = (max(t, 1) for t in ps.theta)
@@ -181,6 +224,9 @@ class ColumnEncoder(wiring.Component):
                         m.d.comb += [self.last_write.addr.eq(ps.hat_addr + e2.col),
                                      self.last_write.data.eq(e2.value),
                                      self.last_write.en.eq(e2.valid & fire)]
+                        if ps.tokens:  # no threshold: a changed token fires; no value kept
+                            fire = Mux(token_col, changed, fire)
+                            m.d.comb += self.last_write.en.eq(e2.valid & fire & ~token_col)
                     else:
                         fire = 1
                     m.d.comb += queue.w_en.eq(e2.valid & fire)

@@ -12,6 +12,12 @@ recurrent columns (r, z, n_h); LSTM columns visit (i, f, g, o).
 A cell with no recurrent matrix (SRU: `blocks_h` empty) has no recurrent columns at all:
 its columns are its inputs only.
 
+A model with an embedding has a token ROM: row t (E values of layer 0's x_fmt, one per word,
+at t * E) is what token t writes into the vector memory's layer-0 input. Or its embedding is
+folded into layer 0 (`QModel.embedding_design`): layer 0's V input columns are W_x E, laid
+out as any, but its pass visits only the token's column (`LayerPlan.token_columns`; a delta
+pass the previous token's too). See docs/embeddings.md for the choice.
+
 The vector memory holds the layer-0 input, then each layer's h; the cell memory the c of
 each layer whose cell has a cell state; the element-wise ROM (cells with `Cell.vectors`,
 SRU's v_f and v_r) one word per hidden element of such a layer, the vectors side by side.
@@ -46,6 +52,7 @@ class LayerPlan:
     c_addr: int | None       # cell-memory address of c element 0 (a cell with c)
     hat_addr: int            # delta: last-fired values, inputs then hidden elements
     ew_addr: int | None = None  # element-wise ROM address of element 0 (`Cell.vectors`)
+    token_columns: int = 0   # folded embedding: input columns visited (1, delta 2), else 0
 
     @property
     def n_blocks(self) -> int:
@@ -68,13 +75,22 @@ class LayerPlan:
         return self.input_size + self.recurrent_columns
 
     @property
+    def visited_columns(self) -> int:
+        """Columns a pass visits: all, or the token's (and the previous token's) and h."""
+        if self.token_columns:
+            return self.token_columns + self.recurrent_columns
+        return self.columns
+
+    @property
     def matrix_cycles(self) -> int:
-        return self.columns * self.groups_per_col
+        return self.visited_columns * self.groups_per_col
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates of one dense step (real rows only, no padding)."""
-        return self.hidden_size * (len(self.blocks_x) * self.input_size
+        """Multiply-accumulates of one dense step (real rows only, no padding); a folded
+        embedding's one-hot input costs its token's column only."""
+        inputs = 1 if self.token_columns else self.input_size
+        return self.hidden_size * (len(self.blocks_x) * inputs
                                    + len(self.blocks_h) * self.hidden_size)
 
 
@@ -116,10 +132,18 @@ class Plan:
     ew_words: np.ndarray | None = None  # (depth, vectors) int64: element-wise ROM, or None
     ew_width: int = 1        # width of an element-wise ROM value (max v_fmt width)
     units: int = 1           # element-wise units E: elements per word of the state memories
+    token_rom: np.ndarray | None = None  # (V * E,) int64: the embedding, row-major, or None
+    embedding_size: int = 0  # E of a model's embedding (ROM or folded), else 0
 
 
 class PlanError(ValueError):
     """The hardware options do not fit the model (lanes, thresholds)."""
+
+
+def token_columns(delta) -> int:
+    """Input columns a folded embedding's layer-0 pass visits: the token's; in a delta
+    network also the previous token's (its column leaves as the new one's enters)."""
+    return 1 if delta is None else 2
 
 
 def _check_cell(cell) -> None:
@@ -172,7 +196,9 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
             raise PlanError(f"delta thresholds must be >= 0, not {delta}")
     P = lanes
     w_words, b_words, layers = [], [], []
-    v_addr = align(qm.input_size)  # the layer-0 input sits at 0..I-1
+    folded = qm.embedding_design == "folded"
+    # the layer-0 input sits at 0..I-1 (a folded embedding's token is no vector: none)
+    v_addr = 0 if folded else align(qm.layers[0].input_size)
     x_addr = c_addr = hat_addr = acc_addr = 0
     ew_words = []
     for k, ql in enumerate(qm.layers):
@@ -183,12 +209,13 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
         bx, bh = cell.blocks_x, cell.blocks_h
         lp = LayerPlan(k, ql.cell, isz, hsz, gpg, bx, bh, len(w_words), len(b_words),
                        acc_addr, x_addr, v_addr, c_addr if cell.has_cell_state else None,
-                       hat_addr, len(ew_words) if cell.vectors else None)
+                       hat_addr, len(ew_words) if cell.vectors else None,
+                       token_columns(delta) if folded and k == 0 else 0)
         ew_words += list(zip(*(ql.vectors[name].tolist() for name in cell.vectors)))
         ew_words += [()] * (align(len(ew_words)) - len(ew_words))
         v_addr += align(hsz)
         c_addr += align(hsz) if cell.has_cell_state else 0
-        hat_addr += isz + hsz
+        hat_addr += (lp.token_columns if lp.token_columns else isz) + hsz
         acc_addr += cell.n_blocks * gpg
         for j in range(lp.columns):
             w, col, blocks = (ql.w_x, j, bx) if j < isz else (ql.w_h, j - isz, bh)
@@ -224,6 +251,11 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
         plan.ew_words = np.array([list(w) + [0] * (n_vectors - len(w)) for w in ew_words],
                                  dtype=np.int64)
         plan.ew_width = max(ql.v_fmt.width for ql in qm.layers if ql.vectors)
+    if qm.embedding_design == "token_rom":
+        plan.token_rom = qm.embedding.reshape(-1).astype(np.int64)
+        plan.embedding_size = qm.embedding.shape[1]
+    elif folded:
+        plan.embedding_size = qm.folded_dim
     return plan
 
 

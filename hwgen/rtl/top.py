@@ -1,7 +1,9 @@
 """The accelerator: memories, and a sequencer over connected datapath components.
 
-Per time step: LOAD the I input elements; for each layer, MATRIX then ACTIVATE; then, when
-the head applies, HEAD (a MATRIX pass over the head's weights) and OUTPUT::
+Per time step: LOAD the I input elements (with an embedding, one token id: a token ROM's
+EMBED then copies the token's row into the layer-0 input, or a folded embedding's layer-0
+pass fires the token's column); for each layer, MATRIX then ACTIVATE; then, when the head
+applies, HEAD (a MATRIX pass over the head's weights) and OUTPUT::
 
     input stream -> vector memory -> ColumnEncoder -> MacIssuer -> MacArray
                                                                       | accumulators
@@ -29,7 +31,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..interface import input_payload, output_payload
+from ..interface import model_input_payload, output_payload
 from ..qmodel import QModel
 from .activate import ActivateEngine, ActivateLayer
 from .elementwise import ElementwiseUnit
@@ -54,7 +56,7 @@ class Accelerator(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(input_payload(input width).layout()))   (`hwgen.interface`)
+    i : In(stream.Signature(model_input_payload(qm).layout()))   (`hwgen.interface`)
     o : Out(stream.Signature(output_payload(output width).layout()))
     """
 
@@ -64,7 +66,7 @@ class Accelerator(wiring.Component):
         # ternary levels: the multiplier-free datapath (`ternary_array`)
         self.ternary_plan = None if qm.ternary is None else make_ternary_plan(qm, self.plan)
         super().__init__({
-            "i": In(stream.Signature(input_payload(qm.input_fmt.width).layout())),
+            "i": In(stream.Signature(model_input_payload(qm).layout())),
             "o": Out(stream.Signature(output_payload(qm.head.out_fmt.width).layout())),
         })
 
@@ -213,6 +215,13 @@ class Accelerator(wiring.Component):
             with m.If(enc.done & ~matrix_busy):
                 m.next = next_state
 
+        def write_element(addr, value, en):
+            """Write one element of the vector memory (its lane of the word)."""
+            if E == 1:
+                return [v_wr.addr.eq(addr), v_wr.data.eq(value), v_wr.en.eq(en)]
+            return [v_wr.addr.eq(word(addr)), v_wr.en.eq(en << addr[:lane_bits]),
+                    *[v_wr.data[j].eq(value) for j in range(E)]]
+
         def start_pass(k: int):
             """Begin pass k next cycle (the state that calls this names k once, for any cycle:
             the selection does not wait for the transition's condition)."""
@@ -221,18 +230,21 @@ class Accelerator(wiring.Component):
 
         # ---- the sequencer
         with m.FSM(name="seq"):
-            with m.State("LOAD"):
-                begin = start_pass(0)
-                m.d.comb += [self.i.ready.eq(1), v_wr.addr.eq(word(in_idx)),
-                             v_wr.en.eq(self.i.valid << in_idx[:lane_bits] if E > 1
-                                        else self.i.valid)]
-                m.d.comb += [lane(v_wr.data, j).eq(self.i.payload.data) for j in range(E)]
-                with m.If(self.i.valid):
-                    m.d.sync += in_idx.eq(in_idx + 1)
-                    with m.If(in_idx == qm.input_size - 1):
-                        m.d.sync += [in_idx.eq(0), seq_end.eq(self.i.payload.seq_end)]
-                        m.d.comb += begin
-                        m.next = "MAT0"
+            if qm.embedding_design == "folded":
+                self._load_token(m, enc, seq_end, lambda: start_pass(0))
+            elif qm.embedding_design == "token_rom":
+                self._load_and_embed_token(m, write_element, seq_end, lambda: start_pass(0))
+            else:
+                with m.State("LOAD"):
+                    begin = start_pass(0)
+                    m.d.comb += self.i.ready.eq(1)
+                    m.d.comb += write_element(in_idx, self.i.payload.data, self.i.valid)
+                    with m.If(self.i.valid):
+                        m.d.sync += in_idx.eq(in_idx + 1)
+                        with m.If(in_idx == qm.input_size - 1):
+                            m.d.sync += [in_idx.eq(0), seq_end.eq(self.i.payload.seq_end)]
+                            m.d.comb += begin
+                            m.next = "MAT0"
             for k, unit in enumerate(units):
                 with m.State(f"MAT{k}"):
                     run_pass(f"DRAIN{k}")
@@ -296,3 +308,48 @@ class Accelerator(wiring.Component):
                     m.d.sync += fresh.eq(seq_end)
                     m.next = "LOAD"
         return m
+
+    def _load_token(self, m, enc, seq_end, start_first_pass):
+        """A folded embedding: LOAD takes one token id and layer 0's pass starts on it (the
+        column encoder fires its column, and the previous token's in a delta pass).
+        `start_first_pass()`, called in the state, selects the pass and returns the
+        statement that starts it."""
+        vocab = self.qm.vocab_size
+        token = Signal(range(vocab), name="token")
+        last_token = Signal(range(vocab), name="last_token")
+        m.d.comb += [enc.token.eq(token), enc.last_token.eq(last_token)]
+        with m.State("LOAD"):
+            begin = start_first_pass()
+            m.d.comb += self.i.ready.eq(1)
+            with m.If(self.i.valid):
+                m.d.sync += [token.eq(self.i.payload.token), last_token.eq(token),
+                             seq_end.eq(self.i.payload.seq_end)]
+                m.d.comb += begin
+                m.next = "MAT0"
+
+    def _load_and_embed_token(self, m, write_element, seq_end, start_first_pass):
+        """A token ROM: LOAD takes one token id, EMBED writes its E values to the layer-0
+        input, one a cycle, each a cycle after its read (`hwgen.rtl.cycles.embed_cycles`)."""
+        plan = self.plan
+        size = plan.embedding_size
+        m.submodules.token_rom = rom = Memory(shape=signed(self.qm.input_fmt.width),
+                                              depth=len(plan.token_rom),
+                                              init=plan.token_rom.tolist())
+        rom_rd = rom.read_port()
+        row = Signal(range(len(plan.token_rom)), name="embed_row")  # the token's first value
+        idx = Signal(range(size + 1), name="embed_idx")             # the next value to read
+        with m.State("LOAD"):
+            m.d.comb += self.i.ready.eq(1)
+            with m.If(self.i.valid):
+                m.d.sync += [row.eq(self.i.payload.token * size), idx.eq(0),
+                             seq_end.eq(self.i.payload.seq_end)]
+                m.next = "EMBED"
+        with m.State("EMBED"):
+            begin = start_first_pass()
+            m.d.comb += rom_rd.addr.eq(row + idx)
+            m.d.sync += idx.eq(idx + 1)
+            with m.If(idx > 0):  # the value read a cycle ago
+                m.d.comb += write_element((idx - 1)[:len(idx)], rom_rd.data, 1)
+            with m.If(idx == size):
+                m.d.comb += begin
+                m.next = "MAT0"

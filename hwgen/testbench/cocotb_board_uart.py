@@ -27,7 +27,7 @@ def _load():
     manifest = load_manifest(DESIGN)
     vectors = np.load(DESIGN / "vectors.npz")
     iface = manifest["interface"]
-    return manifest, Framing(iface["in_width"], iface["out_width"]), vectors
+    return manifest, Framing(iface["in_width"], iface["out_width"], iface.get("vocab_size")), vectors
 
 
 class TB:
