@@ -345,4 +345,4 @@ def quantize_model(model: ModelIR, x_calib, config: QuantConfig | None = None,
                                        act_bits=config.act_bits, scheme=config.scheme,
                                        method=config.method))
     embedding = None if model.embedding is None else layers[0].x_fmt.quantize(model.embedding)
-    return QModel(layers, head, model.head_mode, meta, embedding)
+    return QModel(layers, head, model.head_mode, meta, embedding=embedding)
