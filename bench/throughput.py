@@ -151,9 +151,9 @@ def main() -> None:
     plot_sweep(sweep)
     print(f"figure: {FIGURE.relative_to(ROOT)}")
 
-    print("\nthroughput: Fmax from hwgen synth (best of seeds 1-4); cycles per step measured in "
-          "simulation (bundled) or from the cycle model (random GRU); GOp/s = 2 x dense MACs x "
-          "steps/s")
+    print("\nthroughput: Fmax from hwgen synth (best of the seeds stored); cycles per step "
+          "measured in simulation (bundled) or from the cycle model (random GRU); GOp/s = 2 x "
+          "dense MACs x steps/s")
     print(f"{'design':<22} {'target':<11} {'P':>4} {'Fmax':>6} {'cyc/step':>9} {'dense':>6} "
           f"{'steps/s':>9} {'dense GMAC/s':>12} {'eff GOp/s':>9}")
     with tempfile.TemporaryDirectory() as tmp:
