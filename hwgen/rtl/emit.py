@@ -99,7 +99,8 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
             "level_sums": {"depth": tp.s_depth, "lane_width": tp.s_width}})
         out["ternary"] = {**qm.meta.get("ternary", {}), "levels": tp.levels,
                           "head": "non-adjacent form (8-bit weights as signed digits)",
-                          "storage": "compressed columns: per lane its nonzero (level, row group) digits",
+                          "storage": "compressed columns: per lane its nonzero "
+                                     "(level, row group) digits",
                           "stored_words": sum(sum(tp.column_counts(k))
                                               for k in range(len(plan.layers))),
                           "stored_words_head": sum(tp.column_counts(len(plan.layers))),
