@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_demo)
 
     from .explore.command import add_parser as add_explore
-    add_explore(sub, add_model)
+    add_explore(sub, add_model, add_data)
 
     from .qat import add_parser as add_ternary
     add_ternary(sub, _int, _probability)

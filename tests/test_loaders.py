@@ -491,3 +491,22 @@ def test_cli_errors_are_one_line(speech, capsys, monkeypatch):
     assert code == EXIT_ERROR and re.fullmatch(
         r"hwgen: error: --data .*: one-hot inputs of 3 x 2 x 6 values are too many \(limit "
         r"1e\+01\): give --limit, --seq-len or --vocab-size\n", err)
+
+
+def test_explore_takes_the_data_task(speech):
+    """`hwgen explore MODEL --data ... --format kaldi` sends the task built from the data to
+    the workers (not the model's name); a bundled model with --data is refused by name."""
+    from hwgen.cli import build_parser
+    from hwgen.explore.command import _task_of
+    d, mats = speech
+    write_labels(d / "labels.txt", {u: i % 3 for i, u in enumerate(mats)})
+    args = build_parser().parse_args(
+        ["explore", str(d / "my.pt"), "--data", str(d / "feats.ark"), "--format", "kaldi",
+         "--labels", str(d / "labels.txt")])
+    task = _task_of(args)
+    assert isinstance(task, flow.Task) and len(task.x_test) == len(mats)
+    args = build_parser().parse_args(["explore", "digits_gru", "--data", str(d / "feats.ark"),
+                                      "--format", "kaldi"])
+    with pytest.raises(flow.FlowError, match="--data: for your own model; 'digits_gru' is "
+                                             "bundled and brings its own data"):
+        _task_of(args)

@@ -72,7 +72,7 @@ def read_config(path) -> dict:
     return config
 
 
-def add_parser(sub, add_model) -> None:
+def add_parser(sub, add_model, add_data=None) -> None:
     """Add the ``explore`` subcommand to the `hwgen.cli` subparsers ``sub``."""
     from ..cli import MAX_LANES, _positive, _positive_int, _seed_list
     sp = sub.add_parser("explore", help="sweep quantization x lanes x targets on Dask: "
@@ -102,15 +102,17 @@ def add_parser(sub, add_model) -> None:
                     help=f"seconds one synthesis may take (default {SYNTH_TIMEOUT:g})")
     sp.add_argument("--retry-failed", action="store_true",
                     help="run again the points whose cached result is a tool failure")
+    if add_data is not None:
+        add_data(sp)
     sp.set_defaults(func=cmd_explore)
 
 
 def _task_of(args):
     """A bundled model's name (each worker loads it), or your own model's task, loaded here
-    with --calib/--test/--head/--layout and sent to the workers."""
+    with --calib/--test/--head/--layout or --data and sent to the workers."""
     from .. import cli
     from ..models import list_models
-    own = any(getattr(args, k, None) for k in ("calib", "test", "head", "layout"))
+    own = any(getattr(args, k, None) for k in ("calib", "test", "head", "layout", "data"))
     loader = getattr(cli, "load_task", None)
     if args.model in list_models() and not own or loader is None:
         return args.model
