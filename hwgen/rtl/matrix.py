@@ -102,6 +102,12 @@ def passes_of(plan: Plan, qm: QModel) -> list[PassSpec]:
     return [PassSpec(plan, k, qm) for k in range(len(plan.layers))] + [PassSpec(plan, None, qm)]
 
 
+def pass_shifts(passes) -> list[int]:
+    """The alignment shifts a MAC issue picks from (by index): 0 and every pass's x and h
+    shifts. One list for the issuer, which sends the index, and the MAC array, which shifts."""
+    return sorted({0} | {p.shift_x for p in passes} | {p.shift_h for p in passes})
+
+
 def fired_column_layout(plan: Plan, passes) -> data.StructLayout:
     """A fired column: its first weight word, its index, its side, and its delta."""
     return data.StructLayout({"w_addr": range(len(plan.weight_words) + 1),
@@ -252,7 +258,7 @@ class MacIssuer(wiring.Component):
     def __init__(self, plan: Plan, passes: list[PassSpec], issue_layout):
         self.plan, self.passes = plan, passes
         self.entry = fired_column_layout(plan, passes)
-        self.shifts = sorted({0} | {p.shift_x for p in passes} | {p.shift_h for p in passes})
+        self.shifts = pass_shifts(passes)
         super().__init__({
             "sel": In(range(len(passes))), "fresh": In(1),
             "columns": In(stream.Signature(self.entry)),

@@ -37,7 +37,7 @@ from .activate import ActivateEngine, ActivateLayer
 from .elementwise import ElementwiseUnit
 from .head_output import HeadOutput
 from .mac_array import MacArray
-from .matrix import ColumnEncoder, MacIssuer, passes_of
+from .matrix import ColumnEncoder, MacIssuer, pass_shifts, passes_of
 from .plan import Plan, make_plan
 from .ternary_array import LevelSumArray, PointerReader, ScaleCombiner, TernaryIssuer
 from .ternary_plan import make_ternary_plan
@@ -119,7 +119,7 @@ class Accelerator(wiring.Component):
             m.submodules.mac = mac = MacArray(
                 plan.weight_width, plan.acc_width, plan.weight_words, plan.bias_words,
                 plan.acc_depth, plan.value_width + 1,
-                sorted({0} | {p.shift_x for p in passes} | {p.shift_h for p in passes}))
+                pass_shifts(passes))
             m.submodules.issuer = issuer = MacIssuer(plan, passes, mac.layout)
             wiring.connect(m, enc.columns, issuer.columns)
             wiring.connect(m, issuer.issue, mac.issue)
