@@ -30,6 +30,28 @@ def _model(issues, weights, biases, acc_depth, lanes):
     return acc
 
 
+def _run(dut, issues, acc_depth, gaps, rng):
+    """Issue all (with `gaps` of no issue), then read every accumulator word back:
+    (words, idle on each edge after the last issue)."""
+    got, idle_after = [], []
+
+    async def tb(ctx):
+        await stream_put(ctx, dut.issue, issues, stall=gaps, rng=rng)
+        for k in range(PIPELINE_DEPTH + 1):
+            idle_after.append(ctx.get(dut.idle))
+            await ctx.tick()
+        for word in range(acc_depth):             # the shared read port: 2 edges to acc_word
+            ctx.set(dut.read_addr, word)
+            await ctx.tick().repeat(2)
+            got.append([ctx.get(dut.acc_word[n]) for n in range(dut.lanes)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return np.array(got), idle_after
+
+
 @pytest.mark.parametrize("lanes,hot,gaps", [(1, True, 0.0), (3, True, 0.3), (4, False, 0.5)])
 def test_updates_match_the_model(lanes, hot, gaps, rng):
     weights = rng.integers(-32, 32, (13, lanes))
@@ -40,22 +62,31 @@ def test_updates_match_the_model(lanes, hot, gaps, rng):
     for word in range(acc_depth):                 # every word starts from its bias once
         issues.insert(0, dict(issues[0], acc_addr=word, bias=1))
     expected = _model(issues, weights, biases, acc_depth, lanes)
-    got, idle_after = [], []
-
-    async def tb(ctx):
-        await stream_put(ctx, dut.issue, issues, stall=gaps, rng=rng)  # gaps: no issue
-        for k in range(PIPELINE_DEPTH + 1):
-            idle_after.append(ctx.get(dut.idle))
-            await ctx.tick()
-        for word in range(acc_depth):             # the shared read port: 2 edges to acc_word
-            ctx.set(dut.read_addr, word)
-            await ctx.tick().repeat(2)
-            got.append([ctx.get(dut.acc_word[n]) for n in range(lanes)])
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    assert np.array_equal(np.array(got), expected)
+    got, idle_after = _run(dut, issues, acc_depth, gaps, rng)
+    assert np.array_equal(got, expected)
     # busy while updates are in flight, idle PIPELINE_DEPTH edges after the last issue
     assert idle_after == [0] * PIPELINE_DEPTH + [1]
+
+
+@pytest.mark.parametrize("lanes", [2, 5])
+def test_narrow_weights_share_multipliers_exactly(lanes, rng):
+    """4-bit weights pack two lanes into one multiplier; the extremes (weights -8 and 7,
+    deltas +-255, every pair where the packed operand wraps) give the exact products."""
+    w_width, d_width = 4, 9
+    edge = np.array([[-8, -8], [-1, -8], [-8, -1], [7, -8], [-8, 7], [7, 7], [0, -8], [-8, 0]])
+    weights = np.concatenate([np.tile(edge, (1, (lanes + 1) // 2))[:, :lanes],
+                              rng.integers(-8, 8, (6, lanes))])
+    biases = rng.integers(-1000, 1000, (2, lanes))
+    dut = MacArray(w_width, ACC_WIDTH, weights, biases, len(weights), d_width, SHIFTS)
+    assert dut.multipliers == (lanes + 1) // 2
+    issues = [{"w_addr": w, "acc_addr": w, "b_addr": 0, "bias": 1, "delta": d, "shift": 0}
+              for w in range(len(weights)) for d in (-255, 255, -1, 3, 0)]
+    for it in issues[1::2]:
+        it["bias"] = 0
+    got, _ = _run(dut, issues, len(weights), 0.2, rng)
+    assert np.array_equal(got, _model(issues, weights, biases, len(weights), lanes))
+
+
+def test_wide_weights_keep_a_multiplier_per_lane():
+    assert MacArray(5, ACC_WIDTH, np.zeros((2, 3), int), np.zeros((1, 3), int), 2, 9,
+                    SHIFTS).multipliers == 3

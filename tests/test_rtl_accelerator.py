@@ -137,3 +137,23 @@ def test_units_must_divide_the_lanes(rng):
         with pytest.raises(ValueError, match=f"element-wise units must be a power of two "
                                              f"dividing the 8 lanes, not {units}"):
             make_plan(qm, 8, units=units)
+
+
+@pytest.mark.parametrize("cell,layers,lanes,theta", [("gru", 1, 3, None), ("lstm", 2, 8, 2)])
+def test_narrow_weights_on_shared_multipliers_bit_exact(cell, layers, lanes, theta, rng):
+    """4-bit weights and 8-bit values: two lanes a multiplier; saturated inputs, dense and
+    delta, under stalls."""
+    from hwgen.rtl.mac_array import pairs_products
+    ir = from_torch(make_model(cell, input_size=5, hidden=7, out=3, layers=layers))
+    x = np.clip(np.cumsum(rng.normal(0, 0.5, (4, 6, 5)), axis=1), -2, 2)
+    qm = quantize_model(ir, x, QuantConfig(weight_bits=4, act_bits=8))
+    layer = qm.layers[0]   # rows 0, 1 are lanes 0, 1: a pair; its packed operand wraps
+    layer.w_x[:2], layer.w_h[:2] = [[-3], [-8]], [[-8], [-8]]
+    layer.w_h[2:4] = [[7], [-8]]
+    xq = qm.quantize_inputs(x)
+    xq[:2] = np.where(rng.random(xq[:2].shape) < 0.5, qm.input_fmt.min_int, qm.input_fmt.max_int)
+    delta = None if theta is None else [(theta, theta)] * layers
+    acc = Accelerator(qm, lanes, delta=delta)
+    assert pairs_products(acc.plan.weight_width, acc.plan.value_width + 1)
+    got, _ = run_accelerator(acc, xq, "last", 3, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))

@@ -18,6 +18,15 @@ before it: the newest of those sums that hit the same word is forwarded.
 
 The read port serves the rest of the datapath while no update needs it: `read_addr` is read
 then, and `acc_word` holds the word read two edges later (gather, head output).
+
+Narrow weights share a multiplier two lanes at a time (`pairs_products`). Every lane
+multiplies the same delta d, so one product of the packed operand w_hi * 2^s + w_lo holds
+both: w_hi * d * 2^s + w_lo * d. With s bits enough for any w_lo * d, the low s bits are
+w_lo * d (sign-extended) and the rest, plus that low part's sign, is w_hi * d. It relies on
+|d| < 2^(delta_width - 1): a delta is a difference of two values of delta_width - 1 bits.
+The packed operand is `MULTIPLIER_WIDTH` bits, the narrowest device multiplier (iCE40
+SB_MAC16); the one sum that does not fit, w_hi = -2^(w-1) with w_lo < 0, wraps, and its
+high product is then taken from the delta directly.
 """
 from __future__ import annotations
 
@@ -31,6 +40,19 @@ from .rom import LATENCY as ROM_LATENCY, BankedROM
 #: Pipeline registers between an issue and its accumulator write (s1, s1a, s1b, s2, s3).
 PIPELINE_DEPTH = 5
 assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
+#: Operand width of the narrowest device multiplier (iCE40 SB_MAC16: 16 x 16 signed).
+MULTIPLIER_WIDTH = 16
+
+
+def pair_shift(weight_width: int, delta_width: int) -> int:
+    """Bits of the low product in a packed pair: |w * d| < 2^(w + d - 2) for a w-bit weight
+    and a delta of magnitude below 2^(d - 1), so w + d - 1 signed bits hold it."""
+    return weight_width + delta_width - 1
+
+
+def pairs_products(weight_width: int, delta_width: int) -> bool:
+    """Whether two lanes' weights packed into one operand fit the device multipliers."""
+    return pair_shift(weight_width, delta_width) + weight_width <= MULTIPLIER_WIDTH
 
 
 def issue_layout(weight_depth: int, acc_depth: int, bias_depth: int, delta_width: int,
@@ -51,7 +73,7 @@ class MacArray(wiring.Component):
     weight_width, acc_width : lane widths of a weight and of an accumulator.
     weight_words, bias_words : (depth, P) integer arrays, the memories' contents.
     acc_depth : accumulator words.
-    delta_width : width of a column's delta (signed).
+    delta_width : width of a column's delta (signed; its magnitude below 2^(delta_width - 1)).
     shifts : the alignment shifts (left, into the accumulator's fraction) an issue picks from.
 
     Members
@@ -61,6 +83,10 @@ class MacArray(wiring.Component):
     read_addr : In(range(acc_depth))   accumulator word to read while no update needs the port
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
     idle : Out(1)   no update is in flight
+
+    Attributes
+    ----------
+    multipliers : multipliers the array elaborates (P, or P/2 rounded up with narrow weights).
     """
 
     def __init__(self, weight_width: int, acc_width: int, weight_words, bias_words,
@@ -69,6 +95,8 @@ class MacArray(wiring.Component):
         self.weight_width, self.acc_width, self.acc_depth = weight_width, acc_width, acc_depth
         self.weight_words, self.bias_words = weight_words, bias_words
         self.delta_width, self.shifts = delta_width, tuple(shifts)
+        self.pairs = self.lanes // 2 if pairs_products(weight_width, delta_width) else 0
+        self.multipliers = self.lanes - self.pairs
         self.layout = issue_layout(len(weight_words) + 1, acc_depth, len(bias_words),
                                    delta_width, len(self.shifts))
         lanes = data.ArrayLayout(signed(acc_width), self.lanes)
@@ -104,7 +132,7 @@ class MacArray(wiring.Component):
                                        "bias": 1, "shift": range(len(self.shifts))}))
         prods = [Signal(signed(self.weight_width + self.delta_width), name=f"prod{k}")
                  for k in range(P)]
-        m.d.sync += [prods[k].eq(w_rom.data[k] * s1b.issue.delta) for k in range(P)]
+        self._multiply(m, w_rom.data, s1b.issue.delta, prods)
         m.d.sync += [s2.valid.eq(s1b.valid), s2.acc_addr.eq(s1b.issue.acc_addr),
                      s2.bias.eq(s1b.issue.bias), s2.shift.eq(s1b.issue.shift)]
         m.d.comb += [b_rd.addr.eq(s1b.issue.b_addr),
@@ -145,3 +173,26 @@ class MacArray(wiring.Component):
             base = Array([bias_q[k], last_sum[k], last_sum2[k], acc_q[k]])[pick]
             m.d.comb += acc_wr.data[k].eq(base + aligned)
         return m
+
+    def _multiply(self, m, weights, delta, prods):
+        """`prods[k]` = weights[k] * delta, one stage later: a multiplier per lane, or per
+        pair of lanes (the module docstring's packing)."""
+        P, w = self.lanes, self.weight_width
+        paired = 2 * self.pairs
+        m.d.sync += [prods[k].eq(weights[k] * delta) for k in range(paired, P)]
+        if not self.pairs:
+            return
+        s = pair_shift(w, self.delta_width)
+        # the wrapped pair's high product, -2^(w-1) * d, is the same for every pair
+        wrapped_high = Signal(signed(w + self.delta_width))
+        m.d.sync += wrapped_high.eq(-(delta << (w - 1)))
+        for j in range(self.pairs):
+            lo, hi = weights[2 * j], weights[2 * j + 1]
+            packed = Signal(signed(MULTIPLIER_WIDTH), name=f"packed{j}")
+            both = Signal(signed(MULTIPLIER_WIDTH + self.delta_width), name=f"pair{j}")
+            wraps = Signal(name=f"wraps{j}")
+            m.d.comb += packed.eq((hi << s) + lo)  # truncated: wraps in the one case
+            m.d.sync += [both.eq(packed * delta), wraps.eq((hi == -(1 << (w - 1))) & (lo < 0))]
+            m.d.comb += [prods[2 * j].eq(both[:s].as_signed()),
+                         prods[2 * j + 1].eq(Mux(wraps, wrapped_high,
+                                                 both[s:].as_signed() + both[s - 1]))]
