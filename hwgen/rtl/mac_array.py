@@ -6,7 +6,8 @@ are exact, shifted into accumulator alignment, and added to the accumulator word
 the bias, on the first touch of a word in a pass)::
 
     issue   the ROM address goes out; the entry is registered (s1)
-    +1, +2  the weight word comes out of its ROM banks (s1a, s1b)
+    +1, +2  the weight word comes out of its ROM banks (s1a, s1b; narrow weights are packed
+            into pair operands in the ROM's last stage)
     +3      multiply; read the bias and accumulator words (s2)
     +4      register those words and align the products (s3); pick bias, forwarded sum
             or stored word a stage early
@@ -30,7 +31,7 @@ high product is then taken from the delta directly.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -109,8 +110,9 @@ class MacArray(wiring.Component):
         m = Module()
         P = self.lanes
         lanes_of = lambda width: data.ArrayLayout(signed(width), P)  # noqa: E731
-        m.submodules.w_rom = w_rom = BankedROM(lanes_of(self.weight_width),
-                                               self.weight_words.tolist())
+        m.submodules.w_rom = w_rom = BankedROM(
+            lanes_of(self.weight_width), self.weight_words.tolist(),
+            decode=(self._operand_layout(), self._operands) if self.pairs else None)
         m.submodules.b_mem = b_mem = Memory(shape=lanes_of(self.acc_width),
                                             depth=len(self.bias_words),
                                             init=self.bias_words.tolist())
@@ -174,25 +176,41 @@ class MacArray(wiring.Component):
             m.d.comb += acc_wr.data[k].eq(base + aligned)
         return m
 
-    def _multiply(self, m, weights, delta, prods):
-        """`prods[k]` = weights[k] * delta, one stage later: a multiplier per lane, or per
-        pair of lanes (the module docstring's packing)."""
-        P, w = self.lanes, self.weight_width
-        paired = 2 * self.pairs
-        m.d.sync += [prods[k].eq(weights[k] * delta) for k in range(paired, P)]
+    def _operand_layout(self) -> data.StructLayout:
+        """The multipliers' weight operands: each pair's packed operand and whether its sum
+        wrapped, then the odd lane's weight."""
+        fields = {"packed": data.ArrayLayout(signed(MULTIPLIER_WIDTH), self.pairs),
+                  "wraps": self.pairs}
+        if self.lanes % 2:
+            fields["single"] = signed(self.weight_width)
+        return data.StructLayout(fields)
+
+    def _operands(self, weights):
+        """A weight word's operands (`_operand_layout`), built in the ROM's last stage so that
+        the packing adder is not in front of the multipliers."""
+        w, s = self.weight_width, pair_shift(self.weight_width, self.delta_width)
+        los, his = [weights[2 * j] for j in range(self.pairs)], \
+            [weights[2 * j + 1] for j in range(self.pairs)]
+        packed = [((hi << s) + lo)[:MULTIPLIER_WIDTH] for lo, hi in zip(los, his)]
+        wraps = [(hi == -(1 << (w - 1))) & (lo < 0) for lo, hi in zip(los, his)]
+        return Cat(*packed, *wraps, *([weights[self.lanes - 1]] if self.lanes % 2 else []))
+
+    def _multiply(self, m, rom_data, delta, prods):
+        """`prods[k]` = weight k * delta, one stage later: a multiplier per lane, or per pair
+        of lanes (the module docstring's packing)."""
         if not self.pairs:
+            m.d.sync += [prods[k].eq(rom_data[k] * delta) for k in range(self.lanes)]
             return
-        s = pair_shift(w, self.delta_width)
+        if self.lanes % 2:
+            m.d.sync += prods[-1].eq(rom_data.single * delta)
+        w, s = self.weight_width, pair_shift(self.weight_width, self.delta_width)
         # the wrapped pair's high product, -2^(w-1) * d, is the same for every pair
         wrapped_high = Signal(signed(w + self.delta_width))
         m.d.sync += wrapped_high.eq(-(delta << (w - 1)))
         for j in range(self.pairs):
-            lo, hi = weights[2 * j], weights[2 * j + 1]
-            packed = Signal(signed(MULTIPLIER_WIDTH), name=f"packed{j}")
             both = Signal(signed(MULTIPLIER_WIDTH + self.delta_width), name=f"pair{j}")
             wraps = Signal(name=f"wraps{j}")
-            m.d.comb += packed.eq((hi << s) + lo)  # truncated: wraps in the one case
-            m.d.sync += [both.eq(packed * delta), wraps.eq((hi == -(1 << (w - 1))) & (lo < 0))]
+            m.d.sync += [both.eq(rom_data.packed[j] * delta), wraps.eq(rom_data.wraps[j])]
             m.d.comb += [prods[2 * j].eq(both[:s].as_signed()),
                          prods[2 * j + 1].eq(Mux(wraps, wrapped_high,
                                                  both[s:].as_signed() + both[s - 1]))]

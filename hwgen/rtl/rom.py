@@ -12,7 +12,7 @@ outputs driving one bit (nextpnr: "multiply driven"), at 4-bit weights and 4 lan
 from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Shape, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -31,19 +31,24 @@ def bank_depth_for(width: int) -> int:
 class BankedROM(wiring.Component):
     """`data` holds ``words[addr]`` `LATENCY` clock edges after `addr` was presented.
 
+    With ``decode=(out_shape, fn)``, `data` holds ``fn(words[addr])`` instead: a little
+    logic on the word, done between the bank select and the output register.
+
     Members
     -------
     addr : In(range(len(words)))
     data : Out(shape)
     """
 
-    def __init__(self, shape, words, bank_depth: int | None = None):
+    def __init__(self, shape, words, bank_depth: int | None = None, *, decode=None):
         if bank_depth is None:
             bank_depth = bank_depth_for(Shape.cast(shape).width)
         if bank_depth & (bank_depth - 1):
             raise ValueError(f"bank depth {bank_depth} is not a power of two")
         self.shape, self.words, self.bank_depth = shape, list(words), bank_depth
-        super().__init__({"addr": In(range(max(2, len(self.words)))), "data": Out(shape)})
+        self.decode = decode
+        super().__init__({"addr": In(range(max(2, len(self.words)))),
+                          "data": Out(shape if decode is None else decode[0])})
 
     def elaborate(self, platform):
         m = Module()
@@ -63,5 +68,8 @@ class BankedROM(wiring.Component):
         sel1 = Signal(range(len(chunks)))
         sel2 = Signal.like(sel1)
         m.d.sync += [sel1.eq(self.addr[bits:]), sel2.eq(sel1)]
-        m.d.sync += self.data.eq(Array(outs)[sel2] if len(outs) > 1 else outs[0])
+        word = Array(outs)[sel2] if len(outs) > 1 else outs[0]
+        if self.decode is not None:
+            word = self.decode[1](data.View(self.shape, word))
+        m.d.sync += self.data.eq(word)
         return m
