@@ -81,3 +81,27 @@ def assert_step_intervals(design, result):
     assert result.raw["passes"]["timing"]["step_interval"] == {
         "mean": float(np.mean(expected)), "min": model, "max": max(expected)}
     assert result.step_interval == float(np.mean(expected))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell,layers,lanes,theta", [("gru", 2, 3, None), ("lstm", 1, 8, 2)])
+def test_rtl_bit_exact_with_paired_multipliers(cell, layers, lanes, theta, tmp_path):
+    """4-bit weights and 8-bit values: two lanes share each multiplier in the Verilog too,
+    including pairs whose packed operand wraps (lanes 0 and 1: rows 0 and 1)."""
+    from hwgen.rtl.mac_array import pairs_products
+    rng = np.random.default_rng(lanes)
+    ir = from_torch(make_model(cell, I_SIZE, HIDDEN, OUT, layers, "last", seed=layers))
+    qm = quantize_model(ir, rng.uniform(-2, 2, (64, T_LEN, I_SIZE)),
+                        QuantConfig(weight_bits=4, act_bits=8))
+    layer = qm.layers[0]
+    layer.w_x[:2], layer.w_h[:2], layer.w_h[2:4] = [[-3], [-8]], [[-8], [-8]], [[7], [-8]]
+    delta = None if theta is None else [(theta, theta)] * layers
+    design = generate(qm, tmp_path / "design", lanes=lanes, inputs=design_inputs(qm, rng),
+                      delta=delta)
+    memories = json.loads((design / "manifest.json").read_text())["memories"]
+    assert pairs_products(memories["weights"]["lane_width"], memories["vectors"]["width"] + 1)
+    result = simulate(design, seed=lanes, stall_in=0.3, stall_out=0.3)
+    assert result.vectors >= N_SEQ
+    assert result.mismatches == 0, result.first_mismatch
+    if theta is None:
+        assert_step_intervals(design, result)
