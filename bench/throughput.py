@@ -17,7 +17,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -40,6 +42,9 @@ DESIGNS = [("digits_lstm_p2", 2, "ice40-up5k"), ("digits_lstm_p2_delta", 2, "ice
 SEEDS = (1, 2, 3, 4)  # placement seeds: Fmax is the best of them
 BIG = "gru40x256_p64"  # GRU I=40 H=256, random weights, dense, 64 lanes and 8 units
 BIG_ROW = (BIG, 64, "ecp5-85f")  # synthesized with --synth --big (about an hour)
+# nextpnr's router2 routes the 64-lane design in about 20 minutes, where the default router
+# had not converged after 35; one seed, constrained at a clock it can reach
+BIG_PNR = {"router": "router2", "freq_mhz": 60.0, "seeds": (1,)}
 
 PUBLISHED = [  # as published; not measured here
     ("EdgeDRNN (Gao et al. 2020)", "Zynq-7007S", "8 PEs, 2-layer GRU, 5 M params",
@@ -104,14 +109,26 @@ def synth_result(name: str, lanes: int, target: str, work: Path, run: bool) -> d
     stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if run:
         from hwgen.synth import synthesize
+        from hwgen.synth.targets import TARGETS
         folder = design_folder(name, lanes, work)
-        report = synthesize(folder, target, out_dir=work / f"synth_{name}_{target}",
-                            progress=None, pack=False, seeds=SEEDS)
+        tgt, freq, seeds = TARGETS[target], None, SEEDS
+        if name == BIG:
+            tgt = dataclasses.replace(tgt, pnr_args=tgt.pnr_args + ("--router",
+                                                                   BIG_PNR["router"]))
+            freq, seeds = BIG_PNR["freq_mhz"], BIG_PNR["seeds"]
+        report = synthesize(folder, tgt, freq_mhz=freq, out_dir=work / f"synth_{name}_{target}",
+                            progress=None, pack=False, seeds=seeds)
         stored[key] = {"lanes": lanes, "fits": report["fits"], "fmax_mhz": report["fmax_mhz"],
-                       "fmax_by_seed": report.get("fmax_by_seed"),
+                       "fmax_by_seed": report.get("fmax_by_seed"), "commit": head_commit(),
                        "resources": {k: v.get("used") for k, v in report["resources"].items()}}
         RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
     return stored.get(key)
+
+
+def head_commit() -> str:
+    """The commit whose RTL a stored synthesis result is of (short hash)."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                          capture_output=True, check=True).stdout.strip()
 
 
 def measured_cycles_per_step(name: str) -> float:
@@ -151,11 +168,12 @@ def main() -> None:
     plot_sweep(sweep)
     print(f"figure: {FIGURE.relative_to(ROOT)}")
 
-    print("\nthroughput: Fmax from hwgen synth (best of the seeds stored); cycles per step "
+    print("\nthroughput: Fmax from hwgen synth (best of the seeds stored; 'RTL of': the commit "
+          "synthesized); cycles per step "
           "measured in simulation (bundled) or from the cycle model (random GRU); GOp/s = 2 x "
           "dense MACs x steps/s")
     print(f"{'design':<22} {'target':<11} {'P':>4} {'Fmax':>6} {'cyc/step':>9} {'dense':>6} "
-          f"{'steps/s':>9} {'dense GMAC/s':>12} {'eff GOp/s':>9}")
+          f"{'steps/s':>9} {'dense GMAC/s':>12} {'eff GOp/s':>9} {'RTL of':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, lanes, target in DESIGNS + [BIG_ROW]:
             synth = synth_result(name, lanes, target, Path(tmp),
@@ -169,7 +187,7 @@ def main() -> None:
             steps = hz / cycles
             print(f"{name:<22} {target:<11} {lanes:>4} {synth['fmax_mhz']:>6.1f} "
                   f"{cycles:>9.0f} {dense:>6} {steps:>9,.0f} {macs * hz / dense / 1e9:>12.3f} "
-                  f"{2 * macs * steps / 1e9:>9.3f}")
+                  f"{2 * macs * steps / 1e9:>9.3f} {synth.get('commit', '-'):>8}")
     print("\npublished (not measured here):")
     for name, device, what, latency, figure in PUBLISHED:
         print(f"  {name:<28} {device:<17} {what:<34} {latency:<13} {figure}")
