@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import tempfile
@@ -42,9 +41,6 @@ DESIGNS = [("digits_lstm_p2", 2, "ice40-up5k"), ("digits_lstm_p2_delta", 2, "ice
 SEEDS = (1, 2, 3, 4)  # placement seeds: Fmax is the best of them
 BIG = "gru40x256_p64"  # GRU I=40 H=256, random weights, dense, 64 lanes and 8 units
 BIG_ROW = (BIG, 64, "ecp5-85f")  # synthesized with --synth --big (about an hour)
-# nextpnr's router2 routes the 64-lane design in about 20 minutes, where the default router
-# had not converged after 35; one seed, constrained at a clock it can reach
-BIG_PNR = {"router": "router2", "freq_mhz": 60.0, "seeds": (1,)}
 
 PUBLISHED = [  # as published; not measured here
     ("EdgeDRNN (Gao et al. 2020)", "Zynq-7007S", "8 PEs, 2-layer GRU, 5 M params",
@@ -109,15 +105,9 @@ def synth_result(name: str, lanes: int, target: str, work: Path, run: bool) -> d
     stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if run:
         from hwgen.synth import synthesize
-        from hwgen.synth.targets import TARGETS
         folder = design_folder(name, lanes, work)
-        tgt, freq, seeds = TARGETS[target], None, SEEDS
-        if name == BIG:
-            tgt = dataclasses.replace(tgt, pnr_args=tgt.pnr_args + ("--router",
-                                                                   BIG_PNR["router"]))
-            freq, seeds = BIG_PNR["freq_mhz"], BIG_PNR["seeds"]
-        report = synthesize(folder, tgt, freq_mhz=freq, out_dir=work / f"synth_{name}_{target}",
-                            progress=None, pack=False, seeds=seeds)
+        report = synthesize(folder, target, out_dir=work / f"synth_{name}_{target}",
+                            progress=None, pack=False, seeds=SEEDS)
         stored[key] = {"lanes": lanes, "fits": report["fits"], "fmax_mhz": report["fmax_mhz"],
                        "fmax_by_seed": report.get("fmax_by_seed"), "commit": head_commit(),
                        "resources": {k: v.get("used") for k, v in report["resources"].items()}}
