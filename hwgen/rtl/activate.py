@@ -95,9 +95,9 @@ class ActivateEngine(wiring.Component):
 
     Members
     -------
-    start : In(1)   layer `sel` begins next cycle
+    start : In(1)   layer `sel` begins next cycle and runs until `done` (the engine keeps
+        its own running flag, so that its control does not wait on the sequencer's state)
     sel : In(range(layers))   the layer to begin, read with `start` (and kept in a register)
-    run : In(1)     the layer runs
     acc_addr : Out   accumulator word to read (0 when idle: the read port is shared)
     acc_word : In    the word read `GATHER_CAPTURE` edges earlier
     h_addr, c_addr, ew_addr : Out   the state and vector addresses of the elements issued
@@ -114,7 +114,7 @@ class ActivateEngine(wiring.Component):
         self.layers, self.lanes, self.acc_width, self.units = layers, lanes, acc_width, units
         self.layout = element_layout(layers, acc_width, units)
         super().__init__({
-            "start": In(1), "sel": In(range(len(layers))), "run": In(1),
+            "start": In(1), "sel": In(range(len(layers))),
             "acc_addr": Out(range(acc_depth)),
             "acc_word": In(data.ArrayLayout(signed(acc_width), lanes)),
             "h_addr": Out(range(vector_depth)), "c_addr": Out(range(cell_depth)),
@@ -146,11 +146,14 @@ class ActivateEngine(wiring.Component):
         out = self.element
         m.d.sync += out.valid.eq(0)
         layer = Signal(range(len(layers)))
+        running = Signal()
         with m.If(self.start):
             m.d.sync += [layer.eq(self.sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
                          early.eq(0), g_grp.eq(0), g_bank.eq(0), i_bank.eq(0),
-                         full[0].eq(0), full[1].eq(0)]
-        with m.If(self.run):
+                         full[0].eq(0), full[1].eq(0), running.eq(1)]
+        with m.If(self.done):
+            m.d.sync += running.eq(0)
+        with m.If(running):
             with m.Switch(layer):
                 for k, lay in enumerate(layers):
                     with m.Case(k):

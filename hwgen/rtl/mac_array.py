@@ -60,7 +60,8 @@ class MacArray(wiring.Component):
         at most (the array never stalls)
     read_addr : In(range(acc_depth))   accumulator word to read while no update needs the port
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
-    idle : Out(1)   no update is in flight
+    idle : Out(1)   no update is in flight (a register: set from the stages' next valid bits,
+        so that its readers' clock enables do not wait behind the OR of five stages)
     """
 
     def __init__(self, weight_width: int, acc_width: int, weight_words, bias_words,
@@ -75,7 +76,7 @@ class MacArray(wiring.Component):
         self.acc_mem = Memory(shape=lanes, depth=acc_depth, init=[])
         super().__init__({"issue": In(stream.Signature(self.layout, always_ready=True)),
                           "read_addr": In(range(acc_depth)),
-                          "acc_word": Out(lanes), "idle": Out(1)})
+                          "acc_word": Out(lanes), "idle": Out(1, init=1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -115,8 +116,10 @@ class MacArray(wiring.Component):
         s3 = Signal.like(s2)
         acc_q, bias_q = Signal.like(acc_rd.data), Signal.like(b_rd.data)
         m.d.sync += [s3.eq(s2), acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data)]
-        m.d.comb += [self.acc_word.eq(acc_q),
-                     self.idle.eq(~s1.valid & ~s1a.valid & ~s1b.valid & ~s2.valid & ~s3.valid)]
+        m.d.comb += self.acc_word.eq(acc_q)
+        # next cycle's stages are this cycle's issue, s1, s1a, s1b, s2
+        m.d.sync += self.idle.eq(~(self.issue.valid | s1.valid | s1a.valid | s1b.valid
+                                   | s2.valid))
 
         # accumulate (a product with a delta may exceed the accumulator's range alone; the
         # sum never does), from the bias, a forwarded sum or the stored word, chosen a stage

@@ -13,27 +13,26 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire \$18 ;
+  wire [6:0] \$18 ;
   wire \$19 ;
   wire [6:0] \$2 ;
-  wire [6:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [5:0] \$22 ;
   wire \$23 ;
-  wire [5:0] \$24 ;
+  wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
+  wire [5:0] \$26 ;
   wire \$27 ;
-  wire [5:0] \$28 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  reg [5:0] \$32 ;
-  reg \$33 ;
-  reg [3:0] \$34 ;
-  reg [4:0] \$35 ;
-  reg \$36 ;
+  reg [5:0] \$30 ;
+  reg \$31 ;
+  reg [3:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg \$34 ;
+  reg \$35 ;
   wire [7:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -41,7 +40,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$8 ;
   wire \$9 ;
   reg [6:0] \$signature__addr ;
-  reg [6:0] \$signature__addr$64 ;
+  reg [6:0] \$signature__addr$63 ;
   wire [7:0] \$signature__data ;
   reg [7:0] \$signature__data$47 ;
   reg \$signature__en ;
@@ -100,8 +99,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
+  wire \done$74 ;
   wire \done$76 ;
-  wire \done$77 ;
   wire [91:0] element__payload;
   wire [83:0] \element__payload.gates ;
   wire [20:0] \element__payload.gates[0] ;
@@ -111,6 +110,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [1:0] \element__payload.layer ;
   wire [5:0] \element__payload.tag ;
   wire element__valid;
+  reg flushed = 1'h0;
   reg fresh = 1'h1;
   (* init = 1'h1 *)
   wire \fresh$19 ;
@@ -165,16 +165,14 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] read_addr;
   input rst;
   wire rst;
-  reg run;
-  reg \run$69 ;
   wire [1:0] sel;
   reg [1:0] \sel$60 ;
-  reg \sel$66 ;
+  reg \sel$65 ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg start;
-  reg \start$68 ;
-  reg \start$72 ;
+  reg \start$67 ;
+  reg \start$70 ;
   wire [5:0] tag;
   wire [5:0] \tag$50 ;
   wire [5:0] tag_out;
@@ -291,7 +289,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= v_mem[\$signature__addr$64 ];
+    _0_ <= v_mem[\$signature__addr$63 ];
   end
   assign value = _0_;
   assign read_addr = acc_addr | \acc_addr$30 ;
@@ -304,54 +302,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \h_prev$51  = fresh ? 8'h00 : value;
   assign \$4  = 7'h40 + \tag_out$57 ;
   assign \$5  = in_idx == 5'h1f;
-  assign \$6  = \wait  == 5'h16;
-  assign \$7  = \wait  == 5'h16;
-  assign \$8  = ! seq_state;
-  assign \$9  = seq_state == 1'h1;
-  assign \$10  = seq_state == 2'h2;
-  assign \$11  = seq_state == 2'h3;
-  assign \$12  = seq_state == 3'h4;
-  assign \$13  = seq_state == 3'h5;
-  assign \$14  = seq_state == 3'h6;
-  assign \$15  = seq_state == 3'h7;
-  assign \$16  = seq_state == 4'h8;
-  assign \$17  = seq_state == 4'h9;
-  assign \$18  = seq_state == 4'ha;
-  assign \$19  = seq_state == 4'hb;
-  assign \$20  = in_idx + 1'h1;
-  assign \$21  = in_idx == 5'h1f;
-  assign \$22  = ~ issue__valid;
-  assign \$23  = done & \$22 ;
-  assign \$24  = \wait  + 1'h1;
-  assign \$25  = \wait  == 5'h16;
-  assign \$26  = ~ issue__valid;
-  assign \$27  = done & \$26 ;
-  assign \$28  = \wait  + 1'h1;
-  assign \$29  = \wait  == 5'h16;
-  assign \$30  = ~ issue__valid;
-  assign \$31  = done & \$30 ;
+  assign \$6  = ! seq_state;
+  assign \$7  = seq_state == 1'h1;
+  assign \$8  = seq_state == 2'h2;
+  assign \$9  = seq_state == 2'h3;
+  assign \$10  = seq_state == 3'h4;
+  assign \$11  = seq_state == 3'h5;
+  assign \$12  = seq_state == 3'h6;
+  assign \$13  = seq_state == 3'h7;
+  assign \$14  = seq_state == 4'h8;
+  assign \$15  = seq_state == 4'h9;
+  assign \$16  = seq_state == 4'ha;
+  assign \$17  = seq_state == 4'hb;
+  assign \$18  = in_idx + 1'h1;
+  assign \$19  = in_idx == 5'h1f;
+  assign \$20  = ~ issue__valid;
+  assign \$21  = done & \$20 ;
+  assign \$22  = \wait  + 1'h1;
+  assign \$23  = \wait  == 5'h15;
+  assign \$24  = ~ issue__valid;
+  assign \$25  = done & \$24 ;
+  assign \$26  = \wait  + 1'h1;
+  assign \$27  = \wait  == 5'h15;
+  assign \$28  = ~ issue__valid;
+  assign \$29  = done & \$28 ;
   always @(posedge clk)
-    in_idx <= \$32 ;
+    in_idx <= \$30 ;
   always @(posedge clk)
-    seq_end <= \$33 ;
+    seq_end <= \$31 ;
   always @(posedge clk)
-    seq_state <= \$34 ;
+    seq_state <= \$32 ;
   always @(posedge clk)
-    \wait  <= \$35 ;
+    \wait  <= \$33 ;
   always @(posedge clk)
-    fresh <= \$36 ;
+    flushed <= \$34 ;
+  always @(posedge clk)
+    fresh <= \$35 ;
   \hwgen_charlm_gru2_p8.activate  activate (
     .acc_addr(acc_addr),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$76 ),
+    .done(\done$74 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
     .h_addr(h_addr),
     .rst(rst),
-    .run(\run$69 ),
-    .sel(\sel$66 ),
-    .start(\start$68 )
+    .sel(\sel$65 ),
+    .start(\start$67 )
   );
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .clk(clk),
@@ -359,7 +356,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1621$8 (element__payload[91:8]),
+    .\port$1620$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -370,7 +367,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$51 ),
     .p20(\valid_out$56 ),
     .p41(\tag_out$57 ),
-    .\port$1621$8 (element__payload[91:8]),
+    .\port$1620$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$49 )
@@ -384,7 +381,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
-    .run(run),
     .sel(\sel$60 ),
     .start(start),
     .value(value),
@@ -394,12 +390,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc_addr(\acc_addr$30 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$77 ),
+    .done(\done$76 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$72 )
+    .start(\start$70 )
   );
   \hwgen_charlm_gru2_p8.issuer  issuer (
     .busy(issue__valid),
@@ -511,7 +507,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$6 ) begin
+          if (flushed) begin
             start = 1'h1;
           end
       4'h5:
@@ -521,73 +517,47 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          if (\$7 ) begin
+          if (flushed) begin
             start = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    run = 1'h0;
+    \$signature__addr$63  = 7'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          run = 1'h1;
+          \$signature__addr$63  = value_addr;
       4'h2:
           /* empty */;
       4'h3:
-          /* empty */;
+          \$signature__addr$63  = h_addr;
       4'h4:
           /* empty */;
       4'h5:
-          run = 1'h1;
+          \$signature__addr$63  = value_addr;
       4'h6:
           /* empty */;
       4'h7:
-          /* empty */;
+          \$signature__addr$63  = h_addr;
       4'h8:
           /* empty */;
       4'h9:
-          run = 1'h1;
+          \$signature__addr$63  = value_addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$64  = 7'h00;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$signature__addr$64  = value_addr;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$signature__addr$64  = h_addr;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$signature__addr$64  = value_addr;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$signature__addr$64  = h_addr;
-      4'h8:
-          /* empty */;
-      4'h9:
-          \$signature__addr$64  = value_addr;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$66  = 1'h0;
+    \sel$65  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          \sel$66  = 1'h0;
+          \sel$65  = 1'h0;
       4'h3:
           /* empty */;
       4'h4:
@@ -595,12 +565,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          \sel$66  = 1'h1;
+          \sel$65  = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$68  = 1'h0;
+    \start$67  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -608,7 +578,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h2:
           if (idle) begin
-            \start$68  = 1'h1;
+            \start$67  = 1'h1;
           end
       4'h3:
           /* empty */;
@@ -618,35 +588,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h6:
           if (idle) begin
-            \start$68  = 1'h1;
+            \start$67  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \run$69  = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \run$69  = 1'h1;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \run$69  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$72  = 1'h0;
+    \start$70  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -670,103 +618,103 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (idle) begin
-            \start$72  = 1'h1;
+            \start$70  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$32  = in_idx;
+    \$30  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$32  = \$20 [5:0];
-            if (\$21 ) begin
-              \$32  = 6'h00;
+            \$30  = \$18 [5:0];
+            if (\$19 ) begin
+              \$30  = 6'h00;
             end
           end
     endcase
     if (rst) begin
-      \$32  = 6'h00;
+      \$30  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$33  = seq_end;
+    \$31  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$21 ) begin
-              \$33  = i__payload[9];
+            if (\$19 ) begin
+              \$31  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$33  = 1'h0;
+      \$31  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$34  = seq_state;
+    \$32  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$21 ) begin
-              \$34  = 4'h1;
+            if (\$19 ) begin
+              \$32  = 4'h1;
             end
           end
       4'h1:
-          if (\$23 ) begin
-            \$34  = 4'h2;
+          if (\$21 ) begin
+            \$32  = 4'h2;
           end
       4'h2:
           if (idle) begin
-            \$34  = 4'h3;
+            \$32  = 4'h3;
           end
       4'h3:
-          if (\done$76 ) begin
-            \$34  = 4'h4;
+          if (\done$74 ) begin
+            \$32  = 4'h4;
           end
       4'h4:
+          if (flushed) begin
+            \$32  = 4'h5;
+          end
+      4'h5:
           if (\$25 ) begin
-            \$34  = 4'h5;
-          end
-      4'h5:
-          if (\$27 ) begin
-            \$34  = 4'h6;
+            \$32  = 4'h6;
           end
       4'h6:
           if (idle) begin
-            \$34  = 4'h7;
+            \$32  = 4'h7;
           end
       4'h7:
-          if (\done$76 ) begin
-            \$34  = 4'h8;
+          if (\done$74 ) begin
+            \$32  = 4'h8;
           end
       4'h8:
+          if (flushed) begin
+            \$32  = 4'h9;
+          end
+      4'h9:
           if (\$29 ) begin
-            \$34  = 4'h9;
-          end
-      4'h9:
-          if (\$31 ) begin
-            \$34  = 4'ha;
+            \$32  = 4'ha;
           end
       4'ha:
           if (idle) begin
-            \$34  = 4'hb;
+            \$32  = 4'hb;
           end
       4'hb:
-          if (\done$77 ) begin
-            \$34  = 4'h0;
+          if (\done$76 ) begin
+            \$32  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$34  = 4'h0;
+      \$32  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$35  = \wait ;
+    \$33  = \wait ;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -775,29 +723,56 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\done$76 ) begin
-            \$35  = 5'h00;
+          if (\done$74 ) begin
+            \$33  = 5'h00;
           end
       4'h4:
-          \$35  = \$24 [4:0];
+          \$33  = \$22 [4:0];
       4'h5:
           /* empty */;
       4'h6:
           /* empty */;
       4'h7:
-          if (\done$76 ) begin
-            \$35  = 5'h00;
+          if (\done$74 ) begin
+            \$33  = 5'h00;
           end
       4'h8:
-          \$35  = \$28 [4:0];
+          \$33  = \$26 [4:0];
     endcase
     if (rst) begin
-      \$35  = 5'h00;
+      \$33  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = fresh;
+    \$34  = flushed;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          \$34  = \$23 ;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          \$34  = \$27 ;
+    endcase
+    if (rst) begin
+      \$34  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$35  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -822,12 +797,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          if (\done$77 ) begin
-            \$36  = seq_end;
+          if (\done$76 ) begin
+            \$35  = seq_end;
           end
     endcase
     if (rst) begin
-      \$36  = 1'h1;
+      \$35  = 1'h1;
     end
   end
   assign \columns__payload$9  = columns__payload;
@@ -916,7 +891,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__valid, element__payload, acc_addr, h_addr, done, clk);
+module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid, element__payload, acc_addr, h_addr, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -1013,7 +988,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg \$182 ;
   reg \$183 ;
   reg \$184 ;
-  reg [20:0] \$185 ;
+  reg \$185 ;
   reg [20:0] \$186 ;
   reg [20:0] \$187 ;
   reg [20:0] \$188 ;
@@ -1084,8 +1059,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg [20:0] \$246 ;
   reg [20:0] \$247 ;
   reg [20:0] \$248 ;
-  reg [91:0] \$249 ;
+  reg [20:0] \$249 ;
   wire [6:0] \$25 ;
+  reg [91:0] \$250 ;
   wire [3:0] \$26 ;
   reg [20:0] \$27 ;
   wire [3:0] \$28 ;
@@ -1273,8 +1249,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg layer = 1'h0;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg running = 1'h0;
   input sel;
   wire sel;
   input start;
@@ -1418,135 +1393,137 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   always @(posedge clk)
     bank1_full <= \$184 ;
   always @(posedge clk)
-    gate0_0_0 <= \$185 ;
+    running <= \$185 ;
   always @(posedge clk)
-    gate0_0_1 <= \$186 ;
+    gate0_0_0 <= \$186 ;
   always @(posedge clk)
-    gate0_0_2 <= \$187 ;
+    gate0_0_1 <= \$187 ;
   always @(posedge clk)
-    gate0_0_3 <= \$188 ;
+    gate0_0_2 <= \$188 ;
   always @(posedge clk)
-    gate0_0_4 <= \$189 ;
+    gate0_0_3 <= \$189 ;
   always @(posedge clk)
-    gate0_0_5 <= \$190 ;
+    gate0_0_4 <= \$190 ;
   always @(posedge clk)
-    gate0_0_6 <= \$191 ;
+    gate0_0_5 <= \$191 ;
   always @(posedge clk)
-    gate0_0_7 <= \$192 ;
+    gate0_0_6 <= \$192 ;
   always @(posedge clk)
-    gate0_1_0 <= \$193 ;
+    gate0_0_7 <= \$193 ;
   always @(posedge clk)
-    gate0_1_1 <= \$194 ;
+    gate0_1_0 <= \$194 ;
   always @(posedge clk)
-    gate0_1_2 <= \$195 ;
+    gate0_1_1 <= \$195 ;
   always @(posedge clk)
-    gate0_1_3 <= \$196 ;
+    gate0_1_2 <= \$196 ;
   always @(posedge clk)
-    gate0_1_4 <= \$197 ;
+    gate0_1_3 <= \$197 ;
   always @(posedge clk)
-    gate0_1_5 <= \$198 ;
+    gate0_1_4 <= \$198 ;
   always @(posedge clk)
-    gate0_1_6 <= \$199 ;
+    gate0_1_5 <= \$199 ;
   always @(posedge clk)
-    gate0_1_7 <= \$200 ;
+    gate0_1_6 <= \$200 ;
   always @(posedge clk)
-    gate0_2_0 <= \$201 ;
+    gate0_1_7 <= \$201 ;
   always @(posedge clk)
-    gate0_2_1 <= \$202 ;
+    gate0_2_0 <= \$202 ;
   always @(posedge clk)
-    gate0_2_2 <= \$203 ;
+    gate0_2_1 <= \$203 ;
   always @(posedge clk)
-    gate0_2_3 <= \$204 ;
+    gate0_2_2 <= \$204 ;
   always @(posedge clk)
-    gate0_2_4 <= \$205 ;
+    gate0_2_3 <= \$205 ;
   always @(posedge clk)
-    gate0_2_5 <= \$206 ;
+    gate0_2_4 <= \$206 ;
   always @(posedge clk)
-    gate0_2_6 <= \$207 ;
+    gate0_2_5 <= \$207 ;
   always @(posedge clk)
-    gate0_2_7 <= \$208 ;
+    gate0_2_6 <= \$208 ;
   always @(posedge clk)
-    gate0_3_0 <= \$209 ;
+    gate0_2_7 <= \$209 ;
   always @(posedge clk)
-    gate0_3_1 <= \$210 ;
+    gate0_3_0 <= \$210 ;
   always @(posedge clk)
-    gate0_3_2 <= \$211 ;
+    gate0_3_1 <= \$211 ;
   always @(posedge clk)
-    gate0_3_3 <= \$212 ;
+    gate0_3_2 <= \$212 ;
   always @(posedge clk)
-    gate0_3_4 <= \$213 ;
+    gate0_3_3 <= \$213 ;
   always @(posedge clk)
-    gate0_3_5 <= \$214 ;
+    gate0_3_4 <= \$214 ;
   always @(posedge clk)
-    gate0_3_6 <= \$215 ;
+    gate0_3_5 <= \$215 ;
   always @(posedge clk)
-    gate0_3_7 <= \$216 ;
+    gate0_3_6 <= \$216 ;
   always @(posedge clk)
-    gate1_0_0 <= \$217 ;
+    gate0_3_7 <= \$217 ;
   always @(posedge clk)
-    gate1_0_1 <= \$218 ;
+    gate1_0_0 <= \$218 ;
   always @(posedge clk)
-    gate1_0_2 <= \$219 ;
+    gate1_0_1 <= \$219 ;
   always @(posedge clk)
-    gate1_0_3 <= \$220 ;
+    gate1_0_2 <= \$220 ;
   always @(posedge clk)
-    gate1_0_4 <= \$221 ;
+    gate1_0_3 <= \$221 ;
   always @(posedge clk)
-    gate1_0_5 <= \$222 ;
+    gate1_0_4 <= \$222 ;
   always @(posedge clk)
-    gate1_0_6 <= \$223 ;
+    gate1_0_5 <= \$223 ;
   always @(posedge clk)
-    gate1_0_7 <= \$224 ;
+    gate1_0_6 <= \$224 ;
   always @(posedge clk)
-    gate1_1_0 <= \$225 ;
+    gate1_0_7 <= \$225 ;
   always @(posedge clk)
-    gate1_1_1 <= \$226 ;
+    gate1_1_0 <= \$226 ;
   always @(posedge clk)
-    gate1_1_2 <= \$227 ;
+    gate1_1_1 <= \$227 ;
   always @(posedge clk)
-    gate1_1_3 <= \$228 ;
+    gate1_1_2 <= \$228 ;
   always @(posedge clk)
-    gate1_1_4 <= \$229 ;
+    gate1_1_3 <= \$229 ;
   always @(posedge clk)
-    gate1_1_5 <= \$230 ;
+    gate1_1_4 <= \$230 ;
   always @(posedge clk)
-    gate1_1_6 <= \$231 ;
+    gate1_1_5 <= \$231 ;
   always @(posedge clk)
-    gate1_1_7 <= \$232 ;
+    gate1_1_6 <= \$232 ;
   always @(posedge clk)
-    gate1_2_0 <= \$233 ;
+    gate1_1_7 <= \$233 ;
   always @(posedge clk)
-    gate1_2_1 <= \$234 ;
+    gate1_2_0 <= \$234 ;
   always @(posedge clk)
-    gate1_2_2 <= \$235 ;
+    gate1_2_1 <= \$235 ;
   always @(posedge clk)
-    gate1_2_3 <= \$236 ;
+    gate1_2_2 <= \$236 ;
   always @(posedge clk)
-    gate1_2_4 <= \$237 ;
+    gate1_2_3 <= \$237 ;
   always @(posedge clk)
-    gate1_2_5 <= \$238 ;
+    gate1_2_4 <= \$238 ;
   always @(posedge clk)
-    gate1_2_6 <= \$239 ;
+    gate1_2_5 <= \$239 ;
   always @(posedge clk)
-    gate1_2_7 <= \$240 ;
+    gate1_2_6 <= \$240 ;
   always @(posedge clk)
-    gate1_3_0 <= \$241 ;
+    gate1_2_7 <= \$241 ;
   always @(posedge clk)
-    gate1_3_1 <= \$242 ;
+    gate1_3_0 <= \$242 ;
   always @(posedge clk)
-    gate1_3_2 <= \$243 ;
+    gate1_3_1 <= \$243 ;
   always @(posedge clk)
-    gate1_3_3 <= \$244 ;
+    gate1_3_2 <= \$244 ;
   always @(posedge clk)
-    gate1_3_4 <= \$245 ;
+    gate1_3_3 <= \$245 ;
   always @(posedge clk)
-    gate1_3_5 <= \$246 ;
+    gate1_3_4 <= \$246 ;
   always @(posedge clk)
-    gate1_3_6 <= \$247 ;
+    gate1_3_5 <= \$247 ;
   always @(posedge clk)
-    gate1_3_7 <= \$248 ;
+    gate1_3_6 <= \$248 ;
   always @(posedge clk)
-    element__payload <= \$249 ;
+    gate1_3_7 <= \$249 ;
+  always @(posedge clk)
+    element__payload <= \$250 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -2142,7 +2119,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$173  = 1'h0;
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2175,7 +2152,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$175  = 3'h0;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2202,7 +2179,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$176  = 4'h0;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2235,7 +2212,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$177  = 6'h00;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2258,7 +2235,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$178  = 3'h0;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2297,7 +2274,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$179  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2330,7 +2307,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$180  = 3'h0;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2357,7 +2334,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$181  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2384,7 +2361,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$182  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2411,7 +2388,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$183  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2464,7 +2441,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     if (start) begin
       \$184  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2525,38 +2502,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$185  = gate0_0_0;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$185  = acc_word[20:0];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$185  = acc_word[20:0];
-                endcase
-              end
-            end
-      endcase
+    \$185  = running;
+    if (start) begin
+      \$185  = 1'h1;
+    end
+    if (done) begin
+      \$185  = 1'h0;
     end
     if (rst) begin
-      \$185  = 21'h000000;
+      \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$186  = gate0_0_1;
-    if (run) begin
+    \$186  = gate0_0_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2564,7 +2524,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[41:21];
+                      \$186  = acc_word[20:0];
                 endcase
               end
             end
@@ -2573,7 +2533,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[41:21];
+                      \$186  = acc_word[20:0];
                 endcase
               end
             end
@@ -2585,8 +2545,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$187  = gate0_0_2;
-    if (run) begin
+    \$187  = gate0_0_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2594,7 +2554,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$187  = acc_word[62:42];
+                      \$187  = acc_word[41:21];
                 endcase
               end
             end
@@ -2603,7 +2563,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$187  = acc_word[62:42];
+                      \$187  = acc_word[41:21];
                 endcase
               end
             end
@@ -2615,8 +2575,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$188  = gate0_0_3;
-    if (run) begin
+    \$188  = gate0_0_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2624,7 +2584,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$188  = acc_word[83:63];
+                      \$188  = acc_word[62:42];
                 endcase
               end
             end
@@ -2633,7 +2593,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$188  = acc_word[83:63];
+                      \$188  = acc_word[62:42];
                 endcase
               end
             end
@@ -2645,8 +2605,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$189  = gate0_0_4;
-    if (run) begin
+    \$189  = gate0_0_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2654,7 +2614,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$189  = acc_word[104:84];
+                      \$189  = acc_word[83:63];
                 endcase
               end
             end
@@ -2663,7 +2623,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$189  = acc_word[104:84];
+                      \$189  = acc_word[83:63];
                 endcase
               end
             end
@@ -2675,8 +2635,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$190  = gate0_0_5;
-    if (run) begin
+    \$190  = gate0_0_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2684,7 +2644,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$190  = acc_word[125:105];
+                      \$190  = acc_word[104:84];
                 endcase
               end
             end
@@ -2693,7 +2653,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$190  = acc_word[125:105];
+                      \$190  = acc_word[104:84];
                 endcase
               end
             end
@@ -2705,8 +2665,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$191  = gate0_0_6;
-    if (run) begin
+    \$191  = gate0_0_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2714,7 +2674,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$191  = acc_word[146:126];
+                      \$191  = acc_word[125:105];
                 endcase
               end
             end
@@ -2723,7 +2683,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$191  = acc_word[146:126];
+                      \$191  = acc_word[125:105];
                 endcase
               end
             end
@@ -2735,8 +2695,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$192  = gate0_0_7;
-    if (run) begin
+    \$192  = gate0_0_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2744,7 +2704,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$192  = acc_word[167:147];
+                      \$192  = acc_word[146:126];
                 endcase
               end
             end
@@ -2753,7 +2713,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$192  = acc_word[167:147];
+                      \$192  = acc_word[146:126];
                 endcase
               end
             end
@@ -2765,8 +2725,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$193  = gate0_1_0;
-    if (run) begin
+    \$193  = gate0_0_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2774,9 +2734,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$193  = acc_word[20:0];
+                      \$193  = acc_word[167:147];
                 endcase
               end
             end
@@ -2785,9 +2743,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$193  = acc_word[20:0];
+                      \$193  = acc_word[167:147];
                 endcase
               end
             end
@@ -2799,8 +2755,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$194  = gate0_1_1;
-    if (run) begin
+    \$194  = gate0_1_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2810,7 +2766,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[41:21];
+                      \$194  = acc_word[20:0];
                 endcase
               end
             end
@@ -2821,7 +2777,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[41:21];
+                      \$194  = acc_word[20:0];
                 endcase
               end
             end
@@ -2833,8 +2789,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$195  = gate0_1_2;
-    if (run) begin
+    \$195  = gate0_1_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2844,7 +2800,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$195  = acc_word[62:42];
+                      \$195  = acc_word[41:21];
                 endcase
               end
             end
@@ -2855,7 +2811,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$195  = acc_word[62:42];
+                      \$195  = acc_word[41:21];
                 endcase
               end
             end
@@ -2867,8 +2823,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$196  = gate0_1_3;
-    if (run) begin
+    \$196  = gate0_1_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2878,7 +2834,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$196  = acc_word[83:63];
+                      \$196  = acc_word[62:42];
                 endcase
               end
             end
@@ -2889,7 +2845,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$196  = acc_word[83:63];
+                      \$196  = acc_word[62:42];
                 endcase
               end
             end
@@ -2901,8 +2857,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$197  = gate0_1_4;
-    if (run) begin
+    \$197  = gate0_1_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2912,7 +2868,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$197  = acc_word[104:84];
+                      \$197  = acc_word[83:63];
                 endcase
               end
             end
@@ -2923,7 +2879,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$197  = acc_word[104:84];
+                      \$197  = acc_word[83:63];
                 endcase
               end
             end
@@ -2935,8 +2891,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$198  = gate0_1_5;
-    if (run) begin
+    \$198  = gate0_1_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2946,7 +2902,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$198  = acc_word[125:105];
+                      \$198  = acc_word[104:84];
                 endcase
               end
             end
@@ -2957,7 +2913,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$198  = acc_word[125:105];
+                      \$198  = acc_word[104:84];
                 endcase
               end
             end
@@ -2969,8 +2925,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$199  = gate0_1_6;
-    if (run) begin
+    \$199  = gate0_1_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -2980,7 +2936,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$199  = acc_word[146:126];
+                      \$199  = acc_word[125:105];
                 endcase
               end
             end
@@ -2991,7 +2947,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$199  = acc_word[146:126];
+                      \$199  = acc_word[125:105];
                 endcase
               end
             end
@@ -3003,8 +2959,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$200  = gate0_1_7;
-    if (run) begin
+    \$200  = gate0_1_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3014,7 +2970,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$200  = acc_word[167:147];
+                      \$200  = acc_word[146:126];
                 endcase
               end
             end
@@ -3025,7 +2981,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$200  = acc_word[167:147];
+                      \$200  = acc_word[146:126];
                 endcase
               end
             end
@@ -3037,8 +2993,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$201  = gate0_2_0;
-    if (run) begin
+    \$201  = gate0_1_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3048,9 +3004,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$201  = acc_word[20:0];
+                      \$201  = acc_word[167:147];
                 endcase
               end
             end
@@ -3061,9 +3015,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$201  = acc_word[20:0];
+                      \$201  = acc_word[167:147];
                 endcase
               end
             end
@@ -3075,8 +3027,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$202  = gate0_2_1;
-    if (run) begin
+    \$202  = gate0_2_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3088,7 +3040,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[41:21];
+                      \$202  = acc_word[20:0];
                 endcase
               end
             end
@@ -3101,7 +3053,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[41:21];
+                      \$202  = acc_word[20:0];
                 endcase
               end
             end
@@ -3113,8 +3065,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$203  = gate0_2_2;
-    if (run) begin
+    \$203  = gate0_2_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3126,7 +3078,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$203  = acc_word[62:42];
+                      \$203  = acc_word[41:21];
                 endcase
               end
             end
@@ -3139,7 +3091,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$203  = acc_word[62:42];
+                      \$203  = acc_word[41:21];
                 endcase
               end
             end
@@ -3151,8 +3103,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$204  = gate0_2_3;
-    if (run) begin
+    \$204  = gate0_2_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3164,7 +3116,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$204  = acc_word[83:63];
+                      \$204  = acc_word[62:42];
                 endcase
               end
             end
@@ -3177,7 +3129,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$204  = acc_word[83:63];
+                      \$204  = acc_word[62:42];
                 endcase
               end
             end
@@ -3189,8 +3141,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$205  = gate0_2_4;
-    if (run) begin
+    \$205  = gate0_2_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3202,7 +3154,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$205  = acc_word[104:84];
+                      \$205  = acc_word[83:63];
                 endcase
               end
             end
@@ -3215,7 +3167,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$205  = acc_word[104:84];
+                      \$205  = acc_word[83:63];
                 endcase
               end
             end
@@ -3227,8 +3179,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$206  = gate0_2_5;
-    if (run) begin
+    \$206  = gate0_2_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3240,7 +3192,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$206  = acc_word[125:105];
+                      \$206  = acc_word[104:84];
                 endcase
               end
             end
@@ -3253,7 +3205,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$206  = acc_word[125:105];
+                      \$206  = acc_word[104:84];
                 endcase
               end
             end
@@ -3265,8 +3217,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$207  = gate0_2_6;
-    if (run) begin
+    \$207  = gate0_2_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3278,7 +3230,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$207  = acc_word[146:126];
+                      \$207  = acc_word[125:105];
                 endcase
               end
             end
@@ -3291,7 +3243,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$207  = acc_word[146:126];
+                      \$207  = acc_word[125:105];
                 endcase
               end
             end
@@ -3303,8 +3255,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$208  = gate0_2_7;
-    if (run) begin
+    \$208  = gate0_2_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3316,7 +3268,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$208  = acc_word[167:147];
+                      \$208  = acc_word[146:126];
                 endcase
               end
             end
@@ -3329,7 +3281,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$208  = acc_word[167:147];
+                      \$208  = acc_word[146:126];
                 endcase
               end
             end
@@ -3341,8 +3293,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$209  = gate0_3_0;
-    if (run) begin
+    \$209  = gate0_2_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3354,9 +3306,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$209  = acc_word[20:0];
+                      \$209  = acc_word[167:147];
                 endcase
               end
             end
@@ -3369,9 +3319,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$209  = acc_word[20:0];
+                      \$209  = acc_word[167:147];
                 endcase
               end
             end
@@ -3383,8 +3331,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$210  = gate0_3_1;
-    if (run) begin
+    \$210  = gate0_3_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3398,7 +3346,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$210  = acc_word[41:21];
+                      \$210  = acc_word[20:0];
                 endcase
               end
             end
@@ -3413,7 +3361,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$210  = acc_word[41:21];
+                      \$210  = acc_word[20:0];
                 endcase
               end
             end
@@ -3425,8 +3373,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$211  = gate0_3_2;
-    if (run) begin
+    \$211  = gate0_3_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3440,7 +3388,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$211  = acc_word[62:42];
+                      \$211  = acc_word[41:21];
                 endcase
               end
             end
@@ -3455,7 +3403,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$211  = acc_word[62:42];
+                      \$211  = acc_word[41:21];
                 endcase
               end
             end
@@ -3467,8 +3415,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$212  = gate0_3_3;
-    if (run) begin
+    \$212  = gate0_3_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3482,7 +3430,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$212  = acc_word[83:63];
+                      \$212  = acc_word[62:42];
                 endcase
               end
             end
@@ -3497,7 +3445,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$212  = acc_word[83:63];
+                      \$212  = acc_word[62:42];
                 endcase
               end
             end
@@ -3509,8 +3457,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$213  = gate0_3_4;
-    if (run) begin
+    \$213  = gate0_3_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3524,7 +3472,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$213  = acc_word[104:84];
+                      \$213  = acc_word[83:63];
                 endcase
               end
             end
@@ -3539,7 +3487,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$213  = acc_word[104:84];
+                      \$213  = acc_word[83:63];
                 endcase
               end
             end
@@ -3551,8 +3499,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$214  = gate0_3_5;
-    if (run) begin
+    \$214  = gate0_3_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3566,7 +3514,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$214  = acc_word[125:105];
+                      \$214  = acc_word[104:84];
                 endcase
               end
             end
@@ -3581,7 +3529,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$214  = acc_word[125:105];
+                      \$214  = acc_word[104:84];
                 endcase
               end
             end
@@ -3593,8 +3541,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$215  = gate0_3_6;
-    if (run) begin
+    \$215  = gate0_3_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3608,7 +3556,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$215  = acc_word[146:126];
+                      \$215  = acc_word[125:105];
                 endcase
               end
             end
@@ -3623,7 +3571,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$215  = acc_word[146:126];
+                      \$215  = acc_word[125:105];
                 endcase
               end
             end
@@ -3635,8 +3583,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$216  = gate0_3_7;
-    if (run) begin
+    \$216  = gate0_3_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3650,7 +3598,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$216  = acc_word[167:147];
+                      \$216  = acc_word[146:126];
                 endcase
               end
             end
@@ -3665,7 +3613,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$216  = acc_word[167:147];
+                      \$216  = acc_word[146:126];
                 endcase
               end
             end
@@ -3677,25 +3625,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$217  = gate1_0_0;
-    if (run) begin
+    \$217  = gate0_3_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$4 ) begin
-              if (\$7 ) begin
+              if (\$6 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[20:0];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$217  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
             if (\$56 ) begin
-              if (\$59 ) begin
+              if (\$58 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[20:0];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$217  = acc_word[167:147];
                 endcase
               end
             end
@@ -3707,8 +3667,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$218  = gate1_0_1;
-    if (run) begin
+    \$218  = gate1_0_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3716,7 +3676,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[41:21];
+                      \$218  = acc_word[20:0];
                 endcase
               end
             end
@@ -3725,7 +3685,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[41:21];
+                      \$218  = acc_word[20:0];
                 endcase
               end
             end
@@ -3737,8 +3697,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$219  = gate1_0_2;
-    if (run) begin
+    \$219  = gate1_0_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3746,7 +3706,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      \$219  = acc_word[62:42];
+                      \$219  = acc_word[41:21];
                 endcase
               end
             end
@@ -3755,7 +3715,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      \$219  = acc_word[62:42];
+                      \$219  = acc_word[41:21];
                 endcase
               end
             end
@@ -3767,8 +3727,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$220  = gate1_0_3;
-    if (run) begin
+    \$220  = gate1_0_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3776,7 +3736,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      \$220  = acc_word[83:63];
+                      \$220  = acc_word[62:42];
                 endcase
               end
             end
@@ -3785,7 +3745,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      \$220  = acc_word[83:63];
+                      \$220  = acc_word[62:42];
                 endcase
               end
             end
@@ -3797,8 +3757,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$221  = gate1_0_4;
-    if (run) begin
+    \$221  = gate1_0_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3806,7 +3766,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      \$221  = acc_word[104:84];
+                      \$221  = acc_word[83:63];
                 endcase
               end
             end
@@ -3815,7 +3775,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      \$221  = acc_word[104:84];
+                      \$221  = acc_word[83:63];
                 endcase
               end
             end
@@ -3827,8 +3787,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$222  = gate1_0_5;
-    if (run) begin
+    \$222  = gate1_0_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3836,7 +3796,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      \$222  = acc_word[125:105];
+                      \$222  = acc_word[104:84];
                 endcase
               end
             end
@@ -3845,7 +3805,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      \$222  = acc_word[125:105];
+                      \$222  = acc_word[104:84];
                 endcase
               end
             end
@@ -3857,8 +3817,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$223  = gate1_0_6;
-    if (run) begin
+    \$223  = gate1_0_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3866,7 +3826,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      \$223  = acc_word[146:126];
+                      \$223  = acc_word[125:105];
                 endcase
               end
             end
@@ -3875,7 +3835,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      \$223  = acc_word[146:126];
+                      \$223  = acc_word[125:105];
                 endcase
               end
             end
@@ -3887,8 +3847,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$224  = gate1_0_7;
-    if (run) begin
+    \$224  = gate1_0_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3896,7 +3856,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      \$224  = acc_word[167:147];
+                      \$224  = acc_word[146:126];
                 endcase
               end
             end
@@ -3905,7 +3865,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      \$224  = acc_word[167:147];
+                      \$224  = acc_word[146:126];
                 endcase
               end
             end
@@ -3917,8 +3877,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$225  = gate1_1_0;
-    if (run) begin
+    \$225  = gate1_0_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3926,9 +3886,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$7 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$225  = acc_word[20:0];
+                      \$225  = acc_word[167:147];
                 endcase
               end
             end
@@ -3937,9 +3895,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
               if (\$59 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$225  = acc_word[20:0];
+                      \$225  = acc_word[167:147];
                 endcase
               end
             end
@@ -3951,8 +3907,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$226  = gate1_1_1;
-    if (run) begin
+    \$226  = gate1_1_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3962,7 +3918,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[41:21];
+                      \$226  = acc_word[20:0];
                 endcase
               end
             end
@@ -3973,7 +3929,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[41:21];
+                      \$226  = acc_word[20:0];
                 endcase
               end
             end
@@ -3985,8 +3941,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$227  = gate1_1_2;
-    if (run) begin
+    \$227  = gate1_1_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -3996,7 +3952,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$227  = acc_word[62:42];
+                      \$227  = acc_word[41:21];
                 endcase
               end
             end
@@ -4007,7 +3963,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$227  = acc_word[62:42];
+                      \$227  = acc_word[41:21];
                 endcase
               end
             end
@@ -4019,8 +3975,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$228  = gate1_1_3;
-    if (run) begin
+    \$228  = gate1_1_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4030,7 +3986,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$228  = acc_word[83:63];
+                      \$228  = acc_word[62:42];
                 endcase
               end
             end
@@ -4041,7 +3997,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$228  = acc_word[83:63];
+                      \$228  = acc_word[62:42];
                 endcase
               end
             end
@@ -4053,8 +4009,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$229  = gate1_1_4;
-    if (run) begin
+    \$229  = gate1_1_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4064,7 +4020,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$229  = acc_word[104:84];
+                      \$229  = acc_word[83:63];
                 endcase
               end
             end
@@ -4075,7 +4031,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$229  = acc_word[104:84];
+                      \$229  = acc_word[83:63];
                 endcase
               end
             end
@@ -4087,8 +4043,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$230  = gate1_1_5;
-    if (run) begin
+    \$230  = gate1_1_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4098,7 +4054,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$230  = acc_word[125:105];
+                      \$230  = acc_word[104:84];
                 endcase
               end
             end
@@ -4109,7 +4065,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$230  = acc_word[125:105];
+                      \$230  = acc_word[104:84];
                 endcase
               end
             end
@@ -4121,8 +4077,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$231  = gate1_1_6;
-    if (run) begin
+    \$231  = gate1_1_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4132,7 +4088,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$231  = acc_word[146:126];
+                      \$231  = acc_word[125:105];
                 endcase
               end
             end
@@ -4143,7 +4099,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$231  = acc_word[146:126];
+                      \$231  = acc_word[125:105];
                 endcase
               end
             end
@@ -4155,8 +4111,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$232  = gate1_1_7;
-    if (run) begin
+    \$232  = gate1_1_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4166,7 +4122,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$232  = acc_word[167:147];
+                      \$232  = acc_word[146:126];
                 endcase
               end
             end
@@ -4177,7 +4133,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$232  = acc_word[167:147];
+                      \$232  = acc_word[146:126];
                 endcase
               end
             end
@@ -4189,8 +4145,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$233  = gate1_2_0;
-    if (run) begin
+    \$233  = gate1_1_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4200,9 +4156,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$233  = acc_word[20:0];
+                      \$233  = acc_word[167:147];
                 endcase
               end
             end
@@ -4213,9 +4167,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$233  = acc_word[20:0];
+                      \$233  = acc_word[167:147];
                 endcase
               end
             end
@@ -4227,8 +4179,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$234  = gate1_2_1;
-    if (run) begin
+    \$234  = gate1_2_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4240,7 +4192,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[41:21];
+                      \$234  = acc_word[20:0];
                 endcase
               end
             end
@@ -4253,7 +4205,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[41:21];
+                      \$234  = acc_word[20:0];
                 endcase
               end
             end
@@ -4265,8 +4217,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$235  = gate1_2_2;
-    if (run) begin
+    \$235  = gate1_2_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4278,7 +4230,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$235  = acc_word[62:42];
+                      \$235  = acc_word[41:21];
                 endcase
               end
             end
@@ -4291,7 +4243,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$235  = acc_word[62:42];
+                      \$235  = acc_word[41:21];
                 endcase
               end
             end
@@ -4303,8 +4255,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$236  = gate1_2_3;
-    if (run) begin
+    \$236  = gate1_2_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4316,7 +4268,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$236  = acc_word[83:63];
+                      \$236  = acc_word[62:42];
                 endcase
               end
             end
@@ -4329,7 +4281,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$236  = acc_word[83:63];
+                      \$236  = acc_word[62:42];
                 endcase
               end
             end
@@ -4341,8 +4293,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$237  = gate1_2_4;
-    if (run) begin
+    \$237  = gate1_2_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4354,7 +4306,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$237  = acc_word[104:84];
+                      \$237  = acc_word[83:63];
                 endcase
               end
             end
@@ -4367,7 +4319,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$237  = acc_word[104:84];
+                      \$237  = acc_word[83:63];
                 endcase
               end
             end
@@ -4379,8 +4331,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$238  = gate1_2_5;
-    if (run) begin
+    \$238  = gate1_2_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4392,7 +4344,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$238  = acc_word[125:105];
+                      \$238  = acc_word[104:84];
                 endcase
               end
             end
@@ -4405,7 +4357,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$238  = acc_word[125:105];
+                      \$238  = acc_word[104:84];
                 endcase
               end
             end
@@ -4417,8 +4369,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$239  = gate1_2_6;
-    if (run) begin
+    \$239  = gate1_2_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4430,7 +4382,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$239  = acc_word[146:126];
+                      \$239  = acc_word[125:105];
                 endcase
               end
             end
@@ -4443,7 +4395,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$239  = acc_word[146:126];
+                      \$239  = acc_word[125:105];
                 endcase
               end
             end
@@ -4455,8 +4407,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$240  = gate1_2_7;
-    if (run) begin
+    \$240  = gate1_2_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4468,7 +4420,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$240  = acc_word[167:147];
+                      \$240  = acc_word[146:126];
                 endcase
               end
             end
@@ -4481,7 +4433,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$240  = acc_word[167:147];
+                      \$240  = acc_word[146:126];
                 endcase
               end
             end
@@ -4493,8 +4445,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$241  = gate1_3_0;
-    if (run) begin
+    \$241  = gate1_2_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4506,9 +4458,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$241  = acc_word[20:0];
+                      \$241  = acc_word[167:147];
                 endcase
               end
             end
@@ -4521,9 +4471,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h3:
                       /* empty */;
                   3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$241  = acc_word[20:0];
+                      \$241  = acc_word[167:147];
                 endcase
               end
             end
@@ -4535,8 +4483,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$242  = gate1_3_1;
-    if (run) begin
+    \$242  = gate1_3_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4550,7 +4498,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$242  = acc_word[41:21];
+                      \$242  = acc_word[20:0];
                 endcase
               end
             end
@@ -4565,7 +4513,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$242  = acc_word[41:21];
+                      \$242  = acc_word[20:0];
                 endcase
               end
             end
@@ -4577,8 +4525,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$243  = gate1_3_2;
-    if (run) begin
+    \$243  = gate1_3_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4592,7 +4540,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$243  = acc_word[62:42];
+                      \$243  = acc_word[41:21];
                 endcase
               end
             end
@@ -4607,7 +4555,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$243  = acc_word[62:42];
+                      \$243  = acc_word[41:21];
                 endcase
               end
             end
@@ -4619,8 +4567,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$244  = gate1_3_3;
-    if (run) begin
+    \$244  = gate1_3_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4634,7 +4582,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$244  = acc_word[83:63];
+                      \$244  = acc_word[62:42];
                 endcase
               end
             end
@@ -4649,7 +4597,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$244  = acc_word[83:63];
+                      \$244  = acc_word[62:42];
                 endcase
               end
             end
@@ -4661,8 +4609,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$245  = gate1_3_4;
-    if (run) begin
+    \$245  = gate1_3_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4676,7 +4624,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$245  = acc_word[104:84];
+                      \$245  = acc_word[83:63];
                 endcase
               end
             end
@@ -4691,7 +4639,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$245  = acc_word[104:84];
+                      \$245  = acc_word[83:63];
                 endcase
               end
             end
@@ -4703,8 +4651,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$246  = gate1_3_5;
-    if (run) begin
+    \$246  = gate1_3_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4718,7 +4666,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$246  = acc_word[125:105];
+                      \$246  = acc_word[104:84];
                 endcase
               end
             end
@@ -4733,7 +4681,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$246  = acc_word[125:105];
+                      \$246  = acc_word[104:84];
                 endcase
               end
             end
@@ -4745,8 +4693,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$247  = gate1_3_6;
-    if (run) begin
+    \$247  = gate1_3_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4760,7 +4708,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$247  = acc_word[146:126];
+                      \$247  = acc_word[125:105];
                 endcase
               end
             end
@@ -4775,7 +4723,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$247  = acc_word[146:126];
+                      \$247  = acc_word[125:105];
                 endcase
               end
             end
@@ -4787,8 +4735,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$248  = gate1_3_7;
-    if (run) begin
+    \$248  = gate1_3_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4802,7 +4750,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$248  = acc_word[167:147];
+                      \$248  = acc_word[146:126];
                 endcase
               end
             end
@@ -4817,7 +4765,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$248  = acc_word[167:147];
+                      \$248  = acc_word[146:126];
                 endcase
               end
             end
@@ -4829,38 +4777,80 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$249  = element__payload;
-    if (run) begin
+    \$249  = gate1_3_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$24 ) begin
-              \$249 [28:8] = \$30 ;
-              \$249 [49:29] = \$35 ;
-              \$249 [70:50] = \$40 ;
-              \$249 [91:71] = \$45 ;
-              \$249 [5:0] = elem;
-              \$249 [7:6] = 2'h0;
+            if (\$4 ) begin
+              if (\$7 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$249  = acc_word[167:147];
+                endcase
+              end
             end
         1'h1:
-            if (\$76 ) begin
-              \$249 [28:8] = \$82 ;
-              \$249 [49:29] = \$87 ;
-              \$249 [70:50] = \$92 ;
-              \$249 [91:71] = \$97 ;
-              \$249 [5:0] = elem;
-              \$249 [7:6] = 2'h1;
+            if (\$56 ) begin
+              if (\$59 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$249  = acc_word[167:147];
+                endcase
+              end
             end
       endcase
     end
     if (rst) begin
-      \$249  = 92'h00000000000000000000000;
+      \$249  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$250  = element__payload;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$24 ) begin
+              \$250 [28:8] = \$30 ;
+              \$250 [49:29] = \$35 ;
+              \$250 [70:50] = \$40 ;
+              \$250 [91:71] = \$45 ;
+              \$250 [5:0] = elem;
+              \$250 [7:6] = 2'h0;
+            end
+        1'h1:
+            if (\$76 ) begin
+              \$250 [28:8] = \$82 ;
+              \$250 [49:29] = \$87 ;
+              \$250 [70:50] = \$92 ;
+              \$250 [91:71] = \$97 ;
+              \$250 [5:0] = elem;
+              \$250 [7:6] = 2'h1;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$250  = 92'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     acc_addr = 6'h00;
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4901,7 +4891,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 7'h00;
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4914,7 +4904,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
@@ -4972,7 +4962,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1621$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1620$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5228,8 +5218,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1621$8 ;
-  wire [83:0] \port$1621$8 ;
+  input [83:0] \port$1620$8 ;
+  wire [83:0] \port$1620$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5249,22 +5239,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1621$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1620$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1621$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1620$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1621$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1620$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1621$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1620$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6193,10 +6183,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1621$8 [20:0];
-  assign acc1 = \port$1621$8 [41:21];
-  assign acc2 = \port$1621$8 [62:42];
-  assign acc3 = \port$1621$8 [83:63];
+  assign acc0 = \port$1620$8 [20:0];
+  assign acc1 = \port$1620$8 [41:21];
+  assign acc2 = \port$1620$8 [62:42];
+  assign acc3 = \port$1620$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7179,7 +7169,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1621$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1620$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7435,8 +7425,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1621$8 ;
-  wire [83:0] \port$1621$8 ;
+  input [83:0] \port$1620$8 ;
+  wire [83:0] \port$1620$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7456,22 +7446,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1621$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1620$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1621$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1620$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1621$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1620$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1621$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1620$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8400,10 +8390,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1621$8 [20:0];
-  assign acc1 = \port$1621$8 [41:21];
-  assign acc2 = \port$1621$8 [62:42];
-  assign acc3 = \port$1621$8 [83:63];
+  assign acc0 = \port$1620$8 [20:0];
+  assign acc1 = \port$1620$8 [41:21];
+  assign acc2 = \port$1620$8 [62:42];
+  assign acc3 = \port$1620$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -9386,7 +9376,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, run, fresh, value_addr, done, pass_now, r_en, clk);
+module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, fresh, value_addr, done, pass_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9464,11 +9454,12 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   wire [11:0] \$76 ;
   wire [8:0] \$77 ;
   reg [19:0] \$78 ;
-  reg [1:0] \$79 ;
+  reg \$79 ;
   wire \$8 ;
-  reg [6:0] \$80 ;
-  reg [10:0] \$81 ;
-  reg [36:0] \$82 ;
+  reg [1:0] \$80 ;
+  reg [6:0] \$81 ;
+  reg [10:0] \$82 ;
+  reg [36:0] \$83 ;
   wire \$9 ;
   input clk;
   wire clk;
@@ -9512,8 +9503,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   wire r_rdy;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg run = 1'h0;
   input [1:0] sel;
   wire [1:0] sel;
   input start;
@@ -9525,6 +9515,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   reg [10:0] w_addr = 11'h000;
   wire [27:0] w_data;
   reg w_en;
+  assign \$17  = 6'h20 + col;
   assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
   assign \$20  = col == 7'h40;
   assign \$21  = ~ e1[0];
@@ -9586,13 +9577,15 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   always @(posedge clk)
     e1 <= \$78 ;
   always @(posedge clk)
-    pass_now <= \$79 ;
+    run <= \$79 ;
   always @(posedge clk)
-    col <= \$80 ;
+    pass_now <= \$80 ;
   always @(posedge clk)
-    w_addr <= \$81 ;
+    col <= \$81 ;
   always @(posedge clk)
-    e2 <= \$82 ;
+    w_addr <= \$82 ;
+  always @(posedge clk)
+    e2 <= \$83 ;
   assign \$1  = col >= 6'h20;
   assign \$2  = 6'h20 + col;
   assign \$3  = \$2  - 6'h20;
@@ -9608,7 +9601,6 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   assign \$14  = col >= 6'h20;
   assign \$15  = 7'h40 + col;
   assign \$16  = \$15  - 6'h20;
-  assign \$17  = 6'h20 + col;
   \hwgen_charlm_gru2_p8.encoder.queue  queue (
     .clk(clk),
     .level(level),
@@ -9688,103 +9680,116 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$79  = pass_now;
+    \$79  = run;
+    if (done) begin
+      \$79  = 1'h0;
+    end
     if (start) begin
-      \$79  = sel;
+      \$79  = 1'h1;
     end
     if (rst) begin
-      \$79  = 2'h0;
+      \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$80  = col;
+    \$80  = pass_now;
     if (start) begin
-      \$80  = 7'h00;
+      \$80  = sel;
+    end
+    if (rst) begin
+      \$80  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$81  = col;
+    if (start) begin
+      \$81  = 7'h00;
     end
     casez (pass_now)
       2'h0:
           if (\$45 ) begin
-            \$80  = \$47 [6:0];
+            \$81  = \$47 [6:0];
           end
       2'h1:
           if (\$59 ) begin
-            \$80  = \$61 [6:0];
+            \$81  = \$61 [6:0];
           end
       2'h2:
           if (\$73 ) begin
-            \$80  = \$75 [6:0];
+            \$81  = \$75 [6:0];
           end
     endcase
     if (rst) begin
-      \$80  = 7'h00;
+      \$81  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$81  = w_addr;
+    \$82  = w_addr;
     if (start) begin
       casez (sel)
         2'h0:
-            \$81  = 11'h000;
+            \$82  = 11'h000;
         2'h1:
-            \$81  = 11'h300;
+            \$82  = 11'h300;
         2'h2:
-            \$81  = 11'h600;
+            \$82  = 11'h600;
       endcase
     end
     casez (pass_now)
       2'h0:
           if (\$45 ) begin
-            \$81  = \$48 [10:0];
+            \$82  = \$48 [10:0];
           end
       2'h1:
           if (\$59 ) begin
-            \$81  = \$62 [10:0];
+            \$82  = \$62 [10:0];
           end
       2'h2:
           if (\$73 ) begin
-            \$81  = \$76 [10:0];
+            \$82  = \$76 [10:0];
           end
     endcase
     if (rst) begin
-      \$81  = 11'h000;
+      \$82  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$82  = e2;
+    \$83  = e2;
     casez (pass_now)
       2'h0:
         begin
-          \$82 [0] = e1[0];
-          \$82 [7:1] = e1[7:1];
-          \$82 [8] = e1[8];
-          \$82 [19:9] = e1[19:9];
-          \$82 [27:20] = \$50 ;
-          \$82 [36:28] = \$53 ;
+          \$83 [0] = e1[0];
+          \$83 [7:1] = e1[7:1];
+          \$83 [8] = e1[8];
+          \$83 [19:9] = e1[19:9];
+          \$83 [27:20] = \$50 ;
+          \$83 [36:28] = \$53 ;
         end
       2'h1:
         begin
-          \$82 [0] = e1[0];
-          \$82 [7:1] = e1[7:1];
-          \$82 [8] = e1[8];
-          \$82 [19:9] = e1[19:9];
-          \$82 [27:20] = \$64 ;
-          \$82 [36:28] = \$67 ;
+          \$83 [0] = e1[0];
+          \$83 [7:1] = e1[7:1];
+          \$83 [8] = e1[8];
+          \$83 [19:9] = e1[19:9];
+          \$83 [27:20] = \$64 ;
+          \$83 [36:28] = \$67 ;
         end
       2'h2:
         begin
-          \$82 [0] = e1[0];
-          \$82 [7:1] = e1[7:1];
-          \$82 [8] = e1[8];
-          \$82 [19:9] = e1[19:9];
-          \$82 [27:20] = value;
-          \$82 [36:28] = \$77 ;
+          \$83 [0] = e1[0];
+          \$83 [7:1] = e1[7:1];
+          \$83 [8] = e1[8];
+          \$83 [19:9] = e1[19:9];
+          \$83 [27:20] = value;
+          \$83 [36:28] = \$77 ;
         end
     endcase
     if (rst) begin
-      \$82  = 37'h0000000000;
+      \$83  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -10629,9 +10634,9 @@ module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, sel,
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload, issue__valid, clk);
+module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire \$1 ;
+  reg [20:0] \$1 ;
   wire [22:0] \$10 ;
   reg [20:0] \$11 ;
   wire [22:0] \$12 ;
@@ -10639,96 +10644,94 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   wire [22:0] \$14 ;
   reg [20:0] \$15 ;
   wire [22:0] \$16 ;
-  reg [20:0] \$17 ;
-  wire [22:0] \$18 ;
-  reg [20:0] \$19 ;
-  wire \$2 ;
-  wire [22:0] \$20 ;
-  reg [20:0] \$21 ;
-  wire [22:0] \$22 ;
-  reg [20:0] \$23 ;
-  wire [22:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [16:0] \$27 ;
-  wire [16:0] \$28 ;
-  wire [16:0] \$29 ;
-  wire \$3 ;
-  wire [16:0] \$30 ;
-  wire [16:0] \$31 ;
-  wire [16:0] \$32 ;
+  wire [16:0] \$17 ;
+  wire [16:0] \$18 ;
+  wire [16:0] \$19 ;
+  wire [22:0] \$2 ;
+  wire [16:0] \$20 ;
+  wire [16:0] \$21 ;
+  wire [16:0] \$22 ;
+  wire [16:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  reg [20:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [17:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [17:0] \$39 ;
-  wire \$4 ;
-  wire [19:0] \$40 ;
-  wire [17:0] \$41 ;
-  wire [19:0] \$42 ;
-  wire [17:0] \$43 ;
-  wire [19:0] \$44 ;
-  wire [17:0] \$45 ;
-  wire [19:0] \$46 ;
-  wire [17:0] \$47 ;
-  wire [19:0] \$48 ;
-  wire [17:0] \$49 ;
-  wire \$5 ;
-  wire [19:0] \$50 ;
-  wire [17:0] \$51 ;
-  wire [19:0] \$52 ;
-  reg [34:0] \$53 ;
-  reg [34:0] \$54 ;
-  reg [34:0] \$55 ;
+  wire [17:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire [17:0] \$36 ;
+  wire [19:0] \$37 ;
+  wire [17:0] \$38 ;
+  wire [19:0] \$39 ;
+  wire [22:0] \$4 ;
+  wire [17:0] \$40 ;
+  wire [19:0] \$41 ;
+  wire [17:0] \$42 ;
+  wire [19:0] \$43 ;
+  wire [17:0] \$44 ;
+  wire [19:0] \$45 ;
+  wire [17:0] \$46 ;
+  wire [19:0] \$47 ;
+  wire [17:0] \$48 ;
+  wire [19:0] \$49 ;
+  reg [20:0] \$5 ;
+  reg [34:0] \$50 ;
+  reg [34:0] \$51 ;
+  reg [34:0] \$52 ;
+  reg [16:0] \$53 ;
+  reg [16:0] \$54 ;
+  reg [16:0] \$55 ;
   reg [16:0] \$56 ;
   reg [16:0] \$57 ;
   reg [16:0] \$58 ;
   reg [16:0] \$59 ;
-  wire \$6 ;
+  wire [22:0] \$6 ;
   reg [16:0] \$60 ;
-  reg [16:0] \$61 ;
-  reg [16:0] \$62 ;
-  reg [16:0] \$63 ;
-  reg [8:0] \$64 ;
-  reg [8:0] \$65 ;
-  reg [167:0] \$66 ;
+  reg [8:0] \$61 ;
+  reg [8:0] \$62 ;
+  reg [167:0] \$63 ;
+  reg [167:0] \$64 ;
+  reg \$65 ;
+  reg [6:0] \$66 ;
   reg [167:0] \$67 ;
-  reg [6:0] \$68 ;
-  reg [167:0] \$69 ;
-  wire \$7 ;
-  reg [167:0] \$70 ;
-  reg [1:0] \$71 ;
+  reg [167:0] \$68 ;
+  reg [1:0] \$69 ;
+  reg [20:0] \$7 ;
+  reg [21:0] \$70 ;
+  reg [21:0] \$71 ;
   reg [21:0] \$72 ;
   reg [21:0] \$73 ;
   reg [21:0] \$74 ;
   reg [21:0] \$75 ;
   reg [21:0] \$76 ;
   reg [21:0] \$77 ;
-  reg [21:0] \$78 ;
-  reg [21:0] \$79 ;
-  wire \$8 ;
+  wire [22:0] \$8 ;
   reg [20:0] \$9 ;
   reg [34:0] \$like  = 35'h000000000;
-  reg [34:0] \$like$10  = 35'h000000000;
-  wire [33:0] \$like$10.issue ;
-  wire [5:0] \$like$10.issue.acc_addr ;
-  wire [5:0] \$like$10.issue.b_addr ;
-  wire \$like$10.issue.bias ;
-  wire [8:0] \$like$10.issue.delta ;
-  wire \$like$10.issue.shift ;
-  wire [10:0] \$like$10.issue.w_addr ;
-  wire \$like$10.valid ;
-  reg [167:0] \$like$18  = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \$like$18[0] ;
-  wire [20:0] \$like$18[1] ;
-  wire [20:0] \$like$18[2] ;
-  wire [20:0] \$like$18[3] ;
-  wire [20:0] \$like$18[4] ;
-  wire [20:0] \$like$18[5] ;
-  wire [20:0] \$like$18[6] ;
-  wire [20:0] \$like$18[7] ;
+  reg [167:0] \$like$14  = 168'h000000000000000000000000000000000000000000;
+  wire [20:0] \$like$14[0] ;
+  wire [20:0] \$like$14[1] ;
+  wire [20:0] \$like$14[2] ;
+  wire [20:0] \$like$14[3] ;
+  wire [20:0] \$like$14[4] ;
+  wire [20:0] \$like$14[5] ;
+  wire [20:0] \$like$14[6] ;
+  wire [20:0] \$like$14[7] ;
+  reg [34:0] \$like$28  = 35'h000000000;
+  wire [33:0] \$like$28.issue ;
+  wire [5:0] \$like$28.issue.acc_addr ;
+  wire [5:0] \$like$28.issue.b_addr ;
+  wire \$like$28.issue.bias ;
+  wire [8:0] \$like$28.issue.delta ;
+  wire \$like$28.issue.shift ;
+  wire [10:0] \$like$28.issue.w_addr ;
+  wire \$like$28.valid ;
   (* init = 168'h000000000000000000000000000000000000000000 *)
   wire [167:0] \$like$7 ;
   wire [20:0] \$like$7[0] ;
@@ -10750,15 +10753,15 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   wire [5:0] \$signature__addr ;
   wire [5:0] \$signature__addr$4 ;
   wire [167:0] \$signature__data ;
-  wire [167:0] \$signature__data$41 ;
-  wire [20:0] \$signature__data$41[0] ;
-  wire [20:0] \$signature__data$41[1] ;
-  wire [20:0] \$signature__data$41[2] ;
-  wire [20:0] \$signature__data$41[3] ;
-  wire [20:0] \$signature__data$41[4] ;
-  wire [20:0] \$signature__data$41[5] ;
-  wire [20:0] \$signature__data$41[6] ;
-  wire [20:0] \$signature__data$41[7] ;
+  wire [167:0] \$signature__data$40 ;
+  wire [20:0] \$signature__data$40[0] ;
+  wire [20:0] \$signature__data$40[1] ;
+  wire [20:0] \$signature__data$40[2] ;
+  wire [20:0] \$signature__data$40[3] ;
+  wire [20:0] \$signature__data$40[4] ;
+  wire [20:0] \$signature__data$40[5] ;
+  wire [20:0] \$signature__data$40[6] ;
+  wire [20:0] \$signature__data$40[7] ;
   wire [20:0] \$signature__data[0] ;
   wire [20:0] \$signature__data[1] ;
   wire [20:0] \$signature__data[2] ;
@@ -10818,7 +10821,7 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   wire [7:0] \data[6] ;
   wire [7:0] \data[7] ;
   output idle;
-  wire idle;
+  reg idle = 1'h1;
   input [33:0] issue__payload;
   wire [33:0] issue__payload;
   wire [5:0] \issue__payload.acc_addr ;
@@ -10964,91 +10967,89 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   always @(posedge clk) begin
     _1_ <= b_mem[\$like [23:18]];
   end
-  assign \$signature__data$41  = _1_;
-  assign \$20  = $signed(\$19 ) + $signed(aligned5);
-  assign \$22  = $signed(\$21 ) + $signed(aligned6);
-  assign \$24  = $signed(\$23 ) + $signed(aligned7);
-  assign \$25  = $signed(data[7:0]) * $signed(\$like [33:25]);
-  assign \$26  = $signed(data[15:8]) * $signed(\$like [33:25]);
-  assign \$27  = $signed(data[23:16]) * $signed(\$like [33:25]);
-  assign \$28  = $signed(data[31:24]) * $signed(\$like [33:25]);
-  assign \$29  = $signed(data[39:32]) * $signed(\$like [33:25]);
-  assign \$30  = $signed(data[47:40]) * $signed(\$like [33:25]);
-  assign \$31  = $signed(data[55:48]) * $signed(\$like [33:25]);
-  assign \$32  = $signed(data[63:56]) * $signed(\$like [33:25]);
-  assign \$33  = s3[6:1] == s2[6:1];
-  assign \$34  = s3[0] & \$33 ;
-  assign \$35  = last[6:1] == s2[6:1];
-  assign \$36  = last[0] & \$35 ;
+  assign \$signature__data$40  = _1_;
+  assign \$22  = $signed(data[47:40]) * $signed(\$like [33:25]);
+  assign \$23  = $signed(data[55:48]) * $signed(\$like [33:25]);
+  assign \$24  = $signed(data[63:56]) * $signed(\$like [33:25]);
+  assign \$25  = issue__valid | s1[0];
+  assign \$26  = \$25  | \$like$28 [0];
+  assign \$27  = \$26  | \$like [0];
+  assign \$28  = \$27  | s2[0];
+  assign \$29  = ~ \$28 ;
+  assign \$30  = s3[6:1] == s2[6:1];
+  assign \$31  = s3[0] & \$30 ;
+  assign \$32  = last[6:1] == s2[6:1];
+  assign \$33  = last[0] & \$32 ;
   always @(posedge clk)
-    s1 <= \$53 ;
+    s1 <= \$50 ;
   always @(posedge clk)
-    \$like$10  <= \$54 ;
+    \$like$28  <= \$51 ;
   always @(posedge clk)
-    \$like  <= \$55 ;
+    \$like  <= \$52 ;
   always @(posedge clk)
-    prod0 <= \$56 ;
+    prod0 <= \$53 ;
   always @(posedge clk)
-    prod1 <= \$57 ;
+    prod1 <= \$54 ;
   always @(posedge clk)
-    prod2 <= \$58 ;
+    prod2 <= \$55 ;
   always @(posedge clk)
-    prod3 <= \$59 ;
+    prod3 <= \$56 ;
   always @(posedge clk)
-    prod4 <= \$60 ;
+    prod4 <= \$57 ;
   always @(posedge clk)
-    prod5 <= \$61 ;
+    prod5 <= \$58 ;
   always @(posedge clk)
-    prod6 <= \$62 ;
+    prod6 <= \$59 ;
   always @(posedge clk)
-    prod7 <= \$63 ;
+    prod7 <= \$60 ;
   always @(posedge clk)
-    s2 <= \$64 ;
+    s2 <= \$61 ;
   always @(posedge clk)
-    s3 <= \$65 ;
+    s3 <= \$62 ;
   always @(posedge clk)
-    acc_word <= \$66 ;
+    acc_word <= \$63 ;
   always @(posedge clk)
-    bias_q <= \$67 ;
+    bias_q <= \$64 ;
   always @(posedge clk)
-    last <= \$68 ;
+    idle <= \$65 ;
   always @(posedge clk)
-    \$like$18  <= \$69 ;
+    last <= \$66 ;
   always @(posedge clk)
-    last_sum2 <= \$70 ;
+    \$like$14  <= \$67 ;
   always @(posedge clk)
-    pick <= \$71 ;
+    last_sum2 <= \$68 ;
   always @(posedge clk)
-    aligned0 <= \$72 ;
+    pick <= \$69 ;
   always @(posedge clk)
-    aligned1 <= \$73 ;
+    aligned0 <= \$70 ;
   always @(posedge clk)
-    aligned2 <= \$74 ;
+    aligned1 <= \$71 ;
   always @(posedge clk)
-    aligned3 <= \$75 ;
+    aligned2 <= \$72 ;
   always @(posedge clk)
-    aligned4 <= \$76 ;
+    aligned3 <= \$73 ;
   always @(posedge clk)
-    aligned5 <= \$77 ;
+    aligned4 <= \$74 ;
   always @(posedge clk)
-    aligned6 <= \$78 ;
+    aligned5 <= \$75 ;
   always @(posedge clk)
-    aligned7 <= \$79 ;
+    aligned6 <= \$76 ;
+  always @(posedge clk)
+    aligned7 <= \$77 ;
   assign \$signature__addr$4  = \$like [0] ? \$like [17:12] : read_addr;
-  assign \$1  = ~ s1[0];
-  assign \$2  = ~ \$like$10 [0];
-  assign \$3  = \$1  & \$2 ;
-  assign \$4  = ~ \$like [0];
-  assign \$5  = \$3  & \$4 ;
-  assign \$6  = ~ s2[0];
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = ~ s3[0];
-  assign idle = \$7  & \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned0);
-  assign \$12  = $signed(\$11 ) + $signed(aligned1);
-  assign \$14  = $signed(\$13 ) + $signed(aligned2);
-  assign \$16  = $signed(\$15 ) + $signed(aligned3);
-  assign \$18  = $signed(\$17 ) + $signed(aligned4);
+  assign \$2  = $signed(\$1 ) + $signed(aligned0);
+  assign \$4  = $signed(\$3 ) + $signed(aligned1);
+  assign \$6  = $signed(\$5 ) + $signed(aligned2);
+  assign \$8  = $signed(\$7 ) + $signed(aligned3);
+  assign \$10  = $signed(\$9 ) + $signed(aligned4);
+  assign \$12  = $signed(\$11 ) + $signed(aligned5);
+  assign \$14  = $signed(\$13 ) + $signed(aligned6);
+  assign \$16  = $signed(\$15 ) + $signed(aligned7);
+  assign \$17  = $signed(data[7:0]) * $signed(\$like [33:25]);
+  assign \$18  = $signed(data[15:8]) * $signed(\$like [33:25]);
+  assign \$19  = $signed(data[23:16]) * $signed(\$like [33:25]);
+  assign \$20  = $signed(data[31:24]) * $signed(\$like [33:25]);
+  assign \$21  = $signed(data[39:32]) * $signed(\$like [33:25]);
   \hwgen_charlm_gru2_p8.mac.w_rom  w_rom (
     .addr(issue__payload[10:0]),
     .clk(clk),
@@ -11057,194 +11058,159 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$19  = bias_q[125:105];
-      2'h1:
-          \$19  = \$like$18 [125:105];
-      2'h2:
-          \$19  = last_sum2[125:105];
-      2'h3:
-          \$19  = acc_word[125:105];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$21  = bias_q[146:126];
-      2'h1:
-          \$21  = \$like$18 [146:126];
-      2'h2:
-          \$21  = last_sum2[146:126];
-      2'h3:
-          \$21  = acc_word[146:126];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$23  = bias_q[167:147];
-      2'h1:
-          \$23  = \$like$18 [167:147];
-      2'h2:
-          \$23  = last_sum2[167:147];
-      2'h3:
-          \$23  = acc_word[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$53 [34:1] = s1[34:1];
-    \$53 [0] = issue__valid;
+    \$50 [34:1] = s1[34:1];
+    \$50 [0] = issue__valid;
     if (issue__valid) begin
-      \$53 [34:1] = issue__payload;
+      \$50 [34:1] = issue__payload;
     end
     if (rst) begin
-      \$53  = 35'h000000000;
+      \$50  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$54  = s1;
+    \$51  = s1;
     if (rst) begin
-      \$54  = 35'h000000000;
+      \$51  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$55  = \$like$10 ;
+    \$52  = \$like$28 ;
     if (rst) begin
-      \$55  = 35'h000000000;
+      \$52  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$56  = \$25 ;
+    \$53  = \$17 ;
+    if (rst) begin
+      \$53  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$54  = \$18 ;
+    if (rst) begin
+      \$54  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$55  = \$19 ;
+    if (rst) begin
+      \$55  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$56  = \$20 ;
     if (rst) begin
       \$56  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$57  = \$26 ;
+    \$57  = \$21 ;
     if (rst) begin
       \$57  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$58  = \$27 ;
+    \$58  = \$22 ;
     if (rst) begin
       \$58  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$59  = \$28 ;
+    \$59  = \$23 ;
     if (rst) begin
       \$59  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$60  = \$29 ;
+    \$60  = \$24 ;
     if (rst) begin
       \$60  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$61  = \$30 ;
+    \$61 [0] = \$like [0];
+    \$61 [6:1] = \$like [17:12];
+    \$61 [7] = \$like [24];
+    \$61 [8] = \$like [34];
     if (rst) begin
-      \$61  = 17'h00000;
+      \$61  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$62  = \$31 ;
+    \$62  = s2;
     if (rst) begin
-      \$62  = 17'h00000;
+      \$62  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$63  = \$32 ;
+    \$63  = \$signature__data ;
     if (rst) begin
-      \$63  = 17'h00000;
+      \$63  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$64 [0] = \$like [0];
-    \$64 [6:1] = \$like [17:12];
-    \$64 [7] = \$like [24];
-    \$64 [8] = \$like [34];
+    \$64  = \$signature__data$40 ;
     if (rst) begin
-      \$64  = 9'h000;
+      \$64  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$65  = s2;
+    \$65  = \$29 ;
     if (rst) begin
-      \$65  = 9'h000;
+      \$65  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$66  = \$signature__data ;
+    \$66 [0] = s3[0];
+    \$66 [6:1] = s3[6:1];
     if (rst) begin
-      \$66  = 168'h000000000000000000000000000000000000000000;
+      \$66  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$67  = \$signature__data$41 ;
+    \$67  = acc_wr__data;
     if (rst) begin
       \$67  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$68 [0] = s3[0];
-    \$68 [6:1] = s3[6:1];
+    \$68  = \$like$14 ;
     if (rst) begin
-      \$68  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$69  = acc_wr__data;
-    if (rst) begin
-      \$69  = 168'h000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$70  = \$like$18 ;
-    if (rst) begin
-      \$70  = 168'h000000000000000000000000000000000000000000;
+      \$68  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (s2[7]) begin
-      \$71  = 2'h0;
-    end else if (\$34 ) begin
-      \$71  = 2'h1;
-    end else if (\$36 ) begin
-      \$71  = 2'h2;
+      \$69  = 2'h0;
+    end else if (\$31 ) begin
+      \$69  = 2'h1;
+    end else if (\$33 ) begin
+      \$69  = 2'h2;
     end else begin
-      \$71  = 2'h3;
+      \$69  = 2'h3;
     end
     if (rst) begin
-      \$71  = 2'h0;
+      \$69  = 2'h0;
     end
   end
   always @* begin
@@ -11252,9 +11218,35 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$72  = { \$37 [17], \$37 [17], \$37 [17], \$37 [17], \$37  };
+          \$70  = { \$34 [17], \$34 [17], \$34 [17], \$34 [17], \$34  };
       1'h1:
-          \$72  = { \$38 [19], \$38 [19], \$38  };
+          \$70  = { \$35 [19], \$35 [19], \$35  };
+    endcase
+    if (rst) begin
+      \$70  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$71  = { \$36 [17], \$36 [17], \$36 [17], \$36 [17], \$36  };
+      1'h1:
+          \$71  = { \$37 [19], \$37 [19], \$37  };
+    endcase
+    if (rst) begin
+      \$71  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$72  = { \$38 [17], \$38 [17], \$38 [17], \$38 [17], \$38  };
+      1'h1:
+          \$72  = { \$39 [19], \$39 [19], \$39  };
     endcase
     if (rst) begin
       \$72  = 22'h000000;
@@ -11265,9 +11257,9 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$73  = { \$39 [17], \$39 [17], \$39 [17], \$39 [17], \$39  };
+          \$73  = { \$40 [17], \$40 [17], \$40 [17], \$40 [17], \$40  };
       1'h1:
-          \$73  = { \$40 [19], \$40 [19], \$40  };
+          \$73  = { \$41 [19], \$41 [19], \$41  };
     endcase
     if (rst) begin
       \$73  = 22'h000000;
@@ -11278,9 +11270,9 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$74  = { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  };
+          \$74  = { \$42 [17], \$42 [17], \$42 [17], \$42 [17], \$42  };
       1'h1:
-          \$74  = { \$42 [19], \$42 [19], \$42  };
+          \$74  = { \$43 [19], \$43 [19], \$43  };
     endcase
     if (rst) begin
       \$74  = 22'h000000;
@@ -11291,9 +11283,9 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$75  = { \$43 [17], \$43 [17], \$43 [17], \$43 [17], \$43  };
+          \$75  = { \$44 [17], \$44 [17], \$44 [17], \$44 [17], \$44  };
       1'h1:
-          \$75  = { \$44 [19], \$44 [19], \$44  };
+          \$75  = { \$45 [19], \$45 [19], \$45  };
     endcase
     if (rst) begin
       \$75  = 22'h000000;
@@ -11304,9 +11296,9 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$76  = { \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45  };
+          \$76  = { \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46  };
       1'h1:
-          \$76  = { \$46 [19], \$46 [19], \$46  };
+          \$76  = { \$47 [19], \$47 [19], \$47  };
     endcase
     if (rst) begin
       \$76  = 22'h000000;
@@ -11317,9 +11309,9 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$77  = { \$47 [17], \$47 [17], \$47 [17], \$47 [17], \$47  };
+          \$77  = { \$48 [17], \$48 [17], \$48 [17], \$48 [17], \$48  };
       1'h1:
-          \$77  = { \$48 [19], \$48 [19], \$48  };
+          \$77  = { \$49 [19], \$49 [19], \$49  };
     endcase
     if (rst) begin
       \$77  = 22'h000000;
@@ -11328,41 +11320,15 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$78  = { \$49 [17], \$49 [17], \$49 [17], \$49 [17], \$49  };
-      1'h1:
-          \$78  = { \$50 [19], \$50 [19], \$50  };
-    endcase
-    if (rst) begin
-      \$78  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$79  = { \$51 [17], \$51 [17], \$51 [17], \$51 [17], \$51  };
-      1'h1:
-          \$79  = { \$52 [19], \$52 [19], \$52  };
-    endcase
-    if (rst) begin
-      \$79  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
     casez (pick)
       2'h0:
-          \$9  = bias_q[20:0];
+          \$1  = bias_q[20:0];
       2'h1:
-          \$9  = \$like$18 [20:0];
+          \$1  = \$like$14 [20:0];
       2'h2:
-          \$9  = last_sum2[20:0];
+          \$1  = last_sum2[20:0];
       2'h3:
-          \$9  = acc_word[20:0];
+          \$1  = acc_word[20:0];
     endcase
   end
   always @* begin
@@ -11370,13 +11336,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (pick)
       2'h0:
-          \$11  = bias_q[41:21];
+          \$3  = bias_q[41:21];
       2'h1:
-          \$11  = \$like$18 [41:21];
+          \$3  = \$like$14 [41:21];
       2'h2:
-          \$11  = last_sum2[41:21];
+          \$3  = last_sum2[41:21];
       2'h3:
-          \$11  = acc_word[41:21];
+          \$3  = acc_word[41:21];
     endcase
   end
   always @* begin
@@ -11384,13 +11350,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (pick)
       2'h0:
-          \$13  = bias_q[62:42];
+          \$5  = bias_q[62:42];
       2'h1:
-          \$13  = \$like$18 [62:42];
+          \$5  = \$like$14 [62:42];
       2'h2:
-          \$13  = last_sum2[62:42];
+          \$5  = last_sum2[62:42];
       2'h3:
-          \$13  = acc_word[62:42];
+          \$5  = acc_word[62:42];
     endcase
   end
   always @* begin
@@ -11398,13 +11364,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (pick)
       2'h0:
-          \$15  = bias_q[83:63];
+          \$7  = bias_q[83:63];
       2'h1:
-          \$15  = \$like$18 [83:63];
+          \$7  = \$like$14 [83:63];
       2'h2:
-          \$15  = last_sum2[83:63];
+          \$7  = last_sum2[83:63];
       2'h3:
-          \$15  = acc_word[83:63];
+          \$7  = acc_word[83:63];
     endcase
   end
   always @* begin
@@ -11412,13 +11378,55 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (pick)
       2'h0:
-          \$17  = bias_q[104:84];
+          \$9  = bias_q[104:84];
       2'h1:
-          \$17  = \$like$18 [104:84];
+          \$9  = \$like$14 [104:84];
       2'h2:
-          \$17  = last_sum2[104:84];
+          \$9  = last_sum2[104:84];
       2'h3:
-          \$17  = acc_word[104:84];
+          \$9  = acc_word[104:84];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$11  = bias_q[125:105];
+      2'h1:
+          \$11  = \$like$14 [125:105];
+      2'h2:
+          \$11  = last_sum2[125:105];
+      2'h3:
+          \$11  = acc_word[125:105];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$13  = bias_q[146:126];
+      2'h1:
+          \$13  = \$like$14 [146:126];
+      2'h2:
+          \$13  = last_sum2[146:126];
+      2'h3:
+          \$13  = acc_word[146:126];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pick)
+      2'h0:
+          \$15  = bias_q[167:147];
+      2'h1:
+          \$15  = \$like$14 [167:147];
+      2'h2:
+          \$15  = last_sum2[167:147];
+      2'h3:
+          \$15  = acc_word[167:147];
     endcase
   end
   assign addr = issue__payload[10:0];
@@ -11456,26 +11464,6 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \$like$7[5]  = acc_word[125:105];
   assign \$like$7[6]  = acc_word[146:126];
   assign \$like$7[7]  = acc_word[167:147];
-  assign \s1.valid  = s1[0];
-  assign \s1.issue  = s1[34:1];
-  assign \s1.issue.w_addr  = s1[11:1];
-  assign \s1.issue.acc_addr  = s1[17:12];
-  assign \s1.issue.b_addr  = s1[23:18];
-  assign \s1.issue.bias  = s1[24];
-  assign \s1.issue.delta  = s1[33:25];
-  assign \s1.issue.shift  = s1[34];
-  assign \$like$10.valid  = \$like$10 [0];
-  assign \$like$10.issue  = \$like$10 [34:1];
-  assign \$like$10.issue.w_addr  = \$like$10 [11:1];
-  assign \$like$10.issue.acc_addr  = \$like$10 [17:12];
-  assign \$like$10.issue.b_addr  = \$like$10 [23:18];
-  assign \$like$10.issue.bias  = \$like$10 [24];
-  assign \$like$10.issue.delta  = \$like$10 [33:25];
-  assign \$like$10.issue.shift  = \$like$10 [34];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[6:1];
-  assign \s2.bias  = s2[7];
-  assign \s2.shift  = s2[8];
   assign \s3.valid  = s3[0];
   assign \s3.acc_addr  = s3[6:1];
   assign \s3.bias  = s3[7];
@@ -11496,14 +11484,14 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \bias_q[5]  = bias_q[125:105];
   assign \bias_q[6]  = bias_q[146:126];
   assign \bias_q[7]  = bias_q[167:147];
-  assign \$like$18[0]  = \$like$18 [20:0];
-  assign \$like$18[1]  = \$like$18 [41:21];
-  assign \$like$18[2]  = \$like$18 [62:42];
-  assign \$like$18[3]  = \$like$18 [83:63];
-  assign \$like$18[4]  = \$like$18 [104:84];
-  assign \$like$18[5]  = \$like$18 [125:105];
-  assign \$like$18[6]  = \$like$18 [146:126];
-  assign \$like$18[7]  = \$like$18 [167:147];
+  assign \$like$14[0]  = \$like$14 [20:0];
+  assign \$like$14[1]  = \$like$14 [41:21];
+  assign \$like$14[2]  = \$like$14 [62:42];
+  assign \$like$14[3]  = \$like$14 [83:63];
+  assign \$like$14[4]  = \$like$14 [104:84];
+  assign \$like$14[5]  = \$like$14 [125:105];
+  assign \$like$14[6]  = \$like$14 [146:126];
+  assign \$like$14[7]  = \$like$14 [167:147];
   assign \last_sum2[0]  = last_sum2[20:0];
   assign \last_sum2[1]  = last_sum2[41:21];
   assign \last_sum2[2]  = last_sum2[62:42];
@@ -11512,6 +11500,22 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \last_sum2[5]  = last_sum2[125:105];
   assign \last_sum2[6]  = last_sum2[146:126];
   assign \last_sum2[7]  = last_sum2[167:147];
+  assign \s1.valid  = s1[0];
+  assign \s1.issue  = s1[34:1];
+  assign \s1.issue.w_addr  = s1[11:1];
+  assign \s1.issue.acc_addr  = s1[17:12];
+  assign \s1.issue.b_addr  = s1[23:18];
+  assign \s1.issue.bias  = s1[24];
+  assign \s1.issue.delta  = s1[33:25];
+  assign \s1.issue.shift  = s1[34];
+  assign \$like$28.valid  = \$like$28 [0];
+  assign \$like$28.issue  = \$like$28 [34:1];
+  assign \$like$28.issue.w_addr  = \$like$28 [11:1];
+  assign \$like$28.issue.acc_addr  = \$like$28 [17:12];
+  assign \$like$28.issue.b_addr  = \$like$28 [23:18];
+  assign \$like$28.issue.bias  = \$like$28 [24];
+  assign \$like$28.issue.delta  = \$like$28 [33:25];
+  assign \$like$28.issue.shift  = \$like$28 [34];
   assign \data[0]  = data[7:0];
   assign \data[1]  = data[15:8];
   assign \data[2]  = data[23:16];
@@ -11520,6 +11524,10 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \data[5]  = data[47:40];
   assign \data[6]  = data[55:48];
   assign \data[7]  = data[63:56];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[6:1];
+  assign \s2.bias  = s2[7];
+  assign \s2.shift  = s2[8];
   assign \$signature__data[0]  = \$signature__data [20:0];
   assign \$signature__data[1]  = \$signature__data [41:21];
   assign \$signature__data[2]  = \$signature__data [62:42];
@@ -11528,40 +11536,40 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \$signature__data[5]  = \$signature__data [125:105];
   assign \$signature__data[6]  = \$signature__data [146:126];
   assign \$signature__data[7]  = \$signature__data [167:147];
-  assign \$signature__data$41[0]  = \$signature__data$41 [20:0];
-  assign \$signature__data$41[1]  = \$signature__data$41 [41:21];
-  assign \$signature__data$41[2]  = \$signature__data$41 [62:42];
-  assign \$signature__data$41[3]  = \$signature__data$41 [83:63];
-  assign \$signature__data$41[4]  = \$signature__data$41 [104:84];
-  assign \$signature__data$41[5]  = \$signature__data$41 [125:105];
-  assign \$signature__data$41[6]  = \$signature__data$41 [146:126];
-  assign \$signature__data$41[7]  = \$signature__data$41 [167:147];
+  assign \$signature__data$40[0]  = \$signature__data$40 [20:0];
+  assign \$signature__data$40[1]  = \$signature__data$40 [41:21];
+  assign \$signature__data$40[2]  = \$signature__data$40 [62:42];
+  assign \$signature__data$40[3]  = \$signature__data$40 [83:63];
+  assign \$signature__data$40[4]  = \$signature__data$40 [104:84];
+  assign \$signature__data$40[5]  = \$signature__data$40 [125:105];
+  assign \$signature__data$40[6]  = \$signature__data$40 [146:126];
+  assign \$signature__data$40[7]  = \$signature__data$40 [167:147];
   assign \last.valid  = last[0];
   assign \last.acc_addr  = last[6:1];
-  assign acc_wr__data[167:147] = \$24 [20:0];
-  assign acc_wr__data[146:126] = \$22 [20:0];
-  assign acc_wr__data[125:105] = \$20 [20:0];
-  assign acc_wr__data[104:84] = \$18 [20:0];
-  assign acc_wr__data[83:63] = \$16 [20:0];
-  assign acc_wr__data[62:42] = \$14 [20:0];
-  assign acc_wr__data[41:21] = \$12 [20:0];
-  assign acc_wr__data[20:0] = \$10 [20:0];
-  assign \$37  = { prod0[16], prod0 };
-  assign \$38  = { prod0[16], prod0, 2'h0 };
-  assign \$39  = { prod1[16], prod1 };
-  assign \$40  = { prod1[16], prod1, 2'h0 };
-  assign \$41  = { prod2[16], prod2 };
-  assign \$42  = { prod2[16], prod2, 2'h0 };
-  assign \$43  = { prod3[16], prod3 };
-  assign \$44  = { prod3[16], prod3, 2'h0 };
-  assign \$45  = { prod4[16], prod4 };
-  assign \$46  = { prod4[16], prod4, 2'h0 };
-  assign \$47  = { prod5[16], prod5 };
-  assign \$48  = { prod5[16], prod5, 2'h0 };
-  assign \$49  = { prod6[16], prod6 };
-  assign \$50  = { prod6[16], prod6, 2'h0 };
-  assign \$51  = { prod7[16], prod7 };
-  assign \$52  = { prod7[16], prod7, 2'h0 };
+  assign acc_wr__data[167:147] = \$16 [20:0];
+  assign acc_wr__data[146:126] = \$14 [20:0];
+  assign acc_wr__data[125:105] = \$12 [20:0];
+  assign acc_wr__data[104:84] = \$10 [20:0];
+  assign acc_wr__data[83:63] = \$8 [20:0];
+  assign acc_wr__data[62:42] = \$6 [20:0];
+  assign acc_wr__data[41:21] = \$4 [20:0];
+  assign acc_wr__data[20:0] = \$2 [20:0];
+  assign \$34  = { prod0[16], prod0 };
+  assign \$35  = { prod0[16], prod0, 2'h0 };
+  assign \$36  = { prod1[16], prod1 };
+  assign \$37  = { prod1[16], prod1, 2'h0 };
+  assign \$38  = { prod2[16], prod2 };
+  assign \$39  = { prod2[16], prod2, 2'h0 };
+  assign \$40  = { prod3[16], prod3 };
+  assign \$41  = { prod3[16], prod3, 2'h0 };
+  assign \$42  = { prod4[16], prod4 };
+  assign \$43  = { prod4[16], prod4, 2'h0 };
+  assign \$44  = { prod5[16], prod5 };
+  assign \$45  = { prod5[16], prod5, 2'h0 };
+  assign \$46  = { prod6[16], prod6 };
+  assign \$47  = { prod6[16], prod6, 2'h0 };
+  assign \$48  = { prod7[16], prod7 };
+  assign \$49  = { prod7[16], prod7, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)

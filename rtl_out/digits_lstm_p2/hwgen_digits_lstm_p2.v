@@ -8,20 +8,20 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [3:0] \$14 ;
+  wire [3:0] \$13 ;
+  wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire [5:0] \$18 ;
+  wire [5:0] \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire [6:0] \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  reg [2:0] \$22 ;
-  reg \$23 ;
-  reg [2:0] \$24 ;
-  reg [4:0] \$25 ;
+  reg [2:0] \$21 ;
+  reg \$22 ;
+  reg [2:0] \$23 ;
+  reg [4:0] \$24 ;
+  reg \$25 ;
   reg \$26 ;
   wire [6:0] \$3 ;
   wire \$4 ;
@@ -33,7 +33,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [4:0] \$signature__addr ;
   reg [5:0] \$signature__addr$48 ;
   reg [4:0] \$signature__addr$53 ;
-  reg [5:0] \$signature__addr$62 ;
+  reg [5:0] \$signature__addr$61 ;
   wire [7:0] \$signature__data ;
   wire [7:0] \$signature__data$46 ;
   reg [7:0] \$signature__data$51 ;
@@ -76,8 +76,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
+  wire \done$72 ;
   wire \done$74 ;
-  wire \done$75 ;
   wire [82:0] element__payload;
   wire [75:0] \element__payload.gates ;
   wire [18:0] \element__payload.gates[0] ;
@@ -87,6 +87,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \element__payload.layer ;
   wire [5:0] \element__payload.tag ;
   wire element__valid;
+  reg flushed = 1'h0;
   reg fresh = 1'h1;
   (* init = 1'h1 *)
   wire \fresh$19 ;
@@ -139,16 +140,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [6:0] read_addr;
   input rst;
   wire rst;
-  reg run;
-  reg \run$67 ;
   wire sel;
   reg \sel$58 ;
-  wire [-1:0] \sel$64 ;
+  wire [-1:0] \sel$63 ;
   reg seq_end = 1'h0;
   reg [2:0] seq_state = 3'h0;
   reg start;
-  reg \start$66 ;
-  reg \start$70 ;
+  reg \start$65 ;
+  reg \start$69 ;
   wire [5:0] tag;
   wire [5:0] tag_out;
   wire valid_in;
@@ -245,7 +244,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
-    _1_ <= v_mem[\$signature__addr$62 ];
+    _1_ <= v_mem[\$signature__addr$61 ];
   end
   assign value = _1_;
   assign read_addr = acc_addr | \acc_addr$30 ;
@@ -256,31 +255,32 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$2  = 3'h4 + tag_out;
   assign \$3  = 1'h0 + tag_out;
   assign \$4  = in_idx == 2'h3;
-  assign \$5  = \wait  == 5'h16;
-  assign \$6  = ! seq_state;
-  assign \$7  = seq_state == 1'h1;
-  assign \$8  = seq_state == 2'h2;
-  assign \$9  = seq_state == 2'h3;
-  assign \$10  = seq_state == 3'h4;
-  assign \$11  = seq_state == 3'h5;
-  assign \$12  = seq_state == 3'h6;
-  assign \$13  = seq_state == 3'h7;
-  assign \$14  = in_idx + 1'h1;
-  assign \$15  = in_idx == 2'h3;
-  assign \$16  = ~ issue__valid;
-  assign \$17  = done & \$16 ;
-  assign \$18  = \wait  + 1'h1;
-  assign \$19  = \wait  == 5'h16;
-  assign \$20  = ~ issue__valid;
-  assign \$21  = done & \$20 ;
+  assign \$5  = ! seq_state;
+  assign \$6  = seq_state == 1'h1;
+  assign \$7  = seq_state == 2'h2;
+  assign \$8  = seq_state == 2'h3;
+  assign \$9  = seq_state == 3'h4;
+  assign \$10  = seq_state == 3'h5;
+  assign \$11  = seq_state == 3'h6;
+  assign \$12  = seq_state == 3'h7;
+  assign \$13  = in_idx + 1'h1;
+  assign \$14  = in_idx == 2'h3;
+  assign \$15  = ~ issue__valid;
+  assign \$16  = done & \$15 ;
+  assign \$17  = \wait  + 1'h1;
+  assign \$18  = \wait  == 5'h15;
+  assign \$19  = ~ issue__valid;
+  assign \$20  = done & \$19 ;
   always @(posedge clk)
-    in_idx <= \$22 ;
+    in_idx <= \$21 ;
   always @(posedge clk)
-    seq_end <= \$23 ;
+    seq_end <= \$22 ;
   always @(posedge clk)
-    seq_state <= \$24 ;
+    seq_state <= \$23 ;
   always @(posedge clk)
-    \wait  <= \$25 ;
+    \wait  <= \$24 ;
+  always @(posedge clk)
+    flushed <= \$25 ;
   always @(posedge clk)
     fresh <= \$26 ;
   \hwgen_digits_lstm_p2.activate  activate (
@@ -288,13 +288,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc_word(acc_word),
     .c_addr(\$signature__addr ),
     .clk(clk),
-    .done(\done$74 ),
+    .done(\done$72 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
     .h_addr(h_addr),
     .rst(rst),
-    .run(\run$67 ),
-    .start(\start$66 )
+    .start(\start$65 )
   );
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .c_new(c_new),
@@ -303,7 +302,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1006$7 (element__payload[82:7]),
+    .\port$1009$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -317,7 +316,6 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
-    .run(run),
     .sel(\sel$58 ),
     .start(start),
     .value(value),
@@ -327,12 +325,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc_addr(\acc_addr$30 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$75 ),
+    .done(\done$74 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$70 )
+    .start(\start$69 )
   );
   \hwgen_digits_lstm_p2.issuer  issuer (
     .busy(issue__valid),
@@ -448,50 +446,34 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       3'h3:
           /* empty */;
       3'h4:
-          if (\$5 ) begin
-            start = 1'h1;
+          if (flushed) begin
+            if (seq_end) begin
+              start = 1'h1;
+            end
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    run = 1'h0;
+    \$signature__addr$61  = 6'h00;
     casez (seq_state)
       3'h0:
           /* empty */;
       3'h1:
-          run = 1'h1;
+          \$signature__addr$61  = value_addr;
       3'h2:
           /* empty */;
       3'h3:
-          /* empty */;
+          \$signature__addr$61  = h_addr;
       3'h4:
           /* empty */;
       3'h5:
-          run = 1'h1;
+          \$signature__addr$61  = value_addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$62  = 6'h00;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$signature__addr$62  = value_addr;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$signature__addr$62  = h_addr;
-      3'h4:
-          /* empty */;
-      3'h5:
-          \$signature__addr$62  = value_addr;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$66  = 1'h0;
+    \start$65  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -499,27 +481,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       3'h2:
           if (idle) begin
-            \start$66  = 1'h1;
+            \start$65  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \run$67  = 1'h0;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \run$67  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$70  = 1'h0;
+    \start$69  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -535,93 +503,93 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       3'h6:
           if (idle) begin
-            \start$70  = 1'h1;
+            \start$69  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$22  = in_idx;
+    \$21  = in_idx;
     casez (seq_state)
       3'h0:
           if (i__valid) begin
-            \$22  = \$14 [2:0];
-            if (\$15 ) begin
-              \$22  = 3'h0;
+            \$21  = \$13 [2:0];
+            if (\$14 ) begin
+              \$21  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$22  = 3'h0;
+      \$21  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$23  = seq_end;
+    \$22  = seq_end;
     casez (seq_state)
       3'h0:
           if (i__valid) begin
-            if (\$15 ) begin
-              \$23  = i__payload[9];
+            if (\$14 ) begin
+              \$22  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$23  = 1'h0;
+      \$22  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$24  = seq_state;
+    \$23  = seq_state;
     (* full_case = 32'd1 *)
     casez (seq_state)
       3'h0:
           if (i__valid) begin
-            if (\$15 ) begin
-              \$24  = 3'h1;
+            if (\$14 ) begin
+              \$23  = 3'h1;
             end
           end
       3'h1:
-          if (\$17 ) begin
-            \$24  = 3'h2;
+          if (\$16 ) begin
+            \$23  = 3'h2;
           end
       3'h2:
           if (idle) begin
-            \$24  = 3'h3;
+            \$23  = 3'h3;
           end
       3'h3:
-          if (\done$74 ) begin
-            \$24  = 3'h4;
+          if (\done$72 ) begin
+            \$23  = 3'h4;
           end
       3'h4:
-          if (\$19 ) begin
+          if (flushed) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$24  = 3'h5;
+              \$23  = 3'h5;
             end else begin
-              \$24  = 3'h0;
+              \$23  = 3'h0;
             end
           end
       3'h5:
-          if (\$21 ) begin
-            \$24  = 3'h6;
+          if (\$20 ) begin
+            \$23  = 3'h6;
           end
       3'h6:
           if (idle) begin
-            \$24  = 3'h7;
+            \$23  = 3'h7;
           end
       3'h7:
-          if (\done$75 ) begin
-            \$24  = 3'h0;
+          if (\done$74 ) begin
+            \$23  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$24  = 3'h0;
+      \$23  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$25  = \wait ;
+    \$24  = \wait ;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -630,14 +598,33 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       3'h2:
           /* empty */;
       3'h3:
-          if (\done$74 ) begin
-            \$25  = 5'h00;
+          if (\done$72 ) begin
+            \$24  = 5'h00;
           end
       3'h4:
-          \$25  = \$18 [4:0];
+          \$24  = \$17 [4:0];
     endcase
     if (rst) begin
-      \$25  = 5'h00;
+      \$24  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$25  = flushed;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$25  = \$18 ;
+    endcase
+    if (rst) begin
+      \$25  = 1'h0;
     end
   end
   always @* begin
@@ -654,7 +641,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       3'h3:
           /* empty */;
       3'h4:
-          if (\$19 ) begin
+          if (flushed) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
@@ -666,7 +653,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       3'h6:
           /* empty */;
       3'h7:
-          if (\done$75 ) begin
+          if (\done$74 ) begin
             \$26  = seq_end;
           end
     endcase
@@ -738,7 +725,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid, element__payload, acc_addr, h_addr, c_addr, done, clk);
+module \hwgen_digits_lstm_p2.activate (rst, start, acc_word, element__valid, element__payload, acc_addr, h_addr, c_addr, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -758,7 +745,8 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   reg [18:0] \$112 ;
   reg [18:0] \$113 ;
   reg [18:0] \$114 ;
-  reg [82:0] \$115 ;
+  reg [18:0] \$115 ;
+  reg [82:0] \$116 ;
   reg \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -854,7 +842,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   reg \$96 ;
   reg \$97 ;
   reg \$98 ;
-  reg [18:0] \$99 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   output [6:0] acc_addr;
   reg [6:0] acc_addr;
@@ -909,8 +897,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   wire [-1:0] layer;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg running = 1'h0;
   wire [-1:0] sel;
   input start;
   wire start;
@@ -995,39 +982,41 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   always @(posedge clk)
     bank1_full <= \$98 ;
   always @(posedge clk)
-    gate0_0_0 <= \$99 ;
+    running <= \$99 ;
   always @(posedge clk)
-    gate0_0_1 <= \$100 ;
+    gate0_0_0 <= \$100 ;
   always @(posedge clk)
-    gate0_1_0 <= \$101 ;
+    gate0_0_1 <= \$101 ;
   always @(posedge clk)
-    gate0_1_1 <= \$102 ;
+    gate0_1_0 <= \$102 ;
   always @(posedge clk)
-    gate0_2_0 <= \$103 ;
+    gate0_1_1 <= \$103 ;
   always @(posedge clk)
-    gate0_2_1 <= \$104 ;
+    gate0_2_0 <= \$104 ;
   always @(posedge clk)
-    gate0_3_0 <= \$105 ;
+    gate0_2_1 <= \$105 ;
   always @(posedge clk)
-    gate0_3_1 <= \$106 ;
+    gate0_3_0 <= \$106 ;
   always @(posedge clk)
-    gate1_0_0 <= \$107 ;
+    gate0_3_1 <= \$107 ;
   always @(posedge clk)
-    gate1_0_1 <= \$108 ;
+    gate1_0_0 <= \$108 ;
   always @(posedge clk)
-    gate1_1_0 <= \$109 ;
+    gate1_0_1 <= \$109 ;
   always @(posedge clk)
-    gate1_1_1 <= \$110 ;
+    gate1_1_0 <= \$110 ;
   always @(posedge clk)
-    gate1_2_0 <= \$111 ;
+    gate1_1_1 <= \$111 ;
   always @(posedge clk)
-    gate1_2_1 <= \$112 ;
+    gate1_2_0 <= \$112 ;
   always @(posedge clk)
-    gate1_3_0 <= \$113 ;
+    gate1_2_1 <= \$113 ;
   always @(posedge clk)
-    gate1_3_1 <= \$114 ;
+    gate1_3_0 <= \$114 ;
   always @(posedge clk)
-    element__payload <= \$115 ;
+    gate1_3_1 <= \$115 ;
+  always @(posedge clk)
+    element__payload <= \$116 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1231,7 +1220,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$88  = 1'h0;
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         \$88  = 1'h1;
       end
@@ -1246,7 +1235,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$89  = 5'h00;
     end
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         if (\$49 ) begin
           \$89  = \$51 [4:0];
@@ -1263,7 +1252,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$90  = 2'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         (* full_case = 32'd1 *)
         if (\$49 ) begin
@@ -1283,7 +1272,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$91  = 6'h00;
     end
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         \$91  = \$25 [5:0];
       end
@@ -1298,7 +1287,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$92  = 3'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         \$92  = \$5 [2:0];
         if (\$15 ) begin
@@ -1321,7 +1310,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$93  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$8 ) begin
           \$93  = \$14 ;
@@ -1341,7 +1330,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$94  = 5'h00;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$15 ) begin
           \$94  = \$17 [4:0];
@@ -1358,7 +1347,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$95  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$15 ) begin
           \$95  = \$16 ;
@@ -1375,7 +1364,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$96  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         if (\$49 ) begin
           \$96  = \$50 ;
@@ -1392,7 +1381,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$97  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$15 ) begin
           casez (\$signal )
@@ -1420,7 +1409,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
     if (start) begin
       \$98  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$15 ) begin
           (* full_case = 32'd1 *)
@@ -1450,30 +1439,26 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate0_0_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
-          casez (act_q)
-            3'h2:
-                \$99  = acc_word[18:0];
-          endcase
-        end
-      end
+    \$99  = running;
+    if (start) begin
+      \$99  = 1'h1;
+    end
+    if (done) begin
+      \$99  = 1'h0;
     end
     if (rst) begin
-      \$99  = 19'h00000;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_0_1;
-    if (run) begin
+    \$100  = gate0_0_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
             3'h2:
-                \$100  = acc_word[37:19];
+                \$100  = acc_word[18:0];
           endcase
         end
       end
@@ -1484,15 +1469,13 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_1_0;
-    if (run) begin
+    \$101  = gate0_0_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$101  = acc_word[18:0];
+                \$101  = acc_word[37:19];
           endcase
         end
       end
@@ -1503,15 +1486,15 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_1_1;
-    if (run) begin
+    \$102  = gate0_1_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$102  = acc_word[37:19];
+                \$102  = acc_word[18:0];
           endcase
         end
       end
@@ -1522,17 +1505,15 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_2_0;
-    if (run) begin
+    \$103  = gate0_1_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$103  = acc_word[18:0];
+                \$103  = acc_word[37:19];
           endcase
         end
       end
@@ -1543,8 +1524,8 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_2_1;
-    if (run) begin
+    \$104  = gate0_2_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
@@ -1553,7 +1534,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
             3'h3:
                 /* empty */;
             3'h4:
-                \$104  = acc_word[37:19];
+                \$104  = acc_word[18:0];
           endcase
         end
       end
@@ -1564,8 +1545,8 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate0_3_0;
-    if (run) begin
+    \$105  = gate0_2_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
@@ -1574,9 +1555,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$105  = acc_word[18:0];
+                \$105  = acc_word[37:19];
           endcase
         end
       end
@@ -1587,8 +1566,8 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate0_3_1;
-    if (run) begin
+    \$106  = gate0_3_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
@@ -1599,7 +1578,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
             3'h4:
                 /* empty */;
             3'h5:
-                \$106  = acc_word[37:19];
+                \$106  = acc_word[18:0];
           endcase
         end
       end
@@ -1610,13 +1589,19 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate1_0_0;
-    if (run) begin
+    \$107  = gate0_3_1;
+    if (running) begin
       if (\$4 ) begin
-        if (\$7 ) begin
+        if (\$6 ) begin
           casez (act_q)
             3'h2:
-                \$107  = acc_word[18:0];
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$107  = acc_word[37:19];
           endcase
         end
       end
@@ -1627,13 +1612,13 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_0_1;
-    if (run) begin
+    \$108  = gate1_0_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
             3'h2:
-                \$108  = acc_word[37:19];
+                \$108  = acc_word[18:0];
           endcase
         end
       end
@@ -1644,15 +1629,13 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_1_0;
-    if (run) begin
+    \$109  = gate1_0_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$109  = acc_word[18:0];
+                \$109  = acc_word[37:19];
           endcase
         end
       end
@@ -1663,15 +1646,15 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_1_1;
-    if (run) begin
+    \$110  = gate1_1_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$110  = acc_word[37:19];
+                \$110  = acc_word[18:0];
           endcase
         end
       end
@@ -1682,17 +1665,15 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_2_0;
-    if (run) begin
+    \$111  = gate1_1_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$111  = acc_word[18:0];
+                \$111  = acc_word[37:19];
           endcase
         end
       end
@@ -1703,8 +1684,8 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_2_1;
-    if (run) begin
+    \$112  = gate1_2_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
@@ -1713,7 +1694,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
             3'h3:
                 /* empty */;
             3'h4:
-                \$112  = acc_word[37:19];
+                \$112  = acc_word[18:0];
           endcase
         end
       end
@@ -1724,8 +1705,8 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = gate1_3_0;
-    if (run) begin
+    \$113  = gate1_2_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
@@ -1734,9 +1715,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$113  = acc_word[18:0];
+                \$113  = acc_word[37:19];
           endcase
         end
       end
@@ -1747,8 +1726,8 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = gate1_3_1;
-    if (run) begin
+    \$114  = gate1_3_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
@@ -1759,7 +1738,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
             3'h4:
                 /* empty */;
             3'h5:
-                \$114  = acc_word[37:19];
+                \$114  = acc_word[18:0];
           endcase
         end
       end
@@ -1770,25 +1749,48 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = element__payload;
-    if (run) begin
-      if (\$24 ) begin
-        \$115 [25:7] = \$30 ;
-        \$115 [44:26] = \$35 ;
-        \$115 [63:45] = \$40 ;
-        \$115 [82:64] = \$45 ;
-        \$115 [5:0] = elem;
-        \$115 [6] = 1'h0;
+    \$115  = gate1_3_1;
+    if (running) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$115  = acc_word[37:19];
+          endcase
+        end
       end
     end
     if (rst) begin
-      \$115  = 83'h000000000000000000000;
+      \$115  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$116  = element__payload;
+    if (running) begin
+      if (\$24 ) begin
+        \$116 [25:7] = \$30 ;
+        \$116 [44:26] = \$35 ;
+        \$116 [63:45] = \$40 ;
+        \$116 [82:64] = \$45 ;
+        \$116 [5:0] = elem;
+        \$116 [6] = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$116  = 83'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     acc_addr = 7'h00;
-    if (run) begin
+    if (running) begin
       if (\$56 ) begin
         acc_addr = \$59 [6:0];
         if (\$60 ) begin
@@ -1809,21 +1811,21 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 6'h00;
-    if (run) begin
+    if (running) begin
       h_addr = \$80 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     c_addr = 5'h00;
-    if (run) begin
+    if (running) begin
       c_addr = \$81 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
-    if (run) begin
+    if (running) begin
       if (\$82 ) begin
         if (\$86 ) begin
           if (\$87 ) begin
@@ -1854,7 +1856,7 @@ module \hwgen_digits_lstm_p2.activate (rst, start, run, acc_word, element__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1006$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1009$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2080,8 +2082,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$100
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1006$7 ;
-  wire [75:0] \port$1006$7 ;
+  input [75:0] \port$1009$7 ;
+  wire [75:0] \port$1009$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2107,22 +2109,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$100
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1006$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1009$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1006$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1009$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1006$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1009$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1006$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1009$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -2936,10 +2938,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$100
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1006$7 [18:0];
-  assign acc1 = \port$1006$7 [37:19];
-  assign acc2 = \port$1006$7 [56:38];
-  assign acc3 = \port$1006$7 [75:57];
+  assign acc0 = \port$1009$7 [18:0];
+  assign acc1 = \port$1009$7 [37:19];
+  assign acc2 = \port$1009$7 [56:38];
+  assign acc3 = \port$1009$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4574,7 +4576,7 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__payload, sel, start, run, fresh, value_addr, done, pass_now, r_en, clk);
+module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__payload, sel, start, fresh, value_addr, done, pass_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4624,9 +4626,10 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   wire [8:0] \$50 ;
   reg [19:0] \$51 ;
   reg \$52 ;
-  reg [5:0] \$53 ;
-  reg [11:0] \$54 ;
-  reg [36:0] \$55 ;
+  reg \$53 ;
+  reg [5:0] \$54 ;
+  reg [11:0] \$55 ;
+  reg [36:0] \$56 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -4673,8 +4676,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   wire r_rdy;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg run = 1'h0;
   input sel;
   wire sel;
   input start;
@@ -4686,6 +4688,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
+  assign \$44  = \$43  + e2[0];
   assign \$45  = \$44  < 3'h7;
   assign \$46  = \$42  & \$45 ;
   assign \$47  = col >= 1'h0;
@@ -4695,13 +4698,15 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   always @(posedge clk)
     e1 <= \$51 ;
   always @(posedge clk)
-    pass_now <= \$52 ;
+    run <= \$52 ;
   always @(posedge clk)
-    col <= \$53 ;
+    pass_now <= \$53 ;
   always @(posedge clk)
-    w_addr <= \$54 ;
+    col <= \$54 ;
   always @(posedge clk)
-    e2 <= \$55 ;
+    w_addr <= \$55 ;
+  always @(posedge clk)
+    e2 <= \$56 ;
   assign \$1  = col >= 3'h4;
   assign \$2  = 3'h4 + col;
   assign \$3  = \$2  - 3'h4;
@@ -4743,7 +4748,6 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   assign \$41  = col < 6'h20;
   assign \$42  = run & \$41 ;
   assign \$43  = level + e1[0];
-  assign \$44  = \$43  + e2[0];
   \hwgen_digits_lstm_p2.encoder.queue  queue (
     .clk(clk),
     .level(level),
@@ -4811,9 +4815,12 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = pass_now;
+    \$52  = run;
+    if (done) begin
+      \$52  = 1'h0;
+    end
     if (start) begin
-      \$52  = sel;
+      \$52  = 1'h1;
     end
     if (rst) begin
       \$52  = 1'h0;
@@ -4821,50 +4828,60 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = col;
+    \$53  = pass_now;
     if (start) begin
-      \$53  = 6'h00;
+      \$53  = sel;
+    end
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$54  = col;
+    if (start) begin
+      \$54  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (\$32 ) begin
-            \$53  = \$34 [5:0];
+            \$54  = \$34 [5:0];
           end
       1'h1:
           if (\$46 ) begin
-            \$53  = \$48 [5:0];
+            \$54  = \$48 [5:0];
           end
     endcase
     if (rst) begin
-      \$53  = 6'h00;
+      \$54  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = w_addr;
+    \$55  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$54  = 12'h000;
+            \$55  = 12'h000;
         1'h1:
-            \$54  = 12'h900;
+            \$55  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (\$32 ) begin
-            \$54  = \$35 [11:0];
+            \$55  = \$35 [11:0];
           end
       1'h1:
           if (\$46 ) begin
-            \$54  = \$49 [11:0];
+            \$55  = \$49 [11:0];
           end
     endcase
     if (rst) begin
-      \$54  = 12'h000;
+      \$55  = 12'h000;
     end
   end
   always @* begin
@@ -4873,25 +4890,25 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     casez (pass_now)
       1'h0:
         begin
-          \$55 [0] = e1[0];
-          \$55 [6:1] = e1[6:1];
-          \$55 [7] = e1[7];
-          \$55 [19:8] = e1[19:8];
-          \$55 [27:20] = \$37 ;
-          \$55 [36:28] = \$40 ;
+          \$56 [0] = e1[0];
+          \$56 [6:1] = e1[6:1];
+          \$56 [7] = e1[7];
+          \$56 [19:8] = e1[19:8];
+          \$56 [27:20] = \$37 ;
+          \$56 [36:28] = \$40 ;
         end
       1'h1:
         begin
-          \$55 [0] = e1[0];
-          \$55 [6:1] = e1[6:1];
-          \$55 [7] = e1[7];
-          \$55 [19:8] = e1[19:8];
-          \$55 [27:20] = value;
-          \$55 [36:28] = \$50 ;
+          \$56 [0] = e1[0];
+          \$56 [6:1] = e1[6:1];
+          \$56 [7] = e1[7];
+          \$56 [19:8] = e1[19:8];
+          \$56 [27:20] = value;
+          \$56 [36:28] = \$50 ;
         end
     endcase
     if (rst) begin
-      \$55  = 37'h0000000000;
+      \$56  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -5613,58 +5630,56 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload, issue__valid, clk);
+module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire \$1 ;
-  wire [20:0] \$10 ;
-  reg [18:0] \$11 ;
-  wire [20:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
+  reg [18:0] \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [17:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [17:0] \$18 ;
   wire [17:0] \$19 ;
-  wire \$2 ;
-  wire [17:0] \$20 ;
-  wire [17:0] \$21 ;
-  wire [17:0] \$22 ;
-  reg [37:0] \$23 ;
-  reg [37:0] \$24 ;
-  reg [37:0] \$25 ;
-  reg [16:0] \$26 ;
-  reg [16:0] \$27 ;
-  reg [9:0] \$28 ;
-  reg [9:0] \$29 ;
-  wire \$3 ;
-  reg [37:0] \$30 ;
+  wire [20:0] \$2 ;
+  reg [37:0] \$20 ;
+  reg [37:0] \$21 ;
+  reg [37:0] \$22 ;
+  reg [16:0] \$23 ;
+  reg [16:0] \$24 ;
+  reg [9:0] \$25 ;
+  reg [9:0] \$26 ;
+  reg [37:0] \$27 ;
+  reg [37:0] \$28 ;
+  reg \$29 ;
+  reg [18:0] \$3 ;
+  reg [7:0] \$30 ;
   reg [37:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [37:0] \$33 ;
-  reg [37:0] \$34 ;
-  reg [1:0] \$35 ;
-  reg [19:0] \$36 ;
-  reg [19:0] \$37 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
+  reg [37:0] \$32 ;
+  reg [1:0] \$33 ;
+  reg [19:0] \$34 ;
+  reg [19:0] \$35 ;
+  wire [20:0] \$4 ;
+  wire [16:0] \$5 ;
+  wire [16:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
-  reg [18:0] \$9 ;
+  wire \$9 ;
   reg [37:0] \$like  = 38'h0000000000;
-  reg [37:0] \$like$10  = 38'h0000000000;
-  wire [36:0] \$like$10.issue ;
-  wire [6:0] \$like$10.issue.acc_addr ;
-  wire [6:0] \$like$10.issue.b_addr ;
-  wire \$like$10.issue.bias ;
-  wire [8:0] \$like$10.issue.delta ;
-  wire \$like$10.issue.shift ;
-  wire [11:0] \$like$10.issue.w_addr ;
-  wire \$like$10.valid ;
-  reg [37:0] \$like$18  = 38'h0000000000;
-  wire [18:0] \$like$18[0] ;
-  wire [18:0] \$like$18[1] ;
+  reg [37:0] \$like$14  = 38'h0000000000;
+  wire [18:0] \$like$14[0] ;
+  wire [18:0] \$like$14[1] ;
+  reg [37:0] \$like$22  = 38'h0000000000;
+  wire [36:0] \$like$22.issue ;
+  wire [6:0] \$like$22.issue.acc_addr ;
+  wire [6:0] \$like$22.issue.b_addr ;
+  wire \$like$22.issue.bias ;
+  wire [8:0] \$like$22.issue.delta ;
+  wire \$like$22.issue.shift ;
+  wire [11:0] \$like$22.issue.w_addr ;
+  wire \$like$22.valid ;
   (* init = 38'h0000000000 *)
   wire [37:0] \$like$7 ;
   wire [18:0] \$like$7[0] ;
@@ -5680,9 +5695,9 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload
   wire [6:0] \$signature__addr ;
   wire [6:0] \$signature__addr$4 ;
   wire [37:0] \$signature__data ;
-  wire [37:0] \$signature__data$29 ;
-  wire [18:0] \$signature__data$29[0] ;
-  wire [18:0] \$signature__data$29[1] ;
+  wire [37:0] \$signature__data$28 ;
+  wire [18:0] \$signature__data$28[0] ;
+  wire [18:0] \$signature__data$28[1] ;
   wire [18:0] \$signature__data[0] ;
   wire [18:0] \$signature__data[1] ;
   output [37:0] acc_word;
@@ -5706,7 +5721,7 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload
   wire [7:0] \data[0] ;
   wire [7:0] \data[1] ;
   output idle;
-  wire idle;
+  reg idle = 1'h1;
   input [36:0] issue__payload;
   wire [36:0] issue__payload;
   wire [6:0] \issue__payload.acc_addr ;
@@ -5906,55 +5921,53 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload
   always @(posedge clk) begin
     _1_ <= b_mem[\$like [26:20]];
   end
-  assign \$signature__data$29  = _1_;
+  assign \$signature__data$28  = _1_;
   assign \$signature__addr$4  = \$like [0] ? \$like [19:13] : read_addr;
-  assign \$1  = ~ s1[0];
-  assign \$2  = ~ \$like$10 [0];
-  assign \$3  = \$1  & \$2 ;
-  assign \$4  = ~ \$like [0];
-  assign \$5  = \$3  & \$4 ;
-  assign \$6  = ~ s2[0];
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = ~ s3[0];
-  assign idle = \$7  & \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned0);
-  assign \$12  = $signed(\$11 ) + $signed(aligned1);
-  assign \$13  = $signed(data[7:0]) * $signed(\$like [36:28]);
-  assign \$14  = $signed(data[15:8]) * $signed(\$like [36:28]);
-  assign \$15  = s3[7:1] == s2[7:1];
-  assign \$16  = s3[0] & \$15 ;
-  assign \$17  = last[7:1] == s2[7:1];
-  assign \$18  = last[0] & \$17 ;
+  assign \$2  = $signed(\$1 ) + $signed(aligned0);
+  assign \$4  = $signed(\$3 ) + $signed(aligned1);
+  assign \$5  = $signed(data[7:0]) * $signed(\$like [36:28]);
+  assign \$6  = $signed(data[15:8]) * $signed(\$like [36:28]);
+  assign \$7  = issue__valid | s1[0];
+  assign \$8  = \$7  | \$like$22 [0];
+  assign \$9  = \$8  | \$like [0];
+  assign \$10  = \$9  | s2[0];
+  assign \$11  = ~ \$10 ;
+  assign \$12  = s3[7:1] == s2[7:1];
+  assign \$13  = s3[0] & \$12 ;
+  assign \$14  = last[7:1] == s2[7:1];
+  assign \$15  = last[0] & \$14 ;
   always @(posedge clk)
-    s1 <= \$23 ;
+    s1 <= \$20 ;
   always @(posedge clk)
-    \$like$10  <= \$24 ;
+    \$like$22  <= \$21 ;
   always @(posedge clk)
-    \$like  <= \$25 ;
+    \$like  <= \$22 ;
   always @(posedge clk)
-    prod0 <= \$26 ;
+    prod0 <= \$23 ;
   always @(posedge clk)
-    prod1 <= \$27 ;
+    prod1 <= \$24 ;
   always @(posedge clk)
-    s2 <= \$28 ;
+    s2 <= \$25 ;
   always @(posedge clk)
-    s3 <= \$29 ;
+    s3 <= \$26 ;
   always @(posedge clk)
-    acc_word <= \$30 ;
+    acc_word <= \$27 ;
   always @(posedge clk)
-    bias_q <= \$31 ;
+    bias_q <= \$28 ;
   always @(posedge clk)
-    last <= \$32 ;
+    idle <= \$29 ;
   always @(posedge clk)
-    \$like$18  <= \$33 ;
+    last <= \$30 ;
   always @(posedge clk)
-    last_sum2 <= \$34 ;
+    \$like$14  <= \$31 ;
   always @(posedge clk)
-    pick <= \$35 ;
+    last_sum2 <= \$32 ;
   always @(posedge clk)
-    aligned0 <= \$36 ;
+    pick <= \$33 ;
   always @(posedge clk)
-    aligned1 <= \$37 ;
+    aligned0 <= \$34 ;
+  always @(posedge clk)
+    aligned1 <= \$35 ;
   \hwgen_digits_lstm_p2.mac.w_rom  w_rom (
     .addr(issue__payload[11:0]),
     .clk(clk),
@@ -5966,13 +5979,13 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (pick)
       2'h0:
-          \$9  = bias_q[18:0];
+          \$1  = bias_q[18:0];
       2'h1:
-          \$9  = \$like$18 [18:0];
+          \$1  = \$like$14 [18:0];
       2'h2:
-          \$9  = last_sum2[18:0];
+          \$1  = last_sum2[18:0];
       2'h3:
-          \$9  = acc_word[18:0];
+          \$1  = acc_word[18:0];
     endcase
   end
   always @* begin
@@ -5980,134 +5993,128 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (pick)
       2'h0:
-          \$11  = bias_q[37:19];
+          \$3  = bias_q[37:19];
       2'h1:
-          \$11  = \$like$18 [37:19];
+          \$3  = \$like$14 [37:19];
       2'h2:
-          \$11  = last_sum2[37:19];
+          \$3  = last_sum2[37:19];
       2'h3:
-          \$11  = acc_word[37:19];
+          \$3  = acc_word[37:19];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$23 [37:1] = s1[37:1];
-    \$23 [0] = issue__valid;
+    \$20 [37:1] = s1[37:1];
+    \$20 [0] = issue__valid;
     if (issue__valid) begin
-      \$23 [37:1] = issue__payload;
+      \$20 [37:1] = issue__payload;
     end
     if (rst) begin
-      \$23  = 38'h0000000000;
+      \$20  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$24  = s1;
+    \$21  = s1;
     if (rst) begin
-      \$24  = 38'h0000000000;
+      \$21  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$25  = \$like$10 ;
+    \$22  = \$like$22 ;
     if (rst) begin
-      \$25  = 38'h0000000000;
+      \$22  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$26  = \$13 ;
+    \$23  = \$5 ;
     if (rst) begin
-      \$26  = 17'h00000;
+      \$23  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$27  = \$14 ;
+    \$24  = \$6 ;
     if (rst) begin
-      \$27  = 17'h00000;
+      \$24  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$28 [0] = \$like [0];
-    \$28 [7:1] = \$like [19:13];
-    \$28 [8] = \$like [27];
-    \$28 [9] = \$like [37];
+    \$25 [0] = \$like [0];
+    \$25 [7:1] = \$like [19:13];
+    \$25 [8] = \$like [27];
+    \$25 [9] = \$like [37];
     if (rst) begin
-      \$28  = 10'h000;
+      \$25  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$29  = s2;
+    \$26  = s2;
     if (rst) begin
-      \$29  = 10'h000;
+      \$26  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$30  = \$signature__data ;
+    \$27  = \$signature__data ;
     if (rst) begin
-      \$30  = 38'h0000000000;
+      \$27  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$31  = \$signature__data$29 ;
+    \$28  = \$signature__data$28 ;
+    if (rst) begin
+      \$28  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$29  = \$11 ;
+    if (rst) begin
+      \$29  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$30 [0] = s3[0];
+    \$30 [7:1] = s3[7:1];
+    if (rst) begin
+      \$30  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$31  = acc_wr__data;
     if (rst) begin
       \$31  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$32 [0] = s3[0];
-    \$32 [7:1] = s3[7:1];
+    \$32  = \$like$14 ;
     if (rst) begin
-      \$32  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$33  = acc_wr__data;
-    if (rst) begin
-      \$33  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$34  = \$like$18 ;
-    if (rst) begin
-      \$34  = 38'h0000000000;
+      \$32  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (s2[8]) begin
-      \$35  = 2'h0;
-    end else if (\$16 ) begin
-      \$35  = 2'h1;
-    end else if (\$18 ) begin
-      \$35  = 2'h2;
+      \$33  = 2'h0;
+    end else if (\$13 ) begin
+      \$33  = 2'h1;
+    end else if (\$15 ) begin
+      \$33  = 2'h2;
     end else begin
-      \$35  = 2'h3;
+      \$33  = 2'h3;
     end
     if (rst) begin
-      \$35  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$36  = { \$19 [17], \$19 [17], \$19  };
-      1'h1:
-          \$36  = { \$20 [17], \$20 [17], \$20  };
-    endcase
-    if (rst) begin
-      \$36  = 20'h00000;
+      \$33  = 2'h0;
     end
   end
   always @* begin
@@ -6115,12 +6122,25 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$37  = { \$21 [17], \$21 [17], \$21  };
+          \$34  = { \$16 [17], \$16 [17], \$16  };
       1'h1:
-          \$37  = { \$22 [17], \$22 [17], \$22  };
+          \$34  = { \$17 [17], \$17 [17], \$17  };
     endcase
     if (rst) begin
-      \$37  = 20'h00000;
+      \$34  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$35  = { \$18 [17], \$18 [17], \$18  };
+      1'h1:
+          \$35  = { \$19 [17], \$19 [17], \$19  };
+    endcase
+    if (rst) begin
+      \$35  = 20'h00000;
     end
   end
   assign addr = issue__payload[11:0];
@@ -6146,26 +6166,6 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \acc_word[1]  = acc_word[37:19];
   assign \$like$7[0]  = acc_word[18:0];
   assign \$like$7[1]  = acc_word[37:19];
-  assign \s1.valid  = s1[0];
-  assign \s1.issue  = s1[37:1];
-  assign \s1.issue.w_addr  = s1[12:1];
-  assign \s1.issue.acc_addr  = s1[19:13];
-  assign \s1.issue.b_addr  = s1[26:20];
-  assign \s1.issue.bias  = s1[27];
-  assign \s1.issue.delta  = s1[36:28];
-  assign \s1.issue.shift  = s1[37];
-  assign \$like$10.valid  = \$like$10 [0];
-  assign \$like$10.issue  = \$like$10 [37:1];
-  assign \$like$10.issue.w_addr  = \$like$10 [12:1];
-  assign \$like$10.issue.acc_addr  = \$like$10 [19:13];
-  assign \$like$10.issue.b_addr  = \$like$10 [26:20];
-  assign \$like$10.issue.bias  = \$like$10 [27];
-  assign \$like$10.issue.delta  = \$like$10 [36:28];
-  assign \$like$10.issue.shift  = \$like$10 [37];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[7:1];
-  assign \s2.bias  = s2[8];
-  assign \s2.shift  = s2[9];
   assign \s3.valid  = s3[0];
   assign \s3.acc_addr  = s3[7:1];
   assign \s3.bias  = s3[8];
@@ -6174,24 +6174,44 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \acc_wr__data[1]  = acc_wr__data[37:19];
   assign \bias_q[0]  = bias_q[18:0];
   assign \bias_q[1]  = bias_q[37:19];
-  assign \$like$18[0]  = \$like$18 [18:0];
-  assign \$like$18[1]  = \$like$18 [37:19];
+  assign \$like$14[0]  = \$like$14 [18:0];
+  assign \$like$14[1]  = \$like$14 [37:19];
   assign \last_sum2[0]  = last_sum2[18:0];
   assign \last_sum2[1]  = last_sum2[37:19];
+  assign \s1.valid  = s1[0];
+  assign \s1.issue  = s1[37:1];
+  assign \s1.issue.w_addr  = s1[12:1];
+  assign \s1.issue.acc_addr  = s1[19:13];
+  assign \s1.issue.b_addr  = s1[26:20];
+  assign \s1.issue.bias  = s1[27];
+  assign \s1.issue.delta  = s1[36:28];
+  assign \s1.issue.shift  = s1[37];
+  assign \$like$22.valid  = \$like$22 [0];
+  assign \$like$22.issue  = \$like$22 [37:1];
+  assign \$like$22.issue.w_addr  = \$like$22 [12:1];
+  assign \$like$22.issue.acc_addr  = \$like$22 [19:13];
+  assign \$like$22.issue.b_addr  = \$like$22 [26:20];
+  assign \$like$22.issue.bias  = \$like$22 [27];
+  assign \$like$22.issue.delta  = \$like$22 [36:28];
+  assign \$like$22.issue.shift  = \$like$22 [37];
   assign \data[0]  = data[7:0];
   assign \data[1]  = data[15:8];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[7:1];
+  assign \s2.bias  = s2[8];
+  assign \s2.shift  = s2[9];
   assign \$signature__data[0]  = \$signature__data [18:0];
   assign \$signature__data[1]  = \$signature__data [37:19];
-  assign \$signature__data$29[0]  = \$signature__data$29 [18:0];
-  assign \$signature__data$29[1]  = \$signature__data$29 [37:19];
+  assign \$signature__data$28[0]  = \$signature__data$28 [18:0];
+  assign \$signature__data$28[1]  = \$signature__data$28 [37:19];
   assign \last.valid  = last[0];
   assign \last.acc_addr  = last[7:1];
-  assign acc_wr__data[37:19] = \$12 [18:0];
-  assign acc_wr__data[18:0] = \$10 [18:0];
-  assign \$19  = { prod0[16], prod0 };
-  assign \$20  = { prod0, 1'h0 };
-  assign \$21  = { prod1[16], prod1 };
-  assign \$22  = { prod1, 1'h0 };
+  assign acc_wr__data[37:19] = \$4 [18:0];
+  assign acc_wr__data[18:0] = \$2 [18:0];
+  assign \$16  = { prod0[16], prod0 };
+  assign \$17  = { prod0, 1'h0 };
+  assign \$18  = { prod1[16], prod1 };
+  assign \$19  = { prod1, 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)

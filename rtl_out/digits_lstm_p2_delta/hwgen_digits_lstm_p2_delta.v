@@ -8,20 +8,20 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [3:0] \$14 ;
+  wire [3:0] \$13 ;
+  wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire [5:0] \$18 ;
+  wire [5:0] \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire [6:0] \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  reg [2:0] \$22 ;
-  reg \$23 ;
-  reg [2:0] \$24 ;
-  reg [4:0] \$25 ;
+  reg [2:0] \$21 ;
+  reg \$22 ;
+  reg [2:0] \$23 ;
+  reg [4:0] \$24 ;
+  reg \$25 ;
   reg \$26 ;
   wire [6:0] \$3 ;
   wire \$4 ;
@@ -34,7 +34,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [4:0] \$signature__addr$42 ;
   reg [5:0] \$signature__addr$56 ;
   reg [4:0] \$signature__addr$61 ;
-  reg [5:0] \$signature__addr$70 ;
+  reg [5:0] \$signature__addr$69 ;
   wire [7:0] \$signature__data ;
   wire [7:0] \$signature__data$32 ;
   wire [7:0] \$signature__data$54 ;
@@ -79,8 +79,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
+  wire \done$80 ;
   wire \done$82 ;
-  wire \done$83 ;
   wire [82:0] element__payload;
   wire [75:0] \element__payload.gates ;
   wire [18:0] \element__payload.gates[0] ;
@@ -90,6 +90,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \element__payload.layer ;
   wire [5:0] \element__payload.tag ;
   wire element__valid;
+  reg flushed = 1'h0;
   reg fresh = 1'h1;
   (* init = 1'h1 *)
   wire \fresh$19 ;
@@ -150,16 +151,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [6:0] read_addr;
   input rst;
   wire rst;
-  reg run;
-  reg \run$75 ;
   wire sel;
   reg \sel$66 ;
-  wire [-1:0] \sel$72 ;
+  wire [-1:0] \sel$71 ;
   reg seq_end = 1'h0;
   reg [2:0] seq_state = 3'h0;
   reg start;
-  reg \start$74 ;
-  reg \start$78 ;
+  reg \start$73 ;
+  reg \start$77 ;
   wire [5:0] tag;
   wire [5:0] tag_out;
   wire valid_in;
@@ -304,7 +303,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    _2_ <= v_mem[\$signature__addr$70 ];
+    _2_ <= v_mem[\$signature__addr$69 ];
   end
   assign value = _2_;
   assign read_addr = acc_addr | \acc_addr$38 ;
@@ -315,31 +314,32 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \$2  = 3'h4 + tag_out;
   assign \$3  = 1'h0 + tag_out;
   assign \$4  = in_idx == 2'h3;
-  assign \$5  = \wait  == 5'h16;
-  assign \$6  = ! seq_state;
-  assign \$7  = seq_state == 1'h1;
-  assign \$8  = seq_state == 2'h2;
-  assign \$9  = seq_state == 2'h3;
-  assign \$10  = seq_state == 3'h4;
-  assign \$11  = seq_state == 3'h5;
-  assign \$12  = seq_state == 3'h6;
-  assign \$13  = seq_state == 3'h7;
-  assign \$14  = in_idx + 1'h1;
-  assign \$15  = in_idx == 2'h3;
-  assign \$16  = ~ issue__valid;
-  assign \$17  = done & \$16 ;
-  assign \$18  = \wait  + 1'h1;
-  assign \$19  = \wait  == 5'h16;
-  assign \$20  = ~ issue__valid;
-  assign \$21  = done & \$20 ;
+  assign \$5  = ! seq_state;
+  assign \$6  = seq_state == 1'h1;
+  assign \$7  = seq_state == 2'h2;
+  assign \$8  = seq_state == 2'h3;
+  assign \$9  = seq_state == 3'h4;
+  assign \$10  = seq_state == 3'h5;
+  assign \$11  = seq_state == 3'h6;
+  assign \$12  = seq_state == 3'h7;
+  assign \$13  = in_idx + 1'h1;
+  assign \$14  = in_idx == 2'h3;
+  assign \$15  = ~ issue__valid;
+  assign \$16  = done & \$15 ;
+  assign \$17  = \wait  + 1'h1;
+  assign \$18  = \wait  == 5'h15;
+  assign \$19  = ~ issue__valid;
+  assign \$20  = done & \$19 ;
   always @(posedge clk)
-    in_idx <= \$22 ;
+    in_idx <= \$21 ;
   always @(posedge clk)
-    seq_end <= \$23 ;
+    seq_end <= \$22 ;
   always @(posedge clk)
-    seq_state <= \$24 ;
+    seq_state <= \$23 ;
   always @(posedge clk)
-    \wait  <= \$25 ;
+    \wait  <= \$24 ;
+  always @(posedge clk)
+    flushed <= \$25 ;
   always @(posedge clk)
     fresh <= \$26 ;
   \hwgen_digits_lstm_p2_delta.activate  activate (
@@ -347,13 +347,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .acc_word(acc_word),
     .c_addr(\$signature__addr$42 ),
     .clk(clk),
-    .done(\done$82 ),
+    .done(\done$80 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
     .h_addr(h_addr),
     .rst(rst),
-    .run(\run$75 ),
-    .start(\start$74 )
+    .start(\start$73 )
   );
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .c_new(c_new),
@@ -362,7 +361,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1027$7 (element__payload[82:7]),
+    .\port$1030$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -379,7 +378,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
-    .run(run),
     .sel(\sel$66 ),
     .start(start),
     .value(value),
@@ -389,12 +387,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .acc_addr(\acc_addr$38 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$83 ),
+    .done(\done$82 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$78 )
+    .start(\start$77 )
   );
   \hwgen_digits_lstm_p2_delta.issuer  issuer (
     .busy(issue__valid),
@@ -511,50 +509,34 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h3:
           /* empty */;
       3'h4:
-          if (\$5 ) begin
-            start = 1'h1;
+          if (flushed) begin
+            if (seq_end) begin
+              start = 1'h1;
+            end
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    run = 1'h0;
+    \$signature__addr$69  = 6'h00;
     casez (seq_state)
       3'h0:
           /* empty */;
       3'h1:
-          run = 1'h1;
+          \$signature__addr$69  = value_addr;
       3'h2:
           /* empty */;
       3'h3:
-          /* empty */;
+          \$signature__addr$69  = h_addr;
       3'h4:
           /* empty */;
       3'h5:
-          run = 1'h1;
+          \$signature__addr$69  = value_addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$70  = 6'h00;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$signature__addr$70  = value_addr;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$signature__addr$70  = h_addr;
-      3'h4:
-          /* empty */;
-      3'h5:
-          \$signature__addr$70  = value_addr;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$74  = 1'h0;
+    \start$73  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -562,27 +544,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       3'h2:
           if (idle) begin
-            \start$74  = 1'h1;
+            \start$73  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \run$75  = 1'h0;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \run$75  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$78  = 1'h0;
+    \start$77  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -598,93 +566,93 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       3'h6:
           if (idle) begin
-            \start$78  = 1'h1;
+            \start$77  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$22  = in_idx;
+    \$21  = in_idx;
     casez (seq_state)
       3'h0:
           if (i__valid) begin
-            \$22  = \$14 [2:0];
-            if (\$15 ) begin
-              \$22  = 3'h0;
+            \$21  = \$13 [2:0];
+            if (\$14 ) begin
+              \$21  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$22  = 3'h0;
+      \$21  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$23  = seq_end;
+    \$22  = seq_end;
     casez (seq_state)
       3'h0:
           if (i__valid) begin
-            if (\$15 ) begin
-              \$23  = i__payload[9];
+            if (\$14 ) begin
+              \$22  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$23  = 1'h0;
+      \$22  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$24  = seq_state;
+    \$23  = seq_state;
     (* full_case = 32'd1 *)
     casez (seq_state)
       3'h0:
           if (i__valid) begin
-            if (\$15 ) begin
-              \$24  = 3'h1;
+            if (\$14 ) begin
+              \$23  = 3'h1;
             end
           end
       3'h1:
-          if (\$17 ) begin
-            \$24  = 3'h2;
+          if (\$16 ) begin
+            \$23  = 3'h2;
           end
       3'h2:
           if (idle) begin
-            \$24  = 3'h3;
+            \$23  = 3'h3;
           end
       3'h3:
-          if (\done$82 ) begin
-            \$24  = 3'h4;
+          if (\done$80 ) begin
+            \$23  = 3'h4;
           end
       3'h4:
-          if (\$19 ) begin
+          if (flushed) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$24  = 3'h5;
+              \$23  = 3'h5;
             end else begin
-              \$24  = 3'h0;
+              \$23  = 3'h0;
             end
           end
       3'h5:
-          if (\$21 ) begin
-            \$24  = 3'h6;
+          if (\$20 ) begin
+            \$23  = 3'h6;
           end
       3'h6:
           if (idle) begin
-            \$24  = 3'h7;
+            \$23  = 3'h7;
           end
       3'h7:
-          if (\done$83 ) begin
-            \$24  = 3'h0;
+          if (\done$82 ) begin
+            \$23  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$24  = 3'h0;
+      \$23  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$25  = \wait ;
+    \$24  = \wait ;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -693,14 +661,33 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h2:
           /* empty */;
       3'h3:
-          if (\done$82 ) begin
-            \$25  = 5'h00;
+          if (\done$80 ) begin
+            \$24  = 5'h00;
           end
       3'h4:
-          \$25  = \$18 [4:0];
+          \$24  = \$17 [4:0];
     endcase
     if (rst) begin
-      \$25  = 5'h00;
+      \$24  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$25  = flushed;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$25  = \$18 ;
+    endcase
+    if (rst) begin
+      \$25  = 1'h0;
     end
   end
   always @* begin
@@ -717,7 +704,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h3:
           /* empty */;
       3'h4:
-          if (\$19 ) begin
+          if (flushed) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
@@ -729,7 +716,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h6:
           /* empty */;
       3'h7:
-          if (\done$83 ) begin
+          if (\done$82 ) begin
             \$26  = seq_end;
           end
     endcase
@@ -809,7 +796,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element__valid, element__payload, acc_addr, h_addr, c_addr, done, clk);
+module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__valid, element__payload, acc_addr, h_addr, c_addr, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -829,7 +816,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   reg [18:0] \$112 ;
   reg [18:0] \$113 ;
   reg [18:0] \$114 ;
-  reg [82:0] \$115 ;
+  reg [18:0] \$115 ;
+  reg [82:0] \$116 ;
   reg \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -925,7 +913,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   reg \$96 ;
   reg \$97 ;
   reg \$98 ;
-  reg [18:0] \$99 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   output [6:0] acc_addr;
   reg [6:0] acc_addr;
@@ -980,8 +968,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   wire [-1:0] layer;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg running = 1'h0;
   wire [-1:0] sel;
   input start;
   wire start;
@@ -1066,39 +1053,41 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   always @(posedge clk)
     bank1_full <= \$98 ;
   always @(posedge clk)
-    gate0_0_0 <= \$99 ;
+    running <= \$99 ;
   always @(posedge clk)
-    gate0_0_1 <= \$100 ;
+    gate0_0_0 <= \$100 ;
   always @(posedge clk)
-    gate0_1_0 <= \$101 ;
+    gate0_0_1 <= \$101 ;
   always @(posedge clk)
-    gate0_1_1 <= \$102 ;
+    gate0_1_0 <= \$102 ;
   always @(posedge clk)
-    gate0_2_0 <= \$103 ;
+    gate0_1_1 <= \$103 ;
   always @(posedge clk)
-    gate0_2_1 <= \$104 ;
+    gate0_2_0 <= \$104 ;
   always @(posedge clk)
-    gate0_3_0 <= \$105 ;
+    gate0_2_1 <= \$105 ;
   always @(posedge clk)
-    gate0_3_1 <= \$106 ;
+    gate0_3_0 <= \$106 ;
   always @(posedge clk)
-    gate1_0_0 <= \$107 ;
+    gate0_3_1 <= \$107 ;
   always @(posedge clk)
-    gate1_0_1 <= \$108 ;
+    gate1_0_0 <= \$108 ;
   always @(posedge clk)
-    gate1_1_0 <= \$109 ;
+    gate1_0_1 <= \$109 ;
   always @(posedge clk)
-    gate1_1_1 <= \$110 ;
+    gate1_1_0 <= \$110 ;
   always @(posedge clk)
-    gate1_2_0 <= \$111 ;
+    gate1_1_1 <= \$111 ;
   always @(posedge clk)
-    gate1_2_1 <= \$112 ;
+    gate1_2_0 <= \$112 ;
   always @(posedge clk)
-    gate1_3_0 <= \$113 ;
+    gate1_2_1 <= \$113 ;
   always @(posedge clk)
-    gate1_3_1 <= \$114 ;
+    gate1_3_0 <= \$114 ;
   always @(posedge clk)
-    element__payload <= \$115 ;
+    gate1_3_1 <= \$115 ;
+  always @(posedge clk)
+    element__payload <= \$116 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1302,7 +1291,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$88  = 1'h0;
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         \$88  = 1'h1;
       end
@@ -1317,7 +1306,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$89  = 5'h00;
     end
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         if (\$49 ) begin
           \$89  = \$51 [4:0];
@@ -1334,7 +1323,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$90  = 2'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         (* full_case = 32'd1 *)
         if (\$49 ) begin
@@ -1354,7 +1343,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$91  = 6'h00;
     end
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         \$91  = \$25 [5:0];
       end
@@ -1369,7 +1358,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$92  = 3'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         \$92  = \$5 [2:0];
         if (\$15 ) begin
@@ -1392,7 +1381,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$93  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$8 ) begin
           \$93  = \$14 ;
@@ -1412,7 +1401,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$94  = 5'h00;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$15 ) begin
           \$94  = \$17 [4:0];
@@ -1429,7 +1418,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$95  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$15 ) begin
           \$95  = \$16 ;
@@ -1446,7 +1435,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$96  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$24 ) begin
         if (\$49 ) begin
           \$96  = \$50 ;
@@ -1463,7 +1452,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$97  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$15 ) begin
           casez (\$signal )
@@ -1491,7 +1480,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     if (start) begin
       \$98  = 1'h0;
     end
-    if (run) begin
+    if (running) begin
       if (\$4 ) begin
         if (\$15 ) begin
           (* full_case = 32'd1 *)
@@ -1521,30 +1510,26 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate0_0_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
-          casez (act_q)
-            3'h2:
-                \$99  = acc_word[18:0];
-          endcase
-        end
-      end
+    \$99  = running;
+    if (start) begin
+      \$99  = 1'h1;
+    end
+    if (done) begin
+      \$99  = 1'h0;
     end
     if (rst) begin
-      \$99  = 19'h00000;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_0_1;
-    if (run) begin
+    \$100  = gate0_0_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
             3'h2:
-                \$100  = acc_word[37:19];
+                \$100  = acc_word[18:0];
           endcase
         end
       end
@@ -1555,15 +1540,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_1_0;
-    if (run) begin
+    \$101  = gate0_0_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$101  = acc_word[18:0];
+                \$101  = acc_word[37:19];
           endcase
         end
       end
@@ -1574,15 +1557,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_1_1;
-    if (run) begin
+    \$102  = gate0_1_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$102  = acc_word[37:19];
+                \$102  = acc_word[18:0];
           endcase
         end
       end
@@ -1593,17 +1576,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_2_0;
-    if (run) begin
+    \$103  = gate0_1_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$103  = acc_word[18:0];
+                \$103  = acc_word[37:19];
           endcase
         end
       end
@@ -1614,8 +1595,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_2_1;
-    if (run) begin
+    \$104  = gate0_2_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
@@ -1624,7 +1605,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
             3'h3:
                 /* empty */;
             3'h4:
-                \$104  = acc_word[37:19];
+                \$104  = acc_word[18:0];
           endcase
         end
       end
@@ -1635,8 +1616,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate0_3_0;
-    if (run) begin
+    \$105  = gate0_2_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
@@ -1645,9 +1626,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$105  = acc_word[18:0];
+                \$105  = acc_word[37:19];
           endcase
         end
       end
@@ -1658,8 +1637,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate0_3_1;
-    if (run) begin
+    \$106  = gate0_3_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$6 ) begin
           casez (act_q)
@@ -1670,7 +1649,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
             3'h4:
                 /* empty */;
             3'h5:
-                \$106  = acc_word[37:19];
+                \$106  = acc_word[18:0];
           endcase
         end
       end
@@ -1681,13 +1660,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate1_0_0;
-    if (run) begin
+    \$107  = gate0_3_1;
+    if (running) begin
       if (\$4 ) begin
-        if (\$7 ) begin
+        if (\$6 ) begin
           casez (act_q)
             3'h2:
-                \$107  = acc_word[18:0];
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$107  = acc_word[37:19];
           endcase
         end
       end
@@ -1698,13 +1683,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_0_1;
-    if (run) begin
+    \$108  = gate1_0_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
             3'h2:
-                \$108  = acc_word[37:19];
+                \$108  = acc_word[18:0];
           endcase
         end
       end
@@ -1715,15 +1700,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_1_0;
-    if (run) begin
+    \$109  = gate1_0_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$109  = acc_word[18:0];
+                \$109  = acc_word[37:19];
           endcase
         end
       end
@@ -1734,15 +1717,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_1_1;
-    if (run) begin
+    \$110  = gate1_1_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$110  = acc_word[37:19];
+                \$110  = acc_word[18:0];
           endcase
         end
       end
@@ -1753,17 +1736,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_2_0;
-    if (run) begin
+    \$111  = gate1_1_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$111  = acc_word[18:0];
+                \$111  = acc_word[37:19];
           endcase
         end
       end
@@ -1774,8 +1755,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_2_1;
-    if (run) begin
+    \$112  = gate1_2_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
@@ -1784,7 +1765,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
             3'h3:
                 /* empty */;
             3'h4:
-                \$112  = acc_word[37:19];
+                \$112  = acc_word[18:0];
           endcase
         end
       end
@@ -1795,8 +1776,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = gate1_3_0;
-    if (run) begin
+    \$113  = gate1_2_1;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
@@ -1805,9 +1786,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$113  = acc_word[18:0];
+                \$113  = acc_word[37:19];
           endcase
         end
       end
@@ -1818,8 +1797,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = gate1_3_1;
-    if (run) begin
+    \$114  = gate1_3_0;
+    if (running) begin
       if (\$4 ) begin
         if (\$7 ) begin
           casez (act_q)
@@ -1830,7 +1809,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
             3'h4:
                 /* empty */;
             3'h5:
-                \$114  = acc_word[37:19];
+                \$114  = acc_word[18:0];
           endcase
         end
       end
@@ -1841,25 +1820,48 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = element__payload;
-    if (run) begin
-      if (\$24 ) begin
-        \$115 [25:7] = \$30 ;
-        \$115 [44:26] = \$35 ;
-        \$115 [63:45] = \$40 ;
-        \$115 [82:64] = \$45 ;
-        \$115 [5:0] = elem;
-        \$115 [6] = 1'h0;
+    \$115  = gate1_3_1;
+    if (running) begin
+      if (\$4 ) begin
+        if (\$7 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$115  = acc_word[37:19];
+          endcase
+        end
       end
     end
     if (rst) begin
-      \$115  = 83'h000000000000000000000;
+      \$115  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$116  = element__payload;
+    if (running) begin
+      if (\$24 ) begin
+        \$116 [25:7] = \$30 ;
+        \$116 [44:26] = \$35 ;
+        \$116 [63:45] = \$40 ;
+        \$116 [82:64] = \$45 ;
+        \$116 [5:0] = elem;
+        \$116 [6] = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$116  = 83'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     acc_addr = 7'h00;
-    if (run) begin
+    if (running) begin
       if (\$56 ) begin
         acc_addr = \$59 [6:0];
         if (\$60 ) begin
@@ -1880,21 +1882,21 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 6'h00;
-    if (run) begin
+    if (running) begin
       h_addr = \$80 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     c_addr = 5'h00;
-    if (run) begin
+    if (running) begin
       c_addr = \$81 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
-    if (run) begin
+    if (running) begin
       if (\$82 ) begin
         if (\$86 ) begin
           if (\$87 ) begin
@@ -1925,7 +1927,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1027$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1030$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2151,8 +2153,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1027$7 ;
-  wire [75:0] \port$1027$7 ;
+  input [75:0] \port$1030$7 ;
+  wire [75:0] \port$1030$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2178,22 +2180,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1027$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1030$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1027$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1030$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1027$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1030$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1027$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1030$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3007,10 +3009,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1027$7 [18:0];
-  assign acc1 = \port$1027$7 [37:19];
-  assign acc2 = \port$1027$7 [56:38];
-  assign acc3 = \port$1027$7 [75:57];
+  assign acc0 = \port$1030$7 [18:0];
+  assign acc1 = \port$1030$7 [37:19];
+  assign acc2 = \port$1030$7 [56:38];
+  assign acc3 = \port$1030$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4645,7 +4647,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns__payload, last, sel, start, run, fresh, value_addr, last_addr, last_write, done, pass_now, r_en, clk);
+module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns__payload, last, sel, start, fresh, value_addr, last_addr, last_write, done, pass_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -4712,10 +4714,11 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire [8:0] \$66 ;
   reg [19:0] \$67 ;
   reg \$68 ;
-  reg [5:0] \$69 ;
+  reg \$69 ;
   wire [6:0] \$7 ;
-  reg [11:0] \$70 ;
-  reg [36:0] \$71 ;
+  reg [5:0] \$70 ;
+  reg [11:0] \$71 ;
+  reg [36:0] \$72 ;
   wire \$8 ;
   wire [9:0] \$9 ;
   input clk;
@@ -4769,8 +4772,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire r_rdy;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg run = 1'h0;
   input sel;
   wire sel;
   input start;
@@ -4782,6 +4784,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
+  assign \$28  = \$26  & \$27 ;
   assign \$29  = col >= 1'h0;
   assign \$30  = 3'h4 + col;
   assign \$31  = \$30  - 1'h0;
@@ -4822,13 +4825,15 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   always @(posedge clk)
     e1 <= \$67 ;
   always @(posedge clk)
-    pass_now <= \$68 ;
+    run <= \$68 ;
   always @(posedge clk)
-    col <= \$69 ;
+    pass_now <= \$69 ;
   always @(posedge clk)
-    w_addr <= \$70 ;
+    col <= \$70 ;
   always @(posedge clk)
-    e2 <= \$71 ;
+    w_addr <= \$71 ;
+  always @(posedge clk)
+    e2 <= \$72 ;
   assign \$1  = col >= 3'h4;
   assign \$2  = 3'h4 + col;
   assign \$3  = \$2  - 3'h4;
@@ -4856,7 +4861,6 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   assign \$25  = ~ e2[0];
   assign \$26  = \$24  & \$25 ;
   assign \$27  = ~ columns__valid;
-  assign \$28  = \$26  & \$27 ;
   \hwgen_digits_lstm_p2_delta.encoder.queue  queue (
     .clk(clk),
     .level(level),
@@ -4944,9 +4948,12 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$68  = pass_now;
+    \$68  = run;
+    if (done) begin
+      \$68  = 1'h0;
+    end
     if (start) begin
-      \$68  = sel;
+      \$68  = 1'h1;
     end
     if (rst) begin
       \$68  = 1'h0;
@@ -4954,50 +4961,60 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$69  = col;
+    \$69  = pass_now;
     if (start) begin
-      \$69  = 6'h00;
+      \$69  = sel;
+    end
+    if (rst) begin
+      \$69  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$70  = col;
+    if (start) begin
+      \$70  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (\$47 ) begin
-            \$69  = \$49 [5:0];
+            \$70  = \$49 [5:0];
           end
       1'h1:
           if (\$62 ) begin
-            \$69  = \$64 [5:0];
+            \$70  = \$64 [5:0];
           end
     endcase
     if (rst) begin
-      \$69  = 6'h00;
+      \$70  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$70  = w_addr;
+    \$71  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$70  = 12'h000;
+            \$71  = 12'h000;
         1'h1:
-            \$70  = 12'h900;
+            \$71  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (\$47 ) begin
-            \$70  = \$50 [11:0];
+            \$71  = \$50 [11:0];
           end
       1'h1:
           if (\$62 ) begin
-            \$70  = \$65 [11:0];
+            \$71  = \$65 [11:0];
           end
     endcase
     if (rst) begin
-      \$70  = 12'h000;
+      \$71  = 12'h000;
     end
   end
   always @* begin
@@ -5006,25 +5023,25 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     casez (pass_now)
       1'h0:
         begin
-          \$71 [0] = e1[0];
-          \$71 [6:1] = e1[6:1];
-          \$71 [7] = e1[7];
-          \$71 [19:8] = e1[19:8];
-          \$71 [27:20] = \$52 ;
-          \$71 [36:28] = \$56 ;
+          \$72 [0] = e1[0];
+          \$72 [6:1] = e1[6:1];
+          \$72 [7] = e1[7];
+          \$72 [19:8] = e1[19:8];
+          \$72 [27:20] = \$52 ;
+          \$72 [36:28] = \$56 ;
         end
       1'h1:
         begin
-          \$71 [0] = e1[0];
-          \$71 [6:1] = e1[6:1];
-          \$71 [7] = e1[7];
-          \$71 [19:8] = e1[19:8];
-          \$71 [27:20] = value;
-          \$71 [36:28] = \$66 ;
+          \$72 [0] = e1[0];
+          \$72 [6:1] = e1[6:1];
+          \$72 [7] = e1[7];
+          \$72 [19:8] = e1[19:8];
+          \$72 [27:20] = value;
+          \$72 [36:28] = \$66 ;
         end
     endcase
     if (rst) begin
-      \$71  = 37'h0000000000;
+      \$72  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -5750,58 +5767,56 @@ module \hwgen_digits_lstm_p2_delta.issuer (rst, columns__valid, columns__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__payload, issue__valid, clk);
+module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire \$1 ;
-  wire [20:0] \$10 ;
-  reg [18:0] \$11 ;
-  wire [20:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
+  reg [18:0] \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [17:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [17:0] \$18 ;
   wire [17:0] \$19 ;
-  wire \$2 ;
-  wire [17:0] \$20 ;
-  wire [17:0] \$21 ;
-  wire [17:0] \$22 ;
-  reg [37:0] \$23 ;
-  reg [37:0] \$24 ;
-  reg [37:0] \$25 ;
-  reg [16:0] \$26 ;
-  reg [16:0] \$27 ;
-  reg [9:0] \$28 ;
-  reg [9:0] \$29 ;
-  wire \$3 ;
-  reg [37:0] \$30 ;
+  wire [20:0] \$2 ;
+  reg [37:0] \$20 ;
+  reg [37:0] \$21 ;
+  reg [37:0] \$22 ;
+  reg [16:0] \$23 ;
+  reg [16:0] \$24 ;
+  reg [9:0] \$25 ;
+  reg [9:0] \$26 ;
+  reg [37:0] \$27 ;
+  reg [37:0] \$28 ;
+  reg \$29 ;
+  reg [18:0] \$3 ;
+  reg [7:0] \$30 ;
   reg [37:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [37:0] \$33 ;
-  reg [37:0] \$34 ;
-  reg [1:0] \$35 ;
-  reg [19:0] \$36 ;
-  reg [19:0] \$37 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
+  reg [37:0] \$32 ;
+  reg [1:0] \$33 ;
+  reg [19:0] \$34 ;
+  reg [19:0] \$35 ;
+  wire [20:0] \$4 ;
+  wire [16:0] \$5 ;
+  wire [16:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
-  reg [18:0] \$9 ;
+  wire \$9 ;
   reg [37:0] \$like  = 38'h0000000000;
-  reg [37:0] \$like$10  = 38'h0000000000;
-  wire [36:0] \$like$10.issue ;
-  wire [6:0] \$like$10.issue.acc_addr ;
-  wire [6:0] \$like$10.issue.b_addr ;
-  wire \$like$10.issue.bias ;
-  wire [8:0] \$like$10.issue.delta ;
-  wire \$like$10.issue.shift ;
-  wire [11:0] \$like$10.issue.w_addr ;
-  wire \$like$10.valid ;
-  reg [37:0] \$like$18  = 38'h0000000000;
-  wire [18:0] \$like$18[0] ;
-  wire [18:0] \$like$18[1] ;
+  reg [37:0] \$like$14  = 38'h0000000000;
+  wire [18:0] \$like$14[0] ;
+  wire [18:0] \$like$14[1] ;
+  reg [37:0] \$like$22  = 38'h0000000000;
+  wire [36:0] \$like$22.issue ;
+  wire [6:0] \$like$22.issue.acc_addr ;
+  wire [6:0] \$like$22.issue.b_addr ;
+  wire \$like$22.issue.bias ;
+  wire [8:0] \$like$22.issue.delta ;
+  wire \$like$22.issue.shift ;
+  wire [11:0] \$like$22.issue.w_addr ;
+  wire \$like$22.valid ;
   (* init = 38'h0000000000 *)
   wire [37:0] \$like$7 ;
   wire [18:0] \$like$7[0] ;
@@ -5817,9 +5832,9 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   wire [6:0] \$signature__addr ;
   wire [6:0] \$signature__addr$4 ;
   wire [37:0] \$signature__data ;
-  wire [37:0] \$signature__data$29 ;
-  wire [18:0] \$signature__data$29[0] ;
-  wire [18:0] \$signature__data$29[1] ;
+  wire [37:0] \$signature__data$28 ;
+  wire [18:0] \$signature__data$28[0] ;
+  wire [18:0] \$signature__data$28[1] ;
   wire [18:0] \$signature__data[0] ;
   wire [18:0] \$signature__data[1] ;
   output [37:0] acc_word;
@@ -5843,7 +5858,7 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   wire [7:0] \data[0] ;
   wire [7:0] \data[1] ;
   output idle;
-  wire idle;
+  reg idle = 1'h1;
   input [36:0] issue__payload;
   wire [36:0] issue__payload;
   wire [6:0] \issue__payload.acc_addr ;
@@ -6043,55 +6058,53 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   always @(posedge clk) begin
     _1_ <= b_mem[\$like [26:20]];
   end
-  assign \$signature__data$29  = _1_;
+  assign \$signature__data$28  = _1_;
   assign \$signature__addr$4  = \$like [0] ? \$like [19:13] : read_addr;
-  assign \$1  = ~ s1[0];
-  assign \$2  = ~ \$like$10 [0];
-  assign \$3  = \$1  & \$2 ;
-  assign \$4  = ~ \$like [0];
-  assign \$5  = \$3  & \$4 ;
-  assign \$6  = ~ s2[0];
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = ~ s3[0];
-  assign idle = \$7  & \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned0);
-  assign \$12  = $signed(\$11 ) + $signed(aligned1);
-  assign \$13  = $signed(data[7:0]) * $signed(\$like [36:28]);
-  assign \$14  = $signed(data[15:8]) * $signed(\$like [36:28]);
-  assign \$15  = s3[7:1] == s2[7:1];
-  assign \$16  = s3[0] & \$15 ;
-  assign \$17  = last[7:1] == s2[7:1];
-  assign \$18  = last[0] & \$17 ;
+  assign \$2  = $signed(\$1 ) + $signed(aligned0);
+  assign \$4  = $signed(\$3 ) + $signed(aligned1);
+  assign \$5  = $signed(data[7:0]) * $signed(\$like [36:28]);
+  assign \$6  = $signed(data[15:8]) * $signed(\$like [36:28]);
+  assign \$7  = issue__valid | s1[0];
+  assign \$8  = \$7  | \$like$22 [0];
+  assign \$9  = \$8  | \$like [0];
+  assign \$10  = \$9  | s2[0];
+  assign \$11  = ~ \$10 ;
+  assign \$12  = s3[7:1] == s2[7:1];
+  assign \$13  = s3[0] & \$12 ;
+  assign \$14  = last[7:1] == s2[7:1];
+  assign \$15  = last[0] & \$14 ;
   always @(posedge clk)
-    s1 <= \$23 ;
+    s1 <= \$20 ;
   always @(posedge clk)
-    \$like$10  <= \$24 ;
+    \$like$22  <= \$21 ;
   always @(posedge clk)
-    \$like  <= \$25 ;
+    \$like  <= \$22 ;
   always @(posedge clk)
-    prod0 <= \$26 ;
+    prod0 <= \$23 ;
   always @(posedge clk)
-    prod1 <= \$27 ;
+    prod1 <= \$24 ;
   always @(posedge clk)
-    s2 <= \$28 ;
+    s2 <= \$25 ;
   always @(posedge clk)
-    s3 <= \$29 ;
+    s3 <= \$26 ;
   always @(posedge clk)
-    acc_word <= \$30 ;
+    acc_word <= \$27 ;
   always @(posedge clk)
-    bias_q <= \$31 ;
+    bias_q <= \$28 ;
   always @(posedge clk)
-    last <= \$32 ;
+    idle <= \$29 ;
   always @(posedge clk)
-    \$like$18  <= \$33 ;
+    last <= \$30 ;
   always @(posedge clk)
-    last_sum2 <= \$34 ;
+    \$like$14  <= \$31 ;
   always @(posedge clk)
-    pick <= \$35 ;
+    last_sum2 <= \$32 ;
   always @(posedge clk)
-    aligned0 <= \$36 ;
+    pick <= \$33 ;
   always @(posedge clk)
-    aligned1 <= \$37 ;
+    aligned0 <= \$34 ;
+  always @(posedge clk)
+    aligned1 <= \$35 ;
   \hwgen_digits_lstm_p2_delta.mac.w_rom  w_rom (
     .addr(issue__payload[11:0]),
     .clk(clk),
@@ -6103,13 +6116,13 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
     (* full_case = 32'd1 *)
     casez (pick)
       2'h0:
-          \$9  = bias_q[18:0];
+          \$1  = bias_q[18:0];
       2'h1:
-          \$9  = \$like$18 [18:0];
+          \$1  = \$like$14 [18:0];
       2'h2:
-          \$9  = last_sum2[18:0];
+          \$1  = last_sum2[18:0];
       2'h3:
-          \$9  = acc_word[18:0];
+          \$1  = acc_word[18:0];
     endcase
   end
   always @* begin
@@ -6117,134 +6130,128 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
     (* full_case = 32'd1 *)
     casez (pick)
       2'h0:
-          \$11  = bias_q[37:19];
+          \$3  = bias_q[37:19];
       2'h1:
-          \$11  = \$like$18 [37:19];
+          \$3  = \$like$14 [37:19];
       2'h2:
-          \$11  = last_sum2[37:19];
+          \$3  = last_sum2[37:19];
       2'h3:
-          \$11  = acc_word[37:19];
+          \$3  = acc_word[37:19];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$23 [37:1] = s1[37:1];
-    \$23 [0] = issue__valid;
+    \$20 [37:1] = s1[37:1];
+    \$20 [0] = issue__valid;
     if (issue__valid) begin
-      \$23 [37:1] = issue__payload;
+      \$20 [37:1] = issue__payload;
     end
     if (rst) begin
-      \$23  = 38'h0000000000;
+      \$20  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$24  = s1;
+    \$21  = s1;
     if (rst) begin
-      \$24  = 38'h0000000000;
+      \$21  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$25  = \$like$10 ;
+    \$22  = \$like$22 ;
     if (rst) begin
-      \$25  = 38'h0000000000;
+      \$22  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$26  = \$13 ;
+    \$23  = \$5 ;
     if (rst) begin
-      \$26  = 17'h00000;
+      \$23  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$27  = \$14 ;
+    \$24  = \$6 ;
     if (rst) begin
-      \$27  = 17'h00000;
+      \$24  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$28 [0] = \$like [0];
-    \$28 [7:1] = \$like [19:13];
-    \$28 [8] = \$like [27];
-    \$28 [9] = \$like [37];
+    \$25 [0] = \$like [0];
+    \$25 [7:1] = \$like [19:13];
+    \$25 [8] = \$like [27];
+    \$25 [9] = \$like [37];
     if (rst) begin
-      \$28  = 10'h000;
+      \$25  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$29  = s2;
+    \$26  = s2;
     if (rst) begin
-      \$29  = 10'h000;
+      \$26  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$30  = \$signature__data ;
+    \$27  = \$signature__data ;
     if (rst) begin
-      \$30  = 38'h0000000000;
+      \$27  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$31  = \$signature__data$29 ;
+    \$28  = \$signature__data$28 ;
+    if (rst) begin
+      \$28  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$29  = \$11 ;
+    if (rst) begin
+      \$29  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$30 [0] = s3[0];
+    \$30 [7:1] = s3[7:1];
+    if (rst) begin
+      \$30  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$31  = acc_wr__data;
     if (rst) begin
       \$31  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$32 [0] = s3[0];
-    \$32 [7:1] = s3[7:1];
+    \$32  = \$like$14 ;
     if (rst) begin
-      \$32  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$33  = acc_wr__data;
-    if (rst) begin
-      \$33  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$34  = \$like$18 ;
-    if (rst) begin
-      \$34  = 38'h0000000000;
+      \$32  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (s2[8]) begin
-      \$35  = 2'h0;
-    end else if (\$16 ) begin
-      \$35  = 2'h1;
-    end else if (\$18 ) begin
-      \$35  = 2'h2;
+      \$33  = 2'h0;
+    end else if (\$13 ) begin
+      \$33  = 2'h1;
+    end else if (\$15 ) begin
+      \$33  = 2'h2;
     end else begin
-      \$35  = 2'h3;
+      \$33  = 2'h3;
     end
     if (rst) begin
-      \$35  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$36  = { \$19 [17], \$19 [17], \$19  };
-      1'h1:
-          \$36  = { \$20 [17], \$20 [17], \$20  };
-    endcase
-    if (rst) begin
-      \$36  = 20'h00000;
+      \$33  = 2'h0;
     end
   end
   always @* begin
@@ -6252,12 +6259,25 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$37  = { \$21 [17], \$21 [17], \$21  };
+          \$34  = { \$16 [17], \$16 [17], \$16  };
       1'h1:
-          \$37  = { \$22 [17], \$22 [17], \$22  };
+          \$34  = { \$17 [17], \$17 [17], \$17  };
     endcase
     if (rst) begin
-      \$37  = 20'h00000;
+      \$34  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$35  = { \$18 [17], \$18 [17], \$18  };
+      1'h1:
+          \$35  = { \$19 [17], \$19 [17], \$19  };
+    endcase
+    if (rst) begin
+      \$35  = 20'h00000;
     end
   end
   assign addr = issue__payload[11:0];
@@ -6283,26 +6303,6 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   assign \acc_word[1]  = acc_word[37:19];
   assign \$like$7[0]  = acc_word[18:0];
   assign \$like$7[1]  = acc_word[37:19];
-  assign \s1.valid  = s1[0];
-  assign \s1.issue  = s1[37:1];
-  assign \s1.issue.w_addr  = s1[12:1];
-  assign \s1.issue.acc_addr  = s1[19:13];
-  assign \s1.issue.b_addr  = s1[26:20];
-  assign \s1.issue.bias  = s1[27];
-  assign \s1.issue.delta  = s1[36:28];
-  assign \s1.issue.shift  = s1[37];
-  assign \$like$10.valid  = \$like$10 [0];
-  assign \$like$10.issue  = \$like$10 [37:1];
-  assign \$like$10.issue.w_addr  = \$like$10 [12:1];
-  assign \$like$10.issue.acc_addr  = \$like$10 [19:13];
-  assign \$like$10.issue.b_addr  = \$like$10 [26:20];
-  assign \$like$10.issue.bias  = \$like$10 [27];
-  assign \$like$10.issue.delta  = \$like$10 [36:28];
-  assign \$like$10.issue.shift  = \$like$10 [37];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[7:1];
-  assign \s2.bias  = s2[8];
-  assign \s2.shift  = s2[9];
   assign \s3.valid  = s3[0];
   assign \s3.acc_addr  = s3[7:1];
   assign \s3.bias  = s3[8];
@@ -6311,24 +6311,44 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   assign \acc_wr__data[1]  = acc_wr__data[37:19];
   assign \bias_q[0]  = bias_q[18:0];
   assign \bias_q[1]  = bias_q[37:19];
-  assign \$like$18[0]  = \$like$18 [18:0];
-  assign \$like$18[1]  = \$like$18 [37:19];
+  assign \$like$14[0]  = \$like$14 [18:0];
+  assign \$like$14[1]  = \$like$14 [37:19];
   assign \last_sum2[0]  = last_sum2[18:0];
   assign \last_sum2[1]  = last_sum2[37:19];
+  assign \s1.valid  = s1[0];
+  assign \s1.issue  = s1[37:1];
+  assign \s1.issue.w_addr  = s1[12:1];
+  assign \s1.issue.acc_addr  = s1[19:13];
+  assign \s1.issue.b_addr  = s1[26:20];
+  assign \s1.issue.bias  = s1[27];
+  assign \s1.issue.delta  = s1[36:28];
+  assign \s1.issue.shift  = s1[37];
+  assign \$like$22.valid  = \$like$22 [0];
+  assign \$like$22.issue  = \$like$22 [37:1];
+  assign \$like$22.issue.w_addr  = \$like$22 [12:1];
+  assign \$like$22.issue.acc_addr  = \$like$22 [19:13];
+  assign \$like$22.issue.b_addr  = \$like$22 [26:20];
+  assign \$like$22.issue.bias  = \$like$22 [27];
+  assign \$like$22.issue.delta  = \$like$22 [36:28];
+  assign \$like$22.issue.shift  = \$like$22 [37];
   assign \data[0]  = data[7:0];
   assign \data[1]  = data[15:8];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[7:1];
+  assign \s2.bias  = s2[8];
+  assign \s2.shift  = s2[9];
   assign \$signature__data[0]  = \$signature__data [18:0];
   assign \$signature__data[1]  = \$signature__data [37:19];
-  assign \$signature__data$29[0]  = \$signature__data$29 [18:0];
-  assign \$signature__data$29[1]  = \$signature__data$29 [37:19];
+  assign \$signature__data$28[0]  = \$signature__data$28 [18:0];
+  assign \$signature__data$28[1]  = \$signature__data$28 [37:19];
   assign \last.valid  = last[0];
   assign \last.acc_addr  = last[7:1];
-  assign acc_wr__data[37:19] = \$12 [18:0];
-  assign acc_wr__data[18:0] = \$10 [18:0];
-  assign \$19  = { prod0[16], prod0 };
-  assign \$20  = { prod0, 1'h0 };
-  assign \$21  = { prod1[16], prod1 };
-  assign \$22  = { prod1, 1'h0 };
+  assign acc_wr__data[37:19] = \$4 [18:0];
+  assign acc_wr__data[18:0] = \$2 [18:0];
+  assign \$16  = { prod0[16], prod0 };
+  assign \$17  = { prod0, 1'h0 };
+  assign \$18  = { prod1[16], prod1 };
+  assign \$19  = { prod1, 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
