@@ -356,7 +356,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1620$8 (element__payload[91:8]),
+    .\port$1602$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -367,7 +367,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$51 ),
     .p20(\valid_out$56 ),
     .p41(\tag_out$57 ),
-    .\port$1620$8 (element__payload[91:8]),
+    .\port$1602$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$49 )
@@ -4962,7 +4962,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1620$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1602$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5218,8 +5218,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1620$8 ;
-  wire [83:0] \port$1620$8 ;
+  input [83:0] \port$1602$8 ;
+  wire [83:0] \port$1602$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5239,22 +5239,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1620$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1602$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1620$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1602$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1620$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1602$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1620$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1602$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6183,10 +6183,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1620$8 [20:0];
-  assign acc1 = \port$1620$8 [41:21];
-  assign acc2 = \port$1620$8 [62:42];
-  assign acc3 = \port$1620$8 [83:63];
+  assign acc0 = \port$1602$8 [20:0];
+  assign acc1 = \port$1602$8 [41:21];
+  assign acc2 = \port$1602$8 [62:42];
+  assign acc3 = \port$1602$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -6230,34 +6230,31 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -6286,33 +6283,27 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6327,110 +6318,92 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -6438,23 +6411,23 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -6483,23 +6456,44 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -6511,9 +6505,9 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6542,34 +6536,31 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -6598,33 +6589,27 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6639,110 +6624,92 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -6750,23 +6717,23 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -6795,23 +6762,44 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -6823,9 +6811,9 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6833,7 +6821,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [16:0] \$11 ;
+  reg [17:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -6847,41 +6835,38 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [14:0] \$23 ;
-  wire [17:0] \$24 ;
-  wire [17:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [18:0] \$27 ;
-  wire [17:0] \$28 ;
-  wire [18:0] \$29 ;
+  wire [18:0] \$24 ;
+  wire [18:0] \$25 ;
+  wire [18:0] \$26 ;
+  wire [19:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [19:0] \$29 ;
   wire [8:0] \$3 ;
   wire [19:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire \$32 ;
-  wire [19:0] \$33 ;
+  wire \$31 ;
+  wire [19:0] \$32 ;
+  wire \$33 ;
   wire [19:0] \$34 ;
-  wire \$35 ;
+  wire [19:0] \$35 ;
   wire [19:0] \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [17:0] \$41 ;
+  reg [3:0] \$42 ;
   reg \$43 ;
-  reg [16:0] \$44 ;
-  reg [3:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [16:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [17:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [14:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [14:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [17:0] \$53 ;
-  reg [18:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [18:0] \$50 ;
+  reg [19:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -6889,13 +6874,13 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [16:0] \$signal$7  = 17'h00000;
+  reg [17:0] \$signal$7  = 18'h00000;
   reg [3:0] \$signal$8  = 4'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [16:0] c1b = 17'h00000;
+  reg [17:0] c1b = 18'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
@@ -6907,36 +6892,30 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [18:0] y2 = 19'h00000;
+  reg [19:0] y3 = 20'h00000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6951,110 +6930,92 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 18'h00800 : y2;
-  assign \$27  = - $signed(\$26 );
-  assign \$28  = beyond2 ? 18'h00800 : y2;
-  assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
-  assign \$39  = \$32  ? 20'h0007f : \$38 ;
+  assign \$26  = beyond2 ? 19'h00808 : y2;
+  assign \$27  = $signed(6'h10) - $signed(\$26 );
+  assign \$28  = beyond2 ? 19'h00808 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [18], \$28  };
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 20'hfff80 : \$34 ;
+  assign \$36  = \$31  ? 20'h0007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 17'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$45  = { 1'h0, \$17 [2:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 4'h0;
+      \$45  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 17'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 15'h0000;
+      \$50  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -7062,37 +7023,37 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 17'h00028;
+          \$11  = 18'h000a8;
       4'h1:
-          \$11  = 17'h01fa8;
+          \$11  = 18'h02028;
       4'h2:
-          \$11  = 17'h03b88;
+          \$11  = 18'h03c08;
       4'h3:
-          \$11  = 17'h051a8;
+          \$11  = 18'h05228;
       4'h4:
-          \$11  = 17'h061c8;
+          \$11  = 18'h06248;
       4'h5:
-          \$11  = 17'h06cc8;
+          \$11  = 18'h06d48;
       4'h6:
-          \$11  = 17'h07408;
+          \$11  = 18'h07488;
       4'h7:
-          \$11  = 17'h07898;
+          \$11  = 18'h07918;
       4'h8:
-          \$11  = 17'h07b78;
+          \$11  = 18'h07bf8;
       4'h9:
-          \$11  = 17'h07d48;
+          \$11  = 18'h07dc8;
       4'ha:
-          \$11  = 17'h07e58;
+          \$11  = 18'h07ed8;
       4'hb:
-          \$11  = 17'h07f08;
+          \$11  = 18'h07f88;
       4'hc:
-          \$11  = 17'h07f68;
+          \$11  = 18'h07fe8;
       4'hd:
-          \$11  = 17'h07fa8;
+          \$11  = 18'h08028;
       4'he:
-          \$11  = 17'h07fc8;
+          \$11  = 18'h08048;
       4'hf:
-          \$11  = 17'h07fe8;
+          \$11  = 18'h08068;
     endcase
   end
   always @* begin
@@ -7135,23 +7096,44 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = { 1'h0, \$17 [2:0] };
+    if (rst) begin
+      \$42  = 4'h0;
     end
   end
   assign \$5  = { 3'h0, \$signal [8:3] };
@@ -7162,14 +7144,14 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
-  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
-  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
-  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
+  assign \$25  = { \$24 [18], \$24 [18], \$24 [18], \$24 [18], \$24 [18:4] };
+  assign \$30  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$32  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$34  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1620$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1602$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7425,8 +7407,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1620$8 ;
-  wire [83:0] \port$1620$8 ;
+  input [83:0] \port$1602$8 ;
+  wire [83:0] \port$1602$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7446,22 +7428,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1620$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1602$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1620$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1602$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1620$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1602$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1620$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1602$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8390,10 +8372,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1620$8 [20:0];
-  assign acc1 = \port$1620$8 [41:21];
-  assign acc2 = \port$1620$8 [62:42];
-  assign acc3 = \port$1620$8 [83:63];
+  assign acc0 = \port$1602$8 [20:0];
+  assign acc1 = \port$1602$8 [41:21];
+  assign acc2 = \port$1602$8 [62:42];
+  assign acc3 = \port$1602$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -8437,34 +8419,31 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -8493,33 +8472,27 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -8534,110 +8507,92 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -8645,23 +8600,23 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -8690,23 +8645,44 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -8718,9 +8694,9 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8749,34 +8725,31 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -8805,33 +8778,27 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -8846,110 +8813,92 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -8957,23 +8906,23 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -9002,23 +8951,44 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -9030,9 +9000,9 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9040,7 +9010,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [16:0] \$11 ;
+  reg [17:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -9054,41 +9024,38 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [14:0] \$23 ;
-  wire [17:0] \$24 ;
-  wire [17:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [18:0] \$27 ;
-  wire [17:0] \$28 ;
-  wire [18:0] \$29 ;
+  wire [18:0] \$24 ;
+  wire [18:0] \$25 ;
+  wire [18:0] \$26 ;
+  wire [19:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [19:0] \$29 ;
   wire [8:0] \$3 ;
   wire [19:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire \$32 ;
-  wire [19:0] \$33 ;
+  wire \$31 ;
+  wire [19:0] \$32 ;
+  wire \$33 ;
   wire [19:0] \$34 ;
-  wire \$35 ;
+  wire [19:0] \$35 ;
   wire [19:0] \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [17:0] \$41 ;
+  reg [3:0] \$42 ;
   reg \$43 ;
-  reg [16:0] \$44 ;
-  reg [3:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [16:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [17:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [14:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [14:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [17:0] \$53 ;
-  reg [18:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [18:0] \$50 ;
+  reg [19:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -9096,13 +9063,13 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [16:0] \$signal$7  = 17'h00000;
+  reg [17:0] \$signal$7  = 18'h00000;
   reg [3:0] \$signal$8  = 4'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [16:0] c1b = 17'h00000;
+  reg [17:0] c1b = 18'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
@@ -9114,36 +9081,30 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [18:0] y2 = 19'h00000;
+  reg [19:0] y3 = 20'h00000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -9158,110 +9119,92 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 18'h00800 : y2;
-  assign \$27  = - $signed(\$26 );
-  assign \$28  = beyond2 ? 18'h00800 : y2;
-  assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
-  assign \$39  = \$32  ? 20'h0007f : \$38 ;
+  assign \$26  = beyond2 ? 19'h00808 : y2;
+  assign \$27  = $signed(6'h10) - $signed(\$26 );
+  assign \$28  = beyond2 ? 19'h00808 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [18], \$28  };
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 20'hfff80 : \$34 ;
+  assign \$36  = \$31  ? 20'h0007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 17'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$45  = { 1'h0, \$17 [2:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 4'h0;
+      \$45  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 17'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 15'h0000;
+      \$50  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -9269,37 +9212,37 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 17'h00028;
+          \$11  = 18'h000a8;
       4'h1:
-          \$11  = 17'h01fa8;
+          \$11  = 18'h02028;
       4'h2:
-          \$11  = 17'h03b88;
+          \$11  = 18'h03c08;
       4'h3:
-          \$11  = 17'h051a8;
+          \$11  = 18'h05228;
       4'h4:
-          \$11  = 17'h061c8;
+          \$11  = 18'h06248;
       4'h5:
-          \$11  = 17'h06cc8;
+          \$11  = 18'h06d48;
       4'h6:
-          \$11  = 17'h07408;
+          \$11  = 18'h07488;
       4'h7:
-          \$11  = 17'h07898;
+          \$11  = 18'h07918;
       4'h8:
-          \$11  = 17'h07b78;
+          \$11  = 18'h07bf8;
       4'h9:
-          \$11  = 17'h07d48;
+          \$11  = 18'h07dc8;
       4'ha:
-          \$11  = 17'h07e58;
+          \$11  = 18'h07ed8;
       4'hb:
-          \$11  = 17'h07f08;
+          \$11  = 18'h07f88;
       4'hc:
-          \$11  = 17'h07f68;
+          \$11  = 18'h07fe8;
       4'hd:
-          \$11  = 17'h07fa8;
+          \$11  = 18'h08028;
       4'he:
-          \$11  = 17'h07fc8;
+          \$11  = 18'h08048;
       4'hf:
-          \$11  = 17'h07fe8;
+          \$11  = 18'h08068;
     endcase
   end
   always @* begin
@@ -9342,23 +9285,44 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$42  = { 1'h0, \$17 [2:0] };
+    if (rst) begin
+      \$42  = 4'h0;
     end
   end
   assign \$5  = { 3'h0, \$signal [8:3] };
@@ -9369,10 +9333,10 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
-  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
-  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
-  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
+  assign \$25  = { \$24 [18], \$24 [18], \$24 [18], \$24 [18], \$24 [18:4] };
+  assign \$30  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$32  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$34  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
 endmodule
 
 (* generator = "Amaranth" *)

@@ -361,7 +361,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1030$7 (element__payload[82:7]),
+    .\port$1015$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -1927,7 +1927,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1030$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1015$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2153,8 +2153,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1030$7 ;
-  wire [75:0] \port$1030$7 ;
+  input [75:0] \port$1015$7 ;
+  wire [75:0] \port$1015$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2180,22 +2180,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1030$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1015$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1030$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1015$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1030$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1015$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1030$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1015$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3009,10 +3009,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1030$7 [18:0];
-  assign acc1 = \port$1030$7 [37:19];
-  assign acc2 = \port$1030$7 [56:38];
-  assign acc3 = \port$1030$7 [75:57];
+  assign acc0 = \port$1015$7 [18:0];
+  assign acc1 = \port$1015$7 [37:19];
+  assign acc2 = \port$1015$7 [56:38];
+  assign acc3 = \port$1015$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -3056,34 +3056,31 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -3112,33 +3109,27 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -3153,110 +3144,92 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -3264,23 +3237,23 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -3309,23 +3282,44 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -3337,9 +3331,9 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3368,34 +3362,31 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -3424,33 +3415,27 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -3465,110 +3450,92 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -3576,23 +3543,23 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -3621,23 +3588,44 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -3649,9 +3637,9 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3680,34 +3668,31 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -3736,33 +3721,27 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -3777,110 +3756,92 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -3888,23 +3849,23 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -3933,23 +3894,44 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -3961,354 +3943,14 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire \$1 ;
-  wire [8:0] \$10 ;
-  reg [15:0] \$11 ;
-  wire [8:0] \$12 ;
-  wire \$13 ;
-  wire [8:0] \$14 ;
-  wire [8:0] \$15 ;
-  wire [6:0] \$16 ;
-  wire [9:0] \$17 ;
-  wire [8:0] \$18 ;
-  wire \$19 ;
-  wire [8:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire [8:0] \$21 ;
-  reg [10:0] \$22 ;
-  wire [13:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [16:0] \$28 ;
-  wire [17:0] \$29 ;
-  wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [18:0] \$31 ;
-  wire \$32 ;
-  wire [18:0] \$33 ;
-  wire [18:0] \$34 ;
-  wire \$35 ;
-  wire [18:0] \$36 ;
-  wire [18:0] \$37 ;
-  wire [18:0] \$38 ;
-  wire [18:0] \$39 ;
-  wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
-  reg \$43 ;
-  reg [15:0] \$44 ;
-  reg [2:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [15:0] \$48 ;
-  reg [10:0] \$49 ;
-  wire [8:0] \$5 ;
-  reg [13:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [16:0] \$53 ;
-  reg [17:0] \$54 ;
-  reg [7:0] \$55 ;
-  wire \$6 ;
-  wire [8:0] \$7 ;
-  wire \$8 ;
-  wire [8:0] \$9 ;
-  reg [8:0] \$signal  = 9'h000;
-  reg \$signal$14  = 1'h0;
-  reg \$signal$5  = 1'h0;
-  reg [15:0] \$signal$7  = 16'h0000;
-  reg [2:0] \$signal$8  = 3'h0;
-  reg \$signal$9  = 1'h0;
-  reg beyond1 = 1'h0;
-  reg beyond1b = 1'h0;
-  reg beyond2 = 1'h0;
-  reg [15:0] c1b = 16'h0000;
-  input clk;
-  wire clk;
-  reg neg0 = 1'h0;
-  input rst;
-  wire rst;
-  reg [10:0] s1 = 11'h000;
-  reg [13:0] term = 14'h0000;
-  input [7:0] x;
-  wire [7:0] x;
-  output [7:0] y;
-  reg [7:0] y = 8'h00;
-  reg [16:0] y2 = 17'h00000;
-  reg [17:0] y3 = 18'h00000;
-  always @(posedge clk)
-    \$signal$5  <= \$42 ;
-  always @(posedge clk)
-    beyond1 <= \$43 ;
-  always @(posedge clk)
-    \$signal$7  <= \$44 ;
-  always @(posedge clk)
-    \$signal$8  <= \$45 ;
-  always @(posedge clk)
-    \$signal$9  <= \$46 ;
-  always @(posedge clk)
-    beyond1b <= \$47 ;
-  always @(posedge clk)
-    c1b <= \$48 ;
-  always @(posedge clk)
-    s1 <= \$49 ;
-  always @(posedge clk)
-    term <= \$50 ;
-  always @(posedge clk)
-    \$signal$14  <= \$51 ;
-  always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
-  assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = - $signed(x);
-  assign \$3  = \$1  ? \$2  : { x[7], x };
-  assign \$4  = $signed(x) < $signed(1'h0);
-  assign \$6  = \$5  >= 5'h10;
-  assign \$8  = \$7  >= 5'h10;
-  assign \$10  = \$8  ? 9'h00f : \$9 ;
-  assign \$13  = \$12  >= 5'h10;
-  assign \$15  = \$13  ? 9'h00f : \$14 ;
-  assign \$17  = \$signal  - \$16 ;
-  assign \$19  = \$18  >= 5'h10;
-  assign \$21  = \$19  ? 9'h00f : \$20 ;
-  assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 17'h00800 : y2;
-  assign \$27  = - $signed(\$26 );
-  assign \$28  = beyond2 ? 17'h00800 : y2;
-  assign \$29  = \$signal$14  ? \$27  : { \$28 [16], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 19'h7ff80 : \$37 ;
-  assign \$39  = \$32  ? 19'h0007f : \$38 ;
-  always @(posedge clk)
-    \$signal  <= \$40 ;
-  always @(posedge clk)
-    neg0 <= \$41 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = \$6 ;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = \$11 ;
-    if (rst) begin
-      \$44  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = { 1'h0, \$17 [1:0] };
-    if (rst) begin
-      \$45  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = \$signal$5 ;
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = beyond1;
-    if (rst) begin
-      \$47  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = \$signal$7 ;
-    if (rst) begin
-      \$48  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = \$22 ;
-    if (rst) begin
-      \$49  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = \$23 ;
-    if (rst) begin
-      \$50  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$signal$9 ;
-    if (rst) begin
-      \$51  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = beyond1b;
-    if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$10 [3:0])
-      4'h0:
-          \$11  = 16'h0014;
-      4'h1:
-          \$11  = 16'h0fd4;
-      4'h2:
-          \$11  = 16'h1dc4;
-      4'h3:
-          \$11  = 16'h28d4;
-      4'h4:
-          \$11  = 16'h30e4;
-      4'h5:
-          \$11  = 16'h3664;
-      4'h6:
-          \$11  = 16'h3a04;
-      4'h7:
-          \$11  = 16'h3c4c;
-      4'h8:
-          \$11  = 16'h3dbc;
-      4'h9:
-          \$11  = 16'h3ea4;
-      4'ha:
-          \$11  = 16'h3f2c;
-      4'hb:
-          \$11  = 16'h3f84;
-      4'hc:
-          \$11  = 16'h3fb4;
-      4'hd:
-          \$11  = 16'h3fd4;
-      4'he:
-          \$11  = 16'h3fe4;
-      4'hf:
-          \$11  = 16'h3ff4;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$21 [3:0])
-      4'h0:
-          \$22  = 11'h3eb;
-      4'h1:
-          \$22  = 11'h37a;
-      4'h2:
-          \$22  = 11'h2c5;
-      4'h3:
-          \$22  = 11'h206;
-      4'h4:
-          \$22  = 11'h163;
-      4'h5:
-          \$22  = 11'h0e9;
-      4'h6:
-          \$22  = 11'h094;
-      4'h7:
-          \$22  = 11'h05d;
-      4'h8:
-          \$22  = 11'h039;
-      4'h9:
-          \$22  = 11'h023;
-      4'ha:
-          \$22  = 11'h015;
-      4'hb:
-          \$22  = 11'h00d;
-      4'hc:
-          \$22  = 11'h008;
-      4'hd:
-          \$22  = 11'h005;
-      4'he:
-          \$22  = 11'h003;
-      4'hf:
-          \$22  = 11'h002;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$40  = \$3 ;
-    if (rst) begin
-      \$40  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$41  = \$4 ;
-    if (rst) begin
-      \$41  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$42  = neg0;
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  assign \$5  = { 2'h0, \$signal [8:2] };
-  assign \$7  = { 2'h0, \$signal [8:2] };
-  assign \$9  = { 2'h0, \$signal [8:2] };
-  assign \$12  = { 2'h0, \$signal [8:2] };
-  assign \$14  = { 2'h0, \$signal [8:2] };
-  assign \$16  = { 1'h0, \$15 [3:0], 2'h0 };
-  assign \$18  = { 2'h0, \$signal [8:2] };
-  assign \$20  = { 2'h0, \$signal [8:2] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16:3] };
-  assign \$31  = { \$30 [18], \$30 [18], \$30 [18], \$30 [18], \$30 [18:4] };
-  assign \$34  = { \$33 [18], \$33 [18], \$33 [18], \$33 [18], \$33 [18:4] };
-  assign \$37  = { \$36 [18], \$36 [18], \$36 [18], \$36 [18], \$36 [18:4] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
   reg [16:0] \$11 ;
@@ -4324,7 +3966,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   wire [8:0] \$20 ;
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
-  wire [14:0] \$23 ;
+  wire [13:0] \$23 ;
   wire [17:0] \$24 ;
   wire [17:0] \$25 ;
   wire [17:0] \$26 ;
@@ -4332,34 +3974,31 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   wire [17:0] \$28 ;
   wire [18:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [19:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire \$32 ;
-  wire [19:0] \$33 ;
-  wire [19:0] \$34 ;
-  wire \$35 ;
-  wire [19:0] \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [18:0] \$30 ;
+  wire \$31 ;
+  wire [18:0] \$32 ;
+  wire \$33 ;
+  wire [18:0] \$34 ;
+  wire [18:0] \$35 ;
+  wire [18:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [16:0] \$41 ;
+  reg [2:0] \$42 ;
   reg \$43 ;
-  reg [16:0] \$44 ;
-  reg [3:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [16:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [16:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [13:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [14:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [17:0] \$53 ;
-  reg [18:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [17:0] \$50 ;
+  reg [18:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -4368,7 +4007,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [16:0] \$signal$7  = 17'h00000;
-  reg [3:0] \$signal$8  = 4'h0;
+  reg [2:0] \$signal$8  = 3'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
@@ -4380,7 +4019,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [14:0] term = 15'h0000;
+  reg [13:0] term = 14'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -4388,33 +4027,27 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -4429,110 +4062,426 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 18'h00800 : y2;
-  assign \$27  = - $signed(\$26 );
-  assign \$28  = beyond2 ? 18'h00800 : y2;
+  assign \$26  = beyond2 ? 18'h00808 : y2;
+  assign \$27  = $signed(6'h10) - $signed(\$26 );
+  assign \$28  = beyond2 ? 18'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
-  assign \$39  = \$32  ? 20'h0007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 19'h7ff80 : \$34 ;
+  assign \$36  = \$31  ? 19'h0007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$43  = \$signal$5 ;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = beyond1;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$45  = \$signal$7 ;
+    if (rst) begin
+      \$45  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$46  = \$22 ;
+    if (rst) begin
+      \$46  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$47  = \$23 ;
+    if (rst) begin
+      \$47  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$48  = \$signal$9 ;
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$49  = beyond1b;
+    if (rst) begin
+      \$49  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$50  = \$25 ;
+    if (rst) begin
+      \$50  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$51  = \$29 ;
+    if (rst) begin
+      \$51  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$52  = \$36 [7:0];
+    if (rst) begin
+      \$52  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$10 [3:0])
+      4'h0:
+          \$11  = 17'h00054;
+      4'h1:
+          \$11  = 17'h01014;
+      4'h2:
+          \$11  = 17'h01e04;
+      4'h3:
+          \$11  = 17'h02914;
+      4'h4:
+          \$11  = 17'h03124;
+      4'h5:
+          \$11  = 17'h036a4;
+      4'h6:
+          \$11  = 17'h03a44;
+      4'h7:
+          \$11  = 17'h03c8c;
+      4'h8:
+          \$11  = 17'h03dfc;
+      4'h9:
+          \$11  = 17'h03ee4;
+      4'ha:
+          \$11  = 17'h03f6c;
+      4'hb:
+          \$11  = 17'h03fc4;
+      4'hc:
+          \$11  = 17'h03ff4;
+      4'hd:
+          \$11  = 17'h04014;
+      4'he:
+          \$11  = 17'h04024;
+      4'hf:
+          \$11  = 17'h04034;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [3:0])
+      4'h0:
+          \$22  = 11'h3eb;
+      4'h1:
+          \$22  = 11'h37a;
+      4'h2:
+          \$22  = 11'h2c5;
+      4'h3:
+          \$22  = 11'h206;
+      4'h4:
+          \$22  = 11'h163;
+      4'h5:
+          \$22  = 11'h0e9;
+      4'h6:
+          \$22  = 11'h094;
+      4'h7:
+          \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
+      4'h9:
+          \$22  = 11'h023;
+      4'ha:
+          \$22  = 11'h015;
+      4'hb:
+          \$22  = 11'h00d;
+      4'hc:
+          \$22  = 11'h008;
+      4'hd:
+          \$22  = 11'h005;
+      4'he:
+          \$22  = 11'h003;
+      4'hf:
+          \$22  = 11'h002;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$37  = \$3 ;
+    if (rst) begin
+      \$37  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$38  = \$4 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$39  = neg0;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = { 1'h0, \$17 [1:0] };
+    if (rst) begin
+      \$42  = 3'h0;
+    end
+  end
+  assign \$5  = { 2'h0, \$signal [8:2] };
+  assign \$7  = { 2'h0, \$signal [8:2] };
+  assign \$9  = { 2'h0, \$signal [8:2] };
+  assign \$12  = { 2'h0, \$signal [8:2] };
+  assign \$14  = { 2'h0, \$signal [8:2] };
+  assign \$16  = { 1'h0, \$15 [3:0], 2'h0 };
+  assign \$18  = { 2'h0, \$signal [8:2] };
+  assign \$20  = { 2'h0, \$signal [8:2] };
+  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17:3] };
+  assign \$30  = { y3[18], y3[18], y3[18], y3[18], y3[18:4] };
+  assign \$32  = { y3[18], y3[18], y3[18], y3[18], y3[18:4] };
+  assign \$34  = { y3[18], y3[18], y3[18], y3[18], y3[18:4] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  wire \$1 ;
+  wire [8:0] \$10 ;
+  reg [17:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
+  wire [8:0] \$14 ;
+  wire [8:0] \$15 ;
+  wire [6:0] \$16 ;
+  wire [9:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
+  wire [8:0] \$20 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [18:0] \$24 ;
+  wire [18:0] \$25 ;
+  wire [18:0] \$26 ;
+  wire [19:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [19:0] \$29 ;
+  wire [8:0] \$3 ;
+  wire [19:0] \$30 ;
+  wire \$31 ;
+  wire [19:0] \$32 ;
+  wire \$33 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire [19:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire \$4 ;
+  reg \$40 ;
+  reg [17:0] \$41 ;
+  reg [3:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [17:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [14:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
+  wire [8:0] \$5 ;
+  reg [18:0] \$50 ;
+  reg [19:0] \$51 ;
+  reg [7:0] \$52 ;
+  wire \$6 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
+  wire [8:0] \$9 ;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$14  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [17:0] \$signal$7  = 18'h00000;
+  reg [3:0] \$signal$8  = 4'h0;
+  reg \$signal$9  = 1'h0;
+  reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
+  reg beyond2 = 1'h0;
+  reg [17:0] c1b = 18'h00000;
+  input clk;
+  wire clk;
+  reg neg0 = 1'h0;
+  input rst;
+  wire rst;
+  reg [10:0] s1 = 11'h000;
+  reg [14:0] term = 15'h0000;
+  input [7:0] x;
+  wire [7:0] x;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  reg [18:0] y2 = 19'h00000;
+  reg [19:0] y3 = 20'h00000;
+  always @(posedge clk)
+    \$signal$8  <= \$42 ;
+  always @(posedge clk)
+    \$signal$9  <= \$43 ;
+  always @(posedge clk)
+    beyond1b <= \$44 ;
+  always @(posedge clk)
+    c1b <= \$45 ;
+  always @(posedge clk)
+    s1 <= \$46 ;
+  always @(posedge clk)
+    term <= \$47 ;
+  always @(posedge clk)
+    \$signal$14  <= \$48 ;
+  always @(posedge clk)
+    beyond2 <= \$49 ;
+  always @(posedge clk)
+    y2 <= \$50 ;
+  always @(posedge clk)
+    y3 <= \$51 ;
+  always @(posedge clk)
+    y <= \$52 ;
+  assign \$1  = $signed(x) < $signed(1'h0);
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
+  assign \$6  = \$5  >= 5'h10;
+  assign \$8  = \$7  >= 5'h10;
+  assign \$10  = \$8  ? 9'h00f : \$9 ;
+  assign \$13  = \$12  >= 5'h10;
+  assign \$15  = \$13  ? 9'h00f : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 5'h10;
+  assign \$21  = \$19  ? 9'h00f : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 19'h00808 : y2;
+  assign \$27  = $signed(6'h10) - $signed(\$26 );
+  assign \$28  = beyond2 ? 19'h00808 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [18], \$28  };
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 20'hfff80 : \$34 ;
+  assign \$36  = \$31  ? 20'h0007f : \$35 ;
+  always @(posedge clk)
+    \$signal  <= \$37 ;
+  always @(posedge clk)
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 17'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = { 1'h0, \$17 [2:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 4'h0;
+      \$45  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 17'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 15'h0000;
+      \$50  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -4540,37 +4489,37 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 17'h00028;
+          \$11  = 18'h000a8;
       4'h1:
-          \$11  = 17'h01fa8;
+          \$11  = 18'h02028;
       4'h2:
-          \$11  = 17'h03b88;
+          \$11  = 18'h03c08;
       4'h3:
-          \$11  = 17'h051a8;
+          \$11  = 18'h05228;
       4'h4:
-          \$11  = 17'h061c8;
+          \$11  = 18'h06248;
       4'h5:
-          \$11  = 17'h06cc8;
+          \$11  = 18'h06d48;
       4'h6:
-          \$11  = 17'h07408;
+          \$11  = 18'h07488;
       4'h7:
-          \$11  = 17'h07898;
+          \$11  = 18'h07918;
       4'h8:
-          \$11  = 17'h07b78;
+          \$11  = 18'h07bf8;
       4'h9:
-          \$11  = 17'h07d48;
+          \$11  = 18'h07dc8;
       4'ha:
-          \$11  = 17'h07e58;
+          \$11  = 18'h07ed8;
       4'hb:
-          \$11  = 17'h07f08;
+          \$11  = 18'h07f88;
       4'hc:
-          \$11  = 17'h07f68;
+          \$11  = 18'h07fe8;
       4'hd:
-          \$11  = 17'h07fa8;
+          \$11  = 18'h08028;
       4'he:
-          \$11  = 17'h07fc8;
+          \$11  = 18'h08048;
       4'hf:
-          \$11  = 17'h07fe8;
+          \$11  = 18'h08068;
     endcase
   end
   always @* begin
@@ -4613,23 +4562,44 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$42  = { 1'h0, \$17 [2:0] };
+    if (rst) begin
+      \$42  = 4'h0;
     end
   end
   assign \$5  = { 3'h0, \$signal [8:3] };
@@ -4640,10 +4610,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
-  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
-  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
-  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
+  assign \$25  = { \$24 [18], \$24 [18], \$24 [18], \$24 [18], \$24 [18:4] };
+  assign \$30  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$32  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$34  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
