@@ -194,8 +194,14 @@ class ColumnEncoder(wiring.Component):
         pushed = Signal(entry)
         m.d.comb += queue.w_data.eq(pushed)
         m.d.sync += e1.valid.eq(0)
-        # two reads in flight: room for them and the next
-        room = queue.level + e1.valid + e2.valid < QUEUE_DEPTH - 1
+        # two reads in flight: room for them and the next. `held` counts the queued entries
+        # and the reads in flight (the queue's level + e1.valid + e2.valid), kept as a
+        # register of its own so that `room` is one compare of it
+        held = Signal(range(QUEUE_DEPTH + 3))
+        launch = Signal()
+        m.d.sync += held.eq(held + launch - (queue.r_en & queue.r_rdy)
+                            - (e2.valid & ~queue.w_en))
+        room = held < QUEUE_DEPTH - 1
         fresh = self.fresh
         run = Signal()
         with m.If(self.done):
@@ -216,6 +222,7 @@ class ColumnEncoder(wiring.Component):
                     if ps.is_delta:
                         m.d.comb += self.last_addr.eq(ps.hat_addr + col)
                     with m.If(run & (col < ps.cols) & room):
+                        m.d.comb += launch.eq(1)
                         m.d.sync += [e1.valid.eq(1), e1.col.eq(col), e1.is_h.eq(is_h0),
                                      e1.w_addr.eq(w_addr), col.eq(col + 1),
                                      w_addr.eq(w_addr + ps.gpc)]

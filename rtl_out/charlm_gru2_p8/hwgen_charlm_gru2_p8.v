@@ -356,7 +356,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1602$8 (element__payload[91:8]),
+    .\port$1625$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -367,7 +367,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$51 ),
     .p20(\valid_out$56 ),
     .p41(\tag_out$57 ),
-    .\port$1602$8 (element__payload[91:8]),
+    .\port$1625$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$49 )
@@ -891,60 +891,60 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid, element__payload, acc_addr, h_addr, done, clk);
+module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, element__valid, element__payload, h_addr, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
+  wire [3:0] \$10 ;
+  wire [3:0] \$100 ;
+  reg [20:0] \$101 ;
+  reg [20:0] \$102 ;
   wire [3:0] \$103 ;
-  wire [4:0] \$104 ;
-  wire \$105 ;
-  reg \$106 ;
-  wire \$107 ;
+  reg [20:0] \$104 ;
+  wire [3:0] \$105 ;
+  reg [20:0] \$106 ;
+  reg [20:0] \$107 ;
   wire \$108 ;
-  wire [5:0] \$109 ;
+  wire [6:0] \$109 ;
   wire \$11 ;
-  wire [6:0] \$110 ;
-  wire [7:0] \$111 ;
+  wire \$110 ;
+  wire \$111 ;
   wire \$112 ;
   wire [3:0] \$113 ;
-  wire \$114 ;
+  wire [4:0] \$114 ;
   wire \$115 ;
   reg \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire [3:0] \$119 ;
-  reg \$12 ;
-  wire [4:0] \$120 ;
-  wire \$121 ;
-  wire [3:0] \$122 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire [3:0] \$121 ;
+  wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  reg \$125 ;
+  reg \$124 ;
+  wire \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire [3:0] \$128 ;
-  wire [4:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [3:0] \$130 ;
-  wire [4:0] \$131 ;
-  wire [6:0] \$132 ;
-  reg \$133 ;
-  wire \$134 ;
-  wire [6:0] \$135 ;
+  wire \$130 ;
+  reg \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire [6:0] \$134 ;
+  reg \$135 ;
   wire \$136 ;
-  wire \$137 ;
+  wire [6:0] \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire \$14 ;
-  reg \$140 ;
+  wire [3:0] \$14 ;
+  wire \$140 ;
   wire \$141 ;
-  wire \$142 ;
-  wire [5:0] \$143 ;
-  wire [6:0] \$144 ;
-  wire [7:0] \$145 ;
+  reg \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
   wire [3:0] \$147 ;
   wire \$148 ;
@@ -953,42 +953,42 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   reg \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire [5:0] \$153 ;
-  wire [6:0] \$154 ;
+  wire \$153 ;
+  wire [3:0] \$154 ;
   wire \$155 ;
-  wire [3:0] \$156 ;
-  wire \$157 ;
+  wire \$156 ;
+  reg \$157 ;
   wire \$158 ;
-  reg \$159 ;
+  wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire [5:0] \$162 ;
+  wire [7:0] \$160 ;
+  reg \$161 ;
+  wire \$162 ;
   wire [6:0] \$163 ;
-  wire [5:0] \$164 ;
-  wire [6:0] \$165 ;
-  wire [7:0] \$166 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
   reg \$167 ;
-  wire \$168 ;
-  wire [6:0] \$169 ;
-  wire [3:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
+  reg \$168 ;
+  reg [2:0] \$169 ;
+  reg \$17 ;
+  reg [3:0] \$170 ;
+  reg [5:0] \$171 ;
+  reg [2:0] \$172 ;
   reg \$173 ;
-  reg \$174 ;
-  reg [2:0] \$175 ;
-  reg [3:0] \$176 ;
-  reg [5:0] \$177 ;
-  reg [2:0] \$178 ;
+  reg [2:0] \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg \$177 ;
+  reg \$178 ;
   reg \$179 ;
-  wire [3:0] \$18 ;
-  reg [2:0] \$180 ;
-  reg \$181 ;
-  reg \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
+  wire \$18 ;
+  reg [1:0] \$180 ;
+  reg [5:0] \$181 ;
+  reg [20:0] \$182 ;
+  reg [20:0] \$183 ;
+  reg [20:0] \$184 ;
+  reg [20:0] \$185 ;
   reg [20:0] \$186 ;
   reg [20:0] \$187 ;
   reg [20:0] \$188 ;
@@ -1004,7 +1004,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   reg [20:0] \$197 ;
   reg [20:0] \$198 ;
   reg [20:0] \$199 ;
-  reg \$2 ;
+  wire [6:0] \$2 ;
   wire \$20 ;
   reg [20:0] \$200 ;
   reg [20:0] \$201 ;
@@ -1016,7 +1016,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   reg [20:0] \$207 ;
   reg [20:0] \$208 ;
   reg [20:0] \$209 ;
-  reg \$21 ;
+  wire \$21 ;
   reg [20:0] \$210 ;
   reg [20:0] \$211 ;
   reg [20:0] \$212 ;
@@ -1027,7 +1027,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   reg [20:0] \$217 ;
   reg [20:0] \$218 ;
   reg [20:0] \$219 ;
-  wire \$22 ;
+  wire [3:0] \$22 ;
   reg [20:0] \$220 ;
   reg [20:0] \$221 ;
   reg [20:0] \$222 ;
@@ -1038,7 +1038,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   reg [20:0] \$227 ;
   reg [20:0] \$228 ;
   reg [20:0] \$229 ;
-  wire \$23 ;
+  wire [3:0] \$23 ;
   reg [20:0] \$230 ;
   reg [20:0] \$231 ;
   reg [20:0] \$232 ;
@@ -1049,25 +1049,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   reg [20:0] \$237 ;
   reg [20:0] \$238 ;
   reg [20:0] \$239 ;
-  reg \$24 ;
+  wire \$24 ;
   reg [20:0] \$240 ;
   reg [20:0] \$241 ;
   reg [20:0] \$242 ;
   reg [20:0] \$243 ;
   reg [20:0] \$244 ;
   reg [20:0] \$245 ;
-  reg [20:0] \$246 ;
-  reg [20:0] \$247 ;
-  reg [20:0] \$248 ;
-  reg [20:0] \$249 ;
-  wire [6:0] \$25 ;
-  reg [91:0] \$250 ;
-  wire [3:0] \$26 ;
-  reg [20:0] \$27 ;
-  wire [3:0] \$28 ;
-  reg [20:0] \$29 ;
-  wire \$3 ;
-  reg [20:0] \$30 ;
+  reg [91:0] \$246 ;
+  wire \$25 ;
+  reg \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
+  wire [7:0] \$3 ;
+  wire [6:0] \$30 ;
   wire [3:0] \$31 ;
   reg [20:0] \$32 ;
   wire [3:0] \$33 ;
@@ -1077,62 +1073,62 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   reg [20:0] \$37 ;
   wire [3:0] \$38 ;
   reg [20:0] \$39 ;
-  wire \$4 ;
+  wire [2:0] \$4 ;
   reg [20:0] \$40 ;
   wire [3:0] \$41 ;
   reg [20:0] \$42 ;
   wire [3:0] \$43 ;
   reg [20:0] \$44 ;
   reg [20:0] \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
-  wire \$50 ;
-  wire [3:0] \$51 ;
-  wire [4:0] \$52 ;
+  wire [3:0] \$46 ;
+  reg [20:0] \$47 ;
+  wire [3:0] \$48 ;
+  reg [20:0] \$49 ;
+  wire [6:0] \$5 ;
+  reg [20:0] \$50 ;
+  wire \$51 ;
+  wire [6:0] \$52 ;
   wire \$53 ;
-  reg \$54 ;
+  wire \$54 ;
   wire \$55 ;
-  wire \$56 ;
-  wire [3:0] \$57 ;
+  wire [3:0] \$56 ;
+  wire [4:0] \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [6:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [3:0] \$61 ;
-  wire \$62 ;
+  wire [7:0] \$60 ;
+  wire [2:0] \$61 ;
+  wire [6:0] \$62 ;
   wire \$63 ;
   reg \$64 ;
   wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
+  wire [3:0] \$67 ;
   wire \$68 ;
-  wire [3:0] \$69 ;
-  wire \$7 ;
-  wire [3:0] \$70 ;
-  wire \$71 ;
+  wire \$69 ;
+  reg \$7 ;
+  wire \$70 ;
+  wire [3:0] \$71 ;
   wire \$72 ;
-  reg \$73 ;
-  wire \$74 ;
+  wire \$73 ;
+  reg \$74 ;
   wire \$75 ;
-  reg \$76 ;
-  wire [6:0] \$77 ;
-  wire [3:0] \$78 ;
-  reg [20:0] \$79 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [3:0] \$79 ;
   wire \$8 ;
   wire [3:0] \$80 ;
-  reg [20:0] \$81 ;
-  reg [20:0] \$82 ;
-  wire [3:0] \$83 ;
-  reg [20:0] \$84 ;
-  wire [3:0] \$85 ;
-  reg [20:0] \$86 ;
-  reg [20:0] \$87 ;
+  wire \$81 ;
+  wire \$82 ;
+  reg \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  reg \$86 ;
+  wire [6:0] \$87 ;
   wire [3:0] \$88 ;
   reg [20:0] \$89 ;
-  wire [3:0] \$9 ;
+  wire \$9 ;
   wire [3:0] \$90 ;
   reg [20:0] \$91 ;
   reg [20:0] \$92 ;
@@ -1141,11 +1137,11 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   wire [3:0] \$95 ;
   reg [20:0] \$96 ;
   reg [20:0] \$97 ;
-  wire \$98 ;
-  wire [6:0] \$99 ;
+  wire [3:0] \$98 ;
+  reg [20:0] \$99 ;
   reg \$signal  = 1'h0;
   output [5:0] acc_addr;
-  reg [5:0] acc_addr;
+  wire [5:0] acc_addr;
   input [167:0] acc_word;
   wire [167:0] acc_word;
   wire [20:0] \acc_word[0] ;
@@ -1241,12 +1237,16 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   reg [20:0] gate1_3_5 = 21'h000000;
   reg [20:0] gate1_3_6 = 21'h000000;
   reg [20:0] gate1_3_7 = 21'h000000;
+  reg gather_read0;
+  reg gather_read1;
   reg [2:0] grp = 3'h0;
   output [6:0] h_addr;
   reg [6:0] h_addr;
   reg i_bank = 1'h0;
   reg [3:0] lane = 4'h0;
   reg layer = 1'h0;
+  reg [5:0] rd_addr = 6'h00;
+  reg [1:0] rd_q = 2'h0;
   input rst;
   wire rst;
   reg running = 1'h0;
@@ -1254,358 +1254,303 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   wire sel;
   input start;
   wire start;
-  assign \$1  = g_grp < 3'h4;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$1  & \$3 ;
-  assign \$5  = act_q + 1'h1;
-  assign \$6  = ! \$signal ;
-  assign \$8  = act_q == 3'h4;
-  assign \$9  = g_grp + 1'h1;
-  assign \$10  = \$9  < 3'h4;
-  assign \$11  = ~ \$signal ;
-  assign \$13  = ~ \$12 ;
-  assign \$14  = \$10  & \$13 ;
-  assign \$15  = act_q == 3'h5;
+  assign \$1  = rd_q == 2'h3;
+  assign \$2  = rd_addr + 1'h1;
+  assign \$3  = \$2  - 4'hc;
+  assign \$4  = rd_q + 1'h1;
+  assign \$5  = rd_addr + 3'h4;
+  assign \$6  = g_grp < 3'h4;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$6  & \$8 ;
+  assign \$10  = act_q + 1'h1;
+  assign \$11  = ! \$signal ;
+  assign \$13  = act_q == 3'h4;
+  assign \$14  = g_grp + 1'h1;
+  assign \$15  = \$14  < 3'h4;
   assign \$16  = ~ \$signal ;
-  assign \$17  = g_grp + 1'h1;
-  assign \$18  = g_grp + 1'h1;
-  assign \$19  = \$18  < 3'h4;
-  assign \$20  = ~ \$signal ;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = \$19  & \$22 ;
-  assign \$25  = elem + 1'h1;
-  assign \$46  = lane == 3'h7;
-  assign \$47  = elem + 1'h1;
-  assign \$48  = \$47  >= 6'h20;
-  assign \$49  = \$46  | \$48 ;
-  assign \$50  = ~ i_bank;
-  assign \$51  = grp + 1'h1;
-  assign \$52  = lane + 1'h1;
-  assign \$53  = g_grp < 3'h4;
-  assign \$55  = ~ \$54 ;
-  assign \$56  = \$53  & \$55 ;
-  assign \$57  = act_q + 1'h1;
-  assign \$58  = ! \$signal ;
-  assign \$60  = act_q == 3'h4;
-  assign \$61  = g_grp + 1'h1;
-  assign \$62  = \$61  < 3'h4;
-  assign \$63  = ~ \$signal ;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$15  & \$18 ;
+  assign \$20  = act_q == 3'h5;
+  assign \$21  = ~ \$signal ;
+  assign \$22  = g_grp + 1'h1;
+  assign \$23  = g_grp + 1'h1;
+  assign \$24  = \$23  < 3'h4;
+  assign \$25  = ~ \$signal ;
+  assign \$27  = ~ \$26 ;
+  assign \$28  = \$24  & \$27 ;
+  assign \$30  = elem + 1'h1;
+  assign \$51  = lane == 3'h7;
+  assign \$52  = elem + 1'h1;
+  assign \$53  = \$52  >= 6'h20;
+  assign \$54  = \$51  | \$53 ;
+  assign \$55  = ~ i_bank;
+  assign \$56  = grp + 1'h1;
+  assign \$57  = lane + 1'h1;
+  assign \$58  = rd_q == 2'h3;
+  assign \$59  = rd_addr + 1'h1;
+  assign \$60  = \$59  - 4'hc;
+  assign \$61  = rd_q + 1'h1;
+  assign \$62  = rd_addr + 3'h4;
+  assign \$63  = g_grp < 3'h4;
   assign \$65  = ~ \$64 ;
-  assign \$66  = \$62  & \$65 ;
-  assign \$67  = act_q == 3'h5;
-  assign \$68  = ~ \$signal ;
-  assign \$69  = g_grp + 1'h1;
-  assign \$70  = g_grp + 1'h1;
-  assign \$71  = \$70  < 3'h4;
-  assign \$72  = ~ \$signal ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = \$71  & \$74 ;
-  assign \$77  = elem + 1'h1;
-  assign \$98  = lane == 3'h7;
-  assign \$99  = elem + 1'h1;
-  assign \$100  = \$99  >= 6'h20;
-  assign \$101  = \$98  | \$100 ;
-  assign \$102  = ~ i_bank;
-  assign \$103  = grp + 1'h1;
-  assign \$104  = lane + 1'h1;
-  assign \$105  = g_grp < 3'h4;
-  assign \$107  = ~ \$106 ;
-  assign \$108  = \$105  & \$107 ;
-  assign \$109  = act_q * 3'h4;
-  assign \$110  = 1'h0 + \$109 ;
-  assign \$111  = \$110  + g_grp;
-  assign \$112  = act_q == 3'h4;
-  assign \$113  = g_grp + 1'h1;
-  assign \$114  = \$113  < 3'h4;
-  assign \$115  = ~ \$signal ;
+  assign \$66  = \$63  & \$65 ;
+  assign \$67  = act_q + 1'h1;
+  assign \$68  = ! \$signal ;
+  assign \$70  = act_q == 3'h4;
+  assign \$71  = g_grp + 1'h1;
+  assign \$72  = \$71  < 3'h4;
+  assign \$73  = ~ \$signal ;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = \$72  & \$75 ;
+  assign \$77  = act_q == 3'h5;
+  assign \$78  = ~ \$signal ;
+  assign \$79  = g_grp + 1'h1;
+  assign \$80  = g_grp + 1'h1;
+  assign \$81  = \$80  < 3'h4;
+  assign \$82  = ~ \$signal ;
+  assign \$84  = ~ \$83 ;
+  assign \$85  = \$81  & \$84 ;
+  assign \$87  = elem + 1'h1;
+  assign \$108  = lane == 3'h7;
+  assign \$109  = elem + 1'h1;
+  assign \$110  = \$109  >= 6'h20;
+  assign \$111  = \$108  | \$110 ;
+  assign \$112  = ~ i_bank;
+  assign \$113  = grp + 1'h1;
+  assign \$114  = lane + 1'h1;
+  assign acc_addr = running ? rd_addr : 6'h00;
+  assign \$115  = g_grp < 3'h4;
   assign \$117  = ~ \$116 ;
-  assign \$118  = \$114  & \$117 ;
-  assign \$119  = 1'h0 + g_grp;
-  assign \$120  = \$119  + 1'h1;
-  assign \$121  = act_q == 3'h5;
-  assign \$122  = g_grp + 1'h1;
-  assign \$123  = \$122  < 3'h4;
-  assign \$124  = ~ \$signal ;
-  assign \$126  = ~ \$125 ;
-  assign \$127  = \$123  & \$126 ;
-  assign \$128  = 3'h4 + g_grp;
-  assign \$129  = \$128  + 1'h1;
-  assign \$130  = 1'h0 + g_grp;
-  assign \$131  = \$130  + 1'h1;
-  assign \$132  = 6'h20 + elem;
-  assign \$134  = lane == 3'h7;
-  assign \$135  = elem + 1'h1;
-  assign \$136  = \$135  >= 6'h20;
-  assign \$137  = \$134  | \$136 ;
-  assign \$138  = grp == 2'h3;
-  assign \$139  = g_grp < 3'h4;
-  assign \$141  = ~ \$140 ;
-  assign \$142  = \$139  & \$141 ;
-  assign \$143  = act_q * 3'h4;
-  assign \$144  = 5'h10 + \$143 ;
-  assign \$145  = \$144  + g_grp;
+  assign \$118  = \$115  & \$117 ;
+  assign \$119  = act_q < 3'h4;
+  assign \$120  = act_q == 3'h4;
+  assign \$121  = g_grp + 1'h1;
+  assign \$122  = \$121  < 3'h4;
+  assign \$123  = ~ \$signal ;
+  assign \$125  = ~ \$124 ;
+  assign \$126  = \$122  & \$125 ;
+  assign \$127  = act_q == 3'h5;
+  assign \$128  = g_grp + 1'h1;
+  assign \$129  = \$128  < 3'h4;
+  assign \$130  = ~ \$signal ;
+  assign \$132  = ~ \$131 ;
+  assign \$133  = \$129  & \$132 ;
+  assign \$134  = 6'h20 + elem;
+  assign \$136  = lane == 3'h7;
+  assign \$137  = elem + 1'h1;
+  assign \$138  = \$137  >= 6'h20;
+  assign \$139  = \$136  | \$138 ;
+  assign \$140  = grp == 2'h3;
+  assign \$141  = g_grp < 3'h4;
+  assign \$143  = ~ \$142 ;
+  assign \$144  = \$141  & \$143 ;
+  assign \$145  = act_q < 3'h4;
   assign \$146  = act_q == 3'h4;
   assign \$147  = g_grp + 1'h1;
   assign \$148  = \$147  < 3'h4;
   assign \$149  = ~ \$signal ;
   assign \$151  = ~ \$150 ;
   assign \$152  = \$148  & \$151 ;
-  assign \$153  = 5'h10 + g_grp;
-  assign \$154  = \$153  + 1'h1;
-  assign \$155  = act_q == 3'h5;
-  assign \$156  = g_grp + 1'h1;
-  assign \$157  = \$156  < 3'h4;
-  assign \$158  = ~ \$signal ;
-  assign \$160  = ~ \$159 ;
-  assign \$161  = \$157  & \$160 ;
-  assign \$162  = 5'h14 + g_grp;
-  assign \$163  = \$162  + 1'h1;
-  assign \$164  = 5'h10 + g_grp;
-  assign \$165  = \$164  + 1'h1;
-  assign \$166  = 7'h40 + elem;
-  assign \$168  = lane == 3'h7;
-  assign \$169  = elem + 1'h1;
-  assign \$170  = \$169  >= 6'h20;
-  assign \$171  = \$168  | \$170 ;
-  assign \$172  = grp == 2'h3;
+  assign \$153  = act_q == 3'h5;
+  assign \$154  = g_grp + 1'h1;
+  assign \$155  = \$154  < 3'h4;
+  assign \$156  = ~ \$signal ;
+  assign \$158  = ~ \$157 ;
+  assign \$159  = \$155  & \$158 ;
+  assign \$160  = 7'h40 + elem;
+  assign \$162  = lane == 3'h7;
+  assign \$163  = elem + 1'h1;
+  assign \$164  = \$163  >= 6'h20;
+  assign \$165  = \$162  | \$164 ;
+  assign \$166  = grp == 2'h3;
   always @(posedge clk)
-    element__valid <= \$173 ;
+    element__valid <= \$167 ;
   always @(posedge clk)
-    layer <= \$174 ;
+    layer <= \$168 ;
   always @(posedge clk)
-    grp <= \$175 ;
+    grp <= \$169 ;
   always @(posedge clk)
-    lane <= \$176 ;
+    lane <= \$170 ;
   always @(posedge clk)
-    elem <= \$177 ;
+    elem <= \$171 ;
   always @(posedge clk)
-    act_q <= \$178 ;
+    act_q <= \$172 ;
   always @(posedge clk)
-    early <= \$179 ;
+    early <= \$173 ;
   always @(posedge clk)
-    g_grp <= \$180 ;
+    g_grp <= \$174 ;
   always @(posedge clk)
-    \$signal  <= \$181 ;
+    \$signal  <= \$175 ;
   always @(posedge clk)
-    i_bank <= \$182 ;
+    i_bank <= \$176 ;
   always @(posedge clk)
-    bank0_full <= \$183 ;
+    bank0_full <= \$177 ;
   always @(posedge clk)
-    bank1_full <= \$184 ;
+    bank1_full <= \$178 ;
   always @(posedge clk)
-    running <= \$185 ;
+    running <= \$179 ;
   always @(posedge clk)
-    gate0_0_0 <= \$186 ;
+    rd_q <= \$180 ;
   always @(posedge clk)
-    gate0_0_1 <= \$187 ;
+    rd_addr <= \$181 ;
   always @(posedge clk)
-    gate0_0_2 <= \$188 ;
+    gate0_0_0 <= \$182 ;
   always @(posedge clk)
-    gate0_0_3 <= \$189 ;
+    gate0_0_1 <= \$183 ;
   always @(posedge clk)
-    gate0_0_4 <= \$190 ;
+    gate0_0_2 <= \$184 ;
   always @(posedge clk)
-    gate0_0_5 <= \$191 ;
+    gate0_0_3 <= \$185 ;
   always @(posedge clk)
-    gate0_0_6 <= \$192 ;
+    gate0_0_4 <= \$186 ;
   always @(posedge clk)
-    gate0_0_7 <= \$193 ;
+    gate0_0_5 <= \$187 ;
   always @(posedge clk)
-    gate0_1_0 <= \$194 ;
+    gate0_0_6 <= \$188 ;
   always @(posedge clk)
-    gate0_1_1 <= \$195 ;
+    gate0_0_7 <= \$189 ;
   always @(posedge clk)
-    gate0_1_2 <= \$196 ;
+    gate0_1_0 <= \$190 ;
   always @(posedge clk)
-    gate0_1_3 <= \$197 ;
+    gate0_1_1 <= \$191 ;
   always @(posedge clk)
-    gate0_1_4 <= \$198 ;
+    gate0_1_2 <= \$192 ;
   always @(posedge clk)
-    gate0_1_5 <= \$199 ;
+    gate0_1_3 <= \$193 ;
   always @(posedge clk)
-    gate0_1_6 <= \$200 ;
+    gate0_1_4 <= \$194 ;
   always @(posedge clk)
-    gate0_1_7 <= \$201 ;
+    gate0_1_5 <= \$195 ;
   always @(posedge clk)
-    gate0_2_0 <= \$202 ;
+    gate0_1_6 <= \$196 ;
   always @(posedge clk)
-    gate0_2_1 <= \$203 ;
+    gate0_1_7 <= \$197 ;
   always @(posedge clk)
-    gate0_2_2 <= \$204 ;
+    gate0_2_0 <= \$198 ;
   always @(posedge clk)
-    gate0_2_3 <= \$205 ;
+    gate0_2_1 <= \$199 ;
   always @(posedge clk)
-    gate0_2_4 <= \$206 ;
+    gate0_2_2 <= \$200 ;
   always @(posedge clk)
-    gate0_2_5 <= \$207 ;
+    gate0_2_3 <= \$201 ;
   always @(posedge clk)
-    gate0_2_6 <= \$208 ;
+    gate0_2_4 <= \$202 ;
   always @(posedge clk)
-    gate0_2_7 <= \$209 ;
+    gate0_2_5 <= \$203 ;
   always @(posedge clk)
-    gate0_3_0 <= \$210 ;
+    gate0_2_6 <= \$204 ;
   always @(posedge clk)
-    gate0_3_1 <= \$211 ;
+    gate0_2_7 <= \$205 ;
   always @(posedge clk)
-    gate0_3_2 <= \$212 ;
+    gate0_3_0 <= \$206 ;
   always @(posedge clk)
-    gate0_3_3 <= \$213 ;
+    gate0_3_1 <= \$207 ;
   always @(posedge clk)
-    gate0_3_4 <= \$214 ;
+    gate0_3_2 <= \$208 ;
   always @(posedge clk)
-    gate0_3_5 <= \$215 ;
+    gate0_3_3 <= \$209 ;
   always @(posedge clk)
-    gate0_3_6 <= \$216 ;
+    gate0_3_4 <= \$210 ;
   always @(posedge clk)
-    gate0_3_7 <= \$217 ;
+    gate0_3_5 <= \$211 ;
   always @(posedge clk)
-    gate1_0_0 <= \$218 ;
+    gate0_3_6 <= \$212 ;
   always @(posedge clk)
-    gate1_0_1 <= \$219 ;
+    gate0_3_7 <= \$213 ;
   always @(posedge clk)
-    gate1_0_2 <= \$220 ;
+    gate1_0_0 <= \$214 ;
   always @(posedge clk)
-    gate1_0_3 <= \$221 ;
+    gate1_0_1 <= \$215 ;
   always @(posedge clk)
-    gate1_0_4 <= \$222 ;
+    gate1_0_2 <= \$216 ;
   always @(posedge clk)
-    gate1_0_5 <= \$223 ;
+    gate1_0_3 <= \$217 ;
   always @(posedge clk)
-    gate1_0_6 <= \$224 ;
+    gate1_0_4 <= \$218 ;
   always @(posedge clk)
-    gate1_0_7 <= \$225 ;
+    gate1_0_5 <= \$219 ;
   always @(posedge clk)
-    gate1_1_0 <= \$226 ;
+    gate1_0_6 <= \$220 ;
   always @(posedge clk)
-    gate1_1_1 <= \$227 ;
+    gate1_0_7 <= \$221 ;
   always @(posedge clk)
-    gate1_1_2 <= \$228 ;
+    gate1_1_0 <= \$222 ;
   always @(posedge clk)
-    gate1_1_3 <= \$229 ;
+    gate1_1_1 <= \$223 ;
   always @(posedge clk)
-    gate1_1_4 <= \$230 ;
+    gate1_1_2 <= \$224 ;
   always @(posedge clk)
-    gate1_1_5 <= \$231 ;
+    gate1_1_3 <= \$225 ;
   always @(posedge clk)
-    gate1_1_6 <= \$232 ;
+    gate1_1_4 <= \$226 ;
   always @(posedge clk)
-    gate1_1_7 <= \$233 ;
+    gate1_1_5 <= \$227 ;
   always @(posedge clk)
-    gate1_2_0 <= \$234 ;
+    gate1_1_6 <= \$228 ;
   always @(posedge clk)
-    gate1_2_1 <= \$235 ;
+    gate1_1_7 <= \$229 ;
   always @(posedge clk)
-    gate1_2_2 <= \$236 ;
+    gate1_2_0 <= \$230 ;
   always @(posedge clk)
-    gate1_2_3 <= \$237 ;
+    gate1_2_1 <= \$231 ;
   always @(posedge clk)
-    gate1_2_4 <= \$238 ;
+    gate1_2_2 <= \$232 ;
   always @(posedge clk)
-    gate1_2_5 <= \$239 ;
+    gate1_2_3 <= \$233 ;
   always @(posedge clk)
-    gate1_2_6 <= \$240 ;
+    gate1_2_4 <= \$234 ;
   always @(posedge clk)
-    gate1_2_7 <= \$241 ;
+    gate1_2_5 <= \$235 ;
   always @(posedge clk)
-    gate1_3_0 <= \$242 ;
+    gate1_2_6 <= \$236 ;
   always @(posedge clk)
-    gate1_3_1 <= \$243 ;
+    gate1_2_7 <= \$237 ;
   always @(posedge clk)
-    gate1_3_2 <= \$244 ;
+    gate1_3_0 <= \$238 ;
   always @(posedge clk)
-    gate1_3_3 <= \$245 ;
+    gate1_3_1 <= \$239 ;
   always @(posedge clk)
-    gate1_3_4 <= \$246 ;
+    gate1_3_2 <= \$240 ;
   always @(posedge clk)
-    gate1_3_5 <= \$247 ;
+    gate1_3_3 <= \$241 ;
   always @(posedge clk)
-    gate1_3_6 <= \$248 ;
+    gate1_3_4 <= \$242 ;
   always @(posedge clk)
-    gate1_3_7 <= \$249 ;
+    gate1_3_5 <= \$243 ;
   always @(posedge clk)
-    element__payload <= \$250 ;
+    gate1_3_6 <= \$244 ;
+  always @(posedge clk)
+    gate1_3_7 <= \$245 ;
+  always @(posedge clk)
+    element__payload <= \$246 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$2  = bank0_full;
+          \$7  = bank0_full;
       1'h1:
-          \$2  = bank1_full;
+          \$7  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$11 )
+    casez (\$16 )
       1'h0:
-          \$12  = bank0_full;
+          \$17  = bank0_full;
       1'h1:
-          \$12  = bank1_full;
+          \$17  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$20 )
+    casez (\$25 )
       1'h0:
-          \$21  = bank0_full;
+          \$26  = bank0_full;
       1'h1:
-          \$21  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$24  = bank0_full;
-      1'h1:
-          \$24  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$27  = 21'h000000;
-    casez (\$26 )
-      4'h0:
-          \$27  = gate0_0_0;
-      4'h1:
-          \$27  = gate0_0_1;
-      4'h2:
-          \$27  = gate0_0_2;
-      4'h3:
-          \$27  = gate0_0_3;
-      4'h4:
-          \$27  = gate0_0_4;
-      4'h5:
-          \$27  = gate0_0_5;
-      4'h6:
-          \$27  = gate0_0_6;
-      4'h7:
-          \$27  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$29  = 21'h000000;
-    casez (\$28 )
-      4'h0:
-          \$29  = gate1_0_0;
-      4'h1:
-          \$29  = gate1_0_1;
-      4'h2:
-          \$29  = gate1_0_2;
-      4'h3:
-          \$29  = gate1_0_3;
-      4'h4:
-          \$29  = gate1_0_4;
-      4'h5:
-          \$29  = gate1_0_5;
-      4'h6:
-          \$29  = gate1_0_6;
-      4'h7:
-          \$29  = gate1_0_7;
+          \$26  = bank1_full;
     endcase
   end
   always @* begin
@@ -1613,9 +1558,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$30  = \$27 ;
+          \$29  = bank0_full;
       1'h1:
-          \$30  = \$29 ;
+          \$29  = bank1_full;
     endcase
   end
   always @* begin
@@ -1623,21 +1568,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$32  = 21'h000000;
     casez (\$31 )
       4'h0:
-          \$32  = gate0_1_0;
+          \$32  = gate0_0_0;
       4'h1:
-          \$32  = gate0_1_1;
+          \$32  = gate0_0_1;
       4'h2:
-          \$32  = gate0_1_2;
+          \$32  = gate0_0_2;
       4'h3:
-          \$32  = gate0_1_3;
+          \$32  = gate0_0_3;
       4'h4:
-          \$32  = gate0_1_4;
+          \$32  = gate0_0_4;
       4'h5:
-          \$32  = gate0_1_5;
+          \$32  = gate0_0_5;
       4'h6:
-          \$32  = gate0_1_6;
+          \$32  = gate0_0_6;
       4'h7:
-          \$32  = gate0_1_7;
+          \$32  = gate0_0_7;
     endcase
   end
   always @* begin
@@ -1645,21 +1590,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$34  = 21'h000000;
     casez (\$33 )
       4'h0:
-          \$34  = gate1_1_0;
+          \$34  = gate1_0_0;
       4'h1:
-          \$34  = gate1_1_1;
+          \$34  = gate1_0_1;
       4'h2:
-          \$34  = gate1_1_2;
+          \$34  = gate1_0_2;
       4'h3:
-          \$34  = gate1_1_3;
+          \$34  = gate1_0_3;
       4'h4:
-          \$34  = gate1_1_4;
+          \$34  = gate1_0_4;
       4'h5:
-          \$34  = gate1_1_5;
+          \$34  = gate1_0_5;
       4'h6:
-          \$34  = gate1_1_6;
+          \$34  = gate1_0_6;
       4'h7:
-          \$34  = gate1_1_7;
+          \$34  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -1677,21 +1622,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$37  = 21'h000000;
     casez (\$36 )
       4'h0:
-          \$37  = gate0_2_0;
+          \$37  = gate0_1_0;
       4'h1:
-          \$37  = gate0_2_1;
+          \$37  = gate0_1_1;
       4'h2:
-          \$37  = gate0_2_2;
+          \$37  = gate0_1_2;
       4'h3:
-          \$37  = gate0_2_3;
+          \$37  = gate0_1_3;
       4'h4:
-          \$37  = gate0_2_4;
+          \$37  = gate0_1_4;
       4'h5:
-          \$37  = gate0_2_5;
+          \$37  = gate0_1_5;
       4'h6:
-          \$37  = gate0_2_6;
+          \$37  = gate0_1_6;
       4'h7:
-          \$37  = gate0_2_7;
+          \$37  = gate0_1_7;
     endcase
   end
   always @* begin
@@ -1699,21 +1644,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$39  = 21'h000000;
     casez (\$38 )
       4'h0:
-          \$39  = gate1_2_0;
+          \$39  = gate1_1_0;
       4'h1:
-          \$39  = gate1_2_1;
+          \$39  = gate1_1_1;
       4'h2:
-          \$39  = gate1_2_2;
+          \$39  = gate1_1_2;
       4'h3:
-          \$39  = gate1_2_3;
+          \$39  = gate1_1_3;
       4'h4:
-          \$39  = gate1_2_4;
+          \$39  = gate1_1_4;
       4'h5:
-          \$39  = gate1_2_5;
+          \$39  = gate1_1_5;
       4'h6:
-          \$39  = gate1_2_6;
+          \$39  = gate1_1_6;
       4'h7:
-          \$39  = gate1_2_7;
+          \$39  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -1731,21 +1676,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$42  = 21'h000000;
     casez (\$41 )
       4'h0:
-          \$42  = gate0_3_0;
+          \$42  = gate0_2_0;
       4'h1:
-          \$42  = gate0_3_1;
+          \$42  = gate0_2_1;
       4'h2:
-          \$42  = gate0_3_2;
+          \$42  = gate0_2_2;
       4'h3:
-          \$42  = gate0_3_3;
+          \$42  = gate0_2_3;
       4'h4:
-          \$42  = gate0_3_4;
+          \$42  = gate0_2_4;
       4'h5:
-          \$42  = gate0_3_5;
+          \$42  = gate0_2_5;
       4'h6:
-          \$42  = gate0_3_6;
+          \$42  = gate0_2_6;
       4'h7:
-          \$42  = gate0_3_7;
+          \$42  = gate0_2_7;
     endcase
   end
   always @* begin
@@ -1753,21 +1698,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$44  = 21'h000000;
     casez (\$43 )
       4'h0:
-          \$44  = gate1_3_0;
+          \$44  = gate1_2_0;
       4'h1:
-          \$44  = gate1_3_1;
+          \$44  = gate1_2_1;
       4'h2:
-          \$44  = gate1_3_2;
+          \$44  = gate1_2_2;
       4'h3:
-          \$44  = gate1_3_3;
+          \$44  = gate1_2_3;
       4'h4:
-          \$44  = gate1_3_4;
+          \$44  = gate1_2_4;
       4'h5:
-          \$44  = gate1_3_5;
+          \$44  = gate1_2_5;
       4'h6:
-          \$44  = gate1_3_6;
+          \$44  = gate1_2_6;
       4'h7:
-          \$44  = gate1_3_7;
+          \$44  = gate1_2_7;
     endcase
   end
   always @* begin
@@ -1782,18 +1727,62 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$54  = bank0_full;
-      1'h1:
-          \$54  = bank1_full;
+    \$47  = 21'h000000;
+    casez (\$46 )
+      4'h0:
+          \$47  = gate0_3_0;
+      4'h1:
+          \$47  = gate0_3_1;
+      4'h2:
+          \$47  = gate0_3_2;
+      4'h3:
+          \$47  = gate0_3_3;
+      4'h4:
+          \$47  = gate0_3_4;
+      4'h5:
+          \$47  = gate0_3_5;
+      4'h6:
+          \$47  = gate0_3_6;
+      4'h7:
+          \$47  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$49  = 21'h000000;
+    casez (\$48 )
+      4'h0:
+          \$49  = gate1_3_0;
+      4'h1:
+          \$49  = gate1_3_1;
+      4'h2:
+          \$49  = gate1_3_2;
+      4'h3:
+          \$49  = gate1_3_3;
+      4'h4:
+          \$49  = gate1_3_4;
+      4'h5:
+          \$49  = gate1_3_5;
+      4'h6:
+          \$49  = gate1_3_6;
+      4'h7:
+          \$49  = gate1_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$63 )
+    casez (i_bank)
+      1'h0:
+          \$50  = \$47 ;
+      1'h1:
+          \$50  = \$49 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
       1'h0:
           \$64  = bank0_full;
       1'h1:
@@ -1803,11 +1792,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$72 )
+    casez (\$73 )
       1'h0:
-          \$73  = bank0_full;
+          \$74  = bank0_full;
       1'h1:
-          \$73  = bank1_full;
+          \$74  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$82 )
+      1'h0:
+          \$83  = bank0_full;
+      1'h1:
+          \$83  = bank1_full;
     endcase
   end
   always @* begin
@@ -1815,117 +1814,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$76  = bank0_full;
+          \$86  = bank0_full;
       1'h1:
-          \$76  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$79  = 21'h000000;
-    casez (\$78 )
-      4'h0:
-          \$79  = gate0_0_0;
-      4'h1:
-          \$79  = gate0_0_1;
-      4'h2:
-          \$79  = gate0_0_2;
-      4'h3:
-          \$79  = gate0_0_3;
-      4'h4:
-          \$79  = gate0_0_4;
-      4'h5:
-          \$79  = gate0_0_5;
-      4'h6:
-          \$79  = gate0_0_6;
-      4'h7:
-          \$79  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = 21'h000000;
-    casez (\$80 )
-      4'h0:
-          \$81  = gate1_0_0;
-      4'h1:
-          \$81  = gate1_0_1;
-      4'h2:
-          \$81  = gate1_0_2;
-      4'h3:
-          \$81  = gate1_0_3;
-      4'h4:
-          \$81  = gate1_0_4;
-      4'h5:
-          \$81  = gate1_0_5;
-      4'h6:
-          \$81  = gate1_0_6;
-      4'h7:
-          \$81  = gate1_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$82  = \$79 ;
-      1'h1:
-          \$82  = \$81 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = 21'h000000;
-    casez (\$83 )
-      4'h0:
-          \$84  = gate0_1_0;
-      4'h1:
-          \$84  = gate0_1_1;
-      4'h2:
-          \$84  = gate0_1_2;
-      4'h3:
-          \$84  = gate0_1_3;
-      4'h4:
-          \$84  = gate0_1_4;
-      4'h5:
-          \$84  = gate0_1_5;
-      4'h6:
-          \$84  = gate0_1_6;
-      4'h7:
-          \$84  = gate0_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = 21'h000000;
-    casez (\$85 )
-      4'h0:
-          \$86  = gate1_1_0;
-      4'h1:
-          \$86  = gate1_1_1;
-      4'h2:
-          \$86  = gate1_1_2;
-      4'h3:
-          \$86  = gate1_1_3;
-      4'h4:
-          \$86  = gate1_1_4;
-      4'h5:
-          \$86  = gate1_1_5;
-      4'h6:
-          \$86  = gate1_1_6;
-      4'h7:
-          \$86  = gate1_1_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$87  = \$84 ;
-      1'h1:
-          \$87  = \$86 ;
+          \$86  = bank1_full;
     endcase
   end
   always @* begin
@@ -1933,21 +1824,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$89  = 21'h000000;
     casez (\$88 )
       4'h0:
-          \$89  = gate0_2_0;
+          \$89  = gate0_0_0;
       4'h1:
-          \$89  = gate0_2_1;
+          \$89  = gate0_0_1;
       4'h2:
-          \$89  = gate0_2_2;
+          \$89  = gate0_0_2;
       4'h3:
-          \$89  = gate0_2_3;
+          \$89  = gate0_0_3;
       4'h4:
-          \$89  = gate0_2_4;
+          \$89  = gate0_0_4;
       4'h5:
-          \$89  = gate0_2_5;
+          \$89  = gate0_0_5;
       4'h6:
-          \$89  = gate0_2_6;
+          \$89  = gate0_0_6;
       4'h7:
-          \$89  = gate0_2_7;
+          \$89  = gate0_0_7;
     endcase
   end
   always @* begin
@@ -1955,21 +1846,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$91  = 21'h000000;
     casez (\$90 )
       4'h0:
-          \$91  = gate1_2_0;
+          \$91  = gate1_0_0;
       4'h1:
-          \$91  = gate1_2_1;
+          \$91  = gate1_0_1;
       4'h2:
-          \$91  = gate1_2_2;
+          \$91  = gate1_0_2;
       4'h3:
-          \$91  = gate1_2_3;
+          \$91  = gate1_0_3;
       4'h4:
-          \$91  = gate1_2_4;
+          \$91  = gate1_0_4;
       4'h5:
-          \$91  = gate1_2_5;
+          \$91  = gate1_0_5;
       4'h6:
-          \$91  = gate1_2_6;
+          \$91  = gate1_0_6;
       4'h7:
-          \$91  = gate1_2_7;
+          \$91  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -1987,21 +1878,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$94  = 21'h000000;
     casez (\$93 )
       4'h0:
-          \$94  = gate0_3_0;
+          \$94  = gate0_1_0;
       4'h1:
-          \$94  = gate0_3_1;
+          \$94  = gate0_1_1;
       4'h2:
-          \$94  = gate0_3_2;
+          \$94  = gate0_1_2;
       4'h3:
-          \$94  = gate0_3_3;
+          \$94  = gate0_1_3;
       4'h4:
-          \$94  = gate0_3_4;
+          \$94  = gate0_1_4;
       4'h5:
-          \$94  = gate0_3_5;
+          \$94  = gate0_1_5;
       4'h6:
-          \$94  = gate0_3_6;
+          \$94  = gate0_1_6;
       4'h7:
-          \$94  = gate0_3_7;
+          \$94  = gate0_1_7;
     endcase
   end
   always @* begin
@@ -2009,21 +1900,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     \$96  = 21'h000000;
     casez (\$95 )
       4'h0:
-          \$96  = gate1_3_0;
+          \$96  = gate1_1_0;
       4'h1:
-          \$96  = gate1_3_1;
+          \$96  = gate1_1_1;
       4'h2:
-          \$96  = gate1_3_2;
+          \$96  = gate1_1_2;
       4'h3:
-          \$96  = gate1_3_3;
+          \$96  = gate1_1_3;
       4'h4:
-          \$96  = gate1_3_4;
+          \$96  = gate1_1_4;
       4'h5:
-          \$96  = gate1_3_5;
+          \$96  = gate1_1_5;
       4'h6:
-          \$96  = gate1_3_6;
+          \$96  = gate1_1_6;
       4'h7:
-          \$96  = gate1_3_7;
+          \$96  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -2038,18 +1929,116 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$106  = bank0_full;
-      1'h1:
-          \$106  = bank1_full;
+    \$99  = 21'h000000;
+    casez (\$98 )
+      4'h0:
+          \$99  = gate0_2_0;
+      4'h1:
+          \$99  = gate0_2_1;
+      4'h2:
+          \$99  = gate0_2_2;
+      4'h3:
+          \$99  = gate0_2_3;
+      4'h4:
+          \$99  = gate0_2_4;
+      4'h5:
+          \$99  = gate0_2_5;
+      4'h6:
+          \$99  = gate0_2_6;
+      4'h7:
+          \$99  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$101  = 21'h000000;
+    casez (\$100 )
+      4'h0:
+          \$101  = gate1_2_0;
+      4'h1:
+          \$101  = gate1_2_1;
+      4'h2:
+          \$101  = gate1_2_2;
+      4'h3:
+          \$101  = gate1_2_3;
+      4'h4:
+          \$101  = gate1_2_4;
+      4'h5:
+          \$101  = gate1_2_5;
+      4'h6:
+          \$101  = gate1_2_6;
+      4'h7:
+          \$101  = gate1_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$115 )
+    casez (i_bank)
+      1'h0:
+          \$102  = \$99 ;
+      1'h1:
+          \$102  = \$101 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$104  = 21'h000000;
+    casez (\$103 )
+      4'h0:
+          \$104  = gate0_3_0;
+      4'h1:
+          \$104  = gate0_3_1;
+      4'h2:
+          \$104  = gate0_3_2;
+      4'h3:
+          \$104  = gate0_3_3;
+      4'h4:
+          \$104  = gate0_3_4;
+      4'h5:
+          \$104  = gate0_3_5;
+      4'h6:
+          \$104  = gate0_3_6;
+      4'h7:
+          \$104  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$106  = 21'h000000;
+    casez (\$105 )
+      4'h0:
+          \$106  = gate1_3_0;
+      4'h1:
+          \$106  = gate1_3_1;
+      4'h2:
+          \$106  = gate1_3_2;
+      4'h3:
+          \$106  = gate1_3_3;
+      4'h4:
+          \$106  = gate1_3_4;
+      4'h5:
+          \$106  = gate1_3_5;
+      4'h6:
+          \$106  = gate1_3_6;
+      4'h7:
+          \$106  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$107  = \$104 ;
+      1'h1:
+          \$107  = \$106 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
       1'h0:
           \$116  = bank0_full;
       1'h1:
@@ -2059,11 +2048,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$124 )
+    casez (\$123 )
       1'h0:
-          \$125  = bank0_full;
+          \$124  = bank0_full;
       1'h1:
-          \$125  = bank1_full;
+          \$124  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$130 )
+      1'h0:
+          \$131  = bank0_full;
+      1'h1:
+          \$131  = bank1_full;
     endcase
   end
   always @* begin
@@ -2071,9 +2070,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$133  = bank0_full;
+          \$135  = bank0_full;
       1'h1:
-          \$133  = bank1_full;
+          \$135  = bank1_full;
     endcase
   end
   always @* begin
@@ -2081,9 +2080,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$140  = bank0_full;
+          \$142  = bank0_full;
       1'h1:
-          \$140  = bank1_full;
+          \$142  = bank1_full;
     endcase
   end
   always @* begin
@@ -2099,11 +2098,11 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$158 )
+    casez (\$156 )
       1'h0:
-          \$159  = bank0_full;
+          \$157  = bank0_full;
       1'h1:
-          \$159  = bank1_full;
+          \$157  = bank1_full;
     endcase
   end
   always @* begin
@@ -2111,24 +2110,189 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$167  = bank0_full;
+          \$161  = bank0_full;
       1'h1:
-          \$167  = bank1_full;
+          \$161  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$173  = 1'h0;
+    \$167  = 1'h0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$24 ) begin
-              \$173  = 1'h1;
+            if (\$29 ) begin
+              \$167  = 1'h1;
             end
         1'h1:
-            if (\$76 ) begin
-              \$173  = 1'h1;
+            if (\$86 ) begin
+              \$167  = 1'h1;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$167  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$168  = layer;
+    if (start) begin
+      \$168  = sel;
+    end
+    if (rst) begin
+      \$168  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$169  = grp;
+    if (start) begin
+      \$169  = 3'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              if (\$54 ) begin
+                \$169  = \$56 [2:0];
+              end
+            end
+        1'h1:
+            if (\$86 ) begin
+              if (\$111 ) begin
+                \$169  = \$113 [2:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$169  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$170  = lane;
+    if (start) begin
+      \$170  = 4'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              (* full_case = 32'd1 *)
+              if (\$54 ) begin
+                \$170  = 4'h0;
+              end else begin
+                \$170  = \$57 [3:0];
+              end
+            end
+        1'h1:
+            if (\$86 ) begin
+              (* full_case = 32'd1 *)
+              if (\$111 ) begin
+                \$170  = 4'h0;
+              end else begin
+                \$170  = \$114 [3:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$170  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$171  = elem;
+    if (start) begin
+      \$171  = 6'h00;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              \$171  = \$30 [5:0];
+            end
+        1'h1:
+            if (\$86 ) begin
+              \$171  = \$87 [5:0];
+            end
+      endcase
+    end
+    if (rst) begin
+      \$171  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$172  = act_q;
+    if (start) begin
+      \$172  = 3'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              \$172  = \$10 [2:0];
+              if (\$20 ) begin
+                \$172  = 3'h0;
+                if (early) begin
+                  \$172  = 3'h2;
+                end else if (\$28 ) begin
+                  \$172  = 3'h1;
+                end
+              end
+            end
+        1'h1:
+            if (\$66 ) begin
+              \$172  = \$67 [2:0];
+              if (\$77 ) begin
+                \$172  = 3'h0;
+                if (early) begin
+                  \$172  = 3'h2;
+                end else if (\$85 ) begin
+                  \$172  = 3'h1;
+                end
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$172  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$173  = early;
+    if (start) begin
+      \$173  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$13 ) begin
+                \$173  = \$19 ;
+              end
+              if (\$20 ) begin
+                \$173  = 1'h0;
+              end
+            end
+        1'h1:
+            if (\$66 ) begin
+              if (\$70 ) begin
+                \$173  = \$76 ;
+              end
+              if (\$77 ) begin
+                \$173  = 1'h0;
+              end
             end
       endcase
     end
@@ -2138,293 +2302,128 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$174  = layer;
+    \$174  = g_grp;
     if (start) begin
-      \$174  = sel;
-    end
-    if (rst) begin
-      \$174  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$175  = grp;
-    if (start) begin
-      \$175  = 3'h0;
+      \$174  = 3'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$24 ) begin
-              if (\$49 ) begin
-                \$175  = \$51 [2:0];
+            if (\$9 ) begin
+              if (\$20 ) begin
+                \$174  = \$22 [2:0];
               end
             end
         1'h1:
-            if (\$76 ) begin
-              if (\$101 ) begin
-                \$175  = \$103 [2:0];
+            if (\$66 ) begin
+              if (\$77 ) begin
+                \$174  = \$79 [2:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$175  = 3'h0;
+      \$174  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$176  = lane;
+    \$175  = \$signal ;
     if (start) begin
-      \$176  = 4'h0;
+      \$175  = 1'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$24 ) begin
-              (* full_case = 32'd1 *)
-              if (\$49 ) begin
-                \$176  = 4'h0;
-              end else begin
-                \$176  = \$52 [3:0];
+            if (\$9 ) begin
+              if (\$20 ) begin
+                \$175  = \$21 ;
               end
             end
         1'h1:
-            if (\$76 ) begin
-              (* full_case = 32'd1 *)
-              if (\$101 ) begin
-                \$176  = 4'h0;
-              end else begin
-                \$176  = \$104 [3:0];
+            if (\$66 ) begin
+              if (\$77 ) begin
+                \$175  = \$78 ;
               end
             end
       endcase
     end
     if (rst) begin
-      \$176  = 4'h0;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$177  = elem;
+    \$176  = i_bank;
     if (start) begin
-      \$177  = 6'h00;
+      \$176  = 1'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$24 ) begin
-              \$177  = \$25 [5:0];
-            end
-        1'h1:
-            if (\$76 ) begin
-              \$177  = \$77 [5:0];
-            end
-      endcase
-    end
-    if (rst) begin
-      \$177  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$178  = act_q;
-    if (start) begin
-      \$178  = 3'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              \$178  = \$5 [2:0];
-              if (\$15 ) begin
-                \$178  = 3'h0;
-                if (early) begin
-                  \$178  = 3'h2;
-                end else if (\$23 ) begin
-                  \$178  = 3'h1;
-                end
+            if (\$29 ) begin
+              if (\$54 ) begin
+                \$176  = \$55 ;
               end
             end
         1'h1:
-            if (\$56 ) begin
-              \$178  = \$57 [2:0];
-              if (\$67 ) begin
-                \$178  = 3'h0;
-                if (early) begin
-                  \$178  = 3'h2;
-                end else if (\$75 ) begin
-                  \$178  = 3'h1;
-                end
+            if (\$86 ) begin
+              if (\$111 ) begin
+                \$176  = \$112 ;
               end
             end
       endcase
     end
     if (rst) begin
-      \$178  = 3'h0;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$179  = early;
+    \$177  = bank0_full;
     if (start) begin
-      \$179  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$8 ) begin
-                \$179  = \$14 ;
-              end
-              if (\$15 ) begin
-                \$179  = 1'h0;
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$60 ) begin
-                \$179  = \$66 ;
-              end
-              if (\$67 ) begin
-                \$179  = 1'h0;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$179  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$180  = g_grp;
-    if (start) begin
-      \$180  = 3'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$15 ) begin
-                \$180  = \$17 [2:0];
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$67 ) begin
-                \$180  = \$69 [2:0];
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$180  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$181  = \$signal ;
-    if (start) begin
-      \$181  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$15 ) begin
-                \$181  = \$16 ;
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$67 ) begin
-                \$181  = \$68 ;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$182  = i_bank;
-    if (start) begin
-      \$182  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$24 ) begin
-              if (\$49 ) begin
-                \$182  = \$50 ;
-              end
-            end
-        1'h1:
-            if (\$76 ) begin
-              if (\$101 ) begin
-                \$182  = \$102 ;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$183  = bank0_full;
-    if (start) begin
-      \$183  = 1'h0;
+      \$177  = 1'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
           begin
-            if (\$4 ) begin
-              if (\$15 ) begin
+            if (\$9 ) begin
+              if (\$20 ) begin
                 casez (\$signal )
                   1'h0:
-                      \$183  = 1'h1;
+                      \$177  = 1'h1;
                 endcase
               end
             end
-            if (\$24 ) begin
-              if (\$49 ) begin
+            if (\$29 ) begin
+              if (\$54 ) begin
                 casez (i_bank)
                   1'h0:
-                      \$183  = 1'h0;
+                      \$177  = 1'h0;
                 endcase
               end
             end
           end
         1'h1:
           begin
-            if (\$56 ) begin
-              if (\$67 ) begin
+            if (\$66 ) begin
+              if (\$77 ) begin
                 casez (\$signal )
                   1'h0:
-                      \$183  = 1'h1;
+                      \$177  = 1'h1;
                 endcase
               end
             end
-            if (\$76 ) begin
-              if (\$101 ) begin
+            if (\$86 ) begin
+              if (\$111 ) begin
                 casez (i_bank)
                   1'h0:
-                      \$183  = 1'h0;
+                      \$177  = 1'h0;
                 endcase
               end
             end
@@ -2432,64 +2431,64 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
       endcase
     end
     if (rst) begin
-      \$183  = 1'h0;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$184  = bank1_full;
+    \$178  = bank1_full;
     if (start) begin
-      \$184  = 1'h0;
+      \$178  = 1'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
           begin
-            if (\$4 ) begin
-              if (\$15 ) begin
+            if (\$9 ) begin
+              if (\$20 ) begin
                 (* full_case = 32'd1 *)
                 casez (\$signal )
                   1'h0:
                       /* empty */;
                   1'h1:
-                      \$184  = 1'h1;
+                      \$178  = 1'h1;
                 endcase
               end
             end
-            if (\$24 ) begin
-              if (\$49 ) begin
+            if (\$29 ) begin
+              if (\$54 ) begin
                 (* full_case = 32'd1 *)
                 casez (i_bank)
                   1'h0:
                       /* empty */;
                   1'h1:
-                      \$184  = 1'h0;
+                      \$178  = 1'h0;
                 endcase
               end
             end
           end
         1'h1:
           begin
-            if (\$56 ) begin
-              if (\$67 ) begin
+            if (\$66 ) begin
+              if (\$77 ) begin
                 (* full_case = 32'd1 *)
                 casez (\$signal )
                   1'h0:
                       /* empty */;
                   1'h1:
-                      \$184  = 1'h1;
+                      \$178  = 1'h1;
                 endcase
               end
             end
-            if (\$76 ) begin
-              if (\$101 ) begin
+            if (\$86 ) begin
+              if (\$111 ) begin
                 (* full_case = 32'd1 *)
                 casez (i_bank)
                   1'h0:
                       /* empty */;
                   1'h1:
-                      \$184  = 1'h0;
+                      \$178  = 1'h0;
                 endcase
               end
             end
@@ -2497,43 +2496,235 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
       endcase
     end
     if (rst) begin
-      \$184  = 1'h0;
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$185  = running;
+    \$179  = running;
     if (start) begin
-      \$185  = 1'h1;
+      \$179  = 1'h1;
     end
     if (done) begin
-      \$185  = 1'h0;
+      \$179  = 1'h0;
     end
     if (rst) begin
-      \$185  = 1'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$186  = gate0_0_0;
+    \$180  = rd_q;
+    if (start) begin
+      \$180  = 2'h0;
+    end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (gather_read0) begin
+              (* full_case = 32'd1 *)
+              if (\$1 ) begin
+                \$180  = 2'h0;
+              end else begin
+                \$180  = \$4 [1:0];
+              end
+            end
+        1'h1:
+            if (gather_read1) begin
+              (* full_case = 32'd1 *)
+              if (\$58 ) begin
+                \$180  = 2'h0;
+              end else begin
+                \$180  = \$61 [1:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$180  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$181  = rd_addr;
+    if (start) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            \$181  = 6'h00;
+        1'h1:
+            \$181  = 6'h10;
+      endcase
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (gather_read0) begin
+              (* full_case = 32'd1 *)
+              if (\$1 ) begin
+                \$181  = \$3 [5:0];
+              end else begin
+                \$181  = \$5 [5:0];
+              end
+            end
+        1'h1:
+            if (gather_read1) begin
+              (* full_case = 32'd1 *)
+              if (\$58 ) begin
+                \$181  = \$60 [5:0];
+              end else begin
+                \$181  = \$62 [5:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$181  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$182  = gate0_0_0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[20:0];
+                      \$182  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[20:0];
+                      \$182  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$182  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$183  = gate0_0_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$183  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$66 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$183  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$183  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$184  = gate0_0_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$184  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$66 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$184  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$184  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$185  = gate0_0_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$185  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$66 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$185  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$185  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$186  = gate0_0_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$186  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$66 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$186  = acc_word[104:84];
                 endcase
               end
             end
@@ -2545,25 +2736,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$187  = gate0_0_1;
+    \$187  = gate0_0_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$187  = acc_word[41:21];
+                      \$187  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$187  = acc_word[41:21];
+                      \$187  = acc_word[125:105];
                 endcase
               end
             end
@@ -2575,25 +2766,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$188  = gate0_0_2;
+    \$188  = gate0_0_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$188  = acc_word[62:42];
+                      \$188  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$188  = acc_word[62:42];
+                      \$188  = acc_word[146:126];
                 endcase
               end
             end
@@ -2605,25 +2796,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$189  = gate0_0_3;
+    \$189  = gate0_0_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$189  = acc_word[83:63];
+                      \$189  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$189  = acc_word[83:63];
+                      \$189  = acc_word[167:147];
                 endcase
               end
             end
@@ -2635,25 +2826,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$190  = gate0_0_4;
+    \$190  = gate0_1_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$190  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$190  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$190  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$190  = acc_word[20:0];
                 endcase
               end
             end
@@ -2665,25 +2860,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$191  = gate0_0_5;
+    \$191  = gate0_1_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$191  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$191  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$191  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$191  = acc_word[41:21];
                 endcase
               end
             end
@@ -2695,25 +2894,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$192  = gate0_0_6;
+    \$192  = gate0_1_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$192  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$192  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$192  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$192  = acc_word[62:42];
                 endcase
               end
             end
@@ -2725,25 +2928,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$193  = gate0_0_7;
+    \$193  = gate0_1_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$193  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$193  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$193  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$193  = acc_word[83:63];
                 endcase
               end
             end
@@ -2755,29 +2962,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$194  = gate0_1_0;
+    \$194  = gate0_1_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[20:0];
+                      \$194  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[20:0];
+                      \$194  = acc_word[104:84];
                 endcase
               end
             end
@@ -2789,29 +2996,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$195  = gate0_1_1;
+    \$195  = gate0_1_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$195  = acc_word[41:21];
+                      \$195  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$195  = acc_word[41:21];
+                      \$195  = acc_word[125:105];
                 endcase
               end
             end
@@ -2823,29 +3030,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$196  = gate0_1_2;
+    \$196  = gate0_1_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$196  = acc_word[62:42];
+                      \$196  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$196  = acc_word[62:42];
+                      \$196  = acc_word[146:126];
                 endcase
               end
             end
@@ -2857,29 +3064,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$197  = gate0_1_3;
+    \$197  = gate0_1_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$197  = acc_word[83:63];
+                      \$197  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$197  = acc_word[83:63];
+                      \$197  = acc_word[167:147];
                 endcase
               end
             end
@@ -2891,29 +3098,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$198  = gate0_1_4;
+    \$198  = gate0_2_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$198  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$198  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$198  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$198  = acc_word[20:0];
                 endcase
               end
             end
@@ -2925,29 +3136,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$199  = gate0_1_5;
+    \$199  = gate0_2_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$199  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$199  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$199  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$199  = acc_word[41:21];
                 endcase
               end
             end
@@ -2959,29 +3174,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$200  = gate0_1_6;
+    \$200  = gate0_2_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$200  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$200  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$200  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$200  = acc_word[62:42];
                 endcase
               end
             end
@@ -2993,29 +3212,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$201  = gate0_1_7;
+    \$201  = gate0_2_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$201  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$201  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$201  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$201  = acc_word[83:63];
                 endcase
               end
             end
@@ -3027,33 +3250,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$202  = gate0_2_0;
+    \$202  = gate0_2_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[20:0];
+                      \$202  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[20:0];
+                      \$202  = acc_word[104:84];
                 endcase
               end
             end
@@ -3065,33 +3288,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$203  = gate0_2_1;
+    \$203  = gate0_2_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$203  = acc_word[41:21];
+                      \$203  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$203  = acc_word[41:21];
+                      \$203  = acc_word[125:105];
                 endcase
               end
             end
@@ -3103,33 +3326,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$204  = gate0_2_2;
+    \$204  = gate0_2_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$204  = acc_word[62:42];
+                      \$204  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$204  = acc_word[62:42];
+                      \$204  = acc_word[146:126];
                 endcase
               end
             end
@@ -3141,33 +3364,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$205  = gate0_2_3;
+    \$205  = gate0_2_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$205  = acc_word[83:63];
+                      \$205  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$205  = acc_word[83:63];
+                      \$205  = acc_word[167:147];
                 endcase
               end
             end
@@ -3179,33 +3402,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$206  = gate0_2_4;
+    \$206  = gate0_3_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$206  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$206  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$206  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$206  = acc_word[20:0];
                 endcase
               end
             end
@@ -3217,33 +3444,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$207  = gate0_2_5;
+    \$207  = gate0_3_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$207  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$207  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$207  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$207  = acc_word[41:21];
                 endcase
               end
             end
@@ -3255,33 +3486,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$208  = gate0_2_6;
+    \$208  = gate0_3_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$208  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$208  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$208  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$208  = acc_word[62:42];
                 endcase
               end
             end
@@ -3293,33 +3528,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$209  = gate0_2_7;
+    \$209  = gate0_3_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$209  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$209  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$209  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$209  = acc_word[83:63];
                 endcase
               end
             end
@@ -3331,13 +3570,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$210  = gate0_3_0;
+    \$210  = gate0_3_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3346,13 +3585,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$210  = acc_word[20:0];
+                      \$210  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3361,7 +3600,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$210  = acc_word[20:0];
+                      \$210  = acc_word[104:84];
                 endcase
               end
             end
@@ -3373,13 +3612,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$211  = gate0_3_1;
+    \$211  = gate0_3_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3388,13 +3627,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$211  = acc_word[41:21];
+                      \$211  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3403,7 +3642,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$211  = acc_word[41:21];
+                      \$211  = acc_word[125:105];
                 endcase
               end
             end
@@ -3415,13 +3654,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$212  = gate0_3_2;
+    \$212  = gate0_3_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3430,13 +3669,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$212  = acc_word[62:42];
+                      \$212  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3445,7 +3684,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$212  = acc_word[62:42];
+                      \$212  = acc_word[146:126];
                 endcase
               end
             end
@@ -3457,13 +3696,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$213  = gate0_3_3;
+    \$213  = gate0_3_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3472,13 +3711,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$213  = acc_word[83:63];
+                      \$213  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3487,7 +3726,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$213  = acc_word[83:63];
+                      \$213  = acc_word[167:147];
                 endcase
               end
             end
@@ -3499,37 +3738,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$214  = gate0_3_4;
+    \$214  = gate1_0_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$214  = acc_word[104:84];
+                      \$214  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$214  = acc_word[104:84];
+                      \$214  = acc_word[20:0];
                 endcase
               end
             end
@@ -3541,37 +3768,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$215  = gate0_3_5;
+    \$215  = gate1_0_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$215  = acc_word[125:105];
+                      \$215  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$215  = acc_word[125:105];
+                      \$215  = acc_word[41:21];
                 endcase
               end
             end
@@ -3583,37 +3798,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$216  = gate0_3_6;
+    \$216  = gate1_0_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$216  = acc_word[146:126];
+                      \$216  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$216  = acc_word[146:126];
+                      \$216  = acc_word[62:42];
                 endcase
               end
             end
@@ -3625,37 +3828,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$217  = gate0_3_7;
+    \$217  = gate1_0_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$217  = acc_word[167:147];
+                      \$217  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$217  = acc_word[167:147];
+                      \$217  = acc_word[83:63];
                 endcase
               end
             end
@@ -3667,25 +3858,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$218  = gate1_0_0;
+    \$218  = gate1_0_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[20:0];
+                      \$218  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[20:0];
+                      \$218  = acc_word[104:84];
                 endcase
               end
             end
@@ -3697,25 +3888,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$219  = gate1_0_1;
+    \$219  = gate1_0_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$219  = acc_word[41:21];
+                      \$219  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      \$219  = acc_word[41:21];
+                      \$219  = acc_word[125:105];
                 endcase
               end
             end
@@ -3727,25 +3918,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$220  = gate1_0_2;
+    \$220  = gate1_0_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$220  = acc_word[62:42];
+                      \$220  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      \$220  = acc_word[62:42];
+                      \$220  = acc_word[146:126];
                 endcase
               end
             end
@@ -3757,25 +3948,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$221  = gate1_0_3;
+    \$221  = gate1_0_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$221  = acc_word[83:63];
+                      \$221  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      \$221  = acc_word[83:63];
+                      \$221  = acc_word[167:147];
                 endcase
               end
             end
@@ -3787,25 +3978,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$222  = gate1_0_4;
+    \$222  = gate1_1_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$222  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$222  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      \$222  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$222  = acc_word[20:0];
                 endcase
               end
             end
@@ -3817,25 +4012,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$223  = gate1_0_5;
+    \$223  = gate1_1_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$223  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$223  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      \$223  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$223  = acc_word[41:21];
                 endcase
               end
             end
@@ -3847,25 +4046,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$224  = gate1_0_6;
+    \$224  = gate1_1_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$224  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$224  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      \$224  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$224  = acc_word[62:42];
                 endcase
               end
             end
@@ -3877,25 +4080,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$225  = gate1_0_7;
+    \$225  = gate1_1_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$225  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$225  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
-                      \$225  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$225  = acc_word[83:63];
                 endcase
               end
             end
@@ -3907,29 +4114,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$226  = gate1_1_0;
+    \$226  = gate1_1_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[20:0];
+                      \$226  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[20:0];
+                      \$226  = acc_word[104:84];
                 endcase
               end
             end
@@ -3941,29 +4148,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$227  = gate1_1_1;
+    \$227  = gate1_1_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$227  = acc_word[41:21];
+                      \$227  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$227  = acc_word[41:21];
+                      \$227  = acc_word[125:105];
                 endcase
               end
             end
@@ -3975,29 +4182,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$228  = gate1_1_2;
+    \$228  = gate1_1_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$228  = acc_word[62:42];
+                      \$228  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$228  = acc_word[62:42];
+                      \$228  = acc_word[146:126];
                 endcase
               end
             end
@@ -4009,29 +4216,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$229  = gate1_1_3;
+    \$229  = gate1_1_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$229  = acc_word[83:63];
+                      \$229  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$229  = acc_word[83:63];
+                      \$229  = acc_word[167:147];
                 endcase
               end
             end
@@ -4043,29 +4250,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$230  = gate1_1_4;
+    \$230  = gate1_2_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$230  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$230  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$230  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$230  = acc_word[20:0];
                 endcase
               end
             end
@@ -4077,29 +4288,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$231  = gate1_1_5;
+    \$231  = gate1_2_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$231  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$231  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$231  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$231  = acc_word[41:21];
                 endcase
               end
             end
@@ -4111,29 +4326,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$232  = gate1_1_6;
+    \$232  = gate1_2_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$232  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$232  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$232  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$232  = acc_word[62:42];
                 endcase
               end
             end
@@ -4145,29 +4364,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$233  = gate1_1_7;
+    \$233  = gate1_2_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$233  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$233  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$233  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$233  = acc_word[83:63];
                 endcase
               end
             end
@@ -4179,33 +4402,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$234  = gate1_2_0;
+    \$234  = gate1_2_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[20:0];
+                      \$234  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[20:0];
+                      \$234  = acc_word[104:84];
                 endcase
               end
             end
@@ -4217,33 +4440,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$235  = gate1_2_1;
+    \$235  = gate1_2_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$235  = acc_word[41:21];
+                      \$235  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$235  = acc_word[41:21];
+                      \$235  = acc_word[125:105];
                 endcase
               end
             end
@@ -4255,33 +4478,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$236  = gate1_2_2;
+    \$236  = gate1_2_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$236  = acc_word[62:42];
+                      \$236  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$236  = acc_word[62:42];
+                      \$236  = acc_word[146:126];
                 endcase
               end
             end
@@ -4293,33 +4516,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$237  = gate1_2_3;
+    \$237  = gate1_2_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$237  = acc_word[83:63];
+                      \$237  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$237  = acc_word[83:63];
+                      \$237  = acc_word[167:147];
                 endcase
               end
             end
@@ -4331,33 +4554,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$238  = gate1_2_4;
+    \$238  = gate1_3_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$238  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$238  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$238  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$238  = acc_word[20:0];
                 endcase
               end
             end
@@ -4369,33 +4596,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$239  = gate1_2_5;
+    \$239  = gate1_3_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$239  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$239  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$239  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$239  = acc_word[41:21];
                 endcase
               end
             end
@@ -4407,33 +4638,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$240  = gate1_2_6;
+    \$240  = gate1_3_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$240  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$240  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$240  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$240  = acc_word[62:42];
                 endcase
               end
             end
@@ -4445,33 +4680,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$241  = gate1_2_7;
+    \$241  = gate1_3_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$241  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$241  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$241  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$241  = acc_word[83:63];
                 endcase
               end
             end
@@ -4483,13 +4722,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$242  = gate1_3_0;
+    \$242  = gate1_3_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4498,13 +4737,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$242  = acc_word[20:0];
+                      \$242  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4513,7 +4752,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$242  = acc_word[20:0];
+                      \$242  = acc_word[104:84];
                 endcase
               end
             end
@@ -4525,13 +4764,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$243  = gate1_3_1;
+    \$243  = gate1_3_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4540,13 +4779,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$243  = acc_word[41:21];
+                      \$243  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4555,7 +4794,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$243  = acc_word[41:21];
+                      \$243  = acc_word[125:105];
                 endcase
               end
             end
@@ -4567,13 +4806,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$244  = gate1_3_2;
+    \$244  = gate1_3_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4582,13 +4821,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$244  = acc_word[62:42];
+                      \$244  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4597,7 +4836,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$244  = acc_word[62:42];
+                      \$244  = acc_word[146:126];
                 endcase
               end
             end
@@ -4609,13 +4848,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$245  = gate1_3_3;
+    \$245  = gate1_3_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4624,13 +4863,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$245  = acc_word[83:63];
+                      \$245  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$66 ) begin
+              if (\$69 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4639,7 +4878,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$245  = acc_word[83:63];
+                      \$245  = acc_word[167:147];
                 endcase
               end
             end
@@ -4651,237 +4890,50 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$246  = gate1_3_4;
+    \$246  = element__payload;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$246  = acc_word[104:84];
-                endcase
-              end
+            if (\$29 ) begin
+              \$246 [28:8] = \$35 ;
+              \$246 [49:29] = \$40 ;
+              \$246 [70:50] = \$45 ;
+              \$246 [91:71] = \$50 ;
+              \$246 [5:0] = elem;
+              \$246 [7:6] = 2'h0;
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$246  = acc_word[104:84];
-                endcase
-              end
+            if (\$86 ) begin
+              \$246 [28:8] = \$92 ;
+              \$246 [49:29] = \$97 ;
+              \$246 [70:50] = \$102 ;
+              \$246 [91:71] = \$107 ;
+              \$246 [5:0] = elem;
+              \$246 [7:6] = 2'h1;
             end
       endcase
     end
     if (rst) begin
-      \$246  = 21'h000000;
+      \$246  = 92'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$247  = gate1_3_5;
+    gather_read0 = 1'h0;
     if (running) begin
-      (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$247  = acc_word[125:105];
-                endcase
+            if (\$118 ) begin
+              gather_read0 = \$119 ;
+              if (\$120 ) begin
+                gather_read0 = \$126 ;
               end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$247  = acc_word[125:105];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$247  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$248  = gate1_3_6;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$248  = acc_word[146:126];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$248  = acc_word[146:126];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$248  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$249  = gate1_3_7;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$249  = acc_word[167:147];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$249  = acc_word[167:147];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$249  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$250  = element__payload;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$24 ) begin
-              \$250 [28:8] = \$30 ;
-              \$250 [49:29] = \$35 ;
-              \$250 [70:50] = \$40 ;
-              \$250 [91:71] = \$45 ;
-              \$250 [5:0] = elem;
-              \$250 [7:6] = 2'h0;
-            end
-        1'h1:
-            if (\$76 ) begin
-              \$250 [28:8] = \$82 ;
-              \$250 [49:29] = \$87 ;
-              \$250 [70:50] = \$92 ;
-              \$250 [91:71] = \$97 ;
-              \$250 [5:0] = elem;
-              \$250 [7:6] = 2'h1;
-            end
-      endcase
-    end
-    if (rst) begin
-      \$250  = 92'h00000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    acc_addr = 6'h00;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$108 ) begin
-              acc_addr = \$111 [5:0];
-              if (\$112 ) begin
-                if (\$118 ) begin
-                  acc_addr = { 1'h0, \$120  };
-                end
-              end
-              if (\$121 ) begin
+              if (\$127 ) begin
                 if (early) begin
-                  acc_addr = { 1'h0, \$129  };
-                end else if (\$127 ) begin
-                  acc_addr = { 1'h0, \$131  };
-                end
-              end
-            end
-        1'h1:
-            if (\$142 ) begin
-              acc_addr = \$145 [5:0];
-              if (\$146 ) begin
-                if (\$152 ) begin
-                  acc_addr = \$154 [5:0];
-                end
-              end
-              if (\$155 ) begin
-                if (early) begin
-                  acc_addr = \$163 [5:0];
-                end else if (\$161 ) begin
-                  acc_addr = \$165 [5:0];
+                  gather_read0 = 1'h1;
+                end else if (\$133 ) begin
+                  gather_read0 = 1'h1;
                 end
               end
             end
@@ -4895,9 +4947,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            h_addr = \$132 ;
+            h_addr = \$134 ;
         1'h1:
-            h_addr = \$166 [6:0];
+            h_addr = \$160 [6:0];
       endcase
     end
   end
@@ -4908,18 +4960,43 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$133 ) begin
-              if (\$137 ) begin
-                if (\$138 ) begin
+            if (\$135 ) begin
+              if (\$139 ) begin
+                if (\$140 ) begin
                   done = 1'h1;
                 end
               end
             end
         1'h1:
-            if (\$167 ) begin
-              if (\$171 ) begin
-                if (\$172 ) begin
+            if (\$161 ) begin
+              if (\$165 ) begin
+                if (\$166 ) begin
                   done = 1'h1;
+                end
+              end
+            end
+      endcase
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    gather_read1 = 1'h0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            /* empty */;
+        1'h1:
+            if (\$144 ) begin
+              gather_read1 = \$145 ;
+              if (\$146 ) begin
+                gather_read1 = \$152 ;
+              end
+              if (\$153 ) begin
+                if (early) begin
+                  gather_read1 = 1'h1;
+                end else if (\$159 ) begin
+                  gather_read1 = 1'h1;
                 end
               end
             end
@@ -4941,28 +5018,28 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, acc_word, element__valid
   assign \element__payload.gates[1]  = element__payload[49:29];
   assign \element__payload.gates[2]  = element__payload[70:50];
   assign \element__payload.gates[3]  = element__payload[91:71];
-  assign \$7  = \$signal ;
-  assign \$26  = lane;
-  assign \$28  = lane;
+  assign \$12  = \$signal ;
   assign \$31  = lane;
   assign \$33  = lane;
   assign \$36  = lane;
   assign \$38  = lane;
   assign \$41  = lane;
   assign \$43  = lane;
-  assign \$59  = \$signal ;
-  assign \$78  = lane;
-  assign \$80  = lane;
-  assign \$83  = lane;
-  assign \$85  = lane;
+  assign \$46  = lane;
+  assign \$48  = lane;
+  assign \$69  = \$signal ;
   assign \$88  = lane;
   assign \$90  = lane;
   assign \$93  = lane;
   assign \$95  = lane;
+  assign \$98  = lane;
+  assign \$100  = lane;
+  assign \$103  = lane;
+  assign \$105  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1602$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1625$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5218,8 +5295,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$160
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1602$8 ;
-  wire [83:0] \port$1602$8 ;
+  input [83:0] \port$1625$8 ;
+  wire [83:0] \port$1625$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5239,22 +5316,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$160
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1602$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1625$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1602$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1625$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1602$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1625$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1602$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1625$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6183,10 +6260,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$160
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1602$8 [20:0];
-  assign acc1 = \port$1602$8 [41:21];
-  assign acc2 = \port$1602$8 [62:42];
-  assign acc3 = \port$1602$8 [83:63];
+  assign acc0 = \port$1625$8 [20:0];
+  assign acc1 = \port$1625$8 [41:21];
+  assign acc2 = \port$1625$8 [62:42];
+  assign acc3 = \port$1625$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7151,7 +7228,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1602$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1625$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7407,8 +7484,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$160
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1602$8 ;
-  wire [83:0] \port$1602$8 ;
+  input [83:0] \port$1625$8 ;
+  wire [83:0] \port$1625$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7428,22 +7505,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$160
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1602$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1625$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1602$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1625$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1602$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1625$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1602$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1625$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8372,10 +8449,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$160
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1602$8 [20:0];
-  assign acc1 = \port$1602$8 [41:21];
-  assign acc2 = \port$1602$8 [62:42];
-  assign acc3 = \port$1602$8 [83:63];
+  assign acc0 = \port$1625$8 [20:0];
+  assign acc1 = \port$1625$8 [41:21];
+  assign acc2 = \port$1625$8 [62:42];
+  assign acc3 = \port$1625$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -9348,83 +9425,96 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
-  wire [7:0] \$15 ;
-  wire [8:0] \$16 ;
-  wire [7:0] \$17 ;
-  wire [8:0] \$18 ;
-  wire \$19 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [7:0] \$19 ;
   wire [7:0] \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
+  wire [8:0] \$20 ;
+  wire [7:0] \$21 ;
+  wire [8:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [7:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire [8:0] \$3 ;
-  wire [7:0] \$30 ;
-  wire [8:0] \$31 ;
+  wire \$30 ;
+  wire \$31 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [7:0] \$36 ;
+  wire [8:0] \$37 ;
+  wire [7:0] \$38 ;
+  wire [8:0] \$39 ;
   wire [7:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire [4:0] \$42 ;
-  wire [5:0] \$43 ;
+  wire \$42 ;
+  wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [7:0] \$47 ;
-  wire [11:0] \$48 ;
+  wire \$47 ;
+  wire \$48 ;
   wire \$49 ;
   wire [8:0] \$5 ;
-  wire [7:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
-  wire [7:0] \$52 ;
-  wire [8:0] \$53 ;
-  wire \$54 ;
+  wire [4:0] \$52 ;
+  wire \$53 ;
+  wire [5:0] \$54 ;
   wire \$55 ;
-  wire [4:0] \$56 ;
-  wire [5:0] \$57 ;
+  wire \$56 ;
+  wire [6:0] \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [7:0] \$61 ;
-  wire [11:0] \$62 ;
-  wire \$63 ;
-  wire [7:0] \$64 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [7:0] \$63 ;
+  wire [11:0] \$64 ;
   wire \$65 ;
   wire [7:0] \$66 ;
-  wire [8:0] \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire \$67 ;
+  wire [7:0] \$68 ;
+  wire [8:0] \$69 ;
   wire \$7 ;
-  wire [4:0] \$70 ;
-  wire [5:0] \$71 ;
+  wire \$70 ;
+  wire \$71 ;
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire [7:0] \$75 ;
   wire [11:0] \$76 ;
-  wire [8:0] \$77 ;
-  reg [19:0] \$78 ;
-  reg \$79 ;
+  wire \$77 ;
+  wire [7:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  reg [1:0] \$80 ;
-  reg [6:0] \$81 ;
-  reg [10:0] \$82 ;
-  reg [36:0] \$83 ;
+  wire [7:0] \$80 ;
+  wire [8:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire [11:0] \$88 ;
+  wire [8:0] \$89 ;
   wire \$9 ;
+  reg [19:0] \$90 ;
+  reg [3:0] \$91 ;
+  reg \$92 ;
+  reg [1:0] \$93 ;
+  reg [6:0] \$94 ;
+  reg [10:0] \$95 ;
+  reg [36:0] \$96 ;
   input clk;
   wire clk;
   reg [6:0] col = 7'h00;
@@ -9453,7 +9543,8 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   wire [10:0] \e2.w_addr ;
   input fresh;
   wire fresh;
-  wire [3:0] level;
+  reg [3:0] held = 4'h0;
+  reg launch;
   output [1:0] pass_now;
   reg [1:0] pass_now = 2'h0;
   wire [27:0] pushed;
@@ -9479,95 +9570,108 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   reg [10:0] w_addr = 11'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$17  = 6'h20 + col;
-  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
-  assign \$20  = col == 7'h40;
-  assign \$21  = ~ e1[0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = ~ e2[0];
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = ~ columns__valid;
+  assign \$4  = 1'h0 + col;
+  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
+  assign \$6  = col < 7'h40;
+  assign \$7  = run & \$6 ;
+  assign \$8  = held < 3'h7;
+  assign \$9  = \$7  & \$8 ;
+  assign \$11  = col == 7'h40;
+  assign \$12  = ~ e1[0];
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = ~ e2[0];
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = ~ columns__valid;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = col >= 6'h20;
+  assign \$19  = 7'h40 + col;
+  assign \$20  = \$19  - 6'h20;
+  assign \$21  = 6'h20 + col;
+  assign \$22  = \$18  ? \$20  : { 1'h0, \$21  };
+  assign \$23  = col < 7'h40;
+  assign \$24  = run & \$23 ;
+  assign \$25  = held < 3'h7;
   assign \$26  = \$24  & \$25 ;
-  assign \$27  = col >= 1'h0;
-  assign \$28  = 7'h40 + col;
-  assign \$29  = \$28  - 1'h0;
-  assign \$30  = 1'h0 + col;
-  assign \$31  = \$27  ? \$29  : { 1'h0, \$30  };
-  assign \$33  = col == 6'h20;
-  assign \$34  = ~ e1[0];
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = ~ e2[0];
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = ~ columns__valid;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = col < 7'h40;
+  assign \$28  = col == 7'h40;
+  assign \$29  = ~ e1[0];
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = ~ e2[0];
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = ~ columns__valid;
+  assign \$34  = \$32  & \$33 ;
+  assign \$35  = col >= 1'h0;
+  assign \$36  = 7'h40 + col;
+  assign \$37  = \$36  - 1'h0;
+  assign \$38  = 1'h0 + col;
+  assign \$39  = \$35  ? \$37  : { 1'h0, \$38  };
+  assign \$40  = col < 6'h20;
   assign \$41  = run & \$40 ;
-  assign \$42  = level + e1[0];
-  assign \$43  = \$42  + e2[0];
-  assign \$44  = \$43  < 3'h7;
-  assign \$45  = \$41  & \$44 ;
-  assign \$46  = col >= 6'h20;
-  assign \$47  = col + 1'h1;
-  assign \$48  = w_addr + 4'hc;
-  assign \$49  = e1[8] & fresh;
-  assign \$50  = \$49  ? 8'h00 : value;
-  assign \$51  = e1[8] & fresh;
-  assign \$52  = \$51  ? 8'h00 : value;
-  assign \$53  = $signed(\$52 ) - $signed(1'h0);
-  assign \$54  = col < 7'h40;
-  assign \$55  = run & \$54 ;
-  assign \$56  = level + e1[0];
-  assign \$57  = \$56  + e2[0];
-  assign \$58  = \$57  < 3'h7;
-  assign \$59  = \$55  & \$58 ;
-  assign \$60  = col >= 6'h20;
-  assign \$61  = col + 1'h1;
-  assign \$62  = w_addr + 4'hc;
-  assign \$63  = e1[8] & fresh;
-  assign \$64  = \$63  ? 8'h00 : value;
+  assign \$42  = held < 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign \$45  = col == 6'h20;
+  assign \$46  = ~ e1[0];
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = ~ e2[0];
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ columns__valid;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = held + launch;
+  assign \$53  = r_en & columns__valid;
+  assign \$54  = \$52  - \$53 ;
+  assign \$55  = ~ w_en;
+  assign \$56  = e2[0] & \$55 ;
+  assign \$57  = $signed(\$54 ) - $signed({ 1'h0, \$56  });
+  assign \$58  = col < 7'h40;
+  assign \$59  = run & \$58 ;
+  assign \$60  = held < 3'h7;
+  assign \$61  = \$59  & \$60 ;
+  assign \$62  = col >= 6'h20;
+  assign \$63  = col + 1'h1;
+  assign \$64  = w_addr + 4'hc;
   assign \$65  = e1[8] & fresh;
   assign \$66  = \$65  ? 8'h00 : value;
-  assign \$67  = $signed(\$66 ) - $signed(1'h0);
-  assign \$68  = col < 6'h20;
-  assign \$69  = run & \$68 ;
-  assign \$70  = level + e1[0];
-  assign \$71  = \$70  + e2[0];
-  assign \$72  = \$71  < 3'h7;
-  assign \$73  = \$69  & \$72 ;
-  assign \$74  = col >= 1'h0;
+  assign \$67  = e1[8] & fresh;
+  assign \$68  = \$67  ? 8'h00 : value;
+  assign \$69  = $signed(\$68 ) - $signed(1'h0);
+  assign \$70  = col < 7'h40;
+  assign \$71  = run & \$70 ;
+  assign \$72  = held < 3'h7;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = col >= 6'h20;
   assign \$75  = col + 1'h1;
-  assign \$76  = w_addr + 3'h4;
-  assign \$77  = $signed(value) - $signed(1'h0);
+  assign \$76  = w_addr + 4'hc;
+  assign \$77  = e1[8] & fresh;
+  assign \$78  = \$77  ? 8'h00 : value;
+  assign \$79  = e1[8] & fresh;
+  assign \$80  = \$79  ? 8'h00 : value;
+  assign \$81  = $signed(\$80 ) - $signed(1'h0);
+  assign \$82  = col < 6'h20;
+  assign \$83  = run & \$82 ;
+  assign \$84  = held < 3'h7;
+  assign \$85  = \$83  & \$84 ;
+  assign \$86  = col >= 1'h0;
+  assign \$87  = col + 1'h1;
+  assign \$88  = w_addr + 3'h4;
+  assign \$89  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$78 ;
+    e1 <= \$90 ;
   always @(posedge clk)
-    run <= \$79 ;
+    held <= \$91 ;
   always @(posedge clk)
-    pass_now <= \$80 ;
+    run <= \$92 ;
   always @(posedge clk)
-    col <= \$81 ;
+    pass_now <= \$93 ;
   always @(posedge clk)
-    w_addr <= \$82 ;
+    col <= \$94 ;
   always @(posedge clk)
-    e2 <= \$83 ;
+    w_addr <= \$95 ;
+  always @(posedge clk)
+    e2 <= \$96 ;
   assign \$1  = col >= 6'h20;
   assign \$2  = 6'h20 + col;
   assign \$3  = \$2  - 6'h20;
-  assign \$4  = 1'h0 + col;
-  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
-  assign \$7  = col == 7'h40;
-  assign \$8  = ~ e1[0];
-  assign \$9  = \$7  & \$8 ;
-  assign \$10  = ~ e2[0];
-  assign \$11  = \$9  & \$10 ;
-  assign \$12  = ~ columns__valid;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = col >= 6'h20;
-  assign \$15  = 7'h40 + col;
-  assign \$16  = \$15  - 6'h20;
   \hwgen_charlm_gru2_p8.encoder.queue  queue (
     .clk(clk),
-    .level(level),
     .r_data(columns__payload),
     .r_en(r_en),
     .r_rdy(columns__valid),
@@ -9582,9 +9686,27 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
       2'h0:
           value_addr = \$5 [6:0];
       2'h1:
-          value_addr = \$18 [6:0];
+          value_addr = \$22 [6:0];
       2'h2:
-          value_addr = \$31 [6:0];
+          value_addr = \$39 [6:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    launch = 1'h0;
+    casez (pass_now)
+      2'h0:
+          if (\$9 ) begin
+            launch = 1'h1;
+          end
+      2'h1:
+          if (\$26 ) begin
+            launch = 1'h1;
+          end
+      2'h2:
+          if (\$43 ) begin
+            launch = 1'h1;
+          end
     endcase
   end
   always @* begin
@@ -9592,11 +9714,11 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
     w_en = 1'h0;
     casez (pass_now)
       2'h0:
-          w_en = \$6 ;
+          w_en = \$10 ;
       2'h1:
-          w_en = \$19 ;
+          w_en = \$27 ;
       2'h2:
-          w_en = \$32 ;
+          w_en = \$44 ;
     endcase
   end
   always @* begin
@@ -9604,156 +9726,163 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
     done = 1'h0;
     casez (pass_now)
       2'h0:
-          done = \$13 ;
+          done = \$17 ;
       2'h1:
-          done = \$26 ;
+          done = \$34 ;
       2'h2:
-          done = \$39 ;
+          done = \$51 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$78 [19:1] = e1[19:1];
-    \$78 [0] = 1'h0;
+    \$90 [19:1] = e1[19:1];
+    \$90 [0] = 1'h0;
     casez (pass_now)
       2'h0:
-          if (\$45 ) begin
-            \$78 [0] = 1'h1;
-            \$78 [7:1] = col;
-            \$78 [8] = \$46 ;
-            \$78 [19:9] = w_addr;
+          if (\$61 ) begin
+            \$90 [0] = 1'h1;
+            \$90 [7:1] = col;
+            \$90 [8] = \$62 ;
+            \$90 [19:9] = w_addr;
           end
       2'h1:
-          if (\$59 ) begin
-            \$78 [0] = 1'h1;
-            \$78 [7:1] = col;
-            \$78 [8] = \$60 ;
-            \$78 [19:9] = w_addr;
+          if (\$73 ) begin
+            \$90 [0] = 1'h1;
+            \$90 [7:1] = col;
+            \$90 [8] = \$74 ;
+            \$90 [19:9] = w_addr;
           end
       2'h2:
-          if (\$73 ) begin
-            \$78 [0] = 1'h1;
-            \$78 [7:1] = col;
-            \$78 [8] = \$74 ;
-            \$78 [19:9] = w_addr;
+          if (\$85 ) begin
+            \$90 [0] = 1'h1;
+            \$90 [7:1] = col;
+            \$90 [8] = \$86 ;
+            \$90 [19:9] = w_addr;
           end
     endcase
     if (rst) begin
-      \$78  = 20'h00000;
+      \$90  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$79  = run;
+    \$91  = \$57 [3:0];
+    if (rst) begin
+      \$91  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$92  = run;
     if (done) begin
-      \$79  = 1'h0;
+      \$92  = 1'h0;
     end
     if (start) begin
-      \$79  = 1'h1;
+      \$92  = 1'h1;
     end
     if (rst) begin
-      \$79  = 1'h0;
+      \$92  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$80  = pass_now;
+    \$93  = pass_now;
     if (start) begin
-      \$80  = sel;
+      \$93  = sel;
     end
     if (rst) begin
-      \$80  = 2'h0;
+      \$93  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$81  = col;
+    \$94  = col;
     if (start) begin
-      \$81  = 7'h00;
+      \$94  = 7'h00;
     end
     casez (pass_now)
       2'h0:
-          if (\$45 ) begin
-            \$81  = \$47 [6:0];
+          if (\$61 ) begin
+            \$94  = \$63 [6:0];
           end
       2'h1:
-          if (\$59 ) begin
-            \$81  = \$61 [6:0];
+          if (\$73 ) begin
+            \$94  = \$75 [6:0];
           end
       2'h2:
-          if (\$73 ) begin
-            \$81  = \$75 [6:0];
+          if (\$85 ) begin
+            \$94  = \$87 [6:0];
           end
     endcase
     if (rst) begin
-      \$81  = 7'h00;
+      \$94  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$82  = w_addr;
+    \$95  = w_addr;
     if (start) begin
       casez (sel)
         2'h0:
-            \$82  = 11'h000;
+            \$95  = 11'h000;
         2'h1:
-            \$82  = 11'h300;
+            \$95  = 11'h300;
         2'h2:
-            \$82  = 11'h600;
+            \$95  = 11'h600;
       endcase
     end
     casez (pass_now)
       2'h0:
-          if (\$45 ) begin
-            \$82  = \$48 [10:0];
+          if (\$61 ) begin
+            \$95  = \$64 [10:0];
           end
       2'h1:
-          if (\$59 ) begin
-            \$82  = \$62 [10:0];
+          if (\$73 ) begin
+            \$95  = \$76 [10:0];
           end
       2'h2:
-          if (\$73 ) begin
-            \$82  = \$76 [10:0];
+          if (\$85 ) begin
+            \$95  = \$88 [10:0];
           end
     endcase
     if (rst) begin
-      \$82  = 11'h000;
+      \$95  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$83  = e2;
+    \$96  = e2;
     casez (pass_now)
       2'h0:
         begin
-          \$83 [0] = e1[0];
-          \$83 [7:1] = e1[7:1];
-          \$83 [8] = e1[8];
-          \$83 [19:9] = e1[19:9];
-          \$83 [27:20] = \$50 ;
-          \$83 [36:28] = \$53 ;
+          \$96 [0] = e1[0];
+          \$96 [7:1] = e1[7:1];
+          \$96 [8] = e1[8];
+          \$96 [19:9] = e1[19:9];
+          \$96 [27:20] = \$66 ;
+          \$96 [36:28] = \$69 ;
         end
       2'h1:
         begin
-          \$83 [0] = e1[0];
-          \$83 [7:1] = e1[7:1];
-          \$83 [8] = e1[8];
-          \$83 [19:9] = e1[19:9];
-          \$83 [27:20] = \$64 ;
-          \$83 [36:28] = \$67 ;
+          \$96 [0] = e1[0];
+          \$96 [7:1] = e1[7:1];
+          \$96 [8] = e1[8];
+          \$96 [19:9] = e1[19:9];
+          \$96 [27:20] = \$78 ;
+          \$96 [36:28] = \$81 ;
         end
       2'h2:
         begin
-          \$83 [0] = e1[0];
-          \$83 [7:1] = e1[7:1];
-          \$83 [8] = e1[8];
-          \$83 [19:9] = e1[19:9];
-          \$83 [27:20] = value;
-          \$83 [36:28] = \$77 ;
+          \$96 [0] = e1[0];
+          \$96 [7:1] = e1[7:1];
+          \$96 [8] = e1[8];
+          \$96 [19:9] = e1[19:9];
+          \$96 [27:20] = value;
+          \$96 [36:28] = \$89 ;
         end
     endcase
     if (rst) begin
-      \$83  = 37'h0000000000;
+      \$96  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -9782,13 +9911,13 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   assign w_data[18] = e2[8];
   assign w_data[17:11] = e2[7:1];
   assign w_data[10:0] = e2[19:9];
-  assign \$6  = e2[0];
-  assign \$19  = e2[0];
-  assign \$32  = e2[0];
+  assign \$10  = e2[0];
+  assign \$27  = e2[0];
+  assign \$44  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, level, r_en, clk);
+module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9811,7 +9940,6 @@ module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__da
   wire clk;
   (* init = 3'h0 *)
   wire [2:0] consume;
-  output [3:0] level;
   reg [3:0] level = 4'h0;
   (* init = 3'h0 *)
   wire [2:0] produce;
@@ -9918,47 +10046,42 @@ module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload, o__valid, acc_addr, done, o__ready);
+module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, done, o__payload, o__valid, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  reg [20:0] \$1 ;
+  wire \$1 ;
   wire [21:0] \$10 ;
   wire [21:0] \$11 ;
   wire \$12 ;
-  wire [6:0] \$13 ;
-  wire \$14 ;
+  wire [21:0] \$13 ;
+  wire [21:0] \$14 ;
   wire \$15 ;
-  wire [6:0] \$16 ;
-  wire [4:0] \$17 ;
-  wire [6:0] \$18 ;
-  wire [6:0] \$19 ;
-  wire [21:0] \$2 ;
-  wire [6:0] \$20 ;
+  wire [21:0] \$16 ;
+  wire [21:0] \$17 ;
+  wire [21:0] \$18 ;
+  wire [21:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
   wire [6:0] \$21 ;
-  wire [6:0] \$22 ;
+  wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [21:0] \$3 ;
-  wire \$30 ;
-  reg [5:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg [5:0] \$33 ;
-  reg [2:0] \$34 ;
-  reg [20:0] \$35 ;
-  reg [8:0] \$36 ;
-  reg \$37 ;
+  wire [6:0] \$24 ;
+  wire [4:0] \$25 ;
+  reg [5:0] \$26 ;
+  reg [3:0] \$27 ;
+  reg [5:0] \$28 ;
+  reg [2:0] \$29 ;
+  wire \$3 ;
+  reg [20:0] \$30 ;
+  reg [8:0] \$31 ;
+  reg \$32 ;
   wire \$4 ;
-  wire [21:0] \$5 ;
-  wire [21:0] \$6 ;
+  wire \$5 ;
+  wire \$6 ;
   wire \$7 ;
-  wire [21:0] \$8 ;
-  wire [21:0] \$9 ;
+  wire \$8 ;
+  reg [20:0] \$9 ;
   output [5:0] acc_addr;
-  reg [5:0] acc_addr;
+  wire [5:0] acc_addr;
   input [167:0] acc_word;
   wire [167:0] acc_word;
   wire [20:0] \acc_word[0] ;
@@ -9969,11 +10092,11 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload,
   wire [20:0] \acc_word[5] ;
   wire [20:0] \acc_word[6] ;
   wire [20:0] \acc_word[7] ;
+  reg [5:0] addr = 6'h00;
   input clk;
   wire clk;
   output done;
   reg done;
-  reg [5:0] grp = 6'h00;
   reg [2:0] head_out_state = 3'h0;
   reg [3:0] lane = 4'h0;
   output [8:0] o__payload;
@@ -9990,262 +10113,62 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload,
   input start;
   wire start;
   reg [20:0] word = 21'h000000;
-  assign \$2  = $signed(word) + $signed(10'h100);
-  assign \$4  = $signed(\$3 ) > $signed(8'h7f);
-  assign \$5  = $signed(word) + $signed(10'h100);
-  assign \$7  = $signed(\$6 ) < $signed(8'h80);
-  assign \$8  = $signed(word) + $signed(10'h100);
-  assign \$10  = \$7  ? 22'h3fff80 : \$9 ;
-  assign \$11  = \$4  ? 22'h00007f : \$10 ;
-  assign \$12  = out_idx == 5'h1f;
-  assign \$13  = out_idx + 1'h1;
-  assign \$14  = out_idx == 5'h1f;
-  assign \$15  = lane == 3'h7;
-  assign \$16  = grp + 1'h1;
-  assign \$17  = lane + 1'h1;
-  assign \$18  = 6'h20 + grp;
-  assign \$19  = 6'h20 + grp;
-  assign \$20  = 6'h20 + grp;
-  assign \$21  = 6'h20 + grp;
-  assign \$22  = 6'h20 + grp;
-  assign \$23  = out_idx == 5'h1f;
-  assign \$24  = lane == 3'h7;
-  assign \$25  = ! head_out_state;
-  assign \$26  = head_out_state == 1'h1;
-  assign \$27  = head_out_state == 2'h2;
-  assign \$28  = head_out_state == 2'h3;
-  assign \$29  = head_out_state == 3'h4;
-  assign \$30  = head_out_state == 3'h5;
+  assign acc_addr = \$3  ? 6'h00 : addr;
+  assign \$1  = out_idx == 5'h1f;
+  assign \$2  = lane == 3'h7;
+  assign \$3  = ! head_out_state;
+  assign \$4  = head_out_state == 1'h1;
+  assign \$5  = head_out_state == 2'h2;
+  assign \$6  = head_out_state == 2'h3;
+  assign \$7  = head_out_state == 3'h4;
+  assign \$8  = head_out_state == 3'h5;
+  assign \$10  = $signed(word) + $signed(10'h100);
+  assign \$12  = $signed(\$11 ) > $signed(8'h7f);
+  assign \$13  = $signed(word) + $signed(10'h100);
+  assign \$15  = $signed(\$14 ) < $signed(8'h80);
+  assign \$16  = $signed(word) + $signed(10'h100);
+  assign \$18  = \$15  ? 22'h3fff80 : \$17 ;
+  assign \$19  = \$12  ? 22'h00007f : \$18 ;
+  assign \$20  = out_idx == 5'h1f;
+  assign \$21  = out_idx + 1'h1;
+  assign \$22  = out_idx == 5'h1f;
+  assign \$23  = lane == 3'h7;
+  assign \$24  = addr + 1'h1;
+  assign \$25  = lane + 1'h1;
   always @(posedge clk)
-    out_idx <= \$31 ;
+    out_idx <= \$26 ;
   always @(posedge clk)
-    lane <= \$32 ;
+    lane <= \$27 ;
   always @(posedge clk)
-    grp <= \$33 ;
+    addr <= \$28 ;
   always @(posedge clk)
-    head_out_state <= \$34 ;
+    head_out_state <= \$29 ;
   always @(posedge clk)
-    word <= \$35 ;
+    word <= \$30 ;
   always @(posedge clk)
-    o__payload <= \$36 ;
+    o__payload <= \$31 ;
   always @(posedge clk)
-    o__valid <= \$37 ;
+    o__valid <= \$32 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$1  = 21'h000000;
+    \$9  = 21'h000000;
     casez (lane)
       4'h0:
-          \$1  = acc_word[20:0];
+          \$9  = acc_word[20:0];
       4'h1:
-          \$1  = acc_word[41:21];
+          \$9  = acc_word[41:21];
       4'h2:
-          \$1  = acc_word[62:42];
+          \$9  = acc_word[62:42];
       4'h3:
-          \$1  = acc_word[83:63];
+          \$9  = acc_word[83:63];
       4'h4:
-          \$1  = acc_word[104:84];
+          \$9  = acc_word[104:84];
       4'h5:
-          \$1  = acc_word[125:105];
+          \$9  = acc_word[125:105];
       4'h6:
-          \$1  = acc_word[146:126];
+          \$9  = acc_word[146:126];
       4'h7:
-          \$1  = acc_word[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$31  = out_idx;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$31  = 6'h00;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            \$31  = \$13 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$31  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$32  = lane;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$32  = 4'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$14 ) begin
-            end else if (\$15 ) begin
-              \$32  = 4'h0;
-            end else begin
-              \$32  = \$17 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$33  = grp;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$33  = 6'h00;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            if (\$14 ) begin
-            end else if (\$15 ) begin
-              \$33  = \$16 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$33  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$34  = head_out_state;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$34  = 3'h1;
-          end
-      3'h1:
-          \$34  = 3'h2;
-      3'h2:
-          \$34  = 3'h3;
-      3'h3:
-          \$34  = 3'h4;
-      3'h4:
-          \$34  = 3'h5;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$14 ) begin
-              \$34  = 3'h0;
-            end else if (\$15 ) begin
-              \$34  = 3'h1;
-            end else begin
-              \$34  = 3'h3;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$34  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$35  = word;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$35  = \$1 ;
-    endcase
-    if (rst) begin
-      \$35  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$36  = o__payload;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-        begin
-          \$36 [7:0] = \$11 [7:0];
-          \$36 [8] = \$12 ;
-        end
-    endcase
-    if (rst) begin
-      \$36  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$37  = o__valid;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$37  = 1'h1;
-      3'h5:
-          if (o__ready) begin
-            \$37  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$37  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    acc_addr = 6'h00;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          acc_addr = \$18 [5:0];
-      3'h2:
-          acc_addr = \$19 [5:0];
-      3'h3:
-          acc_addr = \$20 [5:0];
-      3'h4:
-          acc_addr = \$21 [5:0];
-      3'h5:
-          acc_addr = \$22 [5:0];
+          \$9  = acc_word[167:147];
     endcase
   end
   always @* begin
@@ -10264,11 +10187,189 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload,
           /* empty */;
       3'h5:
           if (o__ready) begin
-            if (\$23 ) begin
+            if (\$1 ) begin
               done = 1'h1;
             end
           end
     endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$26  = out_idx;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$26  = 6'h00;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            \$26  = \$21 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$26  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$27  = lane;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$27  = 4'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$22 ) begin
+            end else if (\$23 ) begin
+              \$27  = 4'h0;
+            end else begin
+              \$27  = \$25 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$27  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$28  = addr;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$28  = 6'h20;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            if (\$22 ) begin
+            end else if (\$23 ) begin
+              \$28  = \$24 [5:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$28  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$29  = head_out_state;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$29  = 3'h1;
+          end
+      3'h1:
+          \$29  = 3'h2;
+      3'h2:
+          \$29  = 3'h3;
+      3'h3:
+          \$29  = 3'h4;
+      3'h4:
+          \$29  = 3'h5;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$22 ) begin
+              \$29  = 3'h0;
+            end else if (\$23 ) begin
+              \$29  = 3'h1;
+            end else begin
+              \$29  = 3'h3;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$29  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$30  = word;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$30  = \$9 ;
+    endcase
+    if (rst) begin
+      \$30  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$31  = o__payload;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+        begin
+          \$31 [7:0] = \$19 [7:0];
+          \$31 [8] = \$20 ;
+        end
+    endcase
+    if (rst) begin
+      \$31  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$32  = o__valid;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$32  = 1'h1;
+      3'h5:
+          if (o__ready) begin
+            \$32  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$32  = 1'h0;
+    end
   end
   assign \acc_word[0]  = acc_word[20:0];
   assign \acc_word[1]  = acc_word[41:21];
@@ -10280,9 +10381,9 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload,
   assign \acc_word[7]  = acc_word[167:147];
   assign \o__payload.data  = o__payload[7:0];
   assign \o__payload.last  = o__payload[8];
-  assign \$3  = { \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21:9] };
-  assign \$6  = { \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21:9] };
-  assign \$9  = { \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21:9] };
+  assign \$11  = { \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21:9] };
+  assign \$14  = { \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21:9] };
+  assign \$17  = { \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)

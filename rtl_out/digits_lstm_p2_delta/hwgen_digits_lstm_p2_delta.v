@@ -361,7 +361,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1015$7 (element__payload[82:7]),
+    .\port$1034$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -796,10 +796,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__valid, element__payload, acc_addr, h_addr, c_addr, done, clk);
+module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, element__valid, element__payload, h_addr, c_addr, done, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [3:0] \$10 ;
   reg [18:0] \$100 ;
   reg [18:0] \$101 ;
   reg [18:0] \$102 ;
@@ -816,29 +816,28 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   reg [18:0] \$112 ;
   reg [18:0] \$113 ;
   reg [18:0] \$114 ;
-  reg [18:0] \$115 ;
-  reg [82:0] \$116 ;
-  reg \$12 ;
+  reg [82:0] \$115 ;
+  wire \$12 ;
   wire \$13 ;
-  wire \$14 ;
+  wire [5:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [5:0] \$17 ;
-  wire [5:0] \$18 ;
+  reg \$17 ;
+  wire \$18 ;
   wire \$19 ;
-  reg \$2 ;
+  wire [7:0] \$2 ;
   wire \$20 ;
-  reg \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  reg \$24 ;
-  wire [6:0] \$25 ;
-  wire [1:0] \$26 ;
-  reg [18:0] \$27 ;
-  wire [1:0] \$28 ;
-  reg [18:0] \$29 ;
-  wire \$3 ;
-  reg [18:0] \$30 ;
+  wire \$21 ;
+  wire [5:0] \$22 ;
+  wire [5:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  reg \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
+  wire [8:0] \$3 ;
+  wire [6:0] \$30 ;
   wire [1:0] \$31 ;
   reg [18:0] \$32 ;
   wire [1:0] \$33 ;
@@ -848,75 +847,75 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   reg [18:0] \$37 ;
   wire [1:0] \$38 ;
   reg [18:0] \$39 ;
-  wire \$4 ;
+  wire [2:0] \$4 ;
   reg [18:0] \$40 ;
   wire [1:0] \$41 ;
   reg [18:0] \$42 ;
   wire [1:0] \$43 ;
   reg [18:0] \$44 ;
   reg [18:0] \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
-  wire \$50 ;
-  wire [5:0] \$51 ;
-  wire [2:0] \$52 ;
+  wire [1:0] \$46 ;
+  reg [18:0] \$47 ;
+  wire [1:0] \$48 ;
+  reg [18:0] \$49 ;
+  wire [7:0] \$5 ;
+  reg [18:0] \$50 ;
+  wire \$51 ;
+  wire [6:0] \$52 ;
   wire \$53 ;
-  reg \$54 ;
+  wire \$54 ;
   wire \$55 ;
-  wire \$56 ;
-  wire [7:0] \$57 ;
-  wire [8:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire [5:0] \$56 ;
+  wire [2:0] \$57 ;
+  wire \$58 ;
+  reg \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [5:0] \$61 ;
+  wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  reg \$64 ;
+  wire [5:0] \$64 ;
   wire \$65 ;
   wire \$66 ;
-  wire [5:0] \$67 ;
-  wire [6:0] \$68 ;
+  reg \$67 ;
+  wire \$68 ;
   wire \$69 ;
-  wire \$7 ;
-  wire [5:0] \$70 ;
-  wire \$71 ;
+  reg \$7 ;
+  wire \$70 ;
+  wire [5:0] \$71 ;
   wire \$72 ;
-  reg \$73 ;
-  wire \$74 ;
+  wire \$73 ;
+  reg \$74 ;
   wire \$75 ;
-  wire [5:0] \$76 ;
+  wire \$76 ;
   wire [6:0] \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire [6:0] \$78 ;
+  reg \$79 ;
   wire \$8 ;
-  wire [6:0] \$80 ;
+  wire \$80 ;
   wire [6:0] \$81 ;
-  reg \$82 ;
+  wire \$82 ;
   wire \$83 ;
-  wire [6:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  reg \$88 ;
-  reg [4:0] \$89 ;
-  wire [5:0] \$9 ;
-  reg [1:0] \$90 ;
-  reg [5:0] \$91 ;
-  reg [2:0] \$92 ;
+  wire \$84 ;
+  reg \$85 ;
+  reg [4:0] \$86 ;
+  reg [1:0] \$87 ;
+  reg [5:0] \$88 ;
+  reg [2:0] \$89 ;
+  wire \$9 ;
+  reg \$90 ;
+  reg [4:0] \$91 ;
+  reg \$92 ;
   reg \$93 ;
-  reg [4:0] \$94 ;
+  reg \$94 ;
   reg \$95 ;
   reg \$96 ;
-  reg \$97 ;
-  reg \$98 ;
-  reg \$99 ;
+  reg [1:0] \$97 ;
+  reg [6:0] \$98 ;
+  reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
   output [6:0] acc_addr;
-  reg [6:0] acc_addr;
+  wire [6:0] acc_addr;
   input [37:0] acc_word;
   wire [37:0] acc_word;
   wire [18:0] \acc_word[0] ;
@@ -960,192 +959,167 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   reg [18:0] gate1_2_1 = 19'h00000;
   reg [18:0] gate1_3_0 = 19'h00000;
   reg [18:0] gate1_3_1 = 19'h00000;
+  reg gather_read0;
   reg [4:0] grp = 5'h00;
   output [5:0] h_addr;
   reg [5:0] h_addr;
   reg i_bank = 1'h0;
   reg [1:0] lane = 2'h0;
   wire [-1:0] layer;
+  reg [6:0] rd_addr = 7'h00;
+  reg [1:0] rd_q = 2'h0;
   input rst;
   wire rst;
   reg running = 1'h0;
   wire [-1:0] sel;
   input start;
   wire start;
-  assign \$1  = g_grp < 5'h10;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$1  & \$3 ;
-  assign \$5  = act_q + 1'h1;
-  assign \$6  = ! \$signal ;
-  assign \$8  = act_q == 3'h4;
-  assign \$9  = g_grp + 1'h1;
-  assign \$10  = \$9  < 5'h10;
-  assign \$11  = ~ \$signal ;
-  assign \$13  = ~ \$12 ;
-  assign \$14  = \$10  & \$13 ;
-  assign \$15  = act_q == 3'h5;
+  assign \$1  = rd_q == 2'h3;
+  assign \$2  = rd_addr + 1'h1;
+  assign \$3  = \$2  - 6'h30;
+  assign \$4  = rd_q + 1'h1;
+  assign \$5  = rd_addr + 5'h10;
+  assign \$6  = g_grp < 5'h10;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$6  & \$8 ;
+  assign \$10  = act_q + 1'h1;
+  assign \$11  = ! \$signal ;
+  assign \$13  = act_q == 3'h4;
+  assign \$14  = g_grp + 1'h1;
+  assign \$15  = \$14  < 5'h10;
   assign \$16  = ~ \$signal ;
-  assign \$17  = g_grp + 1'h1;
-  assign \$18  = g_grp + 1'h1;
-  assign \$19  = \$18  < 5'h10;
-  assign \$20  = ~ \$signal ;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = \$19  & \$22 ;
-  assign \$25  = elem + 1'h1;
-  assign \$46  = lane == 1'h1;
-  assign \$47  = elem + 1'h1;
-  assign \$48  = \$47  >= 6'h20;
-  assign \$49  = \$46  | \$48 ;
-  assign \$50  = ~ i_bank;
-  assign \$51  = grp + 1'h1;
-  assign \$52  = lane + 1'h1;
-  assign \$53  = g_grp < 5'h10;
-  assign \$55  = ~ \$54 ;
-  assign \$56  = \$53  & \$55 ;
-  assign \$57  = act_q * 5'h10;
-  assign \$58  = 1'h0 + \$57 ;
-  assign \$59  = \$58  + g_grp;
-  assign \$60  = act_q == 3'h4;
-  assign \$61  = g_grp + 1'h1;
-  assign \$62  = \$61  < 5'h10;
-  assign \$63  = ~ \$signal ;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$62  & \$65 ;
-  assign \$67  = 1'h0 + g_grp;
-  assign \$68  = \$67  + 1'h1;
-  assign \$69  = act_q == 3'h5;
-  assign \$70  = g_grp + 1'h1;
-  assign \$71  = \$70  < 5'h10;
-  assign \$72  = ~ \$signal ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = \$71  & \$74 ;
-  assign \$76  = 5'h10 + g_grp;
-  assign \$77  = \$76  + 1'h1;
-  assign \$78  = 1'h0 + g_grp;
-  assign \$79  = \$78  + 1'h1;
-  assign \$80  = 3'h4 + elem;
-  assign \$81  = 1'h0 + elem;
-  assign \$83  = lane == 1'h1;
-  assign \$84  = elem + 1'h1;
-  assign \$85  = \$84  >= 6'h20;
-  assign \$86  = \$83  | \$85 ;
-  assign \$87  = grp == 4'hf;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$15  & \$18 ;
+  assign \$20  = act_q == 3'h5;
+  assign \$21  = ~ \$signal ;
+  assign \$22  = g_grp + 1'h1;
+  assign \$23  = g_grp + 1'h1;
+  assign \$24  = \$23  < 5'h10;
+  assign \$25  = ~ \$signal ;
+  assign \$27  = ~ \$26 ;
+  assign \$28  = \$24  & \$27 ;
+  assign \$30  = elem + 1'h1;
+  assign \$51  = lane == 1'h1;
+  assign \$52  = elem + 1'h1;
+  assign \$53  = \$52  >= 6'h20;
+  assign \$54  = \$51  | \$53 ;
+  assign \$55  = ~ i_bank;
+  assign \$56  = grp + 1'h1;
+  assign \$57  = lane + 1'h1;
+  assign acc_addr = running ? rd_addr : 7'h00;
+  assign \$58  = g_grp < 5'h10;
+  assign \$60  = ~ \$59 ;
+  assign \$61  = \$58  & \$60 ;
+  assign \$62  = act_q < 3'h4;
+  assign \$63  = act_q == 3'h4;
+  assign \$64  = g_grp + 1'h1;
+  assign \$65  = \$64  < 5'h10;
+  assign \$66  = ~ \$signal ;
+  assign \$68  = ~ \$67 ;
+  assign \$69  = \$65  & \$68 ;
+  assign \$70  = act_q == 3'h5;
+  assign \$71  = g_grp + 1'h1;
+  assign \$72  = \$71  < 5'h10;
+  assign \$73  = ~ \$signal ;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = \$72  & \$75 ;
+  assign \$77  = 3'h4 + elem;
+  assign \$78  = 1'h0 + elem;
+  assign \$80  = lane == 1'h1;
+  assign \$81  = elem + 1'h1;
+  assign \$82  = \$81  >= 6'h20;
+  assign \$83  = \$80  | \$82 ;
+  assign \$84  = grp == 4'hf;
   always @(posedge clk)
-    element__valid <= \$88 ;
+    element__valid <= \$85 ;
   always @(posedge clk)
-    grp <= \$89 ;
+    grp <= \$86 ;
   always @(posedge clk)
-    lane <= \$90 ;
+    lane <= \$87 ;
   always @(posedge clk)
-    elem <= \$91 ;
+    elem <= \$88 ;
   always @(posedge clk)
-    act_q <= \$92 ;
+    act_q <= \$89 ;
   always @(posedge clk)
-    early <= \$93 ;
+    early <= \$90 ;
   always @(posedge clk)
-    g_grp <= \$94 ;
+    g_grp <= \$91 ;
   always @(posedge clk)
-    \$signal  <= \$95 ;
+    \$signal  <= \$92 ;
   always @(posedge clk)
-    i_bank <= \$96 ;
+    i_bank <= \$93 ;
   always @(posedge clk)
-    bank0_full <= \$97 ;
+    bank0_full <= \$94 ;
   always @(posedge clk)
-    bank1_full <= \$98 ;
+    bank1_full <= \$95 ;
   always @(posedge clk)
-    running <= \$99 ;
+    running <= \$96 ;
   always @(posedge clk)
-    gate0_0_0 <= \$100 ;
+    rd_q <= \$97 ;
   always @(posedge clk)
-    gate0_0_1 <= \$101 ;
+    rd_addr <= \$98 ;
   always @(posedge clk)
-    gate0_1_0 <= \$102 ;
+    gate0_0_0 <= \$99 ;
   always @(posedge clk)
-    gate0_1_1 <= \$103 ;
+    gate0_0_1 <= \$100 ;
   always @(posedge clk)
-    gate0_2_0 <= \$104 ;
+    gate0_1_0 <= \$101 ;
   always @(posedge clk)
-    gate0_2_1 <= \$105 ;
+    gate0_1_1 <= \$102 ;
   always @(posedge clk)
-    gate0_3_0 <= \$106 ;
+    gate0_2_0 <= \$103 ;
   always @(posedge clk)
-    gate0_3_1 <= \$107 ;
+    gate0_2_1 <= \$104 ;
   always @(posedge clk)
-    gate1_0_0 <= \$108 ;
+    gate0_3_0 <= \$105 ;
   always @(posedge clk)
-    gate1_0_1 <= \$109 ;
+    gate0_3_1 <= \$106 ;
   always @(posedge clk)
-    gate1_1_0 <= \$110 ;
+    gate1_0_0 <= \$107 ;
   always @(posedge clk)
-    gate1_1_1 <= \$111 ;
+    gate1_0_1 <= \$108 ;
   always @(posedge clk)
-    gate1_2_0 <= \$112 ;
+    gate1_1_0 <= \$109 ;
   always @(posedge clk)
-    gate1_2_1 <= \$113 ;
+    gate1_1_1 <= \$110 ;
   always @(posedge clk)
-    gate1_3_0 <= \$114 ;
+    gate1_2_0 <= \$111 ;
   always @(posedge clk)
-    gate1_3_1 <= \$115 ;
+    gate1_2_1 <= \$112 ;
   always @(posedge clk)
-    element__payload <= \$116 ;
+    gate1_3_0 <= \$113 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$114 ;
+  always @(posedge clk)
+    element__payload <= \$115 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$2  = bank0_full;
+          \$7  = bank0_full;
       1'h1:
-          \$2  = bank1_full;
+          \$7  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$11 )
+    casez (\$16 )
       1'h0:
-          \$12  = bank0_full;
+          \$17  = bank0_full;
       1'h1:
-          \$12  = bank1_full;
+          \$17  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$20 )
+    casez (\$25 )
       1'h0:
-          \$21  = bank0_full;
+          \$26  = bank0_full;
       1'h1:
-          \$21  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$24  = bank0_full;
-      1'h1:
-          \$24  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$27  = 19'h00000;
-    casez (\$26 )
-      2'h0:
-          \$27  = gate0_0_0;
-      2'h1:
-          \$27  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$29  = 19'h00000;
-    casez (\$28 )
-      2'h0:
-          \$29  = gate1_0_0;
-      2'h1:
-          \$29  = gate1_0_1;
+          \$26  = bank1_full;
     endcase
   end
   always @* begin
@@ -1153,9 +1127,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$30  = \$27 ;
+          \$29  = bank0_full;
       1'h1:
-          \$30  = \$29 ;
+          \$29  = bank1_full;
     endcase
   end
   always @* begin
@@ -1163,9 +1137,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
     \$32  = 19'h00000;
     casez (\$31 )
       2'h0:
-          \$32  = gate0_1_0;
+          \$32  = gate0_0_0;
       2'h1:
-          \$32  = gate0_1_1;
+          \$32  = gate0_0_1;
     endcase
   end
   always @* begin
@@ -1173,9 +1147,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
     \$34  = 19'h00000;
     casez (\$33 )
       2'h0:
-          \$34  = gate1_1_0;
+          \$34  = gate1_0_0;
       2'h1:
-          \$34  = gate1_1_1;
+          \$34  = gate1_0_1;
     endcase
   end
   always @* begin
@@ -1193,9 +1167,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
     \$37  = 19'h00000;
     casez (\$36 )
       2'h0:
-          \$37  = gate0_2_0;
+          \$37  = gate0_1_0;
       2'h1:
-          \$37  = gate0_2_1;
+          \$37  = gate0_1_1;
     endcase
   end
   always @* begin
@@ -1203,9 +1177,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
     \$39  = 19'h00000;
     casez (\$38 )
       2'h0:
-          \$39  = gate1_2_0;
+          \$39  = gate1_1_0;
       2'h1:
-          \$39  = gate1_2_1;
+          \$39  = gate1_1_1;
     endcase
   end
   always @* begin
@@ -1223,9 +1197,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
     \$42  = 19'h00000;
     casez (\$41 )
       2'h0:
-          \$42  = gate0_3_0;
+          \$42  = gate0_2_0;
       2'h1:
-          \$42  = gate0_3_1;
+          \$42  = gate0_2_1;
     endcase
   end
   always @* begin
@@ -1233,9 +1207,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
     \$44  = 19'h00000;
     casez (\$43 )
       2'h0:
-          \$44  = gate1_3_0;
+          \$44  = gate1_2_0;
       2'h1:
-          \$44  = gate1_3_1;
+          \$44  = gate1_2_1;
     endcase
   end
   always @* begin
@@ -1250,32 +1224,22 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$54  = bank0_full;
-      1'h1:
-          \$54  = bank1_full;
+    \$47  = 19'h00000;
+    casez (\$46 )
+      2'h0:
+          \$47  = gate0_3_0;
+      2'h1:
+          \$47  = gate0_3_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$63 )
-      1'h0:
-          \$64  = bank0_full;
-      1'h1:
-          \$64  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$72 )
-      1'h0:
-          \$73  = bank0_full;
-      1'h1:
-          \$73  = bank1_full;
+    \$49  = 19'h00000;
+    casez (\$48 )
+      2'h0:
+          \$49  = gate1_3_0;
+      2'h1:
+          \$49  = gate1_3_1;
     endcase
   end
   always @* begin
@@ -1283,111 +1247,202 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$82  = bank0_full;
+          \$50  = \$47 ;
       1'h1:
-          \$82  = bank1_full;
+          \$50  = \$49 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$59  = bank0_full;
+      1'h1:
+          \$59  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$66 )
+      1'h0:
+          \$67  = bank0_full;
+      1'h1:
+          \$67  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$73 )
+      1'h0:
+          \$74  = bank0_full;
+      1'h1:
+          \$74  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$79  = bank0_full;
+      1'h1:
+          \$79  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = 1'h0;
     if (running) begin
-      if (\$24 ) begin
-        \$88  = 1'h1;
+      if (\$29 ) begin
+        \$85  = 1'h1;
       end
     end
     if (rst) begin
-      \$88  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = grp;
+    \$86  = grp;
     if (start) begin
-      \$89  = 5'h00;
+      \$86  = 5'h00;
     end
     if (running) begin
-      if (\$24 ) begin
-        if (\$49 ) begin
-          \$89  = \$51 [4:0];
+      if (\$29 ) begin
+        if (\$54 ) begin
+          \$86  = \$56 [4:0];
         end
       end
     end
     if (rst) begin
-      \$89  = 5'h00;
+      \$86  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = lane;
+    \$87  = lane;
     if (start) begin
-      \$90  = 2'h0;
+      \$87  = 2'h0;
     end
     if (running) begin
-      if (\$24 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$49 ) begin
-          \$90  = 2'h0;
+        if (\$54 ) begin
+          \$87  = 2'h0;
         end else begin
-          \$90  = \$52 [1:0];
+          \$87  = \$57 [1:0];
         end
       end
     end
     if (rst) begin
-      \$90  = 2'h0;
+      \$87  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = elem;
+    \$88  = elem;
     if (start) begin
-      \$91  = 6'h00;
+      \$88  = 6'h00;
     end
     if (running) begin
-      if (\$24 ) begin
-        \$91  = \$25 [5:0];
+      if (\$29 ) begin
+        \$88  = \$30 [5:0];
       end
     end
     if (rst) begin
-      \$91  = 6'h00;
+      \$88  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = act_q;
+    \$89  = act_q;
     if (start) begin
-      \$92  = 3'h0;
+      \$89  = 3'h0;
     end
     if (running) begin
-      if (\$4 ) begin
-        \$92  = \$5 [2:0];
-        if (\$15 ) begin
-          \$92  = 3'h0;
+      if (\$9 ) begin
+        \$89  = \$10 [2:0];
+        if (\$20 ) begin
+          \$89  = 3'h0;
           if (early) begin
-            \$92  = 3'h2;
-          end else if (\$23 ) begin
-            \$92  = 3'h1;
+            \$89  = 3'h2;
+          end else if (\$28 ) begin
+            \$89  = 3'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$92  = 3'h0;
+      \$89  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = early;
+    \$90  = early;
+    if (start) begin
+      \$90  = 1'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$13 ) begin
+          \$90  = \$19 ;
+        end
+        if (\$20 ) begin
+          \$90  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = g_grp;
+    if (start) begin
+      \$91  = 5'h00;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          \$91  = \$22 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$91  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = \$signal ;
+    if (start) begin
+      \$92  = 1'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          \$92  = \$21 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = i_bank;
     if (start) begin
       \$93  = 1'h0;
     end
     if (running) begin
-      if (\$4 ) begin
-        if (\$8 ) begin
-          \$93  = \$14 ;
-        end
-        if (\$15 ) begin
-          \$93  = 1'h0;
+      if (\$29 ) begin
+        if (\$54 ) begin
+          \$93  = \$55 ;
         end
       end
     end
@@ -1397,139 +1452,145 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = g_grp;
+    \$94  = bank0_full;
     if (start) begin
-      \$94  = 5'h00;
+      \$94  = 1'h0;
     end
     if (running) begin
-      if (\$4 ) begin
-        if (\$15 ) begin
-          \$94  = \$17 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$94  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = \$signal ;
-    if (start) begin
-      \$95  = 1'h0;
-    end
-    if (running) begin
-      if (\$4 ) begin
-        if (\$15 ) begin
-          \$95  = \$16 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$95  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = i_bank;
-    if (start) begin
-      \$96  = 1'h0;
-    end
-    if (running) begin
-      if (\$24 ) begin
-        if (\$49 ) begin
-          \$96  = \$50 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$96  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = bank0_full;
-    if (start) begin
-      \$97  = 1'h0;
-    end
-    if (running) begin
-      if (\$4 ) begin
-        if (\$15 ) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
           casez (\$signal )
             1'h0:
-                \$97  = 1'h1;
+                \$94  = 1'h1;
           endcase
         end
       end
-      if (\$24 ) begin
-        if (\$49 ) begin
+      if (\$29 ) begin
+        if (\$54 ) begin
           casez (i_bank)
             1'h0:
-                \$97  = 1'h0;
+                \$94  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$97  = 1'h0;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = bank1_full;
+    \$95  = bank1_full;
     if (start) begin
-      \$98  = 1'h0;
+      \$95  = 1'h0;
     end
     if (running) begin
-      if (\$4 ) begin
-        if (\$15 ) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
           (* full_case = 32'd1 *)
           casez (\$signal )
             1'h0:
                 /* empty */;
             1'h1:
-                \$98  = 1'h1;
+                \$95  = 1'h1;
           endcase
         end
       end
-      if (\$24 ) begin
-        if (\$49 ) begin
+      if (\$29 ) begin
+        if (\$54 ) begin
           (* full_case = 32'd1 *)
           casez (i_bank)
             1'h0:
                 /* empty */;
             1'h1:
-                \$98  = 1'h0;
+                \$95  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$98  = 1'h0;
+      \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = running;
+    \$96  = running;
     if (start) begin
-      \$99  = 1'h1;
+      \$96  = 1'h1;
     end
     if (done) begin
-      \$99  = 1'h0;
+      \$96  = 1'h0;
     end
     if (rst) begin
-      \$99  = 1'h0;
+      \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_0_0;
+    \$97  = rd_q;
+    if (start) begin
+      \$97  = 2'h0;
+    end
     if (running) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+      if (gather_read0) begin
+        (* full_case = 32'd1 *)
+        if (\$1 ) begin
+          \$97  = 2'h0;
+        end else begin
+          \$97  = \$4 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$97  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = rd_addr;
+    if (start) begin
+      \$98  = 7'h00;
+    end
+    if (running) begin
+      if (gather_read0) begin
+        (* full_case = 32'd1 *)
+        if (\$1 ) begin
+          \$98  = \$3 [6:0];
+        end else begin
+          \$98  = \$5 [6:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$98  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$99  = gate0_0_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
-                \$100  = acc_word[18:0];
+                \$99  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$99  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$100  = gate0_0_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                \$100  = acc_word[37:19];
           endcase
         end
       end
@@ -1540,13 +1601,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_0_1;
+    \$101  = gate0_1_0;
     if (running) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
-                \$101  = acc_word[37:19];
+                /* empty */;
+            3'h3:
+                \$101  = acc_word[18:0];
           endcase
         end
       end
@@ -1557,15 +1620,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_1_0;
+    \$102  = gate0_1_1;
     if (running) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$102  = acc_word[18:0];
+                \$102  = acc_word[37:19];
           endcase
         end
       end
@@ -1576,15 +1639,17 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_1_1;
+    \$103  = gate0_2_0;
     if (running) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$103  = acc_word[37:19];
+                /* empty */;
+            3'h4:
+                \$103  = acc_word[18:0];
           endcase
         end
       end
@@ -1595,17 +1660,17 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_2_0;
+    \$104  = gate0_2_1;
     if (running) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$104  = acc_word[18:0];
+                \$104  = acc_word[37:19];
           endcase
         end
       end
@@ -1616,17 +1681,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate0_2_1;
+    \$105  = gate0_3_0;
     if (running) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$105  = acc_word[37:19];
+                /* empty */;
+            3'h5:
+                \$105  = acc_word[18:0];
           endcase
         end
       end
@@ -1637,10 +1704,10 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate0_3_0;
+    \$106  = gate0_3_1;
     if (running) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
@@ -1649,7 +1716,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
             3'h4:
                 /* empty */;
             3'h5:
-                \$106  = acc_word[18:0];
+                \$106  = acc_word[37:19];
           endcase
         end
       end
@@ -1660,19 +1727,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate0_3_1;
+    \$107  = gate1_0_0;
     if (running) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$107  = acc_word[37:19];
+                \$107  = acc_word[18:0];
           endcase
         end
       end
@@ -1683,13 +1744,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_0_0;
+    \$108  = gate1_0_1;
     if (running) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                \$108  = acc_word[18:0];
+                \$108  = acc_word[37:19];
           endcase
         end
       end
@@ -1700,13 +1761,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_0_1;
+    \$109  = gate1_1_0;
     if (running) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                \$109  = acc_word[37:19];
+                /* empty */;
+            3'h3:
+                \$109  = acc_word[18:0];
           endcase
         end
       end
@@ -1717,15 +1780,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_1_0;
+    \$110  = gate1_1_1;
     if (running) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$110  = acc_word[18:0];
+                \$110  = acc_word[37:19];
           endcase
         end
       end
@@ -1736,15 +1799,17 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_1_1;
+    \$111  = gate1_2_0;
     if (running) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$111  = acc_word[37:19];
+                /* empty */;
+            3'h4:
+                \$111  = acc_word[18:0];
           endcase
         end
       end
@@ -1755,17 +1820,17 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_2_0;
+    \$112  = gate1_2_1;
     if (running) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$112  = acc_word[18:0];
+                \$112  = acc_word[37:19];
           endcase
         end
       end
@@ -1776,17 +1841,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = gate1_2_1;
+    \$113  = gate1_3_0;
     if (running) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$113  = acc_word[37:19];
+                /* empty */;
+            3'h5:
+                \$113  = acc_word[18:0];
           endcase
         end
       end
@@ -1797,10 +1864,10 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = gate1_3_0;
+    \$114  = gate1_3_1;
     if (running) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
@@ -1809,7 +1876,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
             3'h4:
                 /* empty */;
             3'h5:
-                \$114  = acc_word[18:0];
+                \$114  = acc_word[37:19];
           endcase
         end
       end
@@ -1820,60 +1887,35 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = gate1_3_1;
+    \$115  = element__payload;
     if (running) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$115  = acc_word[37:19];
-          endcase
-        end
+      if (\$29 ) begin
+        \$115 [25:7] = \$35 ;
+        \$115 [44:26] = \$40 ;
+        \$115 [63:45] = \$45 ;
+        \$115 [82:64] = \$50 ;
+        \$115 [5:0] = elem;
+        \$115 [6] = 1'h0;
       end
     end
     if (rst) begin
-      \$115  = 19'h00000;
+      \$115  = 83'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$116  = element__payload;
+    gather_read0 = 1'h0;
     if (running) begin
-      if (\$24 ) begin
-        \$116 [25:7] = \$30 ;
-        \$116 [44:26] = \$35 ;
-        \$116 [63:45] = \$40 ;
-        \$116 [82:64] = \$45 ;
-        \$116 [5:0] = elem;
-        \$116 [6] = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$116  = 83'h000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    acc_addr = 7'h00;
-    if (running) begin
-      if (\$56 ) begin
-        acc_addr = \$59 [6:0];
-        if (\$60 ) begin
-          if (\$66 ) begin
-            acc_addr = \$68 ;
-          end
+      if (\$61 ) begin
+        gather_read0 = \$62 ;
+        if (\$63 ) begin
+          gather_read0 = \$69 ;
         end
-        if (\$69 ) begin
+        if (\$70 ) begin
           if (early) begin
-            acc_addr = \$77 ;
-          end else if (\$75 ) begin
-            acc_addr = \$79 ;
+            gather_read0 = 1'h1;
+          end else if (\$76 ) begin
+            gather_read0 = 1'h1;
           end
         end
       end
@@ -1883,23 +1925,23 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 6'h00;
     if (running) begin
-      h_addr = \$80 [5:0];
+      h_addr = \$77 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     c_addr = 5'h00;
     if (running) begin
-      c_addr = \$81 [4:0];
+      c_addr = \$78 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
     if (running) begin
-      if (\$82 ) begin
-        if (\$86 ) begin
-          if (\$87 ) begin
+      if (\$79 ) begin
+        if (\$83 ) begin
+          if (\$84 ) begin
             done = 1'h1;
           end
         end
@@ -1915,19 +1957,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, acc_word, element__vali
   assign \element__payload.gates[1]  = element__payload[44:26];
   assign \element__payload.gates[2]  = element__payload[63:45];
   assign \element__payload.gates[3]  = element__payload[82:64];
-  assign \$7  = \$signal ;
-  assign \$26  = lane;
-  assign \$28  = lane;
+  assign \$12  = \$signal ;
   assign \$31  = lane;
   assign \$33  = lane;
   assign \$36  = lane;
   assign \$38  = lane;
   assign \$41  = lane;
   assign \$43  = lane;
+  assign \$46  = lane;
+  assign \$48  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1015$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1034$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2153,8 +2195,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1015$7 ;
-  wire [75:0] \port$1015$7 ;
+  input [75:0] \port$1034$7 ;
+  wire [75:0] \port$1034$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2180,22 +2222,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1015$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1034$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1015$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1034$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1015$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1034$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1015$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1034$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3009,10 +3051,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1015$7 [18:0];
-  assign acc1 = \port$1015$7 [37:19];
-  assign acc2 = \port$1015$7 [56:38];
-  assign acc3 = \port$1015$7 [75:57];
+  assign acc0 = \port$1034$7 [18:0];
+  assign acc1 = \port$1034$7 [37:19];
+  assign acc2 = \port$1034$7 [56:38];
+  assign acc3 = \port$1034$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4620,20 +4662,20 @@ endmodule
 module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns__payload, last, sel, start, fresh, value_addr, last_addr, last_write, done, pass_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
-  wire [9:0] \$10 ;
-  wire [4:0] \$11 ;
+  wire \$10 ;
+  wire [6:0] \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire [9:0] \$16 ;
-  wire [9:0] \$17 ;
-  wire [4:0] \$18 ;
+  wire [9:0] \$13 ;
+  wire [9:0] \$14 ;
+  wire [4:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire [6:0] \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
+  wire [9:0] \$20 ;
+  wire [9:0] \$21 ;
+  wire [4:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
@@ -4642,14 +4684,14 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire \$28 ;
   wire \$29 ;
   wire [7:0] \$3 ;
-  wire [6:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire [6:0] \$32 ;
-  wire [7:0] \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [6:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [6:0] \$36 ;
+  wire [7:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire [6:0] \$4 ;
@@ -4657,40 +4699,51 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire [4:0] \$44 ;
-  wire [5:0] \$45 ;
+  wire \$44 ;
+  wire \$45 ;
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  wire [6:0] \$49 ;
+  wire \$49 ;
   wire [7:0] \$5 ;
-  wire [12:0] \$50 ;
+  wire [4:0] \$50 ;
   wire \$51 ;
-  wire [7:0] \$52 ;
+  wire [5:0] \$52 ;
   wire \$53 ;
-  wire [7:0] \$54 ;
-  wire [7:0] \$55 ;
-  wire [8:0] \$56 ;
+  wire \$54 ;
+  wire [6:0] \$55 ;
+  wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [4:0] \$59 ;
+  wire \$59 ;
   wire [6:0] \$6 ;
-  wire [5:0] \$60 ;
-  wire \$61 ;
-  wire \$62 ;
+  wire \$60 ;
+  wire [6:0] \$61 ;
+  wire [12:0] \$62 ;
   wire \$63 ;
-  wire [6:0] \$64 ;
-  wire [12:0] \$65 ;
-  wire [8:0] \$66 ;
-  reg [19:0] \$67 ;
-  reg \$68 ;
-  reg \$69 ;
-  wire [6:0] \$7 ;
-  reg [5:0] \$70 ;
-  reg [11:0] \$71 ;
-  reg [36:0] \$72 ;
+  wire [7:0] \$64 ;
+  wire \$65 ;
+  wire [7:0] \$66 ;
+  wire [7:0] \$67 ;
+  wire [8:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [6:0] \$74 ;
+  wire [12:0] \$75 ;
+  wire [8:0] \$76 ;
+  reg [19:0] \$77 ;
+  reg [3:0] \$78 ;
+  reg \$79 ;
   wire \$8 ;
-  wire [9:0] \$9 ;
+  reg \$80 ;
+  reg [5:0] \$81 ;
+  reg [11:0] \$82 ;
+  reg [36:0] \$83 ;
+  wire \$9 ;
   input clk;
   wire clk;
   reg [5:0] col = 6'h00;
@@ -4719,6 +4772,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire [11:0] \e2.w_addr ;
   input fresh;
   wire fresh;
+  reg [3:0] held = 4'h0;
   input [7:0] last;
   wire [7:0] last;
   output [5:0] last_addr;
@@ -4728,7 +4782,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire [5:0] \last_write.addr ;
   wire [7:0] \last_write.data ;
   wire \last_write.en ;
-  wire [3:0] level;
+  reg launch;
   output pass_now;
   reg pass_now = 1'h0;
   wire [27:0] pushed;
@@ -4754,86 +4808,97 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
+  assign \$17  = fresh | \$16 ;
+  assign \$18  = e2[0] & \$17 ;
+  assign \$19  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$20  = - $signed(e2[36:28]);
+  assign \$21  = \$19  ? \$20  : { e2[36], e2[36:28] };
+  assign \$22  = e2[7] ? 5'h18 : 5'h14;
+  assign \$23  = $signed(\$21 ) >= $signed({ 1'h0, \$22  });
+  assign \$24  = fresh | \$23 ;
+  assign \$25  = e2[0] & \$24 ;
+  assign \$26  = col == 6'h24;
+  assign \$27  = ~ e1[0];
   assign \$28  = \$26  & \$27 ;
-  assign \$29  = col >= 1'h0;
-  assign \$30  = 3'h4 + col;
-  assign \$31  = \$30  - 1'h0;
-  assign \$32  = 1'h0 + col;
-  assign \$33  = \$29  ? \$31  : { 1'h0, \$32  };
-  assign \$35  = col == 6'h20;
-  assign \$36  = ~ e1[0];
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = ~ e2[0];
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = ~ columns__valid;
+  assign \$29  = ~ e2[0];
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = ~ columns__valid;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = col >= 1'h0;
+  assign \$34  = 3'h4 + col;
+  assign \$35  = \$34  - 1'h0;
+  assign \$36  = 1'h0 + col;
+  assign \$37  = \$33  ? \$35  : { 1'h0, \$36  };
+  assign \$38  = col < 6'h20;
+  assign \$39  = run & \$38 ;
+  assign \$40  = held < 3'h7;
   assign \$41  = \$39  & \$40 ;
-  assign \$42  = col < 6'h24;
-  assign \$43  = run & \$42 ;
-  assign \$44  = level + e1[0];
-  assign \$45  = \$44  + e2[0];
-  assign \$46  = \$45  < 3'h7;
-  assign \$47  = \$43  & \$46 ;
-  assign \$48  = col >= 3'h4;
-  assign \$49  = col + 1'h1;
-  assign \$50  = w_addr + 7'h40;
-  assign \$51  = e1[7] & fresh;
-  assign \$52  = \$51  ? 8'h00 : value;
-  assign \$53  = e1[7] & fresh;
-  assign \$54  = \$53  ? 8'h00 : value;
-  assign \$55  = fresh ? 8'h00 : last;
-  assign \$56  = $signed(\$54 ) - $signed(\$55 );
-  assign \$57  = col < 6'h20;
-  assign \$58  = run & \$57 ;
-  assign \$59  = level + e1[0];
-  assign \$60  = \$59  + e2[0];
-  assign \$61  = \$60  < 3'h7;
-  assign \$62  = \$58  & \$61 ;
-  assign \$63  = col >= 1'h0;
-  assign \$64  = col + 1'h1;
-  assign \$65  = w_addr + 3'h5;
-  assign \$66  = $signed(value) - $signed(1'h0);
+  assign \$43  = col == 6'h20;
+  assign \$44  = ~ e1[0];
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = ~ e2[0];
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = ~ columns__valid;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = held + launch;
+  assign \$51  = r_en & columns__valid;
+  assign \$52  = \$50  - \$51 ;
+  assign \$53  = ~ w_en;
+  assign \$54  = e2[0] & \$53 ;
+  assign \$55  = $signed(\$52 ) - $signed({ 1'h0, \$54  });
+  assign \$56  = col < 6'h24;
+  assign \$57  = run & \$56 ;
+  assign \$58  = held < 3'h7;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = col >= 3'h4;
+  assign \$61  = col + 1'h1;
+  assign \$62  = w_addr + 7'h40;
+  assign \$63  = e1[7] & fresh;
+  assign \$64  = \$63  ? 8'h00 : value;
+  assign \$65  = e1[7] & fresh;
+  assign \$66  = \$65  ? 8'h00 : value;
+  assign \$67  = fresh ? 8'h00 : last;
+  assign \$68  = $signed(\$66 ) - $signed(\$67 );
+  assign \$69  = col < 6'h20;
+  assign \$70  = run & \$69 ;
+  assign \$71  = held < 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign \$73  = col >= 1'h0;
+  assign \$74  = col + 1'h1;
+  assign \$75  = w_addr + 3'h5;
+  assign \$76  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$67 ;
+    e1 <= \$77 ;
   always @(posedge clk)
-    run <= \$68 ;
+    held <= \$78 ;
   always @(posedge clk)
-    pass_now <= \$69 ;
+    run <= \$79 ;
   always @(posedge clk)
-    col <= \$70 ;
+    pass_now <= \$80 ;
   always @(posedge clk)
-    w_addr <= \$71 ;
+    col <= \$81 ;
   always @(posedge clk)
-    e2 <= \$72 ;
+    w_addr <= \$82 ;
+  always @(posedge clk)
+    e2 <= \$83 ;
   assign \$1  = col >= 3'h4;
   assign \$2  = 3'h4 + col;
   assign \$3  = \$2  - 3'h4;
   assign \$4  = 1'h0 + col;
   assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
   assign \$6  = 1'h0 + col;
-  assign \$7  = 1'h0 + e2[6:1];
-  assign \$8  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$9  = - $signed(e2[36:28]);
-  assign \$10  = \$8  ? \$9  : { e2[36], e2[36:28] };
-  assign \$11  = e2[7] ? 5'h18 : 5'h14;
-  assign \$12  = $signed(\$10 ) >= $signed({ 1'h0, \$11  });
-  assign \$13  = fresh | \$12 ;
-  assign \$14  = e2[0] & \$13 ;
-  assign \$15  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$16  = - $signed(e2[36:28]);
-  assign \$17  = \$15  ? \$16  : { e2[36], e2[36:28] };
-  assign \$18  = e2[7] ? 5'h18 : 5'h14;
-  assign \$19  = $signed(\$17 ) >= $signed({ 1'h0, \$18  });
-  assign \$20  = fresh | \$19 ;
-  assign \$21  = e2[0] & \$20 ;
-  assign \$22  = col == 6'h24;
-  assign \$23  = ~ e1[0];
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = ~ e2[0];
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = ~ columns__valid;
+  assign \$7  = col < 6'h24;
+  assign \$8  = run & \$7 ;
+  assign \$9  = held < 3'h7;
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = 1'h0 + e2[6:1];
+  assign \$12  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$13  = - $signed(e2[36:28]);
+  assign \$14  = \$12  ? \$13  : { e2[36], e2[36:28] };
+  assign \$15  = e2[7] ? 5'h18 : 5'h14;
+  assign \$16  = $signed(\$14 ) >= $signed({ 1'h0, \$15  });
   \hwgen_digits_lstm_p2_delta.encoder.queue  queue (
     .clk(clk),
-    .level(level),
     .r_data(columns__payload),
     .r_en(r_en),
     .r_rdy(columns__valid),
@@ -4848,7 +4913,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
       1'h0:
           value_addr = \$5 [5:0];
       1'h1:
-          value_addr = \$33 [5:0];
+          value_addr = \$37 [5:0];
     endcase
   end
   always @* begin
@@ -4861,13 +4926,28 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    launch = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (\$10 ) begin
+            launch = 1'h1;
+          end
+      1'h1:
+          if (\$41 ) begin
+            launch = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     last_write = 15'h0000;
     casez (pass_now)
       1'h0:
         begin
-          last_write[5:0] = \$7 [5:0];
+          last_write[5:0] = \$11 [5:0];
           last_write[13:6] = e2[27:20];
-          last_write[14] = \$14 ;
+          last_write[14] = \$18 ;
         end
     endcase
   end
@@ -4876,9 +4956,9 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          w_en = \$21 ;
+          w_en = \$25 ;
       1'h1:
-          w_en = \$34 ;
+          w_en = \$42 ;
     endcase
   end
   always @* begin
@@ -4886,105 +4966,112 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          done = \$28 ;
+          done = \$32 ;
       1'h1:
-          done = \$41 ;
+          done = \$49 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$67 [19:1] = e1[19:1];
-    \$67 [0] = 1'h0;
+    \$77 [19:1] = e1[19:1];
+    \$77 [0] = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$47 ) begin
-            \$67 [0] = 1'h1;
-            \$67 [6:1] = col;
-            \$67 [7] = \$48 ;
-            \$67 [19:8] = w_addr;
+          if (\$59 ) begin
+            \$77 [0] = 1'h1;
+            \$77 [6:1] = col;
+            \$77 [7] = \$60 ;
+            \$77 [19:8] = w_addr;
           end
       1'h1:
-          if (\$62 ) begin
-            \$67 [0] = 1'h1;
-            \$67 [6:1] = col;
-            \$67 [7] = \$63 ;
-            \$67 [19:8] = w_addr;
+          if (\$72 ) begin
+            \$77 [0] = 1'h1;
+            \$77 [6:1] = col;
+            \$77 [7] = \$73 ;
+            \$77 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$67  = 20'h00000;
+      \$77  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$68  = run;
+    \$78  = \$55 [3:0];
+    if (rst) begin
+      \$78  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$79  = run;
     if (done) begin
-      \$68  = 1'h0;
+      \$79  = 1'h0;
     end
     if (start) begin
-      \$68  = 1'h1;
+      \$79  = 1'h1;
     end
     if (rst) begin
-      \$68  = 1'h0;
+      \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$69  = pass_now;
+    \$80  = pass_now;
     if (start) begin
-      \$69  = sel;
+      \$80  = sel;
     end
     if (rst) begin
-      \$69  = 1'h0;
+      \$80  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$70  = col;
+    \$81  = col;
     if (start) begin
-      \$70  = 6'h00;
+      \$81  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$47 ) begin
-            \$70  = \$49 [5:0];
+          if (\$59 ) begin
+            \$81  = \$61 [5:0];
           end
       1'h1:
-          if (\$62 ) begin
-            \$70  = \$64 [5:0];
+          if (\$72 ) begin
+            \$81  = \$74 [5:0];
           end
     endcase
     if (rst) begin
-      \$70  = 6'h00;
+      \$81  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$71  = w_addr;
+    \$82  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$71  = 12'h000;
+            \$82  = 12'h000;
         1'h1:
-            \$71  = 12'h900;
+            \$82  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$47 ) begin
-            \$71  = \$50 [11:0];
+          if (\$59 ) begin
+            \$82  = \$62 [11:0];
           end
       1'h1:
-          if (\$62 ) begin
-            \$71  = \$65 [11:0];
+          if (\$72 ) begin
+            \$82  = \$75 [11:0];
           end
     endcase
     if (rst) begin
-      \$71  = 12'h000;
+      \$82  = 12'h000;
     end
   end
   always @* begin
@@ -4993,25 +5080,25 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     casez (pass_now)
       1'h0:
         begin
-          \$72 [0] = e1[0];
-          \$72 [6:1] = e1[6:1];
-          \$72 [7] = e1[7];
-          \$72 [19:8] = e1[19:8];
-          \$72 [27:20] = \$52 ;
-          \$72 [36:28] = \$56 ;
+          \$83 [0] = e1[0];
+          \$83 [6:1] = e1[6:1];
+          \$83 [7] = e1[7];
+          \$83 [19:8] = e1[19:8];
+          \$83 [27:20] = \$64 ;
+          \$83 [36:28] = \$68 ;
         end
       1'h1:
         begin
-          \$72 [0] = e1[0];
-          \$72 [6:1] = e1[6:1];
-          \$72 [7] = e1[7];
-          \$72 [19:8] = e1[19:8];
-          \$72 [27:20] = value;
-          \$72 [36:28] = \$66 ;
+          \$83 [0] = e1[0];
+          \$83 [6:1] = e1[6:1];
+          \$83 [7] = e1[7];
+          \$83 [19:8] = e1[19:8];
+          \$83 [27:20] = value;
+          \$83 [36:28] = \$76 ;
         end
     endcase
     if (rst) begin
-      \$72  = 37'h0000000000;
+      \$83  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -5043,11 +5130,11 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   assign w_data[18] = e2[7];
   assign w_data[17:12] = e2[6:1];
   assign w_data[11:0] = e2[19:8];
-  assign \$34  = e2[0];
+  assign \$42  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, level, r_en, clk);
+module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5070,7 +5157,6 @@ module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, w_en, w_po
   wire clk;
   (* init = 3'h0 *)
   wire [2:0] consume;
-  output [3:0] level;
   reg [3:0] level = 4'h0;
   (* init = 3'h0 *)
   wire [2:0] produce;
@@ -5177,56 +5263,51 @@ module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, start, acc_word, o__payload, o__valid, acc_addr, done, o__ready);
+module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_word, done, o__payload, o__valid, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  reg [18:0] \$1 ;
+  wire \$1 ;
   wire [19:0] \$10 ;
   wire [19:0] \$11 ;
   wire \$12 ;
-  wire [4:0] \$13 ;
-  wire \$14 ;
+  wire [19:0] \$13 ;
+  wire [19:0] \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
-  wire [2:0] \$17 ;
-  wire [7:0] \$18 ;
-  wire [7:0] \$19 ;
-  wire [19:0] \$2 ;
-  wire [7:0] \$20 ;
-  wire [7:0] \$21 ;
-  wire [7:0] \$22 ;
+  wire [19:0] \$16 ;
+  wire [19:0] \$17 ;
+  wire [19:0] \$18 ;
+  wire [19:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire [4:0] \$21 ;
+  wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [19:0] \$3 ;
-  wire \$30 ;
-  reg [3:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg [3:0] \$33 ;
-  reg [2:0] \$34 ;
-  reg [18:0] \$35 ;
-  reg [8:0] \$36 ;
-  reg \$37 ;
+  wire [7:0] \$24 ;
+  wire [2:0] \$25 ;
+  reg [3:0] \$26 ;
+  reg [1:0] \$27 ;
+  reg [6:0] \$28 ;
+  reg [2:0] \$29 ;
+  wire \$3 ;
+  reg [18:0] \$30 ;
+  reg [8:0] \$31 ;
+  reg \$32 ;
   wire \$4 ;
-  wire [19:0] \$5 ;
-  wire [19:0] \$6 ;
+  wire \$5 ;
+  wire \$6 ;
   wire \$7 ;
-  wire [19:0] \$8 ;
-  wire [19:0] \$9 ;
+  wire \$8 ;
+  reg [18:0] \$9 ;
   output [6:0] acc_addr;
-  reg [6:0] acc_addr;
+  wire [6:0] acc_addr;
   input [37:0] acc_word;
   wire [37:0] acc_word;
   wire [18:0] \acc_word[0] ;
   wire [18:0] \acc_word[1] ;
+  reg [6:0] addr = 7'h00;
   input clk;
   wire clk;
   output done;
   reg done;
-  reg [3:0] grp = 4'h0;
   reg [2:0] head_out_state = 3'h0;
   reg [1:0] lane = 2'h0;
   output [8:0] o__payload;
@@ -5243,250 +5324,50 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, start, acc_word, o__pa
   input start;
   wire start;
   reg [18:0] word = 19'h00000;
-  assign \$2  = $signed(word) + $signed(11'h200);
-  assign \$4  = $signed(\$3 ) > $signed(8'h7f);
-  assign \$5  = $signed(word) + $signed(11'h200);
-  assign \$7  = $signed(\$6 ) < $signed(8'h80);
-  assign \$8  = $signed(word) + $signed(11'h200);
-  assign \$10  = \$7  ? 20'hfff80 : \$9 ;
-  assign \$11  = \$4  ? 20'h0007f : \$10 ;
-  assign \$12  = out_idx == 4'h9;
-  assign \$13  = out_idx + 1'h1;
-  assign \$14  = out_idx == 4'h9;
-  assign \$15  = lane == 1'h1;
-  assign \$16  = grp + 1'h1;
-  assign \$17  = lane + 1'h1;
-  assign \$18  = 7'h40 + grp;
-  assign \$19  = 7'h40 + grp;
-  assign \$20  = 7'h40 + grp;
-  assign \$21  = 7'h40 + grp;
-  assign \$22  = 7'h40 + grp;
-  assign \$23  = out_idx == 4'h9;
-  assign \$24  = lane == 1'h1;
-  assign \$25  = ! head_out_state;
-  assign \$26  = head_out_state == 1'h1;
-  assign \$27  = head_out_state == 2'h2;
-  assign \$28  = head_out_state == 2'h3;
-  assign \$29  = head_out_state == 3'h4;
-  assign \$30  = head_out_state == 3'h5;
+  assign acc_addr = \$3  ? 7'h00 : addr;
+  assign \$1  = out_idx == 4'h9;
+  assign \$2  = lane == 1'h1;
+  assign \$3  = ! head_out_state;
+  assign \$4  = head_out_state == 1'h1;
+  assign \$5  = head_out_state == 2'h2;
+  assign \$6  = head_out_state == 2'h3;
+  assign \$7  = head_out_state == 3'h4;
+  assign \$8  = head_out_state == 3'h5;
+  assign \$10  = $signed(word) + $signed(11'h200);
+  assign \$12  = $signed(\$11 ) > $signed(8'h7f);
+  assign \$13  = $signed(word) + $signed(11'h200);
+  assign \$15  = $signed(\$14 ) < $signed(8'h80);
+  assign \$16  = $signed(word) + $signed(11'h200);
+  assign \$18  = \$15  ? 20'hfff80 : \$17 ;
+  assign \$19  = \$12  ? 20'h0007f : \$18 ;
+  assign \$20  = out_idx == 4'h9;
+  assign \$21  = out_idx + 1'h1;
+  assign \$22  = out_idx == 4'h9;
+  assign \$23  = lane == 1'h1;
+  assign \$24  = addr + 1'h1;
+  assign \$25  = lane + 1'h1;
   always @(posedge clk)
-    out_idx <= \$31 ;
+    out_idx <= \$26 ;
   always @(posedge clk)
-    lane <= \$32 ;
+    lane <= \$27 ;
   always @(posedge clk)
-    grp <= \$33 ;
+    addr <= \$28 ;
   always @(posedge clk)
-    head_out_state <= \$34 ;
+    head_out_state <= \$29 ;
   always @(posedge clk)
-    word <= \$35 ;
+    word <= \$30 ;
   always @(posedge clk)
-    o__payload <= \$36 ;
+    o__payload <= \$31 ;
   always @(posedge clk)
-    o__valid <= \$37 ;
+    o__valid <= \$32 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$1  = 19'h00000;
+    \$9  = 19'h00000;
     casez (lane)
       2'h0:
-          \$1  = acc_word[18:0];
+          \$9  = acc_word[18:0];
       2'h1:
-          \$1  = acc_word[37:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = out_idx;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$31  = 4'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            \$31  = \$13 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$32  = lane;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$32  = 2'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$14 ) begin
-            end else if (\$15 ) begin
-              \$32  = 2'h0;
-            end else begin
-              \$32  = \$17 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$32  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$33  = grp;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$33  = 4'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            if (\$14 ) begin
-            end else if (\$15 ) begin
-              \$33  = \$16 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$33  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$34  = head_out_state;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$34  = 3'h1;
-          end
-      3'h1:
-          \$34  = 3'h2;
-      3'h2:
-          \$34  = 3'h3;
-      3'h3:
-          \$34  = 3'h4;
-      3'h4:
-          \$34  = 3'h5;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$14 ) begin
-              \$34  = 3'h0;
-            end else if (\$15 ) begin
-              \$34  = 3'h1;
-            end else begin
-              \$34  = 3'h3;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$34  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$35  = word;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$35  = \$1 ;
-    endcase
-    if (rst) begin
-      \$35  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$36  = o__payload;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-        begin
-          \$36 [7:0] = \$11 [7:0];
-          \$36 [8] = \$12 ;
-        end
-    endcase
-    if (rst) begin
-      \$36  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$37  = o__valid;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$37  = 1'h1;
-      3'h5:
-          if (o__ready) begin
-            \$37  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$37  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    acc_addr = 7'h00;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          acc_addr = \$18 [6:0];
-      3'h2:
-          acc_addr = \$19 [6:0];
-      3'h3:
-          acc_addr = \$20 [6:0];
-      3'h4:
-          acc_addr = \$21 [6:0];
-      3'h5:
-          acc_addr = \$22 [6:0];
+          \$9  = acc_word[37:19];
     endcase
   end
   always @* begin
@@ -5505,19 +5386,197 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, start, acc_word, o__pa
           /* empty */;
       3'h5:
           if (o__ready) begin
-            if (\$23 ) begin
+            if (\$1 ) begin
               done = 1'h1;
             end
           end
     endcase
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$26  = out_idx;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$26  = 4'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            \$26  = \$21 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$26  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$27  = lane;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$27  = 2'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$22 ) begin
+            end else if (\$23 ) begin
+              \$27  = 2'h0;
+            end else begin
+              \$27  = \$25 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$27  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$28  = addr;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$28  = 7'h40;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            if (\$22 ) begin
+            end else if (\$23 ) begin
+              \$28  = \$24 [6:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$28  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$29  = head_out_state;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$29  = 3'h1;
+          end
+      3'h1:
+          \$29  = 3'h2;
+      3'h2:
+          \$29  = 3'h3;
+      3'h3:
+          \$29  = 3'h4;
+      3'h4:
+          \$29  = 3'h5;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$22 ) begin
+              \$29  = 3'h0;
+            end else if (\$23 ) begin
+              \$29  = 3'h1;
+            end else begin
+              \$29  = 3'h3;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$29  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$30  = word;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$30  = \$9 ;
+    endcase
+    if (rst) begin
+      \$30  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$31  = o__payload;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+        begin
+          \$31 [7:0] = \$19 [7:0];
+          \$31 [8] = \$20 ;
+        end
+    endcase
+    if (rst) begin
+      \$31  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$32  = o__valid;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$32  = 1'h1;
+      3'h5:
+          if (o__ready) begin
+            \$32  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$32  = 1'h0;
+    end
+  end
   assign \acc_word[0]  = acc_word[18:0];
   assign \acc_word[1]  = acc_word[37:19];
   assign \o__payload.data  = o__payload[7:0];
   assign \o__payload.last  = o__payload[8];
-  assign \$3  = { \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19:10] };
-  assign \$6  = { \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19:10] };
-  assign \$9  = { \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19:10] };
+  assign \$11  = { \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19:10] };
+  assign \$14  = { \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19:10] };
+  assign \$17  = { \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
