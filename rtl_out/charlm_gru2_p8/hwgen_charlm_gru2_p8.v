@@ -356,7 +356,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1625$8 (element__payload[91:8]),
+    .\port$1675$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -367,7 +367,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$51 ),
     .p20(\valid_out$56 ),
     .p41(\tag_out$57 ),
-    .\port$1625$8 (element__payload[91:8]),
+    .\port$1675$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$49 )
@@ -5039,7 +5039,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1625$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1675$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5295,8 +5295,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1625$8 ;
-  wire [83:0] \port$1625$8 ;
+  input [83:0] \port$1675$8 ;
+  wire [83:0] \port$1675$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5316,22 +5316,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1625$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1675$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1625$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1675$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1625$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1675$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1625$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1675$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6260,10 +6260,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1625$8 [20:0];
-  assign acc1 = \port$1625$8 [41:21];
-  assign acc2 = \port$1625$8 [62:42];
-  assign acc3 = \port$1625$8 [83:63];
+  assign acc0 = \port$1675$8 [20:0];
+  assign acc1 = \port$1675$8 [41:21];
+  assign acc2 = \port$1675$8 [62:42];
+  assign acc3 = \port$1675$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7228,7 +7228,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1625$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1675$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7484,8 +7484,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1625$8 ;
-  wire [83:0] \port$1625$8 ;
+  input [83:0] \port$1675$8 ;
+  wire [83:0] \port$1675$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7505,22 +7505,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1625$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1675$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1625$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1675$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1625$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1675$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1625$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1675$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8449,10 +8449,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1625$8 [20:0];
-  assign acc1 = \port$1625$8 [41:21];
-  assign acc2 = \port$1625$8 [62:42];
-  assign acc3 = \port$1625$8 [83:63];
+  assign acc0 = \port$1675$8 [20:0];
+  assign acc1 = \port$1675$8 [41:21];
+  assign acc2 = \port$1675$8 [62:42];
+  assign acc3 = \port$1675$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -10701,13 +10701,21 @@ endmodule
 (* generator = "Amaranth" *)
 module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  reg [20:0] \$1 ;
+  wire [20:0] \$1 ;
   wire [22:0] \$10 ;
-  reg [20:0] \$11 ;
+  reg [20:0] \$100 ;
+  reg [21:0] \$101 ;
+  reg [21:0] \$102 ;
+  reg [20:0] \$103 ;
+  reg [21:0] \$104 ;
+  reg [21:0] \$105 ;
+  reg [20:0] \$106 ;
+  reg [21:0] \$107 ;
+  wire [20:0] \$11 ;
   wire [22:0] \$12 ;
-  reg [20:0] \$13 ;
+  wire [20:0] \$13 ;
   wire [22:0] \$14 ;
-  reg [20:0] \$15 ;
+  wire [20:0] \$15 ;
   wire [22:0] \$16 ;
   wire [16:0] \$17 ;
   wire [16:0] \$18 ;
@@ -10723,61 +10731,83 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  reg [20:0] \$3 ;
+  wire [20:0] \$3 ;
   wire \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire [17:0] \$34 ;
-  wire [19:0] \$35 ;
-  wire [17:0] \$36 ;
-  wire [19:0] \$37 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
   wire [17:0] \$38 ;
   wire [19:0] \$39 ;
   wire [22:0] \$4 ;
-  wire [17:0] \$40 ;
-  wire [19:0] \$41 ;
-  wire [17:0] \$42 ;
-  wire [19:0] \$43 ;
+  reg [20:0] \$40 ;
+  wire [17:0] \$41 ;
+  wire [19:0] \$42 ;
+  reg [20:0] \$43 ;
   wire [17:0] \$44 ;
   wire [19:0] \$45 ;
-  wire [17:0] \$46 ;
-  wire [19:0] \$47 ;
-  wire [17:0] \$48 ;
-  wire [19:0] \$49 ;
-  reg [20:0] \$5 ;
-  reg [34:0] \$50 ;
-  reg [34:0] \$51 ;
-  reg [34:0] \$52 ;
-  reg [16:0] \$53 ;
-  reg [16:0] \$54 ;
-  reg [16:0] \$55 ;
-  reg [16:0] \$56 ;
-  reg [16:0] \$57 ;
-  reg [16:0] \$58 ;
-  reg [16:0] \$59 ;
+  reg [20:0] \$46 ;
+  wire [17:0] \$47 ;
+  wire [19:0] \$48 ;
+  reg [20:0] \$49 ;
+  wire [20:0] \$5 ;
+  wire [17:0] \$50 ;
+  wire [19:0] \$51 ;
+  reg [20:0] \$52 ;
+  wire [17:0] \$53 ;
+  wire [19:0] \$54 ;
+  reg [20:0] \$55 ;
+  wire [17:0] \$56 ;
+  wire [19:0] \$57 ;
+  reg [20:0] \$58 ;
+  wire [17:0] \$59 ;
   wire [22:0] \$6 ;
-  reg [16:0] \$60 ;
-  reg [8:0] \$61 ;
-  reg [8:0] \$62 ;
-  reg [167:0] \$63 ;
-  reg [167:0] \$64 ;
-  reg \$65 ;
-  reg [6:0] \$66 ;
-  reg [167:0] \$67 ;
-  reg [167:0] \$68 ;
-  reg [1:0] \$69 ;
-  reg [20:0] \$7 ;
-  reg [21:0] \$70 ;
-  reg [21:0] \$71 ;
-  reg [21:0] \$72 ;
-  reg [21:0] \$73 ;
-  reg [21:0] \$74 ;
-  reg [21:0] \$75 ;
-  reg [21:0] \$76 ;
-  reg [21:0] \$77 ;
+  wire [19:0] \$60 ;
+  reg [20:0] \$61 ;
+  reg [34:0] \$62 ;
+  reg [34:0] \$63 ;
+  reg [34:0] \$64 ;
+  reg [16:0] \$65 ;
+  reg [16:0] \$66 ;
+  reg [16:0] \$67 ;
+  reg [16:0] \$68 ;
+  reg [16:0] \$69 ;
+  wire [20:0] \$7 ;
+  reg [16:0] \$70 ;
+  reg [16:0] \$71 ;
+  reg [16:0] \$72 ;
+  reg [8:0] \$73 ;
+  reg [8:0] \$74 ;
+  reg [167:0] \$75 ;
+  reg [167:0] \$76 ;
+  reg \$77 ;
+  reg [6:0] \$78 ;
+  reg [6:0] \$79 ;
   wire [22:0] \$8 ;
-  reg [20:0] \$9 ;
+  reg [167:0] \$80 ;
+  reg [167:0] \$81 ;
+  reg \$82 ;
+  reg [2:0] \$83 ;
+  reg [21:0] \$84 ;
+  reg [20:0] \$85 ;
+  reg [21:0] \$86 ;
+  reg [21:0] \$87 ;
+  reg [20:0] \$88 ;
+  reg [21:0] \$89 ;
+  wire [20:0] \$9 ;
+  reg [21:0] \$90 ;
+  reg [20:0] \$91 ;
+  reg [21:0] \$92 ;
+  reg [21:0] \$93 ;
+  reg [20:0] \$94 ;
+  reg [21:0] \$95 ;
+  reg [21:0] \$96 ;
+  reg [20:0] \$97 ;
+  reg [21:0] \$98 ;
+  reg [21:0] \$99 ;
   reg [34:0] \$like  = 35'h000000000;
   reg [167:0] \$like$14  = 168'h000000000000000000000000000000000000000000;
   wire [20:0] \$like$14[0] ;
@@ -10788,15 +10818,15 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [20:0] \$like$14[5] ;
   wire [20:0] \$like$14[6] ;
   wire [20:0] \$like$14[7] ;
-  reg [34:0] \$like$28  = 35'h000000000;
-  wire [33:0] \$like$28.issue ;
-  wire [5:0] \$like$28.issue.acc_addr ;
-  wire [5:0] \$like$28.issue.b_addr ;
-  wire \$like$28.issue.bias ;
-  wire [8:0] \$like$28.issue.delta ;
-  wire \$like$28.issue.shift ;
-  wire [10:0] \$like$28.issue.w_addr ;
-  wire \$like$28.valid ;
+  reg [34:0] \$like$34  = 35'h000000000;
+  wire [33:0] \$like$34.issue ;
+  wire [5:0] \$like$34.issue.acc_addr ;
+  wire [5:0] \$like$34.issue.b_addr ;
+  wire \$like$34.issue.bias ;
+  wire [8:0] \$like$34.issue.delta ;
+  wire \$like$34.issue.shift ;
+  wire [10:0] \$like$34.issue.w_addr ;
+  wire \$like$34.valid ;
   (* init = 168'h000000000000000000000000000000000000000000 *)
   wire [167:0] \$like$7 ;
   wire [20:0] \$like$7[0] ;
@@ -10815,18 +10845,19 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   wire \$like.issue.shift ;
   wire [10:0] \$like.issue.w_addr ;
   wire \$like.valid ;
+  reg [2:0] \$signal  = 3'h0;
   wire [5:0] \$signature__addr ;
   wire [5:0] \$signature__addr$4 ;
   wire [167:0] \$signature__data ;
-  wire [167:0] \$signature__data$40 ;
-  wire [20:0] \$signature__data$40[0] ;
-  wire [20:0] \$signature__data$40[1] ;
-  wire [20:0] \$signature__data$40[2] ;
-  wire [20:0] \$signature__data$40[3] ;
-  wire [20:0] \$signature__data$40[4] ;
-  wire [20:0] \$signature__data$40[5] ;
-  wire [20:0] \$signature__data$40[6] ;
-  wire [20:0] \$signature__data$40[7] ;
+  wire [167:0] \$signature__data$48 ;
+  wire [20:0] \$signature__data$48[0] ;
+  wire [20:0] \$signature__data$48[1] ;
+  wire [20:0] \$signature__data$48[2] ;
+  wire [20:0] \$signature__data$48[3] ;
+  wire [20:0] \$signature__data$48[4] ;
+  wire [20:0] \$signature__data$48[5] ;
+  wire [20:0] \$signature__data$48[6] ;
+  wire [20:0] \$signature__data$48[7] ;
   wire [20:0] \$signature__data[0] ;
   wire [20:0] \$signature__data[1] ;
   wire [20:0] \$signature__data[2] ;
@@ -10856,6 +10887,14 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [20:0] \acc_wr__data[6] ;
   wire [20:0] \acc_wr__data[7] ;
   wire acc_wr__en;
+  reg [21:0] addend = 22'h000000;
+  reg [21:0] \addend$17  = 22'h000000;
+  reg [21:0] \addend$19  = 22'h000000;
+  reg [21:0] \addend$21  = 22'h000000;
+  reg [21:0] \addend$23  = 22'h000000;
+  reg [21:0] \addend$25  = 22'h000000;
+  reg [21:0] \addend$27  = 22'h000000;
+  reg [21:0] \addend$29  = 22'h000000;
   wire [10:0] addr;
   reg [21:0] aligned0 = 22'h000000;
   reg [21:0] aligned1 = 22'h000000;
@@ -10865,6 +10904,14 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   reg [21:0] aligned5 = 22'h000000;
   reg [21:0] aligned6 = 22'h000000;
   reg [21:0] aligned7 = 22'h000000;
+  reg [20:0] base0 = 21'h000000;
+  reg [20:0] base1 = 21'h000000;
+  reg [20:0] base2 = 21'h000000;
+  reg [20:0] base3 = 21'h000000;
+  reg [20:0] base4 = 21'h000000;
+  reg [20:0] base5 = 21'h000000;
+  reg [20:0] base6 = 21'h000000;
+  reg [20:0] base7 = 21'h000000;
   reg [167:0] bias_q = 168'h000000000000000000000000000000000000000000;
   wire [20:0] \bias_q[0] ;
   wire [20:0] \bias_q[1] ;
@@ -10885,6 +10932,7 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [7:0] \data[5] ;
   wire [7:0] \data[6] ;
   wire [7:0] \data[7] ;
+  reg fwd1 = 1'h0;
   output idle;
   reg idle = 1'h1;
   input [33:0] issue__payload;
@@ -10909,7 +10957,6 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [20:0] \last_sum2[5] ;
   wire [20:0] \last_sum2[6] ;
   wire [20:0] \last_sum2[7] ;
-  reg [1:0] pick = 2'h0;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   reg [16:0] prod2 = 17'h00000;
@@ -10941,6 +10988,9 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   wire \s3.bias ;
   wire \s3.shift ;
   wire \s3.valid ;
+  reg [6:0] s4 = 7'h00;
+  wire [5:0] \s4.acc_addr ;
+  wire \s4.valid ;
   reg [167:0] acc_mem [35:0];
   initial begin
     acc_mem[0] = 168'h000000000000000000000000000000000000000000;
@@ -10981,8 +11031,8 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     acc_mem[35] = 168'h000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (s3[0])
-      acc_mem[s3[6:1]] <= acc_wr__data;
+    if (s4[0])
+      acc_mem[s4[6:1]] <= acc_wr__data;
   end
   reg [167:0] _0_;
   always @(posedge clk) begin
@@ -11032,89 +11082,137 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   always @(posedge clk) begin
     _1_ <= b_mem[\$like [23:18]];
   end
-  assign \$signature__data$40  = _1_;
-  assign \$22  = $signed(data[47:40]) * $signed(\$like [33:25]);
-  assign \$23  = $signed(data[55:48]) * $signed(\$like [33:25]);
-  assign \$24  = $signed(data[63:56]) * $signed(\$like [33:25]);
-  assign \$25  = issue__valid | s1[0];
-  assign \$26  = \$25  | \$like$28 [0];
-  assign \$27  = \$26  | \$like [0];
-  assign \$28  = \$27  | s2[0];
-  assign \$29  = ~ \$28 ;
-  assign \$30  = s3[6:1] == s2[6:1];
-  assign \$31  = s3[0] & \$30 ;
-  assign \$32  = last[6:1] == s2[6:1];
-  assign \$33  = last[0] & \$32 ;
-  always @(posedge clk)
-    s1 <= \$50 ;
-  always @(posedge clk)
-    \$like$28  <= \$51 ;
-  always @(posedge clk)
-    \$like  <= \$52 ;
-  always @(posedge clk)
-    prod0 <= \$53 ;
-  always @(posedge clk)
-    prod1 <= \$54 ;
-  always @(posedge clk)
-    prod2 <= \$55 ;
-  always @(posedge clk)
-    prod3 <= \$56 ;
-  always @(posedge clk)
-    prod4 <= \$57 ;
-  always @(posedge clk)
-    prod5 <= \$58 ;
-  always @(posedge clk)
-    prod6 <= \$59 ;
-  always @(posedge clk)
-    prod7 <= \$60 ;
-  always @(posedge clk)
-    s2 <= \$61 ;
-  always @(posedge clk)
-    s3 <= \$62 ;
-  always @(posedge clk)
-    acc_word <= \$63 ;
-  always @(posedge clk)
-    bias_q <= \$64 ;
-  always @(posedge clk)
-    idle <= \$65 ;
-  always @(posedge clk)
-    last <= \$66 ;
-  always @(posedge clk)
-    \$like$14  <= \$67 ;
-  always @(posedge clk)
-    last_sum2 <= \$68 ;
-  always @(posedge clk)
-    pick <= \$69 ;
-  always @(posedge clk)
-    aligned0 <= \$70 ;
-  always @(posedge clk)
-    aligned1 <= \$71 ;
-  always @(posedge clk)
-    aligned2 <= \$72 ;
-  always @(posedge clk)
-    aligned3 <= \$73 ;
-  always @(posedge clk)
-    aligned4 <= \$74 ;
-  always @(posedge clk)
-    aligned5 <= \$75 ;
-  always @(posedge clk)
-    aligned6 <= \$76 ;
-  always @(posedge clk)
-    aligned7 <= \$77 ;
+  assign \$signature__data$48  = _1_;
   assign \$signature__addr$4  = \$like [0] ? \$like [17:12] : read_addr;
-  assign \$2  = $signed(\$1 ) + $signed(aligned0);
-  assign \$4  = $signed(\$3 ) + $signed(aligned1);
-  assign \$6  = $signed(\$5 ) + $signed(aligned2);
-  assign \$8  = $signed(\$7 ) + $signed(aligned3);
-  assign \$10  = $signed(\$9 ) + $signed(aligned4);
-  assign \$12  = $signed(\$11 ) + $signed(aligned5);
-  assign \$14  = $signed(\$13 ) + $signed(aligned6);
-  assign \$16  = $signed(\$15 ) + $signed(aligned7);
+  assign \$1  = fwd1 ? \$like$14 [20:0] : base0;
+  assign \$2  = $signed(\$1 ) + $signed(addend);
+  assign \$3  = fwd1 ? \$like$14 [41:21] : base1;
+  assign \$4  = $signed(\$3 ) + $signed(\addend$17 );
+  assign \$5  = fwd1 ? \$like$14 [62:42] : base2;
+  assign \$6  = $signed(\$5 ) + $signed(\addend$19 );
+  assign \$7  = fwd1 ? \$like$14 [83:63] : base3;
+  assign \$8  = $signed(\$7 ) + $signed(\addend$21 );
+  assign \$9  = fwd1 ? \$like$14 [104:84] : base4;
+  assign \$10  = $signed(\$9 ) + $signed(\addend$23 );
+  assign \$11  = fwd1 ? \$like$14 [125:105] : base5;
+  assign \$12  = $signed(\$11 ) + $signed(\addend$25 );
+  assign \$13  = fwd1 ? \$like$14 [146:126] : base6;
+  assign \$14  = $signed(\$13 ) + $signed(\addend$27 );
+  assign \$15  = fwd1 ? \$like$14 [167:147] : base7;
+  assign \$16  = $signed(\$15 ) + $signed(\addend$29 );
   assign \$17  = $signed(data[7:0]) * $signed(\$like [33:25]);
   assign \$18  = $signed(data[15:8]) * $signed(\$like [33:25]);
   assign \$19  = $signed(data[23:16]) * $signed(\$like [33:25]);
   assign \$20  = $signed(data[31:24]) * $signed(\$like [33:25]);
   assign \$21  = $signed(data[39:32]) * $signed(\$like [33:25]);
+  assign \$22  = $signed(data[47:40]) * $signed(\$like [33:25]);
+  assign \$23  = $signed(data[55:48]) * $signed(\$like [33:25]);
+  assign \$24  = $signed(data[63:56]) * $signed(\$like [33:25]);
+  assign \$25  = issue__valid | s1[0];
+  assign \$26  = \$25  | \$like$34 [0];
+  assign \$27  = \$26  | \$like [0];
+  assign \$28  = \$27  | s2[0];
+  assign \$29  = \$28  | s3[0];
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$signal  == 1'h1;
+  assign \$32  = s3[6:1] == s2[6:1];
+  assign \$33  = s3[0] & \$32 ;
+  assign \$34  = s4[6:1] == s2[6:1];
+  assign \$35  = s4[0] & \$34 ;
+  assign \$36  = last[6:1] == s2[6:1];
+  assign \$37  = last[0] & \$36 ;
+  always @(posedge clk)
+    s1 <= \$62 ;
+  always @(posedge clk)
+    \$like$34  <= \$63 ;
+  always @(posedge clk)
+    \$like  <= \$64 ;
+  always @(posedge clk)
+    prod0 <= \$65 ;
+  always @(posedge clk)
+    prod1 <= \$66 ;
+  always @(posedge clk)
+    prod2 <= \$67 ;
+  always @(posedge clk)
+    prod3 <= \$68 ;
+  always @(posedge clk)
+    prod4 <= \$69 ;
+  always @(posedge clk)
+    prod5 <= \$70 ;
+  always @(posedge clk)
+    prod6 <= \$71 ;
+  always @(posedge clk)
+    prod7 <= \$72 ;
+  always @(posedge clk)
+    s2 <= \$73 ;
+  always @(posedge clk)
+    s3 <= \$74 ;
+  always @(posedge clk)
+    acc_word <= \$75 ;
+  always @(posedge clk)
+    bias_q <= \$76 ;
+  always @(posedge clk)
+    idle <= \$77 ;
+  always @(posedge clk)
+    s4 <= \$78 ;
+  always @(posedge clk)
+    last <= \$79 ;
+  always @(posedge clk)
+    \$like$14  <= \$80 ;
+  always @(posedge clk)
+    last_sum2 <= \$81 ;
+  always @(posedge clk)
+    fwd1 <= \$82 ;
+  always @(posedge clk)
+    \$signal  <= \$83 ;
+  always @(posedge clk)
+    aligned0 <= \$84 ;
+  always @(posedge clk)
+    base0 <= \$85 ;
+  always @(posedge clk)
+    addend <= \$86 ;
+  always @(posedge clk)
+    aligned1 <= \$87 ;
+  always @(posedge clk)
+    base1 <= \$88 ;
+  always @(posedge clk)
+    \addend$17  <= \$89 ;
+  always @(posedge clk)
+    aligned2 <= \$90 ;
+  always @(posedge clk)
+    base2 <= \$91 ;
+  always @(posedge clk)
+    \addend$19  <= \$92 ;
+  always @(posedge clk)
+    aligned3 <= \$93 ;
+  always @(posedge clk)
+    base3 <= \$94 ;
+  always @(posedge clk)
+    \addend$21  <= \$95 ;
+  always @(posedge clk)
+    aligned4 <= \$96 ;
+  always @(posedge clk)
+    base4 <= \$97 ;
+  always @(posedge clk)
+    \addend$23  <= \$98 ;
+  always @(posedge clk)
+    aligned5 <= \$99 ;
+  always @(posedge clk)
+    base5 <= \$100 ;
+  always @(posedge clk)
+    \addend$25  <= \$101 ;
+  always @(posedge clk)
+    aligned6 <= \$102 ;
+  always @(posedge clk)
+    base6 <= \$103 ;
+  always @(posedge clk)
+    \addend$27  <= \$104 ;
+  always @(posedge clk)
+    aligned7 <= \$105 ;
+  always @(posedge clk)
+    base7 <= \$106 ;
+  always @(posedge clk)
+    \addend$29  <= \$107 ;
   \hwgen_charlm_gru2_p8.mac.w_rom  w_rom (
     .addr(issue__payload[10:0]),
     .clk(clk),
@@ -11123,159 +11221,303 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$50 [34:1] = s1[34:1];
-    \$50 [0] = issue__valid;
+    \$40  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$40  = bias_q[20:0];
+      3'h1:
+          \$40  = acc_word[20:0];
+      3'h2:
+          \$40  = \$like$14 [20:0];
+      3'h3:
+          \$40  = last_sum2[20:0];
+      3'h4:
+          \$40  = acc_word[20:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$43  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$43  = bias_q[41:21];
+      3'h1:
+          \$43  = acc_word[41:21];
+      3'h2:
+          \$43  = \$like$14 [41:21];
+      3'h3:
+          \$43  = last_sum2[41:21];
+      3'h4:
+          \$43  = acc_word[41:21];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$46  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$46  = bias_q[62:42];
+      3'h1:
+          \$46  = acc_word[62:42];
+      3'h2:
+          \$46  = \$like$14 [62:42];
+      3'h3:
+          \$46  = last_sum2[62:42];
+      3'h4:
+          \$46  = acc_word[62:42];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$49  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$49  = bias_q[83:63];
+      3'h1:
+          \$49  = acc_word[83:63];
+      3'h2:
+          \$49  = \$like$14 [83:63];
+      3'h3:
+          \$49  = last_sum2[83:63];
+      3'h4:
+          \$49  = acc_word[83:63];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$52  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$52  = bias_q[104:84];
+      3'h1:
+          \$52  = acc_word[104:84];
+      3'h2:
+          \$52  = \$like$14 [104:84];
+      3'h3:
+          \$52  = last_sum2[104:84];
+      3'h4:
+          \$52  = acc_word[104:84];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$55  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$55  = bias_q[125:105];
+      3'h1:
+          \$55  = acc_word[125:105];
+      3'h2:
+          \$55  = \$like$14 [125:105];
+      3'h3:
+          \$55  = last_sum2[125:105];
+      3'h4:
+          \$55  = acc_word[125:105];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$58  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$58  = bias_q[146:126];
+      3'h1:
+          \$58  = acc_word[146:126];
+      3'h2:
+          \$58  = \$like$14 [146:126];
+      3'h3:
+          \$58  = last_sum2[146:126];
+      3'h4:
+          \$58  = acc_word[146:126];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$61  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$61  = bias_q[167:147];
+      3'h1:
+          \$61  = acc_word[167:147];
+      3'h2:
+          \$61  = \$like$14 [167:147];
+      3'h3:
+          \$61  = last_sum2[167:147];
+      3'h4:
+          \$61  = acc_word[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$62 [34:1] = s1[34:1];
+    \$62 [0] = issue__valid;
     if (issue__valid) begin
-      \$50 [34:1] = issue__payload;
+      \$62 [34:1] = issue__payload;
     end
     if (rst) begin
-      \$50  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$51  = s1;
-    if (rst) begin
-      \$51  = 35'h000000000;
+      \$62  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$52  = \$like$28 ;
+    \$63  = s1;
     if (rst) begin
-      \$52  = 35'h000000000;
+      \$63  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$53  = \$17 ;
+    \$64  = \$like$34 ;
     if (rst) begin
-      \$53  = 17'h00000;
+      \$64  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$54  = \$18 ;
+    \$65  = \$17 ;
     if (rst) begin
-      \$54  = 17'h00000;
+      \$65  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$55  = \$19 ;
+    \$66  = \$18 ;
     if (rst) begin
-      \$55  = 17'h00000;
+      \$66  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$56  = \$20 ;
+    \$67  = \$19 ;
     if (rst) begin
-      \$56  = 17'h00000;
+      \$67  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$57  = \$21 ;
+    \$68  = \$20 ;
     if (rst) begin
-      \$57  = 17'h00000;
+      \$68  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$58  = \$22 ;
+    \$69  = \$21 ;
     if (rst) begin
-      \$58  = 17'h00000;
+      \$69  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$59  = \$23 ;
+    \$70  = \$22 ;
     if (rst) begin
-      \$59  = 17'h00000;
+      \$70  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$60  = \$24 ;
+    \$71  = \$23 ;
     if (rst) begin
-      \$60  = 17'h00000;
+      \$71  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$61 [0] = \$like [0];
-    \$61 [6:1] = \$like [17:12];
-    \$61 [7] = \$like [24];
-    \$61 [8] = \$like [34];
+    \$72  = \$24 ;
     if (rst) begin
-      \$61  = 9'h000;
+      \$72  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$62  = s2;
+    \$73 [0] = \$like [0];
+    \$73 [6:1] = \$like [17:12];
+    \$73 [7] = \$like [24];
+    \$73 [8] = \$like [34];
     if (rst) begin
-      \$62  = 9'h000;
+      \$73  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$63  = \$signature__data ;
+    \$74  = s2;
     if (rst) begin
-      \$63  = 168'h000000000000000000000000000000000000000000;
+      \$74  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$64  = \$signature__data$40 ;
+    \$75  = \$signature__data ;
     if (rst) begin
-      \$64  = 168'h000000000000000000000000000000000000000000;
+      \$75  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$65  = \$29 ;
+    \$76  = \$signature__data$48 ;
     if (rst) begin
-      \$65  = 1'h1;
+      \$76  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$66 [0] = s3[0];
-    \$66 [6:1] = s3[6:1];
+    \$77  = \$30 ;
     if (rst) begin
-      \$66  = 7'h00;
+      \$77  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$67  = acc_wr__data;
+    \$78 [0] = s3[0];
+    \$78 [6:1] = s3[6:1];
     if (rst) begin
-      \$67  = 168'h000000000000000000000000000000000000000000;
+      \$78  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$68  = \$like$14 ;
+    \$79  = s4;
     if (rst) begin
-      \$68  = 168'h000000000000000000000000000000000000000000;
+      \$79  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$80  = acc_wr__data;
+    if (rst) begin
+      \$80  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$81  = \$like$14 ;
+    if (rst) begin
+      \$81  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$82  = \$31 ;
+    if (rst) begin
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (s2[7]) begin
-      \$69  = 2'h0;
-    end else if (\$31 ) begin
-      \$69  = 2'h1;
+      \$83  = 3'h0;
     end else if (\$33 ) begin
-      \$69  = 2'h2;
+      \$83  = 3'h1;
+    end else if (\$35 ) begin
+      \$83  = 3'h2;
+    end else if (\$37 ) begin
+      \$83  = 3'h3;
     end else begin
-      \$69  = 2'h3;
+      \$83  = 3'h4;
     end
     if (rst) begin
-      \$69  = 2'h0;
+      \$83  = 3'h0;
     end
   end
   always @* begin
@@ -11283,12 +11525,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$70  = { \$34 [17], \$34 [17], \$34 [17], \$34 [17], \$34  };
+          \$84  = { \$38 [17], \$38 [17], \$38 [17], \$38 [17], \$38  };
       1'h1:
-          \$70  = { \$35 [19], \$35 [19], \$35  };
+          \$84  = { \$39 [19], \$39 [19], \$39  };
     endcase
     if (rst) begin
-      \$70  = 22'h000000;
+      \$84  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$85  = \$40 ;
+    if (rst) begin
+      \$85  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$86  = aligned0;
+    if (rst) begin
+      \$86  = 22'h000000;
     end
   end
   always @* begin
@@ -11296,12 +11552,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$71  = { \$36 [17], \$36 [17], \$36 [17], \$36 [17], \$36  };
+          \$87  = { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  };
       1'h1:
-          \$71  = { \$37 [19], \$37 [19], \$37  };
+          \$87  = { \$42 [19], \$42 [19], \$42  };
     endcase
     if (rst) begin
-      \$71  = 22'h000000;
+      \$87  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$88  = \$43 ;
+    if (rst) begin
+      \$88  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$89  = aligned1;
+    if (rst) begin
+      \$89  = 22'h000000;
     end
   end
   always @* begin
@@ -11309,12 +11579,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$72  = { \$38 [17], \$38 [17], \$38 [17], \$38 [17], \$38  };
+          \$90  = { \$44 [17], \$44 [17], \$44 [17], \$44 [17], \$44  };
       1'h1:
-          \$72  = { \$39 [19], \$39 [19], \$39  };
+          \$90  = { \$45 [19], \$45 [19], \$45  };
     endcase
     if (rst) begin
-      \$72  = 22'h000000;
+      \$90  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$91  = \$46 ;
+    if (rst) begin
+      \$91  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$92  = aligned2;
+    if (rst) begin
+      \$92  = 22'h000000;
     end
   end
   always @* begin
@@ -11322,12 +11606,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$73  = { \$40 [17], \$40 [17], \$40 [17], \$40 [17], \$40  };
+          \$93  = { \$47 [17], \$47 [17], \$47 [17], \$47 [17], \$47  };
       1'h1:
-          \$73  = { \$41 [19], \$41 [19], \$41  };
+          \$93  = { \$48 [19], \$48 [19], \$48  };
     endcase
     if (rst) begin
-      \$73  = 22'h000000;
+      \$93  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$94  = \$49 ;
+    if (rst) begin
+      \$94  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$95  = aligned3;
+    if (rst) begin
+      \$95  = 22'h000000;
     end
   end
   always @* begin
@@ -11335,12 +11633,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$74  = { \$42 [17], \$42 [17], \$42 [17], \$42 [17], \$42  };
+          \$96  = { \$50 [17], \$50 [17], \$50 [17], \$50 [17], \$50  };
       1'h1:
-          \$74  = { \$43 [19], \$43 [19], \$43  };
+          \$96  = { \$51 [19], \$51 [19], \$51  };
     endcase
     if (rst) begin
-      \$74  = 22'h000000;
+      \$96  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$97  = \$52 ;
+    if (rst) begin
+      \$97  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$98  = aligned4;
+    if (rst) begin
+      \$98  = 22'h000000;
     end
   end
   always @* begin
@@ -11348,12 +11660,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$75  = { \$44 [17], \$44 [17], \$44 [17], \$44 [17], \$44  };
+          \$99  = { \$53 [17], \$53 [17], \$53 [17], \$53 [17], \$53  };
       1'h1:
-          \$75  = { \$45 [19], \$45 [19], \$45  };
+          \$99  = { \$54 [19], \$54 [19], \$54  };
     endcase
     if (rst) begin
-      \$75  = 22'h000000;
+      \$99  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$100  = \$55 ;
+    if (rst) begin
+      \$100  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$101  = aligned5;
+    if (rst) begin
+      \$101  = 22'h000000;
     end
   end
   always @* begin
@@ -11361,12 +11687,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$76  = { \$46 [17], \$46 [17], \$46 [17], \$46 [17], \$46  };
+          \$102  = { \$56 [17], \$56 [17], \$56 [17], \$56 [17], \$56  };
       1'h1:
-          \$76  = { \$47 [19], \$47 [19], \$47  };
+          \$102  = { \$57 [19], \$57 [19], \$57  };
     endcase
     if (rst) begin
-      \$76  = 22'h000000;
+      \$102  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$103  = \$58 ;
+    if (rst) begin
+      \$103  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$104  = aligned6;
+    if (rst) begin
+      \$104  = 22'h000000;
     end
   end
   always @* begin
@@ -11374,131 +11714,33 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$77  = { \$48 [17], \$48 [17], \$48 [17], \$48 [17], \$48  };
+          \$105  = { \$59 [17], \$59 [17], \$59 [17], \$59 [17], \$59  };
       1'h1:
-          \$77  = { \$49 [19], \$49 [19], \$49  };
+          \$105  = { \$60 [19], \$60 [19], \$60  };
     endcase
     if (rst) begin
-      \$77  = 22'h000000;
+      \$105  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$1  = bias_q[20:0];
-      2'h1:
-          \$1  = \$like$14 [20:0];
-      2'h2:
-          \$1  = last_sum2[20:0];
-      2'h3:
-          \$1  = acc_word[20:0];
-    endcase
+    \$106  = \$61 ;
+    if (rst) begin
+      \$106  = 21'h000000;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$3  = bias_q[41:21];
-      2'h1:
-          \$3  = \$like$14 [41:21];
-      2'h2:
-          \$3  = last_sum2[41:21];
-      2'h3:
-          \$3  = acc_word[41:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$5  = bias_q[62:42];
-      2'h1:
-          \$5  = \$like$14 [62:42];
-      2'h2:
-          \$5  = last_sum2[62:42];
-      2'h3:
-          \$5  = acc_word[62:42];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$7  = bias_q[83:63];
-      2'h1:
-          \$7  = \$like$14 [83:63];
-      2'h2:
-          \$7  = last_sum2[83:63];
-      2'h3:
-          \$7  = acc_word[83:63];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$9  = bias_q[104:84];
-      2'h1:
-          \$9  = \$like$14 [104:84];
-      2'h2:
-          \$9  = last_sum2[104:84];
-      2'h3:
-          \$9  = acc_word[104:84];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$11  = bias_q[125:105];
-      2'h1:
-          \$11  = \$like$14 [125:105];
-      2'h2:
-          \$11  = last_sum2[125:105];
-      2'h3:
-          \$11  = acc_word[125:105];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$13  = bias_q[146:126];
-      2'h1:
-          \$13  = \$like$14 [146:126];
-      2'h2:
-          \$13  = last_sum2[146:126];
-      2'h3:
-          \$13  = acc_word[146:126];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$15  = bias_q[167:147];
-      2'h1:
-          \$15  = \$like$14 [167:147];
-      2'h2:
-          \$15  = last_sum2[167:147];
-      2'h3:
-          \$15  = acc_word[167:147];
-    endcase
+    \$107  = aligned7;
+    if (rst) begin
+      \$107  = 22'h000000;
+    end
   end
   assign addr = issue__payload[10:0];
   assign \$signature__addr  = \$like [23:18];
   assign \$like$7  = acc_word;
-  assign acc_wr__addr = s3[6:1];
-  assign acc_wr__en = s3[0];
+  assign acc_wr__addr = s4[6:1];
+  assign acc_wr__en = s4[0];
   assign \issue__payload.w_addr  = issue__payload[10:0];
   assign \issue__payload.acc_addr  = issue__payload[16:11];
   assign \issue__payload.b_addr  = issue__payload[22:17];
@@ -11529,10 +11771,8 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \$like$7[5]  = acc_word[125:105];
   assign \$like$7[6]  = acc_word[146:126];
   assign \$like$7[7]  = acc_word[167:147];
-  assign \s3.valid  = s3[0];
-  assign \s3.acc_addr  = s3[6:1];
-  assign \s3.bias  = s3[7];
-  assign \s3.shift  = s3[8];
+  assign \s4.valid  = s4[0];
+  assign \s4.acc_addr  = s4[6:1];
   assign \acc_wr__data[0]  = acc_wr__data[20:0];
   assign \acc_wr__data[1]  = acc_wr__data[41:21];
   assign \acc_wr__data[2]  = acc_wr__data[62:42];
@@ -11541,14 +11781,6 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \acc_wr__data[5]  = acc_wr__data[125:105];
   assign \acc_wr__data[6]  = acc_wr__data[146:126];
   assign \acc_wr__data[7]  = acc_wr__data[167:147];
-  assign \bias_q[0]  = bias_q[20:0];
-  assign \bias_q[1]  = bias_q[41:21];
-  assign \bias_q[2]  = bias_q[62:42];
-  assign \bias_q[3]  = bias_q[83:63];
-  assign \bias_q[4]  = bias_q[104:84];
-  assign \bias_q[5]  = bias_q[125:105];
-  assign \bias_q[6]  = bias_q[146:126];
-  assign \bias_q[7]  = bias_q[167:147];
   assign \$like$14[0]  = \$like$14 [20:0];
   assign \$like$14[1]  = \$like$14 [41:21];
   assign \$like$14[2]  = \$like$14 [62:42];
@@ -11557,14 +11789,6 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \$like$14[5]  = \$like$14 [125:105];
   assign \$like$14[6]  = \$like$14 [146:126];
   assign \$like$14[7]  = \$like$14 [167:147];
-  assign \last_sum2[0]  = last_sum2[20:0];
-  assign \last_sum2[1]  = last_sum2[41:21];
-  assign \last_sum2[2]  = last_sum2[62:42];
-  assign \last_sum2[3]  = last_sum2[83:63];
-  assign \last_sum2[4]  = last_sum2[104:84];
-  assign \last_sum2[5]  = last_sum2[125:105];
-  assign \last_sum2[6]  = last_sum2[146:126];
-  assign \last_sum2[7]  = last_sum2[167:147];
   assign \s1.valid  = s1[0];
   assign \s1.issue  = s1[34:1];
   assign \s1.issue.w_addr  = s1[11:1];
@@ -11573,14 +11797,14 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \s1.issue.bias  = s1[24];
   assign \s1.issue.delta  = s1[33:25];
   assign \s1.issue.shift  = s1[34];
-  assign \$like$28.valid  = \$like$28 [0];
-  assign \$like$28.issue  = \$like$28 [34:1];
-  assign \$like$28.issue.w_addr  = \$like$28 [11:1];
-  assign \$like$28.issue.acc_addr  = \$like$28 [17:12];
-  assign \$like$28.issue.b_addr  = \$like$28 [23:18];
-  assign \$like$28.issue.bias  = \$like$28 [24];
-  assign \$like$28.issue.delta  = \$like$28 [33:25];
-  assign \$like$28.issue.shift  = \$like$28 [34];
+  assign \$like$34.valid  = \$like$34 [0];
+  assign \$like$34.issue  = \$like$34 [34:1];
+  assign \$like$34.issue.w_addr  = \$like$34 [11:1];
+  assign \$like$34.issue.acc_addr  = \$like$34 [17:12];
+  assign \$like$34.issue.b_addr  = \$like$34 [23:18];
+  assign \$like$34.issue.bias  = \$like$34 [24];
+  assign \$like$34.issue.delta  = \$like$34 [33:25];
+  assign \$like$34.issue.shift  = \$like$34 [34];
   assign \data[0]  = data[7:0];
   assign \data[1]  = data[15:8];
   assign \data[2]  = data[23:16];
@@ -11593,6 +11817,10 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \s2.acc_addr  = s2[6:1];
   assign \s2.bias  = s2[7];
   assign \s2.shift  = s2[8];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[6:1];
+  assign \s3.bias  = s3[7];
+  assign \s3.shift  = s3[8];
   assign \$signature__data[0]  = \$signature__data [20:0];
   assign \$signature__data[1]  = \$signature__data [41:21];
   assign \$signature__data[2]  = \$signature__data [62:42];
@@ -11601,16 +11829,32 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \$signature__data[5]  = \$signature__data [125:105];
   assign \$signature__data[6]  = \$signature__data [146:126];
   assign \$signature__data[7]  = \$signature__data [167:147];
-  assign \$signature__data$40[0]  = \$signature__data$40 [20:0];
-  assign \$signature__data$40[1]  = \$signature__data$40 [41:21];
-  assign \$signature__data$40[2]  = \$signature__data$40 [62:42];
-  assign \$signature__data$40[3]  = \$signature__data$40 [83:63];
-  assign \$signature__data$40[4]  = \$signature__data$40 [104:84];
-  assign \$signature__data$40[5]  = \$signature__data$40 [125:105];
-  assign \$signature__data$40[6]  = \$signature__data$40 [146:126];
-  assign \$signature__data$40[7]  = \$signature__data$40 [167:147];
+  assign \bias_q[0]  = bias_q[20:0];
+  assign \bias_q[1]  = bias_q[41:21];
+  assign \bias_q[2]  = bias_q[62:42];
+  assign \bias_q[3]  = bias_q[83:63];
+  assign \bias_q[4]  = bias_q[104:84];
+  assign \bias_q[5]  = bias_q[125:105];
+  assign \bias_q[6]  = bias_q[146:126];
+  assign \bias_q[7]  = bias_q[167:147];
+  assign \$signature__data$48[0]  = \$signature__data$48 [20:0];
+  assign \$signature__data$48[1]  = \$signature__data$48 [41:21];
+  assign \$signature__data$48[2]  = \$signature__data$48 [62:42];
+  assign \$signature__data$48[3]  = \$signature__data$48 [83:63];
+  assign \$signature__data$48[4]  = \$signature__data$48 [104:84];
+  assign \$signature__data$48[5]  = \$signature__data$48 [125:105];
+  assign \$signature__data$48[6]  = \$signature__data$48 [146:126];
+  assign \$signature__data$48[7]  = \$signature__data$48 [167:147];
   assign \last.valid  = last[0];
   assign \last.acc_addr  = last[6:1];
+  assign \last_sum2[0]  = last_sum2[20:0];
+  assign \last_sum2[1]  = last_sum2[41:21];
+  assign \last_sum2[2]  = last_sum2[62:42];
+  assign \last_sum2[3]  = last_sum2[83:63];
+  assign \last_sum2[4]  = last_sum2[104:84];
+  assign \last_sum2[5]  = last_sum2[125:105];
+  assign \last_sum2[6]  = last_sum2[146:126];
+  assign \last_sum2[7]  = last_sum2[167:147];
   assign acc_wr__data[167:147] = \$16 [20:0];
   assign acc_wr__data[146:126] = \$14 [20:0];
   assign acc_wr__data[125:105] = \$12 [20:0];
@@ -11619,22 +11863,22 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign acc_wr__data[62:42] = \$6 [20:0];
   assign acc_wr__data[41:21] = \$4 [20:0];
   assign acc_wr__data[20:0] = \$2 [20:0];
-  assign \$34  = { prod0[16], prod0 };
-  assign \$35  = { prod0[16], prod0, 2'h0 };
-  assign \$36  = { prod1[16], prod1 };
-  assign \$37  = { prod1[16], prod1, 2'h0 };
-  assign \$38  = { prod2[16], prod2 };
-  assign \$39  = { prod2[16], prod2, 2'h0 };
-  assign \$40  = { prod3[16], prod3 };
-  assign \$41  = { prod3[16], prod3, 2'h0 };
-  assign \$42  = { prod4[16], prod4 };
-  assign \$43  = { prod4[16], prod4, 2'h0 };
-  assign \$44  = { prod5[16], prod5 };
-  assign \$45  = { prod5[16], prod5, 2'h0 };
-  assign \$46  = { prod6[16], prod6 };
-  assign \$47  = { prod6[16], prod6, 2'h0 };
-  assign \$48  = { prod7[16], prod7 };
-  assign \$49  = { prod7[16], prod7, 2'h0 };
+  assign \$38  = { prod0[16], prod0 };
+  assign \$39  = { prod0[16], prod0, 2'h0 };
+  assign \$41  = { prod1[16], prod1 };
+  assign \$42  = { prod1[16], prod1, 2'h0 };
+  assign \$44  = { prod2[16], prod2 };
+  assign \$45  = { prod2[16], prod2, 2'h0 };
+  assign \$47  = { prod3[16], prod3 };
+  assign \$48  = { prod3[16], prod3, 2'h0 };
+  assign \$50  = { prod4[16], prod4 };
+  assign \$51  = { prod4[16], prod4, 2'h0 };
+  assign \$53  = { prod5[16], prod5 };
+  assign \$54  = { prod5[16], prod5, 2'h0 };
+  assign \$56  = { prod6[16], prod6 };
+  assign \$57  = { prod6[16], prod6, 2'h0 };
+  assign \$59  = { prod7[16], prod7 };
+  assign \$60  = { prod7[16], prod7, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)

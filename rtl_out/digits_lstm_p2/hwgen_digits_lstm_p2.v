@@ -302,7 +302,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1013$7 (element__payload[82:7]),
+    .\port$1033$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -1898,7 +1898,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1013$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1033$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2124,8 +2124,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$101
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1013$7 ;
-  wire [75:0] \port$1013$7 ;
+  input [75:0] \port$1033$7 ;
+  wire [75:0] \port$1033$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2151,22 +2151,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$101
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1013$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1033$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1013$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1033$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1013$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1033$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1013$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1033$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -2980,10 +2980,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$101
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1013$7 [18:0];
-  assign acc1 = \port$1013$7 [37:19];
-  assign acc2 = \port$1013$7 [56:38];
-  assign acc3 = \port$1013$7 [75:57];
+  assign acc0 = \port$1033$7 [18:0];
+  assign acc1 = \port$1033$7 [37:19];
+  assign acc2 = \port$1033$7 [56:38];
+  assign acc3 = \port$1033$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -5661,36 +5661,48 @@ endmodule
 (* generator = "Amaranth" *)
 module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  reg [18:0] \$1 ;
+  wire [18:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire [17:0] \$16 ;
-  wire [17:0] \$17 ;
-  wire [17:0] \$18 ;
-  wire [17:0] \$19 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire [20:0] \$2 ;
-  reg [37:0] \$20 ;
-  reg [37:0] \$21 ;
-  reg [37:0] \$22 ;
-  reg [16:0] \$23 ;
-  reg [16:0] \$24 ;
-  reg [9:0] \$25 ;
-  reg [9:0] \$26 ;
+  wire [17:0] \$20 ;
+  wire [17:0] \$21 ;
+  reg [18:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [17:0] \$24 ;
+  reg [18:0] \$25 ;
+  reg [37:0] \$26 ;
   reg [37:0] \$27 ;
   reg [37:0] \$28 ;
-  reg \$29 ;
-  reg [18:0] \$3 ;
-  reg [7:0] \$30 ;
-  reg [37:0] \$31 ;
-  reg [37:0] \$32 ;
-  reg [1:0] \$33 ;
-  reg [19:0] \$34 ;
-  reg [19:0] \$35 ;
+  reg [16:0] \$29 ;
+  wire [18:0] \$3 ;
+  reg [16:0] \$30 ;
+  reg [9:0] \$31 ;
+  reg [9:0] \$32 ;
+  reg [37:0] \$33 ;
+  reg [37:0] \$34 ;
+  reg \$35 ;
+  reg [7:0] \$36 ;
+  reg [7:0] \$37 ;
+  reg [37:0] \$38 ;
+  reg [37:0] \$39 ;
   wire [20:0] \$4 ;
+  reg \$40 ;
+  reg [2:0] \$41 ;
+  reg [19:0] \$42 ;
+  reg [18:0] \$43 ;
+  reg [19:0] \$44 ;
+  reg [19:0] \$45 ;
+  reg [18:0] \$46 ;
+  reg [19:0] \$47 ;
   wire [16:0] \$5 ;
   wire [16:0] \$6 ;
   wire \$7 ;
@@ -5721,12 +5733,13 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   wire \$like.issue.shift ;
   wire [11:0] \$like.issue.w_addr ;
   wire \$like.valid ;
+  reg [2:0] \$signal  = 3'h0;
   wire [6:0] \$signature__addr ;
   wire [6:0] \$signature__addr$4 ;
   wire [37:0] \$signature__data ;
-  wire [37:0] \$signature__data$28 ;
-  wire [18:0] \$signature__data$28[0] ;
-  wire [18:0] \$signature__data$28[1] ;
+  wire [37:0] \$signature__data$30 ;
+  wire [18:0] \$signature__data$30[0] ;
+  wire [18:0] \$signature__data$30[1] ;
   wire [18:0] \$signature__data[0] ;
   wire [18:0] \$signature__data[1] ;
   output [37:0] acc_word;
@@ -5738,9 +5751,13 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [18:0] \acc_wr__data[0] ;
   wire [18:0] \acc_wr__data[1] ;
   wire acc_wr__en;
+  reg [19:0] addend = 20'h00000;
+  reg [19:0] \addend$17  = 20'h00000;
   wire [11:0] addr;
   reg [19:0] aligned0 = 20'h00000;
   reg [19:0] aligned1 = 20'h00000;
+  reg [18:0] base0 = 19'h00000;
+  reg [18:0] base1 = 19'h00000;
   reg [37:0] bias_q = 38'h0000000000;
   wire [18:0] \bias_q[0] ;
   wire [18:0] \bias_q[1] ;
@@ -5749,6 +5766,7 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [15:0] data;
   wire [7:0] \data[0] ;
   wire [7:0] \data[1] ;
+  reg fwd1 = 1'h0;
   output idle;
   reg idle = 1'h1;
   input [36:0] issue__payload;
@@ -5767,7 +5785,6 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   reg [37:0] last_sum2 = 38'h0000000000;
   wire [18:0] \last_sum2[0] ;
   wire [18:0] \last_sum2[1] ;
-  reg [1:0] pick = 2'h0;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   input [6:0] read_addr;
@@ -5793,6 +5810,9 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   wire \s3.bias ;
   wire \s3.shift ;
   wire \s3.valid ;
+  reg [7:0] s4 = 8'h00;
+  wire [6:0] \s4.acc_addr ;
+  wire \s4.valid ;
   reg [37:0] acc_mem [68:0];
   initial begin
     acc_mem[0] = 38'h0000000000;
@@ -5866,8 +5886,8 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
     acc_mem[68] = 38'h0000000000;
   end
   always @(posedge clk) begin
-    if (s3[0])
-      acc_mem[s3[7:1]] <= acc_wr__data;
+    if (s4[0])
+      acc_mem[s4[7:1]] <= acc_wr__data;
   end
   reg [37:0] _0_;
   always @(posedge clk) begin
@@ -5950,53 +5970,71 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   always @(posedge clk) begin
     _1_ <= b_mem[\$like [26:20]];
   end
-  assign \$signature__data$28  = _1_;
+  assign \$signature__data$30  = _1_;
+  always @(posedge clk)
+    s4 <= \$36 ;
+  always @(posedge clk)
+    last <= \$37 ;
+  always @(posedge clk)
+    \$like$14  <= \$38 ;
+  always @(posedge clk)
+    last_sum2 <= \$39 ;
+  always @(posedge clk)
+    fwd1 <= \$40 ;
+  always @(posedge clk)
+    \$signal  <= \$41 ;
+  always @(posedge clk)
+    aligned0 <= \$42 ;
+  always @(posedge clk)
+    base0 <= \$43 ;
+  always @(posedge clk)
+    addend <= \$44 ;
+  always @(posedge clk)
+    aligned1 <= \$45 ;
+  always @(posedge clk)
+    base1 <= \$46 ;
+  always @(posedge clk)
+    \addend$17  <= \$47 ;
   assign \$signature__addr$4  = \$like [0] ? \$like [19:13] : read_addr;
-  assign \$2  = $signed(\$1 ) + $signed(aligned0);
-  assign \$4  = $signed(\$3 ) + $signed(aligned1);
+  assign \$1  = fwd1 ? \$like$14 [18:0] : base0;
+  assign \$2  = $signed(\$1 ) + $signed(addend);
+  assign \$3  = fwd1 ? \$like$14 [37:19] : base1;
+  assign \$4  = $signed(\$3 ) + $signed(\addend$17 );
   assign \$5  = $signed(data[7:0]) * $signed(\$like [36:28]);
   assign \$6  = $signed(data[15:8]) * $signed(\$like [36:28]);
   assign \$7  = issue__valid | s1[0];
   assign \$8  = \$7  | \$like$22 [0];
   assign \$9  = \$8  | \$like [0];
   assign \$10  = \$9  | s2[0];
-  assign \$11  = ~ \$10 ;
-  assign \$12  = s3[7:1] == s2[7:1];
-  assign \$13  = s3[0] & \$12 ;
-  assign \$14  = last[7:1] == s2[7:1];
-  assign \$15  = last[0] & \$14 ;
+  assign \$11  = \$10  | s3[0];
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$signal  == 1'h1;
+  assign \$14  = s3[7:1] == s2[7:1];
+  assign \$15  = s3[0] & \$14 ;
+  assign \$16  = s4[7:1] == s2[7:1];
+  assign \$17  = s4[0] & \$16 ;
+  assign \$18  = last[7:1] == s2[7:1];
+  assign \$19  = last[0] & \$18 ;
   always @(posedge clk)
-    s1 <= \$20 ;
+    s1 <= \$26 ;
   always @(posedge clk)
-    \$like$22  <= \$21 ;
+    \$like$22  <= \$27 ;
   always @(posedge clk)
-    \$like  <= \$22 ;
+    \$like  <= \$28 ;
   always @(posedge clk)
-    prod0 <= \$23 ;
+    prod0 <= \$29 ;
   always @(posedge clk)
-    prod1 <= \$24 ;
+    prod1 <= \$30 ;
   always @(posedge clk)
-    s2 <= \$25 ;
+    s2 <= \$31 ;
   always @(posedge clk)
-    s3 <= \$26 ;
+    s3 <= \$32 ;
   always @(posedge clk)
-    acc_word <= \$27 ;
+    acc_word <= \$33 ;
   always @(posedge clk)
-    bias_q <= \$28 ;
+    bias_q <= \$34 ;
   always @(posedge clk)
-    idle <= \$29 ;
-  always @(posedge clk)
-    last <= \$30 ;
-  always @(posedge clk)
-    \$like$14  <= \$31 ;
-  always @(posedge clk)
-    last_sum2 <= \$32 ;
-  always @(posedge clk)
-    pick <= \$33 ;
-  always @(posedge clk)
-    aligned0 <= \$34 ;
-  always @(posedge clk)
-    aligned1 <= \$35 ;
+    idle <= \$35 ;
   \hwgen_digits_lstm_p2.mac.w_rom  w_rom (
     .addr(issue__payload[11:0]),
     .clk(clk),
@@ -6005,158 +6043,56 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$1  = bias_q[18:0];
-      2'h1:
-          \$1  = \$like$14 [18:0];
-      2'h2:
-          \$1  = last_sum2[18:0];
-      2'h3:
-          \$1  = acc_word[18:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$3  = bias_q[37:19];
-      2'h1:
-          \$3  = \$like$14 [37:19];
-      2'h2:
-          \$3  = last_sum2[37:19];
-      2'h3:
-          \$3  = acc_word[37:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$20 [37:1] = s1[37:1];
-    \$20 [0] = issue__valid;
-    if (issue__valid) begin
-      \$20 [37:1] = issue__payload;
-    end
+    \$36 [0] = s3[0];
+    \$36 [7:1] = s3[7:1];
     if (rst) begin
-      \$20  = 38'h0000000000;
+      \$36  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$21  = s1;
+    \$37  = s4;
     if (rst) begin
-      \$21  = 38'h0000000000;
+      \$37  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$22  = \$like$22 ;
+    \$38  = acc_wr__data;
     if (rst) begin
-      \$22  = 38'h0000000000;
+      \$38  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$23  = \$5 ;
+    \$39  = \$like$14 ;
     if (rst) begin
-      \$23  = 17'h00000;
+      \$39  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$24  = \$6 ;
+    \$40  = \$13 ;
     if (rst) begin
-      \$24  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$25 [0] = \$like [0];
-    \$25 [7:1] = \$like [19:13];
-    \$25 [8] = \$like [27];
-    \$25 [9] = \$like [37];
-    if (rst) begin
-      \$25  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$26  = s2;
-    if (rst) begin
-      \$26  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$27  = \$signature__data ;
-    if (rst) begin
-      \$27  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$28  = \$signature__data$28 ;
-    if (rst) begin
-      \$28  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$29  = \$11 ;
-    if (rst) begin
-      \$29  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$30 [0] = s3[0];
-    \$30 [7:1] = s3[7:1];
-    if (rst) begin
-      \$30  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$31  = acc_wr__data;
-    if (rst) begin
-      \$31  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$32  = \$like$14 ;
-    if (rst) begin
-      \$32  = 38'h0000000000;
+      \$40  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (s2[8]) begin
-      \$33  = 2'h0;
-    end else if (\$13 ) begin
-      \$33  = 2'h1;
+      \$41  = 3'h0;
     end else if (\$15 ) begin
-      \$33  = 2'h2;
+      \$41  = 3'h1;
+    end else if (\$17 ) begin
+      \$41  = 3'h2;
+    end else if (\$19 ) begin
+      \$41  = 3'h3;
     end else begin
-      \$33  = 2'h3;
+      \$41  = 3'h4;
     end
     if (rst) begin
-      \$33  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$34  = { \$16 [17], \$16 [17], \$16  };
-      1'h1:
-          \$34  = { \$17 [17], \$17 [17], \$17  };
-    endcase
-    if (rst) begin
-      \$34  = 20'h00000;
+      \$41  = 3'h0;
     end
   end
   always @* begin
@@ -6164,19 +6100,169 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$35  = { \$18 [17], \$18 [17], \$18  };
+          \$42  = { \$20 [17], \$20 [17], \$20  };
       1'h1:
-          \$35  = { \$19 [17], \$19 [17], \$19  };
+          \$42  = { \$21 [17], \$21 [17], \$21  };
     endcase
     if (rst) begin
-      \$35  = 20'h00000;
+      \$42  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$43  = \$22 ;
+    if (rst) begin
+      \$43  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$44  = aligned0;
+    if (rst) begin
+      \$44  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$45  = { \$23 [17], \$23 [17], \$23  };
+      1'h1:
+          \$45  = { \$24 [17], \$24 [17], \$24  };
+    endcase
+    if (rst) begin
+      \$45  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$46  = \$25 ;
+    if (rst) begin
+      \$46  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$47  = aligned1;
+    if (rst) begin
+      \$47  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$22  = 19'h00000;
+    casez (\$signal )
+      3'h0:
+          \$22  = bias_q[18:0];
+      3'h1:
+          \$22  = acc_word[18:0];
+      3'h2:
+          \$22  = \$like$14 [18:0];
+      3'h3:
+          \$22  = last_sum2[18:0];
+      3'h4:
+          \$22  = acc_word[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$25  = 19'h00000;
+    casez (\$signal )
+      3'h0:
+          \$25  = bias_q[37:19];
+      3'h1:
+          \$25  = acc_word[37:19];
+      3'h2:
+          \$25  = \$like$14 [37:19];
+      3'h3:
+          \$25  = last_sum2[37:19];
+      3'h4:
+          \$25  = acc_word[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$26 [37:1] = s1[37:1];
+    \$26 [0] = issue__valid;
+    if (issue__valid) begin
+      \$26 [37:1] = issue__payload;
+    end
+    if (rst) begin
+      \$26  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$27  = s1;
+    if (rst) begin
+      \$27  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$28  = \$like$22 ;
+    if (rst) begin
+      \$28  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$29  = \$5 ;
+    if (rst) begin
+      \$29  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$30  = \$6 ;
+    if (rst) begin
+      \$30  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$31 [0] = \$like [0];
+    \$31 [7:1] = \$like [19:13];
+    \$31 [8] = \$like [27];
+    \$31 [9] = \$like [37];
+    if (rst) begin
+      \$31  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$32  = s2;
+    if (rst) begin
+      \$32  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$33  = \$signature__data ;
+    if (rst) begin
+      \$33  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$34  = \$signature__data$30 ;
+    if (rst) begin
+      \$34  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$35  = \$12 ;
+    if (rst) begin
+      \$35  = 1'h1;
     end
   end
   assign addr = issue__payload[11:0];
   assign \$signature__addr  = \$like [26:20];
   assign \$like$7  = acc_word;
-  assign acc_wr__addr = s3[7:1];
-  assign acc_wr__en = s3[0];
+  assign acc_wr__addr = s4[7:1];
+  assign acc_wr__en = s4[0];
   assign \issue__payload.w_addr  = issue__payload[11:0];
   assign \issue__payload.acc_addr  = issue__payload[18:12];
   assign \issue__payload.b_addr  = issue__payload[25:19];
@@ -6195,18 +6281,12 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \acc_word[1]  = acc_word[37:19];
   assign \$like$7[0]  = acc_word[18:0];
   assign \$like$7[1]  = acc_word[37:19];
-  assign \s3.valid  = s3[0];
-  assign \s3.acc_addr  = s3[7:1];
-  assign \s3.bias  = s3[8];
-  assign \s3.shift  = s3[9];
+  assign \s4.valid  = s4[0];
+  assign \s4.acc_addr  = s4[7:1];
   assign \acc_wr__data[0]  = acc_wr__data[18:0];
   assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \bias_q[0]  = bias_q[18:0];
-  assign \bias_q[1]  = bias_q[37:19];
   assign \$like$14[0]  = \$like$14 [18:0];
   assign \$like$14[1]  = \$like$14 [37:19];
-  assign \last_sum2[0]  = last_sum2[18:0];
-  assign \last_sum2[1]  = last_sum2[37:19];
   assign \s1.valid  = s1[0];
   assign \s1.issue  = s1[37:1];
   assign \s1.issue.w_addr  = s1[12:1];
@@ -6229,18 +6309,26 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \s2.acc_addr  = s2[7:1];
   assign \s2.bias  = s2[8];
   assign \s2.shift  = s2[9];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[7:1];
+  assign \s3.bias  = s3[8];
+  assign \s3.shift  = s3[9];
   assign \$signature__data[0]  = \$signature__data [18:0];
   assign \$signature__data[1]  = \$signature__data [37:19];
-  assign \$signature__data$28[0]  = \$signature__data$28 [18:0];
-  assign \$signature__data$28[1]  = \$signature__data$28 [37:19];
+  assign \bias_q[0]  = bias_q[18:0];
+  assign \bias_q[1]  = bias_q[37:19];
+  assign \$signature__data$30[0]  = \$signature__data$30 [18:0];
+  assign \$signature__data$30[1]  = \$signature__data$30 [37:19];
   assign \last.valid  = last[0];
   assign \last.acc_addr  = last[7:1];
+  assign \last_sum2[0]  = last_sum2[18:0];
+  assign \last_sum2[1]  = last_sum2[37:19];
   assign acc_wr__data[37:19] = \$4 [18:0];
   assign acc_wr__data[18:0] = \$2 [18:0];
-  assign \$16  = { prod0[16], prod0 };
-  assign \$17  = { prod0, 1'h0 };
-  assign \$18  = { prod1[16], prod1 };
-  assign \$19  = { prod1, 1'h0 };
+  assign \$20  = { prod0[16], prod0 };
+  assign \$21  = { prod0, 1'h0 };
+  assign \$23  = { prod1[16], prod1 };
+  assign \$24  = { prod1, 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
