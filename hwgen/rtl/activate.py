@@ -226,7 +226,8 @@ class ActivateEngine(wiring.Component):
                           for b in range(2))[i_bank][chunk])
                     for q in range(lay.n_blocks)]
             m.d.sync += [out.valid.eq(1), out.payload.tag.eq(elem), out.payload.layer.eq(k)]
-            with m.If((lane == P - E) | (elem + E >= lay.hidden)):
+            # the group's last beat (elem >= H - E: a compare with a constant, no adder)
+            with m.If((lane == P - E) | (elem >= max(lay.hidden - E, 0))):
                 m.d.sync += [lane.eq(0), full[i_bank].eq(0), i_bank.eq(~i_bank),
                              grp.eq(grp + 1)]
                 with m.If(grp == gpg - 1):

@@ -356,7 +356,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1675$8 (element__payload[91:8]),
+    .\port$1671$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -367,7 +367,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$51 ),
     .p20(\valid_out$56 ),
     .p41(\tag_out$57 ),
-    .\port$1675$8 (element__payload[91:8]),
+    .\port$1671$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$49 )
@@ -895,96 +895,96 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
-  wire [3:0] \$100 ;
+  reg [20:0] \$100 ;
   reg [20:0] \$101 ;
-  reg [20:0] \$102 ;
-  wire [3:0] \$103 ;
-  reg [20:0] \$104 ;
-  wire [3:0] \$105 ;
+  wire [3:0] \$102 ;
+  reg [20:0] \$103 ;
+  wire [3:0] \$104 ;
+  reg [20:0] \$105 ;
   reg [20:0] \$106 ;
-  reg [20:0] \$107 ;
+  wire \$107 ;
   wire \$108 ;
-  wire [6:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire [3:0] \$113 ;
-  wire [4:0] \$114 ;
+  wire [3:0] \$111 ;
+  wire [4:0] \$112 ;
+  wire \$113 ;
+  reg \$114 ;
   wire \$115 ;
-  reg \$116 ;
+  wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire \$119 ;
+  wire [3:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [3:0] \$121 ;
-  wire \$122 ;
+  wire \$121 ;
+  reg \$122 ;
   wire \$123 ;
-  reg \$124 ;
+  wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
+  wire [3:0] \$126 ;
   wire \$127 ;
-  wire [3:0] \$128 ;
-  wire \$129 ;
+  wire \$128 ;
+  reg \$129 ;
   wire \$13 ;
   wire \$130 ;
-  reg \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire [6:0] \$134 ;
-  reg \$135 ;
+  wire \$131 ;
+  wire [6:0] \$132 ;
+  reg \$133 ;
+  wire \$134 ;
+  wire \$135 ;
   wire \$136 ;
-  wire [6:0] \$137 ;
+  wire \$137 ;
   wire \$138 ;
-  wire \$139 ;
+  reg \$139 ;
   wire [3:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
-  reg \$142 ;
+  wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
+  wire [3:0] \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire [3:0] \$147 ;
+  reg \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  reg \$150 ;
-  wire \$151 ;
+  wire \$150 ;
+  wire [3:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
-  wire [3:0] \$154 ;
+  reg \$154 ;
   wire \$155 ;
   wire \$156 ;
-  reg \$157 ;
-  wire \$158 ;
+  wire [7:0] \$157 ;
+  reg \$158 ;
   wire \$159 ;
   wire \$16 ;
-  wire [7:0] \$160 ;
-  reg \$161 ;
+  wire \$160 ;
+  wire \$161 ;
   wire \$162 ;
-  wire [6:0] \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  reg \$167 ;
-  reg \$168 ;
-  reg [2:0] \$169 ;
+  reg \$163 ;
+  reg \$164 ;
+  reg [2:0] \$165 ;
+  reg [3:0] \$166 ;
+  reg [5:0] \$167 ;
+  reg [2:0] \$168 ;
+  reg \$169 ;
   reg \$17 ;
-  reg [3:0] \$170 ;
-  reg [5:0] \$171 ;
-  reg [2:0] \$172 ;
+  reg [2:0] \$170 ;
+  reg \$171 ;
+  reg \$172 ;
   reg \$173 ;
-  reg [2:0] \$174 ;
+  reg \$174 ;
   reg \$175 ;
-  reg \$176 ;
-  reg \$177 ;
-  reg \$178 ;
-  reg \$179 ;
+  reg [1:0] \$176 ;
+  reg [5:0] \$177 ;
+  reg [20:0] \$178 ;
+  reg [20:0] \$179 ;
   wire \$18 ;
-  reg [1:0] \$180 ;
-  reg [5:0] \$181 ;
+  reg [20:0] \$180 ;
+  reg [20:0] \$181 ;
   reg [20:0] \$182 ;
   reg [20:0] \$183 ;
   reg [20:0] \$184 ;
@@ -1052,11 +1052,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   wire \$24 ;
   reg [20:0] \$240 ;
   reg [20:0] \$241 ;
-  reg [20:0] \$242 ;
-  reg [20:0] \$243 ;
-  reg [20:0] \$244 ;
-  reg [20:0] \$245 ;
-  reg [91:0] \$246 ;
+  reg [91:0] \$242 ;
   wire \$25 ;
   reg \$26 ;
   wire \$27 ;
@@ -1087,58 +1083,58 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   wire [6:0] \$5 ;
   reg [20:0] \$50 ;
   wire \$51 ;
-  wire [6:0] \$52 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire [3:0] \$56 ;
-  wire [4:0] \$57 ;
-  wire \$58 ;
-  wire [6:0] \$59 ;
+  wire [3:0] \$55 ;
+  wire [4:0] \$56 ;
+  wire \$57 ;
+  wire [6:0] \$58 ;
+  wire [7:0] \$59 ;
   wire \$6 ;
-  wire [7:0] \$60 ;
-  wire [2:0] \$61 ;
-  wire [6:0] \$62 ;
-  wire \$63 ;
-  reg \$64 ;
+  wire [2:0] \$60 ;
+  wire [6:0] \$61 ;
+  wire \$62 ;
+  reg \$63 ;
+  wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire [3:0] \$67 ;
+  wire [3:0] \$66 ;
+  wire \$67 ;
   wire \$68 ;
   wire \$69 ;
   reg \$7 ;
-  wire \$70 ;
-  wire [3:0] \$71 ;
+  wire [3:0] \$70 ;
+  wire \$71 ;
   wire \$72 ;
-  wire \$73 ;
-  reg \$74 ;
+  reg \$73 ;
+  wire \$74 ;
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire \$78 ;
+  wire [3:0] \$78 ;
   wire [3:0] \$79 ;
   wire \$8 ;
-  wire [3:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
-  wire \$82 ;
-  reg \$83 ;
+  reg \$82 ;
+  wire \$83 ;
   wire \$84 ;
-  wire \$85 ;
-  reg \$86 ;
-  wire [6:0] \$87 ;
-  wire [3:0] \$88 ;
-  reg [20:0] \$89 ;
+  reg \$85 ;
+  wire [6:0] \$86 ;
+  wire [3:0] \$87 ;
+  reg [20:0] \$88 ;
+  wire [3:0] \$89 ;
   wire \$9 ;
-  wire [3:0] \$90 ;
+  reg [20:0] \$90 ;
   reg [20:0] \$91 ;
-  reg [20:0] \$92 ;
-  wire [3:0] \$93 ;
-  reg [20:0] \$94 ;
-  wire [3:0] \$95 ;
+  wire [3:0] \$92 ;
+  reg [20:0] \$93 ;
+  wire [3:0] \$94 ;
+  reg [20:0] \$95 ;
   reg [20:0] \$96 ;
-  reg [20:0] \$97 ;
-  wire [3:0] \$98 ;
-  reg [20:0] \$99 ;
+  wire [3:0] \$97 ;
+  reg [20:0] \$98 ;
+  wire [3:0] \$99 ;
   reg \$signal  = 1'h0;
   output [5:0] acc_addr;
   wire [5:0] acc_addr;
@@ -1280,249 +1276,245 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \$28  = \$24  & \$27 ;
   assign \$30  = elem + 1'h1;
   assign \$51  = lane == 3'h7;
-  assign \$52  = elem + 1'h1;
-  assign \$53  = \$52  >= 6'h20;
-  assign \$54  = \$51  | \$53 ;
-  assign \$55  = ~ i_bank;
-  assign \$56  = grp + 1'h1;
-  assign \$57  = lane + 1'h1;
-  assign \$58  = rd_q == 2'h3;
-  assign \$59  = rd_addr + 1'h1;
-  assign \$60  = \$59  - 4'hc;
-  assign \$61  = rd_q + 1'h1;
-  assign \$62  = rd_addr + 3'h4;
-  assign \$63  = g_grp < 3'h4;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$63  & \$65 ;
-  assign \$67  = act_q + 1'h1;
-  assign \$68  = ! \$signal ;
-  assign \$70  = act_q == 3'h4;
-  assign \$71  = g_grp + 1'h1;
-  assign \$72  = \$71  < 3'h4;
-  assign \$73  = ~ \$signal ;
-  assign \$75  = ~ \$74 ;
-  assign \$76  = \$72  & \$75 ;
-  assign \$77  = act_q == 3'h5;
-  assign \$78  = ~ \$signal ;
+  assign \$52  = elem >= 5'h1f;
+  assign \$53  = \$51  | \$52 ;
+  assign \$54  = ~ i_bank;
+  assign \$55  = grp + 1'h1;
+  assign \$56  = lane + 1'h1;
+  assign \$57  = rd_q == 2'h3;
+  assign \$58  = rd_addr + 1'h1;
+  assign \$59  = \$58  - 4'hc;
+  assign \$60  = rd_q + 1'h1;
+  assign \$61  = rd_addr + 3'h4;
+  assign \$62  = g_grp < 3'h4;
+  assign \$64  = ~ \$63 ;
+  assign \$65  = \$62  & \$64 ;
+  assign \$66  = act_q + 1'h1;
+  assign \$67  = ! \$signal ;
+  assign \$69  = act_q == 3'h4;
+  assign \$70  = g_grp + 1'h1;
+  assign \$71  = \$70  < 3'h4;
+  assign \$72  = ~ \$signal ;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = act_q == 3'h5;
+  assign \$77  = ~ \$signal ;
+  assign \$78  = g_grp + 1'h1;
   assign \$79  = g_grp + 1'h1;
-  assign \$80  = g_grp + 1'h1;
-  assign \$81  = \$80  < 3'h4;
-  assign \$82  = ~ \$signal ;
-  assign \$84  = ~ \$83 ;
-  assign \$85  = \$81  & \$84 ;
-  assign \$87  = elem + 1'h1;
-  assign \$108  = lane == 3'h7;
-  assign \$109  = elem + 1'h1;
-  assign \$110  = \$109  >= 6'h20;
-  assign \$111  = \$108  | \$110 ;
-  assign \$112  = ~ i_bank;
-  assign \$113  = grp + 1'h1;
-  assign \$114  = lane + 1'h1;
+  assign \$80  = \$79  < 3'h4;
+  assign \$81  = ~ \$signal ;
+  assign \$83  = ~ \$82 ;
+  assign \$84  = \$80  & \$83 ;
+  assign \$86  = elem + 1'h1;
+  assign \$107  = lane == 3'h7;
+  assign \$108  = elem >= 5'h1f;
+  assign \$109  = \$107  | \$108 ;
+  assign \$110  = ~ i_bank;
+  assign \$111  = grp + 1'h1;
+  assign \$112  = lane + 1'h1;
   assign acc_addr = running ? rd_addr : 6'h00;
-  assign \$115  = g_grp < 3'h4;
-  assign \$117  = ~ \$116 ;
-  assign \$118  = \$115  & \$117 ;
-  assign \$119  = act_q < 3'h4;
-  assign \$120  = act_q == 3'h4;
-  assign \$121  = g_grp + 1'h1;
-  assign \$122  = \$121  < 3'h4;
-  assign \$123  = ~ \$signal ;
-  assign \$125  = ~ \$124 ;
-  assign \$126  = \$122  & \$125 ;
-  assign \$127  = act_q == 3'h5;
-  assign \$128  = g_grp + 1'h1;
-  assign \$129  = \$128  < 3'h4;
-  assign \$130  = ~ \$signal ;
-  assign \$132  = ~ \$131 ;
-  assign \$133  = \$129  & \$132 ;
-  assign \$134  = 6'h20 + elem;
-  assign \$136  = lane == 3'h7;
-  assign \$137  = elem + 1'h1;
-  assign \$138  = \$137  >= 6'h20;
-  assign \$139  = \$136  | \$138 ;
-  assign \$140  = grp == 2'h3;
-  assign \$141  = g_grp < 3'h4;
-  assign \$143  = ~ \$142 ;
-  assign \$144  = \$141  & \$143 ;
-  assign \$145  = act_q < 3'h4;
-  assign \$146  = act_q == 3'h4;
-  assign \$147  = g_grp + 1'h1;
-  assign \$148  = \$147  < 3'h4;
-  assign \$149  = ~ \$signal ;
-  assign \$151  = ~ \$150 ;
-  assign \$152  = \$148  & \$151 ;
-  assign \$153  = act_q == 3'h5;
-  assign \$154  = g_grp + 1'h1;
-  assign \$155  = \$154  < 3'h4;
-  assign \$156  = ~ \$signal ;
-  assign \$158  = ~ \$157 ;
-  assign \$159  = \$155  & \$158 ;
-  assign \$160  = 7'h40 + elem;
-  assign \$162  = lane == 3'h7;
-  assign \$163  = elem + 1'h1;
-  assign \$164  = \$163  >= 6'h20;
-  assign \$165  = \$162  | \$164 ;
-  assign \$166  = grp == 2'h3;
+  assign \$113  = g_grp < 3'h4;
+  assign \$115  = ~ \$114 ;
+  assign \$116  = \$113  & \$115 ;
+  assign \$117  = act_q < 3'h4;
+  assign \$118  = act_q == 3'h4;
+  assign \$119  = g_grp + 1'h1;
+  assign \$120  = \$119  < 3'h4;
+  assign \$121  = ~ \$signal ;
+  assign \$123  = ~ \$122 ;
+  assign \$124  = \$120  & \$123 ;
+  assign \$125  = act_q == 3'h5;
+  assign \$126  = g_grp + 1'h1;
+  assign \$127  = \$126  < 3'h4;
+  assign \$128  = ~ \$signal ;
+  assign \$130  = ~ \$129 ;
+  assign \$131  = \$127  & \$130 ;
+  assign \$132  = 6'h20 + elem;
+  assign \$134  = lane == 3'h7;
+  assign \$135  = elem >= 5'h1f;
+  assign \$136  = \$134  | \$135 ;
+  assign \$137  = grp == 2'h3;
+  assign \$138  = g_grp < 3'h4;
+  assign \$140  = ~ \$139 ;
+  assign \$141  = \$138  & \$140 ;
+  assign \$142  = act_q < 3'h4;
+  assign \$143  = act_q == 3'h4;
+  assign \$144  = g_grp + 1'h1;
+  assign \$145  = \$144  < 3'h4;
+  assign \$146  = ~ \$signal ;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = \$145  & \$148 ;
+  assign \$150  = act_q == 3'h5;
+  assign \$151  = g_grp + 1'h1;
+  assign \$152  = \$151  < 3'h4;
+  assign \$153  = ~ \$signal ;
+  assign \$155  = ~ \$154 ;
+  assign \$156  = \$152  & \$155 ;
+  assign \$157  = 7'h40 + elem;
+  assign \$159  = lane == 3'h7;
+  assign \$160  = elem >= 5'h1f;
+  assign \$161  = \$159  | \$160 ;
+  assign \$162  = grp == 2'h3;
   always @(posedge clk)
-    element__valid <= \$167 ;
+    element__valid <= \$163 ;
   always @(posedge clk)
-    layer <= \$168 ;
+    layer <= \$164 ;
   always @(posedge clk)
-    grp <= \$169 ;
+    grp <= \$165 ;
   always @(posedge clk)
-    lane <= \$170 ;
+    lane <= \$166 ;
   always @(posedge clk)
-    elem <= \$171 ;
+    elem <= \$167 ;
   always @(posedge clk)
-    act_q <= \$172 ;
+    act_q <= \$168 ;
   always @(posedge clk)
-    early <= \$173 ;
+    early <= \$169 ;
   always @(posedge clk)
-    g_grp <= \$174 ;
+    g_grp <= \$170 ;
   always @(posedge clk)
-    \$signal  <= \$175 ;
+    \$signal  <= \$171 ;
   always @(posedge clk)
-    i_bank <= \$176 ;
+    i_bank <= \$172 ;
   always @(posedge clk)
-    bank0_full <= \$177 ;
+    bank0_full <= \$173 ;
   always @(posedge clk)
-    bank1_full <= \$178 ;
+    bank1_full <= \$174 ;
   always @(posedge clk)
-    running <= \$179 ;
+    running <= \$175 ;
   always @(posedge clk)
-    rd_q <= \$180 ;
+    rd_q <= \$176 ;
   always @(posedge clk)
-    rd_addr <= \$181 ;
+    rd_addr <= \$177 ;
   always @(posedge clk)
-    gate0_0_0 <= \$182 ;
+    gate0_0_0 <= \$178 ;
   always @(posedge clk)
-    gate0_0_1 <= \$183 ;
+    gate0_0_1 <= \$179 ;
   always @(posedge clk)
-    gate0_0_2 <= \$184 ;
+    gate0_0_2 <= \$180 ;
   always @(posedge clk)
-    gate0_0_3 <= \$185 ;
+    gate0_0_3 <= \$181 ;
   always @(posedge clk)
-    gate0_0_4 <= \$186 ;
+    gate0_0_4 <= \$182 ;
   always @(posedge clk)
-    gate0_0_5 <= \$187 ;
+    gate0_0_5 <= \$183 ;
   always @(posedge clk)
-    gate0_0_6 <= \$188 ;
+    gate0_0_6 <= \$184 ;
   always @(posedge clk)
-    gate0_0_7 <= \$189 ;
+    gate0_0_7 <= \$185 ;
   always @(posedge clk)
-    gate0_1_0 <= \$190 ;
+    gate0_1_0 <= \$186 ;
   always @(posedge clk)
-    gate0_1_1 <= \$191 ;
+    gate0_1_1 <= \$187 ;
   always @(posedge clk)
-    gate0_1_2 <= \$192 ;
+    gate0_1_2 <= \$188 ;
   always @(posedge clk)
-    gate0_1_3 <= \$193 ;
+    gate0_1_3 <= \$189 ;
   always @(posedge clk)
-    gate0_1_4 <= \$194 ;
+    gate0_1_4 <= \$190 ;
   always @(posedge clk)
-    gate0_1_5 <= \$195 ;
+    gate0_1_5 <= \$191 ;
   always @(posedge clk)
-    gate0_1_6 <= \$196 ;
+    gate0_1_6 <= \$192 ;
   always @(posedge clk)
-    gate0_1_7 <= \$197 ;
+    gate0_1_7 <= \$193 ;
   always @(posedge clk)
-    gate0_2_0 <= \$198 ;
+    gate0_2_0 <= \$194 ;
   always @(posedge clk)
-    gate0_2_1 <= \$199 ;
+    gate0_2_1 <= \$195 ;
   always @(posedge clk)
-    gate0_2_2 <= \$200 ;
+    gate0_2_2 <= \$196 ;
   always @(posedge clk)
-    gate0_2_3 <= \$201 ;
+    gate0_2_3 <= \$197 ;
   always @(posedge clk)
-    gate0_2_4 <= \$202 ;
+    gate0_2_4 <= \$198 ;
   always @(posedge clk)
-    gate0_2_5 <= \$203 ;
+    gate0_2_5 <= \$199 ;
   always @(posedge clk)
-    gate0_2_6 <= \$204 ;
+    gate0_2_6 <= \$200 ;
   always @(posedge clk)
-    gate0_2_7 <= \$205 ;
+    gate0_2_7 <= \$201 ;
   always @(posedge clk)
-    gate0_3_0 <= \$206 ;
+    gate0_3_0 <= \$202 ;
   always @(posedge clk)
-    gate0_3_1 <= \$207 ;
+    gate0_3_1 <= \$203 ;
   always @(posedge clk)
-    gate0_3_2 <= \$208 ;
+    gate0_3_2 <= \$204 ;
   always @(posedge clk)
-    gate0_3_3 <= \$209 ;
+    gate0_3_3 <= \$205 ;
   always @(posedge clk)
-    gate0_3_4 <= \$210 ;
+    gate0_3_4 <= \$206 ;
   always @(posedge clk)
-    gate0_3_5 <= \$211 ;
+    gate0_3_5 <= \$207 ;
   always @(posedge clk)
-    gate0_3_6 <= \$212 ;
+    gate0_3_6 <= \$208 ;
   always @(posedge clk)
-    gate0_3_7 <= \$213 ;
+    gate0_3_7 <= \$209 ;
   always @(posedge clk)
-    gate1_0_0 <= \$214 ;
+    gate1_0_0 <= \$210 ;
   always @(posedge clk)
-    gate1_0_1 <= \$215 ;
+    gate1_0_1 <= \$211 ;
   always @(posedge clk)
-    gate1_0_2 <= \$216 ;
+    gate1_0_2 <= \$212 ;
   always @(posedge clk)
-    gate1_0_3 <= \$217 ;
+    gate1_0_3 <= \$213 ;
   always @(posedge clk)
-    gate1_0_4 <= \$218 ;
+    gate1_0_4 <= \$214 ;
   always @(posedge clk)
-    gate1_0_5 <= \$219 ;
+    gate1_0_5 <= \$215 ;
   always @(posedge clk)
-    gate1_0_6 <= \$220 ;
+    gate1_0_6 <= \$216 ;
   always @(posedge clk)
-    gate1_0_7 <= \$221 ;
+    gate1_0_7 <= \$217 ;
   always @(posedge clk)
-    gate1_1_0 <= \$222 ;
+    gate1_1_0 <= \$218 ;
   always @(posedge clk)
-    gate1_1_1 <= \$223 ;
+    gate1_1_1 <= \$219 ;
   always @(posedge clk)
-    gate1_1_2 <= \$224 ;
+    gate1_1_2 <= \$220 ;
   always @(posedge clk)
-    gate1_1_3 <= \$225 ;
+    gate1_1_3 <= \$221 ;
   always @(posedge clk)
-    gate1_1_4 <= \$226 ;
+    gate1_1_4 <= \$222 ;
   always @(posedge clk)
-    gate1_1_5 <= \$227 ;
+    gate1_1_5 <= \$223 ;
   always @(posedge clk)
-    gate1_1_6 <= \$228 ;
+    gate1_1_6 <= \$224 ;
   always @(posedge clk)
-    gate1_1_7 <= \$229 ;
+    gate1_1_7 <= \$225 ;
   always @(posedge clk)
-    gate1_2_0 <= \$230 ;
+    gate1_2_0 <= \$226 ;
   always @(posedge clk)
-    gate1_2_1 <= \$231 ;
+    gate1_2_1 <= \$227 ;
   always @(posedge clk)
-    gate1_2_2 <= \$232 ;
+    gate1_2_2 <= \$228 ;
   always @(posedge clk)
-    gate1_2_3 <= \$233 ;
+    gate1_2_3 <= \$229 ;
   always @(posedge clk)
-    gate1_2_4 <= \$234 ;
+    gate1_2_4 <= \$230 ;
   always @(posedge clk)
-    gate1_2_5 <= \$235 ;
+    gate1_2_5 <= \$231 ;
   always @(posedge clk)
-    gate1_2_6 <= \$236 ;
+    gate1_2_6 <= \$232 ;
   always @(posedge clk)
-    gate1_2_7 <= \$237 ;
+    gate1_2_7 <= \$233 ;
   always @(posedge clk)
-    gate1_3_0 <= \$238 ;
+    gate1_3_0 <= \$234 ;
   always @(posedge clk)
-    gate1_3_1 <= \$239 ;
+    gate1_3_1 <= \$235 ;
   always @(posedge clk)
-    gate1_3_2 <= \$240 ;
+    gate1_3_2 <= \$236 ;
   always @(posedge clk)
-    gate1_3_3 <= \$241 ;
+    gate1_3_3 <= \$237 ;
   always @(posedge clk)
-    gate1_3_4 <= \$242 ;
+    gate1_3_4 <= \$238 ;
   always @(posedge clk)
-    gate1_3_5 <= \$243 ;
+    gate1_3_5 <= \$239 ;
   always @(posedge clk)
-    gate1_3_6 <= \$244 ;
+    gate1_3_6 <= \$240 ;
   always @(posedge clk)
-    gate1_3_7 <= \$245 ;
+    gate1_3_7 <= \$241 ;
   always @(posedge clk)
-    element__payload <= \$246 ;
+    element__payload <= \$242 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1784,83 +1776,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$64  = bank0_full;
+          \$63  = bank0_full;
       1'h1:
-          \$64  = bank1_full;
+          \$63  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$73 )
+    casez (\$72 )
       1'h0:
-          \$74  = bank0_full;
+          \$73  = bank0_full;
       1'h1:
-          \$74  = bank1_full;
+          \$73  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$82 )
+    casez (\$81 )
       1'h0:
-          \$83  = bank0_full;
+          \$82  = bank0_full;
       1'h1:
-          \$83  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$86  = bank0_full;
-      1'h1:
-          \$86  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = 21'h000000;
-    casez (\$88 )
-      4'h0:
-          \$89  = gate0_0_0;
-      4'h1:
-          \$89  = gate0_0_1;
-      4'h2:
-          \$89  = gate0_0_2;
-      4'h3:
-          \$89  = gate0_0_3;
-      4'h4:
-          \$89  = gate0_0_4;
-      4'h5:
-          \$89  = gate0_0_5;
-      4'h6:
-          \$89  = gate0_0_6;
-      4'h7:
-          \$89  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = 21'h000000;
-    casez (\$90 )
-      4'h0:
-          \$91  = gate1_0_0;
-      4'h1:
-          \$91  = gate1_0_1;
-      4'h2:
-          \$91  = gate1_0_2;
-      4'h3:
-          \$91  = gate1_0_3;
-      4'h4:
-          \$91  = gate1_0_4;
-      4'h5:
-          \$91  = gate1_0_5;
-      4'h6:
-          \$91  = gate1_0_6;
-      4'h7:
-          \$91  = gate1_0_7;
+          \$82  = bank1_full;
     endcase
   end
   always @* begin
@@ -1868,53 +1806,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$92  = \$89 ;
+          \$85  = bank0_full;
       1'h1:
-          \$92  = \$91 ;
+          \$85  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = 21'h000000;
-    casez (\$93 )
+    \$88  = 21'h000000;
+    casez (\$87 )
       4'h0:
-          \$94  = gate0_1_0;
+          \$88  = gate0_0_0;
       4'h1:
-          \$94  = gate0_1_1;
+          \$88  = gate0_0_1;
       4'h2:
-          \$94  = gate0_1_2;
+          \$88  = gate0_0_2;
       4'h3:
-          \$94  = gate0_1_3;
+          \$88  = gate0_0_3;
       4'h4:
-          \$94  = gate0_1_4;
+          \$88  = gate0_0_4;
       4'h5:
-          \$94  = gate0_1_5;
+          \$88  = gate0_0_5;
       4'h6:
-          \$94  = gate0_1_6;
+          \$88  = gate0_0_6;
       4'h7:
-          \$94  = gate0_1_7;
+          \$88  = gate0_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = 21'h000000;
-    casez (\$95 )
+    \$90  = 21'h000000;
+    casez (\$89 )
       4'h0:
-          \$96  = gate1_1_0;
+          \$90  = gate1_0_0;
       4'h1:
-          \$96  = gate1_1_1;
+          \$90  = gate1_0_1;
       4'h2:
-          \$96  = gate1_1_2;
+          \$90  = gate1_0_2;
       4'h3:
-          \$96  = gate1_1_3;
+          \$90  = gate1_0_3;
       4'h4:
-          \$96  = gate1_1_4;
+          \$90  = gate1_0_4;
       4'h5:
-          \$96  = gate1_1_5;
+          \$90  = gate1_0_5;
       4'h6:
-          \$96  = gate1_1_6;
+          \$90  = gate1_0_6;
       4'h7:
-          \$96  = gate1_1_7;
+          \$90  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -1922,53 +1860,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$97  = \$94 ;
+          \$91  = \$88 ;
       1'h1:
-          \$97  = \$96 ;
+          \$91  = \$90 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = 21'h000000;
-    casez (\$98 )
+    \$93  = 21'h000000;
+    casez (\$92 )
       4'h0:
-          \$99  = gate0_2_0;
+          \$93  = gate0_1_0;
       4'h1:
-          \$99  = gate0_2_1;
+          \$93  = gate0_1_1;
       4'h2:
-          \$99  = gate0_2_2;
+          \$93  = gate0_1_2;
       4'h3:
-          \$99  = gate0_2_3;
+          \$93  = gate0_1_3;
       4'h4:
-          \$99  = gate0_2_4;
+          \$93  = gate0_1_4;
       4'h5:
-          \$99  = gate0_2_5;
+          \$93  = gate0_1_5;
       4'h6:
-          \$99  = gate0_2_6;
+          \$93  = gate0_1_6;
       4'h7:
-          \$99  = gate0_2_7;
+          \$93  = gate0_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = 21'h000000;
-    casez (\$100 )
+    \$95  = 21'h000000;
+    casez (\$94 )
       4'h0:
-          \$101  = gate1_2_0;
+          \$95  = gate1_1_0;
       4'h1:
-          \$101  = gate1_2_1;
+          \$95  = gate1_1_1;
       4'h2:
-          \$101  = gate1_2_2;
+          \$95  = gate1_1_2;
       4'h3:
-          \$101  = gate1_2_3;
+          \$95  = gate1_1_3;
       4'h4:
-          \$101  = gate1_2_4;
+          \$95  = gate1_1_4;
       4'h5:
-          \$101  = gate1_2_5;
+          \$95  = gate1_1_5;
       4'h6:
-          \$101  = gate1_2_6;
+          \$95  = gate1_1_6;
       4'h7:
-          \$101  = gate1_2_7;
+          \$95  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -1976,53 +1914,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$102  = \$99 ;
+          \$96  = \$93 ;
       1'h1:
-          \$102  = \$101 ;
+          \$96  = \$95 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = 21'h000000;
-    casez (\$103 )
+    \$98  = 21'h000000;
+    casez (\$97 )
       4'h0:
-          \$104  = gate0_3_0;
+          \$98  = gate0_2_0;
       4'h1:
-          \$104  = gate0_3_1;
+          \$98  = gate0_2_1;
       4'h2:
-          \$104  = gate0_3_2;
+          \$98  = gate0_2_2;
       4'h3:
-          \$104  = gate0_3_3;
+          \$98  = gate0_2_3;
       4'h4:
-          \$104  = gate0_3_4;
+          \$98  = gate0_2_4;
       4'h5:
-          \$104  = gate0_3_5;
+          \$98  = gate0_2_5;
       4'h6:
-          \$104  = gate0_3_6;
+          \$98  = gate0_2_6;
       4'h7:
-          \$104  = gate0_3_7;
+          \$98  = gate0_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = 21'h000000;
-    casez (\$105 )
+    \$100  = 21'h000000;
+    casez (\$99 )
       4'h0:
-          \$106  = gate1_3_0;
+          \$100  = gate1_2_0;
       4'h1:
-          \$106  = gate1_3_1;
+          \$100  = gate1_2_1;
       4'h2:
-          \$106  = gate1_3_2;
+          \$100  = gate1_2_2;
       4'h3:
-          \$106  = gate1_3_3;
+          \$100  = gate1_2_3;
       4'h4:
-          \$106  = gate1_3_4;
+          \$100  = gate1_2_4;
       4'h5:
-          \$106  = gate1_3_5;
+          \$100  = gate1_2_5;
       4'h6:
-          \$106  = gate1_3_6;
+          \$100  = gate1_2_6;
       4'h7:
-          \$106  = gate1_3_7;
+          \$100  = gate1_2_7;
     endcase
   end
   always @* begin
@@ -2030,9 +1968,63 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$107  = \$104 ;
+          \$101  = \$98 ;
       1'h1:
-          \$107  = \$106 ;
+          \$101  = \$100 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$103  = 21'h000000;
+    casez (\$102 )
+      4'h0:
+          \$103  = gate0_3_0;
+      4'h1:
+          \$103  = gate0_3_1;
+      4'h2:
+          \$103  = gate0_3_2;
+      4'h3:
+          \$103  = gate0_3_3;
+      4'h4:
+          \$103  = gate0_3_4;
+      4'h5:
+          \$103  = gate0_3_5;
+      4'h6:
+          \$103  = gate0_3_6;
+      4'h7:
+          \$103  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$105  = 21'h000000;
+    casez (\$104 )
+      4'h0:
+          \$105  = gate1_3_0;
+      4'h1:
+          \$105  = gate1_3_1;
+      4'h2:
+          \$105  = gate1_3_2;
+      4'h3:
+          \$105  = gate1_3_3;
+      4'h4:
+          \$105  = gate1_3_4;
+      4'h5:
+          \$105  = gate1_3_5;
+      4'h6:
+          \$105  = gate1_3_6;
+      4'h7:
+          \$105  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$106  = \$103 ;
+      1'h1:
+          \$106  = \$105 ;
     endcase
   end
   always @* begin
@@ -2040,29 +2032,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$116  = bank0_full;
+          \$114  = bank0_full;
       1'h1:
-          \$116  = bank1_full;
+          \$114  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$123 )
+    casez (\$121 )
       1'h0:
-          \$124  = bank0_full;
+          \$122  = bank0_full;
       1'h1:
-          \$124  = bank1_full;
+          \$122  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$130 )
+    casez (\$128 )
       1'h0:
-          \$131  = bank0_full;
+          \$129  = bank0_full;
       1'h1:
-          \$131  = bank1_full;
+          \$129  = bank1_full;
     endcase
   end
   always @* begin
@@ -2070,9 +2062,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$135  = bank0_full;
+          \$133  = bank0_full;
       1'h1:
-          \$135  = bank1_full;
+          \$133  = bank1_full;
     endcase
   end
   always @* begin
@@ -2080,29 +2072,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$142  = bank0_full;
+          \$139  = bank0_full;
       1'h1:
-          \$142  = bank1_full;
+          \$139  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$149 )
+    casez (\$146 )
       1'h0:
-          \$150  = bank0_full;
+          \$147  = bank0_full;
       1'h1:
-          \$150  = bank1_full;
+          \$147  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$156 )
+    casez (\$153 )
       1'h0:
-          \$157  = bank0_full;
+          \$154  = bank0_full;
       1'h1:
-          \$157  = bank1_full;
+          \$154  = bank1_full;
     endcase
   end
   always @* begin
@@ -2110,73 +2102,73 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$161  = bank0_full;
+          \$158  = bank0_full;
       1'h1:
-          \$161  = bank1_full;
+          \$158  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$167  = 1'h0;
+    \$163  = 1'h0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$29 ) begin
-              \$167  = 1'h1;
+              \$163  = 1'h1;
             end
         1'h1:
-            if (\$86 ) begin
-              \$167  = 1'h1;
+            if (\$85 ) begin
+              \$163  = 1'h1;
             end
       endcase
     end
     if (rst) begin
-      \$167  = 1'h0;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$168  = layer;
+    \$164  = layer;
     if (start) begin
-      \$168  = sel;
+      \$164  = sel;
     end
     if (rst) begin
-      \$168  = 1'h0;
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$169  = grp;
+    \$165  = grp;
     if (start) begin
-      \$169  = 3'h0;
+      \$165  = 3'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$29 ) begin
-              if (\$54 ) begin
-                \$169  = \$56 [2:0];
+              if (\$53 ) begin
+                \$165  = \$55 [2:0];
               end
             end
         1'h1:
-            if (\$86 ) begin
-              if (\$111 ) begin
-                \$169  = \$113 [2:0];
+            if (\$85 ) begin
+              if (\$109 ) begin
+                \$165  = \$111 [2:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$169  = 3'h0;
+      \$165  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$170  = lane;
+    \$166  = lane;
     if (start) begin
-      \$170  = 4'h0;
+      \$166  = 4'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
@@ -2184,94 +2176,94 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
         1'h0:
             if (\$29 ) begin
               (* full_case = 32'd1 *)
-              if (\$54 ) begin
-                \$170  = 4'h0;
+              if (\$53 ) begin
+                \$166  = 4'h0;
               end else begin
-                \$170  = \$57 [3:0];
+                \$166  = \$56 [3:0];
               end
             end
         1'h1:
-            if (\$86 ) begin
+            if (\$85 ) begin
               (* full_case = 32'd1 *)
-              if (\$111 ) begin
-                \$170  = 4'h0;
+              if (\$109 ) begin
+                \$166  = 4'h0;
               end else begin
-                \$170  = \$114 [3:0];
+                \$166  = \$112 [3:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$170  = 4'h0;
+      \$166  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$171  = elem;
+    \$167  = elem;
     if (start) begin
-      \$171  = 6'h00;
+      \$167  = 6'h00;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$29 ) begin
-              \$171  = \$30 [5:0];
+              \$167  = \$30 [5:0];
             end
         1'h1:
-            if (\$86 ) begin
-              \$171  = \$87 [5:0];
+            if (\$85 ) begin
+              \$167  = \$86 [5:0];
             end
       endcase
     end
     if (rst) begin
-      \$171  = 6'h00;
+      \$167  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$172  = act_q;
+    \$168  = act_q;
     if (start) begin
-      \$172  = 3'h0;
+      \$168  = 3'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              \$172  = \$10 [2:0];
+              \$168  = \$10 [2:0];
               if (\$20 ) begin
-                \$172  = 3'h0;
+                \$168  = 3'h0;
                 if (early) begin
-                  \$172  = 3'h2;
+                  \$168  = 3'h2;
                 end else if (\$28 ) begin
-                  \$172  = 3'h1;
+                  \$168  = 3'h1;
                 end
               end
             end
         1'h1:
-            if (\$66 ) begin
-              \$172  = \$67 [2:0];
-              if (\$77 ) begin
-                \$172  = 3'h0;
+            if (\$65 ) begin
+              \$168  = \$66 [2:0];
+              if (\$76 ) begin
+                \$168  = 3'h0;
                 if (early) begin
-                  \$172  = 3'h2;
-                end else if (\$85 ) begin
-                  \$172  = 3'h1;
+                  \$168  = 3'h2;
+                end else if (\$84 ) begin
+                  \$168  = 3'h1;
                 end
               end
             end
       endcase
     end
     if (rst) begin
-      \$172  = 3'h0;
+      \$168  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$173  = early;
+    \$169  = early;
     if (start) begin
-      \$173  = 1'h0;
+      \$169  = 1'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
@@ -2279,21 +2271,155 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
         1'h0:
             if (\$9 ) begin
               if (\$13 ) begin
-                \$173  = \$19 ;
+                \$169  = \$19 ;
               end
               if (\$20 ) begin
-                \$173  = 1'h0;
+                \$169  = 1'h0;
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$70 ) begin
-                \$173  = \$76 ;
+            if (\$65 ) begin
+              if (\$69 ) begin
+                \$169  = \$75 ;
               end
-              if (\$77 ) begin
-                \$173  = 1'h0;
+              if (\$76 ) begin
+                \$169  = 1'h0;
               end
             end
+      endcase
+    end
+    if (rst) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$170  = g_grp;
+    if (start) begin
+      \$170  = 3'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$20 ) begin
+                \$170  = \$22 [2:0];
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$76 ) begin
+                \$170  = \$78 [2:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$170  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$171  = \$signal ;
+    if (start) begin
+      \$171  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$20 ) begin
+                \$171  = \$21 ;
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$76 ) begin
+                \$171  = \$77 ;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$172  = i_bank;
+    if (start) begin
+      \$172  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              if (\$53 ) begin
+                \$172  = \$54 ;
+              end
+            end
+        1'h1:
+            if (\$85 ) begin
+              if (\$109 ) begin
+                \$172  = \$110 ;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$172  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$173  = bank0_full;
+    if (start) begin
+      \$173  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+          begin
+            if (\$9 ) begin
+              if (\$20 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$173  = 1'h1;
+                endcase
+              end
+            end
+            if (\$29 ) begin
+              if (\$53 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$173  = 1'h0;
+                endcase
+              end
+            end
+          end
+        1'h1:
+          begin
+            if (\$65 ) begin
+              if (\$76 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$173  = 1'h1;
+                endcase
+              end
+            end
+            if (\$85 ) begin
+              if (\$109 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$173  = 1'h0;
+                endcase
+              end
+            end
+          end
       endcase
     end
     if (rst) begin
@@ -2302,90 +2428,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$174  = g_grp;
+    \$174  = bank1_full;
     if (start) begin
-      \$174  = 3'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$20 ) begin
-                \$174  = \$22 [2:0];
-              end
-            end
-        1'h1:
-            if (\$66 ) begin
-              if (\$77 ) begin
-                \$174  = \$79 [2:0];
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$174  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$175  = \$signal ;
-    if (start) begin
-      \$175  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$20 ) begin
-                \$175  = \$21 ;
-              end
-            end
-        1'h1:
-            if (\$66 ) begin
-              if (\$77 ) begin
-                \$175  = \$78 ;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$176  = i_bank;
-    if (start) begin
-      \$176  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$29 ) begin
-              if (\$54 ) begin
-                \$176  = \$55 ;
-              end
-            end
-        1'h1:
-            if (\$86 ) begin
-              if (\$111 ) begin
-                \$176  = \$112 ;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$176  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$177  = bank0_full;
-    if (start) begin
-      \$177  = 1'h0;
+      \$174  = 1'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
@@ -2394,36 +2439,48 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
           begin
             if (\$9 ) begin
               if (\$20 ) begin
+                (* full_case = 32'd1 *)
                 casez (\$signal )
                   1'h0:
-                      \$177  = 1'h1;
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h1;
                 endcase
               end
             end
             if (\$29 ) begin
-              if (\$54 ) begin
+              if (\$53 ) begin
+                (* full_case = 32'd1 *)
                 casez (i_bank)
                   1'h0:
-                      \$177  = 1'h0;
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h0;
                 endcase
               end
             end
           end
         1'h1:
           begin
-            if (\$66 ) begin
-              if (\$77 ) begin
+            if (\$65 ) begin
+              if (\$76 ) begin
+                (* full_case = 32'd1 *)
                 casez (\$signal )
                   1'h0:
-                      \$177  = 1'h1;
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h1;
                 endcase
               end
             end
-            if (\$86 ) begin
-              if (\$111 ) begin
+            if (\$85 ) begin
+              if (\$109 ) begin
+                (* full_case = 32'd1 *)
                 casez (i_bank)
                   1'h0:
-                      \$177  = 1'h0;
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h0;
                 endcase
               end
             end
@@ -2431,92 +2488,27 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
       endcase
     end
     if (rst) begin
-      \$177  = 1'h0;
+      \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$178  = bank1_full;
+    \$175  = running;
     if (start) begin
-      \$178  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-          begin
-            if (\$9 ) begin
-              if (\$20 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$signal )
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$178  = 1'h1;
-                endcase
-              end
-            end
-            if (\$29 ) begin
-              if (\$54 ) begin
-                (* full_case = 32'd1 *)
-                casez (i_bank)
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$178  = 1'h0;
-                endcase
-              end
-            end
-          end
-        1'h1:
-          begin
-            if (\$66 ) begin
-              if (\$77 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$signal )
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$178  = 1'h1;
-                endcase
-              end
-            end
-            if (\$86 ) begin
-              if (\$111 ) begin
-                (* full_case = 32'd1 *)
-                casez (i_bank)
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$178  = 1'h0;
-                endcase
-              end
-            end
-          end
-      endcase
-    end
-    if (rst) begin
-      \$178  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$179  = running;
-    if (start) begin
-      \$179  = 1'h1;
+      \$175  = 1'h1;
     end
     if (done) begin
-      \$179  = 1'h0;
+      \$175  = 1'h0;
     end
     if (rst) begin
-      \$179  = 1'h0;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$180  = rd_q;
+    \$176  = rd_q;
     if (start) begin
-      \$180  = 2'h0;
+      \$176  = 2'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
@@ -2525,36 +2517,36 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
             if (gather_read0) begin
               (* full_case = 32'd1 *)
               if (\$1 ) begin
-                \$180  = 2'h0;
+                \$176  = 2'h0;
               end else begin
-                \$180  = \$4 [1:0];
+                \$176  = \$4 [1:0];
               end
             end
         1'h1:
             if (gather_read1) begin
               (* full_case = 32'd1 *)
-              if (\$58 ) begin
-                \$180  = 2'h0;
+              if (\$57 ) begin
+                \$176  = 2'h0;
               end else begin
-                \$180  = \$61 [1:0];
+                \$176  = \$60 [1:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$180  = 2'h0;
+      \$176  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$181  = rd_addr;
+    \$177  = rd_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$181  = 6'h00;
+            \$177  = 6'h00;
         1'h1:
-            \$181  = 6'h10;
+            \$177  = 6'h10;
       endcase
     end
     if (running) begin
@@ -2564,29 +2556,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
             if (gather_read0) begin
               (* full_case = 32'd1 *)
               if (\$1 ) begin
-                \$181  = \$3 [5:0];
+                \$177  = \$3 [5:0];
               end else begin
-                \$181  = \$5 [5:0];
+                \$177  = \$5 [5:0];
               end
             end
         1'h1:
             if (gather_read1) begin
               (* full_case = 32'd1 *)
-              if (\$58 ) begin
-                \$181  = \$60 [5:0];
+              if (\$57 ) begin
+                \$177  = \$59 [5:0];
               end else begin
-                \$181  = \$62 [5:0];
+                \$177  = \$61 [5:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$181  = 6'h00;
+      \$177  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$182  = gate0_0_0;
+    \$178  = gate0_0_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2595,16 +2587,136 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$182  = acc_word[20:0];
+                      \$178  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$182  = acc_word[20:0];
+                      \$178  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$178  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$179  = gate0_0_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$179  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$179  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$179  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$180  = gate0_0_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$180  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$180  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$180  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$181  = gate0_0_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$181  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$181  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$181  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$182  = gate0_0_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$182  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$182  = acc_word[104:84];
                 endcase
               end
             end
@@ -2616,7 +2728,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$183  = gate0_0_1;
+    \$183  = gate0_0_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2625,16 +2737,16 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$183  = acc_word[41:21];
+                      \$183  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$183  = acc_word[41:21];
+                      \$183  = acc_word[125:105];
                 endcase
               end
             end
@@ -2646,7 +2758,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$184  = gate0_0_2;
+    \$184  = gate0_0_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2655,16 +2767,16 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$184  = acc_word[62:42];
+                      \$184  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$184  = acc_word[62:42];
+                      \$184  = acc_word[146:126];
                 endcase
               end
             end
@@ -2676,7 +2788,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$185  = gate0_0_3;
+    \$185  = gate0_0_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2685,16 +2797,16 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$185  = acc_word[83:63];
+                      \$185  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$185  = acc_word[83:63];
+                      \$185  = acc_word[167:147];
                 endcase
               end
             end
@@ -2706,7 +2818,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$186  = gate0_0_4;
+    \$186  = gate0_1_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2715,16 +2827,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$186  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$186  = acc_word[20:0];
                 endcase
               end
             end
@@ -2736,7 +2852,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$187  = gate0_0_5;
+    \$187  = gate0_1_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2745,16 +2861,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$187  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$187  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$187  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$187  = acc_word[41:21];
                 endcase
               end
             end
@@ -2766,7 +2886,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$188  = gate0_0_6;
+    \$188  = gate0_1_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2775,16 +2895,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$188  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$188  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$188  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$188  = acc_word[62:42];
                 endcase
               end
             end
@@ -2796,7 +2920,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$189  = gate0_0_7;
+    \$189  = gate0_1_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2805,16 +2929,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$189  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$189  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$189  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$189  = acc_word[83:63];
                 endcase
               end
             end
@@ -2826,7 +2954,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$190  = gate0_1_0;
+    \$190  = gate0_1_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2837,18 +2965,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$190  = acc_word[20:0];
+                      \$190  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$190  = acc_word[20:0];
+                      \$190  = acc_word[104:84];
                 endcase
               end
             end
@@ -2860,7 +2988,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$191  = gate0_1_1;
+    \$191  = gate0_1_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2871,18 +2999,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$191  = acc_word[41:21];
+                      \$191  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$191  = acc_word[41:21];
+                      \$191  = acc_word[125:105];
                 endcase
               end
             end
@@ -2894,7 +3022,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$192  = gate0_1_2;
+    \$192  = gate0_1_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2905,18 +3033,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$192  = acc_word[62:42];
+                      \$192  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$192  = acc_word[62:42];
+                      \$192  = acc_word[146:126];
                 endcase
               end
             end
@@ -2928,7 +3056,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$193  = gate0_1_3;
+    \$193  = gate0_1_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2939,18 +3067,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$193  = acc_word[83:63];
+                      \$193  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$193  = acc_word[83:63];
+                      \$193  = acc_word[167:147];
                 endcase
               end
             end
@@ -2962,7 +3090,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$194  = gate0_1_4;
+    \$194  = gate0_2_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2973,18 +3101,22 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$194  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$194  = acc_word[20:0];
                 endcase
               end
             end
@@ -2996,7 +3128,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$195  = gate0_1_5;
+    \$195  = gate0_2_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3007,18 +3139,22 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$195  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$195  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$195  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$195  = acc_word[41:21];
                 endcase
               end
             end
@@ -3030,7 +3166,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$196  = gate0_1_6;
+    \$196  = gate0_2_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3041,18 +3177,22 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$196  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$196  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$196  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$196  = acc_word[62:42];
                 endcase
               end
             end
@@ -3064,7 +3204,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$197  = gate0_1_7;
+    \$197  = gate0_2_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3075,18 +3215,22 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$197  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$197  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$197  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$197  = acc_word[83:63];
                 endcase
               end
             end
@@ -3098,7 +3242,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$198  = gate0_2_0;
+    \$198  = gate0_2_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3111,20 +3255,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$198  = acc_word[20:0];
+                      \$198  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$198  = acc_word[20:0];
+                      \$198  = acc_word[104:84];
                 endcase
               end
             end
@@ -3136,7 +3280,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$199  = gate0_2_1;
+    \$199  = gate0_2_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3149,20 +3293,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$199  = acc_word[41:21];
+                      \$199  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$199  = acc_word[41:21];
+                      \$199  = acc_word[125:105];
                 endcase
               end
             end
@@ -3174,7 +3318,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$200  = gate0_2_2;
+    \$200  = gate0_2_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3187,20 +3331,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$200  = acc_word[62:42];
+                      \$200  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$200  = acc_word[62:42];
+                      \$200  = acc_word[146:126];
                 endcase
               end
             end
@@ -3212,7 +3356,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$201  = gate0_2_3;
+    \$201  = gate0_2_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3225,20 +3369,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$201  = acc_word[83:63];
+                      \$201  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$201  = acc_word[83:63];
+                      \$201  = acc_word[167:147];
                 endcase
               end
             end
@@ -3250,7 +3394,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$202  = gate0_2_4;
+    \$202  = gate0_3_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3263,20 +3407,24 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$202  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$202  = acc_word[20:0];
                 endcase
               end
             end
@@ -3288,7 +3436,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$203  = gate0_2_5;
+    \$203  = gate0_3_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3301,20 +3449,24 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$203  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$203  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$203  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$203  = acc_word[41:21];
                 endcase
               end
             end
@@ -3326,7 +3478,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$204  = gate0_2_6;
+    \$204  = gate0_3_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3339,20 +3491,24 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$204  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$204  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$204  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$204  = acc_word[62:42];
                 endcase
               end
             end
@@ -3364,7 +3520,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$205  = gate0_2_7;
+    \$205  = gate0_3_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3377,20 +3533,24 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$205  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$205  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$205  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$205  = acc_word[83:63];
                 endcase
               end
             end
@@ -3402,7 +3562,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$206  = gate0_3_0;
+    \$206  = gate0_3_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3417,13 +3577,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$206  = acc_word[20:0];
+                      \$206  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3432,7 +3592,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$206  = acc_word[20:0];
+                      \$206  = acc_word[104:84];
                 endcase
               end
             end
@@ -3444,7 +3604,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$207  = gate0_3_1;
+    \$207  = gate0_3_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3459,13 +3619,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$207  = acc_word[41:21];
+                      \$207  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3474,7 +3634,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$207  = acc_word[41:21];
+                      \$207  = acc_word[125:105];
                 endcase
               end
             end
@@ -3486,7 +3646,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$208  = gate0_3_2;
+    \$208  = gate0_3_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3501,13 +3661,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$208  = acc_word[62:42];
+                      \$208  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3516,7 +3676,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$208  = acc_word[62:42];
+                      \$208  = acc_word[146:126];
                 endcase
               end
             end
@@ -3528,7 +3688,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$209  = gate0_3_3;
+    \$209  = gate0_3_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3543,13 +3703,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$209  = acc_word[83:63];
+                      \$209  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$68 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3558,7 +3718,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$209  = acc_word[83:63];
+                      \$209  = acc_word[167:147];
                 endcase
               end
             end
@@ -3570,37 +3730,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$210  = gate0_3_4;
+    \$210  = gate1_0_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$11 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$210  = acc_word[104:84];
+                      \$210  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
+            if (\$65 ) begin
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$210  = acc_word[104:84];
+                      \$210  = acc_word[20:0];
                 endcase
               end
             end
@@ -3612,37 +3760,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$211  = gate0_3_5;
+    \$211  = gate1_0_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$11 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$211  = acc_word[125:105];
+                      \$211  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
+            if (\$65 ) begin
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$211  = acc_word[125:105];
+                      \$211  = acc_word[41:21];
                 endcase
               end
             end
@@ -3654,37 +3790,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$212  = gate0_3_6;
+    \$212  = gate1_0_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$11 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$212  = acc_word[146:126];
+                      \$212  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
+            if (\$65 ) begin
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$212  = acc_word[146:126];
+                      \$212  = acc_word[62:42];
                 endcase
               end
             end
@@ -3696,37 +3820,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$213  = gate0_3_7;
+    \$213  = gate1_0_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$11 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$213  = acc_word[167:147];
+                      \$213  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
+            if (\$65 ) begin
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$213  = acc_word[167:147];
+                      \$213  = acc_word[83:63];
                 endcase
               end
             end
@@ -3738,7 +3850,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$214  = gate1_0_0;
+    \$214  = gate1_0_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3747,16 +3859,16 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$214  = acc_word[20:0];
+                      \$214  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$214  = acc_word[20:0];
+                      \$214  = acc_word[104:84];
                 endcase
               end
             end
@@ -3768,7 +3880,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$215  = gate1_0_1;
+    \$215  = gate1_0_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3777,16 +3889,16 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$215  = acc_word[41:21];
+                      \$215  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$215  = acc_word[41:21];
+                      \$215  = acc_word[125:105];
                 endcase
               end
             end
@@ -3798,7 +3910,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$216  = gate1_0_2;
+    \$216  = gate1_0_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3807,16 +3919,16 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$216  = acc_word[62:42];
+                      \$216  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$216  = acc_word[62:42];
+                      \$216  = acc_word[146:126];
                 endcase
               end
             end
@@ -3828,7 +3940,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$217  = gate1_0_3;
+    \$217  = gate1_0_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3837,16 +3949,16 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[83:63];
+                      \$217  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[83:63];
+                      \$217  = acc_word[167:147];
                 endcase
               end
             end
@@ -3858,7 +3970,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$218  = gate1_0_4;
+    \$218  = gate1_1_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3867,16 +3979,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$218  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$218  = acc_word[20:0];
                 endcase
               end
             end
@@ -3888,7 +4004,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$219  = gate1_0_5;
+    \$219  = gate1_1_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3897,16 +4013,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$219  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$219  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$219  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$219  = acc_word[41:21];
                 endcase
               end
             end
@@ -3918,7 +4038,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$220  = gate1_0_6;
+    \$220  = gate1_1_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3927,16 +4047,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$220  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$220  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$220  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$220  = acc_word[62:42];
                 endcase
               end
             end
@@ -3948,7 +4072,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$221  = gate1_0_7;
+    \$221  = gate1_1_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3957,16 +4081,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$221  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$221  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$221  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$221  = acc_word[83:63];
                 endcase
               end
             end
@@ -3978,7 +4106,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$222  = gate1_1_0;
+    \$222  = gate1_1_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3989,18 +4117,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$222  = acc_word[20:0];
+                      \$222  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$222  = acc_word[20:0];
+                      \$222  = acc_word[104:84];
                 endcase
               end
             end
@@ -4012,7 +4140,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$223  = gate1_1_1;
+    \$223  = gate1_1_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4023,18 +4151,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$223  = acc_word[41:21];
+                      \$223  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$223  = acc_word[41:21];
+                      \$223  = acc_word[125:105];
                 endcase
               end
             end
@@ -4046,7 +4174,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$224  = gate1_1_2;
+    \$224  = gate1_1_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4057,18 +4185,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$224  = acc_word[62:42];
+                      \$224  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$224  = acc_word[62:42];
+                      \$224  = acc_word[146:126];
                 endcase
               end
             end
@@ -4080,7 +4208,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$225  = gate1_1_3;
+    \$225  = gate1_1_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4091,18 +4219,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$225  = acc_word[83:63];
+                      \$225  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$225  = acc_word[83:63];
+                      \$225  = acc_word[167:147];
                 endcase
               end
             end
@@ -4114,7 +4242,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$226  = gate1_1_4;
+    \$226  = gate1_2_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4125,18 +4253,22 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$226  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$226  = acc_word[20:0];
                 endcase
               end
             end
@@ -4148,7 +4280,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$227  = gate1_1_5;
+    \$227  = gate1_2_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4159,18 +4291,22 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$227  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$227  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$227  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$227  = acc_word[41:21];
                 endcase
               end
             end
@@ -4182,7 +4318,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$228  = gate1_1_6;
+    \$228  = gate1_2_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4193,18 +4329,22 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$228  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$228  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$228  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$228  = acc_word[62:42];
                 endcase
               end
             end
@@ -4216,7 +4356,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$229  = gate1_1_7;
+    \$229  = gate1_2_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4227,18 +4367,22 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$229  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$229  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$229  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$229  = acc_word[83:63];
                 endcase
               end
             end
@@ -4250,7 +4394,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$230  = gate1_2_0;
+    \$230  = gate1_2_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4263,20 +4407,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$230  = acc_word[20:0];
+                      \$230  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$230  = acc_word[20:0];
+                      \$230  = acc_word[104:84];
                 endcase
               end
             end
@@ -4288,7 +4432,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$231  = gate1_2_1;
+    \$231  = gate1_2_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4301,20 +4445,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$231  = acc_word[41:21];
+                      \$231  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$231  = acc_word[41:21];
+                      \$231  = acc_word[125:105];
                 endcase
               end
             end
@@ -4326,7 +4470,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$232  = gate1_2_2;
+    \$232  = gate1_2_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4339,20 +4483,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$232  = acc_word[62:42];
+                      \$232  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$232  = acc_word[62:42];
+                      \$232  = acc_word[146:126];
                 endcase
               end
             end
@@ -4364,7 +4508,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$233  = gate1_2_3;
+    \$233  = gate1_2_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4377,20 +4521,20 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$233  = acc_word[83:63];
+                      \$233  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$233  = acc_word[83:63];
+                      \$233  = acc_word[167:147];
                 endcase
               end
             end
@@ -4402,7 +4546,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$234  = gate1_2_4;
+    \$234  = gate1_3_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4415,20 +4559,24 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$234  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$234  = acc_word[20:0];
                 endcase
               end
             end
@@ -4440,7 +4588,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$235  = gate1_2_5;
+    \$235  = gate1_3_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4453,20 +4601,24 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$235  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$235  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$235  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$235  = acc_word[41:21];
                 endcase
               end
             end
@@ -4478,7 +4630,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$236  = gate1_2_6;
+    \$236  = gate1_3_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4491,20 +4643,24 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$236  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$236  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$236  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$236  = acc_word[62:42];
                 endcase
               end
             end
@@ -4516,7 +4672,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$237  = gate1_2_7;
+    \$237  = gate1_3_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4529,20 +4685,24 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$237  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$237  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$237  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$237  = acc_word[83:63];
                 endcase
               end
             end
@@ -4554,7 +4714,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$238  = gate1_3_0;
+    \$238  = gate1_3_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4569,13 +4729,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$238  = acc_word[20:0];
+                      \$238  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4584,7 +4744,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$238  = acc_word[20:0];
+                      \$238  = acc_word[104:84];
                 endcase
               end
             end
@@ -4596,7 +4756,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$239  = gate1_3_1;
+    \$239  = gate1_3_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4611,13 +4771,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$239  = acc_word[41:21];
+                      \$239  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4626,7 +4786,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$239  = acc_word[41:21];
+                      \$239  = acc_word[125:105];
                 endcase
               end
             end
@@ -4638,7 +4798,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$240  = gate1_3_2;
+    \$240  = gate1_3_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4653,13 +4813,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$240  = acc_word[62:42];
+                      \$240  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4668,7 +4828,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$240  = acc_word[62:42];
+                      \$240  = acc_word[146:126];
                 endcase
               end
             end
@@ -4680,7 +4840,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$241  = gate1_3_3;
+    \$241  = gate1_3_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4695,13 +4855,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$241  = acc_word[83:63];
+                      \$241  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4710,7 +4870,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$241  = acc_word[83:63];
+                      \$241  = acc_word[167:147];
                 endcase
               end
             end
@@ -4722,200 +4882,32 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$242  = gate1_3_4;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$12 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$242  = acc_word[104:84];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$242  = acc_word[104:84];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$242  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$243  = gate1_3_5;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$12 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$243  = acc_word[125:105];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$243  = acc_word[125:105];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$243  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$244  = gate1_3_6;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$12 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$244  = acc_word[146:126];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$244  = acc_word[146:126];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$244  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$245  = gate1_3_7;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$12 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$245  = acc_word[167:147];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$66 ) begin
-              if (\$69 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$245  = acc_word[167:147];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$245  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$246  = element__payload;
+    \$242  = element__payload;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$29 ) begin
-              \$246 [28:8] = \$35 ;
-              \$246 [49:29] = \$40 ;
-              \$246 [70:50] = \$45 ;
-              \$246 [91:71] = \$50 ;
-              \$246 [5:0] = elem;
-              \$246 [7:6] = 2'h0;
+              \$242 [28:8] = \$35 ;
+              \$242 [49:29] = \$40 ;
+              \$242 [70:50] = \$45 ;
+              \$242 [91:71] = \$50 ;
+              \$242 [5:0] = elem;
+              \$242 [7:6] = 2'h0;
             end
         1'h1:
-            if (\$86 ) begin
-              \$246 [28:8] = \$92 ;
-              \$246 [49:29] = \$97 ;
-              \$246 [70:50] = \$102 ;
-              \$246 [91:71] = \$107 ;
-              \$246 [5:0] = elem;
-              \$246 [7:6] = 2'h1;
+            if (\$85 ) begin
+              \$242 [28:8] = \$91 ;
+              \$242 [49:29] = \$96 ;
+              \$242 [70:50] = \$101 ;
+              \$242 [91:71] = \$106 ;
+              \$242 [5:0] = elem;
+              \$242 [7:6] = 2'h1;
             end
       endcase
     end
     if (rst) begin
-      \$246  = 92'h00000000000000000000000;
+      \$242  = 92'h00000000000000000000000;
     end
   end
   always @* begin
@@ -4924,15 +4916,15 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     if (running) begin
       casez (layer)
         1'h0:
-            if (\$118 ) begin
-              gather_read0 = \$119 ;
-              if (\$120 ) begin
-                gather_read0 = \$126 ;
+            if (\$116 ) begin
+              gather_read0 = \$117 ;
+              if (\$118 ) begin
+                gather_read0 = \$124 ;
               end
-              if (\$127 ) begin
+              if (\$125 ) begin
                 if (early) begin
                   gather_read0 = 1'h1;
-                end else if (\$133 ) begin
+                end else if (\$131 ) begin
                   gather_read0 = 1'h1;
                 end
               end
@@ -4947,9 +4939,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            h_addr = \$134 ;
+            h_addr = \$132 ;
         1'h1:
-            h_addr = \$160 [6:0];
+            h_addr = \$157 [6:0];
       endcase
     end
   end
@@ -4960,17 +4952,17 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$135 ) begin
-              if (\$139 ) begin
-                if (\$140 ) begin
+            if (\$133 ) begin
+              if (\$136 ) begin
+                if (\$137 ) begin
                   done = 1'h1;
                 end
               end
             end
         1'h1:
-            if (\$161 ) begin
-              if (\$165 ) begin
-                if (\$166 ) begin
+            if (\$158 ) begin
+              if (\$161 ) begin
+                if (\$162 ) begin
                   done = 1'h1;
                 end
               end
@@ -4987,15 +4979,15 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
         1'h0:
             /* empty */;
         1'h1:
-            if (\$144 ) begin
-              gather_read1 = \$145 ;
-              if (\$146 ) begin
-                gather_read1 = \$152 ;
+            if (\$141 ) begin
+              gather_read1 = \$142 ;
+              if (\$143 ) begin
+                gather_read1 = \$149 ;
               end
-              if (\$153 ) begin
+              if (\$150 ) begin
                 if (early) begin
                   gather_read1 = 1'h1;
-                end else if (\$159 ) begin
+                end else if (\$156 ) begin
                   gather_read1 = 1'h1;
                 end
               end
@@ -5027,19 +5019,19 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \$43  = lane;
   assign \$46  = lane;
   assign \$48  = lane;
-  assign \$69  = \$signal ;
-  assign \$88  = lane;
-  assign \$90  = lane;
-  assign \$93  = lane;
-  assign \$95  = lane;
-  assign \$98  = lane;
-  assign \$100  = lane;
-  assign \$103  = lane;
-  assign \$105  = lane;
+  assign \$68  = \$signal ;
+  assign \$87  = lane;
+  assign \$89  = lane;
+  assign \$92  = lane;
+  assign \$94  = lane;
+  assign \$97  = lane;
+  assign \$99  = lane;
+  assign \$102  = lane;
+  assign \$104  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1675$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1671$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5295,8 +5287,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1675$8 ;
-  wire [83:0] \port$1675$8 ;
+  input [83:0] \port$1671$8 ;
+  wire [83:0] \port$1671$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5316,22 +5308,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1675$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1671$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1675$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1671$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1675$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1671$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1675$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1671$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6260,10 +6252,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1675$8 [20:0];
-  assign acc1 = \port$1675$8 [41:21];
-  assign acc2 = \port$1675$8 [62:42];
-  assign acc3 = \port$1675$8 [83:63];
+  assign acc0 = \port$1671$8 [20:0];
+  assign acc1 = \port$1671$8 [41:21];
+  assign acc2 = \port$1671$8 [62:42];
+  assign acc3 = \port$1671$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7228,7 +7220,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1675$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1671$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7484,8 +7476,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1675$8 ;
-  wire [83:0] \port$1675$8 ;
+  input [83:0] \port$1671$8 ;
+  wire [83:0] \port$1671$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7505,22 +7497,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1675$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1671$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1675$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1671$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1675$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1671$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1675$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1671$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8449,10 +8441,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1675$8 [20:0];
-  assign acc1 = \port$1675$8 [41:21];
-  assign acc2 = \port$1675$8 [62:42];
-  assign acc3 = \port$1675$8 [83:63];
+  assign acc0 = \port$1671$8 [20:0];
+  assign acc1 = \port$1671$8 [41:21];
+  assign acc2 = \port$1671$8 [62:42];
+  assign acc3 = \port$1671$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;

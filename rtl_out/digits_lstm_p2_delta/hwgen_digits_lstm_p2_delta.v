@@ -361,7 +361,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1054$7 (element__payload[82:7]),
+    .\port$1052$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -814,9 +814,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg [18:0] \$110 ;
   reg [18:0] \$111 ;
   reg [18:0] \$112 ;
-  reg [18:0] \$113 ;
-  reg [18:0] \$114 ;
-  reg [82:0] \$115 ;
+  reg [82:0] \$113 ;
   wire \$12 ;
   wire \$13 ;
   wire [5:0] \$14 ;
@@ -861,57 +859,57 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   wire [7:0] \$5 ;
   reg [18:0] \$50 ;
   wire \$51 ;
-  wire [6:0] \$52 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire [5:0] \$56 ;
-  wire [2:0] \$57 ;
-  wire \$58 ;
-  reg \$59 ;
+  wire [5:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire \$57 ;
+  reg \$58 ;
+  wire \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  wire [5:0] \$64 ;
+  wire [5:0] \$63 ;
+  wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  reg \$67 ;
+  reg \$66 ;
+  wire \$67 ;
   wire \$68 ;
   wire \$69 ;
   reg \$7 ;
-  wire \$70 ;
-  wire [5:0] \$71 ;
+  wire [5:0] \$70 ;
+  wire \$71 ;
   wire \$72 ;
-  wire \$73 ;
-  reg \$74 ;
+  reg \$73 ;
+  wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
+  wire [6:0] \$76 ;
   wire [6:0] \$77 ;
-  wire [6:0] \$78 ;
-  reg \$79 ;
+  reg \$78 ;
+  wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire [6:0] \$81 ;
+  wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  reg \$85 ;
-  reg [4:0] \$86 ;
-  reg [1:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [2:0] \$89 ;
+  reg \$83 ;
+  reg [4:0] \$84 ;
+  reg [1:0] \$85 ;
+  reg [5:0] \$86 ;
+  reg [2:0] \$87 ;
+  reg \$88 ;
+  reg [4:0] \$89 ;
   wire \$9 ;
   reg \$90 ;
-  reg [4:0] \$91 ;
+  reg \$91 ;
   reg \$92 ;
   reg \$93 ;
   reg \$94 ;
-  reg \$95 ;
-  reg \$96 ;
-  reg [1:0] \$97 ;
-  reg [6:0] \$98 ;
+  reg [1:0] \$95 ;
+  reg [6:0] \$96 ;
+  reg [18:0] \$97 ;
+  reg [18:0] \$98 ;
   reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
   output [6:0] acc_addr;
@@ -1000,98 +998,96 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   assign \$28  = \$24  & \$27 ;
   assign \$30  = elem + 1'h1;
   assign \$51  = lane == 1'h1;
-  assign \$52  = elem + 1'h1;
-  assign \$53  = \$52  >= 6'h20;
-  assign \$54  = \$51  | \$53 ;
-  assign \$55  = ~ i_bank;
-  assign \$56  = grp + 1'h1;
-  assign \$57  = lane + 1'h1;
+  assign \$52  = elem >= 5'h1f;
+  assign \$53  = \$51  | \$52 ;
+  assign \$54  = ~ i_bank;
+  assign \$55  = grp + 1'h1;
+  assign \$56  = lane + 1'h1;
   assign acc_addr = running ? rd_addr : 7'h00;
-  assign \$58  = g_grp < 5'h10;
-  assign \$60  = ~ \$59 ;
-  assign \$61  = \$58  & \$60 ;
-  assign \$62  = act_q < 3'h4;
-  assign \$63  = act_q == 3'h4;
-  assign \$64  = g_grp + 1'h1;
-  assign \$65  = \$64  < 5'h10;
-  assign \$66  = ~ \$signal ;
-  assign \$68  = ~ \$67 ;
-  assign \$69  = \$65  & \$68 ;
-  assign \$70  = act_q == 3'h5;
-  assign \$71  = g_grp + 1'h1;
-  assign \$72  = \$71  < 5'h10;
-  assign \$73  = ~ \$signal ;
-  assign \$75  = ~ \$74 ;
-  assign \$76  = \$72  & \$75 ;
-  assign \$77  = 3'h4 + elem;
-  assign \$78  = 1'h0 + elem;
-  assign \$80  = lane == 1'h1;
-  assign \$81  = elem + 1'h1;
-  assign \$82  = \$81  >= 6'h20;
-  assign \$83  = \$80  | \$82 ;
-  assign \$84  = grp == 4'hf;
+  assign \$57  = g_grp < 5'h10;
+  assign \$59  = ~ \$58 ;
+  assign \$60  = \$57  & \$59 ;
+  assign \$61  = act_q < 3'h4;
+  assign \$62  = act_q == 3'h4;
+  assign \$63  = g_grp + 1'h1;
+  assign \$64  = \$63  < 5'h10;
+  assign \$65  = ~ \$signal ;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \$69  = act_q == 3'h5;
+  assign \$70  = g_grp + 1'h1;
+  assign \$71  = \$70  < 5'h10;
+  assign \$72  = ~ \$signal ;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = 3'h4 + elem;
+  assign \$77  = 1'h0 + elem;
+  assign \$79  = lane == 1'h1;
+  assign \$80  = elem >= 5'h1f;
+  assign \$81  = \$79  | \$80 ;
+  assign \$82  = grp == 4'hf;
   always @(posedge clk)
-    element__valid <= \$85 ;
+    element__valid <= \$83 ;
   always @(posedge clk)
-    grp <= \$86 ;
+    grp <= \$84 ;
   always @(posedge clk)
-    lane <= \$87 ;
+    lane <= \$85 ;
   always @(posedge clk)
-    elem <= \$88 ;
+    elem <= \$86 ;
   always @(posedge clk)
-    act_q <= \$89 ;
+    act_q <= \$87 ;
   always @(posedge clk)
-    early <= \$90 ;
+    early <= \$88 ;
   always @(posedge clk)
-    g_grp <= \$91 ;
+    g_grp <= \$89 ;
   always @(posedge clk)
-    \$signal  <= \$92 ;
+    \$signal  <= \$90 ;
   always @(posedge clk)
-    i_bank <= \$93 ;
+    i_bank <= \$91 ;
   always @(posedge clk)
-    bank0_full <= \$94 ;
+    bank0_full <= \$92 ;
   always @(posedge clk)
-    bank1_full <= \$95 ;
+    bank1_full <= \$93 ;
   always @(posedge clk)
-    running <= \$96 ;
+    running <= \$94 ;
   always @(posedge clk)
-    rd_q <= \$97 ;
+    rd_q <= \$95 ;
   always @(posedge clk)
-    rd_addr <= \$98 ;
+    rd_addr <= \$96 ;
   always @(posedge clk)
-    gate0_0_0 <= \$99 ;
+    gate0_0_0 <= \$97 ;
   always @(posedge clk)
-    gate0_0_1 <= \$100 ;
+    gate0_0_1 <= \$98 ;
   always @(posedge clk)
-    gate0_1_0 <= \$101 ;
+    gate0_1_0 <= \$99 ;
   always @(posedge clk)
-    gate0_1_1 <= \$102 ;
+    gate0_1_1 <= \$100 ;
   always @(posedge clk)
-    gate0_2_0 <= \$103 ;
+    gate0_2_0 <= \$101 ;
   always @(posedge clk)
-    gate0_2_1 <= \$104 ;
+    gate0_2_1 <= \$102 ;
   always @(posedge clk)
-    gate0_3_0 <= \$105 ;
+    gate0_3_0 <= \$103 ;
   always @(posedge clk)
-    gate0_3_1 <= \$106 ;
+    gate0_3_1 <= \$104 ;
   always @(posedge clk)
-    gate1_0_0 <= \$107 ;
+    gate1_0_0 <= \$105 ;
   always @(posedge clk)
-    gate1_0_1 <= \$108 ;
+    gate1_0_1 <= \$106 ;
   always @(posedge clk)
-    gate1_1_0 <= \$109 ;
+    gate1_1_0 <= \$107 ;
   always @(posedge clk)
-    gate1_1_1 <= \$110 ;
+    gate1_1_1 <= \$108 ;
   always @(posedge clk)
-    gate1_2_0 <= \$111 ;
+    gate1_2_0 <= \$109 ;
   always @(posedge clk)
-    gate1_2_1 <= \$112 ;
+    gate1_2_1 <= \$110 ;
   always @(posedge clk)
-    gate1_3_0 <= \$113 ;
+    gate1_3_0 <= \$111 ;
   always @(posedge clk)
-    gate1_3_1 <= \$114 ;
+    gate1_3_1 <= \$112 ;
   always @(posedge clk)
-    element__payload <= \$115 ;
+    element__payload <= \$113 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1257,29 +1253,29 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$59  = bank0_full;
+          \$58  = bank0_full;
       1'h1:
-          \$59  = bank1_full;
+          \$58  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$66 )
+    casez (\$65 )
       1'h0:
-          \$67  = bank0_full;
+          \$66  = bank0_full;
       1'h1:
-          \$67  = bank1_full;
+          \$66  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$73 )
+    casez (\$72 )
       1'h0:
-          \$74  = bank0_full;
+          \$73  = bank0_full;
       1'h1:
-          \$74  = bank1_full;
+          \$73  = bank1_full;
     endcase
   end
   always @* begin
@@ -1287,111 +1283,145 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$79  = bank0_full;
+          \$78  = bank0_full;
       1'h1:
-          \$79  = bank1_full;
+          \$78  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = 1'h0;
+    \$83  = 1'h0;
     if (running) begin
       if (\$29 ) begin
-        \$85  = 1'h1;
+        \$83  = 1'h1;
       end
     end
     if (rst) begin
-      \$85  = 1'h0;
+      \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = grp;
+    \$84  = grp;
     if (start) begin
-      \$86  = 5'h00;
+      \$84  = 5'h00;
     end
     if (running) begin
       if (\$29 ) begin
-        if (\$54 ) begin
-          \$86  = \$56 [4:0];
+        if (\$53 ) begin
+          \$84  = \$55 [4:0];
         end
       end
     end
     if (rst) begin
-      \$86  = 5'h00;
+      \$84  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = lane;
+    \$85  = lane;
     if (start) begin
-      \$87  = 2'h0;
+      \$85  = 2'h0;
     end
     if (running) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$54 ) begin
-          \$87  = 2'h0;
+        if (\$53 ) begin
+          \$85  = 2'h0;
         end else begin
-          \$87  = \$57 [1:0];
+          \$85  = \$56 [1:0];
         end
       end
     end
     if (rst) begin
-      \$87  = 2'h0;
+      \$85  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = elem;
+    \$86  = elem;
     if (start) begin
-      \$88  = 6'h00;
+      \$86  = 6'h00;
     end
     if (running) begin
       if (\$29 ) begin
-        \$88  = \$30 [5:0];
+        \$86  = \$30 [5:0];
       end
     end
     if (rst) begin
-      \$88  = 6'h00;
+      \$86  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = act_q;
+    \$87  = act_q;
     if (start) begin
-      \$89  = 3'h0;
+      \$87  = 3'h0;
     end
     if (running) begin
       if (\$9 ) begin
-        \$89  = \$10 [2:0];
+        \$87  = \$10 [2:0];
         if (\$20 ) begin
-          \$89  = 3'h0;
+          \$87  = 3'h0;
           if (early) begin
-            \$89  = 3'h2;
+            \$87  = 3'h2;
           end else if (\$28 ) begin
-            \$89  = 3'h1;
+            \$87  = 3'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$89  = 3'h0;
+      \$87  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = early;
+    \$88  = early;
     if (start) begin
-      \$90  = 1'h0;
+      \$88  = 1'h0;
     end
     if (running) begin
       if (\$9 ) begin
         if (\$13 ) begin
-          \$90  = \$19 ;
+          \$88  = \$19 ;
         end
         if (\$20 ) begin
-          \$90  = 1'h0;
+          \$88  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$88  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$89  = g_grp;
+    if (start) begin
+      \$89  = 5'h00;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          \$89  = \$22 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$89  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = \$signal ;
+    if (start) begin
+      \$90  = 1'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          \$90  = \$21 ;
         end
       end
     end
@@ -1401,88 +1431,54 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = g_grp;
+    \$91  = i_bank;
     if (start) begin
-      \$91  = 5'h00;
-    end
-    if (running) begin
-      if (\$9 ) begin
-        if (\$20 ) begin
-          \$91  = \$22 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$91  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = \$signal ;
-    if (start) begin
-      \$92  = 1'h0;
-    end
-    if (running) begin
-      if (\$9 ) begin
-        if (\$20 ) begin
-          \$92  = \$21 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = i_bank;
-    if (start) begin
-      \$93  = 1'h0;
+      \$91  = 1'h0;
     end
     if (running) begin
       if (\$29 ) begin
-        if (\$54 ) begin
-          \$93  = \$55 ;
+        if (\$53 ) begin
+          \$91  = \$54 ;
         end
       end
     end
     if (rst) begin
-      \$93  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = bank0_full;
+    \$92  = bank0_full;
     if (start) begin
-      \$94  = 1'h0;
+      \$92  = 1'h0;
     end
     if (running) begin
       if (\$9 ) begin
         if (\$20 ) begin
           casez (\$signal )
             1'h0:
-                \$94  = 1'h1;
+                \$92  = 1'h1;
           endcase
         end
       end
       if (\$29 ) begin
-        if (\$54 ) begin
+        if (\$53 ) begin
           casez (i_bank)
             1'h0:
-                \$94  = 1'h0;
+                \$92  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$94  = 1'h0;
+      \$92  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = bank1_full;
+    \$93  = bank1_full;
     if (start) begin
-      \$95  = 1'h0;
+      \$93  = 1'h0;
     end
     if (running) begin
       if (\$9 ) begin
@@ -1492,87 +1488,123 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             1'h0:
                 /* empty */;
             1'h1:
-                \$95  = 1'h1;
+                \$93  = 1'h1;
           endcase
         end
       end
       if (\$29 ) begin
-        if (\$54 ) begin
+        if (\$53 ) begin
           (* full_case = 32'd1 *)
           casez (i_bank)
             1'h0:
                 /* empty */;
             1'h1:
-                \$95  = 1'h0;
+                \$93  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$95  = 1'h0;
+      \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = running;
+    \$94  = running;
     if (start) begin
-      \$96  = 1'h1;
+      \$94  = 1'h1;
     end
     if (done) begin
-      \$96  = 1'h0;
+      \$94  = 1'h0;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = rd_q;
+    \$95  = rd_q;
     if (start) begin
-      \$97  = 2'h0;
+      \$95  = 2'h0;
     end
     if (running) begin
       if (gather_read0) begin
         (* full_case = 32'd1 *)
         if (\$1 ) begin
-          \$97  = 2'h0;
+          \$95  = 2'h0;
         end else begin
-          \$97  = \$4 [1:0];
+          \$95  = \$4 [1:0];
         end
       end
     end
     if (rst) begin
-      \$97  = 2'h0;
+      \$95  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = rd_addr;
+    \$96  = rd_addr;
     if (start) begin
-      \$98  = 7'h00;
+      \$96  = 7'h00;
     end
     if (running) begin
       if (gather_read0) begin
         (* full_case = 32'd1 *)
         if (\$1 ) begin
-          \$98  = \$3 [6:0];
+          \$96  = \$3 [6:0];
         end else begin
-          \$98  = \$5 [6:0];
+          \$96  = \$5 [6:0];
         end
       end
     end
     if (rst) begin
-      \$98  = 7'h00;
+      \$96  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate0_0_0;
+    \$97  = gate0_0_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
           casez (act_q)
             3'h2:
+                \$97  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$97  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = gate0_0_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                \$98  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$98  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$99  = gate0_1_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
                 \$99  = acc_word[18:0];
           endcase
         end
@@ -1584,12 +1616,14 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_0_1;
+    \$100  = gate0_1_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
           casez (act_q)
             3'h2:
+                /* empty */;
+            3'h3:
                 \$100  = acc_word[37:19];
           endcase
         end
@@ -1601,7 +1635,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_1_0;
+    \$101  = gate0_2_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1609,6 +1643,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
                 \$101  = acc_word[18:0];
           endcase
         end
@@ -1620,7 +1656,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_1_1;
+    \$102  = gate0_2_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1628,6 +1664,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
                 \$102  = acc_word[37:19];
           endcase
         end
@@ -1639,7 +1677,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_2_0;
+    \$103  = gate0_3_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1649,6 +1687,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h3:
                 /* empty */;
             3'h4:
+                /* empty */;
+            3'h5:
                 \$103  = acc_word[18:0];
           endcase
         end
@@ -1660,7 +1700,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_2_1;
+    \$104  = gate0_3_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1670,6 +1710,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h3:
                 /* empty */;
             3'h4:
+                /* empty */;
+            3'h5:
                 \$104  = acc_word[37:19];
           endcase
         end
@@ -1681,18 +1723,12 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate0_3_0;
+    \$105  = gate1_0_0;
     if (running) begin
       if (\$9 ) begin
-        if (\$11 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
                 \$105  = acc_word[18:0];
           endcase
         end
@@ -1704,18 +1740,12 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate0_3_1;
+    \$106  = gate1_0_1;
     if (running) begin
       if (\$9 ) begin
-        if (\$11 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
                 \$106  = acc_word[37:19];
           endcase
         end
@@ -1727,12 +1757,14 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate1_0_0;
+    \$107  = gate1_1_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
+                /* empty */;
+            3'h3:
                 \$107  = acc_word[18:0];
           endcase
         end
@@ -1744,12 +1776,14 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_0_1;
+    \$108  = gate1_1_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
+                /* empty */;
+            3'h3:
                 \$108  = acc_word[37:19];
           endcase
         end
@@ -1761,7 +1795,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_1_0;
+    \$109  = gate1_2_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1769,6 +1803,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
                 \$109  = acc_word[18:0];
           endcase
         end
@@ -1780,7 +1816,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_1_1;
+    \$110  = gate1_2_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1788,6 +1824,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
                 \$110  = acc_word[37:19];
           endcase
         end
@@ -1799,7 +1837,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_2_0;
+    \$111  = gate1_3_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1809,6 +1847,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h3:
                 /* empty */;
             3'h4:
+                /* empty */;
+            3'h5:
                 \$111  = acc_word[18:0];
           endcase
         end
@@ -1820,7 +1860,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_2_1;
+    \$112  = gate1_3_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1830,6 +1870,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h3:
                 /* empty */;
             3'h4:
+                /* empty */;
+            3'h5:
                 \$112  = acc_word[37:19];
           endcase
         end
@@ -1841,80 +1883,34 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = gate1_3_0;
-    if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$113  = acc_word[18:0];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = gate1_3_1;
-    if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$114  = acc_word[37:19];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = element__payload;
+    \$113  = element__payload;
     if (running) begin
       if (\$29 ) begin
-        \$115 [25:7] = \$35 ;
-        \$115 [44:26] = \$40 ;
-        \$115 [63:45] = \$45 ;
-        \$115 [82:64] = \$50 ;
-        \$115 [5:0] = elem;
-        \$115 [6] = 1'h0;
+        \$113 [25:7] = \$35 ;
+        \$113 [44:26] = \$40 ;
+        \$113 [63:45] = \$45 ;
+        \$113 [82:64] = \$50 ;
+        \$113 [5:0] = elem;
+        \$113 [6] = 1'h0;
       end
     end
     if (rst) begin
-      \$115  = 83'h000000000000000000000;
+      \$113  = 83'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     gather_read0 = 1'h0;
     if (running) begin
-      if (\$61 ) begin
-        gather_read0 = \$62 ;
-        if (\$63 ) begin
-          gather_read0 = \$69 ;
+      if (\$60 ) begin
+        gather_read0 = \$61 ;
+        if (\$62 ) begin
+          gather_read0 = \$68 ;
         end
-        if (\$70 ) begin
+        if (\$69 ) begin
           if (early) begin
             gather_read0 = 1'h1;
-          end else if (\$76 ) begin
+          end else if (\$75 ) begin
             gather_read0 = 1'h1;
           end
         end
@@ -1925,23 +1921,23 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 6'h00;
     if (running) begin
-      h_addr = \$77 [5:0];
+      h_addr = \$76 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     c_addr = 5'h00;
     if (running) begin
-      c_addr = \$78 [4:0];
+      c_addr = \$77 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
     if (running) begin
-      if (\$79 ) begin
-        if (\$83 ) begin
-          if (\$84 ) begin
+      if (\$78 ) begin
+        if (\$81 ) begin
+          if (\$82 ) begin
             done = 1'h1;
           end
         end
@@ -1969,7 +1965,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1054$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1052$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2195,8 +2191,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1054$7 ;
-  wire [75:0] \port$1054$7 ;
+  input [75:0] \port$1052$7 ;
+  wire [75:0] \port$1052$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2222,22 +2218,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1054$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1052$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1054$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1052$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1054$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1052$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1054$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1052$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3051,10 +3047,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1054$7 [18:0];
-  assign acc1 = \port$1054$7 [37:19];
-  assign acc2 = \port$1054$7 [56:38];
-  assign acc3 = \port$1054$7 [75:57];
+  assign acc0 = \port$1052$7 [18:0];
+  assign acc1 = \port$1052$7 [37:19];
+  assign acc2 = \port$1052$7 [56:38];
+  assign acc3 = \port$1052$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
