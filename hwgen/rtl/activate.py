@@ -95,8 +95,9 @@ class ActivateEngine(wiring.Component):
 
     Members
     -------
-    start : In(1)   layer `sel` begins next cycle and runs until `done` (the engine keeps
-        its own running flag, so that its control does not wait on the sequencer's state)
+    start : In(1)   layer `sel` begins next cycle and runs until `finished` (the engine
+        keeps its own running flag, so that its control does not wait on the sequencer's
+        state)
     sel : In(range(layers))   the layer to begin, read with `start` (and kept in a register)
     acc_addr : Out   accumulator word to read (0 when idle: the read port is shared)
     acc_word : In    the word read `GATHER_CAPTURE` edges earlier
@@ -104,6 +105,8 @@ class ActivateEngine(wiring.Component):
         next (element addresses; the first of `units`, aligned to `units`)
     element : Out(stream.Signature(element_layout, always_ready=True))
     done : Out(1)   the layer's last element is issued this cycle
+    finished : Out(1)   `done` a cycle later, a register (for the sequencer, and to stop:
+        the cycle between is idle)
     """
 
     def __init__(self, layers: list[ActivateLayer], lanes: int, acc_width: int,
@@ -120,7 +123,7 @@ class ActivateEngine(wiring.Component):
             "h_addr": Out(range(vector_depth)), "c_addr": Out(range(cell_depth)),
             "ew_addr": Out(range(max(ew_depth, 2))),
             "element": Out(stream.Signature(self.layout, always_ready=True)),
-            "done": Out(1),
+            "done": Out(1), "finished": Out(1),
         })
 
     def element_gates(self, j: int):
@@ -161,7 +164,8 @@ class ActivateEngine(wiring.Component):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
                         m.d.sync += rd_addr.eq(lay.acc_base)
-        with m.If(self.done):
+        m.d.sync += self.finished.eq(self.done)
+        with m.If(self.finished):
             m.d.sync += running.eq(0)
         with m.If(running):
             with m.Switch(layer):

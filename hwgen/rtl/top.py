@@ -206,8 +206,10 @@ class Accelerator(wiring.Component):
                     m.d.comb += [lane(c_wr.data, j).eq(unit.c_new)
                                  for j, unit in enumerate(row)]
         wait = Signal(range(max(unit.latency for unit in units) + 4))
-        # in FLUSH, equals wait == latency + 1 (a register: the transition waits on no compare)
+        # in FLUSH (entered a cycle after the last element's issue: `act.finished`), equals
+        # wait == latency (a register: the transition waits on no compare)
         flushed = Signal()
+        assert min(unit.latency for unit in units) >= 1
         in_idx = Signal(range(qm.input_size + 1))
 
         def run_pass(next_state: str):
@@ -268,13 +270,13 @@ class Accelerator(wiring.Component):
                             m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
                     m.d.comb += v_rd.addr.eq(word(act.h_addr))
-                    with m.If(act.done):
+                    with m.If(act.finished):  # a cycle after the last element's issue
                         m.d.sync += wait.eq(0)
                         m.next = f"FLUSH{k}"
                 with m.State(f"FLUSH{k}"):
                     # let the last element leave the element-wise pipeline
                     begin = start_pass(k + 1 if k + 1 < len(units) else head_pass)
-                    m.d.sync += [wait.eq(wait + 1), flushed.eq(wait == unit.latency)]
+                    m.d.sync += [wait.eq(wait + 1), flushed.eq(wait == unit.latency - 1)]
                     with m.If(flushed):
                         # (a started pass runs until done: the head's only if it follows)
                         if k + 1 < len(units):

@@ -99,7 +99,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
-  wire \done$74 ;
   wire \done$76 ;
   wire [91:0] element__payload;
   wire [83:0] \element__payload.gates ;
@@ -110,6 +109,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [1:0] \element__payload.layer ;
   wire [5:0] \element__payload.tag ;
   wire element__valid;
+  wire finished;
   reg flushed = 1'h0;
   reg fresh = 1'h1;
   (* init = 1'h1 *)
@@ -319,11 +319,11 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$20  = ~ issue__valid;
   assign \$21  = done & \$20 ;
   assign \$22  = \wait  + 1'h1;
-  assign \$23  = \wait  == 5'h15;
+  assign \$23  = \wait  == 5'h14;
   assign \$24  = ~ issue__valid;
   assign \$25  = done & \$24 ;
   assign \$26  = \wait  + 1'h1;
-  assign \$27  = \wait  == 5'h15;
+  assign \$27  = \wait  == 5'h14;
   assign \$28  = ~ issue__valid;
   assign \$29  = done & \$28 ;
   always @(posedge clk)
@@ -342,9 +342,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc_addr(acc_addr),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$74 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
+    .finished(finished),
     .h_addr(h_addr),
     .rst(rst),
     .sel(\sel$65 ),
@@ -356,7 +356,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1671$8 (element__payload[91:8]),
+    .\port$1673$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -367,7 +367,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$51 ),
     .p20(\valid_out$56 ),
     .p41(\tag_out$57 ),
-    .\port$1671$8 (element__payload[91:8]),
+    .\port$1673$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$49 )
@@ -672,7 +672,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
             \$32  = 4'h3;
           end
       4'h3:
-          if (\done$74 ) begin
+          if (finished) begin
             \$32  = 4'h4;
           end
       4'h4:
@@ -688,7 +688,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
             \$32  = 4'h7;
           end
       4'h7:
-          if (\done$74 ) begin
+          if (finished) begin
             \$32  = 4'h8;
           end
       4'h8:
@@ -723,7 +723,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\done$74 ) begin
+          if (finished) begin
             \$33  = 5'h00;
           end
       4'h4:
@@ -733,7 +733,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h6:
           /* empty */;
       4'h7:
-          if (\done$74 ) begin
+          if (finished) begin
             \$33  = 5'h00;
           end
       4'h8:
@@ -891,7 +891,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, element__valid, element__payload, h_addr, done, clk);
+module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, element__valid, finished, element__payload, h_addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -980,7 +980,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg \$175 ;
   reg [1:0] \$176 ;
   reg [5:0] \$177 ;
-  reg [20:0] \$178 ;
+  reg \$178 ;
   reg [20:0] \$179 ;
   wire \$18 ;
   reg [20:0] \$180 ;
@@ -1052,7 +1052,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   wire \$24 ;
   reg [20:0] \$240 ;
   reg [20:0] \$241 ;
-  reg [91:0] \$242 ;
+  reg [20:0] \$242 ;
+  reg [91:0] \$243 ;
   wire \$25 ;
   reg \$26 ;
   wire \$27 ;
@@ -1153,7 +1154,6 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg bank1_full = 1'h0;
   input clk;
   wire clk;
-  output done;
   reg done;
   reg early = 1'h0;
   reg [5:0] elem = 6'h00;
@@ -1168,6 +1168,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   wire [5:0] \element__payload.tag ;
   output element__valid;
   reg element__valid = 1'h0;
+  output finished;
+  reg finished = 1'h0;
   reg [2:0] g_grp = 3'h0;
   reg [20:0] gate0_0_0 = 21'h000000;
   reg [20:0] gate0_0_1 = 21'h000000;
@@ -1386,135 +1388,137 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   always @(posedge clk)
     rd_addr <= \$177 ;
   always @(posedge clk)
-    gate0_0_0 <= \$178 ;
+    finished <= \$178 ;
   always @(posedge clk)
-    gate0_0_1 <= \$179 ;
+    gate0_0_0 <= \$179 ;
   always @(posedge clk)
-    gate0_0_2 <= \$180 ;
+    gate0_0_1 <= \$180 ;
   always @(posedge clk)
-    gate0_0_3 <= \$181 ;
+    gate0_0_2 <= \$181 ;
   always @(posedge clk)
-    gate0_0_4 <= \$182 ;
+    gate0_0_3 <= \$182 ;
   always @(posedge clk)
-    gate0_0_5 <= \$183 ;
+    gate0_0_4 <= \$183 ;
   always @(posedge clk)
-    gate0_0_6 <= \$184 ;
+    gate0_0_5 <= \$184 ;
   always @(posedge clk)
-    gate0_0_7 <= \$185 ;
+    gate0_0_6 <= \$185 ;
   always @(posedge clk)
-    gate0_1_0 <= \$186 ;
+    gate0_0_7 <= \$186 ;
   always @(posedge clk)
-    gate0_1_1 <= \$187 ;
+    gate0_1_0 <= \$187 ;
   always @(posedge clk)
-    gate0_1_2 <= \$188 ;
+    gate0_1_1 <= \$188 ;
   always @(posedge clk)
-    gate0_1_3 <= \$189 ;
+    gate0_1_2 <= \$189 ;
   always @(posedge clk)
-    gate0_1_4 <= \$190 ;
+    gate0_1_3 <= \$190 ;
   always @(posedge clk)
-    gate0_1_5 <= \$191 ;
+    gate0_1_4 <= \$191 ;
   always @(posedge clk)
-    gate0_1_6 <= \$192 ;
+    gate0_1_5 <= \$192 ;
   always @(posedge clk)
-    gate0_1_7 <= \$193 ;
+    gate0_1_6 <= \$193 ;
   always @(posedge clk)
-    gate0_2_0 <= \$194 ;
+    gate0_1_7 <= \$194 ;
   always @(posedge clk)
-    gate0_2_1 <= \$195 ;
+    gate0_2_0 <= \$195 ;
   always @(posedge clk)
-    gate0_2_2 <= \$196 ;
+    gate0_2_1 <= \$196 ;
   always @(posedge clk)
-    gate0_2_3 <= \$197 ;
+    gate0_2_2 <= \$197 ;
   always @(posedge clk)
-    gate0_2_4 <= \$198 ;
+    gate0_2_3 <= \$198 ;
   always @(posedge clk)
-    gate0_2_5 <= \$199 ;
+    gate0_2_4 <= \$199 ;
   always @(posedge clk)
-    gate0_2_6 <= \$200 ;
+    gate0_2_5 <= \$200 ;
   always @(posedge clk)
-    gate0_2_7 <= \$201 ;
+    gate0_2_6 <= \$201 ;
   always @(posedge clk)
-    gate0_3_0 <= \$202 ;
+    gate0_2_7 <= \$202 ;
   always @(posedge clk)
-    gate0_3_1 <= \$203 ;
+    gate0_3_0 <= \$203 ;
   always @(posedge clk)
-    gate0_3_2 <= \$204 ;
+    gate0_3_1 <= \$204 ;
   always @(posedge clk)
-    gate0_3_3 <= \$205 ;
+    gate0_3_2 <= \$205 ;
   always @(posedge clk)
-    gate0_3_4 <= \$206 ;
+    gate0_3_3 <= \$206 ;
   always @(posedge clk)
-    gate0_3_5 <= \$207 ;
+    gate0_3_4 <= \$207 ;
   always @(posedge clk)
-    gate0_3_6 <= \$208 ;
+    gate0_3_5 <= \$208 ;
   always @(posedge clk)
-    gate0_3_7 <= \$209 ;
+    gate0_3_6 <= \$209 ;
   always @(posedge clk)
-    gate1_0_0 <= \$210 ;
+    gate0_3_7 <= \$210 ;
   always @(posedge clk)
-    gate1_0_1 <= \$211 ;
+    gate1_0_0 <= \$211 ;
   always @(posedge clk)
-    gate1_0_2 <= \$212 ;
+    gate1_0_1 <= \$212 ;
   always @(posedge clk)
-    gate1_0_3 <= \$213 ;
+    gate1_0_2 <= \$213 ;
   always @(posedge clk)
-    gate1_0_4 <= \$214 ;
+    gate1_0_3 <= \$214 ;
   always @(posedge clk)
-    gate1_0_5 <= \$215 ;
+    gate1_0_4 <= \$215 ;
   always @(posedge clk)
-    gate1_0_6 <= \$216 ;
+    gate1_0_5 <= \$216 ;
   always @(posedge clk)
-    gate1_0_7 <= \$217 ;
+    gate1_0_6 <= \$217 ;
   always @(posedge clk)
-    gate1_1_0 <= \$218 ;
+    gate1_0_7 <= \$218 ;
   always @(posedge clk)
-    gate1_1_1 <= \$219 ;
+    gate1_1_0 <= \$219 ;
   always @(posedge clk)
-    gate1_1_2 <= \$220 ;
+    gate1_1_1 <= \$220 ;
   always @(posedge clk)
-    gate1_1_3 <= \$221 ;
+    gate1_1_2 <= \$221 ;
   always @(posedge clk)
-    gate1_1_4 <= \$222 ;
+    gate1_1_3 <= \$222 ;
   always @(posedge clk)
-    gate1_1_5 <= \$223 ;
+    gate1_1_4 <= \$223 ;
   always @(posedge clk)
-    gate1_1_6 <= \$224 ;
+    gate1_1_5 <= \$224 ;
   always @(posedge clk)
-    gate1_1_7 <= \$225 ;
+    gate1_1_6 <= \$225 ;
   always @(posedge clk)
-    gate1_2_0 <= \$226 ;
+    gate1_1_7 <= \$226 ;
   always @(posedge clk)
-    gate1_2_1 <= \$227 ;
+    gate1_2_0 <= \$227 ;
   always @(posedge clk)
-    gate1_2_2 <= \$228 ;
+    gate1_2_1 <= \$228 ;
   always @(posedge clk)
-    gate1_2_3 <= \$229 ;
+    gate1_2_2 <= \$229 ;
   always @(posedge clk)
-    gate1_2_4 <= \$230 ;
+    gate1_2_3 <= \$230 ;
   always @(posedge clk)
-    gate1_2_5 <= \$231 ;
+    gate1_2_4 <= \$231 ;
   always @(posedge clk)
-    gate1_2_6 <= \$232 ;
+    gate1_2_5 <= \$232 ;
   always @(posedge clk)
-    gate1_2_7 <= \$233 ;
+    gate1_2_6 <= \$233 ;
   always @(posedge clk)
-    gate1_3_0 <= \$234 ;
+    gate1_2_7 <= \$234 ;
   always @(posedge clk)
-    gate1_3_1 <= \$235 ;
+    gate1_3_0 <= \$235 ;
   always @(posedge clk)
-    gate1_3_2 <= \$236 ;
+    gate1_3_1 <= \$236 ;
   always @(posedge clk)
-    gate1_3_3 <= \$237 ;
+    gate1_3_2 <= \$237 ;
   always @(posedge clk)
-    gate1_3_4 <= \$238 ;
+    gate1_3_3 <= \$238 ;
   always @(posedge clk)
-    gate1_3_5 <= \$239 ;
+    gate1_3_4 <= \$239 ;
   always @(posedge clk)
-    gate1_3_6 <= \$240 ;
+    gate1_3_5 <= \$240 ;
   always @(posedge clk)
-    gate1_3_7 <= \$241 ;
+    gate1_3_6 <= \$241 ;
   always @(posedge clk)
-    element__payload <= \$242 ;
+    gate1_3_7 <= \$242 ;
+  always @(posedge clk)
+    element__payload <= \$243 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -2497,7 +2501,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     if (start) begin
       \$175  = 1'h1;
     end
-    if (done) begin
+    if (finished) begin
       \$175  = 1'h0;
     end
     if (rst) begin
@@ -2578,37 +2582,14 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$178  = gate0_0_0;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$11 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$178  = acc_word[20:0];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$65 ) begin
-              if (\$67 ) begin
-                casez (act_q)
-                  3'h2:
-                      \$178  = acc_word[20:0];
-                endcase
-              end
-            end
-      endcase
-    end
+    \$178  = done;
     if (rst) begin
-      \$178  = 21'h000000;
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$179  = gate0_0_1;
+    \$179  = gate0_0_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2617,7 +2598,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$179  = acc_word[41:21];
+                      \$179  = acc_word[20:0];
                 endcase
               end
             end
@@ -2626,7 +2607,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$179  = acc_word[41:21];
+                      \$179  = acc_word[20:0];
                 endcase
               end
             end
@@ -2638,7 +2619,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$180  = gate0_0_2;
+    \$180  = gate0_0_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2647,7 +2628,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$180  = acc_word[62:42];
+                      \$180  = acc_word[41:21];
                 endcase
               end
             end
@@ -2656,7 +2637,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$180  = acc_word[62:42];
+                      \$180  = acc_word[41:21];
                 endcase
               end
             end
@@ -2668,7 +2649,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$181  = gate0_0_3;
+    \$181  = gate0_0_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2677,7 +2658,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$181  = acc_word[83:63];
+                      \$181  = acc_word[62:42];
                 endcase
               end
             end
@@ -2686,7 +2667,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$181  = acc_word[83:63];
+                      \$181  = acc_word[62:42];
                 endcase
               end
             end
@@ -2698,7 +2679,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$182  = gate0_0_4;
+    \$182  = gate0_0_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2707,7 +2688,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$182  = acc_word[104:84];
+                      \$182  = acc_word[83:63];
                 endcase
               end
             end
@@ -2716,7 +2697,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$182  = acc_word[104:84];
+                      \$182  = acc_word[83:63];
                 endcase
               end
             end
@@ -2728,7 +2709,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$183  = gate0_0_5;
+    \$183  = gate0_0_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2737,7 +2718,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$183  = acc_word[125:105];
+                      \$183  = acc_word[104:84];
                 endcase
               end
             end
@@ -2746,7 +2727,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$183  = acc_word[125:105];
+                      \$183  = acc_word[104:84];
                 endcase
               end
             end
@@ -2758,7 +2739,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$184  = gate0_0_6;
+    \$184  = gate0_0_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2767,7 +2748,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$184  = acc_word[146:126];
+                      \$184  = acc_word[125:105];
                 endcase
               end
             end
@@ -2776,7 +2757,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$184  = acc_word[146:126];
+                      \$184  = acc_word[125:105];
                 endcase
               end
             end
@@ -2788,7 +2769,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$185  = gate0_0_7;
+    \$185  = gate0_0_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2797,7 +2778,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$185  = acc_word[167:147];
+                      \$185  = acc_word[146:126];
                 endcase
               end
             end
@@ -2806,7 +2787,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$185  = acc_word[167:147];
+                      \$185  = acc_word[146:126];
                 endcase
               end
             end
@@ -2818,7 +2799,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$186  = gate0_1_0;
+    \$186  = gate0_0_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2827,9 +2808,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$186  = acc_word[20:0];
+                      \$186  = acc_word[167:147];
                 endcase
               end
             end
@@ -2838,9 +2817,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$186  = acc_word[20:0];
+                      \$186  = acc_word[167:147];
                 endcase
               end
             end
@@ -2852,7 +2829,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$187  = gate0_1_1;
+    \$187  = gate0_1_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2863,7 +2840,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$187  = acc_word[41:21];
+                      \$187  = acc_word[20:0];
                 endcase
               end
             end
@@ -2874,7 +2851,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$187  = acc_word[41:21];
+                      \$187  = acc_word[20:0];
                 endcase
               end
             end
@@ -2886,7 +2863,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$188  = gate0_1_2;
+    \$188  = gate0_1_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2897,7 +2874,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$188  = acc_word[62:42];
+                      \$188  = acc_word[41:21];
                 endcase
               end
             end
@@ -2908,7 +2885,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$188  = acc_word[62:42];
+                      \$188  = acc_word[41:21];
                 endcase
               end
             end
@@ -2920,7 +2897,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$189  = gate0_1_3;
+    \$189  = gate0_1_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2931,7 +2908,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$189  = acc_word[83:63];
+                      \$189  = acc_word[62:42];
                 endcase
               end
             end
@@ -2942,7 +2919,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$189  = acc_word[83:63];
+                      \$189  = acc_word[62:42];
                 endcase
               end
             end
@@ -2954,7 +2931,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$190  = gate0_1_4;
+    \$190  = gate0_1_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2965,7 +2942,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$190  = acc_word[104:84];
+                      \$190  = acc_word[83:63];
                 endcase
               end
             end
@@ -2976,7 +2953,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$190  = acc_word[104:84];
+                      \$190  = acc_word[83:63];
                 endcase
               end
             end
@@ -2988,7 +2965,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$191  = gate0_1_5;
+    \$191  = gate0_1_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2999,7 +2976,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$191  = acc_word[125:105];
+                      \$191  = acc_word[104:84];
                 endcase
               end
             end
@@ -3010,7 +2987,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$191  = acc_word[125:105];
+                      \$191  = acc_word[104:84];
                 endcase
               end
             end
@@ -3022,7 +2999,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$192  = gate0_1_6;
+    \$192  = gate0_1_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3033,7 +3010,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$192  = acc_word[146:126];
+                      \$192  = acc_word[125:105];
                 endcase
               end
             end
@@ -3044,7 +3021,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$192  = acc_word[146:126];
+                      \$192  = acc_word[125:105];
                 endcase
               end
             end
@@ -3056,7 +3033,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$193  = gate0_1_7;
+    \$193  = gate0_1_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3067,7 +3044,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$193  = acc_word[167:147];
+                      \$193  = acc_word[146:126];
                 endcase
               end
             end
@@ -3078,7 +3055,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$193  = acc_word[167:147];
+                      \$193  = acc_word[146:126];
                 endcase
               end
             end
@@ -3090,7 +3067,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$194  = gate0_2_0;
+    \$194  = gate0_1_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3101,9 +3078,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$194  = acc_word[20:0];
+                      \$194  = acc_word[167:147];
                 endcase
               end
             end
@@ -3114,9 +3089,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$194  = acc_word[20:0];
+                      \$194  = acc_word[167:147];
                 endcase
               end
             end
@@ -3128,7 +3101,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$195  = gate0_2_1;
+    \$195  = gate0_2_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3141,7 +3114,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$195  = acc_word[41:21];
+                      \$195  = acc_word[20:0];
                 endcase
               end
             end
@@ -3154,7 +3127,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$195  = acc_word[41:21];
+                      \$195  = acc_word[20:0];
                 endcase
               end
             end
@@ -3166,7 +3139,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$196  = gate0_2_2;
+    \$196  = gate0_2_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3179,7 +3152,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$196  = acc_word[62:42];
+                      \$196  = acc_word[41:21];
                 endcase
               end
             end
@@ -3192,7 +3165,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$196  = acc_word[62:42];
+                      \$196  = acc_word[41:21];
                 endcase
               end
             end
@@ -3204,7 +3177,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$197  = gate0_2_3;
+    \$197  = gate0_2_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3217,7 +3190,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$197  = acc_word[83:63];
+                      \$197  = acc_word[62:42];
                 endcase
               end
             end
@@ -3230,7 +3203,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$197  = acc_word[83:63];
+                      \$197  = acc_word[62:42];
                 endcase
               end
             end
@@ -3242,7 +3215,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$198  = gate0_2_4;
+    \$198  = gate0_2_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3255,7 +3228,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$198  = acc_word[104:84];
+                      \$198  = acc_word[83:63];
                 endcase
               end
             end
@@ -3268,7 +3241,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$198  = acc_word[104:84];
+                      \$198  = acc_word[83:63];
                 endcase
               end
             end
@@ -3280,7 +3253,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$199  = gate0_2_5;
+    \$199  = gate0_2_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3293,7 +3266,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$199  = acc_word[125:105];
+                      \$199  = acc_word[104:84];
                 endcase
               end
             end
@@ -3306,7 +3279,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$199  = acc_word[125:105];
+                      \$199  = acc_word[104:84];
                 endcase
               end
             end
@@ -3318,7 +3291,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$200  = gate0_2_6;
+    \$200  = gate0_2_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3331,7 +3304,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$200  = acc_word[146:126];
+                      \$200  = acc_word[125:105];
                 endcase
               end
             end
@@ -3344,7 +3317,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$200  = acc_word[146:126];
+                      \$200  = acc_word[125:105];
                 endcase
               end
             end
@@ -3356,7 +3329,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$201  = gate0_2_7;
+    \$201  = gate0_2_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3369,7 +3342,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$201  = acc_word[167:147];
+                      \$201  = acc_word[146:126];
                 endcase
               end
             end
@@ -3382,7 +3355,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$201  = acc_word[167:147];
+                      \$201  = acc_word[146:126];
                 endcase
               end
             end
@@ -3394,7 +3367,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$202  = gate0_3_0;
+    \$202  = gate0_2_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3407,9 +3380,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$202  = acc_word[20:0];
+                      \$202  = acc_word[167:147];
                 endcase
               end
             end
@@ -3422,9 +3393,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$202  = acc_word[20:0];
+                      \$202  = acc_word[167:147];
                 endcase
               end
             end
@@ -3436,7 +3405,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$203  = gate0_3_1;
+    \$203  = gate0_3_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3451,7 +3420,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$203  = acc_word[41:21];
+                      \$203  = acc_word[20:0];
                 endcase
               end
             end
@@ -3466,7 +3435,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$203  = acc_word[41:21];
+                      \$203  = acc_word[20:0];
                 endcase
               end
             end
@@ -3478,7 +3447,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$204  = gate0_3_2;
+    \$204  = gate0_3_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3493,7 +3462,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$204  = acc_word[62:42];
+                      \$204  = acc_word[41:21];
                 endcase
               end
             end
@@ -3508,7 +3477,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$204  = acc_word[62:42];
+                      \$204  = acc_word[41:21];
                 endcase
               end
             end
@@ -3520,7 +3489,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$205  = gate0_3_3;
+    \$205  = gate0_3_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3535,7 +3504,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$205  = acc_word[83:63];
+                      \$205  = acc_word[62:42];
                 endcase
               end
             end
@@ -3550,7 +3519,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$205  = acc_word[83:63];
+                      \$205  = acc_word[62:42];
                 endcase
               end
             end
@@ -3562,7 +3531,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$206  = gate0_3_4;
+    \$206  = gate0_3_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3577,7 +3546,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$206  = acc_word[104:84];
+                      \$206  = acc_word[83:63];
                 endcase
               end
             end
@@ -3592,7 +3561,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$206  = acc_word[104:84];
+                      \$206  = acc_word[83:63];
                 endcase
               end
             end
@@ -3604,7 +3573,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$207  = gate0_3_5;
+    \$207  = gate0_3_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3619,7 +3588,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$207  = acc_word[125:105];
+                      \$207  = acc_word[104:84];
                 endcase
               end
             end
@@ -3634,7 +3603,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$207  = acc_word[125:105];
+                      \$207  = acc_word[104:84];
                 endcase
               end
             end
@@ -3646,7 +3615,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$208  = gate0_3_6;
+    \$208  = gate0_3_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3661,7 +3630,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$208  = acc_word[146:126];
+                      \$208  = acc_word[125:105];
                 endcase
               end
             end
@@ -3676,7 +3645,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$208  = acc_word[146:126];
+                      \$208  = acc_word[125:105];
                 endcase
               end
             end
@@ -3688,7 +3657,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$209  = gate0_3_7;
+    \$209  = gate0_3_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3703,7 +3672,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$209  = acc_word[167:147];
+                      \$209  = acc_word[146:126];
                 endcase
               end
             end
@@ -3718,7 +3687,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$209  = acc_word[167:147];
+                      \$209  = acc_word[146:126];
                 endcase
               end
             end
@@ -3730,25 +3699,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$210  = gate1_0_0;
+    \$210  = gate0_3_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$12 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$210  = acc_word[20:0];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$210  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
             if (\$65 ) begin
-              if (\$68 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$210  = acc_word[20:0];
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$210  = acc_word[167:147];
                 endcase
               end
             end
@@ -3760,7 +3741,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$211  = gate1_0_1;
+    \$211  = gate1_0_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3769,7 +3750,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$211  = acc_word[41:21];
+                      \$211  = acc_word[20:0];
                 endcase
               end
             end
@@ -3778,7 +3759,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$211  = acc_word[41:21];
+                      \$211  = acc_word[20:0];
                 endcase
               end
             end
@@ -3790,7 +3771,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$212  = gate1_0_2;
+    \$212  = gate1_0_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3799,7 +3780,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$212  = acc_word[62:42];
+                      \$212  = acc_word[41:21];
                 endcase
               end
             end
@@ -3808,7 +3789,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$212  = acc_word[62:42];
+                      \$212  = acc_word[41:21];
                 endcase
               end
             end
@@ -3820,7 +3801,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$213  = gate1_0_3;
+    \$213  = gate1_0_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3829,7 +3810,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$213  = acc_word[83:63];
+                      \$213  = acc_word[62:42];
                 endcase
               end
             end
@@ -3838,7 +3819,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$213  = acc_word[83:63];
+                      \$213  = acc_word[62:42];
                 endcase
               end
             end
@@ -3850,7 +3831,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$214  = gate1_0_4;
+    \$214  = gate1_0_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3859,7 +3840,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$214  = acc_word[104:84];
+                      \$214  = acc_word[83:63];
                 endcase
               end
             end
@@ -3868,7 +3849,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$214  = acc_word[104:84];
+                      \$214  = acc_word[83:63];
                 endcase
               end
             end
@@ -3880,7 +3861,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$215  = gate1_0_5;
+    \$215  = gate1_0_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3889,7 +3870,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$215  = acc_word[125:105];
+                      \$215  = acc_word[104:84];
                 endcase
               end
             end
@@ -3898,7 +3879,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$215  = acc_word[125:105];
+                      \$215  = acc_word[104:84];
                 endcase
               end
             end
@@ -3910,7 +3891,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$216  = gate1_0_6;
+    \$216  = gate1_0_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3919,7 +3900,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$216  = acc_word[146:126];
+                      \$216  = acc_word[125:105];
                 endcase
               end
             end
@@ -3928,7 +3909,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$216  = acc_word[146:126];
+                      \$216  = acc_word[125:105];
                 endcase
               end
             end
@@ -3940,7 +3921,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$217  = gate1_0_7;
+    \$217  = gate1_0_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3949,7 +3930,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[167:147];
+                      \$217  = acc_word[146:126];
                 endcase
               end
             end
@@ -3958,7 +3939,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[167:147];
+                      \$217  = acc_word[146:126];
                 endcase
               end
             end
@@ -3970,7 +3951,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$218  = gate1_1_0;
+    \$218  = gate1_0_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3979,9 +3960,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$218  = acc_word[20:0];
+                      \$218  = acc_word[167:147];
                 endcase
               end
             end
@@ -3990,9 +3969,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$218  = acc_word[20:0];
+                      \$218  = acc_word[167:147];
                 endcase
               end
             end
@@ -4004,7 +3981,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$219  = gate1_1_1;
+    \$219  = gate1_1_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4015,7 +3992,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$219  = acc_word[41:21];
+                      \$219  = acc_word[20:0];
                 endcase
               end
             end
@@ -4026,7 +4003,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$219  = acc_word[41:21];
+                      \$219  = acc_word[20:0];
                 endcase
               end
             end
@@ -4038,7 +4015,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$220  = gate1_1_2;
+    \$220  = gate1_1_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4049,7 +4026,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$220  = acc_word[62:42];
+                      \$220  = acc_word[41:21];
                 endcase
               end
             end
@@ -4060,7 +4037,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$220  = acc_word[62:42];
+                      \$220  = acc_word[41:21];
                 endcase
               end
             end
@@ -4072,7 +4049,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$221  = gate1_1_3;
+    \$221  = gate1_1_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4083,7 +4060,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$221  = acc_word[83:63];
+                      \$221  = acc_word[62:42];
                 endcase
               end
             end
@@ -4094,7 +4071,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$221  = acc_word[83:63];
+                      \$221  = acc_word[62:42];
                 endcase
               end
             end
@@ -4106,7 +4083,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$222  = gate1_1_4;
+    \$222  = gate1_1_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4117,7 +4094,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$222  = acc_word[104:84];
+                      \$222  = acc_word[83:63];
                 endcase
               end
             end
@@ -4128,7 +4105,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$222  = acc_word[104:84];
+                      \$222  = acc_word[83:63];
                 endcase
               end
             end
@@ -4140,7 +4117,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$223  = gate1_1_5;
+    \$223  = gate1_1_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4151,7 +4128,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$223  = acc_word[125:105];
+                      \$223  = acc_word[104:84];
                 endcase
               end
             end
@@ -4162,7 +4139,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$223  = acc_word[125:105];
+                      \$223  = acc_word[104:84];
                 endcase
               end
             end
@@ -4174,7 +4151,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$224  = gate1_1_6;
+    \$224  = gate1_1_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4185,7 +4162,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$224  = acc_word[146:126];
+                      \$224  = acc_word[125:105];
                 endcase
               end
             end
@@ -4196,7 +4173,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$224  = acc_word[146:126];
+                      \$224  = acc_word[125:105];
                 endcase
               end
             end
@@ -4208,7 +4185,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$225  = gate1_1_7;
+    \$225  = gate1_1_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4219,7 +4196,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$225  = acc_word[167:147];
+                      \$225  = acc_word[146:126];
                 endcase
               end
             end
@@ -4230,7 +4207,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$225  = acc_word[167:147];
+                      \$225  = acc_word[146:126];
                 endcase
               end
             end
@@ -4242,7 +4219,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$226  = gate1_2_0;
+    \$226  = gate1_1_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4253,9 +4230,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$226  = acc_word[20:0];
+                      \$226  = acc_word[167:147];
                 endcase
               end
             end
@@ -4266,9 +4241,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      /* empty */;
-                  3'h4:
-                      \$226  = acc_word[20:0];
+                      \$226  = acc_word[167:147];
                 endcase
               end
             end
@@ -4280,7 +4253,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$227  = gate1_2_1;
+    \$227  = gate1_2_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4293,7 +4266,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$227  = acc_word[41:21];
+                      \$227  = acc_word[20:0];
                 endcase
               end
             end
@@ -4306,7 +4279,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$227  = acc_word[41:21];
+                      \$227  = acc_word[20:0];
                 endcase
               end
             end
@@ -4318,7 +4291,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$228  = gate1_2_2;
+    \$228  = gate1_2_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4331,7 +4304,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$228  = acc_word[62:42];
+                      \$228  = acc_word[41:21];
                 endcase
               end
             end
@@ -4344,7 +4317,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$228  = acc_word[62:42];
+                      \$228  = acc_word[41:21];
                 endcase
               end
             end
@@ -4356,7 +4329,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$229  = gate1_2_3;
+    \$229  = gate1_2_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4369,7 +4342,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$229  = acc_word[83:63];
+                      \$229  = acc_word[62:42];
                 endcase
               end
             end
@@ -4382,7 +4355,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$229  = acc_word[83:63];
+                      \$229  = acc_word[62:42];
                 endcase
               end
             end
@@ -4394,7 +4367,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$230  = gate1_2_4;
+    \$230  = gate1_2_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4407,7 +4380,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$230  = acc_word[104:84];
+                      \$230  = acc_word[83:63];
                 endcase
               end
             end
@@ -4420,7 +4393,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$230  = acc_word[104:84];
+                      \$230  = acc_word[83:63];
                 endcase
               end
             end
@@ -4432,7 +4405,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$231  = gate1_2_5;
+    \$231  = gate1_2_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4445,7 +4418,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$231  = acc_word[125:105];
+                      \$231  = acc_word[104:84];
                 endcase
               end
             end
@@ -4458,7 +4431,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$231  = acc_word[125:105];
+                      \$231  = acc_word[104:84];
                 endcase
               end
             end
@@ -4470,7 +4443,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$232  = gate1_2_6;
+    \$232  = gate1_2_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4483,7 +4456,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$232  = acc_word[146:126];
+                      \$232  = acc_word[125:105];
                 endcase
               end
             end
@@ -4496,7 +4469,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$232  = acc_word[146:126];
+                      \$232  = acc_word[125:105];
                 endcase
               end
             end
@@ -4508,7 +4481,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$233  = gate1_2_7;
+    \$233  = gate1_2_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4521,7 +4494,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$233  = acc_word[167:147];
+                      \$233  = acc_word[146:126];
                 endcase
               end
             end
@@ -4534,7 +4507,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$233  = acc_word[167:147];
+                      \$233  = acc_word[146:126];
                 endcase
               end
             end
@@ -4546,7 +4519,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$234  = gate1_3_0;
+    \$234  = gate1_2_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4559,9 +4532,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$234  = acc_word[20:0];
+                      \$234  = acc_word[167:147];
                 endcase
               end
             end
@@ -4574,9 +4545,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$234  = acc_word[20:0];
+                      \$234  = acc_word[167:147];
                 endcase
               end
             end
@@ -4588,7 +4557,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$235  = gate1_3_1;
+    \$235  = gate1_3_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4603,7 +4572,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$235  = acc_word[41:21];
+                      \$235  = acc_word[20:0];
                 endcase
               end
             end
@@ -4618,7 +4587,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$235  = acc_word[41:21];
+                      \$235  = acc_word[20:0];
                 endcase
               end
             end
@@ -4630,7 +4599,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$236  = gate1_3_2;
+    \$236  = gate1_3_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4645,7 +4614,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$236  = acc_word[62:42];
+                      \$236  = acc_word[41:21];
                 endcase
               end
             end
@@ -4660,7 +4629,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$236  = acc_word[62:42];
+                      \$236  = acc_word[41:21];
                 endcase
               end
             end
@@ -4672,7 +4641,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$237  = gate1_3_3;
+    \$237  = gate1_3_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4687,7 +4656,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$237  = acc_word[83:63];
+                      \$237  = acc_word[62:42];
                 endcase
               end
             end
@@ -4702,7 +4671,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$237  = acc_word[83:63];
+                      \$237  = acc_word[62:42];
                 endcase
               end
             end
@@ -4714,7 +4683,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$238  = gate1_3_4;
+    \$238  = gate1_3_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4729,7 +4698,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$238  = acc_word[104:84];
+                      \$238  = acc_word[83:63];
                 endcase
               end
             end
@@ -4744,7 +4713,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$238  = acc_word[104:84];
+                      \$238  = acc_word[83:63];
                 endcase
               end
             end
@@ -4756,7 +4725,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$239  = gate1_3_5;
+    \$239  = gate1_3_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4771,7 +4740,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$239  = acc_word[125:105];
+                      \$239  = acc_word[104:84];
                 endcase
               end
             end
@@ -4786,7 +4755,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$239  = acc_word[125:105];
+                      \$239  = acc_word[104:84];
                 endcase
               end
             end
@@ -4798,7 +4767,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$240  = gate1_3_6;
+    \$240  = gate1_3_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4813,7 +4782,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$240  = acc_word[146:126];
+                      \$240  = acc_word[125:105];
                 endcase
               end
             end
@@ -4828,7 +4797,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$240  = acc_word[146:126];
+                      \$240  = acc_word[125:105];
                 endcase
               end
             end
@@ -4840,7 +4809,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$241  = gate1_3_7;
+    \$241  = gate1_3_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4855,7 +4824,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$241  = acc_word[167:147];
+                      \$241  = acc_word[146:126];
                 endcase
               end
             end
@@ -4870,7 +4839,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$241  = acc_word[167:147];
+                      \$241  = acc_word[146:126];
                 endcase
               end
             end
@@ -4882,32 +4851,74 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$242  = element__payload;
+    \$242  = gate1_3_7;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$242  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$242  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$242  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$243  = element__payload;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$29 ) begin
-              \$242 [28:8] = \$35 ;
-              \$242 [49:29] = \$40 ;
-              \$242 [70:50] = \$45 ;
-              \$242 [91:71] = \$50 ;
-              \$242 [5:0] = elem;
-              \$242 [7:6] = 2'h0;
+              \$243 [28:8] = \$35 ;
+              \$243 [49:29] = \$40 ;
+              \$243 [70:50] = \$45 ;
+              \$243 [91:71] = \$50 ;
+              \$243 [5:0] = elem;
+              \$243 [7:6] = 2'h0;
             end
         1'h1:
             if (\$85 ) begin
-              \$242 [28:8] = \$91 ;
-              \$242 [49:29] = \$96 ;
-              \$242 [70:50] = \$101 ;
-              \$242 [91:71] = \$106 ;
-              \$242 [5:0] = elem;
-              \$242 [7:6] = 2'h1;
+              \$243 [28:8] = \$91 ;
+              \$243 [49:29] = \$96 ;
+              \$243 [70:50] = \$101 ;
+              \$243 [91:71] = \$106 ;
+              \$243 [5:0] = elem;
+              \$243 [7:6] = 2'h1;
             end
       endcase
     end
     if (rst) begin
-      \$242  = 92'h00000000000000000000000;
+      \$243  = 92'h00000000000000000000000;
     end
   end
   always @* begin
@@ -5031,7 +5042,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1671$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1673$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5287,8 +5298,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1671$8 ;
-  wire [83:0] \port$1671$8 ;
+  input [83:0] \port$1673$8 ;
+  wire [83:0] \port$1673$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5308,22 +5319,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1671$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1673$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1671$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1673$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1671$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1673$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1671$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1673$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6252,10 +6263,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1671$8 [20:0];
-  assign acc1 = \port$1671$8 [41:21];
-  assign acc2 = \port$1671$8 [62:42];
-  assign acc3 = \port$1671$8 [83:63];
+  assign acc0 = \port$1673$8 [20:0];
+  assign acc1 = \port$1673$8 [41:21];
+  assign acc2 = \port$1673$8 [62:42];
+  assign acc3 = \port$1673$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7220,7 +7231,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1671$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1673$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7476,8 +7487,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1671$8 ;
-  wire [83:0] \port$1671$8 ;
+  input [83:0] \port$1673$8 ;
+  wire [83:0] \port$1673$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7497,22 +7508,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1671$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1673$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1671$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1673$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1671$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1673$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1671$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1673$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8441,10 +8452,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1671$8 [20:0];
-  assign acc1 = \port$1671$8 [41:21];
-  assign acc2 = \port$1671$8 [62:42];
-  assign acc3 = \port$1671$8 [83:63];
+  assign acc0 = \port$1673$8 [20:0];
+  assign acc1 = \port$1673$8 [41:21];
+  assign acc2 = \port$1673$8 [62:42];
+  assign acc3 = \port$1673$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;

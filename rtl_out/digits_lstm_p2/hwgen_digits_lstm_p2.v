@@ -76,7 +76,6 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
-  wire \done$72 ;
   wire \done$74 ;
   wire [82:0] element__payload;
   wire [75:0] \element__payload.gates ;
@@ -87,6 +86,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \element__payload.layer ;
   wire [5:0] \element__payload.tag ;
   wire element__valid;
+  wire finished;
   reg flushed = 1'h0;
   reg fresh = 1'h1;
   (* init = 1'h1 *)
@@ -268,7 +268,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \$15  = ~ issue__valid;
   assign \$16  = done & \$15 ;
   assign \$17  = \wait  + 1'h1;
-  assign \$18  = \wait  == 5'h15;
+  assign \$18  = \wait  == 5'h14;
   assign \$19  = ~ issue__valid;
   assign \$20  = done & \$19 ;
   always @(posedge clk)
@@ -288,9 +288,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc_word(acc_word),
     .c_addr(\$signature__addr ),
     .clk(clk),
-    .done(\done$72 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
+    .finished(finished),
     .h_addr(h_addr),
     .rst(rst),
     .start(\start$65 )
@@ -302,7 +302,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1031$7 (element__payload[82:7]),
+    .\port$1033$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -558,7 +558,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
             \$23  = 3'h3;
           end
       3'h3:
-          if (\done$72 ) begin
+          if (finished) begin
             \$23  = 3'h4;
           end
       3'h4:
@@ -598,7 +598,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       3'h2:
           /* empty */;
       3'h3:
-          if (\done$72 ) begin
+          if (finished) begin
             \$24  = 5'h00;
           end
       3'h4:
@@ -725,7 +725,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__valid, element__payload, h_addr, c_addr, done, clk);
+module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__valid, finished, element__payload, h_addr, c_addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -743,7 +743,8 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   reg [18:0] \$110 ;
   reg [18:0] \$111 ;
   reg [18:0] \$112 ;
-  reg [82:0] \$113 ;
+  reg [18:0] \$113 ;
+  reg [82:0] \$114 ;
   wire \$12 ;
   wire \$13 ;
   wire [5:0] \$14 ;
@@ -837,7 +838,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   reg \$94 ;
   reg [1:0] \$95 ;
   reg [6:0] \$96 ;
-  reg [18:0] \$97 ;
+  reg \$97 ;
   reg [18:0] \$98 ;
   reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
@@ -854,7 +855,6 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   reg [4:0] c_addr;
   input clk;
   wire clk;
-  output done;
   reg done;
   reg early = 1'h0;
   reg [5:0] elem = 6'h00;
@@ -869,6 +869,8 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   wire [5:0] \element__payload.tag ;
   output element__valid;
   reg element__valid = 1'h0;
+  output finished;
+  reg finished = 1'h0;
   reg [4:0] g_grp = 5'h00;
   reg [18:0] gate0_0_0 = 19'h00000;
   reg [18:0] gate0_0_1 = 19'h00000;
@@ -984,39 +986,41 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   always @(posedge clk)
     rd_addr <= \$96 ;
   always @(posedge clk)
-    gate0_0_0 <= \$97 ;
+    finished <= \$97 ;
   always @(posedge clk)
-    gate0_0_1 <= \$98 ;
+    gate0_0_0 <= \$98 ;
   always @(posedge clk)
-    gate0_1_0 <= \$99 ;
+    gate0_0_1 <= \$99 ;
   always @(posedge clk)
-    gate0_1_1 <= \$100 ;
+    gate0_1_0 <= \$100 ;
   always @(posedge clk)
-    gate0_2_0 <= \$101 ;
+    gate0_1_1 <= \$101 ;
   always @(posedge clk)
-    gate0_2_1 <= \$102 ;
+    gate0_2_0 <= \$102 ;
   always @(posedge clk)
-    gate0_3_0 <= \$103 ;
+    gate0_2_1 <= \$103 ;
   always @(posedge clk)
-    gate0_3_1 <= \$104 ;
+    gate0_3_0 <= \$104 ;
   always @(posedge clk)
-    gate1_0_0 <= \$105 ;
+    gate0_3_1 <= \$105 ;
   always @(posedge clk)
-    gate1_0_1 <= \$106 ;
+    gate1_0_0 <= \$106 ;
   always @(posedge clk)
-    gate1_1_0 <= \$107 ;
+    gate1_0_1 <= \$107 ;
   always @(posedge clk)
-    gate1_1_1 <= \$108 ;
+    gate1_1_0 <= \$108 ;
   always @(posedge clk)
-    gate1_2_0 <= \$109 ;
+    gate1_1_1 <= \$109 ;
   always @(posedge clk)
-    gate1_2_1 <= \$110 ;
+    gate1_2_0 <= \$110 ;
   always @(posedge clk)
-    gate1_3_0 <= \$111 ;
+    gate1_2_1 <= \$111 ;
   always @(posedge clk)
-    gate1_3_1 <= \$112 ;
+    gate1_3_0 <= \$112 ;
   always @(posedge clk)
-    element__payload <= \$113 ;
+    gate1_3_1 <= \$113 ;
+  always @(posedge clk)
+    element__payload <= \$114 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1443,7 +1447,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
     if (start) begin
       \$94  = 1'h1;
     end
-    if (done) begin
+    if (finished) begin
       \$94  = 1'h0;
     end
     if (rst) begin
@@ -1492,30 +1496,20 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = gate0_0_0;
-    if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
-          casez (act_q)
-            3'h2:
-                \$97  = acc_word[18:0];
-          endcase
-        end
-      end
-    end
+    \$97  = done;
     if (rst) begin
-      \$97  = 19'h00000;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = gate0_0_1;
+    \$98  = gate0_0_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
           casez (act_q)
             3'h2:
-                \$98  = acc_word[37:19];
+                \$98  = acc_word[18:0];
           endcase
         end
       end
@@ -1526,15 +1520,13 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate0_1_0;
+    \$99  = gate0_0_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$99  = acc_word[18:0];
+                \$99  = acc_word[37:19];
           endcase
         end
       end
@@ -1545,7 +1537,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_1_1;
+    \$100  = gate0_1_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1553,7 +1545,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h2:
                 /* empty */;
             3'h3:
-                \$100  = acc_word[37:19];
+                \$100  = acc_word[18:0];
           endcase
         end
       end
@@ -1564,7 +1556,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_2_0;
+    \$101  = gate0_1_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1572,9 +1564,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$101  = acc_word[18:0];
+                \$101  = acc_word[37:19];
           endcase
         end
       end
@@ -1585,7 +1575,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_2_1;
+    \$102  = gate0_2_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1595,7 +1585,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h3:
                 /* empty */;
             3'h4:
-                \$102  = acc_word[37:19];
+                \$102  = acc_word[18:0];
           endcase
         end
       end
@@ -1606,7 +1596,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_3_0;
+    \$103  = gate0_2_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1616,9 +1606,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$103  = acc_word[18:0];
+                \$103  = acc_word[37:19];
           endcase
         end
       end
@@ -1629,7 +1617,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_3_1;
+    \$104  = gate0_3_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1641,7 +1629,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h4:
                 /* empty */;
             3'h5:
-                \$104  = acc_word[37:19];
+                \$104  = acc_word[18:0];
           endcase
         end
       end
@@ -1652,13 +1640,19 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate1_0_0;
+    \$105  = gate0_3_1;
     if (running) begin
       if (\$9 ) begin
-        if (\$12 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
-                \$105  = acc_word[18:0];
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$105  = acc_word[37:19];
           endcase
         end
       end
@@ -1669,13 +1663,13 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate1_0_1;
+    \$106  = gate1_0_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
-                \$106  = acc_word[37:19];
+                \$106  = acc_word[18:0];
           endcase
         end
       end
@@ -1686,15 +1680,13 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate1_1_0;
+    \$107  = gate1_0_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$107  = acc_word[18:0];
+                \$107  = acc_word[37:19];
           endcase
         end
       end
@@ -1705,7 +1697,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_1_1;
+    \$108  = gate1_1_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1713,7 +1705,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h2:
                 /* empty */;
             3'h3:
-                \$108  = acc_word[37:19];
+                \$108  = acc_word[18:0];
           endcase
         end
       end
@@ -1724,7 +1716,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_2_0;
+    \$109  = gate1_1_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1732,9 +1724,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$109  = acc_word[18:0];
+                \$109  = acc_word[37:19];
           endcase
         end
       end
@@ -1745,7 +1735,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_2_1;
+    \$110  = gate1_2_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1755,7 +1745,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h3:
                 /* empty */;
             3'h4:
-                \$110  = acc_word[37:19];
+                \$110  = acc_word[18:0];
           endcase
         end
       end
@@ -1766,7 +1756,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_3_0;
+    \$111  = gate1_2_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1776,9 +1766,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$111  = acc_word[18:0];
+                \$111  = acc_word[37:19];
           endcase
         end
       end
@@ -1789,7 +1777,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_3_1;
+    \$112  = gate1_3_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1801,7 +1789,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h4:
                 /* empty */;
             3'h5:
-                \$112  = acc_word[37:19];
+                \$112  = acc_word[18:0];
           endcase
         end
       end
@@ -1812,19 +1800,42 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = element__payload;
+    \$113  = gate1_3_1;
     if (running) begin
-      if (\$29 ) begin
-        \$113 [25:7] = \$35 ;
-        \$113 [44:26] = \$40 ;
-        \$113 [63:45] = \$45 ;
-        \$113 [82:64] = \$50 ;
-        \$113 [5:0] = elem;
-        \$113 [6] = 1'h0;
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$113  = acc_word[37:19];
+          endcase
+        end
       end
     end
     if (rst) begin
-      \$113  = 83'h000000000000000000000;
+      \$113  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$114  = element__payload;
+    if (running) begin
+      if (\$29 ) begin
+        \$114 [25:7] = \$35 ;
+        \$114 [44:26] = \$40 ;
+        \$114 [63:45] = \$45 ;
+        \$114 [82:64] = \$50 ;
+        \$114 [5:0] = elem;
+        \$114 [6] = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$114  = 83'h000000000000000000000;
     end
   end
   always @* begin
@@ -1894,7 +1905,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1031$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1033$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2120,8 +2131,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$103
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1031$7 ;
-  wire [75:0] \port$1031$7 ;
+  input [75:0] \port$1033$7 ;
+  wire [75:0] \port$1033$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2147,22 +2158,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$103
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1031$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1033$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1031$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1033$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1031$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1033$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1031$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1033$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -2976,10 +2987,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$103
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1031$7 [18:0];
-  assign acc1 = \port$1031$7 [37:19];
-  assign acc2 = \port$1031$7 [56:38];
-  assign acc3 = \port$1031$7 [75:57];
+  assign acc0 = \port$1033$7 [18:0];
+  assign acc1 = \port$1033$7 [37:19];
+  assign acc2 = \port$1033$7 [56:38];
+  assign acc3 = \port$1033$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;

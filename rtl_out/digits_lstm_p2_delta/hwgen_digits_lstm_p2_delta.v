@@ -79,7 +79,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
-  wire \done$80 ;
   wire \done$82 ;
   wire [82:0] element__payload;
   wire [75:0] \element__payload.gates ;
@@ -90,6 +89,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \element__payload.layer ;
   wire [5:0] \element__payload.tag ;
   wire element__valid;
+  wire finished;
   reg flushed = 1'h0;
   reg fresh = 1'h1;
   (* init = 1'h1 *)
@@ -327,7 +327,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \$15  = ~ issue__valid;
   assign \$16  = done & \$15 ;
   assign \$17  = \wait  + 1'h1;
-  assign \$18  = \wait  == 5'h15;
+  assign \$18  = \wait  == 5'h14;
   assign \$19  = ~ issue__valid;
   assign \$20  = done & \$19 ;
   always @(posedge clk)
@@ -347,9 +347,9 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .acc_word(acc_word),
     .c_addr(\$signature__addr$42 ),
     .clk(clk),
-    .done(\done$80 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
+    .finished(finished),
     .h_addr(h_addr),
     .rst(rst),
     .start(\start$73 )
@@ -361,7 +361,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1052$7 (element__payload[82:7]),
+    .\port$1054$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -621,7 +621,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
             \$23  = 3'h3;
           end
       3'h3:
-          if (\done$80 ) begin
+          if (finished) begin
             \$23  = 3'h4;
           end
       3'h4:
@@ -661,7 +661,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h2:
           /* empty */;
       3'h3:
-          if (\done$80 ) begin
+          if (finished) begin
             \$24  = 5'h00;
           end
       3'h4:
@@ -796,7 +796,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, element__valid, element__payload, h_addr, c_addr, done, clk);
+module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, element__valid, finished, element__payload, h_addr, c_addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -814,7 +814,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg [18:0] \$110 ;
   reg [18:0] \$111 ;
   reg [18:0] \$112 ;
-  reg [82:0] \$113 ;
+  reg [18:0] \$113 ;
+  reg [82:0] \$114 ;
   wire \$12 ;
   wire \$13 ;
   wire [5:0] \$14 ;
@@ -908,7 +909,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg \$94 ;
   reg [1:0] \$95 ;
   reg [6:0] \$96 ;
-  reg [18:0] \$97 ;
+  reg \$97 ;
   reg [18:0] \$98 ;
   reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
@@ -925,7 +926,6 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg [4:0] c_addr;
   input clk;
   wire clk;
-  output done;
   reg done;
   reg early = 1'h0;
   reg [5:0] elem = 6'h00;
@@ -940,6 +940,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   wire [5:0] \element__payload.tag ;
   output element__valid;
   reg element__valid = 1'h0;
+  output finished;
+  reg finished = 1'h0;
   reg [4:0] g_grp = 5'h00;
   reg [18:0] gate0_0_0 = 19'h00000;
   reg [18:0] gate0_0_1 = 19'h00000;
@@ -1055,39 +1057,41 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   always @(posedge clk)
     rd_addr <= \$96 ;
   always @(posedge clk)
-    gate0_0_0 <= \$97 ;
+    finished <= \$97 ;
   always @(posedge clk)
-    gate0_0_1 <= \$98 ;
+    gate0_0_0 <= \$98 ;
   always @(posedge clk)
-    gate0_1_0 <= \$99 ;
+    gate0_0_1 <= \$99 ;
   always @(posedge clk)
-    gate0_1_1 <= \$100 ;
+    gate0_1_0 <= \$100 ;
   always @(posedge clk)
-    gate0_2_0 <= \$101 ;
+    gate0_1_1 <= \$101 ;
   always @(posedge clk)
-    gate0_2_1 <= \$102 ;
+    gate0_2_0 <= \$102 ;
   always @(posedge clk)
-    gate0_3_0 <= \$103 ;
+    gate0_2_1 <= \$103 ;
   always @(posedge clk)
-    gate0_3_1 <= \$104 ;
+    gate0_3_0 <= \$104 ;
   always @(posedge clk)
-    gate1_0_0 <= \$105 ;
+    gate0_3_1 <= \$105 ;
   always @(posedge clk)
-    gate1_0_1 <= \$106 ;
+    gate1_0_0 <= \$106 ;
   always @(posedge clk)
-    gate1_1_0 <= \$107 ;
+    gate1_0_1 <= \$107 ;
   always @(posedge clk)
-    gate1_1_1 <= \$108 ;
+    gate1_1_0 <= \$108 ;
   always @(posedge clk)
-    gate1_2_0 <= \$109 ;
+    gate1_1_1 <= \$109 ;
   always @(posedge clk)
-    gate1_2_1 <= \$110 ;
+    gate1_2_0 <= \$110 ;
   always @(posedge clk)
-    gate1_3_0 <= \$111 ;
+    gate1_2_1 <= \$111 ;
   always @(posedge clk)
-    gate1_3_1 <= \$112 ;
+    gate1_3_0 <= \$112 ;
   always @(posedge clk)
-    element__payload <= \$113 ;
+    gate1_3_1 <= \$113 ;
+  always @(posedge clk)
+    element__payload <= \$114 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1514,7 +1518,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
     if (start) begin
       \$94  = 1'h1;
     end
-    if (done) begin
+    if (finished) begin
       \$94  = 1'h0;
     end
     if (rst) begin
@@ -1563,30 +1567,20 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = gate0_0_0;
-    if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
-          casez (act_q)
-            3'h2:
-                \$97  = acc_word[18:0];
-          endcase
-        end
-      end
-    end
+    \$97  = done;
     if (rst) begin
-      \$97  = 19'h00000;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = gate0_0_1;
+    \$98  = gate0_0_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
           casez (act_q)
             3'h2:
-                \$98  = acc_word[37:19];
+                \$98  = acc_word[18:0];
           endcase
         end
       end
@@ -1597,15 +1591,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate0_1_0;
+    \$99  = gate0_0_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$99  = acc_word[18:0];
+                \$99  = acc_word[37:19];
           endcase
         end
       end
@@ -1616,7 +1608,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_1_1;
+    \$100  = gate0_1_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1624,7 +1616,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
-                \$100  = acc_word[37:19];
+                \$100  = acc_word[18:0];
           endcase
         end
       end
@@ -1635,7 +1627,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_2_0;
+    \$101  = gate0_1_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1643,9 +1635,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$101  = acc_word[18:0];
+                \$101  = acc_word[37:19];
           endcase
         end
       end
@@ -1656,7 +1646,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_2_1;
+    \$102  = gate0_2_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1666,7 +1656,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h3:
                 /* empty */;
             3'h4:
-                \$102  = acc_word[37:19];
+                \$102  = acc_word[18:0];
           endcase
         end
       end
@@ -1677,7 +1667,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_3_0;
+    \$103  = gate0_2_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1687,9 +1677,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$103  = acc_word[18:0];
+                \$103  = acc_word[37:19];
           endcase
         end
       end
@@ -1700,7 +1688,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_3_1;
+    \$104  = gate0_3_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1712,7 +1700,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h4:
                 /* empty */;
             3'h5:
-                \$104  = acc_word[37:19];
+                \$104  = acc_word[18:0];
           endcase
         end
       end
@@ -1723,13 +1711,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate1_0_0;
+    \$105  = gate0_3_1;
     if (running) begin
       if (\$9 ) begin
-        if (\$12 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
-                \$105  = acc_word[18:0];
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$105  = acc_word[37:19];
           endcase
         end
       end
@@ -1740,13 +1734,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate1_0_1;
+    \$106  = gate1_0_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
-                \$106  = acc_word[37:19];
+                \$106  = acc_word[18:0];
           endcase
         end
       end
@@ -1757,15 +1751,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate1_1_0;
+    \$107  = gate1_0_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$107  = acc_word[18:0];
+                \$107  = acc_word[37:19];
           endcase
         end
       end
@@ -1776,7 +1768,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_1_1;
+    \$108  = gate1_1_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1784,7 +1776,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
-                \$108  = acc_word[37:19];
+                \$108  = acc_word[18:0];
           endcase
         end
       end
@@ -1795,7 +1787,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_2_0;
+    \$109  = gate1_1_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1803,9 +1795,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$109  = acc_word[18:0];
+                \$109  = acc_word[37:19];
           endcase
         end
       end
@@ -1816,7 +1806,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_2_1;
+    \$110  = gate1_2_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1826,7 +1816,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h3:
                 /* empty */;
             3'h4:
-                \$110  = acc_word[37:19];
+                \$110  = acc_word[18:0];
           endcase
         end
       end
@@ -1837,7 +1827,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_3_0;
+    \$111  = gate1_2_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1847,9 +1837,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$111  = acc_word[18:0];
+                \$111  = acc_word[37:19];
           endcase
         end
       end
@@ -1860,7 +1848,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_3_1;
+    \$112  = gate1_3_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1872,7 +1860,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h4:
                 /* empty */;
             3'h5:
-                \$112  = acc_word[37:19];
+                \$112  = acc_word[18:0];
           endcase
         end
       end
@@ -1883,19 +1871,42 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = element__payload;
+    \$113  = gate1_3_1;
     if (running) begin
-      if (\$29 ) begin
-        \$113 [25:7] = \$35 ;
-        \$113 [44:26] = \$40 ;
-        \$113 [63:45] = \$45 ;
-        \$113 [82:64] = \$50 ;
-        \$113 [5:0] = elem;
-        \$113 [6] = 1'h0;
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$113  = acc_word[37:19];
+          endcase
+        end
       end
     end
     if (rst) begin
-      \$113  = 83'h000000000000000000000;
+      \$113  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$114  = element__payload;
+    if (running) begin
+      if (\$29 ) begin
+        \$114 [25:7] = \$35 ;
+        \$114 [44:26] = \$40 ;
+        \$114 [63:45] = \$45 ;
+        \$114 [82:64] = \$50 ;
+        \$114 [5:0] = elem;
+        \$114 [6] = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$114  = 83'h000000000000000000000;
     end
   end
   always @* begin
@@ -1965,7 +1976,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1052$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1054$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2191,8 +2202,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1052$7 ;
-  wire [75:0] \port$1052$7 ;
+  input [75:0] \port$1054$7 ;
+  wire [75:0] \port$1054$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2218,22 +2229,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1052$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1054$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1052$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1054$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1052$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1054$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1052$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1054$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3047,10 +3058,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1052$7 [18:0];
-  assign acc1 = \port$1052$7 [37:19];
-  assign acc2 = \port$1052$7 [56:38];
-  assign acc3 = \port$1052$7 [75:57];
+  assign acc0 = \port$1054$7 [18:0];
+  assign acc1 = \port$1054$7 [37:19];
+  assign acc2 = \port$1054$7 [56:38];
+  assign acc3 = \port$1054$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
