@@ -193,7 +193,7 @@ def run_encoder(plan, qm, sequence, fresh, stall, seed):
     sim = simulator(dut)
     add_read_port(sim, dut.value_addr, dut.value, vec)
     add_read_port(sim, dut.last_addr, dut.last, hat)
-    trace = add_trace(sim, start=dut.start, run=dut.run, done=dut.done,
+    trace = add_trace(sim, start=dut.start, done=dut.done,
                       valid=dut.columns.valid, ready=dut.columns.ready, write=dut.last_write)
     got = []
 
@@ -204,7 +204,6 @@ def run_encoder(plan, qm, sequence, fresh, stall, seed):
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            ctx.set(dut.run, 1)
             got.append(await stream_get(ctx, dut.columns, len(fired), stall=stall, rng=rng,
                                         timeout=300))
             ctx.set(dut.columns.ready, 1)     # anything more would show now
@@ -213,7 +212,6 @@ def run_encoder(plan, qm, sequence, fresh, stall, seed):
                 if done:
                     break
             await ctx.tick().repeat(4)
-            ctx.set(dut.run, 0)
             ctx.set(dut.columns.ready, 0)
             await ctx.tick()
 
@@ -382,13 +380,11 @@ def run_activate(layers, lanes, sequence, acc_width, seed, units=1):
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            ctx.set(dut.run, 1)
             for _ in range(20 * layers[k].hidden + 50):
                 _, _, done = await ctx.tick().sample(dut.done)
                 if done:
                     break
-            ctx.set(dut.run, 0)               # the sequencer leaves ACTIVATE on done
-            await ctx.tick().repeat(3)
+            await ctx.tick().repeat(3)        # the engine stops itself on done
 
     sim.add_testbench(testbench)
     sim.run()

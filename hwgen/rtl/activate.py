@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -95,15 +95,18 @@ class ActivateEngine(wiring.Component):
 
     Members
     -------
-    start : In(1)   layer `sel` begins next cycle
+    start : In(1)   layer `sel` begins next cycle and runs until `finished` (the engine
+        keeps its own running flag, so that its control does not wait on the sequencer's
+        state)
     sel : In(range(layers))   the layer to begin, read with `start` (and kept in a register)
-    run : In(1)     the layer runs
     acc_addr : Out   accumulator word to read (0 when idle: the read port is shared)
     acc_word : In    the word read `GATHER_CAPTURE` edges earlier
     h_addr, c_addr, ew_addr : Out   the state and vector addresses of the elements issued
         next (element addresses; the first of `units`, aligned to `units`)
     element : Out(stream.Signature(element_layout, always_ready=True))
     done : Out(1)   the layer's last element is issued this cycle
+    finished : Out(1)   `done` a cycle later, a register (for the sequencer, and to stop:
+        the cycle between is idle)
     """
 
     def __init__(self, layers: list[ActivateLayer], lanes: int, acc_width: int,
@@ -114,13 +117,13 @@ class ActivateEngine(wiring.Component):
         self.layers, self.lanes, self.acc_width, self.units = layers, lanes, acc_width, units
         self.layout = element_layout(layers, acc_width, units)
         super().__init__({
-            "start": In(1), "sel": In(range(len(layers))), "run": In(1),
+            "start": In(1), "sel": In(range(len(layers))),
             "acc_addr": Out(range(acc_depth)),
             "acc_word": In(data.ArrayLayout(signed(acc_width), lanes)),
             "h_addr": Out(range(vector_depth)), "c_addr": Out(range(cell_depth)),
             "ew_addr": Out(range(max(ew_depth, 2))),
             "element": Out(stream.Signature(self.layout, always_ready=True)),
-            "done": Out(1),
+            "done": Out(1), "finished": Out(1),
         })
 
     def element_gates(self, j: int):
@@ -146,28 +149,49 @@ class ActivateEngine(wiring.Component):
         out = self.element
         m.d.sync += out.valid.eq(0)
         layer = Signal(range(len(layers)))
+        running = Signal()
+        # the address of the next gate word to read, in reading order (row group by row
+        # group, gate by gate), and its gate: a register, so that the read port's address
+        # does not wait on the gather engine's conditions
+        rd_addr = Signal.like(self.acc_addr)
+        rd_q = Signal(range(n_blocks))
+        m.d.comb += self.acc_addr.eq(Mux(running, rd_addr, 0))
         with m.If(self.start):
             m.d.sync += [layer.eq(self.sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
                          early.eq(0), g_grp.eq(0), g_bank.eq(0), i_bank.eq(0),
-                         full[0].eq(0), full[1].eq(0)]
-        with m.If(self.run):
+                         full[0].eq(0), full[1].eq(0), running.eq(1), rd_q.eq(0)]
+            with m.Switch(self.sel):
+                for k, lay in enumerate(layers):
+                    with m.Case(k):
+                        m.d.sync += rd_addr.eq(lay.acc_base)
+        m.d.sync += self.finished.eq(self.done)
+        with m.If(self.finished):
+            m.d.sync += running.eq(0)
+        with m.If(running):
             with m.Switch(layer):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
                         self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
-                                    elem, act_q, early, g_grp)
+                                    elem, act_q, early, g_grp, rd_addr, rd_q)
         return m
 
     def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, act_q,
-               early, g_grp):
+               early, g_grp, rd_addr, rd_q):
         P, E, gpg, cycles = self.lanes, self.units, lay.gpg, gather_cycles(lay.n_blocks)
         out = self.element
         # gather engine: the gate-block words of row group g_grp into a free bank. Gate q
         # is read at act_q == q and captured at act_q == q + GATHER_CAPTURE; the next
-        # group's first reads overlap the last captures when its bank is free.
+        # group's first reads overlap the last captures when its bank is free. The reads
+        # take the gate words in order, one each: `rd_addr` steps on to the next.
         nxt_free = (g_grp + 1 < gpg) & ~full[~g_bank]
+        read = Signal(name=f"gather_read{k}")
+        with m.If(read):
+            with m.If(rd_q == lay.n_blocks - 1):   # the next row group's first gate
+                m.d.sync += [rd_q.eq(0), rd_addr.eq(rd_addr + 1 - (lay.n_blocks - 1) * gpg)]
+            with m.Else():
+                m.d.sync += [rd_q.eq(rd_q + 1), rd_addr.eq(rd_addr + gpg)]
         with m.If((g_grp < gpg) & ~full[g_bank]):
-            m.d.comb += self.acc_addr.eq(lay.acc_base + act_q * gpg + g_grp)
+            m.d.comb += read.eq(act_q < lay.n_blocks)
             m.d.sync += act_q.eq(act_q + 1)
             for b in range(2):
                 with m.If(g_bank == b):
@@ -178,16 +202,16 @@ class ActivateEngine(wiring.Component):
                                              for n in range(P)]
             with m.If(act_q == cycles - 2):
                 m.d.sync += early.eq(nxt_free)
-                with m.If(nxt_free):
-                    m.d.comb += self.acc_addr.eq(lay.acc_base + g_grp + 1)
+                m.d.comb += read.eq(nxt_free)                   # the next group's gate 0
             with m.If(act_q == cycles - 1):
                 m.d.sync += [act_q.eq(0), early.eq(0), full[g_bank].eq(1),
                              g_bank.eq(~g_bank), g_grp.eq(g_grp + 1)]
                 with m.If(early):
-                    m.d.comb += self.acc_addr.eq(lay.acc_base + gpg + g_grp + 1)
+                    # its gate 1 (with one gate, a harmless read outside the order)
+                    m.d.comb += read.eq(lay.n_blocks > 1)
                     m.d.sync += act_q.eq(2)
                 with m.Elif(nxt_free):
-                    m.d.comb += self.acc_addr.eq(lay.acc_base + g_grp + 1)
+                    m.d.comb += read.eq(1)
                     m.d.sync += act_q.eq(1)
         # issue engine: E elements a cycle from a full bank; h (and c, and the vectors)
         # are read now and reach the units with the gate values next cycle. The addresses
@@ -206,7 +230,8 @@ class ActivateEngine(wiring.Component):
                           for b in range(2))[i_bank][chunk])
                     for q in range(lay.n_blocks)]
             m.d.sync += [out.valid.eq(1), out.payload.tag.eq(elem), out.payload.layer.eq(k)]
-            with m.If((lane == P - E) | (elem + E >= lay.hidden)):
+            # the group's last beat (elem >= H - E: a compare with a constant, no adder)
+            with m.If((lane == P - E) | (elem >= max(lay.hidden - E, 0))):
                 m.d.sync += [lane.eq(0), full[i_bank].eq(0), i_bank.eq(~i_bank),
                              grp.eq(grp + 1)]
                 with m.If(grp == gpg - 1):

@@ -1,7 +1,7 @@
 """The head's outputs: accumulator words, requantized, one output a beat on the stream."""
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,42 +43,38 @@ class HeadOutput(wiring.Component):
         m = Module()
         out_idx = Signal(range(self.outputs + 1))
         lane = Signal(range(P + 1))
-        grp = Signal(range(self.outputs + 1))
         word = Signal.like(self.acc_word[0])
+        addr = Signal.like(self.acc_addr)  # the group's word: acc_base, then one a group
         # The addressed word stays on the read port (and in acc_word a cycle later) for all
         # outputs of its group: the lane select reads the register, not the block RAM, and
         # rounding waits another cycle (Fmax).
-        with m.FSM(name="head_out"):
+        with m.FSM(name="head_out") as fsm:
+            m.d.comb += self.acc_addr.eq(Mux(fsm.ongoing("IDLE"), 0, addr))
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [out_idx.eq(0), lane.eq(0), grp.eq(0)]
+                    m.d.sync += [out_idx.eq(0), lane.eq(0), addr.eq(self.acc_base)]
                     m.next = "READ"
             with m.State("READ"):
-                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
                 m.next = "WAIT"
             with m.State("WAIT"):
-                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
                 m.next = "LATCH"
             with m.State("LATCH"):
                 m.d.sync += word.eq(Array(self.acc_word[n] for n in range(P))[lane])
-                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
                 m.next = "ROUND"
             with m.State("ROUND"):
                 m.d.sync += [self.o.payload.data.eq(requantize(word, head.acc_frac,
                                                                head.out_fmt)),
                              self.o.payload.last.eq(out_idx == last),
                              self.o.valid.eq(1)]
-                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
                 m.next = "SEND"
             with m.State("SEND"):
-                m.d.comb += self.acc_addr.eq(self.acc_base + grp)
                 with m.If(self.o.ready):
                     m.d.sync += [self.o.valid.eq(0), out_idx.eq(out_idx + 1)]
                     with m.If(out_idx == last):
                         m.d.comb += self.done.eq(1)
                         m.next = "IDLE"
                     with m.Elif(lane == P - 1):
-                        m.d.sync += [lane.eq(0), grp.eq(grp + 1)]
+                        m.d.sync += [lane.eq(0), addr.eq(addr + 1)]
                         m.next = "READ"
                     with m.Else():
                         m.d.sync += lane.eq(lane + 1)

@@ -9,12 +9,12 @@ the bias, on the first touch of a word in a pass)::
     +1, +2  the weight word comes out of its ROM banks (s1a, s1b; narrow weights are packed
             into pair operands in the ROM's last stage)
     +3      multiply; read the bias and accumulator words (s2)
-    +4      register those words and align the products (s3); pick bias, forwarded sum
-            or stored word a stage early
-    +4      accumulate and write (end of s3)
+    +4      register those words and align the products (s3); pick the base: bias,
+            a forwarded sum or the stored word (decided a stage early)
+    +5      accumulate, onto the base or the sum of the update one ahead, and write (s4)
 
 The accumulator read port is not transparent (its block RAM output goes straight into a
-register, for Fmax), so a word read for an update misses the writes of the two updates
+register, for Fmax), so a word read for an update misses the writes of the three updates
 before it: the newest of those sums that hit the same word is forwarded.
 
 The read port serves the rest of the datapath while no update needs it: `read_addr` is read
@@ -38,8 +38,8 @@ from amaranth.lib.wiring import In, Out
 
 from .rom import LATENCY as ROM_LATENCY, BankedROM
 
-#: Pipeline registers between an issue and its accumulator write (s1, s1a, s1b, s2, s3).
-PIPELINE_DEPTH = 5
+#: Pipeline registers between an issue and its accumulator write (s1, s1a, s1b, s2, s3, s4).
+PIPELINE_DEPTH = 6
 assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
 #: Operand width of the narrowest device multiplier (iCE40 SB_MAC16: 16 x 16 signed).
 MULTIPLIER_WIDTH = 16
@@ -83,7 +83,8 @@ class MacArray(wiring.Component):
         at most (the array never stalls)
     read_addr : In(range(acc_depth))   accumulator word to read while no update needs the port
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
-    idle : Out(1)   no update is in flight
+    idle : Out(1)   no update is in flight (a register: set from the stages' next valid bits,
+        so that its readers' clock enables do not wait behind the OR of five stages)
 
     Attributes
     ----------
@@ -104,7 +105,7 @@ class MacArray(wiring.Component):
         self.acc_mem = Memory(shape=lanes, depth=acc_depth, init=[])
         super().__init__({"issue": In(stream.Signature(self.layout, always_ready=True)),
                           "read_addr": In(range(acc_depth)),
-                          "acc_word": Out(lanes), "idle": Out(1)})
+                          "acc_word": Out(lanes), "idle": Out(1, init=1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -122,7 +123,7 @@ class MacArray(wiring.Component):
         # stage 1, 1a, 1b: the weight word comes out of its banks (block RAM output straight
         # into a multiplexer or a multiplier would be the longest path)
         s1 = Signal(data.StructLayout({"valid": 1, "issue": self.layout}))
-        s1a, s1b = Signal.like(s1), Signal.like(s1)
+        s1a, s1b = Signal.like(s1, name="s1a"), Signal.like(s1, name="s1b")
         m.d.comb += w_rom.addr.eq(self.issue.payload.w_addr)
         m.d.sync += s1.valid.eq(self.issue.valid)
         with m.If(self.issue.valid):
@@ -143,27 +144,36 @@ class MacArray(wiring.Component):
         # stage 3: register the accumulator and bias words and align the products (block
         # RAM output straight into the adder would be the longest path)
         s3 = Signal.like(s2)
-        acc_q, bias_q = Signal.like(acc_rd.data), Signal.like(b_rd.data)
+        acc_q = Signal.like(acc_rd.data, name="acc_q")
+        bias_q = Signal.like(b_rd.data, name="bias_q")
         m.d.sync += [s3.eq(s2), acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data)]
-        m.d.comb += [self.acc_word.eq(acc_q),
-                     self.idle.eq(~s1.valid & ~s1a.valid & ~s1b.valid & ~s2.valid & ~s3.valid)]
+        m.d.comb += self.acc_word.eq(acc_q)
+        # next cycle's stages are this cycle's issue, s1, s1a, s1b, s2, s3
+        m.d.sync += self.idle.eq(~(self.issue.valid | s1.valid | s1a.valid | s1b.valid
+                                   | s2.valid | s3.valid))
 
         # accumulate (a product with a delta may exceed the accumulator's range alone; the
-        # sum never does), from the bias, a forwarded sum or the stored word, chosen a stage
-        # early so that stage 3 holds one 4-way mux and the adder
-        BIAS, FWD1, FWD2, STORED = range(4)
-        pick = Signal(range(4))
-        last = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth)}))
-        last_sum, last_sum2 = Signal.like(acc_wr.data), Signal.like(acc_wr.data)
-        m.d.comb += [acc_wr.addr.eq(s3.acc_addr), acc_wr.en.eq(s3.valid)]
-        m.d.sync += [last.valid.eq(s3.valid), last.acc_addr.eq(s3.acc_addr),
-                     last_sum.eq(acc_wr.data), last_sum2.eq(last_sum)]
+        # sum never does), from the bias, a forwarded sum or the stored word. Stage 3 picks
+        # the base (s3's pick, decided in stage 2) into a register, and stage 4 adds: the
+        # adder's only mux is the 2-way one for the update one ahead, whose sum is still
+        # being made in stage 3's cycle (Fmax).
+        BIAS, FWD1, FWD2, FWD3, STORED = range(5)
+        pick, fwd1 = Signal(range(5)), Signal()
+        s4 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth)}))
+        last = Signal.like(s4)
+        last_sum = Signal.like(acc_wr.data, name="last_sum")
+        last_sum2 = Signal.like(acc_wr.data, name="last_sum2")
+        m.d.sync += [s4.valid.eq(s3.valid), s4.acc_addr.eq(s3.acc_addr), last.eq(s4),
+                     last_sum.eq(acc_wr.data), last_sum2.eq(last_sum), fwd1.eq(pick == FWD1)]
+        m.d.comb += [acc_wr.addr.eq(s4.acc_addr), acc_wr.en.eq(s4.valid)]
         with m.If(s2.bias):
             m.d.sync += pick.eq(BIAS)
         with m.Elif(s3.valid & (s3.acc_addr == s2.acc_addr)):
-            m.d.sync += pick.eq(FWD1)   # the update one ahead: written this cycle
+            m.d.sync += pick.eq(FWD1)   # the update one ahead: written as this one adds
+        with m.Elif(s4.valid & (s4.acc_addr == s2.acc_addr)):
+            m.d.sync += pick.eq(FWD2)   # two ahead: written as this one picks its base
         with m.Elif(last.valid & (last.acc_addr == s2.acc_addr)):
-            m.d.sync += pick.eq(FWD2)   # two ahead: written as this one's word was read
+            m.d.sync += pick.eq(FWD3)   # three ahead: written as this one's word was read
         with m.Else():
             m.d.sync += pick.eq(STORED)
         for k in range(P):
@@ -172,8 +182,12 @@ class MacArray(wiring.Component):
                 for idx, sh in enumerate(self.shifts):
                     with m.Case(idx):
                         m.d.sync += aligned.eq(prods[k] << sh)
-            base = Array([bias_q[k], last_sum[k], last_sum2[k], acc_q[k]])[pick]
-            m.d.comb += acc_wr.data[k].eq(base + aligned)
+            base = Signal.like(acc_q[k], name=f"base{k}")
+            addend = Signal.like(aligned, name=f"addend{k}")
+            m.d.sync += [base.eq(Array([bias_q[k], acc_q[k], last_sum[k], last_sum2[k],
+                                        acc_q[k]])[pick]),
+                         addend.eq(aligned)]
+            m.d.comb += acc_wr.data[k].eq(Mux(fwd1, last_sum[k], base) + addend)
         return m
 
     def _operand_layout(self) -> data.StructLayout:

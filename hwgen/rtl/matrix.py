@@ -124,7 +124,9 @@ class ColumnEncoder(wiring.Component):
     sel : In(range(passes))   the pass to begin, read with `start`
     pass_now : Out(range(passes))   the pass begun last (a register: the pass's constants
         are selected by it, not by the sequencer's state)
-    run : In(1)     the pass runs (columns are read while the queue has room)
+    (the pass runs from `start` until `done`: columns are read while the queue has room; the
+    encoder keeps its own running flag, so that its control does not wait on the
+    sequencer's state)
     fresh : In(1)   first step of a sequence: h and the last-fired values read as zero
     value_addr : Out   vector-memory address of the column read now
     value : In     the word read at `value_addr` a cycle earlier
@@ -145,7 +147,7 @@ class ColumnEncoder(wiring.Component):
             if ps.tokens:
                 tokens = {"token": In(range(ps.vocab)), "last_token": In(range(ps.vocab))}
         super().__init__({**tokens,
-            "start": In(1), "sel": In(range(len(passes))), "run": In(1), "fresh": In(1),
+            "start": In(1), "sel": In(range(len(passes))), "fresh": In(1),
             "pass_now": Out(range(len(passes))),
             "value_addr": Out(range(plan.vector_depth)), "value": In(value),
             "last_addr": Out(range(plan.hat_depth)), "last": In(value),
@@ -155,13 +157,13 @@ class ColumnEncoder(wiring.Component):
             "done": Out(1),
         })
 
-    def _token_columns(self, m, ps, col, w_addr, e1, e2):
+    def _token_columns(self, m, ps, run, col, w_addr, e1, e2):
         """A folded embedding's token columns, in place of the V one-hot ones. Column 0 is
         the token (dense), or in a delta pass the previous token (-1.0; on a sequence's
         first step it fires with 0, to start the words from the bias) and column 1 the
         token (+1.0); they fire when the token changed."""
         is_delta = ps.is_delta
-        with m.If(self.run & (col < ps.x_cols)):
+        with m.If(run & (col < ps.x_cols)):
             tok = Mux(col == 0, self.last_token, self.token) if is_delta else self.token
             m.d.sync += e1.w_addr.eq(ps.w_base + tok * ps.gpc)
         token_col = ~e1.is_h & (e1.col < ps.x_cols)
@@ -192,11 +194,20 @@ class ColumnEncoder(wiring.Component):
         pushed = Signal(entry)
         m.d.comb += queue.w_data.eq(pushed)
         m.d.sync += e1.valid.eq(0)
-        # two reads in flight: room for them and the next
-        room = queue.level + e1.valid + e2.valid < QUEUE_DEPTH - 1
+        # two reads in flight: room for them and the next. `held` counts the queued entries
+        # and the reads in flight (the queue's level + e1.valid + e2.valid), kept as a
+        # register of its own so that `room` is one compare of it
+        held = Signal(range(QUEUE_DEPTH + 3))
+        launch = Signal()
+        m.d.sync += held.eq(held + launch - (queue.r_en & queue.r_rdy)
+                            - (e2.valid & ~queue.w_en))
+        room = held < QUEUE_DEPTH - 1
         fresh = self.fresh
+        run = Signal()
+        with m.If(self.done):
+            m.d.sync += run.eq(0)
         with m.If(self.start):
-            m.d.sync += [self.pass_now.eq(self.sel), col.eq(0)]
+            m.d.sync += [self.pass_now.eq(self.sel), col.eq(0), run.eq(1)]
             with m.Switch(self.sel):
                 for k, ps in enumerate(self.passes):
                     with m.Case(k):
@@ -210,7 +221,8 @@ class ColumnEncoder(wiring.Component):
                                                        ps.x_addr + col))
                     if ps.is_delta:
                         m.d.comb += self.last_addr.eq(ps.hat_addr + col)
-                    with m.If(self.run & (col < ps.cols) & room):
+                    with m.If(run & (col < ps.cols) & room):
+                        m.d.comb += launch.eq(1)
                         m.d.sync += [e1.valid.eq(1), e1.col.eq(col), e1.is_h.eq(is_h0),
                                      e1.w_addr.eq(w_addr), col.eq(col + 1),
                                      w_addr.eq(w_addr + ps.gpc)]
@@ -221,7 +233,8 @@ class ColumnEncoder(wiring.Component):
                                  e2.is_h.eq(e1.is_h), e2.w_addr.eq(e1.w_addr),
                                  e2.value.eq(value), e2.change.eq(value - last)]
                     if ps.tokens:
-                        token_col, changed = self._token_columns(m, ps, col, w_addr, e1, e2)
+                        token_col, changed = self._token_columns(m, ps, run, col, w_addr,
+                                                                 e1, e2)
                     # stage 2: fire, queue, remember what fired
                     if ps.is_delta:
                         tx, th = (max(t, 1) for t in ps.theta)

@@ -47,7 +47,13 @@ class PWLUnit(wiring.Component):
         # stage holds the multiply alone (Fmax).
         k = p.in_fmt.frac + p.slope_frac - p.work_frac if p.slope_form == "mult" else 0
         fold = k > 0
-        consts = [(v << k) + (1 << (k - 1)) for v in p.intercepts] if fold else p.intercepts
+        # The output's rounding constant r rides along from the intercepts: the segment
+        # value is y + r, the limit and sign restore use constants offset to keep + r, and
+        # the output stage is the shift and the saturation alone (Fmax).
+        out_shift = p.work_frac - p.out_fmt.frac
+        r = 1 << (out_shift - 1) if out_shift > 0 else 0
+        intercepts = [v + r for v in p.intercepts]
+        consts = [(v << k) + (1 << (k - 1)) for v in intercepts] if fold else intercepts
         c_w = max(v.bit_length() + 1 for v in consts) + 1
         c = Array(Const(v, signed(c_w)) for v in consts)[idx]
         neg1, beyond1 = Signal(), Signal()
@@ -74,13 +80,14 @@ class PWLUnit(wiring.Component):
         neg2, beyond2 = Signal(), Signal()
         y2 = Signal(y_seg.shape())
         m.d.sync += [neg2.eq(neg1), beyond2.eq(beyond1), y2.eq(y_seg)]
-        y_pos = Mux(beyond2, p.one, y2)
+        y_pos = Mux(beyond2, p.one + r, y2)                  # y + r
         if p.func == "tanh":
-            y_all = Mux(neg2, -y_pos, y_pos)
+            y_all = Mux(neg2, 2 * r - y_pos, y_pos)          # -y + r
         else:
-            y_all = Mux(neg2, p.one - y_pos, y_pos)
+            y_all = Mux(neg2, p.one + 2 * r - y_pos, y_pos)  # one - y + r
         y3 = Signal(y_all.shape())
         m.d.sync += y3.eq(y_all)
-        m.d.sync += self.y.eq(saturate(shift_round(y3, p.work_frac - p.out_fmt.frac),
-                                       p.out_fmt))
+        # shift_round(y, out_shift) == (y + r) >> out_shift
+        y_out = y3 >> out_shift if out_shift > 0 else y3 << -out_shift
+        m.d.sync += self.y.eq(saturate(y_out, p.out_fmt))
         return m

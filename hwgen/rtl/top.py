@@ -206,12 +206,16 @@ class Accelerator(wiring.Component):
                     m.d.comb += [lane(c_wr.data, j).eq(unit.c_new)
                                  for j, unit in enumerate(row)]
         wait = Signal(range(max(unit.latency for unit in units) + 4))
+        # in FLUSH (entered a cycle after the last element's issue: `act.finished`), equals
+        # wait == latency (a register: the transition waits on no compare)
+        flushed = Signal()
+        assert min(unit.latency for unit in units) >= 1
         in_idx = Signal(range(qm.input_size + 1))
 
         def run_pass(next_state: str):
             """A MATRIX pass (the one begun last): read columns, issue words; done when both
             are."""
-            m.d.comb += [enc.run.eq(1), v_rd.addr.eq(word(enc.value_addr))]
+            m.d.comb += v_rd.addr.eq(word(enc.value_addr))
             with m.If(enc.done & ~matrix_busy):
                 m.next = next_state
 
@@ -265,23 +269,26 @@ class Accelerator(wiring.Component):
                             m.d.comb += act.start.eq(1)
                             m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
-                    m.d.comb += [act.run.eq(1), v_rd.addr.eq(word(act.h_addr))]
-                    with m.If(act.done):
+                    m.d.comb += v_rd.addr.eq(word(act.h_addr))
+                    with m.If(act.finished):  # a cycle after the last element's issue
                         m.d.sync += wait.eq(0)
                         m.next = f"FLUSH{k}"
                 with m.State(f"FLUSH{k}"):
                     # let the last element leave the element-wise pipeline
                     begin = start_pass(k + 1 if k + 1 < len(units) else head_pass)
-                    m.d.sync += wait.eq(wait + 1)
-                    with m.If(wait == unit.latency + 1):
-                        m.d.comb += begin
+                    m.d.sync += [wait.eq(wait + 1), flushed.eq(wait == unit.latency - 1)]
+                    with m.If(flushed):
+                        # (a started pass runs until done: the head's only if it follows)
                         if k + 1 < len(units):
+                            m.d.comb += begin
                             m.next = f"MAT{k + 1}"
                         else:
                             if qm.head_mode == "every":
+                                m.d.comb += begin
                                 m.next = "HEAD"
                             else:
                                 with m.If(seq_end):
+                                    m.d.comb += begin
                                     m.next = "HEAD"
                                 with m.Else():
                                     m.d.sync += fresh.eq(0)

@@ -13,27 +13,26 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire \$18 ;
+  wire [6:0] \$18 ;
   wire \$19 ;
   wire [6:0] \$2 ;
-  wire [6:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [5:0] \$22 ;
   wire \$23 ;
-  wire [5:0] \$24 ;
+  wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
+  wire [5:0] \$26 ;
   wire \$27 ;
-  wire [5:0] \$28 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  reg [5:0] \$32 ;
-  reg \$33 ;
-  reg [3:0] \$34 ;
-  reg [4:0] \$35 ;
-  reg \$36 ;
+  reg [5:0] \$30 ;
+  reg \$31 ;
+  reg [3:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg \$34 ;
+  reg \$35 ;
   wire [7:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -41,7 +40,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$8 ;
   wire \$9 ;
   reg [6:0] \$signature__addr ;
-  reg [6:0] \$signature__addr$64 ;
+  reg [6:0] \$signature__addr$63 ;
   wire [7:0] \$signature__data ;
   reg [7:0] \$signature__data$47 ;
   reg \$signature__en ;
@@ -101,7 +100,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \columns__valid$13 ;
   wire done;
   wire \done$76 ;
-  wire \done$77 ;
   wire [91:0] element__payload;
   wire [83:0] \element__payload.gates ;
   wire [20:0] \element__payload.gates[0] ;
@@ -111,6 +109,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [1:0] \element__payload.layer ;
   wire [5:0] \element__payload.tag ;
   wire element__valid;
+  wire finished;
+  reg flushed = 1'h0;
   reg fresh = 1'h1;
   (* init = 1'h1 *)
   wire \fresh$19 ;
@@ -165,16 +165,14 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] read_addr;
   input rst;
   wire rst;
-  reg run;
-  reg \run$69 ;
   wire [1:0] sel;
   reg [1:0] \sel$60 ;
-  reg \sel$66 ;
+  reg \sel$65 ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg start;
-  reg \start$68 ;
-  reg \start$72 ;
+  reg \start$67 ;
+  reg \start$70 ;
   wire [5:0] tag;
   wire [5:0] \tag$50 ;
   wire [5:0] tag_out;
@@ -291,7 +289,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= v_mem[\$signature__addr$64 ];
+    _0_ <= v_mem[\$signature__addr$63 ];
   end
   assign value = _0_;
   assign read_addr = acc_addr | \acc_addr$30 ;
@@ -304,54 +302,53 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \h_prev$51  = fresh ? 8'h00 : value;
   assign \$4  = 7'h40 + \tag_out$57 ;
   assign \$5  = in_idx == 5'h1f;
-  assign \$6  = \wait  == 5'h16;
-  assign \$7  = \wait  == 5'h16;
-  assign \$8  = ! seq_state;
-  assign \$9  = seq_state == 1'h1;
-  assign \$10  = seq_state == 2'h2;
-  assign \$11  = seq_state == 2'h3;
-  assign \$12  = seq_state == 3'h4;
-  assign \$13  = seq_state == 3'h5;
-  assign \$14  = seq_state == 3'h6;
-  assign \$15  = seq_state == 3'h7;
-  assign \$16  = seq_state == 4'h8;
-  assign \$17  = seq_state == 4'h9;
-  assign \$18  = seq_state == 4'ha;
-  assign \$19  = seq_state == 4'hb;
-  assign \$20  = in_idx + 1'h1;
-  assign \$21  = in_idx == 5'h1f;
-  assign \$22  = ~ issue__valid;
-  assign \$23  = done & \$22 ;
-  assign \$24  = \wait  + 1'h1;
-  assign \$25  = \wait  == 5'h16;
-  assign \$26  = ~ issue__valid;
-  assign \$27  = done & \$26 ;
-  assign \$28  = \wait  + 1'h1;
-  assign \$29  = \wait  == 5'h16;
-  assign \$30  = ~ issue__valid;
-  assign \$31  = done & \$30 ;
+  assign \$6  = ! seq_state;
+  assign \$7  = seq_state == 1'h1;
+  assign \$8  = seq_state == 2'h2;
+  assign \$9  = seq_state == 2'h3;
+  assign \$10  = seq_state == 3'h4;
+  assign \$11  = seq_state == 3'h5;
+  assign \$12  = seq_state == 3'h6;
+  assign \$13  = seq_state == 3'h7;
+  assign \$14  = seq_state == 4'h8;
+  assign \$15  = seq_state == 4'h9;
+  assign \$16  = seq_state == 4'ha;
+  assign \$17  = seq_state == 4'hb;
+  assign \$18  = in_idx + 1'h1;
+  assign \$19  = in_idx == 5'h1f;
+  assign \$20  = ~ issue__valid;
+  assign \$21  = done & \$20 ;
+  assign \$22  = \wait  + 1'h1;
+  assign \$23  = \wait  == 5'h14;
+  assign \$24  = ~ issue__valid;
+  assign \$25  = done & \$24 ;
+  assign \$26  = \wait  + 1'h1;
+  assign \$27  = \wait  == 5'h14;
+  assign \$28  = ~ issue__valid;
+  assign \$29  = done & \$28 ;
   always @(posedge clk)
-    in_idx <= \$32 ;
+    in_idx <= \$30 ;
   always @(posedge clk)
-    seq_end <= \$33 ;
+    seq_end <= \$31 ;
   always @(posedge clk)
-    seq_state <= \$34 ;
+    seq_state <= \$32 ;
   always @(posedge clk)
-    \wait  <= \$35 ;
+    \wait  <= \$33 ;
   always @(posedge clk)
-    fresh <= \$36 ;
+    flushed <= \$34 ;
+  always @(posedge clk)
+    fresh <= \$35 ;
   \hwgen_charlm_gru2_p8.activate  activate (
     .acc_addr(acc_addr),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$76 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
+    .finished(finished),
     .h_addr(h_addr),
     .rst(rst),
-    .run(\run$69 ),
-    .sel(\sel$66 ),
-    .start(\start$68 )
+    .sel(\sel$65 ),
+    .start(\start$67 )
   );
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .clk(clk),
@@ -359,7 +356,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1621$8 (element__payload[91:8]),
+    .\port$1673$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -370,7 +367,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$51 ),
     .p20(\valid_out$56 ),
     .p41(\tag_out$57 ),
-    .\port$1621$8 (element__payload[91:8]),
+    .\port$1673$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$49 )
@@ -384,7 +381,6 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
-    .run(run),
     .sel(\sel$60 ),
     .start(start),
     .value(value),
@@ -394,12 +390,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc_addr(\acc_addr$30 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$77 ),
+    .done(\done$76 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$72 )
+    .start(\start$70 )
   );
   \hwgen_charlm_gru2_p8.issuer  issuer (
     .busy(issue__valid),
@@ -511,7 +507,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          if (\$6 ) begin
+          if (flushed) begin
             start = 1'h1;
           end
       4'h5:
@@ -521,73 +517,47 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          if (\$7 ) begin
+          if (flushed) begin
             start = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    run = 1'h0;
+    \$signature__addr$63  = 7'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          run = 1'h1;
+          \$signature__addr$63  = value_addr;
       4'h2:
           /* empty */;
       4'h3:
-          /* empty */;
+          \$signature__addr$63  = h_addr;
       4'h4:
           /* empty */;
       4'h5:
-          run = 1'h1;
+          \$signature__addr$63  = value_addr;
       4'h6:
           /* empty */;
       4'h7:
-          /* empty */;
+          \$signature__addr$63  = h_addr;
       4'h8:
           /* empty */;
       4'h9:
-          run = 1'h1;
+          \$signature__addr$63  = value_addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$64  = 7'h00;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          \$signature__addr$64  = value_addr;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \$signature__addr$64  = h_addr;
-      4'h4:
-          /* empty */;
-      4'h5:
-          \$signature__addr$64  = value_addr;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \$signature__addr$64  = h_addr;
-      4'h8:
-          /* empty */;
-      4'h9:
-          \$signature__addr$64  = value_addr;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$66  = 1'h0;
+    \sel$65  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          \sel$66  = 1'h0;
+          \sel$65  = 1'h0;
       4'h3:
           /* empty */;
       4'h4:
@@ -595,12 +565,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          \sel$66  = 1'h1;
+          \sel$65  = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$68  = 1'h0;
+    \start$67  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -608,7 +578,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h2:
           if (idle) begin
-            \start$68  = 1'h1;
+            \start$67  = 1'h1;
           end
       4'h3:
           /* empty */;
@@ -618,35 +588,13 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'h6:
           if (idle) begin
-            \start$68  = 1'h1;
+            \start$67  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \run$69  = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h3:
-          \run$69  = 1'h1;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          \run$69  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$72  = 1'h0;
+    \start$70  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -670,103 +618,103 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (idle) begin
-            \start$72  = 1'h1;
+            \start$70  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$32  = in_idx;
+    \$30  = in_idx;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            \$32  = \$20 [5:0];
-            if (\$21 ) begin
-              \$32  = 6'h00;
+            \$30  = \$18 [5:0];
+            if (\$19 ) begin
+              \$30  = 6'h00;
             end
           end
     endcase
     if (rst) begin
-      \$32  = 6'h00;
+      \$30  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$33  = seq_end;
+    \$31  = seq_end;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$21 ) begin
-              \$33  = i__payload[9];
+            if (\$19 ) begin
+              \$31  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$33  = 1'h0;
+      \$31  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$34  = seq_state;
+    \$32  = seq_state;
     casez (seq_state)
       4'h0:
           if (i__valid) begin
-            if (\$21 ) begin
-              \$34  = 4'h1;
+            if (\$19 ) begin
+              \$32  = 4'h1;
             end
           end
       4'h1:
-          if (\$23 ) begin
-            \$34  = 4'h2;
+          if (\$21 ) begin
+            \$32  = 4'h2;
           end
       4'h2:
           if (idle) begin
-            \$34  = 4'h3;
+            \$32  = 4'h3;
           end
       4'h3:
-          if (\done$76 ) begin
-            \$34  = 4'h4;
+          if (finished) begin
+            \$32  = 4'h4;
           end
       4'h4:
+          if (flushed) begin
+            \$32  = 4'h5;
+          end
+      4'h5:
           if (\$25 ) begin
-            \$34  = 4'h5;
-          end
-      4'h5:
-          if (\$27 ) begin
-            \$34  = 4'h6;
+            \$32  = 4'h6;
           end
       4'h6:
           if (idle) begin
-            \$34  = 4'h7;
+            \$32  = 4'h7;
           end
       4'h7:
-          if (\done$76 ) begin
-            \$34  = 4'h8;
+          if (finished) begin
+            \$32  = 4'h8;
           end
       4'h8:
+          if (flushed) begin
+            \$32  = 4'h9;
+          end
+      4'h9:
           if (\$29 ) begin
-            \$34  = 4'h9;
-          end
-      4'h9:
-          if (\$31 ) begin
-            \$34  = 4'ha;
+            \$32  = 4'ha;
           end
       4'ha:
           if (idle) begin
-            \$34  = 4'hb;
+            \$32  = 4'hb;
           end
       4'hb:
-          if (\done$77 ) begin
-            \$34  = 4'h0;
+          if (\done$76 ) begin
+            \$32  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$34  = 4'h0;
+      \$32  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$35  = \wait ;
+    \$33  = \wait ;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -775,29 +723,56 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h2:
           /* empty */;
       4'h3:
-          if (\done$76 ) begin
-            \$35  = 5'h00;
+          if (finished) begin
+            \$33  = 5'h00;
           end
       4'h4:
-          \$35  = \$24 [4:0];
+          \$33  = \$22 [4:0];
       4'h5:
           /* empty */;
       4'h6:
           /* empty */;
       4'h7:
-          if (\done$76 ) begin
-            \$35  = 5'h00;
+          if (finished) begin
+            \$33  = 5'h00;
           end
       4'h8:
-          \$35  = \$28 [4:0];
+          \$33  = \$26 [4:0];
     endcase
     if (rst) begin
-      \$35  = 5'h00;
+      \$33  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = fresh;
+    \$34  = flushed;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h4:
+          \$34  = \$23 ;
+      4'h5:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          \$34  = \$27 ;
+    endcase
+    if (rst) begin
+      \$34  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$35  = fresh;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -822,12 +797,12 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          if (\done$77 ) begin
-            \$36  = seq_end;
+          if (\done$76 ) begin
+            \$35  = seq_end;
           end
     endcase
     if (rst) begin
-      \$36  = 1'h1;
+      \$35  = 1'h1;
     end
   end
   assign \columns__payload$9  = columns__payload;
@@ -916,103 +891,103 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__valid, element__payload, acc_addr, h_addr, done, clk);
+module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, element__valid, finished, element__payload, h_addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire [3:0] \$103 ;
-  wire [4:0] \$104 ;
-  wire \$105 ;
-  reg \$106 ;
+  wire [3:0] \$10 ;
+  reg [20:0] \$100 ;
+  reg [20:0] \$101 ;
+  wire [3:0] \$102 ;
+  reg [20:0] \$103 ;
+  wire [3:0] \$104 ;
+  reg [20:0] \$105 ;
+  reg [20:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [5:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [6:0] \$110 ;
-  wire [7:0] \$111 ;
-  wire \$112 ;
-  wire [3:0] \$113 ;
-  wire \$114 ;
+  wire \$110 ;
+  wire [3:0] \$111 ;
+  wire [4:0] \$112 ;
+  wire \$113 ;
+  reg \$114 ;
   wire \$115 ;
-  reg \$116 ;
+  wire \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire [3:0] \$119 ;
-  reg \$12 ;
-  wire [4:0] \$120 ;
+  wire \$12 ;
+  wire \$120 ;
   wire \$121 ;
-  wire [3:0] \$122 ;
+  reg \$122 ;
   wire \$123 ;
   wire \$124 ;
-  reg \$125 ;
-  wire \$126 ;
+  wire \$125 ;
+  wire [3:0] \$126 ;
   wire \$127 ;
-  wire [3:0] \$128 ;
-  wire [4:0] \$129 ;
+  wire \$128 ;
+  reg \$129 ;
   wire \$13 ;
-  wire [3:0] \$130 ;
-  wire [4:0] \$131 ;
+  wire \$130 ;
+  wire \$131 ;
   wire [6:0] \$132 ;
   reg \$133 ;
   wire \$134 ;
-  wire [6:0] \$135 ;
+  wire \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  reg \$140 ;
+  reg \$139 ;
+  wire [3:0] \$14 ;
+  wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire [5:0] \$143 ;
-  wire [6:0] \$144 ;
-  wire [7:0] \$145 ;
+  wire \$143 ;
+  wire [3:0] \$144 ;
+  wire \$145 ;
   wire \$146 ;
-  wire [3:0] \$147 ;
+  reg \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  reg \$150 ;
-  wire \$151 ;
+  wire \$150 ;
+  wire [3:0] \$151 ;
   wire \$152 ;
-  wire [5:0] \$153 ;
-  wire [6:0] \$154 ;
+  wire \$153 ;
+  reg \$154 ;
   wire \$155 ;
-  wire [3:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  reg \$159 ;
+  wire \$156 ;
+  wire [7:0] \$157 ;
+  reg \$158 ;
+  wire \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
-  wire [5:0] \$162 ;
-  wire [6:0] \$163 ;
-  wire [5:0] \$164 ;
-  wire [6:0] \$165 ;
-  wire [7:0] \$166 ;
-  reg \$167 ;
-  wire \$168 ;
-  wire [6:0] \$169 ;
-  wire [3:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
+  wire \$162 ;
+  reg \$163 ;
+  reg \$164 ;
+  reg [2:0] \$165 ;
+  reg [3:0] \$166 ;
+  reg [5:0] \$167 ;
+  reg [2:0] \$168 ;
+  reg \$169 ;
+  reg \$17 ;
+  reg [2:0] \$170 ;
+  reg \$171 ;
+  reg \$172 ;
   reg \$173 ;
   reg \$174 ;
-  reg [2:0] \$175 ;
-  reg [3:0] \$176 ;
+  reg \$175 ;
+  reg [1:0] \$176 ;
   reg [5:0] \$177 ;
-  reg [2:0] \$178 ;
-  reg \$179 ;
-  wire [3:0] \$18 ;
-  reg [2:0] \$180 ;
-  reg \$181 ;
-  reg \$182 ;
-  reg \$183 ;
-  reg \$184 ;
+  reg \$178 ;
+  reg [20:0] \$179 ;
+  wire \$18 ;
+  reg [20:0] \$180 ;
+  reg [20:0] \$181 ;
+  reg [20:0] \$182 ;
+  reg [20:0] \$183 ;
+  reg [20:0] \$184 ;
   reg [20:0] \$185 ;
   reg [20:0] \$186 ;
   reg [20:0] \$187 ;
@@ -1029,7 +1004,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg [20:0] \$197 ;
   reg [20:0] \$198 ;
   reg [20:0] \$199 ;
-  reg \$2 ;
+  wire [6:0] \$2 ;
   wire \$20 ;
   reg [20:0] \$200 ;
   reg [20:0] \$201 ;
@@ -1041,7 +1016,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg [20:0] \$207 ;
   reg [20:0] \$208 ;
   reg [20:0] \$209 ;
-  reg \$21 ;
+  wire \$21 ;
   reg [20:0] \$210 ;
   reg [20:0] \$211 ;
   reg [20:0] \$212 ;
@@ -1052,7 +1027,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg [20:0] \$217 ;
   reg [20:0] \$218 ;
   reg [20:0] \$219 ;
-  wire \$22 ;
+  wire [3:0] \$22 ;
   reg [20:0] \$220 ;
   reg [20:0] \$221 ;
   reg [20:0] \$222 ;
@@ -1063,7 +1038,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg [20:0] \$227 ;
   reg [20:0] \$228 ;
   reg [20:0] \$229 ;
-  wire \$23 ;
+  wire [3:0] \$23 ;
   reg [20:0] \$230 ;
   reg [20:0] \$231 ;
   reg [20:0] \$232 ;
@@ -1074,24 +1049,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg [20:0] \$237 ;
   reg [20:0] \$238 ;
   reg [20:0] \$239 ;
-  reg \$24 ;
+  wire \$24 ;
   reg [20:0] \$240 ;
   reg [20:0] \$241 ;
   reg [20:0] \$242 ;
-  reg [20:0] \$243 ;
-  reg [20:0] \$244 ;
-  reg [20:0] \$245 ;
-  reg [20:0] \$246 ;
-  reg [20:0] \$247 ;
-  reg [20:0] \$248 ;
-  reg [91:0] \$249 ;
-  wire [6:0] \$25 ;
-  wire [3:0] \$26 ;
-  reg [20:0] \$27 ;
-  wire [3:0] \$28 ;
-  reg [20:0] \$29 ;
-  wire \$3 ;
-  reg [20:0] \$30 ;
+  reg [91:0] \$243 ;
+  wire \$25 ;
+  reg \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
+  wire [7:0] \$3 ;
+  wire [6:0] \$30 ;
   wire [3:0] \$31 ;
   reg [20:0] \$32 ;
   wire [3:0] \$33 ;
@@ -1101,75 +1070,75 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg [20:0] \$37 ;
   wire [3:0] \$38 ;
   reg [20:0] \$39 ;
-  wire \$4 ;
+  wire [2:0] \$4 ;
   reg [20:0] \$40 ;
   wire [3:0] \$41 ;
   reg [20:0] \$42 ;
   wire [3:0] \$43 ;
   reg [20:0] \$44 ;
   reg [20:0] \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
-  wire \$50 ;
-  wire [3:0] \$51 ;
-  wire [4:0] \$52 ;
+  wire [3:0] \$46 ;
+  reg [20:0] \$47 ;
+  wire [3:0] \$48 ;
+  reg [20:0] \$49 ;
+  wire [6:0] \$5 ;
+  reg [20:0] \$50 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
-  reg \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire [3:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire \$54 ;
+  wire [3:0] \$55 ;
+  wire [4:0] \$56 ;
+  wire \$57 ;
+  wire [6:0] \$58 ;
+  wire [7:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [3:0] \$61 ;
+  wire [2:0] \$60 ;
+  wire [6:0] \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  reg \$64 ;
+  reg \$63 ;
+  wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  wire [3:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
-  wire [3:0] \$69 ;
-  wire \$7 ;
+  wire \$69 ;
+  reg \$7 ;
   wire [3:0] \$70 ;
   wire \$71 ;
   wire \$72 ;
   reg \$73 ;
   wire \$74 ;
   wire \$75 ;
-  reg \$76 ;
-  wire [6:0] \$77 ;
+  wire \$76 ;
+  wire \$77 ;
   wire [3:0] \$78 ;
-  reg [20:0] \$79 ;
+  wire [3:0] \$79 ;
   wire \$8 ;
-  wire [3:0] \$80 ;
-  reg [20:0] \$81 ;
-  reg [20:0] \$82 ;
-  wire [3:0] \$83 ;
-  reg [20:0] \$84 ;
-  wire [3:0] \$85 ;
-  reg [20:0] \$86 ;
-  reg [20:0] \$87 ;
-  wire [3:0] \$88 ;
-  reg [20:0] \$89 ;
-  wire [3:0] \$9 ;
-  wire [3:0] \$90 ;
+  wire \$80 ;
+  wire \$81 ;
+  reg \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  reg \$85 ;
+  wire [6:0] \$86 ;
+  wire [3:0] \$87 ;
+  reg [20:0] \$88 ;
+  wire [3:0] \$89 ;
+  wire \$9 ;
+  reg [20:0] \$90 ;
   reg [20:0] \$91 ;
-  reg [20:0] \$92 ;
-  wire [3:0] \$93 ;
-  reg [20:0] \$94 ;
-  wire [3:0] \$95 ;
+  wire [3:0] \$92 ;
+  reg [20:0] \$93 ;
+  wire [3:0] \$94 ;
+  reg [20:0] \$95 ;
   reg [20:0] \$96 ;
-  reg [20:0] \$97 ;
-  wire \$98 ;
-  wire [6:0] \$99 ;
+  wire [3:0] \$97 ;
+  reg [20:0] \$98 ;
+  wire [3:0] \$99 ;
   reg \$signal  = 1'h0;
   output [5:0] acc_addr;
-  reg [5:0] acc_addr;
+  wire [5:0] acc_addr;
   input [167:0] acc_word;
   wire [167:0] acc_word;
   wire [20:0] \acc_word[0] ;
@@ -1185,7 +1154,6 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg bank1_full = 1'h0;
   input clk;
   wire clk;
-  output done;
   reg done;
   reg early = 1'h0;
   reg [5:0] elem = 6'h00;
@@ -1200,6 +1168,8 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   wire [5:0] \element__payload.tag ;
   output element__valid;
   reg element__valid = 1'h0;
+  output finished;
+  reg finished = 1'h0;
   reg [2:0] g_grp = 3'h0;
   reg [20:0] gate0_0_0 = 21'h000000;
   reg [20:0] gate0_0_1 = 21'h000000;
@@ -1265,370 +1235,318 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   reg [20:0] gate1_3_5 = 21'h000000;
   reg [20:0] gate1_3_6 = 21'h000000;
   reg [20:0] gate1_3_7 = 21'h000000;
+  reg gather_read0;
+  reg gather_read1;
   reg [2:0] grp = 3'h0;
   output [6:0] h_addr;
   reg [6:0] h_addr;
   reg i_bank = 1'h0;
   reg [3:0] lane = 4'h0;
   reg layer = 1'h0;
+  reg [5:0] rd_addr = 6'h00;
+  reg [1:0] rd_q = 2'h0;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg running = 1'h0;
   input sel;
   wire sel;
   input start;
   wire start;
-  assign \$1  = g_grp < 3'h4;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$1  & \$3 ;
-  assign \$5  = act_q + 1'h1;
-  assign \$6  = ! \$signal ;
-  assign \$8  = act_q == 3'h4;
-  assign \$9  = g_grp + 1'h1;
-  assign \$10  = \$9  < 3'h4;
-  assign \$11  = ~ \$signal ;
-  assign \$13  = ~ \$12 ;
-  assign \$14  = \$10  & \$13 ;
-  assign \$15  = act_q == 3'h5;
+  assign \$1  = rd_q == 2'h3;
+  assign \$2  = rd_addr + 1'h1;
+  assign \$3  = \$2  - 4'hc;
+  assign \$4  = rd_q + 1'h1;
+  assign \$5  = rd_addr + 3'h4;
+  assign \$6  = g_grp < 3'h4;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$6  & \$8 ;
+  assign \$10  = act_q + 1'h1;
+  assign \$11  = ! \$signal ;
+  assign \$13  = act_q == 3'h4;
+  assign \$14  = g_grp + 1'h1;
+  assign \$15  = \$14  < 3'h4;
   assign \$16  = ~ \$signal ;
-  assign \$17  = g_grp + 1'h1;
-  assign \$18  = g_grp + 1'h1;
-  assign \$19  = \$18  < 3'h4;
-  assign \$20  = ~ \$signal ;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = \$19  & \$22 ;
-  assign \$25  = elem + 1'h1;
-  assign \$46  = lane == 3'h7;
-  assign \$47  = elem + 1'h1;
-  assign \$48  = \$47  >= 6'h20;
-  assign \$49  = \$46  | \$48 ;
-  assign \$50  = ~ i_bank;
-  assign \$51  = grp + 1'h1;
-  assign \$52  = lane + 1'h1;
-  assign \$53  = g_grp < 3'h4;
-  assign \$55  = ~ \$54 ;
-  assign \$56  = \$53  & \$55 ;
-  assign \$57  = act_q + 1'h1;
-  assign \$58  = ! \$signal ;
-  assign \$60  = act_q == 3'h4;
-  assign \$61  = g_grp + 1'h1;
-  assign \$62  = \$61  < 3'h4;
-  assign \$63  = ~ \$signal ;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$62  & \$65 ;
-  assign \$67  = act_q == 3'h5;
-  assign \$68  = ~ \$signal ;
-  assign \$69  = g_grp + 1'h1;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$15  & \$18 ;
+  assign \$20  = act_q == 3'h5;
+  assign \$21  = ~ \$signal ;
+  assign \$22  = g_grp + 1'h1;
+  assign \$23  = g_grp + 1'h1;
+  assign \$24  = \$23  < 3'h4;
+  assign \$25  = ~ \$signal ;
+  assign \$27  = ~ \$26 ;
+  assign \$28  = \$24  & \$27 ;
+  assign \$30  = elem + 1'h1;
+  assign \$51  = lane == 3'h7;
+  assign \$52  = elem >= 5'h1f;
+  assign \$53  = \$51  | \$52 ;
+  assign \$54  = ~ i_bank;
+  assign \$55  = grp + 1'h1;
+  assign \$56  = lane + 1'h1;
+  assign \$57  = rd_q == 2'h3;
+  assign \$58  = rd_addr + 1'h1;
+  assign \$59  = \$58  - 4'hc;
+  assign \$60  = rd_q + 1'h1;
+  assign \$61  = rd_addr + 3'h4;
+  assign \$62  = g_grp < 3'h4;
+  assign \$64  = ~ \$63 ;
+  assign \$65  = \$62  & \$64 ;
+  assign \$66  = act_q + 1'h1;
+  assign \$67  = ! \$signal ;
+  assign \$69  = act_q == 3'h4;
   assign \$70  = g_grp + 1'h1;
   assign \$71  = \$70  < 3'h4;
   assign \$72  = ~ \$signal ;
   assign \$74  = ~ \$73 ;
   assign \$75  = \$71  & \$74 ;
-  assign \$77  = elem + 1'h1;
-  assign \$98  = lane == 3'h7;
-  assign \$99  = elem + 1'h1;
-  assign \$100  = \$99  >= 6'h20;
-  assign \$101  = \$98  | \$100 ;
-  assign \$102  = ~ i_bank;
-  assign \$103  = grp + 1'h1;
-  assign \$104  = lane + 1'h1;
-  assign \$105  = g_grp < 3'h4;
-  assign \$107  = ~ \$106 ;
-  assign \$108  = \$105  & \$107 ;
-  assign \$109  = act_q * 3'h4;
-  assign \$110  = 1'h0 + \$109 ;
-  assign \$111  = \$110  + g_grp;
-  assign \$112  = act_q == 3'h4;
-  assign \$113  = g_grp + 1'h1;
-  assign \$114  = \$113  < 3'h4;
-  assign \$115  = ~ \$signal ;
-  assign \$117  = ~ \$116 ;
-  assign \$118  = \$114  & \$117 ;
-  assign \$119  = 1'h0 + g_grp;
-  assign \$120  = \$119  + 1'h1;
-  assign \$121  = act_q == 3'h5;
-  assign \$122  = g_grp + 1'h1;
-  assign \$123  = \$122  < 3'h4;
-  assign \$124  = ~ \$signal ;
-  assign \$126  = ~ \$125 ;
-  assign \$127  = \$123  & \$126 ;
-  assign \$128  = 3'h4 + g_grp;
-  assign \$129  = \$128  + 1'h1;
-  assign \$130  = 1'h0 + g_grp;
-  assign \$131  = \$130  + 1'h1;
+  assign \$76  = act_q == 3'h5;
+  assign \$77  = ~ \$signal ;
+  assign \$78  = g_grp + 1'h1;
+  assign \$79  = g_grp + 1'h1;
+  assign \$80  = \$79  < 3'h4;
+  assign \$81  = ~ \$signal ;
+  assign \$83  = ~ \$82 ;
+  assign \$84  = \$80  & \$83 ;
+  assign \$86  = elem + 1'h1;
+  assign \$107  = lane == 3'h7;
+  assign \$108  = elem >= 5'h1f;
+  assign \$109  = \$107  | \$108 ;
+  assign \$110  = ~ i_bank;
+  assign \$111  = grp + 1'h1;
+  assign \$112  = lane + 1'h1;
+  assign acc_addr = running ? rd_addr : 6'h00;
+  assign \$113  = g_grp < 3'h4;
+  assign \$115  = ~ \$114 ;
+  assign \$116  = \$113  & \$115 ;
+  assign \$117  = act_q < 3'h4;
+  assign \$118  = act_q == 3'h4;
+  assign \$119  = g_grp + 1'h1;
+  assign \$120  = \$119  < 3'h4;
+  assign \$121  = ~ \$signal ;
+  assign \$123  = ~ \$122 ;
+  assign \$124  = \$120  & \$123 ;
+  assign \$125  = act_q == 3'h5;
+  assign \$126  = g_grp + 1'h1;
+  assign \$127  = \$126  < 3'h4;
+  assign \$128  = ~ \$signal ;
+  assign \$130  = ~ \$129 ;
+  assign \$131  = \$127  & \$130 ;
   assign \$132  = 6'h20 + elem;
   assign \$134  = lane == 3'h7;
-  assign \$135  = elem + 1'h1;
-  assign \$136  = \$135  >= 6'h20;
-  assign \$137  = \$134  | \$136 ;
-  assign \$138  = grp == 2'h3;
-  assign \$139  = g_grp < 3'h4;
-  assign \$141  = ~ \$140 ;
-  assign \$142  = \$139  & \$141 ;
-  assign \$143  = act_q * 3'h4;
-  assign \$144  = 5'h10 + \$143 ;
-  assign \$145  = \$144  + g_grp;
-  assign \$146  = act_q == 3'h4;
-  assign \$147  = g_grp + 1'h1;
-  assign \$148  = \$147  < 3'h4;
-  assign \$149  = ~ \$signal ;
-  assign \$151  = ~ \$150 ;
-  assign \$152  = \$148  & \$151 ;
-  assign \$153  = 5'h10 + g_grp;
-  assign \$154  = \$153  + 1'h1;
-  assign \$155  = act_q == 3'h5;
-  assign \$156  = g_grp + 1'h1;
-  assign \$157  = \$156  < 3'h4;
-  assign \$158  = ~ \$signal ;
-  assign \$160  = ~ \$159 ;
-  assign \$161  = \$157  & \$160 ;
-  assign \$162  = 5'h14 + g_grp;
-  assign \$163  = \$162  + 1'h1;
-  assign \$164  = 5'h10 + g_grp;
-  assign \$165  = \$164  + 1'h1;
-  assign \$166  = 7'h40 + elem;
-  assign \$168  = lane == 3'h7;
-  assign \$169  = elem + 1'h1;
-  assign \$170  = \$169  >= 6'h20;
-  assign \$171  = \$168  | \$170 ;
-  assign \$172  = grp == 2'h3;
+  assign \$135  = elem >= 5'h1f;
+  assign \$136  = \$134  | \$135 ;
+  assign \$137  = grp == 2'h3;
+  assign \$138  = g_grp < 3'h4;
+  assign \$140  = ~ \$139 ;
+  assign \$141  = \$138  & \$140 ;
+  assign \$142  = act_q < 3'h4;
+  assign \$143  = act_q == 3'h4;
+  assign \$144  = g_grp + 1'h1;
+  assign \$145  = \$144  < 3'h4;
+  assign \$146  = ~ \$signal ;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = \$145  & \$148 ;
+  assign \$150  = act_q == 3'h5;
+  assign \$151  = g_grp + 1'h1;
+  assign \$152  = \$151  < 3'h4;
+  assign \$153  = ~ \$signal ;
+  assign \$155  = ~ \$154 ;
+  assign \$156  = \$152  & \$155 ;
+  assign \$157  = 7'h40 + elem;
+  assign \$159  = lane == 3'h7;
+  assign \$160  = elem >= 5'h1f;
+  assign \$161  = \$159  | \$160 ;
+  assign \$162  = grp == 2'h3;
   always @(posedge clk)
-    element__valid <= \$173 ;
+    element__valid <= \$163 ;
   always @(posedge clk)
-    layer <= \$174 ;
+    layer <= \$164 ;
   always @(posedge clk)
-    grp <= \$175 ;
+    grp <= \$165 ;
   always @(posedge clk)
-    lane <= \$176 ;
+    lane <= \$166 ;
   always @(posedge clk)
-    elem <= \$177 ;
+    elem <= \$167 ;
   always @(posedge clk)
-    act_q <= \$178 ;
+    act_q <= \$168 ;
   always @(posedge clk)
-    early <= \$179 ;
+    early <= \$169 ;
   always @(posedge clk)
-    g_grp <= \$180 ;
+    g_grp <= \$170 ;
   always @(posedge clk)
-    \$signal  <= \$181 ;
+    \$signal  <= \$171 ;
   always @(posedge clk)
-    i_bank <= \$182 ;
+    i_bank <= \$172 ;
   always @(posedge clk)
-    bank0_full <= \$183 ;
+    bank0_full <= \$173 ;
   always @(posedge clk)
-    bank1_full <= \$184 ;
+    bank1_full <= \$174 ;
   always @(posedge clk)
-    gate0_0_0 <= \$185 ;
+    running <= \$175 ;
   always @(posedge clk)
-    gate0_0_1 <= \$186 ;
+    rd_q <= \$176 ;
   always @(posedge clk)
-    gate0_0_2 <= \$187 ;
+    rd_addr <= \$177 ;
   always @(posedge clk)
-    gate0_0_3 <= \$188 ;
+    finished <= \$178 ;
   always @(posedge clk)
-    gate0_0_4 <= \$189 ;
+    gate0_0_0 <= \$179 ;
   always @(posedge clk)
-    gate0_0_5 <= \$190 ;
+    gate0_0_1 <= \$180 ;
   always @(posedge clk)
-    gate0_0_6 <= \$191 ;
+    gate0_0_2 <= \$181 ;
   always @(posedge clk)
-    gate0_0_7 <= \$192 ;
+    gate0_0_3 <= \$182 ;
   always @(posedge clk)
-    gate0_1_0 <= \$193 ;
+    gate0_0_4 <= \$183 ;
   always @(posedge clk)
-    gate0_1_1 <= \$194 ;
+    gate0_0_5 <= \$184 ;
   always @(posedge clk)
-    gate0_1_2 <= \$195 ;
+    gate0_0_6 <= \$185 ;
   always @(posedge clk)
-    gate0_1_3 <= \$196 ;
+    gate0_0_7 <= \$186 ;
   always @(posedge clk)
-    gate0_1_4 <= \$197 ;
+    gate0_1_0 <= \$187 ;
   always @(posedge clk)
-    gate0_1_5 <= \$198 ;
+    gate0_1_1 <= \$188 ;
   always @(posedge clk)
-    gate0_1_6 <= \$199 ;
+    gate0_1_2 <= \$189 ;
   always @(posedge clk)
-    gate0_1_7 <= \$200 ;
+    gate0_1_3 <= \$190 ;
   always @(posedge clk)
-    gate0_2_0 <= \$201 ;
+    gate0_1_4 <= \$191 ;
   always @(posedge clk)
-    gate0_2_1 <= \$202 ;
+    gate0_1_5 <= \$192 ;
   always @(posedge clk)
-    gate0_2_2 <= \$203 ;
+    gate0_1_6 <= \$193 ;
   always @(posedge clk)
-    gate0_2_3 <= \$204 ;
+    gate0_1_7 <= \$194 ;
   always @(posedge clk)
-    gate0_2_4 <= \$205 ;
+    gate0_2_0 <= \$195 ;
   always @(posedge clk)
-    gate0_2_5 <= \$206 ;
+    gate0_2_1 <= \$196 ;
   always @(posedge clk)
-    gate0_2_6 <= \$207 ;
+    gate0_2_2 <= \$197 ;
   always @(posedge clk)
-    gate0_2_7 <= \$208 ;
+    gate0_2_3 <= \$198 ;
   always @(posedge clk)
-    gate0_3_0 <= \$209 ;
+    gate0_2_4 <= \$199 ;
   always @(posedge clk)
-    gate0_3_1 <= \$210 ;
+    gate0_2_5 <= \$200 ;
   always @(posedge clk)
-    gate0_3_2 <= \$211 ;
+    gate0_2_6 <= \$201 ;
   always @(posedge clk)
-    gate0_3_3 <= \$212 ;
+    gate0_2_7 <= \$202 ;
   always @(posedge clk)
-    gate0_3_4 <= \$213 ;
+    gate0_3_0 <= \$203 ;
   always @(posedge clk)
-    gate0_3_5 <= \$214 ;
+    gate0_3_1 <= \$204 ;
   always @(posedge clk)
-    gate0_3_6 <= \$215 ;
+    gate0_3_2 <= \$205 ;
   always @(posedge clk)
-    gate0_3_7 <= \$216 ;
+    gate0_3_3 <= \$206 ;
   always @(posedge clk)
-    gate1_0_0 <= \$217 ;
+    gate0_3_4 <= \$207 ;
   always @(posedge clk)
-    gate1_0_1 <= \$218 ;
+    gate0_3_5 <= \$208 ;
   always @(posedge clk)
-    gate1_0_2 <= \$219 ;
+    gate0_3_6 <= \$209 ;
   always @(posedge clk)
-    gate1_0_3 <= \$220 ;
+    gate0_3_7 <= \$210 ;
   always @(posedge clk)
-    gate1_0_4 <= \$221 ;
+    gate1_0_0 <= \$211 ;
   always @(posedge clk)
-    gate1_0_5 <= \$222 ;
+    gate1_0_1 <= \$212 ;
   always @(posedge clk)
-    gate1_0_6 <= \$223 ;
+    gate1_0_2 <= \$213 ;
   always @(posedge clk)
-    gate1_0_7 <= \$224 ;
+    gate1_0_3 <= \$214 ;
   always @(posedge clk)
-    gate1_1_0 <= \$225 ;
+    gate1_0_4 <= \$215 ;
   always @(posedge clk)
-    gate1_1_1 <= \$226 ;
+    gate1_0_5 <= \$216 ;
   always @(posedge clk)
-    gate1_1_2 <= \$227 ;
+    gate1_0_6 <= \$217 ;
   always @(posedge clk)
-    gate1_1_3 <= \$228 ;
+    gate1_0_7 <= \$218 ;
   always @(posedge clk)
-    gate1_1_4 <= \$229 ;
+    gate1_1_0 <= \$219 ;
   always @(posedge clk)
-    gate1_1_5 <= \$230 ;
+    gate1_1_1 <= \$220 ;
   always @(posedge clk)
-    gate1_1_6 <= \$231 ;
+    gate1_1_2 <= \$221 ;
   always @(posedge clk)
-    gate1_1_7 <= \$232 ;
+    gate1_1_3 <= \$222 ;
   always @(posedge clk)
-    gate1_2_0 <= \$233 ;
+    gate1_1_4 <= \$223 ;
   always @(posedge clk)
-    gate1_2_1 <= \$234 ;
+    gate1_1_5 <= \$224 ;
   always @(posedge clk)
-    gate1_2_2 <= \$235 ;
+    gate1_1_6 <= \$225 ;
   always @(posedge clk)
-    gate1_2_3 <= \$236 ;
+    gate1_1_7 <= \$226 ;
   always @(posedge clk)
-    gate1_2_4 <= \$237 ;
+    gate1_2_0 <= \$227 ;
   always @(posedge clk)
-    gate1_2_5 <= \$238 ;
+    gate1_2_1 <= \$228 ;
   always @(posedge clk)
-    gate1_2_6 <= \$239 ;
+    gate1_2_2 <= \$229 ;
   always @(posedge clk)
-    gate1_2_7 <= \$240 ;
+    gate1_2_3 <= \$230 ;
   always @(posedge clk)
-    gate1_3_0 <= \$241 ;
+    gate1_2_4 <= \$231 ;
   always @(posedge clk)
-    gate1_3_1 <= \$242 ;
+    gate1_2_5 <= \$232 ;
   always @(posedge clk)
-    gate1_3_2 <= \$243 ;
+    gate1_2_6 <= \$233 ;
   always @(posedge clk)
-    gate1_3_3 <= \$244 ;
+    gate1_2_7 <= \$234 ;
   always @(posedge clk)
-    gate1_3_4 <= \$245 ;
+    gate1_3_0 <= \$235 ;
   always @(posedge clk)
-    gate1_3_5 <= \$246 ;
+    gate1_3_1 <= \$236 ;
   always @(posedge clk)
-    gate1_3_6 <= \$247 ;
+    gate1_3_2 <= \$237 ;
   always @(posedge clk)
-    gate1_3_7 <= \$248 ;
+    gate1_3_3 <= \$238 ;
   always @(posedge clk)
-    element__payload <= \$249 ;
+    gate1_3_4 <= \$239 ;
+  always @(posedge clk)
+    gate1_3_5 <= \$240 ;
+  always @(posedge clk)
+    gate1_3_6 <= \$241 ;
+  always @(posedge clk)
+    gate1_3_7 <= \$242 ;
+  always @(posedge clk)
+    element__payload <= \$243 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$2  = bank0_full;
+          \$7  = bank0_full;
       1'h1:
-          \$2  = bank1_full;
+          \$7  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$11 )
+    casez (\$16 )
       1'h0:
-          \$12  = bank0_full;
+          \$17  = bank0_full;
       1'h1:
-          \$12  = bank1_full;
+          \$17  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$20 )
+    casez (\$25 )
       1'h0:
-          \$21  = bank0_full;
+          \$26  = bank0_full;
       1'h1:
-          \$21  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$24  = bank0_full;
-      1'h1:
-          \$24  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$27  = 21'h000000;
-    casez (\$26 )
-      4'h0:
-          \$27  = gate0_0_0;
-      4'h1:
-          \$27  = gate0_0_1;
-      4'h2:
-          \$27  = gate0_0_2;
-      4'h3:
-          \$27  = gate0_0_3;
-      4'h4:
-          \$27  = gate0_0_4;
-      4'h5:
-          \$27  = gate0_0_5;
-      4'h6:
-          \$27  = gate0_0_6;
-      4'h7:
-          \$27  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$29  = 21'h000000;
-    casez (\$28 )
-      4'h0:
-          \$29  = gate1_0_0;
-      4'h1:
-          \$29  = gate1_0_1;
-      4'h2:
-          \$29  = gate1_0_2;
-      4'h3:
-          \$29  = gate1_0_3;
-      4'h4:
-          \$29  = gate1_0_4;
-      4'h5:
-          \$29  = gate1_0_5;
-      4'h6:
-          \$29  = gate1_0_6;
-      4'h7:
-          \$29  = gate1_0_7;
+          \$26  = bank1_full;
     endcase
   end
   always @* begin
@@ -1636,9 +1554,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$30  = \$27 ;
+          \$29  = bank0_full;
       1'h1:
-          \$30  = \$29 ;
+          \$29  = bank1_full;
     endcase
   end
   always @* begin
@@ -1646,21 +1564,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     \$32  = 21'h000000;
     casez (\$31 )
       4'h0:
-          \$32  = gate0_1_0;
+          \$32  = gate0_0_0;
       4'h1:
-          \$32  = gate0_1_1;
+          \$32  = gate0_0_1;
       4'h2:
-          \$32  = gate0_1_2;
+          \$32  = gate0_0_2;
       4'h3:
-          \$32  = gate0_1_3;
+          \$32  = gate0_0_3;
       4'h4:
-          \$32  = gate0_1_4;
+          \$32  = gate0_0_4;
       4'h5:
-          \$32  = gate0_1_5;
+          \$32  = gate0_0_5;
       4'h6:
-          \$32  = gate0_1_6;
+          \$32  = gate0_0_6;
       4'h7:
-          \$32  = gate0_1_7;
+          \$32  = gate0_0_7;
     endcase
   end
   always @* begin
@@ -1668,21 +1586,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     \$34  = 21'h000000;
     casez (\$33 )
       4'h0:
-          \$34  = gate1_1_0;
+          \$34  = gate1_0_0;
       4'h1:
-          \$34  = gate1_1_1;
+          \$34  = gate1_0_1;
       4'h2:
-          \$34  = gate1_1_2;
+          \$34  = gate1_0_2;
       4'h3:
-          \$34  = gate1_1_3;
+          \$34  = gate1_0_3;
       4'h4:
-          \$34  = gate1_1_4;
+          \$34  = gate1_0_4;
       4'h5:
-          \$34  = gate1_1_5;
+          \$34  = gate1_0_5;
       4'h6:
-          \$34  = gate1_1_6;
+          \$34  = gate1_0_6;
       4'h7:
-          \$34  = gate1_1_7;
+          \$34  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -1700,21 +1618,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     \$37  = 21'h000000;
     casez (\$36 )
       4'h0:
-          \$37  = gate0_2_0;
+          \$37  = gate0_1_0;
       4'h1:
-          \$37  = gate0_2_1;
+          \$37  = gate0_1_1;
       4'h2:
-          \$37  = gate0_2_2;
+          \$37  = gate0_1_2;
       4'h3:
-          \$37  = gate0_2_3;
+          \$37  = gate0_1_3;
       4'h4:
-          \$37  = gate0_2_4;
+          \$37  = gate0_1_4;
       4'h5:
-          \$37  = gate0_2_5;
+          \$37  = gate0_1_5;
       4'h6:
-          \$37  = gate0_2_6;
+          \$37  = gate0_1_6;
       4'h7:
-          \$37  = gate0_2_7;
+          \$37  = gate0_1_7;
     endcase
   end
   always @* begin
@@ -1722,21 +1640,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     \$39  = 21'h000000;
     casez (\$38 )
       4'h0:
-          \$39  = gate1_2_0;
+          \$39  = gate1_1_0;
       4'h1:
-          \$39  = gate1_2_1;
+          \$39  = gate1_1_1;
       4'h2:
-          \$39  = gate1_2_2;
+          \$39  = gate1_1_2;
       4'h3:
-          \$39  = gate1_2_3;
+          \$39  = gate1_1_3;
       4'h4:
-          \$39  = gate1_2_4;
+          \$39  = gate1_1_4;
       4'h5:
-          \$39  = gate1_2_5;
+          \$39  = gate1_1_5;
       4'h6:
-          \$39  = gate1_2_6;
+          \$39  = gate1_1_6;
       4'h7:
-          \$39  = gate1_2_7;
+          \$39  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -1754,21 +1672,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     \$42  = 21'h000000;
     casez (\$41 )
       4'h0:
-          \$42  = gate0_3_0;
+          \$42  = gate0_2_0;
       4'h1:
-          \$42  = gate0_3_1;
+          \$42  = gate0_2_1;
       4'h2:
-          \$42  = gate0_3_2;
+          \$42  = gate0_2_2;
       4'h3:
-          \$42  = gate0_3_3;
+          \$42  = gate0_2_3;
       4'h4:
-          \$42  = gate0_3_4;
+          \$42  = gate0_2_4;
       4'h5:
-          \$42  = gate0_3_5;
+          \$42  = gate0_2_5;
       4'h6:
-          \$42  = gate0_3_6;
+          \$42  = gate0_2_6;
       4'h7:
-          \$42  = gate0_3_7;
+          \$42  = gate0_2_7;
     endcase
   end
   always @* begin
@@ -1776,21 +1694,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     \$44  = 21'h000000;
     casez (\$43 )
       4'h0:
-          \$44  = gate1_3_0;
+          \$44  = gate1_2_0;
       4'h1:
-          \$44  = gate1_3_1;
+          \$44  = gate1_2_1;
       4'h2:
-          \$44  = gate1_3_2;
+          \$44  = gate1_2_2;
       4'h3:
-          \$44  = gate1_3_3;
+          \$44  = gate1_2_3;
       4'h4:
-          \$44  = gate1_3_4;
+          \$44  = gate1_2_4;
       4'h5:
-          \$44  = gate1_3_5;
+          \$44  = gate1_2_5;
       4'h6:
-          \$44  = gate1_3_6;
+          \$44  = gate1_2_6;
       4'h7:
-          \$44  = gate1_3_7;
+          \$44  = gate1_2_7;
     endcase
   end
   always @* begin
@@ -1805,22 +1723,66 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$54  = bank0_full;
-      1'h1:
-          \$54  = bank1_full;
+    \$47  = 21'h000000;
+    casez (\$46 )
+      4'h0:
+          \$47  = gate0_3_0;
+      4'h1:
+          \$47  = gate0_3_1;
+      4'h2:
+          \$47  = gate0_3_2;
+      4'h3:
+          \$47  = gate0_3_3;
+      4'h4:
+          \$47  = gate0_3_4;
+      4'h5:
+          \$47  = gate0_3_5;
+      4'h6:
+          \$47  = gate0_3_6;
+      4'h7:
+          \$47  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$49  = 21'h000000;
+    casez (\$48 )
+      4'h0:
+          \$49  = gate1_3_0;
+      4'h1:
+          \$49  = gate1_3_1;
+      4'h2:
+          \$49  = gate1_3_2;
+      4'h3:
+          \$49  = gate1_3_3;
+      4'h4:
+          \$49  = gate1_3_4;
+      4'h5:
+          \$49  = gate1_3_5;
+      4'h6:
+          \$49  = gate1_3_6;
+      4'h7:
+          \$49  = gate1_3_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$63 )
+    casez (i_bank)
       1'h0:
-          \$64  = bank0_full;
+          \$50  = \$47 ;
       1'h1:
-          \$64  = bank1_full;
+          \$50  = \$49 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$63  = bank0_full;
+      1'h1:
+          \$63  = bank1_full;
     endcase
   end
   always @* begin
@@ -1836,55 +1798,11 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (i_bank)
+    casez (\$81 )
       1'h0:
-          \$76  = bank0_full;
+          \$82  = bank0_full;
       1'h1:
-          \$76  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$79  = 21'h000000;
-    casez (\$78 )
-      4'h0:
-          \$79  = gate0_0_0;
-      4'h1:
-          \$79  = gate0_0_1;
-      4'h2:
-          \$79  = gate0_0_2;
-      4'h3:
-          \$79  = gate0_0_3;
-      4'h4:
-          \$79  = gate0_0_4;
-      4'h5:
-          \$79  = gate0_0_5;
-      4'h6:
-          \$79  = gate0_0_6;
-      4'h7:
-          \$79  = gate0_0_7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = 21'h000000;
-    casez (\$80 )
-      4'h0:
-          \$81  = gate1_0_0;
-      4'h1:
-          \$81  = gate1_0_1;
-      4'h2:
-          \$81  = gate1_0_2;
-      4'h3:
-          \$81  = gate1_0_3;
-      4'h4:
-          \$81  = gate1_0_4;
-      4'h5:
-          \$81  = gate1_0_5;
-      4'h6:
-          \$81  = gate1_0_6;
-      4'h7:
-          \$81  = gate1_0_7;
+          \$82  = bank1_full;
     endcase
   end
   always @* begin
@@ -1892,53 +1810,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$82  = \$79 ;
+          \$85  = bank0_full;
       1'h1:
-          \$82  = \$81 ;
+          \$85  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = 21'h000000;
-    casez (\$83 )
+    \$88  = 21'h000000;
+    casez (\$87 )
       4'h0:
-          \$84  = gate0_1_0;
+          \$88  = gate0_0_0;
       4'h1:
-          \$84  = gate0_1_1;
+          \$88  = gate0_0_1;
       4'h2:
-          \$84  = gate0_1_2;
+          \$88  = gate0_0_2;
       4'h3:
-          \$84  = gate0_1_3;
+          \$88  = gate0_0_3;
       4'h4:
-          \$84  = gate0_1_4;
+          \$88  = gate0_0_4;
       4'h5:
-          \$84  = gate0_1_5;
+          \$88  = gate0_0_5;
       4'h6:
-          \$84  = gate0_1_6;
+          \$88  = gate0_0_6;
       4'h7:
-          \$84  = gate0_1_7;
+          \$88  = gate0_0_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = 21'h000000;
-    casez (\$85 )
+    \$90  = 21'h000000;
+    casez (\$89 )
       4'h0:
-          \$86  = gate1_1_0;
+          \$90  = gate1_0_0;
       4'h1:
-          \$86  = gate1_1_1;
+          \$90  = gate1_0_1;
       4'h2:
-          \$86  = gate1_1_2;
+          \$90  = gate1_0_2;
       4'h3:
-          \$86  = gate1_1_3;
+          \$90  = gate1_0_3;
       4'h4:
-          \$86  = gate1_1_4;
+          \$90  = gate1_0_4;
       4'h5:
-          \$86  = gate1_1_5;
+          \$90  = gate1_0_5;
       4'h6:
-          \$86  = gate1_1_6;
+          \$90  = gate1_0_6;
       4'h7:
-          \$86  = gate1_1_7;
+          \$90  = gate1_0_7;
     endcase
   end
   always @* begin
@@ -1946,53 +1864,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$87  = \$84 ;
+          \$91  = \$88 ;
       1'h1:
-          \$87  = \$86 ;
+          \$91  = \$90 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = 21'h000000;
-    casez (\$88 )
+    \$93  = 21'h000000;
+    casez (\$92 )
       4'h0:
-          \$89  = gate0_2_0;
+          \$93  = gate0_1_0;
       4'h1:
-          \$89  = gate0_2_1;
+          \$93  = gate0_1_1;
       4'h2:
-          \$89  = gate0_2_2;
+          \$93  = gate0_1_2;
       4'h3:
-          \$89  = gate0_2_3;
+          \$93  = gate0_1_3;
       4'h4:
-          \$89  = gate0_2_4;
+          \$93  = gate0_1_4;
       4'h5:
-          \$89  = gate0_2_5;
+          \$93  = gate0_1_5;
       4'h6:
-          \$89  = gate0_2_6;
+          \$93  = gate0_1_6;
       4'h7:
-          \$89  = gate0_2_7;
+          \$93  = gate0_1_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = 21'h000000;
-    casez (\$90 )
+    \$95  = 21'h000000;
+    casez (\$94 )
       4'h0:
-          \$91  = gate1_2_0;
+          \$95  = gate1_1_0;
       4'h1:
-          \$91  = gate1_2_1;
+          \$95  = gate1_1_1;
       4'h2:
-          \$91  = gate1_2_2;
+          \$95  = gate1_1_2;
       4'h3:
-          \$91  = gate1_2_3;
+          \$95  = gate1_1_3;
       4'h4:
-          \$91  = gate1_2_4;
+          \$95  = gate1_1_4;
       4'h5:
-          \$91  = gate1_2_5;
+          \$95  = gate1_1_5;
       4'h6:
-          \$91  = gate1_2_6;
+          \$95  = gate1_1_6;
       4'h7:
-          \$91  = gate1_2_7;
+          \$95  = gate1_1_7;
     endcase
   end
   always @* begin
@@ -2000,53 +1918,53 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$92  = \$89 ;
+          \$96  = \$93 ;
       1'h1:
-          \$92  = \$91 ;
+          \$96  = \$95 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = 21'h000000;
-    casez (\$93 )
+    \$98  = 21'h000000;
+    casez (\$97 )
       4'h0:
-          \$94  = gate0_3_0;
+          \$98  = gate0_2_0;
       4'h1:
-          \$94  = gate0_3_1;
+          \$98  = gate0_2_1;
       4'h2:
-          \$94  = gate0_3_2;
+          \$98  = gate0_2_2;
       4'h3:
-          \$94  = gate0_3_3;
+          \$98  = gate0_2_3;
       4'h4:
-          \$94  = gate0_3_4;
+          \$98  = gate0_2_4;
       4'h5:
-          \$94  = gate0_3_5;
+          \$98  = gate0_2_5;
       4'h6:
-          \$94  = gate0_3_6;
+          \$98  = gate0_2_6;
       4'h7:
-          \$94  = gate0_3_7;
+          \$98  = gate0_2_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = 21'h000000;
-    casez (\$95 )
+    \$100  = 21'h000000;
+    casez (\$99 )
       4'h0:
-          \$96  = gate1_3_0;
+          \$100  = gate1_2_0;
       4'h1:
-          \$96  = gate1_3_1;
+          \$100  = gate1_2_1;
       4'h2:
-          \$96  = gate1_3_2;
+          \$100  = gate1_2_2;
       4'h3:
-          \$96  = gate1_3_3;
+          \$100  = gate1_2_3;
       4'h4:
-          \$96  = gate1_3_4;
+          \$100  = gate1_2_4;
       4'h5:
-          \$96  = gate1_3_5;
+          \$100  = gate1_2_5;
       4'h6:
-          \$96  = gate1_3_6;
+          \$100  = gate1_2_6;
       4'h7:
-          \$96  = gate1_3_7;
+          \$100  = gate1_2_7;
     endcase
   end
   always @* begin
@@ -2054,9 +1972,63 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$97  = \$94 ;
+          \$101  = \$98 ;
       1'h1:
-          \$97  = \$96 ;
+          \$101  = \$100 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$103  = 21'h000000;
+    casez (\$102 )
+      4'h0:
+          \$103  = gate0_3_0;
+      4'h1:
+          \$103  = gate0_3_1;
+      4'h2:
+          \$103  = gate0_3_2;
+      4'h3:
+          \$103  = gate0_3_3;
+      4'h4:
+          \$103  = gate0_3_4;
+      4'h5:
+          \$103  = gate0_3_5;
+      4'h6:
+          \$103  = gate0_3_6;
+      4'h7:
+          \$103  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$105  = 21'h000000;
+    casez (\$104 )
+      4'h0:
+          \$105  = gate1_3_0;
+      4'h1:
+          \$105  = gate1_3_1;
+      4'h2:
+          \$105  = gate1_3_2;
+      4'h3:
+          \$105  = gate1_3_3;
+      4'h4:
+          \$105  = gate1_3_4;
+      4'h5:
+          \$105  = gate1_3_5;
+      4'h6:
+          \$105  = gate1_3_6;
+      4'h7:
+          \$105  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$106  = \$103 ;
+      1'h1:
+          \$106  = \$105 ;
     endcase
   end
   always @* begin
@@ -2064,29 +2036,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$106  = bank0_full;
+          \$114  = bank0_full;
       1'h1:
-          \$106  = bank1_full;
+          \$114  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$115 )
+    casez (\$121 )
       1'h0:
-          \$116  = bank0_full;
+          \$122  = bank0_full;
       1'h1:
-          \$116  = bank1_full;
+          \$122  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$124 )
+    casez (\$128 )
       1'h0:
-          \$125  = bank0_full;
+          \$129  = bank0_full;
       1'h1:
-          \$125  = bank1_full;
+          \$129  = bank1_full;
     endcase
   end
   always @* begin
@@ -2104,29 +2076,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$140  = bank0_full;
+          \$139  = bank0_full;
       1'h1:
-          \$140  = bank1_full;
+          \$139  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$149 )
+    casez (\$146 )
       1'h0:
-          \$150  = bank0_full;
+          \$147  = bank0_full;
       1'h1:
-          \$150  = bank1_full;
+          \$147  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$158 )
+    casez (\$153 )
       1'h0:
-          \$159  = bank0_full;
+          \$154  = bank0_full;
       1'h1:
-          \$159  = bank1_full;
+          \$154  = bank1_full;
     endcase
   end
   always @* begin
@@ -2134,25 +2106,324 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$167  = bank0_full;
+          \$158  = bank0_full;
       1'h1:
-          \$167  = bank1_full;
+          \$158  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$173  = 1'h0;
-    if (run) begin
+    \$163  = 1'h0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$24 ) begin
-              \$173  = 1'h1;
+            if (\$29 ) begin
+              \$163  = 1'h1;
             end
         1'h1:
-            if (\$76 ) begin
-              \$173  = 1'h1;
+            if (\$85 ) begin
+              \$163  = 1'h1;
             end
+      endcase
+    end
+    if (rst) begin
+      \$163  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$164  = layer;
+    if (start) begin
+      \$164  = sel;
+    end
+    if (rst) begin
+      \$164  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$165  = grp;
+    if (start) begin
+      \$165  = 3'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              if (\$53 ) begin
+                \$165  = \$55 [2:0];
+              end
+            end
+        1'h1:
+            if (\$85 ) begin
+              if (\$109 ) begin
+                \$165  = \$111 [2:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$165  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$166  = lane;
+    if (start) begin
+      \$166  = 4'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              (* full_case = 32'd1 *)
+              if (\$53 ) begin
+                \$166  = 4'h0;
+              end else begin
+                \$166  = \$56 [3:0];
+              end
+            end
+        1'h1:
+            if (\$85 ) begin
+              (* full_case = 32'd1 *)
+              if (\$109 ) begin
+                \$166  = 4'h0;
+              end else begin
+                \$166  = \$112 [3:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$166  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$167  = elem;
+    if (start) begin
+      \$167  = 6'h00;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              \$167  = \$30 [5:0];
+            end
+        1'h1:
+            if (\$85 ) begin
+              \$167  = \$86 [5:0];
+            end
+      endcase
+    end
+    if (rst) begin
+      \$167  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$168  = act_q;
+    if (start) begin
+      \$168  = 3'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              \$168  = \$10 [2:0];
+              if (\$20 ) begin
+                \$168  = 3'h0;
+                if (early) begin
+                  \$168  = 3'h2;
+                end else if (\$28 ) begin
+                  \$168  = 3'h1;
+                end
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              \$168  = \$66 [2:0];
+              if (\$76 ) begin
+                \$168  = 3'h0;
+                if (early) begin
+                  \$168  = 3'h2;
+                end else if (\$84 ) begin
+                  \$168  = 3'h1;
+                end
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$168  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$169  = early;
+    if (start) begin
+      \$169  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$13 ) begin
+                \$169  = \$19 ;
+              end
+              if (\$20 ) begin
+                \$169  = 1'h0;
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$69 ) begin
+                \$169  = \$75 ;
+              end
+              if (\$76 ) begin
+                \$169  = 1'h0;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$170  = g_grp;
+    if (start) begin
+      \$170  = 3'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$20 ) begin
+                \$170  = \$22 [2:0];
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$76 ) begin
+                \$170  = \$78 [2:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$170  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$171  = \$signal ;
+    if (start) begin
+      \$171  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$20 ) begin
+                \$171  = \$21 ;
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$76 ) begin
+                \$171  = \$77 ;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$172  = i_bank;
+    if (start) begin
+      \$172  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              if (\$53 ) begin
+                \$172  = \$54 ;
+              end
+            end
+        1'h1:
+            if (\$85 ) begin
+              if (\$109 ) begin
+                \$172  = \$110 ;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$172  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$173  = bank0_full;
+    if (start) begin
+      \$173  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+          begin
+            if (\$9 ) begin
+              if (\$20 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$173  = 1'h1;
+                endcase
+              end
+            end
+            if (\$29 ) begin
+              if (\$53 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$173  = 1'h0;
+                endcase
+              end
+            end
+          end
+        1'h1:
+          begin
+            if (\$65 ) begin
+              if (\$76 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$173  = 1'h1;
+                endcase
+              end
+            end
+            if (\$85 ) begin
+              if (\$109 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$173  = 1'h0;
+                endcase
+              end
+            end
+          end
       endcase
     end
     if (rst) begin
@@ -2161,9 +2432,64 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$174  = layer;
+    \$174  = bank1_full;
     if (start) begin
-      \$174  = sel;
+      \$174  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+          begin
+            if (\$9 ) begin
+              if (\$20 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h1;
+                endcase
+              end
+            end
+            if (\$29 ) begin
+              if (\$53 ) begin
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h0;
+                endcase
+              end
+            end
+          end
+        1'h1:
+          begin
+            if (\$65 ) begin
+              if (\$76 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h1;
+                endcase
+              end
+            end
+            if (\$85 ) begin
+              if (\$109 ) begin
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h0;
+                endcase
+              end
+            end
+          end
+      endcase
     end
     if (rst) begin
       \$174  = 1'h0;
@@ -2171,379 +2497,297 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$175  = grp;
+    \$175  = running;
     if (start) begin
-      \$175  = 3'h0;
+      \$175  = 1'h1;
     end
-    if (run) begin
+    if (finished) begin
+      \$175  = 1'h0;
+    end
+    if (rst) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$176  = rd_q;
+    if (start) begin
+      \$176  = 2'h0;
+    end
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$24 ) begin
-              if (\$49 ) begin
-                \$175  = \$51 [2:0];
+            if (gather_read0) begin
+              (* full_case = 32'd1 *)
+              if (\$1 ) begin
+                \$176  = 2'h0;
+              end else begin
+                \$176  = \$4 [1:0];
               end
             end
         1'h1:
-            if (\$76 ) begin
-              if (\$101 ) begin
-                \$175  = \$103 [2:0];
+            if (gather_read1) begin
+              (* full_case = 32'd1 *)
+              if (\$57 ) begin
+                \$176  = 2'h0;
+              end else begin
+                \$176  = \$60 [1:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$175  = 3'h0;
+      \$176  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$176  = lane;
+    \$177  = rd_addr;
     if (start) begin
-      \$176  = 4'h0;
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            \$177  = 6'h00;
+        1'h1:
+            \$177  = 6'h10;
+      endcase
     end
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$24 ) begin
+            if (gather_read0) begin
               (* full_case = 32'd1 *)
-              if (\$49 ) begin
-                \$176  = 4'h0;
+              if (\$1 ) begin
+                \$177  = \$3 [5:0];
               end else begin
-                \$176  = \$52 [3:0];
+                \$177  = \$5 [5:0];
               end
             end
         1'h1:
-            if (\$76 ) begin
+            if (gather_read1) begin
               (* full_case = 32'd1 *)
-              if (\$101 ) begin
-                \$176  = 4'h0;
+              if (\$57 ) begin
+                \$177  = \$59 [5:0];
               end else begin
-                \$176  = \$104 [3:0];
+                \$177  = \$61 [5:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$176  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$177  = elem;
-    if (start) begin
       \$177  = 6'h00;
     end
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$24 ) begin
-              \$177  = \$25 [5:0];
-            end
-        1'h1:
-            if (\$76 ) begin
-              \$177  = \$77 [5:0];
-            end
-      endcase
-    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$178  = done;
     if (rst) begin
-      \$177  = 6'h00;
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$178  = act_q;
-    if (start) begin
-      \$178  = 3'h0;
-    end
-    if (run) begin
+    \$179  = gate0_0_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              \$178  = \$5 [2:0];
-              if (\$15 ) begin
-                \$178  = 3'h0;
-                if (early) begin
-                  \$178  = 3'h2;
-                end else if (\$23 ) begin
-                  \$178  = 3'h1;
-                end
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              \$178  = \$57 [2:0];
-              if (\$67 ) begin
-                \$178  = 3'h0;
-                if (early) begin
-                  \$178  = 3'h2;
-                end else if (\$75 ) begin
-                  \$178  = 3'h1;
-                end
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$178  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$179  = early;
-    if (start) begin
-      \$179  = 1'h0;
-    end
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$8 ) begin
-                \$179  = \$14 ;
-              end
-              if (\$15 ) begin
-                \$179  = 1'h0;
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$60 ) begin
-                \$179  = \$66 ;
-              end
-              if (\$67 ) begin
-                \$179  = 1'h0;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$179  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$180  = g_grp;
-    if (start) begin
-      \$180  = 3'h0;
-    end
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$15 ) begin
-                \$180  = \$17 [2:0];
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$67 ) begin
-                \$180  = \$69 [2:0];
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$180  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$181  = \$signal ;
-    if (start) begin
-      \$181  = 1'h0;
-    end
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$15 ) begin
-                \$181  = \$16 ;
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$67 ) begin
-                \$181  = \$68 ;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$182  = i_bank;
-    if (start) begin
-      \$182  = 1'h0;
-    end
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$24 ) begin
-              if (\$49 ) begin
-                \$182  = \$50 ;
-              end
-            end
-        1'h1:
-            if (\$76 ) begin
-              if (\$101 ) begin
-                \$182  = \$102 ;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$183  = bank0_full;
-    if (start) begin
-      \$183  = 1'h0;
-    end
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-          begin
-            if (\$4 ) begin
-              if (\$15 ) begin
-                casez (\$signal )
-                  1'h0:
-                      \$183  = 1'h1;
-                endcase
-              end
-            end
-            if (\$24 ) begin
-              if (\$49 ) begin
-                casez (i_bank)
-                  1'h0:
-                      \$183  = 1'h0;
-                endcase
-              end
-            end
-          end
-        1'h1:
-          begin
-            if (\$56 ) begin
-              if (\$67 ) begin
-                casez (\$signal )
-                  1'h0:
-                      \$183  = 1'h1;
-                endcase
-              end
-            end
-            if (\$76 ) begin
-              if (\$101 ) begin
-                casez (i_bank)
-                  1'h0:
-                      \$183  = 1'h0;
-                endcase
-              end
-            end
-          end
-      endcase
-    end
-    if (rst) begin
-      \$183  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$184  = bank1_full;
-    if (start) begin
-      \$184  = 1'h0;
-    end
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-          begin
-            if (\$4 ) begin
-              if (\$15 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$signal )
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$184  = 1'h1;
-                endcase
-              end
-            end
-            if (\$24 ) begin
-              if (\$49 ) begin
-                (* full_case = 32'd1 *)
-                casez (i_bank)
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$184  = 1'h0;
-                endcase
-              end
-            end
-          end
-        1'h1:
-          begin
-            if (\$56 ) begin
-              if (\$67 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$signal )
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$184  = 1'h1;
-                endcase
-              end
-            end
-            if (\$76 ) begin
-              if (\$101 ) begin
-                (* full_case = 32'd1 *)
-                casez (i_bank)
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$184  = 1'h0;
-                endcase
-              end
-            end
-          end
-      endcase
-    end
-    if (rst) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$185  = gate0_0_0;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$185  = acc_word[20:0];
+                      \$179  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$185  = acc_word[20:0];
+                      \$179  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$179  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$180  = gate0_0_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$180  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$180  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$180  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$181  = gate0_0_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$181  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$181  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$181  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$182  = gate0_0_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$182  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$182  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$182  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$183  = gate0_0_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$183  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$183  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$183  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$184  = gate0_0_5;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$184  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$184  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$184  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$185  = gate0_0_6;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$185  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$185  = acc_word[146:126];
                 endcase
               end
             end
@@ -2555,25 +2799,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$186  = gate0_0_1;
-    if (run) begin
+    \$186  = gate0_0_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[41:21];
+                      \$186  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[41:21];
+                      \$186  = acc_word[167:147];
                 endcase
               end
             end
@@ -2585,25 +2829,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$187  = gate0_0_2;
-    if (run) begin
+    \$187  = gate0_1_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$187  = acc_word[62:42];
+                      /* empty */;
+                  3'h3:
+                      \$187  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$187  = acc_word[62:42];
+                      /* empty */;
+                  3'h3:
+                      \$187  = acc_word[20:0];
                 endcase
               end
             end
@@ -2615,25 +2863,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$188  = gate0_0_3;
-    if (run) begin
+    \$188  = gate0_1_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$188  = acc_word[83:63];
+                      /* empty */;
+                  3'h3:
+                      \$188  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$188  = acc_word[83:63];
+                      /* empty */;
+                  3'h3:
+                      \$188  = acc_word[41:21];
                 endcase
               end
             end
@@ -2645,25 +2897,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$189  = gate0_0_4;
-    if (run) begin
+    \$189  = gate0_1_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$189  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$189  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$189  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$189  = acc_word[62:42];
                 endcase
               end
             end
@@ -2675,25 +2931,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$190  = gate0_0_5;
-    if (run) begin
+    \$190  = gate0_1_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$190  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$190  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$190  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$190  = acc_word[83:63];
                 endcase
               end
             end
@@ -2705,25 +2965,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$191  = gate0_0_6;
-    if (run) begin
+    \$191  = gate0_1_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$191  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$191  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$191  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$191  = acc_word[104:84];
                 endcase
               end
             end
@@ -2735,25 +2999,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$192  = gate0_0_7;
-    if (run) begin
+    \$192  = gate0_1_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$192  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$192  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$192  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$192  = acc_word[125:105];
                 endcase
               end
             end
@@ -2765,29 +3033,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$193  = gate0_1_0;
-    if (run) begin
+    \$193  = gate0_1_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$193  = acc_word[20:0];
+                      \$193  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$193  = acc_word[20:0];
+                      \$193  = acc_word[146:126];
                 endcase
               end
             end
@@ -2799,29 +3067,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$194  = gate0_1_1;
-    if (run) begin
+    \$194  = gate0_1_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[41:21];
+                      \$194  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[41:21];
+                      \$194  = acc_word[167:147];
                 endcase
               end
             end
@@ -2833,29 +3101,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$195  = gate0_1_2;
-    if (run) begin
+    \$195  = gate0_2_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$195  = acc_word[62:42];
+                      /* empty */;
+                  3'h4:
+                      \$195  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$195  = acc_word[62:42];
+                      /* empty */;
+                  3'h4:
+                      \$195  = acc_word[20:0];
                 endcase
               end
             end
@@ -2867,29 +3139,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$196  = gate0_1_3;
-    if (run) begin
+    \$196  = gate0_2_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$196  = acc_word[83:63];
+                      /* empty */;
+                  3'h4:
+                      \$196  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$196  = acc_word[83:63];
+                      /* empty */;
+                  3'h4:
+                      \$196  = acc_word[41:21];
                 endcase
               end
             end
@@ -2901,29 +3177,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$197  = gate0_1_4;
-    if (run) begin
+    \$197  = gate0_2_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$197  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$197  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$197  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$197  = acc_word[62:42];
                 endcase
               end
             end
@@ -2935,29 +3215,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$198  = gate0_1_5;
-    if (run) begin
+    \$198  = gate0_2_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$198  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$198  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$198  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$198  = acc_word[83:63];
                 endcase
               end
             end
@@ -2969,29 +3253,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$199  = gate0_1_6;
-    if (run) begin
+    \$199  = gate0_2_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$199  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$199  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$199  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$199  = acc_word[104:84];
                 endcase
               end
             end
@@ -3003,29 +3291,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$200  = gate0_1_7;
-    if (run) begin
+    \$200  = gate0_2_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$200  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$200  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$200  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$200  = acc_word[125:105];
                 endcase
               end
             end
@@ -3037,33 +3329,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$201  = gate0_2_0;
-    if (run) begin
+    \$201  = gate0_2_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$201  = acc_word[20:0];
+                      \$201  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$201  = acc_word[20:0];
+                      \$201  = acc_word[146:126];
                 endcase
               end
             end
@@ -3075,33 +3367,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$202  = gate0_2_1;
-    if (run) begin
+    \$202  = gate0_2_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[41:21];
+                      \$202  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[41:21];
+                      \$202  = acc_word[167:147];
                 endcase
               end
             end
@@ -3113,33 +3405,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$203  = gate0_2_2;
-    if (run) begin
+    \$203  = gate0_3_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$203  = acc_word[62:42];
+                      /* empty */;
+                  3'h5:
+                      \$203  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$203  = acc_word[62:42];
+                      /* empty */;
+                  3'h5:
+                      \$203  = acc_word[20:0];
                 endcase
               end
             end
@@ -3151,33 +3447,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$204  = gate0_2_3;
-    if (run) begin
+    \$204  = gate0_3_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$204  = acc_word[83:63];
+                      /* empty */;
+                  3'h5:
+                      \$204  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$204  = acc_word[83:63];
+                      /* empty */;
+                  3'h5:
+                      \$204  = acc_word[41:21];
                 endcase
               end
             end
@@ -3189,33 +3489,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$205  = gate0_2_4;
-    if (run) begin
+    \$205  = gate0_3_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$205  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$205  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$205  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$205  = acc_word[62:42];
                 endcase
               end
             end
@@ -3227,33 +3531,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$206  = gate0_2_5;
-    if (run) begin
+    \$206  = gate0_3_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$206  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$206  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$206  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$206  = acc_word[83:63];
                 endcase
               end
             end
@@ -3265,33 +3573,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$207  = gate0_2_6;
-    if (run) begin
+    \$207  = gate0_3_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$207  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$207  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$207  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$207  = acc_word[104:84];
                 endcase
               end
             end
@@ -3303,33 +3615,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$208  = gate0_2_7;
-    if (run) begin
+    \$208  = gate0_3_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$208  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$208  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$208  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$208  = acc_word[125:105];
                 endcase
               end
             end
@@ -3341,13 +3657,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$209  = gate0_3_0;
-    if (run) begin
+    \$209  = gate0_3_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3356,13 +3672,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$209  = acc_word[20:0];
+                      \$209  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3371,7 +3687,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$209  = acc_word[20:0];
+                      \$209  = acc_word[146:126];
                 endcase
               end
             end
@@ -3383,13 +3699,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$210  = gate0_3_1;
-    if (run) begin
+    \$210  = gate0_3_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$11 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3398,13 +3714,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$210  = acc_word[41:21];
+                      \$210  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$67 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -3413,7 +3729,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$210  = acc_word[41:21];
+                      \$210  = acc_word[167:147];
                 endcase
               end
             end
@@ -3425,37 +3741,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$211  = gate0_3_2;
-    if (run) begin
+    \$211  = gate1_0_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$211  = acc_word[62:42];
+                      \$211  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$211  = acc_word[62:42];
+                      \$211  = acc_word[20:0];
                 endcase
               end
             end
@@ -3467,37 +3771,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$212  = gate0_3_3;
-    if (run) begin
+    \$212  = gate1_0_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$212  = acc_word[83:63];
+                      \$212  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$212  = acc_word[83:63];
+                      \$212  = acc_word[41:21];
                 endcase
               end
             end
@@ -3509,37 +3801,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$213  = gate0_3_4;
-    if (run) begin
+    \$213  = gate1_0_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$213  = acc_word[104:84];
+                      \$213  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$213  = acc_word[104:84];
+                      \$213  = acc_word[62:42];
                 endcase
               end
             end
@@ -3551,37 +3831,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$214  = gate0_3_5;
-    if (run) begin
+    \$214  = gate1_0_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$214  = acc_word[125:105];
+                      \$214  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$214  = acc_word[125:105];
+                      \$214  = acc_word[83:63];
                 endcase
               end
             end
@@ -3593,37 +3861,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$215  = gate0_3_6;
-    if (run) begin
+    \$215  = gate1_0_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$215  = acc_word[146:126];
+                      \$215  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$215  = acc_word[146:126];
+                      \$215  = acc_word[104:84];
                 endcase
               end
             end
@@ -3635,37 +3891,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$216  = gate0_3_7;
-    if (run) begin
+    \$216  = gate1_0_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$6 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$216  = acc_word[167:147];
+                      \$216  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$58 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$216  = acc_word[167:147];
+                      \$216  = acc_word[125:105];
                 endcase
               end
             end
@@ -3677,25 +3921,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$217  = gate1_0_0;
-    if (run) begin
+    \$217  = gate1_0_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[20:0];
+                      \$217  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[20:0];
+                      \$217  = acc_word[146:126];
                 endcase
               end
             end
@@ -3707,25 +3951,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$218  = gate1_0_1;
-    if (run) begin
+    \$218  = gate1_0_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[41:21];
+                      \$218  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[41:21];
+                      \$218  = acc_word[167:147];
                 endcase
               end
             end
@@ -3737,25 +3981,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$219  = gate1_0_2;
-    if (run) begin
+    \$219  = gate1_1_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$219  = acc_word[62:42];
+                      /* empty */;
+                  3'h3:
+                      \$219  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$219  = acc_word[62:42];
+                      /* empty */;
+                  3'h3:
+                      \$219  = acc_word[20:0];
                 endcase
               end
             end
@@ -3767,25 +4015,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$220  = gate1_0_3;
-    if (run) begin
+    \$220  = gate1_1_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$220  = acc_word[83:63];
+                      /* empty */;
+                  3'h3:
+                      \$220  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$220  = acc_word[83:63];
+                      /* empty */;
+                  3'h3:
+                      \$220  = acc_word[41:21];
                 endcase
               end
             end
@@ -3797,25 +4049,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$221  = gate1_0_4;
-    if (run) begin
+    \$221  = gate1_1_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$221  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$221  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$221  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$221  = acc_word[62:42];
                 endcase
               end
             end
@@ -3827,25 +4083,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$222  = gate1_0_5;
-    if (run) begin
+    \$222  = gate1_1_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$222  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$222  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$222  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$222  = acc_word[83:63];
                 endcase
               end
             end
@@ -3857,25 +4117,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$223  = gate1_0_6;
-    if (run) begin
+    \$223  = gate1_1_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$223  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$223  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$223  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$223  = acc_word[104:84];
                 endcase
               end
             end
@@ -3887,25 +4151,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$224  = gate1_0_7;
-    if (run) begin
+    \$224  = gate1_1_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$224  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$224  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$224  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$224  = acc_word[125:105];
                 endcase
               end
             end
@@ -3917,29 +4185,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$225  = gate1_1_0;
-    if (run) begin
+    \$225  = gate1_1_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$225  = acc_word[20:0];
+                      \$225  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$225  = acc_word[20:0];
+                      \$225  = acc_word[146:126];
                 endcase
               end
             end
@@ -3951,29 +4219,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$226  = gate1_1_1;
-    if (run) begin
+    \$226  = gate1_1_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[41:21];
+                      \$226  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[41:21];
+                      \$226  = acc_word[167:147];
                 endcase
               end
             end
@@ -3985,29 +4253,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$227  = gate1_1_2;
-    if (run) begin
+    \$227  = gate1_2_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$227  = acc_word[62:42];
+                      /* empty */;
+                  3'h4:
+                      \$227  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$227  = acc_word[62:42];
+                      /* empty */;
+                  3'h4:
+                      \$227  = acc_word[20:0];
                 endcase
               end
             end
@@ -4019,29 +4291,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$228  = gate1_1_3;
-    if (run) begin
+    \$228  = gate1_2_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$228  = acc_word[83:63];
+                      /* empty */;
+                  3'h4:
+                      \$228  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$228  = acc_word[83:63];
+                      /* empty */;
+                  3'h4:
+                      \$228  = acc_word[41:21];
                 endcase
               end
             end
@@ -4053,29 +4329,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$229  = gate1_1_4;
-    if (run) begin
+    \$229  = gate1_2_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$229  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$229  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$229  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$229  = acc_word[62:42];
                 endcase
               end
             end
@@ -4087,29 +4367,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$230  = gate1_1_5;
-    if (run) begin
+    \$230  = gate1_2_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$230  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$230  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$230  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$230  = acc_word[83:63];
                 endcase
               end
             end
@@ -4121,29 +4405,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$231  = gate1_1_6;
-    if (run) begin
+    \$231  = gate1_2_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$231  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$231  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$231  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$231  = acc_word[104:84];
                 endcase
               end
             end
@@ -4155,29 +4443,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$232  = gate1_1_7;
-    if (run) begin
+    \$232  = gate1_2_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$232  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$232  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$232  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$232  = acc_word[125:105];
                 endcase
               end
             end
@@ -4189,33 +4481,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$233  = gate1_2_0;
-    if (run) begin
+    \$233  = gate1_2_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$233  = acc_word[20:0];
+                      \$233  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$233  = acc_word[20:0];
+                      \$233  = acc_word[146:126];
                 endcase
               end
             end
@@ -4227,33 +4519,33 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$234  = gate1_2_1;
-    if (run) begin
+    \$234  = gate1_2_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[41:21];
+                      \$234  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[41:21];
+                      \$234  = acc_word[167:147];
                 endcase
               end
             end
@@ -4265,33 +4557,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$235  = gate1_2_2;
-    if (run) begin
+    \$235  = gate1_3_0;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$235  = acc_word[62:42];
+                      /* empty */;
+                  3'h5:
+                      \$235  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$235  = acc_word[62:42];
+                      /* empty */;
+                  3'h5:
+                      \$235  = acc_word[20:0];
                 endcase
               end
             end
@@ -4303,33 +4599,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$236  = gate1_2_3;
-    if (run) begin
+    \$236  = gate1_3_1;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$236  = acc_word[83:63];
+                      /* empty */;
+                  3'h5:
+                      \$236  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$236  = acc_word[83:63];
+                      /* empty */;
+                  3'h5:
+                      \$236  = acc_word[41:21];
                 endcase
               end
             end
@@ -4341,33 +4641,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$237  = gate1_2_4;
-    if (run) begin
+    \$237  = gate1_3_2;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$237  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$237  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$237  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$237  = acc_word[62:42];
                 endcase
               end
             end
@@ -4379,33 +4683,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$238  = gate1_2_5;
-    if (run) begin
+    \$238  = gate1_3_3;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$238  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$238  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$238  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$238  = acc_word[83:63];
                 endcase
               end
             end
@@ -4417,33 +4725,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$239  = gate1_2_6;
-    if (run) begin
+    \$239  = gate1_3_4;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$239  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$239  = acc_word[104:84];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$239  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$239  = acc_word[104:84];
                 endcase
               end
             end
@@ -4455,33 +4767,37 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$240  = gate1_2_7;
-    if (run) begin
+    \$240  = gate1_3_5;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$240  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$240  = acc_word[125:105];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$240  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$240  = acc_word[125:105];
                 endcase
               end
             end
@@ -4493,13 +4809,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$241  = gate1_3_0;
-    if (run) begin
+    \$241  = gate1_3_6;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4508,13 +4824,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$241  = acc_word[20:0];
+                      \$241  = acc_word[146:126];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4523,7 +4839,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$241  = acc_word[20:0];
+                      \$241  = acc_word[146:126];
                 endcase
               end
             end
@@ -4535,13 +4851,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$242  = gate1_3_1;
-    if (run) begin
+    \$242  = gate1_3_7;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
+            if (\$9 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4550,13 +4866,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$242  = acc_word[41:21];
+                      \$242  = acc_word[167:147];
                 endcase
               end
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
+            if (\$65 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
                       /* empty */;
@@ -4565,7 +4881,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$242  = acc_word[41:21];
+                      \$242  = acc_word[167:147];
                 endcase
               end
             end
@@ -4577,321 +4893,50 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$243  = gate1_3_2;
-    if (run) begin
+    \$243  = element__payload;
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$243  = acc_word[62:42];
-                endcase
-              end
+            if (\$29 ) begin
+              \$243 [28:8] = \$35 ;
+              \$243 [49:29] = \$40 ;
+              \$243 [70:50] = \$45 ;
+              \$243 [91:71] = \$50 ;
+              \$243 [5:0] = elem;
+              \$243 [7:6] = 2'h0;
             end
         1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$243  = acc_word[62:42];
-                endcase
-              end
+            if (\$85 ) begin
+              \$243 [28:8] = \$91 ;
+              \$243 [49:29] = \$96 ;
+              \$243 [70:50] = \$101 ;
+              \$243 [91:71] = \$106 ;
+              \$243 [5:0] = elem;
+              \$243 [7:6] = 2'h1;
             end
       endcase
     end
     if (rst) begin
-      \$243  = 21'h000000;
+      \$243  = 92'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$244  = gate1_3_3;
-    if (run) begin
-      (* full_case = 32'd1 *)
+    gather_read0 = 1'h0;
+    if (running) begin
       casez (layer)
         1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$244  = acc_word[83:63];
-                endcase
+            if (\$116 ) begin
+              gather_read0 = \$117 ;
+              if (\$118 ) begin
+                gather_read0 = \$124 ;
               end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$244  = acc_word[83:63];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$244  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$245  = gate1_3_4;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$245  = acc_word[104:84];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$245  = acc_word[104:84];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$245  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$246  = gate1_3_5;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$246  = acc_word[125:105];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$246  = acc_word[125:105];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$246  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$247  = gate1_3_6;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$247  = acc_word[146:126];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$247  = acc_word[146:126];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$247  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$248  = gate1_3_7;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$4 ) begin
-              if (\$7 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$248  = acc_word[167:147];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$56 ) begin
-              if (\$59 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$248  = acc_word[167:147];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$248  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$249  = element__payload;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$24 ) begin
-              \$249 [28:8] = \$30 ;
-              \$249 [49:29] = \$35 ;
-              \$249 [70:50] = \$40 ;
-              \$249 [91:71] = \$45 ;
-              \$249 [5:0] = elem;
-              \$249 [7:6] = 2'h0;
-            end
-        1'h1:
-            if (\$76 ) begin
-              \$249 [28:8] = \$82 ;
-              \$249 [49:29] = \$87 ;
-              \$249 [70:50] = \$92 ;
-              \$249 [91:71] = \$97 ;
-              \$249 [5:0] = elem;
-              \$249 [7:6] = 2'h1;
-            end
-      endcase
-    end
-    if (rst) begin
-      \$249  = 92'h00000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    acc_addr = 6'h00;
-    if (run) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$108 ) begin
-              acc_addr = \$111 [5:0];
-              if (\$112 ) begin
-                if (\$118 ) begin
-                  acc_addr = { 1'h0, \$120  };
-                end
-              end
-              if (\$121 ) begin
+              if (\$125 ) begin
                 if (early) begin
-                  acc_addr = { 1'h0, \$129  };
-                end else if (\$127 ) begin
-                  acc_addr = { 1'h0, \$131  };
-                end
-              end
-            end
-        1'h1:
-            if (\$142 ) begin
-              acc_addr = \$145 [5:0];
-              if (\$146 ) begin
-                if (\$152 ) begin
-                  acc_addr = \$154 [5:0];
-                end
-              end
-              if (\$155 ) begin
-                if (early) begin
-                  acc_addr = \$163 [5:0];
-                end else if (\$161 ) begin
-                  acc_addr = \$165 [5:0];
+                  gather_read0 = 1'h1;
+                end else if (\$131 ) begin
+                  gather_read0 = 1'h1;
                 end
               end
             end
@@ -4901,35 +4946,60 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 7'h00;
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             h_addr = \$132 ;
         1'h1:
-            h_addr = \$166 [6:0];
+            h_addr = \$157 [6:0];
       endcase
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
-    if (run) begin
+    if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$133 ) begin
-              if (\$137 ) begin
-                if (\$138 ) begin
+              if (\$136 ) begin
+                if (\$137 ) begin
                   done = 1'h1;
                 end
               end
             end
         1'h1:
-            if (\$167 ) begin
-              if (\$171 ) begin
-                if (\$172 ) begin
+            if (\$158 ) begin
+              if (\$161 ) begin
+                if (\$162 ) begin
                   done = 1'h1;
+                end
+              end
+            end
+      endcase
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    gather_read1 = 1'h0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            /* empty */;
+        1'h1:
+            if (\$141 ) begin
+              gather_read1 = \$142 ;
+              if (\$143 ) begin
+                gather_read1 = \$149 ;
+              end
+              if (\$150 ) begin
+                if (early) begin
+                  gather_read1 = 1'h1;
+                end else if (\$156 ) begin
+                  gather_read1 = 1'h1;
                 end
               end
             end
@@ -4951,28 +5021,28 @@ module \hwgen_charlm_gru2_p8.activate (rst, sel, start, run, acc_word, element__
   assign \element__payload.gates[1]  = element__payload[49:29];
   assign \element__payload.gates[2]  = element__payload[70:50];
   assign \element__payload.gates[3]  = element__payload[91:71];
-  assign \$7  = \$signal ;
-  assign \$26  = lane;
-  assign \$28  = lane;
+  assign \$12  = \$signal ;
   assign \$31  = lane;
   assign \$33  = lane;
   assign \$36  = lane;
   assign \$38  = lane;
   assign \$41  = lane;
   assign \$43  = lane;
-  assign \$59  = \$signal ;
-  assign \$78  = lane;
-  assign \$80  = lane;
-  assign \$83  = lane;
-  assign \$85  = lane;
-  assign \$88  = lane;
-  assign \$90  = lane;
-  assign \$93  = lane;
-  assign \$95  = lane;
+  assign \$46  = lane;
+  assign \$48  = lane;
+  assign \$68  = \$signal ;
+  assign \$87  = lane;
+  assign \$89  = lane;
+  assign \$92  = lane;
+  assign \$94  = lane;
+  assign \$97  = lane;
+  assign \$99  = lane;
+  assign \$102  = lane;
+  assign \$104  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1621$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1673$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5228,8 +5298,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1621$8 ;
-  wire [83:0] \port$1621$8 ;
+  input [83:0] \port$1673$8 ;
+  wire [83:0] \port$1673$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5249,22 +5319,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1621$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1673$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1621$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1673$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1621$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1673$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1621$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1673$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6193,10 +6263,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1621$8 [20:0];
-  assign acc1 = \port$1621$8 [41:21];
-  assign acc2 = \port$1621$8 [62:42];
-  assign acc3 = \port$1621$8 [83:63];
+  assign acc0 = \port$1673$8 [20:0];
+  assign acc1 = \port$1673$8 [41:21];
+  assign acc2 = \port$1673$8 [62:42];
+  assign acc3 = \port$1673$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -6240,34 +6310,31 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -6296,33 +6363,27 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6337,110 +6398,92 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -6448,23 +6491,23 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -6493,23 +6536,44 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -6521,9 +6585,9 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_r (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6552,34 +6616,31 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -6608,33 +6669,27 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6649,110 +6704,92 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -6760,23 +6797,23 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -6805,23 +6842,44 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -6833,9 +6891,9 @@ module \hwgen_charlm_gru2_p8.elementwise0.sig_z (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6843,7 +6901,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [16:0] \$11 ;
+  reg [17:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -6857,41 +6915,38 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [14:0] \$23 ;
-  wire [17:0] \$24 ;
-  wire [17:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [18:0] \$27 ;
-  wire [17:0] \$28 ;
-  wire [18:0] \$29 ;
+  wire [18:0] \$24 ;
+  wire [18:0] \$25 ;
+  wire [18:0] \$26 ;
+  wire [19:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [19:0] \$29 ;
   wire [8:0] \$3 ;
   wire [19:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire \$32 ;
-  wire [19:0] \$33 ;
+  wire \$31 ;
+  wire [19:0] \$32 ;
+  wire \$33 ;
   wire [19:0] \$34 ;
-  wire \$35 ;
+  wire [19:0] \$35 ;
   wire [19:0] \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [17:0] \$41 ;
+  reg [3:0] \$42 ;
   reg \$43 ;
-  reg [16:0] \$44 ;
-  reg [3:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [16:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [17:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [14:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [14:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [17:0] \$53 ;
-  reg [18:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [18:0] \$50 ;
+  reg [19:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -6899,13 +6954,13 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [16:0] \$signal$7  = 17'h00000;
+  reg [17:0] \$signal$7  = 18'h00000;
   reg [3:0] \$signal$8  = 4'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [16:0] c1b = 17'h00000;
+  reg [17:0] c1b = 18'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
@@ -6917,36 +6972,30 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [18:0] y2 = 19'h00000;
+  reg [19:0] y3 = 20'h00000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -6961,110 +7010,92 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 18'h00800 : y2;
-  assign \$27  = - $signed(\$26 );
-  assign \$28  = beyond2 ? 18'h00800 : y2;
-  assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
-  assign \$39  = \$32  ? 20'h0007f : \$38 ;
+  assign \$26  = beyond2 ? 19'h00808 : y2;
+  assign \$27  = $signed(6'h10) - $signed(\$26 );
+  assign \$28  = beyond2 ? 19'h00808 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [18], \$28  };
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 20'hfff80 : \$34 ;
+  assign \$36  = \$31  ? 20'h0007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 17'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$45  = { 1'h0, \$17 [2:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 4'h0;
+      \$45  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 17'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 15'h0000;
+      \$50  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -7072,37 +7103,37 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 17'h00028;
+          \$11  = 18'h000a8;
       4'h1:
-          \$11  = 17'h01fa8;
+          \$11  = 18'h02028;
       4'h2:
-          \$11  = 17'h03b88;
+          \$11  = 18'h03c08;
       4'h3:
-          \$11  = 17'h051a8;
+          \$11  = 18'h05228;
       4'h4:
-          \$11  = 17'h061c8;
+          \$11  = 18'h06248;
       4'h5:
-          \$11  = 17'h06cc8;
+          \$11  = 18'h06d48;
       4'h6:
-          \$11  = 17'h07408;
+          \$11  = 18'h07488;
       4'h7:
-          \$11  = 17'h07898;
+          \$11  = 18'h07918;
       4'h8:
-          \$11  = 17'h07b78;
+          \$11  = 18'h07bf8;
       4'h9:
-          \$11  = 17'h07d48;
+          \$11  = 18'h07dc8;
       4'ha:
-          \$11  = 17'h07e58;
+          \$11  = 18'h07ed8;
       4'hb:
-          \$11  = 17'h07f08;
+          \$11  = 18'h07f88;
       4'hc:
-          \$11  = 17'h07f68;
+          \$11  = 18'h07fe8;
       4'hd:
-          \$11  = 17'h07fa8;
+          \$11  = 18'h08028;
       4'he:
-          \$11  = 17'h07fc8;
+          \$11  = 18'h08048;
       4'hf:
-          \$11  = 17'h07fe8;
+          \$11  = 18'h08068;
     endcase
   end
   always @* begin
@@ -7145,23 +7176,44 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = { 1'h0, \$17 [2:0] };
+    if (rst) begin
+      \$42  = 4'h0;
     end
   end
   assign \$5  = { 3'h0, \$signal [8:3] };
@@ -7172,14 +7224,14 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
-  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
-  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
-  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
+  assign \$25  = { \$24 [18], \$24 [18], \$24 [18], \$24 [18], \$24 [18:4] };
+  assign \$30  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$32  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$34  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1621$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1673$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7435,8 +7487,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1621$8 ;
-  wire [83:0] \port$1621$8 ;
+  input [83:0] \port$1673$8 ;
+  wire [83:0] \port$1673$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7456,22 +7508,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1621$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1673$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1621$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1673$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1621$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1673$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1621$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1673$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8400,10 +8452,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1621$8 [20:0];
-  assign acc1 = \port$1621$8 [41:21];
-  assign acc2 = \port$1621$8 [62:42];
-  assign acc3 = \port$1621$8 [83:63];
+  assign acc0 = \port$1673$8 [20:0];
+  assign acc1 = \port$1673$8 [41:21];
+  assign acc2 = \port$1673$8 [62:42];
+  assign acc3 = \port$1673$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -8447,34 +8499,31 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -8503,33 +8552,27 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -8544,110 +8587,92 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -8655,23 +8680,23 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -8700,23 +8725,44 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -8728,9 +8774,9 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_r (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8759,34 +8805,31 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -8815,33 +8858,27 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -8856,110 +8893,92 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -8967,23 +8986,23 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -9012,23 +9031,44 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -9040,9 +9080,9 @@ module \hwgen_charlm_gru2_p8.elementwise1.sig_z (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9050,7 +9090,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  reg [16:0] \$11 ;
+  reg [17:0] \$11 ;
   wire [8:0] \$12 ;
   wire \$13 ;
   wire [8:0] \$14 ;
@@ -9064,41 +9104,38 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
   wire [14:0] \$23 ;
-  wire [17:0] \$24 ;
-  wire [17:0] \$25 ;
-  wire [17:0] \$26 ;
-  wire [18:0] \$27 ;
-  wire [17:0] \$28 ;
-  wire [18:0] \$29 ;
+  wire [18:0] \$24 ;
+  wire [18:0] \$25 ;
+  wire [18:0] \$26 ;
+  wire [19:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [19:0] \$29 ;
   wire [8:0] \$3 ;
   wire [19:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire \$32 ;
-  wire [19:0] \$33 ;
+  wire \$31 ;
+  wire [19:0] \$32 ;
+  wire \$33 ;
   wire [19:0] \$34 ;
-  wire \$35 ;
+  wire [19:0] \$35 ;
   wire [19:0] \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [17:0] \$41 ;
+  reg [3:0] \$42 ;
   reg \$43 ;
-  reg [16:0] \$44 ;
-  reg [3:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [16:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [17:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [14:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [14:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [17:0] \$53 ;
-  reg [18:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [18:0] \$50 ;
+  reg [19:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -9106,13 +9143,13 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   reg [8:0] \$signal  = 9'h000;
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
-  reg [16:0] \$signal$7  = 17'h00000;
+  reg [17:0] \$signal$7  = 18'h00000;
   reg [3:0] \$signal$8  = 4'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
   reg beyond2 = 1'h0;
-  reg [16:0] c1b = 17'h00000;
+  reg [17:0] c1b = 18'h00000;
   input clk;
   wire clk;
   reg neg0 = 1'h0;
@@ -9124,36 +9161,30 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   wire [7:0] x;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  reg [17:0] y2 = 18'h00000;
-  reg [18:0] y3 = 19'h00000;
+  reg [18:0] y2 = 19'h00000;
+  reg [19:0] y3 = 20'h00000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -9168,110 +9199,92 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 18'h00800 : y2;
-  assign \$27  = - $signed(\$26 );
-  assign \$28  = beyond2 ? 18'h00800 : y2;
-  assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
-  assign \$39  = \$32  ? 20'h0007f : \$38 ;
+  assign \$26  = beyond2 ? 19'h00808 : y2;
+  assign \$27  = $signed(6'h10) - $signed(\$26 );
+  assign \$28  = beyond2 ? 19'h00808 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [18], \$28  };
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 20'hfff80 : \$34 ;
+  assign \$36  = \$31  ? 20'h0007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 17'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$45  = { 1'h0, \$17 [2:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 4'h0;
+      \$45  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 17'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 15'h0000;
+      \$50  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -9279,37 +9292,37 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 17'h00028;
+          \$11  = 18'h000a8;
       4'h1:
-          \$11  = 17'h01fa8;
+          \$11  = 18'h02028;
       4'h2:
-          \$11  = 17'h03b88;
+          \$11  = 18'h03c08;
       4'h3:
-          \$11  = 17'h051a8;
+          \$11  = 18'h05228;
       4'h4:
-          \$11  = 17'h061c8;
+          \$11  = 18'h06248;
       4'h5:
-          \$11  = 17'h06cc8;
+          \$11  = 18'h06d48;
       4'h6:
-          \$11  = 17'h07408;
+          \$11  = 18'h07488;
       4'h7:
-          \$11  = 17'h07898;
+          \$11  = 18'h07918;
       4'h8:
-          \$11  = 17'h07b78;
+          \$11  = 18'h07bf8;
       4'h9:
-          \$11  = 17'h07d48;
+          \$11  = 18'h07dc8;
       4'ha:
-          \$11  = 17'h07e58;
+          \$11  = 18'h07ed8;
       4'hb:
-          \$11  = 17'h07f08;
+          \$11  = 18'h07f88;
       4'hc:
-          \$11  = 17'h07f68;
+          \$11  = 18'h07fe8;
       4'hd:
-          \$11  = 17'h07fa8;
+          \$11  = 18'h08028;
       4'he:
-          \$11  = 17'h07fc8;
+          \$11  = 18'h08048;
       4'hf:
-          \$11  = 17'h07fe8;
+          \$11  = 18'h08068;
     endcase
   end
   always @* begin
@@ -9352,23 +9365,44 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$42  = { 1'h0, \$17 [2:0] };
+    if (rst) begin
+      \$42  = 4'h0;
     end
   end
   assign \$5  = { 3'h0, \$signal [8:3] };
@@ -9379,14 +9413,14 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
-  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
-  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
-  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
+  assign \$25  = { \$24 [18], \$24 [18], \$24 [18], \$24 [18], \$24 [18:4] };
+  assign \$30  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$32  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$34  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, run, fresh, value_addr, done, pass_now, r_en, clk);
+module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, fresh, value_addr, done, pass_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9394,82 +9428,96 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
-  wire [7:0] \$15 ;
-  wire [8:0] \$16 ;
-  wire [7:0] \$17 ;
-  wire [8:0] \$18 ;
-  wire \$19 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [7:0] \$19 ;
   wire [7:0] \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
+  wire [8:0] \$20 ;
+  wire [7:0] \$21 ;
+  wire [8:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [7:0] \$28 ;
-  wire [8:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire [8:0] \$3 ;
-  wire [7:0] \$30 ;
-  wire [8:0] \$31 ;
+  wire \$30 ;
+  wire \$31 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [7:0] \$36 ;
+  wire [8:0] \$37 ;
+  wire [7:0] \$38 ;
+  wire [8:0] \$39 ;
   wire [7:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire [4:0] \$42 ;
-  wire [5:0] \$43 ;
+  wire \$42 ;
+  wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [7:0] \$47 ;
-  wire [11:0] \$48 ;
+  wire \$47 ;
+  wire \$48 ;
   wire \$49 ;
   wire [8:0] \$5 ;
-  wire [7:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
-  wire [7:0] \$52 ;
-  wire [8:0] \$53 ;
-  wire \$54 ;
+  wire [4:0] \$52 ;
+  wire \$53 ;
+  wire [5:0] \$54 ;
   wire \$55 ;
-  wire [4:0] \$56 ;
-  wire [5:0] \$57 ;
+  wire \$56 ;
+  wire [6:0] \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [7:0] \$61 ;
-  wire [11:0] \$62 ;
-  wire \$63 ;
-  wire [7:0] \$64 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [7:0] \$63 ;
+  wire [11:0] \$64 ;
   wire \$65 ;
   wire [7:0] \$66 ;
-  wire [8:0] \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire \$67 ;
+  wire [7:0] \$68 ;
+  wire [8:0] \$69 ;
   wire \$7 ;
-  wire [4:0] \$70 ;
-  wire [5:0] \$71 ;
+  wire \$70 ;
+  wire \$71 ;
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire [7:0] \$75 ;
   wire [11:0] \$76 ;
-  wire [8:0] \$77 ;
-  reg [19:0] \$78 ;
-  reg [1:0] \$79 ;
+  wire \$77 ;
+  wire [7:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  reg [6:0] \$80 ;
-  reg [10:0] \$81 ;
-  reg [36:0] \$82 ;
+  wire [7:0] \$80 ;
+  wire [8:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire [11:0] \$88 ;
+  wire [8:0] \$89 ;
   wire \$9 ;
+  reg [19:0] \$90 ;
+  reg [3:0] \$91 ;
+  reg \$92 ;
+  reg [1:0] \$93 ;
+  reg [6:0] \$94 ;
+  reg [10:0] \$95 ;
+  reg [36:0] \$96 ;
   input clk;
   wire clk;
   reg [6:0] col = 7'h00;
@@ -9498,7 +9546,8 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   wire [10:0] \e2.w_addr ;
   input fresh;
   wire fresh;
-  wire [3:0] level;
+  reg [3:0] held = 4'h0;
+  reg launch;
   output [1:0] pass_now;
   reg [1:0] pass_now = 2'h0;
   wire [27:0] pushed;
@@ -9512,8 +9561,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   wire r_rdy;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg run = 1'h0;
   input [1:0] sel;
   wire [1:0] sel;
   input start;
@@ -9525,93 +9573,108 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   reg [10:0] w_addr = 11'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
-  assign \$20  = col == 7'h40;
-  assign \$21  = ~ e1[0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = ~ e2[0];
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = ~ columns__valid;
+  assign \$4  = 1'h0 + col;
+  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
+  assign \$6  = col < 7'h40;
+  assign \$7  = run & \$6 ;
+  assign \$8  = held < 3'h7;
+  assign \$9  = \$7  & \$8 ;
+  assign \$11  = col == 7'h40;
+  assign \$12  = ~ e1[0];
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = ~ e2[0];
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = ~ columns__valid;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = col >= 6'h20;
+  assign \$19  = 7'h40 + col;
+  assign \$20  = \$19  - 6'h20;
+  assign \$21  = 6'h20 + col;
+  assign \$22  = \$18  ? \$20  : { 1'h0, \$21  };
+  assign \$23  = col < 7'h40;
+  assign \$24  = run & \$23 ;
+  assign \$25  = held < 3'h7;
   assign \$26  = \$24  & \$25 ;
-  assign \$27  = col >= 1'h0;
-  assign \$28  = 7'h40 + col;
-  assign \$29  = \$28  - 1'h0;
-  assign \$30  = 1'h0 + col;
-  assign \$31  = \$27  ? \$29  : { 1'h0, \$30  };
-  assign \$33  = col == 6'h20;
-  assign \$34  = ~ e1[0];
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = ~ e2[0];
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = ~ columns__valid;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = col < 7'h40;
+  assign \$28  = col == 7'h40;
+  assign \$29  = ~ e1[0];
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = ~ e2[0];
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = ~ columns__valid;
+  assign \$34  = \$32  & \$33 ;
+  assign \$35  = col >= 1'h0;
+  assign \$36  = 7'h40 + col;
+  assign \$37  = \$36  - 1'h0;
+  assign \$38  = 1'h0 + col;
+  assign \$39  = \$35  ? \$37  : { 1'h0, \$38  };
+  assign \$40  = col < 6'h20;
   assign \$41  = run & \$40 ;
-  assign \$42  = level + e1[0];
-  assign \$43  = \$42  + e2[0];
-  assign \$44  = \$43  < 3'h7;
-  assign \$45  = \$41  & \$44 ;
-  assign \$46  = col >= 6'h20;
-  assign \$47  = col + 1'h1;
-  assign \$48  = w_addr + 4'hc;
-  assign \$49  = e1[8] & fresh;
-  assign \$50  = \$49  ? 8'h00 : value;
-  assign \$51  = e1[8] & fresh;
-  assign \$52  = \$51  ? 8'h00 : value;
-  assign \$53  = $signed(\$52 ) - $signed(1'h0);
-  assign \$54  = col < 7'h40;
-  assign \$55  = run & \$54 ;
-  assign \$56  = level + e1[0];
-  assign \$57  = \$56  + e2[0];
-  assign \$58  = \$57  < 3'h7;
-  assign \$59  = \$55  & \$58 ;
-  assign \$60  = col >= 6'h20;
-  assign \$61  = col + 1'h1;
-  assign \$62  = w_addr + 4'hc;
-  assign \$63  = e1[8] & fresh;
-  assign \$64  = \$63  ? 8'h00 : value;
+  assign \$42  = held < 3'h7;
+  assign \$43  = \$41  & \$42 ;
+  assign \$45  = col == 6'h20;
+  assign \$46  = ~ e1[0];
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = ~ e2[0];
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ columns__valid;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = held + launch;
+  assign \$53  = r_en & columns__valid;
+  assign \$54  = \$52  - \$53 ;
+  assign \$55  = ~ w_en;
+  assign \$56  = e2[0] & \$55 ;
+  assign \$57  = $signed(\$54 ) - $signed({ 1'h0, \$56  });
+  assign \$58  = col < 7'h40;
+  assign \$59  = run & \$58 ;
+  assign \$60  = held < 3'h7;
+  assign \$61  = \$59  & \$60 ;
+  assign \$62  = col >= 6'h20;
+  assign \$63  = col + 1'h1;
+  assign \$64  = w_addr + 4'hc;
   assign \$65  = e1[8] & fresh;
   assign \$66  = \$65  ? 8'h00 : value;
-  assign \$67  = $signed(\$66 ) - $signed(1'h0);
-  assign \$68  = col < 6'h20;
-  assign \$69  = run & \$68 ;
-  assign \$70  = level + e1[0];
-  assign \$71  = \$70  + e2[0];
-  assign \$72  = \$71  < 3'h7;
-  assign \$73  = \$69  & \$72 ;
-  assign \$74  = col >= 1'h0;
+  assign \$67  = e1[8] & fresh;
+  assign \$68  = \$67  ? 8'h00 : value;
+  assign \$69  = $signed(\$68 ) - $signed(1'h0);
+  assign \$70  = col < 7'h40;
+  assign \$71  = run & \$70 ;
+  assign \$72  = held < 3'h7;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = col >= 6'h20;
   assign \$75  = col + 1'h1;
-  assign \$76  = w_addr + 3'h4;
-  assign \$77  = $signed(value) - $signed(1'h0);
+  assign \$76  = w_addr + 4'hc;
+  assign \$77  = e1[8] & fresh;
+  assign \$78  = \$77  ? 8'h00 : value;
+  assign \$79  = e1[8] & fresh;
+  assign \$80  = \$79  ? 8'h00 : value;
+  assign \$81  = $signed(\$80 ) - $signed(1'h0);
+  assign \$82  = col < 6'h20;
+  assign \$83  = run & \$82 ;
+  assign \$84  = held < 3'h7;
+  assign \$85  = \$83  & \$84 ;
+  assign \$86  = col >= 1'h0;
+  assign \$87  = col + 1'h1;
+  assign \$88  = w_addr + 3'h4;
+  assign \$89  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$78 ;
+    e1 <= \$90 ;
   always @(posedge clk)
-    pass_now <= \$79 ;
+    held <= \$91 ;
   always @(posedge clk)
-    col <= \$80 ;
+    run <= \$92 ;
   always @(posedge clk)
-    w_addr <= \$81 ;
+    pass_now <= \$93 ;
   always @(posedge clk)
-    e2 <= \$82 ;
+    col <= \$94 ;
+  always @(posedge clk)
+    w_addr <= \$95 ;
+  always @(posedge clk)
+    e2 <= \$96 ;
   assign \$1  = col >= 6'h20;
   assign \$2  = 6'h20 + col;
   assign \$3  = \$2  - 6'h20;
-  assign \$4  = 1'h0 + col;
-  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
-  assign \$7  = col == 7'h40;
-  assign \$8  = ~ e1[0];
-  assign \$9  = \$7  & \$8 ;
-  assign \$10  = ~ e2[0];
-  assign \$11  = \$9  & \$10 ;
-  assign \$12  = ~ columns__valid;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = col >= 6'h20;
-  assign \$15  = 7'h40 + col;
-  assign \$16  = \$15  - 6'h20;
-  assign \$17  = 6'h20 + col;
   \hwgen_charlm_gru2_p8.encoder.queue  queue (
     .clk(clk),
-    .level(level),
     .r_data(columns__payload),
     .r_en(r_en),
     .r_rdy(columns__valid),
@@ -9626,9 +9689,27 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
       2'h0:
           value_addr = \$5 [6:0];
       2'h1:
-          value_addr = \$18 [6:0];
+          value_addr = \$22 [6:0];
       2'h2:
-          value_addr = \$31 [6:0];
+          value_addr = \$39 [6:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    launch = 1'h0;
+    casez (pass_now)
+      2'h0:
+          if (\$9 ) begin
+            launch = 1'h1;
+          end
+      2'h1:
+          if (\$26 ) begin
+            launch = 1'h1;
+          end
+      2'h2:
+          if (\$43 ) begin
+            launch = 1'h1;
+          end
     endcase
   end
   always @* begin
@@ -9636,11 +9717,11 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
     w_en = 1'h0;
     casez (pass_now)
       2'h0:
-          w_en = \$6 ;
+          w_en = \$10 ;
       2'h1:
-          w_en = \$19 ;
+          w_en = \$27 ;
       2'h2:
-          w_en = \$32 ;
+          w_en = \$44 ;
     endcase
   end
   always @* begin
@@ -9648,143 +9729,163 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
     done = 1'h0;
     casez (pass_now)
       2'h0:
-          done = \$13 ;
+          done = \$17 ;
       2'h1:
-          done = \$26 ;
+          done = \$34 ;
       2'h2:
-          done = \$39 ;
+          done = \$51 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$78 [19:1] = e1[19:1];
-    \$78 [0] = 1'h0;
+    \$90 [19:1] = e1[19:1];
+    \$90 [0] = 1'h0;
     casez (pass_now)
       2'h0:
-          if (\$45 ) begin
-            \$78 [0] = 1'h1;
-            \$78 [7:1] = col;
-            \$78 [8] = \$46 ;
-            \$78 [19:9] = w_addr;
+          if (\$61 ) begin
+            \$90 [0] = 1'h1;
+            \$90 [7:1] = col;
+            \$90 [8] = \$62 ;
+            \$90 [19:9] = w_addr;
           end
       2'h1:
-          if (\$59 ) begin
-            \$78 [0] = 1'h1;
-            \$78 [7:1] = col;
-            \$78 [8] = \$60 ;
-            \$78 [19:9] = w_addr;
+          if (\$73 ) begin
+            \$90 [0] = 1'h1;
+            \$90 [7:1] = col;
+            \$90 [8] = \$74 ;
+            \$90 [19:9] = w_addr;
           end
       2'h2:
-          if (\$73 ) begin
-            \$78 [0] = 1'h1;
-            \$78 [7:1] = col;
-            \$78 [8] = \$74 ;
-            \$78 [19:9] = w_addr;
+          if (\$85 ) begin
+            \$90 [0] = 1'h1;
+            \$90 [7:1] = col;
+            \$90 [8] = \$86 ;
+            \$90 [19:9] = w_addr;
           end
     endcase
     if (rst) begin
-      \$78  = 20'h00000;
+      \$90  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$79  = pass_now;
+    \$91  = \$57 [3:0];
+    if (rst) begin
+      \$91  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$92  = run;
+    if (done) begin
+      \$92  = 1'h0;
+    end
     if (start) begin
-      \$79  = sel;
+      \$92  = 1'h1;
     end
     if (rst) begin
-      \$79  = 2'h0;
+      \$92  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$80  = col;
+    \$93  = pass_now;
     if (start) begin
-      \$80  = 7'h00;
+      \$93  = sel;
+    end
+    if (rst) begin
+      \$93  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$94  = col;
+    if (start) begin
+      \$94  = 7'h00;
     end
     casez (pass_now)
       2'h0:
-          if (\$45 ) begin
-            \$80  = \$47 [6:0];
+          if (\$61 ) begin
+            \$94  = \$63 [6:0];
           end
       2'h1:
-          if (\$59 ) begin
-            \$80  = \$61 [6:0];
+          if (\$73 ) begin
+            \$94  = \$75 [6:0];
           end
       2'h2:
-          if (\$73 ) begin
-            \$80  = \$75 [6:0];
+          if (\$85 ) begin
+            \$94  = \$87 [6:0];
           end
     endcase
     if (rst) begin
-      \$80  = 7'h00;
+      \$94  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$81  = w_addr;
+    \$95  = w_addr;
     if (start) begin
       casez (sel)
         2'h0:
-            \$81  = 11'h000;
+            \$95  = 11'h000;
         2'h1:
-            \$81  = 11'h300;
+            \$95  = 11'h300;
         2'h2:
-            \$81  = 11'h600;
+            \$95  = 11'h600;
       endcase
     end
     casez (pass_now)
       2'h0:
-          if (\$45 ) begin
-            \$81  = \$48 [10:0];
+          if (\$61 ) begin
+            \$95  = \$64 [10:0];
           end
       2'h1:
-          if (\$59 ) begin
-            \$81  = \$62 [10:0];
+          if (\$73 ) begin
+            \$95  = \$76 [10:0];
           end
       2'h2:
-          if (\$73 ) begin
-            \$81  = \$76 [10:0];
+          if (\$85 ) begin
+            \$95  = \$88 [10:0];
           end
     endcase
     if (rst) begin
-      \$81  = 11'h000;
+      \$95  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$82  = e2;
+    \$96  = e2;
     casez (pass_now)
       2'h0:
         begin
-          \$82 [0] = e1[0];
-          \$82 [7:1] = e1[7:1];
-          \$82 [8] = e1[8];
-          \$82 [19:9] = e1[19:9];
-          \$82 [27:20] = \$50 ;
-          \$82 [36:28] = \$53 ;
+          \$96 [0] = e1[0];
+          \$96 [7:1] = e1[7:1];
+          \$96 [8] = e1[8];
+          \$96 [19:9] = e1[19:9];
+          \$96 [27:20] = \$66 ;
+          \$96 [36:28] = \$69 ;
         end
       2'h1:
         begin
-          \$82 [0] = e1[0];
-          \$82 [7:1] = e1[7:1];
-          \$82 [8] = e1[8];
-          \$82 [19:9] = e1[19:9];
-          \$82 [27:20] = \$64 ;
-          \$82 [36:28] = \$67 ;
+          \$96 [0] = e1[0];
+          \$96 [7:1] = e1[7:1];
+          \$96 [8] = e1[8];
+          \$96 [19:9] = e1[19:9];
+          \$96 [27:20] = \$78 ;
+          \$96 [36:28] = \$81 ;
         end
       2'h2:
         begin
-          \$82 [0] = e1[0];
-          \$82 [7:1] = e1[7:1];
-          \$82 [8] = e1[8];
-          \$82 [19:9] = e1[19:9];
-          \$82 [27:20] = value;
-          \$82 [36:28] = \$77 ;
+          \$96 [0] = e1[0];
+          \$96 [7:1] = e1[7:1];
+          \$96 [8] = e1[8];
+          \$96 [19:9] = e1[19:9];
+          \$96 [27:20] = value;
+          \$96 [36:28] = \$89 ;
         end
     endcase
     if (rst) begin
-      \$82  = 37'h0000000000;
+      \$96  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -9813,13 +9914,13 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   assign w_data[18] = e2[8];
   assign w_data[17:11] = e2[7:1];
   assign w_data[10:0] = e2[19:9];
-  assign \$6  = e2[0];
-  assign \$19  = e2[0];
-  assign \$32  = e2[0];
+  assign \$10  = e2[0];
+  assign \$27  = e2[0];
+  assign \$44  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, level, r_en, clk);
+module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9842,7 +9943,6 @@ module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__da
   wire clk;
   (* init = 3'h0 *)
   wire [2:0] consume;
-  output [3:0] level;
   reg [3:0] level = 4'h0;
   (* init = 3'h0 *)
   wire [2:0] produce;
@@ -9949,47 +10049,42 @@ module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload, o__valid, acc_addr, done, o__ready);
+module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, done, o__payload, o__valid, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  reg [20:0] \$1 ;
+  wire \$1 ;
   wire [21:0] \$10 ;
   wire [21:0] \$11 ;
   wire \$12 ;
-  wire [6:0] \$13 ;
-  wire \$14 ;
+  wire [21:0] \$13 ;
+  wire [21:0] \$14 ;
   wire \$15 ;
-  wire [6:0] \$16 ;
-  wire [4:0] \$17 ;
-  wire [6:0] \$18 ;
-  wire [6:0] \$19 ;
-  wire [21:0] \$2 ;
-  wire [6:0] \$20 ;
+  wire [21:0] \$16 ;
+  wire [21:0] \$17 ;
+  wire [21:0] \$18 ;
+  wire [21:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
   wire [6:0] \$21 ;
-  wire [6:0] \$22 ;
+  wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [21:0] \$3 ;
-  wire \$30 ;
-  reg [5:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg [5:0] \$33 ;
-  reg [2:0] \$34 ;
-  reg [20:0] \$35 ;
-  reg [8:0] \$36 ;
-  reg \$37 ;
+  wire [6:0] \$24 ;
+  wire [4:0] \$25 ;
+  reg [5:0] \$26 ;
+  reg [3:0] \$27 ;
+  reg [5:0] \$28 ;
+  reg [2:0] \$29 ;
+  wire \$3 ;
+  reg [20:0] \$30 ;
+  reg [8:0] \$31 ;
+  reg \$32 ;
   wire \$4 ;
-  wire [21:0] \$5 ;
-  wire [21:0] \$6 ;
+  wire \$5 ;
+  wire \$6 ;
   wire \$7 ;
-  wire [21:0] \$8 ;
-  wire [21:0] \$9 ;
+  wire \$8 ;
+  reg [20:0] \$9 ;
   output [5:0] acc_addr;
-  reg [5:0] acc_addr;
+  wire [5:0] acc_addr;
   input [167:0] acc_word;
   wire [167:0] acc_word;
   wire [20:0] \acc_word[0] ;
@@ -10000,11 +10095,11 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload,
   wire [20:0] \acc_word[5] ;
   wire [20:0] \acc_word[6] ;
   wire [20:0] \acc_word[7] ;
+  reg [5:0] addr = 6'h00;
   input clk;
   wire clk;
   output done;
   reg done;
-  reg [5:0] grp = 6'h00;
   reg [2:0] head_out_state = 3'h0;
   reg [3:0] lane = 4'h0;
   output [8:0] o__payload;
@@ -10021,262 +10116,62 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload,
   input start;
   wire start;
   reg [20:0] word = 21'h000000;
-  assign \$2  = $signed(word) + $signed(10'h100);
-  assign \$4  = $signed(\$3 ) > $signed(8'h7f);
-  assign \$5  = $signed(word) + $signed(10'h100);
-  assign \$7  = $signed(\$6 ) < $signed(8'h80);
-  assign \$8  = $signed(word) + $signed(10'h100);
-  assign \$10  = \$7  ? 22'h3fff80 : \$9 ;
-  assign \$11  = \$4  ? 22'h00007f : \$10 ;
-  assign \$12  = out_idx == 5'h1f;
-  assign \$13  = out_idx + 1'h1;
-  assign \$14  = out_idx == 5'h1f;
-  assign \$15  = lane == 3'h7;
-  assign \$16  = grp + 1'h1;
-  assign \$17  = lane + 1'h1;
-  assign \$18  = 6'h20 + grp;
-  assign \$19  = 6'h20 + grp;
-  assign \$20  = 6'h20 + grp;
-  assign \$21  = 6'h20 + grp;
-  assign \$22  = 6'h20 + grp;
-  assign \$23  = out_idx == 5'h1f;
-  assign \$24  = lane == 3'h7;
-  assign \$25  = ! head_out_state;
-  assign \$26  = head_out_state == 1'h1;
-  assign \$27  = head_out_state == 2'h2;
-  assign \$28  = head_out_state == 2'h3;
-  assign \$29  = head_out_state == 3'h4;
-  assign \$30  = head_out_state == 3'h5;
+  assign acc_addr = \$3  ? 6'h00 : addr;
+  assign \$1  = out_idx == 5'h1f;
+  assign \$2  = lane == 3'h7;
+  assign \$3  = ! head_out_state;
+  assign \$4  = head_out_state == 1'h1;
+  assign \$5  = head_out_state == 2'h2;
+  assign \$6  = head_out_state == 2'h3;
+  assign \$7  = head_out_state == 3'h4;
+  assign \$8  = head_out_state == 3'h5;
+  assign \$10  = $signed(word) + $signed(10'h100);
+  assign \$12  = $signed(\$11 ) > $signed(8'h7f);
+  assign \$13  = $signed(word) + $signed(10'h100);
+  assign \$15  = $signed(\$14 ) < $signed(8'h80);
+  assign \$16  = $signed(word) + $signed(10'h100);
+  assign \$18  = \$15  ? 22'h3fff80 : \$17 ;
+  assign \$19  = \$12  ? 22'h00007f : \$18 ;
+  assign \$20  = out_idx == 5'h1f;
+  assign \$21  = out_idx + 1'h1;
+  assign \$22  = out_idx == 5'h1f;
+  assign \$23  = lane == 3'h7;
+  assign \$24  = addr + 1'h1;
+  assign \$25  = lane + 1'h1;
   always @(posedge clk)
-    out_idx <= \$31 ;
+    out_idx <= \$26 ;
   always @(posedge clk)
-    lane <= \$32 ;
+    lane <= \$27 ;
   always @(posedge clk)
-    grp <= \$33 ;
+    addr <= \$28 ;
   always @(posedge clk)
-    head_out_state <= \$34 ;
+    head_out_state <= \$29 ;
   always @(posedge clk)
-    word <= \$35 ;
+    word <= \$30 ;
   always @(posedge clk)
-    o__payload <= \$36 ;
+    o__payload <= \$31 ;
   always @(posedge clk)
-    o__valid <= \$37 ;
+    o__valid <= \$32 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$1  = 21'h000000;
+    \$9  = 21'h000000;
     casez (lane)
       4'h0:
-          \$1  = acc_word[20:0];
+          \$9  = acc_word[20:0];
       4'h1:
-          \$1  = acc_word[41:21];
+          \$9  = acc_word[41:21];
       4'h2:
-          \$1  = acc_word[62:42];
+          \$9  = acc_word[62:42];
       4'h3:
-          \$1  = acc_word[83:63];
+          \$9  = acc_word[83:63];
       4'h4:
-          \$1  = acc_word[104:84];
+          \$9  = acc_word[104:84];
       4'h5:
-          \$1  = acc_word[125:105];
+          \$9  = acc_word[125:105];
       4'h6:
-          \$1  = acc_word[146:126];
+          \$9  = acc_word[146:126];
       4'h7:
-          \$1  = acc_word[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$31  = out_idx;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$31  = 6'h00;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            \$31  = \$13 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$31  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$32  = lane;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$32  = 4'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$14 ) begin
-            end else if (\$15 ) begin
-              \$32  = 4'h0;
-            end else begin
-              \$32  = \$17 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$33  = grp;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$33  = 6'h00;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            if (\$14 ) begin
-            end else if (\$15 ) begin
-              \$33  = \$16 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$33  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$34  = head_out_state;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$34  = 3'h1;
-          end
-      3'h1:
-          \$34  = 3'h2;
-      3'h2:
-          \$34  = 3'h3;
-      3'h3:
-          \$34  = 3'h4;
-      3'h4:
-          \$34  = 3'h5;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$14 ) begin
-              \$34  = 3'h0;
-            end else if (\$15 ) begin
-              \$34  = 3'h1;
-            end else begin
-              \$34  = 3'h3;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$34  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$35  = word;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$35  = \$1 ;
-    endcase
-    if (rst) begin
-      \$35  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$36  = o__payload;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-        begin
-          \$36 [7:0] = \$11 [7:0];
-          \$36 [8] = \$12 ;
-        end
-    endcase
-    if (rst) begin
-      \$36  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$37  = o__valid;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$37  = 1'h1;
-      3'h5:
-          if (o__ready) begin
-            \$37  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$37  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    acc_addr = 6'h00;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          acc_addr = \$18 [5:0];
-      3'h2:
-          acc_addr = \$19 [5:0];
-      3'h3:
-          acc_addr = \$20 [5:0];
-      3'h4:
-          acc_addr = \$21 [5:0];
-      3'h5:
-          acc_addr = \$22 [5:0];
+          \$9  = acc_word[167:147];
     endcase
   end
   always @* begin
@@ -10295,11 +10190,189 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload,
           /* empty */;
       3'h5:
           if (o__ready) begin
-            if (\$23 ) begin
+            if (\$1 ) begin
               done = 1'h1;
             end
           end
     endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$26  = out_idx;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$26  = 6'h00;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            \$26  = \$21 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$26  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$27  = lane;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$27  = 4'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$22 ) begin
+            end else if (\$23 ) begin
+              \$27  = 4'h0;
+            end else begin
+              \$27  = \$25 [3:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$27  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$28  = addr;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$28  = 6'h20;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            if (\$22 ) begin
+            end else if (\$23 ) begin
+              \$28  = \$24 [5:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$28  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$29  = head_out_state;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$29  = 3'h1;
+          end
+      3'h1:
+          \$29  = 3'h2;
+      3'h2:
+          \$29  = 3'h3;
+      3'h3:
+          \$29  = 3'h4;
+      3'h4:
+          \$29  = 3'h5;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$22 ) begin
+              \$29  = 3'h0;
+            end else if (\$23 ) begin
+              \$29  = 3'h1;
+            end else begin
+              \$29  = 3'h3;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$29  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$30  = word;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$30  = \$9 ;
+    endcase
+    if (rst) begin
+      \$30  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$31  = o__payload;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+        begin
+          \$31 [7:0] = \$19 [7:0];
+          \$31 [8] = \$20 ;
+        end
+    endcase
+    if (rst) begin
+      \$31  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$32  = o__valid;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$32  = 1'h1;
+      3'h5:
+          if (o__ready) begin
+            \$32  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$32  = 1'h0;
+    end
   end
   assign \acc_word[0]  = acc_word[20:0];
   assign \acc_word[1]  = acc_word[41:21];
@@ -10311,9 +10384,9 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, start, acc_word, o__payload,
   assign \acc_word[7]  = acc_word[167:147];
   assign \o__payload.data  = o__payload[7:0];
   assign \o__payload.last  = o__payload[8];
-  assign \$3  = { \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21], \$2 [21:9] };
-  assign \$6  = { \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21], \$5 [21:9] };
-  assign \$9  = { \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21], \$8 [21:9] };
+  assign \$11  = { \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21:9] };
+  assign \$14  = { \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21:9] };
+  assign \$17  = { \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10629,136 +10702,128 @@ module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, sel,
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload, issue__valid, clk);
+module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire \$1 ;
+  wire [20:0] \$1 ;
   wire [22:0] \$10 ;
-  reg [20:0] \$11 ;
+  reg [20:0] \$100 ;
+  reg [21:0] \$101 ;
+  reg [21:0] \$102 ;
+  reg [20:0] \$103 ;
+  reg [21:0] \$104 ;
+  reg [21:0] \$105 ;
+  reg [20:0] \$106 ;
+  reg [21:0] \$107 ;
+  wire [20:0] \$11 ;
   wire [22:0] \$12 ;
-  reg [20:0] \$13 ;
+  wire [20:0] \$13 ;
   wire [22:0] \$14 ;
-  reg [20:0] \$15 ;
+  wire [20:0] \$15 ;
   wire [22:0] \$16 ;
-  reg [20:0] \$17 ;
-  wire [22:0] \$18 ;
-  reg [20:0] \$19 ;
-  wire \$2 ;
-  wire [22:0] \$20 ;
-  reg [20:0] \$21 ;
-  wire [22:0] \$22 ;
-  reg [20:0] \$23 ;
-  wire [22:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [16:0] \$27 ;
-  wire [16:0] \$28 ;
-  wire [16:0] \$29 ;
-  wire \$3 ;
-  wire [16:0] \$30 ;
-  wire [16:0] \$31 ;
-  wire [16:0] \$32 ;
+  wire [16:0] \$17 ;
+  wire [16:0] \$18 ;
+  wire [16:0] \$19 ;
+  wire [22:0] \$2 ;
+  wire [16:0] \$20 ;
+  wire [16:0] \$21 ;
+  wire [16:0] \$22 ;
+  wire [16:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [20:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [17:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [17:0] \$39 ;
-  wire \$4 ;
-  wire [19:0] \$40 ;
+  wire \$37 ;
+  wire [17:0] \$38 ;
+  wire [19:0] \$39 ;
+  wire [22:0] \$4 ;
+  reg [20:0] \$40 ;
   wire [17:0] \$41 ;
   wire [19:0] \$42 ;
-  wire [17:0] \$43 ;
-  wire [19:0] \$44 ;
-  wire [17:0] \$45 ;
-  wire [19:0] \$46 ;
+  reg [20:0] \$43 ;
+  wire [17:0] \$44 ;
+  wire [19:0] \$45 ;
+  reg [20:0] \$46 ;
   wire [17:0] \$47 ;
   wire [19:0] \$48 ;
-  wire [17:0] \$49 ;
-  wire \$5 ;
-  wire [19:0] \$50 ;
-  wire [17:0] \$51 ;
-  wire [19:0] \$52 ;
-  reg [34:0] \$53 ;
-  reg [34:0] \$54 ;
-  reg [34:0] \$55 ;
-  reg [16:0] \$56 ;
-  reg [16:0] \$57 ;
-  reg [16:0] \$58 ;
-  reg [16:0] \$59 ;
-  wire \$6 ;
-  reg [16:0] \$60 ;
-  reg [16:0] \$61 ;
-  reg [16:0] \$62 ;
-  reg [16:0] \$63 ;
-  reg [8:0] \$64 ;
-  reg [8:0] \$65 ;
-  reg [167:0] \$66 ;
-  reg [167:0] \$67 ;
-  reg [6:0] \$68 ;
-  reg [167:0] \$69 ;
-  wire \$7 ;
-  reg [167:0] \$70 ;
-  reg [1:0] \$71 ;
-  reg [21:0] \$72 ;
-  reg [21:0] \$73 ;
-  reg [21:0] \$74 ;
-  reg [21:0] \$75 ;
-  reg [21:0] \$76 ;
-  reg [21:0] \$77 ;
-  reg [21:0] \$78 ;
-  reg [21:0] \$79 ;
-  wire \$8 ;
-  reg [20:0] \$9 ;
-  reg [34:0] \$like  = 35'h000000000;
-  reg [34:0] \$like$10  = 35'h000000000;
-  wire [33:0] \$like$10.issue ;
-  wire [5:0] \$like$10.issue.acc_addr ;
-  wire [5:0] \$like$10.issue.b_addr ;
-  wire \$like$10.issue.bias ;
-  wire [8:0] \$like$10.issue.delta ;
-  wire \$like$10.issue.shift ;
-  wire [10:0] \$like$10.issue.w_addr ;
-  wire \$like$10.valid ;
-  reg [167:0] \$like$18  = 168'h000000000000000000000000000000000000000000;
-  wire [20:0] \$like$18[0] ;
-  wire [20:0] \$like$18[1] ;
-  wire [20:0] \$like$18[2] ;
-  wire [20:0] \$like$18[3] ;
-  wire [20:0] \$like$18[4] ;
-  wire [20:0] \$like$18[5] ;
-  wire [20:0] \$like$18[6] ;
-  wire [20:0] \$like$18[7] ;
-  (* init = 168'h000000000000000000000000000000000000000000 *)
-  wire [167:0] \$like$7 ;
-  wire [20:0] \$like$7[0] ;
-  wire [20:0] \$like$7[1] ;
-  wire [20:0] \$like$7[2] ;
-  wire [20:0] \$like$7[3] ;
-  wire [20:0] \$like$7[4] ;
-  wire [20:0] \$like$7[5] ;
-  wire [20:0] \$like$7[6] ;
-  wire [20:0] \$like$7[7] ;
-  wire [33:0] \$like.issue ;
-  wire [5:0] \$like.issue.acc_addr ;
-  wire [5:0] \$like.issue.b_addr ;
-  wire \$like.issue.bias ;
-  wire [8:0] \$like.issue.delta ;
-  wire \$like.issue.shift ;
-  wire [10:0] \$like.issue.w_addr ;
-  wire \$like.valid ;
+  reg [20:0] \$49 ;
+  wire [20:0] \$5 ;
+  wire [17:0] \$50 ;
+  wire [19:0] \$51 ;
+  reg [20:0] \$52 ;
+  wire [17:0] \$53 ;
+  wire [19:0] \$54 ;
+  reg [20:0] \$55 ;
+  wire [17:0] \$56 ;
+  wire [19:0] \$57 ;
+  reg [20:0] \$58 ;
+  wire [17:0] \$59 ;
+  wire [22:0] \$6 ;
+  wire [19:0] \$60 ;
+  reg [20:0] \$61 ;
+  reg [34:0] \$62 ;
+  reg [34:0] \$63 ;
+  reg [34:0] \$64 ;
+  reg [16:0] \$65 ;
+  reg [16:0] \$66 ;
+  reg [16:0] \$67 ;
+  reg [16:0] \$68 ;
+  reg [16:0] \$69 ;
+  wire [20:0] \$7 ;
+  reg [16:0] \$70 ;
+  reg [16:0] \$71 ;
+  reg [16:0] \$72 ;
+  reg [8:0] \$73 ;
+  reg [8:0] \$74 ;
+  reg [167:0] \$75 ;
+  reg [167:0] \$76 ;
+  reg \$77 ;
+  reg [6:0] \$78 ;
+  reg [6:0] \$79 ;
+  wire [22:0] \$8 ;
+  reg [167:0] \$80 ;
+  reg [167:0] \$81 ;
+  reg \$82 ;
+  reg [2:0] \$83 ;
+  reg [21:0] \$84 ;
+  reg [20:0] \$85 ;
+  reg [21:0] \$86 ;
+  reg [21:0] \$87 ;
+  reg [20:0] \$88 ;
+  reg [21:0] \$89 ;
+  wire [20:0] \$9 ;
+  reg [21:0] \$90 ;
+  reg [20:0] \$91 ;
+  reg [21:0] \$92 ;
+  reg [21:0] \$93 ;
+  reg [20:0] \$94 ;
+  reg [21:0] \$95 ;
+  reg [21:0] \$96 ;
+  reg [20:0] \$97 ;
+  reg [21:0] \$98 ;
+  reg [21:0] \$99 ;
+  reg [2:0] \$signal  = 3'h0;
   wire [5:0] \$signature__addr ;
   wire [5:0] \$signature__addr$4 ;
   wire [167:0] \$signature__data ;
-  wire [167:0] \$signature__data$41 ;
-  wire [20:0] \$signature__data$41[0] ;
-  wire [20:0] \$signature__data$41[1] ;
-  wire [20:0] \$signature__data$41[2] ;
-  wire [20:0] \$signature__data$41[3] ;
-  wire [20:0] \$signature__data$41[4] ;
-  wire [20:0] \$signature__data$41[5] ;
-  wire [20:0] \$signature__data$41[6] ;
-  wire [20:0] \$signature__data$41[7] ;
+  wire [167:0] \$signature__data$48 ;
+  wire [20:0] \$signature__data$48[0] ;
+  wire [20:0] \$signature__data$48[1] ;
+  wire [20:0] \$signature__data$48[2] ;
+  wire [20:0] \$signature__data$48[3] ;
+  wire [20:0] \$signature__data$48[4] ;
+  wire [20:0] \$signature__data$48[5] ;
+  wire [20:0] \$signature__data$48[6] ;
+  wire [20:0] \$signature__data$48[7] ;
   wire [20:0] \$signature__data[0] ;
   wire [20:0] \$signature__data[1] ;
   wire [20:0] \$signature__data[2] ;
@@ -10767,6 +10832,16 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   wire [20:0] \$signature__data[5] ;
   wire [20:0] \$signature__data[6] ;
   wire [20:0] \$signature__data[7] ;
+  (* init = 168'h000000000000000000000000000000000000000000 *)
+  wire [167:0] acc_q;
+  wire [20:0] \acc_q[0] ;
+  wire [20:0] \acc_q[1] ;
+  wire [20:0] \acc_q[2] ;
+  wire [20:0] \acc_q[3] ;
+  wire [20:0] \acc_q[4] ;
+  wire [20:0] \acc_q[5] ;
+  wire [20:0] \acc_q[6] ;
+  wire [20:0] \acc_q[7] ;
   output [167:0] acc_word;
   reg [167:0] acc_word = 168'h000000000000000000000000000000000000000000;
   wire [20:0] \acc_word[0] ;
@@ -10788,6 +10863,14 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   wire [20:0] \acc_wr__data[6] ;
   wire [20:0] \acc_wr__data[7] ;
   wire acc_wr__en;
+  reg [21:0] addend0 = 22'h000000;
+  reg [21:0] addend1 = 22'h000000;
+  reg [21:0] addend2 = 22'h000000;
+  reg [21:0] addend3 = 22'h000000;
+  reg [21:0] addend4 = 22'h000000;
+  reg [21:0] addend5 = 22'h000000;
+  reg [21:0] addend6 = 22'h000000;
+  reg [21:0] addend7 = 22'h000000;
   wire [10:0] addr;
   reg [21:0] aligned0 = 22'h000000;
   reg [21:0] aligned1 = 22'h000000;
@@ -10797,6 +10880,14 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   reg [21:0] aligned5 = 22'h000000;
   reg [21:0] aligned6 = 22'h000000;
   reg [21:0] aligned7 = 22'h000000;
+  reg [20:0] base0 = 21'h000000;
+  reg [20:0] base1 = 21'h000000;
+  reg [20:0] base2 = 21'h000000;
+  reg [20:0] base3 = 21'h000000;
+  reg [20:0] base4 = 21'h000000;
+  reg [20:0] base5 = 21'h000000;
+  reg [20:0] base6 = 21'h000000;
+  reg [20:0] base7 = 21'h000000;
   reg [167:0] bias_q = 168'h000000000000000000000000000000000000000000;
   wire [20:0] \bias_q[0] ;
   wire [20:0] \bias_q[1] ;
@@ -10817,8 +10908,9 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   wire [7:0] \data[5] ;
   wire [7:0] \data[6] ;
   wire [7:0] \data[7] ;
+  reg fwd1 = 1'h0;
   output idle;
-  wire idle;
+  reg idle = 1'h1;
   input [33:0] issue__payload;
   wire [33:0] issue__payload;
   wire [5:0] \issue__payload.acc_addr ;
@@ -10832,6 +10924,7 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   reg [6:0] last = 7'h00;
   wire [5:0] \last.acc_addr ;
   wire \last.valid ;
+  reg [167:0] last_sum = 168'h000000000000000000000000000000000000000000;
   reg [167:0] last_sum2 = 168'h000000000000000000000000000000000000000000;
   wire [20:0] \last_sum2[0] ;
   wire [20:0] \last_sum2[1] ;
@@ -10841,7 +10934,14 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   wire [20:0] \last_sum2[5] ;
   wire [20:0] \last_sum2[6] ;
   wire [20:0] \last_sum2[7] ;
-  reg [1:0] pick = 2'h0;
+  wire [20:0] \last_sum[0] ;
+  wire [20:0] \last_sum[1] ;
+  wire [20:0] \last_sum[2] ;
+  wire [20:0] \last_sum[3] ;
+  wire [20:0] \last_sum[4] ;
+  wire [20:0] \last_sum[5] ;
+  wire [20:0] \last_sum[6] ;
+  wire [20:0] \last_sum[7] ;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   reg [16:0] prod2 = 17'h00000;
@@ -10863,6 +10963,24 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   wire \s1.issue.shift ;
   wire [10:0] \s1.issue.w_addr ;
   wire \s1.valid ;
+  reg [34:0] s1a = 35'h000000000;
+  wire [33:0] \s1a.issue ;
+  wire [5:0] \s1a.issue.acc_addr ;
+  wire [5:0] \s1a.issue.b_addr ;
+  wire \s1a.issue.bias ;
+  wire [8:0] \s1a.issue.delta ;
+  wire \s1a.issue.shift ;
+  wire [10:0] \s1a.issue.w_addr ;
+  wire \s1a.valid ;
+  reg [34:0] s1b = 35'h000000000;
+  wire [33:0] \s1b.issue ;
+  wire [5:0] \s1b.issue.acc_addr ;
+  wire [5:0] \s1b.issue.b_addr ;
+  wire \s1b.issue.bias ;
+  wire [8:0] \s1b.issue.delta ;
+  wire \s1b.issue.shift ;
+  wire [10:0] \s1b.issue.w_addr ;
+  wire \s1b.valid ;
   reg [8:0] s2 = 9'h000;
   wire [5:0] \s2.acc_addr ;
   wire \s2.bias ;
@@ -10873,6 +10991,9 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   wire \s3.bias ;
   wire \s3.shift ;
   wire \s3.valid ;
+  reg [6:0] s4 = 7'h00;
+  wire [5:0] \s4.acc_addr ;
+  wire \s4.valid ;
   reg [167:0] acc_mem [35:0];
   initial begin
     acc_mem[0] = 168'h000000000000000000000000000000000000000000;
@@ -10913,8 +11034,8 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     acc_mem[35] = 168'h000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (s3[0])
-      acc_mem[s3[6:1]] <= acc_wr__data;
+    if (s4[0])
+      acc_mem[s4[6:1]] <= acc_wr__data;
   end
   reg [167:0] _0_;
   always @(posedge clk) begin
@@ -10962,93 +11083,139 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   end
   reg [167:0] _1_;
   always @(posedge clk) begin
-    _1_ <= b_mem[\$like [23:18]];
+    _1_ <= b_mem[s1b[23:18]];
   end
-  assign \$signature__data$41  = _1_;
-  assign \$20  = $signed(\$19 ) + $signed(aligned5);
-  assign \$22  = $signed(\$21 ) + $signed(aligned6);
-  assign \$24  = $signed(\$23 ) + $signed(aligned7);
-  assign \$25  = $signed(data[7:0]) * $signed(\$like [33:25]);
-  assign \$26  = $signed(data[15:8]) * $signed(\$like [33:25]);
-  assign \$27  = $signed(data[23:16]) * $signed(\$like [33:25]);
-  assign \$28  = $signed(data[31:24]) * $signed(\$like [33:25]);
-  assign \$29  = $signed(data[39:32]) * $signed(\$like [33:25]);
-  assign \$30  = $signed(data[47:40]) * $signed(\$like [33:25]);
-  assign \$31  = $signed(data[55:48]) * $signed(\$like [33:25]);
-  assign \$32  = $signed(data[63:56]) * $signed(\$like [33:25]);
-  assign \$33  = s3[6:1] == s2[6:1];
-  assign \$34  = s3[0] & \$33 ;
-  assign \$35  = last[6:1] == s2[6:1];
-  assign \$36  = last[0] & \$35 ;
+  assign \$signature__data$48  = _1_;
+  assign \$signature__addr$4  = s1b[0] ? s1b[17:12] : read_addr;
+  assign \$1  = fwd1 ? last_sum[20:0] : base0;
+  assign \$2  = $signed(\$1 ) + $signed(addend0);
+  assign \$3  = fwd1 ? last_sum[41:21] : base1;
+  assign \$4  = $signed(\$3 ) + $signed(addend1);
+  assign \$5  = fwd1 ? last_sum[62:42] : base2;
+  assign \$6  = $signed(\$5 ) + $signed(addend2);
+  assign \$7  = fwd1 ? last_sum[83:63] : base3;
+  assign \$8  = $signed(\$7 ) + $signed(addend3);
+  assign \$9  = fwd1 ? last_sum[104:84] : base4;
+  assign \$10  = $signed(\$9 ) + $signed(addend4);
+  assign \$11  = fwd1 ? last_sum[125:105] : base5;
+  assign \$12  = $signed(\$11 ) + $signed(addend5);
+  assign \$13  = fwd1 ? last_sum[146:126] : base6;
+  assign \$14  = $signed(\$13 ) + $signed(addend6);
+  assign \$15  = fwd1 ? last_sum[167:147] : base7;
+  assign \$16  = $signed(\$15 ) + $signed(addend7);
+  assign \$17  = $signed(data[7:0]) * $signed(s1b[33:25]);
+  assign \$18  = $signed(data[15:8]) * $signed(s1b[33:25]);
+  assign \$19  = $signed(data[23:16]) * $signed(s1b[33:25]);
+  assign \$20  = $signed(data[31:24]) * $signed(s1b[33:25]);
+  assign \$21  = $signed(data[39:32]) * $signed(s1b[33:25]);
+  assign \$22  = $signed(data[47:40]) * $signed(s1b[33:25]);
+  assign \$23  = $signed(data[55:48]) * $signed(s1b[33:25]);
+  assign \$24  = $signed(data[63:56]) * $signed(s1b[33:25]);
+  assign \$25  = issue__valid | s1[0];
+  assign \$26  = \$25  | s1a[0];
+  assign \$27  = \$26  | s1b[0];
+  assign \$28  = \$27  | s2[0];
+  assign \$29  = \$28  | s3[0];
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$signal  == 1'h1;
+  assign \$32  = s3[6:1] == s2[6:1];
+  assign \$33  = s3[0] & \$32 ;
+  assign \$34  = s4[6:1] == s2[6:1];
+  assign \$35  = s4[0] & \$34 ;
+  assign \$36  = last[6:1] == s2[6:1];
+  assign \$37  = last[0] & \$36 ;
   always @(posedge clk)
-    s1 <= \$53 ;
+    s1 <= \$62 ;
   always @(posedge clk)
-    \$like$10  <= \$54 ;
+    s1a <= \$63 ;
   always @(posedge clk)
-    \$like  <= \$55 ;
+    s1b <= \$64 ;
   always @(posedge clk)
-    prod0 <= \$56 ;
+    prod0 <= \$65 ;
   always @(posedge clk)
-    prod1 <= \$57 ;
+    prod1 <= \$66 ;
   always @(posedge clk)
-    prod2 <= \$58 ;
+    prod2 <= \$67 ;
   always @(posedge clk)
-    prod3 <= \$59 ;
+    prod3 <= \$68 ;
   always @(posedge clk)
-    prod4 <= \$60 ;
+    prod4 <= \$69 ;
   always @(posedge clk)
-    prod5 <= \$61 ;
+    prod5 <= \$70 ;
   always @(posedge clk)
-    prod6 <= \$62 ;
+    prod6 <= \$71 ;
   always @(posedge clk)
-    prod7 <= \$63 ;
+    prod7 <= \$72 ;
   always @(posedge clk)
-    s2 <= \$64 ;
+    s2 <= \$73 ;
   always @(posedge clk)
-    s3 <= \$65 ;
+    s3 <= \$74 ;
   always @(posedge clk)
-    acc_word <= \$66 ;
+    acc_word <= \$75 ;
   always @(posedge clk)
-    bias_q <= \$67 ;
+    bias_q <= \$76 ;
   always @(posedge clk)
-    last <= \$68 ;
+    idle <= \$77 ;
   always @(posedge clk)
-    \$like$18  <= \$69 ;
+    s4 <= \$78 ;
   always @(posedge clk)
-    last_sum2 <= \$70 ;
+    last <= \$79 ;
   always @(posedge clk)
-    pick <= \$71 ;
+    last_sum <= \$80 ;
   always @(posedge clk)
-    aligned0 <= \$72 ;
+    last_sum2 <= \$81 ;
   always @(posedge clk)
-    aligned1 <= \$73 ;
+    fwd1 <= \$82 ;
   always @(posedge clk)
-    aligned2 <= \$74 ;
+    \$signal  <= \$83 ;
   always @(posedge clk)
-    aligned3 <= \$75 ;
+    aligned0 <= \$84 ;
   always @(posedge clk)
-    aligned4 <= \$76 ;
+    base0 <= \$85 ;
   always @(posedge clk)
-    aligned5 <= \$77 ;
+    addend0 <= \$86 ;
   always @(posedge clk)
-    aligned6 <= \$78 ;
+    aligned1 <= \$87 ;
   always @(posedge clk)
-    aligned7 <= \$79 ;
-  assign \$signature__addr$4  = \$like [0] ? \$like [17:12] : read_addr;
-  assign \$1  = ~ s1[0];
-  assign \$2  = ~ \$like$10 [0];
-  assign \$3  = \$1  & \$2 ;
-  assign \$4  = ~ \$like [0];
-  assign \$5  = \$3  & \$4 ;
-  assign \$6  = ~ s2[0];
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = ~ s3[0];
-  assign idle = \$7  & \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned0);
-  assign \$12  = $signed(\$11 ) + $signed(aligned1);
-  assign \$14  = $signed(\$13 ) + $signed(aligned2);
-  assign \$16  = $signed(\$15 ) + $signed(aligned3);
-  assign \$18  = $signed(\$17 ) + $signed(aligned4);
+    base1 <= \$88 ;
+  always @(posedge clk)
+    addend1 <= \$89 ;
+  always @(posedge clk)
+    aligned2 <= \$90 ;
+  always @(posedge clk)
+    base2 <= \$91 ;
+  always @(posedge clk)
+    addend2 <= \$92 ;
+  always @(posedge clk)
+    aligned3 <= \$93 ;
+  always @(posedge clk)
+    base3 <= \$94 ;
+  always @(posedge clk)
+    addend3 <= \$95 ;
+  always @(posedge clk)
+    aligned4 <= \$96 ;
+  always @(posedge clk)
+    base4 <= \$97 ;
+  always @(posedge clk)
+    addend4 <= \$98 ;
+  always @(posedge clk)
+    aligned5 <= \$99 ;
+  always @(posedge clk)
+    base5 <= \$100 ;
+  always @(posedge clk)
+    addend5 <= \$101 ;
+  always @(posedge clk)
+    aligned6 <= \$102 ;
+  always @(posedge clk)
+    base6 <= \$103 ;
+  always @(posedge clk)
+    addend6 <= \$104 ;
+  always @(posedge clk)
+    aligned7 <= \$105 ;
+  always @(posedge clk)
+    base7 <= \$106 ;
+  always @(posedge clk)
+    addend7 <= \$107 ;
   \hwgen_charlm_gru2_p8.mac.w_rom  w_rom (
     .addr(issue__payload[10:0]),
     .clk(clk),
@@ -11057,194 +11224,303 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$19  = bias_q[125:105];
-      2'h1:
-          \$19  = \$like$18 [125:105];
-      2'h2:
-          \$19  = last_sum2[125:105];
-      2'h3:
-          \$19  = acc_word[125:105];
+    \$40  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$40  = bias_q[20:0];
+      3'h1:
+          \$40  = acc_word[20:0];
+      3'h2:
+          \$40  = last_sum[20:0];
+      3'h3:
+          \$40  = last_sum2[20:0];
+      3'h4:
+          \$40  = acc_word[20:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$21  = bias_q[146:126];
-      2'h1:
-          \$21  = \$like$18 [146:126];
-      2'h2:
-          \$21  = last_sum2[146:126];
-      2'h3:
-          \$21  = acc_word[146:126];
+    \$43  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$43  = bias_q[41:21];
+      3'h1:
+          \$43  = acc_word[41:21];
+      3'h2:
+          \$43  = last_sum[41:21];
+      3'h3:
+          \$43  = last_sum2[41:21];
+      3'h4:
+          \$43  = acc_word[41:21];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$23  = bias_q[167:147];
-      2'h1:
-          \$23  = \$like$18 [167:147];
-      2'h2:
-          \$23  = last_sum2[167:147];
-      2'h3:
-          \$23  = acc_word[167:147];
+    \$46  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$46  = bias_q[62:42];
+      3'h1:
+          \$46  = acc_word[62:42];
+      3'h2:
+          \$46  = last_sum[62:42];
+      3'h3:
+          \$46  = last_sum2[62:42];
+      3'h4:
+          \$46  = acc_word[62:42];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$53 [34:1] = s1[34:1];
-    \$53 [0] = issue__valid;
+    \$49  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$49  = bias_q[83:63];
+      3'h1:
+          \$49  = acc_word[83:63];
+      3'h2:
+          \$49  = last_sum[83:63];
+      3'h3:
+          \$49  = last_sum2[83:63];
+      3'h4:
+          \$49  = acc_word[83:63];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$52  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$52  = bias_q[104:84];
+      3'h1:
+          \$52  = acc_word[104:84];
+      3'h2:
+          \$52  = last_sum[104:84];
+      3'h3:
+          \$52  = last_sum2[104:84];
+      3'h4:
+          \$52  = acc_word[104:84];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$55  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$55  = bias_q[125:105];
+      3'h1:
+          \$55  = acc_word[125:105];
+      3'h2:
+          \$55  = last_sum[125:105];
+      3'h3:
+          \$55  = last_sum2[125:105];
+      3'h4:
+          \$55  = acc_word[125:105];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$58  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$58  = bias_q[146:126];
+      3'h1:
+          \$58  = acc_word[146:126];
+      3'h2:
+          \$58  = last_sum[146:126];
+      3'h3:
+          \$58  = last_sum2[146:126];
+      3'h4:
+          \$58  = acc_word[146:126];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$61  = 21'h000000;
+    casez (\$signal )
+      3'h0:
+          \$61  = bias_q[167:147];
+      3'h1:
+          \$61  = acc_word[167:147];
+      3'h2:
+          \$61  = last_sum[167:147];
+      3'h3:
+          \$61  = last_sum2[167:147];
+      3'h4:
+          \$61  = acc_word[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$62 [34:1] = s1[34:1];
+    \$62 [0] = issue__valid;
     if (issue__valid) begin
-      \$53 [34:1] = issue__payload;
+      \$62 [34:1] = issue__payload;
     end
     if (rst) begin
-      \$53  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$54  = s1;
-    if (rst) begin
-      \$54  = 35'h000000000;
+      \$62  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$55  = \$like$10 ;
+    \$63  = s1;
     if (rst) begin
-      \$55  = 35'h000000000;
+      \$63  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$56  = \$25 ;
+    \$64  = s1a;
     if (rst) begin
-      \$56  = 17'h00000;
+      \$64  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$57  = \$26 ;
+    \$65  = \$17 ;
     if (rst) begin
-      \$57  = 17'h00000;
+      \$65  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$58  = \$27 ;
+    \$66  = \$18 ;
     if (rst) begin
-      \$58  = 17'h00000;
+      \$66  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$59  = \$28 ;
+    \$67  = \$19 ;
     if (rst) begin
-      \$59  = 17'h00000;
+      \$67  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$60  = \$29 ;
+    \$68  = \$20 ;
     if (rst) begin
-      \$60  = 17'h00000;
+      \$68  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$61  = \$30 ;
+    \$69  = \$21 ;
     if (rst) begin
-      \$61  = 17'h00000;
+      \$69  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$62  = \$31 ;
+    \$70  = \$22 ;
     if (rst) begin
-      \$62  = 17'h00000;
+      \$70  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$63  = \$32 ;
+    \$71  = \$23 ;
     if (rst) begin
-      \$63  = 17'h00000;
+      \$71  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$64 [0] = \$like [0];
-    \$64 [6:1] = \$like [17:12];
-    \$64 [7] = \$like [24];
-    \$64 [8] = \$like [34];
+    \$72  = \$24 ;
     if (rst) begin
-      \$64  = 9'h000;
+      \$72  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$65  = s2;
+    \$73 [0] = s1b[0];
+    \$73 [6:1] = s1b[17:12];
+    \$73 [7] = s1b[24];
+    \$73 [8] = s1b[34];
     if (rst) begin
-      \$65  = 9'h000;
+      \$73  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$66  = \$signature__data ;
+    \$74  = s2;
     if (rst) begin
-      \$66  = 168'h000000000000000000000000000000000000000000;
+      \$74  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$67  = \$signature__data$41 ;
+    \$75  = \$signature__data ;
     if (rst) begin
-      \$67  = 168'h000000000000000000000000000000000000000000;
+      \$75  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$68 [0] = s3[0];
-    \$68 [6:1] = s3[6:1];
+    \$76  = \$signature__data$48 ;
     if (rst) begin
-      \$68  = 7'h00;
+      \$76  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$69  = acc_wr__data;
+    \$77  = \$30 ;
     if (rst) begin
-      \$69  = 168'h000000000000000000000000000000000000000000;
+      \$77  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$70  = \$like$18 ;
+    \$78 [0] = s3[0];
+    \$78 [6:1] = s3[6:1];
     if (rst) begin
-      \$70  = 168'h000000000000000000000000000000000000000000;
+      \$78  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$79  = s4;
+    if (rst) begin
+      \$79  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$80  = acc_wr__data;
+    if (rst) begin
+      \$80  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$81  = last_sum;
+    if (rst) begin
+      \$81  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$82  = \$31 ;
+    if (rst) begin
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (s2[7]) begin
-      \$71  = 2'h0;
-    end else if (\$34 ) begin
-      \$71  = 2'h1;
-    end else if (\$36 ) begin
-      \$71  = 2'h2;
+      \$83  = 3'h0;
+    end else if (\$33 ) begin
+      \$83  = 3'h1;
+    end else if (\$35 ) begin
+      \$83  = 3'h2;
+    end else if (\$37 ) begin
+      \$83  = 3'h3;
     end else begin
-      \$71  = 2'h3;
+      \$83  = 3'h4;
     end
     if (rst) begin
-      \$71  = 2'h0;
+      \$83  = 3'h0;
     end
   end
   always @* begin
@@ -11252,12 +11528,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$72  = { \$37 [17], \$37 [17], \$37 [17], \$37 [17], \$37  };
+          \$84  = { \$38 [17], \$38 [17], \$38 [17], \$38 [17], \$38  };
       1'h1:
-          \$72  = { \$38 [19], \$38 [19], \$38  };
+          \$84  = { \$39 [19], \$39 [19], \$39  };
     endcase
     if (rst) begin
-      \$72  = 22'h000000;
+      \$84  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$85  = \$40 ;
+    if (rst) begin
+      \$85  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$86  = aligned0;
+    if (rst) begin
+      \$86  = 22'h000000;
     end
   end
   always @* begin
@@ -11265,12 +11555,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$73  = { \$39 [17], \$39 [17], \$39 [17], \$39 [17], \$39  };
+          \$87  = { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  };
       1'h1:
-          \$73  = { \$40 [19], \$40 [19], \$40  };
+          \$87  = { \$42 [19], \$42 [19], \$42  };
     endcase
     if (rst) begin
-      \$73  = 22'h000000;
+      \$87  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$88  = \$43 ;
+    if (rst) begin
+      \$88  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$89  = aligned1;
+    if (rst) begin
+      \$89  = 22'h000000;
     end
   end
   always @* begin
@@ -11278,12 +11582,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$74  = { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  };
+          \$90  = { \$44 [17], \$44 [17], \$44 [17], \$44 [17], \$44  };
       1'h1:
-          \$74  = { \$42 [19], \$42 [19], \$42  };
+          \$90  = { \$45 [19], \$45 [19], \$45  };
     endcase
     if (rst) begin
-      \$74  = 22'h000000;
+      \$90  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$91  = \$46 ;
+    if (rst) begin
+      \$91  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$92  = aligned2;
+    if (rst) begin
+      \$92  = 22'h000000;
     end
   end
   always @* begin
@@ -11291,12 +11609,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$75  = { \$43 [17], \$43 [17], \$43 [17], \$43 [17], \$43  };
+          \$93  = { \$47 [17], \$47 [17], \$47 [17], \$47 [17], \$47  };
       1'h1:
-          \$75  = { \$44 [19], \$44 [19], \$44  };
+          \$93  = { \$48 [19], \$48 [19], \$48  };
     endcase
     if (rst) begin
-      \$75  = 22'h000000;
+      \$93  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$94  = \$49 ;
+    if (rst) begin
+      \$94  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$95  = aligned3;
+    if (rst) begin
+      \$95  = 22'h000000;
     end
   end
   always @* begin
@@ -11304,12 +11636,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$76  = { \$45 [17], \$45 [17], \$45 [17], \$45 [17], \$45  };
+          \$96  = { \$50 [17], \$50 [17], \$50 [17], \$50 [17], \$50  };
       1'h1:
-          \$76  = { \$46 [19], \$46 [19], \$46  };
+          \$96  = { \$51 [19], \$51 [19], \$51  };
     endcase
     if (rst) begin
-      \$76  = 22'h000000;
+      \$96  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$97  = \$52 ;
+    if (rst) begin
+      \$97  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$98  = aligned4;
+    if (rst) begin
+      \$98  = 22'h000000;
     end
   end
   always @* begin
@@ -11317,12 +11663,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$77  = { \$47 [17], \$47 [17], \$47 [17], \$47 [17], \$47  };
+          \$99  = { \$53 [17], \$53 [17], \$53 [17], \$53 [17], \$53  };
       1'h1:
-          \$77  = { \$48 [19], \$48 [19], \$48  };
+          \$99  = { \$54 [19], \$54 [19], \$54  };
     endcase
     if (rst) begin
-      \$77  = 22'h000000;
+      \$99  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$100  = \$55 ;
+    if (rst) begin
+      \$100  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$101  = aligned5;
+    if (rst) begin
+      \$101  = 22'h000000;
     end
   end
   always @* begin
@@ -11330,12 +11690,26 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$78  = { \$49 [17], \$49 [17], \$49 [17], \$49 [17], \$49  };
+          \$102  = { \$56 [17], \$56 [17], \$56 [17], \$56 [17], \$56  };
       1'h1:
-          \$78  = { \$50 [19], \$50 [19], \$50  };
+          \$102  = { \$57 [19], \$57 [19], \$57  };
     endcase
     if (rst) begin
-      \$78  = 22'h000000;
+      \$102  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$103  = \$58 ;
+    if (rst) begin
+      \$103  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$104  = aligned6;
+    if (rst) begin
+      \$104  = 22'h000000;
     end
   end
   always @* begin
@@ -11343,103 +11717,47 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$79  = { \$51 [17], \$51 [17], \$51 [17], \$51 [17], \$51  };
+          \$105  = { \$59 [17], \$59 [17], \$59 [17], \$59 [17], \$59  };
       1'h1:
-          \$79  = { \$52 [19], \$52 [19], \$52  };
+          \$105  = { \$60 [19], \$60 [19], \$60  };
     endcase
     if (rst) begin
-      \$79  = 22'h000000;
+      \$105  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$9  = bias_q[20:0];
-      2'h1:
-          \$9  = \$like$18 [20:0];
-      2'h2:
-          \$9  = last_sum2[20:0];
-      2'h3:
-          \$9  = acc_word[20:0];
-    endcase
+    \$106  = \$61 ;
+    if (rst) begin
+      \$106  = 21'h000000;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$11  = bias_q[41:21];
-      2'h1:
-          \$11  = \$like$18 [41:21];
-      2'h2:
-          \$11  = last_sum2[41:21];
-      2'h3:
-          \$11  = acc_word[41:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$13  = bias_q[62:42];
-      2'h1:
-          \$13  = \$like$18 [62:42];
-      2'h2:
-          \$13  = last_sum2[62:42];
-      2'h3:
-          \$13  = acc_word[62:42];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$15  = bias_q[83:63];
-      2'h1:
-          \$15  = \$like$18 [83:63];
-      2'h2:
-          \$15  = last_sum2[83:63];
-      2'h3:
-          \$15  = acc_word[83:63];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$17  = bias_q[104:84];
-      2'h1:
-          \$17  = \$like$18 [104:84];
-      2'h2:
-          \$17  = last_sum2[104:84];
-      2'h3:
-          \$17  = acc_word[104:84];
-    endcase
+    \$107  = aligned7;
+    if (rst) begin
+      \$107  = 22'h000000;
+    end
   end
   assign addr = issue__payload[10:0];
-  assign \$signature__addr  = \$like [23:18];
-  assign \$like$7  = acc_word;
-  assign acc_wr__addr = s3[6:1];
-  assign acc_wr__en = s3[0];
+  assign \$signature__addr  = s1b[23:18];
+  assign acc_q = acc_word;
+  assign acc_wr__addr = s4[6:1];
+  assign acc_wr__en = s4[0];
   assign \issue__payload.w_addr  = issue__payload[10:0];
   assign \issue__payload.acc_addr  = issue__payload[16:11];
   assign \issue__payload.b_addr  = issue__payload[22:17];
   assign \issue__payload.bias  = issue__payload[23];
   assign \issue__payload.delta  = issue__payload[32:24];
   assign \issue__payload.shift  = issue__payload[33];
-  assign \$like.valid  = \$like [0];
-  assign \$like.issue  = \$like [34:1];
-  assign \$like.issue.w_addr  = \$like [11:1];
-  assign \$like.issue.acc_addr  = \$like [17:12];
-  assign \$like.issue.b_addr  = \$like [23:18];
-  assign \$like.issue.bias  = \$like [24];
-  assign \$like.issue.delta  = \$like [33:25];
-  assign \$like.issue.shift  = \$like [34];
+  assign \s1b.valid  = s1b[0];
+  assign \s1b.issue  = s1b[34:1];
+  assign \s1b.issue.w_addr  = s1b[11:1];
+  assign \s1b.issue.acc_addr  = s1b[17:12];
+  assign \s1b.issue.b_addr  = s1b[23:18];
+  assign \s1b.issue.bias  = s1b[24];
+  assign \s1b.issue.delta  = s1b[33:25];
+  assign \s1b.issue.shift  = s1b[34];
   assign \acc_word[0]  = acc_word[20:0];
   assign \acc_word[1]  = acc_word[41:21];
   assign \acc_word[2]  = acc_word[62:42];
@@ -11448,38 +11766,16 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \acc_word[5]  = acc_word[125:105];
   assign \acc_word[6]  = acc_word[146:126];
   assign \acc_word[7]  = acc_word[167:147];
-  assign \$like$7[0]  = acc_word[20:0];
-  assign \$like$7[1]  = acc_word[41:21];
-  assign \$like$7[2]  = acc_word[62:42];
-  assign \$like$7[3]  = acc_word[83:63];
-  assign \$like$7[4]  = acc_word[104:84];
-  assign \$like$7[5]  = acc_word[125:105];
-  assign \$like$7[6]  = acc_word[146:126];
-  assign \$like$7[7]  = acc_word[167:147];
-  assign \s1.valid  = s1[0];
-  assign \s1.issue  = s1[34:1];
-  assign \s1.issue.w_addr  = s1[11:1];
-  assign \s1.issue.acc_addr  = s1[17:12];
-  assign \s1.issue.b_addr  = s1[23:18];
-  assign \s1.issue.bias  = s1[24];
-  assign \s1.issue.delta  = s1[33:25];
-  assign \s1.issue.shift  = s1[34];
-  assign \$like$10.valid  = \$like$10 [0];
-  assign \$like$10.issue  = \$like$10 [34:1];
-  assign \$like$10.issue.w_addr  = \$like$10 [11:1];
-  assign \$like$10.issue.acc_addr  = \$like$10 [17:12];
-  assign \$like$10.issue.b_addr  = \$like$10 [23:18];
-  assign \$like$10.issue.bias  = \$like$10 [24];
-  assign \$like$10.issue.delta  = \$like$10 [33:25];
-  assign \$like$10.issue.shift  = \$like$10 [34];
-  assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[6:1];
-  assign \s2.bias  = s2[7];
-  assign \s2.shift  = s2[8];
-  assign \s3.valid  = s3[0];
-  assign \s3.acc_addr  = s3[6:1];
-  assign \s3.bias  = s3[7];
-  assign \s3.shift  = s3[8];
+  assign \acc_q[0]  = acc_word[20:0];
+  assign \acc_q[1]  = acc_word[41:21];
+  assign \acc_q[2]  = acc_word[62:42];
+  assign \acc_q[3]  = acc_word[83:63];
+  assign \acc_q[4]  = acc_word[104:84];
+  assign \acc_q[5]  = acc_word[125:105];
+  assign \acc_q[6]  = acc_word[146:126];
+  assign \acc_q[7]  = acc_word[167:147];
+  assign \s4.valid  = s4[0];
+  assign \s4.acc_addr  = s4[6:1];
   assign \acc_wr__data[0]  = acc_wr__data[20:0];
   assign \acc_wr__data[1]  = acc_wr__data[41:21];
   assign \acc_wr__data[2]  = acc_wr__data[62:42];
@@ -11488,30 +11784,30 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \acc_wr__data[5]  = acc_wr__data[125:105];
   assign \acc_wr__data[6]  = acc_wr__data[146:126];
   assign \acc_wr__data[7]  = acc_wr__data[167:147];
-  assign \bias_q[0]  = bias_q[20:0];
-  assign \bias_q[1]  = bias_q[41:21];
-  assign \bias_q[2]  = bias_q[62:42];
-  assign \bias_q[3]  = bias_q[83:63];
-  assign \bias_q[4]  = bias_q[104:84];
-  assign \bias_q[5]  = bias_q[125:105];
-  assign \bias_q[6]  = bias_q[146:126];
-  assign \bias_q[7]  = bias_q[167:147];
-  assign \$like$18[0]  = \$like$18 [20:0];
-  assign \$like$18[1]  = \$like$18 [41:21];
-  assign \$like$18[2]  = \$like$18 [62:42];
-  assign \$like$18[3]  = \$like$18 [83:63];
-  assign \$like$18[4]  = \$like$18 [104:84];
-  assign \$like$18[5]  = \$like$18 [125:105];
-  assign \$like$18[6]  = \$like$18 [146:126];
-  assign \$like$18[7]  = \$like$18 [167:147];
-  assign \last_sum2[0]  = last_sum2[20:0];
-  assign \last_sum2[1]  = last_sum2[41:21];
-  assign \last_sum2[2]  = last_sum2[62:42];
-  assign \last_sum2[3]  = last_sum2[83:63];
-  assign \last_sum2[4]  = last_sum2[104:84];
-  assign \last_sum2[5]  = last_sum2[125:105];
-  assign \last_sum2[6]  = last_sum2[146:126];
-  assign \last_sum2[7]  = last_sum2[167:147];
+  assign \last_sum[0]  = last_sum[20:0];
+  assign \last_sum[1]  = last_sum[41:21];
+  assign \last_sum[2]  = last_sum[62:42];
+  assign \last_sum[3]  = last_sum[83:63];
+  assign \last_sum[4]  = last_sum[104:84];
+  assign \last_sum[5]  = last_sum[125:105];
+  assign \last_sum[6]  = last_sum[146:126];
+  assign \last_sum[7]  = last_sum[167:147];
+  assign \s1.valid  = s1[0];
+  assign \s1.issue  = s1[34:1];
+  assign \s1.issue.w_addr  = s1[11:1];
+  assign \s1.issue.acc_addr  = s1[17:12];
+  assign \s1.issue.b_addr  = s1[23:18];
+  assign \s1.issue.bias  = s1[24];
+  assign \s1.issue.delta  = s1[33:25];
+  assign \s1.issue.shift  = s1[34];
+  assign \s1a.valid  = s1a[0];
+  assign \s1a.issue  = s1a[34:1];
+  assign \s1a.issue.w_addr  = s1a[11:1];
+  assign \s1a.issue.acc_addr  = s1a[17:12];
+  assign \s1a.issue.b_addr  = s1a[23:18];
+  assign \s1a.issue.bias  = s1a[24];
+  assign \s1a.issue.delta  = s1a[33:25];
+  assign \s1a.issue.shift  = s1a[34];
   assign \data[0]  = data[7:0];
   assign \data[1]  = data[15:8];
   assign \data[2]  = data[23:16];
@@ -11520,6 +11816,14 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \data[5]  = data[47:40];
   assign \data[6]  = data[55:48];
   assign \data[7]  = data[63:56];
+  assign \s2.valid  = s2[0];
+  assign \s2.acc_addr  = s2[6:1];
+  assign \s2.bias  = s2[7];
+  assign \s2.shift  = s2[8];
+  assign \s3.valid  = s3[0];
+  assign \s3.acc_addr  = s3[6:1];
+  assign \s3.bias  = s3[7];
+  assign \s3.shift  = s3[8];
   assign \$signature__data[0]  = \$signature__data [20:0];
   assign \$signature__data[1]  = \$signature__data [41:21];
   assign \$signature__data[2]  = \$signature__data [62:42];
@@ -11528,40 +11832,56 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, idle, acc_word, issue__payload
   assign \$signature__data[5]  = \$signature__data [125:105];
   assign \$signature__data[6]  = \$signature__data [146:126];
   assign \$signature__data[7]  = \$signature__data [167:147];
-  assign \$signature__data$41[0]  = \$signature__data$41 [20:0];
-  assign \$signature__data$41[1]  = \$signature__data$41 [41:21];
-  assign \$signature__data$41[2]  = \$signature__data$41 [62:42];
-  assign \$signature__data$41[3]  = \$signature__data$41 [83:63];
-  assign \$signature__data$41[4]  = \$signature__data$41 [104:84];
-  assign \$signature__data$41[5]  = \$signature__data$41 [125:105];
-  assign \$signature__data$41[6]  = \$signature__data$41 [146:126];
-  assign \$signature__data$41[7]  = \$signature__data$41 [167:147];
+  assign \bias_q[0]  = bias_q[20:0];
+  assign \bias_q[1]  = bias_q[41:21];
+  assign \bias_q[2]  = bias_q[62:42];
+  assign \bias_q[3]  = bias_q[83:63];
+  assign \bias_q[4]  = bias_q[104:84];
+  assign \bias_q[5]  = bias_q[125:105];
+  assign \bias_q[6]  = bias_q[146:126];
+  assign \bias_q[7]  = bias_q[167:147];
+  assign \$signature__data$48[0]  = \$signature__data$48 [20:0];
+  assign \$signature__data$48[1]  = \$signature__data$48 [41:21];
+  assign \$signature__data$48[2]  = \$signature__data$48 [62:42];
+  assign \$signature__data$48[3]  = \$signature__data$48 [83:63];
+  assign \$signature__data$48[4]  = \$signature__data$48 [104:84];
+  assign \$signature__data$48[5]  = \$signature__data$48 [125:105];
+  assign \$signature__data$48[6]  = \$signature__data$48 [146:126];
+  assign \$signature__data$48[7]  = \$signature__data$48 [167:147];
   assign \last.valid  = last[0];
   assign \last.acc_addr  = last[6:1];
-  assign acc_wr__data[167:147] = \$24 [20:0];
-  assign acc_wr__data[146:126] = \$22 [20:0];
-  assign acc_wr__data[125:105] = \$20 [20:0];
-  assign acc_wr__data[104:84] = \$18 [20:0];
-  assign acc_wr__data[83:63] = \$16 [20:0];
-  assign acc_wr__data[62:42] = \$14 [20:0];
-  assign acc_wr__data[41:21] = \$12 [20:0];
-  assign acc_wr__data[20:0] = \$10 [20:0];
-  assign \$37  = { prod0[16], prod0 };
-  assign \$38  = { prod0[16], prod0, 2'h0 };
-  assign \$39  = { prod1[16], prod1 };
-  assign \$40  = { prod1[16], prod1, 2'h0 };
-  assign \$41  = { prod2[16], prod2 };
-  assign \$42  = { prod2[16], prod2, 2'h0 };
-  assign \$43  = { prod3[16], prod3 };
-  assign \$44  = { prod3[16], prod3, 2'h0 };
-  assign \$45  = { prod4[16], prod4 };
-  assign \$46  = { prod4[16], prod4, 2'h0 };
-  assign \$47  = { prod5[16], prod5 };
-  assign \$48  = { prod5[16], prod5, 2'h0 };
-  assign \$49  = { prod6[16], prod6 };
-  assign \$50  = { prod6[16], prod6, 2'h0 };
-  assign \$51  = { prod7[16], prod7 };
-  assign \$52  = { prod7[16], prod7, 2'h0 };
+  assign \last_sum2[0]  = last_sum2[20:0];
+  assign \last_sum2[1]  = last_sum2[41:21];
+  assign \last_sum2[2]  = last_sum2[62:42];
+  assign \last_sum2[3]  = last_sum2[83:63];
+  assign \last_sum2[4]  = last_sum2[104:84];
+  assign \last_sum2[5]  = last_sum2[125:105];
+  assign \last_sum2[6]  = last_sum2[146:126];
+  assign \last_sum2[7]  = last_sum2[167:147];
+  assign acc_wr__data[167:147] = \$16 [20:0];
+  assign acc_wr__data[146:126] = \$14 [20:0];
+  assign acc_wr__data[125:105] = \$12 [20:0];
+  assign acc_wr__data[104:84] = \$10 [20:0];
+  assign acc_wr__data[83:63] = \$8 [20:0];
+  assign acc_wr__data[62:42] = \$6 [20:0];
+  assign acc_wr__data[41:21] = \$4 [20:0];
+  assign acc_wr__data[20:0] = \$2 [20:0];
+  assign \$38  = { prod0[16], prod0 };
+  assign \$39  = { prod0[16], prod0, 2'h0 };
+  assign \$41  = { prod1[16], prod1 };
+  assign \$42  = { prod1[16], prod1, 2'h0 };
+  assign \$44  = { prod2[16], prod2 };
+  assign \$45  = { prod2[16], prod2, 2'h0 };
+  assign \$47  = { prod3[16], prod3 };
+  assign \$48  = { prod3[16], prod3, 2'h0 };
+  assign \$50  = { prod4[16], prod4 };
+  assign \$51  = { prod4[16], prod4, 2'h0 };
+  assign \$53  = { prod5[16], prod5 };
+  assign \$54  = { prod5[16], prod5, 2'h0 };
+  assign \$56  = { prod6[16], prod6 };
+  assign \$57  = { prod6[16], prod6, 2'h0 };
+  assign \$59  = { prod7[16], prod7 };
+  assign \$60  = { prod7[16], prod7, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)

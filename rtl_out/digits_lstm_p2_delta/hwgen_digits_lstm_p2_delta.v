@@ -8,20 +8,20 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [3:0] \$14 ;
+  wire [3:0] \$13 ;
+  wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire [5:0] \$18 ;
+  wire [5:0] \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire [6:0] \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  reg [2:0] \$22 ;
-  reg \$23 ;
-  reg [2:0] \$24 ;
-  reg [4:0] \$25 ;
+  reg [2:0] \$21 ;
+  reg \$22 ;
+  reg [2:0] \$23 ;
+  reg [4:0] \$24 ;
+  reg \$25 ;
   reg \$26 ;
   wire [6:0] \$3 ;
   wire \$4 ;
@@ -34,7 +34,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [4:0] \$signature__addr$42 ;
   reg [5:0] \$signature__addr$56 ;
   reg [4:0] \$signature__addr$61 ;
-  reg [5:0] \$signature__addr$70 ;
+  reg [5:0] \$signature__addr$69 ;
   wire [7:0] \$signature__data ;
   wire [7:0] \$signature__data$32 ;
   wire [7:0] \$signature__data$54 ;
@@ -80,7 +80,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \columns__valid$13 ;
   wire done;
   wire \done$82 ;
-  wire \done$83 ;
   wire [82:0] element__payload;
   wire [75:0] \element__payload.gates ;
   wire [18:0] \element__payload.gates[0] ;
@@ -90,6 +89,8 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \element__payload.layer ;
   wire [5:0] \element__payload.tag ;
   wire element__valid;
+  wire finished;
+  reg flushed = 1'h0;
   reg fresh = 1'h1;
   (* init = 1'h1 *)
   wire \fresh$19 ;
@@ -150,16 +151,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire [6:0] read_addr;
   input rst;
   wire rst;
-  reg run;
-  reg \run$75 ;
   wire sel;
   reg \sel$66 ;
-  wire [-1:0] \sel$72 ;
+  wire [-1:0] \sel$71 ;
   reg seq_end = 1'h0;
   reg [2:0] seq_state = 3'h0;
   reg start;
-  reg \start$74 ;
-  reg \start$78 ;
+  reg \start$73 ;
+  reg \start$77 ;
   wire [5:0] tag;
   wire [5:0] tag_out;
   wire valid_in;
@@ -304,7 +303,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    _2_ <= v_mem[\$signature__addr$70 ];
+    _2_ <= v_mem[\$signature__addr$69 ];
   end
   assign value = _2_;
   assign read_addr = acc_addr | \acc_addr$38 ;
@@ -315,31 +314,32 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \$2  = 3'h4 + tag_out;
   assign \$3  = 1'h0 + tag_out;
   assign \$4  = in_idx == 2'h3;
-  assign \$5  = \wait  == 5'h16;
-  assign \$6  = ! seq_state;
-  assign \$7  = seq_state == 1'h1;
-  assign \$8  = seq_state == 2'h2;
-  assign \$9  = seq_state == 2'h3;
-  assign \$10  = seq_state == 3'h4;
-  assign \$11  = seq_state == 3'h5;
-  assign \$12  = seq_state == 3'h6;
-  assign \$13  = seq_state == 3'h7;
-  assign \$14  = in_idx + 1'h1;
-  assign \$15  = in_idx == 2'h3;
-  assign \$16  = ~ issue__valid;
-  assign \$17  = done & \$16 ;
-  assign \$18  = \wait  + 1'h1;
-  assign \$19  = \wait  == 5'h16;
-  assign \$20  = ~ issue__valid;
-  assign \$21  = done & \$20 ;
+  assign \$5  = ! seq_state;
+  assign \$6  = seq_state == 1'h1;
+  assign \$7  = seq_state == 2'h2;
+  assign \$8  = seq_state == 2'h3;
+  assign \$9  = seq_state == 3'h4;
+  assign \$10  = seq_state == 3'h5;
+  assign \$11  = seq_state == 3'h6;
+  assign \$12  = seq_state == 3'h7;
+  assign \$13  = in_idx + 1'h1;
+  assign \$14  = in_idx == 2'h3;
+  assign \$15  = ~ issue__valid;
+  assign \$16  = done & \$15 ;
+  assign \$17  = \wait  + 1'h1;
+  assign \$18  = \wait  == 5'h14;
+  assign \$19  = ~ issue__valid;
+  assign \$20  = done & \$19 ;
   always @(posedge clk)
-    in_idx <= \$22 ;
+    in_idx <= \$21 ;
   always @(posedge clk)
-    seq_end <= \$23 ;
+    seq_end <= \$22 ;
   always @(posedge clk)
-    seq_state <= \$24 ;
+    seq_state <= \$23 ;
   always @(posedge clk)
-    \wait  <= \$25 ;
+    \wait  <= \$24 ;
+  always @(posedge clk)
+    flushed <= \$25 ;
   always @(posedge clk)
     fresh <= \$26 ;
   \hwgen_digits_lstm_p2_delta.activate  activate (
@@ -347,13 +347,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .acc_word(acc_word),
     .c_addr(\$signature__addr$42 ),
     .clk(clk),
-    .done(\done$82 ),
     .element__payload(element__payload),
     .element__valid(element__valid),
+    .finished(finished),
     .h_addr(h_addr),
     .rst(rst),
-    .run(\run$75 ),
-    .start(\start$74 )
+    .start(\start$73 )
   );
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .c_new(c_new),
@@ -362,7 +361,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1027$7 (element__payload[82:7]),
+    .\port$1054$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -379,7 +378,6 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
-    .run(run),
     .sel(\sel$66 ),
     .start(start),
     .value(value),
@@ -389,12 +387,12 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .acc_addr(\acc_addr$38 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$83 ),
+    .done(\done$82 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$78 )
+    .start(\start$77 )
   );
   \hwgen_digits_lstm_p2_delta.issuer  issuer (
     .busy(issue__valid),
@@ -511,50 +509,34 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h3:
           /* empty */;
       3'h4:
-          if (\$5 ) begin
-            start = 1'h1;
+          if (flushed) begin
+            if (seq_end) begin
+              start = 1'h1;
+            end
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    run = 1'h0;
+    \$signature__addr$69  = 6'h00;
     casez (seq_state)
       3'h0:
           /* empty */;
       3'h1:
-          run = 1'h1;
+          \$signature__addr$69  = value_addr;
       3'h2:
           /* empty */;
       3'h3:
-          /* empty */;
+          \$signature__addr$69  = h_addr;
       3'h4:
           /* empty */;
       3'h5:
-          run = 1'h1;
+          \$signature__addr$69  = value_addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$70  = 6'h00;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$signature__addr$70  = value_addr;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$signature__addr$70  = h_addr;
-      3'h4:
-          /* empty */;
-      3'h5:
-          \$signature__addr$70  = value_addr;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$74  = 1'h0;
+    \start$73  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -562,27 +544,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       3'h2:
           if (idle) begin
-            \start$74  = 1'h1;
+            \start$73  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \run$75  = 1'h0;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \run$75  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$78  = 1'h0;
+    \start$77  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -598,93 +566,93 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       3'h6:
           if (idle) begin
-            \start$78  = 1'h1;
+            \start$77  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$22  = in_idx;
+    \$21  = in_idx;
     casez (seq_state)
       3'h0:
           if (i__valid) begin
-            \$22  = \$14 [2:0];
-            if (\$15 ) begin
-              \$22  = 3'h0;
+            \$21  = \$13 [2:0];
+            if (\$14 ) begin
+              \$21  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$22  = 3'h0;
+      \$21  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$23  = seq_end;
+    \$22  = seq_end;
     casez (seq_state)
       3'h0:
           if (i__valid) begin
-            if (\$15 ) begin
-              \$23  = i__payload[9];
+            if (\$14 ) begin
+              \$22  = i__payload[9];
             end
           end
     endcase
     if (rst) begin
-      \$23  = 1'h0;
+      \$22  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$24  = seq_state;
+    \$23  = seq_state;
     (* full_case = 32'd1 *)
     casez (seq_state)
       3'h0:
           if (i__valid) begin
-            if (\$15 ) begin
-              \$24  = 3'h1;
+            if (\$14 ) begin
+              \$23  = 3'h1;
             end
           end
       3'h1:
-          if (\$17 ) begin
-            \$24  = 3'h2;
+          if (\$16 ) begin
+            \$23  = 3'h2;
           end
       3'h2:
           if (idle) begin
-            \$24  = 3'h3;
+            \$23  = 3'h3;
           end
       3'h3:
-          if (\done$82 ) begin
-            \$24  = 3'h4;
+          if (finished) begin
+            \$23  = 3'h4;
           end
       3'h4:
-          if (\$19 ) begin
+          if (flushed) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
-              \$24  = 3'h5;
+              \$23  = 3'h5;
             end else begin
-              \$24  = 3'h0;
+              \$23  = 3'h0;
             end
           end
       3'h5:
-          if (\$21 ) begin
-            \$24  = 3'h6;
+          if (\$20 ) begin
+            \$23  = 3'h6;
           end
       3'h6:
           if (idle) begin
-            \$24  = 3'h7;
+            \$23  = 3'h7;
           end
       3'h7:
-          if (\done$83 ) begin
-            \$24  = 3'h0;
+          if (\done$82 ) begin
+            \$23  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$24  = 3'h0;
+      \$23  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$25  = \wait ;
+    \$24  = \wait ;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -693,14 +661,33 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h2:
           /* empty */;
       3'h3:
-          if (\done$82 ) begin
-            \$25  = 5'h00;
+          if (finished) begin
+            \$24  = 5'h00;
           end
       3'h4:
-          \$25  = \$18 [4:0];
+          \$24  = \$17 [4:0];
     endcase
     if (rst) begin
-      \$25  = 5'h00;
+      \$24  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$25  = flushed;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$25  = \$18 ;
+    endcase
+    if (rst) begin
+      \$25  = 1'h0;
     end
   end
   always @* begin
@@ -717,7 +704,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h3:
           /* empty */;
       3'h4:
-          if (\$19 ) begin
+          if (flushed) begin
             (* full_case = 32'd1 *)
             if (seq_end) begin
             end else begin
@@ -729,7 +716,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h6:
           /* empty */;
       3'h7:
-          if (\done$83 ) begin
+          if (\done$82 ) begin
             \$26  = seq_end;
           end
     endcase
@@ -809,10 +796,10 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element__valid, element__payload, acc_addr, h_addr, c_addr, done, clk);
+module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, element__valid, finished, element__payload, h_addr, c_addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [3:0] \$10 ;
   reg [18:0] \$100 ;
   reg [18:0] \$101 ;
   reg [18:0] \$102 ;
@@ -828,29 +815,28 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   reg [18:0] \$111 ;
   reg [18:0] \$112 ;
   reg [18:0] \$113 ;
-  reg [18:0] \$114 ;
-  reg [82:0] \$115 ;
-  reg \$12 ;
+  reg [82:0] \$114 ;
+  wire \$12 ;
   wire \$13 ;
-  wire \$14 ;
+  wire [5:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [5:0] \$17 ;
-  wire [5:0] \$18 ;
+  reg \$17 ;
+  wire \$18 ;
   wire \$19 ;
-  reg \$2 ;
+  wire [7:0] \$2 ;
   wire \$20 ;
-  reg \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  reg \$24 ;
-  wire [6:0] \$25 ;
-  wire [1:0] \$26 ;
-  reg [18:0] \$27 ;
-  wire [1:0] \$28 ;
-  reg [18:0] \$29 ;
-  wire \$3 ;
-  reg [18:0] \$30 ;
+  wire \$21 ;
+  wire [5:0] \$22 ;
+  wire [5:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  reg \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
+  wire [8:0] \$3 ;
+  wire [6:0] \$30 ;
   wire [1:0] \$31 ;
   reg [18:0] \$32 ;
   wire [1:0] \$33 ;
@@ -860,75 +846,75 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   reg [18:0] \$37 ;
   wire [1:0] \$38 ;
   reg [18:0] \$39 ;
-  wire \$4 ;
+  wire [2:0] \$4 ;
   reg [18:0] \$40 ;
   wire [1:0] \$41 ;
   reg [18:0] \$42 ;
   wire [1:0] \$43 ;
   reg [18:0] \$44 ;
   reg [18:0] \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
-  wire \$50 ;
-  wire [5:0] \$51 ;
-  wire [2:0] \$52 ;
+  wire [1:0] \$46 ;
+  reg [18:0] \$47 ;
+  wire [1:0] \$48 ;
+  reg [18:0] \$49 ;
+  wire [7:0] \$5 ;
+  reg [18:0] \$50 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
-  reg \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire [7:0] \$57 ;
-  wire [8:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire \$54 ;
+  wire [5:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire \$57 ;
+  reg \$58 ;
+  wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [5:0] \$61 ;
+  wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  reg \$64 ;
+  wire [5:0] \$63 ;
+  wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire [5:0] \$67 ;
-  wire [6:0] \$68 ;
+  reg \$66 ;
+  wire \$67 ;
+  wire \$68 ;
   wire \$69 ;
-  wire \$7 ;
+  reg \$7 ;
   wire [5:0] \$70 ;
   wire \$71 ;
   wire \$72 ;
   reg \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [5:0] \$76 ;
+  wire [6:0] \$76 ;
   wire [6:0] \$77 ;
-  wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  reg \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [6:0] \$80 ;
-  wire [6:0] \$81 ;
-  reg \$82 ;
-  wire \$83 ;
-  wire [6:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  reg \$83 ;
+  reg [4:0] \$84 ;
+  reg [1:0] \$85 ;
+  reg [5:0] \$86 ;
+  reg [2:0] \$87 ;
   reg \$88 ;
   reg [4:0] \$89 ;
-  wire [5:0] \$9 ;
-  reg [1:0] \$90 ;
-  reg [5:0] \$91 ;
-  reg [2:0] \$92 ;
+  wire \$9 ;
+  reg \$90 ;
+  reg \$91 ;
+  reg \$92 ;
   reg \$93 ;
-  reg [4:0] \$94 ;
-  reg \$95 ;
-  reg \$96 ;
+  reg \$94 ;
+  reg [1:0] \$95 ;
+  reg [6:0] \$96 ;
   reg \$97 ;
-  reg \$98 ;
+  reg [18:0] \$98 ;
   reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
   output [6:0] acc_addr;
-  reg [6:0] acc_addr;
+  wire [6:0] acc_addr;
   input [37:0] acc_word;
   wire [37:0] acc_word;
   wire [18:0] \acc_word[0] ;
@@ -940,7 +926,6 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   reg [4:0] c_addr;
   input clk;
   wire clk;
-  output done;
   reg done;
   reg early = 1'h0;
   reg [5:0] elem = 6'h00;
@@ -955,6 +940,8 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   wire [5:0] \element__payload.tag ;
   output element__valid;
   reg element__valid = 1'h0;
+  output finished;
+  reg finished = 1'h0;
   reg [4:0] g_grp = 5'h00;
   reg [18:0] gate0_0_0 = 19'h00000;
   reg [18:0] gate0_0_1 = 19'h00000;
@@ -972,191 +959,167 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   reg [18:0] gate1_2_1 = 19'h00000;
   reg [18:0] gate1_3_0 = 19'h00000;
   reg [18:0] gate1_3_1 = 19'h00000;
+  reg gather_read0;
   reg [4:0] grp = 5'h00;
   output [5:0] h_addr;
   reg [5:0] h_addr;
   reg i_bank = 1'h0;
   reg [1:0] lane = 2'h0;
   wire [-1:0] layer;
+  reg [6:0] rd_addr = 7'h00;
+  reg [1:0] rd_q = 2'h0;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg running = 1'h0;
   wire [-1:0] sel;
   input start;
   wire start;
-  assign \$1  = g_grp < 5'h10;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$1  & \$3 ;
-  assign \$5  = act_q + 1'h1;
-  assign \$6  = ! \$signal ;
-  assign \$8  = act_q == 3'h4;
-  assign \$9  = g_grp + 1'h1;
-  assign \$10  = \$9  < 5'h10;
-  assign \$11  = ~ \$signal ;
-  assign \$13  = ~ \$12 ;
-  assign \$14  = \$10  & \$13 ;
-  assign \$15  = act_q == 3'h5;
+  assign \$1  = rd_q == 2'h3;
+  assign \$2  = rd_addr + 1'h1;
+  assign \$3  = \$2  - 6'h30;
+  assign \$4  = rd_q + 1'h1;
+  assign \$5  = rd_addr + 5'h10;
+  assign \$6  = g_grp < 5'h10;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$6  & \$8 ;
+  assign \$10  = act_q + 1'h1;
+  assign \$11  = ! \$signal ;
+  assign \$13  = act_q == 3'h4;
+  assign \$14  = g_grp + 1'h1;
+  assign \$15  = \$14  < 5'h10;
   assign \$16  = ~ \$signal ;
-  assign \$17  = g_grp + 1'h1;
-  assign \$18  = g_grp + 1'h1;
-  assign \$19  = \$18  < 5'h10;
-  assign \$20  = ~ \$signal ;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = \$19  & \$22 ;
-  assign \$25  = elem + 1'h1;
-  assign \$46  = lane == 1'h1;
-  assign \$47  = elem + 1'h1;
-  assign \$48  = \$47  >= 6'h20;
-  assign \$49  = \$46  | \$48 ;
-  assign \$50  = ~ i_bank;
-  assign \$51  = grp + 1'h1;
-  assign \$52  = lane + 1'h1;
-  assign \$53  = g_grp < 5'h10;
-  assign \$55  = ~ \$54 ;
-  assign \$56  = \$53  & \$55 ;
-  assign \$57  = act_q * 5'h10;
-  assign \$58  = 1'h0 + \$57 ;
-  assign \$59  = \$58  + g_grp;
-  assign \$60  = act_q == 3'h4;
-  assign \$61  = g_grp + 1'h1;
-  assign \$62  = \$61  < 5'h10;
-  assign \$63  = ~ \$signal ;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$62  & \$65 ;
-  assign \$67  = 1'h0 + g_grp;
-  assign \$68  = \$67  + 1'h1;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$15  & \$18 ;
+  assign \$20  = act_q == 3'h5;
+  assign \$21  = ~ \$signal ;
+  assign \$22  = g_grp + 1'h1;
+  assign \$23  = g_grp + 1'h1;
+  assign \$24  = \$23  < 5'h10;
+  assign \$25  = ~ \$signal ;
+  assign \$27  = ~ \$26 ;
+  assign \$28  = \$24  & \$27 ;
+  assign \$30  = elem + 1'h1;
+  assign \$51  = lane == 1'h1;
+  assign \$52  = elem >= 5'h1f;
+  assign \$53  = \$51  | \$52 ;
+  assign \$54  = ~ i_bank;
+  assign \$55  = grp + 1'h1;
+  assign \$56  = lane + 1'h1;
+  assign acc_addr = running ? rd_addr : 7'h00;
+  assign \$57  = g_grp < 5'h10;
+  assign \$59  = ~ \$58 ;
+  assign \$60  = \$57  & \$59 ;
+  assign \$61  = act_q < 3'h4;
+  assign \$62  = act_q == 3'h4;
+  assign \$63  = g_grp + 1'h1;
+  assign \$64  = \$63  < 5'h10;
+  assign \$65  = ~ \$signal ;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = \$64  & \$67 ;
   assign \$69  = act_q == 3'h5;
   assign \$70  = g_grp + 1'h1;
   assign \$71  = \$70  < 5'h10;
   assign \$72  = ~ \$signal ;
   assign \$74  = ~ \$73 ;
   assign \$75  = \$71  & \$74 ;
-  assign \$76  = 5'h10 + g_grp;
-  assign \$77  = \$76  + 1'h1;
-  assign \$78  = 1'h0 + g_grp;
-  assign \$79  = \$78  + 1'h1;
-  assign \$80  = 3'h4 + elem;
-  assign \$81  = 1'h0 + elem;
-  assign \$83  = lane == 1'h1;
-  assign \$84  = elem + 1'h1;
-  assign \$85  = \$84  >= 6'h20;
-  assign \$86  = \$83  | \$85 ;
-  assign \$87  = grp == 4'hf;
+  assign \$76  = 3'h4 + elem;
+  assign \$77  = 1'h0 + elem;
+  assign \$79  = lane == 1'h1;
+  assign \$80  = elem >= 5'h1f;
+  assign \$81  = \$79  | \$80 ;
+  assign \$82  = grp == 4'hf;
   always @(posedge clk)
-    element__valid <= \$88 ;
+    element__valid <= \$83 ;
   always @(posedge clk)
-    grp <= \$89 ;
+    grp <= \$84 ;
   always @(posedge clk)
-    lane <= \$90 ;
+    lane <= \$85 ;
   always @(posedge clk)
-    elem <= \$91 ;
+    elem <= \$86 ;
   always @(posedge clk)
-    act_q <= \$92 ;
+    act_q <= \$87 ;
   always @(posedge clk)
-    early <= \$93 ;
+    early <= \$88 ;
   always @(posedge clk)
-    g_grp <= \$94 ;
+    g_grp <= \$89 ;
   always @(posedge clk)
-    \$signal  <= \$95 ;
+    \$signal  <= \$90 ;
   always @(posedge clk)
-    i_bank <= \$96 ;
+    i_bank <= \$91 ;
   always @(posedge clk)
-    bank0_full <= \$97 ;
+    bank0_full <= \$92 ;
   always @(posedge clk)
-    bank1_full <= \$98 ;
+    bank1_full <= \$93 ;
   always @(posedge clk)
-    gate0_0_0 <= \$99 ;
+    running <= \$94 ;
   always @(posedge clk)
-    gate0_0_1 <= \$100 ;
+    rd_q <= \$95 ;
   always @(posedge clk)
-    gate0_1_0 <= \$101 ;
+    rd_addr <= \$96 ;
   always @(posedge clk)
-    gate0_1_1 <= \$102 ;
+    finished <= \$97 ;
   always @(posedge clk)
-    gate0_2_0 <= \$103 ;
+    gate0_0_0 <= \$98 ;
   always @(posedge clk)
-    gate0_2_1 <= \$104 ;
+    gate0_0_1 <= \$99 ;
   always @(posedge clk)
-    gate0_3_0 <= \$105 ;
+    gate0_1_0 <= \$100 ;
   always @(posedge clk)
-    gate0_3_1 <= \$106 ;
+    gate0_1_1 <= \$101 ;
   always @(posedge clk)
-    gate1_0_0 <= \$107 ;
+    gate0_2_0 <= \$102 ;
   always @(posedge clk)
-    gate1_0_1 <= \$108 ;
+    gate0_2_1 <= \$103 ;
   always @(posedge clk)
-    gate1_1_0 <= \$109 ;
+    gate0_3_0 <= \$104 ;
   always @(posedge clk)
-    gate1_1_1 <= \$110 ;
+    gate0_3_1 <= \$105 ;
   always @(posedge clk)
-    gate1_2_0 <= \$111 ;
+    gate1_0_0 <= \$106 ;
   always @(posedge clk)
-    gate1_2_1 <= \$112 ;
+    gate1_0_1 <= \$107 ;
   always @(posedge clk)
-    gate1_3_0 <= \$113 ;
+    gate1_1_0 <= \$108 ;
   always @(posedge clk)
-    gate1_3_1 <= \$114 ;
+    gate1_1_1 <= \$109 ;
   always @(posedge clk)
-    element__payload <= \$115 ;
+    gate1_2_0 <= \$110 ;
+  always @(posedge clk)
+    gate1_2_1 <= \$111 ;
+  always @(posedge clk)
+    gate1_3_0 <= \$112 ;
+  always @(posedge clk)
+    gate1_3_1 <= \$113 ;
+  always @(posedge clk)
+    element__payload <= \$114 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$2  = bank0_full;
+          \$7  = bank0_full;
       1'h1:
-          \$2  = bank1_full;
+          \$7  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$11 )
+    casez (\$16 )
       1'h0:
-          \$12  = bank0_full;
+          \$17  = bank0_full;
       1'h1:
-          \$12  = bank1_full;
+          \$17  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$20 )
+    casez (\$25 )
       1'h0:
-          \$21  = bank0_full;
+          \$26  = bank0_full;
       1'h1:
-          \$21  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$24  = bank0_full;
-      1'h1:
-          \$24  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$27  = 19'h00000;
-    casez (\$26 )
-      2'h0:
-          \$27  = gate0_0_0;
-      2'h1:
-          \$27  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$29  = 19'h00000;
-    casez (\$28 )
-      2'h0:
-          \$29  = gate1_0_0;
-      2'h1:
-          \$29  = gate1_0_1;
+          \$26  = bank1_full;
     endcase
   end
   always @* begin
@@ -1164,9 +1127,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$30  = \$27 ;
+          \$29  = bank0_full;
       1'h1:
-          \$30  = \$29 ;
+          \$29  = bank1_full;
     endcase
   end
   always @* begin
@@ -1174,9 +1137,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     \$32  = 19'h00000;
     casez (\$31 )
       2'h0:
-          \$32  = gate0_1_0;
+          \$32  = gate0_0_0;
       2'h1:
-          \$32  = gate0_1_1;
+          \$32  = gate0_0_1;
     endcase
   end
   always @* begin
@@ -1184,9 +1147,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     \$34  = 19'h00000;
     casez (\$33 )
       2'h0:
-          \$34  = gate1_1_0;
+          \$34  = gate1_0_0;
       2'h1:
-          \$34  = gate1_1_1;
+          \$34  = gate1_0_1;
     endcase
   end
   always @* begin
@@ -1204,9 +1167,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     \$37  = 19'h00000;
     casez (\$36 )
       2'h0:
-          \$37  = gate0_2_0;
+          \$37  = gate0_1_0;
       2'h1:
-          \$37  = gate0_2_1;
+          \$37  = gate0_1_1;
     endcase
   end
   always @* begin
@@ -1214,9 +1177,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     \$39  = 19'h00000;
     casez (\$38 )
       2'h0:
-          \$39  = gate1_2_0;
+          \$39  = gate1_1_0;
       2'h1:
-          \$39  = gate1_2_1;
+          \$39  = gate1_1_1;
     endcase
   end
   always @* begin
@@ -1234,9 +1197,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     \$42  = 19'h00000;
     casez (\$41 )
       2'h0:
-          \$42  = gate0_3_0;
+          \$42  = gate0_2_0;
       2'h1:
-          \$42  = gate0_3_1;
+          \$42  = gate0_2_1;
     endcase
   end
   always @* begin
@@ -1244,9 +1207,9 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     \$44  = 19'h00000;
     casez (\$43 )
       2'h0:
-          \$44  = gate1_3_0;
+          \$44  = gate1_2_0;
       2'h1:
-          \$44  = gate1_3_1;
+          \$44  = gate1_2_1;
     endcase
   end
   always @* begin
@@ -1261,22 +1224,52 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$54  = bank0_full;
-      1'h1:
-          \$54  = bank1_full;
+    \$47  = 19'h00000;
+    casez (\$46 )
+      2'h0:
+          \$47  = gate0_3_0;
+      2'h1:
+          \$47  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$49  = 19'h00000;
+    casez (\$48 )
+      2'h0:
+          \$49  = gate1_3_0;
+      2'h1:
+          \$49  = gate1_3_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$63 )
+    casez (i_bank)
       1'h0:
-          \$64  = bank0_full;
+          \$50  = \$47 ;
       1'h1:
-          \$64  = bank1_full;
+          \$50  = \$49 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal )
+      1'h0:
+          \$58  = bank0_full;
+      1'h1:
+          \$58  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$65 )
+      1'h0:
+          \$66  = bank0_full;
+      1'h1:
+          \$66  = bank1_full;
     endcase
   end
   always @* begin
@@ -1294,17 +1287,112 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$82  = bank0_full;
+          \$78  = bank0_full;
       1'h1:
-          \$82  = bank1_full;
+          \$78  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = 1'h0;
-    if (run) begin
-      if (\$24 ) begin
-        \$88  = 1'h1;
+    \$83  = 1'h0;
+    if (running) begin
+      if (\$29 ) begin
+        \$83  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$83  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$84  = grp;
+    if (start) begin
+      \$84  = 5'h00;
+    end
+    if (running) begin
+      if (\$29 ) begin
+        if (\$53 ) begin
+          \$84  = \$55 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$84  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = lane;
+    if (start) begin
+      \$85  = 2'h0;
+    end
+    if (running) begin
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$53 ) begin
+          \$85  = 2'h0;
+        end else begin
+          \$85  = \$56 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$85  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = elem;
+    if (start) begin
+      \$86  = 6'h00;
+    end
+    if (running) begin
+      if (\$29 ) begin
+        \$86  = \$30 [5:0];
+      end
+    end
+    if (rst) begin
+      \$86  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = act_q;
+    if (start) begin
+      \$87  = 3'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        \$87  = \$10 [2:0];
+        if (\$20 ) begin
+          \$87  = 3'h0;
+          if (early) begin
+            \$87  = 3'h2;
+          end else if (\$28 ) begin
+            \$87  = 3'h1;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$87  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$88  = early;
+    if (start) begin
+      \$88  = 1'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$13 ) begin
+          \$88  = \$19 ;
+        end
+        if (\$20 ) begin
+          \$88  = 1'h0;
+        end
       end
     end
     if (rst) begin
@@ -1313,14 +1401,14 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = grp;
+    \$89  = g_grp;
     if (start) begin
       \$89  = 5'h00;
     end
-    if (run) begin
-      if (\$24 ) begin
-        if (\$49 ) begin
-          \$89  = \$51 [4:0];
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          \$89  = \$22 [4:0];
         end
       end
     end
@@ -1330,204 +1418,186 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = lane;
+    \$90  = \$signal ;
     if (start) begin
-      \$90  = 2'h0;
+      \$90  = 1'h0;
     end
-    if (run) begin
-      if (\$24 ) begin
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          \$90  = \$21 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = i_bank;
+    if (start) begin
+      \$91  = 1'h0;
+    end
+    if (running) begin
+      if (\$29 ) begin
+        if (\$53 ) begin
+          \$91  = \$54 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = bank0_full;
+    if (start) begin
+      \$92  = 1'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          casez (\$signal )
+            1'h0:
+                \$92  = 1'h1;
+          endcase
+        end
+      end
+      if (\$29 ) begin
+        if (\$53 ) begin
+          casez (i_bank)
+            1'h0:
+                \$92  = 1'h0;
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = bank1_full;
+    if (start) begin
+      \$93  = 1'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          (* full_case = 32'd1 *)
+          casez (\$signal )
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$93  = 1'h1;
+          endcase
+        end
+      end
+      if (\$29 ) begin
+        if (\$53 ) begin
+          (* full_case = 32'd1 *)
+          casez (i_bank)
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$93  = 1'h0;
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = running;
+    if (start) begin
+      \$94  = 1'h1;
+    end
+    if (finished) begin
+      \$94  = 1'h0;
+    end
+    if (rst) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = rd_q;
+    if (start) begin
+      \$95  = 2'h0;
+    end
+    if (running) begin
+      if (gather_read0) begin
         (* full_case = 32'd1 *)
-        if (\$49 ) begin
-          \$90  = 2'h0;
+        if (\$1 ) begin
+          \$95  = 2'h0;
         end else begin
-          \$90  = \$52 [1:0];
+          \$95  = \$4 [1:0];
         end
       end
     end
     if (rst) begin
-      \$90  = 2'h0;
+      \$95  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = elem;
+    \$96  = rd_addr;
     if (start) begin
-      \$91  = 6'h00;
+      \$96  = 7'h00;
     end
-    if (run) begin
-      if (\$24 ) begin
-        \$91  = \$25 [5:0];
-      end
-    end
-    if (rst) begin
-      \$91  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = act_q;
-    if (start) begin
-      \$92  = 3'h0;
-    end
-    if (run) begin
-      if (\$4 ) begin
-        \$92  = \$5 [2:0];
-        if (\$15 ) begin
-          \$92  = 3'h0;
-          if (early) begin
-            \$92  = 3'h2;
-          end else if (\$23 ) begin
-            \$92  = 3'h1;
-          end
+    if (running) begin
+      if (gather_read0) begin
+        (* full_case = 32'd1 *)
+        if (\$1 ) begin
+          \$96  = \$3 [6:0];
+        end else begin
+          \$96  = \$5 [6:0];
         end
       end
     end
     if (rst) begin
-      \$92  = 3'h0;
+      \$96  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = early;
-    if (start) begin
-      \$93  = 1'h0;
-    end
-    if (run) begin
-      if (\$4 ) begin
-        if (\$8 ) begin
-          \$93  = \$14 ;
-        end
-        if (\$15 ) begin
-          \$93  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$93  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = g_grp;
-    if (start) begin
-      \$94  = 5'h00;
-    end
-    if (run) begin
-      if (\$4 ) begin
-        if (\$15 ) begin
-          \$94  = \$17 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$94  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = \$signal ;
-    if (start) begin
-      \$95  = 1'h0;
-    end
-    if (run) begin
-      if (\$4 ) begin
-        if (\$15 ) begin
-          \$95  = \$16 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$95  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = i_bank;
-    if (start) begin
-      \$96  = 1'h0;
-    end
-    if (run) begin
-      if (\$24 ) begin
-        if (\$49 ) begin
-          \$96  = \$50 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$96  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = bank0_full;
-    if (start) begin
-      \$97  = 1'h0;
-    end
-    if (run) begin
-      if (\$4 ) begin
-        if (\$15 ) begin
-          casez (\$signal )
-            1'h0:
-                \$97  = 1'h1;
-          endcase
-        end
-      end
-      if (\$24 ) begin
-        if (\$49 ) begin
-          casez (i_bank)
-            1'h0:
-                \$97  = 1'h0;
-          endcase
-        end
-      end
-    end
+    \$97  = done;
     if (rst) begin
       \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = bank1_full;
-    if (start) begin
-      \$98  = 1'h0;
-    end
-    if (run) begin
-      if (\$4 ) begin
-        if (\$15 ) begin
-          (* full_case = 32'd1 *)
-          casez (\$signal )
-            1'h0:
-                /* empty */;
-            1'h1:
-                \$98  = 1'h1;
-          endcase
-        end
-      end
-      if (\$24 ) begin
-        if (\$49 ) begin
-          (* full_case = 32'd1 *)
-          casez (i_bank)
-            1'h0:
-                /* empty */;
-            1'h1:
-                \$98  = 1'h0;
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$98  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate0_0_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+    \$98  = gate0_0_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
-                \$99  = acc_word[18:0];
+                \$98  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$98  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$99  = gate0_0_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                \$99  = acc_word[37:19];
           endcase
         end
       end
@@ -1538,13 +1608,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_0_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+    \$100  = gate0_1_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
-                \$100  = acc_word[37:19];
+                /* empty */;
+            3'h3:
+                \$100  = acc_word[18:0];
           endcase
         end
       end
@@ -1555,15 +1627,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_1_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+    \$101  = gate0_1_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$101  = acc_word[18:0];
+                \$101  = acc_word[37:19];
           endcase
         end
       end
@@ -1574,15 +1646,17 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_1_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+    \$102  = gate0_2_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$102  = acc_word[37:19];
+                /* empty */;
+            3'h4:
+                \$102  = acc_word[18:0];
           endcase
         end
       end
@@ -1593,17 +1667,17 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_2_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+    \$103  = gate0_2_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$103  = acc_word[18:0];
+                \$103  = acc_word[37:19];
           endcase
         end
       end
@@ -1614,17 +1688,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_2_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+    \$104  = gate0_3_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$104  = acc_word[37:19];
+                /* empty */;
+            3'h5:
+                \$104  = acc_word[18:0];
           endcase
         end
       end
@@ -1635,10 +1711,10 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate0_3_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+    \$105  = gate0_3_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
@@ -1647,7 +1723,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
             3'h4:
                 /* empty */;
             3'h5:
-                \$105  = acc_word[18:0];
+                \$105  = acc_word[37:19];
           endcase
         end
       end
@@ -1658,19 +1734,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate0_3_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$6 ) begin
+    \$106  = gate1_0_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$106  = acc_word[37:19];
+                \$106  = acc_word[18:0];
           endcase
         end
       end
@@ -1681,13 +1751,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate1_0_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+    \$107  = gate1_0_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                \$107  = acc_word[18:0];
+                \$107  = acc_word[37:19];
           endcase
         end
       end
@@ -1698,13 +1768,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_0_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+    \$108  = gate1_1_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                \$108  = acc_word[37:19];
+                /* empty */;
+            3'h3:
+                \$108  = acc_word[18:0];
           endcase
         end
       end
@@ -1715,15 +1787,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_1_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+    \$109  = gate1_1_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$109  = acc_word[18:0];
+                \$109  = acc_word[37:19];
           endcase
         end
       end
@@ -1734,15 +1806,17 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_1_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+    \$110  = gate1_2_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$110  = acc_word[37:19];
+                /* empty */;
+            3'h4:
+                \$110  = acc_word[18:0];
           endcase
         end
       end
@@ -1753,17 +1827,17 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_2_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+    \$111  = gate1_2_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$111  = acc_word[18:0];
+                \$111  = acc_word[37:19];
           endcase
         end
       end
@@ -1774,17 +1848,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_2_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+    \$112  = gate1_3_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$112  = acc_word[37:19];
+                /* empty */;
+            3'h5:
+                \$112  = acc_word[18:0];
           endcase
         end
       end
@@ -1795,10 +1871,10 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = gate1_3_0;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
+    \$113  = gate1_3_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
@@ -1807,7 +1883,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
             3'h4:
                 /* empty */;
             3'h5:
-                \$113  = acc_word[18:0];
+                \$113  = acc_word[37:19];
           endcase
         end
       end
@@ -1818,60 +1894,35 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = gate1_3_1;
-    if (run) begin
-      if (\$4 ) begin
-        if (\$7 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$114  = acc_word[37:19];
-          endcase
-        end
+    \$114  = element__payload;
+    if (running) begin
+      if (\$29 ) begin
+        \$114 [25:7] = \$35 ;
+        \$114 [44:26] = \$40 ;
+        \$114 [63:45] = \$45 ;
+        \$114 [82:64] = \$50 ;
+        \$114 [5:0] = elem;
+        \$114 [6] = 1'h0;
       end
     end
     if (rst) begin
-      \$114  = 19'h00000;
+      \$114  = 83'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = element__payload;
-    if (run) begin
-      if (\$24 ) begin
-        \$115 [25:7] = \$30 ;
-        \$115 [44:26] = \$35 ;
-        \$115 [63:45] = \$40 ;
-        \$115 [82:64] = \$45 ;
-        \$115 [5:0] = elem;
-        \$115 [6] = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$115  = 83'h000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    acc_addr = 7'h00;
-    if (run) begin
-      if (\$56 ) begin
-        acc_addr = \$59 [6:0];
-        if (\$60 ) begin
-          if (\$66 ) begin
-            acc_addr = \$68 ;
-          end
+    gather_read0 = 1'h0;
+    if (running) begin
+      if (\$60 ) begin
+        gather_read0 = \$61 ;
+        if (\$62 ) begin
+          gather_read0 = \$68 ;
         end
         if (\$69 ) begin
           if (early) begin
-            acc_addr = \$77 ;
+            gather_read0 = 1'h1;
           end else if (\$75 ) begin
-            acc_addr = \$79 ;
+            gather_read0 = 1'h1;
           end
         end
       end
@@ -1880,24 +1931,24 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 6'h00;
-    if (run) begin
-      h_addr = \$80 [5:0];
+    if (running) begin
+      h_addr = \$76 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     c_addr = 5'h00;
-    if (run) begin
-      c_addr = \$81 [4:0];
+    if (running) begin
+      c_addr = \$77 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
-    if (run) begin
-      if (\$82 ) begin
-        if (\$86 ) begin
-          if (\$87 ) begin
+    if (running) begin
+      if (\$78 ) begin
+        if (\$81 ) begin
+          if (\$82 ) begin
             done = 1'h1;
           end
         end
@@ -1913,19 +1964,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, start, run, acc_word, element_
   assign \element__payload.gates[1]  = element__payload[44:26];
   assign \element__payload.gates[2]  = element__payload[63:45];
   assign \element__payload.gates[3]  = element__payload[82:64];
-  assign \$7  = \$signal ;
-  assign \$26  = lane;
-  assign \$28  = lane;
+  assign \$12  = \$signal ;
   assign \$31  = lane;
   assign \$33  = lane;
   assign \$36  = lane;
   assign \$38  = lane;
   assign \$41  = lane;
   assign \$43  = lane;
+  assign \$46  = lane;
+  assign \$48  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1027$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1054$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2151,8 +2202,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1027$7 ;
-  wire [75:0] \port$1027$7 ;
+  input [75:0] \port$1054$7 ;
+  wire [75:0] \port$1054$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2178,22 +2229,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1027$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1054$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1027$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1054$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1027$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1054$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1027$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1054$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3007,10 +3058,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1027$7 [18:0];
-  assign acc1 = \port$1027$7 [37:19];
-  assign acc2 = \port$1027$7 [56:38];
-  assign acc3 = \port$1027$7 [75:57];
+  assign acc0 = \port$1054$7 [18:0];
+  assign acc1 = \port$1054$7 [37:19];
+  assign acc2 = \port$1054$7 [56:38];
+  assign acc3 = \port$1054$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -3054,34 +3105,31 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -3110,33 +3158,27 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -3151,110 +3193,92 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -3262,23 +3286,23 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -3307,23 +3331,44 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -3335,9 +3380,9 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_f (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3366,34 +3411,31 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -3422,33 +3464,27 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -3463,110 +3499,92 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -3574,23 +3592,23 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -3619,23 +3637,44 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -3647,9 +3686,9 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_i (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3678,34 +3717,31 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   wire [19:0] \$28 ;
   wire [20:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [21:0] \$30 ;
-  wire [21:0] \$31 ;
-  wire \$32 ;
-  wire [21:0] \$33 ;
-  wire [21:0] \$34 ;
-  wire \$35 ;
-  wire [21:0] \$36 ;
-  wire [21:0] \$37 ;
-  wire [21:0] \$38 ;
-  wire [21:0] \$39 ;
+  wire [20:0] \$30 ;
+  wire \$31 ;
+  wire [20:0] \$32 ;
+  wire \$33 ;
+  wire [20:0] \$34 ;
+  wire [20:0] \$35 ;
+  wire [20:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [18:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
-  reg [18:0] \$44 ;
-  reg [4:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [18:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [18:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [19:0] \$53 ;
-  reg [20:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [19:0] \$50 ;
+  reg [20:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -3734,33 +3770,27 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   reg [19:0] y2 = 20'h00000;
   reg [20:0] y3 = 21'h000000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -3775,110 +3805,92 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h008 : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 20'h00800 : y2;
-  assign \$27  = $signed(13'h0800) - $signed(\$26 );
-  assign \$28  = beyond2 ? 20'h00800 : y2;
+  assign \$26  = beyond2 ? 20'h00808 : y2;
+  assign \$27  = $signed(13'h0810) - $signed(\$26 );
+  assign \$28  = beyond2 ? 20'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [19], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 22'h3fff80 : \$37 ;
-  assign \$39  = \$32  ? 22'h00007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 21'h1fff80 : \$34 ;
+  assign \$36  = \$31  ? 21'h00007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 19'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$45  = { 1'h0, \$17 [3:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 5'h00;
+      \$45  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 19'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$50  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -3886,23 +3898,23 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
     \$11  = 19'h00000;
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 19'h10060;
+          \$11  = 19'h10260;
       4'h1:
-          \$11  = 19'h13f60;
+          \$11  = 19'h14160;
       4'h2:
-          \$11  = 19'h17720;
+          \$11  = 19'h17920;
       4'h3:
-          \$11  = 19'h1a360;
+          \$11  = 19'h1a560;
       4'h4:
-          \$11  = 19'h1c3a0;
+          \$11  = 19'h1c5a0;
       4'h5:
-          \$11  = 19'h1d9a0;
+          \$11  = 19'h1dba0;
       4'h6:
-          \$11  = 19'h1e820;
+          \$11  = 19'h1ea20;
       4'h7:
-          \$11  = 19'h1f160;
+          \$11  = 19'h1f360;
       4'h8:
-          \$11  = 19'h1f720;
+          \$11  = 19'h1f920;
     endcase
   end
   always @* begin
@@ -3931,23 +3943,44 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = { 1'h0, \$17 [3:0] };
+    if (rst) begin
+      \$42  = 5'h00;
     end
   end
   assign \$5  = { 4'h0, \$signal [8:4] };
@@ -3959,354 +3992,14 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.sig_o (rst, x, y, clk);
   assign \$18  = { 4'h0, \$signal [8:4] };
   assign \$20  = { 4'h0, \$signal [8:4] };
   assign \$25  = { \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19], \$24 [19:6] };
-  assign \$31  = { \$30 [21], \$30 [21], \$30 [21], \$30 [21], \$30 [21:4] };
-  assign \$34  = { \$33 [21], \$33 [21], \$33 [21], \$33 [21], \$33 [21:4] };
-  assign \$37  = { \$36 [21], \$36 [21], \$36 [21], \$36 [21], \$36 [21:4] };
+  assign \$30  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$32  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
+  assign \$34  = { y3[20], y3[20], y3[20], y3[20], y3[20:4] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_c (rst, x, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire \$1 ;
-  wire [8:0] \$10 ;
-  reg [15:0] \$11 ;
-  wire [8:0] \$12 ;
-  wire \$13 ;
-  wire [8:0] \$14 ;
-  wire [8:0] \$15 ;
-  wire [6:0] \$16 ;
-  wire [9:0] \$17 ;
-  wire [8:0] \$18 ;
-  wire \$19 ;
-  wire [8:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire [8:0] \$21 ;
-  reg [10:0] \$22 ;
-  wire [13:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [17:0] \$27 ;
-  wire [16:0] \$28 ;
-  wire [17:0] \$29 ;
-  wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [18:0] \$31 ;
-  wire \$32 ;
-  wire [18:0] \$33 ;
-  wire [18:0] \$34 ;
-  wire \$35 ;
-  wire [18:0] \$36 ;
-  wire [18:0] \$37 ;
-  wire [18:0] \$38 ;
-  wire [18:0] \$39 ;
-  wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
-  reg \$43 ;
-  reg [15:0] \$44 ;
-  reg [2:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [15:0] \$48 ;
-  reg [10:0] \$49 ;
-  wire [8:0] \$5 ;
-  reg [13:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [16:0] \$53 ;
-  reg [17:0] \$54 ;
-  reg [7:0] \$55 ;
-  wire \$6 ;
-  wire [8:0] \$7 ;
-  wire \$8 ;
-  wire [8:0] \$9 ;
-  reg [8:0] \$signal  = 9'h000;
-  reg \$signal$14  = 1'h0;
-  reg \$signal$5  = 1'h0;
-  reg [15:0] \$signal$7  = 16'h0000;
-  reg [2:0] \$signal$8  = 3'h0;
-  reg \$signal$9  = 1'h0;
-  reg beyond1 = 1'h0;
-  reg beyond1b = 1'h0;
-  reg beyond2 = 1'h0;
-  reg [15:0] c1b = 16'h0000;
-  input clk;
-  wire clk;
-  reg neg0 = 1'h0;
-  input rst;
-  wire rst;
-  reg [10:0] s1 = 11'h000;
-  reg [13:0] term = 14'h0000;
-  input [7:0] x;
-  wire [7:0] x;
-  output [7:0] y;
-  reg [7:0] y = 8'h00;
-  reg [16:0] y2 = 17'h00000;
-  reg [17:0] y3 = 18'h00000;
-  always @(posedge clk)
-    \$signal$5  <= \$42 ;
-  always @(posedge clk)
-    beyond1 <= \$43 ;
-  always @(posedge clk)
-    \$signal$7  <= \$44 ;
-  always @(posedge clk)
-    \$signal$8  <= \$45 ;
-  always @(posedge clk)
-    \$signal$9  <= \$46 ;
-  always @(posedge clk)
-    beyond1b <= \$47 ;
-  always @(posedge clk)
-    c1b <= \$48 ;
-  always @(posedge clk)
-    s1 <= \$49 ;
-  always @(posedge clk)
-    term <= \$50 ;
-  always @(posedge clk)
-    \$signal$14  <= \$51 ;
-  always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
-  assign \$1  = $signed(x) < $signed(1'h0);
-  assign \$2  = - $signed(x);
-  assign \$3  = \$1  ? \$2  : { x[7], x };
-  assign \$4  = $signed(x) < $signed(1'h0);
-  assign \$6  = \$5  >= 5'h10;
-  assign \$8  = \$7  >= 5'h10;
-  assign \$10  = \$8  ? 9'h00f : \$9 ;
-  assign \$13  = \$12  >= 5'h10;
-  assign \$15  = \$13  ? 9'h00f : \$14 ;
-  assign \$17  = \$signal  - \$16 ;
-  assign \$19  = \$18  >= 5'h10;
-  assign \$21  = \$19  ? 9'h00f : \$20 ;
-  assign \$23  = $signed(s1) * $signed(\$signal$8 );
-  assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 17'h00800 : y2;
-  assign \$27  = - $signed(\$26 );
-  assign \$28  = beyond2 ? 17'h00800 : y2;
-  assign \$29  = \$signal$14  ? \$27  : { \$28 [16], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 19'h7ff80 : \$37 ;
-  assign \$39  = \$32  ? 19'h0007f : \$38 ;
-  always @(posedge clk)
-    \$signal  <= \$40 ;
-  always @(posedge clk)
-    neg0 <= \$41 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = \$6 ;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = \$11 ;
-    if (rst) begin
-      \$44  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = { 1'h0, \$17 [1:0] };
-    if (rst) begin
-      \$45  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = \$signal$5 ;
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = beyond1;
-    if (rst) begin
-      \$47  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = \$signal$7 ;
-    if (rst) begin
-      \$48  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = \$22 ;
-    if (rst) begin
-      \$49  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = \$23 ;
-    if (rst) begin
-      \$50  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$signal$9 ;
-    if (rst) begin
-      \$51  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = beyond1b;
-    if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$10 [3:0])
-      4'h0:
-          \$11  = 16'h0014;
-      4'h1:
-          \$11  = 16'h0fd4;
-      4'h2:
-          \$11  = 16'h1dc4;
-      4'h3:
-          \$11  = 16'h28d4;
-      4'h4:
-          \$11  = 16'h30e4;
-      4'h5:
-          \$11  = 16'h3664;
-      4'h6:
-          \$11  = 16'h3a04;
-      4'h7:
-          \$11  = 16'h3c4c;
-      4'h8:
-          \$11  = 16'h3dbc;
-      4'h9:
-          \$11  = 16'h3ea4;
-      4'ha:
-          \$11  = 16'h3f2c;
-      4'hb:
-          \$11  = 16'h3f84;
-      4'hc:
-          \$11  = 16'h3fb4;
-      4'hd:
-          \$11  = 16'h3fd4;
-      4'he:
-          \$11  = 16'h3fe4;
-      4'hf:
-          \$11  = 16'h3ff4;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$21 [3:0])
-      4'h0:
-          \$22  = 11'h3eb;
-      4'h1:
-          \$22  = 11'h37a;
-      4'h2:
-          \$22  = 11'h2c5;
-      4'h3:
-          \$22  = 11'h206;
-      4'h4:
-          \$22  = 11'h163;
-      4'h5:
-          \$22  = 11'h0e9;
-      4'h6:
-          \$22  = 11'h094;
-      4'h7:
-          \$22  = 11'h05d;
-      4'h8:
-          \$22  = 11'h039;
-      4'h9:
-          \$22  = 11'h023;
-      4'ha:
-          \$22  = 11'h015;
-      4'hb:
-          \$22  = 11'h00d;
-      4'hc:
-          \$22  = 11'h008;
-      4'hd:
-          \$22  = 11'h005;
-      4'he:
-          \$22  = 11'h003;
-      4'hf:
-          \$22  = 11'h002;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$40  = \$3 ;
-    if (rst) begin
-      \$40  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$41  = \$4 ;
-    if (rst) begin
-      \$41  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$42  = neg0;
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  assign \$5  = { 2'h0, \$signal [8:2] };
-  assign \$7  = { 2'h0, \$signal [8:2] };
-  assign \$9  = { 2'h0, \$signal [8:2] };
-  assign \$12  = { 2'h0, \$signal [8:2] };
-  assign \$14  = { 2'h0, \$signal [8:2] };
-  assign \$16  = { 1'h0, \$15 [3:0], 2'h0 };
-  assign \$18  = { 2'h0, \$signal [8:2] };
-  assign \$20  = { 2'h0, \$signal [8:2] };
-  assign \$25  = { \$24 [16], \$24 [16], \$24 [16], \$24 [16:3] };
-  assign \$31  = { \$30 [18], \$30 [18], \$30 [18], \$30 [18], \$30 [18:4] };
-  assign \$34  = { \$33 [18], \$33 [18], \$33 [18], \$33 [18], \$33 [18:4] };
-  assign \$37  = { \$36 [18], \$36 [18], \$36 [18], \$36 [18], \$36 [18:4] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
   reg [16:0] \$11 ;
@@ -4322,7 +4015,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   wire [8:0] \$20 ;
   wire [8:0] \$21 ;
   reg [10:0] \$22 ;
-  wire [14:0] \$23 ;
+  wire [13:0] \$23 ;
   wire [17:0] \$24 ;
   wire [17:0] \$25 ;
   wire [17:0] \$26 ;
@@ -4330,34 +4023,31 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   wire [17:0] \$28 ;
   wire [18:0] \$29 ;
   wire [8:0] \$3 ;
-  wire [19:0] \$30 ;
-  wire [19:0] \$31 ;
-  wire \$32 ;
-  wire [19:0] \$33 ;
-  wire [19:0] \$34 ;
-  wire \$35 ;
-  wire [19:0] \$36 ;
-  wire [19:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [19:0] \$39 ;
+  wire [18:0] \$30 ;
+  wire \$31 ;
+  wire [18:0] \$32 ;
+  wire \$33 ;
+  wire [18:0] \$34 ;
+  wire [18:0] \$35 ;
+  wire [18:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  reg [8:0] \$40 ;
-  reg \$41 ;
-  reg \$42 ;
+  reg \$40 ;
+  reg [16:0] \$41 ;
+  reg [2:0] \$42 ;
   reg \$43 ;
-  reg [16:0] \$44 ;
-  reg [3:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [16:0] \$48 ;
-  reg [10:0] \$49 ;
+  reg \$44 ;
+  reg [16:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [13:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [8:0] \$5 ;
-  reg [14:0] \$50 ;
-  reg \$51 ;
-  reg \$52 ;
-  reg [17:0] \$53 ;
-  reg [18:0] \$54 ;
-  reg [7:0] \$55 ;
+  reg [17:0] \$50 ;
+  reg [18:0] \$51 ;
+  reg [7:0] \$52 ;
   wire \$6 ;
   wire [8:0] \$7 ;
   wire \$8 ;
@@ -4366,7 +4056,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   reg \$signal$14  = 1'h0;
   reg \$signal$5  = 1'h0;
   reg [16:0] \$signal$7  = 17'h00000;
-  reg [3:0] \$signal$8  = 4'h0;
+  reg [2:0] \$signal$8  = 3'h0;
   reg \$signal$9  = 1'h0;
   reg beyond1 = 1'h0;
   reg beyond1b = 1'h0;
@@ -4378,7 +4068,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   input rst;
   wire rst;
   reg [10:0] s1 = 11'h000;
-  reg [14:0] term = 15'h0000;
+  reg [13:0] term = 14'h0000;
   input [7:0] x;
   wire [7:0] x;
   output [7:0] y;
@@ -4386,33 +4076,27 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   reg [17:0] y2 = 18'h00000;
   reg [18:0] y3 = 19'h00000;
   always @(posedge clk)
-    \$signal$5  <= \$42 ;
+    \$signal$8  <= \$42 ;
   always @(posedge clk)
-    beyond1 <= \$43 ;
+    \$signal$9  <= \$43 ;
   always @(posedge clk)
-    \$signal$7  <= \$44 ;
+    beyond1b <= \$44 ;
   always @(posedge clk)
-    \$signal$8  <= \$45 ;
+    c1b <= \$45 ;
   always @(posedge clk)
-    \$signal$9  <= \$46 ;
+    s1 <= \$46 ;
   always @(posedge clk)
-    beyond1b <= \$47 ;
+    term <= \$47 ;
   always @(posedge clk)
-    c1b <= \$48 ;
+    \$signal$14  <= \$48 ;
   always @(posedge clk)
-    s1 <= \$49 ;
+    beyond2 <= \$49 ;
   always @(posedge clk)
-    term <= \$50 ;
+    y2 <= \$50 ;
   always @(posedge clk)
-    \$signal$14  <= \$51 ;
+    y3 <= \$51 ;
   always @(posedge clk)
-    beyond2 <= \$52 ;
-  always @(posedge clk)
-    y2 <= \$53 ;
-  always @(posedge clk)
-    y3 <= \$54 ;
-  always @(posedge clk)
-    y <= \$55 ;
+    y <= \$52 ;
   assign \$1  = $signed(x) < $signed(1'h0);
   assign \$2  = - $signed(x);
   assign \$3  = \$1  ? \$2  : { x[7], x };
@@ -4427,110 +4111,426 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   assign \$21  = \$19  ? 9'h00f : \$20 ;
   assign \$23  = $signed(s1) * $signed(\$signal$8 );
   assign \$24  = $signed(c1b) + $signed(term);
-  assign \$26  = beyond2 ? 18'h00800 : y2;
-  assign \$27  = - $signed(\$26 );
-  assign \$28  = beyond2 ? 18'h00800 : y2;
+  assign \$26  = beyond2 ? 18'h00808 : y2;
+  assign \$27  = $signed(6'h10) - $signed(\$26 );
+  assign \$28  = beyond2 ? 18'h00808 : y2;
   assign \$29  = \$signal$14  ? \$27  : { \$28 [17], \$28  };
-  assign \$30  = $signed(y3) + $signed(5'h08);
-  assign \$32  = $signed(\$31 ) > $signed(8'h7f);
-  assign \$33  = $signed(y3) + $signed(5'h08);
-  assign \$35  = $signed(\$34 ) < $signed(8'h80);
-  assign \$36  = $signed(y3) + $signed(5'h08);
-  assign \$38  = \$35  ? 20'hfff80 : \$37 ;
-  assign \$39  = \$32  ? 20'h0007f : \$38 ;
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 19'h7ff80 : \$34 ;
+  assign \$36  = \$31  ? 19'h0007f : \$35 ;
   always @(posedge clk)
-    \$signal  <= \$40 ;
+    \$signal  <= \$37 ;
   always @(posedge clk)
-    neg0 <= \$41 ;
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$43  = \$signal$5 ;
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = beyond1;
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$45  = \$signal$7 ;
+    if (rst) begin
+      \$45  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$46  = \$22 ;
+    if (rst) begin
+      \$46  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$47  = \$23 ;
+    if (rst) begin
+      \$47  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$48  = \$signal$9 ;
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$49  = beyond1b;
+    if (rst) begin
+      \$49  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$50  = \$25 ;
+    if (rst) begin
+      \$50  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$51  = \$29 ;
+    if (rst) begin
+      \$51  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$52  = \$36 [7:0];
+    if (rst) begin
+      \$52  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$10 [3:0])
+      4'h0:
+          \$11  = 17'h00054;
+      4'h1:
+          \$11  = 17'h01014;
+      4'h2:
+          \$11  = 17'h01e04;
+      4'h3:
+          \$11  = 17'h02914;
+      4'h4:
+          \$11  = 17'h03124;
+      4'h5:
+          \$11  = 17'h036a4;
+      4'h6:
+          \$11  = 17'h03a44;
+      4'h7:
+          \$11  = 17'h03c8c;
+      4'h8:
+          \$11  = 17'h03dfc;
+      4'h9:
+          \$11  = 17'h03ee4;
+      4'ha:
+          \$11  = 17'h03f6c;
+      4'hb:
+          \$11  = 17'h03fc4;
+      4'hc:
+          \$11  = 17'h03ff4;
+      4'hd:
+          \$11  = 17'h04014;
+      4'he:
+          \$11  = 17'h04024;
+      4'hf:
+          \$11  = 17'h04034;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$21 [3:0])
+      4'h0:
+          \$22  = 11'h3eb;
+      4'h1:
+          \$22  = 11'h37a;
+      4'h2:
+          \$22  = 11'h2c5;
+      4'h3:
+          \$22  = 11'h206;
+      4'h4:
+          \$22  = 11'h163;
+      4'h5:
+          \$22  = 11'h0e9;
+      4'h6:
+          \$22  = 11'h094;
+      4'h7:
+          \$22  = 11'h05d;
+      4'h8:
+          \$22  = 11'h039;
+      4'h9:
+          \$22  = 11'h023;
+      4'ha:
+          \$22  = 11'h015;
+      4'hb:
+          \$22  = 11'h00d;
+      4'hc:
+          \$22  = 11'h008;
+      4'hd:
+          \$22  = 11'h005;
+      4'he:
+          \$22  = 11'h003;
+      4'hf:
+          \$22  = 11'h002;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$37  = \$3 ;
+    if (rst) begin
+      \$37  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$38  = \$4 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$39  = neg0;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = { 1'h0, \$17 [1:0] };
+    if (rst) begin
+      \$42  = 3'h0;
+    end
+  end
+  assign \$5  = { 2'h0, \$signal [8:2] };
+  assign \$7  = { 2'h0, \$signal [8:2] };
+  assign \$9  = { 2'h0, \$signal [8:2] };
+  assign \$12  = { 2'h0, \$signal [8:2] };
+  assign \$14  = { 2'h0, \$signal [8:2] };
+  assign \$16  = { 1'h0, \$15 [3:0], 2'h0 };
+  assign \$18  = { 2'h0, \$signal [8:2] };
+  assign \$20  = { 2'h0, \$signal [8:2] };
+  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17:3] };
+  assign \$30  = { y3[18], y3[18], y3[18], y3[18], y3[18:4] };
+  assign \$32  = { y3[18], y3[18], y3[18], y3[18], y3[18:4] };
+  assign \$34  = { y3[18], y3[18], y3[18], y3[18], y3[18:4] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  wire \$1 ;
+  wire [8:0] \$10 ;
+  reg [17:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
+  wire [8:0] \$14 ;
+  wire [8:0] \$15 ;
+  wire [6:0] \$16 ;
+  wire [9:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
+  wire [8:0] \$2 ;
+  wire [8:0] \$20 ;
+  wire [8:0] \$21 ;
+  reg [10:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [18:0] \$24 ;
+  wire [18:0] \$25 ;
+  wire [18:0] \$26 ;
+  wire [19:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [19:0] \$29 ;
+  wire [8:0] \$3 ;
+  wire [19:0] \$30 ;
+  wire \$31 ;
+  wire [19:0] \$32 ;
+  wire \$33 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire [19:0] \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire \$4 ;
+  reg \$40 ;
+  reg [17:0] \$41 ;
+  reg [3:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [17:0] \$45 ;
+  reg [10:0] \$46 ;
+  reg [14:0] \$47 ;
+  reg \$48 ;
+  reg \$49 ;
+  wire [8:0] \$5 ;
+  reg [18:0] \$50 ;
+  reg [19:0] \$51 ;
+  reg [7:0] \$52 ;
+  wire \$6 ;
+  wire [8:0] \$7 ;
+  wire \$8 ;
+  wire [8:0] \$9 ;
+  reg [8:0] \$signal  = 9'h000;
+  reg \$signal$14  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  reg [17:0] \$signal$7  = 18'h00000;
+  reg [3:0] \$signal$8  = 4'h0;
+  reg \$signal$9  = 1'h0;
+  reg beyond1 = 1'h0;
+  reg beyond1b = 1'h0;
+  reg beyond2 = 1'h0;
+  reg [17:0] c1b = 18'h00000;
+  input clk;
+  wire clk;
+  reg neg0 = 1'h0;
+  input rst;
+  wire rst;
+  reg [10:0] s1 = 11'h000;
+  reg [14:0] term = 15'h0000;
+  input [7:0] x;
+  wire [7:0] x;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  reg [18:0] y2 = 19'h00000;
+  reg [19:0] y3 = 20'h00000;
+  always @(posedge clk)
+    \$signal$8  <= \$42 ;
+  always @(posedge clk)
+    \$signal$9  <= \$43 ;
+  always @(posedge clk)
+    beyond1b <= \$44 ;
+  always @(posedge clk)
+    c1b <= \$45 ;
+  always @(posedge clk)
+    s1 <= \$46 ;
+  always @(posedge clk)
+    term <= \$47 ;
+  always @(posedge clk)
+    \$signal$14  <= \$48 ;
+  always @(posedge clk)
+    beyond2 <= \$49 ;
+  always @(posedge clk)
+    y2 <= \$50 ;
+  always @(posedge clk)
+    y3 <= \$51 ;
+  always @(posedge clk)
+    y <= \$52 ;
+  assign \$1  = $signed(x) < $signed(1'h0);
+  assign \$2  = - $signed(x);
+  assign \$3  = \$1  ? \$2  : { x[7], x };
+  assign \$4  = $signed(x) < $signed(1'h0);
+  assign \$6  = \$5  >= 5'h10;
+  assign \$8  = \$7  >= 5'h10;
+  assign \$10  = \$8  ? 9'h00f : \$9 ;
+  assign \$13  = \$12  >= 5'h10;
+  assign \$15  = \$13  ? 9'h00f : \$14 ;
+  assign \$17  = \$signal  - \$16 ;
+  assign \$19  = \$18  >= 5'h10;
+  assign \$21  = \$19  ? 9'h00f : \$20 ;
+  assign \$23  = $signed(s1) * $signed(\$signal$8 );
+  assign \$24  = $signed(c1b) + $signed(term);
+  assign \$26  = beyond2 ? 19'h00808 : y2;
+  assign \$27  = $signed(6'h10) - $signed(\$26 );
+  assign \$28  = beyond2 ? 19'h00808 : y2;
+  assign \$29  = \$signal$14  ? \$27  : { \$28 [18], \$28  };
+  assign \$31  = $signed(\$30 ) > $signed(8'h7f);
+  assign \$33  = $signed(\$32 ) < $signed(8'h80);
+  assign \$35  = \$33  ? 20'hfff80 : \$34 ;
+  assign \$36  = \$31  ? 20'h0007f : \$35 ;
+  always @(posedge clk)
+    \$signal  <= \$37 ;
+  always @(posedge clk)
+    neg0 <= \$38 ;
+  always @(posedge clk)
+    \$signal$5  <= \$39 ;
+  always @(posedge clk)
+    beyond1 <= \$40 ;
+  always @(posedge clk)
+    \$signal$7  <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = \$6 ;
+    \$43  = \$signal$5 ;
     if (rst) begin
       \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = \$11 ;
+    \$44  = beyond1;
     if (rst) begin
-      \$44  = 17'h00000;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = { 1'h0, \$17 [2:0] };
+    \$45  = \$signal$7 ;
     if (rst) begin
-      \$45  = 4'h0;
+      \$45  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = \$signal$5 ;
+    \$46  = \$22 ;
     if (rst) begin
-      \$46  = 1'h0;
+      \$46  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = beyond1;
+    \$47  = \$23 ;
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = \$signal$7 ;
+    \$48  = \$signal$9 ;
     if (rst) begin
-      \$48  = 17'h00000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = \$22 ;
+    \$49  = beyond1b;
     if (rst) begin
-      \$49  = 11'h000;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = \$23 ;
+    \$50  = \$25 ;
     if (rst) begin
-      \$50  = 15'h0000;
+      \$50  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = \$signal$9 ;
+    \$51  = \$29 ;
     if (rst) begin
-      \$51  = 1'h0;
+      \$51  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = beyond1b;
+    \$52  = \$36 [7:0];
     if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = \$25 ;
-    if (rst) begin
-      \$53  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = \$29 ;
-    if (rst) begin
-      \$54  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$55  = \$39 [7:0];
-    if (rst) begin
-      \$55  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
@@ -4538,37 +4538,37 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
     (* full_case = 32'd1 *)
     casez (\$10 [3:0])
       4'h0:
-          \$11  = 17'h00028;
+          \$11  = 18'h000a8;
       4'h1:
-          \$11  = 17'h01fa8;
+          \$11  = 18'h02028;
       4'h2:
-          \$11  = 17'h03b88;
+          \$11  = 18'h03c08;
       4'h3:
-          \$11  = 17'h051a8;
+          \$11  = 18'h05228;
       4'h4:
-          \$11  = 17'h061c8;
+          \$11  = 18'h06248;
       4'h5:
-          \$11  = 17'h06cc8;
+          \$11  = 18'h06d48;
       4'h6:
-          \$11  = 17'h07408;
+          \$11  = 18'h07488;
       4'h7:
-          \$11  = 17'h07898;
+          \$11  = 18'h07918;
       4'h8:
-          \$11  = 17'h07b78;
+          \$11  = 18'h07bf8;
       4'h9:
-          \$11  = 17'h07d48;
+          \$11  = 18'h07dc8;
       4'ha:
-          \$11  = 17'h07e58;
+          \$11  = 18'h07ed8;
       4'hb:
-          \$11  = 17'h07f08;
+          \$11  = 18'h07f88;
       4'hc:
-          \$11  = 17'h07f68;
+          \$11  = 18'h07fe8;
       4'hd:
-          \$11  = 17'h07fa8;
+          \$11  = 18'h08028;
       4'he:
-          \$11  = 17'h07fc8;
+          \$11  = 18'h08048;
       4'hf:
-          \$11  = 17'h07fe8;
+          \$11  = 18'h08068;
     endcase
   end
   always @* begin
@@ -4611,23 +4611,44 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = \$3 ;
+    \$37  = \$3 ;
     if (rst) begin
-      \$40  = 9'h000;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = \$4 ;
+    \$38  = \$4 ;
     if (rst) begin
-      \$41  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = neg0;
+    \$39  = neg0;
     if (rst) begin
-      \$42  = 1'h0;
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$40  = \$6 ;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = \$11 ;
+    if (rst) begin
+      \$41  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$42  = { 1'h0, \$17 [2:0] };
+    if (rst) begin
+      \$42  = 4'h0;
     end
   end
   assign \$5  = { 3'h0, \$signal [8:3] };
@@ -4638,30 +4659,30 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
   assign \$16  = { \$15 [3:0], 3'h0 };
   assign \$18  = { 3'h0, \$signal [8:3] };
   assign \$20  = { 3'h0, \$signal [8:3] };
-  assign \$25  = { \$24 [17], \$24 [17], \$24 [17], \$24 [17], \$24 [17:4] };
-  assign \$31  = { \$30 [19], \$30 [19], \$30 [19], \$30 [19], \$30 [19:4] };
-  assign \$34  = { \$33 [19], \$33 [19], \$33 [19], \$33 [19], \$33 [19:4] };
-  assign \$37  = { \$36 [19], \$36 [19], \$36 [19], \$36 [19], \$36 [19:4] };
+  assign \$25  = { \$24 [18], \$24 [18], \$24 [18], \$24 [18], \$24 [18:4] };
+  assign \$30  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$32  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
+  assign \$34  = { y3[19], y3[19], y3[19], y3[19], y3[19:4] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns__payload, last, sel, start, run, fresh, value_addr, last_addr, last_write, done, pass_now, r_en, clk);
+module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns__payload, last, sel, start, fresh, value_addr, last_addr, last_write, done, pass_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
-  wire [9:0] \$10 ;
-  wire [4:0] \$11 ;
+  wire \$10 ;
+  wire [6:0] \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire [9:0] \$16 ;
-  wire [9:0] \$17 ;
-  wire [4:0] \$18 ;
+  wire [9:0] \$13 ;
+  wire [9:0] \$14 ;
+  wire [4:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire [6:0] \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
+  wire [9:0] \$20 ;
+  wire [9:0] \$21 ;
+  wire [4:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
@@ -4670,14 +4691,14 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire \$28 ;
   wire \$29 ;
   wire [7:0] \$3 ;
-  wire [6:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire [6:0] \$32 ;
-  wire [7:0] \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [6:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [6:0] \$36 ;
+  wire [7:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire [6:0] \$4 ;
@@ -4685,39 +4706,51 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire [4:0] \$44 ;
-  wire [5:0] \$45 ;
+  wire \$44 ;
+  wire \$45 ;
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  wire [6:0] \$49 ;
+  wire \$49 ;
   wire [7:0] \$5 ;
-  wire [12:0] \$50 ;
+  wire [4:0] \$50 ;
   wire \$51 ;
-  wire [7:0] \$52 ;
+  wire [5:0] \$52 ;
   wire \$53 ;
-  wire [7:0] \$54 ;
-  wire [7:0] \$55 ;
-  wire [8:0] \$56 ;
+  wire \$54 ;
+  wire [6:0] \$55 ;
+  wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [4:0] \$59 ;
+  wire \$59 ;
   wire [6:0] \$6 ;
-  wire [5:0] \$60 ;
-  wire \$61 ;
-  wire \$62 ;
+  wire \$60 ;
+  wire [6:0] \$61 ;
+  wire [12:0] \$62 ;
   wire \$63 ;
-  wire [6:0] \$64 ;
-  wire [12:0] \$65 ;
-  wire [8:0] \$66 ;
-  reg [19:0] \$67 ;
-  reg \$68 ;
-  reg [5:0] \$69 ;
-  wire [6:0] \$7 ;
-  reg [11:0] \$70 ;
-  reg [36:0] \$71 ;
+  wire [7:0] \$64 ;
+  wire \$65 ;
+  wire [7:0] \$66 ;
+  wire [7:0] \$67 ;
+  wire [8:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [6:0] \$74 ;
+  wire [12:0] \$75 ;
+  wire [8:0] \$76 ;
+  reg [19:0] \$77 ;
+  reg [3:0] \$78 ;
+  reg \$79 ;
   wire \$8 ;
-  wire [9:0] \$9 ;
+  reg \$80 ;
+  reg [5:0] \$81 ;
+  reg [11:0] \$82 ;
+  reg [36:0] \$83 ;
+  wire \$9 ;
   input clk;
   wire clk;
   reg [5:0] col = 6'h00;
@@ -4746,6 +4779,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire [11:0] \e2.w_addr ;
   input fresh;
   wire fresh;
+  reg [3:0] held = 4'h0;
   input [7:0] last;
   wire [7:0] last;
   output [5:0] last_addr;
@@ -4755,7 +4789,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire [5:0] \last_write.addr ;
   wire [7:0] \last_write.data ;
   wire \last_write.en ;
-  wire [3:0] level;
+  reg launch;
   output pass_now;
   reg pass_now = 1'h0;
   wire [27:0] pushed;
@@ -4769,8 +4803,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire r_rdy;
   input rst;
   wire rst;
-  input run;
-  wire run;
+  reg run = 1'h0;
   input sel;
   wire sel;
   input start;
@@ -4782,84 +4815,97 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$29  = col >= 1'h0;
-  assign \$30  = 3'h4 + col;
-  assign \$31  = \$30  - 1'h0;
-  assign \$32  = 1'h0 + col;
-  assign \$33  = \$29  ? \$31  : { 1'h0, \$32  };
-  assign \$35  = col == 6'h20;
-  assign \$36  = ~ e1[0];
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = ~ e2[0];
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = ~ columns__valid;
+  assign \$17  = fresh | \$16 ;
+  assign \$18  = e2[0] & \$17 ;
+  assign \$19  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$20  = - $signed(e2[36:28]);
+  assign \$21  = \$19  ? \$20  : { e2[36], e2[36:28] };
+  assign \$22  = e2[7] ? 5'h18 : 5'h14;
+  assign \$23  = $signed(\$21 ) >= $signed({ 1'h0, \$22  });
+  assign \$24  = fresh | \$23 ;
+  assign \$25  = e2[0] & \$24 ;
+  assign \$26  = col == 6'h24;
+  assign \$27  = ~ e1[0];
+  assign \$28  = \$26  & \$27 ;
+  assign \$29  = ~ e2[0];
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = ~ columns__valid;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = col >= 1'h0;
+  assign \$34  = 3'h4 + col;
+  assign \$35  = \$34  - 1'h0;
+  assign \$36  = 1'h0 + col;
+  assign \$37  = \$33  ? \$35  : { 1'h0, \$36  };
+  assign \$38  = col < 6'h20;
+  assign \$39  = run & \$38 ;
+  assign \$40  = held < 3'h7;
   assign \$41  = \$39  & \$40 ;
-  assign \$42  = col < 6'h24;
-  assign \$43  = run & \$42 ;
-  assign \$44  = level + e1[0];
-  assign \$45  = \$44  + e2[0];
-  assign \$46  = \$45  < 3'h7;
-  assign \$47  = \$43  & \$46 ;
-  assign \$48  = col >= 3'h4;
-  assign \$49  = col + 1'h1;
-  assign \$50  = w_addr + 7'h40;
-  assign \$51  = e1[7] & fresh;
-  assign \$52  = \$51  ? 8'h00 : value;
-  assign \$53  = e1[7] & fresh;
-  assign \$54  = \$53  ? 8'h00 : value;
-  assign \$55  = fresh ? 8'h00 : last;
-  assign \$56  = $signed(\$54 ) - $signed(\$55 );
-  assign \$57  = col < 6'h20;
-  assign \$58  = run & \$57 ;
-  assign \$59  = level + e1[0];
-  assign \$60  = \$59  + e2[0];
-  assign \$61  = \$60  < 3'h7;
-  assign \$62  = \$58  & \$61 ;
-  assign \$63  = col >= 1'h0;
-  assign \$64  = col + 1'h1;
-  assign \$65  = w_addr + 3'h5;
-  assign \$66  = $signed(value) - $signed(1'h0);
+  assign \$43  = col == 6'h20;
+  assign \$44  = ~ e1[0];
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = ~ e2[0];
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = ~ columns__valid;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = held + launch;
+  assign \$51  = r_en & columns__valid;
+  assign \$52  = \$50  - \$51 ;
+  assign \$53  = ~ w_en;
+  assign \$54  = e2[0] & \$53 ;
+  assign \$55  = $signed(\$52 ) - $signed({ 1'h0, \$54  });
+  assign \$56  = col < 6'h24;
+  assign \$57  = run & \$56 ;
+  assign \$58  = held < 3'h7;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = col >= 3'h4;
+  assign \$61  = col + 1'h1;
+  assign \$62  = w_addr + 7'h40;
+  assign \$63  = e1[7] & fresh;
+  assign \$64  = \$63  ? 8'h00 : value;
+  assign \$65  = e1[7] & fresh;
+  assign \$66  = \$65  ? 8'h00 : value;
+  assign \$67  = fresh ? 8'h00 : last;
+  assign \$68  = $signed(\$66 ) - $signed(\$67 );
+  assign \$69  = col < 6'h20;
+  assign \$70  = run & \$69 ;
+  assign \$71  = held < 3'h7;
+  assign \$72  = \$70  & \$71 ;
+  assign \$73  = col >= 1'h0;
+  assign \$74  = col + 1'h1;
+  assign \$75  = w_addr + 3'h5;
+  assign \$76  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$67 ;
+    e1 <= \$77 ;
   always @(posedge clk)
-    pass_now <= \$68 ;
+    held <= \$78 ;
   always @(posedge clk)
-    col <= \$69 ;
+    run <= \$79 ;
   always @(posedge clk)
-    w_addr <= \$70 ;
+    pass_now <= \$80 ;
   always @(posedge clk)
-    e2 <= \$71 ;
+    col <= \$81 ;
+  always @(posedge clk)
+    w_addr <= \$82 ;
+  always @(posedge clk)
+    e2 <= \$83 ;
   assign \$1  = col >= 3'h4;
   assign \$2  = 3'h4 + col;
   assign \$3  = \$2  - 3'h4;
   assign \$4  = 1'h0 + col;
   assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
   assign \$6  = 1'h0 + col;
-  assign \$7  = 1'h0 + e2[6:1];
-  assign \$8  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$9  = - $signed(e2[36:28]);
-  assign \$10  = \$8  ? \$9  : { e2[36], e2[36:28] };
-  assign \$11  = e2[7] ? 5'h18 : 5'h14;
-  assign \$12  = $signed(\$10 ) >= $signed({ 1'h0, \$11  });
-  assign \$13  = fresh | \$12 ;
-  assign \$14  = e2[0] & \$13 ;
-  assign \$15  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$16  = - $signed(e2[36:28]);
-  assign \$17  = \$15  ? \$16  : { e2[36], e2[36:28] };
-  assign \$18  = e2[7] ? 5'h18 : 5'h14;
-  assign \$19  = $signed(\$17 ) >= $signed({ 1'h0, \$18  });
-  assign \$20  = fresh | \$19 ;
-  assign \$21  = e2[0] & \$20 ;
-  assign \$22  = col == 6'h24;
-  assign \$23  = ~ e1[0];
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = ~ e2[0];
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = ~ columns__valid;
-  assign \$28  = \$26  & \$27 ;
+  assign \$7  = col < 6'h24;
+  assign \$8  = run & \$7 ;
+  assign \$9  = held < 3'h7;
+  assign \$10  = \$8  & \$9 ;
+  assign \$11  = 1'h0 + e2[6:1];
+  assign \$12  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$13  = - $signed(e2[36:28]);
+  assign \$14  = \$12  ? \$13  : { e2[36], e2[36:28] };
+  assign \$15  = e2[7] ? 5'h18 : 5'h14;
+  assign \$16  = $signed(\$14 ) >= $signed({ 1'h0, \$15  });
   \hwgen_digits_lstm_p2_delta.encoder.queue  queue (
     .clk(clk),
-    .level(level),
     .r_data(columns__payload),
     .r_en(r_en),
     .r_rdy(columns__valid),
@@ -4874,7 +4920,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
       1'h0:
           value_addr = \$5 [5:0];
       1'h1:
-          value_addr = \$33 [5:0];
+          value_addr = \$37 [5:0];
     endcase
   end
   always @* begin
@@ -4887,13 +4933,28 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    launch = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (\$10 ) begin
+            launch = 1'h1;
+          end
+      1'h1:
+          if (\$41 ) begin
+            launch = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     last_write = 15'h0000;
     casez (pass_now)
       1'h0:
         begin
-          last_write[5:0] = \$7 [5:0];
+          last_write[5:0] = \$11 [5:0];
           last_write[13:6] = e2[27:20];
-          last_write[14] = \$14 ;
+          last_write[14] = \$18 ;
         end
     endcase
   end
@@ -4902,9 +4963,9 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          w_en = \$21 ;
+          w_en = \$25 ;
       1'h1:
-          w_en = \$34 ;
+          w_en = \$42 ;
     endcase
   end
   always @* begin
@@ -4912,92 +4973,112 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          done = \$28 ;
+          done = \$32 ;
       1'h1:
-          done = \$41 ;
+          done = \$49 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$67 [19:1] = e1[19:1];
-    \$67 [0] = 1'h0;
+    \$77 [19:1] = e1[19:1];
+    \$77 [0] = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$47 ) begin
-            \$67 [0] = 1'h1;
-            \$67 [6:1] = col;
-            \$67 [7] = \$48 ;
-            \$67 [19:8] = w_addr;
+          if (\$59 ) begin
+            \$77 [0] = 1'h1;
+            \$77 [6:1] = col;
+            \$77 [7] = \$60 ;
+            \$77 [19:8] = w_addr;
           end
       1'h1:
-          if (\$62 ) begin
-            \$67 [0] = 1'h1;
-            \$67 [6:1] = col;
-            \$67 [7] = \$63 ;
-            \$67 [19:8] = w_addr;
+          if (\$72 ) begin
+            \$77 [0] = 1'h1;
+            \$77 [6:1] = col;
+            \$77 [7] = \$73 ;
+            \$77 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$67  = 20'h00000;
+      \$77  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$68  = pass_now;
+    \$78  = \$55 [3:0];
+    if (rst) begin
+      \$78  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$79  = run;
+    if (done) begin
+      \$79  = 1'h0;
+    end
     if (start) begin
-      \$68  = sel;
+      \$79  = 1'h1;
     end
     if (rst) begin
-      \$68  = 1'h0;
+      \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$69  = col;
+    \$80  = pass_now;
     if (start) begin
-      \$69  = 6'h00;
+      \$80  = sel;
+    end
+    if (rst) begin
+      \$80  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$81  = col;
+    if (start) begin
+      \$81  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$47 ) begin
-            \$69  = \$49 [5:0];
+          if (\$59 ) begin
+            \$81  = \$61 [5:0];
           end
       1'h1:
-          if (\$62 ) begin
-            \$69  = \$64 [5:0];
+          if (\$72 ) begin
+            \$81  = \$74 [5:0];
           end
     endcase
     if (rst) begin
-      \$69  = 6'h00;
+      \$81  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$70  = w_addr;
+    \$82  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$70  = 12'h000;
+            \$82  = 12'h000;
         1'h1:
-            \$70  = 12'h900;
+            \$82  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$47 ) begin
-            \$70  = \$50 [11:0];
+          if (\$59 ) begin
+            \$82  = \$62 [11:0];
           end
       1'h1:
-          if (\$62 ) begin
-            \$70  = \$65 [11:0];
+          if (\$72 ) begin
+            \$82  = \$75 [11:0];
           end
     endcase
     if (rst) begin
-      \$70  = 12'h000;
+      \$82  = 12'h000;
     end
   end
   always @* begin
@@ -5006,25 +5087,25 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     casez (pass_now)
       1'h0:
         begin
-          \$71 [0] = e1[0];
-          \$71 [6:1] = e1[6:1];
-          \$71 [7] = e1[7];
-          \$71 [19:8] = e1[19:8];
-          \$71 [27:20] = \$52 ;
-          \$71 [36:28] = \$56 ;
+          \$83 [0] = e1[0];
+          \$83 [6:1] = e1[6:1];
+          \$83 [7] = e1[7];
+          \$83 [19:8] = e1[19:8];
+          \$83 [27:20] = \$64 ;
+          \$83 [36:28] = \$68 ;
         end
       1'h1:
         begin
-          \$71 [0] = e1[0];
-          \$71 [6:1] = e1[6:1];
-          \$71 [7] = e1[7];
-          \$71 [19:8] = e1[19:8];
-          \$71 [27:20] = value;
-          \$71 [36:28] = \$66 ;
+          \$83 [0] = e1[0];
+          \$83 [6:1] = e1[6:1];
+          \$83 [7] = e1[7];
+          \$83 [19:8] = e1[19:8];
+          \$83 [27:20] = value;
+          \$83 [36:28] = \$76 ;
         end
     endcase
     if (rst) begin
-      \$71  = 37'h0000000000;
+      \$83  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -5056,11 +5137,11 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   assign w_data[18] = e2[7];
   assign w_data[17:12] = e2[6:1];
   assign w_data[11:0] = e2[19:8];
-  assign \$34  = e2[0];
+  assign \$42  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, level, r_en, clk);
+module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5083,7 +5164,6 @@ module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, w_en, w_po
   wire clk;
   (* init = 3'h0 *)
   wire [2:0] consume;
-  output [3:0] level;
   reg [3:0] level = 4'h0;
   (* init = 3'h0 *)
   wire [2:0] produce;
@@ -5190,56 +5270,51 @@ module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, start, acc_word, o__payload, o__valid, acc_addr, done, o__ready);
+module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_word, done, o__payload, o__valid, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  reg [18:0] \$1 ;
+  wire \$1 ;
   wire [19:0] \$10 ;
   wire [19:0] \$11 ;
   wire \$12 ;
-  wire [4:0] \$13 ;
-  wire \$14 ;
+  wire [19:0] \$13 ;
+  wire [19:0] \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
-  wire [2:0] \$17 ;
-  wire [7:0] \$18 ;
-  wire [7:0] \$19 ;
-  wire [19:0] \$2 ;
-  wire [7:0] \$20 ;
-  wire [7:0] \$21 ;
-  wire [7:0] \$22 ;
+  wire [19:0] \$16 ;
+  wire [19:0] \$17 ;
+  wire [19:0] \$18 ;
+  wire [19:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire [4:0] \$21 ;
+  wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [19:0] \$3 ;
-  wire \$30 ;
-  reg [3:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg [3:0] \$33 ;
-  reg [2:0] \$34 ;
-  reg [18:0] \$35 ;
-  reg [8:0] \$36 ;
-  reg \$37 ;
+  wire [7:0] \$24 ;
+  wire [2:0] \$25 ;
+  reg [3:0] \$26 ;
+  reg [1:0] \$27 ;
+  reg [6:0] \$28 ;
+  reg [2:0] \$29 ;
+  wire \$3 ;
+  reg [18:0] \$30 ;
+  reg [8:0] \$31 ;
+  reg \$32 ;
   wire \$4 ;
-  wire [19:0] \$5 ;
-  wire [19:0] \$6 ;
+  wire \$5 ;
+  wire \$6 ;
   wire \$7 ;
-  wire [19:0] \$8 ;
-  wire [19:0] \$9 ;
+  wire \$8 ;
+  reg [18:0] \$9 ;
   output [6:0] acc_addr;
-  reg [6:0] acc_addr;
+  wire [6:0] acc_addr;
   input [37:0] acc_word;
   wire [37:0] acc_word;
   wire [18:0] \acc_word[0] ;
   wire [18:0] \acc_word[1] ;
+  reg [6:0] addr = 7'h00;
   input clk;
   wire clk;
   output done;
   reg done;
-  reg [3:0] grp = 4'h0;
   reg [2:0] head_out_state = 3'h0;
   reg [1:0] lane = 2'h0;
   output [8:0] o__payload;
@@ -5256,250 +5331,50 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, start, acc_word, o__pa
   input start;
   wire start;
   reg [18:0] word = 19'h00000;
-  assign \$2  = $signed(word) + $signed(11'h200);
-  assign \$4  = $signed(\$3 ) > $signed(8'h7f);
-  assign \$5  = $signed(word) + $signed(11'h200);
-  assign \$7  = $signed(\$6 ) < $signed(8'h80);
-  assign \$8  = $signed(word) + $signed(11'h200);
-  assign \$10  = \$7  ? 20'hfff80 : \$9 ;
-  assign \$11  = \$4  ? 20'h0007f : \$10 ;
-  assign \$12  = out_idx == 4'h9;
-  assign \$13  = out_idx + 1'h1;
-  assign \$14  = out_idx == 4'h9;
-  assign \$15  = lane == 1'h1;
-  assign \$16  = grp + 1'h1;
-  assign \$17  = lane + 1'h1;
-  assign \$18  = 7'h40 + grp;
-  assign \$19  = 7'h40 + grp;
-  assign \$20  = 7'h40 + grp;
-  assign \$21  = 7'h40 + grp;
-  assign \$22  = 7'h40 + grp;
-  assign \$23  = out_idx == 4'h9;
-  assign \$24  = lane == 1'h1;
-  assign \$25  = ! head_out_state;
-  assign \$26  = head_out_state == 1'h1;
-  assign \$27  = head_out_state == 2'h2;
-  assign \$28  = head_out_state == 2'h3;
-  assign \$29  = head_out_state == 3'h4;
-  assign \$30  = head_out_state == 3'h5;
+  assign acc_addr = \$3  ? 7'h00 : addr;
+  assign \$1  = out_idx == 4'h9;
+  assign \$2  = lane == 1'h1;
+  assign \$3  = ! head_out_state;
+  assign \$4  = head_out_state == 1'h1;
+  assign \$5  = head_out_state == 2'h2;
+  assign \$6  = head_out_state == 2'h3;
+  assign \$7  = head_out_state == 3'h4;
+  assign \$8  = head_out_state == 3'h5;
+  assign \$10  = $signed(word) + $signed(11'h200);
+  assign \$12  = $signed(\$11 ) > $signed(8'h7f);
+  assign \$13  = $signed(word) + $signed(11'h200);
+  assign \$15  = $signed(\$14 ) < $signed(8'h80);
+  assign \$16  = $signed(word) + $signed(11'h200);
+  assign \$18  = \$15  ? 20'hfff80 : \$17 ;
+  assign \$19  = \$12  ? 20'h0007f : \$18 ;
+  assign \$20  = out_idx == 4'h9;
+  assign \$21  = out_idx + 1'h1;
+  assign \$22  = out_idx == 4'h9;
+  assign \$23  = lane == 1'h1;
+  assign \$24  = addr + 1'h1;
+  assign \$25  = lane + 1'h1;
   always @(posedge clk)
-    out_idx <= \$31 ;
+    out_idx <= \$26 ;
   always @(posedge clk)
-    lane <= \$32 ;
+    lane <= \$27 ;
   always @(posedge clk)
-    grp <= \$33 ;
+    addr <= \$28 ;
   always @(posedge clk)
-    head_out_state <= \$34 ;
+    head_out_state <= \$29 ;
   always @(posedge clk)
-    word <= \$35 ;
+    word <= \$30 ;
   always @(posedge clk)
-    o__payload <= \$36 ;
+    o__payload <= \$31 ;
   always @(posedge clk)
-    o__valid <= \$37 ;
+    o__valid <= \$32 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$1  = 19'h00000;
+    \$9  = 19'h00000;
     casez (lane)
       2'h0:
-          \$1  = acc_word[18:0];
+          \$9  = acc_word[18:0];
       2'h1:
-          \$1  = acc_word[37:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = out_idx;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$31  = 4'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            \$31  = \$13 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$32  = lane;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$32  = 2'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$14 ) begin
-            end else if (\$15 ) begin
-              \$32  = 2'h0;
-            end else begin
-              \$32  = \$17 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$32  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$33  = grp;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$33  = 4'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            if (\$14 ) begin
-            end else if (\$15 ) begin
-              \$33  = \$16 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$33  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$34  = head_out_state;
-    casez (head_out_state)
-      3'h0:
-          if (start) begin
-            \$34  = 3'h1;
-          end
-      3'h1:
-          \$34  = 3'h2;
-      3'h2:
-          \$34  = 3'h3;
-      3'h3:
-          \$34  = 3'h4;
-      3'h4:
-          \$34  = 3'h5;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$14 ) begin
-              \$34  = 3'h0;
-            end else if (\$15 ) begin
-              \$34  = 3'h1;
-            end else begin
-              \$34  = 3'h3;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$34  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$35  = word;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$35  = \$1 ;
-    endcase
-    if (rst) begin
-      \$35  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$36  = o__payload;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-        begin
-          \$36 [7:0] = \$11 [7:0];
-          \$36 [8] = \$12 ;
-        end
-    endcase
-    if (rst) begin
-      \$36  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$37  = o__valid;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$37  = 1'h1;
-      3'h5:
-          if (o__ready) begin
-            \$37  = 1'h0;
-          end
-    endcase
-    if (rst) begin
-      \$37  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    acc_addr = 7'h00;
-    casez (head_out_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          acc_addr = \$18 [6:0];
-      3'h2:
-          acc_addr = \$19 [6:0];
-      3'h3:
-          acc_addr = \$20 [6:0];
-      3'h4:
-          acc_addr = \$21 [6:0];
-      3'h5:
-          acc_addr = \$22 [6:0];
+          \$9  = acc_word[37:19];
     endcase
   end
   always @* begin
@@ -5518,19 +5393,197 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, start, acc_word, o__pa
           /* empty */;
       3'h5:
           if (o__ready) begin
-            if (\$23 ) begin
+            if (\$1 ) begin
               done = 1'h1;
             end
           end
     endcase
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$26  = out_idx;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$26  = 4'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            \$26  = \$21 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$26  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$27  = lane;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$27  = 2'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$22 ) begin
+            end else if (\$23 ) begin
+              \$27  = 2'h0;
+            end else begin
+              \$27  = \$25 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$27  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$28  = addr;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$28  = 7'h40;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (o__ready) begin
+            if (\$22 ) begin
+            end else if (\$23 ) begin
+              \$28  = \$24 [6:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$28  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$29  = head_out_state;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$29  = 3'h1;
+          end
+      3'h1:
+          \$29  = 3'h2;
+      3'h2:
+          \$29  = 3'h3;
+      3'h3:
+          \$29  = 3'h4;
+      3'h4:
+          \$29  = 3'h5;
+      3'h5:
+          if (o__ready) begin
+            (* full_case = 32'd1 *)
+            if (\$22 ) begin
+              \$29  = 3'h0;
+            end else if (\$23 ) begin
+              \$29  = 3'h1;
+            end else begin
+              \$29  = 3'h3;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$29  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$30  = word;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$30  = \$9 ;
+    endcase
+    if (rst) begin
+      \$30  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$31  = o__payload;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+        begin
+          \$31 [7:0] = \$19 [7:0];
+          \$31 [8] = \$20 ;
+        end
+    endcase
+    if (rst) begin
+      \$31  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$32  = o__valid;
+    casez (head_out_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$32  = 1'h1;
+      3'h5:
+          if (o__ready) begin
+            \$32  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$32  = 1'h0;
+    end
+  end
   assign \acc_word[0]  = acc_word[18:0];
   assign \acc_word[1]  = acc_word[37:19];
   assign \o__payload.data  = o__payload[7:0];
   assign \o__payload.last  = o__payload[8];
-  assign \$3  = { \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19], \$2 [19:10] };
-  assign \$6  = { \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19], \$5 [19:10] };
-  assign \$9  = { \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19], \$8 [19:10] };
+  assign \$11  = { \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19:10] };
+  assign \$14  = { \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19:10] };
+  assign \$17  = { \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5750,78 +5803,68 @@ module \hwgen_digits_lstm_p2_delta.issuer (rst, columns__valid, columns__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__payload, issue__valid, clk);
+module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire \$1 ;
-  wire [20:0] \$10 ;
-  reg [18:0] \$11 ;
-  wire [20:0] \$12 ;
-  wire [16:0] \$13 ;
-  wire [16:0] \$14 ;
+  wire [18:0] \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [17:0] \$19 ;
-  wire \$2 ;
+  wire \$19 ;
+  wire [20:0] \$2 ;
   wire [17:0] \$20 ;
   wire [17:0] \$21 ;
-  wire [17:0] \$22 ;
-  reg [37:0] \$23 ;
-  reg [37:0] \$24 ;
-  reg [37:0] \$25 ;
-  reg [16:0] \$26 ;
-  reg [16:0] \$27 ;
-  reg [9:0] \$28 ;
-  reg [9:0] \$29 ;
-  wire \$3 ;
-  reg [37:0] \$30 ;
-  reg [37:0] \$31 ;
-  reg [7:0] \$32 ;
+  reg [18:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [17:0] \$24 ;
+  reg [18:0] \$25 ;
+  reg [37:0] \$26 ;
+  reg [37:0] \$27 ;
+  reg [37:0] \$28 ;
+  reg [16:0] \$29 ;
+  wire [18:0] \$3 ;
+  reg [16:0] \$30 ;
+  reg [9:0] \$31 ;
+  reg [9:0] \$32 ;
   reg [37:0] \$33 ;
   reg [37:0] \$34 ;
-  reg [1:0] \$35 ;
-  reg [19:0] \$36 ;
-  reg [19:0] \$37 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
+  reg \$35 ;
+  reg [7:0] \$36 ;
+  reg [7:0] \$37 ;
+  reg [37:0] \$38 ;
+  reg [37:0] \$39 ;
+  wire [20:0] \$4 ;
+  reg \$40 ;
+  reg [2:0] \$41 ;
+  reg [19:0] \$42 ;
+  reg [18:0] \$43 ;
+  reg [19:0] \$44 ;
+  reg [19:0] \$45 ;
+  reg [18:0] \$46 ;
+  reg [19:0] \$47 ;
+  wire [16:0] \$5 ;
+  wire [16:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
-  reg [18:0] \$9 ;
-  reg [37:0] \$like  = 38'h0000000000;
-  reg [37:0] \$like$10  = 38'h0000000000;
-  wire [36:0] \$like$10.issue ;
-  wire [6:0] \$like$10.issue.acc_addr ;
-  wire [6:0] \$like$10.issue.b_addr ;
-  wire \$like$10.issue.bias ;
-  wire [8:0] \$like$10.issue.delta ;
-  wire \$like$10.issue.shift ;
-  wire [11:0] \$like$10.issue.w_addr ;
-  wire \$like$10.valid ;
-  reg [37:0] \$like$18  = 38'h0000000000;
-  wire [18:0] \$like$18[0] ;
-  wire [18:0] \$like$18[1] ;
-  (* init = 38'h0000000000 *)
-  wire [37:0] \$like$7 ;
-  wire [18:0] \$like$7[0] ;
-  wire [18:0] \$like$7[1] ;
-  wire [36:0] \$like.issue ;
-  wire [6:0] \$like.issue.acc_addr ;
-  wire [6:0] \$like.issue.b_addr ;
-  wire \$like.issue.bias ;
-  wire [8:0] \$like.issue.delta ;
-  wire \$like.issue.shift ;
-  wire [11:0] \$like.issue.w_addr ;
-  wire \$like.valid ;
+  wire \$9 ;
+  reg [2:0] \$signal  = 3'h0;
   wire [6:0] \$signature__addr ;
   wire [6:0] \$signature__addr$4 ;
   wire [37:0] \$signature__data ;
-  wire [37:0] \$signature__data$29 ;
-  wire [18:0] \$signature__data$29[0] ;
-  wire [18:0] \$signature__data$29[1] ;
+  wire [37:0] \$signature__data$30 ;
+  wire [18:0] \$signature__data$30[0] ;
+  wire [18:0] \$signature__data$30[1] ;
   wire [18:0] \$signature__data[0] ;
   wire [18:0] \$signature__data[1] ;
+  (* init = 38'h0000000000 *)
+  wire [37:0] acc_q;
+  wire [18:0] \acc_q[0] ;
+  wire [18:0] \acc_q[1] ;
   output [37:0] acc_word;
   reg [37:0] acc_word = 38'h0000000000;
   wire [18:0] \acc_word[0] ;
@@ -5831,9 +5874,13 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   wire [18:0] \acc_wr__data[0] ;
   wire [18:0] \acc_wr__data[1] ;
   wire acc_wr__en;
+  reg [19:0] addend0 = 20'h00000;
+  reg [19:0] addend1 = 20'h00000;
   wire [11:0] addr;
   reg [19:0] aligned0 = 20'h00000;
   reg [19:0] aligned1 = 20'h00000;
+  reg [18:0] base0 = 19'h00000;
+  reg [18:0] base1 = 19'h00000;
   reg [37:0] bias_q = 38'h0000000000;
   wire [18:0] \bias_q[0] ;
   wire [18:0] \bias_q[1] ;
@@ -5842,8 +5889,9 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   wire [15:0] data;
   wire [7:0] \data[0] ;
   wire [7:0] \data[1] ;
+  reg fwd1 = 1'h0;
   output idle;
-  wire idle;
+  reg idle = 1'h1;
   input [36:0] issue__payload;
   wire [36:0] issue__payload;
   wire [6:0] \issue__payload.acc_addr ;
@@ -5857,10 +5905,12 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   reg [7:0] last = 8'h00;
   wire [6:0] \last.acc_addr ;
   wire \last.valid ;
+  reg [37:0] last_sum = 38'h0000000000;
   reg [37:0] last_sum2 = 38'h0000000000;
   wire [18:0] \last_sum2[0] ;
   wire [18:0] \last_sum2[1] ;
-  reg [1:0] pick = 2'h0;
+  wire [18:0] \last_sum[0] ;
+  wire [18:0] \last_sum[1] ;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   input [6:0] read_addr;
@@ -5876,6 +5926,24 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   wire \s1.issue.shift ;
   wire [11:0] \s1.issue.w_addr ;
   wire \s1.valid ;
+  reg [37:0] s1a = 38'h0000000000;
+  wire [36:0] \s1a.issue ;
+  wire [6:0] \s1a.issue.acc_addr ;
+  wire [6:0] \s1a.issue.b_addr ;
+  wire \s1a.issue.bias ;
+  wire [8:0] \s1a.issue.delta ;
+  wire \s1a.issue.shift ;
+  wire [11:0] \s1a.issue.w_addr ;
+  wire \s1a.valid ;
+  reg [37:0] s1b = 38'h0000000000;
+  wire [36:0] \s1b.issue ;
+  wire [6:0] \s1b.issue.acc_addr ;
+  wire [6:0] \s1b.issue.b_addr ;
+  wire \s1b.issue.bias ;
+  wire [8:0] \s1b.issue.delta ;
+  wire \s1b.issue.shift ;
+  wire [11:0] \s1b.issue.w_addr ;
+  wire \s1b.valid ;
   reg [9:0] s2 = 10'h000;
   wire [6:0] \s2.acc_addr ;
   wire \s2.bias ;
@@ -5886,6 +5954,9 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   wire \s3.bias ;
   wire \s3.shift ;
   wire \s3.valid ;
+  reg [7:0] s4 = 8'h00;
+  wire [6:0] \s4.acc_addr ;
+  wire \s4.valid ;
   reg [37:0] acc_mem [68:0];
   initial begin
     acc_mem[0] = 38'h0000000000;
@@ -5959,8 +6030,8 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
     acc_mem[68] = 38'h0000000000;
   end
   always @(posedge clk) begin
-    if (s3[0])
-      acc_mem[s3[7:1]] <= acc_wr__data;
+    if (s4[0])
+      acc_mem[s4[7:1]] <= acc_wr__data;
   end
   reg [37:0] _0_;
   always @(posedge clk) begin
@@ -6041,57 +6112,73 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   end
   reg [37:0] _1_;
   always @(posedge clk) begin
-    _1_ <= b_mem[\$like [26:20]];
+    _1_ <= b_mem[s1b[26:20]];
   end
-  assign \$signature__data$29  = _1_;
-  assign \$signature__addr$4  = \$like [0] ? \$like [19:13] : read_addr;
-  assign \$1  = ~ s1[0];
-  assign \$2  = ~ \$like$10 [0];
-  assign \$3  = \$1  & \$2 ;
-  assign \$4  = ~ \$like [0];
-  assign \$5  = \$3  & \$4 ;
-  assign \$6  = ~ s2[0];
-  assign \$7  = \$5  & \$6 ;
-  assign \$8  = ~ s3[0];
-  assign idle = \$7  & \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed(aligned0);
-  assign \$12  = $signed(\$11 ) + $signed(aligned1);
-  assign \$13  = $signed(data[7:0]) * $signed(\$like [36:28]);
-  assign \$14  = $signed(data[15:8]) * $signed(\$like [36:28]);
-  assign \$15  = s3[7:1] == s2[7:1];
-  assign \$16  = s3[0] & \$15 ;
-  assign \$17  = last[7:1] == s2[7:1];
-  assign \$18  = last[0] & \$17 ;
+  assign \$signature__data$30  = _1_;
   always @(posedge clk)
-    s1 <= \$23 ;
+    s4 <= \$36 ;
   always @(posedge clk)
-    \$like$10  <= \$24 ;
+    last <= \$37 ;
   always @(posedge clk)
-    \$like  <= \$25 ;
+    last_sum <= \$38 ;
   always @(posedge clk)
-    prod0 <= \$26 ;
+    last_sum2 <= \$39 ;
   always @(posedge clk)
-    prod1 <= \$27 ;
+    fwd1 <= \$40 ;
   always @(posedge clk)
-    s2 <= \$28 ;
+    \$signal  <= \$41 ;
   always @(posedge clk)
-    s3 <= \$29 ;
+    aligned0 <= \$42 ;
   always @(posedge clk)
-    acc_word <= \$30 ;
+    base0 <= \$43 ;
   always @(posedge clk)
-    bias_q <= \$31 ;
+    addend0 <= \$44 ;
   always @(posedge clk)
-    last <= \$32 ;
+    aligned1 <= \$45 ;
   always @(posedge clk)
-    \$like$18  <= \$33 ;
+    base1 <= \$46 ;
   always @(posedge clk)
-    last_sum2 <= \$34 ;
+    addend1 <= \$47 ;
+  assign \$signature__addr$4  = s1b[0] ? s1b[19:13] : read_addr;
+  assign \$1  = fwd1 ? last_sum[18:0] : base0;
+  assign \$2  = $signed(\$1 ) + $signed(addend0);
+  assign \$3  = fwd1 ? last_sum[37:19] : base1;
+  assign \$4  = $signed(\$3 ) + $signed(addend1);
+  assign \$5  = $signed(data[7:0]) * $signed(s1b[36:28]);
+  assign \$6  = $signed(data[15:8]) * $signed(s1b[36:28]);
+  assign \$7  = issue__valid | s1[0];
+  assign \$8  = \$7  | s1a[0];
+  assign \$9  = \$8  | s1b[0];
+  assign \$10  = \$9  | s2[0];
+  assign \$11  = \$10  | s3[0];
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$signal  == 1'h1;
+  assign \$14  = s3[7:1] == s2[7:1];
+  assign \$15  = s3[0] & \$14 ;
+  assign \$16  = s4[7:1] == s2[7:1];
+  assign \$17  = s4[0] & \$16 ;
+  assign \$18  = last[7:1] == s2[7:1];
+  assign \$19  = last[0] & \$18 ;
   always @(posedge clk)
-    pick <= \$35 ;
+    s1 <= \$26 ;
   always @(posedge clk)
-    aligned0 <= \$36 ;
+    s1a <= \$27 ;
   always @(posedge clk)
-    aligned1 <= \$37 ;
+    s1b <= \$28 ;
+  always @(posedge clk)
+    prod0 <= \$29 ;
+  always @(posedge clk)
+    prod1 <= \$30 ;
+  always @(posedge clk)
+    s2 <= \$31 ;
+  always @(posedge clk)
+    s3 <= \$32 ;
+  always @(posedge clk)
+    acc_word <= \$33 ;
+  always @(posedge clk)
+    bias_q <= \$34 ;
+  always @(posedge clk)
+    idle <= \$35 ;
   \hwgen_digits_lstm_p2_delta.mac.w_rom  w_rom (
     .addr(issue__payload[11:0]),
     .clk(clk),
@@ -6100,151 +6187,56 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$9  = bias_q[18:0];
-      2'h1:
-          \$9  = \$like$18 [18:0];
-      2'h2:
-          \$9  = last_sum2[18:0];
-      2'h3:
-          \$9  = acc_word[18:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pick)
-      2'h0:
-          \$11  = bias_q[37:19];
-      2'h1:
-          \$11  = \$like$18 [37:19];
-      2'h2:
-          \$11  = last_sum2[37:19];
-      2'h3:
-          \$11  = acc_word[37:19];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$23 [37:1] = s1[37:1];
-    \$23 [0] = issue__valid;
-    if (issue__valid) begin
-      \$23 [37:1] = issue__payload;
-    end
+    \$36 [0] = s3[0];
+    \$36 [7:1] = s3[7:1];
     if (rst) begin
-      \$23  = 38'h0000000000;
+      \$36  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$24  = s1;
+    \$37  = s4;
     if (rst) begin
-      \$24  = 38'h0000000000;
+      \$37  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$25  = \$like$10 ;
+    \$38  = acc_wr__data;
     if (rst) begin
-      \$25  = 38'h0000000000;
+      \$38  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$26  = \$13 ;
+    \$39  = last_sum;
     if (rst) begin
-      \$26  = 17'h00000;
+      \$39  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$27  = \$14 ;
+    \$40  = \$13 ;
     if (rst) begin
-      \$27  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$28 [0] = \$like [0];
-    \$28 [7:1] = \$like [19:13];
-    \$28 [8] = \$like [27];
-    \$28 [9] = \$like [37];
-    if (rst) begin
-      \$28  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$29  = s2;
-    if (rst) begin
-      \$29  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$30  = \$signature__data ;
-    if (rst) begin
-      \$30  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$31  = \$signature__data$29 ;
-    if (rst) begin
-      \$31  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$32 [0] = s3[0];
-    \$32 [7:1] = s3[7:1];
-    if (rst) begin
-      \$32  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$33  = acc_wr__data;
-    if (rst) begin
-      \$33  = 38'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$34  = \$like$18 ;
-    if (rst) begin
-      \$34  = 38'h0000000000;
+      \$40  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (s2[8]) begin
-      \$35  = 2'h0;
-    end else if (\$16 ) begin
-      \$35  = 2'h1;
-    end else if (\$18 ) begin
-      \$35  = 2'h2;
+      \$41  = 3'h0;
+    end else if (\$15 ) begin
+      \$41  = 3'h1;
+    end else if (\$17 ) begin
+      \$41  = 3'h2;
+    end else if (\$19 ) begin
+      \$41  = 3'h3;
     end else begin
-      \$35  = 2'h3;
+      \$41  = 3'h4;
     end
     if (rst) begin
-      \$35  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$36  = { \$19 [17], \$19 [17], \$19  };
-      1'h1:
-          \$36  = { \$20 [17], \$20 [17], \$20  };
-    endcase
-    if (rst) begin
-      \$36  = 20'h00000;
+      \$41  = 3'h0;
     end
   end
   always @* begin
@@ -6252,37 +6244,193 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$37  = { \$21 [17], \$21 [17], \$21  };
+          \$42  = { \$20 [17], \$20 [17], \$20  };
       1'h1:
-          \$37  = { \$22 [17], \$22 [17], \$22  };
+          \$42  = { \$21 [17], \$21 [17], \$21  };
     endcase
     if (rst) begin
-      \$37  = 20'h00000;
+      \$42  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$43  = \$22 ;
+    if (rst) begin
+      \$43  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$44  = aligned0;
+    if (rst) begin
+      \$44  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$45  = { \$23 [17], \$23 [17], \$23  };
+      1'h1:
+          \$45  = { \$24 [17], \$24 [17], \$24  };
+    endcase
+    if (rst) begin
+      \$45  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$46  = \$25 ;
+    if (rst) begin
+      \$46  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$47  = aligned1;
+    if (rst) begin
+      \$47  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$22  = 19'h00000;
+    casez (\$signal )
+      3'h0:
+          \$22  = bias_q[18:0];
+      3'h1:
+          \$22  = acc_word[18:0];
+      3'h2:
+          \$22  = last_sum[18:0];
+      3'h3:
+          \$22  = last_sum2[18:0];
+      3'h4:
+          \$22  = acc_word[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$25  = 19'h00000;
+    casez (\$signal )
+      3'h0:
+          \$25  = bias_q[37:19];
+      3'h1:
+          \$25  = acc_word[37:19];
+      3'h2:
+          \$25  = last_sum[37:19];
+      3'h3:
+          \$25  = last_sum2[37:19];
+      3'h4:
+          \$25  = acc_word[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$26 [37:1] = s1[37:1];
+    \$26 [0] = issue__valid;
+    if (issue__valid) begin
+      \$26 [37:1] = issue__payload;
+    end
+    if (rst) begin
+      \$26  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$27  = s1;
+    if (rst) begin
+      \$27  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$28  = s1a;
+    if (rst) begin
+      \$28  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$29  = \$5 ;
+    if (rst) begin
+      \$29  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$30  = \$6 ;
+    if (rst) begin
+      \$30  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$31 [0] = s1b[0];
+    \$31 [7:1] = s1b[19:13];
+    \$31 [8] = s1b[27];
+    \$31 [9] = s1b[37];
+    if (rst) begin
+      \$31  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$32  = s2;
+    if (rst) begin
+      \$32  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$33  = \$signature__data ;
+    if (rst) begin
+      \$33  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$34  = \$signature__data$30 ;
+    if (rst) begin
+      \$34  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$35  = \$12 ;
+    if (rst) begin
+      \$35  = 1'h1;
     end
   end
   assign addr = issue__payload[11:0];
-  assign \$signature__addr  = \$like [26:20];
-  assign \$like$7  = acc_word;
-  assign acc_wr__addr = s3[7:1];
-  assign acc_wr__en = s3[0];
+  assign \$signature__addr  = s1b[26:20];
+  assign acc_q = acc_word;
+  assign acc_wr__addr = s4[7:1];
+  assign acc_wr__en = s4[0];
   assign \issue__payload.w_addr  = issue__payload[11:0];
   assign \issue__payload.acc_addr  = issue__payload[18:12];
   assign \issue__payload.b_addr  = issue__payload[25:19];
   assign \issue__payload.bias  = issue__payload[26];
   assign \issue__payload.delta  = issue__payload[35:27];
   assign \issue__payload.shift  = issue__payload[36];
-  assign \$like.valid  = \$like [0];
-  assign \$like.issue  = \$like [37:1];
-  assign \$like.issue.w_addr  = \$like [12:1];
-  assign \$like.issue.acc_addr  = \$like [19:13];
-  assign \$like.issue.b_addr  = \$like [26:20];
-  assign \$like.issue.bias  = \$like [27];
-  assign \$like.issue.delta  = \$like [36:28];
-  assign \$like.issue.shift  = \$like [37];
+  assign \s1b.valid  = s1b[0];
+  assign \s1b.issue  = s1b[37:1];
+  assign \s1b.issue.w_addr  = s1b[12:1];
+  assign \s1b.issue.acc_addr  = s1b[19:13];
+  assign \s1b.issue.b_addr  = s1b[26:20];
+  assign \s1b.issue.bias  = s1b[27];
+  assign \s1b.issue.delta  = s1b[36:28];
+  assign \s1b.issue.shift  = s1b[37];
   assign \acc_word[0]  = acc_word[18:0];
   assign \acc_word[1]  = acc_word[37:19];
-  assign \$like$7[0]  = acc_word[18:0];
-  assign \$like$7[1]  = acc_word[37:19];
+  assign \acc_q[0]  = acc_word[18:0];
+  assign \acc_q[1]  = acc_word[37:19];
+  assign \s4.valid  = s4[0];
+  assign \s4.acc_addr  = s4[7:1];
+  assign \acc_wr__data[0]  = acc_wr__data[18:0];
+  assign \acc_wr__data[1]  = acc_wr__data[37:19];
+  assign \last_sum[0]  = last_sum[18:0];
+  assign \last_sum[1]  = last_sum[37:19];
   assign \s1.valid  = s1[0];
   assign \s1.issue  = s1[37:1];
   assign \s1.issue.w_addr  = s1[12:1];
@@ -6291,14 +6439,16 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   assign \s1.issue.bias  = s1[27];
   assign \s1.issue.delta  = s1[36:28];
   assign \s1.issue.shift  = s1[37];
-  assign \$like$10.valid  = \$like$10 [0];
-  assign \$like$10.issue  = \$like$10 [37:1];
-  assign \$like$10.issue.w_addr  = \$like$10 [12:1];
-  assign \$like$10.issue.acc_addr  = \$like$10 [19:13];
-  assign \$like$10.issue.b_addr  = \$like$10 [26:20];
-  assign \$like$10.issue.bias  = \$like$10 [27];
-  assign \$like$10.issue.delta  = \$like$10 [36:28];
-  assign \$like$10.issue.shift  = \$like$10 [37];
+  assign \s1a.valid  = s1a[0];
+  assign \s1a.issue  = s1a[37:1];
+  assign \s1a.issue.w_addr  = s1a[12:1];
+  assign \s1a.issue.acc_addr  = s1a[19:13];
+  assign \s1a.issue.b_addr  = s1a[26:20];
+  assign \s1a.issue.bias  = s1a[27];
+  assign \s1a.issue.delta  = s1a[36:28];
+  assign \s1a.issue.shift  = s1a[37];
+  assign \data[0]  = data[7:0];
+  assign \data[1]  = data[15:8];
   assign \s2.valid  = s2[0];
   assign \s2.acc_addr  = s2[7:1];
   assign \s2.bias  = s2[8];
@@ -6307,28 +6457,22 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, idle, acc_word, issue__p
   assign \s3.acc_addr  = s3[7:1];
   assign \s3.bias  = s3[8];
   assign \s3.shift  = s3[9];
-  assign \acc_wr__data[0]  = acc_wr__data[18:0];
-  assign \acc_wr__data[1]  = acc_wr__data[37:19];
-  assign \bias_q[0]  = bias_q[18:0];
-  assign \bias_q[1]  = bias_q[37:19];
-  assign \$like$18[0]  = \$like$18 [18:0];
-  assign \$like$18[1]  = \$like$18 [37:19];
-  assign \last_sum2[0]  = last_sum2[18:0];
-  assign \last_sum2[1]  = last_sum2[37:19];
-  assign \data[0]  = data[7:0];
-  assign \data[1]  = data[15:8];
   assign \$signature__data[0]  = \$signature__data [18:0];
   assign \$signature__data[1]  = \$signature__data [37:19];
-  assign \$signature__data$29[0]  = \$signature__data$29 [18:0];
-  assign \$signature__data$29[1]  = \$signature__data$29 [37:19];
+  assign \bias_q[0]  = bias_q[18:0];
+  assign \bias_q[1]  = bias_q[37:19];
+  assign \$signature__data$30[0]  = \$signature__data$30 [18:0];
+  assign \$signature__data$30[1]  = \$signature__data$30 [37:19];
   assign \last.valid  = last[0];
   assign \last.acc_addr  = last[7:1];
-  assign acc_wr__data[37:19] = \$12 [18:0];
-  assign acc_wr__data[18:0] = \$10 [18:0];
-  assign \$19  = { prod0[16], prod0 };
-  assign \$20  = { prod0, 1'h0 };
-  assign \$21  = { prod1[16], prod1 };
-  assign \$22  = { prod1, 1'h0 };
+  assign \last_sum2[0]  = last_sum2[18:0];
+  assign \last_sum2[1]  = last_sum2[37:19];
+  assign acc_wr__data[37:19] = \$4 [18:0];
+  assign acc_wr__data[18:0] = \$2 [18:0];
+  assign \$20  = { prod0[16], prod0 };
+  assign \$21  = { prod0, 1'h0 };
+  assign \$23  = { prod1[16], prod1 };
+  assign \$24  = { prod1, 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
