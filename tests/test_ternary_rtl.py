@@ -78,6 +78,21 @@ def test_cycle_model_matches_simulation_and_falls_with_sparsity(cell, layers, he
     assert steps[0] > steps[1] > steps[2], steps
 
 
+@pytest.mark.parametrize("scale_step,lanes,theta", [(1, 3, None), (2, 8, 2), (64, 2, None)])
+def test_every_scale_step_is_bit_exact_in_its_modelled_cycles(scale_step, lanes, theta):
+    """The combiner's scale bits a cycle: one (bit-serial), some, all (one cycle a term)."""
+    qm, xq = ternary_model("gru", 1, "every", 2, 0.5, hidden=9, seed=scale_step)
+    delta = None if theta is None else [(theta, theta)]
+    acc = Accelerator(qm, lanes, delta=delta, scale_step=scale_step)
+    tp = acc.ternary_plan
+    assert tp.digits_per_term == -(-tp.scale_bits // min(scale_step, tp.scale_bits))
+    got, _ = run_accelerator(acc, xq, "every", OUT, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+    if theta is None:
+        model = ternary_cycle_model(acc.plan, tp, I_SIZE, "every")
+        assert measured_per_step(acc, xq, "every") == model["model_per_step"]
+
+
 def multipliers(acc) -> dict:
     """$mul cells per module of the elaborated design."""
     from amaranth.back import rtlil

@@ -70,9 +70,10 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     }
 
 
-def ternary_pass_cycles(counts, terms: int) -> dict:
+def ternary_pass_cycles(counts, terms: int, digits_per_term: int) -> dict:
     """Cycles of one ternary MATRIX pass and its combine, from the stored words of each
-    column (`TernaryPlan.column_counts`) and the pass's combine terms.
+    column (`TernaryPlan.column_counts`) and the pass's combine terms, each
+    `digits_per_term` cycles.
 
     The issuer spends max(1, words) cycles on a column. Columns with no words after the
     last stored one end the pass before the level-sum pipeline has drained, and so are
@@ -88,7 +89,7 @@ def ternary_pass_cycles(counts, terms: int) -> dict:
     issue = sum(max(1, c) for c in counts) - min(trailing, SUM_PIPELINE_DEPTH - 1)
     return {"matrix": ENCODER_LATENCY + POINTER_LATENCY + T_ISSUER + issue
             + SUM_PIPELINE_DEPTH + 1,
-            "combine": COMBINE_START + terms + COMBINE_DEPTH,
+            "combine": COMBINE_START + terms * digits_per_term + COMBINE_DEPTH,
             "stored_words": int(sum(counts))}
 
 
@@ -98,11 +99,11 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
     and the combine's cycles."""
     layers = []
     for k, lp in enumerate(plan.layers):
-        c = ternary_pass_cycles(tp.column_counts(k), tp.pass_terms(k))
+        c = ternary_pass_cycles(tp.column_counts(k), tp.pass_terms(k), tp.digits_per_term)
         c["activate"] = activate_cycles(lp, plan.lanes, plan.units)
         layers.append(c)
     hp, k = plan.head, len(plan.layers)
-    hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_terms(k))
+    hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_terms(k), tp.digits_per_term)
     head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size)
     per_step = input_size + sum(c["matrix"] + c["combine"] + c["activate"] for c in layers)
     macs = sum(lp.macs for lp in plan.layers)

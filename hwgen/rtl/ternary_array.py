@@ -6,16 +6,16 @@
 A fired column's pointer names its stored words (`ternary_plan`: only words with a nonzero
 digit); the issuer issues them one a cycle, and the level-sum array adds, subtracts or skips
 the column's delta into the word's level sum per lane: no multiplier. After the pass, the
-combiner walks the pass's terms one a cycle: per accumulator word and (side, level) feeding
-it, acc += (a * S) << shift, and clears S for the next pass.
+combiner walks the pass's terms: per accumulator word and (side, level) feeding it,
+acc += (a << shift) * S, and clears S for the next pass.
 
-The scale product is shift-add, not a multiplier: a is an unsigned `scale_bits`-bit
-constant per row, so a * S is the sum of S << b over a's set bits, written as masked
-shifted adds in two register stages (Yosys maps no `$mul` and so no DSP block: the design
-has 0 DSPs, and the UP5K's eight SB_MAC16 do not bound the lanes). It costs about
-`scale_bits` adders of S's width per lane, once per design, against a multiplier per lane;
-one term a cycle keeps the combine at (accumulator words x levels x sides) cycles a pass,
-small beside the matrix work.
+The scale product is shift-add, not a multiplier: a << shift is an unsigned `scale_bits`-bit
+constant per row (stored aligned, so there is no shifter), and its product with S is the
+sum of S << b over its set bits. The combiner takes `scale_step` of those bits a cycle,
+lowest first, as masked adds into the word's running sum, while S shifts left: per lane
+`scale_step` adders of the accumulator's width (Yosys maps no `$mul` and so no DSP block,
+and the UP5K's eight SB_MAC16 do not bound the lanes). A term costs `digits_per_term`
+cycles: the combine is (accumulator words x levels x sides x digits) cycles a pass.
 """
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ POINTER_LATENCY = 1
 ISSUER_LATENCY = 1
 #: Registers between an issue and its level-sum write (s1, s1a, s1b: entry ROM; s2, s3).
 SUM_PIPELINE_DEPTH = 5
-#: Edges from the combine's start to its first term's ROM word, and from a term to its
-#: accumulator write (c0: term ROM read; c1: S, scale, base read; c2: half products;
-#: c3: product aligned; written at the end of c3).
-COMBINE_START, COMBINE_DEPTH = 1, 4
+#: Edges from the combine's start to its first term's ROM word, and from a term's last
+#: digit to its accumulator write (c0: term ROM word; c1: S, base and scale digits, added
+#: and written at the end of c1).
+COMBINE_START, COMBINE_DEPTH = 1, 2
 
 
 def span_layout(tp: TernaryPlan, delta_width: int) -> data.StructLayout:
@@ -211,26 +211,24 @@ class LevelSumArray(wiring.Component):
 
 def term_layout(tp: TernaryPlan, acc_depth: int, bias_depth: int) -> data.StructLayout:
     return data.StructLayout({"s_addr": range(tp.s_depth), "acc_addr": range(acc_depth),
-                              "b_addr": range(bias_depth), "shift": range(len(tp.shifts)),
-                              "first": 1, "last": 1,
+                              "b_addr": range(bias_depth), "first": 1, "last": 1,
                               "scales": data.ArrayLayout(unsigned(tp.scale_bits), tp.lanes)})
 
 
 def term_words(tp: TernaryPlan, layout) -> list:
-    out = []
-    for s_addr, acc_addr, b_addr, shift, first, last, scales in tp.terms:
-        out.append({"s_addr": s_addr, "acc_addr": acc_addr, "b_addr": b_addr,
-                    "shift": shift, "first": int(first), "last": int(last), "scales": scales})
-    return out
+    return [{"s_addr": s_addr, "acc_addr": acc_addr, "b_addr": b_addr, "first": int(first),
+             "last": int(last), "scales": scales}
+            for s_addr, acc_addr, b_addr, first, last, scales in tp.terms]
 
 
 class ScaleCombiner(wiring.Component):
-    """Adds a pass's scaled level sums into the accumulators, one term a cycle.
+    """Adds a pass's scaled level sums into the accumulators, `scale_step` scale bits a cycle.
 
-    Owns the term ROM (per term: S address, accumulator and bias words, shift, first/last
-    of its word, the P lanes' scales), the bias memory and the accumulator memory. A word's
-    first term starts from the bias (`from_bias`) or the stored word (delta passes after
-    the first step); each term adds (scale * S) << shift; the last writes the word.
+    Owns the term ROM (per term: S address, accumulator and bias words, first/last of its
+    word, the P lanes' aligned scales), the bias memory and the accumulator memory. A
+    word's first term starts from the bias (`from_bias`) or the stored word (delta passes
+    after the first step); each term adds scale * S over `digits_per_term` cycles, lowest
+    bits first (S shifts left by `scale_step` a cycle); the last writes the word.
 
     Members
     -------
@@ -259,6 +257,7 @@ class ScaleCombiner(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tp, P, layout = self.tp, self.tp.lanes, self.layout
+        step, digits = tp.scale_step, tp.digits_per_term
         acc_lanes = data.ArrayLayout(signed(self.acc_width), P)
         m.submodules.t_rom = t_rom = Memory(shape=layout, depth=max(len(tp.terms), 1),
                                             init=term_words(tp, layout))
@@ -269,9 +268,10 @@ class ScaleCombiner(wiring.Component):
         t_rd, b_rd = t_rom.read_port(), b_mem.read_port()
         acc_rd, acc_wr = acc_mem.read_port(), acc_mem.write_port()
 
-        # c0: walk the pass's terms through the term ROM
+        # walk the pass's terms through the term ROM, `digits` cycles each
         t = Signal(range(len(tp.terms) + 1))
         end = Signal.like(t)
+        digit = Signal(range(digits))
         busy = Signal()
         with m.Switch(self.sel):
             for p in range(len(tp.term_base) - 1):
@@ -280,58 +280,56 @@ class ScaleCombiner(wiring.Component):
                         m.d.sync += [t.eq(tp.term_base[p]), end.eq(tp.term_base[p + 1]),
                                      busy.eq(1)]
         with m.If(busy):
-            m.d.sync += t.eq(t + 1)
-            with m.If(t + 1 == end):
-                m.d.sync += busy.eq(0)
+            with m.If(digit == digits - 1):
+                m.d.sync += [digit.eq(0), t.eq(t + 1)]
+                with m.If(t + 1 == end):
+                    m.d.sync += busy.eq(0)
+            with m.Else():
+                m.d.sync += digit.eq(digit + 1)
         m.d.comb += t_rd.addr.eq(t)
-        c0 = Signal()
-        m.d.sync += c0.eq(busy)
+        walk = data.StructLayout({"valid": 1, "first_digit": 1, "last_digit": 1})
+        c0 = Signal(walk)
+        m.d.sync += [c0.valid.eq(busy), c0.first_digit.eq(digit == 0),
+                     c0.last_digit.eq(digit == digits - 1)]
         term = t_rd.data
 
-        # c1: S (cleared as read), the scales, and the word's base (bias or stored)
-        m.d.comb += [self.drain_addr.eq(term.s_addr), self.drain.eq(c0),
+        # c0: the term's word: read S (cleared as read) and the word's base (bias or
+        # stored); its scales into a register that shifts `step` bits a cycle
+        m.d.comb += [self.drain_addr.eq(term.s_addr), self.drain.eq(c0.valid & c0.first_digit),
                      b_rd.addr.eq(term.b_addr),
-                     acc_rd.addr.eq(Mux(c0, term.acc_addr, self.read_addr))]
-        ctl = data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth), "first": 1,
-                                 "last": 1, "shift": range(len(tp.shifts))})
-        c1 = Signal(ctl)
+                     acc_rd.addr.eq(Mux(c0.valid, term.acc_addr, self.read_addr))]
         scales = Signal.like(term.scales)
-        m.d.sync += [c1.valid.eq(c0), c1.acc_addr.eq(term.acc_addr), c1.first.eq(term.first),
-                     c1.last.eq(term.last), c1.shift.eq(term.shift), scales.eq(term.scales)]
+        with m.If(c0.valid & c0.first_digit):
+            m.d.sync += scales.eq(term.scales)
+        with m.Else():
+            m.d.sync += [scales[k].eq(scales[k] >> step) for k in range(P)]
+        ctl = data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth),
+                                 "first_digit": 1, "word_start": 1, "word_end": 1})
+        c1 = Signal(ctl)
+        m.d.sync += [c1.valid.eq(c0.valid), c1.acc_addr.eq(term.acc_addr),
+                     c1.first_digit.eq(c0.first_digit),
+                     c1.word_start.eq(term.first & c0.first_digit),
+                     c1.word_end.eq(term.last & c0.last_digit)]
         acc_q = Signal(acc_lanes)
         m.d.sync += acc_q.eq(acc_rd.data)
         m.d.comb += self.acc_word.eq(acc_q)
 
-        # c2: half products: S << b over the scale's set bits (shift-add, no multiplier)
-        c2, c3 = Signal(ctl), Signal(ctl)
-        base2, base3 = Signal(acc_lanes), Signal(acc_lanes)
-        half = (tp.scale_bits + 1) // 2
-        prod_w = tp.s_width + tp.scale_bits
-        lo = Signal(data.ArrayLayout(signed(prod_w), P))
-        hi = Signal(data.ArrayLayout(signed(prod_w), P))
-        m.d.sync += [c2.eq(c1), base2.eq(Mux(self.from_bias, b_rd.data, acc_rd.data))]
-        for k in range(P):
-            s = self.s_word[k]
-            bits = [Mux(scales[k][b], s << b, 0) for b in range(tp.scale_bits)]
-            m.d.sync += [lo[k].eq(sum(bits[:half])), hi[k].eq(sum(bits[half:]))]
-
-        # c3: the product, aligned into the accumulator's fraction (modulo its width: the
-        # word's final sum fits, as the reference's does)
-        aligned = Signal(acc_lanes)
-        m.d.sync += [c3.eq(c2), base3.eq(base2)]
-        with m.Switch(c2.shift):
-            for idx, sh in enumerate(tp.shifts):
-                with m.Case(idx):
-                    for k in range(P):
-                        m.d.sync += aligned[k].eq((lo[k] + hi[k]) << sh)
-
-        # end of c3: add into the word's running sum; its last term writes the word
+        # c1: `step` scale bits: masked shifted adds of S (no multiplier), into the word's
+        # running sum (modulo the accumulator's width: the word's final sum fits, as the
+        # reference's does); its last digit of its last term writes the word
+        base = Signal(acc_lanes)
+        m.d.comb += base.eq(Mux(self.from_bias, b_rd.data, acc_rd.data))
+        shifted = Signal(acc_lanes)   # S << (step x digit) of the term in progress
         run = Signal(acc_lanes)
         total = Signal(acc_lanes)
         for k in range(P):
-            m.d.comb += total[k].eq(Mux(c3.first, base3[k], run[k]) + aligned[k])
+            operand = Signal(signed(self.acc_width), name=f"operand{k}")
+            m.d.comb += operand.eq(Mux(c1.first_digit, self.s_word[k], shifted[k]))
+            part = sum(Mux(scales[k][b], operand << b, 0) for b in range(step))
+            m.d.comb += total[k].eq(Mux(c1.word_start, base[k], run[k]) + part)
+            m.d.sync += shifted[k].eq(operand << step)
         m.d.sync += run.eq(total)
-        m.d.comb += [acc_wr.addr.eq(c3.acc_addr), acc_wr.data.eq(total),
-                     acc_wr.en.eq(c3.valid & c3.last)]
-        m.d.comb += self.done.eq(~(busy | c0 | c1.valid | c2.valid | c3.valid))
+        m.d.comb += [acc_wr.addr.eq(c1.acc_addr), acc_wr.data.eq(total),
+                     acc_wr.en.eq(c1.valid & c1.word_end)]
+        m.d.comb += self.done.eq(~(busy | c0.valid | c1.valid))
         return m
