@@ -12,10 +12,12 @@ acc += (a << shift) * S, and clears S for the next pass.
 The scale product is shift-add, not a multiplier: a << shift is an unsigned `scale_bits`-bit
 constant per row (stored aligned, so there is no shifter), and its product with S is the
 sum of S << b over its set bits. The combiner takes `scale_step` of those bits a cycle,
-lowest first, as masked adds into the word's running sum, while S shifts left: per lane
-`scale_step` adders of the accumulator's width (Yosys maps no `$mul` and so no DSP block,
-and the UP5K's eight SB_MAC16 do not bound the lanes). A term costs `digits_per_term`
-cycles: the combine is (accumulator words x levels x sides x digits) cycles a pass.
+lowest first up to the term's highest nonzero one, as masked adds into the word's running
+sum, while S shifts left: per lane `scale_step` adders of the accumulator's width (Yosys
+maps no `$mul` and so no DSP block, and the UP5K's eight SB_MAC16 do not bound the lanes).
+The scales come from a digit ROM, `scale_step` bits a lane a word (block RAM, not logic);
+the biases live in the accumulator memory's spare words. A term costs
+`TernaryPlan.term_digits` cycles.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .rom import BankedROM
-from .ternary_plan import TernaryPlan, entry_width, entry_words, s_addr_bits
+from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words, s_addr_bits
 
 #: Edges from a fired column at the queue's head to its span at the issuer.
 POINTER_LATENCY = 1
@@ -212,23 +214,24 @@ class LevelSumArray(wiring.Component):
 def term_layout(tp: TernaryPlan, acc_depth: int, bias_depth: int) -> data.StructLayout:
     return data.StructLayout({"s_addr": range(tp.s_depth), "acc_addr": range(acc_depth),
                               "b_addr": range(bias_depth), "first": 1, "last": 1,
-                              "scales": data.ArrayLayout(unsigned(tp.scale_bits), tp.lanes)})
+                              "digits": range(1, max(tp.term_digits(t) for t in tp.terms) + 1)})
 
 
-def term_words(tp: TernaryPlan, layout) -> list:
-    return [{"s_addr": s_addr, "acc_addr": acc_addr, "b_addr": b_addr, "first": int(first),
-             "last": int(last), "scales": scales}
-            for s_addr, acc_addr, b_addr, first, last, scales in tp.terms]
+def term_words(tp: TernaryPlan) -> list:
+    return [{"s_addr": t[0], "acc_addr": t[1], "b_addr": t[2], "first": int(t[3]),
+             "last": int(t[4]), "digits": tp.term_digits(t)} for t in tp.terms]
 
 
 class ScaleCombiner(wiring.Component):
     """Adds a pass's scaled level sums into the accumulators, `scale_step` scale bits a cycle.
 
     Owns the term ROM (per term: S address, accumulator and bias words, first/last of its
-    word, the P lanes' aligned scales), the bias memory and the accumulator memory. A
-    word's first term starts from the bias (`from_bias`) or the stored word (delta passes
-    after the first step); each term adds scale * S over `digits_per_term` cycles, lowest
-    bits first (S shifts left by `scale_step` a cycle); the last writes the word.
+    word, its digit count), the digit ROM (per term and digit, `scale_step` bits of each
+    lane's aligned scale: `ternary_plan.digit_words`) and the accumulator memory, whose
+    words past `acc_depth` hold the biases (read-only: no bias ROM of its own). A word's
+    first term starts from the bias (`from_bias`) or the stored word (delta passes after
+    the first step); each term adds scale * S, one digit a cycle, lowest first (S shifts
+    left by `scale_step` a cycle); the last writes the word.
 
     Members
     -------
@@ -257,76 +260,78 @@ class ScaleCombiner(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tp, P, layout = self.tp, self.tp.lanes, self.layout
-        step, digits = tp.scale_step, tp.digits_per_term
+        step = tp.scale_step
         acc_lanes = data.ArrayLayout(signed(self.acc_width), P)
+        digits = digit_words(tp)
+        digit_base = [0]
+        for p in range(len(tp.term_base) - 1):
+            digit_base.append(digit_base[-1] + tp.pass_digits(p))
+        # the term ROM is small (in logic): read the same cycle, its digit count steers the walk
         m.submodules.t_rom = t_rom = Memory(shape=layout, depth=max(len(tp.terms), 1),
-                                            init=term_words(tp, layout))
-        m.submodules.b_mem = b_mem = Memory(shape=acc_lanes, depth=len(self.bias_words),
-                                            init=self.bias_words.tolist())
-        m.submodules.acc_mem = acc_mem = Memory(shape=acc_lanes, depth=self.acc_depth,
-                                                init=[])
-        t_rd, b_rd = t_rom.read_port(), b_mem.read_port()
+                                            init=term_words(tp))
+        m.submodules.d_rom = d_rom = Memory(shape=unsigned(step * P),
+                                            depth=len(digits), init=digits)
+        m.submodules.acc_mem = acc_mem = Memory(
+            shape=acc_lanes, depth=self.acc_depth + len(self.bias_words),
+            init=[[0] * P] * self.acc_depth + self.bias_words.tolist())
+        t_rd, d_rd = t_rom.read_port(domain="comb"), d_rom.read_port()
         acc_rd, acc_wr = acc_mem.read_port(), acc_mem.write_port()
 
-        # walk the pass's terms through the term ROM, `digits` cycles each
+        # walk the pass's terms, their digits one a cycle (w: the digit word)
         t = Signal(range(len(tp.terms) + 1))
-        end = Signal.like(t)
-        digit = Signal(range(digits))
+        w = Signal(range(len(digits) + 1))
+        end = Signal.like(w)
+        digit = Signal.like(t_rd.data.digits)
         busy = Signal()
+        term = t_rd.data
         with m.Switch(self.sel):
             for p in range(len(tp.term_base) - 1):
                 with m.Case(p):
                     with m.If(self.start):
-                        m.d.sync += [t.eq(tp.term_base[p]), end.eq(tp.term_base[p + 1]),
-                                     busy.eq(1)]
+                        m.d.sync += [t.eq(tp.term_base[p]), w.eq(digit_base[p]),
+                                     end.eq(digit_base[p + 1]), busy.eq(1)]
+        last_digit = digit + 1 == term.digits
         with m.If(busy):
-            with m.If(digit == digits - 1):
+            m.d.sync += w.eq(w + 1)
+            with m.If(w + 1 == end):
+                m.d.sync += busy.eq(0)
+            with m.If(last_digit):
                 m.d.sync += [digit.eq(0), t.eq(t + 1)]
-                with m.If(t + 1 == end):
-                    m.d.sync += busy.eq(0)
             with m.Else():
                 m.d.sync += digit.eq(digit + 1)
         m.d.comb += t_rd.addr.eq(t)
-        walk = data.StructLayout({"valid": 1, "first_digit": 1, "last_digit": 1})
-        c0 = Signal(walk)
-        m.d.sync += [c0.valid.eq(busy), c0.first_digit.eq(digit == 0),
-                     c0.last_digit.eq(digit == digits - 1)]
-        term = t_rd.data
+        walk = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth),
+                                  "acc_addr": range(self.acc_depth + len(self.bias_words)),
+                                  "first_digit": 1, "word_start": 1, "word_end": 1})
+        c0, c1 = Signal(walk), Signal(walk)
+        w0 = Signal.like(w)
+        m.d.sync += [c0.valid.eq(busy), c0.s_addr.eq(term.s_addr),
+                     c0.acc_addr.eq(term.acc_addr), c0.first_digit.eq(digit == 0),
+                     c0.word_start.eq(term.first & (digit == 0)),
+                     c0.word_end.eq(term.last & last_digit), w0.eq(w)]
+        with m.If(self.from_bias & term.first & (digit == 0)):
+            m.d.sync += c0.acc_addr.eq(self.acc_depth + term.b_addr)
 
-        # c0: the term's word: read S (cleared as read) and the word's base (bias or
-        # stored); its scales into a register that shifts `step` bits a cycle
-        m.d.comb += [self.drain_addr.eq(term.s_addr), self.drain.eq(c0.valid & c0.first_digit),
-                     b_rd.addr.eq(term.b_addr),
-                     acc_rd.addr.eq(Mux(c0.valid, term.acc_addr, self.read_addr))]
-        scales = Signal.like(term.scales)
-        with m.If(c0.valid & c0.first_digit):
-            m.d.sync += scales.eq(term.scales)
-        with m.Else():
-            m.d.sync += [scales[k].eq(scales[k] >> step) for k in range(P)]
-        ctl = data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth),
-                                 "first_digit": 1, "word_start": 1, "word_end": 1})
-        c1 = Signal(ctl)
-        m.d.sync += [c1.valid.eq(c0.valid), c1.acc_addr.eq(term.acc_addr),
-                     c1.first_digit.eq(c0.first_digit),
-                     c1.word_start.eq(term.first & c0.first_digit),
-                     c1.word_end.eq(term.last & c0.last_digit)]
+        # c0: read S (cleared as read), the digit, and the word's base (bias or stored)
+        m.d.comb += [self.drain_addr.eq(c0.s_addr), self.drain.eq(c0.valid & c0.first_digit),
+                     d_rd.addr.eq(w0),
+                     acc_rd.addr.eq(Mux(c0.valid, c0.acc_addr, self.read_addr))]
+        m.d.sync += c1.eq(c0)
         acc_q = Signal(acc_lanes)
         m.d.sync += acc_q.eq(acc_rd.data)
         m.d.comb += self.acc_word.eq(acc_q)
 
         # c1: `step` scale bits: masked shifted adds of S (no multiplier), into the word's
         # running sum (modulo the accumulator's width: the word's final sum fits, as the
-        # reference's does); its last digit of its last term writes the word
-        base = Signal(acc_lanes)
-        m.d.comb += base.eq(Mux(self.from_bias, b_rd.data, acc_rd.data))
+        # reference's does); the last digit of its last term writes the word
         shifted = Signal(acc_lanes)   # S << (step x digit) of the term in progress
         run = Signal(acc_lanes)
         total = Signal(acc_lanes)
         for k in range(P):
             operand = Signal(signed(self.acc_width), name=f"operand{k}")
             m.d.comb += operand.eq(Mux(c1.first_digit, self.s_word[k], shifted[k]))
-            part = sum(Mux(scales[k][b], operand << b, 0) for b in range(step))
-            m.d.comb += total[k].eq(Mux(c1.word_start, base[k], run[k]) + part)
+            part = sum(Mux(d_rd.data[k * step + b], operand << b, 0) for b in range(step))
+            m.d.comb += total[k].eq(Mux(c1.word_start, acc_rd.data[k], run[k]) + part)
             m.d.sync += shifted[k].eq(operand << step)
         m.d.sync += run.eq(total)
         m.d.comb += [acc_wr.addr.eq(c1.acc_addr), acc_wr.data.eq(total),

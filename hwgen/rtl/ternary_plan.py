@@ -115,7 +115,7 @@ class TernaryPlan:
     ptr_base : per pass, the pointer index of its column 0.
     terms : per combine term (S address, acc address, bias address, first, last,
         aligned scales (P,)), passes in order; term_base[p]..term_base[p + 1] are pass p's.
-    scale_step : scale bits the combiner applies a cycle (`digits_per_term` cycles a term).
+    scale_step : scale bits the combiner applies a cycle (`term_digits` cycles a term).
     """
 
     lanes: int
@@ -141,10 +141,14 @@ class TernaryPlan:
     def pass_terms(self, p: int) -> int:
         return self.term_base[p + 1] - self.term_base[p]
 
-    @property
-    def digits_per_term(self) -> int:
-        """Combine cycles of one term: its scale, `scale_step` bits a cycle."""
-        return -(-self.scale_bits // self.scale_step)
+    def term_digits(self, term) -> int:
+        """Combine cycles of one term: its lanes' scales, `scale_step` bits a cycle, lowest
+        first, up to the highest nonzero bit (at least one: it also clears S)."""
+        return max(1, -(-max(term[5]).bit_length() // self.scale_step))
+
+    def pass_digits(self, p: int) -> int:
+        """Combine cycles of pass p's terms."""
+        return sum(self.term_digits(t) for t in self.terms[self.term_base[p]:self.term_base[p + 1]])
 
 
 def make_ternary_plan(qm: QModel, plan: Plan, scale_step: int | None = None) -> TernaryPlan:
@@ -220,3 +224,11 @@ def entry_words(tp: TernaryPlan) -> list:
 
 def entry_width(tp: TernaryPlan) -> int:
     return tp.lanes * (2 + s_addr_bits(tp))
+
+
+def digit_words(tp: TernaryPlan) -> list:
+    """Digit ROM words: per term, per digit d (`TernaryPlan.term_digits`), bits
+    d * scale_step ... of each lane's scale, `scale_step` bits a lane."""
+    step, mask = tp.scale_step, (1 << tp.scale_step) - 1
+    return [sum(((a >> d * step) & mask) << k * step for k, a in enumerate(term[5]))
+            for term in tp.terms for d in range(tp.term_digits(term))]
