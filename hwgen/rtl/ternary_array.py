@@ -21,7 +21,7 @@ the biases live in the accumulator memory's spare words. A term costs
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -33,8 +33,8 @@ from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words, s_
 POINTER_LATENCY = 1
 #: Edges from a span to its first issue.
 ISSUER_LATENCY = 1
-#: Registers between an issue and its level-sum write (s1, s1a, s1b: entry ROM; s2, s3).
-SUM_PIPELINE_DEPTH = 5
+#: Registers between an issue and its level-sum write (s1, s1a, s1b: entry ROM; s2).
+SUM_PIPELINE_DEPTH = 4
 #: Edges from the combine's start to its first term's ROM word, and from a term's last
 #: digit to its accumulator write (c0: term ROM word; c1: S, base and scale digits, added
 #: and written at the end of c1).
@@ -133,10 +133,11 @@ class LevelSumArray(wiring.Component):
 
     It owns the entry ROM (per stored word: each lane's digit and S address) and the S
     memory, one per lane (lane k holds rows k, k + P, ... of every level and side, so each
-    lane follows its own list of nonzero digits: `ternary_plan`). Pipeline and forwarding
-    are the MAC array's (`mac_array`), lane by lane: the entry ROM's three edges, then the
-    S word read, then add and write; an update's read misses the two updates before it,
-    whose sums are forwarded when they hit the same word.
+    lane follows its own list of nonzero digits: `ternary_plan`). Per lane: the entry ROM's
+    three edges, then the S word read, then add and write in one stage; an update's read
+    misses the update just before it, whose sum is forwarded when it hits the same word
+    (one register a lane: no further stage, no term registers; the delta and its negation
+    are registered once for all lanes).
 
     The combiner reads S through `drain_addr` (every lane's word comes out at `s_word` one
     edge later) and clears it as it reads (`drain`): S is zero at every pass's start.
@@ -169,7 +170,12 @@ class LevelSumArray(wiring.Component):
         m.d.sync += [s1.valid.eq(self.issue.valid), s1.delta.eq(self.issue.payload.delta),
                      s1a.eq(s1), s1b.eq(s1a)]
         nz, neg = rom.data[:P], rom.data[P:2 * P]
-        lane_ctl = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth)})
+        # the delta and its negation, once for all lanes: a lane only picks one
+        plus = Signal(signed(self.delta_width + 1))
+        minus = Signal.like(plus)
+        m.d.sync += [plus.eq(s1b.delta), minus.eq(-s1b.delta)]
+        lane_ctl = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth), "neg": 1,
+                                      "forward": 1})
         in_flight = [s1.valid, s1a.valid, s1b.valid]
         for k in range(P):
             s_mem = Memory(shape=signed(tp.s_width), depth=tp.s_depth, init=[])
@@ -177,36 +183,23 @@ class LevelSumArray(wiring.Component):
             s_rd, s_wr = s_mem.read_port(), s_mem.write_port()
             s_addr = rom.data[2 * P + k * ab:2 * P + (k + 1) * ab]
 
-            # s2: the lane's S word is read; its term chosen: +delta, -delta or 0
-            s2, s3, last = (Signal(lane_ctl, name=f"{n}_{k}") for n in ("s2", "s3", "last"))
-            term = Signal(signed(self.delta_width + 1), name=f"term{k}")
-            m.d.sync += [term.eq(Mux(neg[k], -s1b.delta, s1b.delta)),
-                         s2.valid.eq(s1b.valid & nz[k]), s2.s_addr.eq(s_addr)]
+            # s1b: the lane's S word is read; s2: +delta, -delta or skip into it, written
+            # at the end of s2. The read of the update just behind misses that write: it
+            # takes the sum written instead (`forward`, found a cycle ahead)
+            s2 = Signal(lane_ctl, name=f"s2_{k}")
+            m.d.sync += [s2.valid.eq(s1b.valid & nz[k]), s2.s_addr.eq(s_addr),
+                         s2.neg.eq(neg[k]), s2.forward.eq(s2.valid & (s2.s_addr == s_addr))]
             m.d.comb += [s_rd.addr.eq(Mux(s1b.valid, s_addr, self.drain_addr)),
                          self.s_word[k].eq(s_rd.data)]
-
-            # s3: add into the stored word, or the newest in-flight sum of the same word
-            s_q = Signal.like(s_rd.data, name=f"s_q{k}")
-            term3 = Signal.like(term, name=f"term3_{k}")
-            m.d.sync += [s3.eq(s2), s_q.eq(s_rd.data), term3.eq(term)]
             last_sum = Signal.like(s_wr.data, name=f"last_sum{k}")
-            last_sum2 = Signal.like(s_wr.data, name=f"last_sum2_{k}")
-            m.d.sync += [last.eq(s3), last_sum.eq(s_wr.data), last_sum2.eq(last_sum)]
-            FWD1, FWD2, STORED = range(3)
-            pick = Signal(range(3), name=f"pick{k}")
-            with m.If(s3.valid & (s3.s_addr == s2.s_addr)):
-                m.d.sync += pick.eq(FWD1)
-            with m.Elif(last.valid & (last.s_addr == s2.s_addr)):
-                m.d.sync += pick.eq(FWD2)
-            with m.Else():
-                m.d.sync += pick.eq(STORED)
-            with m.If(s3.valid):
-                base = Array([last_sum, last_sum2, s_q])[pick]
-                m.d.comb += [s_wr.addr.eq(s3.s_addr), s_wr.en.eq(1),
-                             s_wr.data.eq(base + term3)]
+            m.d.sync += last_sum.eq(s_wr.data)
+            with m.If(s2.valid):
+                m.d.comb += [s_wr.addr.eq(s2.s_addr), s_wr.en.eq(1),
+                             s_wr.data.eq(Mux(s2.forward, last_sum, s_rd.data)
+                                          + Mux(s2.neg, minus, plus))]
             with m.Elif(self.drain):
                 m.d.comb += [s_wr.addr.eq(self.drain_addr), s_wr.en.eq(1)]  # data 0
-            in_flight += [s2.valid, s3.valid]
+            in_flight.append(s2.valid)
         m.d.comb += self.idle.eq(~Cat(*in_flight).any())
         return m
 
