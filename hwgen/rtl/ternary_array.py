@@ -74,9 +74,10 @@ class PointerReader(wiring.Component):
         tp = self.tp
         start_bits = Shape.cast(self.span["start"].shape).width
         words = [s | c << start_bits for s, c in tp.pointers]
+        # in block RAM, not logic (Yosys would build a ROM this small from LUTs)
         m.submodules.ptr_rom = rom = Memory(
             shape=unsigned(start_bits + Shape.cast(self.span["count"].shape).width),
-            depth=len(words), init=words)
+            depth=len(words), init=words, attrs={"rom_style": "block"})
         rd = rom.read_port()
         take = ~self.full | self.spans.ready
         delta = Signal.like(self.columns.payload.delta)
@@ -306,13 +307,15 @@ class ScaleCombiner(wiring.Component):
             m.d.sync += c0.acc_addr.eq(self.acc_depth + term.b_addr)
 
         # c0: read S (cleared as read), the digit, and the word's base (bias or stored)
+        # an idle read's address waits a cycle instead of its P-lane word (`acc_word`
+        # comes two edges after `read_addr`, as the activate engine expects)
+        read_addr = Signal.like(self.read_addr)
+        m.d.sync += read_addr.eq(self.read_addr)
         m.d.comb += [self.drain_addr.eq(c0.s_addr), self.drain.eq(c0.valid & c0.first_digit),
                      d_rd.addr.eq(w0),
-                     acc_rd.addr.eq(Mux(c0.valid, c0.acc_addr, self.read_addr))]
+                     acc_rd.addr.eq(Mux(c0.valid, c0.acc_addr, read_addr)),
+                     self.acc_word.eq(acc_rd.data)]
         m.d.sync += c1.eq(c0)
-        acc_q = Signal(acc_lanes)
-        m.d.sync += acc_q.eq(acc_rd.data)
-        m.d.comb += self.acc_word.eq(acc_q)
 
         # c1: `step` scale bits: masked shifted adds of S (no multiplier), into the word's
         # running sum (modulo the accumulator's width: the word's final sum fits, as the

@@ -53,7 +53,7 @@ def naf_digits(w: np.ndarray, levels: int | None = None) -> np.ndarray:
 
 #: Scale bits the combiner applies a cycle: per lane that many masked adds of the
 #: accumulator's width. Fewer adders, more combine cycles (`TernaryPlan.digits_per_term`).
-DEFAULT_SCALE_STEP = 5
+DEFAULT_SCALE_STEP = 1
 
 
 @dataclass
