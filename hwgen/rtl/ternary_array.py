@@ -41,6 +41,13 @@ SUM_PIPELINE_DEPTH = 4
 COMBINE_START, COMBINE_DEPTH = 1, 2
 
 
+#: The level-sum and accumulator memories never use what a read returns when a write to
+#: the same word happens in the same cycle (the level sums forward that write's sum; the
+#: combiner reads another word): Yosys need not build the bypass registers and
+#: multiplexers that would define it (P x width of each), and leaves it to the block RAM.
+NO_RW_CHECK = {"no_rw_check": 1}
+
+
 def span_layout(tp: TernaryPlan, delta_width: int) -> data.StructLayout:
     return data.StructLayout({"start": range(len(tp.entries) + 1),
                               "count": range(tp.max_count + 1), "delta": signed(delta_width)})
@@ -146,7 +153,7 @@ class LevelSumArray(wiring.Component):
     Members
     -------
     issue : In(stream.Signature(entry_issue_layout, always_ready=True))
-    drain_addr : In(range(s_depth)); drain : In(1)   read and clear (while idle)
+    drain_addr : In(range(s_depth)); drain : In(1)   read now, cleared next cycle (while idle)
     s_word : Out(ArrayLayout(signed(s_width), P))
     idle : Out(1)
     """
@@ -178,8 +185,14 @@ class LevelSumArray(wiring.Component):
         lane_ctl = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth), "neg": 1,
                                       "forward": 1})
         in_flight = [s1.valid, s1a.valid, s1b.valid]
+        # a drained word is cleared the cycle after its read, so that no read needs the
+        # word a write changes in the same cycle (`NO_RW_CHECK`)
+        clear = Signal()
+        clear_addr = Signal.like(self.drain_addr)
+        m.d.sync += [clear.eq(self.drain), clear_addr.eq(self.drain_addr)]
         for k in range(P):
-            s_mem = Memory(shape=signed(tp.s_width), depth=tp.s_depth, init=[])
+            s_mem = Memory(shape=signed(tp.s_width), depth=tp.s_depth, init=[],
+                           attrs=NO_RW_CHECK)
             m.submodules[f"s_mem{k}"] = s_mem
             s_rd, s_wr = s_mem.read_port(), s_mem.write_port()
             s_addr = rom.data[2 * P + k * ab:2 * P + (k + 1) * ab]
@@ -198,8 +211,8 @@ class LevelSumArray(wiring.Component):
                 m.d.comb += [s_wr.addr.eq(s2.s_addr), s_wr.en.eq(1),
                              s_wr.data.eq(Mux(s2.forward, last_sum, s_rd.data)
                                           + Mux(s2.neg, minus, plus))]
-            with m.Elif(self.drain):
-                m.d.comb += [s_wr.addr.eq(self.drain_addr), s_wr.en.eq(1)]  # data 0
+            with m.Elif(clear):
+                m.d.comb += [s_wr.addr.eq(clear_addr), s_wr.en.eq(1)]  # data 0
             in_flight.append(s2.valid)
         m.d.comb += self.idle.eq(~Cat(*in_flight).any())
         return m
@@ -267,7 +280,7 @@ class ScaleCombiner(wiring.Component):
                                             depth=len(digits), init=digits)
         m.submodules.acc_mem = acc_mem = Memory(
             shape=acc_lanes, depth=self.acc_depth + len(self.bias_words),
-            init=[[0] * P] * self.acc_depth + self.bias_words.tolist())
+            init=[[0] * P] * self.acc_depth + self.bias_words.tolist(), attrs=NO_RW_CHECK)
         t_rd, d_rd = t_rom.read_port(domain="comb"), d_rom.read_port()
         acc_rd, acc_wr = acc_mem.read_port(), acc_mem.write_port()
 
