@@ -35,10 +35,12 @@ POINTER_LATENCY = 1
 ISSUER_LATENCY = 1
 #: Registers between an issue and its level-sum write (s1, s1a, s1b: entry ROM; s2).
 SUM_PIPELINE_DEPTH = 4
-#: Edges from the combine's start to its first term's ROM word, and from a term's last
-#: digit to its accumulator write (c0: term ROM word; c1: S, base and scale digits, added
-#: and written at the end of c1).
-COMBINE_START, COMBINE_DEPTH = 1, 2
+#: Edges from the combine's start to its walk's first digit, and from a digit to its
+#: accumulator write (c0: the term's addresses registered, S and the base read, the digit's
+#: scale bits out of their ROM; c1: S, the base and the registered scale bits added into
+#: the running sum; c2: a finished word written from it). The block RAM outputs and the
+#: accumulator's write meet no adder between registers but the running sum's (Fmax).
+COMBINE_START, COMBINE_DEPTH = 1, 3
 
 
 #: The level-sum and accumulator memories never use what a read returns when a write to
@@ -310,12 +312,11 @@ class ScaleCombiner(wiring.Component):
         walk = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth),
                                   "acc_addr": range(self.acc_depth + len(self.bias_words)),
                                   "first_digit": 1, "word_start": 1, "word_end": 1})
-        c0, c1 = Signal(walk), Signal(walk)
-        w0 = Signal.like(w)
+        c0, c1, c2 = Signal(walk), Signal(walk), Signal(walk)
         m.d.sync += [c0.valid.eq(busy), c0.s_addr.eq(term.s_addr),
                      c0.acc_addr.eq(term.acc_addr), c0.first_digit.eq(digit == 0),
                      c0.word_start.eq(term.first & (digit == 0)),
-                     c0.word_end.eq(term.last & last_digit), w0.eq(w)]
+                     c0.word_end.eq(term.last & last_digit)]
         with m.If(self.from_bias & term.first & (digit == 0)):
             m.d.sync += c0.acc_addr.eq(self.acc_depth + term.b_addr)
 
@@ -325,25 +326,26 @@ class ScaleCombiner(wiring.Component):
         read_addr = Signal.like(self.read_addr)
         m.d.sync += read_addr.eq(self.read_addr)
         m.d.comb += [self.drain_addr.eq(c0.s_addr), self.drain.eq(c0.valid & c0.first_digit),
-                     d_rd.addr.eq(w0),
+                     d_rd.addr.eq(w),
                      acc_rd.addr.eq(Mux(c0.valid, c0.acc_addr, read_addr)),
                      self.acc_word.eq(acc_rd.data)]
-        m.d.sync += c1.eq(c0)
+        scale_bits = Signal.like(d_rd.data)
+        m.d.sync += [c1.eq(c0), scale_bits.eq(d_rd.data), c2.eq(c1)]
 
         # c1: `step` scale bits: masked shifted adds of S (no multiplier), into the word's
         # running sum (modulo the accumulator's width: the word's final sum fits, as the
-        # reference's does); the last digit of its last term writes the word
+        # reference's does); c2: after the last digit of its last term, the word is written
         shifted = Signal(acc_lanes)   # S << (step x digit) of the term in progress
         run = Signal(acc_lanes)
         total = Signal(acc_lanes)
         for k in range(P):
             operand = Signal(signed(self.acc_width), name=f"operand{k}")
             m.d.comb += operand.eq(Mux(c1.first_digit, self.s_word[k], shifted[k]))
-            part = sum(Mux(d_rd.data[k * step + b], operand << b, 0) for b in range(step))
+            part = sum(Mux(scale_bits[k * step + b], operand << b, 0) for b in range(step))
             m.d.comb += total[k].eq(Mux(c1.word_start, acc_rd.data[k], run[k]) + part)
             m.d.sync += shifted[k].eq(operand << step)
         m.d.sync += run.eq(total)
-        m.d.comb += [acc_wr.addr.eq(c1.acc_addr), acc_wr.data.eq(total),
-                     acc_wr.en.eq(c1.valid & c1.word_end)]
-        m.d.comb += self.done.eq(~(busy | c0.valid | c1.valid))
+        m.d.comb += [acc_wr.addr.eq(c2.acc_addr), acc_wr.data.eq(run),
+                     acc_wr.en.eq(c2.valid & c2.word_end)]
+        m.d.comb += self.done.eq(~(busy | c0.valid | c1.valid | c2.valid))
         return m
