@@ -203,7 +203,8 @@ def ternary_delta_step_cycles(plan: Plan, tp, input_size: int, fired) -> dict:
 
 def delta_fired_columns(qm, xq, delta) -> list:
     """Which columns of each layer's pass fire, per sequence and step of a delta run of the
-    reference (`hwgen.ref`): [n][t][layer] booleans, input columns then hidden ones."""
+    reference (`hwgen.ref`): [n][t][layer] booleans, input columns then hidden ones (a
+    model without an embedding: a folded one's token columns fire by other rules)."""
     import numpy as np
     from ..ref import _delta_update, run_int
     trace = []
