@@ -1,6 +1,6 @@
 """The multiplier-free ternary datapath against the 8-bit multiplier design (issue 12 §3-4).
 
-    python bench/ternary_hw.py [--lanes 4 8 16] [--synth DIR ...]
+    python bench/ternary_hw.py [--lanes 4 8 16] [--scale-step N] [--synth DIR ...]
 
 Cycles per step (the cycle model, which the tests hold equal to simulation) of the shipped
 ternary digits_gru results against the 8-bit PTQ digits_gru at the same lanes, with the
@@ -25,7 +25,7 @@ from hwgen.rtl.ternary_plan import make_ternary_plan
 MODEL = "digits_gru"
 
 
-def cycle_rows(lanes_list) -> list[str]:
+def cycle_rows(lanes_list, scale_step=None) -> list[str]:
     task = flow.load_task(MODEL)
     qm8 = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
     ternary = [(tag, qat.shipped_ternary(tag)[1].qm) for tag in qat.shipped_tags()]
@@ -40,8 +40,8 @@ def cycle_rows(lanes_list) -> list[str]:
                      f"{base['head']:>8}")
         for tag, qm in ternary:
             plan = make_plan(qm, lanes)
-            c = ternary_cycle_model(plan, make_ternary_plan(qm, plan), qm.input_size,
-                                    qm.head_mode)
+            c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
+                                    qm.input_size, qm.head_mode)
             lines.append(f"{tag:<22} {lanes:>5} {c['per_step']:>11} "
                          f"{base['per_step'] / c['per_step']:>8.2f} "
                          f"{c['stored_words_per_step']:>10} {c['dense_words_per_step']:>6} "
@@ -49,7 +49,8 @@ def cycle_rows(lanes_list) -> list[str]:
     return lines
 
 
-def sparsity_rows(lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9)) -> list[str]:
+def sparsity_rows(lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
+                  scale_step=None) -> list[str]:
     """Cycles per step against pruning: digits_gru ternarized after training (one-shot
     magnitude pruning, `qat.post_training`: the sparsity is exact, the accuracy is not
     the fine-tuned one)."""
@@ -62,7 +63,8 @@ def sparsity_rows(lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9)) -> list
         cells = []
         for qm in models:
             plan = make_plan(qm, lanes)
-            c = ternary_cycle_model(plan, make_ternary_plan(qm, plan), qm.input_size)
+            c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
+                                    qm.input_size)
             cells.append(f"{c['per_step']:>4}/{c['stored_words_per_step']:<4}")
         lines.append(f"{lanes:>5} " + " ".join(f"{x:>10}" for x in cells))
     return lines
@@ -91,12 +93,14 @@ def synth_rows(folders) -> list[str]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lanes", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--scale-step", type=int,
+                   help="the ternary combiner's scale bits a cycle (default: the generator's)")
     p.add_argument("--synth", nargs="*", default=[], metavar="DIR",
                    help="design folders whose synthesis reports to print")
     args = p.parse_args(argv)
-    print("\n".join(cycle_rows(args.lanes)))
+    print("\n".join(cycle_rows(args.lanes, args.scale_step)))
     print()
-    print("\n".join(sparsity_rows(args.lanes)))
+    print("\n".join(sparsity_rows(args.lanes, scale_step=args.scale_step)))
     if args.synth:
         print()
         print("\n".join(synth_rows(args.synth)))

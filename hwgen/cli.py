@@ -261,6 +261,9 @@ def cmd_generate(args) -> int:
         task.name = args.model
         qm = tm.qm
     else:
+        if args.scale_step is not None:
+            raise UsageError("--scale-step is for a shipped ternary model (the multiplier-free "
+                             "datapath)")
         task = load_task(args)
         qm = flow.quantize(task, _quant_config(args))
     delta = _delta_for(task, qm, args)
@@ -268,7 +271,7 @@ def cmd_generate(args) -> int:
     with flow.Progress(f"generate {out}"), writing(out):
         flow.generate_design(task, qm, out, args.lanes, delta=delta,
                              sequences=args.sequences or min(100, len(task.x_test)),
-                             units=args.units)
+                             units=args.units, scale_step=args.scale_step)
     weights = "weights.hex" if qm.ternary is None else "entries.hex, pointers.hex"
     print(f"wrote {out}/ (Verilog, {weights}, biases.hex, vectors.npz, manifest.json)")
     return EXIT_OK
@@ -398,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--units", type=_units,
                     help="element-wise units E, a power of two dividing P (default: P/8, "
                          "at least 1): ACTIVATE issues E elements a cycle")
+    sp.add_argument("--scale-step", type=_positive_int,
+                    help="ternary models: scale bits the combiner applies a cycle (default "
+                         "1: the fewest LUTs; more: fewer combine cycles)")
     sp.add_argument("--delta", type=_delta_pair, nargs="+", metavar="TX,TH",
                     help="delta network thresholds, one 'tx,th' per layer")
     sp.add_argument("--delta-budget", type=_non_negative,

@@ -15,7 +15,7 @@ from amaranth_harness import run_accelerator
 from conftest import make_model
 from hwgen.frontend import from_torch
 from hwgen.ref import run_int
-from hwgen.rtl.cycles import ternary_cycle_model
+from hwgen.rtl.cycles import delta_fired_columns, ternary_cycle_model, ternary_delta_step_cycles
 from hwgen.rtl.top import Accelerator
 from hwgen.rtl.ternary_plan import naf_digits
 from hwgen.ternary import ternarize
@@ -76,6 +76,42 @@ def test_cycle_model_matches_simulation_and_falls_with_sparsity(cell, layers, he
         assert measured_per_step(acc, xq, head_mode) == model["model_per_step"]
         steps.append(model["per_step"])
     assert steps[0] > steps[1] > steps[2], steps
+
+
+@pytest.mark.parametrize("cell,layers,lanes,levels,sparsity,theta", [
+    ("gru", 1, 3, 2, 0.5, 2), ("lstm", 2, 8, 3, 0.9, 3), ("gru", 1, 1, 1, 0.0, 0)])
+def test_delta_cycle_model_matches_simulation(cell, layers, lanes, levels, sparsity, theta):
+    """Each delta step's cycles from the columns that fire in it (the reference's): the
+    first step fires all (the dense model); with a threshold later ones fire fewer and
+    cost less."""
+    qm, xq = ternary_model(cell, layers, "last", levels, sparsity, hidden=9, seed=lanes)
+    delta = [(theta, theta)] * layers
+    acc = Accelerator(qm, lanes, delta=delta)
+    fired = delta_fired_columns(qm, xq[:1, :3], delta)[0]
+    measured = [run_accelerator(acc, xq[:1, :t], "last", OUT)[1] for t in (1, 2, 3)]
+    modelled = [ternary_delta_step_cycles(acc.plan, acc.ternary_plan, I_SIZE, f)["per_step"]
+                for f in fired]
+    assert modelled[0] == ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE,
+                                              "last")["per_step"]
+    assert [measured[1] - measured[0], measured[2] - measured[1]] == modelled[1:]
+    if theta:   # a threshold leaves columns unfired: fewer words, fewer cycles
+        assert all(sum(map(sum, f)) < sum(map(sum, fired[0])) for f in fired[1:])
+        assert max(modelled[1:]) < modelled[0]
+
+
+@pytest.mark.parametrize("scale_step,lanes,theta", [(1, 3, None), (2, 8, 2), (64, 2, None)])
+def test_every_scale_step_is_bit_exact_in_its_modelled_cycles(scale_step, lanes, theta):
+    """The combiner's scale bits a cycle: one (bit-serial), some, all (one cycle a term)."""
+    qm, xq = ternary_model("gru", 1, "every", 2, 0.5, hidden=9, seed=scale_step)
+    delta = None if theta is None else [(theta, theta)]
+    acc = Accelerator(qm, lanes, delta=delta, scale_step=scale_step)
+    tp = acc.ternary_plan
+    assert tp.scale_step == min(scale_step, tp.scale_bits)
+    got, _ = run_accelerator(acc, xq, "every", OUT, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+    if theta is None:
+        model = ternary_cycle_model(acc.plan, tp, I_SIZE, "every")
+        assert measured_per_step(acc, xq, "every") == model["model_per_step"]
 
 
 def multipliers(acc) -> dict:

@@ -70,9 +70,10 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     }
 
 
-def ternary_pass_cycles(counts, terms: int) -> dict:
+def ternary_pass_cycles(counts, digits: int) -> dict:
     """Cycles of one ternary MATRIX pass and its combine, from the stored words of each
-    column (`TernaryPlan.column_counts`) and the pass's combine terms.
+    column (`TernaryPlan.column_counts`) and the combine's scale digits
+    (`TernaryPlan.pass_digits`), one a cycle.
 
     The issuer spends max(1, words) cycles on a column. Columns with no words after the
     last stored one end the pass before the level-sum pipeline has drained, and so are
@@ -88,8 +89,9 @@ def ternary_pass_cycles(counts, terms: int) -> dict:
     issue = sum(max(1, c) for c in counts) - min(trailing, SUM_PIPELINE_DEPTH - 1)
     return {"matrix": ENCODER_LATENCY + POINTER_LATENCY + T_ISSUER + issue
             + SUM_PIPELINE_DEPTH + 1,
-            "combine": COMBINE_START + terms + COMBINE_DEPTH,
+            "combine": COMBINE_START + digits + COMBINE_DEPTH,
             "stored_words": int(sum(counts))}
+
 
 
 def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last") -> dict:
@@ -98,11 +100,11 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
     and the combine's cycles."""
     layers = []
     for k, lp in enumerate(plan.layers):
-        c = ternary_pass_cycles(tp.column_counts(k), tp.pass_terms(k))
+        c = ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))
         c["activate"] = activate_cycles(lp, plan.lanes, plan.units)
         layers.append(c)
     hp, k = plan.head, len(plan.layers)
-    hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_terms(k))
+    hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))
     head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size)
     per_step = input_size + sum(c["matrix"] + c["combine"] + c["activate"] for c in layers)
     macs = sum(lp.macs for lp in plan.layers)
@@ -131,3 +133,94 @@ def embedding_per_step(plan: Plan) -> dict:
     if plan.token_rom is not None:
         return {"token_rom": built, "folded": built - rom_extra}
     return {"token_rom": built + rom_extra, "folded": built}
+
+
+def ternary_matrix_cycles(tp, p: int, fired) -> int:
+    """Cycles of ternary MATRIX pass p (its MAT and DRAIN states) when the columns `fired`
+    (booleans, in pass order) fire: a delta pass. The encoder reads a column a cycle into
+    its queue while the queue has room, and queues those that fire; the pointer reader and
+    the issuer spend max(1, stored words) cycles on each, and the level sums drain. The
+    busiest lane of a fired column sets its cost, so the cycles depend on which columns
+    fire, not only on how many: this walks the components' handshakes cycle by cycle (as
+    `ternary_array` and `matrix.ColumnEncoder` do) rather than summing a closed form."""
+    from .matrix import QUEUE_DEPTH
+    from .ternary_array import SUM_PIPELINE_DEPTH
+    counts = tp.column_counts(p)
+    cols = len(counts)
+    col, e1, e2 = 0, None, None         # the encoder's next column and its two stages
+    queue = []
+    held = None                         # the pointer reader's column
+    active, left = False, 0             # the issuer: its column's words still to issue
+    in_flight = [False] * SUM_PIPELINE_DEPTH
+    draining = False
+    cycles = 0
+    while True:
+        cycles += 1
+        issuing = active and counts[active - 1] != 0
+        last = left <= 1
+        spans_ready = not active or last
+        take = held is None or spans_ready
+        done = col == cols and e1 is None and e2 is None and not queue
+        if draining and not any(in_flight):
+            return cycles
+        if not draining and done and held is None and not active:
+            draining = True
+        # the edge
+        room = len(queue) + (e1 is not None) + (e2 is not None) < QUEUE_DEPTH - 1
+        popped = queue.pop(0) if queue and take else None
+        if e2 is not None and fired[e2]:
+            queue.append(e2)
+        e2, e1 = e1, (col if col < cols and room and not draining else None)
+        col += e1 is not None
+        if active and not last:
+            left -= 1
+        elif spans_ready:
+            active = 0 if held is None else held + 1
+            left = counts[held] if held is not None else 0
+        if take:
+            held = popped
+        in_flight = [issuing] + in_flight[:-1]
+
+
+def ternary_delta_step_cycles(plan: Plan, tp, input_size: int, fired) -> dict:
+    """Cycles of one delta step of the ternary datapath: `fired` holds, per layer, the
+    booleans of its pass's columns that fire this step (`delta_fired_columns`); per layer
+    its MATRIX pass (`ternary_matrix_cycles`), combine and ACTIVATE, as `ternary_cycle_model`
+    (which is the step where every column fires)."""
+    layers = []
+    for k, (lp, mask) in enumerate(zip(plan.layers, fired)):
+        layers.append({"matrix": ternary_matrix_cycles(tp, k, mask),
+                       "combine": ternary_pass_cycles(tp.column_counts(k),
+                                                      tp.pass_digits(k))["combine"],
+                       "activate": activate_cycles(lp, plan.lanes, plan.units),
+                       "fired": int(sum(mask)),
+                       "stored_words": int(sum(c for c, f in zip(tp.column_counts(k), mask)
+                                               if f))})
+    return {"load": input_size, "layers": layers,
+            "per_step": input_size + sum(c["matrix"] + c["combine"] + c["activate"]
+                                         for c in layers)}
+
+
+def delta_fired_columns(qm, xq, delta) -> list:
+    """Which columns of each layer's pass fire, per sequence and step of a delta run of the
+    reference (`hwgen.ref`): [n][t][layer] booleans, input columns then hidden ones (a
+    model without an embedding: a folded one's token columns fire by other rules)."""
+    import numpy as np
+    from ..ref import _delta_update, run_int
+    trace = []
+    run_int(qm, xq, trace=trace, delta=delta)
+    v = np.asarray(xq, dtype=np.int64)
+    n, t_len = v.shape[:2]
+    out = [[[] for _ in range(t_len)] for _ in range(n)]
+    for k, (layer, steps) in enumerate(zip(qm.layers, trace)):
+        x_hat = np.zeros((n, layer.input_size), dtype=np.int64)
+        h_hat = np.zeros((n, layer.hidden_size), dtype=np.int64)
+        h = np.zeros_like(h_hat)
+        for t in range(t_len):
+            _, x_hat, fx = _delta_update(v[:, t], x_hat, delta[k][0], t == 0)
+            _, h_hat, fh = _delta_update(h, h_hat, delta[k][1], t == 0)
+            for i in range(n):
+                out[i][t].append(np.concatenate([fx[i], fh[i]]))
+            h = steps[t]["h"]
+        v = np.stack([s["h"] for s in steps], axis=1)
+    return out

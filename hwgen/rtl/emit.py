@@ -95,7 +95,8 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
             "entries": {"depth": len(tp.entries), "word_width": entry_width(tp),
                         "file": "entries.hex"},
             "pointers": {"depth": len(tp.pointers), "file": "pointers.hex"},
-            "terms": {"depth": len(tp.terms), "scale_bits": tp.scale_bits},
+            "terms": {"depth": len(tp.terms), "scale_bits": tp.scale_bits,
+                      "scale_step": tp.scale_step},
             "level_sums": {"depth": tp.s_depth, "lane_width": tp.s_width}})
         out["ternary"] = {**qm.meta.get("ternary", {}), "levels": tp.levels,
                           "head": "non-adjacent form (8-bit weights as signed digits)",
@@ -119,7 +120,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
 
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
              inputs: np.ndarray | None = None, delta=None, layout: str | None = None,
-             units: int | None = None) -> Path:
+             units: int | None = None, scale_step: int | None = None) -> Path:
     """Generate the design folder `out_dir` for `qm`; returns its path.
 
     The folder is written to a temporary sibling first, sealed (every file's digest in the
@@ -129,12 +130,13 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     (N, T, I) integers, if given, are stored with the reference outputs in vectors.npz for
     the testbenches. `delta`: per-layer
     (theta_x, theta_h) thresholds for a delta network, or None for a dense design. `units`:
-    element-wise units (`hwgen.rtl.plan.default_units` when None).
+    element-wise units (`hwgen.rtl.plan.default_units` when None). `scale_step`: a ternary
+    model's combiner scale bits a cycle (`hwgen.rtl.ternary_plan.DEFAULT_SCALE_STEP`).
     """
     out_dir = Path(out_dir)
     name = name or out_dir.name
     top = "hwgen_" + re.sub(r"[^0-9A-Za-z_]", "_", name)  # a legal Verilog identifier
-    acc = Accelerator(qm, lanes, delta=delta, units=units)
+    acc = Accelerator(qm, lanes, delta=delta, units=units, scale_step=scale_step)
     text = verilog.convert(acc, name=top, emit_src=False)
     manifest = manifest_for(qm, acc, name, top)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -6,37 +6,48 @@
 A fired column's pointer names its stored words (`ternary_plan`: only words with a nonzero
 digit); the issuer issues them one a cycle, and the level-sum array adds, subtracts or skips
 the column's delta into the word's level sum per lane: no multiplier. After the pass, the
-combiner walks the pass's terms one a cycle: per accumulator word and (side, level) feeding
-it, acc += (a * S) << shift, and clears S for the next pass.
+combiner walks the pass's terms: per accumulator word and (side, level) feeding it,
+acc += (a << shift) * S, and clears S for the next pass.
 
-The scale product is shift-add, not a multiplier: a is an unsigned `scale_bits`-bit
-constant per row, so a * S is the sum of S << b over a's set bits, written as masked
-shifted adds in two register stages (Yosys maps no `$mul` and so no DSP block: the design
-has 0 DSPs, and the UP5K's eight SB_MAC16 do not bound the lanes). It costs about
-`scale_bits` adders of S's width per lane, once per design, against a multiplier per lane;
-one term a cycle keeps the combine at (accumulator words x levels x sides) cycles a pass,
-small beside the matrix work.
+The scale product is shift-add, not a multiplier: a << shift is an unsigned `scale_bits`-bit
+constant per row (stored aligned, so there is no shifter), and its product with S is the
+sum of S << b over its set bits. The combiner takes `scale_step` of those bits a cycle,
+lowest first up to the term's highest nonzero one, as masked adds into the word's running
+sum, while S shifts left: per lane `scale_step` adders of the accumulator's width (Yosys
+maps no `$mul` and so no DSP block, and the UP5K's eight SB_MAC16 do not bound the lanes).
+The scales come from a digit ROM, `scale_step` bits a lane a word (block RAM, not logic);
+the biases live in the accumulator memory's spare words. A term costs
+`TernaryPlan.term_digits` cycles.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .rom import BankedROM
-from .ternary_plan import TernaryPlan, entry_width, entry_words, s_addr_bits
+from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words, s_addr_bits
 
 #: Edges from a fired column at the queue's head to its span at the issuer.
 POINTER_LATENCY = 1
 #: Edges from a span to its first issue.
 ISSUER_LATENCY = 1
-#: Registers between an issue and its level-sum write (s1, s1a, s1b: entry ROM; s2, s3).
-SUM_PIPELINE_DEPTH = 5
-#: Edges from the combine's start to its first term's ROM word, and from a term to its
-#: accumulator write (c0: term ROM read; c1: S, scale, base read; c2: half products;
-#: c3: product aligned; written at the end of c3).
-COMBINE_START, COMBINE_DEPTH = 1, 4
+#: Registers between an issue and its level-sum write (s1, s1a, s1b: entry ROM; s2).
+SUM_PIPELINE_DEPTH = 4
+#: Edges from the combine's start to its walk's first digit, and from a digit to its
+#: accumulator write (c0: the term's addresses registered, S and the base read, the digit's
+#: scale bits out of their ROM; c1: S, the base and the registered scale bits added into
+#: the running sum; c2: a finished word written from it). The block RAM outputs and the
+#: accumulator's write meet no adder between registers but the running sum's (Fmax).
+COMBINE_START, COMBINE_DEPTH = 1, 3
+
+
+#: The level-sum and accumulator memories never use what a read returns when a write to
+#: the same word happens in the same cycle (the level sums forward that write's sum; the
+#: combiner reads another word): Yosys need not build the bypass registers and
+#: multiplexers that would define it (P x width of each), and leaves it to the block RAM.
+NO_RW_CHECK = {"no_rw_check": 1}
 
 
 def span_layout(tp: TernaryPlan, delta_width: int) -> data.StructLayout:
@@ -72,9 +83,10 @@ class PointerReader(wiring.Component):
         tp = self.tp
         start_bits = Shape.cast(self.span["start"].shape).width
         words = [s | c << start_bits for s, c in tp.pointers]
+        # in block RAM, not logic (Yosys would build a ROM this small from LUTs)
         m.submodules.ptr_rom = rom = Memory(
             shape=unsigned(start_bits + Shape.cast(self.span["count"].shape).width),
-            depth=len(words), init=words)
+            depth=len(words), init=words, attrs={"rom_style": "block"})
         rd = rom.read_port()
         take = ~self.full | self.spans.ready
         delta = Signal.like(self.columns.payload.delta)
@@ -131,10 +143,11 @@ class LevelSumArray(wiring.Component):
 
     It owns the entry ROM (per stored word: each lane's digit and S address) and the S
     memory, one per lane (lane k holds rows k, k + P, ... of every level and side, so each
-    lane follows its own list of nonzero digits: `ternary_plan`). Pipeline and forwarding
-    are the MAC array's (`mac_array`), lane by lane: the entry ROM's three edges, then the
-    S word read, then add and write; an update's read misses the two updates before it,
-    whose sums are forwarded when they hit the same word.
+    lane follows its own list of nonzero digits: `ternary_plan`). Per lane: the entry ROM's
+    three edges, then the S word read, then add and write in one stage; an update's read
+    misses the update just before it, whose sum is forwarded when it hits the same word
+    (one register a lane: no further stage, no term registers; the delta and its negation
+    are registered once for all lanes).
 
     The combiner reads S through `drain_addr` (every lane's word comes out at `s_word` one
     edge later) and clears it as it reads (`drain`): S is zero at every pass's start.
@@ -142,7 +155,7 @@ class LevelSumArray(wiring.Component):
     Members
     -------
     issue : In(stream.Signature(entry_issue_layout, always_ready=True))
-    drain_addr : In(range(s_depth)); drain : In(1)   read and clear (while idle)
+    drain_addr : In(range(s_depth)); drain : In(1)   read now, cleared next cycle (while idle)
     s_word : Out(ArrayLayout(signed(s_width), P))
     idle : Out(1)
     """
@@ -167,70 +180,67 @@ class LevelSumArray(wiring.Component):
         m.d.sync += [s1.valid.eq(self.issue.valid), s1.delta.eq(self.issue.payload.delta),
                      s1a.eq(s1), s1b.eq(s1a)]
         nz, neg = rom.data[:P], rom.data[P:2 * P]
-        lane_ctl = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth)})
+        # the delta and its negation, once for all lanes: a lane only picks one
+        plus = Signal(signed(self.delta_width + 1))
+        minus = Signal.like(plus)
+        m.d.sync += [plus.eq(s1b.delta), minus.eq(-s1b.delta)]
+        lane_ctl = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth), "neg": 1,
+                                      "forward": 1})
         in_flight = [s1.valid, s1a.valid, s1b.valid]
+        # a drained word is cleared the cycle after its read, so that no read needs the
+        # word a write changes in the same cycle (`NO_RW_CHECK`)
+        clear = Signal()
+        clear_addr = Signal.like(self.drain_addr)
+        m.d.sync += [clear.eq(self.drain), clear_addr.eq(self.drain_addr)]
         for k in range(P):
-            s_mem = Memory(shape=signed(tp.s_width), depth=tp.s_depth, init=[])
+            s_mem = Memory(shape=signed(tp.s_width), depth=tp.s_depth, init=[],
+                           attrs=NO_RW_CHECK)
             m.submodules[f"s_mem{k}"] = s_mem
             s_rd, s_wr = s_mem.read_port(), s_mem.write_port()
             s_addr = rom.data[2 * P + k * ab:2 * P + (k + 1) * ab]
 
-            # s2: the lane's S word is read; its term chosen: +delta, -delta or 0
-            s2, s3, last = (Signal(lane_ctl, name=f"{n}_{k}") for n in ("s2", "s3", "last"))
-            term = Signal(signed(self.delta_width + 1), name=f"term{k}")
-            m.d.sync += [term.eq(Mux(neg[k], -s1b.delta, s1b.delta)),
-                         s2.valid.eq(s1b.valid & nz[k]), s2.s_addr.eq(s_addr)]
+            # s1b: the lane's S word is read; s2: +delta, -delta or skip into it, written
+            # at the end of s2. The read of the update just behind misses that write: it
+            # takes the sum written instead (`forward`, found a cycle ahead)
+            s2 = Signal(lane_ctl, name=f"s2_{k}")
+            m.d.sync += [s2.valid.eq(s1b.valid & nz[k]), s2.s_addr.eq(s_addr),
+                         s2.neg.eq(neg[k]), s2.forward.eq(s2.valid & (s2.s_addr == s_addr))]
             m.d.comb += [s_rd.addr.eq(Mux(s1b.valid, s_addr, self.drain_addr)),
                          self.s_word[k].eq(s_rd.data)]
-
-            # s3: add into the stored word, or the newest in-flight sum of the same word
-            s_q = Signal.like(s_rd.data, name=f"s_q{k}")
-            term3 = Signal.like(term, name=f"term3_{k}")
-            m.d.sync += [s3.eq(s2), s_q.eq(s_rd.data), term3.eq(term)]
             last_sum = Signal.like(s_wr.data, name=f"last_sum{k}")
-            last_sum2 = Signal.like(s_wr.data, name=f"last_sum2_{k}")
-            m.d.sync += [last.eq(s3), last_sum.eq(s_wr.data), last_sum2.eq(last_sum)]
-            FWD1, FWD2, STORED = range(3)
-            pick = Signal(range(3), name=f"pick{k}")
-            with m.If(s3.valid & (s3.s_addr == s2.s_addr)):
-                m.d.sync += pick.eq(FWD1)
-            with m.Elif(last.valid & (last.s_addr == s2.s_addr)):
-                m.d.sync += pick.eq(FWD2)
-            with m.Else():
-                m.d.sync += pick.eq(STORED)
-            with m.If(s3.valid):
-                base = Array([last_sum, last_sum2, s_q])[pick]
-                m.d.comb += [s_wr.addr.eq(s3.s_addr), s_wr.en.eq(1),
-                             s_wr.data.eq(base + term3)]
-            with m.Elif(self.drain):
-                m.d.comb += [s_wr.addr.eq(self.drain_addr), s_wr.en.eq(1)]  # data 0
-            in_flight += [s2.valid, s3.valid]
+            m.d.sync += last_sum.eq(s_wr.data)
+            with m.If(s2.valid):
+                m.d.comb += [s_wr.addr.eq(s2.s_addr), s_wr.en.eq(1),
+                             s_wr.data.eq(Mux(s2.forward, last_sum, s_rd.data)
+                                          + Mux(s2.neg, minus, plus))]
+            with m.Elif(clear):
+                m.d.comb += [s_wr.addr.eq(clear_addr), s_wr.en.eq(1)]  # data 0
+            in_flight.append(s2.valid)
         m.d.comb += self.idle.eq(~Cat(*in_flight).any())
         return m
 
 
 def term_layout(tp: TernaryPlan, acc_depth: int, bias_depth: int) -> data.StructLayout:
     return data.StructLayout({"s_addr": range(tp.s_depth), "acc_addr": range(acc_depth),
-                              "b_addr": range(bias_depth), "shift": range(len(tp.shifts)),
-                              "first": 1, "last": 1,
-                              "scales": data.ArrayLayout(unsigned(tp.scale_bits), tp.lanes)})
+                              "b_addr": range(bias_depth), "first": 1, "last": 1,
+                              "digits": range(1, max(tp.term_digits(t) for t in tp.terms) + 1)})
 
 
-def term_words(tp: TernaryPlan, layout) -> list:
-    out = []
-    for s_addr, acc_addr, b_addr, shift, first, last, scales in tp.terms:
-        out.append({"s_addr": s_addr, "acc_addr": acc_addr, "b_addr": b_addr,
-                    "shift": shift, "first": int(first), "last": int(last), "scales": scales})
-    return out
+def term_words(tp: TernaryPlan) -> list:
+    return [{"s_addr": t[0], "acc_addr": t[1], "b_addr": t[2], "first": int(t[3]),
+             "last": int(t[4]), "digits": tp.term_digits(t)} for t in tp.terms]
 
 
 class ScaleCombiner(wiring.Component):
-    """Adds a pass's scaled level sums into the accumulators, one term a cycle.
+    """Adds a pass's scaled level sums into the accumulators, `scale_step` scale bits a cycle.
 
-    Owns the term ROM (per term: S address, accumulator and bias words, shift, first/last
-    of its word, the P lanes' scales), the bias memory and the accumulator memory. A word's
+    Owns the term ROM (per term: S address, accumulator and bias words, first/last of its
+    word, its digit count), the digit ROM (per term and digit, `scale_step` bits of each
+    lane's aligned scale: `ternary_plan.digit_words`) and the accumulator memory, whose
+    words past `acc_depth` hold the biases (read-only: no bias ROM of its own). A word's
     first term starts from the bias (`from_bias`) or the stored word (delta passes after
-    the first step); each term adds (scale * S) << shift; the last writes the word.
+    the first step); each term adds scale * S, one digit a cycle, lowest first (S shifts
+    left by `scale_step` a cycle); the last writes the word.
 
     Members
     -------
@@ -259,79 +269,83 @@ class ScaleCombiner(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tp, P, layout = self.tp, self.tp.lanes, self.layout
+        step = tp.scale_step
         acc_lanes = data.ArrayLayout(signed(self.acc_width), P)
+        digits = digit_words(tp)
+        digit_base = [0]
+        for p in range(len(tp.term_base) - 1):
+            digit_base.append(digit_base[-1] + tp.pass_digits(p))
+        # the term ROM is small (in logic): read the same cycle, its digit count steers the walk
         m.submodules.t_rom = t_rom = Memory(shape=layout, depth=max(len(tp.terms), 1),
-                                            init=term_words(tp, layout))
-        m.submodules.b_mem = b_mem = Memory(shape=acc_lanes, depth=len(self.bias_words),
-                                            init=self.bias_words.tolist())
-        m.submodules.acc_mem = acc_mem = Memory(shape=acc_lanes, depth=self.acc_depth,
-                                                init=[])
-        t_rd, b_rd = t_rom.read_port(), b_mem.read_port()
+                                            init=term_words(tp))
+        m.submodules.d_rom = d_rom = Memory(shape=unsigned(step * P),
+                                            depth=len(digits), init=digits)
+        m.submodules.acc_mem = acc_mem = Memory(
+            shape=acc_lanes, depth=self.acc_depth + len(self.bias_words),
+            init=[[0] * P] * self.acc_depth + self.bias_words.tolist(), attrs=NO_RW_CHECK)
+        t_rd, d_rd = t_rom.read_port(domain="comb"), d_rom.read_port()
         acc_rd, acc_wr = acc_mem.read_port(), acc_mem.write_port()
 
-        # c0: walk the pass's terms through the term ROM
+        # walk the pass's terms, their digits one a cycle (w: the digit word)
         t = Signal(range(len(tp.terms) + 1))
-        end = Signal.like(t)
+        w = Signal(range(len(digits) + 1))
+        end = Signal.like(w)
+        digit = Signal.like(t_rd.data.digits)
         busy = Signal()
+        term = t_rd.data
         with m.Switch(self.sel):
             for p in range(len(tp.term_base) - 1):
                 with m.Case(p):
                     with m.If(self.start):
-                        m.d.sync += [t.eq(tp.term_base[p]), end.eq(tp.term_base[p + 1]),
-                                     busy.eq(1)]
+                        m.d.sync += [t.eq(tp.term_base[p]), w.eq(digit_base[p]),
+                                     end.eq(digit_base[p + 1]), busy.eq(1)]
+        last_digit = digit + 1 == term.digits
         with m.If(busy):
-            m.d.sync += t.eq(t + 1)
-            with m.If(t + 1 == end):
+            m.d.sync += w.eq(w + 1)
+            with m.If(w + 1 == end):
                 m.d.sync += busy.eq(0)
+            with m.If(last_digit):
+                m.d.sync += [digit.eq(0), t.eq(t + 1)]
+            with m.Else():
+                m.d.sync += digit.eq(digit + 1)
         m.d.comb += t_rd.addr.eq(t)
-        c0 = Signal()
-        m.d.sync += c0.eq(busy)
-        term = t_rd.data
+        walk = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth),
+                                  "acc_addr": range(self.acc_depth + len(self.bias_words)),
+                                  "first_digit": 1, "word_start": 1, "word_end": 1})
+        c0, c1, c2 = Signal(walk), Signal(walk), Signal(walk)
+        m.d.sync += [c0.valid.eq(busy), c0.s_addr.eq(term.s_addr),
+                     c0.acc_addr.eq(term.acc_addr), c0.first_digit.eq(digit == 0),
+                     c0.word_start.eq(term.first & (digit == 0)),
+                     c0.word_end.eq(term.last & last_digit)]
+        with m.If(self.from_bias & term.first & (digit == 0)):
+            m.d.sync += c0.acc_addr.eq(self.acc_depth + term.b_addr)
 
-        # c1: S (cleared as read), the scales, and the word's base (bias or stored)
-        m.d.comb += [self.drain_addr.eq(term.s_addr), self.drain.eq(c0),
-                     b_rd.addr.eq(term.b_addr),
-                     acc_rd.addr.eq(Mux(c0, term.acc_addr, self.read_addr))]
-        ctl = data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth), "first": 1,
-                                 "last": 1, "shift": range(len(tp.shifts))})
-        c1 = Signal(ctl)
-        scales = Signal.like(term.scales)
-        m.d.sync += [c1.valid.eq(c0), c1.acc_addr.eq(term.acc_addr), c1.first.eq(term.first),
-                     c1.last.eq(term.last), c1.shift.eq(term.shift), scales.eq(term.scales)]
-        acc_q = Signal(acc_lanes)
-        m.d.sync += acc_q.eq(acc_rd.data)
-        m.d.comb += self.acc_word.eq(acc_q)
+        # c0: read S (cleared as read), the digit, and the word's base (bias or stored)
+        # an idle read's address waits a cycle instead of its P-lane word (`acc_word`
+        # comes two edges after `read_addr`, as the activate engine expects)
+        read_addr = Signal.like(self.read_addr)
+        m.d.sync += read_addr.eq(self.read_addr)
+        m.d.comb += [self.drain_addr.eq(c0.s_addr), self.drain.eq(c0.valid & c0.first_digit),
+                     d_rd.addr.eq(w),
+                     acc_rd.addr.eq(Mux(c0.valid, c0.acc_addr, read_addr)),
+                     self.acc_word.eq(acc_rd.data)]
+        scale_bits = Signal.like(d_rd.data)
+        m.d.sync += [c1.eq(c0), scale_bits.eq(d_rd.data), c2.eq(c1)]
 
-        # c2: half products: S << b over the scale's set bits (shift-add, no multiplier)
-        c2, c3 = Signal(ctl), Signal(ctl)
-        base2, base3 = Signal(acc_lanes), Signal(acc_lanes)
-        half = (tp.scale_bits + 1) // 2
-        prod_w = tp.s_width + tp.scale_bits
-        lo = Signal(data.ArrayLayout(signed(prod_w), P))
-        hi = Signal(data.ArrayLayout(signed(prod_w), P))
-        m.d.sync += [c2.eq(c1), base2.eq(Mux(self.from_bias, b_rd.data, acc_rd.data))]
-        for k in range(P):
-            s = self.s_word[k]
-            bits = [Mux(scales[k][b], s << b, 0) for b in range(tp.scale_bits)]
-            m.d.sync += [lo[k].eq(sum(bits[:half])), hi[k].eq(sum(bits[half:]))]
-
-        # c3: the product, aligned into the accumulator's fraction (modulo its width: the
-        # word's final sum fits, as the reference's does)
-        aligned = Signal(acc_lanes)
-        m.d.sync += [c3.eq(c2), base3.eq(base2)]
-        with m.Switch(c2.shift):
-            for idx, sh in enumerate(tp.shifts):
-                with m.Case(idx):
-                    for k in range(P):
-                        m.d.sync += aligned[k].eq((lo[k] + hi[k]) << sh)
-
-        # end of c3: add into the word's running sum; its last term writes the word
+        # c1: `step` scale bits: masked shifted adds of S (no multiplier), into the word's
+        # running sum (modulo the accumulator's width: the word's final sum fits, as the
+        # reference's does); c2: after the last digit of its last term, the word is written
+        shifted = Signal(acc_lanes)   # S << (step x digit) of the term in progress
         run = Signal(acc_lanes)
         total = Signal(acc_lanes)
         for k in range(P):
-            m.d.comb += total[k].eq(Mux(c3.first, base3[k], run[k]) + aligned[k])
+            operand = Signal(signed(self.acc_width), name=f"operand{k}")
+            m.d.comb += operand.eq(Mux(c1.first_digit, self.s_word[k], shifted[k]))
+            part = sum(Mux(scale_bits[k * step + b], operand << b, 0) for b in range(step))
+            m.d.comb += total[k].eq(Mux(c1.word_start, acc_rd.data[k], run[k]) + part)
+            m.d.sync += shifted[k].eq(operand << step)
         m.d.sync += run.eq(total)
-        m.d.comb += [acc_wr.addr.eq(c3.acc_addr), acc_wr.data.eq(total),
-                     acc_wr.en.eq(c3.valid & c3.last)]
-        m.d.comb += self.done.eq(~(busy | c0 | c1.valid | c2.valid | c3.valid))
+        m.d.comb += [acc_wr.addr.eq(c2.acc_addr), acc_wr.data.eq(run),
+                     acc_wr.en.eq(c2.valid & c2.word_end)]
+        m.d.comb += self.done.eq(~(busy | c0.valid | c1.valid | c2.valid))
         return m

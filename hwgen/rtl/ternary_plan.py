@@ -21,7 +21,9 @@ Level sums: S_(side, i)[g] accumulates T_i x (add, subtract or skip) for accumul
 of the pass; its address is (side * L + i) * A + g (A: accumulator words of the pass). The
 combine then adds, per accumulator word, one term per (side, level) feeding it:
 (a_i * S) << (s_i + shift_side) (the term ROM, in order; a word's first term starts from the
-bias or, in a delta pass, the stored word; its last writes the sum).
+bias or, in a delta pass, the stored word; its last writes the sum). A term's scale is
+stored aligned, a_i << (s_i + shift_side): the product is then the whole shift, and the
+combiner needs no shifter.
 """
 from __future__ import annotations
 
@@ -47,6 +49,11 @@ def naf_digits(w: np.ndarray, levels: int | None = None) -> np.ndarray:
     if not out:
         out.append(np.zeros_like(w))
     return np.stack(out).astype(np.int8)
+
+
+#: Scale bits the combiner applies a cycle: per lane that many masked adds of the
+#: accumulator's width. Fewer adders, more combine cycles (`TernaryPlan.digits_per_term`).
+DEFAULT_SCALE_STEP = 1
 
 
 @dataclass
@@ -106,9 +113,9 @@ class TernaryPlan:
         pass order.
     pointers : per column of every pass (first entry, entry count).
     ptr_base : per pass, the pointer index of its column 0.
-    terms : per combine term (S address, acc address, bias address, shift index, first,
-        last, scales (P,)), passes in order; term_base[p]..term_base[p + 1] are pass p's.
-    shifts : the distinct term shifts (an index travels with a term).
+    terms : per combine term (S address, acc address, bias address, first, last,
+        aligned scales (P,)), passes in order; term_base[p]..term_base[p + 1] are pass p's.
+    scale_step : scale bits the combiner applies a cycle (`term_digits` cycles a term).
     """
 
     lanes: int
@@ -118,10 +125,10 @@ class TernaryPlan:
     ptr_base: list
     terms: list
     term_base: list
-    shifts: list
     s_depth: int
     s_width: int
     scale_bits: int
+    scale_step: int
 
     @property
     def max_count(self) -> int:
@@ -134,14 +141,24 @@ class TernaryPlan:
     def pass_terms(self, p: int) -> int:
         return self.term_base[p + 1] - self.term_base[p]
 
+    def term_digits(self, term) -> int:
+        """Combine cycles of one term: its lanes' scales, `scale_step` bits a cycle, lowest
+        first, up to the highest nonzero bit (at least one: it also clears S)."""
+        return max(1, -(-max(term[5]).bit_length() // self.scale_step))
 
-def make_ternary_plan(qm: QModel, plan: Plan) -> TernaryPlan:
+    def pass_digits(self, p: int) -> int:
+        """Combine cycles of pass p's terms."""
+        return sum(self.term_digits(t) for t in self.terms[self.term_base[p]:self.term_base[p + 1]])
+
+
+def make_ternary_plan(qm: QModel, plan: Plan, scale_step: int | None = None) -> TernaryPlan:
+    """`scale_step`: scale bits the combiner applies a cycle (default `DEFAULT_SCALE_STEP`,
+    capped at the scales' width)."""
     if qm.ternary is None:
         raise PlanError("the model has no ternary levels (hwgen.ternary.ternarize)")
     P = plan.lanes
     passes = pass_levels(qm, plan)
     entries, pointers, ptr_base, terms, term_base = [], [], [], [], []
-    shift_set = sorted({int(s) for pl in passes for side in pl.sides for s in side[2]})
     s_depth = 1
     for pl in passes:
         ptr_base.append(len(pointers))
@@ -173,20 +190,20 @@ def make_ternary_plan(qm: QModel, plan: Plan) -> TernaryPlan:
                      for i in range(len(side[0]))]
             for n, (k, i) in enumerate(feeds):
                 _, scales, shifts, _, _ = pl.sides[k]
-                lanes = [int(scales[i, blk * H + g * P + lane]) if g * P + lane < H else 0
-                         for lane in range(P)]
+                lanes = [int(scales[i, blk * H + g * P + lane]) << int(shifts[i])
+                         if g * P + lane < H else 0 for lane in range(P)]
                 terms.append((pl.s_addr(k, i, word), pl.acc_base + word, pl.b_base + word,
-                              shift_set.index(int(shifts[i])), n == 0, n == len(feeds) - 1,
-                              lanes))
+                              n == 0, n == len(feeds) - 1, lanes))
     ptr_base.append(len(pointers))
     term_base.append(len(terms))
     # |S| <= columns x |largest delta|: its exact range (a delta is value_width + 1 bits)
     cols = max(pl.cols for pl in passes)
     span = cols << plan.value_width
     s_width = bits_for(-span, span)
-    scale_bits = max(max(int(max(t[6])) for t in terms).bit_length(), 1)
+    scale_bits = max(max(int(max(t[5])) for t in terms).bit_length(), 1)
+    step = min(scale_step or DEFAULT_SCALE_STEP, scale_bits)
     return TernaryPlan(P, qm.ternary[0]["x"].levels, entries, pointers, ptr_base, terms,
-                       term_base, shift_set, s_depth, s_width, scale_bits)
+                       term_base, s_depth, s_width, scale_bits, step)
 
 
 def s_addr_bits(tp: TernaryPlan) -> int:
@@ -207,3 +224,11 @@ def entry_words(tp: TernaryPlan) -> list:
 
 def entry_width(tp: TernaryPlan) -> int:
     return tp.lanes * (2 + s_addr_bits(tp))
+
+
+def digit_words(tp: TernaryPlan) -> list:
+    """Digit ROM words: per term, per digit d (`TernaryPlan.term_digits`), bits
+    d * scale_step ... of each lane's scale, `scale_step` bits a lane."""
+    step, mask = tp.scale_step, (1 << tp.scale_step) - 1
+    return [sum(((a >> d * step) & mask) << k * step for k, a in enumerate(term[5]))
+            for term in tp.terms for d in range(tp.term_digits(term))]

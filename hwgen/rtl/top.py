@@ -53,6 +53,8 @@ class Accelerator(wiring.Component):
     delta : None (dense) or [(theta_x, theta_h)] per layer: a delta network.
     units : element-wise units E per layer (a power of two dividing P; default
         `plan.default_units`).
+    scale_step : ternary datapath only: scale bits its combiner applies a cycle (default
+        `ternary_plan.DEFAULT_SCALE_STEP`).
 
     Members
     -------
@@ -60,11 +62,13 @@ class Accelerator(wiring.Component):
     o : Out(stream.Signature(output_payload(output width).layout()))
     """
 
-    def __init__(self, qm: QModel, lanes: int, delta=None, units: int | None = None):
+    def __init__(self, qm: QModel, lanes: int, delta=None, units: int | None = None,
+                 scale_step: int | None = None):
         self.qm = qm
         self.plan: Plan = make_plan(qm, lanes, delta, units)
         # ternary levels: the multiplier-free datapath (`ternary_array`)
-        self.ternary_plan = None if qm.ternary is None else make_ternary_plan(qm, self.plan)
+        self.ternary_plan = (None if qm.ternary is None
+                             else make_ternary_plan(qm, self.plan, scale_step))
         super().__init__({
             "i": In(stream.Signature(model_input_payload(qm).layout())),
             "o": Out(stream.Signature(output_payload(qm.head.out_fmt.width).layout())),
