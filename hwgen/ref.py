@@ -223,6 +223,7 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
         else:
             dx, x_hat, fx = _delta_update(v[:, t], x_hat, thresholds[0], t == 0)
             dh, h_hat, fh = _delta_update(state["h"], h_hat, thresholds[1], t == 0)
+            fired = {"fired_x": fx, "fired_h": fh}   # (N, columns) masks, for the trace
             bits = layer.acc_width + 1  # a delta spans twice its format's range
             acc = acc + (_int_matmul(dx, layer.w_x, bits) << layer.shift_x) \
                 + (_int_matmul(dh, layer.w_h, bits) << layer.shift_h)
@@ -236,6 +237,8 @@ def _run_layer(layer: QLayer, v: np.ndarray, thresholds=None, stats: DeltaStats 
         state = layer_step(layer, acc, state, rec)
         out[:, t] = state["h"]
         if steps is not None:
+            if thresholds is not None:
+                rec.update(fired)
             steps.append(rec)
     if stats is not None and thresholds is not None:
         # a fired column costs the real rows its side feeds (not the layout's zero rows)
@@ -261,7 +264,8 @@ def run_int(qm: QModel, xq, trace: list | None = None, delta=None,
     xq : (N, T, I) integers in qm.input_fmt (see `QModel.quantize_inputs`), or (T, N, I)
         for a time-major layout; token ids (N, T, 1) for a model with an embedding.
     trace : if a list, receives for every layer a list of per-step dicts of every
-        intermediate tensor (acc, pre, gates, c, h) — for debugging a mismatch.
+        intermediate tensor (acc, pre, gates, c, h) — for debugging a mismatch; in a delta
+        run also the masks of the input and hidden columns that fired (fired_x, fired_h).
     delta : None (dense) or per-layer integer thresholds [(theta_x, theta_h), ...] in LSBs
         of the layer's input and hidden formats: the delta network.
     stats : a DeltaStats that receives the delta run's counts.

@@ -93,7 +93,6 @@ def ternary_pass_cycles(counts, digits: int) -> dict:
             "stored_words": int(sum(counts))}
 
 
-
 def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last") -> dict:
     """`cycle_model` of the ternary datapath: cycles per dense step as a function of the
     stored (nonzero) words of each column; keys as `cycle_model`'s, plus the stored words
@@ -206,21 +205,9 @@ def delta_fired_columns(qm, xq, delta) -> list:
     reference (`hwgen.ref`): [n][t][layer] booleans, input columns then hidden ones (a
     model without an embedding: a folded one's token columns fire by other rules)."""
     import numpy as np
-    from ..ref import _delta_update, run_int
+    from ..ref import run_int
     trace = []
     run_int(qm, xq, trace=trace, delta=delta)
-    v = np.asarray(xq, dtype=np.int64)
-    n, t_len = v.shape[:2]
-    out = [[[] for _ in range(t_len)] for _ in range(n)]
-    for k, (layer, steps) in enumerate(zip(qm.layers, trace)):
-        x_hat = np.zeros((n, layer.input_size), dtype=np.int64)
-        h_hat = np.zeros((n, layer.hidden_size), dtype=np.int64)
-        h = np.zeros_like(h_hat)
-        for t in range(t_len):
-            _, x_hat, fx = _delta_update(v[:, t], x_hat, delta[k][0], t == 0)
-            _, h_hat, fh = _delta_update(h, h_hat, delta[k][1], t == 0)
-            for i in range(n):
-                out[i][t].append(np.concatenate([fx[i], fh[i]]))
-            h = steps[t]["h"]
-        v = np.stack([s["h"] for s in steps], axis=1)
-    return out
+    n, t_len = len(xq), len(trace[0])
+    return [[[np.concatenate([steps[t]["fired_x"][i], steps[t]["fired_h"][i]])
+              for steps in trace] for t in range(t_len)] for i in range(n)]

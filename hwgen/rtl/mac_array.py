@@ -184,6 +184,7 @@ class MacArray(wiring.Component):
                         m.d.sync += aligned.eq(prods[k] << sh)
             base = Signal.like(acc_q[k], name=f"base{k}")
             addend = Signal.like(aligned, name=f"addend{k}")
+            # (indexed by pick; FWD1's entry is never added: `fwd1` takes last_sum instead)
             m.d.sync += [base.eq(Array([bias_q[k], acc_q[k], last_sum[k], last_sum2[k],
                                         acc_q[k]])[pick]),
                          addend.eq(aligned)]
@@ -203,10 +204,9 @@ class MacArray(wiring.Component):
         """A weight word's operands (`_operand_layout`), built in the ROM's last stage so that
         the packing adder is not in front of the multipliers."""
         w, s = self.weight_width, pair_shift(self.weight_width, self.delta_width)
-        los, his = [weights[2 * j] for j in range(self.pairs)], \
-            [weights[2 * j + 1] for j in range(self.pairs)]
-        packed = [((hi << s) + lo)[:MULTIPLIER_WIDTH] for lo, hi in zip(los, his)]
-        wraps = [(hi == -(1 << (w - 1))) & (lo < 0) for lo, hi in zip(los, his)]
+        pairs = [(weights[2 * j], weights[2 * j + 1]) for j in range(self.pairs)]
+        packed = [((hi << s) + lo)[:MULTIPLIER_WIDTH] for lo, hi in pairs]
+        wraps = [(hi == -(1 << (w - 1))) & (lo < 0) for lo, hi in pairs]
         return Cat(*packed, *wraps, *([weights[self.lanes - 1]] if self.lanes % 2 else []))
 
     def _multiply(self, m, rom_data, delta, prods):
