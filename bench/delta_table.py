@@ -48,7 +48,7 @@ def main() -> None:
                                           delta=delta, sequences=SIM_SEQUENCES)
             result = simulate(design, stall_in=0.0, stall_out=0.0)
             rows.append((label, metric, full.macs_eliminated if delta else 0.0,
-                         stats.macs_eliminated if delta else 0.0, result.cycles_per_step,
+                         stats.macs_eliminated if delta else 0.0, result.step_period,
                          result.mismatches))
     dense_cycles = rows[0][4]
     print(f"{task.name}, P={args.lanes}: {task.metric_name} on {len(xq_all)} test sequences; "

@@ -122,12 +122,13 @@ def head_commit() -> str:
 
 
 def measured_cycles_per_step(name: str) -> float:
-    """Cycles per step of a bundled design, measured in simulation (bit-exact required)."""
+    """Cycles per step of a bundled design, measured in simulation (bit-exact required):
+    back-to-back sequences, the head's share included."""
     from hwgen.sim import simulate
     result = simulate(ROOT / "rtl_out" / name, stall_in=0.0, stall_out=0.0)
     if not result.passed:
         raise SystemExit(f"{name}: {result.mismatches} mismatches in simulation")
-    return result.step_interval
+    return result.step_period
 
 
 def design_cycles(name: str, lanes: int) -> tuple[float, int, int]:

@@ -70,7 +70,7 @@ def run_demo(args) -> int:
     dense, delta = results["dense"], results["delta"]
     manifest = json.loads((delta_dir / "manifest.json").read_text())
     elim = manifest["delta"]["vectors"]["macs_eliminated"]  # on the simulated sequences
-    cycle_cut = 1 - delta.cycles_per_step / dense.cycles_per_step
+    cycle_cut = 1 - delta.step_period / dense.step_period
     print(f"delta design on the {delta.vectors} simulated sequences: {100 * elim:.1f}% of "
           f"MACs eliminated, {100 * cycle_cut:.1f}% fewer cycles per step "
           f"(cycle cut / MAC cut = {cycle_cut / max(elim, 1e-9):.3f})")

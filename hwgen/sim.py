@@ -66,12 +66,16 @@ class SimResult:
         Its range over sequences.
     step_interval : float or None
         Mean cycles between consecutive ``step_end`` acceptances, without stalls.
+    sequence_interval : float or None
+        Mean cycles between consecutive sequences' last outputs, without stalls (a design
+        that loads a step's input before the step runs, ``manifest["overlap"]``, is timed
+        by this).
     ideal_per_step : float or None
         ``cycles.ideal_per_step`` of the manifest (MACs per step / lanes).
     model_per_step : float or None
         ``cycles.model_per_step`` (or ``cycles.per_step``) of the manifest.
     utilization : float or None
-        ``ideal_per_step / cycles_per_step``.
+        ``ideal_per_step / step_period``.
     sim_cycles : int
         Clock cycles simulated.
     sim_cycles_per_s : float
@@ -97,6 +101,7 @@ class SimResult:
     cycles_per_step_min: float | None
     cycles_per_step_max: float | None
     step_interval: float | None
+    sequence_interval: float | None
     ideal_per_step: float | None
     model_per_step: float | None
     utilization: float | None
@@ -106,6 +111,14 @@ class SimResult:
     build_time: float
     waveform: Path | None = None
     raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def step_period(self) -> float | None:
+        """Cycles per step of back-to-back sequences, their head included:
+        ``sequence_interval`` / T (the throughput of any design, one that overlaps steps
+        too)."""
+        steps = self.raw.get("steps")
+        return self.sequence_interval / steps if self.sequence_interval and steps else None
 
     @property
     def passed(self) -> bool:
@@ -329,8 +342,11 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
         first_mismatch=first, cycles_per_step=measured,
         cycles_per_step_min=timing.get("min"), cycles_per_step_max=timing.get("max"),
         step_interval=(raw.get("step_interval") or {}).get("mean"),
+        sequence_interval=(raw.get("sequence_interval") or {}).get("mean"),
         ideal_per_step=ideal, model_per_step=_model_per_step(cycles),
-        utilization=ideal / measured if ideal and measured else None,
+        utilization=(ideal * raw["steps"] / period
+                     if ideal and (period := (raw.get("sequence_interval") or {}).get("mean"))
+                     else None),
         sim_cycles=raw["cycles"], sim_cycles_per_s=raw["cycles_per_second"] or 0.0,
         wall_time=time.perf_counter() - t0, build_time=build_time, waveform=waveform, raw=raw)
 
@@ -358,10 +374,12 @@ def format_sim_report(result: SimResult) -> str:
                     f"{len(passes)} passes{stalls}"),
         ("outputs compared", f"{result.compared} of {result.expected}"),
         ("mismatches", f"{result.mismatches} (must be 0): {verdict}"),
-        ("cycles/step", f"{_num(result.cycles_per_step)} measured (min "
-                        f"{_num(result.cycles_per_step_min)}, max "
-                        f"{_num(result.cycles_per_step_max)}), ideal "
-                        f"{_num(result.ideal_per_step)}, model {_num(result.model_per_step)}"),
+        ("cycles/step", f"{_num(result.step_period)} measured back to back (the head's "
+                        f"share included), ideal {_num(result.ideal_per_step)}, model "
+                        f"{_num(result.model_per_step)}"),
+        ("latency/step", f"{_num(result.cycles_per_step)} (first input to last output / T; "
+                         f"min {_num(result.cycles_per_step_min)}, max "
+                         f"{_num(result.cycles_per_step_max)})"),
         ("utilization", _num(None if result.utilization is None else 100 * result.utilization,
                              "{:.1f} %") + (" of the dense ideal (delta design: skipped "
                                             "columns take no MAC cycles)"

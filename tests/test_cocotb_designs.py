@@ -67,15 +67,25 @@ def test_rtl_bit_exact(cell, layers, lanes, head_mode, theta, units, tmp_path):
 def assert_step_intervals(design, result):
     """A dense design's step interval is exactly the cycle model's.
 
-    The testbench takes the intervals between consecutive step ends (last input word of a
-    step accepted) over all sequences, without stalls. Within a sequence each is exactly
-    `model_per_step`; from a sequence's last step to the next one's first, the head runs
-    once more when it runs once per sequence, so that interval is `model_per_step` +
-    `per_sequence_overhead` (0 when the head runs on every step).
+    The testbench takes the intervals between consecutive sequences' last outputs, without
+    stalls: each is T `model_per_step` and the `per_sequence_overhead` (0 when the head
+    runs on every step). And the intervals between consecutive step ends (last input word
+    of a step accepted): within a sequence each is exactly `model_per_step`; from a
+    sequence's last step to the next one's first, the head runs once more when it runs once
+    per sequence, so that interval is `model_per_step` + `per_sequence_overhead`. (A design
+    that overlaps steps takes a step's input while the step before runs: its step ends do
+    not mark its steps.)
     """
-    cycles = json.loads((design / "manifest.json").read_text())["cycles"]
+    manifest = json.loads((design / "manifest.json").read_text())
+    cycles = manifest["cycles"]
     model, overhead = cycles["model_per_step"], cycles["per_sequence_overhead"]
     assert result.model_per_step == model
+    sequence = T_LEN * model + overhead
+    assert result.raw["passes"]["timing"]["sequence_interval"] == {
+        "mean": sequence, "min": sequence, "max": sequence}
+    assert result.sequence_interval == sequence
+    if manifest["overlap"]:
+        return
     sequence = [model] * (T_LEN - 1)
     expected = sequence + [model + overhead, *sequence] * (result.vectors - 1)
     assert result.raw["passes"]["timing"]["step_interval"] == {

@@ -25,7 +25,7 @@ from hwgen.cells import get_cell
 from hwgen.fixed import requantize
 from hwgen.frontend import from_torch
 from hwgen.quant import QuantConfig, quantize_model
-from hwgen.rtl.activate import GATHER_CAPTURE, ActivateEngine, ActivateLayer, issue_cycles
+from hwgen.rtl.activate import GATHER_CAPTURE, ActivateEngine, activate_layers, issue_cycles
 from hwgen.rtl.head_output import HeadOutput, output_cycles
 from hwgen.rtl.mac_array import issue_layout
 from hwgen.rtl.matrix import (ENCODER_LATENCY, ISSUER_LATENCY, ColumnEncoder, MacIssuer,
@@ -353,15 +353,19 @@ def synthetic_layers(shapes, lanes):
     for hidden, n_blocks in shapes:
         gpg = math.ceil(hidden / lanes)
         layers.append(SimpleNamespace(hidden=hidden, gpg=gpg, n_blocks=n_blocks, acc_base=acc,
-                                      h_addr=3 + h, c_addr=1 + c, ew_addr=2 + ew))
+                                      h_addr=3 + h, c_addr=1 + c, ew_addr=2 + ew,
+                                      acc_bank_stride=0))
         acc, h, c, ew = acc + n_blocks * gpg, h + hidden, c + hidden, ew + hidden
     return layers
 
 
-def run_activate(layers, lanes, sequence, acc_width, seed, units=1):
-    """Run layers `sequence` through one ActivateEngine over random accumulator words."""
+def run_activate(layers, lanes, sequence, acc_width, seed, units=1, banks=None):
+    """Run layers `sequence` through one ActivateEngine over random accumulator words
+    (each from its accumulator bank in `banks`: 0 by default)."""
     rng = np.random.default_rng(seed)
-    acc_depth = max(lay.acc_base + lay.n_blocks * lay.gpg for lay in layers) + 2
+    banks = banks or [0] * len(sequence)
+    acc_depth = max(lay.acc_base + lay.n_blocks * lay.gpg + lay.acc_bank_stride
+                    for lay in layers) + 2
     acc = signed_values(rng, acc_width, (acc_depth, lanes))
     vector_depth = max(lay.h_addr + lay.hidden for lay in layers) + 1
     cell_depth = max((lay.c_addr or 0) + lay.hidden for lay in layers) + 1
@@ -375,8 +379,9 @@ def run_activate(layers, lanes, sequence, acc_width, seed, units=1):
                       ew_addr=dut.ew_addr)
 
     async def testbench(ctx):
-        for k in sequence:
+        for k, bank in zip(sequence, banks):
             ctx.set(dut.sel, k)
+            ctx.set(dut.bank, bank)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
@@ -391,12 +396,13 @@ def run_activate(layers, lanes, sequence, acc_width, seed, units=1):
     return acc, trace
 
 
-def check_activate(layers, lanes, sequence, acc, trace, units=1):
+def check_activate(layers, lanes, sequence, acc, trace, units=1, banks=None):
     """Each beat carries `units` consecutive elements (the last beat of a row group may
     run past H: those elements are not checked)."""
     assert len(spans(trace)) == len(sequence)
-    for k, span in zip(sequence, spans(trace)):
+    for k, span, bank in zip(sequence, spans(trace), banks or [0] * len(sequence)):
         lay = layers[k]
+        base = lay.acc_base + bank * lay.acc_bank_stride
         beats = [(n, trace[n]["element"]) for n in span if trace[n]["valid"]]
         starts = [t for g in range(lay.gpg)
                   for t in range(g * lanes, min((g + 1) * lanes, lay.hidden), units)]
@@ -407,7 +413,7 @@ def check_activate(layers, lanes, sequence, acc, trace, units=1):
                 tag = e["tag"] + j
                 if tag >= lay.hidden:
                     continue
-                want = [int(acc[lay.acc_base + q * lay.gpg + tag // lanes][tag % lanes])
+                want = [int(acc[base + q * lay.gpg + tag // lanes][tag % lanes])
                         for q in range(lay.n_blocks)]
                 gates = e["gates"][j] if units > 1 else e["gates"]  # one unit: no beat array
                 assert gates[:lay.n_blocks] == want, f"layer {k} element {tag}"
@@ -464,11 +470,16 @@ def test_activate_engine_several_units(lanes, units, shapes):
 @pytest.mark.parametrize("cell,lanes,units", [("lstm", 3, 1), ("gru", 4, 1), ("sru", 3, 1),
                                               ("ligru", 8, 1), ("gru", 4, 2), ("sru", 8, 4)])
 def test_activate_engine_plan_layers(cell, lanes, units):
+    """A plan's layers; layer 0 from both its accumulator banks where the design overlaps
+    steps (`Plan.overlap`: the cells with recurrent columns)."""
     qm = qmodel(cell)
     plan = make_plan(qm, lanes, units=units)
-    layers = [ActivateLayer(lp) for lp in plan.layers]
-    acc, trace = run_activate(layers, lanes, [0, 1], plan.acc_width, seed=lanes, units=units)
-    check_activate(layers, lanes, [0, 1], acc, trace, units)
+    layers = activate_layers(plan)
+    assert (layers[0].acc_bank_stride > 0) == plan.overlap == (cell != "sru")
+    sequence, banks = [0, 1, 0], [1, 0, 0]
+    acc, trace = run_activate(layers, lanes, sequence, plan.acc_width, seed=lanes,
+                              units=units, banks=banks)
+    check_activate(layers, lanes, sequence, acc, trace, units, banks)
 
 
 # ---------------------------------------------------------------------------- HeadOutput

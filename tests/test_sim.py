@@ -46,7 +46,7 @@ def test_bit_exact_every_under_stalls(every_dir):
     assert r.vectors == 100 and r.compared == 2 * 100 * T_LEN * 2   # 2 passes
     # 3 inputs, 3 busy cycles, 2 outputs per step: exactly the stand-in's cycle model
     assert r.cycles_per_step == r.cycles_per_step_max == r.model_per_step == 8
-    assert r.step_interval == 8 and r.utilization == pytest.approx(3 / 8)
+    assert r.step_interval == r.step_period == 8 and r.utilization == pytest.approx(3 / 8)
     assert r.raw["passes"]["stall"]["cycles_per_step"]["mean"] > 8   # stalls took effect
     assert r.sim_cycles_per_s > 0 and r.waveform is None
     report = format_sim_report(r)

@@ -78,6 +78,15 @@ class ActivateLayer:
         self.hidden, self.gpg, self.n_blocks = lp.hidden_size, lp.groups_per_gate, lp.n_blocks
         self.acc_base, self.h_addr = lp.acc_base, lp.h_addr
         self.c_addr, self.ew_addr = lp.c_addr, lp.ew_addr
+        self.acc_bank_stride = 0   # a second accumulator bank this far on (`Plan.overlap`)
+
+
+def activate_layers(plan) -> list[ActivateLayer]:
+    """The engine's layers of a plan: layer 0 of a design that overlaps steps has two
+    accumulator banks."""
+    layers = [ActivateLayer(lp) for lp in plan.layers]
+    layers[0].acc_bank_stride = plan.acc_bank_stride
+    return layers
 
 
 def element_layout(layers, acc_width: int, units: int = 1) -> data.StructLayout:
@@ -99,6 +108,7 @@ class ActivateEngine(wiring.Component):
         keeps its own running flag, so that its control does not wait on the sequencer's
         state)
     sel : In(range(layers))   the layer to begin, read with `start` (and kept in a register)
+    bank : In(1)   its accumulator bank (a layer with two), read with `start`
     acc_addr : Out   accumulator word to read (0 when idle: the read port is shared)
     acc_word : In    the word read `GATHER_CAPTURE` edges earlier
     h_addr, c_addr, ew_addr : Out   the state and vector addresses of the elements issued
@@ -117,7 +127,7 @@ class ActivateEngine(wiring.Component):
         self.layers, self.lanes, self.acc_width, self.units = layers, lanes, acc_width, units
         self.layout = element_layout(layers, acc_width, units)
         super().__init__({
-            "start": In(1), "sel": In(range(len(layers))),
+            "start": In(1), "sel": In(range(len(layers))), "bank": In(1),
             "acc_addr": Out(range(acc_depth)),
             "acc_word": In(data.ArrayLayout(signed(acc_width), lanes)),
             "h_addr": Out(range(vector_depth)), "c_addr": Out(range(cell_depth)),
@@ -163,7 +173,10 @@ class ActivateEngine(wiring.Component):
             with m.Switch(self.sel):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
-                        m.d.sync += rd_addr.eq(lay.acc_base)
+                        base = lay.acc_base
+                        if lay.acc_bank_stride:
+                            base = Mux(self.bank, base + lay.acc_bank_stride, base)
+                        m.d.sync += rd_addr.eq(base)
         m.d.sync += self.finished.eq(self.done)
         with m.If(self.finished):
             m.d.sync += running.eq(0)

@@ -6,6 +6,13 @@ cycle in which the sequencer sees the array idle. ACTIVATE is the activate engin
 model, then the last element's register, the element-wise unit and the write of its new
 state. Tests check this model against cycles measured in simulation.
 
+A design that overlaps steps (`Plan.overlap`) loads the next step's input while this step
+runs, and begins the next step's layer-0 pass with the last layer's ACTIVATE: its input
+columns issue while ACTIVATE runs, its recurrent columns wait for the new h. That hides
+ACTIVATE up to the input columns' issue cycles, and the load. A sequence's first step
+follows the head: its pass runs alone, so a sequence costs that hidden part once more,
+and the one cycle of LOAD that takes the loaded input.
+
 A model with an embedding loads one token a step, then EMBED copies the token's E ROM values
 into the layer-0 input: E + 1 cycles (the ROM's read, then a write a cycle). Folded into
 layer 0 instead, its pass visits one input column, the token's.
@@ -22,6 +29,7 @@ from .plan import LayerPlan, Plan, token_columns
 MATRIX_OVERHEAD = ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1
 ELEMENT_REGISTER, STATE_WRITE = 1, 1
 ROM_READ = 1  # the token ROM's synchronous read before EMBED's first write
+LOAD_TAKE = 1  # overlapping steps: LOAD's cycle that takes an input already loaded
 
 
 def embed_cycles(plan: Plan) -> int:
@@ -52,9 +60,15 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     macs = sum(lp.macs for lp in plan.layers)
     load = input_size + embed_cycles(plan)
     per_step = load + sum(c["matrix"] + c["activate"] for c in layers)
+    hidden = 0
+    if plan.overlap:
+        first = plan.layers[0]
+        hidden = min(layers[-1]["activate"], first.input_size * first.groups_per_col)
+        load, per_step = 0, per_step - input_size - hidden
     return {
         "load": load,
         "layers": layers,
+        "hidden_activate": hidden,
         "per_step": per_step,
         "head": head,
         "macs_per_step": macs,
@@ -66,7 +80,8 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
         # what a testbench measures between steps: the head runs on every step, or once
         # per sequence after the last one
         "model_per_step": per_step + (head if head_mode == "every" else 0),
-        "per_sequence_overhead": head if head_mode == "last" else 0,
+        "per_sequence_overhead": (head + (LOAD_TAKE + hidden if plan.overlap else 0)
+                                  if head_mode == "last" else 0),
     }
 
 

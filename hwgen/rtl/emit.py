@@ -71,6 +71,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
         "head_mode": qm.head_mode,
         "lanes": plan.lanes,
         "units": plan.units,
+        "overlap": plan.overlap,
         "formats": {"input": qm.input_fmt.to_json(), "layers": layers,
                     "head": qm.head.formats(), "head_acc_width": qm.head.acc_width},
         "memories": {

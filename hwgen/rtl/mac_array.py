@@ -17,8 +17,9 @@ The accumulator read port is not transparent (its block RAM output goes straight
 register, for Fmax), so a word read for an update misses the writes of the three updates
 before it: the newest of those sums that hit the same word is forwarded.
 
-The read port serves the rest of the datapath while no update needs it: `read_addr` is read
-then, and `acc_word` holds the word read two edges later (gather, head output).
+The rest of the datapath (gather, head output) reads the accumulators through a read port
+of its own, so that it may read while updates run (the next step's input columns during
+this step's ACTIVATE): `acc_word` holds the word read at `read_addr` two edges earlier.
 
 Narrow weights share a multiplier two lanes at a time (`pairs_products`). Every lane
 multiplies the same delta d, so one product of the packed operand w_hi * 2^s + w_lo holds
@@ -81,7 +82,7 @@ class MacArray(wiring.Component):
     -------
     issue : In(stream.Signature(issue_layout(...), always_ready=True))   one update a cycle
         at most (the array never stalls)
-    read_addr : In(range(acc_depth))   accumulator word to read while no update needs the port
+    read_addr : In(range(acc_depth))   accumulator word to read (any cycle)
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
     idle : Out(1)   no update is in flight (a register: set from the stages' next valid bits,
         so that its readers' clock enables do not wait behind the OR of five stages)
@@ -119,6 +120,7 @@ class MacArray(wiring.Component):
                                             init=self.bias_words.tolist())
         m.submodules.acc_mem = acc_mem = self.acc_mem
         b_rd, acc_rd, acc_wr = b_mem.read_port(), acc_mem.read_port(), acc_mem.write_port()
+        out_rd = acc_mem.read_port()   # the rest of the datapath's
 
         # stage 1, 1a, 1b: the weight word comes out of its banks (block RAM output straight
         # into a multiplexer or a multiplier would be the longest path)
@@ -139,15 +141,15 @@ class MacArray(wiring.Component):
         m.d.sync += [s2.valid.eq(s1b.valid), s2.acc_addr.eq(s1b.issue.acc_addr),
                      s2.bias.eq(s1b.issue.bias), s2.shift.eq(s1b.issue.shift)]
         m.d.comb += [b_rd.addr.eq(s1b.issue.b_addr),
-                     acc_rd.addr.eq(Mux(s1b.valid, s1b.issue.acc_addr, self.read_addr))]
+                     acc_rd.addr.eq(s1b.issue.acc_addr), out_rd.addr.eq(self.read_addr)]
 
         # stage 3: register the accumulator and bias words and align the products (block
         # RAM output straight into the adder would be the longest path)
         s3 = Signal.like(s2)
         acc_q = Signal.like(acc_rd.data, name="acc_q")
         bias_q = Signal.like(b_rd.data, name="bias_q")
-        m.d.sync += [s3.eq(s2), acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data)]
-        m.d.comb += self.acc_word.eq(acc_q)
+        m.d.sync += [s3.eq(s2), acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data),
+                     self.acc_word.eq(out_rd.data)]
         # next cycle's stages are this cycle's issue, s1, s1a, s1b, s2, s3
         m.d.sync += self.idle.eq(~(self.issue.valid | s1.valid | s1a.valid | s1b.valid
                                    | s2.valid | s3.valid))

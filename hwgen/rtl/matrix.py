@@ -43,6 +43,7 @@ class PassSpec:
             self.shift_x = self.shift_h = 0
             self.theta = None
             self.tokens = 0
+            self.x_bank_stride = self.acc_bank_stride = 0
         else:
             lp, ql = plan.layers[k], qm.layers[k]
             self.cols, self.x_cols = lp.columns, lp.input_size
@@ -53,6 +54,9 @@ class PassSpec:
             self.recurrent = True
             self.shift_x, self.shift_h = ql.shift_x, ql.shift_h
             self.theta = plan.delta[k] if plan.delta is not None else None
+            # layer 0 of a design that overlaps steps: a second input and accumulator bank
+            self.x_bank_stride = plan.x_bank_stride if k == 0 else 0
+            self.acc_bank_stride = plan.acc_bank_stride if k == 0 else 0
             # a folded embedding: the pass visits token columns (`LayerPlan.token_columns`),
             # which stand for the V one-hot ones; a fired one adds +-1.0 of x_fmt
             self.tokens, self.vocab = lp.token_columns, lp.input_size
@@ -72,6 +76,11 @@ class PassSpec:
     @property
     def is_delta(self) -> bool:
         return self.theta is not None
+
+    @property
+    def banked(self) -> bool:
+        """The pass reads its input and adds into its accumulators in one of two banks."""
+        return self.acc_bank_stride > 0
 
     def acc_offset(self, q, is_h):
         """Accumulator word of the column's q-th group: past a block its side skips, the
@@ -128,6 +137,10 @@ class ColumnEncoder(wiring.Component):
     encoder keeps its own running flag, so that its control does not wait on the
     sequencer's state)
     fresh : In(1)   first step of a sequence: h and the last-fired values read as zero
+    bank : In(1)   the input and accumulator bank of the pass to begin (a banked pass:
+        `PassSpec.banked`), read with `start`; `bank_now` the pass's (a register)
+    hold_h : In(1)   do not read recurrent columns yet (the input columns of the next
+        step run while this step's h is still being made)
     value_addr : Out   vector-memory address of the column read now
     value : In     the word read at `value_addr` a cycle earlier
     last_addr, last : the same for the last-fired memory (delta passes)
@@ -148,7 +161,8 @@ class ColumnEncoder(wiring.Component):
                 tokens = {"token": In(range(ps.vocab)), "last_token": In(range(ps.vocab))}
         super().__init__({**tokens,
             "start": In(1), "sel": In(range(len(passes))), "fresh": In(1),
-            "pass_now": Out(range(len(passes))),
+            "pass_now": Out(range(len(passes))), "bank": In(1), "bank_now": Out(1),
+            "hold_h": In(1),
             "value_addr": Out(range(plan.vector_depth)), "value": In(value),
             "last_addr": Out(range(plan.hat_depth)), "last": In(value),
             "last_write": Out(data.StructLayout({"addr": range(plan.hat_depth),
@@ -207,7 +221,8 @@ class ColumnEncoder(wiring.Component):
         with m.If(self.done):
             m.d.sync += run.eq(0)
         with m.If(self.start):
-            m.d.sync += [self.pass_now.eq(self.sel), col.eq(0), run.eq(1)]
+            m.d.sync += [self.pass_now.eq(self.sel), self.bank_now.eq(self.bank), col.eq(0),
+                         run.eq(1)]
             with m.Switch(self.sel):
                 for k, ps in enumerate(self.passes):
                     with m.Case(k):
@@ -217,11 +232,14 @@ class ColumnEncoder(wiring.Component):
                 with m.Case(k):
                     # stage 0: read the next column's value (and last-fired value)
                     is_h0 = col >= ps.x_cols
+                    x_addr = (Mux(self.bank_now, ps.x_addr + ps.x_bank_stride, ps.x_addr)
+                              if ps.banked else ps.x_addr)
                     m.d.comb += self.value_addr.eq(Mux(is_h0, ps.h_addr + col - ps.x_cols,
-                                                       ps.x_addr + col))
+                                                       x_addr + col))
                     if ps.is_delta:
                         m.d.comb += self.last_addr.eq(ps.hat_addr + col)
-                    with m.If(run & (col < ps.cols) & room):
+                    may_read = room & ~(self.hold_h & is_h0) if ps.banked else room
+                    with m.If(run & (col < ps.cols) & may_read):
                         m.d.comb += launch.eq(1)
                         m.d.sync += [e1.valid.eq(1), e1.col.eq(col), e1.is_h.eq(is_h0),
                                      e1.w_addr.eq(w_addr), col.eq(col + 1),
@@ -262,6 +280,7 @@ class MacIssuer(wiring.Component):
     Members
     -------
     sel : In(range(passes))   the pass
+    bank : In(1)   its accumulator bank (a banked pass: `PassSpec.banked`)
     fresh : In(1)   first step of a sequence (a delta pass starts its words from the bias)
     columns : In(stream.Signature(fired_column_layout))
     issue : Out(stream.Signature(mac_array.issue_layout, always_ready=True))
@@ -273,7 +292,7 @@ class MacIssuer(wiring.Component):
         self.entry = fired_column_layout(plan, passes)
         self.shifts = pass_shifts(passes)
         super().__init__({
-            "sel": In(range(len(passes))), "fresh": In(1),
+            "sel": In(range(len(passes))), "fresh": In(1), "bank": In(1),
             "columns": In(stream.Signature(self.entry)),
             "issue": Out(stream.Signature(issue_layout, always_ready=True)),
             "busy": Out(1),
@@ -290,10 +309,12 @@ class MacIssuer(wiring.Component):
             for k, ps in enumerate(self.passes):
                 with m.Case(k):
                     acc_off = ps.acc_offset(grp, cur.is_h)
+                    acc_base = (Mux(self.bank, ps.acc_base + ps.acc_bank_stride, ps.acc_base)
+                                if ps.banked else ps.acc_base)
                     bias_ok = self.fresh if ps.is_delta else 1
                     m.d.comb += [
                         self.issue.payload.w_addr.eq(cur.w_addr + grp),
-                        self.issue.payload.acc_addr.eq(ps.acc_base + acc_off),
+                        self.issue.payload.acc_addr.eq(acc_base + acc_off),
                         self.issue.payload.b_addr.eq(ps.b_base + acc_off),
                         self.issue.payload.delta.eq(cur.delta),
                         self.issue.payload.bias.eq(bias_ok & ps.first_touch(cur.col, grp,

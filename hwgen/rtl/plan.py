@@ -134,6 +134,9 @@ class Plan:
     units: int = 1           # element-wise units E: elements per word of the state memories
     token_rom: np.ndarray | None = None  # (V * E,) int64: the embedding, row-major, or None
     embedding_size: int = 0  # E of a model's embedding (ROM or folded), else 0
+    overlap: bool = False    # the next step's input columns run during the last ACTIVATE
+    x_bank_stride: int = 0   # overlap: vector-memory distance of the second input bank
+    acc_bank_stride: int = 0  # overlap: accumulator distance of layer 0's second bank
 
 
 class PlanError(ValueError):
@@ -172,6 +175,15 @@ def check_units(units, lanes: int) -> None:
                         f"lanes, not {units!r}")
 
 
+def overlaps_steps(qm: QModel, delta) -> bool:
+    """Whether a design runs the next step's input columns during the last ACTIVATE of a
+    step: a dense pass (a delta pass adds into words the ACTIVATE still reads), a vector
+    input (no token), weights that multiply (not ternary levels), and a head once per
+    sequence (a head every step runs its own pass there)."""
+    return (delta is None and qm.embedding_design is None and qm.ternary is None
+            and qm.head_mode == "last")
+
+
 def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> Plan:
     """Lay out a quantized model for a `lanes`-wide MAC array (and delta thresholds) with
     `units` element-wise units (default `default_units`).
@@ -179,6 +191,11 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
     With E units, the vector, cell and element-wise memories hold E elements a word and
     every region (the input, each layer's h and c) starts on a word: the E elements a
     cycle that ACTIVATE issues are one word, read and written together.
+
+    A design that overlaps steps (`overlaps_steps`) holds two input banks (the next step's
+    input is loaded while this one's is read) and two banks of layer 0's accumulators (the
+    next step's input columns add into one while ACTIVATE reads the other): the second
+    bank of each follows the first.
     """
     if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
         raise PlanError(f"lanes must be an integer in 1..{MAX_LANES}, not {lanes!r}")
@@ -197,8 +214,15 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
     P = lanes
     w_words, b_words, layers = [], [], []
     folded = qm.embedding_design == "folded"
+    first = qm.layers[0]
+    # the next step's input loads while layer 0's recurrent columns issue (`_load_ahead`
+    # in `hwgen.rtl.top`): enough cycles for it, with an always-valid input
+    recurrent_issue = (first.hidden_size * len(first.spec.blocks_x) * math.ceil(
+        first.hidden_size / lanes) if first.spec.blocks_h else 0)
+    overlap = overlaps_steps(qm, delta) and first.input_size <= recurrent_issue
     # the layer-0 input sits at 0..I-1 (a folded embedding's token is no vector: none)
-    v_addr = 0 if folded else align(qm.layers[0].input_size)
+    x_bank = 0 if folded else align(qm.layers[0].input_size)
+    v_addr = 2 * x_bank if overlap else x_bank
     x_addr = c_addr = hat_addr = acc_addr = 0
     ew_words = []
     for k, ql in enumerate(qm.layers):
@@ -216,7 +240,7 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
         v_addr += align(hsz)
         c_addr += align(hsz) if cell.has_cell_state else 0
         hat_addr += (lp.token_columns if lp.token_columns else isz) + hsz
-        acc_addr += cell.n_blocks * gpg
+        acc_addr += cell.n_blocks * gpg * (2 if overlap and k == 0 else 1)
         for j in range(lp.columns):
             w, col, blocks = (ql.w_x, j, bx) if j < isz else (ql.w_h, j - isz, bh)
             for blk in blocks:
@@ -246,6 +270,9 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
                 np.array(w_words, dtype=np.int64).reshape(-1, P),
                 np.array(b_words, dtype=np.int64).reshape(-1, P), v_addr, align(max(c_addr, 1)),
                 max(hat_addr, 1), acc_addr + groups, delta, units=units)
+    if overlap:
+        plan.overlap, plan.x_bank_stride = True, x_bank
+        plan.acc_bank_stride = layers[0].n_blocks * layers[0].groups_per_gate
     if any(ew_words):
         n_vectors = max(len(word) for word in ew_words)
         plan.ew_words = np.array([list(w) + [0] * (n_vectors - len(w)) for w in ew_words],

@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..interface import model_input_payload, output_payload
 from ..qmodel import QModel
-from .activate import ActivateEngine, ActivateLayer
+from .activate import ActivateEngine, activate_layers
 from .elementwise import ElementwiseUnit
 from .head_output import HeadOutput
 from .mac_array import MacArray
@@ -128,7 +128,7 @@ class Accelerator(wiring.Component):
             wiring.connect(m, enc.columns, issuer.columns)
             wiring.connect(m, issuer.issue, mac.issue)
             m.d.comb += [enc.fresh.eq(fresh), issuer.fresh.eq(fresh),
-                         issuer.sel.eq(enc.pass_now)]
+                         issuer.sel.eq(enc.pass_now), issuer.bank.eq(enc.bank_now)]
             matrix_busy, matrix_idle = issuer.busy, mac.idle
         else:
             # a column's "first weight word" is its pointer: one per column
@@ -155,18 +155,23 @@ class Accelerator(wiring.Component):
                          hat_wr.addr.eq(enc.last_write.addr),
                          hat_wr.data.eq(enc.last_write.data),
                          hat_wr.en.eq(enc.last_write.en)]
-        # the encoder reads one element: its lane of the word, picked a cycle after its address
+        # the encoder reads one element: its lane of the word, picked a cycle after its
+        # address; through a read port of its own when its pass may run during ACTIVATE
+        enc_rd = v_mem.read_port() if plan.overlap else v_rd
+        if plan.overlap:
+            m.d.comb += enc_rd.addr.eq(word(enc.value_addr))
         if E > 1:
             value_lane = Signal(range(E))
             m.d.sync += value_lane.eq(enc.value_addr)
-            m.d.comb += enc.value.eq(v_rd.data[value_lane])
+            m.d.comb += enc.value.eq(enc_rd.data[value_lane])
         else:
-            m.d.comb += enc.value.eq(v_rd.data)
+            m.d.comb += enc.value.eq(enc_rd.data)
 
-        act = ActivateEngine([ActivateLayer(lp) for lp in plan.layers], P, plan.acc_width,
+        act = ActivateEngine(activate_layers(plan), P, plan.acc_width,
                              plan.acc_depth, plan.vector_depth, plan.cell_depth,
                              0 if plan.ew_words is None else len(plan.ew_words), units=E)
         m.submodules.activate = act
+        m.d.comb += act.bank.eq(enc.bank_now)   # the bank of the pass just run
         out = HeadOutput(qm.head, P, plan.head.acc_base, plan.acc_width, plan.acc_depth)
         m.submodules.head_output = out
         wiring.connect(m, wiring.flipped(self.o), out.o)
@@ -219,7 +224,8 @@ class Accelerator(wiring.Component):
         def run_pass(next_state: str):
             """A MATRIX pass (the one begun last): read columns, issue words; done when both
             are."""
-            m.d.comb += v_rd.addr.eq(word(enc.value_addr))
+            if not plan.overlap:
+                m.d.comb += v_rd.addr.eq(word(enc.value_addr))
             with m.If(enc.done & ~matrix_busy):
                 m.next = next_state
 
@@ -236,9 +242,28 @@ class Accelerator(wiring.Component):
             m.d.comb += enc.sel.eq(k)
             return enc.start.eq(1)
 
+        if plan.overlap:
+            ahead = self._load_ahead(m, write_element, seq_end)
+            m.d.comb += [enc.bank.eq(ahead.bank), enc.hold_h.eq(ahead.early)]
+
+        def head_or_load(begin_head):
+            """After a sequence's last step the head, else the next step's LOAD."""
+            with m.If(seq_end):
+                m.d.comb += begin_head
+                m.next = "HEAD"
+            with m.Else():
+                m.d.sync += fresh.eq(0)
+                m.next = "LOAD"
+
         # ---- the sequencer
         with m.FSM(name="seq"):
-            if qm.embedding_design == "folded":
+            if plan.overlap:
+                with m.State("LOAD"):
+                    begin = start_pass(0)
+                    with m.If(ahead.loaded):
+                        m.d.comb += [begin, ahead.take.eq(1)]
+                        m.next = "MAT0"
+            elif qm.embedding_design == "folded":
                 self._load_token(m, enc, seq_end, lambda: start_pass(0))
             elif qm.embedding_design == "token_rom":
                 self._load_and_embed_token(m, write_element, seq_end, lambda: start_pass(0))
@@ -259,8 +284,18 @@ class Accelerator(wiring.Component):
                 if tp is None:
                     with m.State(f"DRAIN{k}"):
                         m.d.comb += act.sel.eq(k)
+                        if plan.overlap and k == len(units) - 1:
+                            # the next step's pass begins with this ACTIVATE: its input
+                            # columns now, its recurrent ones when this step's h is made
+                            begin = start_pass(0)
                         with m.If(mac.idle):
                             m.d.comb += act.start.eq(1)
+                            if plan.overlap:
+                                m.d.sync += ahead.units_busy.eq(1)
+                            if plan.overlap and k == len(units) - 1:
+                                with m.If(ahead.loaded & ~seq_end):
+                                    m.d.comb += [begin, ahead.take.eq(1)]
+                                    m.d.sync += ahead.early.eq(1)
                             m.next = f"ACT{k}"
                 else:
                     with m.State(f"DRAIN{k}"):
@@ -282,21 +317,23 @@ class Accelerator(wiring.Component):
                     begin = start_pass(k + 1 if k + 1 < len(units) else head_pass)
                     m.d.sync += [wait.eq(wait + 1), flushed.eq(wait == unit.latency - 1)]
                     with m.If(flushed):
+                        if plan.overlap:
+                            m.d.sync += ahead.units_busy.eq(0)
                         # (a started pass runs until done: the head's only if it follows)
                         if k + 1 < len(units):
                             m.d.comb += begin
                             m.next = f"MAT{k + 1}"
+                        elif qm.head_mode == "every":
+                            m.d.comb += begin
+                            m.next = "HEAD"
+                        elif plan.overlap:
+                            with m.If(ahead.early):   # the next step's pass is running
+                                m.d.sync += [ahead.early.eq(0), fresh.eq(0)]
+                                m.next = "MAT0"
+                            with m.Else():
+                                head_or_load(begin)
                         else:
-                            if qm.head_mode == "every":
-                                m.d.comb += begin
-                                m.next = "HEAD"
-                            else:
-                                with m.If(seq_end):
-                                    m.d.comb += begin
-                                    m.next = "HEAD"
-                                with m.Else():
-                                    m.d.sync += fresh.eq(0)
-                                    m.next = "LOAD"
+                            head_or_load(begin)
             with m.State("HEAD"):
                 run_pass("HEAD_DRAIN")
             if tp is None:
@@ -319,6 +356,37 @@ class Accelerator(wiring.Component):
                     m.d.sync += fresh.eq(seq_end)
                     m.next = "LOAD"
         return m
+
+    def _load_ahead(self, m, write_element, seq_end):
+        """The input loader of a design that overlaps steps: it fills the input bank the
+        next step reads while this step runs, whenever the vector memory's write port is
+        free (not while ACTIVATE's units write: `units_busy`, set by the sequencer). The
+        sequencer `take`s a loaded bank when it begins the step's first pass: that step's
+        bank, and its end of sequence, are then the loaded ones.
+
+        Returns the loader's signals: bank (the one being filled), loaded, take (In),
+        units_busy and early (registers the sequencer sets: ACTIVATE's units own the write
+        port; the next step's pass has begun and holds its recurrent columns)."""
+        from types import SimpleNamespace
+        plan, size = self.plan, self.qm.input_size
+        ahead = SimpleNamespace(bank=Signal(name="load_bank"), loaded=Signal(name="loaded"),
+                                take=Signal(name="take"), units_busy=Signal(name="units_busy"),
+                                early=Signal(name="early"))
+        idx = Signal(range(size), name="load_idx")
+        next_seq_end = Signal()
+        accept = ~ahead.loaded & ~ahead.units_busy
+        m.d.comb += self.i.ready.eq(accept)
+        addr = Mux(ahead.bank, plan.x_bank_stride, 0) + idx
+        with m.If(self.i.valid & accept):   # (never as the units write: `units_busy`)
+            m.d.comb += write_element(addr, self.i.payload.data, 1)
+            m.d.sync += idx.eq(idx + 1)
+            with m.If(idx == size - 1):
+                m.d.sync += [idx.eq(0), ahead.loaded.eq(1),
+                             next_seq_end.eq(self.i.payload.seq_end)]
+        with m.If(ahead.take):
+            m.d.sync += [ahead.loaded.eq(0), ahead.bank.eq(~ahead.bank),
+                         seq_end.eq(next_seq_end)]
+        return ahead
 
     def _load_token(self, m, enc, seq_end, start_first_pass):
         """A folded embedding: LOAD takes one token id and layer 0's pass starts on it (the

@@ -40,39 +40,39 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$8 ;
   wire \$9 ;
   reg [6:0] \$signature__addr ;
-  reg [6:0] \$signature__addr$63 ;
+  reg [6:0] \$signature__addr$66 ;
   wire [7:0] \$signature__data ;
-  reg [7:0] \$signature__data$47 ;
+  reg [7:0] \$signature__data$50 ;
   reg \$signature__en ;
   wire [20:0] acc0;
-  wire [20:0] \acc0$52 ;
+  wire [20:0] \acc0$55 ;
   wire [20:0] acc1;
-  wire [20:0] \acc1$53 ;
+  wire [20:0] \acc1$56 ;
   wire [20:0] acc2;
-  wire [20:0] \acc2$54 ;
+  wire [20:0] \acc2$57 ;
   wire [20:0] acc3;
-  wire [20:0] \acc3$55 ;
+  wire [20:0] \acc3$58 ;
   wire [5:0] acc_addr;
-  wire [5:0] \acc_addr$30 ;
+  wire [5:0] \acc_addr$33 ;
   wire [167:0] acc_word;
-  wire [167:0] \acc_word$32 ;
-  wire [20:0] \acc_word$32[0] ;
-  wire [20:0] \acc_word$32[1] ;
-  wire [20:0] \acc_word$32[2] ;
-  wire [20:0] \acc_word$32[3] ;
-  wire [20:0] \acc_word$32[4] ;
-  wire [20:0] \acc_word$32[5] ;
-  wire [20:0] \acc_word$32[6] ;
-  wire [20:0] \acc_word$32[7] ;
-  wire [167:0] \acc_word$33 ;
-  wire [20:0] \acc_word$33[0] ;
-  wire [20:0] \acc_word$33[1] ;
-  wire [20:0] \acc_word$33[2] ;
-  wire [20:0] \acc_word$33[3] ;
-  wire [20:0] \acc_word$33[4] ;
-  wire [20:0] \acc_word$33[5] ;
-  wire [20:0] \acc_word$33[6] ;
-  wire [20:0] \acc_word$33[7] ;
+  wire [167:0] \acc_word$35 ;
+  wire [20:0] \acc_word$35[0] ;
+  wire [20:0] \acc_word$35[1] ;
+  wire [20:0] \acc_word$35[2] ;
+  wire [20:0] \acc_word$35[3] ;
+  wire [20:0] \acc_word$35[4] ;
+  wire [20:0] \acc_word$35[5] ;
+  wire [20:0] \acc_word$35[6] ;
+  wire [20:0] \acc_word$35[7] ;
+  wire [167:0] \acc_word$36 ;
+  wire [20:0] \acc_word$36[0] ;
+  wire [20:0] \acc_word$36[1] ;
+  wire [20:0] \acc_word$36[2] ;
+  wire [20:0] \acc_word$36[3] ;
+  wire [20:0] \acc_word$36[4] ;
+  wire [20:0] \acc_word$36[5] ;
+  wire [20:0] \acc_word$36[6] ;
+  wire [20:0] \acc_word$36[7] ;
   wire [20:0] \acc_word[0] ;
   wire [20:0] \acc_word[1] ;
   wire [20:0] \acc_word[2] ;
@@ -81,6 +81,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [20:0] \acc_word[5] ;
   wire [20:0] \acc_word[6] ;
   wire [20:0] \acc_word[7] ;
+  wire bank;
+  wire \bank$27 ;
+  wire bank_now;
   wire busy;
   input clk;
   wire clk;
@@ -99,7 +102,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
-  wire \done$76 ;
+  wire \done$79 ;
   wire [91:0] element__payload;
   wire [83:0] \element__payload.gates ;
   wire [20:0] \element__payload.gates[0] ;
@@ -118,9 +121,9 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \fresh$20 ;
   wire [6:0] h_addr;
   wire [7:0] h_new;
-  wire [7:0] \h_new$58 ;
+  wire [7:0] \h_new$61 ;
   wire [7:0] h_prev;
-  wire [7:0] \h_prev$51 ;
+  wire [7:0] \h_prev$54 ;
   input [9:0] i__payload;
   wire [9:0] i__payload;
   wire [7:0] \i__payload.data ;
@@ -150,37 +153,37 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \issue__valid$17 ;
   output [8:0] o__payload;
   wire [8:0] o__payload;
-  wire [8:0] \o__payload$25 ;
-  wire [7:0] \o__payload$25.data ;
-  wire \o__payload$25.last ;
+  wire [8:0] \o__payload$28 ;
+  wire [7:0] \o__payload$28.data ;
+  wire \o__payload$28.last ;
   wire [7:0] \o__payload.data ;
   wire \o__payload.last ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$26 ;
+  wire \o__ready$29 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$27 ;
+  wire \o__valid$30 ;
   wire [1:0] pass_now;
   wire [5:0] read_addr;
   input rst;
   wire rst;
   wire [1:0] sel;
-  reg [1:0] \sel$60 ;
-  reg \sel$65 ;
+  reg [1:0] \sel$63 ;
+  reg \sel$68 ;
   reg seq_end = 1'h0;
   reg [3:0] seq_state = 4'h0;
   reg start;
-  reg \start$67 ;
   reg \start$70 ;
+  reg \start$73 ;
   wire [5:0] tag;
-  wire [5:0] \tag$50 ;
+  wire [5:0] \tag$53 ;
   wire [5:0] tag_out;
-  wire [5:0] \tag_out$57 ;
+  wire [5:0] \tag_out$60 ;
   wire valid_in;
-  wire \valid_in$49 ;
+  wire \valid_in$52 ;
   wire valid_out;
-  wire \valid_out$56 ;
+  wire \valid_out$59 ;
   wire [7:0] value;
   wire [6:0] value_addr;
   reg [4:0] \wait  = 5'h00;
@@ -285,22 +288,22 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr ] <= \$signature__data$47 ;
+      v_mem[\$signature__addr ] <= \$signature__data$50 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= v_mem[\$signature__addr$63 ];
+    _0_ <= v_mem[\$signature__addr$66 ];
   end
   assign value = _0_;
-  assign read_addr = acc_addr | \acc_addr$30 ;
+  assign read_addr = acc_addr | \acc_addr$33 ;
   assign \$1  = ! element__payload[7:6];
   assign valid_in = element__valid & \$1 ;
   assign h_prev = fresh ? 8'h00 : value;
   assign \$2  = 6'h20 + tag_out;
   assign \$3  = element__payload[7:6] == 1'h1;
-  assign \valid_in$49  = element__valid & \$3 ;
-  assign \h_prev$51  = fresh ? 8'h00 : value;
-  assign \$4  = 7'h40 + \tag_out$57 ;
+  assign \valid_in$52  = element__valid & \$3 ;
+  assign \h_prev$54  = fresh ? 8'h00 : value;
+  assign \$4  = 7'h40 + \tag_out$60 ;
   assign \$5  = in_idx == 5'h1f;
   assign \$6  = ! seq_state;
   assign \$7  = seq_state == 1'h1;
@@ -347,8 +350,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .finished(finished),
     .h_addr(h_addr),
     .rst(rst),
-    .sel(\sel$65 ),
-    .start(\start$67 )
+    .sel(\sel$68 ),
+    .start(\start$70 )
   );
   \hwgen_charlm_gru2_p8.elementwise0  elementwise0 (
     .clk(clk),
@@ -356,23 +359,24 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1673$8 (element__payload[91:8]),
+    .\port$1677$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
   );
   \hwgen_charlm_gru2_p8.elementwise1  elementwise1 (
     .clk(clk),
-    .h_new(\h_new$58 ),
-    .h_prev(\h_prev$51 ),
-    .p20(\valid_out$56 ),
-    .p41(\tag_out$57 ),
-    .\port$1673$8 (element__payload[91:8]),
+    .h_new(\h_new$61 ),
+    .h_prev(\h_prev$54 ),
+    .p20(\valid_out$59 ),
+    .p41(\tag_out$60 ),
+    .\port$1677$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
-    .valid_in(\valid_in$49 )
+    .valid_in(\valid_in$52 )
   );
   \hwgen_charlm_gru2_p8.encoder  encoder (
+    .bank_now(bank),
     .clk(clk),
     .columns__payload(columns__payload),
     .columns__valid(columns__valid),
@@ -381,21 +385,21 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
-    .sel(\sel$60 ),
+    .sel(\sel$63 ),
     .start(start),
     .value(value),
     .value_addr(value_addr)
   );
   \hwgen_charlm_gru2_p8.head_output  head_output (
-    .acc_addr(\acc_addr$30 ),
+    .acc_addr(\acc_addr$33 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$76 ),
+    .done(\done$79 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$70 )
+    .start(\start$73 )
   );
   \hwgen_charlm_gru2_p8.issuer  issuer (
     .busy(issue__valid),
@@ -413,7 +417,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .idle(idle),
     .issue__payload(issue__payload),
     .issue__valid(issue__valid),
-    .read_addr(read_addr),
+    .out_rd__addr(read_addr),
     .rst(rst)
   );
   always @* begin
@@ -422,7 +426,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (valid_out) begin
       \$signature__addr  = \$2 ;
     end
-    if (\valid_out$56 ) begin
+    if (\valid_out$59 ) begin
       \$signature__addr  = \$4 [6:0];
     end
     casez (seq_state)
@@ -436,7 +440,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     if (valid_out) begin
       \$signature__en  = 1'h1;
     end
-    if (\valid_out$56 ) begin
+    if (\valid_out$59 ) begin
       \$signature__en  = 1'h1;
     end
     casez (seq_state)
@@ -446,24 +450,24 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$47  = 8'h00;
+    \$signature__data$50  = 8'h00;
     if (valid_out) begin
-      \$signature__data$47  = h_new;
+      \$signature__data$50  = h_new;
     end
-    if (\valid_out$56 ) begin
-      \$signature__data$47  = \h_new$58 ;
+    if (\valid_out$59 ) begin
+      \$signature__data$50  = \h_new$61 ;
     end
     casez (seq_state)
       4'h0:
-          \$signature__data$47  = i__payload[7:0];
+          \$signature__data$50  = i__payload[7:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$60  = 2'h0;
+    \sel$63  = 2'h0;
     casez (seq_state)
       4'h0:
-          \sel$60  = 2'h0;
+          \sel$63  = 2'h0;
       4'h1:
           /* empty */;
       4'h2:
@@ -471,7 +475,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h3:
           /* empty */;
       4'h4:
-          \sel$60  = 2'h1;
+          \sel$63  = 2'h1;
       4'h5:
           /* empty */;
       4'h6:
@@ -479,7 +483,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h7:
           /* empty */;
       4'h8:
-          \sel$60  = 2'h2;
+          \sel$63  = 2'h2;
     endcase
   end
   always @* begin
@@ -524,40 +528,40 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$63  = 7'h00;
+    \$signature__addr$66  = 7'h00;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$signature__addr$63  = value_addr;
+          \$signature__addr$66  = value_addr;
       4'h2:
           /* empty */;
       4'h3:
-          \$signature__addr$63  = h_addr;
+          \$signature__addr$66  = h_addr;
       4'h4:
           /* empty */;
       4'h5:
-          \$signature__addr$63  = value_addr;
+          \$signature__addr$66  = value_addr;
       4'h6:
           /* empty */;
       4'h7:
-          \$signature__addr$63  = h_addr;
+          \$signature__addr$66  = h_addr;
       4'h8:
           /* empty */;
       4'h9:
-          \$signature__addr$63  = value_addr;
+          \$signature__addr$66  = value_addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$65  = 1'h0;
+    \sel$68  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          \sel$65  = 1'h0;
+          \sel$68  = 1'h0;
       4'h3:
           /* empty */;
       4'h4:
@@ -565,36 +569,36 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'h5:
           /* empty */;
       4'h6:
-          \sel$65  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$67  = 1'h0;
-    casez (seq_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (idle) begin
-            \start$67  = 1'h1;
-          end
-      4'h3:
-          /* empty */;
-      4'h4:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h6:
-          if (idle) begin
-            \start$67  = 1'h1;
-          end
+          \sel$68  = 1'h1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \start$70  = 1'h0;
+    casez (seq_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (idle) begin
+            \start$70  = 1'h1;
+          end
+      4'h3:
+          /* empty */;
+      4'h4:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h6:
+          if (idle) begin
+            \start$70  = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$73  = 1'h0;
     casez (seq_state)
       4'h0:
           /* empty */;
@@ -618,7 +622,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       4'ha:
           if (idle) begin
-            \start$70  = 1'h1;
+            \start$73  = 1'h1;
           end
     endcase
   end
@@ -704,7 +708,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
             \$32  = 4'hb;
           end
       4'hb:
-          if (\done$76 ) begin
+          if (\done$79 ) begin
             \$32  = 4'h0;
           end
     endcase
@@ -797,7 +801,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       4'ha:
           /* empty */;
       4'hb:
-          if (\done$76 ) begin
+          if (\done$79 ) begin
             \$35  = seq_end;
           end
     endcase
@@ -813,22 +817,24 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \fresh$19  = fresh;
   assign \fresh$20  = fresh;
   assign pass_now = sel;
+  assign bank_now = bank;
   assign \$signature__data  = value;
-  assign \o__payload$25  = o__payload;
-  assign \o__ready$26  = o__ready;
-  assign \o__valid$27  = o__valid;
-  assign \acc_word$32  = acc_word;
-  assign \acc_word$33  = acc_word;
+  assign \bank$27  = bank;
+  assign \o__payload$28  = o__payload;
+  assign \o__ready$29  = o__ready;
+  assign \o__valid$30  = o__valid;
+  assign \acc_word$35  = acc_word;
+  assign \acc_word$36  = acc_word;
   assign tag = element__payload[5:0];
   assign acc0 = element__payload[28:8];
   assign acc1 = element__payload[49:29];
   assign acc2 = element__payload[70:50];
   assign acc3 = element__payload[91:71];
-  assign \tag$50  = element__payload[5:0];
-  assign \acc0$52  = element__payload[28:8];
-  assign \acc1$53  = element__payload[49:29];
-  assign \acc2$54  = element__payload[70:50];
-  assign \acc3$55  = element__payload[91:71];
+  assign \tag$53  = element__payload[5:0];
+  assign \acc0$55  = element__payload[28:8];
+  assign \acc1$56  = element__payload[49:29];
+  assign \acc2$57  = element__payload[70:50];
+  assign \acc3$58  = element__payload[91:71];
   assign busy = issue__valid;
   assign \i__payload.data  = i__payload[7:0];
   assign \i__payload.step_end  = i__payload[8];
@@ -855,8 +861,8 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \issue__payload$15.bias  = issue__payload[23];
   assign \issue__payload$15.delta  = issue__payload[32:24];
   assign \issue__payload$15.shift  = issue__payload[33];
-  assign \o__payload$25.data  = o__payload[7:0];
-  assign \o__payload$25.last  = o__payload[8];
+  assign \o__payload$28.data  = o__payload[7:0];
+  assign \o__payload$28.last  = o__payload[8];
   assign \acc_word[0]  = acc_word[20:0];
   assign \acc_word[1]  = acc_word[41:21];
   assign \acc_word[2]  = acc_word[62:42];
@@ -865,22 +871,22 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \acc_word[5]  = acc_word[125:105];
   assign \acc_word[6]  = acc_word[146:126];
   assign \acc_word[7]  = acc_word[167:147];
-  assign \acc_word$32[0]  = acc_word[20:0];
-  assign \acc_word$32[1]  = acc_word[41:21];
-  assign \acc_word$32[2]  = acc_word[62:42];
-  assign \acc_word$32[3]  = acc_word[83:63];
-  assign \acc_word$32[4]  = acc_word[104:84];
-  assign \acc_word$32[5]  = acc_word[125:105];
-  assign \acc_word$32[6]  = acc_word[146:126];
-  assign \acc_word$32[7]  = acc_word[167:147];
-  assign \acc_word$33[0]  = acc_word[20:0];
-  assign \acc_word$33[1]  = acc_word[41:21];
-  assign \acc_word$33[2]  = acc_word[62:42];
-  assign \acc_word$33[3]  = acc_word[83:63];
-  assign \acc_word$33[4]  = acc_word[104:84];
-  assign \acc_word$33[5]  = acc_word[125:105];
-  assign \acc_word$33[6]  = acc_word[146:126];
-  assign \acc_word$33[7]  = acc_word[167:147];
+  assign \acc_word$35[0]  = acc_word[20:0];
+  assign \acc_word$35[1]  = acc_word[41:21];
+  assign \acc_word$35[2]  = acc_word[62:42];
+  assign \acc_word$35[3]  = acc_word[83:63];
+  assign \acc_word$35[4]  = acc_word[104:84];
+  assign \acc_word$35[5]  = acc_word[125:105];
+  assign \acc_word$35[6]  = acc_word[146:126];
+  assign \acc_word$35[7]  = acc_word[167:147];
+  assign \acc_word$36[0]  = acc_word[20:0];
+  assign \acc_word$36[1]  = acc_word[41:21];
+  assign \acc_word$36[2]  = acc_word[62:42];
+  assign \acc_word$36[3]  = acc_word[83:63];
+  assign \acc_word$36[4]  = acc_word[104:84];
+  assign \acc_word$36[5]  = acc_word[125:105];
+  assign \acc_word$36[6]  = acc_word[146:126];
+  assign \acc_word$36[7]  = acc_word[167:147];
   assign \element__payload.tag  = element__payload[5:0];
   assign \element__payload.layer  = element__payload[7:6];
   assign \element__payload.gates  = element__payload[91:8];
@@ -5042,7 +5048,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1673$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1677$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5298,8 +5304,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1673$8 ;
-  wire [83:0] \port$1673$8 ;
+  input [83:0] \port$1677$8 ;
+  wire [83:0] \port$1677$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5319,22 +5325,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1673$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1677$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1673$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1677$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1673$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1677$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1673$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1677$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6263,10 +6269,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1673$8 [20:0];
-  assign acc1 = \port$1673$8 [41:21];
-  assign acc2 = \port$1673$8 [62:42];
-  assign acc3 = \port$1673$8 [83:63];
+  assign acc0 = \port$1677$8 [20:0];
+  assign acc1 = \port$1677$8 [41:21];
+  assign acc2 = \port$1677$8 [62:42];
+  assign acc3 = \port$1677$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7231,7 +7237,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1673$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1677$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7487,8 +7493,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1673$8 ;
-  wire [83:0] \port$1673$8 ;
+  input [83:0] \port$1677$8 ;
+  wire [83:0] \port$1677$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7508,22 +7514,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1673$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1677$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1673$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1677$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1673$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1677$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1673$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1677$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8452,10 +8458,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1673$8 [20:0];
-  assign acc1 = \port$1673$8 [41:21];
-  assign acc2 = \port$1673$8 [62:42];
-  assign acc3 = \port$1673$8 [83:63];
+  assign acc0 = \port$1677$8 [20:0];
+  assign acc1 = \port$1677$8 [41:21];
+  assign acc2 = \port$1677$8 [62:42];
+  assign acc3 = \port$1677$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -9420,7 +9426,7 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, fresh, value_addr, done, pass_now, r_en, clk);
+module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, fresh, value_addr, done, pass_now, bank_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9515,9 +9521,13 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   reg [3:0] \$91 ;
   reg \$92 ;
   reg [1:0] \$93 ;
-  reg [6:0] \$94 ;
-  reg [10:0] \$95 ;
-  reg [36:0] \$96 ;
+  reg \$94 ;
+  reg [6:0] \$95 ;
+  reg [10:0] \$96 ;
+  reg [36:0] \$97 ;
+  wire bank;
+  output bank_now;
+  reg bank_now = 1'h0;
   input clk;
   wire clk;
   reg [6:0] col = 7'h00;
@@ -9573,6 +9583,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   reg [10:0] w_addr = 11'h000;
   wire [27:0] w_data;
   reg w_en;
+  assign \$3  = \$2  - 6'h20;
   assign \$4  = 1'h0 + col;
   assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
   assign \$6  = col < 7'h40;
@@ -9665,14 +9676,15 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   always @(posedge clk)
     pass_now <= \$93 ;
   always @(posedge clk)
-    col <= \$94 ;
+    bank_now <= \$94 ;
   always @(posedge clk)
-    w_addr <= \$95 ;
+    col <= \$95 ;
   always @(posedge clk)
-    e2 <= \$96 ;
+    w_addr <= \$96 ;
+  always @(posedge clk)
+    e2 <= \$97 ;
   assign \$1  = col >= 6'h20;
   assign \$2  = 6'h20 + col;
-  assign \$3  = \$2  - 6'h20;
   \hwgen_charlm_gru2_p8.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -9799,99 +9811,110 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$94  = col;
+    \$94  = bank_now;
     if (start) begin
-      \$94  = 7'h00;
+      \$94  = 1'h0;
     end
-    casez (pass_now)
-      2'h0:
-          if (\$61 ) begin
-            \$94  = \$63 [6:0];
-          end
-      2'h1:
-          if (\$73 ) begin
-            \$94  = \$75 [6:0];
-          end
-      2'h2:
-          if (\$85 ) begin
-            \$94  = \$87 [6:0];
-          end
-    endcase
     if (rst) begin
-      \$94  = 7'h00;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$95  = w_addr;
+    \$95  = col;
+    if (start) begin
+      \$95  = 7'h00;
+    end
+    casez (pass_now)
+      2'h0:
+          if (\$61 ) begin
+            \$95  = \$63 [6:0];
+          end
+      2'h1:
+          if (\$73 ) begin
+            \$95  = \$75 [6:0];
+          end
+      2'h2:
+          if (\$85 ) begin
+            \$95  = \$87 [6:0];
+          end
+    endcase
+    if (rst) begin
+      \$95  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$96  = w_addr;
     if (start) begin
       casez (sel)
         2'h0:
-            \$95  = 11'h000;
+            \$96  = 11'h000;
         2'h1:
-            \$95  = 11'h300;
+            \$96  = 11'h300;
         2'h2:
-            \$95  = 11'h600;
+            \$96  = 11'h600;
       endcase
     end
     casez (pass_now)
       2'h0:
           if (\$61 ) begin
-            \$95  = \$64 [10:0];
+            \$96  = \$64 [10:0];
           end
       2'h1:
           if (\$73 ) begin
-            \$95  = \$76 [10:0];
+            \$96  = \$76 [10:0];
           end
       2'h2:
           if (\$85 ) begin
-            \$95  = \$88 [10:0];
+            \$96  = \$88 [10:0];
           end
     endcase
     if (rst) begin
-      \$95  = 11'h000;
+      \$96  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$96  = e2;
+    \$97  = e2;
     casez (pass_now)
       2'h0:
         begin
-          \$96 [0] = e1[0];
-          \$96 [7:1] = e1[7:1];
-          \$96 [8] = e1[8];
-          \$96 [19:9] = e1[19:9];
-          \$96 [27:20] = \$66 ;
-          \$96 [36:28] = \$69 ;
+          \$97 [0] = e1[0];
+          \$97 [7:1] = e1[7:1];
+          \$97 [8] = e1[8];
+          \$97 [19:9] = e1[19:9];
+          \$97 [27:20] = \$66 ;
+          \$97 [36:28] = \$69 ;
         end
       2'h1:
         begin
-          \$96 [0] = e1[0];
-          \$96 [7:1] = e1[7:1];
-          \$96 [8] = e1[8];
-          \$96 [19:9] = e1[19:9];
-          \$96 [27:20] = \$78 ;
-          \$96 [36:28] = \$81 ;
+          \$97 [0] = e1[0];
+          \$97 [7:1] = e1[7:1];
+          \$97 [8] = e1[8];
+          \$97 [19:9] = e1[19:9];
+          \$97 [27:20] = \$78 ;
+          \$97 [36:28] = \$81 ;
         end
       2'h2:
         begin
-          \$96 [0] = e1[0];
-          \$96 [7:1] = e1[7:1];
-          \$96 [8] = e1[8];
-          \$96 [19:9] = e1[19:9];
-          \$96 [27:20] = value;
-          \$96 [36:28] = \$89 ;
+          \$97 [0] = e1[0];
+          \$97 [7:1] = e1[7:1];
+          \$97 [8] = e1[8];
+          \$97 [19:9] = e1[19:9];
+          \$97 [27:20] = value;
+          \$97 [36:28] = \$89 ;
         end
     endcase
     if (rst) begin
-      \$96  = 37'h0000000000;
+      \$97  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
   assign r_data = columns__payload;
   assign columns__ready = r_en;
   assign pushed = w_data;
+  assign bank = 1'h0;
   assign \columns__payload.w_addr  = columns__payload[10:0];
   assign \columns__payload.col  = columns__payload[17:11];
   assign \columns__payload.is_h  = columns__payload[18];
@@ -10702,18 +10725,19 @@ module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, sel,
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
+module \hwgen_charlm_gru2_p8.mac (rst, out_rd__addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [20:0] \$1 ;
   wire [22:0] \$10 ;
-  reg [20:0] \$100 ;
-  reg [21:0] \$101 ;
+  reg [21:0] \$100 ;
+  reg [20:0] \$101 ;
   reg [21:0] \$102 ;
-  reg [20:0] \$103 ;
-  reg [21:0] \$104 ;
+  reg [21:0] \$103 ;
+  reg [20:0] \$104 ;
   reg [21:0] \$105 ;
-  reg [20:0] \$106 ;
-  reg [21:0] \$107 ;
+  reg [21:0] \$106 ;
+  reg [20:0] \$107 ;
+  reg [21:0] \$108 ;
   wire [20:0] \$11 ;
   wire [22:0] \$12 ;
   wire [20:0] \$13 ;
@@ -10786,30 +10810,30 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   reg [8:0] \$74 ;
   reg [167:0] \$75 ;
   reg [167:0] \$76 ;
-  reg \$77 ;
-  reg [6:0] \$78 ;
+  reg [167:0] \$77 ;
+  reg \$78 ;
   reg [6:0] \$79 ;
   wire [22:0] \$8 ;
-  reg [167:0] \$80 ;
+  reg [6:0] \$80 ;
   reg [167:0] \$81 ;
-  reg \$82 ;
-  reg [2:0] \$83 ;
-  reg [21:0] \$84 ;
-  reg [20:0] \$85 ;
-  reg [21:0] \$86 ;
+  reg [167:0] \$82 ;
+  reg \$83 ;
+  reg [2:0] \$84 ;
+  reg [21:0] \$85 ;
+  reg [20:0] \$86 ;
   reg [21:0] \$87 ;
-  reg [20:0] \$88 ;
-  reg [21:0] \$89 ;
+  reg [21:0] \$88 ;
+  reg [20:0] \$89 ;
   wire [20:0] \$9 ;
   reg [21:0] \$90 ;
-  reg [20:0] \$91 ;
-  reg [21:0] \$92 ;
+  reg [21:0] \$91 ;
+  reg [20:0] \$92 ;
   reg [21:0] \$93 ;
-  reg [20:0] \$94 ;
-  reg [21:0] \$95 ;
+  reg [21:0] \$94 ;
+  reg [20:0] \$95 ;
   reg [21:0] \$96 ;
-  reg [20:0] \$97 ;
-  reg [21:0] \$98 ;
+  reg [21:0] \$97 ;
+  reg [20:0] \$98 ;
   reg [21:0] \$99 ;
   reg [2:0] \$signal  = 3'h0;
   wire [5:0] \$signature__addr ;
@@ -10832,8 +10856,7 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [20:0] \$signature__data[5] ;
   wire [20:0] \$signature__data[6] ;
   wire [20:0] \$signature__data[7] ;
-  (* init = 168'h000000000000000000000000000000000000000000 *)
-  wire [167:0] acc_q;
+  reg [167:0] acc_q = 168'h000000000000000000000000000000000000000000;
   wire [20:0] \acc_q[0] ;
   wire [20:0] \acc_q[1] ;
   wire [20:0] \acc_q[2] ;
@@ -10942,6 +10965,17 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [20:0] \last_sum[5] ;
   wire [20:0] \last_sum[6] ;
   wire [20:0] \last_sum[7] ;
+  input [5:0] out_rd__addr;
+  wire [5:0] out_rd__addr;
+  wire [167:0] out_rd__data;
+  wire [20:0] \out_rd__data[0] ;
+  wire [20:0] \out_rd__data[1] ;
+  wire [20:0] \out_rd__data[2] ;
+  wire [20:0] \out_rd__data[3] ;
+  wire [20:0] \out_rd__data[4] ;
+  wire [20:0] \out_rd__data[5] ;
+  wire [20:0] \out_rd__data[6] ;
+  wire [20:0] \out_rd__data[7] ;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
   reg [16:0] prod2 = 17'h00000;
@@ -10950,7 +10984,6 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   reg [16:0] prod5 = 17'h00000;
   reg [16:0] prod6 = 17'h00000;
   reg [16:0] prod7 = 17'h00000;
-  input [5:0] read_addr;
   wire [5:0] read_addr;
   input rst;
   wire rst;
@@ -11038,10 +11071,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
       acc_mem[s4[6:1]] <= acc_wr__data;
   end
   reg [167:0] _0_;
+  reg [167:0] _1_;
   always @(posedge clk) begin
-    _0_ <= acc_mem[\$signature__addr$4 ];
+    _0_ <= acc_mem[out_rd__addr];
+    _1_ <= acc_mem[s1b[17:12]];
   end
-  assign \$signature__data  = _0_;
+  assign out_rd__data = _0_;
+  assign \$signature__data  = _1_;
   reg [167:0] b_mem [35:0];
   initial begin
     b_mem[0] = 168'h0027fffe8dfff2ac00c4f00178002b54017b200aa4;
@@ -11081,12 +11117,11 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     b_mem[34] = 168'hffd89ffd8a000160005e7ffda18024c001057ffcda;
     b_mem[35] = 168'h003887ff25fff62dff888ffbe3801043fe85c00055;
   end
-  reg [167:0] _1_;
+  reg [167:0] _2_;
   always @(posedge clk) begin
-    _1_ <= b_mem[s1b[23:18]];
+    _2_ <= b_mem[s1b[23:18]];
   end
-  assign \$signature__data$48  = _1_;
-  assign \$signature__addr$4  = s1b[0] ? s1b[17:12] : read_addr;
+  assign \$signature__data$48  = _2_;
   assign \$1  = fwd1 ? last_sum[20:0] : base0;
   assign \$2  = $signed(\$1 ) + $signed(addend0);
   assign \$3  = fwd1 ? last_sum[41:21] : base1;
@@ -11151,71 +11186,73 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   always @(posedge clk)
     s3 <= \$74 ;
   always @(posedge clk)
-    acc_word <= \$75 ;
+    acc_q <= \$75 ;
   always @(posedge clk)
     bias_q <= \$76 ;
   always @(posedge clk)
-    idle <= \$77 ;
+    acc_word <= \$77 ;
   always @(posedge clk)
-    s4 <= \$78 ;
+    idle <= \$78 ;
   always @(posedge clk)
-    last <= \$79 ;
+    s4 <= \$79 ;
   always @(posedge clk)
-    last_sum <= \$80 ;
+    last <= \$80 ;
   always @(posedge clk)
-    last_sum2 <= \$81 ;
+    last_sum <= \$81 ;
   always @(posedge clk)
-    fwd1 <= \$82 ;
+    last_sum2 <= \$82 ;
   always @(posedge clk)
-    \$signal  <= \$83 ;
+    fwd1 <= \$83 ;
   always @(posedge clk)
-    aligned0 <= \$84 ;
+    \$signal  <= \$84 ;
   always @(posedge clk)
-    base0 <= \$85 ;
+    aligned0 <= \$85 ;
   always @(posedge clk)
-    addend0 <= \$86 ;
+    base0 <= \$86 ;
   always @(posedge clk)
-    aligned1 <= \$87 ;
+    addend0 <= \$87 ;
   always @(posedge clk)
-    base1 <= \$88 ;
+    aligned1 <= \$88 ;
   always @(posedge clk)
-    addend1 <= \$89 ;
+    base1 <= \$89 ;
   always @(posedge clk)
-    aligned2 <= \$90 ;
+    addend1 <= \$90 ;
   always @(posedge clk)
-    base2 <= \$91 ;
+    aligned2 <= \$91 ;
   always @(posedge clk)
-    addend2 <= \$92 ;
+    base2 <= \$92 ;
   always @(posedge clk)
-    aligned3 <= \$93 ;
+    addend2 <= \$93 ;
   always @(posedge clk)
-    base3 <= \$94 ;
+    aligned3 <= \$94 ;
   always @(posedge clk)
-    addend3 <= \$95 ;
+    base3 <= \$95 ;
   always @(posedge clk)
-    aligned4 <= \$96 ;
+    addend3 <= \$96 ;
   always @(posedge clk)
-    base4 <= \$97 ;
+    aligned4 <= \$97 ;
   always @(posedge clk)
-    addend4 <= \$98 ;
+    base4 <= \$98 ;
   always @(posedge clk)
-    aligned5 <= \$99 ;
+    addend4 <= \$99 ;
   always @(posedge clk)
-    base5 <= \$100 ;
+    aligned5 <= \$100 ;
   always @(posedge clk)
-    addend5 <= \$101 ;
+    base5 <= \$101 ;
   always @(posedge clk)
-    aligned6 <= \$102 ;
+    addend5 <= \$102 ;
   always @(posedge clk)
-    base6 <= \$103 ;
+    aligned6 <= \$103 ;
   always @(posedge clk)
-    addend6 <= \$104 ;
+    base6 <= \$104 ;
   always @(posedge clk)
-    aligned7 <= \$105 ;
+    addend6 <= \$105 ;
   always @(posedge clk)
-    base7 <= \$106 ;
+    aligned7 <= \$106 ;
   always @(posedge clk)
-    addend7 <= \$107 ;
+    base7 <= \$107 ;
+  always @(posedge clk)
+    addend7 <= \$108 ;
   \hwgen_charlm_gru2_p8.mac.w_rom  w_rom (
     .addr(issue__payload[10:0]),
     .clk(clk),
@@ -11229,13 +11266,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$40  = bias_q[20:0];
       3'h1:
-          \$40  = acc_word[20:0];
+          \$40  = acc_q[20:0];
       3'h2:
           \$40  = last_sum[20:0];
       3'h3:
           \$40  = last_sum2[20:0];
       3'h4:
-          \$40  = acc_word[20:0];
+          \$40  = acc_q[20:0];
     endcase
   end
   always @* begin
@@ -11245,13 +11282,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$43  = bias_q[41:21];
       3'h1:
-          \$43  = acc_word[41:21];
+          \$43  = acc_q[41:21];
       3'h2:
           \$43  = last_sum[41:21];
       3'h3:
           \$43  = last_sum2[41:21];
       3'h4:
-          \$43  = acc_word[41:21];
+          \$43  = acc_q[41:21];
     endcase
   end
   always @* begin
@@ -11261,13 +11298,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$46  = bias_q[62:42];
       3'h1:
-          \$46  = acc_word[62:42];
+          \$46  = acc_q[62:42];
       3'h2:
           \$46  = last_sum[62:42];
       3'h3:
           \$46  = last_sum2[62:42];
       3'h4:
-          \$46  = acc_word[62:42];
+          \$46  = acc_q[62:42];
     endcase
   end
   always @* begin
@@ -11277,13 +11314,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$49  = bias_q[83:63];
       3'h1:
-          \$49  = acc_word[83:63];
+          \$49  = acc_q[83:63];
       3'h2:
           \$49  = last_sum[83:63];
       3'h3:
           \$49  = last_sum2[83:63];
       3'h4:
-          \$49  = acc_word[83:63];
+          \$49  = acc_q[83:63];
     endcase
   end
   always @* begin
@@ -11293,13 +11330,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$52  = bias_q[104:84];
       3'h1:
-          \$52  = acc_word[104:84];
+          \$52  = acc_q[104:84];
       3'h2:
           \$52  = last_sum[104:84];
       3'h3:
           \$52  = last_sum2[104:84];
       3'h4:
-          \$52  = acc_word[104:84];
+          \$52  = acc_q[104:84];
     endcase
   end
   always @* begin
@@ -11309,13 +11346,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$55  = bias_q[125:105];
       3'h1:
-          \$55  = acc_word[125:105];
+          \$55  = acc_q[125:105];
       3'h2:
           \$55  = last_sum[125:105];
       3'h3:
           \$55  = last_sum2[125:105];
       3'h4:
-          \$55  = acc_word[125:105];
+          \$55  = acc_q[125:105];
     endcase
   end
   always @* begin
@@ -11325,13 +11362,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$58  = bias_q[146:126];
       3'h1:
-          \$58  = acc_word[146:126];
+          \$58  = acc_q[146:126];
       3'h2:
           \$58  = last_sum[146:126];
       3'h3:
           \$58  = last_sum2[146:126];
       3'h4:
-          \$58  = acc_word[146:126];
+          \$58  = acc_q[146:126];
     endcase
   end
   always @* begin
@@ -11341,13 +11378,13 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$61  = bias_q[167:147];
       3'h1:
-          \$61  = acc_word[167:147];
+          \$61  = acc_q[167:147];
       3'h2:
           \$61  = last_sum[167:147];
       3'h3:
           \$61  = last_sum2[167:147];
       3'h4:
-          \$61  = acc_word[167:147];
+          \$61  = acc_q[167:147];
     endcase
   end
   always @* begin
@@ -11464,63 +11501,70 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$77  = \$30 ;
+    \$77  = out_rd__data;
     if (rst) begin
-      \$77  = 1'h1;
+      \$77  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$78 [0] = s3[0];
-    \$78 [6:1] = s3[6:1];
+    \$78  = \$30 ;
     if (rst) begin
-      \$78  = 7'h00;
+      \$78  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$79  = s4;
+    \$79 [0] = s3[0];
+    \$79 [6:1] = s3[6:1];
     if (rst) begin
       \$79  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$80  = acc_wr__data;
+    \$80  = s4;
     if (rst) begin
-      \$80  = 168'h000000000000000000000000000000000000000000;
+      \$80  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$81  = last_sum;
+    \$81  = acc_wr__data;
     if (rst) begin
       \$81  = 168'h000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$82  = \$31 ;
+    \$82  = last_sum;
     if (rst) begin
-      \$82  = 1'h0;
+      \$82  = 168'h000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$83  = \$31 ;
+    if (rst) begin
+      \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (s2[7]) begin
-      \$83  = 3'h0;
+      \$84  = 3'h0;
     end else if (\$33 ) begin
-      \$83  = 3'h1;
+      \$84  = 3'h1;
     end else if (\$35 ) begin
-      \$83  = 3'h2;
+      \$84  = 3'h2;
     end else if (\$37 ) begin
-      \$83  = 3'h3;
+      \$84  = 3'h3;
     end else begin
-      \$83  = 3'h4;
+      \$84  = 3'h4;
     end
     if (rst) begin
-      \$83  = 3'h0;
+      \$84  = 3'h0;
     end
   end
   always @* begin
@@ -11528,188 +11572,188 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$84  = { \$38 [17], \$38 [17], \$38 [17], \$38 [17], \$38  };
+          \$85  = { \$38 [17], \$38 [17], \$38 [17], \$38 [17], \$38  };
       1'h1:
-          \$84  = { \$39 [19], \$39 [19], \$39  };
+          \$85  = { \$39 [19], \$39 [19], \$39  };
     endcase
     if (rst) begin
-      \$84  = 22'h000000;
+      \$85  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$85  = \$40 ;
+    \$86  = \$40 ;
     if (rst) begin
-      \$85  = 21'h000000;
+      \$86  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$86  = aligned0;
-    if (rst) begin
-      \$86  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[8])
-      1'h0:
-          \$87  = { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  };
-      1'h1:
-          \$87  = { \$42 [19], \$42 [19], \$42  };
-    endcase
+    \$87  = aligned0;
     if (rst) begin
       \$87  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$88  = \$43 ;
-    if (rst) begin
-      \$88  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$89  = aligned1;
-    if (rst) begin
-      \$89  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$90  = { \$44 [17], \$44 [17], \$44 [17], \$44 [17], \$44  };
+          \$88  = { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  };
       1'h1:
-          \$90  = { \$45 [19], \$45 [19], \$45  };
+          \$88  = { \$42 [19], \$42 [19], \$42  };
     endcase
+    if (rst) begin
+      \$88  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$89  = \$43 ;
+    if (rst) begin
+      \$89  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$90  = aligned1;
     if (rst) begin
       \$90  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$91  = \$46 ;
-    if (rst) begin
-      \$91  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$92  = aligned2;
-    if (rst) begin
-      \$92  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$93  = { \$47 [17], \$47 [17], \$47 [17], \$47 [17], \$47  };
+          \$91  = { \$44 [17], \$44 [17], \$44 [17], \$44 [17], \$44  };
       1'h1:
-          \$93  = { \$48 [19], \$48 [19], \$48  };
+          \$91  = { \$45 [19], \$45 [19], \$45  };
     endcase
+    if (rst) begin
+      \$91  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$92  = \$46 ;
+    if (rst) begin
+      \$92  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$93  = aligned2;
     if (rst) begin
       \$93  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$94  = \$49 ;
-    if (rst) begin
-      \$94  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$95  = aligned3;
-    if (rst) begin
-      \$95  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$96  = { \$50 [17], \$50 [17], \$50 [17], \$50 [17], \$50  };
+          \$94  = { \$47 [17], \$47 [17], \$47 [17], \$47 [17], \$47  };
       1'h1:
-          \$96  = { \$51 [19], \$51 [19], \$51  };
+          \$94  = { \$48 [19], \$48 [19], \$48  };
     endcase
+    if (rst) begin
+      \$94  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$95  = \$49 ;
+    if (rst) begin
+      \$95  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$96  = aligned3;
     if (rst) begin
       \$96  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$97  = \$52 ;
-    if (rst) begin
-      \$97  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$98  = aligned4;
-    if (rst) begin
-      \$98  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$99  = { \$53 [17], \$53 [17], \$53 [17], \$53 [17], \$53  };
+          \$97  = { \$50 [17], \$50 [17], \$50 [17], \$50 [17], \$50  };
       1'h1:
-          \$99  = { \$54 [19], \$54 [19], \$54  };
+          \$97  = { \$51 [19], \$51 [19], \$51  };
     endcase
+    if (rst) begin
+      \$97  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$98  = \$52 ;
+    if (rst) begin
+      \$98  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$99  = aligned4;
     if (rst) begin
       \$99  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$100  = \$55 ;
-    if (rst) begin
-      \$100  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$101  = aligned5;
-    if (rst) begin
-      \$101  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$102  = { \$56 [17], \$56 [17], \$56 [17], \$56 [17], \$56  };
+          \$100  = { \$53 [17], \$53 [17], \$53 [17], \$53 [17], \$53  };
       1'h1:
-          \$102  = { \$57 [19], \$57 [19], \$57  };
+          \$100  = { \$54 [19], \$54 [19], \$54  };
     endcase
+    if (rst) begin
+      \$100  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$101  = \$55 ;
+    if (rst) begin
+      \$101  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$102  = aligned5;
     if (rst) begin
       \$102  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$103  = \$58 ;
+    (* full_case = 32'd1 *)
+    casez (s2[8])
+      1'h0:
+          \$103  = { \$56 [17], \$56 [17], \$56 [17], \$56 [17], \$56  };
+      1'h1:
+          \$103  = { \$57 [19], \$57 [19], \$57  };
+    endcase
     if (rst) begin
-      \$103  = 21'h000000;
+      \$103  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$104  = aligned6;
+    \$104  = \$58 ;
     if (rst) begin
-      \$104  = 22'h000000;
+      \$104  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$105  = aligned6;
+    if (rst) begin
+      \$105  = 22'h000000;
     end
   end
   always @* begin
@@ -11717,31 +11761,32 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     (* full_case = 32'd1 *)
     casez (s2[8])
       1'h0:
-          \$105  = { \$59 [17], \$59 [17], \$59 [17], \$59 [17], \$59  };
+          \$106  = { \$59 [17], \$59 [17], \$59 [17], \$59 [17], \$59  };
       1'h1:
-          \$105  = { \$60 [19], \$60 [19], \$60  };
+          \$106  = { \$60 [19], \$60 [19], \$60  };
     endcase
     if (rst) begin
-      \$105  = 22'h000000;
+      \$106  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$106  = \$61 ;
+    \$107  = \$61 ;
     if (rst) begin
-      \$106  = 21'h000000;
+      \$107  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$107  = aligned7;
+    \$108  = aligned7;
     if (rst) begin
-      \$107  = 22'h000000;
+      \$108  = 22'h000000;
     end
   end
   assign addr = issue__payload[10:0];
   assign \$signature__addr  = s1b[23:18];
-  assign acc_q = acc_word;
+  assign \$signature__addr$4  = s1b[17:12];
+  assign read_addr = out_rd__addr;
   assign acc_wr__addr = s4[6:1];
   assign acc_wr__en = s4[0];
   assign \issue__payload.w_addr  = issue__payload[10:0];
@@ -11758,22 +11803,6 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \s1b.issue.bias  = s1b[24];
   assign \s1b.issue.delta  = s1b[33:25];
   assign \s1b.issue.shift  = s1b[34];
-  assign \acc_word[0]  = acc_word[20:0];
-  assign \acc_word[1]  = acc_word[41:21];
-  assign \acc_word[2]  = acc_word[62:42];
-  assign \acc_word[3]  = acc_word[83:63];
-  assign \acc_word[4]  = acc_word[104:84];
-  assign \acc_word[5]  = acc_word[125:105];
-  assign \acc_word[6]  = acc_word[146:126];
-  assign \acc_word[7]  = acc_word[167:147];
-  assign \acc_q[0]  = acc_word[20:0];
-  assign \acc_q[1]  = acc_word[41:21];
-  assign \acc_q[2]  = acc_word[62:42];
-  assign \acc_q[3]  = acc_word[83:63];
-  assign \acc_q[4]  = acc_word[104:84];
-  assign \acc_q[5]  = acc_word[125:105];
-  assign \acc_q[6]  = acc_word[146:126];
-  assign \acc_q[7]  = acc_word[167:147];
   assign \s4.valid  = s4[0];
   assign \s4.acc_addr  = s4[6:1];
   assign \acc_wr__data[0]  = acc_wr__data[20:0];
@@ -11824,6 +11853,14 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \s3.acc_addr  = s3[6:1];
   assign \s3.bias  = s3[7];
   assign \s3.shift  = s3[8];
+  assign \acc_q[0]  = acc_q[20:0];
+  assign \acc_q[1]  = acc_q[41:21];
+  assign \acc_q[2]  = acc_q[62:42];
+  assign \acc_q[3]  = acc_q[83:63];
+  assign \acc_q[4]  = acc_q[104:84];
+  assign \acc_q[5]  = acc_q[125:105];
+  assign \acc_q[6]  = acc_q[146:126];
+  assign \acc_q[7]  = acc_q[167:147];
   assign \$signature__data[0]  = \$signature__data [20:0];
   assign \$signature__data[1]  = \$signature__data [41:21];
   assign \$signature__data[2]  = \$signature__data [62:42];
@@ -11848,6 +11885,22 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \$signature__data$48[5]  = \$signature__data$48 [125:105];
   assign \$signature__data$48[6]  = \$signature__data$48 [146:126];
   assign \$signature__data$48[7]  = \$signature__data$48 [167:147];
+  assign \acc_word[0]  = acc_word[20:0];
+  assign \acc_word[1]  = acc_word[41:21];
+  assign \acc_word[2]  = acc_word[62:42];
+  assign \acc_word[3]  = acc_word[83:63];
+  assign \acc_word[4]  = acc_word[104:84];
+  assign \acc_word[5]  = acc_word[125:105];
+  assign \acc_word[6]  = acc_word[146:126];
+  assign \acc_word[7]  = acc_word[167:147];
+  assign \out_rd__data[0]  = out_rd__data[20:0];
+  assign \out_rd__data[1]  = out_rd__data[41:21];
+  assign \out_rd__data[2]  = out_rd__data[62:42];
+  assign \out_rd__data[3]  = out_rd__data[83:63];
+  assign \out_rd__data[4]  = out_rd__data[104:84];
+  assign \out_rd__data[5]  = out_rd__data[125:105];
+  assign \out_rd__data[6]  = out_rd__data[146:126];
+  assign \out_rd__data[7]  = out_rd__data[167:147];
   assign \last.valid  = last[0];
   assign \last.acc_addr  = last[6:1];
   assign \last_sum2[0]  = last_sum2[20:0];

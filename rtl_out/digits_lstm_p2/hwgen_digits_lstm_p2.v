@@ -5,56 +5,84 @@
 module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
+  wire [2:0] \$10 ;
+  wire [3:0] \$11 ;
   wire \$12 ;
-  wire [3:0] \$13 ;
+  wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire [5:0] \$17 ;
+  wire \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire [6:0] \$2 ;
   wire \$20 ;
-  reg [2:0] \$21 ;
-  reg \$22 ;
-  reg [2:0] \$23 ;
-  reg [4:0] \$24 ;
-  reg \$25 ;
-  reg \$26 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [2:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
   wire [6:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire [5:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  reg [1:0] \$37 ;
+  reg \$38 ;
+  reg \$39 ;
   wire \$4 ;
+  reg \$40 ;
+  reg \$41 ;
+  reg [2:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [4:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  wire [4:0] \$signature__addr ;
-  reg [5:0] \$signature__addr$48 ;
-  reg [4:0] \$signature__addr$53 ;
-  reg [5:0] \$signature__addr$61 ;
+  wire [5:0] \$signature__addr ;
+  wire [4:0] \$signature__addr$39 ;
+  reg [5:0] \$signature__addr$54 ;
+  reg [4:0] \$signature__addr$59 ;
+  reg [5:0] \$signature__addr$78 ;
   wire [7:0] \$signature__data ;
   wire [7:0] \$signature__data$46 ;
-  reg [7:0] \$signature__data$51 ;
-  reg [7:0] \$signature__data$55 ;
+  wire [7:0] \$signature__data$52 ;
+  reg [7:0] \$signature__data$57 ;
+  reg [7:0] \$signature__data$61 ;
   reg \$signature__en ;
-  reg \$signature__en$54 ;
+  reg \$signature__en$60 ;
   wire [18:0] acc0;
   wire [18:0] acc1;
   wire [18:0] acc2;
   wire [18:0] acc3;
-  wire [6:0] acc_addr;
-  wire [6:0] \acc_addr$30 ;
+  wire [7:0] acc_addr;
+  wire [7:0] \acc_addr$35 ;
   wire [37:0] acc_word;
-  wire [37:0] \acc_word$32 ;
-  wire [18:0] \acc_word$32[0] ;
-  wire [18:0] \acc_word$32[1] ;
-  wire [37:0] \acc_word$33 ;
-  wire [18:0] \acc_word$33[0] ;
-  wire [18:0] \acc_word$33[1] ;
+  wire [37:0] \acc_word$37 ;
+  wire [18:0] \acc_word$37[0] ;
+  wire [18:0] \acc_word$37[1] ;
+  wire [37:0] \acc_word$38 ;
+  wire [18:0] \acc_word$38[0] ;
+  wire [18:0] \acc_word$38[1] ;
   wire [18:0] \acc_word[0] ;
   wire [18:0] \acc_word[1] ;
+  wire bank;
+  wire \bank$29 ;
+  (* init = 1'h0 *)
+  wire \bank$67 ;
+  wire bank_now;
   wire busy;
   wire [4:0] c_addr;
   wire [7:0] c_new;
@@ -76,7 +104,9 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
-  wire \done$74 ;
+  wire \done$87 ;
+  (* init = 1'h0 *)
+  wire early;
   wire [82:0] element__payload;
   wire [75:0] \element__payload.gates ;
   wire [18:0] \element__payload.gates[0] ;
@@ -96,26 +126,26 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [5:0] h_addr;
   wire [7:0] h_new;
   wire [7:0] h_prev;
+  reg hold_h = 1'h0;
   input [9:0] i__payload;
   wire [9:0] i__payload;
   wire [7:0] \i__payload.data ;
   wire \i__payload.seq_end ;
   wire \i__payload.step_end ;
   output i__ready;
-  reg i__ready;
+  wire i__ready;
   input i__valid;
   wire i__valid;
   wire idle;
-  reg [2:0] in_idx = 3'h0;
-  wire [36:0] issue__payload;
-  wire [36:0] \issue__payload$15 ;
-  wire [6:0] \issue__payload$15.acc_addr ;
+  wire [37:0] issue__payload;
+  wire [37:0] \issue__payload$15 ;
+  wire [7:0] \issue__payload$15.acc_addr ;
   wire [6:0] \issue__payload$15.b_addr ;
   wire \issue__payload$15.bias ;
   wire [8:0] \issue__payload$15.delta ;
   wire \issue__payload$15.shift ;
   wire [11:0] \issue__payload$15.w_addr ;
-  wire [6:0] \issue__payload.acc_addr ;
+  wire [7:0] \issue__payload.acc_addr ;
   wire [6:0] \issue__payload.b_addr ;
   wire \issue__payload.bias ;
   wire [8:0] \issue__payload.delta ;
@@ -123,33 +153,39 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire [11:0] \issue__payload.w_addr ;
   wire issue__valid;
   wire \issue__valid$17 ;
+  reg load_bank = 1'h0;
+  reg [1:0] load_idx = 2'h0;
+  reg loaded = 1'h0;
+  reg next_seq_end = 1'h0;
   output [8:0] o__payload;
   wire [8:0] o__payload;
-  wire [8:0] \o__payload$25 ;
-  wire [7:0] \o__payload$25.data ;
-  wire \o__payload$25.last ;
+  wire [8:0] \o__payload$30 ;
+  wire [7:0] \o__payload$30.data ;
+  wire \o__payload$30.last ;
   wire [7:0] \o__payload.data ;
   wire \o__payload.last ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$26 ;
+  wire \o__ready$31 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$27 ;
+  wire \o__valid$32 ;
   wire pass_now;
-  wire [6:0] read_addr;
+  wire [7:0] read_addr;
   input rst;
   wire rst;
   wire sel;
-  reg \sel$58 ;
-  wire [-1:0] \sel$63 ;
+  reg \sel$71 ;
+  wire [-1:0] \sel$74 ;
   reg seq_end = 1'h0;
   reg [2:0] seq_state = 3'h0;
   reg start;
-  reg \start$65 ;
-  reg \start$69 ;
+  reg \start$76 ;
+  reg \start$81 ;
   wire [5:0] tag;
   wire [5:0] tag_out;
+  reg take;
+  reg units_busy = 1'h0;
   wire valid_in;
   wire valid_out;
   wire [7:0] value;
@@ -191,15 +227,15 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     c_mem[31] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$54 )
-      c_mem[\$signature__addr$53 ] <= \$signature__data$55 ;
+    if (\$signature__en$60 )
+      c_mem[\$signature__addr$59 ] <= \$signature__data$61 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= c_mem[\$signature__addr ];
+    _0_ <= c_mem[\$signature__addr$39 ];
   end
-  assign \$signature__data$46  = _0_;
-  reg [7:0] v_mem [35:0];
+  assign \$signature__data$52  = _0_;
+  reg [7:0] v_mem [39:0];
   initial begin
     v_mem[0] = 8'h00;
     v_mem[1] = 8'h00;
@@ -237,63 +273,98 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     v_mem[33] = 8'h00;
     v_mem[34] = 8'h00;
     v_mem[35] = 8'h00;
+    v_mem[36] = 8'h00;
+    v_mem[37] = 8'h00;
+    v_mem[38] = 8'h00;
+    v_mem[39] = 8'h00;
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr$48 ] <= \$signature__data$51 ;
+      v_mem[\$signature__addr$54 ] <= \$signature__data$57 ;
   end
   reg [7:0] _1_;
+  reg [7:0] _2_;
   always @(posedge clk) begin
-    _1_ <= v_mem[\$signature__addr$61 ];
+    _1_ <= v_mem[\$signature__addr ];
+    _2_ <= v_mem[\$signature__addr$78 ];
   end
   assign value = _1_;
-  assign read_addr = acc_addr | \acc_addr$30 ;
+  assign \$signature__data$46  = _2_;
+  always @(posedge clk)
+    load_idx <= \$37 ;
+  always @(posedge clk)
+    loaded <= \$38 ;
+  always @(posedge clk)
+    next_seq_end <= \$39 ;
+  always @(posedge clk)
+    load_bank <= \$40 ;
+  always @(posedge clk)
+    seq_end <= \$41 ;
+  always @(posedge clk)
+    seq_state <= \$42 ;
+  always @(posedge clk)
+    units_busy <= \$43 ;
+  always @(posedge clk)
+    hold_h <= \$44 ;
+  always @(posedge clk)
+    \wait  <= \$45 ;
+  always @(posedge clk)
+    flushed <= \$46 ;
+  always @(posedge clk)
+    fresh <= \$47 ;
+  assign read_addr = acc_addr | \acc_addr$35 ;
   assign \$1  = ! element__payload[6];
   assign valid_in = element__valid & \$1 ;
-  assign h_prev = fresh ? 8'h00 : value;
-  assign c_prev = fresh ? 8'h00 : \$signature__data$46 ;
-  assign \$2  = 3'h4 + tag_out;
+  assign h_prev = fresh ? 8'h00 : \$signature__data$46 ;
+  assign c_prev = fresh ? 8'h00 : \$signature__data$52 ;
+  assign \$2  = 4'h8 + tag_out;
   assign \$3  = 1'h0 + tag_out;
-  assign \$4  = in_idx == 2'h3;
-  assign \$5  = ! seq_state;
-  assign \$6  = seq_state == 1'h1;
-  assign \$7  = seq_state == 2'h2;
-  assign \$8  = seq_state == 2'h3;
-  assign \$9  = seq_state == 3'h4;
-  assign \$10  = seq_state == 3'h5;
-  assign \$11  = seq_state == 3'h6;
-  assign \$12  = seq_state == 3'h7;
-  assign \$13  = in_idx + 1'h1;
-  assign \$14  = in_idx == 2'h3;
-  assign \$15  = ~ issue__valid;
-  assign \$16  = done & \$15 ;
-  assign \$17  = \wait  + 1'h1;
-  assign \$18  = \wait  == 5'h14;
-  assign \$19  = ~ issue__valid;
-  assign \$20  = done & \$19 ;
-  always @(posedge clk)
-    in_idx <= \$21 ;
-  always @(posedge clk)
-    seq_end <= \$22 ;
-  always @(posedge clk)
-    seq_state <= \$23 ;
-  always @(posedge clk)
-    \wait  <= \$24 ;
-  always @(posedge clk)
-    flushed <= \$25 ;
-  always @(posedge clk)
-    fresh <= \$26 ;
+  assign \$4  = ~ loaded;
+  assign \$5  = ~ units_busy;
+  assign i__ready = \$4  & \$5 ;
+  assign \$6  = ~ loaded;
+  assign \$7  = ~ units_busy;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = i__valid & \$8 ;
+  assign \$10  = load_bank ? 3'h4 : 3'h0;
+  assign \$11  = \$10  + load_idx;
+  assign \$12  = ~ seq_end;
+  assign \$13  = loaded & \$12 ;
+  assign \$14  = ! seq_state;
+  assign \$15  = seq_state == 1'h1;
+  assign \$16  = seq_state == 2'h2;
+  assign \$17  = seq_state == 2'h3;
+  assign \$18  = seq_state == 3'h4;
+  assign \$19  = seq_state == 3'h5;
+  assign \$20  = seq_state == 3'h6;
+  assign \$21  = seq_state == 3'h7;
+  assign \$22  = ~ loaded;
+  assign \$23  = ~ units_busy;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = i__valid & \$24 ;
+  assign \$26  = load_idx + 1'h1;
+  assign \$27  = load_idx == 2'h3;
+  assign \$28  = ~ load_bank;
+  assign \$29  = ~ issue__valid;
+  assign \$30  = done & \$29 ;
+  assign \$31  = ~ seq_end;
+  assign \$32  = loaded & \$31 ;
+  assign \$33  = \wait  + 1'h1;
+  assign \$34  = \wait  == 5'h14;
+  assign \$35  = ~ issue__valid;
+  assign \$36  = done & \$35 ;
   \hwgen_digits_lstm_p2.activate  activate (
     .acc_addr(acc_addr),
     .acc_word(acc_word),
-    .c_addr(\$signature__addr ),
+    .bank(bank),
+    .c_addr(\$signature__addr$39 ),
     .clk(clk),
     .element__payload(element__payload),
     .element__valid(element__valid),
     .finished(finished),
     .h_addr(h_addr),
     .rst(rst),
-    .start(\start$65 )
+    .start(\start$76 )
   );
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .c_new(c_new),
@@ -302,37 +373,41 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1033$7 (element__payload[82:7]),
+    .\port$1086$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
   );
   \hwgen_digits_lstm_p2.encoder  encoder (
+    .bank(load_bank),
+    .bank_now(bank),
     .clk(clk),
     .columns__payload(columns__payload),
     .columns__valid(columns__valid),
     .done(done),
     .fresh(fresh),
+    .hold_h(hold_h),
     .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
-    .sel(\sel$58 ),
+    .sel(\sel$71 ),
     .start(start),
     .value(value),
-    .value_addr(value_addr)
+    .value_addr(\$signature__addr )
   );
   \hwgen_digits_lstm_p2.head_output  head_output (
-    .acc_addr(\acc_addr$30 ),
+    .acc_addr(\acc_addr$35 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$74 ),
+    .done(\done$87 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$69 )
+    .start(\start$81 )
   );
   \hwgen_digits_lstm_p2.issuer  issuer (
+    .bank(bank),
     .busy(issue__valid),
     .clk(clk),
     .columns__payload(columns__payload),
@@ -348,85 +423,37 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .idle(idle),
     .issue__payload(issue__payload),
     .issue__valid(issue__valid),
-    .read_addr(read_addr),
+    .out_rd__addr(read_addr),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$48  = 6'h00;
+    \$signature__en$60  = 1'h0;
     if (valid_out) begin
-      \$signature__addr$48  = \$2 [5:0];
+      \$signature__en$60  = 1'h1;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__data$61  = 8'h00;
+    if (valid_out) begin
+      \$signature__data$61  = c_new;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \sel$71  = 1'h0;
     casez (seq_state)
       3'h0:
-          \$signature__addr$48  = { 3'h0, in_idx };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en  = 1'h0;
-    if (valid_out) begin
-      \$signature__en  = 1'h1;
-    end
-    casez (seq_state)
-      3'h0:
-          \$signature__en  = i__valid;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$51  = 8'h00;
-    if (valid_out) begin
-      \$signature__data$51  = h_new;
-    end
-    casez (seq_state)
-      3'h0:
-          \$signature__data$51  = i__payload[7:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$53  = 5'h00;
-    if (valid_out) begin
-      \$signature__addr$53  = \$3 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$54  = 1'h0;
-    if (valid_out) begin
-      \$signature__en$54  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$55  = 8'h00;
-    if (valid_out) begin
-      \$signature__data$55  = c_new;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$58  = 1'h0;
-    casez (seq_state)
-      3'h0:
-          \sel$58  = 1'h0;
+          \sel$71  = 1'h0;
       3'h1:
           /* empty */;
       3'h2:
-          /* empty */;
+          \sel$71  = 1'h0;
       3'h3:
           /* empty */;
       3'h4:
-          \sel$58  = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    i__ready = 1'h0;
-    casez (seq_state)
-      3'h0:
-          i__ready = 1'h1;
+          \sel$71  = 1'h1;
     endcase
   end
   always @* begin
@@ -434,218 +461,325 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     start = 1'h0;
     casez (seq_state)
       3'h0:
-          if (i__valid) begin
-            if (\$4 ) begin
+          if (loaded) begin
+            start = 1'h1;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (idle) begin
+            if (\$13 ) begin
               start = 1'h1;
             end
           end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          if (flushed) begin
-            if (seq_end) begin
-              start = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$61  = 6'h00;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$signature__addr$61  = value_addr;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$signature__addr$61  = h_addr;
-      3'h4:
-          /* empty */;
-      3'h5:
-          \$signature__addr$61  = value_addr;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$65  = 1'h0;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          if (idle) begin
-            \start$65  = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$69  = 1'h0;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          /* empty */;
-      3'h6:
-          if (idle) begin
-            \start$69  = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$21  = in_idx;
-    casez (seq_state)
-      3'h0:
-          if (i__valid) begin
-            \$21  = \$13 [2:0];
-            if (\$14 ) begin
-              \$21  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$21  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$22  = seq_end;
-    casez (seq_state)
-      3'h0:
-          if (i__valid) begin
-            if (\$14 ) begin
-              \$22  = i__payload[9];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$22  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$23  = seq_state;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      3'h0:
-          if (i__valid) begin
-            if (\$14 ) begin
-              \$23  = 3'h1;
-            end
-          end
-      3'h1:
-          if (\$16 ) begin
-            \$23  = 3'h2;
-          end
-      3'h2:
-          if (idle) begin
-            \$23  = 3'h3;
-          end
-      3'h3:
-          if (finished) begin
-            \$23  = 3'h4;
-          end
-      3'h4:
-          if (flushed) begin
-            (* full_case = 32'd1 *)
-            if (seq_end) begin
-              \$23  = 3'h5;
-            end else begin
-              \$23  = 3'h0;
-            end
-          end
-      3'h5:
-          if (\$20 ) begin
-            \$23  = 3'h6;
-          end
-      3'h6:
-          if (idle) begin
-            \$23  = 3'h7;
-          end
-      3'h7:
-          if (\done$74 ) begin
-            \$23  = 3'h0;
-          end
-    endcase
-    if (rst) begin
-      \$23  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$24  = \wait ;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (finished) begin
-            \$24  = 5'h00;
-          end
-      3'h4:
-          \$24  = \$17 [4:0];
-    endcase
-    if (rst) begin
-      \$24  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$25  = flushed;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          \$25  = \$18 ;
-    endcase
-    if (rst) begin
-      \$25  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$26  = fresh;
-    (* full_case = 32'd1 *)
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
       3'h3:
           /* empty */;
       3'h4:
           if (flushed) begin
             (* full_case = 32'd1 *)
-            if (seq_end) begin
+            if (hold_h) begin
             end else begin
-              \$26  = 1'h0;
+              if (seq_end) begin
+                start = 1'h1;
+              end
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    take = 1'h0;
+    casez (seq_state)
+      3'h0:
+          if (loaded) begin
+            take = 1'h1;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (idle) begin
+            if (\$13 ) begin
+              take = 1'h1;
+            end
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$76  = 1'h0;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (idle) begin
+            \start$76  = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__addr$78  = 6'h00;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          \$signature__addr$78  = h_addr;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$81  = 1'h0;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          /* empty */;
+      3'h6:
+          if (idle) begin
+            \start$81  = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$37  = load_idx;
+    if (\$25 ) begin
+      \$37  = \$26 [1:0];
+      if (\$27 ) begin
+        \$37  = 2'h0;
+      end
+    end
+    if (rst) begin
+      \$37  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = loaded;
+    if (\$25 ) begin
+      if (\$27 ) begin
+        \$38  = 1'h1;
+      end
+    end
+    if (take) begin
+      \$38  = 1'h0;
+    end
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$39  = next_seq_end;
+    if (\$25 ) begin
+      if (\$27 ) begin
+        \$39  = i__payload[9];
+      end
+    end
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = load_bank;
+    if (take) begin
+      \$40  = \$28 ;
+    end
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$41  = seq_end;
+    if (take) begin
+      \$41  = next_seq_end;
+    end
+    if (rst) begin
+      \$41  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$42  = seq_state;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      3'h0:
+          if (loaded) begin
+            \$42  = 3'h1;
+          end
+      3'h1:
+          if (\$30 ) begin
+            \$42  = 3'h2;
+          end
+      3'h2:
+          if (idle) begin
+            \$42  = 3'h3;
+          end
+      3'h3:
+          if (finished) begin
+            \$42  = 3'h4;
+          end
+      3'h4:
+          if (flushed) begin
+            (* full_case = 32'd1 *)
+            if (hold_h) begin
+              \$42  = 3'h1;
+            end else begin
+              (* full_case = 32'd1 *)
+              if (seq_end) begin
+                \$42  = 3'h5;
+              end else begin
+                \$42  = 3'h0;
+              end
+            end
+          end
+      3'h5:
+          if (\$36 ) begin
+            \$42  = 3'h6;
+          end
+      3'h6:
+          if (idle) begin
+            \$42  = 3'h7;
+          end
+      3'h7:
+          if (\done$87 ) begin
+            \$42  = 3'h0;
+          end
+    endcase
+    if (rst) begin
+      \$42  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$43  = units_busy;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (idle) begin
+            \$43  = 1'h1;
+          end
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (flushed) begin
+            \$43  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$44  = hold_h;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          if (idle) begin
+            if (\$32 ) begin
+              \$44  = 1'h1;
+            end
+          end
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (flushed) begin
+            if (hold_h) begin
+              \$44  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$45  = \wait ;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (finished) begin
+            \$45  = 5'h00;
+          end
+      3'h4:
+          \$45  = \$33 [4:0];
+    endcase
+    if (rst) begin
+      \$45  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$46  = flushed;
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          \$46  = \$34 ;
+    endcase
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = fresh;
+    (* full_case = 32'd1 *)
+    casez (seq_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (flushed) begin
+            (* full_case = 32'd1 *)
+            if (hold_h) begin
+              \$47  = 1'h0;
+            end else begin
+              (* full_case = 32'd1 *)
+              if (seq_end) begin
+              end else begin
+                \$47  = 1'h0;
+              end
             end
           end
       3'h5:
@@ -653,12 +787,49 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
       3'h6:
           /* empty */;
       3'h7:
-          if (\done$74 ) begin
-            \$26  = seq_end;
+          if (\done$87 ) begin
+            \$47  = seq_end;
           end
     endcase
     if (rst) begin
-      \$26  = 1'h1;
+      \$47  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__addr$54  = 6'h00;
+    if (valid_out) begin
+      \$signature__addr$54  = \$2 [5:0];
+    end
+    if (\$9 ) begin
+      \$signature__addr$54  = { 2'h0, \$11  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__en  = 1'h0;
+    if (valid_out) begin
+      \$signature__en  = 1'h1;
+    end
+    if (\$9 ) begin
+      \$signature__en  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__data$57  = 8'h00;
+    if (valid_out) begin
+      \$signature__data$57  = h_new;
+    end
+    if (\$9 ) begin
+      \$signature__data$57  = i__payload[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$signature__addr$59  = 5'h00;
+    if (valid_out) begin
+      \$signature__addr$59  = \$3 [4:0];
     end
   end
   assign \columns__payload$9  = columns__payload;
@@ -669,18 +840,23 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \fresh$19  = fresh;
   assign \fresh$20  = fresh;
   assign pass_now = sel;
+  assign bank_now = bank;
+  assign value_addr = \$signature__addr ;
   assign \$signature__data  = value;
-  assign \o__payload$25  = o__payload;
-  assign \o__ready$26  = o__ready;
-  assign \o__valid$27  = o__valid;
-  assign \acc_word$32  = acc_word;
-  assign \acc_word$33  = acc_word;
-  assign c_addr = \$signature__addr ;
+  assign \bank$29  = bank;
+  assign \o__payload$30  = o__payload;
+  assign \o__ready$31  = o__ready;
+  assign \o__valid$32  = o__valid;
+  assign \acc_word$37  = acc_word;
+  assign \acc_word$38  = acc_word;
+  assign c_addr = \$signature__addr$39 ;
   assign tag = element__payload[5:0];
   assign acc0 = element__payload[25:7];
   assign acc1 = element__payload[44:26];
   assign acc2 = element__payload[63:45];
   assign acc3 = element__payload[82:64];
+  assign \bank$67  = load_bank;
+  assign early = hold_h;
   assign busy = issue__valid;
   assign \i__payload.data  = i__payload[7:0];
   assign \i__payload.step_end  = i__payload[8];
@@ -696,25 +872,25 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \columns__payload$9.is_h  = columns__payload[18];
   assign \columns__payload$9.delta  = columns__payload[27:19];
   assign \issue__payload.w_addr  = issue__payload[11:0];
-  assign \issue__payload.acc_addr  = issue__payload[18:12];
-  assign \issue__payload.b_addr  = issue__payload[25:19];
-  assign \issue__payload.bias  = issue__payload[26];
-  assign \issue__payload.delta  = issue__payload[35:27];
-  assign \issue__payload.shift  = issue__payload[36];
+  assign \issue__payload.acc_addr  = issue__payload[19:12];
+  assign \issue__payload.b_addr  = issue__payload[26:20];
+  assign \issue__payload.bias  = issue__payload[27];
+  assign \issue__payload.delta  = issue__payload[36:28];
+  assign \issue__payload.shift  = issue__payload[37];
   assign \issue__payload$15.w_addr  = issue__payload[11:0];
-  assign \issue__payload$15.acc_addr  = issue__payload[18:12];
-  assign \issue__payload$15.b_addr  = issue__payload[25:19];
-  assign \issue__payload$15.bias  = issue__payload[26];
-  assign \issue__payload$15.delta  = issue__payload[35:27];
-  assign \issue__payload$15.shift  = issue__payload[36];
-  assign \o__payload$25.data  = o__payload[7:0];
-  assign \o__payload$25.last  = o__payload[8];
+  assign \issue__payload$15.acc_addr  = issue__payload[19:12];
+  assign \issue__payload$15.b_addr  = issue__payload[26:20];
+  assign \issue__payload$15.bias  = issue__payload[27];
+  assign \issue__payload$15.delta  = issue__payload[36:28];
+  assign \issue__payload$15.shift  = issue__payload[37];
+  assign \o__payload$30.data  = o__payload[7:0];
+  assign \o__payload$30.last  = o__payload[8];
   assign \acc_word[0]  = acc_word[18:0];
   assign \acc_word[1]  = acc_word[37:19];
-  assign \acc_word$32[0]  = acc_word[18:0];
-  assign \acc_word$32[1]  = acc_word[37:19];
-  assign \acc_word$33[0]  = acc_word[18:0];
-  assign \acc_word$33[1]  = acc_word[37:19];
+  assign \acc_word$37[0]  = acc_word[18:0];
+  assign \acc_word$37[1]  = acc_word[37:19];
+  assign \acc_word$38[0]  = acc_word[18:0];
+  assign \acc_word$38[1]  = acc_word[37:19];
   assign \element__payload.tag  = element__payload[5:0];
   assign \element__payload.layer  = element__payload[6];
   assign \element__payload.gates  = element__payload[82:7];
@@ -725,10 +901,10 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__valid, finished, element__payload, h_addr, c_addr, clk);
+module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, element__valid, finished, element__payload, h_addr, c_addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire \$1 ;
-  wire [3:0] \$10 ;
+  wire [6:0] \$1 ;
+  wire \$10 ;
   reg [18:0] \$100 ;
   reg [18:0] \$101 ;
   reg [18:0] \$102 ;
@@ -739,116 +915,119 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   reg [18:0] \$107 ;
   reg [18:0] \$108 ;
   reg [18:0] \$109 ;
-  wire \$11 ;
+  wire [3:0] \$11 ;
   reg [18:0] \$110 ;
   reg [18:0] \$111 ;
   reg [18:0] \$112 ;
   reg [18:0] \$113 ;
-  reg [82:0] \$114 ;
+  reg [18:0] \$114 ;
+  reg [82:0] \$115 ;
   wire \$12 ;
   wire \$13 ;
-  wire [5:0] \$14 ;
-  wire \$15 ;
+  wire \$14 ;
+  wire [5:0] \$15 ;
   wire \$16 ;
-  reg \$17 ;
-  wire \$18 ;
+  wire \$17 ;
+  reg \$18 ;
   wire \$19 ;
-  wire [7:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [5:0] \$22 ;
+  wire \$22 ;
   wire [5:0] \$23 ;
-  wire \$24 ;
+  wire [5:0] \$24 ;
   wire \$25 ;
-  reg \$26 ;
-  wire \$27 ;
+  wire \$26 ;
+  reg \$27 ;
   wire \$28 ;
-  reg \$29 ;
+  wire \$29 ;
   wire [8:0] \$3 ;
-  wire [6:0] \$30 ;
-  wire [1:0] \$31 ;
-  reg [18:0] \$32 ;
-  wire [1:0] \$33 ;
-  reg [18:0] \$34 ;
+  reg \$30 ;
+  wire [6:0] \$31 ;
+  wire [1:0] \$32 ;
+  reg [18:0] \$33 ;
+  wire [1:0] \$34 ;
   reg [18:0] \$35 ;
-  wire [1:0] \$36 ;
-  reg [18:0] \$37 ;
-  wire [1:0] \$38 ;
-  reg [18:0] \$39 ;
-  wire [2:0] \$4 ;
+  reg [18:0] \$36 ;
+  wire [1:0] \$37 ;
+  reg [18:0] \$38 ;
+  wire [1:0] \$39 ;
+  wire [9:0] \$4 ;
   reg [18:0] \$40 ;
-  wire [1:0] \$41 ;
-  reg [18:0] \$42 ;
-  wire [1:0] \$43 ;
-  reg [18:0] \$44 ;
+  reg [18:0] \$41 ;
+  wire [1:0] \$42 ;
+  reg [18:0] \$43 ;
+  wire [1:0] \$44 ;
   reg [18:0] \$45 ;
-  wire [1:0] \$46 ;
-  reg [18:0] \$47 ;
-  wire [1:0] \$48 ;
-  reg [18:0] \$49 ;
-  wire [7:0] \$5 ;
+  reg [18:0] \$46 ;
+  wire [1:0] \$47 ;
+  reg [18:0] \$48 ;
+  wire [1:0] \$49 ;
+  wire [2:0] \$5 ;
   reg [18:0] \$50 ;
-  wire \$51 ;
+  reg [18:0] \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [5:0] \$55 ;
-  wire [2:0] \$56 ;
-  wire \$57 ;
-  reg \$58 ;
-  wire \$59 ;
-  wire \$6 ;
+  wire \$55 ;
+  wire [5:0] \$56 ;
+  wire [2:0] \$57 ;
+  wire \$58 ;
+  reg \$59 ;
+  wire [8:0] \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
-  wire [5:0] \$63 ;
-  wire \$64 ;
+  wire \$63 ;
+  wire [5:0] \$64 ;
   wire \$65 ;
-  reg \$66 ;
-  wire \$67 ;
+  wire \$66 ;
+  reg \$67 ;
   wire \$68 ;
   wire \$69 ;
-  reg \$7 ;
-  wire [5:0] \$70 ;
-  wire \$71 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire [5:0] \$71 ;
   wire \$72 ;
-  reg \$73 ;
-  wire \$74 ;
+  wire \$73 ;
+  reg \$74 ;
   wire \$75 ;
-  wire [6:0] \$76 ;
+  wire \$76 ;
   wire [6:0] \$77 ;
-  reg \$78 ;
-  wire \$79 ;
-  wire \$8 ;
+  wire [6:0] \$78 ;
+  reg \$79 ;
+  reg \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  reg \$83 ;
-  reg [4:0] \$84 ;
-  reg [1:0] \$85 ;
-  reg [5:0] \$86 ;
-  reg [2:0] \$87 ;
-  reg \$88 ;
-  reg [4:0] \$89 ;
+  wire \$83 ;
+  reg \$84 ;
+  reg [4:0] \$85 ;
+  reg [1:0] \$86 ;
+  reg [5:0] \$87 ;
+  reg [2:0] \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  reg \$90 ;
+  reg [4:0] \$90 ;
   reg \$91 ;
   reg \$92 ;
   reg \$93 ;
   reg \$94 ;
-  reg [1:0] \$95 ;
-  reg [6:0] \$96 ;
-  reg \$97 ;
-  reg [18:0] \$98 ;
+  reg \$95 ;
+  reg [1:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
   reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
-  output [6:0] acc_addr;
-  wire [6:0] acc_addr;
+  output [7:0] acc_addr;
+  wire [7:0] acc_addr;
   input [37:0] acc_word;
   wire [37:0] acc_word;
   wire [18:0] \acc_word[0] ;
   wire [18:0] \acc_word[1] ;
   reg [2:0] act_q = 3'h0;
+  input bank;
+  wire bank;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
   output [4:0] c_addr;
@@ -895,7 +1074,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   reg i_bank = 1'h0;
   reg [1:0] lane = 2'h0;
   wire [-1:0] layer;
-  reg [6:0] rd_addr = 7'h00;
+  reg [7:0] rd_addr = 8'h00;
   reg [1:0] rd_q = 2'h0;
   input rst;
   wire rst;
@@ -903,182 +1082,153 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   wire [-1:0] sel;
   input start;
   wire start;
-  assign \$1  = rd_q == 2'h3;
-  assign \$2  = rd_addr + 1'h1;
-  assign \$3  = \$2  - 6'h30;
-  assign \$4  = rd_q + 1'h1;
-  assign \$5  = rd_addr + 5'h10;
-  assign \$6  = g_grp < 5'h10;
-  assign \$8  = ~ \$7 ;
-  assign \$9  = \$6  & \$8 ;
-  assign \$10  = act_q + 1'h1;
-  assign \$11  = ! \$signal ;
-  assign \$13  = act_q == 3'h4;
-  assign \$14  = g_grp + 1'h1;
-  assign \$15  = \$14  < 5'h10;
-  assign \$16  = ~ \$signal ;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$15  & \$18 ;
-  assign \$20  = act_q == 3'h5;
-  assign \$21  = ~ \$signal ;
-  assign \$22  = g_grp + 1'h1;
+  assign \$1  = bank ? 7'h40 : 7'h00;
+  assign \$2  = rd_q == 2'h3;
+  assign \$3  = rd_addr + 1'h1;
+  assign \$4  = \$3  - 6'h30;
+  assign \$5  = rd_q + 1'h1;
+  assign \$6  = rd_addr + 5'h10;
+  assign \$7  = g_grp < 5'h10;
+  assign \$9  = ~ \$8 ;
+  assign \$10  = \$7  & \$9 ;
+  assign \$11  = act_q + 1'h1;
+  assign \$12  = ! \$signal ;
+  assign \$14  = act_q == 3'h4;
+  assign \$15  = g_grp + 1'h1;
+  assign \$16  = \$15  < 5'h10;
+  assign \$17  = ~ \$signal ;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = \$16  & \$19 ;
+  assign \$21  = act_q == 3'h5;
+  assign \$22  = ~ \$signal ;
   assign \$23  = g_grp + 1'h1;
-  assign \$24  = \$23  < 5'h10;
-  assign \$25  = ~ \$signal ;
-  assign \$27  = ~ \$26 ;
-  assign \$28  = \$24  & \$27 ;
-  assign \$30  = elem + 1'h1;
-  assign \$51  = lane == 1'h1;
-  assign \$52  = elem >= 5'h1f;
-  assign \$53  = \$51  | \$52 ;
-  assign \$54  = ~ i_bank;
-  assign \$55  = grp + 1'h1;
-  assign \$56  = lane + 1'h1;
-  assign acc_addr = running ? rd_addr : 7'h00;
-  assign \$57  = g_grp < 5'h10;
-  assign \$59  = ~ \$58 ;
-  assign \$60  = \$57  & \$59 ;
-  assign \$61  = act_q < 3'h4;
-  assign \$62  = act_q == 3'h4;
-  assign \$63  = g_grp + 1'h1;
-  assign \$64  = \$63  < 5'h10;
-  assign \$65  = ~ \$signal ;
-  assign \$67  = ~ \$66 ;
-  assign \$68  = \$64  & \$67 ;
-  assign \$69  = act_q == 3'h5;
-  assign \$70  = g_grp + 1'h1;
-  assign \$71  = \$70  < 5'h10;
-  assign \$72  = ~ \$signal ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = \$71  & \$74 ;
-  assign \$76  = 3'h4 + elem;
-  assign \$77  = 1'h0 + elem;
-  assign \$79  = lane == 1'h1;
-  assign \$80  = elem >= 5'h1f;
-  assign \$81  = \$79  | \$80 ;
-  assign \$82  = grp == 4'hf;
+  assign \$24  = g_grp + 1'h1;
+  assign \$25  = \$24  < 5'h10;
+  assign \$26  = ~ \$signal ;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = \$25  & \$28 ;
+  assign \$31  = elem + 1'h1;
+  assign \$52  = lane == 1'h1;
+  assign \$53  = elem >= 5'h1f;
+  assign \$54  = \$52  | \$53 ;
+  assign \$55  = ~ i_bank;
+  assign \$56  = grp + 1'h1;
+  assign \$57  = lane + 1'h1;
+  assign acc_addr = running ? rd_addr : 8'h00;
+  assign \$58  = g_grp < 5'h10;
+  assign \$60  = ~ \$59 ;
+  assign \$61  = \$58  & \$60 ;
+  assign \$62  = act_q < 3'h4;
+  assign \$63  = act_q == 3'h4;
+  assign \$64  = g_grp + 1'h1;
+  assign \$65  = \$64  < 5'h10;
+  assign \$66  = ~ \$signal ;
+  assign \$68  = ~ \$67 ;
+  assign \$69  = \$65  & \$68 ;
+  assign \$70  = act_q == 3'h5;
+  assign \$71  = g_grp + 1'h1;
+  assign \$72  = \$71  < 5'h10;
+  assign \$73  = ~ \$signal ;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = \$72  & \$75 ;
+  assign \$77  = 4'h8 + elem;
+  assign \$78  = 1'h0 + elem;
+  assign \$80  = lane == 1'h1;
+  assign \$81  = elem >= 5'h1f;
+  assign \$82  = \$80  | \$81 ;
+  assign \$83  = grp == 4'hf;
   always @(posedge clk)
-    element__valid <= \$83 ;
+    element__valid <= \$84 ;
   always @(posedge clk)
-    grp <= \$84 ;
+    grp <= \$85 ;
   always @(posedge clk)
-    lane <= \$85 ;
+    lane <= \$86 ;
   always @(posedge clk)
-    elem <= \$86 ;
+    elem <= \$87 ;
   always @(posedge clk)
-    act_q <= \$87 ;
+    act_q <= \$88 ;
   always @(posedge clk)
-    early <= \$88 ;
+    early <= \$89 ;
   always @(posedge clk)
-    g_grp <= \$89 ;
+    g_grp <= \$90 ;
   always @(posedge clk)
-    \$signal  <= \$90 ;
+    \$signal  <= \$91 ;
   always @(posedge clk)
-    i_bank <= \$91 ;
+    i_bank <= \$92 ;
   always @(posedge clk)
-    bank0_full <= \$92 ;
+    bank0_full <= \$93 ;
   always @(posedge clk)
-    bank1_full <= \$93 ;
+    bank1_full <= \$94 ;
   always @(posedge clk)
-    running <= \$94 ;
+    running <= \$95 ;
   always @(posedge clk)
-    rd_q <= \$95 ;
+    rd_q <= \$96 ;
   always @(posedge clk)
-    rd_addr <= \$96 ;
+    rd_addr <= \$97 ;
   always @(posedge clk)
-    finished <= \$97 ;
+    finished <= \$98 ;
   always @(posedge clk)
-    gate0_0_0 <= \$98 ;
+    gate0_0_0 <= \$99 ;
   always @(posedge clk)
-    gate0_0_1 <= \$99 ;
+    gate0_0_1 <= \$100 ;
   always @(posedge clk)
-    gate0_1_0 <= \$100 ;
+    gate0_1_0 <= \$101 ;
   always @(posedge clk)
-    gate0_1_1 <= \$101 ;
+    gate0_1_1 <= \$102 ;
   always @(posedge clk)
-    gate0_2_0 <= \$102 ;
+    gate0_2_0 <= \$103 ;
   always @(posedge clk)
-    gate0_2_1 <= \$103 ;
+    gate0_2_1 <= \$104 ;
   always @(posedge clk)
-    gate0_3_0 <= \$104 ;
+    gate0_3_0 <= \$105 ;
   always @(posedge clk)
-    gate0_3_1 <= \$105 ;
+    gate0_3_1 <= \$106 ;
   always @(posedge clk)
-    gate1_0_0 <= \$106 ;
+    gate1_0_0 <= \$107 ;
   always @(posedge clk)
-    gate1_0_1 <= \$107 ;
+    gate1_0_1 <= \$108 ;
   always @(posedge clk)
-    gate1_1_0 <= \$108 ;
+    gate1_1_0 <= \$109 ;
   always @(posedge clk)
-    gate1_1_1 <= \$109 ;
+    gate1_1_1 <= \$110 ;
   always @(posedge clk)
-    gate1_2_0 <= \$110 ;
+    gate1_2_0 <= \$111 ;
   always @(posedge clk)
-    gate1_2_1 <= \$111 ;
+    gate1_2_1 <= \$112 ;
   always @(posedge clk)
-    gate1_3_0 <= \$112 ;
+    gate1_3_0 <= \$113 ;
   always @(posedge clk)
-    gate1_3_1 <= \$113 ;
+    gate1_3_1 <= \$114 ;
   always @(posedge clk)
-    element__payload <= \$114 ;
+    element__payload <= \$115 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$7  = bank0_full;
+          \$8  = bank0_full;
       1'h1:
-          \$7  = bank1_full;
+          \$8  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$16 )
+    casez (\$17 )
       1'h0:
-          \$17  = bank0_full;
+          \$18  = bank0_full;
       1'h1:
-          \$17  = bank1_full;
+          \$18  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$25 )
+    casez (\$26 )
       1'h0:
-          \$26  = bank0_full;
+          \$27  = bank0_full;
       1'h1:
-          \$26  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (i_bank)
-      1'h0:
-          \$29  = bank0_full;
-      1'h1:
-          \$29  = bank1_full;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$32  = 19'h00000;
-    casez (\$31 )
-      2'h0:
-          \$32  = gate0_0_0;
-      2'h1:
-          \$32  = gate0_0_1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$34  = 19'h00000;
-    casez (\$33 )
-      2'h0:
-          \$34  = gate1_0_0;
-      2'h1:
-          \$34  = gate1_0_1;
+          \$27  = bank1_full;
     endcase
   end
   always @* begin
@@ -1086,29 +1236,29 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$35  = \$32 ;
+          \$30  = bank0_full;
       1'h1:
-          \$35  = \$34 ;
+          \$30  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$37  = 19'h00000;
-    casez (\$36 )
+    \$33  = 19'h00000;
+    casez (\$32 )
       2'h0:
-          \$37  = gate0_1_0;
+          \$33  = gate0_0_0;
       2'h1:
-          \$37  = gate0_1_1;
+          \$33  = gate0_0_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$39  = 19'h00000;
-    casez (\$38 )
+    \$35  = 19'h00000;
+    casez (\$34 )
       2'h0:
-          \$39  = gate1_1_0;
+          \$35  = gate1_0_0;
       2'h1:
-          \$39  = gate1_1_1;
+          \$35  = gate1_0_1;
     endcase
   end
   always @* begin
@@ -1116,29 +1266,29 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$40  = \$37 ;
+          \$36  = \$33 ;
       1'h1:
-          \$40  = \$39 ;
+          \$36  = \$35 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$42  = 19'h00000;
-    casez (\$41 )
+    \$38  = 19'h00000;
+    casez (\$37 )
       2'h0:
-          \$42  = gate0_2_0;
+          \$38  = gate0_1_0;
       2'h1:
-          \$42  = gate0_2_1;
+          \$38  = gate0_1_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$44  = 19'h00000;
-    casez (\$43 )
+    \$40  = 19'h00000;
+    casez (\$39 )
       2'h0:
-          \$44  = gate1_2_0;
+          \$40  = gate1_1_0;
       2'h1:
-          \$44  = gate1_2_1;
+          \$40  = gate1_1_1;
     endcase
   end
   always @* begin
@@ -1146,29 +1296,29 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$45  = \$42 ;
+          \$41  = \$38 ;
       1'h1:
-          \$45  = \$44 ;
+          \$41  = \$40 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$47  = 19'h00000;
-    casez (\$46 )
+    \$43  = 19'h00000;
+    casez (\$42 )
       2'h0:
-          \$47  = gate0_3_0;
+          \$43  = gate0_2_0;
       2'h1:
-          \$47  = gate0_3_1;
+          \$43  = gate0_2_1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$49  = 19'h00000;
-    casez (\$48 )
+    \$45  = 19'h00000;
+    casez (\$44 )
       2'h0:
-          \$49  = gate1_3_0;
+          \$45  = gate1_2_0;
       2'h1:
-          \$49  = gate1_3_1;
+          \$45  = gate1_2_1;
     endcase
   end
   always @* begin
@@ -1176,9 +1326,39 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$50  = \$47 ;
+          \$46  = \$43 ;
       1'h1:
-          \$50  = \$49 ;
+          \$46  = \$45 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$48  = 19'h00000;
+    casez (\$47 )
+      2'h0:
+          \$48  = gate0_3_0;
+      2'h1:
+          \$48  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$50  = 19'h00000;
+    casez (\$49 )
+      2'h0:
+          \$50  = gate1_3_0;
+      2'h1:
+          \$50  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$51  = \$48 ;
+      1'h1:
+          \$51  = \$50 ;
     endcase
   end
   always @* begin
@@ -1186,29 +1366,29 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$58  = bank0_full;
+          \$59  = bank0_full;
       1'h1:
-          \$58  = bank1_full;
+          \$59  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$65 )
+    casez (\$66 )
       1'h0:
-          \$66  = bank0_full;
+          \$67  = bank0_full;
       1'h1:
-          \$66  = bank1_full;
+          \$67  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$72 )
+    casez (\$73 )
       1'h0:
-          \$73  = bank0_full;
+          \$74  = bank0_full;
       1'h1:
-          \$73  = bank1_full;
+          \$74  = bank1_full;
     endcase
   end
   always @* begin
@@ -1216,162 +1396,145 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$78  = bank0_full;
+          \$79  = bank0_full;
       1'h1:
-          \$78  = bank1_full;
+          \$79  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$83  = 1'h0;
+    \$84  = 1'h0;
     if (running) begin
-      if (\$29 ) begin
-        \$83  = 1'h1;
+      if (\$30 ) begin
+        \$84  = 1'h1;
       end
     end
     if (rst) begin
-      \$83  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = grp;
+    \$85  = grp;
     if (start) begin
-      \$84  = 5'h00;
+      \$85  = 5'h00;
     end
     if (running) begin
-      if (\$29 ) begin
-        if (\$53 ) begin
-          \$84  = \$55 [4:0];
+      if (\$30 ) begin
+        if (\$54 ) begin
+          \$85  = \$56 [4:0];
         end
       end
     end
     if (rst) begin
-      \$84  = 5'h00;
+      \$85  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = lane;
+    \$86  = lane;
     if (start) begin
-      \$85  = 2'h0;
+      \$86  = 2'h0;
     end
     if (running) begin
-      if (\$29 ) begin
+      if (\$30 ) begin
         (* full_case = 32'd1 *)
-        if (\$53 ) begin
-          \$85  = 2'h0;
+        if (\$54 ) begin
+          \$86  = 2'h0;
         end else begin
-          \$85  = \$56 [1:0];
+          \$86  = \$57 [1:0];
         end
       end
     end
     if (rst) begin
-      \$85  = 2'h0;
+      \$86  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = elem;
+    \$87  = elem;
     if (start) begin
-      \$86  = 6'h00;
+      \$87  = 6'h00;
     end
     if (running) begin
-      if (\$29 ) begin
-        \$86  = \$30 [5:0];
+      if (\$30 ) begin
+        \$87  = \$31 [5:0];
       end
     end
     if (rst) begin
-      \$86  = 6'h00;
+      \$87  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = act_q;
+    \$88  = act_q;
     if (start) begin
-      \$87  = 3'h0;
+      \$88  = 3'h0;
     end
     if (running) begin
-      if (\$9 ) begin
-        \$87  = \$10 [2:0];
-        if (\$20 ) begin
-          \$87  = 3'h0;
+      if (\$10 ) begin
+        \$88  = \$11 [2:0];
+        if (\$21 ) begin
+          \$88  = 3'h0;
           if (early) begin
-            \$87  = 3'h2;
-          end else if (\$28 ) begin
-            \$87  = 3'h1;
+            \$88  = 3'h2;
+          end else if (\$29 ) begin
+            \$88  = 3'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$87  = 3'h0;
+      \$88  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = early;
+    \$89  = early;
     if (start) begin
-      \$88  = 1'h0;
+      \$89  = 1'h0;
     end
     if (running) begin
-      if (\$9 ) begin
-        if (\$13 ) begin
-          \$88  = \$19 ;
+      if (\$10 ) begin
+        if (\$14 ) begin
+          \$89  = \$20 ;
         end
-        if (\$20 ) begin
-          \$88  = 1'h0;
+        if (\$21 ) begin
+          \$89  = 1'h0;
         end
       end
     end
     if (rst) begin
-      \$88  = 1'h0;
+      \$89  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = g_grp;
+    \$90  = g_grp;
     if (start) begin
-      \$89  = 5'h00;
+      \$90  = 5'h00;
     end
     if (running) begin
-      if (\$9 ) begin
-        if (\$20 ) begin
-          \$89  = \$22 [4:0];
+      if (\$10 ) begin
+        if (\$21 ) begin
+          \$90  = \$23 [4:0];
         end
       end
     end
     if (rst) begin
-      \$89  = 5'h00;
+      \$90  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = \$signal ;
-    if (start) begin
-      \$90  = 1'h0;
-    end
-    if (running) begin
-      if (\$9 ) begin
-        if (\$20 ) begin
-          \$90  = \$21 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$90  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = i_bank;
+    \$91  = \$signal ;
     if (start) begin
       \$91  = 1'h0;
     end
     if (running) begin
-      if (\$29 ) begin
-        if (\$53 ) begin
-          \$91  = \$54 ;
+      if (\$10 ) begin
+        if (\$21 ) begin
+          \$91  = \$22 ;
         end
       end
     end
@@ -1381,25 +1544,14 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = bank0_full;
+    \$92  = i_bank;
     if (start) begin
       \$92  = 1'h0;
     end
     if (running) begin
-      if (\$9 ) begin
-        if (\$20 ) begin
-          casez (\$signal )
-            1'h0:
-                \$92  = 1'h1;
-          endcase
-        end
-      end
-      if (\$29 ) begin
-        if (\$53 ) begin
-          casez (i_bank)
-            1'h0:
-                \$92  = 1'h0;
-          endcase
+      if (\$30 ) begin
+        if (\$54 ) begin
+          \$92  = \$55 ;
         end
       end
     end
@@ -1409,29 +1561,23 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = bank1_full;
+    \$93  = bank0_full;
     if (start) begin
       \$93  = 1'h0;
     end
     if (running) begin
-      if (\$9 ) begin
-        if (\$20 ) begin
-          (* full_case = 32'd1 *)
+      if (\$10 ) begin
+        if (\$21 ) begin
           casez (\$signal )
             1'h0:
-                /* empty */;
-            1'h1:
                 \$93  = 1'h1;
           endcase
         end
       end
-      if (\$29 ) begin
-        if (\$53 ) begin
-          (* full_case = 32'd1 *)
+      if (\$30 ) begin
+        if (\$54 ) begin
           casez (i_bank)
             1'h0:
-                /* empty */;
-            1'h1:
                 \$93  = 1'h0;
           endcase
         end
@@ -1443,90 +1589,107 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = running;
+    \$94  = bank1_full;
     if (start) begin
-      \$94  = 1'h1;
-    end
-    if (finished) begin
       \$94  = 1'h0;
     end
-    if (rst) begin
-      \$94  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = rd_q;
-    if (start) begin
-      \$95  = 2'h0;
-    end
     if (running) begin
-      if (gather_read0) begin
-        (* full_case = 32'd1 *)
-        if (\$1 ) begin
-          \$95  = 2'h0;
-        end else begin
-          \$95  = \$4 [1:0];
+      if (\$10 ) begin
+        if (\$21 ) begin
+          (* full_case = 32'd1 *)
+          casez (\$signal )
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$94  = 1'h1;
+          endcase
         end
       end
-    end
-    if (rst) begin
-      \$95  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = rd_addr;
-    if (start) begin
-      \$96  = 7'h00;
-    end
-    if (running) begin
-      if (gather_read0) begin
-        (* full_case = 32'd1 *)
-        if (\$1 ) begin
-          \$96  = \$3 [6:0];
-        end else begin
-          \$96  = \$5 [6:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$96  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = done;
-    if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = gate0_0_0;
-    if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
-          casez (act_q)
-            3'h2:
-                \$98  = acc_word[18:0];
+      if (\$30 ) begin
+        if (\$54 ) begin
+          (* full_case = 32'd1 *)
+          casez (i_bank)
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$94  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$98  = 19'h00000;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate0_0_1;
+    \$95  = running;
+    if (start) begin
+      \$95  = 1'h1;
+    end
+    if (finished) begin
+      \$95  = 1'h0;
+    end
+    if (rst) begin
+      \$95  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$96  = rd_q;
+    if (start) begin
+      \$96  = 2'h0;
+    end
     if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
+      if (gather_read0) begin
+        (* full_case = 32'd1 *)
+        if (\$2 ) begin
+          \$96  = 2'h0;
+        end else begin
+          \$96  = \$5 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$96  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$97  = rd_addr;
+    if (start) begin
+      \$97  = { 1'h0, \$1  };
+    end
+    if (running) begin
+      if (gather_read0) begin
+        (* full_case = 32'd1 *)
+        if (\$2 ) begin
+          \$97  = \$4 [7:0];
+        end else begin
+          \$97  = \$6 [7:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$97  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = done;
+    if (rst) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$99  = gate0_0_0;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                \$99  = acc_word[37:19];
+                \$99  = acc_word[18:0];
           endcase
         end
       end
@@ -1537,15 +1700,13 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_1_0;
+    \$100  = gate0_0_1;
     if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$100  = acc_word[18:0];
+                \$100  = acc_word[37:19];
           endcase
         end
       end
@@ -1556,15 +1717,15 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_1_1;
+    \$101  = gate0_1_0;
     if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$101  = acc_word[37:19];
+                \$101  = acc_word[18:0];
           endcase
         end
       end
@@ -1575,17 +1736,15 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_2_0;
+    \$102  = gate0_1_1;
     if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$102  = acc_word[18:0];
+                \$102  = acc_word[37:19];
           endcase
         end
       end
@@ -1596,17 +1755,17 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_2_1;
+    \$103  = gate0_2_0;
     if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$103  = acc_word[37:19];
+                \$103  = acc_word[18:0];
           endcase
         end
       end
@@ -1617,19 +1776,17 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_3_0;
+    \$104  = gate0_2_1;
     if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$104  = acc_word[18:0];
+                \$104  = acc_word[37:19];
           endcase
         end
       end
@@ -1640,10 +1797,10 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate0_3_1;
+    \$105  = gate0_3_0;
     if (running) begin
-      if (\$9 ) begin
-        if (\$11 ) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
@@ -1652,7 +1809,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h4:
                 /* empty */;
             3'h5:
-                \$105  = acc_word[37:19];
+                \$105  = acc_word[18:0];
           endcase
         end
       end
@@ -1663,13 +1820,19 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate1_0_0;
+    \$106  = gate0_3_1;
     if (running) begin
-      if (\$9 ) begin
+      if (\$10 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
-                \$106  = acc_word[18:0];
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$106  = acc_word[37:19];
           endcase
         end
       end
@@ -1680,13 +1843,13 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate1_0_1;
+    \$107  = gate1_0_0;
     if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
-                \$107  = acc_word[37:19];
+                \$107  = acc_word[18:0];
           endcase
         end
       end
@@ -1697,15 +1860,13 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_1_0;
+    \$108  = gate1_0_1;
     if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                \$108  = acc_word[18:0];
+                \$108  = acc_word[37:19];
           endcase
         end
       end
@@ -1716,15 +1877,15 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_1_1;
+    \$109  = gate1_1_0;
     if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                \$109  = acc_word[37:19];
+                \$109  = acc_word[18:0];
           endcase
         end
       end
@@ -1735,17 +1896,15 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_2_0;
+    \$110  = gate1_1_1;
     if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                \$110  = acc_word[18:0];
+                \$110  = acc_word[37:19];
           endcase
         end
       end
@@ -1756,17 +1915,17 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_2_1;
+    \$111  = gate1_2_0;
     if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                \$111  = acc_word[37:19];
+                \$111  = acc_word[18:0];
           endcase
         end
       end
@@ -1777,19 +1936,17 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_3_0;
+    \$112  = gate1_2_1;
     if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
                 /* empty */;
             3'h4:
-                /* empty */;
-            3'h5:
-                \$112  = acc_word[18:0];
+                \$112  = acc_word[37:19];
           endcase
         end
       end
@@ -1800,10 +1957,10 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = gate1_3_1;
+    \$113  = gate1_3_0;
     if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
@@ -1812,7 +1969,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
             3'h4:
                 /* empty */;
             3'h5:
-                \$113  = acc_word[37:19];
+                \$113  = acc_word[18:0];
           endcase
         end
       end
@@ -1823,34 +1980,57 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = element__payload;
+    \$114  = gate1_3_1;
     if (running) begin
-      if (\$29 ) begin
-        \$114 [25:7] = \$35 ;
-        \$114 [44:26] = \$40 ;
-        \$114 [63:45] = \$45 ;
-        \$114 [82:64] = \$50 ;
-        \$114 [5:0] = elem;
-        \$114 [6] = 1'h0;
+      if (\$10 ) begin
+        if (\$13 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$114  = acc_word[37:19];
+          endcase
+        end
       end
     end
     if (rst) begin
-      \$114  = 83'h000000000000000000000;
+      \$114  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$115  = element__payload;
+    if (running) begin
+      if (\$30 ) begin
+        \$115 [25:7] = \$36 ;
+        \$115 [44:26] = \$41 ;
+        \$115 [63:45] = \$46 ;
+        \$115 [82:64] = \$51 ;
+        \$115 [5:0] = elem;
+        \$115 [6] = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$115  = 83'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     gather_read0 = 1'h0;
     if (running) begin
-      if (\$60 ) begin
-        gather_read0 = \$61 ;
-        if (\$62 ) begin
-          gather_read0 = \$68 ;
+      if (\$61 ) begin
+        gather_read0 = \$62 ;
+        if (\$63 ) begin
+          gather_read0 = \$69 ;
         end
-        if (\$69 ) begin
+        if (\$70 ) begin
           if (early) begin
             gather_read0 = 1'h1;
-          end else if (\$75 ) begin
+          end else if (\$76 ) begin
             gather_read0 = 1'h1;
           end
         end
@@ -1861,23 +2041,23 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 6'h00;
     if (running) begin
-      h_addr = \$76 [5:0];
+      h_addr = \$77 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     c_addr = 5'h00;
     if (running) begin
-      c_addr = \$77 [4:0];
+      c_addr = \$78 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
     if (running) begin
-      if (\$78 ) begin
-        if (\$81 ) begin
-          if (\$82 ) begin
+      if (\$79 ) begin
+        if (\$82 ) begin
+          if (\$83 ) begin
             done = 1'h1;
           end
         end
@@ -1893,19 +2073,19 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
   assign \element__payload.gates[1]  = element__payload[44:26];
   assign \element__payload.gates[2]  = element__payload[63:45];
   assign \element__payload.gates[3]  = element__payload[82:64];
-  assign \$12  = \$signal ;
-  assign \$31  = lane;
-  assign \$33  = lane;
-  assign \$36  = lane;
-  assign \$38  = lane;
-  assign \$41  = lane;
-  assign \$43  = lane;
-  assign \$46  = lane;
-  assign \$48  = lane;
+  assign \$13  = \$signal ;
+  assign \$32  = lane;
+  assign \$34  = lane;
+  assign \$37  = lane;
+  assign \$39  = lane;
+  assign \$42  = lane;
+  assign \$44  = lane;
+  assign \$47  = lane;
+  assign \$49  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1033$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1086$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2131,8 +2311,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$103
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1033$7 ;
-  wire [75:0] \port$1033$7 ;
+  input [75:0] \port$1086$7 ;
+  wire [75:0] \port$1086$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2158,22 +2338,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$103
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1033$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1086$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1033$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1086$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1033$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1086$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1033$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1086$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -2987,10 +3167,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$103
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1033$7 [18:0];
-  assign acc1 = \port$1033$7 [37:19];
-  assign acc2 = \port$1033$7 [56:38];
-  assign acc3 = \port$1033$7 [75:57];
+  assign acc0 = \port$1086$7 [18:0];
+  assign acc1 = \port$1086$7 [37:19];
+  assign acc2 = \port$1086$7 [56:38];
+  assign acc3 = \port$1086$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4595,7 +4775,7 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__payload, sel, start, fresh, value_addr, done, pass_now, r_en, clk);
+module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__payload, sel, start, bank, hold_h, fresh, value_addr, done, pass_now, bank_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4607,16 +4787,16 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [6:0] \$19 ;
+  wire \$19 ;
   wire [6:0] \$2 ;
-  wire [7:0] \$20 ;
-  wire [6:0] \$21 ;
-  wire [7:0] \$22 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
+  wire [6:0] \$24 ;
+  wire [7:0] \$25 ;
+  wire [6:0] \$26 ;
+  wire [7:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire [7:0] \$3 ;
@@ -4625,45 +4805,59 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [4:0] \$35 ;
+  wire \$35 ;
   wire \$36 ;
-  wire [5:0] \$37 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$40 ;
+  wire [2:0] \$4 ;
+  wire [4:0] \$40 ;
   wire \$41 ;
-  wire \$42 ;
+  wire [5:0] \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire \$45 ;
-  wire [6:0] \$46 ;
-  wire [12:0] \$47 ;
+  wire [6:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
   wire \$48 ;
-  wire [7:0] \$49 ;
-  wire [7:0] \$5 ;
+  wire \$49 ;
+  wire [6:0] \$5 ;
   wire \$50 ;
-  wire [7:0] \$51 ;
-  wire [8:0] \$52 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [6:0] \$55 ;
+  wire [12:0] \$56 ;
   wire \$57 ;
-  wire [6:0] \$58 ;
-  wire [12:0] \$59 ;
-  wire \$6 ;
-  wire [8:0] \$60 ;
-  reg [19:0] \$61 ;
-  reg [3:0] \$62 ;
-  reg \$63 ;
-  reg \$64 ;
-  reg [5:0] \$65 ;
-  reg [11:0] \$66 ;
-  reg [36:0] \$67 ;
+  wire [7:0] \$58 ;
+  wire \$59 ;
+  wire [7:0] \$6 ;
+  wire [7:0] \$60 ;
+  wire [8:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [6:0] \$67 ;
+  wire [12:0] \$68 ;
+  wire [8:0] \$69 ;
   wire \$7 ;
+  reg [19:0] \$70 ;
+  reg [3:0] \$71 ;
+  reg \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg [5:0] \$75 ;
+  reg [11:0] \$76 ;
+  reg [36:0] \$77 ;
   wire \$8 ;
   wire \$9 ;
+  input bank;
+  wire bank;
+  output bank_now;
+  reg bank_now = 1'h0;
   input clk;
   wire clk;
   reg [5:0] col = 6'h00;
@@ -4693,6 +4887,8 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   input fresh;
   wire fresh;
   reg [3:0] held = 4'h0;
+  input hold_h;
+  wire hold_h;
   reg launch;
   output pass_now;
   reg pass_now = 1'h0;
@@ -4719,78 +4915,89 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$33  = ~ columns__valid;
-  assign \$34  = \$32  & \$33 ;
-  assign \$35  = held + launch;
-  assign \$36  = r_en & columns__valid;
-  assign \$37  = \$35  - \$36 ;
-  assign \$38  = ~ w_en;
-  assign \$39  = e2[0] & \$38 ;
-  assign \$40  = $signed(\$37 ) - $signed({ 1'h0, \$39  });
-  assign \$41  = col < 6'h24;
-  assign \$42  = run & \$41 ;
-  assign \$43  = held < 3'h7;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = col >= 3'h4;
-  assign \$46  = col + 1'h1;
-  assign \$47  = w_addr + 7'h40;
-  assign \$48  = e1[7] & fresh;
-  assign \$49  = \$48  ? 8'h00 : value;
-  assign \$50  = e1[7] & fresh;
-  assign \$51  = \$50  ? 8'h00 : value;
-  assign \$52  = $signed(\$51 ) - $signed(1'h0);
-  assign \$53  = col < 6'h20;
-  assign \$54  = run & \$53 ;
-  assign \$55  = held < 3'h7;
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = col >= 1'h0;
-  assign \$58  = col + 1'h1;
-  assign \$59  = w_addr + 3'h5;
-  assign \$60  = $signed(value) - $signed(1'h0);
+  assign \$23  = col >= 1'h0;
+  assign \$24  = 4'h8 + col;
+  assign \$25  = \$24  - 1'h0;
+  assign \$26  = 1'h0 + col;
+  assign \$27  = \$23  ? \$25  : { 1'h0, \$26  };
+  assign \$28  = col < 6'h20;
+  assign \$29  = run & \$28 ;
+  assign \$30  = held < 3'h7;
+  assign \$31  = \$29  & \$30 ;
+  assign \$33  = col == 6'h20;
+  assign \$34  = ~ e1[0];
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = ~ e2[0];
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = ~ columns__valid;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = held + launch;
+  assign \$41  = r_en & columns__valid;
+  assign \$42  = \$40  - \$41 ;
+  assign \$43  = ~ w_en;
+  assign \$44  = e2[0] & \$43 ;
+  assign \$45  = $signed(\$42 ) - $signed({ 1'h0, \$44  });
+  assign \$46  = col < 6'h24;
+  assign \$47  = run & \$46 ;
+  assign \$48  = held < 3'h7;
+  assign \$49  = col >= 3'h4;
+  assign \$50  = hold_h & \$49 ;
+  assign \$51  = ~ \$50 ;
+  assign \$52  = \$48  & \$51 ;
+  assign \$53  = \$47  & \$52 ;
+  assign \$54  = col >= 3'h4;
+  assign \$55  = col + 1'h1;
+  assign \$56  = w_addr + 7'h40;
+  assign \$57  = e1[7] & fresh;
+  assign \$58  = \$57  ? 8'h00 : value;
+  assign \$59  = e1[7] & fresh;
+  assign \$60  = \$59  ? 8'h00 : value;
+  assign \$61  = $signed(\$60 ) - $signed(1'h0);
+  assign \$62  = col < 6'h20;
+  assign \$63  = run & \$62 ;
+  assign \$64  = held < 3'h7;
+  assign \$65  = \$63  & \$64 ;
+  assign \$66  = col >= 1'h0;
+  assign \$67  = col + 1'h1;
+  assign \$68  = w_addr + 3'h5;
+  assign \$69  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$61 ;
+    e1 <= \$70 ;
   always @(posedge clk)
-    held <= \$62 ;
+    held <= \$71 ;
   always @(posedge clk)
-    run <= \$63 ;
+    run <= \$72 ;
   always @(posedge clk)
-    pass_now <= \$64 ;
+    pass_now <= \$73 ;
   always @(posedge clk)
-    col <= \$65 ;
+    bank_now <= \$74 ;
   always @(posedge clk)
-    w_addr <= \$66 ;
+    col <= \$75 ;
   always @(posedge clk)
-    e2 <= \$67 ;
+    w_addr <= \$76 ;
+  always @(posedge clk)
+    e2 <= \$77 ;
   assign \$1  = col >= 3'h4;
-  assign \$2  = 3'h4 + col;
+  assign \$2  = 4'h8 + col;
   assign \$3  = \$2  - 3'h4;
-  assign \$4  = 1'h0 + col;
-  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
-  assign \$6  = col < 6'h24;
-  assign \$7  = run & \$6 ;
-  assign \$8  = held < 3'h7;
-  assign \$9  = \$7  & \$8 ;
-  assign \$11  = col == 6'h24;
-  assign \$12  = ~ e1[0];
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = ~ e2[0];
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = ~ columns__valid;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = col >= 1'h0;
-  assign \$19  = 3'h4 + col;
-  assign \$20  = \$19  - 1'h0;
-  assign \$21  = 1'h0 + col;
-  assign \$22  = \$18  ? \$20  : { 1'h0, \$21  };
-  assign \$23  = col < 6'h20;
-  assign \$24  = run & \$23 ;
-  assign \$25  = held < 3'h7;
-  assign \$26  = \$24  & \$25 ;
-  assign \$28  = col == 6'h20;
-  assign \$29  = ~ e1[0];
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = ~ e2[0];
-  assign \$32  = \$30  & \$31 ;
+  assign \$4  = bank_now ? 3'h4 : 3'h0;
+  assign \$5  = \$4  + col;
+  assign \$6  = \$1  ? \$3  : { 1'h0, \$5  };
+  assign \$7  = col < 6'h24;
+  assign \$8  = run & \$7 ;
+  assign \$9  = held < 3'h7;
+  assign \$10  = col >= 3'h4;
+  assign \$11  = hold_h & \$10 ;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$9  & \$12 ;
+  assign \$14  = \$8  & \$13 ;
+  assign \$16  = col == 6'h24;
+  assign \$17  = ~ e1[0];
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = ~ e2[0];
+  assign \$20  = \$18  & \$19 ;
+  assign \$21  = ~ columns__valid;
+  assign \$22  = \$20  & \$21 ;
   \hwgen_digits_lstm_p2.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -4805,9 +5012,9 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          value_addr = \$5 [5:0];
+          value_addr = \$6 [5:0];
       1'h1:
-          value_addr = \$22 [5:0];
+          value_addr = \$27 [5:0];
     endcase
   end
   always @* begin
@@ -4816,11 +5023,11 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$9 ) begin
+          if (\$14 ) begin
             launch = 1'h1;
           end
       1'h1:
-          if (\$26 ) begin
+          if (\$31 ) begin
             launch = 1'h1;
           end
     endcase
@@ -4830,9 +5037,9 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          w_en = \$10 ;
+          w_en = \$15 ;
       1'h1:
-          w_en = \$27 ;
+          w_en = \$32 ;
     endcase
   end
   always @* begin
@@ -4840,112 +5047,122 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          done = \$17 ;
+          done = \$22 ;
       1'h1:
-          done = \$34 ;
+          done = \$39 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$61 [19:1] = e1[19:1];
-    \$61 [0] = 1'h0;
+    \$70 [19:1] = e1[19:1];
+    \$70 [0] = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$44 ) begin
-            \$61 [0] = 1'h1;
-            \$61 [6:1] = col;
-            \$61 [7] = \$45 ;
-            \$61 [19:8] = w_addr;
+          if (\$53 ) begin
+            \$70 [0] = 1'h1;
+            \$70 [6:1] = col;
+            \$70 [7] = \$54 ;
+            \$70 [19:8] = w_addr;
           end
       1'h1:
-          if (\$56 ) begin
-            \$61 [0] = 1'h1;
-            \$61 [6:1] = col;
-            \$61 [7] = \$57 ;
-            \$61 [19:8] = w_addr;
+          if (\$65 ) begin
+            \$70 [0] = 1'h1;
+            \$70 [6:1] = col;
+            \$70 [7] = \$66 ;
+            \$70 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$61  = 20'h00000;
+      \$70  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$62  = \$40 [3:0];
+    \$71  = \$45 [3:0];
     if (rst) begin
-      \$62  = 4'h0;
+      \$71  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$63  = run;
+    \$72  = run;
     if (done) begin
-      \$63  = 1'h0;
+      \$72  = 1'h0;
     end
     if (start) begin
-      \$63  = 1'h1;
+      \$72  = 1'h1;
     end
     if (rst) begin
-      \$63  = 1'h0;
+      \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$64  = pass_now;
+    \$73  = pass_now;
     if (start) begin
-      \$64  = sel;
+      \$73  = sel;
     end
     if (rst) begin
-      \$64  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$65  = col;
+    \$74  = bank_now;
     if (start) begin
-      \$65  = 6'h00;
+      \$74  = bank;
+    end
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$75  = col;
+    if (start) begin
+      \$75  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$44 ) begin
-            \$65  = \$46 [5:0];
+          if (\$53 ) begin
+            \$75  = \$55 [5:0];
           end
       1'h1:
-          if (\$56 ) begin
-            \$65  = \$58 [5:0];
+          if (\$65 ) begin
+            \$75  = \$67 [5:0];
           end
     endcase
     if (rst) begin
-      \$65  = 6'h00;
+      \$75  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$66  = w_addr;
+    \$76  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$66  = 12'h000;
+            \$76  = 12'h000;
         1'h1:
-            \$66  = 12'h900;
+            \$76  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$44 ) begin
-            \$66  = \$47 [11:0];
+          if (\$53 ) begin
+            \$76  = \$56 [11:0];
           end
       1'h1:
-          if (\$56 ) begin
-            \$66  = \$59 [11:0];
+          if (\$65 ) begin
+            \$76  = \$68 [11:0];
           end
     endcase
     if (rst) begin
-      \$66  = 12'h000;
+      \$76  = 12'h000;
     end
   end
   always @* begin
@@ -4954,25 +5171,25 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     casez (pass_now)
       1'h0:
         begin
-          \$67 [0] = e1[0];
-          \$67 [6:1] = e1[6:1];
-          \$67 [7] = e1[7];
-          \$67 [19:8] = e1[19:8];
-          \$67 [27:20] = \$49 ;
-          \$67 [36:28] = \$52 ;
+          \$77 [0] = e1[0];
+          \$77 [6:1] = e1[6:1];
+          \$77 [7] = e1[7];
+          \$77 [19:8] = e1[19:8];
+          \$77 [27:20] = \$58 ;
+          \$77 [36:28] = \$61 ;
         end
       1'h1:
         begin
-          \$67 [0] = e1[0];
-          \$67 [6:1] = e1[6:1];
-          \$67 [7] = e1[7];
-          \$67 [19:8] = e1[19:8];
-          \$67 [27:20] = value;
-          \$67 [36:28] = \$60 ;
+          \$77 [0] = e1[0];
+          \$77 [6:1] = e1[6:1];
+          \$77 [7] = e1[7];
+          \$77 [19:8] = e1[19:8];
+          \$77 [27:20] = value;
+          \$77 [36:28] = \$69 ;
         end
     endcase
     if (rst) begin
-      \$67  = 37'h0000000000;
+      \$77  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -5001,8 +5218,8 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   assign w_data[18] = e2[7];
   assign w_data[17:12] = e2[6:1];
   assign w_data[11:0] = e2[19:8];
-  assign \$10  = e2[0];
-  assign \$27  = e2[0];
+  assign \$15  = e2[0];
+  assign \$32  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5153,11 +5370,11 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
   wire [4:0] \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire [7:0] \$24 ;
+  wire [8:0] \$24 ;
   wire [2:0] \$25 ;
   reg [3:0] \$26 ;
   reg [1:0] \$27 ;
-  reg [6:0] \$28 ;
+  reg [7:0] \$28 ;
   reg [2:0] \$29 ;
   wire \$3 ;
   reg [18:0] \$30 ;
@@ -5169,13 +5386,13 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
   wire \$7 ;
   wire \$8 ;
   reg [18:0] \$9 ;
-  output [6:0] acc_addr;
-  wire [6:0] acc_addr;
+  output [7:0] acc_addr;
+  wire [7:0] acc_addr;
   input [37:0] acc_word;
   wire [37:0] acc_word;
   wire [18:0] \acc_word[0] ;
   wire [18:0] \acc_word[1] ;
-  reg [6:0] addr = 7'h00;
+  reg [7:0] addr = 8'h00;
   input clk;
   wire clk;
   output done;
@@ -5196,7 +5413,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
   input start;
   wire start;
   reg [18:0] word = 19'h00000;
-  assign acc_addr = \$3  ? 7'h00 : addr;
+  assign acc_addr = \$3  ? 8'h00 : addr;
   assign \$1  = out_idx == 4'h9;
   assign \$2  = lane == 1'h1;
   assign \$3  = ! head_out_state;
@@ -5326,7 +5543,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
     casez (head_out_state)
       3'h0:
           if (start) begin
-            \$28  = 7'h40;
+            \$28  = 8'h80;
           end
       3'h1:
           /* empty */;
@@ -5340,12 +5557,12 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
           if (o__ready) begin
             if (\$22 ) begin
             end else if (\$23 ) begin
-              \$28  = \$24 [6:0];
+              \$28  = \$24 [7:0];
             end
           end
     endcase
     if (rst) begin
-      \$28  = 7'h00;
+      \$28  = 8'h00;
     end
   end
   always @* begin
@@ -5452,32 +5669,33 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel, issue__payload, columns__ready, busy, clk);
+module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel, bank, issue__payload, columns__ready, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [12:0] \$1 ;
-  wire [12:0] \$10 ;
-  wire [7:0] \$11 ;
-  wire [7:0] \$12 ;
-  wire \$13 ;
+  wire \$10 ;
+  wire [12:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire [7:0] \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [7:0] \$2 ;
+  wire [6:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [7:0] \$22 ;
-  wire \$23 ;
+  wire \$22 ;
+  wire [7:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [7:0] \$26 ;
-  reg [6:0] \$27 ;
-  reg \$28 ;
-  reg [27:0] \$29 ;
+  wire \$26 ;
+  wire [7:0] \$27 ;
+  reg [6:0] \$28 ;
+  reg \$29 ;
   wire [7:0] \$3 ;
-  wire \$4 ;
+  reg [27:0] \$30 ;
+  wire [7:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -5485,6 +5703,8 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   wire \$9 ;
   (* init = 1'h0 *)
   wire active;
+  input bank;
+  wire bank;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -5505,9 +5725,9 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   wire \cur.is_h ;
   wire [11:0] \cur.w_addr ;
   reg [6:0] grp = 7'h00;
-  output [36:0] issue__payload;
-  reg [36:0] issue__payload;
-  wire [6:0] \issue__payload.acc_addr ;
+  output [37:0] issue__payload;
+  reg [37:0] issue__payload;
+  wire [7:0] \issue__payload.acc_addr ;
   wire [6:0] \issue__payload.b_addr ;
   wire \issue__payload.bias ;
   wire [8:0] \issue__payload.delta ;
@@ -5520,34 +5740,35 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   input sel;
   wire sel;
   assign \$1  = cur[11:0] + grp;
-  assign \$2  = 1'h0 + grp;
-  assign \$3  = 1'h0 + grp;
-  assign \$4  = ! cur[17:12];
-  assign \$6  = cur[18] ? 1'h0 : 1'h1;
-  assign \$7  = ~ busy;
-  assign \$8  = grp == 6'h3f;
-  assign \$9  = \$7  | \$8 ;
-  assign \$10  = cur[11:0] + grp;
-  assign \$11  = 7'h40 + grp;
-  assign \$12  = 7'h40 + grp;
-  assign \$13  = ! cur[17:12];
-  assign \$16  = ~ busy;
-  assign \$17  = grp == 3'h4;
-  assign \$18  = \$16  | \$17 ;
-  assign \$19  = grp == 6'h3f;
-  assign \$20  = ~ \$19 ;
-  assign \$21  = busy & \$20 ;
-  assign \$22  = grp + 1'h1;
-  assign \$23  = grp == 3'h4;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = busy & \$24 ;
-  assign \$26  = grp + 1'h1;
+  assign \$2  = bank ? 7'h40 : 7'h00;
+  assign \$3  = \$2  + grp;
+  assign \$4  = 1'h0 + grp;
+  assign \$5  = ! cur[17:12];
+  assign \$7  = cur[18] ? 1'h0 : 1'h1;
+  assign \$8  = ~ busy;
+  assign \$9  = grp == 6'h3f;
+  assign \$10  = \$8  | \$9 ;
+  assign \$11  = cur[11:0] + grp;
+  assign \$12  = 8'h80 + grp;
+  assign \$13  = 7'h40 + grp;
+  assign \$14  = ! cur[17:12];
+  assign \$17  = ~ busy;
+  assign \$18  = grp == 3'h4;
+  assign \$19  = \$17  | \$18 ;
+  assign \$20  = grp == 6'h3f;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = busy & \$21 ;
+  assign \$23  = grp + 1'h1;
+  assign \$24  = grp == 3'h4;
+  assign \$25  = ~ \$24 ;
+  assign \$26  = busy & \$25 ;
+  assign \$27  = grp + 1'h1;
   always @(posedge clk)
-    grp <= \$27 ;
+    grp <= \$28 ;
   always @(posedge clk)
-    busy <= \$28 ;
+    busy <= \$29 ;
   always @(posedge clk)
-    cur <= \$29 ;
+    cur <= \$30 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
@@ -5555,20 +5776,20 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
       1'h0:
         begin
           issue__payload[11:0] = \$1 [11:0];
-          issue__payload[18:12] = \$2 [6:0];
-          issue__payload[25:19] = \$3 [6:0];
-          issue__payload[35:27] = cur[27:19];
-          issue__payload[26] = \$5 ;
-          issue__payload[36] = \$6 ;
+          issue__payload[19:12] = \$3 ;
+          issue__payload[26:20] = \$4 [6:0];
+          issue__payload[36:28] = cur[27:19];
+          issue__payload[27] = \$6 ;
+          issue__payload[37] = \$7 ;
         end
       1'h1:
         begin
-          issue__payload[11:0] = \$10 [11:0];
-          issue__payload[18:12] = \$11 [6:0];
-          issue__payload[25:19] = \$12 [6:0];
-          issue__payload[35:27] = cur[27:19];
-          issue__payload[26] = \$14 ;
-          issue__payload[36] = \$15 ;
+          issue__payload[11:0] = \$11 [11:0];
+          issue__payload[19:12] = \$12 [7:0];
+          issue__payload[26:20] = \$13 [6:0];
+          issue__payload[36:28] = cur[27:19];
+          issue__payload[27] = \$15 ;
+          issue__payload[37] = \$16 ;
         end
     endcase
   end
@@ -5577,81 +5798,81 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          columns__ready = \$9 ;
+          columns__ready = \$10 ;
       1'h1:
-          columns__ready = \$18 ;
+          columns__ready = \$19 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$27  = grp;
+    \$28  = grp;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          if (\$21 ) begin
-            \$27  = \$22 [6:0];
+          if (\$22 ) begin
+            \$28  = \$23 [6:0];
           end else if (columns__ready) begin
-            \$27  = 7'h00;
+            \$28  = 7'h00;
           end
       1'h1:
-          if (\$25 ) begin
-            \$27  = \$26 [6:0];
+          if (\$26 ) begin
+            \$28  = \$27 [6:0];
           end else if (columns__ready) begin
-            \$27  = 7'h00;
+            \$28  = 7'h00;
           end
     endcase
     if (rst) begin
-      \$27  = 7'h00;
+      \$28  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$28  = busy;
+    \$29  = busy;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          if (\$21 ) begin
+          if (\$22 ) begin
           end else if (columns__ready) begin
-            \$28  = columns__valid;
+            \$29  = columns__valid;
           end
       1'h1:
-          if (\$25 ) begin
+          if (\$26 ) begin
           end else if (columns__ready) begin
-            \$28  = columns__valid;
+            \$29  = columns__valid;
           end
     endcase
     if (rst) begin
-      \$28  = 1'h0;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$29  = cur;
+    \$30  = cur;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          if (\$21 ) begin
+          if (\$22 ) begin
           end else if (columns__ready) begin
-            \$29  = columns__payload;
+            \$30  = columns__payload;
           end
       1'h1:
-          if (\$25 ) begin
+          if (\$26 ) begin
           end else if (columns__ready) begin
-            \$29  = columns__payload;
+            \$30  = columns__payload;
           end
     endcase
     if (rst) begin
-      \$29  = 28'h0000000;
+      \$30  = 28'h0000000;
     end
   end
   assign active = busy;
   assign issue__valid = busy;
   assign \issue__payload.w_addr  = issue__payload[11:0];
-  assign \issue__payload.acc_addr  = issue__payload[18:12];
-  assign \issue__payload.b_addr  = issue__payload[25:19];
-  assign \issue__payload.bias  = issue__payload[26];
-  assign \issue__payload.delta  = issue__payload[35:27];
-  assign \issue__payload.shift  = issue__payload[36];
+  assign \issue__payload.acc_addr  = issue__payload[19:12];
+  assign \issue__payload.b_addr  = issue__payload[26:20];
+  assign \issue__payload.bias  = issue__payload[27];
+  assign \issue__payload.delta  = issue__payload[36:28];
+  assign \issue__payload.shift  = issue__payload[37];
   assign \cur.w_addr  = cur[11:0];
   assign \cur.col  = cur[17:12];
   assign \cur.is_h  = cur[18];
@@ -5660,13 +5881,13 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   assign \columns__payload.col  = columns__payload[17:12];
   assign \columns__payload.is_h  = columns__payload[18];
   assign \columns__payload.delta  = columns__payload[27:19];
-  assign \$5  = \$4 ;
-  assign \$14  = \$13 ;
-  assign \$15  = 1'h0;
+  assign \$6  = \$5 ;
+  assign \$15  = \$14 ;
+  assign \$16  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
+module \hwgen_digits_lstm_p2.mac (rst, out_rd__addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [18:0] \$1 ;
   wire \$10 ;
@@ -5686,30 +5907,31 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [17:0] \$23 ;
   wire [17:0] \$24 ;
   reg [18:0] \$25 ;
-  reg [37:0] \$26 ;
-  reg [37:0] \$27 ;
-  reg [37:0] \$28 ;
+  reg [38:0] \$26 ;
+  reg [38:0] \$27 ;
+  reg [38:0] \$28 ;
   reg [16:0] \$29 ;
   wire [18:0] \$3 ;
   reg [16:0] \$30 ;
-  reg [9:0] \$31 ;
-  reg [9:0] \$32 ;
+  reg [10:0] \$31 ;
+  reg [10:0] \$32 ;
   reg [37:0] \$33 ;
   reg [37:0] \$34 ;
-  reg \$35 ;
-  reg [7:0] \$36 ;
-  reg [7:0] \$37 ;
-  reg [37:0] \$38 ;
+  reg [37:0] \$35 ;
+  reg \$36 ;
+  reg [8:0] \$37 ;
+  reg [8:0] \$38 ;
   reg [37:0] \$39 ;
   wire [20:0] \$4 ;
-  reg \$40 ;
-  reg [2:0] \$41 ;
-  reg [19:0] \$42 ;
-  reg [18:0] \$43 ;
-  reg [19:0] \$44 ;
+  reg [37:0] \$40 ;
+  reg \$41 ;
+  reg [2:0] \$42 ;
+  reg [19:0] \$43 ;
+  reg [18:0] \$44 ;
   reg [19:0] \$45 ;
-  reg [18:0] \$46 ;
-  reg [19:0] \$47 ;
+  reg [19:0] \$46 ;
+  reg [18:0] \$47 ;
+  reg [19:0] \$48 ;
   wire [16:0] \$5 ;
   wire [16:0] \$6 ;
   wire \$7 ;
@@ -5717,22 +5939,21 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   wire \$9 ;
   reg [2:0] \$signal  = 3'h0;
   wire [6:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$4 ;
+  wire [7:0] \$signature__addr$4 ;
   wire [37:0] \$signature__data ;
   wire [37:0] \$signature__data$30 ;
   wire [18:0] \$signature__data$30[0] ;
   wire [18:0] \$signature__data$30[1] ;
   wire [18:0] \$signature__data[0] ;
   wire [18:0] \$signature__data[1] ;
-  (* init = 38'h0000000000 *)
-  wire [37:0] acc_q;
+  reg [37:0] acc_q = 38'h0000000000;
   wire [18:0] \acc_q[0] ;
   wire [18:0] \acc_q[1] ;
   output [37:0] acc_word;
   reg [37:0] acc_word = 38'h0000000000;
   wire [18:0] \acc_word[0] ;
   wire [18:0] \acc_word[1] ;
-  wire [6:0] acc_wr__addr;
+  wire [7:0] acc_wr__addr;
   wire [37:0] acc_wr__data;
   wire [18:0] \acc_wr__data[0] ;
   wire [18:0] \acc_wr__data[1] ;
@@ -5755,9 +5976,9 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   reg fwd1 = 1'h0;
   output idle;
   reg idle = 1'h1;
-  input [36:0] issue__payload;
-  wire [36:0] issue__payload;
-  wire [6:0] \issue__payload.acc_addr ;
+  input [37:0] issue__payload;
+  wire [37:0] issue__payload;
+  wire [7:0] \issue__payload.acc_addr ;
   wire [6:0] \issue__payload.b_addr ;
   wire \issue__payload.bias ;
   wire [8:0] \issue__payload.delta ;
@@ -5765,8 +5986,8 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [11:0] \issue__payload.w_addr ;
   input issue__valid;
   wire issue__valid;
-  reg [7:0] last = 8'h00;
-  wire [6:0] \last.acc_addr ;
+  reg [8:0] last = 9'h000;
+  wire [7:0] \last.acc_addr ;
   wire \last.valid ;
   reg [37:0] last_sum = 38'h0000000000;
   reg [37:0] last_sum2 = 38'h0000000000;
@@ -5774,53 +5995,57 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   wire [18:0] \last_sum2[1] ;
   wire [18:0] \last_sum[0] ;
   wire [18:0] \last_sum[1] ;
+  input [7:0] out_rd__addr;
+  wire [7:0] out_rd__addr;
+  wire [37:0] out_rd__data;
+  wire [18:0] \out_rd__data[0] ;
+  wire [18:0] \out_rd__data[1] ;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
-  input [6:0] read_addr;
-  wire [6:0] read_addr;
+  wire [7:0] read_addr;
   input rst;
   wire rst;
-  reg [37:0] s1 = 38'h0000000000;
-  wire [36:0] \s1.issue ;
-  wire [6:0] \s1.issue.acc_addr ;
+  reg [38:0] s1 = 39'h0000000000;
+  wire [37:0] \s1.issue ;
+  wire [7:0] \s1.issue.acc_addr ;
   wire [6:0] \s1.issue.b_addr ;
   wire \s1.issue.bias ;
   wire [8:0] \s1.issue.delta ;
   wire \s1.issue.shift ;
   wire [11:0] \s1.issue.w_addr ;
   wire \s1.valid ;
-  reg [37:0] s1a = 38'h0000000000;
-  wire [36:0] \s1a.issue ;
-  wire [6:0] \s1a.issue.acc_addr ;
+  reg [38:0] s1a = 39'h0000000000;
+  wire [37:0] \s1a.issue ;
+  wire [7:0] \s1a.issue.acc_addr ;
   wire [6:0] \s1a.issue.b_addr ;
   wire \s1a.issue.bias ;
   wire [8:0] \s1a.issue.delta ;
   wire \s1a.issue.shift ;
   wire [11:0] \s1a.issue.w_addr ;
   wire \s1a.valid ;
-  reg [37:0] s1b = 38'h0000000000;
-  wire [36:0] \s1b.issue ;
-  wire [6:0] \s1b.issue.acc_addr ;
+  reg [38:0] s1b = 39'h0000000000;
+  wire [37:0] \s1b.issue ;
+  wire [7:0] \s1b.issue.acc_addr ;
   wire [6:0] \s1b.issue.b_addr ;
   wire \s1b.issue.bias ;
   wire [8:0] \s1b.issue.delta ;
   wire \s1b.issue.shift ;
   wire [11:0] \s1b.issue.w_addr ;
   wire \s1b.valid ;
-  reg [9:0] s2 = 10'h000;
-  wire [6:0] \s2.acc_addr ;
+  reg [10:0] s2 = 11'h000;
+  wire [7:0] \s2.acc_addr ;
   wire \s2.bias ;
   wire \s2.shift ;
   wire \s2.valid ;
-  reg [9:0] s3 = 10'h000;
-  wire [6:0] \s3.acc_addr ;
+  reg [10:0] s3 = 11'h000;
+  wire [7:0] \s3.acc_addr ;
   wire \s3.bias ;
   wire \s3.shift ;
   wire \s3.valid ;
-  reg [7:0] s4 = 8'h00;
-  wire [6:0] \s4.acc_addr ;
+  reg [8:0] s4 = 9'h000;
+  wire [7:0] \s4.acc_addr ;
   wire \s4.valid ;
-  reg [37:0] acc_mem [68:0];
+  reg [37:0] acc_mem [132:0];
   initial begin
     acc_mem[0] = 38'h0000000000;
     acc_mem[1] = 38'h0000000000;
@@ -5891,16 +6116,83 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
     acc_mem[66] = 38'h0000000000;
     acc_mem[67] = 38'h0000000000;
     acc_mem[68] = 38'h0000000000;
+    acc_mem[69] = 38'h0000000000;
+    acc_mem[70] = 38'h0000000000;
+    acc_mem[71] = 38'h0000000000;
+    acc_mem[72] = 38'h0000000000;
+    acc_mem[73] = 38'h0000000000;
+    acc_mem[74] = 38'h0000000000;
+    acc_mem[75] = 38'h0000000000;
+    acc_mem[76] = 38'h0000000000;
+    acc_mem[77] = 38'h0000000000;
+    acc_mem[78] = 38'h0000000000;
+    acc_mem[79] = 38'h0000000000;
+    acc_mem[80] = 38'h0000000000;
+    acc_mem[81] = 38'h0000000000;
+    acc_mem[82] = 38'h0000000000;
+    acc_mem[83] = 38'h0000000000;
+    acc_mem[84] = 38'h0000000000;
+    acc_mem[85] = 38'h0000000000;
+    acc_mem[86] = 38'h0000000000;
+    acc_mem[87] = 38'h0000000000;
+    acc_mem[88] = 38'h0000000000;
+    acc_mem[89] = 38'h0000000000;
+    acc_mem[90] = 38'h0000000000;
+    acc_mem[91] = 38'h0000000000;
+    acc_mem[92] = 38'h0000000000;
+    acc_mem[93] = 38'h0000000000;
+    acc_mem[94] = 38'h0000000000;
+    acc_mem[95] = 38'h0000000000;
+    acc_mem[96] = 38'h0000000000;
+    acc_mem[97] = 38'h0000000000;
+    acc_mem[98] = 38'h0000000000;
+    acc_mem[99] = 38'h0000000000;
+    acc_mem[100] = 38'h0000000000;
+    acc_mem[101] = 38'h0000000000;
+    acc_mem[102] = 38'h0000000000;
+    acc_mem[103] = 38'h0000000000;
+    acc_mem[104] = 38'h0000000000;
+    acc_mem[105] = 38'h0000000000;
+    acc_mem[106] = 38'h0000000000;
+    acc_mem[107] = 38'h0000000000;
+    acc_mem[108] = 38'h0000000000;
+    acc_mem[109] = 38'h0000000000;
+    acc_mem[110] = 38'h0000000000;
+    acc_mem[111] = 38'h0000000000;
+    acc_mem[112] = 38'h0000000000;
+    acc_mem[113] = 38'h0000000000;
+    acc_mem[114] = 38'h0000000000;
+    acc_mem[115] = 38'h0000000000;
+    acc_mem[116] = 38'h0000000000;
+    acc_mem[117] = 38'h0000000000;
+    acc_mem[118] = 38'h0000000000;
+    acc_mem[119] = 38'h0000000000;
+    acc_mem[120] = 38'h0000000000;
+    acc_mem[121] = 38'h0000000000;
+    acc_mem[122] = 38'h0000000000;
+    acc_mem[123] = 38'h0000000000;
+    acc_mem[124] = 38'h0000000000;
+    acc_mem[125] = 38'h0000000000;
+    acc_mem[126] = 38'h0000000000;
+    acc_mem[127] = 38'h0000000000;
+    acc_mem[128] = 38'h0000000000;
+    acc_mem[129] = 38'h0000000000;
+    acc_mem[130] = 38'h0000000000;
+    acc_mem[131] = 38'h0000000000;
+    acc_mem[132] = 38'h0000000000;
   end
   always @(posedge clk) begin
     if (s4[0])
-      acc_mem[s4[7:1]] <= acc_wr__data;
+      acc_mem[s4[8:1]] <= acc_wr__data;
   end
   reg [37:0] _0_;
+  reg [37:0] _1_;
   always @(posedge clk) begin
-    _0_ <= acc_mem[\$signature__addr$4 ];
+    _0_ <= acc_mem[out_rd__addr];
+    _1_ <= acc_mem[s1b[20:13]];
   end
-  assign \$signature__data  = _0_;
+  assign out_rd__data = _0_;
+  assign \$signature__data  = _1_;
   reg [37:0] b_mem [68:0];
   initial begin
     b_mem[0] = 38'h009d6808a3;
@@ -5973,42 +6265,45 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
     b_mem[67] = 38'h00628ff6b5;
     b_mem[68] = 38'h3fe4e00068;
   end
-  reg [37:0] _1_;
+  reg [37:0] _2_;
   always @(posedge clk) begin
-    _1_ <= b_mem[s1b[26:20]];
+    _2_ <= b_mem[s1b[27:21]];
   end
-  assign \$signature__data$30  = _1_;
+  assign \$signature__data$30  = _2_;
   always @(posedge clk)
-    s4 <= \$36 ;
+    acc_word <= \$35 ;
   always @(posedge clk)
-    last <= \$37 ;
+    idle <= \$36 ;
   always @(posedge clk)
-    last_sum <= \$38 ;
+    s4 <= \$37 ;
   always @(posedge clk)
-    last_sum2 <= \$39 ;
+    last <= \$38 ;
   always @(posedge clk)
-    fwd1 <= \$40 ;
+    last_sum <= \$39 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    last_sum2 <= \$40 ;
   always @(posedge clk)
-    aligned0 <= \$42 ;
+    fwd1 <= \$41 ;
   always @(posedge clk)
-    base0 <= \$43 ;
+    \$signal  <= \$42 ;
   always @(posedge clk)
-    addend0 <= \$44 ;
+    aligned0 <= \$43 ;
   always @(posedge clk)
-    aligned1 <= \$45 ;
+    base0 <= \$44 ;
   always @(posedge clk)
-    base1 <= \$46 ;
+    addend0 <= \$45 ;
   always @(posedge clk)
-    addend1 <= \$47 ;
-  assign \$signature__addr$4  = s1b[0] ? s1b[19:13] : read_addr;
+    aligned1 <= \$46 ;
+  always @(posedge clk)
+    base1 <= \$47 ;
+  always @(posedge clk)
+    addend1 <= \$48 ;
   assign \$1  = fwd1 ? last_sum[18:0] : base0;
   assign \$2  = $signed(\$1 ) + $signed(addend0);
   assign \$3  = fwd1 ? last_sum[37:19] : base1;
   assign \$4  = $signed(\$3 ) + $signed(addend1);
-  assign \$5  = $signed(data[7:0]) * $signed(s1b[36:28]);
-  assign \$6  = $signed(data[15:8]) * $signed(s1b[36:28]);
+  assign \$5  = $signed(data[7:0]) * $signed(s1b[37:29]);
+  assign \$6  = $signed(data[15:8]) * $signed(s1b[37:29]);
   assign \$7  = issue__valid | s1[0];
   assign \$8  = \$7  | s1a[0];
   assign \$9  = \$8  | s1b[0];
@@ -6016,11 +6311,11 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   assign \$11  = \$10  | s3[0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$signal  == 1'h1;
-  assign \$14  = s3[7:1] == s2[7:1];
+  assign \$14  = s3[8:1] == s2[8:1];
   assign \$15  = s3[0] & \$14 ;
-  assign \$16  = s4[7:1] == s2[7:1];
+  assign \$16  = s4[8:1] == s2[8:1];
   assign \$17  = s4[0] & \$16 ;
-  assign \$18  = last[7:1] == s2[7:1];
+  assign \$18  = last[8:1] == s2[8:1];
   assign \$19  = last[0] & \$18 ;
   always @(posedge clk)
     s1 <= \$26 ;
@@ -6037,11 +6332,9 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   always @(posedge clk)
     s3 <= \$32 ;
   always @(posedge clk)
-    acc_word <= \$33 ;
+    acc_q <= \$33 ;
   always @(posedge clk)
     bias_q <= \$34 ;
-  always @(posedge clk)
-    idle <= \$35 ;
   \hwgen_digits_lstm_p2.mac.w_rom  w_rom (
     .addr(issue__payload[11:0]),
     .clk(clk),
@@ -6050,110 +6343,117 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$36 [0] = s3[0];
-    \$36 [7:1] = s3[7:1];
+    \$36  = \$12 ;
     if (rst) begin
-      \$36  = 8'h00;
+      \$36  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$37  = s4;
+    \$37 [0] = s3[0];
+    \$37 [8:1] = s3[8:1];
     if (rst) begin
-      \$37  = 8'h00;
+      \$37  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$38  = acc_wr__data;
+    \$38  = s4;
     if (rst) begin
-      \$38  = 38'h0000000000;
+      \$38  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$39  = last_sum;
+    \$39  = acc_wr__data;
     if (rst) begin
       \$39  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$40  = \$13 ;
+    \$40  = last_sum;
     if (rst) begin
-      \$40  = 1'h0;
+      \$40  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$41  = \$13 ;
+    if (rst) begin
+      \$41  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
-    if (s2[8]) begin
-      \$41  = 3'h0;
+    if (s2[9]) begin
+      \$42  = 3'h0;
     end else if (\$15 ) begin
-      \$41  = 3'h1;
+      \$42  = 3'h1;
     end else if (\$17 ) begin
-      \$41  = 3'h2;
+      \$42  = 3'h2;
     end else if (\$19 ) begin
-      \$41  = 3'h3;
+      \$42  = 3'h3;
     end else begin
-      \$41  = 3'h4;
+      \$42  = 3'h4;
     end
     if (rst) begin
-      \$41  = 3'h0;
+      \$42  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
-    casez (s2[9])
+    casez (s2[10])
       1'h0:
-          \$42  = { \$20 [17], \$20 [17], \$20  };
+          \$43  = { \$20 [17], \$20 [17], \$20  };
       1'h1:
-          \$42  = { \$21 [17], \$21 [17], \$21  };
+          \$43  = { \$21 [17], \$21 [17], \$21  };
     endcase
     if (rst) begin
-      \$42  = 20'h00000;
+      \$43  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$43  = \$22 ;
+    \$44  = \$22 ;
     if (rst) begin
-      \$43  = 19'h00000;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$44  = aligned0;
-    if (rst) begin
-      \$44  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$45  = { \$23 [17], \$23 [17], \$23  };
-      1'h1:
-          \$45  = { \$24 [17], \$24 [17], \$24  };
-    endcase
+    \$45  = aligned0;
     if (rst) begin
       \$45  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$46  = \$25 ;
+    (* full_case = 32'd1 *)
+    casez (s2[10])
+      1'h0:
+          \$46  = { \$23 [17], \$23 [17], \$23  };
+      1'h1:
+          \$46  = { \$24 [17], \$24 [17], \$24  };
+    endcase
     if (rst) begin
-      \$46  = 19'h00000;
+      \$46  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$47  = aligned1;
+    \$47  = \$25 ;
     if (rst) begin
-      \$47  = 20'h00000;
+      \$47  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$48  = aligned1;
+    if (rst) begin
+      \$48  = 20'h00000;
     end
   end
   always @* begin
@@ -6163,13 +6463,13 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$22  = bias_q[18:0];
       3'h1:
-          \$22  = acc_word[18:0];
+          \$22  = acc_q[18:0];
       3'h2:
           \$22  = last_sum[18:0];
       3'h3:
           \$22  = last_sum2[18:0];
       3'h4:
-          \$22  = acc_word[18:0];
+          \$22  = acc_q[18:0];
     endcase
   end
   always @* begin
@@ -6179,38 +6479,38 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
       3'h0:
           \$25  = bias_q[37:19];
       3'h1:
-          \$25  = acc_word[37:19];
+          \$25  = acc_q[37:19];
       3'h2:
           \$25  = last_sum[37:19];
       3'h3:
           \$25  = last_sum2[37:19];
       3'h4:
-          \$25  = acc_word[37:19];
+          \$25  = acc_q[37:19];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$26 [37:1] = s1[37:1];
+    \$26 [38:1] = s1[38:1];
     \$26 [0] = issue__valid;
     if (issue__valid) begin
-      \$26 [37:1] = issue__payload;
+      \$26 [38:1] = issue__payload;
     end
     if (rst) begin
-      \$26  = 38'h0000000000;
+      \$26  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$27  = s1;
     if (rst) begin
-      \$27  = 38'h0000000000;
+      \$27  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$28  = s1a;
     if (rst) begin
-      \$28  = 38'h0000000000;
+      \$28  = 39'h0000000000;
     end
   end
   always @* begin
@@ -6230,18 +6530,18 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$31 [0] = s1b[0];
-    \$31 [7:1] = s1b[19:13];
-    \$31 [8] = s1b[27];
-    \$31 [9] = s1b[37];
+    \$31 [8:1] = s1b[20:13];
+    \$31 [9] = s1b[28];
+    \$31 [10] = s1b[38];
     if (rst) begin
-      \$31  = 10'h000;
+      \$31  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$32  = s2;
     if (rst) begin
-      \$32  = 10'h000;
+      \$32  = 11'h000;
     end
   end
   always @* begin
@@ -6260,74 +6560,77 @@ module \hwgen_digits_lstm_p2.mac (rst, read_addr, acc_word, idle, issue__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$35  = \$12 ;
+    \$35  = out_rd__data;
     if (rst) begin
-      \$35  = 1'h1;
+      \$35  = 38'h0000000000;
     end
   end
   assign addr = issue__payload[11:0];
-  assign \$signature__addr  = s1b[26:20];
-  assign acc_q = acc_word;
-  assign acc_wr__addr = s4[7:1];
+  assign \$signature__addr  = s1b[27:21];
+  assign \$signature__addr$4  = s1b[20:13];
+  assign read_addr = out_rd__addr;
+  assign acc_wr__addr = s4[8:1];
   assign acc_wr__en = s4[0];
   assign \issue__payload.w_addr  = issue__payload[11:0];
-  assign \issue__payload.acc_addr  = issue__payload[18:12];
-  assign \issue__payload.b_addr  = issue__payload[25:19];
-  assign \issue__payload.bias  = issue__payload[26];
-  assign \issue__payload.delta  = issue__payload[35:27];
-  assign \issue__payload.shift  = issue__payload[36];
+  assign \issue__payload.acc_addr  = issue__payload[19:12];
+  assign \issue__payload.b_addr  = issue__payload[26:20];
+  assign \issue__payload.bias  = issue__payload[27];
+  assign \issue__payload.delta  = issue__payload[36:28];
+  assign \issue__payload.shift  = issue__payload[37];
   assign \s1b.valid  = s1b[0];
-  assign \s1b.issue  = s1b[37:1];
+  assign \s1b.issue  = s1b[38:1];
   assign \s1b.issue.w_addr  = s1b[12:1];
-  assign \s1b.issue.acc_addr  = s1b[19:13];
-  assign \s1b.issue.b_addr  = s1b[26:20];
-  assign \s1b.issue.bias  = s1b[27];
-  assign \s1b.issue.delta  = s1b[36:28];
-  assign \s1b.issue.shift  = s1b[37];
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
-  assign \acc_q[0]  = acc_word[18:0];
-  assign \acc_q[1]  = acc_word[37:19];
+  assign \s1b.issue.acc_addr  = s1b[20:13];
+  assign \s1b.issue.b_addr  = s1b[27:21];
+  assign \s1b.issue.bias  = s1b[28];
+  assign \s1b.issue.delta  = s1b[37:29];
+  assign \s1b.issue.shift  = s1b[38];
   assign \s4.valid  = s4[0];
-  assign \s4.acc_addr  = s4[7:1];
+  assign \s4.acc_addr  = s4[8:1];
   assign \acc_wr__data[0]  = acc_wr__data[18:0];
   assign \acc_wr__data[1]  = acc_wr__data[37:19];
   assign \last_sum[0]  = last_sum[18:0];
   assign \last_sum[1]  = last_sum[37:19];
   assign \s1.valid  = s1[0];
-  assign \s1.issue  = s1[37:1];
+  assign \s1.issue  = s1[38:1];
   assign \s1.issue.w_addr  = s1[12:1];
-  assign \s1.issue.acc_addr  = s1[19:13];
-  assign \s1.issue.b_addr  = s1[26:20];
-  assign \s1.issue.bias  = s1[27];
-  assign \s1.issue.delta  = s1[36:28];
-  assign \s1.issue.shift  = s1[37];
+  assign \s1.issue.acc_addr  = s1[20:13];
+  assign \s1.issue.b_addr  = s1[27:21];
+  assign \s1.issue.bias  = s1[28];
+  assign \s1.issue.delta  = s1[37:29];
+  assign \s1.issue.shift  = s1[38];
   assign \s1a.valid  = s1a[0];
-  assign \s1a.issue  = s1a[37:1];
+  assign \s1a.issue  = s1a[38:1];
   assign \s1a.issue.w_addr  = s1a[12:1];
-  assign \s1a.issue.acc_addr  = s1a[19:13];
-  assign \s1a.issue.b_addr  = s1a[26:20];
-  assign \s1a.issue.bias  = s1a[27];
-  assign \s1a.issue.delta  = s1a[36:28];
-  assign \s1a.issue.shift  = s1a[37];
+  assign \s1a.issue.acc_addr  = s1a[20:13];
+  assign \s1a.issue.b_addr  = s1a[27:21];
+  assign \s1a.issue.bias  = s1a[28];
+  assign \s1a.issue.delta  = s1a[37:29];
+  assign \s1a.issue.shift  = s1a[38];
   assign \data[0]  = data[7:0];
   assign \data[1]  = data[15:8];
   assign \s2.valid  = s2[0];
-  assign \s2.acc_addr  = s2[7:1];
-  assign \s2.bias  = s2[8];
-  assign \s2.shift  = s2[9];
+  assign \s2.acc_addr  = s2[8:1];
+  assign \s2.bias  = s2[9];
+  assign \s2.shift  = s2[10];
   assign \s3.valid  = s3[0];
-  assign \s3.acc_addr  = s3[7:1];
-  assign \s3.bias  = s3[8];
-  assign \s3.shift  = s3[9];
+  assign \s3.acc_addr  = s3[8:1];
+  assign \s3.bias  = s3[9];
+  assign \s3.shift  = s3[10];
+  assign \acc_q[0]  = acc_q[18:0];
+  assign \acc_q[1]  = acc_q[37:19];
   assign \$signature__data[0]  = \$signature__data [18:0];
   assign \$signature__data[1]  = \$signature__data [37:19];
   assign \bias_q[0]  = bias_q[18:0];
   assign \bias_q[1]  = bias_q[37:19];
   assign \$signature__data$30[0]  = \$signature__data$30 [18:0];
   assign \$signature__data$30[1]  = \$signature__data$30 [37:19];
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
+  assign \out_rd__data[0]  = out_rd__data[18:0];
+  assign \out_rd__data[1]  = out_rd__data[37:19];
   assign \last.valid  = last[0];
-  assign \last.acc_addr  = last[7:1];
+  assign \last.acc_addr  = last[8:1];
   assign \last_sum2[0]  = last_sum2[18:0];
   assign \last_sum2[1]  = last_sum2[37:19];
   assign acc_wr__data[37:19] = \$4 [18:0];

@@ -31,33 +31,36 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \$8 ;
   wire \$9 ;
   wire [5:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$42 ;
-  reg [5:0] \$signature__addr$56 ;
-  reg [4:0] \$signature__addr$61 ;
-  reg [5:0] \$signature__addr$69 ;
+  wire [4:0] \$signature__addr$45 ;
+  reg [5:0] \$signature__addr$59 ;
+  reg [4:0] \$signature__addr$64 ;
+  reg [5:0] \$signature__addr$72 ;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$32 ;
-  wire [7:0] \$signature__data$54 ;
-  reg [7:0] \$signature__data$59 ;
-  reg [7:0] \$signature__data$63 ;
+  wire [7:0] \$signature__data$34 ;
+  wire [7:0] \$signature__data$57 ;
+  reg [7:0] \$signature__data$62 ;
+  reg [7:0] \$signature__data$66 ;
   wire \$signature__en ;
-  reg \$signature__en$58 ;
-  reg \$signature__en$62 ;
+  reg \$signature__en$61 ;
+  reg \$signature__en$65 ;
   wire [18:0] acc0;
   wire [18:0] acc1;
   wire [18:0] acc2;
   wire [18:0] acc3;
   wire [6:0] acc_addr;
-  wire [6:0] \acc_addr$38 ;
+  wire [6:0] \acc_addr$41 ;
   wire [37:0] acc_word;
-  wire [37:0] \acc_word$40 ;
-  wire [18:0] \acc_word$40[0] ;
-  wire [18:0] \acc_word$40[1] ;
-  wire [37:0] \acc_word$41 ;
-  wire [18:0] \acc_word$41[0] ;
-  wire [18:0] \acc_word$41[1] ;
+  wire [37:0] \acc_word$43 ;
+  wire [18:0] \acc_word$43[0] ;
+  wire [18:0] \acc_word$43[1] ;
+  wire [37:0] \acc_word$44 ;
+  wire [18:0] \acc_word$44[0] ;
+  wire [18:0] \acc_word$44[1] ;
   wire [18:0] \acc_word[0] ;
   wire [18:0] \acc_word[1] ;
+  wire bank;
+  wire \bank$35 ;
+  wire bank_now;
   wire busy;
   wire [4:0] c_addr;
   wire [7:0] c_new;
@@ -79,7 +82,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire columns__valid;
   wire \columns__valid$13 ;
   wire done;
-  wire \done$82 ;
+  wire \done$85 ;
   wire [82:0] element__payload;
   wire [75:0] \element__payload.gates ;
   wire [18:0] \element__payload.gates[0] ;
@@ -136,29 +139,29 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   wire \last_write.en ;
   output [8:0] o__payload;
   wire [8:0] o__payload;
-  wire [8:0] \o__payload$33 ;
-  wire [7:0] \o__payload$33.data ;
-  wire \o__payload$33.last ;
+  wire [8:0] \o__payload$36 ;
+  wire [7:0] \o__payload$36.data ;
+  wire \o__payload$36.last ;
   wire [7:0] \o__payload.data ;
   wire \o__payload.last ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$34 ;
+  wire \o__ready$37 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$35 ;
+  wire \o__valid$38 ;
   wire pass_now;
   wire [6:0] read_addr;
   input rst;
   wire rst;
   wire sel;
-  reg \sel$66 ;
-  wire [-1:0] \sel$71 ;
+  reg \sel$69 ;
+  wire [-1:0] \sel$74 ;
   reg seq_end = 1'h0;
   reg [2:0] seq_state = 3'h0;
   reg start;
-  reg \start$73 ;
-  reg \start$77 ;
+  reg \start$76 ;
+  reg \start$80 ;
   wire [5:0] tag;
   wire [5:0] tag_out;
   wire valid_in;
@@ -202,14 +205,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     c_mem[31] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$62 )
-      c_mem[\$signature__addr$61 ] <= \$signature__data$63 ;
+    if (\$signature__en$65 )
+      c_mem[\$signature__addr$64 ] <= \$signature__data$66 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= c_mem[\$signature__addr$42 ];
+    _0_ <= c_mem[\$signature__addr$45 ];
   end
-  assign \$signature__data$54  = _0_;
+  assign \$signature__data$57  = _0_;
   reg [7:0] hat_mem [35:0];
   initial begin
     hat_mem[0] = 8'h00;
@@ -298,19 +301,19 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     v_mem[35] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$58 )
-      v_mem[\$signature__addr$56 ] <= \$signature__data$59 ;
+    if (\$signature__en$61 )
+      v_mem[\$signature__addr$59 ] <= \$signature__data$62 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    _2_ <= v_mem[\$signature__addr$69 ];
+    _2_ <= v_mem[\$signature__addr$72 ];
   end
   assign value = _2_;
-  assign read_addr = acc_addr | \acc_addr$38 ;
+  assign read_addr = acc_addr | \acc_addr$41 ;
   assign \$1  = ! element__payload[6];
   assign valid_in = element__valid & \$1 ;
   assign h_prev = fresh ? 8'h00 : value;
-  assign c_prev = fresh ? 8'h00 : \$signature__data$54 ;
+  assign c_prev = fresh ? 8'h00 : \$signature__data$57 ;
   assign \$2  = 3'h4 + tag_out;
   assign \$3  = 1'h0 + tag_out;
   assign \$4  = in_idx == 2'h3;
@@ -345,14 +348,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   \hwgen_digits_lstm_p2_delta.activate  activate (
     .acc_addr(acc_addr),
     .acc_word(acc_word),
-    .c_addr(\$signature__addr$42 ),
+    .c_addr(\$signature__addr$45 ),
     .clk(clk),
     .element__payload(element__payload),
     .element__valid(element__valid),
     .finished(finished),
     .h_addr(h_addr),
     .rst(rst),
-    .start(\start$73 )
+    .start(\start$76 )
   );
   \hwgen_digits_lstm_p2_delta.elementwise0  elementwise0 (
     .c_new(c_new),
@@ -361,12 +364,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1054$7 (element__payload[82:7]),
+    .\port$1058$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
   );
   \hwgen_digits_lstm_p2_delta.encoder  encoder (
+    .bank_now(bank),
     .clk(clk),
     .columns__payload(columns__payload),
     .columns__valid(columns__valid),
@@ -378,21 +382,21 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
-    .sel(\sel$66 ),
+    .sel(\sel$69 ),
     .start(start),
     .value(value),
     .value_addr(value_addr)
   );
   \hwgen_digits_lstm_p2_delta.head_output  head_output (
-    .acc_addr(\acc_addr$38 ),
+    .acc_addr(\acc_addr$41 ),
     .acc_word(acc_word),
     .clk(clk),
-    .done(\done$82 ),
+    .done(\done$85 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .start(\start$77 )
+    .start(\start$80 )
   );
   \hwgen_digits_lstm_p2_delta.issuer  issuer (
     .busy(issue__valid),
@@ -411,69 +415,69 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .idle(idle),
     .issue__payload(issue__payload),
     .issue__valid(issue__valid),
-    .read_addr(read_addr),
+    .out_rd__addr(read_addr),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$56  = 6'h00;
+    \$signature__addr$59  = 6'h00;
     if (valid_out) begin
-      \$signature__addr$56  = \$2 [5:0];
+      \$signature__addr$59  = \$2 [5:0];
     end
     casez (seq_state)
       3'h0:
-          \$signature__addr$56  = { 3'h0, in_idx };
+          \$signature__addr$59  = { 3'h0, in_idx };
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$58  = 1'h0;
+    \$signature__en$61  = 1'h0;
     if (valid_out) begin
-      \$signature__en$58  = 1'h1;
+      \$signature__en$61  = 1'h1;
     end
     casez (seq_state)
       3'h0:
-          \$signature__en$58  = i__valid;
+          \$signature__en$61  = i__valid;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$59  = 8'h00;
+    \$signature__data$62  = 8'h00;
     if (valid_out) begin
-      \$signature__data$59  = h_new;
+      \$signature__data$62  = h_new;
     end
     casez (seq_state)
       3'h0:
-          \$signature__data$59  = i__payload[7:0];
+          \$signature__data$62  = i__payload[7:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$61  = 5'h00;
+    \$signature__addr$64  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$61  = \$3 [4:0];
+      \$signature__addr$64  = \$3 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$62  = 1'h0;
+    \$signature__en$65  = 1'h0;
     if (valid_out) begin
-      \$signature__en$62  = 1'h1;
+      \$signature__en$65  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$63  = 8'h00;
+    \$signature__data$66  = 8'h00;
     if (valid_out) begin
-      \$signature__data$63  = c_new;
+      \$signature__data$66  = c_new;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$66  = 1'h0;
+    \sel$69  = 1'h0;
     casez (seq_state)
       3'h0:
-          \sel$66  = 1'h0;
+          \sel$69  = 1'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -481,7 +485,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h3:
           /* empty */;
       3'h4:
-          \sel$66  = 1'h1;
+          \sel$69  = 1'h1;
     endcase
   end
   always @* begin
@@ -518,25 +522,25 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$69  = 6'h00;
+    \$signature__addr$72  = 6'h00;
     casez (seq_state)
       3'h0:
           /* empty */;
       3'h1:
-          \$signature__addr$69  = value_addr;
+          \$signature__addr$72  = value_addr;
       3'h2:
           /* empty */;
       3'h3:
-          \$signature__addr$69  = h_addr;
+          \$signature__addr$72  = h_addr;
       3'h4:
           /* empty */;
       3'h5:
-          \$signature__addr$69  = value_addr;
+          \$signature__addr$72  = value_addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$73  = 1'h0;
+    \start$76  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -544,13 +548,13 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       3'h2:
           if (idle) begin
-            \start$73  = 1'h1;
+            \start$76  = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$77  = 1'h0;
+    \start$80  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -566,7 +570,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
           /* empty */;
       3'h6:
           if (idle) begin
-            \start$77  = 1'h1;
+            \start$80  = 1'h1;
           end
     endcase
   end
@@ -642,7 +646,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
             \$23  = 3'h7;
           end
       3'h7:
-          if (\done$82 ) begin
+          if (\done$85 ) begin
             \$23  = 3'h0;
           end
     endcase
@@ -716,7 +720,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
       3'h6:
           /* empty */;
       3'h7:
-          if (\done$82 ) begin
+          if (\done$85 ) begin
             \$26  = seq_end;
           end
     endcase
@@ -732,18 +736,20 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \fresh$19  = fresh;
   assign \fresh$20  = fresh;
   assign pass_now = sel;
+  assign bank_now = bank;
   assign last_addr = hat_rd__addr;
   assign hat_rd__data = last;
   assign \$signature__addr  = last_write[5:0];
   assign \$signature__data  = last_write[13:6];
   assign \$signature__en  = last_write[14];
-  assign \$signature__data$32  = value;
-  assign \o__payload$33  = o__payload;
-  assign \o__ready$34  = o__ready;
-  assign \o__valid$35  = o__valid;
-  assign \acc_word$40  = acc_word;
-  assign \acc_word$41  = acc_word;
-  assign c_addr = \$signature__addr$42 ;
+  assign \$signature__data$34  = value;
+  assign \bank$35  = bank;
+  assign \o__payload$36  = o__payload;
+  assign \o__ready$37  = o__ready;
+  assign \o__valid$38  = o__valid;
+  assign \acc_word$43  = acc_word;
+  assign \acc_word$44  = acc_word;
+  assign c_addr = \$signature__addr$45 ;
   assign tag = element__payload[5:0];
   assign acc0 = element__payload[25:7];
   assign acc1 = element__payload[44:26];
@@ -778,14 +784,14 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
   assign \last_write.addr  = last_write[5:0];
   assign \last_write.data  = last_write[13:6];
   assign \last_write.en  = last_write[14];
-  assign \o__payload$33.data  = o__payload[7:0];
-  assign \o__payload$33.last  = o__payload[8];
+  assign \o__payload$36.data  = o__payload[7:0];
+  assign \o__payload$36.last  = o__payload[8];
   assign \acc_word[0]  = acc_word[18:0];
   assign \acc_word[1]  = acc_word[37:19];
-  assign \acc_word$40[0]  = acc_word[18:0];
-  assign \acc_word$40[1]  = acc_word[37:19];
-  assign \acc_word$41[0]  = acc_word[18:0];
-  assign \acc_word$41[1]  = acc_word[37:19];
+  assign \acc_word$43[0]  = acc_word[18:0];
+  assign \acc_word$43[1]  = acc_word[37:19];
+  assign \acc_word$44[0]  = acc_word[18:0];
+  assign \acc_word$44[1]  = acc_word[37:19];
   assign \element__payload.tag  = element__payload[5:0];
   assign \element__payload.layer  = element__payload[6];
   assign \element__payload.gates  = element__payload[82:7];
@@ -1976,7 +1982,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1054$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1058$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2202,8 +2208,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1054$7 ;
-  wire [75:0] \port$1054$7 ;
+  input [75:0] \port$1058$7 ;
+  wire [75:0] \port$1058$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2229,22 +2235,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1054$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1058$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1054$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1058$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1054$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1058$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1054$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1058$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3058,10 +3064,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1054$7 [18:0];
-  assign acc1 = \port$1054$7 [37:19];
-  assign acc2 = \port$1054$7 [56:38];
-  assign acc3 = \port$1054$7 [75:57];
+  assign acc0 = \port$1058$7 [18:0];
+  assign acc1 = \port$1058$7 [37:19];
+  assign acc2 = \port$1058$7 [56:38];
+  assign acc3 = \port$1058$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4666,7 +4672,7 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns__payload, last, sel, start, fresh, value_addr, last_addr, last_write, done, pass_now, r_en, clk);
+module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns__payload, last, sel, start, fresh, value_addr, last_addr, last_write, done, pass_now, bank_now, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -4747,10 +4753,14 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   reg \$79 ;
   wire \$8 ;
   reg \$80 ;
-  reg [5:0] \$81 ;
-  reg [11:0] \$82 ;
-  reg [36:0] \$83 ;
+  reg \$81 ;
+  reg [5:0] \$82 ;
+  reg [11:0] \$83 ;
+  reg [36:0] \$84 ;
   wire \$9 ;
+  wire bank;
+  output bank_now;
+  reg bank_now = 1'h0;
   input clk;
   wire clk;
   reg [5:0] col = 6'h00;
@@ -4815,6 +4825,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
+  assign \$16  = $signed(\$14 ) >= $signed({ 1'h0, \$15  });
   assign \$17  = fresh | \$16 ;
   assign \$18  = e2[0] & \$17 ;
   assign \$19  = $signed(e2[36:28]) < $signed(1'h0);
@@ -4883,11 +4894,13 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   always @(posedge clk)
     pass_now <= \$80 ;
   always @(posedge clk)
-    col <= \$81 ;
+    bank_now <= \$81 ;
   always @(posedge clk)
-    w_addr <= \$82 ;
+    col <= \$82 ;
   always @(posedge clk)
-    e2 <= \$83 ;
+    w_addr <= \$83 ;
+  always @(posedge clk)
+    e2 <= \$84 ;
   assign \$1  = col >= 3'h4;
   assign \$2  = 3'h4 + col;
   assign \$3  = \$2  - 3'h4;
@@ -4903,7 +4916,6 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   assign \$13  = - $signed(e2[36:28]);
   assign \$14  = \$12  ? \$13  : { e2[36], e2[36:28] };
   assign \$15  = e2[7] ? 5'h18 : 5'h14;
-  assign \$16  = $signed(\$14 ) >= $signed({ 1'h0, \$15  });
   \hwgen_digits_lstm_p2_delta.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -5035,50 +5047,60 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$81  = col;
+    \$81  = bank_now;
     if (start) begin
-      \$81  = 6'h00;
+      \$81  = 1'h0;
+    end
+    if (rst) begin
+      \$81  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$82  = col;
+    if (start) begin
+      \$82  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (\$59 ) begin
-            \$81  = \$61 [5:0];
+            \$82  = \$61 [5:0];
           end
       1'h1:
           if (\$72 ) begin
-            \$81  = \$74 [5:0];
+            \$82  = \$74 [5:0];
           end
     endcase
     if (rst) begin
-      \$81  = 6'h00;
+      \$82  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$82  = w_addr;
+    \$83  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$82  = 12'h000;
+            \$83  = 12'h000;
         1'h1:
-            \$82  = 12'h900;
+            \$83  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (\$59 ) begin
-            \$82  = \$62 [11:0];
+            \$83  = \$62 [11:0];
           end
       1'h1:
           if (\$72 ) begin
-            \$82  = \$75 [11:0];
+            \$83  = \$75 [11:0];
           end
     endcase
     if (rst) begin
-      \$82  = 12'h000;
+      \$83  = 12'h000;
     end
   end
   always @* begin
@@ -5087,31 +5109,32 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     casez (pass_now)
       1'h0:
         begin
-          \$83 [0] = e1[0];
-          \$83 [6:1] = e1[6:1];
-          \$83 [7] = e1[7];
-          \$83 [19:8] = e1[19:8];
-          \$83 [27:20] = \$64 ;
-          \$83 [36:28] = \$68 ;
+          \$84 [0] = e1[0];
+          \$84 [6:1] = e1[6:1];
+          \$84 [7] = e1[7];
+          \$84 [19:8] = e1[19:8];
+          \$84 [27:20] = \$64 ;
+          \$84 [36:28] = \$68 ;
         end
       1'h1:
         begin
-          \$83 [0] = e1[0];
-          \$83 [6:1] = e1[6:1];
-          \$83 [7] = e1[7];
-          \$83 [19:8] = e1[19:8];
-          \$83 [27:20] = value;
-          \$83 [36:28] = \$76 ;
+          \$84 [0] = e1[0];
+          \$84 [6:1] = e1[6:1];
+          \$84 [7] = e1[7];
+          \$84 [19:8] = e1[19:8];
+          \$84 [27:20] = value;
+          \$84 [36:28] = \$76 ;
         end
     endcase
     if (rst) begin
-      \$83  = 37'h0000000000;
+      \$84  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
   assign r_data = columns__payload;
   assign columns__ready = r_en;
   assign pushed = w_data;
+  assign bank = 1'h0;
   assign \columns__payload.w_addr  = columns__payload[11:0];
   assign \columns__payload.col  = columns__payload[17:12];
   assign \columns__payload.is_h  = columns__payload[18];
@@ -5803,7 +5826,7 @@ module \hwgen_digits_lstm_p2_delta.issuer (rst, columns__valid, columns__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__payload, issue__valid, clk);
+module \hwgen_digits_lstm_p2_delta.mac (rst, out_rd__addr, acc_word, idle, issue__payload, issue__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [18:0] \$1 ;
   wire \$10 ;
@@ -5833,20 +5856,21 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
   reg [9:0] \$32 ;
   reg [37:0] \$33 ;
   reg [37:0] \$34 ;
-  reg \$35 ;
-  reg [7:0] \$36 ;
+  reg [37:0] \$35 ;
+  reg \$36 ;
   reg [7:0] \$37 ;
-  reg [37:0] \$38 ;
+  reg [7:0] \$38 ;
   reg [37:0] \$39 ;
   wire [20:0] \$4 ;
-  reg \$40 ;
-  reg [2:0] \$41 ;
-  reg [19:0] \$42 ;
-  reg [18:0] \$43 ;
-  reg [19:0] \$44 ;
+  reg [37:0] \$40 ;
+  reg \$41 ;
+  reg [2:0] \$42 ;
+  reg [19:0] \$43 ;
+  reg [18:0] \$44 ;
   reg [19:0] \$45 ;
-  reg [18:0] \$46 ;
-  reg [19:0] \$47 ;
+  reg [19:0] \$46 ;
+  reg [18:0] \$47 ;
+  reg [19:0] \$48 ;
   wire [16:0] \$5 ;
   wire [16:0] \$6 ;
   wire \$7 ;
@@ -5861,8 +5885,7 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
   wire [18:0] \$signature__data$30[1] ;
   wire [18:0] \$signature__data[0] ;
   wire [18:0] \$signature__data[1] ;
-  (* init = 38'h0000000000 *)
-  wire [37:0] acc_q;
+  reg [37:0] acc_q = 38'h0000000000;
   wire [18:0] \acc_q[0] ;
   wire [18:0] \acc_q[1] ;
   output [37:0] acc_word;
@@ -5911,9 +5934,13 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
   wire [18:0] \last_sum2[1] ;
   wire [18:0] \last_sum[0] ;
   wire [18:0] \last_sum[1] ;
+  input [6:0] out_rd__addr;
+  wire [6:0] out_rd__addr;
+  wire [37:0] out_rd__data;
+  wire [18:0] \out_rd__data[0] ;
+  wire [18:0] \out_rd__data[1] ;
   reg [16:0] prod0 = 17'h00000;
   reg [16:0] prod1 = 17'h00000;
-  input [6:0] read_addr;
   wire [6:0] read_addr;
   input rst;
   wire rst;
@@ -6034,10 +6061,13 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
       acc_mem[s4[7:1]] <= acc_wr__data;
   end
   reg [37:0] _0_;
+  reg [37:0] _1_;
   always @(posedge clk) begin
-    _0_ <= acc_mem[\$signature__addr$4 ];
+    _0_ <= acc_mem[out_rd__addr];
+    _1_ <= acc_mem[s1b[19:13]];
   end
-  assign \$signature__data  = _0_;
+  assign out_rd__data = _0_;
+  assign \$signature__data  = _1_;
   reg [37:0] b_mem [68:0];
   initial begin
     b_mem[0] = 38'h009d6808a3;
@@ -6110,36 +6140,39 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
     b_mem[67] = 38'h00628ff6b5;
     b_mem[68] = 38'h3fe4e00068;
   end
-  reg [37:0] _1_;
+  reg [37:0] _2_;
   always @(posedge clk) begin
-    _1_ <= b_mem[s1b[26:20]];
+    _2_ <= b_mem[s1b[26:20]];
   end
-  assign \$signature__data$30  = _1_;
+  assign \$signature__data$30  = _2_;
   always @(posedge clk)
-    s4 <= \$36 ;
+    acc_word <= \$35 ;
   always @(posedge clk)
-    last <= \$37 ;
+    idle <= \$36 ;
   always @(posedge clk)
-    last_sum <= \$38 ;
+    s4 <= \$37 ;
   always @(posedge clk)
-    last_sum2 <= \$39 ;
+    last <= \$38 ;
   always @(posedge clk)
-    fwd1 <= \$40 ;
+    last_sum <= \$39 ;
   always @(posedge clk)
-    \$signal  <= \$41 ;
+    last_sum2 <= \$40 ;
   always @(posedge clk)
-    aligned0 <= \$42 ;
+    fwd1 <= \$41 ;
   always @(posedge clk)
-    base0 <= \$43 ;
+    \$signal  <= \$42 ;
   always @(posedge clk)
-    addend0 <= \$44 ;
+    aligned0 <= \$43 ;
   always @(posedge clk)
-    aligned1 <= \$45 ;
+    base0 <= \$44 ;
   always @(posedge clk)
-    base1 <= \$46 ;
+    addend0 <= \$45 ;
   always @(posedge clk)
-    addend1 <= \$47 ;
-  assign \$signature__addr$4  = s1b[0] ? s1b[19:13] : read_addr;
+    aligned1 <= \$46 ;
+  always @(posedge clk)
+    base1 <= \$47 ;
+  always @(posedge clk)
+    addend1 <= \$48 ;
   assign \$1  = fwd1 ? last_sum[18:0] : base0;
   assign \$2  = $signed(\$1 ) + $signed(addend0);
   assign \$3  = fwd1 ? last_sum[37:19] : base1;
@@ -6174,11 +6207,9 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
   always @(posedge clk)
     s3 <= \$32 ;
   always @(posedge clk)
-    acc_word <= \$33 ;
+    acc_q <= \$33 ;
   always @(posedge clk)
     bias_q <= \$34 ;
-  always @(posedge clk)
-    idle <= \$35 ;
   \hwgen_digits_lstm_p2_delta.mac.w_rom  w_rom (
     .addr(issue__payload[11:0]),
     .clk(clk),
@@ -6187,56 +6218,63 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$36 [0] = s3[0];
-    \$36 [7:1] = s3[7:1];
+    \$36  = \$12 ;
     if (rst) begin
-      \$36  = 8'h00;
+      \$36  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$37  = s4;
+    \$37 [0] = s3[0];
+    \$37 [7:1] = s3[7:1];
     if (rst) begin
       \$37  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$38  = acc_wr__data;
+    \$38  = s4;
     if (rst) begin
-      \$38  = 38'h0000000000;
+      \$38  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$39  = last_sum;
+    \$39  = acc_wr__data;
     if (rst) begin
       \$39  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$40  = \$13 ;
+    \$40  = last_sum;
     if (rst) begin
-      \$40  = 1'h0;
+      \$40  = 38'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$41  = \$13 ;
+    if (rst) begin
+      \$41  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (s2[8]) begin
-      \$41  = 3'h0;
+      \$42  = 3'h0;
     end else if (\$15 ) begin
-      \$41  = 3'h1;
+      \$42  = 3'h1;
     end else if (\$17 ) begin
-      \$41  = 3'h2;
+      \$42  = 3'h2;
     end else if (\$19 ) begin
-      \$41  = 3'h3;
+      \$42  = 3'h3;
     end else begin
-      \$41  = 3'h4;
+      \$42  = 3'h4;
     end
     if (rst) begin
-      \$41  = 3'h0;
+      \$42  = 3'h0;
     end
   end
   always @* begin
@@ -6244,53 +6282,53 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
     (* full_case = 32'd1 *)
     casez (s2[9])
       1'h0:
-          \$42  = { \$20 [17], \$20 [17], \$20  };
+          \$43  = { \$20 [17], \$20 [17], \$20  };
       1'h1:
-          \$42  = { \$21 [17], \$21 [17], \$21  };
+          \$43  = { \$21 [17], \$21 [17], \$21  };
     endcase
     if (rst) begin
-      \$42  = 20'h00000;
+      \$43  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$43  = \$22 ;
+    \$44  = \$22 ;
     if (rst) begin
-      \$43  = 19'h00000;
+      \$44  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$44  = aligned0;
-    if (rst) begin
-      \$44  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2[9])
-      1'h0:
-          \$45  = { \$23 [17], \$23 [17], \$23  };
-      1'h1:
-          \$45  = { \$24 [17], \$24 [17], \$24  };
-    endcase
+    \$45  = aligned0;
     if (rst) begin
       \$45  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$46  = \$25 ;
+    (* full_case = 32'd1 *)
+    casez (s2[9])
+      1'h0:
+          \$46  = { \$23 [17], \$23 [17], \$23  };
+      1'h1:
+          \$46  = { \$24 [17], \$24 [17], \$24  };
+    endcase
     if (rst) begin
-      \$46  = 19'h00000;
+      \$46  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$47  = aligned1;
+    \$47  = \$25 ;
     if (rst) begin
-      \$47  = 20'h00000;
+      \$47  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$48  = aligned1;
+    if (rst) begin
+      \$48  = 20'h00000;
     end
   end
   always @* begin
@@ -6300,13 +6338,13 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
       3'h0:
           \$22  = bias_q[18:0];
       3'h1:
-          \$22  = acc_word[18:0];
+          \$22  = acc_q[18:0];
       3'h2:
           \$22  = last_sum[18:0];
       3'h3:
           \$22  = last_sum2[18:0];
       3'h4:
-          \$22  = acc_word[18:0];
+          \$22  = acc_q[18:0];
     endcase
   end
   always @* begin
@@ -6316,13 +6354,13 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
       3'h0:
           \$25  = bias_q[37:19];
       3'h1:
-          \$25  = acc_word[37:19];
+          \$25  = acc_q[37:19];
       3'h2:
           \$25  = last_sum[37:19];
       3'h3:
           \$25  = last_sum2[37:19];
       3'h4:
-          \$25  = acc_word[37:19];
+          \$25  = acc_q[37:19];
     endcase
   end
   always @* begin
@@ -6397,14 +6435,15 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$35  = \$12 ;
+    \$35  = out_rd__data;
     if (rst) begin
-      \$35  = 1'h1;
+      \$35  = 38'h0000000000;
     end
   end
   assign addr = issue__payload[11:0];
   assign \$signature__addr  = s1b[26:20];
-  assign acc_q = acc_word;
+  assign \$signature__addr$4  = s1b[19:13];
+  assign read_addr = out_rd__addr;
   assign acc_wr__addr = s4[7:1];
   assign acc_wr__en = s4[0];
   assign \issue__payload.w_addr  = issue__payload[11:0];
@@ -6421,10 +6460,6 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
   assign \s1b.issue.bias  = s1b[27];
   assign \s1b.issue.delta  = s1b[36:28];
   assign \s1b.issue.shift  = s1b[37];
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
-  assign \acc_q[0]  = acc_word[18:0];
-  assign \acc_q[1]  = acc_word[37:19];
   assign \s4.valid  = s4[0];
   assign \s4.acc_addr  = s4[7:1];
   assign \acc_wr__data[0]  = acc_wr__data[18:0];
@@ -6457,12 +6492,18 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
   assign \s3.acc_addr  = s3[7:1];
   assign \s3.bias  = s3[8];
   assign \s3.shift  = s3[9];
+  assign \acc_q[0]  = acc_q[18:0];
+  assign \acc_q[1]  = acc_q[37:19];
   assign \$signature__data[0]  = \$signature__data [18:0];
   assign \$signature__data[1]  = \$signature__data [37:19];
   assign \bias_q[0]  = bias_q[18:0];
   assign \bias_q[1]  = bias_q[37:19];
   assign \$signature__data$30[0]  = \$signature__data$30 [18:0];
   assign \$signature__data$30[1]  = \$signature__data$30 [37:19];
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
+  assign \out_rd__data[0]  = out_rd__data[18:0];
+  assign \out_rd__data[1]  = out_rd__data[37:19];
   assign \last.valid  = last[0];
   assign \last.acc_addr  = last[7:1];
   assign \last_sum2[0]  = last_sum2[18:0];
