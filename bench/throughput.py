@@ -2,7 +2,7 @@
 
 1. Utilization sweep, from the cycle model (`hwgen.rtl.cycles`, equal to simulation: tests):
    GRU I=16 H=64 and GRU I=40 H=256 at P = 1 ... 128 lanes, with one element-wise unit and
-   with the default E = P/8 units; docs/figures/utilization.png.
+   with the default E units (`plan.hidden_activate_units`); docs/figures/utilization.png.
 2. Throughput table: per design and target, Fmax from `hwgen synth` (run by this script with
    --synth; otherwise read from bench/throughput_fpga.json, written by an earlier --synth run),
    cycles per step from the cycle model, steps/s, dense GMAC/s; for the bundled delta design,
@@ -39,7 +39,7 @@ SIZES = ((16, 64), (40, 256))
 DESIGNS = [("digits_lstm_p2", 2, "ice40-up5k"), ("digits_lstm_p2_delta", 2, "ice40-up5k"),
            ("digits_lstm_p2", 2, "ecp5-85f"), ("digits_lstm_p2_delta", 2, "ecp5-85f")]
 SEEDS = (1, 2, 3, 4)  # placement seeds: Fmax is the best of them
-BIG = "gru40x256_p64"  # GRU I=40 H=256, random weights, dense, 64 lanes and 8 units
+BIG = "gru40x256_p64"  # GRU I=40 H=256, random weights, dense, 64 lanes, default units
 BIG_ROW = (BIG, 64, "ecp5-85f")  # synthesized with --synth --big (about an hour)
 
 PUBLISHED = [  # as published; not measured here
@@ -79,7 +79,7 @@ def plot_sweep(sweep: dict) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for (inputs, hidden), rows in sweep.items():
         line, = ax.plot([r[0] for r in rows], [r[3] for r in rows], marker="o",
-                        label=f"GRU I={inputs} H={hidden}, E = P/8 units")
+                        label=f"GRU I={inputs} H={hidden}, default E units")
         ax.plot([r[0] for r in rows], [r[5] for r in rows], marker="x", ls="--",
                 color=line.get_color(), label=f"GRU I={inputs} H={hidden}, one unit")
     ax.set_xscale("log", base=2)
@@ -149,7 +149,8 @@ def main() -> None:
 
     sweep = utilization_sweep()
     print("step utilization from the cycle model (= simulation), 8-bit GRU, one layer;")
-    print("E element-wise units (default P/8) against one unit")
+    print("E element-wise units (the default: the fewest that hide ACTIVATE under the next "
+          "step's input columns, at most P/8) against one unit")
     print(f"{'P':>5}" + "".join(f" | I={i} H={h}: {'E':>3} {'cycles':>6} {'util':>5} "
                                 f"{'E=1 cyc':>7} {'util':>5}" for i, h in SIZES))
     for k, lanes in enumerate(SWEEP_LANES):

@@ -399,8 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lanes", type=_lanes, default=flow.DEFAULT_LANES,
                     help=f"MAC lanes P (1..{MAX_LANES}, default {flow.DEFAULT_LANES})")
     sp.add_argument("--units", type=_units,
-                    help="element-wise units E, a power of two dividing P (default: P/8, "
-                         "at least 1): ACTIVATE issues E elements a cycle")
+                    help="element-wise units E, a power of two dividing P (default: the "
+                         "fewest that hide ACTIVATE under the next step's input columns "
+                         "where steps overlap, at most P/8; else P/8, at least 1): "
+                         "ACTIVATE issues E elements a cycle")
     sp.add_argument("--scale-step", type=_positive_int,
                     help="ternary models: scale bits the combiner applies a cycle (default "
                          "1: the fewest LUTs; more: fewer combine cycles)")

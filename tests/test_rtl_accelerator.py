@@ -157,3 +157,22 @@ def test_narrow_weights_on_shared_multipliers_bit_exact(cell, layers, lanes, the
     assert pairs_products(acc.plan.weight_width, acc.plan.value_width + 1)
     got, _ = run_accelerator(acc, xq, "last", 3, 0.3, 0.3, seed=lanes)
     assert np.array_equal(got, run_int(qm, xq, delta=delta))
+
+
+@pytest.mark.parametrize("inputs,hidden,lanes", [(16, 64, 32), (40, 96, 64), (12, 40, 128)])
+def test_overlapping_design_takes_the_fewest_units_that_hide_activate(inputs, hidden, lanes,
+                                                                     rng):
+    """Where steps overlap, ACTIVATE hides under the next step's input columns: more units
+    than that would not shorten a step. The default is the fewest that do (a step as short
+    as with P/8 units), and half of them would not."""
+    from hwgen.rtl.cycles import cycle_model
+    from hwgen.rtl.plan import default_units
+    ir = from_torch(make_model("gru", input_size=inputs, hidden=hidden, out=3))
+    qm = quantize_model(ir, rng.uniform(-1, 1, (2, 3, inputs)))
+    plan, wide = make_plan(qm, lanes), make_plan(qm, lanes, units=default_units(lanes))
+    assert plan.overlap and plan.units < wide.units
+    per_step = cycle_model(plan, inputs)["per_step"]
+    assert per_step == cycle_model(wide, inputs)["per_step"]
+    if plan.units > 1:
+        half = make_plan(qm, lanes, units=plan.units // 2)
+        assert cycle_model(half, inputs)["per_step"] > per_step

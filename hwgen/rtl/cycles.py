@@ -19,6 +19,7 @@ layer 0 instead, its pass visits one input column, the token's.
 """
 from __future__ import annotations
 
+from ..cells import get_cell
 from .activate import issue_cycles
 from .elementwise import latency as elementwise_latency
 from .head_output import output_cycles
@@ -39,8 +40,13 @@ def embed_cycles(plan: Plan) -> int:
 
 def activate_cycles(lp: LayerPlan, lanes: int, units: int = 1) -> int:
     """Cycles of one layer's ACTIVATE, until its last new state is written."""
-    return (issue_cycles(lp.hidden_size, lanes, lp.n_blocks, units) + ELEMENT_REGISTER
-            + elementwise_latency(lp.cell) + STATE_WRITE)
+    return activate_cycles_of(lp.cell, lp.hidden_size, lanes, units)
+
+
+def activate_cycles_of(cell: str, hidden: int, lanes: int, units: int) -> int:
+    """`activate_cycles` of a layer of `cell` with `hidden` elements."""
+    return (issue_cycles(hidden, lanes, get_cell(cell).n_blocks, units) + ELEMENT_REGISTER
+            + elementwise_latency(cell) + STATE_WRITE)
 
 
 def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None,

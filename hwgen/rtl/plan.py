@@ -169,6 +169,19 @@ def default_units(lanes: int) -> int:
     return units
 
 
+def hidden_activate_units(qm: QModel, lanes: int, input_issue: int) -> int:
+    """Element-wise units of a design that overlaps steps: the fewest (a power of two, up to
+    `default_units`) whose last ACTIVATE hides under the next step's `input_issue` cycles of
+    layer-0 input columns. More units would not shorten the step, only cost logic and
+    multipliers (a GRU unit takes five)."""
+    from .cycles import activate_cycles_of   # (the cycle model reads plans)
+    last, units = qm.layers[-1], 1
+    while (units < default_units(lanes) and activate_cycles_of(
+            last.cell, last.hidden_size, lanes, units) > input_issue):
+        units *= 2
+    return units
+
+
 def check_units(units, lanes: int) -> None:
     if not isinstance(units, int) or units < 1 or units & (units - 1) or lanes % units:
         raise PlanError(f"element-wise units must be a power of two dividing the {lanes} "
@@ -186,7 +199,8 @@ def overlaps_steps(qm: QModel, delta) -> bool:
 
 def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> Plan:
     """Lay out a quantized model for a `lanes`-wide MAC array (and delta thresholds) with
-    `units` element-wise units (default `default_units`).
+    `units` element-wise units (default `hidden_activate_units` where the design overlaps
+    steps, else `default_units`).
 
     With E units, the vector, cell and element-wise memories hold E elements a word and
     every region (the input, each layer's h and c) starts on a word: the E elements a
@@ -199,8 +213,6 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
     """
     if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
         raise PlanError(f"lanes must be an integer in 1..{MAX_LANES}, not {lanes!r}")
-    units = default_units(lanes) if units is None else units
-    check_units(units, lanes)
 
     def align(n: int) -> int:
         return -(-n // units) * units
@@ -220,6 +232,12 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
     recurrent_issue = (first.hidden_size * len(first.spec.blocks_x) * math.ceil(
         first.hidden_size / lanes) if first.spec.blocks_h else 0)
     overlap = overlaps_steps(qm, delta) and first.input_size <= recurrent_issue
+    if units is None:
+        input_issue = first.input_size * len(first.spec.blocks_x) * math.ceil(
+            first.hidden_size / lanes)
+        units = (hidden_activate_units(qm, lanes, input_issue) if overlap
+                 else default_units(lanes))
+    check_units(units, lanes)
     # the layer-0 input sits at 0..I-1 (a folded embedding's token is no vector: none)
     x_bank = 0 if folded else align(qm.layers[0].input_size)
     v_addr = 2 * x_bank if overlap else x_bank
