@@ -132,6 +132,32 @@ def test_the_matrix_work_has_no_multiplier():
     assert not any(name.startswith(("\\top.level_sums", "\\top.combiner")) for name in ternary)
 
 
+@pytest.mark.parametrize("cell,lanes,levels", [("gru", 1, 3), ("lstm", 3, 2), ("ligru", 8, 1)])
+def test_entries_hold_a_sign_and_a_side_local_address(cell, lanes, levels):
+    """An entry word is a lane's sign bit and side-local S address; a lane without a digit
+    names the dump word, which no term reads (else its sum would leak into an accumulator);
+    the column's side comes from its pointer."""
+    from hwgen.rtl.plan import make_plan
+    from hwgen.rtl.ternary_plan import entry_width, make_ternary_plan
+    qm, _ = ternary_model(cell, 1, "last", levels, 0.5, hidden=9)
+    tp = make_ternary_plan(qm, make_plan(qm, lanes))
+    assert entry_width(tp) == lanes * (1 + tp.local_bits)
+    read = {t[0] for t in tp.terms}
+    assert not any(a & tp.dump == tp.dump for a in read)
+    assert tp.s_depth <= 2 << tp.local_bits and max(read) < tp.s_depth
+    for digits, addrs in tp.entries:
+        assert all((a == tp.dump) == (d == 0) for d, a in zip(digits, addrs))
+    first_h = qm.input_size
+    assert [k for _, _, k in tp.pointers[:tp.ptr_base[1]]] == \
+        [int(j >= first_h) for j in range(tp.ptr_base[1])]
+    # every stored digit reaches a level sum that a term reads
+    for p in range(len(tp.ptr_base) - 1):
+        for start, count, side in tp.pointers[tp.ptr_base[p]:tp.ptr_base[p + 1]]:
+            for digits, addrs in tp.entries[start:start + count]:
+                assert all(side << tp.local_bits | a in read
+                           for d, a in zip(digits, addrs) if d)
+
+
 def test_manifest_records_the_ternary_datapath(tmp_path):
     from hwgen.rtl.emit import generate
     qm, xq = ternary_model("gru", 1, "last", 2, 0.5)

@@ -27,7 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .rom import BankedROM
-from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words, s_addr_bits
+from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words
 
 #: Edges from a fired column at the queue's head to its span at the issuer.
 POINTER_LATENCY = 1
@@ -52,16 +52,17 @@ NO_RW_CHECK = {"no_rw_check": 1}
 
 def span_layout(tp: TernaryPlan, delta_width: int) -> data.StructLayout:
     return data.StructLayout({"start": range(len(tp.entries) + 1),
-                              "count": range(tp.max_count + 1), "delta": signed(delta_width)})
+                              "count": range(tp.max_count + 1), "side": 1,
+                              "delta": signed(delta_width)})
 
 
 def entry_issue_layout(tp: TernaryPlan, delta_width: int) -> data.StructLayout:
-    return data.StructLayout({"e_addr": range(max(len(tp.entries), 2)),
+    return data.StructLayout({"e_addr": range(max(len(tp.entries), 2)), "side": 1,
                               "delta": signed(delta_width)})
 
 
 class PointerReader(wiring.Component):
-    """Looks up a fired column's stored words: (first, count) from the pointer ROM.
+    """Looks up a fired column's stored words: (first, count, side) from the pointer ROM.
 
     A one-entry stage: it takes a column whenever it is empty or its span leaves.
 
@@ -82,10 +83,11 @@ class PointerReader(wiring.Component):
         m = Module()
         tp = self.tp
         start_bits = Shape.cast(self.span["start"].shape).width
-        words = [s | c << start_bits for s, c in tp.pointers]
+        count_bits = Shape.cast(self.span["count"].shape).width
+        words = [s | c << start_bits | k << (start_bits + count_bits) for s, c, k in tp.pointers]
         # in block RAM, not logic (Yosys would build a ROM this small from LUTs)
         m.submodules.ptr_rom = rom = Memory(
-            shape=unsigned(start_bits + Shape.cast(self.span["count"].shape).width),
+            shape=unsigned(start_bits + count_bits + 1),
             depth=len(words), init=words, attrs={"rom_style": "block"})
         rd = rom.read_port()
         take = ~self.full | self.spans.ready
@@ -96,7 +98,8 @@ class PointerReader(wiring.Component):
             m.d.sync += [self.full.eq(self.columns.valid), delta.eq(self.columns.payload.delta)]
         m.d.comb += [self.spans.valid.eq(self.full),
                      self.spans.payload.start.eq(rd.data[:start_bits]),
-                     self.spans.payload.count.eq(rd.data[start_bits:]),
+                     self.spans.payload.count.eq(rd.data[start_bits:start_bits + count_bits]),
+                     self.spans.payload.side.eq(rd.data[-1]),
                      self.spans.payload.delta.eq(delta)]
         return m
 
@@ -128,6 +131,7 @@ class TernaryIssuer(wiring.Component):
         last = off + 1 >= cur.count
         m.d.comb += [self.busy.eq(active), self.issue.valid.eq(active & (cur.count != 0)),
                      self.issue.payload.e_addr.eq(cur.start + off),
+                     self.issue.payload.side.eq(cur.side),
                      self.issue.payload.delta.eq(cur.delta),
                      self.spans.ready.eq(~active | last)]
         with m.If(active & ~last):
@@ -141,13 +145,15 @@ class TernaryIssuer(wiring.Component):
 class LevelSumArray(wiring.Component):
     """P lanes that add, subtract or skip a delta into the level sums S (no multiplier).
 
-    It owns the entry ROM (per stored word: each lane's digit and S address) and the S
-    memory, one per lane (lane k holds rows k, k + P, ... of every level and side, so each
-    lane follows its own list of nonzero digits: `ternary_plan`). Per lane: the entry ROM's
-    three edges, then the S word read, then add and write in one stage; an update's read
-    misses the update just before it, whose sum is forwarded when it hits the same word
-    (one register a lane: no further stage, no term registers; the delta and its negation
-    are registered once for all lanes).
+    It owns the entry ROM (per stored word: each lane's digit sign and side-local S address)
+    and the S memory, one per lane (lane k holds rows k, k + P, ... of every level and side,
+    so each lane follows its own list of nonzero digits: `ternary_plan`). The issue names the
+    side; a lane without a digit adds into its side's dump word (`TernaryPlan.dump`), which
+    no term reads, so every lane updates every issue and needs no nonzero bit. Per lane: the
+    entry ROM's three edges, then the S word read, then add and write in one stage; an
+    update's read misses the update just before it, whose sum is forwarded when it hits the
+    same word (one register a lane: no further stage, no term registers; the delta and its
+    negation are registered once for all lanes).
 
     The combiner reads S through `drain_addr` (every lane's word comes out at `s_word` one
     edge later) and clears it as it reads (`drain`): S is zero at every pass's start.
@@ -171,15 +177,16 @@ class LevelSumArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tp, P = self.tp, self.tp.lanes
-        ab = s_addr_bits(tp)
+        ab = tp.local_bits
         m.submodules.e_rom = rom = BankedROM(unsigned(entry_width(tp)), entry_words(tp))
 
-        s1 = Signal(data.StructLayout({"valid": 1, "delta": signed(self.delta_width)}))
+        s1 = Signal(data.StructLayout({"valid": 1, "side": 1,
+                                       "delta": signed(self.delta_width)}))
         s1a, s1b = Signal.like(s1), Signal.like(s1)
         m.d.comb += rom.addr.eq(self.issue.payload.e_addr)
-        m.d.sync += [s1.valid.eq(self.issue.valid), s1.delta.eq(self.issue.payload.delta),
-                     s1a.eq(s1), s1b.eq(s1a)]
-        nz, neg = rom.data[:P], rom.data[P:2 * P]
+        m.d.sync += [s1.valid.eq(self.issue.valid), s1.side.eq(self.issue.payload.side),
+                     s1.delta.eq(self.issue.payload.delta), s1a.eq(s1), s1b.eq(s1a)]
+        neg = rom.data[:P]
         # the delta and its negation, once for all lanes: a lane only picks one
         plus = Signal(signed(self.delta_width + 1))
         minus = Signal.like(plus)
@@ -197,13 +204,13 @@ class LevelSumArray(wiring.Component):
                            attrs=NO_RW_CHECK)
             m.submodules[f"s_mem{k}"] = s_mem
             s_rd, s_wr = s_mem.read_port(), s_mem.write_port()
-            s_addr = rom.data[2 * P + k * ab:2 * P + (k + 1) * ab]
+            s_addr = Cat(rom.data[P + k * ab:P + (k + 1) * ab], s1b.side)
 
             # s1b: the lane's S word is read; s2: +delta, -delta or skip into it, written
             # at the end of s2. The read of the update just behind misses that write: it
             # takes the sum written instead (`forward`, found a cycle ahead)
             s2 = Signal(lane_ctl, name=f"s2_{k}")
-            m.d.sync += [s2.valid.eq(s1b.valid & nz[k]), s2.s_addr.eq(s_addr),
+            m.d.sync += [s2.valid.eq(s1b.valid), s2.s_addr.eq(s_addr),
                          s2.neg.eq(neg[k]), s2.forward.eq(s2.valid & (s2.s_addr == s_addr))]
             m.d.comb += [s_rd.addr.eq(Mux(s1b.valid, s_addr, self.drain_addr)),
                          self.s_word[k].eq(s_rd.data)]
