@@ -158,6 +158,50 @@ def test_entries_hold_a_sign_and_a_side_local_address(cell, lanes, levels):
                            for d, a in zip(digits, addrs) if d)
 
 
+def test_pointers_and_digits_share_one_schedule_rom():
+    """The pointer reader's words and the combiner's digit words in one memory, one read
+    port: the combiner's read wins while it walks; a pointer read is held while its enable
+    is low (a span waits)."""
+    from amaranth.sim import Simulator
+    from hwgen.rtl.plan import make_plan
+    from hwgen.rtl.ternary_array import ScheduleROM, pointer_words
+    from hwgen.rtl.ternary_plan import digit_words, make_ternary_plan
+    qm, _ = ternary_model("gru", 1, "last", 2, 0.5, hidden=9)
+    tp = make_ternary_plan(qm, make_plan(qm, 3))
+    rom = ScheduleROM(tp)
+    ptrs, digits = pointer_words(tp), digit_words(tp)
+    assert rom.digit_base == len(ptrs) and len({ptrs[0], ptrs[1], ptrs[2]}) == 3
+    assert digits[0] != digits[-1]
+
+    async def bench(ctx):
+        for a, want in [(1, ptrs[1]), (2, ptrs[2])]:
+            ctx.set(rom.ptr_addr, a)
+            ctx.set(rom.ptr_en, 1)
+            await ctx.tick()
+            assert ctx.get(rom.data) == want
+        ctx.set(rom.ptr_en, 0)
+        ctx.set(rom.ptr_addr, 0)
+        await ctx.tick()
+        assert ctx.get(rom.data) == ptrs[2]                  # held
+        for d in (0, len(digits) - 1):
+            ctx.set(rom.digit_addr, rom.digit_base + d)
+            ctx.set(rom.digit_read, 1)
+            await ctx.tick()
+            assert ctx.get(rom.data) == digits[d]
+        ctx.set(rom.digit_read, 0)
+        ctx.set(rom.ptr_en, 1)
+        await ctx.tick()
+        assert ctx.get(rom.data) == ptrs[0]
+
+    sim = Simulator(rom)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    from amaranth.back import rtlil
+    text = rtlil.convert(Accelerator(qm, 3), name="top")
+    assert "schedule" in text and "ptr_rom" not in text and "d_rom" not in text
+
+
 def test_manifest_records_the_ternary_datapath(tmp_path):
     from hwgen.rtl.emit import generate
     qm, xq = ternary_model("gru", 1, "last", 2, 0.5)

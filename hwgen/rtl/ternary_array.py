@@ -2,6 +2,7 @@
 
     ColumnEncoder -(fired columns)-> PointerReader -(spans)-> TernaryIssuer -(entries)->
         LevelSumArray (entry ROM, level sums S) ... ScaleCombiner (scales, biases, accumulators)
+    ScheduleROM: the pointer reader's pointers and the combiner's scale digits, one block RAM
 
 A fired column's pointer names its stored words (`ternary_plan`: only words with a nonzero
 digit); the issuer issues them one a cycle, and the level-sum array adds, subtracts or skips
@@ -15,9 +16,9 @@ sum of S << b over its set bits. The combiner takes `scale_step` of those bits a
 lowest first up to the term's highest nonzero one, as masked adds into the word's running
 sum, while S shifts left: per lane `scale_step` adders of the accumulator's width (Yosys
 maps no `$mul` and so no DSP block, and the UP5K's eight SB_MAC16 do not bound the lanes).
-The scales come from a digit ROM, `scale_step` bits a lane a word (block RAM, not logic);
-the biases live in the accumulator memory's spare words. A term costs
-`TernaryPlan.term_digits` cycles.
+The scales come from digit words, `scale_step` bits a lane a word, in block RAM after the
+pointers (`ScheduleROM`); the biases live in the accumulator memory's spare words. A term
+costs `TernaryPlan.term_digits` cycles.
 """
 from __future__ import annotations
 
@@ -51,8 +52,8 @@ NO_RW_CHECK = {"no_rw_check": 1}
 
 
 def span_layout(tp: TernaryPlan, delta_width: int) -> data.StructLayout:
-    return data.StructLayout({"start": range(len(tp.entries) + 1),
-                              "count": range(tp.max_count + 1), "side": 1,
+    """A fired column's pointer word and its delta."""
+    return data.StructLayout({**{name: f.shape for name, f in pointer_layout(tp)},
                               "delta": signed(delta_width)})
 
 
@@ -62,7 +63,8 @@ def entry_issue_layout(tp: TernaryPlan, delta_width: int) -> data.StructLayout:
 
 
 class PointerReader(wiring.Component):
-    """Looks up a fired column's stored words: (first, count, side) from the pointer ROM.
+    """Looks up a fired column's stored words: its pointer word (first, count, side), read
+    from the `ScheduleROM`.
 
     A one-entry stage: it takes a column whenever it is empty or its span leaves.
 
@@ -71,36 +73,77 @@ class PointerReader(wiring.Component):
     columns : In(stream.Signature(fired_column_layout))   (`w_addr` is the pointer index)
     spans : Out(stream.Signature(span_layout))
     full : Out(1)   a span is held
+    rom_addr, rom_en : Out   the pointer to read (the word read is held while `rom_en` is low)
+    rom_data : In   the pointer word read an edge earlier
     """
 
     def __init__(self, tp: TernaryPlan, column_layout, delta_width: int):
         self.tp = tp
         self.span = span_layout(tp, delta_width)
         super().__init__({"columns": In(stream.Signature(column_layout)),
-                          "spans": Out(stream.Signature(self.span)), "full": Out(1)})
+                          "spans": Out(stream.Signature(self.span)), "full": Out(1),
+                          "rom_addr": Out(range(max(len(tp.pointers), 2))), "rom_en": Out(1),
+                          "rom_data": In(pointer_layout(tp))})
 
     def elaborate(self, platform):
         m = Module()
-        tp = self.tp
-        start_bits = Shape.cast(self.span["start"].shape).width
-        count_bits = Shape.cast(self.span["count"].shape).width
-        words = [s | c << start_bits | k << (start_bits + count_bits) for s, c, k in tp.pointers]
-        # in block RAM, not logic (Yosys would build a ROM this small from LUTs)
-        m.submodules.ptr_rom = rom = Memory(
-            shape=unsigned(start_bits + count_bits + 1),
-            depth=len(words), init=words, attrs={"rom_style": "block"})
-        rd = rom.read_port()
         take = ~self.full | self.spans.ready
         delta = Signal.like(self.columns.payload.delta)
-        m.d.comb += [self.columns.ready.eq(take), rd.addr.eq(self.columns.payload.w_addr),
-                     rd.en.eq(take)]
+        m.d.comb += [self.columns.ready.eq(take), self.rom_addr.eq(self.columns.payload.w_addr),
+                     self.rom_en.eq(take)]
         with m.If(take):
             m.d.sync += [self.full.eq(self.columns.valid), delta.eq(self.columns.payload.delta)]
         m.d.comb += [self.spans.valid.eq(self.full),
-                     self.spans.payload.start.eq(rd.data[:start_bits]),
-                     self.spans.payload.count.eq(rd.data[start_bits:start_bits + count_bits]),
-                     self.spans.payload.side.eq(rd.data[-1]),
+                     self.spans.payload.start.eq(self.rom_data.start),
+                     self.spans.payload.count.eq(self.rom_data.count),
+                     self.spans.payload.side.eq(self.rom_data.side),
                      self.spans.payload.delta.eq(delta)]
+        return m
+
+
+def pointer_layout(tp: TernaryPlan) -> data.StructLayout:
+    return data.StructLayout({"start": range(len(tp.entries) + 1),
+                              "count": range(tp.max_count + 1), "side": 1})
+
+
+def pointer_words(tp: TernaryPlan) -> list:
+    layout = pointer_layout(tp)
+    return [layout.const({"start": s, "count": c, "side": k}).as_value().value
+            for s, c, k in tp.pointers]
+
+
+class ScheduleROM(wiring.Component):
+    """The pointer words (`PointerReader`), then the combiner's digit words
+    (`ternary_plan.digit_words`, from `digit_base`), in one block RAM with one read port:
+    the pointer reader reads it during a MATRIX pass and the combiner during its combine,
+    never both at once. Apart they took an EBR each, the pointers 68 words of one at
+    digits_gru_t2s90e200 (with it 9 lanes fit the UP5K's 30).
+
+    Members
+    -------
+    ptr_addr, ptr_en : In   the pointer reader's read (the word is held while `ptr_en` is low)
+    digit_addr, digit_read : In   the combiner's read while it walks (it has the port then)
+    data : Out   the word read an edge earlier
+    """
+
+    def __init__(self, tp: TernaryPlan):
+        self.pointers, self.digits = pointer_words(tp), digit_words(tp)
+        self.digit_base = len(self.pointers)
+        self.width = max(Shape.cast(pointer_layout(tp)).width, tp.scale_step * tp.lanes)
+        depth = len(self.pointers) + len(self.digits)
+        super().__init__({"ptr_addr": In(range(max(len(self.pointers), 2))), "ptr_en": In(1),
+                          "digit_addr": In(range(depth + 1)), "digit_read": In(1),
+                          "data": Out(self.width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        words = self.pointers + self.digits
+        # in block RAM, not logic (Yosys would build a ROM this small from LUTs)
+        m.submodules.rom = rom = Memory(shape=unsigned(self.width), depth=len(words),
+                                        init=words, attrs={"rom_style": "block"})
+        rd = rom.read_port()
+        m.d.comb += [rd.addr.eq(Mux(self.digit_read, self.digit_addr, self.ptr_addr)),
+                     rd.en.eq(self.digit_read | self.ptr_en), self.data.eq(rd.data)]
         return m
 
 
@@ -242,12 +285,13 @@ class ScaleCombiner(wiring.Component):
     """Adds a pass's scaled level sums into the accumulators, `scale_step` scale bits a cycle.
 
     Owns the term ROM (per term: S address, accumulator and bias words, first/last of its
-    word, its digit count), the digit ROM (per term and digit, `scale_step` bits of each
-    lane's aligned scale: `ternary_plan.digit_words`) and the accumulator memory, whose
-    words past `acc_depth` hold the biases (read-only: no bias ROM of its own). A word's
-    first term starts from the bias (`from_bias`) or the stored word (delta passes after
-    the first step); each term adds scale * S, one digit a cycle, lowest first (S shifts
-    left by `scale_step` a cycle); the last writes the word.
+    word, its digit count) and the accumulator memory, and reads the digit words (per term
+    and digit, `scale_step` bits of each lane's aligned scale: `ternary_plan.digit_words`)
+    from the `ScheduleROM`, at `digit_base` and on; the accumulator memory's words past
+    `acc_depth` hold the biases (read-only: no bias ROM of its own). A word's first term
+    starts from the bias (`from_bias`) or the stored word (delta passes after the first
+    step); each term adds scale * S, one digit a cycle, lowest first (S shifts left by
+    `scale_step` a cycle); the last writes the word.
 
     Members
     -------
@@ -255,13 +299,17 @@ class ScaleCombiner(wiring.Component):
     from_bias : In(1)   start each word from its bias
     drain_addr, drain : Out   read and clear S (`LevelSumArray`)
     s_word : In
+    digit_addr, digit_read : Out; digits : In   the digit word to read while walking, and
+        the word read an edge earlier (`ScheduleROM`)
     read_addr : In(range(acc_depth))   accumulator word to read while idle
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
     done : Out(1)   no term left or in flight
     """
 
-    def __init__(self, tp: TernaryPlan, acc_width: int, bias_words, acc_depth: int):
+    def __init__(self, tp: TernaryPlan, acc_width: int, bias_words, acc_depth: int,
+                 digit_base: int = 0):
         self.tp, self.acc_width, self.acc_depth = tp, acc_width, acc_depth
+        self.digit_base = digit_base
         self.bias_words = bias_words
         self.layout = term_layout(tp, acc_depth, len(bias_words))
         P = tp.lanes
@@ -270,6 +318,8 @@ class ScaleCombiner(wiring.Component):
                           "from_bias": In(1),
                           "drain_addr": Out(range(tp.s_depth)), "drain": Out(1),
                           "s_word": In(data.ArrayLayout(signed(tp.s_width), P)),
+                          "digit_addr": Out(range(digit_base + len(digit_words(tp)) + 1)),
+                          "digit_read": Out(1), "digits": In(tp.scale_step * P),
                           "read_addr": In(range(acc_depth)), "acc_word": Out(acc),
                           "done": Out(1)})
 
@@ -278,24 +328,21 @@ class ScaleCombiner(wiring.Component):
         tp, P, layout = self.tp, self.tp.lanes, self.layout
         step = tp.scale_step
         acc_lanes = data.ArrayLayout(signed(self.acc_width), P)
-        digits = digit_words(tp)
-        digit_base = [0]
+        digit_base = [self.digit_base]
         for p in range(len(tp.term_base) - 1):
             digit_base.append(digit_base[-1] + tp.pass_digits(p))
         # the term ROM is small (in logic): read the same cycle, its digit count steers the walk
         m.submodules.t_rom = t_rom = Memory(shape=layout, depth=max(len(tp.terms), 1),
                                             init=term_words(tp))
-        m.submodules.d_rom = d_rom = Memory(shape=unsigned(step * P),
-                                            depth=len(digits), init=digits)
         m.submodules.acc_mem = acc_mem = Memory(
             shape=acc_lanes, depth=self.acc_depth + len(self.bias_words),
             init=[[0] * P] * self.acc_depth + self.bias_words.tolist(), attrs=NO_RW_CHECK)
-        t_rd, d_rd = t_rom.read_port(domain="comb"), d_rom.read_port()
+        t_rd = t_rom.read_port(domain="comb")
         acc_rd, acc_wr = acc_mem.read_port(), acc_mem.write_port()
 
         # walk the pass's terms, their digits one a cycle (w: the digit word)
         t = Signal(range(len(tp.terms) + 1))
-        w = Signal(range(len(digits) + 1))
+        w = Signal.like(self.digit_addr)
         end = Signal.like(w)
         digit = Signal.like(t_rd.data.digits)
         busy = Signal()
@@ -333,11 +380,11 @@ class ScaleCombiner(wiring.Component):
         read_addr = Signal.like(self.read_addr)
         m.d.sync += read_addr.eq(self.read_addr)
         m.d.comb += [self.drain_addr.eq(c0.s_addr), self.drain.eq(c0.valid & c0.first_digit),
-                     d_rd.addr.eq(w),
+                     self.digit_addr.eq(w), self.digit_read.eq(busy),
                      acc_rd.addr.eq(Mux(c0.valid, c0.acc_addr, read_addr)),
                      self.acc_word.eq(acc_rd.data)]
-        scale_bits = Signal.like(d_rd.data)
-        m.d.sync += [c1.eq(c0), scale_bits.eq(d_rd.data), c2.eq(c1)]
+        scale_bits = Signal.like(self.digits)
+        m.d.sync += [c1.eq(c0), scale_bits.eq(self.digits), c2.eq(c1)]
 
         # c1: `step` scale bits: masked shifted adds of S (no multiplier), into the word's
         # running sum (modulo the accumulator's width: the word's final sum fits, as the
