@@ -171,17 +171,20 @@ class TernaryIssuer(wiring.Component):
         cur = Signal(self.span)
         active = Signal()
         off = Signal.like(cur.count)
-        last = off + 1 >= cur.count
+        # off + 1 >= count, made a cycle ahead: `spans.ready` reaches back through the
+        # pointer reader into the encoder's queue, and set Fmax with the compare in it
+        last = Signal()
         m.d.comb += [self.busy.eq(active), self.issue.valid.eq(active & (cur.count != 0)),
                      self.issue.payload.e_addr.eq(cur.start + off),
                      self.issue.payload.side.eq(cur.side),
                      self.issue.payload.delta.eq(cur.delta),
                      self.spans.ready.eq(~active | last)]
         with m.If(active & ~last):
-            m.d.sync += off.eq(off + 1)
+            m.d.sync += [off.eq(off + 1), last.eq(off + 2 >= cur.count)]
         with m.Elif(self.spans.ready):
             # the next span, if one waits, follows without a gap
-            m.d.sync += [off.eq(0), active.eq(self.spans.valid), cur.eq(self.spans.payload)]
+            m.d.sync += [off.eq(0), active.eq(self.spans.valid), cur.eq(self.spans.payload),
+                         last.eq(self.spans.payload.count <= 1)]
         return m
 
 
