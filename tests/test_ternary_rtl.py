@@ -114,6 +114,26 @@ def test_every_scale_step_is_bit_exact_in_its_modelled_cycles(scale_step, lanes,
         assert measured_per_step(acc, xq, "every") == model["model_per_step"]
 
 
+@pytest.mark.parametrize("cell,lanes,theta", [("gru", 9, None), ("gru", 9, 2),
+                                               ("lstm", 12, None), ("ligru", 10, 3)])
+def test_more_lanes_than_the_up5k_has_multipliers(cell, lanes, theta):
+    """9 to 12 lanes (the UP5K has 8 SB_MAC16), a partial last row group (H = 19): bit-exact
+    under stalls, and the dense and delta cycle models equal to simulation."""
+    qm, xq = ternary_model(cell, 1, "last", 2, 0.9, hidden=19, seed=lanes)
+    delta = None if theta is None else [(theta, theta)]
+    acc = Accelerator(qm, lanes, delta=delta)
+    got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+    if theta is None:
+        model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "last")
+        assert measured_per_step(acc, xq, "last") == model["per_step"]
+    else:
+        fired = delta_fired_columns(qm, xq[:1, :3], delta)[0]
+        measured = [run_accelerator(acc, xq[:1, :t], "last", OUT)[1] for t in (2, 3)]
+        assert measured[1] - measured[0] == ternary_delta_step_cycles(
+            acc.plan, acc.ternary_plan, I_SIZE, fired[2])["per_step"]
+
+
 def multipliers(acc) -> dict:
     """$mul cells per module of the elaborated design."""
     from amaranth.back import rtlil
@@ -274,3 +294,22 @@ def test_element_wise_units_on_the_ternary_datapath(cell, lanes, units):
     one = Accelerator(qm, lanes, units=1)
     assert model["per_step"] < ternary_cycle_model(one.plan, one.ternary_plan, I_SIZE,
                                                    "last")["per_step"]
+
+
+def test_bench_counts_block_rams_per_memory(tmp_path, monkeypatch):
+    """`bench/ternary_hw.py --synth` says what uses the iCE40's EBRs: a netlist's
+    SB_RAM40_4K cells per memory, the lanes' level-sum memories together."""
+    import sys
+    from pathlib import Path
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    sys.modules.pop("ternary_hw", None)
+    import ternary_hw
+    names = ["combiner.acc_mem.0.0", "combiner.acc_mem.0.10", "level_sums.s_mem0.0.0",
+             "level_sums.s_mem11.0.0", "schedule.rom.1.0", "v_mem.0.0"]
+    cells = {n: {"type": "SB_RAM40_4K"} for n in names}
+    cells["combiner.run_SB_LUT4_O"] = {"type": "SB_LUT4"}
+    netlist = tmp_path / "netlist.json"
+    netlist.write_text(json.dumps({"modules": {"top": {"cells": cells}}}))
+    assert ternary_hw.block_ram_use(netlist) == {"combiner.acc_mem": 2, "level_sums.s_mem*": 2,
+                                                 "schedule.rom": 1, "v_mem": 1}
