@@ -134,6 +134,25 @@ def test_more_lanes_than_the_up5k_has_multipliers(cell, lanes, theta):
             acc.plan, acc.ternary_plan, I_SIZE, fired[2])["per_step"]
 
 
+@pytest.mark.parametrize("theta", [None, 2])
+def test_entries_over_several_block_ram_banks(theta):
+    """More entries than one bank holds: the banked entry ROM (`BankedROM`, its bank
+    registers and select) in place of the one-bank ROM with its address registered, the
+    same edges: bit-exact and in the modelled cycles."""
+    from hwgen.rtl.rom import bank_depth_for
+    from hwgen.rtl.ternary_plan import entry_width
+    qm, xq = ternary_model("gru", 1, "last", 3, 0.0, hidden=19, n=2, t_len=3)
+    delta = None if theta is None else [(theta, theta)]
+    acc = Accelerator(qm, 3, delta=delta)
+    tp = acc.ternary_plan
+    assert len(tp.entries) > 2 * bank_depth_for(entry_width(tp))
+    got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=3)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+    if theta is None:
+        model = ternary_cycle_model(acc.plan, tp, I_SIZE, "last")
+        assert measured_per_step(acc, xq, "last") == model["per_step"]
+
+
 def multipliers(acc) -> dict:
     """$mul cells per module of the elaborated design."""
     from amaranth.back import rtlil

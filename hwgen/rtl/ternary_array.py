@@ -27,7 +27,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .rom import BankedROM
+from .rom import LATENCY as ENTRY_LATENCY, BankedROM, bank_depth_for
 from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words
 
 #: Edges from a fired column at the queue's head to its span at the issuer.
@@ -35,7 +35,7 @@ POINTER_LATENCY = 1
 #: Edges from a span to its first issue.
 ISSUER_LATENCY = 1
 #: Registers between an issue and its level-sum write (s1, s1a, s1b: entry ROM; s2).
-SUM_PIPELINE_DEPTH = 4
+SUM_PIPELINE_DEPTH = ENTRY_LATENCY + 1
 #: Edges from the combine's start to its walk's first digit, and from a digit to its
 #: accumulator write (c0: the term's addresses registered, S and the base read, the digit's
 #: scale bits out of their ROM; c1: S, the base and the registered scale bits added into
@@ -224,15 +224,14 @@ class LevelSumArray(wiring.Component):
         m = Module()
         tp, P = self.tp, self.tp.lanes
         ab = tp.local_bits
-        m.submodules.e_rom = rom = BankedROM(unsigned(entry_width(tp)), entry_words(tp))
+        entry = self._entry_rom(m)
 
         s1 = Signal(data.StructLayout({"valid": 1, "side": 1,
                                        "delta": signed(self.delta_width)}))
         s1a, s1b = Signal.like(s1), Signal.like(s1)
-        m.d.comb += rom.addr.eq(self.issue.payload.e_addr)
         m.d.sync += [s1.valid.eq(self.issue.valid), s1.side.eq(self.issue.payload.side),
                      s1.delta.eq(self.issue.payload.delta), s1a.eq(s1), s1b.eq(s1a)]
-        neg = rom.data[:P]
+        neg = entry[:P]
         # the delta and its negation, once for all lanes: a lane only picks one
         plus = Signal(signed(self.delta_width + 1))
         minus = Signal.like(plus)
@@ -250,7 +249,7 @@ class LevelSumArray(wiring.Component):
                            attrs=NO_RW_CHECK)
             m.submodules[f"s_mem{k}"] = s_mem
             s_rd, s_wr = s_mem.read_port(), s_mem.write_port()
-            s_addr = Cat(rom.data[P + k * ab:P + (k + 1) * ab], s1b.side)
+            s_addr = Cat(entry[P + k * ab:P + (k + 1) * ab], s1b.side)
 
             # s1b: the lane's S word is read; s2: +delta, -delta or skip into it, written
             # at the end of s2. The read of the update just behind misses that write: it
@@ -271,6 +270,26 @@ class LevelSumArray(wiring.Component):
             in_flight.append(s2.valid)
         m.d.comb += self.idle.eq(~Cat(*in_flight).any())
         return m
+
+    def _entry_rom(self, m):
+        """The entry word, `ENTRY_LATENCY` edges after its issue. Entries that fit one bank
+        have their address registered and the block RAM's output once, where `BankedROM`
+        registers a bank's output and then the selected word: a register of the address's
+        width instead of a second one of the entry's P x (1 + b) bits."""
+        tp, words = self.tp, entry_words(self.tp)
+        shape = unsigned(entry_width(tp))
+        if len(words) > bank_depth_for(shape.width):
+            m.submodules.e_rom = rom = BankedROM(shape, words)
+            m.d.comb += rom.addr.eq(self.issue.payload.e_addr)
+            return rom.data
+        m.submodules.e_rom = rom = Memory(shape=shape, depth=len(words), init=words)
+        rd = rom.read_port()
+        addr = Signal.like(self.issue.payload.e_addr, name="e_addr_q")
+        # no reset on a register that only holds ROM data (as `BankedROM`'s banks)
+        entry = Signal(shape, name="entry_q", reset_less=True)
+        m.d.sync += [addr.eq(self.issue.payload.e_addr), entry.eq(rd.data)]
+        m.d.comb += rd.addr.eq(addr)
+        return entry
 
 
 def term_layout(tp: TernaryPlan, acc_depth: int, bias_depth: int) -> data.StructLayout:
