@@ -6,12 +6,15 @@ Cycles per step (the cycle model, which the tests hold equal to simulation) of t
 ternary digits_gru results against the 8-bit PTQ digits_gru at the same lanes, with the
 stored words per step (nonzero per-lane digits) against the dense level-words. ``--synth``
 prints the synthesis reports already made under each design folder's build/synth/ by
-``hwgen synth DIR --target ice40-up5k`` / ``ecp5-85f`` (LUT, FF, DSP, BRAM, Fmax, fits).
+``hwgen synth DIR --target ice40-up5k`` / ``ecp5-85f`` (LUT, FF, DSP, BRAM, Fmax, fits), and
+what uses the iCE40's block RAMs: the SB_RAM40_4K cells of each memory in the netlist.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import common  # noqa: F401  (puts the repository on sys.path)
@@ -90,6 +93,28 @@ def synth_rows(folders) -> list[str]:
     return lines
 
 
+def block_ram_use(netlist: Path) -> Counter:
+    """SB_RAM40_4K cells per memory of an iCE40 netlist (Yosys names them memory.row.col;
+    the lanes' level-sum memories s_mem0, s_mem1, ... are counted together)."""
+    cells = Counter()
+    for module in json.loads(netlist.read_text())["modules"].values():
+        for name, cell in module.get("cells", {}).items():
+            if cell["type"].startswith("SB_RAM40_4K"):
+                memory = re.sub(r"(\.\d+)+$", "", name)
+                cells[re.sub(r"s_mem\d+$", "s_mem*", memory)] += 1
+    return cells
+
+
+def block_ram_rows(folders) -> list[str]:
+    lines = []
+    for folder in folders:
+        for netlist in sorted(Path(f"{folder}.build", "synth").glob("ice40*/netlist.json")):
+            use = block_ram_use(netlist)
+            lines.append(f"{Path(folder).name} ({netlist.parent.name}): {sum(use.values())} EBR: "
+                         + ", ".join(f"{name} {n}" for name, n in sorted(use.items())))
+    return lines
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lanes", type=int, nargs="+", default=[4, 8, 16])
@@ -104,6 +129,7 @@ def main(argv=None) -> None:
     if args.synth:
         print()
         print("\n".join(synth_rows(args.synth)))
+        print("\n".join(block_ram_rows(args.synth)))
 
 
 if __name__ == "__main__":

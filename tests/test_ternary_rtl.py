@@ -114,6 +114,45 @@ def test_every_scale_step_is_bit_exact_in_its_modelled_cycles(scale_step, lanes,
         assert measured_per_step(acc, xq, "every") == model["model_per_step"]
 
 
+@pytest.mark.parametrize("cell,lanes,theta", [("gru", 9, None), ("gru", 9, 2),
+                                               ("lstm", 12, None), ("ligru", 10, 3)])
+def test_more_lanes_than_the_up5k_has_multipliers(cell, lanes, theta):
+    """9 to 12 lanes (the UP5K has 8 SB_MAC16), a partial last row group (H = 19): bit-exact
+    under stalls, and the dense and delta cycle models equal to simulation."""
+    qm, xq = ternary_model(cell, 1, "last", 2, 0.9, hidden=19, seed=lanes)
+    delta = None if theta is None else [(theta, theta)]
+    acc = Accelerator(qm, lanes, delta=delta)
+    got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+    if theta is None:
+        model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "last")
+        assert measured_per_step(acc, xq, "last") == model["per_step"]
+    else:
+        fired = delta_fired_columns(qm, xq[:1, :3], delta)[0]
+        measured = [run_accelerator(acc, xq[:1, :t], "last", OUT)[1] for t in (2, 3)]
+        assert measured[1] - measured[0] == ternary_delta_step_cycles(
+            acc.plan, acc.ternary_plan, I_SIZE, fired[2])["per_step"]
+
+
+@pytest.mark.parametrize("theta", [None, 2])
+def test_entries_over_several_block_ram_banks(theta):
+    """More entries than one bank holds: the banked entry ROM (`BankedROM`, its bank
+    registers and select) in place of the one-bank ROM with its address registered, the
+    same edges: bit-exact and in the modelled cycles."""
+    from hwgen.rtl.rom import bank_depth_for
+    from hwgen.rtl.ternary_plan import entry_width
+    qm, xq = ternary_model("gru", 1, "last", 3, 0.0, hidden=19, n=2, t_len=3)
+    delta = None if theta is None else [(theta, theta)]
+    acc = Accelerator(qm, 3, delta=delta)
+    tp = acc.ternary_plan
+    assert len(tp.entries) > 2 * bank_depth_for(entry_width(tp))
+    got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=3)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+    if theta is None:
+        model = ternary_cycle_model(acc.plan, tp, I_SIZE, "last")
+        assert measured_per_step(acc, xq, "last") == model["per_step"]
+
+
 def multipliers(acc) -> dict:
     """$mul cells per module of the elaborated design."""
     from amaranth.back import rtlil
@@ -130,6 +169,76 @@ def test_the_matrix_work_has_no_multiplier():
     assert plain.pop("\\top.mac") == 4
     assert ternary == plain   # only the element-wise units' (and activate's) remain
     assert not any(name.startswith(("\\top.level_sums", "\\top.combiner")) for name in ternary)
+
+
+@pytest.mark.parametrize("cell,lanes,levels", [("gru", 1, 3), ("lstm", 3, 2), ("ligru", 8, 1)])
+def test_entries_hold_a_sign_and_a_side_local_address(cell, lanes, levels):
+    """An entry word is a lane's sign bit and side-local S address; a lane without a digit
+    names the dump word, which no term reads (else its sum would leak into an accumulator);
+    the column's side comes from its pointer."""
+    from hwgen.rtl.plan import make_plan
+    from hwgen.rtl.ternary_plan import entry_width, make_ternary_plan
+    qm, _ = ternary_model(cell, 1, "last", levels, 0.5, hidden=9)
+    tp = make_ternary_plan(qm, make_plan(qm, lanes))
+    assert entry_width(tp) == lanes * (1 + tp.local_bits)
+    read = {t[0] for t in tp.terms}
+    assert not any(a & tp.dump == tp.dump for a in read)
+    assert tp.s_depth <= 2 << tp.local_bits and max(read) < tp.s_depth
+    for digits, addrs in tp.entries:
+        assert all((a == tp.dump) == (d == 0) for d, a in zip(digits, addrs))
+    first_h = qm.input_size
+    assert [k for _, _, k in tp.pointers[:tp.ptr_base[1]]] == \
+        [int(j >= first_h) for j in range(tp.ptr_base[1])]
+    # every stored digit reaches a level sum that a term reads
+    for p in range(len(tp.ptr_base) - 1):
+        for start, count, side in tp.pointers[tp.ptr_base[p]:tp.ptr_base[p + 1]]:
+            for digits, addrs in tp.entries[start:start + count]:
+                assert all(side << tp.local_bits | a in read
+                           for d, a in zip(digits, addrs) if d)
+
+
+def test_pointers_and_digits_share_one_schedule_rom():
+    """The pointer reader's words and the combiner's digit words in one memory, one read
+    port: the combiner's read wins while it walks; a pointer read is held while its enable
+    is low (a span waits)."""
+    from amaranth.sim import Simulator
+    from hwgen.rtl.plan import make_plan
+    from hwgen.rtl.ternary_array import ScheduleROM, pointer_words
+    from hwgen.rtl.ternary_plan import digit_words, make_ternary_plan
+    qm, _ = ternary_model("gru", 1, "last", 2, 0.5, hidden=9)
+    tp = make_ternary_plan(qm, make_plan(qm, 3))
+    rom = ScheduleROM(tp)
+    ptrs, digits = pointer_words(tp), digit_words(tp)
+    assert rom.digit_base == len(ptrs) and len({ptrs[0], ptrs[1], ptrs[2]}) == 3
+    assert digits[0] != digits[-1]
+
+    async def bench(ctx):
+        for a, want in [(1, ptrs[1]), (2, ptrs[2])]:
+            ctx.set(rom.ptr_addr, a)
+            ctx.set(rom.ptr_en, 1)
+            await ctx.tick()
+            assert ctx.get(rom.data) == want
+        ctx.set(rom.ptr_en, 0)
+        ctx.set(rom.ptr_addr, 0)
+        await ctx.tick()
+        assert ctx.get(rom.data) == ptrs[2]                  # held
+        for d in (0, len(digits) - 1):
+            ctx.set(rom.digit_addr, rom.digit_base + d)
+            ctx.set(rom.digit_read, 1)
+            await ctx.tick()
+            assert ctx.get(rom.data) == digits[d]
+        ctx.set(rom.digit_read, 0)
+        ctx.set(rom.ptr_en, 1)
+        await ctx.tick()
+        assert ctx.get(rom.data) == ptrs[0]
+
+    sim = Simulator(rom)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    from amaranth.back import rtlil
+    text = rtlil.convert(Accelerator(qm, 3), name="top")
+    assert "schedule" in text and "ptr_rom" not in text and "d_rom" not in text
 
 
 def test_manifest_records_the_ternary_datapath(tmp_path):
@@ -204,3 +313,22 @@ def test_element_wise_units_on_the_ternary_datapath(cell, lanes, units):
     one = Accelerator(qm, lanes, units=1)
     assert model["per_step"] < ternary_cycle_model(one.plan, one.ternary_plan, I_SIZE,
                                                    "last")["per_step"]
+
+
+def test_bench_counts_block_rams_per_memory(tmp_path, monkeypatch):
+    """`bench/ternary_hw.py --synth` says what uses the iCE40's EBRs: a netlist's
+    SB_RAM40_4K cells per memory, the lanes' level-sum memories together."""
+    import sys
+    from pathlib import Path
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    sys.modules.pop("ternary_hw", None)
+    import ternary_hw
+    names = ["combiner.acc_mem.0.0", "combiner.acc_mem.0.10", "level_sums.s_mem0.0.0",
+             "level_sums.s_mem11.0.0", "schedule.rom.1.0", "v_mem.0.0"]
+    cells = {n: {"type": "SB_RAM40_4K"} for n in names}
+    cells["combiner.run_SB_LUT4_O"] = {"type": "SB_LUT4"}
+    netlist = tmp_path / "netlist.json"
+    netlist.write_text(json.dumps({"modules": {"top": {"cells": cells}}}))
+    assert ternary_hw.block_ram_use(netlist) == {"combiner.acc_mem": 2, "level_sums.s_mem*": 2,
+                                                 "schedule.rom": 1, "v_mem": 1}

@@ -153,8 +153,8 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
             tp = acc.ternary_plan
             words = np.array(entry_words(tp), dtype=object).reshape(-1, 1)
             (tmp / "entries.hex").write_text(_hex_words(words, entry_width(tp)))
-            (tmp / "pointers.hex").write_text("".join(f"{s:x} {c:x}\n"
-                                                      for s, c in tp.pointers))
+            (tmp / "pointers.hex").write_text("".join(f"{s:x} {c:x} {k:x}\n"
+                                                      for s, c, k in tp.pointers))
         (tmp / "biases.hex").write_text(_hex_words(acc.plan.bias_words, acc.plan.acc_width))
         if inputs is not None:
             xq = swap_layout(np.asarray(inputs, dtype=np.int64), data_layout(qm.meta, layout))

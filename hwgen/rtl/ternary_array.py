@@ -2,6 +2,7 @@
 
     ColumnEncoder -(fired columns)-> PointerReader -(spans)-> TernaryIssuer -(entries)->
         LevelSumArray (entry ROM, level sums S) ... ScaleCombiner (scales, biases, accumulators)
+    ScheduleROM: the pointer reader's pointers and the combiner's scale digits, one block RAM
 
 A fired column's pointer names its stored words (`ternary_plan`: only words with a nonzero
 digit); the issuer issues them one a cycle, and the level-sum array adds, subtracts or skips
@@ -15,9 +16,9 @@ sum of S << b over its set bits. The combiner takes `scale_step` of those bits a
 lowest first up to the term's highest nonzero one, as masked adds into the word's running
 sum, while S shifts left: per lane `scale_step` adders of the accumulator's width (Yosys
 maps no `$mul` and so no DSP block, and the UP5K's eight SB_MAC16 do not bound the lanes).
-The scales come from a digit ROM, `scale_step` bits a lane a word (block RAM, not logic);
-the biases live in the accumulator memory's spare words. A term costs
-`TernaryPlan.term_digits` cycles.
+The scales come from digit words, `scale_step` bits a lane a word, in block RAM after the
+pointers (`ScheduleROM`); the biases live in the accumulator memory's spare words. A term
+costs `TernaryPlan.term_digits` cycles.
 """
 from __future__ import annotations
 
@@ -26,15 +27,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .rom import BankedROM
-from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words, s_addr_bits
+from .rom import LATENCY as ENTRY_LATENCY, BankedROM, bank_depth_for
+from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words
 
 #: Edges from a fired column at the queue's head to its span at the issuer.
 POINTER_LATENCY = 1
 #: Edges from a span to its first issue.
 ISSUER_LATENCY = 1
 #: Registers between an issue and its level-sum write (s1, s1a, s1b: entry ROM; s2).
-SUM_PIPELINE_DEPTH = 4
+SUM_PIPELINE_DEPTH = ENTRY_LATENCY + 1
 #: Edges from the combine's start to its walk's first digit, and from a digit to its
 #: accumulator write (c0: the term's addresses registered, S and the base read, the digit's
 #: scale bits out of their ROM; c1: S, the base and the registered scale bits added into
@@ -51,17 +52,19 @@ NO_RW_CHECK = {"no_rw_check": 1}
 
 
 def span_layout(tp: TernaryPlan, delta_width: int) -> data.StructLayout:
-    return data.StructLayout({"start": range(len(tp.entries) + 1),
-                              "count": range(tp.max_count + 1), "delta": signed(delta_width)})
+    """A fired column's pointer word and its delta."""
+    return data.StructLayout({**{name: f.shape for name, f in pointer_layout(tp)},
+                              "delta": signed(delta_width)})
 
 
 def entry_issue_layout(tp: TernaryPlan, delta_width: int) -> data.StructLayout:
-    return data.StructLayout({"e_addr": range(max(len(tp.entries), 2)),
+    return data.StructLayout({"e_addr": range(max(len(tp.entries), 2)), "side": 1,
                               "delta": signed(delta_width)})
 
 
 class PointerReader(wiring.Component):
-    """Looks up a fired column's stored words: (first, count) from the pointer ROM.
+    """Looks up a fired column's stored words: its pointer word (first, count, side), read
+    from the `ScheduleROM`.
 
     A one-entry stage: it takes a column whenever it is empty or its span leaves.
 
@@ -70,34 +73,77 @@ class PointerReader(wiring.Component):
     columns : In(stream.Signature(fired_column_layout))   (`w_addr` is the pointer index)
     spans : Out(stream.Signature(span_layout))
     full : Out(1)   a span is held
+    rom_addr, rom_en : Out   the pointer to read (the word read is held while `rom_en` is low)
+    rom_data : In   the pointer word read an edge earlier
     """
 
     def __init__(self, tp: TernaryPlan, column_layout, delta_width: int):
         self.tp = tp
         self.span = span_layout(tp, delta_width)
         super().__init__({"columns": In(stream.Signature(column_layout)),
-                          "spans": Out(stream.Signature(self.span)), "full": Out(1)})
+                          "spans": Out(stream.Signature(self.span)), "full": Out(1),
+                          "rom_addr": Out(range(max(len(tp.pointers), 2))), "rom_en": Out(1),
+                          "rom_data": In(pointer_layout(tp))})
 
     def elaborate(self, platform):
         m = Module()
-        tp = self.tp
-        start_bits = Shape.cast(self.span["start"].shape).width
-        words = [s | c << start_bits for s, c in tp.pointers]
-        # in block RAM, not logic (Yosys would build a ROM this small from LUTs)
-        m.submodules.ptr_rom = rom = Memory(
-            shape=unsigned(start_bits + Shape.cast(self.span["count"].shape).width),
-            depth=len(words), init=words, attrs={"rom_style": "block"})
-        rd = rom.read_port()
         take = ~self.full | self.spans.ready
         delta = Signal.like(self.columns.payload.delta)
-        m.d.comb += [self.columns.ready.eq(take), rd.addr.eq(self.columns.payload.w_addr),
-                     rd.en.eq(take)]
+        m.d.comb += [self.columns.ready.eq(take), self.rom_addr.eq(self.columns.payload.w_addr),
+                     self.rom_en.eq(take)]
         with m.If(take):
             m.d.sync += [self.full.eq(self.columns.valid), delta.eq(self.columns.payload.delta)]
         m.d.comb += [self.spans.valid.eq(self.full),
-                     self.spans.payload.start.eq(rd.data[:start_bits]),
-                     self.spans.payload.count.eq(rd.data[start_bits:]),
+                     self.spans.payload.start.eq(self.rom_data.start),
+                     self.spans.payload.count.eq(self.rom_data.count),
+                     self.spans.payload.side.eq(self.rom_data.side),
                      self.spans.payload.delta.eq(delta)]
+        return m
+
+
+def pointer_layout(tp: TernaryPlan) -> data.StructLayout:
+    return data.StructLayout({"start": range(len(tp.entries) + 1),
+                              "count": range(tp.max_count + 1), "side": 1})
+
+
+def pointer_words(tp: TernaryPlan) -> list:
+    layout = pointer_layout(tp)
+    return [layout.const({"start": s, "count": c, "side": k}).as_value().value
+            for s, c, k in tp.pointers]
+
+
+class ScheduleROM(wiring.Component):
+    """The pointer words (`PointerReader`), then the combiner's digit words
+    (`ternary_plan.digit_words`, from `digit_base`), in one block RAM with one read port:
+    the pointer reader reads it during a MATRIX pass and the combiner during its combine,
+    never both at once. Apart they took an EBR each, the pointers 68 words of one at
+    digits_gru_t2s90e200 (with it 9 lanes fit the UP5K's 30).
+
+    Members
+    -------
+    ptr_addr, ptr_en : In   the pointer reader's read (the word is held while `ptr_en` is low)
+    digit_addr, digit_read : In   the combiner's read while it walks (it has the port then)
+    data : Out   the word read an edge earlier
+    """
+
+    def __init__(self, tp: TernaryPlan):
+        self.pointers, self.digits = pointer_words(tp), digit_words(tp)
+        self.digit_base = len(self.pointers)
+        self.width = max(Shape.cast(pointer_layout(tp)).width, tp.scale_step * tp.lanes)
+        depth = len(self.pointers) + len(self.digits)
+        super().__init__({"ptr_addr": In(range(max(len(self.pointers), 2))), "ptr_en": In(1),
+                          "digit_addr": In(range(depth + 1)), "digit_read": In(1),
+                          "data": Out(self.width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        words = self.pointers + self.digits
+        # in block RAM, not logic (Yosys would build a ROM this small from LUTs)
+        m.submodules.rom = rom = Memory(shape=unsigned(self.width), depth=len(words),
+                                        init=words, attrs={"rom_style": "block"})
+        rd = rom.read_port()
+        m.d.comb += [rd.addr.eq(Mux(self.digit_read, self.digit_addr, self.ptr_addr)),
+                     rd.en.eq(self.digit_read | self.ptr_en), self.data.eq(rd.data)]
         return m
 
 
@@ -125,29 +171,35 @@ class TernaryIssuer(wiring.Component):
         cur = Signal(self.span)
         active = Signal()
         off = Signal.like(cur.count)
-        last = off + 1 >= cur.count
+        # off + 1 >= count, made a cycle ahead: `spans.ready` reaches back through the
+        # pointer reader into the encoder's queue, and set Fmax with the compare in it
+        last = Signal()
         m.d.comb += [self.busy.eq(active), self.issue.valid.eq(active & (cur.count != 0)),
                      self.issue.payload.e_addr.eq(cur.start + off),
+                     self.issue.payload.side.eq(cur.side),
                      self.issue.payload.delta.eq(cur.delta),
                      self.spans.ready.eq(~active | last)]
         with m.If(active & ~last):
-            m.d.sync += off.eq(off + 1)
+            m.d.sync += [off.eq(off + 1), last.eq(off + 2 >= cur.count)]
         with m.Elif(self.spans.ready):
             # the next span, if one waits, follows without a gap
-            m.d.sync += [off.eq(0), active.eq(self.spans.valid), cur.eq(self.spans.payload)]
+            m.d.sync += [off.eq(0), active.eq(self.spans.valid), cur.eq(self.spans.payload),
+                         last.eq(self.spans.payload.count <= 1)]
         return m
 
 
 class LevelSumArray(wiring.Component):
     """P lanes that add, subtract or skip a delta into the level sums S (no multiplier).
 
-    It owns the entry ROM (per stored word: each lane's digit and S address) and the S
-    memory, one per lane (lane k holds rows k, k + P, ... of every level and side, so each
-    lane follows its own list of nonzero digits: `ternary_plan`). Per lane: the entry ROM's
-    three edges, then the S word read, then add and write in one stage; an update's read
-    misses the update just before it, whose sum is forwarded when it hits the same word
-    (one register a lane: no further stage, no term registers; the delta and its negation
-    are registered once for all lanes).
+    It owns the entry ROM (per stored word: each lane's digit sign and side-local S address)
+    and the S memory, one per lane (lane k holds rows k, k + P, ... of every level and side,
+    so each lane follows its own list of nonzero digits: `ternary_plan`). The issue names the
+    side; a lane without a digit adds into its side's dump word (`TernaryPlan.dump`), which
+    no term reads, so every lane updates every issue and needs no nonzero bit. Per lane: the
+    entry ROM's three edges, then the S word read, then add and write in one stage; an
+    update's read misses the update just before it, whose sum is forwarded when it hits the
+    same word (one register a lane: no further stage, no term registers; the delta and its
+    negation are registered once for all lanes).
 
     The combiner reads S through `drain_addr` (every lane's word comes out at `s_word` one
     edge later) and clears it as it reads (`drain`): S is zero at every pass's start.
@@ -171,15 +223,15 @@ class LevelSumArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tp, P = self.tp, self.tp.lanes
-        ab = s_addr_bits(tp)
-        m.submodules.e_rom = rom = BankedROM(unsigned(entry_width(tp)), entry_words(tp))
+        ab = tp.local_bits
+        entry = self._entry_rom(m)
 
-        s1 = Signal(data.StructLayout({"valid": 1, "delta": signed(self.delta_width)}))
+        s1 = Signal(data.StructLayout({"valid": 1, "side": 1,
+                                       "delta": signed(self.delta_width)}))
         s1a, s1b = Signal.like(s1), Signal.like(s1)
-        m.d.comb += rom.addr.eq(self.issue.payload.e_addr)
-        m.d.sync += [s1.valid.eq(self.issue.valid), s1.delta.eq(self.issue.payload.delta),
-                     s1a.eq(s1), s1b.eq(s1a)]
-        nz, neg = rom.data[:P], rom.data[P:2 * P]
+        m.d.sync += [s1.valid.eq(self.issue.valid), s1.side.eq(self.issue.payload.side),
+                     s1.delta.eq(self.issue.payload.delta), s1a.eq(s1), s1b.eq(s1a)]
+        neg = entry[:P]
         # the delta and its negation, once for all lanes: a lane only picks one
         plus = Signal(signed(self.delta_width + 1))
         minus = Signal.like(plus)
@@ -197,13 +249,13 @@ class LevelSumArray(wiring.Component):
                            attrs=NO_RW_CHECK)
             m.submodules[f"s_mem{k}"] = s_mem
             s_rd, s_wr = s_mem.read_port(), s_mem.write_port()
-            s_addr = rom.data[2 * P + k * ab:2 * P + (k + 1) * ab]
+            s_addr = Cat(entry[P + k * ab:P + (k + 1) * ab], s1b.side)
 
             # s1b: the lane's S word is read; s2: +delta, -delta or skip into it, written
             # at the end of s2. The read of the update just behind misses that write: it
             # takes the sum written instead (`forward`, found a cycle ahead)
             s2 = Signal(lane_ctl, name=f"s2_{k}")
-            m.d.sync += [s2.valid.eq(s1b.valid & nz[k]), s2.s_addr.eq(s_addr),
+            m.d.sync += [s2.valid.eq(s1b.valid), s2.s_addr.eq(s_addr),
                          s2.neg.eq(neg[k]), s2.forward.eq(s2.valid & (s2.s_addr == s_addr))]
             m.d.comb += [s_rd.addr.eq(Mux(s1b.valid, s_addr, self.drain_addr)),
                          self.s_word[k].eq(s_rd.data)]
@@ -218,6 +270,26 @@ class LevelSumArray(wiring.Component):
             in_flight.append(s2.valid)
         m.d.comb += self.idle.eq(~Cat(*in_flight).any())
         return m
+
+    def _entry_rom(self, m):
+        """The entry word, `ENTRY_LATENCY` edges after its issue. Entries that fit one bank
+        have their address registered and the block RAM's output once, where `BankedROM`
+        registers a bank's output and then the selected word: a register of the address's
+        width instead of a second one of the entry's P x (1 + b) bits."""
+        tp, words = self.tp, entry_words(self.tp)
+        shape = unsigned(entry_width(tp))
+        if len(words) > bank_depth_for(shape.width):
+            m.submodules.e_rom = rom = BankedROM(shape, words)
+            m.d.comb += rom.addr.eq(self.issue.payload.e_addr)
+            return rom.data
+        m.submodules.e_rom = rom = Memory(shape=shape, depth=len(words), init=words)
+        rd = rom.read_port()
+        addr = Signal.like(self.issue.payload.e_addr, name="e_addr_q")
+        # no reset on a register that only holds ROM data (as `BankedROM`'s banks)
+        entry = Signal(shape, name="entry_q", reset_less=True)
+        m.d.sync += [addr.eq(self.issue.payload.e_addr), entry.eq(rd.data)]
+        m.d.comb += rd.addr.eq(addr)
+        return entry
 
 
 def term_layout(tp: TernaryPlan, acc_depth: int, bias_depth: int) -> data.StructLayout:
@@ -235,12 +307,13 @@ class ScaleCombiner(wiring.Component):
     """Adds a pass's scaled level sums into the accumulators, `scale_step` scale bits a cycle.
 
     Owns the term ROM (per term: S address, accumulator and bias words, first/last of its
-    word, its digit count), the digit ROM (per term and digit, `scale_step` bits of each
-    lane's aligned scale: `ternary_plan.digit_words`) and the accumulator memory, whose
-    words past `acc_depth` hold the biases (read-only: no bias ROM of its own). A word's
-    first term starts from the bias (`from_bias`) or the stored word (delta passes after
-    the first step); each term adds scale * S, one digit a cycle, lowest first (S shifts
-    left by `scale_step` a cycle); the last writes the word.
+    word, its digit count) and the accumulator memory, and reads the digit words (per term
+    and digit, `scale_step` bits of each lane's aligned scale: `ternary_plan.digit_words`)
+    from the `ScheduleROM`, at `digit_base` and on; the accumulator memory's words past
+    `acc_depth` hold the biases (read-only: no bias ROM of its own). A word's first term
+    starts from the bias (`from_bias`) or the stored word (delta passes after the first
+    step); each term adds scale * S, one digit a cycle, lowest first (S shifts left by
+    `scale_step` a cycle); the last writes the word.
 
     Members
     -------
@@ -248,13 +321,17 @@ class ScaleCombiner(wiring.Component):
     from_bias : In(1)   start each word from its bias
     drain_addr, drain : Out   read and clear S (`LevelSumArray`)
     s_word : In
+    digit_addr, digit_read : Out; digits : In   the digit word to read while walking, and
+        the word read an edge earlier (`ScheduleROM`)
     read_addr : In(range(acc_depth))   accumulator word to read while idle
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
     done : Out(1)   no term left or in flight
     """
 
-    def __init__(self, tp: TernaryPlan, acc_width: int, bias_words, acc_depth: int):
+    def __init__(self, tp: TernaryPlan, acc_width: int, bias_words, acc_depth: int,
+                 digit_base: int = 0):
         self.tp, self.acc_width, self.acc_depth = tp, acc_width, acc_depth
+        self.digit_base = digit_base
         self.bias_words = bias_words
         self.layout = term_layout(tp, acc_depth, len(bias_words))
         P = tp.lanes
@@ -263,6 +340,8 @@ class ScaleCombiner(wiring.Component):
                           "from_bias": In(1),
                           "drain_addr": Out(range(tp.s_depth)), "drain": Out(1),
                           "s_word": In(data.ArrayLayout(signed(tp.s_width), P)),
+                          "digit_addr": Out(range(digit_base + len(digit_words(tp)) + 1)),
+                          "digit_read": Out(1), "digits": In(tp.scale_step * P),
                           "read_addr": In(range(acc_depth)), "acc_word": Out(acc),
                           "done": Out(1)})
 
@@ -271,24 +350,21 @@ class ScaleCombiner(wiring.Component):
         tp, P, layout = self.tp, self.tp.lanes, self.layout
         step = tp.scale_step
         acc_lanes = data.ArrayLayout(signed(self.acc_width), P)
-        digits = digit_words(tp)
-        digit_base = [0]
+        digit_base = [self.digit_base]
         for p in range(len(tp.term_base) - 1):
             digit_base.append(digit_base[-1] + tp.pass_digits(p))
         # the term ROM is small (in logic): read the same cycle, its digit count steers the walk
         m.submodules.t_rom = t_rom = Memory(shape=layout, depth=max(len(tp.terms), 1),
                                             init=term_words(tp))
-        m.submodules.d_rom = d_rom = Memory(shape=unsigned(step * P),
-                                            depth=len(digits), init=digits)
         m.submodules.acc_mem = acc_mem = Memory(
             shape=acc_lanes, depth=self.acc_depth + len(self.bias_words),
             init=[[0] * P] * self.acc_depth + self.bias_words.tolist(), attrs=NO_RW_CHECK)
-        t_rd, d_rd = t_rom.read_port(domain="comb"), d_rom.read_port()
+        t_rd = t_rom.read_port(domain="comb")
         acc_rd, acc_wr = acc_mem.read_port(), acc_mem.write_port()
 
         # walk the pass's terms, their digits one a cycle (w: the digit word)
         t = Signal(range(len(tp.terms) + 1))
-        w = Signal(range(len(digits) + 1))
+        w = Signal.like(self.digit_addr)
         end = Signal.like(w)
         digit = Signal.like(t_rd.data.digits)
         busy = Signal()
@@ -326,11 +402,11 @@ class ScaleCombiner(wiring.Component):
         read_addr = Signal.like(self.read_addr)
         m.d.sync += read_addr.eq(self.read_addr)
         m.d.comb += [self.drain_addr.eq(c0.s_addr), self.drain.eq(c0.valid & c0.first_digit),
-                     d_rd.addr.eq(w),
+                     self.digit_addr.eq(w), self.digit_read.eq(busy),
                      acc_rd.addr.eq(Mux(c0.valid, c0.acc_addr, read_addr)),
                      self.acc_word.eq(acc_rd.data)]
-        scale_bits = Signal.like(d_rd.data)
-        m.d.sync += [c1.eq(c0), scale_bits.eq(d_rd.data), c2.eq(c1)]
+        scale_bits = Signal.like(self.digits)
+        m.d.sync += [c1.eq(c0), scale_bits.eq(self.digits), c2.eq(c1)]
 
         # c1: `step` scale bits: masked shifted adds of S (no multiplier), into the word's
         # running sum (modulo the accumulator's width: the word's final sum fits, as the

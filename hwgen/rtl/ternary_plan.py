@@ -18,7 +18,12 @@ whole row-group words (or zero blocks) would keep most of the dense work. A poin
 holds, per column, its first stored word and their count.
 
 Level sums: S_(side, i)[g] accumulates T_i x (add, subtract or skip) for accumulator word g
-of the pass; its address is (side * L + i) * A + g (A: accumulator words of the pass). The
+of the pass; its address is side << b | i * A_side + g' (A_side: the side's accumulator words,
+g' the word among them; b: `TernaryPlan.local_bits`). An entry stores per lane its digit's
+sign and only the side-local part (the column names its side: its pointer holds it), and a
+lane with no digit in the word names the side's last local address, a dump word that no
+term reads: no nonzero mask, and the entry ROM is a lane's 1 + b bits a word narrower per
+lane than with a mask and the side (which let 9 lanes fit the UP5K's block RAM). The
 combine then adds, per accumulator word, one term per (side, level) feeding it:
 (a_i * S) << (s_i + shift_side) (the term ROM, in order; a word's first term starts from the
 bias or, in a delta pass, the stored word; its last writes the sum). A term's scale is
@@ -78,8 +83,16 @@ class PassLevels:
     def acc_words(self) -> int:
         return self.n_blocks * self.groups
 
-    def s_addr(self, side: int, level: int, word: int) -> int:
-        return (side * self.levels + level) * self.acc_words + word
+    def side_words(self, side: int) -> int:
+        """Level sums of one side: its levels x its blocks' accumulator words."""
+        planes, _, _, blocks, _ = self.sides[side]
+        return len(planes) * len(blocks) * self.groups
+
+    def local_addr(self, side: int, level: int, word: int) -> int:
+        """Level sum (level, accumulator word `word` of the pass) within its side's."""
+        blocks = self.sides[side][3]
+        blk, g = divmod(word, self.groups)
+        return (level * len(blocks) + blocks.index(blk)) * self.groups + g
 
 
 def pass_levels(qm: QModel, plan: Plan) -> list[PassLevels]:
@@ -109,9 +122,9 @@ def pass_levels(qm: QModel, plan: Plan) -> list[PassLevels]:
 class TernaryPlan:
     """Contents of the ternary datapath's ROMs (see the module docstring).
 
-    entries : per stored word (digits (P,) in {-1, 0, 1}, S addresses (P,)), columns in
-        pass order.
-    pointers : per column of every pass (first entry, entry count).
+    entries : per stored word (digits (P,) in {-1, 0, 1}, side-local S addresses (P,); a
+        lane without a digit: 0 and `dump`), columns in pass order.
+    pointers : per column of every pass (first entry, entry count, side).
     ptr_base : per pass, the pointer index of its column 0.
     terms : per combine term (S address, acc address, bias address, first, last,
         aligned scales (P,)), passes in order; term_base[p]..term_base[p + 1] are pass p's.
@@ -129,14 +142,20 @@ class TernaryPlan:
     s_width: int
     scale_bits: int
     scale_step: int
+    local_bits: int           # of an S address within its side (the side is the top bit)
+
+    @property
+    def dump(self) -> int:
+        """The side-local S address a lane without a digit adds into (no term reads it)."""
+        return (1 << self.local_bits) - 1
 
     @property
     def max_count(self) -> int:
-        return max([c for _, c in self.pointers] + [1])
+        return max([c for _, c, _ in self.pointers] + [1])
 
     def column_counts(self, p: int) -> list:
         """Stored words of each column of pass p."""
-        return [c for _, c in self.pointers[self.ptr_base[p]:self.ptr_base[p + 1]]]
+        return [c for _, c, _ in self.pointers[self.ptr_base[p]:self.ptr_base[p + 1]]]
 
     def pass_terms(self, p: int) -> int:
         return self.term_base[p + 1] - self.term_base[p]
@@ -159,12 +178,16 @@ def make_ternary_plan(qm: QModel, plan: Plan, scale_step: int | None = None) -> 
     P = plan.lanes
     passes = pass_levels(qm, plan)
     entries, pointers, ptr_base, terms, term_base = [], [], [], [], []
-    s_depth = 1
+    # a side's level sums and its dump word
+    local_bits = max(pl.side_words(k) for pl in passes for k in range(len(pl.sides))).bit_length()
+    dump = (1 << local_bits) - 1
+
+    def s_addr(pl, side, level, word):
+        return side << local_bits | pl.local_addr(side, level, word)
     for pl in passes:
         ptr_base.append(len(pointers))
         term_base.append(len(terms))
         G, H = pl.groups, pl.rows_per_block
-        s_depth = max(s_depth, len(pl.sides) * pl.levels * pl.acc_words)
         for j in range(pl.cols):
             k = 1 if len(pl.sides) > 1 and j >= pl.sides[1][4] else 0
             planes, _, _, blocks, first = pl.sides[k]
@@ -179,11 +202,11 @@ def make_ternary_plan(qm: QModel, plan: Plan, scale_step: int | None = None) -> 
                         for i in range(len(planes)):
                             d = int(planes[i, r, j - first])
                             if d:
-                                todo[lane].append((d, pl.s_addr(k, i, blk * G + g)))
+                                todo[lane].append((d, pl.local_addr(k, i, blk * G + g)))
             for e in range(max(len(t) for t in todo)):
-                word = [t[e] if e < len(t) else (0, 0) for t in todo]
+                word = [t[e] if e < len(t) else (0, dump) for t in todo]
                 entries.append(([d for d, _ in word], [a for _, a in word]))
-            pointers.append((start, len(entries) - start))
+            pointers.append((start, len(entries) - start, k))
         for word in range(pl.acc_words):
             blk, g = divmod(word, G)
             feeds = [(k, i) for k, side in enumerate(pl.sides) if blk in side[3]
@@ -192,7 +215,7 @@ def make_ternary_plan(qm: QModel, plan: Plan, scale_step: int | None = None) -> 
                 _, scales, shifts, _, _ = pl.sides[k]
                 lanes = [int(scales[i, blk * H + g * P + lane]) << int(shifts[i])
                          if g * P + lane < H else 0 for lane in range(P)]
-                terms.append((pl.s_addr(k, i, word), pl.acc_base + word, pl.b_base + word,
+                terms.append((s_addr(pl, k, i, word), pl.acc_base + word, pl.b_base + word,
                               n == 0, n == len(feeds) - 1, lanes))
     ptr_base.append(len(pointers))
     term_base.append(len(terms))
@@ -202,28 +225,24 @@ def make_ternary_plan(qm: QModel, plan: Plan, scale_step: int | None = None) -> 
     s_width = bits_for(-span, span)
     scale_bits = max(max(int(max(t[5])) for t in terms).bit_length(), 1)
     step = min(scale_step or DEFAULT_SCALE_STEP, scale_bits)
+    s_depth = max(len(pl.sides) for pl in passes) << local_bits
     return TernaryPlan(P, qm.ternary[0]["x"].levels, entries, pointers, ptr_base, terms,
-                       term_base, s_depth, s_width, scale_bits, step)
-
-
-def s_addr_bits(tp: TernaryPlan) -> int:
-    return max(tp.s_depth - 1, 1).bit_length()
+                       term_base, s_depth, s_width, scale_bits, step, local_bits)
 
 
 def entry_words(tp: TernaryPlan) -> list:
-    """Entry ROM words: nonzero mask (P bits), negative mask (P bits), then each lane's S
-    address."""
-    P, ab = tp.lanes, s_addr_bits(tp)
+    """Entry ROM words: negative mask (P bits), then each lane's side-local S address (the
+    dump word where the lane has no digit)."""
+    P, ab = tp.lanes, tp.local_bits
     out = []
     for digits, addrs in tp.entries:
-        nz = sum(1 << k for k, d in enumerate(digits) if d)
         neg = sum(1 << k for k, d in enumerate(digits) if d < 0)
-        out.append(nz | neg << P | sum(a << (2 * P + k * ab) for k, a in enumerate(addrs)))
+        out.append(neg | sum(a << (P + k * ab) for k, a in enumerate(addrs)))
     return out or [0]
 
 
 def entry_width(tp: TernaryPlan) -> int:
-    return tp.lanes * (2 + s_addr_bits(tp))
+    return tp.lanes * (1 + tp.local_bits)
 
 
 def digit_words(tp: TernaryPlan) -> list:

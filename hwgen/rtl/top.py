@@ -39,7 +39,8 @@ from .head_output import HeadOutput
 from .mac_array import MacArray
 from .matrix import ColumnEncoder, MacIssuer, pass_shifts, passes_of
 from .plan import Plan, make_plan
-from .ternary_array import LevelSumArray, PointerReader, ScaleCombiner, TernaryIssuer
+from .ternary_array import (LevelSumArray, PointerReader, ScaleCombiner, ScheduleROM,
+                            TernaryIssuer)
 from .ternary_plan import make_ternary_plan
 
 
@@ -138,8 +139,13 @@ class Accelerator(wiring.Component):
             m.submodules.pointers = ptrs = PointerReader(tp, enc.entry, plan.value_width + 1)
             m.submodules.issuer = issuer = TernaryIssuer(tp, plan.value_width + 1)
             m.submodules.level_sums = sums = LevelSumArray(tp, plan.value_width + 1)
+            m.submodules.schedule = schedule = ScheduleROM(tp)
             m.submodules.combiner = mac = ScaleCombiner(tp, plan.acc_width, plan.bias_words,
-                                                        plan.acc_depth)
+                                                        plan.acc_depth, schedule.digit_base)
+            m.d.comb += [schedule.ptr_addr.eq(ptrs.rom_addr), schedule.ptr_en.eq(ptrs.rom_en),
+                         ptrs.rom_data.eq(schedule.data),
+                         schedule.digit_addr.eq(mac.digit_addr),
+                         schedule.digit_read.eq(mac.digit_read), mac.digits.eq(schedule.data)]
             wiring.connect(m, enc.columns, ptrs.columns)
             wiring.connect(m, ptrs.spans, issuer.spans)
             wiring.connect(m, issuer.issue, sums.issue)
