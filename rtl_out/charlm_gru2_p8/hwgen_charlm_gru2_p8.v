@@ -11042,6 +11042,7 @@ module \hwgen_charlm_gru2_p8.mac (rst, read_addr, acc_word, idle, issue__payload
     _0_ <= acc_mem[\$signature__addr$4 ];
   end
   assign \$signature__data  = _0_;
+  (* rom_style = "block" *)
   reg [167:0] b_mem [35:0];
   initial begin
     b_mem[0] = 168'h0027fffe8dfff2ac00c4f00178002b54017b200aa4;

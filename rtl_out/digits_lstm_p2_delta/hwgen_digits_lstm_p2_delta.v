@@ -6038,6 +6038,7 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, read_addr, acc_word, idle, issue__p
     _0_ <= acc_mem[\$signature__addr$4 ];
   end
   assign \$signature__data  = _0_;
+  (* rom_style = "block" *)
   reg [37:0] b_mem [68:0];
   initial begin
     b_mem[0] = 38'h009d6808a3;
