@@ -302,7 +302,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1033$7 (element__payload[82:7]),
+    .\port$998$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -1905,7 +1905,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, acc_word, element__
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1033$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$998$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2131,8 +2131,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$103
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1033$7 ;
-  wire [75:0] \port$1033$7 ;
+  input [75:0] \port$998$7 ;
+  wire [75:0] \port$998$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2158,22 +2158,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$103
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1033$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$998$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1033$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$998$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1033$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$998$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1033$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$998$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -2987,10 +2987,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$103
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1033$7 [18:0];
-  assign acc1 = \port$1033$7 [37:19];
-  assign acc2 = \port$1033$7 [56:38];
-  assign acc3 = \port$1033$7 [75:57];
+  assign acc0 = \port$998$7 [18:0];
+  assign acc1 = \port$998$7 [37:19];
+  assign acc2 = \port$998$7 [56:38];
+  assign acc3 = \port$998$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4595,74 +4595,49 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__payload, sel, start, fresh, value_addr, done, pass_now, r_en, clk);
+module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns__payload, r_en, sel, start, fresh, value_addr, pass_now, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
+  wire [6:0] \$11 ;
+  wire [7:0] \$12 ;
+  wire [6:0] \$13 ;
+  wire [7:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
+  wire [4:0] \$16 ;
   wire \$17 ;
-  wire \$18 ;
-  wire [6:0] \$19 ;
-  wire [6:0] \$2 ;
-  wire [7:0] \$20 ;
+  wire [5:0] \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
   wire [6:0] \$21 ;
-  wire [7:0] \$22 ;
-  wire \$23 ;
-  wire \$24 ;
+  wire \$22 ;
+  wire [6:0] \$23 ;
+  wire [12:0] \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [7:0] \$27 ;
   wire \$28 ;
-  wire \$29 ;
-  wire [7:0] \$3 ;
-  wire \$30 ;
+  wire [7:0] \$29 ;
+  wire \$3 ;
+  wire [8:0] \$30 ;
   wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
+  wire [6:0] \$32 ;
+  wire [12:0] \$33 ;
   wire \$34 ;
-  wire [4:0] \$35 ;
-  wire \$36 ;
-  wire [5:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire [6:0] \$46 ;
-  wire [12:0] \$47 ;
-  wire \$48 ;
-  wire [7:0] \$49 ;
-  wire [7:0] \$5 ;
-  wire \$50 ;
-  wire [7:0] \$51 ;
-  wire [8:0] \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire [6:0] \$58 ;
-  wire [12:0] \$59 ;
-  wire \$6 ;
-  wire [8:0] \$60 ;
-  reg [19:0] \$61 ;
-  reg [3:0] \$62 ;
-  reg \$63 ;
-  reg \$64 ;
-  reg [5:0] \$65 ;
-  reg [11:0] \$66 ;
-  reg [36:0] \$67 ;
-  wire \$7 ;
-  wire \$8 ;
+  wire [8:0] \$35 ;
+  reg [19:0] \$36 ;
+  reg [3:0] \$37 ;
+  reg \$38 ;
+  reg [5:0] \$39 ;
+  wire \$4 ;
+  reg \$40 ;
+  reg [11:0] \$41 ;
+  reg [36:0] \$42 ;
+  wire [6:0] \$5 ;
+  wire [7:0] \$6 ;
+  wire [6:0] \$7 ;
+  wire [7:0] \$8 ;
   wire \$9 ;
   input clk;
   wire clk;
@@ -4677,7 +4652,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   output columns__valid;
   wire columns__valid;
   output done;
-  reg done;
+  wire done;
   reg [19:0] e1 = 20'h00000;
   wire [5:0] \e1.col ;
   wire \e1.is_h ;
@@ -4693,7 +4668,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   input fresh;
   wire fresh;
   reg [3:0] held = 4'h0;
-  reg launch;
+  wire launch;
   output pass_now;
   reg pass_now = 1'h0;
   wire [27:0] pushed;
@@ -4705,9 +4680,9 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   input r_en;
   wire r_en;
   wire r_rdy;
+  reg reading = 1'h0;
   input rst;
   wire rst;
-  reg run = 1'h0;
   input sel;
   wire sel;
   input start;
@@ -4719,78 +4694,55 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$33  = ~ columns__valid;
-  assign \$34  = \$32  & \$33 ;
-  assign \$35  = held + launch;
-  assign \$36  = r_en & columns__valid;
-  assign \$37  = \$35  - \$36 ;
-  assign \$38  = ~ w_en;
-  assign \$39  = e2[0] & \$38 ;
-  assign \$40  = $signed(\$37 ) - $signed({ 1'h0, \$39  });
-  assign \$41  = col < 6'h24;
-  assign \$42  = run & \$41 ;
-  assign \$43  = held < 3'h7;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = col >= 3'h4;
-  assign \$46  = col + 1'h1;
-  assign \$47  = w_addr + 7'h40;
-  assign \$48  = e1[7] & fresh;
-  assign \$49  = \$48  ? 8'h00 : value;
-  assign \$50  = e1[7] & fresh;
-  assign \$51  = \$50  ? 8'h00 : value;
-  assign \$52  = $signed(\$51 ) - $signed(1'h0);
-  assign \$53  = col < 6'h20;
-  assign \$54  = run & \$53 ;
-  assign \$55  = held < 3'h7;
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = col >= 1'h0;
-  assign \$58  = col + 1'h1;
-  assign \$59  = w_addr + 3'h5;
-  assign \$60  = $signed(value) - $signed(1'h0);
+  assign \$1  = held < 3'h7;
+  assign launch = reading & \$1 ;
+  assign \$2  = ~ reading;
+  assign \$3  = ! held;
+  assign done = \$2  & \$3 ;
+  assign \$4  = col >= 3'h4;
+  assign \$5  = 3'h4 + col;
+  assign \$6  = \$5  - 3'h4;
+  assign \$7  = 1'h0 + col;
+  assign \$8  = \$4  ? \$6  : { 1'h0, \$7  };
+  assign \$10  = col >= 1'h0;
+  assign \$11  = 3'h4 + col;
+  assign \$12  = \$11  - 1'h0;
+  assign \$13  = 1'h0 + col;
+  assign \$14  = \$10  ? \$12  : { 1'h0, \$13  };
+  assign \$16  = held + launch;
+  assign \$17  = r_en & columns__valid;
+  assign \$18  = \$16  - \$17 ;
+  assign \$19  = ~ w_en;
+  assign \$20  = e2[0] & \$19 ;
+  assign \$21  = $signed(\$18 ) - $signed({ 1'h0, \$20  });
+  assign \$22  = col >= 3'h4;
+  assign \$23  = col + 1'h1;
+  assign \$24  = w_addr + 7'h40;
+  assign \$25  = col != 6'h23;
+  assign \$26  = e1[7] & fresh;
+  assign \$27  = \$26  ? 8'h00 : value;
+  assign \$28  = e1[7] & fresh;
+  assign \$29  = \$28  ? 8'h00 : value;
+  assign \$30  = $signed(\$29 ) - $signed(1'h0);
+  assign \$31  = col >= 1'h0;
+  assign \$32  = col + 1'h1;
+  assign \$33  = w_addr + 3'h5;
+  assign \$34  = col != 5'h1f;
+  assign \$35  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$61 ;
+    e1 <= \$36 ;
   always @(posedge clk)
-    held <= \$62 ;
+    held <= \$37 ;
   always @(posedge clk)
-    run <= \$63 ;
+    pass_now <= \$38 ;
   always @(posedge clk)
-    pass_now <= \$64 ;
+    col <= \$39 ;
   always @(posedge clk)
-    col <= \$65 ;
+    reading <= \$40 ;
   always @(posedge clk)
-    w_addr <= \$66 ;
+    w_addr <= \$41 ;
   always @(posedge clk)
-    e2 <= \$67 ;
-  assign \$1  = col >= 3'h4;
-  assign \$2  = 3'h4 + col;
-  assign \$3  = \$2  - 3'h4;
-  assign \$4  = 1'h0 + col;
-  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
-  assign \$6  = col < 6'h24;
-  assign \$7  = run & \$6 ;
-  assign \$8  = held < 3'h7;
-  assign \$9  = \$7  & \$8 ;
-  assign \$11  = col == 6'h24;
-  assign \$12  = ~ e1[0];
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = ~ e2[0];
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = ~ columns__valid;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = col >= 1'h0;
-  assign \$19  = 3'h4 + col;
-  assign \$20  = \$19  - 1'h0;
-  assign \$21  = 1'h0 + col;
-  assign \$22  = \$18  ? \$20  : { 1'h0, \$21  };
-  assign \$23  = col < 6'h20;
-  assign \$24  = run & \$23 ;
-  assign \$25  = held < 3'h7;
-  assign \$26  = \$24  & \$25 ;
-  assign \$28  = col == 6'h20;
-  assign \$29  = ~ e1[0];
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = ~ e2[0];
-  assign \$32  = \$30  & \$31 ;
+    e2 <= \$42 ;
   \hwgen_digits_lstm_p2.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -4805,147 +4757,130 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          value_addr = \$5 [5:0];
+          value_addr = \$8 [5:0];
       1'h1:
-          value_addr = \$22 [5:0];
+          value_addr = \$14 [5:0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    launch = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$9 ) begin
-            launch = 1'h1;
+          w_en = \$9 ;
+      1'h1:
+          w_en = \$15 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$36 [19:1] = e1[19:1];
+    \$36 [0] = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$36 [0] = 1'h1;
+            \$36 [6:1] = col;
+            \$36 [7] = \$22 ;
+            \$36 [19:8] = w_addr;
           end
       1'h1:
-          if (\$26 ) begin
-            launch = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          w_en = \$10 ;
-      1'h1:
-          w_en = \$27 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          done = \$17 ;
-      1'h1:
-          done = \$34 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$61 [19:1] = e1[19:1];
-    \$61 [0] = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (\$44 ) begin
-            \$61 [0] = 1'h1;
-            \$61 [6:1] = col;
-            \$61 [7] = \$45 ;
-            \$61 [19:8] = w_addr;
-          end
-      1'h1:
-          if (\$56 ) begin
-            \$61 [0] = 1'h1;
-            \$61 [6:1] = col;
-            \$61 [7] = \$57 ;
-            \$61 [19:8] = w_addr;
+          if (launch) begin
+            \$36 [0] = 1'h1;
+            \$36 [6:1] = col;
+            \$36 [7] = \$31 ;
+            \$36 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$61  = 20'h00000;
+      \$36  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$62  = \$40 [3:0];
+    \$37  = \$21 [3:0];
     if (rst) begin
-      \$62  = 4'h0;
+      \$37  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$63  = run;
-    if (done) begin
-      \$63  = 1'h0;
-    end
+    \$38  = pass_now;
     if (start) begin
-      \$63  = 1'h1;
+      \$38  = sel;
     end
     if (rst) begin
-      \$63  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$64  = pass_now;
+    \$39  = col;
     if (start) begin
-      \$64  = sel;
-    end
-    if (rst) begin
-      \$64  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$65  = col;
-    if (start) begin
-      \$65  = 6'h00;
+      \$39  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$44 ) begin
-            \$65  = \$46 [5:0];
+          if (launch) begin
+            \$39  = \$23 [5:0];
           end
       1'h1:
-          if (\$56 ) begin
-            \$65  = \$58 [5:0];
+          if (launch) begin
+            \$39  = \$32 [5:0];
           end
     endcase
     if (rst) begin
-      \$65  = 6'h00;
+      \$39  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$66  = w_addr;
+    \$40  = reading;
+    if (start) begin
+      \$40  = 1'h1;
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$40  = \$25 ;
+          end
+      1'h1:
+          if (launch) begin
+            \$40  = \$34 ;
+          end
+    endcase
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$66  = 12'h000;
+            \$41  = 12'h000;
         1'h1:
-            \$66  = 12'h900;
+            \$41  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$44 ) begin
-            \$66  = \$47 [11:0];
+          if (launch) begin
+            \$41  = \$24 [11:0];
           end
       1'h1:
-          if (\$56 ) begin
-            \$66  = \$59 [11:0];
+          if (launch) begin
+            \$41  = \$33 [11:0];
           end
     endcase
     if (rst) begin
-      \$66  = 12'h000;
+      \$41  = 12'h000;
     end
   end
   always @* begin
@@ -4954,25 +4889,25 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     casez (pass_now)
       1'h0:
         begin
-          \$67 [0] = e1[0];
-          \$67 [6:1] = e1[6:1];
-          \$67 [7] = e1[7];
-          \$67 [19:8] = e1[19:8];
-          \$67 [27:20] = \$49 ;
-          \$67 [36:28] = \$52 ;
+          \$42 [0] = e1[0];
+          \$42 [6:1] = e1[6:1];
+          \$42 [7] = e1[7];
+          \$42 [19:8] = e1[19:8];
+          \$42 [27:20] = \$27 ;
+          \$42 [36:28] = \$30 ;
         end
       1'h1:
         begin
-          \$67 [0] = e1[0];
-          \$67 [6:1] = e1[6:1];
-          \$67 [7] = e1[7];
-          \$67 [19:8] = e1[19:8];
-          \$67 [27:20] = value;
-          \$67 [36:28] = \$60 ;
+          \$42 [0] = e1[0];
+          \$42 [6:1] = e1[6:1];
+          \$42 [7] = e1[7];
+          \$42 [19:8] = e1[19:8];
+          \$42 [27:20] = value;
+          \$42 [36:28] = \$35 ;
         end
     endcase
     if (rst) begin
-      \$67  = 37'h0000000000;
+      \$42  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -5001,12 +4936,12 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   assign w_data[18] = e2[7];
   assign w_data[17:12] = e2[6:1];
   assign w_data[11:0] = e2[19:8];
-  assign \$10  = e2[0];
-  assign \$27  = e2[0];
+  assign \$9  = e2[0];
+  assign \$15  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, r_en, clk);
+module \hwgen_digits_lstm_p2.encoder.queue (rst, r_rdy, r_data, r_en, w_en, w_port__data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5452,37 +5387,33 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel, issue__payload, columns__ready, busy, clk);
+module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, columns__ready, sel, issue__payload, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire [12:0] \$1 ;
-  wire [12:0] \$10 ;
-  wire [7:0] \$11 ;
-  wire [7:0] \$12 ;
+  wire \$1 ;
+  wire [7:0] \$10 ;
+  wire \$11 ;
+  wire \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire \$16 ;
+  wire [7:0] \$16 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [7:0] \$2 ;
-  wire \$20 ;
+  wire [12:0] \$2 ;
+  wire [7:0] \$20 ;
   wire \$21 ;
-  wire [7:0] \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [7:0] \$26 ;
-  reg [6:0] \$27 ;
-  reg \$28 ;
-  reg [27:0] \$29 ;
+  reg [6:0] \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg [27:0] \$25 ;
   wire [7:0] \$3 ;
-  wire \$4 ;
+  wire [7:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire [12:0] \$8 ;
+  wire [7:0] \$9 ;
   (* init = 1'h0 *)
   wire active;
   output busy;
@@ -5496,7 +5427,7 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   wire \columns__payload.is_h ;
   wire [11:0] \columns__payload.w_addr ;
   output columns__ready;
-  reg columns__ready;
+  wire columns__ready;
   input columns__valid;
   wire columns__valid;
   reg [27:0] cur = 28'h0000000;
@@ -5515,133 +5446,144 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   wire [11:0] \issue__payload.w_addr ;
   (* init = 1'h0 *)
   wire issue__valid;
+  reg last_word = 1'h0;
   input rst;
   wire rst;
   input sel;
   wire sel;
-  assign \$1  = cur[11:0] + grp;
-  assign \$2  = 1'h0 + grp;
+  assign \$1  = ~ busy;
+  assign columns__ready = \$1  | last_word;
+  assign \$2  = cur[11:0] + grp;
   assign \$3  = 1'h0 + grp;
-  assign \$4  = ! cur[17:12];
-  assign \$6  = cur[18] ? 1'h0 : 1'h1;
-  assign \$7  = ~ busy;
-  assign \$8  = grp == 6'h3f;
-  assign \$9  = \$7  | \$8 ;
-  assign \$10  = cur[11:0] + grp;
-  assign \$11  = 7'h40 + grp;
-  assign \$12  = 7'h40 + grp;
-  assign \$13  = ! cur[17:12];
-  assign \$16  = ~ busy;
-  assign \$17  = grp == 3'h4;
-  assign \$18  = \$16  | \$17 ;
-  assign \$19  = grp == 6'h3f;
-  assign \$20  = ~ \$19 ;
-  assign \$21  = busy & \$20 ;
-  assign \$22  = grp + 1'h1;
-  assign \$23  = grp == 3'h4;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = busy & \$24 ;
-  assign \$26  = grp + 1'h1;
+  assign \$4  = 1'h0 + grp;
+  assign \$5  = ! cur[17:12];
+  assign \$7  = cur[18] ? 1'h0 : 1'h1;
+  assign \$8  = cur[11:0] + grp;
+  assign \$9  = 7'h40 + grp;
+  assign \$10  = 7'h40 + grp;
+  assign \$11  = ! cur[17:12];
+  assign \$14  = ~ last_word;
+  assign \$15  = busy & \$14 ;
+  assign \$16  = grp + 1'h1;
+  assign \$17  = grp == 6'h3e;
+  assign \$18  = ~ last_word;
+  assign \$19  = busy & \$18 ;
+  assign \$20  = grp + 1'h1;
+  assign \$21  = grp == 2'h3;
   always @(posedge clk)
-    grp <= \$27 ;
+    grp <= \$22 ;
   always @(posedge clk)
-    busy <= \$28 ;
+    last_word <= \$23 ;
   always @(posedge clk)
-    cur <= \$29 ;
+    busy <= \$24 ;
+  always @(posedge clk)
+    cur <= \$25 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
         begin
-          issue__payload[11:0] = \$1 [11:0];
-          issue__payload[18:12] = \$2 [6:0];
-          issue__payload[25:19] = \$3 [6:0];
+          issue__payload[11:0] = \$2 [11:0];
+          issue__payload[18:12] = \$3 [6:0];
+          issue__payload[25:19] = \$4 [6:0];
           issue__payload[35:27] = cur[27:19];
-          issue__payload[26] = \$5 ;
-          issue__payload[36] = \$6 ;
+          issue__payload[26] = \$6 ;
+          issue__payload[36] = \$7 ;
         end
       1'h1:
         begin
-          issue__payload[11:0] = \$10 [11:0];
-          issue__payload[18:12] = \$11 [6:0];
-          issue__payload[25:19] = \$12 [6:0];
+          issue__payload[11:0] = \$8 [11:0];
+          issue__payload[18:12] = \$9 [6:0];
+          issue__payload[25:19] = \$10 [6:0];
           issue__payload[35:27] = cur[27:19];
-          issue__payload[26] = \$14 ;
-          issue__payload[36] = \$15 ;
+          issue__payload[26] = \$12 ;
+          issue__payload[36] = \$13 ;
         end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$22  = grp;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          columns__ready = \$9 ;
-      1'h1:
-          columns__ready = \$18 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$27  = grp;
-    (* full_case = 32'd1 *)
-    casez (sel)
-      1'h0:
-          if (\$21 ) begin
-            \$27  = \$22 [6:0];
+          if (\$15 ) begin
+            \$22  = \$16 [6:0];
           end else if (columns__ready) begin
-            \$27  = 7'h00;
+            \$22  = 7'h00;
           end
       1'h1:
-          if (\$25 ) begin
-            \$27  = \$26 [6:0];
+          if (\$19 ) begin
+            \$22  = \$20 [6:0];
           end else if (columns__ready) begin
-            \$27  = 7'h00;
+            \$22  = 7'h00;
           end
     endcase
     if (rst) begin
-      \$27  = 7'h00;
+      \$22  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$28  = busy;
+    \$23  = last_word;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          if (\$21 ) begin
+          if (\$15 ) begin
+            \$23  = \$17 ;
           end else if (columns__ready) begin
-            \$28  = columns__valid;
+            \$23  = 1'h0;
           end
       1'h1:
-          if (\$25 ) begin
+          if (\$19 ) begin
+            \$23  = \$21 ;
           end else if (columns__ready) begin
-            \$28  = columns__valid;
+            \$23  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$28  = 1'h0;
+      \$23  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$29  = cur;
+    \$24  = busy;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          if (\$21 ) begin
+          if (\$15 ) begin
           end else if (columns__ready) begin
-            \$29  = columns__payload;
+            \$24  = columns__valid;
           end
       1'h1:
-          if (\$25 ) begin
+          if (\$19 ) begin
           end else if (columns__ready) begin
-            \$29  = columns__payload;
+            \$24  = columns__valid;
           end
     endcase
     if (rst) begin
-      \$29  = 28'h0000000;
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$25  = cur;
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          if (\$15 ) begin
+          end else if (columns__ready) begin
+            \$25  = columns__payload;
+          end
+      1'h1:
+          if (\$19 ) begin
+          end else if (columns__ready) begin
+            \$25  = columns__payload;
+          end
+    endcase
+    if (rst) begin
+      \$25  = 28'h0000000;
     end
   end
   assign active = busy;
@@ -5660,9 +5602,9 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   assign \columns__payload.col  = columns__payload[17:12];
   assign \columns__payload.is_h  = columns__payload[18];
   assign \columns__payload.delta  = columns__payload[27:19];
-  assign \$5  = \$4 ;
-  assign \$14  = \$13 ;
-  assign \$15  = 1'h0;
+  assign \$6  = \$5 ;
+  assign \$12  = \$11 ;
+  assign \$13  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
