@@ -10106,9 +10106,7 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
     \$26  = out_idx;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$26  = 6'h00;
-          end
+          \$26  = 6'h00;
       3'h1:
           /* empty */;
       3'h2:
@@ -10131,9 +10129,7 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
     \$27  = lane;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$27  = 4'h0;
-          end
+          \$27  = 4'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -10162,9 +10158,7 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
     \$28  = addr;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$28  = 6'h20;
-          end
+          \$28  = 6'h20;
       3'h1:
           /* empty */;
       3'h2:

@@ -5204,9 +5204,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
     \$26  = out_idx;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$26  = 4'h0;
-          end
+          \$26  = 4'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -5229,9 +5227,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
     \$27  = lane;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$27  = 2'h0;
-          end
+          \$27  = 2'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -5260,9 +5256,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
     \$28  = addr;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$28  = 7'h40;
-          end
+          \$28  = 7'h40;
       3'h1:
           /* empty */;
       3'h2:

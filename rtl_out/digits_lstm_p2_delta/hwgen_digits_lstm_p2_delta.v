@@ -5339,9 +5339,7 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
     \$26  = out_idx;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$26  = 4'h0;
-          end
+          \$26  = 4'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -5364,9 +5362,7 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
     \$27  = lane;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$27  = 2'h0;
-          end
+          \$27  = 2'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -5395,9 +5391,7 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
     \$28  = addr;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$28  = 7'h40;
-          end
+          \$28  = 7'h40;
       3'h1:
           /* empty */;
       3'h2:
