@@ -289,21 +289,23 @@ def issuer_expectation(f, columns, fresh, shifts):
     return words
 
 
-@pytest.mark.parametrize("cell,delta,k,fresh,stall", [
-    ("gru", None, 0, 0, 0.0),
-    ("gru", None, 1, 1, 0.4),
-    ("lstm", None, 1, 0, 0.0),
-    ("lstm", None, HEAD, 0, 0.5),
-    ("sru", None, 1, 0, 0.0),
-    ("ligru", None, 0, 1, 0.3),
-    ("gru", [(2, 3), (1, 1)], 1, 0, 0.0),
-    ("gru", [(2, 3), (1, 1)], 0, 1, 0.3),
-    ("lstm", [(2, 3), (1, 1)], 0, 0, 0.6),
+@pytest.mark.parametrize("cell,delta,k,fresh,stall,lanes", [
+    ("gru", None, 0, 0, 0.0, 3),
+    ("gru", None, 1, 1, 0.4, 3),
+    ("lstm", None, 1, 0, 0.0, 3),
+    ("lstm", None, HEAD, 0, 0.5, 3),
+    ("sru", None, 1, 0, 0.0, 3),
+    ("ligru", None, 0, 1, 0.3, 3),
+    ("gru", [(2, 3), (1, 1)], 1, 0, 0.0, 3),
+    ("gru", [(2, 3), (1, 1)], 0, 1, 0.3, 3),
+    ("lstm", [(2, 3), (1, 1)], 0, 0, 0.6, 3),
+    ("lstm", None, HEAD, 0, 0.0, 8),      # one word a column: every column its last word
+    ("gru", None, HEAD, 1, 0.5, 8),
 ])
-def test_mac_issuer(cell, delta, k, fresh, stall):
+def test_mac_issuer(cell, delta, k, fresh, stall, lanes):
     rng = np.random.default_rng(11)
     qm = qmodel(cell)
-    plan = make_plan(qm, 3, delta)
+    plan = make_plan(qm, lanes, delta)
     passes = passes_of(plan, qm)
     f = pass_facts(plan, qm, k)
     shifts = sorted({0} | {p.shift_x for p in passes} | {p.shift_h for p in passes})

@@ -51,8 +51,10 @@ class HeadOutput(wiring.Component):
         with m.FSM(name="head_out") as fsm:
             m.d.comb += self.acc_addr.eq(Mux(fsm.ongoing("IDLE"), 0, addr))
             with m.State("IDLE"):
+                # the counters start over while idle, `start` or not: `start` (the sequencer's
+                # state decode) then steers only the state, not every counter's enable (Fmax)
+                m.d.sync += [out_idx.eq(0), lane.eq(0), addr.eq(self.acc_base)]
                 with m.If(self.start):
-                    m.d.sync += [out_idx.eq(0), lane.eq(0), addr.eq(self.acc_base)]
                     m.next = "READ"
             with m.State("READ"):
                 m.next = "WAIT"

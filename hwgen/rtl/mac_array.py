@@ -115,9 +115,12 @@ class MacArray(wiring.Component):
         m.submodules.w_rom = w_rom = BankedROM(
             lanes_of(self.weight_width), self.weight_words.tolist(),
             decode=(self._operand_layout(), self._operands) if self.pairs else None)
+        # in block RAM, not logic: Yosys builds a ROM this small from LUTs, and on the iCE40
+        # its address decode was the longest path
         m.submodules.b_mem = b_mem = Memory(shape=lanes_of(self.acc_width),
                                             depth=len(self.bias_words),
-                                            init=self.bias_words.tolist())
+                                            init=self.bias_words.tolist(),
+                                            attrs={"rom_style": "block"})
         m.submodules.acc_mem = acc_mem = self.acc_mem
         b_rd, acc_rd, acc_wr = b_mem.read_port(), acc_mem.read_port(), acc_mem.write_port()
         out_rd = acc_mem.read_port()   # the rest of the datapath's

@@ -134,8 +134,8 @@ class ColumnEncoder(wiring.Component):
     pass_now : Out(range(passes))   the pass begun last (a register: the pass's constants
         are selected by it, not by the sequencer's state)
     (the pass runs from `start` until `done`: columns are read while the queue has room; the
-    encoder keeps its own running flag, so that its control does not wait on the
-    sequencer's state)
+    encoder keeps its own flag of columns left to read, so that its control waits on neither
+    the sequencer's state nor a compare of the column counter)
     fresh : In(1)   first step of a sequence: h and the last-fired values read as zero
     bank : In(1)   the input and accumulator bank of the pass to begin (a banked pass:
         `PassSpec.banked`), read with `start`; `bank_now` the pass's (a register)
@@ -171,13 +171,13 @@ class ColumnEncoder(wiring.Component):
             "done": Out(1),
         })
 
-    def _token_columns(self, m, ps, run, col, w_addr, e1, e2):
+    def _token_columns(self, m, ps, reading, col, w_addr, e1, e2):
         """A folded embedding's token columns, in place of the V one-hot ones. Column 0 is
         the token (dense), or in a delta pass the previous token (-1.0; on a sequence's
         first step it fires with 0, to start the words from the bias) and column 1 the
         token (+1.0); they fire when the token changed."""
         is_delta = ps.is_delta
-        with m.If(run & (col < ps.x_cols)):
+        with m.If(reading & (col < ps.x_cols)):
             tok = Mux(col == 0, self.last_token, self.token) if is_delta else self.token
             m.d.sync += e1.w_addr.eq(ps.w_base + tok * ps.gpc)
         token_col = ~e1.is_h & (e1.col < ps.x_cols)
@@ -217,12 +217,22 @@ class ColumnEncoder(wiring.Component):
                             - (e2.valid & ~queue.w_en))
         room = held < QUEUE_DEPTH - 1
         fresh = self.fresh
-        run = Signal()
-        with m.If(self.done):
-            m.d.sync += run.eq(0)
+        # started and col < the pass's columns: a register, cleared as the last column is
+        # read, so that a read's launch (the first stage's clock enables) is one AND (Fmax)
+        reading = Signal()
+        # the next column is a recurrent one of a banked pass (a register, as `reading`):
+        # `hold_h` keeps it back
+        at_h = Signal()
+        if any(ps.banked for ps in self.passes):
+            m.d.comb += launch.eq(reading & room & ~(self.hold_h & at_h))
+        else:
+            m.d.comb += launch.eq(reading & room)
+        # every column read (not `reading`), none in flight and none queued (`held` == 0):
+        # from registers, as the sequencer's transition waits on it
+        m.d.comb += self.done.eq(~reading & (held == 0))
         with m.If(self.start):
             m.d.sync += [self.pass_now.eq(self.sel), self.bank_now.eq(self.bank), col.eq(0),
-                         run.eq(1)]
+                         reading.eq(1), at_h.eq(0)]
             with m.Switch(self.sel):
                 for k, ps in enumerate(self.passes):
                     with m.Case(k):
@@ -238,12 +248,14 @@ class ColumnEncoder(wiring.Component):
                                                        x_addr + col))
                     if ps.is_delta:
                         m.d.comb += self.last_addr.eq(ps.hat_addr + col)
-                    may_read = room & ~(self.hold_h & is_h0) if ps.banked else room
-                    with m.If(run & (col < ps.cols) & may_read):
-                        m.d.comb += launch.eq(1)
+                    if ps.banked:
+                        with m.If(launch):
+                            m.d.sync += at_h.eq(col >= ps.x_cols - 1)
+                    with m.If(launch):
                         m.d.sync += [e1.valid.eq(1), e1.col.eq(col), e1.is_h.eq(is_h0),
                                      e1.w_addr.eq(w_addr), col.eq(col + 1),
-                                     w_addr.eq(w_addr + ps.gpc)]
+                                     w_addr.eq(w_addr + ps.gpc),
+                                     reading.eq(col != ps.cols - 1)]
                     # stage 1: the change since the column last fired (delta passes)
                     value = Mux(e1.is_h & fresh, 0, self.value) if ps.recurrent else self.value
                     last = Mux(fresh, 0, self.last) if ps.is_delta else 0
@@ -251,7 +263,7 @@ class ColumnEncoder(wiring.Component):
                                  e2.is_h.eq(e1.is_h), e2.w_addr.eq(e1.w_addr),
                                  e2.value.eq(value), e2.change.eq(value - last)]
                     if ps.tokens:
-                        token_col, changed = self._token_columns(m, ps, run, col, w_addr,
+                        token_col, changed = self._token_columns(m, ps, reading, col, w_addr,
                                                                  e1, e2)
                     # stage 2: fire, queue, remember what fired
                     if ps.is_delta:
@@ -267,8 +279,6 @@ class ColumnEncoder(wiring.Component):
                     else:
                         fire = 1
                     m.d.comb += queue.w_en.eq(e2.valid & fire)
-                    m.d.comb += self.done.eq((col == ps.cols) & ~e1.valid & ~e2.valid
-                                             & ~queue.r_rdy)
         m.d.comb += [pushed.w_addr.eq(e2.w_addr), pushed.col.eq(e2.col),
                      pushed.is_h.eq(e2.is_h), pushed.delta.eq(e2.change)]
         return m
@@ -304,7 +314,11 @@ class MacIssuer(wiring.Component):
         active = Signal()
         grp = Signal(range(max(p.gpc for p in self.passes) + 1))
         shifts = self.shifts
-        m.d.comb += [self.busy.eq(active), self.issue.valid.eq(active)]
+        # grp == gpc - 1, kept as a register stepped with grp: `columns.ready` then waits on
+        # no compare and no pass decode (it drives the queue's read enable; Fmax)
+        last_word = Signal()
+        m.d.comb += [self.busy.eq(active), self.issue.valid.eq(active),
+                     self.columns.ready.eq(~active | last_word)]
         with m.Switch(self.sel):
             for k, ps in enumerate(self.passes):
                 with m.Case(k):
@@ -321,12 +335,11 @@ class MacIssuer(wiring.Component):
                                                                             cur.is_h)),
                         self.issue.payload.shift.eq(Mux(cur.is_h, shifts.index(ps.shift_h),
                                                         shifts.index(ps.shift_x)))]
-                    last_word = grp == ps.gpc - 1
-                    m.d.comb += self.columns.ready.eq(~active | last_word)
                     with m.If(active & ~last_word):
-                        m.d.sync += grp.eq(grp + 1)
+                        m.d.sync += [grp.eq(grp + 1), last_word.eq(grp == ps.gpc - 2)]
                     with m.Elif(self.columns.ready):
                         # the next column, if one is queued, follows without a gap
                         m.d.sync += [grp.eq(0), active.eq(self.columns.valid),
-                                     cur.eq(self.columns.payload)]
+                                     cur.eq(self.columns.payload),
+                                     last_word.eq(ps.gpc == 1)]
         return m

@@ -7,11 +7,14 @@ straight into a register, and the multiplexer works between registers.
 
 The bank registers have no reset: they only ever hold ROM data, and with a synchronous
 reset Yosys 0.50-0.70 once mapped a partly filled bank onto a DP16KD with two of its data
-outputs driving one bit (nextpnr: "multiply driven"), at 4-bit weights and 4 lanes.
+outputs driving one bit (nextpnr: "multiply driven"), at 4-bit weights and 4 lanes. The same
+fault came back with unrelated changes elsewhere, from the names: a bank of a layout shape
+has wires `port__data[k]` (the lanes' views) beside `port__data`, and Yosys 0.70 joined
+`port__data[1][0]` to bit 1 of `port__data`. The banks hold raw bits, so no such name exists.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Shape, Signal
+from amaranth.hdl import Array, Const, Module, Shape, ShapeCastable, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -20,6 +23,12 @@ from amaranth.lib.wiring import In, Out
 #: words fill whole EBRs on the iCE40 (SB_RAM40_4K: 256 x 16 ... 2048 x 2).
 _DP16KD = {16384: 1, 8192: 2, 4096: 4, 2048: 9, 1024: 18, 512: 36}
 LATENCY = 3  # clock edges from `addr` to `data`: bank read, bank register, bank select
+
+
+def raw_bits(shape, word) -> int:
+    """`word` of `shape` as the unsigned integer of its bits."""
+    const = shape.const(word) if isinstance(shape, ShapeCastable) else Const(word, shape)
+    return Const.cast(const).value & ((1 << Shape.cast(shape).width) - 1)
 
 
 def bank_depth_for(width: int) -> int:
@@ -56,8 +65,11 @@ class BankedROM(wiring.Component):
         chunks = [self.words[k:k + self.bank_depth]
                   for k in range(0, len(self.words), self.bank_depth)]
         outs = []
+        width = Shape.cast(self.shape).width
         for b, chunk in enumerate(chunks):
-            bank = Memory(shape=self.shape, depth=len(chunk), init=chunk)
+            # raw bits, not `shape` (see the module docstring: the read data's names)
+            bank = Memory(shape=unsigned(width), depth=len(chunk),
+                          init=[raw_bits(self.shape, word) for word in chunk])
             m.submodules[f"bank{b}"] = bank
             port = bank.read_port()
             m.d.comb += port.addr.eq(self.addr[:bits])

@@ -359,7 +359,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1677$8 (element__payload[91:8]),
+    .\port$1624$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -370,7 +370,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$54 ),
     .p20(\valid_out$59 ),
     .p41(\tag_out$60 ),
-    .\port$1677$8 (element__payload[91:8]),
+    .\port$1624$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$52 )
@@ -5048,7 +5048,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1677$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1624$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5304,8 +5304,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1677$8 ;
-  wire [83:0] \port$1677$8 ;
+  input [83:0] \port$1624$8 ;
+  wire [83:0] \port$1624$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5325,22 +5325,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1677$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1624$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1677$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1624$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1677$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1624$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1677$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1624$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6269,10 +6269,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$167
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1677$8 [20:0];
-  assign acc1 = \port$1677$8 [41:21];
-  assign acc2 = \port$1677$8 [62:42];
-  assign acc3 = \port$1677$8 [83:63];
+  assign acc0 = \port$1624$8 [20:0];
+  assign acc1 = \port$1624$8 [41:21];
+  assign acc2 = \port$1624$8 [62:42];
+  assign acc3 = \port$1624$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7237,7 +7237,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1677$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1624$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7493,8 +7493,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1677$8 ;
-  wire [83:0] \port$1677$8 ;
+  input [83:0] \port$1624$8 ;
+  wire [83:0] \port$1624$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7514,22 +7514,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1677$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1624$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1677$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1624$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1677$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1624$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1677$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1624$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8458,10 +8458,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$167
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1677$8 [20:0];
-  assign acc1 = \port$1677$8 [41:21];
-  assign acc2 = \port$1677$8 [62:42];
-  assign acc3 = \port$1677$8 [83:63];
+  assign acc0 = \port$1624$8 [20:0];
+  assign acc1 = \port$1624$8 [41:21];
+  assign acc2 = \port$1624$8 [62:42];
+  assign acc3 = \port$1624$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -9426,105 +9426,68 @@ module \hwgen_charlm_gru2_p8.elementwise1.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__payload, sel, start, fresh, value_addr, done, pass_now, bank_now, r_en, clk);
+module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns__payload, r_en, sel, start, fresh, value_addr, pass_now, bank_now, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
+  wire [7:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire [7:0] \$13 ;
+  wire [8:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [7:0] \$17 ;
+  wire [8:0] \$18 ;
   wire [7:0] \$19 ;
-  wire [7:0] \$2 ;
+  wire \$2 ;
   wire [8:0] \$20 ;
-  wire [7:0] \$21 ;
-  wire [8:0] \$22 ;
+  wire \$21 ;
+  wire [4:0] \$22 ;
   wire \$23 ;
-  wire \$24 ;
+  wire [5:0] \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [6:0] \$27 ;
   wire \$28 ;
-  wire \$29 ;
-  wire [8:0] \$3 ;
-  wire \$30 ;
+  wire [7:0] \$29 ;
+  wire \$3 ;
+  wire [11:0] \$30 ;
   wire \$31 ;
   wire \$32 ;
-  wire \$33 ;
+  wire [7:0] \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire [7:0] \$36 ;
-  wire [8:0] \$37 ;
+  wire [7:0] \$35 ;
+  wire [8:0] \$36 ;
+  wire \$37 ;
   wire [7:0] \$38 ;
-  wire [8:0] \$39 ;
-  wire [7:0] \$4 ;
+  wire [11:0] \$39 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire \$42 ;
+  wire [7:0] \$42 ;
   wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
+  wire [7:0] \$44 ;
+  wire [8:0] \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
+  wire [7:0] \$47 ;
+  wire [11:0] \$48 ;
   wire \$49 ;
-  wire [8:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire [4:0] \$52 ;
-  wire \$53 ;
-  wire [5:0] \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire [6:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [7:0] \$63 ;
-  wire [11:0] \$64 ;
-  wire \$65 ;
-  wire [7:0] \$66 ;
-  wire \$67 ;
-  wire [7:0] \$68 ;
-  wire [8:0] \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [7:0] \$75 ;
-  wire [11:0] \$76 ;
-  wire \$77 ;
-  wire [7:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire [7:0] \$80 ;
-  wire [8:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire [11:0] \$88 ;
-  wire [8:0] \$89 ;
+  wire [7:0] \$5 ;
+  wire [8:0] \$50 ;
+  reg [19:0] \$51 ;
+  reg [3:0] \$52 ;
+  reg [1:0] \$53 ;
+  reg \$54 ;
+  reg [6:0] \$55 ;
+  reg \$56 ;
+  reg \$57 ;
+  reg [10:0] \$58 ;
+  reg [36:0] \$59 ;
+  wire [8:0] \$6 ;
+  wire [7:0] \$7 ;
+  wire [8:0] \$8 ;
   wire \$9 ;
-  reg [19:0] \$90 ;
-  reg [3:0] \$91 ;
-  reg \$92 ;
-  reg [1:0] \$93 ;
-  reg \$94 ;
-  reg [6:0] \$95 ;
-  reg [10:0] \$96 ;
-  reg [36:0] \$97 ;
+  reg at_h = 1'h0;
   wire bank;
   output bank_now;
   reg bank_now = 1'h0;
@@ -9541,7 +9504,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   output columns__valid;
   wire columns__valid;
   output done;
-  reg done;
+  wire done;
   reg [19:0] e1 = 20'h00000;
   wire [6:0] \e1.col ;
   wire \e1.is_h ;
@@ -9557,7 +9520,7 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   input fresh;
   wire fresh;
   reg [3:0] held = 4'h0;
-  reg launch;
+  wire launch;
   output [1:0] pass_now;
   reg [1:0] pass_now = 2'h0;
   wire [27:0] pushed;
@@ -9569,9 +9532,9 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   input r_en;
   wire r_en;
   wire r_rdy;
+  reg reading = 1'h0;
   input rst;
   wire rst;
-  reg run = 1'h0;
   input [1:0] sel;
   wire [1:0] sel;
   input start;
@@ -9583,108 +9546,73 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   reg [10:0] w_addr = 11'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$3  = \$2  - 6'h20;
-  assign \$4  = 1'h0 + col;
-  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
-  assign \$6  = col < 7'h40;
-  assign \$7  = run & \$6 ;
-  assign \$8  = held < 3'h7;
-  assign \$9  = \$7  & \$8 ;
-  assign \$11  = col == 7'h40;
-  assign \$12  = ~ e1[0];
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = ~ e2[0];
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = ~ columns__valid;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = col >= 6'h20;
-  assign \$19  = 7'h40 + col;
-  assign \$20  = \$19  - 6'h20;
-  assign \$21  = 6'h20 + col;
-  assign \$22  = \$18  ? \$20  : { 1'h0, \$21  };
-  assign \$23  = col < 7'h40;
-  assign \$24  = run & \$23 ;
-  assign \$25  = held < 3'h7;
-  assign \$26  = \$24  & \$25 ;
-  assign \$28  = col == 7'h40;
-  assign \$29  = ~ e1[0];
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = ~ e2[0];
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = ~ columns__valid;
-  assign \$34  = \$32  & \$33 ;
-  assign \$35  = col >= 1'h0;
-  assign \$36  = 7'h40 + col;
-  assign \$37  = \$36  - 1'h0;
-  assign \$38  = 1'h0 + col;
-  assign \$39  = \$35  ? \$37  : { 1'h0, \$38  };
-  assign \$40  = col < 6'h20;
-  assign \$41  = run & \$40 ;
-  assign \$42  = held < 3'h7;
-  assign \$43  = \$41  & \$42 ;
-  assign \$45  = col == 6'h20;
-  assign \$46  = ~ e1[0];
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ e2[0];
-  assign \$49  = \$47  & \$48 ;
-  assign \$50  = ~ columns__valid;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = held + launch;
-  assign \$53  = r_en & columns__valid;
-  assign \$54  = \$52  - \$53 ;
-  assign \$55  = ~ w_en;
-  assign \$56  = e2[0] & \$55 ;
-  assign \$57  = $signed(\$54 ) - $signed({ 1'h0, \$56  });
-  assign \$58  = col < 7'h40;
-  assign \$59  = run & \$58 ;
-  assign \$60  = held < 3'h7;
-  assign \$61  = \$59  & \$60 ;
-  assign \$62  = col >= 6'h20;
-  assign \$63  = col + 1'h1;
-  assign \$64  = w_addr + 4'hc;
-  assign \$65  = e1[8] & fresh;
-  assign \$66  = \$65  ? 8'h00 : value;
-  assign \$67  = e1[8] & fresh;
-  assign \$68  = \$67  ? 8'h00 : value;
-  assign \$69  = $signed(\$68 ) - $signed(1'h0);
-  assign \$70  = col < 7'h40;
-  assign \$71  = run & \$70 ;
-  assign \$72  = held < 3'h7;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = col >= 6'h20;
-  assign \$75  = col + 1'h1;
-  assign \$76  = w_addr + 4'hc;
-  assign \$77  = e1[8] & fresh;
-  assign \$78  = \$77  ? 8'h00 : value;
-  assign \$79  = e1[8] & fresh;
-  assign \$80  = \$79  ? 8'h00 : value;
-  assign \$81  = $signed(\$80 ) - $signed(1'h0);
-  assign \$82  = col < 6'h20;
-  assign \$83  = run & \$82 ;
-  assign \$84  = held < 3'h7;
-  assign \$85  = \$83  & \$84 ;
-  assign \$86  = col >= 1'h0;
-  assign \$87  = col + 1'h1;
-  assign \$88  = w_addr + 3'h4;
-  assign \$89  = $signed(value) - $signed(1'h0);
+  assign \$39  = w_addr + 4'hc;
+  assign \$40  = col != 6'h3f;
+  assign \$41  = e1[8] & fresh;
+  assign \$42  = \$41  ? 8'h00 : value;
+  assign \$43  = e1[8] & fresh;
+  assign \$44  = \$43  ? 8'h00 : value;
+  assign \$45  = $signed(\$44 ) - $signed(1'h0);
+  assign \$46  = col >= 1'h0;
+  assign \$47  = col + 1'h1;
+  assign \$48  = w_addr + 3'h4;
+  assign \$49  = col != 5'h1f;
+  assign \$50  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$90 ;
+    e1 <= \$51 ;
   always @(posedge clk)
-    held <= \$91 ;
+    held <= \$52 ;
   always @(posedge clk)
-    run <= \$92 ;
+    pass_now <= \$53 ;
   always @(posedge clk)
-    pass_now <= \$93 ;
+    bank_now <= \$54 ;
   always @(posedge clk)
-    bank_now <= \$94 ;
+    col <= \$55 ;
   always @(posedge clk)
-    col <= \$95 ;
+    reading <= \$56 ;
   always @(posedge clk)
-    w_addr <= \$96 ;
+    at_h <= \$57 ;
   always @(posedge clk)
-    e2 <= \$97 ;
-  assign \$1  = col >= 6'h20;
-  assign \$2  = 6'h20 + col;
+    w_addr <= \$58 ;
+  always @(posedge clk)
+    e2 <= \$59 ;
+  assign \$1  = held < 3'h7;
+  assign launch = reading & \$1 ;
+  assign \$2  = ~ reading;
+  assign \$3  = ! held;
+  assign done = \$2  & \$3 ;
+  assign \$4  = col >= 6'h20;
+  assign \$5  = 6'h20 + col;
+  assign \$6  = \$5  - 6'h20;
+  assign \$7  = 1'h0 + col;
+  assign \$8  = \$4  ? \$6  : { 1'h0, \$7  };
+  assign \$10  = col >= 6'h20;
+  assign \$11  = 7'h40 + col;
+  assign \$12  = \$11  - 6'h20;
+  assign \$13  = 6'h20 + col;
+  assign \$14  = \$10  ? \$12  : { 1'h0, \$13  };
+  assign \$16  = col >= 1'h0;
+  assign \$17  = 7'h40 + col;
+  assign \$18  = \$17  - 1'h0;
+  assign \$19  = 1'h0 + col;
+  assign \$20  = \$16  ? \$18  : { 1'h0, \$19  };
+  assign \$22  = held + launch;
+  assign \$23  = r_en & columns__valid;
+  assign \$24  = \$22  - \$23 ;
+  assign \$25  = ~ w_en;
+  assign \$26  = e2[0] & \$25 ;
+  assign \$27  = $signed(\$24 ) - $signed({ 1'h0, \$26  });
+  assign \$28  = col >= 6'h20;
+  assign \$29  = col + 1'h1;
+  assign \$30  = w_addr + 4'hc;
+  assign \$31  = col != 6'h3f;
+  assign \$32  = e1[8] & fresh;
+  assign \$33  = \$32  ? 8'h00 : value;
+  assign \$34  = e1[8] & fresh;
+  assign \$35  = \$34  ? 8'h00 : value;
+  assign \$36  = $signed(\$35 ) - $signed(1'h0);
+  assign \$37  = col >= 6'h20;
+  assign \$38  = col + 1'h1;
   \hwgen_charlm_gru2_p8.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -9699,29 +9627,11 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
     value_addr = 7'h00;
     casez (pass_now)
       2'h0:
-          value_addr = \$5 [6:0];
+          value_addr = \$8 [6:0];
       2'h1:
-          value_addr = \$22 [6:0];
+          value_addr = \$14 [6:0];
       2'h2:
-          value_addr = \$39 [6:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    launch = 1'h0;
-    casez (pass_now)
-      2'h0:
-          if (\$9 ) begin
-            launch = 1'h1;
-          end
-      2'h1:
-          if (\$26 ) begin
-            launch = 1'h1;
-          end
-      2'h2:
-          if (\$43 ) begin
-            launch = 1'h1;
-          end
+          value_addr = \$20 [6:0];
     endcase
   end
   always @* begin
@@ -9729,185 +9639,194 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
     w_en = 1'h0;
     casez (pass_now)
       2'h0:
-          w_en = \$10 ;
+          w_en = \$9 ;
       2'h1:
-          w_en = \$27 ;
+          w_en = \$15 ;
       2'h2:
-          w_en = \$44 ;
+          w_en = \$21 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    done = 1'h0;
+    \$51 [19:1] = e1[19:1];
+    \$51 [0] = 1'h0;
     casez (pass_now)
       2'h0:
-          done = \$17 ;
-      2'h1:
-          done = \$34 ;
-      2'h2:
-          done = \$51 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$90 [19:1] = e1[19:1];
-    \$90 [0] = 1'h0;
-    casez (pass_now)
-      2'h0:
-          if (\$61 ) begin
-            \$90 [0] = 1'h1;
-            \$90 [7:1] = col;
-            \$90 [8] = \$62 ;
-            \$90 [19:9] = w_addr;
+          if (launch) begin
+            \$51 [0] = 1'h1;
+            \$51 [7:1] = col;
+            \$51 [8] = \$28 ;
+            \$51 [19:9] = w_addr;
           end
       2'h1:
-          if (\$73 ) begin
-            \$90 [0] = 1'h1;
-            \$90 [7:1] = col;
-            \$90 [8] = \$74 ;
-            \$90 [19:9] = w_addr;
+          if (launch) begin
+            \$51 [0] = 1'h1;
+            \$51 [7:1] = col;
+            \$51 [8] = \$37 ;
+            \$51 [19:9] = w_addr;
           end
       2'h2:
-          if (\$85 ) begin
-            \$90 [0] = 1'h1;
-            \$90 [7:1] = col;
-            \$90 [8] = \$86 ;
-            \$90 [19:9] = w_addr;
+          if (launch) begin
+            \$51 [0] = 1'h1;
+            \$51 [7:1] = col;
+            \$51 [8] = \$46 ;
+            \$51 [19:9] = w_addr;
           end
     endcase
     if (rst) begin
-      \$90  = 20'h00000;
+      \$51  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$91  = \$57 [3:0];
+    \$52  = \$27 [3:0];
     if (rst) begin
-      \$91  = 4'h0;
+      \$52  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$92  = run;
-    if (done) begin
-      \$92  = 1'h0;
-    end
+    \$53  = pass_now;
     if (start) begin
-      \$92  = 1'h1;
+      \$53  = sel;
     end
     if (rst) begin
-      \$92  = 1'h0;
+      \$53  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$93  = pass_now;
+    \$54  = bank_now;
     if (start) begin
-      \$93  = sel;
+      \$54  = 1'h0;
     end
     if (rst) begin
-      \$93  = 2'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$94  = bank_now;
+    \$55  = col;
     if (start) begin
-      \$94  = 1'h0;
-    end
-    if (rst) begin
-      \$94  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$95  = col;
-    if (start) begin
-      \$95  = 7'h00;
+      \$55  = 7'h00;
     end
     casez (pass_now)
       2'h0:
-          if (\$61 ) begin
-            \$95  = \$63 [6:0];
+          if (launch) begin
+            \$55  = \$29 [6:0];
           end
       2'h1:
-          if (\$73 ) begin
-            \$95  = \$75 [6:0];
+          if (launch) begin
+            \$55  = \$38 [6:0];
           end
       2'h2:
-          if (\$85 ) begin
-            \$95  = \$87 [6:0];
+          if (launch) begin
+            \$55  = \$47 [6:0];
           end
     endcase
     if (rst) begin
-      \$95  = 7'h00;
+      \$55  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$96  = w_addr;
+    \$56  = reading;
+    if (start) begin
+      \$56  = 1'h1;
+    end
+    casez (pass_now)
+      2'h0:
+          if (launch) begin
+            \$56  = \$31 ;
+          end
+      2'h1:
+          if (launch) begin
+            \$56  = \$40 ;
+          end
+      2'h2:
+          if (launch) begin
+            \$56  = \$49 ;
+          end
+    endcase
+    if (rst) begin
+      \$56  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$57  = at_h;
+    if (start) begin
+      \$57  = 1'h0;
+    end
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$58  = w_addr;
     if (start) begin
       casez (sel)
         2'h0:
-            \$96  = 11'h000;
+            \$58  = 11'h000;
         2'h1:
-            \$96  = 11'h300;
+            \$58  = 11'h300;
         2'h2:
-            \$96  = 11'h600;
+            \$58  = 11'h600;
       endcase
     end
     casez (pass_now)
       2'h0:
-          if (\$61 ) begin
-            \$96  = \$64 [10:0];
+          if (launch) begin
+            \$58  = \$30 [10:0];
           end
       2'h1:
-          if (\$73 ) begin
-            \$96  = \$76 [10:0];
+          if (launch) begin
+            \$58  = \$39 [10:0];
           end
       2'h2:
-          if (\$85 ) begin
-            \$96  = \$88 [10:0];
+          if (launch) begin
+            \$58  = \$48 [10:0];
           end
     endcase
     if (rst) begin
-      \$96  = 11'h000;
+      \$58  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$97  = e2;
+    \$59  = e2;
     casez (pass_now)
       2'h0:
         begin
-          \$97 [0] = e1[0];
-          \$97 [7:1] = e1[7:1];
-          \$97 [8] = e1[8];
-          \$97 [19:9] = e1[19:9];
-          \$97 [27:20] = \$66 ;
-          \$97 [36:28] = \$69 ;
+          \$59 [0] = e1[0];
+          \$59 [7:1] = e1[7:1];
+          \$59 [8] = e1[8];
+          \$59 [19:9] = e1[19:9];
+          \$59 [27:20] = \$33 ;
+          \$59 [36:28] = \$36 ;
         end
       2'h1:
         begin
-          \$97 [0] = e1[0];
-          \$97 [7:1] = e1[7:1];
-          \$97 [8] = e1[8];
-          \$97 [19:9] = e1[19:9];
-          \$97 [27:20] = \$78 ;
-          \$97 [36:28] = \$81 ;
+          \$59 [0] = e1[0];
+          \$59 [7:1] = e1[7:1];
+          \$59 [8] = e1[8];
+          \$59 [19:9] = e1[19:9];
+          \$59 [27:20] = \$42 ;
+          \$59 [36:28] = \$45 ;
         end
       2'h2:
         begin
-          \$97 [0] = e1[0];
-          \$97 [7:1] = e1[7:1];
-          \$97 [8] = e1[8];
-          \$97 [19:9] = e1[19:9];
-          \$97 [27:20] = value;
-          \$97 [36:28] = \$89 ;
+          \$59 [0] = e1[0];
+          \$59 [7:1] = e1[7:1];
+          \$59 [8] = e1[8];
+          \$59 [19:9] = e1[19:9];
+          \$59 [27:20] = value;
+          \$59 [36:28] = \$50 ;
         end
     endcase
     if (rst) begin
-      \$97  = 37'h0000000000;
+      \$59  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -9937,13 +9856,13 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, columns__valid, columns__paylo
   assign w_data[18] = e2[8];
   assign w_data[17:11] = e2[7:1];
   assign w_data[10:0] = e2[19:9];
-  assign \$10  = e2[0];
-  assign \$27  = e2[0];
-  assign \$44  = e2[0];
+  assign \$9  = e2[0];
+  assign \$15  = e2[0];
+  assign \$21  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, r_en, clk);
+module \hwgen_charlm_gru2_p8.encoder.queue (rst, r_rdy, r_data, r_en, w_en, w_port__data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -10224,9 +10143,7 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
     \$26  = out_idx;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$26  = 6'h00;
-          end
+          \$26  = 6'h00;
       3'h1:
           /* empty */;
       3'h2:
@@ -10249,9 +10166,7 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
     \$27  = lane;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$27  = 4'h0;
-          end
+          \$27  = 4'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -10280,9 +10195,7 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
     \$28  = addr;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$28  = 6'h20;
-          end
+          \$28  = 6'h20;
       3'h1:
           /* empty */;
       3'h2:
@@ -10413,12 +10326,12 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, sel, issue__payload, columns__ready, busy, clk);
+module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, columns__ready, sel, issue__payload, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire [11:0] \$1 ;
+  wire \$1 ;
   wire [4:0] \$10 ;
-  wire [5:0] \$11 ;
-  wire \$12 ;
+  wire [4:0] \$11 ;
+  wire [5:0] \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -10426,61 +10339,54 @@ module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, sel,
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [11:0] \$2 ;
+  wire [11:0] \$20 ;
   wire \$21 ;
-  wire [11:0] \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire [4:0] \$25 ;
-  wire [4:0] \$26 ;
-  wire [5:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire \$22 ;
+  wire [4:0] \$23 ;
+  wire [4:0] \$24 ;
+  wire [5:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [4:0] \$28 ;
+  wire [4:0] \$29 ;
   wire \$3 ;
-  wire [4:0] \$30 ;
-  wire [4:0] \$31 ;
-  wire [5:0] \$32 ;
+  wire [5:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [4:0] \$4 ;
-  wire \$40 ;
+  wire [11:0] \$38 ;
+  wire [6:0] \$39 ;
+  wire \$4 ;
+  wire [6:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
-  wire [11:0] \$43 ;
-  wire [6:0] \$44 ;
-  wire [6:0] \$45 ;
-  wire \$46 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [4:0] \$46 ;
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire [4:0] \$5 ;
-  wire \$50 ;
+  wire [4:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
-  wire \$54 ;
-  wire [4:0] \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire [4:0] \$59 ;
-  wire [5:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [4:0] \$63 ;
-  reg [3:0] \$64 ;
-  reg \$65 ;
-  reg [27:0] \$66 ;
-  wire \$7 ;
+  wire [4:0] \$54 ;
+  wire \$55 ;
+  reg [3:0] \$56 ;
+  reg \$57 ;
+  reg \$58 ;
+  reg [27:0] \$59 ;
+  wire [4:0] \$6 ;
+  wire [5:0] \$7 ;
   wire \$8 ;
-  wire [4:0] \$9 ;
+  wire \$9 ;
   (* init = 1'h0 *)
   wire active;
   output busy;
@@ -10494,7 +10400,7 @@ module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, sel,
   wire \columns__payload.is_h ;
   wire [10:0] \columns__payload.w_addr ;
   output columns__ready;
-  reg columns__ready;
+  wire columns__ready;
   input columns__valid;
   wire columns__valid;
   reg [27:0] cur = 28'h0000000;
@@ -10513,192 +10419,203 @@ module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, sel,
   wire [10:0] \issue__payload.w_addr ;
   (* init = 1'h0 *)
   wire issue__valid;
+  reg last_word = 1'h0;
   input rst;
   wire rst;
   input [1:0] sel;
   wire [1:0] sel;
-  assign \$34  = cur[17:11] == 6'h20;
-  assign \$35  = grp >= 4'h8;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = \$33  | \$36 ;
-  assign \$40  = ~ busy;
-  assign \$41  = grp == 4'hb;
-  assign \$42  = \$40  | \$41 ;
-  assign \$43  = cur[10:0] + grp;
-  assign \$44  = 6'h20 + grp;
-  assign \$45  = 6'h20 + grp;
-  assign \$46  = ! cur[17:11];
-  assign \$49  = ~ busy;
-  assign \$50  = grp == 2'h3;
-  assign \$51  = \$49  | \$50 ;
-  assign \$52  = grp == 4'hb;
-  assign \$53  = ~ \$52 ;
-  assign \$54  = busy & \$53 ;
-  assign \$55  = grp + 1'h1;
-  assign \$56  = grp == 4'hb;
-  assign \$57  = ~ \$56 ;
-  assign \$58  = busy & \$57 ;
-  assign \$59  = grp + 1'h1;
-  assign \$60  = grp == 2'h3;
-  assign \$61  = ~ \$60 ;
-  assign \$62  = busy & \$61 ;
-  assign \$63  = grp + 1'h1;
+  assign \$40  = 6'h20 + grp;
+  assign \$41  = ! cur[17:11];
+  assign \$44  = ~ last_word;
+  assign \$45  = busy & \$44 ;
+  assign \$46  = grp + 1'h1;
+  assign \$47  = grp == 4'ha;
+  assign \$48  = ~ last_word;
+  assign \$49  = busy & \$48 ;
+  assign \$50  = grp + 1'h1;
+  assign \$51  = grp == 4'ha;
+  assign \$52  = ~ last_word;
+  assign \$53  = busy & \$52 ;
+  assign \$54  = grp + 1'h1;
+  assign \$55  = grp == 2'h2;
   always @(posedge clk)
-    grp <= \$64 ;
+    grp <= \$56 ;
   always @(posedge clk)
-    busy <= \$65 ;
+    last_word <= \$57 ;
   always @(posedge clk)
-    cur <= \$66 ;
-  assign \$1  = cur[10:0] + grp;
-  assign \$2  = grp >= 4'h8;
-  assign \$3  = cur[18] & \$2 ;
-  assign \$4  = grp + 3'h4;
-  assign \$5  = \$3  ? \$4  : { 1'h0, grp };
-  assign \$6  = 1'h0 + \$5 ;
-  assign \$7  = grp >= 4'h8;
-  assign \$8  = cur[18] & \$7 ;
-  assign \$9  = grp + 3'h4;
-  assign \$10  = \$8  ? \$9  : { 1'h0, grp };
-  assign \$11  = 1'h0 + \$10 ;
-  assign \$12  = ! cur[17:11];
-  assign \$13  = cur[17:11] == 6'h20;
-  assign \$14  = grp >= 4'h8;
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = \$12  | \$15 ;
-  assign \$18  = cur[18] ? 1'h0 : 1'h1;
-  assign \$19  = ~ busy;
-  assign \$20  = grp == 4'hb;
-  assign \$21  = \$19  | \$20 ;
-  assign \$22  = cur[10:0] + grp;
-  assign \$23  = grp >= 4'h8;
-  assign \$24  = cur[18] & \$23 ;
-  assign \$25  = grp + 3'h4;
-  assign \$26  = \$24  ? \$25  : { 1'h0, grp };
-  assign \$27  = 5'h10 + \$26 ;
-  assign \$28  = grp >= 4'h8;
-  assign \$29  = cur[18] & \$28 ;
-  assign \$30  = grp + 3'h4;
-  assign \$31  = \$29  ? \$30  : { 1'h0, grp };
-  assign \$32  = 5'h10 + \$31 ;
-  assign \$33  = ! cur[17:11];
+    busy <= \$58 ;
+  always @(posedge clk)
+    cur <= \$59 ;
+  assign \$1  = ~ busy;
+  assign columns__ready = \$1  | last_word;
+  assign \$2  = cur[10:0] + grp;
+  assign \$3  = grp >= 4'h8;
+  assign \$4  = cur[18] & \$3 ;
+  assign \$5  = grp + 3'h4;
+  assign \$6  = \$4  ? \$5  : { 1'h0, grp };
+  assign \$7  = 1'h0 + \$6 ;
+  assign \$8  = grp >= 4'h8;
+  assign \$9  = cur[18] & \$8 ;
+  assign \$10  = grp + 3'h4;
+  assign \$11  = \$9  ? \$10  : { 1'h0, grp };
+  assign \$12  = 1'h0 + \$11 ;
+  assign \$13  = ! cur[17:11];
+  assign \$14  = cur[17:11] == 6'h20;
+  assign \$15  = grp >= 4'h8;
+  assign \$16  = \$14  & \$15 ;
+  assign \$17  = \$13  | \$16 ;
+  assign \$19  = cur[18] ? 1'h0 : 1'h1;
+  assign \$20  = cur[10:0] + grp;
+  assign \$21  = grp >= 4'h8;
+  assign \$22  = cur[18] & \$21 ;
+  assign \$23  = grp + 3'h4;
+  assign \$24  = \$22  ? \$23  : { 1'h0, grp };
+  assign \$25  = 5'h10 + \$24 ;
+  assign \$26  = grp >= 4'h8;
+  assign \$27  = cur[18] & \$26 ;
+  assign \$28  = grp + 3'h4;
+  assign \$29  = \$27  ? \$28  : { 1'h0, grp };
+  assign \$30  = 5'h10 + \$29 ;
+  assign \$31  = ! cur[17:11];
+  assign \$32  = cur[17:11] == 6'h20;
+  assign \$33  = grp >= 4'h8;
+  assign \$34  = \$32  & \$33 ;
+  assign \$35  = \$31  | \$34 ;
+  assign \$38  = cur[10:0] + grp;
+  assign \$39  = 6'h20 + grp;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     issue__payload = 34'h000000000;
     casez (sel)
       2'h0:
         begin
-          issue__payload[10:0] = \$1 [10:0];
-          issue__payload[16:11] = \$6 ;
-          issue__payload[22:17] = \$11 ;
+          issue__payload[10:0] = \$2 [10:0];
+          issue__payload[16:11] = \$7 ;
+          issue__payload[22:17] = \$12 ;
           issue__payload[32:24] = cur[27:19];
-          issue__payload[23] = \$17 ;
-          issue__payload[33] = \$18 ;
+          issue__payload[23] = \$18 ;
+          issue__payload[33] = \$19 ;
         end
       2'h1:
         begin
-          issue__payload[10:0] = \$22 [10:0];
-          issue__payload[16:11] = \$27 ;
-          issue__payload[22:17] = \$32 ;
+          issue__payload[10:0] = \$20 [10:0];
+          issue__payload[16:11] = \$25 ;
+          issue__payload[22:17] = \$30 ;
           issue__payload[32:24] = cur[27:19];
-          issue__payload[23] = \$38 ;
-          issue__payload[33] = \$39 ;
+          issue__payload[23] = \$36 ;
+          issue__payload[33] = \$37 ;
         end
       2'h2:
         begin
-          issue__payload[10:0] = \$43 [10:0];
-          issue__payload[16:11] = \$44 [5:0];
-          issue__payload[22:17] = \$45 [5:0];
+          issue__payload[10:0] = \$38 [10:0];
+          issue__payload[16:11] = \$39 [5:0];
+          issue__payload[22:17] = \$40 [5:0];
           issue__payload[32:24] = cur[27:19];
-          issue__payload[23] = \$47 ;
-          issue__payload[33] = \$48 ;
+          issue__payload[23] = \$42 ;
+          issue__payload[33] = \$43 ;
         end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    columns__ready = 1'h0;
+    \$56  = grp;
     casez (sel)
       2'h0:
-          columns__ready = \$21 ;
-      2'h1:
-          columns__ready = \$42 ;
-      2'h2:
-          columns__ready = \$51 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$64  = grp;
-    casez (sel)
-      2'h0:
-          if (\$54 ) begin
-            \$64  = \$55 [3:0];
+          if (\$45 ) begin
+            \$56  = \$46 [3:0];
           end else if (columns__ready) begin
-            \$64  = 4'h0;
+            \$56  = 4'h0;
           end
       2'h1:
-          if (\$58 ) begin
-            \$64  = \$59 [3:0];
+          if (\$49 ) begin
+            \$56  = \$50 [3:0];
           end else if (columns__ready) begin
-            \$64  = 4'h0;
+            \$56  = 4'h0;
           end
       2'h2:
-          if (\$62 ) begin
-            \$64  = \$63 [3:0];
+          if (\$53 ) begin
+            \$56  = \$54 [3:0];
           end else if (columns__ready) begin
-            \$64  = 4'h0;
+            \$56  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$64  = 4'h0;
+      \$56  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$65  = busy;
+    \$57  = last_word;
     casez (sel)
       2'h0:
-          if (\$54 ) begin
+          if (\$45 ) begin
+            \$57  = \$47 ;
           end else if (columns__ready) begin
-            \$65  = columns__valid;
+            \$57  = 1'h0;
           end
       2'h1:
-          if (\$58 ) begin
+          if (\$49 ) begin
+            \$57  = \$51 ;
           end else if (columns__ready) begin
-            \$65  = columns__valid;
+            \$57  = 1'h0;
           end
       2'h2:
-          if (\$62 ) begin
+          if (\$53 ) begin
+            \$57  = \$55 ;
           end else if (columns__ready) begin
-            \$65  = columns__valid;
+            \$57  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$65  = 1'h0;
+      \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$66  = cur;
+    \$58  = busy;
     casez (sel)
       2'h0:
-          if (\$54 ) begin
+          if (\$45 ) begin
           end else if (columns__ready) begin
-            \$66  = columns__payload;
+            \$58  = columns__valid;
           end
       2'h1:
-          if (\$58 ) begin
+          if (\$49 ) begin
           end else if (columns__ready) begin
-            \$66  = columns__payload;
+            \$58  = columns__valid;
           end
       2'h2:
-          if (\$62 ) begin
+          if (\$53 ) begin
           end else if (columns__ready) begin
-            \$66  = columns__payload;
+            \$58  = columns__valid;
           end
     endcase
     if (rst) begin
-      \$66  = 28'h0000000;
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$59  = cur;
+    casez (sel)
+      2'h0:
+          if (\$45 ) begin
+          end else if (columns__ready) begin
+            \$59  = columns__payload;
+          end
+      2'h1:
+          if (\$49 ) begin
+          end else if (columns__ready) begin
+            \$59  = columns__payload;
+          end
+      2'h2:
+          if (\$53 ) begin
+          end else if (columns__ready) begin
+            \$59  = columns__payload;
+          end
+    endcase
+    if (rst) begin
+      \$59  = 28'h0000000;
     end
   end
   assign active = busy;
@@ -10717,11 +10634,11 @@ module \hwgen_charlm_gru2_p8.issuer (rst, columns__valid, columns__payload, sel,
   assign \columns__payload.col  = columns__payload[17:11];
   assign \columns__payload.is_h  = columns__payload[18];
   assign \columns__payload.delta  = columns__payload[27:19];
-  assign \$17  = \$16 ;
-  assign \$38  = \$37 ;
-  assign \$39  = 1'h0;
-  assign \$47  = \$46 ;
-  assign \$48  = 1'h0;
+  assign \$18  = \$17 ;
+  assign \$36  = \$35 ;
+  assign \$37  = 1'h0;
+  assign \$42  = \$41 ;
+  assign \$43  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11078,6 +10995,7 @@ module \hwgen_charlm_gru2_p8.mac (rst, out_rd__addr, acc_word, idle, issue__payl
   end
   assign out_rd__data = _0_;
   assign \$signature__data  = _1_;
+  (* rom_style = "block" *)
   reg [167:0] b_mem [35:0];
   initial begin
     b_mem[0] = 168'h0027fffe8dfff2ac00c4f00178002b54017b200aa4;
@@ -11968,40 +11886,8 @@ module \hwgen_charlm_gru2_p8.mac.w_rom (rst, data, addr, clk);
   wire [6:0] \port__addr$4 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$10 ;
-  wire [7:0] \port__data$10[0] ;
-  wire [7:0] \port__data$10[1] ;
-  wire [7:0] \port__data$10[2] ;
-  wire [7:0] \port__data$10[3] ;
-  wire [7:0] \port__data$10[4] ;
-  wire [7:0] \port__data$10[5] ;
-  wire [7:0] \port__data$10[6] ;
-  wire [7:0] \port__data$10[7] ;
   wire [63:0] \port__data$12 ;
-  wire [7:0] \port__data$12[0] ;
-  wire [7:0] \port__data$12[1] ;
-  wire [7:0] \port__data$12[2] ;
-  wire [7:0] \port__data$12[3] ;
-  wire [7:0] \port__data$12[4] ;
-  wire [7:0] \port__data$12[5] ;
-  wire [7:0] \port__data$12[6] ;
-  wire [7:0] \port__data$12[7] ;
   wire [63:0] \port__data$14 ;
-  wire [7:0] \port__data$14[0] ;
-  wire [7:0] \port__data$14[1] ;
-  wire [7:0] \port__data$14[2] ;
-  wire [7:0] \port__data$14[3] ;
-  wire [7:0] \port__data$14[4] ;
-  wire [7:0] \port__data$14[5] ;
-  wire [7:0] \port__data$14[6] ;
-  wire [7:0] \port__data$14[7] ;
-  wire [7:0] \port__data[0] ;
-  wire [7:0] \port__data[1] ;
-  wire [7:0] \port__data[2] ;
-  wire [7:0] \port__data[3] ;
-  wire [7:0] \port__data[4] ;
-  wire [7:0] \port__data[5] ;
-  wire [7:0] \port__data[6] ;
-  wire [7:0] \port__data[7] ;
   input rst;
   wire rst;
   reg [1:0] sel1 = 2'h0;
@@ -13755,38 +13641,6 @@ module \hwgen_charlm_gru2_p8.mac.w_rom (rst, data, addr, clk);
   assign \port__addr$2  = addr[8:0];
   assign \port__addr$3  = addr[8:0];
   assign \port__addr$4  = addr[6:0];
-  assign \port__data[0]  = port__data[7:0];
-  assign \port__data[1]  = port__data[15:8];
-  assign \port__data[2]  = port__data[23:16];
-  assign \port__data[3]  = port__data[31:24];
-  assign \port__data[4]  = port__data[39:32];
-  assign \port__data[5]  = port__data[47:40];
-  assign \port__data[6]  = port__data[55:48];
-  assign \port__data[7]  = port__data[63:56];
-  assign \port__data$10[0]  = \port__data$10 [7:0];
-  assign \port__data$10[1]  = \port__data$10 [15:8];
-  assign \port__data$10[2]  = \port__data$10 [23:16];
-  assign \port__data$10[3]  = \port__data$10 [31:24];
-  assign \port__data$10[4]  = \port__data$10 [39:32];
-  assign \port__data$10[5]  = \port__data$10 [47:40];
-  assign \port__data$10[6]  = \port__data$10 [55:48];
-  assign \port__data$10[7]  = \port__data$10 [63:56];
-  assign \port__data$12[0]  = \port__data$12 [7:0];
-  assign \port__data$12[1]  = \port__data$12 [15:8];
-  assign \port__data$12[2]  = \port__data$12 [23:16];
-  assign \port__data$12[3]  = \port__data$12 [31:24];
-  assign \port__data$12[4]  = \port__data$12 [39:32];
-  assign \port__data$12[5]  = \port__data$12 [47:40];
-  assign \port__data$12[6]  = \port__data$12 [55:48];
-  assign \port__data$12[7]  = \port__data$12 [63:56];
-  assign \port__data$14[0]  = \port__data$14 [7:0];
-  assign \port__data$14[1]  = \port__data$14 [15:8];
-  assign \port__data$14[2]  = \port__data$14 [23:16];
-  assign \port__data$14[3]  = \port__data$14 [31:24];
-  assign \port__data$14[4]  = \port__data$14 [39:32];
-  assign \port__data$14[5]  = \port__data$14 [47:40];
-  assign \port__data$14[6]  = \port__data$14 [55:48];
-  assign \port__data$14[7]  = \port__data$14 [63:56];
   assign \data[0]  = data[7:0];
   assign \data[1]  = data[15:8];
   assign \data[2]  = data[23:16];

@@ -373,7 +373,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1086$7 (element__payload[82:7]),
+    .\port$1051$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -2085,7 +2085,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1086$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1051$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2311,8 +2311,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$108
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1086$7 ;
-  wire [75:0] \port$1086$7 ;
+  input [75:0] \port$1051$7 ;
+  wire [75:0] \port$1051$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2338,22 +2338,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$108
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1086$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1051$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1086$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1051$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1086$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1051$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1086$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1051$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3167,10 +3167,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$108
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1086$7 [18:0];
-  assign acc1 = \port$1086$7 [37:19];
-  assign acc2 = \port$1086$7 [56:38];
-  assign acc3 = \port$1086$7 [75:57];
+  assign acc0 = \port$1051$7 [18:0];
+  assign acc1 = \port$1051$7 [37:19];
+  assign acc2 = \port$1051$7 [56:38];
+  assign acc3 = \port$1051$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4775,85 +4775,58 @@ module \hwgen_digits_lstm_p2.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__payload, sel, start, bank, hold_h, fresh, value_addr, done, pass_now, bank_now, r_en, clk);
+module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns__payload, r_en, sel, start, bank, hold_h, fresh, value_addr, pass_now, bank_now, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
+  wire [2:0] \$10 ;
+  wire [6:0] \$11 ;
+  wire [7:0] \$12 ;
   wire \$13 ;
   wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [6:0] \$15 ;
+  wire [7:0] \$16 ;
+  wire [6:0] \$17 ;
+  wire [7:0] \$18 ;
   wire \$19 ;
-  wire [6:0] \$2 ;
-  wire \$20 ;
+  wire \$2 ;
+  wire [4:0] \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [5:0] \$22 ;
   wire \$23 ;
-  wire [6:0] \$24 ;
-  wire [7:0] \$25 ;
-  wire [6:0] \$26 ;
-  wire [7:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [7:0] \$3 ;
+  wire \$24 ;
+  wire [6:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [6:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire \$32 ;
+  wire [7:0] \$32 ;
   wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
+  wire [7:0] \$34 ;
+  wire [8:0] \$35 ;
   wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
+  wire [6:0] \$37 ;
+  wire [12:0] \$38 ;
   wire \$39 ;
-  wire [2:0] \$4 ;
-  wire [4:0] \$40 ;
-  wire \$41 ;
-  wire [5:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire [6:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire [6:0] \$55 ;
-  wire [12:0] \$56 ;
-  wire \$57 ;
-  wire [7:0] \$58 ;
-  wire \$59 ;
-  wire [7:0] \$6 ;
-  wire [7:0] \$60 ;
-  wire [8:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire [6:0] \$67 ;
-  wire [12:0] \$68 ;
-  wire [8:0] \$69 ;
+  wire \$4 ;
+  wire [8:0] \$40 ;
+  reg [19:0] \$41 ;
+  reg [3:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg [5:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg [11:0] \$48 ;
+  reg [36:0] \$49 ;
+  wire \$5 ;
+  wire \$6 ;
   wire \$7 ;
-  reg [19:0] \$70 ;
-  reg [3:0] \$71 ;
-  reg \$72 ;
-  reg \$73 ;
-  reg \$74 ;
-  reg [5:0] \$75 ;
-  reg [11:0] \$76 ;
-  reg [36:0] \$77 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire [6:0] \$8 ;
+  wire [7:0] \$9 ;
+  reg at_h = 1'h0;
   input bank;
   wire bank;
   output bank_now;
@@ -4871,7 +4844,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   output columns__valid;
   wire columns__valid;
   output done;
-  reg done;
+  wire done;
   reg [19:0] e1 = 20'h00000;
   wire [5:0] \e1.col ;
   wire \e1.is_h ;
@@ -4889,7 +4862,7 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   reg [3:0] held = 4'h0;
   input hold_h;
   wire hold_h;
-  reg launch;
+  wire launch;
   output pass_now;
   reg pass_now = 1'h0;
   wire [27:0] pushed;
@@ -4901,9 +4874,9 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   input r_en;
   wire r_en;
   wire r_rdy;
+  reg reading = 1'h0;
   input rst;
   wire rst;
-  reg run = 1'h0;
   input sel;
   wire sel;
   input start;
@@ -4915,89 +4888,64 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$23  = col >= 1'h0;
-  assign \$24  = 4'h8 + col;
-  assign \$25  = \$24  - 1'h0;
-  assign \$26  = 1'h0 + col;
-  assign \$27  = \$23  ? \$25  : { 1'h0, \$26  };
-  assign \$28  = col < 6'h20;
-  assign \$29  = run & \$28 ;
-  assign \$30  = held < 3'h7;
-  assign \$31  = \$29  & \$30 ;
-  assign \$33  = col == 6'h20;
-  assign \$34  = ~ e1[0];
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = ~ e2[0];
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = ~ columns__valid;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = held + launch;
-  assign \$41  = r_en & columns__valid;
-  assign \$42  = \$40  - \$41 ;
-  assign \$43  = ~ w_en;
-  assign \$44  = e2[0] & \$43 ;
-  assign \$45  = $signed(\$42 ) - $signed({ 1'h0, \$44  });
-  assign \$46  = col < 6'h24;
-  assign \$47  = run & \$46 ;
-  assign \$48  = held < 3'h7;
-  assign \$49  = col >= 3'h4;
-  assign \$50  = hold_h & \$49 ;
-  assign \$51  = ~ \$50 ;
-  assign \$52  = \$48  & \$51 ;
-  assign \$53  = \$47  & \$52 ;
-  assign \$54  = col >= 3'h4;
-  assign \$55  = col + 1'h1;
-  assign \$56  = w_addr + 7'h40;
-  assign \$57  = e1[7] & fresh;
-  assign \$58  = \$57  ? 8'h00 : value;
-  assign \$59  = e1[7] & fresh;
-  assign \$60  = \$59  ? 8'h00 : value;
-  assign \$61  = $signed(\$60 ) - $signed(1'h0);
-  assign \$62  = col < 6'h20;
-  assign \$63  = run & \$62 ;
-  assign \$64  = held < 3'h7;
-  assign \$65  = \$63  & \$64 ;
-  assign \$66  = col >= 1'h0;
-  assign \$67  = col + 1'h1;
-  assign \$68  = w_addr + 3'h5;
-  assign \$69  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$70 ;
+    pass_now <= \$43 ;
   always @(posedge clk)
-    held <= \$71 ;
+    bank_now <= \$44 ;
   always @(posedge clk)
-    run <= \$72 ;
+    col <= \$45 ;
   always @(posedge clk)
-    pass_now <= \$73 ;
+    reading <= \$46 ;
   always @(posedge clk)
-    bank_now <= \$74 ;
+    at_h <= \$47 ;
   always @(posedge clk)
-    col <= \$75 ;
+    w_addr <= \$48 ;
   always @(posedge clk)
-    w_addr <= \$76 ;
+    e2 <= \$49 ;
+  assign \$1  = held < 3'h7;
+  assign \$2  = reading & \$1 ;
+  assign \$3  = hold_h & at_h;
+  assign \$4  = ~ \$3 ;
+  assign launch = \$2  & \$4 ;
+  assign \$5  = ~ reading;
+  assign \$6  = ! held;
+  assign done = \$5  & \$6 ;
+  assign \$7  = col >= 3'h4;
+  assign \$8  = 4'h8 + col;
+  assign \$9  = \$8  - 3'h4;
+  assign \$10  = bank_now ? 3'h4 : 3'h0;
+  assign \$11  = \$10  + col;
+  assign \$12  = \$7  ? \$9  : { 1'h0, \$11  };
+  assign \$14  = col >= 1'h0;
+  assign \$15  = 4'h8 + col;
+  assign \$16  = \$15  - 1'h0;
+  assign \$17  = 1'h0 + col;
+  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
+  assign \$20  = held + launch;
+  assign \$21  = r_en & columns__valid;
+  assign \$22  = \$20  - \$21 ;
+  assign \$23  = ~ w_en;
+  assign \$24  = e2[0] & \$23 ;
+  assign \$25  = $signed(\$22 ) - $signed({ 1'h0, \$24  });
+  assign \$26  = col >= 2'h3;
+  assign \$27  = col >= 3'h4;
+  assign \$28  = col + 1'h1;
+  assign \$29  = w_addr + 7'h40;
+  assign \$30  = col != 6'h23;
+  assign \$31  = e1[7] & fresh;
+  assign \$32  = \$31  ? 8'h00 : value;
+  assign \$33  = e1[7] & fresh;
+  assign \$34  = \$33  ? 8'h00 : value;
+  assign \$35  = $signed(\$34 ) - $signed(1'h0);
+  assign \$36  = col >= 1'h0;
+  assign \$37  = col + 1'h1;
+  assign \$38  = w_addr + 3'h5;
+  assign \$39  = col != 5'h1f;
+  assign \$40  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e2 <= \$77 ;
-  assign \$1  = col >= 3'h4;
-  assign \$2  = 4'h8 + col;
-  assign \$3  = \$2  - 3'h4;
-  assign \$4  = bank_now ? 3'h4 : 3'h0;
-  assign \$5  = \$4  + col;
-  assign \$6  = \$1  ? \$3  : { 1'h0, \$5  };
-  assign \$7  = col < 6'h24;
-  assign \$8  = run & \$7 ;
-  assign \$9  = held < 3'h7;
-  assign \$10  = col >= 3'h4;
-  assign \$11  = hold_h & \$10 ;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$9  & \$12 ;
-  assign \$14  = \$8  & \$13 ;
-  assign \$16  = col == 6'h24;
-  assign \$17  = ~ e1[0];
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = ~ e2[0];
-  assign \$20  = \$18  & \$19 ;
-  assign \$21  = ~ columns__valid;
-  assign \$22  = \$20  & \$21 ;
+    e1 <= \$41 ;
+  always @(posedge clk)
+    held <= \$42 ;
   \hwgen_digits_lstm_p2.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -5009,160 +4957,97 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          value_addr = \$6 [5:0];
-      1'h1:
-          value_addr = \$27 [5:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    launch = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (\$14 ) begin
-            launch = 1'h1;
-          end
-      1'h1:
-          if (\$31 ) begin
-            launch = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          w_en = \$15 ;
-      1'h1:
-          w_en = \$32 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          done = \$22 ;
-      1'h1:
-          done = \$39 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$70 [19:1] = e1[19:1];
-    \$70 [0] = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (\$53 ) begin
-            \$70 [0] = 1'h1;
-            \$70 [6:1] = col;
-            \$70 [7] = \$54 ;
-            \$70 [19:8] = w_addr;
-          end
-      1'h1:
-          if (\$65 ) begin
-            \$70 [0] = 1'h1;
-            \$70 [6:1] = col;
-            \$70 [7] = \$66 ;
-            \$70 [19:8] = w_addr;
-          end
-    endcase
-    if (rst) begin
-      \$70  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$71  = \$45 [3:0];
-    if (rst) begin
-      \$71  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$72  = run;
-    if (done) begin
-      \$72  = 1'h0;
-    end
+    \$44  = bank_now;
     if (start) begin
-      \$72  = 1'h1;
+      \$44  = bank;
     end
     if (rst) begin
-      \$72  = 1'h0;
+      \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$73  = pass_now;
+    \$45  = col;
     if (start) begin
-      \$73  = sel;
-    end
-    if (rst) begin
-      \$73  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$74  = bank_now;
-    if (start) begin
-      \$74  = bank;
-    end
-    if (rst) begin
-      \$74  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$75  = col;
-    if (start) begin
-      \$75  = 6'h00;
+      \$45  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$53 ) begin
-            \$75  = \$55 [5:0];
+          if (launch) begin
+            \$45  = \$28 [5:0];
           end
       1'h1:
-          if (\$65 ) begin
-            \$75  = \$67 [5:0];
+          if (launch) begin
+            \$45  = \$37 [5:0];
           end
     endcase
     if (rst) begin
-      \$75  = 6'h00;
+      \$45  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$76  = w_addr;
+    \$46  = reading;
+    if (start) begin
+      \$46  = 1'h1;
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$46  = \$30 ;
+          end
+      1'h1:
+          if (launch) begin
+            \$46  = \$39 ;
+          end
+    endcase
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$47  = at_h;
+    if (start) begin
+      \$47  = 1'h0;
+    end
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$47  = \$26 ;
+          end
+    endcase
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$48  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$76  = 12'h000;
+            \$48  = 12'h000;
         1'h1:
-            \$76  = 12'h900;
+            \$48  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$53 ) begin
-            \$76  = \$56 [11:0];
+          if (launch) begin
+            \$48  = \$29 [11:0];
           end
       1'h1:
-          if (\$65 ) begin
-            \$76  = \$68 [11:0];
+          if (launch) begin
+            \$48  = \$38 [11:0];
           end
     endcase
     if (rst) begin
-      \$76  = 12'h000;
+      \$48  = 12'h000;
     end
   end
   always @* begin
@@ -5171,25 +5056,87 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
     casez (pass_now)
       1'h0:
         begin
-          \$77 [0] = e1[0];
-          \$77 [6:1] = e1[6:1];
-          \$77 [7] = e1[7];
-          \$77 [19:8] = e1[19:8];
-          \$77 [27:20] = \$58 ;
-          \$77 [36:28] = \$61 ;
+          \$49 [0] = e1[0];
+          \$49 [6:1] = e1[6:1];
+          \$49 [7] = e1[7];
+          \$49 [19:8] = e1[19:8];
+          \$49 [27:20] = \$32 ;
+          \$49 [36:28] = \$35 ;
         end
       1'h1:
         begin
-          \$77 [0] = e1[0];
-          \$77 [6:1] = e1[6:1];
-          \$77 [7] = e1[7];
-          \$77 [19:8] = e1[19:8];
-          \$77 [27:20] = value;
-          \$77 [36:28] = \$69 ;
+          \$49 [0] = e1[0];
+          \$49 [6:1] = e1[6:1];
+          \$49 [7] = e1[7];
+          \$49 [19:8] = e1[19:8];
+          \$49 [27:20] = value;
+          \$49 [36:28] = \$40 ;
         end
     endcase
     if (rst) begin
-      \$77  = 37'h0000000000;
+      \$49  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          value_addr = \$12 [5:0];
+      1'h1:
+          value_addr = \$18 [5:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          w_en = \$13 ;
+      1'h1:
+          w_en = \$19 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41 [19:1] = e1[19:1];
+    \$41 [0] = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$41 [0] = 1'h1;
+            \$41 [6:1] = col;
+            \$41 [7] = \$27 ;
+            \$41 [19:8] = w_addr;
+          end
+      1'h1:
+          if (launch) begin
+            \$41 [0] = 1'h1;
+            \$41 [6:1] = col;
+            \$41 [7] = \$36 ;
+            \$41 [19:8] = w_addr;
+          end
+    endcase
+    if (rst) begin
+      \$41  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = \$25 [3:0];
+    if (rst) begin
+      \$42  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$43  = pass_now;
+    if (start) begin
+      \$43  = sel;
+    end
+    if (rst) begin
+      \$43  = 1'h0;
     end
   end
   assign r_rdy = columns__valid;
@@ -5218,12 +5165,12 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, columns__valid, columns__paylo
   assign w_data[18] = e2[7];
   assign w_data[17:12] = e2[6:1];
   assign w_data[11:0] = e2[19:8];
-  assign \$15  = e2[0];
-  assign \$32  = e2[0];
+  assign \$13  = e2[0];
+  assign \$19  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, r_en, clk);
+module \hwgen_digits_lstm_p2.encoder.queue (rst, r_rdy, r_data, r_en, w_en, w_port__data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5486,9 +5433,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
     \$26  = out_idx;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$26  = 4'h0;
-          end
+          \$26  = 4'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -5511,9 +5456,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
     \$27  = lane;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$27  = 2'h0;
-          end
+          \$27  = 2'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -5542,9 +5485,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
     \$28  = addr;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$28  = 8'h80;
-          end
+          \$28  = 8'h80;
       3'h1:
           /* empty */;
       3'h2:
@@ -5669,38 +5610,34 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel, bank, issue__payload, columns__ready, busy, clk);
+module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, columns__ready, sel, bank, issue__payload, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire [12:0] \$1 ;
-  wire \$10 ;
-  wire [12:0] \$11 ;
-  wire [8:0] \$12 ;
-  wire [7:0] \$13 ;
+  wire \$1 ;
+  wire [8:0] \$10 ;
+  wire [7:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
+  wire [7:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [6:0] \$2 ;
+  wire [12:0] \$2 ;
   wire \$20 ;
-  wire \$21 ;
+  wire [7:0] \$21 ;
   wire \$22 ;
-  wire [7:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [7:0] \$27 ;
-  reg [6:0] \$28 ;
-  reg \$29 ;
-  wire [7:0] \$3 ;
-  reg [27:0] \$30 ;
+  reg [6:0] \$23 ;
+  reg \$24 ;
+  reg \$25 ;
+  reg [27:0] \$26 ;
+  wire [6:0] \$3 ;
   wire [7:0] \$4 ;
-  wire \$5 ;
+  wire [7:0] \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [12:0] \$9 ;
   (* init = 1'h0 *)
   wire active;
   input bank;
@@ -5716,7 +5653,7 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   wire \columns__payload.is_h ;
   wire [11:0] \columns__payload.w_addr ;
   output columns__ready;
-  reg columns__ready;
+  wire columns__ready;
   input columns__valid;
   wire columns__valid;
   reg [27:0] cur = 28'h0000000;
@@ -5735,134 +5672,145 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   wire [11:0] \issue__payload.w_addr ;
   (* init = 1'h0 *)
   wire issue__valid;
+  reg last_word = 1'h0;
   input rst;
   wire rst;
   input sel;
   wire sel;
-  assign \$1  = cur[11:0] + grp;
-  assign \$2  = bank ? 7'h40 : 7'h00;
-  assign \$3  = \$2  + grp;
-  assign \$4  = 1'h0 + grp;
-  assign \$5  = ! cur[17:12];
-  assign \$7  = cur[18] ? 1'h0 : 1'h1;
-  assign \$8  = ~ busy;
-  assign \$9  = grp == 6'h3f;
-  assign \$10  = \$8  | \$9 ;
-  assign \$11  = cur[11:0] + grp;
-  assign \$12  = 8'h80 + grp;
-  assign \$13  = 7'h40 + grp;
-  assign \$14  = ! cur[17:12];
-  assign \$17  = ~ busy;
-  assign \$18  = grp == 3'h4;
-  assign \$19  = \$17  | \$18 ;
-  assign \$20  = grp == 6'h3f;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = busy & \$21 ;
-  assign \$23  = grp + 1'h1;
-  assign \$24  = grp == 3'h4;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = busy & \$25 ;
-  assign \$27  = grp + 1'h1;
+  assign \$1  = ~ busy;
+  assign columns__ready = \$1  | last_word;
+  assign \$2  = cur[11:0] + grp;
+  assign \$3  = bank ? 7'h40 : 7'h00;
+  assign \$4  = \$3  + grp;
+  assign \$5  = 1'h0 + grp;
+  assign \$6  = ! cur[17:12];
+  assign \$8  = cur[18] ? 1'h0 : 1'h1;
+  assign \$9  = cur[11:0] + grp;
+  assign \$10  = 8'h80 + grp;
+  assign \$11  = 7'h40 + grp;
+  assign \$12  = ! cur[17:12];
+  assign \$15  = ~ last_word;
+  assign \$16  = busy & \$15 ;
+  assign \$17  = grp + 1'h1;
+  assign \$18  = grp == 6'h3e;
+  assign \$19  = ~ last_word;
+  assign \$20  = busy & \$19 ;
+  assign \$21  = grp + 1'h1;
+  assign \$22  = grp == 2'h3;
   always @(posedge clk)
-    grp <= \$28 ;
+    grp <= \$23 ;
   always @(posedge clk)
-    busy <= \$29 ;
+    last_word <= \$24 ;
   always @(posedge clk)
-    cur <= \$30 ;
+    busy <= \$25 ;
+  always @(posedge clk)
+    cur <= \$26 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
         begin
-          issue__payload[11:0] = \$1 [11:0];
-          issue__payload[19:12] = \$3 ;
-          issue__payload[26:20] = \$4 [6:0];
+          issue__payload[11:0] = \$2 [11:0];
+          issue__payload[19:12] = \$4 ;
+          issue__payload[26:20] = \$5 [6:0];
           issue__payload[36:28] = cur[27:19];
-          issue__payload[27] = \$6 ;
-          issue__payload[37] = \$7 ;
+          issue__payload[27] = \$7 ;
+          issue__payload[37] = \$8 ;
         end
       1'h1:
         begin
-          issue__payload[11:0] = \$11 [11:0];
-          issue__payload[19:12] = \$12 [7:0];
-          issue__payload[26:20] = \$13 [6:0];
+          issue__payload[11:0] = \$9 [11:0];
+          issue__payload[19:12] = \$10 [7:0];
+          issue__payload[26:20] = \$11 [6:0];
           issue__payload[36:28] = cur[27:19];
-          issue__payload[27] = \$15 ;
-          issue__payload[37] = \$16 ;
+          issue__payload[27] = \$13 ;
+          issue__payload[37] = \$14 ;
         end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$23  = grp;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          columns__ready = \$10 ;
-      1'h1:
-          columns__ready = \$19 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$28  = grp;
-    (* full_case = 32'd1 *)
-    casez (sel)
-      1'h0:
-          if (\$22 ) begin
-            \$28  = \$23 [6:0];
+          if (\$16 ) begin
+            \$23  = \$17 [6:0];
           end else if (columns__ready) begin
-            \$28  = 7'h00;
+            \$23  = 7'h00;
           end
       1'h1:
-          if (\$26 ) begin
-            \$28  = \$27 [6:0];
+          if (\$20 ) begin
+            \$23  = \$21 [6:0];
           end else if (columns__ready) begin
-            \$28  = 7'h00;
+            \$23  = 7'h00;
           end
     endcase
     if (rst) begin
-      \$28  = 7'h00;
+      \$23  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$29  = busy;
+    \$24  = last_word;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          if (\$22 ) begin
+          if (\$16 ) begin
+            \$24  = \$18 ;
           end else if (columns__ready) begin
-            \$29  = columns__valid;
+            \$24  = 1'h0;
           end
       1'h1:
-          if (\$26 ) begin
+          if (\$20 ) begin
+            \$24  = \$22 ;
           end else if (columns__ready) begin
-            \$29  = columns__valid;
+            \$24  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$29  = 1'h0;
+      \$24  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$30  = cur;
+    \$25  = busy;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          if (\$22 ) begin
+          if (\$16 ) begin
           end else if (columns__ready) begin
-            \$30  = columns__payload;
+            \$25  = columns__valid;
           end
       1'h1:
-          if (\$26 ) begin
+          if (\$20 ) begin
           end else if (columns__ready) begin
-            \$30  = columns__payload;
+            \$25  = columns__valid;
           end
     endcase
     if (rst) begin
-      \$30  = 28'h0000000;
+      \$25  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$26  = cur;
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          if (\$16 ) begin
+          end else if (columns__ready) begin
+            \$26  = columns__payload;
+          end
+      1'h1:
+          if (\$20 ) begin
+          end else if (columns__ready) begin
+            \$26  = columns__payload;
+          end
+    endcase
+    if (rst) begin
+      \$26  = 28'h0000000;
     end
   end
   assign active = busy;
@@ -5881,9 +5829,9 @@ module \hwgen_digits_lstm_p2.issuer (rst, columns__valid, columns__payload, sel,
   assign \columns__payload.col  = columns__payload[17:12];
   assign \columns__payload.is_h  = columns__payload[18];
   assign \columns__payload.delta  = columns__payload[27:19];
-  assign \$6  = \$5 ;
-  assign \$15  = \$14 ;
-  assign \$16  = 1'h0;
+  assign \$7  = \$6 ;
+  assign \$13  = \$12 ;
+  assign \$14  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6193,6 +6141,7 @@ module \hwgen_digits_lstm_p2.mac (rst, out_rd__addr, acc_word, idle, issue__payl
   end
   assign out_rd__data = _0_;
   assign \$signature__data  = _1_;
+  (* rom_style = "block" *)
   reg [37:0] b_mem [68:0];
   initial begin
     b_mem[0] = 38'h009d6808a3;
@@ -6664,13 +6613,7 @@ module \hwgen_digits_lstm_p2.mac.w_rom (rst, data, addr, clk);
   wire [8:0] \port__addr$3 ;
   wire [15:0] port__data;
   wire [15:0] \port__data$11 ;
-  wire [7:0] \port__data$11[0] ;
-  wire [7:0] \port__data$11[1] ;
   wire [15:0] \port__data$9 ;
-  wire [7:0] \port__data$9[0] ;
-  wire [7:0] \port__data$9[1] ;
-  wire [7:0] \port__data[0] ;
-  wire [7:0] \port__data[1] ;
   input rst;
   wire rst;
   reg [1:0] sel1 = 2'h0;
@@ -9211,12 +9154,6 @@ module \hwgen_digits_lstm_p2.mac.w_rom (rst, data, addr, clk);
   assign port__addr = addr[9:0];
   assign \port__addr$2  = addr[9:0];
   assign \port__addr$3  = addr[8:0];
-  assign \port__data[0]  = port__data[7:0];
-  assign \port__data[1]  = port__data[15:8];
-  assign \port__data$9[0]  = \port__data$9 [7:0];
-  assign \port__data$9[1]  = \port__data$9 [15:8];
-  assign \port__data$11[0]  = \port__data$11 [7:0];
-  assign \port__data$11[1]  = \port__data$11 [15:8];
   assign \data[0]  = data[7:0];
   assign \data[1]  = data[15:8];
 endmodule

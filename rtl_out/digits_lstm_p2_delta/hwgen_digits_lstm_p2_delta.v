@@ -364,7 +364,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1058$7 (element__payload[82:7]),
+    .\port$1025$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -1982,7 +1982,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1058$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1025$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2208,8 +2208,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1058$7 ;
-  wire [75:0] \port$1058$7 ;
+  input [75:0] \port$1025$7 ;
+  wire [75:0] \port$1025$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2235,22 +2235,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1058$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1025$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1058$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1025$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1058$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1025$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1058$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1025$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3064,10 +3064,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1058$7 [18:0];
-  assign acc1 = \port$1058$7 [37:19];
-  assign acc2 = \port$1058$7 [56:38];
-  assign acc3 = \port$1058$7 [75:57];
+  assign acc0 = \port$1025$7 [18:0];
+  assign acc1 = \port$1025$7 [37:19];
+  assign acc2 = \port$1025$7 [56:38];
+  assign acc3 = \port$1025$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4672,92 +4672,69 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns__payload, last, sel, start, fresh, value_addr, last_addr, last_write, done, pass_now, bank_now, r_en, clk);
+module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, columns__payload, r_en, last, sel, start, fresh, value_addr, last_addr, last_write, pass_now, bank_now, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire [6:0] \$11 ;
-  wire \$12 ;
+  wire [6:0] \$10 ;
+  wire \$11 ;
+  wire [9:0] \$12 ;
   wire [9:0] \$13 ;
-  wire [9:0] \$14 ;
-  wire [4:0] \$15 ;
+  wire [4:0] \$14 ;
+  wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire \$19 ;
-  wire [6:0] \$2 ;
+  wire [9:0] \$19 ;
+  wire \$2 ;
   wire [9:0] \$20 ;
-  wire [9:0] \$21 ;
-  wire [4:0] \$22 ;
+  wire [4:0] \$21 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [7:0] \$3 ;
+  wire [6:0] \$26 ;
+  wire [7:0] \$27 ;
+  wire [6:0] \$28 ;
+  wire [7:0] \$29 ;
+  wire \$3 ;
   wire \$30 ;
-  wire \$31 ;
+  wire [4:0] \$31 ;
   wire \$32 ;
-  wire \$33 ;
-  wire [6:0] \$34 ;
-  wire [7:0] \$35 ;
+  wire [5:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
   wire [6:0] \$36 ;
-  wire [7:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [6:0] \$4 ;
+  wire \$37 ;
+  wire [6:0] \$38 ;
+  wire [12:0] \$39 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire \$42 ;
+  wire [7:0] \$42 ;
   wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
+  wire [7:0] \$44 ;
+  wire [7:0] \$45 ;
+  wire [8:0] \$46 ;
   wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [7:0] \$5 ;
-  wire [4:0] \$50 ;
-  wire \$51 ;
-  wire [5:0] \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire [6:0] \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [6:0] \$6 ;
-  wire \$60 ;
-  wire [6:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire [7:0] \$64 ;
-  wire \$65 ;
-  wire [7:0] \$66 ;
-  wire [7:0] \$67 ;
-  wire [8:0] \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [6:0] \$74 ;
-  wire [12:0] \$75 ;
-  wire [8:0] \$76 ;
-  reg [19:0] \$77 ;
-  reg [3:0] \$78 ;
-  reg \$79 ;
-  wire \$8 ;
-  reg \$80 ;
-  reg \$81 ;
-  reg [5:0] \$82 ;
-  reg [11:0] \$83 ;
-  reg [36:0] \$84 ;
-  wire \$9 ;
+  wire [6:0] \$48 ;
+  wire [12:0] \$49 ;
+  wire [6:0] \$5 ;
+  wire \$50 ;
+  wire [8:0] \$51 ;
+  reg [19:0] \$52 ;
+  reg [3:0] \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg [5:0] \$56 ;
+  reg \$57 ;
+  reg \$58 ;
+  reg [11:0] \$59 ;
+  wire [7:0] \$6 ;
+  reg [36:0] \$60 ;
+  wire [6:0] \$7 ;
+  wire [7:0] \$8 ;
+  wire [6:0] \$9 ;
+  reg at_h = 1'h0;
   wire bank;
   output bank_now;
   reg bank_now = 1'h0;
@@ -4774,7 +4751,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   output columns__valid;
   wire columns__valid;
   output done;
-  reg done;
+  wire done;
   reg [19:0] e1 = 20'h00000;
   wire [5:0] \e1.col ;
   wire \e1.is_h ;
@@ -4799,7 +4776,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   wire [5:0] \last_write.addr ;
   wire [7:0] \last_write.data ;
   wire \last_write.en ;
-  reg launch;
+  wire launch;
   output pass_now;
   reg pass_now = 1'h0;
   wire [27:0] pushed;
@@ -4811,9 +4788,9 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   input r_en;
   wire r_en;
   wire r_rdy;
+  reg reading = 1'h0;
   input rst;
   wire rst;
-  reg run = 1'h0;
   input sel;
   wire sel;
   input start;
@@ -4825,97 +4802,76 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$16  = $signed(\$14 ) >= $signed({ 1'h0, \$15  });
-  assign \$17  = fresh | \$16 ;
-  assign \$18  = e2[0] & \$17 ;
-  assign \$19  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$20  = - $signed(e2[36:28]);
-  assign \$21  = \$19  ? \$20  : { e2[36], e2[36:28] };
-  assign \$22  = e2[7] ? 5'h18 : 5'h14;
-  assign \$23  = $signed(\$21 ) >= $signed({ 1'h0, \$22  });
-  assign \$24  = fresh | \$23 ;
-  assign \$25  = e2[0] & \$24 ;
-  assign \$26  = col == 6'h24;
-  assign \$27  = ~ e1[0];
-  assign \$28  = \$26  & \$27 ;
-  assign \$29  = ~ e2[0];
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = ~ columns__valid;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = col >= 1'h0;
-  assign \$34  = 3'h4 + col;
-  assign \$35  = \$34  - 1'h0;
-  assign \$36  = 1'h0 + col;
-  assign \$37  = \$33  ? \$35  : { 1'h0, \$36  };
-  assign \$38  = col < 6'h20;
-  assign \$39  = run & \$38 ;
-  assign \$40  = held < 3'h7;
-  assign \$41  = \$39  & \$40 ;
-  assign \$43  = col == 6'h20;
-  assign \$44  = ~ e1[0];
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = ~ e2[0];
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = ~ columns__valid;
-  assign \$49  = \$47  & \$48 ;
-  assign \$50  = held + launch;
-  assign \$51  = r_en & columns__valid;
-  assign \$52  = \$50  - \$51 ;
-  assign \$53  = ~ w_en;
-  assign \$54  = e2[0] & \$53 ;
-  assign \$55  = $signed(\$52 ) - $signed({ 1'h0, \$54  });
-  assign \$56  = col < 6'h24;
-  assign \$57  = run & \$56 ;
-  assign \$58  = held < 3'h7;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = col >= 3'h4;
-  assign \$61  = col + 1'h1;
-  assign \$62  = w_addr + 7'h40;
-  assign \$63  = e1[7] & fresh;
-  assign \$64  = \$63  ? 8'h00 : value;
-  assign \$65  = e1[7] & fresh;
-  assign \$66  = \$65  ? 8'h00 : value;
-  assign \$67  = fresh ? 8'h00 : last;
-  assign \$68  = $signed(\$66 ) - $signed(\$67 );
-  assign \$69  = col < 6'h20;
-  assign \$70  = run & \$69 ;
-  assign \$71  = held < 3'h7;
-  assign \$72  = \$70  & \$71 ;
-  assign \$73  = col >= 1'h0;
-  assign \$74  = col + 1'h1;
-  assign \$75  = w_addr + 3'h5;
-  assign \$76  = $signed(value) - $signed(1'h0);
+  assign \$38  = col + 1'h1;
+  assign \$39  = w_addr + 7'h40;
+  assign \$40  = col != 6'h23;
+  assign \$41  = e1[7] & fresh;
+  assign \$42  = \$41  ? 8'h00 : value;
+  assign \$43  = e1[7] & fresh;
+  assign \$44  = \$43  ? 8'h00 : value;
+  assign \$45  = fresh ? 8'h00 : last;
+  assign \$46  = $signed(\$44 ) - $signed(\$45 );
+  assign \$47  = col >= 1'h0;
+  assign \$48  = col + 1'h1;
+  assign \$49  = w_addr + 3'h5;
+  assign \$50  = col != 5'h1f;
+  assign \$51  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$77 ;
+    e1 <= \$52 ;
   always @(posedge clk)
-    held <= \$78 ;
+    held <= \$53 ;
   always @(posedge clk)
-    run <= \$79 ;
+    pass_now <= \$54 ;
   always @(posedge clk)
-    pass_now <= \$80 ;
+    bank_now <= \$55 ;
   always @(posedge clk)
-    bank_now <= \$81 ;
+    col <= \$56 ;
   always @(posedge clk)
-    col <= \$82 ;
+    reading <= \$57 ;
   always @(posedge clk)
-    w_addr <= \$83 ;
+    at_h <= \$58 ;
   always @(posedge clk)
-    e2 <= \$84 ;
-  assign \$1  = col >= 3'h4;
-  assign \$2  = 3'h4 + col;
-  assign \$3  = \$2  - 3'h4;
-  assign \$4  = 1'h0 + col;
-  assign \$5  = \$1  ? \$3  : { 1'h0, \$4  };
-  assign \$6  = 1'h0 + col;
-  assign \$7  = col < 6'h24;
-  assign \$8  = run & \$7 ;
-  assign \$9  = held < 3'h7;
-  assign \$10  = \$8  & \$9 ;
-  assign \$11  = 1'h0 + e2[6:1];
-  assign \$12  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$13  = - $signed(e2[36:28]);
-  assign \$14  = \$12  ? \$13  : { e2[36], e2[36:28] };
-  assign \$15  = e2[7] ? 5'h18 : 5'h14;
+    w_addr <= \$59 ;
+  always @(posedge clk)
+    e2 <= \$60 ;
+  assign \$1  = held < 3'h7;
+  assign launch = reading & \$1 ;
+  assign \$2  = ~ reading;
+  assign \$3  = ! held;
+  assign done = \$2  & \$3 ;
+  assign \$4  = col >= 3'h4;
+  assign \$5  = 3'h4 + col;
+  assign \$6  = \$5  - 3'h4;
+  assign \$7  = 1'h0 + col;
+  assign \$8  = \$4  ? \$6  : { 1'h0, \$7  };
+  assign \$9  = 1'h0 + col;
+  assign \$10  = 1'h0 + e2[6:1];
+  assign \$11  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$12  = - $signed(e2[36:28]);
+  assign \$13  = \$11  ? \$12  : { e2[36], e2[36:28] };
+  assign \$14  = e2[7] ? 5'h18 : 5'h14;
+  assign \$15  = $signed(\$13 ) >= $signed({ 1'h0, \$14  });
+  assign \$16  = fresh | \$15 ;
+  assign \$17  = e2[0] & \$16 ;
+  assign \$18  = $signed(e2[36:28]) < $signed(1'h0);
+  assign \$19  = - $signed(e2[36:28]);
+  assign \$20  = \$18  ? \$19  : { e2[36], e2[36:28] };
+  assign \$21  = e2[7] ? 5'h18 : 5'h14;
+  assign \$22  = $signed(\$20 ) >= $signed({ 1'h0, \$21  });
+  assign \$23  = fresh | \$22 ;
+  assign \$24  = e2[0] & \$23 ;
+  assign \$25  = col >= 1'h0;
+  assign \$26  = 3'h4 + col;
+  assign \$27  = \$26  - 1'h0;
+  assign \$28  = 1'h0 + col;
+  assign \$29  = \$25  ? \$27  : { 1'h0, \$28  };
+  assign \$31  = held + launch;
+  assign \$32  = r_en & columns__valid;
+  assign \$33  = \$31  - \$32 ;
+  assign \$34  = ~ w_en;
+  assign \$35  = e2[0] & \$34 ;
+  assign \$36  = $signed(\$33 ) - $signed({ 1'h0, \$35  });
+  assign \$37  = col >= 3'h4;
   \hwgen_digits_lstm_p2_delta.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -4930,9 +4886,9 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          value_addr = \$5 [5:0];
+          value_addr = \$8 [5:0];
       1'h1:
-          value_addr = \$37 [5:0];
+          value_addr = \$29 [5:0];
     endcase
   end
   always @* begin
@@ -4940,22 +4896,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     last_addr = 6'h00;
     casez (pass_now)
       1'h0:
-          last_addr = \$6 [5:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    launch = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (\$10 ) begin
-            launch = 1'h1;
-          end
-      1'h1:
-          if (\$41 ) begin
-            launch = 1'h1;
-          end
+          last_addr = \$9 [5:0];
     endcase
   end
   always @* begin
@@ -4964,9 +4905,9 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     casez (pass_now)
       1'h0:
         begin
-          last_write[5:0] = \$11 [5:0];
+          last_write[5:0] = \$10 [5:0];
           last_write[13:6] = e2[27:20];
-          last_write[14] = \$18 ;
+          last_write[14] = \$17 ;
         end
     endcase
   end
@@ -4975,132 +4916,140 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          w_en = \$25 ;
+          w_en = \$24 ;
       1'h1:
-          w_en = \$42 ;
+          w_en = \$30 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$52 [19:1] = e1[19:1];
+    \$52 [0] = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          done = \$32 ;
-      1'h1:
-          done = \$49 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$77 [19:1] = e1[19:1];
-    \$77 [0] = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (\$59 ) begin
-            \$77 [0] = 1'h1;
-            \$77 [6:1] = col;
-            \$77 [7] = \$60 ;
-            \$77 [19:8] = w_addr;
+          if (launch) begin
+            \$52 [0] = 1'h1;
+            \$52 [6:1] = col;
+            \$52 [7] = \$37 ;
+            \$52 [19:8] = w_addr;
           end
       1'h1:
-          if (\$72 ) begin
-            \$77 [0] = 1'h1;
-            \$77 [6:1] = col;
-            \$77 [7] = \$73 ;
-            \$77 [19:8] = w_addr;
+          if (launch) begin
+            \$52 [0] = 1'h1;
+            \$52 [6:1] = col;
+            \$52 [7] = \$47 ;
+            \$52 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$77  = 20'h00000;
+      \$52  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$78  = \$55 [3:0];
+    \$53  = \$36 [3:0];
     if (rst) begin
-      \$78  = 4'h0;
+      \$53  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$79  = run;
-    if (done) begin
-      \$79  = 1'h0;
-    end
+    \$54  = pass_now;
     if (start) begin
-      \$79  = 1'h1;
+      \$54  = sel;
     end
     if (rst) begin
-      \$79  = 1'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$80  = pass_now;
+    \$55  = bank_now;
     if (start) begin
-      \$80  = sel;
+      \$55  = 1'h0;
     end
     if (rst) begin
-      \$80  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$81  = bank_now;
+    \$56  = col;
     if (start) begin
-      \$81  = 1'h0;
-    end
-    if (rst) begin
-      \$81  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$82  = col;
-    if (start) begin
-      \$82  = 6'h00;
+      \$56  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$59 ) begin
-            \$82  = \$61 [5:0];
+          if (launch) begin
+            \$56  = \$38 [5:0];
           end
       1'h1:
-          if (\$72 ) begin
-            \$82  = \$74 [5:0];
+          if (launch) begin
+            \$56  = \$48 [5:0];
           end
     endcase
     if (rst) begin
-      \$82  = 6'h00;
+      \$56  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$83  = w_addr;
+    \$57  = reading;
+    if (start) begin
+      \$57  = 1'h1;
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$57  = \$40 ;
+          end
+      1'h1:
+          if (launch) begin
+            \$57  = \$50 ;
+          end
+    endcase
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$58  = at_h;
+    if (start) begin
+      \$58  = 1'h0;
+    end
+    if (rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$59  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$83  = 12'h000;
+            \$59  = 12'h000;
         1'h1:
-            \$83  = 12'h900;
+            \$59  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          if (\$59 ) begin
-            \$83  = \$62 [11:0];
+          if (launch) begin
+            \$59  = \$39 [11:0];
           end
       1'h1:
-          if (\$72 ) begin
-            \$83  = \$75 [11:0];
+          if (launch) begin
+            \$59  = \$49 [11:0];
           end
     endcase
     if (rst) begin
-      \$83  = 12'h000;
+      \$59  = 12'h000;
     end
   end
   always @* begin
@@ -5109,25 +5058,25 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
     casez (pass_now)
       1'h0:
         begin
-          \$84 [0] = e1[0];
-          \$84 [6:1] = e1[6:1];
-          \$84 [7] = e1[7];
-          \$84 [19:8] = e1[19:8];
-          \$84 [27:20] = \$64 ;
-          \$84 [36:28] = \$68 ;
+          \$60 [0] = e1[0];
+          \$60 [6:1] = e1[6:1];
+          \$60 [7] = e1[7];
+          \$60 [19:8] = e1[19:8];
+          \$60 [27:20] = \$42 ;
+          \$60 [36:28] = \$46 ;
         end
       1'h1:
         begin
-          \$84 [0] = e1[0];
-          \$84 [6:1] = e1[6:1];
-          \$84 [7] = e1[7];
-          \$84 [19:8] = e1[19:8];
-          \$84 [27:20] = value;
-          \$84 [36:28] = \$76 ;
+          \$60 [0] = e1[0];
+          \$60 [6:1] = e1[6:1];
+          \$60 [7] = e1[7];
+          \$60 [19:8] = e1[19:8];
+          \$60 [27:20] = value;
+          \$60 [36:28] = \$51 ;
         end
     endcase
     if (rst) begin
-      \$84  = 37'h0000000000;
+      \$60  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -5160,11 +5109,11 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, columns__valid, columns_
   assign w_data[18] = e2[7];
   assign w_data[17:12] = e2[6:1];
   assign w_data[11:0] = e2[19:8];
-  assign \$42  = e2[0];
+  assign \$30  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, w_en, w_port__data, r_en, clk);
+module \hwgen_digits_lstm_p2_delta.encoder.queue (rst, r_rdy, r_data, r_en, w_en, w_port__data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5427,9 +5376,7 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
     \$26  = out_idx;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$26  = 4'h0;
-          end
+          \$26  = 4'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -5452,9 +5399,7 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
     \$27  = lane;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$27  = 2'h0;
-          end
+          \$27  = 2'h0;
       3'h1:
           /* empty */;
       3'h2:
@@ -5483,9 +5428,7 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
     \$28  = addr;
     casez (head_out_state)
       3'h0:
-          if (start) begin
-            \$28  = 7'h40;
-          end
+          \$28  = 7'h40;
       3'h1:
           /* empty */;
       3'h2:
@@ -5610,37 +5553,33 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.issuer (rst, columns__valid, columns__payload, fresh, sel, issue__payload, columns__ready, busy, clk);
+module \hwgen_digits_lstm_p2_delta.issuer (rst, columns__valid, columns__payload, columns__ready, fresh, sel, issue__payload, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire [12:0] \$1 ;
-  wire [12:0] \$10 ;
-  wire [7:0] \$11 ;
-  wire [7:0] \$12 ;
+  wire \$1 ;
+  wire [7:0] \$10 ;
+  wire \$11 ;
+  wire \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire \$16 ;
+  wire [7:0] \$16 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [7:0] \$2 ;
-  wire \$20 ;
+  wire [12:0] \$2 ;
+  wire [7:0] \$20 ;
   wire \$21 ;
-  wire [7:0] \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [7:0] \$26 ;
-  reg [6:0] \$27 ;
-  reg \$28 ;
-  reg [27:0] \$29 ;
+  reg [6:0] \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg [27:0] \$25 ;
   wire [7:0] \$3 ;
-  wire \$4 ;
+  wire [7:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire [12:0] \$8 ;
+  wire [7:0] \$9 ;
   (* init = 1'h0 *)
   wire active;
   output busy;
@@ -5654,7 +5593,7 @@ module \hwgen_digits_lstm_p2_delta.issuer (rst, columns__valid, columns__payload
   wire \columns__payload.is_h ;
   wire [11:0] \columns__payload.w_addr ;
   output columns__ready;
-  reg columns__ready;
+  wire columns__ready;
   input columns__valid;
   wire columns__valid;
   reg [27:0] cur = 28'h0000000;
@@ -5675,134 +5614,145 @@ module \hwgen_digits_lstm_p2_delta.issuer (rst, columns__valid, columns__payload
   wire [11:0] \issue__payload.w_addr ;
   (* init = 1'h0 *)
   wire issue__valid;
+  reg last_word = 1'h0;
   input rst;
   wire rst;
   input sel;
   wire sel;
-  assign \$1  = cur[11:0] + grp;
-  assign \$2  = 1'h0 + grp;
+  assign \$1  = ~ busy;
+  assign columns__ready = \$1  | last_word;
+  assign \$2  = cur[11:0] + grp;
   assign \$3  = 1'h0 + grp;
-  assign \$4  = ! cur[17:12];
-  assign \$5  = fresh & \$4 ;
-  assign \$6  = cur[18] ? 1'h0 : 1'h1;
-  assign \$7  = ~ busy;
-  assign \$8  = grp == 6'h3f;
-  assign \$9  = \$7  | \$8 ;
-  assign \$10  = cur[11:0] + grp;
-  assign \$11  = 7'h40 + grp;
-  assign \$12  = 7'h40 + grp;
-  assign \$13  = ! cur[17:12];
-  assign \$16  = ~ busy;
-  assign \$17  = grp == 3'h4;
-  assign \$18  = \$16  | \$17 ;
-  assign \$19  = grp == 6'h3f;
-  assign \$20  = ~ \$19 ;
-  assign \$21  = busy & \$20 ;
-  assign \$22  = grp + 1'h1;
-  assign \$23  = grp == 3'h4;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = busy & \$24 ;
-  assign \$26  = grp + 1'h1;
+  assign \$4  = 1'h0 + grp;
+  assign \$5  = ! cur[17:12];
+  assign \$6  = fresh & \$5 ;
+  assign \$7  = cur[18] ? 1'h0 : 1'h1;
+  assign \$8  = cur[11:0] + grp;
+  assign \$9  = 7'h40 + grp;
+  assign \$10  = 7'h40 + grp;
+  assign \$11  = ! cur[17:12];
+  assign \$14  = ~ last_word;
+  assign \$15  = busy & \$14 ;
+  assign \$16  = grp + 1'h1;
+  assign \$17  = grp == 6'h3e;
+  assign \$18  = ~ last_word;
+  assign \$19  = busy & \$18 ;
+  assign \$20  = grp + 1'h1;
+  assign \$21  = grp == 2'h3;
   always @(posedge clk)
-    grp <= \$27 ;
+    grp <= \$22 ;
   always @(posedge clk)
-    busy <= \$28 ;
+    last_word <= \$23 ;
   always @(posedge clk)
-    cur <= \$29 ;
+    busy <= \$24 ;
+  always @(posedge clk)
+    cur <= \$25 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
         begin
-          issue__payload[11:0] = \$1 [11:0];
-          issue__payload[18:12] = \$2 [6:0];
-          issue__payload[25:19] = \$3 [6:0];
+          issue__payload[11:0] = \$2 [11:0];
+          issue__payload[18:12] = \$3 [6:0];
+          issue__payload[25:19] = \$4 [6:0];
           issue__payload[35:27] = cur[27:19];
-          issue__payload[26] = \$5 ;
-          issue__payload[36] = \$6 ;
+          issue__payload[26] = \$6 ;
+          issue__payload[36] = \$7 ;
         end
       1'h1:
         begin
-          issue__payload[11:0] = \$10 [11:0];
-          issue__payload[18:12] = \$11 [6:0];
-          issue__payload[25:19] = \$12 [6:0];
+          issue__payload[11:0] = \$8 [11:0];
+          issue__payload[18:12] = \$9 [6:0];
+          issue__payload[25:19] = \$10 [6:0];
           issue__payload[35:27] = cur[27:19];
-          issue__payload[26] = \$14 ;
-          issue__payload[36] = \$15 ;
+          issue__payload[26] = \$12 ;
+          issue__payload[36] = \$13 ;
         end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$22  = grp;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          columns__ready = \$9 ;
-      1'h1:
-          columns__ready = \$18 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$27  = grp;
-    (* full_case = 32'd1 *)
-    casez (sel)
-      1'h0:
-          if (\$21 ) begin
-            \$27  = \$22 [6:0];
+          if (\$15 ) begin
+            \$22  = \$16 [6:0];
           end else if (columns__ready) begin
-            \$27  = 7'h00;
+            \$22  = 7'h00;
           end
       1'h1:
-          if (\$25 ) begin
-            \$27  = \$26 [6:0];
+          if (\$19 ) begin
+            \$22  = \$20 [6:0];
           end else if (columns__ready) begin
-            \$27  = 7'h00;
+            \$22  = 7'h00;
           end
     endcase
     if (rst) begin
-      \$27  = 7'h00;
+      \$22  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$28  = busy;
+    \$23  = last_word;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          if (\$21 ) begin
+          if (\$15 ) begin
+            \$23  = \$17 ;
           end else if (columns__ready) begin
-            \$28  = columns__valid;
+            \$23  = 1'h0;
           end
       1'h1:
-          if (\$25 ) begin
+          if (\$19 ) begin
+            \$23  = \$21 ;
           end else if (columns__ready) begin
-            \$28  = columns__valid;
+            \$23  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$28  = 1'h0;
+      \$23  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$29  = cur;
+    \$24  = busy;
     (* full_case = 32'd1 *)
     casez (sel)
       1'h0:
-          if (\$21 ) begin
+          if (\$15 ) begin
           end else if (columns__ready) begin
-            \$29  = columns__payload;
+            \$24  = columns__valid;
           end
       1'h1:
-          if (\$25 ) begin
+          if (\$19 ) begin
           end else if (columns__ready) begin
-            \$29  = columns__payload;
+            \$24  = columns__valid;
           end
     endcase
     if (rst) begin
-      \$29  = 28'h0000000;
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$25  = cur;
+    (* full_case = 32'd1 *)
+    casez (sel)
+      1'h0:
+          if (\$15 ) begin
+          end else if (columns__ready) begin
+            \$25  = columns__payload;
+          end
+      1'h1:
+          if (\$19 ) begin
+          end else if (columns__ready) begin
+            \$25  = columns__payload;
+          end
+    endcase
+    if (rst) begin
+      \$25  = 28'h0000000;
     end
   end
   assign active = busy;
@@ -5821,8 +5771,8 @@ module \hwgen_digits_lstm_p2_delta.issuer (rst, columns__valid, columns__payload
   assign \columns__payload.col  = columns__payload[17:12];
   assign \columns__payload.is_h  = columns__payload[18];
   assign \columns__payload.delta  = columns__payload[27:19];
-  assign \$14  = \$13 ;
-  assign \$15  = 1'h0;
+  assign \$12  = \$11 ;
+  assign \$13  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6068,6 +6018,7 @@ module \hwgen_digits_lstm_p2_delta.mac (rst, out_rd__addr, acc_word, idle, issue
   end
   assign out_rd__data = _0_;
   assign \$signature__data  = _1_;
+  (* rom_style = "block" *)
   reg [37:0] b_mem [68:0];
   initial begin
     b_mem[0] = 38'h009d6808a3;
@@ -6539,13 +6490,7 @@ module \hwgen_digits_lstm_p2_delta.mac.w_rom (rst, data, addr, clk);
   wire [8:0] \port__addr$3 ;
   wire [15:0] port__data;
   wire [15:0] \port__data$11 ;
-  wire [7:0] \port__data$11[0] ;
-  wire [7:0] \port__data$11[1] ;
   wire [15:0] \port__data$9 ;
-  wire [7:0] \port__data$9[0] ;
-  wire [7:0] \port__data$9[1] ;
-  wire [7:0] \port__data[0] ;
-  wire [7:0] \port__data[1] ;
   input rst;
   wire rst;
   reg [1:0] sel1 = 2'h0;
@@ -9086,12 +9031,6 @@ module \hwgen_digits_lstm_p2_delta.mac.w_rom (rst, data, addr, clk);
   assign port__addr = addr[9:0];
   assign \port__addr$2  = addr[9:0];
   assign \port__addr$3  = addr[8:0];
-  assign \port__data[0]  = port__data[7:0];
-  assign \port__data[1]  = port__data[15:8];
-  assign \port__data$9[0]  = \port__data$9 [7:0];
-  assign \port__data$9[1]  = \port__data$9 [15:8];
-  assign \port__data$11[0]  = \port__data$11 [7:0];
-  assign \port__data$11[1]  = \port__data$11 [15:8];
   assign \data[0]  = data[7:0];
   assign \data[1]  = data[15:8];
 endmodule
