@@ -268,8 +268,10 @@ class ColumnEncoder(wiring.Component):
                     # stage 2: fire, queue, remember what fired
                     if ps.is_delta:
                         tx, th = (max(t, 1) for t in ps.theta)
-                        size = Mux(e2.change < 0, -e2.change, e2.change)
-                        fire = fresh | (size >= Mux(e2.is_h, th, tx))
+                        # |change| >= theta as two compares side by side, not a negation
+                        # then a compare in a row (the UP5K's longest path in delta designs)
+                        theta = Mux(e2.is_h, th, tx)
+                        fire = fresh | (e2.change >= theta) | (e2.change <= -theta)
                         m.d.comb += [self.last_write.addr.eq(ps.hat_addr + e2.col),
                                      self.last_write.data.eq(e2.value),
                                      self.last_write.en.eq(e2.valid & fire)]

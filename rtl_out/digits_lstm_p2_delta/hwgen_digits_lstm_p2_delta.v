@@ -364,7 +364,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1025$7 (element__payload[82:7]),
+    .\port$1027$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -1982,7 +1982,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1025$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1027$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2208,8 +2208,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1025$7 ;
-  wire [75:0] \port$1025$7 ;
+  input [75:0] \port$1027$7 ;
+  wire [75:0] \port$1027$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2235,22 +2235,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1025$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1027$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1025$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1027$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1025$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1027$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1025$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1027$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3064,10 +3064,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1025$7 [18:0];
-  assign acc1 = \port$1025$7 [37:19];
-  assign acc2 = \port$1025$7 [56:38];
-  assign acc3 = \port$1025$7 [75:57];
+  assign acc0 = \port$1027$7 [18:0];
+  assign acc1 = \port$1027$7 [37:19];
+  assign acc2 = \port$1027$7 [56:38];
+  assign acc3 = \port$1027$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4676,61 +4676,63 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
-  wire \$11 ;
-  wire [9:0] \$12 ;
-  wire [9:0] \$13 ;
+  wire [4:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
   wire [4:0] \$14 ;
-  wire \$15 ;
+  wire [5:0] \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [9:0] \$19 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
-  wire [9:0] \$20 ;
-  wire [4:0] \$21 ;
-  wire \$22 ;
-  wire \$23 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [4:0] \$22 ;
+  wire [5:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [6:0] \$26 ;
-  wire [7:0] \$27 ;
+  wire \$26 ;
+  wire \$27 ;
   wire [6:0] \$28 ;
   wire [7:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [4:0] \$31 ;
+  wire [6:0] \$30 ;
+  wire [7:0] \$31 ;
   wire \$32 ;
-  wire [5:0] \$33 ;
+  wire [4:0] \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire [6:0] \$36 ;
+  wire [5:0] \$35 ;
+  wire \$36 ;
   wire \$37 ;
   wire [6:0] \$38 ;
-  wire [12:0] \$39 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [7:0] \$42 ;
+  wire [6:0] \$40 ;
+  wire [12:0] \$41 ;
+  wire \$42 ;
   wire \$43 ;
   wire [7:0] \$44 ;
-  wire [7:0] \$45 ;
-  wire [8:0] \$46 ;
-  wire \$47 ;
-  wire [6:0] \$48 ;
-  wire [12:0] \$49 ;
+  wire \$45 ;
+  wire [7:0] \$46 ;
+  wire [7:0] \$47 ;
+  wire [8:0] \$48 ;
+  wire \$49 ;
   wire [6:0] \$5 ;
-  wire \$50 ;
-  wire [8:0] \$51 ;
-  reg [19:0] \$52 ;
-  reg [3:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
-  reg [5:0] \$56 ;
+  wire [6:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire \$52 ;
+  wire [8:0] \$53 ;
+  reg [19:0] \$54 ;
+  reg [3:0] \$55 ;
+  reg \$56 ;
   reg \$57 ;
-  reg \$58 ;
-  reg [11:0] \$59 ;
+  reg [5:0] \$58 ;
+  reg \$59 ;
   wire [7:0] \$6 ;
-  reg [36:0] \$60 ;
+  reg \$60 ;
+  reg [11:0] \$61 ;
+  reg [36:0] \$62 ;
   wire [6:0] \$7 ;
   wire [7:0] \$8 ;
   wire [6:0] \$9 ;
@@ -4802,38 +4804,42 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$38  = col + 1'h1;
-  assign \$39  = w_addr + 7'h40;
-  assign \$40  = col != 6'h23;
-  assign \$41  = e1[7] & fresh;
-  assign \$42  = \$41  ? 8'h00 : value;
+  assign \$36  = ~ w_en;
+  assign \$37  = e2[0] & \$36 ;
+  assign \$38  = $signed(\$35 ) - $signed({ 1'h0, \$37  });
+  assign \$39  = col >= 3'h4;
+  assign \$40  = col + 1'h1;
+  assign \$41  = w_addr + 7'h40;
+  assign \$42  = col != 6'h23;
   assign \$43  = e1[7] & fresh;
   assign \$44  = \$43  ? 8'h00 : value;
-  assign \$45  = fresh ? 8'h00 : last;
-  assign \$46  = $signed(\$44 ) - $signed(\$45 );
-  assign \$47  = col >= 1'h0;
-  assign \$48  = col + 1'h1;
-  assign \$49  = w_addr + 3'h5;
-  assign \$50  = col != 5'h1f;
-  assign \$51  = $signed(value) - $signed(1'h0);
+  assign \$45  = e1[7] & fresh;
+  assign \$46  = \$45  ? 8'h00 : value;
+  assign \$47  = fresh ? 8'h00 : last;
+  assign \$48  = $signed(\$46 ) - $signed(\$47 );
+  assign \$49  = col >= 1'h0;
+  assign \$50  = col + 1'h1;
+  assign \$51  = w_addr + 3'h5;
+  assign \$52  = col != 5'h1f;
+  assign \$53  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$52 ;
+    e1 <= \$54 ;
   always @(posedge clk)
-    held <= \$53 ;
+    held <= \$55 ;
   always @(posedge clk)
-    pass_now <= \$54 ;
+    pass_now <= \$56 ;
   always @(posedge clk)
-    bank_now <= \$55 ;
+    bank_now <= \$57 ;
   always @(posedge clk)
-    col <= \$56 ;
+    col <= \$58 ;
   always @(posedge clk)
-    reading <= \$57 ;
+    reading <= \$59 ;
   always @(posedge clk)
-    at_h <= \$58 ;
+    at_h <= \$60 ;
   always @(posedge clk)
-    w_addr <= \$59 ;
+    w_addr <= \$61 ;
   always @(posedge clk)
-    e2 <= \$60 ;
+    e2 <= \$62 ;
   assign \$1  = held < 3'h7;
   assign launch = reading & \$1 ;
   assign \$2  = ~ reading;
@@ -4846,32 +4852,30 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   assign \$8  = \$4  ? \$6  : { 1'h0, \$7  };
   assign \$9  = 1'h0 + col;
   assign \$10  = 1'h0 + e2[6:1];
-  assign \$11  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$12  = - $signed(e2[36:28]);
-  assign \$13  = \$11  ? \$12  : { e2[36], e2[36:28] };
+  assign \$11  = e2[7] ? 5'h18 : 5'h14;
+  assign \$12  = $signed(e2[36:28]) >= $signed({ 1'h0, \$11  });
+  assign \$13  = fresh | \$12 ;
   assign \$14  = e2[7] ? 5'h18 : 5'h14;
-  assign \$15  = $signed(\$13 ) >= $signed({ 1'h0, \$14  });
-  assign \$16  = fresh | \$15 ;
-  assign \$17  = e2[0] & \$16 ;
-  assign \$18  = $signed(e2[36:28]) < $signed(1'h0);
-  assign \$19  = - $signed(e2[36:28]);
-  assign \$20  = \$18  ? \$19  : { e2[36], e2[36:28] };
-  assign \$21  = e2[7] ? 5'h18 : 5'h14;
-  assign \$22  = $signed(\$20 ) >= $signed({ 1'h0, \$21  });
-  assign \$23  = fresh | \$22 ;
-  assign \$24  = e2[0] & \$23 ;
-  assign \$25  = col >= 1'h0;
-  assign \$26  = 3'h4 + col;
-  assign \$27  = \$26  - 1'h0;
-  assign \$28  = 1'h0 + col;
-  assign \$29  = \$25  ? \$27  : { 1'h0, \$28  };
-  assign \$31  = held + launch;
-  assign \$32  = r_en & columns__valid;
-  assign \$33  = \$31  - \$32 ;
-  assign \$34  = ~ w_en;
-  assign \$35  = e2[0] & \$34 ;
-  assign \$36  = $signed(\$33 ) - $signed({ 1'h0, \$35  });
-  assign \$37  = col >= 3'h4;
+  assign \$15  = - \$14 ;
+  assign \$16  = $signed(e2[36:28]) <= $signed(\$15 );
+  assign \$17  = \$13  | \$16 ;
+  assign \$18  = e2[0] & \$17 ;
+  assign \$19  = e2[7] ? 5'h18 : 5'h14;
+  assign \$20  = $signed(e2[36:28]) >= $signed({ 1'h0, \$19  });
+  assign \$21  = fresh | \$20 ;
+  assign \$22  = e2[7] ? 5'h18 : 5'h14;
+  assign \$23  = - \$22 ;
+  assign \$24  = $signed(e2[36:28]) <= $signed(\$23 );
+  assign \$25  = \$21  | \$24 ;
+  assign \$26  = e2[0] & \$25 ;
+  assign \$27  = col >= 1'h0;
+  assign \$28  = 3'h4 + col;
+  assign \$29  = \$28  - 1'h0;
+  assign \$30  = 1'h0 + col;
+  assign \$31  = \$27  ? \$29  : { 1'h0, \$30  };
+  assign \$33  = held + launch;
+  assign \$34  = r_en & columns__valid;
+  assign \$35  = \$33  - \$34 ;
   \hwgen_digits_lstm_p2_delta.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -4888,7 +4892,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
       1'h0:
           value_addr = \$8 [5:0];
       1'h1:
-          value_addr = \$29 [5:0];
+          value_addr = \$31 [5:0];
     endcase
   end
   always @* begin
@@ -4907,7 +4911,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
         begin
           last_write[5:0] = \$10 [5:0];
           last_write[13:6] = e2[27:20];
-          last_write[14] = \$17 ;
+          last_write[14] = \$18 ;
         end
     endcase
   end
@@ -4916,140 +4920,140 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          w_en = \$24 ;
+          w_en = \$26 ;
       1'h1:
-          w_en = \$30 ;
+          w_en = \$32 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52 [19:1] = e1[19:1];
-    \$52 [0] = 1'h0;
+    \$54 [19:1] = e1[19:1];
+    \$54 [0] = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$52 [0] = 1'h1;
-            \$52 [6:1] = col;
-            \$52 [7] = \$37 ;
-            \$52 [19:8] = w_addr;
+            \$54 [0] = 1'h1;
+            \$54 [6:1] = col;
+            \$54 [7] = \$39 ;
+            \$54 [19:8] = w_addr;
           end
       1'h1:
           if (launch) begin
-            \$52 [0] = 1'h1;
-            \$52 [6:1] = col;
-            \$52 [7] = \$47 ;
-            \$52 [19:8] = w_addr;
+            \$54 [0] = 1'h1;
+            \$54 [6:1] = col;
+            \$54 [7] = \$49 ;
+            \$54 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$52  = 20'h00000;
+      \$54  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = \$36 [3:0];
+    \$55  = \$38 [3:0];
     if (rst) begin
-      \$53  = 4'h0;
+      \$55  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = pass_now;
+    \$56  = pass_now;
     if (start) begin
-      \$54  = sel;
-    end
-    if (rst) begin
-      \$54  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = bank_now;
-    if (start) begin
-      \$55  = 1'h0;
+      \$56  = sel;
     end
     if (rst) begin
-      \$55  = 1'h0;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$56  = col;
+    \$57  = bank_now;
     if (start) begin
-      \$56  = 6'h00;
+      \$57  = 1'h0;
     end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (launch) begin
-            \$56  = \$38 [5:0];
-          end
-      1'h1:
-          if (launch) begin
-            \$56  = \$48 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$56  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$57  = reading;
-    if (start) begin
-      \$57  = 1'h1;
-    end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (launch) begin
-            \$57  = \$40 ;
-          end
-      1'h1:
-          if (launch) begin
-            \$57  = \$50 ;
-          end
-    endcase
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$58  = at_h;
+    \$58  = col;
     if (start) begin
-      \$58  = 1'h0;
+      \$58  = 6'h00;
     end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$58  = \$40 [5:0];
+          end
+      1'h1:
+          if (launch) begin
+            \$58  = \$50 [5:0];
+          end
+    endcase
     if (rst) begin
-      \$58  = 1'h0;
+      \$58  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$59  = w_addr;
+    \$59  = reading;
+    if (start) begin
+      \$59  = 1'h1;
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$59  = \$42 ;
+          end
+      1'h1:
+          if (launch) begin
+            \$59  = \$52 ;
+          end
+    endcase
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$60  = at_h;
+    if (start) begin
+      \$60  = 1'h0;
+    end
+    if (rst) begin
+      \$60  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$61  = w_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$59  = 12'h000;
+            \$61  = 12'h000;
         1'h1:
-            \$59  = 12'h900;
+            \$61  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$59  = \$39 [11:0];
+            \$61  = \$41 [11:0];
           end
       1'h1:
           if (launch) begin
-            \$59  = \$49 [11:0];
+            \$61  = \$51 [11:0];
           end
     endcase
     if (rst) begin
-      \$59  = 12'h000;
+      \$61  = 12'h000;
     end
   end
   always @* begin
@@ -5058,25 +5062,25 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
     casez (pass_now)
       1'h0:
         begin
-          \$60 [0] = e1[0];
-          \$60 [6:1] = e1[6:1];
-          \$60 [7] = e1[7];
-          \$60 [19:8] = e1[19:8];
-          \$60 [27:20] = \$42 ;
-          \$60 [36:28] = \$46 ;
+          \$62 [0] = e1[0];
+          \$62 [6:1] = e1[6:1];
+          \$62 [7] = e1[7];
+          \$62 [19:8] = e1[19:8];
+          \$62 [27:20] = \$44 ;
+          \$62 [36:28] = \$48 ;
         end
       1'h1:
         begin
-          \$60 [0] = e1[0];
-          \$60 [6:1] = e1[6:1];
-          \$60 [7] = e1[7];
-          \$60 [19:8] = e1[19:8];
-          \$60 [27:20] = value;
-          \$60 [36:28] = \$51 ;
+          \$62 [0] = e1[0];
+          \$62 [6:1] = e1[6:1];
+          \$62 [7] = e1[7];
+          \$62 [19:8] = e1[19:8];
+          \$62 [27:20] = value;
+          \$62 [36:28] = \$53 ;
         end
     endcase
     if (rst) begin
-      \$60  = 37'h0000000000;
+      \$62  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
@@ -5109,7 +5113,7 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   assign w_data[18] = e2[7];
   assign w_data[17:12] = e2[6:1];
   assign w_data[11:0] = e2[19:8];
-  assign \$30  = e2[0];
+  assign \$32  = e2[0];
 endmodule
 
 (* generator = "Amaranth" *)
