@@ -227,15 +227,13 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
     w_words, b_words, layers = [], [], []
     folded = qm.embedding_design == "folded"
     first = qm.layers[0]
+    first_gpc = len(first.spec.blocks_x) * math.ceil(first.hidden_size / lanes)
     # the next step's input loads while layer 0's recurrent columns issue (`_load_ahead`
     # in `hwgen.rtl.top`): enough cycles for it, with an always-valid input
-    recurrent_issue = (first.hidden_size * len(first.spec.blocks_x) * math.ceil(
-        first.hidden_size / lanes) if first.spec.blocks_h else 0)
+    recurrent_issue = first.hidden_size * first_gpc if first.spec.blocks_h else 0
     overlap = overlaps_steps(qm, delta) and first.input_size <= recurrent_issue
     if units is None:
-        input_issue = first.input_size * len(first.spec.blocks_x) * math.ceil(
-            first.hidden_size / lanes)
-        units = (hidden_activate_units(qm, lanes, input_issue) if overlap
+        units = (hidden_activate_units(qm, lanes, first.input_size * first_gpc) if overlap
                  else default_units(lanes))
     check_units(units, lanes)
     # the layer-0 input sits at 0..I-1 (a folded embedding's token is no vector: none)

@@ -290,15 +290,16 @@ class Accelerator(wiring.Component):
                 if tp is None:
                     with m.State(f"DRAIN{k}"):
                         m.d.comb += act.sel.eq(k)
-                        if plan.overlap and k == len(units) - 1:
-                            # the next step's pass begins with this ACTIVATE: its input
-                            # columns now, its recurrent ones when this step's h is made
+                        # the next step's pass begins with the last ACTIVATE: its input
+                        # columns now, its recurrent ones when this step's h is made
+                        next_step_early = plan.overlap and k == len(units) - 1
+                        if next_step_early:
                             begin = start_pass(0)
                         with m.If(mac.idle):
                             m.d.comb += act.start.eq(1)
                             if plan.overlap:
                                 m.d.sync += ahead.units_busy.eq(1)
-                            if plan.overlap and k == len(units) - 1:
+                            if next_step_early:
                                 with m.If(ahead.loaded & ~seq_end):
                                     m.d.comb += [begin, ahead.take.eq(1)]
                                     m.d.sync += ahead.early.eq(1)
