@@ -4,13 +4,19 @@ import json
 import os
 from pathlib import Path
 
+from amaranth.back import verilog
+from amaranth.hdl import signed
+from amaranth.lib import data
 import pytest
 
 from hwgen.boards import build_bitstream
 from hwgen.boards.build import _out_of_dsps
 from hwgen.design_folder import build_dir, seal
+from hwgen.rtl.rom import BankedROM
 from hwgen.synth import DesignFolderError, SynthError, get_target, synthesize
 from hwgen.synth.cli_support import synth_command
+from hwgen.synth.design import Design
+from hwgen.synth.flow import _run_yosys
 from standin_design import write_standin
 
 
@@ -259,3 +265,27 @@ def test_board_build_leaves_the_process_environment_alone(standin, tmp_path):
     before = dict(os.environ)
     build_bitstream(standin, "ulx3s", tmp_path)
     assert dict(os.environ) == before
+
+
+def _rom_design(tmp_path) -> Design:
+    """A 2-lane banked weight ROM: Amaranth names its lanes ``\\data[0]``, ``\\data[1]``."""
+    rom = BankedROM(data.ArrayLayout(signed(8), 2), [[k % 127, -k % 128] for k in range(1024)])
+    (tmp_path / "rom.v").write_text(verilog.convert(rom, name="rom"))
+    return Design(tmp_path, {}, "rom", "rom", (tmp_path / "rom.v",), 10, 16)
+
+
+def test_bracketed_wire_names_survive_technology_mapping(tmp_path):
+    # Yosys 0.70 failed an assertion in ABC's reintegration on these names (no message)
+    design = _rom_design(tmp_path)
+    assert "\\data[1] " in (tmp_path / "rom.v").read_text()
+    counts = _run_yosys(design, get_target("ecp5-85f"), "rom", [tmp_path / "rom.v"], tmp_path)
+    assert counts["DP16KD"] == 1 and (tmp_path / "netlist.json").stat().st_size > 0
+
+
+def test_yosys_errors_after_technology_mapping_reach_the_log(tmp_path):
+    design = _rom_design(tmp_path)
+    body = ["synth_ecp5 -top rom", "select -assert-none t:DP16KD"]
+    with pytest.raises(SynthError) as info:
+        _run_yosys(design, get_target("ecp5-85f"), "rom", [tmp_path / "rom.v"], tmp_path, body)
+    assert "Assertion failed: selection is not empty" in info.value.log_tail
+    assert "Assertion failed" in (tmp_path / "yosys.log").read_text()

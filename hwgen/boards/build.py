@@ -14,7 +14,8 @@ from amaranth.lib import io
 from ..design_folder import build_dir
 from ..synth.design import Design, load_design
 from ..synth.errors import SynthError
-from ..synth.flow import ICE40_COARSE_BEFORE_DSP, soft_mul_commands, split_multipliers
+from ..synth.flow import (HIDE_BRACKETED_NAMES, ICE40_COARSE_BEFORE_DSP, soft_mul_commands,
+                          split_multipliers)
 from ..synth.reports import critical_paths, fmax_of, read_pnr_report
 from ..synth.targets import get_target
 from ..synth.tools import log_tail, run_tool, tool_env, tool_path
@@ -233,7 +234,9 @@ def _run_build(design, spec: Board, out: Path, name: str, baud: int, fifo_depth:
     platform = spec.make_platform()
     for path in (*design.verilog, *design.data_files):
         platform.add_file(path.name, path.read_bytes())
-    overrides = {"script_after_synth": after_synth} if after_synth else {}
+    overrides = {"script_after_read": HIDE_BRACKETED_NAMES}
+    if after_synth:
+        overrides["script_after_synth"] = after_synth
     plan = platform.prepare(BoardTop(design, baud, fifo_depth), name=name,
                             synth_opts=synth_opts, nextpnr_opts="--report report_pnr.json",
                             **overrides)

@@ -53,6 +53,13 @@ def _stage(progress, seconds: dict, stage: str, fn):
             progress(stage, event, seconds[stage])
 
 
+#: Amaranth names a view's elements as wires ``\\data[0]``, ``\\data[1]``, ... beside the
+#: wire ``\\data``. Yosys 0.70's ABC reintegration then fails an assertion (a duplicate wire
+#: name) on some designs (a banked weight ROM of 2 lanes already); with those names made
+#: private (``$``) the netlist is the same.
+HIDE_BRACKETED_NAMES = "rename -hide w:*[[]*"
+
+
 def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Path,
                body: list | None = None, name: str = "synth") -> dict:
     """Run one Yosys script ``<name>.ys``: read, ``hierarchy``, ``body`` (default: the
@@ -63,12 +70,15 @@ def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Pat
     if body is None:
         body = [f"{target.synth} -top {top} -json {{out}}/netlist.json"]
     script = [f"read_verilog {rel(src, cwd)}" for src in sources]
-    script += [f"hierarchy -check -top {top}",
+    script += [f"hierarchy -check -top {top}", HIDE_BRACKETED_NAMES,
                *(line.format(out=rel(out, cwd)) for line in body),
                f"tee -q -o {rel(out / 'stat.json', cwd)} stat -json"]
     (out / f"{name}.ys").write_text("\n".join(script) + "\n")
-    run_tool("yosys", [tool_path("YOSYS"), "-s", rel(out / f"{name}.ys", cwd)], cwd,
-             out / f"{name}.log" if name != "synth" else out / "yosys.log")
+    log = out / f"{name}.log" if name != "synth" else out / "yosys.log"
+    # Yosys writes its own log (-l): after YoWASP's in-process ABC nothing more of Yosys's
+    # console output arrives, so an error after technology mapping would be lost.
+    run_tool("yosys", [tool_path("YOSYS"), "-q", "-l", rel(log, cwd),
+                       "-s", rel(out / f"{name}.ys", cwd)], cwd, log, writes_log=True)
     return cell_counts(out / "stat.json")
 
 

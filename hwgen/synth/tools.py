@@ -62,10 +62,12 @@ def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def run_tool(stage: str, argv: list, cwd, log_path, check: bool = True,
-             env: dict | None = None):
+             env: dict | None = None, writes_log: bool = False):
     """Run one tool with its output in ``log_path``; return ``(returncode, log text, seconds)``.
 
     ``env``: variables added to this process's environment for the tool alone.
+    ``writes_log``: the tool writes ``log_path`` itself (an option in ``argv``); its console
+    output is dropped.
 
     Raises
     ------
@@ -75,14 +77,14 @@ def run_tool(stage: str, argv: list, cwd, log_path, check: bool = True,
     log_path = Path(log_path)
     start = time.monotonic()
     try:
-        with open(log_path, "w") as log:
+        with open(os.devnull if writes_log else log_path, "w") as log:
             proc = subprocess.run([str(a) for a in argv], cwd=cwd, stdout=log,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                   env={**os.environ, **env} if env else None)
     except OSError as exc:
         raise SynthError(stage, f"cannot run {argv[0]}: {exc}") from None
     seconds = time.monotonic() - start
-    text = log_path.read_text(errors="replace")
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
     if check and proc.returncode != 0:
         raise SynthError(stage, f"{Path(str(argv[0])).name} exited with code {proc.returncode}",
                          log_tail(text), log_path)
