@@ -13,14 +13,13 @@ import numpy as np
 from amaranth.back import verilog
 
 from .. import __version__
-from ..design_folder import MANIFEST, DesignFolderError, seal
+from ..design_folder import LOADED_ATTR, MANIFEST, DesignFolderError, seal
 from ..interface import model_input_payload, output_payload
 from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
 from .cycles import cycle_model, embedding_per_step, ternary_cycle_model
 from .plan import WEIGHT_BEAT, pack_lanes, weight_image, weight_word_beats
-from .rom import LOADED_ATTR
 from .ternary_plan import entry_width, entry_words
 from .top import Accelerator
 

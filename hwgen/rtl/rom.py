@@ -15,19 +15,18 @@ has wires `port__data[k]` (the lanes' views) beside `port__data`, and Yosys 0.70
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, ShapeCastable, Signal, unsigned
+from amaranth.hdl import (Array, Cat, Const, Module, Mux, Shape, ShapeCastable, Signal,
+                          unsigned)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from ..design_folder import LOADED_ATTR
 
 #: DP16KD shapes (depth: widest word): a bank is one block RAM deep on the ECP5, and its
 #: words fill whole EBRs on the iCE40 (SB_RAM40_4K: 256 x 16 ... 2048 x 2).
 _DP16KD = {16384: 1, 8192: 2, 4096: 4, 2048: 9, 1024: 18, 512: 36}
 LATENCY = 3  # clock edges from `addr` to `data`: bank read, bank register, bank select
-#: Attribute of a memory whose contents come at run time: the emitter writes no initial
-#: contents for it (`hwgen.rtl.emit`), and the UP5K's synthesis puts it in SPRAM
-#: (`hwgen.synth.targets`).
-LOADED_ATTR = "hwgen_loaded"
 
 
 def raw_bits(shape, word) -> int:
