@@ -3,6 +3,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+import re
 
 import pytest
 
@@ -259,3 +260,33 @@ def test_board_build_leaves_the_process_environment_alone(standin, tmp_path):
     before = dict(os.environ)
     build_bitstream(standin, "ulx3s", tmp_path)
     assert dict(os.environ) == before
+
+
+def test_loaded_weights_go_to_spram_on_the_up5k_only(tmp_path):
+    """weights="load": the weight memory maps to SB_SPRAM256KA on the UP5K (block RAM on
+    the ECP5), and the pin shell drives the weight stream from pins."""
+    import numpy as np
+    from conftest import make_model
+    from hwgen.frontend import from_torch
+    from hwgen.quant import quantize_model
+    from hwgen.rtl.emit import generate
+    from hwgen.synth.design import load_design
+    from hwgen.synth.flow import _run_yosys
+    from hwgen.synth.pins import SHELL_TOP, pin_shell_verilog
+    ir = from_torch(make_model("gru", 5, 13, 3))
+    qm = quantize_model(ir, np.random.default_rng(0).uniform(-1, 1, (8, 4, 5)))
+    design = load_design(generate(qm, tmp_path / "loaded", lanes=3, weights="load"))
+    assert design.weight_beat_bits == 8 and design.port_bits() == 2 + 12 + 11 + 10
+    for target, spram in (("ice40-up5k", 2), ("ecp5-25f", 0)):   # 3 x 8 bits: 2 x 16 wide
+        out = tmp_path / target
+        out.mkdir()
+        counts = _run_yosys(design, get_target(target), design.top, list(design.verilog), out)
+        assert counts.get("SB_SPRAM256KA", 0) == spram, counts
+        mapped = "ICE40_SPRAM_" if spram else "16KD_"   # ECP5: DP16KD or PDPW16KD
+        assert re.search(rf"mac\.w_ram\.ram via \$__\w*{mapped}\n",
+                         (out / "yosys.log").read_text())
+    shell = tmp_path / "shell"
+    shell.mkdir()
+    (shell / "pin_shell.v").write_text(pin_shell_verilog(design))
+    _run_yosys(design, get_target("ice40-up5k"), SHELL_TOP,
+               [*design.verilog, shell / "pin_shell.v"], shell, body=[])   # hierarchy -check
