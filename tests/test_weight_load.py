@@ -73,6 +73,18 @@ def test_loaded_weights_bit_exact_under_stalls(cell, layers, head_mode, lanes, t
     assert np.array_equal(got, run_int(qm, xq, delta=delta))
 
 
+@pytest.mark.parametrize("design", ["token_rom", "folded"])
+def test_loaded_weights_with_token_inputs(design, rng):
+    """Token ids in (an embedding in a token ROM, or folded into layer 0's weights, which
+    then load too): the token waits for the weights as well."""
+    from test_embedding import OUT, quantized
+    qm, x = quantized(rng, "gru", "every", design=design)
+    acc = Accelerator(qm, 3, weights="load")
+    got, _ = run_accelerator(acc, x, "every", OUT, 0.3, 0.3, weights=weight_image(acc.plan),
+                             stall_weights=0.3)
+    assert np.array_equal(got, run_int(qm, x))
+
+
 def test_loaded_narrow_weights_on_shared_multipliers(rng):
     """4-bit weights, two lanes a multiplier: the pair operands are packed from the loaded
     word (odd lanes: one left alone)."""
