@@ -252,6 +252,10 @@ def test_placement_overflow_reports_nextpnrs_demand():
     assert over == {"resource": "LUT", "used": 5612, "available": 5280, "source": "nextpnr",
                     "bel": "ICESTORM_LC"}
     assert overflow_text(over) == "LUT 5612>5280 (placed)"
+    # the analytic placer says it otherwise (GRU I=16 H=64, 8-bit, 6 lanes)
+    log = ("Info: \t         ICESTORM_LC:    5323/   5280   100%\n"
+           "ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5323 ICESTORM_LCs\n")
+    assert overflowed_bel(log) == "ICESTORM_LC" and bel_demand(log, "ICESTORM_LC") == 5323
 
 
 def test_board_build_leaves_the_process_environment_alone(standin, tmp_path):
@@ -282,6 +286,7 @@ def test_loaded_weights_go_to_spram_on_the_up5k_only(tmp_path):
         out.mkdir()
         counts = _run_yosys(design, get_target(target), design.top, list(design.verilog), out)
         assert counts.get("SB_SPRAM256KA", 0) == spram, counts
+        assert get_target(target).resources_of(counts)[0].get("SPRAM", 0) == spram  # reported
         mapped = "ICE40_SPRAM_" if spram else "16KD_"   # ECP5: DP16KD or PDPW16KD
         assert re.search(rf"mac\.w_ram\.ram via \$__\w*{mapped}\n",
                          (out / "yosys.log").read_text())
