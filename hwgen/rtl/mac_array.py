@@ -105,7 +105,7 @@ class MacArray(wiring.Component):
         self.weight_width, self.acc_width, self.acc_depth = weight_width, acc_width, acc_depth
         self.weight_words, self.bias_words = weight_words, bias_words
         self.delta_width, self.shifts = delta_width, tuple(shifts)
-        self.load = weights == "load"
+        self.loads_weights = weights == "load"
         self.pairs = self.lanes // 2 if pairs_products(weight_width, delta_width) else 0
         self.multipliers = self.lanes - self.pairs
         self.layout = issue_layout(len(weight_words) + 1, acc_depth, len(bias_words),
@@ -115,7 +115,7 @@ class MacArray(wiring.Component):
         members = {"issue": In(stream.Signature(self.layout, always_ready=True)),
                    "read_addr": In(range(acc_depth)),
                    "acc_word": Out(lanes), "idle": Out(1, init=1)}
-        if self.load:
+        if self.loads_weights:
             members.update(weights=In(stream.Signature(unsigned(WEIGHT_BEAT))),
                            loaded=Out(1))
         super().__init__(members)
@@ -125,7 +125,7 @@ class MacArray(wiring.Component):
         P = self.lanes
         lanes_of = lambda width: data.ArrayLayout(signed(width), P)  # noqa: E731
         decode = (self._operand_layout(), self._operands) if self.pairs else None
-        if self.load:
+        if self.loads_weights:
             m.submodules.w_ram = w_rom = LoadedRAM(lanes_of(self.weight_width),
                                                    len(self.weight_words), WEIGHT_BEAT,
                                                    decode=decode)

@@ -7,7 +7,8 @@ weights, lane k of group g of a gate block feeding row ``g * lanes + k`` of that
 Every gate block starts on a group boundary (rows past H are zero padding), so all lanes
 of a word write the same accumulator word. A column visits the gate blocks its side feeds
 (`hwgen.cells.Cell.blocks_x` / `blocks_h`): GRU input columns visit (r, z, n_x) and
-recurrent columns (r, z, n_h); LSTM columns visit (i, f, g, o).
+recurrent columns (r, z, n_h); LSTM columns visit (i, f, g, o). A design whose weights load
+(`WEIGHT_STORAGE`) gets the same words through a stream, a byte a beat: `weight_image`.
 
 A cell with no recurrent matrix (SRU: `blocks_h` empty) has no recurrent columns at all:
 its columns are its inputs only.

@@ -143,7 +143,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [enc.fresh.eq(fresh), issuer.fresh.eq(fresh),
                          issuer.sel.eq(enc.pass_now), issuer.bank.eq(enc.bank_now)]
             matrix_busy, matrix_idle = issuer.busy, mac.idle
-            inp = self._input_after_weights(m, mac) if mac.load else self.i
+            inp = self._input_after_weights(m, mac) if mac.loads_weights else self.i
         else:
             # a column's "first weight word" is its pointer: one per column
             for ps, base in zip(passes, tp.ptr_base):
