@@ -234,6 +234,9 @@ def _run_build(design, spec: Board, out: Path, name: str, baud: int, fifo_depth:
     for path in (*design.verilog, *design.data_files):
         platform.add_file(path.name, path.read_bytes())
     overrides = {"script_after_synth": after_synth} if after_synth else {}
+    prepare = get_target(spec.target).prepare   # as hwgen synth does (the UP5K's SPRAM)
+    if prepare:
+        overrides["script_after_read"] = "\n".join(prepare)
     plan = platform.prepare(BoardTop(design, baud, fifo_depth), name=name,
                             synth_opts=synth_opts, nextpnr_opts="--report report_pnr.json",
                             **overrides)
