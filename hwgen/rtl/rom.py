@@ -125,10 +125,10 @@ class LoadedRAM(wiring.Component):
                                         attrs={LOADED_ATTR: "weights"})
         wr, rd = ram.write_port(), ram.read_port()
 
-        # the load: bytes shift in from the top; a word's last byte completes it into
-        # `word`, written the cycle after (`pending`), from registers
-        shift = Signal(beat * (self.beats - 1) or 1, name="load_shift")
-        word = Signal(width, name="load_word")
+        # the load: bytes shift in from the top; a word's last byte completes it, and it is
+        # written from the shift register the cycle after (`pending`; a byte taken then
+        # shifts in at the edge that writes, so the write still sees the whole word)
+        shift = Signal(beat * self.beats, name="load_shift")
         n_beat = Signal(range(self.beats), name="load_beat")
         n_word = Signal(range(self.depth), name="load_words")   # words completed
         w_addr = Signal(range(self.depth), name="load_addr")    # words written
@@ -136,11 +136,10 @@ class LoadedRAM(wiring.Component):
         m.d.comb += self.load.ready.eq(~full)
         m.d.sync += pending.eq(0)
         with m.If(self.load.valid & ~full):
-            whole = Cat(shift, self.load.payload) if self.beats > 1 else self.load.payload
-            m.d.sync += [shift.eq(whole[beat:]), n_beat.eq(n_beat + 1)]
+            m.d.sync += [shift.eq(Cat(shift[beat:], self.load.payload)),
+                         n_beat.eq(n_beat + 1)]
             with m.If(n_beat == self.beats - 1):
-                m.d.sync += [word.eq(whole[:width]), pending.eq(1), n_beat.eq(0),
-                             n_word.eq(n_word + 1)]
+                m.d.sync += [pending.eq(1), n_beat.eq(0), n_word.eq(n_word + 1)]
                 with m.If(n_word == self.depth - 1):
                     m.d.sync += full.eq(1)
         with m.If(pending):
@@ -152,7 +151,7 @@ class LoadedRAM(wiring.Component):
         # while writing: the read data then holds, as a single-port RAM's does)
         addr = Signal(range(max(2, self.depth)), name="ram_addr")
         m.d.comb += [addr.eq(Mux(pending, w_addr, self.addr)), wr.addr.eq(addr),
-                     rd.addr.eq(addr), wr.data.eq(word), wr.en.eq(pending),
+                     rd.addr.eq(addr), wr.data.eq(shift[:width]), wr.en.eq(pending),
                      rd.en.eq(~pending)]
         # the RAM's output straight into a register, as a ROM bank's
         q = Signal(width, name="ram_q", reset_less=True)
