@@ -98,8 +98,8 @@ class LoadedRAM(wiring.Component):
     least significant first (`hwgen.rtl.plan.weight_image`). `loaded` rises once the last
     word is written; `load` then takes no more.
 
-    One port: a word is written at the load's address, in the cycle after its last byte,
-    and read at `addr` otherwise (loading and reading never overlap: the datapath waits for
+    One port: a word is written at the load's address as its last byte is taken, and read
+    at `addr` otherwise (loading and reading never overlap: the datapath waits for
     `loaded`), so Yosys maps it to a single-port RAM: the iCE40 UP5K's SPRAM (which has no
     initial contents), block RAM elsewhere.
 
@@ -125,34 +125,26 @@ class LoadedRAM(wiring.Component):
                                         attrs={LOADED_ATTR: "weights"})
         wr, rd = ram.write_port(), ram.read_port()
 
-        # the load: bytes shift in from the top; a word's last byte completes it, and it is
-        # written from the shift register the cycle after (`pending`; a byte taken then
-        # shifts in at the edge that writes, so the write still sees the whole word)
-        shift = Signal(beat * self.beats, name="load_shift")
+        # the load: bytes shift in from the top, and a word is written as its last byte is
+        # taken, at the load's address (its read enable off then: the read data holds, as a
+        # single-port RAM's does), else read at `addr`
+        shift = Signal(beat * (self.beats - 1) or 1, name="load_shift")
         n_beat = Signal(range(self.beats), name="load_beat")
-        n_word = Signal(range(self.depth), name="load_words")   # words completed
-        w_addr = Signal(range(self.depth), name="load_addr")    # words written
-        pending, full = Signal(name="load_pending"), Signal(name="load_full")
-        m.d.comb += self.load.ready.eq(~full)
-        m.d.sync += pending.eq(0)
-        with m.If(self.load.valid & ~full):
-            m.d.sync += [shift.eq(Cat(shift[beat:], self.load.payload)),
-                         n_beat.eq(n_beat + 1)]
-            with m.If(n_beat == self.beats - 1):
-                m.d.sync += [pending.eq(1), n_beat.eq(0), n_word.eq(n_word + 1)]
-                with m.If(n_word == self.depth - 1):
-                    m.d.sync += full.eq(1)
-        with m.If(pending):
-            m.d.sync += w_addr.eq(w_addr + 1)
+        w_addr = Signal(range(self.depth), name="load_addr")
+        take = self.load.valid & ~self.loaded
+        write = take & (n_beat == self.beats - 1)
+        m.d.comb += self.load.ready.eq(~self.loaded)
+        whole = Cat(shift, self.load.payload) if self.beats > 1 else self.load.payload
+        with m.If(take):
+            m.d.sync += [shift.eq(whole[beat:]), n_beat.eq(n_beat + 1)]
+        with m.If(write):
+            m.d.sync += [n_beat.eq(0), w_addr.eq(w_addr + 1)]
             with m.If(w_addr == self.depth - 1):
                 m.d.sync += self.loaded.eq(1)
-
-        # one address: the load's while it writes, else the reader's (read enable off
-        # while writing: the read data then holds, as a single-port RAM's does)
         addr = Signal(range(max(2, self.depth)), name="ram_addr")
-        m.d.comb += [addr.eq(Mux(pending, w_addr, self.addr)), wr.addr.eq(addr),
-                     rd.addr.eq(addr), wr.data.eq(shift[:width]), wr.en.eq(pending),
-                     rd.en.eq(~pending)]
+        m.d.comb += [addr.eq(Mux(write, w_addr, self.addr)), wr.addr.eq(addr),
+                     rd.addr.eq(addr), wr.data.eq(whole[:width]), wr.en.eq(write),
+                     rd.en.eq(~write)]
         # the RAM's output straight into a register, as a ROM bank's
         q = Signal(width, name="ram_q", reset_less=True)
         m.d.sync += q.eq(rd.data)
