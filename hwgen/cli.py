@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from . import flow
-from .rtl.plan import MAX_LANES
+from .rtl.plan import MAX_LANES, WEIGHT_STORAGE
 
 DEFAULT_OUT = Path("rtl_out")
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -260,6 +260,9 @@ def cmd_generate(args) -> int:
         task, tm = shipped
         task.name = args.model
         qm = tm.qm
+        if args.weights == "load":
+            raise UsageError("--weights load is for the MAC array; a shipped ternary model's "
+                             "multiplier-free datapath keeps its weights in ROM")
     else:
         if args.scale_step is not None:
             raise UsageError("--scale-step is for a shipped ternary model (the multiplier-free "
@@ -271,8 +274,11 @@ def cmd_generate(args) -> int:
     with flow.Progress(f"generate {out}"), writing(out):
         flow.generate_design(task, qm, out, args.lanes, delta=delta,
                              sequences=args.sequences or min(100, len(task.x_test)),
-                             units=args.units, scale_step=args.scale_step)
+                             units=args.units, scale_step=args.scale_step,
+                             weights=args.weights)
     weights = "weights.hex" if qm.ternary is None else "entries.hex, pointers.hex"
+    if args.weights == "load":
+        weights += ", weights.bin (the weight stream's image)"
     print(f"wrote {out}/ (Verilog, {weights}, biases.hex, vectors.npz, manifest.json)")
     return EXIT_OK
 
@@ -406,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--scale-step", type=_positive_int,
                     help="ternary models: scale bits the combiner applies a cycle (default "
                          "1: the fewest LUTs; more: fewer combine cycles)")
+    sp.add_argument("--weights", choices=WEIGHT_STORAGE, default="rom",
+                    help="rom (default): the weights are the weight memory's contents; load: "
+                         "a memory with none (the UP5K's SPRAM), filled through the "
+                         "'weights' stream, a byte a beat, before the first input")
     sp.add_argument("--delta", type=_delta_pair, nargs="+", metavar="TX,TH",
                     help="delta network thresholds, one 'tx,th' per layer")
     sp.add_argument("--delta-budget", type=_non_negative,

@@ -20,6 +20,10 @@ MANIFEST = "manifest.json"
 DIGEST_KEY = "manifest_sha256"
 FILES_KEY = "files"
 BUILD_SUFFIX = ".build"
+#: Verilog attribute of a memory written at run time (the MAC array's weights with
+#: weights="load"): its Verilog has no initial contents, and the UP5K's synthesis puts it
+#: in SPRAM (`hwgen.synth.targets`).
+LOADED_ATTR = "hwgen_loaded"
 # (key path, expected type) every consumer relies on.
 _REQUIRED = [(("name",), str), (("interface", "top"), str), (("interface", "verilog"), list),
              (("interface", "in_width"), int), (("interface", "out_width"), int),

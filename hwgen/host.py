@@ -1,7 +1,8 @@
 """Host side of the board's UART link (docs/board_protocol.md).
 
 :class:`BoardClient` sends a sequence of integer inputs, framed element by element, and
-reads the design's integer outputs back. It talks to a serial port through pyserial, or to
+reads the design's integer outputs back; to a design whose weights load, it sends the weight
+image first (after every reset). It talks to a serial port through pyserial, or to
 any object with ``read(n)`` and ``write(data)`` (a loopback fake in tests).
 """
 from __future__ import annotations
@@ -85,6 +86,26 @@ class Framing:
         return fields["data"], bool(fields["last"])
 
 
+def _weight_image(manifest: dict, source, weights) -> bytes | None:
+    """The weight image a design whose weights load needs first: `weights` (bytes or a
+    path), or the file its manifest names in the design folder `source`; None when its
+    weights are in ROM."""
+    spec = manifest["interface"].get("weights")
+    if spec is None:
+        return None
+    if weights is None:
+        folder = Path(source) if isinstance(source, (str, Path)) else None
+        if folder is None or not folder.is_dir():
+            raise FramingError(f"The design loads its weights: give weights= (its "
+                               f"{spec['file']}) or the design folder as the manifest")
+        weights = folder / spec["file"]
+    image = weights if isinstance(weights, (bytes, bytearray)) else Path(weights).read_bytes()
+    if len(image) != spec["beats"]:
+        raise FramingError(f"The weight image has {len(image)} bytes; the design takes "
+                           f"{spec['beats']}")
+    return bytes(image)
+
+
 class BoardClient:
     """Run sequences on a board built by :func:`hwgen.boards.build_bitstream`.
 
@@ -96,13 +117,18 @@ class BoardClient:
     board : the build's ``board.json`` (dict or path), for the link settings: ``baud``,
         ``clock_hz`` and ``fifo_bytes``. With ``clock_hz``, the client paces the steps it
         sends so the board's receive FIFO cannot overflow (see docs/board_protocol.md).
+    weights : a design whose weights load (``interface.weights`` in its manifest): its
+        weight image (bytes, or the path of its ``weights.bin``); by default read from the
+        design folder, when ``manifest`` is one.
     baud : the UART rate when no ``board`` is given.
     timeout : seconds to wait for the outputs of a sequence.
     """
 
     def __init__(self, port, manifest, board=None, *, baud: int = 115200,
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, weights=None):
         self.manifest = _load_json(manifest)
+        self.weight_image = _weight_image(self.manifest, manifest, weights)
+        self._weights_sent = False
         self.board = _load_json(board) or {}
         iface = self.manifest["interface"]
         self.framing = Framing(iface["in_width"], iface["out_width"], iface.get("vocab_size"))
@@ -135,6 +161,15 @@ class BoardClient:
             self.port.send_break(seconds)
             if hasattr(self.port, "reset_input_buffer"):
                 self.port.reset_input_buffer()
+        self._weights_sent = False   # the reset unloads them
+
+    def load_weights(self) -> None:
+        """Send the weight image (a design whose weights load; `run_sequence` does it
+        before its first sequence and after a `reset`). The core takes a byte a cycle
+        while it loads, faster than any UART: no pacing."""
+        if self.weight_image is not None:
+            self.port.write(self.weight_image)
+            self._weights_sent = True
 
     def _step_seconds(self) -> float | None:
         """The time the board may need per step, or None when not pacing."""
@@ -162,6 +197,8 @@ class BoardClient:
             raise FramingError(f"A sequence must be (T, {self.input_size}) integers, "
                                f"not shape {x.shape}")
         steps = self.framing.encode_sequence(x)
+        if not self._weights_sent:
+            self.load_weights()
         vectors = len(steps) if self.every_step else 1
         expected = vectors * self.output_size * self.framing.out_bytes
         step_s = self._step_seconds()

@@ -387,6 +387,10 @@ def format_sim_report(result: SimResult) -> str:
         ("sim speed", f"{result.sim_cycles_per_s:,.0f} cycles/s ({result.sim_cycles:,} cycles; "
                       f"wall {result.wall_time:.1f} s, build {result.build_time:.1f} s)"),
     ]
+    weights = result.raw.get("weights")
+    if weights:   # a design whose weights load: its image went first
+        rows.append(("weights", f"{weights['beats']:,} bytes loaded in "
+                                f"{weights['load_cycles'] or '?'} cycles, before the inputs"))
     f = result.first_mismatch
     if f is not None:
         where = ("an extra output" if f["sequence"] is None else

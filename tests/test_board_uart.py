@@ -192,3 +192,58 @@ def test_host_client_paces_steps(tmp_path, rng):
     start = time.monotonic()
     assert np.array_equal(client.run_sequence(x), model(x, 10))
     assert time.monotonic() - start >= 3 * 0.003
+
+
+class LoadingFakeBoard(FakeBoard):
+    """A fake board whose design takes `beats` weight bytes after every reset first."""
+
+    def __init__(self, in_width, out_width, beats):
+        super().__init__(in_width, out_width)
+        self.beats, self.weights = beats, bytearray()
+
+    def write(self, data):
+        data = bytes(data)
+        take = self.beats - len(self.weights)
+        self.weights += data[:take]
+        super().write(data[take:])
+
+    def send_break(self, seconds):
+        self.weights, self.pending, self.acc = bytearray(), b"", 0
+
+
+def test_host_client_sends_the_weight_image_first(tmp_path, rng):
+    design_dir = write_standin(tmp_path / "d", in_width=8, out_width=10, input_size=4)
+    manifest = load_manifest(design_dir)
+    image = rng.integers(0, 256, 40, dtype=np.uint8).tobytes()
+    (design_dir / "weights.bin").write_bytes(image)
+    manifest["interface"]["weights"] = {"port": "weights", "beat_width": 8, "word_beats": 4,
+                                        "beats": 40, "file": "weights.bin"}
+    manifest = seal(design_dir, manifest)
+    board = LoadingFakeBoard(8, 10, 40)
+    client = BoardClient(board, design_dir)
+    for reset in (False, False, True):   # once after power-up, again after a reset only
+        if reset:
+            client.reset()
+            assert board.weights == b""
+        x = rng.integers(-128, 128, (6, 4))
+        assert np.array_equal(client.run_sequence(x), model(x, 10))
+        assert board.weights == image
+    with pytest.raises(FramingError, match="The design loads its weights: give weights="):
+        BoardClient(board, manifest)
+    with pytest.raises(FramingError, match="The weight image has 39 bytes; the design takes 40"):
+        BoardClient(board, manifest, weights=image[:-1])
+
+
+def test_bridge_cocotb_with_loaded_weights(tmp_path, rng, monkeypatch):
+    """A design whose weights load behind the UART link: the image first (after the break
+    too), then every output bit for bit."""
+    from conftest import make_model
+    from hwgen.frontend import from_torch
+    from hwgen.quant import QuantConfig, quantize_model
+    from hwgen.rtl.emit import generate
+    ir = from_torch(make_model("gru", 5, 13, 3))
+    x = rng.uniform(-1.5, 1.5, (3, 4, 5))
+    qm = quantize_model(ir, x, QuantConfig(weight_bits=6, act_bits=8))
+    design_dir = generate(qm, tmp_path / "design", lanes=3, inputs=qm.quantize_inputs(x),
+                          weights="load")
+    _run_board_cocotb(design_dir, 5, tmp_path, monkeypatch)

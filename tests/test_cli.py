@@ -50,6 +50,8 @@ def test_exit_codes_are_distinct():
     (["delta", "--budget", "-3"], "argument --budget: expected a finite number >= 0, not '-3'"),
     (["generate", "--delta", "4,-1"],
      "argument --delta: expected 'theta_x,theta_h' integers >= 0, not '4,-1'"),
+    (["generate", "--weights", "spram"],
+     "argument --weights: invalid choice: 'spram' (choose from 'rom', 'load')"),
     (["generate", "--weight-bits", "0"],
      "argument --weight-bits: expected a positive integer, not '0'"),
     (["quantize", "--bits", "8", "-4"], "argument --bits: expected a positive integer, not '-4'"),

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+import re
 
 from amaranth.back import verilog
 from amaranth.hdl import signed
@@ -257,6 +258,10 @@ def test_placement_overflow_reports_nextpnrs_demand():
     assert over == {"resource": "LUT", "used": 5612, "available": 5280, "source": "nextpnr",
                     "bel": "ICESTORM_LC"}
     assert overflow_text(over) == "LUT 5612>5280 (placed)"
+    # the analytic placer says it otherwise (GRU I=16 H=64, 8-bit, 6 lanes)
+    log = ("Info: \t         ICESTORM_LC:    5323/   5280   100%\n"
+           "ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5323 ICESTORM_LCs\n")
+    assert overflowed_bel(log) == "ICESTORM_LC" and bel_demand(log, "ICESTORM_LC") == 5323
 
 
 def test_board_build_leaves_the_process_environment_alone(standin, tmp_path):
@@ -289,3 +294,34 @@ def test_yosys_errors_after_technology_mapping_reach_the_log(tmp_path):
         _run_yosys(design, get_target("ecp5-85f"), "rom", [tmp_path / "rom.v"], tmp_path, body)
     assert "Assertion failed: selection is not empty" in info.value.log_tail
     assert "Assertion failed" in (tmp_path / "yosys.log").read_text()
+
+
+def test_loaded_weights_go_to_spram_on_the_up5k_only(tmp_path):
+    """weights="load": the weight memory maps to SB_SPRAM256KA on the UP5K (block RAM on
+    the ECP5), and the pin shell drives the weight stream from pins."""
+    import numpy as np
+    from conftest import make_model
+    from hwgen.frontend import from_torch
+    from hwgen.quant import quantize_model
+    from hwgen.rtl.emit import generate
+    from hwgen.synth.design import load_design
+    from hwgen.synth.flow import _run_yosys
+    from hwgen.synth.pins import SHELL_TOP, pin_shell_verilog
+    ir = from_torch(make_model("gru", 5, 13, 3))
+    qm = quantize_model(ir, np.random.default_rng(0).uniform(-1, 1, (8, 4, 5)))
+    design = load_design(generate(qm, tmp_path / "loaded", lanes=3, weights="load"))
+    assert design.weight_beat_bits == 8 and design.port_bits() == 2 + 12 + 11 + 10
+    for target, spram in (("ice40-up5k", 2), ("ecp5-25f", 0)):   # 3 x 8 bits: 2 x 16 wide
+        out = tmp_path / target
+        out.mkdir()
+        counts = _run_yosys(design, get_target(target), design.top, list(design.verilog), out)
+        assert counts.get("SB_SPRAM256KA", 0) == spram, counts
+        assert get_target(target).resources_of(counts)[0].get("SPRAM", 0) == spram  # reported
+        mapped = "ICE40_SPRAM_" if spram else "16KD_"   # ECP5: DP16KD or PDPW16KD
+        assert re.search(rf"mac\.w_ram\.ram via \$__\w*{mapped}\n",
+                         (out / "yosys.log").read_text())
+    shell = tmp_path / "shell"
+    shell.mkdir()
+    (shell / "pin_shell.v").write_text(pin_shell_verilog(design))
+    _run_yosys(design, get_target("ice40-up5k"), SHELL_TOP,
+               [*design.verilog, shell / "pin_shell.v"], shell, body=[])   # hierarchy -check

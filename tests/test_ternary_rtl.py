@@ -332,3 +332,18 @@ def test_bench_counts_block_rams_per_memory(tmp_path, monkeypatch):
     netlist.write_text(json.dumps({"modules": {"top": {"cells": cells}}}))
     assert ternary_hw.block_ram_use(netlist) == {"combiner.acc_mem": 2, "level_sums.s_mem*": 2,
                                                  "schedule.rom": 1, "v_mem": 1}
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_ternary_weights_do_not_load(capsys):
+    """weights="load" is the MAC array's: refused by name for the ternary datapath, and on
+    the command line for a shipped ternary model (one line, no traceback)."""
+    from hwgen.cli import main
+    from hwgen.rtl.plan import PlanError
+    qm, _ = ternary_model("gru", 1, "last", 2, 0.5, hidden=9)
+    with pytest.raises(PlanError, match="weights='load' is for the MAC array"):
+        Accelerator(qm, 2, weights="load")
+    assert main(["generate", "digits_gru_t2s80", "--weights", "load"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("hwgen: error: --weights load is for the MAC array; a shipped "
+                           "ternary model's multiplier-free datapath keeps its weights in ROM")

@@ -5,10 +5,12 @@ little-endian, holding the ``i__payload`` bits (data, ``step_end``, ``seq_end``)
 output element comes back as ``ceil((out_width + 1) / 8)`` bytes of ``o__payload``
 (data, ``last``). Received bytes wait in a FIFO of ``fifo_depth`` bytes while the design
 computes; the design's output stream is stalled while the transmitter is busy. A break on
-the line (low for 16 bit times or more) resets the design and the link.
+the line (low for 16 bit times or more) resets the design and the link. A design whose
+weights load (a ``weights`` stream) takes the received bytes as its weight image for as
+long as that stream is ready (from reset until the image's last byte), a byte a beat.
 """
 
-from amaranth.hdl import ClockSignal, Instance, Module, ResetInserter, ResetSignal, Signal
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, ResetInserter, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -79,8 +81,10 @@ class UARTBridge(wiring.Component):
         i_shift = Signal(8 * self.in_bytes)
         i_count = Signal(range(self.in_bytes))
         i_valid, i_ready = Signal(), Signal()
-        m.d.comb += fifo.r_en.eq(~i_valid)
-        with m.If(fifo.r_rdy & ~i_valid):
+        # the core's weight stream first, while it takes bytes (weights="load")
+        w_ready = Signal()
+        m.d.comb += fifo.r_en.eq(Mux(w_ready, 1, ~i_valid))
+        with m.If(fifo.r_rdy & ~i_valid & ~w_ready):
             m.d.sync += i_shift.eq(i_shift[8:] | (fifo.r_data << (8 * (self.in_bytes - 1))))
             with m.If(i_count == self.in_bytes - 1):
                 m.d.sync += [i_count.eq(0), i_valid.eq(1)]
@@ -102,11 +106,15 @@ class UARTBridge(wiring.Component):
             m.d.sync += [o_shift.eq(o_shift >> 8), o_left.eq(o_left - 1)]
 
         iface = d.manifest["interface"]
+        weights = {}
+        if d.weight_beat_bits:
+            weights = dict(i_weights__payload=fifo.r_data, i_weights__valid=fifo.r_rdy,
+                           o_weights__ready=w_ready)
         m.submodules.core = Instance(
             d.top,
             ("i", iface.get("clock", "clk"), ClockSignal()),
             ("i", iface.get("reset", "rst"), rst),
             i_i__payload=i_shift[:d.in_payload_bits], i_i__valid=i_valid, o_i__ready=i_ready,
-            o_o__payload=o_payload, o_o__valid=o_valid, i_o__ready=o_ready,
+            o_o__payload=o_payload, o_o__valid=o_valid, i_o__ready=o_ready, **weights,
         )
         return m

@@ -234,7 +234,9 @@ def _run_build(design, spec: Board, out: Path, name: str, baud: int, fifo_depth:
     platform = spec.make_platform()
     for path in (*design.verilog, *design.data_files):
         platform.add_file(path.name, path.read_bytes())
-    overrides = {"script_after_read": HIDE_BRACKETED_NAMES}
+    overrides = {"script_after_read": "\n".join(
+        # as hwgen synth does: names Yosys can map, the target's own steps (the UP5K's SPRAM)
+        [HIDE_BRACKETED_NAMES, *get_target(spec.target).prepare])}
     if after_synth:
         overrides["script_after_synth"] = after_synth
     plan = platform.prepare(BoardTop(design, baud, fifo_depth), name=name,

@@ -13,29 +13,40 @@ import numpy as np
 from amaranth.back import verilog
 
 from .. import __version__
-from ..design_folder import MANIFEST, DesignFolderError, seal
+from ..design_folder import LOADED_ATTR, MANIFEST, DesignFolderError, seal
 from ..interface import model_input_payload, output_payload
 from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
 from .cycles import cycle_model, embedding_per_step, ternary_cycle_model
+from .plan import WEIGHT_BEAT, pack_lanes, weight_image, weight_word_beats
 from .ternary_plan import entry_width, entry_words
 from .top import Accelerator
 
 MANIFEST_VERSION = 2  # 2: sealed (file digests), payload fields as [offset, width]
+WEIGHT_IMAGE = "weights.bin"  # weights="load": the weight stream's bytes, in order
 
 
 def _hex_words(words: np.ndarray, width: int) -> str:
     """One line per memory word, lane 0 in the low bits, as hex."""
-    mask = (1 << width) - 1
     digits = (width * words.shape[1] + 3) // 4
-    lines = []
-    for row in words:
-        value = 0
-        for lane, w in enumerate(row):
-            value |= (int(w) & mask) << (lane * width)
-        lines.append(f"{value:0{digits}x}")
-    return "\n".join(lines) + "\n"
+    return "".join(f"{pack_lanes(row, width):0{digits}x}\n" for row in words)
+
+
+# A memory's initial contents in the Verilog: Amaranth writes them for every memory (zeros
+# when none are given), and Yosys maps no memory with contents to the UP5K's SPRAM.
+_LOADED_INIT = re.compile(r"(\(\* " + LOADED_ATTR + r" = [^\n]*\*\)\n(?:  \(\*[^\n]*\*\)\n)*"
+                          r"  reg [^\n]*;\n)  initial begin\n(?:    [^\n]*\n)*?  end\n")
+
+
+def _without_loaded_init(text: str, memories: int) -> str:
+    """The Verilog without the initial contents of the `memories` memories marked
+    `LOADED_ATTR` (written at run time: no contents to hold)."""
+    text, found = _LOADED_INIT.subn(r"\1", text)
+    if found != memories:
+        raise RuntimeError(f"found the initial contents of {found} run-time loaded memories "
+                           f"in the Verilog, not {memories}: has Amaranth's output changed?")
+    return text
 
 
 def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
@@ -109,6 +120,11 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
                           "dense_words": sum(lp.matrix_cycles for lp in plan.layers)
                           * tp.levels,
                           "multipliers": 0}
+    if acc.weights_storage == "load":  # only then: other manifests stay as they are
+        manifest["memories"]["weights"]["storage"] = "load"
+        manifest["interface"]["weights"] = {
+            "port": "weights", "beat_width": WEIGHT_BEAT, "word_beats": weight_word_beats(plan),
+            "beats": len(plan.weight_words) * weight_word_beats(plan), "file": WEIGHT_IMAGE}
     if qm.embedding_design:  # only then: the manifests of other designs stay as they are
         manifest["interface"]["vocab_size"] = qm.vocab_size
         if plan.token_rom is not None:
@@ -121,7 +137,8 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
 
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
              inputs: np.ndarray | None = None, delta=None, layout: str | None = None,
-             units: int | None = None, scale_step: int | None = None) -> Path:
+             units: int | None = None, scale_step: int | None = None,
+             weights: str = "rom") -> Path:
     """Generate the design folder `out_dir` for `qm`; returns its path.
 
     The folder is written to a temporary sibling first, sealed (every file's digest in the
@@ -133,12 +150,18 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     (theta_x, theta_h) thresholds for a delta network, or None for a dense design. `units`:
     element-wise units (`hwgen.rtl.plan.default_units` when None). `scale_step`: a ternary
     model's combiner scale bits a cycle (`hwgen.rtl.ternary_plan.DEFAULT_SCALE_STEP`).
+    `weights`: "rom" (the weight words are the weight memory's contents) or "load" (a
+    memory with none, written through the top's `weights` stream before the first input:
+    the folder's weights.bin holds the stream's bytes, `hwgen.rtl.plan.weight_image`).
     """
     out_dir = Path(out_dir)
     name = name or out_dir.name
     top = "hwgen_" + re.sub(r"[^0-9A-Za-z_]", "_", name)  # a legal Verilog identifier
-    acc = Accelerator(qm, lanes, delta=delta, units=units, scale_step=scale_step)
+    acc = Accelerator(qm, lanes, delta=delta, units=units, scale_step=scale_step,
+                      weights=weights)
     text = verilog.convert(acc, name=top, emit_src=False)
+    if weights == "load":
+        text = _without_loaded_init(text, 1)
     manifest = manifest_for(qm, acc, name, top)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _check_replaceable(out_dir)
@@ -155,6 +178,8 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
             (tmp / "entries.hex").write_text(_hex_words(words, entry_width(tp)))
             (tmp / "pointers.hex").write_text("".join(f"{s:x} {c:x} {k:x}\n"
                                                       for s, c, k in tp.pointers))
+        if weights == "load":
+            (tmp / WEIGHT_IMAGE).write_bytes(weight_image(acc.plan))
         (tmp / "biases.hex").write_text(_hex_words(acc.plan.bias_words, acc.plan.acc_width))
         if inputs is not None:
             xq = swap_layout(np.asarray(inputs, dtype=np.int64), data_layout(qm.meta, layout))

@@ -32,12 +32,13 @@ high product is then taken from the delta directly.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .rom import LATENCY as ROM_LATENCY, BankedROM
+from .plan import WEIGHT_BEAT
+from .rom import LATENCY as ROM_LATENCY, BankedROM, LoadedRAM
 
 #: Pipeline registers between an issue and its accumulator write (s1, s1a, s1b, s2, s3, s4).
 PIPELINE_DEPTH = 6
@@ -77,6 +78,9 @@ class MacArray(wiring.Component):
     acc_depth : accumulator words.
     delta_width : width of a column's delta (signed; its magnitude below 2^(delta_width - 1)).
     shifts : the alignment shifts (left, into the accumulator's fraction) an issue picks from.
+    weights : "rom" (the words as the weight memory's contents) or "load" (a memory with
+        none, filled through `weights`: `hwgen.rtl.plan.weight_image`; `weight_words` then
+        gives its depth only).
 
     Members
     -------
@@ -86,6 +90,9 @@ class MacArray(wiring.Component):
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
     idle : Out(1)   no update is in flight (a register: set from the stages' next valid bits,
         so that its readers' clock enables do not wait behind the OR of five stages)
+    weights : In(stream.Signature(unsigned(WEIGHT_BEAT)))   with weights="load" only: the
+        weight image, a byte a beat
+    loaded : Out(1)   with weights="load" only: every weight word is in place
 
     Attributes
     ----------
@@ -93,28 +100,40 @@ class MacArray(wiring.Component):
     """
 
     def __init__(self, weight_width: int, acc_width: int, weight_words, bias_words,
-                 acc_depth: int, delta_width: int, shifts):
+                 acc_depth: int, delta_width: int, shifts, weights: str = "rom"):
         self.lanes = weight_words.shape[1]
         self.weight_width, self.acc_width, self.acc_depth = weight_width, acc_width, acc_depth
         self.weight_words, self.bias_words = weight_words, bias_words
         self.delta_width, self.shifts = delta_width, tuple(shifts)
+        self.loads_weights = weights == "load"
         self.pairs = self.lanes // 2 if pairs_products(weight_width, delta_width) else 0
         self.multipliers = self.lanes - self.pairs
         self.layout = issue_layout(len(weight_words) + 1, acc_depth, len(bias_words),
                                    delta_width, len(self.shifts))
         lanes = data.ArrayLayout(signed(acc_width), self.lanes)
         self.acc_mem = Memory(shape=lanes, depth=acc_depth, init=[])
-        super().__init__({"issue": In(stream.Signature(self.layout, always_ready=True)),
-                          "read_addr": In(range(acc_depth)),
-                          "acc_word": Out(lanes), "idle": Out(1, init=1)})
+        members = {"issue": In(stream.Signature(self.layout, always_ready=True)),
+                   "read_addr": In(range(acc_depth)),
+                   "acc_word": Out(lanes), "idle": Out(1, init=1)}
+        if self.loads_weights:
+            members.update(weights=In(stream.Signature(unsigned(WEIGHT_BEAT))),
+                           loaded=Out(1))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         P = self.lanes
         lanes_of = lambda width: data.ArrayLayout(signed(width), P)  # noqa: E731
-        m.submodules.w_rom = w_rom = BankedROM(
-            lanes_of(self.weight_width), self.weight_words.tolist(),
-            decode=(self._operand_layout(), self._operands) if self.pairs else None)
+        decode = (self._operand_layout(), self._operands) if self.pairs else None
+        if self.loads_weights:
+            m.submodules.w_ram = w_rom = LoadedRAM(lanes_of(self.weight_width),
+                                                   len(self.weight_words), WEIGHT_BEAT,
+                                                   decode=decode)
+            wiring.connect(m, wiring.flipped(self.weights), w_rom.load)
+            m.d.comb += self.loaded.eq(w_rom.loaded)
+        else:
+            m.submodules.w_rom = w_rom = BankedROM(
+                lanes_of(self.weight_width), self.weight_words.tolist(), decode=decode)
         # in block RAM, not logic: Yosys builds a ROM this small from LUTs, and on the iCE40
         # its address decode was the longest path
         m.submodules.b_mem = b_mem = Memory(shape=lanes_of(self.acc_width),

@@ -7,7 +7,8 @@ weights, lane k of group g of a gate block feeding row ``g * lanes + k`` of that
 Every gate block starts on a group boundary (rows past H are zero padding), so all lanes
 of a word write the same accumulator word. A column visits the gate blocks its side feeds
 (`hwgen.cells.Cell.blocks_x` / `blocks_h`): GRU input columns visit (r, z, n_x) and
-recurrent columns (r, z, n_h); LSTM columns visit (i, f, g, o).
+recurrent columns (r, z, n_h); LSTM columns visit (i, f, g, o). A design whose weights load
+(`WEIGHT_STORAGE`) gets the same words through a stream, a byte a beat: `weight_image`.
 
 A cell with no recurrent matrix (SRU: `blocks_h` empty) has no recurrent columns at all:
 its columns are its inputs only.
@@ -300,6 +301,40 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
     elif folded:
         plan.embedding_size = qm.folded_dim
     return plan
+
+
+#: Where the MAC array's weight words live: "rom", a block RAM with the words as its initial
+#: contents; "load", a writable memory with none, filled through the accelerator's `weights`
+#: stream before the first sequence (the iCE40 UP5K's SPRAM holds no initial contents).
+WEIGHT_STORAGE = ("rom", "load")
+#: Bits of one beat of the weight-load stream: a byte, so a byte link (the board's UART)
+#: carries the image as it is.
+WEIGHT_BEAT = 8
+
+
+def check_weights(weights) -> None:
+    if weights not in WEIGHT_STORAGE:
+        raise PlanError(f"weights must be one of {', '.join(WEIGHT_STORAGE)}, not {weights!r}")
+
+
+def pack_lanes(row, width: int) -> int:
+    """A memory word as one unsigned integer: lane k's `width` bits at bit k * width."""
+    mask = (1 << width) - 1
+    return sum((int(w) & mask) << (lane * width) for lane, w in enumerate(row))
+
+
+def weight_word_beats(plan: Plan) -> int:
+    """Beats (bytes) of one weight word on the weight-load stream."""
+    return -(-plan.weight_width * plan.lanes // WEIGHT_BEAT)
+
+
+def weight_image(plan: Plan) -> bytes:
+    """The weight-load stream, a byte a beat: every weight word in address order, each as
+    `weight_word_beats` bytes least significant first (lane 0 in the low bits, as in
+    weights.hex; the top byte's bits past the word are 0)."""
+    beats = weight_word_beats(plan)
+    return b"".join(pack_lanes(row, plan.weight_width).to_bytes(beats, "little")
+                    for row in plan.weight_words)
 
 
 def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int) -> list:

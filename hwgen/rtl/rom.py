@@ -1,4 +1,5 @@
-"""A read-only memory split by depth into banks, each bank's output registered.
+"""The weight memory: a read-only memory split by depth into banks, each bank's output
+registered (`BankedROM`), or a writable one filled through a stream (`LoadedRAM`).
 
 A block RAM's clock-to-output time is long (ECP5 DP16KD: most of an 8 ns cycle). A deep
 memory that Yosys builds from several block RAMs puts a depth multiplexer after them, and
@@ -14,10 +15,13 @@ has wires `port__data[k]` (the lanes' views) beside `port__data`, and Yosys 0.70
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Shape, ShapeCastable, Signal, unsigned
-from amaranth.lib import data, wiring
+from amaranth.hdl import (Array, Cat, Const, Module, Mux, Shape, ShapeCastable, Signal,
+                          unsigned)
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from ..design_folder import LOADED_ATTR
 
 #: DP16KD shapes (depth: widest word): a bank is one block RAM deep on the ECP5, and its
 #: words fill whole EBRs on the iCE40 (SB_RAM40_4K: 256 x 16 ... 2048 x 2).
@@ -84,4 +88,66 @@ class BankedROM(wiring.Component):
         if self.decode is not None:
             word = self.decode[1](data.View(self.shape, word))
         m.d.sync += self.data.eq(word)
+        return m
+
+
+class LoadedRAM(wiring.Component):
+    """A memory with no initial contents that reads as `BankedROM` does (`data` holds
+    ``decode(word[addr])`` `LATENCY` edges after `addr`), once its words have come in
+    through `load`, a byte a beat: word after word in address order, each word's bytes
+    least significant first (`hwgen.rtl.plan.weight_image`). `loaded` rises once the last
+    word is written; `load` then takes no more.
+
+    One port: a word is written at the load's address as its last byte is taken, and read
+    at `addr` otherwise (loading and reading never overlap: the datapath waits for
+    `loaded`), so Yosys maps it to a single-port RAM: the iCE40 UP5K's SPRAM (which has no
+    initial contents), block RAM elsewhere.
+
+    Members
+    -------
+    addr : In(range(depth))
+    data : Out(shape)
+    load : In(stream.Signature(unsigned(beat)))
+    loaded : Out(1)
+    """
+
+    def __init__(self, shape, depth: int, beat: int, *, decode=None):
+        self.shape, self.depth, self.beat, self.decode = shape, depth, beat, decode
+        self.beats = -(-Shape.cast(shape).width // beat)
+        super().__init__({"addr": In(range(max(2, depth))),
+                          "data": Out(shape if decode is None else decode[0]),
+                          "load": In(stream.Signature(unsigned(beat))), "loaded": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        width, beat = Shape.cast(self.shape).width, self.beat
+        m.submodules.ram = ram = Memory(shape=unsigned(width), depth=self.depth, init=[],
+                                        attrs={LOADED_ATTR: "weights"})
+        wr, rd = ram.write_port(), ram.read_port()
+
+        # the load: bytes shift in from the top, and a word is written as its last byte is
+        # taken, at the load's address (its read enable off then: the read data holds, as a
+        # single-port RAM's does), else read at `addr`
+        shift = Signal(beat * (self.beats - 1) or 1, name="load_shift")
+        n_beat = Signal(range(self.beats), name="load_beat")
+        w_addr = Signal(range(self.depth), name="load_addr")
+        take = self.load.valid & ~self.loaded
+        write = take & (n_beat == self.beats - 1)
+        m.d.comb += self.load.ready.eq(~self.loaded)
+        whole = Cat(shift, self.load.payload) if self.beats > 1 else self.load.payload
+        with m.If(take):
+            m.d.sync += [shift.eq(whole[beat:]), n_beat.eq(n_beat + 1)]
+        with m.If(write):
+            m.d.sync += [n_beat.eq(0), w_addr.eq(w_addr + 1)]
+            with m.If(w_addr == self.depth - 1):
+                m.d.sync += self.loaded.eq(1)
+        addr = Signal(range(max(2, self.depth)), name="ram_addr")
+        m.d.comb += [addr.eq(Mux(write, w_addr, self.addr)), wr.addr.eq(addr),
+                     rd.addr.eq(addr), wr.data.eq(whole[:width]), wr.en.eq(write),
+                     rd.en.eq(~write)]
+        # the RAM's output straight into a register, as a ROM bank's
+        q = Signal(width, name="ram_q", reset_less=True)
+        m.d.sync += q.eq(rd.data)
+        out = q if self.decode is None else self.decode[1](data.View(self.shape, q))
+        m.d.sync += self.data.eq(out)
         return m

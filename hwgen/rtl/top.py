@@ -26,7 +26,7 @@ the cycles of each phase are the components' own (`hwgen.rtl.cycles`).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -38,7 +38,7 @@ from .elementwise import ElementwiseUnit
 from .head_output import HeadOutput
 from .mac_array import MacArray
 from .matrix import ColumnEncoder, MacIssuer, pass_shifts, passes_of
-from .plan import Plan, make_plan
+from .plan import WEIGHT_BEAT, Plan, PlanError, check_weights, make_plan
 from .ternary_array import (LevelSumArray, PointerReader, ScaleCombiner, ScheduleROM,
                             TernaryIssuer)
 from .ternary_plan import make_ternary_plan
@@ -56,24 +56,36 @@ class Accelerator(wiring.Component):
         `plan.default_units`).
     scale_step : ternary datapath only: scale bits its combiner applies a cycle (default
         `ternary_plan.DEFAULT_SCALE_STEP`).
+    weights : "rom" (default: the weight words are the weight memory's contents) or "load"
+        (a memory with no contents, written through the `weights` stream before the first
+        input is taken: `plan.weight_image`; the UP5K's SPRAM).
 
     Members
     -------
     i : In(stream.Signature(model_input_payload(qm).layout()))   (`hwgen.interface`)
     o : Out(stream.Signature(output_payload(output width).layout()))
+    weights : In(stream.Signature(unsigned(plan.WEIGHT_BEAT)))   weights="load" only: the
+        weight image, a byte a beat; `i` takes nothing until its last byte is in
     """
 
     def __init__(self, qm: QModel, lanes: int, delta=None, units: int | None = None,
-                 scale_step: int | None = None):
-        self.qm = qm
+                 scale_step: int | None = None, weights: str = "rom"):
+        check_weights(weights)
+        if weights == "load" and qm.ternary is not None:
+            raise PlanError("weights='load' is for the MAC array; a ternary model's "
+                            "multiplier-free datapath keeps its weights in ROM")
+        self.qm, self.weights_storage = qm, weights
         self.plan: Plan = make_plan(qm, lanes, delta, units)
         # ternary levels: the multiplier-free datapath (`ternary_array`)
         self.ternary_plan = (None if qm.ternary is None
                              else make_ternary_plan(qm, self.plan, scale_step))
-        super().__init__({
+        members = {
             "i": In(stream.Signature(model_input_payload(qm).layout())),
             "o": Out(stream.Signature(output_payload(qm.head.out_fmt.width).layout())),
-        })
+        }
+        if weights == "load":
+            members["weights"] = In(stream.Signature(unsigned(WEIGHT_BEAT)))
+        super().__init__(members)
 
     def elaborate(self, platform):
         qm, plan = self.qm, self.plan
@@ -124,13 +136,14 @@ class Accelerator(wiring.Component):
             m.submodules.mac = mac = MacArray(
                 plan.weight_width, plan.acc_width, plan.weight_words, plan.bias_words,
                 plan.acc_depth, plan.value_width + 1,
-                pass_shifts(passes))
+                pass_shifts(passes), weights=self.weights_storage)
             m.submodules.issuer = issuer = MacIssuer(plan, passes, mac.layout)
             wiring.connect(m, enc.columns, issuer.columns)
             wiring.connect(m, issuer.issue, mac.issue)
             m.d.comb += [enc.fresh.eq(fresh), issuer.fresh.eq(fresh),
                          issuer.sel.eq(enc.pass_now), issuer.bank.eq(enc.bank_now)]
             matrix_busy, matrix_idle = issuer.busy, mac.idle
+            inp = self._input_after_weights(m, mac) if mac.loads_weights else self.i
         else:
             # a column's "first weight word" is its pointer: one per column
             for ps, base in zip(passes, tp.ptr_base):
@@ -153,6 +166,7 @@ class Accelerator(wiring.Component):
                          sums.drain.eq(mac.drain), mac.s_word.eq(sums.s_word),
                          mac.from_bias.eq(fresh if is_delta else 1)]
             matrix_busy, matrix_idle = ptrs.full | issuer.busy, sums.idle
+            inp = self.i
         if is_delta:
             m.submodules.hat_mem = hat_mem = Memory(shape=signed(plan.value_width),
                                                     depth=plan.hat_depth, init=[])
@@ -249,7 +263,7 @@ class Accelerator(wiring.Component):
             return enc.start.eq(1)
 
         if plan.overlap:
-            ahead = self._load_ahead(m, write_element, seq_end)
+            ahead = self._load_ahead(m, inp, write_element, seq_end)
             m.d.comb += [enc.bank.eq(ahead.bank), enc.hold_h.eq(ahead.early)]
 
         def head_or_load(begin_head):
@@ -270,18 +284,19 @@ class Accelerator(wiring.Component):
                         m.d.comb += [begin, ahead.take.eq(1)]
                         m.next = "MAT0"
             elif qm.embedding_design == "folded":
-                self._load_token(m, enc, seq_end, lambda: start_pass(0))
+                self._load_token(m, inp, enc, seq_end, lambda: start_pass(0))
             elif qm.embedding_design == "token_rom":
-                self._load_and_embed_token(m, write_element, seq_end, lambda: start_pass(0))
+                self._load_and_embed_token(m, inp, write_element, seq_end,
+                                           lambda: start_pass(0))
             else:
                 with m.State("LOAD"):
                     begin = start_pass(0)
-                    m.d.comb += self.i.ready.eq(1)
-                    m.d.comb += write_element(in_idx, self.i.payload.data, self.i.valid)
-                    with m.If(self.i.valid):
+                    m.d.comb += inp.ready.eq(1)
+                    m.d.comb += write_element(in_idx, inp.payload.data, inp.valid)
+                    with m.If(inp.valid):
                         m.d.sync += in_idx.eq(in_idx + 1)
                         with m.If(in_idx == qm.input_size - 1):
-                            m.d.sync += [in_idx.eq(0), seq_end.eq(self.i.payload.seq_end)]
+                            m.d.sync += [in_idx.eq(0), seq_end.eq(inp.payload.seq_end)]
                             m.d.comb += begin
                             m.next = "MAT0"
             for k, unit in enumerate(units):
@@ -364,7 +379,16 @@ class Accelerator(wiring.Component):
                     m.next = "LOAD"
         return m
 
-    def _load_ahead(self, m, write_element, seq_end):
+    def _input_after_weights(self, m, mac):
+        """The input stream as the sequencer sees it when the weights load: nothing is
+        valid, and nothing is taken, until the MAC array's weights are all in."""
+        wiring.connect(m, wiring.flipped(self.weights), mac.weights)
+        inp = self.i.signature.flip().create(path=("inp",))
+        m.d.comb += [inp.valid.eq(self.i.valid & mac.loaded), inp.payload.eq(self.i.payload),
+                     self.i.ready.eq(inp.ready & mac.loaded)]
+        return inp
+
+    def _load_ahead(self, m, inp, write_element, seq_end):
         """The input loader of a design that overlaps steps: it fills the input bank the
         next step reads while this step runs, whenever the vector memory's write port is
         free (not while ACTIVATE's units write: `units_busy`, set by the sequencer). The
@@ -382,20 +406,20 @@ class Accelerator(wiring.Component):
         idx = Signal(range(size), name="load_idx")
         next_seq_end = Signal()
         accept = ~ahead.loaded & ~ahead.units_busy
-        m.d.comb += self.i.ready.eq(accept)
+        m.d.comb += inp.ready.eq(accept)
         addr = Mux(ahead.bank, plan.x_bank_stride, 0) + idx
-        with m.If(self.i.valid & accept):   # (never as the units write: `units_busy`)
-            m.d.comb += write_element(addr, self.i.payload.data, 1)
+        with m.If(inp.valid & accept):   # (never as the units write: `units_busy`)
+            m.d.comb += write_element(addr, inp.payload.data, 1)
             m.d.sync += idx.eq(idx + 1)
             with m.If(idx == size - 1):
                 m.d.sync += [idx.eq(0), ahead.loaded.eq(1),
-                             next_seq_end.eq(self.i.payload.seq_end)]
+                             next_seq_end.eq(inp.payload.seq_end)]
         with m.If(ahead.take):
             m.d.sync += [ahead.loaded.eq(0), ahead.bank.eq(~ahead.bank),
                          seq_end.eq(next_seq_end)]
         return ahead
 
-    def _load_token(self, m, enc, seq_end, start_first_pass):
+    def _load_token(self, m, inp, enc, seq_end, start_first_pass):
         """A folded embedding: LOAD takes one token id and layer 0's pass starts on it (the
         column encoder fires its column, and the previous token's in a delta pass).
         `start_first_pass()`, called in the state, selects the pass and returns the
@@ -406,14 +430,14 @@ class Accelerator(wiring.Component):
         m.d.comb += [enc.token.eq(token), enc.last_token.eq(last_token)]
         with m.State("LOAD"):
             begin = start_first_pass()
-            m.d.comb += self.i.ready.eq(1)
-            with m.If(self.i.valid):
-                m.d.sync += [token.eq(self.i.payload.token), last_token.eq(token),
-                             seq_end.eq(self.i.payload.seq_end)]
+            m.d.comb += inp.ready.eq(1)
+            with m.If(inp.valid):
+                m.d.sync += [token.eq(inp.payload.token), last_token.eq(token),
+                             seq_end.eq(inp.payload.seq_end)]
                 m.d.comb += begin
                 m.next = "MAT0"
 
-    def _load_and_embed_token(self, m, write_element, seq_end, start_first_pass):
+    def _load_and_embed_token(self, m, inp, write_element, seq_end, start_first_pass):
         """A token ROM: LOAD takes one token id, EMBED writes its E values to the layer-0
         input, one a cycle, each a cycle after its read (`hwgen.rtl.cycles.embed_cycles`)."""
         plan = self.plan
@@ -425,10 +449,10 @@ class Accelerator(wiring.Component):
         row = Signal(range(len(plan.token_rom)), name="embed_row")  # the token's first value
         idx = Signal(range(size + 1), name="embed_idx")             # the next value to read
         with m.State("LOAD"):
-            m.d.comb += self.i.ready.eq(1)
-            with m.If(self.i.valid):
-                m.d.sync += [row.eq(self.i.payload.token * size), idx.eq(0),
-                             seq_end.eq(self.i.payload.seq_end)]
+            m.d.comb += inp.ready.eq(1)
+            with m.If(inp.valid):
+                m.d.sync += [row.eq(inp.payload.token * size), idx.eq(0),
+                             seq_end.eq(inp.payload.seq_end)]
                 m.next = "EMBED"
         with m.State("EMBED"):
             begin = start_first_pass()

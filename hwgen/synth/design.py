@@ -43,14 +43,21 @@ class Design:
         return output_payload(self.out_width).bits
 
     @property
+    def weight_beat_bits(self) -> int:
+        """Bits of ``weights__payload``, the weight-load stream's (0: the design has none,
+        its weights are in ROM)."""
+        return (self.manifest["interface"].get("weights") or {}).get("beat_width", 0)
+
+    @property
     def data_files(self) -> tuple:
         """Memory-initialisation files of the folder (loaded by the Verilog, if at all)."""
         return tuple(sorted(p for p in self.path.iterdir()
                             if p.is_file() and p.suffix in DATA_SUFFIXES))
 
     def port_bits(self) -> int:
-        """Top-level pins the bare core needs: clk, rst, both streams."""
-        return 2 + (self.in_payload_bits + 2) + (self.out_payload_bits + 2)
+        """Top-level pins the bare core needs: clk, rst, its streams."""
+        weights = self.weight_beat_bits + 2 if self.weight_beat_bits else 0
+        return 2 + (self.in_payload_bits + 2) + (self.out_payload_bits + 2) + weights
 
 
 def load_design(design_dir) -> Design:

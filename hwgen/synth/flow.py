@@ -70,7 +70,7 @@ def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Pat
     if body is None:
         body = [f"{target.synth} -top {top} -json {{out}}/netlist.json"]
     script = [f"read_verilog {rel(src, cwd)}" for src in sources]
-    script += [f"hierarchy -check -top {top}", HIDE_BRACKETED_NAMES,
+    script += [f"hierarchy -check -top {top}", HIDE_BRACKETED_NAMES, *target.prepare,
                *(line.format(out=rel(out, cwd)) for line in body),
                f"tee -q -o {rel(out / 'stat.json', cwd)} stat -json"]
     (out / f"{name}.ys").write_text("\n".join(script) + "\n")
@@ -473,7 +473,8 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         "critical_path": paths[0] if paths else None, "critical_paths": paths,
         "performance": performance(design.manifest, achieved, steps),
         "pin_shell": {"used": shell, "extra_ffs": (design.in_payload_bits
-                                                   + design.out_payload_bits) if shell else 0},
+                                                   + design.out_payload_bits
+                                                   + design.weight_beat_bits) if shell else 0},
         "bitstream": bitstream, "stage_seconds": seconds,
         "wall_seconds": round(time.monotonic() - wall, 2), "out_dir": str(out),
     }

@@ -11,7 +11,9 @@ import re
 
 from .errors import SynthError
 
-_NO_BELS = re.compile(r"no BELs remaining to implement cell type '([^']+)'")
+_NO_BELS = re.compile(r"no BELs remaining to implement cell type '([^']+)'"
+                      # nextpnr's analytic placer: "... of 5323 ICESTORM_LCs"
+                      r"|Failed to expand region .* of \d+ (\w+?)s$", re.M)
 _OVERFLOW_HINTS = ("Unable to place cell", "no BELs remaining", "Failed to expand region",
                    "device only has", "but device has only", "not enough")
 
@@ -80,7 +82,7 @@ def overflowed_bel(log_text: str) -> str | None:
     when the log shows no overflow."""
     match = _NO_BELS.search(log_text)
     if match:
-        return match.group(1)
+        return match.group(1) or match.group(2)
     if any(hint in log_text for hint in _OVERFLOW_HINTS):
         return ""
     return None

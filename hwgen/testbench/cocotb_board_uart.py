@@ -3,7 +3,8 @@
 The host side is played bit-serially on ``rx`` at ``divisor`` clock cycles per bit, with
 random idle time between bytes, and ``tx`` is decoded bit by bit. Every output element is
 compared with the design folder's ``vectors.npz`` (``inputs`` (N, T, I); ``outputs``
-(N, O) or (N, T, O)).
+(N, O) or (N, T, O)). A design whose weights load gets its weight image first, after every
+reset (docs/board_protocol.md).
 
 Environment: ``HWGEN_DESIGN_DIR`` (the design folder), ``HWGEN_UART_DIVISOR``.
 """
@@ -89,6 +90,13 @@ class TB:
             f"got {len(self.received)} of {count} output bytes"
 
 
+async def _load_weights(tb, manifest):
+    """Send the design's weight image, if its weights load: the first bytes after a reset."""
+    weights = manifest["interface"].get("weights")
+    if weights is not None:
+        await tb.send((DESIGN / weights["file"]).read_bytes(), max_gap_bits=0)
+
+
 def _expected(manifest, vectors):
     outputs = vectors["outputs"]
     n = outputs.shape[0]
@@ -121,6 +129,7 @@ async def every_output_matches(dut):
     manifest, framing, vectors = _load()
     tb = TB(dut, seed=1)
     await tb.start()
+    await _load_weights(tb, manifest)
     await _run_sequences(tb, framing, manifest, vectors)
     assert tb.tx_errors == 0
     assert int(dut.overrun.value) == 0 and int(dut.frame_error.value) == 0
@@ -132,8 +141,10 @@ async def break_resynchronises(dut):
     manifest, framing, vectors = _load()
     tb = TB(dut, seed=2)
     await tb.start()
+    await _load_weights(tb, manifest)
     if framing.in_bytes > 1:
         await tb.send(b"\x55")  # half an element: the framing is now off by a byte
     await tb.line_break()
     assert int(dut.overrun.value) == 0 and int(dut.frame_error.value) == 0
+    await _load_weights(tb, manifest)   # a reset unloads them
     await _run_sequences(tb, framing, manifest, vectors, first_byte=len(tb.received))

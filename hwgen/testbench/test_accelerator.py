@@ -18,6 +18,11 @@ step; pass ``stall`` repeats the sequences under random idle and backpressure. E
 sequence draws its stall pattern from its own seed, so re-running it alone reproduces it.
 Besides every output's data and ``last`` bit, the monitor checks the stream rule that a
 valid output holds its payload until it is taken, and that no output comes unasked.
+
+A design whose weights load (``interface.weights`` in the manifest) first gets its weight
+image file on the ``weights`` stream, a byte a beat, idle before a beat with the
+``HWGEN_STALL_IN`` probability, while the first pass already offers its inputs: an input
+taken before the image's last byte is a mismatch (kind ``early``).
 """
 from __future__ import annotations
 
@@ -149,13 +154,42 @@ class TB:
                                    f"{what}") from None
 
     async def reset(self):
-        """Hold reset for a few cycles with both streams idle."""
+        """Hold reset for a few cycles with the streams idle."""
+        if hasattr(self.dut, "weights__valid"):
+            self.dut.weights__valid.value = 0
         self.dut.i__valid.value = self._valid = 0
         self.dut.o__ready.value = self._ready = 0
         self.rst.value = 1
         await ClockCycles(self.clk, 3)
         self.rst.value = 0
         await RisingEdge(self.clk)
+
+    async def load_weights(self, image, stall, checker, log):
+        """Send the weight image `image` (bytes) on the ``weights`` stream, idling before a
+        beat with probability `stall`; an input taken meanwhile is a mismatch. Appends the
+        cycles the load took to `log`."""
+        valid, payload, ready = (self.dut.weights__valid, self.dut.weights__payload,
+                                 self.dut.weights__ready)
+        rng, start = random.Random(f"{self.seed}/weights"), self.cycle()
+
+        def early():
+            if self.dut.i__valid.value and self.dut.i__ready.value:
+                checker.mismatch("early", None, None, None, None, self.cycle())
+        for byte in image:
+            while stall and rng.random() < stall:
+                valid.value = 0
+                await RisingEdge(self.clk)
+                early()
+            payload.value = byte
+            valid.value = 1
+            await RisingEdge(self.clk)
+            early()
+            while not ready.value:
+                await RisingEdge(self.clk)
+                early()
+            self.accepted += 1    # a transfer, for the watchdog
+        valid.value = 0
+        log.append(self.cycle() - start)
 
     async def drive(self, sequences, stall, name, log):
         """Send `sequences` [(index, (T, I) list)], idling before an element with
@@ -294,6 +328,12 @@ async def check_accelerator(dut):
 
     tb = TB(dut, manifest, seed=int(os.environ.get("HWGEN_SEED", "0")), watchdog=watchdog)
     checker = Checker(outputs, inputs.shape[1])
+    weights = manifest["interface"].get("weights")
+    image = None if weights is None else (design / weights["file"]).read_bytes()
+    if image is not None and len(image) != weights["beats"]:
+        raise ValueError(f"{weights['file']} holds {len(image)} bytes, not the manifest's "
+                         f"{weights['beats']}")
+    load_log = []
     # what a full run compares; a run that compared fewer (or nothing) has failed
     expected = len(passes) * sum(len(checker.expected(i)) for i in indices)
     result = {"design": manifest.get("name"), "top": manifest["interface"]["top"],
@@ -302,10 +342,14 @@ async def check_accelerator(dut):
     t0 = time.perf_counter()
     try:
         await tb.reset()
+        if image is not None:   # the first pass's inputs must wait for it
+            loader = cocotb.start_soon(tb.load_weights(image, stall_in, checker, load_log))
         patterns = {"timing": (0.0, 0.0), "stall": (stall_in, stall_out)}
         for name in passes:
             result["passes"][name] = await run_test(tb, checker, inputs, indices,
                                                     *patterns[name], name)
+        if image is not None and not loader.done():
+            raise Watchdog("every output came, but not the whole weight image was taken")
     except Watchdog as e:
         result["error"] = f"watchdog: {e}"
         raise
@@ -313,6 +357,9 @@ async def check_accelerator(dut):
         runs = result["passes"].values()
         cycles, wall = sum(r["cycles"] for r in runs), sum(r["wall_time"] for r in runs)
         timing = result["passes"].get("timing", {})
+        if image is not None:
+            result["weights"] = {"beats": len(image),
+                                 "load_cycles": load_log[0] if load_log else None}
         result.update(compared=checker.compared, mismatches=checker.mismatches,
                       first_mismatch=checker.first, cycles=cycles,
                       wall_time=time.perf_counter() - t0,
