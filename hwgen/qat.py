@@ -29,6 +29,7 @@ EPOCHS = 30
 LR = 5e-3
 BATCH = 64
 PRUNE_FRACTION = 0.6
+THREADS = 2        # torch threads; a result is reproduced bit for bit at the same count
 SHIPPED = Path(__file__).parent / "models" / "ternary"
 
 
@@ -45,6 +46,7 @@ class QATResult:
     seconds: float = 0.0
     epochs: int = EPOCHS
     seed: int = 0
+    threads: int = THREADS
 
     @property
     def tag(self) -> str:
@@ -164,8 +166,8 @@ def _forward(model, names, masks, x, levels, binary, fmts):
 
 
 def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
-          epochs: int = EPOCHS, seed: int = 0, lr: float = LR, max_batches: int | None = None
-          ) -> QATResult:
+          epochs: int = EPOCHS, seed: int = 0, lr: float = LR, max_batches: int | None = None,
+          threads: int = THREADS) -> QATResult:
     """Fine-tune a bundled model's float weights to L ternary (or binary) levels.
 
     Parameters
@@ -174,6 +176,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     levels, sparsity, binary : L, the pruning target per matrix, binary levels (no pruning).
     epochs, seed, lr : Adam with cosine decay, batch 64, gradient norm clipped to 1.
     max_batches : stop each epoch after this many batches (tests).
+    threads : torch threads (the same seed and count give the same weights).
 
     Returns
     -------
@@ -186,7 +189,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     check_options(levels, sparsity, binary)
     t0 = time.time()
     torch.manual_seed(seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     model, meta = load_model(task.name)
     names = matrix_names(model, task.ir)
     params = dict(model.rnn.named_parameters())
@@ -218,7 +221,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     model.eval()
     return QATResult(task.name, levels, sparsity, binary,
                      {k: v.detach().clone() for k, v in model.state_dict().items()},
-                     masks, round(time.time() - t0, 1), epochs, seed)
+                     masks, round(time.time() - t0, 1), epochs, seed, threads)
 
 
 def _masks_ir(result: QATResult, model, ir) -> list:
@@ -289,17 +292,21 @@ def baseline_rows(task) -> list[dict]:
 
 
 def format_table(task, rows: list[dict]) -> str:
-    """The rows as the bench prints them."""
+    """The rows as the bench prints them (bits per character to 3 places: the aim is 0.05)."""
+    places = 3 if task.kind == "lm" else 2
+    pruned = ["/".join(f"{100 * v:.0f}" for v in r["pruned"].values()) if "pruned" in r else ""
+              for r in rows]
+    pw = max([8] + [len(p) for p in pruned])   # one figure per matrix: 4 in a 2-layer model
     head = (f"{'weights':<18} {task.metric_name:>11} {'weight kbit':>11} {'matrix kbit':>11} "
-            f"{'pruned %':>8} {'word x':>7} {'bit x':>7}")
+            f"{'pruned %':>{pw}} {'word x':>7} {'bit x':>7}")
     lines = [head, "-" * len(head)]
-    for r in rows:
+    for r, pr in zip(rows, pruned):
         kbit = "" if r.get("weight_kbit") is None else f"{r['weight_kbit']:.2f}"
         mk = "" if r.get("matrix_kbit") is None else f"{r['matrix_kbit']:.2f}"
-        pr = "/".join(f"{100 * v:.0f}" for v in r["pruned"].values()) if "pruned" in r else ""
         sp = "" if "word_speedup" not in r else \
             f"{r['word_speedup']:>7.2f} {r['bit_speedup']:>7.2f}"
-        lines.append(f"{r['label']:<18} {r['metric']:>11.2f} {kbit:>11} {mk:>11} {pr:>8} {sp}")
+        lines.append(f"{r['label']:<18} {r['metric']:>11.{places}f} {kbit:>11} {mk:>11} "
+                     f"{pr:>{pw}} {sp}")
     return "\n".join(lines)
 
 
@@ -314,7 +321,7 @@ def save(result: QATResult, folder) -> Path:
     torch.save({"state_dict": result.state_dict, "masks": result.masks}, tmp)
     tmp.replace(path)
     meta = {k: getattr(result, k) for k in ("model", "levels", "sparsity", "binary", "seconds",
-                                            "epochs", "seed")}
+                                            "epochs", "seed", "threads")}
     (folder / f"{result.tag}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -329,11 +336,12 @@ def load(folder, tag: str) -> QATResult | None:
     blob = torch.load(folder / f"{tag}.pt", weights_only=True)
     return QATResult(meta["model"], meta["levels"], meta["sparsity"], meta["binary"],
                      blob["state_dict"], blob["masks"], meta.get("seconds", 0.0),
-                     meta.get("epochs", EPOCHS), meta.get("seed", 0))
+                     meta.get("epochs", EPOCHS), meta.get("seed", 0),
+                     meta.get("threads", THREADS))
 
 
 def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS,
-                  seed: int = 0, log=None) -> QATResult:
+                  seed: int = 0, log=None, threads: int = THREADS) -> QATResult:
     """A cached result (shipped, then `out`) with these options, else train (and cache in
     `out` when given)."""
     tag = result_tag(task.name, levels, sparsity, binary, epochs)
@@ -344,15 +352,17 @@ def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS
                 return result
     if log:
         log(f"training {tag} ({epochs} epochs)...")
-    result = train(task, levels, sparsity, binary, epochs, seed)
+    result = train(task, levels, sparsity, binary, epochs, seed, threads=threads)
     if out is not None:
         save(result, out)
     return result
 
 
-def shipped_tags() -> list[str]:
-    """Names of the shipped ternary results (e.g. digits_gru_t2s80), sorted."""
-    return sorted(p.stem for p in SHIPPED.glob("*.json"))
+def shipped_tags(model: str | None = None) -> list[str]:
+    """Names of the shipped ternary results (e.g. digits_gru_t2s80), sorted; of `model`'s
+    only, when given."""
+    return sorted(p.stem for p in SHIPPED.glob("*.json")
+                  if model is None or json.loads(p.read_text())["model"] == model)
 
 
 def shipped_ternary(name: str):
@@ -381,6 +391,9 @@ def add_parser(sub, int_in, probability) -> None:
     sp.add_argument("--binary", action="store_true", help="binary levels, no pruning")
     sp.add_argument("--epochs", type=int_in, default=EPOCHS)
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--threads", type=int_in, default=THREADS,
+                    help=f"torch threads when training (default {THREADS}; the same seed and "
+                         f"threads give the same weights)")
     sp.add_argument("--out", default="ternary_out", help="cache folder of trained results")
     sp.add_argument("--plot", metavar="FILE.png",
                     help="also draw the metric against sparsity of the cached results")
@@ -396,7 +409,8 @@ def cmd_ternary(args) -> int:
     task = flow.load_task(args.model)
     check_model(task)
     result = train_or_load(task, args.levels, args.sparsity, args.binary, args.out,
-                           args.epochs, args.seed, log=lambda m: print(m, flush=True))
+                           args.epochs, args.seed, log=lambda m: print(m, flush=True),
+                           threads=args.threads)
     label = result.tag[len(task.name) + 1:]
     rows = baseline_rows(task) + [row(task, to_ternary(task, result), label)]
     print(f"{task.name}: {task.ir.describe()}")

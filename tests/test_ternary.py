@@ -107,6 +107,18 @@ def test_tiny_qat_beats_post_training_ternarization(task):
     assert qat.int_metric(task, tm.qm) > ptt + 10
 
 
+def test_tiny_qat_trains_the_char_lm_deterministically():
+    """Two layers, a head every step, bits per character through the integer reference."""
+    lm = flow.load_task("charlm_gru2")
+    ptt = qat.int_metric(lm, qat.post_training(lm, 2, 0.8).qm)
+    result = qat.train(lm, 2, 0.8, epochs=2, max_batches=8, lr=1e-2, threads=1)
+    tm = qat.to_ternary(lm, result)
+    assert tm.pruned == {f"l{k}.w{s}": round(0.8 * 3072) / 3072 for k in (0, 1) for s in "xh"}
+    assert qat.int_metric(lm, tm.qm) < ptt - 0.3        # bits per character: lower is better
+    again = qat.train(lm, 2, 0.8, epochs=2, max_batches=8, lr=1e-2, threads=1)
+    assert all(torch.equal(v, again.state_dict[k]) for k, v in result.state_dict.items())
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--binary", "--sparsity", "0.5"], "binary levels cannot hold a zero: use --sparsity 0"),
     (["--levels", "5"], "argument --levels: expected an integer in 1..4, not '5'"),
@@ -115,6 +127,8 @@ def test_tiny_qat_beats_post_training_ternarization(task):
     (["nosuch"], None),
     (["digits_sru"], "cell sru: its torch matrices are not laid out as the IR's rows; "
                      "ternary training is not supported for it"),
+    (["wordlm_gru"], "wordlm_gru: ternary fine-tuning of a model with an nn.Embedding is "
+                     "not supported yet"),
     (["--plot", "fig.txt"], "figure path must end in .png: fig.txt"),
 ])
 def test_cli_errors(capsys, tmp_path, argv, message):
