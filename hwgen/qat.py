@@ -30,6 +30,7 @@ LR = 5e-3
 BATCH = 64
 PRUNE_FRACTION = 0.6
 THREADS = 2        # torch threads; a result is reproduced bit for bit at the same count
+SCOPES = ("matrix", "model")   # pruning: each matrix to the target, or all of them together
 SHIPPED = Path(__file__).parent / "models" / "ternary"
 
 
@@ -47,22 +48,24 @@ class QATResult:
     epochs: int = EPOCHS
     seed: int = 0
     threads: int = THREADS
+    scope: str = "matrix"
 
     @property
     def tag(self) -> str:
-        """File stem, e.g. digits_gru_t2s80 (ternary, 2 levels, 80 %), digits_gru_b3, and
-        ``e<epochs>`` appended when not the default: digits_gru_t2s90e200."""
+        """File stem, e.g. digits_gru_t2s80 (ternary, 2 levels, 80 %), digits_gru_b3, ``g``
+        appended for pruning over the whole model (charlm_gru2_t2s80g), and ``e<epochs>``
+        when not the default: digits_gru_t2s90e200."""
         kind = f"b{self.levels}" if self.binary else \
-            f"t{self.levels}s{round(100 * self.sparsity)}"
+            f"t{self.levels}s{round(100 * self.sparsity)}" + ("g" if self.scope == "model" else "")
         return f"{self.model}_{kind}" + (f"e{self.epochs}" if self.epochs != EPOCHS else "")
 
 
 def result_tag(model: str, levels: int, sparsity: float, binary: bool,
-               epochs: int = EPOCHS) -> str:
-    return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs).tag
+               epochs: int = EPOCHS, scope: str = "matrix") -> str:
+    return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs, scope=scope).tag
 
 
-def check_options(levels, sparsity, binary) -> None:
+def check_options(levels, sparsity, binary, scope: str = "matrix") -> None:
     """TernaryError for options out of range, before any work."""
     if not isinstance(levels, (int, np.integer)) or not 1 <= levels <= 4:
         raise ternary.TernaryError(f"levels must be an integer in 1..4, not {levels!r}")
@@ -70,6 +73,10 @@ def check_options(levels, sparsity, binary) -> None:
         raise ternary.TernaryError(f"sparsity must be in [0, 1), not {sparsity!r}")
     if binary and sparsity:
         raise ternary.TernaryError("binary levels cannot hold a zero: use --sparsity 0")
+    if scope not in SCOPES:
+        raise ternary.TernaryError(f"pruning scope must be one of {SCOPES}, not {scope!r}")
+    if scope == "model" and not sparsity:
+        raise ternary.TernaryError("--global-pruning needs a sparsity above 0")
 
 
 # ---------------------------------------------------------------- torch side
@@ -147,6 +154,19 @@ def prune(w, mask, sparsity: float):
     return new.reshape(w.shape) & mask if k >= int((~mask).sum()) else mask
 
 
+def prune_all(params: dict, masks: dict, sparsity: float, scope: str = "matrix") -> dict:
+    """New masks of the matrices `masks` names: each pruned to `sparsity` ("matrix"), or
+    round(sparsity N) of all N weights together, the smallest magnitudes wherever they are
+    ("model": a matrix that matters more keeps more)."""
+    import torch
+    if scope == "matrix":
+        return {n: prune(params[n], m, sparsity) for n, m in masks.items()}
+    flat = prune(torch.cat([params[n].flatten() for n in masks]),
+                 torch.cat([m.flatten() for m in masks.values()]), sparsity)
+    return dict(zip(masks, (p.reshape(m.shape) for p, m in zip(
+        flat.split([m.numel() for m in masks.values()]), masks.values()))))
+
+
 def _act_formats(task):
     """Input and head-input formats of the model's 8-bit PTQ."""
     qm = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
@@ -167,7 +187,7 @@ def _forward(model, names, masks, x, levels, binary, fmts):
 
 def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
           epochs: int = EPOCHS, seed: int = 0, lr: float = LR, max_batches: int | None = None,
-          threads: int = THREADS) -> QATResult:
+          threads: int = THREADS, scope: str = "matrix") -> QATResult:
     """Fine-tune a bundled model's float weights to L ternary (or binary) levels.
 
     Parameters
@@ -177,6 +197,8 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     epochs, seed, lr : Adam with cosine decay, batch 64, gradient norm clipped to 1.
     max_batches : stop each epoch after this many batches (tests).
     threads : torch threads (the same seed and count give the same weights).
+    scope : prune each matrix to `sparsity` ("matrix") or the model's weights together
+        ("model"; the sparsity of each matrix is then what the magnitudes make it).
 
     Returns
     -------
@@ -186,7 +208,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
 
     from .models import load_model, load_task_data
     from .train import optimizer_step
-    check_options(levels, sparsity, binary)
+    check_options(levels, sparsity, binary, scope)
     t0 = time.time()
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -208,8 +230,8 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
             if sparsity and step <= prune_steps:
                 s = cubic_sparsity(step, prune_steps, sparsity)
                 with torch.no_grad():
+                    masks = prune_all(params, masks, s, scope)
                     for n in names:
-                        masks[n] = prune(params[n], masks[n], s)
                         params[n].mul_(masks[n])
             out = _forward(model, names, masks, xt[idx], levels, binary, fmts)
             optimizer_step(model, opt, out, yt[idx])
@@ -221,7 +243,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     model.eval()
     return QATResult(task.name, levels, sparsity, binary,
                      {k: v.detach().clone() for k, v in model.state_dict().items()},
-                     masks, round(time.time() - t0, 1), epochs, seed, threads)
+                     masks, round(time.time() - t0, 1), epochs, seed, threads, scope)
 
 
 def _masks_ir(result: QATResult, model, ir) -> list:
@@ -250,11 +272,11 @@ def post_training(task, levels: int, sparsity: float = 0.0, binary: bool = False
     check_options(levels, sparsity, binary)
     model, _ = load_model(task.name)
     params = dict(model.rnn.named_parameters())
-    masks = {}
     with torch.no_grad():
-        for n in matrix_names(model, task.ir):
-            masks[n] = prune(params[n], torch.ones_like(params[n], dtype=torch.bool), sparsity)
-            params[n].mul_(masks[n])
+        masks = prune_all(params, {n: torch.ones_like(params[n], dtype=torch.bool)
+                                   for n in matrix_names(model, task.ir)}, sparsity)
+        for n, m in masks.items():
+            params[n].mul_(m)
     result = QATResult(task.name, levels, sparsity, binary, model.state_dict(), masks)
     return to_ternary(task, result)
 
@@ -321,7 +343,7 @@ def save(result: QATResult, folder) -> Path:
     torch.save({"state_dict": result.state_dict, "masks": result.masks}, tmp)
     tmp.replace(path)
     meta = {k: getattr(result, k) for k in ("model", "levels", "sparsity", "binary", "seconds",
-                                            "epochs", "seed", "threads")}
+                                            "epochs", "seed", "threads", "scope")}
     (folder / f"{result.tag}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -337,14 +359,15 @@ def load(folder, tag: str) -> QATResult | None:
     return QATResult(meta["model"], meta["levels"], meta["sparsity"], meta["binary"],
                      blob["state_dict"], blob["masks"], meta.get("seconds", 0.0),
                      meta.get("epochs", EPOCHS), meta.get("seed", 0),
-                     meta.get("threads", THREADS))
+                     meta.get("threads", THREADS), meta.get("scope", "matrix"))
 
 
 def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS,
-                  seed: int = 0, log=None, threads: int = THREADS) -> QATResult:
+                  seed: int = 0, log=None, threads: int = THREADS, scope: str = "matrix"
+                  ) -> QATResult:
     """A cached result (shipped, then `out`) with these options, else train (and cache in
     `out` when given)."""
-    tag = result_tag(task.name, levels, sparsity, binary, epochs)
+    tag = result_tag(task.name, levels, sparsity, binary, epochs, scope)
     for folder in (SHIPPED, out):
         if folder is not None:
             result = load(folder, tag)
@@ -352,7 +375,7 @@ def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS
                 return result
     if log:
         log(f"training {tag} ({epochs} epochs)...")
-    result = train(task, levels, sparsity, binary, epochs, seed, threads=threads)
+    result = train(task, levels, sparsity, binary, epochs, seed, threads=threads, scope=scope)
     if out is not None:
         save(result, out)
     return result
@@ -389,6 +412,9 @@ def add_parser(sub, int_in, probability) -> None:
     sp.add_argument("--sparsity", type=probability, default=0.8,
                     help="fraction of each matrix pruned, in [0, 1) (default 0.8)")
     sp.add_argument("--binary", action="store_true", help="binary levels, no pruning")
+    sp.add_argument("--global-pruning", action="store_true",
+                    help="prune the model's matrices together to --sparsity (the smallest "
+                         "weights wherever they are), not each matrix to it")
     sp.add_argument("--epochs", type=int_in, default=EPOCHS)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--threads", type=int_in, default=THREADS,
@@ -402,7 +428,8 @@ def add_parser(sub, int_in, probability) -> None:
 
 def cmd_ternary(args) -> int:
     """``hwgen ternary``: train or load, print the table row (and the baselines)."""
-    check_options(args.levels, args.sparsity, args.binary)
+    scope = "model" if args.global_pruning else "matrix"
+    check_options(args.levels, args.sparsity, args.binary, scope)
     if args.plot:
         from .plots import check_figure_path
         check_figure_path(args.plot)
@@ -410,7 +437,7 @@ def cmd_ternary(args) -> int:
     check_model(task)
     result = train_or_load(task, args.levels, args.sparsity, args.binary, args.out,
                            args.epochs, args.seed, log=lambda m: print(m, flush=True),
-                           threads=args.threads)
+                           threads=args.threads, scope=scope)
     label = result.tag[len(task.name) + 1:]
     rows = baseline_rows(task) + [row(task, to_ternary(task, result), label)]
     print(f"{task.name}: {task.ir.describe()}")

@@ -56,6 +56,21 @@ def test_pruning_is_exact_and_zeros_stay_zero_in_every_level():
     assert not np.any(planes[:, ~mask.numpy()])
 
 
+def test_pruning_over_the_model_keeps_more_of_the_larger_matrix_weights():
+    gen = np.random.default_rng(5)
+    params = {"a": torch.from_numpy(gen.normal(0, 1, (20, 10))),
+              "b": torch.from_numpy(gen.normal(0, 3, (20, 10)))}
+    ones = {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()}
+    each = qat.prune_all(params, ones, 0.8)
+    assert [int(m.sum()) for m in each.values()] == [40, 40]
+    whole = qat.prune_all(params, ones, 0.8, "model")
+    kept = [int(m.sum()) for m in whole.values()]
+    assert sum(kept) == 80 and kept[1] > 2 * kept[0]
+    smallest_kept = min(float(p[whole[n]].abs().min()) for n, p in params.items())
+    assert all(float(p[~whole[n]].abs().max()) <= smallest_kept for n, p in params.items())
+    assert qat.result_tag("m", 2, 0.8, False, 100, "model") == "m_t2s80ge100"
+
+
 def test_integer_contract_level_sums_equal_the_effective_weight():
     rng = np.random.default_rng(4)
     levels, rows, cols = 3, 13, 29
@@ -119,6 +134,17 @@ def test_tiny_qat_trains_the_char_lm_deterministically():
     assert all(torch.equal(v, again.state_dict[k]) for k, v in result.state_dict.items())
 
 
+@pytest.mark.parametrize("argv,label,bpc", [([], "t2s80", "2.526"),
+                                             (["--global-pruning"], "t2s80g", "2.434")])
+def test_cli_loads_the_shipped_char_lm(capsys, tmp_path, argv, label, bpc):
+    assert main(["ternary", "charlm_gru2", "--levels", "2", "--sparsity", "0.8", *argv,
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "training" not in out and not any(tmp_path.iterdir())
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[3:]}
+    assert "bits/char" in out and rows["float32"] == "2.278" and rows[label] == bpc
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--binary", "--sparsity", "0.5"], "binary levels cannot hold a zero: use --sparsity 0"),
     (["--levels", "5"], "argument --levels: expected an integer in 1..4, not '5'"),
@@ -129,6 +155,7 @@ def test_tiny_qat_trains_the_char_lm_deterministically():
                      "ternary training is not supported for it"),
     (["wordlm_gru"], "wordlm_gru: ternary fine-tuning of a model with an nn.Embedding is "
                      "not supported yet"),
+    (["--global-pruning", "--sparsity", "0"], "--global-pruning needs a sparsity above 0"),
     (["--plot", "fig.txt"], "figure path must end in .png: fig.txt"),
 ])
 def test_cli_errors(capsys, tmp_path, argv, message):
