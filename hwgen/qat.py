@@ -4,11 +4,12 @@ From a bundled float model: every recurrent matrix is fake-quantized in the forw
 the residual fit of `hwgen.ternary.fit_levels` (the same arithmetic, scales rounded to their
 formats), with a straight-through estimator: the gradient of the quantized weight goes to the
 latent float weight. Gradual magnitude pruning (Zhu & Gupta's cubic schedule) raises each
-matrix's sparsity from 0 to the target over the first `PRUNE_FRACTION` of the steps; a pruned
-weight is zero in the latent matrix and in every level. Inputs and the head's input (the last
-hidden state) are fake-quantized to the 8-bit PTQ formats; the state inside the recurrent
-module stays float (the fused torch module), so the evaluation always runs the integer
-reference. Seeded, 2 threads, deterministic.
+matrix's sparsity (or the model's: `prune_all`) from 0 to the target over the first
+`PRUNE_FRACTION` of the steps; a pruned weight is zero in the latent matrix and in every
+level. Inputs and the head's input (the last layer's hidden state) are fake-quantized to the
+8-bit PTQ formats; the state inside the recurrent module stays float (the fused torch
+module), so the evaluation always runs the integer reference. Seeded and deterministic at a
+given torch thread count (2 unless told).
 
 `train` returns a `QATResult` (latent state_dict, masks, options); `evaluate` turns it into
 a `TernaryModel` and the table row; `cmd_ternary` is ``hwgen ternary``.
@@ -410,7 +411,8 @@ def add_parser(sub, int_in, probability) -> None:
     sp.add_argument("--levels", type=lambda t: int_in(t, 4), default=2,
                     help="ternary (or binary) levels L, 1..4 (default 2)")
     sp.add_argument("--sparsity", type=probability, default=0.8,
-                    help="fraction of each matrix pruned, in [0, 1) (default 0.8)")
+                    help="fraction of each matrix (with --global-pruning: of all of them) "
+                         "pruned, in [0, 1) (default 0.8)")
     sp.add_argument("--binary", action="store_true", help="binary levels, no pruning")
     sp.add_argument("--global-pruning", action="store_true",
                     help="prune the model's matrices together to --sparsity (the smallest "
@@ -443,18 +445,19 @@ def cmd_ternary(args) -> int:
     print(f"{task.name}: {task.ir.describe()}")
     print(format_table(task, rows))
     if args.plot:
-        _plot(task, args, rows)
+        _plot(task, args, rows, scope)
         print(f"figure: {args.plot}")
     return 0
 
 
-def _plot(task, args, rows) -> None:
+def _plot(task, args, rows, scope: str) -> None:
     """Metric against sparsity: every cached ternary result at these levels, binary lines."""
     from .plots import _save, plt
     points = []
     for folder in (SHIPPED, Path(args.out)):
         for pct in range(0, 100):
-            r = load(folder, result_tag(task.name, args.levels, pct / 100, False))
+            r = load(folder, result_tag(task.name, args.levels, pct / 100, False,
+                                        scope=scope))
             if r is not None and pct not in [p for p, _ in points]:
                 points.append((pct, int_metric(task, to_ternary(task, r).qm)))
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
