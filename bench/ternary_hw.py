@@ -1,10 +1,13 @@
 """The multiplier-free ternary datapath against the 8-bit multiplier design (issue 12 §3-4).
 
-    python bench/ternary_hw.py [--lanes 4 8 16] [--scale-step N] [--synth DIR ...]
+    python bench/ternary_hw.py [--models digits_gru charlm_gru2] [--lanes 4 8 16]
+                               [--scale-step N] [--synth DIR ...]
 
-Cycles per step (the cycle model, which the tests hold equal to simulation) of the shipped
-ternary digits_gru results against the 8-bit PTQ digits_gru at the same lanes, with the
-stored words per step (nonzero per-lane digits) against the dense level-words. ``--synth``
+Cycles per step (the cycle model, which the tests hold equal to simulation) of each model's
+shipped ternary results against its 8-bit PTQ design at the same lanes, with the stored
+words per step (nonzero per-lane digits) against the dense level-words, and the cycles of
+one head (once a sequence, or, for a model whose head runs every step, the char LM, on every
+step: counted in its cycles per step). ``--synth``
 prints the synthesis reports already made under each design folder's build/synth/ by
 ``hwgen synth DIR --target ice40-up5k`` / ``ecp5-85f`` (LUT, FF, DSP, BRAM, Fmax, fits), and
 what uses the iCE40's block RAMs: the SB_RAM40_4K cells of each memory in the netlist.
@@ -25,41 +28,41 @@ from hwgen.rtl.cycles import cycle_model, ternary_cycle_model
 from hwgen.rtl.plan import make_plan
 from hwgen.rtl.ternary_plan import make_ternary_plan
 
-MODEL = "digits_gru"
+MODELS = ["digits_gru"]
 
 
-def cycle_rows(lanes_list, scale_step=None) -> list[str]:
-    task = flow.load_task(MODEL)
+def cycle_rows(model, lanes_list, scale_step=None) -> list[str]:
+    task = flow.load_task(model)
     qm8 = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
-    ternary = [(tag, qat.shipped_ternary(tag)[1].qm) for tag in qat.shipped_tags()]
+    ternary = [(tag, qat.shipped_ternary(tag)[1].qm) for tag in qat.shipped_tags(model)]
     head = (f"{'design':<22} {'lanes':>5} {'cycles/step':>11} {'vs 8-bit':>8} "
-            f"{'words/step':>10} {'dense':>6} {'head/seq':>8}")
+            f"{'words/step':>10} {'dense':>6} {'head':>6}")
     lines = [head, "-" * len(head)]
     for lanes in lanes_list:
         plan = make_plan(qm8, lanes)
         base = cycle_model(plan, qm8.input_size, qm8.head_mode)
-        lines.append(f"{MODEL + ' 8-bit':<22} {lanes:>5} {base['per_step']:>11} {'1.00':>8} "
+        lines.append(f"{model + ' 8-bit':<22} {lanes:>5} {base['model_per_step']:>11} {'1.00':>8} "
                      f"{sum(lp.matrix_cycles for lp in plan.layers):>10} {'':>6} "
-                     f"{base['head']:>8}")
+                     f"{base['head']:>6}")
         for tag, qm in ternary:
             plan = make_plan(qm, lanes)
             c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
                                     qm.input_size, qm.head_mode)
-            lines.append(f"{tag:<22} {lanes:>5} {c['per_step']:>11} "
-                         f"{base['per_step'] / c['per_step']:>8.2f} "
+            lines.append(f"{tag:<22} {lanes:>5} {c['model_per_step']:>11} "
+                         f"{base['model_per_step'] / c['model_per_step']:>8.2f} "
                          f"{c['stored_words_per_step']:>10} {c['dense_words_per_step']:>6} "
-                         f"{c['head']:>8}")
+                         f"{c['head']:>6}")
     return lines
 
 
-def sparsity_rows(lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
+def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
                   scale_step=None) -> list[str]:
-    """Cycles per step against pruning: digits_gru ternarized after training (one-shot
+    """Cycles per step against pruning: the float model ternarized after training (one-shot
     magnitude pruning, `qat.post_training`: the sparsity is exact, the accuracy is not
     the fine-tuned one)."""
-    task = flow.load_task(MODEL)
-    head = f"{'lanes':>5} " + " ".join(f"{f's{round(100 * s)}':>10}" for s in sparsities)
-    lines = [f"cycles per step, t{levels} one-shot pruned (stored words per step)", head,
+    task = flow.load_task(model)
+    head = f"{'lanes':>5} " + " ".join(f"{f's{round(100 * s)}':>11}" for s in sparsities)
+    lines = [f"{model}: cycles per step, t{levels} one-shot pruned (stored words per step)", head,
              "-" * len(head)]
     models = [qat.post_training(task, levels, s).qm for s in sparsities]
     for lanes in lanes_list:
@@ -67,9 +70,9 @@ def sparsity_rows(lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
         for qm in models:
             plan = make_plan(qm, lanes)
             c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
-                                    qm.input_size)
-            cells.append(f"{c['per_step']:>4}/{c['stored_words_per_step']:<4}")
-        lines.append(f"{lanes:>5} " + " ".join(f"{x:>10}" for x in cells))
+                                    qm.input_size, qm.head_mode)
+            cells.append(f"{c['model_per_step']:>5}/{c['stored_words_per_step']:<5}")
+        lines.append(f"{lanes:>5} " + " ".join(f"{x:>11}" for x in cells))
     return lines
 
 
@@ -117,15 +120,18 @@ def block_ram_rows(folders) -> list[str]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=MODELS)
     p.add_argument("--lanes", type=int, nargs="+", default=[4, 8, 16])
     p.add_argument("--scale-step", type=int,
                    help="the ternary combiner's scale bits a cycle (default: the generator's)")
     p.add_argument("--synth", nargs="*", default=[], metavar="DIR",
                    help="design folders whose synthesis reports to print")
     args = p.parse_args(argv)
-    print("\n".join(cycle_rows(args.lanes, args.scale_step)))
-    print()
-    print("\n".join(sparsity_rows(args.lanes, scale_step=args.scale_step)))
+    for model in args.models:
+        print("\n".join(cycle_rows(model, args.lanes, args.scale_step)))
+        print()
+        print("\n".join(sparsity_rows(model, args.lanes, scale_step=args.scale_step)))
+        print()
     if args.synth:
         print()
         print("\n".join(synth_rows(args.synth)))

@@ -4,11 +4,12 @@ From a bundled float model: every recurrent matrix is fake-quantized in the forw
 the residual fit of `hwgen.ternary.fit_levels` (the same arithmetic, scales rounded to their
 formats), with a straight-through estimator: the gradient of the quantized weight goes to the
 latent float weight. Gradual magnitude pruning (Zhu & Gupta's cubic schedule) raises each
-matrix's sparsity from 0 to the target over the first `PRUNE_FRACTION` of the steps; a pruned
-weight is zero in the latent matrix and in every level. Inputs and the head's input (the last
-hidden state) are fake-quantized to the 8-bit PTQ formats; the state inside the recurrent
-module stays float (the fused torch module), so the evaluation always runs the integer
-reference. Seeded, 2 threads, deterministic.
+matrix's sparsity (or the model's: `prune_all`) from 0 to the target over the first
+`PRUNE_FRACTION` of the steps; a pruned weight is zero in the latent matrix and in every
+level. Inputs and the head's input (the last layer's hidden state) are fake-quantized to the
+8-bit PTQ formats; the state inside the recurrent module stays float (the fused torch
+module), so the evaluation always runs the integer reference. Seeded and deterministic at a
+given torch thread count (2 unless told).
 
 `train` returns a `QATResult` (latent state_dict, masks, options); `evaluate` turns it into
 a `TernaryModel` and the table row; `cmd_ternary` is ``hwgen ternary``.
@@ -29,6 +30,8 @@ EPOCHS = 30
 LR = 5e-3
 BATCH = 64
 PRUNE_FRACTION = 0.6
+THREADS = 2        # torch threads; a result is reproduced bit for bit at the same count
+SCOPES = ("matrix", "model")   # pruning: each matrix to the target, or all of them together
 SHIPPED = Path(__file__).parent / "models" / "ternary"
 
 
@@ -45,22 +48,25 @@ class QATResult:
     seconds: float = 0.0
     epochs: int = EPOCHS
     seed: int = 0
+    threads: int = THREADS
+    scope: str = "matrix"
 
     @property
     def tag(self) -> str:
-        """File stem, e.g. digits_gru_t2s80 (ternary, 2 levels, 80 %), digits_gru_b3, and
-        ``e<epochs>`` appended when not the default: digits_gru_t2s90e200."""
+        """File stem, e.g. digits_gru_t2s80 (ternary, 2 levels, 80 %), digits_gru_b3, ``g``
+        appended for pruning over the whole model (charlm_gru2_t2s80g), and ``e<epochs>``
+        when not the default: digits_gru_t2s90e200."""
         kind = f"b{self.levels}" if self.binary else \
-            f"t{self.levels}s{round(100 * self.sparsity)}"
+            f"t{self.levels}s{round(100 * self.sparsity)}" + ("g" if self.scope == "model" else "")
         return f"{self.model}_{kind}" + (f"e{self.epochs}" if self.epochs != EPOCHS else "")
 
 
 def result_tag(model: str, levels: int, sparsity: float, binary: bool,
-               epochs: int = EPOCHS) -> str:
-    return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs).tag
+               epochs: int = EPOCHS, scope: str = "matrix") -> str:
+    return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs, scope=scope).tag
 
 
-def check_options(levels, sparsity, binary) -> None:
+def check_options(levels, sparsity, binary, scope: str = "matrix") -> None:
     """TernaryError for options out of range, before any work."""
     if not isinstance(levels, (int, np.integer)) or not 1 <= levels <= 4:
         raise ternary.TernaryError(f"levels must be an integer in 1..4, not {levels!r}")
@@ -68,6 +74,10 @@ def check_options(levels, sparsity, binary) -> None:
         raise ternary.TernaryError(f"sparsity must be in [0, 1), not {sparsity!r}")
     if binary and sparsity:
         raise ternary.TernaryError("binary levels cannot hold a zero: use --sparsity 0")
+    if scope not in SCOPES:
+        raise ternary.TernaryError(f"pruning scope must be one of {SCOPES}, not {scope!r}")
+    if scope == "model" and not sparsity:
+        raise ternary.TernaryError("--global-pruning needs a sparsity above 0")
 
 
 # ---------------------------------------------------------------- torch side
@@ -145,6 +155,19 @@ def prune(w, mask, sparsity: float):
     return new.reshape(w.shape) & mask if k >= int((~mask).sum()) else mask
 
 
+def prune_all(params: dict, masks: dict, sparsity: float, scope: str = "matrix") -> dict:
+    """New masks of the matrices `masks` names: each pruned to `sparsity` ("matrix"), or
+    round(sparsity N) of all N weights together, the smallest magnitudes wherever they are
+    ("model": a matrix that matters more keeps more)."""
+    import torch
+    if scope == "matrix":
+        return {n: prune(params[n], m, sparsity) for n, m in masks.items()}
+    flat = prune(torch.cat([params[n].flatten() for n in masks]),
+                 torch.cat([m.flatten() for m in masks.values()]), sparsity)
+    return dict(zip(masks, (p.reshape(m.shape) for p, m in zip(
+        flat.split([m.numel() for m in masks.values()]), masks.values()))))
+
+
 def _act_formats(task):
     """Input and head-input formats of the model's 8-bit PTQ."""
     qm = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
@@ -164,8 +187,8 @@ def _forward(model, names, masks, x, levels, binary, fmts):
 
 
 def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
-          epochs: int = EPOCHS, seed: int = 0, lr: float = LR, max_batches: int | None = None
-          ) -> QATResult:
+          epochs: int = EPOCHS, seed: int = 0, lr: float = LR, max_batches: int | None = None,
+          threads: int = THREADS, scope: str = "matrix") -> QATResult:
     """Fine-tune a bundled model's float weights to L ternary (or binary) levels.
 
     Parameters
@@ -174,6 +197,9 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     levels, sparsity, binary : L, the pruning target per matrix, binary levels (no pruning).
     epochs, seed, lr : Adam with cosine decay, batch 64, gradient norm clipped to 1.
     max_batches : stop each epoch after this many batches (tests).
+    threads : torch threads (the same seed and count give the same weights).
+    scope : prune each matrix to `sparsity` ("matrix") or the model's weights together
+        ("model"; the sparsity of each matrix is then what the magnitudes make it).
 
     Returns
     -------
@@ -183,10 +209,10 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
 
     from .models import load_model, load_task_data
     from .train import optimizer_step
-    check_options(levels, sparsity, binary)
+    check_options(levels, sparsity, binary, scope)
     t0 = time.time()
     torch.manual_seed(seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     model, meta = load_model(task.name)
     names = matrix_names(model, task.ir)
     params = dict(model.rnn.named_parameters())
@@ -205,8 +231,8 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
             if sparsity and step <= prune_steps:
                 s = cubic_sparsity(step, prune_steps, sparsity)
                 with torch.no_grad():
+                    masks = prune_all(params, masks, s, scope)
                     for n in names:
-                        masks[n] = prune(params[n], masks[n], s)
                         params[n].mul_(masks[n])
             out = _forward(model, names, masks, xt[idx], levels, binary, fmts)
             optimizer_step(model, opt, out, yt[idx])
@@ -218,7 +244,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     model.eval()
     return QATResult(task.name, levels, sparsity, binary,
                      {k: v.detach().clone() for k, v in model.state_dict().items()},
-                     masks, round(time.time() - t0, 1), epochs, seed)
+                     masks, round(time.time() - t0, 1), epochs, seed, threads, scope)
 
 
 def _masks_ir(result: QATResult, model, ir) -> list:
@@ -247,11 +273,11 @@ def post_training(task, levels: int, sparsity: float = 0.0, binary: bool = False
     check_options(levels, sparsity, binary)
     model, _ = load_model(task.name)
     params = dict(model.rnn.named_parameters())
-    masks = {}
     with torch.no_grad():
-        for n in matrix_names(model, task.ir):
-            masks[n] = prune(params[n], torch.ones_like(params[n], dtype=torch.bool), sparsity)
-            params[n].mul_(masks[n])
+        masks = prune_all(params, {n: torch.ones_like(params[n], dtype=torch.bool)
+                                   for n in matrix_names(model, task.ir)}, sparsity)
+        for n, m in masks.items():
+            params[n].mul_(m)
     result = QATResult(task.name, levels, sparsity, binary, model.state_dict(), masks)
     return to_ternary(task, result)
 
@@ -289,17 +315,21 @@ def baseline_rows(task) -> list[dict]:
 
 
 def format_table(task, rows: list[dict]) -> str:
-    """The rows as the bench prints them."""
+    """The rows as the bench prints them (bits per character to 3 places: the aim is 0.05)."""
+    places = 3 if task.kind == "lm" else 2
+    pruned = ["/".join(f"{100 * v:.0f}" for v in r["pruned"].values()) if "pruned" in r else ""
+              for r in rows]
+    pw = max([8] + [len(p) for p in pruned])   # one figure per matrix: 4 in a 2-layer model
     head = (f"{'weights':<18} {task.metric_name:>11} {'weight kbit':>11} {'matrix kbit':>11} "
-            f"{'pruned %':>8} {'word x':>7} {'bit x':>7}")
+            f"{'pruned %':>{pw}} {'word x':>7} {'bit x':>7}")
     lines = [head, "-" * len(head)]
-    for r in rows:
+    for r, pr in zip(rows, pruned):
         kbit = "" if r.get("weight_kbit") is None else f"{r['weight_kbit']:.2f}"
         mk = "" if r.get("matrix_kbit") is None else f"{r['matrix_kbit']:.2f}"
-        pr = "/".join(f"{100 * v:.0f}" for v in r["pruned"].values()) if "pruned" in r else ""
         sp = "" if "word_speedup" not in r else \
             f"{r['word_speedup']:>7.2f} {r['bit_speedup']:>7.2f}"
-        lines.append(f"{r['label']:<18} {r['metric']:>11.2f} {kbit:>11} {mk:>11} {pr:>8} {sp}")
+        lines.append(f"{r['label']:<18} {r['metric']:>11.{places}f} {kbit:>11} {mk:>11} "
+                     f"{pr:>{pw}} {sp}")
     return "\n".join(lines)
 
 
@@ -314,7 +344,7 @@ def save(result: QATResult, folder) -> Path:
     torch.save({"state_dict": result.state_dict, "masks": result.masks}, tmp)
     tmp.replace(path)
     meta = {k: getattr(result, k) for k in ("model", "levels", "sparsity", "binary", "seconds",
-                                            "epochs", "seed")}
+                                            "epochs", "seed", "threads", "scope")}
     (folder / f"{result.tag}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -329,14 +359,16 @@ def load(folder, tag: str) -> QATResult | None:
     blob = torch.load(folder / f"{tag}.pt", weights_only=True)
     return QATResult(meta["model"], meta["levels"], meta["sparsity"], meta["binary"],
                      blob["state_dict"], blob["masks"], meta.get("seconds", 0.0),
-                     meta.get("epochs", EPOCHS), meta.get("seed", 0))
+                     meta.get("epochs", EPOCHS), meta.get("seed", 0),
+                     meta.get("threads", THREADS), meta.get("scope", "matrix"))
 
 
 def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS,
-                  seed: int = 0, log=None) -> QATResult:
+                  seed: int = 0, log=None, threads: int = THREADS, scope: str = "matrix"
+                  ) -> QATResult:
     """A cached result (shipped, then `out`) with these options, else train (and cache in
     `out` when given)."""
-    tag = result_tag(task.name, levels, sparsity, binary, epochs)
+    tag = result_tag(task.name, levels, sparsity, binary, epochs, scope)
     for folder in (SHIPPED, out):
         if folder is not None:
             result = load(folder, tag)
@@ -344,15 +376,17 @@ def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS
                 return result
     if log:
         log(f"training {tag} ({epochs} epochs)...")
-    result = train(task, levels, sparsity, binary, epochs, seed)
+    result = train(task, levels, sparsity, binary, epochs, seed, threads=threads, scope=scope)
     if out is not None:
         save(result, out)
     return result
 
 
-def shipped_tags() -> list[str]:
-    """Names of the shipped ternary results (e.g. digits_gru_t2s80), sorted."""
-    return sorted(p.stem for p in SHIPPED.glob("*.json"))
+def shipped_tags(model: str | None = None) -> list[str]:
+    """Names of the shipped ternary results (e.g. digits_gru_t2s80), sorted; of `model`'s
+    only, when given."""
+    return sorted(p.stem for p in SHIPPED.glob("*.json")
+                  if model is None or json.loads(p.read_text())["model"] == model)
 
 
 def shipped_ternary(name: str):
@@ -377,10 +411,17 @@ def add_parser(sub, int_in, probability) -> None:
     sp.add_argument("--levels", type=lambda t: int_in(t, 4), default=2,
                     help="ternary (or binary) levels L, 1..4 (default 2)")
     sp.add_argument("--sparsity", type=probability, default=0.8,
-                    help="fraction of each matrix pruned, in [0, 1) (default 0.8)")
+                    help="fraction of each matrix (with --global-pruning: of all of them) "
+                         "pruned, in [0, 1) (default 0.8)")
     sp.add_argument("--binary", action="store_true", help="binary levels, no pruning")
+    sp.add_argument("--global-pruning", action="store_true",
+                    help="prune the model's matrices together to --sparsity (the smallest "
+                         "weights wherever they are), not each matrix to it")
     sp.add_argument("--epochs", type=int_in, default=EPOCHS)
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--threads", type=int_in, default=THREADS,
+                    help=f"torch threads when training (default {THREADS}; the same seed and "
+                         f"threads give the same weights)")
     sp.add_argument("--out", default="ternary_out", help="cache folder of trained results")
     sp.add_argument("--plot", metavar="FILE.png",
                     help="also draw the metric against sparsity of the cached results")
@@ -389,31 +430,34 @@ def add_parser(sub, int_in, probability) -> None:
 
 def cmd_ternary(args) -> int:
     """``hwgen ternary``: train or load, print the table row (and the baselines)."""
-    check_options(args.levels, args.sparsity, args.binary)
+    scope = "model" if args.global_pruning else "matrix"
+    check_options(args.levels, args.sparsity, args.binary, scope)
     if args.plot:
         from .plots import check_figure_path
         check_figure_path(args.plot)
     task = flow.load_task(args.model)
     check_model(task)
     result = train_or_load(task, args.levels, args.sparsity, args.binary, args.out,
-                           args.epochs, args.seed, log=lambda m: print(m, flush=True))
+                           args.epochs, args.seed, log=lambda m: print(m, flush=True),
+                           threads=args.threads, scope=scope)
     label = result.tag[len(task.name) + 1:]
     rows = baseline_rows(task) + [row(task, to_ternary(task, result), label)]
     print(f"{task.name}: {task.ir.describe()}")
     print(format_table(task, rows))
     if args.plot:
-        _plot(task, args, rows)
+        _plot(task, args, rows, scope)
         print(f"figure: {args.plot}")
     return 0
 
 
-def _plot(task, args, rows) -> None:
+def _plot(task, args, rows, scope: str) -> None:
     """Metric against sparsity: every cached ternary result at these levels, binary lines."""
     from .plots import _save, plt
     points = []
     for folder in (SHIPPED, Path(args.out)):
         for pct in range(0, 100):
-            r = load(folder, result_tag(task.name, args.levels, pct / 100, False))
+            r = load(folder, result_tag(task.name, args.levels, pct / 100, False,
+                                        scope=scope))
             if r is not None and pct not in [p for p, _ in points]:
                 points.append((pct, int_metric(task, to_ternary(task, r).qm)))
     fig, ax = plt.subplots(figsize=(5.5, 3.5))

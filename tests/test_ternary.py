@@ -56,6 +56,21 @@ def test_pruning_is_exact_and_zeros_stay_zero_in_every_level():
     assert not np.any(planes[:, ~mask.numpy()])
 
 
+def test_pruning_over_the_model_keeps_more_of_the_larger_matrix_weights():
+    gen = np.random.default_rng(5)
+    params = {"a": torch.from_numpy(gen.normal(0, 1, (20, 10))),
+              "b": torch.from_numpy(gen.normal(0, 3, (20, 10)))}
+    ones = {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()}
+    each = qat.prune_all(params, ones, 0.8)
+    assert [int(m.sum()) for m in each.values()] == [40, 40]
+    whole = qat.prune_all(params, ones, 0.8, "model")
+    kept = [int(m.sum()) for m in whole.values()]
+    assert sum(kept) == 80 and kept[1] > 2 * kept[0]
+    smallest_kept = min(float(p[whole[n]].abs().min()) for n, p in params.items())
+    assert all(float(p[~whole[n]].abs().max()) <= smallest_kept for n, p in params.items())
+    assert qat.result_tag("m", 2, 0.8, False, 100, "model") == "m_t2s80ge100"
+
+
 def test_integer_contract_level_sums_equal_the_effective_weight():
     rng = np.random.default_rng(4)
     levels, rows, cols = 3, 13, 29
@@ -107,6 +122,29 @@ def test_tiny_qat_beats_post_training_ternarization(task):
     assert qat.int_metric(task, tm.qm) > ptt + 10
 
 
+def test_tiny_qat_trains_the_char_lm_deterministically():
+    """Two layers, a head every step, bits per character through the integer reference."""
+    lm = flow.load_task("charlm_gru2")
+    ptt = qat.int_metric(lm, qat.post_training(lm, 2, 0.8).qm)
+    result = qat.train(lm, 2, 0.8, epochs=2, max_batches=8, lr=1e-2, threads=1)
+    tm = qat.to_ternary(lm, result)
+    assert tm.pruned == {f"l{k}.w{s}": round(0.8 * 3072) / 3072 for k in (0, 1) for s in "xh"}
+    assert qat.int_metric(lm, tm.qm) < ptt - 0.3        # bits per character: lower is better
+    again = qat.train(lm, 2, 0.8, epochs=2, max_batches=8, lr=1e-2, threads=1)
+    assert all(torch.equal(v, again.state_dict[k]) for k, v in result.state_dict.items())
+
+
+@pytest.mark.parametrize("argv,label,bpc", [([], "t2s80", "2.526"),
+                                             (["--global-pruning"], "t2s80g", "2.434")])
+def test_cli_loads_the_shipped_char_lm(capsys, tmp_path, argv, label, bpc):
+    assert main(["ternary", "charlm_gru2", "--levels", "2", "--sparsity", "0.8", *argv,
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "training" not in out and not any(tmp_path.iterdir())
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[3:]}
+    assert "bits/char" in out and rows["float32"] == "2.278" and rows[label] == bpc
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--binary", "--sparsity", "0.5"], "binary levels cannot hold a zero: use --sparsity 0"),
     (["--levels", "5"], "argument --levels: expected an integer in 1..4, not '5'"),
@@ -115,6 +153,9 @@ def test_tiny_qat_beats_post_training_ternarization(task):
     (["nosuch"], None),
     (["digits_sru"], "cell sru: its torch matrices are not laid out as the IR's rows; "
                      "ternary training is not supported for it"),
+    (["wordlm_gru"], "wordlm_gru: ternary fine-tuning of a model with an nn.Embedding is "
+                     "not supported yet"),
+    (["--global-pruning", "--sparsity", "0"], "--global-pruning needs a sparsity above 0"),
     (["--plot", "fig.txt"], "figure path must end in .png: fig.txt"),
 ])
 def test_cli_errors(capsys, tmp_path, argv, message):

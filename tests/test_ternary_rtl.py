@@ -21,6 +21,7 @@ from hwgen.rtl.ternary_plan import naf_digits
 from hwgen.ternary import ternarize
 
 I_SIZE, OUT = 5, 3
+CHARLM = "charlm_gru2_t2s80g"   # the shipped ternary char LM (pruned over the model)
 
 
 def ternary_model(cell, layers, head_mode, levels, sparsity, hidden=7, seed=0, n=4, t_len=5):
@@ -58,9 +59,9 @@ def test_bit_exact_under_stalls(cell, layers, head_mode, lanes, levels, sparsity
     assert np.array_equal(got, run_int(qm, xq, delta=delta))
 
 
-def measured_per_step(acc, xq, head_mode):
-    _, c2 = run_accelerator(acc, xq[:1, :2], head_mode, OUT)
-    _, c3 = run_accelerator(acc, xq[:1, :3], head_mode, OUT)
+def measured_per_step(acc, xq, head_mode, out_size=OUT):
+    _, c2 = run_accelerator(acc, xq[:1, :2], head_mode, out_size)
+    _, c3 = run_accelerator(acc, xq[:1, :3], head_mode, out_size)
     return c3 - c2
 
 
@@ -298,6 +299,21 @@ def test_generate_a_shipped_ternary_model(tmp_path, capsys):
     from hwgen.qat import shipped_ternary
     _, tm = shipped_ternary("digits_gru_t2s90e200")
     assert np.array_equal(vectors["outputs"], run_int(tm.qm, vectors["inputs"]))
+
+
+def test_the_shipped_char_lm_on_the_ternary_datapath():
+    """The char LM: two layers, 32 one-hot inputs, the head on every step; bit-exact under
+    stalls on a few test sequences, in its modelled cycles per step (the head's included)."""
+    from hwgen.qat import shipped_ternary
+    task, tm = shipped_ternary(CHARLM)
+    qm = tm.qm
+    assert (len(qm.layers), qm.input_size, qm.head_mode) == (2, 32, "every")
+    xq = qm.quantize_inputs(task.x_test[:2, :3])
+    acc = Accelerator(qm, 8)
+    got, _ = run_accelerator(acc, xq, "every", 32, 0.3, 0.3, seed=1)
+    assert got.shape == (2, 3, 32) and np.array_equal(got, run_int(qm, xq))
+    model = ternary_cycle_model(acc.plan, acc.ternary_plan, qm.input_size, "every")
+    assert measured_per_step(acc, xq, "every", 32) == model["model_per_step"]
 
 
 @pytest.mark.parametrize("cell,lanes,units", [("gru", 8, 4), ("lstm", 4, 2)])
