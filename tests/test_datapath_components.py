@@ -25,7 +25,8 @@ from hwgen.cells import get_cell
 from hwgen.fixed import requantize
 from hwgen.frontend import from_torch
 from hwgen.quant import QuantConfig, quantize_model
-from hwgen.rtl.activate import GATHER_CAPTURE, ActivateEngine, activate_layers, issue_cycles
+from hwgen.rtl.activate import (GATHER_CAPTURE, PICK_LANES_UP_TO, ActivateEngine, activate_layers,
+                                issue_cycles, shifts_banks)
 from hwgen.rtl.head_output import HeadOutput, output_cycles
 from hwgen.rtl.mac_array import issue_layout
 from hwgen.rtl.matrix import (ENCODER_LATENCY, ISSUER_LATENCY, ColumnEncoder, MacIssuer,
@@ -447,6 +448,9 @@ def check_activate(layers, lanes, sequence, acc, trace, units=1, banks=None):
     (1, [(3, 4), (1, 1)]),
     (4, [(16, 4)]),
     (6, [(20, 4)]),              # P >= n_blocks + GATHER_CAPTURE: no gap between groups
+    (12, [(30, 4), (9, 2)]),     # banks that shift (P > PICK_LANES_UP_TO), two layers
+    (16, [(40, 4)]),             # shifting, P divides H
+    (20, [(13, 3)]),             # shifting, P > H
 ])
 def test_activate_engine_synthetic(lanes, shapes):
     layers = synthetic_layers(shapes, lanes)
@@ -461,6 +465,8 @@ def test_activate_engine_synthetic(lanes, shapes):
     (4, 4, [(6, 3)]),            # one beat a row group
     (16, 2, [(40, 4)]),          # P / E >= n_blocks + GATHER_CAPTURE: no gap
     (6, 2, [(11, 1)]),
+    (32, 2, [(70, 4), (33, 2)]),  # shifting by 2 lanes, a partial beat
+    (36, 4, [(50, 4)]),          # shifting by 4 lanes
 ])
 def test_activate_engine_several_units(lanes, units, shapes):
     layers = synthetic_layers(shapes, lanes)
@@ -545,3 +551,9 @@ def test_head_output(cell, out, lanes, stall):
         assert len(sent) == out and done == sent[-1:]   # done as the last output is taken
         if stall == 0:
             assert done[0] - span[0] == output_cycles(hp.groups, out)
+
+
+def test_both_ways_of_issuing_are_tested():
+    """The cases above take both the picking and the shifting banks."""
+    assert not shifts_banks(16, 2) and not shifts_banks(8, 1) and shifts_banks(12, 1)
+    assert shifts_banks(32, 2) and shifts_banks(36, 4) and PICK_LANES_UP_TO == 8

@@ -5,11 +5,17 @@
 Two engines joined by two banks of registers. The gather engine reads the gate-block
 words of a row group (one accumulator word per gate block of the cell, `lanes` elements
 each) into a free bank; the issue engine sends `units` elements a cycle (E, one for each
-element-wise unit; E divides the lanes) from the first lanes of a full bank, which shifts
-down by E lanes a beat, with their gate values, and
+element-wise unit; E divides the lanes) from a full bank, with their gate values, and
 presents the address of their state (h, c) and element-wise vectors so that those words
 (E elements each: `hwgen.rtl.plan`) reach the units with them. `issue_cycles` is this engine's
 cycle model, cycle for cycle, tested against it.
+
+Where a bank holds more than `PICK_LANES_UP_TO` beats (P/E), the bank being issued shifts
+down E lanes a beat and the elements leave from its first lanes (`shifts_banks`): picking
+lane `lane` from both banks is a 2P/E-to-1 multiplexer a bit, which at P = 32 was 3.9x the
+logic of the shift (ECP5, the engine alone: 13517 LUT4 + 6402 PFUMX + 3259 L6MUX against
+5932 LUT4 + 26 PFUMX, the same 6032 FF) and long wires. A few lanes pick: there the shift's
+wider clock enable was the UP5K's longest path (49.8 -> 47.4 MHz on the default design).
 """
 from __future__ import annotations
 
@@ -18,6 +24,15 @@ import math
 from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+#: Beats a bank holds (P/E) up to which the issue engine picks its lane from both banks.
+PICK_LANES_UP_TO = 8
+
+
+def shifts_banks(lanes: int, units: int) -> bool:
+    """True where the bank being issued shifts down instead (module docstring)."""
+    return lanes // units > PICK_LANES_UP_TO
+
 
 #: A gate word is captured this many edges after its read (the accumulator read port's
 #: data is registered before it is used: `MacArray.acc_word`).
@@ -161,8 +176,8 @@ class ActivateEngine(wiring.Component):
         m.d.sync += out.valid.eq(0)
         layer = Signal(range(len(layers)))
         running = Signal()
-        capture = [Signal(name=f"capture{q}") for q in range(n_blocks)]  # gate q's word read
-        shift = Signal()   # the bank `i_bank` issues this cycle
+        # gate q's word is read (for the shifting banks, written in one place: `_banks`)
+        capture = [Signal(name=f"capture{q}") for q in range(n_blocks)]
         # the address of the next gate word to read, in reading order (row group by row
         # group, gate by gate), and its gate: a register, so that the read port's address
         # does not wait on the gather engine's conditions
@@ -188,27 +203,31 @@ class ActivateEngine(wiring.Component):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
                         self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
-                                    elem, act_q, early, g_grp, rd_addr, rd_q, capture, shift)
-        self._banks(m, gate_regs, capture, g_bank, shift, i_bank)
+                                    elem, act_q, early, g_grp, rd_addr, rd_q, capture)
+        if shifts_banks(P, self.units):
+            self._banks(m, gate_regs, capture, g_bank, full, i_bank)
         return m
 
-    def _banks(self, m, gate_regs, capture, g_bank, shift, i_bank):
-        """Gate q's word goes into bank `g_bank` on `capture[q]`; the bank being issued
-        shifts by E lanes each beat, so its next E elements are always in lanes 0..E-1.
-        (A shift is a LUT a bit between neighbours; picking lane `lane` of P from both banks
-        was a P-to-1 multiplexer a bit: 3.9x the logic at P = 32, and long wires.)"""
+    def _banks(self, m, gate_regs, capture, g_bank, full, i_bank):
+        """Shifting banks: gate q's word goes into bank `g_bank` on `capture[q]`; the bank
+        being issued shifts by E lanes each beat, so its next E elements are always in
+        lanes 0..E-1."""
         E, P = self.units, self.lanes
         for b, bank in enumerate(gate_regs):
+            # a full bank is issued exactly when it is `i_bank` (while running; no bank is
+            # full otherwise): the enable waits on two registers, not on the issue test
+            shift = Signal(name=f"bank{b}_shift")
+            m.d.comb += shift.eq(full[b] & (i_bank == b))
             for q, word in enumerate(bank):
                 for n in range(P):
                     with m.If(capture[q] & (g_bank == b)):
                         m.d.sync += word[n].eq(self.acc_word[n])
                     if n + E < P:
-                        with m.Elif(shift & (i_bank == b)):
+                        with m.Elif(shift):
                             m.d.sync += word[n].eq(word[n + E])
 
     def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, act_q,
-               early, g_grp, rd_addr, rd_q, capture, shift):
+               early, g_grp, rd_addr, rd_q, capture):
         P, E, gpg, cycles = self.lanes, self.units, lay.gpg, gather_cycles(lay.n_blocks)
         out = self.element
         # gather engine: the gate-block words of row group g_grp into a free bank. Gate q
@@ -225,10 +244,19 @@ class ActivateEngine(wiring.Component):
         with m.If((g_grp < gpg) & ~full[g_bank]):
             m.d.comb += read.eq(act_q < lay.n_blocks)
             m.d.sync += act_q.eq(act_q + 1)
-            with m.Switch(act_q):
-                for q in range(lay.n_blocks):
-                    with m.Case(q + GATHER_CAPTURE):
-                        m.d.comb += capture[q].eq(1)
+            if shifts_banks(P, E):
+                with m.Switch(act_q):
+                    for q in range(lay.n_blocks):
+                        with m.Case(q + GATHER_CAPTURE):
+                            m.d.comb += capture[q].eq(1)
+            else:
+                for b in range(2):
+                    with m.If(g_bank == b):
+                        with m.Switch(act_q):
+                            for q in range(lay.n_blocks):
+                                with m.Case(q + GATHER_CAPTURE):
+                                    m.d.sync += [gate_regs[b][q][n].eq(self.acc_word[n])
+                                                 for n in range(P)]
             with m.If(act_q == cycles - 2):
                 m.d.sync += early.eq(nxt_free)
                 m.d.comb += read.eq(nxt_free)                   # the next group's gate 0
@@ -252,11 +280,18 @@ class ActivateEngine(wiring.Component):
             m.d.comb += self.ew_addr.eq(lay.ew_addr + elem)
         with m.If(full[i_bank]):
             m.d.sync += elem.eq(elem + E)
-            m.d.comb += shift.eq(1)
-            for j in range(E):
-                m.d.sync += [self.element_gates(j)[q].eq(
-                    Mux(i_bank, gate_regs[1][q][j], gate_regs[0][q][j]))
-                    for q in range(lay.n_blocks)]
+            if shifts_banks(P, E):
+                for j in range(E):
+                    m.d.sync += [self.element_gates(j)[q].eq(
+                        Mux(i_bank, gate_regs[1][q][j], gate_regs[0][q][j]))
+                        for q in range(lay.n_blocks)]
+            else:
+                chunk = lane >> (E.bit_length() - 1)  # lane // E: E is a power of two
+                for j in range(E):  # lane + j of the bank: element j of that chunk
+                    m.d.sync += [self.element_gates(j)[q].eq(
+                        Array(Array(gate_regs[b][q][c * E + j] for c in range(P // E))
+                              for b in range(2))[i_bank][chunk])
+                        for q in range(lay.n_blocks)]
             m.d.sync += [out.valid.eq(1), out.payload.tag.eq(elem), out.payload.layer.eq(k)]
             # the group's last beat (elem >= H - E: a compare with a constant, no adder)
             with m.If((lane == P - E) | (elem >= max(lay.hidden - E, 0))):

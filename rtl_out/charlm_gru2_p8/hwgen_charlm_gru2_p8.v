@@ -359,7 +359,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1727$8 (element__payload[91:8]),
+    .\port$1624$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -370,7 +370,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$54 ),
     .p20(\valid_out$59 ),
     .p41(\tag_out$60 ),
-    .\port$1727$8 (element__payload[91:8]),
+    .\port$1624$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$52 )
@@ -901,451 +901,247 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
+  reg [20:0] \$100 ;
+  reg [20:0] \$101 ;
+  wire [3:0] \$102 ;
+  reg [20:0] \$103 ;
+  wire [3:0] \$104 ;
+  reg [20:0] \$105 ;
+  reg [20:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
+  wire [3:0] \$111 ;
+  wire [4:0] \$112 ;
   wire \$113 ;
-  wire \$114 ;
+  reg \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire \$119 ;
-  wire [3:0] \$12 ;
+  wire [3:0] \$119 ;
+  wire \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire \$122 ;
+  reg \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
+  wire [3:0] \$126 ;
   wire \$127 ;
   wire \$128 ;
-  wire \$129 ;
+  reg \$129 ;
   wire \$13 ;
   wire \$130 ;
   wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
+  wire [6:0] \$132 ;
+  reg \$133 ;
   wire \$134 ;
   wire \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
+  reg \$139 ;
+  wire [3:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
+  wire [3:0] \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire \$147 ;
+  reg \$147 ;
   wire \$148 ;
   wire \$149 ;
-  reg \$15 ;
+  wire \$15 ;
   wire \$150 ;
-  wire \$151 ;
+  wire [3:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
-  wire \$154 ;
+  reg \$154 ;
   wire \$155 ;
   wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
+  wire [7:0] \$157 ;
+  reg \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
+  reg \$163 ;
+  reg \$164 ;
+  reg [2:0] \$165 ;
+  reg [3:0] \$166 ;
+  reg [5:0] \$167 ;
+  reg [2:0] \$168 ;
+  reg \$169 ;
+  reg \$17 ;
+  reg [2:0] \$170 ;
+  reg \$171 ;
+  reg \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg \$175 ;
+  reg [1:0] \$176 ;
+  reg [5:0] \$177 ;
+  reg \$178 ;
+  reg [20:0] \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
+  reg [20:0] \$180 ;
+  reg [20:0] \$181 ;
+  reg [20:0] \$182 ;
+  reg [20:0] \$183 ;
+  reg [20:0] \$184 ;
+  reg [20:0] \$185 ;
+  reg [20:0] \$186 ;
+  reg [20:0] \$187 ;
+  reg [20:0] \$188 ;
+  reg [20:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  reg [20:0] \$190 ;
+  reg [20:0] \$191 ;
+  reg [20:0] \$192 ;
+  reg [20:0] \$193 ;
+  reg [20:0] \$194 ;
+  reg [20:0] \$195 ;
+  reg [20:0] \$196 ;
+  reg [20:0] \$197 ;
+  reg [20:0] \$198 ;
+  reg [20:0] \$199 ;
   wire [6:0] \$2 ;
-  wire [3:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire [3:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  reg \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
+  wire \$20 ;
+  reg [20:0] \$200 ;
+  reg [20:0] \$201 ;
+  reg [20:0] \$202 ;
+  reg [20:0] \$203 ;
+  reg [20:0] \$204 ;
+  reg [20:0] \$205 ;
+  reg [20:0] \$206 ;
+  reg [20:0] \$207 ;
+  reg [20:0] \$208 ;
+  reg [20:0] \$209 ;
+  wire \$21 ;
+  reg [20:0] \$210 ;
+  reg [20:0] \$211 ;
+  reg [20:0] \$212 ;
+  reg [20:0] \$213 ;
+  reg [20:0] \$214 ;
+  reg [20:0] \$215 ;
+  reg [20:0] \$216 ;
+  reg [20:0] \$217 ;
+  reg [20:0] \$218 ;
+  reg [20:0] \$219 ;
+  wire [3:0] \$22 ;
+  reg [20:0] \$220 ;
+  reg [20:0] \$221 ;
+  reg [20:0] \$222 ;
+  reg [20:0] \$223 ;
+  reg [20:0] \$224 ;
+  reg [20:0] \$225 ;
+  reg [20:0] \$226 ;
+  reg [20:0] \$227 ;
+  reg [20:0] \$228 ;
+  reg [20:0] \$229 ;
+  wire [3:0] \$23 ;
+  reg [20:0] \$230 ;
+  reg [20:0] \$231 ;
+  reg [20:0] \$232 ;
+  reg [20:0] \$233 ;
+  reg [20:0] \$234 ;
+  reg [20:0] \$235 ;
+  reg [20:0] \$236 ;
+  reg [20:0] \$237 ;
+  reg [20:0] \$238 ;
+  reg [20:0] \$239 ;
+  wire \$24 ;
+  reg [20:0] \$240 ;
+  reg [20:0] \$241 ;
+  reg [20:0] \$242 ;
+  reg [91:0] \$243 ;
   wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  reg \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [6:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire [20:0] \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  reg \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
   wire [7:0] \$3 ;
-  wire [20:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire [20:0] \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  reg \$318 ;
-  wire \$319 ;
-  wire [20:0] \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire [3:0] \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  reg \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire [3:0] \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  reg \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire [6:0] \$336 ;
-  reg \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  reg \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire [3:0] \$348 ;
-  wire \$349 ;
-  wire \$35 ;
-  wire \$350 ;
-  reg \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire [3:0] \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  reg \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire [7:0] \$361 ;
-  reg \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  reg \$367 ;
-  reg \$368 ;
-  reg [2:0] \$369 ;
-  wire [3:0] \$37 ;
-  reg [3:0] \$370 ;
-  reg [5:0] \$371 ;
-  reg [2:0] \$372 ;
-  reg \$373 ;
-  reg [2:0] \$374 ;
-  reg \$375 ;
-  reg \$376 ;
-  reg \$377 ;
-  reg \$378 ;
-  reg \$379 ;
-  wire [4:0] \$38 ;
-  reg [1:0] \$380 ;
-  reg [5:0] \$381 ;
-  reg \$382 ;
-  reg [91:0] \$383 ;
-  reg [20:0] \$384 ;
-  reg [20:0] \$385 ;
-  reg [20:0] \$386 ;
-  reg [20:0] \$387 ;
-  reg [20:0] \$388 ;
-  reg [20:0] \$389 ;
-  wire \$39 ;
-  reg [20:0] \$390 ;
-  reg [20:0] \$391 ;
-  reg [20:0] \$392 ;
-  reg [20:0] \$393 ;
-  reg [20:0] \$394 ;
-  reg [20:0] \$395 ;
-  reg [20:0] \$396 ;
-  reg [20:0] \$397 ;
-  reg [20:0] \$398 ;
-  reg [20:0] \$399 ;
+  wire [6:0] \$30 ;
+  wire [3:0] \$31 ;
+  reg [20:0] \$32 ;
+  wire [3:0] \$33 ;
+  reg [20:0] \$34 ;
+  reg [20:0] \$35 ;
+  wire [3:0] \$36 ;
+  reg [20:0] \$37 ;
+  wire [3:0] \$38 ;
+  reg [20:0] \$39 ;
   wire [2:0] \$4 ;
-  wire [6:0] \$40 ;
-  reg [20:0] \$400 ;
-  reg [20:0] \$401 ;
-  reg [20:0] \$402 ;
-  reg [20:0] \$403 ;
-  reg [20:0] \$404 ;
-  reg [20:0] \$405 ;
-  reg [20:0] \$406 ;
-  reg [20:0] \$407 ;
-  reg [20:0] \$408 ;
-  reg [20:0] \$409 ;
-  wire [7:0] \$41 ;
-  reg [20:0] \$410 ;
-  reg [20:0] \$411 ;
-  reg [20:0] \$412 ;
-  reg [20:0] \$413 ;
-  reg [20:0] \$414 ;
-  reg [20:0] \$415 ;
-  reg [20:0] \$416 ;
-  reg [20:0] \$417 ;
-  reg [20:0] \$418 ;
-  reg [20:0] \$419 ;
-  wire [2:0] \$42 ;
-  reg [20:0] \$420 ;
-  reg [20:0] \$421 ;
-  reg [20:0] \$422 ;
-  reg [20:0] \$423 ;
-  reg [20:0] \$424 ;
-  reg [20:0] \$425 ;
-  reg [20:0] \$426 ;
-  reg [20:0] \$427 ;
-  reg [20:0] \$428 ;
-  reg [20:0] \$429 ;
-  wire [6:0] \$43 ;
-  reg [20:0] \$430 ;
-  reg [20:0] \$431 ;
-  reg [20:0] \$432 ;
-  reg [20:0] \$433 ;
-  reg [20:0] \$434 ;
-  reg [20:0] \$435 ;
-  reg [20:0] \$436 ;
-  reg [20:0] \$437 ;
-  reg [20:0] \$438 ;
-  reg [20:0] \$439 ;
-  wire \$44 ;
-  reg [20:0] \$440 ;
-  reg [20:0] \$441 ;
-  reg [20:0] \$442 ;
-  reg [20:0] \$443 ;
-  reg [20:0] \$444 ;
-  reg [20:0] \$445 ;
-  reg [20:0] \$446 ;
-  reg [20:0] \$447 ;
-  reg \$45 ;
-  wire \$46 ;
-  wire \$47 ;
+  reg [20:0] \$40 ;
+  wire [3:0] \$41 ;
+  reg [20:0] \$42 ;
+  wire [3:0] \$43 ;
+  reg [20:0] \$44 ;
+  reg [20:0] \$45 ;
+  wire [3:0] \$46 ;
+  reg [20:0] \$47 ;
   wire [3:0] \$48 ;
-  wire \$49 ;
+  reg [20:0] \$49 ;
   wire [6:0] \$5 ;
-  wire [3:0] \$50 ;
+  reg [20:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
-  reg \$53 ;
+  wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [3:0] \$55 ;
+  wire [4:0] \$56 ;
   wire \$57 ;
-  wire [3:0] \$58 ;
-  wire [3:0] \$59 ;
+  wire [6:0] \$58 ;
+  wire [7:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  reg \$62 ;
-  wire \$63 ;
+  wire [2:0] \$60 ;
+  wire [6:0] \$61 ;
+  wire \$62 ;
+  reg \$63 ;
   wire \$64 ;
-  reg \$65 ;
-  wire [6:0] \$66 ;
-  wire [20:0] \$67 ;
-  wire [20:0] \$68 ;
-  wire [20:0] \$69 ;
+  wire \$65 ;
+  wire [3:0] \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   reg \$7 ;
-  wire [20:0] \$70 ;
+  wire [3:0] \$70 ;
   wire \$71 ;
   wire \$72 ;
-  wire \$73 ;
+  reg \$73 ;
   wire \$74 ;
-  wire [3:0] \$75 ;
-  wire [4:0] \$76 ;
+  wire \$75 ;
+  wire \$76 ;
   wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [3:0] \$78 ;
+  wire [3:0] \$79 ;
   wire \$8 ;
   wire \$80 ;
   wire \$81 ;
-  wire \$82 ;
+  reg \$82 ;
   wire \$83 ;
   wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
+  reg \$85 ;
+  wire [6:0] \$86 ;
+  wire [3:0] \$87 ;
+  reg [20:0] \$88 ;
+  wire [3:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  reg [20:0] \$90 ;
+  reg [20:0] \$91 ;
+  wire [3:0] \$92 ;
+  reg [20:0] \$93 ;
+  wire [3:0] \$94 ;
+  reg [20:0] \$95 ;
+  reg [20:0] \$96 ;
+  wire [3:0] \$97 ;
+  reg [20:0] \$98 ;
+  wire [3:0] \$99 ;
   reg \$signal  = 1'h0;
   output [5:0] acc_addr;
   wire [5:0] acc_addr;
@@ -1362,10 +1158,6 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg [2:0] act_q = 3'h0;
   reg bank0_full = 1'h0;
   reg bank1_full = 1'h0;
-  reg capture0;
-  reg capture1;
-  reg capture2;
-  reg capture3;
   input clk;
   wire clk;
   reg done;
@@ -1464,7 +1256,6 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg running = 1'h0;
   input sel;
   wire sel;
-  reg shift;
   input start;
   wire start;
   assign \$1  = rd_q == 2'h3;
@@ -1476,450 +1267,264 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \$8  = ~ \$7 ;
   assign \$9  = \$6  & \$8 ;
   assign \$10  = act_q + 1'h1;
-  assign \$11  = act_q == 3'h4;
-  assign \$12  = g_grp + 1'h1;
-  assign \$13  = \$12  < 3'h4;
-  assign \$14  = ~ \$signal ;
-  assign \$16  = ~ \$15 ;
-  assign \$17  = \$13  & \$16 ;
-  assign \$18  = act_q == 3'h5;
-  assign \$19  = ~ \$signal ;
-  assign \$20  = g_grp + 1'h1;
-  assign \$21  = g_grp + 1'h1;
-  assign \$22  = \$21  < 3'h4;
-  assign \$23  = ~ \$signal ;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$22  & \$25 ;
-  assign \$28  = elem + 1'h1;
-  assign \$29  = i_bank ? gate1_0_0 : gate0_0_0;
-  assign \$30  = i_bank ? gate1_1_0 : gate0_1_0;
-  assign \$31  = i_bank ? gate1_2_0 : gate0_2_0;
-  assign \$32  = i_bank ? gate1_3_0 : gate0_3_0;
-  assign \$33  = lane == 3'h7;
-  assign \$34  = elem >= 5'h1f;
-  assign \$35  = \$33  | \$34 ;
-  assign \$36  = ~ i_bank;
-  assign \$37  = grp + 1'h1;
-  assign \$38  = lane + 1'h1;
-  assign \$39  = rd_q == 2'h3;
-  assign \$40  = rd_addr + 1'h1;
-  assign \$41  = \$40  - 4'hc;
-  assign \$42  = rd_q + 1'h1;
-  assign \$43  = rd_addr + 3'h4;
-  assign \$44  = g_grp < 3'h4;
-  assign \$46  = ~ \$45 ;
-  assign \$47  = \$44  & \$46 ;
-  assign \$48  = act_q + 1'h1;
-  assign \$49  = act_q == 3'h4;
-  assign \$50  = g_grp + 1'h1;
-  assign \$51  = \$50  < 3'h4;
-  assign \$52  = ~ \$signal ;
-  assign \$54  = ~ \$53 ;
-  assign \$55  = \$51  & \$54 ;
-  assign \$56  = act_q == 3'h5;
-  assign \$57  = ~ \$signal ;
-  assign \$58  = g_grp + 1'h1;
-  assign \$59  = g_grp + 1'h1;
-  assign \$60  = \$59  < 3'h4;
-  assign \$61  = ~ \$signal ;
-  assign \$63  = ~ \$62 ;
-  assign \$64  = \$60  & \$63 ;
-  assign \$66  = elem + 1'h1;
-  assign \$67  = i_bank ? gate1_0_0 : gate0_0_0;
-  assign \$68  = i_bank ? gate1_1_0 : gate0_1_0;
-  assign \$69  = i_bank ? gate1_2_0 : gate0_2_0;
-  assign \$70  = i_bank ? gate1_3_0 : gate0_3_0;
-  assign \$71  = lane == 3'h7;
-  assign \$72  = elem >= 5'h1f;
-  assign \$73  = \$71  | \$72 ;
-  assign \$74  = ~ i_bank;
-  assign \$75  = grp + 1'h1;
-  assign \$76  = lane + 1'h1;
-  assign \$77  = ! \$signal ;
-  assign \$78  = capture0 & \$77 ;
-  assign \$79  = ! i_bank;
-  assign \$80  = shift & \$79 ;
-  assign \$81  = ! \$signal ;
-  assign \$82  = capture0 & \$81 ;
-  assign \$83  = ! i_bank;
-  assign \$84  = shift & \$83 ;
-  assign \$85  = ! \$signal ;
-  assign \$86  = capture0 & \$85 ;
-  assign \$87  = ! i_bank;
-  assign \$88  = shift & \$87 ;
-  assign \$89  = ! \$signal ;
-  assign \$90  = capture0 & \$89 ;
-  assign \$91  = ! i_bank;
-  assign \$92  = shift & \$91 ;
-  assign \$93  = ! \$signal ;
-  assign \$94  = capture0 & \$93 ;
-  assign \$95  = ! i_bank;
-  assign \$96  = shift & \$95 ;
-  assign \$97  = ! \$signal ;
-  assign \$98  = capture0 & \$97 ;
-  assign \$99  = ! i_bank;
-  assign \$100  = shift & \$99 ;
-  assign \$101  = ! \$signal ;
-  assign \$102  = capture0 & \$101 ;
-  assign \$103  = ! i_bank;
-  assign \$104  = shift & \$103 ;
-  assign \$105  = ! \$signal ;
-  assign \$106  = capture0 & \$105 ;
-  assign \$107  = ! \$signal ;
-  assign \$108  = capture1 & \$107 ;
-  assign \$109  = ! i_bank;
-  assign \$110  = shift & \$109 ;
-  assign \$111  = ! \$signal ;
-  assign \$112  = capture1 & \$111 ;
-  assign \$113  = ! i_bank;
-  assign \$114  = shift & \$113 ;
-  assign \$115  = ! \$signal ;
-  assign \$116  = capture1 & \$115 ;
-  assign \$117  = ! i_bank;
-  assign \$118  = shift & \$117 ;
-  assign \$119  = ! \$signal ;
-  assign \$120  = capture1 & \$119 ;
-  assign \$121  = ! i_bank;
-  assign \$122  = shift & \$121 ;
-  assign \$123  = ! \$signal ;
-  assign \$124  = capture1 & \$123 ;
-  assign \$125  = ! i_bank;
-  assign \$126  = shift & \$125 ;
-  assign \$127  = ! \$signal ;
-  assign \$128  = capture1 & \$127 ;
-  assign \$129  = ! i_bank;
-  assign \$130  = shift & \$129 ;
-  assign \$131  = ! \$signal ;
-  assign \$132  = capture1 & \$131 ;
-  assign \$133  = ! i_bank;
-  assign \$134  = shift & \$133 ;
-  assign \$135  = ! \$signal ;
-  assign \$136  = capture1 & \$135 ;
-  assign \$137  = ! \$signal ;
-  assign \$138  = capture2 & \$137 ;
-  assign \$139  = ! i_bank;
-  assign \$140  = shift & \$139 ;
-  assign \$141  = ! \$signal ;
-  assign \$142  = capture2 & \$141 ;
-  assign \$143  = ! i_bank;
-  assign \$144  = shift & \$143 ;
-  assign \$145  = ! \$signal ;
-  assign \$146  = capture2 & \$145 ;
-  assign \$147  = ! i_bank;
-  assign \$148  = shift & \$147 ;
-  assign \$149  = ! \$signal ;
-  assign \$150  = capture2 & \$149 ;
-  assign \$151  = ! i_bank;
-  assign \$152  = shift & \$151 ;
-  assign \$153  = ! \$signal ;
-  assign \$154  = capture2 & \$153 ;
-  assign \$155  = ! i_bank;
-  assign \$156  = shift & \$155 ;
-  assign \$157  = ! \$signal ;
-  assign \$158  = capture2 & \$157 ;
-  assign \$159  = ! i_bank;
-  assign \$160  = shift & \$159 ;
-  assign \$161  = ! \$signal ;
-  assign \$162  = capture2 & \$161 ;
-  assign \$163  = ! i_bank;
-  assign \$164  = shift & \$163 ;
-  assign \$165  = ! \$signal ;
-  assign \$166  = capture2 & \$165 ;
-  assign \$167  = ! \$signal ;
-  assign \$168  = capture3 & \$167 ;
-  assign \$169  = ! i_bank;
-  assign \$170  = shift & \$169 ;
-  assign \$171  = ! \$signal ;
-  assign \$172  = capture3 & \$171 ;
-  assign \$173  = ! i_bank;
-  assign \$174  = shift & \$173 ;
-  assign \$175  = ! \$signal ;
-  assign \$176  = capture3 & \$175 ;
-  assign \$177  = ! i_bank;
-  assign \$178  = shift & \$177 ;
-  assign \$179  = ! \$signal ;
-  assign \$180  = capture3 & \$179 ;
-  assign \$181  = ! i_bank;
-  assign \$182  = shift & \$181 ;
-  assign \$183  = ! \$signal ;
-  assign \$184  = capture3 & \$183 ;
-  assign \$185  = ! i_bank;
-  assign \$186  = shift & \$185 ;
-  assign \$187  = ! \$signal ;
-  assign \$188  = capture3 & \$187 ;
-  assign \$189  = ! i_bank;
-  assign \$190  = shift & \$189 ;
-  assign \$191  = ! \$signal ;
-  assign \$192  = capture3 & \$191 ;
-  assign \$193  = ! i_bank;
-  assign \$194  = shift & \$193 ;
-  assign \$195  = ! \$signal ;
-  assign \$196  = capture3 & \$195 ;
-  assign \$198  = capture0 & \$197 ;
-  assign \$200  = shift & \$199 ;
-  assign \$202  = capture0 & \$201 ;
-  assign \$204  = shift & \$203 ;
-  assign \$206  = capture0 & \$205 ;
-  assign \$208  = shift & \$207 ;
-  assign \$210  = capture0 & \$209 ;
-  assign \$212  = shift & \$211 ;
-  assign \$214  = capture0 & \$213 ;
-  assign \$216  = shift & \$215 ;
-  assign \$218  = capture0 & \$217 ;
-  assign \$220  = shift & \$219 ;
-  assign \$222  = capture0 & \$221 ;
-  assign \$224  = shift & \$223 ;
-  assign \$226  = capture0 & \$225 ;
-  assign \$228  = capture1 & \$227 ;
-  assign \$230  = shift & \$229 ;
-  assign \$232  = capture1 & \$231 ;
-  assign \$234  = shift & \$233 ;
-  assign \$236  = capture1 & \$235 ;
-  assign \$238  = shift & \$237 ;
-  assign \$240  = capture1 & \$239 ;
-  assign \$242  = shift & \$241 ;
-  assign \$244  = capture1 & \$243 ;
-  assign \$246  = shift & \$245 ;
-  assign \$248  = capture1 & \$247 ;
-  assign \$250  = shift & \$249 ;
-  assign \$252  = capture1 & \$251 ;
-  assign \$254  = shift & \$253 ;
-  assign \$256  = capture1 & \$255 ;
-  assign \$258  = capture2 & \$257 ;
-  assign \$260  = shift & \$259 ;
-  assign \$262  = capture2 & \$261 ;
-  assign \$264  = shift & \$263 ;
-  assign \$266  = capture2 & \$265 ;
-  assign \$268  = shift & \$267 ;
-  assign \$270  = capture2 & \$269 ;
-  assign \$272  = shift & \$271 ;
-  assign \$274  = capture2 & \$273 ;
-  assign \$276  = shift & \$275 ;
-  assign \$278  = capture2 & \$277 ;
-  assign \$280  = shift & \$279 ;
-  assign \$282  = capture2 & \$281 ;
-  assign \$284  = shift & \$283 ;
-  assign \$286  = capture2 & \$285 ;
-  assign \$288  = capture3 & \$287 ;
-  assign \$290  = shift & \$289 ;
-  assign \$292  = capture3 & \$291 ;
-  assign \$294  = shift & \$293 ;
-  assign \$296  = capture3 & \$295 ;
-  assign \$298  = shift & \$297 ;
-  assign \$300  = capture3 & \$299 ;
-  assign \$302  = shift & \$301 ;
-  assign \$304  = capture3 & \$303 ;
-  assign \$306  = shift & \$305 ;
-  assign \$308  = capture3 & \$307 ;
-  assign \$310  = shift & \$309 ;
-  assign \$312  = capture3 & \$311 ;
-  assign \$314  = shift & \$313 ;
-  assign \$316  = capture3 & \$315 ;
+  assign \$11  = ! \$signal ;
+  assign \$13  = act_q == 3'h4;
+  assign \$14  = g_grp + 1'h1;
+  assign \$15  = \$14  < 3'h4;
+  assign \$16  = ~ \$signal ;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$15  & \$18 ;
+  assign \$20  = act_q == 3'h5;
+  assign \$21  = ~ \$signal ;
+  assign \$22  = g_grp + 1'h1;
+  assign \$23  = g_grp + 1'h1;
+  assign \$24  = \$23  < 3'h4;
+  assign \$25  = ~ \$signal ;
+  assign \$27  = ~ \$26 ;
+  assign \$28  = \$24  & \$27 ;
+  assign \$30  = elem + 1'h1;
+  assign \$51  = lane == 3'h7;
+  assign \$52  = elem >= 5'h1f;
+  assign \$53  = \$51  | \$52 ;
+  assign \$54  = ~ i_bank;
+  assign \$55  = grp + 1'h1;
+  assign \$56  = lane + 1'h1;
+  assign \$57  = rd_q == 2'h3;
+  assign \$58  = rd_addr + 1'h1;
+  assign \$59  = \$58  - 4'hc;
+  assign \$60  = rd_q + 1'h1;
+  assign \$61  = rd_addr + 3'h4;
+  assign \$62  = g_grp < 3'h4;
+  assign \$64  = ~ \$63 ;
+  assign \$65  = \$62  & \$64 ;
+  assign \$66  = act_q + 1'h1;
+  assign \$67  = ! \$signal ;
+  assign \$69  = act_q == 3'h4;
+  assign \$70  = g_grp + 1'h1;
+  assign \$71  = \$70  < 3'h4;
+  assign \$72  = ~ \$signal ;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = act_q == 3'h5;
+  assign \$77  = ~ \$signal ;
+  assign \$78  = g_grp + 1'h1;
+  assign \$79  = g_grp + 1'h1;
+  assign \$80  = \$79  < 3'h4;
+  assign \$81  = ~ \$signal ;
+  assign \$83  = ~ \$82 ;
+  assign \$84  = \$80  & \$83 ;
+  assign \$86  = elem + 1'h1;
+  assign \$107  = lane == 3'h7;
+  assign \$108  = elem >= 5'h1f;
+  assign \$109  = \$107  | \$108 ;
+  assign \$110  = ~ i_bank;
+  assign \$111  = grp + 1'h1;
+  assign \$112  = lane + 1'h1;
   assign acc_addr = running ? rd_addr : 6'h00;
-  assign \$317  = g_grp < 3'h4;
-  assign \$319  = ~ \$318 ;
-  assign \$320  = \$317  & \$319 ;
-  assign \$321  = act_q < 3'h4;
-  assign \$322  = act_q == 3'h4;
-  assign \$323  = g_grp + 1'h1;
-  assign \$324  = \$323  < 3'h4;
-  assign \$325  = ~ \$signal ;
-  assign \$327  = ~ \$326 ;
-  assign \$328  = \$324  & \$327 ;
-  assign \$329  = act_q == 3'h5;
-  assign \$330  = g_grp + 1'h1;
-  assign \$331  = \$330  < 3'h4;
-  assign \$332  = ~ \$signal ;
-  assign \$334  = ~ \$333 ;
-  assign \$335  = \$331  & \$334 ;
-  assign \$336  = 6'h20 + elem;
-  assign \$338  = lane == 3'h7;
-  assign \$339  = elem >= 5'h1f;
-  assign \$340  = \$338  | \$339 ;
-  assign \$341  = grp == 2'h3;
-  assign \$342  = g_grp < 3'h4;
-  assign \$344  = ~ \$343 ;
-  assign \$345  = \$342  & \$344 ;
-  assign \$346  = act_q < 3'h4;
-  assign \$347  = act_q == 3'h4;
-  assign \$348  = g_grp + 1'h1;
-  assign \$349  = \$348  < 3'h4;
-  assign \$350  = ~ \$signal ;
-  assign \$352  = ~ \$351 ;
-  assign \$353  = \$349  & \$352 ;
-  assign \$354  = act_q == 3'h5;
-  assign \$355  = g_grp + 1'h1;
-  assign \$356  = \$355  < 3'h4;
-  assign \$357  = ~ \$signal ;
-  assign \$359  = ~ \$358 ;
-  assign \$360  = \$356  & \$359 ;
-  assign \$361  = 7'h40 + elem;
-  assign \$363  = lane == 3'h7;
-  assign \$364  = elem >= 5'h1f;
-  assign \$365  = \$363  | \$364 ;
-  assign \$366  = grp == 2'h3;
+  assign \$113  = g_grp < 3'h4;
+  assign \$115  = ~ \$114 ;
+  assign \$116  = \$113  & \$115 ;
+  assign \$117  = act_q < 3'h4;
+  assign \$118  = act_q == 3'h4;
+  assign \$119  = g_grp + 1'h1;
+  assign \$120  = \$119  < 3'h4;
+  assign \$121  = ~ \$signal ;
+  assign \$123  = ~ \$122 ;
+  assign \$124  = \$120  & \$123 ;
+  assign \$125  = act_q == 3'h5;
+  assign \$126  = g_grp + 1'h1;
+  assign \$127  = \$126  < 3'h4;
+  assign \$128  = ~ \$signal ;
+  assign \$130  = ~ \$129 ;
+  assign \$131  = \$127  & \$130 ;
+  assign \$132  = 6'h20 + elem;
+  assign \$134  = lane == 3'h7;
+  assign \$135  = elem >= 5'h1f;
+  assign \$136  = \$134  | \$135 ;
+  assign \$137  = grp == 2'h3;
+  assign \$138  = g_grp < 3'h4;
+  assign \$140  = ~ \$139 ;
+  assign \$141  = \$138  & \$140 ;
+  assign \$142  = act_q < 3'h4;
+  assign \$143  = act_q == 3'h4;
+  assign \$144  = g_grp + 1'h1;
+  assign \$145  = \$144  < 3'h4;
+  assign \$146  = ~ \$signal ;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = \$145  & \$148 ;
+  assign \$150  = act_q == 3'h5;
+  assign \$151  = g_grp + 1'h1;
+  assign \$152  = \$151  < 3'h4;
+  assign \$153  = ~ \$signal ;
+  assign \$155  = ~ \$154 ;
+  assign \$156  = \$152  & \$155 ;
+  assign \$157  = 7'h40 + elem;
+  assign \$159  = lane == 3'h7;
+  assign \$160  = elem >= 5'h1f;
+  assign \$161  = \$159  | \$160 ;
+  assign \$162  = grp == 2'h3;
   always @(posedge clk)
-    element__valid <= \$367 ;
+    element__valid <= \$163 ;
   always @(posedge clk)
-    layer <= \$368 ;
+    layer <= \$164 ;
   always @(posedge clk)
-    grp <= \$369 ;
+    grp <= \$165 ;
   always @(posedge clk)
-    lane <= \$370 ;
+    lane <= \$166 ;
   always @(posedge clk)
-    elem <= \$371 ;
+    elem <= \$167 ;
   always @(posedge clk)
-    act_q <= \$372 ;
+    act_q <= \$168 ;
   always @(posedge clk)
-    early <= \$373 ;
+    early <= \$169 ;
   always @(posedge clk)
-    g_grp <= \$374 ;
+    g_grp <= \$170 ;
   always @(posedge clk)
-    \$signal  <= \$375 ;
+    \$signal  <= \$171 ;
   always @(posedge clk)
-    i_bank <= \$376 ;
+    i_bank <= \$172 ;
   always @(posedge clk)
-    bank0_full <= \$377 ;
+    bank0_full <= \$173 ;
   always @(posedge clk)
-    bank1_full <= \$378 ;
+    bank1_full <= \$174 ;
   always @(posedge clk)
-    running <= \$379 ;
+    running <= \$175 ;
   always @(posedge clk)
-    rd_q <= \$380 ;
+    rd_q <= \$176 ;
   always @(posedge clk)
-    rd_addr <= \$381 ;
+    rd_addr <= \$177 ;
   always @(posedge clk)
-    finished <= \$382 ;
+    finished <= \$178 ;
   always @(posedge clk)
-    element__payload <= \$383 ;
+    gate0_0_0 <= \$179 ;
   always @(posedge clk)
-    gate0_0_0 <= \$384 ;
+    gate0_0_1 <= \$180 ;
   always @(posedge clk)
-    gate0_0_1 <= \$385 ;
+    gate0_0_2 <= \$181 ;
   always @(posedge clk)
-    gate0_0_2 <= \$386 ;
+    gate0_0_3 <= \$182 ;
   always @(posedge clk)
-    gate0_0_3 <= \$387 ;
+    gate0_0_4 <= \$183 ;
   always @(posedge clk)
-    gate0_0_4 <= \$388 ;
+    gate0_0_5 <= \$184 ;
   always @(posedge clk)
-    gate0_0_5 <= \$389 ;
+    gate0_0_6 <= \$185 ;
   always @(posedge clk)
-    gate0_0_6 <= \$390 ;
+    gate0_0_7 <= \$186 ;
   always @(posedge clk)
-    gate0_0_7 <= \$391 ;
+    gate0_1_0 <= \$187 ;
   always @(posedge clk)
-    gate0_1_0 <= \$392 ;
+    gate0_1_1 <= \$188 ;
   always @(posedge clk)
-    gate0_1_1 <= \$393 ;
+    gate0_1_2 <= \$189 ;
   always @(posedge clk)
-    gate0_1_2 <= \$394 ;
+    gate0_1_3 <= \$190 ;
   always @(posedge clk)
-    gate0_1_3 <= \$395 ;
+    gate0_1_4 <= \$191 ;
   always @(posedge clk)
-    gate0_1_4 <= \$396 ;
+    gate0_1_5 <= \$192 ;
   always @(posedge clk)
-    gate0_1_5 <= \$397 ;
+    gate0_1_6 <= \$193 ;
   always @(posedge clk)
-    gate0_1_6 <= \$398 ;
+    gate0_1_7 <= \$194 ;
   always @(posedge clk)
-    gate0_1_7 <= \$399 ;
+    gate0_2_0 <= \$195 ;
   always @(posedge clk)
-    gate0_2_0 <= \$400 ;
+    gate0_2_1 <= \$196 ;
   always @(posedge clk)
-    gate0_2_1 <= \$401 ;
+    gate0_2_2 <= \$197 ;
   always @(posedge clk)
-    gate0_2_2 <= \$402 ;
+    gate0_2_3 <= \$198 ;
   always @(posedge clk)
-    gate0_2_3 <= \$403 ;
+    gate0_2_4 <= \$199 ;
   always @(posedge clk)
-    gate0_2_4 <= \$404 ;
+    gate0_2_5 <= \$200 ;
   always @(posedge clk)
-    gate0_2_5 <= \$405 ;
+    gate0_2_6 <= \$201 ;
   always @(posedge clk)
-    gate0_2_6 <= \$406 ;
+    gate0_2_7 <= \$202 ;
   always @(posedge clk)
-    gate0_2_7 <= \$407 ;
+    gate0_3_0 <= \$203 ;
   always @(posedge clk)
-    gate0_3_0 <= \$408 ;
+    gate0_3_1 <= \$204 ;
   always @(posedge clk)
-    gate0_3_1 <= \$409 ;
+    gate0_3_2 <= \$205 ;
   always @(posedge clk)
-    gate0_3_2 <= \$410 ;
+    gate0_3_3 <= \$206 ;
   always @(posedge clk)
-    gate0_3_3 <= \$411 ;
+    gate0_3_4 <= \$207 ;
   always @(posedge clk)
-    gate0_3_4 <= \$412 ;
+    gate0_3_5 <= \$208 ;
   always @(posedge clk)
-    gate0_3_5 <= \$413 ;
+    gate0_3_6 <= \$209 ;
   always @(posedge clk)
-    gate0_3_6 <= \$414 ;
+    gate0_3_7 <= \$210 ;
   always @(posedge clk)
-    gate0_3_7 <= \$415 ;
+    gate1_0_0 <= \$211 ;
   always @(posedge clk)
-    gate1_0_0 <= \$416 ;
+    gate1_0_1 <= \$212 ;
   always @(posedge clk)
-    gate1_0_1 <= \$417 ;
+    gate1_0_2 <= \$213 ;
   always @(posedge clk)
-    gate1_0_2 <= \$418 ;
+    gate1_0_3 <= \$214 ;
   always @(posedge clk)
-    gate1_0_3 <= \$419 ;
+    gate1_0_4 <= \$215 ;
   always @(posedge clk)
-    gate1_0_4 <= \$420 ;
+    gate1_0_5 <= \$216 ;
   always @(posedge clk)
-    gate1_0_5 <= \$421 ;
+    gate1_0_6 <= \$217 ;
   always @(posedge clk)
-    gate1_0_6 <= \$422 ;
+    gate1_0_7 <= \$218 ;
   always @(posedge clk)
-    gate1_0_7 <= \$423 ;
+    gate1_1_0 <= \$219 ;
   always @(posedge clk)
-    gate1_1_0 <= \$424 ;
+    gate1_1_1 <= \$220 ;
   always @(posedge clk)
-    gate1_1_1 <= \$425 ;
+    gate1_1_2 <= \$221 ;
   always @(posedge clk)
-    gate1_1_2 <= \$426 ;
+    gate1_1_3 <= \$222 ;
   always @(posedge clk)
-    gate1_1_3 <= \$427 ;
+    gate1_1_4 <= \$223 ;
   always @(posedge clk)
-    gate1_1_4 <= \$428 ;
+    gate1_1_5 <= \$224 ;
   always @(posedge clk)
-    gate1_1_5 <= \$429 ;
+    gate1_1_6 <= \$225 ;
   always @(posedge clk)
-    gate1_1_6 <= \$430 ;
+    gate1_1_7 <= \$226 ;
   always @(posedge clk)
-    gate1_1_7 <= \$431 ;
+    gate1_2_0 <= \$227 ;
   always @(posedge clk)
-    gate1_2_0 <= \$432 ;
+    gate1_2_1 <= \$228 ;
   always @(posedge clk)
-    gate1_2_1 <= \$433 ;
+    gate1_2_2 <= \$229 ;
   always @(posedge clk)
-    gate1_2_2 <= \$434 ;
+    gate1_2_3 <= \$230 ;
   always @(posedge clk)
-    gate1_2_3 <= \$435 ;
+    gate1_2_4 <= \$231 ;
   always @(posedge clk)
-    gate1_2_4 <= \$436 ;
+    gate1_2_5 <= \$232 ;
   always @(posedge clk)
-    gate1_2_5 <= \$437 ;
+    gate1_2_6 <= \$233 ;
   always @(posedge clk)
-    gate1_2_6 <= \$438 ;
+    gate1_2_7 <= \$234 ;
   always @(posedge clk)
-    gate1_2_7 <= \$439 ;
+    gate1_3_0 <= \$235 ;
   always @(posedge clk)
-    gate1_3_0 <= \$440 ;
+    gate1_3_1 <= \$236 ;
   always @(posedge clk)
-    gate1_3_1 <= \$441 ;
+    gate1_3_2 <= \$237 ;
   always @(posedge clk)
-    gate1_3_2 <= \$442 ;
+    gate1_3_3 <= \$238 ;
   always @(posedge clk)
-    gate1_3_3 <= \$443 ;
+    gate1_3_4 <= \$239 ;
   always @(posedge clk)
-    gate1_3_4 <= \$444 ;
+    gate1_3_5 <= \$240 ;
   always @(posedge clk)
-    gate1_3_5 <= \$445 ;
+    gate1_3_6 <= \$241 ;
   always @(posedge clk)
-    gate1_3_6 <= \$446 ;
+    gate1_3_7 <= \$242 ;
   always @(posedge clk)
-    gate1_3_7 <= \$447 ;
+    element__payload <= \$243 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1933,21 +1538,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$14 )
+    casez (\$16 )
       1'h0:
-          \$15  = bank0_full;
+          \$17  = bank0_full;
       1'h1:
-          \$15  = bank1_full;
+          \$17  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$23 )
+    casez (\$25 )
       1'h0:
-          \$24  = bank0_full;
+          \$26  = bank0_full;
       1'h1:
-          \$24  = bank1_full;
+          \$26  = bank1_full;
     endcase
   end
   always @* begin
@@ -1955,9 +1560,225 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$27  = bank0_full;
+          \$29  = bank0_full;
       1'h1:
-          \$27  = bank1_full;
+          \$29  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$32  = 21'h000000;
+    casez (\$31 )
+      4'h0:
+          \$32  = gate0_0_0;
+      4'h1:
+          \$32  = gate0_0_1;
+      4'h2:
+          \$32  = gate0_0_2;
+      4'h3:
+          \$32  = gate0_0_3;
+      4'h4:
+          \$32  = gate0_0_4;
+      4'h5:
+          \$32  = gate0_0_5;
+      4'h6:
+          \$32  = gate0_0_6;
+      4'h7:
+          \$32  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$34  = 21'h000000;
+    casez (\$33 )
+      4'h0:
+          \$34  = gate1_0_0;
+      4'h1:
+          \$34  = gate1_0_1;
+      4'h2:
+          \$34  = gate1_0_2;
+      4'h3:
+          \$34  = gate1_0_3;
+      4'h4:
+          \$34  = gate1_0_4;
+      4'h5:
+          \$34  = gate1_0_5;
+      4'h6:
+          \$34  = gate1_0_6;
+      4'h7:
+          \$34  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$35  = \$32 ;
+      1'h1:
+          \$35  = \$34 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$37  = 21'h000000;
+    casez (\$36 )
+      4'h0:
+          \$37  = gate0_1_0;
+      4'h1:
+          \$37  = gate0_1_1;
+      4'h2:
+          \$37  = gate0_1_2;
+      4'h3:
+          \$37  = gate0_1_3;
+      4'h4:
+          \$37  = gate0_1_4;
+      4'h5:
+          \$37  = gate0_1_5;
+      4'h6:
+          \$37  = gate0_1_6;
+      4'h7:
+          \$37  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$39  = 21'h000000;
+    casez (\$38 )
+      4'h0:
+          \$39  = gate1_1_0;
+      4'h1:
+          \$39  = gate1_1_1;
+      4'h2:
+          \$39  = gate1_1_2;
+      4'h3:
+          \$39  = gate1_1_3;
+      4'h4:
+          \$39  = gate1_1_4;
+      4'h5:
+          \$39  = gate1_1_5;
+      4'h6:
+          \$39  = gate1_1_6;
+      4'h7:
+          \$39  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$40  = \$37 ;
+      1'h1:
+          \$40  = \$39 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$42  = 21'h000000;
+    casez (\$41 )
+      4'h0:
+          \$42  = gate0_2_0;
+      4'h1:
+          \$42  = gate0_2_1;
+      4'h2:
+          \$42  = gate0_2_2;
+      4'h3:
+          \$42  = gate0_2_3;
+      4'h4:
+          \$42  = gate0_2_4;
+      4'h5:
+          \$42  = gate0_2_5;
+      4'h6:
+          \$42  = gate0_2_6;
+      4'h7:
+          \$42  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$44  = 21'h000000;
+    casez (\$43 )
+      4'h0:
+          \$44  = gate1_2_0;
+      4'h1:
+          \$44  = gate1_2_1;
+      4'h2:
+          \$44  = gate1_2_2;
+      4'h3:
+          \$44  = gate1_2_3;
+      4'h4:
+          \$44  = gate1_2_4;
+      4'h5:
+          \$44  = gate1_2_5;
+      4'h6:
+          \$44  = gate1_2_6;
+      4'h7:
+          \$44  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$45  = \$42 ;
+      1'h1:
+          \$45  = \$44 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$47  = 21'h000000;
+    casez (\$46 )
+      4'h0:
+          \$47  = gate0_3_0;
+      4'h1:
+          \$47  = gate0_3_1;
+      4'h2:
+          \$47  = gate0_3_2;
+      4'h3:
+          \$47  = gate0_3_3;
+      4'h4:
+          \$47  = gate0_3_4;
+      4'h5:
+          \$47  = gate0_3_5;
+      4'h6:
+          \$47  = gate0_3_6;
+      4'h7:
+          \$47  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$49  = 21'h000000;
+    casez (\$48 )
+      4'h0:
+          \$49  = gate1_3_0;
+      4'h1:
+          \$49  = gate1_3_1;
+      4'h2:
+          \$49  = gate1_3_2;
+      4'h3:
+          \$49  = gate1_3_3;
+      4'h4:
+          \$49  = gate1_3_4;
+      4'h5:
+          \$49  = gate1_3_5;
+      4'h6:
+          \$49  = gate1_3_6;
+      4'h7:
+          \$49  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$50  = \$47 ;
+      1'h1:
+          \$50  = \$49 ;
     endcase
   end
   always @* begin
@@ -1965,29 +1786,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$45  = bank0_full;
+          \$63  = bank0_full;
       1'h1:
-          \$45  = bank1_full;
+          \$63  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$52 )
+    casez (\$72 )
       1'h0:
-          \$53  = bank0_full;
+          \$73  = bank0_full;
       1'h1:
-          \$53  = bank1_full;
+          \$73  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$61 )
+    casez (\$81 )
       1'h0:
-          \$62  = bank0_full;
+          \$82  = bank0_full;
       1'h1:
-          \$62  = bank1_full;
+          \$82  = bank1_full;
     endcase
   end
   always @* begin
@@ -1995,9 +1816,225 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$65  = bank0_full;
+          \$85  = bank0_full;
       1'h1:
-          \$65  = bank1_full;
+          \$85  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$88  = 21'h000000;
+    casez (\$87 )
+      4'h0:
+          \$88  = gate0_0_0;
+      4'h1:
+          \$88  = gate0_0_1;
+      4'h2:
+          \$88  = gate0_0_2;
+      4'h3:
+          \$88  = gate0_0_3;
+      4'h4:
+          \$88  = gate0_0_4;
+      4'h5:
+          \$88  = gate0_0_5;
+      4'h6:
+          \$88  = gate0_0_6;
+      4'h7:
+          \$88  = gate0_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = 21'h000000;
+    casez (\$89 )
+      4'h0:
+          \$90  = gate1_0_0;
+      4'h1:
+          \$90  = gate1_0_1;
+      4'h2:
+          \$90  = gate1_0_2;
+      4'h3:
+          \$90  = gate1_0_3;
+      4'h4:
+          \$90  = gate1_0_4;
+      4'h5:
+          \$90  = gate1_0_5;
+      4'h6:
+          \$90  = gate1_0_6;
+      4'h7:
+          \$90  = gate1_0_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$91  = \$88 ;
+      1'h1:
+          \$91  = \$90 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = 21'h000000;
+    casez (\$92 )
+      4'h0:
+          \$93  = gate0_1_0;
+      4'h1:
+          \$93  = gate0_1_1;
+      4'h2:
+          \$93  = gate0_1_2;
+      4'h3:
+          \$93  = gate0_1_3;
+      4'h4:
+          \$93  = gate0_1_4;
+      4'h5:
+          \$93  = gate0_1_5;
+      4'h6:
+          \$93  = gate0_1_6;
+      4'h7:
+          \$93  = gate0_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = 21'h000000;
+    casez (\$94 )
+      4'h0:
+          \$95  = gate1_1_0;
+      4'h1:
+          \$95  = gate1_1_1;
+      4'h2:
+          \$95  = gate1_1_2;
+      4'h3:
+          \$95  = gate1_1_3;
+      4'h4:
+          \$95  = gate1_1_4;
+      4'h5:
+          \$95  = gate1_1_5;
+      4'h6:
+          \$95  = gate1_1_6;
+      4'h7:
+          \$95  = gate1_1_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$96  = \$93 ;
+      1'h1:
+          \$96  = \$95 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = 21'h000000;
+    casez (\$97 )
+      4'h0:
+          \$98  = gate0_2_0;
+      4'h1:
+          \$98  = gate0_2_1;
+      4'h2:
+          \$98  = gate0_2_2;
+      4'h3:
+          \$98  = gate0_2_3;
+      4'h4:
+          \$98  = gate0_2_4;
+      4'h5:
+          \$98  = gate0_2_5;
+      4'h6:
+          \$98  = gate0_2_6;
+      4'h7:
+          \$98  = gate0_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$100  = 21'h000000;
+    casez (\$99 )
+      4'h0:
+          \$100  = gate1_2_0;
+      4'h1:
+          \$100  = gate1_2_1;
+      4'h2:
+          \$100  = gate1_2_2;
+      4'h3:
+          \$100  = gate1_2_3;
+      4'h4:
+          \$100  = gate1_2_4;
+      4'h5:
+          \$100  = gate1_2_5;
+      4'h6:
+          \$100  = gate1_2_6;
+      4'h7:
+          \$100  = gate1_2_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$101  = \$98 ;
+      1'h1:
+          \$101  = \$100 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$103  = 21'h000000;
+    casez (\$102 )
+      4'h0:
+          \$103  = gate0_3_0;
+      4'h1:
+          \$103  = gate0_3_1;
+      4'h2:
+          \$103  = gate0_3_2;
+      4'h3:
+          \$103  = gate0_3_3;
+      4'h4:
+          \$103  = gate0_3_4;
+      4'h5:
+          \$103  = gate0_3_5;
+      4'h6:
+          \$103  = gate0_3_6;
+      4'h7:
+          \$103  = gate0_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$105  = 21'h000000;
+    casez (\$104 )
+      4'h0:
+          \$105  = gate1_3_0;
+      4'h1:
+          \$105  = gate1_3_1;
+      4'h2:
+          \$105  = gate1_3_2;
+      4'h3:
+          \$105  = gate1_3_3;
+      4'h4:
+          \$105  = gate1_3_4;
+      4'h5:
+          \$105  = gate1_3_5;
+      4'h6:
+          \$105  = gate1_3_6;
+      4'h7:
+          \$105  = gate1_3_7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$106  = \$103 ;
+      1'h1:
+          \$106  = \$105 ;
     endcase
   end
   always @* begin
@@ -2005,29 +2042,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$318  = bank0_full;
+          \$114  = bank0_full;
       1'h1:
-          \$318  = bank1_full;
+          \$114  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$325 )
+    casez (\$121 )
       1'h0:
-          \$326  = bank0_full;
+          \$122  = bank0_full;
       1'h1:
-          \$326  = bank1_full;
+          \$122  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$332 )
+    casez (\$128 )
       1'h0:
-          \$333  = bank0_full;
+          \$129  = bank0_full;
       1'h1:
-          \$333  = bank1_full;
+          \$129  = bank1_full;
     endcase
   end
   always @* begin
@@ -2035,9 +2072,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$337  = bank0_full;
+          \$133  = bank0_full;
       1'h1:
-          \$337  = bank1_full;
+          \$133  = bank1_full;
     endcase
   end
   always @* begin
@@ -2045,29 +2082,29 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$343  = bank0_full;
+          \$139  = bank0_full;
       1'h1:
-          \$343  = bank1_full;
+          \$139  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$350 )
+    casez (\$146 )
       1'h0:
-          \$351  = bank0_full;
+          \$147  = bank0_full;
       1'h1:
-          \$351  = bank1_full;
+          \$147  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$357 )
+    casez (\$153 )
       1'h0:
-          \$358  = bank0_full;
+          \$154  = bank0_full;
       1'h1:
-          \$358  = bank1_full;
+          \$154  = bank1_full;
     endcase
   end
   always @* begin
@@ -2075,1267 +2112,2819 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$362  = bank0_full;
+          \$158  = bank0_full;
       1'h1:
-          \$362  = bank1_full;
+          \$158  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$367  = 1'h0;
+    \$163  = 1'h0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$27 ) begin
-              \$367  = 1'h1;
+            if (\$29 ) begin
+              \$163  = 1'h1;
             end
         1'h1:
-            if (\$65 ) begin
-              \$367  = 1'h1;
+            if (\$85 ) begin
+              \$163  = 1'h1;
             end
       endcase
     end
     if (rst) begin
-      \$367  = 1'h0;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$368  = layer;
+    \$164  = layer;
     if (start) begin
-      \$368  = sel;
+      \$164  = sel;
     end
     if (rst) begin
-      \$368  = 1'h0;
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$369  = grp;
+    \$165  = grp;
     if (start) begin
-      \$369  = 3'h0;
+      \$165  = 3'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$27 ) begin
-              if (\$35 ) begin
-                \$369  = \$37 [2:0];
+            if (\$29 ) begin
+              if (\$53 ) begin
+                \$165  = \$55 [2:0];
               end
             end
         1'h1:
-            if (\$65 ) begin
-              if (\$73 ) begin
-                \$369  = \$75 [2:0];
+            if (\$85 ) begin
+              if (\$109 ) begin
+                \$165  = \$111 [2:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$369  = 3'h0;
+      \$165  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$370  = lane;
+    \$166  = lane;
     if (start) begin
-      \$370  = 4'h0;
+      \$166  = 4'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$27 ) begin
+            if (\$29 ) begin
               (* full_case = 32'd1 *)
-              if (\$35 ) begin
-                \$370  = 4'h0;
+              if (\$53 ) begin
+                \$166  = 4'h0;
               end else begin
-                \$370  = \$38 [3:0];
+                \$166  = \$56 [3:0];
               end
             end
         1'h1:
-            if (\$65 ) begin
+            if (\$85 ) begin
               (* full_case = 32'd1 *)
-              if (\$73 ) begin
-                \$370  = 4'h0;
+              if (\$109 ) begin
+                \$166  = 4'h0;
               end else begin
-                \$370  = \$76 [3:0];
+                \$166  = \$112 [3:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$370  = 4'h0;
+      \$166  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$371  = elem;
+    \$167  = elem;
     if (start) begin
-      \$371  = 6'h00;
+      \$167  = 6'h00;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$27 ) begin
-              \$371  = \$28 [5:0];
+            if (\$29 ) begin
+              \$167  = \$30 [5:0];
             end
         1'h1:
-            if (\$65 ) begin
-              \$371  = \$66 [5:0];
+            if (\$85 ) begin
+              \$167  = \$86 [5:0];
             end
       endcase
     end
     if (rst) begin
-      \$371  = 6'h00;
+      \$167  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$372  = act_q;
+    \$168  = act_q;
     if (start) begin
-      \$372  = 3'h0;
+      \$168  = 3'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              \$372  = \$10 [2:0];
-              if (\$18 ) begin
-                \$372  = 3'h0;
+              \$168  = \$10 [2:0];
+              if (\$20 ) begin
+                \$168  = 3'h0;
                 if (early) begin
-                  \$372  = 3'h2;
-                end else if (\$26 ) begin
-                  \$372  = 3'h1;
+                  \$168  = 3'h2;
+                end else if (\$28 ) begin
+                  \$168  = 3'h1;
                 end
               end
             end
         1'h1:
-            if (\$47 ) begin
-              \$372  = \$48 [2:0];
-              if (\$56 ) begin
-                \$372  = 3'h0;
+            if (\$65 ) begin
+              \$168  = \$66 [2:0];
+              if (\$76 ) begin
+                \$168  = 3'h0;
                 if (early) begin
-                  \$372  = 3'h2;
-                end else if (\$64 ) begin
-                  \$372  = 3'h1;
+                  \$168  = 3'h2;
+                end else if (\$84 ) begin
+                  \$168  = 3'h1;
                 end
               end
             end
       endcase
     end
     if (rst) begin
-      \$372  = 3'h0;
+      \$168  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$373  = early;
+    \$169  = early;
     if (start) begin
-      \$373  = 1'h0;
+      \$169  = 1'h0;
     end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$13 ) begin
+                \$169  = \$19 ;
+              end
+              if (\$20 ) begin
+                \$169  = 1'h0;
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$69 ) begin
+                \$169  = \$75 ;
+              end
+              if (\$76 ) begin
+                \$169  = 1'h0;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$170  = g_grp;
+    if (start) begin
+      \$170  = 3'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$20 ) begin
+                \$170  = \$22 [2:0];
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$76 ) begin
+                \$170  = \$78 [2:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$170  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$171  = \$signal ;
+    if (start) begin
+      \$171  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$20 ) begin
+                \$171  = \$21 ;
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$76 ) begin
+                \$171  = \$77 ;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$172  = i_bank;
+    if (start) begin
+      \$172  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              if (\$53 ) begin
+                \$172  = \$54 ;
+              end
+            end
+        1'h1:
+            if (\$85 ) begin
+              if (\$109 ) begin
+                \$172  = \$110 ;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$172  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$173  = bank0_full;
+    if (start) begin
+      \$173  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+          begin
+            if (\$9 ) begin
+              if (\$20 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$173  = 1'h1;
+                endcase
+              end
+            end
+            if (\$29 ) begin
+              if (\$53 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$173  = 1'h0;
+                endcase
+              end
+            end
+          end
+        1'h1:
+          begin
+            if (\$65 ) begin
+              if (\$76 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$173  = 1'h1;
+                endcase
+              end
+            end
+            if (\$85 ) begin
+              if (\$109 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$173  = 1'h0;
+                endcase
+              end
+            end
+          end
+      endcase
+    end
+    if (rst) begin
+      \$173  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$174  = bank1_full;
+    if (start) begin
+      \$174  = 1'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+          begin
+            if (\$9 ) begin
+              if (\$20 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h1;
+                endcase
+              end
+            end
+            if (\$29 ) begin
+              if (\$53 ) begin
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h0;
+                endcase
+              end
+            end
+          end
+        1'h1:
+          begin
+            if (\$65 ) begin
+              if (\$76 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h1;
+                endcase
+              end
+            end
+            if (\$85 ) begin
+              if (\$109 ) begin
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$174  = 1'h0;
+                endcase
+              end
+            end
+          end
+      endcase
+    end
+    if (rst) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$175  = running;
+    if (start) begin
+      \$175  = 1'h1;
+    end
+    if (finished) begin
+      \$175  = 1'h0;
+    end
+    if (rst) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$176  = rd_q;
+    if (start) begin
+      \$176  = 2'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (gather_read0) begin
+              (* full_case = 32'd1 *)
+              if (\$1 ) begin
+                \$176  = 2'h0;
+              end else begin
+                \$176  = \$4 [1:0];
+              end
+            end
+        1'h1:
+            if (gather_read1) begin
+              (* full_case = 32'd1 *)
+              if (\$57 ) begin
+                \$176  = 2'h0;
+              end else begin
+                \$176  = \$60 [1:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$176  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$177  = rd_addr;
+    if (start) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            \$177  = 6'h00;
+        1'h1:
+            \$177  = 6'h10;
+      endcase
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (gather_read0) begin
+              (* full_case = 32'd1 *)
+              if (\$1 ) begin
+                \$177  = \$3 [5:0];
+              end else begin
+                \$177  = \$5 [5:0];
+              end
+            end
+        1'h1:
+            if (gather_read1) begin
+              (* full_case = 32'd1 *)
+              if (\$57 ) begin
+                \$177  = \$59 [5:0];
+              end else begin
+                \$177  = \$61 [5:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$177  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$178  = done;
+    if (rst) begin
+      \$178  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$179  = gate0_0_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
               if (\$11 ) begin
-                \$373  = \$17 ;
-              end
-              if (\$18 ) begin
-                \$373  = 1'h0;
+                casez (act_q)
+                  3'h2:
+                      \$179  = acc_word[20:0];
+                endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$49 ) begin
-                \$373  = \$55 ;
-              end
-              if (\$56 ) begin
-                \$373  = 1'h0;
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$179  = acc_word[20:0];
+                endcase
               end
             end
       endcase
     end
     if (rst) begin
-      \$373  = 1'h0;
+      \$179  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$374  = g_grp;
-    if (start) begin
-      \$374  = 3'h0;
-    end
+    \$180  = gate0_0_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$18 ) begin
-                \$374  = \$20 [2:0];
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$180  = acc_word[41:21];
+                endcase
               end
             end
         1'h1:
-            if (\$47 ) begin
-              if (\$56 ) begin
-                \$374  = \$58 [2:0];
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$180  = acc_word[41:21];
+                endcase
               end
             end
       endcase
     end
     if (rst) begin
-      \$374  = 3'h0;
+      \$180  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$375  = \$signal ;
-    if (start) begin
-      \$375  = 1'h0;
-    end
+    \$181  = gate0_0_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$18 ) begin
-                \$375  = \$19 ;
-              end
-            end
-        1'h1:
-            if (\$47 ) begin
-              if (\$56 ) begin
-                \$375  = \$57 ;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$375  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$376  = i_bank;
-    if (start) begin
-      \$376  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$27 ) begin
-              if (\$35 ) begin
-                \$376  = \$36 ;
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$181  = acc_word[62:42];
+                endcase
               end
             end
         1'h1:
             if (\$65 ) begin
-              if (\$73 ) begin
-                \$376  = \$74 ;
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$181  = acc_word[62:42];
+                endcase
               end
             end
       endcase
     end
     if (rst) begin
-      \$376  = 1'h0;
+      \$181  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$377  = bank0_full;
-    if (start) begin
-      \$377  = 1'h0;
-    end
+    \$182  = gate0_0_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-          begin
             if (\$9 ) begin
-              if (\$18 ) begin
-                casez (\$signal )
-                  1'h0:
-                      \$377  = 1'h1;
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$182  = acc_word[83:63];
                 endcase
               end
             end
-            if (\$27 ) begin
-              if (\$35 ) begin
-                casez (i_bank)
-                  1'h0:
-                      \$377  = 1'h0;
-                endcase
-              end
-            end
-          end
         1'h1:
-          begin
-            if (\$47 ) begin
-              if (\$56 ) begin
-                casez (\$signal )
-                  1'h0:
-                      \$377  = 1'h1;
-                endcase
-              end
-            end
             if (\$65 ) begin
-              if (\$73 ) begin
-                casez (i_bank)
-                  1'h0:
-                      \$377  = 1'h0;
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$182  = acc_word[83:63];
                 endcase
               end
             end
-          end
       endcase
     end
     if (rst) begin
-      \$377  = 1'h0;
+      \$182  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$378  = bank1_full;
-    if (start) begin
-      \$378  = 1'h0;
-    end
+    \$183  = gate0_0_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-          begin
             if (\$9 ) begin
-              if (\$18 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$signal )
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$378  = 1'h1;
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$183  = acc_word[104:84];
                 endcase
               end
-            end
-            if (\$27 ) begin
-              if (\$35 ) begin
-                (* full_case = 32'd1 *)
-                casez (i_bank)
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$378  = 1'h0;
-                endcase
-              end
-            end
-          end
-        1'h1:
-          begin
-            if (\$47 ) begin
-              if (\$56 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$signal )
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$378  = 1'h1;
-                endcase
-              end
-            end
-            if (\$65 ) begin
-              if (\$73 ) begin
-                (* full_case = 32'd1 *)
-                casez (i_bank)
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$378  = 1'h0;
-                endcase
-              end
-            end
-          end
-      endcase
-    end
-    if (rst) begin
-      \$378  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$379  = running;
-    if (start) begin
-      \$379  = 1'h1;
-    end
-    if (finished) begin
-      \$379  = 1'h0;
-    end
-    if (rst) begin
-      \$379  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$380  = rd_q;
-    if (start) begin
-      \$380  = 2'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (gather_read0) begin
-              (* full_case = 32'd1 *)
-              if (\$1 ) begin
-                \$380  = 2'h0;
-              end else begin
-                \$380  = \$4 [1:0];
-              end
-            end
-        1'h1:
-            if (gather_read1) begin
-              (* full_case = 32'd1 *)
-              if (\$39 ) begin
-                \$380  = 2'h0;
-              end else begin
-                \$380  = \$42 [1:0];
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$380  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$381  = rd_addr;
-    if (start) begin
-      (* full_case = 32'd1 *)
-      casez (sel)
-        1'h0:
-            \$381  = 6'h00;
-        1'h1:
-            \$381  = 6'h10;
-      endcase
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (gather_read0) begin
-              (* full_case = 32'd1 *)
-              if (\$1 ) begin
-                \$381  = \$3 [5:0];
-              end else begin
-                \$381  = \$5 [5:0];
-              end
-            end
-        1'h1:
-            if (gather_read1) begin
-              (* full_case = 32'd1 *)
-              if (\$39 ) begin
-                \$381  = \$41 [5:0];
-              end else begin
-                \$381  = \$43 [5:0];
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$381  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$382  = done;
-    if (rst) begin
-      \$382  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$383  = element__payload;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$27 ) begin
-              \$383 [28:8] = \$29 ;
-              \$383 [49:29] = \$30 ;
-              \$383 [70:50] = \$31 ;
-              \$383 [91:71] = \$32 ;
-              \$383 [5:0] = elem;
-              \$383 [7:6] = 2'h0;
             end
         1'h1:
             if (\$65 ) begin
-              \$383 [28:8] = \$67 ;
-              \$383 [49:29] = \$68 ;
-              \$383 [70:50] = \$69 ;
-              \$383 [91:71] = \$70 ;
-              \$383 [5:0] = elem;
-              \$383 [7:6] = 2'h1;
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$183  = acc_word[104:84];
+                endcase
+              end
             end
       endcase
     end
     if (rst) begin
-      \$383  = 92'h00000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$384  = gate0_0_0;
-    if (\$78 ) begin
-      \$384  = acc_word[20:0];
-    end else if (\$80 ) begin
-      \$384  = gate0_0_1;
-    end
-    if (rst) begin
-      \$384  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$385  = gate0_0_1;
-    if (\$82 ) begin
-      \$385  = acc_word[41:21];
-    end else if (\$84 ) begin
-      \$385  = gate0_0_2;
-    end
-    if (rst) begin
-      \$385  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$386  = gate0_0_2;
-    if (\$86 ) begin
-      \$386  = acc_word[62:42];
-    end else if (\$88 ) begin
-      \$386  = gate0_0_3;
-    end
-    if (rst) begin
-      \$386  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$387  = gate0_0_3;
-    if (\$90 ) begin
-      \$387  = acc_word[83:63];
-    end else if (\$92 ) begin
-      \$387  = gate0_0_4;
-    end
-    if (rst) begin
-      \$387  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$388  = gate0_0_4;
-    if (\$94 ) begin
-      \$388  = acc_word[104:84];
-    end else if (\$96 ) begin
-      \$388  = gate0_0_5;
-    end
-    if (rst) begin
-      \$388  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$389  = gate0_0_5;
-    if (\$98 ) begin
-      \$389  = acc_word[125:105];
-    end else if (\$100 ) begin
-      \$389  = gate0_0_6;
-    end
-    if (rst) begin
-      \$389  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$390  = gate0_0_6;
-    if (\$102 ) begin
-      \$390  = acc_word[146:126];
-    end else if (\$104 ) begin
-      \$390  = gate0_0_7;
-    end
-    if (rst) begin
-      \$390  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$391  = gate0_0_7;
-    if (\$106 ) begin
-      \$391  = acc_word[167:147];
-    end
-    if (rst) begin
-      \$391  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$392  = gate0_1_0;
-    if (\$108 ) begin
-      \$392  = acc_word[20:0];
-    end else if (\$110 ) begin
-      \$392  = gate0_1_1;
-    end
-    if (rst) begin
-      \$392  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$393  = gate0_1_1;
-    if (\$112 ) begin
-      \$393  = acc_word[41:21];
-    end else if (\$114 ) begin
-      \$393  = gate0_1_2;
-    end
-    if (rst) begin
-      \$393  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$394  = gate0_1_2;
-    if (\$116 ) begin
-      \$394  = acc_word[62:42];
-    end else if (\$118 ) begin
-      \$394  = gate0_1_3;
-    end
-    if (rst) begin
-      \$394  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$395  = gate0_1_3;
-    if (\$120 ) begin
-      \$395  = acc_word[83:63];
-    end else if (\$122 ) begin
-      \$395  = gate0_1_4;
-    end
-    if (rst) begin
-      \$395  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$396  = gate0_1_4;
-    if (\$124 ) begin
-      \$396  = acc_word[104:84];
-    end else if (\$126 ) begin
-      \$396  = gate0_1_5;
-    end
-    if (rst) begin
-      \$396  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$397  = gate0_1_5;
-    if (\$128 ) begin
-      \$397  = acc_word[125:105];
-    end else if (\$130 ) begin
-      \$397  = gate0_1_6;
-    end
-    if (rst) begin
-      \$397  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$398  = gate0_1_6;
-    if (\$132 ) begin
-      \$398  = acc_word[146:126];
-    end else if (\$134 ) begin
-      \$398  = gate0_1_7;
-    end
-    if (rst) begin
-      \$398  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$399  = gate0_1_7;
-    if (\$136 ) begin
-      \$399  = acc_word[167:147];
-    end
-    if (rst) begin
-      \$399  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$400  = gate0_2_0;
-    if (\$138 ) begin
-      \$400  = acc_word[20:0];
-    end else if (\$140 ) begin
-      \$400  = gate0_2_1;
-    end
-    if (rst) begin
-      \$400  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$401  = gate0_2_1;
-    if (\$142 ) begin
-      \$401  = acc_word[41:21];
-    end else if (\$144 ) begin
-      \$401  = gate0_2_2;
-    end
-    if (rst) begin
-      \$401  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$402  = gate0_2_2;
-    if (\$146 ) begin
-      \$402  = acc_word[62:42];
-    end else if (\$148 ) begin
-      \$402  = gate0_2_3;
-    end
-    if (rst) begin
-      \$402  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$403  = gate0_2_3;
-    if (\$150 ) begin
-      \$403  = acc_word[83:63];
-    end else if (\$152 ) begin
-      \$403  = gate0_2_4;
-    end
-    if (rst) begin
-      \$403  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$404  = gate0_2_4;
-    if (\$154 ) begin
-      \$404  = acc_word[104:84];
-    end else if (\$156 ) begin
-      \$404  = gate0_2_5;
-    end
-    if (rst) begin
-      \$404  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$405  = gate0_2_5;
-    if (\$158 ) begin
-      \$405  = acc_word[125:105];
-    end else if (\$160 ) begin
-      \$405  = gate0_2_6;
-    end
-    if (rst) begin
-      \$405  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$406  = gate0_2_6;
-    if (\$162 ) begin
-      \$406  = acc_word[146:126];
-    end else if (\$164 ) begin
-      \$406  = gate0_2_7;
-    end
-    if (rst) begin
-      \$406  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$407  = gate0_2_7;
-    if (\$166 ) begin
-      \$407  = acc_word[167:147];
-    end
-    if (rst) begin
-      \$407  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$408  = gate0_3_0;
-    if (\$168 ) begin
-      \$408  = acc_word[20:0];
-    end else if (\$170 ) begin
-      \$408  = gate0_3_1;
-    end
-    if (rst) begin
-      \$408  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$409  = gate0_3_1;
-    if (\$172 ) begin
-      \$409  = acc_word[41:21];
-    end else if (\$174 ) begin
-      \$409  = gate0_3_2;
-    end
-    if (rst) begin
-      \$409  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$410  = gate0_3_2;
-    if (\$176 ) begin
-      \$410  = acc_word[62:42];
-    end else if (\$178 ) begin
-      \$410  = gate0_3_3;
-    end
-    if (rst) begin
-      \$410  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$411  = gate0_3_3;
-    if (\$180 ) begin
-      \$411  = acc_word[83:63];
-    end else if (\$182 ) begin
-      \$411  = gate0_3_4;
-    end
-    if (rst) begin
-      \$411  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$412  = gate0_3_4;
-    if (\$184 ) begin
-      \$412  = acc_word[104:84];
-    end else if (\$186 ) begin
-      \$412  = gate0_3_5;
-    end
-    if (rst) begin
-      \$412  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$413  = gate0_3_5;
-    if (\$188 ) begin
-      \$413  = acc_word[125:105];
-    end else if (\$190 ) begin
-      \$413  = gate0_3_6;
-    end
-    if (rst) begin
-      \$413  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$414  = gate0_3_6;
-    if (\$192 ) begin
-      \$414  = acc_word[146:126];
-    end else if (\$194 ) begin
-      \$414  = gate0_3_7;
-    end
-    if (rst) begin
-      \$414  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$415  = gate0_3_7;
-    if (\$196 ) begin
-      \$415  = acc_word[167:147];
-    end
-    if (rst) begin
-      \$415  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$416  = gate1_0_0;
-    if (\$198 ) begin
-      \$416  = acc_word[20:0];
-    end else if (\$200 ) begin
-      \$416  = gate1_0_1;
-    end
-    if (rst) begin
-      \$416  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$417  = gate1_0_1;
-    if (\$202 ) begin
-      \$417  = acc_word[41:21];
-    end else if (\$204 ) begin
-      \$417  = gate1_0_2;
-    end
-    if (rst) begin
-      \$417  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$418  = gate1_0_2;
-    if (\$206 ) begin
-      \$418  = acc_word[62:42];
-    end else if (\$208 ) begin
-      \$418  = gate1_0_3;
-    end
-    if (rst) begin
-      \$418  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$419  = gate1_0_3;
-    if (\$210 ) begin
-      \$419  = acc_word[83:63];
-    end else if (\$212 ) begin
-      \$419  = gate1_0_4;
-    end
-    if (rst) begin
-      \$419  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$420  = gate1_0_4;
-    if (\$214 ) begin
-      \$420  = acc_word[104:84];
-    end else if (\$216 ) begin
-      \$420  = gate1_0_5;
-    end
-    if (rst) begin
-      \$420  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$421  = gate1_0_5;
-    if (\$218 ) begin
-      \$421  = acc_word[125:105];
-    end else if (\$220 ) begin
-      \$421  = gate1_0_6;
-    end
-    if (rst) begin
-      \$421  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$422  = gate1_0_6;
-    if (\$222 ) begin
-      \$422  = acc_word[146:126];
-    end else if (\$224 ) begin
-      \$422  = gate1_0_7;
-    end
-    if (rst) begin
-      \$422  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$423  = gate1_0_7;
-    if (\$226 ) begin
-      \$423  = acc_word[167:147];
-    end
-    if (rst) begin
-      \$423  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$424  = gate1_1_0;
-    if (\$228 ) begin
-      \$424  = acc_word[20:0];
-    end else if (\$230 ) begin
-      \$424  = gate1_1_1;
-    end
-    if (rst) begin
-      \$424  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$425  = gate1_1_1;
-    if (\$232 ) begin
-      \$425  = acc_word[41:21];
-    end else if (\$234 ) begin
-      \$425  = gate1_1_2;
-    end
-    if (rst) begin
-      \$425  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$426  = gate1_1_2;
-    if (\$236 ) begin
-      \$426  = acc_word[62:42];
-    end else if (\$238 ) begin
-      \$426  = gate1_1_3;
-    end
-    if (rst) begin
-      \$426  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$427  = gate1_1_3;
-    if (\$240 ) begin
-      \$427  = acc_word[83:63];
-    end else if (\$242 ) begin
-      \$427  = gate1_1_4;
-    end
-    if (rst) begin
-      \$427  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$428  = gate1_1_4;
-    if (\$244 ) begin
-      \$428  = acc_word[104:84];
-    end else if (\$246 ) begin
-      \$428  = gate1_1_5;
-    end
-    if (rst) begin
-      \$428  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$429  = gate1_1_5;
-    if (\$248 ) begin
-      \$429  = acc_word[125:105];
-    end else if (\$250 ) begin
-      \$429  = gate1_1_6;
-    end
-    if (rst) begin
-      \$429  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$430  = gate1_1_6;
-    if (\$252 ) begin
-      \$430  = acc_word[146:126];
-    end else if (\$254 ) begin
-      \$430  = gate1_1_7;
-    end
-    if (rst) begin
-      \$430  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$431  = gate1_1_7;
-    if (\$256 ) begin
-      \$431  = acc_word[167:147];
-    end
-    if (rst) begin
-      \$431  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$432  = gate1_2_0;
-    if (\$258 ) begin
-      \$432  = acc_word[20:0];
-    end else if (\$260 ) begin
-      \$432  = gate1_2_1;
-    end
-    if (rst) begin
-      \$432  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$433  = gate1_2_1;
-    if (\$262 ) begin
-      \$433  = acc_word[41:21];
-    end else if (\$264 ) begin
-      \$433  = gate1_2_2;
-    end
-    if (rst) begin
-      \$433  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$434  = gate1_2_2;
-    if (\$266 ) begin
-      \$434  = acc_word[62:42];
-    end else if (\$268 ) begin
-      \$434  = gate1_2_3;
-    end
-    if (rst) begin
-      \$434  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$435  = gate1_2_3;
-    if (\$270 ) begin
-      \$435  = acc_word[83:63];
-    end else if (\$272 ) begin
-      \$435  = gate1_2_4;
-    end
-    if (rst) begin
-      \$435  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$436  = gate1_2_4;
-    if (\$274 ) begin
-      \$436  = acc_word[104:84];
-    end else if (\$276 ) begin
-      \$436  = gate1_2_5;
-    end
-    if (rst) begin
-      \$436  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$437  = gate1_2_5;
-    if (\$278 ) begin
-      \$437  = acc_word[125:105];
-    end else if (\$280 ) begin
-      \$437  = gate1_2_6;
-    end
-    if (rst) begin
-      \$437  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$438  = gate1_2_6;
-    if (\$282 ) begin
-      \$438  = acc_word[146:126];
-    end else if (\$284 ) begin
-      \$438  = gate1_2_7;
-    end
-    if (rst) begin
-      \$438  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$439  = gate1_2_7;
-    if (\$286 ) begin
-      \$439  = acc_word[167:147];
-    end
-    if (rst) begin
-      \$439  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$440  = gate1_3_0;
-    if (\$288 ) begin
-      \$440  = acc_word[20:0];
-    end else if (\$290 ) begin
-      \$440  = gate1_3_1;
-    end
-    if (rst) begin
-      \$440  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$441  = gate1_3_1;
-    if (\$292 ) begin
-      \$441  = acc_word[41:21];
-    end else if (\$294 ) begin
-      \$441  = gate1_3_2;
-    end
-    if (rst) begin
-      \$441  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$442  = gate1_3_2;
-    if (\$296 ) begin
-      \$442  = acc_word[62:42];
-    end else if (\$298 ) begin
-      \$442  = gate1_3_3;
-    end
-    if (rst) begin
-      \$442  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$443  = gate1_3_3;
-    if (\$300 ) begin
-      \$443  = acc_word[83:63];
-    end else if (\$302 ) begin
-      \$443  = gate1_3_4;
-    end
-    if (rst) begin
-      \$443  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$444  = gate1_3_4;
-    if (\$304 ) begin
-      \$444  = acc_word[104:84];
-    end else if (\$306 ) begin
-      \$444  = gate1_3_5;
-    end
-    if (rst) begin
-      \$444  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$445  = gate1_3_5;
-    if (\$308 ) begin
-      \$445  = acc_word[125:105];
-    end else if (\$310 ) begin
-      \$445  = gate1_3_6;
-    end
-    if (rst) begin
-      \$445  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$446  = gate1_3_6;
-    if (\$312 ) begin
-      \$446  = acc_word[146:126];
-    end else if (\$314 ) begin
-      \$446  = gate1_3_7;
-    end
-    if (rst) begin
-      \$446  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$447  = gate1_3_7;
-    if (\$316 ) begin
-      \$447  = acc_word[167:147];
-    end
-    if (rst) begin
-      \$447  = 21'h000000;
+      \$183  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$184  = gate0_0_5;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$184  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$184  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$184  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$185  = gate0_0_6;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$185  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$185  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$185  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$186  = gate0_0_7;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$186  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$186  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$186  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$187  = gate0_1_0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$187  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$187  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$187  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$188  = gate0_1_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$188  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$188  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$188  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$189  = gate0_1_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$189  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$189  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$189  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$190  = gate0_1_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$190  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$190  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$190  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$191  = gate0_1_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$191  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$191  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$191  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$192  = gate0_1_5;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$192  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$192  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$192  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$193  = gate0_1_6;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$193  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$193  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$193  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$194  = gate0_1_7;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$194  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$194  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$194  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$195  = gate0_2_0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$195  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$195  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$195  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$196  = gate0_2_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$196  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$196  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$196  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$197  = gate0_2_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$197  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$197  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$197  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$198  = gate0_2_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$198  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$198  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$198  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$199  = gate0_2_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$199  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$199  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$199  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$200  = gate0_2_5;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$200  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$200  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$200  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$201  = gate0_2_6;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$201  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$201  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$201  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$202  = gate0_2_7;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$202  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$202  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$202  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$203  = gate0_3_0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$203  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$203  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$203  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$204  = gate0_3_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$204  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$204  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$204  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$205  = gate0_3_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$205  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$205  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$205  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$206  = gate0_3_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$206  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$206  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$206  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$207  = gate0_3_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$207  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$207  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$207  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$208  = gate0_3_5;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$208  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$208  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$208  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$209  = gate0_3_6;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$209  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$209  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$209  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$210  = gate0_3_7;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$210  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$210  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$210  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$211  = gate1_0_0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$211  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$211  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$211  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$212  = gate1_0_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$212  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$212  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$212  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$213  = gate1_0_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$213  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$213  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$213  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$214  = gate1_0_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$214  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$214  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$214  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$215  = gate1_0_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$215  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$215  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$215  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$216  = gate1_0_5;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$216  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$216  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$216  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$217  = gate1_0_6;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$217  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$217  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$217  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$218  = gate1_0_7;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$218  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$218  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$218  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$219  = gate1_1_0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$219  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$219  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$219  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$220  = gate1_1_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$220  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$220  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$220  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$221  = gate1_1_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$221  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$221  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$221  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$222  = gate1_1_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$222  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$222  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$222  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$223  = gate1_1_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$223  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$223  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$223  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$224  = gate1_1_5;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$224  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$224  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$224  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$225  = gate1_1_6;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$225  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$225  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$225  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$226  = gate1_1_7;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$226  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$226  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$226  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$227  = gate1_2_0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$227  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$227  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$227  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$228  = gate1_2_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$228  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$228  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$228  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$229  = gate1_2_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$229  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$229  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$229  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$230  = gate1_2_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$230  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$230  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$230  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$231  = gate1_2_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$231  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$231  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$231  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$232  = gate1_2_5;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$232  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$232  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$232  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$233  = gate1_2_6;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$233  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$233  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$233  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$234  = gate1_2_7;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$234  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      \$234  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$234  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$235  = gate1_3_0;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$235  = acc_word[20:0];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$235  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$235  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$236  = gate1_3_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$236  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$236  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$236  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$237  = gate1_3_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$237  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$237  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$237  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$238  = gate1_3_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$238  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$238  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$238  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$239  = gate1_3_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$239  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$239  = acc_word[104:84];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$239  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$240  = gate1_3_5;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$240  = acc_word[125:105];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$240  = acc_word[125:105];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$240  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$241  = gate1_3_6;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$241  = acc_word[146:126];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$241  = acc_word[146:126];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$241  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$242  = gate1_3_7;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$12 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$242  = acc_word[167:147];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$68 ) begin
+                casez (act_q)
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      /* empty */;
+                  3'h4:
+                      /* empty */;
+                  3'h5:
+                      \$242  = acc_word[167:147];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$242  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$243  = element__payload;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              \$243 [28:8] = \$35 ;
+              \$243 [49:29] = \$40 ;
+              \$243 [70:50] = \$45 ;
+              \$243 [91:71] = \$50 ;
+              \$243 [5:0] = elem;
+              \$243 [7:6] = 2'h0;
+            end
+        1'h1:
+            if (\$85 ) begin
+              \$243 [28:8] = \$91 ;
+              \$243 [49:29] = \$96 ;
+              \$243 [70:50] = \$101 ;
+              \$243 [91:71] = \$106 ;
+              \$243 [5:0] = elem;
+              \$243 [7:6] = 2'h1;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$243  = 92'h00000000000000000000000;
     end
   end
   always @* begin
@@ -3344,134 +4933,18 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
     if (running) begin
       casez (layer)
         1'h0:
-            if (\$320 ) begin
-              gather_read0 = \$321 ;
-              if (\$322 ) begin
-                gather_read0 = \$328 ;
+            if (\$116 ) begin
+              gather_read0 = \$117 ;
+              if (\$118 ) begin
+                gather_read0 = \$124 ;
               end
-              if (\$329 ) begin
+              if (\$125 ) begin
                 if (early) begin
                   gather_read0 = 1'h1;
-                end else if (\$335 ) begin
+                end else if (\$131 ) begin
                   gather_read0 = 1'h1;
                 end
               end
-            end
-      endcase
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture0 = 1'h0;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$320 ) begin
-              casez (act_q)
-                3'h2:
-                    capture0 = 1'h1;
-              endcase
-            end
-        1'h1:
-            if (\$345 ) begin
-              casez (act_q)
-                3'h2:
-                    capture0 = 1'h1;
-              endcase
-            end
-      endcase
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture1 = 1'h0;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$320 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    capture1 = 1'h1;
-              endcase
-            end
-        1'h1:
-            if (\$345 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    capture1 = 1'h1;
-              endcase
-            end
-      endcase
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture2 = 1'h0;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$320 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    capture2 = 1'h1;
-              endcase
-            end
-        1'h1:
-            if (\$345 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    capture2 = 1'h1;
-              endcase
-            end
-      endcase
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture3 = 1'h0;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$320 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    capture3 = 1'h1;
-              endcase
-            end
-        1'h1:
-            if (\$345 ) begin
-              casez (act_q)
-                3'h2:
-                    /* empty */;
-                3'h3:
-                    /* empty */;
-                3'h4:
-                    /* empty */;
-                3'h5:
-                    capture3 = 1'h1;
-              endcase
             end
       endcase
     end
@@ -3483,26 +4956,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            h_addr = \$336 ;
+            h_addr = \$132 ;
         1'h1:
-            h_addr = \$361 [6:0];
-      endcase
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    shift = 1'h0;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$337 ) begin
-              shift = 1'h1;
-            end
-        1'h1:
-            if (\$362 ) begin
-              shift = 1'h1;
-            end
+            h_addr = \$157 [6:0];
       endcase
     end
   end
@@ -3513,17 +4969,17 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
-            if (\$337 ) begin
-              if (\$340 ) begin
-                if (\$341 ) begin
+            if (\$133 ) begin
+              if (\$136 ) begin
+                if (\$137 ) begin
                   done = 1'h1;
                 end
               end
             end
         1'h1:
-            if (\$362 ) begin
-              if (\$365 ) begin
-                if (\$366 ) begin
+            if (\$158 ) begin
+              if (\$161 ) begin
+                if (\$162 ) begin
                   done = 1'h1;
                 end
               end
@@ -3540,15 +4996,15 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
         1'h0:
             /* empty */;
         1'h1:
-            if (\$345 ) begin
-              gather_read1 = \$346 ;
-              if (\$347 ) begin
-                gather_read1 = \$353 ;
+            if (\$141 ) begin
+              gather_read1 = \$142 ;
+              if (\$143 ) begin
+                gather_read1 = \$149 ;
               end
-              if (\$354 ) begin
+              if (\$150 ) begin
                 if (early) begin
                   gather_read1 = 1'h1;
-                end else if (\$360 ) begin
+                end else if (\$156 ) begin
                   gather_read1 = 1'h1;
                 end
               end
@@ -3556,13 +5012,6 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
       endcase
     end
   end
-  assign \element__payload.tag  = element__payload[5:0];
-  assign \element__payload.layer  = element__payload[7:6];
-  assign \element__payload.gates  = element__payload[91:8];
-  assign \element__payload.gates[0]  = element__payload[28:8];
-  assign \element__payload.gates[1]  = element__payload[49:29];
-  assign \element__payload.gates[2]  = element__payload[70:50];
-  assign \element__payload.gates[3]  = element__payload[91:71];
   assign \acc_word[0]  = acc_word[20:0];
   assign \acc_word[1]  = acc_word[41:21];
   assign \acc_word[2]  = acc_word[62:42];
@@ -3571,70 +5020,35 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \acc_word[5]  = acc_word[125:105];
   assign \acc_word[6]  = acc_word[146:126];
   assign \acc_word[7]  = acc_word[167:147];
-  assign \$197  = \$signal ;
-  assign \$199  = i_bank;
-  assign \$201  = \$signal ;
-  assign \$203  = i_bank;
-  assign \$205  = \$signal ;
-  assign \$207  = i_bank;
-  assign \$209  = \$signal ;
-  assign \$211  = i_bank;
-  assign \$213  = \$signal ;
-  assign \$215  = i_bank;
-  assign \$217  = \$signal ;
-  assign \$219  = i_bank;
-  assign \$221  = \$signal ;
-  assign \$223  = i_bank;
-  assign \$225  = \$signal ;
-  assign \$227  = \$signal ;
-  assign \$229  = i_bank;
-  assign \$231  = \$signal ;
-  assign \$233  = i_bank;
-  assign \$235  = \$signal ;
-  assign \$237  = i_bank;
-  assign \$239  = \$signal ;
-  assign \$241  = i_bank;
-  assign \$243  = \$signal ;
-  assign \$245  = i_bank;
-  assign \$247  = \$signal ;
-  assign \$249  = i_bank;
-  assign \$251  = \$signal ;
-  assign \$253  = i_bank;
-  assign \$255  = \$signal ;
-  assign \$257  = \$signal ;
-  assign \$259  = i_bank;
-  assign \$261  = \$signal ;
-  assign \$263  = i_bank;
-  assign \$265  = \$signal ;
-  assign \$267  = i_bank;
-  assign \$269  = \$signal ;
-  assign \$271  = i_bank;
-  assign \$273  = \$signal ;
-  assign \$275  = i_bank;
-  assign \$277  = \$signal ;
-  assign \$279  = i_bank;
-  assign \$281  = \$signal ;
-  assign \$283  = i_bank;
-  assign \$285  = \$signal ;
-  assign \$287  = \$signal ;
-  assign \$289  = i_bank;
-  assign \$291  = \$signal ;
-  assign \$293  = i_bank;
-  assign \$295  = \$signal ;
-  assign \$297  = i_bank;
-  assign \$299  = \$signal ;
-  assign \$301  = i_bank;
-  assign \$303  = \$signal ;
-  assign \$305  = i_bank;
-  assign \$307  = \$signal ;
-  assign \$309  = i_bank;
-  assign \$311  = \$signal ;
-  assign \$313  = i_bank;
-  assign \$315  = \$signal ;
+  assign \element__payload.tag  = element__payload[5:0];
+  assign \element__payload.layer  = element__payload[7:6];
+  assign \element__payload.gates  = element__payload[91:8];
+  assign \element__payload.gates[0]  = element__payload[28:8];
+  assign \element__payload.gates[1]  = element__payload[49:29];
+  assign \element__payload.gates[2]  = element__payload[70:50];
+  assign \element__payload.gates[3]  = element__payload[91:71];
+  assign \$12  = \$signal ;
+  assign \$31  = lane;
+  assign \$33  = lane;
+  assign \$36  = lane;
+  assign \$38  = lane;
+  assign \$41  = lane;
+  assign \$43  = lane;
+  assign \$46  = lane;
+  assign \$48  = lane;
+  assign \$68  = \$signal ;
+  assign \$87  = lane;
+  assign \$89  = lane;
+  assign \$92  = lane;
+  assign \$94  = lane;
+  assign \$97  = lane;
+  assign \$99  = lane;
+  assign \$102  = lane;
+  assign \$104  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1727$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1624$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -3890,8 +5304,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$172
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1727$8 ;
-  wire [83:0] \port$1727$8 ;
+  input [83:0] \port$1624$8 ;
+  wire [83:0] \port$1624$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -3911,22 +5325,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$172
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1727$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1624$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1727$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1624$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1727$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1624$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1727$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1624$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -4855,10 +6269,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$172
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1727$8 [20:0];
-  assign acc1 = \port$1727$8 [41:21];
-  assign acc2 = \port$1727$8 [62:42];
-  assign acc3 = \port$1727$8 [83:63];
+  assign acc0 = \port$1624$8 [20:0];
+  assign acc1 = \port$1624$8 [41:21];
+  assign acc2 = \port$1624$8 [62:42];
+  assign acc3 = \port$1624$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -5823,7 +7237,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1727$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1624$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -6079,8 +7493,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$172
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1727$8 ;
-  wire [83:0] \port$1727$8 ;
+  input [83:0] \port$1624$8 ;
+  wire [83:0] \port$1624$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -6100,22 +7514,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$172
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1727$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1624$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1727$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1624$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1727$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1624$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1727$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1624$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -7044,10 +8458,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$172
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1727$8 [20:0];
-  assign acc1 = \port$1727$8 [41:21];
-  assign acc2 = \port$1727$8 [62:42];
-  assign acc3 = \port$1727$8 [83:63];
+  assign acc0 = \port$1624$8 [20:0];
+  assign acc1 = \port$1624$8 [41:21];
+  assign acc2 = \port$1624$8 [62:42];
+  assign acc3 = \port$1624$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;

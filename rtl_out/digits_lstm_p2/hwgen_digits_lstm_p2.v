@@ -373,7 +373,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1057$7 (element__payload[82:7]),
+    .\port$1051$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -905,149 +905,119 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [6:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [5:0] \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  reg \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire [6:0] \$107 ;
-  wire [6:0] \$108 ;
-  reg \$109 ;
+  reg [18:0] \$100 ;
+  reg [18:0] \$101 ;
+  reg [18:0] \$102 ;
+  reg [18:0] \$103 ;
+  reg [18:0] \$104 ;
+  reg [18:0] \$105 ;
+  reg [18:0] \$106 ;
+  reg [18:0] \$107 ;
+  reg [18:0] \$108 ;
+  reg [18:0] \$109 ;
   wire [3:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  reg \$114 ;
-  reg [4:0] \$115 ;
-  reg [1:0] \$116 ;
-  reg [5:0] \$117 ;
-  reg [2:0] \$118 ;
-  reg \$119 ;
+  reg [18:0] \$110 ;
+  reg [18:0] \$111 ;
+  reg [18:0] \$112 ;
+  reg [18:0] \$113 ;
+  reg [18:0] \$114 ;
+  reg [82:0] \$115 ;
   wire \$12 ;
-  reg [4:0] \$120 ;
-  reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg [1:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg \$128 ;
-  reg [82:0] \$129 ;
-  wire [5:0] \$13 ;
-  reg [18:0] \$130 ;
-  reg [18:0] \$131 ;
-  reg [18:0] \$132 ;
-  reg [18:0] \$133 ;
-  reg [18:0] \$134 ;
-  reg [18:0] \$135 ;
-  reg [18:0] \$136 ;
-  reg [18:0] \$137 ;
-  reg [18:0] \$138 ;
-  reg [18:0] \$139 ;
+  wire \$13 ;
   wire \$14 ;
-  reg [18:0] \$140 ;
-  reg [18:0] \$141 ;
-  reg [18:0] \$142 ;
-  reg [18:0] \$143 ;
-  reg [18:0] \$144 ;
-  reg [18:0] \$145 ;
-  wire \$15 ;
-  reg \$16 ;
+  wire [5:0] \$15 ;
+  wire \$16 ;
   wire \$17 ;
-  wire \$18 ;
+  reg \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire [5:0] \$21 ;
-  wire [5:0] \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  reg \$25 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [5:0] \$23 ;
+  wire [5:0] \$24 ;
+  wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
-  reg \$28 ;
-  wire [6:0] \$29 ;
+  reg \$27 ;
+  wire \$28 ;
+  wire \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [18:0] \$31 ;
-  wire [18:0] \$32 ;
-  wire [18:0] \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire [5:0] \$38 ;
-  wire [2:0] \$39 ;
+  reg \$30 ;
+  wire [6:0] \$31 ;
+  wire [1:0] \$32 ;
+  reg [18:0] \$33 ;
+  wire [1:0] \$34 ;
+  reg [18:0] \$35 ;
+  reg [18:0] \$36 ;
+  wire [1:0] \$37 ;
+  reg [18:0] \$38 ;
+  wire [1:0] \$39 ;
   wire [9:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  reg [18:0] \$40 ;
+  reg [18:0] \$41 ;
+  wire [1:0] \$42 ;
+  reg [18:0] \$43 ;
+  wire [1:0] \$44 ;
+  reg [18:0] \$45 ;
+  reg [18:0] \$46 ;
+  wire [1:0] \$47 ;
+  reg [18:0] \$48 ;
+  wire [1:0] \$49 ;
   wire [2:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
+  reg [18:0] \$50 ;
+  reg [18:0] \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
+  wire [5:0] \$56 ;
+  wire [2:0] \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  reg \$59 ;
   wire [8:0] \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  wire \$64 ;
+  wire [5:0] \$64 ;
   wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
+  reg \$67 ;
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$71 ;
+  wire [5:0] \$71 ;
   wire \$72 ;
   wire \$73 ;
-  wire \$74 ;
+  reg \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [6:0] \$77 ;
+  wire [6:0] \$78 ;
+  reg \$79 ;
   reg \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
+  reg \$84 ;
+  reg [4:0] \$85 ;
+  reg [1:0] \$86 ;
+  reg [5:0] \$87 ;
+  reg [2:0] \$88 ;
   reg \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire [5:0] \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  reg \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  reg [4:0] \$90 ;
+  reg \$91 ;
+  reg \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  reg [1:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg \$98 ;
+  reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
   output [7:0] acc_addr;
   wire [7:0] acc_addr;
@@ -1062,10 +1032,6 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   reg bank1_full = 1'h0;
   output [4:0] c_addr;
   reg [4:0] c_addr;
-  reg capture0;
-  reg capture1;
-  reg capture2;
-  reg capture3;
   input clk;
   wire clk;
   reg done;
@@ -1114,7 +1080,6 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   wire rst;
   reg running = 1'h0;
   wire [-1:0] sel;
-  reg shift;
   input start;
   wire start;
   assign \$1  = bank ? 7'h40 : 7'h00;
@@ -1127,154 +1092,115 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   assign \$9  = ~ \$8 ;
   assign \$10  = \$7  & \$9 ;
   assign \$11  = act_q + 1'h1;
-  assign \$12  = act_q == 3'h4;
-  assign \$13  = g_grp + 1'h1;
-  assign \$14  = \$13  < 5'h10;
-  assign \$15  = ~ \$signal ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$14  & \$17 ;
-  assign \$19  = act_q == 3'h5;
-  assign \$20  = ~ \$signal ;
-  assign \$21  = g_grp + 1'h1;
-  assign \$22  = g_grp + 1'h1;
-  assign \$23  = \$22  < 5'h10;
-  assign \$24  = ~ \$signal ;
-  assign \$26  = ~ \$25 ;
-  assign \$27  = \$23  & \$26 ;
-  assign \$29  = elem + 1'h1;
-  assign \$30  = i_bank ? gate1_0_0 : gate0_0_0;
-  assign \$31  = i_bank ? gate1_1_0 : gate0_1_0;
-  assign \$32  = i_bank ? gate1_2_0 : gate0_2_0;
-  assign \$33  = i_bank ? gate1_3_0 : gate0_3_0;
-  assign \$34  = lane == 1'h1;
-  assign \$35  = elem >= 5'h1f;
-  assign \$36  = \$34  | \$35 ;
-  assign \$37  = ~ i_bank;
-  assign \$38  = grp + 1'h1;
-  assign \$39  = lane + 1'h1;
-  assign \$40  = ! \$signal ;
-  assign \$41  = capture0 & \$40 ;
-  assign \$42  = ! i_bank;
-  assign \$43  = shift & \$42 ;
-  assign \$44  = ! \$signal ;
-  assign \$45  = capture0 & \$44 ;
-  assign \$46  = ! \$signal ;
-  assign \$47  = capture1 & \$46 ;
-  assign \$48  = ! i_bank;
-  assign \$49  = shift & \$48 ;
-  assign \$50  = ! \$signal ;
-  assign \$51  = capture1 & \$50 ;
-  assign \$52  = ! \$signal ;
-  assign \$53  = capture2 & \$52 ;
-  assign \$54  = ! i_bank;
-  assign \$55  = shift & \$54 ;
-  assign \$56  = ! \$signal ;
-  assign \$57  = capture2 & \$56 ;
-  assign \$58  = ! \$signal ;
-  assign \$59  = capture3 & \$58 ;
-  assign \$60  = ! i_bank;
-  assign \$61  = shift & \$60 ;
-  assign \$62  = ! \$signal ;
-  assign \$63  = capture3 & \$62 ;
-  assign \$65  = capture0 & \$64 ;
-  assign \$67  = shift & \$66 ;
-  assign \$69  = capture0 & \$68 ;
-  assign \$71  = capture1 & \$70 ;
-  assign \$73  = shift & \$72 ;
-  assign \$75  = capture1 & \$74 ;
-  assign \$77  = capture2 & \$76 ;
-  assign \$79  = shift & \$78 ;
-  assign \$81  = capture2 & \$80 ;
-  assign \$83  = capture3 & \$82 ;
-  assign \$85  = shift & \$84 ;
-  assign \$87  = capture3 & \$86 ;
+  assign \$12  = ! \$signal ;
+  assign \$14  = act_q == 3'h4;
+  assign \$15  = g_grp + 1'h1;
+  assign \$16  = \$15  < 5'h10;
+  assign \$17  = ~ \$signal ;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = \$16  & \$19 ;
+  assign \$21  = act_q == 3'h5;
+  assign \$22  = ~ \$signal ;
+  assign \$23  = g_grp + 1'h1;
+  assign \$24  = g_grp + 1'h1;
+  assign \$25  = \$24  < 5'h10;
+  assign \$26  = ~ \$signal ;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = \$25  & \$28 ;
+  assign \$31  = elem + 1'h1;
+  assign \$52  = lane == 1'h1;
+  assign \$53  = elem >= 5'h1f;
+  assign \$54  = \$52  | \$53 ;
+  assign \$55  = ~ i_bank;
+  assign \$56  = grp + 1'h1;
+  assign \$57  = lane + 1'h1;
   assign acc_addr = running ? rd_addr : 8'h00;
-  assign \$88  = g_grp < 5'h10;
-  assign \$90  = ~ \$89 ;
-  assign \$91  = \$88  & \$90 ;
-  assign \$92  = act_q < 3'h4;
-  assign \$93  = act_q == 3'h4;
-  assign \$94  = g_grp + 1'h1;
-  assign \$95  = \$94  < 5'h10;
-  assign \$96  = ~ \$signal ;
-  assign \$98  = ~ \$97 ;
-  assign \$99  = \$95  & \$98 ;
-  assign \$100  = act_q == 3'h5;
-  assign \$101  = g_grp + 1'h1;
-  assign \$102  = \$101  < 5'h10;
-  assign \$103  = ~ \$signal ;
-  assign \$105  = ~ \$104 ;
-  assign \$106  = \$102  & \$105 ;
-  assign \$107  = 4'h8 + elem;
-  assign \$108  = 1'h0 + elem;
-  assign \$110  = lane == 1'h1;
-  assign \$111  = elem >= 5'h1f;
-  assign \$112  = \$110  | \$111 ;
-  assign \$113  = grp == 4'hf;
+  assign \$58  = g_grp < 5'h10;
+  assign \$60  = ~ \$59 ;
+  assign \$61  = \$58  & \$60 ;
+  assign \$62  = act_q < 3'h4;
+  assign \$63  = act_q == 3'h4;
+  assign \$64  = g_grp + 1'h1;
+  assign \$65  = \$64  < 5'h10;
+  assign \$66  = ~ \$signal ;
+  assign \$68  = ~ \$67 ;
+  assign \$69  = \$65  & \$68 ;
+  assign \$70  = act_q == 3'h5;
+  assign \$71  = g_grp + 1'h1;
+  assign \$72  = \$71  < 5'h10;
+  assign \$73  = ~ \$signal ;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = \$72  & \$75 ;
+  assign \$77  = 4'h8 + elem;
+  assign \$78  = 1'h0 + elem;
+  assign \$80  = lane == 1'h1;
+  assign \$81  = elem >= 5'h1f;
+  assign \$82  = \$80  | \$81 ;
+  assign \$83  = grp == 4'hf;
   always @(posedge clk)
-    element__valid <= \$114 ;
+    element__valid <= \$84 ;
   always @(posedge clk)
-    grp <= \$115 ;
+    grp <= \$85 ;
   always @(posedge clk)
-    lane <= \$116 ;
+    lane <= \$86 ;
   always @(posedge clk)
-    elem <= \$117 ;
+    elem <= \$87 ;
   always @(posedge clk)
-    act_q <= \$118 ;
+    act_q <= \$88 ;
   always @(posedge clk)
-    early <= \$119 ;
+    early <= \$89 ;
   always @(posedge clk)
-    g_grp <= \$120 ;
+    g_grp <= \$90 ;
   always @(posedge clk)
-    \$signal  <= \$121 ;
+    \$signal  <= \$91 ;
   always @(posedge clk)
-    i_bank <= \$122 ;
+    i_bank <= \$92 ;
   always @(posedge clk)
-    bank0_full <= \$123 ;
+    bank0_full <= \$93 ;
   always @(posedge clk)
-    bank1_full <= \$124 ;
+    bank1_full <= \$94 ;
   always @(posedge clk)
-    running <= \$125 ;
+    running <= \$95 ;
   always @(posedge clk)
-    rd_q <= \$126 ;
+    rd_q <= \$96 ;
   always @(posedge clk)
-    rd_addr <= \$127 ;
+    rd_addr <= \$97 ;
   always @(posedge clk)
-    finished <= \$128 ;
+    finished <= \$98 ;
   always @(posedge clk)
-    element__payload <= \$129 ;
+    gate0_0_0 <= \$99 ;
   always @(posedge clk)
-    gate0_0_0 <= \$130 ;
+    gate0_0_1 <= \$100 ;
   always @(posedge clk)
-    gate0_0_1 <= \$131 ;
+    gate0_1_0 <= \$101 ;
   always @(posedge clk)
-    gate0_1_0 <= \$132 ;
+    gate0_1_1 <= \$102 ;
   always @(posedge clk)
-    gate0_1_1 <= \$133 ;
+    gate0_2_0 <= \$103 ;
   always @(posedge clk)
-    gate0_2_0 <= \$134 ;
+    gate0_2_1 <= \$104 ;
   always @(posedge clk)
-    gate0_2_1 <= \$135 ;
+    gate0_3_0 <= \$105 ;
   always @(posedge clk)
-    gate0_3_0 <= \$136 ;
+    gate0_3_1 <= \$106 ;
   always @(posedge clk)
-    gate0_3_1 <= \$137 ;
+    gate1_0_0 <= \$107 ;
   always @(posedge clk)
-    gate1_0_0 <= \$138 ;
+    gate1_0_1 <= \$108 ;
   always @(posedge clk)
-    gate1_0_1 <= \$139 ;
+    gate1_1_0 <= \$109 ;
   always @(posedge clk)
-    gate1_1_0 <= \$140 ;
+    gate1_1_1 <= \$110 ;
   always @(posedge clk)
-    gate1_1_1 <= \$141 ;
+    gate1_2_0 <= \$111 ;
   always @(posedge clk)
-    gate1_2_0 <= \$142 ;
+    gate1_2_1 <= \$112 ;
   always @(posedge clk)
-    gate1_2_1 <= \$143 ;
+    gate1_3_0 <= \$113 ;
   always @(posedge clk)
-    gate1_3_0 <= \$144 ;
+    gate1_3_1 <= \$114 ;
   always @(posedge clk)
-    gate1_3_1 <= \$145 ;
+    element__payload <= \$115 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1288,21 +1214,21 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$15 )
+    casez (\$17 )
       1'h0:
-          \$16  = bank0_full;
+          \$18  = bank0_full;
       1'h1:
-          \$16  = bank1_full;
+          \$18  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$24 )
+    casez (\$26 )
       1'h0:
-          \$25  = bank0_full;
+          \$27  = bank0_full;
       1'h1:
-          \$25  = bank1_full;
+          \$27  = bank1_full;
     endcase
   end
   always @* begin
@@ -1310,9 +1236,129 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$28  = bank0_full;
+          \$30  = bank0_full;
       1'h1:
-          \$28  = bank1_full;
+          \$30  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$33  = 19'h00000;
+    casez (\$32 )
+      2'h0:
+          \$33  = gate0_0_0;
+      2'h1:
+          \$33  = gate0_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$35  = 19'h00000;
+    casez (\$34 )
+      2'h0:
+          \$35  = gate1_0_0;
+      2'h1:
+          \$35  = gate1_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$36  = \$33 ;
+      1'h1:
+          \$36  = \$35 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$38  = 19'h00000;
+    casez (\$37 )
+      2'h0:
+          \$38  = gate0_1_0;
+      2'h1:
+          \$38  = gate0_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$40  = 19'h00000;
+    casez (\$39 )
+      2'h0:
+          \$40  = gate1_1_0;
+      2'h1:
+          \$40  = gate1_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$41  = \$38 ;
+      1'h1:
+          \$41  = \$40 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$43  = 19'h00000;
+    casez (\$42 )
+      2'h0:
+          \$43  = gate0_2_0;
+      2'h1:
+          \$43  = gate0_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$45  = 19'h00000;
+    casez (\$44 )
+      2'h0:
+          \$45  = gate1_2_0;
+      2'h1:
+          \$45  = gate1_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$46  = \$43 ;
+      1'h1:
+          \$46  = \$45 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$48  = 19'h00000;
+    casez (\$47 )
+      2'h0:
+          \$48  = gate0_3_0;
+      2'h1:
+          \$48  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$50  = 19'h00000;
+    casez (\$49 )
+      2'h0:
+          \$50  = gate1_3_0;
+      2'h1:
+          \$50  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$51  = \$48 ;
+      1'h1:
+          \$51  = \$50 ;
     endcase
   end
   always @* begin
@@ -1320,29 +1366,29 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$89  = bank0_full;
+          \$59  = bank0_full;
       1'h1:
-          \$89  = bank1_full;
+          \$59  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$96 )
+    casez (\$66 )
       1'h0:
-          \$97  = bank0_full;
+          \$67  = bank0_full;
       1'h1:
-          \$97  = bank1_full;
+          \$67  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$103 )
+    casez (\$73 )
       1'h0:
-          \$104  = bank0_full;
+          \$74  = bank0_full;
       1'h1:
-          \$104  = bank1_full;
+          \$74  = bank1_full;
     endcase
   end
   always @* begin
@@ -1350,560 +1396,644 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$109  = bank0_full;
+          \$79  = bank0_full;
       1'h1:
-          \$109  = bank1_full;
+          \$79  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = 1'h0;
+    \$84  = 1'h0;
     if (running) begin
-      if (\$28 ) begin
-        \$114  = 1'h1;
+      if (\$30 ) begin
+        \$84  = 1'h1;
       end
     end
     if (rst) begin
-      \$114  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = grp;
+    \$85  = grp;
     if (start) begin
-      \$115  = 5'h00;
+      \$85  = 5'h00;
     end
     if (running) begin
-      if (\$28 ) begin
-        if (\$36 ) begin
-          \$115  = \$38 [4:0];
+      if (\$30 ) begin
+        if (\$54 ) begin
+          \$85  = \$56 [4:0];
         end
       end
     end
     if (rst) begin
-      \$115  = 5'h00;
+      \$85  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$116  = lane;
+    \$86  = lane;
     if (start) begin
-      \$116  = 2'h0;
+      \$86  = 2'h0;
     end
     if (running) begin
-      if (\$28 ) begin
+      if (\$30 ) begin
         (* full_case = 32'd1 *)
-        if (\$36 ) begin
-          \$116  = 2'h0;
+        if (\$54 ) begin
+          \$86  = 2'h0;
         end else begin
-          \$116  = \$39 [1:0];
+          \$86  = \$57 [1:0];
         end
       end
     end
     if (rst) begin
-      \$116  = 2'h0;
+      \$86  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$117  = elem;
+    \$87  = elem;
     if (start) begin
-      \$117  = 6'h00;
+      \$87  = 6'h00;
     end
     if (running) begin
-      if (\$28 ) begin
-        \$117  = \$29 [5:0];
+      if (\$30 ) begin
+        \$87  = \$31 [5:0];
       end
     end
     if (rst) begin
-      \$117  = 6'h00;
+      \$87  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$118  = act_q;
+    \$88  = act_q;
     if (start) begin
-      \$118  = 3'h0;
+      \$88  = 3'h0;
     end
     if (running) begin
       if (\$10 ) begin
-        \$118  = \$11 [2:0];
-        if (\$19 ) begin
-          \$118  = 3'h0;
+        \$88  = \$11 [2:0];
+        if (\$21 ) begin
+          \$88  = 3'h0;
           if (early) begin
-            \$118  = 3'h2;
-          end else if (\$27 ) begin
-            \$118  = 3'h1;
+            \$88  = 3'h2;
+          end else if (\$29 ) begin
+            \$88  = 3'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$118  = 3'h0;
+      \$88  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$119  = early;
+    \$89  = early;
     if (start) begin
-      \$119  = 1'h0;
+      \$89  = 1'h0;
     end
+    if (running) begin
+      if (\$10 ) begin
+        if (\$14 ) begin
+          \$89  = \$20 ;
+        end
+        if (\$21 ) begin
+          \$89  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = g_grp;
+    if (start) begin
+      \$90  = 5'h00;
+    end
+    if (running) begin
+      if (\$10 ) begin
+        if (\$21 ) begin
+          \$90  = \$23 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = \$signal ;
+    if (start) begin
+      \$91  = 1'h0;
+    end
+    if (running) begin
+      if (\$10 ) begin
+        if (\$21 ) begin
+          \$91  = \$22 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = i_bank;
+    if (start) begin
+      \$92  = 1'h0;
+    end
+    if (running) begin
+      if (\$30 ) begin
+        if (\$54 ) begin
+          \$92  = \$55 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = bank0_full;
+    if (start) begin
+      \$93  = 1'h0;
+    end
+    if (running) begin
+      if (\$10 ) begin
+        if (\$21 ) begin
+          casez (\$signal )
+            1'h0:
+                \$93  = 1'h1;
+          endcase
+        end
+      end
+      if (\$30 ) begin
+        if (\$54 ) begin
+          casez (i_bank)
+            1'h0:
+                \$93  = 1'h0;
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = bank1_full;
+    if (start) begin
+      \$94  = 1'h0;
+    end
+    if (running) begin
+      if (\$10 ) begin
+        if (\$21 ) begin
+          (* full_case = 32'd1 *)
+          casez (\$signal )
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$94  = 1'h1;
+          endcase
+        end
+      end
+      if (\$30 ) begin
+        if (\$54 ) begin
+          (* full_case = 32'd1 *)
+          casez (i_bank)
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$94  = 1'h0;
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = running;
+    if (start) begin
+      \$95  = 1'h1;
+    end
+    if (finished) begin
+      \$95  = 1'h0;
+    end
+    if (rst) begin
+      \$95  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$96  = rd_q;
+    if (start) begin
+      \$96  = 2'h0;
+    end
+    if (running) begin
+      if (gather_read0) begin
+        (* full_case = 32'd1 *)
+        if (\$2 ) begin
+          \$96  = 2'h0;
+        end else begin
+          \$96  = \$5 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$96  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$97  = rd_addr;
+    if (start) begin
+      \$97  = { 1'h0, \$1  };
+    end
+    if (running) begin
+      if (gather_read0) begin
+        (* full_case = 32'd1 *)
+        if (\$2 ) begin
+          \$97  = \$4 [7:0];
+        end else begin
+          \$97  = \$6 [7:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$97  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = done;
+    if (rst) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$99  = gate0_0_0;
     if (running) begin
       if (\$10 ) begin
         if (\$12 ) begin
-          \$119  = \$18 ;
-        end
-        if (\$19 ) begin
-          \$119  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$120  = g_grp;
-    if (start) begin
-      \$120  = 5'h00;
-    end
-    if (running) begin
-      if (\$10 ) begin
-        if (\$19 ) begin
-          \$120  = \$21 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$120  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$121  = \$signal ;
-    if (start) begin
-      \$121  = 1'h0;
-    end
-    if (running) begin
-      if (\$10 ) begin
-        if (\$19 ) begin
-          \$121  = \$20 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$121  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$122  = i_bank;
-    if (start) begin
-      \$122  = 1'h0;
-    end
-    if (running) begin
-      if (\$28 ) begin
-        if (\$36 ) begin
-          \$122  = \$37 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$123  = bank0_full;
-    if (start) begin
-      \$123  = 1'h0;
-    end
-    if (running) begin
-      if (\$10 ) begin
-        if (\$19 ) begin
-          casez (\$signal )
-            1'h0:
-                \$123  = 1'h1;
-          endcase
-        end
-      end
-      if (\$28 ) begin
-        if (\$36 ) begin
-          casez (i_bank)
-            1'h0:
-                \$123  = 1'h0;
+          casez (act_q)
+            3'h2:
+                \$99  = acc_word[18:0];
           endcase
         end
       end
     end
     if (rst) begin
-      \$123  = 1'h0;
+      \$99  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$124  = bank1_full;
-    if (start) begin
-      \$124  = 1'h0;
-    end
+    \$100  = gate0_0_1;
     if (running) begin
       if (\$10 ) begin
-        if (\$19 ) begin
-          (* full_case = 32'd1 *)
-          casez (\$signal )
-            1'h0:
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                \$100  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$100  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$101  = gate0_1_0;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
                 /* empty */;
-            1'h1:
-                \$124  = 1'h1;
+            3'h3:
+                \$101  = acc_word[18:0];
           endcase
         end
       end
-      if (\$28 ) begin
-        if (\$36 ) begin
-          (* full_case = 32'd1 *)
-          casez (i_bank)
-            1'h0:
+    end
+    if (rst) begin
+      \$101  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$102  = gate0_1_1;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
                 /* empty */;
-            1'h1:
-                \$124  = 1'h0;
+            3'h3:
+                \$102  = acc_word[37:19];
           endcase
         end
       end
     end
     if (rst) begin
-      \$124  = 1'h0;
+      \$102  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$125  = running;
-    if (start) begin
-      \$125  = 1'h1;
-    end
-    if (finished) begin
-      \$125  = 1'h0;
-    end
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$126  = rd_q;
-    if (start) begin
-      \$126  = 2'h0;
-    end
+    \$103  = gate0_2_0;
     if (running) begin
-      if (gather_read0) begin
-        (* full_case = 32'd1 *)
-        if (\$2 ) begin
-          \$126  = 2'h0;
-        end else begin
-          \$126  = \$5 [1:0];
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$103  = acc_word[18:0];
+          endcase
         end
       end
     end
     if (rst) begin
-      \$126  = 2'h0;
+      \$103  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$127  = rd_addr;
-    if (start) begin
-      \$127  = { 1'h0, \$1  };
-    end
+    \$104  = gate0_2_1;
     if (running) begin
-      if (gather_read0) begin
-        (* full_case = 32'd1 *)
-        if (\$2 ) begin
-          \$127  = \$4 [7:0];
-        end else begin
-          \$127  = \$6 [7:0];
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$104  = acc_word[37:19];
+          endcase
         end
       end
     end
     if (rst) begin
-      \$127  = 8'h00;
+      \$104  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$128  = done;
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$129  = element__payload;
+    \$105  = gate0_3_0;
     if (running) begin
-      if (\$28 ) begin
-        \$129 [25:7] = \$30 ;
-        \$129 [44:26] = \$31 ;
-        \$129 [63:45] = \$32 ;
-        \$129 [82:64] = \$33 ;
-        \$129 [5:0] = elem;
-        \$129 [6] = 1'h0;
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$105  = acc_word[18:0];
+          endcase
+        end
       end
     end
     if (rst) begin
-      \$129  = 83'h000000000000000000000;
+      \$105  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$130  = gate0_0_0;
-    if (\$41 ) begin
-      \$130  = acc_word[18:0];
-    end else if (\$43 ) begin
-      \$130  = gate0_0_1;
+    \$106  = gate0_3_1;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$106  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$130  = 19'h00000;
+      \$106  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$131  = gate0_0_1;
-    if (\$45 ) begin
-      \$131  = acc_word[37:19];
+    \$107  = gate1_0_0;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
+          casez (act_q)
+            3'h2:
+                \$107  = acc_word[18:0];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$131  = 19'h00000;
+      \$107  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$132  = gate0_1_0;
-    if (\$47 ) begin
-      \$132  = acc_word[18:0];
-    end else if (\$49 ) begin
-      \$132  = gate0_1_1;
+    \$108  = gate1_0_1;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
+          casez (act_q)
+            3'h2:
+                \$108  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$132  = 19'h00000;
+      \$108  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$133  = gate0_1_1;
-    if (\$51 ) begin
-      \$133  = acc_word[37:19];
+    \$109  = gate1_1_0;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$109  = acc_word[18:0];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$133  = 19'h00000;
+      \$109  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$134  = gate0_2_0;
-    if (\$53 ) begin
-      \$134  = acc_word[18:0];
-    end else if (\$55 ) begin
-      \$134  = gate0_2_1;
+    \$110  = gate1_1_1;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$110  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$134  = 19'h00000;
+      \$110  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$135  = gate0_2_1;
-    if (\$57 ) begin
-      \$135  = acc_word[37:19];
+    \$111  = gate1_2_0;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$111  = acc_word[18:0];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$135  = 19'h00000;
+      \$111  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$136  = gate0_3_0;
-    if (\$59 ) begin
-      \$136  = acc_word[18:0];
-    end else if (\$61 ) begin
-      \$136  = gate0_3_1;
+    \$112  = gate1_2_1;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$112  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$136  = 19'h00000;
+      \$112  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$137  = gate0_3_1;
-    if (\$63 ) begin
-      \$137  = acc_word[37:19];
+    \$113  = gate1_3_0;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$113  = acc_word[18:0];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$137  = 19'h00000;
+      \$113  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$138  = gate1_0_0;
-    if (\$65 ) begin
-      \$138  = acc_word[18:0];
-    end else if (\$67 ) begin
-      \$138  = gate1_0_1;
+    \$114  = gate1_3_1;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$13 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$114  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$138  = 19'h00000;
+      \$114  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$139  = gate1_0_1;
-    if (\$69 ) begin
-      \$139  = acc_word[37:19];
+    \$115  = element__payload;
+    if (running) begin
+      if (\$30 ) begin
+        \$115 [25:7] = \$36 ;
+        \$115 [44:26] = \$41 ;
+        \$115 [63:45] = \$46 ;
+        \$115 [82:64] = \$51 ;
+        \$115 [5:0] = elem;
+        \$115 [6] = 1'h0;
+      end
     end
     if (rst) begin
-      \$139  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$140  = gate1_1_0;
-    if (\$71 ) begin
-      \$140  = acc_word[18:0];
-    end else if (\$73 ) begin
-      \$140  = gate1_1_1;
-    end
-    if (rst) begin
-      \$140  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$141  = gate1_1_1;
-    if (\$75 ) begin
-      \$141  = acc_word[37:19];
-    end
-    if (rst) begin
-      \$141  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$142  = gate1_2_0;
-    if (\$77 ) begin
-      \$142  = acc_word[18:0];
-    end else if (\$79 ) begin
-      \$142  = gate1_2_1;
-    end
-    if (rst) begin
-      \$142  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$143  = gate1_2_1;
-    if (\$81 ) begin
-      \$143  = acc_word[37:19];
-    end
-    if (rst) begin
-      \$143  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$144  = gate1_3_0;
-    if (\$83 ) begin
-      \$144  = acc_word[18:0];
-    end else if (\$85 ) begin
-      \$144  = gate1_3_1;
-    end
-    if (rst) begin
-      \$144  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$145  = gate1_3_1;
-    if (\$87 ) begin
-      \$145  = acc_word[37:19];
-    end
-    if (rst) begin
-      \$145  = 19'h00000;
+      \$115  = 83'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     gather_read0 = 1'h0;
     if (running) begin
-      if (\$91 ) begin
-        gather_read0 = \$92 ;
-        if (\$93 ) begin
-          gather_read0 = \$99 ;
+      if (\$61 ) begin
+        gather_read0 = \$62 ;
+        if (\$63 ) begin
+          gather_read0 = \$69 ;
         end
-        if (\$100 ) begin
+        if (\$70 ) begin
           if (early) begin
             gather_read0 = 1'h1;
-          end else if (\$106 ) begin
+          end else if (\$76 ) begin
             gather_read0 = 1'h1;
           end
         end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture0 = 1'h0;
-    if (running) begin
-      if (\$91 ) begin
-        casez (act_q)
-          3'h2:
-              capture0 = 1'h1;
-        endcase
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture1 = 1'h0;
-    if (running) begin
-      if (\$91 ) begin
-        casez (act_q)
-          3'h2:
-              /* empty */;
-          3'h3:
-              capture1 = 1'h1;
-        endcase
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture2 = 1'h0;
-    if (running) begin
-      if (\$91 ) begin
-        casez (act_q)
-          3'h2:
-              /* empty */;
-          3'h3:
-              /* empty */;
-          3'h4:
-              capture2 = 1'h1;
-        endcase
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture3 = 1'h0;
-    if (running) begin
-      if (\$91 ) begin
-        casez (act_q)
-          3'h2:
-              /* empty */;
-          3'h3:
-              /* empty */;
-          3'h4:
-              /* empty */;
-          3'h5:
-              capture3 = 1'h1;
-        endcase
       end
     end
   end
@@ -1911,38 +2041,31 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 6'h00;
     if (running) begin
-      h_addr = \$107 [5:0];
+      h_addr = \$77 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     c_addr = 5'h00;
     if (running) begin
-      c_addr = \$108 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    shift = 1'h0;
-    if (running) begin
-      if (\$109 ) begin
-        shift = 1'h1;
-      end
+      c_addr = \$78 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
     if (running) begin
-      if (\$109 ) begin
-        if (\$112 ) begin
-          if (\$113 ) begin
+      if (\$79 ) begin
+        if (\$82 ) begin
+          if (\$83 ) begin
             done = 1'h1;
           end
         end
       end
     end
   end
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
   assign \element__payload.tag  = element__payload[5:0];
   assign \element__payload.layer  = element__payload[6];
   assign \element__payload.gates  = element__payload[82:7];
@@ -1950,24 +2073,19 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   assign \element__payload.gates[1]  = element__payload[44:26];
   assign \element__payload.gates[2]  = element__payload[63:45];
   assign \element__payload.gates[3]  = element__payload[82:64];
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
-  assign \$64  = \$signal ;
-  assign \$66  = i_bank;
-  assign \$68  = \$signal ;
-  assign \$70  = \$signal ;
-  assign \$72  = i_bank;
-  assign \$74  = \$signal ;
-  assign \$76  = \$signal ;
-  assign \$78  = i_bank;
-  assign \$80  = \$signal ;
-  assign \$82  = \$signal ;
-  assign \$84  = i_bank;
-  assign \$86  = \$signal ;
+  assign \$13  = \$signal ;
+  assign \$32  = lane;
+  assign \$34  = lane;
+  assign \$37  = lane;
+  assign \$39  = lane;
+  assign \$42  = lane;
+  assign \$44  = lane;
+  assign \$47  = lane;
+  assign \$49  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1057$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1051$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2193,8 +2311,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1057$7 ;
-  wire [75:0] \port$1057$7 ;
+  input [75:0] \port$1051$7 ;
+  wire [75:0] \port$1051$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2220,22 +2338,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1057$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1051$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1057$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1051$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1057$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1051$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1057$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1051$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3049,10 +3167,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1057$7 [18:0];
-  assign acc1 = \port$1057$7 [37:19];
-  assign acc2 = \port$1057$7 [56:38];
-  assign acc3 = \port$1057$7 [75:57];
+  assign acc0 = \port$1051$7 [18:0];
+  assign acc1 = \port$1051$7 [37:19];
+  assign acc2 = \port$1051$7 [56:38];
+  assign acc3 = \port$1051$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;

@@ -364,7 +364,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1033$7 (element__payload[82:7]),
+    .\port$1027$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -806,148 +806,118 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
-  wire [5:0] \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  reg \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [6:0] \$106 ;
-  wire [6:0] \$107 ;
-  reg \$108 ;
-  wire \$109 ;
+  reg [18:0] \$100 ;
+  reg [18:0] \$101 ;
+  reg [18:0] \$102 ;
+  reg [18:0] \$103 ;
+  reg [18:0] \$104 ;
+  reg [18:0] \$105 ;
+  reg [18:0] \$106 ;
+  reg [18:0] \$107 ;
+  reg [18:0] \$108 ;
+  reg [18:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  reg \$113 ;
-  reg [4:0] \$114 ;
-  reg [1:0] \$115 ;
-  reg [5:0] \$116 ;
-  reg [2:0] \$117 ;
-  reg \$118 ;
-  reg [4:0] \$119 ;
-  wire [5:0] \$12 ;
-  reg \$120 ;
-  reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [1:0] \$125 ;
-  reg [6:0] \$126 ;
-  reg \$127 ;
-  reg [82:0] \$128 ;
-  reg [18:0] \$129 ;
+  reg [18:0] \$110 ;
+  reg [18:0] \$111 ;
+  reg [18:0] \$112 ;
+  reg [18:0] \$113 ;
+  reg [82:0] \$114 ;
+  wire \$12 ;
   wire \$13 ;
-  reg [18:0] \$130 ;
-  reg [18:0] \$131 ;
-  reg [18:0] \$132 ;
-  reg [18:0] \$133 ;
-  reg [18:0] \$134 ;
-  reg [18:0] \$135 ;
-  reg [18:0] \$136 ;
-  reg [18:0] \$137 ;
-  reg [18:0] \$138 ;
-  reg [18:0] \$139 ;
-  wire \$14 ;
-  reg [18:0] \$140 ;
-  reg [18:0] \$141 ;
-  reg [18:0] \$142 ;
-  reg [18:0] \$143 ;
-  reg [18:0] \$144 ;
-  reg \$15 ;
+  wire [5:0] \$14 ;
+  wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
+  reg \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire [7:0] \$2 ;
-  wire [5:0] \$20 ;
-  wire [5:0] \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  reg \$24 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [5:0] \$22 ;
+  wire [5:0] \$23 ;
+  wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  reg \$27 ;
-  wire [6:0] \$28 ;
-  wire [18:0] \$29 ;
+  reg \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  reg \$29 ;
   wire [8:0] \$3 ;
-  wire [18:0] \$30 ;
-  wire [18:0] \$31 ;
-  wire [18:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [5:0] \$37 ;
-  wire [2:0] \$38 ;
-  wire \$39 ;
+  wire [6:0] \$30 ;
+  wire [1:0] \$31 ;
+  reg [18:0] \$32 ;
+  wire [1:0] \$33 ;
+  reg [18:0] \$34 ;
+  reg [18:0] \$35 ;
+  wire [1:0] \$36 ;
+  reg [18:0] \$37 ;
+  wire [1:0] \$38 ;
+  reg [18:0] \$39 ;
   wire [2:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  reg [18:0] \$40 ;
+  wire [1:0] \$41 ;
+  reg [18:0] \$42 ;
+  wire [1:0] \$43 ;
+  reg [18:0] \$44 ;
+  reg [18:0] \$45 ;
+  wire [1:0] \$46 ;
+  reg [18:0] \$47 ;
+  wire [1:0] \$48 ;
+  reg [18:0] \$49 ;
   wire [7:0] \$5 ;
-  wire \$50 ;
+  reg [18:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [5:0] \$55 ;
+  wire [2:0] \$56 ;
   wire \$57 ;
-  wire \$58 ;
+  reg \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
+  wire [5:0] \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire \$66 ;
+  reg \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
   reg \$7 ;
-  wire \$70 ;
+  wire [5:0] \$70 ;
   wire \$71 ;
   wire \$72 ;
-  wire \$73 ;
+  reg \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
+  wire [6:0] \$76 ;
+  wire [6:0] \$77 ;
+  reg \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
+  reg \$83 ;
+  reg [4:0] \$84 ;
+  reg [1:0] \$85 ;
+  reg [5:0] \$86 ;
+  reg [2:0] \$87 ;
   reg \$88 ;
-  wire \$89 ;
+  reg [4:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire [5:0] \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  reg \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  reg \$90 ;
+  reg \$91 ;
+  reg \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg [1:0] \$95 ;
+  reg [6:0] \$96 ;
+  reg \$97 ;
+  reg [18:0] \$98 ;
+  reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
   output [6:0] acc_addr;
   wire [6:0] acc_addr;
@@ -960,10 +930,6 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg bank1_full = 1'h0;
   output [4:0] c_addr;
   reg [4:0] c_addr;
-  reg capture0;
-  reg capture1;
-  reg capture2;
-  reg capture3;
   input clk;
   wire clk;
   reg done;
@@ -1012,7 +978,6 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   wire rst;
   reg running = 1'h0;
   wire [-1:0] sel;
-  reg shift;
   input start;
   wire start;
   assign \$1  = rd_q == 2'h3;
@@ -1024,154 +989,115 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   assign \$8  = ~ \$7 ;
   assign \$9  = \$6  & \$8 ;
   assign \$10  = act_q + 1'h1;
-  assign \$11  = act_q == 3'h4;
-  assign \$12  = g_grp + 1'h1;
-  assign \$13  = \$12  < 5'h10;
-  assign \$14  = ~ \$signal ;
-  assign \$16  = ~ \$15 ;
-  assign \$17  = \$13  & \$16 ;
-  assign \$18  = act_q == 3'h5;
-  assign \$19  = ~ \$signal ;
-  assign \$20  = g_grp + 1'h1;
-  assign \$21  = g_grp + 1'h1;
-  assign \$22  = \$21  < 5'h10;
-  assign \$23  = ~ \$signal ;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$22  & \$25 ;
-  assign \$28  = elem + 1'h1;
-  assign \$29  = i_bank ? gate1_0_0 : gate0_0_0;
-  assign \$30  = i_bank ? gate1_1_0 : gate0_1_0;
-  assign \$31  = i_bank ? gate1_2_0 : gate0_2_0;
-  assign \$32  = i_bank ? gate1_3_0 : gate0_3_0;
-  assign \$33  = lane == 1'h1;
-  assign \$34  = elem >= 5'h1f;
-  assign \$35  = \$33  | \$34 ;
-  assign \$36  = ~ i_bank;
-  assign \$37  = grp + 1'h1;
-  assign \$38  = lane + 1'h1;
-  assign \$39  = ! \$signal ;
-  assign \$40  = capture0 & \$39 ;
-  assign \$41  = ! i_bank;
-  assign \$42  = shift & \$41 ;
-  assign \$43  = ! \$signal ;
-  assign \$44  = capture0 & \$43 ;
-  assign \$45  = ! \$signal ;
-  assign \$46  = capture1 & \$45 ;
-  assign \$47  = ! i_bank;
-  assign \$48  = shift & \$47 ;
-  assign \$49  = ! \$signal ;
-  assign \$50  = capture1 & \$49 ;
-  assign \$51  = ! \$signal ;
-  assign \$52  = capture2 & \$51 ;
-  assign \$53  = ! i_bank;
-  assign \$54  = shift & \$53 ;
-  assign \$55  = ! \$signal ;
-  assign \$56  = capture2 & \$55 ;
-  assign \$57  = ! \$signal ;
-  assign \$58  = capture3 & \$57 ;
-  assign \$59  = ! i_bank;
-  assign \$60  = shift & \$59 ;
-  assign \$61  = ! \$signal ;
-  assign \$62  = capture3 & \$61 ;
-  assign \$64  = capture0 & \$63 ;
-  assign \$66  = shift & \$65 ;
-  assign \$68  = capture0 & \$67 ;
-  assign \$70  = capture1 & \$69 ;
-  assign \$72  = shift & \$71 ;
-  assign \$74  = capture1 & \$73 ;
-  assign \$76  = capture2 & \$75 ;
-  assign \$78  = shift & \$77 ;
-  assign \$80  = capture2 & \$79 ;
-  assign \$82  = capture3 & \$81 ;
-  assign \$84  = shift & \$83 ;
-  assign \$86  = capture3 & \$85 ;
+  assign \$11  = ! \$signal ;
+  assign \$13  = act_q == 3'h4;
+  assign \$14  = g_grp + 1'h1;
+  assign \$15  = \$14  < 5'h10;
+  assign \$16  = ~ \$signal ;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$15  & \$18 ;
+  assign \$20  = act_q == 3'h5;
+  assign \$21  = ~ \$signal ;
+  assign \$22  = g_grp + 1'h1;
+  assign \$23  = g_grp + 1'h1;
+  assign \$24  = \$23  < 5'h10;
+  assign \$25  = ~ \$signal ;
+  assign \$27  = ~ \$26 ;
+  assign \$28  = \$24  & \$27 ;
+  assign \$30  = elem + 1'h1;
+  assign \$51  = lane == 1'h1;
+  assign \$52  = elem >= 5'h1f;
+  assign \$53  = \$51  | \$52 ;
+  assign \$54  = ~ i_bank;
+  assign \$55  = grp + 1'h1;
+  assign \$56  = lane + 1'h1;
   assign acc_addr = running ? rd_addr : 7'h00;
-  assign \$87  = g_grp < 5'h10;
-  assign \$89  = ~ \$88 ;
-  assign \$90  = \$87  & \$89 ;
-  assign \$91  = act_q < 3'h4;
-  assign \$92  = act_q == 3'h4;
-  assign \$93  = g_grp + 1'h1;
-  assign \$94  = \$93  < 5'h10;
-  assign \$95  = ~ \$signal ;
-  assign \$97  = ~ \$96 ;
-  assign \$98  = \$94  & \$97 ;
-  assign \$99  = act_q == 3'h5;
-  assign \$100  = g_grp + 1'h1;
-  assign \$101  = \$100  < 5'h10;
-  assign \$102  = ~ \$signal ;
-  assign \$104  = ~ \$103 ;
-  assign \$105  = \$101  & \$104 ;
-  assign \$106  = 3'h4 + elem;
-  assign \$107  = 1'h0 + elem;
-  assign \$109  = lane == 1'h1;
-  assign \$110  = elem >= 5'h1f;
-  assign \$111  = \$109  | \$110 ;
-  assign \$112  = grp == 4'hf;
+  assign \$57  = g_grp < 5'h10;
+  assign \$59  = ~ \$58 ;
+  assign \$60  = \$57  & \$59 ;
+  assign \$61  = act_q < 3'h4;
+  assign \$62  = act_q == 3'h4;
+  assign \$63  = g_grp + 1'h1;
+  assign \$64  = \$63  < 5'h10;
+  assign \$65  = ~ \$signal ;
+  assign \$67  = ~ \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \$69  = act_q == 3'h5;
+  assign \$70  = g_grp + 1'h1;
+  assign \$71  = \$70  < 5'h10;
+  assign \$72  = ~ \$signal ;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = 3'h4 + elem;
+  assign \$77  = 1'h0 + elem;
+  assign \$79  = lane == 1'h1;
+  assign \$80  = elem >= 5'h1f;
+  assign \$81  = \$79  | \$80 ;
+  assign \$82  = grp == 4'hf;
   always @(posedge clk)
-    element__valid <= \$113 ;
+    element__valid <= \$83 ;
   always @(posedge clk)
-    grp <= \$114 ;
+    grp <= \$84 ;
   always @(posedge clk)
-    lane <= \$115 ;
+    lane <= \$85 ;
   always @(posedge clk)
-    elem <= \$116 ;
+    elem <= \$86 ;
   always @(posedge clk)
-    act_q <= \$117 ;
+    act_q <= \$87 ;
   always @(posedge clk)
-    early <= \$118 ;
+    early <= \$88 ;
   always @(posedge clk)
-    g_grp <= \$119 ;
+    g_grp <= \$89 ;
   always @(posedge clk)
-    \$signal  <= \$120 ;
+    \$signal  <= \$90 ;
   always @(posedge clk)
-    i_bank <= \$121 ;
+    i_bank <= \$91 ;
   always @(posedge clk)
-    bank0_full <= \$122 ;
+    bank0_full <= \$92 ;
   always @(posedge clk)
-    bank1_full <= \$123 ;
+    bank1_full <= \$93 ;
   always @(posedge clk)
-    running <= \$124 ;
+    running <= \$94 ;
   always @(posedge clk)
-    rd_q <= \$125 ;
+    rd_q <= \$95 ;
   always @(posedge clk)
-    rd_addr <= \$126 ;
+    rd_addr <= \$96 ;
   always @(posedge clk)
-    finished <= \$127 ;
+    finished <= \$97 ;
   always @(posedge clk)
-    element__payload <= \$128 ;
+    gate0_0_0 <= \$98 ;
   always @(posedge clk)
-    gate0_0_0 <= \$129 ;
+    gate0_0_1 <= \$99 ;
   always @(posedge clk)
-    gate0_0_1 <= \$130 ;
+    gate0_1_0 <= \$100 ;
   always @(posedge clk)
-    gate0_1_0 <= \$131 ;
+    gate0_1_1 <= \$101 ;
   always @(posedge clk)
-    gate0_1_1 <= \$132 ;
+    gate0_2_0 <= \$102 ;
   always @(posedge clk)
-    gate0_2_0 <= \$133 ;
+    gate0_2_1 <= \$103 ;
   always @(posedge clk)
-    gate0_2_1 <= \$134 ;
+    gate0_3_0 <= \$104 ;
   always @(posedge clk)
-    gate0_3_0 <= \$135 ;
+    gate0_3_1 <= \$105 ;
   always @(posedge clk)
-    gate0_3_1 <= \$136 ;
+    gate1_0_0 <= \$106 ;
   always @(posedge clk)
-    gate1_0_0 <= \$137 ;
+    gate1_0_1 <= \$107 ;
   always @(posedge clk)
-    gate1_0_1 <= \$138 ;
+    gate1_1_0 <= \$108 ;
   always @(posedge clk)
-    gate1_1_0 <= \$139 ;
+    gate1_1_1 <= \$109 ;
   always @(posedge clk)
-    gate1_1_1 <= \$140 ;
+    gate1_2_0 <= \$110 ;
   always @(posedge clk)
-    gate1_2_0 <= \$141 ;
+    gate1_2_1 <= \$111 ;
   always @(posedge clk)
-    gate1_2_1 <= \$142 ;
+    gate1_3_0 <= \$112 ;
   always @(posedge clk)
-    gate1_3_0 <= \$143 ;
+    gate1_3_1 <= \$113 ;
   always @(posedge clk)
-    gate1_3_1 <= \$144 ;
+    element__payload <= \$114 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1185,21 +1111,21 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$14 )
+    casez (\$16 )
       1'h0:
-          \$15  = bank0_full;
+          \$17  = bank0_full;
       1'h1:
-          \$15  = bank1_full;
+          \$17  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$23 )
+    casez (\$25 )
       1'h0:
-          \$24  = bank0_full;
+          \$26  = bank0_full;
       1'h1:
-          \$24  = bank1_full;
+          \$26  = bank1_full;
     endcase
   end
   always @* begin
@@ -1207,9 +1133,129 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$27  = bank0_full;
+          \$29  = bank0_full;
       1'h1:
-          \$27  = bank1_full;
+          \$29  = bank1_full;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$32  = 19'h00000;
+    casez (\$31 )
+      2'h0:
+          \$32  = gate0_0_0;
+      2'h1:
+          \$32  = gate0_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$34  = 19'h00000;
+    casez (\$33 )
+      2'h0:
+          \$34  = gate1_0_0;
+      2'h1:
+          \$34  = gate1_0_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$35  = \$32 ;
+      1'h1:
+          \$35  = \$34 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$37  = 19'h00000;
+    casez (\$36 )
+      2'h0:
+          \$37  = gate0_1_0;
+      2'h1:
+          \$37  = gate0_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$39  = 19'h00000;
+    casez (\$38 )
+      2'h0:
+          \$39  = gate1_1_0;
+      2'h1:
+          \$39  = gate1_1_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$40  = \$37 ;
+      1'h1:
+          \$40  = \$39 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$42  = 19'h00000;
+    casez (\$41 )
+      2'h0:
+          \$42  = gate0_2_0;
+      2'h1:
+          \$42  = gate0_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$44  = 19'h00000;
+    casez (\$43 )
+      2'h0:
+          \$44  = gate1_2_0;
+      2'h1:
+          \$44  = gate1_2_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$45  = \$42 ;
+      1'h1:
+          \$45  = \$44 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$47  = 19'h00000;
+    casez (\$46 )
+      2'h0:
+          \$47  = gate0_3_0;
+      2'h1:
+          \$47  = gate0_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$49  = 19'h00000;
+    casez (\$48 )
+      2'h0:
+          \$49  = gate1_3_0;
+      2'h1:
+          \$49  = gate1_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (i_bank)
+      1'h0:
+          \$50  = \$47 ;
+      1'h1:
+          \$50  = \$49 ;
     endcase
   end
   always @* begin
@@ -1217,29 +1263,29 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
     (* full_case = 32'd1 *)
     casez (\$signal )
       1'h0:
-          \$88  = bank0_full;
+          \$58  = bank0_full;
       1'h1:
-          \$88  = bank1_full;
+          \$58  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$95 )
+    casez (\$65 )
       1'h0:
-          \$96  = bank0_full;
+          \$66  = bank0_full;
       1'h1:
-          \$96  = bank1_full;
+          \$66  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$102 )
+    casez (\$72 )
       1'h0:
-          \$103  = bank0_full;
+          \$73  = bank0_full;
       1'h1:
-          \$103  = bank1_full;
+          \$73  = bank1_full;
     endcase
   end
   always @* begin
@@ -1247,560 +1293,644 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
     (* full_case = 32'd1 *)
     casez (i_bank)
       1'h0:
-          \$108  = bank0_full;
+          \$78  = bank0_full;
       1'h1:
-          \$108  = bank1_full;
+          \$78  = bank1_full;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = 1'h0;
+    \$83  = 1'h0;
     if (running) begin
-      if (\$27 ) begin
-        \$113  = 1'h1;
+      if (\$29 ) begin
+        \$83  = 1'h1;
       end
     end
     if (rst) begin
-      \$113  = 1'h0;
+      \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = grp;
+    \$84  = grp;
     if (start) begin
-      \$114  = 5'h00;
+      \$84  = 5'h00;
     end
     if (running) begin
-      if (\$27 ) begin
-        if (\$35 ) begin
-          \$114  = \$37 [4:0];
+      if (\$29 ) begin
+        if (\$53 ) begin
+          \$84  = \$55 [4:0];
         end
       end
     end
     if (rst) begin
-      \$114  = 5'h00;
+      \$84  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = lane;
+    \$85  = lane;
     if (start) begin
-      \$115  = 2'h0;
+      \$85  = 2'h0;
     end
     if (running) begin
-      if (\$27 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$35 ) begin
-          \$115  = 2'h0;
+        if (\$53 ) begin
+          \$85  = 2'h0;
         end else begin
-          \$115  = \$38 [1:0];
+          \$85  = \$56 [1:0];
         end
       end
     end
     if (rst) begin
-      \$115  = 2'h0;
+      \$85  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$116  = elem;
+    \$86  = elem;
     if (start) begin
-      \$116  = 6'h00;
+      \$86  = 6'h00;
     end
     if (running) begin
-      if (\$27 ) begin
-        \$116  = \$28 [5:0];
+      if (\$29 ) begin
+        \$86  = \$30 [5:0];
       end
     end
     if (rst) begin
-      \$116  = 6'h00;
+      \$86  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$117  = act_q;
+    \$87  = act_q;
     if (start) begin
-      \$117  = 3'h0;
+      \$87  = 3'h0;
     end
     if (running) begin
       if (\$9 ) begin
-        \$117  = \$10 [2:0];
-        if (\$18 ) begin
-          \$117  = 3'h0;
+        \$87  = \$10 [2:0];
+        if (\$20 ) begin
+          \$87  = 3'h0;
           if (early) begin
-            \$117  = 3'h2;
-          end else if (\$26 ) begin
-            \$117  = 3'h1;
+            \$87  = 3'h2;
+          end else if (\$28 ) begin
+            \$87  = 3'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$117  = 3'h0;
+      \$87  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$118  = early;
+    \$88  = early;
     if (start) begin
-      \$118  = 1'h0;
+      \$88  = 1'h0;
     end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$13 ) begin
+          \$88  = \$19 ;
+        end
+        if (\$20 ) begin
+          \$88  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$88  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$89  = g_grp;
+    if (start) begin
+      \$89  = 5'h00;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          \$89  = \$22 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$89  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = \$signal ;
+    if (start) begin
+      \$90  = 1'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          \$90  = \$21 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = i_bank;
+    if (start) begin
+      \$91  = 1'h0;
+    end
+    if (running) begin
+      if (\$29 ) begin
+        if (\$53 ) begin
+          \$91  = \$54 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = bank0_full;
+    if (start) begin
+      \$92  = 1'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          casez (\$signal )
+            1'h0:
+                \$92  = 1'h1;
+          endcase
+        end
+      end
+      if (\$29 ) begin
+        if (\$53 ) begin
+          casez (i_bank)
+            1'h0:
+                \$92  = 1'h0;
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$93  = bank1_full;
+    if (start) begin
+      \$93  = 1'h0;
+    end
+    if (running) begin
+      if (\$9 ) begin
+        if (\$20 ) begin
+          (* full_case = 32'd1 *)
+          casez (\$signal )
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$93  = 1'h1;
+          endcase
+        end
+      end
+      if (\$29 ) begin
+        if (\$53 ) begin
+          (* full_case = 32'd1 *)
+          casez (i_bank)
+            1'h0:
+                /* empty */;
+            1'h1:
+                \$93  = 1'h0;
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$94  = running;
+    if (start) begin
+      \$94  = 1'h1;
+    end
+    if (finished) begin
+      \$94  = 1'h0;
+    end
+    if (rst) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = rd_q;
+    if (start) begin
+      \$95  = 2'h0;
+    end
+    if (running) begin
+      if (gather_read0) begin
+        (* full_case = 32'd1 *)
+        if (\$1 ) begin
+          \$95  = 2'h0;
+        end else begin
+          \$95  = \$4 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$95  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$96  = rd_addr;
+    if (start) begin
+      \$96  = 7'h00;
+    end
+    if (running) begin
+      if (gather_read0) begin
+        (* full_case = 32'd1 *)
+        if (\$1 ) begin
+          \$96  = \$3 [6:0];
+        end else begin
+          \$96  = \$5 [6:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$96  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$97  = done;
+    if (rst) begin
+      \$97  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = gate0_0_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
-          \$118  = \$17 ;
-        end
-        if (\$18 ) begin
-          \$118  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$118  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$119  = g_grp;
-    if (start) begin
-      \$119  = 5'h00;
-    end
-    if (running) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          \$119  = \$20 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$119  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$120  = \$signal ;
-    if (start) begin
-      \$120  = 1'h0;
-    end
-    if (running) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          \$120  = \$19 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$121  = i_bank;
-    if (start) begin
-      \$121  = 1'h0;
-    end
-    if (running) begin
-      if (\$27 ) begin
-        if (\$35 ) begin
-          \$121  = \$36 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$121  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$122  = bank0_full;
-    if (start) begin
-      \$122  = 1'h0;
-    end
-    if (running) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          casez (\$signal )
-            1'h0:
-                \$122  = 1'h1;
-          endcase
-        end
-      end
-      if (\$27 ) begin
-        if (\$35 ) begin
-          casez (i_bank)
-            1'h0:
-                \$122  = 1'h0;
+          casez (act_q)
+            3'h2:
+                \$98  = acc_word[18:0];
           endcase
         end
       end
     end
     if (rst) begin
-      \$122  = 1'h0;
+      \$98  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$123  = bank1_full;
-    if (start) begin
-      \$123  = 1'h0;
-    end
+    \$99  = gate0_0_1;
     if (running) begin
       if (\$9 ) begin
-        if (\$18 ) begin
-          (* full_case = 32'd1 *)
-          casez (\$signal )
-            1'h0:
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                \$99  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$99  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$100  = gate0_1_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
                 /* empty */;
-            1'h1:
-                \$123  = 1'h1;
+            3'h3:
+                \$100  = acc_word[18:0];
           endcase
         end
       end
-      if (\$27 ) begin
-        if (\$35 ) begin
-          (* full_case = 32'd1 *)
-          casez (i_bank)
-            1'h0:
+    end
+    if (rst) begin
+      \$100  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$101  = gate0_1_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
                 /* empty */;
-            1'h1:
-                \$123  = 1'h0;
+            3'h3:
+                \$101  = acc_word[37:19];
           endcase
         end
       end
     end
     if (rst) begin
-      \$123  = 1'h0;
+      \$101  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$124  = running;
-    if (start) begin
-      \$124  = 1'h1;
-    end
-    if (finished) begin
-      \$124  = 1'h0;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$125  = rd_q;
-    if (start) begin
-      \$125  = 2'h0;
-    end
+    \$102  = gate0_2_0;
     if (running) begin
-      if (gather_read0) begin
-        (* full_case = 32'd1 *)
-        if (\$1 ) begin
-          \$125  = 2'h0;
-        end else begin
-          \$125  = \$4 [1:0];
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$102  = acc_word[18:0];
+          endcase
         end
       end
     end
     if (rst) begin
-      \$125  = 2'h0;
+      \$102  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$126  = rd_addr;
-    if (start) begin
-      \$126  = 7'h00;
-    end
+    \$103  = gate0_2_1;
     if (running) begin
-      if (gather_read0) begin
-        (* full_case = 32'd1 *)
-        if (\$1 ) begin
-          \$126  = \$3 [6:0];
-        end else begin
-          \$126  = \$5 [6:0];
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$103  = acc_word[37:19];
+          endcase
         end
       end
     end
     if (rst) begin
-      \$126  = 7'h00;
+      \$103  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$127  = done;
-    if (rst) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$128  = element__payload;
+    \$104  = gate0_3_0;
     if (running) begin
-      if (\$27 ) begin
-        \$128 [25:7] = \$29 ;
-        \$128 [44:26] = \$30 ;
-        \$128 [63:45] = \$31 ;
-        \$128 [82:64] = \$32 ;
-        \$128 [5:0] = elem;
-        \$128 [6] = 1'h0;
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$104  = acc_word[18:0];
+          endcase
+        end
       end
     end
     if (rst) begin
-      \$128  = 83'h000000000000000000000;
+      \$104  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$129  = gate0_0_0;
-    if (\$40 ) begin
-      \$129  = acc_word[18:0];
-    end else if (\$42 ) begin
-      \$129  = gate0_0_1;
+    \$105  = gate0_3_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$105  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$129  = 19'h00000;
+      \$105  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$130  = gate0_0_1;
-    if (\$44 ) begin
-      \$130  = acc_word[37:19];
+    \$106  = gate1_0_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                \$106  = acc_word[18:0];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$130  = 19'h00000;
+      \$106  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$131  = gate0_1_0;
-    if (\$46 ) begin
-      \$131  = acc_word[18:0];
-    end else if (\$48 ) begin
-      \$131  = gate0_1_1;
+    \$107  = gate1_0_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                \$107  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$131  = 19'h00000;
+      \$107  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$132  = gate0_1_1;
-    if (\$50 ) begin
-      \$132  = acc_word[37:19];
+    \$108  = gate1_1_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$108  = acc_word[18:0];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$132  = 19'h00000;
+      \$108  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$133  = gate0_2_0;
-    if (\$52 ) begin
-      \$133  = acc_word[18:0];
-    end else if (\$54 ) begin
-      \$133  = gate0_2_1;
+    \$109  = gate1_1_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$109  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$133  = 19'h00000;
+      \$109  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$134  = gate0_2_1;
-    if (\$56 ) begin
-      \$134  = acc_word[37:19];
+    \$110  = gate1_2_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$110  = acc_word[18:0];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$134  = 19'h00000;
+      \$110  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$135  = gate0_3_0;
-    if (\$58 ) begin
-      \$135  = acc_word[18:0];
-    end else if (\$60 ) begin
-      \$135  = gate0_3_1;
+    \$111  = gate1_2_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                \$111  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$135  = 19'h00000;
+      \$111  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$136  = gate0_3_1;
-    if (\$62 ) begin
-      \$136  = acc_word[37:19];
+    \$112  = gate1_3_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$112  = acc_word[18:0];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$136  = 19'h00000;
+      \$112  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$137  = gate1_0_0;
-    if (\$64 ) begin
-      \$137  = acc_word[18:0];
-    end else if (\$66 ) begin
-      \$137  = gate1_0_1;
+    \$113  = gate1_3_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
+                \$113  = acc_word[37:19];
+          endcase
+        end
+      end
     end
     if (rst) begin
-      \$137  = 19'h00000;
+      \$113  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$138  = gate1_0_1;
-    if (\$68 ) begin
-      \$138  = acc_word[37:19];
+    \$114  = element__payload;
+    if (running) begin
+      if (\$29 ) begin
+        \$114 [25:7] = \$35 ;
+        \$114 [44:26] = \$40 ;
+        \$114 [63:45] = \$45 ;
+        \$114 [82:64] = \$50 ;
+        \$114 [5:0] = elem;
+        \$114 [6] = 1'h0;
+      end
     end
     if (rst) begin
-      \$138  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$139  = gate1_1_0;
-    if (\$70 ) begin
-      \$139  = acc_word[18:0];
-    end else if (\$72 ) begin
-      \$139  = gate1_1_1;
-    end
-    if (rst) begin
-      \$139  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$140  = gate1_1_1;
-    if (\$74 ) begin
-      \$140  = acc_word[37:19];
-    end
-    if (rst) begin
-      \$140  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$141  = gate1_2_0;
-    if (\$76 ) begin
-      \$141  = acc_word[18:0];
-    end else if (\$78 ) begin
-      \$141  = gate1_2_1;
-    end
-    if (rst) begin
-      \$141  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$142  = gate1_2_1;
-    if (\$80 ) begin
-      \$142  = acc_word[37:19];
-    end
-    if (rst) begin
-      \$142  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$143  = gate1_3_0;
-    if (\$82 ) begin
-      \$143  = acc_word[18:0];
-    end else if (\$84 ) begin
-      \$143  = gate1_3_1;
-    end
-    if (rst) begin
-      \$143  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$144  = gate1_3_1;
-    if (\$86 ) begin
-      \$144  = acc_word[37:19];
-    end
-    if (rst) begin
-      \$144  = 19'h00000;
+      \$114  = 83'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     gather_read0 = 1'h0;
     if (running) begin
-      if (\$90 ) begin
-        gather_read0 = \$91 ;
-        if (\$92 ) begin
-          gather_read0 = \$98 ;
+      if (\$60 ) begin
+        gather_read0 = \$61 ;
+        if (\$62 ) begin
+          gather_read0 = \$68 ;
         end
-        if (\$99 ) begin
+        if (\$69 ) begin
           if (early) begin
             gather_read0 = 1'h1;
-          end else if (\$105 ) begin
+          end else if (\$75 ) begin
             gather_read0 = 1'h1;
           end
         end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture0 = 1'h0;
-    if (running) begin
-      if (\$90 ) begin
-        casez (act_q)
-          3'h2:
-              capture0 = 1'h1;
-        endcase
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture1 = 1'h0;
-    if (running) begin
-      if (\$90 ) begin
-        casez (act_q)
-          3'h2:
-              /* empty */;
-          3'h3:
-              capture1 = 1'h1;
-        endcase
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture2 = 1'h0;
-    if (running) begin
-      if (\$90 ) begin
-        casez (act_q)
-          3'h2:
-              /* empty */;
-          3'h3:
-              /* empty */;
-          3'h4:
-              capture2 = 1'h1;
-        endcase
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    capture3 = 1'h0;
-    if (running) begin
-      if (\$90 ) begin
-        casez (act_q)
-          3'h2:
-              /* empty */;
-          3'h3:
-              /* empty */;
-          3'h4:
-              /* empty */;
-          3'h5:
-              capture3 = 1'h1;
-        endcase
       end
     end
   end
@@ -1808,38 +1938,31 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     h_addr = 6'h00;
     if (running) begin
-      h_addr = \$106 [5:0];
+      h_addr = \$76 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     c_addr = 5'h00;
     if (running) begin
-      c_addr = \$107 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    shift = 1'h0;
-    if (running) begin
-      if (\$108 ) begin
-        shift = 1'h1;
-      end
+      c_addr = \$77 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     done = 1'h0;
     if (running) begin
-      if (\$108 ) begin
-        if (\$111 ) begin
-          if (\$112 ) begin
+      if (\$78 ) begin
+        if (\$81 ) begin
+          if (\$82 ) begin
             done = 1'h1;
           end
         end
       end
     end
   end
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
   assign \element__payload.tag  = element__payload[5:0];
   assign \element__payload.layer  = element__payload[6];
   assign \element__payload.gates  = element__payload[82:7];
@@ -1847,24 +1970,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   assign \element__payload.gates[1]  = element__payload[44:26];
   assign \element__payload.gates[2]  = element__payload[63:45];
   assign \element__payload.gates[3]  = element__payload[82:64];
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
-  assign \$63  = \$signal ;
-  assign \$65  = i_bank;
-  assign \$67  = \$signal ;
-  assign \$69  = \$signal ;
-  assign \$71  = i_bank;
-  assign \$73  = \$signal ;
-  assign \$75  = \$signal ;
-  assign \$77  = i_bank;
-  assign \$79  = \$signal ;
-  assign \$81  = \$signal ;
-  assign \$83  = i_bank;
-  assign \$85  = \$signal ;
+  assign \$12  = \$signal ;
+  assign \$31  = lane;
+  assign \$33  = lane;
+  assign \$36  = lane;
+  assign \$38  = lane;
+  assign \$41  = lane;
+  assign \$43  = lane;
+  assign \$46  = lane;
+  assign \$48  = lane;
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1033$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1027$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2090,8 +2208,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1033$7 ;
-  wire [75:0] \port$1033$7 ;
+  input [75:0] \port$1027$7 ;
+  wire [75:0] \port$1027$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2117,22 +2235,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1033$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1027$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1033$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1027$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1033$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1027$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1033$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1027$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -2946,10 +3064,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1033$7 [18:0];
-  assign acc1 = \port$1033$7 [37:19];
-  assign acc2 = \port$1033$7 [56:38];
-  assign acc3 = \port$1033$7 [75:57];
+  assign acc0 = \port$1027$7 [18:0];
+  assign acc1 = \port$1027$7 [37:19];
+  assign acc2 = \port$1027$7 [56:38];
+  assign acc3 = \port$1027$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
