@@ -141,6 +141,7 @@ class ActivateEngine(wiring.Component):
         if lanes % units:
             raise ValueError(f"{units} element-wise units do not divide {lanes} lanes")
         self.layers, self.lanes, self.acc_width, self.units = layers, lanes, acc_width, units
+        self.shifting = shifts_banks(lanes, units)
         self.layout = element_layout(layers, acc_width, units)
         super().__init__({
             "start": In(1), "sel": In(range(len(layers))), "bank": In(1),
@@ -204,7 +205,7 @@ class ActivateEngine(wiring.Component):
                     with m.Case(k):
                         self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
                                     elem, act_q, early, g_grp, rd_addr, rd_q, capture)
-        if shifts_banks(P, self.units):
+        if self.shifting:
             self._banks(m, gate_regs, capture, g_bank, full, i_bank)
         return m
 
@@ -244,7 +245,7 @@ class ActivateEngine(wiring.Component):
         with m.If((g_grp < gpg) & ~full[g_bank]):
             m.d.comb += read.eq(act_q < lay.n_blocks)
             m.d.sync += act_q.eq(act_q + 1)
-            if shifts_banks(P, E):
+            if self.shifting:
                 with m.Switch(act_q):
                     for q in range(lay.n_blocks):
                         with m.Case(q + GATHER_CAPTURE):
@@ -280,7 +281,7 @@ class ActivateEngine(wiring.Component):
             m.d.comb += self.ew_addr.eq(lay.ew_addr + elem)
         with m.If(full[i_bank]):
             m.d.sync += elem.eq(elem + E)
-            if shifts_banks(P, E):
+            if self.shifting:
                 for j in range(E):
                     m.d.sync += [self.element_gates(j)[q].eq(
                         Mux(i_bank, gate_regs[1][q][j], gate_regs[0][q][j]))
