@@ -24,6 +24,9 @@ BUILD_SUFFIX = ".build"
 #: weights="load"): its Verilog has no initial contents, and the UP5K's synthesis puts it
 #: in SPRAM (`hwgen.synth.targets`).
 LOADED_ATTR = "hwgen_loaded"
+#: Verilog attribute of a wide, shallow memory ("ram" or "rom": `hwgen.rtl.rom.shallow_attrs`):
+#: where block RAM runs out, the ECP5's synthesis puts these in LUT RAM or logic.
+SHALLOW_ATTR = "hwgen_shallow"
 # (key path, expected type) every consumer relies on.
 _REQUIRED = [(("name",), str), (("interface", "top"), str), (("interface", "verilog"), list),
              (("interface", "in_width"), int), (("interface", "out_width"), int),

@@ -15,7 +15,7 @@ from hwgen.ref import layer_activate
 from hwgen.rtl.arith import requantize
 from hwgen.rtl.elementwise import ElementwiseUnit
 from hwgen.rtl.pwl_unit import LATENCY as PWL_LATENCY, PWLUnit
-from hwgen.rtl.rom import LATENCY as ROM_LATENCY, BankedROM, bank_depth_for
+from hwgen.rtl.rom import LATENCY as ROM_LATENCY, BankedROM, bank_depth_for, block_rams
 
 
 def comb_eval(dut_inputs, outputs, vectors, module=None):
@@ -93,6 +93,17 @@ def test_banked_rom_of_lanes_reads_every_address_from_raw_bits(rng):
 def test_bank_depth_is_one_dp16kd_deep():
     assert [bank_depth_for(w) for w in (1, 4, 8, 9, 10, 16, 18, 36, 64)] == \
         [16384, 4096, 2048, 2048, 1024, 1024, 1024, 512, 512]
+
+
+def test_wide_banks_take_the_depth_that_wastes_fewest_block_rams():
+    # 256-bit words: 512 x 36 wastes 32 of 288 bits a bank, 1024 x 18 only 14 of 270
+    assert block_rams(256, 7360, 512) == 14 * 8 + 8 and block_rams(256, 7360, 1024) == 113
+    assert bank_depth_for(256, 7360) == 1024
+    assert bank_depth_for(512, 3808) == 2048 and block_rams(512, 3808, 2048) == 114
+    assert bank_depth_for(1024, 1904) == 2048   # one bank of 114, not two of 57
+    # equal counts keep the shape that holds a word in one block RAM
+    assert [bank_depth_for(w, 1400) for w in (8, 16, 36, 64)] == [2048, 1024, 512, 512]
+    assert bank_depth_for(46, 1400) == 1024   # 3 + 2 block RAMs, not 2 + 2 + 2
 
 
 # Q(9,5) rounds the slope term (a right shift); Q(9,0) with tanh needs none (left shift).

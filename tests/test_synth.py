@@ -325,3 +325,45 @@ def test_loaded_weights_go_to_spram_on_the_up5k_only(tmp_path):
     (shell / "pin_shell.v").write_text(pin_shell_verilog(design))
     _run_yosys(design, get_target("ice40-up5k"), SHELL_TOP,
                [*design.verilog, shell / "pin_shell.v"], shell, body=[])   # hierarchy -check
+
+
+def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
+    """At 16 lanes the accumulators (25 words, two read ports) and biases (13 words) are
+    16 x 20 bits wide: the biases kept in block RAM while it fits (Yosys puts accumulators
+    this shallow in LUT RAM by itself), in logic on an ECP5 whose block RAM they overflow
+    (a second Yosys run), and the accumulators in LUT RAM."""
+    import numpy as np
+    from conftest import make_model
+    from hwgen.design_folder import SHALLOW_ATTR
+    from hwgen.frontend import from_torch
+    from hwgen.quant import quantize_model
+    from hwgen.rtl.emit import generate
+    ir = from_torch(make_model("gru", 5, 40, 3))
+    qm = quantize_model(ir, np.random.default_rng(0).uniform(-1, 1, (8, 4, 5)))
+    design = generate(qm, tmp_path / "wide", lanes=16)
+    verilog_text = "".join(p.read_text() for p in design.glob("*.v"))
+    assert verilog_text.count(f'{SHALLOW_ATTR} = "ram"') == 1   # the accumulators
+    assert verilog_text.count(f'{SHALLOW_ATTR} = "rom"') == 1   # the biases
+    mapped = r"mac\.{} via \$__(\w+)_\n"
+    ecp5 = dataclasses.replace(get_target("ecp5-25f"), pnr=None, pack=None)
+    roomy = synthesize(design, ecp5, out_dir=tmp_path / "roomy", progress=None)
+    memory = roomy["memory_mapping"]
+    assert memory["strategy"] == "block" and len(memory["attempts"]) == 1
+    blocks = memory["attempts"][0]["bram"]
+    log = (tmp_path / "roomy" / "yosys.log").read_text()
+    assert set(re.findall(mapped.format("b_mem"), log)) == {"PDPW16KD"}
+    assert not (tmp_path / "roomy" / "shallow_in_lut.log").exists()
+
+    tight = dataclasses.replace(ecp5, capacity={**ecp5.capacity, "BRAM": blocks - 1})
+    events = []
+    report = synthesize(design, tight, out_dir=tmp_path / "tight",
+                        progress=lambda *e: events.append(e))
+    memory = report["memory_mapping"]
+    assert [s for s, e, _ in events if e == "done"] == ["yosys", "yosys-shallow-in-lut"]
+    assert memory["strategy"] == "shallow-in-lut" and memory["attempts"][0]["bram"] == blocks
+    assert report["resources"]["BRAM"]["used"] == memory["attempts"][1]["bram"] < blocks
+    assert report["fits"] is True
+    log = (tmp_path / "tight" / "shallow_in_lut.log").read_text()
+    assert set(re.findall(mapped.format("acc_mem"), log)) == {"TRELLIS_DPR16X4"}
+    assert not re.search(mapped.format("b_mem"), log)   # logic
+    assert "memory mapping: shallow-in-lut" in (tmp_path / "tight" / "report.txt").read_text()

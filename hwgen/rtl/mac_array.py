@@ -38,7 +38,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .plan import WEIGHT_BEAT
-from .rom import LATENCY as ROM_LATENCY, BankedROM, LoadedRAM
+from .rom import LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, shallow_attrs
 
 #: Pipeline registers between an issue and its accumulator write (s1, s1a, s1b, s2, s3, s4).
 PIPELINE_DEPTH = 6
@@ -111,7 +111,8 @@ class MacArray(wiring.Component):
         self.layout = issue_layout(len(weight_words) + 1, acc_depth, len(bias_words),
                                    delta_width, len(self.shifts))
         lanes = data.ArrayLayout(signed(acc_width), self.lanes)
-        self.acc_mem = Memory(shape=lanes, depth=acc_depth, init=[])
+        self.acc_mem = Memory(shape=lanes, depth=acc_depth, init=[],
+                              attrs=shallow_attrs(lanes.size, acc_depth, writable=True))
         members = {"issue": In(stream.Signature(self.layout, always_ready=True)),
                    "read_addr": In(range(acc_depth)),
                    "acc_word": Out(lanes), "idle": Out(1, init=1)}
@@ -136,10 +137,11 @@ class MacArray(wiring.Component):
                 lanes_of(self.weight_width), self.weight_words.tolist(), decode=decode)
         # in block RAM, not logic: Yosys builds a ROM this small from LUTs, and on the iCE40
         # its address decode was the longest path
-        m.submodules.b_mem = b_mem = Memory(shape=lanes_of(self.acc_width),
-                                            depth=len(self.bias_words),
-                                            init=self.bias_words.tolist(),
-                                            attrs={"rom_style": "block"})
+        m.submodules.b_mem = b_mem = Memory(
+            shape=lanes_of(self.acc_width), depth=len(self.bias_words),
+            init=self.bias_words.tolist(),
+            attrs={"rom_style": "block", **shallow_attrs(P * self.acc_width,
+                                                        len(self.bias_words), writable=False)})
         m.submodules.acc_mem = acc_mem = self.acc_mem
         b_rd, acc_rd, acc_wr = b_mem.read_port(), acc_mem.read_port(), acc_mem.write_port()
         out_rd = acc_mem.read_port()   # the rest of the datapath's

@@ -21,7 +21,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..design_folder import LOADED_ATTR
+from ..design_folder import LOADED_ATTR, SHALLOW_ATTR
 
 #: DP16KD shapes (depth: widest word): a bank is one block RAM deep on the ECP5, and its
 #: words fill whole EBRs on the iCE40 (SB_RAM40_4K: 256 x 16 ... 2048 x 2).
@@ -35,10 +35,45 @@ def raw_bits(shape, word) -> int:
     return Const.cast(const).value & ((1 << Shape.cast(shape).width) - 1)
 
 
-def bank_depth_for(width: int) -> int:
-    """The deepest DP16KD shape that holds `width`-bit words (512 for wider words, which
-    then take several block RAMs side by side)."""
-    return max([depth for depth, w in _DP16KD.items() if width <= w] or [512])
+def bank_depth_for(width: int, words: int | None = None) -> int:
+    """The bank depth of a ROM of `words` words of `width` bits: the DP16KD depth that
+    takes the fewest block RAMs in all (`block_rams`); among equals the deepest shape that
+    holds a word in one block RAM, then the fewest banks. Without `words`: that deepest
+    shape (512 for words wider than 36 bits, which take several block RAMs side by side).
+
+    Wide words waste the part of a block RAM's width they do not fill: 256-bit words take
+    8 DP16KD of 512 x 36 (288 bits) a bank but 15 of 1024 x 18 (270 bits) for twice the
+    depth; 7360 words take 113 block RAMs in 8 banks instead of 120 in 15."""
+    one_block = max([depth for depth, w in _DP16KD.items() if width <= w] or [512])
+    if words is None:
+        return one_block
+    return min(sorted(_DP16KD), key=lambda depth: (
+        block_rams(width, words, depth), depth != one_block, -(-words // depth)))
+
+
+#: A memory this shallow fills at most an eighth of a DP16KD's 512 words ...
+SHALLOW_DEPTH = 64
+#: ... and one this wide takes three or more of them side by side (twice that with two
+#: read ports): the accumulators and biases at many lanes (64 lanes: 33 x 1472 bits).
+SHALLOW_WIDTH = 2 * 36
+
+
+def shallow_attrs(width: int, depth: int, *, writable: bool) -> dict:
+    """The attributes marking a memory of `depth` words of `width` bits as wide and shallow
+    (`SHALLOW_ATTR`: "ram", or "rom" without writes), where block RAM would hold it with
+    most of its words empty; {} for any other memory."""
+    if depth > SHALLOW_DEPTH or width <= SHALLOW_WIDTH:
+        return {}
+    return {SHALLOW_ATTR: "ram" if writable else "rom"}
+
+
+def block_rams(width: int, words: int, bank_depth: int) -> int:
+    """DP16KD count of `words` words of `width` bits in banks `bank_depth` deep, each bank
+    one block RAM deep, in the shape that takes the fewest (the last may be shallower)."""
+    def bank(n):
+        return min(-(-width // w) for depth, w in _DP16KD.items() if depth >= n)
+    full, rest = divmod(words, bank_depth)
+    return full * bank(bank_depth) + (bank(rest) if rest else 0)
 
 
 class BankedROM(wiring.Component):
@@ -55,7 +90,7 @@ class BankedROM(wiring.Component):
 
     def __init__(self, shape, words, bank_depth: int | None = None, *, decode=None):
         if bank_depth is None:
-            bank_depth = bank_depth_for(Shape.cast(shape).width)
+            bank_depth = bank_depth_for(Shape.cast(shape).width, len(words))
         if bank_depth & (bank_depth - 1):
             raise ValueError(f"bank depth {bank_depth} is not a power of two")
         self.shape, self.words, self.bank_depth = shape, list(words), bank_depth

