@@ -251,6 +251,8 @@ BUNDLED = {
     "speech_gru": lambda: train_speech("gru", 64),
     "speech_ligru": lambda: train_speech("ligru", 64),
     "speech_sru": lambda: train_speech("sru", 64, layers=2),
+    # the large design of the throughput table (bench/speech_big.py): GRU I=40 H=256
+    "speech_gru256": lambda: train_speech("gru", 256),
     "wordlm_gru": lambda: train_word_lm("gru", 48, 24),
 }
 

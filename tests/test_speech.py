@@ -165,3 +165,27 @@ def test_augmentation_is_seeded_and_shifts_bands():
         shifts = [s for s in range(-2, 3) if torch.equal(
             plain[n], x[n][:, (torch.arange(40) - s).clamp(0, 39)])]
         assert len(shifts) == 1
+
+
+def test_large_speech_gru_is_bundled_with_its_recorded_accuracy(splits, capsys):
+    """speech_gru256: the throughput table's large design (GRU I=40 H=256) trained on the
+    speech task (`python -m hwgen.train speech_gru256`; bench/speech_big.py)."""
+    from hwgen import train
+    from hwgen.cli import main
+    name = "speech_gru256"
+    assert name in list_models()
+    model, meta = load_model(name)
+    assert meta["name"] == name and meta["task"] == "speech"
+    assert meta["config"] == {"cell": "gru", "input_size": 40, "hidden_size": 256,
+                              "num_layers": 1, "output_size": 10, "head_mode": "last"}
+    assert model.config() == meta["config"]
+    assert meta == json.loads((MODELS_DIR / f"{name}.json").read_text())
+    assert name in train.BUNDLED
+    for split in ("test", "valid"):
+        acc = train.accuracy(model, *splits[split])
+        assert acc == pytest.approx(meta["metrics"][f"{split}_accuracy"], rel=1e-6)
+        assert acc >= 85.0
+    assert main(["list"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines()
+                if ln.startswith(name + " "))
+    assert "I=40" in line and "H=256" in line and "speech" in line
