@@ -24,7 +24,7 @@ from .activate import issue_cycles
 from .elementwise import latency as elementwise_latency
 from .head_output import output_cycles
 from .mac_array import PIPELINE_DEPTH
-from .matrix import ENCODER_LATENCY, ISSUER_LATENCY
+from .matrix import ENCODER_LATENCY, ISSUER_LATENCY, QUEUE_DEPTH
 from .plan import LayerPlan, Plan, token_columns
 
 MATRIX_OVERHEAD = ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1
@@ -219,6 +219,79 @@ def ternary_delta_step_cycles(plan: Plan, tp, input_size: int, fired) -> dict:
     return {"load": input_size, "layers": layers,
             "per_step": input_size + sum(c["matrix"] + c["combine"] + c["activate"]
                                          for c in layers)}
+
+
+def delta_matrix_cycles(fired, gpc: int) -> int:
+    """Cycles of one delta MATRIX pass of the MAC array when the columns `fired` (booleans, in
+    pass order) fire, each issuing `gpc` weight words (`LayerPlan.groups_per_col`).
+
+    Walks the components' handshakes cycle by cycle (`matrix.ColumnEncoder`: a column read a
+    cycle while the queue has room, `ENCODER_LATENCY` edges to the queue; `MacIssuer`: a queued
+    column's words one a cycle, the next column without a gap), then the MAC pipeline drains.
+    Counted as `layer_cycles`' "matrix" is: with every column firing this is
+    ``columns * gpc + MATRIX_OVERHEAD``. Unlike ``max(fired * gpc, columns) + MATRIX_OVERHEAD``
+    (`layer_cycles` with a fired count) it sees where the fired columns lie: the issuer waits
+    for a fired column the encoder has not yet read, and a pass where nothing fires ends
+    without the MAC pipeline's drain.
+    """
+    cols = len(fired)
+    col, reading = 0, cols > 0
+    e1 = e2 = None                  # the encoder's columns in flight (read, change)
+    queue: list = []
+    held = 0                        # queued + in flight (the encoder's `held`)
+    active, grp, last_word = False, 0, False
+    last_issue = None
+    c = 0
+    while True:
+        if active:
+            last_issue = c
+        if not reading and held == 0 and not active:   # enc.done & ~issuer.busy
+            drain_from = c + 1                         # DRAIN: waits for the array idle
+            break
+        launch = reading and held < QUEUE_DEPTH - 1
+        ready = not active or last_word
+        pop = ready and bool(queue)
+        push = e2 is not None and bool(fired[e2])
+        # the edge
+        if active and not last_word:
+            grp += 1
+            last_word = grp == gpc - 1
+        else:
+            active = pop
+            grp, last_word = 0, gpc == 1
+            if pop:
+                queue.pop(0)
+        if push:
+            queue.append(e2)
+        held += int(launch) - int(pop) - int(e2 is not None and not push)
+        e2, e1 = e1, (col if launch else None)
+        if launch:
+            reading = col != cols - 1
+            col += 1
+        c += 1
+    # the array is idle PIPELINE_DEPTH + 1 cycles after the last issue
+    start_act = drain_from if last_issue is None else max(drain_from,
+                                                          last_issue + PIPELINE_DEPTH + 1)
+    return start_act + 1
+
+
+# the walk's constant agrees with the cycle model's (a pass where every column fires)
+assert ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1 == MATRIX_OVERHEAD
+
+
+def delta_step_cycles(plan, input_size: int, fired) -> dict:
+    """Cycles of one step of a delta design (no overlapped steps: `plan.overlap` is False for
+    delta), `fired` holding per layer the booleans of its pass's columns that fire this step
+    (`delta_fired_columns`): LOAD, then per layer its MATRIX pass (`delta_matrix_cycles`) and
+    ACTIVATE. "formula": the same step with `layer_cycles`' max(fired * gpc, columns) pass."""
+    assert plan.delta is not None and not plan.overlap
+    matrix = [delta_matrix_cycles(mask, lp.groups_per_col) for lp, mask in zip(plan.layers, fired)]
+    act = [activate_cycles(lp, plan.lanes, plan.units) for lp in plan.layers]
+    formula = sum(layer_cycles(lp, plan.lanes, int(sum(mask)), plan.units)["matrix"]
+                  for lp, mask in zip(plan.layers, fired))
+    return {"per_step": input_size + sum(matrix) + sum(act),
+            "formula": input_size + formula + sum(act), "matrix": matrix,
+            "fired": [int(sum(mask)) for mask in fired]}
 
 
 def delta_fired_columns(qm, xq, delta) -> list:

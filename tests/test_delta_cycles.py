@@ -1,8 +1,5 @@
-"""bench/speech_big.py's delta cycles: the MATRIX pass walked from the columns that fire equals
-the accelerator in Amaranth's simulator, step by step."""
-import sys
-from pathlib import Path
-
+"""The delta cycle model of the MAC array (`cycles.delta_step_cycles`): the MATRIX pass walked
+from the columns that fire equals the accelerator in Amaranth's simulator, step by step."""
 import numpy as np
 import pytest
 
@@ -11,11 +8,9 @@ from conftest import make_model
 from hwgen.frontend import from_torch
 from hwgen.quant import quantize_model
 from hwgen.ref import run_int
-from hwgen.rtl.cycles import MATRIX_OVERHEAD, delta_fired_columns
+from hwgen.rtl.cycles import (MATRIX_OVERHEAD, delta_fired_columns, delta_matrix_cycles,
+                              delta_step_cycles)
 from hwgen.rtl.top import Accelerator
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from speech_big import delta_matrix_cycles, delta_step_cycles  # noqa: E402
 
 
 @pytest.mark.parametrize("cols,gpc", [(296, 12), (10, 1), (7, 3)])
