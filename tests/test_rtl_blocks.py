@@ -67,6 +67,35 @@ def test_banked_rom_reads_every_address(n_words, bank_depth, rng):
     assert got[:len(addrs)] == [words[a] for a in addrs]
 
 
+def test_banked_rom_with_address_copies_reads_each_slice_at_its_copy(rng):
+    """Wide words (40 lanes of 9 bits = 360 bits, 10 DP16KD of 512 x 36 side by side) read
+    through 3 address copies: every slice of every bank at its own copy (the bank from copy
+    0); a copy that lags shows in its slice's lanes only."""
+    lanes = data.ArrayLayout(signed(9), 40)
+    words = rng.integers(-256, 256, (24, 40)).tolist()
+    dut = BankedROM(lanes, words, 8, copies=3)
+    assert [hi - lo for lo, hi in dut._slices(360)] == [144, 144, 72]
+    addrs = rng.integers(0, len(words), 40)
+    got = []
+
+    async def tb(ctx):
+        for k in range(len(addrs) + ROM_LATENCY):
+            if k < len(addrs):
+                for g in range(3):   # copy 2 lags: its slice's lanes show the word before
+                    ctx.set(dut.addr[g], int(addrs[k - (g == 2 and k > 0)]))
+            await ctx.tick()
+            if k + 1 >= ROM_LATENCY:
+                got.append([ctx.get(dut.data[j]) for j in range(40)])
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    first = 288 // 9    # lanes of the first two slices
+    for k, a in enumerate(addrs):
+        lag = a // 8 * 8 + addrs[k - (k > 0)] % 8    # copy 2's offset in copy 0's bank
+        assert got[k][:first] == words[a][:first] and got[k][first:] == words[lag][first:]
+
+
 def test_banked_rom_of_lanes_reads_every_address_from_raw_bits(rng):
     """A layout-shaped ROM (lanes of signed words): every lane read back, and the banks hold
     raw bits, so no wire is named port__data[k] beside port__data (Yosys 0.70 joined two

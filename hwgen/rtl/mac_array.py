@@ -32,13 +32,14 @@ high product is then taken from the delta directly.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .plan import WEIGHT_BEAT
-from .rom import LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, shallow_attrs
+from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
+                  shallow_attrs)
 
 #: Pipeline registers between an issue and its accumulator write (s1, s1a, s1b, s2, s3, s4).
 PIPELINE_DEPTH = 6
@@ -59,10 +60,14 @@ def pairs_products(weight_width: int, delta_width: int) -> bool:
 
 
 def issue_layout(weight_depth: int, acc_depth: int, bias_depth: int, delta_width: int,
-                 shifts: int) -> data.StructLayout:
-    """One MAC issue: the weight word, the accumulator and bias words, the column's delta,
+                 shifts: int, w_addr_copies: int = 1) -> data.StructLayout:
+    """One MAC issue: the weight word (its address, or that many copies of it from as many
+    registers: `rom.address_copies`), the accumulator and bias words, the column's delta,
     whether to start from the bias, and the index of the alignment shift."""
-    return data.StructLayout({"w_addr": range(weight_depth),
+    w_addr = range(weight_depth)
+    if w_addr_copies > 1:
+        w_addr = data.ArrayLayout(unsigned(Shape.cast(w_addr).width), w_addr_copies)
+    return data.StructLayout({"w_addr": w_addr,
                               "acc_addr": range(acc_depth), "b_addr": range(bias_depth),
                               "bias": 1, "delta": signed(delta_width),
                               "shift": range(shifts)})
@@ -108,8 +113,10 @@ class MacArray(wiring.Component):
         self.loads_weights = weights == "load"
         self.pairs = self.lanes // 2 if pairs_products(weight_width, delta_width) else 0
         self.multipliers = self.lanes - self.pairs
+        self.w_addr_copies = (1 if self.loads_weights else
+                              address_copies(self.lanes * weight_width, len(weight_words)))
         self.layout = issue_layout(len(weight_words) + 1, acc_depth, len(bias_words),
-                                   delta_width, len(self.shifts))
+                                   delta_width, len(self.shifts), self.w_addr_copies)
         lanes = data.ArrayLayout(signed(acc_width), self.lanes)
         self.acc_mem = Memory(shape=lanes, depth=acc_depth, init=[],
                               attrs=shallow_attrs(lanes.size, acc_depth, writable=True))
@@ -134,7 +141,8 @@ class MacArray(wiring.Component):
             m.d.comb += self.loaded.eq(w_rom.loaded)
         else:
             m.submodules.w_rom = w_rom = BankedROM(
-                lanes_of(self.weight_width), self.weight_words.tolist(), decode=decode)
+                lanes_of(self.weight_width), self.weight_words.tolist(), decode=decode,
+                copies=self.w_addr_copies)
         # in block RAM, not logic: Yosys builds a ROM this small from LUTs, and on the iCE40
         # its address decode was the longest path
         m.submodules.b_mem = b_mem = Memory(
@@ -150,7 +158,11 @@ class MacArray(wiring.Component):
         # into a multiplexer or a multiplier would be the longest path)
         s1 = Signal(data.StructLayout({"valid": 1, "issue": self.layout}))
         s1a, s1b = Signal.like(s1, name="s1a"), Signal.like(s1, name="s1b")
-        m.d.comb += w_rom.addr.eq(self.issue.payload.w_addr)
+        if self.w_addr_copies == 1:
+            m.d.comb += w_rom.addr.eq(self.issue.payload.w_addr)
+        else:
+            m.d.comb += [w_rom.addr[g].eq(self.issue.payload.w_addr[g])
+                         for g in range(self.w_addr_copies)]
         m.d.sync += s1.valid.eq(self.issue.valid)
         with m.If(self.issue.valid):
             m.d.sync += s1.issue.eq(self.issue.payload)

@@ -303,6 +303,8 @@ class MacIssuer(wiring.Component):
         self.plan, self.passes = plan, passes
         self.entry = fired_column_layout(plan, passes)
         self.shifts = pass_shifts(passes)
+        w_addr = issue_layout.members["w_addr"]
+        self.w_addr_copies = w_addr.length if isinstance(w_addr, data.ArrayLayout) else 1
         super().__init__({
             "sel": In(range(len(passes))), "fresh": In(1), "bank": In(1),
             "columns": In(stream.Signature(self.entry)),
@@ -328,8 +330,9 @@ class MacIssuer(wiring.Component):
                     acc_base = (Mux(self.bank, ps.acc_base + ps.acc_bank_stride, ps.acc_base)
                                 if ps.banked else ps.acc_base)
                     bias_ok = self.fresh if ps.is_delta else 1
+                    if self.w_addr_copies == 1:
+                        m.d.comb += self.issue.payload.w_addr.eq(cur.w_addr + grp)
                     m.d.comb += [
-                        self.issue.payload.w_addr.eq(cur.w_addr + grp),
                         self.issue.payload.acc_addr.eq(acc_base + acc_off),
                         self.issue.payload.b_addr.eq(ps.b_base + acc_off),
                         self.issue.payload.delta.eq(cur.delta),
@@ -344,4 +347,15 @@ class MacIssuer(wiring.Component):
                         m.d.sync += [grp.eq(0), active.eq(self.columns.valid),
                                      cur.eq(self.columns.payload),
                                      last_word.eq(ps.gpc == 1)]
+        if self.w_addr_copies > 1:
+            # the weight address as registers (cur.w_addr + grp, kept), one per slice of the
+            # ROM's block RAMs: each copy counts from its own value, so no synthesis tool
+            # merges them back into one register driving every block RAM
+            copies = [Signal(range(len(self.plan.weight_words) + 1), name=f"w_addr{g}")
+                      for g in range(self.w_addr_copies)]
+            m.d.comb += [self.issue.payload.w_addr[g].eq(c) for g, c in enumerate(copies)]
+            with m.If(active & ~last_word):
+                m.d.sync += [c.eq(c + 1) for c in copies]
+            with m.Elif(self.columns.ready):
+                m.d.sync += [c.eq(self.columns.payload.w_addr) for c in copies]
         return m
