@@ -45,6 +45,14 @@ def test_requantize_expression(shift, to, rng):
     assert np.array_equal(got, np_requantize(values, to.frac + shift, to))
 
 
+def _clocked(dut, testbench):
+    """Run `testbench` on `dut` with a clock."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 @pytest.mark.parametrize("n_words,bank_depth", [(11, 4), (8, 8), (5, 16)])
 def test_banked_rom_reads_every_address(n_words, bank_depth, rng):
     words = rng.integers(-128, 128, n_words).tolist()
@@ -60,10 +68,7 @@ def test_banked_rom_reads_every_address(n_words, bank_depth, rng):
             await ctx.tick()
             if k + 1 >= ROM_LATENCY:
                 got.append(ctx.get(dut.data))
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    _clocked(dut, tb)
     assert got[:len(addrs)] == [words[a] for a in addrs]
 
 
@@ -86,10 +91,7 @@ def test_banked_rom_with_address_copies_reads_each_slice_at_its_copy(rng):
             await ctx.tick()
             if k + 1 >= ROM_LATENCY:
                 got.append([ctx.get(dut.data[j]) for j in range(40)])
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    _clocked(dut, tb)
     first = 288 // 9    # lanes of the first two slices
     for k, a in enumerate(addrs):
         lag = a // 8 * 8 + addrs[k - (k > 0)] % 8    # copy 2's offset in copy 0's bank
@@ -112,10 +114,7 @@ def test_banked_rom_of_lanes_reads_every_address_from_raw_bits(rng):
             await ctx.tick()
             if a + 1 >= ROM_LATENCY:
                 got.append([ctx.get(dut.data[k]) for k in range(2)])
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    _clocked(dut, tb)
     assert got[:len(words)] == words
 
 
@@ -153,10 +152,7 @@ def test_pwl_unit_every_code(func, form, in_frac):
             await ctx.tick()
             if k + 1 >= PWL_LATENCY:
                 got.append(ctx.get(dut.y))
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    _clocked(dut, tb)
     assert np.array_equal(np.array(got[:len(codes)]), p.evaluate(codes))
 
 
