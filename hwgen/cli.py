@@ -295,7 +295,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_synth(args) -> int:
     from .synth.cli_support import synth_command
-    fits = synth_command(args.design, args.target, args.freq, args.seeds)
+    fits = synth_command(args.design, args.target, args.freq, args.seeds, args.router)
     return EXIT_OK if fits else EXIT_FAIL
 
 
@@ -448,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", type=_seed_list, default=(1,), metavar="N[,N...]",
                     help="nextpnr placement seeds, e.g. 1,2,3,4: each is placed and routed, "
                          "the fastest kept (default 1)")
+    sp.add_argument("--router", choices=("router1", "router2"),
+                    help="nextpnr's router (default: nextpnr's, router1 on iCE40 and ECP5); "
+                         "router2 routes large designs far sooner")
     sp.set_defaults(func=cmd_synth)
 
     sp = sub.add_parser("build", help="bitstream for a board (UART host link)")

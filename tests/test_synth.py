@@ -108,8 +108,13 @@ def test_place_and_route(standin, target, freq):
 def test_seed_sweep_keeps_the_fastest_placement(standin, tmp_path):
     events = []
     report = synthesize(standin, "ecp5-85f", out_dir=tmp_path, seeds=(1, 2, 3),
-                        progress=lambda *e: events.append(e))
+                        progress=lambda *e: events.append(e), router="router2")
     _check_placed(report, "ecp5-85f")
+    assert report["router"] == "router2" and "Running router2" in (
+        tmp_path / "nextpnr.log").read_text()
+    assert "router: router2" in (tmp_path / "report.txt").read_text()
+    with pytest.raises(ValueError, match="router must be one of router1, router2, not 'r3'"):
+        synthesize(standin, "ecp5-85f", out_dir=tmp_path / "r3", router="r3")
     by_seed = report["fmax_by_seed"]
     assert sorted(by_seed) == ["1", "2", "3"]
     assert report["fmax_mhz"] == max(by_seed.values()) == by_seed[str(report["seed"])]

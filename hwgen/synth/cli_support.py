@@ -29,7 +29,8 @@ def target_names(target) -> list[str]:
     return names
 
 
-def synth_command(design_dir, target, freq: float | None = None, seeds=(1,)) -> bool:
+def synth_command(design_dir, target, freq: float | None = None, seeds=(1,),
+                  router: str | None = None) -> bool:
     """Synthesize ``design_dir`` for ``target`` and print the table.
 
     Parameters
@@ -38,6 +39,7 @@ def synth_command(design_dir, target, freq: float | None = None, seeds=(1,)) -> 
     target : a target name, several separated by commas (or a list), or ``"all"``.
     freq : the clock aim in MHz (nextpnr ``--freq``); each target's default if None.
     seeds : nextpnr placement seeds (the fastest is kept, every one's Fmax printed).
+    router : nextpnr's router (``"router2"`` for large designs); its default if None.
 
     Returns
     -------
@@ -59,7 +61,8 @@ def synth_command(design_dir, target, freq: float | None = None, seeds=(1,)) -> 
     for name in names:
         print(f"{name}:", flush=True)
         try:
-            report = synthesize(design_dir, name, freq, progress=print_progress, seeds=seeds)
+            report = synthesize(design_dir, name, freq, progress=print_progress, seeds=seeds,
+                                router=router)
         except SynthError as exc:
             if len(names) == 1:
                 raise

@@ -53,6 +53,9 @@ def _stage(progress, seconds: dict, stage: str, fn):
             progress(stage, event, seconds[stage])
 
 
+#: nextpnr's routers (None: its default, router1).
+ROUTERS = (None, "router1", "router2")
+
 #: Amaranth names a view's elements as wires ``\\data[0]``, ``\\data[1]``, ... beside the
 #: wire ``\\data``. Yosys 0.70's ABC reintegration then fails an assertion (a duplicate wire
 #: name) on some designs (a banked weight ROM of 2 lanes already); with those names made
@@ -287,14 +290,18 @@ def _gowin_family(target: Target) -> str:
     return target.pnr_args[target.pnr_args.index("--vopt") + 1].split("=", 1)[1]
 
 
-def _run_pnr(target: Target, top: str, freq: float, out: Path, seed: int, tag: str = ""):
+def _run_pnr(target: Target, top: str, freq: float, out: Path, seed: int, tag: str = "",
+             router: str | None = None):
     """Place and route; ``(report, None)``, or ``(None, (overflowing BEL type, its demand))``.
 
-    ``tag`` goes into the names of the files nextpnr writes (one set per seed)."""
+    ``tag`` goes into the names of the files nextpnr writes (one set per seed); ``router``
+    is nextpnr's router, its default if None."""
     flag, routed = _PNR_OUTPUT[target.family]
     argv = [tool_path(*target.pnr), *target.pnr_args, "--json", "netlist.json",
             "--report", _tagged("report_pnr.json", tag), "--freq", f"{freq:g}",
             "--timing-allow-fail", "--seed", str(seed), flag, _tagged(routed, tag)]
+    if router is not None:
+        argv += ["--router", router]
     if target.family == "gowin":
         cst = gowin_cst(out / "netlist.json", top, target.device, _gowin_family(target))
         if cst is None:
@@ -321,7 +328,7 @@ def _tagged(name: str, tag: str) -> str:
 
 
 def _place_and_route(tgt: Target, top: str, freq: float, out: Path, seeds, progress,
-                     seconds) -> tuple[dict | None, tuple | None, int | None, dict]:
+                     seconds, router=None) -> tuple[dict | None, tuple | None, int | None, dict]:
     """nextpnr once per seed; the fastest seed's files keep the plain names.
 
     Returns ``(report, (overflowing BEL, demand) or None, kept seed, {seed: Fmax MHz})``;
@@ -333,7 +340,7 @@ def _place_and_route(tgt: Target, top: str, freq: float, out: Path, seeds, progr
     for seed in seeds:
         stage = "nextpnr" + (f"-{tags[seed]}" if tags[seed] else "")
         pnr, no_room = _stage(progress, seconds, stage,
-                              lambda: _run_pnr(tgt, top, freq, out, seed, tags[seed]))
+                              lambda: _run_pnr(tgt, top, freq, out, seed, tags[seed], router))
         if pnr is None:
             return None, no_room, None, {}  # it does not fit: no seed will change that
         by_seed[seed] = _achieved(pnr)
@@ -389,7 +396,7 @@ def _overflow(target: Target, resources: dict, no_room: tuple | None) -> list:
 
 def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
                progress: Progress | None = print_progress, *, steps: int | None = None,
-               pack: bool = True, seeds=(1,)) -> dict:
+               pack: bool = True, seeds=(1,), router: str | None = None) -> dict:
     """Synthesize, place and route a design folder for one target; return the report.
 
     Parameters
@@ -406,6 +413,9 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         board; ``hwgen.boards`` builds board bitstreams).
     seeds : nextpnr placement seeds; with several, each is placed and routed and the
         fastest is kept (its files, report and bitstream), the others' Fmax reported.
+    router : nextpnr's router, ``"router1"`` (its default, with None) or ``"router2"``
+        (which routed GRU I=40 H=256 at 64 lanes on the ECP5-85F in minutes, where router1
+        had not finished 32 lanes in 40).
 
     Returns
     -------
@@ -423,6 +433,8 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
             achieved Fmax (the slowest clock) and per clock, from nextpnr's report.
         ``seed``, ``fmax_by_seed``
             the seed kept, and the Fmax of every seed tried.
+        ``router``
+            the nextpnr router asked for (None: nextpnr's default).
         ``critical_path``, ``critical_paths``
             endpoints, total, logic and routing delay (ns) and logic levels per path.
         ``performance``
@@ -454,6 +466,9 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         When a tool fails for another reason than the design not fitting.
     """
     wall = time.monotonic()
+    if router not in ROUTERS:
+        raise ValueError(f"the router must be one of {', '.join(r for r in ROUTERS if r)}, "
+                         f"not {router!r}")
     design = load_design(design_dir)
     tgt = get_target(target)
     freq = float(tgt.default_freq_mhz if freq_mhz is None else freq_mhz)
@@ -480,7 +495,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     pnr, no_room, seed, fmax_by_seed = (None, None, None, {})
     if tgt.pnr is not None:
         pnr, no_room, seed, fmax_by_seed = _place_and_route(tgt, top, freq, out, seeds,
-                                                            progress, seconds)
+                                                            progress, seconds, router)
     resources, other = _resources(tgt, counts, pnr)
     # A placed design fits, whatever the Yosys-side counts say (nextpnr packs them).
     overflow = [] if pnr is not None else _overflow(tgt, resources, no_room)
@@ -504,6 +519,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         "note": tgt.note, "synth_command": tgt.synth, "dsp_mapping": dsp_mapping,
         "memory_mapping": memory_mapping,
         "place_and_route": tgt.pnr[1] if tgt.pnr else None,
+        "router": router if tgt.pnr else None,
         "freq_constraint_mhz": freq if tgt.pnr else None,
         "resources": resources, "cells": counts, "other_cells": other,
         "pnr_utilization": (pnr or {}).get("utilization"),

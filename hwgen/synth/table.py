@@ -46,6 +46,8 @@ def format_table(report: dict) -> str:
         met = "met" if report["timing_met"] else "NOT met"
         lines.append(f"  Fmax: {report['fmax_mhz']:.1f} MHz (constraint "
                      f"{report['freq_constraint_mhz']:g} MHz, {met})")
+        if report.get("router"):
+            lines.append(f"  router: {report['router']}")
         by_seed = report.get("fmax_by_seed") or {}
         if len(by_seed) > 1:
             spread = ", ".join(f"{seed}: {f:.1f}" for seed, f in by_seed.items())
