@@ -4,15 +4,19 @@
    GRU I=16 H=64 and GRU I=40 H=256 at P = 1 ... 128 lanes, with one element-wise unit and
    with the default E units (`plan.hidden_activate_units`); docs/figures/utilization.png.
 2. Throughput table: per design and target, Fmax from `hwgen synth` (run by this script with
-   --synth; otherwise read from bench/throughput_fpga.json, written by an earlier --synth run),
-   cycles per step from the cycle model, steps/s, dense GMAC/s; for the bundled delta design,
-   cycles per step measured in simulation (cocotb + Verilator, 0 mismatches required) and the
-   effective GOp/s as the delta-RNN papers count it: 2 x the dense MACs of a step (multiply and
-   add, skipped ones included) x steps/s. Published figures are printed as published.
+   --synth / --big; otherwise read from bench/throughput_fpga.json, written by an earlier run),
+   cycles per step, steps/s, dense GMAC/s and effective GOp/s as the delta-RNN papers count it:
+   2 x the dense MACs of a step (multiply and add, skipped ones included) x steps/s. The bundled
+   designs' cycles are measured in simulation (cocotb + Verilator, 0 mismatches required). The
+   large design is `speech_gru256` (GRU I=40 H=256 trained on the speech task, 8-bit) at 64
+   lanes on the ECP5-85F, dense (cycle model) and as a delta network with thresholds chosen
+   within 1 point on the valid voices (cycles: the mean over the test voices' steps of
+   `cycles.delta_step_cycles`, equal to simulation; bench/speech_big.py). Published figures
+   are printed as published.
 
     python bench/throughput.py            # sweep, table from stored synthesis results
     python bench/throughput.py --synth    # also re-run synthesis of the bundled designs
-    python bench/throughput.py --synth --big   # and of the 64-lane GRU (about an hour)
+    python bench/throughput.py --big      # and/or of the two 64-lane designs (router2, ~1 h)
 """
 from __future__ import annotations
 
@@ -26,7 +30,6 @@ from common import random_task_model, smooth_inputs
 
 from hwgen.quant import QuantConfig, quantize_model
 from hwgen.rtl.cycles import cycle_model
-from hwgen.rtl.emit import generate
 from hwgen.rtl.plan import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +42,12 @@ SIZES = ((16, 64), (40, 256))
 DESIGNS = [("digits_lstm_p2", 2, "ice40-up5k"), ("digits_lstm_p2_delta", 2, "ice40-up5k"),
            ("digits_lstm_p2", 2, "ecp5-85f"), ("digits_lstm_p2_delta", 2, "ecp5-85f")]
 SEEDS = (1, 2, 3, 4)  # placement seeds: Fmax is the best of them
-BIG = "gru40x256_p64"  # GRU I=40 H=256, random weights, dense, 64 lanes, default units
-BIG_ROW = (BIG, 64, "ecp5-85f")  # synthesized with --synth --big (about an hour)
+# speech_gru256 (GRU I=40 H=256) at 64 lanes, dense and delta: synthesized with --big, one
+# seed and nextpnr's router2 (router1 had not routed 32 lanes in 40 minutes)
+BIG_LANES = 64
+BIG_ROWS = [("speech_gru256_p64", BIG_LANES, "ecp5-85f"),
+            ("speech_gru256_p64_delta", BIG_LANES, "ecp5-85f")]
+BIG_NAMES = {name for name, _, _ in BIG_ROWS}
 
 PUBLISHED = [  # as published; not measured here
     ("EdgeDRNN (Gao et al. 2020)", "Zynq-7007S", "8 PEs, 2-layer GRU, 5 M params",
@@ -92,24 +99,40 @@ def plot_sweep(sweep: dict) -> None:
     _save(fig, FIGURE)
 
 
-def design_folder(name: str, lanes: int, work: Path) -> Path:
-    if name != BIG:
+def big_figures() -> dict:
+    """speech_gru256's figures at BIG_LANES (bench/speech_big.py): thresholds, cycles."""
+    from speech_big import big_delta_figures
+    return big_delta_figures(BIG_LANES)
+
+
+def design_folder(name: str, lanes: int, work: Path, figures: dict | None) -> Path:
+    if name not in BIG_NAMES:
         return ROOT / "rtl_out" / name
-    qm, x = gru_qmodel(40, 256)
-    return generate(qm, work / name, lanes=lanes, inputs=qm.quantize_inputs(x[:2]))
+    from hwgen import flow
+    from speech_big import CONFIG, MODEL
+    task = flow.load_task(MODEL)
+    qm = flow.quantize(task, CONFIG)
+    delta = figures["thresholds"] if name.endswith("_delta") else None
+    return flow.generate_design(task, qm, work / name, lanes, delta=delta, sequences=4)
 
 
-def synth_result(name: str, lanes: int, target: str, work: Path, run: bool) -> dict | None:
+def synth_result(name: str, lanes: int, target: str, work: Path, run: bool,
+                 figures: dict | None = None) -> dict | None:
     """Fmax and resources of a design on a target: synthesized now, or stored."""
     key = f"{name} {target}"
     stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if run:
-        from hwgen.synth import synthesize
-        folder = design_folder(name, lanes, work)
+        from hwgen.synth import print_progress, synthesize
+        folder = design_folder(name, lanes, work, figures)
+        big = name in BIG_NAMES
         report = synthesize(folder, target, out_dir=work / f"synth_{name}_{target}",
-                            progress=None, pack=False, seeds=SEEDS)
+                            progress=print_progress if big else None, pack=False,
+                            seeds=(1,) if big else SEEDS, router="router2" if big else None)
         stored[key] = {"lanes": lanes, "fits": report["fits"], "fmax_mhz": report["fmax_mhz"],
                        "fmax_by_seed": report.get("fmax_by_seed"), "commit": head_commit(),
+                       "router": report.get("router"),
+                       "memory_mapping": (report.get("memory_mapping") or {}).get("strategy"),
+                       "critical_path": report.get("critical_path"),
                        "resources": {k: v.get("used") for k, v in report["resources"].items()}}
         RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
     return stored.get(key)
@@ -131,12 +154,14 @@ def measured_cycles_per_step(name: str) -> float:
     return result.step_period
 
 
-def design_cycles(name: str, lanes: int) -> tuple[float, int, int]:
+def design_cycles(name: str, lanes: int, figures: dict | None) -> tuple[float, int, int]:
     """(cycles per step, dense MACs per step, cycle-model cycles per step)."""
-    if name == BIG:
-        qm, _ = gru_qmodel(40, 256)
-        model = cycle_model(make_plan(qm, lanes), 40)
-        return model["per_step"], model["macs_per_step"], model["per_step"]
+    if name in BIG_NAMES:
+        if name.endswith("_delta"):   # the mean over the test steps; every column firing
+            return (figures["delta_cycles_per_step"], figures["macs_per_step"],
+                    figures["delta_cycles_all_fire"])
+        return (figures["dense_cycles_per_step"], figures["macs_per_step"],
+                figures["dense_cycles_per_step"])
     model = json.loads((ROOT / "rtl_out" / name / "manifest.json").read_text())["cycles"]
     return measured_cycles_per_step(name), model["macs_per_step"], model["per_step"]
 
@@ -144,7 +169,8 @@ def design_cycles(name: str, lanes: int) -> tuple[float, int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synth", action="store_true", help="re-run synthesis for the table")
-    ap.add_argument("--big", action="store_true", help="with --synth: the 64-lane GRU too")
+    ap.add_argument("--big", action="store_true",
+                    help="re-run synthesis of the two 64-lane designs (router2, about an hour)")
     args = ap.parse_args()
 
     sweep = utilization_sweep()
@@ -160,24 +186,28 @@ def main() -> None:
     plot_sweep(sweep)
     print(f"figure: {FIGURE.relative_to(ROOT)}")
 
+    figures = big_figures()
     print("\nthroughput: Fmax from hwgen synth (best of the seeds stored; 'RTL of': the commit "
-          "synthesized); cycles per step "
-          "measured in simulation (bundled) or from the cycle model (random GRU); GOp/s = 2 x "
-          "dense MACs x steps/s")
-    print(f"{'design':<22} {'target':<11} {'P':>4} {'Fmax':>6} {'cyc/step':>9} {'dense':>6} "
+          "synthesized); cycles per step measured in simulation (bundled) or from the cycle "
+          f"model ({figures['model']}: dense; delta, the mean over the test voices' steps with "
+          f"thresholds {figures['thresholds']}, {100 * figures['macs_eliminated']:.1f} % of the "
+          f"MACs skipped, accuracy {figures['delta_test']:.2f} % against "
+          f"{figures['dense_test']:.2f} % dense); GOp/s = 2 x dense MACs x steps/s")
+    print(f"{'design':<24} {'target':<11} {'P':>4} {'Fmax':>6} {'cyc/step':>9} {'dense':>6} "
           f"{'steps/s':>9} {'dense GMAC/s':>12} {'eff GOp/s':>9} {'RTL of':>8}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, lanes, target in DESIGNS + [BIG_ROW]:
+        for name, lanes, target in DESIGNS + BIG_ROWS:
+            big = name in BIG_NAMES
             synth = synth_result(name, lanes, target, Path(tmp),
-                                 args.synth and (name != BIG or args.big))
+                                 args.big if big else args.synth, figures)
             if synth is None or not synth["fits"]:
-                print(f"{name:<22} {target:<11} {lanes:>4} "
+                print(f"{name:<24} {target:<11} {lanes:>4} "
                       f"{'no stored result' if synth is None else 'does not fit'}")
                 continue
-            cycles, macs, dense = design_cycles(name, lanes)
+            cycles, macs, dense = design_cycles(name, lanes, figures)
             hz = synth["fmax_mhz"] * 1e6
             steps = hz / cycles
-            print(f"{name:<22} {target:<11} {lanes:>4} {synth['fmax_mhz']:>6.1f} "
+            print(f"{name:<24} {target:<11} {lanes:>4} {synth['fmax_mhz']:>6.1f} "
                   f"{cycles:>9.0f} {dense:>6} {steps:>9,.0f} {macs * hz / dense / 1e9:>12.3f} "
                   f"{2 * macs * steps / 1e9:>9.3f} {synth.get('commit', '-'):>8}")
     print("\npublished (not measured here):")
