@@ -113,6 +113,7 @@ def test_seed_sweep_keeps_the_fastest_placement(standin, tmp_path):
     assert report["router"] == "router2" and "Running router2" in (
         tmp_path / "nextpnr.log").read_text()
     assert "router: router2" in (tmp_path / "report.txt").read_text()
+    assert (tmp_path / "clock.lpf").read_text() == 'LOCATE COMP "clk" SITE "G2";\n'
     with pytest.raises(ValueError, match="router must be one of router1, router2, not 'r3'"):
         synthesize(standin, "ecp5-85f", out_dir=tmp_path / "r3", router="r3")
     by_seed = report["fmax_by_seed"]

@@ -55,6 +55,8 @@ def _stage(progress, seconds: dict, stage: str, fn):
 
 #: nextpnr's routers (None: its default, router1).
 ROUTERS = (None, "router1", "router2")
+#: A primary clock input of the ECP5s' CABGA381 package (PCLKT6_0; the ULX3S's 25 MHz clock).
+ECP5_CLOCK_PIN = "G2"
 
 #: Amaranth names a view's elements as wires ``\\data[0]``, ``\\data[1]``, ... beside the
 #: wire ``\\data``. Yosys 0.70's ABC reintegration then fails an assertion (a duplicate wire
@@ -302,6 +304,12 @@ def _run_pnr(target: Target, top: str, freq: float, out: Path, seed: int, tag: s
             "--timing-allow-fail", "--seed", str(seed), flag, _tagged(routed, tag)]
     if router is not None:
         argv += ["--router", router]
+    if target.family == "ecp5" and router == "router2":
+        # router2 takes a clock to the global network only from a clock pin (from another it
+        # failed: "Failed to route arc 0.0 of net 'clk$TRELLIS_IO_IN'"); router1 goes
+        # through the fabric, so its placements, and the figures measured with them, stay
+        (out / "clock.lpf").write_text(f'LOCATE COMP "clk" SITE "{ECP5_CLOCK_PIN}";\n')
+        argv += ["--lpf", "clock.lpf", "--lpf-allow-unconstrained"]
     if target.family == "gowin":
         cst = gowin_cst(out / "netlist.json", top, target.device, _gowin_family(target))
         if cst is None:
