@@ -36,7 +36,7 @@ from hwgen.models import load_task_data  # noqa: E402
 from hwgen.quant import QuantConfig  # noqa: E402
 from hwgen.ref import run_float  # noqa: E402
 from hwgen.rtl.cycles import (cycle_model, delta_fired_columns,  # noqa: E402
-                              delta_step_cycles)
+                              delta_step_cycles, layer_cycles)
 from hwgen.rtl.plan import make_plan  # noqa: E402
 
 MODEL = "speech_gru256"
@@ -111,7 +111,10 @@ def big_delta_figures(lanes: int = 64, budget: float = BUDGET, log=None) -> dict
             for fired in seq:
                 c = delta_step_cycles(delta_plan, qm.input_size, fired)
                 steps.append(c["per_step"])
-                formula.append(c["formula"])
+                # the same step with layer_cycles' max(fired x gpc, columns) pass instead
+                formula.append(c["per_step"] - sum(c["matrix"]) + sum(
+                    layer_cycles(lp, lanes, n, delta_plan.units)["matrix"]
+                    for lp, n in zip(delta_plan.layers, c["fired"])))
     out.update(macs_per_step=dense["macs_per_step"], dense_cycles_per_step=dense["per_step"],
                dense_units=dense_plan.units, delta_units=delta_plan.units,
                delta_cycles_per_step=float(np.mean(steps)),

@@ -437,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--waves", action="store_true")
     sp.set_defaults(func=cmd_simulate)
 
+    from .synth.flow import ROUTERS
     from .synth.targets import TARGETS
     sp = sub.add_parser("synth", help="Yosys + nextpnr: resources, Fmax, throughput")
     sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p2")
@@ -448,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", type=_seed_list, default=(1,), metavar="N[,N...]",
                     help="nextpnr placement seeds, e.g. 1,2,3,4: each is placed and routed, "
                          "the fastest kept (default 1)")
-    sp.add_argument("--router", choices=("router1", "router2"),
+    sp.add_argument("--router", choices=[r for r in ROUTERS if r],
                     help="nextpnr's router (default: nextpnr's, router1 on iCE40 and ECP5); "
                          "router2 routes large designs far sooner")
     sp.set_defaults(func=cmd_synth)

@@ -275,23 +275,16 @@ def delta_matrix_cycles(fired, gpc: int) -> int:
     return start_act + 1
 
 
-# the walk's constant agrees with the cycle model's (a pass where every column fires)
-assert ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1 == MATRIX_OVERHEAD
-
-
 def delta_step_cycles(plan, input_size: int, fired) -> dict:
     """Cycles of one step of a delta design (no overlapped steps: `plan.overlap` is False for
     delta), `fired` holding per layer the booleans of its pass's columns that fire this step
     (`delta_fired_columns`): LOAD, then per layer its MATRIX pass (`delta_matrix_cycles`) and
-    ACTIVATE. "formula": the same step with `layer_cycles`' max(fired * gpc, columns) pass."""
+    ACTIVATE."""
     assert plan.delta is not None and not plan.overlap
     matrix = [delta_matrix_cycles(mask, lp.groups_per_col) for lp, mask in zip(plan.layers, fired)]
     act = [activate_cycles(lp, plan.lanes, plan.units) for lp in plan.layers]
-    formula = sum(layer_cycles(lp, plan.lanes, int(sum(mask)), plan.units)["matrix"]
-                  for lp, mask in zip(plan.layers, fired))
-    return {"per_step": input_size + sum(matrix) + sum(act),
-            "formula": input_size + formula + sum(act), "matrix": matrix,
-            "fired": [int(sum(mask)) for mask in fired]}
+    return {"per_step": input_size + sum(matrix) + sum(act), "matrix": matrix,
+            "activate": act, "fired": [int(sum(mask)) for mask in fired]}
 
 
 def delta_fired_columns(qm, xq, delta) -> list:

@@ -125,7 +125,8 @@ class BankedROM(wiring.Component):
         if self.copies == 1:
             return [(0, width)]
         per_block = _DP16KD.get(self.bank_depth, 36)
-        step = -(-(-(-width // per_block)) // self.copies) * per_block
+        blocks = -(-width // per_block)
+        step = -(-blocks // self.copies) * per_block
         return [(lo, min(width, lo + step)) for lo in range(0, width, step)]
 
     def elaborate(self, platform):
