@@ -27,6 +27,10 @@ LOADED_ATTR = "hwgen_loaded"
 #: Verilog attribute of a wide, shallow memory ("ram" or "rom": `hwgen.rtl.rom.shallow_attrs`):
 #: where block RAM runs out, the ECP5's synthesis puts these in LUT RAM or logic.
 SHALLOW_ATTR = "hwgen_shallow"
+#: Verilog attribute of a register that is one of several identical copies (each drives
+#: a part of a wide fan-out): synthesis keeps the registers it names apart
+#: (`hwgen.synth.flow.KEEP_COPIES`) instead of merging them into one.
+COPY_ATTR = "hwgen_copy"
 # (key path, expected type) every consumer relies on.
 _REQUIRED = [(("name",), str), (("interface", "top"), str), (("interface", "verilog"), list),
              (("interface", "in_width"), int), (("interface", "out_width"), int),

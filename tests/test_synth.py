@@ -373,3 +373,42 @@ def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
     assert set(re.findall(mapped.format("acc_mem"), log)) == {"TRELLIS_DPR16X4"}
     assert not re.search(mapped.format("b_mem"), log)   # logic
     assert "memory mapping: shallow-in-lut" in (tmp_path / "tight" / "report.txt").read_text()
+
+
+def test_marked_register_copies_stay_apart(tmp_path):
+    """Identical registers marked `COPY_ATTR` (a control signal copied per group of its
+    consumers) keep their copies through synthesis; unmarked, Yosys merges them into one."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from hwgen.design_folder import COPY_ATTR
+
+    class Fanout(wiring.Component):
+        en: In(1)
+        d: In(32)
+        q: Out(32)
+
+        def __init__(self, attrs):
+            self.attrs = attrs
+            super().__init__()
+
+        def elaborate(self, platform):
+            m = Module()
+            for g in range(4):   # four copies of `en`, each enabling a quarter of q
+                copy = Signal(name=f"en_c{g}", attrs=self.attrs)
+                m.d.sync += copy.eq(self.en)
+                with m.If(copy):
+                    m.d.sync += self.q[8 * g:8 * g + 8].eq(self.d[8 * g:8 * g + 8])
+            return m
+
+    ffs = {}
+    for marked in (True, False):
+        out = tmp_path / str(marked)
+        out.mkdir()
+        (out / "fanout.v").write_text(verilog.convert(
+            Fanout({COPY_ATTR: 1} if marked else {}), name="fanout"))
+        design = Design(out, {}, "fanout", "fanout", (out / "fanout.v",), 33, 32)
+        counts = _run_yosys(design, get_target("ecp5-85f"), "fanout", [out / "fanout.v"], out)
+        ffs[marked] = counts["TRELLIS_FF"]
+        assert (f"a:{COPY_ATTR}" in (out / "synth.ys").read_text()) == marked
+    assert ffs == {True: 32 + 4, False: 32 + 1}

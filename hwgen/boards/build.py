@@ -14,8 +14,8 @@ from amaranth.lib import io
 from ..design_folder import build_dir
 from ..synth.design import Design, load_design
 from ..synth.errors import SynthError
-from ..synth.flow import (HIDE_BRACKETED_NAMES, ICE40_COARSE_BEFORE_DSP, soft_mul_commands,
-                          split_multipliers)
+from ..synth.flow import (HIDE_BRACKETED_NAMES, ICE40_COARSE_BEFORE_DSP, copies_kept,
+                          soft_mul_commands, split_multipliers)
 from ..synth.reports import critical_paths, fmax_of, read_pnr_report
 from ..synth.targets import get_target
 from ..synth.tools import log_tail, run_tool, tool_env, tool_path
@@ -236,7 +236,7 @@ def _run_build(design, spec: Board, out: Path, name: str, baud: int, fifo_depth:
         platform.add_file(path.name, path.read_bytes())
     overrides = {"script_after_read": "\n".join(
         # as hwgen synth does: names Yosys can map, the target's own steps (the UP5K's SPRAM)
-        [HIDE_BRACKETED_NAMES, *get_target(spec.target).prepare])}
+        [HIDE_BRACKETED_NAMES, *copies_kept(design.verilog), *get_target(spec.target).prepare])}
     if after_synth:
         overrides["script_after_synth"] = after_synth
     plan = platform.prepare(BoardTop(design, baud, fifo_depth), name=name,

@@ -16,6 +16,11 @@ lane `lane` from both banks is a 2P/E-to-1 multiplexer a bit, which at P = 32 wa
 logic of the shift (ECP5, the engine alone: 13517 LUT4 + 6402 PFUMX + 3259 L6MUX against
 5932 LUT4 + 26 PFUMX, the same 6032 FF) and long wires. A few lanes pick: there the shift's
 wider clock enable was the UP5K's longest path (49.8 -> 47.4 MHz on the default design).
+
+The shifting banks' clock enables reach every gate register (P = 64: 3 x 64 x 23 a bank),
+so they come from registers copied per `LANES_PER_ENABLE` lanes (`COPY_ATTR`): a gate
+word's capture is a register set from its read (it is captured `GATHER_CAPTURE` edges
+later, always), and the bank flags the shift needs have a copy per lane group.
 """
 from __future__ import annotations
 
@@ -25,8 +30,14 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..design_folder import COPY_ATTR
+
 #: Beats a bank holds (P/E) up to which the issue engine picks its lane from both banks.
 PICK_LANES_UP_TO = 8
+
+
+#: Lanes of a shifting bank whose clock enables come from one copy of their registers.
+LANES_PER_ENABLE = 8
 
 
 def shifts_banks(lanes: int, units: int) -> bool:
@@ -177,18 +188,25 @@ class ActivateEngine(wiring.Component):
         m.d.sync += out.valid.eq(0)
         layer = Signal(range(len(layers)))
         running = Signal()
-        # gate q's word is read (for the shifting banks, written in one place: `_banks`)
-        capture = [Signal(name=f"capture{q}") for q in range(n_blocks)]
+        # for the shifting banks (`_banks`): a gate word is read, and the bank it goes to
+        gate_read, read_bank = Signal(), Signal()
         # the address of the next gate word to read, in reading order (row group by row
         # group, gate by gate), and its gate: a register, so that the read port's address
         # does not wait on the gather engine's conditions
         rd_addr = Signal.like(self.acc_addr)
         rd_q = Signal(range(n_blocks))
         m.d.comb += self.acc_addr.eq(Mux(running, rd_addr, 0))
+        # the shifting banks' flags again, a copy per lane group (module docstring)
+        groups = -(-P // LANES_PER_ENABLE) if self.shifting else 0
+        self._full_copies = [Array(Signal(name=f"bank{b}_full_c{g}", attrs={COPY_ATTR: 1})
+                                   for b in range(2)) for g in range(groups)]
+        self._i_bank_copies = [Signal(name=f"i_bank_c{g}", attrs={COPY_ATTR: 1})
+                               for g in range(groups)]
         with m.If(self.start):
             m.d.sync += [layer.eq(self.sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
-                         early.eq(0), g_grp.eq(0), g_bank.eq(0), i_bank.eq(0),
-                         full[0].eq(0), full[1].eq(0), running.eq(1), rd_q.eq(0)]
+                         early.eq(0), g_grp.eq(0), g_bank.eq(0), *self._set_i_bank(i_bank, 0),
+                         *self._set_full(full, 0, 0), *self._set_full(full, 1, 0),
+                         running.eq(1), rd_q.eq(0)]
             with m.Switch(self.sel):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
@@ -204,31 +222,51 @@ class ActivateEngine(wiring.Component):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
                         self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
-                                    elem, act_q, early, g_grp, rd_addr, rd_q, capture)
+                                    elem, act_q, early, g_grp, rd_addr, rd_q, gate_read,
+                                    read_bank)
         if self.shifting:
-            self._banks(m, gate_regs, capture, g_bank, full, i_bank)
+            self._banks(m, gate_regs, gate_read, rd_q, read_bank)
         return m
 
-    def _banks(self, m, gate_regs, capture, g_bank, full, i_bank):
-        """Shifting banks: gate q's word goes into bank `g_bank` on `capture[q]`; the bank
-        being issued shifts by E lanes each beat, so its next E elements are always in
-        lanes 0..E-1."""
+    def _set_full(self, full, bank, value) -> list:
+        """Set bank `bank`'s full flag and its copies."""
+        return [full[bank].eq(value), *(c[bank].eq(value) for c in self._full_copies)]
+
+    def _set_i_bank(self, i_bank, value) -> list:
+        """Set the bank being issued and its copies."""
+        return [i_bank.eq(value), *(c.eq(value) for c in self._i_bank_copies)]
+
+    def _banks(self, m, gate_regs, read, rd_q, read_bank):
+        """Shifting banks: a gate word read (`read`, gate `rd_q`, for bank `read_bank`) is
+        captured `GATHER_CAPTURE` edges later into its bank, by a capture register set the
+        cycle before (a copy per lane group); the bank being issued shifts by E lanes each
+        beat, so its next E elements are always in lanes 0..E-1."""
         E, P = self.units, self.lanes
-        for b, bank in enumerate(gate_regs):
-            # a full bank is issued exactly when it is `i_bank` (while running; no bank is
-            # full otherwise): the enable waits on two registers, not on the issue test
-            shift = Signal(name=f"bank{b}_shift")
-            m.d.comb += shift.eq(full[b] & (i_bank == b))
-            for q, word in enumerate(bank):
-                for n in range(P):
-                    with m.If(capture[q] & (g_bank == b)):
-                        m.d.sync += word[n].eq(self.acc_word[n])
-                    if n + E < P:
-                        with m.Elif(shift):
-                            m.d.sync += word[n].eq(word[n + E])
+        valid, gate, bank_of = read, rd_q, read_bank
+        for i in range(GATHER_CAPTURE - 1):
+            later = (Signal(name=f"gather_read_d{i}"), Signal.like(rd_q, name=f"gather_q_d{i}"),
+                     Signal(name=f"gather_bank_d{i}"))
+            m.d.sync += [later[0].eq(valid), later[1].eq(gate), later[2].eq(bank_of)]
+            valid, gate, bank_of = later
+        for g, (full, i_bank) in enumerate(zip(self._full_copies, self._i_bank_copies)):
+            lanes = range(g * LANES_PER_ENABLE, min(P, (g + 1) * LANES_PER_ENABLE))
+            for b, bank in enumerate(gate_regs):
+                # a full bank is issued exactly when it is `i_bank` (while running; no bank
+                # is full otherwise): the enable waits on two registers, not on the issue test
+                shift = Signal(name=f"bank{b}_shift_c{g}")
+                m.d.comb += shift.eq(full[b] & (i_bank == b))
+                for q, word in enumerate(bank):
+                    capture = Signal(name=f"capture{b}_{q}_c{g}", attrs={COPY_ATTR: 1})
+                    m.d.sync += capture.eq(valid & (gate == q) & (bank_of == b))
+                    for n in lanes:
+                        with m.If(capture):
+                            m.d.sync += word[n].eq(self.acc_word[n])
+                        if n + E < P:
+                            with m.Elif(shift):
+                                m.d.sync += word[n].eq(word[n + E])
 
     def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, act_q,
-               early, g_grp, rd_addr, rd_q, capture):
+               early, g_grp, rd_addr, rd_q, gate_read, read_bank):
         P, E, gpg, cycles = self.lanes, self.units, lay.gpg, gather_cycles(lay.n_blocks)
         out = self.element
         # gather engine: the gate-block words of row group g_grp into a free bank. Gate q
@@ -246,10 +284,9 @@ class ActivateEngine(wiring.Component):
             m.d.comb += read.eq(act_q < lay.n_blocks)
             m.d.sync += act_q.eq(act_q + 1)
             if self.shifting:
-                with m.Switch(act_q):
-                    for q in range(lay.n_blocks):
-                        with m.Case(q + GATHER_CAPTURE):
-                            m.d.comb += capture[q].eq(1)
+                # the reads from act_q == n_blocks on are the next row group's
+                m.d.comb += [gate_read.eq(read),
+                             read_bank.eq(g_bank ^ (act_q >= lay.n_blocks))]
             else:
                 for b in range(2):
                     with m.If(g_bank == b):
@@ -262,7 +299,7 @@ class ActivateEngine(wiring.Component):
                 m.d.sync += early.eq(nxt_free)
                 m.d.comb += read.eq(nxt_free)                   # the next group's gate 0
             with m.If(act_q == cycles - 1):
-                m.d.sync += [act_q.eq(0), early.eq(0), full[g_bank].eq(1),
+                m.d.sync += [act_q.eq(0), early.eq(0), *self._set_full(full, g_bank, 1),
                              g_bank.eq(~g_bank), g_grp.eq(g_grp + 1)]
                 with m.If(early):
                     # its gate 1 (with one gate, a harmless read outside the order)
@@ -296,8 +333,8 @@ class ActivateEngine(wiring.Component):
             m.d.sync += [out.valid.eq(1), out.payload.tag.eq(elem), out.payload.layer.eq(k)]
             # the group's last beat (elem >= H - E: a compare with a constant, no adder)
             with m.If((lane == P - E) | (elem >= max(lay.hidden - E, 0))):
-                m.d.sync += [lane.eq(0), full[i_bank].eq(0), i_bank.eq(~i_bank),
-                             grp.eq(grp + 1)]
+                m.d.sync += [lane.eq(0), *self._set_full(full, i_bank, 0),
+                             *self._set_i_bank(i_bank, ~i_bank), grp.eq(grp + 1)]
                 with m.If(grp == gpg - 1):
                     m.d.comb += self.done.eq(1)
             with m.Else():

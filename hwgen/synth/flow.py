@@ -7,7 +7,7 @@ from pathlib import Path
 import time
 from typing import Callable
 
-from ..design_folder import SHALLOW_ATTR, build_dir
+from ..design_folder import COPY_ATTR, SHALLOW_ATTR, build_dir
 from .design import Design, load_design
 from .errors import SynthError
 from .pins import SHELL_TOP, gowin_cst, pin_shell_verilog
@@ -64,6 +64,18 @@ ECP5_CLOCK_PIN = "G2"
 #: private (``$``) the netlist is the same.
 HIDE_BRACKETED_NAMES = "rename -hide w:*[[]*"
 
+#: Identical registers marked `COPY_ATTR` (a control signal copied per group of its
+#: consumers, so that no one net reaches them all) stay apart: Yosys' opt_merge would
+#: otherwise make them one register again. The mark is on the wire; ``keep`` goes on the
+#: flip-flop that drives it (after ``proc`` has made the flip-flops).
+KEEP_COPIES = ("proc", f"setattr -set keep 1 a:{COPY_ATTR} %ci1 t:$*dff* %i")
+
+
+def copies_kept(sources) -> tuple:
+    """`KEEP_COPIES` where the Verilog has marked copies, else nothing (the script of a
+    design without them stays as it was)."""
+    return KEEP_COPIES if any(COPY_ATTR in Path(src).read_text() for src in sources) else ()
+
 
 def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Path,
                body: list | None = None, name: str = "synth", prepare: tuple = ()) -> dict:
@@ -76,7 +88,8 @@ def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Pat
     if body is None:
         body = [f"{target.synth} -top {top} -json {{out}}/netlist.json"]
     script = [f"read_verilog {rel(src, cwd)}" for src in sources]
-    script += [f"hierarchy -check -top {top}", HIDE_BRACKETED_NAMES, *target.prepare, *prepare,
+    script += [f"hierarchy -check -top {top}", HIDE_BRACKETED_NAMES, *copies_kept(sources),
+               *target.prepare, *prepare,
                *(line.format(out=rel(out, cwd)) for line in body),
                f"tee -q -o {rel(out / 'stat.json', cwd)} stat -json"]
     (out / f"{name}.ys").write_text("\n".join(script) + "\n")
