@@ -115,6 +115,27 @@ def test_every_scale_step_is_bit_exact_in_its_modelled_cycles(scale_step, lanes,
         assert measured_per_step(acc, xq, "every") == model["model_per_step"]
 
 
+def test_terms_that_no_digit_reaches_are_left_out():
+    """The combine walks only the level sums some stored digit adds into; a word that none
+    reaches keeps one term of scale 0 (its bias, written). The 9-lane GRU below has such a
+    word, of one term of one digit: its bias is read and its sum written in one cycle."""
+    qm, _ = ternary_model("gru", 1, "last", 2, 0.9, hidden=19, seed=9)
+    tp = Accelerator(qm, 9).ternary_plan
+    written = {side << tp.local_bits | a for start, count, side in tp.pointers
+               for digits, addrs in tp.entries[start:start + count]
+               for d, a in zip(digits, addrs) if d}
+    words = {}
+    for term in tp.terms:
+        words.setdefault(term[1], []).append(term)
+    # all of them: 3 row groups x (r, z: 2 sides x 2 levels; n_x, n_h: 1 side x 2 levels)
+    assert tp.pass_terms(0) < 3 * (4 + 4 + 2 + 2)
+    for terms in words.values():
+        assert terms[0][3] and terms[-1][4] and not any(t[3] for t in terms[1:])
+        reached = [t for t in terms if t[0] in written]
+        assert reached == terms or (len(terms) == 1 and not any(terms[0][5]))
+    assert any(len(t) == 1 and tp.term_digits(t[0]) == 1 for t in words.values())
+
+
 @pytest.mark.parametrize("cell,lanes,theta", [("gru", 9, None), ("gru", 9, 2),
                                                ("lstm", 12, None), ("ligru", 10, 3)])
 def test_more_lanes_than_the_up5k_has_multipliers(cell, lanes, theta):

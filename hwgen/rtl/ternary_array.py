@@ -385,16 +385,20 @@ class ScaleCombiner(wiring.Component):
             with m.Else():
                 m.d.sync += digit.eq(digit + 1)
         m.d.comb += t_rd.addr.eq(t)
+        # base_addr: the word read at its start (its bias, or the stored word), acc_addr:
+        # the word written at its end (a word of one term of one digit does both at once)
         walk = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth),
-                                  "acc_addr": range(self.acc_depth + len(self.bias_words)),
+                                  "base_addr": range(self.acc_depth + len(self.bias_words)),
+                                  "acc_addr": range(self.acc_depth),
                                   "first_digit": 1, "word_start": 1, "word_end": 1})
         c0, c1, c2 = Signal(walk), Signal(walk), Signal(walk)
         m.d.sync += [c0.valid.eq(busy), c0.s_addr.eq(term.s_addr),
-                     c0.acc_addr.eq(term.acc_addr), c0.first_digit.eq(digit == 0),
+                     c0.base_addr.eq(term.acc_addr), c0.acc_addr.eq(term.acc_addr),
+                     c0.first_digit.eq(digit == 0),
                      c0.word_start.eq(term.first & (digit == 0)),
                      c0.word_end.eq(term.last & last_digit)]
         with m.If(self.from_bias & term.first & (digit == 0)):
-            m.d.sync += c0.acc_addr.eq(self.acc_depth + term.b_addr)
+            m.d.sync += c0.base_addr.eq(self.acc_depth + term.b_addr)
 
         # c0: read S (cleared as read), the digit, and the word's base (bias or stored)
         # an idle read's address waits a cycle instead of its P-lane word (`acc_word`
@@ -403,7 +407,7 @@ class ScaleCombiner(wiring.Component):
         m.d.sync += read_addr.eq(self.read_addr)
         m.d.comb += [self.drain_addr.eq(c0.s_addr), self.drain.eq(c0.valid & c0.first_digit),
                      self.digit_addr.eq(w), self.digit_read.eq(busy),
-                     acc_rd.addr.eq(Mux(c0.valid, c0.acc_addr, read_addr)),
+                     acc_rd.addr.eq(Mux(c0.valid, c0.base_addr, read_addr)),
                      self.acc_word.eq(acc_rd.data)]
         scale_bits = Signal.like(self.digits)
         m.d.sync += [c1.eq(c0), scale_bits.eq(self.digits), c2.eq(c1)]

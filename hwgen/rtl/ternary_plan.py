@@ -24,8 +24,8 @@ sign and only the side-local part (the column names its side: its pointer holds 
 lane with no digit in the word names the side's last local address, a dump word that no
 term reads: no nonzero mask, and the entry ROM is a lane's 1 + b bits a word narrower per
 lane than with a mask and the side (which let 9 lanes fit the UP5K's block RAM). The
-combine then adds, per accumulator word, one term per (side, level) feeding it:
-(a_i * S) << (s_i + shift_side) (the term ROM, in order; a word's first term starts from the
+combine then adds, per accumulator word, one term per (side, level) feeding it with a
+stored digit in its rows (sparsity also shortens the combine): (a_i * S) << (s_i + shift_side) (the term ROM, in order; a word's first term starts from the
 bias or, in a delta pass, the stored word; its last writes the sum). A term's scale is
 stored aligned, a_i << (s_i + shift_side): the product is then the whole shift, and the
 combiner needs no shifter.
@@ -209,14 +209,19 @@ def make_ternary_plan(qm: QModel, plan: Plan, scale_step: int | None = None) -> 
             pointers.append((start, len(entries) - start, k))
         for word in range(pl.acc_words):
             blk, g = divmod(word, G)
+            rows = slice(blk * H + g * P, blk * H + min(g * P + P, H))
             feeds = [(k, i) for k, side in enumerate(pl.sides) if blk in side[3]
                      for i in range(len(side[0]))]
-            for n, (k, i) in enumerate(feeds):
+            # a level sum that no stored digit adds into stays zero: its term is left out
+            # (a word with none keeps one, of scale 0: a cycle that starts the word from
+            # its bias and writes it)
+            reached = [(k, i) for k, i in feeds if np.any(pl.sides[k][0][i, rows])]
+            for n, (k, i) in enumerate(reached or feeds[:1]):
                 _, scales, shifts, _, _ = pl.sides[k]
                 lanes = [int(scales[i, blk * H + g * P + lane]) << int(shifts[i])
-                         if g * P + lane < H else 0 for lane in range(P)]
+                         if g * P + lane < H and reached else 0 for lane in range(P)]
                 terms.append((s_addr(pl, k, i, word), pl.acc_base + word, pl.b_base + word,
-                              n == 0, n == len(feeds) - 1, lanes))
+                              n == 0, n == max(len(reached), 1) - 1, lanes))
     ptr_base.append(len(pointers))
     term_base.append(len(terms))
     # |S| <= columns x |largest delta|: its exact range (a delta is value_width + 1 bits)
