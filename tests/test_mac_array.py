@@ -52,7 +52,8 @@ def _run(dut, issues, acc_depth, gaps, rng):
     return np.array(got), idle_after
 
 
-@pytest.mark.parametrize("lanes,hot,gaps", [(1, True, 0.0), (3, True, 0.3), (4, False, 0.5)])
+@pytest.mark.parametrize("lanes,hot,gaps", [(1, True, 0.0), (3, True, 0.3), (4, False, 0.5),
+                                            (19, True, 0.3)])   # 3 groups of control copies
 def test_updates_match_the_model(lanes, hot, gaps, rng):
     weights = rng.integers(-32, 32, (13, lanes))
     biases = rng.integers(-1000, 1000, (5, lanes))
@@ -90,3 +91,21 @@ def test_narrow_weights_share_multipliers_exactly(lanes, rng):
 def test_wide_weights_keep_a_multiplier_per_lane():
     assert MacArray(5, ACC_WIDTH, np.zeros((2, 3), int), np.zeros((1, 3), int), 2, 9,
                     SHIFTS).multipliers == 3
+
+
+@pytest.mark.parametrize("lanes,groups", [(8, 1), (19, 3)])
+def test_lane_steering_registers_are_copied_per_group(lanes, groups):
+    """Above `LANES_PER_COPY` lanes the base pick, its forward flag and the alignment shift
+    are registers copied per group of lanes, marked for synthesis to keep apart."""
+    import re
+    from amaranth.back import verilog
+    from hwgen.design_folder import COPY_ATTR
+    dut = MacArray(W_WIDTH, ACC_WIDTH, np.zeros((13, lanes), int), np.zeros((5, lanes), int),
+                   6, DELTA_WIDTH, SHIFTS)
+    text = verilog.convert(dut, name="mac", ports=[
+        dut.issue.valid, dut.issue.payload.as_value(), dut.read_addr, dut.acc_word.as_value(),
+        dut.idle])
+    marked = re.findall(rf"\(\* {COPY_ATTR} = 32'd1 \*\)\n(?:\s*\(\*[^\n]*\*\)\n)*"
+                        rf"\s*reg (?:\[\d+:0\] )?(\w+) ", text)
+    copies = [f"{name}_c{g}" for name in ("pick", "fwd1", "align") for g in range(groups)]
+    assert sorted(marked) == (sorted(copies) if groups > 1 else [])

@@ -18,9 +18,9 @@ logic of the shift (ECP5, the engine alone: 13517 LUT4 + 6402 PFUMX + 3259 L6MUX
 wider clock enable was the UP5K's longest path (49.8 -> 47.4 MHz on the default design).
 
 The shifting banks' clock enables reach every gate register (P = 64: 3 x 64 x 23 a bank),
-so they come from registers copied per `LANES_PER_ENABLE` lanes (`COPY_ATTR`): a gate
-word's capture is a register set from its read (it is captured `GATHER_CAPTURE` edges
-later, always), and the bank flags the shift needs have a copy per lane group.
+so they come from registers copied per group of lanes (`hwgen.rtl.fanout`): a gate word's
+capture is a register set from its read (it is captured `GATHER_CAPTURE` edges later,
+always), and the bank flags the shift needs have a copy per lane group.
 """
 from __future__ import annotations
 
@@ -30,14 +30,10 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..design_folder import COPY_ATTR
+from .fanout import copies, copy_groups, group_of
 
 #: Beats a bank holds (P/E) up to which the issue engine picks its lane from both banks.
 PICK_LANES_UP_TO = 8
-
-
-#: Lanes of a shifting bank whose clock enables come from one copy of their registers.
-LANES_PER_ENABLE = 8
 
 
 def shifts_banks(lanes: int, units: int) -> bool:
@@ -197,11 +193,10 @@ class ActivateEngine(wiring.Component):
         rd_q = Signal(range(n_blocks))
         m.d.comb += self.acc_addr.eq(Mux(running, rd_addr, 0))
         # the shifting banks' flags again, a copy per lane group (module docstring)
-        groups = -(-P // LANES_PER_ENABLE) if self.shifting else 0
-        self._full_copies = [Array(Signal(name=f"bank{b}_full_c{g}", attrs={COPY_ATTR: 1})
-                                   for b in range(2)) for g in range(groups)]
-        self._i_bank_copies = [Signal(name=f"i_bank_c{g}", attrs={COPY_ATTR: 1})
-                               for g in range(groups)]
+        full_copies = [copies(1, P, f"bank{b}_full") for b in range(2)] if self.shifting else []
+        self._full_copies = [Array(bank[g] for bank in full_copies)
+                             for g in range(copy_groups(P) if self.shifting else 0)]
+        self._i_bank_copies = copies(1, P, "i_bank") if self.shifting else []
         with m.If(self.start):
             m.d.sync += [layer.eq(self.sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
                          early.eq(0), g_grp.eq(0), g_bank.eq(0), *self._set_i_bank(i_bank, 0),
@@ -248,22 +243,21 @@ class ActivateEngine(wiring.Component):
                      Signal(name=f"gather_bank_d{i}"))
             m.d.sync += [later[0].eq(valid), later[1].eq(gate), later[2].eq(bank_of)]
             valid, gate, bank_of = later
-        for g, (full, i_bank) in enumerate(zip(self._full_copies, self._i_bank_copies)):
-            lanes = range(g * LANES_PER_ENABLE, min(P, (g + 1) * LANES_PER_ENABLE))
-            for b, bank in enumerate(gate_regs):
-                # a full bank is issued exactly when it is `i_bank` (while running; no bank
-                # is full otherwise): the enable waits on two registers, not on the issue test
-                shift = Signal(name=f"bank{b}_shift_c{g}")
-                m.d.comb += shift.eq(full[b] & (i_bank == b))
-                for q, word in enumerate(bank):
-                    capture = Signal(name=f"capture{b}_{q}_c{g}", attrs={COPY_ATTR: 1})
-                    m.d.sync += capture.eq(valid & (gate == q) & (bank_of == b))
-                    for n in lanes:
-                        with m.If(capture):
-                            m.d.sync += word[n].eq(self.acc_word[n])
-                        if n + E < P:
-                            with m.Elif(shift):
-                                m.d.sync += word[n].eq(word[n + E])
+        for b, bank in enumerate(gate_regs):
+            # a full bank is issued exactly when it is `i_bank` (while running; no bank is
+            # full otherwise): the enable waits on two registers, not on the issue test
+            shifts = [Signal(name=f"bank{b}_shift_c{g}") for g in range(copy_groups(P))]
+            m.d.comb += [shift.eq(full[b] & (i_bank == b)) for shift, full, i_bank
+                         in zip(shifts, self._full_copies, self._i_bank_copies)]
+            for q, word in enumerate(bank):
+                captures = copies(1, P, f"capture{b}_{q}")
+                m.d.sync += [c.eq(valid & (gate == q) & (bank_of == b)) for c in captures]
+                for n in range(P):
+                    with m.If(captures[group_of(n)]):
+                        m.d.sync += word[n].eq(self.acc_word[n])
+                    if n + E < P:
+                        with m.Elif(shifts[group_of(n)]):
+                            m.d.sync += word[n].eq(word[n + E])
 
     def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, act_q,
                early, g_grp, rd_addr, rd_q, gate_read, read_bank):

@@ -37,6 +37,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .fanout import copies, copy_groups, group_of
 from .plan import WEIGHT_BEAT
 from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
                   shallow_attrs)
@@ -195,28 +196,40 @@ class MacArray(wiring.Component):
         # the base (s3's pick, decided in stage 2) into a register, and stage 4 adds: the
         # adder's only mux is the 2-way one for the update one ahead, whose sum is still
         # being made in stage 3's cycle (Fmax).
+        # (pick, fwd1 and the alignment shift steer every lane: a copy per lane group)
         BIAS, FWD1, FWD2, FWD3, STORED = range(5)
         pick, fwd1 = Signal(range(5)), Signal()
+        if copy_groups(P) == 1:
+            picks, fwd1s, aligns = [pick], [fwd1], [s2.shift]
+        else:
+            picks, fwd1s = copies(range(5), P, "pick"), copies(1, P, "fwd1")
+            aligns = copies(range(len(self.shifts)), P, "align")
+            m.d.sync += [a.eq(s1b.issue.shift) for a in aligns]
         s4 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth)}))
         last = Signal.like(s4)
         last_sum = Signal.like(acc_wr.data, name="last_sum")
         last_sum2 = Signal.like(acc_wr.data, name="last_sum2")
         m.d.sync += [s4.valid.eq(s3.valid), s4.acc_addr.eq(s3.acc_addr), last.eq(s4),
-                     last_sum.eq(acc_wr.data), last_sum2.eq(last_sum), fwd1.eq(pick == FWD1)]
+                     last_sum.eq(acc_wr.data), last_sum2.eq(last_sum),
+                     *(fwd1.eq(pick == FWD1) for fwd1, pick in zip(fwd1s, picks))]
         m.d.comb += [acc_wr.addr.eq(s4.acc_addr), acc_wr.en.eq(s4.valid)]
         with m.If(s2.bias):
-            m.d.sync += pick.eq(BIAS)
+            m.d.sync += [pick.eq(BIAS) for pick in picks]
         with m.Elif(s3.valid & (s3.acc_addr == s2.acc_addr)):
-            m.d.sync += pick.eq(FWD1)   # the update one ahead: written as this one adds
+            # the update one ahead: written as this one adds
+            m.d.sync += [pick.eq(FWD1) for pick in picks]
         with m.Elif(s4.valid & (s4.acc_addr == s2.acc_addr)):
-            m.d.sync += pick.eq(FWD2)   # two ahead: written as this one picks its base
+            # two ahead: written as this one picks its base
+            m.d.sync += [pick.eq(FWD2) for pick in picks]
         with m.Elif(last.valid & (last.acc_addr == s2.acc_addr)):
-            m.d.sync += pick.eq(FWD3)   # three ahead: written as this one's word was read
+            # three ahead: written as this one's word was read
+            m.d.sync += [pick.eq(FWD3) for pick in picks]
         with m.Else():
-            m.d.sync += pick.eq(STORED)
+            m.d.sync += [pick.eq(STORED) for pick in picks]
         for k in range(P):
+            pick, fwd1, align = picks[group_of(k)], fwd1s[group_of(k)], aligns[group_of(k)]
             aligned = Signal(signed(self.acc_width + 1), name=f"aligned{k}")
-            with m.Switch(s2.shift):
+            with m.Switch(align):
                 for idx, sh in enumerate(self.shifts):
                     with m.Case(idx):
                         m.d.sync += aligned.eq(prods[k] << sh)

@@ -1,0 +1,38 @@
+"""Control registers copied per group of lanes, so that no one net reaches every lane.
+
+At 64 lanes a register that steers every lane (the activate engine's capture and shift
+enables, the MAC array's base pick and alignment shift) drives thousands of flip-flops or
+LUTs spread over the device, and its one net was the longest path (17-19 ns of routing on
+the ECP5-85F). A copy per `LANES_PER_COPY` lanes, each set exactly as the original, keeps
+every net local; `COPY_ATTR` keeps synthesis from merging the copies back into one
+(`hwgen.synth.flow.KEEP_COPIES`). A design of at most `LANES_PER_COPY` lanes keeps its one
+register, unmarked and named as before.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Shape, Signal
+
+from ..design_folder import COPY_ATTR
+
+#: Lanes that one copy of a lane-steering register drives.
+LANES_PER_COPY = 8
+
+
+def copy_groups(lanes: int) -> int:
+    """Copies of a register that steers `lanes` lanes."""
+    return -(-lanes // LANES_PER_COPY)
+
+
+def group_of(lane: int) -> int:
+    """The copy that steers `lane`."""
+    return lane // LANES_PER_COPY
+
+
+def copies(shape, lanes: int, name: str) -> list[Signal]:
+    """`copy_groups(lanes)` registers of `shape`: ``name`` alone for one group, else
+    ``name_c0``, ``name_c1``, ... marked `COPY_ATTR`."""
+    shape = Shape.cast(shape)
+    n = copy_groups(lanes)
+    if n == 1:
+        return [Signal(shape, name=name)]
+    return [Signal(shape, name=f"{name}_c{g}", attrs={COPY_ATTR: 1}) for g in range(n)]
