@@ -335,9 +335,9 @@ def test_loaded_weights_go_to_spram_on_the_up5k_only(tmp_path):
 
 def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
     """At 16 lanes the accumulators (25 words, two read ports) and biases (13 words) are
-    16 x 20 bits wide: the biases kept in block RAM while it fits (Yosys puts accumulators
-    this shallow in LUT RAM by itself), in logic on an ECP5 whose block RAM they overflow
-    (a second Yosys run), and the accumulators in LUT RAM."""
+    16 x 20 bits wide (two slices of 8 lanes each): the biases kept in block RAM while it
+    fits (Yosys puts accumulators this shallow in LUT RAM by itself), in logic on an ECP5
+    whose block RAM they overflow (a second Yosys run), and the accumulators in LUT RAM."""
     import numpy as np
     from conftest import make_model
     from hwgen.design_folder import SHALLOW_ATTR
@@ -348,9 +348,9 @@ def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
     qm = quantize_model(ir, np.random.default_rng(0).uniform(-1, 1, (8, 4, 5)))
     design = generate(qm, tmp_path / "wide", lanes=16)
     verilog_text = "".join(p.read_text() for p in design.glob("*.v"))
-    assert verilog_text.count(f'{SHALLOW_ATTR} = "ram"') == 1   # the accumulators
-    assert verilog_text.count(f'{SHALLOW_ATTR} = "rom"') == 1   # the biases
-    mapped = r"mac\.{} via \$__(\w+)_\n"
+    assert verilog_text.count(f'{SHALLOW_ATTR} = "ram"') == 2   # the accumulators' slices
+    assert verilog_text.count(f'{SHALLOW_ATTR} = "rom"') == 2   # the biases'
+    mapped = r"mac\.{}[01] via \$__(\w+)_\n"
     ecp5 = dataclasses.replace(get_target("ecp5-25f"), pnr=None, pack=None)
     roomy = synthesize(design, ecp5, out_dir=tmp_path / "roomy", progress=None)
     memory = roomy["memory_mapping"]

@@ -32,12 +32,14 @@ high product is then taken from the delta directly.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .fanout import copies, copy_groups, group_of
+from .fanout import LANES_PER_COPY, copies, copy_groups, group_of
 from .plan import WEIGHT_BEAT
 from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
                   shallow_attrs)
@@ -119,8 +121,6 @@ class MacArray(wiring.Component):
         self.layout = issue_layout(len(weight_words) + 1, acc_depth, len(bias_words),
                                    delta_width, len(self.shifts), self.w_addr_copies)
         lanes = data.ArrayLayout(signed(acc_width), self.lanes)
-        self.acc_mem = Memory(shape=lanes, depth=acc_depth, init=[],
-                              attrs=shallow_attrs(lanes.size, acc_depth, writable=True))
         members = {"issue": In(stream.Signature(self.layout, always_ready=True)),
                    "read_addr": In(range(acc_depth)),
                    "acc_word": Out(lanes), "idle": Out(1, init=1)}
@@ -144,16 +144,20 @@ class MacArray(wiring.Component):
             m.submodules.w_rom = w_rom = BankedROM(
                 lanes_of(self.weight_width), self.weight_words.tolist(), decode=decode,
                 copies=self.w_addr_copies)
-        # in block RAM, not logic: Yosys builds a ROM this small from LUTs, and on the iCE40
-        # its address decode was the longest path
-        m.submodules.b_mem = b_mem = Memory(
-            shape=lanes_of(self.acc_width), depth=len(self.bias_words),
-            init=self.bias_words.tolist(),
-            attrs={"rom_style": "block", **shallow_attrs(P * self.acc_width,
-                                                        len(self.bias_words), writable=False)})
-        m.submodules.acc_mem = acc_mem = self.acc_mem
-        b_rd, acc_rd, acc_wr = b_mem.read_port(), acc_mem.read_port(), acc_mem.write_port()
-        out_rd = acc_mem.read_port()   # the rest of the datapath's
+        groups = copy_groups(P)
+        if groups == 1:
+            # in block RAM, not logic: Yosys builds a ROM this small from LUTs, and on the
+            # iCE40 its address decode was the longest path
+            m.submodules.b_mem = b_mem = Memory(
+                shape=lanes_of(self.acc_width), depth=len(self.bias_words),
+                init=self.bias_words.tolist(), attrs=self._bias_attrs())
+            m.submodules.acc_mem = acc_mem = Memory(
+                shape=lanes_of(self.acc_width), depth=self.acc_depth, init=[],
+                attrs=shallow_attrs(P * self.acc_width, self.acc_depth, writable=True))
+            b_rd, acc_rd, acc_wr = b_mem.read_port(), acc_mem.read_port(), acc_mem.write_port()
+            out_rd = acc_mem.read_port()   # the rest of the datapath's
+        else:
+            b_rd, acc_rd, acc_wr, out_rd = self._sliced_memories(m)
 
         # stage 1, 1a, 1b: the weight word comes out of its banks (block RAM output straight
         # into a multiplexer or a multiplier would be the longest path)
@@ -177,8 +181,12 @@ class MacArray(wiring.Component):
         self._multiply(m, w_rom.data, s1b.issue.delta, prods)
         m.d.sync += [s2.valid.eq(s1b.valid), s2.acc_addr.eq(s1b.issue.acc_addr),
                      s2.bias.eq(s1b.issue.bias), s2.shift.eq(s1b.issue.shift)]
-        m.d.comb += [b_rd.addr.eq(s1b.issue.b_addr),
-                     acc_rd.addr.eq(s1b.issue.acc_addr), out_rd.addr.eq(self.read_addr)]
+        if groups == 1:
+            m.d.comb += [b_rd.addr.eq(s1b.issue.b_addr), acc_rd.addr.eq(s1b.issue.acc_addr),
+                         out_rd.addr.eq(self.read_addr)]
+        else:   # each slice's address register, set as s1b is
+            m.d.sync += [*(a.eq(s1a.issue.b_addr) for a in b_rd.addr),
+                         *(a.eq(s1a.issue.acc_addr) for a in acc_rd.addr)]
 
         # stage 3: register the accumulator and bias words and align the products (block
         # RAM output straight into the adder would be the longest path)
@@ -212,7 +220,11 @@ class MacArray(wiring.Component):
         m.d.sync += [s4.valid.eq(s3.valid), s4.acc_addr.eq(s3.acc_addr), last.eq(s4),
                      last_sum.eq(acc_wr.data), last_sum2.eq(last_sum),
                      *(fwd1.eq(pick == FWD1) for fwd1, pick in zip(fwd1s, picks))]
-        m.d.comb += [acc_wr.addr.eq(s4.acc_addr), acc_wr.en.eq(s4.valid)]
+        if groups == 1:
+            m.d.comb += [acc_wr.addr.eq(s4.acc_addr), acc_wr.en.eq(s4.valid)]
+        else:   # each slice's write address and enable, set as s4 is
+            m.d.sync += [*(a.eq(s3.acc_addr) for a in acc_wr.addr),
+                         *(e.eq(s3.valid) for e in acc_wr.en)]
         with m.If(s2.bias):
             m.d.sync += [pick.eq(BIAS) for pick in picks]
         with m.Elif(s3.valid & (s3.acc_addr == s2.acc_addr)):
@@ -241,6 +253,45 @@ class MacArray(wiring.Component):
                          addend.eq(aligned)]
             m.d.comb += acc_wr.data[k].eq(Mux(fwd1, last_sum[k], base) + addend)
         return m
+
+    def _bias_attrs(self) -> dict:
+        return {"rom_style": "block", **shallow_attrs(self.lanes * self.acc_width,
+                                                      len(self.bias_words), writable=False)}
+
+    def _sliced_memories(self, m):
+        """The bias and accumulator memories as slices of `LANES_PER_COPY` lanes, each
+        addressed (and written) by registers of its own (`hwgen.rtl.fanout`): ports whose
+        `addr` (and `en`) are lists of those registers, to be set as the stage registers
+        are, and whose `data` is the whole P-lane word. The datapath's read port shares
+        `read_addr` (it comes from outside)."""
+        P, w = self.lanes, self.acc_width
+        word = data.ArrayLayout(signed(w), P)
+        ports = {key: SimpleNamespace(data=Signal(word, name=f"{key}_data"))
+                 for key in ("b_rd", "acc_rd", "acc_wr", "out_rd")}
+        ports["b_rd"].addr = copies(range(len(self.bias_words)), P, "b_rd_addr")
+        ports["acc_rd"].addr = copies(range(self.acc_depth), P, "acc_rd_addr")
+        ports["acc_wr"].addr = copies(range(self.acc_depth), P, "acc_wr_addr")
+        ports["acc_wr"].en = copies(1, P, "acc_wr_en")
+        acc_attrs = shallow_attrs(P * w, self.acc_depth, writable=True)
+        for g in range(copy_groups(P)):
+            lanes = range(g * LANES_PER_COPY, min(P, (g + 1) * LANES_PER_COPY))
+            shape = data.ArrayLayout(signed(w), len(lanes))
+            b_mem = Memory(shape=shape, depth=len(self.bias_words), attrs=self._bias_attrs(),
+                           init=self.bias_words[:, lanes.start:lanes.stop].tolist())
+            acc_mem = Memory(shape=shape, depth=self.acc_depth, init=[], attrs=acc_attrs)
+            m.submodules[f"b_mem{g}"], m.submodules[f"acc_mem{g}"] = b_mem, acc_mem
+            b_rd, acc_rd, acc_wr = b_mem.read_port(), acc_mem.read_port(), acc_mem.write_port()
+            out_rd = acc_mem.read_port()
+            m.d.comb += [b_rd.addr.eq(ports["b_rd"].addr[g]),
+                         acc_rd.addr.eq(ports["acc_rd"].addr[g]),
+                         acc_wr.addr.eq(ports["acc_wr"].addr[g]),
+                         acc_wr.en.eq(ports["acc_wr"].en[g]), out_rd.addr.eq(self.read_addr)]
+            part = slice(lanes.start * w, lanes.stop * w)
+            m.d.comb += [ports["b_rd"].data.as_value()[part].eq(b_rd.data.as_value()),
+                         ports["acc_rd"].data.as_value()[part].eq(acc_rd.data.as_value()),
+                         ports["out_rd"].data.as_value()[part].eq(out_rd.data.as_value()),
+                         acc_wr.data.as_value().eq(ports["acc_wr"].data.as_value()[part])]
+        return ports["b_rd"], ports["acc_rd"], ports["acc_wr"], ports["out_rd"]
 
     def _operand_layout(self) -> data.StructLayout:
         """The multipliers' weight operands: each pair's packed operand and whether its sum
