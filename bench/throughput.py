@@ -128,6 +128,8 @@ def synth_result(name: str, lanes: int, target: str, work: Path, run: bool,
         report = synthesize(folder, target, out_dir=work / f"synth_{name}_{target}",
                             progress=print_progress if big else None, pack=False,
                             seeds=(1,) if big else SEEDS, router="router2" if big else None)
+        # read again: another run may have stored its design meanwhile
+        stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         stored[key] = {"lanes": lanes, "fits": report["fits"], "fmax_mhz": report["fmax_mhz"],
                        "fmax_by_seed": report.get("fmax_by_seed"), "commit": head_commit(),
                        "router": report.get("router"),
