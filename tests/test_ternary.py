@@ -134,6 +134,61 @@ def test_tiny_qat_trains_the_char_lm_deterministically():
     assert all(torch.equal(v, again.state_dict[k]) for k, v in result.state_dict.items())
 
 
+def _same(a, b):
+    return all(torch.equal(v, b.state_dict[k]) for k, v in a.state_dict.items())
+
+
+def test_tiny_distillation_changes_the_char_lm_and_is_reproducible(tmp_path):
+    """Distillation from the float model: another result, the same one again, its own tag
+    and metadata (none of it in a result without)."""
+    lm = flow.load_task("charlm_gru2")
+    kw = dict(epochs=2, max_batches=8, lr=1e-2, threads=1, scope="model")
+    plain = qat.train(lm, 2, 0.8, **kw)
+    kd = qat.train(lm, 2, 0.8, distill=0.5, **kw)
+    assert not _same(plain, kd) and _same(kd, qat.train(lm, 2, 0.8, distill=0.5, **kw))
+    assert not _same(kd, qat.train(lm, 2, 0.8, distill=0.5, temperature=4.0, **kw))
+    assert (plain.tag, kd.tag) == ("charlm_gru2_t2s80ge2", "charlm_gru2_t2s80gd50e2")
+    assert qat.result_tag(lm.name, 2, 0.8, False, 100, "model", 0.25, 4.0) == \
+        "charlm_gru2_t2s80gd25T4e100"
+    for r in (plain, kd):
+        qat.save(r, tmp_path)
+        back = qat.load(tmp_path, r.tag)
+        assert (back.distill, back.temperature) == (r.distill, r.temperature) and _same(r, back)
+    assert "distill" not in (tmp_path / f"{plain.tag}.json").read_text()
+    tm = qat.to_ternary(lm, kd)
+    assert round(sum(3072 * v for v in tm.pruned.values())) == round(0.8 * 4 * 3072)
+    assert qat.int_metric(lm, tm.qm) < qat.int_metric(lm, qat.post_training(lm, 2, 0.8).qm)
+
+
+def test_distillation_term_is_zero_against_itself_and_pulls_to_the_teacher():
+    """With the teacher's own logits the step is the labels' step scaled by 1 - w."""
+    torch.manual_seed(0)
+    out = torch.randn(4, 5, 7, requires_grad=True)
+    target = torch.randint(0, 7, (4, 5))
+
+    class Opt:
+        def zero_grad(self):
+            out.grad = None
+
+        def step(self):
+            pass
+
+    class Model:
+        def parameters(self):
+            return [out]
+
+    grads = []
+    for soft in (out.detach(), torch.zeros(4, 5, 7)):
+        qat.distill_step(Model(), Opt(), out, target, soft, 0.5, 2.0)
+        grads.append(out.grad.clone())
+    ce = torch.nn.functional.cross_entropy(out.reshape(-1, 7), target.reshape(-1))
+    full = torch.autograd.grad(ce, out)[0]
+    norm = float(full.norm())
+    scale = 0.5 if norm * 0.5 <= 1 else 1 / norm   # the step clips the gradient norm to 1
+    torch.testing.assert_close(grads[0], full * scale)
+    assert not torch.allclose(grads[1], grads[0])
+
+
 @pytest.mark.parametrize("argv,label,bpc", [([], "t2s80", "2.526"),
                                              (["--global-pruning"], "t2s80g", "2.434")])
 def test_cli_loads_the_shipped_char_lm(capsys, tmp_path, argv, label, bpc):
