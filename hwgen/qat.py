@@ -89,8 +89,9 @@ def check_options(levels, sparsity, binary, scope: str = "matrix", distill: floa
         raise ternary.TernaryError("--global-pruning needs a sparsity above 0")
     if not 0 <= distill < 1:
         raise ternary.TernaryError(f"distill must be in [0, 1), not {distill!r}")
-    if not temperature > 0:
-        raise ternary.TernaryError(f"temperature must be above 0, not {temperature!r}")
+    if not 0 < temperature < float("inf"):
+        raise ternary.TernaryError(f"temperature must be a finite number above 0, "
+                                   f"not {temperature!r}")
     if temperature != TEMPERATURE and not distill:
         raise ternary.TernaryError("--temperature needs --distill above 0")
 

@@ -212,6 +212,12 @@ def test_cli_loads_the_shipped_char_lm(capsys, tmp_path, argv, label, bpc):
                      "not supported yet"),
     (["--global-pruning", "--sparsity", "0"], "--global-pruning needs a sparsity above 0"),
     (["--plot", "fig.txt"], "figure path must end in .png: fig.txt"),
+    (["--distill", "1"], "argument --distill: expected a probability in [0, 1), not '1'"),
+    (["--distill", "x"], "argument --distill: expected a finite number >= 0, not 'x'"),
+    (["--distill", "0.5", "--temperature", "0"], "temperature must be a finite number above 0, not 0.0"),
+    (["--distill", "0.5", "--temperature", "inf"], "temperature must be a finite number above 0, "
+                                                   "not inf"),
+    (["--temperature", "4"], "--temperature needs --distill above 0"),
 ])
 def test_cli_errors(capsys, tmp_path, argv, message):
     code = main(["ternary", *argv, "--out", str(tmp_path)])
