@@ -32,7 +32,7 @@ BATCH = 64
 PRUNE_FRACTION = 0.6
 THREADS = 2        # torch threads; a result is reproduced bit for bit at the same count
 SCOPES = ("matrix", "model")   # pruning: each matrix to the target, or all of them together
-TEMPERATURE = 2.0  # distillation: the softmax temperature of teacher and student
+TEMPERATURE = 1.0  # distillation: the softmax temperature of teacher and student
 SHIPPED = Path(__file__).parent / "models" / "ternary"
 
 
@@ -53,29 +53,38 @@ class QATResult:
     scope: str = "matrix"
     distill: float = 0.0   # weight of the distillation term (0: the labels only)
     temperature: float = TEMPERATURE
+    lr: float = LR
 
     @property
     def tag(self) -> str:
         """File stem, e.g. digits_gru_t2s80 (ternary, 2 levels, 80 %), digits_gru_b3, ``g``
         appended for pruning over the whole model (charlm_gru2_t2s80g), and ``e<epochs>``
         when not the default: digits_gru_t2s90e200; ``d<100 distill>`` when distilled from the
-        float model (charlm_gru2_t2s80gd50), then ``T<temperature>`` when not the default."""
+        float model (charlm_gru2_t2s80gd50), then ``T<temperature>`` when not the default, and
+        ``lr<lr>`` for a learning rate other than the default (charlm_gru2_t2s80gd20lr0p01: a
+        number's point is a ``p``, so that a tag stays a plain file stem)."""
         kind = f"b{self.levels}" if self.binary else \
             f"t{self.levels}s{round(100 * self.sparsity)}" + ("g" if self.scope == "model" else "")
         kd = "" if not self.distill else f"d{round(100 * self.distill)}" + (
-            f"T{self.temperature:g}" if self.temperature != TEMPERATURE else "")
-        return f"{self.model}_{kind}{kd}" + (f"e{self.epochs}" if self.epochs != EPOCHS else "")
+            f"T{_num(self.temperature)}" if self.temperature != TEMPERATURE else "")
+        return f"{self.model}_{kind}{kd}" + (f"lr{_num(self.lr)}" if self.lr != LR else "") + \
+            (f"e{self.epochs}" if self.epochs != EPOCHS else "")
+
+
+def _num(x: float) -> str:
+    """A number in a tag: 0.01 -> 0p01, 4.0 -> 4."""
+    return f"{x:g}".replace(".", "p")
 
 
 def result_tag(model: str, levels: int, sparsity: float, binary: bool,
                epochs: int = EPOCHS, scope: str = "matrix", distill: float = 0.0,
-               temperature: float = TEMPERATURE) -> str:
+               temperature: float = TEMPERATURE, lr: float = LR) -> str:
     return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs, scope=scope,
-                     distill=distill, temperature=temperature).tag
+                     distill=distill, temperature=temperature, lr=lr).tag
 
 
 def check_options(levels, sparsity, binary, scope: str = "matrix", distill: float = 0.0,
-                  temperature: float = TEMPERATURE) -> None:
+                  temperature: float = TEMPERATURE, lr: float = LR) -> None:
     """TernaryError for options out of range, before any work."""
     if not isinstance(levels, (int, np.integer)) or not 1 <= levels <= 4:
         raise ternary.TernaryError(f"levels must be an integer in 1..4, not {levels!r}")
@@ -94,6 +103,8 @@ def check_options(levels, sparsity, binary, scope: str = "matrix", distill: floa
                                    f"not {temperature!r}")
     if temperature != TEMPERATURE and not distill:
         raise ternary.TernaryError("--temperature needs --distill above 0")
+    if not 0 < lr < float("inf"):
+        raise ternary.TernaryError(f"learning rate must be a finite number above 0, not {lr!r}")
 
 
 # ---------------------------------------------------------------- torch side
@@ -258,7 +269,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
 
     from .models import load_model, load_task_data
     from .train import optimizer_step
-    check_options(levels, sparsity, binary, scope, distill, temperature)
+    check_options(levels, sparsity, binary, scope, distill, temperature, lr)
     t0 = time.time()
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -298,7 +309,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     return QATResult(task.name, levels, sparsity, binary,
                      {k: v.detach().clone() for k, v in model.state_dict().items()},
                      masks, round(time.time() - t0, 1), epochs, seed, threads, scope,
-                     distill, temperature)
+                     distill, temperature, lr)
 
 
 def _masks_ir(result: QATResult, model, ir) -> list:
@@ -390,7 +401,7 @@ def format_table(task, rows: list[dict]) -> str:
 # ---------------------------------------------------------------- cache files
 def save(result: QATResult, folder) -> Path:
     """Write ``<tag>.pt`` (latent state_dict and masks) and ``<tag>.json`` in `folder` (the
-    distillation options only when used)."""
+    distillation options only when used, the learning rate only when not the default)."""
     import torch
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -402,6 +413,8 @@ def save(result: QATResult, folder) -> Path:
                                             "epochs", "seed", "threads", "scope")}
     if result.distill:
         meta.update(distill=result.distill, temperature=result.temperature)
+    if result.lr != LR:
+        meta.update(lr=result.lr)
     (folder / f"{result.tag}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -418,15 +431,18 @@ def load(folder, tag: str) -> QATResult | None:
                      blob["state_dict"], blob["masks"], meta.get("seconds", 0.0),
                      meta.get("epochs", EPOCHS), meta.get("seed", 0),
                      meta.get("threads", THREADS), meta.get("scope", "matrix"),
-                     meta.get("distill", 0.0), meta.get("temperature", TEMPERATURE))
+                     meta.get("distill", 0.0), meta.get("temperature", TEMPERATURE),
+                     meta.get("lr", LR))
 
 
 def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS,
                   seed: int = 0, log=None, threads: int = THREADS, scope: str = "matrix",
-                  distill: float = 0.0, temperature: float = TEMPERATURE) -> QATResult:
+                  distill: float = 0.0, temperature: float = TEMPERATURE, lr: float = LR
+                  ) -> QATResult:
     """A cached result (shipped, then `out`) with these options, else train (and cache in
     `out` when given)."""
-    tag = result_tag(task.name, levels, sparsity, binary, epochs, scope, distill, temperature)
+    tag = result_tag(task.name, levels, sparsity, binary, epochs, scope, distill, temperature,
+                     lr)
     for folder in (SHIPPED, out):
         if folder is not None:
             result = load(folder, tag)
@@ -434,8 +450,8 @@ def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS
                 return result
     if log:
         log(f"training {tag} ({epochs} epochs)...")
-    result = train(task, levels, sparsity, binary, epochs, seed, threads=threads, scope=scope,
-                   distill=distill, temperature=temperature)
+    result = train(task, levels, sparsity, binary, epochs, seed, lr, threads=threads,
+                   scope=scope, distill=distill, temperature=temperature)
     if out is not None:
         save(result, out)
     return result
@@ -481,6 +497,8 @@ def add_parser(sub, int_in, probability) -> None:
                          "(1 - W) CE + W T² KL), in [0, 1) (default 0: the labels only)")
     sp.add_argument("--temperature", type=float, default=TEMPERATURE, metavar="T",
                     help=f"softmax temperature of the distillation (default {TEMPERATURE:g})")
+    sp.add_argument("--lr", type=float, default=LR,
+                    help=f"Adam's learning rate, cosine-decayed (default {LR:g})")
     sp.add_argument("--epochs", type=int_in, default=EPOCHS)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--threads", type=int_in, default=THREADS,
@@ -495,7 +513,8 @@ def add_parser(sub, int_in, probability) -> None:
 def cmd_ternary(args) -> int:
     """``hwgen ternary``: train or load, print the table row (and the baselines)."""
     scope = "model" if args.global_pruning else "matrix"
-    check_options(args.levels, args.sparsity, args.binary, scope, args.distill, args.temperature)
+    check_options(args.levels, args.sparsity, args.binary, scope, args.distill, args.temperature,
+                  args.lr)
     if args.plot:
         from .plots import check_figure_path
         check_figure_path(args.plot)
@@ -504,7 +523,7 @@ def cmd_ternary(args) -> int:
     result = train_or_load(task, args.levels, args.sparsity, args.binary, args.out,
                            args.epochs, args.seed, log=lambda m: print(m, flush=True),
                            threads=args.threads, scope=scope, distill=args.distill,
-                           temperature=args.temperature)
+                           temperature=args.temperature, lr=args.lr)
     label = result.tag[len(task.name) + 1:]
     rows = baseline_rows(task) + [row(task, to_ternary(task, result), label)]
     print(f"{task.name}: {task.ir.describe()}")
