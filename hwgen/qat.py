@@ -8,7 +8,8 @@ matrix's sparsity (or the model's: `prune_all`) from 0 to the target over the fi
 `PRUNE_FRACTION` of the steps; a pruned weight is zero in the latent matrix and in every
 level. Inputs and the head's input (the last layer's hidden state) are fake-quantized to the
 8-bit PTQ formats; the state inside the recurrent module stays float (the fused torch
-module), so the evaluation always runs the integer reference. Seeded and deterministic at a
+module), so the evaluation always runs the integer reference. Optionally the loss also
+distils the float model's outputs (`distill`, `temperature`). Seeded and deterministic at a
 given torch thread count (2 unless told).
 
 `train` returns a `QATResult` (latent state_dict, masks, options); `evaluate` turns it into
@@ -446,7 +447,9 @@ def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS
     for folder in (SHIPPED, out):
         if folder is not None:
             result = load(folder, tag)
-            if result is not None and (result.epochs, result.seed) == (epochs, seed):
+            if result is not None and (result.epochs, result.seed, result.distill,
+                                       result.temperature, result.lr) == (
+                    epochs, seed, distill, temperature, lr):
                 return result
     if log:
         log(f"training {tag} ({epochs} epochs)...")

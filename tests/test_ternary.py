@@ -159,6 +159,9 @@ def test_tiny_distillation_changes_the_char_lm_and_is_reproducible(tmp_path):
         back = qat.load(tmp_path, r.tag)
         assert (back.distill, back.temperature, back.lr) == (r.distill, r.temperature, r.lr)
         assert _same(r, back)
+    cached = qat.train_or_load(lm, 2, 0.8, False, tmp_path, epochs=2, scope="model",
+                               distill=0.5, log=pytest.fail)    # found: not trained
+    assert cached.tag == kd.tag and _same(cached, kd)
     assert not {"distill", "lr"} & set(json.loads((tmp_path / f"{plain.tag}.json").read_text()))
     tm = qat.to_ternary(lm, kd)
     assert round(sum(3072 * v for v in tm.pruned.values())) == round(0.8 * 4 * 3072)
