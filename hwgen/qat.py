@@ -8,7 +8,8 @@ matrix's sparsity (or the model's: `prune_all`) from 0 to the target over the fi
 `PRUNE_FRACTION` of the steps; a pruned weight is zero in the latent matrix and in every
 level. Inputs and the head's input (the last layer's hidden state) are fake-quantized to the
 8-bit PTQ formats; the state inside the recurrent module stays float (the fused torch
-module), so the evaluation always runs the integer reference. Seeded and deterministic at a
+module), so the evaluation always runs the integer reference. Optionally the loss also
+distils the float model's outputs (`distill`, `temperature`). Seeded and deterministic at a
 given torch thread count (2 unless told).
 
 `train` returns a `QATResult` (latent state_dict, masks, options); `evaluate` turns it into
@@ -32,6 +33,7 @@ BATCH = 64
 PRUNE_FRACTION = 0.6
 THREADS = 2        # torch threads; a result is reproduced bit for bit at the same count
 SCOPES = ("matrix", "model")   # pruning: each matrix to the target, or all of them together
+TEMPERATURE = 1.0  # distillation: the softmax temperature of teacher and student
 SHIPPED = Path(__file__).parent / "models" / "ternary"
 
 
@@ -50,23 +52,40 @@ class QATResult:
     seed: int = 0
     threads: int = THREADS
     scope: str = "matrix"
+    distill: float = 0.0   # weight of the distillation term (0: the labels only)
+    temperature: float = TEMPERATURE
+    lr: float = LR
 
     @property
     def tag(self) -> str:
         """File stem, e.g. digits_gru_t2s80 (ternary, 2 levels, 80 %), digits_gru_b3, ``g``
         appended for pruning over the whole model (charlm_gru2_t2s80g), and ``e<epochs>``
-        when not the default: digits_gru_t2s90e200."""
+        when not the default: digits_gru_t2s90e200; ``d<100 distill>`` when distilled from the
+        float model (charlm_gru2_t2s80gd50), then ``T<temperature>`` when not the default, and
+        ``lr<lr>`` for a learning rate other than the default (charlm_gru2_t2s80gd20lr0p01: a
+        number's point is a ``p``, so that a tag stays a plain file stem)."""
         kind = f"b{self.levels}" if self.binary else \
             f"t{self.levels}s{round(100 * self.sparsity)}" + ("g" if self.scope == "model" else "")
-        return f"{self.model}_{kind}" + (f"e{self.epochs}" if self.epochs != EPOCHS else "")
+        kd = "" if not self.distill else f"d{round(100 * self.distill)}" + (
+            f"T{_num(self.temperature)}" if self.temperature != TEMPERATURE else "")
+        return f"{self.model}_{kind}{kd}" + (f"lr{_num(self.lr)}" if self.lr != LR else "") + \
+            (f"e{self.epochs}" if self.epochs != EPOCHS else "")
+
+
+def _num(x: float) -> str:
+    """A number in a tag: 0.01 -> 0p01, 4.0 -> 4."""
+    return f"{x:g}".replace(".", "p")
 
 
 def result_tag(model: str, levels: int, sparsity: float, binary: bool,
-               epochs: int = EPOCHS, scope: str = "matrix") -> str:
-    return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs, scope=scope).tag
+               epochs: int = EPOCHS, scope: str = "matrix", distill: float = 0.0,
+               temperature: float = TEMPERATURE, lr: float = LR) -> str:
+    return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs, scope=scope,
+                     distill=distill, temperature=temperature, lr=lr).tag
 
 
-def check_options(levels, sparsity, binary, scope: str = "matrix") -> None:
+def check_options(levels, sparsity, binary, scope: str = "matrix", distill: float = 0.0,
+                  temperature: float = TEMPERATURE, lr: float = LR) -> None:
     """TernaryError for options out of range, before any work."""
     if not isinstance(levels, (int, np.integer)) or not 1 <= levels <= 4:
         raise ternary.TernaryError(f"levels must be an integer in 1..4, not {levels!r}")
@@ -78,6 +97,15 @@ def check_options(levels, sparsity, binary, scope: str = "matrix") -> None:
         raise ternary.TernaryError(f"pruning scope must be one of {SCOPES}, not {scope!r}")
     if scope == "model" and not sparsity:
         raise ternary.TernaryError("--global-pruning needs a sparsity above 0")
+    if not 0 <= distill < 1:
+        raise ternary.TernaryError(f"distill must be in [0, 1), not {distill!r}")
+    if not 0 < temperature < float("inf"):
+        raise ternary.TernaryError(f"temperature must be a finite number above 0, "
+                                   f"not {temperature!r}")
+    if temperature != TEMPERATURE and not distill:
+        raise ternary.TernaryError("--temperature needs --distill above 0")
+    if not 0 < lr < float("inf"):
+        raise ternary.TernaryError(f"learning rate must be a finite number above 0, not {lr!r}")
 
 
 # ---------------------------------------------------------------- torch side
@@ -186,9 +214,40 @@ def _forward(model, names, masks, x, levels, binary, fmts):
     return model.head(_fake_round(y, h_fmt.frac, h_fmt.min_int, h_fmt.max_int))
 
 
+def teacher_logits(name: str, x, batch: int = 256):
+    """The bundled float model's outputs on `x` (a tensor), computed once for distillation."""
+    import torch
+
+    from .models import load_model
+    teacher, _ = load_model(name)
+    teacher.eval()
+    with torch.no_grad():
+        return torch.cat([teacher(xb) for xb in x.split(batch)])
+
+
+def distill_step(model, opt, out, target, soft, distill: float, temperature: float) -> None:
+    """`train.optimizer_step` with the loss (1 - w) CE(labels) + w T² KL(teacher_T ‖
+    student_T): Hinton's distillation, both softmaxes at temperature T, `soft` the teacher's
+    logits."""
+    import torch
+    from torch import nn
+    v = out.shape[-1]
+    ce = nn.functional.cross_entropy(out.reshape(-1, v), target.reshape(-1))
+    kl = nn.functional.kl_div(
+        torch.log_softmax(out.reshape(-1, v) / temperature, -1),
+        torch.log_softmax(soft.reshape(-1, v) / temperature, -1),
+        reduction="batchmean", log_target=True) * temperature ** 2
+    loss = (1 - distill) * ce + distill * kl
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
           epochs: int = EPOCHS, seed: int = 0, lr: float = LR, max_batches: int | None = None,
-          threads: int = THREADS, scope: str = "matrix") -> QATResult:
+          threads: int = THREADS, scope: str = "matrix", distill: float = 0.0,
+          temperature: float = TEMPERATURE) -> QATResult:
     """Fine-tune a bundled model's float weights to L ternary (or binary) levels.
 
     Parameters
@@ -200,6 +259,8 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     threads : torch threads (the same seed and count give the same weights).
     scope : prune each matrix to `sparsity` ("matrix") or the model's weights together
         ("model"; the sparsity of each matrix is then what the magnitudes make it).
+    distill, temperature : weight w of the distillation term against the bundled float
+        model's outputs at temperature T (`distill_step`); 0: the labels only, as before.
 
     Returns
     -------
@@ -209,7 +270,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
 
     from .models import load_model, load_task_data
     from .train import optimizer_step
-    check_options(levels, sparsity, binary, scope)
+    check_options(levels, sparsity, binary, scope, distill, temperature, lr)
     t0 = time.time()
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -220,6 +281,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     fmts = _act_formats(task)
     x, y = load_task_data(meta, "train")
     xt, yt = torch.from_numpy(np.asarray(x, np.float32)), torch.from_numpy(np.asarray(y))
+    soft = teacher_logits(task.name, xt) if distill else None
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
@@ -235,7 +297,10 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
                     for n in names:
                         params[n].mul_(masks[n])
             out = _forward(model, names, masks, xt[idx], levels, binary, fmts)
-            optimizer_step(model, opt, out, yt[idx])
+            if distill:
+                distill_step(model, opt, out, yt[idx], soft[idx], distill, temperature)
+            else:
+                optimizer_step(model, opt, out, yt[idx])
             with torch.no_grad():
                 for n in names:
                     params[n].mul_(masks[n])
@@ -244,7 +309,8 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     model.eval()
     return QATResult(task.name, levels, sparsity, binary,
                      {k: v.detach().clone() for k, v in model.state_dict().items()},
-                     masks, round(time.time() - t0, 1), epochs, seed, threads, scope)
+                     masks, round(time.time() - t0, 1), epochs, seed, threads, scope,
+                     distill, temperature, lr)
 
 
 def _masks_ir(result: QATResult, model, ir) -> list:
@@ -335,7 +401,8 @@ def format_table(task, rows: list[dict]) -> str:
 
 # ---------------------------------------------------------------- cache files
 def save(result: QATResult, folder) -> Path:
-    """Write ``<tag>.pt`` (latent state_dict and masks) and ``<tag>.json`` in `folder`."""
+    """Write ``<tag>.pt`` (latent state_dict and masks) and ``<tag>.json`` in `folder` (the
+    distillation options only when used, the learning rate only when not the default)."""
     import torch
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -345,6 +412,10 @@ def save(result: QATResult, folder) -> Path:
     tmp.replace(path)
     meta = {k: getattr(result, k) for k in ("model", "levels", "sparsity", "binary", "seconds",
                                             "epochs", "seed", "threads", "scope")}
+    if result.distill:
+        meta.update(distill=result.distill, temperature=result.temperature)
+    if result.lr != LR:
+        meta.update(lr=result.lr)
     (folder / f"{result.tag}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -360,23 +431,30 @@ def load(folder, tag: str) -> QATResult | None:
     return QATResult(meta["model"], meta["levels"], meta["sparsity"], meta["binary"],
                      blob["state_dict"], blob["masks"], meta.get("seconds", 0.0),
                      meta.get("epochs", EPOCHS), meta.get("seed", 0),
-                     meta.get("threads", THREADS), meta.get("scope", "matrix"))
+                     meta.get("threads", THREADS), meta.get("scope", "matrix"),
+                     meta.get("distill", 0.0), meta.get("temperature", TEMPERATURE),
+                     meta.get("lr", LR))
 
 
 def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS,
-                  seed: int = 0, log=None, threads: int = THREADS, scope: str = "matrix"
+                  seed: int = 0, log=None, threads: int = THREADS, scope: str = "matrix",
+                  distill: float = 0.0, temperature: float = TEMPERATURE, lr: float = LR
                   ) -> QATResult:
     """A cached result (shipped, then `out`) with these options, else train (and cache in
     `out` when given)."""
-    tag = result_tag(task.name, levels, sparsity, binary, epochs, scope)
+    tag = result_tag(task.name, levels, sparsity, binary, epochs, scope, distill, temperature,
+                     lr)
     for folder in (SHIPPED, out):
         if folder is not None:
             result = load(folder, tag)
-            if result is not None and (result.epochs, result.seed) == (epochs, seed):
+            if result is not None and (result.epochs, result.seed, result.distill,
+                                       result.temperature, result.lr) == (
+                    epochs, seed, distill, temperature, lr):
                 return result
     if log:
         log(f"training {tag} ({epochs} epochs)...")
-    result = train(task, levels, sparsity, binary, epochs, seed, threads=threads, scope=scope)
+    result = train(task, levels, sparsity, binary, epochs, seed, lr, threads=threads,
+                   scope=scope, distill=distill, temperature=temperature)
     if out is not None:
         save(result, out)
     return result
@@ -417,6 +495,13 @@ def add_parser(sub, int_in, probability) -> None:
     sp.add_argument("--global-pruning", action="store_true",
                     help="prune the model's matrices together to --sparsity (the smallest "
                          "weights wherever they are), not each matrix to it")
+    sp.add_argument("--distill", type=probability, default=0.0, metavar="W",
+                    help="weight of distillation from the float model's outputs (loss "
+                         "(1 - W) CE + W T² KL), in [0, 1) (default 0: the labels only)")
+    sp.add_argument("--temperature", type=float, default=TEMPERATURE, metavar="T",
+                    help=f"softmax temperature of the distillation (default {TEMPERATURE:g})")
+    sp.add_argument("--lr", type=float, default=LR,
+                    help=f"Adam's learning rate, cosine-decayed (default {LR:g})")
     sp.add_argument("--epochs", type=int_in, default=EPOCHS)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--threads", type=int_in, default=THREADS,
@@ -431,7 +516,8 @@ def add_parser(sub, int_in, probability) -> None:
 def cmd_ternary(args) -> int:
     """``hwgen ternary``: train or load, print the table row (and the baselines)."""
     scope = "model" if args.global_pruning else "matrix"
-    check_options(args.levels, args.sparsity, args.binary, scope)
+    check_options(args.levels, args.sparsity, args.binary, scope, args.distill, args.temperature,
+                  args.lr)
     if args.plot:
         from .plots import check_figure_path
         check_figure_path(args.plot)
@@ -439,7 +525,8 @@ def cmd_ternary(args) -> int:
     check_model(task)
     result = train_or_load(task, args.levels, args.sparsity, args.binary, args.out,
                            args.epochs, args.seed, log=lambda m: print(m, flush=True),
-                           threads=args.threads, scope=scope)
+                           threads=args.threads, scope=scope, distill=args.distill,
+                           temperature=args.temperature, lr=args.lr)
     label = result.tag[len(task.name) + 1:]
     rows = baseline_rows(task) + [row(task, to_ternary(task, result), label)]
     print(f"{task.name}: {task.ir.describe()}")

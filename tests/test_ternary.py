@@ -1,4 +1,6 @@
 """Multi-level ternary weights: the fit, pruning, the integer contract, counts, QAT, the CLI."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -134,8 +136,80 @@ def test_tiny_qat_trains_the_char_lm_deterministically():
     assert all(torch.equal(v, again.state_dict[k]) for k, v in result.state_dict.items())
 
 
-@pytest.mark.parametrize("argv,label,bpc", [([], "t2s80", "2.526"),
-                                             (["--global-pruning"], "t2s80g", "2.434")])
+def _same(a, b):
+    return all(torch.equal(v, b.state_dict[k]) for k, v in a.state_dict.items())
+
+
+def test_tiny_distillation_changes_the_char_lm_and_is_reproducible(tmp_path):
+    """Distillation from the float model: another result, the same one again, its own tag
+    and metadata (none of it in a result without)."""
+    lm = flow.load_task("charlm_gru2")
+    kw = dict(epochs=2, max_batches=8, threads=1, scope="model")
+    plain = qat.train(lm, 2, 0.8, **kw)
+    kd = qat.train(lm, 2, 0.8, distill=0.5, **kw)
+    assert not _same(plain, kd) and _same(kd, qat.train(lm, 2, 0.8, distill=0.5, **kw))
+    assert not _same(kd, qat.train(lm, 2, 0.8, distill=0.5, temperature=2.5, **kw))
+    assert (plain.tag, kd.tag) == ("charlm_gru2_t2s80ge2", "charlm_gru2_t2s80gd50e2")
+    assert qat.result_tag(lm.name, 2, 0.8, False, 100, "model", 0.25, 2.5, 0.01) == \
+        "charlm_gru2_t2s80gd25T2p5lr0p01e100"
+    fast = qat.train(lm, 2, 0.8, distill=0.5, **{**kw, "lr": 0.01})
+    assert fast.tag == "charlm_gru2_t2s80gd50lr0p01e2" and not _same(fast, kd)
+    for r in (plain, kd, fast):
+        qat.save(r, tmp_path)
+        back = qat.load(tmp_path, r.tag)
+        assert (back.distill, back.temperature, back.lr) == (r.distill, r.temperature, r.lr)
+        assert _same(r, back)
+    cached = qat.train_or_load(lm, 2, 0.8, False, tmp_path, epochs=2, scope="model",
+                               distill=0.5, log=pytest.fail)    # found: not trained
+    assert cached.tag == kd.tag and _same(cached, kd)
+    assert not {"distill", "lr"} & set(json.loads((tmp_path / f"{plain.tag}.json").read_text()))
+    tm = qat.to_ternary(lm, kd)
+    assert round(sum(3072 * v for v in tm.pruned.values())) == round(0.8 * 4 * 3072)
+    assert qat.int_metric(lm, tm.qm) < qat.int_metric(lm, qat.post_training(lm, 2, 0.8).qm)
+
+
+def test_distillation_term_is_zero_against_itself_and_pulls_to_the_teacher():
+    """With the teacher's own logits the step is the labels' step scaled by 1 - w."""
+    torch.manual_seed(0)
+    out = torch.randn(4, 5, 7, requires_grad=True)
+    target = torch.randint(0, 7, (4, 5))
+
+    class Opt:
+        def zero_grad(self):
+            out.grad = None
+
+        def step(self):
+            pass
+
+    class Model:
+        def parameters(self):
+            return [out]
+
+    grads = []
+    for soft in (out.detach(), torch.zeros(4, 5, 7)):
+        qat.distill_step(Model(), Opt(), out, target, soft, 0.5, 2.0)
+        grads.append(out.grad.clone())
+    ce = torch.nn.functional.cross_entropy(out.reshape(-1, 7), target.reshape(-1))
+    full = torch.autograd.grad(ce, out)[0]
+    norm = float(full.norm())
+    scale = 0.5 if norm * 0.5 <= 1 else 1 / norm   # the step clips the gradient norm to 1
+    torch.testing.assert_close(grads[0], full * scale)
+    assert not torch.allclose(grads[1], grads[0])
+
+
+def test_the_shipped_distilled_char_lm_is_80_percent_pruned_with_its_options():
+    r = qat.load(qat.SHIPPED, "charlm_gru2_t2s80gd20lr0p01")
+    assert (r.levels, r.sparsity, r.scope, r.distill, r.temperature, r.lr, r.epochs, r.seed,
+            r.threads) == (2, 0.8, "model", 0.2, 1.0, 0.01, 30, 0, 1)
+    kept = sum(int(m.sum()) for m in r.masks.values())
+    total = sum(m.numel() for m in r.masks.values())
+    assert total - kept == round(0.8 * total)
+    assert all(not bool(r.state_dict[f"rnn.{n}"][~m].any()) for n, m in r.masks.items())
+
+
+@pytest.mark.parametrize("argv,label,bpc", [
+    ([], "t2s80", "2.526"), (["--global-pruning"], "t2s80g", "2.434"),
+    (["--global-pruning", "--distill", "0.2", "--lr", "0.01"], "t2s80gd20lr0p01", "2.388")])
 def test_cli_loads_the_shipped_char_lm(capsys, tmp_path, argv, label, bpc):
     assert main(["ternary", "charlm_gru2", "--levels", "2", "--sparsity", "0.8", *argv,
                  "--out", str(tmp_path)]) == 0
@@ -157,6 +231,13 @@ def test_cli_loads_the_shipped_char_lm(capsys, tmp_path, argv, label, bpc):
                      "not supported yet"),
     (["--global-pruning", "--sparsity", "0"], "--global-pruning needs a sparsity above 0"),
     (["--plot", "fig.txt"], "figure path must end in .png: fig.txt"),
+    (["--distill", "1"], "argument --distill: expected a probability in [0, 1), not '1'"),
+    (["--distill", "x"], "argument --distill: expected a finite number >= 0, not 'x'"),
+    (["--distill", "0.5", "--temperature", "0"], "temperature must be a finite number above 0, not 0.0"),
+    (["--distill", "0.5", "--temperature", "inf"], "temperature must be a finite number above 0, "
+                                                   "not inf"),
+    (["--temperature", "4"], "--temperature needs --distill above 0"),
+    (["--lr", "0"], "learning rate must be a finite number above 0, not 0.0"),
 ])
 def test_cli_errors(capsys, tmp_path, argv, message):
     code = main(["ternary", *argv, "--out", str(tmp_path)])
