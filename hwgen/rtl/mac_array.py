@@ -21,6 +21,11 @@ The rest of the datapath (gather, head output) reads the accumulators through a 
 of its own, so that it may read while updates run (the next step's input columns during
 this step's ACTIVATE): `acc_word` holds the word read at `read_addr` two edges earlier.
 
+Above `fanout.LANES_PER_COPY` lanes the registers that steer every lane (the base pick, its
+forward flag, the alignment shift) are copied per group of lanes, and the bias and
+accumulator memories are slices of a group each, addressed by copies of the stage
+registers: no one control net reaches every lane (`hwgen.rtl.fanout`).
+
 Narrow weights share a multiplier two lanes at a time (`pairs_products`). Every lane
 multiplies the same delta d, so one product of the packed operand w_hi * 2^s + w_lo holds
 both: w_hi * d * 2^s + w_lo * d. With s bits enough for any w_lo * d, the low s bits are
@@ -207,7 +212,7 @@ class MacArray(wiring.Component):
         # (pick, fwd1 and the alignment shift steer every lane: a copy per lane group)
         BIAS, FWD1, FWD2, FWD3, STORED = range(5)
         pick, fwd1 = Signal(range(5)), Signal()
-        if copy_groups(P) == 1:
+        if groups == 1:
             picks, fwd1s, aligns = [pick], [fwd1], [s2.shift]
         else:
             picks, fwd1s = copies(range(5), P, "pick"), copies(1, P, "fwd1")
