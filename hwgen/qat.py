@@ -231,17 +231,15 @@ def distill_step(model, opt, out, target, soft, distill: float, temperature: flo
     logits."""
     import torch
     from torch import nn
+
+    from .train import loss_step
     v = out.shape[-1]
     ce = nn.functional.cross_entropy(out.reshape(-1, v), target.reshape(-1))
     kl = nn.functional.kl_div(
         torch.log_softmax(out.reshape(-1, v) / temperature, -1),
         torch.log_softmax(soft.reshape(-1, v) / temperature, -1),
         reduction="batchmean", log_target=True) * temperature ** 2
-    loss = (1 - distill) * ce + distill * kl
-    opt.zero_grad()
-    loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
+    loss_step(model, opt, (1 - distill) * ce + distill * kl)
 
 
 def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,

@@ -66,7 +66,12 @@ def bits_per_char(model: RecurrentClassifier, x: np.ndarray, y: np.ndarray) -> f
 
 def optimizer_step(model, opt, out, target) -> None:
     """One step: cross-entropy of logits `out` against `target`, gradient norm clipped to 1."""
-    loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1))
+    loss_step(model, opt,
+              nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1)))
+
+
+def loss_step(model, opt, loss) -> None:
+    """One optimizer step on `loss`, the gradient norm clipped to 1."""
     opt.zero_grad()
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), 1.0)

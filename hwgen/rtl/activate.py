@@ -194,8 +194,7 @@ class ActivateEngine(wiring.Component):
         m.d.comb += self.acc_addr.eq(Mux(running, rd_addr, 0))
         # the shifting banks' flags again, a copy per lane group (module docstring)
         full_copies = [copies(1, P, f"bank{b}_full") for b in range(2)] if self.shifting else []
-        self._full_copies = [Array(bank[g] for bank in full_copies)
-                             for g in range(copy_groups(P) if self.shifting else 0)]
+        self._full_copies = [Array(pair) for pair in zip(*full_copies)]
         self._i_bank_copies = copies(1, P, "i_bank") if self.shifting else []
         with m.If(self.start):
             m.d.sync += [layer.eq(self.sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
