@@ -467,6 +467,7 @@ def test_activate_engine_synthetic(lanes, shapes):
     (6, 2, [(11, 1)]),
     (32, 2, [(70, 4), (33, 2)]),  # shifting by 2 lanes, a partial beat
     (36, 4, [(50, 4)]),          # shifting by 4 lanes
+    (24, 4, [(50, 4), (9, 2)]),  # picking, captured by registers (3 lane groups)
 ])
 def test_activate_engine_several_units(lanes, units, shapes):
     layers = synthetic_layers(shapes, lanes)
@@ -557,3 +558,4 @@ def test_both_ways_of_issuing_are_tested():
     """The cases above take both the picking and the shifting banks."""
     assert not shifts_banks(16, 2) and not shifts_banks(8, 1) and shifts_banks(12, 1)
     assert shifts_banks(32, 2) and shifts_banks(36, 4) and PICK_LANES_UP_TO == 8
+    assert not shifts_banks(24, 4)

@@ -17,10 +17,12 @@ logic of the shift (ECP5, the engine alone: 13517 LUT4 + 6402 PFUMX + 3259 L6MUX
 5932 LUT4 + 26 PFUMX, the same 6032 FF) and long wires. A few lanes pick: there the shift's
 wider clock enable was the UP5K's longest path (49.8 -> 47.4 MHz on the default design).
 
-The shifting banks' clock enables reach every gate register (P = 64: 3 x 64 x 23 a bank),
-so they come from registers copied per group of lanes (`hwgen.rtl.fanout`): a gate word's
-capture is a register set from its read (it is captured `GATHER_CAPTURE` edges later,
-always), and the bank flags the shift needs have a copy per lane group.
+Above `fanout.LANES_PER_COPY` lanes (and wherever the banks shift) the banks' clock enables
+reach thousands of gate registers (P = 64: 3 x 64 x 23 a bank), so they come from registers
+copied per group of lanes (`hwgen.rtl.fanout`): a gate word's capture is a register set from
+its read (it is captured `GATHER_CAPTURE` edges later, always), and the bank flags the shift
+needs have a copy per lane group. A few picking lanes decode the capture from the gather
+state, as before.
 """
 from __future__ import annotations
 
@@ -149,6 +151,8 @@ class ActivateEngine(wiring.Component):
             raise ValueError(f"{units} element-wise units do not divide {lanes} lanes")
         self.layers, self.lanes, self.acc_width, self.units = layers, lanes, acc_width, units
         self.shifting = shifts_banks(lanes, units)
+        # gate words captured by registers copied per lane group (module docstring)
+        self.capture_registered = self.shifting or copy_groups(lanes) > 1
         self.layout = element_layout(layers, acc_width, units)
         super().__init__({
             "start": In(1), "sel": In(range(len(layers))), "bank": In(1),
@@ -184,7 +188,7 @@ class ActivateEngine(wiring.Component):
         m.d.sync += out.valid.eq(0)
         layer = Signal(range(len(layers)))
         running = Signal()
-        # for the shifting banks (`_banks`): a gate word is read, and the bank it goes to
+        # for the registered capture (`_banks`): a gate word is read, and the bank it goes to
         gate_read, read_bank = Signal(), Signal()
         # the address of the next gate word to read, in reading order (row group by row
         # group, gate by gate), and its gate: a register, so that the read port's address
@@ -218,7 +222,7 @@ class ActivateEngine(wiring.Component):
                         self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
                                     elem, act_q, early, g_grp, rd_addr, rd_q, gate_read,
                                     read_bank)
-        if self.shifting:
+        if self.capture_registered:
             self._banks(m, gate_regs, gate_read, rd_q, read_bank)
         return m
 
@@ -231,10 +235,11 @@ class ActivateEngine(wiring.Component):
         return [i_bank.eq(value), *(c.eq(value) for c in self._i_bank_copies)]
 
     def _banks(self, m, gate_regs, read, rd_q, read_bank):
-        """Shifting banks: a gate word read (`read`, gate `rd_q`, for bank `read_bank`) is
-        captured `GATHER_CAPTURE` edges later into its bank, by a capture register set the
-        cycle before (a copy per lane group); the bank being issued shifts by E lanes each
-        beat, so its next E elements are always in lanes 0..E-1."""
+        """The registered capture: a gate word read (`read`, gate `rd_q`, for bank
+        `read_bank`) is captured `GATHER_CAPTURE` edges later into its bank, by a capture
+        register set the cycle before (a copy per lane group). Shifting banks: the bank being
+        issued shifts by E lanes each beat, so its next E elements are always in lanes
+        0..E-1."""
         E, P = self.units, self.lanes
         valid, gate, bank_of = read, rd_q, read_bank
         for i in range(GATHER_CAPTURE - 1):
@@ -245,7 +250,8 @@ class ActivateEngine(wiring.Component):
         for b, bank in enumerate(gate_regs):
             # a full bank is issued exactly when it is `i_bank` (while running; no bank is
             # full otherwise): the enable waits on two registers, not on the issue test
-            shifts = [Signal(name=f"bank{b}_shift_c{g}") for g in range(copy_groups(P))]
+            shifts = [Signal(name=f"bank{b}_shift_c{g}")
+                      for g in range(copy_groups(P) if self.shifting else 0)]
             m.d.comb += [shift.eq(full[b] & (i_bank == b)) for shift, full, i_bank
                          in zip(shifts, self._full_copies, self._i_bank_copies)]
             for q, word in enumerate(bank):
@@ -254,7 +260,7 @@ class ActivateEngine(wiring.Component):
                 for n in range(P):
                     with m.If(captures[group_of(n)]):
                         m.d.sync += word[n].eq(self.acc_word[n])
-                    if n + E < P:
+                    if self.shifting and n + E < P:
                         with m.Elif(shifts[group_of(n)]):
                             m.d.sync += word[n].eq(word[n + E])
 
@@ -276,7 +282,7 @@ class ActivateEngine(wiring.Component):
         with m.If((g_grp < gpg) & ~full[g_bank]):
             m.d.comb += read.eq(act_q < lay.n_blocks)
             m.d.sync += act_q.eq(act_q + 1)
-            if self.shifting:
+            if self.capture_registered:
                 # the reads from act_q == n_blocks on are the next row group's
                 m.d.comb += [gate_read.eq(read),
                              read_bank.eq(g_bank ^ (act_q >= lay.n_blocks))]
