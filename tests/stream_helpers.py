@@ -92,6 +92,7 @@ def add_read_port(sim, addr, data_out, contents, latency: int = 1):
     an address past its end reads as 0. Latency 1 is a synchronous read port; 2 is a read
     port followed by a register (`MacArray.acc_word`). `data_out` is 0 until the first
     answer. The model is a process, so its output changes at the clock edge, like RTL.
+    An address carried as its copies (`hwgen.rtl.fanout.copied`) must have them all equal.
     """
     if latency < 1:
         raise ValueError("a synchronous read port answers at least one edge later")
@@ -101,6 +102,9 @@ def add_read_port(sim, addr, data_out, contents, latency: int = 1):
     async def read_port(ctx):
         pending = [None] * latency      # addresses sampled at the last `latency` edges
         async for _, _, address in ctx.tick().sample(addr):
+            if not isinstance(address, int):   # its copies
+                assert len(set(address)) == 1, f"the address's copies differ: {list(address)}"
+                address = address[0]
             pending = [int(address)] + pending[:-1]
             word = pending[-1]
             if word is not None:

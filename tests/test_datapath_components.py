@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Shape, Signal, Value, signed
 from amaranth.lib import fifo
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
@@ -515,6 +515,7 @@ def head_words(rng, head, plan):
 @pytest.mark.parametrize("cell,out,lanes,stall", [
     ("lstm", 5, 3, 0.0), ("lstm", 5, 3, 0.6), ("gru", 5, 1, 0.0), ("gru", 3, 8, 0.0),
     ("sru", 5, 2, 0.3), ("ligru", 3, 3, 0.0), ("gru", 5, 4, 0.8),
+    ("gru", 13, 12, 0.4),        # two words; the read address as two copies
 ])
 def test_head_output(cell, out, lanes, stall):
     rng = np.random.default_rng(lanes)
@@ -552,6 +553,28 @@ def test_head_output(cell, out, lanes, stall):
         assert len(sent) == out and done == sent[-1:]   # done as the last output is taken
         if stall == 0:
             assert done[0] - span[0] == output_cycles(hp.groups, out)
+
+
+@pytest.mark.parametrize("lanes,groups", [(8, 1), (20, 3)])
+def test_read_address_is_copied_per_slice(lanes, groups):
+    """Above 8 lanes the activate engine and the head output drive the accumulator read
+    address as a copy for each slice of the memory, each from registers of its own (the
+    address and its gate), marked for synthesis to keep apart; 8 lanes keep one."""
+    import re
+    from amaranth.back import verilog
+    from hwgen.design_folder import COPY_ATTR
+    qm = qmodel("gru", 1, 3)
+    plan = make_plan(qm, lanes)
+    act = ActivateEngine(activate_layers(plan), lanes, plan.acc_width, plan.acc_depth,
+                         plan.vector_depth, plan.cell_depth, 2)
+    out = HeadOutput(qm.head, lanes, plan.head.acc_base, plan.acc_width, plan.acc_depth)
+    for dut, names in ((act, {"rd_addr", "reading"}), (out, {"addr", "reading"})):
+        address = Value.cast(dut.acc_addr)
+        assert len(address) == groups * Shape.cast(range(plan.acc_depth)).width
+        text = verilog.convert(dut, ports=[address])
+        named = set(re.findall(r"\b(rd_addr|addr|reading)_c(\d+)\b", text))
+        want = {(name, str(g)) for name in names for g in range(groups)} if groups > 1 else set()
+        assert named == want and (COPY_ATTR in text) == (groups > 1)
 
 
 def test_both_ways_of_issuing_are_tested():

@@ -4,6 +4,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from stream_helpers import stream_put
+from hwgen.rtl.fanout import copy_groups, group_of
 from hwgen.rtl.mac_array import PIPELINE_DEPTH, MacArray
 
 W_WIDTH, ACC_WIDTH, DELTA_WIDTH, SHIFTS = 6, 24, 9, (0, 2, 5)
@@ -32,8 +33,11 @@ def _model(issues, weights, biases, acc_depth, lanes):
 
 def _run(dut, issues, acc_depth, gaps, rng):
     """Issue all (with `gaps` of no issue), then read every accumulator word back:
-    (words, idle on each edge after the last issue)."""
-    got, idle_after = [], []
+    (words, idle on each edge after the last issue). Above 8 lanes each slice is read at
+    its own copy of the read address: slice g at word + g (mod the depth)."""
+    groups = copy_groups(dut.lanes)
+    got = np.zeros((acc_depth, dut.lanes), dtype=np.int64)
+    idle_after = []
 
     async def tb(ctx):
         await stream_put(ctx, dut.issue, issues, stall=gaps, rng=rng)
@@ -41,15 +45,17 @@ def _run(dut, issues, acc_depth, gaps, rng):
             idle_after.append(ctx.get(dut.idle))
             await ctx.tick()
         for word in range(acc_depth):             # the shared read port: 2 edges to acc_word
-            ctx.set(dut.read_addr, word)
+            at = [(word + g) % acc_depth for g in range(groups)]
+            ctx.set(dut.read_addr, at if groups > 1 else word)
             await ctx.tick().repeat(2)
-            got.append([ctx.get(dut.acc_word[n]) for n in range(dut.lanes)])
+            for n in range(dut.lanes):
+                got[at[group_of(n)], n] = ctx.get(dut.acc_word[n])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    return np.array(got), idle_after
+    return got, idle_after
 
 
 @pytest.mark.parametrize("lanes,hot,gaps", [(1, True, 0.0), (3, True, 0.3), (4, False, 0.5),
@@ -100,11 +106,13 @@ def test_lane_steering_registers_are_copied_per_group(lanes, groups):
     copied per group of lanes, marked for synthesis to keep apart."""
     import re
     from amaranth.back import verilog
+    from amaranth.hdl import Value
     from hwgen.design_folder import COPY_ATTR
     dut = MacArray(W_WIDTH, ACC_WIDTH, np.zeros((13, lanes), int), np.zeros((5, lanes), int),
                    6, DELTA_WIDTH, SHIFTS)
     text = verilog.convert(dut, name="mac", ports=[
-        dut.issue.valid, dut.issue.payload.as_value(), dut.read_addr, dut.acc_word.as_value(),
+        dut.issue.valid, dut.issue.payload.as_value(), Value.cast(dut.read_addr),
+        dut.acc_word.as_value(),
         dut.idle])
     copies = {(name, str(g)) for name in ("pick", "fwd1", "align", "b_rd_addr", "acc_rd_addr",
                                           "acc_wr_addr", "acc_wr_en") for g in range(groups)}

@@ -54,15 +54,19 @@ def test_plan_rejects_bad_lanes(rng):
         make_plan(qm, 129)
 
 
-@pytest.mark.parametrize("cell,hidden,lanes", [("gru", 67, 64), ("lstm", 9, 128)])
-def test_wide_arrays_bit_exact_with_the_modelled_cycles(cell, hidden, lanes, rng):
-    """64 lanes over 67 rows (a last group of 3) and 128 lanes over 9 (one partial group)."""
+@pytest.mark.parametrize("cell,hidden,lanes,units", [
+    ("gru", 67, 64, None), ("lstm", 9, 128, None),
+    ("gru", 40, 32, 4)])   # picking banks (P/E = 8) of 4 lane groups
+def test_wide_arrays_bit_exact_with_the_modelled_cycles(cell, hidden, lanes, units, rng):
+    """64 lanes over 67 rows (a last group of 3), 128 lanes over 9 (one partial group), 32
+    lanes whose activate engine picks its lanes."""
     from hwgen.rtl.cycles import cycle_model
     ir = from_torch(make_model(cell, input_size=5, hidden=hidden, out=3))
     x = rng.uniform(-1.5, 1.5, (2, 3, 5))
     qm = quantize_model(ir, x)
     xq = qm.quantize_inputs(x)
-    acc = Accelerator(qm, lanes)
+    acc = Accelerator(qm, lanes, units=units)
+    assert units is None or acc.plan.units == units
     got, _ = run_accelerator(acc, xq, "last", 3, 0.2, 0.2)
     assert np.array_equal(got, run_int(qm, xq))
     _, c2 = run_accelerator(acc, xq[:1, :2], "last", 3)

@@ -32,7 +32,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fanout import copies, copy_groups, group_of
+from .fanout import copied, copies, copy_groups, group_of
 
 #: Beats a bank holds (P/E) up to which the issue engine picks its lane from both banks.
 PICK_LANES_UP_TO = 8
@@ -134,7 +134,8 @@ class ActivateEngine(wiring.Component):
         state)
     sel : In(range(layers))   the layer to begin, read with `start` (and kept in a register)
     bank : In(1)   its accumulator bank (a layer with two), read with `start`
-    acc_addr : Out   accumulator word to read (0 when idle: the read port is shared)
+    acc_addr : Out   accumulator word to read (0 when idle: the read port is shared); above
+        8 lanes a copy for each slice of the accumulator memory (`fanout.copied`)
     acc_word : In    the word read `GATHER_CAPTURE` edges earlier
     h_addr, c_addr, ew_addr : Out   the state and vector addresses of the elements issued
         next (element addresses; the first of `units`, aligned to `units`)
@@ -150,13 +151,14 @@ class ActivateEngine(wiring.Component):
         if lanes % units:
             raise ValueError(f"{units} element-wise units do not divide {lanes} lanes")
         self.layers, self.lanes, self.acc_width, self.units = layers, lanes, acc_width, units
+        self.acc_addr_depth = acc_depth
         self.shifting = shifts_banks(lanes, units)
         # gate words captured by registers copied per lane group (module docstring)
         self.capture_registered = self.shifting or copy_groups(lanes) > 1
         self.layout = element_layout(layers, acc_width, units)
         super().__init__({
             "start": In(1), "sel": In(range(len(layers))), "bank": In(1),
-            "acc_addr": Out(range(acc_depth)),
+            "acc_addr": Out(copied(range(acc_depth), lanes)),
             "acc_word": In(data.ArrayLayout(signed(acc_width), lanes)),
             "h_addr": Out(range(vector_depth)), "c_addr": Out(range(cell_depth)),
             "ew_addr": Out(range(max(ew_depth, 2))),
@@ -193,9 +195,17 @@ class ActivateEngine(wiring.Component):
         # the address of the next gate word to read, in reading order (row group by row
         # group, gate by gate), and its gate: a register, so that the read port's address
         # does not wait on the gather engine's conditions
-        rd_addr = Signal.like(self.acc_addr)
         rd_q = Signal(range(n_blocks))
-        m.d.comb += self.acc_addr.eq(Mux(running, rd_addr, 0))
+        # a copy for each slice of the accumulator memory, each gated by a copy of `running`
+        # (above 8 lanes), so that no one address net reaches every slice
+        rd_addr = copies(range(self.acc_addr_depth), P, "rd_addr")
+        if len(rd_addr) == 1:
+            m.d.comb += self.acc_addr.eq(Mux(running, rd_addr[0], 0))
+        else:
+            reading = copies(1, P, "reading")   # each set as `running` is
+            m.d.sync += [on.eq((self.start | on) & ~self.finished) for on in reading]
+            m.d.comb += [self.acc_addr[g].eq(Mux(on, addr, 0))
+                         for g, (on, addr) in enumerate(zip(reading, rd_addr))]
         # the shifting banks' flags again, a copy per lane group (module docstring)
         full_copies = [copies(1, P, f"bank{b}_full") for b in range(2)] if self.shifting else []
         self._full_copies = [Array(pair) for pair in zip(*full_copies)]
@@ -211,7 +221,7 @@ class ActivateEngine(wiring.Component):
                         base = lay.acc_base
                         if lay.acc_bank_stride:
                             base = Mux(self.bank, base + lay.acc_bank_stride, base)
-                        m.d.sync += rd_addr.eq(base)
+                        m.d.sync += [a.eq(base) for a in rd_addr]
         m.d.sync += self.finished.eq(self.done)
         with m.If(self.finished):
             m.d.sync += running.eq(0)
@@ -276,9 +286,10 @@ class ActivateEngine(wiring.Component):
         read = Signal(name=f"gather_read{k}")
         with m.If(read):
             with m.If(rd_q == lay.n_blocks - 1):   # the next row group's first gate
-                m.d.sync += [rd_q.eq(0), rd_addr.eq(rd_addr + 1 - (lay.n_blocks - 1) * gpg)]
+                m.d.sync += [rd_q.eq(0), *(a.eq(a + 1 - (lay.n_blocks - 1) * gpg)
+                                           for a in rd_addr)]
             with m.Else():
-                m.d.sync += [rd_q.eq(rd_q + 1), rd_addr.eq(rd_addr + gpg)]
+                m.d.sync += [rd_q.eq(rd_q + 1), *(a.eq(a + gpg) for a in rd_addr)]
         with m.If((g_grp < gpg) & ~full[g_bank]):
             m.d.comb += read.eq(act_q < lay.n_blocks)
             m.d.sync += act_q.eq(act_q + 1)

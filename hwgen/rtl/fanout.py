@@ -6,11 +6,13 @@ LUTs spread over the device, and its one net was the longest path (17-19 ns of r
 the ECP5-85F). A copy per `LANES_PER_COPY` lanes, each set exactly as the original, keeps
 every net local; `COPY_ATTR` keeps synthesis from merging the copies back into one
 (`hwgen.synth.flow.KEEP_COPIES`). A design of at most `LANES_PER_COPY` lanes keeps its one
-register, unmarked and named as before.
+register, unmarked and named as before. A value that crosses components as its copies (the
+accumulator read address: a copy for each slice of the memory) has the shape `copied`.
 """
 from __future__ import annotations
 
 from amaranth.hdl import Shape, Signal
+from amaranth.lib import data
 
 from ..design_folder import COPY_ATTR
 
@@ -36,3 +38,10 @@ def copies(shape, lanes: int, name: str) -> list[Signal]:
     if n == 1:
         return [Signal(shape, name=name)]
     return [Signal(shape, name=f"{name}_c{g}", attrs={COPY_ATTR: 1}) for g in range(n)]
+
+
+def copied(shape, lanes: int):
+    """The shape of a value carried as its copies, one a lane group: `shape` itself for one
+    group, else an array of `copy_groups(lanes)` of it."""
+    shape, n = Shape.cast(shape), copy_groups(lanes)
+    return shape if n == 1 else data.ArrayLayout(shape, n)

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..interface import output_payload
 from .arith import requantize
+from .fanout import copied, copies
 
 
 def output_cycles(groups: int, outputs: int) -> int:
@@ -22,17 +23,18 @@ class HeadOutput(wiring.Component):
     Members
     -------
     start : In(1)   begin next cycle (the head's accumulators are final)
-    acc_addr : Out  accumulator word to read (0 when idle: the read port is shared)
+    acc_addr : Out  accumulator word to read (0 when idle: the read port is shared); above
+        8 lanes a copy for each slice of the accumulator memory (`fanout.copied`)
     acc_word : In   the word read two edges earlier
     o : Out(stream.Signature(output_payload(out_fmt.width).layout()))
     done : Out(1)   the last output is taken this cycle
     """
 
     def __init__(self, head, lanes: int, acc_base: int, acc_width: int, acc_depth: int):
-        self.head, self.lanes, self.acc_base = head, lanes, acc_base
+        self.head, self.lanes, self.acc_base, self.acc_depth = head, lanes, acc_base, acc_depth
         self.outputs = head.weight.shape[0]
         super().__init__({
-            "start": In(1), "acc_addr": Out(range(acc_depth)),
+            "start": In(1), "acc_addr": Out(copied(range(acc_depth), lanes)),
             "acc_word": In(data.ArrayLayout(signed(acc_width), lanes)),
             "o": Out(stream.Signature(output_payload(head.out_fmt.width).layout())),
             "done": Out(1),
@@ -44,17 +46,25 @@ class HeadOutput(wiring.Component):
         out_idx = Signal(range(self.outputs + 1))
         lane = Signal(range(P + 1))
         word = Signal.like(self.acc_word[0])
-        addr = Signal.like(self.acc_addr)  # the group's word: acc_base, then one a group
+        # the group's word: acc_base, then one a group (a copy for each slice of the
+        # accumulator memory above 8 lanes, each gated by a copy of the FSM's "not idle")
+        addr = copies(range(self.acc_depth), P, "addr")
+        reading = copies(1, P, "reading") if len(addr) > 1 else []
         # The addressed word stays on the read port (and in acc_word a cycle later) for all
         # outputs of its group: the lane select reads the register, not the block RAM, and
         # rounding waits another cycle (Fmax).
         with m.FSM(name="head_out") as fsm:
-            m.d.comb += self.acc_addr.eq(Mux(fsm.ongoing("IDLE"), 0, addr))
+            if reading:
+                m.d.comb += [self.acc_addr[g].eq(Mux(on, a, 0))
+                             for g, (on, a) in enumerate(zip(reading, addr))]
+            else:
+                m.d.comb += self.acc_addr.eq(Mux(fsm.ongoing("IDLE"), 0, addr[0]))
             with m.State("IDLE"):
                 # the counters start over while idle, `start` or not: `start` (the sequencer's
                 # state decode) then steers only the state, not every counter's enable (Fmax)
-                m.d.sync += [out_idx.eq(0), lane.eq(0), addr.eq(self.acc_base)]
+                m.d.sync += [out_idx.eq(0), lane.eq(0), *(a.eq(self.acc_base) for a in addr)]
                 with m.If(self.start):
+                    m.d.sync += [on.eq(1) for on in reading]
                     m.next = "READ"
             with m.State("READ"):
                 m.next = "WAIT"
@@ -74,9 +84,10 @@ class HeadOutput(wiring.Component):
                     m.d.sync += [self.o.valid.eq(0), out_idx.eq(out_idx + 1)]
                     with m.If(out_idx == last):
                         m.d.comb += self.done.eq(1)
+                        m.d.sync += [on.eq(0) for on in reading]
                         m.next = "IDLE"
                     with m.Elif(lane == P - 1):
-                        m.d.sync += [lane.eq(0), addr.eq(addr + 1)]
+                        m.d.sync += [lane.eq(0), *(a.eq(a + 1) for a in addr)]
                         m.next = "READ"
                     with m.Else():
                         m.d.sync += lane.eq(lane + 1)

@@ -44,7 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .fanout import LANES_PER_COPY, copies, copy_groups, group_of
+from .fanout import LANES_PER_COPY, copied, copies, copy_groups, group_of
 from .plan import WEIGHT_BEAT
 from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
                   shallow_attrs)
@@ -99,7 +99,8 @@ class MacArray(wiring.Component):
     -------
     issue : In(stream.Signature(issue_layout(...), always_ready=True))   one update a cycle
         at most (the array never stalls)
-    read_addr : In(range(acc_depth))   accumulator word to read (any cycle)
+    read_addr : In(copied(range(acc_depth), P))   accumulator word to read (any cycle);
+        above 8 lanes a copy for each slice of the memory (`fanout.copied`)
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
     idle : Out(1)   no update is in flight (a register: set from the stages' next valid bits,
         so that its readers' clock enables do not wait behind the OR of five stages)
@@ -127,7 +128,7 @@ class MacArray(wiring.Component):
                                    delta_width, len(self.shifts), self.w_addr_copies)
         lanes = data.ArrayLayout(signed(acc_width), self.lanes)
         members = {"issue": In(stream.Signature(self.layout, always_ready=True)),
-                   "read_addr": In(range(acc_depth)),
+                   "read_addr": In(copied(range(acc_depth), self.lanes)),
                    "acc_word": Out(lanes), "idle": Out(1, init=1)}
         if self.loads_weights:
             members.update(weights=In(stream.Signature(unsigned(WEIGHT_BEAT))),
@@ -267,8 +268,8 @@ class MacArray(wiring.Component):
         """The bias and accumulator memories as slices of `LANES_PER_COPY` lanes, each
         addressed (and written) by registers of its own (`hwgen.rtl.fanout`): ports whose
         `addr` (and `en`) are lists of those registers, to be set as the stage registers
-        are, and whose `data` is the whole P-lane word. The datapath's read port shares
-        `read_addr` (it comes from outside)."""
+        are, and whose `data` is the whole P-lane word. The datapath's read port takes each
+        slice's copy of `read_addr` (its readers copy it)."""
         P, w = self.lanes, self.acc_width
         word = data.ArrayLayout(signed(w), P)
         ports = {key: SimpleNamespace(data=Signal(word, name=f"{key}_data"))
@@ -290,7 +291,7 @@ class MacArray(wiring.Component):
             m.d.comb += [b_rd.addr.eq(ports["b_rd"].addr[g]),
                          acc_rd.addr.eq(ports["acc_rd"].addr[g]),
                          acc_wr.addr.eq(ports["acc_wr"].addr[g]),
-                         acc_wr.en.eq(ports["acc_wr"].en[g]), out_rd.addr.eq(self.read_addr)]
+                         acc_wr.en.eq(ports["acc_wr"].en[g]), out_rd.addr.eq(self.read_addr[g])]
             part = slice(lanes.start * w, lanes.stop * w)
             m.d.comb += [ports["b_rd"].data.as_value()[part].eq(b_rd.data.as_value()),
                          ports["acc_rd"].data.as_value()[part].eq(acc_rd.data.as_value()),

@@ -27,6 +27,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .fanout import copied, copy_groups
 from .rom import LATENCY as ENTRY_LATENCY, BankedROM, bank_depth_for
 from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words
 
@@ -323,7 +324,8 @@ class ScaleCombiner(wiring.Component):
     s_word : In
     digit_addr, digit_read : Out; digits : In   the digit word to read while walking, and
         the word read an edge earlier (`ScheduleROM`)
-    read_addr : In(range(acc_depth))   accumulator word to read while idle
+    read_addr : In(copied(range(acc_depth), P))   accumulator word to read while idle (its
+        first copy: this array's memory is not sliced)
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
     done : Out(1)   no term left or in flight
     """
@@ -342,7 +344,7 @@ class ScaleCombiner(wiring.Component):
                           "s_word": In(data.ArrayLayout(signed(tp.s_width), P)),
                           "digit_addr": Out(range(digit_base + len(digit_words(tp)) + 1)),
                           "digit_read": Out(1), "digits": In(tp.scale_step * P),
-                          "read_addr": In(range(acc_depth)), "acc_word": Out(acc),
+                          "read_addr": In(copied(range(acc_depth), P)), "acc_word": Out(acc),
                           "done": Out(1)})
 
     def elaborate(self, platform):
@@ -403,8 +405,8 @@ class ScaleCombiner(wiring.Component):
         # c0: read S (cleared as read), the digit, and the word's base (bias or stored)
         # an idle read's address waits a cycle instead of its P-lane word (`acc_word`
         # comes two edges after `read_addr`, as the activate engine expects)
-        read_addr = Signal.like(self.read_addr)
-        m.d.sync += read_addr.eq(self.read_addr)
+        read_addr = Signal(range(self.acc_depth))
+        m.d.sync += read_addr.eq(self.read_addr if copy_groups(P) == 1 else self.read_addr[0])
         m.d.comb += [self.drain_addr.eq(c0.s_addr), self.drain.eq(c0.valid & c0.first_digit),
                      self.digit_addr.eq(w), self.digit_read.eq(busy),
                      acc_rd.addr.eq(Mux(c0.valid, c0.base_addr, read_addr)),

@@ -26,7 +26,7 @@ the cycles of each phase are the components' own (`hwgen.rtl.cycles`).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -197,7 +197,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, wiring.flipped(self.o), out.o)
         # the accumulator read port: the MAC array's own updates first, then whichever of
         # these reads (each drives 0 while idle)
-        m.d.comb += [mac.read_addr.eq(act.acc_addr | out.acc_addr),
+        m.d.comb += [mac.read_addr.eq(Value.cast(act.acc_addr) | Value.cast(out.acc_addr)),
                      act.acc_word.eq(mac.acc_word), out.acc_word.eq(mac.acc_word)]
         if has_c:
             m.d.comb += c_rd.addr.eq(word(act.c_addr))
