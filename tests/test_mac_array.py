@@ -75,7 +75,7 @@ def test_updates_match_the_model(lanes, hot, gaps, rng):
     assert idle_after == [0] * PIPELINE_DEPTH + [1]
 
 
-@pytest.mark.parametrize("lanes", [2, 5])
+@pytest.mark.parametrize("lanes", [2, 5, 19])   # 19: 3 lane groups, each its delta's copy
 def test_narrow_weights_share_multipliers_exactly(lanes, rng):
     """4-bit weights pack two lanes into one multiplier; the extremes (weights -8 and 7,
     deltas +-255, every pair where the packed operand wraps) give the exact products."""
@@ -101,9 +101,9 @@ def test_wide_weights_keep_a_multiplier_per_lane():
 
 @pytest.mark.parametrize("lanes,groups", [(8, 1), (19, 3)])   # the last group of 3 lanes
 def test_lane_steering_registers_are_copied_per_group(lanes, groups):
-    """Above `LANES_PER_COPY` lanes the base pick, its forward flag, the alignment shift and
-    the addresses (and write enable) of the bias and accumulator slices are registers
-    copied per group of lanes, marked for synthesis to keep apart."""
+    """Above `LANES_PER_COPY` lanes the base pick, its forward flag, the alignment shift, the
+    multipliers' delta and the addresses (and write enable) of the bias and accumulator
+    slices are registers copied per group of lanes, marked for synthesis to keep apart."""
     import re
     from amaranth.back import verilog
     from amaranth.hdl import Value
@@ -115,7 +115,8 @@ def test_lane_steering_registers_are_copied_per_group(lanes, groups):
         dut.acc_word.as_value(),
         dut.idle])
     copies = {(name, str(g)) for name in ("pick", "fwd1", "align", "b_rd_addr", "acc_rd_addr",
-                                          "acc_wr_addr", "acc_wr_en") for g in range(groups)}
+                                          "acc_wr_addr", "acc_wr_en", "delta")
+              for g in range(groups)}
     named = set(re.findall(r"\b(\w+)_c(\d+)\b", text))
     if groups == 1:
         assert not named and COPY_ATTR not in text

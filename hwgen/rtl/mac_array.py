@@ -22,7 +22,8 @@ of its own, so that it may read while updates run (the next step's input columns
 this step's ACTIVATE): `acc_word` holds the word read at `read_addr` two edges earlier.
 
 Above `fanout.LANES_PER_COPY` lanes the registers that steer every lane (the base pick, its
-forward flag, the alignment shift) are copied per group of lanes, and the bias and
+forward flag, the alignment shift) and the multipliers' common operand (the delta) are
+copied per group of lanes, and the bias and
 accumulator memories are slices of a group each, addressed by copies of the stage
 registers: no one control net reaches every lane (`hwgen.rtl.fanout`).
 
@@ -52,6 +53,7 @@ from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
 #: Pipeline registers between an issue and its accumulator write (s1, s1a, s1b, s2, s3, s4).
 PIPELINE_DEPTH = 6
 assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
+assert LANES_PER_COPY % 2 == 0  # a pair's two lanes take one lane group's copies
 #: Operand width of the narrowest device multiplier (iCE40 SB_MAC16: 16 x 16 signed).
 MULTIPLIER_WIDTH = 16
 
@@ -184,7 +186,12 @@ class MacArray(wiring.Component):
                                        "bias": 1, "shift": range(len(self.shifts))}))
         prods = [Signal(signed(self.weight_width + self.delta_width), name=f"prod{k}")
                  for k in range(P)]
-        self._multiply(m, w_rom.data, s1b.issue.delta, prods)
+        if groups == 1:
+            deltas = [s1b.issue.delta]
+        else:   # the multipliers' common operand, a copy per lane group, set as s1b is
+            deltas = copies(signed(self.delta_width), P, "delta")
+            m.d.sync += [d.eq(s1a.issue.delta) for d in deltas]
+        self._multiply(m, w_rom.data, deltas, prods)
         m.d.sync += [s2.valid.eq(s1b.valid), s2.acc_addr.eq(s1b.issue.acc_addr),
                      s2.bias.eq(s1b.issue.bias), s2.shift.eq(s1b.issue.shift)]
         if groups == 1:
@@ -317,19 +324,23 @@ class MacArray(wiring.Component):
         wraps = [(hi == -(1 << (w - 1))) & (lo < 0) for lo, hi in pairs]
         return Cat(*packed, *wraps, *([weights[self.lanes - 1]] if self.lanes % 2 else []))
 
-    def _multiply(self, m, rom_data, delta, prods):
+    def _multiply(self, m, rom_data, deltas, prods):
         """`prods[k]` = weight k * delta, one stage later: a multiplier per lane, or per pair
-        of lanes (the module docstring's packing)."""
+        of lanes (the module docstring's packing); lane k takes the delta's copy
+        `deltas[group_of(k)]` (a pair's two lanes are in one group: groups are even)."""
         if not self.pairs:
-            m.d.sync += [prods[k].eq(rom_data[k] * delta) for k in range(self.lanes)]
+            m.d.sync += [prods[k].eq(rom_data[k] * deltas[group_of(k)])
+                         for k in range(self.lanes)]
             return
         if self.lanes % 2:
-            m.d.sync += prods[-1].eq(rom_data.single * delta)
+            m.d.sync += prods[-1].eq(rom_data.single * deltas[group_of(self.lanes - 1)])
         w, s = self.weight_width, pair_shift(self.weight_width, self.delta_width)
-        # the wrapped pair's high product, -2^(w-1) * d, is the same for every pair
-        wrapped_high = Signal(signed(w + self.delta_width))
-        m.d.sync += wrapped_high.eq(-(delta << (w - 1)))
+        # the wrapped pair's high product, -2^(w-1) * d, is the same for every pair (of a
+        # lane group)
+        wrapped_highs = copies(signed(w + self.delta_width), self.lanes, "wrapped_high")
+        m.d.sync += [high.eq(-(delta << (w - 1))) for high, delta in zip(wrapped_highs, deltas)]
         for j in range(self.pairs):
+            delta, wrapped_high = deltas[group_of(2 * j)], wrapped_highs[group_of(2 * j)]
             both = Signal(signed(MULTIPLIER_WIDTH + self.delta_width), name=f"pair{j}")
             wraps = Signal(name=f"wraps{j}")
             m.d.sync += [both.eq(rom_data.packed[j] * delta), wraps.eq(rom_data.wraps[j])]
