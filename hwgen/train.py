@@ -2,11 +2,12 @@
 
 Each model is saved in `hwgen/models/` as ``<name>.pt`` (the state_dict) and ``<name>.json``
 (the `RecurrentClassifier` config, the task, the float metrics on the test split, the
-training time). Training is seeded and runs on 2 threads (the speech models on one); rerunning
-it reproduces the files bit for bit with the same torch build.
+training time). Training is seeded and runs on 2 threads (the speech models and charlm_gru128
+on one); rerunning it reproduces the files bit for bit with the same torch build.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import json
 import time
 from pathlib import Path
@@ -96,6 +97,19 @@ def _fit(model, x, y, epochs: int, lr: float, batch: int, seed: int, augment=Non
     model.eval()
 
 
+@contextmanager
+def torch_threads(count: int | None):
+    """Run the block on `count` torch threads (None: as they are), then restore them: the
+    weights depend on the thread count."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_digits(cell: str, hidden: int, layers: int = 1, epochs: int = 60,
                  seed: int = 0) -> tuple[RecurrentClassifier, dict]:
     """Train a sequence classifier on the digits (16 steps of 4 pixels, 10 classes).
@@ -125,7 +139,8 @@ def train_digits(cell: str, hidden: int, layers: int = 1, epochs: int = 60,
 
 
 def train_char_lm(cell: str, hidden: int, layers: int = 1, epochs: int = 8, seed: int = 0,
-                  lr: float = 5e-3) -> tuple[RecurrentClassifier, dict]:
+                  lr: float = 5e-3, threads: int | None = None
+                  ) -> tuple[RecurrentClassifier, dict]:
     """Train a character language model on the frozen help-topics corpus.
 
     Parameters
@@ -139,6 +154,7 @@ def train_char_lm(cell: str, hidden: int, layers: int = 1, epochs: int = 8, seed
     seed : int
     lr : float
         Initial learning rate.
+    threads : torch threads while training (None: as they are; `main` sets 2).
 
     Returns
     -------
@@ -152,7 +168,8 @@ def train_char_lm(cell: str, hidden: int, layers: int = 1, epochs: int = 8, seed
     x, y = data.char_lm_sequences("train")
     vocab = len(data.VOCAB)
     model = RecurrentClassifier(cell, vocab, hidden, vocab, layers, "every")
-    _fit(model, x, y, epochs, lr, 64, seed)
+    with torch_threads(threads):
+        _fit(model, x, y, epochs, lr, 64, seed)
     xt, yt = data.char_lm_sequences("test")
     bpc = bits_per_char(model, xt, yt)
     return model, {"task": "char_lm", "metrics": {"test_bpc": bpc, "test_perplexity": 2 ** bpc,
@@ -202,12 +219,8 @@ def train_speech(cell: str, hidden: int, layers: int = 1, epochs: int = 60, seed
     x, y = data.load_speech_commands("train")
     model = RecurrentClassifier(cell, data.SPEECH_MELS, hidden, len(data.SPEECH_WORDS),
                                 layers, "last")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)    # batches of 32: one thread is many times faster than two,
-    try:                        # and the weights depend on the thread count
+    with torch_threads(1):    # batches of 32: one thread is many times faster than two
         _fit(model, x, y, epochs, lr, 32, seed, augment=speech_augment)
-    finally:
-        torch.set_num_threads(threads)
     xv, yv = data.load_speech_commands("valid")
     xt, yt = data.load_speech_commands("test")
     return model, {"task": "speech", "metrics": {"test_accuracy": accuracy(model, xt, yt),
@@ -252,6 +265,9 @@ BUNDLED = {
     "digits_sru": lambda: train_digits("sru", 32, layers=2),
     "charlm_lstm": lambda: train_char_lm("lstm", 64, epochs=12, lr=1e-2),
     "charlm_gru2": lambda: train_char_lm("gru", 32, layers=2),
+    # large enough for a 2-level ternary model at 80 % (docs/ternary.md); 10 epochs: its
+    # best on the valid split (it over-fits after)
+    "charlm_gru128": lambda: train_char_lm("gru", 128, epochs=10, lr=1e-2, threads=1),
     "speech_lstm": lambda: train_speech("lstm", 64),
     "speech_gru": lambda: train_speech("gru", 64),
     "speech_ligru": lambda: train_speech("ligru", 64),

@@ -11,6 +11,11 @@ from hwgen.fixed import QFormat
 from hwgen.ref import run_int
 
 
+BIG_LM = "charlm_gru128_t2s80glr0p02"     # the shipped 2-level result of the large char LM
+BIG_LM_LR = 0.02
+BIG_LM_BPC = ("2.040", "2.083")           # float, ternary: bits per character (test split)
+
+
 @pytest.fixture(scope="module")
 def task():
     return flow.load_task("digits_gru")
@@ -217,6 +222,46 @@ def test_cli_loads_the_shipped_char_lm(capsys, tmp_path, argv, label, bpc):
     assert "training" not in out and not any(tmp_path.iterdir())
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[3:]}
     assert "bits/char" in out and rows["float32"] == "2.278" and rows[label] == bpc
+
+
+def test_result_files_keep_the_kept_weights_and_mask_bits(tmp_path):
+    """`qat.save` writes each matrix as its kept values and its mask as bits: `qat.load`
+    gives back the same weights and masks as the older files that hold them whole."""
+    old = qat.load(qat.SHIPPED, "charlm_gru2_t2s80g")      # shipped before the packed form
+    qat.save(old, tmp_path)
+    back = qat.load(tmp_path, old.tag)
+    assert list(back.state_dict) == list(old.state_dict) and _same(back, old)
+    assert all(torch.equal(m, back.masks[n]) for n, m in old.masks.items())
+    assert "kept" not in torch.load(qat.SHIPPED / f"{old.tag}.pt", weights_only=True)
+    size = (tmp_path / f"{old.tag}.pt").stat().st_size
+    assert size < 0.35 * (qat.SHIPPED / f"{old.tag}.pt").stat().st_size
+    n = "weight_hh_l1"
+    old.masks[n].view(-1)[int(torch.nonzero(~old.masks[n].flatten())[0])] = True
+    qat.save(old, tmp_path)                                  # a kept zero is a kept weight
+    again = qat.load(tmp_path, old.tag)
+    assert torch.equal(again.masks[n], old.masks[n]) and _same(again, old)
+
+
+def test_the_large_char_lm_is_within_005_bits_of_its_float_model_at_80_percent(capsys,
+                                                                            tmp_path):
+    """charlm_gru128's shipped 2-level result: loaded, not trained, exactly 80 % of its
+    matrix weights pruned over the model, within 0.05 bits per character of float."""
+    r = qat.load(qat.SHIPPED, BIG_LM)
+    assert "kept" in torch.load(qat.SHIPPED / f"{BIG_LM}.pt", weights_only=True)
+    assert (r.levels, r.sparsity, r.scope, r.distill, r.lr, r.epochs, r.seed, r.threads) == \
+        (2, 0.8, "model", 0.0, BIG_LM_LR, 30, 0, 1)
+    total = sum(m.numel() for m in r.masks.values())
+    assert total - sum(int(m.sum()) for m in r.masks.values()) >= 0.8 * total
+    assert all(not bool(r.state_dict[f"rnn.{n}"][~m].any()) for n, m in r.masks.items())
+    assert main(["ternary", "charlm_gru128", "--levels", "2", "--sparsity", "0.8",
+                 "--global-pruning", "--lr", f"{BIG_LM_LR:g}", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "training" not in out and not any(tmp_path.iterdir())
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[3:]}
+    label = BIG_LM[len("charlm_gru128_"):]
+    assert rows["float32"][1] == BIG_LM_BPC[0] and rows[label][1] == BIG_LM_BPC[1]
+    assert float(rows[label][1]) <= float(rows["float32"][1]) + 0.05
+    assert rows[label][4] == "53/87"        # pruned % of l0.wx / l0.wh
 
 
 @pytest.mark.parametrize("argv,message", [

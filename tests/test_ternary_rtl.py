@@ -22,6 +22,7 @@ from hwgen.ternary import ternarize
 
 I_SIZE, OUT = 5, 3
 CHARLM = "charlm_gru2_t2s80g"   # the shipped ternary char LM (pruned over the model)
+BIG_CHARLM = "charlm_gru128_t2s80glr0p02"   # the larger one's (GRU H=128)
 
 
 def ternary_model(cell, layers, head_mode, levels, sparsity, hidden=7, seed=0, n=4, t_len=5):
@@ -322,17 +323,20 @@ def test_generate_a_shipped_ternary_model(tmp_path, capsys):
     assert np.array_equal(vectors["outputs"], run_int(tm.qm, vectors["inputs"]))
 
 
-def test_the_shipped_char_lm_on_the_ternary_datapath():
-    """The char LM: two layers, 32 one-hot inputs, the head on every step; bit-exact under
-    stalls on a few test sequences, in its modelled cycles per step (the head's included)."""
+@pytest.mark.parametrize("name,layers,lanes,sequences", [(CHARLM, 2, 8, 2),
+                                                          (BIG_CHARLM, 1, 16, 1)])
+def test_the_shipped_char_lm_on_the_ternary_datapath(name, layers, lanes, sequences):
+    """The char LMs: two layers of 32 or one of 128, 32 one-hot inputs, the head on every
+    step; bit-exact under stalls on a few test sequences, in their modelled cycles per step
+    (the head's included)."""
     from hwgen.qat import shipped_ternary
-    task, tm = shipped_ternary(CHARLM)
+    task, tm = shipped_ternary(name)
     qm = tm.qm
-    assert (len(qm.layers), qm.input_size, qm.head_mode) == (2, 32, "every")
-    xq = qm.quantize_inputs(task.x_test[:2, :3])
-    acc = Accelerator(qm, 8)
+    assert (len(qm.layers), qm.input_size, qm.head_mode) == (layers, 32, "every")
+    xq = qm.quantize_inputs(task.x_test[:sequences, :3])
+    acc = Accelerator(qm, lanes)
     got, _ = run_accelerator(acc, xq, "every", 32, 0.3, 0.3, seed=1)
-    assert got.shape == (2, 3, 32) and np.array_equal(got, run_int(qm, xq))
+    assert got.shape == (sequences, 3, 32) and np.array_equal(got, run_int(qm, xq))
     model = ternary_cycle_model(acc.plan, acc.ternary_plan, qm.input_size, "every")
     assert measured_per_step(acc, xq, "every", 32) == model["model_per_step"]
 

@@ -170,10 +170,10 @@ def error_cases(d):
         ([d / "bad.pt", "--calib", c], f"model {d / 'bad.pt'}: cannot load it with torch.load "
                                        f"or torch.jit.load (invalid load key, 'n'.)"),
         ([d / "none.pt", "--calib", c], f"model {d / 'none.pt'}: no such file"),
-        (["no_such_model"], "Unknown model 'no_such_model': not a bundled model (charlm_gru2, "
-                            "charlm_lstm, digits_gru, digits_ligru, digits_lstm, digits_sru, "
-                            "speech_gru, speech_gru256, speech_ligru, speech_lstm, speech_sru, "
-                            "wordlm_gru), an existing file or package.module:attr"),
+        (["no_such_model"], "Unknown model 'no_such_model': not a bundled model (charlm_gru128, "
+                            "charlm_gru2, charlm_lstm, digits_gru, digits_ligru, digits_lstm, "
+                            "digits_sru, speech_gru, speech_gru256, speech_ligru, speech_lstm, "
+                            "speech_sru, wordlm_gru), an existing file or package.module:attr"),
         (["nopkg_xyz.mod:net", "--calib", c],
          "model nopkg_xyz.mod:net: cannot import 'nopkg_xyz.mod' (ModuleNotFoundError: No "
          "module named 'nopkg_xyz')"),
