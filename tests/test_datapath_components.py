@@ -516,6 +516,7 @@ def head_words(rng, head, plan):
     ("lstm", 5, 3, 0.0), ("lstm", 5, 3, 0.6), ("gru", 5, 1, 0.0), ("gru", 3, 8, 0.0),
     ("sru", 5, 2, 0.3), ("ligru", 3, 3, 0.0), ("gru", 5, 4, 0.8),
     ("gru", 13, 12, 0.4),        # two words; the read address as two copies
+    ("lstm", 19, 12, 0.0),       # the lane picked in two steps, in its modelled cycles
 ])
 def test_head_output(cell, out, lanes, stall):
     rng = np.random.default_rng(lanes)
@@ -552,7 +553,7 @@ def test_head_output(cell, out, lanes, stall):
         done = [n for n in span if trace[n]["done"]]
         assert len(sent) == out and done == sent[-1:]   # done as the last output is taken
         if stall == 0:
-            assert done[0] - span[0] == output_cycles(hp.groups, out)
+            assert done[0] - span[0] == output_cycles(hp.groups, out, lanes)
 
 
 @pytest.mark.parametrize("lanes,groups", [(8, 1), (20, 3)])

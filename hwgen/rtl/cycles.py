@@ -61,7 +61,7 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     """Cycles of one dense time step with an always-valid input and an always-ready output."""
     layers = [layer_cycles(lp, plan.lanes, units=plan.units) for lp in plan.layers]
     hp = plan.head
-    head = hp.matrix_cycles + MATRIX_OVERHEAD + output_cycles(hp.groups, hp.out_size)
+    head = hp.matrix_cycles + MATRIX_OVERHEAD + output_cycles(hp.groups, hp.out_size, plan.lanes)
     matrix = sum(lp.matrix_cycles for lp in plan.layers)
     macs = sum(lp.macs for lp in plan.layers)
     load = input_size + embed_cycles(plan)
@@ -125,7 +125,7 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
         layers.append(c)
     hp, k = plan.head, len(plan.layers)
     hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))
-    head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size)
+    head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size, plan.lanes)
     per_step = input_size + sum(c["matrix"] + c["combine"] + c["activate"] for c in layers)
     macs = sum(lp.macs for lp in plan.layers)
     return {

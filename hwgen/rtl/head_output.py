@@ -7,14 +7,17 @@ from amaranth.lib.wiring import In, Out
 
 from ..interface import output_payload
 from .arith import requantize
-from .fanout import copied, copies
+from .fanout import LANES_PER_COPY, copied, copies, copy_groups
+
+assert LANES_PER_COPY & (LANES_PER_COPY - 1) == 0   # a lane's group and offset are its bits
 
 
-def output_cycles(groups: int, outputs: int) -> int:
+def output_cycles(groups: int, outputs: int, lanes: int = 1) -> int:
     """Cycles from `start` to `done` with an always-ready stream: per accumulator word a
     read and a wait (the word is registered before its lane is picked), per output a latch,
-    the requantization and the send."""
-    return 2 * groups + 3 * outputs
+    the requantization and the send; above 8 lanes the lane is picked in two steps (within
+    its lane group, then the group: `fanout.copy_groups`), a cycle more an output."""
+    return 2 * groups + (3 if copy_groups(lanes) == 1 else 4) * outputs
 
 
 class HeadOutput(wiring.Component):
@@ -70,9 +73,24 @@ class HeadOutput(wiring.Component):
                 m.next = "WAIT"
             with m.State("WAIT"):
                 m.next = "LATCH"
-            with m.State("LATCH"):
-                m.d.sync += word.eq(Array(self.acc_word[n] for n in range(P))[lane])
-                m.next = "ROUND"
+            if len(addr) == 1:
+                with m.State("LATCH"):
+                    m.d.sync += word.eq(Array(self.acc_word[n] for n in range(P))[lane])
+                    m.next = "ROUND"
+            else:
+                # a P-to-1 multiplexer across the device in one cycle was the 64-lane
+                # design's longest path: each lane group picks its lane, then the group
+                near = [Signal.like(word, name=f"near{g}") for g in range(len(addr))]
+                offset = lane[:LANES_PER_COPY.bit_length() - 1]   # lane % LANES_PER_COPY
+                with m.State("LATCH"):
+                    for g, pick in enumerate(near):
+                        group = [self.acc_word[n] for n in range(g * LANES_PER_COPY,
+                                                                 min(P, (g + 1) * LANES_PER_COPY))]
+                        m.d.sync += pick.eq(Array(group)[offset])
+                    m.next = "PICK"
+                with m.State("PICK"):
+                    m.d.sync += word.eq(Array(near)[lane >> (LANES_PER_COPY.bit_length() - 1)])
+                    m.next = "ROUND"
             with m.State("ROUND"):
                 m.d.sync += [self.o.payload.data.eq(requantize(word, head.acc_frac,
                                                                head.out_fmt)),
