@@ -51,13 +51,14 @@ class HeadOutput(wiring.Component):
         word = Signal.like(self.acc_word[0])
         # the group's word: acc_base, then one a group (a copy for each slice of the
         # accumulator memory above 8 lanes, each gated by a copy of the FSM's "not idle")
+        grouped = copy_groups(P) > 1
         addr = copies(range(self.acc_depth), P, "addr")
-        reading = copies(1, P, "reading") if len(addr) > 1 else []
+        reading = copies(1, P, "reading") if grouped else []
         # The addressed word stays on the read port (and in acc_word a cycle later) for all
         # outputs of its group: the lane select reads the register, not the block RAM, and
         # rounding waits another cycle (Fmax).
         with m.FSM(name="head_out") as fsm:
-            if reading:
+            if grouped:
                 m.d.comb += [self.acc_addr[g].eq(Mux(on, a, 0))
                              for g, (on, a) in enumerate(zip(reading, addr))]
             else:
@@ -73,7 +74,7 @@ class HeadOutput(wiring.Component):
                 m.next = "WAIT"
             with m.State("WAIT"):
                 m.next = "LATCH"
-            if len(addr) == 1:
+            if not grouped:
                 with m.State("LATCH"):
                     m.d.sync += word.eq(Array(self.acc_word[n] for n in range(P))[lane])
                     m.next = "ROUND"
