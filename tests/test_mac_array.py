@@ -103,7 +103,8 @@ def test_wide_weights_keep_a_multiplier_per_lane():
 def test_lane_steering_registers_are_copied_per_group(lanes, groups):
     """Above `LANES_PER_COPY` lanes the base pick, its forward flag, the alignment shift, the
     multipliers' delta and the addresses (and write enable) of the bias and accumulator
-    slices are registers copied per group of lanes, marked for synthesis to keep apart."""
+    slices (the datapath's read address too) are registers copied per group of lanes, marked
+    for synthesis to keep apart."""
     import re
     from amaranth.back import verilog
     from amaranth.hdl import Value
@@ -115,7 +116,8 @@ def test_lane_steering_registers_are_copied_per_group(lanes, groups):
         dut.acc_word.as_value(),
         dut.idle])
     copies = {(name, str(g)) for name in ("pick", "fwd1", "align", "b_rd_addr", "acc_rd_addr",
-                                          "acc_wr_addr", "acc_wr_en", "delta")
+                                          "acc_wr_addr", "acc_wr_en", "delta",
+                                          "out_rd_addr")
               for g in range(groups)}
     named = set(re.findall(r"\b(\w+)_c(\d+)\b", text))
     if groups == 1:

@@ -206,8 +206,14 @@ class MacArray(wiring.Component):
         s3 = Signal.like(s2)
         acc_q = Signal.like(acc_rd.data, name="acc_q")
         bias_q = Signal.like(b_rd.data, name="bias_q")
-        m.d.sync += [s3.eq(s2), acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data),
-                     self.acc_word.eq(out_rd.data)]
+        m.d.sync += [s3.eq(s2), acc_q.eq(acc_rd.data), bias_q.eq(b_rd.data)]
+        # the datapath's read: two edges from `read_addr` to `acc_word` either way; above 8
+        # lanes the first edge is each slice's address register (`_sliced_memories`), so that
+        # no logic stands between an address and its slice's LUT RAM (Fmax)
+        if groups == 1:
+            m.d.sync += self.acc_word.eq(out_rd.data)
+        else:
+            m.d.comb += self.acc_word.eq(out_rd.data)
         # next cycle's stages are this cycle's issue, s1, s1a, s1b, s2, s3
         m.d.sync += self.idle.eq(~(self.issue.valid | s1.valid | s1a.valid | s1b.valid
                                    | s2.valid | s3.valid))
@@ -275,8 +281,9 @@ class MacArray(wiring.Component):
         """The bias and accumulator memories as slices of `LANES_PER_COPY` lanes, each
         addressed (and written) by registers of its own (`hwgen.rtl.fanout`): ports whose
         `addr` (and `en`) are lists of those registers, to be set as the stage registers
-        are, and whose `data` is the whole P-lane word. The datapath's read port takes each
-        slice's copy of `read_addr` (its readers copy it)."""
+        are, and whose `data` is the whole P-lane word. The datapath's read port registers
+        each slice's copy of `read_addr` (its readers copy it) beside the slice: its data is
+        then `acc_word` itself, still two edges after `read_addr`."""
         P, w = self.lanes, self.acc_width
         word = data.ArrayLayout(signed(w), P)
         ports = {key: SimpleNamespace(data=Signal(word, name=f"{key}_data"))
@@ -285,6 +292,8 @@ class MacArray(wiring.Component):
         ports["acc_rd"].addr = copies(range(self.acc_depth), P, "acc_rd_addr")
         ports["acc_wr"].addr = copies(range(self.acc_depth), P, "acc_wr_addr")
         ports["acc_wr"].en = copies(1, P, "acc_wr_en")
+        out_addr = copies(range(self.acc_depth), P, "out_rd_addr")
+        m.d.sync += [a.eq(self.read_addr[g]) for g, a in enumerate(out_addr)]
         acc_attrs = shallow_attrs(P * w, self.acc_depth, writable=True)
         for g in range(copy_groups(P)):
             lanes = range(g * LANES_PER_COPY, min(P, (g + 1) * LANES_PER_COPY))
@@ -298,7 +307,7 @@ class MacArray(wiring.Component):
             m.d.comb += [b_rd.addr.eq(ports["b_rd"].addr[g]),
                          acc_rd.addr.eq(ports["acc_rd"].addr[g]),
                          acc_wr.addr.eq(ports["acc_wr"].addr[g]),
-                         acc_wr.en.eq(ports["acc_wr"].en[g]), out_rd.addr.eq(self.read_addr[g])]
+                         acc_wr.en.eq(ports["acc_wr"].en[g]), out_rd.addr.eq(out_addr[g])]
             part = slice(lanes.start * w, lanes.stop * w)
             m.d.comb += [ports["b_rd"].data.as_value()[part].eq(b_rd.data.as_value()),
                          ports["acc_rd"].data.as_value()[part].eq(acc_rd.data.as_value()),
