@@ -264,14 +264,21 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     -------
     QATResult
     """
+    from .train import torch_threads
+    check_options(levels, sparsity, binary, scope, distill, temperature, lr)
+    with torch_threads(threads):   # the weights depend on the thread count; restored after
+        return _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches,
+                          threads, scope, distill, temperature)
+
+
+def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, threads, scope,
+               distill, temperature) -> QATResult:
     import torch
 
     from .models import load_model, load_task_data
     from .train import optimizer_step
-    check_options(levels, sparsity, binary, scope, distill, temperature, lr)
     t0 = time.time()
     torch.manual_seed(seed)
-    torch.set_num_threads(threads)
     model, meta = load_model(task.name)
     names = matrix_names(model, task.ir)
     params = dict(model.rnn.named_parameters())

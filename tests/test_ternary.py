@@ -137,7 +137,13 @@ def test_tiny_qat_trains_the_char_lm_deterministically():
     tm = qat.to_ternary(lm, result)
     assert tm.pruned == {f"l{k}.w{s}": round(0.8 * 3072) / 3072 for k in (0, 1) for s in "xh"}
     assert qat.int_metric(lm, tm.qm) < ptt - 0.3        # bits per character: lower is better
-    again = qat.train(lm, 2, 0.8, epochs=2, max_batches=8, lr=1e-2, threads=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:   # trained on one thread, and the caller's two threads are left as they were
+        again = qat.train(lm, 2, 0.8, epochs=2, max_batches=8, lr=1e-2, threads=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     assert all(torch.equal(v, again.state_dict[k]) for k, v in result.state_dict.items())
 
 
