@@ -20,21 +20,21 @@ from ..design_folder import COPY_ATTR
 LANES_PER_COPY = 8
 
 
-def copy_groups(lanes: int) -> int:
-    """Copies of a register that steers `lanes` lanes."""
-    return -(-lanes // LANES_PER_COPY)
+def copy_groups(lanes: int, per: int = LANES_PER_COPY) -> int:
+    """Copies of a register that steers `lanes` lanes, one per `per` of them."""
+    return -(-lanes // per)
 
 
-def group_of(lane: int) -> int:
+def group_of(lane: int, per: int = LANES_PER_COPY) -> int:
     """The copy that steers `lane`."""
-    return lane // LANES_PER_COPY
+    return lane // per
 
 
-def copies(shape, lanes: int, name: str) -> list[Signal]:
-    """`copy_groups(lanes)` registers of `shape`: ``name`` alone for one group, else
+def copies(shape, lanes: int, name: str, per: int = LANES_PER_COPY) -> list[Signal]:
+    """`copy_groups(lanes, per)` registers of `shape`: ``name`` alone for one group, else
     ``name_c0``, ``name_c1``, ... marked `COPY_ATTR`."""
     shape = Shape.cast(shape)
-    n = copy_groups(lanes)
+    n = copy_groups(lanes, per)
     if n == 1:
         return [Signal(shape, name=name)]
     return [Signal(shape, name=f"{name}_c{g}", attrs={COPY_ATTR: 1}) for g in range(n)]

@@ -23,9 +23,10 @@ this step's ACTIVATE): `acc_word` holds the word read at `read_addr` two edges e
 
 Above `fanout.LANES_PER_COPY` lanes the registers that steer every lane (the base pick, its
 forward flag, the alignment shift) and the multipliers' common operand (the delta) are
-copied per group of lanes, and the bias and
-accumulator memories are slices of a group each, addressed by copies of the stage
-registers: no one control net reaches every lane (`hwgen.rtl.fanout`).
+copied per group of lanes, and the bias and accumulator memories are slices of a group
+each (the accumulators of `ACC_SLICE_LANES`, each reading at its own copy of `read_addr`),
+addressed by copies of the stage registers: no one control net reaches every lane
+(`hwgen.rtl.fanout`).
 
 Narrow weights share a multiplier two lanes at a time (`pairs_products`). Every lane
 multiplies the same delta d, so one product of the packed operand w_hi * 2^s + w_lo holds
@@ -54,6 +55,12 @@ from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
 PIPELINE_DEPTH = 6
 assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
 assert LANES_PER_COPY % 2 == 0  # a pair's two lanes take one lane group's copies
+#: Lanes of one slice of the accumulator memory above `LANES_PER_COPY` lanes, each with its
+#: own register for the datapath's read address: a slice of 8 lanes' LUT RAM spread over 33
+#: rows of the ECP5-85F (its lanes' adders sit by their multipliers), and its one address
+#: register's net took 10.1 of the 64-lane design's 12.9 ns.
+ACC_SLICE_LANES = 2
+assert LANES_PER_COPY % ACC_SLICE_LANES == 0  # a slice takes its lane group's copies
 #: Operand width of the narrowest device multiplier (iCE40 SB_MAC16: 16 x 16 signed).
 MULTIPLIER_WIDTH = 16
 
@@ -278,12 +285,13 @@ class MacArray(wiring.Component):
                                                       len(self.bias_words), writable=False)}
 
     def _sliced_memories(self, m):
-        """The bias and accumulator memories as slices of `LANES_PER_COPY` lanes, each
-        addressed (and written) by registers of its own (`hwgen.rtl.fanout`): ports whose
-        `addr` (and `en`) are lists of those registers, to be set as the stage registers
-        are, and whose `data` is the whole P-lane word. The datapath's read port registers
-        each slice's copy of `read_addr` (its readers copy it) beside the slice: its data is
-        then `acc_word` itself, still two edges after `read_addr`."""
+        """The bias memory as slices of `LANES_PER_COPY` lanes and the accumulator memory as
+        slices of `ACC_SLICE_LANES`, each addressed (and written) by registers of its lane
+        group (`hwgen.rtl.fanout`): ports whose `addr` (and `en`) are lists of those
+        registers, to be set as the stage registers are, and whose `data` is the whole P-lane
+        word. The datapath's read port registers its group's copy of `read_addr` (its readers
+        copy it) beside each accumulator slice: its data is then `acc_word` itself, still two
+        edges after `read_addr`."""
         P, w = self.lanes, self.acc_width
         word = data.ArrayLayout(signed(w), P)
         ports = {key: SimpleNamespace(data=Signal(word, name=f"{key}_data"))
@@ -292,27 +300,37 @@ class MacArray(wiring.Component):
         ports["acc_rd"].addr = copies(range(self.acc_depth), P, "acc_rd_addr")
         ports["acc_wr"].addr = copies(range(self.acc_depth), P, "acc_wr_addr")
         ports["acc_wr"].en = copies(1, P, "acc_wr_en")
-        out_addr = copies(range(self.acc_depth), P, "out_rd_addr")
-        m.d.sync += [a.eq(self.read_addr[g]) for g, a in enumerate(out_addr)]
-        acc_attrs = shallow_attrs(P * w, self.acc_depth, writable=True)
+        out_addr = copies(range(self.acc_depth), P, "out_rd_addr", per=ACC_SLICE_LANES)
+        lanes_of = lambda per, k: range(k * per, min(P, (k + 1) * per))  # noqa: E731
+
+        def join(port, part, lanes):   # a slice's share of a P-lane word
+            return port.data.as_value()[lanes.start * w:lanes.stop * w].eq(part)
+
         for g in range(copy_groups(P)):
-            lanes = range(g * LANES_PER_COPY, min(P, (g + 1) * LANES_PER_COPY))
-            shape = data.ArrayLayout(signed(w), len(lanes))
-            b_mem = Memory(shape=shape, depth=len(self.bias_words), attrs=self._bias_attrs(),
-                           init=self.bias_words[:, lanes.start:lanes.stop].tolist())
-            acc_mem = Memory(shape=shape, depth=self.acc_depth, init=[], attrs=acc_attrs)
-            m.submodules[f"b_mem{g}"], m.submodules[f"acc_mem{g}"] = b_mem, acc_mem
-            b_rd, acc_rd, acc_wr = b_mem.read_port(), acc_mem.read_port(), acc_mem.write_port()
-            out_rd = acc_mem.read_port()
+            lanes = lanes_of(LANES_PER_COPY, g)
+            m.submodules[f"b_mem{g}"] = b_mem = Memory(
+                shape=data.ArrayLayout(signed(w), len(lanes)), depth=len(self.bias_words),
+                attrs=self._bias_attrs(),
+                init=self.bias_words[:, lanes.start:lanes.stop].tolist())
+            b_rd = b_mem.read_port()
             m.d.comb += [b_rd.addr.eq(ports["b_rd"].addr[g]),
-                         acc_rd.addr.eq(ports["acc_rd"].addr[g]),
+                         join(ports["b_rd"], b_rd.data.as_value(), lanes)]
+        acc_attrs = shallow_attrs(P * w, self.acc_depth, writable=True)
+        for k, addr in enumerate(out_addr):
+            lanes = lanes_of(ACC_SLICE_LANES, k)
+            g = group_of(lanes.start)
+            m.submodules[f"acc_mem{k}"] = acc_mem = Memory(
+                shape=data.ArrayLayout(signed(w), len(lanes)), depth=self.acc_depth, init=[],
+                attrs=acc_attrs)
+            acc_rd, acc_wr, out_rd = acc_mem.read_port(), acc_mem.write_port(), acc_mem.read_port()
+            m.d.sync += addr.eq(self.read_addr[g])
+            m.d.comb += [acc_rd.addr.eq(ports["acc_rd"].addr[g]),
                          acc_wr.addr.eq(ports["acc_wr"].addr[g]),
-                         acc_wr.en.eq(ports["acc_wr"].en[g]), out_rd.addr.eq(out_addr[g])]
-            part = slice(lanes.start * w, lanes.stop * w)
-            m.d.comb += [ports["b_rd"].data.as_value()[part].eq(b_rd.data.as_value()),
-                         ports["acc_rd"].data.as_value()[part].eq(acc_rd.data.as_value()),
-                         ports["out_rd"].data.as_value()[part].eq(out_rd.data.as_value()),
-                         acc_wr.data.as_value().eq(ports["acc_wr"].data.as_value()[part])]
+                         acc_wr.en.eq(ports["acc_wr"].en[g]), out_rd.addr.eq(addr),
+                         join(ports["acc_rd"], acc_rd.data.as_value(), lanes),
+                         join(ports["out_rd"], out_rd.data.as_value(), lanes),
+                         acc_wr.data.as_value().eq(
+                             ports["acc_wr"].data.as_value()[lanes.start * w:lanes.stop * w])]
         return ports["b_rd"], ports["acc_rd"], ports["acc_wr"], ports["out_rd"]
 
     def _operand_layout(self) -> data.StructLayout:
