@@ -335,7 +335,8 @@ def test_loaded_weights_go_to_spram_on_the_up5k_only(tmp_path):
 
 def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
     """At 16 lanes the accumulators (25 words, two read ports) and biases (13 words) are
-    16 x 20 bits wide (two slices of 8 lanes each): the biases kept in block RAM while it
+    16 x 20 bits wide (biases in two slices of 8 lanes, accumulators in eight slices of 2
+    lanes: `ACC_SLICE_LANES`): the biases kept in block RAM while it
     fits (Yosys puts accumulators this shallow in LUT RAM by itself), in logic on an ECP5
     whose block RAM they overflow (a second Yosys run), and the accumulators in LUT RAM."""
     import numpy as np
@@ -344,11 +345,12 @@ def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
     from hwgen.frontend import from_torch
     from hwgen.quant import quantize_model
     from hwgen.rtl.emit import generate
+    from hwgen.rtl.mac_array import ACC_SLICE_LANES
     ir = from_torch(make_model("gru", 5, 40, 3))
     qm = quantize_model(ir, np.random.default_rng(0).uniform(-1, 1, (8, 4, 5)))
     design = generate(qm, tmp_path / "wide", lanes=16)
     verilog_text = "".join(p.read_text() for p in design.glob("*.v"))
-    assert verilog_text.count(f'{SHALLOW_ATTR} = "ram"') == 2   # the accumulators' slices
+    assert verilog_text.count(f'{SHALLOW_ATTR} = "ram"') == 16 // ACC_SLICE_LANES
     assert verilog_text.count(f'{SHALLOW_ATTR} = "rom"') == 2   # the biases'
     mapped = r"mac\.{}[01] via \$__(\w+)_\n"
     ecp5 = dataclasses.replace(get_target("ecp5-25f"), pnr=None, pack=None)
