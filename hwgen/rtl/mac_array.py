@@ -303,8 +303,8 @@ class MacArray(wiring.Component):
         out_addr = copies(range(self.acc_depth), P, "out_rd_addr", per=ACC_SLICE_LANES)
         lanes_of = lambda per, k: range(k * per, min(P, (k + 1) * per))  # noqa: E731
 
-        def join(port, part, lanes):   # a slice's share of a P-lane word
-            return port.data.as_value()[lanes.start * w:lanes.stop * w].eq(part)
+        def share(port, lanes):   # a slice's share of a port's P-lane word
+            return port.data.as_value()[lanes.start * w:lanes.stop * w]
 
         for g in range(copy_groups(P)):
             lanes = lanes_of(LANES_PER_COPY, g)
@@ -314,7 +314,7 @@ class MacArray(wiring.Component):
                 init=self.bias_words[:, lanes.start:lanes.stop].tolist())
             b_rd = b_mem.read_port()
             m.d.comb += [b_rd.addr.eq(ports["b_rd"].addr[g]),
-                         join(ports["b_rd"], b_rd.data.as_value(), lanes)]
+                         share(ports["b_rd"], lanes).eq(b_rd.data.as_value())]
         acc_attrs = shallow_attrs(P * w, self.acc_depth, writable=True)
         for k, addr in enumerate(out_addr):
             lanes = lanes_of(ACC_SLICE_LANES, k)
@@ -327,10 +327,9 @@ class MacArray(wiring.Component):
             m.d.comb += [acc_rd.addr.eq(ports["acc_rd"].addr[g]),
                          acc_wr.addr.eq(ports["acc_wr"].addr[g]),
                          acc_wr.en.eq(ports["acc_wr"].en[g]), out_rd.addr.eq(addr),
-                         join(ports["acc_rd"], acc_rd.data.as_value(), lanes),
-                         join(ports["out_rd"], out_rd.data.as_value(), lanes),
-                         acc_wr.data.as_value().eq(
-                             ports["acc_wr"].data.as_value()[lanes.start * w:lanes.stop * w])]
+                         share(ports["acc_rd"], lanes).eq(acc_rd.data.as_value()),
+                         share(ports["out_rd"], lanes).eq(out_rd.data.as_value()),
+                         acc_wr.data.as_value().eq(share(ports["acc_wr"], lanes))]
         return ports["b_rd"], ports["acc_rd"], ports["acc_wr"], ports["out_rd"]
 
     def _operand_layout(self) -> data.StructLayout:
