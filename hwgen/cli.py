@@ -434,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stall-in", type=_probability, default=0.3)
     sp.add_argument("--stall-out", type=_probability, default=0.3)
     sp.add_argument("--max-sequences", type=_positive_int)
-    sp.add_argument("--waves", action="store_true")
+    sp.add_argument("--waves", action="store_true",
+                    help="write a waveform of the run (a build with trace support, beside the other)")
     sp.set_defaults(func=cmd_simulate)
 
     from .synth.flow import ROUTERS

@@ -8,14 +8,15 @@ from conftest import make_model
 from hwgen.frontend import from_torch
 from hwgen.quant import quantize_model
 from hwgen.ref import run_int
-from hwgen.rtl.cycles import (MATRIX_OVERHEAD, delta_fired_columns, delta_matrix_cycles,
-                              delta_step_cycles)
+from hwgen.rtl.cycles import (delta_fired_columns, delta_matrix_cycles, delta_step_cycles,
+                              matrix_overhead)
 from hwgen.rtl.top import Accelerator
 
 
-@pytest.mark.parametrize("cols,gpc", [(296, 12), (10, 1), (7, 3)])
-def test_a_pass_where_every_column_fires_is_the_dense_model(cols, gpc):
-    assert delta_matrix_cycles(np.ones(cols, bool), gpc) == cols * gpc + MATRIX_OVERHEAD
+@pytest.mark.parametrize("cols,gpc,lanes", [(296, 12, 64), (10, 1, 8), (7, 3, 3)])
+def test_a_pass_where_every_column_fires_is_the_dense_model(cols, gpc, lanes):
+    assert (delta_matrix_cycles(np.ones(cols, bool), gpc, lanes)
+            == cols * gpc + matrix_overhead(lanes))
 
 
 @pytest.mark.parametrize("cell,hidden,lanes,theta", [

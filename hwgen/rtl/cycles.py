@@ -23,14 +23,18 @@ from ..cells import get_cell
 from .activate import issue_cycles
 from .elementwise import latency as elementwise_latency
 from .head_output import output_cycles
-from .mac_array import PIPELINE_DEPTH
+from .mac_array import pipeline_depth
 from .matrix import ENCODER_LATENCY, ISSUER_LATENCY, QUEUE_DEPTH
 from .plan import LayerPlan, Plan, token_columns
 
-MATRIX_OVERHEAD = ENCODER_LATENCY + ISSUER_LATENCY + PIPELINE_DEPTH + 1
 ELEMENT_REGISTER, STATE_WRITE = 1, 1
 ROM_READ = 1  # the token ROM's synchronous read before EMBED's first write
 LOAD_TAKE = 1  # overlapping steps: LOAD's cycle that takes an input already loaded
+
+
+def matrix_overhead(lanes: int) -> int:
+    """A dense MATRIX pass's cycles beyond its issues at `lanes` lanes."""
+    return ENCODER_LATENCY + ISSUER_LATENCY + pipeline_depth(lanes) + 1
 
 
 def embed_cycles(plan: Plan) -> int:
@@ -54,14 +58,16 @@ def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None,
     """Cycles of one layer's step; `fired_columns` (delta) defaults to all columns."""
     cols = lp.visited_columns if fired_columns is None else fired_columns
     matrix = max(cols * lp.groups_per_col, lp.visited_columns)  # each visited column: a cycle
-    return {"matrix": matrix + MATRIX_OVERHEAD, "activate": activate_cycles(lp, lanes, units)}
+    return {"matrix": matrix + matrix_overhead(lanes),
+            "activate": activate_cycles(lp, lanes, units)}
 
 
 def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
     """Cycles of one dense time step with an always-valid input and an always-ready output."""
     layers = [layer_cycles(lp, plan.lanes, units=plan.units) for lp in plan.layers]
     hp = plan.head
-    head = hp.matrix_cycles + MATRIX_OVERHEAD + output_cycles(hp.groups, hp.out_size, plan.lanes)
+    head = (hp.matrix_cycles + matrix_overhead(plan.lanes)
+            + output_cycles(hp.groups, hp.out_size, plan.lanes))
     matrix = sum(lp.matrix_cycles for lp in plan.layers)
     macs = sum(lp.macs for lp in plan.layers)
     load = input_size + embed_cycles(plan)
@@ -221,15 +227,16 @@ def ternary_delta_step_cycles(plan: Plan, tp, input_size: int, fired) -> dict:
                                          for c in layers)}
 
 
-def delta_matrix_cycles(fired, gpc: int) -> int:
-    """Cycles of one delta MATRIX pass of the MAC array when the columns `fired` (booleans, in
-    pass order) fire, each issuing `gpc` weight words (`LayerPlan.groups_per_col`).
+def delta_matrix_cycles(fired, gpc: int, lanes: int) -> int:
+    """Cycles of one delta MATRIX pass of the MAC array of `lanes` lanes when the columns
+    `fired` (booleans, in pass order) fire, each issuing `gpc` weight words
+    (`LayerPlan.groups_per_col`).
 
     Walks the components' handshakes cycle by cycle (`matrix.ColumnEncoder`: a column read a
     cycle while the queue has room, `ENCODER_LATENCY` edges to the queue; `MacIssuer`: a queued
     column's words one a cycle, the next column without a gap), then the MAC pipeline drains.
     Counted as `layer_cycles`' "matrix" is: with every column firing this is
-    ``columns * gpc + MATRIX_OVERHEAD``. Unlike ``max(fired * gpc, columns) + MATRIX_OVERHEAD``
+    ``columns * gpc + matrix_overhead(lanes)``. Unlike ``max(fired * gpc, columns) + overhead``
     (`layer_cycles` with a fired count) it sees where the fired columns lie: the issuer waits
     for a fired column the encoder has not yet read, and a pass where nothing fires ends
     without the MAC pipeline's drain.
@@ -269,9 +276,9 @@ def delta_matrix_cycles(fired, gpc: int) -> int:
             reading = col != cols - 1
             col += 1
         c += 1
-    # the array is idle PIPELINE_DEPTH + 1 cycles after the last issue
-    start_act = drain_from if last_issue is None else max(drain_from,
-                                                          last_issue + PIPELINE_DEPTH + 1)
+    # the array is idle its pipeline's depth + 1 cycles after the last issue
+    start_act = drain_from if last_issue is None else max(
+        drain_from, last_issue + pipeline_depth(lanes) + 1)
     return start_act + 1
 
 
@@ -281,7 +288,8 @@ def delta_step_cycles(plan, input_size: int, fired) -> dict:
     (`delta_fired_columns`): LOAD, then per layer its MATRIX pass (`delta_matrix_cycles`) and
     ACTIVATE."""
     assert plan.delta is not None and not plan.overlap
-    matrix = [delta_matrix_cycles(mask, lp.groups_per_col) for lp, mask in zip(plan.layers, fired)]
+    matrix = [delta_matrix_cycles(mask, lp.groups_per_col, plan.lanes)
+              for lp, mask in zip(plan.layers, fired)]
     act = [activate_cycles(lp, plan.lanes, plan.units) for lp in plan.layers]
     return {"per_step": input_size + sum(matrix) + sum(act), "matrix": matrix,
             "activate": act, "fired": [int(sum(mask)) for mask in fired]}

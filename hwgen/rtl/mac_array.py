@@ -12,10 +12,12 @@ the bias, on the first touch of a word in a pass)::
     +4      register those words and align the products (s3); pick the base: bias,
             a forwarded sum or the stored word (decided a stage early)
     +5      accumulate, onto the base or the sum of the update one ahead, and write (s4)
+    +6      above 8 lanes, the write is of the registered sum (`write_delay`)
 
 The accumulator read port is not transparent (its block RAM output goes straight into a
 register, for Fmax), so a word read for an update misses the writes of the three updates
-before it: the newest of those sums that hit the same word is forwarded.
+before it (four with the delayed write): the newest of those sums that hit the same word is
+forwarded.
 
 The rest of the datapath (gather, head output) reads the accumulators through a read port
 of its own, so that it may read while updates run (the next step's input columns during
@@ -53,6 +55,18 @@ from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
 
 #: Pipeline registers between an issue and its accumulator write (s1, s1a, s1b, s2, s3, s4).
 PIPELINE_DEPTH = 6
+
+
+def write_delay(lanes: int) -> int:
+    """Cycles the accumulator write waits after the sum: above `LANES_PER_COPY` lanes the
+    registered sum is written (its slice's LUT RAM copies lie far from the adder: the
+    adder's carry chain and that net were the 64-lane design's longest path)."""
+    return int(copy_groups(lanes) > 1)
+
+
+def pipeline_depth(lanes: int) -> int:
+    """Registers between an issue and its accumulator write at `lanes` lanes."""
+    return PIPELINE_DEPTH + write_delay(lanes)
 assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
 assert LANES_PER_COPY % 2 == 0  # a pair's two lanes take one lane group's copies
 #: Lanes of one slice of the accumulator memory above `LANES_PER_COPY` lanes, each with its
@@ -221,9 +235,12 @@ class MacArray(wiring.Component):
             m.d.sync += self.acc_word.eq(out_rd.data)
         else:
             m.d.comb += self.acc_word.eq(out_rd.data)
-        # next cycle's stages are this cycle's issue, s1, s1a, s1b, s2, s3
-        m.d.sync += self.idle.eq(~(self.issue.valid | s1.valid | s1a.valid | s1b.valid
-                                   | s2.valid | s3.valid))
+        # next cycle's stages are this cycle's issue, s1, s1a, s1b, s2, s3 (and s4 when the
+        # write is a cycle later)
+        delayed = write_delay(P) == 1
+        s4 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth)}))
+        busy = self.issue.valid | s1.valid | s1a.valid | s1b.valid | s2.valid | s3.valid
+        m.d.sync += self.idle.eq(~(busy | s4.valid if delayed else busy))
 
         # accumulate (a product with a delta may exceed the accumulator's range alone; the
         # sum never does), from the bias, a forwarded sum or the stored word. Stage 3 picks
@@ -231,26 +248,38 @@ class MacArray(wiring.Component):
         # adder's only mux is the 2-way one for the update one ahead, whose sum is still
         # being made in stage 3's cycle (Fmax).
         # (pick, fwd1 and the alignment shift steer every lane: a copy per lane group)
-        BIAS, FWD1, FWD2, FWD3, STORED = range(5)
-        pick, fwd1 = Signal(range(5)), Signal()
+        # (a delayed write needs a fourth: the update four ahead, written as this one's
+        # word was read)
+        BIAS, FWD1, FWD2, FWD3, STORED, FWD4 = range(6)
+        n_picks = 6 if delayed else 5
+        pick, fwd1 = Signal(range(n_picks)), Signal()
         if groups == 1:
             picks, fwd1s, aligns = [pick], [fwd1], [s2.shift]
         else:
-            picks, fwd1s = copies(range(5), P, "pick"), copies(1, P, "fwd1")
+            picks, fwd1s = copies(range(n_picks), P, "pick"), copies(1, P, "fwd1")
             aligns = copies(range(len(self.shifts)), P, "align")
             m.d.sync += [a.eq(s1b.issue.shift) for a in aligns]
-        s4 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth)}))
         last = Signal.like(s4)
+        # the sums made in s4: written now, or registered (`last_sum`) and written next cycle
+        sums = Signal.like(acc_wr.data, name="sums") if delayed else acc_wr.data
         last_sum = Signal.like(acc_wr.data, name="last_sum")
         last_sum2 = Signal.like(acc_wr.data, name="last_sum2")
         m.d.sync += [s4.valid.eq(s3.valid), s4.acc_addr.eq(s3.acc_addr), last.eq(s4),
-                     last_sum.eq(acc_wr.data), last_sum2.eq(last_sum),
+                     last_sum.eq(sums), last_sum2.eq(last_sum),
                      *(fwd1.eq(pick == FWD1) for fwd1, pick in zip(fwd1s, picks))]
         if groups == 1:
             m.d.comb += [acc_wr.addr.eq(s4.acc_addr), acc_wr.en.eq(s4.valid)]
-        else:   # each slice's write address and enable, set as s4 is
-            m.d.sync += [*(a.eq(s3.acc_addr) for a in acc_wr.addr),
-                         *(e.eq(s3.valid) for e in acc_wr.en)]
+        else:   # each slice's write address and enable, set as the written stage is
+            written = s4 if delayed else s3
+            m.d.sync += [*(a.eq(written.acc_addr) for a in acc_wr.addr),
+                         *(e.eq(written.valid) for e in acc_wr.en)]
+        bases = [bias_q, acc_q, last_sum, last_sum2, acc_q]
+        if delayed:
+            last2 = Signal.like(s4, name="last2")
+            last_sum3 = Signal.like(acc_wr.data, name="last_sum3")
+            m.d.sync += [last2.eq(last), last_sum3.eq(last_sum2)]
+            m.d.comb += acc_wr.data.eq(last_sum)
+            bases.append(last_sum3)
         with m.If(s2.bias):
             m.d.sync += [pick.eq(BIAS) for pick in picks]
         with m.Elif(s3.valid & (s3.acc_addr == s2.acc_addr)):
@@ -260,8 +289,11 @@ class MacArray(wiring.Component):
             # two ahead: written as this one picks its base
             m.d.sync += [pick.eq(FWD2) for pick in picks]
         with m.Elif(last.valid & (last.acc_addr == s2.acc_addr)):
-            # three ahead: written as this one's word was read
+            # three ahead: written as this one's word was read (delayed: a cycle later)
             m.d.sync += [pick.eq(FWD3) for pick in picks]
+        if delayed:
+            with m.Elif(last2.valid & (last2.acc_addr == s2.acc_addr)):
+                m.d.sync += [pick.eq(FWD4) for pick in picks]
         with m.Else():
             m.d.sync += [pick.eq(STORED) for pick in picks]
         for k in range(P):
@@ -274,10 +306,8 @@ class MacArray(wiring.Component):
             base = Signal.like(acc_q[k], name=f"base{k}")
             addend = Signal.like(aligned, name=f"addend{k}")
             # (indexed by pick; FWD1's entry is never added: `fwd1` takes last_sum instead)
-            m.d.sync += [base.eq(Array([bias_q[k], acc_q[k], last_sum[k], last_sum2[k],
-                                        acc_q[k]])[pick]),
-                         addend.eq(aligned)]
-            m.d.comb += acc_wr.data[k].eq(Mux(fwd1, last_sum[k], base) + addend)
+            m.d.sync += [base.eq(Array([b[k] for b in bases])[pick]), addend.eq(aligned)]
+            m.d.comb += sums[k].eq(Mux(fwd1, last_sum[k], base) + addend)
         return m
 
     def _bias_attrs(self) -> dict:
