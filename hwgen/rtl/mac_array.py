@@ -67,6 +67,8 @@ def write_delay(lanes: int) -> int:
 def pipeline_depth(lanes: int) -> int:
     """Registers between an issue and its accumulator write at `lanes` lanes."""
     return PIPELINE_DEPTH + write_delay(lanes)
+
+
 assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
 assert LANES_PER_COPY % 2 == 0  # a pair's two lanes take one lane group's copies
 #: Lanes of one slice of the accumulator memory above `LANES_PER_COPY` lanes, each with its
