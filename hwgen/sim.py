@@ -325,16 +325,15 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
     # the build that writes waveforms, beside the other (inside it, make would find and
     # link the other's objects, built without trace support)
     traced = build_dir.with_name(build_dir.name + "-waves")
+    run_dir = traced if waves else build_dir
     with _environment(env):
         runner = get_runner(simulator)
-        build_time = _build(runner, simulator, sources, top, traced if waves else build_dir,
-                            waves)
+        build_time = _build(runner, simulator, sources, top, run_dir, waves)
     options = {"HWGEN_SEED": seed, "HWGEN_STALL_IN": stall_in, "HWGEN_STALL_OUT": stall_out,
                "HWGEN_MAX_SEQ": max_sequences}
     ext = "vcd" if simulator == "verilator" else "fst"
     waveform = traced / f"run.{ext}" if waves else None
-    raw = _run(runner, simulator, design_dir, top, traced if waves else build_dir,
-               traced if waves else build_dir, env, options, waveform)
+    raw = _run(runner, simulator, design_dir, top, run_dir, run_dir, env, options, waveform)
     raw["delta"] = manifest.get("delta")
 
     first = raw["first_mismatch"]
