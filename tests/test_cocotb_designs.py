@@ -117,6 +117,34 @@ def test_rtl_bit_exact_with_paired_multipliers(cell, layers, lanes, theta, tmp_p
         assert_step_intervals(design, result)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("cell,layers,lanes,theta,bits", [
+    ("gru", 2, 10, None, 6),    # a multiplier a lane
+    ("lstm", 1, 12, 2, 4)])     # two lanes a multiplier (the wrapped pairs' registers too)
+def test_rtl_bit_exact_with_registered_products(cell, layers, lanes, theta, bits, tmp_path):
+    """Above 8 lanes the multipliers are instances of the registered product module, whose
+    behavioural Verilog the design folder holds (`hwgen.registered_product`): bit-exact
+    under stalls, and a dense design on the cycle model (its pipeline two stages deeper)."""
+    from hwgen import registered_product
+    rng = np.random.default_rng(lanes)
+    ir = from_torch(make_model(cell, I_SIZE, HIDDEN, OUT, layers, "every", seed=layers))
+    qm = quantize_model(ir, rng.uniform(-2, 2, (64, T_LEN, I_SIZE)),
+                        QuantConfig(weight_bits=bits, act_bits=8))
+    delta = None if theta is None else [(theta, theta)] * layers
+    design = generate(qm, tmp_path / "design", lanes=lanes, inputs=design_inputs(qm, rng),
+                      delta=delta)
+    manifest = json.loads((design / "manifest.json").read_text())
+    assert manifest["interface"]["verilog"][1:] == [registered_product.FILE]
+    top = (design / manifest["interface"]["verilog"][0]).read_text()
+    multipliers = lanes if bits == 6 else lanes // 2
+    assert top.count(f"{registered_product.MODULE} #(") == multipliers
+    result = simulate(design, seed=lanes, stall_in=0.3, stall_out=0.3)
+    assert result.vectors >= N_SEQ
+    assert result.mismatches == 0, result.first_mismatch
+    if theta is None:
+        assert_step_intervals(design, result)
+
+
 def loaded_design(cell, layers, lanes, head_mode, theta, path, bits=6):
     """A design whose weights load through its `weights` stream (weights.bin)."""
     rng = np.random.default_rng(lanes * 10 + layers)

@@ -17,7 +17,7 @@ from hwgen.rtl.rom import BankedROM
 from hwgen.synth import DesignFolderError, SynthError, get_target, synthesize
 from hwgen.synth.cli_support import synth_command
 from hwgen.synth.design import Design
-from hwgen.synth.flow import _run_yosys
+from hwgen.synth.flow import _device_source, _run_yosys
 from standin_design import write_standin
 
 
@@ -311,7 +311,7 @@ def test_loaded_weights_go_to_spram_on_the_up5k_only(tmp_path):
     from hwgen.quant import quantize_model
     from hwgen.rtl.emit import generate
     from hwgen.synth.design import load_design
-    from hwgen.synth.flow import _run_yosys
+    from hwgen.synth.flow import _device_source, _run_yosys
     from hwgen.synth.pins import SHELL_TOP, pin_shell_verilog
     ir = from_torch(make_model("gru", 5, 13, 3))
     qm = quantize_model(ir, np.random.default_rng(0).uniform(-1, 1, (8, 4, 5)))
@@ -361,6 +361,12 @@ def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
     log = (tmp_path / "roomy" / "yosys.log").read_text()
     assert set(re.findall(mapped.format("b_mem"), log)) == {"PDPW16KD"}
     assert not (tmp_path / "roomy" / "shallow_in_lut.log").exists()
+    # the 16 lanes' multipliers with the MULT18X18D's own registers (`registered_product`)
+    from hwgen.registered_product import ECP5_REGISTERS
+    netlist = json.loads((tmp_path / "roomy" / "netlist.json").read_text())
+    cells = next(m for m in netlist["modules"].values() if m["attributes"].get("top"))["cells"]
+    assert sum(c["type"] == "MULT18X18D" and ECP5_REGISTERS.items() <= c["parameters"].items()
+               for c in cells.values()) == 16
 
     tight = dataclasses.replace(ecp5, capacity={**ecp5.capacity, "BRAM": blocks - 1})
     events = []
@@ -414,3 +420,43 @@ def test_marked_register_copies_stay_apart(tmp_path):
         ffs[marked] = counts["TRELLIS_FF"]
         assert (f"a:{COPY_ATTR}" in (out / "synth.ys").read_text()) == marked
     assert ffs == {True: 32 + 4, False: 32 + 1}
+
+
+_PRODUCTS_TOP = """module products(input clk, input signed [7:0] a, input signed [8:0] b,
+                input signed [19:0] c, output signed [16:0] p, output signed [28:0] q);
+  hwgen_registered_product #(.A_WIDTH(8), .B_WIDTH(9)) narrow (.clk(clk), .a(a), .b(b), .p(p));
+  hwgen_registered_product #(.A_WIDTH(20), .B_WIDTH(9)) wide (.clk(clk), .a(c), .b(b), .p(q));
+endmodule
+"""
+
+
+@pytest.mark.parametrize("target", ["ecp5-25f", "ice40-up5k"])
+def test_registered_products_use_the_device_multipliers_registers(tmp_path, target):
+    """The ECP5 synthesizes the registered product module as a MULT18X18D with its input
+    and output registers on (operands of at most 18 bits; wider ones in the fabric's
+    registers, as the behavioural form): no fabric flip-flop for the narrow product. Other
+    targets read the design's behavioural file (the iCE40's Yosys packs its registers)."""
+    from hwgen import registered_product
+    (tmp_path / "products.v").write_text(_PRODUCTS_TOP)
+    (tmp_path / registered_product.FILE).write_text(registered_product.verilog())
+    design = Design(tmp_path, {}, "products", "products",
+                    (tmp_path / "products.v", tmp_path / registered_product.FILE), 8 + 9 + 20,
+                    17 + 29)
+    tgt = get_target(target)
+    out = tmp_path / "out"
+    out.mkdir()
+    sources = [_device_source(src, tgt, out) for src in design.verilog]
+    counts = _run_yosys(design, tgt, "products", sources, out)
+    cells = json.loads((out / "netlist.json").read_text())["modules"]["products"]["cells"]
+    if target.startswith("ecp5"):
+        assert sources[1] == out / registered_product.FILE
+        mults = {name: c["parameters"] for name, c in cells.items() if c["type"] == "MULT18X18D"}
+        narrow = [p for name, p in mults.items() if name.startswith("narrow.")]
+        assert narrow == [registered_product.ECP5_REGISTERS]
+        assert all("REG_INPUTA_CLK" not in p for name, p in mults.items()
+                   if name.startswith("wide."))
+        # the wide product's operand and product registers only
+        assert sum(c["type"] == "TRELLIS_FF" for c in cells.values()) == 20 + 9 + 29
+    else:
+        assert sources == list(design.verilog)
+        assert counts.get("SB_MAC16", 0) >= 1

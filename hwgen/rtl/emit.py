@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from amaranth.back import verilog
 
-from .. import __version__
+from .. import __version__, registered_product
 from ..design_folder import LOADED_ATTR, MANIFEST, DesignFolderError, seal
 from ..interface import model_input_payload, output_payload
 from ..ir import data_layout, swap_layout
@@ -158,17 +158,23 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     name = name or out_dir.name
     top = "hwgen_" + re.sub(r"[^0-9A-Za-z_]", "_", name)  # a legal Verilog identifier
     acc = Accelerator(qm, lanes, delta=delta, units=units, scale_step=scale_step,
-                      weights=weights)
+                      weights=weights, product_instances=True)
     text = verilog.convert(acc, name=top, emit_src=False)
+    # the wide MAC array's multipliers: the module they instantiate, beside the top
+    products = registered_product.MODULE in text
     if weights == "load":
         text = _without_loaded_init(text, 1)
     manifest = manifest_for(qm, acc, name, top)
+    if products:
+        manifest["interface"]["verilog"].append(registered_product.FILE)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _check_replaceable(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())   # as any folder the user makes, not mkdtemp's 0700
         (tmp / f"{top}.v").write_text(text)
+        if products:
+            (tmp / registered_product.FILE).write_text(registered_product.verilog())
         if acc.ternary_plan is None:
             (tmp / "weights.hex").write_text(_hex_words(acc.plan.weight_words,
                                                         acc.plan.weight_width))

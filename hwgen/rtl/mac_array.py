@@ -14,6 +14,10 @@ the bias, on the first touch of a word in a pass)::
     +5      accumulate, onto the base or the sum of the update one ahead, and write (s4)
     +6      above 8 lanes, the write is of the registered sum (`write_delay`)
 
+Above 8 lanes the multiply takes two edges (`product_delay`): operands and product
+registered, a stage s1c between s1b and s2 (`hwgen.registered_product`, the module whose
+registers the ECP5's MULT18X18D holds itself).
+
 The accumulator read port is not transparent (its block RAM output goes straight into a
 register, for Fmax), so a word read for an update misses the writes of the three updates
 before it (four with the delayed write): the newest of those sums that hit the same word is
@@ -43,11 +47,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import (Array, Cat, ClockSignal, Instance, Module, Mux, Shape, Signal,
+                          signed, unsigned)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .. import registered_product
 from .fanout import LANES_PER_COPY, copied, copies, copy_groups, group_of
 from .plan import WEIGHT_BEAT
 from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
@@ -64,9 +70,17 @@ def write_delay(lanes: int) -> int:
     return int(copy_groups(lanes) > 1)
 
 
+def product_delay(lanes: int) -> int:
+    """Cycles the multiply takes beyond one: above `LANES_PER_COPY` lanes the operands are
+    registered at the multiplier as well as the product (`hwgen.registered_product`: the
+    ECP5's MULT18X18D holds both registers; without them the register -> multiplier ->
+    register path was the 64-lane design's longest)."""
+    return int(copy_groups(lanes) > 1)
+
+
 def pipeline_depth(lanes: int) -> int:
     """Registers between an issue and its accumulator write at `lanes` lanes."""
-    return PIPELINE_DEPTH + write_delay(lanes)
+    return PIPELINE_DEPTH + write_delay(lanes) + product_delay(lanes)
 
 
 assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
@@ -119,6 +133,9 @@ class MacArray(wiring.Component):
     weights : "rom" (the words as the weight memory's contents) or "load" (a memory with
         none, filled through `weights`: `hwgen.rtl.plan.weight_image`; `weight_words` then
         gives its depth only).
+    product_instances : above 8 lanes, the products as instances of
+        `registered_product.MODULE` (for Verilog: the design folder holds the module), not
+        as Amaranth logic of the same registers (for Amaranth's simulator).
 
     Members
     -------
@@ -139,8 +156,10 @@ class MacArray(wiring.Component):
     """
 
     def __init__(self, weight_width: int, acc_width: int, weight_words, bias_words,
-                 acc_depth: int, delta_width: int, shifts, weights: str = "rom"):
+                 acc_depth: int, delta_width: int, shifts, weights: str = "rom",
+                 product_instances: bool = False):
         self.lanes = weight_words.shape[1]
+        self.product_instances = product_instances
         self.weight_width, self.acc_width, self.acc_depth = weight_width, acc_width, acc_depth
         self.weight_words, self.bias_words = weight_words, bias_words
         self.delta_width, self.shifts = delta_width, tuple(shifts)
@@ -194,6 +213,11 @@ class MacArray(wiring.Component):
         # into a multiplexer or a multiplier would be the longest path)
         s1 = Signal(data.StructLayout({"valid": 1, "issue": self.layout}))
         s1a, s1b = Signal.like(s1, name="s1a"), Signal.like(s1, name="s1b")
+        # above 8 lanes s1c, as the multiplier registers its operands; `before_s2` is the
+        # stage that s2 follows
+        two_edge_product = product_delay(P) == 1
+        s1c = Signal.like(s1, name="s1c") if two_edge_product else None
+        before_s2 = s1c if two_edge_product else s1b
         if self.w_addr_copies == 1:
             m.d.comb += w_rom.addr.eq(self.issue.payload.w_addr)
         else:
@@ -203,6 +227,8 @@ class MacArray(wiring.Component):
         with m.If(self.issue.valid):
             m.d.sync += s1.issue.eq(self.issue.payload)
         m.d.sync += [s1a.eq(s1), s1b.eq(s1a)]
+        if two_edge_product:
+            m.d.sync += s1c.eq(s1b)
 
         # stage 2: multiply; read the bias and accumulator words
         s2 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth),
@@ -215,14 +241,14 @@ class MacArray(wiring.Component):
             deltas = copies(signed(self.delta_width), P, "delta")
             m.d.sync += [d.eq(s1a.issue.delta) for d in deltas]
         self._multiply(m, w_rom.data, deltas, prods)
-        m.d.sync += [s2.valid.eq(s1b.valid), s2.acc_addr.eq(s1b.issue.acc_addr),
-                     s2.bias.eq(s1b.issue.bias), s2.shift.eq(s1b.issue.shift)]
+        m.d.sync += [s2.valid.eq(before_s2.valid), s2.acc_addr.eq(before_s2.issue.acc_addr),
+                     s2.bias.eq(before_s2.issue.bias), s2.shift.eq(before_s2.issue.shift)]
         if groups == 1:
             m.d.comb += [b_rd.addr.eq(s1b.issue.b_addr), acc_rd.addr.eq(s1b.issue.acc_addr),
                          out_rd.addr.eq(self.read_addr)]
-        else:   # each slice's address register, set as s1b is
-            m.d.sync += [*(a.eq(s1a.issue.b_addr) for a in b_rd.addr),
-                         *(a.eq(s1a.issue.acc_addr) for a in acc_rd.addr)]
+        else:   # each slice's address register, set as s1c is
+            m.d.sync += [*(a.eq(s1b.issue.b_addr) for a in b_rd.addr),
+                         *(a.eq(s1b.issue.acc_addr) for a in acc_rd.addr)]
 
         # stage 3: register the accumulator and bias words and align the products (block
         # RAM output straight into the adder would be the longest path)
@@ -237,11 +263,13 @@ class MacArray(wiring.Component):
             m.d.sync += self.acc_word.eq(out_rd.data)
         else:
             m.d.comb += self.acc_word.eq(out_rd.data)
-        # next cycle's stages are this cycle's issue, s1, s1a, s1b, s2, s3 (and s4 when the
-        # write is a cycle later)
+        # next cycle's stages are this cycle's issue, s1, s1a, s1b, (s1c,) s2, s3 (and s4
+        # when the write is a cycle later)
         delayed = write_delay(P) == 1
         s4 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth)}))
         busy = self.issue.valid | s1.valid | s1a.valid | s1b.valid | s2.valid | s3.valid
+        if two_edge_product:
+            busy |= s1c.valid
         m.d.sync += self.idle.eq(~(busy | s4.valid if delayed else busy))
 
         # accumulate (a product with a delta may exceed the accumulator's range alone; the
@@ -260,7 +288,7 @@ class MacArray(wiring.Component):
         else:
             picks, fwd1s = copies(range(n_picks), P, "pick"), copies(1, P, "fwd1")
             aligns = copies(range(len(self.shifts)), P, "align")
-            m.d.sync += [a.eq(s1b.issue.shift) for a in aligns]
+            m.d.sync += [a.eq(s1c.issue.shift) for a in aligns]
         last = Signal.like(s4)
         # the sums made in s4: written now, or registered (`last_sum`) and written next cycle
         sums = Signal.like(acc_wr.data, name="sums") if delayed else acc_wr.data
@@ -382,26 +410,54 @@ class MacArray(wiring.Component):
         wraps = [(hi == -(1 << (w - 1))) & (lo < 0) for lo, hi in pairs]
         return Cat(*packed, *wraps, *([weights[self.lanes - 1]] if self.lanes % 2 else []))
 
+    def _product(self, m, p: Signal, a, b) -> None:
+        """`p` = a * b (signed), 1 + `product_delay` edges later: a multiplier whose product
+        is registered, and above 8 lanes its operands too (`hwgen.registered_product`)."""
+        assert len(p) == len(a) + len(b)
+        if not product_delay(self.lanes):
+            m.d.sync += p.eq(a * b)
+        elif self.product_instances:
+            m.submodules[f"{p.name}_mul"] = Instance(
+                registered_product.MODULE, p_A_WIDTH=len(a), p_B_WIDTH=len(b),
+                i_clk=ClockSignal(), i_a=a, i_b=b, o_p=p)
+        else:   # the module's registers, in Amaranth
+            a_q = Signal(signed(len(a)), name=f"{p.name}_a")
+            b_q = Signal(signed(len(b)), name=f"{p.name}_b")
+            m.d.sync += [a_q.eq(a), b_q.eq(b), p.eq(a_q * b_q)]
+
+    def _as_late_as_products(self, m, reg: Signal) -> Signal:
+        """`reg`, a register set as the multipliers take their operands, delayed as their
+        products are (`product_delay`)."""
+        if not product_delay(self.lanes):
+            return reg
+        late = Signal.like(reg, name=f"{reg.name}_late")
+        m.d.sync += late.eq(reg)
+        return late
+
     def _multiply(self, m, rom_data, deltas, prods):
-        """`prods[k]` = weight k * delta, one stage later: a multiplier per lane, or per pair
-        of lanes (the module docstring's packing); lane k takes the delta's copy
-        `deltas[group_of(k)]` (a pair's two lanes are in one group: groups are even)."""
+        """`prods[k]` = weight k * delta, 1 + `product_delay` stages later: a multiplier per
+        lane, or per pair of lanes (the module docstring's packing); lane k takes the
+        delta's copy `deltas[group_of(k)]` (a pair's two lanes are in one group: groups are
+        even)."""
         if not self.pairs:
-            m.d.sync += [prods[k].eq(rom_data[k] * deltas[group_of(k)])
-                         for k in range(self.lanes)]
+            for k in range(self.lanes):
+                self._product(m, prods[k], rom_data[k], deltas[group_of(k)])
             return
         if self.lanes % 2:
-            m.d.sync += prods[-1].eq(rom_data.single * deltas[group_of(self.lanes - 1)])
+            self._product(m, prods[-1], rom_data.single, deltas[group_of(self.lanes - 1)])
         w, s = self.weight_width, pair_shift(self.weight_width, self.delta_width)
         # the wrapped pair's high product, -2^(w-1) * d, is the same for every pair (of a
         # lane group)
         wrapped_highs = copies(signed(w + self.delta_width), self.lanes, "wrapped_high")
         m.d.sync += [high.eq(-(delta << (w - 1))) for high, delta in zip(wrapped_highs, deltas)]
+        wrapped_highs = [self._as_late_as_products(m, high) for high in wrapped_highs]
         for j in range(self.pairs):
             delta, wrapped_high = deltas[group_of(2 * j)], wrapped_highs[group_of(2 * j)]
             both = Signal(signed(MULTIPLIER_WIDTH + self.delta_width), name=f"pair{j}")
             wraps = Signal(name=f"wraps{j}")
-            m.d.sync += [both.eq(rom_data.packed[j] * delta), wraps.eq(rom_data.wraps[j])]
+            self._product(m, both, rom_data.packed[j], delta)
+            m.d.sync += wraps.eq(rom_data.wraps[j])
+            wraps = self._as_late_as_products(m, wraps)
             m.d.comb += [prods[2 * j].eq(both[:s].as_signed()),
                          prods[2 * j + 1].eq(Mux(wraps, wrapped_high,
                                                  both[s:].as_signed() + both[s - 1]))]

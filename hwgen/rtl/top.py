@@ -59,6 +59,9 @@ class Accelerator(wiring.Component):
     weights : "rom" (default: the weight words are the weight memory's contents) or "load"
         (a memory with no contents, written through the `weights` stream before the first
         input is taken: `plan.weight_image`; the UP5K's SPRAM).
+    product_instances : above 8 lanes, the MAC array's products as instances of
+        `hwgen.registered_product.MODULE` (for Verilog; the design folder holds the module),
+        not as Amaranth logic (for Amaranth's simulator): `mac_array.MacArray`.
 
     Members
     -------
@@ -69,8 +72,10 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, qm: QModel, lanes: int, delta=None, units: int | None = None,
-                 scale_step: int | None = None, weights: str = "rom"):
+                 scale_step: int | None = None, weights: str = "rom",
+                 product_instances: bool = False):
         check_weights(weights)
+        self.product_instances = product_instances
         if weights == "load" and qm.ternary is not None:
             raise PlanError("weights='load' is for the MAC array; a ternary model's "
                             "multiplier-free datapath keeps its weights in ROM")
@@ -136,7 +141,8 @@ class Accelerator(wiring.Component):
             m.submodules.mac = mac = MacArray(
                 plan.weight_width, plan.acc_width, plan.weight_words, plan.bias_words,
                 plan.acc_depth, plan.value_width + 1,
-                pass_shifts(passes), weights=self.weights_storage)
+                pass_shifts(passes), weights=self.weights_storage,
+                product_instances=self.product_instances)
             m.submodules.issuer = issuer = MacIssuer(plan, passes, mac.layout)
             wiring.connect(m, enc.columns, issuer.columns)
             wiring.connect(m, issuer.issue, mac.issue)

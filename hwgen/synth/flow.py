@@ -7,6 +7,7 @@ from pathlib import Path
 import time
 from typing import Callable
 
+from .. import registered_product
 from ..design_folder import COPY_ATTR, SHALLOW_ATTR, build_dir
 from .design import Design, load_design
 from .errors import SynthError
@@ -85,9 +86,15 @@ def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Pat
 
     ``body`` lines may hold ``{out}``, the output folder relative to the Yosys run."""
     cwd = design.path  # so a $readmemh with a relative name finds its file
-    if body is None:
+    # the registered products as the device's multipliers (`_device_source`)
+    device = any(Path(src).name == registered_product.FILE for src in sources)
+    after = registered_product.after_synthesis(target.family) if device else []
+    if body is None and after:
+        body = [f"{target.synth} -top {top}", *after, "write_json {out}/netlist.json"]
+    elif body is None:
         body = [f"{target.synth} -top {top} -json {{out}}/netlist.json"]
-    script = [f"read_verilog {rel(src, cwd)}" for src in sources]
+    script = registered_product.before_reading(target.family) if device else []
+    script += [f"read_verilog {rel(src, cwd)}" for src in sources]
     script += [f"hierarchy -check -top {top}", HIDE_BRACKETED_NAMES, *copies_kept(sources),
                *target.prepare, *prepare,
                *(line.format(out=rel(out, cwd)) for line in body),
@@ -137,6 +144,17 @@ ICE40_COARSE_BEFORE_DSP = (
 #: mul2dsp's limits in ``synth_ice40 -dsp``: SB_MAC16 takes 16 x 16; narrower operands than
 #: 2 bits or products narrower than 11 bits stay in logic.
 _ICE40_DSP_MAX, _ICE40_DSP_MIN, _ICE40_DSP_Y_MIN = 16, 2, 11
+
+
+def _device_source(src: Path, target: Target, out: Path) -> Path:
+    """The design file `src` as `target` synthesizes it: the registered product module
+    becomes the device's multiplier with its own registers (`hwgen.registered_product`),
+    written into `out`; any other file is read as it is."""
+    text = registered_product.for_synthesis(src, target.family)
+    if text is None:
+        return src
+    (out / src.name).write_text(text)
+    return out / src.name
 
 
 def _dsp_enabled(target: Target) -> bool:
@@ -499,7 +517,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "report.txt", "report_pnr.json", "soft_muls.txt"):
         (out / stale).unlink(missing_ok=True)
-    top, sources = design.top, list(design.verilog)
+    top, sources = design.top, [_device_source(src, tgt, out) for src in design.verilog]
     shell = tgt.pnr is not None and design.port_bits() > tgt.io_pins
     if shell:
         (out / "pin_shell.v").write_text(pin_shell_verilog(design))
