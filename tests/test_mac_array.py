@@ -119,11 +119,13 @@ def test_lane_steering_registers_are_copied_per_group(lanes, groups):
         dut.issue.valid, dut.issue.payload.as_value(), Value.cast(dut.read_addr),
         dut.acc_word.as_value(),
         dut.idle])
-    copies = {(name, str(g)) for name in ("pick", "fwd1", "align", "b_rd_addr", "acc_rd_addr",
-                                          "acc_wr_addr", "acc_wr_en", "delta")
+    copies = {(name, str(g)) for name in ("pick", "fwd1", "align", "b_rd_addr", "delta")
               for g in range(groups)}
-    # the datapath's read address: a register beside each accumulator slice
-    copies |= {("out_rd_addr", str(k)) for k in range(copy_groups(lanes, ACC_SLICE_LANES))}
+    # the accumulator slices' addresses and write enable (the datapath's read address too):
+    # registers beside each slice
+    copies |= {(name, str(k)) for name in ("out_rd_addr", "acc_rd_addr", "acc_wr_addr",
+                                           "acc_wr_en")
+               for k in range(copy_groups(lanes, ACC_SLICE_LANES))}
     named = set(re.findall(r"\b(\w+)_c(\d+)\b", text))
     if groups == 1:
         assert not named and COPY_ATTR not in text

@@ -30,9 +30,9 @@ this step's ACTIVATE): `acc_word` holds the word read at `read_addr` two edges e
 Above `fanout.LANES_PER_COPY` lanes the registers that steer every lane (the base pick, its
 forward flag, the alignment shift) and the multipliers' common operand (the delta) are
 copied per group of lanes, and the bias and accumulator memories are slices of a group
-each (the accumulators of `ACC_SLICE_LANES`, each reading at its own copy of `read_addr`),
-addressed by copies of the stage registers: no one control net reaches every lane
-(`hwgen.rtl.fanout`).
+each (the accumulators of `ACC_SLICE_LANES`, each read and written at its own copies of the
+addresses and write enable), addressed by copies of the stage registers: no one control net
+reaches every lane (`hwgen.rtl.fanout`).
 
 Narrow weights share a multiplier two lanes at a time (`pairs_products`). Every lane
 multiplies the same delta d, so one product of the packed operand w_hi * 2^s + w_lo holds
@@ -88,7 +88,8 @@ assert LANES_PER_COPY % 2 == 0  # a pair's two lanes take one lane group's copie
 #: Lanes of one slice of the accumulator memory above `LANES_PER_COPY` lanes, each with its
 #: own register for the datapath's read address: a slice of 8 lanes' LUT RAM spread over 33
 #: rows of the ECP5-85F (its lanes' adders sit by their multipliers), and its one address
-#: register's net took 10.1 of the 64-lane design's 12.9 ns.
+#: register's net took 10.1 of the 64-lane design's 12.9 ns (the datapath's read address);
+#: later a lane group's write enable, into its four slices, 11.2 of 12.3 ns.
 ACC_SLICE_LANES = 2
 assert LANES_PER_COPY % ACC_SLICE_LANES == 0  # a slice takes its lane group's copies
 #: Operand width of the narrowest device multiplier (iCE40 SB_MAC16: 16 x 16 signed).
@@ -346,8 +347,9 @@ class MacArray(wiring.Component):
 
     def _sliced_memories(self, m):
         """The bias memory as slices of `LANES_PER_COPY` lanes and the accumulator memory as
-        slices of `ACC_SLICE_LANES`, each addressed (and written) by registers of its lane
-        group (`hwgen.rtl.fanout`): ports whose `addr` (and `en`) are lists of those
+        slices of `ACC_SLICE_LANES`, each addressed (and written) by registers of its own
+        (the bias slices: of their lane group; `hwgen.rtl.fanout`): ports whose `addr` (and
+        `en`) are lists of those
         registers, to be set as the stage registers are, and whose `data` is the whole P-lane
         word. The datapath's read port registers its group's copy of `read_addr` (its readers
         copy it) beside each accumulator slice: its data is then `acc_word` itself, still two
@@ -357,9 +359,10 @@ class MacArray(wiring.Component):
         ports = {key: SimpleNamespace(data=Signal(word, name=f"{key}_data"))
                  for key in ("b_rd", "acc_rd", "acc_wr", "out_rd")}
         ports["b_rd"].addr = copies(range(len(self.bias_words)), P, "b_rd_addr")
-        ports["acc_rd"].addr = copies(range(self.acc_depth), P, "acc_rd_addr")
-        ports["acc_wr"].addr = copies(range(self.acc_depth), P, "acc_wr_addr")
-        ports["acc_wr"].en = copies(1, P, "acc_wr_en")
+        per = ACC_SLICE_LANES
+        ports["acc_rd"].addr = copies(range(self.acc_depth), P, "acc_rd_addr", per=per)
+        ports["acc_wr"].addr = copies(range(self.acc_depth), P, "acc_wr_addr", per=per)
+        ports["acc_wr"].en = copies(1, P, "acc_wr_en", per=per)
         out_addr = copies(range(self.acc_depth), P, "out_rd_addr", per=ACC_SLICE_LANES)
         lanes_of = lambda per, k: range(k * per, min(P, (k + 1) * per))  # noqa: E731
 
@@ -384,9 +387,9 @@ class MacArray(wiring.Component):
                 attrs=acc_attrs)
             acc_rd, acc_wr, out_rd = acc_mem.read_port(), acc_mem.write_port(), acc_mem.read_port()
             m.d.sync += addr.eq(self.read_addr[g])
-            m.d.comb += [acc_rd.addr.eq(ports["acc_rd"].addr[g]),
-                         acc_wr.addr.eq(ports["acc_wr"].addr[g]),
-                         acc_wr.en.eq(ports["acc_wr"].en[g]), out_rd.addr.eq(addr),
+            m.d.comb += [acc_rd.addr.eq(ports["acc_rd"].addr[k]),
+                         acc_wr.addr.eq(ports["acc_wr"].addr[k]),
+                         acc_wr.en.eq(ports["acc_wr"].en[k]), out_rd.addr.eq(addr),
                          share(ports["acc_rd"], lanes).eq(acc_rd.data.as_value()),
                          share(ports["out_rd"], lanes).eq(out_rd.data.as_value()),
                          acc_wr.data.as_value().eq(share(ports["acc_wr"], lanes))]
