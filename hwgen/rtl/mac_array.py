@@ -75,7 +75,7 @@ def product_delay(lanes: int) -> int:
     registered at the multiplier as well as the product (`hwgen.registered_product`: the
     ECP5's MULT18X18D holds both registers; without them the register -> multiplier ->
     register path was the 64-lane design's longest)."""
-    return int(copy_groups(lanes) > 1)
+    return registered_product.LATENCY - 1 if copy_groups(lanes) > 1 else 0
 
 
 def pipeline_depth(lanes: int) -> int:
@@ -84,6 +84,7 @@ def pipeline_depth(lanes: int) -> int:
 
 
 assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
+assert registered_product.LATENCY == 2  # above 8 lanes one stage more: s1c
 assert LANES_PER_COPY % 2 == 0  # a pair's two lanes take one lane group's copies
 #: Lanes of one slice of the accumulator memory above `LANES_PER_COPY` lanes, each with its
 #: own register for the datapath's read address: a slice of 8 lanes' LUT RAM spread over 33

@@ -87,13 +87,13 @@ def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Pat
     ``body`` lines may hold ``{out}``, the output folder relative to the Yosys run."""
     cwd = design.path  # so a $readmemh with a relative name finds its file
     # the registered products as the device's multipliers (`_device_source`)
-    device = any(Path(src).name == registered_product.FILE for src in sources)
-    after = registered_product.after_synthesis(target.family) if device else []
+    products = any(Path(src).name == registered_product.FILE for src in sources)
+    after = registered_product.after_synthesis(target.family) if products else []
     if body is None and after:
         body = [f"{target.synth} -top {top}", *after, "write_json {out}/netlist.json"]
     elif body is None:
         body = [f"{target.synth} -top {top} -json {{out}}/netlist.json"]
-    script = registered_product.before_reading(target.family) if device else []
+    script = registered_product.before_reading(target.family) if products else []
     script += [f"read_verilog {rel(src, cwd)}" for src in sources]
     script += [f"hierarchy -check -top {top}", HIDE_BRACKETED_NAMES, *copies_kept(sources),
                *target.prepare, *prepare,
