@@ -91,6 +91,11 @@ def verilog(family: str | None = None) -> str:
     return None
 
 
+def used_by(paths) -> bool:
+    """Whether a design's Verilog files `paths` include the module's."""
+    return any(Path(path).name == FILE for path in paths)
+
+
 def for_synthesis(path, family: str) -> str | None:
     """The Verilog that synthesis for `family` reads instead of the design file `path`, or
     None to read the file as it is."""

@@ -233,17 +233,17 @@ def _run_build(design, spec: Board, out: Path, name: str, baud: int, fifo_depth:
                synth_opts: str, after_synth: str | None, progress) -> None:
     """One run of amaranth's build script for the board; SynthError with the log tail."""
     platform = spec.make_platform()
-    family = get_target(spec.target).family
+    target = get_target(spec.target)
     for path in (*design.verilog, *design.data_files):   # (as `hwgen synth` reads them)
-        device_text = registered_product.for_synthesis(path, family)
+        device_text = registered_product.for_synthesis(path, target.family)
         platform.add_file(path.name, path.read_bytes() if device_text is None else device_text)
     overrides = {"script_after_read": "\n".join(
         # as hwgen synth does: names Yosys can map, the target's own steps (the UP5K's SPRAM)
-        [HIDE_BRACKETED_NAMES, *copies_kept(design.verilog), *get_target(spec.target).prepare])}
+        [HIDE_BRACKETED_NAMES, *copies_kept(design.verilog), *target.prepare])}
     # (the registered products as the device's multipliers: their registers switched on)
-    products = any(path.name == registered_product.FILE for path in design.verilog)
+    products = registered_product.used_by(design.verilog)
     after_synth = "\n".join([*([after_synth] if after_synth else []), *(
-        registered_product.after_synthesis(family) if products else [])])
+        registered_product.after_synthesis(target.family) if products else [])])
     if after_synth:
         overrides["script_after_synth"] = after_synth
     plan = platform.prepare(BoardTop(design, baud, fifo_depth), name=name,

@@ -87,7 +87,7 @@ def _run_yosys(design: Design, target: Target, top: str, sources: list, out: Pat
     ``body`` lines may hold ``{out}``, the output folder relative to the Yosys run."""
     cwd = design.path  # so a $readmemh with a relative name finds its file
     # the registered products as the device's multipliers (`_device_source`)
-    products = any(Path(src).name == registered_product.FILE for src in sources)
+    products = registered_product.used_by(sources)
     after = registered_product.after_synthesis(target.family) if products else []
     if body is None and after:
         body = [f"{target.synth} -top {top}", *after, "write_json {out}/netlist.json"]
