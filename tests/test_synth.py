@@ -348,6 +348,7 @@ def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
     from hwgen.rtl.mac_array import ACC_SLICE_LANES
     ir = from_torch(make_model("gru", 5, 40, 3))
     qm = quantize_model(ir, np.random.default_rng(0).uniform(-1, 1, (8, 4, 5)))
+    (ql,) = qm.layers
     design = generate(qm, tmp_path / "wide", lanes=16)
     verilog_text = "".join(p.read_text() for p in design.glob("*.v"))
     assert verilog_text.count(f'{SHALLOW_ATTR} = "ram"') == 16 // ACC_SLICE_LANES
@@ -361,12 +362,17 @@ def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
     log = (tmp_path / "roomy" / "yosys.log").read_text()
     assert set(re.findall(mapped.format("b_mem"), log)) == {"PDPW16KD"}
     assert not (tmp_path / "roomy" / "shallow_in_lut.log").exists()
-    # the 16 lanes' multipliers with the MULT18X18D's own registers (`registered_product`)
+    # the 16 lanes' multipliers and the PWL units' (sigmoid r, z and tanh n in each of the
+    # E element-wise units) with the MULT18X18D's own registers (`registered_product`); the
+    # units' two gate products without
     from hwgen.registered_product import ECP5_REGISTERS
+    units = json.loads((design / "manifest.json").read_text())["units"]
+    assert units == 2 and {ql.sigmoid.slope_form, ql.tanh.slope_form} == {"mult"}
     netlist = json.loads((tmp_path / "roomy" / "netlist.json").read_text())
     cells = next(m for m in netlist["modules"].values() if m["attributes"].get("top"))["cells"]
-    assert sum(c["type"] == "MULT18X18D" and ECP5_REGISTERS.items() <= c["parameters"].items()
-               for c in cells.values()) == 16
+    registered = [ECP5_REGISTERS.items() <= c["parameters"].items()
+                  for c in cells.values() if c["type"] == "MULT18X18D"]
+    assert sum(registered) == 16 + 3 * units and registered.count(False) == 2 * units
 
     tight = dataclasses.replace(ecp5, capacity={**ecp5.capacity, "BRAM": blocks - 1})
     events = []

@@ -1,12 +1,14 @@
-"""Amaranth expressions of `hwgen.fixed`'s rules: round-half-up shifts and saturation.
+"""Amaranth expressions of `hwgen.fixed`'s rules: round-half-up shifts and saturation; and
+the registered product every wide datapath's multiplier is built with.
 
-These mirror `hwgen.fixed.shift_round` / `QFormat.saturate` term for term; the unit tests
+The first mirror `hwgen.fixed.shift_round` / `QFormat.saturate` term for term; the unit tests
 check them against the numpy definitions over edge cases.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Mux, signed, Value
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal, signed, Value
 
+from .. import registered_product as product_module
 from ..fixed import QFormat
 
 
@@ -31,3 +33,19 @@ def requantize(value: Value, from_frac: int, to: QFormat) -> Value:
 
 def shape_of(fmt: QFormat):
     return signed(fmt.width)
+
+
+def two_edge_product(m: Module, p: Signal, a: Value, b: Value, instance: bool) -> None:
+    """`p` = a * b (signed), `product_module.LATENCY` edges after `a` and `b`: the operands
+    and the product registered. `instance`: an instance of `product_module.MODULE` (for
+    Verilog: the device's multiplier holds the registers); else the same registers in
+    Amaranth (for Amaranth's simulator)."""
+    assert len(p) == len(a) + len(b)
+    if instance:
+        m.submodules[f"{p.name}_mul"] = Instance(
+            product_module.MODULE, p_A_WIDTH=len(a), p_B_WIDTH=len(b),
+            i_clk=ClockSignal(), i_a=a, i_b=b, o_p=p)
+        return
+    a_q = Signal(signed(len(a)), name=f"{p.name}_a")
+    b_q = Signal(signed(len(b)), name=f"{p.name}_b")
+    m.d.sync += [a_q.eq(a), b_q.eq(b), p.eq(a_q * b_q)]

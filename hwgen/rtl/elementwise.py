@@ -41,8 +41,9 @@ class PipelineOps:
     saturate = staticmethod(saturate)          # (value, fmt) -> clamped to fmt
     shift_round = staticmethod(shift_round)    # (value, shift) -> rounded half up
 
-    def __init__(self, m: Module):
+    def __init__(self, m: Module, product_instances: bool = False):
         self.m = m
+        self.product_instances = product_instances
         self._names = iter(range(10_000))
 
     def reg(self, value, fmt=None):
@@ -66,7 +67,7 @@ class PipelineOps:
     def pwl(self, name: str, table, x):
         """A PWL unit (submodule `name`) evaluating `table` at `x`; the result is
         `pwl_latency` cycles later."""
-        unit = PWLUnit(table)
+        unit = PWLUnit(table, product_instance=self.product_instances)
         self.m.submodules[name] = unit
         self.m.d.comb += unit.x.eq(x)
         return unit.y
@@ -89,10 +90,15 @@ class ElementwiseUnit(wiring.Component):
     vec_<name> : In(signed(v_fmt.width))  each of the cell's element-wise vectors
         (`Cell.vectors`) at this element, entering with the state
     valid_out : Out(1)   h_new, c_new, tag_out are valid this cycle (`latency` cycles later)
+
+    `product_instances`: the PWL units' products as instances of
+    `hwgen.registered_product.MODULE` (`PWLUnit`; for Verilog), in the same cycles.
     """
 
-    def __init__(self, layer: QLayer, acc_width: int, tag_width: int = 8):
+    def __init__(self, layer: QLayer, acc_width: int, tag_width: int = 8,
+                 product_instances: bool = False):
         self.layer = layer
+        self.product_instances = product_instances
         self.cell = layer.spec
         self.latency = latency(self.cell)
         c_width = layer.c_fmt.width if layer.c_fmt else 1
@@ -109,7 +115,7 @@ class ElementwiseUnit(wiring.Component):
     def elaborate(self, platform):
         L, cell = self.layer, self.cell
         m = Module()
-        ops = PipelineOps(m)
+        ops = PipelineOps(m, self.product_instances)
         m.d.comb += [self.valid_out.eq(ops.delay(self.valid_in, self.latency)),
                      self.tag_out.eq(ops.delay(self.tag, self.latency))]
         pre = [ops.rq(getattr(self, f"acc{q}"), L.acc_frac, L.block_fmt(name))

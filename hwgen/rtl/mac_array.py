@@ -47,13 +47,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import (Array, Cat, ClockSignal, Instance, Module, Mux, Shape, Signal,
-                          signed, unsigned)
+from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .. import registered_product
+from .arith import two_edge_product
 from .fanout import LANES_PER_COPY, copied, copies, copy_groups, group_of
 from .plan import WEIGHT_BEAT
 from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
@@ -416,18 +416,11 @@ class MacArray(wiring.Component):
 
     def _product(self, m, p: Signal, a, b) -> None:
         """`p` = a * b (signed), 1 + `product_delay` edges later: a multiplier whose product
-        is registered, and above 8 lanes its operands too (`hwgen.registered_product`)."""
-        assert len(p) == len(a) + len(b)
+        is registered, and above 8 lanes its operands too (`arith.two_edge_product`)."""
         if not product_delay(self.lanes):
             m.d.sync += p.eq(a * b)
-        elif self.product_instances:
-            m.submodules[f"{p.name}_mul"] = Instance(
-                registered_product.MODULE, p_A_WIDTH=len(a), p_B_WIDTH=len(b),
-                i_clk=ClockSignal(), i_a=a, i_b=b, o_p=p)
-        else:   # the module's registers, in Amaranth
-            a_q = Signal(signed(len(a)), name=f"{p.name}_a")
-            b_q = Signal(signed(len(b)), name=f"{p.name}_b")
-            m.d.sync += [a_q.eq(a), b_q.eq(b), p.eq(a_q * b_q)]
+        else:
+            two_edge_product(m, p, a, b, instance=self.product_instances)
 
     def _as_late_as_products(self, m, reg: Signal) -> Signal:
         """`reg`, a register set as the multipliers take their operands, delayed as their

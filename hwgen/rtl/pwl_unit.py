@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..pwl import PWL
-from .arith import saturate, shift_round
+from .arith import saturate, shift_round, two_edge_product
 
 
 LATENCY = 6  # registers: magnitude, lookup, slope term, intercept sum, sign restore, output
@@ -19,14 +19,19 @@ class PWLUnit(wiring.Component):
     term. Stage 2b: plus intercept. Stage 3: limit and sign restore. Stage 4: rounding and
     saturation. A new `x` every cycle.
 
+    `product_instance`: the slope term's product (slope and offset registered at stage 1,
+    the product at stage 2) as an instance of `hwgen.registered_product.MODULE`, whose
+    registers the ECP5's multiplier holds itself (for Verilog); the same cycles.
+
     Members
     -------
     x : In(signed(in_fmt.width))
     y : Out(signed(out_fmt.width))
     """
 
-    def __init__(self, pwl: PWL):
+    def __init__(self, pwl: PWL, product_instance: bool = False):
         self.pwl = pwl
+        self.product_instance = product_instance
         super().__init__({"x": In(signed(pwl.in_fmt.width)), "y": Out(signed(pwl.out_fmt.width))})
 
     def elaborate(self, platform):
@@ -58,23 +63,34 @@ class PWLUnit(wiring.Component):
         c = Array(Const(v, signed(c_w)) for v in consts)[idx]
         neg1, beyond1 = Signal(), Signal()
         c1, dx1 = Signal(signed(c_w)), Signal(dx.shape())
-        m.d.sync += [neg1.eq(neg0), beyond1.eq(beyond), c1.eq(c), dx1.eq(dx)]
+        in_multiplier = p.slope_form == "mult" and self.product_instance
+        m.d.sync += [neg1.eq(neg0), beyond1.eq(beyond), c1.eq(c)] + (
+            [] if in_multiplier else [dx1.eq(dx)])
+        if in_multiplier:
+            # the stage 1 and 2 registers of the slope and offset, and of the product
+            sw = max(abs(s).bit_length() for s in p.slopes) + 1
+            product = Signal(signed(sw + len(dx)), name="term")
+            two_edge_product(m, product, Array(Const(v, signed(sw)) for v in p.slopes)[idx],
+                             dx, instance=True)
+            term = product if fold else shift_round(product, k)
         # stage 2: the slope term alone (product, or shifted offset), intercept carried
         neg1b, beyond1b = Signal(), Signal()
         c1b = Signal(signed(c_w))
         m.d.sync += [neg1b.eq(neg1), beyond1b.eq(beyond1), c1b.eq(c1)]
-        if p.slope_form == "mult":
-            sw = max(abs(s).bit_length() for s in p.slopes) + 1
-            s1 = Signal(signed(sw))
-            m.d.sync += s1.eq(Array(Const(v, signed(sw)) for v in p.slopes)[idx])
-            term_now = s1 * dx1 if fold else shift_round(s1 * dx1, k)
-        else:
-            idx1 = Signal(idx.shape())
-            m.d.sync += idx1.eq(idx)
-            terms = Array(shift_round(dx1, p.in_fmt.frac + e - p.work_frac) for e in p.slopes)
-            term_now = terms[idx1]
-        term = Signal(term_now.shape())
-        m.d.sync += term.eq(term_now)
+        if not in_multiplier:
+            if p.slope_form == "mult":
+                sw = max(abs(s).bit_length() for s in p.slopes) + 1
+                s1 = Signal(signed(sw))
+                m.d.sync += s1.eq(Array(Const(v, signed(sw)) for v in p.slopes)[idx])
+                term_now = s1 * dx1 if fold else shift_round(s1 * dx1, k)
+            else:
+                idx1 = Signal(idx.shape())
+                m.d.sync += idx1.eq(idx)
+                terms = Array(shift_round(dx1, p.in_fmt.frac + e - p.work_frac)
+                              for e in p.slopes)
+                term_now = terms[idx1]
+            term = Signal(term_now.shape())
+            m.d.sync += term.eq(term_now)
         y_seg = (c1b + term) >> k if fold else c1b + term
         neg1, beyond1 = neg1b, beyond1b
         neg2, beyond2 = Signal(), Signal()

@@ -36,7 +36,7 @@ from ..qmodel import QModel
 from .activate import ActivateEngine, activate_layers
 from .elementwise import ElementwiseUnit
 from .head_output import HeadOutput
-from .mac_array import MacArray
+from .mac_array import MacArray, product_delay
 from .matrix import ColumnEncoder, MacIssuer, pass_shifts, passes_of
 from .plan import WEIGHT_BEAT, Plan, PlanError, check_weights, make_plan
 from .ternary_array import (LevelSumArray, PointerReader, ScaleCombiner, ScheduleROM,
@@ -59,9 +59,10 @@ class Accelerator(wiring.Component):
     weights : "rom" (default: the weight words are the weight memory's contents) or "load"
         (a memory with no contents, written through the `weights` stream before the first
         input is taken: `plan.weight_image`; the UP5K's SPRAM).
-    product_instances : above 8 lanes, the MAC array's products as instances of
-        `hwgen.registered_product.MODULE` (for Verilog; the design folder holds the module),
-        not as Amaranth logic (for Amaranth's simulator): `mac_array.MacArray`.
+    product_instances : above 8 lanes, the MAC array's products and the element-wise units'
+        PWL products as instances of `hwgen.registered_product.MODULE` (for Verilog; the
+        design folder holds the module), not as Amaranth logic (for Amaranth's simulator):
+        `mac_array.MacArray`, `pwl_unit.PWLUnit`.
 
     Members
     -------
@@ -211,13 +212,16 @@ class Accelerator(wiring.Component):
             m.d.comb += ew_rd.addr.eq(word(act.ew_addr))
 
         # element-wise units, E per layer: E elements in, their new state written back as
-        # one word as they leave
+        # one word as they leave; their PWL products registered in the multiplier where the
+        # MAC array's are (a wide design's multipliers lie far from the units)
+        pwl_instances = self.product_instances and product_delay(P) > 0
         units = []
         for k, (lp, ql) in enumerate(zip(plan.layers, qm.layers)):
             row = []
             for j in range(E):
                 unit = ElementwiseUnit(ql, plan.acc_width,
-                                       tag_width=(ql.hidden_size + E - 1).bit_length())
+                                       tag_width=(ql.hidden_size + E - 1).bit_length(),
+                                       product_instances=pwl_instances)
                 m.submodules[f"elementwise{k}" + (f"_{j}" if E > 1 else "")] = unit
                 row.append(unit)
                 m.d.comb += [
