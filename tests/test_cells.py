@@ -74,6 +74,7 @@ def test_lstm_derived_quantities():
     assert accumulator_jumps(cell.blocks_h) == [] and accumulator_jumps(cell.blocks_x) == []
     assert recurrent_only_runs(cell.blocks_x, cell.blocks_h) == []
     assert cell.elementwise_latency(6) == 21 and gather_cycles(cell.n_blocks) == 6
+    assert cell.elementwise_latency(6, 2) == 23   # two gate products in series, each +1
     assert tensor_names(1, "lstm") == ["input", "l0.wx", "l0.wh", "l0.b", "l0.h", "l0.pre",
                                        "l0.act", "l0.c", "head.w", "head.b", "out"]
 
@@ -92,6 +93,7 @@ def test_gru_derived_quantities():
     assert accumulator_jumps(cell.blocks_x) == [] and accumulator_jumps(cell.blocks_h) == [(2, 1)]
     assert recurrent_only_runs(cell.blocks_x, cell.blocks_h) == [(2, 3)]
     assert cell.elementwise_latency(6) == 21 and gather_cycles(cell.n_blocks) == 6
+    assert cell.elementwise_latency(6, 2) == 23   # two gate products in series, each +1
     assert "l0.c" not in tensor_names(2, "gru")
 
 

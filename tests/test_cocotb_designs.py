@@ -122,10 +122,10 @@ def test_rtl_bit_exact_with_paired_multipliers(cell, layers, lanes, theta, tmp_p
     ("gru", 2, 10, None, 6),    # a multiplier a lane
     ("lstm", 1, 12, 2, 4)])     # two lanes a multiplier (the wrapped pairs' registers too)
 def test_rtl_bit_exact_with_registered_products(cell, layers, lanes, theta, bits, tmp_path):
-    """Above 8 lanes the multipliers (the MAC array's and the PWL units') are instances of the
-    registered product module, whose behavioural Verilog the design folder holds
-    (`hwgen.registered_product`): bit-exact under stalls, and a dense design on the cycle
-    model (its MAC pipeline two stages deeper; the PWL units' cycles unchanged)."""
+    """Above 8 lanes the multipliers (the MAC array's and the element-wise units') are
+    instances of the registered product module, whose behavioural Verilog the design folder
+    holds (`hwgen.registered_product`): bit-exact under stalls, and a dense design on the
+    cycle model (the MAC pipeline and each gate product a stage deeper)."""
     from hwgen import registered_product
     rng = np.random.default_rng(lanes)
     ir = from_torch(make_model(cell, I_SIZE, HIDDEN, OUT, layers, "every", seed=layers))
@@ -138,13 +138,14 @@ def test_rtl_bit_exact_with_registered_products(cell, layers, lanes, theta, bits
     assert manifest["interface"]["verilog"][1:] == [registered_product.FILE]
     top = (design / manifest["interface"]["verilog"][0]).read_text()
     multipliers = lanes if bits == 6 else lanes // 2
-    # and each element-wise unit's PWL products (sigmoids and tanhs of the mult form)
-    tables = {"gru": ("sigmoid", "sigmoid", "tanh"),
-              "lstm": ("sigmoid", "sigmoid", "tanh", "sigmoid", "tanh_c")}[cell]
-    pwl_products = manifest["units"] * sum(getattr(ql, t).slope_form == "mult"
-                                           for ql in qm.layers for t in tables)
+    # and each element-wise unit's gate products and PWL products (the sigmoids and tanhs
+    # of the mult form)
+    gates, tables = {"gru": (2, ("sigmoid", "sigmoid", "tanh")),
+                     "lstm": (3, ("sigmoid", "sigmoid", "tanh", "sigmoid", "tanh_c"))}[cell]
+    pwl_products = sum(getattr(ql, t).slope_form == "mult" for ql in qm.layers for t in tables)
     assert pwl_products >= 3
-    assert top.count(f"{registered_product.MODULE} #(") == multipliers + pwl_products
+    unit_products = manifest["units"] * (gates * layers + pwl_products)
+    assert top.count(f"{registered_product.MODULE} #(") == multipliers + unit_products
     result = simulate(design, seed=lanes, stall_in=0.3, stall_out=0.3)
     assert result.vectors >= N_SEQ
     assert result.mismatches == 0, result.first_mismatch

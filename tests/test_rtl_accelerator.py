@@ -56,10 +56,12 @@ def test_plan_rejects_bad_lanes(rng):
 
 @pytest.mark.parametrize("cell,hidden,lanes,units", [
     ("gru", 67, 64, None), ("lstm", 9, 128, None),
-    ("gru", 40, 32, 4)])   # picking banks (P/E = 8) of 4 lane groups
+    ("gru", 40, 32, 4),    # picking banks (P/E = 8) of 4 lane groups
+    ("ligru", 11, 12, None), ("sru", 10, 16, None)])
 def test_wide_arrays_bit_exact_with_the_modelled_cycles(cell, hidden, lanes, units, rng):
     """64 lanes over 67 rows (a last group of 3), 128 lanes over 9 (one partial group), 32
-    lanes whose activate engine picks its lanes."""
+    lanes whose activate engine picks its lanes; every cell above 8 lanes, where the
+    element-wise units' products register their operands too (`PipelineOps.product`)."""
     from hwgen.rtl.cycles import cycle_model
     ir = from_torch(make_model(cell, input_size=5, hidden=hidden, out=3))
     x = rng.uniform(-1.5, 1.5, (2, 3, 5))

@@ -258,8 +258,9 @@ class Cell:
     def has_rtl(self) -> bool:
         return type(self).elementwise is not Cell.elementwise
 
-    def elementwise_latency(self, pwl_latency: int) -> int:
-        """Cycles from the element-wise unit's input to its new state."""
+    def elementwise_latency(self, pwl_latency: int, product_latency: int = 1) -> int:
+        """Cycles from the element-wise unit's input to its new state, when a PWL takes
+        `pwl_latency` cycles and a product `product_latency` (`PipelineOps`)."""
         raise NotImplementedError(f"cell {self.name!r} has no element-wise RTL")
 
     def elementwise(self, ops, layer, pre: list, state_in: dict) -> dict:
@@ -267,7 +268,8 @@ class Cell:
 
         Parameters
         ----------
-        ops : `hwgen.rtl.elementwise.PipelineOps` (registers, delays, PWLs, requantize).
+        ops : `hwgen.rtl.elementwise.PipelineOps` (registers, delays, products, PWLs,
+            requantize).
         layer : the QLayer.
         pre : per block, its pre-activation (in ``layer.block_fmt(name)``, ``pre_fmt``
             unless `block_formats` names another) 2 cycles after the accumulators entered.

@@ -9,15 +9,16 @@ Integer step (fs = fraction of the activations' format)::
     r, z = sigmoid(pre); n = tanh(sat(pre_nx + round(r * pre_nh)))
     h' = requantize((n << fs) + z * (h - n) aligned, h_fmt)
 
-Element-wise pipeline (P = PWL latency), a register after every stage::
+Element-wise pipeline (P = PWL latency, R = product latency), a register after every
+stage::
 
     +2      pre = requantize(acc)
     +P      r, z = PWL(pre)
-    +1      r * n_h
+    +R      r * n_h
     +2      n_pre = sat(n_x + round(r * n_h))
     +P      n = tanh(n_pre)
     +1      h - n, n aligned
-    +1      z * (h - n)
+    +R      z * (h - n)
     +2      h' = requantize(n + z * (h - n))
 """
 from __future__ import annotations
@@ -55,23 +56,24 @@ class GRU(Cell):
         h_new = requantize((nm << fs) + z * (hm - nm), fm + fs, layer.h_fmt)
         return {"h": h_new}, dict(r=r, z=z, n_pre=n_pre, n=n, h=h_new)
 
-    def elementwise_latency(self, pwl_latency):
-        return 9 + 2 * pwl_latency
+    def elementwise_latency(self, pwl_latency, product_latency=1):
+        return 7 + 2 * pwl_latency + 2 * product_latency
 
     def elementwise(self, ops, layer, pre, state_in):
         L, PL, reg, delay = layer, ops.pwl_latency, ops.reg, ops.delay
+        PR = ops.product_latency
         fs = L.act_fmt.frac
         r, z = ops.pwl("sig_r", L.sigmoid, pre[0]), ops.pwl("sig_z", L.sigmoid, pre[1])  # +P
         nx, nh = delay(pre[2], PL), delay(pre[3], PL)
-        rn = reg(r * nh)                                                     # +1
-        n_sum = reg(delay(nx, 1) + ops.shift_round(rn, fs))                  # +2
+        rn = ops.product(r, nh)                                              # +PR
+        n_sum = reg(delay(nx, PR) + ops.shift_round(rn, fs))                 # +2
         n_pre = reg(ops.saturate(n_sum, L.pre_fmt), fmt=L.pre_fmt)
         n = ops.pwl("tanh_n", L.tanh, n_pre)                                 # +P
         fm = max(L.h_fmt.frac, fs)
-        h = delay(state_in["h"], 5 + 2 * PL)
+        h = delay(state_in["h"], 4 + 2 * PL + PR)
         nm = n << (fm - fs)
         diff, nm8 = reg((h << (fm - L.h_fmt.frac)) - nm), reg(nm)            # +1
-        zd = reg(delay(z, 4 + PL) * diff)                                    # +1
-        rounded = reg(ops.shift_round((delay(nm8, 1) << fs) + zd,
+        zd = ops.product(delay(z, 3 + PL + PR), diff)                        # +PR
+        rounded = reg(ops.shift_round((delay(nm8, PR) << fs) + zd,
                                       fm + fs - L.h_fmt.frac))               # +2
         return {"h": ops.saturate(rounded, L.h_fmt)}

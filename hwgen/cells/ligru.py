@@ -19,12 +19,13 @@ Integer step (fs = fraction of the activations' format, fa the candidate's)::
     z = sigmoid(pre_z); cand = max(pre_a, 0)        (pre_a in cand_fmt)
     h' = requantize((cand << fs) + z * (h - cand) aligned, h_fmt)
 
-Element-wise pipeline (P = PWL latency), a register after every stage::
+Element-wise pipeline (P = PWL latency, R = product latency), a register after every
+stage::
 
     +2      pre_z = requantize(acc_z, pre_fmt); pre_a = requantize(acc_a, cand_fmt)
     +P      z = sigmoid(pre_z);  cand = relu(pre_a) (+1, then delayed)
     +1      h - cand, cand aligned
-    +1      z * (h - cand)
+    +R      z * (h - cand)
     +2      h' = requantize(cand + z * (h - cand))
 """
 from __future__ import annotations
@@ -63,11 +64,12 @@ class LiGRU(Cell):
         return {"h": h_new}, dict(z=z, cand=cand, h=h_new)
 
     # ------------------------------------------------------------ RTL
-    def elementwise_latency(self, pwl_latency):
-        return 6 + pwl_latency
+    def elementwise_latency(self, pwl_latency, product_latency=1):
+        return 5 + pwl_latency + product_latency
 
     def elementwise(self, ops, layer, pre, state_in):
         L, PL, reg, delay = layer, ops.pwl_latency, ops.reg, ops.delay
+        PR = ops.product_latency
         fs, fa = L.act_fmt.frac, L.extra_fmts["cand"].frac
         z = ops.pwl("sig_z", L.sigmoid, pre[1])                              # +P
         cand = delay(ops.relu(pre[0]), PL)
@@ -75,8 +77,8 @@ class LiGRU(Cell):
         h = delay(state_in["h"], 2 + PL)
         cm = cand << (fm - fa)
         diff, cm1 = reg((h << (fm - L.h_fmt.frac)) - cm), reg(cm)           # +1
-        zd = reg(delay(z, 1) * diff)                                         # +1
-        rounded = reg(ops.shift_round((delay(cm1, 1) << fs) + zd,
+        zd = ops.product(delay(z, 1), diff)                                  # +PR
+        rounded = reg(ops.shift_round((delay(cm1, PR) << fs) + zd,
                                       fm + fs - L.h_fmt.frac))               # +2
         return {"h": ops.saturate(rounded, L.h_fmt)}
 

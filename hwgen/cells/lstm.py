@@ -10,15 +10,16 @@ fraction)::
 
     c' = requantize(f*c aligned + i*g aligned, c_fmt); h' = requantize(o * tanh_c(c'), h_fmt)
 
-Element-wise pipeline (P = PWL latency), a register after every stage::
+Element-wise pipeline (P = PWL latency, R = product latency), a register after every
+stage::
 
     +2      pre = requantize(acc)
     +P      i, f, g, o = PWL(pre)
-    +1      f*c, i*g
+    +R      f*c, i*g
     +1      f*c + i*g (aligned)
     +2      c' = requantize(...)
     +P      tanh(c')
-    +1      o * tanh(c')
+    +R      o * tanh(c')
     +2      h' = requantize(...)
 """
 from __future__ import annotations
@@ -63,21 +64,22 @@ class LSTM(Cell):
             return f"LSTM proj_size={rnn.proj_size}"
         return None
 
-    def elementwise_latency(self, pwl_latency):
-        return 9 + 2 * pwl_latency
+    def elementwise_latency(self, pwl_latency, product_latency=1):
+        return 7 + 2 * pwl_latency + 2 * product_latency
 
     def elementwise(self, ops, layer, pre, state_in):
         L, PL, reg, delay = layer, ops.pwl_latency, ops.reg, ops.delay
+        PR = ops.product_latency
         fs = L.act_fmt.frac
         i, f = ops.pwl("sig_i", L.sigmoid, pre[0]), ops.pwl("sig_f", L.sigmoid, pre[1])
         g, o = ops.pwl("tanh_g", L.tanh, pre[2]), ops.pwl("sig_o", L.sigmoid, pre[3])  # +P
         c = delay(state_in["c"], 2 + PL)
-        fc, ig = reg(f * c), reg(i * g)                                      # +1
+        fc, ig = ops.product(f, c), ops.product(i, g)                        # +PR
         fc_frac = fs + L.c_fmt.frac
         prod_frac = max(fc_frac, 2 * fs)
         total = reg((fc << (prod_frac - fc_frac)) + (ig << (prod_frac - 2 * fs)))  # +1
         c_new = ops.rq(total, prod_frac, L.c_fmt)                            # +2
         t = ops.pwl("tanh_c", L.tanh_c, c_new)                               # +P
-        ot = reg(delay(o, 4 + PL) * t)                                       # +1
+        ot = ops.product(delay(o, 3 + PL + PR), t)                           # +PR
         rounded = reg(ops.shift_round(ot, 2 * fs - L.h_fmt.frac))            # +2
-        return {"h": ops.saturate(rounded, L.h_fmt), "c": delay(c_new, PL + 2)}
+        return {"h": ops.saturate(rounded, L.h_fmt), "c": delay(c_new, PL + 1 + PR)}

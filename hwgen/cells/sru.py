@@ -25,17 +25,18 @@ m = max(C, U) frac)::
     c' = requantize((u << fs) + f * (c - u) aligned to m, m + fs, C)
     h' = requantize((hw << fs) + r * (c' - hw) aligned to m, m + fs, h_fmt)
 
-Element-wise pipeline (PL = PWL latency), a register after every stage::
+Element-wise pipeline (PL = PWL latency, R = product latency), a register after every
+stage::
 
     +2      pre = requantize(acc)
-    +1      v_f * c, v_r * c
+    +R      v_f * c, v_r * c
     +2      f_pre, r_pre = sat(pre + round(v * c))
     +PL     f, r = sigmoid(...)
     +1      c - u aligned
-    +1      f * (c - u)
+    +R      f * (c - u)
     +2      c' = requantize(...)
     +1      c' - hw aligned
-    +1      r * (c' - hw)
+    +R      r * (c' - hw)
     +2      h' = requantize(...)
 """
 from __future__ import annotations
@@ -123,29 +124,30 @@ class SRU(Cell):
         return layers
 
     # ------------------------------------------------------------ RTL
-    def elementwise_latency(self, pwl_latency):
-        return 13 + pwl_latency
+    def elementwise_latency(self, pwl_latency, product_latency=1):
+        return 10 + pwl_latency + 3 * product_latency
 
     def elementwise(self, ops, layer, pre, state_in):
         L, PL, reg, delay = layer, ops.pwl_latency, ops.reg, ops.delay
+        PR = ops.product_latency
         fs, P, C, U = L.act_fmt.frac, L.pre_fmt, L.c_fmt, L.extra_fmts["lin"]
         sh, m = self._shift_v(L), max(C.frac, U.frac)
         c = delay(state_in["c"], 2)
         gates = []
         for name, q in (("f", 1), ("r", 2)):
-            vc = reg(delay(state_in["v" + name], 2) * c)                     # +1
-            total = reg(delay(pre[q], 1) + ops.shift_round(vc, sh))          # +2
+            vc = ops.product(delay(state_in["v" + name], 2), c)              # +PR
+            total = reg(delay(pre[q], PR) + ops.shift_round(vc, sh))         # +2
             gate_pre = reg(ops.saturate(total, P), fmt=P)
             gates.append(ops.pwl(f"sig_{name}", L.sigmoid, gate_pre))        # +PL
         f, r = gates
-        u = delay(pre[0], 3 + PL)
+        u = delay(pre[0], 2 + PL + PR)
         um = reg(u << (m - U.frac))
-        diff = reg((delay(c, 3 + PL) << (m - C.frac)) - (u << (m - U.frac)))  # +1
-        fd = reg(delay(f, 1) * diff)                                         # +1
-        c_new = ops.rq((delay(um, 1) << fs) + fd, m + fs, C)                 # +2
-        xh = delay(pre[3], 7 + PL)
+        diff = reg((delay(c, 2 + PL + PR) << (m - C.frac)) - (u << (m - U.frac)))  # +1
+        fd = ops.product(delay(f, 1), diff)                                  # +PR
+        c_new = ops.rq((delay(um, PR) << fs) + fd, m + fs, C)                # +2
+        xh = delay(pre[3], 5 + PL + 2 * PR)
         xm = reg(xh << (m - U.frac))
         diff2 = reg((c_new << (m - C.frac)) - (xh << (m - U.frac)))          # +1
-        rd = reg(delay(r, 5) * diff2)                                        # +1
-        rounded = reg(ops.shift_round((delay(xm, 1) << fs) + rd, m + fs - L.h_fmt.frac))
-        return {"h": ops.saturate(rounded, L.h_fmt), "c": delay(c_new, 3)}   # +2
+        rd = ops.product(delay(r, 4 + PR), diff2)                            # +PR
+        rounded = reg(ops.shift_round((delay(xm, PR) << fs) + rd, m + fs - L.h_fmt.frac))
+        return {"h": ops.saturate(rounded, L.h_fmt), "c": delay(c_new, 2 + PR)}  # +2

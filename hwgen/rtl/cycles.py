@@ -23,7 +23,7 @@ from ..cells import get_cell
 from .activate import issue_cycles
 from .elementwise import latency as elementwise_latency
 from .head_output import output_cycles
-from .mac_array import pipeline_depth
+from .mac_array import pipeline_depth, product_delay
 from .matrix import ENCODER_LATENCY, ISSUER_LATENCY, QUEUE_DEPTH
 from .plan import LayerPlan, Plan, token_columns
 
@@ -50,7 +50,7 @@ def activate_cycles(lp: LayerPlan, lanes: int, units: int = 1) -> int:
 def activate_cycles_of(cell: str, hidden: int, lanes: int, units: int) -> int:
     """`activate_cycles` of a layer of `cell` with `hidden` elements."""
     return (issue_cycles(hidden, lanes, get_cell(cell).n_blocks, units) + ELEMENT_REGISTER
-            + elementwise_latency(cell) + STATE_WRITE)
+            + elementwise_latency(cell, product_delay(lanes) > 0) + STATE_WRITE)
 
 
 def layer_cycles(lp: LayerPlan, lanes: int, fired_columns: float | None = None,

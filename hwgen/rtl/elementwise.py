@@ -10,6 +10,8 @@ with its stage table): written against `PipelineOps`, a small vocabulary of regi
 delays, PWL units and two-stage requantization, so that a cell file holds its whole
 element-wise definition and imports no HDL. Every multiplier, every sum of products, every
 PWL stage and both halves of every requantization have a register after them, for Fmax.
+Above 8 lanes (`mac_array.product_delay`) every multiplier has its operands registered too
+(`arith.two_edge_product`): a wide design's multipliers lie far from the unit.
 """
 from __future__ import annotations
 
@@ -17,33 +19,45 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import registered_product as product_module
 from ..cells import Cell, get_cell
 from ..qmodel import QLayer
-from .arith import saturate, shift_round
+from .arith import saturate, shift_round, two_edge_product
 from .pwl_unit import LATENCY as PWL_LATENCY, PWLUnit
 
 PRE_LATENCY = 2  # accumulator -> pre-activation: round, then saturate
 
 
-def latency(cell: Cell | str) -> int:
+def product_latency(registered: bool) -> int:
+    """Cycles of a gate product: its operands registered too (`registered`) or not."""
+    return product_module.LATENCY if registered else 1
+
+
+def latency(cell: Cell | str, registered_products: bool = False) -> int:
     """Cycles from an element entering the unit of `cell` to its new state."""
     spec = get_cell(cell) if isinstance(cell, str) else cell
-    return spec.elementwise_latency(PWL_LATENCY)
+    return spec.elementwise_latency(PWL_LATENCY, product_latency(registered_products))
 
 
 class PipelineOps:
     """What a cell's element-wise program builds its pipeline with, inside one `Module`.
 
-    Registers are named p0, p1, ... in the order they are made.
+    Registers are named p0, p1, ... in the order they are made. `registered_products`: each
+    `product` registers its operands as well (`product_latency`); `product_instances`: those
+    products, and the PWL units', as instances of `hwgen.registered_product.MODULE` (for
+    Verilog), else in Amaranth.
     """
 
     pwl_latency = PWL_LATENCY
     saturate = staticmethod(saturate)          # (value, fmt) -> clamped to fmt
     shift_round = staticmethod(shift_round)    # (value, shift) -> rounded half up
 
-    def __init__(self, m: Module, product_instances: bool = False):
+    def __init__(self, m: Module, registered_products: bool = False,
+                 product_instances: bool = False):
         self.m = m
-        self.product_instances = product_instances
+        self.registered_products = registered_products
+        self.product_latency = product_latency(registered_products)
+        self.product_instances = registered_products and product_instances
         self._names = iter(range(10_000))
 
     def reg(self, value, fmt=None):
@@ -52,6 +66,15 @@ class PipelineOps:
         r = Signal(shape, name=f"p{next(self._names)}")
         self.m.d.sync += r.eq(value)
         return r
+
+    def product(self, a, b):
+        """a * b (both signed), registered: `product_latency` cycles later."""
+        if not self.registered_products:
+            return self.reg(a * b)
+        assert a.shape().signed and b.shape().signed
+        p = Signal(signed(len(a) + len(b)), name=f"p{next(self._names)}")
+        two_edge_product(self.m, p, a, b, instance=self.product_instances)
+        return p
 
     @staticmethod
     def relu(value):
@@ -91,16 +114,18 @@ class ElementwiseUnit(wiring.Component):
         (`Cell.vectors`) at this element, entering with the state
     valid_out : Out(1)   h_new, c_new, tag_out are valid this cycle (`latency` cycles later)
 
-    `product_instances`: the PWL units' products as instances of
-    `hwgen.registered_product.MODULE` (`PWLUnit`; for Verilog), in the same cycles.
+    `registered_products`: the gate products with their operands registered (above 8
+    lanes: `PipelineOps`); `product_instances`: those and the PWL units' products as
+    instances of `hwgen.registered_product.MODULE` (for Verilog).
     """
 
     def __init__(self, layer: QLayer, acc_width: int, tag_width: int = 8,
-                 product_instances: bool = False):
+                 registered_products: bool = False, product_instances: bool = False):
         self.layer = layer
+        self.registered_products = registered_products
         self.product_instances = product_instances
         self.cell = layer.spec
-        self.latency = latency(self.cell)
+        self.latency = latency(self.cell, registered_products)
         c_width = layer.c_fmt.width if layer.c_fmt else 1
         members = {"valid_in": In(1), "valid_out": Out(1),
                    "tag": In(unsigned(tag_width)), "tag_out": Out(unsigned(tag_width)),
@@ -115,7 +140,7 @@ class ElementwiseUnit(wiring.Component):
     def elaborate(self, platform):
         L, cell = self.layer, self.cell
         m = Module()
-        ops = PipelineOps(m, self.product_instances)
+        ops = PipelineOps(m, self.registered_products, self.product_instances)
         m.d.comb += [self.valid_out.eq(ops.delay(self.valid_in, self.latency)),
                      self.tag_out.eq(ops.delay(self.tag, self.latency))]
         pre = [ops.rq(getattr(self, f"acc{q}"), L.acc_frac, L.block_fmt(name))

@@ -212,16 +212,16 @@ class Accelerator(wiring.Component):
             m.d.comb += ew_rd.addr.eq(word(act.ew_addr))
 
         # element-wise units, E per layer: E elements in, their new state written back as
-        # one word as they leave; their PWL products registered in the multiplier where the
-        # MAC array's are (a wide design's multipliers lie far from the units)
-        pwl_instances = self.product_instances and product_delay(P) > 0
+        # one word as they leave; their products registered as the MAC array's are
+        registered_products = product_delay(P) > 0
         units = []
         for k, (lp, ql) in enumerate(zip(plan.layers, qm.layers)):
             row = []
             for j in range(E):
                 unit = ElementwiseUnit(ql, plan.acc_width,
                                        tag_width=(ql.hidden_size + E - 1).bit_length(),
-                                       product_instances=pwl_instances)
+                                       registered_products=registered_products,
+                                       product_instances=self.product_instances)
                 m.submodules[f"elementwise{k}" + (f"_{j}" if E > 1 else "")] = unit
                 row.append(unit)
                 m.d.comb += [
