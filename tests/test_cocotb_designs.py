@@ -12,6 +12,7 @@ from conftest import make_model
 from hwgen.frontend import from_torch
 from hwgen.quant import QuantConfig, quantize_model
 from hwgen.rtl.emit import generate
+from hwgen.rtl.plan import make_plan
 from hwgen.sim import simulate
 
 I_SIZE, HIDDEN, T_LEN, OUT, N_SEQ = 5, 13, 7, 3, 100
@@ -118,23 +119,28 @@ def test_rtl_bit_exact_with_paired_multipliers(cell, layers, lanes, theta, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell,layers,lanes,theta,bits", [
-    ("gru", 2, 10, None, 6),    # a multiplier a lane
-    ("lstm", 1, 12, 2, 4)])     # two lanes a multiplier (the wrapped pairs' registers too)
-def test_rtl_bit_exact_with_registered_products(cell, layers, lanes, theta, bits, tmp_path):
+@pytest.mark.parametrize("cell,layers,lanes,theta,bits,head_mode", [
+    ("gru", 2, 10, None, 6, "every"),    # a multiplier a lane
+    ("lstm", 1, 12, 2, 4, "every"),      # two lanes a multiplier (the wrapped pairs' too)
+    ("gru", 1, 16, None, 6, "last")])    # overlapped steps: the head in layer 0's words
+def test_rtl_bit_exact_with_registered_products(cell, layers, lanes, theta, bits, head_mode,
+                                                tmp_path):
     """Above 8 lanes the multipliers (the MAC array's and the element-wise units') are
     instances of the registered product module, whose behavioural Verilog the design folder
     holds (`hwgen.registered_product`): bit-exact under stalls, and a dense design on the
     cycle model (the MAC pipeline and each gate product a stage deeper)."""
     from hwgen import registered_product
     rng = np.random.default_rng(lanes)
-    ir = from_torch(make_model(cell, I_SIZE, HIDDEN, OUT, layers, "every", seed=layers))
+    ir = from_torch(make_model(cell, I_SIZE, HIDDEN, OUT, layers, head_mode, seed=layers))
     qm = quantize_model(ir, rng.uniform(-2, 2, (64, T_LEN, I_SIZE)),
                         QuantConfig(weight_bits=bits, act_bits=8))
     delta = None if theta is None else [(theta, theta)] * layers
     design = generate(qm, tmp_path / "design", lanes=lanes, inputs=design_inputs(qm, rng),
                       delta=delta)
     manifest = json.loads((design / "manifest.json").read_text())
+    plan = make_plan(qm, lanes, delta)
+    assert plan.overlap == (head_mode == "last")
+    assert (plan.head.acc_base == 0) == plan.overlap   # `head_shares_layer_words`
     assert manifest["interface"]["verilog"][1:] == [registered_product.FILE]
     top = (design / manifest["interface"]["verilog"][0]).read_text()
     multipliers = lanes if bits == 6 else lanes // 2

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..cells import get_cell
 from ..qmodel import QModel
+from .fanout import copy_groups
 
 MAX_LANES = 128  # MAC lanes a design may have
 
@@ -198,6 +199,19 @@ def overlaps_steps(qm: QModel, delta) -> bool:
             and qm.head_mode == "last")
 
 
+def head_shares_layer_words(overlap: bool, lanes: int) -> bool:
+    """Whether the head accumulates into layer 0's first words instead of words of its own.
+
+    In a design that overlaps steps the head runs alone (after a sequence's last step, no
+    pass of the next step begun, every ACTIVATE done) and no accumulator word carries a value
+    from one pass to another (dense passes start from the bias). Above `LANES_PER_COPY`
+    lanes the accumulators are LUT RAM in 2-lane slices, 16 words a row: a head word past
+    the layers' 2 x 16 (64 lanes) or 2 x 8 (128 lanes) cost every slice a row more (the
+    64-lane speech design's 1928 DPR16X4; at 128 lanes 98 % of the ECP5-85F's LUT RAM, which
+    nextpnr could not place)."""
+    return overlap and copy_groups(lanes) > 1
+
+
 def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> Plan:
     """Lay out a quantized model for a `lanes`-wide MAC array (and delta thresholds) with
     `units` element-wise units (default `hidden_activate_units` where the design overlaps
@@ -271,7 +285,8 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
         x_addr = lp.h_addr
     out, hin = qm.head.weight.shape
     groups = math.ceil(out / P)
-    head = HeadPlan(hin, out, groups, len(w_words), len(b_words), acc_addr, layers[-1].h_addr)
+    head_base = 0 if head_shares_layer_words(overlap, P) else acc_addr
+    head = HeadPlan(hin, out, groups, len(w_words), len(b_words), head_base, layers[-1].h_addr)
     for j in range(hin):
         for g in range(groups):
             w_words.append(_lane_slice(qm.head.weight[:, j], 0, g * P, out, P))
@@ -286,7 +301,7 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
     plan = Plan(P, weight_width, value_width, cell_width, acc_width, layers, head,
                 np.array(w_words, dtype=np.int64).reshape(-1, P),
                 np.array(b_words, dtype=np.int64).reshape(-1, P), v_addr, align(max(c_addr, 1)),
-                max(hat_addr, 1), acc_addr + groups, delta, units=units)
+                max(hat_addr, 1), max(acc_addr, head_base + groups), delta, units=units)
     if overlap:
         plan.overlap, plan.x_bank_stride = True, x_bank
         plan.acc_bank_stride = layers[0].n_blocks * layers[0].groups_per_gate
