@@ -279,12 +279,14 @@ def test_manifest_records_the_ternary_datapath(tmp_path):
 
 # ---- the emitted Verilog under cocotb + Verilator (about 30 s each)
 COCOTB = [("gru", 1, 3, "last", 2, 0.5, None), ("lstm", 2, 8, "every", 3, 0.9, None),
-          ("gru", 2, 1, "every", 1, 0.0, 3)]
+          ("gru", 2, 1, "every", 1, 0.0, 3),
+          ("gru", 1, 10, "last", 2, 0.5, None)]   # above 8 lanes: registered products
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,layers,lanes,head_mode,levels,sparsity,theta", COCOTB)
 def test_rtl_bit_exact(cell, layers, lanes, head_mode, levels, sparsity, theta, tmp_path):
+    from hwgen import registered_product
     from hwgen.rtl.emit import generate
     from hwgen.sim import simulate
     from test_cocotb_designs import assert_step_intervals
@@ -296,6 +298,9 @@ def test_rtl_bit_exact(cell, layers, lanes, head_mode, levels, sparsity, theta, 
                       fmt.max_int)   # saturation
     delta = None if theta is None else [(theta, theta)] * layers
     design = generate(qm, tmp_path / "design", lanes=lanes, inputs=xq, delta=delta)
+    # above 8 lanes the element-wise units' products are the registered product module's
+    manifest = json.loads((design / "manifest.json").read_text())
+    assert (registered_product.FILE in manifest["interface"]["verilog"]) == (lanes > 8)
     result = simulate(design, seed=lanes, stall_in=0.3, stall_out=0.3)
     assert result.vectors == 60
     assert result.mismatches == 0, result.first_mismatch
