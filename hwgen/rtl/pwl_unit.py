@@ -66,12 +66,13 @@ class PWLUnit(wiring.Component):
         in_multiplier = p.slope_form == "mult" and self.product_instance
         m.d.sync += [neg1.eq(neg0), beyond1.eq(beyond), c1.eq(c)] + (
             [] if in_multiplier else [dx1.eq(dx)])
+        if p.slope_form == "mult":
+            sw = max(abs(s).bit_length() for s in p.slopes) + 1
+            slope = Array(Const(v, signed(sw)) for v in p.slopes)[idx]
         if in_multiplier:
             # the stage 1 and 2 registers of the slope and offset, and of the product
-            sw = max(abs(s).bit_length() for s in p.slopes) + 1
             product = Signal(signed(sw + len(dx)), name="term")
-            two_edge_product(m, product, Array(Const(v, signed(sw)) for v in p.slopes)[idx],
-                             dx, instance=True)
+            two_edge_product(m, product, slope, dx, instance=True)
             term = product if fold else shift_round(product, k)
         # stage 2: the slope term alone (product, or shifted offset), intercept carried
         neg1b, beyond1b = Signal(), Signal()
@@ -79,9 +80,8 @@ class PWLUnit(wiring.Component):
         m.d.sync += [neg1b.eq(neg1), beyond1b.eq(beyond1), c1b.eq(c1)]
         if not in_multiplier:
             if p.slope_form == "mult":
-                sw = max(abs(s).bit_length() for s in p.slopes) + 1
                 s1 = Signal(signed(sw))
-                m.d.sync += s1.eq(Array(Const(v, signed(sw)) for v in p.slopes)[idx])
+                m.d.sync += s1.eq(slope)
                 term_now = s1 * dx1 if fold else shift_round(s1 * dx1, k)
             else:
                 idx1 = Signal(idx.shape())
