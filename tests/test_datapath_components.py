@@ -468,6 +468,7 @@ def test_activate_engine_synthetic(lanes, shapes):
     (32, 2, [(70, 4), (33, 2)]),  # shifting by 2 lanes, a partial beat
     (36, 4, [(50, 4)]),          # shifting by 4 lanes
     (24, 4, [(50, 4), (9, 2)]),  # picking, captured by registers (3 lane groups)
+    (16, 16, [(40, 4), (7, 2)]),  # one beat a row group, its end decided a beat ahead
 ])
 def test_activate_engine_several_units(lanes, units, shapes):
     layers = synthetic_layers(shapes, lanes)

@@ -22,7 +22,10 @@ reach thousands of gate registers (P = 64: 3 x 64 x 23 a bank), so they come fro
 copied per group of lanes (`hwgen.rtl.fanout`): a gate word's capture is a register set from
 its read (it is captured `GATHER_CAPTURE` edges later, always), and the bank flags the shift
 needs have a copy per lane group. A few picking lanes decode the capture from the gather
-state, as before.
+state, as before. There too the issue engine's decision that a beat ends its row group
+(which clears a bank flag and all its copies) is a register, `last_beat`, set a beat ahead:
+the element count's compare behind it was the 64-lane design's longest path (the count ->
+its compare -> the bank flags, 59 columns away).
 """
 from __future__ import annotations
 
@@ -155,6 +158,8 @@ class ActivateEngine(wiring.Component):
         self.shifting = shifts_banks(lanes, units)
         # gate words captured by registers copied per lane group (module docstring)
         self.capture_registered = self.shifting or copy_groups(lanes) > 1
+        # the issue engine's "this beat ends the row group" from a register (module docstring)
+        self.last_beat_registered = copy_groups(lanes) > 1
         self.layout = element_layout(layers, acc_width, units)
         super().__init__({
             "start": In(1), "sel": In(range(len(layers))), "bank": In(1),
@@ -185,6 +190,7 @@ class ActivateEngine(wiring.Component):
         elem = Signal(range(max_h + self.units))  # grp * P + lane, counted, not computed
         act_q = Signal(range(max(gather_cycles(lay.n_blocks) for lay in layers)))
         early = Signal()  # the next row group's reads began a cycle before this one ended
+        last_beat = Signal()  # the next beat issued ends its row group (where registered)
         g_grp = Signal(range(max(lay.gpg for lay in layers) + 1))
         out = self.element
         m.d.sync += out.valid.eq(0)
@@ -218,6 +224,8 @@ class ActivateEngine(wiring.Component):
             with m.Switch(self.sel):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
+                        if self.last_beat_registered:
+                            m.d.sync += last_beat.eq(self._ends_group(lay, 0, 0))
                         base = lay.acc_base
                         if lay.acc_bank_stride:
                             base = Mux(self.bank, base + lay.acc_bank_stride, base)
@@ -230,8 +238,8 @@ class ActivateEngine(wiring.Component):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
                         self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
-                                    elem, act_q, early, g_grp, rd_addr, rd_q, gate_read,
-                                    read_bank)
+                                    elem, last_beat, act_q, early, g_grp, rd_addr, rd_q,
+                                    gate_read, read_bank)
         if self.capture_registered:
             self._banks(m, gate_regs, gate_read, rd_q, read_bank)
         return m
@@ -274,8 +282,14 @@ class ActivateEngine(wiring.Component):
                         with m.Elif(shifts[group_of(n)]):
                             m.d.sync += word[n].eq(word[n + E])
 
-    def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, act_q,
-               early, g_grp, rd_addr, rd_q, gate_read, read_bank):
+    def _ends_group(self, lay, lane, elem):
+        """Whether the beat at `lane` of its row group, element `elem` of the layer, is the
+        group's last: its last lanes, or the layer's last elements (`issue_cycles`)."""
+        P, E = self.lanes, self.units
+        return (lane == P - E) | (elem >= max(lay.hidden - E, 0))
+
+    def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, last_beat,
+               act_q, early, g_grp, rd_addr, rd_q, gate_read, read_bank):
         P, E, gpg, cycles = self.lanes, self.units, lay.gpg, gather_cycles(lay.n_blocks)
         out = self.element
         # gather engine: the gate-block words of row group g_grp into a free bank. Gate q
@@ -341,8 +355,15 @@ class ActivateEngine(wiring.Component):
                               for b in range(2))[i_bank][chunk])
                         for q in range(lay.n_blocks)]
             m.d.sync += [out.valid.eq(1), out.payload.tag.eq(elem), out.payload.layer.eq(k)]
-            # the group's last beat (elem >= H - E: a compare with a constant, no adder)
-            with m.If((lane == P - E) | (elem >= max(lay.hidden - E, 0))):
+            if self.last_beat_registered:
+                # the decision for the next beat, from this one's registers: the compares
+                # are a cycle ahead of their use, which fans out to the bank flags' copies
+                next_lane = Mux(last_beat, 0, lane + E)
+                m.d.sync += last_beat.eq(self._ends_group(lay, next_lane, elem + E))
+                ends_group = last_beat
+            else:
+                ends_group = self._ends_group(lay, lane, elem)
+            with m.If(ends_group):
                 m.d.sync += [lane.eq(0), *self._set_full(full, i_bank, 0),
                              *self._set_i_bank(i_bank, ~i_bank), grp.eq(grp + 1)]
                 with m.If(grp == gpg - 1):
