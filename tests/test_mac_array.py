@@ -73,10 +73,10 @@ def test_updates_match_the_model(lanes, hot, gaps, rng):
     got, idle_after = _run(dut, issues, acc_depth, gaps, rng)
     assert np.array_equal(got, expected)
     # busy while updates are in flight, idle as many edges after the last issue as the
-    # pipeline is deep (above 8 lanes two more: the multiplier's registered operands, and
-    # the write of the registered sum)
+    # pipeline is deep (above 8 lanes three more: the weight banks' second register, the
+    # multiplier's registered operands, and the write of the registered sum)
     depth = pipeline_depth(lanes)
-    assert depth == (8 if lanes > 8 else 6) and idle_after == [0] * depth + [1]
+    assert depth == (9 if lanes > 8 else 6) and idle_after == [0] * depth + [1]
 
 
 @pytest.mark.parametrize("lanes", [2, 5, 19])   # 19: 3 lane groups, each its delta's copy

@@ -15,7 +15,8 @@ from hwgen.ref import layer_activate
 from hwgen.rtl.arith import requantize
 from hwgen.rtl.elementwise import ElementwiseUnit
 from hwgen.rtl.pwl_unit import LATENCY as PWL_LATENCY, PWLUnit
-from hwgen.rtl.rom import LATENCY as ROM_LATENCY, BankedROM, bank_depth_for, block_rams
+from hwgen.rtl.rom import (LATENCY as ROM_LATENCY, BankedROM, bank_depth_for, block_rams,
+                           latency as rom_latency)
 
 
 def comb_eval(dut_inputs, outputs, vectors, module=None):
@@ -53,20 +54,23 @@ def _clocked(dut, testbench):
     sim.run()
 
 
-@pytest.mark.parametrize("n_words,bank_depth", [(11, 4), (8, 8), (5, 16)])
-def test_banked_rom_reads_every_address(n_words, bank_depth, rng):
+@pytest.mark.parametrize("n_words,bank_depth,bank_registers", [
+    (11, 4, 1), (8, 8, 1), (5, 16, 1), (11, 4, 2), (5, 16, 2)])
+def test_banked_rom_reads_every_address(n_words, bank_depth, bank_registers, rng):
     words = rng.integers(-128, 128, n_words).tolist()
-    dut = BankedROM(signed(8), words, bank_depth)
+    dut = BankedROM(signed(8), words, bank_depth, bank_registers=bank_registers)
+    assert rom_latency(bank_registers) == ROM_LATENCY + bank_registers - 1
     addrs = rng.integers(0, n_words, 60)
     got = []
 
     async def tb(ctx):
-        # a new address every cycle; its word appears ROM_LATENCY clock edges later
-        for k in range(len(addrs) + ROM_LATENCY):
+        # a new address every cycle; its word appears `rom_latency` clock edges later
+        edges = rom_latency(bank_registers)
+        for k in range(len(addrs) + edges):
             if k < len(addrs):
                 ctx.set(dut.addr, int(addrs[k]))
             await ctx.tick()
-            if k + 1 >= ROM_LATENCY:
+            if k + 1 >= edges:
                 got.append(ctx.get(dut.data))
     _clocked(dut, tb)
     assert got[:len(addrs)] == [words[a] for a in addrs]

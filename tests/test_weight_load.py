@@ -60,7 +60,8 @@ def test_loaded_ram_reads_back_its_image(lanes, width, rng):
 
 @pytest.mark.parametrize("cell,layers,head_mode,lanes,theta", [
     ("gru", 1, "last", 3, None),     # overlapped steps: the loader ahead waits too
-    ("lstm", 2, "every", 2, None), ("gru", 2, "last", 5, 2), ("lstm", 1, "every", 1, 0)])
+    ("lstm", 2, "every", 2, None), ("gru", 2, "last", 5, 2), ("lstm", 1, "every", 1, 0),
+    ("gru", 1, "last", 10, None)])   # above 8 lanes: the memory's output registered twice
 def test_loaded_weights_bit_exact_under_stalls(cell, layers, head_mode, lanes, theta, rng):
     """The image under stalls on the weight stream, inputs offered from the first cycle (the
     harness fails if one is taken before the image's last byte), both other streams

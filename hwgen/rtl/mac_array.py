@@ -7,7 +7,8 @@ the bias, on the first touch of a word in a pass)::
 
     issue   the ROM address goes out; the entry is registered (s1)
     +1, +2  the weight word comes out of its ROM banks (s1a, s1b; narrow weights are packed
-            into pair operands in the ROM's last stage)
+            into pair operands in the ROM's last stage); above 8 lanes a stage more
+            before them (s1r: `rom_delay`)
     +3      multiply; read the bias and accumulator words (s2)
     +4      register those words and align the products (s3); pick the base: bias,
             a forwarded sum or the stored word (decided a stage early)
@@ -78,12 +79,20 @@ def product_delay(lanes: int) -> int:
     return registered_product.LATENCY - 1 if copy_groups(lanes) > 1 else 0
 
 
+def rom_delay(lanes: int) -> int:
+    """Cycles the weight word takes beyond the ROM's `LATENCY`: above `LANES_PER_COPY` lanes
+    each bank of the weight memory is registered twice (`BankedROM`'s ``bank_registers``:
+    a block RAM's output into its bank register 70 columns away was the 64-lane design's
+    longest path)."""
+    return int(copy_groups(lanes) > 1)
+
+
 def pipeline_depth(lanes: int) -> int:
     """Registers between an issue and its accumulator write at `lanes` lanes."""
-    return PIPELINE_DEPTH + write_delay(lanes) + product_delay(lanes)
+    return PIPELINE_DEPTH + rom_delay(lanes) + write_delay(lanes) + product_delay(lanes)
 
 
-assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b
+assert ROM_LATENCY == 3  # the ROM's edges are s1, s1a, s1b (and s1r before s1a)
 assert registered_product.LATENCY == 2  # above 8 lanes one stage more: s1c
 assert LANES_PER_COPY % 2 == 0  # a pair's two lanes take one lane group's copies
 #: Lanes of one slice of the accumulator memory above `LANES_PER_COPY` lanes, each with its
@@ -189,13 +198,14 @@ class MacArray(wiring.Component):
         if self.loads_weights:
             m.submodules.w_ram = w_rom = LoadedRAM(lanes_of(self.weight_width),
                                                    len(self.weight_words), WEIGHT_BEAT,
-                                                   decode=decode)
+                                                   decode=decode,
+                                                   bank_registers=1 + rom_delay(P))
             wiring.connect(m, wiring.flipped(self.weights), w_rom.load)
             m.d.comb += self.loaded.eq(w_rom.loaded)
         else:
             m.submodules.w_rom = w_rom = BankedROM(
                 lanes_of(self.weight_width), self.weight_words.tolist(), decode=decode,
-                copies=self.w_addr_copies)
+                copies=self.w_addr_copies, bank_registers=1 + rom_delay(P))
         groups = copy_groups(P)
         if groups == 1:
             # in block RAM, not logic: Yosys builds a ROM this small from LUTs, and on the
@@ -211,10 +221,12 @@ class MacArray(wiring.Component):
         else:
             b_rd, acc_rd, acc_wr, out_rd = self._sliced_memories(m)
 
-        # stage 1, 1a, 1b: the weight word comes out of its banks (block RAM output straight
-        # into a multiplexer or a multiplier would be the longest path)
+        # stage 1, (1r,) 1a, 1b: the weight word comes out of its banks (block RAM output
+        # straight into a multiplexer or a multiplier would be the longest path); s1b is
+        # the stage whose word `w_rom.data` holds
         s1 = Signal(data.StructLayout({"valid": 1, "issue": self.layout}))
         s1a, s1b = Signal.like(s1, name="s1a"), Signal.like(s1, name="s1b")
+        s1r = Signal.like(s1, name="s1r") if rom_delay(P) else None
         # above 8 lanes s1c, as the multiplier registers its operands; `before_s2` is the
         # stage that s2 follows
         two_edge_product = product_delay(P) == 1
@@ -228,7 +240,11 @@ class MacArray(wiring.Component):
         m.d.sync += s1.valid.eq(self.issue.valid)
         with m.If(self.issue.valid):
             m.d.sync += s1.issue.eq(self.issue.payload)
-        m.d.sync += [s1a.eq(s1), s1b.eq(s1a)]
+        if s1r is not None:
+            m.d.sync += [s1r.eq(s1), s1a.eq(s1r)]
+        else:
+            m.d.sync += s1a.eq(s1)
+        m.d.sync += s1b.eq(s1a)
         if two_edge_product:
             m.d.sync += s1c.eq(s1b)
 
@@ -265,11 +281,13 @@ class MacArray(wiring.Component):
             m.d.sync += self.acc_word.eq(out_rd.data)
         else:
             m.d.comb += self.acc_word.eq(out_rd.data)
-        # next cycle's stages are this cycle's issue, s1, s1a, s1b, (s1c,) s2, s3 (and s4
+        # next cycle's stages are this cycle's issue, s1, (s1r,) s1a, s1b, (s1c,) s2, s3 (and s4
         # when the write is a cycle later)
         delayed = write_delay(P) == 1
         s4 = Signal(data.StructLayout({"valid": 1, "acc_addr": range(self.acc_depth)}))
         busy = self.issue.valid | s1.valid | s1a.valid | s1b.valid | s2.valid | s3.valid
+        if s1r is not None:
+            busy |= s1r.valid
         if two_edge_product:
             busy |= s1c.valid
         m.d.sync += self.idle.eq(~(busy | s4.valid if delayed else busy))

@@ -6,6 +6,12 @@ memory that Yosys builds from several block RAMs puts a depth multiplexer after 
 that path set Fmax. Here every bank is one DP16KD deep (`bank_depth_for`), its output goes
 straight into a register, and the multiplexer works between registers.
 
+With ``bank_registers=2`` each bank's output is registered twice before the select (a cycle
+more, `latency`): a wide ROM's banks lie far apart on the device, so the select (and the
+bank registers with it) sits between them, far from each block RAM; the second register
+lets the first sit by its block RAM (the 64-lane design's longest path was a DP16KD's
+output, 5.6 ns clock-to-output, then 6.1 ns of routing to its bank register 70 columns away).
+
 The bank registers have no reset: they only ever hold ROM data, and with a synchronous
 reset Yosys 0.50-0.70 once mapped a partly filled bank onto a DP16KD with two of its data
 outputs driving one bit (nextpnr: "multiply driven"), at 4-bit weights and 4 lanes. The same
@@ -27,6 +33,11 @@ from ..design_folder import LOADED_ATTR, SHALLOW_ATTR
 #: words fill whole EBRs on the iCE40 (SB_RAM40_4K: 256 x 16 ... 2048 x 2).
 _DP16KD = {16384: 1, 8192: 2, 4096: 4, 2048: 9, 1024: 18, 512: 36}
 LATENCY = 3  # clock edges from `addr` to `data`: bank read, bank register, bank select
+
+
+def latency(bank_registers: int = 1) -> int:
+    """Clock edges from `addr` to `data` with `bank_registers` registers after each bank."""
+    return LATENCY + bank_registers - 1
 
 
 def raw_bits(shape, word) -> int:
@@ -92,7 +103,8 @@ def address_copies(width: int, words: int) -> int:
 
 
 class BankedROM(wiring.Component):
-    """`data` holds ``words[addr]`` `LATENCY` clock edges after `addr` was presented.
+    """`data` holds ``words[addr]`` `latency(bank_registers)` clock edges after `addr` was
+    presented (`LATENCY` with one register after each bank, the default).
 
     With ``decode=(out_shape, fn)``, `data` holds ``fn(words[addr])`` instead: a little
     logic on the word, done between the bank select and the output register.
@@ -107,13 +119,13 @@ class BankedROM(wiring.Component):
     """
 
     def __init__(self, shape, words, bank_depth: int | None = None, *, decode=None,
-                 copies: int = 1):
+                 copies: int = 1, bank_registers: int = 1):
         if bank_depth is None:
             bank_depth = bank_depth_for(Shape.cast(shape).width, len(words))
         if bank_depth & (bank_depth - 1):
             raise ValueError(f"bank depth {bank_depth} is not a power of two")
         self.shape, self.words, self.bank_depth = shape, list(words), bank_depth
-        self.decode, self.copies = decode, copies
+        self.decode, self.copies, self.bank_registers = decode, copies, bank_registers
         addr = range(max(2, len(self.words)))
         if copies > 1:
             addr = data.ArrayLayout(unsigned(Shape.cast(addr).width), copies)
@@ -150,22 +162,34 @@ class BankedROM(wiring.Component):
                 port = bank.read_port()
                 m.d.comb += port.addr.eq(addrs[g][:bits])
                 m.d.sync += (out if len(slices) == 1 else out[lo:hi]).eq(port.data)
-            outs.append(out)
+            outs.append(_registered(m, out, self.bank_registers - 1))
         # the bank number travels with the read: one register per read stage
-        sel1 = Signal(range(len(chunks)))
-        sel2 = Signal.like(sel1)
-        m.d.sync += [sel1.eq(addrs[0][bits:]), sel2.eq(sel1)]
-        word = Array(outs)[sel2] if len(outs) > 1 else outs[0]
+        sel = addrs[0][bits:]
+        for k in range(1, self.bank_registers + 2):
+            later = Signal(range(len(chunks)), name=f"sel{k}")
+            m.d.sync += later.eq(sel)
+            sel = later
+        word = Array(outs)[sel] if len(outs) > 1 else outs[0]
         if self.decode is not None:
             word = self.decode[1](data.View(self.shape, word))
         m.d.sync += self.data.eq(word)
         return m
 
 
+def _registered(m, signal, stages: int):
+    """`signal` through `stages` more registers (no reset: they hold memory data or its
+    bank number), named after it."""
+    for k in range(stages):
+        later = Signal.like(signal, name=f"{signal.name}_r{k + 1}", reset_less=True)
+        m.d.sync += later.eq(signal)
+        signal = later
+    return signal
+
+
 class LoadedRAM(wiring.Component):
     """A memory with no initial contents that reads as `BankedROM` does (`data` holds
-    ``decode(word[addr])`` `LATENCY` edges after `addr`), once its words have come in
-    through `load`, a byte a beat: word after word in address order, each word's bytes
+    ``decode(word[addr])`` `latency(bank_registers)` edges after `addr`), once its words have
+    come in through `load`, a byte a beat: word after word in address order, each word's bytes
     least significant first (`hwgen.rtl.plan.weight_image`). `loaded` rises once the last
     word is written; `load` then takes no more.
 
@@ -182,8 +206,9 @@ class LoadedRAM(wiring.Component):
     loaded : Out(1)
     """
 
-    def __init__(self, shape, depth: int, beat: int, *, decode=None):
+    def __init__(self, shape, depth: int, beat: int, *, decode=None, bank_registers: int = 1):
         self.shape, self.depth, self.beat, self.decode = shape, depth, beat, decode
+        self.bank_registers = bank_registers
         self.beats = -(-Shape.cast(shape).width // beat)
         super().__init__({"addr": In(range(max(2, depth))),
                           "data": Out(shape if decode is None else decode[0]),
@@ -219,6 +244,7 @@ class LoadedRAM(wiring.Component):
         # the RAM's output straight into a register, as a ROM bank's
         q = Signal(width, name="ram_q", reset_less=True)
         m.d.sync += q.eq(rd.data)
+        q = _registered(m, q, self.bank_registers - 1)
         out = q if self.decode is None else self.decode[1](data.View(self.shape, q))
         m.d.sync += self.data.eq(out)
         return m
