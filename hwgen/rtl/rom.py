@@ -177,8 +177,9 @@ class BankedROM(wiring.Component):
 
 
 def _registered(m, signal, stages: int):
-    """`signal` through `stages` more registers (no reset: they hold memory data or its
-    bank number), named after it."""
+    """`signal` through `stages` more registers (no reset: they hold memory data), named
+    after it. (The bank number's registers keep their own names, `sel1`, `sel2`, ..., as
+    before, so that designs with one bank register stay byte-identical.)"""
     for k in range(stages):
         later = Signal.like(signal, name=f"{signal.name}_r{k + 1}", reset_less=True)
         m.d.sync += later.eq(signal)
