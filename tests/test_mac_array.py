@@ -5,7 +5,7 @@ from amaranth.sim import Simulator
 
 from stream_helpers import stream_put
 from hwgen.rtl.fanout import copy_groups, group_of
-from hwgen.rtl.mac_array import ACC_SLICE_LANES, MacArray, pipeline_depth
+from hwgen.rtl.mac_array import ACC_SLICE_LANES, PICK_LANES, MacArray, pipeline_depth
 
 W_WIDTH, ACC_WIDTH, DELTA_WIDTH, SHIFTS = 6, 24, 9, (0, 2, 5)
 
@@ -105,10 +105,10 @@ def test_wide_weights_keep_a_multiplier_per_lane():
 
 @pytest.mark.parametrize("lanes,groups", [(8, 1), (19, 3)])   # the last group of 3 lanes
 def test_lane_steering_registers_are_copied_per_group(lanes, groups):
-    """Above `LANES_PER_COPY` lanes the base pick, its forward flag, the alignment shift, the
+    """Above `LANES_PER_COPY` lanes the base pick as decided, the alignment shift, the
     multipliers' delta and the addresses (and write enable) of the bias and accumulator
-    slices (the datapath's read address too) are registers copied per group of lanes, marked
-    for synthesis to keep apart."""
+    slices (the datapath's read address too) are registers copied per group of lanes, the
+    base pick and its forward flag per `PICK_LANES`, marked for synthesis to keep apart."""
     import re
     from amaranth.back import verilog
     from amaranth.hdl import Value
@@ -119,8 +119,11 @@ def test_lane_steering_registers_are_copied_per_group(lanes, groups):
         dut.issue.valid, dut.issue.payload.as_value(), Value.cast(dut.read_addr),
         dut.acc_word.as_value(),
         dut.idle])
-    copies = {(name, str(g)) for name in ("pick", "fwd1", "align", "b_rd_addr", "delta")
+    copies = {(name, str(g)) for name in ("next_pick", "align", "b_rd_addr", "delta")
               for g in range(groups)}
+    # the base pick and its forward flag: a copy beside each few lanes' multiplexers
+    copies |= {(name, str(k)) for name in ("pick", "fwd1")
+               for k in range(copy_groups(lanes, PICK_LANES))}
     # the accumulator slices' addresses and write enable (the datapath's read address too):
     # registers beside each slice
     copies |= {(name, str(k)) for name in ("out_rd_addr", "acc_rd_addr", "acc_wr_addr",

@@ -30,7 +30,8 @@ this step's ACTIVATE): `acc_word` holds the word read at `read_addr` two edges e
 
 Above `fanout.LANES_PER_COPY` lanes the registers that steer every lane (the base pick, its
 forward flag, the alignment shift) and the multipliers' common operand (the delta) are
-copied per group of lanes, and the bias and accumulator memories are slices of a group
+copied per group of lanes (the base pick decided a stage early, per group, then copied per
+`PICK_LANES`), and the bias and accumulator memories are slices of a group
 each (the accumulators of `ACC_SLICE_LANES`, each read and written at its own copies of the
 addresses and write enable), addressed by copies of the stage registers: no one control net
 reaches every lane (`hwgen.rtl.fanout`).
@@ -102,6 +103,11 @@ assert LANES_PER_COPY % 2 == 0  # a pair's two lanes take one lane group's copie
 #: later a lane group's write enable, into its four slices, 11.2 of 12.3 ns.
 ACC_SLICE_LANES = 2
 assert LANES_PER_COPY % ACC_SLICE_LANES == 0  # a slice takes its lane group's copies
+#: Lanes whose base multiplexers one copy of the base pick steers above `LANES_PER_COPY`
+#: lanes: a copy for 8 lanes' 8 x 23 multiplexers, decoded in one LUT, sent that decode 6.8
+#: ns over 17 columns (the 64-lane design's longest path at c702b53).
+PICK_LANES = 2
+assert LANES_PER_COPY % PICK_LANES == 0  # a pick's lanes take one lane group's copy
 #: Operand width of the narrowest device multiplier (iCE40 SB_MAC16: 16 x 16 signed).
 MULTIPLIER_WIDTH = 16
 
@@ -302,14 +308,27 @@ class MacArray(wiring.Component):
         # word was read)
         BIAS, FWD1, FWD2, FWD3, STORED, FWD4 = range(6)
         n_picks = 6 if delayed else 5
-        pick, fwd1 = Signal(range(n_picks)), Signal()
+        last = Signal.like(s4)
+        last2 = Signal.like(s4, name="last2") if delayed else None
         if groups == 1:
+            pick, fwd1 = Signal(range(n_picks)), Signal()
             picks, fwd1s, aligns = [pick], [fwd1], [s2.shift]
+            # s2 decides its pick among the updates ahead of it
+            deciding, ahead, decided, pick_lanes = s2, (s3, s4, last, last2), picks, P
         else:
-            picks, fwd1s = copies(range(n_picks), P, "pick"), copies(1, P, "fwd1")
+            # s1c decides (the pipeline never stalls: the updates a stage ahead of s1c are
+            # those ahead of s2 a cycle later) into a copy per lane group, and each
+            # `PICK_LANES` lanes take their own copy of it as s2 would have decided: the
+            # decode of one copy for 8 lanes' base multiplexers was the longest path
+            assert delayed and two_edge_product
+            decided, pick_lanes = copies(range(n_picks), P, "next_pick"), PICK_LANES
+            picks = copies(range(n_picks), P, "pick", per=PICK_LANES)
+            fwd1s = copies(1, P, "fwd1", per=PICK_LANES)
+            m.d.sync += [pick.eq(decided[group_of(i * PICK_LANES)])
+                         for i, pick in enumerate(picks)]
+            deciding, ahead = s1c, (s2, s3, s4, last)
             aligns = copies(range(len(self.shifts)), P, "align")
             m.d.sync += [a.eq(s1c.issue.shift) for a in aligns]
-        last = Signal.like(s4)
         # the sums made in s4: written now, or registered (`last_sum`) and written next cycle
         sums = Signal.like(acc_wr.data, name="sums") if delayed else acc_wr.data
         last_sum = Signal.like(acc_wr.data, name="last_sum")
@@ -325,29 +344,31 @@ class MacArray(wiring.Component):
                          *(e.eq(written.valid) for e in acc_wr.en)]
         bases = [bias_q, acc_q, last_sum, last_sum2, acc_q]
         if delayed:
-            last2 = Signal.like(s4, name="last2")
             last_sum3 = Signal.like(acc_wr.data, name="last_sum3")
             m.d.sync += [last2.eq(last), last_sum3.eq(last_sum2)]
             m.d.comb += acc_wr.data.eq(last_sum)
             bases.append(last_sum3)
-        with m.If(s2.bias):
-            m.d.sync += [pick.eq(BIAS) for pick in picks]
-        with m.Elif(s3.valid & (s3.acc_addr == s2.acc_addr)):
+        fields = deciding.issue if deciding is s1c else deciding
+        hits = [st.valid & (st.acc_addr == fields.acc_addr) for st in ahead if st is not None]
+        with m.If(fields.bias):
+            m.d.sync += [pick.eq(BIAS) for pick in decided]
+        with m.Elif(hits[0]):
             # the update one ahead: written as this one adds
-            m.d.sync += [pick.eq(FWD1) for pick in picks]
-        with m.Elif(s4.valid & (s4.acc_addr == s2.acc_addr)):
+            m.d.sync += [pick.eq(FWD1) for pick in decided]
+        with m.Elif(hits[1]):
             # two ahead: written as this one picks its base
-            m.d.sync += [pick.eq(FWD2) for pick in picks]
-        with m.Elif(last.valid & (last.acc_addr == s2.acc_addr)):
+            m.d.sync += [pick.eq(FWD2) for pick in decided]
+        with m.Elif(hits[2]):
             # three ahead: written as this one's word was read (delayed: a cycle later)
-            m.d.sync += [pick.eq(FWD3) for pick in picks]
+            m.d.sync += [pick.eq(FWD3) for pick in decided]
         if delayed:
-            with m.Elif(last2.valid & (last2.acc_addr == s2.acc_addr)):
-                m.d.sync += [pick.eq(FWD4) for pick in picks]
+            with m.Elif(hits[3]):
+                m.d.sync += [pick.eq(FWD4) for pick in decided]
         with m.Else():
-            m.d.sync += [pick.eq(STORED) for pick in picks]
+            m.d.sync += [pick.eq(STORED) for pick in decided]
         for k in range(P):
-            pick, fwd1, align = picks[group_of(k)], fwd1s[group_of(k)], aligns[group_of(k)]
+            pick, fwd1 = picks[group_of(k, pick_lanes)], fwd1s[group_of(k, pick_lanes)]
+            align = aligns[group_of(k)]
             aligned = Signal(signed(self.acc_width + 1), name=f"aligned{k}")
             with m.Switch(align):
                 for idx, sh in enumerate(self.shifts):
