@@ -326,7 +326,7 @@ class MacArray(wiring.Component):
             fwd1s = copies(1, P, "fwd1", per=PICK_LANES)
             m.d.sync += [pick.eq(decided[group_of(i * PICK_LANES)])
                          for i, pick in enumerate(picks)]
-            deciding, ahead = s1c, (s2, s3, s4, last)
+            deciding, ahead = s1c.issue, (s2, s3, s4, last)
             aligns = copies(range(len(self.shifts)), P, "align")
             m.d.sync += [a.eq(s1c.issue.shift) for a in aligns]
         # the sums made in s4: written now, or registered (`last_sum`) and written next cycle
@@ -348,9 +348,9 @@ class MacArray(wiring.Component):
             m.d.sync += [last2.eq(last), last_sum3.eq(last_sum2)]
             m.d.comb += acc_wr.data.eq(last_sum)
             bases.append(last_sum3)
-        fields = deciding.issue if deciding is s1c else deciding
-        hits = [st.valid & (st.acc_addr == fields.acc_addr) for st in ahead if st is not None]
-        with m.If(fields.bias):
+        # (`deciding`: the fields, bias and acc_addr, of the update that decides)
+        hits = [st.valid & (st.acc_addr == deciding.acc_addr) for st in ahead if st is not None]
+        with m.If(deciding.bias):
             m.d.sync += [pick.eq(BIAS) for pick in decided]
         with m.Elif(hits[0]):
             # the update one ahead: written as this one adds
