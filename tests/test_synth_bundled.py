@@ -8,6 +8,7 @@ from hwgen import flow
 from hwgen.boards import build_bitstream
 from hwgen.quant import QuantConfig
 from hwgen.synth import synthesize
+from hwgen.synth.block_ram_registers import absorb_output_registers
 
 RTL_OUT = Path(__file__).resolve().parent.parent / "rtl_out"
 
@@ -62,3 +63,12 @@ def test_default_model_at_4_bits_and_4_lanes_places_on_ecp5(tmp_path):
                         pack=False)
     assert report["fits"] is True and report["overflow"] == []
     assert report["fmax_mhz"] > 0 and report["resources"]["BRAM"]["placed"] > 0
+    # each weight bank's register went into its block RAMs (REGMODE OUTREG), as placed
+    moved = report["block_ram_registers"]
+    netlist = json.loads((tmp_path / "synth" / "netlist.json").read_text())
+    rams = [c for m in netlist["modules"].values() for c in m.get("cells", {}).values()
+            if c["type"] == "DP16KD"]
+    outreg = sum(c["parameters"][f"REGMODE_{s}"] == "OUTREG" for c in rams for s in "AB")
+    assert moved["ports"] == outreg > 0 and moved["registers"] >= outreg
+    assert absorb_output_registers(netlist) == {"ports": 0, "registers": 0}
+    assert "block RAM output registers" in (tmp_path / "synth" / "report.txt").read_text()

@@ -9,6 +9,7 @@ from typing import Callable
 
 from .. import registered_product
 from ..design_folder import COPY_ATTR, SHALLOW_ATTR, build_dir
+from .block_ram_registers import absorb_in_file
 from .design import Design, load_design
 from .errors import SynthError
 from .pins import SHELL_TOP, gowin_cst, pin_shell_verilog
@@ -491,6 +492,10 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
             memories went: ``strategy`` (``"block"``, or ``"shallow-in-lut"`` after block
             RAM overflowed), ``detail``, ``bram_available``, ``attempts`` (the Yosys runs
             and their block RAM counts).
+        ``block_ram_registers``
+            on an ECP5 (else None): ``ports``, the block RAM read ports given their own
+            output register, and ``registers``, the flip-flops that moved into them
+            (`hwgen.synth.block_ram_registers`; ``resources`` counts FFs without them).
         ``estimate``, ``note``
             True for a synthesis-only target (xc7), and what to know about the target.
         ``cells``, ``pnr_utilization``, ``pin_shell``, ``bitstream``, ``stage_seconds``,
@@ -531,6 +536,11 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     else:
         counts, memory_mapping = _yosys_block_ram(design, tgt, top, sources, out, progress,
                                                   seconds)
+    bram_registers = None
+    if tgt.family == "ecp5" and tgt.pnr is not None:
+        # the register after each block RAM read into the block (`block_ram_registers`)
+        bram_registers = absorb_in_file(out / "netlist.json")
+        counts["TRELLIS_FF"] = counts.get("TRELLIS_FF", 0) - bram_registers["registers"]
     pnr, no_room, seed, fmax_by_seed = (None, None, None, {})
     if tgt.pnr is not None:
         pnr, no_room, seed, fmax_by_seed = _place_and_route(tgt, top, freq, out, seeds,
@@ -556,7 +566,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         "design": design.name, "design_dir": str(design.path), "target": tgt.name,
         "family": tgt.family, "device": tgt.device, "estimate": tgt.estimate,
         "note": tgt.note, "synth_command": tgt.synth, "dsp_mapping": dsp_mapping,
-        "memory_mapping": memory_mapping,
+        "memory_mapping": memory_mapping, "block_ram_registers": bram_registers,
         "place_and_route": tgt.pnr[1] if tgt.pnr else None,
         "router": router if tgt.pnr else None,
         "freq_constraint_mhz": freq if tgt.pnr else None,

@@ -42,6 +42,10 @@ def format_table(report: dict) -> str:
     memory = report.get("memory_mapping")
     if memory and memory["strategy"] != "block":
         lines.append(f"  memory mapping: {memory['strategy']} ({memory['detail']})")
+    bram = report.get("block_ram_registers")
+    if bram and bram["ports"]:
+        lines.append(f"  block RAM output registers: {bram['ports']} read ports "
+                     f"({bram['registers']} FFs moved into them)")
     if report["fmax_mhz"] is not None:
         met = "met" if report["timing_met"] else "NOT met"
         lines.append(f"  Fmax: {report['fmax_mhz']:.1f} MHz (constraint "
