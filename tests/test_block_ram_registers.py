@@ -57,6 +57,19 @@ def _ram(netlist):
     return netlist["modules"]["top"]["cells"]["ram"]
 
 
+def _both_global_reset(n, regset="RESET"):
+    _ram(n)["parameters"]["GSR"] = "ENABLED"
+    for k in range(USED):
+        _ff(n, k)["parameters"].update(GSR="ENABLED", REGSET=regset)
+
+
+def test_registers_reset_with_the_block_ram_move_too():
+    # (amaranth's board builds enable the global reset on both: it resets each to 0)
+    netlist = _netlist()
+    _both_global_reset(netlist)
+    assert absorb_output_registers(netlist) == {"ports": 1, "registers": USED}
+
+
 def _also_read_elsewhere(n):
     n["modules"]["top"]["cells"]["use"]["connections"]["B"] = [101]  # DOA1 itself
 
@@ -67,6 +80,7 @@ NOT_THAT_REGISTER = {
     "other clock": lambda n: _ff(n)["connections"].update(CLK=[OTHER_CLK]),
     "falling edge": lambda n: _ff(n)["parameters"].update(CLKMUX="INV"),
     "global reset": lambda n: _ff(n)["parameters"].update(GSR="ENABLED"),
+    "global reset to 1": lambda n: _both_global_reset(n, regset="SET"),
     "output read elsewhere": _also_read_elsewhere,
     "block output reset": lambda n: _ram(n)["connections"].update(RSTA=[RESET]),
     "block output enable": lambda n: _ram(n)["connections"].update(OCEA=[ENABLE]),

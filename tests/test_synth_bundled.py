@@ -52,6 +52,20 @@ def test_bundled_design_icebreaker_bitstream_keeps_the_dsps(tmp_path):
 
 
 @pytest.mark.slow
+def test_bundled_design_ulx3s_bitstream_has_the_block_ram_registers(tmp_path):
+    # as hwgen synth: each weight bank's register moved into its block RAMs (REGMODE OUTREG)
+    result = build_bitstream(RTL_OUT / "digits_lstm_p2", "ulx3s", tmp_path)
+    assert Path(result["bitstream"]).stat().st_size > 0
+    assert all(f["achieved"] >= f["constraint"] for f in result["fmax"].values())
+    moved = result["block_ram_registers"]
+    netlist = json.loads((tmp_path / "hwgen_board.json").read_text())
+    rams = [c for m in netlist["modules"].values() for c in m.get("cells", {}).values()
+            if c["type"] == "DP16KD"]
+    outreg = sum(c["parameters"][f"REGMODE_{s}"] == "OUTREG" for c in rams for s in "AB")
+    assert moved["ports"] == outreg > 0 and moved["registers"] >= outreg
+
+
+@pytest.mark.slow
 def test_default_model_at_4_bits_and_4_lanes_places_on_ecp5(tmp_path):
     """16-bit weight words (4 bits x 4 lanes) in DP16KD banks. A datapath split once made
     Yosys drive one ROM data bit from two DP16KD outputs, which nextpnr refused (found by

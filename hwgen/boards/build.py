@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import importlib
 import json
 from pathlib import Path
+import sys
 import time
 
 from amaranth.build import ResourceError
@@ -13,6 +14,7 @@ from amaranth.lib import io
 
 from .. import registered_product
 from ..design_folder import build_dir
+from ..synth import block_ram_registers
 from ..synth.design import Design, load_design
 from ..synth.errors import SynthError
 from ..synth.flow import (HIDE_BRACKETED_NAMES, ICE40_COARSE_BEFORE_DSP, copies_kept,
@@ -137,7 +139,8 @@ def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD
     dict
         ``bitstream`` (path), ``board``, ``clock_hz``, ``baud``, ``divisor``,
         ``fifo_bytes``, ``fmax`` and ``critical_path`` (nextpnr), ``utilization``,
-        ``seconds``; also written to ``board.json`` beside the bitstream, where
+        ``seconds``, ``block_ram_registers`` (on an ECP5, else None: as in
+        :func:`hwgen.synth.synthesize`'s report); also written to ``board.json`` beside the bitstream, where
         :class:`hwgen.host.BoardClient` can read the link settings.
 
     Raises
@@ -178,6 +181,9 @@ def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD
         "fmax": fmax_of(pnr), "critical_path": paths[0] if paths else None,
         "utilization": {k: v for k, v in pnr.get("utilization", {}).items() if v["used"]},
         "seconds": round(seconds, 2), "out_dir": str(out),
+        # (ECP5: what the step between Yosys and nextpnr moved, `_absorb_block_ram_registers`)
+        "block_ram_registers": block_ram_registers.from_log(
+            (out / "build.log").read_text(errors="replace")),
     }
     (out / "board.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -229,11 +235,21 @@ def _dsp_split(spec: Board, out: Path, name: str) -> tuple[str, str, str] | None
     return "-dsp -run begin:coarse", "\n".join(after), note
 
 
+def _absorb_block_ram_registers(platform) -> None:
+    """Between amaranth's Yosys and nextpnr steps, the registers after block RAM reads moved
+    into the block RAMs, as `hwgen synth` does (`hwgen.synth.block_ram_registers`)."""
+    yosys, *rest = platform.command_templates
+    step = f'"{sys.executable}" {block_ram_registers.COMMAND} {{{{name}}}}.json'
+    platform._trellis_command_templates = [yosys, step, *rest]
+
+
 def _run_build(design, spec: Board, out: Path, name: str, baud: int, fifo_depth: int,
                synth_opts: str, after_synth: str | None, progress) -> None:
     """One run of amaranth's build script for the board; SynthError with the log tail."""
     platform = spec.make_platform()
     target = get_target(spec.target)
+    if target.family == "ecp5":
+        _absorb_block_ram_registers(platform)
     for path in (*design.verilog, *design.data_files):   # (as `hwgen synth` reads them)
         device_text = registered_product.for_synthesis(path, target.family)
         platform.add_file(path.name, path.read_bytes() if device_text is None else device_text)

@@ -15,7 +15,9 @@ port mode, whose halves share a read port) takes its own output register where
   rising edge of a clock net, and
 - every data output that is used feeds exactly one ``TRELLIS_FF`` and nothing else, and that
   flip-flop is clocked by the same net on the rising edge, always enabled (``CEMUX`` 1),
-  never reset (``LSR`` tied to 0, global reset disabled).
+  never reset (``LSR`` tied to 0), and reset to 0 by the global reset exactly where the
+  block RAM is (``GSR``: disabled in `hwgen synth`'s netlists, enabled in amaranth's board
+  builds; the output register's reset value is 0).
 
 The flip-flops are removed and their outputs driven by the block's data outputs instead: the
 same register, the same cycle, nothing else changed. Any other port is left as it was.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import re
 
 RAM, FF = "DP16KD", "TRELLIS_FF"
 #: The data width of a DP16KD port in the pseudo dual port mode (both halves read on B).
@@ -47,10 +50,12 @@ def _net(cell: dict, port: str):
     return bits[0] if bits and len(bits) == 1 else None
 
 
-def _plain_register(ff: dict, clock: int) -> bool:
-    """A flip-flop clocked by `clock` (rising edge), always enabled, never reset."""
+def _plain_register(ff: dict, clock: int, gsr: str) -> bool:
+    """A flip-flop clocked by `clock` (rising edge), always enabled, never reset but by the
+    global reset where the block RAM's output register is (`gsr`), and then to 0 as it is."""
     return (_param(ff, "CLKMUX") == "CLK" and _net(ff, "CLK") == clock
-            and _param(ff, "CEMUX") == "1" and _param(ff, "GSR") == "DISABLED"
+            and _param(ff, "CEMUX") == "1" and _param(ff, "GSR") == gsr
+            and _param(ff, "REGSET", "RESET") == "RESET"
             and _net(ff, "LSR") in ("0", None) and _param(ff, "LSRMUX", "LSR") == "LSR")
 
 
@@ -85,7 +90,8 @@ def _absorbable(cells: dict, users: dict, ram: dict, side: str) -> dict | None:
             return None
         name, port = driven[0]
         ff = cells[name]
-        if ff.get("type") != FF or port not in ("DI", "M") or not _plain_register(ff, clock):
+        if (ff.get("type") != FF or port not in ("DI", "M")
+                or not _plain_register(ff, clock, _param(ram, "GSR", "ENABLED"))):
             return None
         taken[f"DO{side}{k}"] = name
     return taken or None
@@ -123,3 +129,21 @@ def absorb_in_file(path) -> dict:
     if done["ports"]:
         path.write_text(json.dumps(netlist) + "\n")
     return done
+
+
+#: The board build's step between Yosys and nextpnr (`hwgen.boards.build`), a command line
+#: that takes the netlist's name: it prints what moved (`summary`).
+COMMAND = ('-c "import sys; from hwgen.synth.block_ram_registers import absorb_in_file, '
+           'summary; print(summary(absorb_in_file(sys.argv[1])))"')
+
+
+def summary(done: dict) -> str:
+    """The line that says what moved (`absorb_output_registers`' result)."""
+    return (f"block RAM output registers: {done['ports']} read ports "
+            f"({done['registers']} FFs moved into them)")
+
+
+def from_log(text: str) -> dict | None:
+    """The counts of the last `summary` line in a log, None without one."""
+    found = re.findall(r"block RAM output registers: (\d+) read ports \((\d+) FFs", text)
+    return {"ports": int(found[-1][0]), "registers": int(found[-1][1])} if found else None

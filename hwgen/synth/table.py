@@ -1,6 +1,8 @@
 """The human-readable table of a synthesis report."""
 from __future__ import annotations
 
+from .block_ram_registers import summary
+
 
 def _num(value, fmt="{:g}") -> str:
     return "-" if value is None else fmt.format(value)
@@ -44,8 +46,7 @@ def format_table(report: dict) -> str:
         lines.append(f"  memory mapping: {memory['strategy']} ({memory['detail']})")
     bram = report.get("block_ram_registers")
     if bram and bram["ports"]:
-        lines.append(f"  block RAM output registers: {bram['ports']} read ports "
-                     f"({bram['registers']} FFs moved into them)")
+        lines.append(f"  {summary(bram)}")
     if report["fmax_mhz"] is not None:
         met = "met" if report["timing_met"] else "NOT met"
         lines.append(f"  Fmax: {report['fmax_mhz']:.1f} MHz (constraint "
