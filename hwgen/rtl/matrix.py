@@ -130,7 +130,8 @@ class ColumnEncoder(wiring.Component):
     Members
     -------
     start : In(1)   pass `sel` begins next cycle (its first column, its first weight word)
-    sel : In(range(passes))   the pass to begin, read with `start`
+    sel : In(range(passes))   the pass to begin, read with `start` (between passes the
+        first column's registers follow it: it must name the pass in the cycle of `start`)
     pass_now : Out(range(passes))   the pass begun last (a register: the pass's constants
         are selected by it, not by the sequencer's state)
     (the pass runs from `start` until `done`: columns are read while the queue has room; the
@@ -230,13 +231,20 @@ class ColumnEncoder(wiring.Component):
         # every column read (not `reading`), none in flight and none queued (`held` == 0):
         # from registers, as the sequencer's transition waits on it
         m.d.comb += self.done.eq(~reading & (held == 0))
-        with m.If(self.start):
-            m.d.sync += [self.pass_now.eq(self.sel), self.bank_now.eq(self.bank), col.eq(0),
-                         reading.eq(1), at_h.eq(0)]
+        # between passes the first column's registers follow `sel` (which the sequencer
+        # sets for any cycle of the state that starts a pass), so that `start`, which waits
+        # on the MAC array's idle flag, drives only `reading` and the pass's registers: not
+        # the weight address (the 64-lane design's longest path ran from the sequencer's
+        # state through that decode into `w_addr`)
+        with m.If(~reading):
+            m.d.sync += [col.eq(0), at_h.eq(0)]
             with m.Switch(self.sel):
                 for k, ps in enumerate(self.passes):
                     with m.Case(k):
                         m.d.sync += w_addr.eq(ps.first_w_addr)
+        with m.If(self.start):
+            m.d.sync += [self.pass_now.eq(self.sel), self.bank_now.eq(self.bank),
+                         reading.eq(1)]
         with m.Switch(self.pass_now):
             for k, ps in enumerate(self.passes):
                 with m.Case(k):

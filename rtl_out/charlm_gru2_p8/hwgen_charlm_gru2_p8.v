@@ -359,7 +359,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1624$8 (element__payload[91:8]),
+    .\port$1627$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -370,7 +370,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$54 ),
     .p20(\valid_out$59 ),
     .p41(\tag_out$60 ),
-    .\port$1624$8 (element__payload[91:8]),
+    .\port$1627$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$52 )
@@ -5048,7 +5048,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1624$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1627$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5304,8 +5304,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1624$8 ;
-  wire [83:0] \port$1624$8 ;
+  input [83:0] \port$1627$8 ;
+  wire [83:0] \port$1627$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5325,22 +5325,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1624$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1627$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1624$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1627$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1624$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1627$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1624$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1627$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6269,10 +6269,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1624$8 [20:0];
-  assign acc1 = \port$1624$8 [41:21];
-  assign acc2 = \port$1624$8 [62:42];
-  assign acc3 = \port$1624$8 [83:63];
+  assign acc0 = \port$1627$8 [20:0];
+  assign acc1 = \port$1627$8 [41:21];
+  assign acc2 = \port$1627$8 [62:42];
+  assign acc3 = \port$1627$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7237,7 +7237,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1624$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1627$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7493,8 +7493,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1624$8 ;
-  wire [83:0] \port$1624$8 ;
+  input [83:0] \port$1627$8 ;
+  wire [83:0] \port$1627$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7514,22 +7514,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1624$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1627$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1624$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1627$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1624$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1627$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1624$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1627$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8458,10 +8458,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1624$8 [20:0];
-  assign acc1 = \port$1624$8 [41:21];
-  assign acc2 = \port$1624$8 [62:42];
-  assign acc3 = \port$1624$8 [83:63];
+  assign acc0 = \port$1627$8 [20:0];
+  assign acc1 = \port$1627$8 [41:21];
+  assign acc2 = \port$1627$8 [62:42];
+  assign acc3 = \port$1627$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -9449,41 +9449,42 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns_
   wire \$26 ;
   wire [6:0] \$27 ;
   wire \$28 ;
-  wire [7:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [11:0] \$30 ;
-  wire \$31 ;
+  wire [7:0] \$30 ;
+  wire [11:0] \$31 ;
   wire \$32 ;
-  wire [7:0] \$33 ;
-  wire \$34 ;
-  wire [7:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire [7:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire \$33 ;
+  wire [7:0] \$34 ;
+  wire \$35 ;
+  wire [7:0] \$36 ;
+  wire [8:0] \$37 ;
+  wire \$38 ;
+  wire [7:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [11:0] \$40 ;
   wire \$41 ;
-  wire [7:0] \$42 ;
-  wire \$43 ;
-  wire [7:0] \$44 ;
-  wire [8:0] \$45 ;
-  wire \$46 ;
-  wire [7:0] \$47 ;
-  wire [11:0] \$48 ;
-  wire \$49 ;
+  wire \$42 ;
+  wire [7:0] \$43 ;
+  wire \$44 ;
+  wire [7:0] \$45 ;
+  wire [8:0] \$46 ;
+  wire \$47 ;
+  wire [7:0] \$48 ;
+  wire [11:0] \$49 ;
   wire [7:0] \$5 ;
-  wire [8:0] \$50 ;
-  reg [19:0] \$51 ;
-  reg [3:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg \$54 ;
-  reg [6:0] \$55 ;
-  reg \$56 ;
-  reg \$57 ;
-  reg [10:0] \$58 ;
-  reg [36:0] \$59 ;
+  wire \$50 ;
+  wire [8:0] \$51 ;
+  reg [19:0] \$52 ;
+  reg [3:0] \$53 ;
+  reg [6:0] \$54 ;
+  reg \$55 ;
+  reg [10:0] \$56 ;
+  reg [1:0] \$57 ;
+  reg \$58 ;
+  reg \$59 ;
   wire [8:0] \$6 ;
+  reg [36:0] \$60 ;
   wire [7:0] \$7 ;
   wire [8:0] \$8 ;
   wire \$9 ;
@@ -9546,36 +9547,38 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns_
   reg [10:0] w_addr = 11'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$39  = w_addr + 4'hc;
-  assign \$40  = col != 6'h3f;
-  assign \$41  = e1[8] & fresh;
-  assign \$42  = \$41  ? 8'h00 : value;
-  assign \$43  = e1[8] & fresh;
-  assign \$44  = \$43  ? 8'h00 : value;
-  assign \$45  = $signed(\$44 ) - $signed(1'h0);
-  assign \$46  = col >= 1'h0;
-  assign \$47  = col + 1'h1;
-  assign \$48  = w_addr + 3'h4;
-  assign \$49  = col != 5'h1f;
-  assign \$50  = $signed(value) - $signed(1'h0);
+  assign \$38  = col >= 6'h20;
+  assign \$39  = col + 1'h1;
+  assign \$40  = w_addr + 4'hc;
+  assign \$41  = col != 6'h3f;
+  assign \$42  = e1[8] & fresh;
+  assign \$43  = \$42  ? 8'h00 : value;
+  assign \$44  = e1[8] & fresh;
+  assign \$45  = \$44  ? 8'h00 : value;
+  assign \$46  = $signed(\$45 ) - $signed(1'h0);
+  assign \$47  = col >= 1'h0;
+  assign \$48  = col + 1'h1;
+  assign \$49  = w_addr + 3'h4;
+  assign \$50  = col != 5'h1f;
+  assign \$51  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$51 ;
+    e1 <= \$52 ;
   always @(posedge clk)
-    held <= \$52 ;
+    held <= \$53 ;
   always @(posedge clk)
-    pass_now <= \$53 ;
+    col <= \$54 ;
   always @(posedge clk)
-    bank_now <= \$54 ;
+    at_h <= \$55 ;
   always @(posedge clk)
-    col <= \$55 ;
+    w_addr <= \$56 ;
   always @(posedge clk)
-    reading <= \$56 ;
+    pass_now <= \$57 ;
   always @(posedge clk)
-    at_h <= \$57 ;
+    bank_now <= \$58 ;
   always @(posedge clk)
-    w_addr <= \$58 ;
+    reading <= \$59 ;
   always @(posedge clk)
-    e2 <= \$59 ;
+    e2 <= \$60 ;
   assign \$1  = held < 3'h7;
   assign launch = reading & \$1 ;
   assign \$2  = ~ reading;
@@ -9602,17 +9605,16 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns_
   assign \$25  = ~ w_en;
   assign \$26  = e2[0] & \$25 ;
   assign \$27  = $signed(\$24 ) - $signed({ 1'h0, \$26  });
-  assign \$28  = col >= 6'h20;
-  assign \$29  = col + 1'h1;
-  assign \$30  = w_addr + 4'hc;
-  assign \$31  = col != 6'h3f;
-  assign \$32  = e1[8] & fresh;
-  assign \$33  = \$32  ? 8'h00 : value;
-  assign \$34  = e1[8] & fresh;
-  assign \$35  = \$34  ? 8'h00 : value;
-  assign \$36  = $signed(\$35 ) - $signed(1'h0);
-  assign \$37  = col >= 6'h20;
-  assign \$38  = col + 1'h1;
+  assign \$28  = ~ reading;
+  assign \$29  = col >= 6'h20;
+  assign \$30  = col + 1'h1;
+  assign \$31  = w_addr + 4'hc;
+  assign \$32  = col != 6'h3f;
+  assign \$33  = e1[8] & fresh;
+  assign \$34  = \$33  ? 8'h00 : value;
+  assign \$35  = e1[8] & fresh;
+  assign \$36  = \$35  ? 8'h00 : value;
+  assign \$37  = $signed(\$36 ) - $signed(1'h0);
   \hwgen_charlm_gru2_p8.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -9648,185 +9650,185 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$51 [19:1] = e1[19:1];
-    \$51 [0] = 1'h0;
+    \$52 [19:1] = e1[19:1];
+    \$52 [0] = 1'h0;
     casez (pass_now)
       2'h0:
           if (launch) begin
-            \$51 [0] = 1'h1;
-            \$51 [7:1] = col;
-            \$51 [8] = \$28 ;
-            \$51 [19:9] = w_addr;
+            \$52 [0] = 1'h1;
+            \$52 [7:1] = col;
+            \$52 [8] = \$29 ;
+            \$52 [19:9] = w_addr;
           end
       2'h1:
           if (launch) begin
-            \$51 [0] = 1'h1;
-            \$51 [7:1] = col;
-            \$51 [8] = \$37 ;
-            \$51 [19:9] = w_addr;
+            \$52 [0] = 1'h1;
+            \$52 [7:1] = col;
+            \$52 [8] = \$38 ;
+            \$52 [19:9] = w_addr;
           end
       2'h2:
           if (launch) begin
-            \$51 [0] = 1'h1;
-            \$51 [7:1] = col;
-            \$51 [8] = \$46 ;
-            \$51 [19:9] = w_addr;
+            \$52 [0] = 1'h1;
+            \$52 [7:1] = col;
+            \$52 [8] = \$47 ;
+            \$52 [19:9] = w_addr;
           end
     endcase
     if (rst) begin
-      \$51  = 20'h00000;
+      \$52  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$52  = \$27 [3:0];
+    \$53  = \$27 [3:0];
     if (rst) begin
-      \$52  = 4'h0;
+      \$53  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$53  = pass_now;
-    if (start) begin
-      \$53  = sel;
-    end
-    if (rst) begin
-      \$53  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$54  = bank_now;
-    if (start) begin
-      \$54  = 1'h0;
-    end
-    if (rst) begin
-      \$54  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$55  = col;
-    if (start) begin
-      \$55  = 7'h00;
+    \$54  = col;
+    if (\$28 ) begin
+      \$54  = 7'h00;
     end
     casez (pass_now)
       2'h0:
           if (launch) begin
-            \$55  = \$29 [6:0];
+            \$54  = \$30 [6:0];
           end
       2'h1:
           if (launch) begin
-            \$55  = \$38 [6:0];
+            \$54  = \$39 [6:0];
           end
       2'h2:
           if (launch) begin
-            \$55  = \$47 [6:0];
+            \$54  = \$48 [6:0];
           end
     endcase
     if (rst) begin
-      \$55  = 7'h00;
+      \$54  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$56  = reading;
-    if (start) begin
-      \$56  = 1'h1;
-    end
-    casez (pass_now)
-      2'h0:
-          if (launch) begin
-            \$56  = \$31 ;
-          end
-      2'h1:
-          if (launch) begin
-            \$56  = \$40 ;
-          end
-      2'h2:
-          if (launch) begin
-            \$56  = \$49 ;
-          end
-    endcase
-    if (rst) begin
-      \$56  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$57  = at_h;
-    if (start) begin
-      \$57  = 1'h0;
+    \$55  = at_h;
+    if (\$28 ) begin
+      \$55  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$58  = w_addr;
-    if (start) begin
+    \$56  = w_addr;
+    if (\$28 ) begin
       casez (sel)
         2'h0:
-            \$58  = 11'h000;
+            \$56  = 11'h000;
         2'h1:
-            \$58  = 11'h300;
+            \$56  = 11'h300;
         2'h2:
-            \$58  = 11'h600;
+            \$56  = 11'h600;
       endcase
     end
     casez (pass_now)
       2'h0:
           if (launch) begin
-            \$58  = \$30 [10:0];
+            \$56  = \$31 [10:0];
           end
       2'h1:
           if (launch) begin
-            \$58  = \$39 [10:0];
+            \$56  = \$40 [10:0];
           end
       2'h2:
           if (launch) begin
-            \$58  = \$48 [10:0];
+            \$56  = \$49 [10:0];
           end
     endcase
     if (rst) begin
-      \$58  = 11'h000;
+      \$56  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$59  = e2;
+    \$57  = pass_now;
+    if (start) begin
+      \$57  = sel;
+    end
+    if (rst) begin
+      \$57  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$58  = bank_now;
+    if (start) begin
+      \$58  = 1'h0;
+    end
+    if (rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$59  = reading;
+    if (start) begin
+      \$59  = 1'h1;
+    end
+    casez (pass_now)
+      2'h0:
+          if (launch) begin
+            \$59  = \$32 ;
+          end
+      2'h1:
+          if (launch) begin
+            \$59  = \$41 ;
+          end
+      2'h2:
+          if (launch) begin
+            \$59  = \$50 ;
+          end
+    endcase
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$60  = e2;
     casez (pass_now)
       2'h0:
         begin
-          \$59 [0] = e1[0];
-          \$59 [7:1] = e1[7:1];
-          \$59 [8] = e1[8];
-          \$59 [19:9] = e1[19:9];
-          \$59 [27:20] = \$33 ;
-          \$59 [36:28] = \$36 ;
+          \$60 [0] = e1[0];
+          \$60 [7:1] = e1[7:1];
+          \$60 [8] = e1[8];
+          \$60 [19:9] = e1[19:9];
+          \$60 [27:20] = \$34 ;
+          \$60 [36:28] = \$37 ;
         end
       2'h1:
         begin
-          \$59 [0] = e1[0];
-          \$59 [7:1] = e1[7:1];
-          \$59 [8] = e1[8];
-          \$59 [19:9] = e1[19:9];
-          \$59 [27:20] = \$42 ;
-          \$59 [36:28] = \$45 ;
+          \$60 [0] = e1[0];
+          \$60 [7:1] = e1[7:1];
+          \$60 [8] = e1[8];
+          \$60 [19:9] = e1[19:9];
+          \$60 [27:20] = \$43 ;
+          \$60 [36:28] = \$46 ;
         end
       2'h2:
         begin
-          \$59 [0] = e1[0];
-          \$59 [7:1] = e1[7:1];
-          \$59 [8] = e1[8];
-          \$59 [19:9] = e1[19:9];
-          \$59 [27:20] = value;
-          \$59 [36:28] = \$50 ;
+          \$60 [0] = e1[0];
+          \$60 [7:1] = e1[7:1];
+          \$60 [8] = e1[8];
+          \$60 [19:9] = e1[19:9];
+          \$60 [27:20] = value;
+          \$60 [36:28] = \$51 ;
         end
     endcase
     if (rst) begin
-      \$59  = 37'h0000000000;
+      \$60  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;

@@ -373,7 +373,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1051$7 (element__payload[82:7]),
+    .\port$1054$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -2085,7 +2085,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1051$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1054$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2311,8 +2311,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1051$7 ;
-  wire [75:0] \port$1051$7 ;
+  input [75:0] \port$1054$7 ;
+  wire [75:0] \port$1054$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2338,22 +2338,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1051$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1054$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1051$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1054$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1051$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1054$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1051$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1054$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3167,10 +3167,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1051$7 [18:0];
-  assign acc1 = \port$1051$7 [37:19];
-  assign acc2 = \port$1051$7 [56:38];
-  assign acc3 = \port$1051$7 [75:57];
+  assign acc0 = \port$1054$7 [18:0];
+  assign acc1 = \port$1054$7 [37:19];
+  assign acc2 = \port$1054$7 [56:38];
+  assign acc3 = \port$1054$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4797,31 +4797,32 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
   wire [6:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [6:0] \$28 ;
-  wire [12:0] \$29 ;
+  wire \$28 ;
+  wire [6:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [12:0] \$30 ;
   wire \$31 ;
-  wire [7:0] \$32 ;
-  wire \$33 ;
-  wire [7:0] \$34 ;
-  wire [8:0] \$35 ;
-  wire \$36 ;
-  wire [6:0] \$37 ;
-  wire [12:0] \$38 ;
-  wire \$39 ;
+  wire \$32 ;
+  wire [7:0] \$33 ;
+  wire \$34 ;
+  wire [7:0] \$35 ;
+  wire [8:0] \$36 ;
+  wire \$37 ;
+  wire [6:0] \$38 ;
+  wire [12:0] \$39 ;
   wire \$4 ;
-  wire [8:0] \$40 ;
-  reg [19:0] \$41 ;
-  reg [3:0] \$42 ;
-  reg \$43 ;
-  reg \$44 ;
-  reg [5:0] \$45 ;
-  reg \$46 ;
+  wire \$40 ;
+  wire [8:0] \$41 ;
+  reg [19:0] \$42 ;
+  reg [3:0] \$43 ;
+  reg [5:0] \$44 ;
+  reg \$45 ;
+  reg [11:0] \$46 ;
   reg \$47 ;
-  reg [11:0] \$48 ;
-  reg [36:0] \$49 ;
+  reg \$48 ;
+  reg \$49 ;
   wire \$5 ;
+  reg [36:0] \$50 ;
   wire \$6 ;
   wire \$7 ;
   wire [6:0] \$8 ;
@@ -4889,19 +4890,21 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
   wire [27:0] w_data;
   reg w_en;
   always @(posedge clk)
-    pass_now <= \$43 ;
+    held <= \$43 ;
   always @(posedge clk)
-    bank_now <= \$44 ;
+    col <= \$44 ;
   always @(posedge clk)
-    col <= \$45 ;
+    at_h <= \$45 ;
   always @(posedge clk)
-    reading <= \$46 ;
+    w_addr <= \$46 ;
   always @(posedge clk)
-    at_h <= \$47 ;
+    pass_now <= \$47 ;
   always @(posedge clk)
-    w_addr <= \$48 ;
+    bank_now <= \$48 ;
   always @(posedge clk)
-    e2 <= \$49 ;
+    reading <= \$49 ;
+  always @(posedge clk)
+    e2 <= \$50 ;
   assign \$1  = held < 3'h7;
   assign \$2  = reading & \$1 ;
   assign \$3  = hold_h & at_h;
@@ -4927,25 +4930,24 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
   assign \$23  = ~ w_en;
   assign \$24  = e2[0] & \$23 ;
   assign \$25  = $signed(\$22 ) - $signed({ 1'h0, \$24  });
-  assign \$26  = col >= 2'h3;
-  assign \$27  = col >= 3'h4;
-  assign \$28  = col + 1'h1;
-  assign \$29  = w_addr + 7'h40;
-  assign \$30  = col != 6'h23;
-  assign \$31  = e1[7] & fresh;
-  assign \$32  = \$31  ? 8'h00 : value;
-  assign \$33  = e1[7] & fresh;
-  assign \$34  = \$33  ? 8'h00 : value;
-  assign \$35  = $signed(\$34 ) - $signed(1'h0);
-  assign \$36  = col >= 1'h0;
-  assign \$37  = col + 1'h1;
-  assign \$38  = w_addr + 3'h5;
-  assign \$39  = col != 5'h1f;
-  assign \$40  = $signed(value) - $signed(1'h0);
+  assign \$26  = ~ reading;
+  assign \$27  = col >= 2'h3;
+  assign \$28  = col >= 3'h4;
+  assign \$29  = col + 1'h1;
+  assign \$30  = w_addr + 7'h40;
+  assign \$31  = col != 6'h23;
+  assign \$32  = e1[7] & fresh;
+  assign \$33  = \$32  ? 8'h00 : value;
+  assign \$34  = e1[7] & fresh;
+  assign \$35  = \$34  ? 8'h00 : value;
+  assign \$36  = $signed(\$35 ) - $signed(1'h0);
+  assign \$37  = col >= 1'h0;
+  assign \$38  = col + 1'h1;
+  assign \$39  = w_addr + 3'h5;
+  assign \$40  = col != 5'h1f;
+  assign \$41  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$41 ;
-  always @(posedge clk)
-    held <= \$42 ;
+    e1 <= \$42 ;
   \hwgen_digits_lstm_p2.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -4957,97 +4959,107 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$44  = bank_now;
-    if (start) begin
-      \$44  = bank;
-    end
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$45  = col;
-    if (start) begin
-      \$45  = 6'h00;
+    \$44  = col;
+    if (\$26 ) begin
+      \$44  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$45  = \$28 [5:0];
+            \$44  = \$29 [5:0];
           end
       1'h1:
           if (launch) begin
-            \$45  = \$37 [5:0];
+            \$44  = \$38 [5:0];
           end
     endcase
     if (rst) begin
-      \$45  = 6'h00;
+      \$44  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$46  = reading;
-    if (start) begin
-      \$46  = 1'h1;
-    end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (launch) begin
-            \$46  = \$30 ;
-          end
-      1'h1:
-          if (launch) begin
-            \$46  = \$39 ;
-          end
-    endcase
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$47  = at_h;
-    if (start) begin
-      \$47  = 1'h0;
+    \$45  = at_h;
+    if (\$26 ) begin
+      \$45  = 1'h0;
     end
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$47  = \$26 ;
+            \$45  = \$27 ;
           end
     endcase
     if (rst) begin
-      \$47  = 1'h0;
+      \$45  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$48  = w_addr;
-    if (start) begin
+    \$46  = w_addr;
+    if (\$26 ) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$48  = 12'h000;
+            \$46  = 12'h000;
         1'h1:
-            \$48  = 12'h900;
+            \$46  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$48  = \$29 [11:0];
+            \$46  = \$30 [11:0];
           end
       1'h1:
           if (launch) begin
-            \$48  = \$38 [11:0];
+            \$46  = \$39 [11:0];
           end
     endcase
     if (rst) begin
-      \$48  = 12'h000;
+      \$46  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$47  = pass_now;
+    if (start) begin
+      \$47  = sel;
+    end
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$48  = bank_now;
+    if (start) begin
+      \$48  = bank;
+    end
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$49  = reading;
+    if (start) begin
+      \$49  = 1'h1;
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$49  = \$31 ;
+          end
+      1'h1:
+          if (launch) begin
+            \$49  = \$40 ;
+          end
+    endcase
+    if (rst) begin
+      \$49  = 1'h0;
     end
   end
   always @* begin
@@ -5056,25 +5068,25 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
     casez (pass_now)
       1'h0:
         begin
-          \$49 [0] = e1[0];
-          \$49 [6:1] = e1[6:1];
-          \$49 [7] = e1[7];
-          \$49 [19:8] = e1[19:8];
-          \$49 [27:20] = \$32 ;
-          \$49 [36:28] = \$35 ;
+          \$50 [0] = e1[0];
+          \$50 [6:1] = e1[6:1];
+          \$50 [7] = e1[7];
+          \$50 [19:8] = e1[19:8];
+          \$50 [27:20] = \$33 ;
+          \$50 [36:28] = \$36 ;
         end
       1'h1:
         begin
-          \$49 [0] = e1[0];
-          \$49 [6:1] = e1[6:1];
-          \$49 [7] = e1[7];
-          \$49 [19:8] = e1[19:8];
-          \$49 [27:20] = value;
-          \$49 [36:28] = \$40 ;
+          \$50 [0] = e1[0];
+          \$50 [6:1] = e1[6:1];
+          \$50 [7] = e1[7];
+          \$50 [19:8] = e1[19:8];
+          \$50 [27:20] = value;
+          \$50 [36:28] = \$41 ;
         end
     endcase
     if (rst) begin
-      \$49  = 37'h0000000000;
+      \$50  = 37'h0000000000;
     end
   end
   always @* begin
@@ -5099,44 +5111,34 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$41 [19:1] = e1[19:1];
-    \$41 [0] = 1'h0;
+    \$42 [19:1] = e1[19:1];
+    \$42 [0] = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$41 [0] = 1'h1;
-            \$41 [6:1] = col;
-            \$41 [7] = \$27 ;
-            \$41 [19:8] = w_addr;
+            \$42 [0] = 1'h1;
+            \$42 [6:1] = col;
+            \$42 [7] = \$28 ;
+            \$42 [19:8] = w_addr;
           end
       1'h1:
           if (launch) begin
-            \$41 [0] = 1'h1;
-            \$41 [6:1] = col;
-            \$41 [7] = \$36 ;
-            \$41 [19:8] = w_addr;
+            \$42 [0] = 1'h1;
+            \$42 [6:1] = col;
+            \$42 [7] = \$37 ;
+            \$42 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$41  = 20'h00000;
+      \$42  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$42  = \$25 [3:0];
+    \$43  = \$25 [3:0];
     if (rst) begin
-      \$42  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$43  = pass_now;
-    if (start) begin
-      \$43  = sel;
-    end
-    if (rst) begin
-      \$43  = 1'h0;
+      \$43  = 4'h0;
     end
   end
   assign r_rdy = columns__valid;

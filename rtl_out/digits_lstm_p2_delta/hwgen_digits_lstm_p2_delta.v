@@ -364,7 +364,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1027$7 (element__payload[82:7]),
+    .\port$1030$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -1982,7 +1982,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1027$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1030$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2208,8 +2208,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1027$7 ;
-  wire [75:0] \port$1027$7 ;
+  input [75:0] \port$1030$7 ;
+  wire [75:0] \port$1030$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2235,22 +2235,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1027$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1030$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1027$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1030$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1027$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1030$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1027$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1030$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3064,10 +3064,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1027$7 [18:0];
-  assign acc1 = \port$1027$7 [37:19];
-  assign acc2 = \port$1027$7 [56:38];
-  assign acc3 = \port$1027$7 [75:57];
+  assign acc0 = \port$1030$7 [18:0];
+  assign acc1 = \port$1030$7 [37:19];
+  assign acc2 = \port$1030$7 [56:38];
+  assign acc3 = \port$1030$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4708,31 +4708,32 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   wire [6:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [6:0] \$40 ;
-  wire [12:0] \$41 ;
-  wire \$42 ;
+  wire \$40 ;
+  wire [6:0] \$41 ;
+  wire [12:0] \$42 ;
   wire \$43 ;
-  wire [7:0] \$44 ;
-  wire \$45 ;
-  wire [7:0] \$46 ;
+  wire \$44 ;
+  wire [7:0] \$45 ;
+  wire \$46 ;
   wire [7:0] \$47 ;
-  wire [8:0] \$48 ;
-  wire \$49 ;
+  wire [7:0] \$48 ;
+  wire [8:0] \$49 ;
   wire [6:0] \$5 ;
-  wire [6:0] \$50 ;
-  wire [12:0] \$51 ;
-  wire \$52 ;
-  wire [8:0] \$53 ;
-  reg [19:0] \$54 ;
-  reg [3:0] \$55 ;
-  reg \$56 ;
-  reg \$57 ;
-  reg [5:0] \$58 ;
-  reg \$59 ;
+  wire \$50 ;
+  wire [6:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire \$53 ;
+  wire [8:0] \$54 ;
+  reg [19:0] \$55 ;
+  reg [3:0] \$56 ;
+  reg [5:0] \$57 ;
+  reg \$58 ;
+  reg [11:0] \$59 ;
   wire [7:0] \$6 ;
   reg \$60 ;
-  reg [11:0] \$61 ;
-  reg [36:0] \$62 ;
+  reg \$61 ;
+  reg \$62 ;
+  reg [36:0] \$63 ;
   wire [6:0] \$7 ;
   wire [7:0] \$8 ;
   wire [6:0] \$9 ;
@@ -4804,42 +4805,44 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
+  assign \$35  = \$33  - \$34 ;
   assign \$36  = ~ w_en;
   assign \$37  = e2[0] & \$36 ;
   assign \$38  = $signed(\$35 ) - $signed({ 1'h0, \$37  });
-  assign \$39  = col >= 3'h4;
-  assign \$40  = col + 1'h1;
-  assign \$41  = w_addr + 7'h40;
-  assign \$42  = col != 6'h23;
-  assign \$43  = e1[7] & fresh;
-  assign \$44  = \$43  ? 8'h00 : value;
-  assign \$45  = e1[7] & fresh;
-  assign \$46  = \$45  ? 8'h00 : value;
-  assign \$47  = fresh ? 8'h00 : last;
-  assign \$48  = $signed(\$46 ) - $signed(\$47 );
-  assign \$49  = col >= 1'h0;
-  assign \$50  = col + 1'h1;
-  assign \$51  = w_addr + 3'h5;
-  assign \$52  = col != 5'h1f;
-  assign \$53  = $signed(value) - $signed(1'h0);
+  assign \$39  = ~ reading;
+  assign \$40  = col >= 3'h4;
+  assign \$41  = col + 1'h1;
+  assign \$42  = w_addr + 7'h40;
+  assign \$43  = col != 6'h23;
+  assign \$44  = e1[7] & fresh;
+  assign \$45  = \$44  ? 8'h00 : value;
+  assign \$46  = e1[7] & fresh;
+  assign \$47  = \$46  ? 8'h00 : value;
+  assign \$48  = fresh ? 8'h00 : last;
+  assign \$49  = $signed(\$47 ) - $signed(\$48 );
+  assign \$50  = col >= 1'h0;
+  assign \$51  = col + 1'h1;
+  assign \$52  = w_addr + 3'h5;
+  assign \$53  = col != 5'h1f;
+  assign \$54  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$54 ;
+    e1 <= \$55 ;
   always @(posedge clk)
-    held <= \$55 ;
+    held <= \$56 ;
   always @(posedge clk)
-    pass_now <= \$56 ;
+    col <= \$57 ;
   always @(posedge clk)
-    bank_now <= \$57 ;
+    at_h <= \$58 ;
   always @(posedge clk)
-    col <= \$58 ;
+    w_addr <= \$59 ;
   always @(posedge clk)
-    reading <= \$59 ;
+    pass_now <= \$60 ;
   always @(posedge clk)
-    at_h <= \$60 ;
+    bank_now <= \$61 ;
   always @(posedge clk)
-    w_addr <= \$61 ;
+    reading <= \$62 ;
   always @(posedge clk)
-    e2 <= \$62 ;
+    e2 <= \$63 ;
   assign \$1  = held < 3'h7;
   assign launch = reading & \$1 ;
   assign \$2  = ~ reading;
@@ -4875,7 +4878,6 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   assign \$31  = \$27  ? \$29  : { 1'h0, \$30  };
   assign \$33  = held + launch;
   assign \$34  = r_en & columns__valid;
-  assign \$35  = \$33  - \$34 ;
   \hwgen_digits_lstm_p2_delta.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -4927,133 +4929,133 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54 [19:1] = e1[19:1];
-    \$54 [0] = 1'h0;
+    \$55 [19:1] = e1[19:1];
+    \$55 [0] = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$54 [0] = 1'h1;
-            \$54 [6:1] = col;
-            \$54 [7] = \$39 ;
-            \$54 [19:8] = w_addr;
+            \$55 [0] = 1'h1;
+            \$55 [6:1] = col;
+            \$55 [7] = \$40 ;
+            \$55 [19:8] = w_addr;
           end
       1'h1:
           if (launch) begin
-            \$54 [0] = 1'h1;
-            \$54 [6:1] = col;
-            \$54 [7] = \$49 ;
-            \$54 [19:8] = w_addr;
+            \$55 [0] = 1'h1;
+            \$55 [6:1] = col;
+            \$55 [7] = \$50 ;
+            \$55 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$54  = 20'h00000;
+      \$55  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = \$38 [3:0];
+    \$56  = \$38 [3:0];
     if (rst) begin
-      \$55  = 4'h0;
+      \$56  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$56  = pass_now;
-    if (start) begin
-      \$56  = sel;
-    end
-    if (rst) begin
-      \$56  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$57  = bank_now;
-    if (start) begin
-      \$57  = 1'h0;
-    end
-    if (rst) begin
-      \$57  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$58  = col;
-    if (start) begin
-      \$58  = 6'h00;
+    \$57  = col;
+    if (\$39 ) begin
+      \$57  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$58  = \$40 [5:0];
+            \$57  = \$41 [5:0];
           end
       1'h1:
           if (launch) begin
-            \$58  = \$50 [5:0];
+            \$57  = \$51 [5:0];
           end
     endcase
     if (rst) begin
-      \$58  = 6'h00;
+      \$57  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$59  = reading;
-    if (start) begin
-      \$59  = 1'h1;
-    end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (launch) begin
-            \$59  = \$42 ;
-          end
-      1'h1:
-          if (launch) begin
-            \$59  = \$52 ;
-          end
-    endcase
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$60  = at_h;
-    if (start) begin
-      \$60  = 1'h0;
+    \$58  = at_h;
+    if (\$39 ) begin
+      \$58  = 1'h0;
     end
     if (rst) begin
-      \$60  = 1'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$61  = w_addr;
-    if (start) begin
+    \$59  = w_addr;
+    if (\$39 ) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$61  = 12'h000;
+            \$59  = 12'h000;
         1'h1:
-            \$61  = 12'h900;
+            \$59  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$61  = \$41 [11:0];
+            \$59  = \$42 [11:0];
           end
       1'h1:
           if (launch) begin
-            \$61  = \$51 [11:0];
+            \$59  = \$52 [11:0];
           end
     endcase
     if (rst) begin
-      \$61  = 12'h000;
+      \$59  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$60  = pass_now;
+    if (start) begin
+      \$60  = sel;
+    end
+    if (rst) begin
+      \$60  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$61  = bank_now;
+    if (start) begin
+      \$61  = 1'h0;
+    end
+    if (rst) begin
+      \$61  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$62  = reading;
+    if (start) begin
+      \$62  = 1'h1;
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$62  = \$43 ;
+          end
+      1'h1:
+          if (launch) begin
+            \$62  = \$53 ;
+          end
+    endcase
+    if (rst) begin
+      \$62  = 1'h0;
     end
   end
   always @* begin
@@ -5062,25 +5064,25 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
     casez (pass_now)
       1'h0:
         begin
-          \$62 [0] = e1[0];
-          \$62 [6:1] = e1[6:1];
-          \$62 [7] = e1[7];
-          \$62 [19:8] = e1[19:8];
-          \$62 [27:20] = \$44 ;
-          \$62 [36:28] = \$48 ;
+          \$63 [0] = e1[0];
+          \$63 [6:1] = e1[6:1];
+          \$63 [7] = e1[7];
+          \$63 [19:8] = e1[19:8];
+          \$63 [27:20] = \$45 ;
+          \$63 [36:28] = \$49 ;
         end
       1'h1:
         begin
-          \$62 [0] = e1[0];
-          \$62 [6:1] = e1[6:1];
-          \$62 [7] = e1[7];
-          \$62 [19:8] = e1[19:8];
-          \$62 [27:20] = value;
-          \$62 [36:28] = \$53 ;
+          \$63 [0] = e1[0];
+          \$63 [6:1] = e1[6:1];
+          \$63 [7] = e1[7];
+          \$63 [19:8] = e1[19:8];
+          \$63 [27:20] = value;
+          \$63 [36:28] = \$54 ;
         end
     endcase
     if (rst) begin
-      \$62  = 37'h0000000000;
+      \$63  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
