@@ -54,6 +54,10 @@ class HeadOutput(wiring.Component):
         grouped = copy_groups(P) > 1
         addr = copies(range(self.acc_depth), P, "addr")
         reading = copies(1, P, "reading") if grouped else []
+        # the lane within its group, a copy for each group's pick: from the one `lane`, its
+        # decode crossed the device into the groups' multiplexers (7 ns of routing at 64
+        # lanes, the longest path once the block RAMs had their output registers)
+        offsets = copies(range(LANES_PER_COPY), P, "offset") if grouped else []
         # The addressed word stays on the read port (and in acc_word a cycle later) for all
         # outputs of its group: the lane select reads the register, not the block RAM, and
         # rounding waits another cycle (Fmax).
@@ -66,7 +70,8 @@ class HeadOutput(wiring.Component):
             with m.State("IDLE"):
                 # the counters start over while idle, `start` or not: `start` (the sequencer's
                 # state decode) then steers only the state, not every counter's enable (Fmax)
-                m.d.sync += [out_idx.eq(0), lane.eq(0), *(a.eq(self.acc_base) for a in addr)]
+                m.d.sync += [out_idx.eq(0), lane.eq(0), *(o.eq(0) for o in offsets),
+                             *(a.eq(self.acc_base) for a in addr)]
                 with m.If(self.start):
                     m.d.sync += [on.eq(1) for on in reading]
                     m.next = "READ"
@@ -82,9 +87,8 @@ class HeadOutput(wiring.Component):
                 # a P-to-1 multiplexer across the device in one cycle was the 64-lane
                 # design's longest path: each lane group picks its lane, then the group
                 near = [Signal.like(word, name=f"near{g}") for g in range(len(addr))]
-                offset = lane[:LANES_PER_COPY.bit_length() - 1]   # lane % LANES_PER_COPY
                 with m.State("LATCH"):
-                    for g, pick in enumerate(near):
+                    for g, (pick, offset) in enumerate(zip(near, offsets)):
                         group = [self.acc_word[n] for n in range(g * LANES_PER_COPY,
                                                                  min(P, (g + 1) * LANES_PER_COPY))]
                         m.d.sync += pick.eq(Array(group)[offset])
@@ -106,9 +110,11 @@ class HeadOutput(wiring.Component):
                         m.d.sync += [on.eq(0) for on in reading]
                         m.next = "IDLE"
                     with m.Elif(lane == P - 1):
-                        m.d.sync += [lane.eq(0), *(a.eq(a + 1) for a in addr)]
+                        m.d.sync += [lane.eq(0), *(o.eq(0) for o in offsets),
+                                     *(a.eq(a + 1) for a in addr)]
                         m.next = "READ"
                     with m.Else():
-                        m.d.sync += lane.eq(lane + 1)
+                        # (an offset wraps with its width: lane % LANES_PER_COPY)
+                        m.d.sync += [lane.eq(lane + 1), *(o.eq(o + 1) for o in offsets)]
                         m.next = "LATCH"
         return m
