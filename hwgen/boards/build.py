@@ -140,8 +140,8 @@ def build_bitstream(design_dir, board, out_dir=None, *, baud: int = DEFAULT_BAUD
         ``bitstream`` (path), ``board``, ``clock_hz``, ``baud``, ``divisor``,
         ``fifo_bytes``, ``fmax`` and ``critical_path`` (nextpnr), ``utilization``,
         ``seconds``, ``block_ram_registers`` (on an ECP5, else None: as in
-        :func:`hwgen.synth.synthesize`'s report); also written to ``board.json`` beside the bitstream, where
-        :class:`hwgen.host.BoardClient` can read the link settings.
+        :func:`hwgen.synth.synthesize`'s report); also written to ``board.json`` beside
+        the bitstream, where :class:`hwgen.host.BoardClient` can read the link settings.
 
     Raises
     ------
