@@ -39,9 +39,14 @@ def _param(cell: dict, name: str, default: str = "") -> str:
     return str(cell.get("parameters", {}).get(name, default)).strip()
 
 
-def _width(cell: dict, side: str) -> int:
-    value = cell.get("parameters", {}).get(f"DATA_WIDTH_{side}", "0")
+def param_int(value) -> int:
+    """A Yosys JSON parameter as an integer (a binary string, or an int with
+    ``-compat-int``)."""
     return int(value, 2) if isinstance(value, str) else int(value)
+
+
+def _width(cell: dict, side: str) -> int:
+    return param_int(cell.get("parameters", {}).get(f"DATA_WIDTH_{side}", "0"))
 
 
 def _net(cell: dict, port: str):

@@ -9,7 +9,7 @@ from typing import Callable
 
 from .. import registered_product
 from ..design_folder import COPY_ATTR, SHALLOW_ATTR, build_dir
-from .block_ram_registers import absorb_in_file
+from .block_ram_registers import absorb_in_file, param_int
 from .design import Design, load_design
 from .errors import SynthError
 from .pins import SHELL_TOP, gowin_cst, pin_shell_verilog
@@ -162,11 +162,6 @@ def _dsp_enabled(target: Target) -> bool:
     return target.family == "ice40" and "-dsp" in target.synth.split()
 
 
-def _param(value) -> int:
-    """A Yosys JSON parameter (a binary string, or an int with ``-compat-int``)."""
-    return int(value, 2) if isinstance(value, str) else int(value)
-
-
 def _multipliers(netlist_path) -> list:
     """The ``$mul`` cells of a Yosys JSON netlist, widest first, with the SB_MAC16s each
     would take: ``[{module, cell, a_width, b_width, y_width, dsps}]`` (a >= b)."""
@@ -180,8 +175,8 @@ def _multipliers(netlist_path) -> list:
             if cell.get("type") != "$mul":
                 continue
             p = cell.get("parameters", {})
-            a, b = sorted((_param(p["A_WIDTH"]), _param(p["B_WIDTH"])), reverse=True)
-            y = _param(p["Y_WIDTH"])
+            a, b = sorted((param_int(p["A_WIDTH"]), param_int(p["B_WIDTH"])), reverse=True)
+            y = param_int(p["Y_WIDTH"])
             on_dsp = b >= _ICE40_DSP_MIN and y >= _ICE40_DSP_Y_MIN
             dsps = (-(-a // _ICE40_DSP_MAX)) * (-(-b // _ICE40_DSP_MAX)) if on_dsp else 0
             muls.append({"module": mod_name, "cell": cell_name, "a_width": a, "b_width": b,
