@@ -11,12 +11,13 @@
    large design is `speech_gru256` (GRU I=40 H=256 trained on the speech task, 8-bit) at 64
    lanes on the ECP5-85F, dense (cycle model) and as a delta network with thresholds chosen
    within 1 point on the valid voices (cycles: the mean over the test voices' steps of
-   `cycles.delta_step_cycles`, equal to simulation; bench/speech_big.py). Published figures
-   are printed as published.
+   `cycles.delta_step_cycles`, equal to simulation; bench/speech_big.py), and dense at 128
+   lanes with 4-bit weights (two lanes a multiplier). Published figures are printed as
+   published.
 
     python bench/throughput.py            # sweep, table from stored synthesis results
     python bench/throughput.py --synth    # also re-run synthesis of the bundled designs
-    python bench/throughput.py --big      # and/or of the two 64-lane designs (router2, ~1 h)
+    python bench/throughput.py --big      # and/or of the big designs (router2, hours)
 """
 from __future__ import annotations
 
@@ -45,9 +46,13 @@ SEEDS = (1, 2, 3, 4)  # placement seeds: Fmax is the best of them
 # speech_gru256 (GRU I=40 H=256) at 64 lanes, dense and delta: synthesized with --big, one
 # seed and nextpnr's router2 (router1 had not routed 32 lanes in 40 minutes)
 BIG_LANES = 64
+# and dense at 128 lanes with 4-bit weights (within a point of float on the speech task, as
+# 8-bit): two lanes share a multiplier (`mac_array.pairs_products`), 74 MULT18X18D, not 138
 BIG_ROWS = [("speech_gru256_p64", BIG_LANES, "ecp5-85f"),
-            ("speech_gru256_p64_delta", BIG_LANES, "ecp5-85f")]
+            ("speech_gru256_p64_delta", BIG_LANES, "ecp5-85f"),
+            ("speech_gru256_w4_p128", 128, "ecp5-85f")]
 BIG_NAMES = {name for name, _, _ in BIG_ROWS}
+BIG_WEIGHT_BITS = {"speech_gru256_w4_p128": 4}   # the others: speech_big.CONFIG's 8
 
 PUBLISHED = [  # as published; not measured here
     ("EdgeDRNN (Gao et al. 2020)", "Zynq-7007S", "8 PEs, 2-layer GRU, 5 M params",
@@ -109,11 +114,18 @@ def design_folder(name: str, lanes: int, work: Path, figures: dict | None) -> Pa
     if name not in BIG_NAMES:
         return ROOT / "rtl_out" / name
     from hwgen import flow
-    from speech_big import CONFIG, MODEL
-    task = flow.load_task(MODEL)
-    qm = flow.quantize(task, CONFIG)
+    task, qm = big_model(name)
     delta = figures["thresholds"] if name.endswith("_delta") else None
     return flow.generate_design(task, qm, work / name, lanes, delta=delta, sequences=4)
+
+
+def big_model(name: str):
+    """(task, quantized model) of a big row: speech_gru256, its weights at the row's width."""
+    from hwgen import flow
+    from speech_big import CONFIG, MODEL
+    task = flow.load_task(MODEL)
+    bits = BIG_WEIGHT_BITS.get(name, CONFIG.weight_bits)
+    return task, flow.quantize(task, QuantConfig(weight_bits=bits, act_bits=CONFIG.act_bits))
 
 
 def synth_result(name: str, lanes: int, target: str, work: Path, run: bool,
@@ -162,6 +174,10 @@ def design_cycles(name: str, lanes: int, figures: dict | None) -> tuple[float, i
         if name.endswith("_delta"):   # the mean over the test steps; every column firing
             return (figures["delta_cycles_per_step"], figures["macs_per_step"],
                     figures["delta_cycles_all_fire"])
+        if lanes != figures["lanes"]:
+            _, qm = big_model(name)
+            model = cycle_model(make_plan(qm, lanes), qm.input_size, qm.head_mode)
+            return model["per_step"], model["macs_per_step"], model["per_step"]
         return (figures["dense_cycles_per_step"], figures["macs_per_step"],
                 figures["dense_cycles_per_step"])
     model = json.loads((ROOT / "rtl_out" / name / "manifest.json").read_text())["cycles"]
@@ -172,7 +188,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synth", action="store_true", help="re-run synthesis for the table")
     ap.add_argument("--big", action="store_true",
-                    help="re-run synthesis of the two 64-lane designs (router2, about an hour)")
+                    help="re-run synthesis of the big designs (router2, hours)")
     args = ap.parse_args()
 
     sweep = utilization_sweep()

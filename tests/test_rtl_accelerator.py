@@ -165,6 +165,31 @@ def test_narrow_weights_on_shared_multipliers_bit_exact(cell, layers, lanes, the
     assert np.array_equal(got, run_int(qm, xq, delta=delta))
 
 
+def test_narrow_weights_on_a_wide_array_bit_exact_with_the_modelled_cycles(rng):
+    """4-bit weights at 128 lanes over two row groups (the second partial), as the widest
+    design of the throughput table: lane pairs share a multiplier within copy groups of 8
+    lanes, pairs whose packed operand wraps included; in the modelled cycles."""
+    from hwgen.rtl.cycles import cycle_model
+    from hwgen.rtl.mac_array import pairs_products
+    ir = from_torch(make_model("gru", input_size=5, hidden=45, out=3))
+    x = rng.uniform(-1.5, 1.5, (2, 3, 5))
+    qm = quantize_model(ir, x, QuantConfig(weight_bits=4, act_bits=8))
+    # pairs whose packed operand wraps (w_hi = -8, w_lo < 0), in both row groups and in
+    # two copy groups: rows 0, 1 (r, both sides), 128, 129 (n_x: x only), 136, 137 (n_h:
+    # h only; lanes 8, 9)
+    layer = qm.layers[0]
+    layer.w_x[:2, 0], layer.w_h[:2, 0] = [-3, -8], [-8, -8]
+    layer.w_x[128:130, 0], layer.w_h[136:138, 0] = [-8, -8], [-1, -8]
+    xq = qm.quantize_inputs(x)
+    acc = Accelerator(qm, 128)
+    assert pairs_products(acc.plan.weight_width, acc.plan.value_width + 1)
+    got, _ = run_accelerator(acc, xq, "last", 3, 0.2, 0.2)
+    assert np.array_equal(got, run_int(qm, xq))
+    _, c2 = run_accelerator(acc, xq[:1, :2], "last", 3)
+    _, c3 = run_accelerator(acc, xq[:1, :3], "last", 3)
+    assert c3 - c2 == cycle_model(acc.plan, 5)["per_step"]
+
+
 @pytest.mark.parametrize("inputs,hidden,lanes", [(16, 64, 32), (40, 96, 64), (12, 40, 128)])
 def test_overlapping_design_takes_the_fewest_units_that_hide_activate(inputs, hidden, lanes,
                                                                      rng):
