@@ -174,7 +174,7 @@ def design_cycles(name: str, lanes: int, figures: dict | None) -> tuple[float, i
         if name.endswith("_delta"):   # the mean over the test steps; every column firing
             return (figures["delta_cycles_per_step"], figures["macs_per_step"],
                     figures["delta_cycles_all_fire"])
-        if lanes != figures["lanes"]:
+        if name in BIG_WEIGHT_BITS or lanes != figures["lanes"]:   # not speech_big's design
             _, qm = big_model(name)
             model = cycle_model(make_plan(qm, lanes), qm.input_size, qm.head_mode)
             return model["per_step"], model["macs_per_step"], model["per_step"]

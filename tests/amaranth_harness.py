@@ -74,3 +74,11 @@ def run_accelerator(dut, inputs: np.ndarray, head_mode: str, out_size: int,
     out = np.array(got, dtype=np.int64)
     shape = (n, t_len, out_size) if head_mode == "every" else (n, out_size)
     return out.reshape(shape), cycles[0]
+
+
+def step_cycles(dut, sequence: np.ndarray, head_mode: str, out_size: int) -> int:
+    """Cycles one more step costs, measured: a (1, 3, I) sequence against its first two
+    steps, both without stalls (what the cycle model's per-step figure must equal)."""
+    _, two = run_accelerator(dut, sequence[:, :2], head_mode, out_size)
+    _, three = run_accelerator(dut, sequence[:, :3], head_mode, out_size)
+    return three - two

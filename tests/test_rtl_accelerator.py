@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from amaranth_harness import run_accelerator
+from amaranth_harness import run_accelerator, step_cycles
 from conftest import make_model
 from hwgen.frontend import from_torch
 from hwgen.quant import QuantConfig, quantize_model
@@ -71,9 +71,7 @@ def test_wide_arrays_bit_exact_with_the_modelled_cycles(cell, hidden, lanes, uni
     assert units is None or acc.plan.units == units
     got, _ = run_accelerator(acc, xq, "last", 3, 0.2, 0.2)
     assert np.array_equal(got, run_int(qm, xq))
-    _, c2 = run_accelerator(acc, xq[:1, :2], "last", 3)
-    _, c3 = run_accelerator(acc, xq[:1, :3], "last", 3)
-    assert c3 - c2 == cycle_model(acc.plan, 5)["per_step"]
+    assert step_cycles(acc, xq[:1], "last", 3) == cycle_model(acc.plan, 5)["per_step"]
 
 
 @pytest.mark.parametrize("cell,layers,head_mode,lanes,theta", [
@@ -104,9 +102,7 @@ def test_cycle_model_matches_simulation(cell, layers, head_mode, lanes, rng):
     acc = Accelerator(qm, lanes)
     model = cycle_model(acc.plan, 5)
     per_step = model["per_step"] + (model["head"] if head_mode == "every" else 0)
-    _, c2 = run_accelerator(acc, xq[:, :2], head_mode, 3)
-    _, c3 = run_accelerator(acc, xq[:, :3], head_mode, 3)
-    assert c3 - c2 == per_step
+    assert step_cycles(acc, xq, head_mode, 3) == per_step
 
 
 @pytest.mark.parametrize("cell,layers,head_mode,lanes,units,delta", [
@@ -130,9 +126,7 @@ def test_element_wise_units_bit_exact_with_the_modelled_cycles(cell, layers, hea
     if delta is None:
         model = cycle_model(acc.plan, 5)
         per_step = model["per_step"] + (model["head"] if head_mode == "every" else 0)
-        _, c2 = run_accelerator(acc, xq[:1, :2], head_mode, 3)
-        _, c3 = run_accelerator(acc, xq[:1, :3], head_mode, 3)
-        assert c3 - c2 == per_step
+        assert step_cycles(acc, xq[:1], head_mode, 3) == per_step
         # ACTIVATE issues E elements a cycle: fewer cycles than one unit
         assert model["per_step"] < cycle_model(make_plan(qm, lanes, units=1), 5)["per_step"]
 
@@ -185,9 +179,7 @@ def test_narrow_weights_on_a_wide_array_bit_exact_with_the_modelled_cycles(rng):
     assert pairs_products(acc.plan.weight_width, acc.plan.value_width + 1)
     got, _ = run_accelerator(acc, xq, "last", 3, 0.2, 0.2)
     assert np.array_equal(got, run_int(qm, xq))
-    _, c2 = run_accelerator(acc, xq[:1, :2], "last", 3)
-    _, c3 = run_accelerator(acc, xq[:1, :3], "last", 3)
-    assert c3 - c2 == cycle_model(acc.plan, 5)["per_step"]
+    assert step_cycles(acc, xq[:1], "last", 3) == cycle_model(acc.plan, 5)["per_step"]
 
 
 @pytest.mark.parametrize("inputs,hidden,lanes", [(16, 64, 32), (40, 96, 64), (12, 40, 128)])
