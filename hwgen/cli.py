@@ -295,7 +295,8 @@ def cmd_simulate(args) -> int:
 
 def cmd_synth(args) -> int:
     from .synth.cli_support import synth_command
-    fits = synth_command(args.design, args.target, args.freq, args.seeds, args.router)
+    fits = synth_command(args.design, args.target, args.freq, args.seeds, args.router,
+                         args.placer)
     return EXIT_OK if fits else EXIT_FAIL
 
 
@@ -438,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write a waveform of the run (a build with trace support, beside the other)")
     sp.set_defaults(func=cmd_simulate)
 
-    from .synth.flow import ROUTERS
+    from .synth.flow import PLACERS, ROUTERS
     from .synth.targets import TARGETS
     sp = sub.add_parser("synth", help="Yosys + nextpnr: resources, Fmax, throughput")
     sp.add_argument("design", help="a design folder, e.g. rtl_out/digits_lstm_p2")
@@ -453,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--router", choices=[r for r in ROUTERS if r],
                     help="nextpnr's router (default: nextpnr's, router1 on iCE40 and ECP5); "
                          "router2 routes large designs far sooner")
+    sp.add_argument("--placer", choices=[p for p in PLACERS if p],
+                    help="nextpnr's placer (default: nextpnr's, heap); static places the "
+                         "largest designs sooner and tighter")
     sp.set_defaults(func=cmd_synth)
 
     sp = sub.add_parser("build", help="bitstream for a board (UART host link)")

@@ -127,6 +127,18 @@ def test_seed_sweep_keeps_the_fastest_placement(standin, tmp_path):
     assert f"kept seed {report['seed']}" in (tmp_path / "report.txt").read_text()
 
 
+def test_static_placer_is_asked_for_and_reported(standin, tmp_path):
+    report = synthesize(standin, "ecp5-85f", out_dir=tmp_path, progress=None,
+                        router="router2", placer="static")
+    _check_placed(report, "ecp5-85f")
+    assert report["placer"] == "static" and report["router"] == "router2"
+    log = (tmp_path / "nextpnr.log").read_text()
+    assert "Running Static placer" in log and "Running router2" in log
+    assert "placer: static" in (tmp_path / "report.txt").read_text()
+    with pytest.raises(ValueError, match="placer must be one of heap, static, not 'sa2'"):
+        synthesize(standin, "ecp5-85f", out_dir=tmp_path / "sa2", placer="sa2")
+
+
 def test_gowin_place_and_route(standin, tmp_path):
     _check_placed(synthesize(standin, "gowin", out_dir=tmp_path, progress=None), "gowin")
 

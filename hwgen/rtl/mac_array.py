@@ -30,11 +30,11 @@ this step's ACTIVATE): `acc_word` holds the word read at `read_addr` two edges e
 
 Above `fanout.LANES_PER_COPY` lanes the registers that steer every lane (the base pick, its
 forward flag, the alignment shift) and the multipliers' common operand (the delta) are
-copied per group of lanes (the base pick decided a stage early, per group, then copied per
-`PICK_LANES`), and the bias and accumulator memories are slices of a group
-each (the accumulators of `ACC_SLICE_LANES`, each read and written at its own copies of the
-addresses and write enable), addressed by copies of the stage registers: no one control net
-reaches every lane (`hwgen.rtl.fanout`).
+copied per group of lanes (the base pick decided two stages early into one register, then
+copied per group, then per `PICK_LANES`), and the bias and accumulator memories are slices
+of a group each (the accumulators of `ACC_SLICE_LANES`, each read and written at its own
+copies of the addresses and write enable), addressed by copies of the stage registers: no
+one control net reaches every lane (`hwgen.rtl.fanout`).
 
 Narrow weights share a multiplier two lanes at a time (`pairs_products`). Every lane
 multiplies the same delta d, so one product of the packed operand w_hi * 2^s + w_lo holds
@@ -316,17 +316,23 @@ class MacArray(wiring.Component):
             # s2 decides its pick among the updates ahead of it
             deciding, ahead, decided, pick_lanes = s2, (s3, s4, last, last2), picks, P
         else:
-            # s1c decides (the pipeline never stalls: the updates a stage ahead of s1c are
-            # those ahead of s2 a cycle later) into a copy per lane group, and each
-            # `PICK_LANES` lanes take their own copy of it as s2 would have decided: the
-            # decode of one copy for 8 lanes' base multiplexers was the longest path
+            # s1b decides (the pipeline never stalls: the updates a stage ahead of s1b are
+            # those ahead of s2 two cycles later) into one register, copied a cycle later
+            # per lane group (`next_pick`), and each `PICK_LANES` lanes take their own copy
+            # of that as s2 would have decided. The decision's compares straight into the
+            # group copies spread over the array were the longest path at 128 lanes, and
+            # the decode of one copy for 8 lanes' base multiplexers before that
             assert delayed and two_edge_product
-            decided, pick_lanes = copies(range(n_picks), P, "next_pick"), PICK_LANES
+            decision = Signal(range(n_picks), name="pick_decision")
+            decided, pick_lanes = [decision], PICK_LANES
+            next_picks = copies(range(n_picks), P, "next_pick")
+            m.d.sync += [c.eq(decision) for c in next_picks]
             picks = copies(range(n_picks), P, "pick", per=PICK_LANES)
             fwd1s = copies(1, P, "fwd1", per=PICK_LANES)
-            m.d.sync += [pick.eq(decided[group_of(i * PICK_LANES)])
+            m.d.sync += [pick.eq(next_picks[group_of(i * PICK_LANES)])
                          for i, pick in enumerate(picks)]
-            deciding, ahead = s1c.issue, (s2, s3, s4, last)
+            in_s1c = SimpleNamespace(valid=s1c.valid, acc_addr=s1c.issue.acc_addr)
+            deciding, ahead = s1b.issue, (in_s1c, s2, s3, s4)
             aligns = copies(range(len(self.shifts)), P, "align")
             m.d.sync += [a.eq(s1c.issue.shift) for a in aligns]
         # the sums made in s4: written now, or registered (`last_sum`) and written next cycle

@@ -30,7 +30,7 @@ def target_names(target) -> list[str]:
 
 
 def synth_command(design_dir, target, freq: float | None = None, seeds=(1,),
-                  router: str | None = None) -> bool:
+                  router: str | None = None, placer: str | None = None) -> bool:
     """Synthesize ``design_dir`` for ``target`` and print the table.
 
     Parameters
@@ -40,6 +40,7 @@ def synth_command(design_dir, target, freq: float | None = None, seeds=(1,),
     freq : the clock aim in MHz (nextpnr ``--freq``); each target's default if None.
     seeds : nextpnr placement seeds (the fastest is kept, every one's Fmax printed).
     router : nextpnr's router (``"router2"`` for large designs); its default if None.
+    placer : nextpnr's placer (``"static"`` for the largest designs); its default if None.
 
     Returns
     -------
@@ -62,7 +63,7 @@ def synth_command(design_dir, target, freq: float | None = None, seeds=(1,),
         print(f"{name}:", flush=True)
         try:
             report = synthesize(design_dir, name, freq, progress=print_progress, seeds=seeds,
-                                router=router)
+                                router=router, placer=placer)
         except SynthError as exc:
             if len(names) == 1:
                 raise

@@ -57,6 +57,10 @@ def _stage(progress, seconds: dict, stage: str, fn):
 
 #: nextpnr's routers (None: its default, router1).
 ROUTERS = (None, "router1", "router2")
+#: nextpnr's placers (None: its default, heap). The analytic "static" placer placed GRU
+#: I=40 H=256 at 128 lanes on the ECP5-85F in 10 minutes at 0.33 M wirelength, where heap
+#: took 37 for 0.54 M that router2 could not route.
+PLACERS = (None, "heap", "static")
 #: A primary clock input of the ECP5s' CABGA381 package (PCLKT6_0; the ULX3S's 25 MHz clock).
 ECP5_CLOCK_PIN = "G2"
 
@@ -320,17 +324,19 @@ def _gowin_family(target: Target) -> str:
 
 
 def _run_pnr(target: Target, top: str, freq: float, out: Path, seed: int, tag: str = "",
-             router: str | None = None):
+             router: str | None = None, placer: str | None = None):
     """Place and route; ``(report, None)``, or ``(None, (overflowing BEL type, its demand))``.
 
     ``tag`` goes into the names of the files nextpnr writes (one set per seed); ``router``
-    is nextpnr's router, its default if None."""
+    and ``placer`` are nextpnr's, its defaults if None."""
     flag, routed = _PNR_OUTPUT[target.family]
     argv = [tool_path(*target.pnr), *target.pnr_args, "--json", "netlist.json",
             "--report", _tagged("report_pnr.json", tag), "--freq", f"{freq:g}",
             "--timing-allow-fail", "--seed", str(seed), flag, _tagged(routed, tag)]
     if router is not None:
         argv += ["--router", router]
+    if placer is not None:
+        argv += ["--placer", placer]
     if target.family == "ecp5" and router == "router2":
         # router2 takes a clock to the global network only from a clock pin (from another it
         # failed: "Failed to route arc 0.0 of net 'clk$TRELLIS_IO_IN'"); router1 goes
@@ -363,7 +369,8 @@ def _tagged(name: str, tag: str) -> str:
 
 
 def _place_and_route(tgt: Target, top: str, freq: float, out: Path, seeds, progress,
-                     seconds, router=None) -> tuple[dict | None, tuple | None, int | None, dict]:
+                     seconds, router=None,
+                     placer=None) -> tuple[dict | None, tuple | None, int | None, dict]:
     """nextpnr once per seed; the fastest seed's files keep the plain names.
 
     Returns ``(report, (overflowing BEL, demand) or None, kept seed, {seed: Fmax MHz})``;
@@ -375,7 +382,8 @@ def _place_and_route(tgt: Target, top: str, freq: float, out: Path, seeds, progr
     for seed in seeds:
         stage = "nextpnr" + (f"-{tags[seed]}" if tags[seed] else "")
         pnr, no_room = _stage(progress, seconds, stage,
-                              lambda: _run_pnr(tgt, top, freq, out, seed, tags[seed], router))
+                              lambda: _run_pnr(tgt, top, freq, out, seed, tags[seed], router,
+                                                               placer))
         if pnr is None:
             return None, no_room, None, {}  # it does not fit: no seed will change that
         by_seed[seed] = _achieved(pnr)
@@ -431,7 +439,8 @@ def _overflow(target: Target, resources: dict, no_room: tuple | None) -> list:
 
 def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
                progress: Progress | None = print_progress, *, steps: int | None = None,
-               pack: bool = True, seeds=(1,), router: str | None = None) -> dict:
+               pack: bool = True, seeds=(1,), router: str | None = None,
+               placer: str | None = None) -> dict:
     """Synthesize, place and route a design folder for one target; return the report.
 
     Parameters
@@ -451,6 +460,9 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     router : nextpnr's router, ``"router1"`` (its default, with None) or ``"router2"``
         (which routed GRU I=40 H=256 at 64 lanes on the ECP5-85F in minutes, where router1
         had not finished 32 lanes in 40).
+    placer : nextpnr's placer, ``"heap"`` (its default, with None) or ``"static"`` (which
+        placed GRU I=40 H=256 at 128 lanes on the ECP5-85F for router2 to route, in a
+        quarter of heap's time).
 
     Returns
     -------
@@ -468,8 +480,8 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
             achieved Fmax (the slowest clock) and per clock, from nextpnr's report.
         ``seed``, ``fmax_by_seed``
             the seed kept, and the Fmax of every seed tried.
-        ``router``
-            the nextpnr router asked for (None: nextpnr's default).
+        ``router``, ``placer``
+            the nextpnr router and placer asked for (None: nextpnr's defaults).
         ``critical_path``, ``critical_paths``
             endpoints, total, logic and routing delay (ns) and logic levels per path.
         ``performance``
@@ -508,6 +520,9 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     if router not in ROUTERS:
         raise ValueError(f"the router must be one of {', '.join(r for r in ROUTERS if r)}, "
                          f"not {router!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"the placer must be one of {', '.join(p for p in PLACERS if p)}, "
+                         f"not {placer!r}")
     design = load_design(design_dir)
     tgt = get_target(target)
     freq = float(tgt.default_freq_mhz if freq_mhz is None else freq_mhz)
@@ -539,7 +554,8 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     pnr, no_room, seed, fmax_by_seed = (None, None, None, {})
     if tgt.pnr is not None:
         pnr, no_room, seed, fmax_by_seed = _place_and_route(tgt, top, freq, out, seeds,
-                                                            progress, seconds, router)
+                                                            progress, seconds, router,
+                                                            placer)
     resources, other = _resources(tgt, counts, pnr)
     # A placed design fits, whatever the Yosys-side counts say (nextpnr packs them).
     overflow = [] if pnr is not None else _overflow(tgt, resources, no_room)
@@ -563,7 +579,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         "note": tgt.note, "synth_command": tgt.synth, "dsp_mapping": dsp_mapping,
         "memory_mapping": memory_mapping, "block_ram_registers": bram_registers,
         "place_and_route": tgt.pnr[1] if tgt.pnr else None,
-        "router": router if tgt.pnr else None,
+        "router": router if tgt.pnr else None, "placer": placer if tgt.pnr else None,
         "freq_constraint_mhz": freq if tgt.pnr else None,
         "resources": resources, "cells": counts, "other_cells": other,
         "pnr_utilization": (pnr or {}).get("utilization"),

@@ -53,6 +53,8 @@ def format_table(report: dict) -> str:
                      f"{report['freq_constraint_mhz']:g} MHz, {met})")
         if report.get("router"):
             lines.append(f"  router: {report['router']}")
+        if report.get("placer"):
+            lines.append(f"  placer: {report['placer']}")
         by_seed = report.get("fmax_by_seed") or {}
         if len(by_seed) > 1:
             spread = ", ".join(f"{seed}: {f:.1f}" for seed, f in by_seed.items())
