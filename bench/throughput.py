@@ -53,6 +53,8 @@ BIG_ROWS = [("speech_gru256_p64", BIG_LANES, "ecp5-85f"),
             ("speech_gru256_w4_p128", 128, "ecp5-85f")]
 BIG_NAMES = {name for name, _, _ in BIG_ROWS}
 BIG_WEIGHT_BITS = {"speech_gru256_w4_p128": 4}   # the others: speech_big.CONFIG's 8
+# nextpnr's static placer for the 128-lane row (heap's placement of it did not route)
+BIG_PLACERS = {"speech_gru256_w4_p128": "static"}
 
 PUBLISHED = [  # as published; not measured here
     ("EdgeDRNN (Gao et al. 2020)", "Zynq-7007S", "8 PEs, 2-layer GRU, 5 M params",
@@ -139,12 +141,13 @@ def synth_result(name: str, lanes: int, target: str, work: Path, run: bool,
         big = name in BIG_NAMES
         report = synthesize(folder, target, out_dir=work / f"synth_{name}_{target}",
                             progress=print_progress if big else None, pack=False,
-                            seeds=(1,) if big else SEEDS, router="router2" if big else None)
+                            seeds=(1,) if big else SEEDS, router="router2" if big else None,
+                            placer=BIG_PLACERS.get(name))
         # read again: another run may have stored its design meanwhile
         stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         stored[key] = {"lanes": lanes, "fits": report["fits"], "fmax_mhz": report["fmax_mhz"],
                        "fmax_by_seed": report.get("fmax_by_seed"), "commit": head_commit(),
-                       "router": report.get("router"),
+                       "router": report.get("router"), "placer": report.get("placer"),
                        "memory_mapping": (report.get("memory_mapping") or {}).get("strategy"),
                        "critical_path": report.get("critical_path"),
                        "resources": {k: v.get("used") for k, v in report["resources"].items()}}

@@ -19,10 +19,10 @@ wider clock enable was the UP5K's longest path (49.8 -> 47.4 MHz on the default 
 
 Above `fanout.LANES_PER_COPY` lanes (and wherever the banks shift) the banks' clock enables
 reach thousands of gate registers (P = 64: 3 x 64 x 23 a bank), so they come from registers
-copied per group of lanes (`hwgen.rtl.fanout`): a gate word's capture is a register set from
-its read (it is captured `GATHER_CAPTURE` edges later, always), and the bank flags the shift
-needs have a copy per lane group. A few picking lanes decode the capture from the gather
-state, as before. There too the issue engine's decision that a beat ends its row group
+copied per group of lanes (`hwgen.rtl.fanout`; `BANK_LANES_PER_COPY`): a gate word's capture
+is a register set from its read (it is captured `GATHER_CAPTURE` edges later, always), and
+the bank flags the shift needs have a copy per lane group. A few picking lanes decode the
+capture from the gather state, as before. There too the issue engine's decision that a beat ends its row group
 (which clears a bank flag and all its copies) is a register, `last_beat`, set a beat ahead:
 the element count's compare behind it was the 64-lane design's longest path (the count ->
 its compare -> the bank flags, 59 columns away).
@@ -39,6 +39,10 @@ from .fanout import copied, copies, copy_groups, group_of
 
 #: Beats a bank holds (P/E) up to which the issue engine picks its lane from both banks.
 PICK_LANES_UP_TO = 8
+#: Lanes whose gate registers one copy of a bank's enables (capture, full, shift) steers:
+#: each copy's enable reaches those lanes' gate words (4 lanes x 4 gates x ~20 bits), and
+#: at 8 lanes a copy that net was the 128-lane design's longest path (8.9 ns of routing).
+BANK_LANES_PER_COPY = 4
 
 
 def shifts_banks(lanes: int, units: int) -> bool:
@@ -213,9 +217,11 @@ class ActivateEngine(wiring.Component):
             m.d.comb += [self.acc_addr[g].eq(Mux(on, addr, 0))
                          for g, (on, addr) in enumerate(zip(reading, rd_addr))]
         # the shifting banks' flags again, a copy per lane group (module docstring)
-        full_copies = [copies(1, P, f"bank{b}_full") for b in range(2)] if self.shifting else []
+        full_copies = ([copies(1, P, f"bank{b}_full", per=BANK_LANES_PER_COPY) for b in range(2)]
+                       if self.shifting else [])
         self._full_copies = [Array(pair) for pair in zip(*full_copies)]
-        self._i_bank_copies = copies(1, P, "i_bank") if self.shifting else []
+        self._i_bank_copies = (copies(1, P, "i_bank", per=BANK_LANES_PER_COPY)
+                               if self.shifting else [])
         with m.If(self.start):
             m.d.sync += [layer.eq(self.sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
                          early.eq(0), g_grp.eq(0), g_bank.eq(0), *self._set_i_bank(i_bank, 0),
@@ -269,17 +275,18 @@ class ActivateEngine(wiring.Component):
             # a full bank is issued exactly when it is `i_bank` (while running; no bank is
             # full otherwise): the enable waits on two registers, not on the issue test
             shifts = [Signal(name=f"bank{b}_shift_c{g}")
-                      for g in range(copy_groups(P) if self.shifting else 0)]
+                      for g in range(copy_groups(P, BANK_LANES_PER_COPY) if self.shifting else 0)]
             m.d.comb += [shift.eq(full[b] & (i_bank == b)) for shift, full, i_bank
                          in zip(shifts, self._full_copies, self._i_bank_copies)]
             for q, word in enumerate(bank):
-                captures = copies(1, P, f"capture{b}_{q}")
+                captures = copies(1, P, f"capture{b}_{q}", per=BANK_LANES_PER_COPY)
                 m.d.sync += [c.eq(valid & (gate == q) & (bank_of == b)) for c in captures]
                 for n in range(P):
-                    with m.If(captures[group_of(n)]):
+                    group = group_of(n, BANK_LANES_PER_COPY)
+                    with m.If(captures[group]):
                         m.d.sync += word[n].eq(self.acc_word[n])
                     if self.shifting and n + E < P:
-                        with m.Elif(shifts[group_of(n)]):
+                        with m.Elif(shifts[group]):
                             m.d.sync += word[n].eq(word[n + E])
 
     def _ends_group(self, lay, lane, elem):
