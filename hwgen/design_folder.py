@@ -151,6 +151,13 @@ def load_manifest(folder) -> dict:
     return manifest
 
 
+def step_cycles(cycles: dict):
+    """Cycles from one step to the next as the design runs them, from a manifest's
+    ``cycles``: ``model_per_step`` (the head's cycles included where it runs on every step),
+    else the contract's ``per_step``; None if it gives neither."""
+    return cycles.get("model_per_step", cycles.get("per_step"))
+
+
 def build_root(folder) -> Path:
     """Return ``<folder>.build``, beside the design folder: where its build products go."""
     folder = Path(folder)

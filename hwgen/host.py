@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from .design_folder import step_cycles
 from .interface import input_payload, output_payload, token_payload
 
 
@@ -174,7 +175,7 @@ class BoardClient:
     def _step_seconds(self) -> float | None:
         """The time the board may need per step, or None when not pacing."""
         clock_hz = self.board.get("clock_hz")
-        per_step = (self.manifest.get("cycles") or {}).get("per_step")
+        per_step = step_cycles(self.manifest.get("cycles") or {})
         if not clock_hz or not per_step:
             return None
         byte_s = 10 / self.baud

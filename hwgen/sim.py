@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .design_folder import build_dir as default_build_dir, load_manifest
+from .design_folder import build_dir as default_build_dir, load_manifest, step_cycles
 
 SIM_DIR = Path(__file__).resolve().parent / "testbench"
 TEST_MODULE = "test_accelerator"
@@ -260,11 +260,6 @@ def _run(runner, simulator, design_dir, top, build_dir, test_dir, env, options, 
     return result
 
 
-def _model_per_step(cycles: dict):
-    """The manifest's cycle model per step (``model_per_step``, or ``per_step``)."""
-    return cycles.get("model_per_step", cycles.get("per_step"))
-
-
 def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float = 0.3,
              max_sequences: int | None = None, waves: bool = False, build_dir=None,
              simulator: str = "verilator") -> SimResult:
@@ -363,7 +358,7 @@ def simulate(design_dir, seed: int = 0, stall_in: float = 0.3, stall_out: float 
         cycles_per_step_min=timing.get("min"), cycles_per_step_max=timing.get("max"),
         step_interval=(raw.get("step_interval") or {}).get("mean"),
         sequence_interval=(raw.get("sequence_interval") or {}).get("mean"),
-        ideal_per_step=ideal, model_per_step=_model_per_step(cycles),
+        ideal_per_step=ideal, model_per_step=step_cycles(cycles),
         utilization=(ideal * raw["steps"] / period
                      if ideal and (period := (raw.get("sequence_interval") or {}).get("mean"))
                      else None),

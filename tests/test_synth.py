@@ -12,13 +12,16 @@ import pytest
 
 from hwgen.boards import build_bitstream
 from hwgen.boards.build import _out_of_dsps
-from hwgen.design_folder import build_dir, seal
+from hwgen.design_folder import build_dir, load_manifest, seal
 from hwgen.rtl.rom import BankedROM
 from hwgen.synth import DesignFolderError, SynthError, get_target, synthesize
 from hwgen.synth.cli_support import synth_command
 from hwgen.synth.design import Design
 from hwgen.synth.flow import _device_source, _run_yosys
+from hwgen.synth.reports import performance
 from standin_design import write_standin
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -481,3 +484,19 @@ def test_registered_products_use_the_device_multipliers_registers(tmp_path, targ
     else:
         assert sources == list(design.verilog)
         assert counts.get("SB_MAC16", 0) >= 1
+
+
+def test_performance_counts_a_head_that_runs_on_every_step():
+    # the char LM's head runs on every step: a step lasts its layers' cycles and the head's
+    manifest = load_manifest(ROOT / "rtl_out" / "charlm_gru2_p8")
+    cycles = manifest["cycles"]
+    assert manifest["head_mode"] == "every" and cycles["per_sequence_overhead"] == 0
+    perf = performance(manifest, 100.0, 10)
+    assert perf["per_step"] == cycles["per_step"] + cycles["head"] == cycles["model_per_step"]
+    assert perf["latency_per_step_us"] == (cycles["per_step"] + cycles["head"]) / 100.0
+    # a head on the last step only: once per sequence
+    last = load_manifest(ROOT / "rtl_out" / "digits_lstm_p2")
+    perf = performance(last, 100.0, 10)
+    assert perf["per_step"] == last["cycles"]["per_step"]
+    assert perf["cycles_per_sequence"] == (10 * last["cycles"]["per_step"]
+                                           + last["cycles"]["per_sequence_overhead"])

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 
+from ..design_folder import step_cycles
 from .cache import Cache
 
 #: Seconds a synthesis (all seeds) may take before it is killed and recorded as a timeout.
@@ -72,7 +73,7 @@ def design_stage(quant: dict, task, qconfig: dict, lanes: int, out_dir) -> dict:
     path = flow.generate_design(task, qm, out_dir, lanes, delta=delta,
                                 sequences=min(DESIGN_SEQUENCES, len(task.x_test)))
     manifest = json.loads((Path(path) / "manifest.json").read_text())
-    return {"path": str(path), "cycles_per_step": manifest["cycles"]["per_step"]}
+    return {"path": str(path), "cycles_per_step": step_cycles(manifest["cycles"])}
 
 
 def synth_stage(design: dict, target: str, seeds, out_dir, timeout=SYNTH_TIMEOUT) -> dict:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 import re
 
+from ..design_folder import step_cycles
 from .errors import SynthError
 
 _NO_BELS = re.compile(r"no BELs remaining to implement cell type '([^']+)'"
@@ -97,14 +98,15 @@ def bel_demand(log_text: str, bel: str) -> int | None:
 def cycle_figures(manifest: dict) -> dict:
     """Cycles per step and per-sequence overhead from the manifest's ``cycles``.
 
-    The contract's keys are ``per_step`` and ``per_sequence_overhead``. A manifest of the
-    accelerator generator that gives a ``head`` cost instead counts it once per sequence
+    The contract's keys are ``per_step`` and ``per_sequence_overhead``; a step's cycles
+    are `design_folder.step_cycles` (with a head on every step, its cycles included). A
+    manifest that gives a ``head`` cost instead of the overhead counts it once per sequence
     (head on the last step) or once per step (``head_mode == "every"``).
     """
     cycles = manifest.get("cycles") or {}
     if "per_step" not in cycles:
         return {}
-    per_step = float(cycles["per_step"])
+    per_step = float(step_cycles(cycles))
     overhead = cycles.get("per_sequence_overhead")
     source = "manifest"
     if overhead is None:
