@@ -22,10 +22,10 @@ reach thousands of gate registers (P = 64: 3 x 64 x 23 a bank), so they come fro
 copied per group of lanes (`hwgen.rtl.fanout`; `BANK_LANES_PER_COPY`): a gate word's capture
 is a register set from its read (it is captured `GATHER_CAPTURE` edges later, always), and
 the bank flags the shift needs have a copy per lane group. A few picking lanes decode the
-capture from the gather state, as before. There too the issue engine's decision that a beat ends its row group
-(which clears a bank flag and all its copies) is a register, `last_beat`, set a beat ahead:
-the element count's compare behind it was the 64-lane design's longest path (the count ->
-its compare -> the bank flags, 59 columns away).
+capture from the gather state, as before. There too the issue engine's decision that a beat
+ends its row group (which clears a bank flag and all its copies) is a register,
+`last_beat`, set a beat ahead: the element count's compare behind it was the 64-lane
+design's longest path (the count -> its compare -> the bank flags, 59 columns away).
 """
 from __future__ import annotations
 
