@@ -382,8 +382,8 @@ def _place_and_route(tgt: Target, top: str, freq: float, out: Path, seeds, progr
     for seed in seeds:
         stage = "nextpnr" + (f"-{tags[seed]}" if tags[seed] else "")
         pnr, no_room = _stage(progress, seconds, stage,
-                              lambda: _run_pnr(tgt, top, freq, out, seed, tags[seed], router,
-                                                               placer))
+                              lambda: _run_pnr(tgt, top, freq, out, seed, tags[seed],
+                                               router, placer))
         if pnr is None:
             return None, no_room, None, {}  # it does not fit: no seed will change that
         by_seed[seed] = _achieved(pnr)
