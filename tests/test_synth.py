@@ -500,3 +500,6 @@ def test_performance_counts_a_head_that_runs_on_every_step():
     assert perf["per_step"] == last["cycles"]["per_step"]
     assert perf["cycles_per_sequence"] == (10 * last["cycles"]["per_step"]
                                            + last["cycles"]["per_sequence_overhead"])
+    # a manifest with no overhead: its head is added to the contract's per_step, once
+    bare = {"head_mode": "every", "cycles": {"per_step": 100, "head": 20, "model_per_step": 120}}
+    assert performance(bare, 100.0, 10)["per_step"] == 120

@@ -106,17 +106,18 @@ def cycle_figures(manifest: dict) -> dict:
     cycles = manifest.get("cycles") or {}
     if "per_step" not in cycles:
         return {}
-    per_step = float(step_cycles(cycles))
     overhead = cycles.get("per_sequence_overhead")
-    source = "manifest"
-    if overhead is None:
-        head = float(cycles.get("head", 0))
-        if manifest.get("head_mode") == "every":
-            per_step, overhead = per_step + head, 0.0
-            source = "manifest; head cycles added to every step"
-        else:
-            overhead = head
-            source = "manifest; head cycles once per sequence"
+    if overhead is not None:
+        return {"per_step": float(step_cycles(cycles)),
+                "per_sequence_overhead": float(overhead), "source": "manifest"}
+    # no overhead given: the head's cycles are added here, to the contract's per_step alone
+    per_step, head = float(cycles["per_step"]), float(cycles.get("head", 0))
+    if manifest.get("head_mode") == "every":
+        per_step, overhead = per_step + head, 0.0
+        source = "manifest; head cycles added to every step"
+    else:
+        overhead = head
+        source = "manifest; head cycles once per sequence"
     return {"per_step": per_step, "per_sequence_overhead": float(overhead), "source": source}
 
 

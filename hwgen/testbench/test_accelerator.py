@@ -38,7 +38,7 @@ from cocotb.clock import Clock
 from cocotb.simtime import convert, get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
-from hwgen.design_folder import load_manifest
+from hwgen.design_folder import load_manifest, step_cycles
 from hwgen.interface import payloads, sequence_words
 
 CLOCK_NS = 10
@@ -323,7 +323,7 @@ async def check_accelerator(dut):
         indices = list(range(min(max_seq, len(inputs))))
     passes = _env_list("HWGEN_PASSES") or ["timing", "stall"]
     cycles = manifest.get("cycles", {})
-    model = cycles.get("model_per_step") or cycles.get("per_step") or 1000
+    model = step_cycles(cycles) or 1000
     watchdog = int(os.environ.get("HWGEN_WATCHDOG") or 10_000 + 50 * int(model))
 
     tb = TB(dut, manifest, seed=int(os.environ.get("HWGEN_SEED", "0")), watchdog=watchdog)
