@@ -260,9 +260,6 @@ def cmd_generate(args) -> int:
         task, tm = shipped
         task.name = args.model
         qm = tm.qm
-        if args.weights == "load":
-            raise UsageError("--weights load is for the MAC array; a shipped ternary model's "
-                             "multiplier-free datapath keeps its weights in ROM")
     else:
         if args.scale_step is not None:
             raise UsageError("--scale-step is for a shipped ternary model (the multiplier-free "
@@ -416,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", choices=WEIGHT_STORAGE, default="rom",
                     help="rom (default): the weights are the weight memory's contents; load: "
                          "a memory with none (the UP5K's SPRAM), filled through the "
-                         "'weights' stream, a byte a beat, before the first input")
+                         "'weights' stream, a byte a beat, before the first input (a "
+                         "ternary model: its entry words)")
     sp.add_argument("--delta", type=_delta_pair, nargs="+", metavar="TX,TH",
                     help="delta network thresholds, one 'tx,th' per layer")
     sp.add_argument("--delta-budget", type=_non_negative,

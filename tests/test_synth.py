@@ -351,6 +351,29 @@ def test_loaded_weights_go_to_spram_on_the_up5k_only(tmp_path):
                [*design.verilog, shell / "pin_shell.v"], shell, body=[])   # hierarchy -check
 
 
+def test_loaded_ternary_entries_go_to_spram_on_the_up5k(tmp_path):
+    """A ternary model's entries with weights="load": the entry memory maps to
+    SB_SPRAM256KA on the UP5K (16 bits wide each), the pointers and digits (the schedule
+    ROM) stay in block RAM."""
+    import numpy as np
+    from conftest import make_model
+    from hwgen.frontend import from_torch
+    from hwgen.rtl.emit import generate
+    from hwgen.synth.design import load_design
+    from hwgen.synth.flow import _run_yosys
+    from hwgen.ternary import ternarize
+    ir = from_torch(make_model("gru", 5, 13, 3))
+    qm = ternarize(ir, np.random.default_rng(0).uniform(-1, 1, (8, 4, 5)), 2).qm
+    design = load_design(generate(qm, tmp_path / "loaded", lanes=3, weights="load"))
+    counts = _run_yosys(design, get_target("ice40-up5k"), design.top, list(design.verilog),
+                        tmp_path)
+    width = design.manifest["memories"]["entries"]["word_width"]
+    assert counts.get("SB_SPRAM256KA", 0) == -(-width // 16) > 0, counts
+    log = (tmp_path / "yosys.log").read_text()
+    assert re.search(r"level_sums\.e_rom\.ram via \$__\w*ICE40_SPRAM_\n", log)
+    assert not re.search(r"schedule\.rom\S* via \$__\w*SPRAM", log)
+
+
 def test_wide_shallow_memories_leave_block_ram_only_when_it_overflows(tmp_path):
     """At 16 lanes the accumulators (25 words, two read ports) and biases (13 words) are
     16 x 20 bits wide (biases in two slices of 8 lanes, accumulators in eight slices of 2

@@ -278,14 +278,17 @@ def test_manifest_records_the_ternary_datapath(tmp_path):
 
 
 # ---- the emitted Verilog under cocotb + Verilator (about 30 s each)
-COCOTB = [("gru", 1, 3, "last", 2, 0.5, None), ("lstm", 2, 8, "every", 3, 0.9, None),
-          ("gru", 2, 1, "every", 1, 0.0, 3),
-          ("gru", 1, 10, "last", 2, 0.5, None)]   # above 8 lanes: registered products
+COCOTB = [("gru", 1, 3, "last", 2, 0.5, None, "rom"),
+          ("lstm", 2, 8, "every", 3, 0.9, None, "rom"),
+          ("gru", 2, 1, "every", 1, 0.0, 3, "rom"),
+          ("gru", 1, 10, "last", 2, 0.5, None, "rom"),   # above 8 lanes: registered products
+          ("lstm", 1, 3, "every", 2, 0.8, None, "load")]  # entries loaded first (weights.bin)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell,layers,lanes,head_mode,levels,sparsity,theta", COCOTB)
-def test_rtl_bit_exact(cell, layers, lanes, head_mode, levels, sparsity, theta, tmp_path):
+@pytest.mark.parametrize("cell,layers,lanes,head_mode,levels,sparsity,theta,weights", COCOTB)
+def test_rtl_bit_exact(cell, layers, lanes, head_mode, levels, sparsity, theta, weights,
+                       tmp_path):
     from hwgen import registered_product
     from hwgen.rtl.emit import generate
     from hwgen.sim import simulate
@@ -297,13 +300,16 @@ def test_rtl_bit_exact(cell, layers, lanes, head_mode, levels, sparsity, theta, 
     xq[:6] = np.where(np.random.default_rng(1).random(xq[:6].shape) < 0.5, fmt.min_int,
                       fmt.max_int)   # saturation
     delta = None if theta is None else [(theta, theta)] * layers
-    design = generate(qm, tmp_path / "design", lanes=lanes, inputs=xq, delta=delta)
+    design = generate(qm, tmp_path / "design", lanes=lanes, inputs=xq, delta=delta,
+                      weights=weights)
     # above 8 lanes the element-wise units' products are the registered product module's
     manifest = json.loads((design / "manifest.json").read_text())
     assert (registered_product.FILE in manifest["interface"]["verilog"]) == (lanes > 8)
     result = simulate(design, seed=lanes, stall_in=0.3, stall_out=0.3)
     assert result.vectors == 60
     assert result.mismatches == 0, result.first_mismatch
+    if weights == "load":
+        assert result.raw["weights"]["beats"] == len((design / "weights.bin").read_bytes())
     if theta is None:
         assert_step_intervals(design, result)
 
@@ -380,16 +386,72 @@ def test_bench_counts_block_rams_per_memory(tmp_path, monkeypatch):
                                                  "schedule.rom": 1, "v_mem": 1}
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-def test_ternary_weights_do_not_load(capsys):
-    """weights="load" is the MAC array's: refused by name for the ternary datapath, and on
-    the command line for a shipped ternary model (one line, no traceback)."""
+# ---- entries loaded at run time (weights="load": the UP5K's SPRAM)
+@pytest.mark.parametrize("cell,layers,head_mode,lanes,hidden,theta", [
+    ("gru", 1, "last", 3, 7, None), ("lstm", 2, "every", 8, 7, 2),
+    ("gru", 1, "last", 3, 19, None)])   # more entries than a ROM bank holds
+def test_loaded_entries_bit_exact_under_stalls(cell, layers, head_mode, lanes, hidden, theta):
+    """The entry words through the `weights` stream under stalls, the inputs offered from
+    the first cycle (the harness fails if one is taken before the image's last byte):
+    bit-exact, and once loaded a step takes the ROM design's modelled cycles."""
+    from hwgen.rtl.ternary_plan import entry_image
+    qm, xq = ternary_model(cell, layers, head_mode, 2, 0.5, hidden=hidden, seed=lanes)
+    delta = None if theta is None else [(theta, theta)] * layers
+    acc = Accelerator(qm, lanes, delta=delta, weights="load")
+    image = acc.load_image()
+    assert image == entry_image(acc.ternary_plan)
+    got, _ = run_accelerator(acc, xq, head_mode, OUT, 0.3, 0.3, seed=lanes, weights=image,
+                             stall_weights=0.3)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+    if theta is None:
+        _, c2 = run_accelerator(acc, xq[:1, :2], head_mode, OUT, weights=image)
+        _, c3 = run_accelerator(acc, xq[:1, :3], head_mode, OUT, weights=image)
+        model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, head_mode)
+        assert c3 - c2 == model["model_per_step"]
+        _, rom2 = run_accelerator(Accelerator(qm, lanes), xq[:1, :2], head_mode, OUT)
+        assert c2 - rom2 == len(image)   # a byte a cycle: the last one writes the last word
+
+
+def test_entry_image_holds_the_entry_words():
+    """The image is the entry words in address order, each in whole bytes, lowest first; a
+    wrong byte in it shows in the outputs (the check sees what is loaded)."""
+    from hwgen.rtl.ternary_plan import entry_width, entry_words
+    qm, xq = ternary_model("gru", 1, "last", 2, 0.5)
+    acc = Accelerator(qm, 3, weights="load")
+    tp = acc.ternary_plan
+    words, width = entry_words(tp), entry_width(tp)
+    beats = -(-width // 8)
+    image = acc.load_image()
+    assert width == 3 * (1 + tp.local_bits) and len(image) == beats * len(words)
+    assert [int.from_bytes(image[k * beats:(k + 1) * beats], "little")
+            for k in range(len(words))] == words
+    wrong = bytearray(image)
+    for k in range(len(words)):
+        wrong[k * beats] ^= 1   # lane 0's sign in every entry word
+    got, _ = run_accelerator(acc, xq, "last", OUT, weights=bytes(wrong))
+    assert not np.array_equal(got, run_int(qm, xq))
+
+
+def test_generate_a_shipped_ternary_model_with_loaded_entries(tmp_path, capsys):
+    """`hwgen generate ... --weights load` of a shipped ternary result: weights.bin is the
+    entry image, the manifest names the stream and the loaded memory, the Verilog holds no
+    contents for it; pointers, scales and biases stay in ROM."""
     from hwgen.cli import main
-    from hwgen.rtl.plan import PlanError
-    qm, _ = ternary_model("gru", 1, "last", 2, 0.5, hidden=9)
-    with pytest.raises(PlanError, match="weights='load' is for the MAC array"):
-        Accelerator(qm, 2, weights="load")
-    assert main(["generate", "digits_gru_t2s80", "--weights", "load"]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == ("hwgen: error: --weights load is for the MAC array; a shipped "
-                           "ternary model's multiplier-free datapath keeps its weights in ROM")
+    from hwgen.design_folder import LOADED_ATTR
+    from hwgen.qat import shipped_ternary
+    from hwgen.rtl.plan import make_plan
+    from hwgen.rtl.ternary_plan import entry_image, make_ternary_plan
+    assert main(["generate", "digits_gru_t2s90e200", "--lanes", "3", "--sequences", "2",
+                 "--weights", "load", "--out", str(tmp_path)]) == 0
+    assert "weights.bin" in capsys.readouterr().out
+    design = tmp_path / "digits_gru_t2s90e200_p3"
+    manifest = json.loads((design / "manifest.json").read_text())
+    image = (design / "weights.bin").read_bytes()
+    _, tm = shipped_ternary("digits_gru_t2s90e200")
+    assert image == entry_image(make_ternary_plan(tm.qm, make_plan(tm.qm, 3)))
+    assert manifest["interface"]["weights"]["beats"] == len(image)
+    assert manifest["memories"]["entries"]["storage"] == "load"
+    verilog = next(design.glob("*.v")).read_text()
+    assert verilog.count(LOADED_ATTR) == 1 and "entries" in manifest["memories"]
+
+

@@ -19,7 +19,7 @@ from ..ir import data_layout, swap_layout
 from ..qmodel import QModel
 from ..ref import DeltaStats, run_int
 from .cycles import cycle_model, embedding_per_step, ternary_cycle_model
-from .plan import WEIGHT_BEAT, pack_lanes, weight_image, weight_word_beats
+from .plan import WEIGHT_BEAT, pack_lanes, word_beats
 from .ternary_plan import entry_width, entry_words
 from .top import Accelerator
 
@@ -121,10 +121,13 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
                           * tp.levels,
                           "multipliers": 0}
     if acc.weights_storage == "load":  # only then: other manifests stay as they are
-        manifest["memories"]["weights"]["storage"] = "load"
+        # the MAC array's weight words, or the ternary datapath's entry words
+        loaded, width = (("weights", plan.weight_width * plan.lanes) if tp is None
+                         else ("entries", entry_width(tp)))
+        manifest["memories"][loaded]["storage"] = "load"
         manifest["interface"]["weights"] = {
-            "port": "weights", "beat_width": WEIGHT_BEAT, "word_beats": weight_word_beats(plan),
-            "beats": len(plan.weight_words) * weight_word_beats(plan), "file": WEIGHT_IMAGE}
+            "port": "weights", "beat_width": WEIGHT_BEAT, "word_beats": word_beats(width),
+            "beats": len(acc.load_image()), "file": WEIGHT_IMAGE}
     if qm.embedding_design:  # only then: the manifests of other designs stay as they are
         manifest["interface"]["vocab_size"] = qm.vocab_size
         if plan.token_rom is not None:
@@ -152,7 +155,8 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     model's combiner scale bits a cycle (`hwgen.rtl.ternary_plan.DEFAULT_SCALE_STEP`).
     `weights`: "rom" (the weight words are the weight memory's contents) or "load" (a
     memory with none, written through the top's `weights` stream before the first input:
-    the folder's weights.bin holds the stream's bytes, `hwgen.rtl.plan.weight_image`).
+    the folder's weights.bin holds the stream's bytes, `Accelerator.load_image`; a ternary
+    model's entry words).
     """
     out_dir = Path(out_dir)
     name = name or out_dir.name
@@ -185,7 +189,7 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
             (tmp / "pointers.hex").write_text("".join(f"{s:x} {c:x} {k:x}\n"
                                                       for s, c, k in tp.pointers))
         if weights == "load":
-            (tmp / WEIGHT_IMAGE).write_bytes(weight_image(acc.plan))
+            (tmp / WEIGHT_IMAGE).write_bytes(acc.load_image())
         (tmp / "biases.hex").write_text(_hex_words(acc.plan.bias_words, acc.plan.acc_width))
         if inputs is not None:
             xq = swap_layout(np.asarray(inputs, dtype=np.int64), data_layout(qm.meta, layout))

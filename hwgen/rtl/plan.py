@@ -338,18 +338,29 @@ def pack_lanes(row, width: int) -> int:
     return sum((int(w) & mask) << (lane * width) for lane, w in enumerate(row))
 
 
+def word_beats(width: int) -> int:
+    """Beats (bytes) of one `width`-bit word on a load stream."""
+    return -(-width // WEIGHT_BEAT)
+
+
+def load_image(words, width: int) -> bytes:
+    """A load stream's bytes, a byte a beat: `words` (unsigned integers of `width` bits) in
+    address order, each as `word_beats` bytes least significant first (the top byte's bits
+    past the word are 0). `rom.LoadedRAM` takes them so."""
+    beats = word_beats(width)
+    return b"".join(int(w).to_bytes(beats, "little") for w in words)
+
+
 def weight_word_beats(plan: Plan) -> int:
     """Beats (bytes) of one weight word on the weight-load stream."""
-    return -(-plan.weight_width * plan.lanes // WEIGHT_BEAT)
+    return word_beats(plan.weight_width * plan.lanes)
 
 
 def weight_image(plan: Plan) -> bytes:
-    """The weight-load stream, a byte a beat: every weight word in address order, each as
-    `weight_word_beats` bytes least significant first (lane 0 in the low bits, as in
-    weights.hex; the top byte's bits past the word are 0)."""
-    beats = weight_word_beats(plan)
-    return b"".join(pack_lanes(row, plan.weight_width).to_bytes(beats, "little")
-                    for row in plan.weight_words)
+    """The weight-load stream: every weight word in address order (lane 0 in the low
+    bits, as in weights.hex), `load_image`."""
+    return load_image((pack_lanes(row, plan.weight_width) for row in plan.weight_words),
+                      plan.weight_width * plan.lanes)
 
 
 def _lane_slice(vec: np.ndarray, block_start: int, row0: int, rows: int, P: int) -> list:

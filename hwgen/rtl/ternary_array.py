@@ -28,7 +28,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .fanout import copied, copy_groups
-from .rom import LATENCY as ENTRY_LATENCY, BankedROM, bank_depth_for
+from .plan import WEIGHT_BEAT
+from .rom import LATENCY as ENTRY_LATENCY, BankedROM, LoadedRAM, bank_depth_for
 from .ternary_plan import TernaryPlan, digit_words, entry_width, entry_words
 
 #: Edges from a fired column at the queue's head to its span at the issuer.
@@ -211,15 +212,23 @@ class LevelSumArray(wiring.Component):
     drain_addr : In(range(s_depth)); drain : In(1)   read now, cleared next cycle (while idle)
     s_word : Out(ArrayLayout(signed(s_width), P))
     idle : Out(1)
+    weights : In(stream.Signature(unsigned(WEIGHT_BEAT)))   entries="load" only: the entry
+        words, `ternary_plan.entry_image` (into a `rom.LoadedRAM`: the UP5K's SPRAM)
+    loaded : Out(1)   entries="load" only: every entry word is in place
     """
 
-    def __init__(self, tp: TernaryPlan, delta_width: int):
+    def __init__(self, tp: TernaryPlan, delta_width: int, entries: str = "rom"):
         self.tp, self.delta_width = tp, delta_width
+        self.loads_entries = entries == "load"
         self.lanes = data.ArrayLayout(signed(tp.s_width), tp.lanes)
-        super().__init__({"issue": In(stream.Signature(entry_issue_layout(tp, delta_width),
-                                                       always_ready=True)),
-                          "drain_addr": In(range(tp.s_depth)), "drain": In(1),
-                          "s_word": Out(self.lanes), "idle": Out(1)})
+        members = {"issue": In(stream.Signature(entry_issue_layout(tp, delta_width),
+                                                always_ready=True)),
+                   "drain_addr": In(range(tp.s_depth)), "drain": In(1),
+                   "s_word": Out(self.lanes), "idle": Out(1)}
+        if self.loads_entries:
+            members.update(weights=In(stream.Signature(unsigned(WEIGHT_BEAT))),
+                           loaded=Out(1))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -279,6 +288,11 @@ class LevelSumArray(wiring.Component):
         width instead of a second one of the entry's P x (1 + b) bits."""
         tp, words = self.tp, entry_words(self.tp)
         shape = unsigned(entry_width(tp))
+        if self.loads_entries:   # the same latency as a ROM bank's
+            m.submodules.e_rom = ram = LoadedRAM(shape, len(words), WEIGHT_BEAT)
+            wiring.connect(m, wiring.flipped(self.weights), ram.load)
+            m.d.comb += [ram.addr.eq(self.issue.payload.e_addr), self.loaded.eq(ram.loaded)]
+            return ram.data
         if len(words) > bank_depth_for(shape.width):
             m.submodules.e_rom = rom = BankedROM(shape, words)
             m.d.comb += rom.addr.eq(self.issue.payload.e_addr)

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..fixed import bits_for
 from ..qmodel import QModel
-from .plan import Plan, PlanError
+from .plan import Plan, PlanError, load_image
 
 
 def naf_digits(w: np.ndarray, levels: int | None = None) -> np.ndarray:
@@ -248,6 +248,12 @@ def entry_words(tp: TernaryPlan) -> list:
 
 def entry_width(tp: TernaryPlan) -> int:
     return tp.lanes * (1 + tp.local_bits)
+
+
+def entry_image(tp: TernaryPlan) -> bytes:
+    """The entry words as a design whose entries load (weights="load") takes them on its
+    `weights` stream, a byte a beat (`plan.load_image`)."""
+    return load_image(entry_words(tp), entry_width(tp))
 
 
 def digit_words(tp: TernaryPlan) -> list:

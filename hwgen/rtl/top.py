@@ -38,10 +38,10 @@ from .elementwise import ElementwiseUnit
 from .head_output import HeadOutput
 from .mac_array import MacArray, product_delay
 from .matrix import ColumnEncoder, MacIssuer, pass_shifts, passes_of
-from .plan import WEIGHT_BEAT, Plan, PlanError, check_weights, make_plan
+from .plan import WEIGHT_BEAT, Plan, check_weights, make_plan, weight_image
 from .ternary_array import (LevelSumArray, PointerReader, ScaleCombiner, ScheduleROM,
                             TernaryIssuer)
-from .ternary_plan import make_ternary_plan
+from .ternary_plan import entry_image, make_ternary_plan
 
 
 class Accelerator(wiring.Component):
@@ -58,7 +58,8 @@ class Accelerator(wiring.Component):
         `ternary_plan.DEFAULT_SCALE_STEP`).
     weights : "rom" (default: the weight words are the weight memory's contents) or "load"
         (a memory with no contents, written through the `weights` stream before the first
-        input is taken: `plan.weight_image`; the UP5K's SPRAM).
+        input is taken: `load_image`; the UP5K's SPRAM). A ternary model's datapath loads
+        its entry words so (its pointers, scales and biases stay in ROM).
     product_instances : above 8 lanes, the MAC array's products and the element-wise units'
         PWL products as instances of `hwgen.registered_product.MODULE` (for Verilog; the
         design folder holds the module), not as Amaranth logic (for Amaranth's simulator):
@@ -77,9 +78,6 @@ class Accelerator(wiring.Component):
                  product_instances: bool = False):
         check_weights(weights)
         self.product_instances = product_instances
-        if weights == "load" and qm.ternary is not None:
-            raise PlanError("weights='load' is for the MAC array; a ternary model's "
-                            "multiplier-free datapath keeps its weights in ROM")
         self.qm, self.weights_storage = qm, weights
         self.plan: Plan = make_plan(qm, lanes, delta, units)
         # ternary levels: the multiplier-free datapath (`ternary_array`)
@@ -92,6 +90,13 @@ class Accelerator(wiring.Component):
         if weights == "load":
             members["weights"] = In(stream.Signature(unsigned(WEIGHT_BEAT)))
         super().__init__(members)
+
+    def load_image(self) -> bytes:
+        """The `weights` stream's bytes (weights="load"): the weight words
+        (`plan.weight_image`), or a ternary model's entry words (`entry_image`)."""
+        if self.ternary_plan is not None:
+            return entry_image(self.ternary_plan)
+        return weight_image(self.plan)
 
     def elaborate(self, platform):
         qm, plan = self.qm, self.plan
@@ -150,7 +155,8 @@ class Accelerator(wiring.Component):
             m.d.comb += [enc.fresh.eq(fresh), issuer.fresh.eq(fresh),
                          issuer.sel.eq(enc.pass_now), issuer.bank.eq(enc.bank_now)]
             matrix_busy, matrix_idle = issuer.busy, mac.idle
-            inp = self._input_after_weights(m, mac) if mac.loads_weights else self.i
+            inp = (self._input_after_weights(m, mac.weights, mac.loaded)
+                   if mac.loads_weights else self.i)
         else:
             # a column's "first weight word" is its pointer: one per column
             for ps, base in zip(passes, tp.ptr_base):
@@ -158,7 +164,8 @@ class Accelerator(wiring.Component):
             m.submodules.encoder = enc = ColumnEncoder(plan, passes)
             m.submodules.pointers = ptrs = PointerReader(tp, enc.entry, plan.value_width + 1)
             m.submodules.issuer = issuer = TernaryIssuer(tp, plan.value_width + 1)
-            m.submodules.level_sums = sums = LevelSumArray(tp, plan.value_width + 1)
+            m.submodules.level_sums = sums = LevelSumArray(tp, plan.value_width + 1,
+                                                           entries=self.weights_storage)
             m.submodules.schedule = schedule = ScheduleROM(tp)
             m.submodules.combiner = mac = ScaleCombiner(tp, plan.acc_width, plan.bias_words,
                                                         plan.acc_depth, schedule.digit_base)
@@ -173,7 +180,8 @@ class Accelerator(wiring.Component):
                          sums.drain.eq(mac.drain), mac.s_word.eq(sums.s_word),
                          mac.from_bias.eq(fresh if is_delta else 1)]
             matrix_busy, matrix_idle = ptrs.full | issuer.busy, sums.idle
-            inp = self.i
+            inp = (self._input_after_weights(m, sums.weights, sums.loaded)
+                   if sums.loads_entries else self.i)
         if is_delta:
             m.submodules.hat_mem = hat_mem = Memory(shape=signed(plan.value_width),
                                                     depth=plan.hat_depth, init=[])
@@ -389,13 +397,14 @@ class Accelerator(wiring.Component):
                     m.next = "LOAD"
         return m
 
-    def _input_after_weights(self, m, mac):
-        """The input stream as the sequencer sees it when the weights load: nothing is
-        valid, and nothing is taken, until the MAC array's weights are all in."""
-        wiring.connect(m, wiring.flipped(self.weights), mac.weights)
+    def _input_after_weights(self, m, load, loaded):
+        """The input stream as the sequencer sees it when the weights load (into the MAC
+        array's weight memory, or the ternary datapath's entry memory: `load`): nothing is
+        valid, and nothing is taken, until `loaded`."""
+        wiring.connect(m, wiring.flipped(self.weights), load)
         inp = self.i.signature.flip().create(path=("inp",))
-        m.d.comb += [inp.valid.eq(self.i.valid & mac.loaded), inp.payload.eq(self.i.payload),
-                     self.i.ready.eq(inp.ready & mac.loaded)]
+        m.d.comb += [inp.valid.eq(self.i.valid & loaded), inp.payload.eq(self.i.payload),
+                     self.i.ready.eq(inp.ready & loaded)]
         return inp
 
     def _load_ahead(self, m, inp, write_element, seq_end):
