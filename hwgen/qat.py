@@ -109,15 +109,29 @@ def check_options(levels, sparsity, binary, scope: str = "matrix", distill: floa
 
 
 # ---------------------------------------------------------------- torch side
+def trained_matrices(model, ir) -> list:
+    """The recurrent matrices fine-tuning ternarizes, per layer (input, recurrent)
+    `hwgen.cells.base.TrainedMatrix` (None: the cell has no such matrix), their rows
+    checked against the IR's; TernaryError where they are not its rows."""
+    pairs = ir.spec.trained_matrices(model.rnn)
+    if len(pairs) != len(ir.layers):
+        raise ternary.TernaryError(f"cell {ir.cell}: {len(pairs)} layers of torch matrices "
+                                   f"for the IR's {len(ir.layers)}")
+    params = dict(model.rnn.named_parameters())
+    for layer, pair in zip(ir.layers, pairs):
+        for w, t in zip((layer.w_ih, layer.w_hh), pair):
+            fixed = 0 if t is None or t.fixed is None else len(t.fixed)
+            rows = (0,) + w.shape[1:] if t is None else tuple(t.rows(params[t.name]).shape)
+            if (rows[0] + fixed,) + rows[1:] != w.shape:
+                raise ternary.TernaryError(f"cell {ir.cell}: its torch matrices are not laid "
+                                           f"out as the IR's rows; ternary training is not "
+                                           f"supported for it")
+    return pairs
+
+
 def matrix_names(model, ir) -> list[str]:
-    """Names (within ``model.rnn``) of the recurrent matrices, in IR order (w_ih, w_hh per
-    layer); TernaryError if the torch matrices are not the IR's rows (e.g. transposed)."""
-    names = [n for n, p in model.rnn.named_parameters() if p.dim() == 2]
-    shapes = [s for layer in ir.layers for s in (layer.w_ih.shape, layer.w_hh.shape)]
-    if [tuple(p.shape) for n, p in model.rnn.named_parameters() if p.dim() == 2] != shapes:
-        raise ternary.TernaryError(f"cell {ir.cell}: its torch matrices are not laid out as "
-                                   f"the IR's rows; ternary training is not supported for it")
-    return names
+    """Names (within ``model.rnn``) of the trained matrices, in IR order."""
+    return [t.name for pair in trained_matrices(model, ir) for t in pair if t is not None]
 
 
 def check_model(task) -> None:
@@ -202,10 +216,12 @@ def _act_formats(task):
     return qm.input_fmt, qm.head.in_fmt
 
 
-def _forward(model, names, masks, x, levels, binary, fmts):
+def _forward(model, mats, masks, x, levels, binary, fmts):
+    """The model's outputs with each trained matrix of `mats` (name -> TrainedMatrix) as
+    its levels, fitted on the IR's rows."""
     import torch
-    params = {n: fake_levels(p, masks[n], levels, binary)
-              for n, p in model.rnn.named_parameters() if n in names}
+    params = {n: t.unrows(fake_levels(t.rows(p), t.rows(masks[n]), levels, binary))
+              for n, p in model.rnn.named_parameters() if (t := mats.get(n)) is not None}
     x_fmt, h_fmt = fmts
     x = _fake_round(x, x_fmt.frac, x_fmt.min_int, x_fmt.max_int)
     y, _ = torch.func.functional_call(model.rnn, params, (x,))
@@ -280,7 +296,8 @@ def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, th
     t0 = time.time()
     torch.manual_seed(seed)
     model, meta = load_model(task.name)
-    names = matrix_names(model, task.ir)
+    mats = {t.name: t for pair in trained_matrices(model, task.ir) for t in pair if t}
+    names = list(mats)
     params = dict(model.rnn.named_parameters())
     masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
     fmts = _act_formats(task)
@@ -301,7 +318,7 @@ def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, th
                     masks = prune_all(params, masks, s, scope)
                     for n in names:
                         params[n].mul_(masks[n])
-            out = _forward(model, names, masks, xt[idx], levels, binary, fmts)
+            out = _forward(model, mats, masks, xt[idx], levels, binary, fmts)
             if distill:
                 distill_step(model, opt, out, yt[idx], soft[idx], distill, temperature)
             else:
@@ -319,9 +336,17 @@ def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, th
 
 
 def _masks_ir(result: QATResult, model, ir) -> list:
-    names = matrix_names(model, ir)
-    m = [result.masks[n].numpy() for n in names]
-    return [(m[2 * k], m[2 * k + 1]) for k in range(len(ir.layers))]
+    """Per layer (mask_ih, mask_hh) in the IR's rows (fixed rows: kept where nonzero; no
+    matrix: an empty mask)."""
+    import torch
+
+    def ir_mask(t, w):
+        if t is None:
+            return np.ones(w.shape, bool)
+        m = t.rows(torch.as_tensor(result.masks[t.name])).numpy()
+        return m if t.fixed is None else np.concatenate([m, t.fixed != 0])
+    return [(ir_mask(tx, layer.w_ih), ir_mask(th, layer.w_hh))
+            for layer, (tx, th) in zip(ir.layers, trained_matrices(model, ir))]
 
 
 def to_ternary(task, result: QATResult) -> ternary.TernaryModel:

@@ -217,21 +217,21 @@ def ternarize(ir: ModelIR, x_calib, levels: int, binary: bool = False, masks=Non
     if not isinstance(levels, (int, np.integer)) or not 1 <= levels <= 4:
         raise TernaryError(f"levels must be an integer in 1..4, not {levels!r}")
     spec = ir.spec
-    if not spec.blocks_h:
-        raise TernaryError(f"cell {ir.cell} has no recurrent matrix: not supported yet")
+    # a cell with no recurrent matrix (SRU) has levels on its input side only
+    sides = ("x", "h") if spec.blocks_h else ("x",)
     mats, layers, overrides, pruned = [], [], {}, {}
     for k, layer in enumerate(ir.layers):
         hsz = layer.hidden_size
         pair = masks[k] if masks is not None else (layer.w_ih != 0, layer.w_hh != 0)
-        tx, vx = _ternary_matrix(spec, "x", layer.w_ih, pair[0], levels, binary, alpha_bits,
-                                 hsz)
-        th, vh = _ternary_matrix(spec, "h", layer.w_hh, pair[1], levels, binary, alpha_bits,
-                                 hsz)
-        mats.append({"x": tx, "h": th})
-        eff = [vx, vh]
-        for side, t, m in (("x", tx, pair[0]), ("h", th, pair[1])):
+        mats.append({"x": None, "h": None})
+        eff = [layer.w_ih, layer.w_hh]
+        for n, side in enumerate(sides):
+            w = (layer.w_ih, layer.w_hh)[n]
+            t, eff[n] = _ternary_matrix(spec, side, w, pair[n], levels, binary, alpha_bits,
+                                        hsz)
+            mats[-1][side] = t
             overrides[f"l{k}.w{side}"] = t.weight_format()
-            pruned[f"l{k}.w{side}"] = 0.0 if binary else float(1 - np.mean(m))
+            pruned[f"l{k}.w{side}"] = 0.0 if binary else float(1 - np.mean(pair[n]))
         layers.append(RNNLayer(layer.cell, eff[0], eff[1], layer.b_ih, layer.b_hh,
                                dict(layer.vectors)))
     eff_ir = ModelIR(layers, ir.head, ir.head_mode, dict(ir.meta), ir.embedding)
@@ -239,7 +239,7 @@ def ternarize(ir: ModelIR, x_calib, levels: int, binary: bool = False, masks=Non
                                                      overrides=overrides), layout)
     for ql, m in zip(qm.layers, mats):
         if not (np.array_equal(ql.w_x, m["x"].weight()) and
-                np.array_equal(ql.w_h, m["h"].weight())):
+                (m["h"] is None or np.array_equal(ql.w_h, m["h"].weight()))):
             raise TernaryError(f"cell {ir.cell}: its accumulator layout is not row for row")
     qm.meta["ternary"] = {"levels": levels, "binary": binary, "alpha_bits": alpha_bits}
     qm.ternary = mats

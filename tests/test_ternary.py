@@ -270,14 +270,39 @@ def test_the_large_char_lm_is_within_005_bits_of_its_float_model_at_80_percent(c
     assert rows[label][4] == "53/87"        # pruned % of l0.wx / l0.wh
 
 
+def test_sru_fine_tunes_its_levels_on_the_ir_rows():
+    """SRU keeps a layer's matrix as (I, k H), its columns interleaved per unit; fine-tuning
+    fits the levels on the IR's rows (u, f, r[, hw]) and layer 1 (I == H) keeps its identity
+    highway as fixed rows. No recurrent matrix, so no recurrent levels. A tiny run beats
+    post-training ternarization through the integer reference."""
+    from hwgen.models import load_model
+    sru = flow.load_task("digits_sru")
+    model, _ = load_model("digits_sru")
+    params = dict(model.rnn.named_parameters())
+    pairs = qat.trained_matrices(model, sru.ir)
+    for layer, (tx, th) in zip(sru.ir.layers, pairs):
+        assert th is None
+        w = params[tx.name]
+        rows = tx.rows(w).detach().numpy()
+        assert np.array_equal(rows, layer.w_ih[:len(rows)])   # the importer's rows
+        assert torch.equal(tx.unrows(tx.rows(w)), w)
+        fixed = layer.w_ih[len(rows):]
+        assert (tx.fixed is None and not len(fixed)) or np.array_equal(tx.fixed, fixed)
+    assert pairs[1][0].fixed is not None   # 32 inputs, 32 units: the identity highway
+    ptt = qat.int_metric(sru, qat.post_training(sru, 2, 0.8).qm)
+    result = qat.train(sru, 2, 0.8, epochs=2, max_batches=8, lr=1e-2)
+    tm = qat.to_ternary(sru, result)
+    assert set(tm.pruned) == {"l0.wx", "l1.wx"}
+    assert tm.pruned["l0.wx"] == round(0.8 * 512) / 512
+    assert qat.int_metric(sru, tm.qm) > ptt + 10
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--binary", "--sparsity", "0.5"], "binary levels cannot hold a zero: use --sparsity 0"),
     (["--levels", "5"], "argument --levels: expected an integer in 1..4, not '5'"),
     (["--levels", "0"], "argument --levels: expected an integer in 1..4, not '0'"),
     (["--sparsity", "1"], "argument --sparsity: expected a probability in [0, 1), not '1'"),
     (["nosuch"], None),
-    (["digits_sru"], "cell sru: its torch matrices are not laid out as the IR's rows; "
-                     "ternary training is not supported for it"),
     (["wordlm_gru"], "wordlm_gru: ternary fine-tuning of a model with an nn.Embedding is "
                      "not supported yet"),
     (["--global-pruning", "--sparsity", "0"], "--global-pruning needs a sparsity above 0"),

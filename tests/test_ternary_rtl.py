@@ -50,6 +50,8 @@ def test_naf_digits_rebuild_the_weights():
     ("gru", 1, "last", 3, 2, 0.5, None), ("lstm", 2, "every", 8, 3, 0.9, None),
     ("gru", 2, "last", 1, 1, 0.0, None), ("lstm", 1, "last", 3, 2, 0.5, 2),
     ("gru", 1, "every", 8, 3, 0.9, 0), ("ligru", 1, "last", 3, 1, 0.9, 3),
+    ("sru", 2, "last", 3, 2, 0.5, None),   # no recurrent matrix; layer 1's identity highway
+    ("sru", 1, "every", 8, 2, 0.8, 2),
 ])
 def test_bit_exact_under_stalls(cell, layers, head_mode, lanes, levels, sparsity, theta):
     qm, xq = ternary_model(cell, layers, head_mode, levels, sparsity, seed=lanes)
@@ -282,7 +284,8 @@ COCOTB = [("gru", 1, 3, "last", 2, 0.5, None, "rom"),
           ("lstm", 2, 8, "every", 3, 0.9, None, "rom"),
           ("gru", 2, 1, "every", 1, 0.0, 3, "rom"),
           ("gru", 1, 10, "last", 2, 0.5, None, "rom"),   # above 8 lanes: registered products
-          ("lstm", 1, 3, "every", 2, 0.8, None, "load")]  # entries loaded first (weights.bin)
+          ("lstm", 1, 3, "every", 2, 0.8, None, "load"),  # entries loaded first (weights.bin)
+          ("sru", 2, 5, "last", 2, 0.8, None, "rom")]     # no recurrent matrix
 
 
 @pytest.mark.slow

@@ -54,6 +54,19 @@ class Block:
                              f"not {self.sides!r}")
 
 
+@dataclass
+class TrainedMatrix:
+    """A torch matrix that fine-tuning (`hwgen.qat`) ternarizes row by row, and how its rows
+    are the IR's: ``rows(w)`` (torch ops, differentiable) is the IR matrix's first rows,
+    ``unrows`` its inverse; `fixed` the IR rows after them that nothing trains (SRU's
+    identity highway when I == H), or None."""
+
+    name: str
+    rows: object = staticmethod(lambda w: w)
+    unrows: object = staticmethod(lambda r: r)
+    fixed: np.ndarray | None = None
+
+
 def accumulator_jumps(blocks: tuple) -> list[tuple[int, int]]:
     """Where a side's block list leaves accumulator order, as (position, extra blocks) runs.
 
@@ -316,6 +329,13 @@ class Cell:
     def unsupported_options(self, rnn) -> str | None:
         """Cell-specific options the import cannot represent (none by default)."""
         return None
+
+    def trained_matrices(self, rnn) -> list:
+        """Per layer, (input, recurrent) `TrainedMatrix` of `rnn` (None: no such matrix):
+        in PyTorch's RNNBase layout its 2-D parameters in order, rows as the IR's."""
+        names = [n for n, p in rnn.named_parameters() if p.dim() == 2]
+        return [(TrainedMatrix(names[2 * k]), TrainedMatrix(names[2 * k + 1]))
+                for k in range(len(names) // 2)]
 
     def import_layers(self, rnn) -> list:
         """Float IR layers of a module in PyTorch's RNNBase layout (weight_ih_l<k>, ...)."""

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fixed import align, requantize, shift_round
-from .base import Block, Cell, sigmoid, tensor_to_numpy
+from .base import Block, Cell, TrainedMatrix, sigmoid, tensor_to_numpy
 
 
 class SRU(Cell):
@@ -103,6 +103,25 @@ class SRU(Cell):
             if getattr(cell, "activation_type", 0) != 0:
                 return "SRU activation other than identity on c (use_tanh)"
         return None
+
+    def trained_matrices(self, rnn) -> list:
+        """Per layer the weight (I, k H), its columns interleaved per unit, as `import_layers`
+        lays out the IR's rows (u, f, r[, hw]); with I == H the identity highway rows are
+        fixed. No recurrent matrix."""
+        out = []
+        for k, cell in enumerate(rnn.rnn_lst):
+            isz, hsz = cell.input_size, cell.hidden_size
+            blocks = 3 if isz == hsz else 4
+
+            def rows(w, isz=isz, hsz=hsz, blocks=blocks):
+                return w.reshape(isz, hsz, blocks).permute(2, 1, 0).reshape(blocks * hsz, isz)
+
+            def unrows(r, isz=isz, hsz=hsz, blocks=blocks):
+                return r.reshape(blocks, hsz, isz).permute(2, 1, 0).reshape(isz, blocks * hsz)
+            fixed = (float(tensor_to_numpy(cell.scale_x).ravel()[0]) * np.eye(hsz)
+                     if blocks == 3 else None)
+            out.append((TrainedMatrix(f"rnn_lst.{k}.weight", rows, unrows, fixed), None))
+        return out
 
     def import_layers(self, rnn):
         from ..ir import RNNLayer

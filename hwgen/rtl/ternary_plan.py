@@ -103,6 +103,8 @@ def pass_levels(qm: QModel, plan: Plan) -> list[PassLevels]:
         for side, shift, blocks, first in (("x", ql.shift_x, lp.blocks_x, 0),
                                            ("h", ql.shift_h, lp.blocks_h, lp.input_size)):
             t = mats[side]
+            if t is None:   # no recurrent matrix (SRU): the input side alone
+                continue
             if np.any(t.alpha < 0):
                 raise PlanError("ternary scales must be >= 0")
             shifts = np.array([t.frac - f.frac + shift for f in t.fmts])
