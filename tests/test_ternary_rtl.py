@@ -355,6 +355,24 @@ def test_the_shipped_char_lm_on_the_ternary_datapath(name, layers, lanes, sequen
     assert measured_per_step(acc, xq, "every", 32) == model["model_per_step"]
 
 
+@pytest.mark.parametrize("name,cell,lanes", [("digits_sru_t2s80", "sru", 5),
+                                             ("digits_ligru_t2s80", "ligru", 3)])
+def test_the_shipped_sru_and_ligru_on_the_ternary_datapath(name, cell, lanes):
+    """The shipped SRU (two layers, no recurrent matrix, layer 1's identity highway) and
+    LiGRU results: bit-exact under stalls on test sequences, in their modelled cycles."""
+    from hwgen.qat import shipped_ternary
+    task, tm = shipped_ternary(name)
+    qm = tm.qm
+    assert qm.layers[0].cell == cell and set(tm.pruned) == (
+        {"l0.wx", "l1.wx"} if cell == "sru" else {"l0.wx", "l0.wh"})
+    xq = qm.quantize_inputs(task.x_test[:2, :3])
+    acc = Accelerator(qm, lanes)
+    got, _ = run_accelerator(acc, xq, "last", 10, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq))
+    model = ternary_cycle_model(acc.plan, acc.ternary_plan, qm.input_size, "last")
+    assert measured_per_step(acc, xq, "last", 10) == model["per_step"]
+
+
 @pytest.mark.parametrize("cell,lanes,units", [("gru", 8, 4), ("lstm", 4, 2)])
 def test_element_wise_units_on_the_ternary_datapath(cell, lanes, units):
     """E element-wise units behind the level sums: bit-exact, the modelled cycles, and fewer
