@@ -1,7 +1,7 @@
 """The multiplier-free ternary datapath against the 8-bit multiplier design (issue 12 §3-4).
 
     python bench/ternary_hw.py [--models digits_gru charlm_gru2] [--lanes 4 8 16]
-                               [--scale-step N] [--synth DIR ...]
+                               [--scale-step N] [--balance-lanes] [--synth DIR ...]
 
 Cycles per step (the cycle model, which the tests hold equal to simulation) of each model's
 shipped ternary results against its 8-bit PTQ design at the same lanes, with the stored
@@ -25,13 +25,20 @@ import common  # noqa: F401  (puts the repository on sys.path)
 from hwgen import flow, qat
 from hwgen.quant import QuantConfig
 from hwgen.rtl.cycles import cycle_model, ternary_cycle_model
+from hwgen.rtl.lane_balance import balance
 from hwgen.rtl.plan import make_plan
 from hwgen.rtl.ternary_plan import make_ternary_plan
 
 MODELS = ["digits_gru"]
 
 
-def cycle_rows(model, lanes_list, scale_step=None) -> list[str]:
+def _design(qm, lanes, balance_lanes):
+    """The model as the generator plans it: with its units reordered for the lanes when
+    `balance_lanes` (`hwgen.rtl.lane_balance`)."""
+    return balance(qm, lanes) if balance_lanes else qm
+
+
+def cycle_rows(model, lanes_list, scale_step=None, balance_lanes=False) -> list[str]:
     task = flow.load_task(model)
     qm8 = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
     ternary = [(tag, qat.shipped_ternary(tag)[1].qm) for tag in qat.shipped_tags(model)]
@@ -45,6 +52,7 @@ def cycle_rows(model, lanes_list, scale_step=None) -> list[str]:
                      f"{sum(lp.matrix_cycles for lp in plan.layers):>10} {'':>6} "
                      f"{base['head']:>6}")
         for tag, qm in ternary:
+            qm = _design(qm, lanes, balance_lanes)
             plan = make_plan(qm, lanes)
             c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
                                     qm.input_size, qm.head_mode)
@@ -56,7 +64,7 @@ def cycle_rows(model, lanes_list, scale_step=None) -> list[str]:
 
 
 def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
-                  scale_step=None) -> list[str]:
+                  scale_step=None, balance_lanes=False) -> list[str]:
     """Cycles per step against pruning: the float model ternarized after training (one-shot
     magnitude pruning, `qat.post_training`: the sparsity is exact, the accuracy is not
     the fine-tuned one)."""
@@ -68,6 +76,7 @@ def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
     for lanes in lanes_list:
         cells = []
         for qm in models:
+            qm = _design(qm, lanes, balance_lanes)
             plan = make_plan(qm, lanes)
             c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
                                     qm.input_size, qm.head_mode)
@@ -124,13 +133,17 @@ def main(argv=None) -> None:
     p.add_argument("--lanes", type=int, nargs="+", default=[4, 8, 16])
     p.add_argument("--scale-step", type=int,
                    help="the ternary combiner's scale bits a cycle (default: the generator's)")
+    p.add_argument("--balance-lanes", action="store_true",
+                   help="the ternary designs with their units reordered for the lanes "
+                        "(hwgen generate --balance-lanes)")
     p.add_argument("--synth", nargs="*", default=[], metavar="DIR",
                    help="design folders whose synthesis reports to print")
     args = p.parse_args(argv)
     for model in args.models:
-        print("\n".join(cycle_rows(model, args.lanes, args.scale_step)))
+        print("\n".join(cycle_rows(model, args.lanes, args.scale_step, args.balance_lanes)))
         print()
-        print("\n".join(sparsity_rows(model, args.lanes, scale_step=args.scale_step)))
+        print("\n".join(sparsity_rows(model, args.lanes, scale_step=args.scale_step,
+                                       balance_lanes=args.balance_lanes)))
         print()
     if args.synth:
         print()

@@ -261,9 +261,11 @@ def cmd_generate(args) -> int:
         task.name = args.model
         qm = tm.qm
     else:
-        if args.scale_step is not None:
-            raise UsageError("--scale-step is for a shipped ternary model (the multiplier-free "
-                             "datapath)")
+        for given, flag in ((args.scale_step is not None, "--scale-step"),
+                            (args.balance_lanes, "--balance-lanes")):
+            if given:
+                raise UsageError(f"{flag} is for a shipped ternary model (the "
+                                 f"multiplier-free datapath)")
         task = load_task(args)
         qm = flow.quantize(task, _quant_config(args))
     delta = _delta_for(task, qm, args)
@@ -272,7 +274,7 @@ def cmd_generate(args) -> int:
         flow.generate_design(task, qm, out, args.lanes, delta=delta,
                              sequences=args.sequences or min(100, len(task.x_test)),
                              units=args.units, scale_step=args.scale_step,
-                             weights=args.weights)
+                             weights=args.weights, balance_lanes=args.balance_lanes)
     weights = "weights.hex" if qm.ternary is None else "entries.hex, pointers.hex"
     if args.weights == "load":
         weights += ", weights.bin (the weight stream's image)"
@@ -407,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "fewest that hide ACTIVATE under the next step's input columns "
                          "where steps overlap, at most P/8; else P/8, at least 1): "
                          "ACTIVATE issues E elements a cycle")
+    sp.add_argument("--balance-lanes", action="store_true",
+                    help="ternary models: reorder each layer's hidden units so that the lanes "
+                         "share the nonzero digits evenly (fewer stored words, the same "
+                         "outputs)")
     sp.add_argument("--scale-step", type=_positive_int,
                     help="ternary models: scale bits the combiner applies a cycle (default "
                          "1: the fewest LUTs; more: fewer combine cycles)")

@@ -407,6 +407,52 @@ def test_bench_counts_block_rams_per_memory(tmp_path, monkeypatch):
                                                  "schedule.rom": 1, "v_mem": 1}
 
 
+# ---- hidden units reordered for the lanes (`lane_balance`)
+@pytest.mark.parametrize("cell,layers,head_mode,lanes,sparsity,theta", [
+    ("gru", 2, "last", 3, 0.8, None), ("lstm", 1, "every", 4, 0.9, None),
+    ("ligru", 1, "last", 3, 0.5, 2), ("sru", 2, "last", 4, 0.9, None)])
+def test_balanced_lanes_keep_every_output(cell, layers, head_mode, lanes, sparsity, theta):
+    """Each layer's units reordered: the reference's outputs unchanged bit for bit, no
+    layer storing more words, and the design bit-exact under stalls in its modelled cycles."""
+    from hwgen.rtl.lane_balance import balance, stored_words, unit_digits
+    qm, xq = ternary_model(cell, layers, head_mode, 2, sparsity, hidden=13, seed=lanes)
+    balanced = balance(qm, lanes)
+    delta = None if theta is None else [(theta, theta)] * layers
+    assert np.array_equal(run_int(balanced, xq, delta=delta), run_int(qm, xq, delta=delta))
+    same_order = np.arange(13)
+    for k in range(layers):
+        assert (stored_words(unit_digits(balanced, k), same_order, lanes)
+                <= stored_words(unit_digits(qm, k), same_order, lanes))
+    acc = Accelerator(qm, lanes, delta=delta, balance_lanes=True)
+    got, _ = run_accelerator(acc, xq, head_mode, OUT, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+    if theta is None:
+        model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, head_mode)
+        assert measured_per_step(acc, xq, head_mode) == model["model_per_step"]
+
+
+def test_balanced_lanes_store_fewer_words_of_a_shipped_model(tmp_path, capsys):
+    """digits_gru_t2s90e200 at 8 lanes: 173 stored words a step unbalanced, fewer than 140
+    balanced; `hwgen generate --balance-lanes` says so in the manifest, and refuses a model
+    without ternary levels in one line."""
+    from hwgen.cli import main
+    from hwgen.qat import shipped_ternary
+    from hwgen.rtl.lane_balance import balance, stored_words, unit_digits
+    _, tm = shipped_ternary("digits_gru_t2s90e200")
+    order = np.arange(32)
+    assert stored_words(unit_digits(tm.qm, 0), order, 8) == 173
+    assert stored_words(unit_digits(balance(tm.qm, 8), 0), order, 8) < 140
+    assert main(["generate", "digits_gru_t2s90e200", "--lanes", "8", "--sequences", "2",
+                 "--balance-lanes", "--out", str(tmp_path)]) == 0
+    manifest = json.loads((tmp_path / "digits_gru_t2s90e200_p8" / "manifest.json").read_text())
+    assert manifest["ternary"]["balanced_lanes"] is True
+    assert manifest["cycles"]["stored_words_per_step"] < 140
+    capsys.readouterr()
+    assert main(["generate", "digits_gru", "--balance-lanes", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("hwgen: error: --balance-lanes is for a shipped ternary "
+                                       "model (the multiplier-free datapath)\n")
+
+
 # ---- entries loaded at run time (weights="load": the UP5K's SPRAM)
 @pytest.mark.parametrize("cell,layers,head_mode,lanes,hidden,theta", [
     ("gru", 1, "last", 3, 7, None), ("lstm", 2, "every", 8, 7, 2),

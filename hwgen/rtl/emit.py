@@ -120,6 +120,8 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
                           "dense_words": sum(lp.matrix_cycles for lp in plan.layers)
                           * tp.levels,
                           "multipliers": 0}
+        if acc.balanced_lanes:   # only then: other manifests stay as they are
+            out["ternary"]["balanced_lanes"] = True
     if acc.weights_storage == "load":  # only then: other manifests stay as they are
         # the MAC array's weight words, or the ternary datapath's entry words
         loaded, width = (("weights", plan.weight_width * plan.lanes) if tp is None
@@ -141,7 +143,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
              inputs: np.ndarray | None = None, delta=None, layout: str | None = None,
              units: int | None = None, scale_step: int | None = None,
-             weights: str = "rom") -> Path:
+             weights: str = "rom", balance_lanes: bool = False) -> Path:
     """Generate the design folder `out_dir` for `qm`; returns its path.
 
     The folder is written to a temporary sibling first, sealed (every file's digest in the
@@ -152,7 +154,8 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     the testbenches. `delta`: per-layer
     (theta_x, theta_h) thresholds for a delta network, or None for a dense design. `units`:
     element-wise units (`hwgen.rtl.plan.default_units` when None). `scale_step`: a ternary
-    model's combiner scale bits a cycle (`hwgen.rtl.ternary_plan.DEFAULT_SCALE_STEP`).
+    model's combiner scale bits a cycle (`hwgen.rtl.ternary_plan.DEFAULT_SCALE_STEP`);
+    `balance_lanes`: its hidden units reordered for its lanes (`hwgen.rtl.lane_balance`).
     `weights`: "rom" (the weight words are the weight memory's contents) or "load" (a
     memory with none, written through the top's `weights` stream before the first input:
     the folder's weights.bin holds the stream's bytes, `Accelerator.load_image`; a ternary
@@ -162,7 +165,7 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     name = name or out_dir.name
     top = "hwgen_" + re.sub(r"[^0-9A-Za-z_]", "_", name)  # a legal Verilog identifier
     acc = Accelerator(qm, lanes, delta=delta, units=units, scale_step=scale_step,
-                      weights=weights, product_instances=True)
+                      weights=weights, product_instances=True, balance_lanes=balance_lanes)
     text = verilog.convert(acc, name=top, emit_src=False)
     # the wide MAC array's multipliers: the module they instantiate, beside the top
     products = registered_product.MODULE in text

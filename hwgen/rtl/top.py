@@ -36,9 +36,11 @@ from ..qmodel import QModel
 from .activate import ActivateEngine, activate_layers
 from .elementwise import ElementwiseUnit
 from .head_output import HeadOutput
+from .lane_balance import balance
 from .mac_array import MacArray, product_delay
 from .matrix import ColumnEncoder, MacIssuer, pass_shifts, passes_of
-from .plan import WEIGHT_BEAT, Plan, check_weights, make_plan, weight_image
+from .plan import (WEIGHT_BEAT, Plan, PlanError, check_weights, make_plan,
+                   weight_image)
 from .ternary_array import (LevelSumArray, PointerReader, ScaleCombiner, ScheduleROM,
                             TernaryIssuer)
 from .ternary_plan import entry_image, make_ternary_plan
@@ -56,6 +58,8 @@ class Accelerator(wiring.Component):
         `plan.default_units`).
     scale_step : ternary datapath only: scale bits its combiner applies a cycle (default
         `ternary_plan.DEFAULT_SCALE_STEP`).
+    balance_lanes : ternary datapath only: hidden units reordered so that the lanes share
+        the digits evenly (`lane_balance.balance`: fewer stored words, the same outputs).
     weights : "rom" (default: the weight words are the weight memory's contents) or "load"
         (a memory with no contents, written through the `weights` stream before the first
         input is taken: `load_image`; the UP5K's SPRAM). A ternary model's datapath loads
@@ -75,8 +79,14 @@ class Accelerator(wiring.Component):
 
     def __init__(self, qm: QModel, lanes: int, delta=None, units: int | None = None,
                  scale_step: int | None = None, weights: str = "rom",
-                 product_instances: bool = False):
+                 product_instances: bool = False, balance_lanes: bool = False):
         check_weights(weights)
+        if balance_lanes:
+            if qm.ternary is None:
+                raise PlanError("balance_lanes is for a ternary model (the multiplier-free "
+                                "datapath)")
+            qm = balance(qm, lanes)
+        self.balanced_lanes = balance_lanes
         self.product_instances = product_instances
         self.qm, self.weights_storage = qm, weights
         self.plan: Plan = make_plan(qm, lanes, delta, units)
