@@ -123,13 +123,11 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
         if acc.balanced_lanes:   # only then: other manifests stay as they are
             out["ternary"]["balanced_lanes"] = True
     if acc.weights_storage == "load":  # only then: other manifests stay as they are
-        # the MAC array's weight words, or the ternary datapath's entry words
-        loaded, width = (("weights", plan.weight_width * plan.lanes) if tp is None
-                         else ("entries", entry_width(tp)))
+        loaded, depth, width = acc.loaded_memory()
         manifest["memories"][loaded]["storage"] = "load"
         manifest["interface"]["weights"] = {
             "port": "weights", "beat_width": WEIGHT_BEAT, "word_beats": word_beats(width),
-            "beats": len(acc.load_image()), "file": WEIGHT_IMAGE}
+            "beats": depth * word_beats(width), "file": WEIGHT_IMAGE}
     if qm.embedding_design:  # only then: the manifests of other designs stay as they are
         manifest["interface"]["vocab_size"] = qm.vocab_size
         if plan.token_rom is not None:

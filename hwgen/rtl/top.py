@@ -43,7 +43,7 @@ from .plan import (WEIGHT_BEAT, Plan, PlanError, check_weights, make_plan,
                    weight_image)
 from .ternary_array import (LevelSumArray, PointerReader, ScaleCombiner, ScheduleROM,
                             TernaryIssuer)
-from .ternary_plan import entry_image, make_ternary_plan
+from .ternary_plan import entry_image, entry_width, make_ternary_plan
 
 
 class Accelerator(wiring.Component):
@@ -101,9 +101,17 @@ class Accelerator(wiring.Component):
             members["weights"] = In(stream.Signature(unsigned(WEIGHT_BEAT)))
         super().__init__(members)
 
+    def loaded_memory(self) -> tuple[str, int, int]:
+        """What the `weights` stream fills (weights="load"): the manifest's name of the
+        memory, its depth and its word width: the MAC array's weight words, or a ternary
+        model's entry words."""
+        if self.ternary_plan is not None:
+            return "entries", len(self.ternary_plan.entries), entry_width(self.ternary_plan)
+        return "weights", len(self.plan.weight_words), self.plan.weight_width * self.plan.lanes
+
     def load_image(self) -> bytes:
-        """The `weights` stream's bytes (weights="load"): the weight words
-        (`plan.weight_image`), or a ternary model's entry words (`entry_image`)."""
+        """The `weights` stream's bytes (weights="load"), `loaded_memory`'s words: the
+        weight words (`plan.weight_image`), or a ternary model's entry words (`entry_image`)."""
         if self.ternary_plan is not None:
             return entry_image(self.ternary_plan)
         return weight_image(self.plan)
