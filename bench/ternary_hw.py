@@ -1,7 +1,7 @@
 """The multiplier-free ternary datapath against the 8-bit multiplier design (issue 12 §3-4).
 
     python bench/ternary_hw.py [--models digits_gru charlm_gru2] [--lanes 4 8 16]
-                               [--scale-step N] [--balance-lanes] [--synth DIR ...]
+                               [--scale-step N] [--no-balance-lanes] [--synth DIR ...]
 
 Cycles per step (the cycle model, which the tests hold equal to simulation) of each model's
 shipped ternary results against its 8-bit PTQ design at the same lanes, with the stored
@@ -38,17 +38,18 @@ def _design(qm, lanes, balance_lanes):
     return balance(qm, lanes) if balance_lanes else qm
 
 
-def cycle_rows(model, lanes_list, scale_step=None, balance_lanes=False) -> list[str]:
+def cycle_rows(model, lanes_list, scale_step=None, balance_lanes=True) -> list[str]:
     task = flow.load_task(model)
     qm8 = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
     ternary = [(tag, qat.shipped_ternary(tag)[1].qm) for tag in qat.shipped_tags(model)]
-    head = (f"{'design':<22} {'lanes':>5} {'cycles/step':>11} {'vs 8-bit':>8} "
+    w = max([22] + [len(tag) for tag, _ in ternary])   # the design column fits every tag
+    head = (f"{'design':<{w}} {'lanes':>5} {'cycles/step':>11} {'vs 8-bit':>8} "
             f"{'words/step':>10} {'dense':>6} {'head':>6}")
     lines = [head, "-" * len(head)]
     for lanes in lanes_list:
         plan = make_plan(qm8, lanes)
         base = cycle_model(plan, qm8.input_size, qm8.head_mode)
-        lines.append(f"{model + ' 8-bit':<22} {lanes:>5} {base['model_per_step']:>11} {'1.00':>8} "
+        lines.append(f"{model + ' 8-bit':<{w}} {lanes:>5} {base['model_per_step']:>11} {'1.00':>8} "
                      f"{sum(lp.matrix_cycles for lp in plan.layers):>10} {'':>6} "
                      f"{base['head']:>6}")
         for tag, qm in ternary:
@@ -56,7 +57,7 @@ def cycle_rows(model, lanes_list, scale_step=None, balance_lanes=False) -> list[
             plan = make_plan(qm, lanes)
             c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
                                     qm.input_size, qm.head_mode)
-            lines.append(f"{tag:<22} {lanes:>5} {c['model_per_step']:>11} "
+            lines.append(f"{tag:<{w}} {lanes:>5} {c['model_per_step']:>11} "
                          f"{base['model_per_step'] / c['model_per_step']:>8.2f} "
                          f"{c['stored_words_per_step']:>10} {c['dense_words_per_step']:>6} "
                          f"{c['head']:>6}")
@@ -64,7 +65,7 @@ def cycle_rows(model, lanes_list, scale_step=None, balance_lanes=False) -> list[
 
 
 def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
-                  scale_step=None, balance_lanes=False) -> list[str]:
+                  scale_step=None, balance_lanes=True) -> list[str]:
     """Cycles per step against pruning: the float model ternarized after training (one-shot
     magnitude pruning, `qat.post_training`: the sparsity is exact, the accuracy is not
     the fine-tuned one)."""
@@ -133,9 +134,10 @@ def main(argv=None) -> None:
     p.add_argument("--lanes", type=int, nargs="+", default=[4, 8, 16])
     p.add_argument("--scale-step", type=int,
                    help="the ternary combiner's scale bits a cycle (default: the generator's)")
-    p.add_argument("--balance-lanes", action="store_true",
-                   help="the ternary designs with their units reordered for the lanes "
-                        "(hwgen generate --balance-lanes)")
+    p.add_argument("--balance-lanes", action=argparse.BooleanOptionalAction, default=True,
+                   help="the ternary designs with their units reordered for the lanes, as "
+                        "hwgen generate makes them (the default), or in the model's order "
+                        "(hwgen generate --no-balance-lanes)")
     p.add_argument("--synth", nargs="*", default=[], metavar="DIR",
                    help="design folders whose synthesis reports to print")
     args = p.parse_args(argv)

@@ -262,7 +262,8 @@ def cmd_generate(args) -> int:
         qm = tm.qm
     else:
         for given, flag in ((args.scale_step is not None, "--scale-step"),
-                            (args.balance_lanes, "--balance-lanes")):
+                            (args.balance_lanes is not None,
+                             "--balance-lanes" if args.balance_lanes else "--no-balance-lanes")):
             if given:
                 raise UsageError(f"{flag} is for a shipped ternary model (the "
                                  f"multiplier-free datapath)")
@@ -409,10 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "fewest that hide ACTIVATE under the next step's input columns "
                          "where steps overlap, at most P/8; else P/8, at least 1): "
                          "ACTIVATE issues E elements a cycle")
-    sp.add_argument("--balance-lanes", action="store_true",
-                    help="ternary models: reorder each layer's hidden units so that the lanes "
-                         "share the nonzero digits evenly (fewer stored words, the same "
-                         "outputs)")
+    sp.add_argument("--balance-lanes", action=argparse.BooleanOptionalAction,
+                    help="ternary models: each layer's hidden units reordered so that the "
+                         "lanes share the nonzero digits evenly (fewer stored words and "
+                         "cycles, the same outputs; the default), or not")
     sp.add_argument("--scale-step", type=_positive_int,
                     help="ternary models: scale bits the combiner applies a cycle (default "
                          "1: the fewest LUTs; more: fewer combine cycles)")

@@ -156,7 +156,7 @@ def design_vectors(task: Task, qm: QModel, sequences: int) -> np.ndarray:
 def generate_design(task: Task, qm: QModel, out_dir, lanes: int, delta=None,
                     sequences: int = 100, units: int | None = None,
                     scale_step: int | None = None, weights: str = "rom",
-                    balance_lanes: bool = False) -> Path:
+                    balance_lanes: bool | None = None) -> Path:
     from .rtl.emit import generate
     return generate(qm, out_dir, lanes=lanes, delta=delta,
                     inputs=design_vectors(task, qm, sequences), layout=TASK_LAYOUT,

@@ -91,7 +91,8 @@ def test_delta_cycle_model_matches_simulation(cell, layers, lanes, levels, spars
     qm, xq = ternary_model(cell, layers, "last", levels, sparsity, hidden=9, seed=lanes)
     delta = [(theta, theta)] * layers
     acc = Accelerator(qm, lanes, delta=delta)
-    fired = delta_fired_columns(qm, xq[:1, :3], delta)[0]
+    # the columns of the model the design runs: its units in their balanced order
+    fired = delta_fired_columns(acc.qm, xq[:1, :3], delta)[0]
     measured = [run_accelerator(acc, xq[:1, :t], "last", OUT)[1] for t in (1, 2, 3)]
     modelled = [ternary_delta_step_cycles(acc.plan, acc.ternary_plan, I_SIZE, f)["per_step"]
                 for f in fired]
@@ -153,7 +154,7 @@ def test_more_lanes_than_the_up5k_has_multipliers(cell, lanes, theta):
         model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "last")
         assert measured_per_step(acc, xq, "last") == model["per_step"]
     else:
-        fired = delta_fired_columns(qm, xq[:1, :3], delta)[0]
+        fired = delta_fired_columns(acc.qm, xq[:1, :3], delta)[0]
         measured = [run_accelerator(acc, xq[:1, :t], "last", OUT)[1] for t in (2, 3)]
         assert measured[1] - measured[0] == ternary_delta_step_cycles(
             acc.plan, acc.ternary_plan, I_SIZE, fired[2])["per_step"]
@@ -433,7 +434,8 @@ def test_balanced_lanes_keep_every_output(cell, layers, head_mode, lanes, sparsi
 
 def test_balanced_lanes_store_fewer_words_of_a_shipped_model(tmp_path, capsys):
     """digits_gru_t2s90e200 at 8 lanes: 173 stored words a step unbalanced, fewer than 140
-    balanced; `hwgen generate --balance-lanes` says so in the manifest, and refuses a model
+    balanced; `hwgen generate` balances a ternary model's lanes unless told
+    `--no-balance-lanes`, says which in the manifest, and refuses either flag for a model
     without ternary levels in one line."""
     from hwgen.cli import main
     from hwgen.qat import shipped_ternary
@@ -442,15 +444,19 @@ def test_balanced_lanes_store_fewer_words_of_a_shipped_model(tmp_path, capsys):
     order = np.arange(32)
     assert stored_words(unit_digits(tm.qm, 0), order, 8) == 173
     assert stored_words(unit_digits(balance(tm.qm, 8), 0), order, 8) < 140
-    assert main(["generate", "digits_gru_t2s90e200", "--lanes", "8", "--sequences", "2",
-                 "--balance-lanes", "--out", str(tmp_path)]) == 0
-    manifest = json.loads((tmp_path / "digits_gru_t2s90e200_p8" / "manifest.json").read_text())
-    assert manifest["ternary"]["balanced_lanes"] is True
-    assert manifest["cycles"]["stored_words_per_step"] < 140
+    for flags, balanced in (([], True), (["--no-balance-lanes"], False)):
+        assert main(["generate", "digits_gru_t2s90e200", "--lanes", "8", "--sequences", "2",
+                     *flags, "--out", str(tmp_path)]) == 0
+        manifest = json.loads((tmp_path / "digits_gru_t2s90e200_p8" / "manifest.json")
+                              .read_text())
+        assert manifest["ternary"]["balanced_lanes"] is balanced
+        words = manifest["cycles"]["stored_words_per_step"]
+        assert words < 140 if balanced else words == 173
     capsys.readouterr()
-    assert main(["generate", "digits_gru", "--balance-lanes", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == ("hwgen: error: --balance-lanes is for a shipped ternary "
-                                       "model (the multiplier-free datapath)\n")
+    for flag in ("--balance-lanes", "--no-balance-lanes"):
+        assert main(["generate", "digits_gru", flag, "--out", str(tmp_path)]) == 2
+        assert capsys.readouterr().err == (f"hwgen: error: {flag} is for a shipped ternary "
+                                           "model (the multiplier-free datapath)\n")
 
 
 # ---- entries loaded at run time (weights="load": the UP5K's SPRAM)
@@ -506,6 +512,7 @@ def test_generate_a_shipped_ternary_model_with_loaded_entries(tmp_path, capsys):
     from hwgen.cli import main
     from hwgen.design_folder import LOADED_ATTR
     from hwgen.qat import shipped_ternary
+    from hwgen.rtl.lane_balance import balance
     from hwgen.rtl.plan import make_plan
     from hwgen.rtl.ternary_plan import entry_image, make_ternary_plan
     assert main(["generate", "digits_gru_t2s90e200", "--lanes", "3", "--sequences", "2",
@@ -515,7 +522,8 @@ def test_generate_a_shipped_ternary_model_with_loaded_entries(tmp_path, capsys):
     manifest = json.loads((design / "manifest.json").read_text())
     image = (design / "weights.bin").read_bytes()
     _, tm = shipped_ternary("digits_gru_t2s90e200")
-    assert image == entry_image(make_ternary_plan(tm.qm, make_plan(tm.qm, 3)))
+    qm = balance(tm.qm, 3)     # the model the design runs: its lanes balanced
+    assert image == entry_image(make_ternary_plan(qm, make_plan(qm, 3)))
     assert manifest["interface"]["weights"]["beats"] == len(image)
     assert manifest["memories"]["entries"]["storage"] == "load"
     verilog = next(design.glob("*.v")).read_text()

@@ -120,8 +120,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
                           "dense_words": sum(lp.matrix_cycles for lp in plan.layers)
                           * tp.levels,
                           "multipliers": 0}
-        if acc.balanced_lanes:   # only then: other manifests stay as they are
-            out["ternary"]["balanced_lanes"] = True
+        out["ternary"]["balanced_lanes"] = acc.balanced_lanes
     if acc.weights_storage == "load":  # only then: other manifests stay as they are
         loaded, depth, width = acc.loaded_memory()
         manifest["memories"][loaded]["storage"] = "load"
@@ -141,7 +140,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
              inputs: np.ndarray | None = None, delta=None, layout: str | None = None,
              units: int | None = None, scale_step: int | None = None,
-             weights: str = "rom", balance_lanes: bool = False) -> Path:
+             weights: str = "rom", balance_lanes: bool | None = None) -> Path:
     """Generate the design folder `out_dir` for `qm`; returns its path.
 
     The folder is written to a temporary sibling first, sealed (every file's digest in the
@@ -153,7 +152,8 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     (theta_x, theta_h) thresholds for a delta network, or None for a dense design. `units`:
     element-wise units (`hwgen.rtl.plan.default_units` when None). `scale_step`: a ternary
     model's combiner scale bits a cycle (`hwgen.rtl.ternary_plan.DEFAULT_SCALE_STEP`);
-    `balance_lanes`: its hidden units reordered for its lanes (`hwgen.rtl.lane_balance`).
+    `balance_lanes`: its hidden units reordered for its lanes (`hwgen.rtl.lane_balance`;
+    None: a ternary model's are, False: not).
     `weights`: "rom" (the weight words are the weight memory's contents) or "load" (a
     memory with none, written through the top's `weights` stream before the first input:
     the folder's weights.bin holds the stream's bytes, `Accelerator.load_image`; a ternary

@@ -59,7 +59,8 @@ class Accelerator(wiring.Component):
     scale_step : ternary datapath only: scale bits its combiner applies a cycle (default
         `ternary_plan.DEFAULT_SCALE_STEP`).
     balance_lanes : ternary datapath only: hidden units reordered so that the lanes share
-        the digits evenly (`lane_balance.balance`: fewer stored words, the same outputs).
+        the digits evenly (`lane_balance.balance`: fewer stored words, the same outputs);
+        None (default): a ternary model's are, False: they keep the model's order.
     weights : "rom" (default: the weight words are the weight memory's contents) or "load"
         (a memory with no contents, written through the `weights` stream before the first
         input is taken: `load_image`; the UP5K's SPRAM). A ternary model's datapath loads
@@ -79,14 +80,14 @@ class Accelerator(wiring.Component):
 
     def __init__(self, qm: QModel, lanes: int, delta=None, units: int | None = None,
                  scale_step: int | None = None, weights: str = "rom",
-                 product_instances: bool = False, balance_lanes: bool = False):
+                 product_instances: bool = False, balance_lanes: bool | None = None):
         check_weights(weights)
-        if balance_lanes:
-            if qm.ternary is None:
-                raise PlanError("balance_lanes is for a ternary model (the multiplier-free "
-                                "datapath)")
+        if balance_lanes and qm.ternary is None:
+            raise PlanError("balance_lanes is for a ternary model (the multiplier-free "
+                            "datapath)")
+        self.balanced_lanes = qm.ternary is not None and balance_lanes is not False
+        if self.balanced_lanes:
             qm = balance(qm, lanes)
-        self.balanced_lanes = balance_lanes
         self.product_instances = product_instances
         self.qm, self.weights_storage = qm, weights
         self.plan: Plan = make_plan(qm, lanes, delta, units)
