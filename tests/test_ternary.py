@@ -230,6 +230,23 @@ def test_cli_loads_the_shipped_char_lm(capsys, tmp_path, argv, label, bpc):
     assert "bits/char" in out and rows["float32"] == "2.278" and rows[label] == bpc
 
 
+def test_the_shipped_ligru_is_within_a_point_of_its_float_model_at_80_percent(capsys,
+                                                                            tmp_path):
+    """digits_ligru's shipped distilled 2-level result: loaded, not trained, each matrix
+    80 % pruned, within 1 point of float accuracy (the integer reference on the test set)."""
+    r = qat.load(qat.SHIPPED, "digits_ligru_t2s80d50e400")
+    assert (r.levels, r.sparsity, r.scope, r.distill, r.temperature, r.epochs, r.seed,
+            r.threads) == (2, 0.8, "matrix", 0.5, 1.0, 400, 0, 1)
+    assert all(m.numel() - int(m.sum()) == round(0.8 * m.numel()) for m in r.masks.values())
+    assert main(["ternary", "digits_ligru", "--levels", "2", "--sparsity", "0.8",
+                 "--distill", "0.5", "--epochs", "400", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "training" not in out and not any(tmp_path.iterdir())
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[3:]}
+    assert rows["float32"][1] == "98.06" and rows["t2s80d50e400"][1] == "97.78"
+    assert float(rows["t2s80d50e400"][1]) >= float(rows["float32"][1]) - 1
+
+
 def test_result_files_keep_the_kept_weights_and_mask_bits(tmp_path):
     """`qat.save` writes each matrix as its kept values and its mask as bits: `qat.load`
     gives back the same weights and masks as the older files that hold them whole."""
