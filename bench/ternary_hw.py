@@ -7,7 +7,8 @@ Cycles per step (the cycle model, which the tests hold equal to simulation) of e
 shipped ternary results against its 8-bit PTQ design at the same lanes, with the stored
 words per step (nonzero per-lane digits) against the dense level-words, and the cycles of
 one head (once a sequence, or, for a model whose head runs every step, the char LM, on every
-step: counted in its cycles per step). ``--synth``
+step: counted in its cycles per step). The ternary designs' lanes are balanced, as
+``hwgen generate`` builds them (``--no-balance-lanes``: the model's order). ``--synth``
 prints the synthesis reports already made under each design folder's build/synth/ by
 ``hwgen synth DIR --target ice40-up5k`` / ``ecp5-85f`` (LUT, FF, DSP, BRAM, Fmax, fits), and
 what uses the iCE40's block RAMs: the SB_RAM40_4K cells of each memory in the netlist.
