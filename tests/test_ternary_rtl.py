@@ -432,6 +432,19 @@ def test_balanced_lanes_keep_every_output(cell, layers, head_mode, lanes, sparsi
         assert measured_per_step(acc, xq, head_mode) == model["model_per_step"]
 
 
+def test_the_models_order_is_kept_when_asked():
+    """balance_lanes=False: the design runs the caller's model as it is (the default
+    reorders it), bit-exact under stalls in its modelled cycles."""
+    qm, xq = ternary_model("gru", 1, "last", 2, 0.8, hidden=13, seed=5)
+    assert Accelerator(qm, 4).qm is not qm
+    acc = Accelerator(qm, 4, balance_lanes=False)
+    assert acc.qm is qm and not acc.balanced_lanes
+    got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=4)
+    assert np.array_equal(got, run_int(qm, xq))
+    model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "last")
+    assert measured_per_step(acc, xq, "last") == model["per_step"]
+
+
 def test_balanced_lanes_store_fewer_words_of_a_shipped_model(tmp_path, capsys):
     """digits_gru_t2s90e200 at 8 lanes: 173 stored words a step unbalanced, fewer than 140
     balanced; `hwgen generate` balances a ternary model's lanes unless told
