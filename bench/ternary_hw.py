@@ -26,17 +26,11 @@ import common  # noqa: F401  (puts the repository on sys.path)
 from hwgen import flow, qat
 from hwgen.quant import QuantConfig
 from hwgen.rtl.cycles import cycle_model, ternary_cycle_model
-from hwgen.rtl.lane_balance import balance
+from hwgen.rtl.lane_balance import design_model
 from hwgen.rtl.plan import make_plan
 from hwgen.rtl.ternary_plan import make_ternary_plan
 
 MODELS = ["digits_gru"]
-
-
-def _design(qm, lanes, balance_lanes):
-    """The model as the generator plans it: with its units reordered for the lanes when
-    `balance_lanes` (`hwgen.rtl.lane_balance`)."""
-    return balance(qm, lanes) if balance_lanes else qm
 
 
 def cycle_rows(model, lanes_list, scale_step=None, balance_lanes=True) -> list[str]:
@@ -54,7 +48,7 @@ def cycle_rows(model, lanes_list, scale_step=None, balance_lanes=True) -> list[s
                      f"{sum(lp.matrix_cycles for lp in plan.layers):>10} {'':>6} "
                      f"{base['head']:>6}")
         for tag, qm in ternary:
-            qm = _design(qm, lanes, balance_lanes)
+            qm = design_model(qm, lanes, balance_lanes)[0]
             plan = make_plan(qm, lanes)
             c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
                                     qm.input_size, qm.head_mode)
@@ -81,7 +75,7 @@ def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
     for lanes in lanes_list:
         cells, runs = [], []
         for qm in models:
-            qm = _design(qm, lanes, balance_lanes)
+            qm = design_model(qm, lanes, balance_lanes)[0]
             plan = make_plan(qm, lanes)
             c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
                                     qm.input_size, qm.head_mode)

@@ -445,6 +445,25 @@ def test_the_models_order_is_kept_when_asked():
     assert measured_per_step(acc, xq, "last") == model["per_step"]
 
 
+def test_one_rule_says_which_model_a_design_runs():
+    """`lane_balance.design_model`, which the generator and the bench both use: a ternary
+    model balanced unless told False, a model without levels as it is, True refused for it."""
+    from hwgen.rtl.lane_balance import balance, design_model
+    from hwgen.rtl.plan import PlanError
+    qm, _ = ternary_model("gru", 1, "last", 2, 0.8, hidden=13, seed=6)
+    for flag in (None, True):
+        run, balanced = design_model(qm, 4, flag)
+        assert balanced and run.ternary[0]["h"].planes.tobytes() == (
+            balance(qm, 4).ternary[0]["h"].planes.tobytes())
+        assert run.ternary[0]["h"].planes.tobytes() != qm.ternary[0]["h"].planes.tobytes()
+    assert design_model(qm, 4, False) == (qm, False)
+    plain = dataclasses.replace(qm, ternary=None)
+    assert design_model(plain, 4) == (plain, False)
+    assert design_model(plain, 4, False) == (plain, False)
+    with pytest.raises(PlanError, match="balance_lanes is for a ternary model"):
+        design_model(plain, 4, True)
+
+
 def test_balanced_lanes_store_fewer_words_of_a_shipped_model(tmp_path, capsys):
     """digits_gru_t2s90e200 at 8 lanes: 173 stored words a step unbalanced, fewer than 140
     balanced; `hwgen generate` balances a ternary model's lanes unless told

@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from ..qmodel import QModel
+from .plan import PlanError
 
 #: Passes over all unit pairs of the swap search (each stops early when no swap helps).
 SWAP_ROUNDS = 3
@@ -98,3 +99,13 @@ def balance(qm: QModel, lanes: int) -> QModel:
     for k in range(len(qm.layers)):
         qm = permute_units(qm, k, balanced_order(unit_digits(qm, k), lanes))
     return qm
+
+
+def design_model(qm: QModel, lanes: int, balance_lanes: bool | None = None) -> tuple:
+    """The model a design of `lanes` lanes runs, and whether its lanes are balanced: a
+    ternary model's units in a `balanced_order` unless `balance_lanes` is False (None, the
+    default, balances them); a model without ternary levels as it is (True is refused)."""
+    if balance_lanes and qm.ternary is None:
+        raise PlanError("balance_lanes is for a ternary model (the multiplier-free datapath)")
+    balanced = qm.ternary is not None and balance_lanes is not False
+    return (balance(qm, lanes) if balanced else qm), balanced

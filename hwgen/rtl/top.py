@@ -36,7 +36,7 @@ from ..qmodel import QModel
 from .activate import ActivateEngine, activate_layers
 from .elementwise import ElementwiseUnit
 from .head_output import HeadOutput
-from .lane_balance import balance
+from .lane_balance import design_model
 from .mac_array import MacArray, product_delay
 from .matrix import ColumnEncoder, MacIssuer, pass_shifts, passes_of
 from .plan import (WEIGHT_BEAT, Plan, PlanError, check_weights, make_plan,
@@ -82,12 +82,7 @@ class Accelerator(wiring.Component):
                  scale_step: int | None = None, weights: str = "rom",
                  product_instances: bool = False, balance_lanes: bool | None = None):
         check_weights(weights)
-        if balance_lanes and qm.ternary is None:
-            raise PlanError("balance_lanes is for a ternary model (the multiplier-free "
-                            "datapath)")
-        self.balanced_lanes = qm.ternary is not None and balance_lanes is not False
-        if self.balanced_lanes:
-            qm = balance(qm, lanes)
+        qm, self.balanced_lanes = design_model(qm, lanes, balance_lanes)
         self.product_instances = product_instances
         self.qm, self.weights_storage = qm, weights
         self.plan: Plan = make_plan(qm, lanes, delta, units)
