@@ -377,14 +377,15 @@ def test_the_shipped_sru_and_ligru_on_the_ternary_datapath(name, cell, lanes):
 @pytest.mark.parametrize("cell,lanes,units", [("gru", 8, 4), ("lstm", 4, 2)])
 def test_element_wise_units_on_the_ternary_datapath(cell, lanes, units):
     """E element-wise units behind the level sums: bit-exact, the modelled cycles, and fewer
-    of them than with one unit."""
-    qm, xq = ternary_model(cell, 1, "last", 2, 0.5, hidden=9)
-    acc = Accelerator(qm, lanes, units=units)
+    of them than with one unit where ACTIVATE, not the combine beside it, sets the pace
+    (one level, every scale bit in one cycle)."""
+    qm, xq = ternary_model(cell, 1, "last", 1, 0.5, hidden=16)
+    acc = Accelerator(qm, lanes, units=units, scale_step=32)
     got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=units)
     assert np.array_equal(got, run_int(qm, xq))
     model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "last")
     assert measured_per_step(acc, xq, "last") == model["per_step"]
-    one = Accelerator(qm, lanes, units=1)
+    one = Accelerator(qm, lanes, units=1, scale_step=32)
     assert model["per_step"] < ternary_cycle_model(one.plan, one.ternary_plan, I_SIZE,
                                                    "last")["per_step"]
 

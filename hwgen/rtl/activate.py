@@ -17,6 +17,10 @@ logic of the shift (ECP5, the engine alone: 13517 LUT4 + 6402 PFUMX + 3259 L6MUX
 5932 LUT4 + 26 PFUMX, the same 6032 FF) and long wires. A few lanes pick: there the shift's
 wider clock enable was the UP5K's longest path (49.8 -> 47.4 MHz on the default design).
 
+A filled engine (`filled=True`: the ternary datapath) has no gather engine: its producer
+writes the banks, row group by row group, and ACTIVATE runs beside the combine that makes
+the words (`cycles.combine_activate_cycles`).
+
 Above `fanout.LANES_PER_COPY` lanes (and wherever the banks shift) the banks' clock enables
 reach thousands of gate registers (P = 64: 3 x 64 x 23 a bank), so they come from registers
 copied per group of lanes (`hwgen.rtl.fanout`; `BANK_LANES_PER_COPY`): a gate word's capture
@@ -150,22 +154,28 @@ class ActivateEngine(wiring.Component):
     done : Out(1)   the layer's last element is issued this cycle
     finished : Out(1)   `done` a cycle later, a register (for the sequencer, and to stop:
         the cycle between is idle)
+    fill, fill_gate, fill_last : In   filled=True only: the banks are written from outside
+        instead of gathered (the ternary datapath's combiner makes the gate words row group
+        by row group as ACTIVATE runs): a gate word, its gate and whether it ends its row
+        group, with the word on `acc_word` `GATHER_CAPTURE` edges later (`acc_addr` stays 0)
+    groups_issued : Out   filled=True only: row groups issued (a third group waits for one)
     """
 
     def __init__(self, layers: list[ActivateLayer], lanes: int, acc_width: int,
                  acc_depth: int, vector_depth: int, cell_depth: int, ew_depth: int,
-                 units: int = 1):
+                 units: int = 1, filled: bool = False):
         if lanes % units:
             raise ValueError(f"{units} element-wise units do not divide {lanes} lanes")
         self.layers, self.lanes, self.acc_width, self.units = layers, lanes, acc_width, units
         self.acc_addr_depth = acc_depth
         self.shifting = shifts_banks(lanes, units)
+        self.filled = filled
         # gate words captured by registers copied per lane group (module docstring)
-        self.capture_registered = self.shifting or copy_groups(lanes) > 1
+        self.capture_registered = self.shifting or copy_groups(lanes) > 1 or filled
         # the issue engine's "this beat ends the row group" from a register (module docstring)
         self.last_beat_registered = copy_groups(lanes) > 1
         self.layout = element_layout(layers, acc_width, units)
-        super().__init__({
+        members = {
             "start": In(1), "sel": In(range(len(layers))), "bank": In(1),
             "acc_addr": Out(copied(range(acc_depth), lanes)),
             "acc_word": In(data.ArrayLayout(signed(acc_width), lanes)),
@@ -173,7 +183,12 @@ class ActivateEngine(wiring.Component):
             "ew_addr": Out(range(max(ew_depth, 2))),
             "element": Out(stream.Signature(self.layout, always_ready=True)),
             "done": Out(1), "finished": Out(1),
-        })
+        }
+        if filled:
+            members.update(fill=In(1), fill_gate=In(range(max(lay.n_blocks for lay in layers))),
+                           fill_last=In(1),
+                           groups_issued=Out(range(max(lay.gpg for lay in layers) + 1)))
+        super().__init__(members)
 
     def element_gates(self, j: int):
         """The gate values of element j of the `element` beat."""
@@ -246,7 +261,14 @@ class ActivateEngine(wiring.Component):
                         self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
                                     elem, last_beat, act_q, early, g_grp, rd_addr, rd_q,
                                     gate_read, read_bank)
-        if self.capture_registered:
+        if self.filled:
+            # a filled group's last gate word: the next one goes to the other bank; its bank
+            # is full when that word is captured (`_banks`)
+            with m.If(self.fill & self.fill_last):
+                m.d.sync += g_bank.eq(~g_bank)
+            m.d.comb += self.groups_issued.eq(grp)
+            self._banks(m, gate_regs, self.fill, self.fill_gate, g_bank, self.fill_last, full)
+        elif self.capture_registered:
             self._banks(m, gate_regs, gate_read, rd_q, read_bank)
         return m
 
@@ -258,19 +280,28 @@ class ActivateEngine(wiring.Component):
         """Set the bank being issued and its copies."""
         return [i_bank.eq(value), *(c.eq(value) for c in self._i_bank_copies)]
 
-    def _banks(self, m, gate_regs, read, rd_q, read_bank):
+    def _banks(self, m, gate_regs, read, rd_q, read_bank, read_last=None, full=None):
         """The registered capture: a gate word read (`read`, gate `rd_q`, for bank
         `read_bank`) is captured `GATHER_CAPTURE` edges later into its bank, by a capture
         register set the cycle before (a copy per lane group). Shifting banks: the bank being
         issued shifts by E lanes each beat, so its next E elements are always in lanes
-        0..E-1."""
+        0..E-1. Filled banks (`read_last`: the word is its row group's last) are set full
+        as their last word is captured."""
         E, P = self.units, self.lanes
-        valid, gate, bank_of = read, rd_q, read_bank
+        valid, gate, bank_of, last = read, rd_q, read_bank, read_last
         for i in range(GATHER_CAPTURE - 1):
             later = (Signal(name=f"gather_read_d{i}"), Signal.like(rd_q, name=f"gather_q_d{i}"),
-                     Signal(name=f"gather_bank_d{i}"))
+                     Signal(name=f"gather_bank_d{i}"), Signal(name=f"gather_last_d{i}"))
             m.d.sync += [later[0].eq(valid), later[1].eq(gate), later[2].eq(bank_of)]
-            valid, gate, bank_of = later
+            if read_last is not None:
+                m.d.sync += later[3].eq(valid & last)
+            valid, gate, bank_of, last = later
+        if read_last is not None:
+            completes, completes_bank = Signal(name="fill_completes"), Signal(name="fill_bank")
+            m.d.sync += [completes.eq(last), completes_bank.eq(bank_of)]
+            for b in range(2):
+                with m.If(completes & (completes_bank == b)):
+                    m.d.sync += self._set_full(full, b, 1)
         for b, bank in enumerate(gate_regs):
             # a full bank is issued exactly when it is `i_bank` (while running; no bank is
             # full otherwise): the enable waits on two registers, not on the issue test
@@ -297,12 +328,18 @@ class ActivateEngine(wiring.Component):
 
     def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, last_beat,
                act_q, early, g_grp, rd_addr, rd_q, gate_read, read_bank):
-        P, E, gpg, cycles = self.lanes, self.units, lay.gpg, gather_cycles(lay.n_blocks)
-        out = self.element
-        # gather engine: the gate-block words of row group g_grp into a free bank. Gate q
-        # is read at act_q == q and captured at act_q == q + GATHER_CAPTURE; the next
-        # group's first reads overlap the last captures when its bank is free. The reads
-        # take the gate words in order, one each: `rd_addr` steps on to the next.
+        if not self.filled:   # a filled engine's banks are written from outside
+            self._gather(m, k, lay, gate_regs, full, g_bank, act_q, early, g_grp, rd_addr,
+                         rd_q, gate_read, read_bank)
+        self._issue(m, k, lay, gate_regs, full, i_bank, lane, grp, elem, last_beat)
+
+    def _gather(self, m, k, lay, gate_regs, full, g_bank, act_q, early, g_grp, rd_addr,
+                rd_q, gate_read, read_bank):
+        """The gather engine: the gate-block words of row group g_grp into a free bank.
+        Gate q is read at act_q == q and captured at act_q == q + GATHER_CAPTURE; the next
+        group's first reads overlap the last captures when its bank is free. The reads
+        take the gate words in order, one each: `rd_addr` steps on to the next."""
+        P, gpg, cycles = self.lanes, lay.gpg, gather_cycles(lay.n_blocks)
         nxt_free = (g_grp + 1 < gpg) & ~full[~g_bank]
         read = Signal(name=f"gather_read{k}")
         with m.If(read):
@@ -339,6 +376,9 @@ class ActivateEngine(wiring.Component):
                 with m.Elif(nxt_free):
                     m.d.comb += read.eq(1)
                     m.d.sync += act_q.eq(1)
+    def _issue(self, m, k, lay, gate_regs, full, i_bank, lane, grp, elem, last_beat):
+        P, E, gpg = self.lanes, self.units, lay.gpg
+        out = self.element
         # issue engine: E elements a cycle from a full bank; h (and c, and the vectors)
         # are read now and reach the units with the gate values next cycle. The addresses
         # do not wait for the bank flag (a read is harmless; Fmax).

@@ -98,9 +98,9 @@ def cycle_model(plan: Plan, input_size: int, head_mode: str = "last") -> dict:
 
 
 def ternary_pass_cycles(counts, digits: int) -> dict:
-    """Cycles of one ternary MATRIX pass and its combine, from the stored words of each
-    column (`TernaryPlan.column_counts`) and the combine's scale digits
-    (`TernaryPlan.pass_digits`), one a cycle.
+    """Cycles of one ternary MATRIX pass and of its combine alone (the head's), from the
+    stored words of each column (`TernaryPlan.column_counts`) and the combine's scale
+    digits (`TernaryPlan.pass_digits`), one a cycle.
 
     The issuer spends max(1, words) cycles on a column. Columns with no words after the
     last stored one end the pass before the level-sum pipeline has drained, and so are
@@ -120,19 +120,66 @@ def ternary_pass_cycles(counts, digits: int) -> dict:
             "stored_words": int(sum(counts))}
 
 
+def combine_activate_cycles(tp, p: int, lp: LayerPlan, lanes: int, units: int = 1) -> int:
+    """Cycles of a ternary layer's combine and ACTIVATE, which begin together, until its last
+    new state is written: the combiner walks the terms row group by row group, and each
+    word it ends goes into ACTIVATE's banks (`ScaleCombiner`'s fills); a group's walk waits
+    while both banks hold groups not yet issued. Walks the two engines' registers cycle by
+    cycle (cycle 1: the first after the start), as `activate.issue_cycles` does for the
+    gather engine."""
+    from .activate import GATHER_CAPTURE
+    terms = tp.terms[tp.term_base[p]:tp.term_base[p + 1]]
+    walk = [(t, d) for t in terms for d in range(tp.term_digits(t))]
+    groups, hidden = lp.groups_per_gate, lp.hidden_size
+    item = begun = issued = filled = 0
+    full_at = {}                 # cycle from which a filled group's bank reads full
+    i_bank_group, lane = 0, 0    # the issue engine: its group and lane
+    cycle = 0
+    while True:
+        cycle += 1
+        # the issue engine, on the flags as they read this cycle
+        ends = None
+        if i_bank_group in full_at and full_at[i_bank_group] <= cycle:
+            elem = i_bank_group * lanes + lane
+            if lane == lanes - units or elem + units >= hidden:
+                if i_bank_group == groups - 1:
+                    return (cycle + ELEMENT_REGISTER
+                            + elementwise_latency(lp.cell, product_delay(lanes) > 0)
+                            + STATE_WRITE)
+                ends = True
+            else:
+                lane += units
+        # the combiner's walk, on `issued` as it reads this cycle
+        if item < len(walk):
+            term, digit = walk[item]
+            group_start = term[7] and digit == 0
+            if not (group_start and begun == issued + 2):
+                begun += group_start
+                item += 1
+                if term[4] and digit == tp.term_digits(term) - 1 and term[8]:
+                    # read by c0 next cycle; captured, and its bank full, edges later
+                    full_at[filled] = cycle + 1 + GATHER_CAPTURE + 1
+                    filled += 1
+        if ends:
+            lane, issued = 0, issued + 1
+            i_bank_group += 1
+
+
 def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last") -> dict:
     """`cycle_model` of the ternary datapath: cycles per dense step as a function of the
-    stored (nonzero) words of each column; keys as `cycle_model`'s, plus the stored words
-    and the combine's cycles."""
+    stored (nonzero) words of each column; keys as `cycle_model`'s, plus the stored words;
+    a layer's cycles are its MATRIX pass and its combine with ACTIVATE beside it
+    (`combine_activate_cycles`); the head's combine runs alone."""
     layers = []
     for k, lp in enumerate(plan.layers):
         c = ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))
-        c["activate"] = activate_cycles(lp, plan.lanes, plan.units)
-        layers.append(c)
+        layers.append({"matrix": c["matrix"], "stored_words": c["stored_words"],
+                       "combine_activate": combine_activate_cycles(tp, k, lp, plan.lanes,
+                                                                   plan.units)})
     hp, k = plan.head, len(plan.layers)
     hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))
     head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size, plan.lanes)
-    per_step = input_size + sum(c["matrix"] + c["combine"] + c["activate"] for c in layers)
+    per_step = input_size + sum(c["matrix"] + c["combine_activate"] for c in layers)
     macs = sum(lp.macs for lp in plan.layers)
     return {
         "load": input_size,
@@ -216,14 +263,13 @@ def ternary_delta_step_cycles(plan: Plan, tp, input_size: int, fired) -> dict:
     layers = []
     for k, (lp, mask) in enumerate(zip(plan.layers, fired)):
         layers.append({"matrix": ternary_matrix_cycles(tp, k, mask),
-                       "combine": ternary_pass_cycles(tp.column_counts(k),
-                                                      tp.pass_digits(k))["combine"],
-                       "activate": activate_cycles(lp, plan.lanes, plan.units),
+                       "combine_activate": combine_activate_cycles(tp, k, lp, plan.lanes,
+                                                                   plan.units),
                        "fired": int(sum(mask)),
                        "stored_words": int(sum(c for c, f in zip(tp.column_counts(k), mask)
                                                if f))})
     return {"load": input_size, "layers": layers,
-            "per_step": input_size + sum(c["matrix"] + c["combine"] + c["activate"]
+            "per_step": input_size + sum(c["matrix"] + c["combine_activate"]
                                          for c in layers)}
 
 

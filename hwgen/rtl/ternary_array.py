@@ -19,6 +19,12 @@ maps no `$mul` and so no DSP block, and the UP5K's eight SB_MAC16 do not bound t
 The scales come from digit words, `scale_step` bits a lane a word, in block RAM after the
 pointers (`ScheduleROM`); the biases live in the accumulator memory's spare words. A term
 costs `TernaryPlan.term_digits` cycles.
+
+The terms run row group by row group, and each word the combiner ends goes straight into
+the activate engine's banks (`activate.ActivateEngine`, filled) as well as into the
+accumulators: ACTIVATE begins with the combine, a row group as soon as its gate words are
+made, and the combine waits only while both banks hold groups not yet issued. ACTIVATE's
+element-wise work, the same with any sparsity, hides under the combine's.
 """
 from __future__ import annotations
 
@@ -310,12 +316,20 @@ class LevelSumArray(wiring.Component):
 def term_layout(tp: TernaryPlan, acc_depth: int, bias_depth: int) -> data.StructLayout:
     return data.StructLayout({"s_addr": range(tp.s_depth), "acc_addr": range(acc_depth),
                               "b_addr": range(bias_depth), "first": 1, "last": 1,
-                              "digits": range(1, max(tp.term_digits(t) for t in tp.terms) + 1)})
+                              "digits": range(1, max(tp.term_digits(t) for t in tp.terms) + 1),
+                              "gate": range(max(max(t[6] for t in tp.terms) + 1, 2)),
+                              "group_first": 1, "group_last": 1})
 
 
 def term_words(tp: TernaryPlan) -> list:
     return [{"s_addr": t[0], "acc_addr": t[1], "b_addr": t[2], "first": int(t[3]),
-             "last": int(t[4]), "digits": tp.term_digits(t)} for t in tp.terms]
+             "last": int(t[4]), "digits": tp.term_digits(t), "gate": t[6],
+             "group_first": int(t[7]), "group_last": int(t[8])} for t in tp.terms]
+
+
+def pass_groups(tp: TernaryPlan, p: int) -> int:
+    """Row groups of pass p's terms."""
+    return sum(t[7] for t in tp.terms[tp.term_base[p]:tp.term_base[p + 1]])
 
 
 class ScaleCombiner(wiring.Component):
@@ -342,6 +356,13 @@ class ScaleCombiner(wiring.Component):
         first copy: this array's memory is not sliced)
     acc_word : Out(ArrayLayout(signed(acc_width), P))   the word read two edges earlier
     done : Out(1)   no term left or in flight
+    fill, fill_gate, fill_last : Out   a layer pass's word ends its walk: its gate block, and
+        whether it is its row group's last; `word` holds it two edges later (the words
+        go straight into the `activate.ActivateEngine`'s banks as they are made: ACTIVATE
+        runs beside the combine, not after it)
+    word : Out(ArrayLayout(signed(acc_width), P))   the running sum
+    groups_issued : In   row groups ACTIVATE has issued: a row group's walk waits while two
+        are walked and not issued (both banks taken)
     """
 
     def __init__(self, tp: TernaryPlan, acc_width: int, bias_words, acc_depth: int,
@@ -350,6 +371,7 @@ class ScaleCombiner(wiring.Component):
         self.digit_base = digit_base
         self.bias_words = bias_words
         self.layout = term_layout(tp, acc_depth, len(bias_words))
+        self.max_groups = max(pass_groups(tp, p) for p in range(len(tp.term_base) - 1))
         P = tp.lanes
         acc = data.ArrayLayout(signed(acc_width), P)
         super().__init__({"start": In(1), "sel": In(range(len(tp.term_base) - 1)),
@@ -359,7 +381,10 @@ class ScaleCombiner(wiring.Component):
                           "digit_addr": Out(range(digit_base + len(digit_words(tp)) + 1)),
                           "digit_read": Out(1), "digits": In(tp.scale_step * P),
                           "read_addr": In(copied(range(acc_depth), P)), "acc_word": Out(acc),
-                          "done": Out(1)})
+                          "done": Out(1), "fill": Out(1),
+                          "fill_gate": Out(term_layout(tp, 1, 1)["gate"].shape),
+                          "fill_last": Out(1), "word": Out(acc),
+                          "groups_issued": In(range(self.max_groups + 1))})
 
     def elaborate(self, platform):
         m = Module()
@@ -385,14 +410,24 @@ class ScaleCombiner(wiring.Component):
         digit = Signal.like(t_rd.data.digits)
         busy = Signal()
         term = t_rd.data
+        head = len(tp.term_base) - 2
+        fills = Signal()    # the pass is a layer's: its words fill ACTIVATE's banks
+        begun = Signal(range(self.max_groups + 1))   # row groups whose walk has begun
         with m.Switch(self.sel):
             for p in range(len(tp.term_base) - 1):
                 with m.Case(p):
                     with m.If(self.start):
                         m.d.sync += [t.eq(tp.term_base[p]), w.eq(digit_base[p]),
-                                     end.eq(digit_base[p + 1]), busy.eq(1)]
+                                     end.eq(digit_base[p + 1]), busy.eq(1),
+                                     fills.eq(p != head), begun.eq(0)]
         last_digit = digit + 1 == term.digits
-        with m.If(busy):
+        group_start = term.group_first & (digit == 0)
+        # a row group's walk waits while ACTIVATE's two banks hold groups not yet issued
+        hold = fills & group_start & (begun == self.groups_issued + 2)
+        walking = busy & ~hold
+        with m.If(walking & group_start):
+            m.d.sync += begun.eq(begun + 1)
+        with m.If(walking):
             m.d.sync += w.eq(w + 1)
             with m.If(w + 1 == end):
                 m.d.sync += busy.eq(0)
@@ -406,9 +441,11 @@ class ScaleCombiner(wiring.Component):
         walk = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth),
                                   "base_addr": range(self.acc_depth + len(self.bias_words)),
                                   "acc_addr": range(self.acc_depth),
-                                  "first_digit": 1, "word_start": 1, "word_end": 1})
+                                  "first_digit": 1, "word_start": 1, "word_end": 1,
+                                  "gate": self.layout["gate"].shape, "group_last": 1})
         c0, c1, c2 = Signal(walk), Signal(walk), Signal(walk)
-        m.d.sync += [c0.valid.eq(busy), c0.s_addr.eq(term.s_addr),
+        m.d.sync += [c0.valid.eq(walking), c0.s_addr.eq(term.s_addr),
+                     c0.gate.eq(term.gate), c0.group_last.eq(term.group_last),
                      c0.base_addr.eq(term.acc_addr), c0.acc_addr.eq(term.acc_addr),
                      c0.first_digit.eq(digit == 0),
                      c0.word_start.eq(term.first & (digit == 0)),
@@ -443,5 +480,8 @@ class ScaleCombiner(wiring.Component):
         m.d.sync += run.eq(total)
         m.d.comb += [acc_wr.addr.eq(c2.acc_addr), acc_wr.data.eq(run),
                      acc_wr.en.eq(c2.valid & c2.word_end)]
-        m.d.comb += self.done.eq(~(busy | c0.valid | c1.valid | c2.valid))
+        m.d.comb += [self.done.eq(~(busy | c0.valid | c1.valid | c2.valid)),
+                     self.fill.eq(fills & c0.valid & c0.word_end),
+                     self.fill_gate.eq(c0.gate), self.fill_last.eq(c0.group_last),
+                     self.word.eq(run)]
         return m

@@ -32,6 +32,7 @@ combiner needs no shifter.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,7 +130,9 @@ class TernaryPlan:
     pointers : per column of every pass (first entry, entry count, side).
     ptr_base : per pass, the pointer index of its column 0.
     terms : per combine term (S address, acc address, bias address, first, last,
-        aligned scales (P,)), passes in order; term_base[p]..term_base[p + 1] are pass p's.
+        aligned scales (P,), gate block, first of its row group, last of its row group),
+        passes in order, each pass's row group by row group (gate by gate within one);
+        term_base[p]..term_base[p + 1] are pass p's.
     scale_step : scale bits the combiner applies a cycle (`term_digits` cycles a term).
     """
 
@@ -209,8 +212,10 @@ def make_ternary_plan(qm: QModel, plan: Plan, scale_step: int | None = None) -> 
                 word = [t[e] if e < len(t) else (0, dump) for t in todo]
                 entries.append(([d for d, _ in word], [a for _, a in word]))
             pointers.append((start, len(entries) - start, k))
-        for word in range(pl.acc_words):
-            blk, g = divmod(word, G)
+        # row group by row group, gate by gate: ACTIVATE takes a group as soon as its gate
+        # words are written (`ScaleCombiner`'s fills)
+        for g, blk in itertools.product(range(G), range(pl.n_blocks)):
+            word = blk * G + g
             rows = slice(blk * H + g * P, blk * H + min(g * P + P, H))
             feeds = [(k, i) for k, side in enumerate(pl.sides) if blk in side[3]
                      for i in range(len(side[0]))]
@@ -222,8 +227,10 @@ def make_ternary_plan(qm: QModel, plan: Plan, scale_step: int | None = None) -> 
                 _, scales, shifts, _, _ = pl.sides[k]
                 lanes = [int(scales[i, blk * H + g * P + lane]) << int(shifts[i])
                          if g * P + lane < H and reached else 0 for lane in range(P)]
+                last = n == max(len(reached), 1) - 1
                 terms.append((s_addr(pl, k, i, word), pl.acc_base + word, pl.b_base + word,
-                              n == 0, n == max(len(reached), 1) - 1, lanes))
+                              n == 0, last, lanes, blk, n == 0 and blk == 0,
+                              last and blk == pl.n_blocks - 1))
     ptr_base.append(len(pointers))
     term_base.append(len(terms))
     # |S| <= columns x |largest delta|: its exact range (a delta is value_width + 1 bits)

@@ -218,7 +218,8 @@ class Accelerator(wiring.Component):
 
         act = ActivateEngine(activate_layers(plan), P, plan.acc_width,
                              plan.acc_depth, plan.vector_depth, plan.cell_depth,
-                             0 if plan.ew_words is None else len(plan.ew_words), units=E)
+                             0 if plan.ew_words is None else len(plan.ew_words), units=E,
+                             filled=tp is not None)
         m.submodules.activate = act
         m.d.comb += act.bank.eq(enc.bank_now)   # the bank of the pass just run
         out = HeadOutput(qm.head, P, plan.head.acc_base, plan.acc_width, plan.acc_depth)
@@ -227,7 +228,13 @@ class Accelerator(wiring.Component):
         # the accumulator read port: the MAC array's own updates first, then whichever of
         # these reads (each drives 0 while idle)
         m.d.comb += [mac.read_addr.eq(Value.cast(act.acc_addr) | Value.cast(out.acc_addr)),
-                     act.acc_word.eq(mac.acc_word), out.acc_word.eq(mac.acc_word)]
+                     out.acc_word.eq(mac.acc_word)]
+        if tp is None:
+            m.d.comb += act.acc_word.eq(mac.acc_word)
+        else:   # the combiner's words go straight into ACTIVATE's banks as they are made
+            m.d.comb += [act.acc_word.eq(mac.word), act.fill.eq(mac.fill),
+                         act.fill_gate.eq(mac.fill_gate), act.fill_last.eq(mac.fill_last),
+                         mac.groups_issued.eq(act.groups_issued)]
         if has_c:
             m.d.comb += c_rd.addr.eq(word(act.c_addr))
         if plan.ew_words is not None:
@@ -353,13 +360,11 @@ class Accelerator(wiring.Component):
                             m.next = f"ACT{k}"
                 else:
                     with m.State(f"DRAIN{k}"):
-                        with m.If(matrix_idle):
-                            m.d.comb += [mac.start.eq(1), mac.sel.eq(k)]
-                            m.next = f"COMBINE{k}"
-                    with m.State(f"COMBINE{k}"):
+                        # the combine and ACTIVATE begin together: ACTIVATE takes each row
+                        # group as the combiner makes its words
                         m.d.comb += [mac.sel.eq(k), act.sel.eq(k)]
-                        with m.If(mac.done):
-                            m.d.comb += act.start.eq(1)
+                        with m.If(matrix_idle):
+                            m.d.comb += [mac.start.eq(1), act.start.eq(1)]
                             m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
                     m.d.comb += v_rd.addr.eq(word(act.h_addr))
