@@ -68,7 +68,7 @@ def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
     issue's "cycles falling with sparsity at >= 0.9 of the operation cut"."""
     task = flow.load_task(model)
     head = (f"{'lanes':>5} " + " ".join(f"{f's{round(100 * s)}':>11}" for s in sparsities)
-            + f" {'cut':>5}")
+            + f" {'cut':>6}")
     lines = [f"{model}: cycles per step, t{levels} one-shot pruned (stored words per step)", head,
              "-" * len(head)]
     models = [qat.post_training(task, levels, s).qm for s in sparsities]
@@ -83,7 +83,7 @@ def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
             cells.append(f"{c['model_per_step']:>5}/{c['stored_words_per_step']:<5}")
         (c0, w0), (c1, w1) = runs[0], runs[-1]
         cut = (1 - c1 / c0) / (1 - w1 / w0)
-        lines.append(f"{lanes:>5} " + " ".join(f"{x:>11}" for x in cells) + f" {cut:>5.2f}")
+        lines.append(f"{lanes:>5} " + " ".join(f"{x:>11}" for x in cells) + f" {cut:>6.3f}")
     return lines
 
 
