@@ -318,13 +318,13 @@ def term_layout(tp: TernaryPlan, acc_depth: int, bias_depth: int) -> data.Struct
                               "b_addr": range(bias_depth), "first": 1, "last": 1,
                               "digits": range(1, max(tp.term_digits(t) for t in tp.terms) + 1),
                               "gate": range(max(max(t[6] for t in tp.terms) + 1, 2)),
-                              "group_first": 1, "group_last": 1})
+                              "group_last": 1})
 
 
 def term_words(tp: TernaryPlan) -> list:
     return [{"s_addr": t[0], "acc_addr": t[1], "b_addr": t[2], "first": int(t[3]),
              "last": int(t[4]), "digits": tp.term_digits(t), "gate": t[6],
-             "group_first": int(t[7]), "group_last": int(t[8])} for t in tp.terms]
+             "group_last": int(t[8])} for t in tp.terms]
 
 
 def pass_groups(tp: TernaryPlan, p: int) -> int:
@@ -413,22 +413,24 @@ class ScaleCombiner(wiring.Component):
         head = len(tp.term_base) - 2
         fills = Signal()    # the pass is a layer's: its words fill ACTIVATE's banks
         begun = Signal(range(self.max_groups + 1))   # row groups whose walk has begun
+        group_start = Signal()   # the digit walked now is its row group's first (a pass's is)
         with m.Switch(self.sel):
             for p in range(len(tp.term_base) - 1):
                 with m.Case(p):
                     with m.If(self.start):
                         m.d.sync += [t.eq(tp.term_base[p]), w.eq(digit_base[p]),
                                      end.eq(digit_base[p + 1]), busy.eq(1),
-                                     fills.eq(p != head), begun.eq(0)]
+                                     fills.eq(p != head), begun.eq(0), group_start.eq(1)]
         last_digit = digit + 1 == term.digits
-        group_start = term.group_first & (digit == 0)
         # a row group's walk waits while ACTIVATE's two banks hold groups not yet issued
+        # (from registers: the term ROM's outputs are not on this path into the enables)
         hold = fills & group_start & (begun == self.groups_issued + 2)
         walking = busy & ~hold
         with m.If(walking & group_start):
             m.d.sync += begun.eq(begun + 1)
         with m.If(walking):
-            m.d.sync += w.eq(w + 1)
+            # the next digit begins a row group after its last term's last digit
+            m.d.sync += [w.eq(w + 1), group_start.eq(last_digit & term.group_last)]
             with m.If(w + 1 == end):
                 m.d.sync += busy.eq(0)
             with m.If(last_digit):
