@@ -124,10 +124,16 @@ def combine_activate_cycles(tp, p: int, lp: LayerPlan, lanes: int, units: int = 
     """Cycles of a ternary layer's combine and ACTIVATE, which begin together, until its last
     new state is written: the combiner walks the terms row group by row group, and each
     word it ends goes into ACTIVATE's banks (`ScaleCombiner`'s fills); a group's walk waits
-    while both banks hold groups not yet issued. Walks the two engines' registers cycle by
-    cycle (cycle 1: the first after the start), as `activate.issue_cycles` does for the
-    gather engine."""
+    while both banks hold groups not yet issued (`combine_activate_walk`)."""
+    return combine_activate_walk(tp, p, lp, lanes, units)[0]
+
+
+def combine_activate_walk(tp, p: int, lp: LayerPlan, lanes: int, units: int = 1) -> tuple:
+    """(`combine_activate_cycles`, cycles the combiner's walk waited for a bank): walks the
+    two engines' registers cycle by cycle (cycle 1: the first after the start), as
+    `activate.issue_cycles` does for the gather engine."""
     from .activate import GATHER_CAPTURE
+    waits = 0
     terms = tp.terms[tp.term_base[p]:tp.term_base[p + 1]]
     walk = [(t, d) for t in terms for d in range(tp.term_digits(t))]
     groups, hidden = lp.groups_per_gate, lp.hidden_size
@@ -145,7 +151,7 @@ def combine_activate_cycles(tp, p: int, lp: LayerPlan, lanes: int, units: int = 
                 if i_bank_group == groups - 1:
                     return (cycle + ELEMENT_REGISTER
                             + elementwise_latency(lp.cell, product_delay(lanes) > 0)
-                            + STATE_WRITE)
+                            + STATE_WRITE), waits
                 ends = True
             else:
                 lane += units
@@ -153,7 +159,9 @@ def combine_activate_cycles(tp, p: int, lp: LayerPlan, lanes: int, units: int = 
         if item < len(walk):
             term, digit = walk[item]
             group_start = term[7] and digit == 0
-            if not (group_start and begun == issued + 2):
+            if group_start and begun == issued + 2:
+                waits += 1
+            else:
                 begun += group_start
                 item += 1
                 if term[4] and digit == tp.term_digits(term) - 1 and term[8]:
