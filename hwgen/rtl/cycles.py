@@ -102,20 +102,21 @@ def ternary_pass_cycles(counts, digits: int) -> dict:
     stored words of each column (`TernaryPlan.column_counts`) and the combine's scale
     digits (`TernaryPlan.pass_digits`), one a cycle.
 
-    The issuer spends max(1, words) cycles on a column. Columns with no words after the
-    last stored one end the pass before the level-sum pipeline has drained, and so are
-    hidden in it (up to its depth, less the cycle that sees it idle).
+    The issuer spends max(1, words) cycles on a column, and the combine begins once the
+    last issue has left the level-sum stages it waits out (`DRAIN_WAIT`). Columns with no
+    words after the last stored one end the pass while those stages empty, and so are
+    hidden in them (up to their number, less the cycle that sees them empty).
     """
-    from .ternary_array import (COMBINE_DEPTH, COMBINE_START, ISSUER_LATENCY as T_ISSUER,
-                                POINTER_LATENCY, SUM_PIPELINE_DEPTH)
+    from .ternary_array import (COMBINE_DEPTH, COMBINE_START, DRAIN_WAIT,
+                                ISSUER_LATENCY as T_ISSUER, POINTER_LATENCY)
     trailing = 0
     for c in reversed(counts):
         if c:
             break
         trailing += 1
-    issue = sum(max(1, c) for c in counts) - min(trailing, SUM_PIPELINE_DEPTH - 1)
+    issue = sum(max(1, c) for c in counts) - min(trailing, DRAIN_WAIT - 1)
     return {"matrix": ENCODER_LATENCY + POINTER_LATENCY + T_ISSUER + issue
-            + SUM_PIPELINE_DEPTH + 1,
+            + DRAIN_WAIT + 1,
             "combine": COMBINE_START + digits + COMBINE_DEPTH,
             "stored_words": int(sum(counts))}
 
@@ -225,14 +226,14 @@ def ternary_matrix_cycles(tp, p: int, fired) -> int:
     fire, not only on how many: this walks the components' handshakes cycle by cycle (as
     `ternary_array` and `matrix.ColumnEncoder` do) rather than summing a closed form."""
     from .matrix import QUEUE_DEPTH
-    from .ternary_array import SUM_PIPELINE_DEPTH
+    from .ternary_array import DRAIN_WAIT
     counts = tp.column_counts(p)
     cols = len(counts)
     col, e1, e2 = 0, None, None         # the encoder's next column and its two stages
     queue = []
     held = None                         # the pointer reader's column
     active, left = False, 0             # the issuer: its column's words still to issue
-    in_flight = [False] * SUM_PIPELINE_DEPTH
+    in_flight = [False] * DRAIN_WAIT
     draining = False
     cycles = 0
     while True:

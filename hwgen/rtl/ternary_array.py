@@ -50,6 +50,10 @@ SUM_PIPELINE_DEPTH = ENTRY_LATENCY + 1
 #: the running sum; c2: a finished word written from it). The block RAM outputs and the
 #: accumulator's write meet no adder between registers but the running sum's (Fmax).
 COMBINE_START, COMBINE_DEPTH = 1, 3
+#: Level-sum stages a combine waits to be empty before it begins (s1, s1a): an update at s1b
+#: or s2 writes its sum before the combine's first level-sum read, at c0, COMBINE_START + 1
+#: edges after its start; one earlier would write in the same cycle as that read.
+DRAIN_WAIT = SUM_PIPELINE_DEPTH - (COMBINE_START + 1)
 
 
 #: The level-sum and accumulator memories never use what a read returns when a write to
@@ -215,9 +219,10 @@ class LevelSumArray(wiring.Component):
     Members
     -------
     issue : In(stream.Signature(entry_issue_layout, always_ready=True))
-    drain_addr : In(range(s_depth)); drain : In(1)   read now, cleared next cycle (while idle)
+    drain_addr : In(range(s_depth)); drain : In(1)   read now, cleared next cycle (while no
+        update reads S)
     s_word : Out(ArrayLayout(signed(s_width), P))
-    idle : Out(1)
+    drainable : Out(1)   a combine may begin: no update in the first `DRAIN_WAIT` stages
     weights : In(stream.Signature(unsigned(WEIGHT_BEAT)))   entries="load" only: the entry
         words, `ternary_plan.entry_image` (into a `rom.LoadedRAM`: the UP5K's SPRAM)
     loaded : Out(1)   entries="load" only: every entry word is in place
@@ -230,7 +235,7 @@ class LevelSumArray(wiring.Component):
         members = {"issue": In(stream.Signature(entry_issue_layout(tp, delta_width),
                                                 always_ready=True)),
                    "drain_addr": In(range(tp.s_depth)), "drain": In(1),
-                   "s_word": Out(self.lanes), "idle": Out(1)}
+                   "s_word": Out(self.lanes), "drainable": Out(1)}
         if self.loads_entries:
             members.update(weights=In(stream.Signature(unsigned(WEIGHT_BEAT))),
                            loaded=Out(1))
@@ -254,7 +259,7 @@ class LevelSumArray(wiring.Component):
         m.d.sync += [plus.eq(s1b.delta), minus.eq(-s1b.delta)]
         lane_ctl = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth), "neg": 1,
                                       "forward": 1})
-        in_flight = [s1.valid, s1a.valid, s1b.valid]
+        in_flight = [s1.valid, s1a.valid, s1b.valid]   # then each lane's s2
         # a drained word is cleared the cycle after its read, so that no read needs the
         # word a write changes in the same cycle (`NO_RW_CHECK`)
         clear = Signal()
@@ -284,7 +289,7 @@ class LevelSumArray(wiring.Component):
             with m.Elif(clear):
                 m.d.comb += [s_wr.addr.eq(clear_addr), s_wr.en.eq(1)]  # data 0
             in_flight.append(s2.valid)
-        m.d.comb += self.idle.eq(~Cat(*in_flight).any())
+        m.d.comb += self.drainable.eq(~Cat(*in_flight[:DRAIN_WAIT]).any())
         return m
 
     def _entry_rom(self, m):

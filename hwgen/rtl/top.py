@@ -193,7 +193,8 @@ class Accelerator(wiring.Component):
             m.d.comb += [enc.fresh.eq(fresh), sums.drain_addr.eq(mac.drain_addr),
                          sums.drain.eq(mac.drain), mac.s_word.eq(sums.s_word),
                          mac.from_bias.eq(fresh if is_delta else 1)]
-            matrix_busy, matrix_idle = ptrs.full | issuer.busy, sums.idle
+            # the combine may begin while the last updates write (`DRAIN_WAIT`)
+            matrix_busy, matrix_idle = ptrs.full | issuer.busy, sums.drainable
             inp = (self._input_after_weights(m, sums.weights, sums.loaded)
                    if sums.loads_entries else self.i)
         if is_delta:
