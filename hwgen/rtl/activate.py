@@ -224,7 +224,9 @@ class ActivateEngine(wiring.Component):
         # a copy for each slice of the accumulator memory, each gated by a copy of `running`
         # (above 8 lanes), so that no one address net reaches every slice
         rd_addr = copies(range(self.acc_addr_depth), P, "rd_addr")
-        if len(rd_addr) == 1:
+        if self.filled:
+            pass   # no reads: `acc_addr` stays 0
+        elif len(rd_addr) == 1:
             m.d.comb += self.acc_addr.eq(Mux(running, rd_addr[0], 0))
         else:
             reading = copies(1, P, "reading")   # each set as `running` is
@@ -247,10 +249,11 @@ class ActivateEngine(wiring.Component):
                     with m.Case(k):
                         if self.last_beat_registered:
                             m.d.sync += last_beat.eq(self._ends_group(lay, 0, 0))
-                        base = lay.acc_base
-                        if lay.acc_bank_stride:
-                            base = Mux(self.bank, base + lay.acc_bank_stride, base)
-                        m.d.sync += [a.eq(base) for a in rd_addr]
+                        if not self.filled:   # the gather's first read address
+                            base = lay.acc_base
+                            if lay.acc_bank_stride:
+                                base = Mux(self.bank, base + lay.acc_bank_stride, base)
+                            m.d.sync += [a.eq(base) for a in rd_addr]
         m.d.sync += self.finished.eq(self.done)
         with m.If(self.finished):
             m.d.sync += running.eq(0)
@@ -280,7 +283,7 @@ class ActivateEngine(wiring.Component):
         """Set the bank being issued and its copies."""
         return [i_bank.eq(value), *(c.eq(value) for c in self._i_bank_copies)]
 
-    def _banks(self, m, gate_regs, read, rd_q, read_bank, read_last=None, full=None):
+    def _banks(self, m, gate_regs, read, rd_q, read_bank, read_last=None, full_flags=None):
         """The registered capture: a gate word read (`read`, gate `rd_q`, for bank
         `read_bank`) is captured `GATHER_CAPTURE` edges later into its bank, by a capture
         register set the cycle before (a copy per lane group). Shifting banks: the bank being
@@ -301,7 +304,7 @@ class ActivateEngine(wiring.Component):
             m.d.sync += [completes.eq(last), completes_bank.eq(bank_of)]
             for b in range(2):
                 with m.If(completes & (completes_bank == b)):
-                    m.d.sync += self._set_full(full, b, 1)
+                    m.d.sync += self._set_full(full_flags, b, 1)
         for b, bank in enumerate(gate_regs):
             # a full bank is issued exactly when it is `i_bank` (while running; no bank is
             # full otherwise): the enable waits on two registers, not on the issue test

@@ -387,7 +387,7 @@ class ScaleCombiner(wiring.Component):
                           "digit_read": Out(1), "digits": In(tp.scale_step * P),
                           "read_addr": In(copied(range(acc_depth), P)), "acc_word": Out(acc),
                           "done": Out(1), "fill": Out(1),
-                          "fill_gate": Out(term_layout(tp, 1, 1)["gate"].shape),
+                          "fill_gate": Out(self.layout["gate"].shape),
                           "fill_last": Out(1), "word": Out(acc),
                           "groups_issued": In(range(self.max_groups + 1))})
 

@@ -168,7 +168,7 @@ class Accelerator(wiring.Component):
             wiring.connect(m, issuer.issue, mac.issue)
             m.d.comb += [enc.fresh.eq(fresh), issuer.fresh.eq(fresh),
                          issuer.sel.eq(enc.pass_now), issuer.bank.eq(enc.bank_now)]
-            matrix_busy, matrix_idle = issuer.busy, mac.idle
+            matrix_busy, matrix_drained = issuer.busy, mac.idle
             inp = (self._input_after_weights(m, mac.weights, mac.loaded)
                    if mac.loads_weights else self.i)
         else:
@@ -194,7 +194,7 @@ class Accelerator(wiring.Component):
                          sums.drain.eq(mac.drain), mac.s_word.eq(sums.s_word),
                          mac.from_bias.eq(fresh if is_delta else 1)]
             # the combine may begin while the last updates write (`DRAIN_WAIT`)
-            matrix_busy, matrix_idle = ptrs.full | issuer.busy, sums.drainable
+            matrix_busy, matrix_drained = ptrs.full | issuer.busy, sums.drainable
             inp = (self._input_after_weights(m, sums.weights, sums.loaded)
                    if sums.loads_entries else self.i)
         if is_delta:
@@ -364,7 +364,7 @@ class Accelerator(wiring.Component):
                         # the combine and ACTIVATE begin together: ACTIVATE takes each row
                         # group as the combiner makes its words
                         m.d.comb += [mac.sel.eq(k), act.sel.eq(k)]
-                        with m.If(matrix_idle):
+                        with m.If(matrix_drained):
                             m.d.comb += [mac.start.eq(1), act.start.eq(1)]
                             m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
@@ -403,7 +403,7 @@ class Accelerator(wiring.Component):
                         m.next = "OUTPUT"
             else:
                 with m.State("HEAD_DRAIN"):
-                    with m.If(matrix_idle):
+                    with m.If(matrix_drained):
                         m.d.comb += [mac.start.eq(1), mac.sel.eq(head_pass)]
                         m.next = "HEAD_COMBINE"
                 with m.State("HEAD_COMBINE"):
