@@ -8,7 +8,8 @@ shipped ternary results against its 8-bit PTQ design at the same lanes, with the
 words per step (nonzero per-lane digits) against the dense level-words, and the cycles of
 one head (once a sequence, or, for a model whose head runs every step, the char LM, on every
 step: counted in its cycles per step). The ternary designs' lanes are balanced, as
-``hwgen generate`` builds them (``--no-balance-lanes``: the model's order). ``--synth``
+``hwgen generate`` builds them (``--no-balance-lanes``: the model's order); ``--head``
+gives the pruning table's one-shot models levels in their heads too. ``--synth``
 prints the synthesis reports already made under each design folder's build/synth/ by
 ``hwgen synth DIR --target ice40-up5k`` / ``ecp5-85f`` (LUT, FF, DSP, BRAM, Fmax, fits), and
 what uses the iCE40's block RAMs: the SB_RAM40_4K cells of each memory in the netlist.
@@ -60,18 +61,20 @@ def cycle_rows(model, lanes_list, scale_step=None, balance_lanes=True) -> list[s
 
 
 def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
-                  scale_step=None, balance_lanes=True) -> list[str]:
+                  scale_step=None, balance_lanes=True, head=False) -> list[str]:
     """Cycles per step against pruning: the float model ternarized after training (one-shot
     magnitude pruning, `qat.post_training`: the sparsity is exact, the accuracy is not
-    the fine-tuned one). `cut`: the fraction of cycles cut from the first sparsity to the
-    last over the fraction of stored words cut (the operations the lanes can skip), the
-    issue's "cycles falling with sparsity at >= 0.9 of the operation cut"."""
+    the fine-tuned one; with `head`, the head gets levels too and is pruned as well). `cut`: the fraction of cycles cut from the first sparsity to the
+    last over the fraction of stored words cut (the operations the lanes can skip; a step's,
+    the head's with them where it runs every step), the issue's "cycles falling with
+    sparsity at >= 0.9 of the operation cut"."""
     task = flow.load_task(model)
     head = (f"{'lanes':>5} " + " ".join(f"{f's{round(100 * s)}':>11}" for s in sparsities)
             + f" {'cut':>6}")
-    lines = [f"{model}: cycles per step, t{levels} one-shot pruned (stored words per step)", head,
-             "-" * len(head)]
-    models = [qat.post_training(task, levels, s).qm for s in sparsities]
+    what = "head with levels, " if head else ""
+    lines = [f"{model}: cycles per step, t{levels} one-shot pruned ({what}stored words per step)",
+             head, "-" * len(head)]
+    models = [qat.post_training(task, levels, s, head=head).qm for s in sparsities]
     for lanes in lanes_list:
         cells, runs = [], []
         for qm in models:
@@ -79,8 +82,8 @@ def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
             plan = make_plan(qm, lanes)
             c = ternary_cycle_model(plan, make_ternary_plan(qm, plan, scale_step),
                                     qm.input_size, qm.head_mode)
-            runs.append((c["model_per_step"], c["stored_words_per_step"]))
-            cells.append(f"{c['model_per_step']:>5}/{c['stored_words_per_step']:<5}")
+            runs.append((c["model_per_step"], c["model_stored_words_per_step"]))
+            cells.append(f"{c['model_per_step']:>5}/{c['model_stored_words_per_step']:<5}")
         (c0, w0), (c1, w1) = runs[0], runs[-1]
         cut = (1 - c1 / c0) / (1 - w1 / w0)
         lines.append(f"{lanes:>5} " + " ".join(f"{x:>11}" for x in cells) + f" {cut:>6.3f}")
@@ -139,6 +142,8 @@ def main(argv=None) -> None:
                    help="the ternary designs with their units reordered for the lanes, as "
                         "hwgen generate makes them (the default), or in the model's order "
                         "(hwgen generate --no-balance-lanes)")
+    p.add_argument("--head", action="store_true",
+                   help="the pruning table's models have levels in their heads too")
     p.add_argument("--synth", nargs="*", default=[], metavar="DIR",
                    help="design folders whose synthesis reports to print")
     args = p.parse_args(argv)
@@ -146,7 +151,7 @@ def main(argv=None) -> None:
         print("\n".join(cycle_rows(model, args.lanes, args.scale_step, args.balance_lanes)))
         print()
         print("\n".join(sparsity_rows(model, args.lanes, scale_step=args.scale_step,
-                                       balance_lanes=args.balance_lanes)))
+                                       balance_lanes=args.balance_lanes, head=args.head)))
         print()
     if args.synth:
         print()

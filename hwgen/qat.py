@@ -35,6 +35,9 @@ THREADS = 2        # torch threads; a result is reproduced bit for bit at the sa
 SCOPES = ("matrix", "model")   # pruning: each matrix to the target, or all of them together
 TEMPERATURE = 1.0  # distillation: the softmax temperature of teacher and student
 SHIPPED = Path(__file__).parent / "models" / "ternary"
+#: The head's weight among a result's masks (the recurrent matrices are named within
+#: ``model.rnn``, the head within the model)
+HEAD = "head.weight"
 
 
 @dataclass
@@ -55,17 +58,20 @@ class QATResult:
     distill: float = 0.0   # weight of the distillation term (0: the labels only)
     temperature: float = TEMPERATURE
     lr: float = LR
+    head: bool = False     # the head has levels too (and is pruned with the rest)
 
     @property
     def tag(self) -> str:
         """File stem, e.g. digits_gru_t2s80 (ternary, 2 levels, 80 %), digits_gru_b3, ``g``
-        appended for pruning over the whole model (charlm_gru2_t2s80g), and ``e<epochs>``
+        appended for pruning over the whole model (charlm_gru2_t2s80g), ``h`` when the head
+        has levels too (charlm_gru2_t2s80gh), and ``e<epochs>``
         when not the default: digits_gru_t2s90e200; ``d<100 distill>`` when distilled from the
         float model (charlm_gru2_t2s80gd50), then ``T<temperature>`` when not the default, and
         ``lr<lr>`` for a learning rate other than the default (charlm_gru2_t2s80gd20lr0p01: a
         number's point is a ``p``, so that a tag stays a plain file stem)."""
         kind = f"b{self.levels}" if self.binary else \
             f"t{self.levels}s{round(100 * self.sparsity)}" + ("g" if self.scope == "model" else "")
+        kind += "h" if self.head else ""
         kd = "" if not self.distill else f"d{round(100 * self.distill)}" + (
             f"T{_num(self.temperature)}" if self.temperature != TEMPERATURE else "")
         return f"{self.model}_{kind}{kd}" + (f"lr{_num(self.lr)}" if self.lr != LR else "") + \
@@ -79,9 +85,9 @@ def _num(x: float) -> str:
 
 def result_tag(model: str, levels: int, sparsity: float, binary: bool,
                epochs: int = EPOCHS, scope: str = "matrix", distill: float = 0.0,
-               temperature: float = TEMPERATURE, lr: float = LR) -> str:
+               temperature: float = TEMPERATURE, lr: float = LR, head: bool = False) -> str:
     return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs, scope=scope,
-                     distill=distill, temperature=temperature, lr=lr).tag
+                     distill=distill, temperature=temperature, lr=lr, head=head).tag
 
 
 def check_options(levels, sparsity, binary, scope: str = "matrix", distill: float = 0.0,
@@ -218,7 +224,8 @@ def _act_formats(task):
 
 def _forward(model, mats, masks, x, levels, binary, fmts):
     """The model's outputs with each trained matrix of `mats` (name -> TrainedMatrix) as
-    its levels, fitted on the IR's rows."""
+    its levels, fitted on the IR's rows, and the head's weight as its levels where `masks`
+    has the head's (`HEAD`)."""
     import torch
     params = {n: t.unrows(fake_levels(t.rows(p), t.rows(masks[n]), levels, binary))
               for n, p in model.rnn.named_parameters() if (t := mats.get(n)) is not None}
@@ -227,7 +234,11 @@ def _forward(model, mats, masks, x, levels, binary, fmts):
     y, _ = torch.func.functional_call(model.rnn, params, (x,))
     if model.head_mode == "last":
         y = y[:, -1]
-    return model.head(_fake_round(y, h_fmt.frac, h_fmt.min_int, h_fmt.max_int))
+    y = _fake_round(y, h_fmt.frac, h_fmt.min_int, h_fmt.max_int)
+    if HEAD not in masks:
+        return model.head(y)
+    w = fake_levels(model.head.weight, masks[HEAD], levels, binary)
+    return torch.nn.functional.linear(y, w, model.head.bias)
 
 
 def teacher_logits(name: str, x, batch: int = 256):
@@ -261,7 +272,7 @@ def distill_step(model, opt, out, target, soft, distill: float, temperature: flo
 def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
           epochs: int = EPOCHS, seed: int = 0, lr: float = LR, max_batches: int | None = None,
           threads: int = THREADS, scope: str = "matrix", distill: float = 0.0,
-          temperature: float = TEMPERATURE) -> QATResult:
+          temperature: float = TEMPERATURE, head: bool = False) -> QATResult:
     """Fine-tune a bundled model's float weights to L ternary (or binary) levels.
 
     Parameters
@@ -275,6 +286,7 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
         ("model"; the sparsity of each matrix is then what the magnitudes make it).
     distill, temperature : weight w of the distillation term against the bundled float
         model's outputs at temperature T (`distill_step`); 0: the labels only, as before.
+    head : the head's weight gets levels too, and is pruned with the recurrent matrices.
 
     Returns
     -------
@@ -284,11 +296,11 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     check_options(levels, sparsity, binary, scope, distill, temperature, lr)
     with torch_threads(threads):   # the weights depend on the thread count; restored after
         return _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches,
-                          threads, scope, distill, temperature)
+                          threads, scope, distill, temperature, head)
 
 
 def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, threads, scope,
-               distill, temperature) -> QATResult:
+               distill, temperature, head) -> QATResult:
     import torch
 
     from .models import load_model, load_task_data
@@ -297,8 +309,10 @@ def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, th
     torch.manual_seed(seed)
     model, meta = load_model(task.name)
     mats = {t.name: t for pair in trained_matrices(model, task.ir) for t in pair if t}
-    names = list(mats)
     params = dict(model.rnn.named_parameters())
+    if head:
+        params[HEAD] = model.head.weight
+    names = list(mats) + ([HEAD] if head else [])
     masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
     fmts = _act_formats(task)
     x, y = load_task_data(meta, "train")
@@ -332,7 +346,7 @@ def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, th
     return QATResult(task.name, levels, sparsity, binary,
                      {k: v.detach().clone() for k, v in model.state_dict().items()},
                      masks, round(time.time() - t0, 1), epochs, seed, threads, scope,
-                     distill, temperature, lr)
+                     distill, temperature, lr, head)
 
 
 def _masks_ir(result: QATResult, model, ir) -> list:
@@ -356,25 +370,33 @@ def to_ternary(task, result: QATResult) -> ternary.TernaryModel:
     model, _ = load_model(task.name)
     model.load_state_dict(result.state_dict)
     ir = from_torch(model)
+    head_mask = result.masks[HEAD].numpy() if result.head else None
     return ternary.ternarize(ir, task.x_calib, result.levels, result.binary,
-                             _masks_ir(result, model, ir), layout=flow.TASK_LAYOUT)
+                             _masks_ir(result, model, ir), layout=flow.TASK_LAYOUT,
+                             head=result.head, head_mask=head_mask)
 
 
-def post_training(task, levels: int, sparsity: float = 0.0, binary: bool = False
-                  ) -> ternary.TernaryModel:
-    """Ternarize the float model without training: one-shot magnitude pruning, then the fit."""
+def post_training(task, levels: int, sparsity: float = 0.0, binary: bool = False,
+                  head: bool = False) -> ternary.TernaryModel:
+    """Ternarize the float model without training: one-shot magnitude pruning (of each
+    matrix, the head's too when it gets levels), then the fit."""
     import torch
 
     from .models import load_model
     check_options(levels, sparsity, binary)
     model, _ = load_model(task.name)
     params = dict(model.rnn.named_parameters())
+    names = matrix_names(model, task.ir)
+    if head:
+        params[HEAD] = model.head.weight
+        names.append(HEAD)
     with torch.no_grad():
         masks = prune_all(params, {n: torch.ones_like(params[n], dtype=torch.bool)
-                                   for n in matrix_names(model, task.ir)}, sparsity)
+                                   for n in names}, sparsity)
         for n, m in masks.items():
             params[n].mul_(m)
-    result = QATResult(task.name, levels, sparsity, binary, model.state_dict(), masks)
+    result = QATResult(task.name, levels, sparsity, binary, model.state_dict(), masks,
+                       head=head)
     return to_ternary(task, result)
 
 
@@ -447,6 +469,8 @@ def save(result: QATResult, folder) -> Path:
         meta.update(distill=result.distill, temperature=result.temperature)
     if result.lr != LR:
         meta.update(lr=result.lr)
+    if result.head:
+        meta.update(head=True)
     (folder / f"{result.tag}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -457,12 +481,17 @@ def pack(state_dict: dict, masks: dict) -> dict:
     (charlm_gru2_t2s80g in 22 kB instead of 72). `unpack` gives back equal tensors (a
     pruned zero comes back as +0.0)."""
     import torch
-    matrices = {f"rnn.{n}" for n in masks}
+    matrices = {_state_key(n) for n in masks}
     rest = {k: v for k, v in state_dict.items() if k not in matrices}
-    kept = {n: {"values": state_dict[f"rnn.{n}"][m].clone(), "shape": list(m.shape),
+    kept = {n: {"values": state_dict[_state_key(n)][m].clone(), "shape": list(m.shape),
                 "bits": torch.from_numpy(np.packbits(m.numpy().ravel()))}
             for n, m in masks.items()}
     return {"state_dict": rest, "kept": kept, "order": list(state_dict)}
+
+
+def _state_key(name: str) -> str:
+    """A masked matrix's key in the model's state_dict."""
+    return name if name == HEAD else f"rnn.{name}"
 
 
 def unpack(blob: dict) -> tuple[dict, dict]:
@@ -476,7 +505,7 @@ def unpack(blob: dict) -> tuple[dict, dict]:
         shape = tuple(k["shape"])
         masks[n] = torch.from_numpy(np.unpackbits(k["bits"].numpy(), count=int(np.prod(shape)))
                                     .astype(bool).reshape(shape))
-        full[f"rnn.{n}"] = torch.zeros(shape, dtype=k["values"].dtype).masked_scatter(
+        full[_state_key(n)] = torch.zeros(shape, dtype=k["values"].dtype).masked_scatter(
             masks[n], k["values"])
     return {key: full[key] for key in blob["order"]}, masks
 
@@ -494,17 +523,17 @@ def load(folder, tag: str) -> QATResult | None:
                      meta.get("epochs", EPOCHS), meta.get("seed", 0),
                      meta.get("threads", THREADS), meta.get("scope", "matrix"),
                      meta.get("distill", 0.0), meta.get("temperature", TEMPERATURE),
-                     meta.get("lr", LR))
+                     meta.get("lr", LR), meta.get("head", False))
 
 
 def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS,
                   seed: int = 0, log=None, threads: int = THREADS, scope: str = "matrix",
-                  distill: float = 0.0, temperature: float = TEMPERATURE, lr: float = LR
-                  ) -> QATResult:
+                  distill: float = 0.0, temperature: float = TEMPERATURE, lr: float = LR,
+                  head: bool = False) -> QATResult:
     """A cached result (shipped, then `out`) with these options, else train (and cache in
     `out` when given)."""
     tag = result_tag(task.name, levels, sparsity, binary, epochs, scope, distill, temperature,
-                     lr)
+                     lr, head)
     for folder in (SHIPPED, out):
         if folder is not None:
             result = load(folder, tag)
@@ -515,7 +544,7 @@ def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS
     if log:
         log(f"training {tag} ({epochs} epochs)...")
     result = train(task, levels, sparsity, binary, epochs, seed, lr, threads=threads,
-                   scope=scope, distill=distill, temperature=temperature)
+                   scope=scope, distill=distill, temperature=temperature, head=head)
     if out is not None:
         save(result, out)
     return result
@@ -556,6 +585,9 @@ def add_parser(sub, int_in, probability) -> None:
     sp.add_argument("--global-pruning", action="store_true",
                     help="prune the model's matrices together to --sparsity (the smallest "
                          "weights wherever they are), not each matrix to it")
+    sp.add_argument("--head", action="store_true",
+                    help="the head's weights get levels too (pruned with the rest); "
+                         "default: the head keeps 8-bit PTQ weights")
     sp.add_argument("--distill", type=probability, default=0.0, metavar="W",
                     help="weight of distillation from the float model's outputs (loss "
                          "(1 - W) CE + W T² KL), in [0, 1) (default 0: the labels only)")
@@ -587,7 +619,7 @@ def cmd_ternary(args) -> int:
     result = train_or_load(task, args.levels, args.sparsity, args.binary, args.out,
                            args.epochs, args.seed, log=lambda m: print(m, flush=True),
                            threads=args.threads, scope=scope, distill=args.distill,
-                           temperature=args.temperature, lr=args.lr)
+                           temperature=args.temperature, lr=args.lr, head=args.head)
     label = result.tag[len(task.name) + 1:]
     rows = baseline_rows(task) + [row(task, to_ternary(task, result), label)]
     print(f"{task.name}: {task.ir.describe()}")
@@ -605,7 +637,7 @@ def _plot(task, args, rows, scope: str) -> None:
     for folder in (SHIPPED, Path(args.out)):
         for pct in range(0, 100):
             r = load(folder, result_tag(task.name, args.levels, pct / 100, False,
-                                        scope=scope))
+                                        scope=scope, head=args.head))
             if r is not None and pct not in [p for p, _ in points]:
                 points.append((pct, int_metric(task, to_ternary(task, r).qm)))
     fig, ax = plt.subplots(figsize=(5.5, 3.5))

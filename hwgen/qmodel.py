@@ -143,6 +143,9 @@ class QModel:
     #: multi-level ternary (`hwgen.ternary.ternarize`): the planes and scales w_x/w_h are
     #: made of, which the hardware stores instead of w_x/w_h; None otherwise
     ternary: list | None = None
+    #: the head's `hwgen.ternary.TernaryMatrix` when it has levels too (its weight is the
+    #: matrix's ``weight()``); None: the head's weights are stored as they are
+    ternary_head: object | None = None
     embedding: np.ndarray | None = None  # token ROM: (V, E) int64 in layer 0's x_fmt
     folded_dim: int | None = None  # folded: E of the embedding folded into layer 0's w_x
 

@@ -26,6 +26,7 @@ they are equal exactly (`level_sums`, tested on random data).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 import math
 
@@ -153,13 +154,16 @@ class TernaryModel:
     qm : the QModel (`hwgen.ref.run_int` runs it as is).
     matrices : per layer {"x": TernaryMatrix, "h": TernaryMatrix or None}.
     binary : whether the levels are binary.
-    pruned : per matrix name ("l0.wx", ...) the fraction of weights pruned.
+    pruned : per matrix name ("l0.wx", ..., "head.w") the fraction of weights pruned.
+    head : the head's TernaryMatrix when it has levels too (``qm.ternary_head``), else
+        None (its weights are the 8-bit PTQ's).
     """
 
     qm: QModel
     matrices: list
     binary: bool
     pruned: dict = field(default_factory=dict)
+    head: TernaryMatrix | None = None
 
     @property
     def levels(self) -> int:
@@ -171,6 +175,8 @@ class TernaryModel:
             for side in ("x", "h"):
                 if mats[side] is not None:
                     yield f"l{k}.w{side}", mats[side]
+        if self.head is not None:
+            yield "head.w", self.head
 
 
 def _spread(spec, side: str, a: np.ndarray, hidden: int) -> np.ndarray:
@@ -192,8 +198,8 @@ def _ternary_matrix(spec, side, w, mask, levels, binary, alpha_bits, hidden):
 
 
 def ternarize(ir: ModelIR, x_calib, levels: int, binary: bool = False, masks=None,
-              alpha_bits: int = ALPHA_BITS, act_bits: int = 8, layout: str | None = None
-              ) -> TernaryModel:
+              alpha_bits: int = ALPHA_BITS, act_bits: int = 8, layout: str | None = None,
+              head: bool = False, head_mask=None) -> TernaryModel:
     """Fit the levels to every layer matrix of `ir` and quantize the rest as PTQ does.
 
     Parameters
@@ -207,6 +213,9 @@ def ternarize(ir: ModelIR, x_calib, levels: int, binary: bool = False, masks=Non
     alpha_bits, act_bits : widths of the scales and of activations; biases, the head and
         element-wise vectors get `QuantConfig`'s defaults (16-bit biases, 8-bit head).
     layout : of `x_calib`.
+    head : the head's weights get levels too (its rows are its outputs); else 8-bit PTQ.
+    head_mask : (O, H) bools, False where a head weight is pruned; None: a weight exactly
+        zero counts as pruned.
 
     Returns
     -------
@@ -234,16 +243,29 @@ def ternarize(ir: ModelIR, x_calib, levels: int, binary: bool = False, masks=Non
             pruned[f"l{k}.w{side}"] = 0.0 if binary else float(1 - np.mean(pair[n]))
         layers.append(RNNLayer(layer.cell, eff[0], eff[1], layer.b_ih, layer.b_hh,
                                dict(layer.vectors)))
-    eff_ir = ModelIR(layers, ir.head, ir.head_mode, dict(ir.meta), ir.embedding)
+    head_t, head_ir = None, ir.head
+    if head:
+        w = ir.head.weight
+        mask = w != 0 if head_mask is None else np.asarray(head_mask, bool)
+        planes, alpha, fmts = fit_levels(w, levels, mask, binary, alpha_bits)
+        head_t = TernaryMatrix(planes, alpha, fmts, np.ones(w.shape[0], bool))
+        head_ir = dataclasses.replace(ir.head, weight=sum(
+            f.to_float(a)[:, None] * p for p, a, f in zip(planes, alpha, fmts)))
+        overrides["head.w"] = head_t.weight_format()
+        pruned["head.w"] = 0.0 if binary else float(1 - np.mean(mask))
+    eff_ir = ModelIR(layers, head_ir, ir.head_mode, dict(ir.meta), ir.embedding)
     qm = quantize_model(eff_ir, x_calib, QuantConfig(weight_bits=8, act_bits=act_bits,
                                                      overrides=overrides), layout)
     for ql, m in zip(qm.layers, mats):
         if not (np.array_equal(ql.w_x, m["x"].weight()) and
                 (m["h"] is None or np.array_equal(ql.w_h, m["h"].weight()))):
             raise TernaryError(f"cell {ir.cell}: its accumulator layout is not row for row")
-    qm.meta["ternary"] = {"levels": levels, "binary": binary, "alpha_bits": alpha_bits}
-    qm.ternary = mats
-    return TernaryModel(qm, mats, binary, pruned)
+    if head_t is not None and not np.array_equal(qm.head.weight, head_t.weight()):
+        raise TernaryError("the head's levels are not its quantized weights")
+    qm.meta["ternary"] = {"levels": levels, "binary": binary, "alpha_bits": alpha_bits,
+                          "head": head}
+    qm.ternary, qm.ternary_head = mats, head_t
+    return TernaryModel(qm, mats, binary, pruned, head_t)
 
 
 def _index_bits(n: int) -> int:
@@ -279,6 +301,8 @@ def memory_report(tm: TernaryModel) -> dict:
     for ql in tm.qm.layers:
         n_x, n_h = ql.weight_count()
         dense_mats += n_x * ql.wx_fmt.width + n_h * ql.wh_fmt.width
+    if tm.head is not None:
+        dense_mats += tm.qm.head.weight.size * tm.qm.head.w_fmt.width
     per = {name: matrix_bits(t, tm.binary) for name, t in tm.named()}
     mats = sum(p["planes"] + p["scales"] for p in per.values())
     return {"matrices": per, "matrix_bits": mats, "other_bits": base["weight_bits"] - dense_mats,
@@ -287,7 +311,8 @@ def memory_report(tm: TernaryModel) -> dict:
 
 
 def op_counts(tm: TernaryModel) -> dict:
-    """Add/subtract operations of the layer matrices per step, against multi-level binary.
+    """Add/subtract operations of the ternary matrices per step (the layers', and the head's
+    when it has levels), against multi-level binary.
 
     Multi-level binary at the same L visits every weight in every level: L N operations (N
     real weights). Word level: a weight zero in every level is skipped, the others cost L

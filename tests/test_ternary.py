@@ -147,6 +147,36 @@ def test_tiny_qat_trains_the_char_lm_deterministically():
     assert all(torch.equal(v, again.state_dict[k]) for k, v in result.state_dict.items())
 
 
+def test_tiny_qat_gives_the_head_levels_too(tmp_path):
+    """--head: the head is fake-quantized to its levels and pruned with the model's
+    matrices; its integer weights are its levels' (the reference runs them), its planes
+    zero where pruned, its bits and operations counted; its mask is saved and loaded."""
+    lm = flow.load_task("charlm_gru2")
+    kw = dict(epochs=1, max_batches=4, threads=1, scope="model")
+    result = qat.train(lm, 2, 0.8, head=True, **kw)
+    assert result.tag == "charlm_gru2_t2s80ghe1" and qat.HEAD in result.masks
+    kept = sum(int(m.sum()) for m in result.masks.values())
+    total = sum(m.numel() for m in result.masks.values())
+    assert total - kept == round(0.8 * total)
+    assert not result.state_dict[qat.HEAD][~result.masks[qat.HEAD]].any()
+    tm = qat.to_ternary(lm, result)
+    np.testing.assert_array_equal(tm.qm.head.weight, tm.head.weight())
+    assert tm.qm.ternary_head is tm.head and tm.head.levels == 2
+    assert not np.any(tm.head.planes[:, ~result.masks[qat.HEAD].numpy()])
+    assert tm.pruned["head.w"] == 1 - result.masks[qat.HEAD].float().mean().item()
+    plain = qat.to_ternary(lm, qat.train(lm, 2, 0.8, **kw))
+    assert plain.head is None and "head.w" not in plain.pruned
+    ops, mem = ternary.op_counts(tm), ternary.memory_report(tm)
+    assert ops["weights"] == ternary.op_counts(plain)["weights"] + tm.qm.head.weight.size
+    assert "head.w" in mem["matrices"]
+    assert mem["weight_bits"] < ternary.memory_report(plain)["weight_bits"]
+    qat.save(result, tmp_path)
+    assert json.loads((tmp_path / f"{result.tag}.json").read_text())["head"] is True
+    back = qat.load(tmp_path, result.tag)
+    assert back.head and _same(back, result)
+    assert all(torch.equal(m, back.masks[n]) for n, m in result.masks.items())
+
+
 def _same(a, b):
     return all(torch.equal(v, b.state_dict[k]) for k, v in a.state_dict.items())
 

@@ -25,16 +25,19 @@ CHARLM = "charlm_gru2_t2s80g"   # the shipped ternary char LM (pruned over the m
 BIG_CHARLM = "charlm_gru128_t2s80glr0p02"   # the larger one's (GRU H=128)
 
 
-def ternary_model(cell, layers, head_mode, levels, sparsity, hidden=7, seed=0, n=4, t_len=5):
+def ternary_model(cell, layers, head_mode, levels, sparsity, hidden=7, seed=0, n=4, t_len=5,
+                  head=False):
     """A small random model with `levels` ternary levels, each matrix pruned at random to
-    `sparsity`, and smooth inputs (so that deltas vary)."""
+    `sparsity` (the head's too with `head`: it then has levels), and smooth inputs (so
+    that deltas vary)."""
     rng = np.random.default_rng(seed)
     ir = from_torch(make_model(cell, input_size=I_SIZE, hidden=hidden, out=OUT, layers=layers,
                                head_mode=head_mode, seed=seed))
     masks = [(rng.random(layer.w_ih.shape) >= sparsity, rng.random(layer.w_hh.shape) >= sparsity)
              for layer in ir.layers]
+    head_mask = rng.random(ir.head.weight.shape) >= sparsity
     x = np.clip(np.cumsum(rng.normal(0, 0.3, (n, t_len, I_SIZE)), axis=1), -2, 2)
-    qm = ternarize(ir, x, levels, masks=masks).qm
+    qm = ternarize(ir, x, levels, masks=masks, head=head, head_mask=head_mask).qm
     return qm, qm.quantize_inputs(x)
 
 
@@ -117,6 +120,37 @@ def test_every_scale_step_is_bit_exact_in_its_modelled_cycles(scale_step, lanes,
     if theta is None:
         model = ternary_cycle_model(acc.plan, tp, I_SIZE, "every")
         assert measured_per_step(acc, xq, "every") == model["model_per_step"]
+
+
+@pytest.mark.parametrize("cell,layers,head_mode,lanes,levels,theta", [
+    ("gru", 1, "every", 3, 2, None), ("lstm", 2, "last", 8, 3, 2)])
+def test_a_head_with_levels_is_bit_exact_in_its_modelled_cycles(cell, layers, head_mode,
+                                                                lanes, levels, theta):
+    """A head with ternary levels runs its levels, scaled per output as a layer's are, not
+    its weights' digits: bit-exact under stalls, in the modelled cycles, and its pass
+    stores fewer words when it is pruned harder."""
+    words = []
+    for sparsity in (0.0, 0.8):
+        qm, xq = ternary_model(cell, layers, head_mode, levels, sparsity, hidden=9,
+                               seed=lanes, head=True)
+        assert qm.ternary_head.levels == levels
+        delta = None if theta is None else [(theta, theta)] * layers
+        acc = Accelerator(qm, lanes, delta=delta)
+        tp = acc.ternary_plan
+        head = len(tp.ptr_base) - 2
+        first, end = tp.ptr_base[head], tp.ptr_base[head + 1]
+        words.append(sum(count for _, count, _ in tp.pointers[first:end]))
+        head_terms = tp.terms[tp.term_base[head]:tp.term_base[head + 1]]
+        assert len(head_terms) <= levels * -(-OUT // lanes)   # a term per level and word
+        got, _ = run_accelerator(acc, xq, head_mode, OUT, 0.3, 0.3, seed=lanes)
+        assert np.array_equal(got, run_int(qm, xq, delta=delta))
+        model = ternary_cycle_model(acc.plan, tp, I_SIZE, head_mode)
+        assert model["head_stored_words"] == words[-1]
+        assert model["model_stored_words_per_step"] == model["stored_words_per_step"] + (
+            words[-1] if head_mode == "every" else 0)
+        if theta is None:
+            assert measured_per_step(acc, xq, head_mode) == model["model_per_step"]
+    assert words[1] < words[0], words
 
 
 def test_terms_that_no_digit_reaches_are_left_out():
@@ -438,9 +472,11 @@ def test_bench_counts_block_rams_per_memory(tmp_path, monkeypatch):
     ("ligru", 1, "last", 3, 0.5, 2), ("sru", 2, "last", 4, 0.9, None)])
 def test_balanced_lanes_keep_every_output(cell, layers, head_mode, lanes, sparsity, theta):
     """Each layer's units reordered: the reference's outputs unchanged bit for bit, no
-    layer storing more words, and the design bit-exact under stalls in its modelled cycles."""
+    layer storing more words, and the design bit-exact under stalls in its modelled cycles
+    (the GRU's head has levels: their columns move with the units)."""
     from hwgen.rtl.lane_balance import balance, stored_words, unit_digits
-    qm, xq = ternary_model(cell, layers, head_mode, 2, sparsity, hidden=13, seed=lanes)
+    qm, xq = ternary_model(cell, layers, head_mode, 2, sparsity, hidden=13, seed=lanes,
+                           head=cell == "gru")
     balanced = balance(qm, lanes)
     delta = None if theta is None else [(theta, theta)] * layers
     assert np.array_equal(run_int(balanced, xq, delta=delta), run_int(qm, xq, delta=delta))

@@ -198,6 +198,10 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
         "macs_per_step": macs,
         "stored_words_per_step": sum(c["stored_words"] for c in layers),
         "dense_words_per_step": sum(lp.matrix_cycles for lp in plan.layers) * tp.levels,
+        "head_stored_words": hc["stored_words"],
+        # the words a step of the model visits: with the head's where it runs every step
+        "model_stored_words_per_step": sum(c["stored_words"] for c in layers)
+        + (hc["stored_words"] if head_mode == "every" else 0),
         "step_utilization": macs / plan.lanes / per_step,
         "head_macs": hp.macs,
         "model_per_step": per_step + (head if head_mode == "every" else 0),

@@ -4,7 +4,7 @@ Lane k of P serves units k, k + P, ... of every gate block (`ternary_plan`), and
 costs its busiest lane's count of nonzero digits: with unstructured pruning one lane often
 holds more than its share. Which units share a lane is free: permuting a layer's hidden
 units (its rows in every block, its recurrent columns, and the next layer's or the head's
-input columns) leaves every output the same, bit for bit, and the element-wise work is per
+input columns, in their levels too) leaves every output the same, bit for bit, and the element-wise work is per
 unit. `balance` picks, per layer, an order that lowers the sum over columns of the busiest
 lane's count, by swapping units between lanes while a swap helps (a local search: the
 digits of digits_gru_t2s90e200 at 8 lanes take 132 stored words a step, not 173).
@@ -83,7 +83,7 @@ def permute_units(qm: QModel, k: int, order: np.ndarray) -> QModel:
             mats[k][side] = dataclasses.replace(
                 t, planes=planes[:, :, order] if side == "h" else planes,
                 alpha=t.alpha[:, rows], real_rows=t.real_rows[rows])
-    head = qm.head
+    head, head_t = qm.head, qm.ternary_head
     if k + 1 < len(layers):   # the next layer reads h as its input columns
         nxt = layers[k + 1]
         layers[k + 1] = dataclasses.replace(nxt, w_x=nxt.w_x[:, order])
@@ -91,7 +91,9 @@ def permute_units(qm: QModel, k: int, order: np.ndarray) -> QModel:
         mats[k + 1]["x"] = dataclasses.replace(t, planes=t.planes[:, :, order])
     else:
         head = dataclasses.replace(head, weight=head.weight[:, order])
-    return dataclasses.replace(qm, layers=layers, head=head, ternary=mats)
+        if head_t is not None:
+            head_t = dataclasses.replace(head_t, planes=head_t.planes[:, :, order])
+    return dataclasses.replace(qm, layers=layers, head=head, ternary=mats, ternary_head=head_t)
 
 
 def balance(qm: QModel, lanes: int) -> QModel:

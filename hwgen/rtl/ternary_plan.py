@@ -2,9 +2,10 @@
 
 Every MATRIX pass (each layer, then the head) is a sum over levels: per level i an integer
 plane T_i in {-1, 0, +1} and a scale a_i per row, W = sum_i (a_i << s_i) T_i. A layer's
-planes are its `hwgen.ternary` levels (s_i = F - f_i); the head's 8-bit weights are their
-own non-adjacent form (level b: digit b of each weight, scale 1, s_b = b), so the head runs
-on the same adders with no multiplier either.
+planes are its `hwgen.ternary` levels (s_i = F - f_i); so are the head's when it has levels
+(`QModel.ternary_head`), else its 8-bit weights are their own non-adjacent form (level b:
+digit b of each weight, scale 1, s_b = b), so the head runs on the same adders with no
+multiplier either.
 
 Storage: compressed columns, lane by lane. Lane k serves rows k, k + P, ... of every gate
 block (as in the 8-bit design); per column it has a list of its nonzero digits, each with
@@ -97,7 +98,8 @@ class PassLevels:
 
 
 def pass_levels(qm: QModel, plan: Plan) -> list[PassLevels]:
-    """Each layer's ternary levels, then the head's non-adjacent form."""
+    """Each layer's ternary levels, then the head's: its own levels when it has them
+    (`QModel.ternary_head`), else its 8-bit weights' non-adjacent form."""
     out = []
     for ql, lp, mats in zip(qm.layers, plan.layers, qm.ternary):
         sides = []
@@ -112,10 +114,16 @@ def pass_levels(qm: QModel, plan: Plan) -> list[PassLevels]:
             sides.append((t.planes.astype(np.int64), t.alpha, shifts, blocks, first))
         out.append(PassLevels(sides, lp.hidden_size, lp.groups_per_gate, lp.n_blocks,
                               lp.acc_base, lp.b_base, lp.columns))
-    hp, w = plan.head, qm.head.weight
-    digits = naf_digits(w)
-    ones = np.ones((len(digits), w.shape[0]), dtype=np.int64)
-    sides = [(digits.astype(np.int64), ones, np.arange(len(digits)), (0,), 0)]
+    hp, w, t = plan.head, qm.head.weight, qm.ternary_head
+    if t is not None:   # the head's own levels, as a layer side's
+        if np.any(t.alpha < 0):
+            raise PlanError("ternary scales must be >= 0")
+        sides = [(t.planes.astype(np.int64), t.alpha,
+                  np.array([t.frac - f.frac for f in t.fmts]), (0,), 0)]
+    else:
+        digits = naf_digits(w)
+        ones = np.ones((len(digits), w.shape[0]), dtype=np.int64)
+        sides = [(digits.astype(np.int64), ones, np.arange(len(digits)), (0,), 0)]
     out.append(PassLevels(sides, hp.out_size, hp.groups, 1, hp.acc_base, hp.b_base,
                           hp.in_size))
     return out
