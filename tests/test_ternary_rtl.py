@@ -13,6 +13,7 @@ import pytest
 
 from amaranth_harness import run_accelerator
 from conftest import make_model
+from hwgen import flow
 from hwgen.frontend import from_torch
 from hwgen.ref import run_int
 from hwgen.rtl.cycles import delta_fired_columns, ternary_cycle_model, ternary_delta_step_cycles
@@ -22,6 +23,7 @@ from hwgen.ternary import ternarize
 
 I_SIZE, OUT = 5, 3
 CHARLM = "charlm_gru2_t2s80g"   # the shipped ternary char LM (pruned over the model)
+CHARLM_HEAD = "charlm_gru2_t2s80gh"   # the same, its head with levels too
 BIG_CHARLM = "charlm_gru128_t2s80glr0p02"   # the larger one's (GRU H=128)
 
 
@@ -35,8 +37,8 @@ def ternary_model(cell, layers, head_mode, levels, sparsity, hidden=7, seed=0, n
                                head_mode=head_mode, seed=seed))
     masks = [(rng.random(layer.w_ih.shape) >= sparsity, rng.random(layer.w_hh.shape) >= sparsity)
              for layer in ir.layers]
-    head_mask = rng.random(ir.head.weight.shape) >= sparsity
     x = np.clip(np.cumsum(rng.normal(0, 0.3, (n, t_len, I_SIZE)), axis=1), -2, 2)
+    head_mask = rng.random(ir.head.weight.shape) >= sparsity
     qm = ternarize(ir, x, levels, masks=masks, head=head, head_mask=head_mask).qm
     return qm, qm.quantize_inputs(x)
 
@@ -373,21 +375,47 @@ def test_generate_a_shipped_ternary_model(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name,layers,lanes,sequences", [(CHARLM, 2, 8, 2),
+                                                          (CHARLM_HEAD, 2, 4, 1),
                                                           (BIG_CHARLM, 1, 16, 1)])
 def test_the_shipped_char_lm_on_the_ternary_datapath(name, layers, lanes, sequences):
     """The char LMs: two layers of 32 or one of 128, 32 one-hot inputs, the head on every
-    step; bit-exact under stalls on a few test sequences, in their modelled cycles per step
-    (the head's included)."""
+    step (with levels of its own in t2s80gh); bit-exact under stalls on a few test
+    sequences, in their modelled cycles per step (the head's included)."""
     from hwgen.qat import shipped_ternary
     task, tm = shipped_ternary(name)
     qm = tm.qm
     assert (len(qm.layers), qm.input_size, qm.head_mode) == (layers, 32, "every")
+    assert (qm.ternary_head is not None) == (name == CHARLM_HEAD)
     xq = qm.quantize_inputs(task.x_test[:sequences, :3])
     acc = Accelerator(qm, lanes)
     got, _ = run_accelerator(acc, xq, "every", 32, 0.3, 0.3, seed=1)
     assert got.shape == (sequences, 3, 32) and np.array_equal(got, run_int(qm, xq))
     model = ternary_cycle_model(acc.plan, acc.ternary_plan, qm.input_size, "every")
     assert measured_per_step(acc, xq, "every", 32) == model["model_per_step"]
+
+
+def test_a_head_with_levels_shortens_the_char_lms_step():
+    """The char LM's head runs every step: as 8 NAF digit levels of its 8-bit weights it
+    does not shrink with pruning; with levels of its own (pruned with the layers) its pass
+    visits fewer words, and the step takes fewer cycles than the 8-bit design's."""
+    from hwgen.qat import shipped_ternary
+    from hwgen.quant import QuantConfig
+    from hwgen.rtl.cycles import cycle_model
+    from hwgen.rtl.lane_balance import design_model
+    from hwgen.rtl.plan import make_plan
+    from hwgen.rtl.ternary_plan import make_ternary_plan
+    task, naf = shipped_ternary(CHARLM)
+    steps = {}
+    for name, tm in ((CHARLM, naf), (CHARLM_HEAD, shipped_ternary(CHARLM_HEAD)[1])):
+        qm = design_model(tm.qm, 4)[0]
+        plan = make_plan(qm, 4)
+        steps[name] = ternary_cycle_model(plan, make_ternary_plan(qm, plan), 32, "every")
+    with_levels, digits = steps[CHARLM_HEAD], steps[CHARLM]
+    assert with_levels["head_stored_words"] < 0.5 * digits["head_stored_words"]
+    assert with_levels["head"] < 0.5 * digits["head"]
+    qm8 = flow.quantize(task, QuantConfig(weight_bits=8, act_bits=8))
+    eight_bit = cycle_model(make_plan(qm8, 4), 32, "every")["model_per_step"]
+    assert with_levels["model_per_step"] < 0.9 * eight_bit < digits["model_per_step"]
 
 
 @pytest.mark.parametrize("name,cell,lanes", [("digits_sru_t2s80", "sru", 5),

@@ -399,22 +399,27 @@ class ScaleCombiner(wiring.Component):
         digit_base = [self.digit_base]
         for p in range(len(tp.term_base) - 1):
             digit_base.append(digit_base[-1] + tp.pass_digits(p))
-        # the term ROM is small (in logic): read the same cycle, its digit count steers the walk
-        m.submodules.t_rom = t_rom = Memory(shape=layout, depth=max(len(tp.terms), 1),
-                                            init=term_words(tp))
+        # the term ROM is small (in logic): the next term is read into a register while the
+        # walk is on this one, so that the term's digit count, which steers the walk, comes
+        # from a register rather than through the ROM's logic
+        words = term_words(tp)
+        # (one word more, a copy of the last: the address read past the last term)
+        m.submodules.t_rom = t_rom = Memory(shape=layout, depth=len(words) + 1,
+                                            init=words + words[-1:])
         m.submodules.acc_mem = acc_mem = Memory(
             shape=acc_lanes, depth=self.acc_depth + len(self.bias_words),
             init=[[0] * P] * self.acc_depth + self.bias_words.tolist(), attrs=NO_RW_CHECK)
         t_rd = t_rom.read_port(domain="comb")
         acc_rd, acc_wr = acc_mem.read_port(), acc_mem.write_port()
 
-        # walk the pass's terms, their digits one a cycle (w: the digit word)
-        t = Signal(range(len(tp.terms) + 1))
+        # walk the pass's terms, their digits one a cycle (w: the digit word; term: the one
+        # walked, t_next: the ROM address of the one after it)
+        t_next = Signal(range(len(tp.terms) + 1))
+        term = Signal(layout)
         w = Signal.like(self.digit_addr)
         end = Signal.like(w)
         digit = Signal.like(t_rd.data.digits)
         busy = Signal()
-        term = t_rd.data
         head = len(tp.term_base) - 2
         fills = Signal()    # the pass is a layer's: its words fill ACTIVATE's banks
         begun = Signal(range(self.max_groups + 1))   # row groups whose walk has begun
@@ -423,7 +428,8 @@ class ScaleCombiner(wiring.Component):
             for p in range(len(tp.term_base) - 1):
                 with m.Case(p):
                     with m.If(self.start):
-                        m.d.sync += [t.eq(tp.term_base[p]), w.eq(digit_base[p]),
+                        m.d.sync += [term.eq(layout.const(words[tp.term_base[p]])),
+                                     t_next.eq(tp.term_base[p] + 1), w.eq(digit_base[p]),
                                      end.eq(digit_base[p + 1]), busy.eq(1),
                                      fills.eq(p != head), begun.eq(0), group_start.eq(1)]
         last_digit = digit + 1 == term.digits
@@ -439,10 +445,10 @@ class ScaleCombiner(wiring.Component):
             with m.If(w + 1 == end):
                 m.d.sync += busy.eq(0)
             with m.If(last_digit):
-                m.d.sync += [digit.eq(0), t.eq(t + 1)]
+                m.d.sync += [digit.eq(0), term.eq(t_rd.data), t_next.eq(t_next + 1)]
             with m.Else():
                 m.d.sync += digit.eq(digit + 1)
-        m.d.comb += t_rd.addr.eq(t)
+        m.d.comb += t_rd.addr.eq(t_next)
         # base_addr: the word read at its start (its bias, or the stored word), acc_addr:
         # the word written at its end (a word of one term of one digit does both at once)
         walk = data.StructLayout({"valid": 1, "s_addr": range(tp.s_depth),
