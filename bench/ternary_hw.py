@@ -61,20 +61,21 @@ def cycle_rows(model, lanes_list, scale_step=None, balance_lanes=True) -> list[s
 
 
 def sparsity_rows(model, lanes_list, levels=2, sparsities=(0.0, 0.5, 0.8, 0.9),
-                  scale_step=None, balance_lanes=True, head=False) -> list[str]:
+                  scale_step=None, balance_lanes=True, head_levels=False) -> list[str]:
     """Cycles per step against pruning: the float model ternarized after training (one-shot
     magnitude pruning, `qat.post_training`: the sparsity is exact, the accuracy is not
-    the fine-tuned one; with `head`, the head gets levels too and is pruned as well). `cut`: the fraction of cycles cut from the first sparsity to the
-    last over the fraction of stored words cut (the operations the lanes can skip; a step's,
+    the fine-tuned one; with `head_levels`, the head gets levels too and is pruned as
+    well). `cut`: the fraction of cycles cut from the first sparsity to the last over the
+    fraction of stored words cut (the operations the lanes can skip; a step's,
     the head's with them where it runs every step), the issue's "cycles falling with
     sparsity at >= 0.9 of the operation cut"."""
     task = flow.load_task(model)
     head = (f"{'lanes':>5} " + " ".join(f"{f's{round(100 * s)}':>11}" for s in sparsities)
             + f" {'cut':>6}")
-    what = "head with levels, " if head else ""
+    what = "head with levels, " if head_levels else ""
     lines = [f"{model}: cycles per step, t{levels} one-shot pruned ({what}stored words per step)",
              head, "-" * len(head)]
-    models = [qat.post_training(task, levels, s, head=head).qm for s in sparsities]
+    models = [qat.post_training(task, levels, s, head=head_levels).qm for s in sparsities]
     for lanes in lanes_list:
         cells, runs = [], []
         for qm in models:
@@ -151,7 +152,8 @@ def main(argv=None) -> None:
         print("\n".join(cycle_rows(model, args.lanes, args.scale_step, args.balance_lanes)))
         print()
         print("\n".join(sparsity_rows(model, args.lanes, scale_step=args.scale_step,
-                                       balance_lanes=args.balance_lanes, head=args.head)))
+                                       balance_lanes=args.balance_lanes,
+                                       head_levels=args.head)))
         print()
     if args.synth:
         print()
