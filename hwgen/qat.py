@@ -6,9 +6,10 @@ formats), with a straight-through estimator: the gradient of the quantized weigh
 latent float weight. Gradual magnitude pruning (Zhu & Gupta's cubic schedule) raises each
 matrix's sparsity (or the model's: `prune_all`) from 0 to the target over the first
 `PRUNE_FRACTION` of the steps; a pruned weight is zero in the latent matrix and in every
-level. Inputs and the head's input (the last layer's hidden state) are fake-quantized to the
-8-bit PTQ formats; the state inside the recurrent module stays float (the fused torch
-module), so the evaluation always runs the integer reference. Optionally the loss also
+level. With ``head`` the head's weight is fitted to levels (and pruned) the same way; else it
+stays the 8-bit PTQ's. Inputs and the head's input (the last layer's hidden state) are
+fake-quantized to the 8-bit PTQ formats; the state inside the recurrent module stays float
+(the fused torch module), so the evaluation always runs the integer reference. Optionally the loss also
 distils the float model's outputs (`distill`, `temperature`). Seeded and deterministic at a
 given torch thread count (2 unless told).
 
