@@ -60,12 +60,14 @@ class QATResult:
     temperature: float = TEMPERATURE
     lr: float = LR
     head: bool = False     # the head has levels too (and is pruned with the rest)
+    head_sparsity: float | None = None   # the head pruned to this on its own (None: with the rest)
 
     @property
     def tag(self) -> str:
         """File stem, e.g. digits_gru_t2s80 (ternary, 2 levels, 80 %), digits_gru_b3, ``g``
         appended for pruning over the whole model (charlm_gru2_t2s80g), ``h`` when the head
-        has levels too (charlm_gru2_t2s80gh), and ``e<epochs>``
+        has levels too (charlm_gru2_t2s80gh; ``h<100 s>`` when it is pruned to s on its own:
+        charlm_gru2_t2s80gh50), and ``e<epochs>``
         when not the default: digits_gru_t2s90e200; ``d<100 distill>`` when distilled from the
         float model (charlm_gru2_t2s80gd50), then ``T<temperature>`` when not the default, and
         ``lr<lr>`` for a learning rate other than the default (charlm_gru2_t2s80gd20lr0p01: a
@@ -73,6 +75,7 @@ class QATResult:
         kind = f"b{self.levels}" if self.binary else \
             f"t{self.levels}s{round(100 * self.sparsity)}" + ("g" if self.scope == "model" else "")
         kind += "h" if self.head else ""
+        kind += "" if self.head_sparsity is None else f"{round(100 * self.head_sparsity)}"
         kd = "" if not self.distill else f"d{round(100 * self.distill)}" + (
             f"T{_num(self.temperature)}" if self.temperature != TEMPERATURE else "")
         return f"{self.model}_{kind}{kd}" + (f"lr{_num(self.lr)}" if self.lr != LR else "") + \
@@ -86,13 +89,16 @@ def _num(x: float) -> str:
 
 def result_tag(model: str, levels: int, sparsity: float, binary: bool,
                epochs: int = EPOCHS, scope: str = "matrix", distill: float = 0.0,
-               temperature: float = TEMPERATURE, lr: float = LR, head: bool = False) -> str:
+               temperature: float = TEMPERATURE, lr: float = LR, head: bool = False,
+               head_sparsity: float | None = None) -> str:
     return QATResult(model, levels, sparsity, binary, {}, {}, epochs=epochs, scope=scope,
-                     distill=distill, temperature=temperature, lr=lr, head=head).tag
+                     distill=distill, temperature=temperature, lr=lr, head=head,
+                     head_sparsity=head_sparsity).tag
 
 
 def check_options(levels, sparsity, binary, scope: str = "matrix", distill: float = 0.0,
-                  temperature: float = TEMPERATURE, lr: float = LR) -> None:
+                  temperature: float = TEMPERATURE, lr: float = LR, head: bool = False,
+                  head_sparsity: float | None = None) -> None:
     """TernaryError for options out of range, before any work."""
     if not isinstance(levels, (int, np.integer)) or not 1 <= levels <= 4:
         raise ternary.TernaryError(f"levels must be an integer in 1..4, not {levels!r}")
@@ -113,6 +119,14 @@ def check_options(levels, sparsity, binary, scope: str = "matrix", distill: floa
         raise ternary.TernaryError("--temperature needs --distill above 0")
     if not 0 < lr < float("inf"):
         raise ternary.TernaryError(f"learning rate must be a finite number above 0, not {lr!r}")
+    if head_sparsity is not None:
+        if not head:
+            raise ternary.TernaryError("a head sparsity is for a head with levels (--head)")
+        if binary:
+            raise ternary.TernaryError("binary levels cannot hold a zero: no head sparsity")
+        if not 0 <= head_sparsity < 1:
+            raise ternary.TernaryError(f"head sparsity must be in [0, 1), not "
+                                       f"{head_sparsity!r}")
 
 
 # ---------------------------------------------------------------- torch side
@@ -273,7 +287,8 @@ def distill_step(model, opt, out, target, soft, distill: float, temperature: flo
 def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
           epochs: int = EPOCHS, seed: int = 0, lr: float = LR, max_batches: int | None = None,
           threads: int = THREADS, scope: str = "matrix", distill: float = 0.0,
-          temperature: float = TEMPERATURE, head: bool = False) -> QATResult:
+          temperature: float = TEMPERATURE, head: bool = False,
+          head_sparsity: float | None = None) -> QATResult:
     """Fine-tune a bundled model's float weights to L ternary (or binary) levels.
 
     Parameters
@@ -288,20 +303,33 @@ def train(task, levels: int = 2, sparsity: float = 0.8, binary: bool = False,
     distill, temperature : weight w of the distillation term against the bundled float
         model's outputs at temperature T (`distill_step`); 0: the labels only, as before.
     head : the head's weight gets levels too, and is pruned with the recurrent matrices.
+    head_sparsity : the head pruned to this on its own instead (the same schedule).
 
     Returns
     -------
     QATResult
     """
     from .train import torch_threads
-    check_options(levels, sparsity, binary, scope, distill, temperature, lr)
+    check_options(levels, sparsity, binary, scope, distill, temperature, lr, head,
+                  head_sparsity)
     with torch_threads(threads):   # the weights depend on the thread count; restored after
         return _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches,
-                          threads, scope, distill, temperature, head)
+                          threads, scope, distill, temperature, head, head_sparsity)
+
+
+def prune_step(params: dict, masks: dict, sparsity: float, scope: str = "matrix",
+               head_sparsity: float | None = None) -> dict:
+    """`prune_all` to `sparsity`, but the head's weight (`HEAD`) to `head_sparsity` on its
+    own when that is given."""
+    if head_sparsity is None or HEAD not in masks:
+        return prune_all(params, masks, sparsity, scope)
+    new = prune_all(params, {n: m for n, m in masks.items() if n != HEAD}, sparsity, scope)
+    new[HEAD] = prune(params[HEAD], masks[HEAD], head_sparsity)
+    return new
 
 
 def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, threads, scope,
-               distill, temperature, head) -> QATResult:
+               distill, temperature, head, head_sparsity) -> QATResult:
     import torch
 
     from .models import load_model, load_task_data
@@ -327,10 +355,12 @@ def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, th
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(xt), generator=gen).split(BATCH)[:per_epoch]:
-            if sparsity and step <= prune_steps:
+            if (sparsity or head_sparsity) and step <= prune_steps:
                 s = cubic_sparsity(step, prune_steps, sparsity)
+                hs = None if head_sparsity is None else \
+                    cubic_sparsity(step, prune_steps, head_sparsity)
                 with torch.no_grad():
-                    masks = prune_all(params, masks, s, scope)
+                    masks = prune_step(params, masks, s, scope, hs)
                     for n in names:
                         params[n].mul_(masks[n])
             out = _forward(model, mats, masks, xt[idx], levels, binary, fmts)
@@ -347,7 +377,7 @@ def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, th
     return QATResult(task.name, levels, sparsity, binary,
                      {k: v.detach().clone() for k, v in model.state_dict().items()},
                      masks, round(time.time() - t0, 1), epochs, seed, threads, scope,
-                     distill, temperature, lr, head)
+                     distill, temperature, lr, head, head_sparsity)
 
 
 def _masks_ir(result: QATResult, model, ir) -> list:
@@ -378,13 +408,14 @@ def to_ternary(task, result: QATResult) -> ternary.TernaryModel:
 
 
 def post_training(task, levels: int, sparsity: float = 0.0, binary: bool = False,
-                  head: bool = False) -> ternary.TernaryModel:
+                  head: bool = False, head_sparsity: float | None = None
+                  ) -> ternary.TernaryModel:
     """Ternarize the float model without training: one-shot magnitude pruning (of each
     matrix, the head's too when it gets levels), then the fit."""
     import torch
 
     from .models import load_model
-    check_options(levels, sparsity, binary)
+    check_options(levels, sparsity, binary, head=head, head_sparsity=head_sparsity)
     model, _ = load_model(task.name)
     params = dict(model.rnn.named_parameters())
     names = matrix_names(model, task.ir)
@@ -392,12 +423,12 @@ def post_training(task, levels: int, sparsity: float = 0.0, binary: bool = False
         params[HEAD] = model.head.weight
         names.append(HEAD)
     with torch.no_grad():
-        masks = prune_all(params, {n: torch.ones_like(params[n], dtype=torch.bool)
-                                   for n in names}, sparsity)
+        masks = prune_step(params, {n: torch.ones_like(params[n], dtype=torch.bool)
+                                    for n in names}, sparsity, head_sparsity=head_sparsity)
         for n, m in masks.items():
             params[n].mul_(m)
     result = QATResult(task.name, levels, sparsity, binary, model.state_dict(), masks,
-                       head=head)
+                       head=head, head_sparsity=head_sparsity)
     return to_ternary(task, result)
 
 
@@ -472,6 +503,8 @@ def save(result: QATResult, folder) -> Path:
         meta.update(lr=result.lr)
     if result.head:
         meta.update(head=True)
+    if result.head_sparsity is not None:
+        meta.update(head_sparsity=result.head_sparsity)
     (folder / f"{result.tag}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -524,17 +557,18 @@ def load(folder, tag: str) -> QATResult | None:
                      meta.get("epochs", EPOCHS), meta.get("seed", 0),
                      meta.get("threads", THREADS), meta.get("scope", "matrix"),
                      meta.get("distill", 0.0), meta.get("temperature", TEMPERATURE),
-                     meta.get("lr", LR), meta.get("head", False))
+                     meta.get("lr", LR), meta.get("head", False),
+                     meta.get("head_sparsity"))
 
 
 def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS,
                   seed: int = 0, log=None, threads: int = THREADS, scope: str = "matrix",
                   distill: float = 0.0, temperature: float = TEMPERATURE, lr: float = LR,
-                  head: bool = False) -> QATResult:
+                  head: bool = False, head_sparsity: float | None = None) -> QATResult:
     """A cached result (shipped, then `out`) with these options, else train (and cache in
     `out` when given)."""
     tag = result_tag(task.name, levels, sparsity, binary, epochs, scope, distill, temperature,
-                     lr, head)
+                     lr, head, head_sparsity)
     for folder in (SHIPPED, out):
         if folder is not None:
             result = load(folder, tag)
@@ -545,7 +579,8 @@ def train_or_load(task, levels, sparsity, binary, out=None, epochs: int = EPOCHS
     if log:
         log(f"training {tag} ({epochs} epochs)...")
     result = train(task, levels, sparsity, binary, epochs, seed, lr, threads=threads,
-                   scope=scope, distill=distill, temperature=temperature, head=head)
+                   scope=scope, distill=distill, temperature=temperature, head=head,
+                   head_sparsity=head_sparsity)
     if out is not None:
         save(result, out)
     return result
@@ -589,6 +624,8 @@ def add_parser(sub, int_in, probability) -> None:
     sp.add_argument("--head", action="store_true",
                     help="the head's weights get levels too (pruned with the rest); "
                          "default: the head keeps 8-bit PTQ weights")
+    sp.add_argument("--head-sparsity", type=probability, metavar="S",
+                    help="with --head: prune the head to S on its own, not with the rest")
     sp.add_argument("--distill", type=probability, default=0.0, metavar="W",
                     help="weight of distillation from the float model's outputs (loss "
                          "(1 - W) CE + W T² KL), in [0, 1) (default 0: the labels only)")
@@ -611,7 +648,7 @@ def cmd_ternary(args) -> int:
     """``hwgen ternary``: train or load, print the table row (and the baselines)."""
     scope = "model" if args.global_pruning else "matrix"
     check_options(args.levels, args.sparsity, args.binary, scope, args.distill, args.temperature,
-                  args.lr)
+                  args.lr, args.head, args.head_sparsity)
     if args.plot:
         from .plots import check_figure_path
         check_figure_path(args.plot)
@@ -620,7 +657,8 @@ def cmd_ternary(args) -> int:
     result = train_or_load(task, args.levels, args.sparsity, args.binary, args.out,
                            args.epochs, args.seed, log=lambda m: print(m, flush=True),
                            threads=args.threads, scope=scope, distill=args.distill,
-                           temperature=args.temperature, lr=args.lr, head=args.head)
+                           temperature=args.temperature, lr=args.lr, head=args.head,
+                           head_sparsity=args.head_sparsity)
     label = result.tag[len(task.name) + 1:]
     rows = baseline_rows(task) + [row(task, to_ternary(task, result), label)]
     print(f"{task.name}: {task.ir.describe()}")
@@ -638,7 +676,8 @@ def _plot(task, args, rows, scope: str) -> None:
     for folder in (SHIPPED, Path(args.out)):
         for pct in range(0, 100):
             r = load(folder, result_tag(task.name, args.levels, pct / 100, False,
-                                        scope=scope, head=args.head))
+                                        scope=scope, head=args.head,
+                                        head_sparsity=args.head_sparsity))
             if r is not None and pct not in [p for p, _ in points]:
                 points.append((pct, int_metric(task, to_ternary(task, r).qm)))
     fig, ax = plt.subplots(figsize=(5.5, 3.5))

@@ -177,6 +177,26 @@ def test_tiny_qat_gives_the_head_levels_too(tmp_path):
     assert all(torch.equal(m, back.masks[n]) for n, m in result.masks.items())
 
 
+def test_a_head_pruned_on_its_own(tmp_path):
+    """--head-sparsity: the head pruned to its own target, the layers' matrices to theirs
+    over the model without it; the option is in the tag and the saved result."""
+    lm = flow.load_task("charlm_gru2")
+    result = qat.train(lm, 2, 0.8, epochs=1, max_batches=4, threads=1, scope="model",
+                       head=True, head_sparsity=0.5)
+    assert result.tag == "charlm_gru2_t2s80gh50e1"
+    head = result.masks[qat.HEAD]
+    assert head.numel() - int(head.sum()) == round(0.5 * head.numel())
+    layers = [m for n, m in result.masks.items() if n != qat.HEAD]
+    total = sum(m.numel() for m in layers)
+    assert total - sum(int(m.sum()) for m in layers) == round(0.8 * total)
+    tm = qat.post_training(lm, 2, 0.8, head=True, head_sparsity=0.3)
+    assert tm.pruned["head.w"] == round(0.3 * 1024) / 1024
+    assert all(v == round(0.8 * 3072) / 3072 for n, v in tm.pruned.items() if n != "head.w")
+    qat.save(result, tmp_path)
+    back = qat.load(tmp_path, result.tag)
+    assert (back.head, back.head_sparsity) == (True, 0.5) and _same(back, result)
+
+
 def _same(a, b):
     return all(torch.equal(v, b.state_dict[k]) for k, v in a.state_dict.items())
 
@@ -362,6 +382,11 @@ def test_sru_fine_tunes_its_levels_on_the_ir_rows():
                                                    "not inf"),
     (["--temperature", "4"], "--temperature needs --distill above 0"),
     (["--lr", "0"], "learning rate must be a finite number above 0, not 0.0"),
+    (["--head-sparsity", "0.5"], "a head sparsity is for a head with levels (--head)"),
+    (["--head", "--binary", "--sparsity", "0", "--head-sparsity", "0.5"],
+     "binary levels cannot hold a zero: no head sparsity"),
+    (["--head", "--head-sparsity", "1"],
+     "argument --head-sparsity: expected a probability in [0, 1), not '1'"),
 ])
 def test_cli_errors(capsys, tmp_path, argv, message):
     code = main(["ternary", *argv, "--out", str(tmp_path)])
