@@ -271,7 +271,8 @@ def test_the_shipped_distilled_char_lm_is_80_percent_pruned_with_its_options():
 @pytest.mark.parametrize("argv,label,bpc", [
     ([], "t2s80", "2.526"), (["--global-pruning"], "t2s80g", "2.434"),
     (["--global-pruning", "--distill", "0.2", "--lr", "0.01"], "t2s80gd20lr0p01", "2.388"),
-    (["--global-pruning", "--head"], "t2s80gh", "2.535")])   # the head with levels too
+    (["--global-pruning", "--head"], "t2s80gh", "2.535"),    # the head with levels too
+    (["--global-pruning", "--head", "--head-sparsity", "0"], "t2s80gh0", "2.465")])
 def test_cli_loads_the_shipped_char_lm(capsys, tmp_path, argv, label, bpc):
     assert main(["ternary", "charlm_gru2", "--levels", "2", "--sparsity", "0.8", *argv,
                  "--out", str(tmp_path)]) == 0
