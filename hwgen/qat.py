@@ -155,6 +155,18 @@ def matrix_names(model, ir) -> list[str]:
     return [t.name for pair in trained_matrices(model, ir) for t in pair if t is not None]
 
 
+def prunable(model, ir, head: bool) -> tuple[dict, dict]:
+    """The model's parameters by name (the recurrent module's, and with `head` the head's
+    weight as `HEAD`) and a keep-all mask for each matrix that is fitted and pruned."""
+    import torch
+    params = dict(model.rnn.named_parameters())
+    names = matrix_names(model, ir)
+    if head:
+        params[HEAD] = model.head.weight
+        names.append(HEAD)
+    return params, {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
+
+
 def check_model(task) -> None:
     """TernaryError, before any training, for a model whose matrices cannot be ternarized."""
     from .models import load_model
@@ -338,11 +350,8 @@ def _fine_tune(task, levels, sparsity, binary, epochs, seed, lr, max_batches, th
     torch.manual_seed(seed)
     model, meta = load_model(task.name)
     mats = {t.name: t for pair in trained_matrices(model, task.ir) for t in pair if t}
-    params = dict(model.rnn.named_parameters())
-    if head:
-        params[HEAD] = model.head.weight
-    names = list(mats) + ([HEAD] if head else [])
-    masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
+    params, masks = prunable(model, task.ir, head)
+    names = list(masks)
     fmts = _act_formats(task)
     x, y = load_task_data(meta, "train")
     xt, yt = torch.from_numpy(np.asarray(x, np.float32)), torch.from_numpy(np.asarray(y))
@@ -417,14 +426,9 @@ def post_training(task, levels: int, sparsity: float = 0.0, binary: bool = False
     from .models import load_model
     check_options(levels, sparsity, binary, head=head, head_sparsity=head_sparsity)
     model, _ = load_model(task.name)
-    params = dict(model.rnn.named_parameters())
-    names = matrix_names(model, task.ir)
-    if head:
-        params[HEAD] = model.head.weight
-        names.append(HEAD)
+    params, masks = prunable(model, task.ir, head)
     with torch.no_grad():
-        masks = prune_step(params, {n: torch.ones_like(params[n], dtype=torch.bool)
-                                    for n in names}, sparsity, head_sparsity=head_sparsity)
+        masks = prune_step(params, masks, sparsity, head_sparsity=head_sparsity)
         for n, m in masks.items():
             params[n].mul_(m)
     result = QATResult(task.name, levels, sparsity, binary, model.state_dict(), masks,

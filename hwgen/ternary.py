@@ -187,10 +187,16 @@ def _spread(spec, side: str, a: np.ndarray, hidden: int) -> np.ndarray:
     return spec.accumulator_weights(*pair, hidden)[0 if side == "x" else 1]
 
 
-def _ternary_matrix(spec, side, w, mask, levels, binary, alpha_bits, hidden):
-    """The TernaryMatrix (accumulator layout) and its exact float value (IR layout)."""
+def _fit_with_value(w, mask, levels, binary, alpha_bits):
+    """`fit_levels` of `w`, and the exact float value of its levels (w's layout)."""
     planes, alpha, fmts = fit_levels(w, levels, mask, binary, alpha_bits)
     value = sum(f.to_float(a)[:, None] * p for p, a, f in zip(planes, alpha, fmts))
+    return planes, alpha, fmts, value
+
+
+def _ternary_matrix(spec, side, w, mask, levels, binary, alpha_bits, hidden):
+    """The TernaryMatrix (accumulator layout) and its exact float value (IR layout)."""
+    planes, alpha, fmts, value = _fit_with_value(w, mask, levels, binary, alpha_bits)
     spread = lambda a: _spread(spec, side, a, hidden)  # noqa: E731
     real = spread(np.ones(w.shape[0], bool))
     return TernaryMatrix(np.stack([spread(p) for p in planes]),
@@ -247,10 +253,9 @@ def ternarize(ir: ModelIR, x_calib, levels: int, binary: bool = False, masks=Non
     if head:
         w = ir.head.weight
         mask = w != 0 if head_mask is None else np.asarray(head_mask, bool)
-        planes, alpha, fmts = fit_levels(w, levels, mask, binary, alpha_bits)
+        planes, alpha, fmts, value = _fit_with_value(w, mask, levels, binary, alpha_bits)
         head_t = TernaryMatrix(planes, alpha, fmts, np.ones(w.shape[0], bool))
-        head_ir = dataclasses.replace(ir.head, weight=sum(
-            f.to_float(a)[:, None] * p for p, a, f in zip(planes, alpha, fmts)))
+        head_ir = dataclasses.replace(ir.head, weight=value)
         overrides["head.w"] = head_t.weight_format()
         pruned["head.w"] = 0.0 if binary else float(1 - np.mean(mask))
     eff_ir = ModelIR(layers, head_ir, ir.head_mode, dict(ir.meta), ir.embedding)

@@ -190,18 +190,19 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
     head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size, plan.lanes)
     per_step = input_size + sum(c["matrix"] + c["combine_activate"] for c in layers)
     macs = sum(lp.macs for lp in plan.layers)
+    words = sum(c["stored_words"] for c in layers)
     return {
         "load": input_size,
         "layers": layers,
         "per_step": per_step,
         "head": head,
         "macs_per_step": macs,
-        "stored_words_per_step": sum(c["stored_words"] for c in layers),
+        "stored_words_per_step": words,
         "dense_words_per_step": sum(lp.matrix_cycles for lp in plan.layers) * tp.levels,
         "head_stored_words": hc["stored_words"],
         # the words a step of the model visits: with the head's where it runs every step
-        "model_stored_words_per_step": sum(c["stored_words"] for c in layers)
-        + (hc["stored_words"] if head_mode == "every" else 0),
+        "model_stored_words_per_step": words + (hc["stored_words"] if head_mode == "every"
+                                                else 0),
         "step_utilization": macs / plan.lanes / per_step,
         "head_macs": hp.macs,
         "model_per_step": per_step + (head if head_mode == "every" else 0),

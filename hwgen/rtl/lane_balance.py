@@ -4,8 +4,8 @@ Lane k of P serves units k, k + P, ... of every gate block (`ternary_plan`), and
 costs its busiest lane's count of nonzero digits: with unstructured pruning one lane often
 holds more than its share. Which units share a lane is free: permuting a layer's hidden
 units (its rows in every block, its recurrent columns, and the next layer's or the head's
-input columns, in their levels too) leaves every output the same, bit for bit, and the element-wise work is per
-unit. `balance` picks, per layer, an order that lowers the sum over columns of the busiest
+input columns, in their levels too) leaves every output the same, bit for bit, and the
+element-wise work is per unit. `balance` picks, per layer, an order that lowers the sum over columns of the busiest
 lane's count, by swapping units between lanes while a swap helps (a local search: the
 digits of digits_gru_t2s90e200 at 8 lanes take 132 stored words a step, not 173).
 """

@@ -97,6 +97,15 @@ class PassLevels:
         return (level * len(blocks) + blocks.index(blk)) * self.groups + g
 
 
+def level_side(t, shift: int, blocks: tuple, first: int) -> tuple:
+    """A pass side of `TernaryMatrix` t: its planes, scales and their shifts (F - f_i, plus
+    the side's alignment `shift`), the blocks it feeds, its first column."""
+    if np.any(t.alpha < 0):
+        raise PlanError("ternary scales must be >= 0")
+    shifts = np.array([t.frac - f.frac + shift for f in t.fmts])
+    return (t.planes.astype(np.int64), t.alpha, shifts, blocks, first)
+
+
 def pass_levels(qm: QModel, plan: Plan) -> list[PassLevels]:
     """Each layer's ternary levels, then the head's: its own levels when it has them
     (`QModel.ternary_head`), else its 8-bit weights' non-adjacent form."""
@@ -105,21 +114,13 @@ def pass_levels(qm: QModel, plan: Plan) -> list[PassLevels]:
         sides = []
         for side, shift, blocks, first in (("x", ql.shift_x, lp.blocks_x, 0),
                                            ("h", ql.shift_h, lp.blocks_h, lp.input_size)):
-            t = mats[side]
-            if t is None:   # no recurrent matrix (SRU): the input side alone
-                continue
-            if np.any(t.alpha < 0):
-                raise PlanError("ternary scales must be >= 0")
-            shifts = np.array([t.frac - f.frac + shift for f in t.fmts])
-            sides.append((t.planes.astype(np.int64), t.alpha, shifts, blocks, first))
+            if mats[side] is not None:   # (SRU has no recurrent matrix: the input side alone)
+                sides.append(level_side(mats[side], shift, blocks, first))
         out.append(PassLevels(sides, lp.hidden_size, lp.groups_per_gate, lp.n_blocks,
                               lp.acc_base, lp.b_base, lp.columns))
     hp, w, t = plan.head, qm.head.weight, qm.ternary_head
     if t is not None:   # the head's own levels, as a layer side's
-        if np.any(t.alpha < 0):
-            raise PlanError("ternary scales must be >= 0")
-        sides = [(t.planes.astype(np.int64), t.alpha,
-                  np.array([t.frac - f.frac for f in t.fmts]), (0,), 0)]
+        sides = [level_side(t, 0, (0,), 0)]
     else:
         digits = naf_digits(w)
         ones = np.ones((len(digits), w.shape[0]), dtype=np.int64)
