@@ -440,16 +440,17 @@ def test_the_shipped_sru_and_ligru_on_the_ternary_datapath(name, cell, lanes):
 def test_element_wise_units_on_the_ternary_datapath(cell, lanes, units):
     """E element-wise units behind the level sums: bit-exact, the modelled cycles, and fewer
     of them than with one unit where ACTIVATE, not the combine beside it, sets the pace
-    (one level, every scale bit in one cycle)."""
-    qm, xq = ternary_model(cell, 1, "last", 1, 0.5, hidden=16)
+    (one level, every scale bit in one cycle; the head on every step, so that its pass
+    waits for the last new h rather than the next step's hiding ACTIVATE's tail)."""
+    qm, xq = ternary_model(cell, 1, "every", 1, 0.5, hidden=16)
     acc = Accelerator(qm, lanes, units=units, scale_step=32)
-    got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=units)
+    got, _ = run_accelerator(acc, xq, "every", OUT, 0.3, 0.3, seed=units)
     assert np.array_equal(got, run_int(qm, xq))
-    model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "last")
-    assert measured_per_step(acc, xq, "last") == model["per_step"]
+    model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "every")
+    assert measured_per_step(acc, xq, "every") == model["model_per_step"]
     one = Accelerator(qm, lanes, units=1, scale_step=32)
-    assert model["per_step"] < ternary_cycle_model(one.plan, one.ternary_plan, I_SIZE,
-                                                   "last")["per_step"]
+    assert model["model_per_step"] < ternary_cycle_model(one.plan, one.ternary_plan, I_SIZE,
+                                                         "every")["model_per_step"]
 
 
 def test_activate_runs_beside_the_combine():
@@ -473,6 +474,42 @@ def test_activate_runs_beside_the_combine():
             assert np.array_equal(got, run_int(qm, xq))
             model = ternary_cycle_model(acc.plan, tp, I_SIZE, "last")
             assert measured_per_step(acc, xq, "last") == model["per_step"]
+
+
+@pytest.mark.parametrize("cell,lanes,hidden,sparsity,units", [
+    ("gru", 1, 6, 0.5, 1), ("lstm", 3, 7, 0.0, 1), ("gru", 8, 16, 0.9, 1),
+    ("ligru", 4, 9, 0.5, 2)])
+def test_the_next_steps_pass_runs_under_activate(cell, lanes, hidden, sparsity, units):
+    """A one-layer design whose head runs once a sequence begins the next step's pass as the
+    combine ends: its input columns at once (loaded in the other bank), each recurrent
+    column once ACTIVATE has written its h. Bit-exact under stalls; its step and a
+    sequence's overhead as modelled; shorter than the phases one after the other."""
+    qm, xq = ternary_model(cell, 1, "last", 2, sparsity, hidden=hidden, seed=lanes)
+    acc = Accelerator(qm, lanes, units=units)
+    assert acc.plan.overlap and acc.plan.overlap_h and acc.plan.acc_bank_stride == 0
+    got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq))
+    model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "last")
+    assert measured_per_step(acc, xq, "last") == model["per_step"]
+    one, two = (run_accelerator(acc, xq[:n, :3], "last", OUT)[1] for n in (1, 2))
+    assert two - one == 3 * model["per_step"] + model["per_sequence_overhead"]
+    layer = model["layers"][0]
+    assert model["per_step"] < I_SIZE + layer["matrix"] + layer["combine_activate"]
+
+
+def test_which_ternary_designs_begin_the_next_pass_early():
+    """Only a dense one-layer design whose head runs once a sequence: a delta pass adds into
+    the stored words, a head on every step runs its own pass there, and a second layer's
+    ACTIVATE would write h that the next step's layer 0 does not read."""
+    from hwgen.rtl.plan import make_plan
+    for layers, head_mode, theta, early in ((1, "last", None, True), (2, "last", None, False),
+                                            (1, "every", None, False), (1, "last", 2, False)):
+        qm, _ = ternary_model("gru", layers, head_mode, 2, 0.5)
+        delta = None if theta is None else [(theta, theta)] * layers
+        plan = make_plan(qm, 4, delta)
+        assert plan.overlap == plan.overlap_h == early
+    qm, _ = ternary_model("sru", 1, "last", 2, 0.5)   # no recurrent columns to wait for
+    assert not make_plan(qm, 4).overlap
 
 
 def test_bench_counts_block_rams_per_memory(tmp_path, monkeypatch):

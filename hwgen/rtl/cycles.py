@@ -130,17 +130,31 @@ def combine_activate_cycles(tp, p: int, lp: LayerPlan, lanes: int, units: int = 
 
 
 def combine_activate_walk(tp, p: int, lp: LayerPlan, lanes: int, units: int = 1) -> tuple:
-    """(`combine_activate_cycles`, cycles the combiner's walk waited for a bank): walks the
-    two engines' registers cycle by cycle (cycle 1: the first after the start), as
-    `activate.issue_cycles` does for the gather engine."""
+    """(`combine_activate_cycles`, cycles the combiner's walk waited for a bank)."""
+    t = combine_activate_timeline(tp, p, lp, lanes, units)
+    return t["cycles"], t["waits"]
+
+
+def combine_activate_timeline(tp, p: int, lp: LayerPlan, lanes: int, units: int = 1) -> dict:
+    """Walks the combiner's and ACTIVATE's issue engine's registers cycle by cycle (cycle 1:
+    the first after their start), as `activate.issue_cycles` does for the gather engine.
+
+    cycles: until the last new state is written (`combine_activate_cycles`); waits: cycles
+    the combiner's walk waited for a bank; combine_done: the first cycle the combiner reads
+    done (every level sum read and cleared); h_ready: per element, the first cycle its new
+    state may be read (written, and counted in the sequencer's `h_ready`)."""
     from .activate import GATHER_CAPTURE
+    from .ternary_array import COMBINE_DEPTH
     waits = 0
     terms = tp.terms[tp.term_base[p]:tp.term_base[p + 1]]
     walk = [(t, d) for t in terms for d in range(tp.term_digits(t))]
     groups, hidden = lp.groups_per_gate, lp.hidden_size
+    element_out = ELEMENT_REGISTER + elementwise_latency(lp.cell, product_delay(lanes) > 0)
     item = begun = issued = filled = 0
     full_at = {}                 # cycle from which a filled group's bank reads full
     i_bank_group, lane = 0, 0    # the issue engine: its group and lane
+    h_ready = [None] * hidden
+    combine_done = None
     cycle = 0
     while True:
         cycle += 1
@@ -148,11 +162,12 @@ def combine_activate_walk(tp, p: int, lp: LayerPlan, lanes: int, units: int = 1)
         ends = None
         if i_bank_group in full_at and full_at[i_bank_group] <= cycle:
             elem = i_bank_group * lanes + lane
+            for e in range(elem, min(elem + units, hidden)):
+                h_ready[e] = cycle + element_out + STATE_WRITE
             if lane == lanes - units or elem + units >= hidden:
                 if i_bank_group == groups - 1:
-                    return (cycle + ELEMENT_REGISTER
-                            + elementwise_latency(lp.cell, product_delay(lanes) > 0)
-                            + STATE_WRITE), waits
+                    return {"cycles": cycle + element_out + STATE_WRITE, "waits": waits,
+                            "combine_done": combine_done, "h_ready": h_ready}
                 ends = True
             else:
                 lane += units
@@ -169,6 +184,8 @@ def combine_activate_walk(tp, p: int, lp: LayerPlan, lanes: int, units: int = 1)
                     # read by c0 next cycle; captured, and its bank full, edges later
                     full_at[filled] = cycle + 1 + GATHER_CAPTURE + 1
                     filled += 1
+                if item == len(walk):   # its last digit through c0, c1 and c2
+                    combine_done = cycle + COMBINE_DEPTH + 1
         if ends:
             lane, issued = 0, issued + 1
             i_bank_group += 1
@@ -189,6 +206,13 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
     hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))
     head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size, plan.lanes)
     per_step = input_size + sum(c["matrix"] + c["combine_activate"] for c in layers)
+    overhead = head if head_mode == "last" else 0
+    if plan.overlap:
+        # the next step's pass begins as the combine is done, under ACTIVATE (one layer)
+        early = ternary_early_step(plan, tp)
+        overhead += LOAD_TAKE + per_step - input_size - early["per_step"]
+        per_step = early["per_step"]
+        layers[0]["early_matrix"] = early["matrix"]
     macs = sum(lp.macs for lp in plan.layers)
     words = sum(c["stored_words"] for c in layers)
     return {
@@ -206,8 +230,23 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
         "step_utilization": macs / plan.lanes / per_step,
         "head_macs": hp.macs,
         "model_per_step": per_step + (head if head_mode == "every" else 0),
-        "per_sequence_overhead": head if head_mode == "last" else 0,
+        "per_sequence_overhead": overhead,
     }
+
+
+def ternary_early_step(plan: Plan, tp) -> dict:
+    """A ternary design that overlaps steps (`Plan.overlap_h`): one step from the start of
+    its combine and ACTIVATE to the next's. The next step's pass begins the cycle the
+    combiner reads done; its input columns (loaded in the other bank) are read at once,
+    each recurrent one from the cycle its h is counted written. per_step: those cycles to
+    the pass's start, then the pass (`ternary_matrix_cycles`, its columns so held) until
+    the next combine begins."""
+    lp = plan.layers[0]
+    t = combine_activate_timeline(tp, 0, lp, plan.lanes, plan.units)
+    start = t["combine_done"]      # the cycle the pass is begun (its first is the next)
+    launch_from = [0] * lp.input_size + [c - start for c in t["h_ready"]]
+    matrix = ternary_matrix_cycles(tp, 0, [True] * lp.columns, launch_from)
+    return {"per_step": start + matrix, "matrix": matrix}
 
 
 def embedding_per_step(plan: Plan) -> dict:
@@ -222,14 +261,16 @@ def embedding_per_step(plan: Plan) -> dict:
     return {"token_rom": built + rom_extra, "folded": built}
 
 
-def ternary_matrix_cycles(tp, p: int, fired) -> int:
+def ternary_matrix_cycles(tp, p: int, fired, launch_from=None) -> int:
     """Cycles of ternary MATRIX pass p (its MAT and DRAIN states) when the columns `fired`
     (booleans, in pass order) fire: a delta pass. The encoder reads a column a cycle into
     its queue while the queue has room, and queues those that fire; the pointer reader and
     the issuer spend max(1, stored words) cycles on each, and the level sums drain. The
     busiest lane of a fired column sets its cost, so the cycles depend on which columns
     fire, not only on how many: this walks the components' handshakes cycle by cycle (as
-    `ternary_array` and `matrix.ColumnEncoder` do) rather than summing a closed form."""
+    `ternary_array` and `matrix.ColumnEncoder` do) rather than summing a closed form.
+    `launch_from`: per column, the first cycle the encoder may read it (a pass begun early,
+    its recurrent columns waiting for their h: `Plan.overlap_h`)."""
     from .matrix import QUEUE_DEPTH
     from .ternary_array import DRAIN_WAIT
     counts = tp.column_counts(p)
@@ -257,7 +298,8 @@ def ternary_matrix_cycles(tp, p: int, fired) -> int:
         popped = queue.pop(0) if queue and take else None
         if e2 is not None and fired[e2]:
             queue.append(e2)
-        e2, e1 = e1, (col if col < cols and room and not draining else None)
+        may = col < cols and (launch_from is None or launch_from[col] <= cycles)
+        e2, e1 = e1, (col if may and room and not draining else None)
         col += e1 is not None
         if active and not last:
             left -= 1

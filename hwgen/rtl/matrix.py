@@ -79,7 +79,12 @@ class PassSpec:
 
     @property
     def banked(self) -> bool:
-        """The pass reads its input and adds into its accumulators in one of two banks."""
+        """The pass reads its input in one of two banks (and, where the design has them,
+        adds into its accumulators in one of two: `acc_banked`)."""
+        return self.x_bank_stride > 0
+
+    @property
+    def acc_banked(self) -> bool:
         return self.acc_bank_stride > 0
 
     def acc_offset(self, q, is_h):
@@ -142,6 +147,8 @@ class ColumnEncoder(wiring.Component):
         `PassSpec.banked`), read with `start`; `bank_now` the pass's (a register)
     hold_h : In(1)   do not read recurrent columns yet (the input columns of the next
         step run while this step's h is still being made)
+    h_ready : In   `plan.overlap_h` only: while `hold_h`, the columns below this one may be
+        read (their h is written)
     value_addr : Out   vector-memory address of the column read now
     value : In     the word read at `value_addr` a cycle earlier
     last_addr, last : the same for the last-fired memory (delta passes)
@@ -164,6 +171,9 @@ class ColumnEncoder(wiring.Component):
             "start": In(1), "sel": In(range(len(passes))), "fresh": In(1),
             "pass_now": Out(range(len(passes))), "bank": In(1), "bank_now": Out(1),
             "hold_h": In(1),
+            **({"h_ready": In(range(max(p.cols for p in passes) + plan.units + 1))}
+               if plan.overlap_h
+               else {}),
             "value_addr": Out(range(plan.vector_depth)), "value": In(value),
             "last_addr": Out(range(plan.hat_depth)), "last": In(value),
             "last_write": Out(data.StructLayout({"addr": range(plan.hat_depth),
@@ -224,7 +234,10 @@ class ColumnEncoder(wiring.Component):
         # the next column is a recurrent one of a banked pass (a register, as `reading`):
         # `hold_h` keeps it back
         at_h = Signal()
-        if any(ps.banked for ps in self.passes):
+        if plan.overlap_h:
+            m.d.comb += launch.eq(reading & room
+                                  & ~(self.hold_h & at_h & (col >= self.h_ready)))
+        elif any(ps.banked for ps in self.passes):
             m.d.comb += launch.eq(reading & room & ~(self.hold_h & at_h))
         else:
             m.d.comb += launch.eq(reading & room)
@@ -336,7 +349,7 @@ class MacIssuer(wiring.Component):
                 with m.Case(k):
                     acc_off = ps.acc_offset(grp, cur.is_h)
                     acc_base = (Mux(self.bank, ps.acc_base + ps.acc_bank_stride, ps.acc_base)
-                                if ps.banked else ps.acc_base)
+                                if ps.acc_banked else ps.acc_base)
                     bias_ok = self.fresh if ps.is_delta else 1
                     if self.w_addr_copies == 1:
                         m.d.comb += self.issue.payload.w_addr.eq(cur.w_addr + grp)

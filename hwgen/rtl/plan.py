@@ -139,6 +139,7 @@ class Plan:
     overlap: bool = False    # the next step's input columns run during the last ACTIVATE
     x_bank_stride: int = 0   # overlap: vector-memory distance of the second input bank
     acc_bank_stride: int = 0  # overlap: accumulator distance of layer 0's second bank
+    overlap_h: bool = False  # overlap: recurrent columns run as their h is written
 
 
 class PlanError(ValueError):
@@ -191,12 +192,37 @@ def check_units(units, lanes: int) -> None:
 
 
 def overlaps_steps(qm: QModel, delta) -> bool:
-    """Whether a design runs the next step's input columns during the last ACTIVATE of a
+    """Whether a design runs the next step's layer-0 pass during the last ACTIVATE of a
     step: a dense pass (a delta pass adds into words the ACTIVATE still reads), a vector
-    input (no token), weights that multiply (not ternary levels), and a head once per
-    sequence (a head every step runs its own pass there)."""
-    return (delta is None and qm.embedding_design is None and qm.ternary is None
-            and qm.head_mode == "last")
+    input (no token), and a head once per sequence (a head every step runs its own pass
+    there). Weights that multiply run its input columns there; ternary levels also each
+    recurrent column whose new h is written (`overlaps_recurrent_columns`)."""
+    return delta is None and qm.embedding_design is None and qm.head_mode == "last"
+
+
+def overlaps_recurrent_columns(qm: QModel) -> bool:
+    """Whether the next step's early pass also runs recurrent columns as the last ACTIVATE
+    writes their h (the ternary datapath: its pass adds into level sums that the combine
+    has read and cleared, not into the accumulators), rather than holding all of them
+    until ACTIVATE is done (weights that multiply: the next pass's recurrent columns would
+    add into the words this ACTIVATE reads)."""
+    return qm.ternary is not None
+
+
+def _early_pass_loads_in_time(qm: QModel, lanes: int) -> bool:
+    """Whether the next step's input loads before the step's own pass ends, with an
+    always-valid input. Weights that multiply: the loader writes outside ACTIVATE
+    (`units_busy`), during layer 0's recurrent issues (a weight word a cycle each of its row
+    groups). Ternary levels: in any cycle no element-wise unit writes (fewer than the step's
+    column issues, a cycle each at least), in a design of one layer (the early pass's
+    recurrent columns follow the last layer's ACTIVATE)."""
+    first = qm.layers[0]
+    if not first.spec.blocks_h:
+        return False
+    if qm.ternary is None:
+        gpc = len(first.spec.blocks_x) * math.ceil(first.hidden_size / lanes)
+        return first.input_size <= first.hidden_size * gpc
+    return len(qm.layers) == 1
 
 
 def head_shares_layer_words(overlap: bool, lanes: int) -> bool:
@@ -243,12 +269,12 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
     folded = qm.embedding_design == "folded"
     first = qm.layers[0]
     first_gpc = len(first.spec.blocks_x) * math.ceil(first.hidden_size / lanes)
-    # the next step's input loads while layer 0's recurrent columns issue (`_load_ahead`
-    # in `hwgen.rtl.top`): enough cycles for it, with an always-valid input
-    recurrent_issue = first.hidden_size * first_gpc if first.spec.blocks_h else 0
-    overlap = overlaps_steps(qm, delta) and first.input_size <= recurrent_issue
+    # the next step's input loads during this step (`_load_ahead` in `hwgen.rtl.top`)
+    overlap = overlaps_steps(qm, delta) and _early_pass_loads_in_time(qm, lanes)
+    # ternary levels: the combiner's level sums hold a pass's sums, not the accumulators
+    acc_banks = overlap and qm.ternary is None
     if units is None:
-        units = (hidden_activate_units(qm, lanes, first.input_size * first_gpc) if overlap
+        units = (hidden_activate_units(qm, lanes, first.input_size * first_gpc) if acc_banks
                  else default_units(lanes))
     check_units(units, lanes)
     # the layer-0 input sits at 0..I-1 (a folded embedding's token is no vector: none)
@@ -271,7 +297,7 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
         v_addr += align(hsz)
         c_addr += align(hsz) if cell.has_cell_state else 0
         hat_addr += (lp.token_columns if lp.token_columns else isz) + hsz
-        acc_addr += cell.n_blocks * gpg * (2 if overlap and k == 0 else 1)
+        acc_addr += cell.n_blocks * gpg * (2 if acc_banks and k == 0 else 1)
         for j in range(lp.columns):
             w, col, blocks = (ql.w_x, j, bx) if j < isz else (ql.w_h, j - isz, bh)
             for blk in blocks:
@@ -285,7 +311,7 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
         x_addr = lp.h_addr
     out, hin = qm.head.weight.shape
     groups = math.ceil(out / P)
-    head_base = 0 if head_shares_layer_words(overlap, P) else acc_addr
+    head_base = 0 if head_shares_layer_words(acc_banks, P) else acc_addr
     head = HeadPlan(hin, out, groups, len(w_words), len(b_words), head_base, layers[-1].h_addr)
     for j in range(hin):
         for g in range(groups):
@@ -304,6 +330,8 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
                 max(hat_addr, 1), max(acc_addr, head_base + groups), delta, units=units)
     if overlap:
         plan.overlap, plan.x_bank_stride = True, x_bank
+        plan.overlap_h = overlaps_recurrent_columns(qm)
+    if acc_banks:
         plan.acc_bank_stride = layers[0].n_blocks * layers[0].groups_per_gate
     if any(ew_words):
         n_vectors = max(len(word) for word in ew_words)

@@ -190,7 +190,7 @@ class Accelerator(wiring.Component):
             wiring.connect(m, enc.columns, ptrs.columns)
             wiring.connect(m, ptrs.spans, issuer.spans)
             wiring.connect(m, issuer.issue, sums.issue)
-            m.d.comb += [enc.fresh.eq(fresh), sums.drain_addr.eq(mac.drain_addr),
+            m.d.comb += [sums.drain_addr.eq(mac.drain_addr),
                          sums.drain.eq(mac.drain), mac.s_word.eq(sums.s_word),
                          mac.from_bias.eq(fresh if is_delta else 1)]
             # the combine may begin while the last updates write (`DRAIN_WAIT`)
@@ -305,6 +305,21 @@ class Accelerator(wiring.Component):
         if plan.overlap:
             ahead = self._load_ahead(m, inp, write_element, seq_end)
             m.d.comb += [enc.bank.eq(ahead.bank), enc.hold_h.eq(ahead.early)]
+        if plan.overlap_h:
+            # the next step's early pass reads each recurrent column once its h is written
+            # (ACTIVATE writes them in order, E a word); that step is never a sequence's
+            # first, whatever `fresh` says of this one
+            h_ready = Signal.like(enc.h_ready)
+            lp0 = plan.layers[0]
+            m.d.comb += [enc.h_ready.eq(h_ready), enc.fresh.eq(fresh & ~ahead.early),
+                         # the loader takes any cycle the units leave the write port free
+                         ahead.units_busy.eq(units[0].valid_out)]
+            with m.If(act.start):
+                m.d.sync += h_ready.eq(lp0.input_size)
+            with m.Elif(units[0].valid_out):
+                m.d.sync += h_ready.eq(lp0.input_size + units[0].tag_out + E)
+        elif tp is not None:
+            m.d.comb += enc.fresh.eq(fresh)
 
         def head_or_load(begin_head):
             """After a sequence's last step the head, else the next step's LOAD."""
@@ -369,6 +384,14 @@ class Accelerator(wiring.Component):
                             m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
                     m.d.comb += v_rd.addr.eq(word(act.h_addr))
+                    if tp is not None and plan.overlap:
+                        # the next step's pass begins once the combine has read (and
+                        # cleared) every level sum: its input columns now, each recurrent
+                        # one as ACTIVATE writes its h (`plan.overlap_h`)
+                        begin = start_pass(0)
+                        with m.If(mac.done & ~ahead.early & ahead.loaded & ~seq_end):
+                            m.d.comb += [begin, ahead.take.eq(1)]
+                            m.d.sync += ahead.early.eq(1)
                     with m.If(act.finished):  # a cycle after the last element's issue
                         m.d.sync += wait.eq(0)
                         m.next = f"FLUSH{k}"
@@ -377,7 +400,7 @@ class Accelerator(wiring.Component):
                     begin = start_pass(k + 1 if k + 1 < len(units) else head_pass)
                     m.d.sync += [wait.eq(wait + 1), flushed.eq(wait == unit.latency - 1)]
                     with m.If(flushed):
-                        if plan.overlap:
+                        if plan.overlap and tp is None:
                             m.d.sync += ahead.units_busy.eq(0)
                         # (a started pass runs until done: the head's only if it follows)
                         if k + 1 < len(units):
@@ -435,8 +458,10 @@ class Accelerator(wiring.Component):
         bank, and its end of sequence, are then the loaded ones.
 
         Returns the loader's signals: bank (the one being filled), loaded, take (In),
-        units_busy and early (registers the sequencer sets: ACTIVATE's units own the write
-        port; the next step's pass has begun and holds its recurrent columns)."""
+        units_busy (the units own the write port: a register the sequencer sets over
+        ACTIVATE, or, in the ternary datapath, their output's valid) and early (a register
+        the sequencer sets: the next step's pass has begun and holds its recurrent
+        columns)."""
         from types import SimpleNamespace
         plan, size = self.plan, self.qm.input_size
         ahead = SimpleNamespace(bank=Signal(name="load_bank"), loaded=Signal(name="loaded"),
