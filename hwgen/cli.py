@@ -263,7 +263,9 @@ def cmd_generate(args) -> int:
     else:
         for given, flag in ((args.scale_step is not None, "--scale-step"),
                             (args.balance_lanes is not None,
-                             "--balance-lanes" if args.balance_lanes else "--no-balance-lanes")):
+                             "--balance-lanes" if args.balance_lanes else "--no-balance-lanes"),
+                            (args.early_passes is not None,
+                             "--early-passes" if args.early_passes else "--no-early-passes")):
             if given:
                 raise UsageError(f"{flag} is for a shipped ternary model (the "
                                  f"multiplier-free datapath)")
@@ -275,7 +277,8 @@ def cmd_generate(args) -> int:
         flow.generate_design(task, qm, out, args.lanes, delta=delta,
                              sequences=args.sequences or min(100, len(task.x_test)),
                              units=args.units, scale_step=args.scale_step,
-                             weights=args.weights, balance_lanes=args.balance_lanes)
+                             weights=args.weights, balance_lanes=args.balance_lanes,
+                             early_passes=args.early_passes is not False)
     weights = "weights.hex" if qm.ternary is None else "entries.hex, pointers.hex"
     if args.weights == "load":
         weights += ", weights.bin (the weight stream's image)"
@@ -414,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ternary models: each layer's hidden units reordered so that the "
                          "lanes share the nonzero digits evenly (fewer stored words and "
                          "cycles, the same outputs; the default), or not")
+    sp.add_argument("--early-passes", action=argparse.BooleanOptionalAction,
+                    help="ternary models: a pass begins under the ACTIVATE before it, each "
+                         "column once the h it reads is written (the default: fewer cycles "
+                         "for a few dozen logic cells), or after it")
     sp.add_argument("--scale-step", type=_positive_int,
                     help="ternary models: scale bits the combiner applies a cycle (default "
                          "1: the fewest LUTs; more: fewer combine cycles)")

@@ -156,12 +156,12 @@ def design_vectors(task: Task, qm: QModel, sequences: int) -> np.ndarray:
 def generate_design(task: Task, qm: QModel, out_dir, lanes: int, delta=None,
                     sequences: int = 100, units: int | None = None,
                     scale_step: int | None = None, weights: str = "rom",
-                    balance_lanes: bool | None = None) -> Path:
+                    balance_lanes: bool | None = None, early_passes: bool = True) -> Path:
     from .rtl.emit import generate
     return generate(qm, out_dir, lanes=lanes, delta=delta,
                     inputs=design_vectors(task, qm, sequences), layout=TASK_LAYOUT,
                     units=units, scale_step=scale_step, weights=weights,
-                    balance_lanes=balance_lanes)
+                    balance_lanes=balance_lanes, early_passes=early_passes)
 
 
 DESIGN_BITS = 8

@@ -28,12 +28,12 @@ BIG_CHARLM = "charlm_gru128_t2s80glr0p02"   # the larger one's (GRU H=128)
 
 
 def ternary_model(cell, layers, head_mode, levels, sparsity, hidden=7, seed=0, n=4, t_len=5,
-                  head=False):
+                  head=False, out=OUT):
     """A small random model with `levels` ternary levels, each matrix pruned at random to
     `sparsity` (the head's too with `head`: it then has levels), and smooth inputs (so
     that deltas vary)."""
     rng = np.random.default_rng(seed)
-    ir = from_torch(make_model(cell, input_size=I_SIZE, hidden=hidden, out=OUT, layers=layers,
+    ir = from_torch(make_model(cell, input_size=I_SIZE, hidden=hidden, out=out, layers=layers,
                                head_mode=head_mode, seed=seed))
     masks = [(rng.random(layer.w_ih.shape) >= sparsity, rng.random(layer.w_hh.shape) >= sparsity)
              for layer in ir.layers]
@@ -440,17 +440,17 @@ def test_the_shipped_sru_and_ligru_on_the_ternary_datapath(name, cell, lanes):
 def test_element_wise_units_on_the_ternary_datapath(cell, lanes, units):
     """E element-wise units behind the level sums: bit-exact, the modelled cycles, and fewer
     of them than with one unit where ACTIVATE, not the combine beside it, sets the pace
-    (one level, every scale bit in one cycle; the head on every step, so that its pass
-    waits for the last new h rather than the next step's hiding ACTIVATE's tail)."""
-    qm, xq = ternary_model(cell, 1, "every", 1, 0.5, hidden=16)
-    acc = Accelerator(qm, lanes, units=units, scale_step=32)
-    got, _ = run_accelerator(acc, xq, "every", OUT, 0.3, 0.3, seed=units)
+    (one level, every scale bit in one cycle; each pass after the ACTIVATE before it: an
+    early pass hides ACTIVATE's tail, which is what more units shorten)."""
+    qm, xq = ternary_model(cell, 1, "last", 1, 0.5, hidden=16)
+    acc = Accelerator(qm, lanes, units=units, scale_step=32, early_passes=False)
+    got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=units)
     assert np.array_equal(got, run_int(qm, xq))
-    model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "every")
-    assert measured_per_step(acc, xq, "every") == model["model_per_step"]
-    one = Accelerator(qm, lanes, units=1, scale_step=32)
-    assert model["model_per_step"] < ternary_cycle_model(one.plan, one.ternary_plan, I_SIZE,
-                                                         "every")["model_per_step"]
+    model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "last")
+    assert measured_per_step(acc, xq, "last") == model["per_step"]
+    one = Accelerator(qm, lanes, units=1, scale_step=32, early_passes=False)
+    assert model["per_step"] < ternary_cycle_model(one.plan, one.ternary_plan, I_SIZE,
+                                                   "last")["per_step"]
 
 
 def test_activate_runs_beside_the_combine():
@@ -486,7 +486,7 @@ def test_the_next_steps_pass_runs_under_activate(cell, lanes, hidden, sparsity, 
     sequence's overhead as modelled; shorter than the phases one after the other."""
     qm, xq = ternary_model(cell, 1, "last", 2, sparsity, hidden=hidden, seed=lanes)
     acc = Accelerator(qm, lanes, units=units)
-    assert acc.plan.overlap and acc.plan.overlap_h and acc.plan.acc_bank_stride == 0
+    assert acc.plan.overlap and acc.plan.early_passes and acc.plan.acc_bank_stride == 0
     got, _ = run_accelerator(acc, xq, "last", OUT, 0.3, 0.3, seed=lanes)
     assert np.array_equal(got, run_int(qm, xq))
     model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "last")
@@ -497,19 +497,58 @@ def test_the_next_steps_pass_runs_under_activate(cell, lanes, hidden, sparsity, 
     assert model["per_step"] < I_SIZE + layer["matrix"] + layer["combine_activate"]
 
 
-def test_which_ternary_designs_begin_the_next_pass_early():
-    """Only a dense one-layer design whose head runs once a sequence: a delta pass adds into
-    the stored words, a head on every step runs its own pass there, and a second layer's
-    ACTIVATE would write h that the next step's layer 0 does not read."""
+def test_which_ternary_designs_begin_a_pass_early():
+    """The next step's pass begins early in a dense design: under the last ACTIVATE in a
+    one-layer design whose head runs once a sequence (with more layers the next step's
+    layer 0 reads nothing the last layer's ACTIVATE makes: not built), as the head's
+    combine ends where it runs every step; a delta pass adds into the stored words. A
+    layer's pass begins under the ACTIVATE of the layer before, and the head's under the
+    last's where it runs every step."""
     from hwgen.rtl.plan import make_plan
-    for layers, head_mode, theta, early in ((1, "last", None, True), (2, "last", None, False),
-                                            (1, "every", None, False), (1, "last", 2, False)):
+    for layers, head_mode, theta, next_step, early in (
+            (1, "last", None, True, True), (2, "last", None, False, True),
+            (1, "every", None, True, True), (2, "every", None, True, True),
+            (1, "last", 2, False, False), (2, "every", 2, False, True)):
         qm, _ = ternary_model("gru", layers, head_mode, 2, 0.5)
         delta = None if theta is None else [(theta, theta)] * layers
         plan = make_plan(qm, 4, delta)
-        assert plan.overlap == plan.overlap_h == early
+        assert (plan.overlap, plan.early_passes) == (next_step, early)
     qm, _ = ternary_model("sru", 1, "last", 2, 0.5)   # no recurrent columns to wait for
     assert not make_plan(qm, 4).overlap
+
+
+@pytest.mark.parametrize("cell,layers,head_mode,lanes,theta", [
+    ("gru", 2, "last", 4, None), ("lstm", 1, "every", 3, None), ("gru", 2, "every", 8, 2),
+    ("sru", 2, "last", 3, None)])
+def test_a_pass_begins_under_the_activate_before_it(cell, layers, head_mode, lanes, theta):
+    """A second layer's pass (its input columns as the first layer's ACTIVATE writes them)
+    and the head's on every step begin as the combine before them ends: bit-exact under
+    stalls, dense and delta, in the modelled cycles, fewer than the phases one after the
+    other (each pass after its ACTIVATE)."""
+    from hwgen.rtl.cycles import ternary_pass_cycles
+    from hwgen.rtl.head_output import output_cycles
+    qm, xq = ternary_model(cell, layers, head_mode, 2, 0.5, hidden=9, seed=lanes)
+    delta = None if theta is None else [(theta, theta)] * layers
+    acc = Accelerator(qm, lanes, delta=delta)
+    assert acc.plan.early_passes
+    got, _ = run_accelerator(acc, xq, head_mode, OUT, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq, delta=delta))
+    tp = acc.ternary_plan
+    model = ternary_cycle_model(acc.plan, tp, I_SIZE, head_mode)
+    if theta is None:
+        assert measured_per_step(acc, xq, head_mode) == model["model_per_step"]
+    else:   # the first step fires every column: the dense model
+        assert run_accelerator(acc, xq[:1, :1], head_mode, OUT)[1] == (
+            model["model_per_step"] + model["per_sequence_overhead"])
+    one_after_another = I_SIZE + sum(
+        ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))["matrix"]
+        + layer["combine_activate"] for k, layer in enumerate(model["layers"]))
+    if head_mode == "every":
+        hp = acc.plan.head
+        head = ternary_pass_cycles(tp.column_counts(layers), tp.pass_digits(layers))
+        one_after_another += (head["matrix"] + head["combine"]
+                              + output_cycles(hp.groups, hp.out_size, lanes))
+    assert model["model_per_step"] < one_after_another
 
 
 def test_bench_counts_block_rams_per_memory(tmp_path, monkeypatch):
@@ -614,6 +653,65 @@ def test_balanced_lanes_store_fewer_words_of_a_shipped_model(tmp_path, capsys):
         assert main(["generate", "digits_gru", flag, "--out", str(tmp_path)]) == 2
         assert capsys.readouterr().err == (f"hwgen: error: {flag} is for a shipped ternary "
                                            "model (the multiplier-free datapath)\n")
+
+
+@pytest.mark.parametrize("cell,layers,lanes,hidden,out", [
+    ("gru", 2, 4, 9, OUT), ("lstm", 1, 3, 7, OUT), ("sru", 1, 3, 7, OUT),
+    ("gru", 1, 1, 2, 24)])   # the outputs take longer than the next step's pass
+def test_the_next_steps_pass_runs_while_the_outputs_leave(cell, layers, lanes, hidden, out):
+    """A head on every step: the next step's pass begins as the head's combine ends (its
+    input loaded in the other bank, the h it reads made), beside the outputs, also across
+    sequences (the next step a sequence's first: `fresh` set as it begins). Bit-exact under
+    stalls; the step as modelled (its combine after both the pass and the outputs) and no
+    cycle between sequences; fewer cycles than after the outputs."""
+    from hwgen.rtl.plan import make_plan
+    from hwgen.rtl.ternary_plan import make_ternary_plan
+    qm, xq = ternary_model(cell, layers, "every", 2, 0.5, hidden=hidden, seed=lanes, out=out)
+    acc = Accelerator(qm, lanes)
+    assert acc.plan.overlap and acc.plan.acc_bank_stride == 0
+    got, _ = run_accelerator(acc, xq, "every", out, 0.3, 0.3, seed=lanes)
+    assert np.array_equal(got, run_int(qm, xq))
+    model = ternary_cycle_model(acc.plan, acc.ternary_plan, I_SIZE, "every")
+    assert model["per_sequence_overhead"] == 0
+    two, three, six = (run_accelerator(acc, xq[:n, :t], "every", out)[1]
+                       for n, t in ((1, 2), (1, 3), (2, 3)))
+    assert three - two == model["model_per_step"]
+    assert six - three == 3 * model["model_per_step"]
+    late = make_plan(acc.qm, lanes, early_passes=False)
+    assert model["model_per_step"] < ternary_cycle_model(
+        late, make_ternary_plan(acc.qm, late), I_SIZE, "every")["model_per_step"]
+
+
+def test_passes_one_after_another_when_asked(tmp_path, capsys):
+    """`early_passes=False` (`hwgen generate --no-early-passes`): each pass begins after the
+    ACTIVATE before it and the next step after the last (the designs before early passes,
+    for a device where their few dozen cells do not fit); bit-exact under stalls in its
+    modelled cycles, which the early passes cut. The flag is refused for a model without
+    ternary levels, in one line."""
+    from hwgen.cli import main
+    qm, xq = ternary_model("gru", 2, "every", 2, 0.5, hidden=9, seed=4)
+    late = Accelerator(qm, 4, early_passes=False)
+    assert not late.plan.early_passes and not late.plan.overlap
+    got, _ = run_accelerator(late, xq, "every", OUT, 0.3, 0.3, seed=4)
+    assert np.array_equal(got, run_int(qm, xq))
+    model = ternary_cycle_model(late.plan, late.ternary_plan, I_SIZE, "every")
+    assert measured_per_step(late, xq, "every") == model["model_per_step"]
+    from hwgen.rtl.plan import make_plan
+    from hwgen.rtl.ternary_plan import make_ternary_plan
+    early = make_plan(late.qm, 4)    # (the model with the design's lanes balanced)
+    assert ternary_cycle_model(early, make_ternary_plan(late.qm, early), I_SIZE,
+                               "every")["model_per_step"] < model["model_per_step"]
+    for flags, begun in (([], True), (["--no-early-passes"], False)):
+        assert main(["generate", "digits_gru_t2s90e200", "--lanes", "8", "--sequences", "2",
+                     *flags, "--out", str(tmp_path)]) == 0
+        manifest = json.loads((tmp_path / "digits_gru_t2s90e200_p8" / "manifest.json")
+                              .read_text())
+        assert manifest["ternary"]["early_passes"] is begun
+        assert manifest["overlap"] is begun
+    capsys.readouterr()
+    assert main(["generate", "digits_gru", "--no-early-passes", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("hwgen: error: --no-early-passes is for a shipped "
+                                       "ternary model (the multiplier-free datapath)\n")
 
 
 # ---- entries loaded at run time (weights="load": the UP5K's SPRAM)

@@ -30,6 +30,7 @@ from .plan import LayerPlan, Plan, token_columns
 ELEMENT_REGISTER, STATE_WRITE = 1, 1
 ROM_READ = 1  # the token ROM's synchronous read before EMBED's first write
 LOAD_TAKE = 1  # overlapping steps: LOAD's cycle that takes an input already loaded
+NEXT_PASS_AFTER_OUTPUT = 2  # MAT0 and DRAIN0 after OUTPUT, the next step's pass done
 
 
 def matrix_overhead(lanes: int) -> int:
@@ -195,24 +196,32 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
     """`cycle_model` of the ternary datapath: cycles per dense step as a function of the
     stored (nonzero) words of each column; keys as `cycle_model`'s, plus the stored words;
     a layer's cycles are its MATRIX pass and its combine with ACTIVATE beside it
-    (`combine_activate_cycles`); the head's combine runs alone."""
-    layers = []
-    for k, lp in enumerate(plan.layers):
-        c = ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))
-        layers.append({"matrix": c["matrix"], "stored_words": c["stored_words"],
-                       "combine_activate": combine_activate_cycles(tp, k, lp, plan.lanes,
-                                                                   plan.units)})
+    (`ternary_step_cycles`); the head's combine runs alone."""
+    step = ternary_step_cycles(plan, tp, input_size)
+    layers, per_step, last = step["layers"], step["per_step"], step["last"]
     hp, k = plan.head, len(plan.layers)
     hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))
     head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size, plan.lanes)
-    per_step = input_size + sum(c["matrix"] + c["combine_activate"] for c in layers)
+    if head_mode == "every" and plan.early_passes:
+        # its pass begins under the last ACTIVATE, each column once its h is written
+        launch = [c - last["combine_done"] for c in last["h_ready"]]
+        head += (last["combine_done"] - last["cycles"] - hc["matrix"]
+                 + ternary_matrix_cycles(tp, k, [True] * hp.in_size, launch))
     overhead = head if head_mode == "last" else 0
-    if plan.overlap:
+    if plan.overlap and head_mode == "every":
+        # the next step's pass begins as the head's combine ends, its input loaded: it runs
+        # while the outputs leave, and its combine begins once both are done (and the
+        # sequencer has passed MAT0 and DRAIN0)
+        m0, out = layers[0]["matrix"], output_cycles(hp.groups, hp.out_size, plan.lanes)
+        per_step += max(m0, out + NEXT_PASS_AFTER_OUTPUT) - out - input_size - m0
+    elif plan.overlap:
         # the next step's pass begins as the combine is done, under ACTIVATE (one layer)
-        early = ternary_early_step(plan, tp)
-        overhead += LOAD_TAKE + per_step - input_size - early["per_step"]
-        per_step = early["per_step"]
-        layers[0]["early_matrix"] = early["matrix"]
+        lp = plan.layers[0]
+        launch = [0] * lp.input_size + [c - last["combine_done"] for c in last["h_ready"]]
+        early = last["combine_done"] + ternary_matrix_cycles(tp, 0, [True] * lp.columns,
+                                                             launch)
+        overhead += LOAD_TAKE + per_step - input_size - early
+        per_step = early
     macs = sum(lp.macs for lp in plan.layers)
     words = sum(c["stored_words"] for c in layers)
     return {
@@ -234,19 +243,35 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
     }
 
 
-def ternary_early_step(plan: Plan, tp) -> dict:
-    """A ternary design that overlaps steps (`Plan.overlap_h`): one step from the start of
-    its combine and ACTIVATE to the next's. The next step's pass begins the cycle the
-    combiner reads done; its input columns (loaded in the other bank) are read at once,
-    each recurrent one from the cycle its h is counted written. per_step: those cycles to
-    the pass's start, then the pass (`ternary_matrix_cycles`, its columns so held) until
-    the next combine begins."""
-    lp = plan.layers[0]
-    t = combine_activate_timeline(tp, 0, lp, plan.lanes, plan.units)
-    start = t["combine_done"]      # the cycle the pass is begun (its first is the next)
-    launch_from = [0] * lp.input_size + [c - start for c in t["h_ready"]]
-    matrix = ternary_matrix_cycles(tp, 0, [True] * lp.columns, launch_from)
-    return {"per_step": start + matrix, "matrix": matrix}
+def ternary_step_cycles(plan: Plan, tp, input_size: int, fired=None) -> dict:
+    """Cycles of one step of the ternary datapath, LOAD to the last layer's last new state:
+    per layer its MATRIX pass (`ternary_matrix_cycles`; in a delta step `fired` holds, per
+    layer, the booleans of its pass's columns that fire: `delta_fired_columns`) and its
+    combine with ACTIVATE beside it (`combine_activate_timeline`). Where a pass begins
+    early (`Plan.early_passes`) it begins the cycle the combine before it reads done,
+    each input column (the h being made) from the cycle it is written, its recurrent
+    columns from ACTIVATE's end (the hold's release); otherwise after ACTIVATE.
+
+    per_step; layers: per layer matrix, combine_activate, stored_words (fired: columns
+    fired); last: the last layer's timeline."""
+    layers, prev, per_step = [], None, input_size
+    for k, lp in enumerate(plan.layers):
+        mask = [True] * lp.columns if fired is None else fired[k]
+        early = plan.early_passes and prev is not None
+        launch = None
+        if early:
+            launch = ([c - prev["combine_done"] for c in prev["h_ready"]]
+                      + [prev["cycles"] + 1 - prev["combine_done"]]
+                      * (lp.columns - lp.input_size))
+        matrix = ternary_matrix_cycles(tp, k, mask, launch)
+        per_step += (prev["combine_done"] if early else prev["cycles"] if prev else 0) + matrix
+        prev = combine_activate_timeline(tp, k, lp, plan.lanes, plan.units)
+        layers.append({"matrix": matrix, "combine_activate": prev["cycles"],
+                       "stored_words": int(sum(c for c, f in zip(tp.column_counts(k), mask)
+                                               if f))})
+        if fired is not None:
+            layers[-1]["fired"] = int(sum(mask))
+    return {"per_step": per_step + prev["cycles"], "layers": layers, "last": prev}
 
 
 def embedding_per_step(plan: Plan) -> dict:
@@ -270,7 +295,7 @@ def ternary_matrix_cycles(tp, p: int, fired, launch_from=None) -> int:
     fire, not only on how many: this walks the components' handshakes cycle by cycle (as
     `ternary_array` and `matrix.ColumnEncoder` do) rather than summing a closed form.
     `launch_from`: per column, the first cycle the encoder may read it (a pass begun early,
-    its recurrent columns waiting for their h: `Plan.overlap_h`)."""
+    its columns waiting for the h they read: `Plan.early_passes`)."""
     from .matrix import QUEUE_DEPTH
     from .ternary_array import DRAIN_WAIT
     counts = tp.column_counts(p)
@@ -312,21 +337,10 @@ def ternary_matrix_cycles(tp, p: int, fired, launch_from=None) -> int:
 
 
 def ternary_delta_step_cycles(plan: Plan, tp, input_size: int, fired) -> dict:
-    """Cycles of one delta step of the ternary datapath: `fired` holds, per layer, the
-    booleans of its pass's columns that fire this step (`delta_fired_columns`); per layer
-    its MATRIX pass (`ternary_matrix_cycles`), combine and ACTIVATE, as `ternary_cycle_model`
-    (which is the step where every column fires)."""
-    layers = []
-    for k, (lp, mask) in enumerate(zip(plan.layers, fired)):
-        layers.append({"matrix": ternary_matrix_cycles(tp, k, mask),
-                       "combine_activate": combine_activate_cycles(tp, k, lp, plan.lanes,
-                                                                   plan.units),
-                       "fired": int(sum(mask)),
-                       "stored_words": int(sum(c for c, f in zip(tp.column_counts(k), mask)
-                                               if f))})
-    return {"load": input_size, "layers": layers,
-            "per_step": input_size + sum(c["matrix"] + c["combine_activate"]
-                                         for c in layers)}
+    """Cycles of one delta step of the ternary datapath (`ternary_step_cycles` with the
+    columns `fired`); as `ternary_cycle_model`'s the step where every column fires."""
+    step = ternary_step_cycles(plan, tp, input_size, fired)
+    return {"load": input_size, "layers": step["layers"], "per_step": step["per_step"]}
 
 
 def delta_matrix_cycles(fired, gpc: int, lanes: int) -> int:

@@ -121,6 +121,7 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
                           * tp.levels,
                           "multipliers": 0}
         out["ternary"]["balanced_lanes"] = acc.balanced_lanes
+        out["ternary"]["early_passes"] = plan.early_passes
     if acc.weights_storage == "load":  # only then: other manifests stay as they are
         loaded, depth, width = acc.loaded_memory()
         manifest["memories"][loaded]["storage"] = "load"
@@ -140,7 +141,8 @@ def manifest_for(qm: QModel, acc: Accelerator, name: str, top: str) -> dict:
 def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
              inputs: np.ndarray | None = None, delta=None, layout: str | None = None,
              units: int | None = None, scale_step: int | None = None,
-             weights: str = "rom", balance_lanes: bool | None = None) -> Path:
+             weights: str = "rom", balance_lanes: bool | None = None,
+             early_passes: bool = True) -> Path:
     """Generate the design folder `out_dir` for `qm`; returns its path.
 
     The folder is written to a temporary sibling first, sealed (every file's digest in the
@@ -163,7 +165,8 @@ def generate(qm: QModel, out_dir, name: str | None = None, lanes: int = 4,
     name = name or out_dir.name
     top = "hwgen_" + re.sub(r"[^0-9A-Za-z_]", "_", name)  # a legal Verilog identifier
     acc = Accelerator(qm, lanes, delta=delta, units=units, scale_step=scale_step,
-                      weights=weights, product_instances=True, balance_lanes=balance_lanes)
+                      weights=weights, product_instances=True, balance_lanes=balance_lanes,
+                      early_passes=early_passes)
     text = verilog.convert(acc, name=top, emit_src=False)
     # the wide MAC array's multipliers: the module they instantiate, beside the top
     products = registered_product.MODULE in text

@@ -146,9 +146,10 @@ class ColumnEncoder(wiring.Component):
     bank : In(1)   the input and accumulator bank of the pass to begin (a banked pass:
         `PassSpec.banked`), read with `start`; `bank_now` the pass's (a register)
     hold_h : In(1)   do not read recurrent columns yet (the input columns of the next
-        step run while this step's h is still being made)
-    h_ready : In   `plan.overlap_h` only: while `hold_h`, the columns below this one may be
-        read (their h is written)
+        step run while this step's h is still being made); with `plan.early_passes`, read
+        only the columns below `h_ready` (the pass began under an ACTIVATE: their h, or
+        input, is written)
+    h_ready : In   `plan.early_passes` only
     value_addr : Out   vector-memory address of the column read now
     value : In     the word read at `value_addr` a cycle earlier
     last_addr, last : the same for the last-fired memory (delta passes)
@@ -172,7 +173,7 @@ class ColumnEncoder(wiring.Component):
             "pass_now": Out(range(len(passes))), "bank": In(1), "bank_now": Out(1),
             "hold_h": In(1),
             **({"h_ready": In(range(max(p.cols for p in passes) + plan.units + 1))}
-               if plan.overlap_h
+               if plan.early_passes
                else {}),
             "value_addr": Out(range(plan.vector_depth)), "value": In(value),
             "last_addr": Out(range(plan.hat_depth)), "last": In(value),
@@ -234,9 +235,8 @@ class ColumnEncoder(wiring.Component):
         # the next column is a recurrent one of a banked pass (a register, as `reading`):
         # `hold_h` keeps it back
         at_h = Signal()
-        if plan.overlap_h:
-            m.d.comb += launch.eq(reading & room
-                                  & ~(self.hold_h & at_h & (col >= self.h_ready)))
+        if plan.early_passes:
+            m.d.comb += launch.eq(reading & room & ~(self.hold_h & (col >= self.h_ready)))
         elif any(ps.banked for ps in self.passes):
             m.d.comb += launch.eq(reading & room & ~(self.hold_h & at_h))
         else:

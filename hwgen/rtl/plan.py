@@ -139,7 +139,7 @@ class Plan:
     overlap: bool = False    # the next step's input columns run during the last ACTIVATE
     x_bank_stride: int = 0   # overlap: vector-memory distance of the second input bank
     acc_bank_stride: int = 0  # overlap: accumulator distance of layer 0's second bank
-    overlap_h: bool = False  # overlap: recurrent columns run as their h is written
+    early_passes: bool = False  # a pass begins under ACTIVATE, reading h as written
 
 
 class PlanError(ValueError):
@@ -192,21 +192,26 @@ def check_units(units, lanes: int) -> None:
 
 
 def overlaps_steps(qm: QModel, delta) -> bool:
-    """Whether a design runs the next step's layer-0 pass during the last ACTIVATE of a
-    step: a dense pass (a delta pass adds into words the ACTIVATE still reads), a vector
-    input (no token), and a head once per sequence (a head every step runs its own pass
-    there). Weights that multiply run its input columns there; ternary levels also each
-    recurrent column whose new h is written (`overlaps_recurrent_columns`)."""
-    return delta is None and qm.embedding_design is None and qm.head_mode == "last"
+    """Whether a design begins the next step's layer-0 pass before the step ends, its input
+    loaded ahead into a second bank: a dense pass (a delta pass adds into words the
+    ACTIVATE still reads) and a vector input (no token). With a head once per sequence
+    the pass begins during the last ACTIVATE: weights that multiply run its input columns
+    there, ternary levels also each recurrent column whose new h is written
+    (`has_early_passes`). A head on every step runs its own pass there: ternary levels
+    begin the next step's pass as the head's combine ends, while its outputs leave."""
+    return (delta is None and qm.embedding_design is None
+            and (qm.head_mode == "last" or qm.ternary is not None))
 
 
-def overlaps_recurrent_columns(qm: QModel) -> bool:
-    """Whether the next step's early pass also runs recurrent columns as the last ACTIVATE
-    writes their h (the ternary datapath: its pass adds into level sums that the combine
-    has read and cleared, not into the accumulators), rather than holding all of them
-    until ACTIVATE is done (weights that multiply: the next pass's recurrent columns would
-    add into the words this ACTIVATE reads)."""
-    return qm.ternary is not None
+def has_early_passes(qm: QModel, overlap: bool) -> bool:
+    """Whether a design begins a pass under the ACTIVATE before it, each column that reads
+    the h being made once it is written: the ternary datapath (its pass adds into level
+    sums that the combine has read and cleared, not into the words ACTIVATE takes), where a
+    pass follows an ACTIVATE in a step (a second layer's, the head on every step) or the
+    design overlaps steps. Weights that multiply hold every recurrent column of the next
+    step's pass until ACTIVATE is done: it would add into the words ACTIVATE reads."""
+    return qm.ternary is not None and (overlap or len(qm.layers) > 1
+                                       or qm.head_mode == "every")
 
 
 def _early_pass_loads_in_time(qm: QModel, lanes: int) -> bool:
@@ -214,9 +219,12 @@ def _early_pass_loads_in_time(qm: QModel, lanes: int) -> bool:
     always-valid input. Weights that multiply: the loader writes outside ACTIVATE
     (`units_busy`), during layer 0's recurrent issues (a weight word a cycle each of its row
     groups). Ternary levels: in any cycle no element-wise unit writes (fewer than the step's
-    column issues, a cycle each at least), in a design of one layer (the early pass's
-    recurrent columns follow the last layer's ACTIVATE)."""
+    column issues, a cycle each at least); with the head once a sequence, in a design of
+    one layer with recurrent columns (the next step's begin as the last ACTIVATE writes
+    them, and are built for one layer)."""
     first = qm.layers[0]
+    if qm.ternary is not None and qm.head_mode == "every":
+        return True
     if not first.spec.blocks_h:
         return False
     if qm.ternary is None:
@@ -238,10 +246,12 @@ def head_shares_layer_words(overlap: bool, lanes: int) -> bool:
     return overlap and copy_groups(lanes) > 1
 
 
-def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> Plan:
+def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None,
+              early_passes: bool = True) -> Plan:
     """Lay out a quantized model for a `lanes`-wide MAC array (and delta thresholds) with
     `units` element-wise units (default `hidden_activate_units` where the design overlaps
-    steps, else `default_units`).
+    steps, else `default_units`); `early_passes` False: the ternary datapath's passes each
+    begin after the ACTIVATE before them (`has_early_passes`).
 
     With E units, the vector, cell and element-wise memories hold E elements a word and
     every region (the input, each layer's h and c) starts on a word: the E elements a
@@ -270,7 +280,8 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
     first = qm.layers[0]
     first_gpc = len(first.spec.blocks_x) * math.ceil(first.hidden_size / lanes)
     # the next step's input loads during this step (`_load_ahead` in `hwgen.rtl.top`)
-    overlap = overlaps_steps(qm, delta) and _early_pass_loads_in_time(qm, lanes)
+    overlap = (overlaps_steps(qm, delta) and _early_pass_loads_in_time(qm, lanes)
+               and (early_passes or qm.ternary is None))
     # ternary levels: the combiner's level sums hold a pass's sums, not the accumulators
     acc_banks = overlap and qm.ternary is None
     if units is None:
@@ -330,7 +341,7 @@ def make_plan(qm: QModel, lanes: int, delta=None, units: int | None = None) -> P
                 max(hat_addr, 1), max(acc_addr, head_base + groups), delta, units=units)
     if overlap:
         plan.overlap, plan.x_bank_stride = True, x_bank
-        plan.overlap_h = overlaps_recurrent_columns(qm)
+    plan.early_passes = early_passes and has_early_passes(qm, overlap)
     if acc_banks:
         plan.acc_bank_stride = layers[0].n_blocks * layers[0].groups_per_gate
     if any(ew_words):

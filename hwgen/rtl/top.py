@@ -26,7 +26,7 @@ the cycles of each phase are the components' own (`hwgen.rtl.cycles`).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -58,6 +58,9 @@ class Accelerator(wiring.Component):
         `plan.default_units`).
     scale_step : ternary datapath only: scale bits its combiner applies a cycle (default
         `ternary_plan.DEFAULT_SCALE_STEP`).
+    early_passes : ternary datapath only: a pass begins under the ACTIVATE before it, each
+        column once the h it reads is written (`plan.has_early_passes`; default True: fewer
+        cycles for a few dozen logic cells), or after it.
     balance_lanes : ternary datapath only: hidden units reordered so that the lanes share
         the digits evenly (`lane_balance.balance`: fewer stored words, the same outputs);
         None (default): a ternary model's are, False: they keep the model's order.
@@ -80,12 +83,13 @@ class Accelerator(wiring.Component):
 
     def __init__(self, qm: QModel, lanes: int, delta=None, units: int | None = None,
                  scale_step: int | None = None, weights: str = "rom",
-                 product_instances: bool = False, balance_lanes: bool | None = None):
+                 product_instances: bool = False, balance_lanes: bool | None = None,
+                 early_passes: bool = True):
         check_weights(weights)
         qm, self.balanced_lanes = design_model(qm, lanes, balance_lanes)
         self.product_instances = product_instances
         self.qm, self.weights_storage = qm, weights
-        self.plan: Plan = make_plan(qm, lanes, delta, units)
+        self.plan: Plan = make_plan(qm, lanes, delta, units, early_passes)
         # ternary levels: the multiplier-free datapath (`ternary_array`)
         self.ternary_plan = (None if qm.ternary is None
                              else make_ternary_plan(qm, self.plan, scale_step))
@@ -190,7 +194,9 @@ class Accelerator(wiring.Component):
             wiring.connect(m, enc.columns, ptrs.columns)
             wiring.connect(m, ptrs.spans, issuer.spans)
             wiring.connect(m, issuer.issue, sums.issue)
-            m.d.comb += [sums.drain_addr.eq(mac.drain_addr),
+            # (a design that overlaps steps: see its loader below)
+            m.d.comb += [*([] if plan.overlap else [enc.fresh.eq(fresh)]),
+                         sums.drain_addr.eq(mac.drain_addr),
                          sums.drain.eq(mac.drain), mac.s_word.eq(sums.s_word),
                          mac.from_bias.eq(fresh if is_delta else 1)]
             # the combine may begin while the last updates write (`DRAIN_WAIT`)
@@ -207,8 +213,9 @@ class Accelerator(wiring.Component):
                          hat_wr.en.eq(enc.last_write.en)]
         # the encoder reads one element: its lane of the word, picked a cycle after its
         # address; through a read port of its own when its pass may run during ACTIVATE
-        enc_rd = v_mem.read_port() if plan.overlap else v_rd
-        if plan.overlap:
+        own_read_port = plan.overlap or plan.early_passes
+        enc_rd = v_mem.read_port() if own_read_port else v_rd
+        if own_read_port:
             m.d.comb += enc_rd.addr.eq(word(enc.value_addr))
         if E > 1:
             value_lane = Signal(range(E))
@@ -284,7 +291,7 @@ class Accelerator(wiring.Component):
         def run_pass(next_state: str):
             """A MATRIX pass (the one begun last): read columns, issue words; done when both
             are."""
-            if not plan.overlap:
+            if not own_read_port:
                 m.d.comb += v_rd.addr.eq(word(enc.value_addr))
             with m.If(enc.done & ~matrix_busy):
                 m.next = next_state
@@ -304,22 +311,41 @@ class Accelerator(wiring.Component):
 
         if plan.overlap:
             ahead = self._load_ahead(m, inp, write_element, seq_end)
-            m.d.comb += [enc.bank.eq(ahead.bank), enc.hold_h.eq(ahead.early)]
-        if plan.overlap_h:
-            # the next step's early pass reads each recurrent column once its h is written
-            # (ACTIVATE writes them in order, E a word); that step is never a sequence's
-            # first, whatever `fresh` says of this one
+            m.d.comb += enc.bank.eq(ahead.bank)
+            if tp is None:
+                m.d.comb += enc.hold_h.eq(ahead.early)
+        # the next step's pass begins under the last ACTIVATE (a head once a sequence) or
+        # as the head's combine ends (a head on every step: ternary levels)
+        next_step_under_activate = plan.overlap and qm.head_mode == "last"
+        if plan.early_passes:
+            # a pass begun under an ACTIVATE (`early`) reads each column below `h_ready`:
+            # ACTIVATE writes its h in order, E a word (past the input columns when the pass
+            # is the next step's layer 0: they are in the other input bank)
+            early = Signal(name="early_pass")
             h_ready = Signal.like(enc.h_ready)
-            lp0 = plan.layers[0]
-            m.d.comb += [enc.h_ready.eq(h_ready), enc.fresh.eq(fresh & ~ahead.early),
-                         # the loader takes any cycle the units leave the write port free
-                         ahead.units_busy.eq(units[0].valid_out)]
-            with m.If(act.start):
-                m.d.sync += h_ready.eq(lp0.input_size)
-            with m.Elif(units[0].valid_out):
-                m.d.sync += h_ready.eq(lp0.input_size + units[0].tag_out + E)
-        elif tp is not None:
-            m.d.comb += enc.fresh.eq(fresh)
+            m.d.comb += [enc.hold_h.eq(early), enc.h_ready.eq(h_ready)]
+            for k, lp in enumerate(plan.layers):
+                offset = (plan.layers[0].input_size
+                          if next_step_under_activate and k == len(plan.layers) - 1 else 0)
+                with m.If(act.start & (act.sel == k)):
+                    m.d.sync += h_ready.eq(offset)
+                with m.Elif(units[k].valid_out):
+                    m.d.sync += h_ready.eq(offset + units[k].tag_out + E)
+        if plan.overlap and tp is not None:
+            # the loader takes any cycle the units leave the write port free
+            m.d.comb += ahead.units_busy.eq(Cat(*(u.valid_out for u in units)).any())
+            # begun under ACTIVATE, the next step is never a sequence's first, whatever
+            # `fresh` says of this one (begun as the head's combine ends, `fresh` is set)
+            m.d.comb += enc.fresh.eq(fresh & ~ahead.early if next_step_under_activate
+                                     else fresh)
+
+        def next_pass(k: int):
+            """The pass that follows layer k's ACTIVATE, and whether it is the next step's."""
+            if k + 1 < len(units):
+                return k + 1, False
+            if qm.head_mode == "every":
+                return head_pass, False
+            return (0, True) if next_step_under_activate else (None, False)
 
         def head_or_load(begin_head):
             """After a sequence's last step the head, else the next step's LOAD."""
@@ -384,14 +410,20 @@ class Accelerator(wiring.Component):
                             m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
                     m.d.comb += v_rd.addr.eq(word(act.h_addr))
-                    if tp is not None and plan.overlap:
-                        # the next step's pass begins once the combine has read (and
-                        # cleared) every level sum: its input columns now, each recurrent
-                        # one as ACTIVATE writes its h (`plan.overlap_h`)
-                        begin = start_pass(0)
-                        with m.If(mac.done & ~ahead.early & ahead.loaded & ~seq_end):
-                            m.d.comb += [begin, ahead.take.eq(1)]
-                            m.d.sync += ahead.early.eq(1)
+                    nxt, next_step = next_pass(k)
+                    if tp is not None and plan.early_passes and nxt is not None:
+                        # the next pass begins once the combine has read (and cleared)
+                        # every level sum, each column as ACTIVATE writes the h it reads
+                        begin = start_pass(nxt)
+                        may = mac.done & ~early
+                        if next_step:
+                            may &= ahead.loaded & ~seq_end
+                        with m.If(may):
+                            m.d.comb += begin
+                            m.d.sync += early.eq(1)
+                            if next_step:
+                                m.d.comb += ahead.take.eq(1)
+                                m.d.sync += ahead.early.eq(1)
                     with m.If(act.finished):  # a cycle after the last element's issue
                         m.d.sync += wait.eq(0)
                         m.next = f"FLUSH{k}"
@@ -402,12 +434,22 @@ class Accelerator(wiring.Component):
                     with m.If(flushed):
                         if plan.overlap and tp is None:
                             m.d.sync += ahead.units_busy.eq(0)
-                        # (a started pass runs until done: the head's only if it follows)
+                        # (a started pass runs until done: the head's only if it follows;
+                        # one begun early is running)
+                        if plan.early_passes:
+                            m.d.sync += early.eq(0)
+
+                        def begin_unless_begun():
+                            if plan.early_passes:
+                                with m.If(~early):
+                                    m.d.comb += begin
+                            else:
+                                m.d.comb += begin
                         if k + 1 < len(units):
-                            m.d.comb += begin
+                            begin_unless_begun()
                             m.next = f"MAT{k + 1}"
                         elif qm.head_mode == "every":
-                            m.d.comb += begin
+                            begin_unless_begun()
                             m.next = "HEAD"
                         elif plan.overlap:
                             with m.If(ahead.early):   # the next step's pass is running
@@ -431,13 +473,29 @@ class Accelerator(wiring.Component):
                         m.next = "HEAD_COMBINE"
                 with m.State("HEAD_COMBINE"):
                     m.d.comb += [mac.sel.eq(head_pass), mac.from_bias.eq(1)]  # head: dense
+                    if plan.overlap and not next_step_under_activate:
+                        begin = start_pass(0)
                     with m.If(mac.done):
                         m.d.comb += out.start.eq(1)
                         m.next = "OUTPUT"
+                        if plan.overlap and not next_step_under_activate:
+                            # the next step's pass begins while the outputs leave: the
+                            # level sums are read, its input loaded, the h it reads made
+                            with m.If(ahead.loaded):
+                                m.d.comb += [begin, ahead.take.eq(1)]
+                                m.d.sync += [ahead.early.eq(1), fresh.eq(seq_end)]
             with m.State("OUTPUT"):
                 with m.If(out.done):
-                    m.d.sync += fresh.eq(seq_end)
-                    m.next = "LOAD"
+                    if plan.overlap and not next_step_under_activate:
+                        with m.If(ahead.early):
+                            m.d.sync += ahead.early.eq(0)
+                            m.next = "MAT0"
+                        with m.Else():
+                            m.d.sync += fresh.eq(seq_end)
+                            m.next = "LOAD"
+                    else:
+                        m.d.sync += fresh.eq(seq_end)
+                        m.next = "LOAD"
         return m
 
     def _input_after_weights(self, m, load, loaded):
