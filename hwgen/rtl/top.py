@@ -319,18 +319,17 @@ class Accelerator(wiring.Component):
         next_step_under_activate = plan.overlap and qm.head_mode == "last"
         if plan.early_passes:
             # a pass begun under an ACTIVATE (`early`) reads each column below `h_ready`:
-            # ACTIVATE writes its h in order, E a word (past the input columns when the pass
-            # is the next step's layer 0: they are in the other input bank)
+            # ACTIVATE writes its h in order, E elements each time its units' outputs are
+            # valid (counted past the input columns when the pass is the next step's layer
+            # 0, of a one-layer design: they are in the other input bank)
             early = Signal(name="early_pass")
             h_ready = Signal.like(enc.h_ready)
             m.d.comb += [enc.hold_h.eq(early), enc.h_ready.eq(h_ready)]
-            for k, lp in enumerate(plan.layers):
-                offset = (plan.layers[0].input_size
-                          if next_step_under_activate and k == len(plan.layers) - 1 else 0)
-                with m.If(act.start & (act.sel == k)):
-                    m.d.sync += h_ready.eq(offset)
-                with m.Elif(units[k].valid_out):
-                    m.d.sync += h_ready.eq(offset + units[k].tag_out + E)
+            with m.If(act.start):
+                m.d.sync += h_ready.eq(plan.layers[0].input_size if next_step_under_activate
+                                       else 0)
+            with m.Elif(Cat(*(u.valid_out for u in units)).any()):
+                m.d.sync += h_ready.eq(h_ready + E)
         if plan.overlap and tp is not None:
             # the loader takes any cycle the units leave the write port free
             m.d.comb += ahead.units_busy.eq(Cat(*(u.valid_out for u in units)).any())
