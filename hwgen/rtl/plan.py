@@ -136,7 +136,7 @@ class Plan:
     units: int = 1           # element-wise units E: elements per word of the state memories
     token_rom: np.ndarray | None = None  # (V * E,) int64: the embedding, row-major, or None
     embedding_size: int = 0  # E of a model's embedding (ROM or folded), else 0
-    overlap: bool = False    # the next step's input columns run during the last ACTIVATE
+    overlap: bool = False    # the next step's pass begins before the step ends (`overlaps_steps`)
     x_bank_stride: int = 0   # overlap: vector-memory distance of the second input bank
     acc_bank_stride: int = 0  # overlap: accumulator distance of layer 0's second bank
     early_passes: bool = False  # a pass begins under ACTIVATE, reading h as written
@@ -215,13 +215,14 @@ def has_early_passes(qm: QModel, overlap: bool) -> bool:
 
 
 def _early_pass_loads_in_time(qm: QModel, lanes: int) -> bool:
-    """Whether the next step's input loads before the step's own pass ends, with an
-    always-valid input. Weights that multiply: the loader writes outside ACTIVATE
-    (`units_busy`), during layer 0's recurrent issues (a weight word a cycle each of its row
-    groups). Ternary levels: in any cycle no element-wise unit writes (fewer than the step's
-    column issues, a cycle each at least); with the head once a sequence, in a design of
-    one layer with recurrent columns (the next step's begin as the last ACTIVATE writes
-    them, and are built for one layer)."""
+    """Whether a design that `overlaps_steps` is built so: the next step's input loads
+    before it is wanted, with an always-valid input. Weights that multiply: the loader
+    writes outside ACTIVATE (`units_busy`), during layer 0's recurrent issues (a weight word
+    a cycle each of its row groups). Ternary levels: the loader writes in any cycle no
+    element-wise unit does (fewer than a step's column issues, a cycle each at least).
+    With a head once a sequence the ternary datapath begins the next step's pass under the
+    last ACTIVATE only in a one-layer design with recurrent columns (the columns it holds
+    back are the h that ACTIVATE writes)."""
     first = qm.layers[0]
     if qm.ternary is not None and qm.head_mode == "every":
         return True
