@@ -192,6 +192,16 @@ def combine_activate_timeline(tp, p: int, lp: LayerPlan, lanes: int, units: int 
             i_bank_group += 1
 
 
+def held_columns(timeline: dict, ready: int = 0, released: int = 0) -> list:
+    """`ternary_matrix_cycles`' launch_from for a pass begun the cycle the combine of
+    `timeline` (`combine_activate_timeline`) reads done: `ready` columns at once, then one
+    per element of that ACTIVATE from the cycle its h is written, then `released` columns
+    from ACTIVATE's end (the hold's release)."""
+    done = timeline["combine_done"]
+    return ([0] * ready + [c - done for c in timeline["h_ready"]]
+            + [timeline["cycles"] + 1 - done] * released)
+
+
 def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last") -> dict:
     """`cycle_model` of the ternary datapath: cycles per dense step as a function of the
     stored (nonzero) words of each column; keys as `cycle_model`'s, plus the stored words;
@@ -201,25 +211,26 @@ def ternary_cycle_model(plan: Plan, tp, input_size: int, head_mode: str = "last"
     layers, per_step, last = step["layers"], step["per_step"], step["last"]
     hp, k = plan.head, len(plan.layers)
     hc = ternary_pass_cycles(tp.column_counts(k), tp.pass_digits(k))
-    head = hc["matrix"] + hc["combine"] + output_cycles(hp.groups, hp.out_size, plan.lanes)
+    out = output_cycles(hp.groups, hp.out_size, plan.lanes)
+    head = hc["matrix"] + hc["combine"] + out
     if head_mode == "every" and plan.early_passes:
-        # its pass begins under the last ACTIVATE, each column once its h is written
-        launch = [c - last["combine_done"] for c in last["h_ready"]]
-        head += (last["combine_done"] - last["cycles"] - hc["matrix"]
-                 + ternary_matrix_cycles(tp, k, [True] * hp.in_size, launch))
+        # its pass begins under the last ACTIVATE (before its end: a lead < 0), each column
+        # once its h is written
+        lead = last["combine_done"] - last["cycles"]
+        head = (lead + ternary_matrix_cycles(tp, k, [True] * hp.in_size, held_columns(last))
+                + hc["combine"] + out)
     overhead = head if head_mode == "last" else 0
     if plan.overlap and head_mode == "every":
         # the next step's pass begins as the head's combine ends, its input loaded: it runs
         # while the outputs leave, and its combine begins once both are done (and the
         # sequencer has passed MAT0 and DRAIN0)
-        m0, out = layers[0]["matrix"], output_cycles(hp.groups, hp.out_size, plan.lanes)
+        m0 = layers[0]["matrix"]
         per_step += max(m0, out + NEXT_PASS_AFTER_OUTPUT) - out - input_size - m0
     elif plan.overlap:
         # the next step's pass begins as the combine is done, under ACTIVATE (one layer)
         lp = plan.layers[0]
-        launch = [0] * lp.input_size + [c - last["combine_done"] for c in last["h_ready"]]
-        early = last["combine_done"] + ternary_matrix_cycles(tp, 0, [True] * lp.columns,
-                                                             launch)
+        early = last["combine_done"] + ternary_matrix_cycles(
+            tp, 0, [True] * lp.columns, held_columns(last, ready=lp.input_size))
         overhead += LOAD_TAKE + per_step - input_size - early
         per_step = early
     macs = sum(lp.macs for lp in plan.layers)
@@ -258,11 +269,7 @@ def ternary_step_cycles(plan: Plan, tp, input_size: int, fired=None) -> dict:
     for k, lp in enumerate(plan.layers):
         mask = [True] * lp.columns if fired is None else fired[k]
         early = plan.early_passes and prev is not None
-        launch = None
-        if early:
-            launch = ([c - prev["combine_done"] for c in prev["h_ready"]]
-                      + [prev["cycles"] + 1 - prev["combine_done"]]
-                      * (lp.columns - lp.input_size))
+        launch = held_columns(prev, released=lp.columns - lp.input_size) if early else None
         matrix = ternary_matrix_cycles(tp, k, mask, launch)
         per_step += (prev["combine_done"] if early else prev["cycles"] if prev else 0) + matrix
         prev = combine_activate_timeline(tp, k, lp, plan.lanes, plan.units)

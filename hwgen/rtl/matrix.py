@@ -269,7 +269,7 @@ class ColumnEncoder(wiring.Component):
                                                        x_addr + col))
                     if ps.is_delta:
                         m.d.comb += self.last_addr.eq(ps.hat_addr + col)
-                    if ps.banked:
+                    if ps.banked and not plan.early_passes:
                         with m.If(launch):
                             m.d.sync += at_h.eq(col >= ps.x_cols - 1)
                     with m.If(launch):

@@ -314,6 +314,7 @@ class Accelerator(wiring.Component):
             m.d.comb += enc.bank.eq(ahead.bank)
             if tp is None:
                 m.d.comb += enc.hold_h.eq(ahead.early)
+        units_write = Cat(*(u.valid_out for u in units)).any()   # E new h written now
         # the next step's pass begins under the last ACTIVATE (a head once a sequence) or
         # as the head's combine ends (a head on every step: ternary levels)
         next_step_under_activate = plan.overlap and qm.head_mode == "last"
@@ -328,15 +329,23 @@ class Accelerator(wiring.Component):
             with m.If(act.start):
                 m.d.sync += h_ready.eq(plan.layers[0].input_size if next_step_under_activate
                                        else 0)
-            with m.Elif(Cat(*(u.valid_out for u in units)).any()):
+            with m.Elif(units_write):
                 m.d.sync += h_ready.eq(h_ready + E)
         if plan.overlap and tp is not None:
             # the loader takes any cycle the units leave the write port free
-            m.d.comb += ahead.units_busy.eq(Cat(*(u.valid_out for u in units)).any())
+            m.d.comb += ahead.units_busy.eq(units_write)
             # begun under ACTIVATE, the next step is never a sequence's first, whatever
             # `fresh` says of this one (begun as the head's combine ends, `fresh` is set)
             m.d.comb += enc.fresh.eq(fresh & ~ahead.early if next_step_under_activate
                                      else fresh)
+
+        def begin_unless_begun(begin):
+            """Begin the pass after an ACTIVATE unless it began under it (`early`)."""
+            if plan.early_passes:
+                with m.If(~early):
+                    m.d.comb += begin
+            else:
+                m.d.comb += begin
 
         def next_pass(k: int):
             """The pass that follows layer k's ACTIVATE, and whether it is the next step's."""
@@ -437,18 +446,11 @@ class Accelerator(wiring.Component):
                         # one begun early is running)
                         if plan.early_passes:
                             m.d.sync += early.eq(0)
-
-                        def begin_unless_begun():
-                            if plan.early_passes:
-                                with m.If(~early):
-                                    m.d.comb += begin
-                            else:
-                                m.d.comb += begin
                         if k + 1 < len(units):
-                            begin_unless_begun()
+                            begin_unless_begun(begin)
                             m.next = f"MAT{k + 1}"
                         elif qm.head_mode == "every":
-                            begin_unless_begun()
+                            begin_unless_begun(begin)
                             m.next = "HEAD"
                         elif plan.overlap:
                             with m.If(ahead.early):   # the next step's pass is running
