@@ -239,11 +239,14 @@ class ActivateEngine(wiring.Component):
         self._full_copies = [Array(pair) for pair in zip(*full_copies)]
         self._i_bank_copies = (copies(1, P, "i_bank", per=BANK_LANES_PER_COPY)
                                if self.shifting else [])
+        # The bank flags and their copies are not set by `start`: a layer fills and issues
+        # its row groups one for one, so it ends with both banks empty and the bank it
+        # fills next equal to the one it issues next, as reset leaves them (`start` drove
+        # every copy's clock enable: one net across the device, the 128-lane design's
+        # longest path with the sequencer's decode in front of it).
         with m.If(self.start):
             m.d.sync += [layer.eq(self.sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
-                         early.eq(0), g_grp.eq(0), g_bank.eq(0), *self._set_i_bank(i_bank, 0),
-                         *self._set_full(full, 0, 0), *self._set_full(full, 1, 0),
-                         running.eq(1), rd_q.eq(0)]
+                         early.eq(0), g_grp.eq(0), running.eq(1), rd_q.eq(0)]
             with m.Switch(self.sel):
                 for k, lay in enumerate(layers):
                     with m.Case(k):

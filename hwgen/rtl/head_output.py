@@ -50,10 +50,10 @@ class HeadOutput(wiring.Component):
         lane = Signal(range(P + 1))
         word = Signal.like(self.acc_word[0])
         # the group's word: acc_base, then one a group (a copy for each slice of the
-        # accumulator memory above 8 lanes, each gated by a copy of the FSM's "not idle")
+        # accumulator memory above 8 lanes, each gated by a copy of `reading`)
         grouped = copy_groups(P) > 1
         addr = copies(range(self.acc_depth), P, "addr")
-        reading = copies(1, P, "reading") if grouped else []
+        reading = copies(1, P, "reading")
         # the lane within its group, a copy for each group's pick: from the one `lane`, its
         # decode crossed the device into the groups' multiplexers (7 ns of routing at 64
         # lanes, the longest path once the block RAMs had their output registers)
@@ -61,12 +61,12 @@ class HeadOutput(wiring.Component):
         # The addressed word stays on the read port (and in acc_word a cycle later) for all
         # outputs of its group: the lane select reads the register, not the block RAM, and
         # rounding waits another cycle (Fmax).
-        with m.FSM(name="head_out") as fsm:
-            if grouped:
-                m.d.comb += [self.acc_addr[g].eq(Mux(on, a, 0))
-                             for g, (on, a) in enumerate(zip(reading, addr))]
-            else:
-                m.d.comb += self.acc_addr.eq(Mux(fsm.ongoing("IDLE"), 0, addr[0]))
+        if grouped:
+            m.d.comb += [self.acc_addr[g].eq(Mux(on, a, 0))
+                         for g, (on, a) in enumerate(zip(reading, addr))]
+        else:
+            m.d.comb += self.acc_addr.eq(Mux(reading[0], addr[0], 0))
+        with m.FSM(name="head_out"):
             with m.State("IDLE"):
                 # the counters start over while idle, `start` or not: `start` (the sequencer's
                 # state decode) then steers only the state, not every counter's enable (Fmax)
@@ -100,21 +100,28 @@ class HeadOutput(wiring.Component):
                 m.d.sync += [self.o.payload.data.eq(requantize(word, head.acc_frac,
                                                                head.out_fmt)),
                              self.o.payload.last.eq(out_idx == last),
-                             self.o.valid.eq(1)]
+                             self.o.valid.eq(1), out_idx.eq(out_idx + 1)]
+                # The word's lane is read (LATCH): the counters move on here, where no stream
+                # signal decides them (the output's ready into the address copies' enables
+                # crossed the device, the 128-lane design's longest path), and the read port
+                # is let go after the last output's word.
+                with m.If(lane == P - 1):
+                    m.d.sync += [lane.eq(0), *(o.eq(0) for o in offsets),
+                                 *(a.eq(a + 1) for a in addr)]
+                with m.Else():
+                    # (an offset wraps with its width: lane % LANES_PER_COPY)
+                    m.d.sync += [lane.eq(lane + 1), *(o.eq(o + 1) for o in offsets)]
+                with m.If(out_idx == last):
+                    m.d.sync += [on.eq(0) for on in reading]
                 m.next = "SEND"
             with m.State("SEND"):
                 with m.If(self.o.ready):
-                    m.d.sync += [self.o.valid.eq(0), out_idx.eq(out_idx + 1)]
-                    with m.If(out_idx == last):
+                    m.d.sync += self.o.valid.eq(0)
+                    with m.If(self.o.payload.last):
                         m.d.comb += self.done.eq(1)
-                        m.d.sync += [on.eq(0) for on in reading]
                         m.next = "IDLE"
-                    with m.Elif(lane == P - 1):
-                        m.d.sync += [lane.eq(0), *(o.eq(0) for o in offsets),
-                                     *(a.eq(a + 1) for a in addr)]
+                    with m.Elif(lane == 0):
                         m.next = "READ"
                     with m.Else():
-                        # (an offset wraps with its width: lane % LANES_PER_COPY)
-                        m.d.sync += [lane.eq(lane + 1), *(o.eq(o + 1) for o in offsets)]
                         m.next = "LATCH"
         return m

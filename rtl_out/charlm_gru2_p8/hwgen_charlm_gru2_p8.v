@@ -359,7 +359,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1627$8 (element__payload[91:8]),
+    .\port$1629$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -370,7 +370,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$54 ),
     .p20(\valid_out$59 ),
     .p41(\tag_out$60 ),
-    .\port$1627$8 (element__payload[91:8]),
+    .\port$1629$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$52 )
@@ -980,13 +980,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg \$17 ;
   reg [2:0] \$170 ;
   reg \$171 ;
-  reg \$172 ;
-  reg \$173 ;
+  reg [1:0] \$172 ;
+  reg [5:0] \$173 ;
   reg \$174 ;
-  reg \$175 ;
-  reg [1:0] \$176 ;
-  reg [5:0] \$177 ;
-  reg \$178 ;
+  reg [20:0] \$175 ;
+  reg [20:0] \$176 ;
+  reg [20:0] \$177 ;
+  reg [20:0] \$178 ;
   reg [20:0] \$179 ;
   wire \$18 ;
   reg [20:0] \$180 ;
@@ -1054,12 +1054,12 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg [20:0] \$236 ;
   reg [20:0] \$237 ;
   reg [20:0] \$238 ;
-  reg [20:0] \$239 ;
+  reg \$239 ;
   wire \$24 ;
-  reg [20:0] \$240 ;
-  reg [20:0] \$241 ;
-  reg [20:0] \$242 ;
-  reg [91:0] \$243 ;
+  reg \$240 ;
+  reg \$241 ;
+  reg [91:0] \$242 ;
+  reg \$243 ;
   wire \$25 ;
   reg \$26 ;
   wire \$27 ;
@@ -1380,151 +1380,151 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   always @(posedge clk)
     g_grp <= \$170 ;
   always @(posedge clk)
-    \$signal  <= \$171 ;
+    running <= \$171 ;
   always @(posedge clk)
-    i_bank <= \$172 ;
+    rd_q <= \$172 ;
   always @(posedge clk)
-    bank0_full <= \$173 ;
+    rd_addr <= \$173 ;
   always @(posedge clk)
-    bank1_full <= \$174 ;
+    finished <= \$174 ;
   always @(posedge clk)
-    running <= \$175 ;
+    gate0_0_0 <= \$175 ;
   always @(posedge clk)
-    rd_q <= \$176 ;
+    gate0_0_1 <= \$176 ;
   always @(posedge clk)
-    rd_addr <= \$177 ;
+    gate0_0_2 <= \$177 ;
   always @(posedge clk)
-    finished <= \$178 ;
+    gate0_0_3 <= \$178 ;
   always @(posedge clk)
-    gate0_0_0 <= \$179 ;
+    gate0_0_4 <= \$179 ;
   always @(posedge clk)
-    gate0_0_1 <= \$180 ;
+    gate0_0_5 <= \$180 ;
   always @(posedge clk)
-    gate0_0_2 <= \$181 ;
+    gate0_0_6 <= \$181 ;
   always @(posedge clk)
-    gate0_0_3 <= \$182 ;
+    gate0_0_7 <= \$182 ;
   always @(posedge clk)
-    gate0_0_4 <= \$183 ;
+    gate0_1_0 <= \$183 ;
   always @(posedge clk)
-    gate0_0_5 <= \$184 ;
+    gate0_1_1 <= \$184 ;
   always @(posedge clk)
-    gate0_0_6 <= \$185 ;
+    gate0_1_2 <= \$185 ;
   always @(posedge clk)
-    gate0_0_7 <= \$186 ;
+    gate0_1_3 <= \$186 ;
   always @(posedge clk)
-    gate0_1_0 <= \$187 ;
+    gate0_1_4 <= \$187 ;
   always @(posedge clk)
-    gate0_1_1 <= \$188 ;
+    gate0_1_5 <= \$188 ;
   always @(posedge clk)
-    gate0_1_2 <= \$189 ;
+    gate0_1_6 <= \$189 ;
   always @(posedge clk)
-    gate0_1_3 <= \$190 ;
+    gate0_1_7 <= \$190 ;
   always @(posedge clk)
-    gate0_1_4 <= \$191 ;
+    gate0_2_0 <= \$191 ;
   always @(posedge clk)
-    gate0_1_5 <= \$192 ;
+    gate0_2_1 <= \$192 ;
   always @(posedge clk)
-    gate0_1_6 <= \$193 ;
+    gate0_2_2 <= \$193 ;
   always @(posedge clk)
-    gate0_1_7 <= \$194 ;
+    gate0_2_3 <= \$194 ;
   always @(posedge clk)
-    gate0_2_0 <= \$195 ;
+    gate0_2_4 <= \$195 ;
   always @(posedge clk)
-    gate0_2_1 <= \$196 ;
+    gate0_2_5 <= \$196 ;
   always @(posedge clk)
-    gate0_2_2 <= \$197 ;
+    gate0_2_6 <= \$197 ;
   always @(posedge clk)
-    gate0_2_3 <= \$198 ;
+    gate0_2_7 <= \$198 ;
   always @(posedge clk)
-    gate0_2_4 <= \$199 ;
+    gate0_3_0 <= \$199 ;
   always @(posedge clk)
-    gate0_2_5 <= \$200 ;
+    gate0_3_1 <= \$200 ;
   always @(posedge clk)
-    gate0_2_6 <= \$201 ;
+    gate0_3_2 <= \$201 ;
   always @(posedge clk)
-    gate0_2_7 <= \$202 ;
+    gate0_3_3 <= \$202 ;
   always @(posedge clk)
-    gate0_3_0 <= \$203 ;
+    gate0_3_4 <= \$203 ;
   always @(posedge clk)
-    gate0_3_1 <= \$204 ;
+    gate0_3_5 <= \$204 ;
   always @(posedge clk)
-    gate0_3_2 <= \$205 ;
+    gate0_3_6 <= \$205 ;
   always @(posedge clk)
-    gate0_3_3 <= \$206 ;
+    gate0_3_7 <= \$206 ;
   always @(posedge clk)
-    gate0_3_4 <= \$207 ;
+    gate1_0_0 <= \$207 ;
   always @(posedge clk)
-    gate0_3_5 <= \$208 ;
+    gate1_0_1 <= \$208 ;
   always @(posedge clk)
-    gate0_3_6 <= \$209 ;
+    gate1_0_2 <= \$209 ;
   always @(posedge clk)
-    gate0_3_7 <= \$210 ;
+    gate1_0_3 <= \$210 ;
   always @(posedge clk)
-    gate1_0_0 <= \$211 ;
+    gate1_0_4 <= \$211 ;
   always @(posedge clk)
-    gate1_0_1 <= \$212 ;
+    gate1_0_5 <= \$212 ;
   always @(posedge clk)
-    gate1_0_2 <= \$213 ;
+    gate1_0_6 <= \$213 ;
   always @(posedge clk)
-    gate1_0_3 <= \$214 ;
+    gate1_0_7 <= \$214 ;
   always @(posedge clk)
-    gate1_0_4 <= \$215 ;
+    gate1_1_0 <= \$215 ;
   always @(posedge clk)
-    gate1_0_5 <= \$216 ;
+    gate1_1_1 <= \$216 ;
   always @(posedge clk)
-    gate1_0_6 <= \$217 ;
+    gate1_1_2 <= \$217 ;
   always @(posedge clk)
-    gate1_0_7 <= \$218 ;
+    gate1_1_3 <= \$218 ;
   always @(posedge clk)
-    gate1_1_0 <= \$219 ;
+    gate1_1_4 <= \$219 ;
   always @(posedge clk)
-    gate1_1_1 <= \$220 ;
+    gate1_1_5 <= \$220 ;
   always @(posedge clk)
-    gate1_1_2 <= \$221 ;
+    gate1_1_6 <= \$221 ;
   always @(posedge clk)
-    gate1_1_3 <= \$222 ;
+    gate1_1_7 <= \$222 ;
   always @(posedge clk)
-    gate1_1_4 <= \$223 ;
+    gate1_2_0 <= \$223 ;
   always @(posedge clk)
-    gate1_1_5 <= \$224 ;
+    gate1_2_1 <= \$224 ;
   always @(posedge clk)
-    gate1_1_6 <= \$225 ;
+    gate1_2_2 <= \$225 ;
   always @(posedge clk)
-    gate1_1_7 <= \$226 ;
+    gate1_2_3 <= \$226 ;
   always @(posedge clk)
-    gate1_2_0 <= \$227 ;
+    gate1_2_4 <= \$227 ;
   always @(posedge clk)
-    gate1_2_1 <= \$228 ;
+    gate1_2_5 <= \$228 ;
   always @(posedge clk)
-    gate1_2_2 <= \$229 ;
+    gate1_2_6 <= \$229 ;
   always @(posedge clk)
-    gate1_2_3 <= \$230 ;
+    gate1_2_7 <= \$230 ;
   always @(posedge clk)
-    gate1_2_4 <= \$231 ;
+    gate1_3_0 <= \$231 ;
   always @(posedge clk)
-    gate1_2_5 <= \$232 ;
+    gate1_3_1 <= \$232 ;
   always @(posedge clk)
-    gate1_2_6 <= \$233 ;
+    gate1_3_2 <= \$233 ;
   always @(posedge clk)
-    gate1_2_7 <= \$234 ;
+    gate1_3_3 <= \$234 ;
   always @(posedge clk)
-    gate1_3_0 <= \$235 ;
+    gate1_3_4 <= \$235 ;
   always @(posedge clk)
-    gate1_3_1 <= \$236 ;
+    gate1_3_5 <= \$236 ;
   always @(posedge clk)
-    gate1_3_2 <= \$237 ;
+    gate1_3_6 <= \$237 ;
   always @(posedge clk)
-    gate1_3_3 <= \$238 ;
+    gate1_3_7 <= \$238 ;
   always @(posedge clk)
-    gate1_3_4 <= \$239 ;
+    bank0_full <= \$239 ;
   always @(posedge clk)
-    gate1_3_5 <= \$240 ;
+    bank1_full <= \$240 ;
   always @(posedge clk)
-    gate1_3_6 <= \$241 ;
+    \$signal  <= \$241 ;
   always @(posedge clk)
-    gate1_3_7 <= \$242 ;
+    element__payload <= \$242 ;
   always @(posedge clk)
-    element__payload <= \$243 ;
+    i_bank <= \$243 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -2331,194 +2331,22 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$171  = \$signal ;
+    \$171  = running;
     if (start) begin
-      \$171  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$20 ) begin
-                \$171  = \$21 ;
-              end
-            end
-        1'h1:
-            if (\$65 ) begin
-              if (\$76 ) begin
-                \$171  = \$77 ;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$171  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$172  = i_bank;
-    if (start) begin
-      \$172  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$29 ) begin
-              if (\$53 ) begin
-                \$172  = \$54 ;
-              end
-            end
-        1'h1:
-            if (\$85 ) begin
-              if (\$109 ) begin
-                \$172  = \$110 ;
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$172  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$173  = bank0_full;
-    if (start) begin
-      \$173  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-          begin
-            if (\$9 ) begin
-              if (\$20 ) begin
-                casez (\$signal )
-                  1'h0:
-                      \$173  = 1'h1;
-                endcase
-              end
-            end
-            if (\$29 ) begin
-              if (\$53 ) begin
-                casez (i_bank)
-                  1'h0:
-                      \$173  = 1'h0;
-                endcase
-              end
-            end
-          end
-        1'h1:
-          begin
-            if (\$65 ) begin
-              if (\$76 ) begin
-                casez (\$signal )
-                  1'h0:
-                      \$173  = 1'h1;
-                endcase
-              end
-            end
-            if (\$85 ) begin
-              if (\$109 ) begin
-                casez (i_bank)
-                  1'h0:
-                      \$173  = 1'h0;
-                endcase
-              end
-            end
-          end
-      endcase
-    end
-    if (rst) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$174  = bank1_full;
-    if (start) begin
-      \$174  = 1'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-          begin
-            if (\$9 ) begin
-              if (\$20 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$signal )
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$174  = 1'h1;
-                endcase
-              end
-            end
-            if (\$29 ) begin
-              if (\$53 ) begin
-                (* full_case = 32'd1 *)
-                casez (i_bank)
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$174  = 1'h0;
-                endcase
-              end
-            end
-          end
-        1'h1:
-          begin
-            if (\$65 ) begin
-              if (\$76 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$signal )
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$174  = 1'h1;
-                endcase
-              end
-            end
-            if (\$85 ) begin
-              if (\$109 ) begin
-                (* full_case = 32'd1 *)
-                casez (i_bank)
-                  1'h0:
-                      /* empty */;
-                  1'h1:
-                      \$174  = 1'h0;
-                endcase
-              end
-            end
-          end
-      endcase
-    end
-    if (rst) begin
-      \$174  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$175  = running;
-    if (start) begin
-      \$175  = 1'h1;
+      \$171  = 1'h1;
     end
     if (finished) begin
-      \$175  = 1'h0;
+      \$171  = 1'h0;
     end
     if (rst) begin
-      \$175  = 1'h0;
+      \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$176  = rd_q;
+    \$172  = rd_q;
     if (start) begin
-      \$176  = 2'h0;
+      \$172  = 2'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
@@ -2527,36 +2355,36 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
             if (gather_read0) begin
               (* full_case = 32'd1 *)
               if (\$1 ) begin
-                \$176  = 2'h0;
+                \$172  = 2'h0;
               end else begin
-                \$176  = \$4 [1:0];
+                \$172  = \$4 [1:0];
               end
             end
         1'h1:
             if (gather_read1) begin
               (* full_case = 32'd1 *)
               if (\$57 ) begin
-                \$176  = 2'h0;
+                \$172  = 2'h0;
               end else begin
-                \$176  = \$60 [1:0];
+                \$172  = \$60 [1:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$176  = 2'h0;
+      \$172  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$177  = rd_addr;
+    \$173  = rd_addr;
     if (start) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$177  = 6'h00;
+            \$173  = 6'h00;
         1'h1:
-            \$177  = 6'h10;
+            \$173  = 6'h10;
       endcase
     end
     if (running) begin
@@ -2566,36 +2394,36 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
             if (gather_read0) begin
               (* full_case = 32'd1 *)
               if (\$1 ) begin
-                \$177  = \$3 [5:0];
+                \$173  = \$3 [5:0];
               end else begin
-                \$177  = \$5 [5:0];
+                \$173  = \$5 [5:0];
               end
             end
         1'h1:
             if (gather_read1) begin
               (* full_case = 32'd1 *)
               if (\$57 ) begin
-                \$177  = \$59 [5:0];
+                \$173  = \$59 [5:0];
               end else begin
-                \$177  = \$61 [5:0];
+                \$173  = \$61 [5:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$177  = 6'h00;
+      \$173  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$178  = done;
+    \$174  = done;
     if (rst) begin
-      \$178  = 1'h0;
+      \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$179  = gate0_0_0;
+    \$175  = gate0_0_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2604,7 +2432,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$179  = acc_word[20:0];
+                      \$175  = acc_word[20:0];
                 endcase
               end
             end
@@ -2613,7 +2441,127 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$179  = acc_word[20:0];
+                      \$175  = acc_word[20:0];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$175  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$176  = gate0_0_1;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$176  = acc_word[41:21];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$176  = acc_word[41:21];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$176  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$177  = gate0_0_2;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$177  = acc_word[62:42];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$177  = acc_word[62:42];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$177  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$178  = gate0_0_3;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$178  = acc_word[83:63];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$178  = acc_word[83:63];
+                endcase
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$178  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$179  = gate0_0_4;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$9 ) begin
+              if (\$11 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$179  = acc_word[104:84];
+                endcase
+              end
+            end
+        1'h1:
+            if (\$65 ) begin
+              if (\$67 ) begin
+                casez (act_q)
+                  3'h2:
+                      \$179  = acc_word[104:84];
                 endcase
               end
             end
@@ -2625,7 +2573,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$180  = gate0_0_1;
+    \$180  = gate0_0_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2634,7 +2582,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$180  = acc_word[41:21];
+                      \$180  = acc_word[125:105];
                 endcase
               end
             end
@@ -2643,7 +2591,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$180  = acc_word[41:21];
+                      \$180  = acc_word[125:105];
                 endcase
               end
             end
@@ -2655,7 +2603,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$181  = gate0_0_2;
+    \$181  = gate0_0_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2664,7 +2612,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$181  = acc_word[62:42];
+                      \$181  = acc_word[146:126];
                 endcase
               end
             end
@@ -2673,7 +2621,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$181  = acc_word[62:42];
+                      \$181  = acc_word[146:126];
                 endcase
               end
             end
@@ -2685,7 +2633,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$182  = gate0_0_3;
+    \$182  = gate0_0_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2694,7 +2642,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$182  = acc_word[83:63];
+                      \$182  = acc_word[167:147];
                 endcase
               end
             end
@@ -2703,7 +2651,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$182  = acc_word[83:63];
+                      \$182  = acc_word[167:147];
                 endcase
               end
             end
@@ -2715,7 +2663,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$183  = gate0_0_4;
+    \$183  = gate0_1_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2724,7 +2672,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$183  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$183  = acc_word[20:0];
                 endcase
               end
             end
@@ -2733,7 +2683,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$183  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$183  = acc_word[20:0];
                 endcase
               end
             end
@@ -2745,7 +2697,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$184  = gate0_0_5;
+    \$184  = gate0_1_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2754,7 +2706,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$184  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$184  = acc_word[41:21];
                 endcase
               end
             end
@@ -2763,7 +2717,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$184  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$184  = acc_word[41:21];
                 endcase
               end
             end
@@ -2775,7 +2731,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$185  = gate0_0_6;
+    \$185  = gate0_1_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2784,7 +2740,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$185  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$185  = acc_word[62:42];
                 endcase
               end
             end
@@ -2793,7 +2751,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$185  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$185  = acc_word[62:42];
                 endcase
               end
             end
@@ -2805,7 +2765,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$186  = gate0_0_7;
+    \$186  = gate0_1_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2814,7 +2774,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$11 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$186  = acc_word[83:63];
                 endcase
               end
             end
@@ -2823,7 +2785,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$67 ) begin
                 casez (act_q)
                   3'h2:
-                      \$186  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$186  = acc_word[83:63];
                 endcase
               end
             end
@@ -2835,7 +2799,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$187  = gate0_1_0;
+    \$187  = gate0_1_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2846,7 +2810,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$187  = acc_word[20:0];
+                      \$187  = acc_word[104:84];
                 endcase
               end
             end
@@ -2857,7 +2821,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$187  = acc_word[20:0];
+                      \$187  = acc_word[104:84];
                 endcase
               end
             end
@@ -2869,7 +2833,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$188  = gate0_1_1;
+    \$188  = gate0_1_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2880,7 +2844,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$188  = acc_word[41:21];
+                      \$188  = acc_word[125:105];
                 endcase
               end
             end
@@ -2891,7 +2855,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$188  = acc_word[41:21];
+                      \$188  = acc_word[125:105];
                 endcase
               end
             end
@@ -2903,7 +2867,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$189  = gate0_1_2;
+    \$189  = gate0_1_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2914,7 +2878,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$189  = acc_word[62:42];
+                      \$189  = acc_word[146:126];
                 endcase
               end
             end
@@ -2925,7 +2889,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$189  = acc_word[62:42];
+                      \$189  = acc_word[146:126];
                 endcase
               end
             end
@@ -2937,7 +2901,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$190  = gate0_1_3;
+    \$190  = gate0_1_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2948,7 +2912,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$190  = acc_word[83:63];
+                      \$190  = acc_word[167:147];
                 endcase
               end
             end
@@ -2959,7 +2923,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$190  = acc_word[83:63];
+                      \$190  = acc_word[167:147];
                 endcase
               end
             end
@@ -2971,7 +2935,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$191  = gate0_1_4;
+    \$191  = gate0_2_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -2982,7 +2946,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$191  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$191  = acc_word[20:0];
                 endcase
               end
             end
@@ -2993,7 +2959,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$191  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$191  = acc_word[20:0];
                 endcase
               end
             end
@@ -3005,7 +2973,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$192  = gate0_1_5;
+    \$192  = gate0_2_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3016,7 +2984,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$192  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$192  = acc_word[41:21];
                 endcase
               end
             end
@@ -3027,7 +2997,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$192  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$192  = acc_word[41:21];
                 endcase
               end
             end
@@ -3039,7 +3011,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$193  = gate0_1_6;
+    \$193  = gate0_2_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3050,7 +3022,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$193  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$193  = acc_word[62:42];
                 endcase
               end
             end
@@ -3061,7 +3035,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$193  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$193  = acc_word[62:42];
                 endcase
               end
             end
@@ -3073,7 +3049,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$194  = gate0_1_7;
+    \$194  = gate0_2_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3084,7 +3060,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$194  = acc_word[83:63];
                 endcase
               end
             end
@@ -3095,7 +3073,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$194  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$194  = acc_word[83:63];
                 endcase
               end
             end
@@ -3107,7 +3087,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$195  = gate0_2_0;
+    \$195  = gate0_2_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3120,7 +3100,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$195  = acc_word[20:0];
+                      \$195  = acc_word[104:84];
                 endcase
               end
             end
@@ -3133,7 +3113,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$195  = acc_word[20:0];
+                      \$195  = acc_word[104:84];
                 endcase
               end
             end
@@ -3145,7 +3125,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$196  = gate0_2_1;
+    \$196  = gate0_2_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3158,7 +3138,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$196  = acc_word[41:21];
+                      \$196  = acc_word[125:105];
                 endcase
               end
             end
@@ -3171,7 +3151,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$196  = acc_word[41:21];
+                      \$196  = acc_word[125:105];
                 endcase
               end
             end
@@ -3183,7 +3163,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$197  = gate0_2_2;
+    \$197  = gate0_2_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3196,7 +3176,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$197  = acc_word[62:42];
+                      \$197  = acc_word[146:126];
                 endcase
               end
             end
@@ -3209,7 +3189,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$197  = acc_word[62:42];
+                      \$197  = acc_word[146:126];
                 endcase
               end
             end
@@ -3221,7 +3201,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$198  = gate0_2_3;
+    \$198  = gate0_2_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3234,7 +3214,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$198  = acc_word[83:63];
+                      \$198  = acc_word[167:147];
                 endcase
               end
             end
@@ -3247,7 +3227,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$198  = acc_word[83:63];
+                      \$198  = acc_word[167:147];
                 endcase
               end
             end
@@ -3259,7 +3239,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$199  = gate0_2_4;
+    \$199  = gate0_3_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3272,7 +3252,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$199  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$199  = acc_word[20:0];
                 endcase
               end
             end
@@ -3285,7 +3267,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$199  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$199  = acc_word[20:0];
                 endcase
               end
             end
@@ -3297,7 +3281,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$200  = gate0_2_5;
+    \$200  = gate0_3_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3310,7 +3294,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$200  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$200  = acc_word[41:21];
                 endcase
               end
             end
@@ -3323,7 +3309,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$200  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$200  = acc_word[41:21];
                 endcase
               end
             end
@@ -3335,7 +3323,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$201  = gate0_2_6;
+    \$201  = gate0_3_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3348,7 +3336,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$201  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$201  = acc_word[62:42];
                 endcase
               end
             end
@@ -3361,7 +3351,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$201  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$201  = acc_word[62:42];
                 endcase
               end
             end
@@ -3373,7 +3365,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$202  = gate0_2_7;
+    \$202  = gate0_3_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3386,7 +3378,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$202  = acc_word[83:63];
                 endcase
               end
             end
@@ -3399,7 +3393,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$202  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$202  = acc_word[83:63];
                 endcase
               end
             end
@@ -3411,7 +3407,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$203  = gate0_3_0;
+    \$203  = gate0_3_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3426,7 +3422,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$203  = acc_word[20:0];
+                      \$203  = acc_word[104:84];
                 endcase
               end
             end
@@ -3441,7 +3437,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$203  = acc_word[20:0];
+                      \$203  = acc_word[104:84];
                 endcase
               end
             end
@@ -3453,7 +3449,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$204  = gate0_3_1;
+    \$204  = gate0_3_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3468,7 +3464,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$204  = acc_word[41:21];
+                      \$204  = acc_word[125:105];
                 endcase
               end
             end
@@ -3483,7 +3479,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$204  = acc_word[41:21];
+                      \$204  = acc_word[125:105];
                 endcase
               end
             end
@@ -3495,7 +3491,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$205  = gate0_3_2;
+    \$205  = gate0_3_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3510,7 +3506,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$205  = acc_word[62:42];
+                      \$205  = acc_word[146:126];
                 endcase
               end
             end
@@ -3525,7 +3521,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$205  = acc_word[62:42];
+                      \$205  = acc_word[146:126];
                 endcase
               end
             end
@@ -3537,7 +3533,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$206  = gate0_3_3;
+    \$206  = gate0_3_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3552,7 +3548,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$206  = acc_word[83:63];
+                      \$206  = acc_word[167:147];
                 endcase
               end
             end
@@ -3567,7 +3563,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$206  = acc_word[83:63];
+                      \$206  = acc_word[167:147];
                 endcase
               end
             end
@@ -3579,37 +3575,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$207  = gate0_3_4;
+    \$207  = gate1_0_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$11 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$207  = acc_word[104:84];
+                      \$207  = acc_word[20:0];
                 endcase
               end
             end
         1'h1:
             if (\$65 ) begin
-              if (\$67 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$207  = acc_word[104:84];
+                      \$207  = acc_word[20:0];
                 endcase
               end
             end
@@ -3621,37 +3605,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$208  = gate0_3_5;
+    \$208  = gate1_0_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$11 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$208  = acc_word[125:105];
+                      \$208  = acc_word[41:21];
                 endcase
               end
             end
         1'h1:
             if (\$65 ) begin
-              if (\$67 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$208  = acc_word[125:105];
+                      \$208  = acc_word[41:21];
                 endcase
               end
             end
@@ -3663,37 +3635,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$209  = gate0_3_6;
+    \$209  = gate1_0_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$11 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$209  = acc_word[146:126];
+                      \$209  = acc_word[62:42];
                 endcase
               end
             end
         1'h1:
             if (\$65 ) begin
-              if (\$67 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$209  = acc_word[146:126];
+                      \$209  = acc_word[62:42];
                 endcase
               end
             end
@@ -3705,37 +3665,25 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$210  = gate0_3_7;
+    \$210  = gate1_0_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$11 ) begin
+              if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$210  = acc_word[167:147];
+                      \$210  = acc_word[83:63];
                 endcase
               end
             end
         1'h1:
             if (\$65 ) begin
-              if (\$67 ) begin
+              if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$210  = acc_word[167:147];
+                      \$210  = acc_word[83:63];
                 endcase
               end
             end
@@ -3747,7 +3695,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$211  = gate1_0_0;
+    \$211  = gate1_0_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3756,7 +3704,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$211  = acc_word[20:0];
+                      \$211  = acc_word[104:84];
                 endcase
               end
             end
@@ -3765,7 +3713,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$211  = acc_word[20:0];
+                      \$211  = acc_word[104:84];
                 endcase
               end
             end
@@ -3777,7 +3725,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$212  = gate1_0_1;
+    \$212  = gate1_0_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3786,7 +3734,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$212  = acc_word[41:21];
+                      \$212  = acc_word[125:105];
                 endcase
               end
             end
@@ -3795,7 +3743,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$212  = acc_word[41:21];
+                      \$212  = acc_word[125:105];
                 endcase
               end
             end
@@ -3807,7 +3755,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$213  = gate1_0_2;
+    \$213  = gate1_0_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3816,7 +3764,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$213  = acc_word[62:42];
+                      \$213  = acc_word[146:126];
                 endcase
               end
             end
@@ -3825,7 +3773,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$213  = acc_word[62:42];
+                      \$213  = acc_word[146:126];
                 endcase
               end
             end
@@ -3837,7 +3785,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$214  = gate1_0_3;
+    \$214  = gate1_0_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3846,7 +3794,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$214  = acc_word[83:63];
+                      \$214  = acc_word[167:147];
                 endcase
               end
             end
@@ -3855,7 +3803,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$214  = acc_word[83:63];
+                      \$214  = acc_word[167:147];
                 endcase
               end
             end
@@ -3867,7 +3815,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$215  = gate1_0_4;
+    \$215  = gate1_1_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3876,7 +3824,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$215  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$215  = acc_word[20:0];
                 endcase
               end
             end
@@ -3885,7 +3835,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$215  = acc_word[104:84];
+                      /* empty */;
+                  3'h3:
+                      \$215  = acc_word[20:0];
                 endcase
               end
             end
@@ -3897,7 +3849,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$216  = gate1_0_5;
+    \$216  = gate1_1_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3906,7 +3858,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$216  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$216  = acc_word[41:21];
                 endcase
               end
             end
@@ -3915,7 +3869,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$216  = acc_word[125:105];
+                      /* empty */;
+                  3'h3:
+                      \$216  = acc_word[41:21];
                 endcase
               end
             end
@@ -3927,7 +3883,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$217  = gate1_0_6;
+    \$217  = gate1_1_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3936,7 +3892,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$217  = acc_word[62:42];
                 endcase
               end
             end
@@ -3945,7 +3903,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$217  = acc_word[146:126];
+                      /* empty */;
+                  3'h3:
+                      \$217  = acc_word[62:42];
                 endcase
               end
             end
@@ -3957,7 +3917,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$218  = gate1_0_7;
+    \$218  = gate1_1_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3966,7 +3926,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$12 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$218  = acc_word[83:63];
                 endcase
               end
             end
@@ -3975,7 +3937,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
               if (\$68 ) begin
                 casez (act_q)
                   3'h2:
-                      \$218  = acc_word[167:147];
+                      /* empty */;
+                  3'h3:
+                      \$218  = acc_word[83:63];
                 endcase
               end
             end
@@ -3987,7 +3951,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$219  = gate1_1_0;
+    \$219  = gate1_1_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -3998,7 +3962,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$219  = acc_word[20:0];
+                      \$219  = acc_word[104:84];
                 endcase
               end
             end
@@ -4009,7 +3973,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$219  = acc_word[20:0];
+                      \$219  = acc_word[104:84];
                 endcase
               end
             end
@@ -4021,7 +3985,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$220  = gate1_1_1;
+    \$220  = gate1_1_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4032,7 +3996,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$220  = acc_word[41:21];
+                      \$220  = acc_word[125:105];
                 endcase
               end
             end
@@ -4043,7 +4007,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$220  = acc_word[41:21];
+                      \$220  = acc_word[125:105];
                 endcase
               end
             end
@@ -4055,7 +4019,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$221  = gate1_1_2;
+    \$221  = gate1_1_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4066,7 +4030,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$221  = acc_word[62:42];
+                      \$221  = acc_word[146:126];
                 endcase
               end
             end
@@ -4077,7 +4041,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$221  = acc_word[62:42];
+                      \$221  = acc_word[146:126];
                 endcase
               end
             end
@@ -4089,7 +4053,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$222  = gate1_1_3;
+    \$222  = gate1_1_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4100,7 +4064,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$222  = acc_word[83:63];
+                      \$222  = acc_word[167:147];
                 endcase
               end
             end
@@ -4111,7 +4075,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$222  = acc_word[83:63];
+                      \$222  = acc_word[167:147];
                 endcase
               end
             end
@@ -4123,7 +4087,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$223  = gate1_1_4;
+    \$223  = gate1_2_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4134,7 +4098,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$223  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$223  = acc_word[20:0];
                 endcase
               end
             end
@@ -4145,7 +4111,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$223  = acc_word[104:84];
+                      /* empty */;
+                  3'h4:
+                      \$223  = acc_word[20:0];
                 endcase
               end
             end
@@ -4157,7 +4125,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$224  = gate1_1_5;
+    \$224  = gate1_2_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4168,7 +4136,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$224  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$224  = acc_word[41:21];
                 endcase
               end
             end
@@ -4179,7 +4149,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$224  = acc_word[125:105];
+                      /* empty */;
+                  3'h4:
+                      \$224  = acc_word[41:21];
                 endcase
               end
             end
@@ -4191,7 +4163,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$225  = gate1_1_6;
+    \$225  = gate1_2_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4202,7 +4174,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$225  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$225  = acc_word[62:42];
                 endcase
               end
             end
@@ -4213,7 +4187,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$225  = acc_word[146:126];
+                      /* empty */;
+                  3'h4:
+                      \$225  = acc_word[62:42];
                 endcase
               end
             end
@@ -4225,7 +4201,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$226  = gate1_1_7;
+    \$226  = gate1_2_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4236,7 +4212,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$226  = acc_word[83:63];
                 endcase
               end
             end
@@ -4247,7 +4225,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$226  = acc_word[167:147];
+                      /* empty */;
+                  3'h4:
+                      \$226  = acc_word[83:63];
                 endcase
               end
             end
@@ -4259,7 +4239,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$227  = gate1_2_0;
+    \$227  = gate1_2_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4272,7 +4252,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$227  = acc_word[20:0];
+                      \$227  = acc_word[104:84];
                 endcase
               end
             end
@@ -4285,7 +4265,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$227  = acc_word[20:0];
+                      \$227  = acc_word[104:84];
                 endcase
               end
             end
@@ -4297,7 +4277,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$228  = gate1_2_1;
+    \$228  = gate1_2_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4310,7 +4290,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$228  = acc_word[41:21];
+                      \$228  = acc_word[125:105];
                 endcase
               end
             end
@@ -4323,7 +4303,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$228  = acc_word[41:21];
+                      \$228  = acc_word[125:105];
                 endcase
               end
             end
@@ -4335,7 +4315,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$229  = gate1_2_2;
+    \$229  = gate1_2_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4348,7 +4328,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$229  = acc_word[62:42];
+                      \$229  = acc_word[146:126];
                 endcase
               end
             end
@@ -4361,7 +4341,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$229  = acc_word[62:42];
+                      \$229  = acc_word[146:126];
                 endcase
               end
             end
@@ -4373,7 +4353,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$230  = gate1_2_3;
+    \$230  = gate1_2_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4386,7 +4366,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$230  = acc_word[83:63];
+                      \$230  = acc_word[167:147];
                 endcase
               end
             end
@@ -4399,7 +4379,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$230  = acc_word[83:63];
+                      \$230  = acc_word[167:147];
                 endcase
               end
             end
@@ -4411,7 +4391,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$231  = gate1_2_4;
+    \$231  = gate1_3_0;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4424,7 +4404,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$231  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$231  = acc_word[20:0];
                 endcase
               end
             end
@@ -4437,7 +4419,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$231  = acc_word[104:84];
+                      /* empty */;
+                  3'h5:
+                      \$231  = acc_word[20:0];
                 endcase
               end
             end
@@ -4449,7 +4433,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$232  = gate1_2_5;
+    \$232  = gate1_3_1;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4462,7 +4446,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$232  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$232  = acc_word[41:21];
                 endcase
               end
             end
@@ -4475,7 +4461,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$232  = acc_word[125:105];
+                      /* empty */;
+                  3'h5:
+                      \$232  = acc_word[41:21];
                 endcase
               end
             end
@@ -4487,7 +4475,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$233  = gate1_2_6;
+    \$233  = gate1_3_2;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4500,7 +4488,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$233  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$233  = acc_word[62:42];
                 endcase
               end
             end
@@ -4513,7 +4503,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$233  = acc_word[146:126];
+                      /* empty */;
+                  3'h5:
+                      \$233  = acc_word[62:42];
                 endcase
               end
             end
@@ -4525,7 +4517,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$234  = gate1_2_7;
+    \$234  = gate1_3_3;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4538,7 +4530,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$234  = acc_word[83:63];
                 endcase
               end
             end
@@ -4551,7 +4545,9 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h3:
                       /* empty */;
                   3'h4:
-                      \$234  = acc_word[167:147];
+                      /* empty */;
+                  3'h5:
+                      \$234  = acc_word[83:63];
                 endcase
               end
             end
@@ -4563,7 +4559,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$235  = gate1_3_0;
+    \$235  = gate1_3_4;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4578,7 +4574,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$235  = acc_word[20:0];
+                      \$235  = acc_word[104:84];
                 endcase
               end
             end
@@ -4593,7 +4589,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$235  = acc_word[20:0];
+                      \$235  = acc_word[104:84];
                 endcase
               end
             end
@@ -4605,7 +4601,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$236  = gate1_3_1;
+    \$236  = gate1_3_5;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4620,7 +4616,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$236  = acc_word[41:21];
+                      \$236  = acc_word[125:105];
                 endcase
               end
             end
@@ -4635,7 +4631,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$236  = acc_word[41:21];
+                      \$236  = acc_word[125:105];
                 endcase
               end
             end
@@ -4647,7 +4643,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$237  = gate1_3_2;
+    \$237  = gate1_3_6;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4662,7 +4658,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$237  = acc_word[62:42];
+                      \$237  = acc_word[146:126];
                 endcase
               end
             end
@@ -4677,7 +4673,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$237  = acc_word[62:42];
+                      \$237  = acc_word[146:126];
                 endcase
               end
             end
@@ -4689,7 +4685,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$238  = gate1_3_3;
+    \$238  = gate1_3_7;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -4704,7 +4700,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$238  = acc_word[83:63];
+                      \$238  = acc_word[167:147];
                 endcase
               end
             end
@@ -4719,7 +4715,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
                   3'h4:
                       /* empty */;
                   3'h5:
-                      \$238  = acc_word[83:63];
+                      \$238  = acc_word[167:147];
                 endcase
               end
             end
@@ -4731,200 +4727,192 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$239  = gate1_3_4;
+    \$239  = bank0_full;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+          begin
+            if (\$9 ) begin
+              if (\$20 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$239  = 1'h1;
+                endcase
+              end
+            end
+            if (\$29 ) begin
+              if (\$53 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$239  = 1'h0;
+                endcase
+              end
+            end
+          end
+        1'h1:
+          begin
+            if (\$65 ) begin
+              if (\$76 ) begin
+                casez (\$signal )
+                  1'h0:
+                      \$239  = 1'h1;
+                endcase
+              end
+            end
+            if (\$85 ) begin
+              if (\$109 ) begin
+                casez (i_bank)
+                  1'h0:
+                      \$239  = 1'h0;
+                endcase
+              end
+            end
+          end
+      endcase
+    end
+    if (rst) begin
+      \$239  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$240  = bank1_full;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+          begin
+            if (\$9 ) begin
+              if (\$20 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$240  = 1'h1;
+                endcase
+              end
+            end
+            if (\$29 ) begin
+              if (\$53 ) begin
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$240  = 1'h0;
+                endcase
+              end
+            end
+          end
+        1'h1:
+          begin
+            if (\$65 ) begin
+              if (\$76 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$signal )
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$240  = 1'h1;
+                endcase
+              end
+            end
+            if (\$85 ) begin
+              if (\$109 ) begin
+                (* full_case = 32'd1 *)
+                casez (i_bank)
+                  1'h0:
+                      /* empty */;
+                  1'h1:
+                      \$240  = 1'h0;
+                endcase
+              end
+            end
+          end
+      endcase
+    end
+    if (rst) begin
+      \$240  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$241  = \$signal ;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              if (\$12 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$239  = acc_word[104:84];
-                endcase
+              if (\$20 ) begin
+                \$241  = \$21 ;
               end
             end
         1'h1:
             if (\$65 ) begin
-              if (\$68 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$239  = acc_word[104:84];
-                endcase
+              if (\$76 ) begin
+                \$241  = \$77 ;
               end
             end
       endcase
     end
     if (rst) begin
-      \$239  = 21'h000000;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$240  = gate1_3_5;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$12 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$240  = acc_word[125:105];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$65 ) begin
-              if (\$68 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$240  = acc_word[125:105];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$240  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$241  = gate1_3_6;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$12 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$241  = acc_word[146:126];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$65 ) begin
-              if (\$68 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$241  = acc_word[146:126];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$241  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$242  = gate1_3_7;
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$9 ) begin
-              if (\$12 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$242  = acc_word[167:147];
-                endcase
-              end
-            end
-        1'h1:
-            if (\$65 ) begin
-              if (\$68 ) begin
-                casez (act_q)
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      /* empty */;
-                  3'h4:
-                      /* empty */;
-                  3'h5:
-                      \$242  = acc_word[167:147];
-                endcase
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$242  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$243  = element__payload;
+    \$242  = element__payload;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$29 ) begin
-              \$243 [28:8] = \$35 ;
-              \$243 [49:29] = \$40 ;
-              \$243 [70:50] = \$45 ;
-              \$243 [91:71] = \$50 ;
-              \$243 [5:0] = elem;
-              \$243 [7:6] = 2'h0;
+              \$242 [28:8] = \$35 ;
+              \$242 [49:29] = \$40 ;
+              \$242 [70:50] = \$45 ;
+              \$242 [91:71] = \$50 ;
+              \$242 [5:0] = elem;
+              \$242 [7:6] = 2'h0;
             end
         1'h1:
             if (\$85 ) begin
-              \$243 [28:8] = \$91 ;
-              \$243 [49:29] = \$96 ;
-              \$243 [70:50] = \$101 ;
-              \$243 [91:71] = \$106 ;
-              \$243 [5:0] = elem;
-              \$243 [7:6] = 2'h1;
+              \$242 [28:8] = \$91 ;
+              \$242 [49:29] = \$96 ;
+              \$242 [70:50] = \$101 ;
+              \$242 [91:71] = \$106 ;
+              \$242 [5:0] = elem;
+              \$242 [7:6] = 2'h1;
             end
       endcase
     end
     if (rst) begin
-      \$243  = 92'h00000000000000000000000;
+      \$242  = 92'h00000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$243  = i_bank;
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              if (\$53 ) begin
+                \$243  = \$54 ;
+              end
+            end
+        1'h1:
+            if (\$85 ) begin
+              if (\$109 ) begin
+                \$243  = \$110 ;
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$243  = 1'h0;
     end
   end
   always @* begin
@@ -5048,7 +5036,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1627$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1629$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5304,8 +5292,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1627$8 ;
-  wire [83:0] \port$1627$8 ;
+  input [83:0] \port$1629$8 ;
+  wire [83:0] \port$1629$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5325,22 +5313,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1627$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1629$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1627$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1629$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1627$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1629$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1627$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1629$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6269,10 +6257,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1627$8 [20:0];
-  assign acc1 = \port$1627$8 [41:21];
-  assign acc2 = \port$1627$8 [62:42];
-  assign acc3 = \port$1627$8 [83:63];
+  assign acc0 = \port$1629$8 [20:0];
+  assign acc1 = \port$1629$8 [41:21];
+  assign acc2 = \port$1629$8 [62:42];
+  assign acc3 = \port$1629$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7237,7 +7225,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1627$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1629$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7493,8 +7481,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1627$8 ;
-  wire [83:0] \port$1627$8 ;
+  input [83:0] \port$1629$8 ;
+  wire [83:0] \port$1629$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7514,22 +7502,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1627$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1629$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1627$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1629$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1627$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1629$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1627$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1629$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8458,10 +8446,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1627$8 [20:0];
-  assign acc1 = \port$1627$8 [41:21];
-  assign acc2 = \port$1627$8 [62:42];
-  assign acc3 = \port$1627$8 [83:63];
+  assign acc0 = \port$1629$8 [20:0];
+  assign acc1 = \port$1629$8 [41:21];
+  assign acc2 = \port$1629$8 [62:42];
+  assign acc3 = \port$1629$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -9997,36 +9985,37 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [21:0] \$10 ;
-  wire [21:0] \$11 ;
-  wire \$12 ;
+  wire \$11 ;
+  wire [21:0] \$12 ;
   wire [21:0] \$13 ;
-  wire [21:0] \$14 ;
-  wire \$15 ;
+  wire \$14 ;
+  wire [21:0] \$15 ;
   wire [21:0] \$16 ;
   wire [21:0] \$17 ;
   wire [21:0] \$18 ;
-  wire [21:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [6:0] \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire [6:0] \$24 ;
-  wire [4:0] \$25 ;
+  wire [6:0] \$20 ;
+  wire \$21 ;
+  wire [6:0] \$22 ;
+  wire [4:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
   reg [5:0] \$26 ;
   reg [3:0] \$27 ;
   reg [5:0] \$28 ;
-  reg [2:0] \$29 ;
+  reg \$29 ;
   wire \$3 ;
-  reg [20:0] \$30 ;
-  reg [8:0] \$31 ;
-  reg \$32 ;
+  reg [2:0] \$30 ;
+  reg [20:0] \$31 ;
+  reg [8:0] \$32 ;
+  reg \$33 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  reg [20:0] \$9 ;
+  reg [20:0] \$8 ;
+  wire [21:0] \$9 ;
   output [5:0] acc_addr;
   wire [5:0] acc_addr;
   input [167:0] acc_word;
@@ -10055,33 +10044,34 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
   output o__valid;
   reg o__valid = 1'h0;
   reg [5:0] out_idx = 6'h00;
+  reg reading = 1'h0;
   input rst;
   wire rst;
   input start;
   wire start;
   reg [20:0] word = 21'h000000;
-  assign acc_addr = \$3  ? 6'h00 : addr;
-  assign \$1  = out_idx == 5'h1f;
-  assign \$2  = lane == 3'h7;
-  assign \$3  = ! head_out_state;
-  assign \$4  = head_out_state == 1'h1;
-  assign \$5  = head_out_state == 2'h2;
-  assign \$6  = head_out_state == 2'h3;
-  assign \$7  = head_out_state == 3'h4;
-  assign \$8  = head_out_state == 3'h5;
-  assign \$10  = $signed(word) + $signed(10'h100);
-  assign \$12  = $signed(\$11 ) > $signed(8'h7f);
-  assign \$13  = $signed(word) + $signed(10'h100);
-  assign \$15  = $signed(\$14 ) < $signed(8'h80);
-  assign \$16  = $signed(word) + $signed(10'h100);
-  assign \$18  = \$15  ? 22'h3fff80 : \$17 ;
-  assign \$19  = \$12  ? 22'h00007f : \$18 ;
-  assign \$20  = out_idx == 5'h1f;
-  assign \$21  = out_idx + 1'h1;
-  assign \$22  = out_idx == 5'h1f;
-  assign \$23  = lane == 3'h7;
-  assign \$24  = addr + 1'h1;
-  assign \$25  = lane + 1'h1;
+  assign acc_addr = reading ? addr : 6'h00;
+  assign \$1  = ! lane;
+  assign \$2  = ! head_out_state;
+  assign \$3  = head_out_state == 1'h1;
+  assign \$4  = head_out_state == 2'h2;
+  assign \$5  = head_out_state == 2'h3;
+  assign \$6  = head_out_state == 3'h4;
+  assign \$7  = head_out_state == 3'h5;
+  assign \$9  = $signed(word) + $signed(10'h100);
+  assign \$11  = $signed(\$10 ) > $signed(8'h7f);
+  assign \$12  = $signed(word) + $signed(10'h100);
+  assign \$14  = $signed(\$13 ) < $signed(8'h80);
+  assign \$15  = $signed(word) + $signed(10'h100);
+  assign \$17  = \$14  ? 22'h3fff80 : \$16 ;
+  assign \$18  = \$11  ? 22'h00007f : \$17 ;
+  assign \$19  = out_idx == 5'h1f;
+  assign \$20  = out_idx + 1'h1;
+  assign \$21  = lane == 3'h7;
+  assign \$22  = addr + 1'h1;
+  assign \$23  = lane + 1'h1;
+  assign \$24  = out_idx == 5'h1f;
+  assign \$25  = ! lane;
   always @(posedge clk)
     out_idx <= \$26 ;
   always @(posedge clk)
@@ -10089,33 +10079,35 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
   always @(posedge clk)
     addr <= \$28 ;
   always @(posedge clk)
-    head_out_state <= \$29 ;
+    reading <= \$29 ;
   always @(posedge clk)
-    word <= \$30 ;
+    head_out_state <= \$30 ;
   always @(posedge clk)
-    o__payload <= \$31 ;
+    word <= \$31 ;
   always @(posedge clk)
-    o__valid <= \$32 ;
+    o__payload <= \$32 ;
+  always @(posedge clk)
+    o__valid <= \$33 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$9  = 21'h000000;
+    \$8  = 21'h000000;
     casez (lane)
       4'h0:
-          \$9  = acc_word[20:0];
+          \$8  = acc_word[20:0];
       4'h1:
-          \$9  = acc_word[41:21];
+          \$8  = acc_word[41:21];
       4'h2:
-          \$9  = acc_word[62:42];
+          \$8  = acc_word[62:42];
       4'h3:
-          \$9  = acc_word[83:63];
+          \$8  = acc_word[83:63];
       4'h4:
-          \$9  = acc_word[104:84];
+          \$8  = acc_word[104:84];
       4'h5:
-          \$9  = acc_word[125:105];
+          \$8  = acc_word[125:105];
       4'h6:
-          \$9  = acc_word[146:126];
+          \$8  = acc_word[146:126];
       4'h7:
-          \$9  = acc_word[167:147];
+          \$8  = acc_word[167:147];
     endcase
   end
   always @* begin
@@ -10134,7 +10126,7 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
           /* empty */;
       3'h5:
           if (o__ready) begin
-            if (\$1 ) begin
+            if (o__payload[8]) begin
               done = 1'h1;
             end
           end
@@ -10153,11 +10145,7 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            \$26  = \$21 [5:0];
-          end
+          \$26  = \$20 [5:0];
     endcase
     if (rst) begin
       \$26  = 6'h00;
@@ -10176,16 +10164,11 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$22 ) begin
-            end else if (\$23 ) begin
-              \$27  = 4'h0;
-            end else begin
-              \$27  = \$25 [3:0];
-            end
+          (* full_case = 32'd1 *)
+          if (\$21 ) begin
+            \$27  = 4'h0;
+          end else begin
+            \$27  = \$23 [3:0];
           end
     endcase
     if (rst) begin
@@ -10205,13 +10188,8 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            if (\$22 ) begin
-            end else if (\$23 ) begin
-              \$28  = \$24 [5:0];
-            end
+          if (\$21 ) begin
+            \$28  = \$22 [5:0];
           end
     endcase
     if (rst) begin
@@ -10220,39 +10198,62 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$29  = head_out_state;
+    \$29  = reading;
     casez (head_out_state)
       3'h0:
           if (start) begin
-            \$29  = 3'h1;
+            \$29  = 1'h1;
           end
       3'h1:
-          \$29  = 3'h2;
+          /* empty */;
       3'h2:
-          \$29  = 3'h3;
+          /* empty */;
       3'h3:
-          \$29  = 3'h4;
+          /* empty */;
       3'h4:
-          \$29  = 3'h5;
+          if (\$24 ) begin
+            \$29  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$30  = head_out_state;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$30  = 3'h1;
+          end
+      3'h1:
+          \$30  = 3'h2;
+      3'h2:
+          \$30  = 3'h3;
+      3'h3:
+          \$30  = 3'h4;
+      3'h4:
+          \$30  = 3'h5;
       3'h5:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$22 ) begin
-              \$29  = 3'h0;
-            end else if (\$23 ) begin
-              \$29  = 3'h1;
+            if (o__payload[8]) begin
+              \$30  = 3'h0;
+            end else if (\$25 ) begin
+              \$30  = 3'h1;
             end else begin
-              \$29  = 3'h3;
+              \$30  = 3'h3;
             end
           end
     endcase
     if (rst) begin
-      \$29  = 3'h0;
+      \$30  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$30  = word;
+    \$31  = word;
     casez (head_out_state)
       3'h0:
           /* empty */;
@@ -10261,15 +10262,15 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h2:
           /* empty */;
       3'h3:
-          \$30  = \$9 ;
+          \$31  = \$8 ;
     endcase
     if (rst) begin
-      \$30  = 21'h000000;
+      \$31  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$31  = o__payload;
+    \$32  = o__payload;
     casez (head_out_state)
       3'h0:
           /* empty */;
@@ -10281,17 +10282,17 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
           /* empty */;
       3'h4:
         begin
-          \$31 [7:0] = \$19 [7:0];
-          \$31 [8] = \$20 ;
+          \$32 [7:0] = \$18 [7:0];
+          \$32 [8] = \$19 ;
         end
     endcase
     if (rst) begin
-      \$31  = 9'h000;
+      \$32  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$32  = o__valid;
+    \$33  = o__valid;
     casez (head_out_state)
       3'h0:
           /* empty */;
@@ -10302,16 +10303,18 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h3:
           /* empty */;
       3'h4:
-          \$32  = 1'h1;
+          \$33  = 1'h1;
       3'h5:
           if (o__ready) begin
-            \$32  = 1'h0;
+            \$33  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$32  = 1'h0;
+      \$33  = 1'h0;
     end
   end
+  assign \o__payload.data  = o__payload[7:0];
+  assign \o__payload.last  = o__payload[8];
   assign \acc_word[0]  = acc_word[20:0];
   assign \acc_word[1]  = acc_word[41:21];
   assign \acc_word[2]  = acc_word[62:42];
@@ -10320,11 +10323,9 @@ module \hwgen_charlm_gru2_p8.head_output (clk, rst, acc_addr, start, acc_word, d
   assign \acc_word[5]  = acc_word[125:105];
   assign \acc_word[6]  = acc_word[146:126];
   assign \acc_word[7]  = acc_word[167:147];
-  assign \o__payload.data  = o__payload[7:0];
-  assign \o__payload.last  = o__payload[8];
-  assign \$11  = { \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21], \$10 [21:9] };
-  assign \$14  = { \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21], \$13 [21:9] };
-  assign \$17  = { \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21], \$16 [21:9] };
+  assign \$10  = { \$9 [21], \$9 [21], \$9 [21], \$9 [21], \$9 [21], \$9 [21], \$9 [21], \$9 [21], \$9 [21], \$9 [21:9] };
+  assign \$13  = { \$12 [21], \$12 [21], \$12 [21], \$12 [21], \$12 [21], \$12 [21], \$12 [21], \$12 [21], \$12 [21], \$12 [21:9] };
+  assign \$16  = { \$15 [21], \$15 [21], \$15 [21], \$15 [21], \$15 [21], \$15 [21], \$15 [21], \$15 [21], \$15 [21], \$15 [21:9] };
 endmodule
 
 (* generator = "Amaranth" *)

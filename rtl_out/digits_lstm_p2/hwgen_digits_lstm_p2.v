@@ -373,7 +373,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1054$7 (element__payload[82:7]),
+    .\port$1056$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -917,11 +917,11 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   reg [18:0] \$109 ;
   wire [3:0] \$11 ;
   reg [18:0] \$110 ;
-  reg [18:0] \$111 ;
-  reg [18:0] \$112 ;
-  reg [18:0] \$113 ;
-  reg [18:0] \$114 ;
-  reg [82:0] \$115 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg [82:0] \$114 ;
+  reg \$115 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -1010,13 +1010,13 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   wire \$9 ;
   reg [4:0] \$90 ;
   reg \$91 ;
-  reg \$92 ;
-  reg \$93 ;
+  reg [1:0] \$92 ;
+  reg [7:0] \$93 ;
   reg \$94 ;
-  reg \$95 ;
-  reg [1:0] \$96 ;
-  reg [7:0] \$97 ;
-  reg \$98 ;
+  reg [18:0] \$95 ;
+  reg [18:0] \$96 ;
+  reg [18:0] \$97 ;
+  reg [18:0] \$98 ;
   reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
   output [7:0] acc_addr;
@@ -1152,55 +1152,55 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   always @(posedge clk)
     g_grp <= \$90 ;
   always @(posedge clk)
-    \$signal  <= \$91 ;
+    running <= \$91 ;
   always @(posedge clk)
-    i_bank <= \$92 ;
+    rd_q <= \$92 ;
   always @(posedge clk)
-    bank0_full <= \$93 ;
+    rd_addr <= \$93 ;
   always @(posedge clk)
-    bank1_full <= \$94 ;
+    finished <= \$94 ;
   always @(posedge clk)
-    running <= \$95 ;
+    gate0_0_0 <= \$95 ;
   always @(posedge clk)
-    rd_q <= \$96 ;
+    gate0_0_1 <= \$96 ;
   always @(posedge clk)
-    rd_addr <= \$97 ;
+    gate0_1_0 <= \$97 ;
   always @(posedge clk)
-    finished <= \$98 ;
+    gate0_1_1 <= \$98 ;
   always @(posedge clk)
-    gate0_0_0 <= \$99 ;
+    gate0_2_0 <= \$99 ;
   always @(posedge clk)
-    gate0_0_1 <= \$100 ;
+    gate0_2_1 <= \$100 ;
   always @(posedge clk)
-    gate0_1_0 <= \$101 ;
+    gate0_3_0 <= \$101 ;
   always @(posedge clk)
-    gate0_1_1 <= \$102 ;
+    gate0_3_1 <= \$102 ;
   always @(posedge clk)
-    gate0_2_0 <= \$103 ;
+    gate1_0_0 <= \$103 ;
   always @(posedge clk)
-    gate0_2_1 <= \$104 ;
+    gate1_0_1 <= \$104 ;
   always @(posedge clk)
-    gate0_3_0 <= \$105 ;
+    gate1_1_0 <= \$105 ;
   always @(posedge clk)
-    gate0_3_1 <= \$106 ;
+    gate1_1_1 <= \$106 ;
   always @(posedge clk)
-    gate1_0_0 <= \$107 ;
+    gate1_2_0 <= \$107 ;
   always @(posedge clk)
-    gate1_0_1 <= \$108 ;
+    gate1_2_1 <= \$108 ;
   always @(posedge clk)
-    gate1_1_0 <= \$109 ;
+    gate1_3_0 <= \$109 ;
   always @(posedge clk)
-    gate1_1_1 <= \$110 ;
+    gate1_3_1 <= \$110 ;
   always @(posedge clk)
-    gate1_2_0 <= \$111 ;
+    bank0_full <= \$111 ;
   always @(posedge clk)
-    gate1_2_1 <= \$112 ;
+    bank1_full <= \$112 ;
   always @(posedge clk)
-    gate1_3_0 <= \$113 ;
+    \$signal  <= \$113 ;
   always @(posedge clk)
-    gate1_3_1 <= \$114 ;
+    element__payload <= \$114 ;
   always @(posedge clk)
-    element__payload <= \$115 ;
+    i_bank <= \$115 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1527,168 +1527,148 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = \$signal ;
+    \$91  = running;
     if (start) begin
-      \$91  = 1'h0;
-    end
-    if (running) begin
-      if (\$10 ) begin
-        if (\$21 ) begin
-          \$91  = \$22 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$91  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = i_bank;
-    if (start) begin
-      \$92  = 1'h0;
-    end
-    if (running) begin
-      if (\$30 ) begin
-        if (\$54 ) begin
-          \$92  = \$55 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = bank0_full;
-    if (start) begin
-      \$93  = 1'h0;
-    end
-    if (running) begin
-      if (\$10 ) begin
-        if (\$21 ) begin
-          casez (\$signal )
-            1'h0:
-                \$93  = 1'h1;
-          endcase
-        end
-      end
-      if (\$30 ) begin
-        if (\$54 ) begin
-          casez (i_bank)
-            1'h0:
-                \$93  = 1'h0;
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$93  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = bank1_full;
-    if (start) begin
-      \$94  = 1'h0;
-    end
-    if (running) begin
-      if (\$10 ) begin
-        if (\$21 ) begin
-          (* full_case = 32'd1 *)
-          casez (\$signal )
-            1'h0:
-                /* empty */;
-            1'h1:
-                \$94  = 1'h1;
-          endcase
-        end
-      end
-      if (\$30 ) begin
-        if (\$54 ) begin
-          (* full_case = 32'd1 *)
-          casez (i_bank)
-            1'h0:
-                /* empty */;
-            1'h1:
-                \$94  = 1'h0;
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$94  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = running;
-    if (start) begin
-      \$95  = 1'h1;
+      \$91  = 1'h1;
     end
     if (finished) begin
-      \$95  = 1'h0;
+      \$91  = 1'h0;
     end
     if (rst) begin
-      \$95  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = rd_q;
+    \$92  = rd_q;
     if (start) begin
-      \$96  = 2'h0;
+      \$92  = 2'h0;
     end
     if (running) begin
       if (gather_read0) begin
         (* full_case = 32'd1 *)
         if (\$2 ) begin
-          \$96  = 2'h0;
+          \$92  = 2'h0;
         end else begin
-          \$96  = \$5 [1:0];
+          \$92  = \$5 [1:0];
         end
       end
     end
     if (rst) begin
-      \$96  = 2'h0;
+      \$92  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = rd_addr;
+    \$93  = rd_addr;
     if (start) begin
-      \$97  = { 1'h0, \$1  };
+      \$93  = { 1'h0, \$1  };
     end
     if (running) begin
       if (gather_read0) begin
         (* full_case = 32'd1 *)
         if (\$2 ) begin
-          \$97  = \$4 [7:0];
+          \$93  = \$4 [7:0];
         end else begin
-          \$97  = \$6 [7:0];
+          \$93  = \$6 [7:0];
         end
       end
     end
     if (rst) begin
-      \$97  = 8'h00;
+      \$93  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = done;
+    \$94  = done;
     if (rst) begin
-      \$98  = 1'h0;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate0_0_0;
+    \$95  = gate0_0_0;
     if (running) begin
       if (\$10 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
+                \$95  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$95  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$96  = gate0_0_1;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                \$96  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$96  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$97  = gate0_1_0;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$97  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$97  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = gate0_1_1;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$98  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$98  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$99  = gate0_2_0;
+    if (running) begin
+      if (\$10 ) begin
+        if (\$12 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
                 \$99  = acc_word[18:0];
           endcase
         end
@@ -1700,12 +1680,16 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_0_1;
+    \$100  = gate0_2_1;
     if (running) begin
       if (\$10 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
                 \$100  = acc_word[37:19];
           endcase
         end
@@ -1717,7 +1701,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_1_0;
+    \$101  = gate0_3_0;
     if (running) begin
       if (\$10 ) begin
         if (\$12 ) begin
@@ -1725,6 +1709,10 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
                 \$101  = acc_word[18:0];
           endcase
         end
@@ -1736,7 +1724,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_1_1;
+    \$102  = gate0_3_1;
     if (running) begin
       if (\$10 ) begin
         if (\$12 ) begin
@@ -1744,6 +1732,10 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
                 \$102  = acc_word[37:19];
           endcase
         end
@@ -1755,16 +1747,12 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_2_0;
+    \$103  = gate1_0_0;
     if (running) begin
       if (\$10 ) begin
-        if (\$12 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
                 \$103  = acc_word[18:0];
           endcase
         end
@@ -1776,16 +1764,12 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_2_1;
+    \$104  = gate1_0_1;
     if (running) begin
       if (\$10 ) begin
-        if (\$12 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
                 \$104  = acc_word[37:19];
           endcase
         end
@@ -1797,18 +1781,14 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate0_3_0;
+    \$105  = gate1_1_0;
     if (running) begin
       if (\$10 ) begin
-        if (\$12 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
                 \$105  = acc_word[18:0];
           endcase
         end
@@ -1820,18 +1800,14 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate0_3_1;
+    \$106  = gate1_1_1;
     if (running) begin
       if (\$10 ) begin
-        if (\$12 ) begin
+        if (\$13 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
                 \$106  = acc_word[37:19];
           endcase
         end
@@ -1843,12 +1819,16 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate1_0_0;
+    \$107  = gate1_2_0;
     if (running) begin
       if (\$10 ) begin
         if (\$13 ) begin
           casez (act_q)
             3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
                 \$107  = acc_word[18:0];
           endcase
         end
@@ -1860,12 +1840,16 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_0_1;
+    \$108  = gate1_2_1;
     if (running) begin
       if (\$10 ) begin
         if (\$13 ) begin
           casez (act_q)
             3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
                 \$108  = acc_word[37:19];
           endcase
         end
@@ -1877,7 +1861,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_1_0;
+    \$109  = gate1_3_0;
     if (running) begin
       if (\$10 ) begin
         if (\$13 ) begin
@@ -1885,6 +1869,10 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
                 \$109  = acc_word[18:0];
           endcase
         end
@@ -1896,7 +1884,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_1_1;
+    \$110  = gate1_3_1;
     if (running) begin
       if (\$10 ) begin
         if (\$13 ) begin
@@ -1904,6 +1892,10 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
                 \$110  = acc_word[37:19];
           endcase
         end
@@ -1915,107 +1907,103 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_2_0;
+    \$111  = bank0_full;
     if (running) begin
       if (\$10 ) begin
-        if (\$13 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                \$111  = acc_word[18:0];
+        if (\$21 ) begin
+          casez (\$signal )
+            1'h0:
+                \$111  = 1'h1;
+          endcase
+        end
+      end
+      if (\$30 ) begin
+        if (\$54 ) begin
+          casez (i_bank)
+            1'h0:
+                \$111  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$111  = 19'h00000;
+      \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_2_1;
+    \$112  = bank1_full;
     if (running) begin
       if (\$10 ) begin
-        if (\$13 ) begin
-          casez (act_q)
-            3'h2:
+        if (\$21 ) begin
+          (* full_case = 32'd1 *)
+          casez (\$signal )
+            1'h0:
                 /* empty */;
-            3'h3:
+            1'h1:
+                \$112  = 1'h1;
+          endcase
+        end
+      end
+      if (\$30 ) begin
+        if (\$54 ) begin
+          (* full_case = 32'd1 *)
+          casez (i_bank)
+            1'h0:
                 /* empty */;
-            3'h4:
-                \$112  = acc_word[37:19];
+            1'h1:
+                \$112  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$112  = 19'h00000;
+      \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = gate1_3_0;
+    \$113  = \$signal ;
     if (running) begin
       if (\$10 ) begin
-        if (\$13 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$113  = acc_word[18:0];
-          endcase
+        if (\$21 ) begin
+          \$113  = \$22 ;
         end
       end
     end
     if (rst) begin
-      \$113  = 19'h00000;
+      \$113  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = gate1_3_1;
-    if (running) begin
-      if (\$10 ) begin
-        if (\$13 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$114  = acc_word[37:19];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$115  = element__payload;
+    \$114  = element__payload;
     if (running) begin
       if (\$30 ) begin
-        \$115 [25:7] = \$36 ;
-        \$115 [44:26] = \$41 ;
-        \$115 [63:45] = \$46 ;
-        \$115 [82:64] = \$51 ;
-        \$115 [5:0] = elem;
-        \$115 [6] = 1'h0;
+        \$114 [25:7] = \$36 ;
+        \$114 [44:26] = \$41 ;
+        \$114 [63:45] = \$46 ;
+        \$114 [82:64] = \$51 ;
+        \$114 [5:0] = elem;
+        \$114 [6] = 1'h0;
       end
     end
     if (rst) begin
-      \$115  = 83'h000000000000000000000;
+      \$114  = 83'h000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$115  = i_bank;
+    if (running) begin
+      if (\$30 ) begin
+        if (\$54 ) begin
+          \$115  = \$55 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$115  = 1'h0;
     end
   end
   always @* begin
@@ -2085,7 +2073,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1054$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1056$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2311,8 +2299,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1054$7 ;
-  wire [75:0] \port$1054$7 ;
+  input [75:0] \port$1056$7 ;
+  wire [75:0] \port$1056$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2338,22 +2326,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1054$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1056$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1054$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1056$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1054$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1056$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1054$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1056$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3167,10 +3155,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1054$7 [18:0];
-  assign acc1 = \port$1054$7 [37:19];
-  assign acc2 = \port$1054$7 [56:38];
-  assign acc3 = \port$1054$7 [75:57];
+  assign acc0 = \port$1056$7 [18:0];
+  assign acc1 = \port$1056$7 [37:19];
+  assign acc2 = \port$1056$7 [56:38];
+  assign acc3 = \port$1056$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -5305,36 +5293,37 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [19:0] \$10 ;
-  wire [19:0] \$11 ;
-  wire \$12 ;
+  wire \$11 ;
+  wire [19:0] \$12 ;
   wire [19:0] \$13 ;
-  wire [19:0] \$14 ;
-  wire \$15 ;
+  wire \$14 ;
+  wire [19:0] \$15 ;
   wire [19:0] \$16 ;
   wire [19:0] \$17 ;
   wire [19:0] \$18 ;
-  wire [19:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [4:0] \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire [8:0] \$24 ;
-  wire [2:0] \$25 ;
+  wire [4:0] \$20 ;
+  wire \$21 ;
+  wire [8:0] \$22 ;
+  wire [2:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
   reg [3:0] \$26 ;
   reg [1:0] \$27 ;
   reg [7:0] \$28 ;
-  reg [2:0] \$29 ;
+  reg \$29 ;
   wire \$3 ;
-  reg [18:0] \$30 ;
-  reg [8:0] \$31 ;
-  reg \$32 ;
+  reg [2:0] \$30 ;
+  reg [18:0] \$31 ;
+  reg [8:0] \$32 ;
+  reg \$33 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  reg [18:0] \$9 ;
+  reg [18:0] \$8 ;
+  wire [19:0] \$9 ;
   output [7:0] acc_addr;
   wire [7:0] acc_addr;
   input [37:0] acc_word;
@@ -5357,33 +5346,34 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
   output o__valid;
   reg o__valid = 1'h0;
   reg [3:0] out_idx = 4'h0;
+  reg reading = 1'h0;
   input rst;
   wire rst;
   input start;
   wire start;
   reg [18:0] word = 19'h00000;
-  assign acc_addr = \$3  ? 8'h00 : addr;
-  assign \$1  = out_idx == 4'h9;
-  assign \$2  = lane == 1'h1;
-  assign \$3  = ! head_out_state;
-  assign \$4  = head_out_state == 1'h1;
-  assign \$5  = head_out_state == 2'h2;
-  assign \$6  = head_out_state == 2'h3;
-  assign \$7  = head_out_state == 3'h4;
-  assign \$8  = head_out_state == 3'h5;
-  assign \$10  = $signed(word) + $signed(11'h200);
-  assign \$12  = $signed(\$11 ) > $signed(8'h7f);
-  assign \$13  = $signed(word) + $signed(11'h200);
-  assign \$15  = $signed(\$14 ) < $signed(8'h80);
-  assign \$16  = $signed(word) + $signed(11'h200);
-  assign \$18  = \$15  ? 20'hfff80 : \$17 ;
-  assign \$19  = \$12  ? 20'h0007f : \$18 ;
-  assign \$20  = out_idx == 4'h9;
-  assign \$21  = out_idx + 1'h1;
-  assign \$22  = out_idx == 4'h9;
-  assign \$23  = lane == 1'h1;
-  assign \$24  = addr + 1'h1;
-  assign \$25  = lane + 1'h1;
+  assign acc_addr = reading ? addr : 8'h00;
+  assign \$1  = ! lane;
+  assign \$2  = ! head_out_state;
+  assign \$3  = head_out_state == 1'h1;
+  assign \$4  = head_out_state == 2'h2;
+  assign \$5  = head_out_state == 2'h3;
+  assign \$6  = head_out_state == 3'h4;
+  assign \$7  = head_out_state == 3'h5;
+  assign \$9  = $signed(word) + $signed(11'h200);
+  assign \$11  = $signed(\$10 ) > $signed(8'h7f);
+  assign \$12  = $signed(word) + $signed(11'h200);
+  assign \$14  = $signed(\$13 ) < $signed(8'h80);
+  assign \$15  = $signed(word) + $signed(11'h200);
+  assign \$17  = \$14  ? 20'hfff80 : \$16 ;
+  assign \$18  = \$11  ? 20'h0007f : \$17 ;
+  assign \$19  = out_idx == 4'h9;
+  assign \$20  = out_idx + 1'h1;
+  assign \$21  = lane == 1'h1;
+  assign \$22  = addr + 1'h1;
+  assign \$23  = lane + 1'h1;
+  assign \$24  = out_idx == 4'h9;
+  assign \$25  = ! lane;
   always @(posedge clk)
     out_idx <= \$26 ;
   always @(posedge clk)
@@ -5391,21 +5381,23 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
   always @(posedge clk)
     addr <= \$28 ;
   always @(posedge clk)
-    head_out_state <= \$29 ;
+    reading <= \$29 ;
   always @(posedge clk)
-    word <= \$30 ;
+    head_out_state <= \$30 ;
   always @(posedge clk)
-    o__payload <= \$31 ;
+    word <= \$31 ;
   always @(posedge clk)
-    o__valid <= \$32 ;
+    o__payload <= \$32 ;
+  always @(posedge clk)
+    o__valid <= \$33 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$9  = 19'h00000;
+    \$8  = 19'h00000;
     casez (lane)
       2'h0:
-          \$9  = acc_word[18:0];
+          \$8  = acc_word[18:0];
       2'h1:
-          \$9  = acc_word[37:19];
+          \$8  = acc_word[37:19];
     endcase
   end
   always @* begin
@@ -5424,7 +5416,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
           /* empty */;
       3'h5:
           if (o__ready) begin
-            if (\$1 ) begin
+            if (o__payload[8]) begin
               done = 1'h1;
             end
           end
@@ -5443,11 +5435,7 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            \$26  = \$21 [3:0];
-          end
+          \$26  = \$20 [3:0];
     endcase
     if (rst) begin
       \$26  = 4'h0;
@@ -5466,16 +5454,11 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$22 ) begin
-            end else if (\$23 ) begin
-              \$27  = 2'h0;
-            end else begin
-              \$27  = \$25 [1:0];
-            end
+          (* full_case = 32'd1 *)
+          if (\$21 ) begin
+            \$27  = 2'h0;
+          end else begin
+            \$27  = \$23 [1:0];
           end
     endcase
     if (rst) begin
@@ -5495,13 +5478,8 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            if (\$22 ) begin
-            end else if (\$23 ) begin
-              \$28  = \$24 [7:0];
-            end
+          if (\$21 ) begin
+            \$28  = \$22 [7:0];
           end
     endcase
     if (rst) begin
@@ -5510,39 +5488,62 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$29  = head_out_state;
+    \$29  = reading;
     casez (head_out_state)
       3'h0:
           if (start) begin
-            \$29  = 3'h1;
+            \$29  = 1'h1;
           end
       3'h1:
-          \$29  = 3'h2;
+          /* empty */;
       3'h2:
-          \$29  = 3'h3;
+          /* empty */;
       3'h3:
-          \$29  = 3'h4;
+          /* empty */;
       3'h4:
-          \$29  = 3'h5;
+          if (\$24 ) begin
+            \$29  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$30  = head_out_state;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$30  = 3'h1;
+          end
+      3'h1:
+          \$30  = 3'h2;
+      3'h2:
+          \$30  = 3'h3;
+      3'h3:
+          \$30  = 3'h4;
+      3'h4:
+          \$30  = 3'h5;
       3'h5:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$22 ) begin
-              \$29  = 3'h0;
-            end else if (\$23 ) begin
-              \$29  = 3'h1;
+            if (o__payload[8]) begin
+              \$30  = 3'h0;
+            end else if (\$25 ) begin
+              \$30  = 3'h1;
             end else begin
-              \$29  = 3'h3;
+              \$30  = 3'h3;
             end
           end
     endcase
     if (rst) begin
-      \$29  = 3'h0;
+      \$30  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$30  = word;
+    \$31  = word;
     casez (head_out_state)
       3'h0:
           /* empty */;
@@ -5551,15 +5552,15 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h2:
           /* empty */;
       3'h3:
-          \$30  = \$9 ;
+          \$31  = \$8 ;
     endcase
     if (rst) begin
-      \$30  = 19'h00000;
+      \$31  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = o__payload;
+    \$32  = o__payload;
     casez (head_out_state)
       3'h0:
           /* empty */;
@@ -5571,17 +5572,17 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
           /* empty */;
       3'h4:
         begin
-          \$31 [7:0] = \$19 [7:0];
-          \$31 [8] = \$20 ;
+          \$32 [7:0] = \$18 [7:0];
+          \$32 [8] = \$19 ;
         end
     endcase
     if (rst) begin
-      \$31  = 9'h000;
+      \$32  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$32  = o__valid;
+    \$33  = o__valid;
     casez (head_out_state)
       3'h0:
           /* empty */;
@@ -5592,23 +5593,23 @@ module \hwgen_digits_lstm_p2.head_output (clk, rst, acc_addr, start, acc_word, d
       3'h3:
           /* empty */;
       3'h4:
-          \$32  = 1'h1;
+          \$33  = 1'h1;
       3'h5:
           if (o__ready) begin
-            \$32  = 1'h0;
+            \$33  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$32  = 1'h0;
+      \$33  = 1'h0;
     end
   end
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
   assign \o__payload.data  = o__payload[7:0];
   assign \o__payload.last  = o__payload[8];
-  assign \$11  = { \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19:10] };
-  assign \$14  = { \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19:10] };
-  assign \$17  = { \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19:10] };
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
+  assign \$10  = { \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19:10] };
+  assign \$13  = { \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19:10] };
+  assign \$16  = { \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)

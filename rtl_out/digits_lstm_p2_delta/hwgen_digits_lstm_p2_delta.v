@@ -364,7 +364,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1030$7 (element__payload[82:7]),
+    .\port$1032$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -817,11 +817,11 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg [18:0] \$108 ;
   reg [18:0] \$109 ;
   wire \$11 ;
-  reg [18:0] \$110 ;
-  reg [18:0] \$111 ;
-  reg [18:0] \$112 ;
-  reg [18:0] \$113 ;
-  reg [82:0] \$114 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg [82:0] \$113 ;
+  reg \$114 ;
   wire \$12 ;
   wire \$13 ;
   wire [5:0] \$14 ;
@@ -909,13 +909,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg [4:0] \$89 ;
   wire \$9 ;
   reg \$90 ;
-  reg \$91 ;
-  reg \$92 ;
+  reg [1:0] \$91 ;
+  reg [6:0] \$92 ;
   reg \$93 ;
-  reg \$94 ;
-  reg [1:0] \$95 ;
-  reg [6:0] \$96 ;
-  reg \$97 ;
+  reg [18:0] \$94 ;
+  reg [18:0] \$95 ;
+  reg [18:0] \$96 ;
+  reg [18:0] \$97 ;
   reg [18:0] \$98 ;
   reg [18:0] \$99 ;
   reg \$signal  = 1'h0;
@@ -1049,55 +1049,55 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   always @(posedge clk)
     g_grp <= \$89 ;
   always @(posedge clk)
-    \$signal  <= \$90 ;
+    running <= \$90 ;
   always @(posedge clk)
-    i_bank <= \$91 ;
+    rd_q <= \$91 ;
   always @(posedge clk)
-    bank0_full <= \$92 ;
+    rd_addr <= \$92 ;
   always @(posedge clk)
-    bank1_full <= \$93 ;
+    finished <= \$93 ;
   always @(posedge clk)
-    running <= \$94 ;
+    gate0_0_0 <= \$94 ;
   always @(posedge clk)
-    rd_q <= \$95 ;
+    gate0_0_1 <= \$95 ;
   always @(posedge clk)
-    rd_addr <= \$96 ;
+    gate0_1_0 <= \$96 ;
   always @(posedge clk)
-    finished <= \$97 ;
+    gate0_1_1 <= \$97 ;
   always @(posedge clk)
-    gate0_0_0 <= \$98 ;
+    gate0_2_0 <= \$98 ;
   always @(posedge clk)
-    gate0_0_1 <= \$99 ;
+    gate0_2_1 <= \$99 ;
   always @(posedge clk)
-    gate0_1_0 <= \$100 ;
+    gate0_3_0 <= \$100 ;
   always @(posedge clk)
-    gate0_1_1 <= \$101 ;
+    gate0_3_1 <= \$101 ;
   always @(posedge clk)
-    gate0_2_0 <= \$102 ;
+    gate1_0_0 <= \$102 ;
   always @(posedge clk)
-    gate0_2_1 <= \$103 ;
+    gate1_0_1 <= \$103 ;
   always @(posedge clk)
-    gate0_3_0 <= \$104 ;
+    gate1_1_0 <= \$104 ;
   always @(posedge clk)
-    gate0_3_1 <= \$105 ;
+    gate1_1_1 <= \$105 ;
   always @(posedge clk)
-    gate1_0_0 <= \$106 ;
+    gate1_2_0 <= \$106 ;
   always @(posedge clk)
-    gate1_0_1 <= \$107 ;
+    gate1_2_1 <= \$107 ;
   always @(posedge clk)
-    gate1_1_0 <= \$108 ;
+    gate1_3_0 <= \$108 ;
   always @(posedge clk)
-    gate1_1_1 <= \$109 ;
+    gate1_3_1 <= \$109 ;
   always @(posedge clk)
-    gate1_2_0 <= \$110 ;
+    bank0_full <= \$110 ;
   always @(posedge clk)
-    gate1_2_1 <= \$111 ;
+    bank1_full <= \$111 ;
   always @(posedge clk)
-    gate1_3_0 <= \$112 ;
+    \$signal  <= \$112 ;
   always @(posedge clk)
-    gate1_3_1 <= \$113 ;
+    element__payload <= \$113 ;
   always @(posedge clk)
-    element__payload <= \$114 ;
+    i_bank <= \$114 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
@@ -1424,168 +1424,148 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = \$signal ;
+    \$90  = running;
     if (start) begin
-      \$90  = 1'h0;
-    end
-    if (running) begin
-      if (\$9 ) begin
-        if (\$20 ) begin
-          \$90  = \$21 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$90  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = i_bank;
-    if (start) begin
-      \$91  = 1'h0;
-    end
-    if (running) begin
-      if (\$29 ) begin
-        if (\$53 ) begin
-          \$91  = \$54 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$91  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = bank0_full;
-    if (start) begin
-      \$92  = 1'h0;
-    end
-    if (running) begin
-      if (\$9 ) begin
-        if (\$20 ) begin
-          casez (\$signal )
-            1'h0:
-                \$92  = 1'h1;
-          endcase
-        end
-      end
-      if (\$29 ) begin
-        if (\$53 ) begin
-          casez (i_bank)
-            1'h0:
-                \$92  = 1'h0;
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = bank1_full;
-    if (start) begin
-      \$93  = 1'h0;
-    end
-    if (running) begin
-      if (\$9 ) begin
-        if (\$20 ) begin
-          (* full_case = 32'd1 *)
-          casez (\$signal )
-            1'h0:
-                /* empty */;
-            1'h1:
-                \$93  = 1'h1;
-          endcase
-        end
-      end
-      if (\$29 ) begin
-        if (\$53 ) begin
-          (* full_case = 32'd1 *)
-          casez (i_bank)
-            1'h0:
-                /* empty */;
-            1'h1:
-                \$93  = 1'h0;
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$93  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = running;
-    if (start) begin
-      \$94  = 1'h1;
+      \$90  = 1'h1;
     end
     if (finished) begin
-      \$94  = 1'h0;
+      \$90  = 1'h0;
     end
     if (rst) begin
-      \$94  = 1'h0;
+      \$90  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = rd_q;
+    \$91  = rd_q;
     if (start) begin
-      \$95  = 2'h0;
+      \$91  = 2'h0;
     end
     if (running) begin
       if (gather_read0) begin
         (* full_case = 32'd1 *)
         if (\$1 ) begin
-          \$95  = 2'h0;
+          \$91  = 2'h0;
         end else begin
-          \$95  = \$4 [1:0];
+          \$91  = \$4 [1:0];
         end
       end
     end
     if (rst) begin
-      \$95  = 2'h0;
+      \$91  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = rd_addr;
+    \$92  = rd_addr;
     if (start) begin
-      \$96  = 7'h00;
+      \$92  = 7'h00;
     end
     if (running) begin
       if (gather_read0) begin
         (* full_case = 32'd1 *)
         if (\$1 ) begin
-          \$96  = \$3 [6:0];
+          \$92  = \$3 [6:0];
         end else begin
-          \$96  = \$5 [6:0];
+          \$92  = \$5 [6:0];
         end
       end
     end
     if (rst) begin
-      \$96  = 7'h00;
+      \$92  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = done;
+    \$93  = done;
     if (rst) begin
-      \$97  = 1'h0;
+      \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = gate0_0_0;
+    \$94  = gate0_0_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
           casez (act_q)
             3'h2:
+                \$94  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$94  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$95  = gate0_0_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                \$95  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$95  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$96  = gate0_1_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$96  = acc_word[18:0];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$96  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$97  = gate0_1_1;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$97  = acc_word[37:19];
+          endcase
+        end
+      end
+    end
+    if (rst) begin
+      \$97  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$98  = gate0_2_0;
+    if (running) begin
+      if (\$9 ) begin
+        if (\$11 ) begin
+          casez (act_q)
+            3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
                 \$98  = acc_word[18:0];
           endcase
         end
@@ -1597,12 +1577,16 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = gate0_0_1;
+    \$99  = gate0_2_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
           casez (act_q)
             3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
                 \$99  = acc_word[37:19];
           endcase
         end
@@ -1614,7 +1598,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = gate0_1_0;
+    \$100  = gate0_3_0;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1622,6 +1606,10 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
                 \$100  = acc_word[18:0];
           endcase
         end
@@ -1633,7 +1621,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = gate0_1_1;
+    \$101  = gate0_3_1;
     if (running) begin
       if (\$9 ) begin
         if (\$11 ) begin
@@ -1641,6 +1629,10 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
                 \$101  = acc_word[37:19];
           endcase
         end
@@ -1652,16 +1644,12 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = gate0_2_0;
+    \$102  = gate1_0_0;
     if (running) begin
       if (\$9 ) begin
-        if (\$11 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
                 \$102  = acc_word[18:0];
           endcase
         end
@@ -1673,16 +1661,12 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = gate0_2_1;
+    \$103  = gate1_0_1;
     if (running) begin
       if (\$9 ) begin
-        if (\$11 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
                 \$103  = acc_word[37:19];
           endcase
         end
@@ -1694,18 +1678,14 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = gate0_3_0;
+    \$104  = gate1_1_0;
     if (running) begin
       if (\$9 ) begin
-        if (\$11 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
                 \$104  = acc_word[18:0];
           endcase
         end
@@ -1717,18 +1697,14 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = gate0_3_1;
+    \$105  = gate1_1_1;
     if (running) begin
       if (\$9 ) begin
-        if (\$11 ) begin
+        if (\$12 ) begin
           casez (act_q)
             3'h2:
                 /* empty */;
             3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
                 \$105  = acc_word[37:19];
           endcase
         end
@@ -1740,12 +1716,16 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = gate1_0_0;
+    \$106  = gate1_2_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
                 \$106  = acc_word[18:0];
           endcase
         end
@@ -1757,12 +1737,16 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = gate1_0_1;
+    \$107  = gate1_2_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
           casez (act_q)
             3'h2:
+                /* empty */;
+            3'h3:
+                /* empty */;
+            3'h4:
                 \$107  = acc_word[37:19];
           endcase
         end
@@ -1774,7 +1758,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = gate1_1_0;
+    \$108  = gate1_3_0;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1782,6 +1766,10 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
                 \$108  = acc_word[18:0];
           endcase
         end
@@ -1793,7 +1781,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = gate1_1_1;
+    \$109  = gate1_3_1;
     if (running) begin
       if (\$9 ) begin
         if (\$12 ) begin
@@ -1801,6 +1789,10 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
             3'h2:
                 /* empty */;
             3'h3:
+                /* empty */;
+            3'h4:
+                /* empty */;
+            3'h5:
                 \$109  = acc_word[37:19];
           endcase
         end
@@ -1812,107 +1804,103 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = gate1_2_0;
+    \$110  = bank0_full;
     if (running) begin
       if (\$9 ) begin
-        if (\$12 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                \$110  = acc_word[18:0];
+        if (\$20 ) begin
+          casez (\$signal )
+            1'h0:
+                \$110  = 1'h1;
+          endcase
+        end
+      end
+      if (\$29 ) begin
+        if (\$53 ) begin
+          casez (i_bank)
+            1'h0:
+                \$110  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$110  = 19'h00000;
+      \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$111  = gate1_2_1;
+    \$111  = bank1_full;
     if (running) begin
       if (\$9 ) begin
-        if (\$12 ) begin
-          casez (act_q)
-            3'h2:
+        if (\$20 ) begin
+          (* full_case = 32'd1 *)
+          casez (\$signal )
+            1'h0:
                 /* empty */;
-            3'h3:
+            1'h1:
+                \$111  = 1'h1;
+          endcase
+        end
+      end
+      if (\$29 ) begin
+        if (\$53 ) begin
+          (* full_case = 32'd1 *)
+          casez (i_bank)
+            1'h0:
                 /* empty */;
-            3'h4:
-                \$111  = acc_word[37:19];
+            1'h1:
+                \$111  = 1'h0;
           endcase
         end
       end
     end
     if (rst) begin
-      \$111  = 19'h00000;
+      \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = gate1_3_0;
+    \$112  = \$signal ;
     if (running) begin
       if (\$9 ) begin
-        if (\$12 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$112  = acc_word[18:0];
-          endcase
+        if (\$20 ) begin
+          \$112  = \$21 ;
         end
       end
     end
     if (rst) begin
-      \$112  = 19'h00000;
+      \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = gate1_3_1;
-    if (running) begin
-      if (\$9 ) begin
-        if (\$12 ) begin
-          casez (act_q)
-            3'h2:
-                /* empty */;
-            3'h3:
-                /* empty */;
-            3'h4:
-                /* empty */;
-            3'h5:
-                \$113  = acc_word[37:19];
-          endcase
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$114  = element__payload;
+    \$113  = element__payload;
     if (running) begin
       if (\$29 ) begin
-        \$114 [25:7] = \$35 ;
-        \$114 [44:26] = \$40 ;
-        \$114 [63:45] = \$45 ;
-        \$114 [82:64] = \$50 ;
-        \$114 [5:0] = elem;
-        \$114 [6] = 1'h0;
+        \$113 [25:7] = \$35 ;
+        \$113 [44:26] = \$40 ;
+        \$113 [63:45] = \$45 ;
+        \$113 [82:64] = \$50 ;
+        \$113 [5:0] = elem;
+        \$113 [6] = 1'h0;
       end
     end
     if (rst) begin
-      \$114  = 83'h000000000000000000000;
+      \$113  = 83'h000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$114  = i_bank;
+    if (running) begin
+      if (\$29 ) begin
+        if (\$53 ) begin
+          \$114  = \$54 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 1'h0;
     end
   end
   always @* begin
@@ -1982,7 +1970,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1030$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1032$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2208,8 +2196,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1030$7 ;
-  wire [75:0] \port$1030$7 ;
+  input [75:0] \port$1032$7 ;
+  wire [75:0] \port$1032$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2235,22 +2223,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1030$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1032$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1030$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1032$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1030$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1032$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1030$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1032$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3064,10 +3052,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1030$7 [18:0];
-  assign acc1 = \port$1030$7 [37:19];
-  assign acc2 = \port$1030$7 [56:38];
-  assign acc3 = \port$1030$7 [75:57];
+  assign acc0 = \port$1032$7 [18:0];
+  assign acc1 = \port$1032$7 [37:19];
+  assign acc2 = \port$1032$7 [56:38];
+  assign acc3 = \port$1032$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -5252,36 +5240,37 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [19:0] \$10 ;
-  wire [19:0] \$11 ;
-  wire \$12 ;
+  wire \$11 ;
+  wire [19:0] \$12 ;
   wire [19:0] \$13 ;
-  wire [19:0] \$14 ;
-  wire \$15 ;
+  wire \$14 ;
+  wire [19:0] \$15 ;
   wire [19:0] \$16 ;
   wire [19:0] \$17 ;
   wire [19:0] \$18 ;
-  wire [19:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [4:0] \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire [7:0] \$24 ;
-  wire [2:0] \$25 ;
+  wire [4:0] \$20 ;
+  wire \$21 ;
+  wire [7:0] \$22 ;
+  wire [2:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
   reg [3:0] \$26 ;
   reg [1:0] \$27 ;
   reg [6:0] \$28 ;
-  reg [2:0] \$29 ;
+  reg \$29 ;
   wire \$3 ;
-  reg [18:0] \$30 ;
-  reg [8:0] \$31 ;
-  reg \$32 ;
+  reg [2:0] \$30 ;
+  reg [18:0] \$31 ;
+  reg [8:0] \$32 ;
+  reg \$33 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  reg [18:0] \$9 ;
+  reg [18:0] \$8 ;
+  wire [19:0] \$9 ;
   output [6:0] acc_addr;
   wire [6:0] acc_addr;
   input [37:0] acc_word;
@@ -5304,33 +5293,34 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
   output o__valid;
   reg o__valid = 1'h0;
   reg [3:0] out_idx = 4'h0;
+  reg reading = 1'h0;
   input rst;
   wire rst;
   input start;
   wire start;
   reg [18:0] word = 19'h00000;
-  assign acc_addr = \$3  ? 7'h00 : addr;
-  assign \$1  = out_idx == 4'h9;
-  assign \$2  = lane == 1'h1;
-  assign \$3  = ! head_out_state;
-  assign \$4  = head_out_state == 1'h1;
-  assign \$5  = head_out_state == 2'h2;
-  assign \$6  = head_out_state == 2'h3;
-  assign \$7  = head_out_state == 3'h4;
-  assign \$8  = head_out_state == 3'h5;
-  assign \$10  = $signed(word) + $signed(11'h200);
-  assign \$12  = $signed(\$11 ) > $signed(8'h7f);
-  assign \$13  = $signed(word) + $signed(11'h200);
-  assign \$15  = $signed(\$14 ) < $signed(8'h80);
-  assign \$16  = $signed(word) + $signed(11'h200);
-  assign \$18  = \$15  ? 20'hfff80 : \$17 ;
-  assign \$19  = \$12  ? 20'h0007f : \$18 ;
-  assign \$20  = out_idx == 4'h9;
-  assign \$21  = out_idx + 1'h1;
-  assign \$22  = out_idx == 4'h9;
-  assign \$23  = lane == 1'h1;
-  assign \$24  = addr + 1'h1;
-  assign \$25  = lane + 1'h1;
+  assign acc_addr = reading ? addr : 7'h00;
+  assign \$1  = ! lane;
+  assign \$2  = ! head_out_state;
+  assign \$3  = head_out_state == 1'h1;
+  assign \$4  = head_out_state == 2'h2;
+  assign \$5  = head_out_state == 2'h3;
+  assign \$6  = head_out_state == 3'h4;
+  assign \$7  = head_out_state == 3'h5;
+  assign \$9  = $signed(word) + $signed(11'h200);
+  assign \$11  = $signed(\$10 ) > $signed(8'h7f);
+  assign \$12  = $signed(word) + $signed(11'h200);
+  assign \$14  = $signed(\$13 ) < $signed(8'h80);
+  assign \$15  = $signed(word) + $signed(11'h200);
+  assign \$17  = \$14  ? 20'hfff80 : \$16 ;
+  assign \$18  = \$11  ? 20'h0007f : \$17 ;
+  assign \$19  = out_idx == 4'h9;
+  assign \$20  = out_idx + 1'h1;
+  assign \$21  = lane == 1'h1;
+  assign \$22  = addr + 1'h1;
+  assign \$23  = lane + 1'h1;
+  assign \$24  = out_idx == 4'h9;
+  assign \$25  = ! lane;
   always @(posedge clk)
     out_idx <= \$26 ;
   always @(posedge clk)
@@ -5338,21 +5328,23 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
   always @(posedge clk)
     addr <= \$28 ;
   always @(posedge clk)
-    head_out_state <= \$29 ;
+    reading <= \$29 ;
   always @(posedge clk)
-    word <= \$30 ;
+    head_out_state <= \$30 ;
   always @(posedge clk)
-    o__payload <= \$31 ;
+    word <= \$31 ;
   always @(posedge clk)
-    o__valid <= \$32 ;
+    o__payload <= \$32 ;
+  always @(posedge clk)
+    o__valid <= \$33 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$9  = 19'h00000;
+    \$8  = 19'h00000;
     casez (lane)
       2'h0:
-          \$9  = acc_word[18:0];
+          \$8  = acc_word[18:0];
       2'h1:
-          \$9  = acc_word[37:19];
+          \$8  = acc_word[37:19];
     endcase
   end
   always @* begin
@@ -5371,7 +5363,7 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
           /* empty */;
       3'h5:
           if (o__ready) begin
-            if (\$1 ) begin
+            if (o__payload[8]) begin
               done = 1'h1;
             end
           end
@@ -5390,11 +5382,7 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            \$26  = \$21 [3:0];
-          end
+          \$26  = \$20 [3:0];
     endcase
     if (rst) begin
       \$26  = 4'h0;
@@ -5413,16 +5401,11 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            (* full_case = 32'd1 *)
-            if (\$22 ) begin
-            end else if (\$23 ) begin
-              \$27  = 2'h0;
-            end else begin
-              \$27  = \$25 [1:0];
-            end
+          (* full_case = 32'd1 *)
+          if (\$21 ) begin
+            \$27  = 2'h0;
+          end else begin
+            \$27  = \$23 [1:0];
           end
     endcase
     if (rst) begin
@@ -5442,13 +5425,8 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
       3'h3:
           /* empty */;
       3'h4:
-          /* empty */;
-      3'h5:
-          if (o__ready) begin
-            if (\$22 ) begin
-            end else if (\$23 ) begin
-              \$28  = \$24 [6:0];
-            end
+          if (\$21 ) begin
+            \$28  = \$22 [6:0];
           end
     endcase
     if (rst) begin
@@ -5457,39 +5435,62 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$29  = head_out_state;
+    \$29  = reading;
     casez (head_out_state)
       3'h0:
           if (start) begin
-            \$29  = 3'h1;
+            \$29  = 1'h1;
           end
       3'h1:
-          \$29  = 3'h2;
+          /* empty */;
       3'h2:
-          \$29  = 3'h3;
+          /* empty */;
       3'h3:
-          \$29  = 3'h4;
+          /* empty */;
       3'h4:
-          \$29  = 3'h5;
+          if (\$24 ) begin
+            \$29  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$30  = head_out_state;
+    casez (head_out_state)
+      3'h0:
+          if (start) begin
+            \$30  = 3'h1;
+          end
+      3'h1:
+          \$30  = 3'h2;
+      3'h2:
+          \$30  = 3'h3;
+      3'h3:
+          \$30  = 3'h4;
+      3'h4:
+          \$30  = 3'h5;
       3'h5:
           if (o__ready) begin
             (* full_case = 32'd1 *)
-            if (\$22 ) begin
-              \$29  = 3'h0;
-            end else if (\$23 ) begin
-              \$29  = 3'h1;
+            if (o__payload[8]) begin
+              \$30  = 3'h0;
+            end else if (\$25 ) begin
+              \$30  = 3'h1;
             end else begin
-              \$29  = 3'h3;
+              \$30  = 3'h3;
             end
           end
     endcase
     if (rst) begin
-      \$29  = 3'h0;
+      \$30  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$30  = word;
+    \$31  = word;
     casez (head_out_state)
       3'h0:
           /* empty */;
@@ -5498,15 +5499,15 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
       3'h2:
           /* empty */;
       3'h3:
-          \$30  = \$9 ;
+          \$31  = \$8 ;
     endcase
     if (rst) begin
-      \$30  = 19'h00000;
+      \$31  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = o__payload;
+    \$32  = o__payload;
     casez (head_out_state)
       3'h0:
           /* empty */;
@@ -5518,17 +5519,17 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
           /* empty */;
       3'h4:
         begin
-          \$31 [7:0] = \$19 [7:0];
-          \$31 [8] = \$20 ;
+          \$32 [7:0] = \$18 [7:0];
+          \$32 [8] = \$19 ;
         end
     endcase
     if (rst) begin
-      \$31  = 9'h000;
+      \$32  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$32  = o__valid;
+    \$33  = o__valid;
     casez (head_out_state)
       3'h0:
           /* empty */;
@@ -5539,23 +5540,23 @@ module \hwgen_digits_lstm_p2_delta.head_output (clk, rst, acc_addr, start, acc_w
       3'h3:
           /* empty */;
       3'h4:
-          \$32  = 1'h1;
+          \$33  = 1'h1;
       3'h5:
           if (o__ready) begin
-            \$32  = 1'h0;
+            \$33  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$32  = 1'h0;
+      \$33  = 1'h0;
     end
   end
-  assign \acc_word[0]  = acc_word[18:0];
-  assign \acc_word[1]  = acc_word[37:19];
   assign \o__payload.data  = o__payload[7:0];
   assign \o__payload.last  = o__payload[8];
-  assign \$11  = { \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19], \$10 [19:10] };
-  assign \$14  = { \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19], \$13 [19:10] };
-  assign \$17  = { \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19], \$16 [19:10] };
+  assign \acc_word[0]  = acc_word[18:0];
+  assign \acc_word[1]  = acc_word[37:19];
+  assign \$10  = { \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19], \$9 [19:10] };
+  assign \$13  = { \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19], \$12 [19:10] };
+  assign \$16  = { \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19], \$15 [19:10] };
 endmodule
 
 (* generator = "Amaranth" *)
