@@ -39,7 +39,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fanout import copied, copies, copy_groups, group_of
+from .fanout import copied, copies, copy_groups, group_of, spread
 
 #: Beats a bank holds (P/E) up to which the issue engine picks its lane from both banks.
 PICK_LANES_UP_TO = 8
@@ -295,12 +295,17 @@ class ActivateEngine(wiring.Component):
         as their last word is captured."""
         E, P = self.units, self.lanes
         valid, gate, bank_of, last = read, rd_q, read_bank, read_last
+        # the read as the capture registers' region copies take it, an edge before the
+        # capture (`spread`: one decode into 32 copies over the device was a 16 ns net at
+        # 128 lanes)
+        assert GATHER_CAPTURE >= 2
         for i in range(GATHER_CAPTURE - 1):
             later = (Signal(name=f"gather_read_d{i}"), Signal.like(rd_q, name=f"gather_q_d{i}"),
                      Signal(name=f"gather_bank_d{i}"), Signal(name=f"gather_last_d{i}"))
             m.d.sync += [later[0].eq(valid), later[1].eq(gate), later[2].eq(bank_of)]
             if read_last is not None:
                 m.d.sync += later[3].eq(valid & last)
+            read_before_capture = (valid, gate, bank_of)
             valid, gate, bank_of, last = later
         if read_last is not None:
             completes, completes_bank = Signal(name="fill_completes"), Signal(name="fill_bank")
@@ -317,7 +322,9 @@ class ActivateEngine(wiring.Component):
                          in zip(shifts, self._full_copies, self._i_bank_copies)]
             for q, word in enumerate(bank):
                 captures = copies(1, P, f"capture{b}_{q}", per=BANK_LANES_PER_COPY)
-                m.d.sync += [c.eq(valid & (gate == q) & (bank_of == b)) for c in captures]
+                r_valid, r_gate, r_bank = read_before_capture
+                spread(m, captures, r_valid & (r_gate == q) & (r_bank == b),
+                       per=BANK_LANES_PER_COPY)
                 for n in range(P):
                     group = group_of(n, BANK_LANES_PER_COPY)
                     with m.If(captures[group]):

@@ -31,10 +31,11 @@ this step's ACTIVATE): `acc_word` holds the word read at `read_addr` two edges e
 Above `fanout.LANES_PER_COPY` lanes the registers that steer every lane (the base pick, its
 forward flag, the alignment shift) and the multipliers' common operand (the delta) are
 copied per group of lanes (the base pick decided two stages early into one register, then
-copied per group, then per `PICK_LANES`), and the bias and accumulator memories are slices
-of a group each (the accumulators of `ACC_SLICE_LANES`, each read and written at its own
-copies of the addresses and write enable), addressed by copies of the stage registers: no
-one control net reaches every lane (`hwgen.rtl.fanout`).
+copied per region of `fanout.REGION_LANES`, then per `PICK_LANES`), and the bias and
+accumulator memories are slices of a group each (the accumulators of `ACC_SLICE_LANES`, each
+read and written at its own copies of the addresses and write enable), addressed by copies
+of the stage registers. Each copy is taken from its region's copy of the stage before
+(`fanout.spread`): no one control net reaches every lane (`hwgen.rtl.fanout`).
 
 Narrow weights share a multiplier two lanes at a time (`pairs_products`). Every lane
 multiplies the same delta d, so one product of the packed operand w_hi * 2^s + w_lo holds
@@ -56,7 +57,8 @@ from amaranth.lib.wiring import In, Out
 
 from .. import registered_product
 from .arith import two_edge_product
-from .fanout import LANES_PER_COPY, copied, copies, copy_groups, group_of
+from .fanout import (LANES_PER_COPY, REGION_LANES, copied, copies, copy_groups, group_of,
+                     spread)
 from .plan import WEIGHT_BEAT
 from .rom import (LATENCY as ROM_LATENCY, BankedROM, LoadedRAM, address_copies,
                   shallow_attrs)
@@ -263,7 +265,7 @@ class MacArray(wiring.Component):
             deltas = [s1b.issue.delta]
         else:   # the multipliers' common operand, a copy per lane group, set as s1b is
             deltas = copies(signed(self.delta_width), P, "delta")
-            m.d.sync += [d.eq(s1a.issue.delta) for d in deltas]
+            spread(m, deltas, (s1r if s1r is not None else s1).issue.delta)
         self._multiply(m, w_rom.data, deltas, prods)
         m.d.sync += [s2.valid.eq(before_s2.valid), s2.acc_addr.eq(before_s2.issue.acc_addr),
                      s2.bias.eq(before_s2.issue.bias), s2.shift.eq(before_s2.issue.shift)]
@@ -271,8 +273,8 @@ class MacArray(wiring.Component):
             m.d.comb += [b_rd.addr.eq(s1b.issue.b_addr), acc_rd.addr.eq(s1b.issue.acc_addr),
                          out_rd.addr.eq(self.read_addr)]
         else:   # each slice's address register, set as s1c is
-            m.d.sync += [*(a.eq(s1b.issue.b_addr) for a in b_rd.addr),
-                         *(a.eq(s1b.issue.acc_addr) for a in acc_rd.addr)]
+            spread(m, b_rd.addr, s1a.issue.b_addr)
+            spread(m, acc_rd.addr, s1a.issue.acc_addr, per=ACC_SLICE_LANES)
 
         # stage 3: register the accumulator and bias words and align the products (block
         # RAM output straight into the adder would be the longest path)
@@ -318,23 +320,24 @@ class MacArray(wiring.Component):
         else:
             # s1b decides (the pipeline never stalls: the updates a stage ahead of s1b are
             # those ahead of s2 two cycles later) into one register, copied a cycle later
-            # per lane group (`next_pick`), and each `PICK_LANES` lanes take their own copy
+            # per region (`next_pick`), and each `PICK_LANES` lanes take their own copy
             # of that as s2 would have decided. The decision's compares straight into the
             # group copies spread over the array were the longest path at 128 lanes, and
-            # the decode of one copy for 8 lanes' base multiplexers before that
+            # the decode of one copy for 8 lanes' base multiplexers before that; then the
+            # decision into 16 group copies (17.6 ns of routing)
             assert delayed and two_edge_product
             decision = Signal(range(n_picks), name="pick_decision")
             decided, pick_lanes = [decision], PICK_LANES
-            next_picks = copies(range(n_picks), P, "next_pick")
+            next_picks = copies(range(n_picks), P, "next_pick", per=REGION_LANES)
             m.d.sync += [c.eq(decision) for c in next_picks]
             picks = copies(range(n_picks), P, "pick", per=PICK_LANES)
             fwd1s = copies(1, P, "fwd1", per=PICK_LANES)
-            m.d.sync += [pick.eq(next_picks[group_of(i * PICK_LANES)])
+            m.d.sync += [pick.eq(next_picks[group_of(i * PICK_LANES, REGION_LANES)])
                          for i, pick in enumerate(picks)]
             in_s1c = SimpleNamespace(valid=s1c.valid, acc_addr=s1c.issue.acc_addr)
             deciding, ahead = s1b.issue, (in_s1c, s2, s3, s4)
             aligns = copies(range(len(self.shifts)), P, "align")
-            m.d.sync += [a.eq(s1c.issue.shift) for a in aligns]
+            spread(m, aligns, s1b.issue.shift)
         # the sums made in s4: written now, or registered (`last_sum`) and written next cycle
         sums = Signal.like(acc_wr.data, name="sums") if delayed else acc_wr.data
         last_sum = Signal.like(acc_wr.data, name="last_sum")
@@ -344,10 +347,10 @@ class MacArray(wiring.Component):
                      *(fwd1.eq(pick == FWD1) for fwd1, pick in zip(fwd1s, picks))]
         if groups == 1:
             m.d.comb += [acc_wr.addr.eq(s4.acc_addr), acc_wr.en.eq(s4.valid)]
-        else:   # each slice's write address and enable, set as the written stage is
-            written = s4 if delayed else s3
-            m.d.sync += [*(a.eq(written.acc_addr) for a in acc_wr.addr),
-                         *(e.eq(written.valid) for e in acc_wr.en)]
+        else:   # each slice's write address and enable, set as s4 is (the written stage)
+            assert delayed
+            spread(m, acc_wr.addr, s3.acc_addr, per=ACC_SLICE_LANES)
+            spread(m, acc_wr.en, s3.valid, per=ACC_SLICE_LANES)
         bases = [bias_q, acc_q, last_sum, last_sum2, acc_q]
         if delayed:
             last_sum3 = Signal.like(acc_wr.data, name="last_sum3")
