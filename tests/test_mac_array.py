@@ -4,7 +4,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from stream_helpers import stream_put
-from hwgen.rtl.fanout import copy_groups, group_of
+from hwgen.rtl.fanout import LANES_PER_COPY, REGION_LANES, copy_groups, group_of
 from hwgen.rtl.mac_array import ACC_SLICE_LANES, PICK_LANES, MacArray, pipeline_depth
 
 W_WIDTH, ACC_WIDTH, DELTA_WIDTH, SHIFTS = 6, 24, 9, (0, 2, 5)
@@ -103,12 +103,14 @@ def test_wide_weights_keep_a_multiplier_per_lane():
                     SHIFTS).multipliers == 3
 
 
-@pytest.mark.parametrize("lanes,groups", [(8, 1), (19, 3)])   # the last group of 3 lanes
+@pytest.mark.parametrize("lanes,groups", [(8, 1), (19, 3), (70, 9)])   # last groups of 3, 6
 def test_lane_steering_registers_are_copied_per_group(lanes, groups):
     """Above `LANES_PER_COPY` lanes the base pick as decided, the alignment shift, the
     multipliers' delta and the addresses (and write enable) of the bias and accumulator
     slices (the datapath's read address too) are registers copied per group of lanes, the
-    base pick and its forward flag per `PICK_LANES`, marked for synthesis to keep apart."""
+    base pick and its forward flag per `PICK_LANES`, marked for synthesis to keep apart;
+    the group copies are set from a copy per `REGION_LANES` (`spread`), the pick's from
+    its copies per region."""
     import re
     from amaranth.back import verilog
     from amaranth.hdl import Value
@@ -119,16 +121,22 @@ def test_lane_steering_registers_are_copied_per_group(lanes, groups):
         dut.issue.valid, dut.issue.payload.as_value(), Value.cast(dut.read_addr),
         dut.acc_word.as_value(),
         dut.idle])
-    copies = {(name, str(g)) for name in ("next_pick", "align", "b_rd_addr", "delta")
-              for g in range(groups)}
+
+    def numbered(names, n):   # the names `copies` gives n copies (none for one)
+        return {(name, str(k)) for name in names for k in range(n)} if n > 1 else set()
+
+    slices = copy_groups(lanes, ACC_SLICE_LANES)
+    copies = numbered(("align", "b_rd_addr", "delta"), groups)
+    copies |= numbered(("align_r", "b_rd_addr_r", "delta_r"),
+                       copy_groups(groups * LANES_PER_COPY, REGION_LANES))
+    copies |= numbered(("next_pick",), copy_groups(lanes, REGION_LANES))
     # the base pick and its forward flag: a copy beside each few lanes' multiplexers
-    copies |= {(name, str(k)) for name in ("pick", "fwd1")
-               for k in range(copy_groups(lanes, PICK_LANES))}
+    copies |= numbered(("pick", "fwd1"), copy_groups(lanes, PICK_LANES))
     # the accumulator slices' addresses and write enable (the datapath's read address too):
     # registers beside each slice
-    copies |= {(name, str(k)) for name in ("out_rd_addr", "acc_rd_addr", "acc_wr_addr",
-                                           "acc_wr_en")
-               for k in range(copy_groups(lanes, ACC_SLICE_LANES))}
+    copies |= numbered(("out_rd_addr", "acc_rd_addr", "acc_wr_addr", "acc_wr_en"), slices)
+    copies |= numbered(("acc_rd_addr_r", "acc_wr_addr_r", "acc_wr_en_r"),
+                       copy_groups(slices * ACC_SLICE_LANES, REGION_LANES))
     named = set(re.findall(r"\b(\w+)_c(\d+)\b", text))
     if groups == 1:
         assert not named and COPY_ATTR not in text
