@@ -305,7 +305,7 @@ class ActivateEngine(wiring.Component):
             m.d.sync += [later[0].eq(valid), later[1].eq(gate), later[2].eq(bank_of)]
             if read_last is not None:
                 m.d.sync += later[3].eq(valid & last)
-            read_before_capture = (valid, gate, bank_of)
+            early_valid, early_gate, early_bank = valid, gate, bank_of
             valid, gate, bank_of, last = later
         if read_last is not None:
             completes, completes_bank = Signal(name="fill_completes"), Signal(name="fill_bank")
@@ -322,8 +322,7 @@ class ActivateEngine(wiring.Component):
                          in zip(shifts, self._full_copies, self._i_bank_copies)]
             for q, word in enumerate(bank):
                 captures = copies(1, P, f"capture{b}_{q}", per=BANK_LANES_PER_COPY)
-                r_valid, r_gate, r_bank = read_before_capture
-                spread(m, captures, r_valid & (r_gate == q) & (r_bank == b),
+                spread(m, captures, early_valid & (early_gate == q) & (early_bank == b),
                        per=BANK_LANES_PER_COPY)
                 for n in range(P):
                     group = group_of(n, BANK_LANES_PER_COPY)

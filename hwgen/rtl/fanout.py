@@ -18,8 +18,8 @@ from ..design_folder import COPY_ATTR
 
 #: Lanes that one copy of a lane-steering register drives.
 LANES_PER_COPY = 8
-#: Lanes of one region of a two-level tree of copies (`spread`): the first level's copy
-#: sits in the middle of its region, so neither edge crosses more than about half the array.
+#: Lanes of one region of a two-level tree of copies (`spread`): a region's copy drives only
+#: its region's copies, so no one net need cross the whole array.
 REGION_LANES = 32
 assert REGION_LANES % LANES_PER_COPY == 0   # a region takes whole lane groups
 
@@ -48,8 +48,8 @@ def spread(m, leaves: list[Signal], early, per: int = LANES_PER_COPY) -> None:
     """Set `leaves` (the copies of a register, one per `per` lanes: `copies`) as that register
     would be set from `early`, over two edges: a copy of `early` per `REGION_LANES` lanes
     (``<leaf name>_rN``), then each leaf from its region's copy. One register into its 64
-    copies over the ECP5-85F at 128 lanes was a net of 14-18 ns; a region's copy is placed
-    amid its lanes, so no net crosses more than a region and the way to it."""
+    copies over the ECP5-85F at 128 lanes was a net of 14-18 ns. Where the placer puts a
+    region's copy is its own choice (docs/hardware.md: the longest fell to 14.7 ns)."""
     name = leaves[0].name.rsplit("_c", 1)[0] if len(leaves) > 1 else leaves[0].name
     shape = Shape.cast(leaves[0].shape())
     regions = copies(shape, len(leaves) * per, f"{name}_r", per=REGION_LANES)
