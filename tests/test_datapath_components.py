@@ -26,7 +26,7 @@ from hwgen.fixed import requantize
 from hwgen.frontend import from_torch
 from hwgen.quant import QuantConfig, quantize_model
 from hwgen.rtl.activate import (GATHER_CAPTURE, PICK_LANES_UP_TO, ActivateEngine, activate_layers,
-                                issue_cycles, shifts_banks)
+                                issue_cycles, shifts_banks, start_delay)
 from hwgen.rtl.head_output import HeadOutput, output_cycles
 from hwgen.rtl.mac_array import issue_layout
 from hwgen.rtl.matrix import (ENCODER_LATENCY, ISSUER_LATENCY, ColumnEncoder, MacIssuer,
@@ -434,7 +434,8 @@ def check_activate(layers, lanes, sequence, acc, trace, units=1, banks=None):
             assert edges == list(range(edges[0], edges[0] + len(beats)))
         done = [n for n in span if trace[n]["done"]]
         assert len(done) == 1 and done[0] + 1 == beats[-1][0]
-        assert done[0] - span[0] == issue_cycles(lay.hidden, lanes, lay.n_blocks, units), \
+        assert (done[0] - span[0]
+                == start_delay(lanes) + issue_cycles(lay.hidden, lanes, lay.n_blocks, units)), \
             f"H={lay.hidden} P={lanes} blocks={lay.n_blocks} E={units}"
 
 

@@ -182,7 +182,7 @@ def test_narrow_weights_on_a_wide_array_bit_exact_with_the_modelled_cycles(rng):
     assert step_cycles(acc, xq[:1], "last", 3) == cycle_model(acc.plan, 5)["per_step"]
 
 
-@pytest.mark.parametrize("inputs,hidden,lanes", [(16, 64, 32), (40, 96, 64), (12, 40, 128)])
+@pytest.mark.parametrize("inputs,hidden,lanes", [(16, 64, 32), (40, 96, 64), (13, 40, 128)])
 def test_overlapping_design_takes_the_fewest_units_that_hide_activate(inputs, hidden, lanes,
                                                                      rng):
     """Where steps overlap, ACTIVATE hides under the next step's input columns: more units

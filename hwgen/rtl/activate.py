@@ -30,6 +30,11 @@ capture from the gather state, as before. There too the issue engine's decision 
 ends its row group (which clears a bank flag and all its copies) is a register,
 `last_beat`, set a beat ahead: the element count's compare behind it was the 64-lane
 design's longest path (the count -> its compare -> the bank flags, 59 columns away).
+
+Above one region of lanes (`fanout.REGION_LANES`) the engine takes `start` a cycle late
+(`start_delay`): the sequencer's decode of `start` went straight into the read-address
+copies of every slice (the 128-lane design's longest path, 11.5 ns with its lanes placed by
+region); a copy of `start` and of the layer's first read address per region take it instead.
 """
 from __future__ import annotations
 
@@ -39,7 +44,8 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fanout import copied, copies, copy_groups, group_of, spread
+from .fanout import (LANES_PER_COPY, REGION_LANES, copied, copies, copy_groups,
+                     group_of, spread)
 
 #: Beats a bank holds (P/E) up to which the issue engine picks its lane from both banks.
 PICK_LANES_UP_TO = 8
@@ -47,6 +53,13 @@ PICK_LANES_UP_TO = 8
 #: each copy's enable reaches those lanes' gate words (4 lanes x 4 gates x ~20 bits), and
 #: at 8 lanes a copy that net was the 128-lane design's longest path (8.9 ns of routing).
 BANK_LANES_PER_COPY = 4
+
+
+def start_delay(lanes: int, filled: bool = False) -> int:
+    """Edges from `start` to the engine's first step beyond one: 1 above one region of
+    lanes (module docstring), where the banks are gathered (a filled engine starts with its
+    producer)."""
+    return int(copy_groups(lanes, REGION_LANES) > 1 and not filled)
 
 
 def shifts_banks(lanes: int, units: int) -> bool:
@@ -66,7 +79,8 @@ def gather_cycles(n_blocks: int) -> int:
 
 
 def issue_cycles(hidden: int, lanes: int, n_blocks: int, units: int = 1) -> int:
-    """Cycles from `start` to `done` (the last element issued), inclusive, of the engine.
+    """Cycles from `start` to `done` (the last element issued), inclusive, of the engine
+    (`start_delay` more above one region of lanes).
 
     The gather engine fills one of two banks with a row group's gate words
     (`gather_cycles`; the next group's reads start one or two cycles early when its bank is
@@ -140,9 +154,9 @@ class ActivateEngine(wiring.Component):
 
     Members
     -------
-    start : In(1)   layer `sel` begins next cycle and runs until `finished` (the engine
-        keeps its own running flag, so that its control does not wait on the sequencer's
-        state)
+    start : In(1)   layer `sel` begins next cycle (`start_delay` cycles later) and runs until
+        `finished` (the engine keeps its own running flag, so that its control does not wait
+        on the sequencer's state)
     sel : In(range(layers))   the layer to begin, read with `start` (and kept in a register)
     bank : In(1)   its accumulator bank (a layer with two), read with `start`
     acc_addr : Out   accumulator word to read (0 when idle: the read port is shared); above
@@ -174,6 +188,7 @@ class ActivateEngine(wiring.Component):
         self.capture_registered = self.shifting or copy_groups(lanes) > 1 or filled
         # the issue engine's "this beat ends the row group" from a register (module docstring)
         self.last_beat_registered = copy_groups(lanes) > 1
+        self.start_registered = start_delay(lanes, filled) > 0
         self.layout = element_layout(layers, acc_width, units)
         members = {
             "start": In(1), "sel": In(range(len(layers))), "bank": In(1),
@@ -224,13 +239,31 @@ class ActivateEngine(wiring.Component):
         # a copy for each slice of the accumulator memory, each gated by a copy of `running`
         # (above 8 lanes), so that no one address net reaches every slice
         rd_addr = copies(range(self.acc_addr_depth), P, "rd_addr")
+        start, sel, bank = self.start, self.sel, self.bank
+        if self.start_registered:
+            # `start` a cycle late (module docstring): the engine's own registers take a
+            # copy, each region's read-address copies their region's copy of it and of the
+            # layer's first read
+            start, sel = Signal(name="start_q"), Signal.like(sel, name="sel_q")
+            bank = Signal(name="bank_q")
+            m.d.sync += [start.eq(self.start), sel.eq(self.sel), bank.eq(self.bank)]
+            region_starts = copies(1, P, "start_r", per=REGION_LANES)
+            region_bases = copies(range(self.acc_addr_depth), P, "first_read_r",
+                                  per=REGION_LANES)
+            m.d.sync += [s.eq(self.start) for s in region_starts]
+            m.d.sync += [b.eq(self._first_read(self.sel, self.bank)) for b in region_bases]
+            region = [group_of(g * LANES_PER_COPY, REGION_LANES) for g in range(len(rd_addr))]
+            copy_starts = [region_starts[r] for r in region]
+        else:
+            copy_starts = [start] * len(rd_addr)
         if self.filled:
             pass   # no reads: `acc_addr` stays 0
         elif len(rd_addr) == 1:
             m.d.comb += self.acc_addr.eq(Mux(running, rd_addr[0], 0))
         else:
             reading = copies(1, P, "reading")   # each set as `running` is
-            m.d.sync += [on.eq((self.start | on) & ~self.finished) for on in reading]
+            m.d.sync += [on.eq((s | on) & ~self.finished)
+                         for on, s in zip(reading, copy_starts)]
             m.d.comb += [self.acc_addr[g].eq(Mux(on, addr, 0))
                          for g, (on, addr) in enumerate(zip(reading, rd_addr))]
         # the shifting banks' flags again, a copy per lane group (module docstring)
@@ -244,19 +277,22 @@ class ActivateEngine(wiring.Component):
         # fills next equal to the one it issues next, as reset leaves them (`start` drove
         # every copy's clock enable: one net across the device, the 128-lane design's
         # longest path with the sequencer's decode in front of it).
-        with m.If(self.start):
-            m.d.sync += [layer.eq(self.sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
+        with m.If(start):
+            m.d.sync += [layer.eq(sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
                          early.eq(0), g_grp.eq(0), running.eq(1), rd_q.eq(0)]
-            with m.Switch(self.sel):
+            with m.Switch(sel):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
                         if self.last_beat_registered:
                             m.d.sync += last_beat.eq(self._ends_group(lay, 0, 0))
-                        if not self.filled:   # the gather's first read address
-                            base = lay.acc_base
-                            if lay.acc_bank_stride:
-                                base = Mux(self.bank, base + lay.acc_bank_stride, base)
-                            m.d.sync += [a.eq(base) for a in rd_addr]
+                        if not self.filled and not self.start_registered:
+                            # the gather's first read address
+                            m.d.sync += [a.eq(self._layer_first_read(lay, bank))
+                                         for a in rd_addr]
+        if self.start_registered:
+            for a, s, r in zip(rd_addr, copy_starts, region):
+                with m.If(s):
+                    m.d.sync += a.eq(region_bases[r])
         m.d.sync += self.finished.eq(self.done)
         with m.If(self.finished):
             m.d.sync += running.eq(0)
@@ -277,6 +313,20 @@ class ActivateEngine(wiring.Component):
         elif self.capture_registered:
             self._banks(m, gate_regs, gate_read, rd_q, read_bank)
         return m
+
+    def _first_read(self, sel, bank):
+        """The accumulator word the gather reads first for layer `sel` in bank `bank`."""
+        first = 0
+        for k, lay in enumerate(self.layers):
+            base = self._layer_first_read(lay, bank)
+            first = base if k == 0 else Mux(sel == k, base, first)
+        return first
+
+    @staticmethod
+    def _layer_first_read(lay, bank):
+        """The word the gather reads first for layer `lay` in bank `bank`."""
+        base = lay.acc_base
+        return Mux(bank, base + lay.acc_bank_stride, base) if lay.acc_bank_stride else base
 
     def _set_full(self, full, bank, value) -> list:
         """Set bank `bank`'s full flag and its copies."""

@@ -20,7 +20,7 @@ layer 0 instead, its pass visits one input column, the token's.
 from __future__ import annotations
 
 from ..cells import get_cell
-from .activate import issue_cycles
+from .activate import issue_cycles, start_delay
 from .elementwise import latency as elementwise_latency
 from .head_output import output_cycles
 from .mac_array import pipeline_depth, product_delay
@@ -49,8 +49,9 @@ def activate_cycles(lp: LayerPlan, lanes: int, units: int = 1) -> int:
 
 
 def activate_cycles_of(cell: str, hidden: int, lanes: int, units: int) -> int:
-    """`activate_cycles` of a layer of `cell` with `hidden` elements."""
-    return (issue_cycles(hidden, lanes, get_cell(cell).n_blocks, units) + ELEMENT_REGISTER
+    """`activate_cycles` of a layer of `cell` with `hidden` elements (gathered, not filled)."""
+    return (start_delay(lanes) + issue_cycles(hidden, lanes, get_cell(cell).n_blocks, units)
+            + ELEMENT_REGISTER
             + elementwise_latency(cell, product_delay(lanes) > 0) + STATE_WRITE)
 
 

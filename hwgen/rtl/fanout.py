@@ -48,8 +48,8 @@ def spread(m, leaves: list[Signal], early, per: int = LANES_PER_COPY) -> None:
     """Set `leaves` (the copies of a register, one per `per` lanes: `copies`) as that register
     would be set from `early`, over two edges: a copy of `early` per `REGION_LANES` lanes
     (``<leaf name>_rN``), then each leaf from its region's copy. One register into its 64
-    copies over the ECP5-85F at 128 lanes was a net of 14-18 ns. Where the placer puts a
-    region's copy is its own choice (docs/hardware.md: the longest fell to 14.7 ns)."""
+    copies over the ECP5-85F at 128 lanes was a net of 14-18 ns. A region's copy is near its
+    lanes only where they sit together: `hwgen.synth.floorplan` pins them so on the ECP5-85F."""
     name = leaves[0].name.rsplit("_c", 1)[0] if len(leaves) > 1 else leaves[0].name
     shape = Shape.cast(leaves[0].shape())
     regions = copies(shape, len(leaves) * per, f"{name}_r", per=REGION_LANES)

@@ -86,12 +86,15 @@ class HeadOutput(wiring.Component):
             else:
                 # a P-to-1 multiplexer across the device in one cycle was the 64-lane
                 # design's longest path: each lane group picks its lane, then the group
+                # Each group's pick is taken every cycle, not only in LATCH: PICK reads the
+                # one LATCH took, and the state's decode into every pick's enable crossed
+                # the device (the 128-lane design's longest path, 11.7 ns).
                 near = [Signal.like(word, name=f"near{g}") for g in range(len(addr))]
+                for g, (pick, offset) in enumerate(zip(near, offsets)):
+                    group = [self.acc_word[n] for n in range(g * LANES_PER_COPY,
+                                                             min(P, (g + 1) * LANES_PER_COPY))]
+                    m.d.sync += pick.eq(Array(group)[offset])
                 with m.State("LATCH"):
-                    for g, (pick, offset) in enumerate(zip(near, offsets)):
-                        group = [self.acc_word[n] for n in range(g * LANES_PER_COPY,
-                                                                 min(P, (g + 1) * LANES_PER_COPY))]
-                        m.d.sync += pick.eq(Array(group)[offset])
                     m.next = "PICK"
                 with m.State("PICK"):
                     m.d.sync += word.eq(Array(near)[lane >> (LANES_PER_COPY.bit_length() - 1)])

@@ -12,6 +12,7 @@ from ..design_folder import COPY_ATTR, SHALLOW_ATTR, build_dir
 from .block_ram_registers import absorb_in_file, param_int
 from .design import Design, load_design
 from .errors import SynthError
+from .floorplan import place_in_file
 from .pins import SHELL_TOP, gowin_cst, pin_shell_verilog
 from .reports import (bel_demand, cell_counts, critical_paths, fmax_of, overflowed_bel,
                       performance, read_pnr_report)
@@ -503,7 +504,10 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
             on an ECP5 (else None): ``ports``, the block RAM read ports given their own
             output register, and ``registers``, the flip-flops that moved into them
             (`hwgen.synth.block_ram_registers`; ``resources`` counts FFs without them).
-        ``estimate``, ``note``
+        ``floorplan``
+            on the ECP5-85F, a design of more than one region of lanes (else None): the
+            lanes' multipliers pinned in lane order (`hwgen.synth.floorplan.place_lanes`).
+        ``estimate``, ``note
             True for a synthesis-only target (xc7), and what to know about the target.
         ``cells``, ``pnr_utilization``, ``pin_shell``, ``bitstream``, ``stage_seconds``,
         ``wall_seconds``, ``out_dir``
@@ -546,11 +550,13 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
     else:
         counts, memory_mapping = _yosys_block_ram(design, tgt, top, sources, out, progress,
                                                   seconds)
-    bram_registers = None
+    bram_registers = floorplan = None
     if tgt.family == "ecp5" and tgt.pnr is not None:
         # the register after each block RAM read into the block (`block_ram_registers`)
         bram_registers = absorb_in_file(out / "netlist.json")
         counts["TRELLIS_FF"] = counts.get("TRELLIS_FF", 0) - bram_registers["registers"]
+        # the lanes' multipliers pinned in lane order, a region together (`floorplan`)
+        floorplan = place_in_file(out / "netlist.json", tgt.name)
     pnr, no_room, seed, fmax_by_seed = (None, None, None, {})
     if tgt.pnr is not None:
         pnr, no_room, seed, fmax_by_seed = _place_and_route(tgt, top, freq, out, seeds,
@@ -578,6 +584,7 @@ def synthesize(design_dir, target, freq_mhz: float | None = None, out_dir=None,
         "family": tgt.family, "device": tgt.device, "estimate": tgt.estimate,
         "note": tgt.note, "synth_command": tgt.synth, "dsp_mapping": dsp_mapping,
         "memory_mapping": memory_mapping, "block_ram_registers": bram_registers,
+        "floorplan": floorplan,
         "place_and_route": tgt.pnr[1] if tgt.pnr else None,
         "router": router if tgt.pnr else None, "placer": placer if tgt.pnr else None,
         "freq_constraint_mhz": freq if tgt.pnr else None,

@@ -47,6 +47,11 @@ def format_table(report: dict) -> str:
     bram = report.get("block_ram_registers")
     if bram and bram["ports"]:
         lines.append(f"  {summary(bram)}")
+    plan = report.get("floorplan")
+    if plan:
+        lines.append(f"  floorplan: {plan['multipliers']} lane multipliers ({plan['lanes']} "
+                     f"lanes) in lane order on DSP rows {plan['rows']}, {plan['first']} to "
+                     f"{plan['last']}")
     if report["fmax_mhz"] is not None:
         met = "met" if report["timing_met"] else "NOT met"
         lines.append(f"  Fmax: {report['fmax_mhz']:.1f} MHz (constraint "
