@@ -54,7 +54,8 @@ BIG_ROWS = [("speech_gru256_p64", BIG_LANES, "ecp5-85f"),
 BIG_NAMES = {name for name, _, _ in BIG_ROWS}
 BIG_WEIGHT_BITS = {"speech_gru256_w4_p128": 4}   # the others: speech_big.CONFIG's 8
 # nextpnr's static placer for the 128-lane row (heap's placement of it did not route), and
-# its seeds: seed 2 routed at 80.4 MHz (10.2 GMAC/s), seed 1 at 59.1, seed 3 at 72.9 (0760222)
+# its seeds, its lanes pinned by `hwgen.synth.floorplan`: 85.2, 89.2 (11.3 GMAC/s) and 83.9 MHz
+# (d413cad; 59.1, 80.4, 72.9 at 0760222 without the floorplan)
 BIG_PLACERS = {"speech_gru256_w4_p128": "static"}
 BIG_SEEDS = {"speech_gru256_w4_p128": (1, 2, 3)}   # the others: seed 1
 
@@ -153,6 +154,7 @@ def synth_result(name: str, lanes: int, target: str, work: Path, run: bool,
                        "router": report.get("router"), "placer": report.get("placer"),
                        "memory_mapping": (report.get("memory_mapping") or {}).get("strategy"),
                        "critical_path": report.get("critical_path"),
+                       "floorplan": report.get("floorplan"),
                        "resources": {k: v.get("used") for k, v in report["resources"].items()}}
         RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
     return stored.get(key)
