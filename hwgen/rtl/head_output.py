@@ -64,14 +64,23 @@ class HeadOutput(wiring.Component):
         if grouped:
             m.d.comb += [self.acc_addr[g].eq(Mux(on, a, 0))
                          for g, (on, a) in enumerate(zip(reading, addr))]
+            # The address and offset copies take one register each a cycle later, with no
+            # enable: the state's decode and the lane compare into all their enables crossed
+            # the device (11.9 ns at 128 lanes). The word is read two cycles after it moves on
+            # at the earliest (ROUND, SEND, READ) and a lane picked three (ROUND, SEND,
+            # LATCH); the address goes back to the first word with the last output.
+            next_addr = Signal(range(self.acc_depth), init=self.acc_base)
+            m.d.sync += [a.eq(next_addr) for a in addr]
+            m.d.sync += [o.eq(lane[:len(o)]) for o in offsets]
         else:
             m.d.comb += self.acc_addr.eq(Mux(reading[0], addr[0], 0))
         with m.FSM(name="head_out"):
             with m.State("IDLE"):
                 # the counters start over while idle, `start` or not: `start` (the sequencer's
                 # state decode) then steers only the state, not every counter's enable (Fmax)
-                m.d.sync += [out_idx.eq(0), lane.eq(0), *(o.eq(0) for o in offsets),
-                             *(a.eq(self.acc_base) for a in addr)]
+                m.d.sync += [out_idx.eq(0), lane.eq(0)]
+                if not grouped:
+                    m.d.sync += addr[0].eq(self.acc_base)
                 with m.If(self.start):
                     m.d.sync += [on.eq(1) for on in reading]
                     m.next = "READ"
@@ -109,13 +118,14 @@ class HeadOutput(wiring.Component):
                 # crossed the device, the 128-lane design's longest path), and the read port
                 # is let go after the last output's word.
                 with m.If(lane == P - 1):
-                    m.d.sync += [lane.eq(0), *(o.eq(0) for o in offsets),
-                                 *(a.eq(a + 1) for a in addr)]
+                    m.d.sync += [lane.eq(0), (next_addr if grouped else addr[0]).eq(
+                        (next_addr if grouped else addr[0]) + 1)]
                 with m.Else():
-                    # (an offset wraps with its width: lane % LANES_PER_COPY)
-                    m.d.sync += [lane.eq(lane + 1), *(o.eq(o + 1) for o in offsets)]
+                    m.d.sync += lane.eq(lane + 1)
                 with m.If(out_idx == last):
                     m.d.sync += [on.eq(0) for on in reading]
+                    if grouped:
+                        m.d.sync += next_addr.eq(self.acc_base)
                 m.next = "SEND"
             with m.State("SEND"):
                 with m.If(self.o.ready):
