@@ -74,6 +74,7 @@ class HeadOutput(wiring.Component):
             m.d.sync += [o.eq(lane[:len(o)]) for o in offsets]
         else:
             m.d.comb += self.acc_addr.eq(Mux(reading[0], addr[0], 0))
+        word_addr = next_addr if grouped else addr[0]   # the register that moves on
         with m.FSM(name="head_out"):
             with m.State("IDLE"):
                 # the counters start over while idle, `start` or not: `start` (the sequencer's
@@ -118,8 +119,7 @@ class HeadOutput(wiring.Component):
                 # crossed the device, the 128-lane design's longest path), and the read port
                 # is let go after the last output's word.
                 with m.If(lane == P - 1):
-                    m.d.sync += [lane.eq(0), (next_addr if grouped else addr[0]).eq(
-                        (next_addr if grouped else addr[0]) + 1)]
+                    m.d.sync += [lane.eq(0), word_addr.eq(word_addr + 1)]
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
                 with m.If(out_idx == last):

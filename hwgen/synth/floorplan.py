@@ -43,14 +43,15 @@ def site(row: int, index: int) -> str:
     return f"X{DSP_COLUMNS[index]}/Y{row}/{_BELS[index % 4]}"
 
 
-def lane_multipliers(cells: dict) -> list[tuple[int, str]]:
-    """(first lane, cell name) of the MAC array's multipliers among `cells`, in lane order."""
+def lane_multipliers(cells: dict) -> list[tuple[int, int, str]]:
+    """(first lane, lanes, cell name) of the MAC array's multipliers among `cells`, in lane
+    order."""
     found = []
     for name, cell in cells.items():
         hit = _LANE_CELL.match(name) if cell.get("type") == MULTIPLIER else None
         if hit:
-            lane = int(hit.group(2)) * (2 if hit.group(1) == "pair" else 1)
-            found.append((lane, name))
+            lanes = 2 if hit.group(1) == "pair" else 1
+            found.append((int(hit.group(2)) * lanes, lanes, name))
     return sorted(found)
 
 
@@ -82,11 +83,11 @@ def place_lanes(netlist: dict, target_name: str) -> dict | None:
         lanes = lane_multipliers(cells)
         if not lanes:
             continue
-        span = lanes[-1][0] + (2 if _LANE_CELL.match(lanes[-1][1]).group(1) == "pair" else 1)
+        span = lanes[-1][0] + lanes[-1][1]
         if span <= REGION_LANES:
             return None
         sites = sites_in_lane_order(len(lanes))
-        for (_, name), bel in zip(lanes, sites):
+        for (_, _, name), bel in zip(lanes, sites):
             cells[name].setdefault("attributes", {})["BEL"] = bel
         rows = sorted({int(b.split("/")[1][1:]) for b in sites})
         return {"multipliers": len(lanes), "lanes": span, "rows": rows,
