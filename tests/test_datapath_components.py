@@ -470,6 +470,8 @@ def test_activate_engine_synthetic(lanes, shapes):
     (36, 4, [(50, 4)]),          # shifting by 4 lanes
     (24, 4, [(50, 4), (9, 2)]),  # picking, captured by registers (3 lane groups)
     (16, 16, [(40, 4), (7, 2)]),  # one beat a row group, its end decided a beat ahead
+
+    (70, 2, [(150, 4), (33, 2)]),  # three regions, each stepping its read address
 ])
 def test_activate_engine_several_units(lanes, units, shapes):
     layers = synthetic_layers(shapes, lanes)

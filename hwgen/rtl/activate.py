@@ -35,6 +35,10 @@ Above one region of lanes (`fanout.REGION_LANES`) the engine takes `start` a cyc
 (`start_delay`): the sequencer's decode of `start` went straight into the read-address
 copies of every slice (the 128-lane design's longest path, 11.5 ns with its lanes placed by
 region); a copy of `start` and of the layer's first read address per region take it instead.
+There each region also keeps a copy of the gather engine's control registers (`GatherControl`),
+stepped by the same rules, and its read-address copies step on that copy's read decision: the
+decision (the bank flags, the row group, the gate count) was 3-4 levels of logic into one net
+to all 16 copies, the 128-lane design's longest path (11.2-11.7 ns with its lanes pinned).
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..design_folder import COPY_ATTR
 from .fanout import (LANES_PER_COPY, REGION_LANES, copied, copies, copy_groups,
                      group_of, spread)
 
@@ -119,6 +124,32 @@ def issue_cycles(hidden: int, lanes: int, n_blocks: int, units: int = 1) -> int:
             full[set_full] = True
         if clear_full is not None:
             full[clear_full] = False
+
+
+class GatherControl:
+    """The gather engine's control registers: the engine's own, or a region's copy of them
+    (module docstring). `full` is the pair of bank flags (an `Array`, indexed by bank)."""
+
+    def __init__(self, layers, n_blocks: int, suffix: str = ""):
+        # a copy (named with a suffix) is marked to stay apart in synthesis (`fanout`)
+        self.suffix = suffix
+
+        def reg(shape, base):
+            return Signal(shape, name=f"{base}{suffix}", attrs={COPY_ATTR: 1} if suffix else {})
+        self.running = reg(1, "running")
+        self.layer = reg(range(len(layers)), "layer")
+        self.act_q = reg(range(max(gather_cycles(lay.n_blocks) for lay in layers)), "act_q")
+        self.early = reg(1, "early")   # the next row group's reads began a cycle before
+        self.g_grp = reg(range(max(lay.gpg for lay in layers) + 1), "g_grp")
+        self.g_bank = reg(1, "g_bank")
+        self.full = Array([reg(1, "bank0_full"), reg(1, "bank1_full")])
+        # the gate read next, in reading order (row group by row group, gate by gate)
+        self.rd_q = reg(range(n_blocks), "rd_q")
+
+    def begin(self, sel) -> list:
+        """The statements that start layer `sel` (the bank flags stay: `elaborate`)."""
+        return [self.layer.eq(sel), self.act_q.eq(0), self.early.eq(0), self.g_grp.eq(0),
+                self.running.eq(1), self.rd_q.eq(0)]
 
 
 class ActivateLayer:
@@ -217,33 +248,29 @@ class ActivateEngine(wiring.Component):
         # two banks of gathered gate words: one is issued while the other is filled
         gate_regs = [[[Signal(signed(self.acc_width), name=f"gate{b}_{q}_{k}")
                        for k in range(P)] for q in range(n_blocks)] for b in range(2)]
-        full = Array([Signal(name="bank0_full"), Signal(name="bank1_full")])
-        g_bank, i_bank = Signal(), Signal()
+        ctl = GatherControl(layers, n_blocks)
+        full, g_bank, layer, running = ctl.full, ctl.g_bank, ctl.layer, ctl.running
+        i_bank = Signal()
         lane = Signal(range(P + 1))
         grp = Signal(range(max(lay.gpg for lay in layers) + 1))
         elem = Signal(range(max_h + self.units))  # grp * P + lane, counted, not computed
-        act_q = Signal(range(max(gather_cycles(lay.n_blocks) for lay in layers)))
-        early = Signal()  # the next row group's reads began a cycle before this one ended
         last_beat = Signal()  # the next beat issued ends its row group (where registered)
-        g_grp = Signal(range(max(lay.gpg for lay in layers) + 1))
         out = self.element
         m.d.sync += out.valid.eq(0)
-        layer = Signal(range(len(layers)))
-        running = Signal()
         # for the registered capture (`_banks`): a gate word is read, and the bank it goes to
         gate_read, read_bank = Signal(), Signal()
-        # the address of the next gate word to read, in reading order (row group by row
-        # group, gate by gate), and its gate: a register, so that the read port's address
-        # does not wait on the gather engine's conditions
-        rd_q = Signal(range(n_blocks))
-        # a copy for each slice of the accumulator memory, each gated by a copy of `running`
+        # the address of the next gate word to read, in reading order: a register, so that
+        # the read port's address does not wait on the gather engine's conditions; a copy
+        # for each slice of the accumulator memory, each gated by a copy of `running`
         # (above 8 lanes), so that no one address net reaches every slice
         rd_addr = copies(range(self.acc_addr_depth), P, "rd_addr")
         start, sel, bank = self.start, self.sel, self.bank
+        # the bank flags' copies the issue engine clears with the flags (`_clear_full`)
+        self._region_fulls = []
         if self.start_registered:
             # `start` a cycle late (module docstring): the engine's own registers take a
-            # copy, each region's read-address copies their region's copy of it and of the
-            # layer's first read
+            # copy; each region's gather control and read-address copies take their
+            # region's copy of it and of the layer's first read
             start, sel = Signal(name="start_q"), Signal.like(sel, name="sel_q")
             bank = Signal(name="bank_q")
             m.d.sync += [start.eq(self.start), sel.eq(self.sel), bank.eq(self.bank)]
@@ -254,6 +281,9 @@ class ActivateEngine(wiring.Component):
             m.d.sync += [b.eq(self._first_read(self.sel, self.bank)) for b in region_bases]
             region = [group_of(g * LANES_PER_COPY, REGION_LANES) for g in range(len(rd_addr))]
             copy_starts = [region_starts[r] for r in region]
+            region_ctls = [GatherControl(layers, n_blocks, f"_r_c{r}")
+                           for r in range(len(region_starts))]
+            self._region_fulls = [c.full for c in region_ctls]
         else:
             copy_starts = [start] * len(rd_addr)
         if self.filled:
@@ -278,8 +308,7 @@ class ActivateEngine(wiring.Component):
         # every copy's clock enable: one net across the device, the 128-lane design's
         # longest path with the sequencer's decode in front of it).
         with m.If(start):
-            m.d.sync += [layer.eq(sel), grp.eq(0), lane.eq(0), elem.eq(0), act_q.eq(0),
-                         early.eq(0), g_grp.eq(0), running.eq(1), rd_q.eq(0)]
+            m.d.sync += [*ctl.begin(sel), grp.eq(0), lane.eq(0), elem.eq(0)]
             with m.Switch(sel):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
@@ -293,16 +322,34 @@ class ActivateEngine(wiring.Component):
             for a, s, r in zip(rd_addr, copy_starts, region):
                 with m.If(s):
                     m.d.sync += a.eq(region_bases[r])
+            for r, (rctl, s) in enumerate(zip(region_ctls, region_starts)):
+                with m.If(s):
+                    m.d.sync += rctl.begin(sel)
         m.d.sync += self.finished.eq(self.done)
         with m.If(self.finished):
             m.d.sync += running.eq(0)
+            if self.start_registered:
+                m.d.sync += [rctl.running.eq(0) for rctl in region_ctls]
         with m.If(running):
             with m.Switch(layer):
                 for k, lay in enumerate(layers):
                     with m.Case(k):
-                        self._layer(m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp,
-                                    elem, last_beat, act_q, early, g_grp, rd_addr, rd_q,
-                                    gate_read, read_bank)
+                        if not self.filled:   # a filled engine's banks come from outside
+                            # the engine's own control steps the read-address copies where
+                            # the regions' copies do not
+                            self._gather(m, k, lay, ctl, gate_regs,
+                                         [] if self.start_registered else rd_addr,
+                                         gate_read, read_bank)
+                        self._issue(m, k, lay, gate_regs, full, i_bank, lane, grp, elem,
+                                    last_beat)
+        if self.start_registered:
+            for r, rctl in enumerate(region_ctls):
+                with m.If(rctl.running):
+                    with m.Switch(rctl.layer):
+                        for k, lay in enumerate(layers):
+                            with m.Case(k):
+                                self._gather(m, k, lay, rctl, gate_regs,
+                                             [a for a, g in zip(rd_addr, region) if g == r])
         if self.filled:
             # a filled group's last gate word: the next one goes to the other bank; its bank
             # is full when that word is captured (`_banks`)
@@ -311,7 +358,7 @@ class ActivateEngine(wiring.Component):
             m.d.comb += self.groups_issued.eq(grp)
             self._banks(m, gate_regs, self.fill, self.fill_gate, g_bank, self.fill_last, full)
         elif self.capture_registered:
-            self._banks(m, gate_regs, gate_read, rd_q, read_bank)
+            self._banks(m, gate_regs, gate_read, ctl.rd_q, read_bank)
         return m
 
     def _first_read(self, sel, bank):
@@ -329,8 +376,13 @@ class ActivateEngine(wiring.Component):
         return Mux(bank, base + lay.acc_bank_stride, base) if lay.acc_bank_stride else base
 
     def _set_full(self, full, bank, value) -> list:
-        """Set bank `bank`'s full flag and its copies."""
+        """Set bank `bank`'s full flag and its copies for the shift."""
         return [full[bank].eq(value), *(c[bank].eq(value) for c in self._full_copies)]
+
+    def _clear_full(self, full, bank) -> list:
+        """Clear bank `bank`'s full flag and all its copies (the issue engine: a region's
+        gather control sets its own copy)."""
+        return [*self._set_full(full, bank, 0), *(c[bank].eq(0) for c in self._region_fulls)]
 
     def _set_i_bank(self, i_bank, value) -> list:
         """Set the bank being issued and its copies."""
@@ -388,22 +440,19 @@ class ActivateEngine(wiring.Component):
         P, E = self.lanes, self.units
         return (lane == P - E) | (elem >= max(lay.hidden - E, 0))
 
-    def _layer(self, m, k, lay, gate_regs, full, g_bank, i_bank, lane, grp, elem, last_beat,
-               act_q, early, g_grp, rd_addr, rd_q, gate_read, read_bank):
-        if not self.filled:   # a filled engine's banks are written from outside
-            self._gather(m, k, lay, gate_regs, full, g_bank, act_q, early, g_grp, rd_addr,
-                         rd_q, gate_read, read_bank)
-        self._issue(m, k, lay, gate_regs, full, i_bank, lane, grp, elem, last_beat)
-
-    def _gather(self, m, k, lay, gate_regs, full, g_bank, act_q, early, g_grp, rd_addr,
-                rd_q, gate_read, read_bank):
-        """The gather engine: the gate-block words of row group g_grp into a free bank.
-        Gate q is read at act_q == q and captured at act_q == q + GATHER_CAPTURE; the next
-        group's first reads overlap the last captures when its bank is free. The reads
-        take the gate words in order, one each: `rd_addr` steps on to the next."""
+    def _gather(self, m, k, lay, ctl, gate_regs, rd_addr, gate_read=None, read_bank=None):
+        """The gather engine of control `ctl` (its own, or a region's copy: then without
+        `gate_read`): the gate-block words of row group g_grp into a free bank. Gate q is read
+        at act_q == q and captured at act_q == q + GATHER_CAPTURE; the next group's first
+        reads overlap the last captures when its bank is free. The reads take the gate words
+        in order, one each: the read-address copies `rd_addr` step on to the next."""
         P, gpg, cycles = self.lanes, lay.gpg, gather_cycles(lay.n_blocks)
+        act_q, early, g_grp, g_bank, full, rd_q = (ctl.act_q, ctl.early, ctl.g_grp,
+                                                    ctl.g_bank, ctl.full, ctl.rd_q)
+        central = gate_read is not None
+        set_full = (self._set_full(full, g_bank, 1) if central else [full[g_bank].eq(1)])
         nxt_free = (g_grp + 1 < gpg) & ~full[~g_bank]
-        read = Signal(name=f"gather_read{k}")
+        read = Signal(name=f"gather_read{k}{ctl.suffix}")
         with m.If(read):
             with m.If(rd_q == lay.n_blocks - 1):   # the next row group's first gate
                 m.d.sync += [rd_q.eq(0), *(a.eq(a + 1 - (lay.n_blocks - 1) * gpg)
@@ -413,11 +462,11 @@ class ActivateEngine(wiring.Component):
         with m.If((g_grp < gpg) & ~full[g_bank]):
             m.d.comb += read.eq(act_q < lay.n_blocks)
             m.d.sync += act_q.eq(act_q + 1)
-            if self.capture_registered:
+            if central and self.capture_registered:
                 # the reads from act_q == n_blocks on are the next row group's
                 m.d.comb += [gate_read.eq(read),
                              read_bank.eq(g_bank ^ (act_q >= lay.n_blocks))]
-            else:
+            elif central:
                 for b in range(2):
                     with m.If(g_bank == b):
                         with m.Switch(act_q):
@@ -429,7 +478,7 @@ class ActivateEngine(wiring.Component):
                 m.d.sync += early.eq(nxt_free)
                 m.d.comb += read.eq(nxt_free)                   # the next group's gate 0
             with m.If(act_q == cycles - 1):
-                m.d.sync += [act_q.eq(0), early.eq(0), *self._set_full(full, g_bank, 1),
+                m.d.sync += [act_q.eq(0), early.eq(0), *set_full,
                              g_bank.eq(~g_bank), g_grp.eq(g_grp + 1)]
                 with m.If(early):
                     # its gate 1 (with one gate, a harmless read outside the order)
@@ -438,6 +487,7 @@ class ActivateEngine(wiring.Component):
                 with m.Elif(nxt_free):
                     m.d.comb += read.eq(1)
                     m.d.sync += act_q.eq(1)
+
     def _issue(self, m, k, lay, gate_regs, full, i_bank, lane, grp, elem, last_beat):
         P, E, gpg = self.lanes, self.units, lay.gpg
         out = self.element
@@ -473,7 +523,7 @@ class ActivateEngine(wiring.Component):
             else:
                 ends_group = self._ends_group(lay, lane, elem)
             with m.If(ends_group):
-                m.d.sync += [lane.eq(0), *self._set_full(full, i_bank, 0),
+                m.d.sync += [lane.eq(0), *self._clear_full(full, i_bank),
                              *self._set_i_bank(i_bank, ~i_bank), grp.eq(grp + 1)]
                 with m.If(grp == gpg - 1):
                     m.d.comb += self.done.eq(1)

@@ -973,14 +973,14 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg \$163 ;
   reg \$164 ;
   reg [2:0] \$165 ;
-  reg [3:0] \$166 ;
-  reg [5:0] \$167 ;
-  reg [2:0] \$168 ;
-  reg \$169 ;
+  reg \$166 ;
+  reg [2:0] \$167 ;
+  reg \$168 ;
+  reg [1:0] \$169 ;
   reg \$17 ;
   reg [2:0] \$170 ;
-  reg \$171 ;
-  reg [1:0] \$172 ;
+  reg [3:0] \$171 ;
+  reg [5:0] \$172 ;
   reg [5:0] \$173 ;
   reg \$174 ;
   reg [20:0] \$175 ;
@@ -1142,7 +1142,6 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   wire [3:0] \$97 ;
   reg [20:0] \$98 ;
   wire [3:0] \$99 ;
-  reg \$signal  = 1'h0;
   output [5:0] acc_addr;
   wire [5:0] acc_addr;
   input [167:0] acc_word;
@@ -1176,6 +1175,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   reg element__valid = 1'h0;
   output finished;
   reg finished = 1'h0;
+  reg g_bank = 1'h0;
   reg [2:0] g_grp = 3'h0;
   reg [20:0] gate0_0_0 = 21'h000000;
   reg [20:0] gate0_0_1 = 21'h000000;
@@ -1267,19 +1267,19 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \$8  = ~ \$7 ;
   assign \$9  = \$6  & \$8 ;
   assign \$10  = act_q + 1'h1;
-  assign \$11  = ! \$signal ;
+  assign \$11  = ! g_bank;
   assign \$13  = act_q == 3'h4;
   assign \$14  = g_grp + 1'h1;
   assign \$15  = \$14  < 3'h4;
-  assign \$16  = ~ \$signal ;
+  assign \$16  = ~ g_bank;
   assign \$18  = ~ \$17 ;
   assign \$19  = \$15  & \$18 ;
   assign \$20  = act_q == 3'h5;
-  assign \$21  = ~ \$signal ;
+  assign \$21  = ~ g_bank;
   assign \$22  = g_grp + 1'h1;
   assign \$23  = g_grp + 1'h1;
   assign \$24  = \$23  < 3'h4;
-  assign \$25  = ~ \$signal ;
+  assign \$25  = ~ g_bank;
   assign \$27  = ~ \$26 ;
   assign \$28  = \$24  & \$27 ;
   assign \$30  = elem + 1'h1;
@@ -1298,19 +1298,19 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \$64  = ~ \$63 ;
   assign \$65  = \$62  & \$64 ;
   assign \$66  = act_q + 1'h1;
-  assign \$67  = ! \$signal ;
+  assign \$67  = ! g_bank;
   assign \$69  = act_q == 3'h4;
   assign \$70  = g_grp + 1'h1;
   assign \$71  = \$70  < 3'h4;
-  assign \$72  = ~ \$signal ;
+  assign \$72  = ~ g_bank;
   assign \$74  = ~ \$73 ;
   assign \$75  = \$71  & \$74 ;
   assign \$76  = act_q == 3'h5;
-  assign \$77  = ~ \$signal ;
+  assign \$77  = ~ g_bank;
   assign \$78  = g_grp + 1'h1;
   assign \$79  = g_grp + 1'h1;
   assign \$80  = \$79  < 3'h4;
-  assign \$81  = ~ \$signal ;
+  assign \$81  = ~ g_bank;
   assign \$83  = ~ \$82 ;
   assign \$84  = \$80  & \$83 ;
   assign \$86  = elem + 1'h1;
@@ -1328,13 +1328,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \$118  = act_q == 3'h4;
   assign \$119  = g_grp + 1'h1;
   assign \$120  = \$119  < 3'h4;
-  assign \$121  = ~ \$signal ;
+  assign \$121  = ~ g_bank;
   assign \$123  = ~ \$122 ;
   assign \$124  = \$120  & \$123 ;
   assign \$125  = act_q == 3'h5;
   assign \$126  = g_grp + 1'h1;
   assign \$127  = \$126  < 3'h4;
-  assign \$128  = ~ \$signal ;
+  assign \$128  = ~ g_bank;
   assign \$130  = ~ \$129 ;
   assign \$131  = \$127  & \$130 ;
   assign \$132  = 6'h20 + elem;
@@ -1349,13 +1349,13 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \$143  = act_q == 3'h4;
   assign \$144  = g_grp + 1'h1;
   assign \$145  = \$144  < 3'h4;
-  assign \$146  = ~ \$signal ;
+  assign \$146  = ~ g_bank;
   assign \$148  = ~ \$147 ;
   assign \$149  = \$145  & \$148 ;
   assign \$150  = act_q == 3'h5;
   assign \$151  = g_grp + 1'h1;
   assign \$152  = \$151  < 3'h4;
-  assign \$153  = ~ \$signal ;
+  assign \$153  = ~ g_bank;
   assign \$155  = ~ \$154 ;
   assign \$156  = \$152  & \$155 ;
   assign \$157  = 7'h40 + elem;
@@ -1368,21 +1368,21 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   always @(posedge clk)
     layer <= \$164 ;
   always @(posedge clk)
-    grp <= \$165 ;
+    act_q <= \$165 ;
   always @(posedge clk)
-    lane <= \$166 ;
+    early <= \$166 ;
   always @(posedge clk)
-    elem <= \$167 ;
+    g_grp <= \$167 ;
   always @(posedge clk)
-    act_q <= \$168 ;
+    running <= \$168 ;
   always @(posedge clk)
-    early <= \$169 ;
+    rd_q <= \$169 ;
   always @(posedge clk)
-    g_grp <= \$170 ;
+    grp <= \$170 ;
   always @(posedge clk)
-    running <= \$171 ;
+    lane <= \$171 ;
   always @(posedge clk)
-    rd_q <= \$172 ;
+    elem <= \$172 ;
   always @(posedge clk)
     rd_addr <= \$173 ;
   always @(posedge clk)
@@ -1520,7 +1520,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   always @(posedge clk)
     bank1_full <= \$240 ;
   always @(posedge clk)
-    \$signal  <= \$241 ;
+    g_bank <= \$241 ;
   always @(posedge clk)
     element__payload <= \$242 ;
   always @(posedge clk)
@@ -1528,7 +1528,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (g_bank)
       1'h0:
           \$7  = bank0_full;
       1'h1:
@@ -1784,7 +1784,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (g_bank)
       1'h0:
           \$63  = bank0_full;
       1'h1:
@@ -2040,7 +2040,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (g_bank)
       1'h0:
           \$114  = bank0_full;
       1'h1:
@@ -2080,7 +2080,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (g_bank)
       1'h0:
           \$139  = bank0_full;
       1'h1:
@@ -2149,131 +2149,48 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$165  = grp;
+    \$165  = act_q;
     if (start) begin
       \$165  = 3'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$29 ) begin
-              if (\$53 ) begin
-                \$165  = \$55 [2:0];
-              end
-            end
-        1'h1:
-            if (\$85 ) begin
-              if (\$109 ) begin
-                \$165  = \$111 [2:0];
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$165  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$166  = lane;
-    if (start) begin
-      \$166  = 4'h0;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$29 ) begin
-              (* full_case = 32'd1 *)
-              if (\$53 ) begin
-                \$166  = 4'h0;
-              end else begin
-                \$166  = \$56 [3:0];
-              end
-            end
-        1'h1:
-            if (\$85 ) begin
-              (* full_case = 32'd1 *)
-              if (\$109 ) begin
-                \$166  = 4'h0;
-              end else begin
-                \$166  = \$112 [3:0];
-              end
-            end
-      endcase
-    end
-    if (rst) begin
-      \$166  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$167  = elem;
-    if (start) begin
-      \$167  = 6'h00;
-    end
-    if (running) begin
-      (* full_case = 32'd1 *)
-      casez (layer)
-        1'h0:
-            if (\$29 ) begin
-              \$167  = \$30 [5:0];
-            end
-        1'h1:
-            if (\$85 ) begin
-              \$167  = \$86 [5:0];
-            end
-      endcase
-    end
-    if (rst) begin
-      \$167  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$168  = act_q;
-    if (start) begin
-      \$168  = 3'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
         1'h0:
             if (\$9 ) begin
-              \$168  = \$10 [2:0];
+              \$165  = \$10 [2:0];
               if (\$20 ) begin
-                \$168  = 3'h0;
+                \$165  = 3'h0;
                 if (early) begin
-                  \$168  = 3'h2;
+                  \$165  = 3'h2;
                 end else if (\$28 ) begin
-                  \$168  = 3'h1;
+                  \$165  = 3'h1;
                 end
               end
             end
         1'h1:
             if (\$65 ) begin
-              \$168  = \$66 [2:0];
+              \$165  = \$66 [2:0];
               if (\$76 ) begin
-                \$168  = 3'h0;
+                \$165  = 3'h0;
                 if (early) begin
-                  \$168  = 3'h2;
+                  \$165  = 3'h2;
                 end else if (\$84 ) begin
-                  \$168  = 3'h1;
+                  \$165  = 3'h1;
                 end
               end
             end
       endcase
     end
     if (rst) begin
-      \$168  = 3'h0;
+      \$165  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$169  = early;
+    \$166  = early;
     if (start) begin
-      \$169  = 1'h0;
+      \$166  = 1'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
@@ -2281,32 +2198,32 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
         1'h0:
             if (\$9 ) begin
               if (\$13 ) begin
-                \$169  = \$19 ;
+                \$166  = \$19 ;
               end
               if (\$20 ) begin
-                \$169  = 1'h0;
+                \$166  = 1'h0;
               end
             end
         1'h1:
             if (\$65 ) begin
               if (\$69 ) begin
-                \$169  = \$75 ;
+                \$166  = \$75 ;
               end
               if (\$76 ) begin
-                \$169  = 1'h0;
+                \$166  = 1'h0;
               end
             end
       endcase
     end
     if (rst) begin
-      \$169  = 1'h0;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$170  = g_grp;
+    \$167  = g_grp;
     if (start) begin
-      \$170  = 3'h0;
+      \$167  = 3'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
@@ -2314,39 +2231,39 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
         1'h0:
             if (\$9 ) begin
               if (\$20 ) begin
-                \$170  = \$22 [2:0];
+                \$167  = \$22 [2:0];
               end
             end
         1'h1:
             if (\$65 ) begin
               if (\$76 ) begin
-                \$170  = \$78 [2:0];
+                \$167  = \$78 [2:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$170  = 3'h0;
+      \$167  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$171  = running;
+    \$168  = running;
     if (start) begin
-      \$171  = 1'h1;
+      \$168  = 1'h1;
     end
     if (finished) begin
-      \$171  = 1'h0;
+      \$168  = 1'h0;
     end
     if (rst) begin
-      \$171  = 1'h0;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$172  = rd_q;
+    \$169  = rd_q;
     if (start) begin
-      \$172  = 2'h0;
+      \$169  = 2'h0;
     end
     if (running) begin
       (* full_case = 32'd1 *)
@@ -2355,24 +2272,107 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
             if (gather_read0) begin
               (* full_case = 32'd1 *)
               if (\$1 ) begin
-                \$172  = 2'h0;
+                \$169  = 2'h0;
               end else begin
-                \$172  = \$4 [1:0];
+                \$169  = \$4 [1:0];
               end
             end
         1'h1:
             if (gather_read1) begin
               (* full_case = 32'd1 *)
               if (\$57 ) begin
-                \$172  = 2'h0;
+                \$169  = 2'h0;
               end else begin
-                \$172  = \$60 [1:0];
+                \$169  = \$60 [1:0];
               end
             end
       endcase
     end
     if (rst) begin
-      \$172  = 2'h0;
+      \$169  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$170  = grp;
+    if (start) begin
+      \$170  = 3'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              if (\$53 ) begin
+                \$170  = \$55 [2:0];
+              end
+            end
+        1'h1:
+            if (\$85 ) begin
+              if (\$109 ) begin
+                \$170  = \$111 [2:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$170  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$171  = lane;
+    if (start) begin
+      \$171  = 4'h0;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              (* full_case = 32'd1 *)
+              if (\$53 ) begin
+                \$171  = 4'h0;
+              end else begin
+                \$171  = \$56 [3:0];
+              end
+            end
+        1'h1:
+            if (\$85 ) begin
+              (* full_case = 32'd1 *)
+              if (\$109 ) begin
+                \$171  = 4'h0;
+              end else begin
+                \$171  = \$112 [3:0];
+              end
+            end
+      endcase
+    end
+    if (rst) begin
+      \$171  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$172  = elem;
+    if (start) begin
+      \$172  = 6'h00;
+    end
+    if (running) begin
+      (* full_case = 32'd1 *)
+      casez (layer)
+        1'h0:
+            if (\$29 ) begin
+              \$172  = \$30 [5:0];
+            end
+        1'h1:
+            if (\$85 ) begin
+              \$172  = \$86 [5:0];
+            end
+      endcase
+    end
+    if (rst) begin
+      \$172  = 6'h00;
     end
   end
   always @* begin
@@ -4735,7 +4735,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
           begin
             if (\$9 ) begin
               if (\$20 ) begin
-                casez (\$signal )
+                casez (g_bank)
                   1'h0:
                       \$239  = 1'h1;
                 endcase
@@ -4754,7 +4754,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
           begin
             if (\$65 ) begin
               if (\$76 ) begin
-                casez (\$signal )
+                casez (g_bank)
                   1'h0:
                       \$239  = 1'h1;
                 endcase
@@ -4786,7 +4786,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
             if (\$9 ) begin
               if (\$20 ) begin
                 (* full_case = 32'd1 *)
-                casez (\$signal )
+                casez (g_bank)
                   1'h0:
                       /* empty */;
                   1'h1:
@@ -4811,7 +4811,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
             if (\$65 ) begin
               if (\$76 ) begin
                 (* full_case = 32'd1 *)
-                casez (\$signal )
+                casez (g_bank)
                   1'h0:
                       /* empty */;
                   1'h1:
@@ -4839,7 +4839,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$241  = \$signal ;
+    \$241  = g_bank;
     if (running) begin
       (* full_case = 32'd1 *)
       casez (layer)
@@ -5015,7 +5015,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \element__payload.gates[1]  = element__payload[49:29];
   assign \element__payload.gates[2]  = element__payload[70:50];
   assign \element__payload.gates[3]  = element__payload[91:71];
-  assign \$12  = \$signal ;
+  assign \$12  = g_bank;
   assign \$31  = lane;
   assign \$33  = lane;
   assign \$36  = lane;
@@ -5024,7 +5024,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
   assign \$43  = lane;
   assign \$46  = lane;
   assign \$48  = lane;
-  assign \$68  = \$signal ;
+  assign \$68  = g_bank;
   assign \$87  = lane;
   assign \$89  = lane;
   assign \$92  = lane;

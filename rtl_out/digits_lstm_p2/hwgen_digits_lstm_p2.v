@@ -1002,15 +1002,15 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   wire \$82 ;
   wire \$83 ;
   reg \$84 ;
-  reg [4:0] \$85 ;
-  reg [1:0] \$86 ;
-  reg [5:0] \$87 ;
-  reg [2:0] \$88 ;
-  reg \$89 ;
+  reg [2:0] \$85 ;
+  reg \$86 ;
+  reg [4:0] \$87 ;
+  reg \$88 ;
+  reg [1:0] \$89 ;
   wire \$9 ;
   reg [4:0] \$90 ;
-  reg \$91 ;
-  reg [1:0] \$92 ;
+  reg [1:0] \$91 ;
+  reg [5:0] \$92 ;
   reg [7:0] \$93 ;
   reg \$94 ;
   reg [18:0] \$95 ;
@@ -1018,7 +1018,6 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   reg [18:0] \$97 ;
   reg [18:0] \$98 ;
   reg [18:0] \$99 ;
-  reg \$signal  = 1'h0;
   output [7:0] acc_addr;
   wire [7:0] acc_addr;
   input [37:0] acc_word;
@@ -1050,6 +1049,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   reg element__valid = 1'h0;
   output finished;
   reg finished = 1'h0;
+  reg g_bank = 1'h0;
   reg [4:0] g_grp = 5'h00;
   reg [18:0] gate0_0_0 = 19'h00000;
   reg [18:0] gate0_0_1 = 19'h00000;
@@ -1092,19 +1092,19 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   assign \$9  = ~ \$8 ;
   assign \$10  = \$7  & \$9 ;
   assign \$11  = act_q + 1'h1;
-  assign \$12  = ! \$signal ;
+  assign \$12  = ! g_bank;
   assign \$14  = act_q == 3'h4;
   assign \$15  = g_grp + 1'h1;
   assign \$16  = \$15  < 5'h10;
-  assign \$17  = ~ \$signal ;
+  assign \$17  = ~ g_bank;
   assign \$19  = ~ \$18 ;
   assign \$20  = \$16  & \$19 ;
   assign \$21  = act_q == 3'h5;
-  assign \$22  = ~ \$signal ;
+  assign \$22  = ~ g_bank;
   assign \$23  = g_grp + 1'h1;
   assign \$24  = g_grp + 1'h1;
   assign \$25  = \$24  < 5'h10;
-  assign \$26  = ~ \$signal ;
+  assign \$26  = ~ g_bank;
   assign \$28  = ~ \$27 ;
   assign \$29  = \$25  & \$28 ;
   assign \$31  = elem + 1'h1;
@@ -1122,13 +1122,13 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   assign \$63  = act_q == 3'h4;
   assign \$64  = g_grp + 1'h1;
   assign \$65  = \$64  < 5'h10;
-  assign \$66  = ~ \$signal ;
+  assign \$66  = ~ g_bank;
   assign \$68  = ~ \$67 ;
   assign \$69  = \$65  & \$68 ;
   assign \$70  = act_q == 3'h5;
   assign \$71  = g_grp + 1'h1;
   assign \$72  = \$71  < 5'h10;
-  assign \$73  = ~ \$signal ;
+  assign \$73  = ~ g_bank;
   assign \$75  = ~ \$74 ;
   assign \$76  = \$72  & \$75 ;
   assign \$77  = 4'h8 + elem;
@@ -1140,21 +1140,21 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   always @(posedge clk)
     element__valid <= \$84 ;
   always @(posedge clk)
-    grp <= \$85 ;
+    act_q <= \$85 ;
   always @(posedge clk)
-    lane <= \$86 ;
+    early <= \$86 ;
   always @(posedge clk)
-    elem <= \$87 ;
+    g_grp <= \$87 ;
   always @(posedge clk)
-    act_q <= \$88 ;
+    running <= \$88 ;
   always @(posedge clk)
-    early <= \$89 ;
+    rd_q <= \$89 ;
   always @(posedge clk)
-    g_grp <= \$90 ;
+    grp <= \$90 ;
   always @(posedge clk)
-    running <= \$91 ;
+    lane <= \$91 ;
   always @(posedge clk)
-    rd_q <= \$92 ;
+    elem <= \$92 ;
   always @(posedge clk)
     rd_addr <= \$93 ;
   always @(posedge clk)
@@ -1196,7 +1196,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   always @(posedge clk)
     bank1_full <= \$112 ;
   always @(posedge clk)
-    \$signal  <= \$113 ;
+    g_bank <= \$113 ;
   always @(posedge clk)
     element__payload <= \$114 ;
   always @(posedge clk)
@@ -1204,7 +1204,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (g_bank)
       1'h0:
           \$8  = bank0_full;
       1'h1:
@@ -1364,7 +1364,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (g_bank)
       1'h0:
           \$59  = bank0_full;
       1'h1:
@@ -1415,147 +1415,147 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = grp;
+    \$85  = act_q;
     if (start) begin
-      \$85  = 5'h00;
-    end
-    if (running) begin
-      if (\$30 ) begin
-        if (\$54 ) begin
-          \$85  = \$56 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$85  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = lane;
-    if (start) begin
-      \$86  = 2'h0;
-    end
-    if (running) begin
-      if (\$30 ) begin
-        (* full_case = 32'd1 *)
-        if (\$54 ) begin
-          \$86  = 2'h0;
-        end else begin
-          \$86  = \$57 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$86  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = elem;
-    if (start) begin
-      \$87  = 6'h00;
-    end
-    if (running) begin
-      if (\$30 ) begin
-        \$87  = \$31 [5:0];
-      end
-    end
-    if (rst) begin
-      \$87  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = act_q;
-    if (start) begin
-      \$88  = 3'h0;
+      \$85  = 3'h0;
     end
     if (running) begin
       if (\$10 ) begin
-        \$88  = \$11 [2:0];
+        \$85  = \$11 [2:0];
         if (\$21 ) begin
-          \$88  = 3'h0;
+          \$85  = 3'h0;
           if (early) begin
-            \$88  = 3'h2;
+            \$85  = 3'h2;
           end else if (\$29 ) begin
-            \$88  = 3'h1;
+            \$85  = 3'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$88  = 3'h0;
+      \$85  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = early;
+    \$86  = early;
     if (start) begin
-      \$89  = 1'h0;
+      \$86  = 1'h0;
     end
     if (running) begin
       if (\$10 ) begin
         if (\$14 ) begin
-          \$89  = \$20 ;
+          \$86  = \$20 ;
         end
         if (\$21 ) begin
-          \$89  = 1'h0;
+          \$86  = 1'h0;
         end
       end
     end
     if (rst) begin
-      \$89  = 1'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = g_grp;
+    \$87  = g_grp;
     if (start) begin
-      \$90  = 5'h00;
+      \$87  = 5'h00;
     end
     if (running) begin
       if (\$10 ) begin
         if (\$21 ) begin
-          \$90  = \$23 [4:0];
+          \$87  = \$23 [4:0];
         end
       end
     end
     if (rst) begin
-      \$90  = 5'h00;
+      \$87  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = running;
+    \$88  = running;
     if (start) begin
-      \$91  = 1'h1;
+      \$88  = 1'h1;
     end
     if (finished) begin
-      \$91  = 1'h0;
+      \$88  = 1'h0;
     end
     if (rst) begin
-      \$91  = 1'h0;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = rd_q;
+    \$89  = rd_q;
     if (start) begin
-      \$92  = 2'h0;
+      \$89  = 2'h0;
     end
     if (running) begin
       if (gather_read0) begin
         (* full_case = 32'd1 *)
         if (\$2 ) begin
-          \$92  = 2'h0;
+          \$89  = 2'h0;
         end else begin
-          \$92  = \$5 [1:0];
+          \$89  = \$5 [1:0];
         end
       end
     end
     if (rst) begin
-      \$92  = 2'h0;
+      \$89  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = grp;
+    if (start) begin
+      \$90  = 5'h00;
+    end
+    if (running) begin
+      if (\$30 ) begin
+        if (\$54 ) begin
+          \$90  = \$56 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = lane;
+    if (start) begin
+      \$91  = 2'h0;
+    end
+    if (running) begin
+      if (\$30 ) begin
+        (* full_case = 32'd1 *)
+        if (\$54 ) begin
+          \$91  = 2'h0;
+        end else begin
+          \$91  = \$57 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$91  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$92  = elem;
+    if (start) begin
+      \$92  = 6'h00;
+    end
+    if (running) begin
+      if (\$30 ) begin
+        \$92  = \$31 [5:0];
+      end
+    end
+    if (rst) begin
+      \$92  = 6'h00;
     end
   end
   always @* begin
@@ -1911,7 +1911,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
     if (running) begin
       if (\$10 ) begin
         if (\$21 ) begin
-          casez (\$signal )
+          casez (g_bank)
             1'h0:
                 \$111  = 1'h1;
           endcase
@@ -1937,7 +1937,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
       if (\$10 ) begin
         if (\$21 ) begin
           (* full_case = 32'd1 *)
-          casez (\$signal )
+          casez (g_bank)
             1'h0:
                 /* empty */;
             1'h1:
@@ -1963,7 +1963,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$113  = \$signal ;
+    \$113  = g_bank;
     if (running) begin
       if (\$10 ) begin
         if (\$21 ) begin
@@ -2061,7 +2061,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
   assign \element__payload.gates[1]  = element__payload[44:26];
   assign \element__payload.gates[2]  = element__payload[63:45];
   assign \element__payload.gates[3]  = element__payload[82:64];
-  assign \$13  = \$signal ;
+  assign \$13  = g_bank;
   assign \$32  = lane;
   assign \$34  = lane;
   assign \$37  = lane;

@@ -901,15 +901,15 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   wire \$81 ;
   wire \$82 ;
   reg \$83 ;
-  reg [4:0] \$84 ;
-  reg [1:0] \$85 ;
-  reg [5:0] \$86 ;
-  reg [2:0] \$87 ;
-  reg \$88 ;
+  reg [2:0] \$84 ;
+  reg \$85 ;
+  reg [4:0] \$86 ;
+  reg \$87 ;
+  reg [1:0] \$88 ;
   reg [4:0] \$89 ;
   wire \$9 ;
-  reg \$90 ;
-  reg [1:0] \$91 ;
+  reg [1:0] \$90 ;
+  reg [5:0] \$91 ;
   reg [6:0] \$92 ;
   reg \$93 ;
   reg [18:0] \$94 ;
@@ -918,7 +918,6 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg [18:0] \$97 ;
   reg [18:0] \$98 ;
   reg [18:0] \$99 ;
-  reg \$signal  = 1'h0;
   output [6:0] acc_addr;
   wire [6:0] acc_addr;
   input [37:0] acc_word;
@@ -948,6 +947,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   reg element__valid = 1'h0;
   output finished;
   reg finished = 1'h0;
+  reg g_bank = 1'h0;
   reg [4:0] g_grp = 5'h00;
   reg [18:0] gate0_0_0 = 19'h00000;
   reg [18:0] gate0_0_1 = 19'h00000;
@@ -989,19 +989,19 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   assign \$8  = ~ \$7 ;
   assign \$9  = \$6  & \$8 ;
   assign \$10  = act_q + 1'h1;
-  assign \$11  = ! \$signal ;
+  assign \$11  = ! g_bank;
   assign \$13  = act_q == 3'h4;
   assign \$14  = g_grp + 1'h1;
   assign \$15  = \$14  < 5'h10;
-  assign \$16  = ~ \$signal ;
+  assign \$16  = ~ g_bank;
   assign \$18  = ~ \$17 ;
   assign \$19  = \$15  & \$18 ;
   assign \$20  = act_q == 3'h5;
-  assign \$21  = ~ \$signal ;
+  assign \$21  = ~ g_bank;
   assign \$22  = g_grp + 1'h1;
   assign \$23  = g_grp + 1'h1;
   assign \$24  = \$23  < 5'h10;
-  assign \$25  = ~ \$signal ;
+  assign \$25  = ~ g_bank;
   assign \$27  = ~ \$26 ;
   assign \$28  = \$24  & \$27 ;
   assign \$30  = elem + 1'h1;
@@ -1019,13 +1019,13 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   assign \$62  = act_q == 3'h4;
   assign \$63  = g_grp + 1'h1;
   assign \$64  = \$63  < 5'h10;
-  assign \$65  = ~ \$signal ;
+  assign \$65  = ~ g_bank;
   assign \$67  = ~ \$66 ;
   assign \$68  = \$64  & \$67 ;
   assign \$69  = act_q == 3'h5;
   assign \$70  = g_grp + 1'h1;
   assign \$71  = \$70  < 5'h10;
-  assign \$72  = ~ \$signal ;
+  assign \$72  = ~ g_bank;
   assign \$74  = ~ \$73 ;
   assign \$75  = \$71  & \$74 ;
   assign \$76  = 3'h4 + elem;
@@ -1037,21 +1037,21 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   always @(posedge clk)
     element__valid <= \$83 ;
   always @(posedge clk)
-    grp <= \$84 ;
+    act_q <= \$84 ;
   always @(posedge clk)
-    lane <= \$85 ;
+    early <= \$85 ;
   always @(posedge clk)
-    elem <= \$86 ;
+    g_grp <= \$86 ;
   always @(posedge clk)
-    act_q <= \$87 ;
+    running <= \$87 ;
   always @(posedge clk)
-    early <= \$88 ;
+    rd_q <= \$88 ;
   always @(posedge clk)
-    g_grp <= \$89 ;
+    grp <= \$89 ;
   always @(posedge clk)
-    running <= \$90 ;
+    lane <= \$90 ;
   always @(posedge clk)
-    rd_q <= \$91 ;
+    elem <= \$91 ;
   always @(posedge clk)
     rd_addr <= \$92 ;
   always @(posedge clk)
@@ -1093,7 +1093,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   always @(posedge clk)
     bank1_full <= \$111 ;
   always @(posedge clk)
-    \$signal  <= \$112 ;
+    g_bank <= \$112 ;
   always @(posedge clk)
     element__payload <= \$113 ;
   always @(posedge clk)
@@ -1101,7 +1101,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (g_bank)
       1'h0:
           \$7  = bank0_full;
       1'h1:
@@ -1261,7 +1261,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (g_bank)
       1'h0:
           \$58  = bank0_full;
       1'h1:
@@ -1312,147 +1312,147 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = grp;
+    \$84  = act_q;
     if (start) begin
-      \$84  = 5'h00;
-    end
-    if (running) begin
-      if (\$29 ) begin
-        if (\$53 ) begin
-          \$84  = \$55 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$84  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = lane;
-    if (start) begin
-      \$85  = 2'h0;
-    end
-    if (running) begin
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$53 ) begin
-          \$85  = 2'h0;
-        end else begin
-          \$85  = \$56 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$85  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = elem;
-    if (start) begin
-      \$86  = 6'h00;
-    end
-    if (running) begin
-      if (\$29 ) begin
-        \$86  = \$30 [5:0];
-      end
-    end
-    if (rst) begin
-      \$86  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = act_q;
-    if (start) begin
-      \$87  = 3'h0;
+      \$84  = 3'h0;
     end
     if (running) begin
       if (\$9 ) begin
-        \$87  = \$10 [2:0];
+        \$84  = \$10 [2:0];
         if (\$20 ) begin
-          \$87  = 3'h0;
+          \$84  = 3'h0;
           if (early) begin
-            \$87  = 3'h2;
+            \$84  = 3'h2;
           end else if (\$28 ) begin
-            \$87  = 3'h1;
+            \$84  = 3'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$87  = 3'h0;
+      \$84  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = early;
+    \$85  = early;
     if (start) begin
-      \$88  = 1'h0;
+      \$85  = 1'h0;
     end
     if (running) begin
       if (\$9 ) begin
         if (\$13 ) begin
-          \$88  = \$19 ;
+          \$85  = \$19 ;
         end
         if (\$20 ) begin
-          \$88  = 1'h0;
+          \$85  = 1'h0;
         end
       end
     end
     if (rst) begin
-      \$88  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = g_grp;
+    \$86  = g_grp;
     if (start) begin
-      \$89  = 5'h00;
+      \$86  = 5'h00;
     end
     if (running) begin
       if (\$9 ) begin
         if (\$20 ) begin
-          \$89  = \$22 [4:0];
+          \$86  = \$22 [4:0];
         end
       end
     end
     if (rst) begin
-      \$89  = 5'h00;
+      \$86  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = running;
+    \$87  = running;
     if (start) begin
-      \$90  = 1'h1;
+      \$87  = 1'h1;
     end
     if (finished) begin
-      \$90  = 1'h0;
+      \$87  = 1'h0;
     end
     if (rst) begin
-      \$90  = 1'h0;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = rd_q;
+    \$88  = rd_q;
     if (start) begin
-      \$91  = 2'h0;
+      \$88  = 2'h0;
     end
     if (running) begin
       if (gather_read0) begin
         (* full_case = 32'd1 *)
         if (\$1 ) begin
-          \$91  = 2'h0;
+          \$88  = 2'h0;
         end else begin
-          \$91  = \$4 [1:0];
+          \$88  = \$4 [1:0];
         end
       end
     end
     if (rst) begin
-      \$91  = 2'h0;
+      \$88  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$89  = grp;
+    if (start) begin
+      \$89  = 5'h00;
+    end
+    if (running) begin
+      if (\$29 ) begin
+        if (\$53 ) begin
+          \$89  = \$55 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$89  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$90  = lane;
+    if (start) begin
+      \$90  = 2'h0;
+    end
+    if (running) begin
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$53 ) begin
+          \$90  = 2'h0;
+        end else begin
+          \$90  = \$56 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$91  = elem;
+    if (start) begin
+      \$91  = 6'h00;
+    end
+    if (running) begin
+      if (\$29 ) begin
+        \$91  = \$30 [5:0];
+      end
+    end
+    if (rst) begin
+      \$91  = 6'h00;
     end
   end
   always @* begin
@@ -1808,7 +1808,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
     if (running) begin
       if (\$9 ) begin
         if (\$20 ) begin
-          casez (\$signal )
+          casez (g_bank)
             1'h0:
                 \$110  = 1'h1;
           endcase
@@ -1834,7 +1834,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
       if (\$9 ) begin
         if (\$20 ) begin
           (* full_case = 32'd1 *)
-          casez (\$signal )
+          casez (g_bank)
             1'h0:
                 /* empty */;
             1'h1:
@@ -1860,7 +1860,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$112  = \$signal ;
+    \$112  = g_bank;
     if (running) begin
       if (\$9 ) begin
         if (\$20 ) begin
@@ -1958,7 +1958,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
   assign \element__payload.gates[1]  = element__payload[44:26];
   assign \element__payload.gates[2]  = element__payload[63:45];
   assign \element__payload.gates[3]  = element__payload[82:64];
-  assign \$12  = \$signal ;
+  assign \$12  = g_bank;
   assign \$31  = lane;
   assign \$33  = lane;
   assign \$36  = lane;
