@@ -339,6 +339,8 @@ class ActivateEngine(wiring.Component):
                             # the regions' copies do not
                             self._gather(m, k, lay, ctl, gate_regs,
                                          [] if self.start_registered else rd_addr,
+                                         [full] if self.start_registered
+                                         else [full, *self._full_copies],
                                          gate_read, read_bank)
                         self._issue(m, k, lay, gate_regs, full, i_bank, lane, grp, elem,
                                     last_beat)
@@ -349,7 +351,11 @@ class ActivateEngine(wiring.Component):
                         for k, lay in enumerate(layers):
                             with m.Case(k):
                                 self._gather(m, k, lay, rctl, gate_regs,
-                                             [a for a, g in zip(rd_addr, region) if g == r])
+                                             [a for a, g in zip(rd_addr, region) if g == r],
+                                             [rctl.full, *(
+                                                 c for n, c in enumerate(self._full_copies)
+                                                 if group_of(n * BANK_LANES_PER_COPY,
+                                                             REGION_LANES) == r)])
         if self.filled:
             # a filled group's last gate word: the next one goes to the other bank; its bank
             # is full when that word is captured (`_banks`)
@@ -440,17 +446,19 @@ class ActivateEngine(wiring.Component):
         P, E = self.lanes, self.units
         return (lane == P - E) | (elem >= max(lay.hidden - E, 0))
 
-    def _gather(self, m, k, lay, ctl, gate_regs, rd_addr, gate_read=None, read_bank=None):
+    def _gather(self, m, k, lay, ctl, gate_regs, rd_addr, flags, gate_read=None,
+                read_bank=None):
         """The gather engine of control `ctl` (its own, or a region's copy: then without
         `gate_read`): the gate-block words of row group g_grp into a free bank. Gate q is read
         at act_q == q and captured at act_q == q + GATHER_CAPTURE; the next group's first
         reads overlap the last captures when its bank is free. The reads take the gate words
-        in order, one each: the read-address copies `rd_addr` step on to the next."""
+        in order, one each: the read-address copies `rd_addr` step on to the next, and a
+        filled bank's flag is set in `flags` (pairs of bank flags: the control's own, and the
+        copies for the shift it steers)."""
         P, gpg, cycles = self.lanes, lay.gpg, gather_cycles(lay.n_blocks)
         act_q, early, g_grp, g_bank, full, rd_q = (ctl.act_q, ctl.early, ctl.g_grp,
                                                     ctl.g_bank, ctl.full, ctl.rd_q)
         central = gate_read is not None
-        set_full = (self._set_full(full, g_bank, 1) if central else [full[g_bank].eq(1)])
         nxt_free = (g_grp + 1 < gpg) & ~full[~g_bank]
         read = Signal(name=f"gather_read{k}{ctl.suffix}")
         with m.If(read):
@@ -478,7 +486,7 @@ class ActivateEngine(wiring.Component):
                 m.d.sync += early.eq(nxt_free)
                 m.d.comb += read.eq(nxt_free)                   # the next group's gate 0
             with m.If(act_q == cycles - 1):
-                m.d.sync += [act_q.eq(0), early.eq(0), *set_full,
+                m.d.sync += [act_q.eq(0), early.eq(0), *(f[g_bank].eq(1) for f in flags),
                              g_bank.eq(~g_bank), g_grp.eq(g_grp + 1)]
                 with m.If(early):
                     # its gate 1 (with one gate, a harmless read outside the order)

@@ -202,6 +202,15 @@ class ColumnEncoder(wiring.Component):
         changed = self.fresh | (self.token != self.last_token)
         return ~e2.is_h & (e2.col < ps.x_cols), changed
 
+    @staticmethod
+    def _value_addr(ps, col: int, bank):
+        """The vector-memory address of pass `ps`'s column `col` (a constant), in `bank`."""
+        if col >= ps.x_cols:
+            return ps.h_addr + col - ps.x_cols
+        x_addr = (Mux(bank, ps.x_addr + ps.x_bank_stride, ps.x_addr)
+                  if ps.banked else ps.x_addr)
+        return x_addr + col
+
     def elaborate(self, platform):
         plan, entry = self.plan, self.entry
         m = Module()
@@ -249,12 +258,18 @@ class ColumnEncoder(wiring.Component):
         # on the MAC array's idle flag, drives only `reading` and the pass's registers: not
         # the weight address (the 64-lane design's longest path ran from the sequencer's
         # state through that decode into `w_addr`)
+        # the value address of column `col`, a register that steps with it: the vector
+        # memory's read address from an adder (and the memory's word mux behind it, where
+        # the memory is small enough to be registers) was the 128-lane design's longest path
+        v_addr = Signal.like(self.value_addr)
+        m.d.comb += self.value_addr.eq(v_addr)
         with m.If(~reading):
             m.d.sync += [col.eq(0), at_h.eq(0)]
             with m.Switch(self.sel):
                 for k, ps in enumerate(self.passes):
                     with m.Case(k):
-                        m.d.sync += w_addr.eq(ps.first_w_addr)
+                        m.d.sync += [w_addr.eq(ps.first_w_addr),
+                                     v_addr.eq(self._value_addr(ps, 0, self.bank))]
         with m.If(self.start):
             m.d.sync += [self.pass_now.eq(self.sel), self.bank_now.eq(self.bank),
                          reading.eq(1)]
@@ -263,10 +278,6 @@ class ColumnEncoder(wiring.Component):
                 with m.Case(k):
                     # stage 0: read the next column's value (and last-fired value)
                     is_h0 = col >= ps.x_cols
-                    x_addr = (Mux(self.bank_now, ps.x_addr + ps.x_bank_stride, ps.x_addr)
-                              if ps.banked else ps.x_addr)
-                    m.d.comb += self.value_addr.eq(Mux(is_h0, ps.h_addr + col - ps.x_cols,
-                                                       x_addr + col))
                     if ps.is_delta:
                         m.d.comb += self.last_addr.eq(ps.hat_addr + col)
                     if ps.banked and not plan.early_passes:
@@ -277,6 +288,8 @@ class ColumnEncoder(wiring.Component):
                                      e1.w_addr.eq(w_addr), col.eq(col + 1),
                                      w_addr.eq(w_addr + ps.gpc),
                                      reading.eq(col != ps.cols - 1)]
+                        # the next column's: the first recurrent one after the inputs
+                        m.d.sync += v_addr.eq(Mux(col == ps.x_cols - 1, ps.h_addr, v_addr + 1))
                     # stage 1: the change since the column last fired (delta passes)
                     value = Mux(e1.is_h & fresh, 0, self.value) if ps.recurrent else self.value
                     last = Mux(fresh, 0, self.last) if ps.is_delta else 0

@@ -359,7 +359,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(h_prev),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1629$8 (element__payload[91:8]),
+    .\port$1624$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -370,7 +370,7 @@ module hwgen_charlm_gru2_p8(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_prev(\h_prev$54 ),
     .p20(\valid_out$59 ),
     .p41(\tag_out$60 ),
-    .\port$1629$8 (element__payload[91:8]),
+    .\port$1624$8 (element__payload[91:8]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(\valid_in$52 )
@@ -5036,7 +5036,7 @@ module \hwgen_charlm_gru2_p8.activate (rst, acc_addr, sel, start, acc_word, elem
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1629$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$1624$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -5292,8 +5292,8 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1629$8 ;
-  wire [83:0] \port$1629$8 ;
+  input [83:0] \port$1624$8 ;
+  wire [83:0] \port$1624$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -5313,22 +5313,22 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1629$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1624$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1629$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1624$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1629$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1624$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1629$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1624$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -6257,10 +6257,10 @@ module \hwgen_charlm_gru2_p8.elementwise0 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1629$8 [20:0];
-  assign acc1 = \port$1629$8 [41:21];
-  assign acc2 = \port$1629$8 [62:42];
-  assign acc3 = \port$1629$8 [83:63];
+  assign acc0 = \port$1624$8 [20:0];
+  assign acc1 = \port$1624$8 [41:21];
+  assign acc2 = \port$1624$8 [62:42];
+  assign acc3 = \port$1624$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -7225,7 +7225,7 @@ module \hwgen_charlm_gru2_p8.elementwise0.tanh_n (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1629$8 , p20, p41, h_new, clk);
+module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$1624$8 , p20, p41, h_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [21:0] \$1 ;
   wire \$10 ;
@@ -7481,8 +7481,8 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   reg [17:0] p95 = 18'h00000;
   reg [8:0] p96 = 9'h000;
   reg [19:0] p97 = 20'h00000;
-  input [83:0] \port$1629$8 ;
-  wire [83:0] \port$1629$8 ;
+  input [83:0] \port$1624$8 ;
+  wire [83:0] \port$1624$8 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -7502,22 +7502,22 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
   wire [7:0] y;
   wire [7:0] \y$94 ;
   wire [7:0] \y$97 ;
-  assign \$1  = $signed(\port$1629$8 [20:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1624$8 [20:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 22'h3fff80 : p42;
   assign \$6  = \$3  ? 22'h00007f : \$5 ;
-  assign \$7  = $signed(\port$1629$8 [41:21]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1624$8 [41:21]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 22'h3fff80 : p44;
   assign \$12  = \$9  ? 22'h00007f : \$11 ;
-  assign \$13  = $signed(\port$1629$8 [62:42]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1624$8 [62:42]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 22'h3fff80 : p46;
   assign \$18  = \$15  ? 22'h00007f : \$17 ;
-  assign \$19  = $signed(\port$1629$8 [83:63]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1624$8 [83:63]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 22'h3fff80 : p48;
@@ -8446,10 +8446,10 @@ module \hwgen_charlm_gru2_p8.elementwise1 (rst, valid_in, h_prev, tag, \port$162
       \$144  = 8'h00;
     end
   end
-  assign acc0 = \port$1629$8 [20:0];
-  assign acc1 = \port$1629$8 [41:21];
-  assign acc2 = \port$1629$8 [62:42];
-  assign acc3 = \port$1629$8 [83:63];
+  assign acc0 = \port$1624$8 [20:0];
+  assign acc1 = \port$1624$8 [41:21];
+  assign acc2 = \port$1624$8 [62:42];
+  assign acc3 = \port$1624$8 [83:63];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -9418,30 +9418,30 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns_
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [7:0] \$11 ;
-  wire [8:0] \$12 ;
-  wire [7:0] \$13 ;
-  wire [8:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire [7:0] \$17 ;
-  wire [8:0] \$18 ;
+  wire \$11 ;
+  wire [6:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [7:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
   wire [7:0] \$19 ;
   wire \$2 ;
-  wire [8:0] \$20 ;
+  wire [7:0] \$20 ;
   wire \$21 ;
-  wire [4:0] \$22 ;
+  wire [7:0] \$22 ;
   wire \$23 ;
-  wire [5:0] \$24 ;
-  wire \$25 ;
+  wire [7:0] \$24 ;
+  wire [8:0] \$25 ;
   wire \$26 ;
-  wire [6:0] \$27 ;
-  wire \$28 ;
+  wire [7:0] \$27 ;
+  wire [11:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [7:0] \$30 ;
-  wire [11:0] \$31 ;
-  wire \$32 ;
+  wire \$30 ;
+  wire [7:0] \$31 ;
+  wire [7:0] \$32 ;
   wire \$33 ;
   wire [7:0] \$34 ;
   wire \$35 ;
@@ -9454,28 +9454,23 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns_
   wire \$41 ;
   wire \$42 ;
   wire [7:0] \$43 ;
-  wire \$44 ;
-  wire [7:0] \$45 ;
-  wire [8:0] \$46 ;
-  wire \$47 ;
-  wire [7:0] \$48 ;
-  wire [11:0] \$49 ;
-  wire [7:0] \$5 ;
-  wire \$50 ;
-  wire [8:0] \$51 ;
-  reg [19:0] \$52 ;
-  reg [3:0] \$53 ;
-  reg [6:0] \$54 ;
-  reg \$55 ;
-  reg [10:0] \$56 ;
-  reg [1:0] \$57 ;
-  reg \$58 ;
-  reg \$59 ;
-  wire [8:0] \$6 ;
-  reg [36:0] \$60 ;
-  wire [7:0] \$7 ;
-  wire [8:0] \$8 ;
-  wire \$9 ;
+  wire [7:0] \$44 ;
+  wire [8:0] \$45 ;
+  reg [19:0] \$46 ;
+  reg [3:0] \$47 ;
+  reg [6:0] \$48 ;
+  reg \$49 ;
+  wire \$5 ;
+  reg [10:0] \$50 ;
+  reg [6:0] \$51 ;
+  reg [1:0] \$52 ;
+  reg \$53 ;
+  reg \$54 ;
+  reg [36:0] \$55 ;
+  wire \$6 ;
+  wire [4:0] \$7 ;
+  wire \$8 ;
+  wire [5:0] \$9 ;
   reg at_h = 1'h0;
   wire bank;
   output bank_now;
@@ -9528,81 +9523,77 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns_
   wire [1:0] sel;
   input start;
   wire start;
+  (* init = 7'h00 *)
+  wire [6:0] v_addr;
   input [7:0] value;
   wire [7:0] value;
   output [6:0] value_addr;
-  reg [6:0] value_addr;
+  reg [6:0] value_addr = 7'h00;
   reg [10:0] w_addr = 11'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$38  = col >= 6'h20;
-  assign \$39  = col + 1'h1;
-  assign \$40  = w_addr + 4'hc;
-  assign \$41  = col != 6'h3f;
-  assign \$42  = e1[8] & fresh;
-  assign \$43  = \$42  ? 8'h00 : value;
-  assign \$44  = e1[8] & fresh;
-  assign \$45  = \$44  ? 8'h00 : value;
-  assign \$46  = $signed(\$45 ) - $signed(1'h0);
-  assign \$47  = col >= 1'h0;
-  assign \$48  = col + 1'h1;
-  assign \$49  = w_addr + 3'h4;
-  assign \$50  = col != 5'h1f;
-  assign \$51  = $signed(value) - $signed(1'h0);
+  assign \$43  = value_addr + 1'h1;
+  assign \$45  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$52 ;
+    e1 <= \$46 ;
   always @(posedge clk)
-    held <= \$53 ;
+    held <= \$47 ;
   always @(posedge clk)
-    col <= \$54 ;
+    col <= \$48 ;
   always @(posedge clk)
-    at_h <= \$55 ;
+    at_h <= \$49 ;
   always @(posedge clk)
-    w_addr <= \$56 ;
+    w_addr <= \$50 ;
   always @(posedge clk)
-    pass_now <= \$57 ;
+    value_addr <= \$51 ;
   always @(posedge clk)
-    bank_now <= \$58 ;
+    pass_now <= \$52 ;
   always @(posedge clk)
-    reading <= \$59 ;
+    bank_now <= \$53 ;
   always @(posedge clk)
-    e2 <= \$60 ;
+    reading <= \$54 ;
+  always @(posedge clk)
+    e2 <= \$55 ;
   assign \$1  = held < 3'h7;
   assign launch = reading & \$1 ;
   assign \$2  = ~ reading;
   assign \$3  = ! held;
   assign done = \$2  & \$3 ;
-  assign \$4  = col >= 6'h20;
-  assign \$5  = 6'h20 + col;
-  assign \$6  = \$5  - 6'h20;
-  assign \$7  = 1'h0 + col;
-  assign \$8  = \$4  ? \$6  : { 1'h0, \$7  };
-  assign \$10  = col >= 6'h20;
-  assign \$11  = 7'h40 + col;
-  assign \$12  = \$11  - 6'h20;
-  assign \$13  = 6'h20 + col;
-  assign \$14  = \$10  ? \$12  : { 1'h0, \$13  };
-  assign \$16  = col >= 1'h0;
-  assign \$17  = 7'h40 + col;
-  assign \$18  = \$17  - 1'h0;
-  assign \$19  = 1'h0 + col;
-  assign \$20  = \$16  ? \$18  : { 1'h0, \$19  };
-  assign \$22  = held + launch;
-  assign \$23  = r_en & columns__valid;
-  assign \$24  = \$22  - \$23 ;
-  assign \$25  = ~ w_en;
-  assign \$26  = e2[0] & \$25 ;
-  assign \$27  = $signed(\$24 ) - $signed({ 1'h0, \$26  });
-  assign \$28  = ~ reading;
-  assign \$29  = col >= 6'h20;
-  assign \$30  = col + 1'h1;
-  assign \$31  = w_addr + 4'hc;
-  assign \$32  = col != 6'h3f;
+  assign \$7  = held + launch;
+  assign \$8  = r_en & columns__valid;
+  assign \$9  = \$7  - \$8 ;
+  assign \$10  = ~ w_en;
+  assign \$11  = e2[0] & \$10 ;
+  assign \$12  = $signed(\$9 ) - $signed({ 1'h0, \$11  });
+  assign \$13  = ~ reading;
+  assign \$14  = col >= 6'h20;
+  assign \$15  = col + 1'h1;
+  assign \$16  = w_addr + 4'hc;
+  assign \$17  = col != 6'h3f;
+  assign \$18  = col == 5'h1f;
+  assign \$19  = value_addr + 1'h1;
+  assign \$20  = \$18  ? 8'h20 : \$19 ;
+  assign \$21  = e1[8] & fresh;
+  assign \$22  = \$21  ? 8'h00 : value;
+  assign \$23  = e1[8] & fresh;
+  assign \$24  = \$23  ? 8'h00 : value;
+  assign \$25  = $signed(\$24 ) - $signed(1'h0);
+  assign \$26  = col >= 6'h20;
+  assign \$27  = col + 1'h1;
+  assign \$28  = w_addr + 4'hc;
+  assign \$29  = col != 6'h3f;
+  assign \$30  = col == 5'h1f;
+  assign \$31  = value_addr + 1'h1;
+  assign \$32  = \$30  ? 8'h40 : \$31 ;
   assign \$33  = e1[8] & fresh;
   assign \$34  = \$33  ? 8'h00 : value;
   assign \$35  = e1[8] & fresh;
   assign \$36  = \$35  ? 8'h00 : value;
   assign \$37  = $signed(\$36 ) - $signed(1'h0);
+  assign \$38  = col >= 1'h0;
+  assign \$39  = col + 1'h1;
+  assign \$40  = w_addr + 3'h4;
+  assign \$41  = col != 5'h1f;
   \hwgen_charlm_gru2_p8.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -9614,215 +9605,235 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    value_addr = 7'h00;
-    casez (pass_now)
-      2'h0:
-          value_addr = \$8 [6:0];
-      2'h1:
-          value_addr = \$14 [6:0];
-      2'h2:
-          value_addr = \$20 [6:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     w_en = 1'h0;
     casez (pass_now)
       2'h0:
-          w_en = \$9 ;
+          w_en = \$4 ;
       2'h1:
-          w_en = \$15 ;
+          w_en = \$5 ;
       2'h2:
-          w_en = \$21 ;
+          w_en = \$6 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$52 [19:1] = e1[19:1];
-    \$52 [0] = 1'h0;
+    \$46 [19:1] = e1[19:1];
+    \$46 [0] = 1'h0;
     casez (pass_now)
       2'h0:
           if (launch) begin
-            \$52 [0] = 1'h1;
-            \$52 [7:1] = col;
-            \$52 [8] = \$29 ;
-            \$52 [19:9] = w_addr;
+            \$46 [0] = 1'h1;
+            \$46 [7:1] = col;
+            \$46 [8] = \$14 ;
+            \$46 [19:9] = w_addr;
           end
       2'h1:
           if (launch) begin
-            \$52 [0] = 1'h1;
-            \$52 [7:1] = col;
-            \$52 [8] = \$38 ;
-            \$52 [19:9] = w_addr;
+            \$46 [0] = 1'h1;
+            \$46 [7:1] = col;
+            \$46 [8] = \$26 ;
+            \$46 [19:9] = w_addr;
           end
       2'h2:
           if (launch) begin
-            \$52 [0] = 1'h1;
-            \$52 [7:1] = col;
-            \$52 [8] = \$47 ;
-            \$52 [19:9] = w_addr;
+            \$46 [0] = 1'h1;
+            \$46 [7:1] = col;
+            \$46 [8] = \$38 ;
+            \$46 [19:9] = w_addr;
           end
     endcase
     if (rst) begin
-      \$52  = 20'h00000;
+      \$46  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$53  = \$27 [3:0];
+    \$47  = \$12 [3:0];
     if (rst) begin
-      \$53  = 4'h0;
+      \$47  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$54  = col;
-    if (\$28 ) begin
-      \$54  = 7'h00;
+    \$48  = col;
+    if (\$13 ) begin
+      \$48  = 7'h00;
     end
     casez (pass_now)
       2'h0:
           if (launch) begin
-            \$54  = \$30 [6:0];
+            \$48  = \$15 [6:0];
           end
       2'h1:
           if (launch) begin
-            \$54  = \$39 [6:0];
+            \$48  = \$27 [6:0];
           end
       2'h2:
           if (launch) begin
-            \$54  = \$48 [6:0];
+            \$48  = \$39 [6:0];
           end
     endcase
     if (rst) begin
-      \$54  = 7'h00;
+      \$48  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$55  = at_h;
-    if (\$28 ) begin
-      \$55  = 1'h0;
+    \$49  = at_h;
+    if (\$13 ) begin
+      \$49  = 1'h0;
     end
     if (rst) begin
-      \$55  = 1'h0;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$56  = w_addr;
-    if (\$28 ) begin
+    \$50  = w_addr;
+    if (\$13 ) begin
       casez (sel)
         2'h0:
-            \$56  = 11'h000;
+            \$50  = 11'h000;
         2'h1:
-            \$56  = 11'h300;
+            \$50  = 11'h300;
         2'h2:
-            \$56  = 11'h600;
+            \$50  = 11'h600;
       endcase
     end
     casez (pass_now)
       2'h0:
           if (launch) begin
-            \$56  = \$31 [10:0];
+            \$50  = \$16 [10:0];
           end
       2'h1:
           if (launch) begin
-            \$56  = \$40 [10:0];
+            \$50  = \$28 [10:0];
           end
       2'h2:
           if (launch) begin
-            \$56  = \$49 [10:0];
+            \$50  = \$40 [10:0];
           end
     endcase
     if (rst) begin
-      \$56  = 11'h000;
+      \$50  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$57  = pass_now;
-    if (start) begin
-      \$57  = sel;
-    end
-    if (rst) begin
-      \$57  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$58  = bank_now;
-    if (start) begin
-      \$58  = 1'h0;
-    end
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$59  = reading;
-    if (start) begin
-      \$59  = 1'h1;
+    \$51  = value_addr;
+    if (\$13 ) begin
+      casez (sel)
+        2'h0:
+            \$51  = 7'h00;
+        2'h1:
+            \$51  = 7'h20;
+        2'h2:
+            \$51  = 7'h40;
+      endcase
     end
     casez (pass_now)
       2'h0:
           if (launch) begin
-            \$59  = \$32 ;
+            \$51  = \$20 [6:0];
           end
       2'h1:
           if (launch) begin
-            \$59  = \$41 ;
+            \$51  = \$32 [6:0];
           end
       2'h2:
           if (launch) begin
-            \$59  = \$50 ;
+            \$51  = \$44 [6:0];
           end
     endcase
     if (rst) begin
-      \$59  = 1'h0;
+      \$51  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$60  = e2;
+    \$52  = pass_now;
+    if (start) begin
+      \$52  = sel;
+    end
+    if (rst) begin
+      \$52  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$53  = bank_now;
+    if (start) begin
+      \$53  = 1'h0;
+    end
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$54  = reading;
+    if (start) begin
+      \$54  = 1'h1;
+    end
+    casez (pass_now)
+      2'h0:
+          if (launch) begin
+            \$54  = \$17 ;
+          end
+      2'h1:
+          if (launch) begin
+            \$54  = \$29 ;
+          end
+      2'h2:
+          if (launch) begin
+            \$54  = \$41 ;
+          end
+    endcase
+    if (rst) begin
+      \$54  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$55  = e2;
     casez (pass_now)
       2'h0:
         begin
-          \$60 [0] = e1[0];
-          \$60 [7:1] = e1[7:1];
-          \$60 [8] = e1[8];
-          \$60 [19:9] = e1[19:9];
-          \$60 [27:20] = \$34 ;
-          \$60 [36:28] = \$37 ;
+          \$55 [0] = e1[0];
+          \$55 [7:1] = e1[7:1];
+          \$55 [8] = e1[8];
+          \$55 [19:9] = e1[19:9];
+          \$55 [27:20] = \$22 ;
+          \$55 [36:28] = \$25 ;
         end
       2'h1:
         begin
-          \$60 [0] = e1[0];
-          \$60 [7:1] = e1[7:1];
-          \$60 [8] = e1[8];
-          \$60 [19:9] = e1[19:9];
-          \$60 [27:20] = \$43 ;
-          \$60 [36:28] = \$46 ;
+          \$55 [0] = e1[0];
+          \$55 [7:1] = e1[7:1];
+          \$55 [8] = e1[8];
+          \$55 [19:9] = e1[19:9];
+          \$55 [27:20] = \$34 ;
+          \$55 [36:28] = \$37 ;
         end
       2'h2:
         begin
-          \$60 [0] = e1[0];
-          \$60 [7:1] = e1[7:1];
-          \$60 [8] = e1[8];
-          \$60 [19:9] = e1[19:9];
-          \$60 [27:20] = value;
-          \$60 [36:28] = \$51 ;
+          \$55 [0] = e1[0];
+          \$55 [7:1] = e1[7:1];
+          \$55 [8] = e1[8];
+          \$55 [19:9] = e1[19:9];
+          \$55 [27:20] = value;
+          \$55 [36:28] = \$45 ;
         end
     endcase
     if (rst) begin
-      \$60  = 37'h0000000000;
+      \$55  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
   assign r_data = columns__payload;
   assign columns__ready = r_en;
   assign pushed = w_data;
+  assign v_addr = value_addr;
   assign bank = 1'h0;
   assign \columns__payload.w_addr  = columns__payload[10:0];
   assign \columns__payload.col  = columns__payload[17:11];
@@ -9846,9 +9857,11 @@ module \hwgen_charlm_gru2_p8.encoder (rst, value, done, columns__valid, columns_
   assign w_data[18] = e2[8];
   assign w_data[17:11] = e2[7:1];
   assign w_data[10:0] = e2[19:9];
-  assign \$9  = e2[0];
-  assign \$15  = e2[0];
-  assign \$21  = e2[0];
+  assign \$4  = e2[0];
+  assign \$5  = e2[0];
+  assign \$6  = e2[0];
+  assign \$42  = 1'h0;
+  assign \$44  = \$43 ;
 endmodule
 
 (* generator = "Amaranth" *)

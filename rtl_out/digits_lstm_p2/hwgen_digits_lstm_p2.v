@@ -373,7 +373,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1056$7 (element__payload[82:7]),
+    .\port$1054$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -2073,7 +2073,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1056$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1054$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2299,8 +2299,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1056$7 ;
-  wire [75:0] \port$1056$7 ;
+  input [75:0] \port$1054$7 ;
+  wire [75:0] \port$1054$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2326,22 +2326,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1056$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1054$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1056$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1054$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1056$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1054$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1056$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1054$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3155,10 +3155,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1056$7 [18:0];
-  assign acc1 = \port$1056$7 [37:19];
-  assign acc2 = \port$1056$7 [56:38];
-  assign acc3 = \port$1056$7 [75:57];
+  assign acc0 = \port$1054$7 [18:0];
+  assign acc1 = \port$1054$7 [37:19];
+  assign acc2 = \port$1054$7 [56:38];
+  assign acc3 = \port$1054$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4766,55 +4766,53 @@ endmodule
 module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns__payload, r_en, sel, start, bank, hold_h, fresh, value_addr, pass_now, bank_now, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
-  wire [2:0] \$10 ;
-  wire [6:0] \$11 ;
-  wire [7:0] \$12 ;
+  wire \$10 ;
+  wire [5:0] \$11 ;
+  wire \$12 ;
   wire \$13 ;
-  wire \$14 ;
-  wire [6:0] \$15 ;
-  wire [7:0] \$16 ;
-  wire [6:0] \$17 ;
-  wire [7:0] \$18 ;
+  wire [6:0] \$14 ;
+  wire \$15 ;
+  wire [2:0] \$16 ;
+  wire [3:0] \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [4:0] \$20 ;
-  wire \$21 ;
-  wire [5:0] \$22 ;
+  wire [6:0] \$20 ;
+  wire [12:0] \$21 ;
+  wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
+  wire [6:0] \$24 ;
   wire [6:0] \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [7:0] \$27 ;
   wire \$28 ;
-  wire [6:0] \$29 ;
+  wire [7:0] \$29 ;
   wire \$3 ;
-  wire [12:0] \$30 ;
+  wire [8:0] \$30 ;
   wire \$31 ;
-  wire \$32 ;
-  wire [7:0] \$33 ;
+  wire [6:0] \$32 ;
+  wire [12:0] \$33 ;
   wire \$34 ;
-  wire [7:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire [6:0] \$38 ;
-  wire [12:0] \$39 ;
+  wire \$35 ;
+  wire [6:0] \$36 ;
+  wire [6:0] \$37 ;
+  wire [8:0] \$38 ;
+  reg [19:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [8:0] \$41 ;
-  reg [19:0] \$42 ;
-  reg [3:0] \$43 ;
+  reg [3:0] \$40 ;
+  reg [5:0] \$41 ;
+  reg \$42 ;
+  reg [11:0] \$43 ;
   reg [5:0] \$44 ;
   reg \$45 ;
-  reg [11:0] \$46 ;
+  reg \$46 ;
   reg \$47 ;
-  reg \$48 ;
-  reg \$49 ;
+  reg [36:0] \$48 ;
   wire \$5 ;
-  reg [36:0] \$50 ;
   wire \$6 ;
   wire \$7 ;
-  wire [6:0] \$8 ;
-  wire [7:0] \$9 ;
+  wire \$8 ;
+  wire [4:0] \$9 ;
   reg at_h = 1'h0;
   input bank;
   wire bank;
@@ -4870,29 +4868,27 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
   wire sel;
   input start;
   wire start;
+  (* init = 6'h00 *)
+  wire [5:0] v_addr;
   input [7:0] value;
   wire [7:0] value;
   output [5:0] value_addr;
-  reg [5:0] value_addr;
+  reg [5:0] value_addr = 6'h00;
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
   always @(posedge clk)
-    held <= \$43 ;
+    w_addr <= \$43 ;
   always @(posedge clk)
-    col <= \$44 ;
+    value_addr <= \$44 ;
   always @(posedge clk)
-    at_h <= \$45 ;
+    pass_now <= \$45 ;
   always @(posedge clk)
-    w_addr <= \$46 ;
+    bank_now <= \$46 ;
   always @(posedge clk)
-    pass_now <= \$47 ;
+    reading <= \$47 ;
   always @(posedge clk)
-    bank_now <= \$48 ;
-  always @(posedge clk)
-    reading <= \$49 ;
-  always @(posedge clk)
-    e2 <= \$50 ;
+    e2 <= \$48 ;
   assign \$1  = held < 3'h7;
   assign \$2  = reading & \$1 ;
   assign \$3  = hold_h & at_h;
@@ -4901,41 +4897,42 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
   assign \$5  = ~ reading;
   assign \$6  = ! held;
   assign done = \$5  & \$6 ;
-  assign \$7  = col >= 3'h4;
-  assign \$8  = 4'h8 + col;
-  assign \$9  = \$8  - 3'h4;
-  assign \$10  = bank_now ? 3'h4 : 3'h0;
-  assign \$11  = \$10  + col;
-  assign \$12  = \$7  ? \$9  : { 1'h0, \$11  };
-  assign \$14  = col >= 1'h0;
-  assign \$15  = 4'h8 + col;
-  assign \$16  = \$15  - 1'h0;
-  assign \$17  = 1'h0 + col;
-  assign \$18  = \$14  ? \$16  : { 1'h0, \$17  };
-  assign \$20  = held + launch;
-  assign \$21  = r_en & columns__valid;
-  assign \$22  = \$20  - \$21 ;
-  assign \$23  = ~ w_en;
-  assign \$24  = e2[0] & \$23 ;
-  assign \$25  = $signed(\$22 ) - $signed({ 1'h0, \$24  });
-  assign \$26  = ~ reading;
-  assign \$27  = col >= 2'h3;
-  assign \$28  = col >= 3'h4;
-  assign \$29  = col + 1'h1;
-  assign \$30  = w_addr + 7'h40;
-  assign \$31  = col != 6'h23;
-  assign \$32  = e1[7] & fresh;
-  assign \$33  = \$32  ? 8'h00 : value;
-  assign \$34  = e1[7] & fresh;
-  assign \$35  = \$34  ? 8'h00 : value;
-  assign \$36  = $signed(\$35 ) - $signed(1'h0);
-  assign \$37  = col >= 1'h0;
-  assign \$38  = col + 1'h1;
-  assign \$39  = w_addr + 3'h5;
-  assign \$40  = col != 5'h1f;
-  assign \$41  = $signed(value) - $signed(1'h0);
+  assign \$9  = held + launch;
+  assign \$10  = r_en & columns__valid;
+  assign \$11  = \$9  - \$10 ;
+  assign \$12  = ~ w_en;
+  assign \$13  = e2[0] & \$12 ;
+  assign \$14  = $signed(\$11 ) - $signed({ 1'h0, \$13  });
+  assign \$15  = ~ reading;
+  assign \$16  = bank ? 3'h4 : 3'h0;
+  assign \$17  = \$16  + 1'h0;
+  assign \$18  = col >= 2'h3;
+  assign \$19  = col >= 3'h4;
+  assign \$20  = col + 1'h1;
+  assign \$21  = w_addr + 7'h40;
+  assign \$22  = col != 6'h23;
+  assign \$23  = col == 2'h3;
+  assign \$24  = value_addr + 1'h1;
+  assign \$25  = \$23  ? 7'h08 : \$24 ;
+  assign \$26  = e1[7] & fresh;
+  assign \$27  = \$26  ? 8'h00 : value;
+  assign \$28  = e1[7] & fresh;
+  assign \$29  = \$28  ? 8'h00 : value;
+  assign \$30  = $signed(\$29 ) - $signed(1'h0);
+  assign \$31  = col >= 1'h0;
+  assign \$32  = col + 1'h1;
+  assign \$33  = w_addr + 3'h5;
+  assign \$34  = col != 5'h1f;
+  assign \$36  = value_addr + 1'h1;
+  assign \$38  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$42 ;
+    e1 <= \$39 ;
+  always @(posedge clk)
+    held <= \$40 ;
+  always @(posedge clk)
+    col <= \$41 ;
+  always @(posedge clk)
+    at_h <= \$42 ;
   \hwgen_digits_lstm_p2.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -4947,134 +4944,97 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$44  = col;
-    if (\$26 ) begin
-      \$44  = 6'h00;
-    end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (launch) begin
-            \$44  = \$29 [5:0];
-          end
-      1'h1:
-          if (launch) begin
-            \$44  = \$38 [5:0];
-          end
-    endcase
-    if (rst) begin
-      \$44  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$45  = at_h;
-    if (\$26 ) begin
-      \$45  = 1'h0;
-    end
-    casez (pass_now)
-      1'h0:
-          if (launch) begin
-            \$45  = \$27 ;
-          end
-    endcase
-    if (rst) begin
-      \$45  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$46  = w_addr;
-    if (\$26 ) begin
+    \$44  = value_addr;
+    if (\$15 ) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$46  = 12'h000;
+            \$44  = { 2'h0, \$17  };
         1'h1:
-            \$46  = 12'h900;
+            \$44  = 6'h08;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$46  = \$30 [11:0];
+            \$44  = \$25 [5:0];
           end
       1'h1:
           if (launch) begin
-            \$46  = \$39 [11:0];
+            \$44  = \$37 [5:0];
           end
     endcase
     if (rst) begin
-      \$46  = 12'h000;
+      \$44  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$47  = pass_now;
+    \$45  = pass_now;
     if (start) begin
-      \$47  = sel;
+      \$45  = sel;
     end
+    if (rst) begin
+      \$45  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$46  = bank_now;
+    if (start) begin
+      \$46  = bank;
+    end
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$47  = reading;
+    if (start) begin
+      \$47  = 1'h1;
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$47  = \$22 ;
+          end
+      1'h1:
+          if (launch) begin
+            \$47  = \$34 ;
+          end
+    endcase
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$48  = bank_now;
-    if (start) begin
-      \$48  = bank;
-    end
-    if (rst) begin
-      \$48  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$49  = reading;
-    if (start) begin
-      \$49  = 1'h1;
-    end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          if (launch) begin
-            \$49  = \$31 ;
-          end
-      1'h1:
-          if (launch) begin
-            \$49  = \$40 ;
-          end
-    endcase
-    if (rst) begin
-      \$49  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
         begin
-          \$50 [0] = e1[0];
-          \$50 [6:1] = e1[6:1];
-          \$50 [7] = e1[7];
-          \$50 [19:8] = e1[19:8];
-          \$50 [27:20] = \$33 ;
-          \$50 [36:28] = \$36 ;
+          \$48 [0] = e1[0];
+          \$48 [6:1] = e1[6:1];
+          \$48 [7] = e1[7];
+          \$48 [19:8] = e1[19:8];
+          \$48 [27:20] = \$27 ;
+          \$48 [36:28] = \$30 ;
         end
       1'h1:
         begin
-          \$50 [0] = e1[0];
-          \$50 [6:1] = e1[6:1];
-          \$50 [7] = e1[7];
-          \$50 [19:8] = e1[19:8];
-          \$50 [27:20] = value;
-          \$50 [36:28] = \$41 ;
+          \$48 [0] = e1[0];
+          \$48 [6:1] = e1[6:1];
+          \$48 [7] = e1[7];
+          \$48 [19:8] = e1[19:8];
+          \$48 [27:20] = value;
+          \$48 [36:28] = \$38 ;
         end
     endcase
     if (rst) begin
-      \$50  = 37'h0000000000;
+      \$48  = 37'h0000000000;
     end
   end
   always @* begin
@@ -5082,57 +5042,112 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          value_addr = \$12 [5:0];
+          w_en = \$7 ;
       1'h1:
-          value_addr = \$18 [5:0];
+          w_en = \$8 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          w_en = \$13 ;
-      1'h1:
-          w_en = \$19 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$42 [19:1] = e1[19:1];
-    \$42 [0] = 1'h0;
+    \$39 [19:1] = e1[19:1];
+    \$39 [0] = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$42 [0] = 1'h1;
-            \$42 [6:1] = col;
-            \$42 [7] = \$28 ;
-            \$42 [19:8] = w_addr;
+            \$39 [0] = 1'h1;
+            \$39 [6:1] = col;
+            \$39 [7] = \$19 ;
+            \$39 [19:8] = w_addr;
           end
       1'h1:
           if (launch) begin
-            \$42 [0] = 1'h1;
-            \$42 [6:1] = col;
-            \$42 [7] = \$37 ;
-            \$42 [19:8] = w_addr;
+            \$39 [0] = 1'h1;
+            \$39 [6:1] = col;
+            \$39 [7] = \$31 ;
+            \$39 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$42  = 20'h00000;
+      \$39  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$43  = \$25 [3:0];
+    \$40  = \$14 [3:0];
     if (rst) begin
-      \$43  = 4'h0;
+      \$40  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = col;
+    if (\$15 ) begin
+      \$41  = 6'h00;
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$41  = \$20 [5:0];
+          end
+      1'h1:
+          if (launch) begin
+            \$41  = \$32 [5:0];
+          end
+    endcase
+    if (rst) begin
+      \$41  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = at_h;
+    if (\$15 ) begin
+      \$42  = 1'h0;
+    end
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$42  = \$18 ;
+          end
+    endcase
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$43  = w_addr;
+    if (\$15 ) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            \$43  = 12'h000;
+        1'h1:
+            \$43  = 12'h900;
+      endcase
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$43  = \$21 [11:0];
+          end
+      1'h1:
+          if (launch) begin
+            \$43  = \$33 [11:0];
+          end
+    endcase
+    if (rst) begin
+      \$43  = 12'h000;
     end
   end
   assign r_rdy = columns__valid;
   assign r_data = columns__payload;
   assign columns__ready = r_en;
   assign pushed = w_data;
+  assign v_addr = value_addr;
   assign \columns__payload.w_addr  = columns__payload[11:0];
   assign \columns__payload.col  = columns__payload[17:12];
   assign \columns__payload.is_h  = columns__payload[18];
@@ -5155,8 +5170,10 @@ module \hwgen_digits_lstm_p2.encoder (rst, value, done, columns__valid, columns_
   assign w_data[18] = e2[7];
   assign w_data[17:12] = e2[6:1];
   assign w_data[11:0] = e2[19:8];
-  assign \$13  = e2[0];
-  assign \$19  = e2[0];
+  assign \$7  = e2[0];
+  assign \$8  = e2[0];
+  assign \$35  = 1'h0;
+  assign \$37  = \$36 ;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -364,7 +364,7 @@ module hwgen_digits_lstm_p2_delta(i__valid, o__ready, clk, rst, i__ready, o__pay
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1032$7 (element__payload[82:7]),
+    .\port$1029$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -1970,7 +1970,7 @@ module \hwgen_digits_lstm_p2_delta.activate (rst, acc_addr, start, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1032$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \port$1029$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2196,8 +2196,8 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1032$7 ;
-  wire [75:0] \port$1032$7 ;
+  input [75:0] \port$1029$7 ;
+  wire [75:0] \port$1029$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2223,22 +2223,22 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1032$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1029$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1032$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1029$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1032$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1029$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1032$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1029$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3052,10 +3052,10 @@ module \hwgen_digits_lstm_p2_delta.elementwise0 (rst, valid_in, c_prev, tag, \po
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1032$7 [18:0];
-  assign acc1 = \port$1032$7 [37:19];
-  assign acc2 = \port$1032$7 [56:38];
-  assign acc3 = \port$1032$7 [75:57];
+  assign acc0 = \port$1029$7 [18:0];
+  assign acc1 = \port$1029$7 [37:19];
+  assign acc2 = \port$1029$7 [56:38];
+  assign acc3 = \port$1029$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
@@ -4660,71 +4660,68 @@ module \hwgen_digits_lstm_p2_delta.elementwise0.tanh_g (rst, x, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, columns__payload, r_en, last, sel, start, fresh, value_addr, last_addr, last_write, pass_now, bank_now, clk);
+module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, columns__payload, r_en, last, sel, start, fresh, last_addr, last_write, value_addr, pass_now, bank_now, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
-  wire [6:0] \$10 ;
-  wire [4:0] \$11 ;
+  wire [5:0] \$10 ;
+  wire \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [4:0] \$14 ;
-  wire [5:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
+  wire [4:0] \$17 ;
+  wire [5:0] \$18 ;
+  wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [4:0] \$22 ;
-  wire [5:0] \$23 ;
+  wire \$22 ;
+  wire [4:0] \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [5:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
   wire [6:0] \$28 ;
-  wire [7:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [6:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire \$32 ;
-  wire [4:0] \$33 ;
+  wire \$30 ;
+  wire [6:0] \$31 ;
+  wire [12:0] \$32 ;
+  wire \$33 ;
   wire \$34 ;
-  wire [5:0] \$35 ;
-  wire \$36 ;
+  wire [6:0] \$35 ;
+  wire [6:0] \$36 ;
   wire \$37 ;
-  wire [6:0] \$38 ;
+  wire [7:0] \$38 ;
   wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire [6:0] \$41 ;
-  wire [12:0] \$42 ;
+  wire [6:0] \$4 ;
+  wire [7:0] \$40 ;
+  wire [7:0] \$41 ;
+  wire [8:0] \$42 ;
   wire \$43 ;
-  wire \$44 ;
-  wire [7:0] \$45 ;
+  wire [6:0] \$44 ;
+  wire [12:0] \$45 ;
   wire \$46 ;
-  wire [7:0] \$47 ;
-  wire [7:0] \$48 ;
-  wire [8:0] \$49 ;
+  wire \$47 ;
+  wire [6:0] \$48 ;
+  wire [6:0] \$49 ;
   wire [6:0] \$5 ;
-  wire \$50 ;
-  wire [6:0] \$51 ;
-  wire [12:0] \$52 ;
-  wire \$53 ;
-  wire [8:0] \$54 ;
-  reg [19:0] \$55 ;
-  reg [3:0] \$56 ;
-  reg [5:0] \$57 ;
+  wire [8:0] \$50 ;
+  reg [19:0] \$51 ;
+  reg [3:0] \$52 ;
+  reg [5:0] \$53 ;
+  reg \$54 ;
+  reg [11:0] \$55 ;
+  reg [5:0] \$56 ;
+  reg \$57 ;
   reg \$58 ;
-  reg [11:0] \$59 ;
-  wire [7:0] \$6 ;
-  reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [36:0] \$63 ;
-  wire [6:0] \$7 ;
-  wire [7:0] \$8 ;
-  wire [6:0] \$9 ;
+  reg \$59 ;
+  wire [4:0] \$6 ;
+  reg [36:0] \$60 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire [4:0] \$9 ;
   reg at_h = 1'h0;
   wire bank;
   output bank_now;
@@ -4786,86 +4783,84 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   wire sel;
   input start;
   wire start;
+  (* init = 6'h00 *)
+  wire [5:0] v_addr;
   input [7:0] value;
   wire [7:0] value;
   output [5:0] value_addr;
-  reg [5:0] value_addr;
+  reg [5:0] value_addr = 6'h00;
   reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
   reg w_en;
-  assign \$35  = \$33  - \$34 ;
-  assign \$36  = ~ w_en;
-  assign \$37  = e2[0] & \$36 ;
-  assign \$38  = $signed(\$35 ) - $signed({ 1'h0, \$37  });
-  assign \$39  = ~ reading;
-  assign \$40  = col >= 3'h4;
-  assign \$41  = col + 1'h1;
-  assign \$42  = w_addr + 7'h40;
-  assign \$43  = col != 6'h23;
-  assign \$44  = e1[7] & fresh;
-  assign \$45  = \$44  ? 8'h00 : value;
-  assign \$46  = e1[7] & fresh;
-  assign \$47  = \$46  ? 8'h00 : value;
-  assign \$48  = fresh ? 8'h00 : last;
-  assign \$49  = $signed(\$47 ) - $signed(\$48 );
-  assign \$50  = col >= 1'h0;
-  assign \$51  = col + 1'h1;
-  assign \$52  = w_addr + 3'h5;
-  assign \$53  = col != 5'h1f;
-  assign \$54  = $signed(value) - $signed(1'h0);
+  assign \$38  = \$37  ? 8'h00 : value;
+  assign \$39  = e1[7] & fresh;
+  assign \$40  = \$39  ? 8'h00 : value;
+  assign \$41  = fresh ? 8'h00 : last;
+  assign \$42  = $signed(\$40 ) - $signed(\$41 );
+  assign \$43  = col >= 1'h0;
+  assign \$44  = col + 1'h1;
+  assign \$45  = w_addr + 3'h5;
+  assign \$46  = col != 5'h1f;
+  assign \$48  = value_addr + 1'h1;
+  assign \$50  = $signed(value) - $signed(1'h0);
   always @(posedge clk)
-    e1 <= \$55 ;
+    e1 <= \$51 ;
   always @(posedge clk)
-    held <= \$56 ;
+    held <= \$52 ;
   always @(posedge clk)
-    col <= \$57 ;
+    col <= \$53 ;
   always @(posedge clk)
-    at_h <= \$58 ;
+    at_h <= \$54 ;
   always @(posedge clk)
-    w_addr <= \$59 ;
+    w_addr <= \$55 ;
   always @(posedge clk)
-    pass_now <= \$60 ;
+    value_addr <= \$56 ;
   always @(posedge clk)
-    bank_now <= \$61 ;
+    pass_now <= \$57 ;
   always @(posedge clk)
-    reading <= \$62 ;
+    bank_now <= \$58 ;
   always @(posedge clk)
-    e2 <= \$63 ;
+    reading <= \$59 ;
+  always @(posedge clk)
+    e2 <= \$60 ;
   assign \$1  = held < 3'h7;
   assign launch = reading & \$1 ;
   assign \$2  = ~ reading;
   assign \$3  = ! held;
   assign done = \$2  & \$3 ;
-  assign \$4  = col >= 3'h4;
-  assign \$5  = 3'h4 + col;
-  assign \$6  = \$5  - 3'h4;
-  assign \$7  = 1'h0 + col;
-  assign \$8  = \$4  ? \$6  : { 1'h0, \$7  };
-  assign \$9  = 1'h0 + col;
-  assign \$10  = 1'h0 + e2[6:1];
-  assign \$11  = e2[7] ? 5'h18 : 5'h14;
-  assign \$12  = $signed(e2[36:28]) >= $signed({ 1'h0, \$11  });
-  assign \$13  = fresh | \$12 ;
+  assign \$4  = 1'h0 + col;
+  assign \$5  = 1'h0 + e2[6:1];
+  assign \$6  = e2[7] ? 5'h18 : 5'h14;
+  assign \$7  = $signed(e2[36:28]) >= $signed({ 1'h0, \$6  });
+  assign \$8  = fresh | \$7 ;
+  assign \$9  = e2[7] ? 5'h18 : 5'h14;
+  assign \$10  = - \$9 ;
+  assign \$11  = $signed(e2[36:28]) <= $signed(\$10 );
+  assign \$12  = \$8  | \$11 ;
+  assign \$13  = e2[0] & \$12 ;
   assign \$14  = e2[7] ? 5'h18 : 5'h14;
-  assign \$15  = - \$14 ;
-  assign \$16  = $signed(e2[36:28]) <= $signed(\$15 );
-  assign \$17  = \$13  | \$16 ;
-  assign \$18  = e2[0] & \$17 ;
-  assign \$19  = e2[7] ? 5'h18 : 5'h14;
-  assign \$20  = $signed(e2[36:28]) >= $signed({ 1'h0, \$19  });
-  assign \$21  = fresh | \$20 ;
-  assign \$22  = e2[7] ? 5'h18 : 5'h14;
-  assign \$23  = - \$22 ;
-  assign \$24  = $signed(e2[36:28]) <= $signed(\$23 );
-  assign \$25  = \$21  | \$24 ;
-  assign \$26  = e2[0] & \$25 ;
-  assign \$27  = col >= 1'h0;
-  assign \$28  = 3'h4 + col;
-  assign \$29  = \$28  - 1'h0;
-  assign \$30  = 1'h0 + col;
-  assign \$31  = \$27  ? \$29  : { 1'h0, \$30  };
-  assign \$33  = held + launch;
-  assign \$34  = r_en & columns__valid;
+  assign \$15  = $signed(e2[36:28]) >= $signed({ 1'h0, \$14  });
+  assign \$16  = fresh | \$15 ;
+  assign \$17  = e2[7] ? 5'h18 : 5'h14;
+  assign \$18  = - \$17 ;
+  assign \$19  = $signed(e2[36:28]) <= $signed(\$18 );
+  assign \$20  = \$16  | \$19 ;
+  assign \$21  = e2[0] & \$20 ;
+  assign \$23  = held + launch;
+  assign \$24  = r_en & columns__valid;
+  assign \$25  = \$23  - \$24 ;
+  assign \$26  = ~ w_en;
+  assign \$27  = e2[0] & \$26 ;
+  assign \$28  = $signed(\$25 ) - $signed({ 1'h0, \$27  });
+  assign \$29  = ~ reading;
+  assign \$30  = col >= 3'h4;
+  assign \$31  = col + 1'h1;
+  assign \$32  = w_addr + 7'h40;
+  assign \$33  = col != 6'h23;
+  assign \$34  = col == 2'h3;
+  assign \$35  = value_addr + 1'h1;
+  assign \$36  = \$34  ? 7'h04 : \$35 ;
+  assign \$37  = e1[7] & fresh;
   \hwgen_digits_lstm_p2_delta.encoder.queue  queue (
     .clk(clk),
     .r_data(columns__payload),
@@ -4877,20 +4872,10 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (pass_now)
-      1'h0:
-          value_addr = \$8 [5:0];
-      1'h1:
-          value_addr = \$31 [5:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     last_addr = 6'h00;
     casez (pass_now)
       1'h0:
-          last_addr = \$9 [5:0];
+          last_addr = \$4 [5:0];
     endcase
   end
   always @* begin
@@ -4899,9 +4884,9 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
     casez (pass_now)
       1'h0:
         begin
-          last_write[5:0] = \$10 [5:0];
+          last_write[5:0] = \$5 [5:0];
           last_write[13:6] = e2[27:20];
-          last_write[14] = \$18 ;
+          last_write[14] = \$13 ;
         end
     endcase
   end
@@ -4910,140 +4895,167 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
-          w_en = \$26 ;
+          w_en = \$21 ;
       1'h1:
-          w_en = \$32 ;
+          w_en = \$22 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55 [19:1] = e1[19:1];
-    \$55 [0] = 1'h0;
+    \$51 [19:1] = e1[19:1];
+    \$51 [0] = 1'h0;
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$55 [0] = 1'h1;
-            \$55 [6:1] = col;
-            \$55 [7] = \$40 ;
-            \$55 [19:8] = w_addr;
+            \$51 [0] = 1'h1;
+            \$51 [6:1] = col;
+            \$51 [7] = \$30 ;
+            \$51 [19:8] = w_addr;
           end
       1'h1:
           if (launch) begin
-            \$55 [0] = 1'h1;
-            \$55 [6:1] = col;
-            \$55 [7] = \$50 ;
-            \$55 [19:8] = w_addr;
+            \$51 [0] = 1'h1;
+            \$51 [6:1] = col;
+            \$51 [7] = \$43 ;
+            \$51 [19:8] = w_addr;
           end
     endcase
     if (rst) begin
-      \$55  = 20'h00000;
+      \$51  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$56  = \$38 [3:0];
+    \$52  = \$28 [3:0];
     if (rst) begin
-      \$56  = 4'h0;
+      \$52  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$57  = col;
-    if (\$39 ) begin
-      \$57  = 6'h00;
+    \$53  = col;
+    if (\$29 ) begin
+      \$53  = 6'h00;
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$57  = \$41 [5:0];
+            \$53  = \$31 [5:0];
           end
       1'h1:
           if (launch) begin
-            \$57  = \$51 [5:0];
+            \$53  = \$44 [5:0];
           end
     endcase
     if (rst) begin
-      \$57  = 6'h00;
+      \$53  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$58  = at_h;
-    if (\$39 ) begin
-      \$58  = 1'h0;
+    \$54  = at_h;
+    if (\$29 ) begin
+      \$54  = 1'h0;
     end
     if (rst) begin
-      \$58  = 1'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$59  = w_addr;
-    if (\$39 ) begin
+    \$55  = w_addr;
+    if (\$29 ) begin
       (* full_case = 32'd1 *)
       casez (sel)
         1'h0:
-            \$59  = 12'h000;
+            \$55  = 12'h000;
         1'h1:
-            \$59  = 12'h900;
+            \$55  = 12'h900;
       endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$59  = \$42 [11:0];
+            \$55  = \$32 [11:0];
           end
       1'h1:
           if (launch) begin
-            \$59  = \$52 [11:0];
+            \$55  = \$45 [11:0];
           end
     endcase
     if (rst) begin
-      \$59  = 12'h000;
+      \$55  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$60  = pass_now;
-    if (start) begin
-      \$60  = sel;
-    end
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$61  = bank_now;
-    if (start) begin
-      \$61  = 1'h0;
-    end
-    if (rst) begin
-      \$61  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$62  = reading;
-    if (start) begin
-      \$62  = 1'h1;
+    \$56  = value_addr;
+    if (\$29 ) begin
+      (* full_case = 32'd1 *)
+      casez (sel)
+        1'h0:
+            \$56  = 6'h00;
+        1'h1:
+            \$56  = 6'h04;
+      endcase
     end
     (* full_case = 32'd1 *)
     casez (pass_now)
       1'h0:
           if (launch) begin
-            \$62  = \$43 ;
+            \$56  = \$36 [5:0];
           end
       1'h1:
           if (launch) begin
-            \$62  = \$53 ;
+            \$56  = \$49 [5:0];
           end
     endcase
     if (rst) begin
-      \$62  = 1'h0;
+      \$56  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$57  = pass_now;
+    if (start) begin
+      \$57  = sel;
+    end
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$58  = bank_now;
+    if (start) begin
+      \$58  = 1'h0;
+    end
+    if (rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$59  = reading;
+    if (start) begin
+      \$59  = 1'h1;
+    end
+    (* full_case = 32'd1 *)
+    casez (pass_now)
+      1'h0:
+          if (launch) begin
+            \$59  = \$33 ;
+          end
+      1'h1:
+          if (launch) begin
+            \$59  = \$46 ;
+          end
+    endcase
+    if (rst) begin
+      \$59  = 1'h0;
     end
   end
   always @* begin
@@ -5052,31 +5064,32 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
     casez (pass_now)
       1'h0:
         begin
-          \$63 [0] = e1[0];
-          \$63 [6:1] = e1[6:1];
-          \$63 [7] = e1[7];
-          \$63 [19:8] = e1[19:8];
-          \$63 [27:20] = \$45 ;
-          \$63 [36:28] = \$49 ;
+          \$60 [0] = e1[0];
+          \$60 [6:1] = e1[6:1];
+          \$60 [7] = e1[7];
+          \$60 [19:8] = e1[19:8];
+          \$60 [27:20] = \$38 ;
+          \$60 [36:28] = \$42 ;
         end
       1'h1:
         begin
-          \$63 [0] = e1[0];
-          \$63 [6:1] = e1[6:1];
-          \$63 [7] = e1[7];
-          \$63 [19:8] = e1[19:8];
-          \$63 [27:20] = value;
-          \$63 [36:28] = \$54 ;
+          \$60 [0] = e1[0];
+          \$60 [6:1] = e1[6:1];
+          \$60 [7] = e1[7];
+          \$60 [19:8] = e1[19:8];
+          \$60 [27:20] = value;
+          \$60 [36:28] = \$50 ;
         end
     endcase
     if (rst) begin
-      \$63  = 37'h0000000000;
+      \$60  = 37'h0000000000;
     end
   end
   assign r_rdy = columns__valid;
   assign r_data = columns__payload;
   assign columns__ready = r_en;
   assign pushed = w_data;
+  assign v_addr = value_addr;
   assign bank = 1'h0;
   assign \columns__payload.w_addr  = columns__payload[11:0];
   assign \columns__payload.col  = columns__payload[17:12];
@@ -5103,7 +5116,9 @@ module \hwgen_digits_lstm_p2_delta.encoder (rst, value, done, columns__valid, co
   assign w_data[18] = e2[7];
   assign w_data[17:12] = e2[6:1];
   assign w_data[11:0] = e2[19:8];
-  assign \$32  = e2[0];
+  assign \$22  = e2[0];
+  assign \$47  = 1'h0;
+  assign \$49  = \$48 ;
 endmodule
 
 (* generator = "Amaranth" *)
