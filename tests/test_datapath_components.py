@@ -521,6 +521,8 @@ def head_words(rng, head, plan):
     ("sru", 5, 2, 0.3), ("ligru", 3, 3, 0.0), ("gru", 5, 4, 0.8),
     ("gru", 13, 12, 0.4),        # two words; the read address as two copies
     ("lstm", 19, 12, 0.0),       # the lane picked in two steps, in its modelled cycles
+    ("gru", 150, 68, 0.0),       # three steps: the group, the region (the last one part)
+    ("lstm", 40, 36, 0.5),       # three steps, under stalls
 ])
 def test_head_output(cell, out, lanes, stall):
     rng = np.random.default_rng(lanes)

@@ -7,17 +7,23 @@ from amaranth.lib.wiring import In, Out
 
 from ..interface import output_payload
 from .arith import requantize
-from .fanout import LANES_PER_COPY, copied, copies, copy_groups
+from .fanout import LANES_PER_COPY, REGION_LANES, copied, copies, copy_groups
 
 assert LANES_PER_COPY & (LANES_PER_COPY - 1) == 0   # a lane's group and offset are its bits
 
 
+def pick_steps(lanes: int) -> int:
+    """Registered steps of the lane pick: one P-to-1 multiplexer up to 8 lanes; above, each
+    lane group picks its lane, then the group is picked (`fanout.copy_groups`); above one
+    region of lanes each region first picks its group, then the region is picked."""
+    return 1 + (copy_groups(lanes) > 1) + (copy_groups(lanes, REGION_LANES) > 1)
+
+
 def output_cycles(groups: int, outputs: int, lanes: int = 1) -> int:
     """Cycles from `start` to `done` with an always-ready stream: per accumulator word a
-    read and a wait (the word is registered before its lane is picked), per output a latch,
-    the requantization and the send; above 8 lanes the lane is picked in two steps (within
-    its lane group, then the group: `fanout.copy_groups`), a cycle more an output."""
-    return 2 * groups + (3 if copy_groups(lanes) == 1 else 4) * outputs
+    read and a wait (the word is registered before its lane is picked), per output the lane
+    pick (`pick_steps`), the requantization and the send."""
+    return 2 * groups + (2 + pick_steps(lanes)) * outputs
 
 
 class HeadOutput(wiring.Component):
@@ -104,10 +110,26 @@ class HeadOutput(wiring.Component):
                     group = [self.acc_word[n] for n in range(g * LANES_PER_COPY,
                                                              min(P, (g + 1) * LANES_PER_COPY))]
                     m.d.sync += pick.eq(Array(group)[offset])
+                group = lane >> (LANES_PER_COPY.bit_length() - 1)
                 with m.State("LATCH"):
-                    m.next = "PICK"
+                    m.next = "PICK" if pick_steps(P) == 2 else "REGION"
+                if pick_steps(P) == 2:
+                    far = near
+                else:
+                    # the groups' picks across the device, one P/8-to-1 multiplexer, were the
+                    # 128-lane design's longest path (11.7 ns): each region first picks its
+                    # group (every cycle, as the groups do), then PICK the region
+                    per = REGION_LANES // LANES_PER_COPY
+                    far = [Signal.like(word, name=f"far{r}")
+                           for r in range(copy_groups(P, REGION_LANES))]
+                    for r, pick in enumerate(far):
+                        region = Array(near[r * per:(r + 1) * per])
+                        m.d.sync += pick.eq(region[group[:per.bit_length() - 1]])
+                    group = lane >> (REGION_LANES.bit_length() - 1)
+                    with m.State("REGION"):
+                        m.next = "PICK"
                 with m.State("PICK"):
-                    m.d.sync += word.eq(Array(near)[lane >> (LANES_PER_COPY.bit_length() - 1)])
+                    m.d.sync += word.eq(Array(far)[group])
                     m.next = "ROUND"
             with m.State("ROUND"):
                 m.d.sync += [self.o.payload.data.eq(requantize(word, head.acc_frac,
