@@ -229,6 +229,8 @@ class Accelerator(wiring.Component):
                              0 if plan.ew_words is None else len(plan.ew_words), units=E,
                              filled=tp is not None)
         m.submodules.activate = act
+        if own_read_port:   # the shared port is ACTIVATE's alone: no state decode on its address
+            m.d.comb += v_rd.addr.eq(word(act.h_addr))
         m.d.comb += act.bank.eq(enc.bank_now)   # the bank of the pass just run
         out = HeadOutput(qm.head, P, plan.head.acc_base, plan.acc_width, plan.acc_depth)
         m.submodules.head_output = out
@@ -417,7 +419,8 @@ class Accelerator(wiring.Component):
                             m.d.comb += [mac.start.eq(1), act.start.eq(1)]
                             m.next = f"ACT{k}"
                 with m.State(f"ACT{k}"):
-                    m.d.comb += v_rd.addr.eq(word(act.h_addr))
+                    if not own_read_port:
+                        m.d.comb += v_rd.addr.eq(word(act.h_addr))
                     nxt, next_step = next_pass(k)
                     if tp is not None and plan.early_passes and nxt is not None:
                         # the next pass begins once the combine has read (and cleared)

@@ -52,36 +52,36 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   wire \$8 ;
   wire \$9 ;
   wire [5:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$39 ;
-  reg [5:0] \$signature__addr$54 ;
-  reg [4:0] \$signature__addr$59 ;
-  reg [5:0] \$signature__addr$78 ;
+  wire [5:0] \$signature__addr$29 ;
+  wire [4:0] \$signature__addr$41 ;
+  reg [5:0] \$signature__addr$56 ;
+  reg [4:0] \$signature__addr$61 ;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$46 ;
-  wire [7:0] \$signature__data$52 ;
-  reg [7:0] \$signature__data$57 ;
-  reg [7:0] \$signature__data$61 ;
+  wire [7:0] \$signature__data$48 ;
+  wire [7:0] \$signature__data$54 ;
+  reg [7:0] \$signature__data$59 ;
+  reg [7:0] \$signature__data$63 ;
   reg \$signature__en ;
-  reg \$signature__en$60 ;
+  reg \$signature__en$62 ;
   wire [18:0] acc0;
   wire [18:0] acc1;
   wire [18:0] acc2;
   wire [18:0] acc3;
   wire [7:0] acc_addr;
-  wire [7:0] \acc_addr$35 ;
+  wire [7:0] \acc_addr$37 ;
   wire [37:0] acc_word;
-  wire [37:0] \acc_word$37 ;
-  wire [18:0] \acc_word$37[0] ;
-  wire [18:0] \acc_word$37[1] ;
-  wire [37:0] \acc_word$38 ;
-  wire [18:0] \acc_word$38[0] ;
-  wire [18:0] \acc_word$38[1] ;
+  wire [37:0] \acc_word$39 ;
+  wire [18:0] \acc_word$39[0] ;
+  wire [18:0] \acc_word$39[1] ;
+  wire [37:0] \acc_word$40 ;
+  wire [18:0] \acc_word$40[0] ;
+  wire [18:0] \acc_word$40[1] ;
   wire [18:0] \acc_word[0] ;
   wire [18:0] \acc_word[1] ;
   wire bank;
-  wire \bank$29 ;
+  wire \bank$31 ;
   (* init = 1'h0 *)
-  wire \bank$67 ;
+  wire \bank$69 ;
   wire bank_now;
   wire busy;
   wire [4:0] c_addr;
@@ -159,28 +159,28 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   reg next_seq_end = 1'h0;
   output [8:0] o__payload;
   wire [8:0] o__payload;
-  wire [8:0] \o__payload$30 ;
-  wire [7:0] \o__payload$30.data ;
-  wire \o__payload$30.last ;
+  wire [8:0] \o__payload$32 ;
+  wire [7:0] \o__payload$32.data ;
+  wire \o__payload$32.last ;
   wire [7:0] \o__payload.data ;
   wire \o__payload.last ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$31 ;
+  wire \o__ready$33 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$32 ;
+  wire \o__valid$34 ;
   wire pass_now;
   wire [7:0] read_addr;
   input rst;
   wire rst;
   wire sel;
-  reg \sel$71 ;
-  wire [-1:0] \sel$74 ;
+  reg \sel$73 ;
+  wire [-1:0] \sel$76 ;
   reg seq_end = 1'h0;
   reg [2:0] seq_state = 3'h0;
   reg start;
-  reg \start$76 ;
+  reg \start$78 ;
   reg \start$81 ;
   wire [5:0] tag;
   wire [5:0] tag_out;
@@ -227,14 +227,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     c_mem[31] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$60 )
-      c_mem[\$signature__addr$59 ] <= \$signature__data$61 ;
+    if (\$signature__en$62 )
+      c_mem[\$signature__addr$61 ] <= \$signature__data$63 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= c_mem[\$signature__addr$39 ];
+    _0_ <= c_mem[\$signature__addr$41 ];
   end
-  assign \$signature__data$52  = _0_;
+  assign \$signature__data$54  = _0_;
   reg [7:0] v_mem [39:0];
   initial begin
     v_mem[0] = 8'h00;
@@ -280,16 +280,16 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      v_mem[\$signature__addr$54 ] <= \$signature__data$57 ;
+      v_mem[\$signature__addr$56 ] <= \$signature__data$59 ;
   end
   reg [7:0] _1_;
   reg [7:0] _2_;
   always @(posedge clk) begin
     _1_ <= v_mem[\$signature__addr ];
-    _2_ <= v_mem[\$signature__addr$78 ];
+    _2_ <= v_mem[\$signature__addr$29 ];
   end
   assign value = _1_;
-  assign \$signature__data$46  = _2_;
+  assign \$signature__data$48  = _2_;
   always @(posedge clk)
     load_idx <= \$37 ;
   always @(posedge clk)
@@ -312,11 +312,11 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     flushed <= \$46 ;
   always @(posedge clk)
     fresh <= \$47 ;
-  assign read_addr = acc_addr | \acc_addr$35 ;
+  assign read_addr = acc_addr | \acc_addr$37 ;
   assign \$1  = ! element__payload[6];
   assign valid_in = element__valid & \$1 ;
-  assign h_prev = fresh ? 8'h00 : \$signature__data$46 ;
-  assign c_prev = fresh ? 8'h00 : \$signature__data$52 ;
+  assign h_prev = fresh ? 8'h00 : \$signature__data$48 ;
+  assign c_prev = fresh ? 8'h00 : \$signature__data$54 ;
   assign \$2  = 4'h8 + tag_out;
   assign \$3  = 1'h0 + tag_out;
   assign \$4  = ~ loaded;
@@ -357,14 +357,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .acc_addr(acc_addr),
     .acc_word(acc_word),
     .bank(bank),
-    .c_addr(\$signature__addr$39 ),
+    .c_addr(\$signature__addr$41 ),
     .clk(clk),
     .element__payload(element__payload),
     .element__valid(element__valid),
     .finished(finished),
-    .h_addr(h_addr),
+    .h_addr(\$signature__addr$29 ),
     .rst(rst),
-    .start(\start$76 )
+    .start(\start$78 )
   );
   \hwgen_digits_lstm_p2.elementwise0  elementwise0 (
     .c_new(c_new),
@@ -373,7 +373,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .h_new(h_new),
     .p20(valid_out),
     .p41(tag_out),
-    .\port$1054$7 (element__payload[82:7]),
+    .\port$1053$7 (element__payload[82:7]),
     .rst(rst),
     .tag(element__payload[5:0]),
     .valid_in(valid_in)
@@ -390,13 +390,13 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
     .pass_now(sel),
     .r_en(columns__ready),
     .rst(rst),
-    .sel(\sel$71 ),
+    .sel(\sel$73 ),
     .start(start),
     .value(value),
     .value_addr(\$signature__addr )
   );
   \hwgen_digits_lstm_p2.head_output  head_output (
-    .acc_addr(\acc_addr$35 ),
+    .acc_addr(\acc_addr$37 ),
     .acc_word(acc_word),
     .clk(clk),
     .done(\done$87 ),
@@ -428,32 +428,32 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__en$60  = 1'h0;
+    \$signature__en$62  = 1'h0;
     if (valid_out) begin
-      \$signature__en$60  = 1'h1;
+      \$signature__en$62  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$61  = 8'h00;
+    \$signature__data$63  = 8'h00;
     if (valid_out) begin
-      \$signature__data$61  = c_new;
+      \$signature__data$63  = c_new;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \sel$71  = 1'h0;
+    \sel$73  = 1'h0;
     casez (seq_state)
       3'h0:
-          \sel$71  = 1'h0;
+          \sel$73  = 1'h0;
       3'h1:
           /* empty */;
       3'h2:
-          \sel$71  = 1'h0;
+          \sel$73  = 1'h0;
       3'h3:
           /* empty */;
       3'h4:
-          \sel$71  = 1'h1;
+          \sel$73  = 1'h1;
     endcase
   end
   always @* begin
@@ -506,7 +506,7 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$76  = 1'h0;
+    \start$78  = 1'h0;
     casez (seq_state)
       3'h0:
           /* empty */;
@@ -514,22 +514,8 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
           /* empty */;
       3'h2:
           if (idle) begin
-            \start$76  = 1'h1;
+            \start$78  = 1'h1;
           end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$78  = 6'h00;
-    casez (seq_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          \$signature__addr$78  = h_addr;
     endcase
   end
   always @* begin
@@ -797,12 +783,12 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$54  = 6'h00;
+    \$signature__addr$56  = 6'h00;
     if (valid_out) begin
-      \$signature__addr$54  = \$2 [5:0];
+      \$signature__addr$56  = \$2 [5:0];
     end
     if (\$9 ) begin
-      \$signature__addr$54  = { 2'h0, \$11  };
+      \$signature__addr$56  = { 2'h0, \$11  };
     end
   end
   always @* begin
@@ -817,19 +803,19 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__data$57  = 8'h00;
+    \$signature__data$59  = 8'h00;
     if (valid_out) begin
-      \$signature__data$57  = h_new;
+      \$signature__data$59  = h_new;
     end
     if (\$9 ) begin
-      \$signature__data$57  = i__payload[7:0];
+      \$signature__data$59  = i__payload[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$signature__addr$59  = 5'h00;
+    \$signature__addr$61  = 5'h00;
     if (valid_out) begin
-      \$signature__addr$59  = \$3 [4:0];
+      \$signature__addr$61  = \$3 [4:0];
     end
   end
   assign \columns__payload$9  = columns__payload;
@@ -843,19 +829,20 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign bank_now = bank;
   assign value_addr = \$signature__addr ;
   assign \$signature__data  = value;
-  assign \bank$29  = bank;
-  assign \o__payload$30  = o__payload;
-  assign \o__ready$31  = o__ready;
-  assign \o__valid$32  = o__valid;
-  assign \acc_word$37  = acc_word;
-  assign \acc_word$38  = acc_word;
-  assign c_addr = \$signature__addr$39 ;
+  assign h_addr = \$signature__addr$29 ;
+  assign \bank$31  = bank;
+  assign \o__payload$32  = o__payload;
+  assign \o__ready$33  = o__ready;
+  assign \o__valid$34  = o__valid;
+  assign \acc_word$39  = acc_word;
+  assign \acc_word$40  = acc_word;
+  assign c_addr = \$signature__addr$41 ;
   assign tag = element__payload[5:0];
   assign acc0 = element__payload[25:7];
   assign acc1 = element__payload[44:26];
   assign acc2 = element__payload[63:45];
   assign acc3 = element__payload[82:64];
-  assign \bank$67  = load_bank;
+  assign \bank$69  = load_bank;
   assign early = hold_h;
   assign busy = issue__valid;
   assign \i__payload.data  = i__payload[7:0];
@@ -883,14 +870,14 @@ module hwgen_digits_lstm_p2(i__valid, o__ready, clk, rst, i__ready, o__payload, 
   assign \issue__payload$15.bias  = issue__payload[27];
   assign \issue__payload$15.delta  = issue__payload[36:28];
   assign \issue__payload$15.shift  = issue__payload[37];
-  assign \o__payload$30.data  = o__payload[7:0];
-  assign \o__payload$30.last  = o__payload[8];
+  assign \o__payload$32.data  = o__payload[7:0];
+  assign \o__payload$32.last  = o__payload[8];
   assign \acc_word[0]  = acc_word[18:0];
   assign \acc_word[1]  = acc_word[37:19];
-  assign \acc_word$37[0]  = acc_word[18:0];
-  assign \acc_word$37[1]  = acc_word[37:19];
-  assign \acc_word$38[0]  = acc_word[18:0];
-  assign \acc_word$38[1]  = acc_word[37:19];
+  assign \acc_word$39[0]  = acc_word[18:0];
+  assign \acc_word$39[1]  = acc_word[37:19];
+  assign \acc_word$40[0]  = acc_word[18:0];
+  assign \acc_word$40[1]  = acc_word[37:19];
   assign \element__payload.tag  = element__payload[5:0];
   assign \element__payload.layer  = element__payload[6];
   assign \element__payload.gates  = element__payload[82:7];
@@ -2073,7 +2060,7 @@ module \hwgen_digits_lstm_p2.activate (rst, acc_addr, start, bank, acc_word, ele
 endmodule
 
 (* generator = "Amaranth" *)
-module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1054$7 , p20, p41, h_new, c_new, clk);
+module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$1053$7 , p20, p41, h_new, c_new, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -2299,8 +2286,8 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   reg [7:0] p81 = 8'h00;
   reg [7:0] p82 = 8'h00;
   reg p9 = 1'h0;
-  input [75:0] \port$1054$7 ;
-  wire [75:0] \port$1054$7 ;
+  input [75:0] \port$1053$7 ;
+  wire [75:0] \port$1053$7 ;
   input rst;
   wire rst;
   input [5:0] tag;
@@ -2326,22 +2313,22 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
   wire [7:0] \y$71 ;
   wire [7:0] \y$76 ;
   wire [7:0] \y$87 ;
-  assign \$1  = $signed(\port$1054$7 [18:0]) + $signed(9'h080);
+  assign \$1  = $signed(\port$1053$7 [18:0]) + $signed(9'h080);
   assign \$3  = $signed(p42) > $signed(8'h7f);
   assign \$4  = $signed(p42) < $signed(8'h80);
   assign \$5  = \$4  ? 20'hfff80 : p42;
   assign \$6  = \$3  ? 20'h0007f : \$5 ;
-  assign \$7  = $signed(\port$1054$7 [37:19]) + $signed(9'h080);
+  assign \$7  = $signed(\port$1053$7 [37:19]) + $signed(9'h080);
   assign \$9  = $signed(p44) > $signed(8'h7f);
   assign \$10  = $signed(p44) < $signed(8'h80);
   assign \$11  = \$10  ? 20'hfff80 : p44;
   assign \$12  = \$9  ? 20'h0007f : \$11 ;
-  assign \$13  = $signed(\port$1054$7 [56:38]) + $signed(9'h080);
+  assign \$13  = $signed(\port$1053$7 [56:38]) + $signed(9'h080);
   assign \$15  = $signed(p46) > $signed(8'h7f);
   assign \$16  = $signed(p46) < $signed(8'h80);
   assign \$17  = \$16  ? 20'hfff80 : p46;
   assign \$18  = \$15  ? 20'h0007f : \$17 ;
-  assign \$19  = $signed(\port$1054$7 [75:57]) + $signed(9'h080);
+  assign \$19  = $signed(\port$1053$7 [75:57]) + $signed(9'h080);
   assign \$21  = $signed(p48) > $signed(8'h7f);
   assign \$22  = $signed(p48) < $signed(8'h80);
   assign \$23  = \$22  ? 20'hfff80 : p48;
@@ -3155,10 +3142,10 @@ module \hwgen_digits_lstm_p2.elementwise0 (rst, valid_in, c_prev, tag, \port$105
       \$127  = 8'h00;
     end
   end
-  assign acc0 = \port$1054$7 [18:0];
-  assign acc1 = \port$1054$7 [37:19];
-  assign acc2 = \port$1054$7 [56:38];
-  assign acc3 = \port$1054$7 [75:57];
+  assign acc0 = \port$1053$7 [18:0];
+  assign acc1 = \port$1053$7 [37:19];
+  assign acc2 = \port$1053$7 [56:38];
+  assign acc3 = \port$1053$7 [75:57];
   assign valid_out = p20;
   assign tag_out = p41;
   assign x = p43;
