@@ -584,6 +584,25 @@ def test_read_address_is_copied_per_slice(lanes, groups):
         assert named == want and (COPY_ATTR in text) == (groups > 1)
 
 
+@pytest.mark.parametrize("lanes,units,marked", [(12, 1, True), (8, 1, False), (16, 2, False)])
+def test_issue_bank_flag_is_marked_beside_its_copies(lanes, units, marked):
+    """Where the shifting banks copy the issued bank's flag per 4 lanes, the issue engine's
+    own flag is set exactly as they are: it must be marked too, or synthesis merges it into
+    one of them and the units' enables come from a far lane group's copy."""
+    import re
+    from amaranth.back import verilog
+    from hwgen.design_folder import COPY_ATTR
+    qm = qmodel("gru", 1, 3)
+    plan = make_plan(qm, lanes)
+    act = ActivateEngine(activate_layers(plan), lanes, plan.acc_width, plan.acc_depth,
+                         plan.vector_depth, plan.cell_depth, 2, units=units)
+    text = verilog.convert(act, ports=[Value.cast(act.acc_addr)])
+    own = re.search(r"((?:\(\*[^*]*\*\)\s*)*)reg i_bank\b", text)   # its attributes
+    assert own is not None
+    assert (COPY_ATTR in own.group(1)) == marked
+    assert bool(re.search(r"reg i_bank_c\d+\b", text)) == marked
+
+
 def test_both_ways_of_issuing_are_tested():
     """The cases above take both the picking and the shifting banks."""
     assert not shifts_banks(16, 2) and not shifts_banks(8, 1) and shifts_banks(12, 1)

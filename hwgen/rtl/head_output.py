@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..interface import output_payload
 from .arith import requantize
-from .fanout import LANES_PER_COPY, REGION_LANES, copied, copies, copy_groups
+from .fanout import LANES_PER_COPY, REGION_LANES, copied, copies, copy_groups, spread
 
 assert LANES_PER_COPY & (LANES_PER_COPY - 1) == 0   # a lane's group and offset are its bits
 
@@ -70,17 +70,31 @@ class HeadOutput(wiring.Component):
         if grouped:
             m.d.comb += [self.acc_addr[g].eq(Mux(on, a, 0))
                          for g, (on, a) in enumerate(zip(reading, addr))]
-            # The address and offset copies take one register each a cycle later, with no
-            # enable: the state's decode and the lane compare into all their enables crossed
-            # the device (11.9 ns at 128 lanes). The word is read two cycles after it moves on
-            # at the earliest (ROUND, SEND, READ) and a lane picked three (ROUND, SEND,
-            # LATCH); the address goes back to the first word with the last output.
+            # The address and offset copies follow one register each, with no enable: the
+            # state's decode and the lane compare into all their enables crossed the device
+            # (11.9 ns at 128 lanes). The lane and the address move on as the lane is picked
+            # (PICK); the word is read three cycles after at the earliest (ROUND, SEND, READ)
+            # and a lane picked four (ROUND, SEND, LATCH, and REGION above one region). Above
+            # one region the offsets take a copy per region first (`fanout.spread`): one
+            # register into its copies beside every group's pick crossed the device (a net
+            # of 6.4 ns at 128 lanes). The address goes back to the first word with the last
+            # output.
             next_addr = Signal(range(self.acc_depth), init=self.acc_base)
             m.d.sync += [a.eq(next_addr) for a in addr]
-            m.d.sync += [o.eq(lane[:len(o)]) for o in offsets]
+            if pick_steps(P) == 2:
+                m.d.sync += [o.eq(lane[:len(o)]) for o in offsets]
+            else:
+                spread(m, offsets, lane[:len(offsets[0])])
         else:
             m.d.comb += self.acc_addr.eq(Mux(reading[0], addr[0], 0))
         word_addr = next_addr if grouped else addr[0]   # the register that moves on
+
+        def next_lane():
+            """The lane, and at the word's end the address, move on."""
+            with m.If(lane == P - 1):
+                m.d.sync += [lane.eq(0), word_addr.eq(word_addr + 1)]
+            with m.Else():
+                m.d.sync += lane.eq(lane + 1)
         with m.FSM(name="head_out"):
             with m.State("IDLE"):
                 # the counters start over while idle, `start` or not: `start` (the sequencer's
@@ -130,20 +144,20 @@ class HeadOutput(wiring.Component):
                         m.next = "PICK"
                 with m.State("PICK"):
                     m.d.sync += word.eq(Array(far)[group])
+                    next_lane()
                     m.next = "ROUND"
             with m.State("ROUND"):
                 m.d.sync += [self.o.payload.data.eq(requantize(word, head.acc_frac,
                                                                head.out_fmt)),
                              self.o.payload.last.eq(out_idx == last),
                              self.o.valid.eq(1), out_idx.eq(out_idx + 1)]
-                # The word's lane is read (LATCH): the counters move on here, where no stream
-                # signal decides them (the output's ready into the address copies' enables
-                # crossed the device, the 128-lane design's longest path), and the read port
-                # is let go after the last output's word.
-                with m.If(lane == P - 1):
-                    m.d.sync += [lane.eq(0), word_addr.eq(word_addr + 1)]
-                with m.Else():
-                    m.d.sync += lane.eq(lane + 1)
+                # The word's lane is read (LATCH; above 8 lanes PICK moves the lane on): the
+                # counters move on here, where no stream signal decides them (the output's
+                # ready into the address copies' enables crossed the device, the 128-lane
+                # design's longest path), and the read port is let go after the last output's
+                # word.
+                if not grouped:
+                    next_lane()
                 with m.If(out_idx == last):
                     m.d.sync += [on.eq(0) for on in reading]
                     if grouped:
