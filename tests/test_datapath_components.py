@@ -584,29 +584,6 @@ def test_read_address_is_copied_per_slice(lanes, groups):
         assert named == want and (COPY_ATTR in text) == (groups > 1)
 
 
-@pytest.mark.parametrize("lanes,units,name,marked", [
-    (12, 1, "i_bank", True), (8, 1, "i_bank", False), (16, 2, "i_bank", False),
-    (70, 2, "running", True), (70, 2, "start_q", True), (32, 1, "running", False)])
-def test_registers_beside_their_copies_are_marked(lanes, units, name, marked):
-    """A register set exactly as its copies are (the issued bank's flag beside its copies
-    per 4 lanes; above one region, the engine's own gather control and delayed `start`
-    beside each region's) must be marked as they are, or synthesis merges it into one of
-    them, far from its own consumers (the units' enables, 11.87 ns at 128 lanes)."""
-    import re
-    from amaranth.back import verilog
-    from hwgen.design_folder import COPY_ATTR
-    qm = qmodel("gru", 1, 3)
-    plan = make_plan(qm, lanes)
-    act = ActivateEngine(activate_layers(plan), lanes, plan.acc_width, plan.acc_depth,
-                         plan.vector_depth, plan.cell_depth, 2, units=units)
-    text = verilog.convert(act, ports=[Value.cast(act.acc_addr)])
-    own = re.search(r"((?:\(\*[^*]*\*\)\s*)*)reg (?:\[[^]]*\] )?" + name + r"\b", text)
-    assert own is not None   # declared, with its attributes
-    assert (COPY_ATTR in own.group(1)) == marked
-    copy = {"i_bank": r"i_bank_c\d+", "running": r"running_r_c\d+", "start_q": r"start_r_c\d+"}
-    assert bool(re.search(r"reg (?:\[[^]]*\] )?" + copy[name] + r"\b", text)) == marked
-
-
 def test_both_ways_of_issuing_are_tested():
     """The cases above take both the picking and the shifting banks."""
     assert not shifts_banks(16, 2) and not shifts_banks(8, 1) and shifts_banks(12, 1)

@@ -130,14 +130,12 @@ class GatherControl:
     """The gather engine's control registers: the engine's own, or a region's copy of them
     (module docstring). `full` is the pair of bank flags (an `Array`, indexed by bank)."""
 
-    def __init__(self, layers, n_blocks: int, suffix: str = "", marked: bool = False):
-        # a copy (named with a suffix), and the engine's own where copies exist, are marked
-        # to stay apart in synthesis (`fanout`)
+    def __init__(self, layers, n_blocks: int, suffix: str = ""):
+        # a copy (named with a suffix) is marked to stay apart in synthesis (`fanout`)
         self.suffix = suffix
-        attrs = {COPY_ATTR: 1} if suffix or marked else {}
 
         def reg(shape, base):
-            return Signal(shape, name=f"{base}{suffix}", attrs=attrs)
+            return Signal(shape, name=f"{base}{suffix}", attrs={COPY_ATTR: 1} if suffix else {})
         self.running = reg(1, "running")
         self.layer = reg(range(len(layers)), "layer")
         self.act_q = reg(range(max(gather_cycles(lay.n_blocks) for lay in layers)), "act_q")
@@ -250,15 +248,9 @@ class ActivateEngine(wiring.Component):
         # two banks of gathered gate words: one is issued while the other is filled
         gate_regs = [[[Signal(signed(self.acc_width), name=f"gate{b}_{q}_{k}")
                        for k in range(P)] for q in range(n_blocks)] for b in range(2)]
-        # the engine's own control is stepped as the regions' copies are (`start_registered`):
-        # marked as they are, or synthesis merges its registers into a region's
-        ctl = GatherControl(layers, n_blocks, marked=self.start_registered)
+        ctl = GatherControl(layers, n_blocks)
         full, g_bank, layer, running = ctl.full, ctl.g_bank, ctl.layer, ctl.running
-        # the issue engine's own bank flag is set exactly as its copies: unmarked, synthesis
-        # merged it into one of them, so the units' enables came from a far lane group's copy
-        # (11.9 ns at 128 lanes)
-        copied_bank = self.shifting and copy_groups(P, BANK_LANES_PER_COPY) > 1
-        i_bank = Signal(attrs={COPY_ATTR: 1} if copied_bank else {})
+        i_bank = Signal()
         lane = Signal(range(P + 1))
         grp = Signal(range(max(lay.gpg for lay in layers) + 1))
         elem = Signal(range(max_h + self.units))  # grp * P + lane, counted, not computed
@@ -279,10 +271,7 @@ class ActivateEngine(wiring.Component):
             # `start` a cycle late (module docstring): the engine's own registers take a
             # copy; each region's gather control and read-address copies take their
             # region's copy of it and of the layer's first read
-            # (`start_q` is set as its region copies are: marked as they are, or synthesis
-            # merges it into one of them, far from the engine)
-            start = Signal(name="start_q", attrs={COPY_ATTR: 1})
-            sel = Signal.like(sel, name="sel_q")
+            start, sel = Signal(name="start_q"), Signal.like(sel, name="sel_q")
             bank = Signal(name="bank_q")
             m.d.sync += [start.eq(self.start), sel.eq(self.sel), bank.eq(self.bank)]
             region_starts = copies(1, P, "start_r", per=REGION_LANES)
