@@ -54,8 +54,8 @@ BIG_ROWS = [("speech_gru256_p64", BIG_LANES, "ecp5-85f"),
 BIG_NAMES = {name for name, _, _ in BIG_ROWS}
 BIG_WEIGHT_BITS = {"speech_gru256_w4_p128": 4}   # the others: speech_big.CONFIG's 8
 # nextpnr's static placer for the 128-lane row (heap's placement of it did not route), and
-# its seeds, its lanes pinned by `hwgen.synth.floorplan`: 102.6 and 96.3 MHz at 028bddf (85.2,
-# 89.2, 83.9 at d413cad; 59.1, 80.4, 72.9 at 0760222 without the floorplan)
+# its seeds, its lanes pinned by `hwgen.synth.floorplan`: 84.3 and 102.0 MHz at fa917e6 (102.6
+# and 96.3 at 028bddf; 85.2, 89.2, 83.9 at d413cad; 59.1, 80.4, 72.9 at 0760222 unpinned)
 BIG_PLACERS = {"speech_gru256_w4_p128": "static"}
 BIG_SEEDS = {"speech_gru256_w4_p128": (1, 2, 3)}   # the others: seed 1
 
